@@ -1,0 +1,210 @@
+"""What we learn about a call, one fact at a time.
+
+The AMI tracker turns Asterisk events into these facts; the call store writes them to
+PostgreSQL (or spools them when it cannot). Every fact names the caller's channel by its
+Asterisk ``Uniqueid`` (``call_id``) and carries the instant Asterisk stamped on the event, so
+writing the same fact twice changes nothing: a replayed or duplicated event is harmless.
+
+Facts are plain frozen dataclasses that round-trip through JSON for the on-disk spool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    """A caller's channel entered the line (AMI ``Newchannel``, or found again on resync)."""
+
+    kind: ClassVar[str] = "call_started"
+    call_id: str
+    linked_id: str
+    channel: str
+    caller_number: str
+    caller_name: str
+    line: str  # the number dialled: "112" or "119"
+    at: datetime
+
+
+@dataclass(frozen=True)
+class IvrVariableSet:
+    """The IVR or the dialplan set one of the ``IVR_*`` channel variables (AMI ``VarSet``)."""
+
+    kind: ClassVar[str] = "ivr_variable"
+    call_id: str
+    name: str  # without the IVR_ prefix, lower case: choice, outcome, category, skill, queue
+    value: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class QueueJoined:
+    """The caller entered a queue at a position (AMI ``QueueCallerJoin``)."""
+
+    kind: ClassVar[str] = "queue_joined"
+    call_id: str
+    queue: str
+    position: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class QueueLeft:
+    """The caller left a queue, answered or not (AMI ``QueueCallerLeave``)."""
+
+    kind: ClassVar[str] = "queue_left"
+    call_id: str
+    queue: str
+    position: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OperatorRung:
+    """Asterisk rang an operator for this caller (AMI ``AgentCalled``)."""
+
+    kind: ClassVar[str] = "operator_rung"
+    call_id: str
+    queue: str
+    operator: str  # the member's interface, e.g. PJSIP/op1001
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OperatorAnswered:
+    """An operator answered; ``wait_seconds`` is the caller's time in queue (``AgentConnect``)."""
+
+    kind: ClassVar[str] = "operator_answered"
+    call_id: str
+    queue: str
+    operator: str
+    wait_seconds: int
+    ring_seconds: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OperatorCompleted:
+    """The conversation ended (AMI ``AgentComplete``); carries enough to stand alone.
+
+    ``ended_by`` is Asterisk's ``Reason``: caller, agent or transfer.
+    """
+
+    kind: ClassVar[str] = "operator_completed"
+    call_id: str
+    queue: str
+    operator: str
+    wait_seconds: int
+    talk_seconds: int
+    ended_by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class QueueAbandoned:
+    """The caller hung up while waiting (AMI ``QueueCallerAbandon``)."""
+
+    kind: ClassVar[str] = "queue_abandoned"
+    call_id: str
+    queue: str
+    original_position: int
+    final_position: int
+    wait_seconds: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CallEnded:
+    """The caller's channel hung up (AMI ``Hangup``), with the Q.850 cause."""
+
+    kind: ClassVar[str] = "call_ended"
+    call_id: str
+    cause: int
+    cause_text: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CallVanished:
+    """On resync the caller's channel no longer exists, and its hang-up was never seen."""
+
+    kind: ClassVar[str] = "call_vanished"
+    call_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class OperatorStateChanged:
+    """A queue member's device state or pause changed (``QueueMemberStatus``/``...Pause``)."""
+
+    kind: ClassVar[str] = "operator_state"
+    operator: str
+    queue: str
+    state: str  # idle, ringing, talking, unavailable, paused, ... (see ami tracker)
+    paused: bool
+    pause_reason: str
+    at: datetime
+
+
+CallFact = (
+    CallStarted
+    | IvrVariableSet
+    | QueueJoined
+    | QueueLeft
+    | OperatorRung
+    | OperatorAnswered
+    | OperatorCompleted
+    | QueueAbandoned
+    | CallEnded
+    | CallVanished
+    | OperatorStateChanged
+)
+
+FACT_TYPES: dict[str, type[CallFact]] = {
+    cls.kind: cls
+    for cls in (
+        CallStarted,
+        IvrVariableSet,
+        QueueJoined,
+        QueueLeft,
+        OperatorRung,
+        OperatorAnswered,
+        OperatorCompleted,
+        QueueAbandoned,
+        CallEnded,
+        CallVanished,
+        OperatorStateChanged,
+    )
+}
+
+
+class FactDecodeError(ValueError):
+    """A spooled line is not a fact this version understands."""
+
+
+def fact_to_json(fact: CallFact) -> str:
+    """Serialise a fact as one JSON line (datetimes as ISO 8601 with offset)."""
+    body: dict[str, Any] = {"kind": fact.kind}
+    for f in dataclasses.fields(fact):
+        value = getattr(fact, f.name)
+        body[f.name] = value.isoformat() if isinstance(value, datetime) else value
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def fact_from_json(line: str) -> CallFact:
+    """Inverse of :func:`fact_to_json`."""
+    try:
+        body = json.loads(line)
+        cls = FACT_TYPES[body.pop("kind")]
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            value = body[f.name]
+            kwargs[f.name] = datetime.fromisoformat(value) if f.name == "at" else value
+        return cls(**kwargs)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FactDecodeError(f"not a call fact: {line[:200]!r}") from exc

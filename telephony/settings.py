@@ -1,0 +1,251 @@
+"""One frozen, typed settings object for every process of the line.
+
+Values are layered, later layers winning: built-in defaults <- a TOML file <- environment
+variables (``SIAGA112_<FIELD>``) <- command-line overrides (``--set field=value``).
+The database follows libpq: a DSN if one is given, else the ``PG*`` environment variables if
+any is set, else an embedded PostgreSQL cluster that the line starts in its own data directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SIAGA112_"
+CONFIG_ENV = "SIAGA112_CONFIG"
+
+# libpq's own variables; any of them means "an operator pointed us at a real server".
+LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
+
+
+class SettingsError(ValueError):
+    """A setting could not be read or has an invalid value."""
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "siaga112"
+
+
+@dataclass(frozen=True)
+class ShiftDefinition:
+    """A named shift starting at a local wall-clock time; it ends where the next one starts."""
+
+    name: str
+    start: time
+
+
+DEFAULT_SHIFTS = (
+    ShiftDefinition("pagi", time(7, 0)),
+    ShiftDefinition("siang", time(15, 0)),
+    ShiftDefinition("malam", time(23, 0)),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the line. Immutable: build a new one with :func:`load_settings`."""
+
+    # Where the line keeps its runtime state: embedded database, spool, prompts, logs.
+    state_dir: Path = Path("var")
+    # The Asterisk root filesystem is large and slow to build, so it lives outside the repo.
+    lab_rootfs: Path = field(default_factory=lambda: _default_cache_dir() / "asterisk-rootfs")
+    lab_instance: str = "lab"
+
+    # FastAGI: Asterisk connects to us. Loopback only unless an operator says otherwise.
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    agi_command_timeout: float = 30.0  # one command's reply; GET DATA includes its prompt
+    agi_session_timeout: float = 90.0  # whole IVR session; past it the dialplan fails open
+    agi_max_frame_bytes: int = 16384
+
+    # AMI: we connect to Asterisk with a least-privilege user.
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_username: str = "siaga112"
+    ami_secret: str = "siaga112-lab-secret"
+    ami_reconnect_seconds: float = 1.0
+
+    # SIP and RTP of the lab Asterisk (templated into asterisk-conf/).
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    rtp_port_start: int = 10000
+    rtp_port_end: int = 20000
+    queue_max_wait: int = 60  # seconds in a skill queue before overflowing to all operators
+
+    # Database: DSN, else PG* variables, else embedded cluster on a private socket.
+    database_dsn: str | None = None
+    embedded_pg_port: int = 55432
+    db_connect_timeout: float = 3.0
+    db_retry_seconds: float = 2.0
+
+    timezone: str = "Asia/Jakarta"
+    shifts: tuple[ShiftDefinition, ...] = DEFAULT_SHIFTS
+
+    menu_file: Path | None = None  # None: the packaged default menu
+    prompt_voice: str = "id"
+
+    log_level: str = "INFO"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Facts that could not be written to the database wait here."""
+        return self.state_dir / "spool"
+
+    @property
+    def prompts_dir(self) -> Path:
+        """Generated IVR prompt audio (8 kHz mono WAV)."""
+        return self.state_dir / "prompts"
+
+    @property
+    def prompt_overrides_dir(self) -> Path:
+        """An admin drops a recorded ``<name>.wav`` here to replace a generated prompt."""
+        return self.state_dir / "prompts-recorded"
+
+    @property
+    def embedded_pg_dir(self) -> Path:
+        """Data directory of the embedded PostgreSQL cluster."""
+        return self.state_dir / "pgdata"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        """True when neither a DSN nor libpq's environment names a server."""
+        return self.database_dsn is None and not any(v in os.environ for v in LIBPQ_ENV)
+
+    @property
+    def agi_url(self) -> str:
+        """The FastAGI URL the dialplan calls for the IVR."""
+        return f"agi://{self.agi_host}:{self.agi_port}/ivr"
+
+
+def _parse_shifts(raw: Any) -> tuple[ShiftDefinition, ...]:
+    """Shifts come as ``{"pagi": "07:00", ...}`` or ``"pagi=07:00,siang=15:00,..."``."""
+    if isinstance(raw, str):
+        pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise SettingsError(f"shifts: expected name=HH:MM,..., got {raw!r}")
+        raw = {name.strip(): start.strip() for name, start in pairs}
+    if not isinstance(raw, Mapping) or not raw:
+        raise SettingsError("shifts: expected a non-empty table of name = HH:MM")
+    shifts = []
+    for name, start in raw.items():
+        try:
+            parsed = start if isinstance(start, time) else time.fromisoformat(str(start))
+        except ValueError as exc:
+            raise SettingsError(f"shifts: {name}: invalid time {start!r}") from exc
+        shifts.append(ShiftDefinition(str(name), parsed))
+    starts = [s.start for s in shifts]
+    if len(set(starts)) != len(starts):
+        raise SettingsError("shifts: two shifts start at the same time")
+    return tuple(sorted(shifts, key=lambda s: s.start))
+
+
+def _coerce(name: str, annotation: Any, raw: Any) -> Any:
+    """Turn a TOML value or an environment string into the field's declared type."""
+    if name == "shifts":
+        return _parse_shifts(raw)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if raw is None or (isinstance(raw, str) and raw == ""):
+            return None
+        return _coerce(name, options[0], raw)
+    try:
+        if annotation is bool:
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if annotation is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if annotation is float:
+            return float(raw)
+        if annotation is Path:
+            return Path(str(raw)).expanduser()
+        if annotation is str:
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            return raw
+    except ValueError as exc:
+        raise SettingsError(f"{name}: invalid value {raw!r}") from exc
+    raise SettingsError(f"{name}: unsupported setting type {annotation!r}")
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings from defaults, a TOML file, the environment and CLI overrides.
+
+    The file is ``config_file``, else ``$SIAGA112_CONFIG`` if set. Unknown keys anywhere are an
+    error: a mistyped setting silently ignored on an emergency line is worse than a refusal.
+    """
+    env = os.environ if environ is None else environ
+    types_by_name = _field_types()
+    values: dict[str, Any] = {}
+
+    path = config_file or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+        for key, raw in document.items():
+            if key not in types_by_name:
+                raise SettingsError(f"{path}: unknown setting {key!r}")
+            values[key] = _coerce(key, types_by_name[key], raw)
+
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name not in types_by_name:
+            raise SettingsError(f"environment: unknown setting {key}")
+        values[name] = _coerce(name, types_by_name[name], raw)
+
+    for name, raw in (overrides or {}).items():
+        if name not in types_by_name:
+            raise SettingsError(f"--set: unknown setting {name!r}")
+        values[name] = _coerce(name, types_by_name[name], raw)
+
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    ports = {
+        "agi_port": settings.agi_port,
+        "ami_port": settings.ami_port,
+        "sip_port": settings.sip_port,
+        "embedded_pg_port": settings.embedded_pg_port,
+    }
+    for name, port in ports.items():
+        if not 0 < port < 65536:
+            raise SettingsError(f"{name}: {port} is not a TCP/UDP port")
+    if not settings.rtp_port_start < settings.rtp_port_end:
+        raise SettingsError("rtp_port_start must be below rtp_port_end")
+    for name in ("agi_command_timeout", "agi_session_timeout", "db_connect_timeout"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be positive")
+    if settings.agi_max_frame_bytes < 1024:
+        raise SettingsError("agi_max_frame_bytes must be at least 1024")
