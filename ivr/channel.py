@@ -6,6 +6,7 @@ scripted channel. Every method may raise :class:`CallerHungUp` when the caller h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -20,11 +21,11 @@ class CallerHungUp(ChannelError):
 class Channel(Protocol):
     """What an IVR flow may do with the caller's channel."""
 
-    async def ask_digit(self, prompt: str, timeout_ms: int) -> str | None:
-        """Play ``prompt`` and return the first DTMF digit pressed, during it or after.
+    async def ask_digit(self, prompts: Sequence[str], timeout_ms: int) -> str | None:
+        """Play ``prompts`` one after another and return the first DTMF digit pressed.
 
-        Barge-in: a digit pressed while the prompt plays stops it. Waits ``timeout_ms`` after
-        the prompt ends; returns ``None`` if nothing was pressed.
+        Barge-in: a digit pressed while a prompt plays stops the playback. Waits
+        ``timeout_ms`` after the last prompt ends; returns ``None`` if nothing was pressed.
         """
         ...
 

@@ -1,0 +1,226 @@
+"""The IVR menu as data: lines, menus, options, routes and prompt texts.
+
+The menu is a JSON document (``ivr/menu.json`` ships the default; ``Settings.menu_file`` points
+to an admin's copy). It is validated as a whole before use, so a broken edit is refused with a
+clear message instead of reaching a caller: every option leads somewhere, every route names a
+known queue, every prompt has a text, and menus nest at most two deep (the emergency
+sub-choice) so nobody is kept long in the IVR.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+DTMF_KEYS = frozenset("0123456789*#")
+MAX_MENU_DEPTH = 2
+CATEGORIES = frozenset({"emergency", "complaint", "information"})
+
+
+class MenuError(ValueError):
+    """The menu document is not a valid menu."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a call goes: its category, the skill it needs and the queue that has it."""
+
+    category: str
+    skill: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class Option:
+    """A key's effect: a final route, or a sub-menu (by name)."""
+
+    route: Route | None = None
+    submenu: str | None = None
+
+
+@dataclass(frozen=True)
+class Menu:
+    """One menu: its prompt, how long to wait, how often to ask, and where silence goes."""
+
+    name: str
+    prompt: str
+    timeout_ms: int
+    no_input_attempts: int
+    invalid_attempts: int
+    invalid_prompt: str | None
+    default: Route
+    options: Mapping[str, Option]
+
+
+@dataclass(frozen=True)
+class LineEntry:
+    """What a dialled line (112, 119) does first: a greeting, then a menu or a direct route."""
+
+    greeting: str | None
+    menu: str | None = None
+    route: Route | None = None
+
+
+@dataclass(frozen=True)
+class IvrMenu:
+    """The whole, validated menu document."""
+
+    version: int
+    lines: Mapping[str, LineEntry]
+    default_line: str
+    menus: Mapping[str, Menu]
+    prompts: Mapping[str, str]
+    known_queues: frozenset[str]
+
+    def entry_for(self, line: str) -> LineEntry:
+        """The entry for a dialled line; an unknown line is served as the default line."""
+        return self.lines.get(line) or self.lines[self.default_line]
+
+    def fail_open_route(self, line: str) -> Route:
+        """The route the dialplan takes when the IVR cannot run for ``line``."""
+        entry = self.entry_for(line)
+        if entry.route is not None:
+            return entry.route
+        assert entry.menu is not None  # validated: an entry has a menu or a route
+        return self.menus[entry.menu].default
+
+
+def _require(mapping: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in mapping:
+        raise MenuError(f"{where}: missing {key!r}")
+    value = mapping[key]
+    if kind is int and isinstance(value, bool):
+        raise MenuError(f"{where}.{key}: expected a whole number")
+    if not isinstance(value, kind):
+        raise MenuError(f"{where}.{key}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _route(raw: Any, where: str, queues: frozenset[str]) -> Route:
+    if not isinstance(raw, Mapping):
+        raise MenuError(f"{where}: expected a route object")
+    route = Route(
+        category=_require(raw, "category", str, where),
+        skill=_require(raw, "skill", str, where),
+        queue=_require(raw, "queue", str, where),
+    )
+    if route.category not in CATEGORIES:
+        raise MenuError(f"{where}.category: {route.category!r} is not one of {sorted(CATEGORIES)}")
+    if route.queue not in queues:
+        raise MenuError(f"{where}.queue: unknown queue {route.queue!r}")
+    return route
+
+
+def _menu(name: str, raw: Any, queues: frozenset[str]) -> Menu:
+    where = f"menus.{name}"
+    if not isinstance(raw, Mapping):
+        raise MenuError(f"{where}: expected an object")
+    options: dict[str, Option] = {}
+    for key, value in _require(raw, "options", dict, where).items():
+        owhere = f"{where}.options.{key}"
+        if key not in DTMF_KEYS:
+            raise MenuError(f"{owhere}: not a telephone key")
+        if not isinstance(value, Mapping) or ("route" in value) == ("menu" in value):
+            raise MenuError(f"{owhere}: needs exactly one of 'route' or 'menu'")
+        if "route" in value:
+            options[key] = Option(route=_route(value["route"], f"{owhere}.route", queues))
+        else:
+            options[key] = Option(submenu=_require(value, "menu", str, owhere))
+    menu = Menu(
+        name=name,
+        prompt=_require(raw, "prompt", str, where),
+        timeout_ms=_require(raw, "timeout_ms", int, where),
+        no_input_attempts=_require(raw, "no_input_attempts", int, where),
+        invalid_attempts=_require(raw, "invalid_attempts", int, where),
+        invalid_prompt=raw.get("invalid_prompt"),
+        default=_route(_require(raw, "default", dict, where), f"{where}.default", queues),
+        options=options,
+    )
+    if not 500 <= menu.timeout_ms <= 30000:
+        raise MenuError(f"{where}.timeout_ms: must be between 500 and 30000")
+    if not 1 <= menu.no_input_attempts <= 5 or not 1 <= menu.invalid_attempts <= 5:
+        raise MenuError(f"{where}: attempts must be between 1 and 5")
+    return menu
+
+
+def _check_depth(menus: Mapping[str, Menu], start: str, where: str) -> None:
+    """Every path from ``start`` ends within MAX_MENU_DEPTH menus (so no cycles either)."""
+    frontier, depth = {start}, 1
+    while frontier:
+        if depth > MAX_MENU_DEPTH:
+            raise MenuError(f"{where}: menus nest deeper than {MAX_MENU_DEPTH} (or loop)")
+        nxt = set()
+        for name in frontier:
+            for key, option in menus[name].options.items():
+                if option.submenu is not None:
+                    if option.submenu not in menus:
+                        raise MenuError(f"menus.{name}.options.{key}: unknown menu "
+                                        f"{option.submenu!r}")
+                    nxt.add(option.submenu)
+        frontier, depth = nxt, depth + 1
+
+
+def parse_menu(document: Any) -> IvrMenu:
+    """Validate a decoded menu document and build the menu."""
+    if not isinstance(document, Mapping):
+        raise MenuError("menu: expected a JSON object")
+    queues = frozenset(_require(document, "known_queues", list, "menu"))
+    menus = {
+        name: _menu(name, raw, queues)
+        for name, raw in _require(document, "menus", dict, "menu").items()
+    }
+    lines: dict[str, LineEntry] = {}
+    for line, raw in _require(document, "lines", dict, "menu").items():
+        where = f"lines.{line}"
+        if not isinstance(raw, Mapping) or ("route" in raw) == ("menu" in raw):
+            raise MenuError(f"{where}: needs exactly one of 'route' or 'menu'")
+        entry = LineEntry(
+            greeting=raw.get("greeting"),
+            menu=raw.get("menu"),
+            route=_route(raw["route"], f"{where}.route", queues) if "route" in raw else None,
+        )
+        if entry.menu is not None:
+            if entry.menu not in menus:
+                raise MenuError(f"{where}.menu: unknown menu {entry.menu!r}")
+            _check_depth(menus, entry.menu, where)
+        lines[line] = entry
+    default_line = _require(document, "default_line", str, "menu")
+    if default_line not in lines:
+        raise MenuError(f"default_line: {default_line!r} is not a line")
+    prompts = dict(_require(document, "prompts", dict, "menu"))
+    used = {m.prompt for m in menus.values()}
+    used |= {m.invalid_prompt for m in menus.values() if m.invalid_prompt}
+    used |= {e.greeting for e in lines.values() if e.greeting}
+    missing = sorted(used - prompts.keys())
+    if missing:
+        raise MenuError(f"prompts: no text for {', '.join(missing)}")
+    for name, text in prompts.items():
+        if not isinstance(text, str) or not text.strip():
+            raise MenuError(f"prompts.{name}: empty text")
+        if not name.replace("-", "").isalnum():
+            raise MenuError(f"prompts.{name}: a prompt name is letters, digits and '-' only")
+    return IvrMenu(
+        version=_require(document, "version", int, "menu"),
+        lines=lines,
+        default_line=default_line,
+        menus=menus,
+        prompts=prompts,
+        known_queues=queues,
+    )
+
+
+def load_menu(path: Path | None = None) -> IvrMenu:
+    """Load and validate a menu file; ``None`` loads the packaged default."""
+    try:
+        if path is None:
+            text = resources.files("ivr").joinpath("menu.json").read_text("utf-8")
+        else:
+            text = path.read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MenuError(f"cannot read menu {path or 'ivr/menu.json'}: {exc}") from exc
+    return parse_menu(document)

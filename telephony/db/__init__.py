@@ -1,0 +1,1 @@
+"""PostgreSQL access: connection, migrations, and one module of SQL per table family."""

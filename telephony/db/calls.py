@@ -1,0 +1,418 @@
+"""SQL for the call family of tables: calls, call_events, queue_visits, operator states.
+
+Every fact is first appended to ``call_events`` under a key derived from its content; a fact
+already there (a replayed or duplicated AMI event, a spool replayed after a crash) is skipped.
+The projections into ``calls`` and friends are written so that applying a fact again would
+change nothing either: first-seen values are kept with COALESCE, instants with LEAST.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from telephony.callfacts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    CallVanished,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorRung,
+    OperatorStateChanged,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+    fact_to_json,
+)
+from telephony.shifts import ShiftCalendar
+
+# IVR variable name (lower case, without IVR_) -> column. Anything else stays in the event log.
+IVR_COLUMNS = {
+    "choice": "ivr_choice",
+    "outcome": "ivr_outcome",
+    "category": "ivr_category",
+    "skill": "ivr_skill",
+    "queue": "ivr_queue",
+}
+
+
+def dedupe_key(fact: CallFact) -> str:
+    """Content hash of a fact: equal facts share it."""
+    return hashlib.sha256(fact_to_json(fact).encode("utf-8")).hexdigest()
+
+
+_ENSURE_CALL = "INSERT INTO calls (call_id) VALUES ($1) ON CONFLICT (call_id) DO NOTHING"
+
+
+class CallRepository:
+    """Writes call facts and reads call records. Holds no connection: callers pass one in."""
+
+    def __init__(self, shifts: ShiftCalendar) -> None:
+        self._shifts = shifts
+
+    async def apply(self, connection: asyncpg.Connection, facts: Sequence[CallFact]) -> int:
+        """Apply ``facts`` in order in one transaction; returns how many were new."""
+        new = 0
+        async with connection.transaction():
+            for fact in facts:
+                if await self._append_event(connection, fact):
+                    await self._project(connection, fact)
+                    new += 1
+        return new
+
+    async def _append_event(self, connection: asyncpg.Connection, fact: CallFact) -> bool:
+        call_id = getattr(fact, "call_id", None)
+        inserted = await connection.fetchval(
+            """
+            INSERT INTO call_events (dedupe_key, call_id, kind, at, body)
+            VALUES ($1, $2, $3, $4, $5::jsonb)
+            ON CONFLICT (dedupe_key) DO NOTHING
+            RETURNING true
+            """,
+            dedupe_key(fact), call_id, fact.kind, fact.at, fact_to_json(fact),
+        )
+        return bool(inserted)
+
+    async def _project(self, connection: asyncpg.Connection, fact: CallFact) -> None:
+        match fact:
+            case CallStarted():
+                await self._call_started(connection, fact)
+            case IvrVariableSet():
+                await self._ivr_variable(connection, fact)
+            case QueueJoined():
+                await self._queue_joined(connection, fact)
+            case QueueLeft():
+                await self._queue_left(connection, fact)
+            case OperatorRung():
+                pass  # ring attempts are kept in the event log only
+            case OperatorAnswered():
+                await self._operator_answered(connection, fact)
+            case OperatorCompleted():
+                await self._operator_completed(connection, fact)
+            case QueueAbandoned():
+                await self._queue_abandoned(connection, fact)
+            case CallEnded():
+                await self._call_ended(connection, fact)
+            case CallVanished():
+                await self._call_vanished(connection, fact)
+            case OperatorStateChanged():
+                await self._operator_state(connection, fact)
+
+    async def _call_started(self, connection: asyncpg.Connection, fact: CallStarted) -> None:
+        slot = self._shifts.slot_for(fact.at)
+        await connection.execute(
+            """
+            INSERT INTO calls (call_id, linked_id, channel, caller_number, caller_name, line,
+                               arrived_at, shift_day, shift_name)
+            VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9)
+            ON CONFLICT (call_id) DO UPDATE SET
+                linked_id = COALESCE(calls.linked_id, EXCLUDED.linked_id),
+                channel = COALESCE(calls.channel, EXCLUDED.channel),
+                caller_number = COALESCE(NULLIF(calls.caller_number, ''), EXCLUDED.caller_number),
+                caller_name = COALESCE(NULLIF(calls.caller_name, ''), EXCLUDED.caller_name),
+                line = COALESCE(calls.line, EXCLUDED.line),
+                -- The earliest sighting is the arrival; the shift follows the arrival.
+                shift_day = CASE WHEN calls.arrived_at IS NULL
+                                   OR EXCLUDED.arrived_at < calls.arrived_at
+                                 THEN EXCLUDED.shift_day ELSE calls.shift_day END,
+                shift_name = CASE WHEN calls.arrived_at IS NULL
+                                    OR EXCLUDED.arrived_at < calls.arrived_at
+                                  THEN EXCLUDED.shift_name ELSE calls.shift_name END,
+                arrived_at = LEAST(calls.arrived_at, EXCLUDED.arrived_at),
+                updated_at = now()
+            """,
+            fact.call_id, fact.linked_id, fact.channel, fact.caller_number, fact.caller_name,
+            fact.line, fact.at, slot.day, slot.name,
+        )
+
+    async def _ivr_variable(self, connection: asyncpg.Connection, fact: IvrVariableSet) -> None:
+        await connection.execute(_ENSURE_CALL, fact.call_id)
+        if fact.name == "line":
+            await connection.execute(
+                "UPDATE calls SET line = COALESCE(line, NULLIF($2, '')), updated_at = now() "
+                "WHERE call_id = $1",
+                fact.call_id, fact.value,
+            )
+            return
+        column = IVR_COLUMNS.get(fact.name)
+        if column is None:
+            return
+        # The column name comes from the fixed mapping above, never from the event.
+        await connection.execute(
+            f"UPDATE calls SET {column} = NULLIF($2, ''), updated_at = now() "  # noqa: S608
+            "WHERE call_id = $1",
+            fact.call_id, fact.value,
+        )
+
+    async def _queue_joined(self, connection: asyncpg.Connection, fact: QueueJoined) -> None:
+        await connection.execute(_ENSURE_CALL, fact.call_id)
+        # A resync re-reports a caller still waiting, with a join time estimated from its wait;
+        # an open visit to the same queue is that same visit.
+        await connection.execute(
+            """
+            INSERT INTO queue_visits (call_id, queue, joined_at, join_position)
+            SELECT $1, $2, $3, $4
+            WHERE NOT EXISTS (
+                SELECT 1 FROM queue_visits
+                WHERE call_id = $1 AND queue = $2 AND left_at IS NULL
+            )
+            ON CONFLICT DO NOTHING
+            """,
+            fact.call_id, fact.queue, fact.at, fact.position,
+        )
+        await connection.execute(
+            """
+            UPDATE calls SET
+                queue = COALESCE(queue, $2),
+                queue_position = CASE WHEN queue IS NULL THEN $4 ELSE queue_position END,
+                queue_joined_at = CASE WHEN queue IS NULL THEN $3 ELSE queue_joined_at END,
+                updated_at = now()
+            WHERE call_id = $1
+            """,
+            fact.call_id, fact.queue, fact.at, fact.position,
+        )
+
+    async def _close_visit(
+        self, connection: asyncpg.Connection, call_id: str, queue: str, at: datetime,
+        position: int | None,
+    ) -> None:
+        await connection.execute(
+            """
+            UPDATE queue_visits SET left_at = $3, left_position = $4
+            WHERE call_id = $1 AND queue = $2 AND left_at IS NULL
+            """,
+            call_id, queue, at, position,
+        )
+
+    async def _queue_left(self, connection: asyncpg.Connection, fact: QueueLeft) -> None:
+        await connection.execute(_ENSURE_CALL, fact.call_id)
+        await self._close_visit(connection, fact.call_id, fact.queue, fact.at, fact.position)
+        await connection.execute(
+            "UPDATE calls SET queue_left_at = GREATEST(queue_left_at, $2), updated_at = now() "
+            "WHERE call_id = $1",
+            fact.call_id, fact.at,
+        )
+
+    async def _operator_answered(
+        self, connection: asyncpg.Connection, fact: OperatorAnswered
+    ) -> None:
+        await connection.execute(_ENSURE_CALL, fact.call_id)
+        await connection.execute(
+            """
+            UPDATE calls SET
+                answered_queue = COALESCE(answered_queue, $2),
+                operator = COALESCE(operator, $3),
+                wait_seconds = COALESCE(wait_seconds, $4),
+                ring_seconds = COALESCE(ring_seconds, $5),
+                answered_at = LEAST(answered_at, $6),
+                updated_at = now()
+            WHERE call_id = $1
+            """,
+            fact.call_id, fact.queue, fact.operator, fact.wait_seconds, fact.ring_seconds,
+            fact.at,
+        )
+        await self._ensure_operator(connection, fact.operator)
+
+    async def _operator_completed(
+        self, connection: asyncpg.Connection, fact: OperatorCompleted
+    ) -> None:
+        await connection.execute(_ENSURE_CALL, fact.call_id)
+        # AgentComplete stands alone: if the listener missed AgentConnect (it was restarting),
+        # the answer instant is the completion minus the talk time.
+        await connection.execute(
+            """
+            UPDATE calls SET
+                answered_queue = COALESCE(answered_queue, $2),
+                operator = COALESCE(operator, $3),
+                wait_seconds = COALESCE(wait_seconds, $4),
+                talk_seconds = $5,
+                ended_by = $6,
+                completed_at = $7,
+                answered_at = COALESCE(answered_at, $7::timestamptz - make_interval(secs => $5::integer)),
+                updated_at = now()
+            WHERE call_id = $1
+            """,
+            fact.call_id, fact.queue, fact.operator, fact.wait_seconds, fact.talk_seconds,
+            fact.ended_by, fact.at,
+        )
+        await self._ensure_operator(connection, fact.operator)
+
+    async def _queue_abandoned(self, connection: asyncpg.Connection, fact: QueueAbandoned) -> None:
+        await connection.execute(_ENSURE_CALL, fact.call_id)
+        await self._close_visit(
+            connection, fact.call_id, fact.queue, fact.at, fact.final_position
+        )
+        await connection.execute(
+            """
+            UPDATE calls SET
+                abandoned_at = $2, abandon_queue = $3,
+                abandon_original_position = $4, abandon_final_position = $5,
+                abandon_wait_seconds = $6, updated_at = now()
+            WHERE call_id = $1
+            """,
+            fact.call_id, fact.at, fact.queue, fact.original_position, fact.final_position,
+            fact.wait_seconds,
+        )
+
+    async def _call_ended(self, connection: asyncpg.Connection, fact: CallEnded) -> None:
+        await connection.execute(_ENSURE_CALL, fact.call_id)
+        await connection.execute(
+            """
+            UPDATE calls SET ended_at = $2, hangup_cause = $3, hangup_cause_text = $4,
+                             vanished = false, updated_at = now()
+            WHERE call_id = $1
+            """,
+            fact.call_id, fact.at, fact.cause, fact.cause_text,
+        )
+
+    async def _call_vanished(self, connection: asyncpg.Connection, fact: CallVanished) -> None:
+        await connection.execute(
+            """
+            UPDATE calls SET vanished = true, ended_at = $2, updated_at = now()
+            WHERE call_id = $1 AND ended_at IS NULL
+            """,
+            fact.call_id, fact.at,
+        )
+
+    async def _ensure_operator(self, connection: asyncpg.Connection, operator: str) -> None:
+        await connection.execute(
+            "INSERT INTO operators (operator) VALUES ($1) ON CONFLICT DO NOTHING", operator
+        )
+
+    async def _operator_state(
+        self, connection: asyncpg.Connection, fact: OperatorStateChanged
+    ) -> None:
+        await self._ensure_operator(connection, fact.operator)
+        slot = self._shifts.slot_for(fact.at)
+        await connection.execute(
+            """
+            INSERT INTO operator_state_changes
+                (operator, queue, at, state, paused, pause_reason, shift_day, shift_name)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT DO NOTHING
+            """,
+            fact.operator, fact.queue, fact.at, fact.state, fact.paused, fact.pause_reason,
+            slot.day, slot.name,
+        )
+        await connection.execute(
+            """
+            INSERT INTO queue_members (operator, queue, state, paused, pause_reason, since)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (operator, queue) DO UPDATE SET
+                state = EXCLUDED.state, paused = EXCLUDED.paused,
+                pause_reason = EXCLUDED.pause_reason, since = EXCLUDED.since
+            WHERE queue_members.since <= EXCLUDED.since
+            """,
+            fact.operator, fact.queue, fact.state, fact.paused, fact.pause_reason, fact.at,
+        )
+
+    async def open_call_ids(self, connection: asyncpg.Connection) -> set[str]:
+        """Calls the database believes are still in progress."""
+        rows = await connection.fetch("SELECT call_id FROM calls WHERE ended_at IS NULL")
+        return {row["call_id"] for row in rows}
+
+    async def call_records(
+        self, connection: asyncpg.Connection, *, since: datetime | None = None, limit: int = 100
+    ) -> list[CallRecord]:
+        """The most recent calls with their disposition, newest first."""
+        rows = await connection.fetch(
+            """
+            SELECT * FROM call_outcomes
+            WHERE $1::timestamptz IS NULL OR arrived_at >= $1
+            ORDER BY arrived_at DESC NULLS LAST
+            LIMIT $2
+            """,
+            since, limit,
+        )
+        return [CallRecord.from_row(row) for row in rows]
+
+    async def call_record(self, connection: asyncpg.Connection, call_id: str) -> CallRecord | None:
+        """One call by its id."""
+        row = await connection.fetchrow("SELECT * FROM call_outcomes WHERE call_id = $1", call_id)
+        return CallRecord.from_row(row) if row is not None else None
+
+    async def queue_figures(
+        self, connection: asyncpg.Connection, *, since: datetime | None = None
+    ) -> list[QueueFigures]:
+        """Per queue: offered, answered, abandoned, mean and longest wait, mean talk."""
+        rows = await connection.fetch(
+            """
+            SELECT v.queue,
+                   count(DISTINCT v.call_id) AS offered,
+                   count(DISTINCT c.call_id) FILTER (WHERE c.answered_queue = v.queue)
+                       AS answered,
+                   count(DISTINCT c.call_id) FILTER (WHERE c.abandon_queue = v.queue)
+                       AS abandoned,
+                   avg(c.wait_seconds) FILTER (WHERE c.answered_queue = v.queue) AS mean_wait,
+                   max(c.wait_seconds) FILTER (WHERE c.answered_queue = v.queue) AS max_wait,
+                   avg(c.talk_seconds) FILTER (WHERE c.answered_queue = v.queue) AS mean_talk
+            FROM queue_visits v JOIN calls c USING (call_id)
+            WHERE $1::timestamptz IS NULL OR c.arrived_at >= $1
+            GROUP BY v.queue
+            ORDER BY v.queue
+            """,
+            since,
+        )
+        return [QueueFigures(**dict(row)) for row in rows]
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call as the database holds it."""
+
+    call_id: str
+    line: str | None
+    caller_number: str
+    arrived_at: datetime | None
+    shift_day: Any
+    shift_name: str | None
+    ivr_choice: str | None
+    ivr_outcome: str | None
+    ivr_category: str | None
+    ivr_skill: str | None
+    queue: str | None
+    queue_position: int | None
+    answered_queue: str | None
+    operator: str | None
+    wait_seconds: int | None
+    talk_seconds: int | None
+    abandon_original_position: int | None
+    abandon_final_position: int | None
+    hangup_cause: int | None
+    hangup_cause_text: str | None
+    ended_at: datetime | None
+    disposition: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> CallRecord:
+        """Build from a ``call_outcomes`` row."""
+        names = cls.__dataclass_fields__
+        return cls(**{name: row[name] for name in names})
+
+    def as_json(self) -> str:
+        """A JSON line for scripts and logs."""
+        return json.dumps(
+            {name: getattr(self, name) for name in self.__dataclass_fields__},
+            default=str, ensure_ascii=False,
+        )
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """Per-queue totals."""
+
+    queue: str
+    offered: int
+    answered: int
+    abandoned: int
+    mean_wait: Any
+    max_wait: int | None
+    mean_talk: Any

@@ -1,0 +1,104 @@
+"""Connecting to PostgreSQL and turning driver errors into our own.
+
+Which server: ``Settings.database_dsn`` if set, else libpq's ``PG*`` environment variables
+(asyncpg reads them itself), else the embedded cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.settings import Settings
+
+log = logging.getLogger("telephony.db")
+
+T = TypeVar("T")
+DatabaseWork = Callable[[asyncpg.Connection], Awaitable[T]]
+
+
+class DatabaseUnavailable(ConnectionError):
+    """The database cannot be reached or refused the work; callers may retry later."""
+
+
+# Errors that mean "the server or the connection is not there right now", as opposed to a bug
+# in our SQL, which must surface loudly instead of being spooled and retried forever.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+def embedded_cluster(settings: Settings) -> EmbeddedPostgres:
+    """The embedded cluster described by ``settings``."""
+    return EmbeddedPostgres(settings.embedded_pg_dir, settings.embedded_pg_port)
+
+
+def resolve_dsn(settings: Settings) -> str | None:
+    """The DSN to connect with; ``None`` means libpq's environment variables decide."""
+    if settings.database_dsn is not None:
+        return settings.database_dsn
+    if settings.uses_embedded_database:
+        return embedded_cluster(settings).dsn()
+    return None
+
+
+async def create_pool(settings: Settings, *, max_size: int = 10) -> asyncpg.Pool:
+    """Open a connection pool, raising :class:`DatabaseUnavailable` if the server is not there."""
+    try:
+        return await asyncpg.create_pool(
+            dsn=resolve_dsn(settings),
+            min_size=1,
+            max_size=max_size,
+            timeout=settings.db_connect_timeout,
+            command_timeout=30,
+        )
+    except TRANSIENT_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+
+class Database:
+    """A lazily opened pool that turns "no server" into :class:`DatabaseUnavailable`.
+
+    The line starts and keeps taking calls while PostgreSQL is down; the pool is opened on
+    first use and reopened after the server comes back.
+    """
+
+    def __init__(self, settings: Settings, *, max_size: int = 10) -> None:
+        self._settings = settings
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        """The open pool, opening it if needed."""
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await create_pool(self._settings, max_size=self._max_size)
+            return self._pool
+
+    async def run(self, work: DatabaseWork[T]) -> T:
+        """Run ``work(connection)``; driver connection errors become DatabaseUnavailable."""
+        pool = await self.pool()
+        try:
+            async with pool.acquire(timeout=self._settings.db_connect_timeout) as connection:
+                return await work(connection)
+        except TRANSIENT_ERRORS as exc:
+            raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the pool, if open."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.wait_for(pool.close(), timeout=10)

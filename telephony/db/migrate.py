@@ -1,0 +1,88 @@
+"""Versioned schema migrations: ``migrations/NNNN_name.sql``, each applied once, in order.
+
+Each file runs in its own transaction under an advisory lock, so two processes starting at
+once cannot both apply it. A file changed after it was applied is refused (its checksum no
+longer matches): fix forward with a new migration instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger("telephony.db")
+
+# Any constant shared by our processes; pg_advisory_xact_lock takes a bigint.
+_MIGRATION_LOCK = 112_119
+
+
+class MigrationError(RuntimeError):
+    """The schema is in a state these migrations cannot move forward."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration file."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the file's text."""
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+def bundled_migrations() -> list[Migration]:
+    """The migrations shipped in this package, in version order."""
+    found = []
+    for entry in resources.files("telephony.db.migrations").iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        version, _, rest = entry.name.partition("_")
+        found.append(Migration(int(version), rest.removesuffix(".sql"), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    if len({m.version for m in found}) != len(found):
+        raise MigrationError("two migration files share a version number")
+    return found
+
+
+async def migrate(connection: asyncpg.Connection) -> list[Migration]:
+    """Apply every pending migration; returns the ones applied now."""
+    await connection.execute(
+        """
+        CREATE TABLE IF NOT EXISTS schema_migrations (
+            version     integer PRIMARY KEY,
+            name        text NOT NULL,
+            checksum    text NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+        )
+        """
+    )
+    applied_now = []
+    for migration in bundled_migrations():
+        async with connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            recorded = await connection.fetchval(
+                "SELECT checksum FROM schema_migrations WHERE version = $1", migration.version
+            )
+            if recorded is not None:
+                if recorded != migration.checksum:
+                    raise MigrationError(
+                        f"migration {migration.version}_{migration.name} changed after it was "
+                        "applied; add a new migration instead"
+                    )
+                continue
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                migration.version, migration.name, migration.checksum,
+            )
+            log.info("applied migration %04d_%s", migration.version, migration.name)
+            applied_now.append(migration)
+    return applied_now

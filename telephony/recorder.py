@@ -1,0 +1,109 @@
+"""Records call facts in PostgreSQL, or keeps them on disk until PostgreSQL takes them.
+
+This is the AMI listener's sink. Order matters (a hang-up after an answer), so once anything
+is spooled, every later fact goes to the spool behind it until the spool is drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from telephony.callfacts import CallFact
+from telephony.db.calls import CallRepository
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.spool import FactSpool
+
+log = logging.getLogger("telephony.recorder")
+
+_BATCH = 500
+
+
+class CallRecorder:
+    """Writes facts through a :class:`CallRepository`; spools them while the database is away."""
+
+    def __init__(
+        self,
+        database: Database,
+        repository: CallRepository,
+        spool: FactSpool,
+        *,
+        retry_seconds: float,
+    ) -> None:
+        self._database = database
+        self._repository = repository
+        self._spool = spool
+        self._retry_seconds = retry_seconds
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._database_down = False
+
+    async def record(self, facts: Sequence[CallFact]) -> None:
+        """Record ``facts`` in order. Never raises for a database outage."""
+        if not facts:
+            return
+        async with self._lock:
+            if self._spool.is_empty():
+                try:
+                    await self._database.run(lambda c: self._repository.apply(c, facts))
+                except DatabaseUnavailable as exc:
+                    self._note_down(exc)
+                else:
+                    return
+            self._spool.append(facts)
+            if not self._database_down:
+                # Spooled only to keep order behind earlier facts: drain now. While the database
+                # is down, the flusher retries on its own pace instead of once per event.
+                self._wake.set()
+
+    async def open_call_ids(self) -> set[str] | None:
+        """Calls the database believes are in progress; ``None`` when it cannot say."""
+        try:
+            return await self._database.run(self._repository.open_call_ids)
+        except DatabaseUnavailable as exc:
+            self._note_down(exc)
+            return None
+
+    def _note_down(self, exc: Exception) -> None:
+        if not self._database_down:
+            log.error("database unavailable, keeping call facts in %s: %s",
+                      self._spool.directory, exc)
+        self._database_down = True
+
+    async def flush(self) -> int:
+        """Write every spooled fact to the database; returns how many were written.
+
+        Raises :class:`DatabaseUnavailable` if the database is still away (nothing is lost).
+        """
+        written = 0
+        while True:
+            async with self._lock:
+                segments = self._spool.seal()
+                if not segments:
+                    if self._database_down and written:
+                        log.info("database back: wrote %d spooled call facts", written)
+                    self._database_down = False
+                    return written
+            for segment in segments:
+                facts = self._spool.read(segment)
+                for start in range(0, len(facts), _BATCH):
+                    batch = facts[start : start + _BATCH]
+                    await self._database.run(lambda c, b=batch: self._repository.apply(c, b))
+                written += len(facts)
+                self._spool.remove(segment)
+
+    async def run_flusher(self) -> None:
+        """Drain the spool whenever something is in it, retrying at a steady pace."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._retry_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._spool.is_empty():
+                continue
+            try:
+                await self.flush()
+            except DatabaseUnavailable as exc:
+                self._note_down(exc)

@@ -1,0 +1,96 @@
+"""A durable, ordered on-disk queue of call facts, for when the database cannot take them.
+
+Facts are appended as JSON lines to numbered segment files and fsync'd before ``append``
+returns: a fact the listener saw is never only in memory. The writer always appends to the
+newest segment; the flusher first *seals* it (later appends start a new segment), then replays
+sealed segments oldest first and deletes each one only after the database accepted all of it.
+A crash mid-replay replays that segment again, which the database's dedupe key makes harmless.
+
+A line that cannot be decoded (e.g. cut short by a crash while being written) is moved to
+``rejected.jsonl`` beside the segments and reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from telephony.callfacts import CallFact, FactDecodeError, fact_from_json, fact_to_json
+
+log = logging.getLogger("telephony.spool")
+
+_SUFFIX = ".jsonl"
+
+
+class FactSpool:
+    """Segment files ``NNNNNNNNNN.jsonl`` in one directory, owned by one process."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.rejected_path = directory / "rejected.jsonl"
+        numbers = [n for n, _ in self._segments()]
+        # Start a fresh segment: whatever a previous process left is sealed by definition.
+        self._current = (max(numbers) + 1) if numbers else 1
+
+    def _segments(self) -> list[tuple[int, Path]]:
+        found = []
+        for path in self.directory.glob(f"*{_SUFFIX}"):
+            if path.stem.isdigit():
+                found.append((int(path.stem), path))
+        return sorted(found)
+
+    def _path(self, number: int) -> Path:
+        return self.directory / f"{number:010d}{_SUFFIX}"
+
+    def append(self, facts: Sequence[CallFact]) -> None:
+        """Durably append ``facts`` to the current segment."""
+        if not facts:
+            return
+        data = "".join(fact_to_json(fact) + "\n" for fact in facts).encode("utf-8")
+        fd = os.open(self._path(self._current), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def is_empty(self) -> bool:
+        """True when no fact is waiting."""
+        return not self._segments()
+
+    def seal(self) -> list[Path]:
+        """Close the current segment; return every sealed segment, oldest first."""
+        if self._path(self._current).exists():
+            self._current += 1
+        return [path for number, path in self._segments() if number < self._current]
+
+    def read(self, segment: Path) -> list[CallFact]:
+        """The facts of a sealed segment; undecodable lines go to ``rejected.jsonl``."""
+        facts: list[CallFact] = []
+        with segment.open("r", encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    facts.append(fact_from_json(line))
+                except FactDecodeError as exc:
+                    log.error("spool %s line %d kept in %s: %s", segment.name, number,
+                              self.rejected_path.name, exc)
+                    with self.rejected_path.open("a", encoding="utf-8") as rejected:
+                        rejected.write(line if line.endswith("\n") else line + "\n")
+        return facts
+
+    def remove(self, segment: Path) -> None:
+        """Delete a segment whose facts are all in the database."""
+        segment.unlink(missing_ok=True)
+
+    def pending_count(self) -> int:
+        """Facts waiting, counted line by line (for status output and tests)."""
+        total = 0
+        for _, path in self._segments():
+            with path.open("rb") as handle:
+                total += sum(1 for line in handle if line.strip())
+        return total

@@ -1,0 +1,210 @@
+"""The call store against a real PostgreSQL: projections, idempotency, outage and spool."""
+
+import shutil
+import tempfile
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from tests.conftest import free_port
+from telephony.callfacts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    CallVanished,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorStateChanged,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+)
+from telephony.db.calls import CallRepository
+from telephony.db.connection import Database
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import migrate
+from telephony.recorder import CallRecorder
+from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.shifts import ShiftCalendar
+from telephony.spool import FactSpool
+
+T0 = datetime(2026, 11, 23, 7, 59, 50, tzinfo=UTC)  # 14:59:50 in Jakarta: end of "pagi"
+CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
+
+
+def answered_call(call_id: str = "1700000000.1") -> list[CallFact]:
+    s = lambda n: T0 + timedelta(seconds=n)  # noqa: E731
+    return [
+        CallStarted(call_id, call_id, "PJSIP/carrier-00000001", "081234567890", "", "112", s(0)),
+        IvrVariableSet(call_id, "queue", "emergency-general", s(0)),
+        IvrVariableSet(call_id, "choice", "1", s(4)),
+        IvrVariableSet(call_id, "outcome", "chosen", s(4)),
+        IvrVariableSet(call_id, "category", "emergency", s(4)),
+        IvrVariableSet(call_id, "skill", "fire", s(4)),
+        IvrVariableSet(call_id, "queue", "fire", s(4)),
+        QueueJoined(call_id, "fire", 2, s(5)),
+        OperatorAnswered(call_id, "fire", "PJSIP/op1001", 12, 2, s(17)),
+        QueueLeft(call_id, "fire", 1, s(17)),
+        OperatorCompleted(call_id, "fire", "PJSIP/op1001", 12, 30, "caller", s(47)),
+        CallEnded(call_id, 16, "Normal Clearing", s(47)),
+    ]
+
+
+async def test_answered_call_record_and_shift_by_arrival(database_dsn: str, settings: Settings):
+    repository = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        assert await repository.apply(connection, answered_call()) == 12
+        record = await repository.call_record(connection, "1700000000.1")
+    finally:
+        await connection.close()
+    assert record is not None
+    assert (record.line, record.caller_number, record.ivr_choice, record.ivr_skill) == (
+        "112", "081234567890", "1", "fire")
+    assert (record.queue, record.queue_position, record.operator) == ("fire", 2, "PJSIP/op1001")
+    assert (record.wait_seconds, record.talk_seconds, record.hangup_cause) == (12, 30, 16)
+    assert record.disposition == "answered"
+    # Arrived 14:59:50 local, answered after 15:00: the call stays in the morning shift.
+    assert (str(record.shift_day), record.shift_name) == ("2026-11-23", "pagi")
+
+
+async def test_replayed_and_reordered_duplicates_change_nothing(database_dsn: str):
+    repository = CallRepository(CALENDAR)
+    facts = answered_call()
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await repository.apply(connection, facts)
+        before = await connection.fetchrow("SELECT * FROM calls")
+        events_before = await connection.fetchval("SELECT count(*) FROM call_events")
+        assert await repository.apply(connection, facts) == 0
+        assert await repository.apply(connection, list(reversed(facts[7:]))) == 0
+        after = await connection.fetchrow("SELECT * FROM calls")
+        assert await connection.fetchval("SELECT count(*) FROM call_events") == events_before
+        visits = await connection.fetchval("SELECT count(*) FROM queue_visits")
+    finally:
+        await connection.close()
+    assert dict(before) == dict(after)
+    assert visits == 1
+
+
+async def test_complete_alone_fills_the_answer(database_dsn: str):
+    """If the listener missed AgentConnect (restarting), AgentComplete still completes the row."""
+    facts = [f for f in answered_call() if not isinstance(f, OperatorAnswered)]
+    repository = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await repository.apply(connection, facts)
+        record = await repository.call_record(connection, "1700000000.1")
+        answered_at = await connection.fetchval("SELECT answered_at FROM calls")
+    finally:
+        await connection.close()
+    assert record is not None and record.disposition == "answered"
+    assert (record.operator, record.wait_seconds, record.talk_seconds) == ("PJSIP/op1001", 12, 30)
+    assert answered_at == T0 + timedelta(seconds=17)
+
+
+async def test_abandon_and_resync_rejoin_are_one_visit(database_dsn: str):
+    call_id = "1700000000.9"
+    facts: list[CallFact] = [
+        CallStarted(call_id, call_id, "PJSIP/carrier-9", "", "", "112", T0),
+        QueueJoined(call_id, "emergency-general", 3, T0 + timedelta(seconds=3)),
+        # A resync while waiting re-reports the same visit with an estimated join instant.
+        QueueJoined(call_id, "emergency-general", 1, T0 + timedelta(seconds=4)),
+        QueueAbandoned(call_id, "emergency-general", 3, 1, 20, T0 + timedelta(seconds=23)),
+        CallEnded(call_id, 16, "Normal Clearing", T0 + timedelta(seconds=23)),
+    ]
+    repository = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await repository.apply(connection, facts)
+        record = await repository.call_record(connection, call_id)
+        visits = await connection.fetch("SELECT * FROM queue_visits")
+    finally:
+        await connection.close()
+    assert record is not None and record.disposition == "abandoned"
+    assert (record.queue_position, record.abandon_original_position,
+            record.abandon_final_position) == (3, 3, 1)
+    assert len(visits) == 1 and visits[0]["left_position"] == 1
+
+
+async def test_vanished_call_and_operator_states(database_dsn: str):
+    repository = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await repository.apply(connection, [
+            CallStarted("v.1", "v.1", "PJSIP/carrier-1", "", "", "112", T0),
+            CallVanished("v.1", T0 + timedelta(minutes=5)),
+            OperatorStateChanged("PJSIP/op1001", "fire", "idle", False, "", T0),
+            OperatorStateChanged("PJSIP/op1001", "fire", "paused", True, "istirahat",
+                                 T0 + timedelta(minutes=1)),
+        ])
+        assert await repository.open_call_ids(connection) == set()
+        record = await repository.call_record(connection, "v.1")
+        member = await connection.fetchrow("SELECT * FROM queue_members")
+        intervals = await connection.fetch(
+            "SELECT state, shift_name, ended_at FROM operator_intervals ORDER BY started_at")
+    finally:
+        await connection.close()
+    assert record is not None and record.disposition == "vanished"
+    assert (member["state"], member["paused"], member["pause_reason"]) == (
+        "paused", True, "istirahat")
+    assert [(r["state"], r["shift_name"]) for r in intervals] == [
+        ("idle", "pagi"), ("paused", "siang")]
+
+
+async def test_outage_spools_in_order_then_writes_exactly_once(
+    tmp_path: Path, settings: Settings
+):
+    """A real second cluster is stopped and started again around the writes."""
+    root = Path(tempfile.mkdtemp(prefix="siaga112-outage-"))
+    root.chmod(0o755)  # the postgres system user must reach the data directory
+    cluster = EmbeddedPostgres(root / "pgdata", free_port())
+    cluster.ensure_initialized()
+    settings = replace(settings, database_dsn=cluster.dsn(), db_connect_timeout=1.0)
+    connection = await asyncpg.connect(cluster.dsn())
+    await migrate(connection)
+    await connection.close()
+    cluster.stop()
+
+    database = Database(settings)
+    spool = FactSpool(tmp_path / "spool")
+    recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.1)
+    facts = answered_call("out.1")
+    for fact in facts:
+        await recorder.record([fact])  # the database is down: nothing raises
+    assert spool.pending_count() == len(facts)
+    assert await recorder.open_call_ids() is None
+
+    cluster.start()
+    try:
+        assert await recorder.flush() == len(facts)
+        assert spool.is_empty()
+        await recorder.flush()  # nothing left, nothing written twice
+        connection = await asyncpg.connect(cluster.dsn())
+        try:
+            rows = await connection.fetch("SELECT * FROM call_outcomes")
+            events = await connection.fetchval("SELECT count(*) FROM call_events")
+        finally:
+            await connection.close()
+        await recorder.record([CallEnded("out.1", 16, "Normal Clearing", T0)])  # live again
+        assert spool.is_empty()
+    finally:
+        await database.close()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert events == len(facts)
+    assert [(r["call_id"], r["disposition"], r["talk_seconds"]) for r in rows] == [
+        ("out.1", "answered", 30)]
+
+
+def test_spool_keeps_undecodable_lines(tmp_path: Path):
+    spool = FactSpool(tmp_path)
+    spool.append(answered_call()[:2])
+    segment = spool.seal()[0]
+    with segment.open("a", encoding="utf-8") as handle:
+        handle.write('{"kind": "call_started", "call_id": "cut sh')  # a crash mid-write
+    assert len(spool.read(segment)) == 2
+    assert "cut sh" in spool.rejected_path.read_text(encoding="utf-8")

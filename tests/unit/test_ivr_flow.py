@@ -1,0 +1,108 @@
+"""IVR decisions over a scripted channel (the FastAGI channel is tested on its own)."""
+
+from collections.abc import Sequence
+
+import pytest
+
+from ivr.channel import CallerHungUp
+from ivr.flow import Outcome, run_ivr
+from ivr.menu import load_menu
+
+MENU = load_menu()
+
+
+class ScriptedChannel:
+    """Answers each ask_digit with the next scripted key (None = silence)."""
+
+    def __init__(self, keys: Sequence[str | None], *, hang_up_after: int | None = None) -> None:
+        self.keys = list(keys)
+        self.asked: list[tuple[list[str], int]] = []
+        self.played: list[str] = []
+        self.variables: dict[str, str] = {}
+        self.order: list[str] = []
+        self.hang_up_after = hang_up_after
+
+    async def ask_digit(self, prompts: Sequence[str], timeout_ms: int) -> str | None:
+        if self.hang_up_after is not None and len(self.asked) >= self.hang_up_after:
+            raise CallerHungUp("caller hung up")
+        self.asked.append((list(prompts), timeout_ms))
+        return self.keys.pop(0)
+
+    async def play(self, prompt: str) -> None:
+        self.played.append(prompt)
+
+    async def set_variable(self, name: str, value: str) -> None:
+        self.variables[name] = value
+        self.order.append(name)
+
+
+async def test_press_one_then_fire() -> None:
+    channel = ScriptedChannel(["1", "2"])
+    result = await run_ivr(channel, MENU, "112")
+    assert (result.route.queue, result.outcome, result.choice) == ("fire", Outcome.CHOSEN, "1")
+    assert channel.variables == {
+        "IVR_CHOICE": "1", "IVR_OUTCOME": "chosen", "IVR_CATEGORY": "emergency",
+        "IVR_SKILL": "fire", "IVR_QUEUE": "fire",
+    }
+    # The greeting and menu are asked together so a caller can barge in at once.
+    assert channel.asked[0][0] == ["siaga112/salam-112", "siaga112/menu-utama"]
+    # The emergency sub-choice is short.
+    assert channel.asked[1] == (["siaga112/menu-darurat"], 3000)
+
+
+async def test_emergency_sub_choice_silence_goes_to_general_emergency() -> None:
+    result = await run_ivr(ScriptedChannel(["1", None]), MENU, "112")
+    assert (result.route.queue, result.outcome, result.choice) == (
+        "emergency-general", Outcome.CHOSEN, "1")
+
+
+async def test_silence_goes_to_emergency_without_replaying() -> None:
+    channel = ScriptedChannel([None])
+    result = await run_ivr(channel, MENU, "112")
+    assert (result.route.queue, result.outcome, result.choice) == (
+        "emergency-general", Outcome.NO_INPUT, "")
+    assert len(channel.asked) == 1
+
+
+async def test_invalid_twice_goes_to_emergency_after_one_explanation() -> None:
+    channel = ScriptedChannel(["7", "#"])
+    result = await run_ivr(channel, MENU, "112")
+    assert (result.route.queue, result.outcome) == ("emergency-general", Outcome.INVALID)
+    assert channel.asked[1][0] == ["siaga112/pilihan-salah", "siaga112/menu-utama"]
+
+
+async def test_invalid_then_valid_is_served() -> None:
+    result = await run_ivr(ScriptedChannel(["5", "3"]), MENU, "112")
+    assert (result.route.queue, result.route.category) == ("information", "information")
+
+
+@pytest.mark.parametrize(("key", "queue"), [("2", "non-emergency"), ("8", "javanese"),
+                                            ("9", "madurese")])
+def test_direct_options(key: str, queue: str) -> None:
+    option = MENU.menus["utama"].options[key]
+    assert option.route is not None and option.route.queue == queue
+
+
+async def test_line_119_goes_straight_to_medical() -> None:
+    channel = ScriptedChannel([])
+    result = await run_ivr(channel, MENU, "119")
+    assert (result.route.queue, result.outcome) == ("medical", Outcome.DIRECT)
+    assert channel.played == ["siaga112/salam-119"] and channel.asked == []
+
+
+async def test_unknown_line_is_served_as_112() -> None:
+    result = await run_ivr(ScriptedChannel(["3"]), MENU, "0800")
+    assert result.route.queue == "information"
+
+
+async def test_queue_is_published_last_so_the_dialplan_default_stands_until_then() -> None:
+    channel = ScriptedChannel(["2"])
+    await run_ivr(channel, MENU, "112")
+    assert channel.order[-1] == "IVR_QUEUE"
+
+
+async def test_hangup_stops_the_flow_and_sets_nothing() -> None:
+    channel = ScriptedChannel(["7"], hang_up_after=1)
+    with pytest.raises(CallerHungUp):
+        await run_ivr(channel, MENU, "112")
+    assert channel.variables == {}

@@ -1,0 +1,56 @@
+"""Menu validation: a broken admin edit is refused before it reaches a caller."""
+
+import copy
+import json
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from ivr.menu import MenuError, load_menu, parse_menu
+
+DEFAULT: dict[str, Any] = json.loads(
+    resources.files("ivr").joinpath("menu.json").read_text("utf-8"))
+
+
+def edited(change: Any) -> dict[str, Any]:
+    document = copy.deepcopy(DEFAULT)
+    change(document)
+    return document
+
+
+def test_default_menu_is_valid() -> None:
+    menu = load_menu()
+    assert menu.fail_open_route("112").queue == "emergency-general"
+    assert menu.fail_open_route("119").queue == "medical"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["menus"]["utama"]["options"].__setitem__(
+            "1", {"route": {"category": "emergency", "skill": "x", "queue": "nowhere"}}),
+         "unknown queue 'nowhere'"),
+        (lambda d: d["menus"]["utama"]["options"].__setitem__("A", {"menu": "darurat"}),
+         "not a telephone key"),
+        (lambda d: d["menus"]["darurat"]["options"].__setitem__("9", {"menu": "utama"}),
+         "nest deeper"),
+        (lambda d: d["prompts"].pop("menu-utama"), "no text for menu-utama"),
+        (lambda d: d["menus"]["utama"].__setitem__("timeout_ms", 10), "timeout_ms"),
+        (lambda d: d["menus"]["utama"].__setitem__("timeout_ms", True), "whole number"),
+        (lambda d: d["prompts"].__setitem__("../../etc/passwd", "x"), "prompt name"),
+        (lambda d: d.__setitem__("default_line", "999"), "not a line"),
+        (lambda d: d["lines"]["112"].__setitem__("route", {}), "exactly one"),
+        (lambda d: d["menus"]["utama"]["default"].__setitem__("category", "x"), "category"),
+    ],
+)
+def test_broken_menus_are_refused(change: Any, message: str) -> None:
+    with pytest.raises(MenuError, match=message):
+        parse_menu(edited(change))
+
+
+def test_unreadable_file(tmp_path: Any) -> None:
+    path = tmp_path / "menu.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(MenuError, match="cannot read menu"):
+        load_menu(path)
