@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydub import AudioSegment  # type: ignore[import-untyped]
+from pydub import AudioSegment
 
 log = logging.getLogger("ivr.prompts")
 

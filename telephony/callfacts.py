@@ -196,15 +196,24 @@ def fact_to_json(fact: CallFact) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
+_FIELD_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool, "datetime": datetime}
+
+
 def fact_from_json(line: str) -> CallFact:
-    """Inverse of :func:`fact_to_json`."""
+    """Inverse of :func:`fact_to_json`; every field is checked against its declared type."""
     try:
         body = json.loads(line)
         cls = FACT_TYPES[body.pop("kind")]
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
+            expected = _FIELD_TYPES[str(f.type)]
             value = body[f.name]
-            kwargs[f.name] = datetime.fromisoformat(value) if f.name == "at" else value
+            if expected is datetime:
+                value = datetime.fromisoformat(value)
+            # bool is an int to Python; a spooled True must not pass for a position.
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise TypeError(f"{f.name}: expected {expected.__name__}")
+            kwargs[f.name] = value
         return cls(**kwargs)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise FactDecodeError(f"not a call fact: {line[:200]!r}") from exc
+        raise FactDecodeError(f"not a call fact: {line[:200]!r}: {exc}") from exc

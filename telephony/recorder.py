@@ -10,6 +10,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
 
 from telephony.callfacts import CallFact
 from telephony.db.calls import CallRepository
@@ -58,13 +61,16 @@ class CallRecorder:
                 # is down, the flusher retries on its own pace instead of once per event.
                 self._wake.set()
 
-    async def open_call_ids(self) -> set[str] | None:
-        """Calls the database believes are in progress; ``None`` when it cannot say."""
+    async def open_call_ids(self) -> set[str]:
+        """Calls the database believes are in progress.
+
+        Empty when the database cannot say: no call is declared vanished on a guess.
+        """
         try:
             return await self._database.run(self._repository.open_call_ids)
         except DatabaseUnavailable as exc:
             self._note_down(exc)
-            return None
+            return set()
 
     def _note_down(self, exc: Exception) -> None:
         if not self._database_down:
@@ -87,12 +93,19 @@ class CallRecorder:
                     self._database_down = False
                     return written
             for segment in segments:
-                facts = self._spool.read(segment)
-                for start in range(0, len(facts), _BATCH):
-                    batch = facts[start : start + _BATCH]
-                    await self._database.run(lambda c, b=batch: self._repository.apply(c, b))
-                written += len(facts)
-                self._spool.remove(segment)
+                written += await self._write_segment(segment)
+
+    async def _write_segment(self, segment: Path) -> int:
+        facts = self._spool.read(segment)
+        for start in range(0, len(facts), _BATCH):
+            batch = facts[start : start + _BATCH]
+
+            async def write(connection: asyncpg.Connection, batch: list[CallFact] = batch) -> int:
+                return await self._repository.apply(connection, batch)
+
+            await self._database.run(write)
+        self._spool.remove(segment)
+        return len(facts)
 
     async def run_flusher(self) -> None:
         """Drain the spool whenever something is in it, retrying at a steady pace."""

@@ -9,6 +9,7 @@ any is set, else an embedded PostgreSQL cluster that the line starts in its own 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import tomllib
 import types
@@ -70,7 +71,7 @@ class Settings:
     ami_host: str = "127.0.0.1"
     ami_port: int = 5038
     ami_username: str = "siaga112"
-    ami_secret: str = "siaga112-lab-secret"
+    ami_secret: str = "siaga112-lab-secret"  # noqa: S105 - the lab's; a site sets its own
     ami_reconnect_seconds: float = 1.0
 
     # SIP and RTP of the lab Asterisk (templated into asterisk-conf/).
@@ -79,6 +80,12 @@ class Settings:
     rtp_port_start: int = 10000
     rtp_port_end: int = 20000
     queue_max_wait: int = 60  # seconds in a skill queue before overflowing to all operators
+    queue_wrapup_seconds: int = 5  # an operator's pause after each call before the next rings
+    carrier_address: str = "127.0.0.1"  # source address of the carrier's SIP trunk
+
+    # Lab operators: op1001.. whose phones are one sipp UAS on this port.
+    lab_operators: int = 50
+    lab_operator_sip_port: int = 5070
 
     # Database: DSN, else PG* variables, else embedded cluster on a private socket.
     database_dsn: str | None = None
@@ -111,8 +118,19 @@ class Settings:
 
     @property
     def embedded_pg_dir(self) -> Path:
-        """Data directory of the embedded PostgreSQL cluster."""
-        return self.state_dir / "pgdata"
+        """Data directory of the embedded PostgreSQL cluster.
+
+        PostgreSQL will not run as root, so as root the cluster runs as the ``postgres`` user,
+        which must be able to enter every parent directory. A checkout under a private home
+        directory does not allow that; the cluster then lives under /var/lib/siaga112, in a
+        directory named after the state directory so two checkouts never share one.
+        """
+        local = self.state_dir.resolve() / "pgdata"
+        if os.geteuid() != 0 or all(p.stat().st_mode & 0o001 for p in local.parents
+                                    if p.exists()):
+            return local
+        digest = hashlib.sha256(str(local).encode()).hexdigest()[:12]
+        return Path("/var/lib/siaga112") / f"pgdata-{digest}"
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -237,6 +255,7 @@ def _validate(settings: Settings) -> None:
         "agi_port": settings.agi_port,
         "ami_port": settings.ami_port,
         "sip_port": settings.sip_port,
+        "lab_operator_sip_port": settings.lab_operator_sip_port,
         "embedded_pg_port": settings.embedded_pg_port,
     }
     for name, port in ports.items():
@@ -247,5 +266,9 @@ def _validate(settings: Settings) -> None:
     for name in ("agi_command_timeout", "agi_session_timeout", "db_connect_timeout"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
+    if settings.queue_max_wait <= 0 or settings.queue_wrapup_seconds < 0:
+        raise SettingsError("queue_max_wait must be positive, queue_wrapup_seconds not negative")
+    if not 0 < settings.lab_operators <= 8999:
+        raise SettingsError("lab_operators must be between 1 and 8999 (op1001..op9999)")
     if settings.agi_max_frame_bytes < 1024:
         raise SettingsError("agi_max_frame_bytes must be at least 1024")

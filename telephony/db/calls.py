@@ -236,7 +236,9 @@ class CallRepository:
                 talk_seconds = $5,
                 ended_by = $6,
                 completed_at = $7,
-                answered_at = COALESCE(answered_at, $7::timestamptz - make_interval(secs => $5::integer)),
+                answered_at = COALESCE(
+                    answered_at, $7::timestamptz - make_interval(secs => $5::integer)
+                ),
                 updated_at = now()
             WHERE call_id = $1
             """,

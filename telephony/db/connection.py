@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import asyncpg
 
@@ -92,8 +92,9 @@ class Database:
         """Run ``work(connection)``; driver connection errors become DatabaseUnavailable."""
         pool = await self.pool()
         try:
-            async with pool.acquire(timeout=self._settings.db_connect_timeout) as connection:
-                return await work(connection)
+            async with pool.acquire(timeout=self._settings.db_connect_timeout) as proxy:
+                # The pool hands out a proxy that forwards every Connection method.
+                return await work(cast(asyncpg.Connection, proxy))
         except TRANSIENT_ERRORS as exc:
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 

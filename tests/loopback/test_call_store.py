@@ -8,7 +8,6 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import free_port
 from telephony.callfacts import (
     CallEnded,
     CallFact,
@@ -30,13 +29,16 @@ from telephony.recorder import CallRecorder
 from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.shifts import ShiftCalendar
 from telephony.spool import FactSpool
+from tests.conftest import free_port
 
 T0 = datetime(2026, 11, 23, 7, 59, 50, tzinfo=UTC)  # 14:59:50 in Jakarta: end of "pagi"
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 
 
 def answered_call(call_id: str = "1700000000.1") -> list[CallFact]:
-    s = lambda n: T0 + timedelta(seconds=n)  # noqa: E731
+    def s(seconds: int) -> datetime:
+        return T0 + timedelta(seconds=seconds)
+
     return [
         CallStarted(call_id, call_id, "PJSIP/carrier-00000001", "081234567890", "", "112", s(0)),
         IvrVariableSet(call_id, "queue", "emergency-general", s(0)),
@@ -53,7 +55,7 @@ def answered_call(call_id: str = "1700000000.1") -> list[CallFact]:
     ]
 
 
-async def test_answered_call_record_and_shift_by_arrival(database_dsn: str, settings: Settings):
+async def test_answered_call_record_and_shift_by_arrival(database_dsn: str, settings: Settings) -> None:
     repository = CallRepository(CALENDAR)
     connection = await asyncpg.connect(database_dsn)
     try:
@@ -71,7 +73,7 @@ async def test_answered_call_record_and_shift_by_arrival(database_dsn: str, sett
     assert (str(record.shift_day), record.shift_name) == ("2026-11-23", "pagi")
 
 
-async def test_replayed_and_reordered_duplicates_change_nothing(database_dsn: str):
+async def test_replayed_and_reordered_duplicates_change_nothing(database_dsn: str) -> None:
     repository = CallRepository(CALENDAR)
     facts = answered_call()
     connection = await asyncpg.connect(database_dsn)
@@ -86,11 +88,12 @@ async def test_replayed_and_reordered_duplicates_change_nothing(database_dsn: st
         visits = await connection.fetchval("SELECT count(*) FROM queue_visits")
     finally:
         await connection.close()
+    assert before is not None and after is not None
     assert dict(before) == dict(after)
     assert visits == 1
 
 
-async def test_complete_alone_fills_the_answer(database_dsn: str):
+async def test_complete_alone_fills_the_answer(database_dsn: str) -> None:
     """If the listener missed AgentConnect (restarting), AgentComplete still completes the row."""
     facts = [f for f in answered_call() if not isinstance(f, OperatorAnswered)]
     repository = CallRepository(CALENDAR)
@@ -106,7 +109,7 @@ async def test_complete_alone_fills_the_answer(database_dsn: str):
     assert answered_at == T0 + timedelta(seconds=17)
 
 
-async def test_abandon_and_resync_rejoin_are_one_visit(database_dsn: str):
+async def test_abandon_and_resync_rejoin_are_one_visit(database_dsn: str) -> None:
     call_id = "1700000000.9"
     facts: list[CallFact] = [
         CallStarted(call_id, call_id, "PJSIP/carrier-9", "", "", "112", T0),
@@ -130,7 +133,7 @@ async def test_abandon_and_resync_rejoin_are_one_visit(database_dsn: str):
     assert len(visits) == 1 and visits[0]["left_position"] == 1
 
 
-async def test_vanished_call_and_operator_states(database_dsn: str):
+async def test_vanished_call_and_operator_states(database_dsn: str) -> None:
     repository = CallRepository(CALENDAR)
     connection = await asyncpg.connect(database_dsn)
     try:
@@ -149,6 +152,7 @@ async def test_vanished_call_and_operator_states(database_dsn: str):
     finally:
         await connection.close()
     assert record is not None and record.disposition == "vanished"
+    assert member is not None
     assert (member["state"], member["paused"], member["pause_reason"]) == (
         "paused", True, "istirahat")
     assert [(r["state"], r["shift_name"]) for r in intervals] == [
@@ -157,7 +161,7 @@ async def test_vanished_call_and_operator_states(database_dsn: str):
 
 async def test_outage_spools_in_order_then_writes_exactly_once(
     tmp_path: Path, settings: Settings
-):
+) -> None:
     """A real second cluster is stopped and started again around the writes."""
     root = Path(tempfile.mkdtemp(prefix="siaga112-outage-"))
     root.chmod(0o755)  # the postgres system user must reach the data directory
@@ -176,7 +180,7 @@ async def test_outage_spools_in_order_then_writes_exactly_once(
     for fact in facts:
         await recorder.record([fact])  # the database is down: nothing raises
     assert spool.pending_count() == len(facts)
-    assert await recorder.open_call_ids() is None
+    assert await recorder.open_call_ids() == set()
 
     cluster.start()
     try:
@@ -200,7 +204,7 @@ async def test_outage_spools_in_order_then_writes_exactly_once(
         ("out.1", "answered", 30)]
 
 
-def test_spool_keeps_undecodable_lines(tmp_path: Path):
+def test_spool_keeps_undecodable_lines(tmp_path: Path) -> None:
     spool = FactSpool(tmp_path)
     spool.append(answered_call()[:2])
     segment = spool.seal()[0]

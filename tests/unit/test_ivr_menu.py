@@ -3,11 +3,13 @@
 import copy
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ivr.menu import MenuError, load_menu, parse_menu
+from ivr.source import MenuSource
 
 DEFAULT: dict[str, Any] = json.loads(
     resources.files("ivr").joinpath("menu.json").read_text("utf-8"))
@@ -49,8 +51,25 @@ def test_broken_menus_are_refused(change: Any, message: str) -> None:
         parse_menu(edited(change))
 
 
-def test_unreadable_file(tmp_path: Any) -> None:
+def test_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "menu.json"
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(MenuError, match="cannot read menu"):
         load_menu(path)
+
+
+def test_menu_source_reloads_edits_and_keeps_the_last_good_menu(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "menu.json"
+    path.write_text(json.dumps(DEFAULT), encoding="utf-8")
+    source = MenuSource(path)
+    assert source.current().menus["utama"].timeout_ms == 5000
+
+    path.write_text(json.dumps(edited(
+        lambda d: d["menus"]["utama"].__setitem__("timeout_ms", 7000))), encoding="utf-8")
+    assert source.current().menus["utama"].timeout_ms == 7000
+
+    path.write_text("{broken", encoding="utf-8")
+    assert source.current().menus["utama"].timeout_ms == 7000
+    assert "menu edit refused" in caplog.text

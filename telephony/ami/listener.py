@@ -1,0 +1,468 @@
+"""The thin async layer: Asterisk's AMI in, call facts out to the store, strictly in order.
+
+:class:`AmiListener` keeps one panoramisk ``Manager`` connected (reconnecting forever), puts
+every AMI event on a queue, and has one consumer task turn them into facts with
+:class:`~telephony.ami.tracker.CallTracker` and hand them to the sink, one event after the
+other. On every (re)login the consumer first resyncs from Asterisk's snapshots
+(``CoreShowChannels``, ``Status`` with the ``IVR_*`` variables, ``QueueStatus``) and from the
+sink's open calls, so calls that ended while we were away become ``CallVanished``.
+
+The event queue is unbounded on purpose: dropping an event is never acceptable, the sink never
+blocks for long (it spools to disk when the database is down), and pausing reads instead would
+make Asterisk drop the session after its ``writetimeout`` (100 ms by default), losing events
+all the same. A growing backlog is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from telephony.ami.framing import AmiProtocol
+from telephony.ami.tracker import AmiEventError, CallTracker
+from telephony.callfacts import CallFact
+from telephony.settings import Settings
+
+logger = logging.getLogger("telephony.ami")
+
+IVR_VARIABLES = (
+    "IVR_CALL_ID",
+    "IVR_LINE",
+    "IVR_CHOICE",
+    "IVR_OUTCOME",
+    "IVR_CATEGORY",
+    "IVR_SKILL",
+    "IVR_QUEUE",
+)
+BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple
+
+
+class FactSink(Protocol):
+    """Where facts go: the call store. It never raises for database outages; it spools."""
+
+    async def record(self, facts: Sequence[CallFact]) -> None:
+        """Store ``facts`` in order."""
+
+    async def open_call_ids(self) -> set[str]:
+        """The call ids the store still considers live (no end and no vanish recorded)."""
+
+
+class AmiActionError(Exception):
+    """An AMI action could not be carried out (refused, timed out, or no connection)."""
+
+
+class AmiActionRefusedError(AmiActionError):
+    """Asterisk answered the action with an error (bad arguments, missing permission...)."""
+
+
+@dataclass(frozen=True)
+class _Resync:
+    """Queue marker: resync before the events after it, if the login is still current."""
+
+    generation: int
+
+
+class _Stop:
+    """Queue marker: the listener is stopping; everything before it is still recorded."""
+
+
+class _Manager(Manager):  # type: ignore[misc]  # panoramisk ships no type hints
+    """panoramisk's ``Manager`` with the fixes this line needs, each explained where it is."""
+
+    pinger: asyncio.TimerHandle | None
+
+    def __init__(
+        self,
+        *,
+        reconnect_seconds: float,
+        auth_retry_seconds: float,
+        ping_interval: float,
+        on_connect_failed: Callable[[BaseException], None],
+        on_login_failed: Callable[[Message], None],
+        **config: object,
+    ) -> None:
+        super().__init__(**config)
+        # panoramisk int()s these: 0.5 s would become 0 and reconnect or ping in a tight loop.
+        self.reconnect_timeout = reconnect_seconds
+        self.ping_delay = self.ping_interval = ping_interval
+        self._reconnect_seconds = reconnect_seconds
+        self._auth_retry_seconds = auth_retry_seconds
+        self._on_connect_failed = on_connect_failed
+        self._on_login_failed = on_login_failed
+        self.closing = False
+        self._connecting: asyncio.Task[Any] | None = None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def connect(self) -> asyncio.Task[Any] | None:
+        """Start one connection attempt, unless the manager was closed meanwhile."""
+        # panoramisk schedules reconnects on timers nobody can cancel; after close() one of
+        # them would quietly open a new session.
+        if self.closing:
+            return None
+        self._connecting = super().connect()
+        return self._connecting
+
+    def connection_made(self, attempt: asyncio.Future[Any]) -> None:
+        """Finish a connection attempt; on failure retry, whatever the exception."""
+        if attempt.cancelled():
+            return
+        exc = attempt.exception()
+        if self.closing:
+            if exc is None:
+                attempt.result()[0].close()
+            return
+        if exc is not None:
+            # panoramisk handles only OSError here (anything else raises inside a loop
+            # callback and never reconnects), and logs every attempt of a long outage.
+            self._on_connect_failed(exc)
+            self._schedule_reconnect()
+            return
+        super().connection_made(attempt)
+
+    def login(self, future: asyncio.Future[Any]) -> bool:
+        """panoramisk's login callback, plus a slow, quiet retry when the secret is wrong."""
+        authenticated = bool(super().login(future))
+        if authenticated:
+            self.reconnect_timeout = self._reconnect_seconds
+            return True
+        # panoramisk has no notion of a refused login: it logs nothing, keeps pinging, and when
+        # Asterisk hangs up reconnects at the normal pace, hammering it with a bad secret.
+        if self.pinger is not None:
+            self.pinger.cancel()
+            self.pinger = None
+        self.reconnect_timeout = self._auth_retry_seconds
+        self._on_login_failed(future.result())
+        self.protocol.transport.close()
+        return False
+
+    def connection_lost(self, exc: object) -> None:
+        """Report the loss and reconnect on a timer that ``close()`` can cancel.
+
+        ``exc`` may be the ``Shutdown`` event's Message: panoramisk's protocol closes the
+        connection itself on that event and passes the event along as the "exception".
+        """
+        self._connected = False
+        if self.pinger is not None:
+            self.pinger.cancel()
+            self.pinger = None
+        # Called directly, not with call_soon as panoramisk does: the listener must stop
+        # sending on this connection before anything else runs.
+        self.on_disconnect(self, exc)
+        self._schedule_reconnect()
+
+    def ping(self) -> None:
+        """Send a Ping and drop the connection if it goes unanswered for a ping interval.
+
+        panoramisk fires its Ping and forgets it: a half-open socket (Asterisk gone without a
+        FIN) is never noticed, and every unanswered Ping stays in ``responses`` for good.
+        """
+        self.pinger = self.loop.call_later(self.ping_interval, self.ping)
+        protocol = self.protocol
+        if protocol is None or protocol.closed:
+            return
+        pong = protocol.send({"Action": "Ping"})
+        self._timers["pong"] = self.loop.call_later(
+            self.ping_interval, self._check_pong, protocol, pong
+        )
+
+    def _check_pong(self, protocol: AmiProtocol, pong: asyncio.Future[Any]) -> None:
+        if pong.done() or protocol.closed:
+            return
+        logger.warning(
+            "no answer to AMI Ping within %.1f s; dropping the connection", self.ping_interval
+        )
+        # abort(), not close(): close() waits to flush a send buffer that will never drain.
+        protocol.transport.abort()
+
+    def _schedule_reconnect(self) -> None:
+        if self.closing:
+            return
+        if "reconnect" in self._timers:
+            self._timers["reconnect"].cancel()
+        self._timers["reconnect"] = self.loop.call_later(self.reconnect_timeout, self.connect)
+
+    def close(self) -> None:
+        """Close for good: no reconnect, no pending attempt, no timer left behind."""
+        self.closing = True
+        for timer in self._timers.values():
+            timer.cancel()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        super().close()
+
+
+class AmiListener:
+    """Follows every call through AMI and records the facts through ``sink``, in order.
+
+    Use ``async with AmiListener(settings, sink):`` or ``start()``/``stop()``. The listener
+    never gives up: connection failures retry every ``settings.ami_reconnect_seconds``, a
+    refused login every ``auth_retry_seconds`` (logged once per streak of failures).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: FactSink,
+        *,
+        tracker: CallTracker | None = None,
+        action_timeout: float = 10.0,
+        ping_interval: float = 10.0,
+        auth_retry_seconds: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._sink = sink
+        self._tracker = tracker if tracker is not None else CallTracker()
+        self._action_timeout = action_timeout
+        self._ping_interval = ping_interval
+        self._auth_retry_seconds = auth_retry_seconds
+        self._events: asyncio.Queue[Message | _Resync | _Stop] = asyncio.Queue()
+        self._manager: _Manager | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._logged_in = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._generation = 0
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._failing: str | None = None  # "connect" or "login" while attempts keep failing
+
+    async def __aenter__(self) -> AmiListener:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
+
+    @property
+    def logged_in(self) -> bool:
+        """True while an authenticated AMI session is up."""
+        return self._logged_in.is_set()
+
+    async def start(self) -> None:
+        """Connect (in the background) and start consuming events."""
+        if self._manager is not None:
+            raise RuntimeError("AmiListener already started")
+        settings = self._settings
+        self._manager = _Manager(
+            reconnect_seconds=settings.ami_reconnect_seconds,
+            auth_retry_seconds=self._auth_retry_seconds,
+            ping_interval=self._ping_interval,
+            on_connect_failed=self._connect_failed,
+            on_login_failed=self._login_failed,
+            # panoramisk falls back to asyncio.get_event_loop(), deprecated outside a loop.
+            loop=asyncio.get_running_loop(),
+            host=settings.ami_host,
+            port=settings.ami_port,
+            username=settings.ami_username,
+            secret=settings.ami_secret,
+            protocol_factory=AmiProtocol,
+            on_login=self._on_login,
+            on_disconnect=self._on_disconnect,
+        )
+        self._manager.register_event("*", self._on_event)
+        self._consumer = asyncio.create_task(self._consume(), name="ami-consumer")
+        self._manager.connect()
+
+    async def stop(self) -> None:
+        """Disconnect, then record what is still queued, then return."""
+        manager, consumer = self._manager, self._consumer
+        if manager is None or consumer is None:
+            return
+        manager.close()
+        self._on_disconnect(manager, None)
+        self._events.put_nowait(_Stop())
+        await consumer
+
+    async def wait_ready(self) -> None:
+        """Wait until logged in and resynced (bound it with ``asyncio.timeout``)."""
+        await self._ready.wait()
+
+    async def send_action(self, action: Mapping[str, str]) -> Message:
+        """Send one AMI action (QueueAdd, QueueRemove, QueuePause...) and return its response.
+
+        Waits up to the action timeout for a login. Raises :class:`AmiActionError` if there
+        is no session, no answer in time, or Asterisk answers with an error.
+        """
+        if "Action" not in action:
+            raise AmiActionError(f"not an AMI action (no Action header): {sorted(action)!r}")
+        try:
+            async with asyncio.timeout(self._action_timeout):
+                await self._logged_in.wait()
+        except TimeoutError as exc:
+            raise AmiActionError(f"{action['Action']}: not logged in to Asterisk") from exc
+        # as_list=False: panoramisk guesses a list reply from the message, and QueueAdd's
+        # "Added interface to queue" matches its guess, so the future would never complete.
+        reply = await self._request(action, as_list=False)
+        if not reply.success:
+            raise AmiActionRefusedError(f"{action['Action']} refused: {reply.message}")
+        return reply
+
+    # -- manager callbacks (plain functions: they run inside data_received) ------------------
+
+    def _connect_failed(self, exc: BaseException) -> None:
+        """Log a failed connection attempt, once per outage."""
+        if self._failing != "connect":
+            logger.warning(
+                "cannot connect to AMI at %s:%s (%s); retrying every %.1f s",
+                self._settings.ami_host,
+                self._settings.ami_port,
+                exc,
+                self._settings.ami_reconnect_seconds,
+            )
+        self._failing = "connect"
+
+    def _login_failed(self, response: Message) -> None:
+        """Log a refused login, once per streak of refusals."""
+        if self._failing != "login":
+            logger.error(
+                "AMI login as %r to %s:%s refused (%s); check ami_username/ami_secret; "
+                "retrying every %.1f s",
+                self._settings.ami_username,
+                self._settings.ami_host,
+                self._settings.ami_port,
+                response.message or response.response,
+                self._auth_retry_seconds,
+            )
+        self._failing = "login"
+
+    def _on_login(self, manager: _Manager) -> None:
+        # panoramisk calls this with call_soon: the session may already be gone.
+        if not manager.authenticated or manager.protocol.closed:
+            return
+        self._failing = None
+        self._generation += 1
+        self._logged_in.set()
+        logger.info(
+            "logged in to AMI at %s:%s (Asterisk Call Manager %s)",
+            self._settings.ami_host,
+            self._settings.ami_port,
+            manager.protocol.version,
+        )
+        self._events.put_nowait(_Resync(self._generation))
+
+    def _on_disconnect(self, manager: _Manager, _exc: object) -> None:
+        was_up = self._logged_in.is_set()
+        self._logged_in.clear()
+        self._ready.clear()
+        for future in list(self._inflight):
+            if not future.done():
+                future.set_exception(ConnectionError("AMI connection lost"))
+        # panoramisk re-sends unanswered actions after the next FullyBooted: a QueuePause the
+        # console already reported as failed must not happen minutes later, and the resync
+        # runs afresh on every login anyway.
+        manager.awaiting_actions.clear()
+        if was_up and not manager.closing:
+            logger.warning(
+                "AMI connection lost; reconnecting in %.1f s", self._settings.ami_reconnect_seconds
+            )
+
+    def _on_event(self, _manager: _Manager, event: Message) -> None:
+        self._events.put_nowait(event)
+        backlog = self._events.qsize()
+        if backlog % BACKLOG_WARNING == 0:
+            logger.warning("%d AMI events waiting to be recorded", backlog)
+
+    # -- the consumer ------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while not isinstance(item := await self._events.get(), _Stop):
+            if isinstance(item, _Resync):
+                await self._resync(item)
+                continue
+            try:
+                facts = self._tracker.handle(item)
+            except AmiEventError as exc:
+                logger.warning("rejected AMI event: %s", exc)
+                continue
+            except Exception:
+                # A tracker bug must cost one event, not every later call.
+                logger.exception("could not track AMI event %r", str(item.get("Event"))[:40])
+                continue
+            if facts:
+                await self._record(facts)
+
+    async def _record(self, facts: Sequence[CallFact]) -> None:
+        try:
+            await self._sink.record(facts)
+        except Exception:
+            # The sink promises not to raise; if it does, losing the listener would lose
+            # every later call too.
+            logger.exception("the call store failed to record %d facts", len(facts))
+
+    async def _resync(self, marker: _Resync) -> None:
+        if marker.generation != self._generation or not self._logged_in.is_set():
+            return  # that session is gone; the next login brings its own marker
+        try:
+            channels = await self._list_action({"Action": "CoreShowChannels"})
+            status = await self._list_action(
+                {"Action": "Status", "Variables": ",".join(IVR_VARIABLES)}
+            )
+            queues = await self._list_action({"Action": "QueueStatus"})
+        except AmiActionError as exc:
+            self._resync_failed(exc)
+            return
+        try:
+            async with asyncio.timeout(self._action_timeout):
+                open_ids = await self._sink.open_call_ids()
+        except Exception as exc:  # the store being down must not stop the tracking
+            logger.warning(
+                "could not read open calls from the store (%s); resyncing from memory only", exc
+            )
+            open_ids = set()
+        outcome = self._tracker.resync(queues, channels, status, open_ids)
+        for rejected in outcome.rejected:
+            logger.warning("resync: %s", rejected)
+        if outcome.facts:
+            await self._record(outcome.facts)
+        logger.info(
+            "AMI resync: %d live calls, %d facts", len(self._tracker.live_calls), len(outcome.facts)
+        )
+        self._ready.set()
+
+    def _resync_failed(self, exc: AmiActionError) -> None:
+        manager = self._manager
+        if manager is None or manager.closing:
+            return
+        if not self._logged_in.is_set():
+            logger.warning("AMI resync interrupted (%s); it runs again on the next login", exc)
+            return
+        if isinstance(exc, AmiActionRefusedError):
+            # A permission problem will not fix itself in a second: retry at the slow pace.
+            manager.reconnect_timeout = self._auth_retry_seconds
+        logger.error(
+            "AMI resync failed (%s); reconnecting in %.1f s to try again",
+            exc,
+            manager.reconnect_timeout,
+        )
+        # Without a resync the tracker's picture cannot be trusted; a new login brings one.
+        manager.protocol.transport.abort()
+
+    async def _list_action(self, action: Mapping[str, str]) -> list[Message]:
+        # as_list=None lets panoramisk see "EventList: start": with as_list=True an error
+        # reply (one message) never completes the future and we would only see a timeout.
+        reply = await self._request(action, as_list=None)
+        if not isinstance(reply, list):
+            raise AmiActionRefusedError(f"{action['Action']} refused: {reply.message}")
+        return reply
+
+    async def _request(self, action: Mapping[str, str], *, as_list: bool | None) -> Message:
+        manager = self._manager
+        name = action["Action"]
+        # panoramisk would send it anyway: on an unauthenticated session (Asterisk answers
+        # "Permission denied"), or before the first connection (AttributeError on None).
+        if manager is None or not self._logged_in.is_set() or manager.protocol.closed:
+            raise AmiActionError(f"{name}: not logged in to Asterisk")
+        future: asyncio.Future[Any] = manager.send_action(dict(action), as_list=as_list)
+        self._inflight.add(future)
+        future.add_done_callback(self._inflight.discard)
+        try:
+            async with asyncio.timeout(self._action_timeout):
+                return await future
+        except TimeoutError as exc:
+            raise AmiActionError(f"{name}: no answer within {self._action_timeout} s") from exc
+        except ConnectionError as exc:
+            raise AmiActionError(f"{name}: {exc}") from exc

@@ -1,0 +1,555 @@
+"""Follow every emergency call through Asterisk's AMI events and say what happened, as facts.
+
+Pure domain logic: :class:`CallTracker` takes AMI events (any mapping of header to value, a
+repeated header as a list of values, as panoramisk delivers them) and returns
+:mod:`telephony.callfacts` facts. It does no I/O and reads the time only through the clock it
+is given, so the same events, state and clock always give the same facts.
+
+Caller-leg rule. An emergency call is identified by the ``Uniqueid`` of the caller's channel
+(the ``call_id``). Every other channel of the call (the operator legs Queue() dials) is
+created with the caller as requestor, so Asterisk gives it the caller's ``Linkedid``: only the
+channel that started the call has ``Linkedid == Uniqueid``. A ``Newchannel`` is therefore a
+new call when ``Uniqueid == Linkedid`` *and* its ``Context`` is the carrier trunk's
+(``from-carrier``): the second test keeps out anything an operator's phone might originate.
+The line is ``Exten`` when it is 112 or 119; the dialplan routes every other number the
+carrier hands over (0112, +62112, none at all) to 112, and so does the tracker. On resync the
+dialplan has usually moved the channel to another context, so a live channel with
+``Linkedid == Uniqueid`` also counts when its ``IVR_LINE`` variable names a line, or when the
+call is already known (to this tracker, or open in the database).
+
+``VarSet`` and ``Hangup`` fire for every channel; they become facts only for known caller legs.
+Queue and agent events always describe the caller's channel (operators are never queued), so
+they are not gated: ``AgentComplete`` is published on the queue's stasis topic, not the
+channel's, so nothing orders it before the caller's ``Hangup`` that would forget the call.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from telephony.callfacts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    CallVanished,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorRung,
+    OperatorStateChanged,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+)
+
+AmiEvent = Mapping[str, str | list[str]]
+"""One AMI message: header -> value, or -> list of values when the header repeats."""
+
+CARRIER_CONTEXT = "from-carrier"  # asterisk-conf/extensions.conf
+LINES = ("112", "119")
+FALLBACK_LINE = "112"  # where the dialplan sends any other number
+IVR_PREFIX = "IVR_"
+
+# Asterisk device states (include/asterisk/devicestate.h, QueueMemberStatus ``Status``).
+DEVICE_STATES = {
+    0: "unknown",
+    1: "idle",  # AST_DEVICE_NOT_INUSE
+    2: "talking",  # AST_DEVICE_INUSE
+    3: "busy",
+    4: "invalid",
+    5: "unavailable",
+    6: "ringing",
+    7: "ringing_in_use",  # AST_DEVICE_RINGINUSE: on a call and rung for another
+    8: "on_hold",
+}
+LOGGED_OUT = "logged_out"
+PAUSED = "paused"
+
+MAX_IDENT = 256  # channel names, unique ids, queue and interface names
+MAX_CALLER_ID = 80  # AST_MAX_EXTENSION; caller names are bounded the same
+MAX_TEXT = 256  # variable values, cause texts, pause reasons
+MAX_LIVE_CALLS = 10_000
+RECENTLY_ENDED = 1024
+
+_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts any script's digits
+_TIMESTAMP = re.compile(r"([0-9]{1,11})(?:\.([0-9]{1,6}))?")
+_DURATION = re.compile(r"([0-9]{2,6}):([0-5][0-9]):([0-5][0-9])")
+_IVR_NAME = re.compile(r"[a-z0-9_]{1,32}")
+# Control, format (bidi overrides), private, unassigned and line/paragraph separators: none has
+# a place in a stored caller ID or a log, and some can disguise one.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+
+
+class AmiEventError(ValueError):
+    """An AMI event or resync reply the tracker must reject; the message is one log-safe line."""
+
+
+@dataclass
+class ResyncOutcome:
+    """The facts a resync restores, and the entries it had to reject on the way."""
+
+    facts: list[CallFact] = field(default_factory=list)
+    rejected: list[AmiEventError] = field(default_factory=list)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _clean(value: str, limit: int) -> str:
+    """Keep what Asterisk sent, minus control/format characters, cut to ``limit`` characters."""
+    return "".join(ch for ch in value if unicodedata.category(ch) not in _UNSAFE_CATEGORIES)[:limit]
+
+
+def _caller_id(value: str) -> str:
+    cleaned = _clean(value, MAX_CALLER_ID)
+    # Asterisk writes "<unknown>" for an absent caller ID (ast_manager_build_channel_state_string).
+    return "" if cleaned == "<unknown>" else cleaned
+
+
+class _Fields:
+    """Typed, validating access to one event's headers (case-insensitive, as in Asterisk)."""
+
+    def __init__(self, event: AmiEvent, clock: Callable[[], datetime]) -> None:
+        self._values: dict[str, list[str]] = {}
+        for key, value in event.items():
+            values = [value] if isinstance(value, str) else list(value)
+            self._values.setdefault(key.lower(), []).extend(values)
+        self._clock = clock
+        names = self._values.get("event", [""])
+        self.event = names[0] if len(names) == 1 else ""
+
+    def reject(self, problem: str) -> AmiEventError:
+        uid = self._values.get("uniqueid", [""])[0]
+        return AmiEventError(f"{self.event[:40]!r} uniqueid={uid[:40]!r}: {problem}")
+
+    def all(self, key: str) -> list[str]:
+        return self._values.get(key.lower(), [])
+
+    def text(self, key: str) -> str:
+        """The header's only value, or "" when absent."""
+        values = self.all(key)
+        if len(values) > 1:
+            raise self.reject(f"{key} repeated")
+        return values[0] if values else ""
+
+    def ident(self, key: str) -> str:
+        """A name Asterisk itself generated (ids, channels, queues): reject, never alter."""
+        value = self.text(key)
+        if not value:
+            raise self.reject(f"{key} missing")
+        if len(value) > MAX_IDENT:
+            raise self.reject(f"{key} longer than {MAX_IDENT} characters")
+        if _clean(value, MAX_IDENT) != value:
+            raise self.reject(f"{key} has control characters: {value[:40]!r}")
+        return value
+
+    def number(self, key: str) -> int:
+        value = self.text(key)
+        if not _NUMBER.fullmatch(value):
+            raise self.reject(f"{key} is not a number: {value[:40]!r}")
+        return int(value)
+
+    def flag(self, key: str) -> bool:
+        value = self.text(key)
+        if value not in ("0", "1"):
+            raise self.reject(f"{key} is not 0 or 1: {value[:40]!r}")
+        return value == "1"
+
+    def at(self) -> datetime:
+        """When Asterisk stamped the event (``timestampevents=yes``), else now."""
+        value = self.text("Timestamp")
+        if not value:
+            return self._clock()
+        match = _TIMESTAMP.fullmatch(value)
+        if match is None:
+            raise self.reject(f"Timestamp is malformed: {value[:40]!r}")
+        seconds, fraction = match.groups()
+        micro = int((fraction or "").ljust(6, "0"))
+        return datetime.fromtimestamp(int(seconds), UTC) + timedelta(microseconds=micro)
+
+    def device_state(self) -> tuple[str, bool, str]:
+        """(state, paused, reason) of a queue member, a pause shown only on an idle device.
+
+        A paused operator who is still talking or ringing is first of all talking or ringing.
+        """
+        code = self.number("Status")
+        if code not in DEVICE_STATES:
+            raise self.reject(f"Status {code} is not a device state")
+        paused = self.flag("Paused")
+        state = DEVICE_STATES[code]
+        if paused and state == "idle":
+            state = PAUSED
+        return state, paused, _clean(self.text("PausedReason"), MAX_TEXT)
+
+
+def _ivr_variable(name: str) -> str | None:
+    """``IVR_CHOICE`` -> ``choice``; None for other variables."""
+    # Asterisk reports an inheritable variable under its full name, underscores included.
+    bare = name.removeprefix("__") if name.startswith("__") else name.removeprefix("_")
+    if not bare.startswith(IVR_PREFIX):
+        return None
+    return bare[len(IVR_PREFIX) :].lower()
+
+
+class CallTracker:
+    """Turns AMI events into call facts; remembers only which channels are live callers.
+
+    State is bounded: a call is forgotten at its ``Hangup`` (or when a resync finds it gone),
+    except for a short memory of recently ended calls so that a replayed event for one of them
+    still gives the same fact. ``carrier_context`` is the dialplan context of incoming calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        carrier_context: str = CARRIER_CONTEXT,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._carrier_context = carrier_context
+        self._clock = clock
+        # Live caller Uniqueid -> queues it is waiting in (to recognise a known join on resync).
+        self._live: dict[str, set[str]] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._handlers: dict[str, Callable[[_Fields], list[CallFact]]] = {
+            "newchannel": self._newchannel,
+            "varset": self._varset,
+            "hangup": self._hangup,
+            "queuecallerjoin": self._queue_join,
+            "queuecallerleave": self._queue_leave,
+            "queuecallerabandon": self._queue_abandon,
+            "agentcalled": self._agent_called,
+            "agentconnect": self._agent_connect,
+            "agentcomplete": self._agent_complete,
+            "queuememberstatus": self._member_state,
+            "queuememberpause": self._member_state,
+            "queuememberadded": self._member_state,
+            "queuememberremoved": self._member_removed,
+        }
+
+    @property
+    def live_calls(self) -> frozenset[str]:
+        """The call ids (caller Uniqueids) the tracker believes are live."""
+        return frozenset(self._live)
+
+    def handle(self, event: AmiEvent) -> list[CallFact]:
+        """The facts one AMI event establishes (often none).
+
+        Raises :class:`AmiEventError` for a malformed event of a kind the tracker follows;
+        the tracker's state is then unchanged.
+        """
+        fields = _Fields(event, self._clock)
+        handler = self._handlers.get(fields.event.lower())
+        return [] if handler is None else handler(fields)
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def _known(self, uid: str) -> bool:
+        return uid in self._live or uid in self._ended
+
+    def _adopt(self, uid: str) -> None:
+        if uid in self._live or uid in self._ended:
+            return
+        if len(self._live) >= MAX_LIVE_CALLS:
+            # Only reachable if hang-ups were lost on a massive scale; the oldest entry is the
+            # likeliest stale one, and refusing a new emergency call is never the answer.
+            del self._live[next(iter(self._live))]
+        self._live[uid] = set()
+
+    def _forget(self, uid: str) -> None:
+        self._live.pop(uid, None)
+        self._ended[uid] = None
+        self._ended.move_to_end(uid)
+        while len(self._ended) > RECENTLY_ENDED:
+            self._ended.popitem(last=False)
+
+    def _newchannel(self, f: _Fields) -> list[CallFact]:
+        uid, linked = f.ident("Uniqueid"), f.ident("Linkedid")
+        if uid != linked or f.text("Context") != self._carrier_context:
+            return []
+        exten = f.text("Exten")
+        fact = CallStarted(
+            call_id=uid,
+            linked_id=linked,
+            channel=f.ident("Channel"),
+            caller_number=_caller_id(f.text("CallerIDNum")),
+            caller_name=_caller_id(f.text("CallerIDName")),
+            line=exten if exten in LINES else FALLBACK_LINE,
+            at=f.at(),
+        )
+        self._adopt(uid)
+        return [fact]
+
+    def _varset(self, f: _Fields) -> list[CallFact]:
+        name = _ivr_variable(f.text("Variable"))
+        if name is None:
+            return []
+        uid = f.ident("Uniqueid")
+        if not self._known(uid):
+            return []
+        if not _IVR_NAME.fullmatch(name):
+            raise f.reject(f"IVR variable name is malformed: {name[:40]!r}")
+        return [IvrVariableSet(uid, name, _clean(f.text("Value"), MAX_TEXT), f.at())]
+
+    def _hangup(self, f: _Fields) -> list[CallFact]:
+        uid = f.ident("Uniqueid")
+        if not self._known(uid):
+            return []
+        fact = CallEnded(uid, f.number("Cause"), _clean(f.text("Cause-txt"), MAX_TEXT), f.at())
+        self._forget(uid)
+        return [fact]
+
+    # -- queue --------------------------------------------------------------------------------
+
+    def _queue_join(self, f: _Fields) -> list[CallFact]:
+        fact = QueueJoined(f.ident("Uniqueid"), f.ident("Queue"), f.number("Position"), f.at())
+        if fact.call_id in self._live:
+            self._live[fact.call_id].add(fact.queue)
+        return [fact]
+
+    def _queue_leave(self, f: _Fields) -> list[CallFact]:
+        fact = QueueLeft(f.ident("Uniqueid"), f.ident("Queue"), f.number("Position"), f.at())
+        self._live.get(fact.call_id, set()).discard(fact.queue)
+        return [fact]
+
+    def _queue_abandon(self, f: _Fields) -> list[CallFact]:
+        fact = QueueAbandoned(
+            call_id=f.ident("Uniqueid"),
+            queue=f.ident("Queue"),
+            original_position=f.number("OriginalPosition"),
+            final_position=f.number("Position"),
+            wait_seconds=f.number("HoldTime"),
+            at=f.at(),
+        )
+        self._live.get(fact.call_id, set()).discard(fact.queue)
+        return [fact]
+
+    def _agent_called(self, f: _Fields) -> list[CallFact]:
+        return [OperatorRung(f.ident("Uniqueid"), f.ident("Queue"), f.ident("Interface"), f.at())]
+
+    def _agent_connect(self, f: _Fields) -> list[CallFact]:
+        return [
+            OperatorAnswered(
+                call_id=f.ident("Uniqueid"),
+                queue=f.ident("Queue"),
+                operator=f.ident("Interface"),
+                wait_seconds=f.number("HoldTime"),
+                ring_seconds=f.number("RingTime"),
+                at=f.at(),
+            )
+        ]
+
+    def _agent_complete(self, f: _Fields) -> list[CallFact]:
+        return [
+            OperatorCompleted(
+                call_id=f.ident("Uniqueid"),
+                queue=f.ident("Queue"),
+                operator=f.ident("Interface"),
+                wait_seconds=f.number("HoldTime"),
+                talk_seconds=f.number("TalkTime"),
+                ended_by=_clean(f.text("Reason"), MAX_TEXT),
+                at=f.at(),
+            )
+        ]
+
+    # -- operators ----------------------------------------------------------------------------
+
+    def _member_state(self, f: _Fields) -> list[CallFact]:
+        state, paused, reason = f.device_state()
+        return [
+            OperatorStateChanged(
+                f.ident("Interface"), f.ident("Queue"), state, paused, reason, f.at()
+            )
+        ]
+
+    def _member_removed(self, f: _Fields) -> list[CallFact]:
+        return [
+            OperatorStateChanged(
+                f.ident("Interface"), f.ident("Queue"), LOGGED_OUT, False, "", f.at()
+            )
+        ]
+
+    # -- resync -------------------------------------------------------------------------------
+
+    def resync(
+        self,
+        queue_status: Sequence[AmiEvent],
+        channels: Sequence[AmiEvent],
+        status: Sequence[AmiEvent],
+        open_call_ids: Collection[str] = frozenset(),
+    ) -> ResyncOutcome:
+        """Restore the state after a (re)connection from Asterisk's own snapshots.
+
+        ``queue_status``, ``channels`` and ``status`` are the whole replies (response, events,
+        ``...Complete`` event) to ``QueueStatus``, ``CoreShowChannels`` and ``Status`` with
+        ``Variables: IVR_...``; ``open_call_ids`` are the calls the database still has open.
+        Gives ``CallStarted`` for live calls nobody knew, ``IvrVariableSet`` for their
+        ``IVR_*`` variables, ``QueueJoined`` for waits not yet known (joined ``Wait`` seconds
+        ago), ``OperatorStateChanged`` for every queue member, and ``CallVanished`` for known
+        calls no longer alive. A call is declared vanished only from a provably whole channel
+        list: one cut short, or with a rejected entry, could otherwise end a live call.
+        """
+        now = self._clock()
+        outcome = ResyncOutcome()
+        variables = self._status_variables(status, outcome)
+        chans, channels_whole = self._list_reply(channels, "CoreShowChannelsComplete", outcome)
+        known = set(self._live) | set(open_call_ids)
+        callers: dict[str, set[str]] = {}
+        for chan in chans:
+            try:
+                found = self._resync_channel(chan, variables, known, now)
+            except AmiEventError as exc:
+                outcome.rejected.append(exc)
+                channels_whole = False
+                continue
+            if found is None:
+                continue
+            uid, started = found
+            if started is not None:
+                outcome.facts.append(started)
+            outcome.facts.extend(
+                IvrVariableSet(uid, name, value, now) for name, value in variables.get(uid, [])
+            )
+            callers[uid] = self._live.get(uid, set())
+
+        if channels_whole:
+            # A call whose Hangup we saw may still look open to a store that is spooling.
+            for uid in sorted(known - callers.keys() - self._ended.keys()):
+                outcome.facts.append(CallVanished(uid, now))
+                self._forget(uid)
+        else:
+            outcome.rejected.append(
+                AmiEventError("CoreShowChannels reply not whole: no call declared vanished")
+            )
+            callers.update(self._live)
+        self._live = callers
+        self._resync_queues(queue_status, now, outcome)
+        return outcome
+
+    def _list_reply(
+        self, reply: Sequence[AmiEvent], complete: str, outcome: ResyncOutcome
+    ) -> tuple[list[_Fields], bool]:
+        """The events of a list reply, and whether its ``complete`` event vouches for them all.
+
+        Asterisk ends a list with ``Event: <complete>`` carrying ``ListItems: <count>``.
+        """
+        events = [_Fields(e, self._clock) for e in reply]
+        items = [f for f in events if f.event and f.event.lower() != complete.lower()]
+        ends = [f for f in events if f.event.lower() == complete.lower()]
+        if len(ends) != 1:
+            return items, False
+        try:
+            return items, ends[0].number("ListItems") == len(items)
+        except AmiEventError as exc:
+            outcome.rejected.append(exc)
+            return items, False
+
+    def _status_variables(
+        self, status: Sequence[AmiEvent], outcome: ResyncOutcome
+    ) -> dict[str, list[tuple[str, str]]]:
+        """Uniqueid -> [(ivr name, value)] from ``Status`` events' ``Variable: NAME=value``."""
+        found: dict[str, list[tuple[str, str]]] = {}
+        entries, _ = self._list_reply(status, "StatusComplete", outcome)
+        for entry in entries:
+            if entry.event.lower() != "status":
+                continue
+            try:
+                uid = entry.ident("Uniqueid")
+            except AmiEventError as exc:
+                outcome.rejected.append(exc)
+                continue
+            pairs = []
+            for assignment in entry.all("Variable"):
+                raw_name, _, value = assignment.partition("=")
+                name = _ivr_variable(raw_name)
+                # An unset variable comes back empty, or as "(null)": Asterisk formats the
+                # NULL it got from pbx_retrieve_variable with "%s".
+                if name is None or value in ("", "(null)") or not _IVR_NAME.fullmatch(name):
+                    continue
+                pairs.append((name, _clean(value, MAX_TEXT)))
+            found[uid] = pairs
+        return found
+
+    def _resync_channel(
+        self,
+        chan: _Fields,
+        variables: Mapping[str, list[tuple[str, str]]],
+        known: set[str],
+        now: datetime,
+    ) -> tuple[str, CallStarted | None] | None:
+        """(call id, CallStarted if the call is new) for a caller's channel, else None."""
+        if chan.event.lower() != "coreshowchannel":
+            return None
+        uid, linked = chan.ident("Uniqueid"), chan.ident("Linkedid")
+        if uid in known:
+            return uid, None
+        ivr_line = dict(variables.get(uid, [])).get("line", "")
+        in_carrier_context = chan.text("Context") == self._carrier_context
+        if uid != linked or uid in self._ended or not (ivr_line in LINES or in_carrier_context):
+            return None
+        exten = chan.text("Exten")
+        line = ivr_line if ivr_line in LINES else exten if exten in LINES else FALLBACK_LINE
+        age = timedelta()
+        duration = _DURATION.fullmatch(chan.text("Duration"))
+        if duration is not None:
+            hours, minutes, seconds = (int(part) for part in duration.groups())
+            age = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        started = CallStarted(
+            call_id=uid,
+            linked_id=linked,
+            channel=chan.ident("Channel"),
+            caller_number=_caller_id(chan.text("CallerIDNum")),
+            caller_name=_caller_id(chan.text("CallerIDName")),
+            line=line,
+            at=now - age,
+        )
+        return uid, started
+
+    def _resync_queues(
+        self, queue_status: Sequence[AmiEvent], now: datetime, outcome: ResyncOutcome
+    ) -> None:
+        events, whole = self._list_reply(queue_status, "QueueStatusComplete", outcome)
+        waiting: dict[str, set[str]] = {}
+        for event in events:
+            try:
+                fact = self._resync_queue_event(event, now)
+            except AmiEventError as exc:
+                outcome.rejected.append(exc)
+                continue
+            if isinstance(fact, QueueJoined):
+                if fact.call_id not in self._live:
+                    continue
+                waiting.setdefault(fact.call_id, set()).add(fact.queue)
+                if fact.queue in self._live[fact.call_id]:
+                    continue
+            if fact is not None:
+                outcome.facts.append(fact)
+        for uid, queues in self._live.items():
+            if whole:
+                queues.clear()
+            queues.update(waiting.get(uid, ()))
+
+    @staticmethod
+    def _resync_queue_event(
+        event: _Fields, now: datetime
+    ) -> QueueJoined | OperatorStateChanged | None:
+        kind = event.event.lower()
+        if kind == "queueentry":
+            return QueueJoined(
+                call_id=event.ident("Uniqueid"),
+                queue=event.ident("Queue"),
+                position=event.number("Position"),
+                at=now - timedelta(seconds=event.number("Wait")),
+            )
+        if kind == "queuemember":
+            # QueueStatus names a member's interface "Location", unlike the member events.
+            state, paused, reason = event.device_state()
+            return OperatorStateChanged(
+                event.ident("Location"), event.ident("Queue"), state, paused, reason, now
+            )
+        return None

@@ -1,0 +1,561 @@
+"""The call tracker: AMI events (recorded or synthetic transcripts) in, call facts out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from telephony.ami.framing import AmiFrame, AmiFrameDecoder
+from telephony.ami.tracker import LINES, AmiEvent, AmiEventError, CallTracker
+from telephony.callfacts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    CallVanished,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorRung,
+    OperatorStateChanged,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+NOW = datetime(2024, 11, 23, 7, 0, tzinfo=UTC)
+
+
+def existing(*names: str) -> list[Path]:
+    """Recorded transcripts join the synthetic ones as soon as they are in the tree."""
+    return [FIXTURES / name for name in names if (FIXTURES / name).exists()]
+
+
+ANSWERED = existing("ami_call_answered.txt", "ami_synthetic_call_answered.txt")
+ABANDONED = existing("ami_call_abandoned.txt", "ami_synthetic_call_abandoned.txt")
+RESYNC = existing("ami_resync.txt", "ami_synthetic_resync.txt")
+ALL_CALLS = ANSWERED + ABANDONED
+
+
+def frames(path: Path) -> list[AmiFrame]:
+    items = AmiFrameDecoder().feed(path.read_bytes())
+    assert all(isinstance(item, AmiFrame) for item in items), path
+    return [item for item in items if isinstance(item, AmiFrame)]
+
+
+def events(path: Path) -> list[AmiEvent]:
+    """The events of a transcript, as the listener gets them (panoramisk messages)."""
+    return [frame.to_message() for frame in frames(path) if frame.get("Event")]
+
+
+def resync_replies(path: Path) -> tuple[list[AmiEvent], list[AmiEvent], list[AmiEvent]]:
+    """(QueueStatus, CoreShowChannels, Status) replies of a recorded resync."""
+    queues: list[AmiEvent] = []
+    channels: list[AmiEvent] = []
+    status: list[AmiEvent] = []
+    for message in events(path):
+        name = str(message["Event"])
+        if name.startswith("Queue"):
+            queues.append(message)
+        elif name.startswith("CoreShowChannel"):
+            channels.append(message)
+        elif name.startswith("Status"):
+            status.append(message)
+    return queues, channels, status
+
+
+def modified(message: AmiEvent, **changes: str | list[str]) -> AmiEvent:
+    """A changed copy (panoramisk's Message cannot be copied: its __getattr__ recurses)."""
+    return {**dict(message.items()), **changes}
+
+
+def tracker() -> CallTracker:
+    return CallTracker(clock=lambda: NOW)
+
+
+def run(t: CallTracker, evs: Sequence[AmiEvent]) -> list[CallFact]:
+    return [fact for event in evs for fact in t.handle(event)]
+
+
+def at(timestamp: str) -> datetime:
+    seconds, micro = timestamp.split(".")
+    return datetime.fromtimestamp(int(seconds), UTC) + timedelta(microseconds=int(micro))
+
+
+def snapshot(uid: str, linked: str | None = None, **overrides: str) -> dict[str, str]:
+    fields = {
+        "Channel": f"PJSIP/carrier-{uid[-4:]}",
+        "ChannelState": "6",
+        "ChannelStateDesc": "Up",
+        "CallerIDNum": "081234567890",
+        "CallerIDName": "<unknown>",
+        "Context": "from-carrier",
+        "Exten": "112",
+        "Priority": "1",
+        "Uniqueid": uid,
+        "Linkedid": linked or uid,
+    }
+    fields.update(overrides)
+    return fields
+
+
+def ev(name: str, timestamp: str = "1732345678.000100", **fields: str) -> dict[str, str]:
+    return {"Event": name, "Privilege": "call,all", "Timestamp": timestamp, **fields}
+
+
+def member(name: str, status: str, paused: str = "0", reason: str = "") -> dict[str, str]:
+    return ev(
+        name,
+        Queue="medical",
+        MemberName="op1001",
+        Interface="PJSIP/op1001",
+        Status=status,
+        Paused=paused,
+        PausedReason=reason,
+        InCall="0",
+    )
+
+
+# -- whole calls ---------------------------------------------------------------------------
+
+
+def test_synthetic_answered_call() -> None:
+    facts = run(tracker(), events(FIXTURES / "ami_synthetic_call_answered.txt"))
+    uid = "1732345678.0"
+    assert facts[0] == CallStarted(
+        call_id=uid,
+        linked_id=uid,
+        channel="PJSIP/carrier-00000000",
+        caller_number="081234567890",
+        caller_name="",
+        line="112",
+        at=at("1732345678.100000"),
+    )
+    ivr = [(f.name, f.value) for f in facts if isinstance(f, IvrVariableSet)]
+    assert ivr == [
+        ("call_id", uid),
+        ("line", "112"),
+        ("queue", "emergency-general"),
+        ("choice", "2"),
+        ("outcome", "chosen"),
+        ("category", "emergency"),
+        ("skill", "medical"),
+        ("queue", "medical"),
+    ]
+    call = [f for f in facts if not isinstance(f, IvrVariableSet | OperatorStateChanged)]
+    assert [type(f) for f in call] == [
+        CallStarted,
+        QueueJoined,
+        OperatorRung,
+        QueueLeft,
+        OperatorAnswered,
+        OperatorCompleted,
+        CallEnded,
+    ]
+    assert {f.call_id for f in call} == {uid}
+    joined, rung, _left, answered, completed, ended = call[1:]
+    assert isinstance(joined, QueueJoined)
+    assert (joined.queue, joined.position) == ("medical", 1)
+    assert isinstance(rung, OperatorRung)
+    assert rung.operator == "PJSIP/op1001"
+    assert isinstance(answered, OperatorAnswered)
+    assert (answered.wait_seconds, answered.ring_seconds) == (4, 4)
+    assert isinstance(completed, OperatorCompleted)
+    assert (completed.talk_seconds, completed.ended_by) == (42, "caller")
+    assert ended == CallEnded(uid, 16, "Normal Clearing", at=ended.at)
+    states = [f.state for f in facts if isinstance(f, OperatorStateChanged)]
+    assert states == ["ringing", "talking", "idle"]
+
+
+def test_synthetic_abandoned_call_keeps_original_and_final_positions() -> None:
+    t = tracker()
+    facts = run(t, events(FIXTURES / "ami_synthetic_call_abandoned.txt"))
+    (abandoned,) = [f for f in facts if isinstance(f, QueueAbandoned)]
+    assert abandoned == QueueAbandoned(
+        call_id="1732346000.7",
+        queue="medical",
+        original_position=3,
+        final_position=1,
+        wait_seconds=25,
+        at=abandoned.at,
+    )
+    started = facts[0]
+    assert isinstance(started, CallStarted)
+    assert (started.line, started.caller_number) == ("119", "+6281298765432")
+    assert ("choice", "") in [(f.name, f.value) for f in facts if isinstance(f, IvrVariableSet)]
+    assert isinstance(facts[-1], CallEnded)
+    assert t.live_calls == frozenset()
+
+
+@pytest.mark.parametrize("path", ALL_CALLS, ids=lambda p: p.name)
+def test_transcript_follows_one_call_from_start_to_end(path: Path) -> None:
+    t = tracker()
+    evs = events(path)
+    facts = run(t, evs)
+    started = [f for f in facts if isinstance(f, CallStarted)]
+    assert len(started) == 1, "operator legs must not start calls"
+    call_id = started[0].call_id
+    assert started[0].linked_id == call_id
+    assert started[0].line in LINES
+    kinds = {f.kind for f in facts if getattr(f, "call_id", None) == call_id}
+    expected = {"call_started", "ivr_variable", "queue_joined"}
+    expected |= (
+        {"operator_rung", "operator_answered", "operator_completed"}
+        if path in ANSWERED
+        else {"queue_abandoned"}
+    )
+    assert expected <= kinds
+    names = {f.name for f in facts if isinstance(f, IvrVariableSet)}
+    assert {"line", "queue"} <= names
+    for abandoned in (f for f in facts if isinstance(f, QueueAbandoned)):
+        assert abandoned.original_position >= abandoned.final_position >= 1
+    # The call ends exactly when its own channel hangs up, whatever the operator leg does.
+    hung_up = [e for e in evs if e["Event"] == "Hangup" and e["Uniqueid"] == call_id]
+    ended = [f for f in facts if isinstance(f, CallEnded)]
+    assert len(ended) == len(hung_up) <= 1
+    assert t.live_calls == (frozenset() if hung_up else {call_id})
+
+
+def test_hang_up_in_the_ivr_never_reaches_a_queue() -> None:
+    uid = "1732349999.9"
+    t = tracker()
+    facts = run(
+        t,
+        [
+            ev("Newchannel", **snapshot(uid, ChannelState="4")),
+            ev("VarSet", **snapshot(uid), Variable="IVR_LINE", Value="112"),
+            ev("VarSet", **snapshot(uid, Context="siaga112-ivr"), Variable="IVR_CHOICE", Value=""),
+            ev("Hangup", "1732345690.5", **snapshot(uid), Cause="16", **{"Cause-txt": "Normal"}),
+        ],
+    )
+    assert [type(f) for f in facts] == [CallStarted, IvrVariableSet, IvrVariableSet, CallEnded]
+    assert facts[-1] == CallEnded(uid, 16, "Normal", at("1732345690.500000"))
+    assert t.live_calls == frozenset()
+
+
+# -- which channel is a call ----------------------------------------------------------------
+
+
+def test_operator_legs_are_not_calls() -> None:
+    caller, leg = "1732345678.0", "1732345691.1"
+    operator = snapshot(leg, caller, Channel="PJSIP/op1001-00000001", Context="operators")
+    t = tracker()
+    assert len(t.handle(ev("Newchannel", **snapshot(caller)))) == 1
+    assert t.handle(ev("Newchannel", **operator)) == []
+    assert t.handle(ev("VarSet", **operator, Variable="IVR_SKILL", Value="x")) == []
+    assert t.handle(ev("Hangup", **operator, Cause="16")) == []
+    assert t.live_calls == {caller}
+
+
+def test_a_channel_starting_its_own_chain_outside_the_carrier_context_is_not_a_call() -> None:
+    own = snapshot("1732345700.2", Channel="PJSIP/op1001-00000002", Context="operators")
+    assert tracker().handle(ev("Newchannel", **own)) == []
+
+
+@pytest.mark.parametrize(
+    ("exten", "line"),
+    [("112", "112"), ("119", "119"), ("0112", "112"), ("+62112", "112"), ("s", "112")],
+)
+def test_every_carrier_number_is_a_call_on_the_line_the_dialplan_gives_it(
+    exten: str, line: str
+) -> None:
+    (started,) = tracker().handle(ev("Newchannel", **snapshot("1.1", Exten=exten)))
+    assert isinstance(started, CallStarted)
+    assert started.line == line
+
+
+def test_non_ivr_variables_are_ignored_and_inheritable_ones_are_not() -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    assert t.handle(ev("VarSet", **snapshot(uid), Variable="AGISTATUS", Value="SUCCESS")) == []
+    (fact,) = t.handle(ev("VarSet", **snapshot(uid), Variable="__IVR_SKILL", Value="fire"))
+    assert fact == IvrVariableSet(uid, "skill", "fire", at("1732345678.000100"))
+
+
+def test_caller_id_is_sanitised_not_rejected() -> None:
+    hostile = "\u202e0812\x1b[31m" + "9" * 500
+    (started,) = tracker().handle(
+        ev("Newchannel", **snapshot("1.1", CallerIDNum=hostile, CallerIDName="Budi\r\nX: y"))
+    )
+    assert isinstance(started, CallStarted)
+    assert started.caller_number == "0812[31m" + "9" * 72
+    assert started.caller_name == "BudiX: y"
+
+
+def test_missing_timestamp_falls_back_to_the_clock() -> None:
+    event = ev("Newchannel", **snapshot("1.1"))
+    del event["Timestamp"]
+    (started,) = tracker().handle(event)
+    assert started.at == NOW
+
+
+# -- determinism ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ALL_CALLS, ids=lambda p: p.name)
+def test_same_events_same_facts(path: Path) -> None:
+    evs = events(path)
+    assert run(tracker(), evs) == run(tracker(), evs)
+
+
+@pytest.mark.parametrize("path", ALL_CALLS, ids=lambda p: p.name)
+def test_duplicated_events_give_identical_facts(path: Path) -> None:
+    t = tracker()
+    for event in events(path):
+        assert t.handle(event) == t.handle(event)
+
+
+@pytest.mark.parametrize("path", ALL_CALLS, ids=lambda p: p.name)
+def test_replayed_transcript_gives_identical_facts(path: Path) -> None:
+    t = tracker()
+    evs = events(path)
+    first = run(t, evs)
+    live = t.live_calls
+    assert run(t, evs) == first
+    assert t.live_calls == live
+
+
+# -- malformed events ----------------------------------------------------------------------
+
+JOIN = ev("QueueCallerJoin", **snapshot("1.1"), Queue="medical", Position="1", Count="1")
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"Uniqueid": None}, "Uniqueid missing"),
+        ({"Position": "abc"}, "Position is not a number"),
+        ({"Position": "\u0663"}, "Position is not a number"),  # an Arabic-Indic three
+        ({"Position": "-1"}, "Position is not a number"),
+        ({"Position": "9" * 40}, "Position is not a number"),
+        ({"Timestamp": "yesterday"}, "Timestamp is malformed"),
+        ({"Timestamp": "9" * 30}, "Timestamp is malformed"),
+        ({"Queue": "med\x1b[2Jical"}, "Queue has control characters"),
+        ({"Queue": "q" * 10_000}, "Queue longer than 256"),
+        ({"Uniqueid": ["1.1", "2.2"]}, "Uniqueid repeated"),
+    ],
+)
+def test_malformed_event_is_rejected_in_one_line(
+    changes: dict[str, str | list[str] | None], problem: str
+) -> None:
+    event: dict[str, str | list[str]] = dict(JOIN)
+    for key, value in changes.items():
+        if value is None:
+            del event[key]
+        else:
+            event[key] = value
+    t = tracker()
+    with pytest.raises(AmiEventError, match=problem) as caught:
+        t.handle(event)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "\x1b" not in message
+    assert len(message) < 300
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        member("QueueMemberStatus", "42"),
+        member("QueueMemberStatus", "1", paused="yes"),
+        ev("Hangup", **snapshot("1.1"), Cause="sixteen"),
+        ev("AgentConnect", **snapshot("1.1"), Queue="q", Interface="PJSIP/op1", HoldTime="1"),
+        ev("VarSet", **snapshot("1.1"), Variable="IVR_SKILL-NAME", Value="x"),
+    ],
+    ids=["device state", "paused flag", "cause", "ring time", "variable name"],
+)
+def test_more_malformed_events(event: dict[str, str]) -> None:
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot("1.1")))
+    with pytest.raises(AmiEventError):
+        t.handle(event)
+    assert t.live_calls == {"1.1"}
+
+
+def test_unknown_and_unrelated_events_give_nothing() -> None:
+    t = tracker()
+    assert t.handle(ev("Newexten", **snapshot("1.1"))) == []
+    assert t.handle({"Response": "Success"}) == []
+    assert t.handle(ev("Hangup", **snapshot("never.seen"), Cause="16")) == []
+
+
+# -- operators -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "paused", "state"),
+    [
+        ("0", "0", "unknown"),
+        ("1", "0", "idle"),
+        ("1", "1", "paused"),
+        ("2", "0", "talking"),
+        ("2", "1", "talking"),
+        ("3", "0", "busy"),
+        ("4", "0", "invalid"),
+        ("5", "1", "unavailable"),
+        ("6", "0", "ringing"),
+        ("7", "0", "ringing_in_use"),
+        ("8", "0", "on_hold"),
+    ],
+)
+def test_operator_state_from_device_state(status: str, paused: str, state: str) -> None:
+    (fact,) = tracker().handle(member("QueueMemberStatus", status, paused, "istirahat"))
+    assert fact == OperatorStateChanged(
+        "PJSIP/op1001", "medical", state, paused == "1", "istirahat", at("1732345678.000100")
+    )
+
+
+def test_pause_added_and_removed_members() -> None:
+    t = tracker()
+    (paused,) = t.handle(member("QueueMemberPause", "1", "1", "sholat"))
+    assert isinstance(paused, OperatorStateChanged)
+    assert (paused.state, paused.paused, paused.pause_reason) == ("paused", True, "sholat")
+    (added,) = t.handle(member("QueueMemberAdded", "1"))
+    assert isinstance(added, OperatorStateChanged)
+    assert added.state == "idle"
+    (removed,) = t.handle(member("QueueMemberRemoved", "1", "1", "sholat"))
+    assert removed == OperatorStateChanged(
+        "PJSIP/op1001", "medical", "logged_out", False, "", at("1732345678.000100")
+    )
+
+
+# -- resync --------------------------------------------------------------------------------
+
+
+def synthetic_resync() -> tuple[list[AmiEvent], list[AmiEvent], list[AmiEvent]]:
+    return resync_replies(FIXTURES / "ami_synthetic_resync.txt")
+
+
+def test_resync_from_nothing_restores_calls_queues_and_operators() -> None:
+    t = tracker()
+    outcome = t.resync(*synthetic_resync())
+    assert outcome.rejected == []
+    started = {f.call_id: f for f in outcome.facts if isinstance(f, CallStarted)}
+    assert set(started) == {"1732346900.2", "1732347000.3", "1732347100.5"}
+    assert started["1732347000.3"].at == NOW - timedelta(seconds=40)
+    assert started["1732347000.3"].caller_number == "082222222222"
+    assert started["1732347100.5"].line == "119"  # from IVR_LINE: the channel left from-carrier
+    assert started["1732347100.5"].caller_number == ""
+    ivr = {(f.call_id, f.name, f.value) for f in outcome.facts if isinstance(f, IvrVariableSet)}
+    assert ("1732347000.3", "skill", "medical") in ivr
+    assert ("1732347100.5", "queue", "medical") in ivr
+    assert not [v for v in ivr if v[0] == "1732347100.5" and v[1] == "choice"]  # unset: skipped
+    joined = [f for f in outcome.facts if isinstance(f, QueueJoined)]
+    assert joined == [QueueJoined("1732347000.3", "medical", 1, NOW - timedelta(seconds=38))]
+    operators = {
+        (f.operator, f.queue): (f.state, f.paused, f.pause_reason)
+        for f in outcome.facts
+        if isinstance(f, OperatorStateChanged)
+    }
+    assert operators[("PJSIP/op1001", "medical")] == ("talking", False, "")
+    assert operators[("PJSIP/op1002", "all-operators")] == ("paused", True, "istirahat")
+    assert operators[("PJSIP/op1003", "medical")] == ("unavailable", False, "")
+    assert not [f for f in outcome.facts if isinstance(f, CallVanished)]
+    assert t.live_calls == set(started)
+
+
+def test_resync_vanishes_known_calls_that_are_gone_and_adopts_open_ones() -> None:
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot("1732345000.1")))
+    outcome = t.resync(*synthetic_resync(), open_call_ids={"1732346900.2", "1732344000.8"})
+    vanished = [f for f in outcome.facts if isinstance(f, CallVanished)]
+    assert vanished == [CallVanished("1732344000.8", NOW), CallVanished("1732345000.1", NOW)]
+    started = {f.call_id for f in outcome.facts if isinstance(f, CallStarted)}
+    assert started == {"1732347000.3", "1732347100.5"}  # the open one is adopted silently
+    assert "1732346900.2" in t.live_calls
+    assert "1732345000.1" not in t.live_calls
+    # A late Hangup for a vanished call still tells how it ended.
+    late = ev("Hangup", **snapshot("1732345000.1"), Cause="16", **{"Cause-txt": "Normal"})
+    assert [type(f) for f in t.handle(late)] == [CallEnded]
+
+
+def test_resync_does_not_vanish_a_call_whose_end_it_saw() -> None:
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot("1732345000.1")))
+    t.handle(ev("Hangup", **snapshot("1732345000.1"), Cause="16"))
+    outcome = t.resync(*synthetic_resync(), open_call_ids={"1732345000.1"})
+    assert not [f for f in outcome.facts if isinstance(f, CallVanished)]
+
+
+def test_resync_then_live_events_continue_the_calls() -> None:
+    t = tracker()
+    t.resync(*synthetic_resync())
+    hangup = ev("Hangup", **snapshot("1732347000.3"), Cause="16", **{"Cause-txt": "Normal"})
+    assert [type(f) for f in t.handle(hangup)] == [CallEnded]
+    varset = ev("VarSet", **snapshot("1732347100.5"), Variable="IVR_CHOICE", Value="3")
+    assert [type(f) for f in t.handle(varset)] == [IvrVariableSet]
+
+
+def test_second_resync_does_not_restart_or_rejoin_known_calls() -> None:
+    t = tracker()
+    first = t.resync(*synthetic_resync())
+    second = t.resync(*synthetic_resync())
+    assert not [f for f in second.facts if isinstance(f, CallStarted | QueueJoined | CallVanished)]
+    assert [f for f in second.facts if isinstance(f, IvrVariableSet)] == [
+        f for f in first.facts if isinstance(f, IvrVariableSet)
+    ]
+
+
+def test_resync_is_deterministic() -> None:
+    assert tracker().resync(*synthetic_resync()) == tracker().resync(*synthetic_resync())
+
+
+def test_a_call_that_left_the_queue_while_away_rejoins_on_a_later_resync() -> None:
+    queues, channels, status = synthetic_resync()
+    t = tracker()
+    t.resync(queues, channels, status)
+    without_entry = [q for q in queues if q["Event"] != "QueueEntry"]
+    complete = modified(without_entry[-1], ListItems=str(len(without_entry) - 1))
+    t.resync([*without_entry[:-1], complete], channels, status)
+    again = t.resync(queues, channels, status)
+    assert [f.call_id for f in again.facts if isinstance(f, QueueJoined)] == ["1732347000.3"]
+
+
+@pytest.mark.parametrize("damage", ["no complete event", "wrong count", "bad entry"])
+def test_no_call_vanishes_on_an_incomplete_channel_list(damage: str) -> None:
+    queues, channels, status = synthetic_resync()
+    if damage == "no complete event":
+        channels = channels[:-1]
+    elif damage == "wrong count":
+        channels = [*channels[:-1], modified(channels[-1], ListItems="99")]
+    else:
+        channels = [modified(channels[0], Uniqueid="bad\x00id"), *channels[1:]]
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot("1732345000.1")))
+    outcome = t.resync(queues, channels, status, open_call_ids={"1732344000.8"})
+    assert not [f for f in outcome.facts if isinstance(f, CallVanished)]
+    assert any("no call declared vanished" in str(r) for r in outcome.rejected)
+    assert "1732345000.1" in t.live_calls
+
+
+def test_status_reports_unset_variables_as_null() -> None:
+    queues, channels, status = synthetic_resync()
+    variables = ["IVR_LINE=119", "IVR_SKILL=(null)", "IVR_OUTCOME="]
+    patched = [
+        modified(m, Variable=variables) if m.get("Uniqueid") == "1732347100.5" else m
+        for m in status
+    ]
+    outcome = tracker().resync(queues, channels, patched)
+    names = [f.name for f in outcome.facts if isinstance(f, IvrVariableSet)]
+    assert names.count("line") == 3
+    assert ("1732347100.5", "skill") not in {
+        (f.call_id, f.name) for f in outcome.facts if isinstance(f, IvrVariableSet)
+    }
+
+
+@pytest.mark.parametrize("path", RESYNC, ids=lambda p: p.name)
+def test_recorded_resync_restores_a_consistent_picture(path: Path) -> None:
+    replies = resync_replies(path)
+    outcome = tracker().resync(*replies, open_call_ids={"1700000000.99"})
+    assert outcome.rejected == []
+    assert outcome == tracker().resync(*replies, open_call_ids={"1700000000.99"})
+    started = {f.call_id: f for f in outcome.facts if isinstance(f, CallStarted)}
+    assert all(f.linked_id == f.call_id and f.line in LINES for f in started.values())
+    for fact in outcome.facts:
+        if isinstance(fact, QueueJoined | IvrVariableSet):
+            assert fact.call_id in started
+    assert CallVanished("1700000000.99", NOW) in outcome.facts

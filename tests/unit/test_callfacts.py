@@ -1,0 +1,52 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from telephony.callfacts import (
+    FACT_TYPES,
+    CallEnded,
+    CallFact,
+    CallStarted,
+    FactDecodeError,
+    OperatorStateChanged,
+    QueueAbandoned,
+    fact_from_json,
+    fact_to_json,
+)
+
+AT = datetime(2026, 11, 23, 3, 0, 1, 250000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "fact",
+    [
+        CallStarted("1.1", "1.1", "PJSIP/carrier-1", "+62 812", "Budi \"B\" ☎", "112", AT),
+        QueueAbandoned("1.1", "medical", 3, 1, 42, AT),
+        CallEnded("1.1", 16, "Normal Clearing", AT),
+        OperatorStateChanged("PJSIP/op1001", "fire", "paused", True, "istirahat", AT),
+    ],
+)
+def test_round_trip(fact: CallFact) -> None:
+    assert fact_from_json(fact_to_json(fact)) == fact
+
+
+def test_every_kind_is_registered_once() -> None:
+    assert len(FACT_TYPES) == 11
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "",
+        "not json",
+        '{"kind": "nope"}',
+        '{"kind": "call_ended", "call_id": "1", "cause": "16", "cause_text": "", "at": "x"}',
+        '{"kind": "call_ended", "call_id": "1", "cause": true, "cause_text": "",'
+        ' "at": "2026-11-23T03:00:00+00:00"}',
+        '{"kind": "call_ended", "call_id": "1"}',
+        "[1, 2]",
+    ],
+)
+def test_bad_lines_are_refused(line: str) -> None:
+    with pytest.raises(FactDecodeError):
+        fact_from_json(line)

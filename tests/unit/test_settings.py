@@ -1,0 +1,73 @@
+from datetime import time
+from pathlib import Path
+
+import pytest
+
+from telephony.settings import SettingsError, load_settings
+
+
+def test_defaults_are_loopback_and_embedded() -> None:
+    settings = load_settings(environ={})
+    assert (settings.agi_host, settings.ami_host, settings.sip_host) == ("127.0.0.1",) * 3
+    assert settings.database_dsn is None
+    assert [s.name for s in settings.shifts] == ["pagi", "siang", "malam"]
+    assert settings.agi_url == "agi://127.0.0.1:4573/ivr"
+
+
+def test_layers_file_then_environment_then_cli(tmp_path: Path) -> None:
+    config = tmp_path / "siaga.toml"
+    config.write_text('agi_port = 4600\nami_port = 5100\nshifts = {a = "06:00", b = "18:00"}\n')
+    settings = load_settings(
+        config_file=config,
+        environ={"SIAGA112_AMI_PORT": "5200", "SIAGA112_QUEUE_MAX_WAIT": "30"},
+        overrides={"queue_max_wait": "45"},
+    )
+    assert (settings.agi_port, settings.ami_port, settings.queue_max_wait) == (4600, 5200, 45)
+    assert [(s.name, s.start) for s in settings.shifts] == [("a", time(6)), ("b", time(18))]
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    config = tmp_path / "siaga.toml"
+    config.write_text('state_dir = "/srv/siaga"\n')
+    settings = load_settings(environ={"SIAGA112_CONFIG": str(config)})
+    assert settings.state_dir == Path("/srv/siaga")
+
+
+def test_shifts_from_environment_string() -> None:
+    settings = load_settings(environ={"SIAGA112_SHIFTS": "malam=22:00,pagi=06:00"})
+    assert [s.name for s in settings.shifts] == ["pagi", "malam"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SIAGA112_AGI_PORTT": "1"}, "unknown setting SIAGA112_AGI_PORTT"),
+        ({"SIAGA112_AGI_PORT": "http"}, "agi_port: invalid value 'http'"),
+        ({"SIAGA112_AGI_PORT": "70000"}, "not a TCP/UDP port"),
+        ({"SIAGA112_SHIFTS": "pagi=25:00"}, "invalid time"),
+        ({"SIAGA112_SHIFTS": "a=07:00,b=07:00"}, "same time"),
+        ({"SIAGA112_RTP_PORT_START": "30000"}, "rtp_port_start"),
+    ],
+)
+def test_bad_values_are_refused_with_a_clear_message(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(environ=environ)
+
+
+def test_unknown_key_in_file(tmp_path: Path) -> None:
+    config = tmp_path / "siaga.toml"
+    config.write_text("agi_prot = 1\n")
+    with pytest.raises(SettingsError, match="unknown setting 'agi_prot'"):
+        load_settings(config_file=config, environ={})
+
+
+def test_dsn_or_pg_environment_disable_the_embedded_cluster(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PGHOST", raising=False)
+    assert not load_settings(environ={"SIAGA112_DATABASE_DSN": "postgresql://x/y"}
+                             ).uses_embedded_database
+    monkeypatch.setenv("PGHOST", "db.example")
+    assert not load_settings(environ={}).uses_embedded_database
