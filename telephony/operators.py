@@ -1,0 +1,86 @@
+"""Operators logging in to the queues of their skills, through AMI.
+
+A skill maps to the queues the IVR routes that skill to (read from the menu, so a new skill
+queue in the menu needs no code change); every logged-in operator is also a member of the
+overflow queue ``all-operators``. A skill level 1-5 becomes the member's queue penalty
+(level 5 = penalty 0), so Asterisk rings the most skilled free operator first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ivr.menu import IvrMenu
+
+OVERFLOW_QUEUE = "all-operators"
+MAX_LEVEL = 5
+_INTERFACE = re.compile(r"^PJSIP/[A-Za-z0-9_.-]{1,64}$")
+
+
+class OperatorError(ValueError):
+    """A login names an invalid interface, an unknown skill or an invalid level."""
+
+
+class AmiActions(Protocol):
+    """What the desk needs of AMI (the listener provides it)."""
+
+    async def send_action(self, action: Mapping[str, str]) -> Any:
+        """Send one action; raise on refusal."""
+        ...
+
+
+def skill_queues(menu: IvrMenu) -> dict[str, set[str]]:
+    """Skill -> the queues the menu routes that skill to."""
+    mapping: dict[str, set[str]] = {}
+    routes = [entry.route for entry in menu.lines.values() if entry.route is not None]
+    for sub in menu.menus.values():
+        routes.append(sub.default)
+        routes.extend(option.route for option in sub.options.values() if option.route)
+    for route in routes:
+        mapping.setdefault(route.skill, set()).add(route.queue)
+    return mapping
+
+
+class OperatorDesk:
+    """Logs operators in and out of their skill queues on the running Asterisk."""
+
+    def __init__(self, ami: AmiActions, menu: IvrMenu) -> None:
+        self._ami = ami
+        self._skills = skill_queues(menu)
+
+    def plan(self, interface: str, skills: Mapping[str, int]) -> dict[str, int]:
+        """Queue -> penalty for a login; validates everything before anything is sent."""
+        if not _INTERFACE.match(interface):
+            raise OperatorError(f"not an operator interface: {interface[:80]!r}")
+        queues: dict[str, int] = {}
+        for skill, level in skills.items():
+            if skill not in self._skills:
+                raise OperatorError(f"unknown skill {skill[:40]!r}; known: {sorted(self._skills)}")
+            if isinstance(level, bool) or not 1 <= level <= MAX_LEVEL:
+                raise OperatorError(f"skill {skill}: level must be 1 to {MAX_LEVEL}")
+            for queue in self._skills[skill]:
+                penalty = MAX_LEVEL - level
+                queues[queue] = min(penalty, queues.get(queue, penalty))
+        if not queues:
+            raise OperatorError("an operator needs at least one skill")
+        queues.setdefault(OVERFLOW_QUEUE, MAX_LEVEL - 1)
+        return queues
+
+    async def log_in(self, interface: str, skills: Mapping[str, int], name: str = "") -> list[str]:
+        """Add the operator to every queue of their skills; returns the queues joined."""
+        queues = self.plan(interface, skills)
+        for queue, penalty in sorted(queues.items()):
+            await self._ami.send_action({
+                "Action": "QueueAdd", "Queue": queue, "Interface": interface,
+                "Penalty": str(penalty), "MemberName": name or interface,
+                "Paused": "false",
+            })
+        return sorted(queues)
+
+    async def log_out(self, interface: str, queues: list[str]) -> None:
+        """Remove the operator from ``queues``."""
+        for queue in queues:
+            await self._ami.send_action(
+                {"Action": "QueueRemove", "Queue": queue, "Interface": interface})
