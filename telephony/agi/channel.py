@@ -1,0 +1,112 @@
+"""The IVR's :class:`ivr.channel.Channel` over a FastAGI session."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+from ivr.channel import CallerHungUp, ChannelError
+from telephony.agi.protocol import AgiArgumentError, AgiReply
+
+# DTMF digits GET DATA can return: 0-9, * and the rarely seen A-D; "#" is handled apart.
+_DIGITS: Final = frozenset("0123456789*ABCD")
+# Any DTMF key stops a leading prompt, as "#" and every digit would stop GET DATA's prompt.
+_ESCAPE_DIGITS: Final = "0123456789*#ABCD"
+# Plain variable names only: SET VARIABLE also accepts "FUNC(args)", which would run a
+# dialplan function write (DB(), FILE(), ...) if a name were ever built from input.
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class AgiCommandSession(Protocol):
+    """What :class:`AgiChannel` needs from a session (see ``telephony.agi.server.AgiSession``)."""
+
+    async def command(self, verb: str, *arguments: str) -> AgiReply:
+        """Send one command and return its reply."""
+        ...
+
+
+def _describe(verb: str, arguments: tuple[str, ...]) -> str:
+    return " ".join([verb, *(repr(argument) for argument in arguments)])
+
+
+class AgiChannel:
+    """Implements :class:`ivr.channel.Channel` with GET DATA, STREAM FILE and SET VARIABLE.
+
+    ``result=-1`` is reported as :class:`CallerHungUp`: Asterisk also sends it when a prompt
+    file is missing, but either way the IVR must stop and let the dialplan carry the call on.
+    """
+
+    def __init__(self, session: AgiCommandSession) -> None:
+        self._session = session
+
+    async def ask_digit(self, prompts: Sequence[str], timeout_ms: int) -> str | None:
+        """Play ``prompts`` with barge-in and wait ``timeout_ms`` after the last for one digit.
+
+        GET DATA streams a single file, so every prompt but the last is a STREAM FILE that
+        any digit interrupts; the last is a GET DATA, which also waits for the timeout.
+        """
+        if isinstance(prompts, str):
+            # A str is a Sequence[str] too: one prompt name would be played letter by letter.
+            raise TypeError("prompts must be a sequence of prompt names, not a str")
+        # GET DATA treats 0 as "Asterisk's default" (6 s) and a negative value as "forever".
+        if timeout_ms < 1:
+            raise ValueError(f"timeout_ms must be positive, got {timeout_ms}")
+        *leading, last = prompts or [""]
+        for prompt in leading:
+            reply = await self._run("STREAM FILE", prompt, _ESCAPE_DIGITS)
+            if reply.result != "0":
+                return self._interrupting_digit(prompt, reply)
+        reply = await self._run("GET DATA", last, str(timeout_ms), "1")
+        result = reply.result
+        if result == "-1":
+            raise CallerHungUp(f"GET DATA {last!r}: caller hung up (result=-1)")
+        if result == "":
+            if reply.data == "timeout":
+                return None
+            # "#" ends GET DATA's input and is never stored: pressed first, it yields an empty
+            # result without "(timeout)" (AST_GETDATA_EMPTY_END_TERMINATED in Asterisk).
+            return "#"
+        if result in _DIGITS:
+            return result
+        raise ChannelError(f"GET DATA {last!r}: unexpected reply {reply.line!r}")
+
+    async def play(self, prompt: str) -> None:
+        """Play ``prompt`` to the end; no digit interrupts it."""
+        reply = await self._run("STREAM FILE", prompt, "")
+        if reply.result == "-1":
+            raise CallerHungUp(f"STREAM FILE {prompt!r}: caller hung up (result=-1)")
+        if reply.result is None or not reply.result.isdigit():
+            raise ChannelError(f"STREAM FILE {prompt!r}: unexpected reply {reply.line!r}")
+
+    async def set_variable(self, name: str, value: str) -> None:
+        """Set channel variable ``name``; ``value`` is quoted so it stays one argument."""
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise ChannelError(f"SET VARIABLE: {name!r} is not a plain variable name")
+        reply = await self._run("SET VARIABLE", name, value)
+        if reply.result != "1":
+            raise ChannelError(f"SET VARIABLE {name!r}: unexpected reply {reply.line!r}")
+
+    @staticmethod
+    def _interrupting_digit(prompt: str, reply: AgiReply) -> str:
+        """The digit that stopped a STREAM FILE: its result is the digit's ASCII code."""
+        if reply.result == "-1":
+            raise CallerHungUp(f"STREAM FILE {prompt!r}: caller hung up (result=-1)")
+        if reply.result is not None and reply.result.isdigit():
+            digit = chr(int(reply.result))
+            if digit in _ESCAPE_DIGITS:
+                return digit
+        raise ChannelError(f"STREAM FILE {prompt!r}: unexpected reply {reply.line!r}")
+
+    async def _run(self, verb: str, *arguments: str) -> AgiReply:
+        try:
+            reply = await self._session.command(verb, *arguments)
+        except AgiArgumentError as exc:
+            raise ChannelError(f"{_describe(verb, arguments)}: {exc}") from None
+        if reply.code == 511:
+            # "Command Not Permitted on a dead channel": with AGISIGHUP=no Asterisk sends no
+            # HANGUP line, and this refusal is the only sign that the caller has gone.
+            raise CallerHungUp(f"{_describe(verb, arguments)}: channel is dead ({reply.line})")
+        if not reply.ok:
+            raise ChannelError(f"{_describe(verb, arguments)} refused: {reply.line}")
+        return reply

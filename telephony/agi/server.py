@@ -1,0 +1,383 @@
+"""A small asyncio FastAGI server: Asterisk connects, we run one handler per call.
+
+Every read is bounded in size (agi_max_frame_bytes: the StreamReader limit for reply lines,
+the parser for the environment) and in time (the environment, each command and each whole
+session have their own deadline). Whatever goes
+wrong in one session ends that session with one log line and leaves the others alone; when
+we close a session early Asterisk sets AGISTATUS=FAILURE and the dialplan fails open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Self
+
+from ivr.channel import CallerHungUp, ChannelError
+from telephony.agi.protocol import (
+    AgiEnvironment,
+    AgiEvent,
+    AgiFrameTooLargeError,
+    AgiHangup,
+    AgiProtocolError,
+    AgiReply,
+    EnvironmentParser,
+    ReplyParser,
+    encode_command,
+)
+from telephony.settings import Settings
+
+log = logging.getLogger("telephony.agi")
+
+AgiHandler = Callable[["AgiSession"], Awaitable[None]]
+
+# Bound on waiting for cancelled sessions and the listener to close during stop().
+_CLOSE_TIMEOUT = 1.0
+_HANDLER_FAILED = "FastAGI session %s: handler %r failed"
+
+
+@dataclass(frozen=True)
+class FastAgiConfig:
+    """Tunables of :class:`FastAgiServer`; build it with :meth:`from_settings`."""
+
+    host: str = "127.0.0.1"
+    port: int = 4573
+    command_timeout: float = 30.0
+    session_timeout: float = 90.0
+    max_frame_bytes: int = 16384
+    # Asterisk writes the whole environment at once right after connecting; anything slower
+    # is not Asterisk.
+    environment_timeout: float = 5.0
+    max_sessions: int = 2000
+    shutdown_timeout: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FastAgiConfig:
+        """The FastAGI part of the line's settings; other fields keep their defaults."""
+        return cls(
+            host=settings.agi_host,
+            port=settings.agi_port,
+            command_timeout=settings.agi_command_timeout,
+            session_timeout=settings.agi_session_timeout,
+            max_frame_bytes=settings.agi_max_frame_bytes,
+        )
+
+
+class _EndOfStream(Exception):
+    """The peer closed the connection; carries the bytes received after the last newline."""
+
+    def __init__(self, partial: bytes) -> None:
+        super().__init__("end of stream")
+        self.partial = partial
+
+
+async def _read_line(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
+    """One line including its newline; never spins at EOF, never buffers past the limit."""
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        raise _EndOfStream(exc.partial) from None
+    except asyncio.LimitOverrunError:
+        raise AgiFrameTooLargeError(f"line longer than {max_bytes} bytes") from None
+
+
+def _shown(line: bytes) -> str:
+    """An encoded command as it reads in a log line (built only when something went wrong)."""
+    return line.decode("utf-8").rstrip("\n")
+
+
+class AgiSession:
+    """One call's FastAGI connection, handed to a route handler."""
+
+    def __init__(
+        self,
+        env: AgiEnvironment,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        command_timeout: float,
+        max_frame_bytes: int,
+        received: bytes = b"",
+    ) -> None:
+        self._env = env
+        self._reader = reader
+        self._writer = writer
+        self._command_timeout = command_timeout
+        self._max_frame_bytes = max_frame_bytes
+        self._parser = ReplyParser(max_line_bytes=max_frame_bytes)
+        # Bytes read along with the environment (a HANGUP can come before any command).
+        self._received = received
+        self._events: deque[AgiEvent] = deque()
+        # The protocol is strictly one command, one reply: two concurrent commands would
+        # each read the other's reply.
+        self._lock = asyncio.Lock()
+        self._hung_up = False
+        self._broken: str | None = None
+
+    @property
+    def env(self) -> AgiEnvironment:
+        """The environment Asterisk sent when the session started."""
+        return self._env
+
+    @property
+    def hung_up(self) -> bool:
+        """True once Asterisk reported the caller gone (``HANGUP`` or a closed connection)."""
+        return self._hung_up
+
+    async def command(self, verb: str, *arguments: str) -> AgiReply:
+        """Send ``verb`` with safely quoted ``arguments`` and return Asterisk's reply.
+
+        5xx replies are returned, not raised: what a refusal means is the caller's business.
+        Raises :class:`~telephony.agi.protocol.AgiArgumentError` before sending anything if an
+        argument is unsafe, :class:`~ivr.channel.CallerHungUp` on ``HANGUP`` or when Asterisk
+        closed the connection, and :class:`~ivr.channel.ChannelError` on a timeout or a
+        malformed reply; after those two the session accepts no more commands.
+        """
+        line = encode_command(verb, *arguments)
+        async with self._lock:
+            if self._hung_up:
+                raise CallerHungUp(f"{_shown(line)}: the caller has already hung up")
+            if self._broken is not None:
+                raise ChannelError(f"{_shown(line)}: session unusable after {self._broken}")
+            try:
+                async with asyncio.timeout(self._command_timeout):
+                    self._writer.write(line)
+                    await self._writer.drain()
+                    return await self._read_reply(line)
+            except TimeoutError:
+                self._broken = "a command timeout"
+                raise ChannelError(
+                    f"{_shown(line)}: no reply within {self._command_timeout:g} s"
+                ) from None
+            except AgiProtocolError as exc:
+                self._broken = "a protocol error"
+                raise ChannelError(f"{_shown(line)}: {exc}") from None
+            except ConnectionError as exc:
+                self._hung_up = True
+                raise CallerHungUp(f"{_shown(line)}: connection lost ({exc})") from None
+
+    async def _read_reply(self, line: bytes) -> AgiReply:
+        while not self._events:
+            if self._received:
+                data, self._received = self._received, b""
+            else:
+                try:
+                    data = await _read_line(self._reader, self._max_frame_bytes)
+                except _EndOfStream:
+                    # Asterisk only closes a FastAGI connection once the channel is gone.
+                    self._hung_up = True
+                    raise CallerHungUp(f"{_shown(line)}: Asterisk closed the connection") from None
+            self._events.extend(self._parser.feed(data))
+        event = self._events.popleft()
+        if isinstance(event, AgiHangup):
+            self._hung_up = True
+            raise CallerHungUp(f"{_shown(line)}: caller hung up (HANGUP from Asterisk)")
+        return event
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+def _close(writer: asyncio.StreamWriter) -> None:
+    # Replies are awaited after each write, so the buffer is normally empty and close() sends
+    # FIN at once. Bytes still queued mean a peer that stopped reading: do not wait for it.
+    if writer.transport.get_write_buffer_size():
+        writer.transport.abort()
+    else:
+        writer.close()
+
+
+class FastAgiServer:
+    """Serves FastAGI sessions, dispatching on the script path of ``agi://host:port/<path>``.
+
+    Use ``async with FastAgiServer(config, {"ivr": handler}) as server:`` or
+    :meth:`start` / :meth:`stop`. A handler is ``async def handler(session) -> None``.
+    """
+
+    def __init__(self, config: FastAgiConfig, routes: Mapping[str, AgiHandler]) -> None:
+        self._config = config
+        self._routes = MappingProxyType(dict(routes))
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful with port 0)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the FastAGI server is not running")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def active_sessions(self) -> int:
+        """Connections currently being served."""
+        return len(self._sessions)
+
+    async def start(self) -> None:
+        """Listen on the configured host and port only."""
+        if self._server is not None:
+            raise RuntimeError("the FastAGI server is already running")
+        self._stopping = False
+        self._server = await asyncio.start_server(
+            self._on_connect,
+            host=self._config.host,
+            port=self._config.port,
+            limit=self._config.max_frame_bytes,
+        )
+        log.info("FastAGI listening on %s:%d", self._config.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting; let running sessions finish up to ``shutdown_timeout``, then cut them.
+
+        A cut session's socket is closed, so Asterisk continues the dialplan (fails open).
+        """
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        self._stopping = True
+        server.close()
+        running = set(self._sessions)
+        if running:
+            _, pending = await asyncio.wait(running, timeout=self._config.shutdown_timeout)
+            if pending:
+                log.warning(
+                    "FastAGI shutdown: cutting %d sessions still running after %g s",
+                    len(pending),
+                    self._config.shutdown_timeout,
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=_CLOSE_TIMEOUT * 2)
+        # Since Python 3.12 this also waits for every accepted connection; all are closed by
+        # now, the bound only guards against a transport that never reports it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        peer = _peer(writer)
+        try:
+            if self._stopping:
+                log.warning("FastAGI connection from %s refused: shutting down", peer)
+                return
+            if len(self._sessions) >= self._config.max_sessions:
+                log.warning(
+                    "FastAGI connection from %s refused: %d sessions already running",
+                    peer,
+                    len(self._sessions),
+                )
+                return
+            if task is not None:
+                self._sessions.add(task)
+            await self._serve(reader, writer, peer)
+        except asyncio.CancelledError:
+            # Only stop() cancels a session, and it has logged that. The task belongs to
+            # start_server, whose Python 3.11 done-callback calls task.exception(): on a
+            # cancelled task that raises and logs a spurious loop error, so end normally.
+            pass
+        except Exception:
+            # _serve handles every expected failure; this is a bug, and must not kill the loop.
+            log.exception("FastAGI session from %s failed unexpectedly", peer)
+        finally:
+            if task is not None:
+                self._sessions.discard(task)
+            _close(writer)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        config = self._config
+        try:
+            async with asyncio.timeout(config.environment_timeout):
+                env, early_replies = await self._read_environment(reader)
+        except TimeoutError:
+            log.warning(
+                "FastAGI session from %s dropped: no complete environment within %g s",
+                peer,
+                config.environment_timeout,
+            )
+            return
+        except AgiProtocolError as exc:
+            log.warning("FastAGI session from %s rejected: %s", peer, exc)
+            return
+        except ConnectionError as exc:
+            log.warning("FastAGI session from %s lost while reading the environment: %s", peer, exc)
+            return
+
+        handler = self._routes.get(env.script_path)
+        if handler is None:
+            log.warning(
+                "FastAGI session %s from %s rejected: no route for script %r",
+                env.uniqueid,
+                peer,
+                env.network_script,
+            )
+            return
+
+        session = AgiSession(
+            env,
+            reader,
+            writer,
+            command_timeout=config.command_timeout,
+            max_frame_bytes=config.max_frame_bytes,
+            received=early_replies,
+        )
+        deadline = asyncio.timeout(config.session_timeout)
+        try:
+            async with deadline:
+                await handler(session)
+        except CallerHungUp as exc:
+            log.info("FastAGI session %s ended: %s", env.uniqueid, exc)
+        except ChannelError as exc:
+            log.warning("FastAGI session %s ended on a channel error: %s", env.uniqueid, exc)
+        except TimeoutError:
+            if not deadline.expired():
+                # The handler's own TimeoutError (a database call, say), not our deadline.
+                log.exception(_HANDLER_FAILED, env.uniqueid, env.script_path)
+            else:
+                log.warning(
+                    "FastAGI session %s cut after the %g s session limit; the dialplan continues",
+                    env.uniqueid,
+                    config.session_timeout,
+                )
+        except Exception:
+            log.exception(_HANDLER_FAILED, env.uniqueid, env.script_path)
+        else:
+            log.debug("FastAGI session %s finished", env.uniqueid)
+
+    async def _read_environment(self, reader: asyncio.StreamReader) -> tuple[AgiEnvironment, bytes]:
+        """The environment and any bytes that followed it in the same read."""
+        parser = EnvironmentParser(max_bytes=self._config.max_frame_bytes)
+        while True:
+            # Asterisk writes the ~23 lines in one go: parsing what has arrived saves a read
+            # per line. read() is bounded, returns b"" at EOF rather than blocking or
+            # spinning, and the parser bounds the block.
+            chunk = await reader.read(self._config.max_frame_bytes)
+            if not chunk:
+                return parser.feed_eof(), b""  # raises: the block is incomplete
+            env = parser.feed(chunk)
+            if env is not None:
+                return env, parser.remainder

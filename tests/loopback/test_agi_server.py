@@ -1,0 +1,622 @@
+"""FastAgiServer over real loopback sockets, driven by a scripted fake Asterisk.
+
+Every hostile session must end with exactly one clear log line on ``telephony.agi`` and must
+leave the server able to serve the next, normal session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import shlex
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import pytest
+
+from ivr.channel import CallerHungUp
+from telephony.agi.channel import AgiChannel
+from telephony.agi.protocol import AgiReply, EnvironmentParser
+from telephony.agi.server import AgiHandler, AgiSession, FastAgiConfig, FastAgiServer
+from telephony.settings import Settings
+
+WAIT = 5.0  # bound on every wait for the server; a healthy run needs milliseconds
+TRANSCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "agi_session.txt"
+
+
+def environment(script: str = "ivr", uniqueid: str = "1732350000.17", eol: bytes = b"\n") -> bytes:
+    lines = [
+        b"agi_network: yes",
+        b"agi_network_script: " + script.encode(),
+        b"agi_request: agi://127.0.0.1:4573/" + script.encode(),
+        b"agi_channel: PJSIP/carrier-00000006",
+        b"agi_language: id",
+        b"agi_uniqueid: " + uniqueid.encode(),
+        b"agi_callerid: 081234567890",
+        b"agi_calleridname: unknown",
+        b"agi_context: siaga112-ivr",
+        b"agi_extension: s",
+        b"agi_priority: 3",
+        b"agi_enhanced: 0.0",
+        b"agi_accountcode: ",
+        b"",
+    ]
+    return b"".join(line + eol for line in lines)
+
+
+class FakeAsterisk:
+    """One FastAGI connection as Asterisk would make it; every read is bounded by WAIT."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int) -> FakeAsterisk:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data``; the server may already have cut us off, which is the point."""
+        self.writer.write(data)
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+
+    async def expect_command(self) -> list[str]:
+        """The next command line, split as Asterisk would (quotes and escapes removed)."""
+        async with asyncio.timeout(WAIT):
+            line = await self.reader.readuntil(b"\n")
+        return shlex.split(line.decode())
+
+    async def wait_closed_by_server(self) -> bytes:
+        """Read until the server closes the connection; return whatever it still sent."""
+        received = b""
+        async with asyncio.timeout(WAIT):
+            with contextlib.suppress(ConnectionError):
+                while chunk := await self.reader.read(65536):
+                    received += chunk
+        return received
+
+
+@contextlib.asynccontextmanager
+async def running(routes: dict[str, AgiHandler], **overrides: Any) -> AsyncIterator[FastAgiServer]:
+    config = dataclasses.replace(FastAgiConfig.from_settings(Settings()), port=0, **overrides)
+    server = FastAgiServer(config, routes)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+class Ivr:
+    """A small IVR route: ask for a digit, publish it; records what each call saw."""
+
+    def __init__(self) -> None:
+        self.choices: list[str | None] = []
+        self.errors: list[BaseException] = []
+
+    async def __call__(self, session: AgiSession) -> None:
+        channel = AgiChannel(session)
+        try:
+            choice = await channel.ask_digit(["siaga112/menu"], 3000)
+            await channel.set_variable("IVR_CHOICE", choice or "")
+        except BaseException as exc:
+            self.errors.append(exc)
+            raise
+        self.choices.append(choice)
+
+
+async def normal_call(port: int, uniqueid: str = "1.1", digit: str = "2") -> None:
+    """The exchange a healthy call has with the Ivr route."""
+    async with await FakeAsterisk.connect(port) as asterisk:
+        await asterisk.send(environment(uniqueid=uniqueid))
+        assert await asterisk.expect_command() == ["GET", "DATA", "siaga112/menu", "3000", "1"]
+        await asterisk.send(f"200 result={digit}\n".encode())
+        assert await asterisk.expect_command() == ["SET", "VARIABLE", "IVR_CHOICE", digit]
+        await asterisk.send(b"200 result=1\n")
+        assert await asterisk.wait_closed_by_server() == b""
+
+
+def agi_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "telephony.agi" and r.levelno >= logging.INFO]
+
+
+def assert_one_line(caplog: pytest.LogCaptureFixture, fragment: str) -> logging.LogRecord:
+    records = agi_records(caplog)
+    assert len(records) == 1, [r.getMessage() for r in records]
+    message = records[0].getMessage()
+    assert fragment in message, message
+    assert "\n" not in message
+    return records[0]
+
+
+@pytest.fixture(autouse=True)
+def _agi_log_level(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    caplog.set_level(logging.INFO, logger="telephony.agi")
+    yield
+    # Errors the event loop logs itself (an exception nobody retrieved, a failing callback).
+    loop_errors = [r.getMessage() for r in caplog.get_records("call") if r.name == "asyncio"]
+    assert loop_errors == []
+
+
+# --- the happy path ----------------------------------------------------------------------
+
+
+async def test_normal_call(caplog: pytest.LogCaptureFixture) -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}) as server:
+        assert server.port > 0
+        caplog.clear()
+        await normal_call(server.port)
+        assert ivr.choices == ["2"]
+        assert agi_records(caplog) == []
+
+
+async def test_environment_with_crlf_and_query_string() -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}) as server, await FakeAsterisk.connect(server.port) as ast:
+        await ast.send(environment(script="ivr?line=112", eol=b"\r\n"))
+        assert (await ast.expect_command())[:2] == ["GET", "DATA"]
+        await ast.send(b"200 result= (timeout)\r\n")
+        assert await ast.expect_command() == ["SET", "VARIABLE", "IVR_CHOICE", ""]
+        await ast.send(b"200 result=1\r\n")
+        assert await ast.wait_closed_by_server() == b""
+    assert ivr.choices == [None]
+
+
+async def test_many_concurrent_calls() -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}) as server:
+        await asyncio.gather(*(normal_call(server.port, f"1.{i}", str(i % 10)) for i in range(50)))
+        assert sorted(c or "" for c in ivr.choices) == sorted(str(i % 10) for i in range(50))
+        assert server.active_sessions == 0
+
+
+async def test_usage_reply_reaches_the_handler_whole(caplog: pytest.LogCaptureFixture) -> None:
+    replies: list[AgiReply] = []
+
+    async def handler(session: AgiSession) -> None:
+        replies.append(await session.command("GET DATA"))
+        replies.append(await session.command("ANSWER"))
+
+    usage = (
+        b"520-Invalid command syntax.  Proper usage follows:\n"
+        b" Usage: GET DATA <file to be streamed> [timeout] [maxdigits]\n"
+        b"520 End of proper usage.\n"
+    )
+    async with running({"ivr": handler}) as server, await FakeAsterisk.connect(server.port) as ast:
+        caplog.clear()
+        await ast.send(environment())
+        assert await ast.expect_command() == ["GET", "DATA"]
+        await ast.send(usage[:30])
+        await ast.send(usage[30:])
+        assert await ast.expect_command() == ["ANSWER"]
+        await ast.send(b"100 result=0 Trying...\n200 result=0\n")
+        assert await ast.wait_closed_by_server() == b""
+    assert [r.code for r in replies] == [520, 200]
+    assert replies[0].line == usage.decode().rstrip("\n")
+    assert agi_records(caplog) == []
+
+
+# --- hostile or broken peers: one log line, then a normal call still works ----------------
+
+
+async def send_garbage(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(random.Random(112).randbytes(4096))
+
+
+async def send_megabyte_line(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(b"agi_network: " + b"x" * (1 << 20))
+
+
+async def send_megabyte_of_lines(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(b"".join(b"agi_k%d: %s\n" % (i, b"v" * 90) for i in range(10_000)))
+
+
+async def send_half_a_frame(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(environment()[:40])
+    asterisk.writer.write_eof()
+
+
+async def send_invalid_utf8(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(b"agi_network: yes\nagi_calleridname: \xc3\x28\n\n")
+
+
+async def send_unknown_route(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(environment(script="nope/../admin", uniqueid="9.9"))
+
+
+async def send_nothing(asterisk: FakeAsterisk) -> None:
+    """A peer that connects and stays silent; the short environment timeout ends it."""
+
+
+async def send_http_request(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+
+
+async def hang_up_mid_command(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(environment(uniqueid="7.7"))
+    await asterisk.expect_command()
+    await asterisk.send(b"HANGUP\n")
+
+
+async def close_mid_command(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(environment(uniqueid="7.8"))
+    await asterisk.expect_command()
+    asterisk.writer.write_eof()
+
+
+async def reply_garbage_mid_command(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(environment(uniqueid="7.9"))
+    await asterisk.expect_command()
+    await asterisk.send(b"\x00\x01garbage\n")
+
+
+async def refuse_the_command(asterisk: FakeAsterisk) -> None:
+    await asterisk.send(environment(uniqueid="8.1"))
+    await asterisk.expect_command()
+    await asterisk.send(b"510 Invalid or unknown command\n")
+
+
+HOSTILE: list[tuple[Callable[[FakeAsterisk], Awaitable[None]], str]] = [
+    (send_garbage, "FastAGI session from 127.0.0.1:"),
+    (send_megabyte_line, "rejected: environment line longer than 16384 bytes"),
+    (send_megabyte_of_lines, "rejected: environment block larger than 16384 bytes"),
+    (send_half_a_frame, "rejected: connection closed after 1 environment lines"),
+    (send_invalid_utf8, "rejected: invalid UTF-8 in environment line 2"),
+    (send_unknown_route, "9.9 from 127.0.0.1:"),
+    (send_nothing, "dropped: no complete environment within 0.2 s"),
+    (send_http_request, "rejected: environment line 1 has no ': ': 'GET / HTTP/1.1'"),
+    (hang_up_mid_command, "7.7 ended: GET DATA siaga112/menu 3000 1: caller hung up (HANGUP"),
+    (close_mid_command, "7.8 ended: GET DATA siaga112/menu 3000 1: Asterisk closed the conn"),
+    (reply_garbage_mid_command, "7.9 ended on a channel error: GET DATA siaga112/menu 3000 1:"),
+    (refuse_the_command, "8.1 ended on a channel error: GET DATA 'siaga112/menu' '3000' '1'"),
+]
+
+
+@pytest.mark.parametrize(("misbehave", "fragment"), HOSTILE, ids=[f.__name__ for f, _ in HOSTILE])
+async def test_hostile_session_logs_one_line_and_the_next_call_works(
+    caplog: pytest.LogCaptureFixture,
+    misbehave: Callable[[FakeAsterisk], Awaitable[None]],
+    fragment: str,
+) -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}, environment_timeout=0.2) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await misbehave(asterisk)
+            await asterisk.wait_closed_by_server()
+        assert_one_line(caplog, fragment)
+        caplog.clear()
+        await normal_call(server.port)
+        assert ivr.choices == ["2"]
+        assert agi_records(caplog) == []
+        assert server.active_sessions == 0
+
+
+async def test_unknown_route_names_the_script(caplog: pytest.LogCaptureFixture) -> None:
+    async with running({"ivr": Ivr()}) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await send_unknown_route(asterisk)
+            await asterisk.wait_closed_by_server()
+    assert_one_line(caplog, "no route for script 'nope/../admin'")
+
+
+async def test_hangup_mid_command_surfaces_as_caller_hung_up() -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}) as server, await FakeAsterisk.connect(server.port) as ast:
+        await hang_up_mid_command(ast)
+        await ast.wait_closed_by_server()
+    assert len(ivr.errors) == 1
+    assert isinstance(ivr.errors[0], CallerHungUp)
+
+
+async def test_hangup_sent_with_the_environment_reaches_the_first_command(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}) as server, await FakeAsterisk.connect(server.port) as ast:
+        caplog.clear()
+        await ast.send(environment(uniqueid="7.6") + b"HANGUP\nHANGUP\n")
+        assert (await ast.expect_command())[:2] == ["GET", "DATA"]
+        assert await ast.wait_closed_by_server() == b""
+    assert isinstance(ivr.errors[0], CallerHungUp)
+    assert_one_line(caplog, "7.6 ended: GET DATA siaga112/menu 3000 1: caller hung up (HANGUP")
+
+
+async def test_reply_split_across_the_environment_read() -> None:
+    replies: list[AgiReply] = []
+
+    async def handler(session: AgiSession) -> None:
+        replies.append(await session.command("ANSWER"))
+
+    async with running({"ivr": handler}) as server, await FakeAsterisk.connect(server.port) as ast:
+        # Not something Asterisk does, but the bytes after the blank line must not be lost.
+        await ast.send(environment() + b"200 res")
+        assert await ast.expect_command() == ["ANSWER"]
+        await ast.send(b"ult=0\n")
+        assert await ast.wait_closed_by_server() == b""
+    assert replies == [AgiReply(200, "200 result=0", result="0")]
+
+
+async def test_handler_exception_is_logged_once_with_the_uniqueid(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(session: AgiSession) -> None:
+        await session.command("ANSWER")
+        raise RuntimeError("database on fire")
+
+    async with running({"ivr": broken}) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment(uniqueid="5.5"))
+            assert await asterisk.expect_command() == ["ANSWER"]
+            await asterisk.send(b"200 result=0\n")
+            assert await asterisk.wait_closed_by_server() == b""
+    record = assert_one_line(caplog, "FastAGI session 5.5: handler 'ivr' failed")
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
+async def test_handlers_own_timeout_error_is_a_handler_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def slow_database(session: AgiSession) -> None:
+        raise TimeoutError("database did not answer")
+
+    async with running({"ivr": slow_database}) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment(uniqueid="5.6"))
+            await asterisk.wait_closed_by_server()
+    assert_one_line(caplog, "FastAGI session 5.6: handler 'ivr' failed")
+
+
+async def test_session_timeout_cuts_the_handler(caplog: pytest.LogCaptureFixture) -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}, session_timeout=0.3) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment(uniqueid="6.6"))
+            await asterisk.expect_command()  # and never answer it
+            started = time.monotonic()
+            await asterisk.wait_closed_by_server()
+            assert time.monotonic() - started < WAIT / 2
+        assert_one_line(caplog, "FastAGI session 6.6 cut after the 0.3 s session limit")
+        assert ivr.errors and isinstance(ivr.errors[0], asyncio.CancelledError)
+
+
+async def test_command_timeout_is_a_channel_error(caplog: pytest.LogCaptureFixture) -> None:
+    async with running({"ivr": Ivr()}, command_timeout=0.2) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment(uniqueid="6.7"))
+            await asterisk.expect_command()  # and never answer it
+            await asterisk.wait_closed_by_server()
+    assert_one_line(
+        caplog, "6.7 ended on a channel error: GET DATA siaga112/menu 3000 1: no reply within 0.2 s"
+    )
+
+
+async def test_session_refuses_commands_after_a_timeout() -> None:
+    outcomes: list[str] = []
+
+    async def handler(session: AgiSession) -> None:
+        for _ in range(2):
+            try:
+                await session.command("ANSWER")
+            except Exception as exc:
+                outcomes.append(str(exc))
+
+    async with (
+        running({"ivr": handler}, command_timeout=0.2) as server,
+        await FakeAsterisk.connect(server.port) as asterisk,
+    ):
+        await asterisk.send(environment())
+        await asterisk.expect_command()
+        await asterisk.wait_closed_by_server()
+    assert outcomes == [
+        "ANSWER: no reply within 0.2 s",
+        "ANSWER: session unusable after a command timeout",
+    ]
+
+
+async def test_session_refuses_commands_after_a_hangup() -> None:
+    outcomes: list[BaseException] = []
+
+    async def handler(session: AgiSession) -> None:
+        for _ in range(2):
+            try:
+                await session.command("ANSWER")
+            except CallerHungUp as exc:
+                outcomes.append(exc)
+        assert session.hung_up
+
+    async with (
+        running({"ivr": handler}) as server,
+        await FakeAsterisk.connect(server.port) as asterisk,
+    ):
+        await asterisk.send(environment())
+        await asterisk.expect_command()
+        await asterisk.send(b"HANGUP\n")
+        # Only the first command went out: the second is refused without a write.
+        assert await asterisk.wait_closed_by_server() == b""
+    assert [str(e) for e in outcomes] == [
+        "ANSWER: caller hung up (HANGUP from Asterisk)",
+        "ANSWER: the caller has already hung up",
+    ]
+
+
+async def test_concurrent_session_limit(caplog: pytest.LogCaptureFixture) -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}, max_sessions=1) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as first:
+            await first.send(environment(uniqueid="1.1"))
+            assert (await first.expect_command())[:2] == ["GET", "DATA"]
+            async with await FakeAsterisk.connect(server.port) as second:
+                await second.send(environment(uniqueid="1.2"))
+                assert await second.wait_closed_by_server() == b""
+            assert_one_line(caplog, "refused: 1 sessions already running")
+            await first.send(b"200 result=3\n")
+            await first.expect_command()
+            await first.send(b"200 result=1\n")
+            assert await first.wait_closed_by_server() == b""
+        await normal_call(server.port)
+    assert ivr.choices == ["3", "2"]
+
+
+# --- shutdown ----------------------------------------------------------------------------
+
+
+async def test_stop_lets_a_running_session_finish(caplog: pytest.LogCaptureFixture) -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}, shutdown_timeout=WAIT) as server:
+        port = server.port
+        async with await FakeAsterisk.connect(port) as asterisk:
+            await asterisk.send(environment())
+            await asterisk.expect_command()
+            caplog.clear()
+            stopping = asyncio.create_task(server.stop())
+            await asterisk.send(b"200 result=4\n")
+            await asterisk.expect_command()
+            await asterisk.send(b"200 result=1\n")
+            assert await asterisk.wait_closed_by_server() == b""
+            async with asyncio.timeout(WAIT):
+                await stopping
+        assert ivr.choices == ["4"]
+        assert agi_records(caplog) == []
+        with pytest.raises(ConnectionRefusedError):
+            await FakeAsterisk.connect(port)
+
+
+async def test_stop_cuts_sessions_past_the_grace_period(caplog: pytest.LogCaptureFixture) -> None:
+    ivr = Ivr()
+    async with running({"ivr": ivr}, shutdown_timeout=0.2) as server:
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment())
+            await asterisk.expect_command()  # and never answer it
+            caplog.clear()
+            started = time.monotonic()
+            await server.stop()
+            assert time.monotonic() - started < WAIT / 2
+            assert await asterisk.wait_closed_by_server() == b""
+        assert_one_line(caplog, "FastAGI shutdown: cutting 1 sessions still running after 0.2 s")
+        assert server.active_sessions == 0
+        assert ivr.errors and isinstance(ivr.errors[0], asyncio.CancelledError)
+
+
+async def test_binds_only_the_configured_host() -> None:
+    async with running({"ivr": Ivr()}) as server:
+        with pytest.raises(RuntimeError, match="already running"):
+            await server.start()
+        assert server.port > 0
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = server.port
+
+
+async def test_from_settings_takes_the_agi_settings() -> None:
+    settings = Settings(
+        agi_host="127.0.0.2",
+        agi_port=4600,
+        agi_command_timeout=7.0,
+        agi_session_timeout=70.0,
+        agi_max_frame_bytes=4096,
+    )
+    config = FastAgiConfig.from_settings(settings)
+    assert (config.host, config.port, config.command_timeout) == ("127.0.0.2", 4600, 7.0)
+    assert (config.session_timeout, config.max_frame_bytes) == (70.0, 4096)
+
+
+# --- replaying the recorded Asterisk 22 transcript ----------------------------------------
+
+
+def transcript_session(index: int) -> list[tuple[str, bytes]]:
+    if not TRANSCRIPT.exists():
+        pytest.skip("no recorded transcript at tests/fixtures/agi_session.txt")
+    sessions: list[list[tuple[str, bytes]]] = []
+    for line in TRANSCRIPT.read_bytes().splitlines(keepends=True):
+        if line.startswith(b"# Session"):
+            sessions.append([])
+        elif line[:2] in (b"< ", b"> "):
+            sessions[-1].append((line[:1].decode(), line[2:]))
+    return sessions[index]
+
+
+def recorded_uniqueid(script: list[tuple[str, bytes]]) -> str:
+    env = EnvironmentParser().feed(b"".join(data for direction, data in script if direction == "<"))
+    assert env is not None
+    return env.uniqueid
+
+
+async def replay(port: int, script: list[tuple[str, bytes]]) -> None:
+    """Play Asterisk's side of ``script``; each command must mean what the transcript has."""
+    async with await FakeAsterisk.connect(port) as asterisk:
+        for direction, data in script:
+            if direction == "<":
+                await asterisk.send(data)
+            else:
+                assert await asterisk.expect_command() == shlex.split(data.decode())
+        asterisk.writer.write_eof()
+        assert await asterisk.wait_closed_by_server() == b""
+
+
+async def test_replay_recorded_call(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[object] = []
+
+    async def handler(session: AgiSession) -> None:
+        channel = AgiChannel(session)
+        seen.append((await session.command("ANSWER")).result)
+        seen.append(await channel.ask_digit(["siaga112/x"], 3000))
+        seen.append(await channel.ask_digit(["siaga112/y"], 1000))
+        seen.append((await session.command("STREAM FILE", "siaga112/x", "12")).result)
+        await channel.set_variable("IVR_CHOICE", "1")
+        await channel.ask_digit(["siaga112/x"], 3000)
+
+    script = transcript_session(0)
+    async with running({"ivr": handler}) as server:
+        caplog.clear()
+        await replay(server.port, script)
+    assert seen == ["0", "1", None, "50"]
+    uniqueid = recorded_uniqueid(script)
+    assert_one_line(caplog, f"{uniqueid} ended: GET DATA 'siaga112/x': caller hung up (result=-1)")
+
+
+async def test_replay_recorded_hangup_while_idle(caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(session: AgiSession) -> None:
+        # Asterisk's HANGUP lines wait in the socket until the next command reads them.
+        await session.command("ANSWER")
+
+    script = transcript_session(1)
+    async with running({"ivr": handler}) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            for direction, data in script:
+                assert direction == "<"
+                await asterisk.send(data)
+            assert await asterisk.expect_command() == ["ANSWER"]
+            assert await asterisk.wait_closed_by_server() == b""
+    uniqueid = recorded_uniqueid(script)
+    assert_one_line(caplog, f"{uniqueid} ended: ANSWER: caller hung up (HANGUP from Asterisk)")

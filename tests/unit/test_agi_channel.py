@@ -1,0 +1,229 @@
+"""AgiChannel over a scripted fake session: command building and reply mapping only."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.channel import CallerHungUp, Channel, ChannelError
+from telephony.agi.channel import AgiChannel
+from telephony.agi.protocol import AgiArgumentError, AgiReply, encode_command
+
+
+def ok(result: str, data: str | None = None, endpos: int | None = None) -> AgiReply:
+    line = f"200 result={result}"
+    if data is not None:
+        line += f" ({data})"
+    if endpos is not None:
+        line += f" endpos={endpos}"
+    return AgiReply(200, line, result=result, data=data, endpos=endpos)
+
+
+NOT_PERMITTED = AgiReply(511, "511 Command Not Permitted on a dead channel or intercept routine")
+INVALID = AgiReply(510, "510 Invalid or unknown command")
+USAGE = AgiReply(
+    520,
+    "520-Invalid command syntax.  Proper usage follows:\n Usage: GET DATA\n"
+    "520 End of proper usage.",
+)
+
+
+class FakeSession:
+    """Answers each command with the next scripted reply or exception; records commands."""
+
+    def __init__(self, *script: AgiReply | Exception) -> None:
+        self.script = list(script)
+        self.commands: list[tuple[str, ...]] = []
+
+    async def command(self, verb: str, *arguments: str) -> AgiReply:
+        encode_command(verb, *arguments)  # the real session refuses unsafe arguments likewise
+        self.commands.append((verb, *arguments))
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+def channel_for(*script: AgiReply | Exception) -> tuple[AgiChannel, FakeSession]:
+    session = FakeSession(*script)
+    return AgiChannel(session), session
+
+
+def test_agi_channel_is_an_ivr_channel() -> None:
+    channel: Channel = AgiChannel(FakeSession())
+    assert channel is not None
+
+
+# --- ask_digit ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digit", ["0", "1", "9", "*", "A", "D"])
+async def test_ask_digit_returns_the_digit(digit: str) -> None:
+    channel, session = channel_for(ok(digit))
+    assert await channel.ask_digit(["siaga112/menu"], 5000) == digit
+    assert session.commands == [("GET DATA", "siaga112/menu", "5000", "1")]
+
+
+async def test_ask_digit_timeout_is_none() -> None:
+    channel, _ = channel_for(ok("", "timeout"))
+    assert await channel.ask_digit(["siaga112/menu"], 3000) is None
+
+
+async def test_ask_digit_hash_arrives_as_an_empty_result_without_timeout() -> None:
+    channel, _ = channel_for(ok(""))
+    assert await channel.ask_digit(["siaga112/menu"], 3000) == "#"
+
+
+async def test_ask_digit_minus_one_is_a_hangup() -> None:
+    channel, _ = channel_for(ok("-1"))
+    with pytest.raises(CallerHungUp, match="result=-1"):
+        await channel.ask_digit(["siaga112/menu"], 3000)
+
+
+@pytest.mark.parametrize("result", ["12", "x", "-2", "49"])
+async def test_ask_digit_unexpected_result(result: str) -> None:
+    channel, _ = channel_for(ok(result))
+    with pytest.raises(ChannelError, match="unexpected reply") as caught:
+        await channel.ask_digit(["siaga112/menu"], 3000)
+    assert not isinstance(caught.value, CallerHungUp)
+
+
+ANY_DIGIT = "0123456789*#ABCD"
+
+
+async def test_ask_digit_plays_leading_prompts_interruptibly_then_waits_on_the_last() -> None:
+    channel, session = channel_for(ok("0", endpos=8000), ok("0", endpos=4000), ok("", "timeout"))
+    assert await channel.ask_digit(["siaga112/welcome", "siaga112/p2", "siaga112/menu"], 4000) is (
+        None
+    )
+    assert session.commands == [
+        ("STREAM FILE", "siaga112/welcome", ANY_DIGIT),
+        ("STREAM FILE", "siaga112/p2", ANY_DIGIT),
+        ("GET DATA", "siaga112/menu", "4000", "1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ascii_code", "digit"), [("49", "1"), ("48", "0"), ("42", "*"), ("35", "#")]
+)
+async def test_ask_digit_barge_in_on_a_leading_prompt_stops_there(
+    ascii_code: str, digit: str
+) -> None:
+    channel, session = channel_for(ok(ascii_code, endpos=3200))
+    assert await channel.ask_digit(["siaga112/welcome", "siaga112/menu"], 4000) == digit
+    assert session.commands == [("STREAM FILE", "siaga112/welcome", ANY_DIGIT)]
+
+
+async def test_ask_digit_hangup_on_a_leading_prompt() -> None:
+    channel, _ = channel_for(ok("-1", endpos=0))
+    with pytest.raises(CallerHungUp, match="STREAM FILE 'siaga112/welcome'"):
+        await channel.ask_digit(["siaga112/welcome", "siaga112/menu"], 4000)
+
+
+@pytest.mark.parametrize("result", ["10", "x", "-2"])
+async def test_ask_digit_unexpected_result_on_a_leading_prompt(result: str) -> None:
+    channel, _ = channel_for(ok(result))
+    with pytest.raises(ChannelError, match="unexpected reply"):
+        await channel.ask_digit(["siaga112/welcome", "siaga112/menu"], 4000)
+
+
+async def test_ask_digit_without_prompts_just_waits() -> None:
+    channel, session = channel_for(ok("", "timeout"))
+    assert await channel.ask_digit([], 2000) is None
+    assert session.commands == [("GET DATA", "", "2000", "1")]
+
+
+async def test_ask_digit_refuses_a_bare_string() -> None:
+    channel, session = channel_for()
+    with pytest.raises(TypeError, match="not a str"):
+        await channel.ask_digit("siaga112/menu", 2000)
+    assert session.commands == []
+
+
+@pytest.mark.parametrize("timeout_ms", [0, -1])
+async def test_ask_digit_needs_a_positive_timeout(timeout_ms: int) -> None:
+    channel, session = channel_for()
+    with pytest.raises(ValueError, match="timeout_ms must be positive"):
+        await channel.ask_digit(["siaga112/menu"], timeout_ms)
+    assert session.commands == []
+
+
+# --- play --------------------------------------------------------------------------------
+
+
+async def test_play_streams_the_file_without_escape_digits() -> None:
+    channel, session = channel_for(ok("0", endpos=18400))
+    await channel.play("siaga112/please-wait")
+    assert session.commands == [("STREAM FILE", "siaga112/please-wait", "")]
+
+
+async def test_play_minus_one_is_a_hangup() -> None:
+    channel, _ = channel_for(ok("-1", endpos=0))
+    with pytest.raises(CallerHungUp):
+        await channel.play("siaga112/please-wait")
+
+
+async def test_play_unexpected_result() -> None:
+    channel, _ = channel_for(ok("", "timeout"))
+    with pytest.raises(ChannelError, match="unexpected reply"):
+        await channel.play("siaga112/please-wait")
+
+
+# --- set_variable ------------------------------------------------------------------------
+
+
+async def test_set_variable() -> None:
+    channel, session = channel_for(ok("1"))
+    await channel.set_variable("SIAGA_SERVICE", 'ambulans "119"')
+    assert session.commands == [("SET VARIABLE", "SIAGA_SERVICE", 'ambulans "119"')]
+
+
+@pytest.mark.parametrize("name", ["", "1X", "DB(family/key)", "X Y", "X\nY", "FILE(/tmp/x)"])
+async def test_set_variable_refuses_non_plain_names(name: str) -> None:
+    channel, session = channel_for(ok("1"))
+    with pytest.raises(ChannelError, match="not a plain variable name"):
+        await channel.set_variable(name, "v")
+    assert session.commands == []
+
+
+async def test_set_variable_refuses_an_injected_second_command() -> None:
+    channel, session = channel_for(ok("1"))
+    with pytest.raises(ChannelError, match="CR, LF or NUL") as caught:
+        await channel.set_variable("SIAGA_NOTE", 'x"\nEXEC Dial PJSIP/evil')
+    assert isinstance(caught.value.__context__, AgiArgumentError)
+    assert session.commands == []
+
+
+async def test_set_variable_unexpected_result() -> None:
+    channel, _ = channel_for(ok("0"))
+    with pytest.raises(ChannelError, match="unexpected reply"):
+        await channel.set_variable("SIAGA_SERVICE", "polisi")
+
+
+# --- refusals and hangups, common to every command ----------------------------------------
+
+
+@pytest.mark.parametrize("refusal", [INVALID, USAGE])
+async def test_refusals_are_channel_errors_naming_command_and_reply(refusal: AgiReply) -> None:
+    channel, _ = channel_for(refusal)
+    with pytest.raises(ChannelError) as caught:
+        await channel.ask_digit(["siaga112/menu"], 5000)
+    message = str(caught.value)
+    assert "GET DATA 'siaga112/menu' '5000' '1'" in message
+    assert refusal.line.splitlines()[0] in message
+    assert not isinstance(caught.value, CallerHungUp)
+
+
+async def test_dead_channel_refusal_is_a_hangup() -> None:
+    channel, _ = channel_for(NOT_PERMITTED)
+    with pytest.raises(CallerHungUp, match="511 Command Not Permitted"):
+        await channel.set_variable("SIAGA_SERVICE", "polisi")
+
+
+@pytest.mark.parametrize(
+    "exception", [CallerHungUp("caller hung up (HANGUP)"), ChannelError("no reply within 30 s")]
+)
+async def test_session_exceptions_pass_through(exception: ChannelError) -> None:
+    channel, _ = channel_for(exception)
+    with pytest.raises(type(exception)) as caught:
+        await channel.play("siaga112/please-wait")
+    assert caught.value is exception
