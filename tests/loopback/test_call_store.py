@@ -55,7 +55,9 @@ def answered_call(call_id: str = "1700000000.1") -> list[CallFact]:
     ]
 
 
-async def test_answered_call_record_and_shift_by_arrival(database_dsn: str, settings: Settings) -> None:
+async def test_answered_call_record_and_shift_by_arrival(
+    database_dsn: str, settings: Settings
+) -> None:
     repository = CallRepository(CALENDAR)
     connection = await asyncpg.connect(database_dsn)
     try:

@@ -1,0 +1,177 @@
+"""Command line: ``siaga112 [--config FILE] [--set name=value ...] COMMAND``.
+
+Console output is in Bahasa Indonesia (the people who run the line read it); logs stay in
+English for the engineers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import asyncpg
+
+from ivr.menu import MenuError, load_menu
+from ivr.prompts import PromptError, build_prompts
+from telephony.app import serve
+from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
+from telephony.db.embedded import EmbeddedDatabaseError
+from telephony.db.migrate import MigrationError, migrate
+from telephony.demo import run_demo
+from telephony.lab import Lab, LabError
+from telephony.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("telephony.cli")
+
+
+def _overrides(pairs: Sequence[str]) -> dict[str, str]:
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SettingsError(f"--set expects name=value, got {pair!r}")
+        result[name.strip()] = value
+    return result
+
+
+def ensure_database(settings: Settings) -> None:
+    """Start the embedded cluster when no external database is configured."""
+    if settings.uses_embedded_database:
+        cluster = embedded_cluster(settings)
+        cluster.ensure_initialized()
+        cluster.start()
+
+
+async def migrate_database(settings: Settings) -> int:
+    """Apply pending migrations; returns how many were applied."""
+    try:
+        connection = await asyncpg.connect(
+            dsn=resolve_dsn(settings), timeout=settings.db_connect_timeout
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    try:
+        return len(await migrate(connection))
+    finally:
+        await connection.close()
+
+
+def _cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    ensure_database(settings)
+    applied = asyncio.run(migrate_database(settings))
+    print(f"Migrasi selesai: {applied} migrasi baru diterapkan.")
+    return 0
+
+
+def _cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.uses_embedded_database:
+        print("Basis data eksternal dikonfigurasi (DSN atau PG*); tidak ada yang dijalankan.")
+        return 0
+    cluster = embedded_cluster(settings)
+    if args.action == "start":
+        ensure_database(settings)
+        print(f"PostgreSQL tertanam berjalan di 127.0.0.1:{cluster.port} ({cluster.data_dir}).")
+    elif args.action == "stop":
+        cluster.stop()
+        print("PostgreSQL tertanam dihentikan.")
+    else:
+        print("berjalan" if cluster.is_running() else "berhenti")
+    return 0
+
+
+def build_prompt_audio(settings: Settings) -> None:
+    """Generate (or refresh) the prompt audio for the configured menu."""
+    menu = load_menu(settings.menu_file)
+    for report in build_prompts(menu.prompts, settings.prompts_dir,
+                                settings.prompt_overrides_dir, settings.prompt_voice):
+        print(f"  {report.name:16} {report.source:10} {report.seconds:5.1f} dtk")
+
+
+def _cmd_prompts(settings: Settings, _: argparse.Namespace) -> int:
+    print(f"Rekaman suara IVR di {settings.prompts_dir}:")
+    build_prompt_audio(settings)
+    return 0
+
+
+def _cmd_lab(settings: Settings, args: argparse.Namespace) -> int:
+    lab = Lab(settings)
+    if args.action == "build":
+        print(f"Asterisk lab: root filesystem di {lab.ensure_rootfs()}")
+    elif args.action == "start":
+        build_prompt_audio(settings)
+        lab.start()
+        lab.install_prompts(settings.prompts_dir)
+        print(f"Asterisk lab '{settings.lab_instance}' berjalan: SIP {settings.sip_host}:"
+              f"{settings.sip_port}, AMI 127.0.0.1:{settings.ami_port}.")
+    elif args.action == "stop":
+        lab.stop()
+        print(f"Asterisk lab '{settings.lab_instance}' dihentikan.")
+    else:
+        print("berjalan" if lab.is_running() else "berhenti")
+    return 0
+
+
+def _cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+    ensure_database(settings)
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    ensure_database(settings)
+    asyncio.run(migrate_database(settings))
+    build_prompt_audio(settings)
+    return asyncio.run(run_demo(settings, keep_running=args.keep_running))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and --help)."""
+    parser = argparse.ArgumentParser(prog="siaga112", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one setting (repeatable)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(
+        handler=_cmd_migrate)
+    db = commands.add_parser("db", help="embedded PostgreSQL: start, stop, status")
+    db.add_argument("action", choices=["start", "stop", "status"])
+    db.set_defaults(handler=_cmd_db)
+    commands.add_parser("prompts", help="generate the IVR prompt audio").set_defaults(
+        handler=_cmd_prompts)
+    lab = commands.add_parser("lab", help="the Asterisk 22 lab: build, start, stop, status")
+    lab.add_argument("action", choices=["build", "start", "stop", "status"])
+    lab.set_defaults(handler=_cmd_lab)
+    commands.add_parser("serve", help="run the FastAGI IVR and the AMI listener").set_defaults(
+        handler=_cmd_serve)
+    demo = commands.add_parser("demo", help="lab + database + server + a few sipp calls")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="leave the line running after the demo calls (Ctrl-C stops)")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``siaga112`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, overrides=_overrides(args.set))
+    except SettingsError as exc:
+        print(f"siaga112: pengaturan tidak valid: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+        return handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError, MenuError,
+            PromptError) as exc:
+        print(f"siaga112: gagal: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,617 @@
+"""The Asterisk lab: a real Asterisk 22 in a chroot, configured from ``asterisk-conf/``.
+
+What it is
+    A Debian root filesystem with the ``asterisk`` package (built once with mmdebstrap into
+    ``Settings.lab_rootfs``, about 340 MB, outside the repository) in which Asterisk runs
+    with ``chroot``. Nothing is installed on the host. The chroot shares the host's network,
+    so Asterisk listens on the host's loopback: SIP on ``sip_host:sip_port``, AMI on
+    ``127.0.0.1:ami_port``, RTP in ``rtp_port_start..rtp_port_end``, and it connects to the
+    FastAGI IVR at ``Settings.agi_url``.
+
+Instances
+    Each instance (``Settings.lab_instance``) keeps all its files in the rootfs under
+    ``/srv/siaga112/<instance>/``: ``etc/`` (the rendered configuration), ``run/`` (control
+    socket, pid file), ``log/`` (``messages.log``; ``console.log`` holds Asterisk's stdout),
+    ``lib/`` (astdb), ``spool/``, ``cache/`` and ``data/`` (a mirror of /usr/share/asterisk
+    whose ``sounds/siaga112/`` holds this instance's prompts). A test lab and a demo lab on
+    other ports therefore run side by side in one rootfs.
+
+Configuration
+    ``asterisk-conf/*.conf`` is the configuration a real site deploys. The files are
+    templates only for addresses, ports, secrets and a few timings, written ``@{name}``
+    (``${...}`` belongs to Asterisk's dialplan). :meth:`Lab.install_config` renders them
+    and generates ``pjsip_operators.conf``: ``Settings.lab_operators`` operator endpoints
+    ``op1001``, ``op1002``, ... whose contact is a sipp UAS on
+    ``127.0.0.1:lab_operator_sip_port`` (a real site's phones register instead).
+
+Running
+    ``Lab(settings).start()`` builds the rootfs if missing, renders the configuration and
+    starts ``asterisk -f`` in its own mount namespace (``unshare``), where /proc is mounted
+    for it: the mount vanishes with the process, however it ends. It returns once
+    ``core waitfullybooted`` answers. Asterisk outlives the Python process that started it
+    (the demo lab is started by one CLI call and stopped by another): :meth:`Lab.stop` and
+    :meth:`Lab.is_running` find it again through its pid file. Each start begins with an
+    empty astdb, so operators logged in during an earlier run are not restored.
+
+    Both ``with Lab(settings) as lab:`` and ``async with Lab(settings) as lab:`` start and
+    stop it; the async helpers (:meth:`Lab.acli`, :meth:`Lab.wait_cli`) keep an event loop
+    free while polling. Every wait is bounded. The lab needs root (mmdebstrap, chroot,
+    mount namespaces) and refuses to start when its SIP or AMI port is taken, since
+    Asterisk itself would boot without them.
+
+Prompts
+    :meth:`Lab.install_prompts` copies 8 kHz mono 16-bit WAV files (the only WAV that
+    Asterisk's format_wav plays) into the instance's ``data/sounds/siaga112/``; the IVR plays
+    ``<name>.wav`` as ``siaga112/<name>``.
+
+Tests and benchmarks
+    ``telephony/sipp.py`` drives callers (the carrier trunk) and the operator phones (one sipp
+    UAS on ``lab_operator_sip_port``) with sipp; operators join queues with AMI QueueAdd.
+    ``scripts/record_fixtures.py`` records the AMI and FastAGI transcripts in
+    ``tests/fixtures/`` from this lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+import wave
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+from telephony.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "asterisk-conf"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_SUITE = "forky"  # the first Debian suite with Asterisk 22
+ROOTFS_PACKAGES = ("asterisk", "asterisk-core-sounds-en-gsm")
+ASTERISK = "/usr/sbin/asterisk"
+INSTANCES_DIR = "/srv/siaga112"  # inside the rootfs
+PROMPT_SUBDIR = "siaga112"  # prompts play as "siaga112/<name>"
+OPERATOR_FIRST = 1001
+
+_INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_PROMPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+# Characters that would end a config value early or start a new line or comment.
+_UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f;]")
+
+
+class LabError(RuntimeError):
+    """The lab could not be built, configured, started or reached."""
+
+
+class ConfTemplate(string.Template):
+    """``@{name}`` placeholders; every other character, ``$`` and ``@`` included, is literal.
+
+    Asterisk configuration is full of ``${VAR}`` and ``user@host``, so only the braced
+    ``@{...}`` form is a placeholder; a malformed ``@{`` is an error rather than text.
+    """
+
+    delimiter = "@"
+    pattern = r"""
+        @(?:
+          (?P<escaped>(?!)) |
+          (?P<named>(?!)) |
+          \{(?P<braced>[a-z_][a-z0-9_]*)\} |
+          (?P<invalid>\{)
+        )
+    """  # type: ignore[assignment]  # string.Template declares pattern as a compiled Pattern
+
+
+def render_template(text: str, values: Mapping[str, object]) -> str:
+    """Fill ``@{name}`` placeholders; a missing value or an unsafe one raises :class:`LabError`.
+
+    A value may not contain control characters or ``;`` (Asterisk's comment character): a
+    secret with a newline must not be able to add configuration.
+    """
+    safe: dict[str, str] = {}
+    for name, value in values.items():
+        rendered = str(value)
+        if _UNSAFE_VALUE.search(rendered):
+            raise LabError(f"template value {name}={rendered!r} contains ';' or a control char")
+        safe[name] = rendered
+    try:
+        return ConfTemplate(text).substitute(safe)
+    except KeyError as exc:
+        raise LabError(f"template needs a value for @{{{exc.args[0]}}}") from exc
+    except ValueError as exc:
+        raise LabError(f"malformed template: {exc}") from exc
+
+
+def operator_names(count: int) -> list[str]:
+    """The lab's operator endpoint names: ``op1001`` ... in order."""
+    return [f"op{OPERATOR_FIRST + i}" for i in range(count)]
+
+
+def debian_mirror(sources: Path = Path("/etc/apt/sources.list.d/debian.sources")) -> str:
+    """The host's Debian mirror (first non-security ``URIs:`` of a deb822 file), or the default."""
+    try:
+        lines = sources.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return DEFAULT_MIRROR
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip().lower() != "uris":
+            continue
+        for uri in value.split():
+            if "security" not in uri:
+                return uri
+    return DEFAULT_MIRROR
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` in one rename, so a reloading Asterisk never reads half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise LabError(f"{what} needs root (mmdebstrap, chroot and mount namespaces)")
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class Lab:
+    """One Asterisk lab instance, configured from :class:`Settings`.
+
+    ``conf_dir`` holds the templates (the repository's ``asterisk-conf/`` by default);
+    ``boot_timeout`` bounds :meth:`start`, ``stop_timeout`` the graceful part of :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        conf_dir: Path = CONF_DIR,
+        boot_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
+        build_timeout: float = 1800.0,
+    ) -> None:
+        if not _INSTANCE_NAME.match(settings.lab_instance):
+            raise LabError(f"lab_instance {settings.lab_instance!r}: use [a-z0-9_-], max 32")
+        self.settings = settings
+        self.conf_dir = conf_dir
+        self.boot_timeout = boot_timeout
+        self.stop_timeout = stop_timeout
+        self.build_timeout = build_timeout
+        self.rootfs = settings.lab_rootfs
+        # The same directory as Asterisk sees it (chroot path) and as the host sees it.
+        self.instance_dir = f"{INSTANCES_DIR}/{settings.lab_instance}"
+        self.host_dir = self.rootfs / self.instance_dir.lstrip("/")
+        self.asterisk_conf = f"{self.instance_dir}/etc/asterisk.conf"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    # ----------------------------------------------------------------- paths
+
+    @property
+    def sounds_dir(self) -> Path:
+        """Host path of this instance's prompt directory (played as ``siaga112/<name>``)."""
+        return self.host_dir / "data" / "sounds" / PROMPT_SUBDIR
+
+    @property
+    def messages_log(self) -> Path:
+        """Host path of Asterisk's notice/warning/error log for this instance."""
+        return self.host_dir / "log" / "messages.log"
+
+    @property
+    def console_log(self) -> Path:
+        """Host path of Asterisk's console output (errors only)."""
+        return self.host_dir / "log" / "console.log"
+
+    @property
+    def pid_file(self) -> Path:
+        """Host path of the pid file Asterisk writes into its run directory."""
+        return self.host_dir / "run" / "asterisk.pid"
+
+    # ----------------------------------------------------------------- rootfs
+
+    def ensure_rootfs(self) -> Path:
+        """Build the Asterisk root filesystem if it is missing; return its path.
+
+        It is built next to its final place and renamed into it, so an interrupted build
+        never leaves a half-built rootfs where the lab would use it. A lock file serialises
+        concurrent callers.
+        """
+        if (self.rootfs / ASTERISK.lstrip("/")).exists():
+            return self.rootfs
+        _require_root("building the lab rootfs")
+        if self.rootfs.exists():
+            raise LabError(f"{self.rootfs} exists but has no {ASTERISK}: remove it and retry")
+        if shutil.which("mmdebstrap") is None:
+            raise LabError("mmdebstrap is not installed (scripts/setup installs it)")
+        self.rootfs.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.rootfs.parent / f".{self.rootfs.name}.lock"
+        with lock_path.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (self.rootfs / ASTERISK.lstrip("/")).exists():  # built while we waited
+                return self.rootfs
+            build = self.rootfs.parent / f".{self.rootfs.name}.build-{os.getpid()}"
+            shutil.rmtree(build, ignore_errors=True)
+            mirror = debian_mirror()
+            log.info("building the Asterisk rootfs in %s from %s", self.rootfs, mirror)
+            started = time.monotonic()
+            try:
+                subprocess.run(
+                    [
+                        "mmdebstrap",
+                        "--variant=apt",
+                        f"--include={','.join(ROOTFS_PACKAGES)}",
+                        # Snapshot mirrors serve Release files whose Valid-Until is past.
+                        '--aptopt=Acquire::Check-Valid-Until "false"',
+                        DEBIAN_SUITE,
+                        str(build),
+                        mirror,
+                    ],
+                    check=True,
+                    timeout=self.build_timeout,
+                    stdin=subprocess.DEVNULL,
+                )
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                shutil.rmtree(build, ignore_errors=True)
+                raise LabError(f"mmdebstrap failed: {exc}") from exc
+            build.rename(self.rootfs)
+            log.info("rootfs built in %.0f s", time.monotonic() - started)
+        return self.rootfs
+
+    def _write_hosts(self) -> None:
+        """Let Asterisk resolve this host's name without DNS.
+
+        At startup and on each call setup Asterisk looks up the host name (and, failing
+        that, A.ROOT-SERVERS.NET) to find its own address; with no reachable resolver each
+        lookup waits for the DNS timeout and stalls call setup under load.
+        """
+        hostname = socket.gethostname()
+        text = f"127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost\n"
+        hosts = self.rootfs / "etc" / "hosts"
+        with contextlib.suppress(OSError):
+            if hosts.read_text(encoding="utf-8") == text:
+                return
+        _write_atomic(hosts, text)
+
+    # ----------------------------------------------------------------- config
+
+    def template_values(self) -> dict[str, object]:
+        """The values the ``asterisk-conf/`` templates are rendered with."""
+        s = self.settings
+        return {
+            "instance_dir": self.instance_dir,
+            "sip_host": s.sip_host,
+            "sip_port": s.sip_port,
+            "carrier_address": s.carrier_address,
+            "rtp_port_start": s.rtp_port_start,
+            "rtp_port_end": s.rtp_port_end,
+            "ami_port": s.ami_port,
+            "ami_username": s.ami_username,
+            "ami_secret": s.ami_secret,
+            "agi_url": s.agi_url,
+            "ivr_guard_seconds": f"{s.agi_session_timeout:g}",
+            "queue_max_wait": s.queue_max_wait,
+            "queue_wrapup_seconds": s.queue_wrapup_seconds,
+        }
+
+    def operators_conf(self) -> str:
+        """``pjsip_operators.conf`` for the lab: every operator's phone is one sipp UAS."""
+        port = self.settings.lab_operator_sip_port
+        parts = ["; Generated by telephony.lab: lab operators, all answered by one sipp UAS.\n"]
+        for name in operator_names(self.settings.lab_operators):
+            parts.append(
+                f"\n[{name}](operator)\naors = {name}\n"
+                f"[{name}](operator-aor)\ncontact = sip:{name}@127.0.0.1:{port}\n"
+            )
+        return "".join(parts)
+
+    def install_config(self) -> None:
+        """Create the instance's directories and render the configuration into ``etc/``."""
+        self.ensure_rootfs()
+        for sub in ("etc", "run", "log", "lib", "spool", "cache", "data"):
+            (self.host_dir / sub).mkdir(parents=True, exist_ok=True)
+        self._link_data_dir()
+        values = self.template_values()
+        templates = sorted(self.conf_dir.glob("*.conf"))
+        if not templates:
+            raise LabError(f"no *.conf templates in {self.conf_dir}")
+        etc = self.host_dir / "etc"
+        for template in templates:
+            text = render_template(template.read_text(encoding="utf-8"), values)
+            _write_atomic(etc / template.name, text)
+        _write_atomic(etc / "pjsip_operators.conf", self.operators_conf())
+
+    def _link_data_dir(self) -> None:
+        """Mirror /usr/share/asterisk into ``data/`` with symlinks, except for the sounds.
+
+        ``data/sounds`` is a real directory (symlinks to the stock languages) so that the
+        instance's own ``sounds/siaga112`` can live in it. Link targets are chroot paths.
+        """
+        share = self.rootfs / "usr" / "share" / "asterisk"
+        data = self.host_dir / "data"
+        for entry in share.iterdir():
+            if entry.name != "sounds":
+                self._symlink(data / entry.name, f"/usr/share/asterisk/{entry.name}")
+        sounds = data / "sounds"
+        sounds.mkdir(exist_ok=True)
+        for entry in (share / "sounds").iterdir():
+            self._symlink(sounds / entry.name, f"/usr/share/asterisk/sounds/{entry.name}")
+        (sounds / PROMPT_SUBDIR).mkdir(exist_ok=True)
+
+    @staticmethod
+    def _symlink(link: Path, target: str) -> None:
+        if link.is_symlink() and str(link.readlink()) == target:
+            return
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+
+    def install_prompts(self, src_dir: Path) -> list[str]:
+        """Copy ``src_dir/*.wav`` to the instance's prompt directory; return the names copied.
+
+        Asterisk's ``format_wav`` plays only 8 kHz mono 16-bit PCM WAV; anything else fails
+        at call time with a warning nobody reads, so it is refused here.
+        """
+        self.sounds_dir.mkdir(parents=True, exist_ok=True)
+        names = []
+        for wav in sorted(src_dir.glob("*.wav")):
+            if not _PROMPT_NAME.match(wav.stem):
+                raise LabError(f"{wav}: prompt names may use letters, digits, _ and -")
+            try:
+                with wave.open(str(wav), "rb") as reader:
+                    shape = (reader.getframerate(), reader.getnchannels(), reader.getsampwidth())
+            except (wave.Error, EOFError) as exc:
+                raise LabError(f"{wav}: not a WAV file: {exc}") from exc
+            if shape != (8000, 1, 2):
+                raise LabError(f"{wav}: need 8000 Hz mono 16-bit, got {shape}")
+            target = self.sounds_dir / wav.name
+            tmp = target.with_name(f".{wav.name}.tmp")
+            shutil.copyfile(wav, tmp)
+            tmp.replace(target)
+            names.append(wav.stem)
+        return names
+
+    # ----------------------------------------------------------------- process
+
+    def _instance_pid(self) -> int | None:
+        """The pid of this instance's Asterisk if it is alive, from its pid file."""
+        try:
+            pid = int(self.pid_file.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            return None
+        return pid if self._pid_is_ours(pid) else None
+
+    def _pid_is_ours(self, pid: int) -> bool:
+        """Alive, and really this instance's Asterisk (pid files outlive their process)."""
+        if self._process is not None and self._process.pid == pid:
+            # Our own child: poll() reaps it, kill(pid, 0) would see the zombie as alive.
+            return self._process.poll() is None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return ASTERISK.encode() in cmdline and self.asterisk_conf.encode() in cmdline
+
+    def is_running(self) -> bool:
+        """True while this instance's Asterisk process is alive."""
+        if self._process is not None and self._process.poll() is None:
+            return True
+        return self._instance_pid() is not None
+
+    def start(self) -> None:
+        """(Re)start this instance with freshly rendered configuration and an empty astdb.
+
+        Returns once Asterisk is fully booted; raises :class:`LabError` (with the end of its
+        logs) if it exits or does not boot within ``boot_timeout``.
+        """
+        _require_root("running the lab")
+        if self.is_running():
+            log.info("lab %s is already running: restarting it", self.settings.lab_instance)
+            self.stop()
+        self._check_ports_free()
+        self.install_config()
+        self._write_hosts()
+        for stale in ("astdb.sqlite3", "astdb.sqlite3-journal"):
+            (self.host_dir / "lib" / stale).unlink(missing_ok=True)
+        self.pid_file.unlink(missing_ok=True)
+        started = time.monotonic()
+        with self.console_log.open("ab") as console:
+            # A private mount namespace with /proc mounted in the rootfs: the mount dies with
+            # the process, so a crash cannot leave it behind. chroot replaces unshare, and
+            # asterisk replaces chroot: self._process.pid is Asterisk's pid.
+            self._process = subprocess.Popen(
+                [
+                    "unshare",
+                    "--mount",
+                    "--propagation=private",
+                    f"--mount-proc={self.rootfs / 'proc'}",
+                    "chroot",
+                    str(self.rootfs),
+                    ASTERISK,
+                    "-f",
+                    "-C",
+                    self.asterisk_conf,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                # The demo lab outlives the CLI call that started it, and a Ctrl-C in a test
+                # run must not reach Asterisk before stop() does.
+                start_new_session=True,
+            )
+        deadline = started + self.boot_timeout
+        while True:
+            if self._process.poll() is not None:
+                raise LabError(
+                    f"Asterisk exited with {self._process.returncode} while booting:\n"
+                    f"{_tail(self.console_log)}\n{_tail(self.messages_log)}"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stop()
+                raise LabError(
+                    f"Asterisk did not boot within {self.boot_timeout:g} s:\n"
+                    f"{_tail(self.messages_log)}"
+                )
+            try:
+                # Refused until the control socket exists; then blocks until fully booted.
+                self._asterisk_rx("core waitfullybooted", timeout=min(remaining, 10.0))
+            except LabError:
+                time.sleep(0.05)
+                continue
+            break
+        log.info(
+            "lab %s booted in %.2f s (pid %d)",
+            self.settings.lab_instance,
+            time.monotonic() - started,
+            self._process.pid,
+        )
+
+    def _check_ports_free(self) -> None:
+        """Asterisk boots even when it cannot bind its SIP or AMI port (it only logs an
+        error), so a port held by another lab or process is refused here instead."""
+        s = self.settings
+        for kind, host, port in (
+            (socket.SOCK_DGRAM, s.sip_host, s.sip_port),
+            (socket.SOCK_STREAM, "127.0.0.1", s.ami_port),
+        ):
+            with socket.socket(socket.AF_INET, kind) as probe:
+                # As Asterisk does: a TCP port in TIME_WAIT after a restart is free.
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((host, port))
+                except OSError as exc:
+                    raise LabError(f"{host}:{port} is in use; is another lab running?") from exc
+
+    def stop(self) -> None:
+        """Stop this instance: ``core stop now``, then SIGTERM, then SIGKILL; all bounded."""
+        pid = self._process.pid if self._process is not None else self._instance_pid()
+        if pid is None or not self._pid_is_ours(pid):
+            self._process = None
+            return
+        with contextlib.suppress(LabError):
+            self._asterisk_rx("core stop now", timeout=self.stop_timeout)
+        for sig, grace in ((None, self.stop_timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and self._pid_is_ours(pid):
+                time.sleep(0.05)
+            if not self._pid_is_ours(pid):
+                break
+            log.warning("lab %s: pid %d still alive", self.settings.lab_instance, pid)
+        else:
+            raise LabError(f"Asterisk pid {pid} survived SIGKILL")
+        self._process = None
+
+    # ----------------------------------------------------------------- CLI
+
+    def _rx_argv(self, command: str) -> list[str]:
+        return ["chroot", str(self.rootfs), ASTERISK, "-C", self.asterisk_conf, "-rx", command]
+
+    def _asterisk_rx(self, command: str, timeout: float) -> str:
+        try:
+            done = subprocess.run(
+                self._rx_argv(command),
+                capture_output=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f"asterisk -rx {command!r} timed out after {timeout:g} s") from exc
+        output = done.stdout.decode("utf-8", errors="replace")
+        if done.returncode != 0:
+            raise LabError(f"asterisk -rx {command!r} failed ({done.returncode}): {output}")
+        return output
+
+    def cli_command(self, command: str, time_limit: float = 10.0) -> str:
+        """Run one Asterisk CLI command in this instance (``asterisk -rx``); return its output."""
+        return self._asterisk_rx(command, time_limit)
+
+    async def acli(self, command: str, time_limit: float = 10.0) -> str:
+        """:meth:`cli_command` without blocking the event loop."""
+        proc = await asyncio.create_subprocess_exec(
+            *self._rx_argv(command),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            async with asyncio.timeout(time_limit):
+                stdout, _ = await proc.communicate()
+        except TimeoutError as exc:
+            proc.kill()
+            await proc.wait()
+            raise LabError(f"asterisk -rx {command!r} timed out after {time_limit:g} s") from exc
+        output = stdout.decode("utf-8", errors="replace")
+        if proc.returncode != 0:
+            raise LabError(f"asterisk -rx {command!r} failed ({proc.returncode}): {output}")
+        return output
+
+    async def wait_cli(
+        self,
+        command: str,
+        predicate: Callable[[str], bool],
+        within: float = 10.0,
+        interval: float = 0.1,
+    ) -> str:
+        """Poll a CLI command until ``predicate(output)`` holds; return that output.
+
+        Raises :class:`TimeoutError` with the last output after ``within`` seconds.
+        """
+        deadline = asyncio.get_running_loop().time() + within
+        output = ""
+        while True:
+            output = await self.acli(command)
+            if predicate(output):
+                return output
+            if asyncio.get_running_loop().time() >= deadline:
+                raise TimeoutError(f"{command!r} never satisfied the condition:\n{output}")
+            await asyncio.sleep(interval)
+
+    def reload_queues(self) -> str:
+        """Re-render the configuration and reload queues.conf; logged-in operators stay."""
+        self.install_config()
+        return self.cli_command("queue reload all")
+
+    # ----------------------------------------------------------------- context managers
+
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Lab:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)

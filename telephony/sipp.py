@@ -1,0 +1,438 @@
+"""sipp for tests and benchmarks: callers on the carrier trunk and the lab's operator phones.
+
+Every sipp runs as its own process on its own loopback SIP and media ports, with ``-nostdin``
+(CI has no terminal) and a global ``-timeout`` as a backstop; :class:`Sipp` kills it on exit
+and collects what it reported:
+
+* the exit code (0: every call succeeded, 1: some failed, 97/99: stopped or nothing ran),
+* the counters of its last ``-trace_stat`` line (``SuccessfulCall(C)``, ``FailedCall(C)``),
+* its ``-trace_err`` log of unexpected messages.
+
+Scenarios are the XML templates in ``telephony/sipp_scenarios/``, rendered per process
+(``@{name}``, the same templating as ``asterisk-conf/``) with the caller ID and the caller's or
+operator's steps.
+
+DTMF is sent as RFC 4733 events by replaying sipp's ``dtmf_2833_<d>.pcap`` files. All of them
+carry the same RTP sequence numbers and timestamp, and Asterisk drops an event it has already
+seen on the stream (pressing 1, 2, 1 would reach the IVR as "12"), so each press replays a
+copy renumbered for its place in the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from telephony.lab import ConfTemplate
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "sipp_scenarios"
+PCAP_DIR = Path("/usr/share/sip-tester")
+AUDIO_PCAP = PCAP_DIR / "g711a.pcap"
+AUDIO_PCAP_MS = 7000  # g711a.pcap holds 7.05 s of A-law
+DTMF_PCAP_MS = 300  # each dtmf_2833 pcap lasts 0.14 s; leave a gap between digits
+DTMF_NAMES = {str(d): str(d) for d in range(10)} | {"*": "star", "#": "pound"}
+_SIPP_EVENTS_HEADER = "The following events occurred:"
+_SAFE_HEADER_TEXT = re.compile(r"^[\w .+\-@:]*$")
+
+
+def free_udp_port(host: str = "127.0.0.1", span: int = 1) -> int:
+    """An even UDP port on ``host`` with ``span`` free ports from it (sipp media needs +2)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1]) & ~1
+        sockets: list[socket.socket] = []
+        try:
+            for offset in range(span):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind((host, port + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return port
+    raise RuntimeError("no free UDP port range on loopback")
+
+
+@dataclass(frozen=True)
+class SippResult:
+    """What one sipp process reported."""
+
+    returncode: int
+    successful: int
+    failed: int
+    errors: str = ""
+    stats: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Exited 0 and completed at least one call."""
+        return self.returncode == 0 and self.successful > 0 and self.failed == 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A rendered scenario and the files it refers to by relative name (sipp runs in the
+    directory they are written to)."""
+
+    xml: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def dtmf_pcap(digit: str, press: int) -> bytes:
+    """sipp's pcap of ``digit`` with its RTP sequence numbers and timestamp moved on for the
+    ``press``-th digit of a call, so that Asterisk takes it as a new event."""
+    data = bytearray((PCAP_DIR / f"dtmf_2833_{DTMF_NAMES[digit]}.pcap").read_bytes())
+    offset = 24  # pcap global header; the files are little-endian, Ethernet link type
+    while offset < len(data):
+        (captured,) = struct.unpack_from("<I", data, offset + 8)
+        ip = offset + 16 + 14
+        udp = ip + (data[ip] & 0x0F) * 4
+        seq, timestamp = struct.unpack_from(">HI", data, udp + 8 + 2)
+        seq = (seq + press * 100) & 0xFFFF
+        timestamp = (timestamp + press * 16000) & 0xFFFFFFFF
+        struct.pack_into(">HI", data, udp + 8 + 2, seq, timestamp)
+        struct.pack_into(">H", data, udp + 6, 0)  # the old checksum is wrong now; 0 = none
+        offset += 16 + captured
+    return bytes(data)
+
+
+def _xml_wait(step: int, ms: int) -> str:
+    """Wait ``ms`` unless Asterisk sends BYE first (then end the call cleanly)."""
+    return (
+        f'  <recv request="BYE" timeout="{max(ms, 1)}" ontimeout="step{step}" '
+        f'next="bye_received"/>\n  <label id="step{step}"/>\n'
+    )
+
+
+def _xml_play(pcap: Path | str) -> str:
+    return f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
+
+
+def _audio_steps(seconds: float, first_step: int) -> tuple[str, float]:
+    """Replay the A-law pcap back to back for ``seconds``; returns (XML, seconds left)."""
+    xml = []
+    left = seconds
+    step = first_step
+    while left * 1000 >= AUDIO_PCAP_MS:
+        xml.append(_xml_play(AUDIO_PCAP) + _xml_wait(step, AUDIO_PCAP_MS))
+        left -= AUDIO_PCAP_MS / 1000
+        step += 1
+    if left > 0:
+        xml.append(_xml_play(AUDIO_PCAP))
+    return "".join(xml), left
+
+
+def _check_header_text(name: str, value: str) -> str:
+    if not _SAFE_HEADER_TEXT.match(value):
+        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@: only")
+    return value
+
+
+def render_caller(
+    *,
+    caller_id: str,
+    caller_name: str = "",
+    asserted_id: str | None = None,
+    dtmf: str = "",
+    dtmf_delay: float = 1.0,
+    dtmf_gap: float = DTMF_PCAP_MS / 1000,
+    audio: bool = False,
+    talk_seconds: float = 5.0,
+) -> Scenario:
+    """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
+    every ``dtmf_gap`` s, stay ``talk_seconds`` s more (with the A-law pcap playing if
+    ``audio``), then BYE.
+
+    ``caller_id`` is the From user part (e.g. ``"081234567890"``, ``"anonymous"``, ``"+62..."``);
+    ``asserted_id`` adds a P-Asserted-Identity with that number.
+    """
+    for digit in dtmf:
+        if digit not in DTMF_NAMES:
+            raise ValueError(f"cannot send DTMF {digit!r}")
+    steps = []
+    files = {}
+    step = 0
+    if dtmf:
+        steps.append(_xml_wait(step, int(dtmf_delay * 1000)))
+        step += 1
+        for press, digit in enumerate(dtmf):
+            name = f"dtmf-{press}.pcap"
+            files[name] = dtmf_pcap(digit, press)
+            steps.append(_xml_play(name))
+            steps.append(_xml_wait(step, int(max(dtmf_gap * 1000, DTMF_PCAP_MS))))
+            step += 1
+    talk_left = talk_seconds
+    if audio:
+        xml, talk_left = _audio_steps(talk_seconds, step)
+        steps.append(xml)
+    headers = ""
+    if asserted_id is not None:
+        pai = _check_header_text("asserted_id", asserted_id)
+        headers = f"      P-Asserted-Identity: <sip:{pai}@[local_ip]>\n"
+    xml = ConfTemplate((SCENARIO_DIR / "caller.xml").read_text(encoding="utf-8")).substitute(
+        from_user=_check_header_text("caller_id", caller_id) or "anonymous",
+        from_name=_check_header_text("caller_name", caller_name),
+        extra_headers=headers,
+        steps="".join(steps),
+        talk_ms=max(int(talk_left * 1000), 1),
+    )
+    return Scenario(xml, files)
+
+
+def render_operator(
+    *,
+    ring_seconds: float = 0.0,
+    talk_seconds: float | None = None,
+    audio: bool = False,
+) -> Scenario:
+    """The operator scenario: ring ``ring_seconds`` s (a CANCEL meanwhile is accepted), answer,
+    keep RTP flowing if ``audio``, and hang up after ``talk_seconds`` s, or wait for Asterisk's
+    BYE if ``talk_seconds`` is None.
+    """
+    ringing = ""
+    if ring_seconds > 0:
+        ringing = (
+            f'  <recv request="CANCEL" timeout="{int(ring_seconds * 1000)}" '
+            'ontimeout="answer" next="cancelled"/>\n'
+        )
+    steps = ""
+    if talk_seconds is None:
+        if audio:
+            # Media for as long as an IVR-to-queue test plausibly talks; the BYE ends it.
+            steps, _ = _audio_steps(60.0, 0)
+        talk_wait = '  <recv request="BYE" next="bye_received"/>\n'
+    else:
+        left = talk_seconds
+        if audio:
+            steps, left = _audio_steps(talk_seconds, 0)
+        talk_wait = (
+            f'  <recv request="BYE" timeout="{max(int(left * 1000), 1)}" ontimeout="hangup" '
+            'next="bye_received"/>\n'
+        )
+    xml = ConfTemplate((SCENARIO_DIR / "operator.xml").read_text(encoding="utf-8")).substitute(
+        ringing=ringing, steps=steps, talk_wait=talk_wait
+    )
+    return Scenario(xml)
+
+
+class Sipp:
+    """One sipp process; use ``async with`` so that it is always killed and its files removed.
+
+    ``argv`` are scenario-independent sipp arguments (target, rate, counts); the harness adds
+    ``-sf``, the ports, ``-nostdin``, ``-timeout`` and the trace files.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        scenario: Scenario,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        sip_port: int | None = None,
+        trace_messages: bool = False,
+    ) -> None:
+        self.name = name
+        self.scenario = scenario
+        self.argv = list(argv)
+        self.timeout = timeout
+        self.sip_port = sip_port if sip_port is not None else free_udp_port()
+        self.media_port = free_udp_port(span=4)
+        self.trace_messages = trace_messages
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
+        self.process: asyncio.subprocess.Process | None = None
+        self.result: SippResult | None = None
+
+    @property
+    def messages(self) -> str:
+        """The SIP messages sipp sent and received (only with ``trace_messages``)."""
+        path = self.workdir / "messages.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    async def start(self) -> Sipp:
+        """Launch sipp; returns once it runs (it binds its ports at once)."""
+        scenario_file = self.workdir / f"{self.name}.xml"
+        scenario_file.write_text(self.scenario.xml, encoding="utf-8")
+        for name, content in self.scenario.files.items():
+            (self.workdir / name).write_bytes(content)
+        argv = [
+            "sipp",
+            *self.argv,
+            "-sf", str(scenario_file),
+            "-i", "127.0.0.1",
+            "-p", str(self.sip_port),
+            "-mi", "127.0.0.1",
+            "-mp", str(self.media_port),
+            "-nostdin",
+            "-timeout", f"{self.timeout:g}",
+            "-trace_stat", "-stf", str(self.workdir / "stats.csv"), "-fd", "1",
+            "-trace_err", "-error_file", str(self.workdir / "errors.log"),
+        ]  # fmt: skip
+        if self.trace_messages:
+            argv += ["-trace_msg", "-message_file", str(self.workdir / "messages.log")]
+        self.process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=self.workdir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        return self
+
+    def _collect(self, returncode: int, stderr: str) -> SippResult:
+        stats: dict[str, str] = {}
+        stats_file = self.workdir / "stats.csv"
+        if stats_file.exists():
+            with stats_file.open(encoding="utf-8") as rows_file:
+                rows = list(csv.DictReader(rows_file, delimiter=";"))
+            if rows:
+                stats = {k: v for k, v in rows[-1].items() if k}
+        errors = self.workdir / "errors.log"
+        error_text = errors.read_text(errors="replace") if errors.exists() else ""
+        # Every wait in our scenarios is a receive timeout by design; sipp logs each one.
+        error_text = "\n".join(
+            line
+            for line in error_text.splitlines()
+            if "receive timeout on message" not in line and line != _SIPP_EVENTS_HEADER
+        )
+        self.result = SippResult(
+            returncode=returncode,
+            successful=int(stats.get("SuccessfulCall(C)", "0") or 0),
+            failed=int(stats.get("FailedCall(C)", "0") or 0),
+            errors=(stderr + error_text).strip(),
+            stats=stats,
+        )
+        return self.result
+
+    async def wait(self, within: float | None = None) -> SippResult:
+        """Wait for sipp to finish by itself (bounded: ``within`` s, else its own limit + 10 s)."""
+        assert self.process is not None, "start() first"
+        try:
+            async with asyncio.timeout(within if within is not None else self.timeout + 10):
+                _, stderr = await self.process.communicate()
+        except TimeoutError:
+            await self.stop()
+            raise
+        assert self.process.returncode is not None
+        return self._collect(self.process.returncode, stderr.decode(errors="replace"))
+
+    async def stop(self) -> SippResult:
+        """End sipp now: SIGUSR1 lets it finish its statistics, SIGKILL after 5 s."""
+        assert self.process is not None, "start() first"
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGUSR1)
+            try:
+                async with asyncio.timeout(5):
+                    _, stderr = await self.process.communicate()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                _, stderr = await self.process.communicate()
+        else:
+            stderr = b""
+        assert self.process.returncode is not None
+        if self.result is None:
+            self._collect(self.process.returncode, stderr.decode(errors="replace"))
+        assert self.result is not None
+        return self.result
+
+    async def __aenter__(self) -> Sipp:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self.process is not None:
+                await self.stop()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def caller(
+    sip_host: str,
+    sip_port: int,
+    number: str = "112",
+    *,
+    caller_id: str = "081234567890",
+    caller_name: str = "",
+    asserted_id: str | None = None,
+    dtmf: str = "",
+    dtmf_delay: float = 1.0,
+    dtmf_gap: float = DTMF_PCAP_MS / 1000,
+    audio: bool = False,
+    talk_seconds: float = 5.0,
+    calls: int = 1,
+    rate: float = 1.0,
+    concurrent: int | None = None,
+    timeout: float | None = None,
+    trace_messages: bool = False,
+) -> Sipp:
+    """Callers dialling ``number`` at the lab: ``calls`` calls at ``rate`` per second, at most
+    ``concurrent`` (default: all of them) at once. See :func:`render_caller` for what each
+    call does.
+    """
+    # Without -l, sipp caps concurrent calls at 3 * rate * (-d duration, unused here) and
+    # quietly dials far slower than -r.
+    limit = calls if concurrent is None else concurrent
+    argv = [f"{sip_host}:{sip_port}", "-s", number, "-m", str(calls), "-r", f"{rate:g}"]
+    argv += ["-l", str(limit)]
+    scenario = render_caller(
+        caller_id=caller_id,
+        caller_name=caller_name,
+        asserted_id=asserted_id,
+        dtmf=dtmf,
+        dtmf_delay=dtmf_delay,
+        dtmf_gap=dtmf_gap,
+        audio=audio,
+        talk_seconds=talk_seconds,
+    )
+    if timeout is None:
+        timeout = calls / rate + dtmf_delay + len(dtmf) * dtmf_gap + talk_seconds + 30
+    return Sipp("caller", scenario, argv, timeout=timeout, trace_messages=trace_messages)
+
+
+def operator(
+    sip_port: int,
+    *,
+    ring_seconds: float = 0.0,
+    talk_seconds: float | None = None,
+    audio: bool = False,
+    max_calls: int | None = None,
+    timeout: float = 600.0,
+    trace_messages: bool = False,
+) -> Sipp:
+    """The operator phones: one UAS on ``sip_port`` (``Settings.lab_operator_sip_port``) that
+    answers any number of INVITEs at once. It runs until stopped, ``max_calls`` calls ended,
+    or ``timeout`` s passed.
+    """
+    argv = [] if max_calls is None else ["-m", str(max_calls)]
+    scenario = render_operator(ring_seconds=ring_seconds, talk_seconds=talk_seconds, audio=audio)
+    return Sipp(
+        "operator",
+        scenario,
+        argv,
+        timeout=timeout,
+        sip_port=sip_port,
+        trace_messages=trace_messages,
+    )
