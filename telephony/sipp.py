@@ -93,18 +93,30 @@ class Scenario:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
+_DTMF_SEQ_BASE = 20000
+_DTMF_TS_BASE = 160000
+
+
 def dtmf_pcap(digit: str, press: int) -> bytes:
-    """sipp's pcap of ``digit`` with its RTP sequence numbers and timestamp moved on for the
-    ``press``-th digit of a call, so that Asterisk takes it as a new event."""
+    """sipp's pcap of ``digit``, renumbered as the ``press``-th digit of a call.
+
+    Each of sipp's pcaps starts at its own arbitrary RTP sequence number and timestamp, so two
+    digits in a row can go *backwards* (``7`` then ``3``), and Asterisk drops what looks like a
+    late, out-of-order packet. Every press therefore gets sequence numbers and a timestamp on
+    one rising scale, whatever the digit.
+    """
     data = bytearray((PCAP_DIR / f"dtmf_2833_{DTMF_NAMES[digit]}.pcap").read_bytes())
     offset = 24  # pcap global header; the files are little-endian, Ethernet link type
+    first: tuple[int, int] | None = None
     while offset < len(data):
         (captured,) = struct.unpack_from("<I", data, offset + 8)
         ip = offset + 16 + 14
         udp = ip + (data[ip] & 0x0F) * 4
         seq, timestamp = struct.unpack_from(">HI", data, udp + 8 + 2)
-        seq = (seq + press * 100) & 0xFFFF
-        timestamp = (timestamp + press * 16000) & 0xFFFFFFFF
+        if first is None:
+            first = (seq, timestamp)
+        seq = (_DTMF_SEQ_BASE + press * 100 + seq - first[0]) & 0xFFFF
+        timestamp = (_DTMF_TS_BASE + press * 16000 + timestamp - first[1]) & 0xFFFFFFFF
         struct.pack_into(">HI", data, udp + 8 + 2, seq, timestamp)
         struct.pack_into(">H", data, udp + 6, 0)  # the old checksum is wrong now; 0 = none
         offset += 16 + captured
