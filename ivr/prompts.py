@@ -40,15 +40,26 @@ class PromptReport:
     seconds: float
 
 
-def _to_asterisk_wav(source: Path, target: Path) -> float:
-    """Convert any audio file to 8 kHz mono 16-bit WAV; returns its duration in seconds."""
+def _load(source: Path) -> AudioSegment:
+    """Read an audio file with pydub.
+
+    pydub's ``from_file(path)`` and ``export(path)`` leave the files they open unclosed (a
+    ResourceWarning per prompt); handing them file objects we close ourselves avoids that.
+    """
     try:
-        audio = AudioSegment.from_file(source)
+        with source.open("rb") as handle:
+            return AudioSegment.from_file(handle)
     except Exception as exc:  # pydub raises bare exceptions from ffmpeg/wave alike
         raise PromptError(f"cannot read audio {source}: {exc}") from exc
+
+
+def _to_asterisk_wav(source: Path, target: Path) -> float:
+    """Convert any audio file to 8 kHz mono 16-bit WAV; returns its duration in seconds."""
+    audio = _load(source)
     audio = audio.set_frame_rate(SAMPLE_RATE).set_channels(1).set_sample_width(2)
     tmp = target.with_suffix(".tmp.wav")
-    audio.export(tmp, format="wav")
+    with tmp.open("wb") as out:  # export(path) leaks its handle too
+        audio.export(out, format="wav")
     tmp.replace(target)
     return len(audio) / 1000.0
 
@@ -87,7 +98,7 @@ def build_prompts(
             key = "espeak:" + hashlib.sha256(f"{voice}\n{text}".encode()).hexdigest()
             source = "generated"
         if manifest.get(name) == key and target.exists():
-            seconds = len(AudioSegment.from_wav(target)) / 1000.0
+            seconds = len(_load(target)) / 1000.0
             reports.append(PromptReport(name, "unchanged", seconds))
             continue
         if source == "recorded":

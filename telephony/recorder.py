@@ -72,6 +72,10 @@ class CallRecorder:
             self._note_down(exc)
             return set()
 
+    def pending(self) -> int:
+        """How many facts wait in the spool for the database."""
+        return self._spool.pending_count()
+
     def _note_down(self, exc: Exception) -> None:
         if not self._database_down:
             log.error("database unavailable, keeping call facts in %s: %s",

@@ -1,0 +1,528 @@
+"""A surge of calls through the whole line: does every call get through and get recorded?
+
+Starts a private Asterisk lab, a private embedded PostgreSQL cluster and the line's services
+(FastAGI IVR, AMI listener, recorder), logs in enough operators (all answered by one sipp UAS)
+and has sipp place ``--calls`` calls at ``--rate`` calls/s. Every caller presses a key early
+(barge-in into the greeting), so the IVR takes a second or two, stays ``--talk`` s after the
+last key and hangs up. Half the callers press ``3`` (information), half ``1`` then ``2``
+(emergency, fire: the sub-menu too); each half is its own sipp process with its own caller
+number, which is how the run's calls are found in the database.
+
+Printed:
+
+* failed calls: sipp's ``FailedCall`` plus calls it never completed;
+* calls missing from the database (placed, no row in ``calls``) and incomplete ones (a row
+  lacking any of line, IVR outcome, queue, queue position, operator, wait, talk, end, hangup
+  cause, shift);
+* answer -> queue latency p50/p99 (``queue_joined_at - arrived_at``: Asterisk's own event
+  timestamps, so the recorder's lag does not count), and queue -> operator answer;
+* CPU seconds of Asterisk, of this process (the line: IVR + AMI listener + recorder, plus the
+  bench's little bookkeeping), of PostgreSQL and of sipp (the load generator), over the surge
+  and until the database holds every call as ended.
+
+Run: ``python bench/surge.py [--calls 1000] [--rate 50] [--talk 8]`` (root: the lab needs it).
+Ports, lab instance and database are the bench's own, so it runs beside the e2e tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import resource
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR.parent) not in sys.path:
+    # `python bench/surge.py` puts bench/, not the checkout, first on the path.
+    sys.path.insert(0, str(BENCH_DIR.parent))
+
+import asyncpg  # noqa: E402
+
+from ivr.menu import load_menu  # noqa: E402
+from ivr.prompts import build_prompts  # noqa: E402
+from telephony.app import Line, running_line  # noqa: E402
+from telephony.db.embedded import EmbeddedPostgres  # noqa: E402
+from telephony.lab import Lab, operator_names  # noqa: E402
+from telephony.operators import OperatorDesk  # noqa: E402
+from telephony.settings import Settings, load_settings  # noqa: E402
+from telephony.sipp import Sipp, SippResult, caller, operator  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# The calls table columns a fully handled call (IVR, queue, operator, hang-up) must have.
+REQUIRED_COLUMNS = (
+    "line", "ivr_outcome", "queue", "queue_position", "operator", "wait_seconds",
+    "talk_seconds", "ended_at", "hangup_cause", "shift_name",
+)
+SETTLE_SECONDS = 120.0  # after the last sipp exits, how long the database may take to catch up
+LOGIN_CONCURRENCY = 64  # operators logging in at once: each QueueAdd is an AMI round trip
+# Seconds an operator is held per call beyond the caller's talk time: the IVR's share of the
+# caller's stay is already inside talk, so this is ringing and the SIP exchanges around it.
+OPERATOR_OVERHEAD_SECONDS = 3.0
+OPERATOR_HEADROOM = 1.25  # Poisson-ish arrivals and rounding: never let a caller wait for lack
+
+
+@dataclass(frozen=True)
+class CallerGroup:
+    """One sipp process: its callers' keys, caller number and the operators who serve it."""
+
+    label: str
+    dtmf: str
+    queue: str  # where the keys lead (for the operator pool, and the printout)
+    skills: dict[str, int]
+    caller_id: str
+    calls: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds (user + system) consumed so far by each party."""
+
+    asterisk: float
+    ours: float
+    postgres: float
+    sipp_uas: float
+    children: float  # reaped child processes: the sipp callers once they have exited
+
+
+# ----------------------------------------------------------------------------- CPU accounting
+
+
+def _proc_stat(pid: int) -> list[str]:
+    """Fields of /proc/<pid>/stat after the command name (which may contain spaces)."""
+    text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _process_cpu(pid: int | None, *, with_reaped_children: bool = False) -> float:
+    """utime + stime of ``pid`` (all its threads), optionally plus its reaped children's."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = _proc_stat(pid)
+    except (OSError, ValueError):
+        return 0.0
+    # After the name: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+    ticks = int(fields[11]) + int(fields[12])
+    if with_reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLOCK_TICKS
+
+
+def _postgres_cpu(data_dir: Path) -> float:
+    """The cluster's CPU: the postmaster with every backend it has reaped, plus live ones.
+
+    Backends exit when their connection closes; the postmaster's cutime/cstime keep their CPU,
+    so the sum stays monotonic while the pool's connections come and go.
+    """
+    try:
+        postmaster = int((data_dir / "postmaster.pid").read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = _process_cpu(postmaster, with_reaped_children=True)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(_proc_stat(int(entry.name))[1]) == postmaster:
+                total += _process_cpu(int(entry.name))
+    return total
+
+
+def _asterisk_pid(lab: Lab) -> int | None:
+    try:
+        return int(lab.pid_file.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def sample_cpu(lab: Lab, cluster: EmbeddedPostgres, uas: Sipp) -> CpuSample:
+    """What every party has used so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    uas_pid = uas.process.pid if uas.process is not None else None
+    return CpuSample(
+        asterisk=_process_cpu(_asterisk_pid(lab)),
+        ours=own.ru_utime + own.ru_stime,
+        postgres=_postgres_cpu(cluster.data_dir),
+        sipp_uas=_process_cpu(uas_pid),
+        children=children.ru_utime + children.ru_stime,
+    )
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def free_tcp_port() -> int:
+    """A loopback TCP port nothing listens on right now (for the private PostgreSQL)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def caller_groups(calls: int, rate: float, run_tag: str) -> list[CallerGroup]:
+    """Split the surge into two sipp processes with distinct keys and caller numbers."""
+    first = calls // 2
+    shares = (
+        ("informasi", "3", "information", {"general": 5}, first),
+        ("darurat/kebakaran", "12", "fire", {"fire": 5}, calls - first),
+    )
+    groups = []
+    for index, (label, dtmf, queue, skills, count) in enumerate(shares):
+        if count == 0:
+            continue
+        groups.append(CallerGroup(
+            label, dtmf, queue, skills, caller_id=f"0899{run_tag}{index}", calls=count,
+            rate=rate * count / calls,
+        ))
+    return groups
+
+
+def operators_needed(rate: float, talk: float, wrapup: int) -> int:
+    """Operators one group needs so that no caller waits for a free one.
+
+    Each answered call holds its operator for the caller's talk time, the ringing and SIP
+    around it, and then the queue's wrap-up pause (``queue_wrapup_seconds``) before that
+    operator can ring again: ``rate`` times that is how many are busy at any moment.
+    """
+    return math.ceil(rate * (talk + OPERATOR_OVERHEAD_SECONDS + wrapup) * OPERATOR_HEADROOM)
+
+
+def bench_settings(state_dir: Path, dsn: str, pg_port: int, operators: int) -> Settings:
+    """The line's settings on the bench's own ports and lab instance."""
+    return replace(
+        load_settings(environ={}),
+        lab_instance="surge",
+        state_dir=state_dir,
+        sip_port=35060,
+        ami_port=35038,
+        agi_port=34573,
+        lab_operator_sip_port=35070,
+        # Below the kernel's ephemeral range (32768-60999): sipp picks its ports there with
+        # free_udp_port(), and an Asterisk holding thousands of RTP ports in it could take one
+        # between another test's probe and its bind. 10,000 ports cover 4 per bridged call.
+        rtp_port_start=21000,
+        rtp_port_end=30998,
+        lab_operators=operators,
+        database_dsn=dsn,
+        embedded_pg_port=pg_port,
+        ami_reconnect_seconds=0.5,
+        db_retry_seconds=0.5,
+    )
+
+
+async def log_in_operators(
+    line: Line, groups: Sequence[CallerGroup], counts: Sequence[int]
+) -> int:
+    """Log each group's operator pool into its queues, many at once; returns memberships.
+
+    Operators op1001.. are handed out pool by pool; every one also joins all-operators.
+    """
+    desk = OperatorDesk(line.listener, load_menu(line.settings.menu_file))
+    names = iter(operator_names(sum(counts)))
+    limit = asyncio.Semaphore(LOGIN_CONCURRENCY)
+    memberships = 0
+
+    async def one(interface: str, skills: dict[str, int]) -> None:
+        nonlocal memberships
+        async with limit:
+            joined = await desk.log_in(interface, skills)
+        # Not `memberships += len(await ...)`: that reads the total before the await and
+        # writes it back after, losing the other tasks' additions meanwhile.
+        memberships += len(joined)
+
+    async with asyncio.TaskGroup() as tasks:
+        for group, count in zip(groups, counts, strict=True):
+            for _ in range(count):
+                tasks.create_task(one(f"PJSIP/{next(names)}", group.skills))
+    return memberships
+
+
+async def wait_members_recorded(line: Line, memberships: int, within: float) -> float:
+    """Wait until the recorder has written every QueueMemberAdded; returns seconds waited.
+
+    Thousands of membership facts queue up behind one another in the recorder; calls placed
+    before they are written would have their facts recorded late, which is not what a surge
+    on a staffed line looks like.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        count = await line.database.run(
+            lambda c: c.fetchval("SELECT count(*) FROM queue_members"))
+        if count >= memberships:
+            break
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+# ----------------------------------------------------------------------------- the surge
+
+
+async def place(settings: Settings, group: CallerGroup, talk: float) -> SippResult:
+    """Run one caller group's sipp to the end (bounded by the harness's own timeout)."""
+    async with caller(
+        settings.sip_host, settings.sip_port, "112", caller_id=group.caller_id,
+        dtmf=group.dtmf, talk_seconds=talk, calls=group.calls, rate=group.rate,
+    ) as sipp:
+        return await sipp.wait()
+
+
+async def fetch_rows(line: Line, since: datetime, numbers: list[str]) -> list[asyncpg.Record]:
+    """This run's call rows: arrived since the surge began, from one of its caller numbers."""
+    return await line.database.run(lambda c: c.fetch(
+        "SELECT * FROM call_outcomes WHERE arrived_at >= $1 AND caller_number = ANY($2)",
+        since, numbers,
+    ))
+
+
+async def wait_recorded(
+    line: Line, since: datetime, numbers: list[str], expected: int, within: float
+) -> tuple[list[asyncpg.Record], float]:
+    """Poll until ``expected`` rows exist and all have ended, or ``within`` s passed."""
+    started = time.monotonic()
+    while True:
+        rows = await fetch_rows(line, since, numbers)
+        if len(rows) >= expected and all(r["ended_at"] is not None for r in rows):
+            break
+        if time.monotonic() - started >= within:
+            break
+        await asyncio.sleep(1.0)
+    return rows, time.monotonic() - started
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Nearest-rank percentile (no interpolation: p99 is a call that really happened)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def _seconds_between(rows: Sequence[asyncpg.Record], start: str, end: str) -> list[float]:
+    return [(r[end] - r[start]).total_seconds() for r in rows
+            if r[start] is not None and r[end] is not None]
+
+
+def new_log_lines(path: Path, offset: int) -> list[str]:
+    """Asterisk's warnings and errors written since ``offset``."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if "WARNING" in line or "ERROR" in line]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Everything the report prints."""
+
+    groups: list[CallerGroup]
+    results: list[SippResult]
+    operators: int
+    rows: list[asyncpg.Record]
+    surge_seconds: float
+    settle_seconds: float
+    cpu: tuple[CpuSample, CpuSample]
+    asterisk_warnings: list[str]
+
+
+def report(outcome: Outcome, talk: float) -> int:
+    """Print the figures; returns 0 when every call succeeded and was fully recorded."""
+    requested = sum(g.calls for g in outcome.groups)
+    print(f"\nSurge: {requested} calls, {sum(g.rate for g in outcome.groups):g}/s, "
+          f"talk {talk:g} s, {outcome.operators} operators; "
+          f"calls placed over {outcome.surge_seconds:.1f} s, "
+          f"database complete {outcome.settle_seconds:.1f} s after the last call.")
+    print(f"\n  {'group':18} {'keys':4} {'queue':11} {'placed':>6} {'ok':>6} {'failed':>6} "
+          f"{'rows':>5} {'missing':>7} {'incompl':>7}")
+    total_failed = total_missing = total_incomplete = 0
+    missing_columns: Counter[str] = Counter()
+    for group, result in zip(outcome.groups, outcome.results, strict=True):
+        rows = [r for r in outcome.rows if r["caller_number"] == group.caller_id]
+        placed = int(result.stats.get("OutgoingCall(C)", "0") or 0)
+        # A call sipp never finished (killed at its timeout) is as failed as a FailedCall.
+        failed = group.calls - result.successful
+        missing = max(0, placed - len(rows))
+        incomplete = 0
+        for row in rows:
+            lacking = [c for c in REQUIRED_COLUMNS if row[c] is None]
+            missing_columns.update(lacking)
+            incomplete += bool(lacking)
+        total_failed += failed
+        total_missing += missing
+        total_incomplete += incomplete
+        print(f"  {group.label:18} {group.dtmf:4} {group.queue:11} {placed:>6} "
+              f"{result.successful:>6} {failed:>6} {len(rows):>5} {missing:>7} {incomplete:>7}")
+    print(f"  {'total':35} {'':>6} {requested - total_failed:>6} {total_failed:>6} "
+          f"{len(outcome.rows):>5} {total_missing:>7} {total_incomplete:>7}")
+    if missing_columns:
+        print("  incomplete rows lack: " + ", ".join(
+            f"{name} ({count})" for name, count in missing_columns.most_common()))
+    dispositions = Counter(str(r["disposition"]) for r in outcome.rows)
+    print("  dispositions: " + ", ".join(f"{k} {v}" for k, v in dispositions.most_common()))
+    extra = len(outcome.rows) - sum(
+        int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in outcome.results)
+    if extra > 0:
+        print(f"  {extra} more rows than calls placed (a call recorded twice?)")
+
+    to_queue = _seconds_between(outcome.rows, "arrived_at", "queue_joined_at")
+    to_operator = _seconds_between(outcome.rows, "queue_joined_at", "answered_at")
+    print(f"\n  {'latency':28} {'p50':>8} {'p99':>8} {'max':>8} {'n':>5}")
+    for name, values in (("answer -> queue (IVR incl.)", to_queue),
+                         ("queue -> operator answer", to_operator)):
+        print(f"  {name:28} {_ms(percentile(values, 0.5)):>8} "
+              f"{_ms(percentile(values, 0.99)):>8} {_ms(max(values, default=None)):>8} "
+              f"{len(values):>5}")
+
+    before, after = outcome.cpu
+    wall = outcome.surge_seconds + outcome.settle_seconds
+    print(f"\n  {'CPU seconds (surge + settle, ' + f'{wall:.0f} s wall)':36} {'total':>7} "
+          f"{'per call':>9}")
+    for name, used in (
+        ("Asterisk", after.asterisk - before.asterisk),
+        ("line (IVR+AMI+recorder, 1 process)", after.ours - before.ours),
+        ("PostgreSQL", after.postgres - before.postgres),
+        ("sipp callers (load generator)", after.children - before.children),
+        ("sipp operator UAS (load generator)", after.sipp_uas - before.sipp_uas),
+    ):
+        print(f"  {name:36} {used:>7.1f} {used / requested * 1000:>6.1f} ms")
+
+    if outcome.asterisk_warnings:
+        print(f"\n  Asterisk logged {len(outcome.asterisk_warnings)} warnings/errors, e.g.:")
+        for line in list(dict.fromkeys(w.split("] ", 1)[-1] for w in
+                                       outcome.asterisk_warnings))[:5]:
+            print(f"    {line[:150]}")
+    for group, result in zip(outcome.groups, outcome.results, strict=True):
+        if result.errors and result.successful < group.calls:
+            print(f"\n  sipp {group.label} (exit {result.returncode}) reported:\n    "
+                  + "\n    ".join(result.errors.splitlines()[:8]))
+    ok = total_failed == 0 and total_missing == 0 and total_incomplete == 0
+    print(f"\n{requested - total_failed} of {requested} calls succeeded; "
+          f"{total_missing} missing and {total_incomplete} incomplete in the database.")
+    return 0 if ok else 1
+
+
+async def surge(
+    lab: Lab, cluster: EmbeddedPostgres, settings: Settings, groups: list[CallerGroup],
+    operator_counts: list[int], talk: float,
+) -> Outcome:
+    """Run the line, staff it, place the calls, wait for the database; gather the figures."""
+    expected_seconds = max(g.calls / g.rate for g in groups) + talk + 10
+    async with running_line(settings) as line, operator(
+        settings.lab_operator_sip_port, timeout=expected_seconds + SETTLE_SECONDS + 600,
+    ) as uas:
+        async with asyncio.timeout(30):
+            await line.listener.wait_ready()
+        started = time.monotonic()
+        memberships = await log_in_operators(line, groups, operator_counts)
+        login_seconds = time.monotonic() - started
+        drained = await wait_members_recorded(line, memberships, within=120)
+        print(f"{sum(operator_counts)} operators logged in ({memberships} queue memberships) "
+              f"in {login_seconds:.1f} s; recorded {drained:.1f} s later.")
+
+        log_offset = lab.messages_log.stat().st_size if lab.messages_log.exists() else 0
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        before = sample_cpu(lab, cluster, uas)
+        surge_started = time.monotonic()
+        for group in groups:
+            print(f"  sipp: {group.calls} calls at {group.rate:g}/s from {group.caller_id}, "
+                  f"keys {group.dtmf} -> {group.queue}")
+        results = list(await asyncio.gather(*(place(settings, g, talk) for g in groups)))
+        surge_seconds = time.monotonic() - surge_started
+        placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
+        print(f"sipp done after {surge_seconds:.1f} s; waiting for the database ...")
+        rows, settle_seconds = await wait_recorded(
+            line, since, [g.caller_id for g in groups], placed, SETTLE_SECONDS)
+        # Sampled before the line stops: PostgreSQL's backends are still alive, and the
+        # line's own shutdown is not part of the surge.
+        after = sample_cpu(lab, cluster, uas)
+        return Outcome(
+            groups, results, sum(operator_counts), rows, surge_seconds, settle_seconds,
+            (before, after), new_log_lines(lab.messages_log, log_offset),
+        )
+
+
+async def run(args: argparse.Namespace, root: Path, cluster: EmbeddedPostgres) -> int:
+    """Start the lab and the line on ``cluster``, run the surge, print the report."""
+    run_tag = f"{random.randrange(10_000):04d}"  # tells this run's caller numbers apart
+    groups = caller_groups(args.calls, args.rate, run_tag)
+    base = bench_settings(root / "state", cluster.dsn(), cluster.port, 1)
+    counts = [
+        max(1, args.operators * g.calls // args.calls) if args.operators else
+        operators_needed(g.rate, args.talk, base.queue_wrapup_seconds)
+        for g in groups
+    ]
+    settings = replace(base, lab_operators=sum(counts))
+    menu = load_menu(settings.menu_file)
+    await asyncio.to_thread(
+        build_prompts, menu.prompts, settings.prompts_dir, settings.prompt_overrides_dir,
+        settings.prompt_voice,
+    )
+    lab = Lab(settings)
+    print(f"Starting the Asterisk lab '{settings.lab_instance}' with {sum(counts)} operator "
+          "endpoints ...")
+    try:
+        await asyncio.to_thread(lab.start)
+        await asyncio.to_thread(lab.install_prompts, settings.prompts_dir)
+        outcome = await surge(lab, cluster, settings, groups, counts, args.talk)
+        return report(outcome, args.talk)
+    finally:
+        await asyncio.to_thread(lab.stop)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=1000, help="calls to place (default 1000)")
+    parser.add_argument("--rate", type=float, default=50.0, help="calls per second (default 50)")
+    parser.add_argument("--talk", type=float, default=8.0,
+                        help="seconds each caller stays after the IVR choice (default 8)")
+    parser.add_argument("--operators", type=int, default=0,
+                        help="operators to log in (default: enough for the rate and talk time)")
+    args = parser.parse_args(argv)
+    if args.calls < 1 or args.rate <= 0 or args.talk < 0 or args.operators < 0:
+        parser.error("--calls and --rate must be positive, --talk and --operators not negative")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    # The line logs its own troubles (AMI backlog, spooling, rejected events) at WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    root = Path(tempfile.mkdtemp(prefix="siaga112-surge-"))
+    root.chmod(0o755)  # the embedded cluster runs as the postgres user, which must get in
+    cluster = EmbeddedPostgres(root / "pgdata", free_tcp_port())
+    try:
+        cluster.ensure_initialized()
+        cluster.start()
+        return asyncio.run(run(args, root, cluster))
+    finally:
+        with contextlib.suppress(Exception):  # a failed stop must not hide the real error
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,389 @@
+"""The whole line, end to end: real Asterisk 22, our FastAGI IVR and AMI listener, a real
+PostgreSQL, sipp callers pressing real RFC 4733 DTMF and sipp operator phones.
+
+Every test reads its verdict from the database the line wrote, as a supervisor would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import asyncpg
+import pytest
+
+from ivr.menu import load_menu
+from ivr.prompts import build_prompts
+from telephony import sipp
+from telephony.ami.listener import AmiListener
+from telephony.app import Line, running_line
+from telephony.db.calls import CallRecord
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import migrate
+from telephony.lab import Lab
+from telephony.operators import OperatorDesk
+from telephony.settings import Settings
+from telephony.shifts import ShiftCalendar
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="line-test",
+    sip_port=26060,
+    ami_port=26038,
+    agi_port=26573,
+    lab_operator_sip_port=26070,
+    rtp_port_start=32000,
+    rtp_port_end=33999,
+    lab_operators=40,
+    queue_max_wait=60,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+)
+ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
+CALENDAR = ShiftCalendar(BASE.shifts, BASE.timezone)
+
+
+class Staff(Protocol):
+    """Logs operators in for the length of one test."""
+
+    async def __call__(self, *interfaces: str, skills: dict[str, int] = ...) -> None: ...
+
+
+@pytest.fixture(scope="module")
+def state_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="siaga112-e2e-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def line_db(pg_cluster: EmbeddedPostgres) -> str:
+    """One migrated database for the module; tests tell their calls apart by caller number."""
+    name = f"e2e_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = pg_cluster.dsn().rsplit("/", 1)[0] + "/" + name
+    connection = await asyncpg.connect(dsn)
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    return dsn
+
+
+@pytest.fixture(scope="module")
+def settings(state_dir: Path, line_db: str) -> Settings:
+    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings) -> AsyncIterator[Lab]:
+    menu = load_menu()
+    build_prompts(menu.prompts, settings.prompts_dir, settings.prompt_overrides_dir, "id")
+    async with Lab(settings) as lab:
+        lab.install_prompts(settings.prompts_dir)
+        yield lab
+
+
+@pytest.fixture(scope="module")
+async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
+    """Every operator endpoint rings this one sipp UAS, which answers at once."""
+    async with sipp.operator(settings.lab_operator_sip_port) as uas:
+        yield uas
+
+
+@pytest.fixture
+async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
+    async with running_line(settings) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        yield line
+    # A failed test may leave a caller queued; the next test starts with none.
+    await lab.acli("channel request hangup all")
+    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
+
+
+@pytest.fixture
+async def staff(line: Line, lab: Lab) -> AsyncIterator[Staff]:
+    """Log operators in by skill for one test; all are logged out afterwards."""
+    desk = OperatorDesk(line.listener, load_menu())
+    joined: list[tuple[str, list[str]]] = []
+
+    async def log_in(*interfaces: str, skills: dict[str, int] = ALL_SKILLS) -> None:
+        for interface in interfaces:
+            joined.append((interface, await desk.log_in(interface, skills)))
+
+    yield log_in
+    for interface, queues in joined:
+        await desk.log_out(interface, queues)
+
+
+async def call(
+    settings: Settings, caller_id: str, *, number: str = "112", dtmf: str = "",
+    stay: float = 8.0, audio: bool = False,
+) -> sipp.SippResult:
+    async with sipp.caller(settings.sip_host, settings.sip_port, number, caller_id=caller_id,
+                           dtmf=dtmf, talk_seconds=stay, audio=audio) as caller:
+        return await caller.wait()
+
+
+async def records_of(line: Line, caller_id: str) -> list[CallRecord]:
+    records = await line.database.run(lambda c: line.repository.call_records(c, limit=500))
+    return [r for r in records if r.caller_number == caller_id]
+
+
+async def ended_record(line: Line, caller_id: str, within: float = 30.0) -> CallRecord:
+    """The caller's single call record once it has ended (bounded polling)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = await records_of(line, caller_id)
+        if found and all(r.ended_at is not None for r in found):
+            assert len(found) == 1, found
+            return found[0]
+        assert time.monotonic() < deadline, f"no ended call for {caller_id}: {found}"
+        await asyncio.sleep(0.2)
+
+
+def unique_caller() -> str:
+    return "0812" + str(uuid.uuid4().int)[:8]
+
+
+def assert_shift_by_arrival(record: CallRecord) -> None:
+    assert record.arrived_at is not None
+    slot = CALENDAR.slot_for(record.arrived_at)
+    assert (record.shift_day, record.shift_name) == (slot.day, slot.name)
+
+
+async def test_press_1_then_fire_is_answered_and_fully_recorded(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    await staff("PJSIP/op1001")
+    caller_id = unique_caller()
+    result = await call(settings, caller_id, dtmf="12", stay=8, audio=True)
+    assert result.ok, result.errors
+    record = await ended_record(line, caller_id)
+    assert (record.line, record.ivr_choice, record.ivr_outcome, record.ivr_category,
+            record.ivr_skill) == ("112", "1", "chosen", "emergency", "fire")
+    assert (record.queue, record.queue_position, record.answered_queue) == ("fire", 1, "fire")
+    assert record.operator == "PJSIP/op1001"
+    assert record.wait_seconds is not None and 0 <= record.wait_seconds <= 3
+    # The caller stays 8 s after answer; the IVR took a second or two of that.
+    assert record.talk_seconds is not None and 4 <= record.talk_seconds <= 8
+    assert (record.hangup_cause, record.disposition) == (16, "answered")
+    assert_shift_by_arrival(record)
+
+
+async def test_silence_goes_to_emergency(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    await staff("PJSIP/op1002")
+    caller_id = unique_caller()
+    # Greeting + menu + 5 s of silence come before the queue.
+    assert (await call(settings, caller_id, stay=24)).ok
+    record = await ended_record(line, caller_id)
+    assert (record.ivr_outcome, record.ivr_choice, record.queue) == (
+        "no_input", None, "emergency-general")
+    assert record.disposition == "answered" and record.operator == "PJSIP/op1002"
+
+
+async def test_invalid_key_twice_goes_to_emergency(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    await staff("PJSIP/op1003")
+    caller_id = unique_caller()
+    assert (await call(settings, caller_id, dtmf="70", stay=8)).ok
+    record = await ended_record(line, caller_id)
+    assert (record.ivr_outcome, record.queue, record.disposition) == (
+        "invalid", "emergency-general", "answered")
+
+
+async def test_line_119_goes_to_medical(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    await staff("PJSIP/op1004", skills={"medical": 5})
+    caller_id = unique_caller()
+    assert (await call(settings, caller_id, number="119", stay=12)).ok
+    record = await ended_record(line, caller_id)
+    assert (record.line, record.ivr_outcome, record.ivr_skill, record.queue, record.operator) == (
+        "119", "direct", "medical", "medical", "PJSIP/op1004")
+
+
+async def test_hang_up_in_the_ivr(line: Line, settings: Settings) -> None:
+    caller_id = unique_caller()
+    assert (await call(settings, caller_id, stay=3)).ok
+    record = await ended_record(line, caller_id)
+    assert (record.disposition, record.queue, record.ivr_outcome) == ("ended_in_ivr", None, None)
+    assert record.line == "112"
+
+
+async def test_abandons_keep_original_and_final_positions(line: Line, settings: Settings) -> None:
+    """Nobody is logged in: two callers wait in the information queue and give up."""
+    first, second = unique_caller(), unique_caller()
+
+    async def later() -> sipp.SippResult:
+        await asyncio.sleep(1.0)  # the second caller arrives after the first
+        return await call(settings, second, dtmf="3", stay=14)
+
+    results = await asyncio.gather(call(settings, first, dtmf="3", stay=7), later())
+    assert all(r.ok for r in results)
+    one, two = await ended_record(line, first), await ended_record(line, second)
+    assert (one.disposition, one.queue, one.queue_position) == ("abandoned", "information", 1)
+    assert (one.abandon_original_position, one.abandon_final_position) == (1, 1)
+    assert (two.disposition, two.queue_position) == ("abandoned", 2)
+    # The first caller left, so the second moved up before hanging up.
+    assert (two.abandon_original_position, two.abandon_final_position) == (2, 1)
+
+
+async def test_fastagi_down_the_call_still_reaches_an_operator(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    await staff("PJSIP/op1005")
+    await line.agi.stop()
+    try:
+        caller_id = unique_caller()
+        # The caller presses 3 (information), but there is no IVR to hear it.
+        assert (await call(settings, caller_id, dtmf="3", stay=6)).ok
+    finally:
+        await line.agi.start()
+    record = await ended_record(line, caller_id)
+    assert (record.ivr_outcome, record.queue, record.disposition, record.operator) == (
+        "failopen", "emergency-general", "answered", "PJSIP/op1005")
+
+
+async def test_listener_restarted_mid_call_keeps_the_record_complete(
+    line: Line, settings: Settings
+) -> None:
+    queues = await OperatorDesk(line.listener, load_menu()).log_in("PJSIP/op1006", ALL_SKILLS)
+    caller_id = unique_caller()
+    placed = asyncio.create_task(call(settings, caller_id, dtmf="3", stay=12))
+    deadline = time.monotonic() + 15
+    while not any(r.operator for r in await records_of(line, caller_id)):
+        assert time.monotonic() < deadline, "the call was never answered"
+        await asyncio.sleep(0.2)
+    # The listener goes away while the caller talks, and a new one comes back.
+    await line.listener.stop()
+    replacement = AmiListener(settings, line.recorder)
+    await replacement.start()
+    try:
+        async with asyncio.timeout(10):
+            await replacement.wait_ready()
+        assert (await placed).ok
+        record = await ended_record(line, caller_id)
+        await OperatorDesk(replacement, load_menu()).log_out("PJSIP/op1006", queues)
+    finally:
+        await replacement.stop()
+    assert (record.disposition, record.queue, record.operator, record.hangup_cause) == (
+        "answered", "information", "PJSIP/op1006", 16)
+    assert record.talk_seconds is not None and record.talk_seconds >= 8
+
+
+async def test_twenty_simultaneous_callers_are_all_accounted_for(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    await staff(*(f"PJSIP/op{1010 + i}" for i in range(20)),
+                skills={"general": 5})
+    caller_id = unique_caller()
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="3", talk_seconds=8, calls=20, rate=20,
+                           concurrent=20) as callers:
+        result = await callers.wait()
+    assert (result.successful, result.failed) == (20, 0), result.errors
+    deadline = time.monotonic() + 30
+    while True:
+        records = await records_of(line, caller_id)
+        if len(records) == 20 and all(r.ended_at for r in records):
+            break
+        assert time.monotonic() < deadline, f"{len(records)} of 20 recorded"
+        await asyncio.sleep(0.2)
+    assert {(r.disposition, r.queue, r.ivr_outcome) for r in records} == {
+        ("answered", "information", "chosen")}
+    assert len({r.operator for r in records}) == 20  # each answered by its own operator
+    assert all(r.queue_position and r.talk_seconds is not None and r.hangup_cause == 16
+               for r in records)
+
+
+async def test_hostile_fastagi_input_then_a_real_call_is_served(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    await staff("PJSIP/op1007")
+    attacks = [
+        b"\x00\xff garbage\n\n",
+        b"agi_network: yes\n" + b"agi_x: " + b"A" * 1_000_000 + b"\n\n",
+        b"agi_network: yes\nagi_network_scr",  # half a frame, then close
+        b"agi_network: yes\nagi_callerid: \xc3\x28\n\n",  # invalid UTF-8
+    ]
+    for attack in attacks:
+        reader, writer = await asyncio.open_connection(settings.agi_host, settings.agi_port)
+        try:
+            writer.write(attack)
+            await writer.drain()
+        except ConnectionError:
+            pass  # the server may cut a 1 MB header short, as it should
+        writer.close()
+        await asyncio.wait_for(reader.read(), timeout=10)  # the server closes its side
+    caller_id = unique_caller()
+    assert (await call(settings, caller_id, dtmf="3", stay=6)).ok
+    record = await ended_record(line, caller_id)
+    assert (record.ivr_outcome, record.queue, record.disposition) == (
+        "chosen", "information", "answered")
+
+
+async def test_odd_caller_ids_are_kept_as_sent(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    await staff("PJSIP/op1008")
+    # Withheld, E.164, and a number longer than any real one: all reach an operator.
+    for caller_id in ("anonymous", "+6281234567890", "1" * 40):
+        since = datetime.now(UTC)
+        assert (await call(settings, caller_id, dtmf="3", stay=4)).ok
+        record = await ended_record(line, caller_id)
+        assert record.arrived_at is not None and record.arrived_at >= since.replace(
+            microsecond=0)
+        assert record.disposition == "answered"
+
+
+async def test_database_outage_loses_nothing(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    """The line runs on its own cluster, which is down while the call happens."""
+    root = Path(tempfile.mkdtemp(prefix="siaga112-outage-e2e-"))
+    root.chmod(0o755)
+    cluster = EmbeddedPostgres(root / "pgdata", free_port())
+    cluster.ensure_initialized()
+    outage = replace(settings, database_dsn=cluster.dsn(), db_connect_timeout=1.0,
+                     state_dir=root / "state")
+    try:
+        async with running_line(outage) as line:
+            async with asyncio.timeout(10):
+                await line.listener.wait_ready()
+            desk = OperatorDesk(line.listener, load_menu())
+            queues = await desk.log_in("PJSIP/op1009", {"general": 5})
+            cluster.stop()
+            caller_id = unique_caller()
+            assert (await call(outage, caller_id, dtmf="3", stay=5)).ok
+            assert line.recorder.pending() > 0  # everything the call produced is on disk
+            cluster.start()
+            record = await ended_record(line, caller_id)
+            await desk.log_out("PJSIP/op1009", queues)
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert (record.disposition, record.queue, record.ivr_outcome) == (
+        "answered", "information", "chosen")
+    assert record.talk_seconds is not None and record.hangup_cause == 16
+
