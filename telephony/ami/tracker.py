@@ -149,6 +149,15 @@ class _Fields:
             raise self.reject(f"{key} has control characters: {value[:40]!r}")
         return value
 
+    def caller(self) -> str:
+        """The caller's Uniqueid on a queue member event.
+
+        When both legs die at once (e.g. a forced hang-up), Asterisk publishes AgentComplete
+        with no caller snapshot at all; the operator leg's DestLinkedid is then the caller's
+        Uniqueid (caller legs are their own Linkedid), and the call must not lose its talk time.
+        """
+        return self.ident("Uniqueid" if self.text("Uniqueid") else "DestLinkedid")
+
     def number(self, key: str) -> int:
         value = self.text(key)
         if not _NUMBER.fullmatch(value):
@@ -335,7 +344,7 @@ class CallTracker:
     def _agent_connect(self, f: _Fields) -> list[CallFact]:
         return [
             OperatorAnswered(
-                call_id=f.ident("Uniqueid"),
+                call_id=f.caller(),
                 queue=f.ident("Queue"),
                 operator=f.ident("Interface"),
                 wait_seconds=f.number("HoldTime"),
@@ -347,7 +356,7 @@ class CallTracker:
     def _agent_complete(self, f: _Fields) -> list[CallFact]:
         return [
             OperatorCompleted(
-                call_id=f.ident("Uniqueid"),
+                call_id=f.caller(),
                 queue=f.ident("Queue"),
                 operator=f.ident("Interface"),
                 wait_seconds=f.number("HoldTime"),

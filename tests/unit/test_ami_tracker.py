@@ -559,3 +559,15 @@ def test_recorded_resync_restores_a_consistent_picture(path: Path) -> None:
         if isinstance(fact, QueueJoined | IvrVariableSet):
             assert fact.call_id in started
     assert CallVanished("1700000000.99", NOW) in outcome.facts
+
+
+def test_agent_complete_without_caller_snapshot_uses_the_operator_legs_linkedid() -> None:
+    """Both legs hung up at once: Asterisk sends AgentComplete with only the Dest* fields."""
+    complete = ev(
+        "AgentComplete", Queue="medical", Interface="PJSIP/op1001", MemberName="op1001",
+        HoldTime="4", TalkTime="31", Reason="agent",
+        DestChannel="PJSIP/op1001-00000002", DestUniqueid="1.2", DestLinkedid="1.1",
+    )
+    (fact,) = tracker().handle(complete)
+    assert isinstance(fact, OperatorCompleted)
+    assert (fact.call_id, fact.talk_seconds, fact.ended_by) == ("1.1", 31, "agent")
