@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import random
+import re
 import resource
 import shutil
 import socket
@@ -62,6 +63,8 @@ from telephony.settings import Settings, load_settings  # noqa: E402
 from telephony.sipp import Sipp, SippResult, caller, operator  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_DIGITS = re.compile(r"[0-9]+")
+_IDS = re.compile(r"\b[0-9a-f]*[0-9][0-9a-f]*\b")  # numbers, hex ids, thread ids
 # The calls table columns a fully handled call (IVR, queue, operator, hang-up) must have.
 REQUIRED_COLUMNS = (
     "line", "ivr_outcome", "queue", "queue_position", "operator", "wait_seconds",
@@ -162,6 +165,28 @@ def sample_cpu(lab: Lab, cluster: EmbeddedPostgres, uas: Sipp) -> CpuSample:
         sipp_uas=_process_cpu(uas_pid),
         children=children.ru_utime + children.ru_stime,
     )
+
+
+class LogTally(logging.Handler):
+    """Counts the line's warnings and errors by message; echoes only the first few of each.
+
+    A tracker or recorder problem repeats once per call: a thousand identical lines would
+    bury the figures, while a count printed under them does not.
+    """
+
+    def __init__(self, echo_per_message: int = 3) -> None:
+        super().__init__(logging.WARNING)
+        self.counts: Counter[str] = Counter()
+        self._echo_per_message = echo_per_message
+        self._echo = logging.StreamHandler()
+        self._echo.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Count the record under its message with numbers blanked; echo the first few."""
+        key = f"{record.name}: {_DIGITS.sub('N', record.getMessage())}"
+        self.counts[key] += 1
+        if self.counts[key] <= self._echo_per_message:
+            self._echo.emit(record)
 
 
 # ----------------------------------------------------------------------------- setup
@@ -289,6 +314,20 @@ async def fetch_rows(line: Line, since: datetime, numbers: list[str]) -> list[as
     ))
 
 
+async def recording_lags(line: Line, call_ids: list[str]) -> list[float]:
+    """Seconds from each fact's Asterisk timestamp to its commit in ``call_events``.
+
+    The line records AMI events strictly in order, one transaction each; under a surge the
+    backlog shows here, not in the call figures (which use Asterisk's own timestamps).
+    """
+    rows = await line.database.run(lambda c: c.fetch(
+        "SELECT extract(epoch FROM recorded_at - at)::float8 AS lag FROM call_events "
+        "WHERE call_id = ANY($1)",
+        call_ids,
+    ))
+    return [float(r["lag"]) for r in rows]
+
+
 async def wait_recorded(
     line: Line, since: datetime, numbers: list[str], expected: int, within: float
 ) -> tuple[list[asyncpg.Record], float]:
@@ -344,6 +383,8 @@ class Outcome:
     settle_seconds: float
     cpu: tuple[CpuSample, CpuSample]
     asterisk_warnings: list[str]
+    recording_lags: list[float]
+    line_log: Counter[str]
 
 
 def report(outcome: Outcome, talk: float) -> int:
@@ -389,7 +430,8 @@ def report(outcome: Outcome, talk: float) -> int:
     to_operator = _seconds_between(outcome.rows, "queue_joined_at", "answered_at")
     print(f"\n  {'latency':28} {'p50':>8} {'p99':>8} {'max':>8} {'n':>5}")
     for name, values in (("answer -> queue (IVR incl.)", to_queue),
-                         ("queue -> operator answer", to_operator)):
+                         ("queue -> operator answer", to_operator),
+                         ("AMI event -> database", outcome.recording_lags)):
         print(f"  {name:28} {_ms(percentile(values, 0.5)):>8} "
               f"{_ms(percentile(values, 0.99)):>8} {_ms(max(values, default=None)):>8} "
               f"{len(values):>5}")
@@ -408,10 +450,16 @@ def report(outcome: Outcome, talk: float) -> int:
         print(f"  {name:36} {used:>7.1f} {used / requested * 1000:>6.1f} ms")
 
     if outcome.asterisk_warnings:
-        print(f"\n  Asterisk logged {len(outcome.asterisk_warnings)} warnings/errors, e.g.:")
-        for line in list(dict.fromkeys(w.split("] ", 1)[-1] for w in
-                                       outcome.asterisk_warnings))[:5]:
-            print(f"    {line[:150]}")
+        # "[date] WARNING[tid] file.c: text": grouped by text, ids and numbers blanked.
+        kinds = Counter(_IDS.sub("N", w.split("] ", 1)[-1].split(" ", 1)[-1])
+                        for w in outcome.asterisk_warnings)
+        print(f"\n  Asterisk logged {len(outcome.asterisk_warnings)} warnings/errors:")
+        for message, count in kinds.most_common(5):
+            print(f"    {count:>6} x {message[:120]}")
+    if outcome.line_log:
+        print("\n  The line logged (warnings and errors, by message):")
+        for message, count in outcome.line_log.most_common(8):
+            print(f"    {count:>6} x {message[:120]}")
     for group, result in zip(outcome.groups, outcome.results, strict=True):
         if result.errors and result.successful < group.calls:
             print(f"\n  sipp {group.label} (exit {result.returncode}) reported:\n    "
@@ -424,7 +472,7 @@ def report(outcome: Outcome, talk: float) -> int:
 
 async def surge(
     lab: Lab, cluster: EmbeddedPostgres, settings: Settings, groups: list[CallerGroup],
-    operator_counts: list[int], talk: float,
+    operator_counts: list[int], talk: float, tally: LogTally,
 ) -> Outcome:
     """Run the line, staff it, place the calls, wait for the database; gather the figures."""
     expected_seconds = max(g.calls / g.rate for g in groups) + talk + 10
@@ -456,13 +504,17 @@ async def surge(
         # Sampled before the line stops: PostgreSQL's backends are still alive, and the
         # line's own shutdown is not part of the surge.
         after = sample_cpu(lab, cluster, uas)
+        lags = await recording_lags(line, [str(r["call_id"]) for r in rows])
         return Outcome(
             groups, results, sum(operator_counts), rows, surge_seconds, settle_seconds,
-            (before, after), new_log_lines(lab.messages_log, log_offset),
+            (before, after), new_log_lines(lab.messages_log, log_offset), lags,
+            Counter(tally.counts),
         )
 
 
-async def run(args: argparse.Namespace, root: Path, cluster: EmbeddedPostgres) -> int:
+async def run(
+    args: argparse.Namespace, root: Path, cluster: EmbeddedPostgres, tally: LogTally
+) -> int:
     """Start the lab and the line on ``cluster``, run the surge, print the report."""
     run_tag = f"{random.randrange(10_000):04d}"  # tells this run's caller numbers apart
     groups = caller_groups(args.calls, args.rate, run_tag)
@@ -484,7 +536,7 @@ async def run(args: argparse.Namespace, root: Path, cluster: EmbeddedPostgres) -
     try:
         await asyncio.to_thread(lab.start)
         await asyncio.to_thread(lab.install_prompts, settings.prompts_dir)
-        outcome = await surge(lab, cluster, settings, groups, counts, args.talk)
+        outcome = await surge(lab, cluster, settings, groups, counts, args.talk, tally)
         return report(outcome, args.talk)
     finally:
         await asyncio.to_thread(lab.stop)
@@ -509,14 +561,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
     # The line logs its own troubles (AMI backlog, spooling, rejected events) at WARNING.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    tally = LogTally()
+    logging.getLogger().addHandler(tally)
+    logging.getLogger().setLevel(logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="siaga112-surge-"))
     root.chmod(0o755)  # the embedded cluster runs as the postgres user, which must get in
     cluster = EmbeddedPostgres(root / "pgdata", free_tcp_port())
     try:
         cluster.ensure_initialized()
         cluster.start()
-        return asyncio.run(run(args, root, cluster))
+        return asyncio.run(run(args, root, cluster, tally))
     finally:
         with contextlib.suppress(Exception):  # a failed stop must not hide the real error
             cluster.stop()

@@ -1,0 +1,49 @@
+"""Prompt audio through the real tools: espeak-ng speaks, pydub converts, sox measures."""
+
+import subprocess
+import wave
+from pathlib import Path
+
+import pytest
+
+from ivr.prompts import PromptError, build_prompts
+
+
+def wav_format(path: Path) -> tuple[int, int, int]:
+    with wave.open(str(path)) as audio:
+        return audio.getframerate(), audio.getnchannels(), audio.getsampwidth()
+
+
+def test_generated_prompts_are_8khz_mono_and_regenerated_only_when_changed(
+    tmp_path: Path,
+) -> None:
+    texts = {"salam": "Layanan darurat satu satu dua."}
+    first = build_prompts(texts, tmp_path / "out", tmp_path / "recorded", "id")
+    assert [(r.name, r.source) for r in first] == [("salam", "generated")]
+    assert wav_format(tmp_path / "out" / "salam.wav") == (8000, 1, 2)
+    assert 1.0 < first[0].seconds < 6.0
+
+    again = build_prompts(texts, tmp_path / "out", tmp_path / "recorded", "id")
+    assert [r.source for r in again] == ["unchanged"]
+    edited = build_prompts({"salam": "Layanan darurat."}, tmp_path / "out",
+                           tmp_path / "recorded", "id")
+    assert [r.source for r in edited] == ["generated"]
+
+
+def test_an_admins_recording_replaces_the_generated_prompt(tmp_path: Path) -> None:
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    # A "studio" recording: 44.1 kHz stereo, 1.5 s of a tone, made by sox.
+    subprocess.run(["sox", "-n", "-r", "44100", "-c", "2", str(recorded / "salam.wav"),
+                    "synth", "1.5", "sine", "440"], check=True)
+    (report,) = build_prompts({"salam": "teks"}, tmp_path / "out", recorded, "id")
+    assert (report.source, round(report.seconds, 1)) == ("recorded", 1.5)
+    assert wav_format(tmp_path / "out" / "salam.wav") == (8000, 1, 2)
+
+
+def test_an_unreadable_recording_is_refused(tmp_path: Path) -> None:
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    (recorded / "salam.wav").write_bytes(b"not audio at all")
+    with pytest.raises(PromptError, match="cannot read audio"):
+        build_prompts({"salam": "teks"}, tmp_path / "out", recorded, "id")

@@ -1,0 +1,23 @@
+import pytest
+
+from telephony.cli import build_parser, main
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["migrate"], ["db", "start"], ["prompts"], ["lab", "build"], ["lab", "stop"], ["serve"],
+     ["demo", "--keep-running"]],
+)
+def test_every_command_parses(argv: list[str]) -> None:
+    assert build_parser().parse_args(argv).command == argv[0]
+
+
+def test_bad_setting_is_one_clear_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--set", "agi_port=oops", "db", "status"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "siaga112: pengaturan tidak valid: agi_port: invalid value 'oops'"
+
+
+def test_set_needs_name_equals_value(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--set", "agi_port", "db", "status"]) == 2
+    assert "--set expects name=value" in capsys.readouterr().err
