@@ -13,14 +13,16 @@ Printed:
 * failed calls: sipp's ``FailedCall`` plus calls it never completed;
 * calls missing from the database (placed, no row in ``calls``) and incomplete ones (a row
   lacking any of line, IVR outcome, queue, queue position, operator, wait, talk, end, hangup
-  cause, shift);
+  cause, shift), with the recorded facts of a few incomplete ones;
 * answer -> queue latency p50/p99 (``queue_joined_at - arrived_at``: Asterisk's own event
-  timestamps, so the recorder's lag does not count), and queue -> operator answer;
+  timestamps, so the recorder's lag does not count), queue -> operator answer, and AMI
+  event -> database (``call_events.recorded_at - at``: how far the recorder runs behind);
 * CPU seconds of Asterisk, of this process (the line: IVR + AMI listener + recorder, plus the
   bench's little bookkeeping), of PostgreSQL and of sipp (the load generator), over the surge
   and until the database holds every call as ended.
 
 Run: ``python bench/surge.py [--calls 1000] [--rate 50] [--talk 8]`` (root: the lab needs it).
+Exits 0 only when every call succeeded and is complete in the database.
 Ports, lab instance and database are the bench's own, so it runs beside the e2e tests.
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -44,6 +47,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -328,6 +332,39 @@ async def recording_lags(line: Line, call_ids: list[str]) -> list[float]:
     return [float(r["lag"]) for r in rows]
 
 
+def is_incomplete(row: asyncpg.Record) -> bool:
+    """A row lacking anything a fully handled call must have."""
+    return any(row[c] is None for c in REQUIRED_COLUMNS)
+
+
+async def _facts_of(connection: asyncpg.Connection, call_id: str) -> list[asyncpg.Record]:
+    return await connection.fetch(
+        "SELECT kind, at, body FROM call_events WHERE call_id = $1 ORDER BY at, event_id",
+        call_id,
+    )
+
+
+async def timelines(line: Line, rows: Sequence[asyncpg.Record], limit: int) -> list[str]:
+    """What the database knows of a few incomplete calls: each fact, seconds after arrival.
+
+    An incomplete row says which column is empty; the facts say where the call stopped
+    (never reached the queue, no AgentComplete, ...), which is what a fix starts from.
+    """
+    shown = []
+    for row in [r for r in rows if is_incomplete(r)][:limit]:
+        facts = await line.database.run(partial(_facts_of, call_id=str(row["call_id"])))
+        steps = []
+        for fact in facts:
+            body = json.loads(fact["body"])
+            # IVR variables as name=value: which of them came, and when, is what matters.
+            what = (f"{body['name']}={body['value']}" if fact["kind"] == "ivr_variable"
+                    else fact["kind"])
+            offset = (fact["at"] - row["arrived_at"]).total_seconds()
+            steps.append(f"{what} +{offset:.1f}")
+        shown.append(f"{row['caller_number']} {row['call_id']}: " + ", ".join(steps))
+    return shown
+
+
 async def wait_recorded(
     line: Line, since: datetime, numbers: list[str], expected: int, within: float
 ) -> tuple[list[asyncpg.Record], float]:
@@ -385,6 +422,7 @@ class Outcome:
     asterisk_warnings: list[str]
     recording_lags: list[float]
     line_log: Counter[str]
+    incomplete_examples: list[str]
 
 
 def report(outcome: Outcome, talk: float) -> int:
@@ -419,6 +457,8 @@ def report(outcome: Outcome, talk: float) -> int:
     if missing_columns:
         print("  incomplete rows lack: " + ", ".join(
             f"{name} ({count})" for name, count in missing_columns.most_common()))
+    for example in outcome.incomplete_examples:
+        print(f"    e.g. {example}")
     dispositions = Counter(str(r["disposition"]) for r in outcome.rows)
     print("  dispositions: " + ", ".join(f"{k} {v}" for k, v in dispositions.most_common()))
     extra = len(outcome.rows) - sum(
@@ -508,7 +548,7 @@ async def surge(
         return Outcome(
             groups, results, sum(operator_counts), rows, surge_seconds, settle_seconds,
             (before, after), new_log_lines(lab.messages_log, log_offset), lags,
-            Counter(tally.counts),
+            Counter(tally.counts), await timelines(line, rows, limit=3),
         )
 
 

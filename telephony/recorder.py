@@ -50,7 +50,7 @@ class CallRecorder:
         async with self._lock:
             if self._spool.is_empty():
                 try:
-                    await self._database.run(lambda c: self._repository.apply(c, facts))
+                    await self._write(facts)
                 except DatabaseUnavailable as exc:
                     self._note_down(exc)
                 else:
@@ -102,14 +102,29 @@ class CallRecorder:
     async def _write_segment(self, segment: Path) -> int:
         facts = self._spool.read(segment)
         for start in range(0, len(facts), _BATCH):
-            batch = facts[start : start + _BATCH]
-
-            async def write(connection: asyncpg.Connection, batch: list[CallFact] = batch) -> int:
-                return await self._repository.apply(connection, batch)
-
-            await self._database.run(write)
+            await self._write(facts[start : start + _BATCH])
         self._spool.remove(segment)
         return len(facts)
+
+    async def _write(self, facts: Sequence[CallFact]) -> None:
+        """Apply ``facts`` in one transaction.
+
+        If the database refuses the batch for what is in it (not for being away), the facts go
+        one by one so that one bad fact costs only itself; it is kept in the spool's rejected
+        file. :class:`DatabaseUnavailable` propagates: the caller spools.
+        """
+
+        async def apply(connection: asyncpg.Connection) -> int:
+            return await self._repository.apply(connection, facts)
+
+        try:
+            await self._database.run(apply)
+        except asyncpg.PostgresError as exc:
+            if len(facts) == 1:
+                self._spool.reject(facts[0], f"{type(exc).__name__}: {exc}")
+                return
+            for fact in facts:
+                await self._write([fact])
 
     async def run_flusher(self) -> None:
         """Drain the spool whenever something is in it, retrying at a steady pace."""

@@ -79,9 +79,22 @@ class FactSpool:
                 except FactDecodeError as exc:
                     log.error("spool %s line %d kept in %s: %s", segment.name, number,
                               self.rejected_path.name, exc)
-                    with self.rejected_path.open("a", encoding="utf-8") as rejected:
-                        rejected.write(line if line.endswith("\n") else line + "\n")
+                    self._keep_rejected(line)
         return facts
+
+    def reject(self, fact: CallFact, reason: str) -> None:
+        """Keep a fact the database refused, for an engineer to look at; never drop it."""
+        log.error("call fact kept in %s: %s: %s", self.rejected_path, reason,
+                  fact_to_json(fact)[:300])
+        self._keep_rejected(fact_to_json(fact))
+
+    def _keep_rejected(self, line: str) -> None:
+        fd = os.open(self.rejected_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def remove(self, segment: Path) -> None:
         """Delete a segment whose facts are all in the database."""

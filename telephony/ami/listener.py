@@ -40,6 +40,7 @@ IVR_VARIABLES = (
     "IVR_SKILL",
     "IVR_QUEUE",
 )
+MAX_BATCH_FACTS = 500  # one transaction's worth when a backlog is recorded
 BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple
 
 
@@ -369,21 +370,43 @@ class AmiListener:
     # -- the consumer ------------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        while not isinstance(item := await self._events.get(), _Stop):
-            if isinstance(item, _Resync):
-                await self._resync(item)
-                continue
-            try:
-                facts = self._tracker.handle(item)
-            except AmiEventError as exc:
-                logger.warning("rejected AMI event: %s", exc)
-                continue
-            except Exception:
-                # A tracker bug must cost one event, not every later call.
-                logger.exception("could not track AMI event %r", str(item.get("Event"))[:40])
-                continue
+        """Track events in order; record the facts of everything already queued at once.
+
+        One transaction per event caps recording at the database's commit rate, and a surge
+        raises events faster than that; the facts of a backlog go in one ``record`` call
+        (one transaction, same order) instead. Markers end a batch: facts before a resync
+        or a stop are recorded before it runs.
+        """
+        stopping = False
+        while not stopping:
+            item = await self._events.get()
+            facts: list[CallFact] = []
+            while True:
+                if isinstance(item, _Stop):
+                    stopping = True
+                    break
+                if isinstance(item, _Resync):
+                    if facts:
+                        await self._record(facts)
+                        facts = []
+                    await self._resync(item)
+                else:
+                    facts.extend(self._track(item))
+                if self._events.empty() or len(facts) >= MAX_BATCH_FACTS:
+                    break
+                item = self._events.get_nowait()
             if facts:
                 await self._record(facts)
+
+    def _track(self, event: Message) -> list[CallFact]:
+        try:
+            return self._tracker.handle(event)
+        except AmiEventError as exc:
+            logger.warning("rejected AMI event: %s", exc)
+        except Exception:
+            # A tracker bug must cost one event, not every later call.
+            logger.exception("could not track AMI event %r", str(event.get("Event"))[:40])
+        return []
 
     async def _record(self, facts: Sequence[CallFact]) -> None:
         try:

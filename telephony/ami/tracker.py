@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -75,6 +75,7 @@ MAX_CALLER_ID = 80  # AST_MAX_EXTENSION; caller names are bounded the same
 MAX_TEXT = 256  # variable values, cause texts, pause reasons
 MAX_LIVE_CALLS = 10_000
 RECENTLY_ENDED = 1024
+MAX_OPEN = 4  # connected, not yet completed calls remembered per operator and queue
 
 _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts any script's digits
 _TIMESTAMP = re.compile(r"([0-9]{1,11})(?:\.([0-9]{1,6}))?")
@@ -225,6 +226,11 @@ class CallTracker:
         # Live caller Uniqueid -> queues it is waiting in (to recognise a known join on resync).
         self._live: dict[str, set[str]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
+        # (queue, operator interface) -> calls connected there whose AgentComplete has not come
+        # yet, oldest first. Under load app_queue builds AgentComplete after both legs' channels
+        # are gone, with neither Uniqueid nor DestLinkedid; the operator was on exactly one call
+        # in that queue (ringinuse=no), so the oldest open connect is the call that completed.
+        self._talking: dict[tuple[str, str], deque[str]] = {}
         self._handlers: dict[str, Callable[[_Fields], list[CallFact]]] = {
             "newchannel": self._newchannel,
             "varset": self._varset,
@@ -342,29 +348,43 @@ class CallTracker:
         return [OperatorRung(f.ident("Uniqueid"), f.ident("Queue"), f.ident("Interface"), f.at())]
 
     def _agent_connect(self, f: _Fields) -> list[CallFact]:
-        return [
-            OperatorAnswered(
-                call_id=f.caller(),
-                queue=f.ident("Queue"),
-                operator=f.ident("Interface"),
-                wait_seconds=f.number("HoldTime"),
-                ring_seconds=f.number("RingTime"),
-                at=f.at(),
-            )
-        ]
+        fact = OperatorAnswered(
+            call_id=f.caller(),
+            queue=f.ident("Queue"),
+            operator=f.ident("Interface"),
+            wait_seconds=f.number("HoldTime"),
+            ring_seconds=f.number("RingTime"),
+            at=f.at(),
+        )
+        # maxlen: more than one open call per operator and queue means AgentCompletes were
+        # lost (a reconnect); the oldest are then the stale ones, and memory stays bounded.
+        talking = self._talking.setdefault((fact.queue, fact.operator), deque(maxlen=MAX_OPEN))
+        if fact.call_id not in talking:
+            talking.append(fact.call_id)
+        return [fact]
 
     def _agent_complete(self, f: _Fields) -> list[CallFact]:
-        return [
-            OperatorCompleted(
-                call_id=f.caller(),
-                queue=f.ident("Queue"),
-                operator=f.ident("Interface"),
-                wait_seconds=f.number("HoldTime"),
-                talk_seconds=f.number("TalkTime"),
-                ended_by=_clean(f.text("Reason"), MAX_TEXT),
-                at=f.at(),
-            )
-        ]
+        queue, operator = f.ident("Queue"), f.ident("Interface")
+        key = (queue, operator)
+        talking = self._talking.get(key, deque())
+        if f.text("Uniqueid") or f.text("DestLinkedid") or not talking:
+            call_id = f.caller()
+        else:
+            call_id = talking[0]
+        fact = OperatorCompleted(
+            call_id=call_id,
+            queue=queue,
+            operator=operator,
+            wait_seconds=f.number("HoldTime"),
+            talk_seconds=f.number("TalkTime"),
+            ended_by=_clean(f.text("Reason"), MAX_TEXT),
+            at=f.at(),
+        )
+        if call_id in talking:
+            talking.remove(call_id)
+        if not talking:
+            self._talking.pop(key, None)
+        return [fact]
 
     # -- operators ----------------------------------------------------------------------------
 

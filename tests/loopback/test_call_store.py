@@ -214,3 +214,24 @@ def test_spool_keeps_undecodable_lines(tmp_path: Path) -> None:
         handle.write('{"kind": "call_started", "call_id": "cut sh')  # a crash mid-write
     assert len(spool.read(segment)) == 2
     assert "cut sh" in spool.rejected_path.read_text(encoding="utf-8")
+
+
+async def test_a_fact_the_database_refuses_costs_only_itself(
+    database_dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """A batch with one fact the schema refuses: the others are written, that one is kept."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+    spool = FactSpool(tmp_path / "spool")
+    recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.1)
+    facts = answered_call("bad.1")
+    # A position beyond PostgreSQL's integer: refused by the database, not by the network.
+    poison = QueueJoined("bad.1", "fire", 2**40, T0)
+    try:
+        await recorder.record([*facts[:7], poison, *facts[7:]])
+        record = await database.run(lambda c: CallRepository(CALENDAR).call_record(c, "bad.1"))
+    finally:
+        await database.close()
+    assert record is not None and record.disposition == "answered"
+    assert record.talk_seconds == 30
+    assert spool.is_empty()
+    assert '"position":1099511627776' in spool.rejected_path.read_text(encoding="utf-8")

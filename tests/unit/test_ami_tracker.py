@@ -571,3 +571,24 @@ def test_agent_complete_without_caller_snapshot_uses_the_operator_legs_linkedid(
     (fact,) = tracker().handle(complete)
     assert isinstance(fact, OperatorCompleted)
     assert (fact.call_id, fact.talk_seconds, fact.ended_by) == ("1.1", 31, "agent")
+
+
+def test_agent_complete_without_either_snapshot_is_the_operators_open_call() -> None:
+    """Under load app_queue builds AgentComplete after both legs are gone: no Uniqueid, no
+    Dest* fields. The operator was on one call in that queue: the one AgentConnect opened."""
+    t = tracker()
+    connect = ev(
+        "AgentConnect", Queue="fire", Interface="PJSIP/op1001", MemberName="op1001",
+        HoldTime="0", RingTime="0", Uniqueid="1.1", Linkedid="1.1",
+        DestUniqueid="1.2", DestLinkedid="1.1",
+    )
+    bare = ev(
+        "AgentComplete", Queue="fire", Interface="PJSIP/op1001", MemberName="op1001",
+        HoldTime="0", TalkTime="8", Reason="caller",
+    )
+    t.handle(connect)
+    (fact,) = t.handle(bare)
+    assert isinstance(fact, OperatorCompleted)
+    assert (fact.call_id, fact.talk_seconds, fact.ended_by) == ("1.1", 8, "caller")
+    with pytest.raises(AmiEventError):  # that call is closed: a second one has no owner
+        t.handle(bare)
