@@ -27,16 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR.parent) not in sys.path:
-    # `python bench/fastagi_bench.py` puts bench/, not the checkout, first on the path.
-    sys.path.insert(0, str(BENCH_DIR.parent))
-
-from telephony.agi.channel import AgiChannel  # noqa: E402
-from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer  # noqa: E402
+from telephony.agi.channel import AgiChannel
+from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 
 BENCH_SCRIPT = Path(__file__).resolve()
-PYST2_SCRIPT = BENCH_DIR / "pyst2_ivr_agi.py"
+PYST2_SCRIPT = BENCH_SCRIPT.parent / "pyst2_ivr_agi.py"
 # What the IVR publishes after the digit (IVR_CHOICE), as the real flow does.
 VARIABLES = (
     ("IVR_OUTCOME", "chosen"),

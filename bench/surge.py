@@ -50,21 +50,16 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-if str(BENCH_DIR.parent) not in sys.path:
-    # `python bench/surge.py` puts bench/, not the checkout, first on the path.
-    sys.path.insert(0, str(BENCH_DIR.parent))
+import asyncpg
 
-import asyncpg  # noqa: E402
-
-from ivr.menu import load_menu  # noqa: E402
-from ivr.prompts import build_prompts  # noqa: E402
-from telephony.app import Line, running_line  # noqa: E402
-from telephony.db.embedded import EmbeddedPostgres  # noqa: E402
-from telephony.lab import Lab, operator_names  # noqa: E402
-from telephony.operators import OperatorDesk  # noqa: E402
-from telephony.settings import Settings, load_settings  # noqa: E402
-from telephony.sipp import Sipp, SippResult, caller, operator  # noqa: E402
+from ivr.menu import load_menu
+from ivr.prompts import build_prompts
+from telephony.app import Line, running_line
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.lab import Lab, operator_names
+from telephony.operators import OperatorDesk
+from telephony.settings import Settings, load_settings
+from telephony.sipp import Sipp, SippResult, caller, operator
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _DIGITS = re.compile(r"[0-9]+")
