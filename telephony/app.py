@@ -1,8 +1,9 @@
 """Composition root: builds the line's services from the settings and runs them together.
 
 ``serve`` = the FastAGI IVR + the AMI listener + the recorder that writes call facts to
-PostgreSQL (or its spool). Each service gets its collaborators through its constructor here
-and nowhere else.
+PostgreSQL (or its spool) + the recordings worker that pairs, processes and stores Asterisk's
+call recordings + the incident upkeep (an incident for each answered call, notifications).
+Each service gets its collaborators through its constructor here and nowhere else.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncpg
 
 from ivr.flow import run_ivr
 from ivr.source import MenuSource
+from recordings.worker import RecordingsConfig, RecordingWorker
 from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
@@ -25,6 +27,8 @@ from telephony.db.calls import CallRepository
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
 from telephony.db.shifts import sync_shifts
+from telephony.incidents.notifiers import notifier_from_settings
+from telephony.incidents.service import IncidentConfig, IncidentService
 from telephony.recorder import CallRecorder
 from telephony.settings import Settings
 from telephony.shifts import ShiftCalendar
@@ -52,6 +56,7 @@ class Line:
     settings: Settings
     database: Database
     repository: CallRepository
+    incidents: IncidentService
     recorder: CallRecorder
     agi: FastAgiServer
     listener: AmiListener
@@ -84,18 +89,29 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
     agi = FastAgiServer(FastAgiConfig.from_settings(settings), {"ivr": ivr.handle})
     listener = AmiListener(settings, recorder)
     flusher = asyncio.create_task(recorder.run_flusher(), name="spool-flusher")
+    # Recording happens in Asterisk; this only pairs, processes and stores the files.
+    recordings = asyncio.create_task(
+        RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
+        name="recordings",
+    )
+    notifier = notifier_from_settings(settings)
+    incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
+    upkeep = asyncio.create_task(
+        incidents.run_upkeep(settings.incident_upkeep_seconds), name="incident-upkeep")
     await agi.start()
     try:
         await listener.start()
         try:
-            yield Line(settings, database, repository, recorder, agi, listener)
+            yield Line(settings, database, repository, incidents, recorder, agi, listener)
         finally:
             await listener.stop()
     finally:
         await agi.stop()
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await flusher
+        for task in (flusher, recordings, upkeep):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await notifier.close()
         with contextlib.suppress(DatabaseUnavailable):
             await recorder.flush()
         await database.close()

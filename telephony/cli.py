@@ -17,6 +17,7 @@ import asyncpg
 
 from ivr.menu import MenuError, load_menu
 from ivr.prompts import PromptError, build_prompts
+from recordings import commands as recording_commands
 from telephony.app import serve
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
@@ -128,6 +129,16 @@ def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(settings, keep_running=args.keep_running))
 
 
+def _cmd_recordings(settings: Settings, args: argparse.Namespace) -> int:
+    ensure_database(settings)
+    asyncio.run(migrate_database(settings))
+    if args.action == "process":
+        return asyncio.run(recording_commands.process(settings))
+    if args.action == "retention":
+        return asyncio.run(recording_commands.retention(settings, dry_run=args.dry_run))
+    return asyncio.run(recording_commands.hold(settings, args.call_id, release=args.release))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="siaga112", description=__doc__)
@@ -147,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(handler=_cmd_lab)
     commands.add_parser("serve", help="run the FastAGI IVR and the AMI listener").set_defaults(
         handler=_cmd_serve)
+    recordings = commands.add_parser("recordings", help="call recordings")
+    actions = recordings.add_subparsers(dest="action", required=True)
+    actions.add_parser("process", help="pair ended calls with their recordings and process them")
+    retention = actions.add_parser("retention", help="remove recordings past their retention")
+    retention.add_argument("--dry-run", action="store_true", help="only list what would go")
+    hold = actions.add_parser("hold", help="legal hold: exempt a call's recordings from retention")
+    hold.add_argument("call_id")
+    hold.add_argument("--release", action="store_true", help="lift the hold instead")
+    recordings.set_defaults(handler=_cmd_recordings)
     demo = commands.add_parser("demo", help="lab + database + server + a few sipp calls")
     demo.add_argument("--keep-running", action="store_true",
                       help="leave the line running after the demo calls (Ctrl-C stops)")

@@ -209,6 +209,11 @@ class Lab:
         return self.host_dir / "data" / "sounds" / PROMPT_SUBDIR
 
     @property
+    def monitor_dir(self) -> Path:
+        """Host path where MixMonitor writes call recordings (``${ASTSPOOLDIR}/monitor``)."""
+        return self.host_dir / "spool" / "monitor"
+
+    @property
     def messages_log(self) -> Path:
         """Host path of Asterisk's notice/warning/error log for this instance."""
         return self.host_dir / "log" / "messages.log"

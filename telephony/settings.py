@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from telephony.incidents.model import ReportType
 
 ENV_PREFIX = "SIAGA112_"
 CONFIG_ENV = "SIAGA112_CONFIG"
@@ -48,6 +51,18 @@ DEFAULT_SHIFTS = (
     ShiftDefinition("siang", time(15, 0)),
     ShiftDefinition("malam", time(23, 0)),
 )
+
+
+@dataclass(frozen=True)
+class DispatchTarget:
+    """An incident of ``report_type`` must be dispatched within ``seconds`` of the answer."""
+
+    report_type: str
+    seconds: int
+
+
+# The field context: fire and ambulance requests must be handled within 5 minutes.
+DEFAULT_DISPATCH_TARGETS = (DispatchTarget("fire", 300), DispatchTarget("medical", 300))
 
 
 @dataclass(frozen=True)
@@ -96,10 +111,40 @@ class Settings:
     timezone: str = "Asia/Jakarta"
     shifts: tuple[ShiftDefinition, ...] = DEFAULT_SHIFTS
 
+    # Incidents. Answered calls older than this get no incident automatically (so a first
+    # start on an old call history does not open thousands); an operator can still create one.
+    incident_auto_create_hours: float = 24.0
+    incident_upkeep_seconds: float = 2.0  # how often new incidents and notifications are made
+    incident_dispatch_targets: tuple[DispatchTarget, ...] = DEFAULT_DISPATCH_TARGETS
+    attachment_max_bytes: int = 25 * 1024 * 1024
+
+    # Dispatch notifications: POSTed as JSON to this URL if set, else only logged.
+    notify_webhook_url: str | None = None
+    notify_timeout: float = 5.0  # one delivery attempt, connect to response
+    notify_retry_seconds: float = 15.0  # first retry delay; doubles per attempt up to 15 min
+    notify_max_attempts: int = 20  # then the notification is kept as failed
+
     menu_file: Path | None = None  # None: the packaged default menu
     prompt_voice: str = "id"
 
     log_level: str = "INFO"
+
+    # Call recordings: Asterisk's MixMonitor writes <call_id>.wav into its monitor directory
+    # (None: the lab instance's spool/monitor); the worker stores them compressed.
+    recordings_format: str = "opus"  # opus (Ogg Opus) or mp3
+    recordings_incoming_dir: Path | None = None
+    recordings_poll_seconds: float = 2.0
+    recordings_settle_seconds: float = 3.0  # unchanged this long after the call: complete
+    recordings_missing_after_seconds: float = 120.0  # ended this long ago, no file: missing
+    recordings_lookback_hours: int = 48  # only calls that ended this recently are paired
+    recordings_lease_seconds: float = 600.0
+    recordings_process_timeout: float = 300.0  # one file; must be shorter than the lease
+    recordings_max_attempts: int = 3
+    # Retention in days by the call's IVR category; the default covers calls without one.
+    recordings_retention_emergency_days: int = 3650
+    recordings_retention_complaint_days: int = 730
+    recordings_retention_information_days: int = 365
+    recordings_retention_default_days: int = 3650
 
     @property
     def spool_dir(self) -> Path:
@@ -115,6 +160,16 @@ class Settings:
     def prompt_overrides_dir(self) -> Path:
         """An admin drops a recorded ``<name>.wav`` here to replace a generated prompt."""
         return self.state_dir / "prompts-recorded"
+
+    @property
+    def recordings_dir(self) -> Path:
+        """Processed recordings, as ``YYYY/MM/DD/<call_id>.<format>``."""
+        return self.state_dir / "recordings"
+
+    @property
+    def recordings_quarantine_dir(self) -> Path:
+        """Recordings that could not be processed, kept as Asterisk wrote them."""
+        return self.state_dir / "recordings-quarantine"
 
     @property
     def embedded_pg_dir(self) -> Path:
@@ -165,10 +220,35 @@ def _parse_shifts(raw: Any) -> tuple[ShiftDefinition, ...]:
     return tuple(sorted(shifts, key=lambda s: s.start))
 
 
+def _parse_dispatch_targets(raw: Any) -> tuple[DispatchTarget, ...]:
+    """Targets come as ``{fire = 300, ...}`` or ``"fire=300,medical=300"`` (seconds); an empty
+    string means no targets."""
+    if isinstance(raw, str):
+        pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise SettingsError(
+                f"incident_dispatch_targets: expected type=seconds,..., got {raw!r}")
+        raw = {kind.strip(): seconds.strip() for kind, seconds in pairs}
+    if not isinstance(raw, Mapping):
+        raise SettingsError("incident_dispatch_targets: expected a table of type = seconds")
+    targets = []
+    for kind, seconds in raw.items():
+        try:
+            value: int | None = int(seconds)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or isinstance(seconds, bool | float):
+            raise SettingsError(f"incident_dispatch_targets: {kind}: invalid seconds {seconds!r}")
+        targets.append(DispatchTarget(str(kind), value))
+    return tuple(targets)
+
+
 def _coerce(name: str, annotation: Any, raw: Any) -> Any:
     """Turn a TOML value or an environment string into the field's declared type."""
     if name == "shifts":
         return _parse_shifts(raw)
+    if name == "incident_dispatch_targets":
+        return _parse_dispatch_targets(raw)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -272,3 +352,39 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("lab_operators must be between 1 and 8999 (op1001..op9999)")
     if settings.agi_max_frame_bytes < 1024:
         raise SettingsError("agi_max_frame_bytes must be at least 1024")
+    if settings.recordings_format not in ("opus", "mp3"):
+        raise SettingsError("recordings_format must be opus or mp3")
+    for name in ("recordings_retention_emergency_days", "recordings_retention_complaint_days",
+                 "recordings_retention_information_days", "recordings_retention_default_days",
+                 "recordings_lookback_hours", "recordings_max_attempts"):
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"{name} must be at least 1")
+    for name in ("recordings_poll_seconds", "recordings_process_timeout"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be positive")
+    if settings.recordings_settle_seconds < 0 or settings.recordings_missing_after_seconds < 0:
+        raise SettingsError("recordings_settle_seconds and _missing_after_seconds: not negative")
+    if settings.recordings_process_timeout >= settings.recordings_lease_seconds:
+        # Otherwise a slow job's lease runs out while it still works, and a second worker
+        # starts the same file.
+        raise SettingsError("recordings_process_timeout must be shorter than the lease")
+    _validate_incidents(settings)
+
+
+def _validate_incidents(settings: Settings) -> None:
+    known = {kind.value for kind in ReportType}
+    for target in settings.incident_dispatch_targets:
+        if target.report_type not in known:
+            raise SettingsError(
+                f"incident_dispatch_targets: unknown report type {target.report_type!r}")
+        if target.seconds <= 0:
+            raise SettingsError(
+                f"incident_dispatch_targets: {target.report_type} must be positive")
+    for name in ("incident_auto_create_hours", "notify_timeout", "notify_retry_seconds"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be positive")
+    if settings.notify_max_attempts < 1 or settings.attachment_max_bytes < 1:
+        raise SettingsError("notify_max_attempts and attachment_max_bytes must be positive")
+    url = settings.notify_webhook_url
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise SettingsError(f"notify_webhook_url: not an http(s) URL: {url!r}")

@@ -26,6 +26,7 @@ from telephony import sipp
 from telephony.ami.listener import AmiListener
 from telephony.app import Line, running_line
 from telephony.db.calls import CallRecord
+from telephony.db.connection import DatabaseUnavailable
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
 from telephony.lab import Lab
@@ -148,10 +149,16 @@ async def records_of(line: Line, caller_id: str) -> list[CallRecord]:
 
 
 async def ended_record(line: Line, caller_id: str, within: float = 30.0) -> CallRecord:
-    """The caller's single call record once it has ended (bounded polling)."""
+    """The caller's single call record once it has ended (bounded polling).
+
+    The database may be coming back from an outage: unavailable counts as "not yet".
+    """
     deadline = time.monotonic() + within
     while True:
-        found = await records_of(line, caller_id)
+        try:
+            found = await records_of(line, caller_id)
+        except DatabaseUnavailable:
+            found = []
         if found and all(r.ended_at is not None for r in found):
             assert len(found) == 1, found
             return found[0]

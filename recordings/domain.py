@@ -1,0 +1,227 @@
+"""The pure rules of recordings: names, states, the storage layout, silence share, retention.
+
+Nothing here touches a file, a clock or the database; the worker, the retention command and
+the repository apply these rules.
+
+Names
+    Asterisk's MixMonitor names each file after the caller channel's unique id
+    (``<epoch>.<sequence>``, e.g. ``1795430334.0``), which is also the call's ``call_id``. Every
+    path we build starts from such an id, so an id of any other shape (``../x``, an empty
+    string, a name with a slash) is refused before it can name a file.
+
+States
+    ``pending`` (the file is complete and waits) -> ``processing`` (claimed by a worker under a
+    lease) -> ``done`` (stored, measured, checksummed) -> ``expired`` (removed by retention).
+    A processing job goes back to ``pending`` after a transient error, or to ``processing``
+    again when another worker takes over an expired lease; ``failed`` (the source is kept in
+    quarantine, or it was refused) and ``missing`` (the call ended without a file) are final.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import PurePosixPath
+from zoneinfo import ZoneInfo
+
+UNIQUEID = re.compile(r"[0-9]+\.[0-9]+")
+SOURCE_SUFFIX = ".wav"  # MixMonitor(${UNIQUEID}.wav) in extensions.conf
+FORMATS = ("opus", "mp3")  # the compressed formats, each stored under its own extension
+_TEMP = re.compile(r"\.(?P<call_id>[0-9]+\.[0-9]+)\.[0-9a-f]{32}\.tmp")
+
+
+class RecordingNameError(ValueError):
+    """A recording name or stored path is not one we create; it must not name a file."""
+
+
+def valid_call_id(value: str) -> bool:
+    """True for an Asterisk unique id (digits, a dot, digits) and nothing else."""
+    return UNIQUEID.fullmatch(value) is not None
+
+
+def _checked(call_id: str) -> str:
+    if not valid_call_id(call_id):
+        raise RecordingNameError(f"not an Asterisk unique id: {call_id!r}")
+    return call_id
+
+
+def source_name(call_id: str) -> str:
+    """The file MixMonitor writes for the call, in Asterisk's monitor directory."""
+    return _checked(call_id) + SOURCE_SUFFIX
+
+
+def call_id_of_source(name: str) -> str | None:
+    """The call a monitor-directory file belongs to, or None for any other file."""
+    if not name.endswith(SOURCE_SUFFIX):
+        return None
+    stem = name[: -len(SOURCE_SUFFIX)]
+    return stem if valid_call_id(stem) else None
+
+
+def storage_relpath(call_id: str, started_at: datetime, timezone: str, fmt: str) -> PurePosixPath:
+    """``YYYY/MM/DD/<call_id>.<fmt>``, dated by the call's local arrival day.
+
+    The local day (the line's time zone), not UTC: a supervisor looking for last night's calls
+    thinks in the line's calendar.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown recording format {fmt!r}")
+    local = started_at.astimezone(ZoneInfo(timezone))
+    return PurePosixPath(f"{local:%Y}", f"{local:%m}", f"{local:%d}", f"{_checked(call_id)}.{fmt}")
+
+
+def temp_name(call_id: str, token: str) -> str:
+    """The name a worker writes a transcoded file under before renaming it into place.
+
+    It carries the worker's claim token, so two workers (one of them past its lease) never
+    write the same file, and it starts with a dot so nothing mistakes it for a recording.
+    """
+    name = f".{_checked(call_id)}.{token}.tmp"
+    if _TEMP.fullmatch(name) is None:
+        raise RecordingNameError(f"claim token must be 32 hex digits: {token!r}")
+    return name
+
+
+def is_temp_of(name: str, call_id: str) -> bool:
+    """True if ``name`` is a temporary file some worker wrote for ``call_id``."""
+    match = _TEMP.fullmatch(name)
+    return match is not None and match["call_id"] == call_id
+
+
+def checked_relpath(stored: str) -> PurePosixPath:
+    """A storage path read back from the database, refused unless it is one we could have made.
+
+    Retention deletes what this returns; a relative path of plain parts is the only kind that
+    cannot reach outside the storage directory.
+    """
+    path = PurePosixPath(stored)
+    if (not stored or path.is_absolute() or any(p in ("", ".", "..") for p in path.parts)
+            or "\\" in stored or "\x00" in stored):
+        raise RecordingNameError(f"refusing stored recording path {stored!r}")
+    return path
+
+
+class State(StrEnum):
+    """Where a recording is in its life (the ``recordings.state`` column)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+    MISSING = "missing"
+    EXPIRED = "expired"
+
+
+# States a row may be created in: a complete file, a call without one, a refused name.
+INITIAL_STATES = frozenset({State.PENDING, State.MISSING, State.FAILED})
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset({State.PROCESSING}),
+    # Back to PROCESSING: another worker takes over after the lease ran out.
+    State.PROCESSING: frozenset({State.PROCESSING, State.PENDING, State.DONE, State.FAILED}),
+    State.DONE: frozenset({State.EXPIRED}),
+    State.FAILED: frozenset(),
+    State.MISSING: frozenset(),
+    State.EXPIRED: frozenset(),
+}
+
+
+def can_transition(current: State, target: State) -> bool:
+    """True if a recording in ``current`` may move to ``target``."""
+    return target in TRANSITIONS[current]
+
+
+def sources_of(target: State) -> tuple[State, ...]:
+    """The states from which ``target`` can be reached (the guard of an UPDATE)."""
+    return tuple(s for s in State if target in TRANSITIONS[s])
+
+
+def state_after_error(attempts: int, max_attempts: int, *, permanent: bool) -> State:
+    """After a processing error: retry (PENDING) unless it cannot succeed or tries ran out."""
+    if permanent or attempts >= max_attempts:
+        return State.FAILED
+    return State.PENDING
+
+
+def silence_share(segments: Iterable[Sequence[int]], duration_ms: int) -> float:
+    """The share of ``duration_ms`` covered by silent ``[start, end)`` segments (in ms).
+
+    Segments may overlap, come in any order or stick out of the recording (pydub's detector
+    steps in windows); overlaps count once and anything outside ``[0, duration_ms]`` not at all.
+    """
+    if duration_ms <= 0:
+        raise ValueError("a recording without audio has no silence share")
+    clipped = sorted(
+        (max(0, start), min(duration_ms, end)) for start, end in segments
+    )
+    covered = 0
+    reach = 0  # everything before this instant is already counted
+    for start, end in clipped:
+        uncounted_from = max(start, reach)
+        if end > uncounted_from:
+            covered += end - uncounted_from
+            reach = end
+    return covered / duration_ms
+
+
+def loudness(dbfs: float) -> float | None:
+    """Loudness to store: pydub reports digital silence as -inf dBFS, which is no level at all."""
+    return None if dbfs == float("-inf") else dbfs
+
+
+def is_settled(mtime: float, now: float, settle_seconds: float) -> bool:
+    """True once a file has not changed for ``settle_seconds``: Asterisk has finished it.
+
+    MixMonitor writes every 20 ms while the call lasts and closes the file right after the
+    hang-up, which may be reported before the last write.
+    """
+    return now - mtime >= settle_seconds
+
+
+CATEGORIES = ("emergency", "complaint", "information")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Days a recording is kept, by the IVR category of its call (``calls.ivr_category``).
+
+    ``default_days`` covers calls without a category: hung up in the IVR, or failed open (those
+    reached the emergency queue, so the default should be as long as emergencies').
+    """
+
+    emergency_days: int
+    complaint_days: int
+    information_days: int
+    default_days: int
+
+    def __post_init__(self) -> None:
+        if min(self.emergency_days, self.complaint_days, self.information_days,
+               self.default_days) < 1:
+            raise ValueError("retention days must be at least 1")
+
+    def days_for(self, category: str | None) -> int:
+        """The retention of a call in ``category``."""
+        return {
+            "emergency": self.emergency_days,
+            "complaint": self.complaint_days,
+            "information": self.information_days,
+        }.get(category or "", self.default_days)
+
+    def expires_at(self, category: str | None, started_at: datetime) -> datetime:
+        """When a recording of a call in ``category`` that started at ``started_at`` expires."""
+        return started_at + timedelta(days=self.days_for(category))
+
+    def is_expired(
+        self, category: str | None, started_at: datetime, legal_hold: bool, now: datetime
+    ) -> bool:
+        """True if the recording must be removed now; a legal hold always keeps it."""
+        return not legal_hold and self.expires_at(category, started_at) <= now
+
+    def earliest_cutoff(self, now: datetime) -> datetime:
+        """No recording that started after this instant can have expired at ``now``."""
+        shortest = min(self.emergency_days, self.complaint_days, self.information_days,
+                       self.default_days)
+        return now - timedelta(days=shortest)

@@ -1,0 +1,89 @@
+"""Durable file moves for recordings: what is renamed or moved is on disk before we say so."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from recordings.domain import call_id_of_source, is_temp_of
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entries, so a rename in it survives a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def free_name(path: Path) -> Path:
+    """``path``, or ``path.1``, ``path.2`` ... whichever does not exist yet."""
+    candidate = path
+    n = 0
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}.{n}")
+    return candidate
+
+
+def move_durably(source: Path, target: Path) -> None:
+    """Move ``source`` to ``target`` (which must not exist), across file systems if need be.
+
+    Asterisk's monitor directory (in the lab, inside its root filesystem) and our state
+    directory are often on different file systems, where a rename fails; the file is then
+    copied, flushed, renamed into place and only then removed from where it was.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        source.rename(target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        partial = target.with_name(f".{target.name}.partial")
+        with source.open("rb") as reader, partial.open("wb") as writer:
+            shutil.copyfileobj(reader, writer)
+            writer.flush()
+            os.fsync(writer.fileno())
+        partial.rename(target)
+        fsync_dir(target.parent)
+        source.unlink()
+        return
+    fsync_dir(target.parent)
+
+
+def discard(path: Path) -> None:
+    """Remove a file of ours if it is there."""
+    path.unlink(missing_ok=True)
+
+
+def put_in_place(temporary: Path, final: Path, call_id: str) -> None:
+    """Rename a finished temporary file to its final name, durably.
+
+    Earlier attempts at the same call that stopped midway left their own temporary files
+    beside it; the caller holds the job, so nobody is still writing them.
+    """
+    for leftover in final.parent.iterdir():
+        if leftover != temporary and is_temp_of(leftover.name, call_id):
+            leftover.unlink(missing_ok=True)
+    temporary.replace(final)
+    fsync_dir(final.parent)
+
+
+def quarantine(source: Path, quarantine_dir: Path) -> Path | None:
+    """Move an unprocessable source to the quarantine directory; where it went, if it existed."""
+    if not source.exists():
+        return None
+    kept = free_name(quarantine_dir / source.name)
+    move_durably(source, kept)
+    return kept
+
+
+def incoming_call_ids(incoming_dir: Path) -> list[str]:
+    """The calls whose MixMonitor files are in ``incoming_dir`` (other files are not ours)."""
+    if not incoming_dir.is_dir():
+        return []
+    return sorted({cid for entry in incoming_dir.iterdir()
+                   if (cid := call_id_of_source(entry.name))})

@@ -1,0 +1,110 @@
+"""Applying the retention policy: stored recordings past their category's age are removed.
+
+Which recordings expire is :meth:`recordings.domain.RetentionPolicy.is_expired`; here each one
+is removed under its row lock, re-read so that a legal hold set meanwhile still wins, and its
+row kept as ``expired`` with its measurements and checksum, so the record of the call says
+that a recording existed and when it was removed. Failed recordings (kept in quarantine) are
+never removed here: somebody has to look at them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+
+from recordings.domain import RecordingNameError, RetentionPolicy, checked_relpath
+from telephony.db.connection import Database
+from telephony.db.recordings import RecordingRepository, RetentionCandidate
+from telephony.settings import Settings
+
+log = logging.getLogger("recordings.retention")
+
+
+def policy_from_settings(settings: Settings) -> RetentionPolicy:
+    """The line's retention policy."""
+    return RetentionPolicy(
+        emergency_days=settings.recordings_retention_emergency_days,
+        complaint_days=settings.recordings_retention_complaint_days,
+        information_days=settings.recordings_retention_information_days,
+        default_days=settings.recordings_retention_default_days,
+    )
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One recording the policy removed (or, in a dry run, would remove)."""
+
+    call_id: str
+    category: str | None
+    started_at: datetime
+    storage_path: str
+    size_bytes: int | None
+    file_found: bool  # False: the file was already gone, only the row was marked
+
+
+def _remove_file(path: Path) -> bool:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+async def apply_retention(
+    database: Database,
+    policy: RetentionPolicy,
+    storage_dir: Path,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    repository: RecordingRepository | None = None,
+) -> list[Removal]:
+    """Remove every stored recording that has expired at ``now``; returns what was removed."""
+    repo = repository or RecordingRepository()
+
+    async def candidates(connection: asyncpg.Connection) -> list[RetentionCandidate]:
+        return await repo.retention_candidates(
+            connection, started_before=policy.earliest_cutoff(now))
+
+    removed = []
+    for candidate in await database.run(candidates):
+        if not policy.is_expired(candidate.category, candidate.started_at,
+                                 candidate.legal_hold, now):
+            continue
+        try:
+            path = storage_dir / checked_relpath(candidate.storage_path)
+        except RecordingNameError as exc:
+            log.error("retention skips call %s: %s", candidate.call_id, exc)
+            continue
+        if dry_run:
+            removed.append(_removal(candidate, await asyncio.to_thread(path.exists)))
+            continue
+
+        async def expire(connection: asyncpg.Connection, candidate: RetentionCandidate = candidate,
+                         path: Path = path) -> bool | None:
+            async with connection.transaction():
+                if not await repo.hold_for_expiry(connection, candidate):
+                    return None  # put on hold, or expired by someone else, since the listing
+                # Removed before the row is marked: a crash in between leaves a row that the
+                # next run marks, never a file that outlives its retention unnoticed.
+                found = await asyncio.to_thread(_remove_file, path)
+                await repo.mark_expired(connection, candidate)
+                return found
+
+        found = await database.run(expire)
+        if found is None:
+            continue
+        log.info("retention removed the recording of call %s (%s, started %s)",
+                 candidate.call_id, candidate.category or "no category", candidate.started_at)
+        removed.append(_removal(candidate, found))
+    return removed
+
+
+def _removal(candidate: RetentionCandidate, found: bool) -> Removal:
+    return Removal(candidate.call_id, candidate.category, candidate.started_at,
+                   candidate.storage_path, candidate.size_bytes, found)

@@ -1,0 +1,375 @@
+"""The recordings worker: pairs each ended call with Asterisk's file, processes it, stores it.
+
+How a recording travels
+    1. Asterisk's MixMonitor writes ``<call_id>.wav`` into its monitor directory while the call
+       lasts (the dialplan starts it right after Answer, so this needs nothing of ours).
+    2. Every ``poll_seconds`` the worker looks for calls that have ended (``calls.ended_at``)
+       and have no recording row. A call whose file exists and has stopped changing gets a
+       ``pending`` row; a call that ended long enough ago without a file gets a ``missing`` row,
+       reported once; a call id that is not an Asterisk unique id is refused (``failed``) with
+       one log line and never names a file. This is decoupled from AMI: a listener that was
+       down, or a worker restarted, still finds every call in the database.
+    3. Jobs are claimed from the table (``FOR UPDATE SKIP LOCKED``, with a lease), so several
+       workers may run and a crashed worker's job is retried once its lease runs out. A child
+       process (:mod:`recordings.audio`) measures the file with pydub and writes it, compressed,
+       under a temporary name beside its final place.
+    4. Holding the job's row lock, the worker renames that file into the dated layout and marks
+       the row done, in one transaction; only then is Asterisk's file removed. A worker that
+       lost its lease finds the lock refused and throws its work away, so the stored file is
+       always the one whose checksum the row holds.
+    5. A file that cannot be decoded, or that failed ``max_attempts`` times, is moved to the
+       quarantine directory and its row marked ``failed`` with the reason. Nothing of a caller's
+       recording is ever deleted here.
+
+Cancelling :meth:`RecordingWorker.run` (the line stopping) kills a running child and leaves its
+job as a crash would: its lease runs out and the next worker takes it over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from recordings.audio import EXIT_BAD_AUDIO, BadAudio, Measurements
+from recordings.domain import (
+    State,
+    is_settled,
+    source_name,
+    state_after_error,
+    storage_relpath,
+    temp_name,
+    valid_call_id,
+)
+from recordings.files import discard, incoming_call_ids, put_in_place, quarantine
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.db.recordings import EndedCall, Job, Processed, RecordingRepository
+from telephony.lab import Lab
+from telephony.settings import Settings
+
+log = logging.getLogger("recordings")
+
+ENQUEUE_BATCH = 500  # calls looked at per pass
+PROCESS_BATCH = 20  # jobs per pass, so that newly ended calls are not kept waiting
+_OUTPUT_LIMIT = 64 * 1024  # of the child's stdout and stderr kept for a report
+
+
+class TranscodeError(RuntimeError):
+    """Processing failed in a way a retry may fix (timeout, disk, a crashed decoder)."""
+
+
+@dataclass(frozen=True)
+class RecordingsConfig:
+    """What the worker needs to know; :meth:`from_settings` builds it for a line."""
+
+    incoming_dir: Path
+    storage_dir: Path
+    quarantine_dir: Path
+    fmt: str
+    timezone: str
+    poll_seconds: float
+    settle_seconds: float
+    missing_after_seconds: float
+    lookback_hours: int
+    lease_seconds: float
+    process_timeout: float
+    max_attempts: int
+    retry_seconds: float = 60.0  # a job that failed in a way a retry may fix waits this long
+    # The child that measures and transcodes one file; its arguments are appended.
+    transcoder: tuple[str, ...] = (sys.executable, "-m", "recordings.audio")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecordingsConfig:
+        """The line's configuration; the incoming directory defaults to the lab's."""
+        return cls(
+            incoming_dir=settings.recordings_incoming_dir or Lab(settings).monitor_dir,
+            storage_dir=settings.recordings_dir,
+            quarantine_dir=settings.recordings_quarantine_dir,
+            fmt=settings.recordings_format,
+            timezone=settings.timezone,
+            poll_seconds=settings.recordings_poll_seconds,
+            settle_seconds=settings.recordings_settle_seconds,
+            missing_after_seconds=settings.recordings_missing_after_seconds,
+            lookback_hours=settings.recordings_lookback_hours,
+            lease_seconds=settings.recordings_lease_seconds,
+            process_timeout=settings.recordings_process_timeout,
+            max_attempts=settings.recordings_max_attempts,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one call's recording in a pass (for logs and the CLI)."""
+
+    call_id: str
+    state: State
+    detail: str = ""  # storage path when done, else the reason
+
+
+class RecordingWorker:
+    """Pairs, processes and stores recordings; see the module documentation."""
+
+    def __init__(
+        self,
+        database: Database,
+        config: RecordingsConfig,
+        repository: RecordingRepository | None = None,
+    ) -> None:
+        self._database = database
+        self._config = config
+        self._repository = repository or RecordingRepository()
+        self._trouble: str | None = None  # the problem last logged, so a pass repeats no log
+
+    # ----------------------------------------------------------------- loop
+
+    async def run(self) -> None:
+        """Work until cancelled: a pass every ``poll_seconds``, after one sweep of leftovers."""
+        swept = False
+        while True:
+            swept = swept or await self._guarded(self.sweep_incoming)
+            await self._guarded(self.run_once)
+            await asyncio.sleep(self._config.poll_seconds)
+
+    async def _guarded(self, work: Callable[[], Awaitable[object]]) -> bool:
+        """One unit of background work; a problem that persists is logged once, not per pass."""
+        try:
+            await work()
+        except DatabaseUnavailable as exc:
+            if self._trouble != "database":
+                log.warning("recordings wait for the database: %s", exc)
+            self._trouble = "database"
+            return False
+        except Exception as exc:  # the loop must outlive a bug in one pass; the traceback tells
+            if self._trouble != repr(exc):
+                log.exception("recordings pass failed")
+            self._trouble = repr(exc)
+            return False
+        if self._trouble is not None:
+            log.info("recordings work again")
+        self._trouble = None
+        return True
+
+    async def run_once(self) -> list[Outcome]:
+        """Pair newly ended calls, then process up to :data:`PROCESS_BATCH` jobs."""
+        outcomes = await self.enqueue()
+        for _ in range(PROCESS_BATCH):
+            outcome = await self.process_next()
+            if outcome is None:
+                break
+            outcomes.append(outcome)
+        return outcomes
+
+    # ----------------------------------------------------------------- pairing
+
+    async def enqueue(self) -> list[Outcome]:
+        """Create the rows of ended calls whose file is complete, missing or refused."""
+        config = self._config
+        calls = await self._database.run(functools.partial(
+            self._repository.calls_awaiting_recording,
+            lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH,
+        ))
+        now = time.time()
+        outcomes = []
+        for call in calls:
+            verdict = self._pairing(call, now)
+            if verdict is None:
+                continue
+            state, name, reason = verdict
+            added = await self._database.run(functools.partial(
+                self._repository.add, call_id=call.call_id, state=state,
+                started_at=call.started_at, source_file=name, reason=reason,
+            ))
+            if not added:
+                continue  # another worker was quicker
+            if state is State.MISSING:
+                log.warning("call %s ended %.0f s ago without a recording in %s",
+                            call.call_id, call.ended_seconds_ago, config.incoming_dir)
+            outcomes.append(Outcome(call.call_id, state, reason or name))
+        return outcomes
+
+    def _pairing(self, call: EndedCall, now: float) -> tuple[State, str, str | None] | None:
+        """The row an ended call gets now: (state, source file, reason), or None to wait."""
+        if not valid_call_id(call.call_id):
+            log.error("refusing to pair a recording with call id %r: not an Asterisk unique id",
+                      call.call_id)
+            return State.FAILED, "", "invalid recording name (not an Asterisk unique id)"
+        name = source_name(call.call_id)
+        try:
+            stat = (self._config.incoming_dir / name).stat()
+        except FileNotFoundError:
+            if call.ended_seconds_ago >= self._config.missing_after_seconds:
+                return State.MISSING, "", "the call ended without a recording file"
+            return None
+        if not is_settled(stat.st_mtime, now, self._config.settle_seconds):
+            return None  # Asterisk may still be writing it
+        return State.PENDING, name, None
+
+    async def sweep_incoming(self) -> int:
+        """Remove Asterisk's files whose recordings are already stored; returns how many.
+
+        Only a worker stopped between storing a recording and removing its source leaves one.
+        Files that are not ``<unique id>.wav`` are not ours and are left alone.
+        """
+        candidates = await asyncio.to_thread(incoming_call_ids, self._config.incoming_dir)
+        if not candidates:
+            return 0
+        finished = await self._database.run(
+            functools.partial(self._repository.finished_call_ids, call_ids=candidates)
+        )
+        for call_id in finished:
+            discard(self._config.incoming_dir / source_name(call_id))
+        if finished:
+            log.info("removed %d already stored recordings from %s", len(finished),
+                     self._config.incoming_dir)
+        return len(finished)
+
+    # ----------------------------------------------------------------- processing
+
+    async def process_next(self) -> Outcome | None:
+        """Claim one job and see it through; None when there is nothing to claim."""
+        token = uuid.uuid4()
+        job = await self._database.run(functools.partial(
+            self._repository.claim, token=token, lease_seconds=self._config.lease_seconds,
+        ))
+        if job is None:
+            return None
+        return await self._process(job)
+
+    async def _process(self, job: Job) -> Outcome:
+        config = self._config
+        if not valid_call_id(job.call_id) or job.source_file != source_name(job.call_id):
+            # Rows are only created for valid ids; one that is not must still name no file.
+            log.error("refusing recording job %d for call id %r: not an Asterisk unique id",
+                      job.recording_id, job.call_id)
+            return await self._fail(job, "invalid recording name", None)
+        source = config.incoming_dir / job.source_file
+        if job.attempts > config.max_attempts:
+            reason = job.reason or "the worker stopped while processing it"
+            return await self._give_up(
+                job, source, f"gave up after {config.max_attempts} attempts: {reason}")
+        absent = self._absent_source(job, source)
+        if absent is not None:
+            return await self._fail(job, *absent)
+        final = config.storage_dir / storage_relpath(
+            job.call_id, job.started_at, config.timezone, config.fmt)
+        temporary = final.parent / temp_name(job.call_id, job.token.hex)
+        try:
+            measured = await self._transcode(source, temporary)
+        except (BadAudio, TranscodeError) as exc:
+            discard(temporary)
+            if state_after_error(job.attempts, config.max_attempts,
+                                 permanent=isinstance(exc, BadAudio)) is State.FAILED:
+                return await self._give_up(job, source, str(exc))
+            log.warning("recording of call %s: attempt %d failed, will retry: %s",
+                        job.call_id, job.attempts, exc)
+            await self._database.run(functools.partial(
+                self._repository.release, job=job, reason=str(exc),
+                retry_seconds=config.retry_seconds,
+            ))
+            return Outcome(job.call_id, State.PENDING, str(exc))
+        return await self._store(job, source, temporary, final, measured)
+
+    def _absent_source(self, job: Job, source: Path) -> tuple[str, Path | None] | None:
+        """Why the job has no source to process (reason, where it was kept), or None."""
+        if source.exists():
+            return None
+        kept = self._config.quarantine_dir / job.source_file
+        if kept.exists():  # quarantined by an attempt that stopped before recording it
+            return job.reason or "kept in quarantine", kept
+        return f"source file vanished from {self._config.incoming_dir}", None
+
+    async def _store(
+        self, job: Job, source: Path, temporary: Path, final: Path, measured: Measurements
+    ) -> Outcome:
+        """Rename the transcoded file into place and record it, under the job's row lock."""
+        relpath = final.relative_to(self._config.storage_dir).as_posix()
+        result = Processed(
+            duration_seconds=measured.duration_seconds,
+            silence_share=measured.silence_share,
+            loudness_dbfs=measured.loudness_dbfs,
+            format=self._config.fmt,
+            storage_path=relpath,
+            size_bytes=measured.size_bytes,
+            sha256=measured.sha256,
+        )
+
+        async def commit(connection: asyncpg.Connection) -> bool:
+            async with connection.transaction():
+                if not await self._repository.hold_claim(connection, job):
+                    return False
+                await asyncio.to_thread(put_in_place, temporary, final, job.call_id)
+                return await self._repository.mark_done(connection, job, result)
+
+        if not await self._database.run(commit):
+            discard(temporary)
+            log.warning("recording of call %s was taken over by another worker (lease ran out)",
+                        job.call_id)
+            return Outcome(job.call_id, State.PROCESSING, "taken over by another worker")
+        # Stored and recorded: Asterisk's copy can go. A stop right here leaves it for the sweep.
+        discard(source)
+        log.info("recording of call %s stored: %s (%.1f s, %.0f%% silence)", job.call_id,
+                 relpath, measured.duration_seconds, measured.silence_share * 100)
+        return Outcome(job.call_id, State.DONE, relpath)
+
+    async def _give_up(self, job: Job, source: Path, reason: str) -> Outcome:
+        """Keep the source in quarantine and mark the job failed."""
+        kept = await asyncio.to_thread(quarantine, source, self._config.quarantine_dir)
+        return await self._fail(job, reason, kept)
+
+    async def _fail(self, job: Job, reason: str, kept: Path | None) -> Outcome:
+        log.error("recording of call %r failed: %s%s", job.call_id, reason,
+                  f" (kept in {kept})" if kept else "")
+        await self._database.run(functools.partial(
+            self._repository.mark_failed, job=job, reason=reason,
+            quarantine_path=str(kept) if kept else None,
+        ))
+        return Outcome(job.call_id, State.FAILED, reason)
+
+    async def _transcode(self, source: Path, target: Path) -> Measurements:
+        """Run the child process on one file; bounded by ``process_timeout``."""
+        timeout = self._config.process_timeout
+        process = await asyncio.create_subprocess_exec(
+            *self._config.transcoder, str(source), str(target), self._config.fmt,
+            f"{timeout:g}",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            # Its own process group: killing it also kills the ffmpeg that pydub started.
+            start_new_session=True,
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                stdout, stderr = await process.communicate()
+        except TimeoutError as exc:
+            raise TranscodeError(f"processing took longer than {timeout:g} s") from exc
+        finally:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        lines = stdout[-_OUTPUT_LIMIT:].decode("utf-8", errors="replace").strip().splitlines()
+        try:
+            report = json.loads(lines[-1]) if lines else {}
+        except json.JSONDecodeError:
+            report = {}
+        if process.returncode == 0:
+            try:
+                return Measurements(**report)
+            except TypeError as exc:
+                raise TranscodeError(f"processing reported {report!r}") from exc
+        error = report.get("error") or stderr[-2000:].decode("utf-8", errors="replace").strip()
+        if process.returncode == EXIT_BAD_AUDIO:
+            raise BadAudio(error)
+        raise TranscodeError(f"processing exited with {process.returncode}: {error}")

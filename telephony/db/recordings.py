@@ -1,0 +1,318 @@
+"""SQL for the recordings family: the ``recordings`` table, record and work queue in one.
+
+A job is claimed with ``FOR UPDATE SKIP LOCKED`` under a lease: the claiming worker stamps its
+own token and a ``lease_until``; once the lease has run out, any worker may claim the job again
+(the attempt counter says how often that happened). Every state change names the states it may
+come from (:func:`recordings.domain.sources_of`), and the worker's own changes also its token,
+so a worker whose lease was taken over cannot overwrite the new owner's result.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from recordings.domain import INITIAL_STATES, State, sources_of
+
+
+@dataclass(frozen=True)
+class EndedCall:
+    """A call that has ended and has no recording row yet."""
+
+    call_id: str
+    started_at: datetime
+    ended_seconds_ago: float
+
+
+@dataclass(frozen=True)
+class Job:
+    """A recording claimed for processing by the holder of ``token``."""
+
+    recording_id: int
+    call_id: str
+    source_file: str
+    started_at: datetime
+    attempts: int
+    token: uuid.UUID
+    reason: str | None  # the previous attempt's error, if any
+
+
+@dataclass(frozen=True)
+class Processed:
+    """What a finished job stores."""
+
+    duration_seconds: float
+    silence_share: float
+    loudness_dbfs: float | None
+    format: str
+    storage_path: str
+    size_bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A recording row as the database holds it."""
+
+    recording_id: int
+    call_id: str
+    kind: str
+    state: State
+    source_file: str
+    started_at: datetime
+    attempts: int
+    reason: str | None
+    duration_seconds: float | None
+    silence_share: float | None
+    loudness_dbfs: float | None
+    format: str | None
+    storage_path: str | None
+    size_bytes: int | None
+    sha256: str | None
+    quarantine_path: str | None
+    legal_hold: bool
+    processed_at: datetime | None
+    expired_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Recording:
+        """Build from a ``recordings`` row."""
+        values = {name: row[name] for name in cls.__dataclass_fields__}
+        values["state"] = State(values["state"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RetentionCandidate:
+    """A stored recording old enough that retention must look at it."""
+
+    recording_id: int
+    call_id: str
+    category: str | None
+    started_at: datetime
+    storage_path: str
+    size_bytes: int | None
+    legal_hold: bool
+
+
+def _states(target: State) -> list[str]:
+    return [s.value for s in sources_of(target)]
+
+
+class RecordingRepository:
+    """Reads and writes recordings. Holds no connection: callers pass one in."""
+
+    async def calls_awaiting_recording(
+        self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int
+    ) -> list[EndedCall]:
+        """Calls that ended within ``lookback_hours`` and have no recording row, oldest first.
+
+        The lookback bounds the scan, and keeps a first start on an old database from reporting
+        every call made before recording began as missing.
+        """
+        rows = await connection.fetch(
+            """
+            SELECT c.call_id, COALESCE(c.arrived_at, c.ended_at) AS started_at,
+                   extract(epoch FROM now() - c.ended_at)::float8 AS ended_seconds_ago
+            FROM calls c
+            WHERE c.ended_at IS NOT NULL
+              AND c.ended_at > now() - make_interval(hours => $1)
+              AND NOT EXISTS (SELECT 1 FROM recordings r
+                              WHERE r.call_id = c.call_id AND r.kind = 'mixed')
+            ORDER BY c.ended_at
+            LIMIT $2
+            """,
+            lookback_hours, limit,
+        )
+        return [EndedCall(**dict(row)) for row in rows]
+
+    async def add(
+        self, connection: asyncpg.Connection, call_id: str, state: State, *,
+        started_at: datetime, source_file: str = "", reason: str | None = None,
+    ) -> bool:
+        """Create the call's recording row in ``state``; False if it already has one."""
+        if state not in INITIAL_STATES:
+            raise ValueError(f"a recording cannot start as {state}")
+        inserted = await connection.fetchval(
+            """
+            INSERT INTO recordings (call_id, state, source_file, started_at, reason)
+            VALUES ($1, $2, $3, $4, $5)
+            ON CONFLICT (call_id, kind) DO NOTHING
+            RETURNING true
+            """,
+            call_id, state.value, source_file, started_at, reason,
+        )
+        return bool(inserted)
+
+    async def claim(
+        self, connection: asyncpg.Connection, token: uuid.UUID, lease_seconds: float
+    ) -> Job | None:
+        """Claim the oldest pending job, or one whose worker's lease ran out; None if none."""
+        row = await connection.fetchrow(
+            """
+            UPDATE recordings r SET
+                state = 'processing', attempts = r.attempts + 1, claim_token = $1,
+                lease_until = now() + make_interval(secs => $2), updated_at = now()
+            WHERE r.recording_id = (
+                SELECT recording_id FROM recordings
+                -- A pending job's lease_until is when it may be retried; a processing job's
+                -- is when its worker's claim runs out.
+                WHERE state IN ('pending', 'processing')
+                  AND (lease_until IS NULL OR lease_until < now())
+                ORDER BY recording_id
+                FOR UPDATE SKIP LOCKED
+                LIMIT 1
+            )
+            RETURNING r.recording_id, r.call_id, r.source_file, r.started_at, r.attempts,
+                      r.reason
+            """,
+            token, lease_seconds,
+        )
+        return Job(token=token, **dict(row)) if row is not None else None
+
+    async def hold_claim(self, connection: asyncpg.Connection, job: Job) -> bool:
+        """Lock the job's row if ``job.token`` still holds it (call inside a transaction).
+
+        While the lock is held nobody can claim the job, so the holder may put its file in
+        place and record the result knowing that nobody else is doing the same.
+        """
+        held = await connection.fetchval(
+            """
+            SELECT true FROM recordings
+            WHERE recording_id = $1 AND state = 'processing' AND claim_token = $2
+            FOR UPDATE
+            """,
+            job.recording_id, job.token,
+        )
+        return bool(held)
+
+    async def mark_done(self, connection: asyncpg.Connection, job: Job, result: Processed) -> bool:
+        """Record a finished job; False if ``job.token`` no longer holds it."""
+        updated = await connection.fetchval(
+            """
+            UPDATE recordings SET
+                state = 'done', duration_seconds = $3, silence_share = $4, loudness_dbfs = $5,
+                format = $6, storage_path = $7, size_bytes = $8, sha256 = $9, reason = NULL,
+                claim_token = NULL, lease_until = NULL, processed_at = now(), updated_at = now()
+            WHERE recording_id = $1 AND claim_token = $2 AND state = ANY($10::text[])
+            RETURNING true
+            """,
+            job.recording_id, job.token, result.duration_seconds, result.silence_share,
+            result.loudness_dbfs, result.format, result.storage_path, result.size_bytes,
+            result.sha256, _states(State.DONE),
+        )
+        return bool(updated)
+
+    async def release(
+        self, connection: asyncpg.Connection, job: Job, reason: str, retry_seconds: float
+    ) -> bool:
+        """Hand the job back for a retry in ``retry_seconds``, noting why this attempt failed."""
+        updated = await connection.fetchval(
+            """
+            UPDATE recordings SET
+                state = 'pending', reason = $3, claim_token = NULL,
+                lease_until = now() + make_interval(secs => $4), updated_at = now()
+            WHERE recording_id = $1 AND claim_token = $2 AND state = ANY($5::text[])
+            RETURNING true
+            """,
+            job.recording_id, job.token, reason, retry_seconds, _states(State.PENDING),
+        )
+        return bool(updated)
+
+    async def mark_failed(
+        self, connection: asyncpg.Connection, job: Job, reason: str,
+        quarantine_path: str | None,
+    ) -> bool:
+        """Give the job up for good, noting why and where its source was kept."""
+        updated = await connection.fetchval(
+            """
+            UPDATE recordings SET state = 'failed', reason = $3, quarantine_path = $4,
+                                  claim_token = NULL, lease_until = NULL, updated_at = now()
+            WHERE recording_id = $1 AND claim_token = $2 AND state = ANY($5::text[])
+            RETURNING true
+            """,
+            job.recording_id, job.token, reason, quarantine_path, _states(State.FAILED),
+        )
+        return bool(updated)
+
+    async def finished_call_ids(
+        self, connection: asyncpg.Connection, call_ids: list[str]
+    ) -> set[str]:
+        """Those of ``call_ids`` whose recording is stored (or already expired)."""
+        rows = await connection.fetch(
+            """
+            SELECT call_id FROM recordings
+            WHERE call_id = ANY($1::text[]) AND state IN ('done', 'expired')
+            """,
+            call_ids,
+        )
+        return {row["call_id"] for row in rows}
+
+    async def recording(self, connection: asyncpg.Connection, call_id: str) -> Recording | None:
+        """The (mixed) recording of a call."""
+        row = await connection.fetchrow(
+            "SELECT * FROM recordings WHERE call_id = $1 AND kind = 'mixed'", call_id
+        )
+        return Recording.from_row(row) if row is not None else None
+
+    async def set_legal_hold(
+        self, connection: asyncpg.Connection, call_id: str, hold: bool
+    ) -> bool:
+        """Set or lift the legal hold on a call's recordings; False if it has none."""
+        updated = await connection.fetch(
+            """
+            UPDATE recordings SET legal_hold = $2, updated_at = now()
+            WHERE call_id = $1
+            RETURNING recording_id
+            """,
+            call_id, hold,
+        )
+        return bool(updated)
+
+    async def retention_candidates(
+        self, connection: asyncpg.Connection, *, started_before: datetime
+    ) -> list[RetentionCandidate]:
+        """Stored recordings without a legal hold that started before ``started_before``."""
+        rows = await connection.fetch(
+            """
+            SELECT r.recording_id, r.call_id, c.ivr_category AS category, r.started_at,
+                   r.storage_path, r.size_bytes, r.legal_hold
+            FROM recordings r JOIN calls c USING (call_id)
+            WHERE r.state = 'done' AND NOT r.legal_hold AND r.started_at < $1
+            ORDER BY r.started_at
+            """,
+            started_before,
+        )
+        return [RetentionCandidate(**dict(row)) for row in rows]
+
+    async def hold_for_expiry(
+        self, connection: asyncpg.Connection, candidate: RetentionCandidate
+    ) -> bool:
+        """Lock a candidate's row if it is still stored and not on hold (inside a transaction).
+
+        A legal hold set after the candidates were listed wins: the row is re-read under lock.
+        """
+        held = await connection.fetchval(
+            """
+            SELECT true FROM recordings
+            WHERE recording_id = $1 AND state = ANY($2::text[]) AND NOT legal_hold
+            FOR UPDATE
+            """,
+            candidate.recording_id, _states(State.EXPIRED),
+        )
+        return bool(held)
+
+    async def mark_expired(
+        self, connection: asyncpg.Connection, candidate: RetentionCandidate
+    ) -> None:
+        """Record that the candidate's file was removed; its measurements and checksum stay."""
+        await connection.execute(
+            """
+            UPDATE recordings SET state = 'expired', expired_at = now(), updated_at = now()
+            WHERE recording_id = $1
+            """,
+            candidate.recording_id,
+        )

@@ -1,0 +1,5 @@
+"""Incidents: the record operators work on, one per event, holding every call about it.
+
+``model`` holds the rules (pure, no I/O), ``service`` runs them against PostgreSQL through
+``telephony.db.incidents``, and ``notifiers`` delivers dispatch notifications.
+"""

@@ -1,0 +1,200 @@
+"""Call recordings end to end: Asterisk's MixMonitor records the call from its answer, and the
+line's recordings worker pairs the file with the call row, measures, transcodes, checksums and
+stores it.
+
+Its own lab instance and ports, so it can run beside the other end-to-end modules. Verdicts are
+read from the database and the storage directory, as an auditor would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import pytest
+from pydub import AudioSegment
+
+from ivr.menu import load_menu
+from ivr.prompts import build_prompts
+from recordings.domain import State, storage_relpath
+from telephony import sipp
+from telephony.app import Line, running_line
+from telephony.db.calls import CallRecord
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import migrate
+from telephony.db.recordings import Recording, RecordingRepository
+from telephony.lab import Lab
+from telephony.operators import OperatorDesk
+from telephony.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="recordings-test",
+    sip_port=27060,
+    ami_port=27038,
+    agi_port=27573,
+    lab_operator_sip_port=27070,
+    rtp_port_start=34000,
+    rtp_port_end=35999,
+    lab_operators=5,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    recordings_poll_seconds=0.5,
+    recordings_settle_seconds=1.0,
+)
+ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
+RECORDINGS = RecordingRepository()
+
+
+@pytest.fixture(scope="module")
+def state_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="siaga112-recordings-e2e-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def line_db(pg_cluster: EmbeddedPostgres) -> str:
+    name = f"e2e_rec_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = pg_cluster.dsn().rsplit("/", 1)[0] + "/" + name
+    connection = await asyncpg.connect(dsn)
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    return dsn
+
+
+@pytest.fixture(scope="module")
+def settings(state_dir: Path, line_db: str) -> Settings:
+    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings) -> AsyncIterator[Lab]:
+    build_prompts(load_menu().prompts, settings.prompts_dir, settings.prompt_overrides_dir, "id")
+    lab = Lab(settings)
+    # Files an earlier run left behind belong to calls of a database that is gone.
+    shutil.rmtree(lab.monitor_dir, ignore_errors=True)
+    async with lab:
+        lab.install_prompts(settings.prompts_dir)
+        yield lab
+
+
+@pytest.fixture(scope="module")
+async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
+    async with sipp.operator(settings.lab_operator_sip_port) as uas:
+        yield uas
+
+
+@pytest.fixture
+async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
+    async with running_line(settings) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        desk = OperatorDesk(line.listener, load_menu())
+        queues = await desk.log_in("PJSIP/op1001", ALL_SKILLS)
+        yield line
+        await desk.log_out("PJSIP/op1001", queues)
+    await lab.acli("channel request hangup all")
+    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
+
+
+async def ended_call(line: Line, caller_id: str, within: float = 30.0) -> CallRecord:
+    """The caller's one call record, once it has ended (bounded polling)."""
+    deadline = time.monotonic() + within
+    while True:
+        records = await line.database.run(lambda c: line.repository.call_records(c, limit=50))
+        found = [r for r in records if r.caller_number == caller_id]
+        if found and all(r.ended_at is not None for r in found):
+            assert len(found) == 1, found
+            return found[0]
+        assert time.monotonic() < deadline, f"no ended call for {caller_id}: {found}"
+        await asyncio.sleep(0.2)
+
+
+async def stored_recording(line: Line, call_id: str, within: float = 30.0) -> Recording:
+    """The call's recording once the worker has finished with it (bounded polling)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = await line.database.run(lambda c: RECORDINGS.recording(c, call_id))
+        if found is not None and found.state not in (State.PENDING, State.PROCESSING):
+            return found
+        assert time.monotonic() < deadline, f"recording of {call_id} not stored: {found}"
+        await asyncio.sleep(0.2)
+
+
+def unique_caller() -> str:
+    return "0813" + str(uuid.uuid4().int)[:8]
+
+
+def check_stored(settings: Settings, lab: Lab, record: CallRecord, row: Recording) -> None:
+    """Paired with the call, as long as the call, transcoded, checksummed, source removed."""
+    assert record.arrived_at is not None and record.ended_at is not None
+    assert (row.state, row.reason, row.format) == (State.DONE, None, "opus")
+    assert (row.call_id, row.started_at) == (record.call_id, record.arrived_at)
+    call_seconds = (record.ended_at - record.arrived_at).total_seconds()
+    assert row.duration_seconds is not None
+    assert abs(row.duration_seconds - call_seconds) <= 1.0, (row.duration_seconds, call_seconds)
+    assert row.storage_path == storage_relpath(
+        record.call_id, record.arrived_at, settings.timezone, "opus").as_posix()
+    stored = settings.recordings_dir / row.storage_path
+    data = stored.read_bytes()
+    assert data[:4] == b"OggS" and b"OpusHead" in data[:64]
+    assert row.sha256 == hashlib.sha256(data).hexdigest() and row.size_bytes == len(data)
+    with stored.open("rb") as handle:
+        decoded = AudioSegment.from_file(handle, format="ogg")
+    assert abs(len(decoded) / 1000 - row.duration_seconds) <= 0.1
+    assert row.loudness_dbfs is not None  # real audio, not digital silence
+    assert row.silence_share is not None and 0 <= row.silence_share < 1
+    assert not (lab.monitor_dir / f"{record.call_id}.wav").exists()
+
+
+async def test_emergency_call_with_audio_is_recorded_paired_and_stored(
+    line: Line, lab: Lab, settings: Settings
+) -> None:
+    caller_id = unique_caller()
+    # Emergency, then ambulance; then the caller talks (sip-tester's g711a.pcap). sipp replays
+    # the pcap with the same RTP sequence numbers each time and Asterisk drops a replay, so the
+    # call lasts no longer than one pcap (7.05 s) of talking.
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="11", talk_seconds=7, audio=True) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert (record.ivr_category, record.queue, record.operator, record.disposition) == (
+        "emergency", "medical", "PJSIP/op1001", "answered")
+    check_stored(settings, lab, record, await stored_recording(line, record.call_id))
+
+
+async def test_calls_are_recorded_when_the_ivr_server_is_down(
+    line: Line, lab: Lab, settings: Settings
+) -> None:
+    """Recording starts in the dialplan, before the IVR: a failed-open call is recorded too."""
+    await line.agi.stop()
+    try:
+        caller_id = unique_caller()
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                               talk_seconds=5, audio=True) as caller:
+            assert (await caller.wait()).ok
+    finally:
+        await line.agi.start()
+    record = await ended_call(line, caller_id)
+    assert (record.ivr_outcome, record.disposition) == ("failopen", "answered")
+    check_stored(settings, lab, record, await stored_recording(line, record.call_id))

@@ -1,0 +1,182 @@
+"""Dispatch notifications through the database outbox, to a real webhook on 127.0.0.1 that
+fails, refuses, stalls and then works."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from telephony.db.connection import Database
+from telephony.incidents.model import Notification
+from telephony.incidents.notifiers import LogNotifier, WebhookNotifier
+from telephony.incidents.service import DeliveryReport, IncidentService
+from tests.conftest import free_port
+from tests.loopback.test_incidents_service import answered, database, fetch, make_service
+
+__all__ = ["database"]  # the fixture, imported so that pytest finds it here
+
+
+@dataclass
+class Webhook:
+    """A local endpoint answering with the queued statuses, then 200."""
+
+    statuses: list[int]
+    received: list[dict[str, Any]] = field(default_factory=list)
+    stall: asyncio.Event | None = None
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.received.append({"body": await request.json(),
+                              "key": request.headers.get("Idempotency-Key")})
+        if self.stall is not None:
+            await self.stall.wait()
+        return web.json_response({}, status=self.statuses.pop(0) if self.statuses else 200)
+
+
+@contextlib.asynccontextmanager
+async def webhook(statuses: list[int], *, stall: bool = False) -> AsyncIterator[Webhook]:
+    hook = Webhook(list(statuses), stall=asyncio.Event() if stall else None)
+    app = web.Application()
+    app.router.add_post("/notify", hook.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    hook.url = f"http://127.0.0.1:{port}/notify"
+    try:
+        yield hook
+    finally:
+        if hook.stall is not None:
+            hook.stall.set()
+        await runner.cleanup()
+
+
+async def dispatched_fire(database_dsn: str, service: IncidentService, call_id: str) -> int:
+    """A verified fire dispatched to the fire brigade; returns the incident id."""
+    await answered(database_dsn, call_id)
+    incident = await service.create_for_call(call_id)
+    await service.change_status(incident.incident_id, "verified", actor="op1001")
+    await service.dispatch(incident.incident_id, "damkar", actor="op1001")
+    return incident.incident_id
+
+
+async def outbox(database_dsn: str) -> list[dict[str, Any]]:
+    rows = await fetch(database_dsn, "SELECT * FROM notification_outbox "
+                                     "ORDER BY notification_id")
+    return [dict(row) for row in rows]
+
+
+async def test_webhook_fails_then_succeeds_from_the_outbox(
+    database_dsn: str, database: Database
+) -> None:
+    async with webhook([500]) as hook:
+        notifier = WebhookNotifier(hook.url, timeout=2.0)
+        service = make_service(database, notifier, notify_retry_seconds=0.5)
+        try:
+            await service.add_recipient("damkar", name="Kabid Damkar", role="Kabid",
+                                        contact="081200000001", report_type="fire")
+            incident_id = await dispatched_fire(database_dsn, service, "hook.1")
+            assert await service.deliver_notifications() == DeliveryReport(retried=1)
+            (row,) = await outbox(database_dsn)
+            assert (row["state"], row["attempts"], row["last_error"]) == (
+                "pending", 1, f"HTTP 500 from {hook.url}")
+            # Not due yet: nothing is sent twice in a row.
+            assert await service.deliver_notifications() == DeliveryReport()
+            await asyncio.sleep(0.7)
+            assert await service.deliver_notifications() == DeliveryReport(sent=1)
+            assert await service.deliver_notifications() == DeliveryReport()
+        finally:
+            await notifier.close()
+    (row,) = await outbox(database_dsn)
+    assert (row["state"], row["attempts"], row["last_error"]) == ("sent", 2, "")
+    assert row["sent_at"] is not None
+    first, second = hook.received
+    assert first["key"] == second["key"] == f"siaga112-notification-{row['notification_id']}"
+    assert (first["body"]["attempt"], second["body"]["attempt"]) == (1, 2)
+    body = second["body"]
+    assert (body["incident_id"], body["agency"]["code"], body["recipient"]["name"]) == (
+        incident_id, "damkar", "Kabid Damkar")
+    assert body["message"].startswith(f"[112] Insiden #{incident_id} - Kebakaran")
+    assert await service.outbox_counts() == {"pending": 0, "sent": 1, "failed": 0}
+
+
+async def test_unreachable_and_stalled_endpoints_are_retried_then_given_up(
+    database_dsn: str, database: Database
+) -> None:
+    refused = WebhookNotifier(f"http://127.0.0.1:{free_port()}/notify", timeout=2.0)
+    service = make_service(database, refused, notify_retry_seconds=0.05,
+                           notify_max_attempts=2)
+    try:
+        await service.add_recipient("damkar", name="Operator Damkar", contact="081200000002")
+        await dispatched_fire(database_dsn, service, "refused.1")
+        assert await service.deliver_notifications() == DeliveryReport(retried=1)
+        await asyncio.sleep(0.2)
+        assert await service.deliver_notifications() == DeliveryReport(failed=1)
+        await asyncio.sleep(0.2)
+        assert await service.deliver_notifications() == DeliveryReport()
+    finally:
+        await refused.close()
+    (row,) = await outbox(database_dsn)
+    assert (row["state"], row["attempts"]) == ("failed", 2)
+    assert "ClientConnectorError" in row["last_error"]
+
+    async with webhook([], stall=True) as hook:
+        stalled = WebhookNotifier(hook.url, timeout=0.3)
+        service = make_service(database, stalled, notify_retry_seconds=60)
+        try:
+            await dispatched_fire(database_dsn, service, "stalled.1")
+            assert await service.deliver_notifications() == DeliveryReport(retried=1)
+        finally:
+            await stalled.close()
+    last = (await outbox(database_dsn))[-1]
+    assert last["state"] == "pending" and "TimeoutError" in last["last_error"]
+    assert await service.outbox_counts() == {"pending": 1, "sent": 0, "failed": 1}
+
+
+@dataclass
+class Collecting:
+    """A notifier that keeps what it is given."""
+
+    sent: list[Notification] = field(default_factory=list)
+
+    async def send(self, notification: Notification) -> None:
+        self.sent.append(notification)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_recipients_by_agency_and_report_type(
+    database_dsn: str, database: Database
+) -> None:
+    notifier = Collecting()
+    service = make_service(database, notifier)
+    await service.add_recipient("damkar", name="Kepala Dinas", role="Kepala Dinas",
+                                contact="0811")
+    await service.add_recipient("damkar", name="Kabid Kebakaran", role="Kabid",
+                                contact="0812", report_type="fire")
+    await service.add_recipient("damkar", name="Kabid Penyelamatan", role="Kabid",
+                                contact="0813", report_type="wasp_nest")
+    await service.add_recipient("pdam", name="Direktur PDAM", contact="0814")
+    incident_id = await dispatched_fire(database_dsn, service, "who.1")
+    assert await service.deliver_notifications() == DeliveryReport(sent=2)
+    assert sorted(n.payload["recipient"]["name"] for n in notifier.sent) == [
+        "Kabid Kebakaran", "Kepala Dinas"]
+    assert {n.payload["incident_id"] for n in notifier.sent} == {incident_id}
+    # An agency without recipients can still be dispatched; nobody is notified.
+    await service.dispatch(incident_id, "polisi", actor="op1001")
+    assert await service.deliver_notifications() == DeliveryReport()
+
+
+async def test_log_notifier_logs_the_message(
+    database_dsn: str, database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = make_service(database, LogNotifier())
+    await service.add_recipient("damkar", name="Kepala Dinas", contact="0811")
+    await dispatched_fire(database_dsn, service, "log.1")
+    assert await service.deliver_notifications() == DeliveryReport(sent=1)
+    assert "to Kepala Dinas (0811): [112] Insiden #1 - Kebakaran" in caplog.text

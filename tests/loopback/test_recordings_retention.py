@@ -1,0 +1,144 @@
+"""Retention against a real PostgreSQL: expired recordings go, held and younger ones stay."""
+
+import asyncio
+import functools
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from recordings.domain import RetentionPolicy, State
+from recordings.retention import apply_retention
+from telephony.callfacts import CallEnded, CallFact, CallStarted, IvrVariableSet
+from telephony.cli import main
+from telephony.db.calls import CallRepository
+from telephony.db.connection import Database
+from telephony.db.recordings import Processed, RecordingRepository
+from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.shifts import ShiftCalendar
+
+CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
+RECORDINGS = RecordingRepository()
+NOW = datetime.now(UTC)
+POLICY = RetentionPolicy(emergency_days=3650, complaint_days=730, information_days=365,
+                         default_days=3650)
+
+
+@pytest.fixture
+async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
+    database = Database(replace(settings, database_dsn=database_dsn))
+    yield database
+    await database.close()
+
+
+async def stored_recording(
+    database: Database, storage: Path, category: str | None, days_old: float
+) -> tuple[str, Path]:
+    """A call of ``category`` that started ``days_old`` days ago, with a stored recording."""
+    call_id = f"{1_700_000_000 + uuid.uuid4().int % 100_000_000}.{uuid.uuid4().int % 1000}"
+    start = NOW - timedelta(days=days_old)
+    facts: list[CallFact] = [
+        CallStarted(call_id, call_id, "PJSIP/carrier-1", "0812", "", "112", start),
+        CallEnded(call_id, 16, "Normal Clearing", start + timedelta(minutes=2)),
+    ]
+    if category:
+        facts.insert(1, IvrVariableSet(call_id, "category", category, start))
+    relpath = f"{start:%Y/%m/%d}/{call_id}.opus"
+    (storage / relpath).parent.mkdir(parents=True, exist_ok=True)
+    (storage / relpath).write_bytes(b"OggS stand-in")
+
+    async def work(connection: asyncpg.Connection) -> None:
+        await CALLS.apply(connection, facts)
+        await RECORDINGS.add(connection, call_id, State.PENDING, started_at=start,
+                             source_file=f"{call_id}.wav")
+        job = await RECORDINGS.claim(connection, uuid.uuid4(), 60)
+        assert job is not None and job.call_id == call_id
+        assert await RECORDINGS.mark_done(connection, job, Processed(
+            60.0, 0.1, -20.0, "opus", relpath, 13, "ab" * 32))
+
+    await database.run(work)
+    return call_id, storage / relpath
+
+
+async def test_expired_recordings_are_removed_held_and_younger_ones_stay(
+    database: Database, tmp_path: Path
+) -> None:
+    storage = tmp_path / "store"
+    old_info, old_info_file = await stored_recording(database, storage, "information", 400)
+    held, held_file = await stored_recording(database, storage, "information", 400)
+    old_emergency, emergency_file = await stored_recording(database, storage, "emergency", 400)
+    fresh, fresh_file = await stored_recording(database, storage, "complaint", 10)
+    ancient, ancient_file = await stored_recording(database, storage, None, 4000)
+    assert await database.run(lambda c: RECORDINGS.set_legal_hold(c, held, True))
+
+    preview = await apply_retention(database, POLICY, storage, NOW, dry_run=True)
+    assert {r.call_id for r in preview} == {old_info, ancient}
+    assert old_info_file.exists() and ancient_file.exists()  # a dry run removes nothing
+
+    removed = await apply_retention(database, POLICY, storage, NOW)
+
+    assert sorted((r.call_id, r.category, r.file_found) for r in removed) == sorted(
+        [(old_info, "information", True), (ancient, None, True)])
+    assert not old_info_file.exists() and not ancient_file.exists()
+    assert held_file.exists() and emergency_file.exists() and fresh_file.exists()
+    row = await database.run(lambda c: RECORDINGS.recording(c, old_info))
+    assert row is not None and row.state is State.EXPIRED and row.expired_at is not None
+    assert row.sha256 == "ab" * 32  # the record of what existed stays
+    for kept in (held, old_emergency, fresh):
+        row = await database.run(functools.partial(RECORDINGS.recording, call_id=kept))
+        assert row is not None and row.state is State.DONE
+    assert await apply_retention(database, POLICY, storage, NOW) == []
+
+    # Lifting the hold lets the policy apply.
+    assert await database.run(lambda c: RECORDINGS.set_legal_hold(c, held, False))
+    assert [r.call_id for r in await apply_retention(database, POLICY, storage, NOW)] == [held]
+
+
+async def test_a_file_already_gone_is_marked_and_a_tampered_path_is_refused(
+    database: Database, tmp_path: Path
+) -> None:
+    storage = tmp_path / "store"
+    gone, gone_file = await stored_recording(database, storage, "information", 400)
+    gone_file.unlink()
+    tampered, _ = await stored_recording(database, storage, "information", 400)
+    canary = tmp_path / "canary.opus"
+    canary.write_bytes(b"outside the storage")
+    await database.run(lambda c: c.execute(
+        "UPDATE recordings SET storage_path = '../canary.opus' WHERE call_id = $1", tampered))
+
+    removed = await apply_retention(database, POLICY, storage, NOW)
+
+    assert [(r.call_id, r.file_found) for r in removed] == [(gone, False)]
+    assert canary.exists()
+    row = await database.run(lambda c: RECORDINGS.recording(c, tampered))
+    assert row is not None and row.state is State.DONE
+
+
+async def test_retention_and_hold_commands(
+    database: Database, database_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    storage = state / "recordings"
+    expired, expired_file = await stored_recording(database, storage, "information", 400)
+    held, held_file = await stored_recording(database, storage, "information", 400)
+    common = ["--set", f"database_dsn={database_dsn}", "--set", f"state_dir={state}"]
+
+    assert await asyncio.to_thread(main, [*common, "recordings", "hold", held]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"Penahanan hukum dipasang pada rekaman panggilan {held}.")
+    assert await asyncio.to_thread(main, [*common, "recordings", "hold", "9.9"]) == 1
+    assert "tidak punya rekaman" in capsys.readouterr().out
+
+    assert await asyncio.to_thread(main, [*common, "recordings", "retention"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Retensi: 1 rekaman (0.0 MB) dihapus:"
+    assert out[1].split()[:2] == [expired, "information"]
+    assert not expired_file.exists() and held_file.exists()
+
+    assert await asyncio.to_thread(main, [*common, "recordings", "retention", "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "Retensi: tidak ada rekaman yang melewati masa simpannya.")

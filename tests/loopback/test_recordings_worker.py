@@ -1,0 +1,358 @@
+"""The recordings worker against a real PostgreSQL, real audio (sox) and real ffmpeg.
+
+Calls are written through the call store as the AMI listener would; each test has its own
+database and its own monitor, storage and quarantine directories.
+"""
+
+import asyncio
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from pydub import AudioSegment
+
+from recordings.domain import State, storage_relpath
+from recordings.worker import RecordingsConfig, RecordingWorker
+from telephony.callfacts import CallEnded, CallFact, CallStarted, IvrVariableSet
+from telephony.db.calls import CallRepository
+from telephony.db.connection import Database
+from telephony.db.recordings import Job, Recording, RecordingRepository
+from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.shifts import ShiftCalendar
+
+CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
+RECORDINGS = RecordingRepository()
+
+
+def speech_like(path: Path) -> None:
+    """8 s of 8 kHz mono WAV as MixMonitor writes it: 3 s of modulated tone, 2 s of silence,
+    3 s of tone again."""
+    subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(path),
+         "synth", "3", "sine", "300-900", "tremolo", "4", "60", "vol", "0.5", ":",
+         "synth", "2", "sine", "440", "vol", "0", ":",
+         "synth", "3", "sine", "500", "tremolo", "3", "70", "vol", "0.4"],
+        check=True, capture_output=True,
+    )
+
+
+def new_call_id() -> str:
+    return f"{int(time.time())}.{uuid.uuid4().int % 1_000_000}"
+
+
+async def ended_call(
+    database: Database, call_id: str, *, ago: float = 5.0, category: str = "emergency",
+    ended: bool = True,
+) -> datetime:
+    """A call that arrived 10 s before it ended, ``ago`` seconds ago; returns its arrival."""
+    end = datetime.now(UTC) - timedelta(seconds=ago)
+    start = end - timedelta(seconds=10)
+    facts: list[CallFact] = [
+        CallStarted(call_id, call_id, "PJSIP/carrier-00000001", "081234567890", "", "112",
+                    start),
+        IvrVariableSet(call_id, "category", category, start + timedelta(seconds=3)),
+    ]
+    if ended:
+        facts.append(CallEnded(call_id, 16, "Normal Clearing", end))
+    await database.run(lambda c: CALLS.apply(c, facts))
+    return start
+
+
+async def recording_of(database: Database, call_id: str) -> Recording:
+    found = await database.run(lambda c: RECORDINGS.recording(c, call_id))
+    assert found is not None, f"no recording row for {call_id}"
+    return found
+
+
+async def time_passes(database: Database, call_id: str) -> None:
+    """The job's lease, or its retry delay, runs out now rather than later."""
+    await database.run(lambda c: c.execute(
+        "UPDATE recordings SET lease_until = now() - interval '1 second' WHERE call_id = $1",
+        call_id))
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.fixture
+async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
+    database = Database(replace(settings, database_dsn=database_dsn))
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> RecordingsConfig:
+    incoming = tmp_path / "monitor"
+    incoming.mkdir()
+    return RecordingsConfig(
+        incoming_dir=incoming, storage_dir=tmp_path / "store",
+        quarantine_dir=tmp_path / "quarantine", fmt="opus", timezone="Asia/Jakarta",
+        poll_seconds=0.1, settle_seconds=0.0, missing_after_seconds=30.0, lookback_hours=48,
+        lease_seconds=60.0, process_timeout=30.0, max_attempts=3, retry_seconds=0.0,
+    )
+
+
+@pytest.mark.parametrize(("fmt", "container", "magic"),
+                         [("opus", "ogg", b"OggS"), ("mp3", "mp3", b"ID3")])
+async def test_ended_call_is_paired_measured_transcoded_and_stored(
+    database: Database, config: RecordingsConfig, fmt: str, container: str, magic: bytes
+) -> None:
+    config = replace(config, fmt=fmt)
+    call_id = new_call_id()
+    started = await ended_call(database, call_id)
+    speech_like(config.incoming_dir / f"{call_id}.wav")
+    worker = RecordingWorker(database, config)
+
+    outcomes = await worker.run_once()
+
+    relpath = storage_relpath(call_id, started, "Asia/Jakarta", fmt).as_posix()
+    assert [(o.state, o.detail) for o in outcomes] == [
+        (State.PENDING, f"{call_id}.wav"), (State.DONE, relpath)]
+    row = await recording_of(database, call_id)
+    stored = config.storage_dir / relpath
+    assert (row.state, row.format, row.storage_path, row.attempts) == (State.DONE, fmt, relpath, 1)
+    assert row.started_at == started
+    assert row.duration_seconds == pytest.approx(8.0, abs=0.05)
+    assert row.silence_share == pytest.approx(0.25, abs=0.03)
+    assert row.loudness_dbfs is not None and -25 < row.loudness_dbfs < -5
+    assert row.sha256 == sha256(stored) and row.size_bytes == stored.stat().st_size
+    assert stored.read_bytes()[:4].startswith(magic)
+    with stored.open("rb") as handle:
+        decoded = AudioSegment.from_file(handle, format=container)
+    assert len(decoded) / 1000 == pytest.approx(8.0, abs=0.1)
+    # Only the stored file is left: no temporary file, Asterisk's copy removed.
+    assert files_under(config.storage_dir) == [stored]
+    assert files_under(config.incoming_dir) == []
+    assert await worker.run_once() == []
+
+
+async def test_a_file_still_being_written_waits(
+    database: Database, config: RecordingsConfig
+) -> None:
+    config = replace(config, settle_seconds=60.0)
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    source = config.incoming_dir / f"{call_id}.wav"
+    speech_like(source)
+    worker = RecordingWorker(database, config)
+    assert await worker.run_once() == []
+    old = time.time() - 61
+    os.utime(source, (old, old))
+    assert [o.state for o in await worker.run_once()] == [State.PENDING, State.DONE]
+
+
+async def test_calls_in_progress_are_left_alone(
+    database: Database, config: RecordingsConfig
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id, ended=False)
+    speech_like(config.incoming_dir / f"{call_id}.wav")
+    assert await RecordingWorker(database, config).run_once() == []
+    assert await database.run(lambda c: RECORDINGS.recording(c, call_id)) is None
+
+
+async def test_a_call_that_ended_without_a_file_is_reported_once(
+    database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    recent, old = new_call_id(), new_call_id()
+    await ended_call(database, recent, ago=1)
+    await ended_call(database, old, ago=120)
+    worker = RecordingWorker(database, config)
+    with caplog.at_level(logging.WARNING, logger="recordings"):
+        first = await worker.run_once()
+        second = await worker.run_once()
+    assert [(o.call_id, o.state) for o in first] == [(old, State.MISSING)]
+    assert second == []
+    assert [r.getMessage() for r in caplog.records].count(
+        f"call {old} ended 120 s ago without a recording in {config.incoming_dir}") == 1
+    assert (await recording_of(database, old)).reason == "the call ended without a recording file"
+    # The recent call may still get its file.
+    assert await database.run(lambda c: RECORDINGS.recording(c, recent)) is None
+
+
+@pytest.mark.parametrize("call_id", ["../../../etc/passwd", "1.2/../../x", "sys-1.2", "1.2\n"])
+async def test_a_call_id_that_is_no_unique_id_is_refused_with_one_log_line(
+    database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture,
+    call_id: str,
+) -> None:
+    await ended_call(database, call_id)
+    worker = RecordingWorker(database, config)
+    with caplog.at_level(logging.ERROR, logger="recordings"):
+        first = await worker.run_once()
+        assert await worker.run_once() == []
+    assert [(o.call_id, o.state) for o in first] == [(call_id, State.FAILED)]
+    refusals = [r for r in caplog.records if "not an Asterisk unique id" in r.getMessage()]
+    assert len(refusals) == 1
+    row = await recording_of(database, call_id)
+    assert (row.state, row.source_file, row.quarantine_path) == (State.FAILED, "", None)
+    assert files_under(config.storage_dir) == files_under(config.quarantine_dir) == []
+
+
+async def test_a_corrupt_file_fails_and_is_kept_in_quarantine(
+    database: Database, config: RecordingsConfig
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    garbage = b"RIFF\x00\x00\x00\x00WAVEjunk" + os.urandom(4000)
+    (config.incoming_dir / f"{call_id}.wav").write_bytes(garbage)
+
+    outcomes = await RecordingWorker(database, config).run_once()
+
+    assert [o.state for o in outcomes] == [State.PENDING, State.FAILED]
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts, row.sha256, row.storage_path) == (
+        State.FAILED, 1, None, None)
+    assert row.reason is not None and row.reason.startswith(f"cannot decode {call_id}.wav")
+    kept = config.quarantine_dir / f"{call_id}.wav"
+    assert row.quarantine_path == str(kept)
+    assert kept.read_bytes() == garbage  # kept exactly as Asterisk wrote it
+    assert files_under(config.incoming_dir) == files_under(config.storage_dir) == []
+
+
+async def test_transient_errors_are_retried_then_the_file_is_quarantined(
+    database: Database, config: RecordingsConfig
+) -> None:
+    config = replace(config, transcoder=("false",), retry_seconds=3600.0)
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    source = config.incoming_dir / f"{call_id}.wav"
+    speech_like(source)
+    worker = RecordingWorker(database, config)
+
+    assert [o.state for o in await worker.run_once()] == [State.PENDING, State.PENDING]
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts) == (State.PENDING, 1)
+    assert row.reason == "processing exited with 1: "
+    assert await worker.process_next() is None  # not again before the retry delay
+
+    states = []
+    for _ in range(2):
+        await time_passes(database, call_id)
+        outcome = await worker.process_next()
+        assert outcome is not None
+        states.append(outcome.state)
+    assert states == [State.PENDING, State.FAILED]
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts) == (State.FAILED, 3)
+    assert row.quarantine_path == str(config.quarantine_dir / f"{call_id}.wav")
+    assert not source.exists() and Path(row.quarantine_path).exists()
+
+
+async def test_crash_mid_file_then_restart_processes_it_exactly_once(
+    database: Database, config: RecordingsConfig, tmp_path: Path
+) -> None:
+    """Worker A writes its temporary file and is killed before storing it; once A's lease has
+    run out, worker B processes the file: one stored file, checksum as recorded."""
+    call_id = new_call_id()
+    started = await ended_call(database, call_id)
+    source = config.incoming_dir / f"{call_id}.wav"
+    speech_like(source)
+    written = tmp_path / "temporary-written"
+    # A's child transcodes for real, then hangs as if the machine froze before the rename.
+    hanging = ("sh", "-c", f'"{sys.executable}" -m recordings.audio "$@" && touch "{written}" '
+               "&& exec sleep 600", "transcoder")
+    doomed = RecordingWorker(database, replace(config, transcoder=hanging))
+    assert [o.state for o in await doomed.enqueue()] == [State.PENDING]
+    crashing = asyncio.create_task(doomed.process_next())
+    deadline = time.monotonic() + 30
+    while not written.exists():
+        assert time.monotonic() < deadline and not crashing.done(), "A never wrote its file"
+        await asyncio.sleep(0.05)
+    crashing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await crashing
+
+    final = config.storage_dir / storage_relpath(call_id, started, "Asia/Jakarta", "opus")
+    leftovers = files_under(config.storage_dir)
+    assert len(leftovers) == 1 and leftovers[0].name.endswith(".tmp")  # A's temporary file
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts) == (State.PROCESSING, 1)
+
+    restarted = RecordingWorker(database, config)
+    assert await restarted.process_next() is None  # A's lease still holds
+    await time_passes(database, call_id)
+    outcome = await restarted.process_next()
+
+    assert outcome is not None and outcome.state is State.DONE
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts) == (State.DONE, 2)
+    assert files_under(config.storage_dir) == [final]
+    assert row.sha256 == sha256(final)
+    assert not source.exists()
+    assert await restarted.process_next() is None
+    assert await restarted.run_once() == []
+
+
+async def test_a_worker_whose_lease_was_taken_over_cannot_store(database: Database) -> None:
+    call_id = new_call_id()
+    started = await ended_call(database, call_id)
+    await database.run(lambda c: RECORDINGS.add(c, call_id, State.PENDING, started_at=started,
+                                                 source_file=f"{call_id}.wav"))
+    first = await database.run(lambda c: RECORDINGS.claim(c, uuid.uuid4(), 0.0))
+    assert first is not None
+    await asyncio.sleep(0.01)  # the zero-second lease is over
+    second = await database.run(lambda c: RECORDINGS.claim(c, uuid.uuid4(), 60.0))
+    assert second is not None and (second.recording_id, second.attempts) == (
+        first.recording_id, 2)
+
+    async def try_hold(connection: asyncpg.Connection, job: Job) -> bool:
+        async with connection.transaction():
+            return await RECORDINGS.hold_claim(connection, job)
+
+    assert not await database.run(lambda c: try_hold(c, first))
+    assert await database.run(lambda c: try_hold(c, second))
+    assert not await database.run(lambda c: RECORDINGS.release(c, first, "late", 0.0))
+
+
+async def test_restart_sweeps_sources_of_recordings_already_stored(
+    database: Database, config: RecordingsConfig
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    source = config.incoming_dir / f"{call_id}.wav"
+    speech_like(source)
+    worker = RecordingWorker(database, config)
+    assert [o.state for o in await worker.run_once()] == [State.PENDING, State.DONE]
+    # As if the worker had stopped between recording the result and removing the source.
+    speech_like(source)
+    unknown = config.incoming_dir / f"{new_call_id()}.wav"
+    other = config.incoming_dir / "operator-notes.wav"
+    for path in (unknown, other):
+        path.write_bytes(b"not ours")
+    assert await RecordingWorker(database, config).sweep_incoming() == 1
+    assert files_under(config.incoming_dir) == sorted([unknown, other])
+
+
+async def test_the_background_loop_stores_recordings_until_cancelled(
+    database: Database, config: RecordingsConfig
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    speech_like(config.incoming_dir / f"{call_id}.wav")
+    running = asyncio.create_task(RecordingWorker(database, config).run())
+    try:
+        deadline = time.monotonic() + 30
+        while (row := await database.run(lambda c: RECORDINGS.recording(c, call_id))) is None \
+                or row.state is not State.DONE:
+            assert time.monotonic() < deadline, f"not stored: {row}"
+            await asyncio.sleep(0.1)
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
