@@ -1,0 +1,705 @@
+"""A seeded generator of labelled synthetic call histories, for measuring the screening score.
+
+Published figures the corpus is built from
+==========================================
+
+- Jakarta 2024: 144,863 of 637,292 calls were pranks, 22.7 %.
+- Semarang 2025: 38.6 % of 22,021 calls were prank or ghost (silent) calls.
+- Purworejo: of 2,802 calls, 1,147 prank (40.9 %), 1,170 ghost (41.8 %), 30 genuine (1.1 %);
+  the other 455 (16.2 %) are not itemised.
+- Gresik: mostly silent calls; many numbers called more than 10 times; mostly children.
+
+How the parameters follow from them
+===================================
+
+Class shares of calls (:class:`CorpusProfile`). The default profile is Semarang's: the most
+recent figure, from a mid-sized centre, and between Jakarta (prank alone) and Purworejo (a small
+regency where nuisance calls swamp everything). Semarang gives only prank + ghost together, so
+it is split as Purworejo splits it: 1,147 : 1,170, i.e. 49.5 % prank. That yields 19.1 % prank
+and 19.5 % silent calls; the 19.1 % prank share sits just under Jakarta's 22.7 %, a consistency
+check. No centre itemises accidental (pocket dials that speak) or test calls; 5 % and 1 % are
+assumptions, kept small. Genuine calls (emergencies and real requests) are the remaining
+55.4 %. The ``purworejo`` profile is the stress case: 40.9 % prank, 41.8 % silent, and its
+unitemised 16.2 % split as 8 % accidental, 2 % test and 6.2 % genuine non-emergency requests on
+top of the 1.1 % genuine emergencies (7.3 % genuine).
+
+Repeat callers (Gresik). Nuisance calls concentrate on few numbers: :data:`REPEAT_SHARE` = 75 %
+of prank and silent calls come from numbers that call repeatedly, each making 2 + a geometric
+number of calls (mean 12, :data:`REPEAT_MEAN_CALLS`), so about 40 % of those numbers pass 10
+calls, "many numbers calling more than 10 times". They call in bursts (2-6 calls for a child
+prankster, 3-10 for a silent number, minutes apart) because that is how a child with a phone,
+or a phone in a pocket, produces ten calls. Repeat pranksters are children (Gresik): 85 % of
+their calls are pranks, 15 % giggling silence. Silent repeat numbers are 100 % silent. 5 % of
+nuisance calls come from SIM-less handsets (old phones given to children as toys), half prank,
+half silent. The remaining 25 % are one-off pranks and one-off pocket dials.
+
+Time of day (assumption, no published figure): genuine emergencies follow daytime activity with
+a night trough; children's pranks peak after school, 13-20 WIB; silent calls follow phone use.
+
+The call's behaviour per class (IVR keys, hang-ups, talk time, recording silence) and operator
+labelling are assumptions too, stated where they are drawn: silent callers mostly press nothing
+and are silent on the recording; pranksters press keys, often wrong ones, and talk briefly;
+genuine callers press within seconds and talk for minutes. Operators label 85 % of answered
+calls (60 % of answered silent calls); :data:`LABEL_ERROR_RATE` = 5 % of labels are wrong, and
+half of the wrong ones are corrected 2-72 hours later.
+
+Hard cases a naive rule gets wrong, each a share of genuine calls (:data:`HARD_CASE_SHARES`),
+enough for dozens of each in the default corpus: a caller who calls back four times within
+twenty minutes about one fire; a chronic patient calling 119 every week; an elderly caller who
+presses nothing; a genuine call from a SIM-less phone; a family phone a child used for 3-6
+pranks, followed 6-10 days later by a parent's real emergency. Wrong labels come from the label
+noise above. A few callers hide their number or present a malformed one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+from telephony.screening.features import (
+    NUISANCE,
+    CallerId,
+    CallFeatures,
+    CallShape,
+    IvrBehaviour,
+    Label,
+    LabelEvent,
+    luhn_valid,
+    parse_caller_id,
+)
+
+DEFAULT_SEED = 112
+DEFAULT_CALLERS = 5000
+# A Monday at midnight, Jakarta time: the corpus window starts here.
+START = datetime(2025, 3, 3, tzinfo=ZoneInfo("Asia/Jakarta"))
+
+REPEAT_SHARE = 0.75
+REPEAT_MEAN_CALLS = 12.0  # 2 + geometric with mean 10
+SIMLESS_NUISANCE_SHARE = 0.05
+PRANKSTER_PRANK_SHARE = 0.85
+SIMLESS_NUISANCE_PRANK_SHARE = 0.5
+LABEL_ERROR_RATE = 0.05
+LABEL_CORRECTION_RATE = 0.5
+
+
+class Persona(StrEnum):
+    """Who is behind a number, and so how it calls."""
+
+    GENUINE = "genuine"  # one incident; sometimes a follow-up or a second incident
+    CALLBACK = "callback"  # calls back four times in twenty minutes about one fire
+    CHRONIC = "chronic"  # chronic patient calling 119 every week
+    ELDERLY = "elderly"  # genuine, presses nothing
+    SIMLESS_GENUINE = "simless_genuine"  # genuine call from a phone without SIM
+    FAMILY = "family"  # a child's pranks last week, a parent's emergency now
+    ACCIDENTAL = "accidental"  # a pocket dial that speaks: "maaf, kepencet"
+    TESTER = "tester"  # "is 112 working?"
+    PRANK_ONCE = "prank_once"
+    SILENT_ONCE = "silent_once"  # a pocket dial, sometimes twice in a row
+    PRANKSTER = "prankster"  # a child calling again and again
+    GHOST = "ghost"  # a number making silent call after silent call
+    SIMLESS_NUISANCE = "simless_nuisance"  # a SIM-less handset used as a toy
+
+
+HARD_CASES = frozenset({Persona.CALLBACK, Persona.CHRONIC, Persona.ELDERLY,
+                        Persona.SIMLESS_GENUINE, Persona.FAMILY})
+HARD_CASE_SHARES: Mapping[Persona, float] = MappingProxyType({
+    Persona.CALLBACK: 0.05,
+    Persona.CHRONIC: 0.05,
+    Persona.ELDERLY: 0.05,
+    Persona.SIMLESS_GENUINE: 0.01,
+    Persona.FAMILY: 0.01,
+})
+
+# Relative call volume by local hour (WIB), hour 0 first.
+GENUINE_HOURS = (2, 1.5, 1, 1, 1, 1.5, 3, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 5, 4, 3, 2.5)
+CHILD_HOURS = (0.3, 0.2, 0.1, 0.1, 0.1, 0.2, 0.5, 1, 1, 1, 1, 2, 4, 6, 7, 7, 7, 6, 6, 5, 4, 2,
+               1, 0.5)
+PHONE_HOURS = (1, 0.5, 0.3, 0.3, 0.3, 1, 3, 5, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 5, 3, 2)
+
+# What operators confuse a call of each class with, when they get it wrong.
+_CONFUSIONS: Mapping[Label, tuple[Label, ...]] = MappingProxyType({
+    Label.GENUINE: (Label.PRANK, Label.PRANK, Label.TEST, Label.ACCIDENTAL),
+    Label.PRANK: (Label.GENUINE, Label.SILENT),
+    Label.SILENT: (Label.ACCIDENTAL, Label.PRANK),
+    Label.ACCIDENTAL: (Label.SILENT, Label.PRANK),
+    Label.TEST: (Label.PRANK, Label.GENUINE),
+})
+
+_MOBILE_PREFIXES = ("11", "12", "13", "21", "22", "23", "52", "53", "14", "15", "16", "55", "56",
+                    "57", "58", "17", "18", "19", "59", "77", "78", "31", "32", "33", "38", "81",
+                    "82", "83", "85", "87", "88", "89", "95", "96", "97", "98", "99")
+_WITHHELD_RAW = ("", "anonymous", "Restricted", "unknown")
+_MALFORMED_RAW = ("0", "12345", "08123", "62abc", "+", "9999999999999999999")
+
+
+@dataclass(frozen=True)
+class CorpusProfile:
+    """Shares of calls by true class; genuine is the rest."""
+
+    name: str
+    source: str
+    prank_share: float
+    silent_share: float
+    accidental_share: float
+    test_share: float
+    days: int = 28
+
+    def __post_init__(self) -> None:
+        shares = (self.prank_share, self.silent_share, self.accidental_share, self.test_share)
+        if min(shares) < 0 or sum(shares) >= 1:
+            raise ValueError("class shares must be >= 0 and leave room for genuine calls")
+        if self.days < 14:
+            raise ValueError("the family case needs at least 14 days")
+
+    @property
+    def genuine_share(self) -> float:
+        """Share of genuine calls: whatever the other classes leave."""
+        return 1 - self.prank_share - self.silent_share - self.accidental_share - self.test_share
+
+    def target(self, label: Label) -> float:
+        """The target share of calls of class ``label``."""
+        return {
+            Label.GENUINE: self.genuine_share,
+            Label.PRANK: self.prank_share,
+            Label.SILENT: self.silent_share,
+            Label.ACCIDENTAL: self.accidental_share,
+            Label.TEST: self.test_share,
+        }[label]
+
+
+_PURWOREJO_PRANK_OF_NUISANCE = 1147 / (1147 + 1170)
+
+SEMARANG = CorpusProfile(
+    name="semarang",
+    source="Semarang 2025: 38.6% prank or ghost, split as Purworejo's 1,147 : 1,170",
+    prank_share=0.386 * _PURWOREJO_PRANK_OF_NUISANCE,
+    silent_share=0.386 * (1 - _PURWOREJO_PRANK_OF_NUISANCE),
+    accidental_share=0.05,
+    test_share=0.01,
+)
+PURWOREJO = CorpusProfile(
+    name="purworejo",
+    source="Purworejo: 1,147 prank + 1,170 ghost vs 30 genuine of 2,802 calls",
+    prank_share=1147 / 2802,
+    silent_share=1170 / 2802,
+    accidental_share=0.08,
+    test_share=0.02,
+)
+PROFILES: Mapping[str, CorpusProfile] = MappingProxyType({p.name: p for p in (SEMARANG,
+                                                                               PURWOREJO)})
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusCall:
+    """One synthetic call: who made it, what it truly was, and what the line observed."""
+
+    call_id: str
+    caller: CallerId
+    persona: Persona
+    truth: Label
+    at: datetime
+    line: str
+    category: str  # the IVR's route category: emergency, complaint, information
+    features: CallFeatures
+    labels: tuple[LabelEvent, ...] = ()  # operator labels and corrections, in time order
+
+    @property
+    def nuisance(self) -> bool:
+        """The call was truly a prank or a silent call."""
+        return self.truth in NUISANCE
+
+    @property
+    def ended_at(self) -> datetime:
+        """When the call ended."""
+        return self.at + timedelta(seconds=self.features.shape.duration_seconds)
+
+
+CallerCalls = tuple[CorpusCall, ...]
+# A call before it is placed on the caller's timeline: arrival, class, line, features, category.
+Planned = tuple[datetime, Label, str, CallFeatures, str]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A generated corpus: its seed, profile, callers per persona, and calls by arrival."""
+
+    seed: int
+    profile: CorpusProfile
+    callers: Mapping[Persona, int]
+    calls: tuple[CorpusCall, ...] = field(repr=False)
+
+
+def class_shares(calls: Sequence[CorpusCall]) -> dict[Label, float]:
+    """The realised share of calls per true class."""
+    counts = dict.fromkeys(Label, 0)
+    for call in calls:
+        counts[call.truth] += 1
+    total = max(1, len(calls))
+    return {label: n / total for label, n in counts.items()}
+
+
+def plan_callers(profile: CorpusProfile, callers: int) -> dict[Persona, int]:
+    """How many callers of each persona make the profile's class shares come out, in expectation.
+
+    Works in calls per unit of total calls, then divides by each persona's mean calls.
+    """
+    g, p, s = profile.genuine_share, profile.prank_share, profile.silent_share
+    chronic_calls = profile.days // 7
+    per_call: dict[Persona, float] = {}  # callers per unit of total calls
+    genuine_mean = {Persona.CALLBACK: 5.0, Persona.CHRONIC: float(chronic_calls),
+                    Persona.ELDERLY: 1.3, Persona.SIMLESS_GENUINE: 1.0, Persona.FAMILY: 1.0}
+    for persona, share in HARD_CASE_SHARES.items():
+        per_call[persona] = share * g / genuine_mean[persona]
+    per_call[Persona.GENUINE] = (1 - sum(HARD_CASE_SHARES.values())) * g / 1.25
+    per_call[Persona.ACCIDENTAL] = profile.accidental_share
+    per_call[Persona.TESTER] = profile.test_share
+    family_pranks = 4.5 * per_call[Persona.FAMILY]
+    simless = SIMLESS_NUISANCE_SHARE * (p + s)
+    per_call[Persona.SIMLESS_NUISANCE] = simless / REPEAT_MEAN_CALLS
+    prank_left = p - family_pranks - simless * SIMLESS_NUISANCE_PRANK_SHARE
+    silent_left = s - simless * (1 - SIMLESS_NUISANCE_PRANK_SHARE)
+    prank_ratio = prank_left / (prank_left + silent_left)
+    repeat = REPEAT_SHARE * (p + s) - simless
+    once = prank_left + silent_left - repeat
+    per_call[Persona.PRANK_ONCE] = once * prank_ratio
+    per_call[Persona.SILENT_ONCE] = once * (1 - prank_ratio) / 1.3
+    prankster_calls = repeat * prank_ratio / PRANKSTER_PRANK_SHARE
+    per_call[Persona.PRANKSTER] = prankster_calls / REPEAT_MEAN_CALLS
+    per_call[Persona.GHOST] = (repeat - prankster_calls) / REPEAT_MEAN_CALLS
+    if min(per_call.values()) < 0:
+        raise ValueError(f"profile {profile.name} cannot be met by this persona mix")
+    scale = callers / sum(per_call.values())
+    exact = {persona: per_call[persona] * scale for persona in Persona}
+    counts = {persona: math.floor(v) for persona, v in exact.items()}
+    # Largest remainders make the counts sum to ``callers`` exactly.
+    by_remainder = sorted(Persona, key=lambda q: counts[q] - exact[q])
+    for persona in by_remainder[: callers - sum(counts.values())]:
+        counts[persona] += 1
+    # Every hard case is present even in a tiny corpus; the most numerous persona makes room.
+    # (Persona order, not set order: a set's order changes with the process' hash seed.)
+    for persona in Persona:
+        if persona in HARD_CASES and counts[persona] == 0:
+            donor = max((p for p in Persona if p not in HARD_CASES), key=counts.__getitem__)
+            if counts[donor] == 0:
+                raise ValueError("too few callers for every hard case")
+            counts[donor] -= 1
+            counts[persona] = 1
+    return counts
+
+
+class _Generator:
+    """The drawing of one corpus; every random choice goes through ``self.rng``."""
+
+    def __init__(self, seed: int, profile: CorpusProfile) -> None:
+        self.rng = random.Random(seed)  # noqa: S311 - a reproducible simulation, not secrets
+        self.profile = profile
+        self.seed = seed
+        self.serial = 0
+        self.numbers: set[str] = set()
+
+    # -- identities -----------------------------------------------------------------------
+
+    def number(self) -> CallerId:
+        rng = self.rng
+        while True:
+            digits = rng.choice(_MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
+            if digits not in self.numbers:
+                self.numbers.add(digits)
+                break
+        style = rng.random()
+        if style < 0.6:
+            raw = "08" + digits
+        elif style < 0.9:
+            raw = "+628" + digits
+        else:
+            raw = "628" + digits
+        return parse_caller_id(raw)
+
+    def imei(self) -> CallerId:
+        rng = self.rng
+        body = "35" + "".join(str(rng.randrange(10)) for _ in range(12))
+        check = next(d for d in "0123456789" if luhn_valid(body + d))
+        # Carriers pass the IMEI either bare or as the URN of RFC 7254.
+        urn = rng.random() < 0.3
+        raw = f"urn:gsma:imei:{body[:8]}-{body[8:]}-{check}" if urn else body + check
+        return parse_caller_id(raw)
+
+    def identity(self, withheld: float, malformed: float) -> CallerId:
+        roll = self.rng.random()
+        if roll < withheld:
+            return parse_caller_id(self.rng.choice(_WITHHELD_RAW))
+        if roll < withheld + malformed:
+            return parse_caller_id(self.rng.choice(_MALFORMED_RAW))
+        return self.number()
+
+    # -- time -----------------------------------------------------------------------------
+
+    def instant(self, hours: Sequence[float], first_day: float = 0.0,
+                last_day: float | None = None) -> datetime:
+        rng = self.rng
+        end = self.profile.days if last_day is None else last_day
+        day = math.floor(rng.uniform(first_day, end))
+        hour = rng.choices(range(24), weights=hours)[0]
+        return START + timedelta(days=day, hours=hour, seconds=rng.uniform(0, 3600))
+
+    def repeat_count(self) -> int:
+        # 2 + geometric (failures before success) with mean 10: p = 1/11.
+        u = self.rng.random()
+        return 2 + min(200, int(math.log(1 - u) / math.log(10 / 11)))
+
+    def sessions(self, calls: int, burst: tuple[int, int], hours: Sequence[float],
+                 gap_minutes: float) -> list[datetime]:
+        """Arrival times of ``calls`` calls in bursts, minutes apart within a burst."""
+        times: list[datetime] = []
+        while len(times) < calls:
+            size = min(calls - len(times), self.rng.randint(*burst))
+            at = self.instant(hours)
+            for _ in range(size):
+                times.append(at)
+                at += timedelta(minutes=max(0.7, self.rng.expovariate(1 / gap_minutes)))
+        return sorted(times)
+
+    # -- behaviour ------------------------------------------------------------------------
+
+    def lognormal(self, median: float, sigma: float, low: float, high: float) -> float:
+        return min(high, max(low, median * math.exp(self.rng.gauss(0, sigma))))
+
+    def genuine(self, line: str, *, presses: bool = True,
+                talk_median: float = 100.0) -> tuple[CallFeatures, str]:
+        """A genuine caller: presses within seconds, talks for minutes, rarely gives up."""
+        rng = self.rng
+        category = "emergency"
+        if line != "112":
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=False), 4.0
+        elif not presses:
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=True, no_input=True), 15.0
+        elif rng.random() < 0.02:
+            # Misdialled or interrupted; will call again. Looks silent to the line.
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=True, hung_up_in_ivr=True), 5.0
+            return self.shaped(ivr, ivr_seconds, None), category
+        else:
+            first = self.lognormal(3.0, 0.5, 0.5, 15.0)
+            invalid = 1 if rng.random() < 0.07 else 0
+            category = rng.choices(("emergency", "complaint", "information"), (65, 20, 15))[0]
+            ivr = IvrBehaviour(menu_offered=True, invalid_keys=invalid, first_key_seconds=first)
+            ivr_seconds = first + 3.0 + 4.0 * invalid
+        if rng.random() < 0.05:  # gave up waiting in the queue
+            return self.shaped(ivr, ivr_seconds + rng.uniform(20, 90), None), category
+        if rng.random() < 0.01:  # the line dropped just after the answer
+            talk = rng.uniform(1, 5)
+            return self.shaped(ivr, ivr_seconds, (talk, True, rng.uniform(0.3, 0.7))), category
+        talk = self.lognormal(talk_median, 0.6, 15.0, 1800.0)
+        silence = rng.uniform(0.15, 0.5)
+        return self.shaped(ivr, ivr_seconds, (talk, rng.random() < 0.5, silence)), category
+
+    def prank(self, line: str) -> tuple[CallFeatures, str]:
+        """A child's prank: keys pressed fast and often wrong, a short giggling talk."""
+        rng = self.rng
+        category = "emergency"
+        if line != "112":
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=False), 4.0
+            if rng.random() < 0.15:
+                ivr = IvrBehaviour(menu_offered=False, hung_up_in_ivr=True)
+                return self.shaped(ivr, rng.uniform(1, 4), None), category
+        else:
+            roll = rng.random()
+            if roll < 0.15:
+                first = rng.uniform(0.5, 4) if rng.random() < 0.5 else None
+                ivr = IvrBehaviour(menu_offered=True, hung_up_in_ivr=True, first_key_seconds=first)
+                return self.shaped(ivr, rng.uniform(2, 10), None), category
+            if roll < 0.30:
+                ivr, ivr_seconds = IvrBehaviour(menu_offered=True, no_input=True), 15.0
+            else:
+                first = rng.uniform(0.5, 4)
+                invalid = rng.choices((0, 1, 2, 3), (55, 25, 12, 8))[0]
+                category = rng.choices(("emergency", "complaint", "information"), (80, 10, 10))[0]
+                ivr = IvrBehaviour(menu_offered=True, invalid_keys=invalid,
+                                   first_key_seconds=first)
+                ivr_seconds = first + 3.0 + 4.0 * invalid
+        if rng.random() < 0.08:
+            return self.shaped(ivr, ivr_seconds + rng.uniform(5, 40), None), category
+        if rng.random() < 0.25:
+            talk = rng.uniform(1, 5)
+            return self.shaped(ivr, ivr_seconds, (talk, True, rng.uniform(0.3, 0.9))), category
+        talk = self.lognormal(25.0, 0.7, 6.0, 300.0)
+        ended = rng.random() < 0.8
+        return self.shaped(ivr, ivr_seconds, (talk, ended, rng.uniform(0.3, 0.75))), category
+
+    def silent(self, line: str) -> tuple[CallFeatures, str]:
+        """A silent call: nothing pressed (or a pocket's random keys), nobody speaking."""
+        rng = self.rng
+        roll = rng.random()
+        if line != "112":
+            if roll < 0.25:
+                ivr = IvrBehaviour(menu_offered=False, hung_up_in_ivr=True)
+                return self.shaped(ivr, rng.uniform(1, 5), None), "emergency"
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=False), 4.0
+        elif roll < 0.35:
+            ivr = IvrBehaviour(menu_offered=True, hung_up_in_ivr=True)
+            return self.shaped(ivr, rng.uniform(1, 12), None), "emergency"
+        elif roll < 0.45:
+            first = rng.uniform(1, 10)
+            ivr = IvrBehaviour(menu_offered=True, invalid_keys=rng.randint(1, 2),
+                               first_key_seconds=first)
+            ivr_seconds = first + 10.0
+        else:
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=True, no_input=True), 15.0
+        if rng.random() < 0.12:
+            return self.shaped(ivr, ivr_seconds + rng.uniform(5, 60), None), "emergency"
+        if rng.random() < 0.35:
+            talk = rng.uniform(1, 5)
+            return self.shaped(ivr, ivr_seconds, (talk, True, rng.uniform(0.88, 1.0))), "emergency"
+        talk = rng.uniform(8, 45)
+        return self.shaped(ivr, ivr_seconds, (talk, False, rng.uniform(0.88, 1.0))), "emergency"
+
+    def accidental(self, line: str) -> tuple[CallFeatures, str]:
+        """A pocket dial whose owner notices and apologises."""
+        rng = self.rng
+        roll = rng.random()
+        category = "emergency"
+        if line != "112":
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=False), 4.0
+        elif roll < 0.3:
+            ivr = IvrBehaviour(menu_offered=True, hung_up_in_ivr=True)
+            return self.shaped(ivr, rng.uniform(2, 10), None), category
+        elif roll < 0.6:
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=True, no_input=True), 15.0
+        else:
+            first = rng.uniform(1, 6)
+            category = rng.choice(("emergency", "complaint", "information"))
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=True, first_key_seconds=first), first + 3
+        talk = rng.uniform(4, 20)
+        return self.shaped(ivr, ivr_seconds, (talk, rng.random() < 0.7,
+                                              rng.uniform(0.4, 0.8))), category
+
+    def test(self, line: str) -> tuple[CallFeatures, str]:
+        """Someone checking that the number works: quick key, short polite talk."""
+        rng = self.rng
+        if line != "112":
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=False), 4.0
+        else:
+            first = rng.uniform(1, 4)
+            ivr, ivr_seconds = IvrBehaviour(menu_offered=True, first_key_seconds=first), first + 3
+        talk = rng.uniform(5, 25)
+        return self.shaped(ivr, ivr_seconds, (talk, True, rng.uniform(0.3, 0.6))), "information"
+
+    def shaped(self, ivr: IvrBehaviour, before_answer: float,
+               answered: tuple[float, bool, float] | None) -> CallFeatures:
+        """Put the IVR behaviour and the answered part (talk, caller ended, silence) together."""
+        if answered is None:
+            return CallFeatures(ivr, CallShape(duration_seconds=before_answer))
+        talk, caller_ended, silence = answered
+        wait = self.rng.expovariate(1 / 15)
+        shape = CallShape(duration_seconds=before_answer + wait + talk, talk_seconds=talk,
+                          caller_ended=caller_ended, silence_share=silence)
+        return CallFeatures(ivr, shape)
+
+    def behave(self, truth: Label, line: str) -> tuple[CallFeatures, str]:
+        match truth:
+            case Label.GENUINE:
+                return self.genuine(line)
+            case Label.PRANK:
+                return self.prank(line)
+            case Label.SILENT:
+                return self.silent(line)
+            case Label.ACCIDENTAL:
+                return self.accidental(line)
+            case Label.TEST:
+                return self.test(line)
+
+    # -- labels ---------------------------------------------------------------------------
+
+    def labels(self, call_id: str, truth: Label, features: CallFeatures,
+               ended_at: datetime) -> tuple[LabelEvent, ...]:
+        """Operator labels: only answered calls, sometimes wrong, half of the wrong corrected."""
+        rng = self.rng
+        if not features.shape.answered:
+            return ()
+        if rng.random() >= (0.6 if truth is Label.SILENT else 0.85):
+            return ()
+        at = ended_at + timedelta(seconds=rng.uniform(10, 180))
+        label = truth
+        if rng.random() < LABEL_ERROR_RATE:
+            label = rng.choice(_CONFUSIONS[truth])
+        events = [LabelEvent(call_id, label, at)]
+        if label is not truth and rng.random() < LABEL_CORRECTION_RATE:
+            events.append(LabelEvent(call_id, truth, at + timedelta(hours=rng.uniform(2, 72))))
+        return tuple(events)
+
+    # -- callers --------------------------------------------------------------------------
+
+    def calls(self, persona: Persona, caller: CallerId, plan: Sequence[Planned]) -> CallerCalls:
+        """Turn planned (arrival, class, line, features, category) into calls that never overlap:
+        a caller's next call starts after the previous one ended.
+        """
+        out: list[CorpusCall] = []
+        for planned_at, truth, line, features, category in sorted(plan, key=lambda p: p[0]):
+            at = planned_at
+            if out and at < out[-1].ended_at + timedelta(seconds=10):
+                at = out[-1].ended_at + timedelta(seconds=self.rng.uniform(10, 60))
+            self.serial += 1
+            call_id = f"s{self.seed}-{self.serial:07d}"
+            end = at + timedelta(seconds=features.shape.duration_seconds)
+            out.append(CorpusCall(call_id, caller, persona, truth, at, line, category, features,
+                                  self.labels(call_id, truth, features, end)))
+        return tuple(out)
+
+    def caller(self, persona: Persona) -> CallerCalls:
+        """Draw one caller of ``persona`` and all of its calls."""
+        plan: list[Planned] = []
+        planners: Mapping[Persona, Callable[[list[Planned]], CallerId]] = {
+            Persona.GENUINE: self.plan_genuine,
+            Persona.CALLBACK: self.plan_callback,
+            Persona.CHRONIC: self.plan_chronic,
+            Persona.ELDERLY: self.plan_elderly,
+            Persona.SIMLESS_GENUINE: self.plan_simless_genuine,
+            Persona.FAMILY: self.plan_family,
+            Persona.ACCIDENTAL: self.plan_accidental,
+            Persona.TESTER: self.plan_tester,
+            Persona.PRANK_ONCE: self.plan_prank_once,
+            Persona.SILENT_ONCE: self.plan_silent_once,
+            Persona.PRANKSTER: self.plan_prankster,
+            Persona.SIMLESS_NUISANCE: self.plan_simless_nuisance,
+            Persona.GHOST: self.plan_ghost,
+        }
+        caller = planners[persona](plan)
+        return self.calls(persona, caller, plan)
+
+    def planned(self, at: datetime, truth: Label, line: str,
+                made: tuple[CallFeatures, str] | None = None) -> Planned:
+        """A call of class ``truth`` at ``at``, behaving as its class does unless ``made``."""
+        features, category = made if made is not None else self.behave(truth, line)
+        return at, truth, line, features, category
+
+    def nuisance_line(self) -> str:
+        # 119 has its own nuisance callers; assumed a minority of them.
+        return "119" if self.rng.random() < 0.15 else "112"
+
+    def plan_genuine(self, plan: list[Planned]) -> CallerId:
+        rng = self.rng
+        caller = self.identity(withheld=0.02, malformed=0.01)
+        line = "119" if rng.random() < 0.15 else "112"
+        first = self.instant(GENUINE_HOURS)
+        plan.append(self.planned(first, Label.GENUINE, line))
+        for _ in range(rng.choices((0, 1, 2), (80, 15, 5))[0]):
+            if rng.random() < 0.5:  # a follow-up about the same incident
+                later = first + timedelta(minutes=rng.uniform(5, 90))
+            else:  # another incident on another day
+                later = self.instant(GENUINE_HOURS)
+            plan.append(self.planned(later, Label.GENUINE, line))
+        return caller
+
+    def plan_callback(self, plan: list[Planned]) -> CallerId:
+        first = self.instant(GENUINE_HOURS, last_day=self.profile.days - 1)
+        plan.append(self.planned(first, Label.GENUINE, "112", self.fire_report(120.0)))
+        # The first report takes a minute or two; then four calls within 20 minutes.
+        for minute in sorted(self.rng.uniform(4, 20) for _ in range(4)):
+            plan.append(self.planned(first + timedelta(minutes=minute), Label.GENUINE, "112",
+                                     self.fire_report(40.0)))
+        return self.number()
+
+    def plan_chronic(self, plan: list[Planned]) -> CallerId:
+        first = self.instant(GENUINE_HOURS, last_day=7)
+        for week in range(self.profile.days // 7):
+            at = first + timedelta(days=7 * week, hours=self.rng.uniform(-12, 12))
+            plan.append(self.planned(max(at, START), Label.GENUINE, "119",
+                                     self.genuine("119", talk_median=200.0)))
+        return self.number()
+
+    def plan_elderly(self, plan: list[Planned]) -> CallerId:
+        for _ in range(self.rng.choices((1, 2), (70, 30))[0]):
+            features, category = self.genuine("112", presses=False, talk_median=240.0)
+            plan.append(self.planned(self.instant(GENUINE_HOURS), Label.GENUINE, "112",
+                                     (self.slower(features), category)))
+        return self.number()
+
+    def plan_simless_genuine(self, plan: list[Planned]) -> CallerId:
+        plan.append(self.planned(self.instant(GENUINE_HOURS), Label.GENUINE, "112"))
+        return self.imei()
+
+    def plan_family(self, plan: list[Planned]) -> CallerId:
+        at = self.instant(CHILD_HOURS, last_day=self.profile.days - 11)
+        for _ in range(self.rng.randint(3, 6)):
+            plan.append(self.planned(at, Label.PRANK, "112"))
+            at += timedelta(minutes=self.rng.uniform(2, 90))
+        parent = at + timedelta(days=self.rng.uniform(6, 10))
+        plan.append(self.planned(parent, Label.GENUINE, "112", self.fire_report(150.0)))
+        return self.number()
+
+    def plan_accidental(self, plan: list[Planned]) -> CallerId:
+        plan.append(self.planned(self.instant(PHONE_HOURS), Label.ACCIDENTAL, "112"))
+        return self.identity(withheld=0.02, malformed=0.01)
+
+    def plan_tester(self, plan: list[Planned]) -> CallerId:
+        plan.append(self.planned(self.instant(GENUINE_HOURS), Label.TEST, "112"))
+        return self.identity(withheld=0.02, malformed=0.01)
+
+    def plan_prank_once(self, plan: list[Planned]) -> CallerId:
+        plan.append(self.planned(self.instant(CHILD_HOURS), Label.PRANK, self.nuisance_line()))
+        # Children hide their number more often than anyone else (*#31#).
+        return self.identity(withheld=0.10, malformed=0.02)
+
+    def plan_silent_once(self, plan: list[Planned]) -> CallerId:
+        first = self.instant(PHONE_HOURS)
+        line = self.nuisance_line()
+        plan.append(self.planned(first, Label.SILENT, line))
+        if self.rng.random() < 0.3:  # the pocket dials again
+            again = first + timedelta(minutes=self.rng.uniform(1, 5))
+            plan.append(self.planned(again, Label.SILENT, line))
+        return self.identity(withheld=0.02, malformed=0.01)
+
+    def plan_repeat_nuisance(self, plan: list[Planned], prank_share: float) -> None:
+        for at in self.sessions(self.repeat_count(), (2, 6), CHILD_HOURS, 4.0):
+            truth = Label.PRANK if self.rng.random() < prank_share else Label.SILENT
+            plan.append(self.planned(at, truth, self.nuisance_line()))
+
+    def plan_prankster(self, plan: list[Planned]) -> CallerId:
+        self.plan_repeat_nuisance(plan, PRANKSTER_PRANK_SHARE)
+        return self.number()
+
+    def plan_simless_nuisance(self, plan: list[Planned]) -> CallerId:
+        self.plan_repeat_nuisance(plan, SIMLESS_NUISANCE_PRANK_SHARE)
+        return self.imei()
+
+    def plan_ghost(self, plan: list[Planned]) -> CallerId:
+        line = self.nuisance_line()
+        for at in self.sessions(self.repeat_count(), (3, 10), PHONE_HOURS, 3.0):
+            plan.append(self.planned(at, Label.SILENT, line))
+        return self.number()
+
+    def fire_report(self, talk_median: float) -> tuple[CallFeatures, str]:
+        """A genuine emergency report: 1 (emergency) then 2 (fire), promptly."""
+        rng = self.rng
+        first = self.lognormal(2.5, 0.4, 0.8, 8.0)
+        ivr = IvrBehaviour(menu_offered=True, first_key_seconds=first)
+        talk = self.lognormal(talk_median, 0.4, 15.0, 900.0)
+        return self.shaped(ivr, first + 3.0, (talk, rng.random() < 0.5,
+                                              rng.uniform(0.15, 0.45))), "emergency"
+
+    def slower(self, features: CallFeatures) -> CallFeatures:
+        """An elderly caller's recording: long pauses between slow sentences."""
+        shape = features.shape
+        if shape.silence_share is None:
+            return features
+        slow = CallShape(shape.duration_seconds, shape.talk_seconds, shape.caller_ended,
+                         self.rng.uniform(0.45, 0.75))
+        return CallFeatures(features.ivr, slow)
+
+
+def generate_corpus(seed: int = DEFAULT_SEED, callers: int = DEFAULT_CALLERS,
+                    profile: CorpusProfile = SEMARANG) -> Corpus:
+    """Generate ``callers`` synthetic callers and their calls; the same seed, the same corpus."""
+    if callers < len(HARD_CASES) + 1:
+        raise ValueError(f"need at least {len(HARD_CASES) + 1} callers")
+    plan = plan_callers(profile, callers)
+    generator = _Generator(seed, profile)
+    calls = [call for persona in Persona for _ in range(plan[persona])
+             for call in generator.caller(persona)]
+    calls.sort(key=lambda c: (c.at, c.call_id))
+    return Corpus(seed, profile, MappingProxyType(plan), tuple(calls))

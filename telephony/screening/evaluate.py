@@ -1,0 +1,457 @@
+"""Measure the screening score on a synthetic corpus, beside today's blocking rules.
+
+``python -m telephony.screening.evaluate [--seed N] [--callers N] [--profile NAME]
+[--config FILE]`` generates a corpus (:mod:`telephony.screening.corpus`), replays it call by
+call as the line would have seen it (each call scored from the history and labels known when it
+rang), and prints:
+
+- precision, recall and ROC AUC of the pre-queue and post-call scores, with prank and silent
+  calls as the positive class, at the configured thresholds;
+- the share of genuine calls that the pre-queue decision would have delayed (lower priority or
+  screening prompt) and the expected extra seconds, overall and for each hard case;
+- on the same corpus, the prank and silent calls caught and the genuine callers blocked by the
+  rules centres use today (block a number for 24 h after a prank; block it after 3 pranks),
+  beside the score, which catches by delaying and never blocks.
+
+A blocked call never reaches an operator, so it gets no label: the rules are replayed with the
+labels only of the calls they let through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from telephony.screening.corpus import (
+    DEFAULT_CALLERS,
+    DEFAULT_SEED,
+    HARD_CASES,
+    PROFILES,
+    SEMARANG,
+    Corpus,
+    CorpusCall,
+    Persona,
+    class_shares,
+    generate_corpus,
+)
+from telephony.screening.features import (
+    FIRST_TIME,
+    Label,
+    LabelEvent,
+    PastCall,
+    PreQueueFeatures,
+    local_hour,
+    resolve_labels,
+    summarise_history,
+)
+from telephony.screening.score import (
+    Decision,
+    Effect,
+    Score,
+    ScoreConfig,
+    ScoreConfigError,
+    decide,
+    expected_delay_seconds,
+    load_score_config,
+    post_call_score,
+    pre_queue_score,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredCall:
+    """One corpus call as the line would have scored and treated it."""
+
+    call: CorpusCall
+    features: PreQueueFeatures
+    pre: Score
+    post: Score
+    decision: Decision  # taken from the pre-queue score, before the call joined a queue
+    delay_seconds: float  # expected extra seconds the decision cost the caller
+
+
+def replay(calls: Iterable[CorpusCall], config: ScoreConfig) -> list[ScoredCall]:
+    """Score every call in arrival order from the history and labels known when it rang."""
+    past: dict[str, list[PastCall]] = {}
+    labels: dict[str, list[LabelEvent]] = {}
+    scored: list[ScoredCall] = []
+    for call in sorted(calls, key=lambda c: (c.at, c.call_id)):
+        key = call.caller.key
+        history = FIRST_TIME
+        if key is not None and key in past:
+            history = summarise_history(past[key], labels[key], call.at)
+        features = PreQueueFeatures(call.line, call.caller, local_hour(call.at), history)
+        pre = pre_queue_score(features, config)
+        decision = decide(pre, call.line, call.category, config)
+        # A caller who said and pressed nothing in the IVR waits out the screening timeout.
+        presses = not (call.features.ivr.no_input or call.features.looks_silent)
+        delay = expected_delay_seconds(decision, config, caller_presses=presses)
+        post = post_call_score(features, call.features, config)
+        scored.append(ScoredCall(call, features, pre, post, decision, delay))
+        if key is not None:
+            past.setdefault(key, []).append(
+                PastCall(call.call_id, call.at, call.features.looks_silent))
+            labels.setdefault(key, []).extend(call.labels)
+    return scored
+
+
+def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float:
+    """Area under the ROC curve by the rank statistic (Mann-Whitney U).
+
+    The probability that a random positive scores above a random negative, ties counting half;
+    tied scores share their average rank.
+    """
+    if len(scores) != len(positive):
+        raise ValueError("one label per score")
+    n_pos = sum(positive)
+    n_neg = len(positive) - n_pos
+    if not n_pos or not n_neg:
+        raise ValueError("ROC AUC needs at least one positive and one negative")
+    order = sorted(range(len(scores)), key=scores.__getitem__)
+    rank_sum = 0.0
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        average_rank = (i + j) / 2 + 1  # ranks are 1-based
+        rank_sum += average_rank * sum(positive[order[k]] for k in range(i, j + 1))
+        i = j + 1
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdMetrics:
+    """Confusion counts of ``score >= threshold`` against the truth."""
+
+    threshold: float
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+    true_negatives: int
+
+    @property
+    def precision(self) -> float | None:
+        """Share of flagged calls that were positive; ``None`` when nothing was flagged."""
+        flagged = self.true_positives + self.false_positives
+        return self.true_positives / flagged if flagged else None
+
+    @property
+    def recall(self) -> float | None:
+        """Share of positive calls that were flagged; ``None`` without positives."""
+        positives = self.true_positives + self.false_negatives
+        return self.true_positives / positives if positives else None
+
+
+def threshold_metrics(scores: Sequence[float], positive: Sequence[bool],
+                      threshold: float) -> ThresholdMetrics:
+    """Precision and recall counts of flagging every score at or above ``threshold``."""
+    if len(scores) != len(positive):
+        raise ValueError("one label per score")
+    tp = fp = fn = tn = 0
+    for score, is_positive in zip(scores, positive, strict=True):
+        flagged = score >= threshold
+        if flagged and is_positive:
+            tp += 1
+        elif flagged:
+            fp += 1
+        elif is_positive:
+            fn += 1
+        else:
+            tn += 1
+    return ThresholdMetrics(threshold, tp, fp, fn, tn)
+
+
+@dataclass(frozen=True, slots=True)
+class DelaySummary:
+    """How the decisions treated genuine calls."""
+
+    genuine_calls: int
+    lowered: int  # lower priority only
+    screened: int  # screening prompt (and lower priority)
+    total_extra_seconds: float
+    max_extra_seconds: float
+
+    @property
+    def delayed(self) -> int:
+        """Genuine calls given any effect."""
+        return self.lowered + self.screened
+
+    @property
+    def share(self) -> float:
+        """Share of genuine calls delayed."""
+        return self.delayed / self.genuine_calls if self.genuine_calls else 0.0
+
+    @property
+    def mean_extra_seconds(self) -> float:
+        """Mean expected extra seconds over the delayed genuine calls."""
+        return self.total_extra_seconds / self.delayed if self.delayed else 0.0
+
+
+def delay_summary(scored: Iterable[ScoredCall]) -> DelaySummary:
+    """Summarise the effects on the genuine calls among ``scored``."""
+    genuine = lowered = screened = 0
+    total = longest = 0.0
+    for item in scored:
+        if item.call.truth is not Label.GENUINE:
+            continue
+        genuine += 1
+        if item.decision.effect is Effect.LOWER_PRIORITY:
+            lowered += 1
+        elif item.decision.effect is Effect.SCREENING_PROMPT:
+            screened += 1
+        total += item.delay_seconds
+        longest = max(longest, item.delay_seconds)
+    return DelaySummary(genuine, lowered, screened, total, longest)
+
+
+BlockTest = Callable[[Mapping[str, LabelEvent], datetime], bool]
+
+
+def _blocked(calls: Iterable[CorpusCall], is_blocked: BlockTest) -> frozenset[str]:
+    """Replay a number-blocking rule; ``is_blocked`` sees the current labels of the number's
+    earlier calls that got through. Calls without an identity cannot be blocked.
+    """
+    labels: dict[str, list[LabelEvent]] = {}
+    blocked: set[str] = set()
+    for call in sorted(calls, key=lambda c: (c.at, c.call_id)):
+        key = call.caller.key
+        if key is None:
+            continue
+        if is_blocked(resolve_labels(labels.get(key, ()), call.at), call.at):
+            blocked.add(call.call_id)
+        else:
+            labels.setdefault(key, []).extend(call.labels)
+    return frozenset(blocked)
+
+
+def blocked_24h_after_prank(calls: Iterable[CorpusCall]) -> frozenset[str]:
+    """Calls rejected by "block a number for 24 hours after a call is labelled prank"."""
+    day = timedelta(hours=24)
+
+    def is_blocked(current: Mapping[str, LabelEvent], now: datetime) -> bool:
+        return any(e.label is Label.PRANK and now - e.at < day for e in current.values())
+
+    return _blocked(calls, is_blocked)
+
+
+def blocked_after_three_pranks(calls: Iterable[CorpusCall]) -> frozenset[str]:
+    """Calls rejected by "block a number once three of its calls are labelled prank"."""
+
+    def is_blocked(current: Mapping[str, LabelEvent], now: datetime) -> bool:
+        del now  # the block is for good
+        return sum(e.label is Label.PRANK for e in current.values()) >= 3
+
+    return _blocked(calls, is_blocked)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOutcome:
+    """What a rule (or the score) did to the nuisance and genuine calls of a corpus."""
+
+    name: str
+    nuisance_calls: int
+    nuisance_caught: int  # prank or silent calls blocked, deprioritised or screened
+    genuine_calls_blocked: int
+    genuine_callers_blocked: int
+
+    @property
+    def caught_share(self) -> float:
+        """Share of prank and silent calls caught."""
+        return self.nuisance_caught / self.nuisance_calls if self.nuisance_calls else 0.0
+
+
+def rule_outcome(name: str, calls: Iterable[CorpusCall], caught: Collection[str],
+                 blocked: Collection[str]) -> RuleOutcome:
+    """Count the nuisance calls in ``caught`` and the genuine calls and callers in ``blocked``."""
+    nuisance = caught_count = genuine_blocked = 0
+    callers: set[str] = set()
+    for call in calls:
+        if call.nuisance:
+            nuisance += 1
+            caught_count += call.call_id in caught
+        elif call.truth is Label.GENUINE and call.call_id in blocked:
+            genuine_blocked += 1
+            # Blocked calls always have an identity: withheld numbers cannot be blocked.
+            callers.add(call.caller.key or call.call_id)
+    return RuleOutcome(name, nuisance, caught_count, genuine_blocked, len(callers))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every figure the evaluation reports, for one corpus and one configuration."""
+
+    corpus: Corpus
+    config: ScoreConfig
+    scored: tuple[ScoredCall, ...]
+    pre_auc: float
+    post_auc: float
+    pre_metrics: tuple[ThresholdMetrics, ThresholdMetrics]  # lower priority, screening
+    post_metrics: tuple[ThresholdMetrics, ThresholdMetrics]
+    delays: DelaySummary
+    hard_cases: Mapping[Persona, DelaySummary]
+    comparison: tuple[RuleOutcome, ...]  # the score first, then the blocking rules
+
+
+def evaluate(corpus: Corpus, config: ScoreConfig) -> Evaluation:
+    """Replay ``corpus`` under ``config`` and compute every reported figure."""
+    scored = tuple(replay(corpus.calls, config))
+    positive = [s.call.nuisance for s in scored]
+    pre = [s.pre.value for s in scored]
+    post = [s.post.value for s in scored]
+    thresholds = (config.lower_priority_threshold, config.screening_threshold)
+    pre_metrics = tuple(threshold_metrics(pre, positive, t) for t in thresholds)
+    post_metrics = tuple(threshold_metrics(post, positive, t) for t in thresholds)
+    caught = {s.call.call_id for s in scored if s.decision.effect is not Effect.NONE}
+    day_rule = blocked_24h_after_prank(corpus.calls)
+    three_rule = blocked_after_three_pranks(corpus.calls)
+    comparison = (
+        rule_outcome("score (delays, never blocks)", corpus.calls, caught, ()),
+        rule_outcome("block 24 h after a prank", corpus.calls, day_rule, day_rule),
+        rule_outcome("block after 3 pranks", corpus.calls, three_rule, three_rule),
+    )
+    hard = {p: delay_summary(s for s in scored if s.call.persona is p)
+            for p in Persona if p in HARD_CASES}
+    return Evaluation(
+        corpus=corpus,
+        config=config,
+        scored=scored,
+        pre_auc=roc_auc(pre, positive),
+        post_auc=roc_auc(post, positive),
+        pre_metrics=(pre_metrics[0], pre_metrics[1]),
+        post_metrics=(post_metrics[0], post_metrics[1]),
+        delays=delay_summary(scored),
+        hard_cases=hard,
+        comparison=comparison,
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _examples(scored: Sequence[ScoredCall]) -> list[tuple[str, ScoredCall]]:
+    """A few calls worth showing with their reasons: the worst nuisance number, and hard cases."""
+    picks: list[tuple[str, ScoredCall]] = []
+    ghosts = [s for s in scored if s.call.persona is Persona.GHOST]
+    if ghosts:
+        picks.append(("silent number, its highest score", max(ghosts, key=lambda s: s.pre.value)))
+    wanted: tuple[tuple[Persona, str, Callable[[ScoredCall], float]], ...] = (
+        (Persona.FAMILY, "family phone, the parent's emergency",
+         lambda s: s.features.history.prank_calls),
+        (Persona.CALLBACK, "fire caller, last callback",
+         lambda s: s.features.history.calls_last_hour),
+        (Persona.CHRONIC, "chronic patient, last weekly call", lambda s: s.features.history.calls),
+    )
+    for persona, title, key in wanted:
+        calls = [s for s in scored if s.call.persona is persona and s.call.truth is Label.GENUINE]
+        if calls:
+            picks.append((title, max(calls, key=key)))
+    return picks
+
+
+def render(ev: Evaluation, timings: tuple[float, float] | None = None) -> str:
+    """The evaluation as a plain-text report."""
+    corpus, config = ev.corpus, ev.config
+    shares = class_shares(corpus.calls)
+    lines = [
+        f"Corpus: profile {corpus.profile.name}, seed {corpus.seed}, "
+        f"{sum(corpus.callers.values())} callers, {len(corpus.calls)} calls over "
+        f"{corpus.profile.days} days",
+        f"  source: {corpus.profile.source}",
+        "  calls by true class: " + ", ".join(
+            f"{label} {100 * shares[label]:.1f}% (target {100 * corpus.profile.target(label):.1f}%)"
+            for label in Label),
+        "",
+        "Score quality (positive = prank or silent)      precision   recall    ROC AUC",
+    ]
+    for name, auc, metrics in (("pre-queue (history)", ev.pre_auc, ev.pre_metrics),
+                               ("post-call (history + call)", ev.post_auc, ev.post_metrics)):
+        for index, m in enumerate(metrics):
+            effect = "lower priority" if index == 0 else "screening"
+            auc_text = f"{auc:.3f}" if index == 0 else ""
+            lines.append(f"  {name:<27} >= {m.threshold:.2f} ({effect:<14})"
+                         f" {_pct(m.precision):>9} {_pct(m.recall):>8} {auc_text:>10}")
+    d = ev.delays
+    lines += [
+        "",
+        f"Genuine calls delayed by the pre-queue decision: {d.delayed} of {d.genuine_calls} "
+        f"({_pct(d.share)}): {d.lowered} lower priority, {d.screened} screening prompt; "
+        f"expected extra wait {d.mean_extra_seconds:.1f} s on average, {d.max_extra_seconds:.1f} s"
+        " at most",
+        "",
+        f"  {'hard case':<18} {'genuine calls':>13} {'delayed':>8} {'mean extra s':>13}",
+    ]
+    for persona, summary in ev.hard_cases.items():
+        lines.append(f"  {persona.value:<18} {summary.genuine_calls:>13} {summary.delayed:>8}"
+                     f" {summary.mean_extra_seconds:>13.1f}")
+    lines += [
+        "",
+        f"Against today's blocking rules (same corpus; score threshold "
+        f"{config.lower_priority_threshold:.2f}):",
+        f"  {'rule':<30} {'prank+silent caught':>20} {'genuine calls blocked':>22}"
+        f" {'genuine callers blocked':>24}",
+    ]
+    for rule in ev.comparison:
+        caught = f"{rule.nuisance_caught}/{rule.nuisance_calls} ({_pct(rule.caught_share)})"
+        lines.append(f"  {rule.name:<30} {caught:>20} {rule.genuine_calls_blocked:>22}"
+                     f" {rule.genuine_callers_blocked:>24}")
+    lines += ["", "Examples (pre-queue score and the reasons the operator sees):"]
+    for title, item in _examples(ev.scored):
+        lines.append(f"  {title}: {item.pre.value:.2f} -> {item.decision.effect.value}, "
+                     f"priority {item.decision.priority}")
+        lines += [f"      {r.text} ({r.contribution:+.2f})" for r in item.pre.reasons]
+    if timings is not None:
+        lines += ["", f"Scoring speed (pure Python, one core): pre-queue {timings[0]:.1f} us, "
+                      f"post-call {timings[1]:.1f} us per call"]
+    return "\n".join(lines)
+
+
+def time_scoring(scored: Sequence[ScoredCall], config: ScoreConfig) -> tuple[float, float]:
+    """Mean microseconds per pre-queue and per post-call score over the corpus' features."""
+    features = [s.features for s in scored]
+    calls = [(s.features, s.call.features) for s in scored]
+    start = time.perf_counter()
+    for f in features:
+        pre_queue_score(f, config)
+    middle = time.perf_counter()
+    for f, c in calls:
+        post_call_score(f, c, config)
+    end = time.perf_counter()
+    n = max(1, len(scored))
+    return (middle - start) / n * 1e6, (end - middle) / n * 1e6
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m telephony.screening.evaluate``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m telephony.screening.evaluate",
+        description="Evaluate the prank-call screening score on a synthetic corpus.")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--callers", type=int, default=DEFAULT_CALLERS)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=SEMARANG.name)
+    parser.add_argument("--config", type=Path, help="a screening configuration (JSON)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Generate, replay, and print the report."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_score_config(args.config) if args.config else ScoreConfig()
+        corpus = generate_corpus(args.seed, args.callers, PROFILES[args.profile])
+    except (ScoreConfigError, ValueError) as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
+    evaluation = evaluate(corpus, config)
+    print(render(evaluation, time_scoring(evaluation.scored, config)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,400 @@
+"""What the screening score looks at: plain, validated feature records and pure extractors.
+
+Two groups of features, matching the two moments the score is computed:
+
+- before queueing, from what is known when the phone rings: the line, the caller id
+  (:class:`CallerId`), the local hour in Asia/Jakarta (:func:`local_hour`) and the caller's
+  history (:class:`CallerHistory`, summarised from earlier calls and operator labels by
+  :func:`summarise_history`);
+- after the call, from the call itself: how the caller behaved in the IVR
+  (:class:`IvrBehaviour`) and the shape of the call (:class:`CallShape`).
+
+Everything here is pure: the database and the IVR adapter build these records, the score reads
+them. The semantics of the history aggregates are defined once, here; a SQL version used for
+speed must agree with :func:`summarise_history`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from itertools import pairwise
+from zoneinfo import ZoneInfo
+
+JAKARTA = "Asia/Jakarta"
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+WEEK = 7 * DAY
+# Labels and shares look back this far by default: long enough to remember last month's pranks
+# from a family phone, short enough that a number passed on to a new owner is forgiven.
+DEFAULT_LOOKBACK = timedelta(days=90)
+
+# A caller who hangs up this soon after an operator answers heard a human and left: the classic
+# shape of a prank or a pocket dial that was noticed. Longer than a "halo?" exchange.
+QUICK_HANGUP_SECONDS = 5.0
+# A recording at least this silent had nobody speaking on the caller's side.
+SILENT_RECORDING_SHARE = 0.9
+
+
+class Label(StrEnum):
+    """What an operator says a call was; also the true class of a synthetic call."""
+
+    GENUINE = "genuine"
+    PRANK = "prank"
+    SILENT = "silent"
+    ACCIDENTAL = "accidental"
+    TEST = "test"
+
+
+NUISANCE = frozenset({Label.PRANK, Label.SILENT})
+
+
+class CallerIdKind(StrEnum):
+    """What the presented caller id is."""
+
+    NUMBER = "number"  # a well-formed Indonesian or international number
+    WITHHELD = "withheld"  # hidden (*#31#), anonymous, or not passed by the carrier
+    MALFORMED = "malformed"  # present but not a number we can trust as an identity
+    SIMLESS = "simless"  # a phone without SIM: the carrier passes the handset's IMEI
+
+
+# What carriers and Asterisk put in the caller number when the caller hid it.
+_WITHHELD_TEXTS = frozenset(
+    {"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable", "withheld"}
+)
+_IMEI_URN = "urn:gsma:imei:"
+_SEPARATORS = str.maketrans("", "", " -().")
+# Indonesian numbers in E.164 are 62 + 8..12 digits (landline area code + subscriber, or 8xx
+# mobile); nationally they are 0 + the same 8..12 digits.
+_ID_NATIONAL_DIGITS = range(8, 13)
+_E164_DIGITS = range(8, 16)
+_IMEI_DIGITS = 15
+
+
+@dataclass(frozen=True, slots=True)
+class CallerId:
+    """A presented caller id, what kind it is, and the identity its history is kept under.
+
+    ``key`` is ``None`` when the id cannot identify a caller (withheld or malformed): such a call
+    has no history, rather than sharing one with every other caller who presented "0".
+    """
+
+    raw: str
+    kind: CallerIdKind
+    key: str | None
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when the last digit is the Luhn check digit of the others (as in an IMEI)."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def parse_caller_id(raw: str) -> CallerId:
+    """Classify a presented caller number and normalise it to a history key.
+
+    Numbers become E.164 digits without ``+`` (``0812…`` and ``+62812…`` are one caller). A
+    SIM-less phone's IMEI, passed as ``urn:gsma:imei:…`` or as 15 Luhn-valid digits (no
+    Indonesian number is that long), becomes ``imei:`` + its 14 identity digits, so an IMEI and
+    the IMEISV of the same handset share a history.
+    """
+    text = raw.strip()
+    lowered = text.lower()
+    if lowered in _WITHHELD_TEXTS:
+        return CallerId(raw, CallerIdKind.WITHHELD, None)
+    if lowered.startswith(_IMEI_URN):
+        digits = lowered[len(_IMEI_URN):].translate(_SEPARATORS)
+        if digits.isdigit() and len(digits) in (14, 15, 16):
+            return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
+        return CallerId(raw, CallerIdKind.MALFORMED, None)
+    compact = text.translate(_SEPARATORS)
+    international = compact.startswith("+")
+    if international:
+        compact = compact[1:]
+    elif compact.startswith("00"):
+        international, compact = True, compact[2:]
+    # isascii: str.isdigit also accepts Arabic-Indic and superscript digits.
+    if not (compact.isascii() and compact.isdigit()):
+        return CallerId(raw, CallerIdKind.MALFORMED, None)
+    if compact.startswith("62") and len(compact) - 2 in _ID_NATIONAL_DIGITS:
+        return CallerId(raw, CallerIdKind.NUMBER, compact)
+    if international:
+        if len(compact) in _E164_DIGITS and compact[0] != "0":
+            return CallerId(raw, CallerIdKind.NUMBER, compact)
+        return CallerId(raw, CallerIdKind.MALFORMED, None)
+    if len(compact) == _IMEI_DIGITS and luhn_valid(compact):
+        return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + compact[:14])
+    if compact.startswith("0") and len(compact) - 1 in _ID_NATIONAL_DIGITS and compact[1] != "0":
+        return CallerId(raw, CallerIdKind.NUMBER, "62" + compact[1:])
+    return CallerId(raw, CallerIdKind.MALFORMED, None)
+
+
+def local_hour(instant: datetime, timezone: str = JAKARTA) -> int:
+    """The wall-clock hour (0-23) of a timezone-aware ``instant`` in ``timezone``."""
+    if instant.tzinfo is None:
+        raise ValueError("the hour of a call needs a timezone-aware instant")
+    return instant.astimezone(ZoneInfo(timezone)).hour
+
+
+@dataclass(frozen=True, slots=True)
+class IvrBehaviour:
+    """How the caller used the IVR menu.
+
+    ``no_input`` means the caller pressed no key at all and stayed until the menu gave up (the
+    IVR outcome ``no_input``); a caller who hung up first has ``hung_up_in_ivr`` instead. On a
+    line without a menu (119) only ``hung_up_in_ivr`` can be set.
+    """
+
+    menu_offered: bool
+    no_input: bool = False
+    invalid_keys: int = 0
+    hung_up_in_ivr: bool = False
+    first_key_seconds: float | None = None  # from answer to the first key, any key
+
+    def __post_init__(self) -> None:
+        if self.invalid_keys < 0:
+            raise ValueError("invalid_keys cannot be negative")
+        if self.first_key_seconds is not None and self.first_key_seconds < 0:
+            raise ValueError("first_key_seconds cannot be negative")
+        pressed = self.first_key_seconds is not None or self.invalid_keys > 0
+        if not self.menu_offered and (self.no_input or pressed):
+            raise ValueError("no menu was offered, so no key could be pressed or missed")
+        if self.no_input and (pressed or self.hung_up_in_ivr):
+            raise ValueError("no_input means no key at all and the caller stayed in the IVR")
+        if self.invalid_keys and self.first_key_seconds is None:
+            raise ValueError("an invalid key is a key: first_key_seconds must be set")
+
+    @property
+    def pressed_a_key(self) -> bool:
+        """The caller pressed at least one key, valid or not."""
+        return self.first_key_seconds is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CallShape:
+    """The call as a whole: how long, whether an operator answered, what the recording heard.
+
+    ``talk_seconds`` is ``None`` when no operator answered. ``silence_share`` is the share of
+    the recording without speech, ``None`` until a recording exists.
+    """
+
+    duration_seconds: float
+    talk_seconds: float | None = None
+    caller_ended: bool = True  # the caller, not the operator, hung up
+    silence_share: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.duration_seconds < 0:
+            raise ValueError("duration_seconds cannot be negative")
+        if self.talk_seconds is not None and not 0 <= self.talk_seconds <= self.duration_seconds:
+            raise ValueError("talk_seconds must lie within the call's duration")
+        if self.silence_share is not None and not 0.0 <= self.silence_share <= 1.0:
+            raise ValueError("silence_share must be within [0, 1]")
+
+    @property
+    def answered(self) -> bool:
+        """An operator answered the call."""
+        return self.talk_seconds is not None
+
+    @property
+    def hung_up_on_answer(self) -> bool:
+        """The caller hung up within :data:`QUICK_HANGUP_SECONDS` of an operator answering."""
+        return (
+            self.talk_seconds is not None
+            and self.caller_ended
+            and self.talk_seconds <= QUICK_HANGUP_SECONDS
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallFeatures:
+    """The call's own features, known once it has ended."""
+
+    ivr: IvrBehaviour
+    shape: CallShape
+
+    @property
+    def looks_silent(self) -> bool:
+        """Nobody was heard from: no key pressed, and no speech reached an operator.
+
+        This is what the line itself can tell about a call nobody labelled. A caller who never
+        reached an operator and pressed nothing counts as silent, which a genuine caller who gave
+        up in the queue sometimes is too: the score weighs silence, it never acts on it alone.
+        """
+        if self.ivr.pressed_a_key:
+            return False
+        shape = self.shape
+        if not shape.answered:
+            return True
+        if shape.hung_up_on_answer:
+            return True
+        return shape.silence_share is not None and shape.silence_share >= SILENT_RECORDING_SHARE
+
+
+@dataclass(frozen=True, slots=True)
+class PastCall:
+    """An earlier call of the same caller, as history needs it."""
+
+    call_id: str
+    at: datetime
+    looks_silent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LabelEvent:
+    """An operator labelled a call; a later event for the same call corrects the earlier one."""
+
+    call_id: str
+    label: Label
+    at: datetime
+
+
+def resolve_labels(labels: Iterable[LabelEvent], now: datetime) -> dict[str, LabelEvent]:
+    """The label each call has at ``now``: its latest event at or before ``now``.
+
+    Events at the same instant are taken in the order given, the last one winning, as a
+    correction entered in the same second as the label it corrects.
+    """
+    current: dict[str, LabelEvent] = {}
+    for event in labels:
+        if event.at > now:
+            continue
+        known = current.get(event.call_id)
+        if known is None or event.at >= known.at:
+            current[event.call_id] = event
+    return current
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHistory:
+    """What the caller's earlier calls say, at one instant.
+
+    The hour/day/week windows count calls that arrived within that time before now; the
+    ``*_calls`` totals cover the whole lookback. A call counts as prank if its current label is
+    prank; as silent if its current label is silent, or if it has no label and looked silent; as
+    genuine if its current label is genuine. Accidental and test calls count only as calls.
+    """
+
+    calls_last_hour: int = 0
+    silent_last_hour: int = 0
+    prank_last_hour: int = 0
+    calls_last_day: int = 0
+    silent_last_day: int = 0
+    prank_last_day: int = 0
+    calls_last_week: int = 0
+    silent_last_week: int = 0
+    prank_last_week: int = 0
+    calls: int = 0
+    silent_calls: int = 0
+    prank_calls: int = 0
+    genuine_calls: int = 0
+    seconds_since_last_genuine: float | None = None
+
+    def __post_init__(self) -> None:
+        windows = (
+            (self.calls_last_hour, self.silent_last_hour, self.prank_last_hour),
+            (self.calls_last_day, self.silent_last_day, self.prank_last_day),
+            (self.calls_last_week, self.silent_last_week, self.prank_last_week),
+            (self.calls, self.silent_calls, self.prank_calls),
+        )
+        for calls, silent, prank in windows:
+            if min(calls, silent, prank) < 0 or silent + prank > calls:
+                raise ValueError("silent and prank calls are counted among the window's calls")
+        for shorter, longer in pairwise(windows):
+            if any(s > w for s, w in zip(shorter, longer, strict=True)):
+                raise ValueError("a shorter window cannot hold more calls than a longer one")
+        if self.genuine_calls < 0 or self.genuine_calls + self.silent_calls + self.prank_calls > (
+            self.calls
+        ):
+            raise ValueError("genuine, silent and prank calls are counted among the calls")
+        if (self.seconds_since_last_genuine is None) != (self.genuine_calls == 0):
+            raise ValueError("seconds_since_last_genuine is set exactly when a call was genuine")
+
+    @property
+    def first_time(self) -> bool:
+        """No earlier call within the lookback."""
+        return self.calls == 0
+
+    @property
+    def nuisance_calls(self) -> int:
+        """Earlier calls that were silent or labelled prank."""
+        return self.silent_calls + self.prank_calls
+
+    @property
+    def nuisance_share(self) -> float:
+        """Share of earlier calls that were silent or labelled prank (0 without history)."""
+        return self.nuisance_calls / self.calls if self.calls else 0.0
+
+
+FIRST_TIME = CallerHistory()
+
+
+def summarise_history(
+    calls: Iterable[PastCall],
+    labels: Iterable[LabelEvent],
+    now: datetime,
+    lookback: timedelta = DEFAULT_LOOKBACK,
+) -> CallerHistory:
+    """Summarise one caller's earlier ``calls`` and their operator ``labels`` as seen at ``now``.
+
+    Only calls that arrived before ``now`` and within ``lookback`` count, and only label events
+    entered by ``now``; for each call its latest label wins, so a corrected label counts as
+    corrected.
+    """
+    current = resolve_labels(labels, now)
+    horizon = lookback.total_seconds()
+    counts = [0] * 12  # (calls, silent, prank) for hour, day, week, lookback
+    genuine = 0
+    last_genuine: float | None = None
+    for call in calls:
+        age = (now - call.at).total_seconds()
+        if age <= 0 or age > horizon:
+            continue
+        event = current.get(call.call_id)
+        label = event.label if event is not None else None
+        silent = label is Label.SILENT or (label is None and call.looks_silent)
+        prank = label is Label.PRANK
+        if label is Label.GENUINE:
+            genuine += 1
+            if last_genuine is None or age < last_genuine:
+                last_genuine = age
+        for slot, window in enumerate((HOUR, DAY, WEEK, horizon)):
+            if age <= window:
+                base = 3 * slot
+                counts[base] += 1
+                counts[base + 1] += silent
+                counts[base + 2] += prank
+    return CallerHistory(
+        calls_last_hour=counts[0], silent_last_hour=counts[1], prank_last_hour=counts[2],
+        calls_last_day=counts[3], silent_last_day=counts[4], prank_last_day=counts[5],
+        calls_last_week=counts[6], silent_last_week=counts[7], prank_last_week=counts[8],
+        calls=counts[9], silent_calls=counts[10], prank_calls=counts[11],
+        genuine_calls=genuine, seconds_since_last_genuine=last_genuine,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PreQueueFeatures:
+    """Everything known about a call when it rings, before it joins a queue."""
+
+    line: str
+    caller: CallerId
+    hour: int  # local hour in Asia/Jakarta, see :func:`local_hour`
+    history: CallerHistory = FIRST_TIME
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hour <= 23:
+            raise ValueError("hour must be within 0..23")
+        if self.caller.key is None and not self.history.first_time:
+            raise ValueError("a caller without an identity cannot have a history")
+

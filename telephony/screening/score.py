@@ -1,0 +1,465 @@
+"""The screening score, its reasons, and what it may do to a call.
+
+The score is a logistic model: a bias plus one log-odds contribution per feature, squashed into
+[0, 1]. That shape keeps each contribution readable on its own, so the reasons an operator sees
+are exactly the largest contributions, worded in Bahasa Indonesia ("7 panggilan dalam 1 jam
+terakhir, 5 di antaranya diam"). Counts enter as ``log1p(count)``: the tenth silent call says
+less than the second.
+
+Two scores: :func:`pre_queue_score` from what is known when the phone rings (history, caller id,
+hour), and :func:`post_call_score`, which adds the call's own behaviour once it has ended.
+
+Effects (:func:`decide`) are all reversible and none blocks: above one threshold the call joins
+its queue with a lower priority, above a higher one it first hears a short screening prompt,
+which a caller passes by pressing, by speaking, or by waiting. Emergency and 119 calls never go
+below ``priority_floor``.
+
+Weights and thresholds are a frozen :class:`ScoreConfig`, loadable from JSON and validated; the
+scoring itself is pure Python and allocation-light (a call is scored in microseconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from telephony.screening.features import (
+    CallerIdKind,
+    CallFeatures,
+    PreQueueFeatures,
+)
+
+# Calls that are never deprioritised below the floor: the 119 line, and whatever the IVR
+# routed as an emergency (which includes every caller who pressed nothing on 112).
+FLOOR_LINES = frozenset({"119"})
+FLOOR_CATEGORIES = frozenset({"emergency"})
+
+# Past this log-odds the score is 1 - 1e-13: keeps exp() finite and the score below 1, so a
+# threshold of 1.0 disables an effect.
+_MAX_LOG_ODDS = 30.0
+
+
+class ScoreConfigError(ValueError):
+    """A screening configuration is malformed or unsafe."""
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Log-odds contribution per unit of each feature.
+
+    Weights named in :data:`LOWERING_WEIGHTS` speak for a genuine caller and must be <= 0; every
+    other weight speaks against and must be >= 0, so a typo in an admin's file cannot turn a
+    recent genuine call into a penalty.
+    """
+
+    # History: counts per window, as log1p(count); the windows do not overlap (last hour, the
+    # rest of the last day, the rest of the last week).
+    calls_hour: float = 0.4
+    nuisance_hour: float = 1.5
+    calls_day: float = 0.15
+    nuisance_day: float = 0.7
+    calls_week: float = 0.1
+    nuisance_week: float = 0.4
+    prank_labels: float = 0.9  # log1p(calls labelled prank)
+    nuisance_share: float = 1.2  # share of earlier calls silent or prank
+    genuine_labels: float = -0.9  # log1p(calls labelled genuine)
+    recent_genuine: float = -3.0  # exp(-age / genuine_recency_hours) of the last genuine call
+    # Caller id.
+    withheld: float = 0.4
+    malformed: float = 0.4
+    simless: float = 0.9
+    # The call itself (post-call only).
+    no_input: float = 1.1
+    invalid_keys: float = 0.7  # log1p(invalid keys)
+    hung_up_in_ivr: float = 1.3
+    prompt_key: float = -0.5  # a key within prompt_key_seconds
+    hung_up_on_answer: float = 1.6
+    silence: float = 2.2  # silence share above the baseline, scaled to [0, 1]
+    conversation: float = -1.2  # log1p(speech seconds / conversation_seconds)
+
+
+LOWERING_WEIGHTS = frozenset({"genuine_labels", "recent_genuine", "prompt_key", "conversation"})
+
+# Children's pranks cluster after school (13-20 WIB); nights are mostly genuine emergencies.
+# Small on purpose: the hour alone must never push a first-time caller over a threshold.
+DEFAULT_HOUR_WEIGHTS: tuple[float, ...] = (
+    (-0.3,) * 5 + (0.0,) * 8 + (0.3,) * 8 + (0.0,) * 3
+)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Weights, thresholds and effects of the screening score. Build with :func:`load_score_config`
+    or :meth:`from_mapping` to read an admin's JSON; construction validates.
+    """
+
+    bias: float = -3.2
+    weights: Weights = field(default_factory=Weights)
+    hour_weights: tuple[float, ...] = DEFAULT_HOUR_WEIGHTS  # indexed by local hour 0..23
+    genuine_recency_hours: float = 24.0
+    share_min_calls: int = 3  # the share term reaches full weight at this many earlier calls
+    prompt_key_seconds: float = 4.0
+    conversation_seconds: float = 60.0
+    silence_baseline: float = 0.5  # a normal two-party recording is about this silent
+    reason_min_contribution: float = 0.25
+    max_reasons: int = 4
+    # Effects. A score at or above a threshold takes its effect; 1.0 disables it.
+    lower_priority_threshold: float = 0.5
+    screening_threshold: float = 0.7
+    # Asterisk queue priorities: a higher number is answered first.
+    normal_priority: int = 10
+    lowered_priority: int = 0
+    priority_floor: int = 5
+    # Estimates for the evaluation: what screening and a lowered priority cost a caller.
+    screening_prompt_seconds: float = 6.0  # prompt + pressing 5 twice
+    screening_timeout_seconds: float = 10.0  # a caller who neither presses nor speaks
+    lowered_priority_delay_seconds: float = 30.0  # extra queue wait at lowered_priority
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ScoreConfigError(f"{f.name} must be a finite number")
+        for f in dataclasses.fields(self.weights):
+            value = getattr(self.weights, f.name)
+            if not math.isfinite(value):
+                raise ScoreConfigError(f"weights.{f.name} must be a finite number")
+            if f.name in LOWERING_WEIGHTS and value > 0:
+                raise ScoreConfigError(f"weights.{f.name} speaks for the caller: it must be <= 0")
+            if f.name not in LOWERING_WEIGHTS and value < 0:
+                raise ScoreConfigError(f"weights.{f.name} must be >= 0")
+        if len(self.hour_weights) != 24 or not all(math.isfinite(w) for w in self.hour_weights):
+            raise ScoreConfigError("hour_weights must be 24 finite numbers, hour 0 first")
+        if not 0 < self.lower_priority_threshold <= self.screening_threshold <= 1:
+            raise ScoreConfigError(
+                "thresholds must satisfy 0 < lower_priority_threshold <= screening_threshold <= 1"
+            )
+        if not 0 <= self.lowered_priority <= self.priority_floor <= self.normal_priority:
+            raise ScoreConfigError(
+                "priorities must satisfy 0 <= lowered_priority <= priority_floor <= normal_priority"
+            )
+        positive = ("genuine_recency_hours", "conversation_seconds", "share_min_calls",
+                    "max_reasons")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ScoreConfigError(f"{name} must be > 0")
+        non_negative = ("prompt_key_seconds", "reason_min_contribution", "screening_prompt_seconds",
+                        "screening_timeout_seconds", "lowered_priority_delay_seconds")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ScoreConfigError(f"{name} must be >= 0")
+        if not 0 <= self.silence_baseline < 1:
+            raise ScoreConfigError("silence_baseline must be within [0, 1)")
+
+    @classmethod
+    def from_mapping(cls, raw: Any) -> ScoreConfig:
+        """Defaults overridden by ``raw`` (decoded JSON); unknown or mistyped keys are refused.
+
+        ``weights`` may name only the weights it changes; ``hour_weights`` is all 24 hours.
+        """
+        if not isinstance(raw, dict):
+            raise ScoreConfigError("a screening configuration is a JSON object")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            if name not in known:
+                raise ScoreConfigError(f"unknown setting {name!r}")
+            if name == "weights":
+                values[name] = _weights_from(value)
+            elif name == "hour_weights":
+                if not isinstance(value, list):
+                    raise ScoreConfigError("hour_weights must be a list of 24 numbers")
+                values[name] = tuple(_number(f"hour_weights[{i}]", v) for i, v in enumerate(value))
+            elif known[name].type == "int":
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise ScoreConfigError(f"{name} must be a whole number")
+                values[name] = value
+            else:
+                values[name] = _number(name, value)
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoreConfig:
+        """Parse a JSON document; see :meth:`from_mapping`."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScoreConfigError(f"not JSON: {exc}") from exc
+        return cls.from_mapping(raw)
+
+
+def _number(name: str, value: Any) -> float:
+    # bool is an int to Python; "true" must not pass for a weight of 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ScoreConfigError(f"{name} must be a number")
+    return float(value)
+
+
+def _weights_from(raw: Any) -> Weights:
+    if not isinstance(raw, dict):
+        raise ScoreConfigError("weights must be an object of name: number")
+    names = {f.name for f in dataclasses.fields(Weights)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ScoreConfigError(f"unknown weights: {', '.join(unknown)}")
+    return Weights(**{name: _number(f"weights.{name}", v) for name, v in raw.items()})
+
+
+def load_score_config(path: Path) -> ScoreConfig:
+    """Read an admin's screening configuration file (JSON)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScoreConfigError(f"cannot read {path}: {exc}") from exc
+    return ScoreConfig.from_json(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One contribution to the score, in words an operator understands.
+
+    ``contribution`` is in log-odds: positive raised the score, negative lowered it.
+    """
+
+    code: str
+    text: str
+    contribution: float
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A score in [0, 1] (higher: more likely prank or silent) and its main reasons."""
+
+    value: float
+    reasons: tuple[Reason, ...]
+
+
+def _duration(seconds: float) -> str:
+    """A rounded duration in Bahasa Indonesia: "40 detik", "15 menit", "3 jam", "2 hari"."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} detik"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} menit"
+    if seconds < 86400:
+        return f"{round(seconds / 3600)} jam"
+    return f"{round(seconds / 86400)} hari"
+
+
+def _calls_text(calls: int, silent: int, prank: int, window: str) -> str:
+    text = f"{calls} panggilan dalam {window} terakhir"
+    if silent and prank:
+        return f"{text}, {silent + prank} di antaranya diam atau iseng"
+    if silent:
+        return f"{text}, {silent} di antaranya diam"
+    if prank:
+        return f"{text}, {prank} di antaranya iseng"
+    return text
+
+
+def _reason_text(code: str, pre: PreQueueFeatures, call: CallFeatures | None,
+                 config: ScoreConfig) -> str:
+    """The operator's wording of one contribution (only built for the reasons shown)."""
+    h = pre.history
+    match code:
+        case "hour":
+            return _calls_text(h.calls_last_hour, h.silent_last_hour, h.prank_last_hour, "1 jam")
+        case "day":
+            return _calls_text(h.calls_last_day, h.silent_last_day, h.prank_last_day, "24 jam")
+        case "week":
+            return _calls_text(h.calls_last_week, h.silent_last_week, h.prank_last_week, "7 hari")
+        case "prank_labels":
+            return f"{h.prank_calls} panggilan sebelumnya ditandai iseng oleh operator"
+        case "nuisance_share":
+            share = round(100 * h.nuisance_share)
+            return f"{share}% dari {h.calls} panggilan sebelumnya diam atau iseng"
+        case "genuine_labels":
+            return f"{h.genuine_calls} panggilan sebelumnya ditandai asli oleh operator"
+        case "recent_genuine":
+            assert h.seconds_since_last_genuine is not None
+            return f"Panggilan asli terakhir {_duration(h.seconds_since_last_genuine)} lalu"
+        case "withheld":
+            return "Nomor disembunyikan, riwayat tidak dapat diperiksa"
+        case "malformed":
+            return "Nomor penelepon tidak valid, riwayat tidak dapat diperiksa"
+        case "simless":
+            return "Ponsel tanpa kartu SIM (nomor IMEI)"
+        case "hour_of_day":
+            span = f"Pukul {pre.hour:02d}.00-{(pre.hour + 1) % 24:02d}.00"
+            if config.hour_weights[pre.hour] > 0:
+                return f"{span}: jam ramai panggilan iseng"
+            return f"{span}: jam sepi panggilan iseng"
+        case "first_time":
+            return "Belum ada panggilan sebelumnya dari nomor ini"
+    assert call is not None, code
+    ivr, shape = call.ivr, call.shape
+    match code:
+        case "no_input":
+            return "Tidak menekan tombol apa pun di menu"
+        case "invalid_keys":
+            return f"{ivr.invalid_keys} kali menekan tombol yang salah"
+        case "hung_up_in_ivr":
+            return "Menutup telepon sebelum tersambung ke operator"
+        case "prompt_key":
+            assert ivr.first_key_seconds is not None
+            return f"Langsung memilih menu ({_duration(ivr.first_key_seconds)})"
+        case "hung_up_on_answer":
+            assert shape.talk_seconds is not None
+            return f"Menutup telepon {_duration(shape.talk_seconds)} setelah dijawab operator"
+        case "silence":
+            assert shape.silence_share is not None
+            return f"Rekaman {round(100 * shape.silence_share)}% hening"
+        case "conversation":
+            assert shape.talk_seconds is not None
+            return f"Berbicara {_duration(shape.talk_seconds)} dengan operator"
+    raise AssertionError(f"no wording for reason {code!r}")
+
+
+def _pre_terms(pre: PreQueueFeatures, config: ScoreConfig, terms: list[tuple[float, str]]) -> None:
+    """Append the (contribution, code) of every history, caller-id and hour feature."""
+    w = config.weights
+    h = pre.history
+    log1p = math.log1p
+    if h.calls:
+        hour_nuisance = h.silent_last_hour + h.prank_last_hour
+        day_nuisance = h.silent_last_day + h.prank_last_day
+        week_nuisance = h.silent_last_week + h.prank_last_week
+        terms.append((w.calls_hour * log1p(h.calls_last_hour)
+                      + w.nuisance_hour * log1p(hour_nuisance), "hour"))
+        terms.append((w.calls_day * log1p(h.calls_last_day - h.calls_last_hour)
+                      + w.nuisance_day * log1p(day_nuisance - hour_nuisance), "day"))
+        terms.append((w.calls_week * log1p(h.calls_last_week - h.calls_last_day)
+                      + w.nuisance_week * log1p(week_nuisance - day_nuisance), "week"))
+        terms.append((w.prank_labels * log1p(h.prank_calls), "prank_labels"))
+        ramp = min(1.0, h.calls / config.share_min_calls)
+        terms.append((w.nuisance_share * h.nuisance_share * ramp, "nuisance_share"))
+        terms.append((w.genuine_labels * log1p(h.genuine_calls), "genuine_labels"))
+        if h.seconds_since_last_genuine is not None:
+            decay = math.exp(-h.seconds_since_last_genuine / (3600 * config.genuine_recency_hours))
+            terms.append((w.recent_genuine * decay, "recent_genuine"))
+    kind = pre.caller.kind
+    if kind is CallerIdKind.WITHHELD:
+        terms.append((w.withheld, "withheld"))
+    elif kind is CallerIdKind.MALFORMED:
+        terms.append((w.malformed, "malformed"))
+    elif kind is CallerIdKind.SIMLESS:
+        terms.append((w.simless, "simless"))
+    terms.append((config.hour_weights[pre.hour], "hour_of_day"))
+
+
+def _call_terms(call: CallFeatures, config: ScoreConfig, terms: list[tuple[float, str]]) -> None:
+    """Append the (contribution, code) of the call's own behaviour."""
+    w = config.weights
+    ivr, shape = call.ivr, call.shape
+    if ivr.no_input:
+        terms.append((w.no_input, "no_input"))
+    if ivr.invalid_keys:
+        terms.append((w.invalid_keys * math.log1p(ivr.invalid_keys), "invalid_keys"))
+    if ivr.hung_up_in_ivr:
+        terms.append((w.hung_up_in_ivr, "hung_up_in_ivr"))
+    if ivr.first_key_seconds is not None and ivr.first_key_seconds <= config.prompt_key_seconds:
+        terms.append((w.prompt_key, "prompt_key"))
+    if shape.hung_up_on_answer:
+        terms.append((w.hung_up_on_answer, "hung_up_on_answer"))
+    elif shape.talk_seconds is not None:
+        # Speech, not line time: an operator saying "halo?" to silence for a minute is not a
+        # conversation.
+        silence = shape.silence_share if shape.silence_share is not None else 0.0
+        speech = shape.talk_seconds * (1.0 - silence)
+        terms.append((w.conversation * math.log1p(speech / config.conversation_seconds),
+                      "conversation"))
+    if shape.silence_share is not None:
+        excess = (shape.silence_share - config.silence_baseline) / (1 - config.silence_baseline)
+        if excess > 0:
+            terms.append((w.silence * excess, "silence"))
+
+
+def _finish(terms: list[tuple[float, str]], pre: PreQueueFeatures, call: CallFeatures | None,
+            config: ScoreConfig) -> Score:
+    log_odds = config.bias
+    for contribution, _ in terms:
+        log_odds += contribution
+    log_odds = max(-_MAX_LOG_ODDS, min(_MAX_LOG_ODDS, log_odds))
+    value = 1.0 / (1.0 + math.exp(-log_odds))
+    minimum = config.reason_min_contribution
+    shown = sorted((t for t in terms if abs(t[0]) >= minimum and t[0] != 0.0),
+                   key=lambda t: -abs(t[0]))[: config.max_reasons]
+    reasons = [Reason(code, _reason_text(code, pre, call, config), c) for c, code in shown]
+    # A low score needs a reason too: say there is nothing on record.
+    if pre.history.first_time and pre.caller.key is not None and len(reasons) < config.max_reasons:
+        reasons.append(Reason("first_time", _reason_text("first_time", pre, call, config), 0.0))
+    return Score(value, tuple(reasons))
+
+
+def pre_queue_score(pre: PreQueueFeatures, config: ScoreConfig) -> Score:
+    """The score before queueing, from history, caller id and hour alone."""
+    terms: list[tuple[float, str]] = []
+    _pre_terms(pre, config, terms)
+    return _finish(terms, pre, None, config)
+
+
+def post_call_score(pre: PreQueueFeatures, call: CallFeatures, config: ScoreConfig) -> Score:
+    """The score after the call: the pre-queue features plus the call's own behaviour."""
+    terms: list[tuple[float, str]] = []
+    _pre_terms(pre, config, terms)
+    _call_terms(call, config, terms)
+    return _finish(terms, pre, call, config)
+
+
+class Effect(StrEnum):
+    """What the score does to a call. There is deliberately no "block"."""
+
+    NONE = "none"
+    LOWER_PRIORITY = "lower_priority"
+    SCREENING_PROMPT = "screening_prompt"  # and, once passed, the lowered priority
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The effect on one call and the queue priority it joins with."""
+
+    effect: Effect
+    priority: int
+    score: Score
+
+
+def decide(score: Score, line: str, category: str, config: ScoreConfig) -> Decision:
+    """Choose the effect of ``score`` for a call on ``line`` routed to ``category``.
+
+    A caller who passes the screening prompt still joins with the lowered priority: pressing
+    5 twice shows a live caller, not a genuine one. Emergency and 119 calls keep at least
+    ``priority_floor``.
+    """
+    if score.value >= config.screening_threshold:
+        effect = Effect.SCREENING_PROMPT
+    elif score.value >= config.lower_priority_threshold:
+        effect = Effect.LOWER_PRIORITY
+    else:
+        return Decision(Effect.NONE, config.normal_priority, score)
+    priority = config.lowered_priority
+    if line in FLOOR_LINES or category in FLOOR_CATEGORIES:
+        priority = max(priority, config.priority_floor)
+    return Decision(effect, priority, score)
+
+
+def expected_delay_seconds(decision: Decision, config: ScoreConfig, *,
+                           caller_presses: bool = True) -> float:
+    """Estimated extra seconds before an operator answers, caused by ``decision``.
+
+    A lowered priority costs ``lowered_priority_delay_seconds`` at ``lowered_priority``, scaled
+    linearly by how far the priority actually dropped (a call held at the floor loses less).
+    The screening prompt costs its own length, or its timeout for a caller who does not press.
+    """
+    if decision.effect is Effect.NONE:
+        return 0.0
+    drop = config.normal_priority - decision.priority
+    span = config.normal_priority - config.lowered_priority
+    delay = config.lowered_priority_delay_seconds * drop / span if span else 0.0
+    if decision.effect is Effect.SCREENING_PROMPT:
+        delay += (config.screening_prompt_seconds if caller_presses
+                  else config.screening_timeout_seconds)
+    return delay

@@ -1,0 +1,430 @@
+"""The screening score: each feature's effect, the reasons' wording, decisions, configuration."""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from telephony.screening.features import (
+    FIRST_TIME,
+    CallerHistory,
+    CallFeatures,
+    CallShape,
+    IvrBehaviour,
+    PreQueueFeatures,
+    parse_caller_id,
+)
+from telephony.screening.score import (
+    DEFAULT_HOUR_WEIGHTS,
+    LOWERING_WEIGHTS,
+    Decision,
+    Effect,
+    Score,
+    ScoreConfig,
+    ScoreConfigError,
+    Weights,
+    decide,
+    expected_delay_seconds,
+    load_score_config,
+    post_call_score,
+    pre_queue_score,
+)
+
+CONFIG = ScoreConfig()
+NUMBER = parse_caller_id("081234567890")
+NEUTRAL_HOUR = 9  # hour weight 0 by default
+
+
+def pre(history: CallerHistory = FIRST_TIME, caller: str = "081234567890",
+        hour: int = NEUTRAL_HOUR, line: str = "112") -> PreQueueFeatures:
+    return PreQueueFeatures(line, parse_caller_id(caller), hour, history)
+
+
+def texts(score: Score) -> list[str]:
+    return [r.text for r in score.reasons]
+
+
+def codes(score: Score) -> list[str]:
+    return [r.code for r in score.reasons]
+
+
+def silent_burst(calls: int, silent: int) -> CallerHistory:
+    return CallerHistory(calls_last_hour=calls, silent_last_hour=silent, calls_last_day=calls,
+                         silent_last_day=silent, calls_last_week=calls, silent_last_week=silent,
+                         calls=calls, silent_calls=silent)
+
+
+# -- pre-queue ---------------------------------------------------------------------------------
+
+
+def test_first_time_caller_scores_low_and_says_why() -> None:
+    score = pre_queue_score(pre(), CONFIG)
+    assert score.value == pytest.approx(1 / (1 + math.exp(-CONFIG.bias)))
+    assert score.value < CONFIG.lower_priority_threshold
+    assert texts(score) == ["Belum ada panggilan sebelumnya dari nomor ini"]
+    assert decide(score, "112", "emergency", CONFIG).effect is Effect.NONE
+
+
+def test_withheld_number_is_slightly_suspicious_and_has_no_history() -> None:
+    score = pre_queue_score(pre(caller="anonymous"), CONFIG)
+    first_time = pre_queue_score(pre(), CONFIG)
+    assert first_time.value < score.value < CONFIG.lower_priority_threshold
+    assert texts(score) == ["Nomor disembunyikan, riwayat tidak dapat diperiksa"]
+
+
+def test_malformed_and_simless_caller_ids() -> None:
+    malformed = pre_queue_score(pre(caller="12345"), CONFIG)
+    assert texts(malformed) == ["Nomor penelepon tidak valid, riwayat tidak dapat diperiksa"]
+    simless = pre_queue_score(pre(caller="352099001761481"), CONFIG)
+    assert "Ponsel tanpa kartu SIM (nomor IMEI)" in texts(simless)
+    # A genuine SIM-less caller with no history still goes straight through.
+    assert decide(simless, "112", "emergency", CONFIG).effect is Effect.NONE
+
+
+def test_silent_burst_reason_reads_as_the_issue_asks() -> None:
+    history = CallerHistory(
+        calls_last_hour=7, silent_last_hour=5, calls_last_day=7, silent_last_day=5,
+        calls_last_week=7, silent_last_week=5, calls=7, silent_calls=5)
+    score = pre_queue_score(pre(history), CONFIG)
+    assert texts(score)[0] == "7 panggilan dalam 1 jam terakhir, 5 di antaranya diam"
+    assert score.value >= CONFIG.screening_threshold
+    assert decide(score, "112", "emergency", CONFIG).effect is Effect.SCREENING_PROMPT
+
+
+def test_several_silent_calls_within_minutes_raise_the_score_step_by_step() -> None:
+    values = [pre_queue_score(pre(silent_burst(n, n)), CONFIG).value for n in range(1, 7)]
+    assert values == sorted(values)
+    effects = [decide(Score(v, ()), "112", "emergency", CONFIG).effect for v in values]
+    # One or two silent calls are forgiven; the third lowers the priority; from four, screening.
+    assert effects[:2] == [Effect.NONE, Effect.NONE]
+    assert effects[2] is Effect.LOWER_PRIORITY
+    assert effects[3:] == [Effect.SCREENING_PROMPT] * 3
+
+
+def test_window_reasons_name_prank_and_silent_calls() -> None:
+    history = CallerHistory(calls_last_hour=1, calls_last_day=9, silent_last_day=4,
+                            prank_last_day=3, calls_last_week=12, silent_last_week=4,
+                            prank_last_week=5, calls=12, silent_calls=4, prank_calls=5)
+    score = pre_queue_score(pre(history), dataclasses.replace(CONFIG, max_reasons=10))
+    assert "9 panggilan dalam 24 jam terakhir, 7 di antaranya diam atau iseng" in texts(score)
+    assert "12 panggilan dalam 7 hari terakhir, 9 di antaranya diam atau iseng" in texts(score)
+    assert "5 panggilan sebelumnya ditandai iseng oleh operator" in texts(score)
+    assert "75% dari 12 panggilan sebelumnya diam atau iseng" in texts(score)
+    pranks_only = CallerHistory(calls_last_hour=2, prank_last_hour=2, calls_last_day=2,
+                                prank_last_day=2, calls_last_week=2, prank_last_week=2, calls=2,
+                                prank_calls=2)
+    first = pre_queue_score(pre(pranks_only), CONFIG)
+    assert "2 panggilan dalam 1 jam terakhir, 2 di antaranya iseng" in texts(first)
+
+
+def test_prank_label_corrected_to_genuine_lowers_the_score() -> None:
+    # Same call, before and after a supervisor corrected its label (see summarise_history).
+    labelled_prank = CallerHistory(calls_last_week=1, prank_last_week=1, calls=1, prank_calls=1)
+    corrected = CallerHistory(calls_last_week=1, calls=1, genuine_calls=1,
+                              seconds_since_last_genuine=3 * 86400)
+    before = pre_queue_score(pre(labelled_prank), CONFIG)
+    after = pre_queue_score(pre(corrected), CONFIG)
+    assert after.value < pre_queue_score(pre(), CONFIG).value < before.value
+    assert "1 panggilan sebelumnya ditandai iseng oleh operator" in texts(before)
+    assert "1 panggilan sebelumnya ditandai asli oleh operator" in texts(after)
+    assert all("iseng" not in t for t in texts(after))
+
+
+def test_recent_genuine_call_outweighs_a_burst_of_callbacks() -> None:
+    # The fire caller calling back: four calls in twenty minutes, the first labelled genuine.
+    history = CallerHistory(calls_last_hour=4, calls_last_day=4, calls_last_week=4, calls=4,
+                            genuine_calls=1, seconds_since_last_genuine=15 * 60)
+    score = pre_queue_score(pre(history), CONFIG)
+    assert score.value < 0.05
+    assert texts(score)[0] == "Panggilan asli terakhir 15 menit lalu"
+    assert score.reasons[0].contribution < 0
+    # Even before any label arrives, four calls that were not silent stay below the threshold.
+    unlabelled = CallerHistory(calls_last_hour=4, calls_last_day=4, calls_last_week=4, calls=4)
+    assert pre_queue_score(pre(unlabelled), CONFIG).value < CONFIG.lower_priority_threshold
+
+
+def test_chronic_patient_with_many_genuine_calls_scores_low() -> None:
+    history = CallerHistory(calls_last_week=1, calls=12, genuine_calls=12,
+                            seconds_since_last_genuine=7 * 86400)
+    score = pre_queue_score(pre(history, line="119"), CONFIG)
+    assert score.value < 0.02
+    assert "12 panggilan sebelumnya ditandai asli oleh operator" in texts(score)
+
+
+@pytest.mark.parametrize(
+    ("field", "more"),
+    [
+        ("calls_last_hour", {"calls_last_hour": 3, "calls_last_day": 3, "calls_last_week": 3,
+                             "calls": 3}),
+        ("silent_last_hour", {"calls_last_hour": 3, "silent_last_hour": 3, "calls_last_day": 3,
+                              "silent_last_day": 3, "calls_last_week": 3, "silent_last_week": 3,
+                              "calls": 3, "silent_calls": 3}),
+        ("calls_last_day", {"calls_last_day": 3, "calls_last_week": 3, "calls": 3}),
+        ("silent_last_day", {"calls_last_day": 3, "silent_last_day": 3, "calls_last_week": 3,
+                             "silent_last_week": 3, "calls": 3, "silent_calls": 3}),
+        ("calls_last_week", {"calls_last_week": 3, "calls": 3}),
+        ("silent_last_week", {"calls_last_week": 3, "silent_last_week": 3, "calls": 3,
+                              "silent_calls": 3}),
+        ("prank_calls", {"calls": 3, "prank_calls": 3}),
+        ("silent_calls", {"calls": 3, "silent_calls": 3}),
+    ],
+)
+def test_every_nuisance_history_feature_raises_the_score(field: str,
+                                                         more: dict[str, int]) -> None:
+    base = pre_queue_score(pre(CallerHistory(calls=3)), CONFIG).value
+    raised = pre_queue_score(pre(CallerHistory(**more)), CONFIG).value
+    assert raised > base, field
+
+
+def test_genuine_recency_decays() -> None:
+    def with_genuine(seconds: float) -> float:
+        history = CallerHistory(calls=1, genuine_calls=1, seconds_since_last_genuine=seconds)
+        return pre_queue_score(pre(history), CONFIG).value
+
+    assert with_genuine(60) < with_genuine(6 * 3600) < with_genuine(30 * 86400)
+
+
+def test_share_term_ramps_in_over_the_first_calls() -> None:
+    one = CallerHistory(calls=1, silent_calls=1)
+    three = CallerHistory(calls=3, silent_calls=3)
+    config = dataclasses.replace(CONFIG, weights=Weights(
+        **{f.name: 0.0 for f in dataclasses.fields(Weights)} | {"nuisance_share": 3.0}),
+        hour_weights=(0.0,) * 24)
+    assert pre_queue_score(pre(one), config).reasons[0].contribution == pytest.approx(1.0)
+    assert pre_queue_score(pre(three), config).reasons[0].contribution == pytest.approx(3.0)
+
+
+def test_hour_of_day() -> None:
+    afternoon = pre_queue_score(pre(hour=15), CONFIG)
+    night = pre_queue_score(pre(hour=2), CONFIG)
+    morning = pre_queue_score(pre(hour=NEUTRAL_HOUR), CONFIG)
+    assert night.value < morning.value < afternoon.value
+    assert "Pukul 15.00-16.00: jam ramai panggilan iseng" in texts(afternoon)
+    assert "Pukul 02.00-03.00: jam sepi panggilan iseng" in texts(night)
+    assert "Pukul 23.00-00.00: jam sepi panggilan iseng" not in texts(
+        pre_queue_score(pre(hour=23), CONFIG))  # weight 0: no reason
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(30, "30 detik"), (59.4, "59 detik"), (90, "2 menit"), (3 * 3600, "3 jam"),
+     (2 * 86400, "2 hari")],
+)
+def test_durations_in_reasons(seconds: float, text: str) -> None:
+    history = CallerHistory(calls=1, genuine_calls=1, seconds_since_last_genuine=seconds)
+    config = dataclasses.replace(CONFIG, reason_min_contribution=0.0)
+    assert f"Panggilan asli terakhir {text} lalu" in texts(pre_queue_score(pre(history), config))
+
+
+def test_reasons_are_the_largest_contributions_and_capped() -> None:
+    history = CallerHistory(
+        calls_last_hour=5, silent_last_hour=5, calls_last_day=9, silent_last_day=8,
+        calls_last_week=20, silent_last_week=15, calls=20, silent_calls=15, prank_calls=3)
+    score = pre_queue_score(pre(history, hour=15), CONFIG)
+    assert len(score.reasons) == CONFIG.max_reasons
+    magnitudes = [abs(r.contribution) for r in score.reasons]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+    assert all(m >= CONFIG.reason_min_contribution for m in magnitudes)
+
+
+def test_score_stays_within_zero_and_one_at_extremes() -> None:
+    huge = CallerHistory(calls_last_hour=10**6, silent_last_hour=10**6, calls_last_day=10**6,
+                         silent_last_day=10**6, calls_last_week=10**6, silent_last_week=10**6,
+                         calls=10**6, silent_calls=10**6)
+    config = dataclasses.replace(CONFIG, bias=100.0)
+    assert 0.0 < pre_queue_score(pre(huge), config).value < 1.0
+    low = dataclasses.replace(CONFIG, bias=-100.0)
+    assert 0.0 < pre_queue_score(pre(), low).value < 1.0
+
+
+# -- post-call -----------------------------------------------------------------------------------
+
+
+SILENT_CALL = CallFeatures(
+    IvrBehaviour(menu_offered=True, no_input=True),
+    CallShape(duration_seconds=40.0, talk_seconds=3.0, caller_ended=True, silence_share=0.98))
+PRANK_CALL = CallFeatures(
+    IvrBehaviour(menu_offered=True, invalid_keys=3, first_key_seconds=1.0),
+    CallShape(duration_seconds=30.0, talk_seconds=12.0, caller_ended=True, silence_share=0.5))
+REAL_CALL = CallFeatures(
+    IvrBehaviour(menu_offered=True, first_key_seconds=2.0),
+    CallShape(duration_seconds=200.0, talk_seconds=180.0, caller_ended=False, silence_share=0.3))
+ELDERLY_CALL = CallFeatures(
+    IvrBehaviour(menu_offered=True, no_input=True),
+    CallShape(duration_seconds=320.0, talk_seconds=300.0, caller_ended=False, silence_share=0.6))
+IVR_HANGUP = CallFeatures(IvrBehaviour(menu_offered=True, hung_up_in_ivr=True), CallShape(4.0))
+
+
+def test_post_call_score_uses_the_calls_own_behaviour() -> None:
+    base = pre()
+    silent = post_call_score(base, SILENT_CALL, CONFIG)
+    real = post_call_score(base, REAL_CALL, CONFIG)
+    assert real.value < pre_queue_score(base, CONFIG).value < silent.value
+    assert silent.value >= CONFIG.screening_threshold
+    assert texts(silent) == [
+        "Rekaman 98% hening",
+        "Menutup telepon 3 detik setelah dijawab operator",
+        "Tidak menekan tombol apa pun di menu",
+        "Belum ada panggilan sebelumnya dari nomor ini",
+    ]
+    assert "Berbicara 3 menit dengan operator" in texts(real)
+    assert "Langsung memilih menu (2 detik)" in texts(real)
+
+
+def test_post_call_prank_shape() -> None:
+    prank = post_call_score(pre(), PRANK_CALL, CONFIG)
+    assert "3 kali menekan tombol yang salah" in texts(prank)
+    assert prank.value > pre_queue_score(pre(), CONFIG).value
+    hangup = post_call_score(pre(), IVR_HANGUP, CONFIG)
+    assert "Menutup telepon sebelum tersambung ke operator" in texts(hangup)
+
+
+def test_elderly_caller_who_presses_nothing_but_talks_is_not_flagged() -> None:
+    score = post_call_score(pre(), ELDERLY_CALL, CONFIG)
+    assert score.value < CONFIG.lower_priority_threshold
+    assert "Tidak menekan tombol apa pun di menu" in texts(score)
+    assert "Berbicara 5 menit dengan operator" in texts(score)
+
+
+def test_a_silent_line_held_open_is_not_a_conversation() -> None:
+    held = CallFeatures(IvrBehaviour(menu_offered=False),
+                        CallShape(70.0, talk_seconds=60.0, caller_ended=False, silence_share=1.0))
+    score = post_call_score(pre(), held, CONFIG)
+    assert "conversation" not in codes(score)
+    assert "silence" in codes(score)
+
+
+def test_post_call_without_recording_yet() -> None:
+    call = CallFeatures(IvrBehaviour(menu_offered=False),
+                        CallShape(100.0, talk_seconds=90.0, caller_ended=False))
+    score = post_call_score(pre(line="119"), call, CONFIG)
+    assert "silence" not in codes(score)
+    assert "conversation" in codes(score)
+
+
+# -- decisions -----------------------------------------------------------------------------------
+
+
+def score_of(value: float) -> Score:
+    return Score(value, ())
+
+
+@pytest.mark.parametrize(
+    ("value", "line", "category", "effect", "priority"),
+    [
+        (0.10, "112", "complaint", Effect.NONE, 10),
+        (0.49, "112", "emergency", Effect.NONE, 10),
+        (0.50, "112", "complaint", Effect.LOWER_PRIORITY, 0),
+        (0.60, "112", "information", Effect.LOWER_PRIORITY, 0),
+        (0.60, "112", "emergency", Effect.LOWER_PRIORITY, 5),  # the floor
+        (0.60, "119", "emergency", Effect.LOWER_PRIORITY, 5),
+        (0.60, "119", "", Effect.LOWER_PRIORITY, 5),  # 119 by its line alone
+        (0.69, "112", "complaint", Effect.LOWER_PRIORITY, 0),
+        (0.70, "112", "complaint", Effect.SCREENING_PROMPT, 0),
+        (0.99, "112", "emergency", Effect.SCREENING_PROMPT, 5),
+        (0.99, "119", "emergency", Effect.SCREENING_PROMPT, 5),
+    ],
+)
+def test_decide(value: float, line: str, category: str, effect: Effect, priority: int) -> None:
+    decision = decide(score_of(value), line, category, CONFIG)
+    assert (decision.effect, decision.priority) == (effect, priority)
+
+
+def test_there_is_no_blocking_effect() -> None:
+    assert {e.value for e in Effect} == {"none", "lower_priority", "screening_prompt"}
+
+
+def test_a_threshold_of_one_disables_screening() -> None:
+    config = dataclasses.replace(CONFIG, screening_threshold=1.0)
+    history = silent_burst(10**6, 10**6)
+    score = pre_queue_score(pre(history), dataclasses.replace(config, bias=50.0))
+    assert decide(score, "112", "complaint", config).effect is Effect.LOWER_PRIORITY
+
+
+def test_expected_delay() -> None:
+    none = Decision(Effect.NONE, 10, score_of(0.1))
+    lowered = Decision(Effect.LOWER_PRIORITY, 0, score_of(0.6))
+    floored = Decision(Effect.LOWER_PRIORITY, 5, score_of(0.6))
+    screened = Decision(Effect.SCREENING_PROMPT, 5, score_of(0.9))
+    assert expected_delay_seconds(none, CONFIG) == 0.0
+    assert expected_delay_seconds(lowered, CONFIG) == 30.0
+    assert expected_delay_seconds(floored, CONFIG) == 15.0
+    assert expected_delay_seconds(screened, CONFIG) == 15.0 + 6.0
+    assert expected_delay_seconds(screened, CONFIG, caller_presses=False) == 15.0 + 10.0
+    flat = dataclasses.replace(CONFIG, normal_priority=0, priority_floor=0, lowered_priority=0)
+    assert expected_delay_seconds(Decision(Effect.LOWER_PRIORITY, 0, score_of(0.6)), flat) == 0.0
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+def test_config_from_json_overrides_only_what_it_names() -> None:
+    config = ScoreConfig.from_json(json.dumps({
+        "bias": -2,
+        "weights": {"simless": 0.5, "recent_genuine": -4},
+        "lower_priority_threshold": 0.6,
+        "priority_floor": 7,
+        "hour_weights": [0] * 24,
+    }))
+    assert config.bias == -2.0
+    assert config.weights.simless == 0.5
+    assert config.weights.recent_genuine == -4.0
+    assert config.weights.prank_labels == Weights().prank_labels
+    assert config.lower_priority_threshold == 0.6
+    assert config.priority_floor == 7
+    assert config.hour_weights == (0.0,) * 24
+    assert ScoreConfig.from_json("{}") == ScoreConfig()
+
+
+def test_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "screening.json"
+    path.write_text('{"screening_threshold": 0.9}', encoding="utf-8")
+    assert load_score_config(path).screening_threshold == 0.9
+    with pytest.raises(ScoreConfigError, match="cannot read"):
+        load_score_config(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"colour": 1}', "unknown setting 'colour'"),
+        ('{"weights": {"shoe_size": 1}}', "unknown weights: shoe_size"),
+        ('{"weights": [1]}', "weights must be an object"),
+        ('{"bias": "high"}', "bias must be a number"),
+        ('{"bias": true}', "bias must be a number"),
+        ('{"max_reasons": 2.5}', "max_reasons must be a whole number"),
+        ('{"normal_priority": false}', "normal_priority must be a whole number"),
+        ('{"hour_weights": 1}', "hour_weights must be a list"),
+        ('{"hour_weights": [0, 0]}', "24 finite numbers"),
+        ('{"hour_weights": [0, "x"]}', r"hour_weights\[1\] must be a number"),
+        ('{"weights": {"recent_genuine": 1}}', "speaks for the caller"),
+        ('{"weights": {"silence": -1}}', "weights.silence must be >= 0"),
+        ('{"weights": {"silence": NaN}}', "finite"),
+        ('{"bias": Infinity}', "bias must be a finite number"),
+        ('{"lower_priority_threshold": 0}', "thresholds"),
+        ('{"lower_priority_threshold": 0.9, "screening_threshold": 0.8}', "thresholds"),
+        ('{"screening_threshold": 1.5}', "thresholds"),
+        ('{"lowered_priority": 6}', "priorities"),
+        ('{"priority_floor": 11}', "priorities"),
+        ('{"lowered_priority": -1, "priority_floor": 0}', "priorities"),
+        ('{"genuine_recency_hours": 0}', "genuine_recency_hours must be > 0"),
+        ('{"share_min_calls": 0}', "share_min_calls must be > 0"),
+        ('{"screening_timeout_seconds": -1}', "screening_timeout_seconds must be >= 0"),
+        ('{"silence_baseline": 1}', "silence_baseline"),
+    ],
+)
+def test_config_refuses_bad_documents(document: str, message: str) -> None:
+    with pytest.raises(ScoreConfigError, match=message):
+        ScoreConfig.from_json(document)
+
+
+def test_default_weights_have_the_documented_signs() -> None:
+    weights = Weights()
+    for f in dataclasses.fields(Weights):
+        value = getattr(weights, f.name)
+        assert (value <= 0) if f.name in LOWERING_WEIGHTS else (value >= 0), f.name
+    assert len(DEFAULT_HOUR_WEIGHTS) == 24
