@@ -44,6 +44,9 @@ Login = Callable[[str, str], Awaitable[None]]
 async def lab() -> AsyncIterator[Lab]:
     async with Lab(SETTINGS) as lab:
         yield lab
+    # No recordings worker runs here: the calls' recordings would pile up in the cached rootfs.
+    for recording in lab.monitor_dir.glob("*.wav"):
+        recording.unlink(missing_ok=True)
 
 
 @pytest.fixture

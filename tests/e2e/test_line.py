@@ -99,6 +99,9 @@ async def lab(settings: Settings) -> AsyncIterator[Lab]:
     async with Lab(settings) as lab:
         lab.install_prompts(settings.prompts_dir)
         yield lab
+    # Recordings of the last calls may not be processed yet; don't let them pile up in the cache.
+    for recording in lab.monitor_dir.glob("*.wav"):
+        recording.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
