@@ -2,9 +2,9 @@
 
 Starts a private Asterisk lab, a private embedded PostgreSQL cluster and the line's services
 (FastAGI IVR, AMI listener, recorder), logs in enough operators (all answered by one sipp UAS)
-and has sipp place ``--calls`` calls at ``--rate`` calls/s. Every caller presses a key early
-(barge-in into the greeting), so the IVR takes a second or two, stays ``--talk`` s after the
-last key and hangs up. Half the callers press ``3`` (information), half ``1`` then ``2``
+and has sipp place ``--calls`` calls at ``--rate`` calls/s. Every caller presses a key
+``--key-delay`` s after the answer (barge-in into the greeting), so the IVR takes a second or
+two, stays ``--talk`` s after the last key and hangs up. Half the callers press ``3`` (information), half ``1`` then ``2``
 (emergency, fire: the sub-menu too); each half is its own sipp process with its own caller
 number, which is how the run's calls are found in the database.
 
@@ -296,11 +296,14 @@ async def wait_members_recorded(line: Line, memberships: int, within: float) -> 
 # ----------------------------------------------------------------------------- the surge
 
 
-async def place(settings: Settings, group: CallerGroup, talk: float) -> SippResult:
+async def place(
+    settings: Settings, group: CallerGroup, talk: float, key_delay: float
+) -> SippResult:
     """Run one caller group's sipp to the end (bounded by the harness's own timeout)."""
     async with caller(
         settings.sip_host, settings.sip_port, "112", caller_id=group.caller_id,
-        dtmf=group.dtmf, talk_seconds=talk, calls=group.calls, rate=group.rate,
+        dtmf=group.dtmf, dtmf_delay=key_delay, talk_seconds=talk, calls=group.calls,
+        rate=group.rate,
     ) as sipp:
         return await sipp.wait()
 
@@ -507,7 +510,7 @@ def report(outcome: Outcome, talk: float) -> int:
 
 async def surge(
     lab: Lab, cluster: EmbeddedPostgres, settings: Settings, groups: list[CallerGroup],
-    operator_counts: list[int], talk: float, tally: LogTally,
+    operator_counts: list[int], talk: float, key_delay: float, tally: LogTally,
 ) -> Outcome:
     """Run the line, staff it, place the calls, wait for the database; gather the figures."""
     expected_seconds = max(g.calls / g.rate for g in groups) + talk + 10
@@ -530,7 +533,8 @@ async def surge(
         for group in groups:
             print(f"  sipp: {group.calls} calls at {group.rate:g}/s from {group.caller_id}, "
                   f"keys {group.dtmf} -> {group.queue}")
-        results = list(await asyncio.gather(*(place(settings, g, talk) for g in groups)))
+        results = list(await asyncio.gather(
+            *(place(settings, g, talk, key_delay) for g in groups)))
         surge_seconds = time.monotonic() - surge_started
         placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
         print(f"sipp done after {surge_seconds:.1f} s; waiting for the database ...")
@@ -571,7 +575,8 @@ async def run(
     try:
         await asyncio.to_thread(lab.start)
         await asyncio.to_thread(lab.install_prompts, settings.prompts_dir)
-        outcome = await surge(lab, cluster, settings, groups, counts, args.talk, tally)
+        outcome = await surge(lab, cluster, settings, groups, counts, args.talk, args.key_delay,
+                              tally)
         return report(outcome, args.talk)
     finally:
         await asyncio.to_thread(lab.stop)
@@ -582,6 +587,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=1000, help="calls to place (default 1000)")
     parser.add_argument("--rate", type=float, default=50.0, help="calls per second (default 50)")
+    parser.add_argument("--key-delay", type=float, default=2.0,
+                        help="seconds after the answer before the first key (default 2: a caller "
+                             "who hears the greeting start; a key pressed before the IVR's first "
+                             "prompt runs is discarded by Asterisk, as on a real line)")
     parser.add_argument("--talk", type=float, default=8.0,
                         help="seconds each caller stays after the IVR choice (default 8)")
     parser.add_argument("--operators", type=int, default=0,

@@ -87,8 +87,10 @@ class RecordingsConfig:
     process_timeout: float
     max_attempts: int
     retry_seconds: float = 60.0  # a job that failed in a way a retry may fix waits this long
-    # The child that measures and transcodes one file; its arguments are appended.
-    transcoder: tuple[str, ...] = (sys.executable, "-m", "recordings.audio")
+    # The child that measures and transcodes one file; its arguments are appended. It runs
+    # niced: on a busy line, answering callers (the IVR shares this machine) comes before
+    # processing the recordings of calls that have already ended.
+    transcoder: tuple[str, ...] = ("nice", "-n", "15", sys.executable, "-m", "recordings.audio")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecordingsConfig:
