@@ -4,9 +4,10 @@ Starts a private Asterisk lab, a private embedded PostgreSQL cluster and the lin
 (FastAGI IVR, AMI listener, recorder), logs in enough operators (all answered by one sipp UAS)
 and has sipp place ``--calls`` calls at ``--rate`` calls/s. Every caller presses a key
 ``--key-delay`` s after the answer (barge-in into the greeting), so the IVR takes a second or
-two, stays ``--talk`` s after the last key and hangs up. Half the callers press ``3`` (information), half ``1`` then ``2``
-(emergency, fire: the sub-menu too); each half is its own sipp process with its own caller
-number, which is how the run's calls are found in the database.
+two, stays ``--talk`` s after the last key and hangs up. Half the callers press ``3``
+(information), half ``1`` then ``2`` (emergency, fire: the sub-menu too); each half is its own
+sipp process with its own caller number, which is how the run's calls are found in the
+database.
 
 Printed:
 
