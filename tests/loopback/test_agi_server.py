@@ -554,8 +554,6 @@ async def test_from_settings_takes_the_agi_settings() -> None:
 
 
 def transcript_session(index: int) -> list[tuple[str, bytes]]:
-    if not TRANSCRIPT.exists():
-        pytest.skip("no recorded transcript at tests/fixtures/agi_session.txt")
     sessions: list[list[tuple[str, bytes]]] = []
     for line in TRANSCRIPT.read_bytes().splitlines(keepends=True):
         if line.startswith(b"# Session"):
