@@ -45,7 +45,7 @@ DEMO_CALLS = (
     DemoCall("darurat, lalu kebakaran", "081200000001", "112", "12", 10),
     DemoCall("informasi", "081200000002", "112", "3", 10),
     DemoCall("diam (tanpa tombol)", "081200000003", "112", "", 30),
-    DemoCall("saluran 119", "081200000004", "119", "", 16),
+    DemoCall("saluran 119", "081200000004", "119", "", 24),
     DemoCall("tombol salah dua kali", "081200000005", "112", "70", 24),
 )
 
