@@ -40,28 +40,38 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture
-async def database_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
-    """A new, migrated database; dropped after the test."""
+async def create_database(cluster: EmbeddedPostgres) -> str:
+    """A new database in ``cluster`` with every migration applied; returns its DSN."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin_dsn = pg_cluster.dsn()
-    admin = await asyncpg.connect(admin_dsn)
+    admin = await asyncpg.connect(cluster.dsn())
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = cluster.dsn().rsplit("/", 1)[0] + "/" + name
     connection = await asyncpg.connect(dsn)
     try:
         await migrate(connection)
     finally:
         await connection.close()
-    yield dsn
-    admin = await asyncpg.connect(admin_dsn)
+    return dsn
+
+
+async def drop_database(cluster: EmbeddedPostgres, dsn: str) -> None:
+    """Drop a database made by :func:`create_database`, closing its sessions."""
+    admin = await asyncpg.connect(cluster.dsn())
     try:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def database_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A new, migrated database; dropped after the test."""
+    dsn = await create_database(pg_cluster)
+    yield dsn
+    await drop_database(pg_cluster, dsn)
 
 
 @pytest.fixture

@@ -11,13 +11,12 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-import asyncpg
 import pytest
 
 from ivr.menu import load_menu
@@ -28,7 +27,6 @@ from telephony.app import Line, running_line
 from telephony.db.calls import CallRecord
 from telephony.db.connection import DatabaseUnavailable
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.db.migrate import migrate
 from telephony.lab import Lab
 from telephony.operators import OperatorDesk
 from telephony.settings import Settings
@@ -60,31 +58,6 @@ class Staff(Protocol):
     """Logs operators in for the length of one test."""
 
     async def __call__(self, *interfaces: str, skills: dict[str, int] = ...) -> None: ...
-
-
-@pytest.fixture(scope="module")
-def state_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="siaga112-e2e-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-async def line_db(pg_cluster: EmbeddedPostgres) -> str:
-    """One migrated database for the module; tests tell their calls apart by caller number."""
-    name = f"e2e_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_cluster.dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = pg_cluster.dsn().rsplit("/", 1)[0] + "/" + name
-    connection = await asyncpg.connect(dsn)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    return dsn
 
 
 @pytest.fixture(scope="module")

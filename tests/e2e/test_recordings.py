@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import asyncpg
 import pytest
 from pydub import AudioSegment
 
@@ -28,8 +26,6 @@ from recordings.domain import State, storage_relpath
 from telephony import sipp
 from telephony.app import Line, running_line
 from telephony.db.calls import CallRecord
-from telephony.db.embedded import EmbeddedPostgres
-from telephony.db.migrate import migrate
 from telephony.db.recordings import Recording, RecordingRepository
 from telephony.lab import Lab
 from telephony.operators import OperatorDesk
@@ -55,30 +51,6 @@ BASE = Settings(
 )
 ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 RECORDINGS = RecordingRepository()
-
-
-@pytest.fixture(scope="module")
-def state_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="siaga112-recordings-e2e-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-async def line_db(pg_cluster: EmbeddedPostgres) -> str:
-    name = f"e2e_rec_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_cluster.dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = pg_cluster.dsn().rsplit("/", 1)[0] + "/" + name
-    connection = await asyncpg.connect(dsn)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    return dsn
 
 
 @pytest.fixture(scope="module")
