@@ -242,6 +242,7 @@ def bench_settings(state_dir: Path, dsn: str, pg_port: int, operators: int) -> S
         # between another test's probe and its bind. 10,000 ports cover 4 per bridged call.
         rtp_port_start=21000,
         rtp_port_end=30998,
+        http_port=0,  # the API on any free port
         lab_operators=operators,
         database_dsn=dsn,
         embedded_pg_port=pg_port,

@@ -66,6 +66,18 @@ class LineEntry:
 
 
 @dataclass(frozen=True)
+class ScreeningPrompt:
+    """The prompt a call with a high prank score hears before it queues.
+
+    The dialplan plays it with talk detection; ``wait_ms`` of silence is appended to the audio
+    so that the caller's speech, a key, or the end of the file (the timeout) all pass.
+    """
+
+    prompt: str
+    wait_ms: int
+
+
+@dataclass(frozen=True)
 class IvrMenu:
     """The whole, validated menu document."""
 
@@ -75,6 +87,14 @@ class IvrMenu:
     menus: Mapping[str, Menu]
     prompts: Mapping[str, str]
     known_queues: frozenset[str]
+    screening: ScreeningPrompt | None = None  # None: no screening prompt, priority only
+
+    @property
+    def trailing_silence_ms(self) -> dict[str, int]:
+        """Prompts whose audio ends with silence, and how much (see :class:`ScreeningPrompt`)."""
+        if self.screening is None:
+            return {}
+        return {self.screening.prompt: self.screening.wait_ms}
 
     def entry_for(self, line: str) -> LineEntry:
         """The entry for a dialled line; an unknown line is served as the default line."""
@@ -164,6 +184,20 @@ def _check_depth(menus: Mapping[str, Menu], start: str, where: str) -> None:
         frontier, depth = nxt, depth + 1
 
 
+def _screening(raw: Any) -> ScreeningPrompt:
+    if not isinstance(raw, Mapping):
+        raise MenuError("screening: expected an object")
+    screening = ScreeningPrompt(
+        prompt=_require(raw, "prompt", str, "screening"),
+        wait_ms=_require(raw, "wait_ms", int, "screening"),
+    )
+    # Long enough to find the keys after the prompt, short enough that a caller who cannot
+    # press anything is not kept from an operator for long.
+    if not 3000 <= screening.wait_ms <= 30000:
+        raise MenuError("screening.wait_ms: must be between 3000 and 30000")
+    return screening
+
+
 def parse_menu(document: Any) -> IvrMenu:
     """Validate a decoded menu document and build the menu."""
     if not isinstance(document, Mapping):
@@ -192,7 +226,9 @@ def parse_menu(document: Any) -> IvrMenu:
     if default_line not in lines:
         raise MenuError(f"default_line: {default_line!r} is not a line")
     prompts = dict(_require(document, "prompts", dict, "menu"))
+    screening = _screening(document["screening"]) if "screening" in document else None
     used = {m.prompt for m in menus.values()}
+    used |= {screening.prompt} if screening else set()
     used |= {m.invalid_prompt for m in menus.values() if m.invalid_prompt}
     used |= {e.greeting for e in lines.values() if e.greeting}
     missing = sorted(used - prompts.keys())
@@ -210,6 +246,7 @@ def parse_menu(document: Any) -> IvrMenu:
         menus=menus,
         prompts=prompts,
         known_queues=queues,
+        screening=screening,
     )
 
 

@@ -3,8 +3,9 @@
 Asterisk plays 8 kHz, mono, 16-bit WAV without transcoding cost on narrowband calls, so every
 prompt is stored that way as ``<prompts_dir>/<name>.wav``. An admin who records a better prompt
 drops ``<name>.wav`` (any rate or channel count pydub can read) into the overrides directory;
-it then wins over the generated one. Generation is skipped for prompts whose text and voice
-have not changed (a manifest keeps their hashes).
+it then wins over the generated one. A prompt may end with a stretch of silence (the screening
+prompt does: the dialplan listens for the caller while it plays). Generation is skipped for
+prompts whose text, voice and silence have not changed (a manifest keeps their hashes).
 """
 
 from __future__ import annotations
@@ -53,10 +54,13 @@ def _load(source: Path) -> AudioSegment:
         raise PromptError(f"cannot read audio {source}: {exc}") from exc
 
 
-def _to_asterisk_wav(source: Path, target: Path) -> float:
-    """Convert any audio file to 8 kHz mono 16-bit WAV; returns its duration in seconds."""
+def _to_asterisk_wav(source: Path, target: Path, silence_ms: int) -> float:
+    """Convert any audio file to 8 kHz mono 16-bit WAV followed by ``silence_ms`` of silence;
+    returns its duration in seconds."""
     audio = _load(source)
     audio = audio.set_frame_rate(SAMPLE_RATE).set_channels(1).set_sample_width(2)
+    if silence_ms:
+        audio += AudioSegment.silent(silence_ms, frame_rate=SAMPLE_RATE)
     tmp = target.with_suffix(".tmp.wav")
     with tmp.open("wb") as out:  # export(path) leaks its handle too
         audio.export(out, format="wav")
@@ -78,9 +82,14 @@ def _speak(text: str, voice: str, target: Path) -> None:
 
 
 def build_prompts(
-    texts: Mapping[str, str], out_dir: Path, overrides_dir: Path, voice: str
+    texts: Mapping[str, str], out_dir: Path, overrides_dir: Path, voice: str,
+    trailing_silence_ms: Mapping[str, int] | None = None,
 ) -> list[PromptReport]:
-    """Make sure ``out_dir`` holds an Asterisk-ready WAV for every prompt in ``texts``."""
+    """Make sure ``out_dir`` holds an Asterisk-ready WAV for every prompt in ``texts``.
+
+    ``trailing_silence_ms`` names prompts whose audio must end with that much silence.
+    """
+    padding = trailing_silence_ms or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / MANIFEST
     try:
@@ -91,23 +100,26 @@ def build_prompts(
     for name, text in sorted(texts.items()):
         target = out_dir / f"{name}.wav"
         recorded = overrides_dir / f"{name}.wav"
+        silence_ms = padding.get(name, 0)
         if recorded.exists():
             key = "recorded:" + hashlib.sha256(recorded.read_bytes()).hexdigest()
             source = "recorded"
         else:
             key = "espeak:" + hashlib.sha256(f"{voice}\n{text}".encode()).hexdigest()
             source = "generated"
+        if silence_ms:
+            key += f"+silence:{silence_ms}"
         if manifest.get(name) == key and target.exists():
             seconds = len(_load(target)) / 1000.0
             reports.append(PromptReport(name, "unchanged", seconds))
             continue
         if source == "recorded":
-            seconds = _to_asterisk_wav(recorded, target)
+            seconds = _to_asterisk_wav(recorded, target, silence_ms)
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 spoken = Path(tmp) / "spoken.wav"
                 _speak(text, voice, spoken)
-                seconds = _to_asterisk_wav(spoken, target)
+                seconds = _to_asterisk_wav(spoken, target, silence_ms)
         manifest[name] = key
         reports.append(PromptReport(name, source, seconds))
         log.info("prompt %s: %s (%.1f s)", name, source, seconds)

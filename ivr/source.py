@@ -11,35 +11,12 @@ import logging
 from pathlib import Path
 
 from ivr.menu import IvrMenu, MenuError, load_menu
+from telephony.watched import WatchedFile
 
 log = logging.getLogger("ivr.menu")
 
 
-class MenuSource:
-    """The current menu, reloaded from ``path`` when the file changes."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._menu = load_menu(path)  # the first load must succeed: no menu, no line
-        self._stamp = self._current_stamp()
-
-    def _current_stamp(self) -> tuple[int, int] | None:
-        if self._path is None:
-            return None
-        try:
-            stat = self._path.stat()
-        except OSError:
-            return None
-        return (stat.st_mtime_ns, stat.st_size)
-
-    def current(self) -> IvrMenu:
-        """The menu to use for a call starting now."""
-        stamp = self._current_stamp()
-        if stamp != self._stamp:
-            self._stamp = stamp
-            try:
-                self._menu = load_menu(self._path)
-                log.info("menu reloaded from %s (version %d)", self._path, self._menu.version)
-            except MenuError as exc:
-                log.error("menu edit refused, keeping version %d: %s", self._menu.version, exc)
-        return self._menu
+def menu_source(path: Path | None) -> WatchedFile[IvrMenu]:
+    """The menu at ``path`` (``None``: the packaged default); the first load must succeed."""
+    return WatchedFile(path, load_menu, MenuError, what="menu", logger=log,
+                       describe=lambda menu: f"version {menu.version}")

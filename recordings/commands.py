@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from recordings.domain import State
+from recordings.domain import Kind, State
 from recordings.retention import Removal, apply_retention, policy_from_settings
 from recordings.worker import Outcome, RecordingsConfig, RecordingWorker
 from telephony.db.connection import Database
@@ -24,18 +24,26 @@ STATE_LABELS = {
     State.EXPIRED: "dihapus",
 }
 
+# Which audio: both parties, or one leg (what the caller said, what the line played and said).
+KIND_LABELS = {
+    Kind.MIXED: "gabungan",
+    Kind.CALLER: "penelepon",
+    Kind.LINE: "layanan",
+}
+
 
 def format_outcome(outcome: Outcome) -> str:
     """One line per recording handled by ``recordings process``."""
-    return f"  {outcome.call_id:24} {STATE_LABELS[outcome.state]:13} {outcome.detail}"
+    return (f"  {outcome.call_id:24} {KIND_LABELS[outcome.kind]:9} "
+            f"{STATE_LABELS[outcome.state]:13} {outcome.detail}")
 
 
 def format_removal(removal: Removal, timezone: str) -> str:
     """One line per recording removed by ``recordings retention``."""
     day = removal.started_at.astimezone(ZoneInfo(timezone)).date().isoformat()
     gone = "" if removal.file_found else "  (berkas sudah tidak ada)"
-    return (f"  {removal.call_id:24} {removal.category or 'tanpa kategori':13} {day}  "
-            f"{removal.storage_path}{gone}")
+    return (f"  {removal.call_id:24} {KIND_LABELS[removal.kind]:9} "
+            f"{removal.category or 'tanpa kategori':13} {day}  {removal.storage_path}{gone}")
 
 
 async def process(settings: Settings) -> int:

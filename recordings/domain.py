@@ -9,6 +9,12 @@ Names
     path we build starts from such an id, so an id of any other shape (``../x``, an empty
     string, a name with a slash) is refused before it can name a file.
 
+Kinds
+    A call's ``mixed`` recording holds both parties. With separate legs on, MixMonitor also
+    writes each direction alone: ``<call_id>-caller.wav`` (what the line received: the caller)
+    and ``<call_id>-line.wav`` (what it sent: IVR prompts and the operator). Each leg is a
+    recording of its own, named, stored, processed and retained like the mixed one.
+
 States
     ``pending`` (the file is complete and waits) -> ``processing`` (claimed by a worker under a
     lease) -> ``done`` (stored, measured, checksummed) -> ``expired`` (removed by retention).
@@ -20,7 +26,7 @@ States
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -30,7 +36,21 @@ from zoneinfo import ZoneInfo
 UNIQUEID = re.compile(r"[0-9]+\.[0-9]+")
 SOURCE_SUFFIX = ".wav"  # MixMonitor(${UNIQUEID}.wav) in extensions.conf
 FORMATS = ("opus", "mp3")  # the compressed formats, each stored under its own extension
-_TEMP = re.compile(r"\.(?P<call_id>[0-9]+\.[0-9]+)\.[0-9a-f]{32}\.tmp")
+_STEM = r"[0-9]+\.[0-9]+(?:-(?:caller|line))?"  # a unique id, then a leg's suffix if any
+_SOURCE = re.compile(rf"(?P<stem>{_STEM})\.wav")
+_TEMP = re.compile(rf"\.(?P<stem>{_STEM})\.[0-9a-f]{{32}}\.tmp")
+
+
+class Kind(StrEnum):
+    """Which audio a recording holds (the ``recordings.kind`` column)."""
+
+    MIXED = "mixed"  # both parties
+    CALLER = "caller"  # what the line received from the caller (MixMonitor's r() file)
+    LINE = "line"  # what the line sent to the caller: prompts, the operator (its t() file)
+
+
+LEGS = (Kind.CALLER, Kind.LINE)
+_LEG_OPTIONS = {Kind.CALLER: "r", Kind.LINE: "t"}
 
 
 class RecordingNameError(ValueError):
@@ -48,21 +68,45 @@ def _checked(call_id: str) -> str:
     return call_id
 
 
-def source_name(call_id: str) -> str:
+def _stem(call_id: str, kind: Kind) -> str:
+    """``<call_id>`` for the mixed recording, ``<call_id>-<leg>`` for a leg."""
+    checked = _checked(call_id)
+    return checked if kind is Kind.MIXED else f"{checked}-{kind.value}"
+
+
+def source_name(call_id: str, kind: Kind = Kind.MIXED) -> str:
     """The file MixMonitor writes for the call, in Asterisk's monitor directory."""
-    return _checked(call_id) + SOURCE_SUFFIX
+    return _stem(call_id, kind) + SOURCE_SUFFIX
 
 
-def call_id_of_source(name: str) -> str | None:
-    """The call a monitor-directory file belongs to, or None for any other file."""
-    if not name.endswith(SOURCE_SUFFIX):
+def parse_source(name: str) -> tuple[str, Kind] | None:
+    """The call and kind a monitor-directory file belongs to, or None for any other file."""
+    match = _SOURCE.fullmatch(name)
+    if match is None:
         return None
-    stem = name[: -len(SOURCE_SUFFIX)]
-    return stem if valid_call_id(stem) else None
+    call_id, _, leg = match["stem"].partition("-")
+    return call_id, Kind(leg) if leg else Kind.MIXED
 
 
-def storage_relpath(call_id: str, started_at: datetime, timezone: str, fmt: str) -> PurePosixPath:
-    """``YYYY/MM/DD/<call_id>.<fmt>``, dated by the call's local arrival day.
+def describe(kind: Kind) -> str:
+    """A recording of ``kind`` in a log line: ``recording``, ``caller leg``, ``line leg``."""
+    return "recording" if kind is Kind.MIXED else f"{kind.value} leg"
+
+
+def mixmonitor_options(separate_legs: bool) -> str:
+    """MixMonitor's options for the dialplan: each leg's file, named as :func:`source_name`
+    names it, with Asterisk's ``${UNIQUEID}`` for the call id; nothing without separate legs."""
+    if not separate_legs:
+        return ""
+    return "".join(f"{_LEG_OPTIONS[leg]}(${{UNIQUEID}}-{leg.value}{SOURCE_SUFFIX})"
+                   for leg in LEGS)
+
+
+def storage_relpath(
+    call_id: str, started_at: datetime, timezone: str, fmt: str, kind: Kind = Kind.MIXED
+) -> PurePosixPath:
+    """``YYYY/MM/DD/<call_id>.<fmt>`` (a leg: ``<call_id>-<leg>.<fmt>``), dated by the
+    call's local arrival day, so a call's legs lie next to its mixed recording.
 
     The local day (the line's time zone), not UTC: a supervisor looking for last night's calls
     thinks in the line's calendar.
@@ -70,25 +114,29 @@ def storage_relpath(call_id: str, started_at: datetime, timezone: str, fmt: str)
     if fmt not in FORMATS:
         raise ValueError(f"unknown recording format {fmt!r}")
     local = started_at.astimezone(ZoneInfo(timezone))
-    return PurePosixPath(f"{local:%Y}", f"{local:%m}", f"{local:%d}", f"{_checked(call_id)}.{fmt}")
+    return PurePosixPath(f"{local:%Y}", f"{local:%m}", f"{local:%d}",
+                         f"{_stem(call_id, kind)}.{fmt}")
 
 
-def temp_name(call_id: str, token: str) -> str:
+def temp_name(call_id: str, token: str, kind: Kind = Kind.MIXED) -> str:
     """The name a worker writes a transcoded file under before renaming it into place.
 
     It carries the worker's claim token, so two workers (one of them past its lease) never
     write the same file, and it starts with a dot so nothing mistakes it for a recording.
     """
-    name = f".{_checked(call_id)}.{token}.tmp"
+    name = f".{_stem(call_id, kind)}.{token}.tmp"
     if _TEMP.fullmatch(name) is None:
         raise RecordingNameError(f"claim token must be 32 hex digits: {token!r}")
     return name
 
 
-def is_temp_of(name: str, call_id: str) -> bool:
-    """True if ``name`` is a temporary file some worker wrote for ``call_id``."""
+def is_temp_of(name: str, call_id: str, kind: Kind = Kind.MIXED) -> bool:
+    """True if ``name`` is a temporary file some worker wrote for this recording.
+
+    A leg's temporary files are not its mixed recording's: jobs of one call run side by side.
+    """
     match = _TEMP.fullmatch(name)
-    return match is not None and match["call_id"] == call_id
+    return match is not None and match["stem"] == _stem(call_id, kind)
 
 
 def checked_relpath(stored: str) -> PurePosixPath:
@@ -179,6 +227,43 @@ def is_settled(mtime: float, now: float, settle_seconds: float) -> bool:
     hang-up, which may be reported before the last write.
     """
     return now - mtime >= settle_seconds
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """A recording row an ended call gets: its kind, its first state and, unless pending, why."""
+
+    kind: Kind
+    state: State
+    reason: str | None = None
+
+
+def pair_files(
+    mtimes: Mapping[Kind, float], *, now: float, ended_seconds_ago: float,
+    settle_seconds: float, missing_after_seconds: float, separate_legs: bool,
+) -> list[Pairing] | None:
+    """The rows an ended call gets now, from the files Asterisk left for it (their modification
+    times by kind); None to look again later.
+
+    MixMonitor opens a call's files together when it is answered and closes them together when
+    it ends, so once the mixed file is complete a leg that is not there will never come: it is
+    missing at once (if legs are recorded at all) and does not hold the mix up. A leg found
+    while separate legs are off (just turned off, say) is a recording of the call all the same.
+    """
+    if not all(is_settled(mtime, now, settle_seconds) for mtime in mtimes.values()):
+        return None  # Asterisk may still be writing
+    if Kind.MIXED not in mtimes and ended_seconds_ago < missing_after_seconds:
+        return None
+    rows = []
+    for kind in Kind:
+        if kind in mtimes:
+            rows.append(Pairing(kind, State.PENDING))
+        elif kind is Kind.MIXED:
+            rows.append(Pairing(kind, State.MISSING, "the call ended without a recording file"))
+        elif separate_legs:
+            rows.append(Pairing(kind, State.MISSING,
+                                f"the call ended without its {describe(kind)}'s file"))
+    return rows
 
 
 CATEGORIES = ("emergency", "complaint", "information")

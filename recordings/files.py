@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from recordings.domain import call_id_of_source, is_temp_of
+from recordings.domain import Kind, is_temp_of, parse_source
 
 
 def fsync_dir(path: Path) -> None:
@@ -59,14 +59,14 @@ def discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def put_in_place(temporary: Path, final: Path, call_id: str) -> None:
+def put_in_place(temporary: Path, final: Path, call_id: str, kind: Kind) -> None:
     """Rename a finished temporary file to its final name, durably.
 
-    Earlier attempts at the same call that stopped midway left their own temporary files
+    Earlier attempts at the same recording that stopped midway left their own temporary files
     beside it; the caller holds the job, so nobody is still writing them.
     """
     for leftover in final.parent.iterdir():
-        if leftover != temporary and is_temp_of(leftover.name, call_id):
+        if leftover != temporary and is_temp_of(leftover.name, call_id, kind):
             leftover.unlink(missing_ok=True)
     temporary.replace(final)
     fsync_dir(final.parent)
@@ -81,9 +81,9 @@ def quarantine(source: Path, quarantine_dir: Path) -> Path | None:
     return kept
 
 
-def incoming_call_ids(incoming_dir: Path) -> list[str]:
-    """The calls whose MixMonitor files are in ``incoming_dir`` (other files are not ours)."""
+def incoming_sources(incoming_dir: Path) -> list[tuple[str, Kind]]:
+    """The (call, kind) of each MixMonitor file in ``incoming_dir`` (other files are not ours)."""
     if not incoming_dir.is_dir():
         return []
-    return sorted({cid for entry in incoming_dir.iterdir()
-                   if (cid := call_id_of_source(entry.name))})
+    return sorted(found for entry in incoming_dir.iterdir()
+                  if (found := parse_source(entry.name)) is not None)

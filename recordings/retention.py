@@ -5,6 +5,9 @@ is removed under its row lock, re-read so that a legal hold set meanwhile still 
 row kept as ``expired`` with its measurements and checksum, so the record of the call says
 that a recording existed and when it was removed. Failed recordings (kept in quarantine) are
 never removed here: somebody has to look at them.
+
+A call's legs have its start, its category and its legal hold, so they expire in the same run as
+its mixed recording (listed right after it) and a hold keeps them all.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
-from recordings.domain import RecordingNameError, RetentionPolicy, checked_relpath
+from recordings.domain import Kind, RecordingNameError, RetentionPolicy, checked_relpath, describe
 from telephony.db.connection import Database
 from telephony.db.recordings import RecordingRepository, RetentionCandidate
 from telephony.settings import Settings
@@ -45,6 +48,7 @@ class Removal:
     storage_path: str
     size_bytes: int | None
     file_found: bool  # False: the file was already gone, only the row was marked
+    kind: Kind = Kind.MIXED
 
 
 def _remove_file(path: Path) -> bool:
@@ -99,7 +103,8 @@ async def apply_retention(
         found = await database.run(expire)
         if found is None:
             continue
-        log.info("retention removed the recording of call %s (%s, started %s)",
+        log.info("retention removed the %s of call %s (%s, started %s)",
+                 describe(candidate.kind),
                  candidate.call_id, candidate.category or "no category", candidate.started_at)
         removed.append(_removal(candidate, found))
     return removed
@@ -107,4 +112,4 @@ async def apply_retention(
 
 def _removal(candidate: RetentionCandidate, found: bool) -> Removal:
     return Removal(candidate.call_id, candidate.category, candidate.started_at,
-                   candidate.storage_path, candidate.size_bytes, found)
+                   candidate.storage_path, candidate.size_bytes, found, candidate.kind)

@@ -2,13 +2,16 @@
 
 How a recording travels
     1. Asterisk's MixMonitor writes ``<call_id>.wav`` into its monitor directory while the call
-       lasts (the dialplan starts it right after Answer, so this needs nothing of ours).
+       lasts (the dialplan starts it right after Answer, so this needs nothing of ours), and
+       with separate legs on also ``<call_id>-caller.wav`` and ``<call_id>-line.wav``.
     2. Every ``poll_seconds`` the worker looks for calls that have ended (``calls.ended_at``)
-       and have no recording row. A call whose file exists and has stopped changing gets a
-       ``pending`` row; a call that ended long enough ago without a file gets a ``missing`` row,
-       reported once; a call id that is not an Asterisk unique id is refused (``failed``) with
-       one log line and never names a file. This is decoupled from AMI: a listener that was
-       down, or a worker restarted, still finds every call in the database.
+       and have no recording row. Once the call's files have stopped changing, it gets a
+       ``pending`` row per file, in one transaction (:func:`recordings.domain.pair_files`); a
+       call that ended long enough ago without a file, or a leg absent when legs are recorded,
+       gets a ``missing`` row, reported once; a call id that is not an Asterisk unique id is
+       refused (``failed``) with one log line and never names a file. This is decoupled from
+       AMI: a listener that was down, or a worker restarted, still finds every call in the
+       database.
     3. Jobs are claimed from the table (``FOR UPDATE SKIP LOCKED``, with a lease), so several
        workers may run and a crashed worker's job is retried once its lease runs out. A child
        process (:mod:`recordings.audio`) measures the file with pydub and writes it, compressed,
@@ -19,7 +22,7 @@ How a recording travels
        always the one whose checksum the row holds.
     5. A file that cannot be decoded, or that failed ``max_attempts`` times, is moved to the
        quarantine directory and its row marked ``failed`` with the reason. Nothing of a caller's
-       recording is ever deleted here.
+       recording is ever deleted here. Each leg is a job of its own: a broken leg fails alone.
 
 Cancelling :meth:`RecordingWorker.run` (the line stopping) kills a running child and leaves its
 job as a crash would: its lease runs out and the next worker takes it over.
@@ -45,15 +48,18 @@ import asyncpg
 
 from recordings.audio import EXIT_BAD_AUDIO, BadAudio, Measurements
 from recordings.domain import (
+    Kind,
+    Pairing,
     State,
-    is_settled,
+    describe,
+    pair_files,
     source_name,
     state_after_error,
     storage_relpath,
     temp_name,
     valid_call_id,
 )
-from recordings.files import discard, incoming_call_ids, put_in_place, quarantine
+from recordings.files import discard, incoming_sources, put_in_place, quarantine
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.recordings import EndedCall, Job, Processed, RecordingRepository
 from telephony.lab import Lab
@@ -86,6 +92,7 @@ class RecordingsConfig:
     lease_seconds: float
     process_timeout: float
     max_attempts: int
+    separate_legs: bool = False  # the dialplan records each leg too: a leg's absence is news
     retry_seconds: float = 60.0  # a job that failed in a way a retry may fix waits this long
     # The child that measures and transcodes one file; its arguments are appended. It runs
     # niced: on a busy line, answering callers (the IVR shares this machine) comes before
@@ -108,6 +115,7 @@ class RecordingsConfig:
             lease_seconds=settings.recordings_lease_seconds,
             process_timeout=settings.recordings_process_timeout,
             max_attempts=settings.recordings_max_attempts,
+            separate_legs=settings.recordings_separate_legs,
         )
 
 
@@ -118,6 +126,7 @@ class Outcome:
     call_id: str
     state: State
     detail: str = ""  # storage path when done, else the reason
+    kind: Kind = Kind.MIXED
 
 
 class RecordingWorker:
@@ -176,7 +185,7 @@ class RecordingWorker:
     # ----------------------------------------------------------------- pairing
 
     async def enqueue(self) -> list[Outcome]:
-        """Create the rows of ended calls whose file is complete, missing or refused."""
+        """Create the rows of ended calls whose files are complete, missing or refused."""
         config = self._config
         calls = await self._database.run(functools.partial(
             self._repository.calls_awaiting_recording,
@@ -185,57 +194,77 @@ class RecordingWorker:
         now = time.time()
         outcomes = []
         for call in calls:
-            verdict = self._pairing(call, now)
-            if verdict is None:
+            rows = self._pairing(call, now)
+            if rows is None:
                 continue
-            state, name, reason = verdict
-            added = await self._database.run(functools.partial(
-                self._repository.add, call_id=call.call_id, state=state,
-                started_at=call.started_at, source_file=name, reason=reason,
-            ))
-            if not added:
-                continue  # another worker was quicker
-            if state is State.MISSING:
-                log.warning("call %s ended %.0f s ago without a recording in %s",
-                            call.call_id, call.ended_seconds_ago, config.incoming_dir)
-            outcomes.append(Outcome(call.call_id, state, reason or name))
+            # Empty when another worker was quicker.
+            added = await self._database.run(functools.partial(self._add, call=call, rows=rows))
+            for row, name in added:
+                if row.state is State.MISSING:
+                    log.warning("call %s ended %.0f s ago without %s in %s", call.call_id,
+                                call.ended_seconds_ago, _file_of(row.kind), config.incoming_dir)
+                outcomes.append(Outcome(call.call_id, row.state, row.reason or name, row.kind))
         return outcomes
 
-    def _pairing(self, call: EndedCall, now: float) -> tuple[State, str, str | None] | None:
-        """The row an ended call gets now: (state, source file, reason), or None to wait."""
+    def _pairing(self, call: EndedCall, now: float) -> list[Pairing] | None:
+        """The rows an ended call gets now, or None to wait."""
         if not valid_call_id(call.call_id):
             log.error("refusing to pair a recording with call id %r: not an Asterisk unique id",
                       call.call_id)
-            return State.FAILED, "", "invalid recording name (not an Asterisk unique id)"
-        name = source_name(call.call_id)
-        try:
-            stat = (self._config.incoming_dir / name).stat()
-        except FileNotFoundError:
-            if call.ended_seconds_ago >= self._config.missing_after_seconds:
-                return State.MISSING, "", "the call ended without a recording file"
-            return None
-        if not is_settled(stat.st_mtime, now, self._config.settle_seconds):
-            return None  # Asterisk may still be writing it
-        return State.PENDING, name, None
+            return [Pairing(Kind.MIXED, State.FAILED,
+                            "invalid recording name (not an Asterisk unique id)")]
+        mtimes = {}
+        for kind in Kind:
+            try:
+                stat = (self._config.incoming_dir / source_name(call.call_id, kind)).stat()
+            except FileNotFoundError:
+                continue
+            mtimes[kind] = stat.st_mtime
+        config = self._config
+        return pair_files(
+            mtimes, now=now, ended_seconds_ago=call.ended_seconds_ago,
+            settle_seconds=config.settle_seconds,
+            missing_after_seconds=config.missing_after_seconds,
+            separate_legs=config.separate_legs,
+        )
+
+    async def _add(
+        self, connection: asyncpg.Connection, call: EndedCall, rows: list[Pairing]
+    ) -> list[tuple[Pairing, str]]:
+        """Create a call's rows in one transaction, so that a stop midway cannot leave the
+        mixed row without its legs (a call with a mixed row is not paired again); returns the
+        rows created, each with its source file."""
+        added = []
+        async with connection.transaction():
+            for row in rows:
+                name = source_name(call.call_id, row.kind) if row.state is State.PENDING else ""
+                if await self._repository.add(
+                    connection, call.call_id, row.state, kind=row.kind,
+                    started_at=call.started_at, source_file=name, reason=row.reason,
+                ):
+                    added.append((row, name))
+        return added
 
     async def sweep_incoming(self) -> int:
         """Remove Asterisk's files whose recordings are already stored; returns how many.
 
         Only a worker stopped between storing a recording and removing its source leaves one.
-        Files that are not ``<unique id>.wav`` are not ours and are left alone.
+        Files that are not ``<unique id>.wav`` (or a leg's ``<unique id>-<leg>.wav``) are not
+        ours and are left alone.
         """
-        candidates = await asyncio.to_thread(incoming_call_ids, self._config.incoming_dir)
+        candidates = await asyncio.to_thread(incoming_sources, self._config.incoming_dir)
         if not candidates:
             return 0
-        finished = await self._database.run(
-            functools.partial(self._repository.finished_call_ids, call_ids=candidates)
-        )
-        for call_id in finished:
-            discard(self._config.incoming_dir / source_name(call_id))
-        if finished:
-            log.info("removed %d already stored recordings from %s", len(finished),
+        finished = await self._database.run(functools.partial(
+            self._repository.finished, call_ids=sorted({call_id for call_id, _ in candidates}),
+        ))
+        stored = [source for source in candidates if source in finished]
+        for call_id, kind in stored:
+            discard(self._config.incoming_dir / source_name(call_id, kind))
+        if stored:
+            log.info("removed %d already stored recordings from %s", len(stored),
                      self._config.incoming_dir)
-        return len(finished)
+        return len(stored)
 
     # ----------------------------------------------------------------- processing
 
@@ -251,7 +280,8 @@ class RecordingWorker:
 
     async def _process(self, job: Job) -> Outcome:
         config = self._config
-        if not valid_call_id(job.call_id) or job.source_file != source_name(job.call_id):
+        if not valid_call_id(job.call_id) or job.source_file != source_name(job.call_id,
+                                                                             job.kind):
             # Rows are only created for valid ids; one that is not must still name no file.
             log.error("refusing recording job %d for call id %r: not an Asterisk unique id",
                       job.recording_id, job.call_id)
@@ -265,8 +295,8 @@ class RecordingWorker:
         if absent is not None:
             return await self._fail(job, *absent)
         final = config.storage_dir / storage_relpath(
-            job.call_id, job.started_at, config.timezone, config.fmt)
-        temporary = final.parent / temp_name(job.call_id, job.token.hex)
+            job.call_id, job.started_at, config.timezone, config.fmt, job.kind)
+        temporary = final.parent / temp_name(job.call_id, job.token.hex, job.kind)
         try:
             measured = await self._transcode(source, temporary)
         except (BadAudio, TranscodeError) as exc:
@@ -274,13 +304,13 @@ class RecordingWorker:
             if state_after_error(job.attempts, config.max_attempts,
                                  permanent=isinstance(exc, BadAudio)) is State.FAILED:
                 return await self._give_up(job, source, str(exc))
-            log.warning("recording of call %s: attempt %d failed, will retry: %s",
-                        job.call_id, job.attempts, exc)
+            log.warning("%s: attempt %d failed, will retry: %s",
+                        _subject(job), job.attempts, exc)
             await self._database.run(functools.partial(
                 self._repository.release, job=job, reason=str(exc),
                 retry_seconds=config.retry_seconds,
             ))
-            return Outcome(job.call_id, State.PENDING, str(exc))
+            return Outcome(job.call_id, State.PENDING, str(exc), job.kind)
         return await self._store(job, source, temporary, final, measured)
 
     def _absent_source(self, job: Job, source: Path) -> tuple[str, Path | None] | None:
@@ -311,19 +341,19 @@ class RecordingWorker:
             async with connection.transaction():
                 if not await self._repository.hold_claim(connection, job):
                     return False
-                await asyncio.to_thread(put_in_place, temporary, final, job.call_id)
+                await asyncio.to_thread(put_in_place, temporary, final, job.call_id, job.kind)
                 return await self._repository.mark_done(connection, job, result)
 
         if not await self._database.run(commit):
             discard(temporary)
-            log.warning("recording of call %s was taken over by another worker (lease ran out)",
-                        job.call_id)
-            return Outcome(job.call_id, State.PROCESSING, "taken over by another worker")
+            log.warning("%s was taken over by another worker (lease ran out)", _subject(job))
+            return Outcome(job.call_id, State.PROCESSING, "taken over by another worker",
+                           job.kind)
         # Stored and recorded: Asterisk's copy can go. A stop right here leaves it for the sweep.
         discard(source)
-        log.info("recording of call %s stored: %s (%.1f s, %.0f%% silence)", job.call_id,
+        log.info("%s stored: %s (%.1f s, %.0f%% silence)", _subject(job),
                  relpath, measured.duration_seconds, measured.silence_share * 100)
-        return Outcome(job.call_id, State.DONE, relpath)
+        return Outcome(job.call_id, State.DONE, relpath, job.kind)
 
     async def _give_up(self, job: Job, source: Path, reason: str) -> Outcome:
         """Keep the source in quarantine and mark the job failed."""
@@ -331,13 +361,13 @@ class RecordingWorker:
         return await self._fail(job, reason, kept)
 
     async def _fail(self, job: Job, reason: str, kept: Path | None) -> Outcome:
-        log.error("recording of call %r failed: %s%s", job.call_id, reason,
+        log.error("%s failed: %s%s", _subject(job), reason,
                   f" (kept in {kept})" if kept else "")
         await self._database.run(functools.partial(
             self._repository.mark_failed, job=job, reason=reason,
             quarantine_path=str(kept) if kept else None,
         ))
-        return Outcome(job.call_id, State.FAILED, reason)
+        return Outcome(job.call_id, State.FAILED, reason, job.kind)
 
     async def _transcode(self, source: Path, target: Path) -> Measurements:
         """Run the child process on one file; bounded by ``process_timeout``."""
@@ -375,3 +405,13 @@ class RecordingWorker:
         if process.returncode == EXIT_BAD_AUDIO:
             raise BadAudio(error)
         raise TranscodeError(f"processing exited with {process.returncode}: {error}")
+
+
+def _file_of(kind: Kind) -> str:
+    """A missing file, for the log."""
+    return "a recording" if kind is Kind.MIXED else f"its {describe(kind)}"
+
+
+def _subject(job: Job) -> str:
+    """What a job processes, for the log: ``recording of call '1.2'``, ``caller leg of ...``."""
+    return f"{describe(job.kind)} of call {job.call_id!r}"

@@ -2,7 +2,9 @@
 
 ``serve`` = the FastAGI IVR + the AMI listener + the recorder that writes call facts to
 PostgreSQL (or its spool) + the recordings worker that pairs, processes and stores Asterisk's
-call recordings + the incident upkeep (an incident for each answered call, notifications).
+call recordings + the incident upkeep (an incident for each answered call, notifications) +
+the post-call prank screening of ended calls + the HTTP JSON API + the caller-rating callbacks
+of resolved incidents.
 Each service gets its collaborators through its constructor here and nowhere else.
 """
 
@@ -18,35 +20,60 @@ from dataclasses import dataclass
 import asyncpg
 
 from ivr.flow import run_ivr
-from ivr.source import MenuSource
+from ivr.menu import IvrMenu
+from ivr.source import menu_source
+from recordings.library import RecordingLibrary
 from recordings.worker import RecordingsConfig, RecordingWorker
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
 from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
+from telephony.callarchive import CallArchive
 from telephony.db.calls import CallRepository
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
 from telephony.db.shifts import sync_shifts
+from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentConfig, IncidentService
 from telephony.recorder import CallRecorder
+from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
+from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import Settings
 from telephony.shifts import ShiftCalendar
 from telephony.spool import FactSpool
+from telephony.surveys.route import SurveyApplication
+from telephony.surveys.service import SurveyConfig, SurveyService
+from telephony.watched import WatchedFile
+from telephony.web.context import ApiContext, WebConfig
+from telephony.web.server import WebServer, build_app
 
 log = logging.getLogger("telephony.app")
 
 
 class IvrApplication:
-    """The FastAGI route ``ivr``: runs the current menu's flow on the caller's channel."""
+    """The FastAGI route ``ivr``: runs the current menu's flow on the caller's channel, with
+    the caller scored for prank screening while the greeting plays."""
 
-    def __init__(self, menus: MenuSource) -> None:
+    def __init__(self, menus: WatchedFile[IvrMenu], scoring: PreQueueScoring,
+                 screening_timeout: float) -> None:
         self._menus = menus
+        self._scoring = scoring
+        self._screening_timeout = screening_timeout
 
     async def handle(self, session: AgiSession) -> None:
         """One call. The dialplan passes the line (112/119) as the first AGI argument."""
-        line = session.env.get("agi_arg_1") or session.env.get("agi_dnid")
-        await run_ivr(AgiChannel(session), self._menus.current(), line)
+        env = session.env
+        line = env.get("agi_arg_1") or env.get("agi_dnid") or ""
+        screener = PreQueueScreener(
+            self._scoring, line, env.get("agi_callerid", ""), self._screening_timeout,
+            call_id=env.get("agi_uniqueid", ""),
+        )
+        try:
+            await run_ivr(AgiChannel(session), self._menus.current(), line, screener)
+        finally:
+            await screener.close()
 
 
 @dataclass
@@ -60,6 +87,18 @@ class Line:
     recorder: CallRecorder
     agi: FastAgiServer
     listener: AmiListener
+    screening: ScreeningService
+    surveys: SurveyService
+    web: WebServer
+
+
+async def start_web(web: WebServer) -> None:
+    """Serve the HTTP API. It is not on the call path: if its address cannot be bound the
+    line takes calls without it, and says so."""
+    try:
+        await web.start()
+    except OSError as exc:
+        log.error("HTTP API not started, the line runs without it: %s", exc)
 
 
 async def prepare_database(database: Database, settings: Settings) -> None:
@@ -85,8 +124,10 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         database, repository, FactSpool(settings.spool_dir),
         retry_seconds=settings.db_retry_seconds,
     )
-    ivr = IvrApplication(MenuSource(settings.menu_file))
-    agi = FastAgiServer(FastAgiConfig.from_settings(settings), {"ivr": ivr.handle})
+    screening = ScreeningService(
+        database, screening_config_source(settings.screening_file), settings.timezone)
+    ivr = IvrApplication(menu_source(settings.menu_file), screening,
+                         settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
     flusher = asyncio.create_task(recorder.run_flusher(), name="spool-flusher")
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
@@ -98,16 +139,35 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
     incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
     upkeep = asyncio.create_task(
         incidents.run_upkeep(settings.incident_upkeep_seconds), name="incident-upkeep")
+    surveys = SurveyService(database, listener, incidents, SurveyConfig.from_settings(settings))
+    callbacks = asyncio.create_task(
+        surveys.run_upkeep(settings.incident_upkeep_seconds), name="survey-upkeep")
+    agi = FastAgiServer(FastAgiConfig.from_settings(settings),
+                        {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle})
+    rescoring = asyncio.create_task(
+        screening.run_upkeep(settings.screening_upkeep_seconds), name="screening-upkeep")
+    web = WebServer(build_app(ApiContext(
+        incidents=incidents,
+        accounts=AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings)),
+        calls=CallArchive(database, repository),
+        recordings=RecordingLibrary(database, settings.recordings_dir),
+        attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
+        screening=screening,
+        config=WebConfig.from_settings(settings),
+    )), settings.http_host, settings.http_port)
     await agi.start()
     try:
         await listener.start()
         try:
-            yield Line(settings, database, repository, incidents, recorder, agi, listener)
+            await start_web(web)
+            yield Line(settings, database, repository, incidents, recorder, agi, listener,
+                       screening, surveys, web)
         finally:
             await listener.stop()
     finally:
+        await web.stop()
         await agi.stop()
-        for task in (flusher, recordings, upkeep):
+        for task in (flusher, recordings, upkeep, rescoring, callbacks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -123,8 +183,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with running_line(settings):
+    async with running_line(settings) as line:
         print(f"Layanan berjalan: FastAGI {settings.agi_host}:{settings.agi_port}, "
-              f"AMI {settings.ami_host}:{settings.ami_port}. Tekan Ctrl-C untuk berhenti.")
+              f"AMI {settings.ami_host}:{settings.ami_port}, "
+              f"API HTTP {line.web.url or 'tidak berjalan (lihat log)'}. "
+              "Tekan Ctrl-C untuk berhenti.")
         await stop.wait()
     print("Layanan dihentikan.")

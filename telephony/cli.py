@@ -17,13 +17,17 @@ import asyncpg
 
 from ivr.menu import MenuError, load_menu
 from ivr.prompts import PromptError, build_prompts
+from ivr.survey import SURVEY_PROMPTS
 from recordings import commands as recording_commands
+from telephony.accounts import commands as account_commands
+from telephony.accounts.model import AccountError, Role
 from telephony.app import serve
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
 from telephony.demo import run_demo
 from telephony.lab import Lab, LabError
+from telephony.screening.score import ScoreConfigError
 from telephony.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("telephony.cli")
@@ -85,10 +89,11 @@ def _cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_prompt_audio(settings: Settings) -> None:
-    """Generate (or refresh) the prompt audio for the configured menu."""
+    """Generate (or refresh) the prompt audio for the configured menu and the survey."""
     menu = load_menu(settings.menu_file)
-    for report in build_prompts(menu.prompts, settings.prompts_dir,
-                                settings.prompt_overrides_dir, settings.prompt_voice):
+    for report in build_prompts({**menu.prompts, **SURVEY_PROMPTS}, settings.prompts_dir,
+                                settings.prompt_overrides_dir, settings.prompt_voice,
+                                menu.trailing_silence_ms):
         print(f"  {report.name:16} {report.source:10} {report.seconds:5.1f} dtk")
 
 
@@ -139,6 +144,21 @@ def _cmd_recordings(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(recording_commands.hold(settings, args.call_id, release=args.release))
 
 
+def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
+    ensure_database(settings)
+    asyncio.run(migrate_database(settings))
+    if args.action == "create":
+        password = account_commands.read_password()
+        return asyncio.run(account_commands.create(settings, args.username, args.role,
+                                                   args.name, password))
+    if args.action == "list":
+        return asyncio.run(account_commands.list_accounts(settings))
+    if args.action == "disable":
+        return asyncio.run(account_commands.disable(settings, args.username))
+    password = account_commands.read_password()
+    return asyncio.run(account_commands.set_password(settings, args.username, password))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="siaga112", description=__doc__)
@@ -167,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
     hold.add_argument("call_id")
     hold.add_argument("--release", action="store_true", help="lift the hold instead")
     recordings.set_defaults(handler=_cmd_recordings)
+    account = commands.add_parser("account", help="accounts of the API and console users")
+    account_actions = account.add_subparsers(dest="action", required=True)
+    create = account_actions.add_parser(
+        "create", help="create an account; the password is read from the terminal or stdin")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--name", default="", help="display name")
+    account_actions.add_parser("list", help="list every account")
+    for action, text in (("disable", "disable an account and end its sessions"),
+                         ("password", "set a new password (read from the terminal or stdin)")):
+        account_actions.add_parser(action, help=text).add_argument("username")
+    account.set_defaults(handler=_cmd_account)
     demo = commands.add_parser("demo", help="lab + database + server + a few sipp calls")
     demo.add_argument("--keep-running", action="store_true",
                       help="leave the line running after the demo calls (Ctrl-C stops)")
@@ -192,6 +224,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError, MenuError,
-            PromptError) as exc:
+            PromptError, AccountError, ScoreConfigError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1

@@ -70,6 +70,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from recordings.domain import mixmonitor_options
+from telephony.screening.score import ScoreConfig, ScoreConfigError
+from telephony.screening.service import load_screening_config
 from telephony.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -303,16 +306,28 @@ class Lab:
             "sip_host": s.sip_host,
             "sip_port": s.sip_port,
             "carrier_address": s.carrier_address,
+            "carrier_sip_port": s.carrier_sip_port,
             "rtp_port_start": s.rtp_port_start,
             "rtp_port_end": s.rtp_port_end,
             "ami_port": s.ami_port,
             "ami_username": s.ami_username,
             "ami_secret": s.ami_secret,
             "agi_url": s.agi_url,
+            "survey_agi_url": s.survey_agi_url,
             "ivr_guard_seconds": f"{s.agi_session_timeout:g}",
             "queue_max_wait": s.queue_max_wait,
             "queue_wrapup_seconds": s.queue_wrapup_seconds,
+            # The dialplan's priority for a call screening did not score (fail-open).
+            "normal_priority": self._screening_config().normal_priority,
+            # MixMonitor's options: each leg's own file, with separate legs on.
+            "recording_options": mixmonitor_options(s.recordings_separate_legs),
         }
+
+    def _screening_config(self) -> ScoreConfig:
+        try:
+            return load_screening_config(self.settings.screening_file)
+        except ScoreConfigError as exc:
+            raise LabError(f"screening configuration: {exc}") from exc
 
     def operators_conf(self) -> str:
         """``pjsip_operators.conf`` for the lab: every operator's phone is one sipp UAS."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import tomllib
 import types
 import typing
@@ -22,9 +23,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from telephony.incidents.model import ReportType
+from telephony.surveys.model import parse_call_window
 
 ENV_PREFIX = "SIAGA112_"
 CONFIG_ENV = "SIAGA112_CONFIG"
+
+_CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
 
 # libpq's own variables; any of them means "an operator pointed us at a real server".
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
@@ -97,6 +101,7 @@ class Settings:
     queue_max_wait: int = 60  # seconds in a skill queue before overflowing to all operators
     queue_wrapup_seconds: int = 5  # an operator's pause after each call before the next rings
     carrier_address: str = "127.0.0.1"  # source address of the carrier's SIP trunk
+    carrier_sip_port: int = 5060  # where the carrier takes our outbound calls (survey callbacks)
 
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.
     lab_operators: int = 50
@@ -124,10 +129,39 @@ class Settings:
     notify_retry_seconds: float = 15.0  # first retry delay; doubles per attempt up to 15 min
     notify_max_attempts: int = 20  # then the notification is kept as failed
 
+    # Caller rating: once an incident is resolved the line calls its first caller back through
+    # the carrier into a short survey (rating 1-5 by DTMF).
+    survey_delay_seconds: float = 600.0  # after the incident is resolved
+    survey_max_attempts: int = 3  # unanswered, busy or failed calls; then "exhausted"
+    survey_retry_seconds: float = 1800.0  # between attempts
+    survey_ring_seconds: float = 30.0  # an unanswered callback rings this long
+    survey_caller_id: str = "112"  # the number the caller sees
+    survey_hours: str = "08:00-20:00"  # local hours a callback may ring; "" for any hour
+    survey_lookback_hours: float = 72.0  # incidents resolved longer ago get no callback
+
     menu_file: Path | None = None  # None: the packaged default menu
     prompt_voice: str = "id"
 
+    # Prank screening: weights, thresholds and queue priorities as an admin's JSON file
+    # (None: the built-in defaults); re-read when it changes.
+    screening_file: Path | None = None
+    screening_timeout_ms: int = 300  # the IVR waits this long for a late score, then routes
+    screening_upkeep_seconds: float = 2.0  # how often ended calls are rescored
+
     log_level: str = "INFO"
+
+    # HTTP JSON API (and the console built on it). Loopback only by default: a site serves it
+    # to its LAN through a TLS reverse proxy, and then sets http_cookie_secure.
+    http_host: str = "127.0.0.1"
+    http_port: int = 8112  # 0: any free port (tests)
+    http_cookie_secure: bool = False  # cookies only over HTTPS
+    http_session_hours: float = 12.0  # a shift (8 h) plus handover and overtime
+    # Login throttling: after this many failures within the window (per username, per address)
+    # every further attempt waits login_delay_seconds, doubling per failure, at most the window.
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_failure_window_minutes: float = 60.0
+    login_delay_seconds: float = 30.0
 
     # Call recordings: Asterisk's MixMonitor writes <call_id>.wav into its monitor directory
     # (None: the lab instance's spool/monitor); the worker stores them compressed.
@@ -140,6 +174,9 @@ class Settings:
     recordings_lease_seconds: float = 600.0
     recordings_process_timeout: float = 300.0  # one file; must be shorter than the lease
     recordings_max_attempts: int = 3
+    # Also record each leg alone (MixMonitor r()/t()): <call_id>-caller.wav, what the line
+    # received, and <call_id>-line.wav, what it sent; processed and kept like the mixed file.
+    recordings_separate_legs: bool = False
     # Retention in days by the call's IVR category; the default covers calls without one.
     recordings_retention_emergency_days: int = 3650
     recordings_retention_complaint_days: int = 730
@@ -165,6 +202,11 @@ class Settings:
     def recordings_dir(self) -> Path:
         """Processed recordings, as ``YYYY/MM/DD/<call_id>.<format>``."""
         return self.state_dir / "recordings"
+
+    @property
+    def attachments_dir(self) -> Path:
+        """Field documentation uploaded to incidents, as ``YYYY/MM/DD/<name>``."""
+        return self.state_dir / "attachments"
 
     @property
     def recordings_quarantine_dir(self) -> Path:
@@ -196,6 +238,11 @@ class Settings:
     def agi_url(self) -> str:
         """The FastAGI URL the dialplan calls for the IVR."""
         return f"agi://{self.agi_host}:{self.agi_port}/ivr"
+
+    @property
+    def survey_agi_url(self) -> str:
+        """The FastAGI URL the dialplan calls for the caller-rating survey."""
+        return f"agi://{self.agi_host}:{self.agi_port}/survey"
 
 
 def _parse_shifts(raw: Any) -> tuple[ShiftDefinition, ...]:
@@ -337,13 +384,15 @@ def _validate(settings: Settings) -> None:
         "sip_port": settings.sip_port,
         "lab_operator_sip_port": settings.lab_operator_sip_port,
         "embedded_pg_port": settings.embedded_pg_port,
+        "carrier_sip_port": settings.carrier_sip_port,
     }
     for name, port in ports.items():
         if not 0 < port < 65536:
             raise SettingsError(f"{name}: {port} is not a TCP/UDP port")
     if not settings.rtp_port_start < settings.rtp_port_end:
         raise SettingsError("rtp_port_start must be below rtp_port_end")
-    for name in ("agi_command_timeout", "agi_session_timeout", "db_connect_timeout"):
+    for name in ("agi_command_timeout", "agi_session_timeout", "db_connect_timeout",
+                 "screening_timeout_ms", "screening_upkeep_seconds"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     if settings.queue_max_wait <= 0 or settings.queue_wrapup_seconds < 0:
@@ -369,6 +418,8 @@ def _validate(settings: Settings) -> None:
         # starts the same file.
         raise SettingsError("recordings_process_timeout must be shorter than the lease")
     _validate_incidents(settings)
+    _validate_surveys(settings)
+    _validate_http(settings)
 
 
 def _validate_incidents(settings: Settings) -> None:
@@ -388,3 +439,30 @@ def _validate_incidents(settings: Settings) -> None:
     url = settings.notify_webhook_url
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
         raise SettingsError(f"notify_webhook_url: not an http(s) URL: {url!r}")
+
+
+def _validate_http(settings: Settings) -> None:
+    if not 0 <= settings.http_port < 65536:
+        raise SettingsError(f"http_port: {settings.http_port} is not a TCP port")
+    for name in ("http_session_hours", "login_failure_window_minutes", "login_delay_seconds"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be positive")
+    for name in ("login_max_failures", "login_max_failures_per_address"):
+        if getattr(settings, name) < 1:
+            raise SettingsError(f"{name} must be at least 1")
+
+
+def _validate_surveys(settings: Settings) -> None:
+    for name in ("survey_retry_seconds", "survey_ring_seconds", "survey_lookback_hours"):
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be positive")
+    if settings.survey_delay_seconds < 0 or settings.survey_max_attempts < 1:
+        raise SettingsError("survey_delay_seconds: not negative; survey_max_attempts: at least 1")
+    if not _CALLER_ID.fullmatch(settings.survey_caller_id):
+        raise SettingsError(
+            f"survey_caller_id: a number (digits, optional leading +), got "
+            f"{settings.survey_caller_id!r}")
+    try:
+        parse_call_window(settings.survey_hours)
+    except ValueError as exc:
+        raise SettingsError(f"survey_hours: {exc}") from exc

@@ -1,4 +1,5 @@
-"""sipp for tests and benchmarks: callers on the carrier trunk and the lab's operator phones.
+"""sipp for tests and benchmarks: callers on the carrier trunk, the lab's operator phones, and
+the callers' phones the line calls back (survey callbacks).
 
 Every sipp runs as its own process on its own loopback SIP and media ports, with ``-nostdin``
 (CI has no terminal) and a global ``-timeout`` as a backstop; :class:`Sipp` kills it on exit
@@ -155,6 +156,34 @@ def _check_header_text(name: str, value: str) -> str:
     return value
 
 
+def _dtmf_steps(
+    dtmf: str, delay: float, gap: float
+) -> tuple[list[str], dict[str, bytes], int]:
+    """Wait ``delay`` s after the answer, then send ``dtmf`` one digit every ``gap`` s (a ``,``
+    presses nothing for one gap). Returns the XML steps, the pcap files they play, and the
+    number of the next step label."""
+    for digit in dtmf:
+        if digit not in DTMF_NAMES and digit != ",":
+            raise ValueError(f"cannot send DTMF {digit!r}")
+    steps = []
+    files = {}
+    step = 0
+    if dtmf:
+        steps.append(_xml_wait(step, int(delay * 1000)))
+        step += 1
+        gap_ms = int(max(gap * 1000, DTMF_PCAP_MS))
+        press = 0
+        for digit in dtmf:
+            if digit != ",":
+                name = f"dtmf-{press}.pcap"
+                files[name] = dtmf_pcap(digit, press)
+                steps.append(_xml_play(name))
+                press += 1
+            steps.append(_xml_wait(step, gap_ms))
+            step += 1
+    return steps, files, step
+
+
 def render_caller(
     *,
     caller_id: str,
@@ -167,27 +196,13 @@ def render_caller(
     talk_seconds: float = 5.0,
 ) -> Scenario:
     """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
-    every ``dtmf_gap`` s, stay ``talk_seconds`` s more (with the A-law pcap playing if
-    ``audio``), then BYE.
+    every ``dtmf_gap`` s (a ``,`` presses nothing for one gap), stay ``talk_seconds`` s more
+    (with the A-law pcap playing if ``audio``), then BYE.
 
     ``caller_id`` is the From user part (e.g. ``"081234567890"``, ``"anonymous"``, ``"+62..."``);
     ``asserted_id`` adds a P-Asserted-Identity with that number.
     """
-    for digit in dtmf:
-        if digit not in DTMF_NAMES:
-            raise ValueError(f"cannot send DTMF {digit!r}")
-    steps = []
-    files = {}
-    step = 0
-    if dtmf:
-        steps.append(_xml_wait(step, int(dtmf_delay * 1000)))
-        step += 1
-        for press, digit in enumerate(dtmf):
-            name = f"dtmf-{press}.pcap"
-            files[name] = dtmf_pcap(digit, press)
-            steps.append(_xml_play(name))
-            steps.append(_xml_wait(step, int(max(dtmf_gap * 1000, DTMF_PCAP_MS))))
-            step += 1
+    steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap)
     talk_left = talk_seconds
     if audio:
         xml, talk_left = _audio_steps(talk_seconds, step)
@@ -240,6 +255,53 @@ def render_operator(
         ringing=ringing, steps=steps, talk_wait=talk_wait
     )
     return Scenario(xml)
+
+
+# The refusals a callee may answer a call with.
+REFUSALS = {404: "Not Found", 480: "Temporarily Unavailable", 486: "Busy Here", 603: "Decline"}
+
+
+def render_callee(
+    *,
+    refuse: int | None = None,
+    answer: bool = True,
+    dtmf: str = "",
+    dtmf_delay: float = 1.0,
+    hold_seconds: float = 30.0,
+) -> Scenario:
+    """The callee scenario (a caller's phone the line calls back): ring, then refuse the call
+    with SIP status ``refuse``; or ring until cancelled if not ``answer``; or answer, send
+    ``dtmf`` as :func:`render_caller` does, and wait ``hold_seconds`` s for Asterisk's BYE
+    before hanging up itself.
+
+    It is the operator phone's scenario (a UAS that answers what Asterisk sends) with its own
+    ringing and steps.
+    """
+    if refuse is not None:
+        if refuse not in REFUSALS:
+            raise ValueError(f"refuse: one of {sorted(REFUSALS)}, got {refuse}")
+        ringing = (
+            "  <send>\n    <![CDATA[\n"
+            f"      SIP/2.0 {refuse} {REFUSALS[refuse]}\n"
+            "      [last_Via:]\n      [last_From:]\n"
+            "      [last_To:];tag=[pid]SIPpTag01[call_number]\n"
+            "      [last_Call-ID:]\n      [last_CSeq:]\n      Content-Length: 0\n\n"
+            "    ]]>\n  </send>\n"
+            '  <recv request="ACK" crlf="true" next="end"/>\n'
+        )
+    elif not answer:
+        ringing = '  <recv request="CANCEL" next="cancelled"/>\n'
+    else:
+        ringing = ""
+    steps, files, _ = _dtmf_steps(dtmf, dtmf_delay, DTMF_PCAP_MS / 1000)
+    talk_wait = (
+        f'  <recv request="BYE" timeout="{max(int(hold_seconds * 1000), 1)}" '
+        'ontimeout="hangup" next="bye_received"/>\n'
+    )
+    xml = ConfTemplate((SCENARIO_DIR / "operator.xml").read_text(encoding="utf-8")).substitute(
+        ringing=ringing, steps="".join(steps), talk_wait=talk_wait
+    )
+    return Scenario(xml, files)
 
 
 class Sipp:
@@ -448,3 +510,26 @@ def operator(
         sip_port=sip_port,
         trace_messages=trace_messages,
     )
+
+
+def callee(
+    sip_port: int,
+    *,
+    refuse: int | None = None,
+    answer: bool = True,
+    dtmf: str = "",
+    dtmf_delay: float = 1.0,
+    hold_seconds: float = 30.0,
+    max_calls: int | None = None,
+    timeout: float = 300.0,
+    trace_messages: bool = False,
+) -> Sipp:
+    """The phones the line calls back through the carrier trunk: one UAS on ``sip_port``
+    (``Settings.carrier_sip_port``) that treats every INVITE as :func:`render_callee` says.
+    It runs until stopped, ``max_calls`` calls ended, or ``timeout`` s passed.
+    """
+    argv = [] if max_calls is None else ["-m", str(max_calls)]
+    scenario = render_callee(refuse=refuse, answer=answer, dtmf=dtmf, dtmf_delay=dtmf_delay,
+                             hold_seconds=hold_seconds)
+    return Sipp("callee", scenario, argv, timeout=timeout, sip_port=sip_port,
+                trace_messages=trace_messages)

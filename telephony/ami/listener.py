@@ -39,6 +39,12 @@ IVR_VARIABLES = (
     "IVR_CATEGORY",
     "IVR_SKILL",
     "IVR_QUEUE",
+    "IVR_FIRST_KEY_MS",
+    "IVR_INVALID_KEYS",
+    "IVR_SCORE",
+    "IVR_REASONS",
+    "IVR_PRIORITY",
+    "IVR_SCREENING",
 )
 MAX_BATCH_FACTS = 500  # one transaction's worth when a backlog is recorded
 BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple
@@ -230,6 +236,7 @@ class AmiListener:
         self._generation = 0
         self._inflight: set[asyncio.Future[Any]] = set()
         self._failing: str | None = None  # "connect" or "login" while attempts keep failing
+        self._subscribers: dict[str, list[Callable[[Message], None]]] = {}
 
     async def __aenter__(self) -> AmiListener:
         await self.start()
@@ -242,6 +249,11 @@ class AmiListener:
     def logged_in(self) -> bool:
         """True while an authenticated AMI session is up."""
         return self._logged_in.is_set()
+
+    @property
+    def live_calls(self) -> frozenset[str]:
+        """Calls whose start the listener has tracked and whose end it has not yet."""
+        return self._tracker.live_calls
 
     async def start(self) -> None:
         """Connect (in the background) and start consuming events."""
@@ -277,6 +289,12 @@ class AmiListener:
         self._on_disconnect(manager, None)
         self._events.put_nowait(_Stop())
         await consumer
+
+    def subscribe(self, event: str, handler: Callable[[Message], None]) -> None:
+        """Also hand every ``event`` (e.g. ``OriginateResponse``) to ``handler`` as it arrives;
+        the tracker still sees it. ``handler`` runs inside the connection's data callback, so
+        it must return at once (queue the event); an exception it raises is logged."""
+        self._subscribers.setdefault(event.lower(), []).append(handler)
 
     async def wait_ready(self) -> None:
         """Wait until logged in and resynced (bound it with ``asyncio.timeout``)."""
@@ -363,6 +381,11 @@ class AmiListener:
 
     def _on_event(self, _manager: _Manager, event: Message) -> None:
         self._events.put_nowait(event)
+        for handler in self._subscribers.get(str(event.get("Event", "")).lower(), ()):
+            try:
+                handler(event)
+            except Exception:
+                logger.exception("subscriber to %s failed", event.get("Event"))
         backlog = self._events.qsize()
         if backlog % BACKLOG_WARNING == 0:
             logger.warning("%d AMI events waiting to be recorded", backlog)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import logging
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,15 +34,66 @@ from telephony.callfacts import (
     QueueLeft,
     fact_to_json,
 )
+from telephony.screening.features import parse_caller_id
 from telephony.shifts import ShiftCalendar
+
+log = logging.getLogger("telephony.db")
+
+_INT4_MAX = 2**31 - 1
+
+
+def _text(value: str) -> str | None:
+    return value or None
+
+
+def _count(value: str) -> int | None:
+    """A non-negative whole number that fits an ``integer`` column; "" is unknown."""
+    if not value:
+        return None
+    number = int(value)  # ValueError for anything but an optional sign and digits
+    if not 0 <= number <= _INT4_MAX:
+        raise ValueError("out of range")
+    return number
+
+
+def _share(value: str) -> float | None:
+    """A score in [0, 1]; "" is unknown."""
+    if not value:
+        return None
+    number = float(value)
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ValueError("not within [0, 1]")
+    return number
+
+
+def _screening(value: str) -> str | None:
+    """How the caller passed the screening prompt, as the dialplan sets it."""
+    if value and value not in ("pressed", "spoke", "timeout"):
+        raise ValueError("not pressed, spoke or timeout")
+    return value or None
+
+
+@dataclass(frozen=True)
+class IvrColumn:
+    """Where an IVR variable is kept, and how its text becomes the column's value."""
+
+    column: str
+    parse: Callable[[str], object]  # raises ValueError for a malformed value
+
 
 # IVR variable name (lower case, without IVR_) -> column. Anything else stays in the event log.
 IVR_COLUMNS = {
-    "choice": "ivr_choice",
-    "outcome": "ivr_outcome",
-    "category": "ivr_category",
-    "skill": "ivr_skill",
-    "queue": "ivr_queue",
+    "choice": IvrColumn("ivr_choice", _text),
+    "outcome": IvrColumn("ivr_outcome", _text),
+    "category": IvrColumn("ivr_category", _text),
+    "skill": IvrColumn("ivr_skill", _text),
+    "queue": IvrColumn("ivr_queue", _text),
+    "first_key_ms": IvrColumn("ivr_first_key_ms", _count),
+    "invalid_keys": IvrColumn("ivr_invalid_keys", _count),
+    "score": IvrColumn("prank_score", _share),
+    "reasons": IvrColumn("prank_reasons", _text),
+    "priority": IvrColumn("queue_priority", _count),
+    "screening": IvrColumn("screening", _screening),
 }
 
 
@@ -111,11 +164,14 @@ class CallRepository:
         await connection.execute(
             """
             INSERT INTO calls (call_id, linked_id, channel, caller_number, caller_name, line,
-                               arrived_at, shift_day, shift_name)
-            VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9)
+                               arrived_at, shift_day, shift_name, caller_key)
+            VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10)
             ON CONFLICT (call_id) DO UPDATE SET
                 linked_id = COALESCE(calls.linked_id, EXCLUDED.linked_id),
                 channel = COALESCE(calls.channel, EXCLUDED.channel),
+                -- The key follows whichever number is kept.
+                caller_key = CASE WHEN NULLIF(calls.caller_number, '') IS NULL
+                                  THEN EXCLUDED.caller_key ELSE calls.caller_key END,
                 caller_number = COALESCE(NULLIF(calls.caller_number, ''), EXCLUDED.caller_number),
                 caller_name = COALESCE(NULLIF(calls.caller_name, ''), EXCLUDED.caller_name),
                 line = COALESCE(calls.line, EXCLUDED.line),
@@ -130,7 +186,7 @@ class CallRepository:
                 updated_at = now()
             """,
             fact.call_id, fact.linked_id, fact.channel, fact.caller_number, fact.caller_name,
-            fact.line, fact.at, slot.day, slot.name,
+            fact.line, fact.at, slot.day, slot.name, parse_caller_id(fact.caller_number).key,
         )
 
     async def _ivr_variable(self, connection: asyncpg.Connection, fact: IvrVariableSet) -> None:
@@ -142,14 +198,21 @@ class CallRepository:
                 fact.call_id, fact.value,
             )
             return
-        column = IVR_COLUMNS.get(fact.name)
-        if column is None:
+        target = IVR_COLUMNS.get(fact.name)
+        if target is None:
             return
+        try:
+            value = target.parse(fact.value)
+        except ValueError as exc:
+            # A bad value loses only itself: the fact is kept, the rest of the call recorded.
+            log.warning("call %s: IVR_%s=%r is malformed (%s), stored as NULL",
+                        fact.call_id, fact.name.upper(), fact.value[:80], exc)
+            value = None
         # The column name comes from the fixed mapping above, never from the event.
         await connection.execute(
-            f"UPDATE calls SET {column} = NULLIF($2, ''), updated_at = now() "  # noqa: S608
+            f"UPDATE calls SET {target.column} = $2, updated_at = now() "  # noqa: S608
             "WHERE call_id = $1",
-            fact.call_id, fact.value,
+            fact.call_id, value,
         )
 
     async def _queue_joined(self, connection: asyncpg.Connection, fact: QueueJoined) -> None:
@@ -322,17 +385,24 @@ class CallRepository:
         return {row["call_id"] for row in rows}
 
     async def call_records(
-        self, connection: asyncpg.Connection, *, since: datetime | None = None, limit: int = 100
+        self, connection: asyncpg.Connection, *, since: datetime | None = None, limit: int = 100,
+        until: datetime | None = None, line: str | None = None,
+        caller_number: str | None = None, disposition: str | None = None,
     ) -> list[CallRecord]:
-        """The most recent calls with their disposition, newest first."""
+        """The most recent calls with their disposition, newest first; a filter given as
+        ``None`` does not filter."""
         rows = await connection.fetch(
             """
             SELECT * FROM call_outcomes
-            WHERE $1::timestamptz IS NULL OR arrived_at >= $1
+            WHERE ($1::timestamptz IS NULL OR arrived_at >= $1)
+              AND ($3::timestamptz IS NULL OR arrived_at < $3)
+              AND ($4::text IS NULL OR line = $4)
+              AND ($5::text IS NULL OR caller_number = $5)
+              AND ($6::text IS NULL OR disposition = $6)
             ORDER BY arrived_at DESC NULLS LAST
             LIMIT $2
             """,
-            since, limit,
+            since, limit, until, line, caller_number, disposition,
         )
         return [CallRecord.from_row(row) for row in rows]
 

@@ -5,6 +5,9 @@ own token and a ``lease_until``; once the lease has run out, any worker may clai
 (the attempt counter says how often that happened). Every state change names the states it may
 come from (:func:`recordings.domain.sources_of`), and the worker's own changes also its token,
 so a worker whose lease was taken over cannot overwrite the new owner's result.
+
+A call has one row per kind (its mixed recording and, when legs are recorded, one per leg); each
+is a job of its own, so a leg that cannot be processed never holds up the mixed recording.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import datetime
 
 import asyncpg
 
-from recordings.domain import INITIAL_STATES, State, sources_of
+from recordings.domain import INITIAL_STATES, Kind, State, sources_of
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class Job:
 
     recording_id: int
     call_id: str
+    kind: Kind
     source_file: str
     started_at: datetime
     attempts: int
@@ -59,7 +63,7 @@ class Recording:
 
     recording_id: int
     call_id: str
-    kind: str
+    kind: Kind
     state: State
     source_file: str
     started_at: datetime
@@ -82,6 +86,7 @@ class Recording:
         """Build from a ``recordings`` row."""
         values = {name: row[name] for name in cls.__dataclass_fields__}
         values["state"] = State(values["state"])
+        values["kind"] = Kind(values["kind"])
         return cls(**values)
 
 
@@ -91,6 +96,7 @@ class RetentionCandidate:
 
     recording_id: int
     call_id: str
+    kind: Kind
     category: str | None
     started_at: datetime
     storage_path: str
@@ -132,18 +138,19 @@ class RecordingRepository:
     async def add(
         self, connection: asyncpg.Connection, call_id: str, state: State, *,
         started_at: datetime, source_file: str = "", reason: str | None = None,
+        kind: Kind = Kind.MIXED,
     ) -> bool:
-        """Create the call's recording row in ``state``; False if it already has one."""
+        """Create the call's recording row of ``kind`` in ``state``; False if it has one."""
         if state not in INITIAL_STATES:
             raise ValueError(f"a recording cannot start as {state}")
         inserted = await connection.fetchval(
             """
-            INSERT INTO recordings (call_id, state, source_file, started_at, reason)
-            VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO recordings (call_id, kind, state, source_file, started_at, reason)
+            VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (call_id, kind) DO NOTHING
             RETURNING true
             """,
-            call_id, state.value, source_file, started_at, reason,
+            call_id, kind.value, state.value, source_file, started_at, reason,
         )
         return bool(inserted)
 
@@ -166,12 +173,15 @@ class RecordingRepository:
                 FOR UPDATE SKIP LOCKED
                 LIMIT 1
             )
-            RETURNING r.recording_id, r.call_id, r.source_file, r.started_at, r.attempts,
-                      r.reason
+            RETURNING r.recording_id, r.call_id, r.kind, r.source_file, r.started_at,
+                      r.attempts, r.reason
             """,
             token, lease_seconds,
         )
-        return Job(token=token, **dict(row)) if row is not None else None
+        if row is None:
+            return None
+        values = dict(row)
+        return Job(token=token, kind=Kind(values.pop("kind")), **values)
 
     async def hold_claim(self, connection: asyncpg.Connection, job: Job) -> bool:
         """Lock the job's row if ``job.token`` still holds it (call inside a transaction).
@@ -238,18 +248,18 @@ class RecordingRepository:
         )
         return bool(updated)
 
-    async def finished_call_ids(
+    async def finished(
         self, connection: asyncpg.Connection, call_ids: list[str]
-    ) -> set[str]:
-        """Those of ``call_ids`` whose recording is stored (or already expired)."""
+    ) -> set[tuple[str, Kind]]:
+        """The (call, kind) of the recordings of ``call_ids`` that are stored (or expired)."""
         rows = await connection.fetch(
             """
-            SELECT call_id FROM recordings
+            SELECT call_id, kind FROM recordings
             WHERE call_id = ANY($1::text[]) AND state IN ('done', 'expired')
             """,
             call_ids,
         )
-        return {row["call_id"] for row in rows}
+        return {(row["call_id"], Kind(row["kind"])) for row in rows}
 
     async def recording(self, connection: asyncpg.Connection, call_id: str) -> Recording | None:
         """The (mixed) recording of a call."""
@@ -257,6 +267,24 @@ class RecordingRepository:
             "SELECT * FROM recordings WHERE call_id = $1 AND kind = 'mixed'", call_id
         )
         return Recording.from_row(row) if row is not None else None
+
+    async def recording_by_id(
+        self, connection: asyncpg.Connection, recording_id: int
+    ) -> Recording | None:
+        """One recording by its id."""
+        row = await connection.fetchrow(
+            "SELECT * FROM recordings WHERE recording_id = $1", recording_id)
+        return Recording.from_row(row) if row is not None else None
+
+    async def recordings_of_calls(
+        self, connection: asyncpg.Connection, call_ids: list[str]
+    ) -> list[Recording]:
+        """Every recording of these calls, in recording order."""
+        rows = await connection.fetch(
+            "SELECT * FROM recordings WHERE call_id = ANY($1::text[]) ORDER BY recording_id",
+            call_ids,
+        )
+        return [Recording.from_row(row) for row in rows]
 
     async def set_legal_hold(
         self, connection: asyncpg.Connection, call_id: str, hold: bool
@@ -275,18 +303,26 @@ class RecordingRepository:
     async def retention_candidates(
         self, connection: asyncpg.Connection, *, started_before: datetime
     ) -> list[RetentionCandidate]:
-        """Stored recordings without a legal hold that started before ``started_before``."""
+        """Stored recordings without a legal hold that started before ``started_before``.
+
+        A call's legs share its start, category and hold, so they come right after its mixed
+        recording and expire with it.
+        """
         rows = await connection.fetch(
             """
-            SELECT r.recording_id, r.call_id, c.ivr_category AS category, r.started_at,
-                   r.storage_path, r.size_bytes, r.legal_hold
+            SELECT r.recording_id, r.call_id, r.kind, c.ivr_category AS category,
+                   r.started_at, r.storage_path, r.size_bytes, r.legal_hold
             FROM recordings r JOIN calls c USING (call_id)
             WHERE r.state = 'done' AND NOT r.legal_hold AND r.started_at < $1
-            ORDER BY r.started_at
+            ORDER BY r.started_at, r.call_id, r.kind <> 'mixed', r.kind
             """,
             started_before,
         )
-        return [RetentionCandidate(**dict(row)) for row in rows]
+        candidates = []
+        for row in rows:
+            values = dict(row)
+            candidates.append(RetentionCandidate(kind=Kind(values.pop("kind")), **values))
+        return candidates
 
     async def hold_for_expiry(
         self, connection: asyncpg.Connection, candidate: RetentionCandidate

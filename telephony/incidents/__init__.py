@@ -1,5 +1,6 @@
 """Incidents: the record operators work on, one per event, holding every call about it.
 
 ``model`` holds the rules (pure, no I/O), ``service`` runs them against PostgreSQL through
-``telephony.db.incidents``, and ``notifiers`` delivers dispatch notifications.
+``telephony.db.incidents``, ``notifiers`` delivers dispatch notifications, and
+``attachments`` stores the files field teams upload.
 """

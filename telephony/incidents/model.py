@@ -1046,6 +1046,14 @@ def _path_segment(field: str, value: str, what: str) -> str:
     return value
 
 
+def check_filename(filename: object) -> str:
+    """An attachment's display name as a client sends it: one plain name, no directories,
+    no leading dot (checked before the upload is stored, so nothing is kept for a bad one)."""
+    if not isinstance(filename, str):
+        raise ValidationError("filename", "Nama berkas wajib diisi.")
+    return _path_segment("filename", filename, "Nama berkas")
+
+
 def parse_attachment(
     filename: object,
     content_type: object,
@@ -1060,9 +1068,7 @@ def parse_attachment(
     ``filename`` is one plain name (no directories, no leading dot); ``stored_path`` is
     relative to the attachment storage root, made of such names.
     """
-    if not isinstance(filename, str):
-        raise ValidationError("filename", "Nama berkas wajib diisi.")
-    name = _path_segment("filename", filename, "Nama berkas")
+    name = check_filename(filename)
     if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type.lower()):
         raise ValidationError("content_type", "Jenis berkas (content type) tidak sah.")
     if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes <= 0:

@@ -43,6 +43,7 @@ BASE = Settings(
     lab_operator_sip_port=26070,
     rtp_port_start=32000,
     rtp_port_end=33999,
+    http_port=0,  # the API on any free port
     lab_operators=40,
     queue_max_wait=60,
     queue_wrapup_seconds=0,

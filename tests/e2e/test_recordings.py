@@ -2,7 +2,9 @@
 line's recordings worker pairs the file with the call row, measures, transcodes, checksums and
 stores it.
 
-Its own lab instance and ports, so it can run beside the other end-to-end modules. Verdicts are
+Every test runs twice: with the mixed recording only, and with separate legs on, where the
+caller's and the line's leg must be stored beside the mix as well. Each variant has its own lab
+instance and ports, so the module can run beside the other end-to-end modules. Verdicts are
 read from the database and the storage directory, as an auditor would.
 """
 
@@ -22,7 +24,7 @@ from pydub import AudioSegment
 
 from ivr.menu import load_menu
 from ivr.prompts import build_prompts
-from recordings.domain import State, storage_relpath
+from recordings.domain import Kind, State, source_name, storage_relpath
 from telephony import sipp
 from telephony.app import Line, running_line
 from telephony.db.calls import CallRecord
@@ -41,6 +43,7 @@ BASE = Settings(
     lab_operator_sip_port=27070,
     rtp_port_start=34000,
     rtp_port_end=35999,
+    http_port=0,  # the API on any free port
     lab_operators=5,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,
@@ -49,13 +52,25 @@ BASE = Settings(
     recordings_poll_seconds=0.5,
     recordings_settle_seconds=1.0,
 )
+LEGS = replace(
+    BASE,
+    lab_instance="legs-test",
+    sip_port=39060,
+    ami_port=39038,
+    agi_port=39573,
+    lab_operator_sip_port=39070,
+    rtp_port_start=40000,
+    rtp_port_end=40999,
+    recordings_separate_legs=True,
+)
 ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 RECORDINGS = RecordingRepository()
 
 
-@pytest.fixture(scope="module")
-def settings(state_dir: Path, line_db: str) -> Settings:
-    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+@pytest.fixture(scope="module", params=[BASE, LEGS], ids=["mixed", "legs"])
+def settings(request: pytest.FixtureRequest, state_dir: Path, line_db: str) -> Settings:
+    variant: Settings = request.param
+    return replace(variant, state_dir=state_dir, database_dsn=line_db)
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +116,19 @@ async def ended_call(line: Line, caller_id: str, within: float = 30.0) -> CallRe
         await asyncio.sleep(0.2)
 
 
-async def stored_recording(line: Line, call_id: str, within: float = 30.0) -> Recording:
-    """The call's recording once the worker has finished with it (bounded polling)."""
+async def stored_recordings(
+    line: Line, call_id: str, within: float = 30.0
+) -> dict[Kind, Recording]:
+    """The call's recordings by kind, once the worker has finished with them (bounded polling).
+
+    A call's rows are created together, so the first finished listing is complete.
+    """
     deadline = time.monotonic() + within
     while True:
-        found = await line.database.run(lambda c: RECORDINGS.recording(c, call_id))
-        if found is not None and found.state not in (State.PENDING, State.PROCESSING):
-            return found
-        assert time.monotonic() < deadline, f"recording of {call_id} not stored: {found}"
+        rows = await line.database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id]))
+        if rows and all(r.state not in (State.PENDING, State.PROCESSING) for r in rows):
+            return {row.kind: row for row in rows}
+        assert time.monotonic() < deadline, f"recordings of {call_id} not stored: {rows}"
         await asyncio.sleep(0.2)
 
 
@@ -116,16 +136,33 @@ def unique_caller() -> str:
     return "0813" + str(uuid.uuid4().int)[:8]
 
 
-def check_stored(settings: Settings, lab: Lab, record: CallRecord, row: Recording) -> None:
-    """Paired with the call, as long as the call, transcoded, checksummed, source removed."""
+def check_stored(
+    settings: Settings, lab: Lab, record: CallRecord, rows: dict[Kind, Recording]
+) -> None:
+    """The mix, as long as the call, and with separate legs on each leg, as long as the mix:
+    all paired with the call, transcoded, checksummed, their sources removed."""
+    assert set(rows) == (set(Kind) if settings.recordings_separate_legs else {Kind.MIXED})
+    for kind, row in rows.items():
+        check_file(settings, lab, record, kind, row)
     assert record.arrived_at is not None and record.ended_at is not None
-    assert (row.state, row.reason, row.format) == (State.DONE, None, "opus")
-    assert (row.call_id, row.started_at) == (record.call_id, record.arrived_at)
     call_seconds = (record.ended_at - record.arrived_at).total_seconds()
+    mixed = rows[Kind.MIXED].duration_seconds
+    assert mixed is not None and abs(mixed - call_seconds) <= 1.0, (mixed, call_seconds)
+    for kind, row in rows.items():
+        assert row.duration_seconds is not None
+        assert abs(row.duration_seconds - mixed) <= 1.0, (kind, row.duration_seconds, mixed)
+
+
+def check_file(
+    settings: Settings, lab: Lab, record: CallRecord, kind: Kind, row: Recording
+) -> None:
+    """One recording of the call: stored in the dated layout, transcoded, checksummed."""
+    assert record.arrived_at is not None
+    assert (row.state, row.reason, row.format) == (State.DONE, None, "opus"), kind
+    assert (row.call_id, row.started_at) == (record.call_id, record.arrived_at)
     assert row.duration_seconds is not None
-    assert abs(row.duration_seconds - call_seconds) <= 1.0, (row.duration_seconds, call_seconds)
     assert row.storage_path == storage_relpath(
-        record.call_id, record.arrived_at, settings.timezone, "opus").as_posix()
+        record.call_id, record.arrived_at, settings.timezone, "opus", kind).as_posix()
     stored = settings.recordings_dir / row.storage_path
     data = stored.read_bytes()
     assert data[:4] == b"OggS" and b"OpusHead" in data[:64]
@@ -133,9 +170,12 @@ def check_stored(settings: Settings, lab: Lab, record: CallRecord, row: Recordin
     with stored.open("rb") as handle:
         decoded = AudioSegment.from_file(handle, format="ogg")
     assert abs(len(decoded) / 1000 - row.duration_seconds) <= 0.1
-    assert row.loudness_dbfs is not None  # real audio, not digital silence
-    assert row.silence_share is not None and 0 <= row.silence_share < 1
-    assert not (lab.monitor_dir / f"{record.call_id}.wav").exists()
+    assert row.silence_share is not None and 0 <= row.silence_share <= 1
+    if kind is not Kind.LINE:
+        # The caller talked: real audio, not digital silence. The line's leg may rightly be
+        # silent: a failed-open call hears no prompt, and sipp's operator says nothing.
+        assert row.loudness_dbfs is not None and row.silence_share < 1
+    assert not (lab.monitor_dir / source_name(record.call_id, kind)).exists()
 
 
 async def test_emergency_call_with_audio_is_recorded_paired_and_stored(
@@ -152,7 +192,10 @@ async def test_emergency_call_with_audio_is_recorded_paired_and_stored(
     record = await ended_call(line, caller_id)
     assert (record.ivr_category, record.queue, record.operator, record.disposition) == (
         "emergency", "medical", "PJSIP/op1001", "answered")
-    check_stored(settings, lab, record, await stored_recording(line, record.call_id))
+    rows = await stored_recordings(line, record.call_id)
+    check_stored(settings, lab, record, rows)
+    if settings.recordings_separate_legs:
+        assert rows[Kind.LINE].loudness_dbfs is not None  # the IVR's prompts
 
 
 async def test_calls_are_recorded_when_the_ivr_server_is_down(
@@ -169,4 +212,8 @@ async def test_calls_are_recorded_when_the_ivr_server_is_down(
         await line.agi.start()
     record = await ended_call(line, caller_id)
     assert (record.ivr_outcome, record.disposition) == ("failopen", "answered")
-    check_stored(settings, lab, record, await stored_recording(line, record.call_id))
+    rows = await stored_recordings(line, record.call_id)
+    check_stored(settings, lab, record, rows)
+    if settings.recordings_separate_legs:
+        # Nothing was played to this caller: each direction went to its own leg.
+        assert rows[Kind.LINE].loudness_dbfs is None

@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from recordings.domain import RetentionPolicy, State
+from recordings.domain import LEGS, Kind, RetentionPolicy, State
 from recordings.retention import apply_retention
 from telephony.callfacts import CallEnded, CallFact, CallStarted, IvrVariableSet
 from telephony.cli import main
@@ -136,9 +136,55 @@ async def test_retention_and_hold_commands(
     assert await asyncio.to_thread(main, [*common, "recordings", "retention"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "Retensi: 1 rekaman (0.0 MB) dihapus:"
-    assert out[1].split()[:2] == [expired, "information"]
+    assert out[1].split()[:3] == [expired, "gabungan", "information"]
     assert not expired_file.exists() and held_file.exists()
 
     assert await asyncio.to_thread(main, [*common, "recordings", "retention", "--dry-run"]) == 0
     assert capsys.readouterr().out.strip() == (
         "Retensi: tidak ada rekaman yang melewati masa simpannya.")
+
+
+async def stored_legs(database: Database, storage: Path, call_id: str) -> list[Path]:
+    """Both legs of a call with a stored recording, stored next to it."""
+    mixed = await database.run(lambda c: RECORDINGS.recording(c, call_id))
+    assert mixed is not None and mixed.storage_path is not None
+    paths = []
+    for leg in LEGS:
+        relpath = mixed.storage_path.replace(".opus", f"-{leg.value}.opus")
+        (storage / relpath).write_bytes(b"OggS leg stand-in")
+
+        async def work(connection: asyncpg.Connection, leg: Kind = leg,
+                       relpath: str = relpath) -> None:
+            await RECORDINGS.add(connection, call_id, State.PENDING, kind=leg,
+                                 started_at=mixed.started_at,
+                                 source_file=f"{call_id}-{leg.value}.wav")
+            job = await RECORDINGS.claim(connection, uuid.uuid4(), 60)
+            assert job is not None and (job.call_id, job.kind) == (call_id, leg)
+            assert await RECORDINGS.mark_done(connection, job, Processed(
+                60.0, 0.1, -20.0, "opus", relpath, 17, "cd" * 32))
+
+        await database.run(work)
+        paths.append(storage / relpath)
+    return paths
+
+
+async def test_legs_are_removed_with_their_mix_and_held_with_it(
+    database: Database, tmp_path: Path
+) -> None:
+    storage = tmp_path / "store"
+    expired, expired_file = await stored_recording(database, storage, "information", 400)
+    expired_legs = await stored_legs(database, storage, expired)
+    held, held_file = await stored_recording(database, storage, "information", 400)
+    held_legs = await stored_legs(database, storage, held)
+    assert await database.run(lambda c: RECORDINGS.set_legal_hold(c, held, True))
+
+    removed = await apply_retention(database, POLICY, storage, NOW)
+
+    assert [(r.call_id, r.kind) for r in removed] == [
+        (expired, Kind.MIXED), (expired, Kind.CALLER), (expired, Kind.LINE)]
+    assert not any(p.exists() for p in [expired_file, *expired_legs])
+    assert all(p.exists() for p in [held_file, *held_legs])
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [expired, held]))
+    assert sorted((r.call_id, r.kind, r.state, r.legal_hold) for r in rows) == sorted(
+        [(expired, kind, State.EXPIRED, False) for kind in Kind]
+        + [(held, kind, State.DONE, True) for kind in Kind])

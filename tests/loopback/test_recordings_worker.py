@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 from pydub import AudioSegment
 
-from recordings.domain import State, storage_relpath
+from recordings.domain import Kind, State, source_name, storage_relpath, temp_name
 from recordings.worker import RecordingsConfig, RecordingWorker
 from telephony.callfacts import CallEnded, CallFact, CallStarted, IvrVariableSet
 from telephony.db.calls import CallRepository
@@ -356,3 +356,127 @@ async def test_the_background_loop_stores_recordings_until_cancelled(
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
+
+
+# ----------------------------------------------------------------- separate legs
+
+
+def leg_file(config: RecordingsConfig, call_id: str, kind: Kind) -> Path:
+    return config.incoming_dir / source_name(call_id, kind)
+
+
+async def recordings_of(database: Database, call_id: str) -> dict[Kind, Recording]:
+    """Every recording of the call (as the API lists them), by kind."""
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id]))
+    return {row.kind: row for row in rows}
+
+
+async def test_legs_are_processed_with_the_mix_and_stored_next_to_it(
+    database: Database, config: RecordingsConfig
+) -> None:
+    config = replace(config, separate_legs=True)
+    call_id = new_call_id()
+    started = await ended_call(database, call_id)
+    for kind in Kind:
+        speech_like(leg_file(config, call_id, kind))
+    worker = RecordingWorker(database, config)
+
+    outcomes = await worker.run_once()
+
+    assert sorted((o.kind, o.state) for o in outcomes) == sorted(
+        [(kind, state) for kind in Kind for state in (State.PENDING, State.DONE)])
+    rows = await recordings_of(database, call_id)
+    assert set(rows) == set(Kind)
+    stored = []
+    for kind, row in rows.items():
+        relpath = storage_relpath(call_id, started, "Asia/Jakarta", "opus", kind).as_posix()
+        path = config.storage_dir / relpath
+        assert (row.state, row.storage_path, row.started_at) == (State.DONE, relpath, started)
+        assert row.duration_seconds == pytest.approx(8.0, abs=0.05)
+        assert row.sha256 == sha256(path) and row.size_bytes == path.stat().st_size
+        stored.append(path)
+    assert {p.parent for p in stored} == {stored[0].parent}  # one dated directory
+    assert files_under(config.storage_dir) == sorted(stored)
+    assert files_under(config.incoming_dir) == []
+    assert await worker.run_once() == []
+
+
+async def test_a_broken_or_missing_leg_is_reported_and_kept_and_the_mix_is_stored(
+    database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = replace(config, separate_legs=True)
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    speech_like(leg_file(config, call_id, Kind.MIXED))
+    garbage = b"RIFF\x00\x00\x00\x00WAVEjunk" + os.urandom(4000)
+    leg_file(config, call_id, Kind.CALLER).write_bytes(garbage)  # no -line.wav at all
+    worker = RecordingWorker(database, config)
+
+    with caplog.at_level(logging.WARNING, logger="recordings"):
+        outcomes = await worker.run_once()
+        assert await worker.run_once() == []
+
+    assert {(o.kind, o.state) for o in outcomes if o.state is not State.PENDING} == {
+        (Kind.MIXED, State.DONE), (Kind.CALLER, State.FAILED), (Kind.LINE, State.MISSING)}
+    rows = await recordings_of(database, call_id)
+    assert rows[Kind.MIXED].state is State.DONE
+    broken = rows[Kind.CALLER]
+    kept = config.quarantine_dir / f"{call_id}-caller.wav"
+    assert (broken.state, broken.quarantine_path) == (State.FAILED, str(kept))
+    assert kept.read_bytes() == garbage  # never deleted
+    assert (rows[Kind.LINE].state, rows[Kind.LINE].reason) == (
+        State.MISSING, "the call ended without its line leg's file")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count(
+        f"call {call_id} ended 5 s ago without its line leg in {config.incoming_dir}") == 1
+    assert sum(m.startswith(f"caller leg of call '{call_id}' failed") for m in messages) == 1
+    assert files_under(config.incoming_dir) == []
+
+
+async def test_legs_found_with_the_setting_off_are_still_stored_and_none_missed(
+    database: Database, config: RecordingsConfig
+) -> None:
+    """Switched off while calls recorded with legs are still in the monitor directory."""
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    speech_like(leg_file(config, call_id, Kind.MIXED))
+    speech_like(leg_file(config, call_id, Kind.LINE))
+    await RecordingWorker(database, config).run_once()
+    rows = await recordings_of(database, call_id)
+    assert {kind: row.state for kind, row in rows.items()} == {
+        Kind.MIXED: State.DONE, Kind.LINE: State.DONE}
+
+
+async def test_a_leg_job_spares_the_temporary_file_of_its_mix_in_progress(
+    database: Database, config: RecordingsConfig
+) -> None:
+    call_id = new_call_id()
+    started = await ended_call(database, call_id)
+    speech_like(leg_file(config, call_id, Kind.CALLER))
+    await database.run(lambda c: RECORDINGS.add(
+        c, call_id, State.PENDING, kind=Kind.CALLER, started_at=started,
+        source_file=f"{call_id}-caller.wav"))
+    day = (config.storage_dir / storage_relpath(call_id, started, "Asia/Jakarta", "opus")).parent
+    day.mkdir(parents=True)
+    mixing = day / temp_name(call_id, uuid.uuid4().hex)  # another worker's, still writing
+    mixing.write_bytes(b"half a mix")
+    outcome = await RecordingWorker(database, config).process_next()
+    assert outcome is not None and (outcome.kind, outcome.state) == (Kind.CALLER, State.DONE)
+    assert mixing.exists()
+
+
+async def test_restart_sweeps_leg_sources_of_stored_legs_only(
+    database: Database, config: RecordingsConfig
+) -> None:
+    config = replace(config, separate_legs=True)
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    for kind in Kind:
+        speech_like(leg_file(config, call_id, kind))
+    assert len(await RecordingWorker(database, config).run_once()) == 6
+    for kind in Kind:  # as if the worker had stopped before removing the sources
+        speech_like(leg_file(config, call_id, kind))
+    other = config.incoming_dir / f"{new_call_id()}-caller.wav"  # a call not stored yet
+    other.write_bytes(b"not yet")
+    assert await RecordingWorker(database, config).sweep_incoming() == 3
+    assert files_under(config.incoming_dir) == [other]

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import pytest
 
 from ivr.channel import CallerHungUp
-from ivr.flow import Outcome, run_ivr
+from ivr.flow import Outcome, ScreeningVerdict, run_ivr
 from ivr.menu import load_menu
 
 MENU = load_menu()
@@ -43,6 +43,7 @@ async def test_press_one_then_fire() -> None:
     assert channel.variables == {
         "IVR_CHOICE": "1", "IVR_OUTCOME": "chosen", "IVR_CATEGORY": "emergency",
         "IVR_SKILL": "fire", "IVR_QUEUE": "fire",
+        "IVR_FIRST_KEY_MS": "0", "IVR_INVALID_KEYS": "0",
     }
     # The greeting and menu are asked together so a caller can barge in at once.
     assert channel.asked[0][0] == ["siaga112/salam-112", "siaga112/menu-utama"]
@@ -106,3 +107,77 @@ async def test_hangup_stops_the_flow_and_sets_nothing() -> None:
     with pytest.raises(CallerHungUp):
         await run_ivr(channel, MENU, "112")
     assert channel.variables == {}
+
+
+class Ticks:
+    """A clock that advances one second per reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+class FixedScreener:
+    def __init__(self, verdict: ScreeningVerdict | None) -> None:
+        self.verdict_to_give = verdict
+        self.categories: list[str] = []
+
+    async def verdict(self, category: str) -> ScreeningVerdict | None:
+        self.categories.append(category)
+        return self.verdict_to_give
+
+
+async def test_keys_are_timed_from_the_start_and_invalid_ones_counted() -> None:
+    channel = ScriptedChannel(["7", "1", "2"])
+    result = await run_ivr(channel, MENU, "112", clock=Ticks())
+    # Ticks: 1 at the start, 2 at the first key (the invalid 7).
+    assert (result.first_key_ms, result.invalid_keys) == (1000, 1)
+    assert channel.variables["IVR_FIRST_KEY_MS"] == "1000"
+    assert channel.variables["IVR_INVALID_KEYS"] == "1"
+
+
+async def test_silence_publishes_no_first_key() -> None:
+    channel = ScriptedChannel([None])
+    result = await run_ivr(channel, MENU, "112")
+    assert result.first_key_ms is None
+    assert channel.variables["IVR_FIRST_KEY_MS"] == ""
+
+
+async def test_verdict_is_asked_with_the_routed_category_and_published_before_the_queue() -> None:
+    screener = FixedScreener(ScreeningVerdict(0.8312, ("5 panggilan dalam 1 jam terakhir",
+                                                       "nomor disembunyikan"), 5, screen=True))
+    channel = ScriptedChannel(["2"])
+    result = await run_ivr(channel, MENU, "112", screener)
+    assert screener.categories == ["complaint"]
+    assert result.screening is not None
+    assert channel.variables["IVR_SCORE"] == "0.831"
+    assert channel.variables["IVR_REASONS"] == (
+        "5 panggilan dalam 1 jam terakhir; nomor disembunyikan")
+    assert channel.variables["IVR_PRIORITY"] == "5"
+    assert channel.variables["IVR_SCREEN_PROMPT"] == "siaga112/saring"
+    assert channel.order[-1] == "IVR_QUEUE"
+
+
+async def test_a_verdict_without_screening_sets_no_prompt() -> None:
+    screener = FixedScreener(ScreeningVerdict(0.55, ("x",), 0, screen=False))
+    channel = ScriptedChannel(["3"])
+    await run_ivr(channel, MENU, "112", screener)
+    assert channel.variables["IVR_PRIORITY"] == "0"
+    assert "IVR_SCREEN_PROMPT" not in channel.variables
+
+
+async def test_no_verdict_leaves_priority_and_prompt_to_the_dialplan() -> None:
+    channel = ScriptedChannel([None])
+    result = await run_ivr(channel, MENU, "112", FixedScreener(None))
+    assert result.route.queue == "emergency-general"
+    assert not {"IVR_SCORE", "IVR_PRIORITY", "IVR_SCREEN_PROMPT"} & channel.variables.keys()
+    assert channel.order[-1] == "IVR_QUEUE"
+
+
+async def test_119_is_screened_as_an_emergency() -> None:
+    screener = FixedScreener(None)
+    await run_ivr(ScriptedChannel([]), MENU, "119", screener)
+    assert screener.categories == ["emergency"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ivr.menu import MenuError, load_menu, parse_menu
-from ivr.source import MenuSource
+from ivr.source import menu_source
 
 DEFAULT: dict[str, Any] = json.loads(
     resources.files("ivr").joinpath("menu.json").read_text("utf-8"))
@@ -63,7 +63,7 @@ def test_menu_source_reloads_edits_and_keeps_the_last_good_menu(
 ) -> None:
     path = tmp_path / "menu.json"
     path.write_text(json.dumps(DEFAULT), encoding="utf-8")
-    source = MenuSource(path)
+    source = menu_source(path)
     assert source.current().menus["utama"].timeout_ms == 5000
 
     path.write_text(json.dumps(edited(

@@ -8,15 +8,19 @@ import pytest
 from recordings.domain import (
     INITIAL_STATES,
     TRANSITIONS,
+    Kind,
+    Pairing,
     RecordingNameError,
     RetentionPolicy,
     State,
-    call_id_of_source,
     can_transition,
     checked_relpath,
     is_settled,
     is_temp_of,
     loudness,
+    mixmonitor_options,
+    pair_files,
+    parse_source,
     silence_share,
     source_name,
     sources_of,
@@ -33,7 +37,11 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 def test_asterisk_unique_ids_are_valid(call_id: str) -> None:
     assert valid_call_id(call_id)
     assert source_name(call_id) == f"{call_id}.wav"
-    assert call_id_of_source(f"{call_id}.wav") == call_id
+    assert parse_source(f"{call_id}.wav") == (call_id, Kind.MIXED)
+    assert source_name(call_id, Kind.CALLER) == f"{call_id}-caller.wav"
+    assert parse_source(f"{call_id}-caller.wav") == (call_id, Kind.CALLER)
+    assert source_name(call_id, Kind.LINE) == f"{call_id}-line.wav"
+    assert parse_source(f"{call_id}-line.wav") == (call_id, Kind.LINE)
 
 
 @pytest.mark.parametrize(
@@ -43,17 +51,29 @@ def test_asterisk_unique_ids_are_valid(call_id: str) -> None:
 )
 def test_anything_else_is_refused_before_it_names_a_file(call_id: str) -> None:
     assert not valid_call_id(call_id)
-    with pytest.raises(RecordingNameError):
-        source_name(call_id)
+    for kind in Kind:
+        with pytest.raises(RecordingNameError):
+            source_name(call_id, kind)
     with pytest.raises(RecordingNameError):
         storage_relpath(call_id, datetime(2026, 1, 1, tzinfo=UTC), "Asia/Jakarta", "opus")
     with pytest.raises(RecordingNameError):
         temp_name(call_id, TOKEN)
 
 
-@pytest.mark.parametrize("name", ["1.2.mp3", "1.2", "x.wav", ".1.2.wav", "../1.2.wav", "1.2.WAV"])
+@pytest.mark.parametrize("name", ["1.2.mp3", "1.2", "x.wav", ".1.2.wav", "../1.2.wav", "1.2.WAV",
+                                  "1.2-mixed.wav", "1.2-other.wav", "1.2-caller.mp3",
+                                  "1.2-.wav", "1.2-caller-line.wav", "x-caller.wav"])
 def test_other_files_in_the_monitor_directory_are_not_ours(name: str) -> None:
-    assert call_id_of_source(name) is None
+    assert parse_source(name) is None
+
+
+def test_the_dialplan_names_the_legs_as_the_worker_looks_for_them() -> None:
+    assert mixmonitor_options(separate_legs=False) == ""
+    options = mixmonitor_options(separate_legs=True)
+    # r(): the audio the line receives (the caller); t(): what it transmits (IVR, operator).
+    assert options == "r(${UNIQUEID}-caller.wav)t(${UNIQUEID}-line.wav)"
+    assert options.replace("${UNIQUEID}", "1.2") == (
+        f"r({source_name('1.2', Kind.CALLER)})t({source_name('1.2', Kind.LINE)})")
 
 
 def test_layout_is_dated_by_the_local_arrival_day() -> None:
@@ -67,6 +87,13 @@ def test_layout_is_dated_by_the_local_arrival_day() -> None:
         storage_relpath("1.2", started, "UTC", "wav")
 
 
+def test_legs_are_stored_next_to_the_mixed_recording() -> None:
+    started = datetime(2026, 11, 23, 18, 30, tzinfo=UTC)
+    assert [storage_relpath("1.2", started, "Asia/Jakarta", "opus", kind) for kind in Kind] == [
+        PurePosixPath("2026/11/24/1.2.opus"), PurePosixPath("2026/11/24/1.2-caller.opus"),
+        PurePosixPath("2026/11/24/1.2-line.opus")]
+
+
 def test_temporary_names_belong_to_one_call_and_one_claim() -> None:
     name = temp_name("1.2", TOKEN)
     assert name == f".1.2.{TOKEN}.tmp"
@@ -76,6 +103,16 @@ def test_temporary_names_belong_to_one_call_and_one_claim() -> None:
     assert not is_temp_of("1.2.opus", "1.2")
     with pytest.raises(RecordingNameError):
         temp_name("1.2", "../../x")
+
+
+def test_temporary_names_of_a_leg_are_not_its_mixed_recordings() -> None:
+    """A call's jobs run side by side: one cleaning up its leftovers must spare the others'."""
+    leg = temp_name("1.2", TOKEN, Kind.CALLER)
+    assert leg == f".1.2-caller.{TOKEN}.tmp"
+    assert is_temp_of(leg, "1.2", Kind.CALLER)
+    assert not is_temp_of(leg, "1.2", Kind.MIXED)
+    assert not is_temp_of(leg, "1.2", Kind.LINE)
+    assert not is_temp_of(temp_name("1.2", TOKEN), "1.2", Kind.CALLER)
 
 
 def test_stored_paths_are_checked_before_anything_is_deleted() -> None:
@@ -152,6 +189,55 @@ def test_loudness_of_digital_silence_is_none() -> None:
 def test_settled_once_unchanged_for_the_settle_time() -> None:
     assert not is_settled(mtime=100.0, now=101.0, settle_seconds=3)
     assert is_settled(mtime=100.0, now=103.0, settle_seconds=3)
+
+
+NOW_S = 1_000_000.0
+
+
+def pairing(mtimes: dict[Kind, float], *, ended_ago: float = 5.0,
+            separate_legs: bool = True) -> list[Pairing] | None:
+    return pair_files(mtimes, now=NOW_S, ended_seconds_ago=ended_ago, settle_seconds=3,
+                      missing_after_seconds=120, separate_legs=separate_legs)
+
+
+def test_a_call_with_all_its_files_gets_a_pending_row_for_each() -> None:
+    done = NOW_S - 10
+    assert pairing({kind: done for kind in Kind}) == [
+        Pairing(Kind.MIXED, State.PENDING), Pairing(Kind.CALLER, State.PENDING),
+        Pairing(Kind.LINE, State.PENDING)]
+    assert pairing({Kind.MIXED: done}, separate_legs=False) == [
+        Pairing(Kind.MIXED, State.PENDING)]
+
+
+def test_any_file_still_being_written_holds_the_call_back() -> None:
+    assert pairing({Kind.MIXED: NOW_S - 10, Kind.LINE: NOW_S - 1}) is None
+    assert pairing({Kind.MIXED: NOW_S - 1}, separate_legs=False) is None
+
+
+def test_a_missing_leg_is_reported_at_once_and_does_not_hold_the_mix_up() -> None:
+    assert pairing({Kind.MIXED: NOW_S - 10, Kind.LINE: NOW_S - 10}) == [
+        Pairing(Kind.MIXED, State.PENDING),
+        Pairing(Kind.CALLER, State.MISSING, "the call ended without its caller leg's file"),
+        Pairing(Kind.LINE, State.PENDING)]
+
+
+def test_legs_are_only_missed_when_they_are_recorded_but_always_taken() -> None:
+    # Just switched off: legs of calls recorded before are still recordings of the call.
+    assert pairing({Kind.MIXED: NOW_S - 10, Kind.CALLER: NOW_S - 10},
+                   separate_legs=False) == [
+        Pairing(Kind.MIXED, State.PENDING), Pairing(Kind.CALLER, State.PENDING)]
+
+
+def test_without_the_mixed_file_the_call_waits_then_is_missing() -> None:
+    leg_only = {Kind.CALLER: NOW_S - 10}
+    assert pairing(leg_only) is None
+    assert pairing({}, ended_ago=119) is None
+    assert pairing(leg_only, ended_ago=120) == [
+        Pairing(Kind.MIXED, State.MISSING, "the call ended without a recording file"),
+        Pairing(Kind.CALLER, State.PENDING),
+        Pairing(Kind.LINE, State.MISSING, "the call ended without its line leg's file")]
+    assert pairing({}, ended_ago=120, separate_legs=False) == [
+        Pairing(Kind.MIXED, State.MISSING, "the call ended without a recording file")]
 
 
 POLICY = RetentionPolicy(emergency_days=3650, complaint_days=730, information_days=30,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from recordings.commands import format_outcome, format_removal
-from recordings.domain import State
+from recordings.domain import Kind, State
 from recordings.retention import Removal, policy_from_settings
 from recordings.worker import Outcome, RecordingsConfig
 from telephony.cli import build_parser
@@ -34,6 +34,20 @@ def test_incoming_directory_defaults_to_the_lab_instance_monitor_directory(
     site = replace(settings, recordings_incoming_dir=Path("/var/spool/asterisk/monitor"))
     assert RecordingsConfig.from_settings(site).incoming_dir == Path(
         "/var/spool/asterisk/monitor")
+
+
+def test_separate_legs_are_off_by_default_and_reach_the_dialplan_and_the_worker(
+    tmp_path: Path,
+) -> None:
+    settings = replace(load_settings(environ={}), lab_rootfs=tmp_path)
+    assert not settings.recordings_separate_legs
+    assert not RecordingsConfig.from_settings(settings).separate_legs
+    assert Lab(settings).template_values()["recording_options"] == ""
+    legs = load_settings(environ={"SIAGA112_RECORDINGS_SEPARATE_LEGS": "true"})
+    legs = replace(legs, lab_rootfs=tmp_path)
+    assert RecordingsConfig.from_settings(legs).separate_legs
+    assert Lab(legs).template_values()["recording_options"] == (
+        "r(${UNIQUEID}-caller.wav)t(${UNIQUEID}-line.wav)")
 
 
 def test_settings_from_the_environment() -> None:
@@ -76,7 +90,9 @@ def test_recordings_commands_parse(argv: list[str], action: str) -> None:
 
 def test_report_lines_are_in_indonesian() -> None:
     assert format_outcome(Outcome("1.2", State.DONE, "2026/11/24/1.2.opus")).split() == [
-        "1.2", "tersimpan", "2026/11/24/1.2.opus"]
+        "1.2", "gabungan", "tersimpan", "2026/11/24/1.2.opus"]
+    assert format_outcome(Outcome("1.2", State.MISSING, "no file", Kind.CALLER)).split()[:3] == [
+        "1.2", "penelepon", "tanpa"]
     removal = Removal("1.2", None, datetime(2026, 11, 23, 18, 30, tzinfo=UTC),
                       "2026/11/24/1.2.opus", 1000, file_found=False)
     line = format_removal(removal, Settings().timezone)

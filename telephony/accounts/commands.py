@@ -1,0 +1,83 @@
+"""``siaga112 account create|list|disable|password``: how the first admin comes to exist, and
+how accounts are kept when the console is out of reach.
+
+Passwords are read from the terminal (twice, not echoed) or, when standard input is not a
+terminal, from its first line, so scripts can pipe one in; never from the command line, where
+other users of the machine could read it. Output is in Bahasa Indonesia; a refusal
+(:class:`~telephony.accounts.model.AccountError`) is printed by the CLI as one line.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TextIO, TypeVar
+
+from telephony.accounts.model import ROLE_LABELS, InvalidAccountInput
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import CLI_ACTOR, AccountConfig, AccountService
+from telephony.db.connection import Database
+from telephony.settings import Settings
+
+T = TypeVar("T")
+
+
+def read_password(stdin: TextIO | None = None) -> str:
+    """A new password from the terminal (asked twice) or from the first line of stdin."""
+    source = stdin or sys.stdin
+    if not source.isatty():
+        return source.readline().removesuffix("\n").removesuffix("\r")
+    first = getpass.getpass("Kata sandi baru: ")
+    if getpass.getpass("Ulangi kata sandi: ") != first:
+        raise InvalidAccountInput("password", "Kedua kata sandi tidak sama.")
+    return first
+
+
+async def _with_service(settings: Settings, work: Callable[[AccountService], Awaitable[T]]
+                        ) -> T:
+    database = Database(settings)
+    try:
+        return await work(AccountService(database, PasswordHasher(),
+                                         AccountConfig.from_settings(settings)))
+    finally:
+        await database.close()
+
+
+async def create(settings: Settings, username: str, role: str, display_name: str,
+                 password: str) -> int:
+    """Create an account."""
+    account = await _with_service(settings, lambda service: service.create(
+        username, role, password, display_name=display_name, actor=CLI_ACTOR))
+    print(f"Akun {account.username} ({ROLE_LABELS[account.role]}) dibuat.")
+    return 0
+
+
+async def list_accounts(settings: Settings) -> int:
+    """Print every account."""
+    accounts = await _with_service(settings, lambda service: service.accounts())
+    if not accounts:
+        print("Belum ada akun. Buat admin pertama: siaga112 account create NAMA --role admin")
+        return 0
+    print(f"  {'nama pengguna':20} {'peran':14} {'status':9} nama tampilan")
+    for account in accounts:
+        status = "aktif" if account.active else "nonaktif"
+        print(f"  {account.username:20} {ROLE_LABELS[account.role]:14} {status:9} "
+              f"{account.display_name}")
+    return 0
+
+
+async def disable(settings: Settings, username: str) -> int:
+    """Disable an account; its sessions end."""
+    account = await _with_service(
+        settings, lambda service: service.disable(username, actor=CLI_ACTOR))
+    print(f"Akun {account.username} dinonaktifkan; semua sesinya diakhiri.")
+    return 0
+
+
+async def set_password(settings: Settings, username: str, password: str) -> int:
+    """Give an account a new password; its sessions end."""
+    account = await _with_service(
+        settings, lambda service: service.set_password(username, password, actor=CLI_ACTOR))
+    print(f"Kata sandi akun {account.username} diganti; semua sesinya diakhiri.")
+    return 0

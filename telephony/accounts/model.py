@@ -1,0 +1,264 @@
+"""Accounts, roles, sessions and login throttling: the rules. Pure: no I/O, no clock, no
+randomness of its own (instants and tokens come in as arguments).
+
+Every refusal is an :class:`AccountError` with a stable ``code`` and a message in Bahasa
+Indonesia for the person at the screen; a refusal changed nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, ClassVar, Final
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class AccountError(Exception):
+    """A request about accounts or sessions that is refused; nothing was changed."""
+
+    code: ClassVar[str] = "account_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidAccountInput(AccountError):
+    """A username, role, display name or password is malformed."""
+
+    code = "invalid"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class AccountExists(AccountError):
+    """The username is taken."""
+
+    code = "account_exists"
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"Akun {username} sudah ada.")
+
+
+class AccountNotFound(AccountError):
+    """No account has this username."""
+
+    code = "not_found"
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"Akun {username} tidak ditemukan.")
+
+
+class LoginRefused(AccountError):
+    """Wrong username or password, or a disabled account (the caller is not told which)."""
+
+    code = "login_refused"
+
+    def __init__(self) -> None:
+        super().__init__("Nama pengguna atau kata sandi salah.")
+
+
+class LoginThrottled(AccountError):
+    """Too many failed logins: no attempt is even checked until ``retry_after`` has passed."""
+
+    code = "login_throttled"
+
+    def __init__(self, retry_after: timedelta) -> None:
+        seconds = max(1, int(retry_after.total_seconds() + 0.999))
+        super().__init__(
+            f"Terlalu banyak percobaan masuk yang gagal. Coba lagi dalam {seconds} detik."
+        )
+        self.retry_after_seconds = seconds
+
+
+# --------------------------------------------------------------------------------------------
+# Roles and accounts
+
+
+class Role(StrEnum):
+    """What a person does at the centre; every route names the roles it serves."""
+
+    OPERATOR = "operator"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+ROLE_LABELS: Final[Mapping[Role, str]] = {
+    Role.OPERATOR: "Operator",
+    Role.SUPERVISOR: "Supervisor",
+    Role.ADMIN: "Administrator",
+}
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account as stored (without its password hash)."""
+
+    account_id: int
+    username: str
+    display_name: str
+    role: Role
+    active: bool
+    created_at: datetime
+    password_changed_at: datetime
+
+
+@dataclass(frozen=True)
+class Session:
+    """A live session: whose, until when, and the token its cookie-borne changes must carry."""
+
+    token_sha256: str
+    account: Account
+    csrf_token: str
+    expires_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """What a successful login hands out; ``token`` is never stored, only its digest."""
+
+    token: str
+    session: Session
+
+
+_USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{1,31}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+PASSWORD_MIN: Final = 10
+PASSWORD_MAX: Final = 256  # argon2 takes any length; this bounds the work one request costs
+THROTTLE_KEY_MAX: Final = 64
+
+
+def clean_username(value: object) -> str:
+    """A username: 2-32 lower-case letters, digits, dots, dashes and underscores."""
+    if isinstance(value, str):
+        name = value.strip().lower()
+        if _USERNAME.fullmatch(name):
+            return name
+    raise InvalidAccountInput(
+        "username",
+        "Nama pengguna harus 2-32 karakter: huruf kecil, angka, titik, minus atau garis bawah.",
+    )
+
+
+def throttle_key(value: object) -> str:
+    """What failed logins are counted under: the name as typed, normalised and cut short, so
+    attempts at names that do not exist (or are malformed) are throttled all the same."""
+    text = value if isinstance(value, str) else ""
+    return text.strip().lower()[:THROTTLE_KEY_MAX]
+
+
+def parse_role(value: object) -> Role:
+    """A role from its code."""
+    if isinstance(value, Role):
+        return value
+    if isinstance(value, str):
+        try:
+            return Role(value.strip().lower())
+        except ValueError:
+            pass
+    raise InvalidAccountInput("role", "Peran harus operator, supervisor atau admin.")
+
+
+def clean_display_name(value: object) -> str:
+    """A display name: any printable text up to 100 characters."""
+    if not isinstance(value, str) or _CONTROL.search(value) or len(value.strip()) > 100:
+        raise InvalidAccountInput("display_name", "Nama tampilan tidak sah (maksimal 100 "
+                                  "karakter, tanpa karakter kendali).")
+    return value.strip()
+
+
+def check_password(value: object) -> str:
+    """A new password: long enough to resist guessing, short enough to hash cheaply."""
+    if not isinstance(value, str) or _CONTROL.search(value):
+        raise InvalidAccountInput("password", "Kata sandi tidak boleh berisi karakter kendali.")
+    if not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise InvalidAccountInput(
+            "password", f"Kata sandi harus {PASSWORD_MIN}-{PASSWORD_MAX} karakter.")
+    if not value.strip():
+        raise InvalidAccountInput("password", "Kata sandi tidak boleh hanya spasi.")
+    return value
+
+
+def login_password(value: object) -> str | None:
+    """A password as typed at login; ``None`` for input no password can match (not text,
+    empty, or longer than any password we accept), which is never hashed."""
+    if not isinstance(value, str) or not value or len(value) > PASSWORD_MAX:
+        return None
+    return value
+
+
+def token_digest(token: str) -> str:
+    """What the sessions table stores of a token: its SHA-256, hex."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def account_json(account: Account) -> dict[str, Any]:
+    """An account for the API and the log (never the password hash)."""
+    return {
+        "username": account.username,
+        "display_name": account.display_name,
+        "role": account.role.value,
+        "role_label": ROLE_LABELS[account.role],
+        "active": account.active,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Login throttling
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """After ``max_failures`` failures within ``window`` (per username, and ``per_address``
+    from one address) each further attempt must wait ``first_delay``, doubling with every
+    further failure, but never longer than the window."""
+
+    max_failures: int = 5
+    max_failures_per_address: int = 20
+    window: timedelta = timedelta(hours=1)
+    first_delay: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Failures:
+    """Failed logins within the window: how many, and the last one."""
+
+    count: int
+    last_at: datetime | None
+
+
+def _lockout_end(failures: Failures, limit: int, policy: ThrottlePolicy) -> datetime | None:
+    if failures.count < limit or failures.last_at is None:
+        return None
+    doublings = min(failures.count - limit, 32)
+    delay = min(policy.first_delay * (1 << doublings), policy.window)
+    return failures.last_at + delay
+
+
+def locked_until(
+    policy: ThrottlePolicy, *, by_username: Failures, by_address: Failures
+) -> datetime | None:
+    """When the next attempt may be checked; ``None``: now. The later of the two locks wins."""
+    ends = [end for end in (
+        _lockout_end(by_username, policy.max_failures, policy),
+        _lockout_end(by_address, policy.max_failures_per_address, policy),
+    ) if end is not None]
+    return max(ends) if ends else None
+
+
+def check_not_throttled(
+    policy: ThrottlePolicy, *, by_username: Failures, by_address: Failures, now: datetime
+) -> None:
+    """Refuse the attempt (without looking at the password) while a lock runs."""
+    until = locked_until(policy, by_username=by_username, by_address=by_address)
+    if until is not None and until > now:
+        raise LoginThrottled(until - now)

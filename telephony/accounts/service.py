@@ -1,0 +1,289 @@
+"""The account service: accounts, logins with throttling, sessions, and the audit log.
+
+A login is one transaction under an advisory lock on the name typed: the failures so far are
+counted, a locked name or address is refused before its password is even looked at, and a
+failure is recorded before the lock is released. Parallel guesses therefore queue up and each
+one sees the failures before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from telephony.accounts.model import (
+    Account,
+    AccountExists,
+    AccountNotFound,
+    LoginRefused,
+    LoginThrottled,
+    NewSession,
+    Role,
+    Session,
+    ThrottlePolicy,
+    check_not_throttled,
+    check_password,
+    clean_display_name,
+    clean_username,
+    login_password,
+    parse_role,
+    throttle_key,
+    token_digest,
+)
+from telephony.accounts.passwords import PasswordHasher
+from telephony.db.accounts import AccountRepository, AuditEntry
+from telephony.db.connection import Database
+from telephony.settings import Settings
+
+log = logging.getLogger("telephony.accounts")
+
+CLI_ACTOR = "cli"
+# A session's last use is written at most this often.
+_TOUCH_EVERY = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """The tunables the service needs, taken from the settings."""
+
+    session_lifetime: timedelta = timedelta(hours=12)
+    throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AccountConfig:
+        """The configuration described by ``settings``."""
+        return cls(
+            session_lifetime=timedelta(hours=settings.http_session_hours),
+            throttle=ThrottlePolicy(
+                max_failures=settings.login_max_failures,
+                max_failures_per_address=settings.login_max_failures_per_address,
+                window=timedelta(minutes=settings.login_failure_window_minutes),
+                first_delay=timedelta(seconds=settings.login_delay_seconds),
+            ),
+        )
+
+
+class AccountService:
+    """Creates and changes accounts, logs people in and out, and keeps the audit log."""
+
+    def __init__(
+        self,
+        database: Database,
+        hasher: PasswordHasher,
+        config: AccountConfig,
+        repository: AccountRepository | None = None,
+    ) -> None:
+        self._database = database
+        self._hasher = hasher
+        self._config = config
+        self._repo = repository or AccountRepository()
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def create(
+        self, username: str, role: Role | str, password: str, *, display_name: str = "",
+        actor: str, remote_address: str = "",
+    ) -> Account:
+        """A new active account; :class:`AccountExists` if the name is taken."""
+        name = clean_username(username)
+        kind = parse_role(role)
+        shown = clean_display_name(display_name)
+        password_hash = await self._hasher.hash(check_password(password))
+
+        async def work(connection: asyncpg.Connection) -> Account:
+            try:
+                async with connection.transaction():
+                    account = await self._repo.insert_account(connection, name, shown, kind,
+                                                              password_hash)
+                    await self._repo.append_audit(
+                        connection, actor=actor, action="account.create", object_type="account",
+                        object_id=name, remote_address=remote_address,
+                        detail={"role": kind.value})
+                    return account
+            except asyncpg.UniqueViolationError:
+                raise AccountExists(name) from None
+
+        account = await self._database.run(work)
+        log.info("account %s (%s) created by %s", name, kind.value, actor)
+        return account
+
+    async def accounts(self) -> list[Account]:
+        """Every account, by username."""
+        return await self._database.run(self._repo.accounts)
+
+    async def disable(self, username: str, *, actor: str, remote_address: str = "") -> Account:
+        """Disable an account and end its sessions at once."""
+        name = clean_username(username)
+
+        async def work(connection: asyncpg.Connection) -> Account:
+            async with connection.transaction():
+                account = await self._repo.set_active(connection, name, False)
+                if account is None:
+                    raise AccountNotFound(name)
+                ended = await self._repo.delete_sessions_of(connection, account.account_id)
+                await self._repo.append_audit(
+                    connection, actor=actor, action="account.disable", object_type="account",
+                    object_id=name, remote_address=remote_address,
+                    detail={"sessions_ended": ended})
+                return account
+
+        account = await self._database.run(work)
+        log.info("account %s disabled by %s", name, actor)
+        return account
+
+    async def set_password(
+        self, username: str, password: str, *, actor: str, remote_address: str = ""
+    ) -> Account:
+        """Give an account a new password; its sessions end (whoever knew the old one is out)."""
+        name = clean_username(username)
+        password_hash = await self._hasher.hash(check_password(password))
+
+        async def work(connection: asyncpg.Connection) -> Account:
+            async with connection.transaction():
+                found = await self._repo.account_with_hash(connection, name)
+                if found is None:
+                    raise AccountNotFound(name)
+                account, _ = found
+                await self._repo.set_password_hash(connection, account.account_id,
+                                                   password_hash, changed=True)
+                ended = await self._repo.delete_sessions_of(connection, account.account_id)
+                await self._repo.append_audit(
+                    connection, actor=actor, action="account.password", object_type="account",
+                    object_id=name, remote_address=remote_address,
+                    detail={"sessions_ended": ended})
+                return account
+
+        account = await self._database.run(work)
+        log.info("password of account %s changed by %s", name, actor)
+        return account
+
+    # -- logins and sessions -------------------------------------------------------------------
+
+    async def login(self, username: object, password: object, *, remote_address: str
+                    ) -> NewSession:
+        """Check a login and open a session.
+
+        Raises :class:`LoginThrottled` while the name or the address is locked out (the
+        password is not checked then), :class:`LoginRefused` for a wrong name or password or a
+        disabled account. Each refusal is one log line.
+        """
+        key = throttle_key(username)
+        policy = self._config.throttle
+
+        typed = login_password(password)
+
+        async def work(connection: asyncpg.Connection) -> NewSession | _Failed:
+            async with connection.transaction():
+                await self._repo.lock_login(connection, key)
+                by_name, by_address, now = await self._repo.failures(
+                    connection, key, remote_address, policy.window)
+                check_not_throttled(policy, by_username=by_name, by_address=by_address, now=now)
+                found = await self._repo.account_with_hash(connection, key)
+                stored_hash = found[1] if found is not None else None
+                # Always hashed, even without an account or a usable password: the time a
+                # refusal takes does not tell which names exist.
+                matches = await self._hasher.verify(stored_hash, typed or "")
+                if found is None or typed is None or not matches or not found[0].active:
+                    # Committed with the transaction: the failure counts even though the
+                    # login is refused.
+                    await self._repo.record_failure(connection, key, remote_address,
+                                                    policy.window)
+                    return _Failed(by_name.count + 1)
+                account = found[0]
+                if stored_hash is not None and self._hasher.needs_rehash(stored_hash):
+                    await self._repo.set_password_hash(
+                        connection, account.account_id, await self._hasher.hash(typed),
+                        changed=False)
+                await self._repo.clear_failures(connection, key)
+                await self._repo.delete_expired_sessions(connection)
+                token = secrets.token_urlsafe(32)
+                session = await self._repo.insert_session(
+                    connection, token_digest(token), account,
+                    csrf_token=secrets.token_urlsafe(32),
+                    lifetime=self._config.session_lifetime, remote_address=remote_address)
+                await self._repo.append_audit(
+                    connection, actor=account.username, action="login", object_type="account",
+                    object_id=account.username, remote_address=remote_address, detail={})
+                return NewSession(token, session)
+
+        try:
+            outcome = await self._database.run(work)
+        except LoginThrottled as exc:
+            log.warning("login refused for %r from %s: throttled for %d s more", key,
+                        remote_address, exc.retry_after_seconds)
+            raise
+        if isinstance(outcome, _Failed):
+            log.warning("login refused for %r from %s: wrong username or password, or account "
+                        "disabled (%d recent failures)", key, remote_address, outcome.failures)
+            raise LoginRefused
+        log.info("%s logged in from %s", outcome.session.account.username, remote_address)
+        return outcome
+
+    async def session(self, token: str) -> Session | None:
+        """The live session a token opens; ``None`` if it is unknown, expired or its account
+        is disabled."""
+        digest = token_digest(token)
+
+        async def work(connection: asyncpg.Connection) -> Session | None:
+            found = await self._repo.live_session(connection, digest)
+            if found is not None:
+                await self._repo.touch_session(connection, digest, older_than=_TOUCH_EVERY)
+            return found
+
+        return await self._database.run(work)
+
+    async def logout(self, session: Session, *, remote_address: str) -> None:
+        """End a session."""
+
+        async def work(connection: asyncpg.Connection) -> None:
+            async with connection.transaction():
+                await self._repo.delete_session(connection, session.token_sha256)
+                await self._repo.append_audit(
+                    connection, actor=session.account.username, action="logout",
+                    object_type="account", object_id=session.account.username,
+                    remote_address=remote_address, detail={})
+
+        await self._database.run(work)
+        log.info("%s logged out", session.account.username)
+
+    # -- audit log -----------------------------------------------------------------------------
+
+    async def audit(
+        self, *, actor: str, action: str, object_type: str, object_id: str,
+        remote_address: str, detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one entry to the audit log (raises if it cannot be written: callers that
+        must not act unaudited, like playback, act only after this returned)."""
+
+        async def work(connection: asyncpg.Connection) -> None:
+            await self._repo.append_audit(
+                connection, actor=actor, action=action, object_type=object_type,
+                object_id=object_id, remote_address=remote_address, detail=detail or {})
+
+        await self._database.run(work)
+
+    async def audit_entries(
+        self, *, object_type: str | None = None, object_id: str | None = None,
+        actor: str | None = None, limit: int = 100,
+    ) -> list[AuditEntry]:
+        """The newest audit entries first, optionally about one object or by one actor."""
+
+        async def work(connection: asyncpg.Connection) -> list[AuditEntry]:
+            return await self._repo.audit_entries(connection, object_type=object_type,
+                                                  object_id=object_id, actor=actor,
+                                                  limit=limit)
+
+        return await self._database.run(work)
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A refused login, returned (not raised) so the transaction commits its failure row."""
+
+    failures: int

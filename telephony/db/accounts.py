@@ -1,0 +1,245 @@
+"""SQL for the accounts family of tables: accounts, sessions, login_failures, audit_log.
+
+Plain reads and writes only: the rules live in ``telephony.accounts.model`` and the
+transactions in ``telephony.accounts.service``. Every method takes the connection to run on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from telephony.accounts.model import Account, Failures, Role, Session
+
+_ACCOUNT_COLUMNS = ("account_id", "username", "display_name", "role", "active", "created_at",
+                    "password_changed_at")
+
+
+def _account(row: asyncpg.Record) -> Account:
+    values = {name: row[name] for name in _ACCOUNT_COLUMNS}
+    values["role"] = Role(values["role"])
+    return Account(**values)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the audit log."""
+
+    audit_id: int
+    at: datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    remote_address: str
+    detail: Mapping[str, Any]
+
+
+class AccountRepository:
+    """Reads and writes the account tables. Holds no connection: callers pass one in."""
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    async def insert_account(
+        self, connection: asyncpg.Connection, username: str, display_name: str, role: Role,
+        password_hash: str,
+    ) -> Account:
+        """Create an account; raises ``asyncpg.UniqueViolationError`` if the name is taken."""
+        row = await connection.fetchrow(
+            """
+            INSERT INTO accounts (username, display_name, role, password_hash)
+            VALUES ($1, $2, $3, $4)
+            RETURNING *
+            """,
+            username, display_name, role.value, password_hash,
+        )
+        assert row is not None  # INSERT ... RETURNING always returns the row
+        return _account(row)
+
+    async def account_with_hash(
+        self, connection: asyncpg.Connection, username: str
+    ) -> tuple[Account, str] | None:
+        """An account and its password hash."""
+        row = await connection.fetchrow("SELECT * FROM accounts WHERE username = $1", username)
+        return (_account(row), row["password_hash"]) if row is not None else None
+
+    async def accounts(self, connection: asyncpg.Connection) -> list[Account]:
+        """Every account, by username."""
+        rows = await connection.fetch("SELECT * FROM accounts ORDER BY username")
+        return [_account(row) for row in rows]
+
+    async def set_active(
+        self, connection: asyncpg.Connection, username: str, active: bool
+    ) -> Account | None:
+        """Enable or disable an account; ``None`` if there is no such account."""
+        row = await connection.fetchrow(
+            "UPDATE accounts SET active = $2 WHERE username = $1 RETURNING *", username, active
+        )
+        return _account(row) if row is not None else None
+
+    async def set_password_hash(
+        self, connection: asyncpg.Connection, account_id: int, password_hash: str, *,
+        changed: bool,
+    ) -> None:
+        """Store a new hash: a new password (``changed``) or a stronger hash of the same one."""
+        await connection.execute(
+            """
+            UPDATE accounts SET password_hash = $2,
+                password_changed_at = CASE WHEN $3 THEN now() ELSE password_changed_at END
+            WHERE account_id = $1
+            """,
+            account_id, password_hash, changed,
+        )
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    async def insert_session(
+        self, connection: asyncpg.Connection, token_sha256: str, account: Account, *,
+        csrf_token: str, lifetime: timedelta, remote_address: str,
+    ) -> Session:
+        """Open a session for ``lifetime`` from now."""
+        row = await connection.fetchrow(
+            """
+            INSERT INTO sessions (token_sha256, account_id, csrf_token, remote_address,
+                                  expires_at)
+            VALUES ($1, $2, $3, $4, now() + $5::interval)
+            RETURNING expires_at, last_seen_at
+            """,
+            token_sha256, account.account_id, csrf_token, remote_address, lifetime,
+        )
+        assert row is not None
+        return Session(token_sha256, account, csrf_token, row["expires_at"],
+                       row["last_seen_at"])
+
+    async def live_session(
+        self, connection: asyncpg.Connection, token_sha256: str
+    ) -> Session | None:
+        """The session with this digest if it has not expired and its account is active."""
+        row = await connection.fetchrow(
+            """
+            SELECT a.*, s.token_sha256, s.csrf_token, s.expires_at, s.last_seen_at
+            FROM sessions s JOIN accounts a USING (account_id)
+            WHERE s.token_sha256 = $1 AND s.expires_at > now() AND a.active
+            """,
+            token_sha256,
+        )
+        if row is None:
+            return None
+        return Session(row["token_sha256"], _account(row), row["csrf_token"], row["expires_at"],
+                       row["last_seen_at"])
+
+    async def touch_session(
+        self, connection: asyncpg.Connection, token_sha256: str, *, older_than: timedelta
+    ) -> None:
+        """Note that the session was used, unless that was noted less than ``older_than`` ago
+        (one write per minute, not one per request)."""
+        await connection.execute(
+            """
+            UPDATE sessions SET last_seen_at = now()
+            WHERE token_sha256 = $1 AND last_seen_at < now() - $2::interval
+            """,
+            token_sha256, older_than,
+        )
+
+    async def delete_session(self, connection: asyncpg.Connection, token_sha256: str) -> None:
+        """End one session."""
+        await connection.execute("DELETE FROM sessions WHERE token_sha256 = $1", token_sha256)
+
+    async def delete_sessions_of(self, connection: asyncpg.Connection, account_id: int) -> int:
+        """End every session of an account; returns how many there were."""
+        status = await connection.execute(
+            "DELETE FROM sessions WHERE account_id = $1", account_id)
+        return int(status.split()[-1])
+
+    async def delete_expired_sessions(self, connection: asyncpg.Connection) -> None:
+        """Forget sessions past their expiry."""
+        await connection.execute("DELETE FROM sessions WHERE expires_at <= now()")
+
+    # -- login throttling ----------------------------------------------------------------------
+
+    async def lock_login(self, connection: asyncpg.Connection, key: str) -> None:
+        """Serialise logins under one name until the transaction ends, so parallel guesses
+        each see the failures before them."""
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('login:' || $1, 0))", key
+        )
+
+    async def failures(
+        self, connection: asyncpg.Connection, key: str, remote_address: str, window: timedelta
+    ) -> tuple[Failures, Failures, datetime]:
+        """Failures within ``window`` under the name and from the address, and the time now."""
+        row = await connection.fetchrow(
+            """
+            SELECT count(*) FILTER (WHERE username = $1) AS by_name,
+                   max(at) FILTER (WHERE username = $1) AS by_name_last,
+                   count(*) FILTER (WHERE remote_address = $2) AS by_address,
+                   max(at) FILTER (WHERE remote_address = $2) AS by_address_last,
+                   now() AS now
+            FROM login_failures
+            WHERE (username = $1 OR remote_address = $2) AND at > now() - $3::interval
+            """,
+            key, remote_address, window,
+        )
+        assert row is not None  # an aggregate always returns one row
+        return (Failures(row["by_name"], row["by_name_last"]),
+                Failures(row["by_address"], row["by_address_last"]), row["now"])
+
+    async def record_failure(
+        self, connection: asyncpg.Connection, key: str, remote_address: str, window: timedelta
+    ) -> None:
+        """Count one failed login; failures past the window are forgotten on the way."""
+        await connection.execute(
+            "DELETE FROM login_failures WHERE at < now() - $1::interval", window)
+        await connection.execute(
+            "INSERT INTO login_failures (username, remote_address) VALUES ($1, $2)",
+            key, remote_address,
+        )
+
+    async def clear_failures(self, connection: asyncpg.Connection, key: str) -> None:
+        """Forget a name's failures after its owner logged in (the address keeps its count)."""
+        await connection.execute("DELETE FROM login_failures WHERE username = $1", key)
+
+    # -- audit log -----------------------------------------------------------------------------
+
+    async def append_audit(
+        self, connection: asyncpg.Connection, *, actor: str, action: str, object_type: str,
+        object_id: str, remote_address: str, detail: Mapping[str, Any],
+    ) -> None:
+        """Append one entry to the audit log."""
+        await connection.execute(
+            """
+            INSERT INTO audit_log (actor, action, object_type, object_id, remote_address,
+                                   detail)
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+            """,
+            actor, action, object_type, object_id, remote_address,
+            json.dumps(detail, ensure_ascii=False, default=str),
+        )
+
+    async def audit_entries(
+        self, connection: asyncpg.Connection, *, object_type: str | None = None,
+        object_id: str | None = None, actor: str | None = None, limit: int = 100,
+    ) -> list[AuditEntry]:
+        """The newest entries first, optionally about one object or by one actor."""
+        rows = await connection.fetch(
+            """
+            SELECT * FROM audit_log
+            WHERE ($1::text IS NULL OR object_type = $1)
+              AND ($2::text IS NULL OR object_id = $2)
+              AND ($3::text IS NULL OR actor = $3)
+            ORDER BY audit_id DESC
+            LIMIT $4
+            """,
+            object_type, object_id, actor, limit,
+        )
+        return [
+            AuditEntry(row["audit_id"], row["at"], row["actor"], row["action"],
+                       row["object_type"], row["object_id"], row["remote_address"],
+                       json.loads(row["detail"]))
+            for row in rows
+        ]

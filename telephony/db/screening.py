@@ -1,0 +1,279 @@
+"""SQL for prank screening: a caller's history, operator labels, and post-call scores.
+
+Tables (migration 0004): the screening columns of ``calls`` (``caller_key``, what the IVR
+published, and the generated ``looks_silent``), the append-only ``call_labels``, and
+``call_screening`` with each ended call's post-call result.
+
+:meth:`ScreeningRepository.history` is the SQL twin of
+:func:`telephony.screening.features.summarise_history`: one query, three index-only range scans
+by caller key (the calls, their post-call results and their labels; the latter two keep copies
+of the call's ``caller_key`` and ``arrived_at`` for this), merged by call id, so a number with
+thousands of calls costs milliseconds. Whether an earlier call was silent is, in order: its
+current operator label; else its post-call ``looked_silent`` (recording included); else
+``calls.looks_silent``, the same rule on the row alone, so a burst of silent calls counts as
+soon as each call has ended. A call counts in its caller's history from its end.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+import asyncpg
+
+from telephony.screening.features import CallerHistory, Label
+from telephony.screening.score import Score
+
+# An operator's note is a sentence or two; anything longer is a paste gone wrong.
+MAX_NOTE_CHARS = 2000
+
+
+class LabelError(Exception):
+    """A label the rules refuse; nothing was written. ``message`` is for the operator."""
+
+    code: ClassVar[str] = "label_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownCall(LabelError):
+    """No call has this id."""
+
+    code = "not_found"
+
+    def __init__(self, call_id: str) -> None:
+        super().__init__(f"Panggilan {call_id} tidak ditemukan.")
+        self.call_id = call_id
+
+
+class InvalidLabel(LabelError):
+    """The label, the operator's name or the note is not acceptable."""
+
+    code = "invalid"
+
+
+@dataclass(frozen=True)
+class StoredLabel:
+    """One label event as stored."""
+
+    label_id: int
+    call_id: str
+    label: Label
+    labelled_by: str
+    labelled_at: datetime
+    note: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> StoredLabel:
+        """Build from a ``call_labels`` row."""
+        return cls(row["label_id"], row["call_id"], Label(row["label"]), row["labelled_by"],
+                   row["labelled_at"], row["note"])
+
+
+@dataclass(frozen=True)
+class EndedCall:
+    """An ended call as the post-call score needs it (see ``service.call_features``)."""
+
+    call_id: str
+    caller_number: str
+    line: str | None
+    arrived_at: datetime | None
+    ended_at: datetime
+    answered_at: datetime | None
+    talk_seconds: int | None
+    ended_by: str | None
+    ivr_outcome: str | None
+    ivr_first_key_ms: int | None
+    ivr_invalid_keys: int | None
+    queue: str | None
+    silence_share: float | None  # of the call's recording, once measured
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> EndedCall:
+        """Build from a row of :meth:`ScreeningRepository.calls_to_score`."""
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+HISTORY_SQL = """
+WITH per_call AS (
+    -- Three index-only range scans by caller, merged by call id: no probe per call.
+    SELECT call_id,
+           bool_or(is_call) AS is_call,
+           max(arrived_at) AS arrived_at,
+           bool_or(row_silent) AS row_silent,
+           bool_or(scored_silent) AS scored_silent,
+           max(label) AS label
+    FROM (
+        SELECT call_id, true AS is_call, arrived_at, looks_silent AS row_silent,
+               NULL::boolean AS scored_silent, NULL::text AS label
+        FROM calls
+        WHERE caller_key = $1 AND arrived_at < $2 AND arrived_at >= $2 - make_interval(secs => $3)
+          AND ended_at < $2  -- a call is history once it has ended: not the one being scored
+        UNION ALL
+        SELECT call_id, false, NULL, NULL, looked_silent, NULL
+        FROM call_screening
+        WHERE caller_key = $1 AND arrived_at < $2 AND arrived_at >= $2 - make_interval(secs => $3)
+        UNION ALL
+        (   -- Each call's latest label entered by now; ties: the later entry.
+            SELECT DISTINCT ON (call_id) call_id, false, NULL, NULL, NULL, label
+            FROM call_labels
+            WHERE caller_key = $1 AND labelled_at <= $2
+            ORDER BY call_id, labelled_at DESC, label_id DESC
+        )
+    ) parts
+    GROUP BY call_id
+),
+earlier AS (
+    SELECT arrived_at, label,
+           CASE WHEN label IS NULL THEN COALESCE(scored_silent, row_silent)
+                ELSE label = 'silent' END AS silent,
+           -- Windows in hours, never days: a day interval follows the session's calendar.
+           arrived_at >= $2 - interval '1 hour' AS hour,
+           arrived_at >= $2 - interval '24 hours' AS day,
+           arrived_at >= $2 - interval '168 hours' AS week
+    FROM per_call
+    WHERE is_call  -- labels and results of calls outside the window drop out here
+)
+SELECT
+    count(*) FILTER (WHERE hour) AS calls_last_hour,
+    count(*) FILTER (WHERE hour AND silent) AS silent_last_hour,
+    count(*) FILTER (WHERE hour AND label = 'prank') AS prank_last_hour,
+    count(*) FILTER (WHERE day) AS calls_last_day,
+    count(*) FILTER (WHERE day AND silent) AS silent_last_day,
+    count(*) FILTER (WHERE day AND label = 'prank') AS prank_last_day,
+    count(*) FILTER (WHERE week) AS calls_last_week,
+    count(*) FILTER (WHERE week AND silent) AS silent_last_week,
+    count(*) FILTER (WHERE week AND label = 'prank') AS prank_last_week,
+    count(*) AS calls,
+    count(*) FILTER (WHERE silent) AS silent_calls,
+    count(*) FILTER (WHERE label = 'prank') AS prank_calls,
+    count(*) FILTER (WHERE label = 'genuine') AS genuine_calls,
+    extract(epoch FROM $2 - max(arrived_at) FILTER (WHERE label = 'genuine'))::float8
+        AS seconds_since_last_genuine
+FROM earlier
+"""
+
+
+class ScreeningRepository:
+    """Reads and writes the screening tables. Holds no connection: callers pass one in."""
+
+    async def history(
+        self, connection: asyncpg.Connection, caller_key: str, now: datetime, lookback: timedelta
+    ) -> CallerHistory:
+        """The history of ``caller_key`` at ``now``, exactly as ``summarise_history`` sums it:
+        calls that arrived before ``now`` and within ``lookback``, each with its latest label
+        entered by ``now``.
+
+        Only calls that had ended by ``now`` are past calls: the IVR scores a call already in
+        ``calls`` (the AMI listener records its start first), and a call still in progress is no
+        evidence yet. A post-call score at the call's arrival likewise sees what had ended then.
+        """
+        row = await connection.fetchrow(HISTORY_SQL, caller_key, now, lookback.total_seconds())
+        assert row is not None  # an aggregate without GROUP BY always returns a row
+        return CallerHistory(**dict(row))
+
+    async def add_label(
+        self, connection: asyncpg.Connection, call_id: str, label: str, actor: str, note: str
+    ) -> StoredLabel:
+        """Append an operator's label for ``call_id``; a later label corrects an earlier one.
+
+        Raises :class:`InvalidLabel` for an unknown label, an empty actor or an overlong note,
+        and :class:`UnknownCall` when no call has this id; then nothing is written.
+        """
+        try:
+            checked = Label(label)
+        except ValueError:
+            known = ", ".join(member.value for member in Label)
+            raise InvalidLabel(f"Label {label!r} tidak dikenal; pilih salah satu: {known}.") \
+                from None
+        actor = actor.strip()
+        if not actor:
+            raise InvalidLabel("Nama operator yang memberi label wajib diisi.")
+        if len(note) > MAX_NOTE_CHARS:
+            raise InvalidLabel(f"Catatan terlalu panjang (paling banyak {MAX_NOTE_CHARS} huruf).")
+        # One statement: the label exists only if the call does, with no race in between.
+        row = await connection.fetchrow(
+            """
+            INSERT INTO call_labels (call_id, caller_key, label, labelled_by, note)
+            SELECT call_id, caller_key, $2, $3, $4 FROM calls WHERE call_id = $1
+            RETURNING *
+            """,
+            call_id, checked.value, actor, note,
+        )
+        if row is None:
+            raise UnknownCall(call_id)
+        return StoredLabel.from_row(row)
+
+    async def labels(self, connection: asyncpg.Connection, call_id: str) -> list[StoredLabel]:
+        """Every label event of ``call_id``, oldest first (the last one is current).
+
+        Raises :class:`UnknownCall` when no call has this id.
+        """
+        rows = await connection.fetch(
+            """
+            SELECT l.* FROM calls c
+            LEFT JOIN call_labels l ON l.call_id = c.call_id
+            WHERE c.call_id = $1
+            ORDER BY l.labelled_at, l.label_id
+            """,
+            call_id,
+        )
+        if not rows:
+            raise UnknownCall(call_id)
+        return [StoredLabel.from_row(row) for row in rows if row["label_id"] is not None]
+
+    async def calls_to_score(
+        self, connection: asyncpg.Connection, *, max_age: timedelta, limit: int
+    ) -> list[EndedCall]:
+        """Calls that ended within ``max_age`` and need their post-call score: never scored,
+        or scored before their recording's silence share was measured (or re-measured).
+        Oldest end first."""
+        rows = await connection.fetch(
+            """
+            SELECT c.call_id, c.caller_number, c.line, c.arrived_at, c.ended_at, c.answered_at,
+                   c.talk_seconds, c.ended_by, c.ivr_outcome, c.ivr_first_key_ms,
+                   c.ivr_invalid_keys, c.queue, r.silence_share
+            FROM calls c
+            LEFT JOIN call_screening s ON s.call_id = c.call_id
+            LEFT JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'mixed'
+            WHERE c.ended_at >= now() - make_interval(secs => $1)
+              AND (s.call_id IS NULL
+                   -- Compared by value, not by time: a recording committed while the call
+                   -- was being scored is still picked up on the next pass.
+                   OR (r.silence_share IS NOT NULL
+                       AND s.silence_share IS DISTINCT FROM r.silence_share))
+            ORDER BY c.ended_at, c.call_id
+            LIMIT $2
+            """,
+            max_age.total_seconds(), limit,
+        )
+        return [EndedCall.from_row(row) for row in rows]
+
+    async def store_post_call(
+        self, connection: asyncpg.Connection, call_id: str, *, looked_silent: bool,
+        score: Score, silence_share: float | None,
+    ) -> None:
+        """Store (or replace) the post-call result of ``call_id``."""
+        reasons = [
+            {"code": r.code, "text": r.text, "contribution": round(r.contribution, 3)}
+            for r in score.reasons
+        ]
+        await connection.execute(
+            """
+            INSERT INTO call_screening (call_id, caller_key, arrived_at, looked_silent,
+                                        post_score, post_reasons, silence_share)
+            SELECT call_id, caller_key, arrived_at, $2, $3, $4::jsonb, $5
+            FROM calls WHERE call_id = $1
+            ON CONFLICT (call_id) DO UPDATE SET
+                caller_key = EXCLUDED.caller_key, arrived_at = EXCLUDED.arrived_at,
+                looked_silent = EXCLUDED.looked_silent, post_score = EXCLUDED.post_score,
+                post_reasons = EXCLUDED.post_reasons, silence_share = EXCLUDED.silence_share,
+                scored_at = now()
+            """,
+            call_id, looked_silent, score.value, json.dumps(reasons, ensure_ascii=False),
+            silence_share,
+        )

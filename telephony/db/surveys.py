@@ -1,0 +1,360 @@
+"""SQL for the survey family of tables: ``surveys`` (one caller-rating callback per resolved
+incident) and ``survey_attempts`` (every call placed for it).
+
+Plain reads and writes only: the rules live in ``telephony.surveys.model`` and the
+transactions, locking order and clock in ``telephony.surveys.service``. Every method takes the
+connection to run on and, where it writes a time, the instant to write: the service's clock is
+the only one, so tests can move it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
+
+
+@dataclass(frozen=True)
+class Survey:
+    """A survey as stored."""
+
+    survey_id: int
+    incident_id: int
+    call_id: str | None
+    number: str
+    state: SurveyState
+    attempts: int
+    next_attempt_at: datetime | None
+    rating: int | None
+    detail: str
+    resolved_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One callback as stored; ``outcome`` ``None`` while it rings."""
+
+    survey_id: int
+    attempt: int
+    action_id: str
+    number: str
+    started_at: datetime
+    deadline: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    outcome: AttemptOutcome | None
+    reason_code: int | None
+    hangup_cause: int | None
+    channel: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ResolvedIncident:
+    """A resolved (or since closed) incident that has no survey yet."""
+
+    incident_id: int
+    resolved_at: datetime
+
+
+@dataclass(frozen=True)
+class DueSurvey:
+    """A scheduled survey whose next attempt is due, locked for this transaction."""
+
+    survey_id: int
+    incident_id: int
+    number: str
+    attempts: int
+    incident_rating: int | None  # a rating already on the incident: no call is needed
+
+
+def _survey(row: asyncpg.Record) -> Survey:
+    return Survey(
+        survey_id=row["survey_id"],
+        incident_id=row["incident_id"],
+        call_id=row["call_id"],
+        number=row["number"],
+        state=SurveyState(row["state"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        rating=row["rating"],
+        detail=row["detail"],
+        resolved_at=row["resolved_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _attempt(row: asyncpg.Record) -> Attempt:
+    outcome = row["outcome"]
+    return Attempt(
+        survey_id=row["survey_id"],
+        attempt=row["attempt"],
+        action_id=row["action_id"],
+        number=row["number"],
+        started_at=row["started_at"],
+        deadline=row["deadline"],
+        answered_at=row["answered_at"],
+        ended_at=row["ended_at"],
+        outcome=None if outcome is None else AttemptOutcome(outcome),
+        reason_code=row["reason_code"],
+        hangup_cause=row["hangup_cause"],
+        channel=row["channel"],
+        detail=row["detail"],
+    )
+
+
+class SurveyRepository:
+    """The SQL of surveys and their attempts."""
+
+    async def resolved_without_survey(
+        self, connection: asyncpg.Connection, *, since: datetime, limit: int
+    ) -> list[ResolvedIncident]:
+        """Incidents resolved at or after ``since`` (and resolved or closed now) that have no
+        survey, first resolved first."""
+        rows = await connection.fetch(
+            """
+            SELECT i.incident_id, r.at AS resolved_at
+            FROM incidents i
+            CROSS JOIN LATERAL (
+                SELECT min(e.at) AS at FROM incident_events e
+                WHERE e.incident_id = i.incident_id AND e.kind = 'status'
+                  AND e.detail ->> 'to' = 'resolved'
+            ) r
+            WHERE i.status IN ('resolved', 'closed')
+              AND i.status_changed_at >= $1  -- closing comes after resolving
+              AND r.at >= $1
+              AND NOT EXISTS (SELECT 1 FROM surveys s WHERE s.incident_id = i.incident_id)
+            ORDER BY r.at
+            LIMIT $2
+            """,
+            since, limit,
+        )
+        return [ResolvedIncident(row["incident_id"], row["resolved_at"]) for row in rows]
+
+    async def caller_numbers(
+        self, connection: asyncpg.Connection, incident_id: int
+    ) -> list[tuple[str, str]]:
+        """(call id, caller number) of the incident's calls, first arrival first."""
+        rows = await connection.fetch(
+            """
+            SELECT c.call_id, c.caller_number
+            FROM incident_calls ic JOIN calls c USING (call_id)
+            WHERE ic.incident_id = $1
+            ORDER BY c.arrived_at NULLS LAST, ic.linked_at, c.call_id
+            """,
+            incident_id,
+        )
+        return [(row["call_id"], row["caller_number"]) for row in rows]
+
+    async def insert_survey(
+        self, connection: asyncpg.Connection, *, incident_id: int, call_id: str | None,
+        number: str, state: SurveyState, next_attempt_at: datetime | None, detail: str,
+        resolved_at: datetime, now: datetime,
+    ) -> int | None:
+        """A new survey; ``None`` if the incident has one already (another worker was first)."""
+        value = await connection.fetchval(
+            """
+            INSERT INTO surveys (incident_id, call_id, number, state, next_attempt_at, detail,
+                                 resolved_at, created_at, updated_at, finished_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8,
+                    CASE WHEN $4 = ANY($9::text[]) THEN $8::timestamptz END)
+            ON CONFLICT (incident_id) DO NOTHING
+            RETURNING survey_id
+            """,
+            incident_id, call_id, number, state.value, next_attempt_at, detail, resolved_at,
+            now, sorted(FINAL_STATES),
+        )
+        return int(value) if value is not None else None
+
+    async def in_flight_count(self, connection: asyncpg.Connection) -> int:
+        """How many attempts ring or run their survey right now."""
+        value = await connection.fetchval(
+            "SELECT count(*) FROM survey_attempts WHERE outcome IS NULL OR outcome = 'answered'"
+        )
+        return int(value)
+
+    async def claim_due(
+        self, connection: asyncpg.Connection, now: datetime, *, limit: int
+    ) -> list[DueSurvey]:
+        """Scheduled surveys due at ``now``, locked (skipping any another worker holds)."""
+        rows = await connection.fetch(
+            """
+            SELECT s.survey_id, s.incident_id, s.number, s.attempts, i.rating
+            FROM surveys s JOIN incidents i USING (incident_id)
+            WHERE s.state = 'scheduled' AND s.next_attempt_at <= $1
+            ORDER BY s.next_attempt_at
+            LIMIT $2
+            FOR UPDATE OF s SKIP LOCKED
+            """,
+            now, limit,
+        )
+        return [DueSurvey(row["survey_id"], row["incident_id"], row["number"],
+                          row["attempts"], row["rating"]) for row in rows]
+
+    async def start_attempt(
+        self, connection: asyncpg.Connection, *, survey_id: int, attempt: int, action_id: str,
+        number: str, now: datetime, deadline: datetime,
+    ) -> None:
+        """Record a call about to be placed; the survey is then calling."""
+        await connection.execute(
+            """
+            INSERT INTO survey_attempts (survey_id, attempt, action_id, number, started_at,
+                                         deadline)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            """,
+            survey_id, attempt, action_id, number, now, deadline,
+        )
+        await connection.execute(
+            """
+            UPDATE surveys SET state = 'calling', attempts = $2, next_attempt_at = NULL,
+                               updated_at = $3
+            WHERE survey_id = $1
+            """,
+            survey_id, attempt, now,
+        )
+
+    async def lock_survey(self, connection: asyncpg.Connection, survey_id: int) -> Survey | None:
+        """The survey, locked for this transaction."""
+        row = await connection.fetchrow(
+            "SELECT * FROM surveys WHERE survey_id = $1 FOR UPDATE", survey_id
+        )
+        return _survey(row) if row is not None else None
+
+    async def survey(self, connection: asyncpg.Connection, survey_id: int) -> Survey | None:
+        """One survey."""
+        row = await connection.fetchrow("SELECT * FROM surveys WHERE survey_id = $1", survey_id)
+        return _survey(row) if row is not None else None
+
+    async def survey_of_incident(
+        self, connection: asyncpg.Connection, incident_id: int
+    ) -> Survey | None:
+        """The incident's survey, if it has one."""
+        row = await connection.fetchrow(
+            "SELECT * FROM surveys WHERE incident_id = $1", incident_id
+        )
+        return _survey(row) if row is not None else None
+
+    async def attempts(self, connection: asyncpg.Connection, survey_id: int) -> list[Attempt]:
+        """A survey's attempts, first first."""
+        rows = await connection.fetch(
+            "SELECT * FROM survey_attempts WHERE survey_id = $1 ORDER BY attempt", survey_id
+        )
+        return [_attempt(row) for row in rows]
+
+    async def attempt(
+        self, connection: asyncpg.Connection, survey_id: int, attempt: int
+    ) -> Attempt | None:
+        """One attempt."""
+        row = await connection.fetchrow(
+            "SELECT * FROM survey_attempts WHERE survey_id = $1 AND attempt = $2",
+            survey_id, attempt,
+        )
+        return _attempt(row) if row is not None else None
+
+    async def attempt_by_action(
+        self, connection: asyncpg.Connection, action_id: str
+    ) -> Attempt | None:
+        """The attempt whose Originate had ``action_id``."""
+        row = await connection.fetchrow(
+            "SELECT * FROM survey_attempts WHERE action_id = $1", action_id
+        )
+        return _attempt(row) if row is not None else None
+
+    async def expired_attempts(
+        self, connection: asyncpg.Connection, now: datetime, *, limit: int
+    ) -> list[Attempt]:
+        """Attempts still in flight past their deadline, oldest deadline first."""
+        rows = await connection.fetch(
+            """
+            SELECT * FROM survey_attempts
+            WHERE (outcome IS NULL OR outcome = 'answered') AND deadline < $1
+            ORDER BY deadline
+            LIMIT $2
+            """,
+            now, limit,
+        )
+        return [_attempt(row) for row in rows]
+
+    async def mark_answered(
+        self, connection: asyncpg.Connection, *, survey_id: int, attempt: int, now: datetime,
+        deadline: datetime, reason_code: int | None, channel: str,
+        over: Collection[AttemptOutcome],
+    ) -> bool:
+        """The caller picked up: the attempt is answered until ``deadline``. Applies to an
+        attempt still ringing or with an outcome in ``over``; ``False`` if it had another."""
+        status = await connection.execute(
+            """
+            UPDATE survey_attempts SET
+                outcome = 'answered', answered_at = coalesce(answered_at, $3),
+                deadline = $4, ended_at = NULL,
+                reason_code = coalesce($5, reason_code),
+                channel = CASE WHEN $6 = '' THEN channel ELSE $6 END
+            WHERE survey_id = $1 AND attempt = $2
+              AND (outcome IS NULL OR outcome = ANY($7::text[]))
+            """,
+            survey_id, attempt, now, deadline, reason_code, channel,
+            sorted(o.value for o in over),
+        )
+        return status != "UPDATE 0"
+
+    async def end_attempt(
+        self, connection: asyncpg.Connection, *, survey_id: int, attempt: int,
+        outcome: AttemptOutcome, now: datetime, detail: str = "",
+        reason_code: int | None = None, channel: str = "",
+        over: Collection[AttemptOutcome] = (),
+    ) -> bool:
+        """Give the attempt its final ``outcome``. Applies to an attempt still ringing or with
+        an outcome in ``over``; ``False`` if it had another (the first word stands)."""
+        status = await connection.execute(
+            """
+            UPDATE survey_attempts SET
+                outcome = $3, ended_at = $4, detail = $5,
+                reason_code = coalesce($6, reason_code),
+                channel = CASE WHEN $7 = '' THEN channel ELSE $7 END
+            WHERE survey_id = $1 AND attempt = $2
+              AND (outcome IS NULL OR outcome = ANY($8::text[]))
+            """,
+            survey_id, attempt, outcome.value, now, detail, reason_code, channel,
+            sorted(o.value for o in over),
+        )
+        return status != "UPDATE 0"
+
+    async def set_hangup(
+        self, connection: asyncpg.Connection, *, survey_id: int, attempt: int, cause: int | None,
+        outcome: AttemptOutcome | None,
+    ) -> None:
+        """Record the hangup cause of the attempt's channel, and its outcome as refined by it."""
+        await connection.execute(
+            """
+            UPDATE survey_attempts SET hangup_cause = $3, outcome = $4
+            WHERE survey_id = $1 AND attempt = $2
+            """,
+            survey_id, attempt, cause, None if outcome is None else outcome.value,
+        )
+
+    async def set_state(
+        self, connection: asyncpg.Connection, survey_id: int, state: SurveyState, *,
+        now: datetime, next_attempt_at: datetime | None = None, rating: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Move the survey to ``state`` (a final state also stamps ``finished_at``)."""
+        await connection.execute(
+            """
+            UPDATE surveys SET
+                state = $2, next_attempt_at = $3, rating = $4,
+                detail = coalesce($5, detail), updated_at = $6,
+                finished_at = CASE WHEN $2 = ANY($7::text[]) THEN $6::timestamptz END
+            WHERE survey_id = $1
+            """,
+            survey_id, state.value, next_attempt_at, rating, detail, now, sorted(FINAL_STATES),
+        )
+

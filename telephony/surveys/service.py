@@ -1,0 +1,563 @@
+"""The survey service: calls callers back after their incident is resolved and stores their
+rating, with every step in PostgreSQL.
+
+The upkeep loop (:meth:`SurveyService.run_upkeep`), in each pass:
+
+1. opens a survey for every recently resolved incident that has none, due
+   ``delay`` later (inside the call window), or ``not_possible`` when no caller of the
+   incident left a dialable number;
+2. ends attempts past their deadline as ``lost`` (our server or AMI was away when Asterisk
+   reported, or the survey never finished) and schedules a retry or gives up;
+3. claims due surveys (``FOR UPDATE SKIP LOCKED``), records each attempt *before* sending its
+   ``Originate`` (``Async``, ActionID ``siaga112-survey-<survey>-<attempt>``), then sends it.
+
+Between passes it applies the AMI events about its callbacks that the listener hands over:
+``OriginateResponse`` (answered, rang out, failed...) and the callback channel's ``Hangup``,
+whose cause tells a busy callee from a failure. The attempt is found by its id (the
+Originate's ActionID and ChannelId) in the database, never in memory, so an event about a call
+placed before a restart still lands. An answered call runs the FastAGI route ``survey``
+(:mod:`telephony.surveys.route`), which calls :meth:`begin` and :meth:`finish`.
+
+Never double-rated: the rating goes through :meth:`IncidentService.record_rating`, which
+stores a rating once (the same rating again is a no-op, a different one is refused); a survey
+whose incident already has a rating is closed as rated instead of being called; and a survey
+that has its answer takes no further call into the survey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from telephony.ami.listener import AmiActionError, AmiActionRefusedError
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.db.surveys import Attempt, Survey, SurveyRepository
+from telephony.incidents.model import IncidentError
+from telephony.incidents.service import IncidentService
+from telephony.settings import Settings
+from telephony.surveys.model import (
+    ACTION_PREFIX,
+    ANSWERED_STATES,
+    DEFAULT_CALL_WINDOW,
+    SURVEY_ACTOR,
+    AttemptOutcome,
+    CallWindow,
+    SurveyState,
+    action_id,
+    after_survey,
+    after_unreached,
+    callback_number,
+    originate_action,
+    outcome_for_reason,
+    parse_call_window,
+    parse_code,
+)
+
+log = logging.getLogger("telephony.surveys")
+
+ORIGINATE_RESPONSE = "OriginateResponse"
+HANGUP = "Hangup"
+# Past the ring time Asterisk still has to give up on the carrier (SIP timer B is 32 s) and
+# report; past the FastAGI session limit the survey has ended one way or another.
+RING_GRACE = timedelta(seconds=35)
+SESSION_GRACE = timedelta(seconds=15)
+_MAX_TEXT = 200
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _text(value: object) -> str:
+    """An AMI header value as one bounded, printable line."""
+    return "".join(ch for ch in str(value or "") if ch.isprintable())[:_MAX_TEXT]
+
+
+@dataclass(frozen=True)
+class SurveyConfig:
+    """The tunables the service needs, taken from the settings."""
+
+    delay: timedelta = timedelta(minutes=10)
+    retry: timedelta = timedelta(minutes=30)
+    max_attempts: int = 3
+    ring_seconds: float = 30.0
+    caller_id: str = "112"
+    window: CallWindow | None = DEFAULT_CALL_WINDOW
+    timezone: str = "Asia/Jakarta"
+    lookback: timedelta = timedelta(hours=72)
+    # The FastAGI session limit: an answered callback's survey is over by then.
+    session_seconds: float = 90.0
+    max_in_flight: int = 10  # calls ringing or in the survey at once
+    batch: int = 50
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SurveyConfig:
+        """The configuration described by ``settings`` (validated when they were loaded)."""
+        return cls(
+            delay=timedelta(seconds=settings.survey_delay_seconds),
+            retry=timedelta(seconds=settings.survey_retry_seconds),
+            max_attempts=settings.survey_max_attempts,
+            ring_seconds=settings.survey_ring_seconds,
+            caller_id=settings.survey_caller_id,
+            window=parse_call_window(settings.survey_hours),
+            timezone=settings.timezone,
+            lookback=timedelta(hours=settings.survey_lookback_hours),
+            session_seconds=settings.agi_session_timeout,
+        )
+
+
+class SurveyAmi(Protocol):
+    """What the service needs of AMI (``telephony.ami.listener.AmiListener``)."""
+
+    @property
+    def logged_in(self) -> bool:
+        """True while an AMI session is up."""
+        ...
+
+    async def send_action(self, action: Mapping[str, str]) -> Mapping[str, Any]:
+        """Send one action; raises ``AmiActionError`` (``AmiActionRefusedError`` if refused)."""
+        ...
+
+    def subscribe(self, event: str, handler: Callable[[Mapping[str, Any]], None]) -> None:
+        """Hand every ``event`` to ``handler`` as it arrives."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Call:
+    """An attempt recorded and about to be placed."""
+
+    survey_id: int
+    attempt: int
+    number: str
+
+
+class SurveyService:
+    """Schedules, places and follows caller-rating callbacks; stores the ratings."""
+
+    def __init__(
+        self,
+        database: Database,
+        ami: SurveyAmi,
+        incidents: IncidentService,
+        config: SurveyConfig,
+        *,
+        repository: SurveyRepository | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._database = database
+        self._ami = ami
+        self._incidents = incidents
+        self._config = config
+        self._repo = repository or SurveyRepository()
+        self._clock = clock
+        self._zone = ZoneInfo(config.timezone)
+        self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+        for event in (ORIGINATE_RESPONSE, HANGUP):
+            ami.subscribe(event, self._on_ami_event)
+
+    def _on_ami_event(self, event: Mapping[str, Any]) -> None:
+        """Keep the events about our callbacks: their ActionID (OriginateResponse) or channel
+        Uniqueid (Hangup) is an attempt's id. Runs inside the listener's data callback."""
+        if _text(event.get("ActionID") or event.get("Uniqueid")).startswith(ACTION_PREFIX):
+            self._events.put_nowait(event)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run_upkeep(self, interval: float) -> None:
+        """Forever: one upkeep pass every ``interval`` s, the callbacks' AMI events in between.
+
+        A database outage is logged once and retried at the same pace; the surveys wait in the
+        database and nothing is lost.
+        """
+        unavailable = False
+        while True:
+            try:
+                await self.upkeep()
+            except DatabaseUnavailable as exc:
+                if not unavailable:
+                    log.error("survey upkeep paused, database unavailable: %s", exc)
+                unavailable = True
+            except Exception:  # a bug in one pass must not stop every later survey
+                log.exception("survey upkeep pass failed")
+            else:
+                unavailable = False
+            await self._apply_events_for(interval)
+
+    async def upkeep(self) -> None:
+        """One pass: open surveys, end lost attempts, place due calls."""
+        await self.open_surveys()
+        await self.expire_attempts()
+        await self.place_due_calls()
+
+    async def _apply_events_for(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while (left := until - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    event = await self._events.get()
+            except TimeoutError:
+                return
+            name = _text(event.get("Event"))
+            try:
+                if name == ORIGINATE_RESPONSE:
+                    await self.originate_response(event)
+                else:
+                    await self.callback_hangup(event)
+            except DatabaseUnavailable as exc:
+                # The attempt stays in flight and ends as lost at its deadline.
+                log.error("%s of survey callback %s not recorded, database unavailable: %s",
+                          name, _text(event.get("ActionID") or event.get("Uniqueid")), exc)
+            except Exception:
+                log.exception("%s of survey callback %s not applied", name,
+                              _text(event.get("ActionID") or event.get("Uniqueid")))
+
+    # -- opening surveys -----------------------------------------------------------------------
+
+    async def open_surveys(self) -> int:
+        """A survey for every incident resolved within the lookback that has none; returns how
+        many were opened. Idempotent: safe to run again, or in two workers at once."""
+        config = self._config
+        now = self._clock()
+
+        async def work(connection: asyncpg.Connection) -> tuple[int, int]:
+            opened = 0
+            candidates = await self._repo.resolved_without_survey(
+                connection, since=now - config.lookback, limit=config.batch)
+            for incident in candidates:
+                calls = await self._repo.caller_numbers(connection, incident.incident_id)
+                number = callback_number(n for _, n in calls)
+                if number is None:
+                    survey_id = await self._repo.insert_survey(
+                        connection, incident_id=incident.incident_id,
+                        call_id=calls[0][0] if calls else None, number="",
+                        state=SurveyState.NOT_POSSIBLE, next_attempt_at=None,
+                        detail="Nomor penelepon disembunyikan atau tidak dapat dihubungi.",
+                        resolved_at=incident.resolved_at, now=now)
+                    what = "not possible (no dialable number)"
+                else:
+                    due = self._in_window(max(incident.resolved_at + config.delay, now))
+                    survey_id = await self._repo.insert_survey(
+                        connection, incident_id=incident.incident_id,
+                        call_id=next(c for c, n in calls if n == number), number=number,
+                        state=SurveyState.SCHEDULED, next_attempt_at=due, detail="",
+                        resolved_at=incident.resolved_at, now=now)
+                    what = f"scheduled for {due:%Y-%m-%d %H:%M:%S} UTC"
+                if survey_id is not None:  # else another worker opened it first
+                    opened += 1
+                    log.info("survey %d for incident #%d %s", survey_id, incident.incident_id,
+                             what)
+            return len(candidates), opened
+
+        total = 0
+        while True:
+            found, opened = await self._database.run(work)
+            total += opened
+            if found < config.batch:
+                return total
+
+    def _in_window(self, at: datetime) -> datetime:
+        window = self._config.window
+        return at if window is None else window.earliest(at, self._zone)
+
+    # -- placing calls -------------------------------------------------------------------------
+
+    async def place_due_calls(self) -> int:
+        """Place the calls of due surveys; returns how many were sent to Asterisk.
+
+        Nothing is claimed while AMI is down (an attempt is never spent on a call that cannot
+        be placed) or outside the call window (a survey due at 19:59 whose server was down
+        overnight waits for the morning).
+        """
+        config = self._config
+        now = self._clock()
+        if not self._ami.logged_in:
+            return 0
+        if config.window is not None and not config.window.allows(
+                now.astimezone(self._zone).time()):
+            return 0
+
+        async def claim(connection: asyncpg.Connection) -> list[_Call]:
+            async with connection.transaction():
+                room = config.max_in_flight - await self._repo.in_flight_count(connection)
+                if room <= 0:
+                    return []
+                calls = []
+                for due in await self._repo.claim_due(connection, now, limit=room):
+                    if due.incident_rating is not None:
+                        # Rated meanwhile (say, a survey whose last step was cut short by a
+                        # crash): no call is needed.
+                        await self._repo.set_state(
+                            connection, due.survey_id, SurveyState.RATED, now=now,
+                            rating=due.incident_rating,
+                            detail="Penilaian sudah tercatat pada insiden.")
+                        continue
+                    attempt = due.attempts + 1
+                    await self._repo.start_attempt(
+                        connection, survey_id=due.survey_id, attempt=attempt,
+                        action_id=action_id(due.survey_id, attempt), number=due.number,
+                        now=now,
+                        deadline=now + timedelta(seconds=config.ring_seconds) + RING_GRACE)
+                    calls.append(_Call(due.survey_id, attempt, due.number))
+                return calls
+
+        calls = await self._database.run(claim)
+        for call in calls:
+            await self._originate(call)
+        return len(calls)
+
+    async def _originate(self, call: _Call) -> None:
+        config = self._config
+        action = originate_action(
+            survey_id=call.survey_id, attempt=call.attempt, number=call.number,
+            caller_id=config.caller_id, ring_seconds=config.ring_seconds)
+        try:
+            reply = await self._ami.send_action(action)
+        except AmiActionRefusedError as exc:
+            log.warning("survey %d attempt %d: Originate refused: %s",
+                        call.survey_id, call.attempt, exc)
+            await self._unreached(action["ActionID"], AttemptOutcome.FAILED, detail=str(exc))
+            return
+        except AmiActionError as exc:
+            # Asterisk may or may not have queued it: its OriginateResponse decides, or the
+            # attempt's deadline does.
+            log.warning("survey %d attempt %d: Originate unconfirmed (%s); waiting for its "
+                        "outcome until the deadline", call.survey_id, call.attempt, exc)
+            return
+        log.info("survey %d attempt %d: calling %s", call.survey_id, call.attempt, call.number)
+        # A call that fails at once can report before the action's own response arrives;
+        # the event then answers the action.
+        if _text(reply.get("Event")) == ORIGINATE_RESPONSE:
+            await self.originate_response(reply)
+
+    # -- what Asterisk reports -----------------------------------------------------------------
+
+    async def originate_response(self, event: Mapping[str, Any]) -> bool:
+        """Apply an OriginateResponse; ``False`` if it is not one of our attempts, or its
+        attempt already had an outcome (the first word stands)."""
+        aid = _text(event.get("ActionID"))
+        reason_text = _text(event.get("Reason"))
+        reason = parse_code(reason_text)
+        response = _text(event.get("Response"))
+        channel = _text(event.get("Channel"))
+        now = self._clock()
+
+        async def work(connection: asyncpg.Connection) -> tuple[Attempt, AttemptOutcome] | None:
+            async with connection.transaction():
+                attempt = await self._locked_attempt(connection, aid)
+                if attempt is None:
+                    return None
+                outcome = outcome_for_reason(response, reason, attempt.hangup_cause)
+                if outcome is AttemptOutcome.ANSWERED:
+                    # The survey route may have begun first: the answer is then known
+                    # already, and this adds Asterisk's reason and channel to it.
+                    applied = await self._repo.mark_answered(
+                        connection, survey_id=attempt.survey_id, attempt=attempt.attempt,
+                        now=now, deadline=self._session_deadline(now), reason_code=reason,
+                        channel=channel, over=(AttemptOutcome.ANSWERED,))
+                else:
+                    applied = await self._end_unreached(
+                        connection, attempt, outcome, now, reason_code=reason, channel=channel,
+                        detail=f"OriginateResponse Reason {reason_text!r}")
+                return (attempt, outcome) if applied else None
+
+        applied = await self._database.run(work)
+        if applied is not None:
+            attempt, outcome = applied
+            log.info("survey %d attempt %d: %s", attempt.survey_id, attempt.attempt,
+                     outcome.value)
+        return applied is not None
+
+    async def callback_hangup(self, event: Mapping[str, Any]) -> bool:
+        """Apply the Hangup of a callback's channel: its cause tells a busy or unanswered
+        callee from a failure, which Asterisk's OriginateResponse does not. ``False`` if it is
+        not one of our attempts."""
+        aid = _text(event.get("Uniqueid"))
+        cause = parse_code(_text(event.get("Cause")))
+
+        async def work(connection: asyncpg.Connection) -> bool:
+            async with connection.transaction():
+                attempt = await self._locked_attempt(connection, aid)
+                if attempt is None:
+                    return False
+                outcome = attempt.outcome
+                if outcome is AttemptOutcome.FAILED and attempt.reason_code == 0:
+                    outcome = outcome_for_reason("Failure", 0, cause)
+                await self._repo.set_hangup(connection, survey_id=attempt.survey_id,
+                                            attempt=attempt.attempt, cause=cause,
+                                            outcome=outcome)
+                return True
+
+        return await self._database.run(work)
+
+    async def _locked_attempt(self, connection: asyncpg.Connection, aid: str) -> Attempt | None:
+        """The attempt with id ``aid``, read after locking its survey (every change of an
+        attempt holds its survey's lock, so this is its current state)."""
+        found = await self._repo.attempt_by_action(connection, aid)
+        if found is None:
+            return None
+        await self._repo.lock_survey(connection, found.survey_id)
+        return await self._repo.attempt(connection, found.survey_id, found.attempt)
+
+    async def _unreached(self, aid: str, outcome: AttemptOutcome, *, detail: str) -> None:
+        now = self._clock()
+
+        async def work(connection: asyncpg.Connection) -> None:
+            async with connection.transaction():
+                attempt = await self._locked_attempt(connection, aid)
+                if attempt is not None:
+                    await self._end_unreached(connection, attempt, outcome, now, detail=detail)
+
+        await self._database.run(work)
+
+    async def _end_unreached(
+        self, connection: asyncpg.Connection, attempt: Attempt, outcome: AttemptOutcome,
+        now: datetime, *, detail: str, reason_code: int | None = None, channel: str = "",
+    ) -> bool:
+        """End an attempt that did not reach the caller, then retry or give up. Lost also ends
+        an answered attempt whose survey never finished."""
+        survey = await self._repo.lock_survey(connection, attempt.survey_id)
+        assert survey is not None  # attempts reference their survey
+        ended = await self._repo.end_attempt(
+            connection, survey_id=attempt.survey_id, attempt=attempt.attempt, outcome=outcome,
+            now=now, detail=detail, reason_code=reason_code, channel=channel,
+            over=(AttemptOutcome.ANSWERED,) if outcome is AttemptOutcome.LOST else ())
+        # Only the survey's latest attempt moves it on, and only while it is calling.
+        if ended and survey.state is SurveyState.CALLING and survey.attempts == attempt.attempt:
+            config = self._config
+            state, next_at = after_unreached(survey.attempts, config.max_attempts,
+                                             self._in_window(now + config.retry))
+            note = (f"Tidak tersambung setelah {survey.attempts} kali panggilan."
+                    if state is SurveyState.EXHAUSTED else None)
+            await self._repo.set_state(connection, survey.survey_id, state, now=now,
+                                       next_attempt_at=next_at, detail=note)
+            if state is SurveyState.EXHAUSTED:
+                log.info("survey %d exhausted after %d attempts", survey.survey_id,
+                         survey.attempts)
+        return ended
+
+    async def expire_attempts(self) -> int:
+        """End every attempt past its deadline as lost; returns how many."""
+        now = self._clock()
+        batch = self._config.batch
+
+        async def work(connection: asyncpg.Connection) -> int:
+            async with connection.transaction():
+                expired = await self._repo.expired_attempts(connection, now, limit=batch)
+                count = 0
+                for attempt in expired:
+                    if await self._end_unreached(
+                            connection, attempt, AttemptOutcome.LOST, now,
+                            detail="Tidak ada kabar dari Asterisk sampai batas waktu."):
+                        count += 1
+                return count
+
+        expired = 0
+        while True:
+            count = await self._database.run(work)
+            expired += count
+            if count:
+                log.warning("%d survey callbacks lost (no outcome by their deadline); "
+                            "they are retried", count)
+            if count < batch:
+                return expired
+
+    def _session_deadline(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self._config.session_seconds) + SESSION_GRACE
+
+    # -- the survey call -----------------------------------------------------------------------
+
+    async def begin(self, survey_id: int, attempt: int) -> bool:
+        """The callback of ``attempt`` is answered and about to ask; ``False`` (do not ask)
+        if there is no such attempt or the survey already has its answer.
+
+        A call answered after its attempt was given up as lost still counts: the caller is on
+        the line.
+        """
+        now = self._clock()
+
+        async def work(connection: asyncpg.Connection) -> bool:
+            async with connection.transaction():
+                survey = await self._repo.lock_survey(connection, survey_id)
+                if survey is None or survey.state in ANSWERED_STATES:
+                    return False
+                if not await self._repo.mark_answered(
+                        connection, survey_id=survey_id, attempt=attempt, now=now,
+                        deadline=self._session_deadline(now), reason_code=None, channel="",
+                        over=(AttemptOutcome.ANSWERED, AttemptOutcome.LOST)):
+                    return False
+                if survey.state is not SurveyState.CALLING:
+                    await self._repo.set_state(connection, survey_id, SurveyState.CALLING,
+                                               now=now)
+                return True
+
+        return await self._database.run(work)
+
+    async def finish(self, survey_id: int, attempt: int, rating: int | None) -> Survey | None:
+        """The caller went through the survey: store ``rating`` (1-5, or ``None`` for none)
+        on the incident and close the survey. Returns the survey, ``None`` if unknown."""
+        now = self._clock()
+        survey = await self.survey(survey_id)
+        if survey is None:
+            return None
+        detail = ""
+        if rating is not None:
+            try:
+                await self._incidents.record_rating(survey.incident_id, rating,
+                                                    actor=SURVEY_ACTOR)
+            except IncidentError as exc:
+                log.warning("survey %d: rating %d not stored on incident #%d: %s",
+                            survey_id, rating, survey.incident_id, exc.message)
+                rating, detail = None, exc.message
+        outcome, state = after_survey(rating)
+
+        async def work(connection: asyncpg.Connection) -> Survey | None:
+            async with connection.transaction():
+                current = await self._repo.lock_survey(connection, survey_id)
+                if current is None or current.state is SurveyState.RATED:
+                    return current
+                await self._repo.end_attempt(
+                    connection, survey_id=survey_id, attempt=attempt, outcome=outcome, now=now,
+                    detail=detail, over=(AttemptOutcome.ANSWERED, AttemptOutcome.LOST))
+                await self._repo.set_state(connection, survey_id, state, now=now,
+                                           rating=rating, detail=detail)
+                return await self._repo.survey(connection, survey_id)
+
+        finished = await self._database.run(work)
+        log.info("survey %d attempt %d: %s", survey_id, attempt,
+                 f"rated {rating}" if rating is not None else "no rating")
+        return finished
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def survey(self, survey_id: int) -> Survey | None:
+        """One survey."""
+
+        async def work(connection: asyncpg.Connection) -> Survey | None:
+            return await self._repo.survey(connection, survey_id)
+
+        return await self._database.run(work)
+
+    async def survey_of_incident(self, incident_id: int) -> Survey | None:
+        """The incident's survey, if it has one yet."""
+
+        async def work(connection: asyncpg.Connection) -> Survey | None:
+            return await self._repo.survey_of_incident(connection, incident_id)
+
+        return await self._database.run(work)
+
+    async def attempts(self, survey_id: int) -> list[Attempt]:
+        """A survey's attempts, first first."""
+
+        async def work(connection: asyncpg.Connection) -> list[Attempt]:
+            return await self._repo.attempts(connection, survey_id)
+
+        return await self._database.run(work)

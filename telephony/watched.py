@@ -1,0 +1,73 @@
+"""A value loaded from a file that an admin may edit while the line runs.
+
+Whoever needs the value asks for it each time (per call, per scoring); the file is re-read only
+when its modification time or size changed, so a saved edit takes effect on the next use
+without a restart. An edit that does not load (bad JSON, a refused value, the file gone) is
+refused with one log line and the last good value stays: a typo must never take the line down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class WatchedFile(Generic[T]):
+    """The current value of ``load(path)``, reloaded when the file changes.
+
+    ``path`` may be ``None`` (``load`` then supplies the built-in default, loaded once). The
+    first load must succeed: a line started with a broken file is refused at start, when
+    someone is watching. ``refused`` are the errors ``load`` raises for a bad file; anything
+    else is a bug and propagates. ``describe`` names a loaded value in the log ("version 3").
+    """
+
+    def __init__(
+        self,
+        path: Path | None,
+        load: Callable[[Path | None], T],
+        refused: type[Exception] | tuple[type[Exception], ...],
+        *,
+        what: str,
+        logger: logging.Logger,
+        describe: Callable[[T], str] = lambda _: "",
+    ) -> None:
+        self._path = path
+        self._load = load
+        self._refused = refused
+        self._what = what
+        self._log = logger
+        self._describe = describe
+        self._value = load(path)
+        self._stamp = self._current_stamp()
+
+    def _current_stamp(self) -> tuple[int, int] | None:
+        if self._path is None:
+            return None
+        try:
+            stat = self._path.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    def _named(self, value: T) -> str:
+        description = self._describe(value)
+        return f" ({description})" if description else ""
+
+    def current(self) -> T:
+        """The value to use now; re-reads the file first if it changed since the last look."""
+        stamp = self._current_stamp()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._value = self._load(self._path)
+            except self._refused as exc:
+                self._log.error("%s edit refused, keeping the last good one%s: %s",
+                                self._what, self._named(self._value), exc)
+            else:
+                self._log.info("%s reloaded from %s%s", self._what, self._path,
+                               self._named(self._value))
+        return self._value

@@ -1,0 +1,51 @@
+"""What the web layer's handlers work with: the services, and the web's own settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from aiohttp import web
+
+from recordings.library import RecordingLibrary
+from telephony.accounts.service import AccountService
+from telephony.callarchive import CallArchive
+from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.service import IncidentService
+from telephony.screening.service import ScreeningService
+from telephony.settings import Settings
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The web layer's tunables, taken from the settings."""
+
+    cookie_secure: bool = False
+    session_lifetime: timedelta = timedelta(hours=12)
+    attachment_max_bytes: int = 25 * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebConfig:
+        """The configuration described by ``settings``."""
+        return cls(
+            cookie_secure=settings.http_cookie_secure,
+            session_lifetime=timedelta(hours=settings.http_session_hours),
+            attachment_max_bytes=settings.attachment_max_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """The services the handlers are a thin layer over."""
+
+    incidents: IncidentService
+    accounts: AccountService
+    calls: CallArchive
+    recordings: RecordingLibrary
+    attachments: AttachmentStore
+    screening: ScreeningService
+    config: WebConfig
+
+
+CONTEXT: Final = web.AppKey("context", ApiContext)

@@ -1,0 +1,207 @@
+"""The route table: every route with the roles it serves, registered and documented from one
+list, so a handler cannot be reachable without an access policy, nor undocumented.
+
+A :class:`Route` cannot be built without an :class:`Access`: either the roles that may use it
+or an explicit :data:`PUBLIC`. :meth:`RouteTable.install` is the only place handlers are added
+to the application, and the security middleware refuses any request whose route the table does
+not know (a handler added to the router some other way is unreachable, not open).
+:meth:`RouteTable.openapi` writes the OpenAPI 3.1 description from the same routes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
+
+from telephony.accounts.model import ROLE_LABELS, Role, Session
+from telephony.web.schemas import CALL_ID, SCHEMAS, Schema
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SESSION_COOKIE: Final = "siaga112_session"
+CSRF_COOKIE: Final = "siaga112_csrf"
+CSRF_HEADER: Final = "X-CSRF-Token"
+# The authenticated session of a request, set by the security middleware.
+SESSION: Final = web.RequestKey("session", Session)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use a route: ``roles``, or anyone when ``public`` (only logging in)."""
+
+    roles: frozenset[Role]
+    public: bool = False
+
+    def __post_init__(self) -> None:
+        if self.public == bool(self.roles):
+            raise ValueError("a route names the roles it serves, or is explicitly public")
+
+    @classmethod
+    def to(cls, *roles: Role) -> Access:
+        """Access for these roles only."""
+        return cls(frozenset(roles))
+
+
+PUBLIC: Final = Access(frozenset(), public=True)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A documented query parameter."""
+
+    name: str
+    schema: Schema
+    description: str
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body: JSON checked against ``SCHEMAS[schema]``, or an upload."""
+
+    schema: str | None  # None: not JSON (an upload; see ``content``)
+    content: Mapping[str, Schema] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful response: status, and a JSON schema name or other media types."""
+
+    status: int = 200
+    schema: str | None = None
+    content: Mapping[str, Schema] = field(default_factory=dict)
+    description: str = "Berhasil"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One method on one path, its handler, who may call it, and what it takes and gives."""
+
+    method: str
+    path: str
+    handler: Handler
+    access: Access
+    summary: str
+    tag: str
+    reply: Reply = Reply()
+    body: Body | None = None
+    query: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()  # statuses beyond those every route of its kind may return
+
+    @property
+    def path_params(self) -> list[str]:
+        """The ``{name}`` parts of the path."""
+        return re.findall(r"\{(\w+)\}", self.path)
+
+
+_ERROR_TEXT: Final[Mapping[int, str]] = {
+    400: "Permintaan tidak sah", 401: "Belum masuk atau sesi berakhir",
+    403: "Tidak berhak (peran, atau token CSRF tidak ada)", 404: "Tidak ditemukan",
+    409: "Bertentangan dengan keadaan saat ini", 413: "Berkas terlalu besar",
+    415: "Jenis isi harus application/json", 416: "Rentang byte tidak dapat dipenuhi",
+    422: "Isian tidak sah", 429: "Terlalu banyak percobaan masuk",
+    503: "Basis data sedang tidak tersedia",
+}
+
+
+class RouteTable:
+    """The application's routes; install them once, then look up a request's policy."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes: tuple[Route, ...] = tuple(routes)
+        seen = [(r.method, r.path) for r in self.routes]
+        if len(set(seen)) != len(seen):
+            raise ValueError("two routes share a method and path")
+        self._by_route: dict[AbstractRoute, Route] = {}
+
+    def install(self, app: web.Application) -> None:
+        """Register every handler on ``app`` and remember its policy."""
+        app[ROUTE_TABLE] = self
+        for route in self.routes:
+            registered = app.router.add_route(route.method, route.path, route.handler)
+            self._by_route[registered] = route
+
+    def route_of(self, registered: AbstractRoute) -> Route | None:
+        """The table's route behind a matched aiohttp route; ``None`` if it has none."""
+        return self._by_route.get(registered)
+
+    def openapi(self, *, title: str, version: str) -> dict[str, Any]:
+        """The OpenAPI 3.1 description of every ``/api/`` route."""
+        paths: dict[str, dict[str, Any]] = {}
+        for route in self.routes:
+            if route.path.startswith("/api/"):
+                paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        return {
+            "openapi": "3.1.0",
+            "info": {
+                "title": title, "version": version,
+                "description": (
+                    "API JSON layanan 112/119. Masuk dengan POST /api/session; kirim token "
+                    "sebagai 'Authorization: Bearer <token>', atau pakai cookie sesi dan "
+                    f"sertakan header {CSRF_HEADER} pada setiap POST/PUT/PATCH/DELETE. Setiap "
+                    "pemutaran rekaman dan unduhan lampiran dicatat di log audit."),
+            },
+            "paths": paths,
+            "components": {
+                "schemas": dict(SCHEMAS),
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "cookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
+                },
+            },
+        }
+
+
+ROUTE_TABLE: Final = web.AppKey("route_table", RouteTable)
+
+
+def _json(schema: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+
+
+def _path_schema(name: str) -> Schema:
+    return CALL_ID if name == "call_id" else {"type": "integer", "minimum": 1}
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    access = route.access
+    roles = ", ".join(ROLE_LABELS[r] for r in sorted(access.roles))
+    operation: dict[str, Any] = {
+        "operationId": route.handler.__name__,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "description": "Tanpa sesi." if access.public else f"Peran: {roles}.",
+        "security": [] if access.public else [{"bearer": []}, {"cookie": []}],
+        "x-roles": sorted(r.value for r in access.roles),
+    }
+    parameters = [{"name": name, "in": "path", "required": True,
+                   "schema": _path_schema(name)} for name in route.path_params]
+    parameters += [{"name": p.name, "in": "query", "required": False, "schema": p.schema,
+                    "description": p.description} for p in route.query]
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        content = _json(route.body.schema) if route.body.schema else dict(route.body.content)
+        operation["requestBody"] = {"required": True, "content": content}
+    reply = route.reply
+    reply_content = _json(reply.schema) if reply.schema else dict(reply.content)
+    responses: dict[str, Any] = {str(reply.status): {"description": reply.description,
+                                                     **({"content": reply_content}
+                                                        if reply_content else {})}}
+    errors = set(route.errors) | {503}
+    if not access.public:
+        errors |= {401, 403}
+    if route.path_params:
+        errors.add(404)
+    if route.body is not None or route.query:
+        errors.add(422)
+    if route.body is not None and route.body.schema is not None:
+        errors.add(415)
+    for status in sorted(errors):
+        responses[str(status)] = {"description": _ERROR_TEXT[status], **_json("Error")}
+    operation["responses"] = responses
+    return operation

@@ -1,0 +1,272 @@
+"""JSON Schemas (OpenAPI 3.1 dialect) of the API's bodies, and the small validator that holds
+request bodies to them.
+
+The same schemas document the API (``/api/openapi.json``) and check what clients send, so the
+two cannot drift: a request body that does not match its schema is refused before a handler
+sees it. Only the keywords used here are supported by :func:`validate`. The domain parsers
+still check values (a status code, a village code); this only guarantees shapes and types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+Schema = Mapping[str, Any]
+
+DATETIME: Final[Schema] = {"type": "string", "format": "date-time"}
+NULLABLE_DATETIME: Final[Schema] = {"type": ["string", "null"], "format": "date-time"}
+CALL_ID: Final[Schema] = {"type": "string", "pattern": r"^[0-9]+\.[0-9]+$", "maxLength": 64,
+                          "description": "Uniqueid Asterisk dari kanal penelepon"}
+VERSION: Final[Schema] = {
+    "type": "integer", "minimum": 1,
+    "description": "Versi insiden yang dibaca klien; perubahan ditolak (409) bila sudah "
+                   "berubah sejak itu.",
+}
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: Mapping[str, Schema], required: tuple[str, ...] = (),
+            description: str = "") -> Schema:
+    schema: dict[str, Any] = {"type": "object", "properties": dict(properties),
+                              "required": list(required), "additionalProperties": False}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _all_required(properties: Mapping[str, Schema], description: str = "") -> Schema:
+    """A response object: every property is always present (possibly null)."""
+    return _object(properties, tuple(properties), description)
+
+
+def _text(max_length: int) -> Schema:
+    return {"type": "string", "maxLength": max_length}
+
+
+_NULLABLE_TEXT: Final[Schema] = {"type": ["string", "null"]}
+_NULLABLE_INT: Final[Schema] = {"type": ["integer", "null"]}
+_NULLABLE_NUMBER: Final[Schema] = {"type": ["number", "null"]}
+
+SCHEMAS: Final[Mapping[str, Schema]] = {
+    "Error": _object({"error": _all_required({
+        "code": {"type": "string"},
+        "message": {"type": "string", "description": "Pesan untuk pengguna (Bahasa Indonesia)"},
+        "field": _NULLABLE_TEXT,
+    })}, ("error",)),
+    "Account": _all_required({
+        "username": {"type": "string"},
+        "display_name": {"type": "string"},
+        "role": {"type": "string", "enum": ["operator", "supervisor", "admin"]},
+        "role_label": {"type": "string"},
+        "active": {"type": "boolean"},
+    }),
+    "Login": _object({"username": _text(64), "password": _text(256)},
+                     ("username", "password")),
+    "Session": _all_required({
+        "token": {"type": ["string", "null"],
+                  "description": "Token bearer; hanya pada jawaban login"},
+        "csrf_token": {"type": "string",
+                       "description": "Kirim di header X-CSRF-Token pada perubahan "
+                                      "yang memakai cookie sesi"},
+        "expires_at": DATETIME,
+        "account": _ref("Account"),
+    }),
+    "SlaClock": {"type": ["object", "null"], "properties": {
+        "target_seconds": {"type": "integer"}, "due_at": DATETIME,
+        "breached": {"type": "boolean"}, "overdue_seconds": {"type": "integer"},
+    }, "required": ["target_seconds", "due_at", "breached", "overdue_seconds"],
+        "additionalProperties": False},
+    "Incident": _all_required({
+        "incident_id": {"type": "integer"},
+        "version": {"type": "integer"},
+        "status": {"type": "string"}, "status_label": {"type": "string"},
+        "report_type": {"type": "string"}, "report_type_label": {"type": "string"},
+        "priority": {"type": "integer", "minimum": 1, "maximum": 4},
+        "priority_label": {"type": "string"},
+        "line": _NULLABLE_TEXT, "caller_number": {"type": "string"},
+        "ivr_category": _NULLABLE_TEXT, "ivr_skill": _NULLABLE_TEXT,
+        "operator": _NULLABLE_TEXT,
+        "location_text": {"type": "string"},
+        "village_code": _NULLABLE_TEXT, "village_name": _NULLABLE_TEXT,
+        "sub_district_code": _NULLABLE_TEXT, "sub_district_name": _NULLABLE_TEXT,
+        "latitude": _NULLABLE_NUMBER, "longitude": _NULLABLE_NUMBER,
+        "description": {"type": "string"},
+        "escalation_level": {"type": "string"}, "escalation_label": {"type": "string"},
+        "escalation_reason": {"type": "string"},
+        "rating": _NULLABLE_INT, "rated_at": NULLABLE_DATETIME,
+        "answered_at": NULLABLE_DATETIME, "dispatched_at": NULLABLE_DATETIME,
+        "status_changed_at": DATETIME, "created_at": DATETIME, "updated_at": DATETIME,
+        "created_by": {"type": "string"},
+        "sla": _ref("SlaClock"),
+    }),
+    "IncidentList": _all_required({"incidents": {"type": "array", "items": _ref("Incident")}}),
+    "TimelineEvent": _all_required({
+        "event_id": {"type": "integer"}, "at": DATETIME, "actor": {"type": "string"},
+        "kind": {"type": "string"}, "detail": {"type": "object"},
+    }),
+    "Dispatch": _all_required({
+        "dispatch_id": {"type": "integer"}, "incident_id": {"type": "integer"},
+        "agency_code": {"type": "string"}, "agency_name": {"type": "string"},
+        "state": {"type": "string"}, "state_label": {"type": "string"},
+        "notified_at": DATETIME, "acknowledged_at": NULLABLE_DATETIME,
+        "on_scene_at": NULLABLE_DATETIME, "done_at": NULLABLE_DATETIME,
+        "dispatched_by": {"type": "string"}, "note": {"type": "string"},
+    }),
+    "Attachment": _all_required({
+        "attachment_id": {"type": "integer"}, "incident_id": {"type": "integer"},
+        "filename": {"type": "string"}, "content_type": {"type": "string"},
+        "size_bytes": {"type": "integer"}, "sha256": {"type": "string"},
+        "uploaded_by": {"type": "string"}, "uploaded_at": DATETIME,
+        "download_url": {"type": "string"},
+    }),
+    "AttachmentList": _all_required({
+        "attachments": {"type": "array", "items": _ref("Attachment")}}),
+    "Recording": _all_required({
+        "recording_id": {"type": "integer"}, "call_id": {"type": "string"},
+        "kind": {"type": "string", "enum": ["mixed", "caller", "line"],
+                 "description": "mixed: kedua pihak; caller/line: satu arah saja"},
+        "state": {"type": "string"},
+        "started_at": DATETIME, "duration_seconds": _NULLABLE_NUMBER,
+        "silence_share": _NULLABLE_NUMBER, "loudness_dbfs": _NULLABLE_NUMBER,
+        "format": _NULLABLE_TEXT, "size_bytes": _NULLABLE_INT, "sha256": _NULLABLE_TEXT,
+        "legal_hold": {"type": "boolean"}, "processed_at": NULLABLE_DATETIME,
+        "expired_at": NULLABLE_DATETIME,
+        "audio_url": {"type": ["string", "null"],
+                      "description": "Ada bila rekaman tersimpan dan dapat diputar"},
+    }),
+    "Call": _all_required({
+        "call_id": {"type": "string"}, "line": _NULLABLE_TEXT,
+        "caller_number": {"type": "string"}, "arrived_at": NULLABLE_DATETIME,
+        "shift_day": {"type": ["string", "null"], "format": "date"},
+        "shift_name": _NULLABLE_TEXT, "ivr_choice": _NULLABLE_TEXT,
+        "ivr_outcome": _NULLABLE_TEXT, "ivr_category": _NULLABLE_TEXT,
+        "ivr_skill": _NULLABLE_TEXT, "queue": _NULLABLE_TEXT,
+        "queue_position": _NULLABLE_INT, "answered_queue": _NULLABLE_TEXT,
+        "operator": _NULLABLE_TEXT, "wait_seconds": _NULLABLE_INT,
+        "talk_seconds": _NULLABLE_INT, "abandon_original_position": _NULLABLE_INT,
+        "abandon_final_position": _NULLABLE_INT, "hangup_cause": _NULLABLE_INT,
+        "hangup_cause_text": _NULLABLE_TEXT, "ended_at": NULLABLE_DATETIME,
+        "disposition": {"type": "string"},
+    }),
+    "CallList": _all_required({"calls": {"type": "array", "items": _ref("Call")}}),
+    "CallDetail": _all_required({
+        "call": _ref("Call"),
+        "incident_id": _NULLABLE_INT,
+        "recordings": {"type": "array", "items": _ref("Recording")},
+    }),
+    "IncidentDetail": _all_required({
+        "incident": _ref("Incident"),
+        "calls": {"type": "array", "items": _ref("Call")},
+        "recordings": {"type": "array", "items": _ref("Recording")},
+        "dispatches": {"type": "array", "items": _ref("Dispatch")},
+        "timeline": {"type": "array", "items": _ref("TimelineEvent")},
+        "attachments": {"type": "array", "items": _ref("Attachment")},
+    }),
+    "Agency": _all_required({"code": {"type": "string"}, "name": {"type": "string"},
+                             "active": {"type": "boolean"}}),
+    "AgencyList": _all_required({"agencies": {"type": "array", "items": _ref("Agency")}}),
+    "Place": _all_required({"village_code": {"type": "string"},
+                            "village_name": {"type": "string"},
+                            "sub_district_code": {"type": "string"},
+                            "sub_district_name": {"type": "string"}}),
+    "PlaceList": _all_required({"places": {"type": "array", "items": _ref("Place")}}),
+    "CallLabel": _all_required({
+        "label_id": {"type": "integer"}, "call_id": {"type": "string"},
+        "label": {"type": "string",
+                  "enum": ["genuine", "prank", "silent", "accidental", "test"]},
+        "label_text": {"type": "string"},
+        "labelled_by": {"type": "string"}, "labelled_at": DATETIME, "note": {"type": "string"},
+    }),
+    "CallLabelList": _all_required({
+        "labels": {"type": "array", "items": _ref("CallLabel"),
+                   "description": "Terlama dulu; yang terakhir berlaku"}}),
+    "AuditEntry": _all_required({
+        "audit_id": {"type": "integer"}, "at": DATETIME, "actor": {"type": "string"},
+        "action": {"type": "string"}, "object_type": {"type": "string"},
+        "object_id": {"type": "string"}, "remote_address": {"type": "string"},
+        "detail": {"type": "object"},
+    }),
+    "AuditList": _all_required({"entries": {"type": "array", "items": _ref("AuditEntry")}}),
+    # Request bodies.
+    "CreateIncident": _object({"call_id": CALL_ID}, ("call_id",),
+                              "Buka insiden baru, terisi dari data panggilan."),
+    "IncidentPatch": _object({
+        "report_type": {"type": "string", "maxLength": 40},
+        "priority": {"type": ["integer", "string"]},
+        "location_text": _text(500),
+        "village_code": {"type": ["string", "null"], "maxLength": 20},
+        "sub_district_code": {"type": ["string", "null"], "maxLength": 20},
+        "latitude": {"type": ["number", "string", "null"]},
+        "longitude": {"type": ["number", "string", "null"]},
+        "description": _text(4000),
+        "expected_version": VERSION,
+    }, (), "Hanya kolom yang dikirim yang diubah; null mengosongkan."),
+    "StatusChange": _object({"status": _text(40), "note": _text(1000),
+                             "expected_version": VERSION}, ("status",)),
+    "Escalation": _object({"level": _text(40), "reason": _text(1000),
+                           "expected_version": VERSION}, ("level", "reason")),
+    "LinkCall": _object({"call_id": CALL_ID, "expected_version": VERSION}, ("call_id",)),
+    "Rating": _object({"rating": {"type": "integer", "minimum": 1, "maximum": 5}},
+                      ("rating",)),
+    "NewDispatch": _object({"agency": _text(32), "note": _text(1000),
+                            "expected_version": VERSION}, ("agency",)),
+    "DispatchStep": _object({"state": _text(40)}, ("state",)),
+    "NewCallLabel": _object({"label": _text(20), "note": _text(2000)}, ("label",),
+                            "Label baru menggantikan label sebelumnya."),
+}
+
+_TYPES: Final[Mapping[str, tuple[type, ...]]] = {
+    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
+    "object": (dict,), "array": (list,), "null": (type(None),),
+}
+
+
+class SchemaViolation(ValueError):
+    """A body does not match its schema; ``field`` names where (empty: the body itself)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _is_type(value: object, name: str) -> bool:
+    if isinstance(value, bool) and name in ("integer", "number"):
+        return False
+    return isinstance(value, _TYPES[name])
+
+
+def validate(value: object, schema: Schema, field: str = "") -> None:
+    """Raise :class:`SchemaViolation` unless ``value`` matches ``schema`` (the keywords
+    type, enum, maxLength, minimum, maximum, properties, required, additionalProperties)."""
+    kinds = schema.get("type")
+    if kinds is not None:
+        names = [kinds] if isinstance(kinds, str) else list(kinds)
+        if not any(_is_type(value, name) for name in names):
+            raise SchemaViolation(field, f"Isian {field or 'badan permintaan'} harus bertipe "
+                                         f"{' atau '.join(names)}.")
+    if "enum" in schema and value not in schema["enum"]:
+        raise SchemaViolation(field, f"Isian {field} tidak dikenal.")
+    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
+        raise SchemaViolation(field, f"Isian {field} terlalu panjang (maksimal "
+                                     f"{schema['maxLength']} karakter).")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise SchemaViolation(field, f"Isian {field} di luar batas.")
+    if isinstance(value, dict):
+        properties: Mapping[str, Schema] = schema.get("properties", {})
+        for name in schema.get("required", ()):
+            if name not in value:
+                raise SchemaViolation(name, f"Isian {name} wajib diisi.")
+        for name, item in value.items():
+            if name not in properties:
+                if schema.get("additionalProperties", True) is False:
+                    raise SchemaViolation(str(name)[:40],
+                                          f"Kolom tidak dikenal: {str(name)[:40]!r}.")
+                continue
+            validate(item, properties[name], name)

@@ -1,0 +1,236 @@
+"""Prank screening end to end: real Asterisk 22, our IVR scoring a caller from the history the
+line itself recorded, the dialplan's screening prompt, sipp callers and a sipp operator.
+
+A number that just made a burst of silent calls is scored high before its next call, hears the
+screening prompt, and reaches an operator whether it presses 5 5, speaks, or stays silent; a
+first-time caller goes straight through; with the database unreachable, scoring fails and the
+call is routed as usual. Verdicts are read from the database, as a supervisor would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from ivr.menu import load_menu
+from ivr.prompts import build_prompts
+from telephony import sipp
+from telephony.app import Line, running_line
+from telephony.db.calls import CallRecord
+from telephony.lab import Lab
+from telephony.operators import OperatorDesk
+from telephony.settings import Settings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="screening-test",
+    sip_port=28060,
+    ami_port=28038,
+    agi_port=28573,
+    lab_operator_sip_port=28070,
+    rtp_port_start=36000,
+    rtp_port_end=36999,
+    http_port=0,  # the API on any free port
+    lab_operators=5,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    recordings_poll_seconds=0.5,
+    screening_upkeep_seconds=0.5,
+)
+ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
+OPERATOR = "PJSIP/op1001"
+# The packaged screening prompt waits 10 s; the shortest allowed wait keeps these calls short.
+SCREENING_WAIT_MS = 3000
+SILENT_BURST = 6
+
+
+@pytest.fixture(scope="module")
+def settings(state_dir: Path, line_db: str) -> Settings:
+    document = json.loads(resources.files("ivr").joinpath("menu.json").read_text("utf-8"))
+    document["screening"]["wait_ms"] = SCREENING_WAIT_MS
+    menu_file = state_dir / "menu.json"
+    menu_file.write_text(json.dumps(document), "utf-8")
+    return replace(BASE, state_dir=state_dir, database_dsn=line_db, menu_file=menu_file)
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings) -> AsyncIterator[Lab]:
+    menu = load_menu(settings.menu_file)
+    build_prompts(menu.prompts, settings.prompts_dir, settings.prompt_overrides_dir, "id",
+                  menu.trailing_silence_ms)
+    async with Lab(settings) as lab:
+        lab.install_prompts(settings.prompts_dir)
+        yield lab
+    for recording in lab.monitor_dir.glob("*.wav"):
+        recording.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
+    async with sipp.operator(settings.lab_operator_sip_port, talk_seconds=1.0) as uas:
+        yield uas
+
+
+@pytest.fixture
+async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
+    async with running_line(settings) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+        queues = await desk.log_in(OPERATOR, ALL_SKILLS)
+        yield line
+        await desk.log_out(OPERATOR, queues)
+    await lab.acli("channel request hangup all")
+    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
+
+
+@dataclass(frozen=True)
+class Screened:
+    """What the line recorded about one call's screening."""
+
+    record: CallRecord
+    prank_score: float | None
+    prank_reasons: str | None
+    queue_priority: int | None
+    screening: str | None
+
+
+async def screened_call(line: Line, caller_id: str, since: datetime,
+                        within: float = 60.0) -> Screened:
+    """The caller's one call that arrived after ``since``, once it has ended (bounded
+    polling)."""
+    deadline = time.monotonic() + within
+    while True:
+        records = await line.database.run(lambda c: line.repository.call_records(c, limit=100))
+        found = [r for r in records if r.caller_number == caller_id
+                 and r.arrived_at is not None and r.arrived_at >= since]
+        if found and all(r.ended_at is not None for r in found):
+            break
+        assert time.monotonic() < deadline, f"no ended call for {caller_id}: {found}"
+        await asyncio.sleep(0.2)
+    assert len(found) == 1, found
+    (record,) = found
+
+    async def columns(connection: asyncpg.Connection) -> asyncpg.Record | None:
+        return await connection.fetchrow(
+            "SELECT prank_score, prank_reasons, queue_priority, screening "
+            "FROM calls WHERE call_id = $1", record.call_id)
+
+    row = await line.database.run(columns)
+    assert row is not None
+    return Screened(record, row["prank_score"], row["prank_reasons"], row["queue_priority"],
+                    row["screening"])
+
+
+def unique_caller() -> str:
+    return "0857" + str(uuid.uuid4().int)[:8]
+
+
+async def call(settings: Settings, caller_id: str, *, dtmf: str = "", talk_seconds: float,
+               audio: bool = False) -> None:
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf=dtmf, dtmf_delay=1.0, talk_seconds=talk_seconds,
+                           audio=audio) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+
+
+async def silent_burst(line: Line, settings: Settings) -> tuple[str, datetime]:
+    """A fresh number makes SILENT_BURST silent calls (hang up in the IVR without a key) and
+    is then scored high; returns the number and the instant after the burst."""
+    caller_id = unique_caller()
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           talk_seconds=2.0, calls=SILENT_BURST, rate=3.0) as burst:
+        result = await burst.wait()
+    assert result.ok and result.successful == SILENT_BURST, result
+    config = line.screening.config()
+    deadline = time.monotonic() + 30
+    while True:
+        score = await line.screening.pre_queue("112", caller_id, datetime.now(UTC))
+        if score.value >= config.screening_threshold:
+            return caller_id, datetime.now(UTC)
+        assert time.monotonic() < deadline, f"burst not scored high: {score}"
+        await asyncio.sleep(0.3)
+
+
+async def test_first_time_caller_goes_straight_through(line: Line, settings: Settings) -> None:
+    caller_id, since = unique_caller(), datetime.now(UTC)
+    await call(settings, caller_id, dtmf="2", talk_seconds=4.0)
+    screened = await screened_call(line, caller_id, since)
+    assert (screened.record.queue, screened.record.operator) == (
+        "non-emergency", OPERATOR)
+    assert screened.prank_score is not None and screened.prank_score < 0.5
+    assert screened.prank_reasons and "Belum ada panggilan" in screened.prank_reasons
+    assert (screened.queue_priority, screened.screening) == (10, None)
+
+
+async def test_silent_burst_then_pressing_55_reaches_an_operator(
+    line: Line, settings: Settings
+) -> None:
+    caller_id, since = await silent_burst(line, settings)
+    # Complaint ("2"), then 5 5 while the screening prompt plays.
+    await call(settings, caller_id, dtmf="2,,,55", talk_seconds=3.0)
+    screened = await screened_call(line, caller_id, since)
+    assert screened.prank_score is not None and screened.prank_score >= 0.7
+    assert screened.prank_reasons and "diam" in screened.prank_reasons
+    assert (screened.screening, screened.record.operator) == ("pressed", OPERATOR)
+    assert screened.queue_priority == 0  # a complaint may be lowered all the way
+
+
+async def test_silent_caller_after_a_burst_still_reaches_an_operator(
+    line: Line, settings: Settings
+) -> None:
+    caller_id, since = await silent_burst(line, settings)
+    # Presses nothing at all: the IVR routes to emergency, the screening prompt times out.
+    await call(settings, caller_id, talk_seconds=60.0)
+    screened = await screened_call(line, caller_id, since)
+    assert (screened.record.ivr_outcome, screened.record.queue) == (
+        "no_input", "emergency-general")
+    assert (screened.screening, screened.record.operator) == ("timeout", OPERATOR)
+    assert screened.queue_priority == 5  # emergency keeps the configured floor
+
+
+async def test_caller_who_speaks_passes_the_screening(line: Line, settings: Settings) -> None:
+    caller_id, since = await silent_burst(line, settings)
+    await call(settings, caller_id, dtmf="2", talk_seconds=12.0, audio=True)
+    screened = await screened_call(line, caller_id, since)
+    assert (screened.screening, screened.record.operator) == ("spoke", OPERATOR)
+
+
+async def test_database_unreachable_routes_normally_and_loses_nothing(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    """Scoring cannot read history: the call queues unscored, is answered, and its facts are
+    spooled and written once the database is back."""
+    down = replace(settings, database_dsn=f"postgresql://127.0.0.1:{free_port()}/nowhere")
+    caller_id, since = unique_caller(), datetime.now(UTC)
+    async with running_line(down) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+        queues = await desk.log_in(OPERATOR, ALL_SKILLS)
+        await call(settings, caller_id, dtmf="3", talk_seconds=4.0)
+        await desk.log_out(OPERATOR, queues)
+        deadline = time.monotonic() + 10
+        while line.listener.live_calls:  # its hang-up reached the spool before we stop
+            assert time.monotonic() < deadline, line.listener.live_calls
+            await asyncio.sleep(0.1)
+    async with running_line(settings) as line:
+        screened = await screened_call(line, caller_id, since)
+    assert (screened.record.queue, screened.record.operator) == ("information", OPERATOR)
+    assert (screened.prank_score, screened.queue_priority, screened.screening) == (
+        None, None, None)

@@ -1,0 +1,199 @@
+"""Caller-rating callbacks end to end: a real emergency call through the lab Asterisk opens an
+incident; once it is resolved the line calls the caller back (AMI Originate through the
+carrier-callback endpoint) into the survey, whose answer lands on the incident.
+
+The caller's phone on the carrier side is a sipp UAS on ``carrier_sip_port``: one that
+answers and presses 4, one that is busy, one that never answers. Its own lab instance and
+ports, so it can run beside the other end-to-end modules. Verdicts are read from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ivr.menu import load_menu
+from ivr.prompts import build_prompts
+from ivr.survey import SURVEY_PROMPTS
+from telephony import sipp
+from telephony.app import Line, running_line
+from telephony.db.calls import CallRecord
+from telephony.db.incidents import IncidentRepository
+from telephony.db.surveys import Survey
+from telephony.incidents.model import Status
+from telephony.lab import Lab
+from telephony.operators import OperatorDesk
+from telephony.settings import Settings
+from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="survey-test",
+    sip_port=30060,
+    ami_port=30038,
+    agi_port=30573,
+    lab_operator_sip_port=30070,
+    carrier_sip_port=30080,
+    http_port=0,
+    rtp_port_start=38000,
+    rtp_port_end=38999,
+    lab_operators=5,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    incident_upkeep_seconds=0.5,
+    survey_delay_seconds=0,
+    survey_retry_seconds=1,
+    survey_max_attempts=3,
+    survey_ring_seconds=4,
+    survey_hours="",  # the tests run at any hour
+)
+ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
+INCIDENTS = IncidentRepository()
+
+
+@pytest.fixture(scope="module")
+def settings(state_dir: Path, line_db: str) -> Settings:
+    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings) -> AsyncIterator[Lab]:
+    menu = load_menu()
+    build_prompts({**menu.prompts, **SURVEY_PROMPTS}, settings.prompts_dir,
+                  settings.prompt_overrides_dir, "id", menu.trailing_silence_ms)
+    lab = Lab(settings)
+    async with lab:
+        lab.install_prompts(settings.prompts_dir)
+        yield lab
+    # The emergency calls are recorded; nothing here processes the files.
+    shutil.rmtree(lab.monitor_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
+    async with sipp.operator(settings.lab_operator_sip_port) as uas:
+        yield uas
+
+
+@pytest.fixture
+async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
+    async with running_line(settings) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        desk = OperatorDesk(line.listener, load_menu())
+        queues = await desk.log_in("PJSIP/op1001", ALL_SKILLS)
+        yield line
+        await desk.log_out("PJSIP/op1001", queues)
+    await lab.acli("channel request hangup all")
+    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
+
+
+def unique_caller() -> str:
+    return "0815" + str(uuid.uuid4().int)[:8]
+
+
+async def ended_call(line: Line, caller_id: str, within: float = 30.0) -> CallRecord:
+    """The caller's one call record, once it has ended (bounded polling)."""
+    deadline = time.monotonic() + within
+    while True:
+        records = await line.database.run(lambda c: line.repository.call_records(c, limit=50))
+        found = [r for r in records if r.caller_number == caller_id]
+        if found and all(r.ended_at is not None for r in found):
+            assert len(found) == 1, found
+            return found[0]
+        assert time.monotonic() < deadline, f"no ended call for {caller_id}: {found}"
+        await asyncio.sleep(0.2)
+
+
+async def resolved_incident_of_a_real_call(line: Line, settings: Settings, caller_id: str) -> int:
+    """An emergency call (fire) answered by an operator; its incident, resolved."""
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="12", talk_seconds=2) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert (record.disposition, record.operator) == ("answered", "PJSIP/op1001")
+    deadline = time.monotonic() + 15
+    while (incident_id := await line.database.run(
+            lambda c: INCIDENTS.incident_of_call(c, record.call_id))) is None:
+        assert time.monotonic() < deadline, f"no incident for call {record.call_id}"
+        await asyncio.sleep(0.2)
+    for status in (Status.VERIFIED, Status.DISPATCHED, Status.ON_SCENE, Status.RESOLVED):
+        await line.incidents.change_status(incident_id, status, actor="op1001")
+    return incident_id
+
+
+async def finished_survey(line: Line, incident_id: int, within: float = 60.0) -> Survey:
+    """The incident's survey once it reached a final state (bounded polling)."""
+    deadline = time.monotonic() + within
+    while True:
+        survey = await line.surveys.survey_of_incident(incident_id)
+        if survey is not None and survey.state in FINAL_STATES:
+            return survey
+        assert time.monotonic() < deadline, f"survey of incident #{incident_id}: {survey}"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_callback_answered_with_dtmf_4_stores_rating_4(
+    line: Line, settings: Settings
+) -> None:
+    caller_id = unique_caller()
+    # The caller's phone answers, and presses 4 while the introduction plays.
+    async with sipp.callee(settings.carrier_sip_port, dtmf="4", dtmf_delay=2.5, max_calls=1,
+                           trace_messages=True) as phone:
+        incident_id = await resolved_incident_of_a_real_call(line, settings, caller_id)
+        result = await phone.wait(within=60)
+        messages = phone.messages
+    assert result.ok, result.errors
+    # The callback went to the caller's own number, through the carrier trunk.
+    assert f"INVITE sip:{caller_id}@127.0.0.1:{settings.carrier_sip_port}" in messages
+    survey = await finished_survey(line, incident_id)
+    assert (survey.state, survey.rating, survey.number, survey.attempts) == (
+        SurveyState.RATED, 4, caller_id, 1)
+    incident = await line.incidents.get(incident_id)
+    assert (incident.rating, incident.status) == (4, Status.RESOLVED)
+    (attempt,) = await line.surveys.attempts(survey.survey_id)
+    assert (attempt.outcome, attempt.reason_code) == (AttemptOutcome.RATED, 4)
+    assert attempt.answered_at is not None and attempt.channel.startswith(
+        "PJSIP/carrier-callback-")
+    # The callback is no emergency call: the call tracker recorded only the caller's call.
+    records = await line.database.run(lambda c: line.repository.call_records(c, limit=50))
+    numbers = [r.caller_number for r in records]
+    assert numbers.count(caller_id) == 1
+    assert all(n.startswith("0815") for n in numbers), numbers
+
+
+@pytest.mark.parametrize(("refuse", "answer", "outcome"), [
+    (486, True, AttemptOutcome.BUSY),
+    (None, False, AttemptOutcome.NO_ANSWER),
+], ids=["busy", "no-answer"])
+async def test_an_unreached_caller_is_retried_then_recorded_as_exhausted(
+    line: Line, settings: Settings, refuse: int | None, answer: bool, outcome: AttemptOutcome,
+) -> None:
+    async with sipp.callee(settings.carrier_sip_port, refuse=refuse, answer=answer) as phone:
+        incident_id = await resolved_incident_of_a_real_call(line, settings, unique_caller())
+        survey = await finished_survey(line, incident_id)
+        result = await phone.stop()
+    assert (survey.state, survey.attempts, survey.rating) == (
+        SurveyState.EXHAUSTED, settings.survey_max_attempts, None)
+    attempts = await line.surveys.attempts(survey.survey_id)
+    assert [a.outcome for a in attempts] == [outcome] * settings.survey_max_attempts, attempts
+    assert all(a.ended_at is not None and a.answered_at is None for a in attempts)
+    # Each attempt waited for the one before it to end, and for the retry delay.
+    for before, after in itertools.pairwise(attempts):
+        assert before.ended_at is not None
+        assert (after.started_at - before.ended_at).total_seconds() >= (
+            settings.survey_retry_seconds)
+    assert result.successful == settings.survey_max_attempts, result.errors
+    assert (await line.incidents.get(incident_id)).rating is None

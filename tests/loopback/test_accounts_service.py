@@ -1,0 +1,97 @@
+"""The account service on a real PostgreSQL: sessions, throttling under parallel guesses,
+hash upgrades, and the audit log that cannot be rewritten."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from telephony.accounts.model import LoginRefused, LoginThrottled, ThrottlePolicy
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.db.connection import Database
+from telephony.settings import Settings
+
+PASSWORD = "kata-sandi-rahasia-112"
+CHEAP = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
+
+
+@pytest.fixture
+async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
+    database = Database(replace(settings, database_dsn=database_dsn))
+    yield database
+    await database.close()
+
+
+def service(database: Database, hasher: PasswordHasher = CHEAP,
+            throttle: ThrottlePolicy | None = None) -> AccountService:
+    return AccountService(database, hasher, AccountConfig(throttle=throttle or ThrottlePolicy()))
+
+
+async def execute(dsn: str, query: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(query)
+    finally:
+        await connection.close()
+
+
+async def test_parallel_guesses_each_see_the_failures_before_them(database: Database) -> None:
+    accounts = service(database, throttle=ThrottlePolicy(
+        max_failures=3, max_failures_per_address=100, first_delay=timedelta(minutes=5)))
+    await accounts.create("op1", "operator", PASSWORD, actor="test")
+    results = await asyncio.gather(
+        *(accounts.login("op1", f"tebakan-{n}", remote_address="10.0.0.9") for n in range(8)),
+        return_exceptions=True)
+    assert sum(isinstance(r, LoginRefused) for r in results) == 3
+    assert sum(isinstance(r, LoginThrottled) for r in results) == 5
+
+
+async def test_a_weaker_hash_is_upgraded_at_login_without_changing_the_password_date(
+    database: Database, database_dsn: str
+) -> None:
+    await service(database).create("op1", "operator", PASSWORD, actor="test")
+    stronger = PasswordHasher(time_cost=2, memory_cost_kib=128, parallelism=1)
+    accounts = service(database, stronger)
+    before = await accounts.accounts()
+    new = await accounts.login("op1", PASSWORD, remote_address="10.0.0.9")
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        stored = await connection.fetchval("SELECT password_hash FROM accounts")
+    finally:
+        await connection.close()
+    assert not stronger.needs_rehash(stored) and CHEAP.needs_rehash(stored)
+    assert (await accounts.accounts())[0].password_changed_at == before[0].password_changed_at
+    assert await accounts.session(new.token) is not None
+
+
+async def test_sessions_end_when_they_expire_or_the_password_changes(
+    database: Database, database_dsn: str
+) -> None:
+    accounts = service(database)
+    await accounts.create("op1", "operator", PASSWORD, actor="test")
+    first = await accounts.login("op1", PASSWORD, remote_address="10.0.0.9")
+    second = await accounts.login("op1", PASSWORD, remote_address="10.0.0.9")
+    await execute(database_dsn, "UPDATE sessions SET expires_at = now() - interval '1 second' "
+                                f"WHERE token_sha256 = '{first.session.token_sha256}'")
+    assert await accounts.session(first.token) is None
+    assert await accounts.session(second.token) is not None
+    await accounts.set_password("op1", "kata-sandi-baru-sekali", actor="test")
+    assert await accounts.session(second.token) is None
+    with pytest.raises(LoginRefused):
+        await accounts.login("op1", PASSWORD, remote_address="10.0.0.9")
+
+
+async def test_the_audit_log_is_append_only(database: Database, database_dsn: str) -> None:
+    accounts = service(database)
+    await accounts.audit(actor="sup1", action="recording.play", object_type="recording",
+                         object_id="7", remote_address="10.0.0.9", detail={"range": None})
+    for statement in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"):
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await execute(database_dsn, statement)
+    [entry] = await accounts.audit_entries(object_type="recording", object_id="7")
+    assert (entry.actor, entry.action, dict(entry.detail)) == (
+        "sup1", "recording.play", {"range": None})

@@ -1,0 +1,433 @@
+"""Screening storage against a real PostgreSQL: the history query agrees with
+``summarise_history``, labels, post-call rescoring, and the IVR's screening variables."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from telephony.callfacts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    QueueJoined,
+)
+from telephony.db.calls import CallRepository
+from telephony.db.connection import Database
+from telephony.db.screening import (
+    EndedCall,
+    InvalidLabel,
+    ScreeningRepository,
+    UnknownCall,
+)
+from telephony.screening.features import (
+    DEFAULT_LOOKBACK,
+    Label,
+    LabelEvent,
+    PastCall,
+    summarise_history,
+)
+from telephony.screening.score import ScoreConfig
+from telephony.screening.service import (
+    ScreeningService,
+    ScreeningUnavailable,
+    call_features,
+)
+from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.shifts import ShiftCalendar
+from tests.conftest import free_port
+
+T0 = datetime(2026, 11, 23, 7, 0, 0, tzinfo=UTC)  # 14:00 in Jakarta
+CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
+REPO = ScreeningRepository()
+
+
+class FixedConfig:
+    """A config source that never changes."""
+
+    def current(self) -> ScoreConfig:
+        return ScoreConfig()
+
+
+@pytest.fixture
+async def connection(database_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_dsn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def service(database_dsn: str, settings: Settings) -> AsyncIterator[ScreeningService]:
+    database = Database(replace(settings, database_dsn=database_dsn))
+    yield ScreeningService(database, FixedConfig(), "Asia/Jakarta")
+    await database.close()
+
+
+# ------------------------------------------------------------------ randomized history vs SQL
+
+CALL_COLUMNS = (
+    "call_id", "caller_number", "caller_key", "line", "arrived_at", "ended_at", "answered_at",
+    "talk_seconds", "ended_by", "ivr_outcome", "ivr_first_key_ms", "ivr_invalid_keys", "queue",
+)
+# Offsets from "now" that sit on or next to a window's edge.
+EDGE = timedelta(microseconds=1)
+BOUNDARIES = [
+    timedelta(0), timedelta(hours=1), timedelta(hours=24), timedelta(hours=168), DEFAULT_LOOKBACK,
+]
+
+
+@dataclass
+class StoredRow:
+    """One random ``calls`` row, in CALL_COLUMNS order, with its expected silence."""
+
+    values: tuple[object, ...]
+    ended: EndedCall | None  # None while in progress
+
+
+def random_row(rng: random.Random, call_id: str, key: str, arrived: datetime,
+               ends: datetime | None = None) -> StoredRow:
+    """A random row; ``ends``: when it ends, if it ends (otherwise random)."""
+    ended_at: datetime | None = None
+    answered_at: datetime | None = None
+    talk: int | None = None
+    ended_by: str | None = None
+    if rng.random() < 0.9:
+        if rng.random() < 0.5:
+            answered_at = arrived + timedelta(seconds=rng.uniform(0, 30))
+            # Around the 5 s quick hang-up, exactly on it included.
+            hold = rng.choice([0.0, 2.0, 4.999, 5.0, 5.001, 6.0, 40.0])
+            ended_at = answered_at + timedelta(seconds=hold)
+            if rng.random() < 0.6:
+                talk = rng.choice([0, 3, 5, 6, 30])
+                ended_by = rng.choice(["caller", "agent", "transfer", None])
+        else:
+            ended_at = arrived + timedelta(seconds=rng.uniform(0, 60))
+    if ended_at is not None and ends is not None:
+        ended_at = max(ends, answered_at or ends)
+    first_key = rng.choice([None, None, 0, 900, 3500])
+    invalid = rng.choice([None, 0, 2]) if first_key is not None else rng.choice([None, 0])
+    outcome = rng.choice([None, "chosen", "no_input", "invalid", "direct", "failopen"])
+    queue = rng.choice([None, "fire", "emergency-general"])
+    line = rng.choice(["112", "119"])
+    values = (call_id, key, key, line, arrived, ended_at, answered_at, talk, ended_by, outcome,
+              first_key, invalid, queue)
+    ended = None
+    if ended_at is not None:
+        ended = EndedCall(call_id, key, line, arrived, ended_at, answered_at, talk, ended_by,
+                          outcome, first_key, invalid, queue, None)
+    return StoredRow(values, ended)
+
+
+@dataclass
+class Case:
+    key: str
+    now: datetime
+    lookback: timedelta
+    calls: list[PastCall]
+    labels: list[LabelEvent]
+
+
+Screened = tuple[str, str, datetime, bool]  # call_id, caller_key, arrived_at, looked_silent
+Labelled = tuple[str, str, str, datetime]  # call_id, caller_key, label, labelled_at
+
+
+def random_case(rng: random.Random, index: int, rows: list[StoredRow],
+                screened: list[Screened], labels: list[Labelled]) -> Case:
+    key = f"62812{index:07d}"
+    now = T0 + timedelta(days=index, microseconds=rng.randrange(1_000_000))
+    lookback = rng.choice([DEFAULT_LOOKBACK, timedelta(days=10), timedelta(hours=30)])
+    calls: list[PastCall] = []
+    for n in range(rng.choice([0, 1, 3, 8, 20])):
+        if rng.random() < 0.3:
+            edge = rng.choice([*BOUNDARIES, lookback])
+            age = edge + rng.choice([-EDGE, timedelta(0), EDGE])
+        else:
+            age = timedelta(seconds=rng.uniform(-7200, lookback.total_seconds() * 1.1))
+        arrived = now - age  # negative ages: calls after "now", which must not count
+        call_id = f"c{index}.{n}"
+        # Some end right at "now" (not yet history), some just before (history).
+        ends = rng.choice([None, None, now, now - EDGE]) if arrived < now else None
+        row = random_row(rng, call_id, key, arrived, ends)
+        rows.append(row)
+        silent = row.ended is not None and call_features(row.ended).looks_silent
+        if row.ended is not None and rng.random() < 0.4:
+            silent = rng.random() < 0.5  # the post-call result overrides the row's guess
+            screened.append((call_id, key, arrived, silent))
+        if row.ended is not None and row.ended.ended_at < now:  # a past call has ended
+            calls.append(PastCall(call_id, arrived, silent))
+    events: list[LabelEvent] = []
+    for _ in range(rng.choice([0, 1, 4, 10])):
+        if not calls:
+            break
+        target = rng.choice(calls)
+        at = rng.choice([
+            target.at + timedelta(minutes=rng.uniform(0, 600)),
+            now, now - EDGE, now + EDGE,  # entered right at "now", just before, just after
+            events[-1].at if events else now,  # a correction in the same instant
+        ])
+        event = LabelEvent(target.call_id, rng.choice(list(Label)), at)
+        events.append(event)
+        labels.append((event.call_id, key, event.label.value, event.at))
+    return Case(key, now, lookback, calls, events)
+
+
+async def test_history_query_agrees_with_summarise_history(
+    connection: asyncpg.Connection,
+) -> None:
+    rng = random.Random(20261123)
+    rows: list[StoredRow] = []
+    screened: list[Screened] = []
+    labels: list[Labelled] = []
+    cases = [random_case(rng, index, rows, screened, labels) for index in range(400)]
+    # Another caller in every window, to prove the key is what selects.
+    noise_now = T0 + timedelta(days=7)
+    for n in range(50):
+        rows.append(random_row(rng, f"noise.{n}", "6285700000000",
+                               noise_now - timedelta(minutes=n)))
+    await connection.copy_records_to_table(
+        "calls", records=[row.values for row in rows], columns=CALL_COLUMNS)
+    await connection.copy_records_to_table(
+        "call_screening", records=[(*row, 0.5, "[]") for row in screened],
+        columns=("call_id", "caller_key", "arrived_at", "looked_silent", "post_score",
+                 "post_reasons"))
+    await connection.copy_records_to_table(
+        "call_labels", records=[(*row, "op") for row in labels],
+        columns=("call_id", "caller_key", "label", "labelled_at", "labelled_by"))
+
+    nonempty = 0
+    for case in cases:
+        expected = summarise_history(case.calls, case.labels, case.now, case.lookback)
+        got = await REPO.history(connection, case.key, case.now, case.lookback)
+        assert got.seconds_since_last_genuine is None or math.isclose(
+            got.seconds_since_last_genuine, expected.seconds_since_last_genuine or -1,
+            abs_tol=1e-6), case
+        assert replace(got, seconds_since_last_genuine=expected.seconds_since_last_genuine) == \
+            expected, case
+        nonempty += not expected.first_time
+    assert nonempty > 200  # the cases exercise real histories, not mostly empty ones
+
+
+async def test_generated_silence_column_is_the_features_rule(
+    connection: asyncpg.Connection,
+) -> None:
+    """``calls.looks_silent`` (SQL) and ``call_features(...).looks_silent`` (Python) agree on
+    every row shape, the 5 s quick hang-up edge included."""
+    rng = random.Random(7)
+    rows = [random_row(rng, f"g.{n}", "6281100000000", T0 - timedelta(minutes=n))
+            for n in range(600)]
+    await connection.copy_records_to_table(
+        "calls", records=[row.values for row in rows], columns=CALL_COLUMNS)
+    stored = {row["call_id"]: row["looks_silent"]
+              for row in await connection.fetch("SELECT call_id, looks_silent FROM calls")}
+    for row in rows:
+        expected = row.ended is not None and call_features(row.ended).looks_silent
+        assert stored[row.values[0]] is expected, row
+
+
+# ----------------------------------------------------------------------------- through facts
+
+
+def call_facts(call_id: str, number: str, at: datetime, *, key: str | None = None,
+               answer_after: float | None = None, talk: int = 0) -> list[CallFact]:
+    """A call on 112: optionally a key, optionally answered for ``talk`` s, then hung up."""
+    facts: list[CallFact] = [
+        CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", number, "", "112", at)]
+    later = at + timedelta(seconds=2)
+    if key is not None:
+        facts += [IvrVariableSet(call_id, "first_key_ms", "1200", later),
+                  IvrVariableSet(call_id, "outcome", "chosen", later),
+                  IvrVariableSet(call_id, "choice", key, later)]
+    if answer_after is None:
+        return [*facts, CallEnded(call_id, 16, "Normal Clearing", later)]
+    answered = at + timedelta(seconds=answer_after)
+    end = answered + timedelta(seconds=talk)
+    return [
+        *facts,
+        IvrVariableSet(call_id, "queue", "emergency-general", later),
+        QueueJoined(call_id, "emergency-general", 1, later),
+        OperatorAnswered(call_id, "emergency-general", "PJSIP/op1001", 3, 1, answered),
+        OperatorCompleted(call_id, "emergency-general", "PJSIP/op1001", 3, talk, "caller", end),
+        CallEnded(call_id, 16, "Normal Clearing", end),
+    ]
+
+
+async def test_caller_key_is_set_when_the_call_starts(connection: asyncpg.Connection) -> None:
+    calls = CallRepository(CALENDAR)
+    # The IVR's variable may be recorded before the call's start (a resync): the key follows.
+    early: list[CallFact] = [IvrVariableSet("k.1", "choice", "1", T0),
+             CallStarted("k.1", "k.1", "PJSIP/x", "0812-3456-7890", "", "112", T0)]
+    await calls.apply(connection, early)
+    await calls.apply(connection, call_facts("k.2", "anonymous", T0))
+    await calls.apply(connection, call_facts("k.3", "urn:gsma:imei:35-209900-176148-1", T0))
+    keys = {row["call_id"]: row["caller_key"]
+            for row in await connection.fetch("SELECT call_id, caller_key FROM calls")}
+    assert keys == {"k.1": "6281234567890", "k.2": None, "k.3": "imei:35209900176148"}
+
+
+async def test_first_time_caller(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """The call being scored is already in ``calls`` (the listener records it first): it is
+    not its own history."""
+    await CallRepository(CALENDAR).apply(connection, [
+        CallStarted("f.1", "f.1", "PJSIP/x", "081234567890", "", "112", T0)])
+    score = await service.pre_queue("112", "081234567890", T0 + timedelta(seconds=1))
+    assert score.value < service.config().lower_priority_threshold
+    assert [r.code for r in score.reasons][-1] == "first_time"
+
+
+async def test_withheld_number_needs_no_database(settings: Settings) -> None:
+    """No identity, no history: scored with the database unreachable; a real number is not."""
+    down = Database(replace(settings, database_dsn=f"postgresql://127.0.0.1:{free_port()}/x",
+                            db_connect_timeout=2))
+    service = ScreeningService(down, FixedConfig(), "Asia/Jakarta")
+    try:
+        score = await service.pre_queue("112", "anonymous", T0)
+        assert "withheld" in [r.code for r in score.reasons]
+        with pytest.raises(ScreeningUnavailable):
+            await service.pre_queue("112", "081234567890", T0)
+    finally:
+        await down.close()
+
+
+async def test_silent_burst_counts_before_any_post_call_scoring(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """Six calls hung up in the IVR without a key: the next call is screened at once."""
+    calls = CallRepository(CALENDAR)
+    for n in range(6):
+        await calls.apply(connection, call_facts(f"b.{n}", "081299990000",
+                                                 T0 + timedelta(minutes=n)))
+    now = T0 + timedelta(minutes=7)
+    history = await REPO.history(connection, "6281299990000", now, DEFAULT_LOOKBACK)
+    assert (history.calls_last_hour, history.silent_last_hour) == (6, 6)
+    score = await service.pre_queue("112", "+62 812 9999 0000", now)
+    assert score.value >= service.config().screening_threshold
+    assert "6 panggilan dalam 1 jam terakhir, 6 di antaranya diam" in [
+        r.text for r in score.reasons]
+
+
+async def test_prank_label_corrected_to_genuine(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    calls = CallRepository(CALENDAR)
+    start = datetime.now(UTC) - timedelta(hours=3)
+    await calls.apply(connection, call_facts("p.1", "081277770000", start, key="1",
+                                             answer_after=10, talk=40))
+    labelled = await service.label("p.1", "prank", "op1001", "anak-anak tertawa")
+    prank = await service.pre_queue("112", "081277770000", datetime.now(UTC))
+    corrected = await service.label("p.1", "genuine", "spv01", "ternyata kebakaran kecil")
+    genuine = await service.pre_queue("112", "081277770000", datetime.now(UTC))
+    history = await REPO.history(connection, "6281277770000", datetime.now(UTC),
+                                 DEFAULT_LOOKBACK)
+    assert (history.prank_calls, history.genuine_calls) == (0, 1)
+    assert genuine.value < prank.value
+    assert "prank_labels" in [r.code for r in prank.reasons]
+    assert "prank_labels" not in [r.code for r in genuine.reasons]
+    timeline = await service.labels("p.1")
+    assert [(e.label, e.labelled_by, e.note) for e in timeline] == [
+        (Label.PRANK, "op1001", "anak-anak tertawa"),
+        (Label.GENUINE, "spv01", "ternyata kebakaran kecil")]
+    assert [e.label_id for e in timeline] == [labelled.label_id, corrected.label_id]
+
+
+async def test_labels_on_unknown_calls_or_values_are_rejected_and_nothing_written(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    await CallRepository(CALENDAR).apply(connection, call_facts("u.1", "081200000001", T0))
+    with pytest.raises(UnknownCall) as unknown:
+        await service.label("no-such-call", "prank", "op1001")
+    assert unknown.value.message == "Panggilan no-such-call tidak ditemukan."
+    with pytest.raises(UnknownCall):
+        await service.labels("no-such-call")
+    for label, actor, note in (("naughty", "op1001", ""), ("prank", "  ", ""),
+                               ("prank", "op1001", "x" * 5000)):
+        with pytest.raises(InvalidLabel):
+            await service.label("u.1", label, actor, note)
+    assert await connection.fetchval("SELECT count(*) FROM call_labels") == 0
+    assert await service.labels("u.1") == []
+    await REPO.add_label(connection, "u.1", "test", "op1001", "")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await connection.execute("UPDATE call_labels SET label = 'prank'")
+
+
+async def test_rescoring_picks_up_a_later_silence_share(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """Answered, 30 s on the line, no key: not silent by the row; the recording, measured
+    later, says 95% silence: rescored as silent, once."""
+    ended = datetime.now(UTC) - timedelta(minutes=5)
+    await CallRepository(CALENDAR).apply(
+        connection, call_facts("r.1", "081255550000", ended - timedelta(seconds=40),
+                               answer_after=10, talk=30))
+
+    async def result() -> asyncpg.Record:
+        row = await connection.fetchrow("SELECT * FROM call_screening WHERE call_id = 'r.1'")
+        assert row is not None
+        return row
+
+    assert await service.rescore_ended_calls() == 1
+    before = await result()
+    assert (before["looked_silent"], before["silence_share"]) == (False, None)
+    assert await service.rescore_ended_calls() == 0  # nothing new: nothing done
+    await connection.execute(
+        """
+        INSERT INTO recordings (call_id, state, started_at, silence_share)
+        VALUES ('r.1', 'done', now(), 0.95)
+        """)
+    assert await service.rescore_ended_calls() == 1
+    after = await result()
+    assert (after["looked_silent"], after["silence_share"]) == (True, 0.95)
+    assert after["post_score"] > before["post_score"]
+    assert "silence" in [reason["code"] for reason in json.loads(after["post_reasons"])]
+    assert await service.rescore_ended_calls() == 0
+    history = await REPO.history(connection, "6281255550000", datetime.now(UTC),
+                                 DEFAULT_LOOKBACK)
+    assert history.silent_calls == 1
+
+
+async def test_malformed_ivr_numbers_are_stored_as_null(
+    connection: asyncpg.Connection, caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = CallRepository(CALENDAR)
+    at = T0 + timedelta(seconds=3)
+    good = [IvrVariableSet("m.1", name, value, at) for name, value in (
+        ("first_key_ms", "1200"), ("invalid_keys", "2"), ("score", "0.731"),
+        ("reasons", "7 panggilan dalam 1 jam terakhir"), ("priority", "5"),
+        ("screening", "pressed"))]
+    bad = [IvrVariableSet("m.2", name, value, at) for name, value in (
+        ("first_key_ms", "12a"), ("invalid_keys", "-1"), ("score", "1.5"),
+        ("priority", "99999999999"), ("screening", "maybe"))]
+    caplog.set_level(logging.WARNING, "telephony.db")
+    assert await calls.apply(connection, [CallStarted("m.1", "m.1", "P/1", "0812", "", "112", T0),
+                                          *good]) == 7
+    assert await calls.apply(connection, [CallStarted("m.2", "m.2", "P/2", "0812", "", "112", T0),
+                                          *bad]) == 6
+    rows = {row["call_id"]: row for row in await connection.fetch(
+        "SELECT call_id, ivr_first_key_ms, ivr_invalid_keys, prank_score, prank_reasons, "
+        "queue_priority, screening FROM calls")}
+    first = rows["m.1"]
+    assert (first["ivr_first_key_ms"], first["ivr_invalid_keys"], first["queue_priority"],
+            first["screening"]) == (1200, 2, 5, "pressed")
+    assert math.isclose(first["prank_score"], 0.731, rel_tol=1e-6)
+    assert first["prank_reasons"] == "7 panggilan dalam 1 jam terakhir"
+    second = rows["m.2"]
+    assert [second[c] for c in ("ivr_first_key_ms", "ivr_invalid_keys", "prank_score",
+                                "queue_priority", "screening")] == [None] * 5
+    # Each bad value: one log line naming it; every fact kept in the event log.
+    warnings = [r.getMessage() for r in caplog.records if r.name == "telephony.db"]
+    assert len(warnings) == 5 and all("m.2: IVR_" in w for w in warnings), warnings
+    assert await connection.fetchval(
+        "SELECT count(*) FROM call_events WHERE call_id = 'm.2'") == 6
+

@@ -1,0 +1,787 @@
+"""The HTTP JSON API on a loopback socket over a real PostgreSQL: sessions and roles, CSRF,
+login throttling, the incident workflow, bad input that must change nothing, recordings
+streamed with Range and audited, uploads streamed within their limit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from recordings.library import RecordingLibrary
+from telephony.accounts.model import ThrottlePolicy
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.callarchive import CallArchive
+from telephony.callfacts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    IvrVariableSet,
+    OperatorAnswered,
+    QueueJoined,
+)
+from telephony.db.calls import CallRepository
+from telephony.db.connection import Database
+from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.notifiers import LogNotifier
+from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.screening.service import ScreeningService, screening_config_source
+from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.shifts import ShiftCalendar
+from telephony.web.api import api_routes
+from telephony.web.context import ApiContext, WebConfig
+from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE
+from telephony.web.schemas import SCHEMAS, Schema, validate
+from telephony.web.server import build_app
+
+CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
+PASSWORD = "kata-sandi-rahasia-112"
+# Cheap argon2 parameters: these tests log in dozens of times.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
+MAX_UPLOAD = 4096
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+FIRE_CALL, SECOND_CALL, OTHER_CALL = "1700000000.1", "1700000100.2", "1700000200.3"
+
+
+def call_facts(call_id: str, caller: str, *, line: str = "112", skill: str = "fire",
+               ended: bool = True) -> list[CallFact]:
+    """A call through the IVR, answered a minute ago, then ended."""
+    answered = datetime.now(UTC) - timedelta(minutes=1)
+    start = answered - timedelta(seconds=20)
+    facts: list[CallFact] = [
+        CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", caller, "", line, start),
+        IvrVariableSet(call_id, "category", "emergency", start + timedelta(seconds=4)),
+        IvrVariableSet(call_id, "skill", skill, start + timedelta(seconds=4)),
+        QueueJoined(call_id, skill, 1, start + timedelta(seconds=5)),
+        OperatorAnswered(call_id, skill, "PJSIP/op1001", 15, 2, answered),
+    ]
+    if ended:
+        facts.append(CallEnded(call_id, 16, "Normal Clearing", answered + timedelta(seconds=30)))
+    return facts
+
+
+async def fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()
+
+
+async def incident_state(dsn: str) -> tuple[list[dict[str, Any]], ...]:
+    """Everything the incident tables hold, to show a refusal changed nothing."""
+    tables = ("incidents", "incident_calls", "incident_events", "dispatches",
+              "notification_outbox", "incident_attachments")
+    state = []
+    for table in tables:
+        state.append([dict(row) for row in await fetch(dsn, f"SELECT * FROM {table} ORDER BY 1")])
+    return tuple(state)
+
+
+@dataclass
+class Api:
+    """A running API with its database, services and a client."""
+
+    client: TestClient[web.Request, web.Application]
+    context: ApiContext
+    settings: Settings
+    dsn: str
+
+    async def login(self, username: str, password: str = PASSWORD) -> str:
+        """Log in through the API; returns the bearer token (the cookie is kept too)."""
+        response = await self.client.post("/api/session",
+                                          json={"username": username, "password": password})
+        assert response.status == 201, await response.text()
+        return str((await response.json())["token"])
+
+    async def account(self, username: str, role: str) -> dict[str, str]:
+        """Create an account and log in; returns bearer headers."""
+        await self.context.accounts.create(username, role, PASSWORD, actor="test")
+        return {"Authorization": f"Bearer {await self.login(username)}"}
+
+    async def audit(self, action: str) -> list[asyncpg.Record]:
+        return await fetch(self.dsn, "SELECT * FROM audit_log WHERE action = $1 "
+                                     "ORDER BY audit_id", action)
+
+
+def make_context(settings: Settings, database: Database, *,
+                 throttle: ThrottlePolicy | None = None) -> ApiContext:
+    incidents = IncidentService(database, LogNotifier(), IncidentConfig(
+        attachment_max_bytes=settings.attachment_max_bytes))
+    accounts = AccountService(database, CHEAP_HASHER, AccountConfig(
+        throttle=throttle or ThrottlePolicy()))
+    return ApiContext(
+        incidents=incidents,
+        accounts=accounts,
+        calls=CallArchive(database, CallRepository(CALENDAR)),
+        recordings=RecordingLibrary(database, settings.recordings_dir),
+        attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
+        screening=ScreeningService(database, screening_config_source(None), settings.timezone),
+        config=WebConfig(attachment_max_bytes=settings.attachment_max_bytes),
+    )
+
+
+ApiFactory = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def api_factory(database_dsn: str, settings: Settings) -> AsyncIterator[ApiFactory]:
+    """Starts the API (once per test) with the given throttle policy and extra routes."""
+    configured = replace(settings, database_dsn=database_dsn, attachment_max_bytes=MAX_UPLOAD)
+    database = Database(configured)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        for call_id, caller in ((FIRE_CALL, "081111111111"), (SECOND_CALL, "082222222222"),
+                                (OTHER_CALL, "083333333333")):
+            await CallRepository(CALENDAR).apply(connection, call_facts(call_id, caller))
+    finally:
+        await connection.close()
+    clients: list[TestClient[web.Request, web.Application]] = []
+
+    async def start(throttle: ThrottlePolicy | None = None,
+                    prepare: Callable[[web.Application], None] | None = None) -> Api:
+        context = make_context(configured, database, throttle=throttle)
+        app = build_app(context)
+        if prepare is not None:
+            prepare(app)
+        client = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return Api(client, context, configured, database_dsn)
+
+    yield start
+    for client in clients:
+        await client.close()
+    await database.close()
+
+
+@pytest.fixture
+async def api(api_factory: ApiFactory) -> Api:
+    return await api_factory()
+
+
+def concrete(path: str) -> str:
+    """A route's path with its parameters filled in."""
+    return re.sub(r"\{(\w+)\}", lambda m: FIRE_CALL if m[1] == "call_id" else "1", path)
+
+
+def conforms(value: Any, schema: Schema | str) -> None:
+    """``value`` has exactly the shape its OpenAPI schema documents (references followed)."""
+    if isinstance(schema, str):
+        schema = SCHEMAS[schema]
+    if "$ref" in schema:
+        conforms(value, schema["$ref"].rsplit("/", 1)[1])
+        return
+    validate(value, {k: v for k, v in schema.items()
+                     if k not in ("properties", "required", "additionalProperties")})
+    if isinstance(value, dict) and "properties" in schema:
+        assert set(value) == set(schema["required"]), (sorted(value), schema["required"])
+        for name, item in value.items():
+            conforms(item, schema["properties"][name])
+    if isinstance(value, list) and "items" in schema:
+        for item in value:
+            conforms(item, schema["items"])
+
+
+async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    body = await response.json()
+    conforms(body, "Error")
+    return dict(body["error"])
+
+
+# -- sessions, roles, CSRF -------------------------------------------------------------------
+
+
+async def test_every_route_but_login_is_refused_without_a_session(api: Api) -> None:
+    table = api.client.app[ROUTE_TABLE]
+    public = {(r.method, r.path) for r in table.routes if r.access.public}
+    assert public == {("POST", "/api/session")}
+    registered = [r for r in api.client.app.router.routes() if r.method != "HEAD"]
+    assert len(registered) == len(table.routes)
+    for route in registered:
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        assert path is not None
+        if (route.method, path) in public:
+            continue
+        for headers in ({}, {"Authorization": "Bearer not-a-session"}, {"Authorization": "x"}):
+            response = await api.client.request(route.method, concrete(path), headers=headers)
+            assert response.status == 401, (route.method, path, headers)
+            assert (await error_of(response))["code"] == "unauthenticated"
+
+
+async def test_a_handler_added_outside_the_route_table_is_unreachable(
+    api_factory: ApiFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    called: list[bool] = []
+
+    async def rogue(_: web.Request) -> web.Response:
+        called.append(True)
+        return web.json_response({"secret": True})
+
+    api = await api_factory(prepare=lambda app: app.router.add_get("/api/rogue", rogue))
+    admin = await api.account("admin1", "admin")
+    with caplog.at_level(logging.ERROR, logger="telephony.web"):
+        response = await api.client.get("/api/rogue", headers=admin)
+    assert response.status == 403 and not called
+    assert "no access policy" in caplog.text
+
+
+async def test_roles_are_checked_on_every_route(api: Api) -> None:
+    admin = await api.account("admin1", "admin")
+    operator = await api.account("op1", "operator")
+    supervisor = await api.account("sup1", "supervisor")
+    # Admins run the system but see no caller data.
+    for path in ("/api/incidents", "/api/calls", f"/api/calls/{FIRE_CALL}",
+                 "/api/recordings/1", "/api/recordings/1/audio", "/api/incidents/1"):
+        response = await api.client.get(path, headers=admin)
+        assert response.status == 403, path
+        assert (await error_of(response))["code"] == "forbidden"
+    response = await api.client.post("/api/incidents", headers=admin,
+                                      json={"call_id": FIRE_CALL})
+    assert response.status == 403
+    assert await fetch(api.dsn, "SELECT * FROM incidents") == []
+    # The audit log is for oversight, not for operators.
+    assert (await api.client.get("/api/audit", headers=operator)).status == 403
+    for headers in (admin, supervisor):
+        assert (await api.client.get("/api/audit", headers=headers)).status == 200
+    for headers in (admin, operator, supervisor):
+        assert (await api.client.get("/api/agencies", headers=headers)).status == 200
+    assert (await api.client.get("/api/incidents", headers=operator)).status == 200
+
+
+async def test_login_sets_a_strict_http_only_cookie_and_logout_ends_the_session(
+    api: Api
+) -> None:
+    await api.context.accounts.create("op1", "operator", PASSWORD, display_name="Sari",
+                                      actor="test")
+    response = await api.client.post("/api/session",
+                                     json={"username": "OP1", "password": PASSWORD})
+    assert response.status == 201
+    body = await response.json()
+    conforms(body, "Session")
+    assert body["account"] == {"username": "op1", "display_name": "Sari", "role": "operator",
+                               "role_label": "Operator", "active": True}
+    cookies = response.headers.getall("Set-Cookie")
+    session_cookie = next(c for c in cookies if c.startswith(SESSION_COOKIE + "="))
+    assert "HttpOnly" in session_cookie and "SameSite=Strict" in session_cookie
+    assert "Secure" not in session_cookie  # http_cookie_secure is off in the lab
+    # Only a digest of the token is stored.
+    stored = await fetch(api.dsn, "SELECT token_sha256 FROM sessions")
+    assert [r["token_sha256"] for r in stored] == [
+        hashlib.sha256(body["token"].encode()).hexdigest()]
+    bearer = {"Authorization": f"Bearer {body['token']}"}
+    me = await (await api.client.get("/api/session", headers=bearer)).json()
+    assert me["account"]["username"] == "op1" and me["token"] is None
+    # The cookie alone authenticates reads.
+    assert (await api.client.get("/api/session")).status == 200
+    response = await api.client.delete("/api/session", headers=bearer)
+    assert response.status == 204
+    assert (await api.client.get("/api/session", headers=bearer)).status == 401
+    assert [r["action"] for r in await fetch(api.dsn, "SELECT action FROM audit_log "
+                                             "ORDER BY audit_id")] == [
+        "account.create", "login", "logout"]
+
+
+async def test_cookie_changes_need_the_csrf_token_bearer_changes_do_not(api: Api) -> None:
+    await api.context.accounts.create("op1", "operator", PASSWORD, actor="test")
+    token = await api.login("op1")  # the client keeps the session cookie
+    csrf = (await (await api.client.get("/api/session")).json())["csrf_token"]
+    before = await incident_state(api.dsn)
+    for headers in ({}, {CSRF_HEADER: "wrong"}):
+        response = await api.client.post("/api/incidents", json={"call_id": FIRE_CALL},
+                                          headers=headers)
+        assert response.status == 403
+        assert (await error_of(response))["code"] == "csrf"
+    assert (await api.client.delete("/api/session")).status == 403  # logout is a change too
+    assert await incident_state(api.dsn) == before
+    response = await api.client.post("/api/incidents", json={"call_id": FIRE_CALL},
+                                      headers={CSRF_HEADER: csrf})
+    assert response.status == 201
+    api.client.session.cookie_jar.clear()
+    response = await api.client.post("/api/incidents", json={"call_id": SECOND_CALL},
+                                      headers={"Authorization": f"Bearer {token}"})
+    assert response.status == 201
+
+
+async def test_wrong_passwords_are_refused_then_throttled(
+    api_factory: ApiFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = ThrottlePolicy(max_failures=3, max_failures_per_address=100,
+                            first_delay=timedelta(minutes=5))
+    api = await api_factory(throttle=policy)
+    await api.context.accounts.create("op1", "operator", PASSWORD, actor="test")
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            response = await api.client.post("/api/session",
+                                             json={"username": "op1", "password": "salah"})
+            assert response.status == 401
+            assert (await error_of(response))["code"] == "login_refused"
+        # Now even the right password is not looked at.
+        response = await api.client.post("/api/session",
+                                         json={"username": "op1", "password": PASSWORD})
+        assert response.status == 429
+        assert 290 <= int(response.headers["Retry-After"]) <= 300
+        assert (await error_of(response))["code"] == "login_throttled"
+    # One line per refused login, and no second one.
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 4 and all("login refused for 'op1'" in w for w in warnings)
+    assert len(await fetch(api.dsn, "SELECT * FROM login_failures")) == 3
+    assert await fetch(api.dsn, "SELECT * FROM sessions") == []
+
+
+async def test_unknown_names_and_many_names_from_one_address_are_throttled(
+    api_factory: ApiFactory
+) -> None:
+    policy = ThrottlePolicy(max_failures=50, max_failures_per_address=4,
+                            first_delay=timedelta(minutes=1))
+    api = await api_factory(throttle=policy)
+    await api.context.accounts.create("op1", "operator", PASSWORD, actor="test")
+    for n in range(4):
+        response = await api.client.post("/api/session",
+                                         json={"username": f"guess{n}", "password": "x" * 12})
+        assert response.status == 401
+    response = await api.client.post("/api/session",
+                                     json={"username": "op1", "password": PASSWORD})
+    assert response.status == 429
+
+
+async def test_a_disabled_account_loses_its_sessions(api: Api) -> None:
+    operator = await api.account("op1", "operator")
+    await api.context.accounts.disable("op1", actor="test")
+    assert (await api.client.get("/api/session", headers=operator)).status == 401
+    response = await api.client.post("/api/session",
+                                     json={"username": "op1", "password": PASSWORD})
+    assert response.status == 401
+
+
+# -- incidents -------------------------------------------------------------------------------
+
+
+async def test_incident_workflow_through_the_api(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    client = api.client
+    response = await client.post("/api/incidents", json={"call_id": FIRE_CALL}, headers=op)
+    assert response.status == 201
+    created = await response.json()
+    number = created["incident_id"]
+    assert (created["status"], created["report_type"], created["report_type_label"],
+            created["caller_number"]) == ("new", "fire", "Kebakaran", "081111111111")
+    assert created["sla"]["target_seconds"] == 300
+    path = f"/api/incidents/{number}"
+    response = await client.patch(path, headers=op, json={
+        "village_code": "35.29.01.1016", "location_text": "Jl. Trunojoyo 12",
+        "priority": "kritis", "expected_version": created["version"]})
+    assert response.status == 200, await response.text()
+    edited = await response.json()
+    assert (edited["village_name"], edited["sub_district_name"], edited["priority"]) == (
+        "Pajagalan", "Kota Sumenep", 1)
+    response = await client.post(f"{path}/status", headers=op, json={"status": "verified"})
+    assert (await response.json())["status"] == "verified"
+    response = await client.post(f"{path}/dispatches", headers=op,
+                                 json={"agency": "damkar", "note": "dua unit"})
+    assert response.status == 201
+    dispatch = await response.json()
+    conforms(dispatch, "Dispatch")
+    response = await client.post(f"/api/dispatches/{dispatch['dispatch_id']}/state",
+                                 headers=op, json={"state": "on_scene"})
+    assert (await response.json())["state_label"] == "Di lokasi"
+    response = await client.post(f"{path}/escalation", headers=op,
+                                 json={"level": "sub_district", "reason": "api meluas"})
+    assert (await response.json())["escalation_label"] == "Kecamatan"
+    response = await client.post(f"{path}/calls", headers=op, json={"call_id": SECOND_CALL})
+    assert response.status == 200
+    detail = await (await client.get(path, headers=op)).json()
+    conforms(detail, "IncidentDetail")
+    assert detail["incident"]["status"] == "on_scene"
+    assert [c["call_id"] for c in detail["calls"]] == [FIRE_CALL, SECOND_CALL]
+    assert [d["agency_code"] for d in detail["dispatches"]] == ["damkar"]
+    assert [e["kind"] for e in detail["timeline"]] == [
+        "created", "details", "status", "dispatch", "status", "dispatch", "status",
+        "escalated", "call_linked"]
+    assert {e["actor"] for e in detail["timeline"][1:]} == {"op1"}
+    listed = await (await client.get("/api/incidents", headers=op)).json()
+    conforms(listed, "IncidentList")
+    assert [i["incident_id"] for i in listed["incidents"]] == [number]
+    # Rated once resolved.
+    response = await client.post(f"{path}/rating", headers=op, json={"rating": 4})
+    assert response.status == 409
+    await client.post(f"{path}/status", headers=op, json={"status": "resolved"})
+    response = await client.post(f"{path}/rating", headers=op, json={"rating": 4})
+    assert (await response.json())["rating"] == 4
+    call = await (await client.get(f"/api/calls/{SECOND_CALL}", headers=op)).json()
+    conforms(call, "CallDetail")
+    assert call["incident_id"] == number and call["call"]["caller_number"] == "082222222222"
+
+
+async def test_unknown_incidents_are_404_and_change_nothing(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    client = api.client
+    await client.post("/api/incidents", json={"call_id": FIRE_CALL}, headers=op)
+    before = await incident_state(api.dsn)
+    requests = [
+        ("GET", "/api/incidents/999", None),
+        ("GET", "/api/incidents/abc", None),
+        ("GET", "/api/incidents/0", None),
+        ("GET", "/api/incidents/99999999999999999999999", None),
+        ("PATCH", "/api/incidents/999", {"description": "x"}),
+        ("POST", "/api/incidents/999/status", {"status": "verified"}),
+        ("POST", "/api/incidents/999/escalation", {"level": "regency", "reason": "x"}),
+        ("POST", "/api/incidents/999/calls", {"call_id": OTHER_CALL}),
+        ("POST", "/api/incidents/999/rating", {"rating": 3}),
+        ("POST", "/api/incidents/999/dispatches", {"agency": "damkar"}),
+        ("POST", "/api/dispatches/999/state", {"state": "done"}),
+        ("POST", "/api/incidents", {"call_id": "1800000000.9"}),
+        ("POST", "/api/incidents/1/calls", {"call_id": "1800000000.9"}),
+        ("GET", "/api/calls/1800000000.9", None),
+        ("GET", "/api/calls/..%2F..%2Fetc", None),
+        ("GET", "/api/recordings/999", None),
+        ("GET", "/api/incidents/999/attachments", None),
+        ("GET", "/api/incidents/1/attachments/999", None),
+        ("GET", "/api/nothing-here", None),
+    ]
+    for method, path, body in requests:
+        response = await client.request(method, path, json=body, headers=op)
+        assert response.status == 404, (method, path, await response.text())
+        assert (await error_of(response))["code"] == "not_found"
+    assert await incident_state(api.dsn) == before
+
+
+async def test_invalid_changes_are_refused_with_a_reason_and_change_nothing(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    op = await api.account("op1", "operator")
+    client = api.client
+    created = await (await client.post("/api/incidents", json={"call_id": FIRE_CALL},
+                                       headers=op)).json()
+    path = f"/api/incidents/{created['incident_id']}"
+    before = await incident_state(api.dsn)
+    cases: list[tuple[str, str, Any, int, str]] = [
+        ("POST", f"{path}/status", {"status": "resolved"}, 409, "invalid_transition"),
+        ("POST", f"{path}/status", {"status": "burning"}, 422, "invalid"),
+        ("POST", f"{path}/status", {"status": 3}, 422, "invalid"),
+        ("POST", f"{path}/status", {}, 422, "invalid"),
+        ("POST", f"{path}/status", {"status": "verified", "extra": 1}, 422, "invalid"),
+        ("POST", f"{path}/status", ["verified"], 422, "invalid"),
+        ("POST", f"{path}/status", {"status": "verified", "expected_version": 99}, 409,
+         "stale"),
+        ("POST", f"{path}/dispatches", {"agency": "damkar"}, 409, "invalid_transition"),
+        ("POST", f"{path}/escalation", {"level": "village", "reason": "x"}, 409,
+         "invalid_transition"),
+        ("PATCH", path, {"village_code": "35.29.99.9999"}, 422, "invalid"),
+        ("PATCH", path, {"latitude": 50, "longitude": 110}, 422, "invalid"),
+        ("PATCH", path, {"password": "x"}, 422, "invalid"),
+        ("POST", "/api/incidents", {"call_id": FIRE_CALL}, 409, "call_already_linked"),
+        ("POST", "/api/incidents", {"call_id": 1700000000.1}, 422, "invalid"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="telephony.web"):
+        for method, url, body, status, code in cases:
+            response = await client.request(method, url, json=body, headers=op)
+            assert response.status == status, (url, body, await response.text())
+            error = await error_of(response)
+            assert error["code"] == code, (url, body, error)
+            assert error["message"]
+    refused = [r for r in caplog.records if r.getMessage().startswith("refused")]
+    assert len(refused) == len(cases)
+    # Not JSON, or not declared as JSON.
+    response = await client.post(f"{path}/status", data=b"{not json", headers={
+        **op, "Content-Type": "application/json"})
+    assert (response.status, (await error_of(response))["code"]) == (400, "bad_json")
+    response = await client.post(f"{path}/status", data=b"status=verified", headers={
+        **op, "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 415
+    assert await incident_state(api.dsn) == before
+
+
+async def test_calls_are_listed_with_filters(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    listed = await (await api.client.get("/api/calls", headers=op)).json()
+    conforms(listed, "CallList")
+    assert {c["call_id"] for c in listed["calls"]} == {FIRE_CALL, SECOND_CALL, OTHER_CALL}
+    response = await api.client.get("/api/calls", headers=op,
+                                    params={"caller_number": "082222222222", "line": "112",
+                                            "disposition": "answered", "limit": "5"})
+    assert [c["call_id"] for c in (await response.json())["calls"]] == [SECOND_CALL]
+    since = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    response = await api.client.get("/api/calls", headers=op, params={"since": since})
+    assert (await response.json())["calls"] == []
+    for params in ({"line": "113"}, {"limit": "0"}, {"since": "kemarin"},
+                   {"since": "2025-01-01T00:00:00"}, {"colour": "red"}):
+        response = await api.client.get("/api/calls", headers=op, params=params)
+        assert response.status == 422, params
+
+
+async def test_calls_are_labelled(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    path = f"/api/calls/{FIRE_CALL}/labels"
+    response = await api.client.post(path, headers=op, json={"label": "prank", "note": "tertawa"})
+    assert response.status == 201
+    await api.client.post(path, headers=op, json={"label": "genuine"})
+    listed = await (await api.client.get(path, headers=op)).json()
+    conforms(listed, "CallLabelList")
+    labels = listed["labels"]
+    assert [(x["label"], x["label_text"], x["labelled_by"]) for x in labels] == [
+        ("prank", "Iseng", "op1"), ("genuine", "Asli", "op1")]
+    response = await api.client.post(path, headers=op, json={"label": "rude"})
+    assert response.status == 422
+    response = await api.client.post("/api/calls/1800000000.9/labels", headers=op,
+                                     json={"label": "test"})
+    assert response.status == 404
+
+
+async def test_reference_data(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    listed = await (await api.client.get("/api/agencies", headers=op)).json()
+    conforms(listed, "AgencyList")
+    agencies = listed["agencies"]
+    assert {"code": "damkar", "name": "Pemadam Kebakaran (Damkar)", "active": True} in agencies
+    response = await api.client.get("/api/places", headers=op,
+                                    params={"sub_district_code": "35.29.02"})
+    body = await response.json()
+    conforms(body, "PlaceList")
+    places = body["places"]
+    assert {p["sub_district_name"] for p in places} == {"Kalianget"} and len(places) == 4
+
+
+# -- recordings ------------------------------------------------------------------------------
+
+
+async def add_recording(api: Api, call_id: str, storage_path: str, *, state: str = "done"
+                        ) -> int:
+    rows = await fetch(api.dsn, """
+        INSERT INTO recordings (call_id, state, started_at, format, storage_path, size_bytes,
+                                sha256, duration_seconds)
+        VALUES ($1, $2, now(), 'opus', $3, 10, repeat('0', 64), 1.0)
+        RETURNING recording_id""", call_id, state, storage_path)
+    return int(rows[0]["recording_id"])
+
+
+async def test_recordings_stream_with_range_and_every_playback_is_audited(api: Api) -> None:
+    supervisor = await api.account("sup1", "supervisor")
+    audio = os.urandom(5000)
+    stored = api.settings.recordings_dir / "2025/01/31" / f"{FIRE_CALL}.opus"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(audio)
+    number = await add_recording(api, FIRE_CALL, f"2025/01/31/{FIRE_CALL}.opus")
+    meta = await (await api.client.get(f"/api/recordings/{number}", headers=supervisor)).json()
+    conforms(meta, "Recording")
+    assert meta["audio_url"] == f"/api/recordings/{number}/audio"
+    assert "storage_path" not in meta
+    url = meta["audio_url"]
+    response = await api.client.get(url, headers=supervisor)
+    assert response.status == 200 and await response.read() == audio
+    assert response.headers["Content-Type"] == "audio/ogg; codecs=opus"
+    assert response.headers["Accept-Ranges"] == "bytes"
+    response = await api.client.get(url, headers={**supervisor, "Range": "bytes=100-199"})
+    assert response.status == 206 and await response.read() == audio[100:200]
+    assert response.headers["Content-Range"] == "bytes 100-199/5000"
+    response = await api.client.get(url, headers={**supervisor, "Range": "bytes=-10"})
+    assert response.status == 206 and await response.read() == audio[-10:]
+    response = await api.client.get(url, headers={**supervisor, "Range": "bytes=9000-"})
+    assert response.status == 416
+    plays = await api.audit("recording.play")
+    assert [(r["actor"], r["object_id"]) for r in plays] == [("sup1", str(number))] * 4
+    assert [json.loads(r["detail"])["range"] for r in plays] == [
+        None, "bytes=100-199", "bytes=-10", "bytes=9000-"]
+    assert {r["remote_address"] for r in plays} == {"127.0.0.1"}
+    listed = await (await api.client.get("/api/audit", headers=supervisor, params={
+        "object_type": "recording", "object_id": str(number)})).json()
+    conforms(listed, "AuditList")
+    assert [e["detail"]["range"] for e in listed["entries"]] == [
+        "bytes=9000-", "bytes=-10", "bytes=100-199", None]
+    # And the call shows its recording.
+    call = await (await api.client.get(f"/api/calls/{FIRE_CALL}", headers=supervisor)).json()
+    assert [r["recording_id"] for r in call["recordings"]] == [number]
+
+
+async def test_recording_paths_outside_the_storage_root_are_never_served(
+    api: Api, tmp_path: Path
+) -> None:
+    operator = await api.account("op1", "operator")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password=hunter2")
+    root = api.settings.recordings_dir
+    (root / "2025").mkdir(parents=True)
+    (root / "2025" / "link.opus").symlink_to(secret)
+    unsafe = ["../../secret.txt", str(secret), "2025/../../secret.txt", "2025/link.opus",
+              "2025/missing.opus", "", "2025\\..\\x"]
+    for call_id, path in zip(
+            [f"17000003{n:02d}.{n}" for n in range(len(unsafe))], unsafe, strict=True):
+        connection = await asyncpg.connect(api.dsn)
+        try:
+            await CallRepository(CALENDAR).apply(connection, call_facts(call_id, "0812"))
+        finally:
+            await connection.close()
+        number = await add_recording(api, call_id, path)
+        response = await api.client.get(f"/api/recordings/{number}/audio", headers=operator)
+        assert response.status == 404, path
+        body = await response.read()
+        assert b"hunter2" not in body
+        assert (await response.json())["error"]["code"] == "recording_unavailable"
+    pending = await add_recording(api, FIRE_CALL, "x.opus", state="pending")
+    response = await api.client.get(f"/api/recordings/{pending}/audio", headers=operator)
+    assert response.status == 404
+    assert "menunggu" in (await error_of(response))["message"]
+    assert await api.audit("recording.play") == []
+
+
+# -- attachments -----------------------------------------------------------------------------
+
+
+def stored_files(api: Api) -> list[Path]:
+    root = api.settings.attachments_dir
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+async def new_incident(api: Api, headers: dict[str, str]) -> int:
+    response = await api.client.post("/api/incidents", json={"call_id": FIRE_CALL},
+                                     headers=headers)
+    return int((await response.json())["incident_id"])
+
+
+async def test_uploads_are_stored_under_our_own_names_sniffed_and_downloads_audited(
+    api: Api
+) -> None:
+    op = await api.account("op1", "operator")
+    number = await new_incident(api, op)
+    form = aiohttp.FormData(quote_fields=False)  # names as a browser sends them
+    # The client claims text; the bytes say PNG.
+    form.add_field("file", PNG, filename="foto lokasi.png", content_type="text/plain")
+    response = await api.client.post(f"/api/incidents/{number}/attachments", data=form,
+                                     headers=op)
+    assert response.status == 201, await response.text()
+    attachment = await response.json()
+    assert (attachment["filename"], attachment["content_type"], attachment["size_bytes"],
+            attachment["sha256"]) == ("foto lokasi.png", "image/png", len(PNG),
+                                      hashlib.sha256(PNG).hexdigest())
+    [stored] = stored_files(api)
+    assert stored.read_bytes() == PNG
+    assert re.fullmatch(rf"{number}-[0-9a-f]{{32}}\.png", stored.name)
+    # A raw body, named in the query string.
+    response = await api.client.post(f"/api/incidents/{number}/attachments",
+                                     params={"filename": "laporan.txt"},
+                                     data=b"Api padam pukul 10.15", headers=op)
+    assert response.status == 201
+    assert (await response.json())["content_type"] == "text/plain"
+    response = await api.client.get(attachment["download_url"], headers=op)
+    assert response.status == 200 and await response.read() == PNG
+    assert response.headers["Content-Type"] == "image/png"
+    assert response.headers["Content-Disposition"] == (
+        "attachment; filename*=UTF-8''foto%20lokasi.png")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    downloads = await api.audit("attachment.download")
+    assert [(r["actor"], r["object_id"]) for r in downloads] == [
+        ("op1", str(attachment["attachment_id"]))]
+    assert len(await api.audit("attachment.upload")) == 2
+    listed = await (await api.client.get(f"/api/incidents/{number}/attachments",
+                                         headers=op)).json()
+    conforms(listed, "AttachmentList")
+    assert [a["filename"] for a in listed["attachments"]] == ["foto lokasi.png", "laporan.txt"]
+
+
+async def test_bad_uploads_keep_nothing(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    number = await new_incident(api, op)
+    url = f"/api/incidents/{number}/attachments"
+    before = await incident_state(api.dsn)
+
+    async def refused(response: aiohttp.ClientResponse, status: int) -> None:
+        assert response.status == status, await response.text()
+        await error_of(response)
+
+    for name in ("../../etc/passwd", "a/b.png", ".htaccess", "C:\\foto.png", "x\x00.png",
+                 "", " spasi.png", "x" * 201):
+        await refused(await api.client.post(url, params={"filename": name}, data=PNG,
+                                            headers=op), 422)
+        if "\x00" not in name:  # a header cannot carry it; the client refuses to send it
+            form = aiohttp.FormData(quote_fields=False)
+            form.add_field("file", PNG, filename=name)
+            await refused(await api.client.post(url, data=form, headers=op), 422)
+    await refused(await api.client.post(url, data=PNG, headers={
+        **op, "Content-Disposition": 'attachment; filename="../secret.png"'}), 422)
+    # No name at all, an empty file, no file part.
+    await refused(await api.client.post(url, data=PNG, headers=op), 422)
+    await refused(await api.client.post(url, params={"filename": "kosong.txt"}, data=b"",
+                                        headers=op), 422)
+    form = aiohttp.FormData()
+    form.add_field("note", "tanpa berkas")
+    await refused(await api.client.post(url, data=form, headers=op), 422)
+    # Too large: declared, and streamed without a declared length.
+    big = os.urandom(MAX_UPLOAD + 1)
+    await refused(await api.client.post(url, params={"filename": "besar.bin"}, data=big,
+                                        headers=op), 413)
+
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(MAX_UPLOAD // 1000 + 2):
+            yield os.urandom(1000)
+
+    await refused(await api.client.post(url, params={"filename": "besar.bin"}, data=stream(),
+                                        headers=op), 413)
+    form = aiohttp.FormData()
+    form.add_field("file", big, filename="besar.bin")
+    await refused(await api.client.post(url, data=form, headers=op), 413)
+    # An unknown incident.
+    await refused(await api.client.post("/api/incidents/999/attachments",
+                                        params={"filename": "a.png"}, data=PNG, headers=op),
+                  404)
+    assert stored_files(api) == []
+    assert await incident_state(api.dsn) == before
+    assert await api.audit("attachment.upload") == []
+
+
+async def test_an_attachment_outside_the_storage_root_is_not_served(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    number = await new_incident(api, op)
+    response = await api.client.post(f"/api/incidents/{number}/attachments",
+                                     params={"filename": "a.png"}, data=PNG, headers=op)
+    attachment = await response.json()
+    connection = await asyncpg.connect(api.dsn)
+    try:
+        # As if the row had been tampered with: a path that climbs out of the root.
+        await connection.execute(
+            "UPDATE incident_attachments SET stored_path = 'x/../../../etc/passwd'")
+    finally:
+        await connection.close()
+    response = await api.client.get(attachment["download_url"], headers=op)
+    assert response.status == 404
+    assert (await error_of(response))["code"] == "attachment_unavailable"
+    assert await api.audit("attachment.download") == []
+
+
+# -- OpenAPI ---------------------------------------------------------------------------------
+
+
+async def test_openapi_documents_exactly_the_routed_api(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    document = await (await api.client.get("/api/openapi.json", headers=op)).json()
+    assert document["openapi"].startswith("3.1")
+    documented = {(method.upper(), path) for path, operations in document["paths"].items()
+                  for method in operations}
+    routed = set()
+    for route in api.client.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        routed.add((route.method, info.get("path") or info.get("formatter")))
+    assert documented == routed
+    assert documented == {(r.method, r.path) for r in api_routes()}
+    # Every reference resolves.
+    text = json.dumps(document)
+    for name in set(re.findall(r"#/components/schemas/(\w+)", text)):
+        assert name in document["components"]["schemas"], name
+    operation = document["paths"]["/api/recordings/{recording_id}/audio"]["get"]
+    assert operation["x-roles"] == ["operator", "supervisor"]
+    assert {"401", "403", "404"} <= set(operation["responses"])
+    assert document["paths"]["/api/session"]["post"]["security"] == []

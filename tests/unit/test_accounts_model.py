@@ -1,0 +1,101 @@
+"""Account rules: names, roles, passwords, and the login throttle's arithmetic."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from telephony.accounts.model import (
+    Failures,
+    InvalidAccountInput,
+    LoginThrottled,
+    Role,
+    ThrottlePolicy,
+    check_not_throttled,
+    check_password,
+    clean_display_name,
+    clean_username,
+    locked_until,
+    login_password,
+    parse_role,
+    throttle_key,
+    token_digest,
+)
+
+T0 = datetime(2025, 1, 31, 8, 0, tzinfo=UTC)
+POLICY = ThrottlePolicy(max_failures=5, max_failures_per_address=20,
+                        window=timedelta(hours=1), first_delay=timedelta(seconds=30))
+NONE = Failures(0, None)
+
+
+@pytest.mark.parametrize(("raw", "clean"), [("Sari", "sari"), (" op.1001 ", "op.1001"),
+                                            ("admin_2", "admin_2"), ("a-b", "a-b")])
+def test_usernames_are_normalised(raw: str, clean: str) -> None:
+    assert clean_username(raw) == clean
+
+
+@pytest.mark.parametrize("raw", ["", "a", "-sari", "sari budi", "sari/../x", "x" * 33, "śari",
+                                 None, 5])
+def test_bad_usernames_are_refused(raw: object) -> None:
+    with pytest.raises(InvalidAccountInput) as refused:
+        clean_username(raw)
+    assert refused.value.field == "username"
+
+
+def test_throttle_key_counts_any_typed_name() -> None:
+    assert throttle_key(" Sari ") == "sari"
+    assert throttle_key(None) == ""
+    assert len(throttle_key("x" * 1000)) == 64
+
+
+def test_roles() -> None:
+    assert parse_role("Supervisor") is Role.SUPERVISOR
+    with pytest.raises(InvalidAccountInput):
+        parse_role("root")
+
+
+@pytest.mark.parametrize("password", ["pendek", " " * 12, "x" * 257, "baris\nbaru12345", 12])
+def test_weak_or_odd_passwords_are_refused(password: object) -> None:
+    with pytest.raises(InvalidAccountInput):
+        check_password(password)
+
+
+def test_passwords_and_display_names() -> None:
+    assert check_password("kuda-lumping-112") == "kuda-lumping-112"
+    assert clean_display_name("  Sari Dewi ") == "Sari Dewi"
+    with pytest.raises(InvalidAccountInput):
+        clean_display_name("x\x00")
+    assert login_password("") is None and login_password(None) is None
+    assert login_password("x" * 257) is None and login_password("rahasia") == "rahasia"
+
+
+def test_token_digest_is_sha256_hex() -> None:
+    assert token_digest("abc") == (
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+
+
+def test_no_lock_below_the_limit() -> None:
+    assert locked_until(POLICY, by_username=Failures(4, T0), by_address=NONE) is None
+
+
+def test_the_delay_doubles_with_each_failure_past_the_limit_up_to_the_window() -> None:
+    delays = [locked_until(POLICY, by_username=Failures(n, T0), by_address=NONE)
+              for n in (5, 6, 7, 10, 40)]
+    assert [d - T0 for d in delays if d is not None] == [
+        timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=120),
+        timedelta(seconds=960), timedelta(hours=1)]
+
+
+def test_the_later_of_the_username_and_address_locks_wins() -> None:
+    until = locked_until(POLICY, by_username=Failures(5, T0),
+                         by_address=Failures(21, T0 + timedelta(seconds=10)))
+    assert until == T0 + timedelta(seconds=70)
+
+
+def test_a_locked_attempt_is_refused_with_the_time_left() -> None:
+    with pytest.raises(LoginThrottled) as refused:
+        check_not_throttled(POLICY, by_username=Failures(5, T0), by_address=NONE,
+                            now=T0 + timedelta(seconds=10))
+    assert refused.value.retry_after_seconds == 20
+    assert "20 detik" in refused.value.message
+    check_not_throttled(POLICY, by_username=Failures(5, T0), by_address=NONE,
+                        now=T0 + timedelta(seconds=30))

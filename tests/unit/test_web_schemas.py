@@ -1,0 +1,81 @@
+"""The route table's rules and the schema validator that holds request bodies to the docs."""
+
+import pytest
+
+from telephony.accounts.model import Role
+from telephony.incidents.attachments import sniff_content_type
+from telephony.web.api import api_routes
+from telephony.web.routing import PUBLIC, Access, RouteTable
+from telephony.web.schemas import SCHEMAS, SchemaViolation, validate
+
+
+def test_a_route_must_name_its_roles_or_be_explicitly_public() -> None:
+    with pytest.raises(ValueError, match="roles it serves"):
+        Access(frozenset())
+    with pytest.raises(ValueError, match="roles it serves"):
+        Access(frozenset({Role.ADMIN}), public=True)
+    assert PUBLIC.public and Access.to(Role.ADMIN).roles == {Role.ADMIN}
+
+
+def test_two_routes_cannot_share_a_method_and_path() -> None:
+    route = api_routes()[0]
+    with pytest.raises(ValueError, match="share"):
+        RouteTable([route, route])
+
+
+def test_only_login_is_public_and_admins_get_no_caller_data() -> None:
+    routes = api_routes()
+    assert [(r.method, r.path) for r in routes if r.access.public] == [("POST", "/api/session")]
+    for route in routes:
+        if route.path.startswith(("/api/incidents", "/api/calls", "/api/recordings",
+                                  "/api/dispatches")):
+            assert Role.ADMIN not in route.access.roles, route.path
+
+
+def test_every_json_body_and_reply_names_a_known_schema() -> None:
+    for route in api_routes():
+        if route.body is not None and route.body.schema is not None:
+            assert route.body.schema in SCHEMAS
+        if route.reply.schema is not None:
+            assert route.reply.schema in SCHEMAS
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ([], ""),
+    ({}, "status"),
+    ({"status": 1}, "status"),
+    ({"status": True}, "status"),
+    ({"status": "x" * 41}, "status"),
+    ({"status": "new", "expected_version": 0}, "expected_version"),
+    ({"status": "new", "expected_version": 1.5}, "expected_version"),
+    ({"status": "new", "actor": "someone else"}, "actor"),
+])
+def test_bodies_not_matching_their_schema_are_refused(body: object, field: str) -> None:
+    with pytest.raises(SchemaViolation) as refused:
+        validate(body, SCHEMAS["StatusChange"])
+    assert refused.value.field == field
+
+
+def test_matching_bodies_pass() -> None:
+    validate({"status": "verified", "note": "", "expected_version": 3}, SCHEMAS["StatusChange"])
+    validate({"village_code": None, "latitude": "-7,0", "priority": 2},
+             SCHEMAS["IncidentPatch"])
+
+
+@pytest.mark.parametrize(("head", "kind"), [
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n....", "image/png"),
+    (b"%PDF-1.7\n", "application/pdf"),
+    (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+    (b"RIFF\x00\x00\x00\x00WAVEfmt ", "audio/wav"),
+    (b"\x00\x00\x00\x18ftypmp42", "video/mp4"),
+    (b"\x00\x00\x00\x18ftypheic", "image/heic"),
+    (b"OggS\x00\x02", "audio/ogg"),
+    ("Laporan: api sudah padam. Terima kasih \u2013 tim Damkar".encode(), "text/plain"),
+    ("é".encode()[:1], "text/plain"),  # a character cut at the end of the sniffed bytes
+    (b"<html><script>alert(1)</script>", "text/plain"),
+    (b"\x00\x01\x02binary", "application/octet-stream"),
+    (b"", "application/octet-stream"),
+])
+def test_content_type_comes_from_the_bytes(head: bytes, kind: str) -> None:
+    assert sniff_content_type(head) == kind
