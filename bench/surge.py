@@ -54,7 +54,7 @@ from pathlib import Path
 import asyncpg
 
 from ivr.menu import load_menu
-from ivr.prompts import build_prompts
+from ivr.prompts import build_line_prompts
 from telephony.app import Line, running_line
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import Lab, operator_names
@@ -568,7 +568,7 @@ async def run(
     settings = replace(base, lab_operators=sum(counts))
     menu = load_menu(settings.menu_file)
     await asyncio.to_thread(
-        build_prompts, menu.prompts, settings.prompts_dir, settings.prompt_overrides_dir,
+        build_line_prompts, menu, settings.prompts_dir, settings.prompt_overrides_dir,
         settings.prompt_voice,
     )
     lab = Lab(settings)

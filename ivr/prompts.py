@@ -22,6 +22,9 @@ from pathlib import Path
 
 from pydub import AudioSegment
 
+from ivr.menu import IvrMenu
+from ivr.survey import SURVEY_PROMPTS
+
 log = logging.getLogger("ivr.prompts")
 
 SAMPLE_RATE = 8000
@@ -125,3 +128,11 @@ def build_prompts(
         log.info("prompt %s: %s (%.1f s)", name, source, seconds)
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
     return reports
+
+
+def build_line_prompts(
+    menu: IvrMenu, out_dir: Path, overrides_dir: Path, voice: str
+) -> list[PromptReport]:
+    """Every prompt the line plays: the menu's (with their trailing silences) and the survey's."""
+    return build_prompts({**menu.prompts, **SURVEY_PROMPTS}, out_dir, overrides_dir, voice,
+                         menu.trailing_silence_ms)

@@ -16,8 +16,7 @@ from pathlib import Path
 import asyncpg
 
 from ivr.menu import MenuError, load_menu
-from ivr.prompts import PromptError, build_prompts
-from ivr.survey import SURVEY_PROMPTS
+from ivr.prompts import PromptError, build_line_prompts
 from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
@@ -91,9 +90,8 @@ def _cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 def build_prompt_audio(settings: Settings) -> None:
     """Generate (or refresh) the prompt audio for the configured menu and the survey."""
     menu = load_menu(settings.menu_file)
-    for report in build_prompts({**menu.prompts, **SURVEY_PROMPTS}, settings.prompts_dir,
-                                settings.prompt_overrides_dir, settings.prompt_voice,
-                                menu.trailing_silence_ms):
+    for report in build_line_prompts(menu, settings.prompts_dir, settings.prompt_overrides_dir,
+                                     settings.prompt_voice):
         print(f"  {report.name:16} {report.source:10} {report.seconds:5.1f} dtk")
 
 

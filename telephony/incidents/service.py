@@ -21,7 +21,7 @@ from typing import Literal
 
 import asyncpg
 
-from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.db.connection import Database
 from telephony.db.incidents import IncidentRepository
 from telephony.incidents.model import (
     SYSTEM_ACTOR,
@@ -74,6 +74,7 @@ from telephony.incidents.model import (
 )
 from telephony.incidents.notifiers import NotificationFailed, Notifier
 from telephony.settings import DEFAULT_DISPATCH_TARGETS, DispatchTarget, Settings
+from telephony.upkeep import run_passes
 
 log = logging.getLogger("telephony.incidents")
 
@@ -156,20 +157,12 @@ class IncidentService:
         A database outage is logged once and retried at the same pace; the calls wait in the
         database (or the call spool) and nothing is lost.
         """
-        unavailable = False
-        while True:
-            try:
-                await self.create_for_answered_calls()
-                await self.deliver_notifications()
-            except DatabaseUnavailable as exc:
-                if not unavailable:
-                    log.error("incident upkeep paused, database unavailable: %s", exc)
-                unavailable = True
-            except Exception:  # a bug in one pass must not stop every later incident
-                log.exception("incident upkeep pass failed")
-            else:
-                unavailable = False
-            await asyncio.sleep(interval)
+        await run_passes("incident upkeep", self._upkeep_pass,
+                         lambda: asyncio.sleep(interval), log)
+
+    async def _upkeep_pass(self) -> None:
+        await self.create_for_answered_calls()
+        await self.deliver_notifications()
 
     # -- creation and calls --------------------------------------------------------------------
 

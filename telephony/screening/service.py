@@ -42,6 +42,7 @@ from telephony.screening.score import (
     post_call_score,
     pre_queue_score,
 )
+from telephony.upkeep import run_passes
 from telephony.watched import WatchedFile
 
 log = logging.getLogger("telephony.screening")
@@ -218,16 +219,5 @@ class ScreeningService:
         is scored when the database returns (within ``SCORING_MAX_AGE``), and until then its
         row alone tells its history whether it looked silent.
         """
-        unavailable = False
-        while True:
-            try:
-                await self.rescore_ended_calls()
-            except DatabaseUnavailable as exc:
-                if not unavailable:
-                    log.error("post-call screening paused, database unavailable: %s", exc)
-                unavailable = True
-            except Exception:  # a bug in one pass must not stop every later score
-                log.exception("post-call screening pass failed")
-            else:
-                unavailable = False
-            await asyncio.sleep(interval)
+        await run_passes("post-call screening", self.rescore_ended_calls,
+                         lambda: asyncio.sleep(interval), log)

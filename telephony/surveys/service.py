@@ -59,6 +59,7 @@ from telephony.surveys.model import (
     parse_call_window,
     parse_code,
 )
+from telephony.upkeep import run_passes
 
 log = logging.getLogger("telephony.surveys")
 
@@ -177,19 +178,8 @@ class SurveyService:
         A database outage is logged once and retried at the same pace; the surveys wait in the
         database and nothing is lost.
         """
-        unavailable = False
-        while True:
-            try:
-                await self.upkeep()
-            except DatabaseUnavailable as exc:
-                if not unavailable:
-                    log.error("survey upkeep paused, database unavailable: %s", exc)
-                unavailable = True
-            except Exception:  # a bug in one pass must not stop every later survey
-                log.exception("survey upkeep pass failed")
-            else:
-                unavailable = False
-            await self._apply_events_for(interval)
+        await run_passes("survey upkeep", self.upkeep,
+                         lambda: self._apply_events_for(interval), log)
 
     async def upkeep(self) -> None:
         """One pass: open surveys, end lost attempts, place due calls."""

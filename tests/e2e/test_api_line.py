@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import shutil
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,15 +19,13 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from ivr.menu import load_menu
-from ivr.prompts import build_prompts
 from telephony import sipp
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
-from telephony.app import Line, running_line
+from telephony.app import Line
 from telephony.lab import Lab
-from telephony.operators import OperatorDesk
 from telephony.settings import Settings
+from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -64,12 +59,7 @@ def settings(state_dir: Path, line_db: str) -> Settings:
 
 @pytest.fixture(scope="module")
 async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    build_prompts(load_menu().prompts, settings.prompts_dir, settings.prompt_overrides_dir, "id")
-    lab = Lab(settings)
-    # Files an earlier run left behind belong to calls of a database that is gone.
-    shutil.rmtree(lab.monitor_dir, ignore_errors=True)
-    async with lab:
-        lab.install_prompts(settings.prompts_dir)
+    async with prompted_lab(settings) as lab:
         yield lab
 
 
@@ -81,28 +71,8 @@ async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
 
 @pytest.fixture
 async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with running_line(settings) as line:
-        async with asyncio.timeout(10):
-            await line.listener.wait_ready()
-        desk = OperatorDesk(line.listener, load_menu())
-        joined = [(op, await desk.log_in(op, {"fire": 5})) for op in OPERATORS]
+    async with started_line(lab, settings, {op: {"fire": 5} for op in OPERATORS}) as line:
         yield line
-        for op, queues in joined:
-            await desk.log_out(op, queues)
-    await lab.acli("channel request hangup all")
-    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
-
-
-async def eventually(what: str, probe: Callable[[], Awaitable[T | None]],
-                     within: float = 45.0) -> T:
-    """``probe()``'s first result that is not None (bounded polling)."""
-    deadline = time.monotonic() + within
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.3)
 
 
 async def json_of(response: aiohttp.ClientResponse, status: int = 200) -> Any:
@@ -114,7 +84,7 @@ async def test_two_callers_about_one_fire_end_in_one_incident_with_both_recordin
     line: Line, settings: Settings
 ) -> None:
     assert line.web.url is not None and line.web.port not in (None, 0)
-    callers = ["0813" + str(uuid.uuid4().int)[:8] for _ in range(2)]
+    callers = [unique_caller("0814") for _ in range(2)]
 
     async def report_fire(caller_id: str, delay: float) -> sipp.SippResult:
         await asyncio.sleep(delay)  # the second caller rings a moment after the first
@@ -139,7 +109,7 @@ async def test_two_callers_about_one_fire_end_in_one_incident_with_both_recordin
             found = [c for c in calls["calls"] if c["ended_at"] is not None]
             return found[0] if found else None
 
-        calls = [await eventually(f"the call of {c}", functools.partial(ended_call, c))
+        calls = [await eventually(f"the call of {c}", functools.partial(ended_call, c), 45.0)
                  for c in callers]
         for call in calls:
             assert (call["ivr_category"], call["ivr_skill"], call["queue"],

@@ -10,7 +10,6 @@ import asyncio
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,18 +19,17 @@ from typing import Protocol
 import pytest
 
 from ivr.menu import load_menu
-from ivr.prompts import build_prompts
 from telephony import sipp
 from telephony.ami.listener import AmiListener
 from telephony.app import Line, running_line
 from telephony.db.calls import CallRecord
-from telephony.db.connection import DatabaseUnavailable
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import Lab
 from telephony.operators import OperatorDesk
 from telephony.settings import Settings
 from telephony.shifts import ShiftCalendar
 from tests.conftest import free_port
+from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +49,6 @@ BASE = Settings(
     ami_reconnect_seconds=0.5,
     db_retry_seconds=0.5,
 )
-ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 CALENDAR = ShiftCalendar(BASE.shifts, BASE.timezone)
 
 
@@ -68,14 +65,8 @@ def settings(state_dir: Path, line_db: str) -> Settings:
 
 @pytest.fixture(scope="module")
 async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    menu = load_menu()
-    build_prompts(menu.prompts, settings.prompts_dir, settings.prompt_overrides_dir, "id")
-    async with Lab(settings) as lab:
-        lab.install_prompts(settings.prompts_dir)
+    async with prompted_lab(settings) as lab:
         yield lab
-    # Recordings of the last calls may not be processed yet; don't let them pile up in the cache.
-    for recording in lab.monitor_dir.glob("*.wav"):
-        recording.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +78,8 @@ async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
 
 @pytest.fixture
 async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with running_line(settings) as line:
-        async with asyncio.timeout(10):
-            await line.listener.wait_ready()
+    async with started_line(lab, settings) as line:
         yield line
-    # A failed test may leave a caller queued; the next test starts with none.
-    await lab.acli("channel request hangup all")
-    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
 
 
 @pytest.fixture
@@ -125,28 +111,6 @@ async def records_of(line: Line, caller_id: str) -> list[CallRecord]:
     return [r for r in records if r.caller_number == caller_id]
 
 
-async def ended_record(line: Line, caller_id: str, within: float = 30.0) -> CallRecord:
-    """The caller's single call record once it has ended (bounded polling).
-
-    The database may be coming back from an outage: unavailable counts as "not yet".
-    """
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            found = await records_of(line, caller_id)
-        except DatabaseUnavailable:
-            found = []
-        if found and all(r.ended_at is not None for r in found):
-            assert len(found) == 1, found
-            return found[0]
-        assert time.monotonic() < deadline, f"no ended call for {caller_id}: {found}"
-        await asyncio.sleep(0.2)
-
-
-def unique_caller() -> str:
-    return "0812" + str(uuid.uuid4().int)[:8]
-
-
 def assert_shift_by_arrival(record: CallRecord) -> None:
     assert record.arrived_at is not None
     slot = CALENDAR.slot_for(record.arrived_at)
@@ -157,10 +121,10 @@ async def test_press_1_then_fire_is_answered_and_fully_recorded(
     line: Line, settings: Settings, staff: Staff
 ) -> None:
     await staff("PJSIP/op1001")
-    caller_id = unique_caller()
+    caller_id = unique_caller("0812")
     result = await call(settings, caller_id, dtmf="12", stay=8, audio=True)
     assert result.ok, result.errors
-    record = await ended_record(line, caller_id)
+    record = await ended_call(line, caller_id)
     assert (record.line, record.ivr_choice, record.ivr_outcome, record.ivr_category,
             record.ivr_skill) == ("112", "1", "chosen", "emergency", "fire")
     assert (record.queue, record.queue_position, record.answered_queue) == ("fire", 1, "fire")
@@ -176,10 +140,10 @@ async def test_silence_goes_to_emergency(
     line: Line, settings: Settings, staff: Staff
 ) -> None:
     await staff("PJSIP/op1002")
-    caller_id = unique_caller()
+    caller_id = unique_caller("0812")
     # Greeting + menu + 5 s of silence come before the queue.
     assert (await call(settings, caller_id, stay=24)).ok
-    record = await ended_record(line, caller_id)
+    record = await ended_call(line, caller_id)
     assert (record.ivr_outcome, record.ivr_choice, record.queue) == (
         "no_input", None, "emergency-general")
     assert record.disposition == "answered" and record.operator == "PJSIP/op1002"
@@ -189,9 +153,9 @@ async def test_invalid_key_twice_goes_to_emergency(
     line: Line, settings: Settings, staff: Staff
 ) -> None:
     await staff("PJSIP/op1003")
-    caller_id = unique_caller()
+    caller_id = unique_caller("0812")
     assert (await call(settings, caller_id, dtmf="70", stay=8)).ok
-    record = await ended_record(line, caller_id)
+    record = await ended_call(line, caller_id)
     assert (record.ivr_outcome, record.queue, record.disposition) == (
         "invalid", "emergency-general", "answered")
 
@@ -200,24 +164,24 @@ async def test_line_119_goes_to_medical(
     line: Line, settings: Settings, staff: Staff
 ) -> None:
     await staff("PJSIP/op1004", skills={"medical": 5})
-    caller_id = unique_caller()
+    caller_id = unique_caller("0812")
     assert (await call(settings, caller_id, number="119", stay=12)).ok
-    record = await ended_record(line, caller_id)
+    record = await ended_call(line, caller_id)
     assert (record.line, record.ivr_outcome, record.ivr_skill, record.queue, record.operator) == (
         "119", "direct", "medical", "medical", "PJSIP/op1004")
 
 
 async def test_hang_up_in_the_ivr(line: Line, settings: Settings) -> None:
-    caller_id = unique_caller()
+    caller_id = unique_caller("0812")
     assert (await call(settings, caller_id, stay=3)).ok
-    record = await ended_record(line, caller_id)
+    record = await ended_call(line, caller_id)
     assert (record.disposition, record.queue, record.ivr_outcome) == ("ended_in_ivr", None, None)
     assert record.line == "112"
 
 
 async def test_abandons_keep_original_and_final_positions(line: Line, settings: Settings) -> None:
     """Nobody is logged in: two callers wait in the information queue and give up."""
-    first, second = unique_caller(), unique_caller()
+    first, second = unique_caller("0812"), unique_caller("0812")
 
     async def later() -> sipp.SippResult:
         await asyncio.sleep(1.0)  # the second caller arrives after the first
@@ -225,7 +189,7 @@ async def test_abandons_keep_original_and_final_positions(line: Line, settings: 
 
     results = await asyncio.gather(call(settings, first, dtmf="3", stay=7), later())
     assert all(r.ok for r in results)
-    one, two = await ended_record(line, first), await ended_record(line, second)
+    one, two = await ended_call(line, first), await ended_call(line, second)
     assert (one.disposition, one.queue, one.queue_position) == ("abandoned", "information", 1)
     assert (one.abandon_original_position, one.abandon_final_position) == (1, 1)
     assert (two.disposition, two.queue_position) == ("abandoned", 2)
@@ -239,12 +203,12 @@ async def test_fastagi_down_the_call_still_reaches_an_operator(
     await staff("PJSIP/op1005")
     await line.agi.stop()
     try:
-        caller_id = unique_caller()
+        caller_id = unique_caller("0812")
         # The caller presses 3 (information), but there is no IVR to hear it.
         assert (await call(settings, caller_id, dtmf="3", stay=6)).ok
     finally:
         await line.agi.start()
-    record = await ended_record(line, caller_id)
+    record = await ended_call(line, caller_id)
     assert (record.ivr_outcome, record.queue, record.disposition, record.operator) == (
         "failopen", "emergency-general", "answered", "PJSIP/op1005")
 
@@ -253,7 +217,7 @@ async def test_listener_restarted_mid_call_keeps_the_record_complete(
     line: Line, settings: Settings
 ) -> None:
     queues = await OperatorDesk(line.listener, load_menu()).log_in("PJSIP/op1006", ALL_SKILLS)
-    caller_id = unique_caller()
+    caller_id = unique_caller("0812")
     placed = asyncio.create_task(call(settings, caller_id, dtmf="3", stay=12))
     deadline = time.monotonic() + 15
     while not any(r.operator for r in await records_of(line, caller_id)):
@@ -267,7 +231,7 @@ async def test_listener_restarted_mid_call_keeps_the_record_complete(
         async with asyncio.timeout(10):
             await replacement.wait_ready()
         assert (await placed).ok
-        record = await ended_record(line, caller_id)
+        record = await ended_call(line, caller_id)
         await OperatorDesk(replacement, load_menu()).log_out("PJSIP/op1006", queues)
     finally:
         await replacement.stop()
@@ -281,7 +245,7 @@ async def test_twenty_simultaneous_callers_are_all_accounted_for(
 ) -> None:
     await staff(*(f"PJSIP/op{1010 + i}" for i in range(20)),
                 skills={"general": 5})
-    caller_id = unique_caller()
+    caller_id = unique_caller("0812")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                            dtmf="3", talk_seconds=8, calls=20, rate=20,
                            concurrent=20) as callers:
@@ -320,9 +284,9 @@ async def test_hostile_fastagi_input_then_a_real_call_is_served(
             pass  # the server may cut a 1 MB header short, as it should
         writer.close()
         await asyncio.wait_for(reader.read(), timeout=10)  # the server closes its side
-    caller_id = unique_caller()
+    caller_id = unique_caller("0812")
     assert (await call(settings, caller_id, dtmf="3", stay=6)).ok
-    record = await ended_record(line, caller_id)
+    record = await ended_call(line, caller_id)
     assert (record.ivr_outcome, record.queue, record.disposition) == (
         "chosen", "information", "answered")
 
@@ -335,7 +299,7 @@ async def test_odd_caller_ids_are_kept_as_sent(
     for caller_id in ("anonymous", "+6281234567890", "1" * 40):
         since = datetime.now(UTC)
         assert (await call(settings, caller_id, dtmf="3", stay=4)).ok
-        record = await ended_record(line, caller_id)
+        record = await ended_call(line, caller_id)
         assert record.arrived_at is not None and record.arrived_at >= since.replace(
             microsecond=0)
         assert record.disposition == "answered"
@@ -358,11 +322,11 @@ async def test_database_outage_loses_nothing(
             desk = OperatorDesk(line.listener, load_menu())
             queues = await desk.log_in("PJSIP/op1009", {"general": 5})
             cluster.stop()
-            caller_id = unique_caller()
+            caller_id = unique_caller("0812")
             assert (await call(outage, caller_id, dtmf="3", stay=5)).ok
             assert line.recorder.pending() > 0  # everything the call produced is on disk
             cluster.start()
-            record = await ended_record(line, caller_id)
+            record = await ended_call(line, caller_id)
             await desk.log_out("PJSIP/op1009", queues)
     finally:
         cluster.stop()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,16 +20,14 @@ from pathlib import Path
 import pytest
 from pydub import AudioSegment
 
-from ivr.menu import load_menu
-from ivr.prompts import build_prompts
 from recordings.domain import Kind, State, source_name, storage_relpath
 from telephony import sipp
-from telephony.app import Line, running_line
+from telephony.app import Line
 from telephony.db.calls import CallRecord
 from telephony.db.recordings import Recording, RecordingRepository
 from telephony.lab import Lab
-from telephony.operators import OperatorDesk
 from telephony.settings import Settings
+from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +59,6 @@ LEGS = replace(
     rtp_port_end=40999,
     recordings_separate_legs=True,
 )
-ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 RECORDINGS = RecordingRepository()
 
 
@@ -75,12 +70,7 @@ def settings(request: pytest.FixtureRequest, state_dir: Path, line_db: str) -> S
 
 @pytest.fixture(scope="module")
 async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    build_prompts(load_menu().prompts, settings.prompts_dir, settings.prompt_overrides_dir, "id")
-    lab = Lab(settings)
-    # Files an earlier run left behind belong to calls of a database that is gone.
-    shutil.rmtree(lab.monitor_dir, ignore_errors=True)
-    async with lab:
-        lab.install_prompts(settings.prompts_dir)
+    async with prompted_lab(settings) as lab:
         yield lab
 
 
@@ -92,28 +82,8 @@ async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
 
 @pytest.fixture
 async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with running_line(settings) as line:
-        async with asyncio.timeout(10):
-            await line.listener.wait_ready()
-        desk = OperatorDesk(line.listener, load_menu())
-        queues = await desk.log_in("PJSIP/op1001", ALL_SKILLS)
+    async with started_line(lab, settings, {"PJSIP/op1001": ALL_SKILLS}) as line:
         yield line
-        await desk.log_out("PJSIP/op1001", queues)
-    await lab.acli("channel request hangup all")
-    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
-
-
-async def ended_call(line: Line, caller_id: str, within: float = 30.0) -> CallRecord:
-    """The caller's one call record, once it has ended (bounded polling)."""
-    deadline = time.monotonic() + within
-    while True:
-        records = await line.database.run(lambda c: line.repository.call_records(c, limit=50))
-        found = [r for r in records if r.caller_number == caller_id]
-        if found and all(r.ended_at is not None for r in found):
-            assert len(found) == 1, found
-            return found[0]
-        assert time.monotonic() < deadline, f"no ended call for {caller_id}: {found}"
-        await asyncio.sleep(0.2)
 
 
 async def stored_recordings(
@@ -130,10 +100,6 @@ async def stored_recordings(
             return {row.kind: row for row in rows}
         assert time.monotonic() < deadline, f"recordings of {call_id} not stored: {rows}"
         await asyncio.sleep(0.2)
-
-
-def unique_caller() -> str:
-    return "0813" + str(uuid.uuid4().int)[:8]
 
 
 def check_stored(
@@ -181,7 +147,7 @@ def check_file(
 async def test_emergency_call_with_audio_is_recorded_paired_and_stored(
     line: Line, lab: Lab, settings: Settings
 ) -> None:
-    caller_id = unique_caller()
+    caller_id = unique_caller("0813")
     # Emergency, then ambulance; then the caller talks (sip-tester's g711a.pcap). sipp replays
     # the pcap with the same RTP sequence numbers each time and Asterisk drops a replay, so the
     # call lasts no longer than one pcap (7.05 s) of talking.
@@ -204,7 +170,7 @@ async def test_calls_are_recorded_when_the_ivr_server_is_down(
     """Recording starts in the dialplan, before the IVR: a failed-open call is recorded too."""
     await line.agi.stop()
     try:
-        caller_id = unique_caller()
+        caller_id = unique_caller("0813")
         async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                                talk_seconds=5, audio=True) as caller:
             assert (await caller.wait()).ok

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,15 +21,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from ivr.menu import load_menu
-from ivr.prompts import build_prompts
 from telephony import sipp
 from telephony.app import Line, running_line
 from telephony.db.calls import CallRecord
 from telephony.lab import Lab
-from telephony.operators import OperatorDesk
 from telephony.settings import Settings
 from tests.conftest import free_port
+from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -51,7 +48,6 @@ BASE = Settings(
     recordings_poll_seconds=0.5,
     screening_upkeep_seconds=0.5,
 )
-ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 OPERATOR = "PJSIP/op1001"
 # The packaged screening prompt waits 10 s; the shortest allowed wait keeps these calls short.
 SCREENING_WAIT_MS = 3000
@@ -69,14 +65,8 @@ def settings(state_dir: Path, line_db: str) -> Settings:
 
 @pytest.fixture(scope="module")
 async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    menu = load_menu(settings.menu_file)
-    build_prompts(menu.prompts, settings.prompts_dir, settings.prompt_overrides_dir, "id",
-                  menu.trailing_silence_ms)
-    async with Lab(settings) as lab:
-        lab.install_prompts(settings.prompts_dir)
+    async with prompted_lab(settings) as lab:
         yield lab
-    for recording in lab.monitor_dir.glob("*.wav"):
-        recording.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +77,8 @@ async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
 
 @pytest.fixture
 async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with running_line(settings) as line:
-        async with asyncio.timeout(10):
-            await line.listener.wait_ready()
-        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
-        queues = await desk.log_in(OPERATOR, ALL_SKILLS)
+    async with started_line(lab, settings, {OPERATOR: ALL_SKILLS}) as line:
         yield line
-        await desk.log_out(OPERATOR, queues)
-    await lab.acli("channel request hangup all")
-    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
 
 
 @dataclass(frozen=True)
@@ -109,21 +92,9 @@ class Screened:
     screening: str | None
 
 
-async def screened_call(line: Line, caller_id: str, since: datetime,
-                        within: float = 60.0) -> Screened:
-    """The caller's one call that arrived after ``since``, once it has ended (bounded
-    polling)."""
-    deadline = time.monotonic() + within
-    while True:
-        records = await line.database.run(lambda c: line.repository.call_records(c, limit=100))
-        found = [r for r in records if r.caller_number == caller_id
-                 and r.arrived_at is not None and r.arrived_at >= since]
-        if found and all(r.ended_at is not None for r in found):
-            break
-        assert time.monotonic() < deadline, f"no ended call for {caller_id}: {found}"
-        await asyncio.sleep(0.2)
-    assert len(found) == 1, found
-    (record,) = found
+async def screened_call(line: Line, caller_id: str, since: datetime) -> Screened:
+    """The caller's one call that arrived after ``since``, once it has ended."""
+    record = await ended_call(line, caller_id, since=since, within=60.0)
 
     async def columns(connection: asyncpg.Connection) -> asyncpg.Record | None:
         return await connection.fetchrow(
@@ -134,10 +105,6 @@ async def screened_call(line: Line, caller_id: str, since: datetime,
     assert row is not None
     return Screened(record, row["prank_score"], row["prank_reasons"], row["queue_priority"],
                     row["screening"])
-
-
-def unique_caller() -> str:
-    return "0857" + str(uuid.uuid4().int)[:8]
 
 
 async def call(settings: Settings, caller_id: str, *, dtmf: str = "", talk_seconds: float,
@@ -152,7 +119,7 @@ async def call(settings: Settings, caller_id: str, *, dtmf: str = "", talk_secon
 async def silent_burst(line: Line, settings: Settings) -> tuple[str, datetime]:
     """A fresh number makes SILENT_BURST silent calls (hang up in the IVR without a key) and
     is then scored high; returns the number and the instant after the burst."""
-    caller_id = unique_caller()
+    caller_id = unique_caller("0857")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                            talk_seconds=2.0, calls=SILENT_BURST, rate=3.0) as burst:
         result = await burst.wait()
@@ -168,7 +135,7 @@ async def silent_burst(line: Line, settings: Settings) -> tuple[str, datetime]:
 
 
 async def test_first_time_caller_goes_straight_through(line: Line, settings: Settings) -> None:
-    caller_id, since = unique_caller(), datetime.now(UTC)
+    caller_id, since = unique_caller("0857"), datetime.now(UTC)
     await call(settings, caller_id, dtmf="2", talk_seconds=4.0)
     screened = await screened_call(line, caller_id, since)
     assert (screened.record.queue, screened.record.operator) == (
@@ -217,14 +184,9 @@ async def test_database_unreachable_routes_normally_and_loses_nothing(
     """Scoring cannot read history: the call queues unscored, is answered, and its facts are
     spooled and written once the database is back."""
     down = replace(settings, database_dsn=f"postgresql://127.0.0.1:{free_port()}/nowhere")
-    caller_id, since = unique_caller(), datetime.now(UTC)
-    async with running_line(down) as line:
-        async with asyncio.timeout(10):
-            await line.listener.wait_ready()
-        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
-        queues = await desk.log_in(OPERATOR, ALL_SKILLS)
+    caller_id, since = unique_caller("0857"), datetime.now(UTC)
+    async with started_line(lab, down, {OPERATOR: ALL_SKILLS}) as line:
         await call(settings, caller_id, dtmf="3", talk_seconds=4.0)
-        await desk.log_out(OPERATOR, queues)
         deadline = time.monotonic() + 10
         while line.listener.live_calls:  # its hang-up reached the spool before we stop
             assert time.monotonic() < deadline, line.listener.live_calls

@@ -11,28 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from ivr.menu import load_menu
-from ivr.prompts import build_prompts
-from ivr.survey import SURVEY_PROMPTS
 from telephony import sipp
-from telephony.app import Line, running_line
-from telephony.db.calls import CallRecord
+from telephony.app import Line
 from telephony.db.incidents import IncidentRepository
 from telephony.db.surveys import Survey
 from telephony.incidents.model import Status
 from telephony.lab import Lab
-from telephony.operators import OperatorDesk
 from telephony.settings import Settings
 from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
+from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +52,6 @@ BASE = Settings(
     survey_ring_seconds=4,
     survey_hours="",  # the tests run at any hour
 )
-ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 INCIDENTS = IncidentRepository()
 
 
@@ -69,15 +62,8 @@ def settings(state_dir: Path, line_db: str) -> Settings:
 
 @pytest.fixture(scope="module")
 async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    menu = load_menu()
-    build_prompts({**menu.prompts, **SURVEY_PROMPTS}, settings.prompts_dir,
-                  settings.prompt_overrides_dir, "id", menu.trailing_silence_ms)
-    lab = Lab(settings)
-    async with lab:
-        lab.install_prompts(settings.prompts_dir)
+    async with prompted_lab(settings) as lab:
         yield lab
-    # The emergency calls are recorded; nothing here processes the files.
-    shutil.rmtree(lab.monitor_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -88,32 +74,8 @@ async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
 
 @pytest.fixture
 async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with running_line(settings) as line:
-        async with asyncio.timeout(10):
-            await line.listener.wait_ready()
-        desk = OperatorDesk(line.listener, load_menu())
-        queues = await desk.log_in("PJSIP/op1001", ALL_SKILLS)
+    async with started_line(lab, settings, {"PJSIP/op1001": ALL_SKILLS}) as line:
         yield line
-        await desk.log_out("PJSIP/op1001", queues)
-    await lab.acli("channel request hangup all")
-    await lab.wait_cli("core show channels count", lambda out: out.startswith("0 active channels"))
-
-
-def unique_caller() -> str:
-    return "0815" + str(uuid.uuid4().int)[:8]
-
-
-async def ended_call(line: Line, caller_id: str, within: float = 30.0) -> CallRecord:
-    """The caller's one call record, once it has ended (bounded polling)."""
-    deadline = time.monotonic() + within
-    while True:
-        records = await line.database.run(lambda c: line.repository.call_records(c, limit=50))
-        found = [r for r in records if r.caller_number == caller_id]
-        if found and all(r.ended_at is not None for r in found):
-            assert len(found) == 1, found
-            return found[0]
-        assert time.monotonic() < deadline, f"no ended call for {caller_id}: {found}"
-        await asyncio.sleep(0.2)
 
 
 async def resolved_incident_of_a_real_call(line: Line, settings: Settings, caller_id: str) -> int:
@@ -148,7 +110,7 @@ async def finished_survey(line: Line, incident_id: int, within: float = 60.0) ->
 async def test_a_callback_answered_with_dtmf_4_stores_rating_4(
     line: Line, settings: Settings
 ) -> None:
-    caller_id = unique_caller()
+    caller_id = unique_caller("0815")
     # The caller's phone answers, and presses 4 while the introduction plays.
     async with sipp.callee(settings.carrier_sip_port, dtmf="4", dtmf_delay=2.5, max_calls=1,
                            trace_messages=True) as phone:
@@ -182,7 +144,7 @@ async def test_an_unreached_caller_is_retried_then_recorded_as_exhausted(
     line: Line, settings: Settings, refuse: int | None, answer: bool, outcome: AttemptOutcome,
 ) -> None:
     async with sipp.callee(settings.carrier_sip_port, refuse=refuse, answer=answer) as phone:
-        incident_id = await resolved_incident_of_a_real_call(line, settings, unique_caller())
+        incident_id = await resolved_incident_of_a_real_call(line, settings, unique_caller("0815"))
         survey = await finished_survey(line, incident_id)
         result = await phone.stop()
     assert (survey.state, survey.attempts, survey.rating) == (
