@@ -11,12 +11,30 @@ import logging
 from pathlib import Path
 
 from ivr.menu import IvrMenu, MenuError, load_menu
+from telephony.settings import Settings
 from telephony.watched import WatchedFile
 
 log = logging.getLogger("ivr.menu")
 
 
-def menu_source(path: Path | None) -> WatchedFile[IvrMenu]:
-    """The menu at ``path`` (``None``: the packaged default); the first load must succeed."""
-    return WatchedFile(path, load_menu, MenuError, what="menu", logger=log,
+def menu_source(path: Path | None, *, missing_is_default: bool = False
+                ) -> WatchedFile[IvrMenu]:
+    """The menu at ``path`` (``None``: the packaged default); the first load must succeed.
+
+    With ``missing_is_default`` the packaged default also stands in while ``path`` does not
+    exist (the state directory's file, until an admin's first publish writes it).
+    """
+
+    def load(current: Path | None) -> IvrMenu:
+        if current is not None and missing_is_default and not current.exists():
+            return load_menu(None)
+        return load_menu(current)
+
+    return WatchedFile(path, load, MenuError, what="menu", logger=log,
                        describe=lambda menu: f"version {menu.version}")
+
+
+def line_menu_source(settings: Settings) -> WatchedFile[IvrMenu]:
+    """The menu the line runs: ``menu_file`` if set, else the state directory's copy an admin
+    published (the packaged default until then)."""
+    return menu_source(settings.live_menu_file, missing_is_default=settings.menu_file is None)

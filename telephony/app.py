@@ -3,8 +3,9 @@
 ``serve`` = the FastAGI IVR + the AMI listener + the recorder that writes call facts to
 PostgreSQL (or its spool) + the recordings worker that pairs, processes and stores Asterisk's
 call recordings + the incident upkeep (an incident for each answered call, notifications) +
-the post-call prank screening of ended calls + the HTTP JSON API + the caller-rating callbacks
-of resolved incidents.
+the post-call prank screening of ended calls + the HTTP JSON API and the web console (its
+operators join queues and pause through the AMI listener) + the caller-rating callbacks
+of resolved incidents + the supervisor's live wallboard (fed by the AMI listener).
 Each service gets its collaborators through its constructor here and nowhere else.
 """
 
@@ -21,11 +22,18 @@ import asyncpg
 
 from ivr.flow import run_ivr
 from ivr.menu import IvrMenu
-from ivr.source import menu_source
+from ivr.source import line_menu_source
 from recordings.library import RecordingLibrary
 from recordings.worker import RecordingsConfig, RecordingWorker
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
+from telephony.admin.asterisk import AsteriskAdmin
+from telephony.admin.configs import ConfigService
+from telephony.admin.files import ConfigFiles
+from telephony.admin.queue_service import QueueService
+from telephony.admin.queues import QueueDefaults
+from telephony.admin.site_service import SiteService
+from telephony.admin.sync import AsteriskSync
 from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
@@ -34,20 +42,29 @@ from telephony.db.calls import CallRepository
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
 from telephony.db.shifts import sync_shifts
+from telephony.desks import DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.lab import Lab
 from telephony.recorder import CallRecorder
+from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
-from telephony.screening.service import ScreeningService, screening_config_source
+from telephony.screening.score import ScoreConfig
+from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.settings import Settings
 from telephony.shifts import ShiftCalendar
 from telephony.spool import FactSpool
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
+from telephony.wallboard.service import WallboardService
+from telephony.wallboard.state import LiveBoard
 from telephony.watched import WatchedFile
+from telephony.web.admin import AdminApi
+from telephony.web.console.supervisor import SupervisorPages
 from telephony.web.context import ApiContext, WebConfig
 from telephony.web.server import WebServer, build_app
+from telephony.web.supervisor import SupervisorApi
 
 log = logging.getLogger("telephony.app")
 
@@ -90,6 +107,8 @@ class Line:
     screening: ScreeningService
     surveys: SurveyService
     web: WebServer
+    reports: ReportService
+    wallboard: WallboardService
 
 
 async def start_web(web: WebServer) -> None:
@@ -114,20 +133,53 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         log.error("database not ready at start, calls are spooled until it is: %s", exc)
 
 
+@dataclass(frozen=True)
+class Administration:
+    """The admin's services: versions of the menu and screening, queues and operators,
+    site settings, and what keeps Asterisk on them."""
+
+    api: AdminApi
+    sync: AsteriskSync
+
+
+async def start_administration(
+    settings: Settings, database: Database, *, listener: AmiListener,
+    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentService,
+    calendar: ShiftCalendar,
+) -> Administration:
+    """Build the admin's services over the line's; an admin's dispatch targets and shifts
+    apply from the start, the stored queue settings once AMI greets the line."""
+    lab = Lab(settings)
+    asterisk = AsteriskAdmin(listener, lab.etc_dir, lab)
+    queues = QueueService(database, asterisk, listener, menus=menus,
+                          defaults=QueueDefaults.from_settings(settings))
+    configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
+                            queues=queues, menus=menus, screening=scoring)
+    site = SiteService(database, incidents, calendar)
+    try:
+        await site.restore()
+    except DatabaseUnavailable as exc:
+        log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
+    sync = AsteriskSync(queues, configs)
+    listener.subscribe("FullyBooted", sync.booted)
+    return Administration(AdminApi(configs, queues, site, incidents), sync)
+
+
 @contextlib.asynccontextmanager
 async def running_line(settings: Settings) -> AsyncIterator[Line]:
     """Start every service of the line; stop them all on exit."""
     database = Database(settings)
     await prepare_database(database, settings)
-    repository = CallRepository(ShiftCalendar(settings.shifts, settings.timezone))
+    calendar = ShiftCalendar(settings.shifts, settings.timezone)
+    repository = CallRepository(calendar)
     recorder = CallRecorder(
         database, repository, FactSpool(settings.spool_dir),
         retry_seconds=settings.db_retry_seconds,
     )
-    screening = ScreeningService(
-        database, screening_config_source(settings.screening_file), settings.timezone)
-    ivr = IvrApplication(menu_source(settings.menu_file), screening,
-                         settings.screening_timeout_ms / 1000)
+    scoring = line_screening_source(settings)
+    screening = ScreeningService(database, scoring, settings.timezone)
+    menus = line_menu_source(settings)
+    ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
     flusher = asyncio.create_task(recorder.run_flusher(), name="spool-flusher")
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
@@ -146,6 +198,14 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
                         {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle})
     rescoring = asyncio.create_task(
         screening.run_upkeep(settings.screening_upkeep_seconds), name="screening-upkeep")
+    reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
+    wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
+                                 reports, incidents, connected=lambda: listener.logged_in)
+    listener.observe(wallboard)
+    board = asyncio.create_task(wallboard.run(), name="wallboard")
+    admin = await start_administration(settings, database, listener=listener, menus=menus,
+                                       scoring=scoring, incidents=incidents, calendar=calendar)
+    syncing = asyncio.create_task(admin.sync.run(), name="admin-sync")
     web = WebServer(build_app(ApiContext(
         incidents=incidents,
         accounts=AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings)),
@@ -153,21 +213,25 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=screening,
+        desks=DeskService(database, listener, menus),
         config=WebConfig.from_settings(settings),
-    )), settings.http_host, settings.http_port)
+    ), [*SupervisorApi(wallboard, reports).routes(), *SupervisorPages(reports).routes(),
+        *admin.api.routes()]),
+        settings.http_host, settings.http_port)
     await agi.start()
     try:
         await listener.start()
         try:
             await start_web(web)
             yield Line(settings, database, repository, incidents, recorder, agi, listener,
-                       screening, surveys, web)
+                       screening, surveys, web, reports, wallboard)
         finally:
             await listener.stop()
     finally:
+        wallboard.close()
         await web.stop()
         await agi.stop()
-        for task in (flusher, recordings, upkeep, rescoring, callbacks):
+        for task in (flusher, recordings, upkeep, rescoring, callbacks, board, syncing):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

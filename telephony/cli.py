@@ -25,6 +25,7 @@ from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resol
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
 from telephony.demo import run_demo
+from telephony.desks import DeskError
 from telephony.lab import Lab, LabError
 from telephony.screening.score import ScoreConfigError
 from telephony.settings import Settings, SettingsError, load_settings
@@ -153,6 +154,9 @@ def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(account_commands.list_accounts(settings))
     if args.action == "disable":
         return asyncio.run(account_commands.disable(settings, args.username))
+    if args.action == "desk":
+        return asyncio.run(account_commands.desk(settings, args.username, args.interface,
+                                                 args.skill))
     password = account_commands.read_password()
     return asyncio.run(account_commands.set_password(settings, args.username, password))
 
@@ -196,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (("disable", "disable an account and end its sessions"),
                          ("password", "set a new password (read from the terminal or stdin)")):
         account_actions.add_parser(action, help=text).add_argument("username")
+    desk = account_actions.add_parser(
+        "desk", help="put an operator account at its phone (Asterisk interface), with skills")
+    desk.add_argument("username")
+    desk.add_argument("interface", help="the operator's phone, e.g. PJSIP/op1001")
+    desk.add_argument("--skill", action="append", default=[], metavar="SKILL=LEVEL",
+                      help="a skill and its level 1-5, e.g. fire=5 (repeatable)")
     account.set_defaults(handler=_cmd_account)
     demo = commands.add_parser("demo", help="lab + database + server + a few sipp calls")
     demo.add_argument("--keep-running", action="store_true",
@@ -222,6 +232,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError, MenuError,
-            PromptError, AccountError, ScoreConfigError) as exc:
+            PromptError, AccountError, ScoreConfigError, DeskError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1

@@ -70,9 +70,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
+from ivr.menu import MenuError
+from ivr.source import line_menu_source
 from recordings.domain import mixmonitor_options
+from telephony.admin.queues import (
+    QUEUES_CONF,
+    QueueDefaults,
+    effective_settings,
+    render_queues_conf,
+)
 from telephony.screening.score import ScoreConfig, ScoreConfigError
-from telephony.screening.service import load_screening_config
+from telephony.screening.service import line_screening_source
 from telephony.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -207,6 +215,11 @@ class Lab:
     # ----------------------------------------------------------------- paths
 
     @property
+    def etc_dir(self) -> Path:
+        """Host path of the instance's rendered configuration (Asterisk's config dir)."""
+        return self.host_dir / "etc"
+
+    @property
     def sounds_dir(self) -> Path:
         """Host path of this instance's prompt directory (played as ``siaga112/<name>``)."""
         return self.host_dir / "data" / "sounds" / PROMPT_SUBDIR
@@ -325,9 +338,19 @@ class Lab:
 
     def _screening_config(self) -> ScoreConfig:
         try:
-            return load_screening_config(self.settings.screening_file)
+            return line_screening_source(self.settings).current()
         except ScoreConfigError as exc:
             raise LabError(f"screening configuration: {exc}") from exc
+
+    def queues_conf(self) -> str:
+        """``queues_siaga112.conf`` with the default settings of every queue of the menu the
+        line runs (the line applies an admin's settings over it once it connects)."""
+        try:
+            queues = line_menu_source(self.settings).current().known_queues
+        except MenuError as exc:
+            raise LabError(f"menu: {exc}") from exc
+        return render_queues_conf(
+            effective_settings(queues, {}, QueueDefaults.from_settings(self.settings)))
 
     def operators_conf(self) -> str:
         """``pjsip_operators.conf`` for the lab: every operator's phone is one sipp UAS."""
@@ -350,11 +373,12 @@ class Lab:
         templates = sorted(self.conf_dir.glob("*.conf"))
         if not templates:
             raise LabError(f"no *.conf templates in {self.conf_dir}")
-        etc = self.host_dir / "etc"
+        etc = self.etc_dir
         for template in templates:
             text = render_template(template.read_text(encoding="utf-8"), values)
             _write_atomic(etc / template.name, text)
         _write_atomic(etc / "pjsip_operators.conf", self.operators_conf())
+        _write_atomic(etc / QUEUES_CONF, self.queues_conf())
 
     def _link_data_dir(self) -> None:
         """Mirror /usr/share/asterisk into ``data/`` with symlinks, except for the sounds.

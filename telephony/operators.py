@@ -3,14 +3,17 @@
 A skill maps to the queues the IVR routes that skill to (read from the menu, so a new skill
 queue in the menu needs no code change); every logged-in operator is also a member of the
 overflow queue ``all-operators``. A skill level 1-5 becomes the member's queue penalty
-(level 5 = penalty 0), so Asterisk rings the most skilled free operator first.
+(level 5 = penalty 0), so Asterisk rings the most skilled free operator first. A pause
+(break, wrap-up, meeting) holds the operator's phone quiet in every queue at once; its reason
+goes to Asterisk, so the AMI events, and with them the operator state log, carry it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Collection, Mapping
+from enum import StrEnum
+from typing import Any, Final, Protocol
 
 from ivr.menu import IvrMenu
 
@@ -21,6 +24,28 @@ _INTERFACE = re.compile(r"^PJSIP/[A-Za-z0-9_.-]{1,64}$")
 
 class OperatorError(ValueError):
     """A login names an invalid interface, an unknown skill or an invalid level."""
+
+
+class PauseReason(StrEnum):
+    """Why an operator is paused; the code is what Asterisk and the state log keep."""
+
+    BREAK = "break"
+    WRAPUP = "wrapup"
+    MEETING = "meeting"
+
+
+PAUSE_REASON_LABELS: Final[Mapping[PauseReason, str]] = {
+    PauseReason.BREAK: "Istirahat",
+    PauseReason.WRAPUP: "Wrap-up (pascapanggilan)",
+    PauseReason.MEETING: "Rapat",
+}
+
+
+def check_interface(interface: str) -> str:
+    """``interface`` if it is an operator's PJSIP interface (it is spliced into AMI actions)."""
+    if not _INTERFACE.match(interface):
+        raise OperatorError(f"not an operator interface: {interface[:80]!r}")
+    return interface
 
 
 class AmiActions(Protocol):
@@ -52,8 +77,7 @@ class OperatorDesk:
 
     def plan(self, interface: str, skills: Mapping[str, int]) -> dict[str, int]:
         """Queue -> penalty for a login; validates everything before anything is sent."""
-        if not _INTERFACE.match(interface):
-            raise OperatorError(f"not an operator interface: {interface[:80]!r}")
+        check_interface(interface)
         queues: dict[str, int] = {}
         for skill, level in skills.items():
             if skill not in self._skills:
@@ -68,9 +92,12 @@ class OperatorDesk:
         queues.setdefault(OVERFLOW_QUEUE, MAX_LEVEL - 1)
         return queues
 
-    async def log_in(self, interface: str, skills: Mapping[str, int], name: str = "") -> list[str]:
-        """Add the operator to every queue of their skills; returns the queues joined."""
-        queues = self.plan(interface, skills)
+    async def log_in(self, interface: str, skills: Mapping[str, int], name: str = "",
+                     already: Collection[str] = ()) -> list[str]:
+        """Add the operator to every queue of their skills but those ``already`` joined
+        (Asterisk refuses a second QueueAdd); returns the queues joined now."""
+        queues = {queue: penalty for queue, penalty in self.plan(interface, skills).items()
+                  if queue not in already}
         for queue, penalty in sorted(queues.items()):
             await self._ami.send_action({
                 "Action": "QueueAdd", "Queue": queue, "Interface": interface,
@@ -81,6 +108,20 @@ class OperatorDesk:
 
     async def log_out(self, interface: str, queues: list[str]) -> None:
         """Remove the operator from ``queues``."""
+        check_interface(interface)
         for queue in queues:
             await self._ami.send_action(
                 {"Action": "QueueRemove", "Queue": queue, "Interface": interface})
+
+    async def pause(self, interface: str, reason: PauseReason) -> None:
+        """Pause the operator in every queue they are in, saying why."""
+        await self._ami.send_action({
+            "Action": "QueuePause", "Interface": check_interface(interface), "Paused": "true",
+            "Reason": reason.value,
+        })
+
+    async def resume(self, interface: str) -> None:
+        """End the operator's pause in every queue they are in."""
+        await self._ami.send_action({
+            "Action": "QueuePause", "Interface": check_interface(interface), "Paused": "false",
+        })

@@ -139,11 +139,14 @@ class Settings:
     survey_hours: str = "08:00-20:00"  # local hours a callback may ring; "" for any hour
     survey_lookback_hours: float = 72.0  # incidents resolved longer ago get no callback
 
-    menu_file: Path | None = None  # None: the packaged default menu
+    # None: <state_dir>/ivr/menu.json, written by an admin's first publish (until then the
+    # packaged default menu); see live_menu_file.
+    menu_file: Path | None = None
     prompt_voice: str = "id"
 
     # Prank screening: weights, thresholds and queue priorities as an admin's JSON file
-    # (None: the built-in defaults); re-read when it changes.
+    # (None: <state_dir>/ivr/screening.json once an admin publishes one, the built-in
+    # defaults until then); re-read when it changes.
     screening_file: Path | None = None
     screening_timeout_ms: int = 300  # the IVR waits this long for a late score, then routes
     screening_upkeep_seconds: float = 2.0  # how often ended calls are rescored
@@ -197,6 +200,18 @@ class Settings:
     def prompt_overrides_dir(self) -> Path:
         """An admin drops a recorded ``<name>.wav`` here to replace a generated prompt."""
         return self.state_dir / "prompts-recorded"
+
+    @property
+    def live_menu_file(self) -> Path:
+        """The menu file the line watches and an admin's publish replaces: ``menu_file``,
+        else ``<state_dir>/ivr/menu.json``."""
+        return self.menu_file or self.state_dir / "ivr" / "menu.json"
+
+    @property
+    def live_screening_file(self) -> Path:
+        """The screening configuration file the line watches and an admin's publish
+        replaces: ``screening_file``, else ``<state_dir>/ivr/screening.json``."""
+        return self.screening_file or self.state_dir / "ivr" / "screening.json"
 
     @property
     def recordings_dir(self) -> Path:

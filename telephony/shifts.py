@@ -35,6 +35,23 @@ class ShiftCalendar:
         self._shifts = sorted(shifts, key=lambda s: s.start)
         self._zone = ZoneInfo(timezone)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The shifts' names in the order they start in a day."""
+        return tuple(s.name for s in self._shifts)
+
+    @property
+    def definitions(self) -> tuple[ShiftDefinition, ...]:
+        """The shifts, in the order they start in a day."""
+        return tuple(self._shifts)
+
+    def redefine(self, shifts: Sequence[ShiftDefinition]) -> None:
+        """Attribute instants by ``shifts`` from now on (an admin changed the roster); whoever
+        holds this calendar sees the change."""
+        if not shifts:
+            raise ValueError("at least one shift is needed")
+        self._shifts = sorted(shifts, key=lambda s: s.start)
+
     def slot_for(self, instant: datetime) -> ShiftSlot:
         """The shift in which ``instant`` (timezone-aware) falls."""
         if instant.tzinfo is None:

@@ -1,7 +1,7 @@
 """A value loaded from a file that an admin may edit while the line runs.
 
 Whoever needs the value asks for it each time (per call, per scoring); the file is re-read only
-when its modification time or size changed, so a saved edit takes effect on the next use
+when its modification time, size or inode changed, so a saved edit takes effect on the next use
 without a restart. An edit that does not load (bad JSON, a refused value, the file gone) is
 refused with one log line and the last good value stays: a typo must never take the line down.
 """
@@ -44,14 +44,16 @@ class WatchedFile(Generic[T]):
         self._value = load(path)
         self._stamp = self._current_stamp()
 
-    def _current_stamp(self) -> tuple[int, int] | None:
+    def _current_stamp(self) -> tuple[int, int, int] | None:
         if self._path is None:
             return None
         try:
             stat = self._path.stat()
         except OSError:
             return None
-        return (stat.st_mtime_ns, stat.st_size)
+        # The inode too: a file replaced by a rename (as the admin's publish does) is new even
+        # when its size and coarse modification time equal the old one's.
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def _named(self, value: T) -> str:
         description = self._describe(value)

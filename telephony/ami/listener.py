@@ -25,7 +25,7 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from telephony.ami.framing import AmiProtocol
-from telephony.ami.tracker import AmiEventError, CallTracker
+from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
 from telephony.callfacts import CallFact
 from telephony.settings import Settings
 
@@ -58,6 +58,18 @@ class FactSink(Protocol):
 
     async def open_call_ids(self) -> set[str]:
         """The call ids the store still considers live (no end and no vanish recorded)."""
+
+
+class FactObserver(Protocol):
+    """Follows what the listener learns (the supervisor's wallboard). Both methods run in the
+    listener's consumer, so they must return at once; an exception they raise is logged."""
+
+    def recorded(self, facts: Sequence[CallFact]) -> None:
+        """``facts`` were just handed to the sink, in this order."""
+
+    def resynced(self, queues: QueueSnapshot | None) -> None:
+        """A resync finished (its facts went to :meth:`recorded` first); ``queues`` is the
+        whole queue picture, or ``None`` if Asterisk's reply could not be trusted whole."""
 
 
 class AmiActionError(Exception):
@@ -237,6 +249,7 @@ class AmiListener:
         self._inflight: set[asyncio.Future[Any]] = set()
         self._failing: str | None = None  # "connect" or "login" while attempts keep failing
         self._subscribers: dict[str, list[Callable[[Message], None]]] = {}
+        self._observers: list[FactObserver] = []
 
     async def __aenter__(self) -> AmiListener:
         await self.start()
@@ -296,6 +309,10 @@ class AmiListener:
         it must return at once (queue the event); an exception it raises is logged."""
         self._subscribers.setdefault(event.lower(), []).append(handler)
 
+    def observe(self, observer: FactObserver) -> None:
+        """Also tell ``observer`` every batch of facts once the sink has it, and every resync."""
+        self._observers.append(observer)
+
     async def wait_ready(self) -> None:
         """Wait until logged in and resynced (bound it with ``asyncio.timeout``)."""
         await self._ready.wait()
@@ -319,6 +336,18 @@ class AmiListener:
         if not reply.success:
             raise AmiActionRefusedError(f"{action['Action']} refused: {reply.message}")
         return reply
+
+    async def send_list_action(self, action: Mapping[str, str]) -> list[Message]:
+        """Send an AMI action that answers with a list of events (QueueStatus...) and return
+        them; waits for a login and raises like :meth:`send_action`."""
+        if "Action" not in action:
+            raise AmiActionError(f"not an AMI action (no Action header): {sorted(action)!r}")
+        try:
+            async with asyncio.timeout(self._action_timeout):
+                await self._logged_in.wait()
+        except TimeoutError as exc:
+            raise AmiActionError(f"{action['Action']}: not logged in to Asterisk") from exc
+        return await self._list_action(action)
 
     # -- manager callbacks (plain functions: they run inside data_received) ------------------
 
@@ -438,6 +467,19 @@ class AmiListener:
             # The sink promises not to raise; if it does, losing the listener would lose
             # every later call too.
             logger.exception("the call store failed to record %d facts", len(facts))
+        # After the sink: an observer that reads the store back finds these facts there.
+        for observer in self._observers:
+            try:
+                observer.recorded(facts)
+            except Exception:
+                logger.exception("fact observer %r failed", observer)
+
+    def _resynced(self, queues: QueueSnapshot | None) -> None:
+        for observer in self._observers:
+            try:
+                observer.resynced(queues)
+            except Exception:
+                logger.exception("fact observer %r failed on resync", observer)
 
     async def _resync(self, marker: _Resync) -> None:
         if marker.generation != self._generation or not self._logged_in.is_set():
@@ -464,6 +506,7 @@ class AmiListener:
             logger.warning("resync: %s", rejected)
         if outcome.facts:
             await self._record(outcome.facts)
+        self._resynced(outcome.queues)
         logger.info(
             "AMI resync: %d live calls, %d facts", len(self._tracker.live_calls), len(outcome.facts)
         )

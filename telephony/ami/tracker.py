@@ -90,12 +90,26 @@ class AmiEventError(ValueError):
     """An AMI event or resync reply the tracker must reject; the message is one log-safe line."""
 
 
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """Every caller waiting and every queue member, as one whole ``QueueStatus`` reply says.
+
+    Unlike the resync's facts (which restore only what the tracker did not know), this is
+    the complete picture, for views that must drop what changed while the listener was away.
+    """
+
+    waiting: tuple[QueueJoined, ...]  # live callers only; ``at`` is estimated from ``Wait``
+    members: tuple[OperatorStateChanged, ...]
+
+
 @dataclass
 class ResyncOutcome:
-    """The facts a resync restores, and the entries it had to reject on the way."""
+    """The facts a resync restores, the entries it had to reject on the way, and the queues'
+    whole picture (``None`` when the ``QueueStatus`` reply was not provably whole)."""
 
     facts: list[CallFact] = field(default_factory=list)
     rejected: list[AmiEventError] = field(default_factory=list)
+    queues: QueueSnapshot | None = None
 
 
 def _utcnow() -> datetime:
@@ -544,15 +558,22 @@ class CallTracker:
     ) -> None:
         events, whole = self._list_reply(queue_status, "QueueStatusComplete", outcome)
         waiting: dict[str, set[str]] = {}
+        entries: list[QueueJoined] = []
+        members: list[OperatorStateChanged] = []
+        complete = whole  # a rejected entry leaves a hole in the picture
         for event in events:
             try:
                 fact = self._resync_queue_event(event, now)
             except AmiEventError as exc:
                 outcome.rejected.append(exc)
+                complete = False
                 continue
+            if isinstance(fact, OperatorStateChanged):
+                members.append(fact)
             if isinstance(fact, QueueJoined):
                 if fact.call_id not in self._live:
                     continue
+                entries.append(fact)
                 waiting.setdefault(fact.call_id, set()).add(fact.queue)
                 if fact.queue in self._live[fact.call_id]:
                     continue
@@ -562,6 +583,8 @@ class CallTracker:
             if whole:
                 queues.clear()
             queues.update(waiting.get(uid, ()))
+        if complete:
+            outcome.queues = QueueSnapshot(tuple(entries), tuple(members))
 
     @staticmethod
     def _resync_queue_event(

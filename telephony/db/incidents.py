@@ -409,6 +409,21 @@ class IncidentRepository:
         assert row is not None  # INSERT ... RETURNING always returns the row
         return _recipient(row)
 
+    async def recipients(self, connection: asyncpg.Connection) -> list[Recipient]:
+        """Every recipient, by agency then in the order they were added."""
+        rows = await connection.fetch(
+            "SELECT * FROM agency_recipients ORDER BY agency_code, recipient_id")
+        return [_recipient(row) for row in rows]
+
+    async def set_recipient_active(
+        self, connection: asyncpg.Connection, recipient_id: int, active: bool
+    ) -> Recipient | None:
+        """Turn a recipient's notifications on or off; ``None`` if there is no such one."""
+        row = await connection.fetchrow(
+            "UPDATE agency_recipients SET active = $2 WHERE recipient_id = $1 RETURNING *",
+            recipient_id, active)
+        return _recipient(row) if row is not None else None
+
     async def recipients_for(
         self, connection: asyncpg.Connection, agency_code: str, report_type: ReportType
     ) -> list[Recipient]:

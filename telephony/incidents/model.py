@@ -78,6 +78,14 @@ class DispatchNotFound(NotFound):
         self.dispatch_id = dispatch_id
 
 
+class RecipientNotFound(NotFound):
+    """No notification recipient has this id."""
+
+    def __init__(self, recipient_id: int) -> None:
+        super().__init__(f"Penerima pemberitahuan #{recipient_id} tidak ditemukan.")
+        self.recipient_id = recipient_id
+
+
 class CallAlreadyLinked(IncidentError):
     """The call already belongs to an incident (a call belongs to at most one)."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -41,6 +41,7 @@ from telephony.incidents.model import (
     Notification,
     Place,
     Recipient,
+    RecipientNotFound,
     ReportType,
     SlaClock,
     StaleIncident,
@@ -474,6 +475,22 @@ class IncidentService:
 
         return await self._database.run(work)
 
+    async def recipients(self) -> list[Recipient]:
+        """Every recipient of every agency, active or not."""
+        return await self._database.run(self._repo.recipients)
+
+    async def set_recipient_active(self, recipient_id: int, active: bool) -> Recipient:
+        """Stop (or resume) notifying a recipient; their past notifications stay."""
+        checked = check_id("recipient_id", recipient_id)
+
+        async def work(connection: asyncpg.Connection) -> Recipient | None:
+            return await self._repo.set_recipient_active(connection, checked, active)
+
+        recipient = await self._database.run(work)
+        if recipient is None:
+            raise RecipientNotFound(checked)
+        return recipient
+
     async def dispatch(
         self, incident_id: int, agency_code: str, *, actor: str, note: str = "",
         expected_version: int | None = None,
@@ -633,6 +650,15 @@ class IncidentService:
         return await self._database.run(self._repo.outbox_counts)
 
     # -- service levels ------------------------------------------------------------------------
+
+    @property
+    def dispatch_targets(self) -> Mapping[ReportType, timedelta]:
+        """The dispatch target of each report type that has one."""
+        return self._config.dispatch_targets
+
+    def use_dispatch_targets(self, targets: Mapping[ReportType, timedelta]) -> None:
+        """Hold incidents to these targets from now on (an admin changed them)."""
+        self._config = replace(self._config, dispatch_targets=dict(targets))
 
     def sla_clock(self, incident: Incident, now: datetime) -> SlaClock | None:
         """The incident's dispatch clock, or ``None`` if its report type has no target."""

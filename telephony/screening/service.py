@@ -42,6 +42,7 @@ from telephony.screening.score import (
     post_call_score,
     pre_queue_score,
 )
+from telephony.settings import Settings
 from telephony.upkeep import run_passes
 from telephony.watched import WatchedFile
 
@@ -70,11 +71,26 @@ def load_screening_config(path: Path | None) -> ScoreConfig:
     return ScoreConfig() if path is None else load_score_config(path)
 
 
-def screening_config_source(path: Path | None) -> WatchedFile[ScoreConfig]:
+def screening_config_source(path: Path | None, *, missing_is_default: bool = False
+                            ) -> WatchedFile[ScoreConfig]:
     """The configuration at ``path`` (``Settings.screening_file``), re-read when it changes;
-    an invalid edit is refused and the last good configuration stays."""
-    return WatchedFile(path, load_screening_config, ScoreConfigError,
-                       what="screening configuration", logger=log)
+    an invalid edit is refused and the last good configuration stays. With
+    ``missing_is_default`` the built-in defaults stand in while ``path`` does not exist."""
+
+    def load(current: Path | None) -> ScoreConfig:
+        if current is not None and missing_is_default and not current.exists():
+            return ScoreConfig()
+        return load_screening_config(current)
+
+    return WatchedFile(path, load, ScoreConfigError, what="screening configuration",
+                       logger=log)
+
+
+def line_screening_source(settings: Settings) -> WatchedFile[ScoreConfig]:
+    """The configuration the line runs: ``screening_file`` if set, else the state
+    directory's copy an admin published (the built-in defaults until then)."""
+    return screening_config_source(settings.live_screening_file,
+                                   missing_is_default=settings.screening_file is None)
 
 
 def call_features(call: EndedCall) -> CallFeatures:

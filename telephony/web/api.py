@@ -11,6 +11,8 @@ Who may do what (the roles of issue 5):
   the reference data (agencies, gazetteer) and the audit log, but no caller data: no calls,
   no incidents, no recordings. An admin who also works cases has a second account.
 - **Supervisors and admins** read the audit log.
+- **Operators** have a desk: the phone they work at, its queues (join, leave, pause with a
+  reason, live through AMI), and the call ringing or answered there.
 
 Handlers parse the request (path ids, query parameters, JSON bodies held to their schema),
 call one service, and shape the answer; refusals are exceptions that ``errors`` maps.
@@ -54,6 +56,7 @@ from telephony.web.serialize import (
     attachment_json,
     audit_json,
     call_json,
+    desk_json,
     dispatch_json,
     event_json,
     incident_json,
@@ -70,6 +73,8 @@ CASEWORK: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR)
 # Recordings are evidence and hold callers' voices: those who handle or review calls only.
 PLAYBACK: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR)
 OVERSIGHT: Final = Access.to(Role.SUPERVISOR, Role.ADMIN)
+# A desk is an operator's phone; supervisors and admins have none.
+DESK: Final = Access.to(Role.OPERATOR)
 
 UPLOAD_CHUNK: Final = 64 * 1024
 # Room for a multipart body's boundaries and part headers around the file itself.
@@ -190,8 +195,9 @@ def _incident(ctx: ApiContext, incident: Incident) -> dict[str, Any]:
 # -- session -----------------------------------------------------------------------------------
 
 
-def _set_cookies(response: web.StreamResponse, token: str, csrf_token: str,
-                 config: WebConfig) -> None:
+def set_session_cookies(response: web.StreamResponse, token: str, csrf_token: str,
+                        config: WebConfig) -> None:
+    """The session cookie, and the CSRF token's for the console's scripts."""
     max_age = int(config.session_lifetime.total_seconds())
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict",
                         secure=config.cookie_secure, path="/", max_age=max_age)
@@ -207,7 +213,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     new = await ctx.accounts.login(data["username"], data["password"],
                                    remote_address=_remote(request))
     response = _json(session_json(new.session, new.token), status=201)
-    _set_cookies(response, new.token, new.session.csrf_token, ctx.config)
+    set_session_cookies(response, new.token, new.session.csrf_token, ctx.config)
     return response
 
 
@@ -220,9 +226,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
     """End the session."""
     await _ctx(request).accounts.logout(request[SESSION], remote_address=_remote(request))
     response = web.Response(status=204)
+    clear_session_cookies(response)
+    return response
+
+
+def clear_session_cookies(response: web.StreamResponse) -> None:
+    """Tell the browser to forget the session."""
     for name in (SESSION_COOKIE, CSRF_COOKIE):
         response.del_cookie(name, path="/")
-    return response
 
 
 async def openapi(request: web.Request) -> web.StreamResponse:
@@ -509,6 +520,42 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(audio.path, headers={"Content-Type": audio.content_type})
 
 
+# -- the operator's desk -----------------------------------------------------------------------
+
+
+async def get_desk(request: web.Request) -> web.StreamResponse:
+    """The operator's desk: skills, queues as Asterisk reports them, the call ringing or
+    answered there with its prank score, and the caller's recent calls."""
+    desk = await _ctx(request).desks.state(request[SESSION].account)
+    return _json(desk_json(desk))
+
+
+async def join_queues(request: web.Request) -> web.StreamResponse:
+    """Join the queues of some of the operator's skills (AMI QueueAdd)."""
+    data = await _body(request)
+    joined = await _ctx(request).desks.join(request[SESSION].account, data["skills"])
+    return _json({"queues": joined})
+
+
+async def leave_queues(request: web.Request) -> web.StreamResponse:
+    """Leave every queue (AMI QueueRemove)."""
+    left = await _ctx(request).desks.leave(request[SESSION].account)
+    return _json({"queues": left})
+
+
+async def pause_desk(request: web.Request) -> web.StreamResponse:
+    """Pause in every queue with a reason (AMI QueuePause)."""
+    data = await _body(request)
+    await _ctx(request).desks.pause(request[SESSION].account, data["reason"])
+    return web.Response(status=204)
+
+
+async def resume_desk(request: web.Request) -> web.StreamResponse:
+    """End the pause (AMI QueuePause)."""
+    await _ctx(request).desks.resume(request[SESSION].account)
+    return web.Response(status=204)
+
+
 # -- reference data and the audit log ----------------------------------------------------------
 
 
@@ -629,6 +676,18 @@ def api_routes() -> list[Route]:
               "Data rekaman", "rekaman", Reply(200, "Recording")),
         Route("GET", "/api/recordings/{recording_id}/audio", play_recording, PLAYBACK,
               "Putar rekaman (dicatat di log audit)", "rekaman", _AUDIO, errors=(416,)),
+        Route("GET", "/api/desk", get_desk, DESK,
+              "Meja operator: antrean, panggilan di depan operator, riwayat penelepon",
+              "meja", Reply(200, "Desk"), errors=(409,)),
+        Route("POST", "/api/desk/queues", join_queues, DESK, "Masuk antrean keahlian",
+              "meja", Reply(200, "QueueList"), Body("JoinQueues"), errors=(409,)),
+        Route("DELETE", "/api/desk/queues", leave_queues, DESK, "Keluar dari semua antrean",
+              "meja", Reply(200, "QueueList"), errors=(409,)),
+        Route("POST", "/api/desk/pause", pause_desk, DESK, "Jeda dengan alasan", "meja",
+              Reply(204, None, description="Jeda dikirim ke Asterisk"), Body("Pause"),
+              errors=(409,)),
+        Route("DELETE", "/api/desk/pause", resume_desk, DESK, "Akhiri jeda", "meja",
+              Reply(204, None, description="Akhir jeda dikirim ke Asterisk"), errors=(409,)),
         Route("GET", "/api/agencies", list_agencies, EVERYONE, "Instansi", "referensi",
               Reply(200, "AgencyList")),
         Route("GET", "/api/places", list_places, EVERYONE, "Gazetir desa/kelurahan",

@@ -11,6 +11,7 @@ from aiohttp import web
 from recordings.library import RecordingLibrary
 from telephony.accounts.service import AccountService
 from telephony.callarchive import CallArchive
+from telephony.desks import DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.service import IncidentService
 from telephony.screening.service import ScreeningService
@@ -24,6 +25,7 @@ class WebConfig:
     cookie_secure: bool = False
     session_lifetime: timedelta = timedelta(hours=12)
     attachment_max_bytes: int = 25 * 1024 * 1024
+    timezone: str = "Asia/Jakarta"  # the console shows instants in the centre's local time
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebConfig:
@@ -32,6 +34,7 @@ class WebConfig:
             cookie_secure=settings.http_cookie_secure,
             session_lifetime=timedelta(hours=settings.http_session_hours),
             attachment_max_bytes=settings.attachment_max_bytes,
+            timezone=settings.timezone,
         )
 
 
@@ -45,6 +48,7 @@ class ApiContext:
     recordings: RecordingLibrary
     attachments: AttachmentStore
     screening: ScreeningService
+    desks: DeskService
     config: WebConfig
 
 

@@ -24,8 +24,10 @@ from telephony.accounts.model import (
     LoginRefused,
     LoginThrottled,
 )
+from telephony.admin.errors import AdminError, ApplyFailed, ConfigNotFound, InvalidConfig
 from telephony.db.connection import DatabaseUnavailable
 from telephony.db.screening import InvalidLabel, LabelError, UnknownCall
+from telephony.desks import DeskConflict, DeskError, DeskUnavailable, InvalidDeskInput, NoDesk
 from telephony.incidents.attachments import UploadTooLarge
 from telephony.incidents.model import (
     CallAlreadyLinked,
@@ -35,6 +37,7 @@ from telephony.incidents.model import (
     StaleIncident,
     ValidationError,
 )
+from telephony.reports.model import InvalidPeriod
 from telephony.web.routing import SESSION, Handler
 from telephony.web.schemas import SchemaViolation
 
@@ -66,7 +69,8 @@ _HTTP_TEXT: Final[Mapping[int, tuple[str, str]]] = {
     416: ("range_not_satisfiable", "Rentang byte yang diminta di luar berkas."),
 }
 
-_CONFLICTS: Final = (CallAlreadyLinked, InvalidTransition, StaleIncident, AccountExists)
+_CONFLICTS: Final = (CallAlreadyLinked, InvalidTransition, StaleIncident, AccountExists,
+                     NoDesk, DeskConflict)
 
 
 def api_error(exc: BaseException) -> ApiError | None:
@@ -77,7 +81,8 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_TEXT.get(exc.status, ("http_error", exc.reason))
         return ApiError(exc.status, code, message)
-    if isinstance(exc, ValidationError | InvalidAccountInput | SchemaViolation):
+    if isinstance(exc, ValidationError | InvalidAccountInput | SchemaViolation | InvalidDeskInput
+                  | InvalidPeriod):
         return ApiError(422, "invalid", exc.message, field=exc.field or None)
     if isinstance(exc, InvalidLabel):
         return ApiError(422, "invalid", exc.message, field="label")
@@ -96,7 +101,12 @@ def api_error(exc: BaseException) -> ApiError | None:
                         headers={"Retry-After": str(exc.retry_after_seconds)})
     if isinstance(exc, UploadTooLarge):
         return ApiError(413, "too_large", exc.message)
-    if isinstance(exc, IncidentError | AccountError | LabelError):
+    if isinstance(exc, AdminError):
+        status = {InvalidConfig: 422, ConfigNotFound: 404, ApplyFailed: 502}.get(type(exc), 400)
+        return ApiError(status, exc.code, exc.message, field=exc.field or None)
+    if isinstance(exc, DeskUnavailable):
+        return ApiError(503, exc.code, exc.message, headers={"Retry-After": "5"}, logged=True)
+    if isinstance(exc, IncidentError | AccountError | LabelError | DeskError):
         return ApiError(400, exc.code, exc.message)
     if isinstance(exc, DatabaseUnavailable):
         return ApiError(503, "unavailable",
@@ -131,10 +141,15 @@ async def error_middleware(request: web.Request, handler: Handler
                 raise  # a redirect
             log.exception("%s %s failed", request.method, request.rel_url.path)
             return error_response(ApiError(500, "internal", "Terjadi kesalahan pada server."))
+    log_refusal(request, error)
+    return error_response(error)
+
+
+def log_refusal(request: web.Request, error: ApiError) -> None:
+    """One log line for a refused request, unless the service already wrote one."""
     if not error.logged:
         session = request.get(SESSION)
         actor = session.account.username if session is not None else "-"
         log.warning("refused %s %s for %s from %s: %d %s: %s", request.method,
                     request.rel_url.path, actor, request.remote, error.status, error.code,
                     error.message)
-    return error_response(error)

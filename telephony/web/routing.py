@@ -26,6 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SESSION_COOKIE: Final = "siaga112_session"
 CSRF_COOKIE: Final = "siaga112_csrf"
 CSRF_HEADER: Final = "X-CSRF-Token"
+# The same token in an HTML form of the console (application/x-www-form-urlencoded).
+CSRF_FIELD: Final = "csrf_token"
 # The authenticated session of a request, set by the security middleware.
 SESSION: Final = web.RequestKey("session", Session)
 
@@ -104,7 +106,7 @@ _ERROR_TEXT: Final[Mapping[int, str]] = {
     409: "Bertentangan dengan keadaan saat ini", 413: "Berkas terlalu besar",
     415: "Jenis isi harus application/json", 416: "Rentang byte tidak dapat dipenuhi",
     422: "Isian tidak sah", 429: "Terlalu banyak percobaan masuk",
-    503: "Basis data sedang tidak tersedia",
+    502: "Asterisk tidak menerima perubahan", 503: "Basis data sedang tidak tersedia",
 }
 
 
@@ -163,8 +165,18 @@ def _json(schema: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
 
 
+# Path parameters that are not numeric ids (those are integers >= 1).
+_PATH_SCHEMAS: Final[Mapping[str, Schema]] = {
+    "call_id": CALL_ID,
+    "prompt": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,39}$",
+               "description": "Nama rekaman suara menu"},
+    "queue": {"type": "string", "pattern": "^[a-z][a-z-]{0,39}$", "description": "Antrean"},
+    "username": {"type": "string", "maxLength": 32, "description": "Nama akun"},
+}
+
+
 def _path_schema(name: str) -> Schema:
-    return CALL_ID if name == "call_id" else {"type": "integer", "minimum": 1}
+    return _PATH_SCHEMAS.get(name, {"type": "integer", "minimum": 1})
 
 
 def _operation(route: Route) -> dict[str, Any]:

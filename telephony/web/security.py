@@ -2,9 +2,11 @@
 
 A request names its session with ``Authorization: Bearer <token>`` or the session cookie. A
 cookie is sent by the browser on its own, so a change (POST/PUT/PATCH/DELETE) made with the
-cookie must also carry the session's CSRF token in the ``X-CSRF-Token`` header, which another
-site cannot read; a bearer token is never sent on its own, so bearer requests need none. The
-route table says which roles a route serves; a route it does not know is refused.
+cookie must also carry the session's CSRF token, which another site cannot read: in the
+``X-CSRF-Token`` header (scripts), or as the ``csrf_token`` field of a console form
+(``application/x-www-form-urlencoded``); a bearer token is never sent on its own, so bearer
+requests need none. The route table says which roles a route serves; a route it does not know
+is refused.
 """
 
 from __future__ import annotations
@@ -18,11 +20,19 @@ from aiohttp import web
 from telephony.accounts.model import ROLE_LABELS, Session
 from telephony.web.context import CONTEXT
 from telephony.web.errors import ApiError
-from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION, SESSION_COOKIE, Handler
+from telephony.web.routing import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    ROUTE_TABLE,
+    SESSION,
+    SESSION_COOKIE,
+    Handler,
+)
 
 log = logging.getLogger("telephony.web")
 
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_TYPE: Final = "application/x-www-form-urlencoded"
 _TOKEN_MAX: Final = 128
 
 
@@ -53,11 +63,17 @@ async def authenticate(request: web.Request) -> tuple[Session, bool]:
     return session, by_cookie
 
 
-def check_csrf(request: web.Request, session: Session) -> None:
+async def check_csrf(request: web.Request, session: Session) -> None:
     """Refuse a cookie-authenticated change without the session's CSRF token."""
-    sent = request.headers.get(CSRF_HEADER, "")
-    if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
-        raise ApiError(403, "csrf", f"Token CSRF tidak ada atau salah (header {CSRF_HEADER}).")
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.content_type == FORM_TYPE:
+        # Only a small url-encoded form is read here (aiohttp keeps it for the handler);
+        # a multipart upload must stream, so it has to use the header.
+        field = (await request.post()).get(CSRF_FIELD)
+        sent = field if isinstance(field, str) else None
+    if not hmac.compare_digest((sent or "").encode(), session.csrf_token.encode()):
+        raise ApiError(403, "csrf", f"Token CSRF tidak ada atau salah (header {CSRF_HEADER}). "
+                                   "Muat ulang halaman lalu ulangi.")
 
 
 @web.middleware
@@ -78,7 +94,7 @@ async def security_middleware(request: web.Request, handler: Handler
     session, by_cookie = await authenticate(request)
     request[SESSION] = session
     if by_cookie and request.method in UNSAFE_METHODS:
-        check_csrf(request, session)
+        await check_csrf(request, session)
     if session.account.role not in route.access.roles:
         raise ApiError(403, "forbidden",
                        f"Peran {ROLE_LABELS[session.account.role]} tidak berhak atas "

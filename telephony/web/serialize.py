@@ -15,8 +15,10 @@ from recordings.domain import State
 from telephony.accounts.model import Session, account_json
 from telephony.db.accounts import AuditEntry
 from telephony.db.calls import CallRecord
+from telephony.db.desks import CallView
 from telephony.db.recordings import Recording
 from telephony.db.screening import StoredLabel
+from telephony.desks import DeskState
 from telephony.incidents.model import (
     DISPATCH_STATE_LABELS,
     ESCALATION_LABELS,
@@ -31,6 +33,7 @@ from telephony.incidents.model import (
     Place,
     SlaClock,
 )
+from telephony.operators import PAUSE_REASON_LABELS, PauseReason
 from telephony.screening.features import Label
 
 # What operators read for each call label.
@@ -41,6 +44,39 @@ LABEL_TEXT: Final[Mapping[Label, str]] = {
     Label.ACCIDENTAL: "Tidak sengaja",
     Label.TEST: "Uji coba",
 }
+
+# What operators read for the IVR's categories and skills, queue member states, the state of
+# the call in front of them and what became of a call. An unknown code (a skill an admin added
+# to the menu) is shown as it is.
+CATEGORY_LABELS: Final[Mapping[str, str]] = {
+    "emergency": "Darurat", "complaint": "Pengaduan", "information": "Informasi"}
+SKILL_LABELS: Final[Mapping[str, str]] = {
+    "general": "Umum", "medical": "Medis", "fire": "Kebakaran", "security": "Keamanan",
+    "disaster": "Bencana", "javanese": "Bahasa Jawa", "madurese": "Bahasa Madura"}
+MEMBER_STATE_LABELS: Final[Mapping[str, str]] = {
+    "unknown": "Tidak diketahui", "idle": "Siap", "talking": "Sedang bicara",
+    "busy": "Sibuk", "invalid": "Tidak valid", "unavailable": "Telepon tidak terhubung",
+    "ringing": "Berdering", "ringing_in_use": "Berdering saat bicara", "on_hold": "Ditahan",
+    "paused": "Jeda"}
+CALL_STATE_LABELS: Final[Mapping[str, str]] = {
+    "ringing": "Berdering", "talking": "Tersambung", "ended": "Selesai"}
+DISPOSITION_LABELS: Final[Mapping[str, str]] = {
+    "answered": "Dijawab", "abandoned": "Ditinggal di antrean", "vanished": "Hilang",
+    "ended_in_ivr": "Berakhir di IVR", "in_progress": "Berlangsung",
+    "ended_in_queue": "Berakhir di antrean"}
+REASON_SEPARATOR: Final = "; "  # IVR_REASONS joins the reasons with it
+
+
+def _labelled(labels: Mapping[str, str], code: str | None) -> str | None:
+    return None if code is None else labels.get(code, code)
+
+
+def pause_label(reason: str) -> str:
+    """A pause reason as operators read it (one set outside the console as it is)."""
+    try:
+        return PAUSE_REASON_LABELS[PauseReason(reason)]
+    except ValueError:
+        return reason
 
 
 def _instant(value: datetime | None) -> str | None:
@@ -206,3 +242,44 @@ def audit_json(entry: AuditEntry) -> dict[str, Any]:
             "action": entry.action, "object_type": entry.object_type,
             "object_id": entry.object_id, "remote_address": entry.remote_address,
             "detail": dict(entry.detail)}
+
+
+def call_view_json(call: CallView) -> dict[str, Any]:
+    """A call as the console shows it, with its screening, label and incident."""
+    label = Label(call.label) if call.label is not None else None
+    return {
+        "call_id": call.call_id, "line": call.line, "caller_number": call.caller_number,
+        "arrived_at": _instant(call.arrived_at), "answered_at": _instant(call.answered_at),
+        "ended_at": _instant(call.ended_at), "ivr_choice": call.ivr_choice,
+        "ivr_outcome": call.ivr_outcome, "ivr_category": call.ivr_category,
+        "ivr_category_label": _labelled(CATEGORY_LABELS, call.ivr_category),
+        "ivr_skill": call.ivr_skill, "ivr_skill_label": _labelled(SKILL_LABELS, call.ivr_skill),
+        "queue": call.queue, "wait_seconds": call.wait_seconds,
+        "talk_seconds": call.talk_seconds, "disposition": call.disposition,
+        "disposition_label": DISPOSITION_LABELS.get(call.disposition, call.disposition),
+        "prank_score": call.prank_score,
+        "prank_reasons": [reason for reason in (call.prank_reasons or "").split(
+            REASON_SEPARATOR) if reason],
+        "queue_priority": call.queue_priority, "screening": call.screening,
+        "label": call.label, "label_text": LABEL_TEXT[label] if label is not None else None,
+        "incident_id": call.incident_id,
+    }
+
+
+def desk_json(desk: DeskState) -> dict[str, Any]:
+    """The operator's desk as the operator screen polls it."""
+    current = desk.current
+    return {
+        "operator": desk.interface,
+        "skills": [{"skill": skill, "skill_label": SKILL_LABELS.get(skill, skill),
+                    "level": level} for skill, level in sorted(desk.skills.items())],
+        "queues": [{"queue": m.queue, "state": m.state,
+                    "state_label": MEMBER_STATE_LABELS.get(m.state, m.state),
+                    "paused": m.paused, "pause_reason": m.pause_reason,
+                    "pause_label": pause_label(m.pause_reason) if m.paused else "",
+                    "since": _instant(m.since)} for m in desk.memberships],
+        "call": None if current is None else {
+            **call_view_json(current.call), "state": current.state,
+            "state_label": CALL_STATE_LABELS[current.state]},
+        "history": [call_view_json(call) for call in desk.history],
+    }

@@ -1,4 +1,5 @@
-"""The web application and the server that runs it beside the rest of the line."""
+"""The web application (the JSON API and the console) and the server that runs it beside the
+rest of the line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from telephony.web.api import api_routes
+from telephony.web.console.pages import console_routes
+from telephony.web.console.render import console_middleware
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import error_middleware
 from telephony.web.routing import Route, RouteTable
@@ -29,11 +32,13 @@ async def _security_headers(_: web.Request, response: web.StreamResponse) -> Non
 
 
 def build_app(context: ApiContext, routes: Iterable[Route] = ()) -> web.Application:
-    """The application: the JSON API plus ``routes`` (the console's pages, later), every one
-    behind the security middleware and its access policy."""
-    app = web.Application(middlewares=[error_middleware, security_middleware])
+    """The application: the JSON API, the console's pages and ``routes``, every one behind
+    the security middleware and its access policy. The console's refusals are pages (its
+    middleware sits inside the JSON one, so it sees them first)."""
+    app = web.Application(
+        middlewares=[error_middleware, console_middleware, security_middleware])
     app[CONTEXT] = context
-    RouteTable([*api_routes(), *routes]).install(app)
+    RouteTable([*api_routes(), *console_routes(), *routes]).install(app)
     app.on_response_prepare.append(_security_headers)
     return app
 
@@ -58,7 +63,7 @@ class WebServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        log.info("HTTP API listening on %s", self.url)
+        log.info("HTTP API and console listening on %s", self.url)
 
     @property
     def port(self) -> int | None:

@@ -74,3 +74,36 @@ def test_a_password_typed_at_the_terminal_is_asked_twice(
     monkeypatch.setattr("getpass.getpass", lambda prompt: "rahasia-sekali-1")
     assert commands.read_password(Terminal()) == "rahasia-sekali-1"
     assert commands.read_password(Stdin("dari-pipa-123\r\nlainnya")) == "dari-pipa-123"
+
+
+async def test_desk_puts_an_operator_at_a_phone_with_skills(
+    database_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def cli(*argv: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", Stdin(stdin))
+        return await asyncio.to_thread(
+            main, ["--set", f"database_dsn={database_dsn}", "account", *argv])
+
+    for name, role in (("op1", "operator"), ("op2", "operator"), ("spv", "supervisor")):
+        assert await cli("create", name, "--role", role, stdin="kata-sandi-panjang\n") == 0
+    capsys.readouterr()
+    assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "fire=5",
+                     "--skill", "general=2") == 0
+    assert capsys.readouterr().out.strip() == (
+        "Akun op1 bekerja di PJSIP/op1001; keahlian: fire 5, general 2.")
+    assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4") == 0  # replaces
+    skills = await rows(database_dsn, "SELECT operator, skill, level FROM operator_skills")
+    assert [tuple(r) for r in skills] == [("PJSIP/op1001", "medical", 4)]
+    refusals = {
+        ("op2", "PJSIP/op1001", "fire=5"): "PJSIP/op1001 sudah dipakai akun lain.",
+        ("spv", "PJSIP/op1009", "fire=5"): "Akun spv bukan akun operator.",
+        ("op2", "SIP/op1002", "fire=5"): "Antarmuka harus berbentuk PJSIP/nama",
+        ("op2", "PJSIP/op1002", "plumbing=5"): "Keahlian 'plumbing' tidak dikenal",
+        ("op2", "PJSIP/op1002", "fire=9"): "Keahlian harus berbentuk NAMA=1..5",
+        ("nobody", "PJSIP/op1002", "fire=5"): "Akun nobody tidak ditemukan.",
+    }
+    for (name, interface, skill), message in refusals.items():
+        assert await cli("desk", name, interface, "--skill", skill) == 1
+        assert message in capsys.readouterr().err
+    desks = await rows(database_dsn, "SELECT operator FROM account_operators")
+    assert [r["operator"] for r in desks] == ["PJSIP/op1001"]

@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 
 from ivr.menu import load_menu
-from telephony.operators import OperatorDesk, OperatorError, skill_queues
+from telephony.operators import OperatorDesk, OperatorError, PauseReason, skill_queues
 
 MENU = load_menu()
 
@@ -50,3 +50,24 @@ async def test_bad_logins_send_nothing(
     with pytest.raises(OperatorError, match=message):
         await OperatorDesk(ami, MENU).log_in(interface, skills)
     assert ami.actions == []
+
+
+async def test_login_skips_the_queues_already_joined() -> None:
+    ami = RecordingAmi()
+    queues = await OperatorDesk(ami, MENU).log_in("PJSIP/op1001", {"medical": 5, "fire": 2},
+                                                  already={"all-operators", "medical"})
+    assert queues == ["fire"] and [a["Queue"] for a in ami.actions] == ["fire"]
+
+
+async def test_pause_and_resume_cover_every_queue_with_the_reason_code() -> None:
+    ami = RecordingAmi()
+    desk = OperatorDesk(ami, MENU)
+    await desk.pause("PJSIP/op1001", PauseReason.WRAPUP)
+    await desk.resume("PJSIP/op1001")
+    assert ami.actions == [
+        {"Action": "QueuePause", "Interface": "PJSIP/op1001", "Paused": "true",
+         "Reason": "wrapup"},
+        {"Action": "QueuePause", "Interface": "PJSIP/op1001", "Paused": "false"}]
+    with pytest.raises(OperatorError, match="not an operator interface"):
+        await desk.pause("PJSIP/op1001\r\nAction: Originate", PauseReason.BREAK)
+    assert len(ami.actions) == 2

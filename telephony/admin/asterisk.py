@@ -1,0 +1,136 @@
+"""The running Asterisk as the admin services change it: the files it reads (the queues
+include, the prompt audio) and the AMI actions that make it take them without a restart.
+
+- ``QueueReload`` is app_queue's own reload (what ``module reload app_queue.so`` does, queue
+  statistics kept): it re-reads queues.conf, keeps dynamic members (operators logged in with
+  QueueAdd) and leaves waiting callers and answered calls alone. It needs no AMI write class,
+  unlike ``Command``, which would let the line's AMI user run any CLI command.
+- ``DBPut`` (write class ``system``) sets the numbers the dialplan reads per call from AstDB.
+- ``QueueAdd``/``QueueRemove``/``QueuePenalty`` (class ``agent``) move logged-in operators.
+
+Library and OS errors become :class:`~telephony.admin.errors.ApplyFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from telephony.admin.errors import ApplyFailed
+from telephony.admin.queues import ASTDB_FAMILY, QUEUES_CONF, Member, MemberChange
+from telephony.ami.listener import AmiActionError
+from telephony.lab import LabError
+
+log = logging.getLogger("telephony.admin")
+
+
+class AmiClient(Protocol):
+    """What the admin needs of AMI (the line's listener provides it)."""
+
+    async def send_action(self, action: Mapping[str, str]) -> Any:
+        """Send one action; raise ``AmiActionError`` on refusal."""
+        ...
+
+    async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
+        """Send an action answered by a list of events; raise ``AmiActionError``."""
+        ...
+
+
+class PromptInstaller(Protocol):
+    """Copies Asterisk-ready prompt WAVs where Asterisk plays them (the lab does)."""
+
+    def install_prompts(self, src_dir: Path) -> list[str]:
+        """Install ``src_dir/*.wav``; return the names installed."""
+        ...
+
+
+def _member(event: Mapping[str, str]) -> Member:
+    return Member(
+        queue=event.get("Queue", ""),
+        interface=event.get("Location") or event.get("Interface", ""),
+        name=event.get("Name") or event.get("MemberName", ""),
+        penalty=int(event.get("Penalty") or 0),
+        paused=event.get("Paused") == "1",
+        pause_reason=event.get("PausedReason", ""),
+        dynamic=event.get("Membership") == "dynamic",
+        in_call=event.get("InCall") == "1",
+    )
+
+
+class AsteriskAdmin:
+    """Applies admin changes to one running Asterisk."""
+
+    def __init__(self, ami: AmiClient, conf_dir: Path, prompts: PromptInstaller) -> None:
+        self._ami = ami
+        self._conf_dir = conf_dir
+        self._prompts = prompts
+
+    async def _send(self, action: Mapping[str, str]) -> None:
+        try:
+            await self._ami.send_action(action)
+        except AmiActionError as exc:
+            raise ApplyFailed(f"Asterisk menolak {action['Action']}: {exc}") from exc
+
+    async def install_prompts(self, src_dir: Path) -> list[str]:
+        """Install the prompt audio in ``src_dir`` into Asterisk's sounds."""
+        try:
+            return await asyncio.to_thread(self._prompts.install_prompts, src_dir)
+        except (LabError, OSError) as exc:
+            raise ApplyFailed(f"Rekaman suara tidak dapat dipasang di Asterisk: {exc}") from exc
+
+    def write_queues_conf(self, text: str) -> bool:
+        """Replace the queues include in one rename; returns whether it changed."""
+        path = self._conf_dir / QUEUES_CONF
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return False
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ApplyFailed(f"Konfigurasi antrean tidak dapat dibaca: {exc}") from exc
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            raise ApplyFailed(f"Konfigurasi antrean tidak dapat ditulis: {exc}") from exc
+        return True
+
+    async def reload_queues(self) -> None:
+        """Make app_queue read queues.conf again (members and callers stay)."""
+        await self._send({"Action": "QueueReload"})
+
+    async def put_number(self, key: str, value: int) -> None:
+        """Set ``siaga112/<key>`` in AstDB, which the dialplan reads per call."""
+        await self._send({"Action": "DBPut", "Family": ASTDB_FAMILY, "Key": key,
+                          "Val": str(value)})
+
+    async def members(self) -> list[Member]:
+        """Every queue member, as QueueStatus reports them now."""
+        try:
+            events = await self._ami.send_list_action({"Action": "QueueStatus"})
+        except AmiActionError as exc:
+            raise ApplyFailed(f"Status antrean tidak dapat dibaca dari Asterisk: {exc}") from exc
+        return [_member(event) for event in events if event.get("Event") == "QueueMember"]
+
+    async def change_member(self, change: MemberChange) -> None:
+        """Carry out one membership change."""
+        if change.action == "add":
+            action = {"Action": "QueueAdd", "Queue": change.queue,
+                      "Interface": change.interface, "Penalty": str(change.penalty),
+                      "MemberName": change.name or change.interface,
+                      "Paused": "true" if change.paused else "false"}
+            if change.paused and change.pause_reason:
+                action["Reason"] = change.pause_reason
+        elif change.action == "penalty":
+            action = {"Action": "QueuePenalty", "Queue": change.queue,
+                      "Interface": change.interface, "Penalty": str(change.penalty)}
+        else:
+            action = {"Action": "QueueRemove", "Queue": change.queue,
+                      "Interface": change.interface}
+        await self._send(action)
+        log.info("queue member %s: %s %s (penalty %d)", change.interface, change.action,
+                 change.queue, change.penalty)

@@ -1,0 +1,411 @@
+"""The admin's versions of the IVR menu and of the screening configuration: save, preview,
+publish, roll back.
+
+- **Save**: a document is validated exactly as the line will load it; a saved version never
+  changes (an edit, or a recording uploaded for one prompt, is a new version).
+- **Preview**: a menu version as a readable tree, and its prompt audio generated into the
+  admin's working directory (espeak-ng, or the version's recorded file converted by
+  :func:`ivr.prompts.build_prompts`) so the admin can listen before anyone calls.
+- **Publish**: the prompt audio is generated and installed in Asterisk under names of that
+  version (``telephony.admin.versions``), the queues the menu routes to are configured and the
+  logged-in operators moved to them, and then the live file the line watches is replaced in
+  one rename. The next call runs the new version; calls in progress keep the menu and the
+  prompt files they started with. The line's own loader must accept the file, else the old
+  file is put back and nothing is recorded. A screening version's ``normal_priority`` also
+  goes to AstDB, where the dialplan reads every call's starting priority.
+- **Roll back**: publish an earlier version.
+
+The first time a kind is used, what the line runs (the live file, else the packaged default)
+becomes version 1, published by ``system``: the history starts from what callers hear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+
+from ivr.menu import IvrMenu
+from ivr.prompts import PromptError, PromptReport, build_prompts
+from telephony.admin.asterisk import AsteriskAdmin
+from telephony.admin.errors import ApplyFailed, ConfigNotFound, InvalidConfig
+from telephony.admin.files import ConfigFiles, replace_text
+from telephony.admin.queues import NORMAL_PRIORITY_KEY, MemberChange
+from telephony.admin.versions import (
+    NOTE_MAX,
+    ConfigKind,
+    ConfigVersion,
+    PromptRecording,
+    TreeNode,
+    check_document,
+    check_menu,
+    check_prompt,
+    check_screening,
+    live_menu_document,
+    menu_tree,
+    screening_document,
+    versioned_prompt,
+)
+from telephony.db.config_versions import ConfigVersionRepository
+from telephony.db.connection import Database
+from telephony.incidents.model import clean_text
+from telephony.screening.score import ScoreConfig
+
+log = logging.getLogger("telephony.admin")
+
+SYSTEM_ACTOR = "system"
+MAX_RECORDING_BYTES = 5 * 1024 * 1024  # a minute of 44.1 kHz stereo MP3, with room to spare
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Live(Protocol[T_co]):
+    """A document the line runs (a watched file): what it loaded last."""
+
+    def current(self) -> T_co:
+        """The value now (re-read if the file changed)."""
+        ...
+
+
+class MenuFollower(Protocol):
+    """Configures a new menu's queues before it goes live (the queue service)."""
+
+    async def follow_menu(self, before: IvrMenu, menu: IvrMenu) -> list[MemberChange]:
+        """Configure ``menu``'s queues and move logged-in operators to them."""
+        ...
+
+
+@dataclass(frozen=True)
+class PromptPreview:
+    """One prompt of a previewed menu version."""
+
+    name: str
+    text: str
+    recorded: bool  # the version's uploaded recording, else the synthesised voice
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A version as an admin checks it before publishing."""
+
+    version: ConfigVersion
+    tree: tuple[TreeNode, ...]  # the menu's tree (empty for screening)
+    prompts: tuple[PromptPreview, ...]
+    settings: Mapping[str, Any]  # every screening setting, defaults included ({} for a menu)
+
+
+def _note(value: object) -> str:
+    return clean_text("note", value, max_length=NOTE_MAX)
+
+
+class ConfigService:
+    """Versions, preview, publication and rollback of the menu and screening documents."""
+
+    def __init__(
+        self, database: Database, files: ConfigFiles, asterisk: AsteriskAdmin, *,
+        queues: MenuFollower, menus: Live[IvrMenu], screening: Live[ScoreConfig],
+        repository: ConfigVersionRepository | None = None,
+    ) -> None:
+        self._database = database
+        self._files = files
+        self._asterisk = asterisk
+        self._queues = queues
+        self._menus = menus
+        self._screening = screening
+        self._repo = repository or ConfigVersionRepository()
+        self._publishing = asyncio.Lock()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def live_menu(self) -> IvrMenu:
+        """The menu the line runs now."""
+        return self._menus.current()
+
+    async def _ensure_history(self, kind: ConfigKind) -> None:
+        """Record what the line runs as the first, published version of ``kind``."""
+
+        async def work(connection: asyncpg.Connection) -> None:
+            async with connection.transaction():
+                await self._repo.lock(connection, kind)
+                if await self._repo.has_versions(connection, kind):
+                    return
+                document = self._files.live_document(kind)
+                check_document(kind, document)
+                version_id = await self._repo.insert_version(
+                    connection, kind, document,
+                    note="Versi awal: yang berjalan saat konsol dibuka", based_on=None,
+                    created_by=SYSTEM_ACTOR)
+                if kind is ConfigKind.MENU:
+                    await self._adopt_recorded_prompts(connection, version_id, document)
+                await self._repo.insert_publication(connection, kind, version_id,
+                                                    SYSTEM_ACTOR, "")
+                log.info("%s history starts with version %d (what the line runs)", kind.value,
+                         version_id)
+
+        await self._database.run(work)
+
+    async def _adopt_recorded_prompts(self, connection: asyncpg.Connection, version_id: int,
+                                      document: Mapping[str, Any]) -> None:
+        recorded = self._files.recorded_prompts_dir
+        for name in sorted(check_menu(document).prompts):
+            path = recorded / f"{name}.wav"
+            if path.is_file():
+                audio = path.read_bytes()
+                await self._store_recording(connection, version_id, PromptRecording(
+                    name, hashlib.sha256(audio).hexdigest(), path.name, SYSTEM_ACTOR,
+                    datetime.now(UTC)), audio)
+
+    async def _store_recording(self, connection: asyncpg.Connection, version_id: int,
+                               recording: PromptRecording, audio: bytes | None) -> None:
+        if audio is not None:
+            await self._repo.store_audio(connection, recording.sha256, audio)
+        await self._repo.attach_recording(connection, version_id, recording)
+
+    async def versions(self, kind: ConfigKind, *, limit: int = 100) -> list[ConfigVersion]:
+        """The newest versions of ``kind``, newest first (documents left out)."""
+        await self._ensure_history(kind)
+
+        async def work(connection: asyncpg.Connection) -> list[ConfigVersion]:
+            return await self._repo.versions(connection, kind, limit)
+
+        return await self._database.run(work)
+
+    async def version(self, version_id: int) -> ConfigVersion:
+        """One version with its document and recordings."""
+
+        async def work(connection: asyncpg.Connection) -> ConfigVersion | None:
+            return await self._repo.version(connection, version_id)
+
+        found = await self._database.run(work)
+        if found is None:
+            raise ConfigNotFound(f"Versi #{version_id} tidak ditemukan.")
+        return found
+
+    # -- saving --------------------------------------------------------------------------------
+
+    async def save(
+        self, kind: ConfigKind, document: Any, *, actor: str, note: object = "",
+        based_on: int | None = None, drop_recordings: Collection[str] = (),
+    ) -> ConfigVersion:
+        """Save ``document`` as a new (unpublished) version of ``kind``.
+
+        ``based_on`` is the version the admin edited; a menu version keeps its recordings
+        for the prompts it still has, except those named in ``drop_recordings`` (the admin
+        went back to the synthesised voice).
+        """
+        check_document(kind, document)
+        cleaned = _note(note)
+        keep: list[PromptRecording] = []
+        if based_on is not None:
+            base = await self.version(based_on)
+            if base.kind is not kind:
+                raise InvalidConfig(f"Versi #{based_on} bukan versi {kind.value}.", "based_on")
+            prompts = check_menu(document).prompts if kind is ConfigKind.MENU else {}
+            keep = [r for r in base.recordings
+                    if r.prompt in prompts and r.prompt not in drop_recordings]
+        await self._ensure_history(kind)
+
+        async def work(connection: asyncpg.Connection) -> int:
+            async with connection.transaction():
+                version_id = await self._repo.insert_version(
+                    connection, kind, document, note=cleaned, based_on=based_on,
+                    created_by=actor)
+                for recording in keep:
+                    await self._store_recording(connection, version_id, recording, None)
+                return version_id
+
+        version_id = await self._database.run(work)
+        log.info("%s version %d saved by %s (from %s)", kind.value, version_id, actor,
+                 based_on or "scratch")
+        return await self.version(version_id)
+
+    async def add_recording(self, version_id: int, prompt: str, audio: bytes, *,
+                            filename: str, actor: str) -> ConfigVersion:
+        """A new version of a menu version in which ``prompt`` plays ``audio`` (a recording
+        in any format ffmpeg reads) instead of the synthesised voice."""
+        base = await self.version(version_id)
+        if base.kind is not ConfigKind.MENU:
+            raise InvalidConfig("Rekaman suara hanya untuk versi menu IVR.", "prompt")
+        check_prompt(base.document, prompt)
+        if not audio:
+            raise InvalidConfig("Berkas rekaman kosong.", "file")
+        if len(audio) > MAX_RECORDING_BYTES:
+            raise InvalidConfig(f"Berkas rekaman terlalu besar (maksimal "
+                                f"{MAX_RECORDING_BYTES // 1_048_576} MB).", "file")
+        await asyncio.to_thread(self._check_audio, prompt, audio, self._files.voice)
+        name = clean_text("filename", filename, max_length=200)
+        recording = PromptRecording(prompt, hashlib.sha256(audio).hexdigest(), name, actor,
+                                    datetime.now(UTC))
+
+        async def work(connection: asyncpg.Connection) -> int:
+            async with connection.transaction():
+                new_id = await self._repo.insert_version(
+                    connection, ConfigKind.MENU, base.document, note=f"Rekaman suara {prompt}",
+                    based_on=version_id, created_by=actor)
+                for kept in base.recordings:
+                    if kept.prompt != prompt:
+                        await self._store_recording(connection, new_id, kept, None)
+                await self._store_recording(connection, new_id, recording, audio)
+                return new_id
+
+        new_id = await self._database.run(work)
+        log.info("menu version %d: recording for %s uploaded by %s", new_id, prompt, actor)
+        return await self.version(new_id)
+
+    @staticmethod
+    def _check_audio(prompt: str, audio: bytes, voice: str) -> None:
+        """Refuse audio that cannot become an Asterisk prompt (by converting it once)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            recorded = Path(tmp) / "recorded"
+            recorded.mkdir()
+            (recorded / f"{prompt}.wav").write_bytes(audio)
+            try:
+                build_prompts({prompt: "-"}, Path(tmp) / "out", recorded, voice)
+            except PromptError as exc:
+                raise InvalidConfig("Berkas bukan audio yang dapat dibaca (coba WAV, MP3 "
+                                    "atau OGG).", "file") from exc
+
+    # -- preview -------------------------------------------------------------------------------
+
+    async def _build_audio(self, version: ConfigVersion) -> list[PromptReport]:
+        """Generate the version's prompt audio (named for the version) in its directory."""
+        menu = check_menu(version.document)
+        vid = version.version_id
+
+        def work(audio: Mapping[str, bytes]) -> list[PromptReport]:
+            recorded = self._files.recorded_dir(vid)
+            shutil.rmtree(recorded, ignore_errors=True)
+            recorded.mkdir(parents=True)
+            for name, data in audio.items():
+                (recorded / f"{versioned_prompt(name, vid)}.wav").write_bytes(data)
+            texts = {versioned_prompt(n, vid): t for n, t in menu.prompts.items()}
+            silences = {versioned_prompt(n, vid): ms
+                        for n, ms in menu.trailing_silence_ms.items()}
+            try:
+                return build_prompts(texts, self._files.audio_dir(vid), recorded,
+                                     self._files.voice, silences)
+            except PromptError as exc:
+                raise ApplyFailed(f"Rekaman suara tidak dapat dibuat: {exc}") from exc
+
+        async def fetch(connection: asyncpg.Connection) -> dict[str, bytes]:
+            return await self._repo.recording_audio(connection, vid)
+
+        return await asyncio.to_thread(work, await self._database.run(fetch))
+
+    async def preview(self, version_id: int) -> Preview:
+        """The version as the admin checks it: a menu's tree and its prompt audio, ready to
+        be played (:meth:`preview_audio`); every setting of a screening version."""
+        version = await self.version(version_id)
+        if version.kind is ConfigKind.SCREENING:
+            return Preview(version, (), (),
+                           screening_document(check_screening(version.document)))
+        menu = check_menu(version.document)
+        reports = {r.name: r for r in await self._build_audio(version)}
+        recorded = {r.prompt for r in version.recordings}
+        prompts = tuple(
+            PromptPreview(name, text, name in recorded,
+                          reports[versioned_prompt(name, version_id)].seconds)
+            for name, text in sorted(menu.prompts.items()))
+        return Preview(version, menu_tree(menu), prompts, {})
+
+    async def preview_audio(self, version_id: int, prompt: str) -> Path:
+        """The WAV file of one prompt of a previewed menu version."""
+        version = await self.version(version_id)
+        if version.kind is not ConfigKind.MENU:
+            raise ConfigNotFound("Versi penyaringan tidak punya rekaman suara.")
+        check_prompt(version.document, prompt)
+        path = self._files.audio_dir(version_id) / f"{versioned_prompt(prompt, version_id)}.wav"
+        if not path.is_file():
+            raise ConfigNotFound("Rekaman suara versi ini belum dibuat: buka pratinjau dulu.")
+        return path
+
+    def generated_prompts(self, version: ConfigVersion) -> set[str]:
+        """The prompts of a menu version whose audio was made (by a preview or publish)."""
+        directory = self._files.audio_dir(version.version_id)
+        if version.kind is not ConfigKind.MENU or not directory.is_dir():
+            return set()
+        return {name for name in check_menu(version.document).prompts
+                if (directory / f"{versioned_prompt(name, version.version_id)}.wav").is_file()}
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    async def publish(self, version_id: int, *, actor: str, note: object = "") -> ConfigVersion:
+        """Make ``version_id`` the version the line runs from its next call (a rollback when
+        it is an earlier one). See the module's description for the steps."""
+        cleaned = _note(note)
+        async with self._publishing:
+            version = await self.version(version_id)
+            kind = version.kind
+            if kind is ConfigKind.MENU:
+                menu = check_menu(version.document)
+                await self._build_audio(version)
+                installed = await self._asterisk.install_prompts(
+                    self._files.audio_dir(version_id))
+                log.info("menu version %d: %d prompts installed", version_id, len(installed))
+                moved = await self._queues.follow_menu(self._menus.current(), menu)
+                if moved:
+                    log.info("menu version %d: %d queue memberships changed", version_id,
+                             len(moved))
+                live: dict[str, Any] = live_menu_document(version.document, version_id)
+            else:
+                config = check_screening(version.document)
+                await self._asterisk.put_number(NORMAL_PRIORITY_KEY, config.normal_priority)
+                live = dict(version.document)
+            await self._write_live(kind, version_id, live, actor, cleaned)
+        log.info("%s version %d published by %s", kind.value, version_id, actor)
+        return await self.version(version_id)
+
+    async def _write_live(self, kind: ConfigKind, version_id: int, live: Mapping[str, Any],
+                          actor: str, note: str) -> None:
+        path = self._files.live_file(kind)
+        text = json.dumps(live, ensure_ascii=False, indent=2) + "\n"
+
+        async def work(connection: asyncpg.Connection) -> None:
+            async with connection.transaction():
+                await self._repo.lock(connection, kind)
+                await self._repo.insert_publication(connection, kind, version_id, actor, note)
+                previous = path.read_text(encoding="utf-8") if path.exists() else None
+                replace_text(path, text)
+                if not self._taken(kind, version_id, live):
+                    # The line refused the file (it logged why): put the old one back, and
+                    # the transaction's rollback forgets the publication.
+                    if previous is None:
+                        path.unlink()
+                    else:
+                        replace_text(path, previous)
+                    self._taken(kind, version_id, live)
+                    raise ApplyFailed(f"Layanan menolak berkas {path.name} versi #{version_id}; "
+                                      "versi sebelumnya tetap berjalan.")
+
+        try:
+            await self._database.run(work)
+        except OSError as exc:
+            raise ApplyFailed(f"Berkas {path} tidak dapat ditulis: {exc}") from exc
+
+    def _taken(self, kind: ConfigKind, version_id: int, live: Mapping[str, Any]) -> bool:
+        """Whether the line's watched file now holds this version."""
+        if kind is ConfigKind.MENU:
+            return self._menus.current().version == version_id
+        return self._screening.current() == check_screening(live)
+
+    async def restore(self) -> None:
+        """Bring a (re)started Asterisk back to what was published: the live screening's
+        normal priority into AstDB (it starts empty, and the dialplan then falls back to its
+        template), and the live menu version's prompt audio, if this line generated it."""
+        await self._asterisk.put_number(NORMAL_PRIORITY_KEY,
+                                        self._screening.current().normal_priority)
+        audio = self._files.audio_dir(self._menus.current().version)
+        if audio.is_dir():
+            await self._asterisk.install_prompts(audio)

@@ -1,0 +1,197 @@
+"""Queues and operators' memberships, applied to the running Asterisk without dropping a call.
+
+An admin's queue settings are validated, stored, rendered into ``queues_siaga112.conf`` and
+taken by Asterisk with a ``QueueReload``; the wait before overflow goes to AstDB. Waiting
+callers and answered calls are not touched by either, and operators logged in with QueueAdd
+stay in their queues (app_queue keeps dynamic members over a reload).
+
+The same happens whenever a new menu is published (its queues are the ones configured) and
+whenever Asterisk (re)connects (``FullyBooted``): a restarted Asterisk comes back with the
+lab's defaults and an empty AstDB, and the stored settings are applied again.
+
+A change of an operator's skills or levels, or of which queues a skill goes to, moves the
+logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import asyncpg
+
+from ivr.menu import IvrMenu
+from telephony.admin.asterisk import AsteriskAdmin
+from telephony.admin.errors import ApplyFailed, InvalidConfig
+from telephony.admin.queues import (
+    Member,
+    MemberChange,
+    QueueDefaults,
+    QueueSettings,
+    effective_settings,
+    max_wait_key,
+    member_changes,
+    parse_queue_settings,
+    planned_membership,
+    render_queues_conf,
+)
+from telephony.db.admin_settings import AdminSettingsRepository
+from telephony.db.connection import Database
+from telephony.db.desks import DeskRepository, OperatorAccount
+from telephony.desks import assign_desk
+from telephony.operators import MAX_LEVEL, OVERFLOW_QUEUE, AmiActions, OperatorDesk
+
+log = logging.getLogger("telephony.admin")
+
+
+class MenuSource(Protocol):
+    """The IVR menu in force (the watched menu file)."""
+
+    def current(self) -> IvrMenu:
+        """The menu now."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueueOverview:
+    """Every configured queue's settings, and its members as Asterisk reports them now
+    (``members`` is ``None`` when Asterisk could not be asked)."""
+
+    queues: list[QueueSettings]
+    members: list[Member] | None
+
+
+class QueueService:
+    """The admin's queues and the operators' memberships on the running Asterisk."""
+
+    def __init__(
+        self, database: Database, asterisk: AsteriskAdmin, ami: AmiActions, *,
+        menus: MenuSource, defaults: QueueDefaults,
+        repository: AdminSettingsRepository | None = None, desks: DeskRepository | None = None,
+    ) -> None:
+        self._database = database
+        self._asterisk = asterisk
+        self._ami = ami
+        self._menus = menus
+        self._defaults = defaults
+        self._repo = repository or AdminSettingsRepository()
+        self._desks = desks or DeskRepository()
+        self._lock = asyncio.Lock()
+        self._applied: str | None = None  # the queues include this Asterisk has loaded
+
+    async def _stored(self) -> dict[str, QueueSettings]:
+        return await self._database.run(self._repo.queue_settings)
+
+    async def overview(self) -> QueueOverview:
+        """The settings of every queue of the live menu, and who is in them."""
+        queues = effective_settings(self._menus.current().known_queues, await self._stored(),
+                                    self._defaults)
+        try:
+            members: list[Member] | None = await self._asterisk.members()
+        except ApplyFailed as exc:
+            log.warning("queue members unknown: %s", exc)
+            members = None
+        return QueueOverview(queues, members)
+
+    async def update(self, queue: str, values: Mapping[str, object], actor: str
+                     ) -> QueueSettings:
+        """Validate and store an admin's settings for ``queue``, then apply every queue.
+
+        A refused value changes nothing. If Asterisk does not take the change,
+        :class:`ApplyFailed` says the settings are stored and will be applied again when
+        Asterisk reconnects (or the admin saves again).
+        """
+        menu = self._menus.current()
+        settings = parse_queue_settings(queue, values, {*menu.known_queues, OVERFLOW_QUEUE})
+
+        async def work(connection: asyncpg.Connection) -> QueueSettings:
+            return await self._repo.save_queue_settings(connection, settings, actor)
+
+        stored = await self._database.run(work)
+        log.info("queue %s settings changed by %s", queue, actor)
+        try:
+            await self.apply(menu)
+        except ApplyFailed as exc:
+            raise ApplyFailed(f"Pengaturan antrean {queue} tersimpan, tetapi belum diterapkan "
+                              f"di Asterisk: {exc.message}") from exc
+        return stored
+
+    async def apply(self, menu: IvrMenu | None = None) -> bool:
+        """Bring Asterisk to the stored settings of ``menu``'s queues (the live menu's by
+        default); returns whether app_queue was reloaded."""
+        menu = menu or self._menus.current()
+        async with self._lock:
+            queues = effective_settings(menu.known_queues, await self._stored(), self._defaults)
+            text = render_queues_conf(queues)
+            reloaded = False
+            if text != self._applied:
+                self._asterisk.write_queues_conf(text)
+                await self._asterisk.reload_queues()
+                self._applied = text
+                reloaded = True
+            for settings in queues:
+                await self._asterisk.put_number(max_wait_key(settings.queue),
+                                                settings.max_wait_seconds)
+        if reloaded:
+            log.info("queues applied to Asterisk: %s", ", ".join(q.queue for q in queues))
+        return reloaded
+
+    def asterisk_restarted(self) -> None:
+        """A new AMI session began: that Asterisk may have booted with other queues."""
+        self._applied = None
+
+    async def follow_menu(self, before: IvrMenu, menu: IvrMenu) -> list[MemberChange]:
+        """Configure ``menu``'s queues and move logged-in operators to the queues their
+        skills now go to (called before ``menu`` goes live)."""
+        await self.apply(menu)
+        return await self.reconcile(before, menu)
+
+    async def operators(self) -> list[OperatorAccount]:
+        """Every operator account with its desk (interface) and skills."""
+        return await self._database.run(self._desks.operator_accounts)
+
+    async def assign_operator(self, username: str, interface: str, skills: Mapping[str, Any]
+                              ) -> tuple[OperatorAccount, list[MemberChange]]:
+        """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level
+        1-5); if that operator is in queues now, their queues and penalties follow at once
+        (QueueAdd/QueueRemove/QueuePenalty). Returns the account and what was changed."""
+        for skill, level in skills.items():
+            if isinstance(level, bool) or not isinstance(level, int) or not (
+                    1 <= level <= MAX_LEVEL):
+                raise InvalidConfig(f"Tingkat keahlian {str(skill)[:40]} harus 1-{MAX_LEVEL}.",
+                                    "skills")
+        menu = self._menus.current()
+        assignment = await assign_desk(self._database, menu, username, interface, skills)
+        try:
+            changes = await self.reconcile(menu, menu, {assignment.interface})
+        except ApplyFailed as exc:
+            raise ApplyFailed("Keahlian tersimpan, tetapi antrean operator belum diubah di "
+                              f"Asterisk: {exc.message}") from exc
+        account = next(a for a in await self.operators() if a.interface == assignment.interface)
+        return account, changes
+
+    async def reconcile(self, before: IvrMenu, now: IvrMenu,
+                        interfaces: Collection[str] | None = None) -> list[MemberChange]:
+        """Move logged-in operators (those of ``interfaces``, else all with a desk) to the
+        membership their stored skills plan under ``now``; returns what was done."""
+        members = await self._asterisk.members()
+        book = {account.interface: account.skills for account in await self.operators()
+                if account.interface is not None}
+        desk = OperatorDesk(self._ami, now)
+        done: list[MemberChange] = []
+        logged_in = sorted({m.interface for m in members if m.dynamic})
+        for interface in logged_in:
+            levels = book.get(interface)
+            if levels is None or (interfaces is not None and interface not in interfaces):
+                continue  # not a desk the console manages: leave it as it is
+            joined = [m.queue for m in members if m.interface == interface and m.dynamic]
+            planned = planned_membership(levels, joined, before, now,
+                                         functools.partial(desk.plan, interface))
+            for change in member_changes(interface, members, planned):
+                await self._asterisk.change_member(change)
+                done.append(change)
+        return done

@@ -1,0 +1,102 @@
+"""Dispatch targets and shifts as an admin sets them: stored, and applied to the running
+services at once (the incident service's SLA clocks, the shift calendar that attributes calls
+and reports, and the ``shifts`` table the reports read)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from telephony.admin.site import (
+    dispatch_targets_value,
+    parse_dispatch_targets,
+    parse_shifts,
+    shifts_value,
+)
+from telephony.db.admin_settings import AdminSettingsRepository
+from telephony.db.connection import Database
+from telephony.db.shifts import sync_shifts
+from telephony.incidents.model import ReportType
+from telephony.incidents.service import IncidentService
+from telephony.settings import ShiftDefinition
+from telephony.shifts import ShiftCalendar
+
+log = logging.getLogger("telephony.admin")
+
+DISPATCH_TARGETS = "dispatch_targets"
+SHIFTS = "shifts"
+
+
+class SiteService:
+    """An admin's dispatch targets and shift roster, over the settings file's."""
+
+    def __init__(self, database: Database, incidents: IncidentService, calendar: ShiftCalendar,
+                 repository: AdminSettingsRepository | None = None) -> None:
+        self._database = database
+        self._incidents = incidents
+        self._calendar = calendar
+        self._repo = repository or AdminSettingsRepository()
+
+    def _use_targets(self, targets: Mapping[ReportType, int]) -> None:
+        self._incidents.use_dispatch_targets(
+            {kind: timedelta(seconds=seconds) for kind, seconds in targets.items()})
+
+    async def restore(self) -> None:
+        """Apply what an admin stored (at start: the settings file's values until then)."""
+
+        async def work(connection: asyncpg.Connection) -> tuple[Any, Any]:
+            return (await self._repo.site_setting(connection, DISPATCH_TARGETS),
+                    await self._repo.site_setting(connection, SHIFTS))
+
+        targets, shifts = await self._database.run(work)
+        if targets is not None:
+            self._use_targets(parse_dispatch_targets(targets))
+        if shifts is not None:
+            roster = parse_shifts(shifts)
+            await self._database.run(lambda connection: sync_shifts(connection, roster))
+            self._calendar.redefine(roster)
+        if targets is not None or shifts is not None:
+            log.info("admin's site settings applied: %s", ", ".join(
+                name for name, value in ((DISPATCH_TARGETS, targets), (SHIFTS, shifts))
+                if value is not None))
+
+    def dispatch_targets(self) -> dict[ReportType, int]:
+        """Report type -> target seconds, for the types that have one."""
+        return {kind: int(target.total_seconds())
+                for kind, target in self._incidents.dispatch_targets.items()}
+
+    async def set_dispatch_targets(self, raw: Any, actor: str) -> dict[ReportType, int]:
+        """Replace every dispatch target (a type left out has none)."""
+        targets = parse_dispatch_targets(raw)
+
+        async def work(connection: asyncpg.Connection) -> None:
+            await self._repo.save_site_setting(connection, DISPATCH_TARGETS,
+                                               dispatch_targets_value(targets), actor)
+
+        await self._database.run(work)
+        self._use_targets(targets)
+        log.info("dispatch targets changed by %s: %s", actor, dispatch_targets_value(targets))
+        return targets
+
+    def shifts(self) -> tuple[ShiftDefinition, ...]:
+        """The roster in force."""
+        return self._calendar.definitions
+
+    async def set_shifts(self, raw: Any, actor: str) -> tuple[ShiftDefinition, ...]:
+        """Replace the roster; calls arriving from now on are attributed by it."""
+        roster = parse_shifts(raw)
+
+        async def work(connection: asyncpg.Connection) -> None:
+            async with connection.transaction():
+                await self._repo.save_site_setting(connection, SHIFTS, shifts_value(roster),
+                                                   actor)
+                await sync_shifts(connection, roster)
+
+        await self._database.run(work)
+        self._calendar.redefine(roster)
+        log.info("shifts changed by %s: %s", actor, shifts_value(roster))
+        return roster

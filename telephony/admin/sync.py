@@ -1,0 +1,51 @@
+"""Keeps the running Asterisk on the admin's stored configuration.
+
+Asterisk greets every new AMI session with ``FullyBooted``: at the line's start, after a
+reconnect, and after Asterisk itself restarted (the lab's restart writes the default queues
+and empties AstDB). Each greeting applies the stored queue settings and the live screening's
+normal priority again; a failure (Asterisk or the database gone again) is logged and retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from telephony.admin.configs import ConfigService
+from telephony.admin.errors import ApplyFailed
+from telephony.admin.queue_service import QueueService
+from telephony.db.connection import DatabaseUnavailable
+
+log = logging.getLogger("telephony.admin")
+
+
+class AsteriskSync:
+    """Applies the stored configuration whenever an AMI session begins."""
+
+    def __init__(self, queues: QueueService, configs: ConfigService, *,
+                 retry_seconds: float = 5.0) -> None:
+        self._queues = queues
+        self._configs = configs
+        self._retry_seconds = retry_seconds
+        self._due = asyncio.Event()
+
+    def booted(self, _event: Mapping[str, str]) -> None:
+        """The listener's ``FullyBooted`` subscriber (returns at once)."""
+        self._queues.asterisk_restarted()
+        self._due.set()
+
+    async def run(self) -> None:
+        """Forever: apply once due, again after a failure."""
+        while True:
+            await self._due.wait()
+            self._due.clear()
+            try:
+                await self._queues.apply()
+                await self._configs.restore()
+            except (ApplyFailed, DatabaseUnavailable) as exc:
+                message = exc.message if isinstance(exc, ApplyFailed) else str(exc)
+                log.error("stored queue settings not applied to Asterisk, retrying in %.0f s: %s",
+                          self._retry_seconds, message)
+                await asyncio.sleep(self._retry_seconds)
+                self._due.set()

@@ -1,0 +1,170 @@
+"""SQL for the configuration versions family: config_versions, config_publications,
+prompt_audio and version_prompt_recordings (migration 0009).
+
+Plain reads and writes only: the rules live in ``telephony.admin.versions`` and the
+transactions in ``telephony.admin.configs``. Every method takes the connection to run on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from telephony.admin.versions import ConfigKind, ConfigVersion, PromptRecording
+
+# A kind's live version is its latest publication; each version's last one says when.
+_VERSIONS = """
+    WITH live AS (
+        SELECT DISTINCT ON (kind) kind, version_id FROM config_publications
+        ORDER BY kind, publication_id DESC
+    ), last AS (
+        SELECT DISTINCT ON (version_id) version_id, published_at, published_by
+        FROM config_publications
+        ORDER BY version_id, publication_id DESC
+    )
+    SELECT v.version_id, v.kind, v.note, v.based_on, v.created_by, v.created_at,
+           {document} AS document,
+           last.published_at AS last_published_at, last.published_by AS last_published_by,
+           live.version_id IS NOT NULL AS live
+    FROM config_versions v
+    LEFT JOIN last ON last.version_id = v.version_id
+    LEFT JOIN live ON live.version_id = v.version_id
+"""
+
+
+def _version(row: asyncpg.Record, recordings: tuple[PromptRecording, ...] = ()
+             ) -> ConfigVersion:
+    document = row["document"]
+    return ConfigVersion(
+        version_id=row["version_id"],
+        kind=ConfigKind(row["kind"]),
+        document=json.loads(document) if document is not None else {},
+        note=row["note"],
+        based_on=row["based_on"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        last_published_at=row["last_published_at"],
+        last_published_by=row["last_published_by"],
+        live=row["live"],
+        recordings=recordings,
+    )
+
+
+class ConfigVersionRepository:
+    """Reads and writes the version tables. Holds no connection: callers pass one in."""
+
+    async def lock(self, connection: asyncpg.Connection, kind: ConfigKind) -> None:
+        """Serialise changes to one kind until the transaction ends (two admins publishing
+        at once must not interleave the file they write and the row that records it)."""
+        await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                 f"config_versions:{kind.value}")
+
+    async def has_versions(self, connection: asyncpg.Connection, kind: ConfigKind) -> bool:
+        """Whether any version of ``kind`` was saved."""
+        return bool(await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM config_versions WHERE kind = $1)", kind.value))
+
+    async def insert_version(
+        self, connection: asyncpg.Connection, kind: ConfigKind, document: Mapping[str, Any],
+        *, note: str, based_on: int | None, created_by: str,
+    ) -> int:
+        """Save a new version; returns its id."""
+        version_id = await connection.fetchval(
+            """
+            INSERT INTO config_versions (kind, document, note, based_on, created_by)
+            VALUES ($1, $2::jsonb, $3, $4, $5)
+            RETURNING version_id
+            """,
+            kind.value, json.dumps(document, ensure_ascii=False), note, based_on, created_by)
+        assert isinstance(version_id, int)  # INSERT ... RETURNING always returns the row
+        return version_id
+
+    async def versions(self, connection: asyncpg.Connection, kind: ConfigKind, limit: int
+                       ) -> list[ConfigVersion]:
+        """The newest versions of ``kind``, newest first, without their documents."""
+        rows = await connection.fetch(
+            _VERSIONS.format(document="NULL::text")
+            + " WHERE v.kind = $1 ORDER BY v.version_id DESC LIMIT $2",
+            kind.value, limit)
+        return [_version(row) for row in rows]
+
+    async def version(self, connection: asyncpg.Connection, version_id: int
+                      ) -> ConfigVersion | None:
+        """One version with its document and recordings."""
+        row = await connection.fetchrow(
+            _VERSIONS.format(document="v.document::text") + " WHERE v.version_id = $1",
+            version_id)
+        if row is None:
+            return None
+        return _version(row, tuple(await self.recordings(connection, version_id)))
+
+    async def live_version_id(self, connection: asyncpg.Connection, kind: ConfigKind
+                              ) -> int | None:
+        """The version of ``kind`` published last."""
+        value = await connection.fetchval(
+            """
+            SELECT version_id FROM config_publications WHERE kind = $1
+            ORDER BY publication_id DESC LIMIT 1
+            """,
+            kind.value)
+        return value if isinstance(value, int) else None
+
+    async def insert_publication(
+        self, connection: asyncpg.Connection, kind: ConfigKind, version_id: int,
+        published_by: str, note: str,
+    ) -> None:
+        """Record that ``version_id`` was published (it is now the live one)."""
+        await connection.execute(
+            """
+            INSERT INTO config_publications (kind, version_id, published_by, note)
+            VALUES ($1, $2, $3, $4)
+            """,
+            kind.value, version_id, published_by, note)
+
+    # -- recordings ----------------------------------------------------------------------------
+
+    async def recordings(self, connection: asyncpg.Connection, version_id: int
+                         ) -> list[PromptRecording]:
+        """The recorded prompts of a version, by prompt name."""
+        rows = await connection.fetch(
+            """
+            SELECT prompt, sha256, filename, uploaded_by, uploaded_at
+            FROM version_prompt_recordings WHERE version_id = $1 ORDER BY prompt
+            """,
+            version_id)
+        return [PromptRecording(**dict(row)) for row in rows]
+
+    async def recording_audio(self, connection: asyncpg.Connection, version_id: int
+                              ) -> dict[str, bytes]:
+        """Prompt name -> the audio uploaded for it, for one version."""
+        rows = await connection.fetch(
+            """
+            SELECT r.prompt, a.audio FROM version_prompt_recordings r
+            JOIN prompt_audio a USING (sha256)
+            WHERE r.version_id = $1
+            """,
+            version_id)
+        return {row["prompt"]: bytes(row["audio"]) for row in rows}
+
+    async def store_audio(self, connection: asyncpg.Connection, sha256: str, audio: bytes
+                          ) -> None:
+        """Keep ``audio`` under its digest (once, however often it is uploaded)."""
+        await connection.execute(
+            "INSERT INTO prompt_audio (sha256, audio) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            sha256, audio)
+
+    async def attach_recording(
+        self, connection: asyncpg.Connection, version_id: int, recording: PromptRecording
+    ) -> None:
+        """Give a (new, not yet shown) version a recorded prompt."""
+        await connection.execute(
+            """
+            INSERT INTO version_prompt_recordings
+                (version_id, prompt, sha256, filename, uploaded_by, uploaded_at)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            """,
+            version_id, recording.prompt, recording.sha256, recording.filename,
+            recording.uploaded_by, recording.uploaded_at)

@@ -1,0 +1,230 @@
+"""SQL of the operator desks: which interface an operator account works at and its skills
+(``account_operators``, ``operators``, ``operator_skills``), the queues that interface is in as
+AMI last reported them (``queue_members``), and the calls as the console shows them.
+
+The call views read across families (calls with their screening columns, the call's latest
+label, its incident): they are the console's read model, kept here so the screen is one query
+per panel. Plain reads and writes only; the rules live in ``telephony.desks``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from telephony.ami.tracker import LOGGED_OUT
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The interface an account works at, and the skills (skill -> level 1-5) it has."""
+
+    interface: str
+    skills: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class OperatorAccount:
+    """An operator account as the admin sees it: its desk's interface and skills, if any."""
+
+    username: str
+    display_name: str
+    active: bool
+    interface: str | None
+    skills: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Membership:
+    """One queue an interface is a member of, as AMI last reported it."""
+
+    queue: str
+    state: str  # the tracker's device state: idle, ringing, talking, paused ...
+    paused: bool
+    pause_reason: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class CallView:
+    """A call as the console shows it: the record, what screening said, the operator's label
+    and the incident it belongs to."""
+
+    call_id: str
+    line: str | None
+    caller_number: str
+    caller_key: str | None
+    arrived_at: datetime | None
+    ivr_choice: str | None
+    ivr_outcome: str | None
+    ivr_category: str | None
+    ivr_skill: str | None
+    queue: str | None
+    operator: str | None
+    answered_at: datetime | None
+    wait_seconds: int | None
+    talk_seconds: int | None
+    ended_at: datetime | None
+    disposition: str
+    prank_score: float | None
+    prank_reasons: str | None
+    queue_priority: int | None
+    screening: str | None
+    label: str | None
+    incident_id: int | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> CallView:
+        """Build from a row of :data:`_CALL_VIEW`."""
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+# ``call_outcomes`` (0001) froze the calls columns of its day; the screening columns come
+# from calls itself, the disposition from the view (joined on the primary key).
+_CALL_VIEW = """
+    SELECT c.call_id, c.line, c.caller_number, c.caller_key, c.arrived_at, c.ivr_choice,
+           c.ivr_outcome, c.ivr_category, c.ivr_skill, c.queue, c.operator, c.answered_at,
+           c.wait_seconds, c.talk_seconds, c.ended_at, o.disposition, c.prank_score,
+           c.prank_reasons, c.queue_priority, c.screening,
+           (SELECT l.label FROM call_labels l WHERE l.call_id = c.call_id
+            ORDER BY l.labelled_at DESC, l.label_id DESC LIMIT 1) AS label,
+           (SELECT ic.incident_id FROM incident_calls ic WHERE ic.call_id = c.call_id)
+               AS incident_id
+    FROM calls c JOIN call_outcomes o USING (call_id)
+"""
+
+
+def _calls_where(condition: str) -> str:
+    """The call view with ``condition`` (constant SQL of this module; values are bound)."""
+    return f"{_CALL_VIEW} {condition}"
+
+
+class DeskRepository:
+    """Reads and writes the desk tables. Holds no connection: callers pass one in."""
+
+    async def assignment(self, connection: asyncpg.Connection, account_id: int
+                         ) -> Assignment | None:
+        """The account's interface and skills; ``None`` if it has no desk."""
+        interface = await connection.fetchval(
+            "SELECT operator FROM account_operators WHERE account_id = $1", account_id)
+        if interface is None:
+            return None
+        rows = await connection.fetch(
+            "SELECT skill, level FROM operator_skills WHERE operator = $1 ORDER BY skill",
+            interface)
+        return Assignment(interface, {row["skill"]: row["level"] for row in rows})
+
+    async def assign(
+        self, connection: asyncpg.Connection, account_id: int, interface: str,
+        display_name: str, skills: Mapping[str, int],
+    ) -> None:
+        """Put the account at ``interface`` with exactly ``skills``. Raises
+        ``asyncpg.UniqueViolationError`` if another account works at that interface."""
+        await connection.execute(
+            """
+            INSERT INTO operators (operator, display_name) VALUES ($1, $2)
+            ON CONFLICT (operator) DO UPDATE SET display_name = EXCLUDED.display_name
+            """,
+            interface, display_name)
+        await connection.execute(
+            """
+            INSERT INTO account_operators (account_id, operator) VALUES ($1, $2)
+            ON CONFLICT (account_id) DO UPDATE SET operator = EXCLUDED.operator
+            """,
+            account_id, interface)
+        await connection.execute("DELETE FROM operator_skills WHERE operator = $1", interface)
+        await connection.executemany(
+            "INSERT INTO operator_skills (operator, skill, level) VALUES ($1, $2, $3)",
+            [(interface, skill, level) for skill, level in sorted(skills.items())])
+
+    async def interfaces(self, connection: asyncpg.Connection) -> dict[str, str]:
+        """Username -> interface, for every account with a desk."""
+        rows = await connection.fetch(
+            """
+            SELECT a.username, d.operator
+            FROM account_operators d JOIN accounts a USING (account_id)
+            """)
+        return {row["username"]: row["operator"] for row in rows}
+
+    async def operator_accounts(self, connection: asyncpg.Connection) -> list[OperatorAccount]:
+        """Every operator account with its desk (if any) and skills, by username."""
+        rows = await connection.fetch(
+            """
+            SELECT a.username, a.display_name, a.active, d.operator AS interface,
+                   COALESCE(jsonb_object_agg(s.skill, s.level)
+                            FILTER (WHERE s.skill IS NOT NULL), '{}')::text AS skills
+            FROM accounts a
+            LEFT JOIN account_operators d USING (account_id)
+            LEFT JOIN operator_skills s ON s.operator = d.operator
+            WHERE a.role = 'operator'
+            GROUP BY a.username, a.display_name, a.active, d.operator
+            ORDER BY a.username
+            """)
+        return [OperatorAccount(row["username"], row["display_name"], row["active"],
+                                row["interface"], json.loads(row["skills"])) for row in rows]
+
+    async def memberships(self, connection: asyncpg.Connection, interface: str
+                          ) -> list[Membership]:
+        """The queues ``interface`` is in, by queue name."""
+        rows = await connection.fetch(
+            """
+            SELECT queue, state, paused, pause_reason, since FROM queue_members
+            WHERE operator = $1 AND state <> $2
+            ORDER BY queue
+            """,
+            interface, LOGGED_OUT)
+        return [Membership(**dict(row)) for row in rows]
+
+    async def ringing_call(self, connection: asyncpg.Connection, interface: str,
+                           window: timedelta) -> CallView | None:
+        """The newest call still waiting that Asterisk rang ``interface`` for within
+        ``window`` (a ring lasts the queue's timeout; after it the phone is quiet again)."""
+        row = await connection.fetchrow(
+            _calls_where("""
+            WHERE c.ended_at IS NULL AND c.answered_at IS NULL
+              AND EXISTS (
+                  SELECT 1 FROM call_events e
+                  WHERE e.call_id = c.call_id AND e.kind = 'operator_rung'
+                    AND e.body ->> 'operator' = $1 AND e.at > now() - $2::interval)
+            ORDER BY c.arrived_at DESC
+            LIMIT 1
+            """),
+            interface, window)
+        return CallView.from_row(row) if row is not None else None
+
+    async def answered_call(self, connection: asyncpg.Connection, interface: str,
+                            within: timedelta) -> CallView | None:
+        """The last call answered at ``interface`` within ``within``, in progress or not."""
+        row = await connection.fetchrow(
+            _calls_where("""
+            WHERE c.operator = $1 AND c.answered_at > now() - $2::interval
+            ORDER BY c.answered_at DESC
+            LIMIT 1
+            """),
+            interface, within)
+        return CallView.from_row(row) if row is not None else None
+
+    async def calls(self, connection: asyncpg.Connection, call_ids: list[str]
+                    ) -> list[CallView]:
+        """These calls, in the order given (ids without a record are left out)."""
+        rows = await connection.fetch(
+            _calls_where("WHERE c.call_id = ANY($1::text[])"), call_ids)
+        found = {row["call_id"]: CallView.from_row(row) for row in rows}
+        return [found[call_id] for call_id in call_ids if call_id in found]
+
+    async def caller_calls(self, connection: asyncpg.Connection, caller_key: str,
+                           exclude: str, limit: int) -> list[CallView]:
+        """The caller's latest calls but ``exclude``, newest first (the screening history
+        index: the same caller however the number was written)."""
+        rows = await connection.fetch(
+            _calls_where("""
+            WHERE c.caller_key = $1 AND c.call_id <> $2
+            ORDER BY c.arrived_at DESC
+            LIMIT $3
+            """),
+            caller_key, exclude, limit)
+        return [CallView.from_row(row) for row in rows]

@@ -1,0 +1,324 @@
+"""The operator's desk: an operator account, the phone (Asterisk interface) it works at, the
+queues of its skills, and the call in front of it.
+
+Joining queues, leaving them and pausing go to the running Asterisk at once through AMI
+(:class:`~telephony.operators.OperatorDesk`); what the screen shows of them is what AMI then
+reported (``queue_members``, kept by the call tracker), so the screen never claims a state
+Asterisk does not have. The call in front of the operator is the one ringing there now, else
+the last one answered there (it stays on screen after the caller hangs up, for the incident
+and the label, until the next call rings).
+
+Refusals are :class:`DeskError` with a message in Bahasa Indonesia; a refusal sent nothing to
+Asterisk and changed nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import ClassVar, Protocol
+
+import asyncpg
+
+from ivr.menu import IvrMenu
+from telephony.accounts.model import Account, AccountNotFound, Role, clean_username
+from telephony.ami.listener import AmiActionError
+from telephony.db.accounts import AccountRepository
+from telephony.db.connection import Database
+from telephony.db.desks import Assignment, CallView, DeskRepository, Membership
+from telephony.operators import (
+    MAX_LEVEL,
+    AmiActions,
+    OperatorDesk,
+    OperatorError,
+    PauseReason,
+    check_interface,
+    skill_queues,
+)
+
+log = logging.getLogger("telephony.desks")
+
+
+class DeskError(Exception):
+    """A desk request that is refused; nothing was sent to Asterisk."""
+
+    code: ClassVar[str] = "desk_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidDeskInput(DeskError):
+    """A skill, level, interface or pause reason that is not valid."""
+
+    code = "invalid"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NoDesk(DeskError):
+    """The account works at no interface (or is not an operator's)."""
+
+    code = "no_desk"
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"Akun {username} belum terhubung ke telepon operator. Minta admin "
+                         "menjalankan: siaga112 account desk NAMA PJSIP/...")
+
+
+class DeskConflict(DeskError):
+    """The request does not fit the desk's state (pausing outside every queue ...)."""
+
+    code = "desk_conflict"
+
+
+class DeskUnavailable(DeskError):
+    """Asterisk did not carry out the action (no AMI session, refused, no answer)."""
+
+    code = "asterisk_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("Asterisk tidak menjalankan perintah (tidak terhubung atau menolak). "
+                         "Coba lagi sebentar lagi.")
+
+
+class MenuSource(Protocol):
+    """The IVR menu in force (a watched file): skills map to its queues."""
+
+    def current(self) -> IvrMenu:
+        """The menu now."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    """How long a ring and a finished call stay on the screen, and how much history shows."""
+
+    # queues.conf rings a phone for 15 s (timeout); a ring older than this is over.
+    ring_window: timedelta = timedelta(seconds=20)
+    call_memory: timedelta = timedelta(hours=1)
+    history_limit: int = 8
+
+
+@dataclass(frozen=True)
+class DeskCall:
+    """The call in front of the operator and where it stands: ringing, talking or ended."""
+
+    call: CallView
+    state: str
+
+
+@dataclass(frozen=True)
+class DeskState:
+    """Everything the operator screen shows."""
+
+    interface: str
+    skills: Mapping[str, int]
+    memberships: list[Membership]
+    current: DeskCall | None
+    history: list[CallView]
+
+
+def call_state(call: CallView, interface: str) -> str:
+    """ringing, talking or ended, for the operator at ``interface``."""
+    if call.ended_at is not None:
+        return "ended"
+    if call.answered_at is not None and call.operator == interface:
+        return "talking"
+    return "ringing"
+
+
+def parse_skill_levels(raw: Sequence[str]) -> dict[str, int]:
+    """``["fire=5", "medical=3"]`` -> skill -> level (1-5), each skill once."""
+    skills: dict[str, int] = {}
+    for item in raw:
+        skill, _, level = item.partition("=")
+        skill = skill.strip().lower()
+        if not skill or not level.strip().isdecimal() or not 1 <= int(level) <= MAX_LEVEL:
+            raise InvalidDeskInput("skill", f"Keahlian harus berbentuk NAMA=1..{MAX_LEVEL}, "
+                                            f"bukan {item[:40]!r}.")
+        if skill in skills:
+            raise InvalidDeskInput("skill", f"Keahlian {skill[:40]} disebut dua kali.")
+        skills[skill] = int(level)
+    return skills
+
+
+async def assign_desk(database: Database, menu: IvrMenu, username: str, interface: str,
+                      skills: Mapping[str, int]) -> Assignment:
+    """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level),
+    each a skill of ``menu``. (The admin's side: ``siaga112 account desk``.)"""
+    name = clean_username(username)
+    try:
+        check_interface(interface)
+    except OperatorError as exc:
+        raise InvalidDeskInput("interface", "Antarmuka harus berbentuk PJSIP/nama, "
+                                             f"bukan {interface[:40]!r}.") from exc
+    known = skill_queues(menu)
+    for skill in skills:
+        if skill not in known:
+            raise InvalidDeskInput("skill", f"Keahlian {skill[:40]!r} tidak dikenal; "
+                                            f"yang ada: {', '.join(sorted(known))}.")
+
+    async def work(connection: asyncpg.Connection) -> None:
+        async with connection.transaction():
+            found = await AccountRepository().account_with_hash(connection, name)
+            if found is None:
+                raise AccountNotFound(name)
+            account = found[0]
+            if account.role is not Role.OPERATOR:
+                raise InvalidDeskInput("username", f"Akun {name} bukan akun operator.")
+            try:
+                await DeskRepository().assign(connection, account.account_id, interface,
+                                              account.display_name, skills)
+            except asyncpg.UniqueViolationError:
+                raise DeskConflict(f"{interface} sudah dipakai akun lain.") from None
+
+    await database.run(work)
+    log.info("account %s works at %s with skills %s", name, interface, dict(skills))
+    return Assignment(interface, dict(skills))
+
+
+class DeskService:
+    """The operator desks: AMI actions for the operator's queues, and the screen's reads."""
+
+    def __init__(self, database: Database, ami: AmiActions, menus: MenuSource, *,
+                 config: DeskConfig | None = None, repository: DeskRepository | None = None
+                 ) -> None:
+        self._database = database
+        self._ami = ami
+        self._menus = menus
+        self._config = config or DeskConfig()
+        self._repo = repository or DeskRepository()
+
+    async def interfaces(self) -> dict[str, str]:
+        """Username -> interface of every account with a desk."""
+        return await self._database.run(self._repo.interfaces)
+
+    # -- the operator's side -------------------------------------------------------------------
+
+    async def _assignment(self, account: Account) -> Assignment:
+        async def work(connection: asyncpg.Connection) -> Assignment | None:
+            return await self._repo.assignment(connection, account.account_id)
+
+        found = await self._database.run(work) if account.role is Role.OPERATOR else None
+        if found is None:
+            raise NoDesk(account.username)
+        return found
+
+    async def _memberships(self, interface: str) -> list[Membership]:
+        async def work(connection: asyncpg.Connection) -> list[Membership]:
+            return await self._repo.memberships(connection, interface)
+
+        return await self._database.run(work)
+
+    async def state(self, account: Account) -> DeskState:
+        """The operator's desk: skills, queues, the call in front of them and its caller's
+        recent calls."""
+        desk = await self._assignment(account)
+        config = self._config
+
+        async def work(connection: asyncpg.Connection
+                       ) -> tuple[list[Membership], CallView | None, list[CallView]]:
+            memberships = await self._repo.memberships(connection, desk.interface)
+            call = (await self._repo.ringing_call(connection, desk.interface, config.ring_window)
+                    or await self._repo.answered_call(connection, desk.interface,
+                                                      config.call_memory))
+            history: list[CallView] = []
+            if call is not None and call.caller_key is not None:
+                history = await self._repo.caller_calls(connection, call.caller_key,
+                                                        call.call_id, config.history_limit)
+            return memberships, call, history
+
+        memberships, call, history = await self._database.run(work)
+        current = DeskCall(call, call_state(call, desk.interface)) if call is not None else None
+        return DeskState(desk.interface, desk.skills, memberships, current, history)
+
+    async def join(self, account: Account, skills: Sequence[str]) -> list[str]:
+        """Join the queues of ``skills`` (some of the account's own); returns the queues
+        joined now (those it was already in are left as they are)."""
+        desk = await self._assignment(account)
+        if not skills:
+            raise InvalidDeskInput("skills", "Pilih minimal satu keahlian.")
+        chosen: dict[str, int] = {}
+        for skill in skills:
+            if skill not in desk.skills:
+                raise InvalidDeskInput("skills", f"Keahlian {skill[:40]!r} bukan keahlian "
+                                                 "akun ini.")
+            chosen[skill] = desk.skills[skill]
+        already = {m.queue for m in await self._memberships(desk.interface)}
+        try:
+            joined = await OperatorDesk(self._ami, self._menus.current()).log_in(
+                desk.interface, chosen, account.display_name or account.username, already)
+        except OperatorError as exc:
+            log.warning("%s cannot join %s: %s", account.username, sorted(chosen), exc)
+            raise InvalidDeskInput("skills", "Keahlian ini tidak dipakai menu IVR saat ini; "
+                                             "hubungi admin.") from exc
+        except AmiActionError as exc:
+            raise self._unavailable(account, "QueueAdd", exc) from exc
+        log.info("%s (%s) joined %s", account.username, desk.interface, joined)
+        return joined
+
+    async def leave(self, account: Account) -> list[str]:
+        """Leave every queue the desk's interface is in; returns them."""
+        desk = await self._assignment(account)
+        queues = [m.queue for m in await self._memberships(desk.interface)]
+        if not queues:
+            raise DeskConflict("Anda tidak sedang berada di antrean mana pun.")
+        try:
+            await OperatorDesk(self._ami, self._menus.current()).log_out(desk.interface, queues)
+        except AmiActionError as exc:
+            raise self._unavailable(account, "QueueRemove", exc) from exc
+        log.info("%s (%s) left %s", account.username, desk.interface, queues)
+        return queues
+
+    async def pause(self, account: Account, reason: str) -> PauseReason:
+        """Pause in every queue, with a reason (break, wrapup, meeting)."""
+        try:
+            why = PauseReason(reason)
+        except ValueError:
+            raise InvalidDeskInput("reason", "Alasan jeda harus istirahat, wrap-up, atau "
+                                             "rapat.") from None
+        desk = await self._in_queues(account)
+        try:
+            await OperatorDesk(self._ami, self._menus.current()).pause(desk.interface, why)
+        except AmiActionError as exc:
+            raise self._unavailable(account, "QueuePause", exc) from exc
+        log.info("%s (%s) paused: %s", account.username, desk.interface, why.value)
+        return why
+
+    async def resume(self, account: Account) -> None:
+        """End the pause in every queue."""
+        desk = await self._in_queues(account)
+        try:
+            await OperatorDesk(self._ami, self._menus.current()).resume(desk.interface)
+        except AmiActionError as exc:
+            raise self._unavailable(account, "QueuePause", exc) from exc
+        log.info("%s (%s) resumed", account.username, desk.interface)
+
+    # -- calls as the console shows them -------------------------------------------------------
+
+    async def calls(self, call_ids: list[str]) -> list[CallView]:
+        """These calls (an incident's), in the order given."""
+
+        async def work(connection: asyncpg.Connection) -> list[CallView]:
+            return await self._repo.calls(connection, call_ids)
+
+        return await self._database.run(work)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _in_queues(self, account: Account) -> Assignment:
+        desk = await self._assignment(account)
+        if not await self._memberships(desk.interface):
+            raise DeskConflict("Masuk ke antrean terlebih dahulu.")
+        return desk
+
+    @staticmethod
+    def _unavailable(account: Account, action: str, exc: AmiActionError) -> DeskUnavailable:
+        log.error("%s for %s failed: %s", action, account.username, exc)
+        return DeskUnavailable()

@@ -1,0 +1,6 @@
+"""Supervisor reports: shift figures (per shift, operator and queue) with CSV export, and the
+regency head's daily summary.
+
+``model`` holds the definitions and the maths (pure), ``service`` reads the calls through
+``telephony.db.reports``, ``csvexport`` writes the tables as CSV for spreadsheets.
+"""

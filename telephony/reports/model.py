@@ -1,0 +1,413 @@
+"""The supervisor's figures: what happened to the calls of a shift, a day or any run of shifts.
+
+Pure: the rows come in (one :class:`CallRow` per call, built from the database by
+``telephony.db.reports``), the figures go out; nothing here reads a clock or the database.
+
+Definitions, in one place so the wallboard, the reports and their CSV agree:
+
+- **offered**: the call reached a queue (a caller who hung up in the IVR was never offered to
+  an operator). Per queue, a call counts in the *first* queue it joined (the one the IVR chose),
+  so the queues add up to the total even when calls overflowed to ``all-operators``. Per
+  operator, a call counts as offered to every operator whose phone rang for it.
+- **answered** / **abandoned**: ``call_outcomes.disposition`` (an answer wins over an abandon).
+- **wait**: from joining the first queue to the answer (overflow included), answered calls only;
+  Asterisk's own hold time (which restarts in each queue) only when the join was not seen.
+- **p90 wait**: nearest rank, so it is a wait some caller really had: 90% of answered callers
+  waited at most this long.
+- **service level at T**: answered within T seconds (inclusive) of joining, over the offered
+  calls whose fate at T is known: answered, or no longer waiting, or still waiting past T (that
+  caller is already a miss). A caller who is still waiting and joined less than T ago is not
+  yet counted either way; a call answered with an unknown wait is left out.
+- **wrap-up**: after each answered call the operator is not rung for the queue's wrap-up time;
+  if they pause with a wrap-up reason within :data:`WRAPUP_PAUSE_GRACE` of the call's end, the
+  wrap-up lasts until that pause ends.
+- **prank share**: calls whose current label is prank or silent, over the labelled calls (an
+  unlabelled call is unknown, not genuine).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Final, TypeVar
+
+from telephony.operators import PauseReason
+from telephony.screening.features import NUISANCE, Label
+from telephony.shifts import ShiftCalendar, ShiftSlot
+
+SERVICE_LEVEL_SECONDS: Final = (10, 20)
+MAX_REPORT_DAYS: Final = 31
+WRAPUP_PAUSE_GRACE: Final = timedelta(seconds=60)
+
+K = TypeVar("K", bound=Hashable)
+
+
+class InvalidPeriod(ValueError):
+    """A report asked for a period or shift that cannot be reported; ``message`` is for the
+    supervisor, ``field`` names the parameter at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class CallRow:
+    """One call as the reports need it."""
+
+    call_id: str
+    line: str | None
+    shift_day: date | None
+    shift_name: str | None
+    category: str | None  # IVR category: emergency, complaint, information
+    queue: str | None  # the first queue joined; None: never offered
+    joined_at: datetime | None
+    answered_at: datetime | None
+    operator: str | None  # who answered
+    hold_seconds: int | None  # Asterisk's HoldTime in the answering queue
+    talk_seconds: int | None
+    completed_at: datetime | None
+    ended_at: datetime | None
+    disposition: str  # call_outcomes.disposition
+    label: Label | None  # the current operator label
+    rung: frozenset[str] = frozenset()  # operators whose phone rang for this call
+
+    @property
+    def offered(self) -> bool:
+        """The call reached a queue."""
+        return self.queue is not None
+
+    @property
+    def answered(self) -> bool:
+        """An operator answered."""
+        return self.disposition == "answered"
+
+    @property
+    def abandoned(self) -> bool:
+        """The caller hung up while queued."""
+        return self.disposition == "abandoned"
+
+    @property
+    def wait_seconds(self) -> float | None:
+        """Seconds from joining the first queue to the answer; None if unanswered or unknown."""
+        if not self.answered:
+            return None
+        if self.joined_at is not None and self.answered_at is not None:
+            return max(0.0, (self.answered_at - self.joined_at).total_seconds())
+        return float(self.hold_seconds) if self.hold_seconds is not None else None
+
+
+@dataclass(frozen=True)
+class StateChange:
+    """One operator state change (any queue), as ``operator_state_changes`` holds it."""
+
+    operator: str
+    at: datetime
+    paused: bool
+    reason: str
+
+
+def is_wrapup_reason(reason: str) -> bool:
+    """Whether a pause reason (as the console sends it to Asterisk) means after-call work."""
+    return reason == PauseReason.WRAPUP
+
+
+def wrapup_seconds(completed_at: datetime, changes: Sequence[StateChange],
+                   automatic_seconds: float) -> float:
+    """The operator's after-call work for a call that ended at ``completed_at``.
+
+    ``changes`` are the operator's state changes, oldest first. At least the queue's
+    automatic wrap-up; longer if a wrap-up pause began within the grace period and ended.
+    A pause that has not ended yet adds nothing (its length is not known).
+    """
+    start = next((c for c in changes if completed_at <= c.at < completed_at + WRAPUP_PAUSE_GRACE
+                  and c.paused and is_wrapup_reason(c.reason)), None)
+    if start is None:
+        return automatic_seconds
+    end = next((c for c in changes if c.at > start.at
+                and not (c.paused and is_wrapup_reason(c.reason))), None)
+    if end is None:
+        return automatic_seconds
+    return max(automatic_seconds, (end.at - completed_at).total_seconds())
+
+
+def p90(values: Sequence[float]) -> float | None:
+    """The 90th percentile by nearest rank (a value from ``values``); None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[math.ceil(0.9 * len(ordered)) - 1]
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """The arithmetic mean; None when empty."""
+    return sum(values) / len(values) if values else None
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A share as its two counts; ``percent`` is None when nothing was counted."""
+
+    numerator: int
+    denominator: int
+
+    @property
+    def percent(self) -> float | None:
+        """The share in percent."""
+        return 100.0 * self.numerator / self.denominator if self.denominator else None
+
+
+def _waited_past(row: CallRow, threshold: float, now: datetime) -> bool:
+    return row.joined_at is not None and (now - row.joined_at).total_seconds() > threshold
+
+
+def service_level(rows: Iterable[CallRow], threshold: float, now: datetime) -> Ratio:
+    """Answered within ``threshold`` seconds of joining, over the offered calls whose fate at
+    the threshold is known at ``now`` (see the module's definitions)."""
+    hits = counted = 0
+    for row in rows:
+        if not row.offered:
+            continue
+        if row.answered:
+            wait = row.wait_seconds
+            if wait is None:
+                continue
+            counted += 1
+            hits += wait <= threshold
+        elif row.disposition != "in_progress" or _waited_past(row, threshold, now):
+            counted += 1
+    return Ratio(hits, counted)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The figures of one group of calls."""
+
+    calls: int
+    offered: int
+    answered: int
+    abandoned: int
+    service_levels: Mapping[int, Ratio]  # threshold seconds -> share answered within it
+    mean_wait: float | None
+    p90_wait: float | None
+    mean_talk: float | None
+    mean_wrapup: float | None
+    labelled: int
+    nuisance: int  # labelled prank or silent
+
+    @property
+    def prank_share(self) -> Ratio:
+        """Prank or silent among the labelled calls."""
+        return Ratio(self.nuisance, self.labelled)
+
+
+def figures(rows: Sequence[CallRow], now: datetime,
+            wrapups: Mapping[str, float] | None = None) -> Figures:
+    """The figures of ``rows``; ``wrapups`` maps answered call ids to their wrap-up seconds
+    (None: wrap-up not measured)."""
+    offered = [row for row in rows if row.offered]
+    answered = [row for row in offered if row.answered]
+    waits = [w for w in (row.wait_seconds for row in answered) if w is not None]
+    talks = [float(row.talk_seconds) for row in answered if row.talk_seconds is not None]
+    labelled = [row for row in rows if row.label is not None]
+    wraps = ([wrapups[row.call_id] for row in answered if row.call_id in wrapups]
+             if wrapups is not None else [])
+    return Figures(
+        calls=len(rows),
+        offered=len(offered),
+        answered=len(answered),
+        abandoned=sum(row.abandoned for row in offered),
+        service_levels={t: service_level(offered, t, now) for t in SERVICE_LEVEL_SECONDS},
+        mean_wait=mean(waits),
+        p90_wait=p90(waits),
+        mean_talk=mean(talks),
+        mean_wrapup=mean(wraps) if wrapups is not None else None,
+        labelled=len(labelled),
+        nuisance=sum(row.label in NUISANCE for row in labelled),
+    )
+
+
+def grouped(rows: Iterable[CallRow], key: Callable[[CallRow], Iterable[K]]
+            ) -> dict[K, list[CallRow]]:
+    """Rows under each key ``key`` gives them (a row may go under several, or none)."""
+    groups: dict[K, list[CallRow]] = defaultdict(list)
+    for row in rows:
+        for name in key(row):
+            groups[name].append(row)
+    return dict(groups)
+
+
+def operators_of(row: CallRow) -> frozenset[str]:
+    """The operators a call counts for: every one rung, and the one who answered."""
+    return row.rung | {row.operator} if row.operator else row.rung
+
+
+def operator_figures(rows: Sequence[CallRow], now: datetime, wrapups: Mapping[str, float]
+                     ) -> dict[str, Figures]:
+    """Per operator. Offered: rung for the call; answered, talk, wait and wrap-up: the calls
+    that operator answered; abandoned: offered to them and abandoned."""
+    result = {}
+    for operator, mine in grouped(rows, operators_of).items():
+        base = figures(mine, now, wrapups)
+        theirs = figures([r for r in mine if r.operator == operator], now, wrapups)
+        result[operator] = Figures(
+            calls=base.calls, offered=base.offered, answered=theirs.answered,
+            abandoned=base.abandoned, service_levels=theirs.service_levels,
+            mean_wait=theirs.mean_wait, p90_wait=theirs.p90_wait, mean_talk=theirs.mean_talk,
+            mean_wrapup=theirs.mean_wrapup, labelled=theirs.labelled, nuisance=theirs.nuisance)
+    return result
+
+
+# -- periods ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """The shifts a report covers: every shift that started on ``first``..``last`` (local
+    dates), or only those named ``shift``."""
+
+    first: date
+    last: date
+    shift: str | None = None
+
+
+def check_period(period: Period, shift_names: Sequence[str]) -> Period:
+    """``period`` if it can be reported; :class:`InvalidPeriod` otherwise."""
+    if period.last < period.first:
+        raise InvalidPeriod("to", "Tanggal akhir tidak boleh sebelum tanggal awal.")
+    if (period.last - period.first).days + 1 > MAX_REPORT_DAYS:
+        raise InvalidPeriod("to", f"Laporan paling panjang {MAX_REPORT_DAYS} hari.")
+    if period.shift is not None and period.shift not in shift_names:
+        raise InvalidPeriod("shift", f"Sif tidak dikenal; pilih salah satu dari: "
+                                     f"{', '.join(shift_names)}.")
+    return period
+
+
+def shift_slots(calendar: ShiftCalendar, period: Period) -> list[ShiftSlot]:
+    """Every shift of ``period`` in time order, those without calls included."""
+    slots = []
+    day = period.first
+    while day <= period.last:
+        slots += [ShiftSlot(day, name) for name in calendar.names
+                  if period.shift in (None, name)]
+        day += timedelta(days=1)
+    return slots
+
+
+def day_bounds(calendar: ShiftCalendar, day: date) -> tuple[datetime, datetime]:
+    """The operational day ``day``: from its first shift's start to the next day's."""
+    first = ShiftSlot(day, calendar.names[0])
+    return calendar.bounds(first)[0], calendar.bounds(ShiftSlot(day + timedelta(days=1),
+                                                                calendar.names[0]))[0]
+
+
+@dataclass(frozen=True)
+class ShiftReport:
+    """A period's figures: in total, per shift, per operator and per queue."""
+
+    period: Period
+    generated_at: datetime
+    total: Figures
+    shifts: list[tuple[ShiftSlot, Figures]]
+    operators: list[tuple[str, str, Figures]]  # interface, display name, figures
+    queues: list[tuple[str, Figures]]
+
+
+def shift_report(period: Period, slots: Sequence[ShiftSlot], rows: Sequence[CallRow], *,
+                 wrapups: Mapping[str, float], names: Mapping[str, str],
+                 now: datetime) -> ShiftReport:
+    """Put a period's figures together; ``names`` maps operator interfaces to display names."""
+    by_shift = grouped(rows, lambda r: [ShiftSlot(r.shift_day, r.shift_name)]
+                       if r.shift_day is not None and r.shift_name is not None else [])
+    by_queue = grouped(rows, lambda r: [r.queue] if r.queue is not None else [])
+    per_operator = operator_figures(rows, now, wrapups)
+    return ShiftReport(
+        period=period,
+        generated_at=now,
+        total=figures(rows, now, wrapups),
+        shifts=[(slot, figures(by_shift.get(slot, []), now, wrapups)) for slot in slots],
+        operators=[(op, names.get(op) or op, per_operator[op]) for op in sorted(per_operator)],
+        queues=[(queue, figures(by_queue[queue], now, wrapups)) for queue in sorted(by_queue)],
+    )
+
+
+# -- the daily summary -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CategoryCount:
+    """Calls and incidents under one category (IVR category or incident report type)."""
+
+    code: str | None
+    calls: int
+    incidents: int = 0
+
+
+@dataclass(frozen=True)
+class VillageCount:
+    """Calls of incidents located in one village (or only a sub-district, or nowhere)."""
+
+    village_code: str | None
+    village_name: str | None
+    sub_district_name: str | None
+    calls: int
+    incidents: int
+
+
+@dataclass(frozen=True)
+class RatingSummary:
+    """Caller ratings given during the day."""
+
+    counts: Mapping[int, int]  # rating 1-5 -> how many
+
+    @property
+    def total(self) -> int:
+        """How many ratings."""
+        return sum(self.counts.values())
+
+    @property
+    def mean(self) -> float | None:
+        """The mean rating; None without ratings."""
+        total = self.total
+        return sum(r * n for r, n in self.counts.items()) / total if total else None
+
+
+@dataclass(frozen=True)
+class DailySummary:
+    """The regency head's day: calls by category and village, genuine versus prank, ratings."""
+
+    day: date
+    generated_at: datetime
+    figures: Figures
+    lines: Mapping[str, int]  # 112 / 119 -> calls
+    categories: list[CategoryCount]  # by IVR category
+    report_types: list[CategoryCount]  # by incident report type
+    villages: list[VillageCount]
+    labels: Mapping[str, int]  # label (or "" for unlabelled) -> calls
+    ratings: RatingSummary
+
+
+def daily_summary(day: date, rows: Sequence[CallRow], *, report_types: list[CategoryCount],
+                  villages: list[VillageCount], ratings: Mapping[int, int],
+                  now: datetime) -> DailySummary:
+    """Put the day's summary together from its calls and the incident tallies."""
+    categories: dict[str | None, int] = defaultdict(int)
+    lines: dict[str, int] = defaultdict(int)
+    labels: dict[str, int] = {label.value: 0 for label in Label}
+    labels[""] = 0
+    for row in rows:
+        categories[row.category] += 1
+        lines[row.line or ""] += 1
+        labels[row.label.value if row.label is not None else ""] += 1
+    return DailySummary(
+        day=day, generated_at=now, figures=figures(rows, now),
+        lines=dict(lines),
+        categories=sorted((CategoryCount(code, n) for code, n in categories.items()),
+                          key=lambda c: (-c.calls, c.code or "")),
+        report_types=report_types, villages=villages, labels=labels,
+        ratings=RatingSummary({r: ratings.get(r, 0) for r in range(1, 6)}),
+    )

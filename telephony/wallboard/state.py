@@ -1,0 +1,337 @@
+"""The live half of the supervisor's wallboard: who is waiting where, and what each operator
+is doing, kept from the call facts the AMI listener establishes.
+
+Pure: :class:`LiveBoard` takes facts, resync snapshots and a start-up seed from the database,
+and answers :meth:`LiveBoard.view` for an instant it is given. It never reads a clock.
+
+- A queue's callers are kept in Asterisk's order: a join inserts at the position Asterisk
+  announced (a higher-priority caller goes ahead of others), a leave closes the gap, so the
+  positions stay 1..n like Asterisk's own.
+- An operator is a member of several queues; their device state is the newest any queue
+  reported, and they count as paused only when paused in every queue they are in (paused in
+  one queue, they still take calls from the others).
+- Wrap-up is the queue's wrap-up time after each call the operator completed, or a pause whose
+  reason means after-call work (see ``telephony.reports.model.is_wrapup_reason``).
+- After a listener (re)connects, the whole ``QueueStatus`` picture replaces what the board
+  believed, so callers answered and members removed while it was away do not linger. At
+  start-up, before any resync, the database's open queue visits and members stand in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
+
+from telephony.ami.tracker import LOGGED_OUT, QueueSnapshot
+from telephony.callfacts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    CallVanished,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorStateChanged,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+)
+from telephony.reports.model import is_wrapup_reason
+
+MAX_CALLS: Final = 10_000  # live calls remembered; only lost hang-ups could reach it
+
+
+class OperatorState(StrEnum):
+    """What the wallboard shows an operator doing."""
+
+    IDLE = "idle"
+    RINGING = "ringing"
+    TALKING = "talking"
+    WRAPUP = "wrapup"
+    PAUSED = "paused"
+    UNAVAILABLE = "unavailable"
+
+
+OPERATOR_STATE_LABELS: Final = {
+    OperatorState.IDLE: "Siap",
+    OperatorState.RINGING: "Berdering",
+    OperatorState.TALKING: "Berbicara",
+    OperatorState.WRAPUP: "Menyelesaikan",
+    OperatorState.PAUSED: "Jeda",
+    OperatorState.UNAVAILABLE: "Tidak tersedia",
+}
+
+# The tracker's device states (telephony.ami.tracker.DEVICE_STATES) as the board shows them.
+_DEVICE: Final = {
+    "idle": OperatorState.IDLE,
+    "paused": OperatorState.IDLE,  # paused-ness is judged across queues below
+    "ringing": OperatorState.RINGING,
+    "talking": OperatorState.TALKING,
+    "busy": OperatorState.TALKING,
+    "on_hold": OperatorState.TALKING,
+    "ringing_in_use": OperatorState.TALKING,
+}
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """What the board shows of a live call (no caller data: admins see the board too)."""
+
+    line: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class Member:
+    """One operator's membership of one queue, as last reported."""
+
+    state: str  # the tracker's device state
+    paused: bool
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One caller waiting in one queue."""
+
+    call_id: str
+    joined_at: datetime
+
+
+@dataclass(frozen=True)
+class LivePicture:
+    """What the database says is live, for a board started before any resync."""
+
+    calls: dict[str, CallInfo]
+    waiting: list[QueueJoined]  # open queue visits of calls not yet answered or ended
+    members: list[OperatorStateChanged]  # queue_members, logged-out ones excluded
+
+
+@dataclass(frozen=True)
+class CallerView:
+    """A waiting caller on the board."""
+
+    position: int
+    joined_at: datetime
+    wait_seconds: float
+    line: str | None
+    category: str | None
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """One queue on the board."""
+
+    queue: str
+    callers: list[CallerView]
+    members: int
+    available: int  # idle, not paused, not in wrap-up
+
+    @property
+    def longest_wait(self) -> float | None:
+        """The longest current wait in this queue."""
+        return max((c.wait_seconds for c in self.callers), default=None)
+
+
+@dataclass(frozen=True)
+class OperatorView:
+    """One logged-in operator on the board."""
+
+    operator: str
+    state: OperatorState
+    reason: str  # the pause reason, when paused or in a wrap-up pause
+    since: datetime
+    queues: list[str]
+
+
+@dataclass(frozen=True)
+class BoardView:
+    """The live board at one instant."""
+
+    at: datetime
+    queues: list[QueueView]
+    operators: list[OperatorView]
+    counts: dict[OperatorState, int] = field(default_factory=dict)
+
+    @property
+    def longest_wait(self) -> tuple[str, float] | None:
+        """(queue, seconds) of the caller waiting longest now."""
+        waits = [(q.longest_wait, q.queue) for q in self.queues if q.longest_wait is not None]
+        if not waits:
+            return None
+        seconds, queue = max(waits)
+        return queue, seconds
+
+
+class LiveBoard:
+    """Callers waiting per queue and operators' states, kept from call facts."""
+
+    def __init__(self, *, wrapup_seconds: float) -> None:
+        self._wrapup = timedelta(seconds=wrapup_seconds)
+        self._calls: dict[str, CallInfo] = {}
+        self._queues: dict[str, list[Waiting]] = {}
+        self._members: dict[str, dict[str, Member]] = {}
+        self._completed: dict[str, datetime] = {}  # operator -> end of their last call
+        self._resynced = False
+
+    # -- input --------------------------------------------------------------------------------
+
+    def apply(self, facts: Iterable[CallFact]) -> None:
+        """Follow facts, in the order the listener established them."""
+        for fact in facts:
+            self._apply(fact)
+
+    def _apply(self, fact: CallFact) -> None:
+        match fact:
+            case CallStarted():
+                category = self._calls.get(fact.call_id, CallInfo()).category
+                self._remember(fact.call_id, CallInfo(fact.line, category))
+            case IvrVariableSet(name="category"):
+                if fact.call_id in self._calls:
+                    line = self._calls[fact.call_id].line
+                    self._calls[fact.call_id] = CallInfo(line, fact.value or None)
+            case QueueJoined():
+                self._join(fact)
+            case QueueLeft() | QueueAbandoned():
+                self._leave(fact.call_id, fact.queue)
+            case OperatorAnswered():
+                self._leave(fact.call_id, fact.queue)
+            case OperatorCompleted():
+                self._completed[fact.operator] = max(
+                    fact.at, self._completed.get(fact.operator, fact.at))
+            case CallEnded() | CallVanished():
+                self._calls.pop(fact.call_id, None)
+                for queue in list(self._queues):
+                    self._leave(fact.call_id, queue)
+            case OperatorStateChanged():
+                self._member(fact)
+
+    def resync(self, queues: QueueSnapshot | None) -> None:
+        """Take the listener's whole queue picture after a (re)connection.
+
+        ``None`` (Asterisk's reply could not be trusted whole) keeps what the board has; the
+        facts the resync restored have already been applied.
+        """
+        if queues is None:
+            return
+        self._resynced = True
+        self._replace(queues.waiting, queues.members)
+
+    def seed(self, picture: LivePicture) -> bool:
+        """Start from the database's picture, unless a resync came first (it is fresher).
+        Returns whether the seed was taken."""
+        if self._resynced:
+            return False
+        for call_id, info in picture.calls.items():
+            self._remember(call_id, info)
+        self._replace(picture.waiting, picture.members)
+        return True
+
+    def _remember(self, call_id: str, info: CallInfo) -> None:
+        if call_id not in self._calls and len(self._calls) >= MAX_CALLS:
+            del self._calls[next(iter(self._calls))]
+        self._calls[call_id] = info
+
+    def _replace(self, waiting: Sequence[QueueJoined], members: Sequence[OperatorStateChanged]
+                 ) -> None:
+        # A resync estimates a join from Asterisk's whole-second Wait; a wait the board saw
+        # begin keeps its exact start.
+        joined = {(q, w.call_id): w.joined_at for q, line in self._queues.items() for w in line}
+        self._queues = {}
+        for entry in sorted(waiting, key=lambda e: (e.queue, e.position)):
+            self._join(replace(entry, at=joined.get((entry.queue, entry.call_id), entry.at)))
+        before = self._members
+        self._members = {}
+        for member in members:
+            self._member(member)
+        # A state that did not change keeps its start: a reconnect must not reset the
+        # "talking for 4 minutes" a supervisor is watching.
+        for operator, queues in self._members.items():
+            for queue, now in queues.items():
+                old = before.get(operator, {}).get(queue)
+                if old is not None and (old.state, old.paused, old.reason) == (
+                        now.state, now.paused, now.reason):
+                    queues[queue] = old
+
+    def _join(self, fact: QueueJoined) -> None:
+        line = self._queues.setdefault(fact.queue, [])
+        existing = next((w for w in line if w.call_id == fact.call_id), None)
+        if existing is not None:
+            line.remove(existing)
+        joined = existing.joined_at if existing is not None else fact.at
+        line.insert(max(0, min(fact.position - 1, len(line))), Waiting(fact.call_id, joined))
+
+    def _leave(self, call_id: str, queue: str) -> None:
+        line = self._queues.get(queue)
+        if line is None:
+            return
+        line[:] = [w for w in line if w.call_id != call_id]
+        if not line:
+            del self._queues[queue]
+
+    def _member(self, fact: OperatorStateChanged) -> None:
+        queues = self._members.setdefault(fact.operator, {})
+        if fact.state == LOGGED_OUT:
+            queues.pop(fact.queue, None)
+            if not queues:
+                del self._members[fact.operator]
+                self._completed.pop(fact.operator, None)
+            return
+        known = queues.get(fact.queue)
+        if known is not None and known.at > fact.at:
+            return  # an older report arriving late (a resync racing an event)
+        queues[fact.queue] = Member(fact.state, fact.paused, fact.pause_reason, fact.at)
+
+    # -- output -------------------------------------------------------------------------------
+
+    def operator_view(self, operator: str, now: datetime) -> OperatorView:
+        """One operator's state at ``now``."""
+        queues = self._members[operator]
+        latest = max(queues.values(), key=lambda m: m.at)
+        state = _DEVICE.get(latest.state, OperatorState.UNAVAILABLE)
+        since = latest.at
+        reason = ""
+        if state is OperatorState.IDLE:
+            paused = [m for m in queues.values() if m.paused]
+            completed = self._completed.get(operator)
+            if len(paused) == len(queues):
+                newest = max(paused, key=lambda m: m.at)
+                reason, since = newest.reason, newest.at
+                state = (OperatorState.WRAPUP if is_wrapup_reason(reason)
+                         else OperatorState.PAUSED)
+            elif completed is not None and completed <= now < completed + self._wrapup:
+                state, since = OperatorState.WRAPUP, completed
+        return OperatorView(operator, state, reason, since, sorted(queues))
+
+    def next_change(self, now: datetime) -> datetime | None:
+        """The next instant the view changes with no new fact (a wrap-up time running out)."""
+        ends = [done + self._wrapup for done in self._completed.values()
+                if done + self._wrapup > now]
+        return min(ends, default=None)
+
+    def view(self, now: datetime) -> BoardView:
+        """The board at ``now``."""
+        operators = [self.operator_view(op, now) for op in sorted(self._members)]
+        by_name = {view.operator: view for view in operators}
+        counts = dict.fromkeys(OperatorState, 0)
+        for view in operators:
+            counts[view.state] += 1
+        names = sorted(set(self._queues) | {q for m in self._members.values() for q in m})
+        queues = []
+        for name in names:
+            members = [op for op, qs in self._members.items() if name in qs]
+            available = sum(
+                by_name[op].state is OperatorState.IDLE and not self._members[op][name].paused
+                for op in members)
+            callers = [
+                CallerView(position=index, joined_at=w.joined_at,
+                           wait_seconds=max(0.0, (now - w.joined_at).total_seconds()),
+                           line=self._calls.get(w.call_id, CallInfo()).line,
+                           category=self._calls.get(w.call_id, CallInfo()).category)
+                for index, w in enumerate(self._queues.get(name, []), start=1)]
+            queues.append(QueueView(name, callers, len(members), available))
+        return BoardView(now, queues, operators, counts)

@@ -1,0 +1,178 @@
+"""How console pages are made: Jinja templates with every value escaped, one-shot messages
+across a redirect, the static files, and the console's refusals as pages.
+
+Escaping is the template engine's job, not the handler's: ``autoescape`` is on for every
+template and nothing is marked safe, so a caller's number or an operator's note full of
+``<script>`` is shown as text. The Content-Security-Policy allows scripts and styles from our
+own files only, so even a value that slipped through could not run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any, Final
+from urllib.parse import quote, unquote
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from telephony.accounts.model import ROLE_LABELS, Role, Session
+from telephony.web.context import CONTEXT
+from telephony.web.errors import ApiError, api_error, log_refusal
+from telephony.web.routing import SESSION, Handler
+
+log = logging.getLogger("telephony.web")
+
+PREFIX: Final = "/console"
+LOGIN_PATH: Final = "/console/login"
+FLASH_COOKIE: Final = "siaga112_flash"
+_FLASH_MAX: Final = 600
+
+CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+              "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+# Every page a role can reach from the menu bar.
+NAV: Final[Mapping[Role, tuple[tuple[str, str], ...]]] = {
+    Role.OPERATOR: (("/console/operator", "Layar operator"),
+                    ("/console/incidents", "Insiden terbuka")),
+    Role.SUPERVISOR: (("/console/wallboard", "Papan dinding"), ("/console/reports", "Laporan sif"),
+                      ("/console/daily", "Ringkasan harian"),
+                      ("/console/incidents", "Insiden terbuka"), ("/console/audit", "Log audit")),
+    Role.ADMIN: (("/console/accounts", "Akun"), ("/console/wallboard", "Papan dinding"),
+                 ("/console/reports", "Laporan sif"), ("/console/audit", "Log audit")),
+}
+
+
+@dataclass(frozen=True)
+class Asset:
+    """A static file of the console, named in pages with its digest so it can be cached."""
+
+    body: bytes
+    content_type: str
+    digest: str
+
+
+def _load_assets() -> dict[str, Asset]:
+    types = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+    assets = {}
+    for entry in resources.files("telephony.web.console").joinpath("static").iterdir():
+        suffix = entry.name[entry.name.rfind("."):]
+        if suffix in types:
+            body = entry.read_bytes()
+            assets[entry.name] = Asset(body, types[suffix], hashlib.sha256(body).hexdigest()[:12])
+    return assets
+
+
+ASSETS: Final = _load_assets()
+
+
+def asset_url(name: str) -> str:
+    """Where a page loads a static file from (the digest changes with the file)."""
+    return f"{PREFIX}/static/{name}?v={ASSETS[name].digest}"
+
+
+def _local(value: datetime | None, zone: str, pattern: str = "%d-%m-%Y %H:%M:%S") -> str:
+    return "-" if value is None else value.astimezone(ZoneInfo(zone)).strftime(pattern)
+
+
+ENV: Final = jinja2.Environment(
+    loader=jinja2.PackageLoader("telephony.web.console", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+ENV.filters["local"] = _local
+ENV.globals["asset"] = asset_url
+
+
+@dataclass(frozen=True)
+class Flash:
+    """A one-shot message shown on the page a form redirects to."""
+
+    kind: str  # ok or error
+    text: str
+
+
+def _read_flash(request: web.Request) -> Flash | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(unquote(raw))
+    except ValueError:
+        return None
+    if (not isinstance(data, dict) or data.get("kind") not in ("ok", "error")
+            or not isinstance(data.get("text"), str)):
+        return None
+    return Flash(data["kind"], data["text"][:_FLASH_MAX])
+
+
+def page(request: web.Request, template: str, *, status: int = 200,
+         headers: Mapping[str, str] | None = None, **values: Any) -> web.Response:
+    """A rendered page; the session, menu, CSRF token and any flash message come along."""
+    session: Session | None = request.get(SESSION)
+    flash = _read_flash(request)
+    html = ENV.get_template(template).render(
+        session=session,
+        role_label=ROLE_LABELS[session.account.role] if session else "",
+        nav=NAV[session.account.role] if session else (),
+        csrf=session.csrf_token if session else "",
+        tz=request.app[CONTEXT].config.timezone,
+        path=request.path,
+        flash=flash,
+        **values,
+    )
+    response = web.Response(text=html, content_type="text/html", status=status,
+                            headers=headers)
+    response.headers["Content-Security-Policy"] = CSP
+    if flash is not None:
+        response.del_cookie(FLASH_COOKIE, path=PREFIX)
+    return response
+
+
+def redirect(request: web.Request, location: str, flash: Flash | None = None) -> web.Response:
+    """See other: ``location`` (a path of ours), with a message for the page there."""
+    response = web.Response(status=303, headers={"Location": location})
+    if flash is not None:
+        text = json.dumps({"kind": flash.kind, "text": flash.text[:_FLASH_MAX]},
+                          ensure_ascii=False)
+        response.set_cookie(FLASH_COOKIE, quote(text), path=PREFIX, max_age=60,
+                            httponly=True, samesite="Strict",
+                            secure=request.app[CONTEXT].config.cookie_secure)
+    return response
+
+
+def is_console(path: str) -> bool:
+    """Whether a path belongs to the console (its refusals are pages, not JSON)."""
+    return path in ("/", PREFIX) or path.startswith(PREFIX + "/")
+
+
+@web.middleware
+async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer the console's refusals as pages: no session goes to the login page, anything
+    else is an error page saying why. API requests pass through untouched."""
+    if not is_console(request.path):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except Exception as exc:
+        error = api_error(exc)
+        if error is None:
+            if isinstance(exc, web.HTTPException):
+                raise  # a redirect
+            log.exception("%s %s failed", request.method, request.rel_url.path)
+            error = ApiError(500, "internal", "Terjadi kesalahan pada server.")
+        else:
+            log_refusal(request, error)
+    if error.status == 401:
+        return redirect(request, LOGIN_PATH, Flash("error", error.message))
+    return page(request, "error.html", status=error.status, headers=error.headers,
+                title=f"Kesalahan {error.status}", error=error)

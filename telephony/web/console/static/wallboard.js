@@ -1,0 +1,232 @@
+// The supervisor's wallboard: one WebSocket (/api/wallboard/live) pushes the whole board on
+// every change; this draws it and keeps the clocks (waits, time in state) ticking between
+// messages. Every value goes into the page as text (textContent), never as markup.
+"use strict";
+
+(function () {
+  const TICK_MS = 1000;
+  const RETRY_MS = [1000, 2000, 5000, 10000];
+  const SESSION_ENDED = 4401;
+  const zone = document.querySelector('meta[name="timezone"]').content;
+  const clock = new Intl.DateTimeFormat("id-ID", {
+    timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+  });
+  const status = document.getElementById("status");
+  let board = null;
+  let skew = 0; // server clock minus ours, from the last message
+  let attempts = 0;
+
+  function field(name) {
+    return document.querySelector('[data-field="' + name + '"]');
+  }
+
+  function setText(name, text) {
+    const el = field(name);
+    if (el && el.textContent !== text) {
+      el.textContent = text;
+    }
+  }
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) {
+      node.className = className;
+    }
+    if (text !== undefined) {
+      node.textContent = text;
+    }
+    return node;
+  }
+
+  function duration(seconds) {
+    const whole = Math.max(0, Math.floor(seconds));
+    const m = Math.floor(whole / 60);
+    const s = whole % 60;
+    if (m >= 60) {
+      return Math.floor(m / 60) + ":" + String(m % 60).padStart(2, "0") + ":" + String(s).padStart(2, "0");
+    }
+    return m + ":" + String(s).padStart(2, "0");
+  }
+
+  function percent(share) {
+    return share.percent === null ? "-" : share.percent.toFixed(1).replace(".", ",") + "%";
+  }
+
+  function serverNow() {
+    return Date.now() + skew;
+  }
+
+  function since(instant) {
+    return (serverNow() - Date.parse(instant)) / 1000;
+  }
+
+  function drawCounters(data) {
+    const shift = data.shift;
+    const f = shift ? shift.figures : null;
+    setText("shift-answered", f ? String(f.answered) : "-");
+    setText("shift-abandoned", f ? String(f.abandoned) : "-");
+    (f ? f.service_levels : []).forEach(function (level) {
+      setText("shift-level-" + level.seconds, percent(level));
+    });
+    setText("shift-prank", f ? percent(f.prank_share) : "-");
+    setText("overdue", String(data.overdue_incidents.length));
+    document.getElementById("tile-overdue").classList.toggle("alert", data.overdue_incidents.length > 0);
+    const t = data.today ? data.today.figures : null;
+    setText("today", t ? [
+      t.calls + " panggilan",
+      t.offered + " ke antrean",
+      t.answered + " dijawab",
+      t.abandoned + " ditinggalkan",
+    ].concat(t.service_levels.map(function (level) {
+      return percent(level) + " ≤ " + level.seconds + " dtk";
+    })).concat([percent(t.prank_share) + " iseng/diam"]).join(" · ") : "-");
+    if (shift) {
+      document.getElementById("today").dataset.shift = shift.name;
+    }
+  }
+
+  function drawQueues(data) {
+    const box = field("queues");
+    box.replaceChildren();
+    if (!data.queues.length) {
+      box.appendChild(el("p", "muted", "Tidak ada antrean aktif."));
+    }
+    data.queues.forEach(function (queue) {
+      const row = el("div", "wb-queue" + (queue.callers.length ? " has-callers" : ""));
+      row.dataset.queue = queue.queue;
+      const head = el("div", "wb-queue-head");
+      head.appendChild(el("span", "wb-queue-name", queue.queue));
+      head.appendChild(el("span", "wb-queue-count", String(queue.callers.length)));
+      head.appendChild(el("span", "wb-queue-members muted small",
+        queue.available + " siap dari " + queue.members + " operator"));
+      row.appendChild(head);
+      const callers = el("ol", "wb-callers");
+      queue.callers.forEach(function (caller) {
+        const item = el("li", "wb-caller");
+        item.dataset.joinedAt = caller.joined_at;
+        item.appendChild(el("span", "wb-position", "#" + caller.position));
+        item.appendChild(el("span", "wb-wait", duration(since(caller.joined_at))));
+        item.appendChild(el("span", "wb-what small",
+          [caller.line, caller.category_label].filter(Boolean).join(" · ") || "-"));
+        callers.appendChild(item);
+      });
+      row.appendChild(callers);
+      box.appendChild(row);
+    });
+  }
+
+  function drawOperators(data) {
+    const grid = field("operators");
+    grid.replaceChildren();
+    if (!data.operators.length) {
+      grid.appendChild(el("p", "muted", "Tidak ada operator di antrean."));
+    }
+    data.operators.forEach(function (op) {
+      const card = el("div", "wb-operator wb-" + op.state);
+      card.dataset.operator = op.operator;
+      card.dataset.state = op.state;
+      card.appendChild(el("span", "wb-op-name", op.name));
+      card.appendChild(el("span", "wb-op-state", op.state_label + (op.state === "paused" && op.reason_label ? " · " + op.reason_label : "")));
+      const time = el("span", "wb-op-since", duration(since(op.since)));
+      time.dataset.since = op.since;
+      card.appendChild(time);
+      grid.appendChild(card);
+    });
+    const c = data.operator_counts;
+    setText("operator-counts", [
+      c.idle + " siap", c.ringing + " berdering", c.talking + " bicara",
+      c.wrapup + " menyelesaikan", c.paused + " jeda", c.unavailable + " tak tersedia",
+    ].join(" · "));
+  }
+
+  function drawOverdue(data) {
+    const list = field("overdue-list");
+    list.replaceChildren();
+    if (!data.overdue_incidents.length) {
+      list.appendChild(el("li", "muted", "Tidak ada."));
+    }
+    data.overdue_incidents.forEach(function (incident) {
+      const item = el("li", "wb-overdue-item");
+      item.dataset.incident = String(incident.incident_id);
+      item.appendChild(el("strong", "", "#" + incident.incident_id));
+      item.appendChild(el("span", "", incident.report_type_label + " · " + incident.priority_label + " · " + incident.status_label));
+      const late = el("span", "wb-late", "lewat " + duration(since(incident.due_at)));
+      late.dataset.since = incident.due_at;
+      item.appendChild(late);
+      list.appendChild(item);
+    });
+  }
+
+  function tick() {
+    if (!board) {
+      return;
+    }
+    let waiting = 0;
+    let longest = null;
+    board.queues.forEach(function (queue) {
+      waiting += queue.callers.length;
+      queue.callers.forEach(function (caller) {
+        const wait = since(caller.joined_at);
+        if (longest === null || wait > longest.wait) {
+          longest = { wait: wait, queue: queue.queue };
+        }
+      });
+    });
+    setText("waiting", String(waiting));
+    document.getElementById("tile-waiting").classList.toggle("alert", waiting > 0);
+    setText("longest", longest ? duration(longest.wait) : "-");
+    setText("longest-queue", longest ? "Tunggu terlama · " + longest.queue : "Tunggu terlama");
+    document.querySelectorAll(".wb-caller").forEach(function (item) {
+      item.querySelector(".wb-wait").textContent = duration(since(item.dataset.joinedAt));
+    });
+    document.querySelectorAll("[data-since]").forEach(function (node) {
+      const prefix = node.classList.contains("wb-late") ? "lewat " : "";
+      node.textContent = prefix + duration(since(node.dataset.since));
+    });
+  }
+
+  function draw(data) {
+    board = data;
+    skew = Date.parse(data.generated_at) - Date.now();
+    drawCounters(data);
+    drawQueues(data);
+    drawOperators(data);
+    drawOverdue(data);
+    tick();
+    const notes = ["Diperbarui " + clock.format(new Date(data.generated_at))];
+    if (!data.connected) {
+      notes.push("Asterisk tidak tersambung: antrean dan operator mungkin tidak terkini");
+    }
+    if (data.counters_stale) {
+      notes.push("basis data tidak terjangkau: angka sif dari " +
+        (data.counters_at ? clock.format(new Date(data.counters_at)) : "-"));
+    }
+    status.textContent = notes.join(" · ");
+    status.dataset.state = data.connected && !data.counters_stale ? "live" : "degraded";
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + "/api/wallboard/live");
+    socket.onopen = function () {
+      attempts = 0;
+    };
+    socket.onmessage = function (event) {
+      draw(JSON.parse(event.data));
+    };
+    socket.onclose = function (event) {
+      if (event.code === SESSION_ENDED) {
+        location.assign("/console/login");
+        return;
+      }
+      const wait = RETRY_MS[Math.min(attempts, RETRY_MS.length - 1)];
+      attempts += 1;
+      status.dataset.state = "disconnected";
+      status.textContent = "Sambungan terputus; menyambung lagi dalam " + (wait / 1000) + " detik…";
+      setTimeout(connect, wait);
+    };
+  }
+
+  connect();
+  setInterval(tick, TICK_MS);
+})();

@@ -1,0 +1,303 @@
+"""The operator console in headless Chromium against the whole line: the real server, real
+PostgreSQL, the real Asterisk lab and sipp.
+
+An operator logs in through the form, joins the queues of their skills (live QueueAdd), a
+sipp caller with two silent calls in the last hour dials 112 and presses 1 2 (fire); the call
+rings on the operator's screen with its prank score and reasons, is answered by the operator's
+sipp phone, and the operator opens the pre-filled incident, completes it (with HTML in the
+location, shown as text), verifies it, dispatches the fire brigade, labels the call, pauses
+for a break, resumes and leaves the queues. Screenshots at 1366x768 of every step go to the
+test's tmp path and to /tmp/console-shots/; no page raises a script error, a CSP violation or
+a dialog on the way.
+
+Its own lab instance and ports, so it can run beside the end-to-end modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import pytest
+from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playwright, expect
+
+from ivr.menu import load_menu
+from telephony import sipp
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.ami.listener import AmiActionError
+from telephony.app import Line
+from telephony.desks import assign_desk
+from telephony.lab import Lab
+from telephony.screening.features import parse_caller_id
+from telephony.settings import Settings
+from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="console-test",
+    sip_port=41060,
+    ami_port=41038,
+    agi_port=41573,
+    lab_operator_sip_port=41070,
+    rtp_port_start=42000,
+    rtp_port_end=42999,
+    lab_operators=2,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    recordings_poll_seconds=0.5,
+    incident_upkeep_seconds=0.5,
+    http_port=0,  # any free port: Line.web says which
+)
+OPERATOR = "PJSIP/op1001"
+PASSWORD = "kata-sandi-operator"
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path("/tmp/console-shots")
+VIEWPORT: ViewportSize = {"width": 1366, "height": 768}
+WAIT_MS = 30_000
+HOSTILE_PLACE = "Jl. Trunojoyo <img src=x onerror=alert(1)> depan masjid"
+
+
+@pytest.fixture(scope="module")
+def settings(state_dir: Path, line_db: str) -> Settings:
+    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings) -> AsyncIterator[Lab]:
+    async with prompted_lab(settings) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
+    # The phone rings 3 s before it is answered: long enough to be seen ringing on screen.
+    async with sipp.operator(settings.lab_operator_sip_port, ring_seconds=3.0) as uas:
+        yield uas
+
+
+@pytest.fixture
+async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
+    """The running line with nobody in the queues: the operator joins through the console.
+    Whatever the test leaves joined is removed again (Asterisk keeps members in astdb)."""
+    async with started_line(lab, settings) as line:
+        try:
+            yield line
+        finally:
+            for queue in load_menu(settings.menu_file).known_queues:
+                with contextlib.suppress(AmiActionError):  # not a member: nothing to undo
+                    await line.listener.send_action(
+                        {"Action": "QueueRemove", "Queue": queue, "Interface": OPERATOR})
+
+
+async def seed_silent_calls(line: Line, caller: str, count: int) -> None:
+    """``count`` calls of ``caller`` in the last hour that hung up in the IVR without a key:
+    what the screening history calls silent."""
+    key = parse_caller_id(caller).key
+
+    async def work(connection: asyncpg.Connection) -> None:
+        for n in range(count):
+            await connection.execute(
+                """
+                INSERT INTO calls (call_id, caller_number, caller_key, line, arrived_at,
+                                   ended_at, hangup_cause)
+                VALUES ($1, $2, $3, '112', now() - make_interval(mins => $4),
+                        now() - make_interval(mins => $4) + interval '6 seconds', 16)
+                """,
+                f"1600000000.{n + 1}", caller, key, 20 + 10 * n)
+
+    await line.database.run(work)
+
+
+async def shoot(page: Page, shots: Path, name: str) -> None:
+    await page.screenshot(path=str(shots / f"{name}.png"))
+
+
+async def flash(page: Page, text: str) -> None:
+    await expect(page.locator("#flash")).to_have_text(text, timeout=WAIT_MS)
+
+
+async def test_an_operator_takes_a_call_and_dispatches_the_fire_brigade_in_the_browser(
+    line: Line, settings: Settings, tmp_path: Path
+) -> None:
+    assert line.web.url is not None
+    caller = unique_caller("0819")
+    await seed_silent_calls(line, caller, 2)
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("siti", "operator", PASSWORD, display_name="Siti Aminah",
+                          actor="test")
+    await assign_desk(line.database, load_menu(settings.menu_file), "siti", OPERATOR,
+                      {"fire": 5, "general": 3})
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console: {message.text}")
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport=VIEWPORT, locale="id-ID",
+                                          base_url=line.web.url)
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page: {error}"))
+            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+
+            # Log in; the operator lands on their screen.
+            await page.goto("/console/login")
+            await page.fill('input[name="username"]', "siti")
+            await page.fill('input[name="password"]', PASSWORD)
+            await shoot(page, shots, "01-masuk")
+            await page.click('button:has-text("Masuk")')
+            await page.wait_for_url("**/console/operator")
+            queues = page.locator("#queues tbody")
+            await expect(queues).to_have_text("Belum masuk antrean.", timeout=WAIT_MS)
+
+            # Join the queues of both skills, live in Asterisk.
+            await page.click('button:has-text("Masuk antrean")')
+            await flash(page, "Masuk antrean: all-operators, emergency-general, fire, "
+                              "information, non-emergency.")
+            await expect(queues.locator("tr")).to_have_count(5, timeout=WAIT_MS)
+            await expect(queues.locator('tr[data-queue="fire"]')).to_contain_text("Siap")
+            members = await memberships(line)
+            assert {"fire", "all-operators", "emergency-general"} <= members
+            await shoot(page, shots, "02-siap")
+
+            # A caller reports a fire; the call rings on the screen with its screening.
+            call = asyncio.create_task(place_call(settings, caller))
+            panel = page.locator("#call")
+            await page.wait_for_selector('#call[data-state="ringing"]', timeout=WAIT_MS)
+            await expect(panel.locator(".caller")).to_have_text(caller)
+            await expect(panel.locator(".line")).to_have_text("112")
+            score, reasons = await screening_of(line, caller)
+            await expect(panel.locator(".score")).to_have_text(f"{score:.2f}")
+            await expect(panel.locator(".reasons li")).to_have_text(reasons)
+            assert "2 di antaranya diam" in " ".join(reasons)
+            await expect(panel).to_contain_text("tombol 1 · Darurat · Kebakaran")
+            await expect(page.locator("#history tbody tr")).to_have_count(2)
+            await expect(page.locator("#history")).to_contain_text("Berakhir di IVR")
+            await shoot(page, shots, "03-berdering")
+            await page.wait_for_selector('#call[data-state="talking"]', timeout=WAIT_MS)
+            await expect(panel.locator(".badge")).to_have_text("Tersambung")
+            await shoot(page, shots, "04-tersambung")
+
+            # One click: the incident form, pre-filled from the IVR (fire).
+            await panel.locator('button:has-text("Buka formulir insiden")').click()
+            await page.wait_for_url("**/console/incidents/*")
+            incident_id = int(page.url.rsplit("/", 1)[1])
+            await expect(page.locator('select[name="report_type"]')).to_have_value("fire")
+            await page.select_option('select[name="priority"]', "1")
+            await page.select_option('select[name="village_code"]', "35.29.01.1015")
+            await page.fill('input[name="location_text"]', HOSTILE_PLACE)
+            await page.fill('textarea[name="description"]',
+                            "Kios di pasar terbakar, asap tebal, belum ada korban.")
+            await page.click('button:has-text("Simpan rincian")')
+            await flash(page, "Rincian insiden disimpan.")
+            await expect(page.locator("#incident-place")).to_contain_text(HOSTILE_PLACE)
+            await shoot(page, shots, "05-insiden-terisi")
+            await page.select_option('select[name="status"]', "verified")
+            await page.click('button:has-text("Ubah status")')
+            await flash(page, "Status insiden: Terverifikasi.")
+            await page.select_option('select[name="agency"]', "damkar")
+            await page.fill('#dispatch-form input[name="note"]', "dua unit")
+            await page.click('button:has-text("Teruskan")')
+            await flash(page, "Diteruskan ke Pemadam Kebakaran (Damkar).")
+            await expect(page.locator("#incident-status")).to_have_text(
+                "Diteruskan ke instansi")
+            await expect(page.locator("#dispatches")).to_contain_text("dua unit")
+            await shoot(page, shots, "06-insiden-diteruskan")
+
+            # Back on the screen: label the call.
+            await page.goto("/console/operator")
+            await page.wait_for_selector("#call[data-call-id]", timeout=WAIT_MS)
+            await panel.locator('.label-form button[value="genuine"]').click()
+            await flash(page, "Panggilan diberi label: Asli.")
+            await expect(panel.locator('[data-field="label_text"]')).to_have_text(
+                "Asli", timeout=WAIT_MS)
+            await expect(panel.locator('[data-field="incident"]')).to_have_text(
+                f"#{incident_id}")
+            await shoot(page, shots, "07-diberi-label")
+
+            # A break, the end of it, and the end of the shift.
+            await page.select_option('select[name="reason"]', "break")
+            await page.click('button:has-text("Jeda")')
+            await flash(page, "Jeda: Istirahat.")
+            await expect(queues.locator('tr[data-queue="fire"]')).to_contain_text(
+                "Jeda (Istirahat)", timeout=WAIT_MS)
+            await shoot(page, shots, "08-jeda")
+            await page.click('button:has-text("Lanjut")')
+            await expect(queues.locator('tr[data-queue="fire"]')).to_contain_text(
+                "Siap", timeout=WAIT_MS)
+            await page.click('button:has-text("Keluar dari semua antrean")')
+            await expect(queues).to_have_text("Belum masuk antrean.", timeout=WAIT_MS)
+        finally:
+            await browser.close()
+            SHOTS.mkdir(exist_ok=True)
+            for shot in sorted(shots.glob("*.png")):
+                shutil.copy(shot, SHOTS / shot.name)
+
+    result = await call
+    assert result.ok, result.errors
+    assert problems == []
+    assert await memberships(line) == set()
+
+    async def stored(connection: asyncpg.Connection) -> asyncpg.Record | None:
+        return await connection.fetchrow(
+            """
+            SELECT i.status, i.priority, i.village_code, i.location_text,
+                   (SELECT string_agg(agency_code || ':' || dispatched_by, ',')
+                    FROM dispatches d WHERE d.incident_id = i.incident_id) AS dispatched,
+                   (SELECT label || ':' || labelled_by FROM call_labels l
+                    WHERE l.call_id = c.call_id) AS label,
+                   (SELECT count(*) FROM operator_state_changes
+                    WHERE operator = $2 AND pause_reason = 'break') AS breaks
+            FROM incidents i JOIN incident_calls ic USING (incident_id)
+                 JOIN calls c USING (call_id)
+            WHERE c.caller_number = $1 AND i.incident_id = $3
+            """, caller, OPERATOR, incident_id)
+
+    row = await line.database.run(stored)
+    assert row is not None
+    assert (row["status"], row["priority"], row["village_code"], row["location_text"],
+            row["dispatched"], row["label"]) == (
+        "dispatched", 1, "35.29.01.1015", HOSTILE_PLACE, "damkar:siti", "genuine:siti")
+    assert row["breaks"] > 0  # the pause and its reason are in the operator state log
+
+
+async def place_call(settings: Settings, caller: str) -> sipp.SippResult:
+    """Emergency (1), then fire (2); the caller stays on long enough to be worked."""
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="12", talk_seconds=15) as call:
+        return await call.wait()
+
+
+async def screening_of(line: Line, caller: str) -> tuple[float, list[str]]:
+    """The pre-queue score and reasons the IVR published for the caller's new call."""
+
+    async def probe() -> tuple[float, list[str]] | None:
+        row = await line.database.run(lambda c: c.fetchrow(
+            "SELECT prank_score, prank_reasons FROM calls WHERE caller_number = $1 "
+            "AND prank_score IS NOT NULL", caller))
+        if row is None:
+            return None
+        return float(row["prank_score"]), str(row["prank_reasons"] or "").split("; ")
+
+    return await eventually("the call's screening", probe)
+
+
+async def memberships(line: Line) -> set[str]:
+    """The queues Asterisk has the operator in, as the AMI listener recorded them."""
+    rows = await line.database.run(lambda c: c.fetch(
+        "SELECT queue FROM queue_members WHERE operator = $1 AND state <> 'logged_out'",
+        OPERATOR))
+    return {row["queue"] for row in rows}

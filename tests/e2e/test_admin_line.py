@@ -1,0 +1,303 @@
+"""The admin's changes on the whole line, through the real Asterisk, sipp and PostgreSQL, made
+over the HTTP API as the console makes them:
+
+- an admin gives the main menu a new prompt text and a shorter wait and publishes it while a
+  caller is in the IVR: that caller finishes the old flow with the old prompts, the next
+  caller hears the new prompt (installed under the new version's name) and waits the new
+  time;
+- an admin changes a queue (strategy, ring timeout, wrap-up, max wait before overflow) while
+  one caller talks to an operator and another waits for one: app_queue is reloaded, AstDB
+  holds the new wait, nobody is dropped, the operator stays logged in, and the waiting caller
+  is answered once the operator is free;
+- an admin changes a logged-in operator's skill level: the penalty changes at once.
+
+Its own lab instance and ports, so it can run beside the other end-to-end modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from ivr.menu import load_menu
+from telephony import sipp
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.app import Line
+from telephony.lab import Lab
+from telephony.operators import OperatorDesk
+from telephony.settings import Settings
+from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="admin-test",
+    sip_port=45060,
+    ami_port=45038,
+    agi_port=45573,
+    lab_operator_sip_port=45070,
+    rtp_port_start=46000,
+    rtp_port_end=46999,
+    lab_operators=5,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    incident_upkeep_seconds=0.5,
+    http_port=0,  # any free port: Line.web says which
+)
+PASSWORD = "kata-sandi-admin-112"
+NEW_PROMPT = "Darurat, tekan satu. Lainnya, tetap di saluran."
+NEW_WAIT_MS = 2000
+
+
+@pytest.fixture(scope="module")
+def settings(state_dir: Path, line_db: str) -> Settings:
+    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings) -> AsyncIterator[Lab]:
+    async with prompted_lab(settings) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+async def line(lab: Lab, settings: Settings) -> AsyncIterator[Line]:
+    async with sipp.operator(settings.lab_operator_sip_port) as _phones, \
+            started_line(lab, settings, {"PJSIP/op1001": {"general": 5}}) as line:
+        yield line
+
+
+@pytest.fixture(scope="module")
+async def http(line: Line) -> AsyncIterator[aiohttp.ClientSession]:
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("admin1", "admin", PASSWORD, actor="test")
+    assert line.web.url is not None
+    async with aiohttp.ClientSession(base_url=line.web.url) as session:
+        response = await session.post("/api/session", json={"username": "admin1",
+                                                             "password": PASSWORD})
+        assert response.status == 201, await response.text()
+        session.headers["Authorization"] = f"Bearer {(await response.json())['token']}"
+        yield session
+
+
+async def json_of(response: aiohttp.ClientResponse, status: int = 200) -> Any:
+    assert response.status == status, (response.status, await response.text())
+    return await response.json()
+
+
+async def fetch_row(dsn: str, query: str, *args: object) -> asyncpg.Record | None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.fetchrow(query, *args)
+    finally:
+        await connection.close()
+
+
+def seconds_of(path: Path) -> float:
+    with wave.open(str(path), "rb") as reader:
+        return reader.getnframes() / reader.getframerate()
+
+
+async def ivr_seconds(settings: Settings, caller_id: str) -> float:
+    """From the call's arrival to its joining a queue: the time it spent in the IVR."""
+
+    async def probe() -> float | None:
+        row = await fetch_row(
+            str(settings.database_dsn),
+            "SELECT arrived_at, queue_joined_at, ivr_outcome FROM calls "
+            "WHERE caller_number = $1", caller_id)
+        if row is None or row["queue_joined_at"] is None:
+            return None
+        assert row["ivr_outcome"] == "no_input"
+        gap: timedelta = row["queue_joined_at"] - row["arrived_at"]
+        return gap.total_seconds()
+
+    return await eventually(f"{caller_id} in a queue", probe, within=60)
+
+
+async def arrived(settings: Settings, caller_id: str) -> datetime:
+    async def probe() -> datetime | None:
+        row = await fetch_row(str(settings.database_dsn),
+                              "SELECT arrived_at FROM calls WHERE caller_number = $1",
+                              caller_id)
+        return None if row is None else row["arrived_at"]
+
+    return await eventually(f"{caller_id} arriving", probe, within=20)
+
+
+def member_line(shown: str, interface: str) -> str:
+    """The ``queue show`` line of one member."""
+    return next(line for line in shown.splitlines() if f"({interface}" in line
+                or line.strip().startswith(interface))
+
+
+def login_age(line: str) -> int:
+    """Seconds since the member logged in, from its ``queue show`` line."""
+    return int(line.split("(login was ", 1)[1].split(" ", 1)[0])
+
+
+async def test_a_published_menu_is_the_next_calls_and_not_the_current_ones(
+        line: Line, lab: Lab, settings: Settings, http: aiohttp.ClientSession) -> None:
+    versions = await json_of(await http.get("/api/admin/menu/versions"))
+    first = versions["live_version_id"]
+    detail = await json_of(await http.get(f"/api/admin/versions/{first}"))
+    document = detail["document"]
+    document["prompts"]["menu-utama"] = NEW_PROMPT
+    document["menus"]["utama"]["timeout_ms"] = NEW_WAIT_MS
+    saved = await json_of(await http.post("/api/admin/menu/versions", json={
+        "document": document, "based_on": first, "note": "menu singkat"}), 201)
+    version = saved["version"]["version_id"]
+    preview = await json_of(await http.post(f"/api/admin/versions/{version}/preview"))
+    assert {p["name"]: p["text"] for p in preview["prompts"]}["menu-utama"] == NEW_PROMPT
+
+    before, after = unique_caller("0815"), unique_caller("0815")
+
+    def call(caller_id: str) -> sipp.Sipp:
+        # Presses nothing: the IVR asks once, waits, and queues the call by default.
+        return sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           talk_seconds=30)
+
+    async with call(before) as old_caller:
+        await arrived(settings, before)  # in the IVR now, with the menu it started with
+        published = await json_of(await http.post(f"/api/admin/versions/{version}/publish",
+                                                  json={"note": "uji"}))
+        assert published["state"] == "live"
+        async with call(after) as new_caller:
+            results = await asyncio.gather(old_caller.wait(), new_caller.wait())
+    assert all(r.ok for r in results), [r.errors for r in results]
+
+    sounds = lab.sounds_dir
+    old_flow = seconds_of(sounds / "salam-112.wav") + seconds_of(sounds / "menu-utama.wav") + 5
+    new_prompt = sounds / f"menu-utama-v{version}.wav"
+    new_flow = (seconds_of(sounds / f"salam-112-v{version}.wav") + seconds_of(new_prompt)
+                + NEW_WAIT_MS / 1000)
+    assert seconds_of(new_prompt) < seconds_of(sounds / "menu-utama.wav") - 2  # the new text
+    old_ivr, new_ivr = await ivr_seconds(settings, before), await ivr_seconds(settings, after)
+    assert abs(old_ivr - old_flow) < 1.5, (old_ivr, old_flow)
+    assert abs(new_ivr - new_flow) < 1.5, (new_ivr, new_flow)
+    assert line.settings.live_menu_file.is_file()
+
+
+async def test_a_queue_change_applies_with_calls_in_progress(
+        line: Line, lab: Lab, settings: Settings, http: aiohttp.ClientSession) -> None:
+    talking, waiting = unique_caller("0816"), unique_caller("0816")
+    queue = "emergency-general"
+
+    async def state() -> tuple[str, str]:
+        return await lab.acli(f"queue show {queue}"), await lab.acli("core show channels")
+
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=talking,
+                           talk_seconds=25) as first:
+
+        async def answered() -> bool | None:
+            row = await fetch_row(str(settings.database_dsn),
+                                  "SELECT answered_at FROM calls WHERE caller_number = $1",
+                                  talking)
+            return True if row is not None and row["answered_at"] is not None else None
+
+        await eventually("the first caller talking to op1001", answered, within=30)
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                               caller_id=waiting, talk_seconds=40) as second:
+
+            async def queued() -> str | None:
+                row = await fetch_row(
+                    str(settings.database_dsn),
+                    "SELECT channel FROM calls WHERE caller_number = $1 "
+                    "AND queue_joined_at IS NOT NULL", waiting)
+                return None if row is None else str(row["channel"])
+
+            channel = await eventually("the second caller waiting", queued, within=30)
+            shown, _ = await state()
+            assert f". {channel} (wait:" in shown and "'leastrecent' strategy" in shown
+            login = member_line(shown, "PJSIP/op1001")
+            assert "(in call)" in login
+
+            changed = await json_of(await http.put(f"/api/admin/queues/{queue}", json={
+                "strategy": "rrmemory", "ring_timeout_seconds": 20, "retry_seconds": 2,
+                "wrapup_seconds": 1, "announce_position": False, "announce_holdtime": False,
+                "announce_frequency_seconds": 0, "max_wait_seconds": 120}))
+            assert changed["updated_by"] == "admin1"
+
+            shown, channels = await state()
+            assert "'rrmemory' strategy" in shown  # app_queue took the new file
+            assert f". {channel} (wait:" in shown  # the waiting caller is still waiting
+            member = member_line(shown, "PJSIP/op1001")
+            assert "(in call)" in member  # the answered call goes on
+            # The same membership, not a new login: QueueReload kept the dynamic member.
+            assert login_age(member) >= login_age(login)
+            assert "2 active calls" in channels
+            assert (await lab.acli("database get siaga112 max_wait/emergency-general")
+                    ).strip().endswith("120")
+            results = await asyncio.gather(first.wait(), second.wait())
+    assert all(r.ok for r in results), [r.errors for r in results]
+
+    row = await fetch_row(str(settings.database_dsn),
+                          "SELECT answered_at, operator, queue FROM calls "
+                          "WHERE caller_number = $1", waiting)
+    assert row is not None and row["answered_at"] is not None, row
+    assert (row["operator"], row["queue"]) == ("PJSIP/op1001", queue)
+
+
+async def test_a_new_skill_level_moves_a_logged_in_operator(
+        line: Line, lab: Lab, http: aiohttp.ClientSession) -> None:
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("sari", "operator", PASSWORD, actor="test")
+    await json_of(await http.put("/api/admin/operators/sari", json={
+        "interface": "PJSIP/op1004", "skills": {"fire": 5, "medical": 4}}))
+    desk = OperatorDesk(line.listener, load_menu())
+    joined = await desk.log_in("PJSIP/op1004", {"fire": 5})  # Sari takes fire calls only
+    try:
+        assert "with penalty" not in member_line(await lab.acli("queue show fire"),
+                                                 "PJSIP/op1004")  # level 5: penalty 0
+        updated = await json_of(await http.put("/api/admin/operators/sari", json={
+            "interface": "PJSIP/op1004", "skills": {"fire": 2, "medical": 4}}))
+        assert updated["changes"] == [{"action": "penalty", "queue": "fire", "penalty": 3}]
+        assert "with penalty 3" in member_line(await lab.acli("queue show fire"),
+                                               "PJSIP/op1004")
+        assert "PJSIP/op1004" not in await lab.acli("queue show medical")
+    finally:
+        await desk.log_out("PJSIP/op1004", joined)
+
+
+async def test_a_new_wait_before_overflow_applies_to_the_next_round(
+        line: Line, settings: Settings, http: aiohttp.ClientSession) -> None:
+    """Nobody speaks Javanese on this line: a caller choosing it waits the javanese queue's
+    max wait, read by the dialplan from AstDB, then reaches op1001 through the overflow."""
+    await json_of(await http.put("/api/admin/queues/javanese", json={
+        "strategy": "leastrecent", "ring_timeout_seconds": 5, "retry_seconds": 1,
+        "wrapup_seconds": 0, "announce_position": False, "announce_holdtime": False,
+        "announce_frequency_seconds": 0, "max_wait_seconds": 10}))
+    caller_id = unique_caller("0817")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="8", dtmf_delay=2.0, talk_seconds=25) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+
+    async def visits() -> list[asyncpg.Record] | None:
+        connection = await asyncpg.connect(str(settings.database_dsn))
+        try:
+            rows = await connection.fetch(
+                "SELECT v.queue, v.joined_at, v.left_at, c.operator FROM queue_visits v "
+                "JOIN calls c USING (call_id) WHERE c.caller_number = $1 "
+                "ORDER BY v.joined_at", caller_id)
+        finally:
+            await connection.close()
+        return rows if len(rows) == 2 and all(r["left_at"] for r in rows) else None
+
+    javanese, overflow = await eventually("both queue visits", visits, within=30)
+    assert (javanese["queue"], overflow["queue"]) == ("javanese", "all-operators")
+    waited = (javanese["left_at"] - javanese["joined_at"]).total_seconds()
+    assert 9 <= waited <= 12, waited  # not the default 60 s
+    assert overflow["operator"] == "PJSIP/op1001"

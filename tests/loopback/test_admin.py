@@ -1,0 +1,501 @@
+"""The admin's services over a real PostgreSQL, real espeak-ng/ffmpeg and the files the line
+watches, with AMI faked: versions of the menu and the screening configuration (save, preview,
+publish, roll back), queue settings rendered and reloaded, operators moved, site settings;
+and the admin API over HTTP with its roles, CSRF and audit."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ivr.menu import IvrMenu
+from ivr.source import line_menu_source
+from telephony.admin.asterisk import AsteriskAdmin
+from telephony.admin.configs import ConfigService
+from telephony.admin.errors import ApplyFailed, ConfigNotFound, InvalidConfig
+from telephony.admin.files import ConfigFiles
+from telephony.admin.queue_service import QueueService
+from telephony.admin.queues import QUEUES_CONF, QueueDefaults
+from telephony.admin.site_service import SiteService
+from telephony.admin.versions import ConfigKind
+from telephony.ami.listener import AmiActionError
+from telephony.db.connection import Database
+from telephony.desks import InvalidDeskInput
+from telephony.incidents.model import ReportType
+from telephony.lab import Lab
+from telephony.screening.score import ScoreConfig
+from telephony.screening.service import line_screening_source
+from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.shifts import ShiftCalendar
+from telephony.watched import WatchedFile
+from telephony.web.admin import AdminApi
+from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
+from telephony.web.server import build_app
+from tests.loopback.test_web_api import PASSWORD, conforms, make_context
+
+
+class FakeAmi:
+    """Records actions; answers QueueStatus with ``members``; fails while ``down``."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict[str, str]] = []
+        self.members: list[dict[str, str]] = []
+        self.down = False
+
+    async def send_action(self, action: Mapping[str, str]) -> Any:
+        if self.down:
+            raise AmiActionError(f"{action['Action']}: not logged in to Asterisk")
+        self.actions.append(dict(action))
+        return {"Response": "Success"}
+
+    async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
+        await self.send_action(action)
+        return [{"Event": "QueueMember", **m} for m in self.members]
+
+    def named(self, name: str) -> list[dict[str, str]]:
+        return [a for a in self.actions if a["Action"] == name]
+
+
+@dataclass
+class Admin:
+    settings: Settings
+    database: Database
+    dsn: str
+    ami: FakeAmi
+    lab: Lab
+    menus: WatchedFile[IvrMenu]
+    scoring: WatchedFile[ScoreConfig]
+    configs: ConfigService
+    queues: QueueService
+    site: SiteService
+    calendar: ShiftCalendar
+
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            return await connection.fetch(query, *args)
+        finally:
+            await connection.close()
+
+
+def build(settings: Settings, database: Database, ami: FakeAmi, lab: Lab,
+          menus: Any = None) -> tuple[ConfigService, QueueService, Any, Any]:
+    menus = menus or line_menu_source(settings)
+    scoring = line_screening_source(settings)
+    asterisk = AsteriskAdmin(ami, lab.etc_dir, lab)
+    queues = QueueService(database, asterisk, ami, menus=menus,
+                          defaults=QueueDefaults.from_settings(settings))
+    configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
+                            queues=queues, menus=menus, screening=scoring)
+    return configs, queues, menus, scoring
+
+
+@pytest.fixture
+async def admin(database_dsn: str, settings: Settings, tmp_path: Path) -> AsyncIterator[Admin]:
+    configured = replace(settings, database_dsn=database_dsn)
+    database = Database(configured)
+    ami = FakeAmi()
+    lab = Lab(configured)
+    lab.host_dir = tmp_path / "instance"  # Asterisk's files, without a real rootfs
+    lab.etc_dir.mkdir(parents=True)
+    configs, queues, menus, scoring = build(configured, database, ami, lab)
+    context = make_context(configured, database)
+    calendar = ShiftCalendar(DEFAULT_SHIFTS, configured.timezone)
+    site = SiteService(database, context.incidents, calendar)
+    yield Admin(configured, database, database_dsn, ami, lab, menus, scoring, configs, queues,
+                site, calendar)
+    await database.close()
+
+
+def edited_menu(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The admin's edit: a new main-menu prompt and a shorter wait."""
+    edited: dict[str, Any] = json.loads(json.dumps(document))
+    edited["prompts"]["menu-utama"] = "Darurat, tekan satu. Lainnya, tetap di saluran."
+    edited["menus"]["utama"]["timeout_ms"] = 2000
+    return edited
+
+
+def wav_bytes(seconds: float = 0.5, rate: int = 16000, channels: int = 2) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(channels)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(b"\x10\x00" * channels * int(rate * seconds))
+    return out.getvalue()
+
+
+def wav_shape(path: Path) -> tuple[int, int, int]:
+    with wave.open(str(path), "rb") as reader:
+        return reader.getframerate(), reader.getnchannels(), reader.getsampwidth()
+
+
+# -- menu versions -----------------------------------------------------------------------------
+
+
+async def test_the_history_starts_with_what_the_line_runs(admin: Admin) -> None:
+    versions = await admin.configs.versions(ConfigKind.MENU)
+    assert len(versions) == 1
+    first = await admin.configs.version(versions[0].version_id)
+    assert first.live and first.created_by == "system"
+    assert first.document == json.loads(
+        (Path(__file__).parents[2] / "ivr" / "menu.json").read_text("utf-8"))
+    assert await admin.configs.versions(ConfigKind.MENU) == versions  # once only
+
+
+async def test_a_refused_document_saves_nothing(admin: Admin) -> None:
+    live = (await admin.configs.versions(ConfigKind.MENU))[0]
+    broken = edited_menu(live.document if live.document else
+                         (await admin.configs.version(live.version_id)).document)
+    broken["menus"]["utama"]["timeout_ms"] = 50
+    with pytest.raises(InvalidConfig, match="timeout_ms"):
+        await admin.configs.save(ConfigKind.MENU, broken, actor="admin", based_on=1)
+    with pytest.raises(ConfigNotFound):
+        await admin.configs.save(ConfigKind.MENU, edited_menu(broken), actor="admin",
+                                 based_on=999)
+    assert len(await admin.configs.versions(ConfigKind.MENU)) == 1
+    assert not admin.settings.live_menu_file.exists()
+
+
+async def test_publish_then_roll_back(admin: Admin) -> None:
+    first = (await admin.configs.versions(ConfigKind.MENU))[0]
+    base = await admin.configs.version(first.version_id)
+    draft = await admin.configs.save(ConfigKind.MENU, edited_menu(base.document),
+                                     actor="admin", note="menu lebih singkat",
+                                     based_on=first.version_id)
+    assert not draft.live and draft.last_published_at is None
+    assert admin.menus.current().version == 1  # a draft changes nothing the line runs
+
+    preview = await admin.configs.preview(draft.version_id)
+    assert [p.name for p in preview.prompts if p.recorded] == []
+    main = preview.tree[0].children[1]
+    assert main.label.startswith("Menu utama: tunggu 2 dtk")
+    assert main.text == "Darurat, tekan satu. Lainnya, tetap di saluran."
+    audio = await admin.configs.preview_audio(draft.version_id, "menu-utama")
+    assert wav_shape(audio) == (8000, 1, 2)
+
+    published = await admin.configs.publish(draft.version_id, actor="admin")
+    assert published.live and published.last_published_by == "admin"
+    live = admin.menus.current()  # what the next call gets
+    assert live.version == draft.version_id
+    assert live.menus["utama"].timeout_ms == 2000
+    assert live.menus["utama"].prompt == f"menu-utama-v{draft.version_id}"
+    installed = admin.lab.sounds_dir / f"menu-utama-v{draft.version_id}.wav"
+    assert wav_shape(installed) == (8000, 1, 2)
+    assert len(admin.ami.named("QueueReload")) == 1  # the menu's queues, configured first
+    assert admin.ami.named("DBPut")
+
+    rolled_back = await admin.configs.publish(first.version_id, actor="admin",
+                                              note="kembali")
+    assert rolled_back.live
+    assert admin.menus.current().version == first.version_id
+    assert admin.menus.current().menus["utama"].timeout_ms == 5000
+    assert (admin.lab.sounds_dir / f"menu-utama-v{first.version_id}.wav").is_file()
+    states = {v.version_id: (v.live, v.last_published_at is not None)
+              for v in await admin.configs.versions(ConfigKind.MENU)}
+    assert states == {first.version_id: (True, True), draft.version_id: (False, True)}
+    rows = await admin.fetch("SELECT version_id, published_by FROM config_publications "
+                             "WHERE kind = 'menu' ORDER BY publication_id")
+    assert [(r["version_id"], r["published_by"]) for r in rows] == [
+        (first.version_id, "system"), (draft.version_id, "admin"),
+        (first.version_id, "admin")]
+
+
+class StuckMenu:
+    """A line that never takes a new menu file (its loader refused it)."""
+
+    def __init__(self, menu: IvrMenu) -> None:
+        self.menu = menu
+
+    def current(self) -> IvrMenu:
+        return self.menu
+
+
+async def test_a_publish_the_line_refuses_changes_nothing(admin: Admin) -> None:
+    stuck = StuckMenu(admin.menus.current())
+    configs, _, _, _ = build(admin.settings, admin.database, admin.ami, admin.lab, stuck)
+    first = (await configs.versions(ConfigKind.MENU))[0]
+    base = await configs.version(first.version_id)
+    draft = await configs.save(ConfigKind.MENU, edited_menu(base.document), actor="admin")
+    with pytest.raises(ApplyFailed, match="versi sebelumnya tetap berjalan"):
+        await configs.publish(draft.version_id, actor="admin")
+    assert not admin.settings.live_menu_file.exists()
+    assert not (await configs.version(draft.version_id)).last_published_at
+
+
+async def test_a_recorded_prompt_replaces_the_voice(admin: Admin) -> None:
+    first = (await admin.configs.versions(ConfigKind.MENU))[0]
+    with pytest.raises(InvalidConfig, match="bukan audio"):
+        await admin.configs.add_recording(first.version_id, "saring", b"not audio at all",
+                                          filename="x.wav", actor="admin")
+    with pytest.raises(InvalidConfig, match="tidak punya rekaman suara"):
+        await admin.configs.add_recording(first.version_id, "tidak-ada", wav_bytes(),
+                                          filename="x.wav", actor="admin")
+    assert len(await admin.configs.versions(ConfigKind.MENU)) == 1
+
+    recorded = await admin.configs.add_recording(first.version_id, "salam-112", wav_bytes(),
+                                                 filename="salam.wav", actor="admin")
+    assert recorded.based_on == first.version_id
+    assert [(r.prompt, r.filename) for r in recorded.recordings] == [("salam-112",
+                                                                      "salam.wav")]
+    preview = await admin.configs.preview(recorded.version_id)
+    assert {p.name: p.recorded for p in preview.prompts}["salam-112"] is True
+    greeting = {p.name: p for p in preview.prompts}["salam-112"]
+    assert 0.45 < greeting.seconds < 0.6  # the recording, converted, not espeak's voice
+    assert wav_shape(await admin.configs.preview_audio(recorded.version_id,
+                                                       "salam-112")) == (8000, 1, 2)
+
+    kept = await admin.configs.save(ConfigKind.MENU, recorded.document, actor="admin",
+                                    based_on=recorded.version_id)
+    assert [r.prompt for r in kept.recordings] == ["salam-112"]
+    dropped = await admin.configs.save(ConfigKind.MENU, recorded.document, actor="admin",
+                                       based_on=recorded.version_id,
+                                       drop_recordings=["salam-112"])
+    assert dropped.recordings == ()
+    stored = await admin.fetch("SELECT count(*) AS n FROM prompt_audio")
+    assert stored[0]["n"] == 1  # one copy, however many versions use it
+
+
+# -- screening versions ------------------------------------------------------------------------
+
+
+async def test_screening_thresholds_publish_like_the_menu(admin: Admin) -> None:
+    first = (await admin.configs.versions(ConfigKind.SCREENING))[0]
+    assert (await admin.configs.version(first.version_id)).document == {}
+    with pytest.raises(InvalidConfig, match="thresholds"):
+        await admin.configs.save(ConfigKind.SCREENING, {"screening_threshold": 0.1},
+                                 actor="admin")
+    preview = await admin.configs.preview(first.version_id)
+    assert preview.settings["normal_priority"] == 10 and preview.tree == ()
+
+    draft = await admin.configs.save(
+        ConfigKind.SCREENING, {"screening_threshold": 0.9, "normal_priority": 12},
+        actor="admin")
+    await admin.configs.publish(draft.version_id, actor="admin")
+    assert admin.scoring.current().screening_threshold == 0.9
+    assert admin.settings.live_screening_file.is_file()
+    assert admin.ami.named("DBPut")[-1] == {
+        "Action": "DBPut", "Family": "siaga112", "Key": "normal_priority", "Val": "12"}
+    with pytest.raises(InvalidConfig, match="hanya untuk versi menu"):
+        await admin.configs.add_recording(draft.version_id, "saring", wav_bytes(),
+                                          filename="x.wav", actor="admin")
+
+
+# -- queues and operators ----------------------------------------------------------------------
+
+
+QUEUE_VALUES: dict[str, Any] = {
+    "strategy": "rrmemory", "ring_timeout_seconds": 20, "retry_seconds": 3,
+    "wrapup_seconds": 15, "announce_position": False, "announce_holdtime": False,
+    "announce_frequency_seconds": 0, "max_wait_seconds": 45}
+
+
+async def test_queue_settings_are_stored_rendered_and_reloaded(admin: Admin) -> None:
+    with pytest.raises(InvalidConfig):
+        await admin.queues.update("fire", {**QUEUE_VALUES, "strategy": "linear"}, "admin")
+    assert admin.ami.actions == [] and not (admin.lab.etc_dir / QUEUES_CONF).exists()
+
+    stored = await admin.queues.update("fire", QUEUE_VALUES, "admin")
+    assert stored.updated_by == "admin" and stored.strategy == "rrmemory"
+    text = (admin.lab.etc_dir / QUEUES_CONF).read_text("utf-8")
+    assert "[fire](queue)\nstrategy = rrmemory\ntimeout = 20\nretry = 3\nwrapuptime = 15\n" in text
+    assert [a["Action"] for a in admin.ami.actions[:1]] == ["QueueReload"]
+    puts = {a["Key"]: a["Val"] for a in admin.ami.named("DBPut")}
+    assert puts["max_wait/fire"] == "45" and puts["max_wait/medical"] == "60"
+    assert set(puts) == {f"max_wait/{q}" for q in
+                         {*admin.menus.current().known_queues, "all-operators"}}
+
+    admin.ami.actions.clear()
+    assert await admin.queues.apply() is False  # nothing changed: no reload
+    admin.queues.asterisk_restarted()
+    assert await admin.queues.apply() is True  # a new Asterisk: load it again
+
+    overview = await admin.queues.overview()
+    assert {q.queue: q.strategy for q in overview.queues}["fire"] == "rrmemory"
+    assert overview.members == []
+
+
+async def test_a_queue_change_asterisk_misses_is_kept_and_applied_later(admin: Admin) -> None:
+    admin.ami.down = True
+    with pytest.raises(ApplyFailed, match="tersimpan, tetapi belum diterapkan"):
+        await admin.queues.update("medical", QUEUE_VALUES, "admin")
+    rows = await admin.fetch("SELECT queue, strategy FROM queue_settings")
+    assert [(r["queue"], r["strategy"]) for r in rows] == [("medical", "rrmemory")]
+    assert (await admin.queues.overview()).members is None
+    admin.ami.down = False
+    assert await admin.queues.apply() is True
+    assert "[medical](queue)\nstrategy = rrmemory" in (
+        admin.lab.etc_dir / QUEUES_CONF).read_text("utf-8")
+
+
+async def add_operator(admin: Admin, username: str) -> None:
+    context = make_context(admin.settings, admin.database)
+    await context.accounts.create(username, "operator", PASSWORD, actor="test",
+                                  display_name="Sari")
+
+
+async def test_new_skill_levels_move_a_logged_in_operator(admin: Admin) -> None:
+    await add_operator(admin, "sari")
+    await admin.queues.assign_operator("sari", "PJSIP/op1001", {"fire": 5, "medical": 3})
+    # Sari joined fire (and with it the overflow), not medical.
+    admin.ami.members = [
+        {"Queue": q, "Location": "PJSIP/op1001", "Name": "Sari", "Penalty": str(p),
+         "Membership": "dynamic", "Paused": "0", "PausedReason": "", "InCall": "0"}
+        for q, p in (("fire", 0), ("all-operators", 4))]
+    admin.ami.actions.clear()
+    account, changes = await admin.queues.assign_operator(
+        "sari", "PJSIP/op1001", {"fire": 2, "security": 5})
+    assert account.skills == {"fire": 2, "security": 5}
+    assert [(c.action, c.queue, c.penalty) for c in changes] == [("penalty", "fire", 3)]
+    assert admin.ami.named("QueuePenalty") == [
+        {"Action": "QueuePenalty", "Queue": "fire", "Interface": "PJSIP/op1001",
+         "Penalty": "3"}]
+
+    for skills, error in (({"fire": 7}, InvalidConfig), ({"juggling": 3}, InvalidDeskInput)):
+        with pytest.raises(error):
+            await admin.queues.assign_operator("sari", "PJSIP/op1001", skills)
+    assert (await admin.queues.operators())[0].skills == {"fire": 2, "security": 5}
+
+
+# -- site settings -----------------------------------------------------------------------------
+
+
+async def test_dispatch_targets_and_shifts_apply_at_once_and_after_a_restart(
+        admin: Admin) -> None:
+    targets = await admin.site.set_dispatch_targets({"fire": 240, "flood": 1800}, "admin")
+    assert targets == {ReportType.FIRE: 240, ReportType.FLOOD: 1800}
+    assert admin.site.dispatch_targets() == {ReportType.FIRE: 240, ReportType.FLOOD: 1800}
+    roster = await admin.site.set_shifts([{"name": "pagi", "start": "06:00"},
+                                          {"name": "malam", "start": "18:00"}], "admin")
+    assert [s.name for s in admin.calendar.definitions] == ["pagi", "malam"]
+    assert roster[1].start == time(18, 0)
+    rows = await admin.fetch("SELECT name, starts_at FROM shifts ORDER BY starts_at")
+    assert [(r["name"], r["starts_at"]) for r in rows] == [("pagi", time(6)),
+                                                           ("malam", time(18))]
+    with pytest.raises(InvalidConfig):
+        await admin.site.set_shifts([], "admin")
+
+    # A restarted line: the settings file's values, then the admin's.
+    context = make_context(admin.settings, admin.database)
+    calendar = ShiftCalendar(DEFAULT_SHIFTS, admin.settings.timezone)
+    restarted = SiteService(admin.database, context.incidents, calendar)
+    assert restarted.dispatch_targets() == {ReportType.FIRE: 300, ReportType.MEDICAL: 300}
+    await restarted.restore()
+    assert restarted.dispatch_targets() == {ReportType.FIRE: 240, ReportType.FLOOD: 1800}
+    assert [s.name for s in calendar.definitions] == ["pagi", "malam"]
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+
+
+async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin) -> None:
+    context = make_context(admin.settings, admin.database)
+    api = AdminApi(admin.configs, admin.queues, admin.site, context.incidents)
+    app = build_app(context, api.routes())
+    async with TestClient(TestServer(app)) as client:
+        for username, role in (("admin1", "admin"), ("op1", "operator"),
+                               ("sup1", "supervisor")):
+            await context.accounts.create(username, role, PASSWORD, actor="test")
+
+        async def bearer(username: str) -> dict[str, str]:
+            response = await client.post("/api/session", json={"username": username,
+                                                               "password": PASSWORD})
+            return {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+        table = app[ROUTE_TABLE]
+        admin_routes = [r for r in table.routes if r.path.startswith("/api/admin/")]
+        assert len(admin_routes) == 21
+        assert all(r.access.roles == {"admin"} for r in admin_routes)
+        for who in ("op1", "sup1"):
+            headers = await bearer(who)
+            for route in admin_routes:
+                path = route.path.replace("{version_id}", "1").replace(
+                    "{prompt}", "saring").replace("{queue}", "fire").replace(
+                    "{username}", "op1").replace("{recipient_id}", "1")
+                response = await client.request(route.method, path, headers=headers)
+                assert response.status == 403, (who, route.method, path)
+
+        headers = await bearer("admin1")
+        listed = await client.get("/api/admin/menu/versions", headers=headers)
+        body = await listed.json()
+        conforms(body, "ConfigVersionList")
+        first = body["live_version_id"]
+        detail = await (await client.get(f"/api/admin/versions/{first}",
+                                         headers=headers)).json()
+        conforms(detail, "ConfigVersionDetail")
+
+        # The console's way: the session cookie, and the CSRF token in a header.
+        login = await client.post("/api/session", json={"username": "admin1",
+                                                        "password": PASSWORD})
+        csrf = (await login.json())["csrf_token"]
+        edited = edited_menu(detail["document"])
+        no_csrf = await client.post("/api/admin/menu/versions",
+                                    json={"document": edited, "based_on": first})
+        assert no_csrf.status == 403
+        saved = await client.post("/api/admin/menu/versions", headers={CSRF_HEADER: csrf},
+                                  json={"document": edited, "based_on": first,
+                                        "note": "<b>lebih singkat</b>"})
+        assert saved.status == 201, await saved.text()
+        version = (await saved.json())["version"]
+        assert version["state"] == "draft" and version["note"] == "<b>lebih singkat</b>"
+
+        preview = await client.post(f"/api/admin/versions/{version['version_id']}/preview",
+                                    headers={CSRF_HEADER: csrf})
+        shown = await preview.json()
+        conforms(shown, "ConfigPreview")
+        audio = await client.get(shown["prompts"][0]["audio_url"])
+        assert audio.status == 200 and audio.content_type == "audio/wav"
+
+        published = await client.post(f"/api/admin/versions/{version['version_id']}/publish",
+                                      headers={CSRF_HEADER: csrf}, json={"note": "uji"})
+        assert published.status == 200, await published.text()
+        assert (await published.json())["state"] == "live"
+
+        bad = await client.put("/api/admin/queues/fire", headers=headers,
+                               json={**QUEUE_VALUES, "ring_timeout_seconds": 500})
+        assert bad.status == 422
+        assert (await bad.json())["error"]["field"] == "ring_timeout_seconds"
+        admin.ami.down = True
+        kept = await client.put("/api/admin/queues/fire", headers=headers, json=QUEUE_VALUES)
+        assert kept.status == 502
+        assert "tersimpan" in (await kept.json())["error"]["message"]
+        admin.ami.down = False
+        queues = await (await client.get("/api/admin/queues", headers=headers)).json()
+        conforms(queues, "QueueOverview")
+
+        targets = await client.put("/api/admin/dispatch-targets", headers=headers,
+                                   json={"targets": {"fire": 200}})
+        conforms(await targets.json(), "DispatchTargets")
+        shifts = await client.put("/api/admin/shifts", headers=headers, json={
+            "shifts": [{"name": "pagi", "start": "07:00"}, {"name": "malam", "start": "19:00"}]})
+        conforms(await shifts.json(), "Shifts")
+        agency = await client.post("/api/admin/agencies", headers=headers,
+                                   json={"code": "tagana", "name": "Tagana"})
+        assert agency.status == 200
+        recipient = await client.post("/api/admin/recipients", headers=headers, json={
+            "agency": "tagana", "name": "Budi", "contact": "+6281200000000",
+            "report_type": "flood"})
+        assert recipient.status == 201, await recipient.text()
+        rid = (await recipient.json())["recipient_id"]
+        stopped = await client.patch(f"/api/admin/recipients/{rid}", headers=headers,
+                                     json={"active": False})
+        assert (await stopped.json())["active"] is False
+        listed_recipients = await (await client.get("/api/admin/recipients",
+                                                    headers=headers)).json()
+        conforms(listed_recipients, "RecipientList")
+
+        actions = [r["action"] for r in await admin.fetch(
+            "SELECT action FROM audit_log WHERE actor = 'admin1' ORDER BY audit_id")]
+        assert [a for a in actions if a != "login"] == [
+            "config.save", "config.publish", "queue.update", "dispatch_targets.update",
+            "shifts.update", "agency.save", "recipient.add", "recipient.update"]

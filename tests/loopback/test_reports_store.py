@@ -1,0 +1,230 @@
+"""The report SQL over a real PostgreSQL: a day of calls written as the listener writes them
+(facts through the call store), labelled, with incidents, villages, ratings and a wrap-up
+pause; the shift report, its CSV, the daily summary, the wallboard's counters and the live
+picture a restarted wallboard starts from."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+
+from telephony.callfacts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorRung,
+    OperatorStateChanged,
+    QueueAbandoned,
+    QueueJoined,
+)
+from telephony.db.calls import CallRepository
+from telephony.db.connection import Database
+from telephony.incidents.model import parse_patch
+from telephony.incidents.notifiers import LogNotifier
+from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv
+from telephony.reports.model import Figures, InvalidPeriod, Period
+from telephony.reports.service import ReportConfig, ReportService
+from telephony.screening.service import ScreeningService, screening_config_source
+from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.shifts import ShiftCalendar, ShiftSlot
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
+CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
+DAY = date(2025, 3, 10)
+A, B = "PJSIP/op1001", "PJSIP/op1002"
+
+
+def local(hour: int, minute: int = 0, second: int = 0, day: date = DAY) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=JAKARTA)
+
+
+def call(call_id: str, arrived: datetime, *, queue: str | None = "medical",
+         wait: int | None = None, operator: str = A, talk: int = 60,
+         abandon_after: int | None = None, rung: tuple[str, ...] = (),
+         category: str = "emergency", end: bool = True) -> list[CallFact]:
+    """A call's facts as the tracker gives them: IVR, queue, ring, answer or abandon, end."""
+    facts: list[CallFact] = [
+        CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", "081234567890", "", "112",
+                    arrived),
+        IvrVariableSet(call_id, "category", category, arrived + timedelta(seconds=3)),
+    ]
+    end_at = arrived + timedelta(seconds=4)
+    if queue is not None:
+        joined = arrived + timedelta(seconds=5)
+        facts.append(QueueJoined(call_id, queue, 1, joined))
+        facts += [OperatorRung(call_id, queue, op, joined + timedelta(seconds=1)) for op in rung]
+        if wait is not None:
+            answered = joined + timedelta(seconds=wait)
+            done = answered + timedelta(seconds=talk)
+            facts += [OperatorAnswered(call_id, queue, operator, wait, 1, answered),
+                      OperatorCompleted(call_id, queue, operator, wait, talk, "caller", done)]
+            end_at = done
+        elif abandon_after is not None:
+            end_at = joined + timedelta(seconds=abandon_after)
+            facts.append(QueueAbandoned(call_id, queue, 1, 1, abandon_after, end_at))
+    if end:
+        facts.append(CallEnded(call_id, 16, "Normal Clearing", end_at))
+    return facts
+
+
+def pause(operator: str, at: datetime, paused: bool, reason: str = "") -> list[CallFact]:
+    return [OperatorStateChanged(operator, queue, "paused" if paused else "idle", paused,
+                                 reason, at) for queue in ("medical", "all-operators")]
+
+
+@dataclass
+class Day:
+    reports: ReportService
+    incidents: IncidentService
+    dsn: str
+    database: Database
+
+
+@pytest.fixture
+async def day(database_dsn: str, settings: Settings) -> AsyncIterator[Day]:
+    configured = replace(settings, database_dsn=database_dsn)
+    database = Database(configured)
+    facts = [
+        # pagi: answered in 7 s by A (then a 90 s wrap-up pause), answered in 15 s by B
+        # after ringing both, abandoned after 30 s, and one that ended in the IVR.
+        *call("1741572000.1", local(8), wait=7, talk=120, rung=(A,)),
+        *pause(A, local(8, 2, 15), True, "wrapup"),
+        *pause(A, local(8, 3, 42), False),
+        *call("1741575600.2", local(9), queue="fire", wait=15, operator=B, rung=(A, B)),
+        *call("1741579200.3", local(10), abandon_after=30, rung=(A,)),
+        *call("1741582800.4", local(11), queue=None, category="information"),
+        # siang: answered in 3 s by A.
+        *call("1741601400.5", local(16, 10), wait=3, talk=30),
+        # The night shift's last second, on the next date: still this operational day.
+        *call("1741651199.6", local(6, 59, 59, DAY + timedelta(days=1)), wait=25, operator=B,
+              talk=45),
+        # 07:00 the next morning: the next day's pagi.
+        *call("1741651200.7", local(7, 0, 0, DAY + timedelta(days=1)), wait=1),
+    ]
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await CallRepository(CALENDAR).apply(connection, facts)
+        await connection.execute(
+            "UPDATE operators SET display_name = 'Budi' WHERE operator = $1", B)
+    finally:
+        await connection.close()
+    screening = ScreeningService(database, screening_config_source(None), "Asia/Jakarta")
+    await screening.label("1741572000.1", "genuine", "sari")
+    await screening.label("1741575600.2", "genuine", "sari")
+    await screening.label("1741575600.2", "prank", "budi", "koreksi")  # the later one counts
+    await screening.label("1741582800.4", "silent", "sari")
+    incidents = IncidentService(database, LogNotifier(), IncidentConfig())
+    reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                            clock=lambda: local(16, 30))
+    yield Day(reports, incidents, database_dsn, database)
+    await database.close()
+
+
+def summary(f: Figures) -> tuple[object, ...]:
+    return (f.calls, f.offered, f.answered, f.abandoned,
+            f.service_levels[10].percent, f.service_levels[20].percent,
+            f.mean_wait, f.p90_wait, f.mean_talk, f.mean_wrapup, f.labelled, f.nuisance)
+
+
+async def test_shift_report_in_total_per_shift_operator_and_queue(day: Day) -> None:
+    report = await day.reports.shift_report(Period(DAY, DAY))
+    # Waits 7, 15, 3, 25; talks 120, 60, 30, 45; wrap-ups 90 (paused), then 5 automatic.
+    # Service level: of 4 answered and 1 abandoned, 7 s and 3 s within 10, 15 s within 20.
+    assert summary(report.total) == (6, 5, 4, 1, 40.0, 60.0, 12.5, 25.0, 63.75, 26.25, 3, 2)
+    assert [(slot.name, f.calls, f.answered) for slot, f in report.shifts] == [
+        ("pagi", 4, 2), ("siang", 1, 1), ("malam", 1, 1)]
+    assert [(queue, f.offered, f.answered, f.abandoned) for queue, f in report.queues] == [
+        ("fire", 1, 1, 0), ("medical", 4, 3, 1)]
+    operators = {op: (name, f.offered, f.answered, f.abandoned, f.mean_wrapup)
+                 for op, name, f in report.operators}
+    assert operators == {A: (A, 4, 2, 1, 47.5), B: ("Budi", 2, 2, 0, 5.0)}
+    pagi = await day.reports.shift_report(Period(DAY, DAY, "pagi"))
+    assert [slot for slot, _ in pagi.shifts] == [ShiftSlot(DAY, "pagi")]
+    assert pagi.total.calls == 4
+
+
+async def test_shift_report_csv_opens_in_an_indonesian_spreadsheet(day: Day) -> None:
+    report = await day.reports.shift_report(Period(DAY, DAY))
+    text = report_csv(report, "operators")
+    assert text.startswith(BOM)
+    rows = list(csv.reader(io.StringIO(text[1:]), delimiter=";"))
+    assert rows[0] == ["Operator", "Nama", *FIGURE_HEADERS]
+    assert rows[2][:6] == [B, "Budi", "2", "2", "2", "0"]
+    wait = FIGURE_HEADERS.index("Rata-rata tunggu (detik)") + 2
+    assert rows[2][wait] == "20,0"
+    assert rows[-1][0] == "Jumlah"
+
+
+async def test_a_period_that_cannot_be_reported_is_refused(day: Day) -> None:
+    with pytest.raises(InvalidPeriod):
+        await day.reports.shift_report(Period(DAY, DAY + timedelta(days=40)))
+
+
+async def test_daily_summary_by_category_village_label_and_rating(day: Day) -> None:
+    first = await day.incidents.create_for_call("1741572000.1", actor="sari")
+    await day.incidents.update_details(
+        first.incident_id, parse_patch({"village_code": "35.29.01.1016"}), actor="sari")
+    second = await day.incidents.create_for_call("1741575600.2", actor="sari")
+    await day.incidents.link_call(second.incident_id, "1741601400.5", actor="sari")
+    connection = await asyncpg.connect(day.dsn)
+    try:
+        await connection.execute(
+            "UPDATE incidents SET rating = $2, rated_at = $3 WHERE incident_id = $1",
+            first.incident_id, 4, local(20))
+        await connection.execute(
+            "UPDATE incidents SET rating = $2, rated_at = $3 WHERE incident_id = $1",
+            second.incident_id, 1, local(8, day=DAY + timedelta(days=1)))  # the next day
+    finally:
+        await connection.close()
+    result = await day.reports.daily_summary(DAY)
+    assert result.figures.calls == 6
+    assert [(c.code, c.calls) for c in result.categories] == [
+        ("emergency", 5), ("information", 1)]
+    assert sum(c.calls for c in result.report_types) == 3
+    assert sum(c.incidents for c in result.report_types) == 2
+    places = {(v.village_name, v.sub_district_name): (v.calls, v.incidents)
+              for v in result.villages}
+    assert places == {("Pajagalan", "Kota Sumenep"): (1, 1), (None, None): (2, 1)}
+    assert result.labels == {"genuine": 1, "prank": 1, "silent": 1, "accidental": 0,
+                             "test": 0, "": 3}
+    assert (result.ratings.total, result.ratings.mean) == (1, 4.0)
+
+
+async def test_live_counters_for_the_current_shift_and_day(day: Day) -> None:
+    counters = await day.reports.live_counters()  # the clock says 16:30, the siang shift
+    assert counters.shift == ShiftSlot(DAY, "siang")
+    assert (counters.shift_figures.calls, counters.shift_figures.answered) == (1, 1)
+    assert counters.day_figures.calls == 6
+    assert counters.names == {B: "Budi"}
+
+
+async def test_the_live_picture_after_a_restart(day: Day) -> None:
+    connection = await asyncpg.connect(day.dsn)
+    try:
+        await CallRepository(CALENDAR).apply(connection, [
+            *call("1741599000.8", local(16, 20), wait=None, end=False),
+            *call("1741599060.9", local(16, 21), wait=None, end=False),
+            *call("1741599120.10", local(16, 22), wait=10, end=False),  # talking now
+            OperatorStateChanged(A, "medical", "talking", False, "", local(16, 22, 15)),
+            OperatorStateChanged(B, "fire", "logged_out", False, "", local(16, 25)),
+        ])
+    finally:
+        await connection.close()
+    picture = await day.reports.live_picture()
+    assert [(w.call_id, w.queue, w.position) for w in picture.waiting] == [
+        ("1741599000.8", "medical", 1), ("1741599060.9", "medical", 2)]
+    assert picture.calls["1741599000.8"].category == "emergency"
+    members = {(m.operator, m.queue): m.state for m in picture.members}
+    assert members[(A, "medical")] == "talking"
+    assert (B, "fire") not in members

@@ -1,0 +1,351 @@
+"""The supervisor's API on a loopback socket over a real PostgreSQL: the wallboard's WebSocket
+shows a caller waiting and then the answer without a reload, pushes coalesced and checks
+sessions; who may see what; the reports as JSON and CSV; the pages render."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from telephony.callfacts import (
+    CallFact,
+    CallStarted,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorStateChanged,
+    QueueJoined,
+    QueueLeft,
+)
+from telephony.db.calls import CallRepository
+from telephony.db.connection import Database
+from telephony.reports.service import ReportConfig, ReportService
+from telephony.settings import Settings
+from telephony.wallboard.service import WallboardService
+from telephony.wallboard.state import LiveBoard
+from telephony.web import supervisor
+from telephony.web.console.supervisor import SupervisorPages
+from telephony.web.context import ApiContext
+from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
+from telephony.web.server import build_app
+from telephony.web.supervisor import SupervisorApi
+from tests.loopback.test_web_api import CALENDAR, PASSWORD, conforms, make_context
+
+OP = "PJSIP/op1001"
+
+
+@dataclass
+class Board:
+    client: TestClient[web.Request, web.Application]
+    context: ApiContext
+    wallboard: WallboardService
+    dsn: str
+
+    async def login(self, username: str, role: str) -> str:
+        """Create an account and log in (the client keeps the cookie); the bearer token."""
+        await self.context.accounts.create(username, role, PASSWORD, actor="test")
+        response = await self.client.post("/api/session",
+                                          json={"username": username, "password": PASSWORD})
+        assert response.status == 201
+        return str((await response.json())["token"])
+
+    async def happen(self, *facts: CallFact) -> None:
+        """What the listener does with facts: record them, then tell its observers."""
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            await CallRepository(CALENDAR).apply(connection, facts)
+        finally:
+            await connection.close()
+        self.wallboard.recorded(facts)
+
+
+@pytest.fixture
+async def board(database_dsn: str, settings: Settings) -> AsyncIterator[Board]:
+    configured = replace(settings, database_dsn=database_dsn)
+    database = Database(configured)
+    context = make_context(configured, database)
+    reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
+    wallboard = WallboardService(LiveBoard(wrapup_seconds=0), reports, context.incidents,
+                                 refresh_seconds=30.0, min_refresh_seconds=0.05)
+    app = build_app(context, [*SupervisorApi(wallboard, reports).routes(),
+                              *SupervisorPages(reports).routes()])
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    running = asyncio.create_task(wallboard.run())
+    yield Board(client, context, wallboard, database_dsn)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    await client.close()
+    await database.close()
+
+
+async def until(socket: aiohttp.ClientWebSocketResponse, what: str,
+                holds: Callable[[dict[str, Any]], bool], within: float = 10.0
+                ) -> dict[str, Any]:
+    """The first pushed wallboard for which ``holds`` is true (each one checked against the
+    documented schema on the way)."""
+    deadline = time.monotonic() + within
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"no wallboard showed {what}"
+        message = await socket.receive(timeout=remaining)
+        assert message.type == aiohttp.WSMsgType.TEXT, message
+        data: dict[str, Any] = message.json()
+        conforms(data, "Wallboard")
+        if holds(data):
+            return data
+
+
+def callers(data: dict[str, Any], queue: str) -> list[dict[str, Any]]:
+    return next((q["callers"] for q in data["queues"] if q["queue"] == queue), [])
+
+
+def operator(data: dict[str, Any]) -> str | None:
+    return next((o["state"] for o in data["operators"] if o["operator"] == OP), None)
+
+
+async def test_a_waiting_caller_then_the_answer_appear_without_a_reload(board: Board) -> None:
+    await board.login("sari", "supervisor")
+    now = datetime.now(UTC)
+    await board.happen(OperatorStateChanged(OP, "medical", "idle", False, "", now))
+    async with board.client.ws_connect("/api/wallboard/live") as socket:
+        first = await until(socket, "the idle operator", lambda d: operator(d) == "idle")
+        assert callers(first, "medical") == []
+        call_id = "1741600000.1"
+        await board.happen(
+            CallStarted(call_id, call_id, "PJSIP/carrier-1", "081234567890", "", "112", now),
+            IvrVariableSet(call_id, "category", "emergency", now + timedelta(seconds=2)),
+            QueueJoined(call_id, "medical", 1, now + timedelta(seconds=3)))
+        waiting = await until(socket, "the waiting caller",
+                              lambda d: len(callers(d, "medical")) == 1)
+        caller = callers(waiting, "medical")[0]
+        assert (caller["position"], caller["line"], caller["category_label"]) == (
+            1, "112", "Darurat")
+        assert "081234567890" not in str(waiting)  # no caller data on the wall
+        assert waiting["longest_wait"]["queue"] == "medical"
+        answered = now + timedelta(seconds=9)
+        await board.happen(
+            OperatorStateChanged(OP, "medical", "talking", False, "", answered),
+            OperatorAnswered(call_id, "medical", OP, 6, 1, answered),
+            QueueLeft(call_id, "medical", 1, answered))
+        done = await until(socket, "the answered call counted", lambda d: (
+            not callers(d, "medical") and operator(d) == "talking"
+            and d["shift"] is not None and d["shift"]["figures"]["answered"] == 1))
+        levels = {level["seconds"]: level for level in done["shift"]["figures"]["service_levels"]}
+        assert (levels[10]["count"], levels[10]["of"], levels[10]["percent"]) == (1, 1, 100.0)
+        assert done["today"]["figures"]["offered"] == 1
+
+
+async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> None:
+    now = datetime.now(UTC)
+    call_id = "1741600050.1"
+    connection = await asyncpg.connect(board.dsn)
+    try:
+        await CallRepository(CALENDAR).apply(connection, [
+            CallStarted(call_id, call_id, "PJSIP/c", "0812", "", "119", now),
+            QueueJoined(call_id, "medical", 1, now + timedelta(seconds=2)),
+            OperatorStateChanged(OP, "medical", "paused", True, "break", now)])
+    finally:
+        await connection.close()
+    database = Database(replace(Settings(), database_dsn=board.dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig())
+    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.incidents)
+    running = asyncio.create_task(fresh.run())
+    try:
+        deadline = time.monotonic() + 10
+        while not (snapshot := fresh.snapshot()).board.queues or snapshot.counters is None:
+            assert time.monotonic() < deadline, "the wallboard was not seeded"
+            await asyncio.sleep(0.05)
+        data = supervisor.wallboard_json(snapshot)
+        conforms(data, "Wallboard")
+        assert [(c["position"], c["line"]) for c in callers(data, "medical")] == [(1, "119")]
+        assert data["operators"][0]["state"] == "paused"
+        assert data["operators"][0]["reason_label"] == "Istirahat"
+        assert data["today"]["figures"]["offered"] == 1
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+
+
+async def test_bursts_are_pushed_coalesced(board: Board,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor, "HEARTBEAT_SECONDS", 1.0)
+    await board.login("sari", "supervisor")
+    async with board.client.ws_connect("/api/wallboard/live") as socket:
+        await socket.receive(timeout=5)
+        start = datetime.now(UTC)
+        sent = asyncio.gather(*(board.happen(QueueJoined(
+            f"1741600100.{n}", "fire", n + 1, start + timedelta(milliseconds=n)))
+            for n in range(30)))
+        arrivals = []
+        while True:
+            data = (await socket.receive(timeout=5)).json()
+            arrivals.append(time.monotonic())
+            if len(callers(data, "fire")) == 30:
+                break
+        await sent
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        assert all(gap >= supervisor.PUSH_INTERVAL * 0.9 for gap in gaps), gaps
+        assert len(arrivals) < 10  # 30 changes, a handful of messages
+
+
+async def test_the_socket_closes_when_the_session_ends(board: Board,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervisor, "SESSION_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(supervisor, "HEARTBEAT_SECONDS", 0.2)
+    await board.login("sari", "supervisor")
+    async with board.client.ws_connect("/api/wallboard/live") as socket:
+        await socket.receive(timeout=5)
+        csrf = board.client.session.cookie_jar.filter_cookies(
+            board.client.make_url("/"))["siaga112_csrf"].value
+        response = await board.client.delete("/api/session", headers={CSRF_HEADER: csrf})
+        assert response.status == 204
+        deadline = time.monotonic() + 5
+        while (message := await socket.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+            assert time.monotonic() < deadline
+        assert message.type == aiohttp.WSMsgType.CLOSE
+        assert socket.close_code == supervisor.CLOSE_SESSION_ENDED
+
+
+async def test_open_wallboards_are_closed_when_the_line_stops(board: Board) -> None:
+    await board.login("sari", "supervisor")
+    async with board.client.ws_connect("/api/wallboard/live") as socket:
+        await socket.receive(timeout=5)
+        board.wallboard.close()
+        while (message := await socket.receive(timeout=3)).type == aiohttp.WSMsgType.TEXT:
+            pass
+        assert message.type == aiohttp.WSMsgType.CLOSE
+        assert socket.close_code == aiohttp.WSCloseCode.GOING_AWAY
+
+
+async def test_who_may_see_the_wallboard_and_reports(board: Board,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    paths = ["/api/wallboard", "/api/reports/shifts", "/api/reports/daily",
+             "/api/reports/shifts.csv", "/api/reports/daily.csv"]
+    with caplog.at_level(logging.WARNING, "telephony.web"):
+        for path in paths:
+            assert (await board.client.get(path)).status == 401, path
+        with pytest.raises(aiohttp.WSServerHandshakeError) as anonymous:
+            await board.client.ws_connect("/api/wallboard/live")
+        assert anonymous.value.status == 401
+        operator_token = await board.login("budi", "operator")
+        bearer = {"Authorization": f"Bearer {operator_token}"}
+        for path in paths:
+            assert (await board.client.get(path, headers=bearer)).status == 403, path
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await board.client.ws_connect("/api/wallboard/live", headers=bearer)
+        assert refused.value.status == 403
+        admin = {"Authorization": f"Bearer {await board.login('andi', 'admin')}"}
+        for path in paths:
+            assert (await board.client.get(path, headers=admin)).status == 200, path
+        async with board.client.ws_connect("/api/wallboard/live", headers=admin) as socket:
+            conforms(await socket.receive_json(timeout=5), "Wallboard")
+        # Another site's page may carry the cookie; it may not read the board.
+        with pytest.raises(aiohttp.WSServerHandshakeError) as foreign:
+            await board.client.ws_connect("/api/wallboard/live", headers={
+                **admin, "Origin": "https://evil.example"})
+        assert foreign.value.status == 403
+
+
+async def test_reports_as_json_and_csv(board: Board) -> None:
+    headers = {"Authorization": f"Bearer {await board.login('sari', 'supervisor')}"}
+    now = datetime.now(UTC)
+    await board.happen(
+        CallStarted("1741600200.1", "1741600200.1", "PJSIP/c", "0812", "", "112", now),
+        QueueJoined("1741600200.1", "medical", 1, now),
+        OperatorAnswered("1741600200.1", "medical", OP, 4, 1, now + timedelta(seconds=4)))
+    day = CALENDAR.slot_for(now).day.isoformat()
+    response = await board.client.get("/api/reports/shifts", headers=headers,
+                                      params={"from": day})
+    assert response.status == 200
+    report = await response.json()
+    conforms(report, "ShiftReport")
+    assert report["total"]["answered"] == 1
+    assert len(report["shifts"]) == 3
+    assert report["operators"][0]["operator"] == OP
+    response = await board.client.get("/api/reports/shifts.csv", headers=headers,
+                                      params={"from": day, "table": "queues"})
+    assert response.status == 200
+    assert response.content_type == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    text = await response.text()
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=";"))
+    assert rows[0][0] == "Antrean" and rows[1][:4] == ["medical", "1", "1", "1"]
+    daily = await board.client.get("/api/reports/daily", headers=headers)
+    conforms(await daily.json(), "DailySummary")
+    villages = await board.client.get("/api/reports/daily.csv", headers=headers)
+    assert (await villages.text()).lstrip("\ufeff").startswith("Kode desa;")
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"from": "31-01-2025"}, "from"),
+    ({"from": "2025-01-31", "to": "2025-01-01"}, "to"),
+    ({"from": "2025-01-01", "to": "2025-03-01"}, "to"),
+    ({"shift": "subuh"}, "shift"),
+    ({"sort": "x"}, "sort"),
+    ({"table": "calls"}, "table"),
+])
+async def test_bad_report_parameters_are_refused(board: Board, params: dict[str, str],
+                                                 field: str) -> None:
+    headers = {"Authorization": f"Bearer {await board.login('sari', 'supervisor')}"}
+    path = "/api/reports/shifts.csv" if "table" in params else "/api/reports/shifts"
+    response = await board.client.get(path, headers=headers, params=params)
+    assert response.status == 422
+    body = await response.json()
+    conforms(body, "Error")
+    assert body["error"]["field"] == field
+
+
+async def test_the_routes_are_documented(board: Board) -> None:
+    headers = {"Authorization": f"Bearer {await board.login('sari', 'supervisor')}"}
+    document = await (await board.client.get("/api/openapi.json", headers=headers)).json()
+    for path in ("/api/wallboard", "/api/wallboard/live", "/api/reports/shifts",
+                 "/api/reports/shifts.csv", "/api/reports/daily", "/api/reports/daily.csv"):
+        operation = document["paths"][path]["get"]
+        assert operation["x-roles"] == ["admin", "supervisor"], path
+    assert "101" in document["paths"]["/api/wallboard/live"]["get"]["responses"]
+    for name in ("Wallboard", "ShiftReport", "DailySummary", "Figures", "Share"):
+        assert name in document["components"]["schemas"]
+    table = board.client.app[ROUTE_TABLE]
+    assert {r.path for r in table.routes if r.path.startswith("/console/")} >= {
+        "/console/wallboard", "/console/reports", "/console/daily"}
+
+
+async def test_the_pages_render_for_a_supervisor(board: Board) -> None:
+    await board.login("sari", "supervisor")
+    now = datetime.now(UTC)
+    await board.happen(
+        CallStarted("1741600300.1", "1741600300.1", "PJSIP/c", "0812", "", "112", now),
+        QueueJoined("1741600300.1", "fire", 1, now),
+        OperatorAnswered("1741600300.1", "fire", OP, 12, 1, now + timedelta(seconds=12)))
+    wall = await board.client.get("/console/wallboard")
+    assert wall.status == 200
+    html = await wall.text()
+    assert "wallboard.js" in html and 'data-field="waiting"' in html
+    assert "Content-Security-Policy" in wall.headers
+    reports = await board.client.get("/console/reports")
+    html = await reports.text()
+    assert reports.status == 200
+    assert 'id="table-shifts"' in html and "<svg" in html and "shifts.csv" in html
+    assert "style=" not in html  # the CSP would block it
+    refused = await board.client.get("/console/reports", params={"from": "2025-01-31",
+                                                                 "to": "2025-01-01"})
+    assert refused.status == 422
+    assert "Tanggal akhir tidak boleh sebelum tanggal awal." in await refused.text()
+    daily = await board.client.get("/console/daily")
+    assert daily.status == 200
+    assert 'id="table-villages"' in await daily.text()

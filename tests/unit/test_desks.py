@@ -1,0 +1,51 @@
+"""The operator desk's pure rules, and the console's templates escaping what they show."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from telephony.db.desks import CallView
+from telephony.desks import InvalidDeskInput, call_state, parse_skill_levels
+from telephony.web.console.render import ENV, Flash
+from telephony.web.errors import ApiError
+
+NOW = datetime(2025, 1, 31, 8, 0, tzinfo=UTC)
+CALL = CallView(
+    call_id="1700000000.1", line="112", caller_number="081234567890",
+    caller_key="6281234567890", arrived_at=NOW, ivr_choice="1", ivr_outcome="chosen",
+    ivr_category="emergency", ivr_skill="fire", queue="fire", operator=None, answered_at=None,
+    wait_seconds=None, talk_seconds=None, ended_at=None, disposition="in_progress",
+    prank_score=0.2, prank_reasons=None, queue_priority=10, screening=None, label=None,
+    incident_id=None)
+
+
+def test_a_call_is_ringing_until_answered_here_and_ended_once_hung_up() -> None:
+    assert call_state(CALL, "PJSIP/op1001") == "ringing"
+    answered = replace(CALL, operator="PJSIP/op1001", answered_at=NOW)
+    assert call_state(answered, "PJSIP/op1001") == "talking"
+    assert call_state(replace(answered, ended_at=NOW), "PJSIP/op1001") == "ended"
+    assert call_state(replace(CALL, ended_at=NOW), "PJSIP/op1001") == "ended"
+
+
+def test_skill_levels_are_name_equals_level() -> None:
+    assert parse_skill_levels(["fire=5", " Medical =3"]) == {"fire": 5, "medical": 3}
+    assert parse_skill_levels([]) == {}
+
+
+@pytest.mark.parametrize("raw", [["fire"], ["fire=0"], ["fire=6"], ["=3"], ["fire=x"],
+                                 ["fire=5", "fire=4"]])
+def test_bad_skill_levels_are_refused(raw: list[str]) -> None:
+    with pytest.raises(InvalidDeskInput):
+        parse_skill_levels(raw)
+
+
+def test_templates_escape_every_value() -> None:
+    html = ENV.get_template("error.html").render(
+        session=None, role_label="", nav=[], csrf="", tz="Asia/Jakarta", path="/",
+        flash=Flash("error", "<b>flash</b>"), title="<i>t</i>",
+        error=ApiError(400, "x", '"><script>alert(1)</script>'))
+    assert "<script>" not in html and "<b>" not in html and "<i>" not in html
+    assert "&lt;b&gt;flash&lt;/b&gt;" in html and "&#34;&gt;&lt;script&gt;" in html

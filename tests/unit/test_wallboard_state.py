@@ -1,0 +1,207 @@
+"""The live wallboard: callers in Asterisk's order with their waits, operators' states across
+their queues, wrap-up, and a picture that stays right across a reconnection or a restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from telephony.ami.tracker import CallTracker, QueueSnapshot
+from telephony.callfacts import (
+    CallEnded,
+    CallStarted,
+    CallVanished,
+    IvrVariableSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorStateChanged,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+)
+from telephony.wallboard.state import CallInfo, LiveBoard, LivePicture, OperatorState
+from tests.unit.test_ami_tracker import resync_replies
+
+T0 = datetime(2025, 3, 10, 2, 0, tzinfo=UTC)
+A, B = "PJSIP/op1001", "PJSIP/op1002"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def started(call_id: str, seconds: float = 0, line: str = "112") -> CallStarted:
+    return CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", "0812", "", line,
+                       at(seconds))
+
+
+def member(operator: str, queue: str, state: str, seconds: float, *, paused: bool = False,
+           reason: str = "") -> OperatorStateChanged:
+    return OperatorStateChanged(operator, queue, state, paused, reason, at(seconds))
+
+
+def board() -> LiveBoard:
+    return LiveBoard(wrapup_seconds=5)
+
+
+def waiting(b: LiveBoard, queue: str, seconds: float) -> list[tuple[int, float, str | None]]:
+    view = b.view(at(seconds))
+    found = [q for q in view.queues if q.queue == queue]
+    if not found:
+        return []
+    return [(c.position, c.wait_seconds, c.category) for c in found[0].callers]
+
+
+def test_callers_wait_in_asterisks_order_and_close_the_gap_when_one_leaves() -> None:
+    b = board()
+    b.apply([started("1"), IvrVariableSet("1", "category", "emergency", at(1)),
+             QueueJoined("1", "medical", 1, at(2)),
+             started("2"), QueueJoined("2", "medical", 2, at(4)),
+             started("3"), QueueJoined("3", "medical", 3, at(6))])
+    assert waiting(b, "medical", 10) == [(1, 8.0, "emergency"), (2, 6.0, None), (3, 4.0, None)]
+    b.apply([QueueLeft("1", "medical", 1, at(11))])
+    assert waiting(b, "medical", 12) == [(1, 8.0, None), (2, 6.0, None)]
+    b.apply([QueueAbandoned("3", "medical", 3, 2, 7, at(13))])
+    assert waiting(b, "medical", 14) == [(1, 10.0, None)]
+    b.apply([OperatorAnswered("2", "medical", A, 12, 1, at(16))])
+    assert waiting(b, "medical", 17) == []
+
+
+def test_a_priority_caller_goes_ahead_of_those_already_waiting() -> None:
+    b = board()
+    b.apply([QueueJoined("1", "fire", 1, at(0)), QueueJoined("2", "fire", 2, at(1)),
+             QueueJoined("vip", "fire", 1, at(2))])
+    view = b.view(at(3))
+    assert [c.joined_at for c in view.queues[0].callers] == [at(2), at(0), at(1)]
+
+
+def test_a_hang_up_removes_the_caller_from_every_queue() -> None:
+    b = board()
+    b.apply([started("1"), QueueJoined("1", "medical", 1, at(1)),
+             QueueJoined("1", "all-operators", 1, at(61)), started("2"),
+             QueueJoined("2", "fire", 1, at(2))])
+    b.apply([CallEnded("1", 16, "Normal Clearing", at(70)), CallVanished("2", at(70))])
+    assert b.view(at(71)).queues == []
+
+
+def test_longest_wait_across_queues() -> None:
+    b = board()
+    assert b.view(at(0)).longest_wait is None
+    b.apply([QueueJoined("1", "medical", 1, at(5)), QueueJoined("2", "fire", 1, at(2)),
+             QueueJoined("3", "fire", 2, at(8))])
+    assert b.view(at(10)).longest_wait == ("fire", 8.0)
+
+
+def test_operator_states_across_their_queues() -> None:
+    b = board()
+    b.apply([member(A, "medical", "idle", 0), member(A, "all-operators", "idle", 0),
+             member(B, "fire", "idle", 0), member(B, "all-operators", "idle", 0)])
+    view = b.view(at(1))
+    assert [(o.operator, o.state) for o in view.operators] == [
+        (A, OperatorState.IDLE), (B, OperatorState.IDLE)]
+    assert view.counts[OperatorState.IDLE] == 2
+    b.apply([member(A, "medical", "ringing", 2)])
+    assert b.operator_view(A, at(3)).state is OperatorState.RINGING
+    b.apply([member(A, "medical", "talking", 4), member(A, "all-operators", "talking", 4)])
+    talking = b.operator_view(A, at(30))
+    assert (talking.state, talking.since) == (OperatorState.TALKING, at(4))
+    b.apply([member(B, "fire", "unavailable", 5)])
+    assert b.operator_view(B, at(6)).state is OperatorState.UNAVAILABLE
+
+
+def test_paused_only_when_paused_in_every_queue_and_with_its_reason() -> None:
+    b = board()
+    b.apply([member(A, "medical", "idle", 0), member(A, "all-operators", "idle", 0)])
+    b.apply([member(A, "medical", "paused", 10, paused=True, reason="break")])
+    assert b.operator_view(A, at(11)).state is OperatorState.IDLE  # all-operators still rings
+    b.apply([member(A, "all-operators", "paused", 10, paused=True, reason="break")])
+    paused = b.operator_view(A, at(11))
+    assert (paused.state, paused.reason, paused.since) == (OperatorState.PAUSED, "break", at(10))
+    view = b.view(at(11))
+    assert [(q.queue, q.members, q.available) for q in view.queues] == [
+        ("all-operators", 1, 0), ("medical", 1, 0)]
+
+
+def test_wrapup_after_a_call_runs_out_by_itself() -> None:
+    b = board()
+    b.apply([member(A, "medical", "talking", 0)])
+    b.apply([OperatorCompleted("1", "medical", A, 3, 60, "caller", at(60)),
+             member(A, "medical", "idle", 60)])
+    assert b.operator_view(A, at(62)).state is OperatorState.WRAPUP
+    assert b.next_change(at(62)) == at(65)
+    assert b.operator_view(A, at(65)).state is OperatorState.IDLE
+    assert b.next_change(at(65)) is None
+    assert b.view(at(62)).queues[0].available == 0
+
+
+def test_a_wrapup_pause_shows_as_wrapup() -> None:
+    b = board()
+    b.apply([member(A, "medical", "paused", 0, paused=True, reason="wrapup")])
+    view = b.operator_view(A, at(100))
+    assert (view.state, view.reason) == (OperatorState.WRAPUP, "wrapup")
+
+
+def test_a_logged_out_operator_leaves_the_board() -> None:
+    b = board()
+    b.apply([member(A, "medical", "idle", 0), member(A, "fire", "idle", 0)])
+    b.apply([member(A, "medical", "logged_out", 5)])
+    assert b.operator_view(A, at(6)).queues == ["fire"]
+    b.apply([member(A, "fire", "logged_out", 6)])
+    assert b.view(at(7)).operators == []
+
+
+def test_a_late_older_report_does_not_undo_a_newer_one() -> None:
+    b = board()
+    b.apply([member(A, "medical", "talking", 10), member(A, "medical", "idle", 5)])
+    assert b.operator_view(A, at(11)).state is OperatorState.TALKING
+
+
+def test_a_resync_replaces_what_changed_while_away_and_keeps_running_clocks() -> None:
+    b = board()
+    b.apply([member(A, "medical", "talking", 0), member(B, "medical", "idle", 0),
+             QueueJoined("gone", "medical", 1, at(1)), QueueJoined("still", "medical", 2, at(2))])
+    # Away: "gone" was answered, B logged out, a new caller joined. The resync's estimate of
+    # a join (now - Wait) is rounded to seconds; a known wait keeps its own start.
+    b.resync(QueueSnapshot(
+        waiting=(QueueJoined("still", "medical", 1, at(3)),
+                 QueueJoined("new", "medical", 2, at(30))),
+        members=(member(A, "medical", "talking", 40),)))
+    assert waiting(b, "medical", 40) == [(1, 38.0, None), (2, 10.0, None)]
+    view = b.view(at(40))
+    assert [(o.operator, o.since) for o in view.operators] == [(A, at(0))]
+
+
+def test_a_resync_that_could_not_be_trusted_keeps_the_board() -> None:
+    b = board()
+    b.apply([QueueJoined("1", "medical", 1, at(1))])
+    b.resync(None)
+    assert len(waiting(b, "medical", 2)) == 1
+
+
+def test_the_database_seeds_the_board_only_before_the_first_resync() -> None:
+    picture = LivePicture(
+        calls={"1": CallInfo("119", "emergency")},
+        waiting=[QueueJoined("1", "medical", 1, at(0))],
+        members=[member(A, "medical", "idle", 0)])
+    b = board()
+    assert b.seed(picture)
+    assert waiting(b, "medical", 5) == [(1, 5.0, "emergency")]
+    assert b.view(at(5)).queues[0].callers[0].line == "119"
+    later = board()
+    later.resync(QueueSnapshot((), ()))
+    assert not later.seed(picture)
+    assert later.view(at(5)).queues == []
+
+
+def test_the_tracker_gives_the_whole_queue_picture_even_for_known_calls() -> None:
+    replies = resync_replies(FIXTURES / "ami_synthetic_resync.txt")
+    tracker = CallTracker(clock=lambda: T0)
+    first = tracker.resync(*replies)
+    again = tracker.resync(*replies)
+    assert first.queues is not None and again.queues is not None
+    assert first.queues.waiting  # the fixture has a caller waiting in medical
+    # The second resync restores nothing (all known) but still reports the whole picture.
+    assert not any(isinstance(f, QueueJoined) for f in again.facts)
+    assert again.queues == first.queues
+    assert {m.operator for m in first.queues.members} >= {A, B}
