@@ -61,8 +61,10 @@ from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
 from telephony.watched import WatchedFile
 from telephony.web.admin import AdminApi
+from telephony.web.console.admin import AdminPages
 from telephony.web.console.supervisor import SupervisorPages
 from telephony.web.context import ApiContext, WebConfig
+from telephony.web.routing import Route
 from telephony.web.server import WebServer, build_app
 from telephony.web.supervisor import SupervisorApi
 
@@ -139,7 +141,12 @@ class Administration:
     site settings, and what keeps Asterisk on them."""
 
     api: AdminApi
+    pages: AdminPages
     sync: AsteriskSync
+
+    def routes(self) -> list[Route]:
+        """The admin's API and console pages."""
+        return [*self.api.routes(), *self.pages.routes()]
 
 
 async def start_administration(
@@ -162,7 +169,8 @@ async def start_administration(
         log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
     sync = AsteriskSync(queues, configs)
     listener.subscribe("FullyBooted", sync.booted)
-    return Administration(AdminApi(configs, queues, site, incidents), sync)
+    return Administration(AdminApi(configs, queues, site, incidents),
+                          AdminPages(configs, queues, site, incidents), sync)
 
 
 @contextlib.asynccontextmanager
@@ -206,17 +214,18 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
     admin = await start_administration(settings, database, listener=listener, menus=menus,
                                        scoring=scoring, incidents=incidents, calendar=calendar)
     syncing = asyncio.create_task(admin.sync.run(), name="admin-sync")
+    accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     web = WebServer(build_app(ApiContext(
         incidents=incidents,
-        accounts=AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings)),
+        accounts=accounts,
         calls=CallArchive(database, repository),
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=screening,
-        desks=DeskService(database, listener, menus),
+        desks=DeskService(database, listener, menus, accounts),
         config=WebConfig.from_settings(settings),
     ), [*SupervisorApi(wallboard, reports).routes(), *SupervisorPages(reports).routes(),
-        *admin.api.routes()]),
+        *admin.routes()]),
         settings.http_host, settings.http_port)
     await agi.start()
     try:

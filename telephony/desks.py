@@ -8,6 +8,10 @@ Asterisk does not have. The call in front of the operator is the one ringing the
 the last one answered there (it stays on screen after the caller hangs up, for the incident
 and the label, until the next call rings).
 
+Every action Asterisk carried out (join, leave, pause with its reason, resume) is written to
+the audit log with the operator, their address and the queues; a refused or failed one is
+not (it changed nothing, and its one log line says why).
+
 Refusals are :class:`DeskError` with a message in Bahasa Indonesia; a refusal sent nothing to
 Asterisk and changed nothing.
 """
@@ -18,7 +22,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import asyncpg
 
@@ -92,6 +96,17 @@ class MenuSource(Protocol):
 
     def current(self) -> IvrMenu:
         """The menu now."""
+        ...
+
+
+class AuditLog(Protocol):
+    """The append-only audit log (``AccountService.audit``)."""
+
+    async def audit(
+        self, *, actor: str, action: str, object_type: str, object_id: str,
+        remote_address: str, detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one entry; raises if it cannot be written."""
         ...
 
 
@@ -184,14 +199,16 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
 
 
 class DeskService:
-    """The operator desks: AMI actions for the operator's queues, and the screen's reads."""
+    """The operator desks: AMI actions for the operator's queues (audited), and the
+    screen's reads."""
 
-    def __init__(self, database: Database, ami: AmiActions, menus: MenuSource, *,
-                 config: DeskConfig | None = None, repository: DeskRepository | None = None
-                 ) -> None:
+    def __init__(self, database: Database, ami: AmiActions, menus: MenuSource,
+                 audit: AuditLog, *, config: DeskConfig | None = None,
+                 repository: DeskRepository | None = None) -> None:
         self._database = database
         self._ami = ami
         self._menus = menus
+        self._audit = audit
         self._config = config or DeskConfig()
         self._repo = repository or DeskRepository()
 
@@ -238,7 +255,8 @@ class DeskService:
         current = DeskCall(call, call_state(call, desk.interface)) if call is not None else None
         return DeskState(desk.interface, desk.skills, memberships, current, history)
 
-    async def join(self, account: Account, skills: Sequence[str]) -> list[str]:
+    async def join(self, account: Account, skills: Sequence[str], *, remote_address: str
+                   ) -> list[str]:
         """Join the queues of ``skills`` (some of the account's own); returns the queues
         joined now (those it was already in are left as they are)."""
         desk = await self._assignment(account)
@@ -261,9 +279,12 @@ class DeskService:
         except AmiActionError as exc:
             raise self._unavailable(account, "QueueAdd", exc) from exc
         log.info("%s (%s) joined %s", account.username, desk.interface, joined)
+        if joined:
+            await self._audited(account, "desk.join", desk.interface, remote_address,
+                                {"queues": joined, "skills": sorted(chosen)})
         return joined
 
-    async def leave(self, account: Account) -> list[str]:
+    async def leave(self, account: Account, *, remote_address: str) -> list[str]:
         """Leave every queue the desk's interface is in; returns them."""
         desk = await self._assignment(account)
         queues = [m.queue for m in await self._memberships(desk.interface)]
@@ -274,31 +295,38 @@ class DeskService:
         except AmiActionError as exc:
             raise self._unavailable(account, "QueueRemove", exc) from exc
         log.info("%s (%s) left %s", account.username, desk.interface, queues)
+        await self._audited(account, "desk.leave", desk.interface, remote_address,
+                            {"queues": queues})
         return queues
 
-    async def pause(self, account: Account, reason: str) -> PauseReason:
+    async def pause(self, account: Account, reason: str, *, remote_address: str
+                    ) -> PauseReason:
         """Pause in every queue, with a reason (break, wrapup, meeting)."""
         try:
             why = PauseReason(reason)
         except ValueError:
             raise InvalidDeskInput("reason", "Alasan jeda harus istirahat, wrap-up, atau "
                                              "rapat.") from None
-        desk = await self._in_queues(account)
+        desk, queues = await self._in_queues(account)
         try:
             await OperatorDesk(self._ami, self._menus.current()).pause(desk.interface, why)
         except AmiActionError as exc:
             raise self._unavailable(account, "QueuePause", exc) from exc
         log.info("%s (%s) paused: %s", account.username, desk.interface, why.value)
+        await self._audited(account, "desk.pause", desk.interface, remote_address,
+                            {"queues": queues, "reason": why.value})
         return why
 
-    async def resume(self, account: Account) -> None:
+    async def resume(self, account: Account, *, remote_address: str) -> None:
         """End the pause in every queue."""
-        desk = await self._in_queues(account)
+        desk, queues = await self._in_queues(account)
         try:
             await OperatorDesk(self._ami, self._menus.current()).resume(desk.interface)
         except AmiActionError as exc:
             raise self._unavailable(account, "QueuePause", exc) from exc
         log.info("%s (%s) resumed", account.username, desk.interface)
+        await self._audited(account, "desk.resume", desk.interface, remote_address,
+                            {"queues": queues})
 
     # -- calls as the console shows them -------------------------------------------------------
 
@@ -312,11 +340,20 @@ class DeskService:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _in_queues(self, account: Account) -> Assignment:
+    async def _in_queues(self, account: Account) -> tuple[Assignment, list[str]]:
+        """The account's desk and the queues it is in (at least one)."""
         desk = await self._assignment(account)
-        if not await self._memberships(desk.interface):
+        queues = [m.queue for m in await self._memberships(desk.interface)]
+        if not queues:
             raise DeskConflict("Masuk ke antrean terlebih dahulu.")
-        return desk
+        return desk, queues
+
+    async def _audited(self, account: Account, action: str, interface: str,
+                       remote_address: str, detail: Mapping[str, Any]) -> None:
+        # Written once Asterisk has carried the action out: the log says what happened.
+        await self._audit.audit(actor=account.username, action=action, object_type="desk",
+                                object_id=interface, remote_address=remote_address,
+                                detail=detail)
 
     @staticmethod
     def _unavailable(account: Account, action: str, exc: AmiActionError) -> DeskUnavailable:

@@ -74,6 +74,7 @@ from ivr.menu import MenuError
 from ivr.source import line_menu_source
 from recordings.domain import mixmonitor_options
 from telephony.admin.queues import (
+    LIVE_SETTINGS_DIR,
     QUEUES_CONF,
     QueueDefaults,
     effective_settings,
@@ -329,6 +330,8 @@ class Lab:
             "survey_agi_url": s.survey_agi_url,
             "ivr_guard_seconds": f"{s.agi_session_timeout:g}",
             "queue_max_wait": s.queue_max_wait,
+            # The numbers an admin changes while calls go on (telephony/admin/queues.py).
+            "live_settings_dir": f"{self.instance_dir}/etc/{LIVE_SETTINGS_DIR}",
             "queue_wrapup_seconds": s.queue_wrapup_seconds,
             # The dialplan's priority for a call screening did not score (fail-open).
             "normal_priority": self._screening_config().normal_priority,
@@ -471,6 +474,8 @@ class Lab:
         self._write_hosts()
         for stale in ("astdb.sqlite3", "astdb.sqlite3-journal"):
             (self.host_dir / "lib" / stale).unlink(missing_ok=True)
+        # Like astdb: an admin's numbers from an earlier run are the line's to apply again.
+        shutil.rmtree(self.etc_dir / LIVE_SETTINGS_DIR, ignore_errors=True)
         self.pid_file.unlink(missing_ok=True)
         started = time.monotonic()
         with self.console_log.open("ab") as console:

@@ -1,11 +1,14 @@
 """The running Asterisk as the admin services change it: the files it reads (the queues
-include, the prompt audio) and the AMI actions that make it take them without a restart.
+include, the live settings, the prompt audio) and the AMI actions that make it take them
+without a restart.
 
 - ``QueueReload`` is app_queue's own reload (what ``module reload app_queue.so`` does, queue
   statistics kept): it re-reads queues.conf, keeps dynamic members (operators logged in with
   QueueAdd) and leaves waiting callers and answered calls alone. It needs no AMI write class,
   unlike ``Command``, which would let the line's AMI user run any CLI command.
-- ``DBPut`` (write class ``system``) sets the numbers the dialplan reads per call from AstDB.
+- The live settings are files the dialplan reads with ``FILE()`` on every use: no AMI action
+  at all (AstDB's ``DBPut``, or a global variable's ``Setvar``, would need the ``system`` or
+  ``call`` write class, and with them ``Reload``, ``ModuleLoad`` or ``Hangup``).
 - ``QueueAdd``/``QueueRemove``/``QueuePenalty`` (class ``agent``) move logged-in operators.
 
 Library and OS errors become :class:`~telephony.admin.errors.ApplyFailed`.
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from telephony.admin.errors import ApplyFailed
-from telephony.admin.queues import ASTDB_FAMILY, QUEUES_CONF, Member, MemberChange
+from telephony.admin.queues import LIVE_SETTINGS_DIR, QUEUES_CONF, Member, MemberChange
 from telephony.ami.listener import AmiActionError
 from telephony.lab import LabError
 
@@ -103,10 +106,16 @@ class AsteriskAdmin:
         """Make app_queue read queues.conf again (members and callers stay)."""
         await self._send({"Action": "QueueReload"})
 
-    async def put_number(self, key: str, value: int) -> None:
-        """Set ``siaga112/<key>`` in AstDB, which the dialplan reads per call."""
-        await self._send({"Action": "DBPut", "Family": ASTDB_FAMILY, "Key": key,
-                          "Val": str(value)})
+    def write_number(self, key: str, value: int) -> None:
+        """Set the live setting ``key``, which the dialplan reads on every use."""
+        path = self._conf_dir / LIVE_SETTINGS_DIR / key
+        tmp = path.with_name(f".{key}.tmp")
+        try:
+            path.parent.mkdir(exist_ok=True)
+            tmp.write_text(str(value), encoding="ascii")
+            tmp.replace(path)
+        except OSError as exc:
+            raise ApplyFailed(f"Pengaturan {key} tidak dapat ditulis: {exc}") from exc
 
     async def members(self) -> list[Member]:
         """Every queue member, as QueueStatus reports them now."""

@@ -12,7 +12,7 @@ publish, roll back.
   one rename. The next call runs the new version; calls in progress keep the menu and the
   prompt files they started with. The line's own loader must accept the file, else the old
   file is put back and nothing is recorded. A screening version's ``normal_priority`` also
-  goes to AstDB, where the dialplan reads every call's starting priority.
+  goes to the live setting the dialplan reads every call's starting priority from.
 - **Roll back**: publish an earlier version.
 
 The first time a kind is used, what the line runs (the live file, else the packaged default)
@@ -361,7 +361,7 @@ class ConfigService:
                 live: dict[str, Any] = live_menu_document(version.document, version_id)
             else:
                 config = check_screening(version.document)
-                await self._asterisk.put_number(NORMAL_PRIORITY_KEY, config.normal_priority)
+                self._asterisk.write_number(NORMAL_PRIORITY_KEY, config.normal_priority)
                 live = dict(version.document)
             await self._write_live(kind, version_id, live, actor, cleaned)
         log.info("%s version %d published by %s", kind.value, version_id, actor)
@@ -402,10 +402,10 @@ class ConfigService:
 
     async def restore(self) -> None:
         """Bring a (re)started Asterisk back to what was published: the live screening's
-        normal priority into AstDB (it starts empty, and the dialplan then falls back to its
-        template), and the live menu version's prompt audio, if this line generated it."""
-        await self._asterisk.put_number(NORMAL_PRIORITY_KEY,
-                                        self._screening.current().normal_priority)
+        normal priority (a restarted lab starts without it, and the dialplan then falls back
+        to its template), and the live menu version's prompt audio, if this line made it."""
+        self._asterisk.write_number(NORMAL_PRIORITY_KEY,
+                                    self._screening.current().normal_priority)
         audio = self._files.audio_dir(self._menus.current().version)
         if audio.is_dir():
             await self._asterisk.install_prompts(audio)

@@ -1,13 +1,14 @@
 """Queues and operators' memberships, applied to the running Asterisk without dropping a call.
 
 An admin's queue settings are validated, stored, rendered into ``queues_siaga112.conf`` and
-taken by Asterisk with a ``QueueReload``; the wait before overflow goes to AstDB. Waiting
+taken by Asterisk with a ``QueueReload``; the wait before overflow goes to a live setting
+file the dialplan reads every round. Waiting
 callers and answered calls are not touched by either, and operators logged in with QueueAdd
 stay in their queues (app_queue keeps dynamic members over a reload).
 
 The same happens whenever a new menu is published (its queues are the ones configured) and
-whenever Asterisk (re)connects (``FullyBooted``): a restarted Asterisk comes back with the
-lab's defaults and an empty AstDB, and the stored settings are applied again.
+whenever Asterisk (re)connects (``FullyBooted``): a restarted lab comes back with the
+defaults, and the stored settings are applied again.
 
 A change of an operator's skills or levels, or of which queues a skill goes to, moves the
 logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`).
@@ -134,8 +135,8 @@ class QueueService:
                 self._applied = text
                 reloaded = True
             for settings in queues:
-                await self._asterisk.put_number(max_wait_key(settings.queue),
-                                                settings.max_wait_seconds)
+                self._asterisk.write_number(max_wait_key(settings.queue),
+                                            settings.max_wait_seconds)
         if reloaded:
             log.info("queues applied to Asterisk: %s", ", ".join(q.queue for q in queues))
         return reloaded

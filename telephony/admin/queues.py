@@ -7,9 +7,9 @@ settings every queue shares (callers may wait with nobody logged in, an operator
 never rung ...) stay in the ``[queue](!)`` template of queues.conf, out of an admin's reach.
 
 How long a caller waits in a queue before overflowing is not a queue option in Asterisk but an
-argument of the dialplan's ``Queue()``; the dialplan reads it per call from AstDB
-(``siaga112/max_wait/<queue>``), so a change applies to the next round of every caller,
-including those already waiting.
+argument of the dialplan's ``Queue()``; the dialplan reads it every round from a file the line
+writes into Asterisk's configuration directory (``siaga112-live/max_wait.<queue>``), so a
+change applies to the next round of every caller, including those already waiting.
 
 Operators are *dynamic* members (AMI QueueAdd at login). Their queues and penalties follow
 from their skills and the menu (``telephony.operators.OperatorDesk.plan``);
@@ -31,12 +31,14 @@ from telephony.operators import OVERFLOW_QUEUE, skill_queues
 from telephony.settings import Settings
 
 QUEUES_CONF: Final = "queues_siaga112.conf"  # included by asterisk-conf/queues.conf
-ASTDB_FAMILY: Final = "siaga112"  # the dialplan's DB(siaga112/...) reads these keys
+# The numbers the dialplan reads with FILE() while calls go on (extensions.conf,
+# [siaga112-setting]), one file each, in this directory of Asterisk's configuration.
+LIVE_SETTINGS_DIR: Final = "siaga112-live"
 
 
 def max_wait_key(queue: str) -> str:
-    """The AstDB key (in :data:`ASTDB_FAMILY`) of a queue's wait before overflow."""
-    return f"max_wait/{queue}"
+    """The live setting holding a queue's wait before overflow."""
+    return f"max_wait.{queue}"
 
 
 NORMAL_PRIORITY_KEY: Final = "normal_priority"  # the preset QUEUE_PRIO of every call

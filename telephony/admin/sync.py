@@ -2,8 +2,9 @@
 
 Asterisk greets every new AMI session with ``FullyBooted``: at the line's start, after a
 reconnect, and after Asterisk itself restarted (the lab's restart writes the default queues
-and empties AstDB). Each greeting applies the stored queue settings and the live screening's
-normal priority again; a failure (Asterisk or the database gone again) is logged and retried.
+and clears the live settings). Each greeting applies the stored queue settings and the live
+screening's normal priority again; a failure (Asterisk or the database gone again) is logged
+and retried.
 """
 
 from __future__ import annotations

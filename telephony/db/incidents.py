@@ -242,6 +242,23 @@ class IncidentRepository:
         )
         return [_incident(row) for row in rows]
 
+    async def open_incidents_like(
+        self, connection: asyncpg.Connection, report_type: ReportType, *,
+        exclude: int | None, limit: int,
+    ) -> list[Incident]:
+        """Open incidents but ``exclude``: those of ``report_type`` first, then the others,
+        newest first within each."""
+        rows = await connection.fetch(
+            """
+            SELECT * FROM incident_overview
+            WHERE status = ANY($1::text[]) AND incident_id IS DISTINCT FROM $3::bigint
+            ORDER BY report_type = $2 DESC, created_at DESC, incident_id DESC
+            LIMIT $4
+            """,
+            _OPEN, report_type.value, exclude, limit,
+        )
+        return [_incident(row) for row in rows]
+
     async def set_status(
         self, connection: asyncpg.Connection, incident_id: int, status: Status
     ) -> None:

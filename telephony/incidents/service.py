@@ -274,9 +274,7 @@ class IncidentService:
                                           {"call_id": call_id})
             return await self._fetch(connection, target_id)
         source = await self._fetch(connection, owner)
-        if (not source.is_open
-                or await self._repo.call_ids(connection, owner) != [call_id]
-                or await self._repo.has_dispatches(connection, owner)):
+        if not await self._movable(connection, source, call_id):
             raise CallAlreadyLinked(call_id, owner)
         if not await self._repo.move_call(connection, call_id, owner, target_id, actor):
             moved_to = await self._repo.incident_of_call(connection, call_id)
@@ -289,6 +287,41 @@ class IncidentService:
         await self._repo.append_event(connection, target_id, actor, "call_linked",
                                       {"call_id": call_id, "merged_from": owner})
         return await self._fetch(connection, target_id)
+
+    async def _movable(self, connection: asyncpg.Connection, source: Incident, call_id: str
+                       ) -> bool:
+        """Whether ``call_id`` may leave ``source``, the incident it opened: only while that
+        incident is open, holds no other call and has no dispatch (nothing was done for it
+        that merging would hide)."""
+        return (source.is_open
+                and await self._repo.call_ids(connection, source.incident_id) == [call_id]
+                and not await self._repo.has_dispatches(connection, source.incident_id))
+
+    async def merge_candidates(self, call_id: str, *, limit: int = 5) -> list[Incident]:
+        """Open incidents ``call_id`` could be linked to (a repeat caller about the same
+        event): those of the call's kind first, then the others, newest first. None if the
+        call's own incident can no longer give it up (see :meth:`link_call`).
+
+        The kind is the report type of the call's incident if it has one (the operator may
+        have corrected it), else the one the IVR's answer suggests.
+        """
+
+        async def work(connection: asyncpg.Connection) -> list[Incident]:
+            owner = await self._repo.incident_of_call(connection, call_id)
+            if owner is None:
+                call = await self._repo.call_snapshot(connection, call_id)
+                if call is None:
+                    raise CallNotFound(call_id)
+                kind = prefill_from_call(call).report_type
+            else:
+                source = await self._fetch(connection, owner)
+                if not await self._movable(connection, source, call_id):
+                    return []
+                kind = source.report_type
+            return await self._repo.open_incidents_like(connection, kind, exclude=owner,
+                                                        limit=limit)
+
+        return await self._database.run(work)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -525,34 +525,42 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
 
 async def get_desk(request: web.Request) -> web.StreamResponse:
     """The operator's desk: skills, queues as Asterisk reports them, the call ringing or
-    answered there with its prank score, and the caller's recent calls."""
-    desk = await _ctx(request).desks.state(request[SESSION].account)
-    return _json(desk_json(desk))
+    answered there with its prank score, the caller's recent calls, and the open incidents
+    the call could be linked to (a repeat caller about the same event)."""
+    ctx = _ctx(request)
+    desk = await ctx.desks.state(request[SESSION].account)
+    related = ([] if desk.current is None
+               else await ctx.incidents.merge_candidates(desk.current.call.call_id))
+    return _json({**desk_json(desk), "related": [_incident(ctx, i) for i in related]})
 
 
 async def join_queues(request: web.Request) -> web.StreamResponse:
     """Join the queues of some of the operator's skills (AMI QueueAdd)."""
     data = await _body(request)
-    joined = await _ctx(request).desks.join(request[SESSION].account, data["skills"])
+    joined = await _ctx(request).desks.join(request[SESSION].account, data["skills"],
+                                            remote_address=_remote(request))
     return _json({"queues": joined})
 
 
 async def leave_queues(request: web.Request) -> web.StreamResponse:
     """Leave every queue (AMI QueueRemove)."""
-    left = await _ctx(request).desks.leave(request[SESSION].account)
+    left = await _ctx(request).desks.leave(request[SESSION].account,
+                                           remote_address=_remote(request))
     return _json({"queues": left})
 
 
 async def pause_desk(request: web.Request) -> web.StreamResponse:
     """Pause in every queue with a reason (AMI QueuePause)."""
     data = await _body(request)
-    await _ctx(request).desks.pause(request[SESSION].account, data["reason"])
+    await _ctx(request).desks.pause(request[SESSION].account, data["reason"],
+                                    remote_address=_remote(request))
     return web.Response(status=204)
 
 
 async def resume_desk(request: web.Request) -> web.StreamResponse:
     """End the pause (AMI QueuePause)."""
-    await _ctx(request).desks.resume(request[SESSION].account)
+    await _ctx(request).desks.resume(request[SESSION].account,
+                                     remote_address=_remote(request))
     return web.Response(status=204)
 
 

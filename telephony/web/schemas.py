@@ -231,6 +231,9 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
                  "description": "Panggilan yang berdering atau terakhir dijawab di meja ini"},
         "history": {"type": "array", "items": _ref("CallView"),
                     "description": "Panggilan terakhir penelepon yang sama, terbaru dulu"},
+        "related": {"type": "array", "items": _ref("Incident"),
+                    "description": "Insiden terbuka tempat panggilan ini dapat digabungkan "
+                                   "(jenis yang sama dulu, lalu yang terbaru)"},
     }),
     "QueueList": _all_required({"queues": {"type": "array", "items": {"type": "string"}}}),
     # The supervisor's wallboard and reports (telephony/web/supervisor.py).

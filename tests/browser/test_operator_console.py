@@ -6,9 +6,12 @@ sipp caller with two silent calls in the last hour dials 112 and presses 1 2 (fi
 rings on the operator's screen with its prank score and reasons, is answered by the operator's
 sipp phone, and the operator opens the pre-filled incident, completes it (with HTML in the
 location, shown as text), verifies it, dispatches the fire brigade, labels the call, pauses
-for a break, resumes and leaves the queues. Screenshots at 1366x768 of every step go to the
-test's tmp path and to /tmp/console-shots/; no page raises a script error, a CSP violation or
-a dialog on the way.
+for a break and resumes. A second caller rings about the same fire: from the screen the
+operator merges that call into the first incident, escalates it to the sub-district with a
+reason, plays the first call's recording (through the audited streaming endpoint, with the
+session cookie) and leaves the queues. Screenshots at 1366x768 of every step go to the test's
+tmp path and to /tmp/console-shots/; no page raises a script error, a CSP violation or a
+dialog on the way.
 
 Its own lab instance and ports, so it can run beside the end-to-end modules.
 """
@@ -24,7 +27,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import (
+    ConsoleMessage,
+    Locator,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from ivr.menu import load_menu
 from telephony import sipp
@@ -117,8 +127,8 @@ async def seed_silent_calls(line: Line, caller: str, count: int) -> None:
     await line.database.run(work)
 
 
-async def shoot(page: Page, shots: Path, name: str) -> None:
-    await page.screenshot(path=str(shots / f"{name}.png"))
+async def shoot(page: Page, shots: Path, name: str, *, full_page: bool = False) -> None:
+    await page.screenshot(path=str(shots / f"{name}.png"), full_page=full_page)
 
 
 async def flash(page: Page, text: str) -> None:
@@ -130,6 +140,7 @@ async def test_an_operator_takes_a_call_and_dispatches_the_fire_brigade_in_the_b
 ) -> None:
     assert line.web.url is not None
     caller = unique_caller("0819")
+    second_caller = unique_caller("0819")
     await seed_silent_calls(line, caller, 2)
     accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
     await accounts.create("siti", "operator", PASSWORD, display_name="Siti Aminah",
@@ -195,6 +206,7 @@ async def test_an_operator_takes_a_call_and_dispatches_the_fire_brigade_in_the_b
             await panel.locator('button:has-text("Buka formulir insiden")').click()
             await page.wait_for_url("**/console/incidents/*")
             incident_id = int(page.url.rsplit("/", 1)[1])
+            first_call = await panel_call_id(page)
             await expect(page.locator('select[name="report_type"]')).to_have_value("fire")
             await page.select_option('select[name="priority"]', "1")
             await page.select_option('select[name="village_code"]', "35.29.01.1015")
@@ -238,6 +250,55 @@ async def test_an_operator_takes_a_call_and_dispatches_the_fire_brigade_in_the_b
             await page.click('button:has-text("Lanjut")')
             await expect(queues.locator('tr[data-queue="fire"]')).to_contain_text(
                 "Siap", timeout=WAIT_MS)
+            first = await call
+
+            # A second caller about the same fire: their call opens an incident of its own
+            # (as every answered call does), and the screen offers the open fire to merge into.
+            repeat = asyncio.create_task(place_call(settings, second_caller))
+            await expect(panel.locator(".caller")).to_have_text(second_caller, timeout=WAIT_MS)
+            await page.wait_for_selector('#call[data-state="talking"]', timeout=WAIT_MS)
+            await expect(panel.locator('[data-field="incident"] a')).to_have_count(
+                1, timeout=WAIT_MS)
+            offered = panel.locator(f'.related li[data-incident-id="{incident_id}"]')
+            await expect(offered).to_contain_text("Kebakaran", timeout=WAIT_MS)
+            await expect(offered).to_contain_text("Kepanjin — Jl. Trunojoyo <img src=x")
+            await shoot(page, shots, "09-penelepon-berulang")
+            await offered.locator('button:has-text("Gabungkan")').click()
+            await page.wait_for_url(f"**/console/incidents/{incident_id}")
+            await flash(page, f"Panggilan digabungkan ke insiden #{incident_id}.")
+            await expect(page.locator("#calls .call-summary")).to_have_count(2)
+            await expect(page.locator("#calls")).to_contain_text(second_caller)
+            await expect(page.locator("#timeline")).to_contain_text("Panggilan dikaitkan")
+
+            # Escalated to the sub-district, with the reason; the timeline says who and when.
+            await page.select_option('#escalation-form select[name="level"]', "sub_district")
+            await page.fill('#escalation-form input[name="reason"]',
+                            "Api merambat ke kios sebelah")
+            await page.click('#escalation-form button:has-text("Eskalasi")')
+            await flash(page, "Eskalasi ke tingkat Kecamatan.")
+            await expect(page.locator("#incident-escalation")).to_have_text(
+                "Kecamatan — Api merambat ke kios sebelah")
+            await expect(page.locator("#timeline")).to_contain_text("Desa → Kecamatan")
+            await shoot(page, shots, "10-digabungkan-eskalasi", full_page=True)
+
+            # The first call's recording, once the worker has stored it: pressing play
+            # fetches it with the session cookie through the audited endpoint.
+            player = page.locator(f'#calls [data-call-id="{first_call}"] audio').first
+            await recording_on(page, player)
+            source = await player.get_attribute("src")
+            assert source is not None and source.startswith("/api/recordings/")
+            async with page.expect_response(
+                    lambda r: r.url.endswith(source), timeout=WAIT_MS) as fetched:
+                await player.scroll_into_view_if_needed()
+                box = await player.bounding_box()
+                assert box is not None
+                await player.click(position={"x": 20, "y": box["height"] / 2})  # play
+            assert (await fetched.value).status in (200, 206)
+            await page.wait_for_function("audio => audio.readyState >= 1",
+                                         arg=await player.element_handle(), timeout=WAIT_MS)
+            await shoot(page, shots, "11-rekaman")
+
+            await page.goto("/console/operator")
             await page.click('button:has-text("Keluar dari semua antrean")')
             await expect(queues).to_have_text("Belum masuk antrean.", timeout=WAIT_MS)
         finally:
@@ -246,8 +307,9 @@ async def test_an_operator_takes_a_call_and_dispatches_the_fire_brigade_in_the_b
             for shot in sorted(shots.glob("*.png")):
                 shutil.copy(shot, SHOTS / shot.name)
 
-    result = await call
-    assert result.ok, result.errors
+    assert first.ok, first.errors
+    second = await repeat
+    assert second.ok, second.errors
     assert problems == []
     assert await memberships(line) == set()
 
@@ -272,6 +334,47 @@ async def test_an_operator_takes_a_call_and_dispatches_the_fire_brigade_in_the_b
             row["dispatched"], row["label"]) == (
         "dispatched", 1, "35.29.01.1015", HOSTILE_PLACE, "damkar:siti", "genuine:siti")
     assert row["breaks"] > 0  # the pause and its reason are in the operator state log
+
+    async def merged(connection: asyncpg.Connection) -> tuple[list[str], list[str]]:
+        callers = await connection.fetch(
+            "SELECT c.caller_number FROM incident_calls ic JOIN calls c USING (call_id) "
+            "WHERE ic.incident_id = $1 ORDER BY ic.linked_at", incident_id)
+        sources = await connection.fetch(
+            "SELECT i.status FROM incident_events e JOIN incidents i USING (incident_id) "
+            "WHERE e.kind = 'status' AND e.detail ->> 'merged_into' = $1", str(incident_id))
+        return [r["caller_number"] for r in callers], [r["status"] for r in sources]
+
+    # Both callers on the first incident; the second caller's own (auto-opened) one is
+    # cancelled as merged.
+    assert await line.database.run(merged) == ([caller, second_caller], ["cancelled"])
+
+    async def audited(connection: asyncpg.Connection) -> list[tuple[str, str]]:
+        entries = await connection.fetch(
+            "SELECT action, object_id FROM audit_log WHERE actor = 'siti' ORDER BY audit_id")
+        return [(e["action"], e["object_id"]) for e in entries]
+
+    entries = await line.database.run(audited)
+    assert ("recording.play", source.rsplit("/", 2)[1]) in entries
+    assert [a for a, _ in entries if a.startswith("desk.")] == [
+        "desk.join", "desk.pause", "desk.resume", "desk.leave"]
+
+
+async def panel_call_id(page: Page) -> str:
+    """The call the incident page was opened from (its one call)."""
+    call_id = await page.locator("#calls [data-call-id]").first.get_attribute("data-call-id")
+    assert call_id is not None
+    return call_id
+
+
+async def recording_on(page: Page, player: Locator) -> None:
+    """Reload the incident page until the recording's player is on it (the worker stores
+    the recording shortly after the call ends)."""
+
+    async def shown() -> bool | None:
+        await page.reload()
+        return True if await player.count() else None
+
+    await eventually("the recording on the incident page", shown, within=60)
 
 
 async def place_call(settings: Settings, caller: str) -> sipp.SippResult:

@@ -6,9 +6,9 @@ over the HTTP API as the console makes them:
   caller hears the new prompt (installed under the new version's name) and waits the new
   time;
 - an admin changes a queue (strategy, ring timeout, wrap-up, max wait before overflow) while
-  one caller talks to an operator and another waits for one: app_queue is reloaded, AstDB
-  holds the new wait, nobody is dropped, the operator stays logged in, and the waiting caller
-  is answered once the operator is free;
+  one caller talks to an operator and another waits for one: app_queue is reloaded, the
+  dialplan's live setting holds the new wait, nobody is dropped, the operator stays logged
+  in, and the waiting caller is answered once the operator is free;
 - an admin changes a logged-in operator's skill level: the penalty changes at once.
 
 Its own lab instance and ports, so it can run beside the other end-to-end modules.
@@ -238,8 +238,7 @@ async def test_a_queue_change_applies_with_calls_in_progress(
             # The same membership, not a new login: QueueReload kept the dynamic member.
             assert login_age(member) >= login_age(login)
             assert "2 active calls" in channels
-            assert (await lab.acli("database get siaga112 max_wait/emergency-general")
-                    ).strip().endswith("120")
+            assert (lab.etc_dir / "siaga112-live" / f"max_wait.{queue}").read_text() == "120"
             results = await asyncio.gather(first.wait(), second.wait())
     assert all(r.ok for r in results), [r.errors for r in results]
 
@@ -274,7 +273,8 @@ async def test_a_new_skill_level_moves_a_logged_in_operator(
 async def test_a_new_wait_before_overflow_applies_to_the_next_round(
         line: Line, settings: Settings, http: aiohttp.ClientSession) -> None:
     """Nobody speaks Javanese on this line: a caller choosing it waits the javanese queue's
-    max wait, read by the dialplan from AstDB, then reaches op1001 through the overflow."""
+    max wait, read by the dialplan from the line's live setting, then reaches op1001 through
+    the overflow."""
     await json_of(await http.put("/api/admin/queues/javanese", json={
         "strategy": "leastrecent", "ring_timeout_seconds": 5, "retry_seconds": 1,
         "wrapup_seconds": 0, "announce_position": False, "announce_holdtime": False,

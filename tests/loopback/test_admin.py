@@ -14,6 +14,7 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -39,8 +40,10 @@ from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.shifts import ShiftCalendar
 from telephony.watched import WatchedFile
 from telephony.web.admin import AdminApi
+from telephony.web.console.admin import AdminPages
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
+from tests.loopback.test_console import Browser
 from tests.loopback.test_web_api import PASSWORD, conforms, make_context
 
 
@@ -193,7 +196,7 @@ async def test_publish_then_roll_back(admin: Admin) -> None:
     installed = admin.lab.sounds_dir / f"menu-utama-v{draft.version_id}.wav"
     assert wav_shape(installed) == (8000, 1, 2)
     assert len(admin.ami.named("QueueReload")) == 1  # the menu's queues, configured first
-    assert admin.ami.named("DBPut")
+    assert (admin.lab.etc_dir / "siaga112-live" / "max_wait.fire").read_text() == "60"
 
     rolled_back = await admin.configs.publish(first.version_id, actor="admin",
                                               note="kembali")
@@ -284,8 +287,7 @@ async def test_screening_thresholds_publish_like_the_menu(admin: Admin) -> None:
     await admin.configs.publish(draft.version_id, actor="admin")
     assert admin.scoring.current().screening_threshold == 0.9
     assert admin.settings.live_screening_file.is_file()
-    assert admin.ami.named("DBPut")[-1] == {
-        "Action": "DBPut", "Family": "siaga112", "Key": "normal_priority", "Val": "12"}
+    assert (admin.lab.etc_dir / "siaga112-live" / "normal_priority").read_text() == "12"
     with pytest.raises(InvalidConfig, match="hanya untuk versi menu"):
         await admin.configs.add_recording(draft.version_id, "saring", wav_bytes(),
                                           filename="x.wav", actor="admin")
@@ -310,9 +312,10 @@ async def test_queue_settings_are_stored_rendered_and_reloaded(admin: Admin) -> 
     text = (admin.lab.etc_dir / QUEUES_CONF).read_text("utf-8")
     assert "[fire](queue)\nstrategy = rrmemory\ntimeout = 20\nretry = 3\nwrapuptime = 15\n" in text
     assert [a["Action"] for a in admin.ami.actions[:1]] == ["QueueReload"]
-    puts = {a["Key"]: a["Val"] for a in admin.ami.named("DBPut")}
-    assert puts["max_wait/fire"] == "45" and puts["max_wait/medical"] == "60"
-    assert set(puts) == {f"max_wait/{q}" for q in
+    live = admin.lab.etc_dir / "siaga112-live"
+    puts = {path.name: path.read_text() for path in live.iterdir()}
+    assert puts["max_wait.fire"] == "45" and puts["max_wait.medical"] == "60"
+    assert set(puts) == {f"max_wait.{q}" for q in
                          {*admin.menus.current().known_queues, "all-operators"}}
 
     admin.ami.actions.clear()
@@ -499,3 +502,146 @@ async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin)
         assert [a for a in actions if a != "login"] == [
             "config.save", "config.publish", "queue.update", "dispatch_targets.update",
             "shifts.update", "agency.save", "recipient.add", "recipient.update"]
+
+
+# -- the console pages -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def browsers(admin: Admin) -> AsyncIterator[dict[str, Browser]]:
+    """The admin console with an admin's and an operator's browser, logged in."""
+    context = make_context(admin.settings, admin.database)
+    incidents = context.incidents
+    app = build_app(context, [
+        *AdminApi(admin.configs, admin.queues, admin.site, incidents).routes(),
+        *AdminPages(admin.configs, admin.queues, admin.site, incidents).routes()])
+    async with TestClient(TestServer(app)) as client:
+        found: dict[str, Browser] = {}
+        for username, role in (("admin1", "admin"), ("op1", "operator")):
+            await context.accounts.create(username, role, PASSWORD, actor="test")
+            http = aiohttp.ClientSession(base_url=client.make_url(""),
+                                         cookie_jar=aiohttp.CookieJar(unsafe=True))
+            found[username] = Browser(http)
+            response = await found[username].log_in(username)
+            assert response.status == 303
+        found["nobody"] = Browser(aiohttp.ClientSession(
+            base_url=client.make_url(""), cookie_jar=aiohttp.CookieJar(unsafe=True)))
+        try:
+            yield found
+        finally:
+            for browser in found.values():
+                await browser.http.close()
+
+
+ADMIN_PAGES = ("/console/admin/ivr", "/console/admin/screening", "/console/admin/versions/1",
+               "/console/admin/queues", "/console/admin/reference")
+
+
+async def test_the_admin_pages_are_for_admins_only(admin: Admin,
+                                                   browsers: dict[str, Browser]) -> None:
+    await admin.configs.versions(ConfigKind.MENU)
+    for path in ADMIN_PAGES:
+        status, html, response = await browsers["admin1"].get(path)
+        assert status == 200, (path, html)
+        assert "media-src 'self'" in response.headers["Content-Security-Policy"]
+        status, _, _ = await browsers["op1"].get(path)
+        assert status == 403, path
+        status, _, response = await browsers["nobody"].get(path)
+        assert status == 303 and response.headers["Location"] == "/console/login"
+    _, home, _ = await browsers["admin1"].get("/console/")
+    assert 'href="/console/admin/ivr"' in home
+    refused = await browsers["admin1"].post("/console/admin/versions/1/publish", {},
+                                            csrf=False)
+    assert refused.status == 403
+
+
+async def test_an_admin_edits_previews_and_publishes_the_menu_in_the_console(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    web_admin = browsers["admin1"]
+    first = (await admin.configs.versions(ConfigKind.MENU))[0].version_id
+    _, html, _ = await web_admin.get(f"/console/admin/versions/{first}")
+    assert 'name="prompt.menu-utama"' in html and 'name="option.utama.1"' in html
+    assert "Versi ini yang berjalan" in html
+
+    kind, text = await web_admin.flash(await web_admin.post(
+        f"/console/admin/versions/{first}/form", {"menu.utama.timeout": "0,1"}))
+    assert kind == "error" and "timeout_ms" in text
+    assert len(await admin.configs.versions(ConfigKind.MENU)) == 1
+
+    hostile = "Tekan satu <script>alert(1)</script> untuk darurat."
+    response = await web_admin.post(f"/console/admin/versions/{first}/form", {
+        "prompt.menu-utama": hostile, "menu.utama.timeout": "2,5",
+        "option.utama.9": "", "new.utama.key": "7",
+        "new.utama.target": "route:emergency:medical:medical",
+        "note": "<b>lebih singkat</b>"})
+    kind, text = await web_admin.flash(response)
+    assert kind == "ok" and "draf" in text
+    draft = (await admin.configs.versions(ConfigKind.MENU))[0]
+    assert response.headers["Location"] == f"/console/admin/versions/{draft.version_id}"
+    saved = await admin.configs.version(draft.version_id)
+    utama = saved.document["menus"]["utama"]
+    assert utama["timeout_ms"] == 2500 and "9" not in utama["options"]
+    assert utama["options"]["7"] == {"route": {"category": "emergency", "skill": "medical",
+                                               "queue": "medical"}}
+    _, html, _ = await web_admin.get(f"/console/admin/versions/{draft.version_id}")
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert "<b>lebih singkat</b>" not in html and "&lt;b&gt;lebih singkat" in html
+    assert "<audio" not in html
+
+    kind, _ = await web_admin.flash(await web_admin.post(
+        f"/console/admin/versions/{draft.version_id}/preview", {}))
+    assert kind == "ok"
+    _, html, _ = await web_admin.get(f"/console/admin/versions/{draft.version_id}")
+    assert f'src="/api/admin/versions/{draft.version_id}/prompts/menu-utama/audio"' in html
+
+    kind, text = await web_admin.flash(await web_admin.post(
+        f"/console/admin/versions/{draft.version_id}/publish", {"note": "uji"}))
+    assert kind == "ok" and "panggilan berikutnya" in text
+    assert admin.menus.current().version == draft.version_id
+    assert admin.menus.current().prompts[f"menu-utama-v{draft.version_id}"] == hostile
+
+    kind, _ = await web_admin.flash(await web_admin.post(
+        f"/console/admin/versions/{first}/json", {"document": "{bukan json"}))
+    assert kind == "error"
+
+
+async def test_an_admin_changes_queues_operators_and_reference_data_in_the_console(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    web_admin = browsers["admin1"]
+    queue_form = {"strategy": "ringall", "ring_timeout_seconds": "20", "retry_seconds": "2",
+                  "wrapup_seconds": "5", "announce_frequency_seconds": "0",
+                  "max_wait_seconds": "90"}
+    kind, text = await web_admin.flash(await web_admin.post(
+        "/console/admin/queues/fire", {**queue_form, "announce_position": "1"}))
+    assert kind == "error" and "selang pengumuman" in text
+    kind, _ = await web_admin.flash(await web_admin.post("/console/admin/queues/fire",
+                                                         queue_form))
+    assert kind == "ok"
+    assert "[fire](queue)\nstrategy = ringall\ntimeout = 20" in (
+        admin.lab.etc_dir / QUEUES_CONF).read_text("utf-8")
+
+    await add_operator(admin, "sari")
+    kind, text = await web_admin.flash(await web_admin.post("/console/admin/operators/sari", {
+        "interface": "PJSIP/op1002", "skill.fire": "4", "skill.medical": "0"}))
+    assert kind == "ok", text
+    assert {a.username: a.skills for a in await admin.queues.operators()}["sari"] == {
+        "fire": 4}
+
+    for path, form in (
+            ("/console/admin/agencies", {"code": "tagana", "name": "Tagana <i>x</i>",
+                                         "active": "1"}),
+            ("/console/admin/recipients", {"agency": "tagana", "name": "Budi",
+                                           "contact": "+6281200000000", "report_type": ""}),
+            ("/console/admin/dispatch-targets", {"target.fire": "4", "target.flood": "30"}),
+            ("/console/admin/shifts", {"shift.0.name": "pagi", "shift.0.start": "06:00",
+                                       "shift.1.name": "malam", "shift.1.start": "18:00"})):
+        kind, text = await web_admin.flash(await web_admin.post(path, form))
+        assert kind == "ok", (path, text)
+    assert admin.site.dispatch_targets() == {ReportType.FIRE: 240, ReportType.FLOOD: 1800}
+    assert [s.name for s in admin.calendar.definitions] == ["pagi", "malam"]
+    rows = await admin.fetch("SELECT recipient_id FROM agency_recipients")
+    kind, text = await web_admin.flash(await web_admin.post(
+        f"/console/admin/recipients/{rows[0]['recipient_id']}", {"active": "0"}))
+    assert kind == "ok" and "dihentikan" in text
+    _, html, _ = await web_admin.get("/console/admin/reference")
+    assert "Tagana &lt;i&gt;x&lt;/i&gt;" in html and 'value="4"' in html

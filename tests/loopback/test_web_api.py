@@ -143,7 +143,7 @@ def make_context(settings: Settings, database: Database, *,
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=ScreeningService(database, screening_config_source(None), settings.timezone),
-        desks=DeskService(database, ami or NoAmi(), menu_source(None)),
+        desks=DeskService(database, ami or NoAmi(), menu_source(None), accounts),
         config=WebConfig(attachment_max_bytes=settings.attachment_max_bytes),
     )
 

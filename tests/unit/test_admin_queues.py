@@ -90,7 +90,7 @@ def test_every_queue_of_the_menu_and_the_overflow_is_rendered() -> None:
     overflow = text.split("[all-operators](queue)\n")[1].split("\n\n")[0]
     assert overflow.startswith("strategy = ringall\ntimeout = 15\nretry = 1\nwrapuptime = 5\n")
     assert "[medical](queue)\nstrategy = leastrecent\n" in text
-    assert max_wait_key("fire") == "max_wait/fire"
+    assert max_wait_key("fire") == "max_wait.fire"
 
 
 def member(queue: str, penalty: int = 0, *, interface: str = "PJSIP/op1001",

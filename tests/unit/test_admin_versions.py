@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ivr.menu import parse_menu
+from ivr.menu import MenuError, parse_menu
+from ivr.source import line_menu_source
 from telephony.admin.errors import InvalidConfig
+from telephony.admin.files import replace_text
 from telephony.admin.versions import (
     ConfigKind,
     check_document,
@@ -24,6 +28,7 @@ from telephony.admin.versions import (
     versioned_prompt,
 )
 from telephony.screening.score import ScoreConfig
+from telephony.settings import Settings
 
 
 def default_menu() -> dict[str, Any]:
@@ -109,3 +114,19 @@ def test_an_upload_must_name_a_prompt_of_the_menu() -> None:
     assert check_prompt(default_menu(), "saring") == "saring"
     with pytest.raises(InvalidConfig, match="tidak punya rekaman suara"):
         check_prompt(default_menu(), "tidak-ada")
+
+
+def test_the_state_directory_menu_is_the_default_until_an_admin_publishes(
+        tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path)
+    source = line_menu_source(settings)
+    assert source.current().version == 1 and not settings.live_menu_file.exists()
+    published = live_menu_document(default_menu(), 7)
+    replace_text(settings.live_menu_file, json.dumps(published))
+    assert source.current().version == 7
+    # The next publish replaces the file with one of the same size at once: still seen.
+    replace_text(settings.live_menu_file, json.dumps({**published, "version": 8}))
+    assert source.current().version == 8
+    # A menu file the settings name must exist: no silent default for a typo.
+    with pytest.raises(MenuError):
+        line_menu_source(replace(settings, menu_file=tmp_path / "tidak-ada.json"))

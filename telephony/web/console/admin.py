@@ -253,6 +253,7 @@ class AdminPages:
                     recipients=await self._incidents.recipients(),
                     report_types=[(kind.value, REPORT_TYPE_LABELS[kind], targets.get(kind))
                                   for kind in ReportType],
+                    report_labels={k.value: v for k, v in REPORT_TYPE_LABELS.items()},
                     shifts=shifts_value(self._site.shifts()), spare_shifts=2)
 
     async def save_agency(self, request: web.Request, form: Form) -> Done:

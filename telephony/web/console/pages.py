@@ -25,15 +25,18 @@ from typing import Any, Final
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
+from recordings.domain import Kind, State, valid_call_id
 from telephony.accounts.model import ROLE_LABELS, AccountError, Role
 from telephony.incidents.model import (
     DISPATCH_STATE_LABELS,
     EDITABLE_STATUSES,
+    ESCALATION_LABELS,
     PRIORITY_LABELS,
     REPORT_TYPE_LABELS,
     STATUS_LABELS,
     TRANSITIONS,
     CallAlreadyLinked,
+    EscalationLevel,
     InvalidTransition,
     Status,
     ValidationError,
@@ -46,6 +49,7 @@ from telephony.web.api import (
     DESK,
     EVERYONE,
     OVERSIGHT,
+    PLAYBACK,
     clear_session_cookies,
     set_session_cookies,
 )
@@ -66,6 +70,7 @@ from telephony.web.serialize import (
     DISPOSITION_LABELS,
     LABEL_TEXT,
     SKILL_LABELS,
+    recording_json,
 )
 
 log = logging.getLogger("telephony.web")
@@ -89,6 +94,36 @@ FIELD_LABELS: Final[Mapping[str, str]] = {
     "report_type": "jenis", "priority": "prioritas", "location_text": "lokasi",
     "village_code": "desa", "sub_district_code": "kecamatan", "coordinates": "koordinat",
     "description": "uraian"}
+# How the rest of a timeline entry's detail reads ({} is the value).
+DETAIL_TEXT: Final[Mapping[str, str]] = {
+    "note": "catatan: {}", "reason": "alasan: {}", "call_id": "panggilan {}",
+    "merged_into": "digabungkan ke insiden #{}", "merged_from": "dipindah dari insiden #{}",
+    "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
+    "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
+    "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
+    "priority": "prioritas: {}"}
+
+
+def _codes(labels: Mapping[Any, str]) -> dict[str, str]:
+    return {str(code.value): text for code, text in labels.items()}
+
+
+# The words for the codes a timeline entry carries, by (kind of entry, detail key).
+_CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
+    **{("status", key): _codes(STATUS_LABELS) for key in ("from", "to")},
+    ("status", "reason"): {"merged": "penelepon berulang, digabungkan"},
+    ("created", "status"): _codes(STATUS_LABELS),
+    ("created", "report_type"): _codes(REPORT_TYPE_LABELS),
+    **{("escalated", key): _codes(ESCALATION_LABELS) for key in ("from", "to")},
+    **{("dispatch", key): _codes(DISPATCH_STATE_LABELS) for key in ("from", "to")},
+}
+RECORDING_KINDS: Final[Mapping[Kind, str]] = {
+    Kind.MIXED: "Rekaman panggilan", Kind.CALLER: "Suara penelepon saja",
+    Kind.LINE: "Suara saluran dan operator saja"}
+RECORDING_STATES: Final[Mapping[State, str]] = {
+    State.PENDING: "menunggu diproses", State.PROCESSING: "sedang diproses",
+    State.DONE: "siap diputar", State.FAILED: "gagal diproses",
+    State.MISSING: "berkasnya tidak ditemukan", State.EXPIRED: "sudah dihapus (masa simpan habis)"}
 _PAGE: Final = Reply(200, None, {"text/html": {}}, "Halaman")
 _SEE_OTHER: Final = Reply(303, None, description="Kembali ke halaman dengan pesan")
 
@@ -99,6 +134,10 @@ def _ctx(request: web.Request) -> ApiContext:
 
 def _actor(request: web.Request) -> str:
     return request[SESSION].account.username
+
+
+def _remote(request: web.Request) -> str:
+    return request.remote or ""
 
 
 Form = MultiMapping[str]
@@ -207,7 +246,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                                                       "sah. Silakan coba lagi.")
     try:
         new = await ctx.accounts.login(form.get("username", ""), form.get("password", ""),
-                                       remote_address=request.remote or "")
+                                       remote_address=_remote(request))
     except AccountError as exc:
         error = api_error(exc)
         assert error is not None  # every AccountError has its status
@@ -222,7 +261,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     """End the session and go back to the login form."""
-    await _ctx(request).accounts.logout(request[SESSION], remote_address=request.remote or "")
+    await _ctx(request).accounts.logout(request[SESSION], remote_address=_remote(request))
     response = redirect(request, LOGIN_PATH, Flash("ok", "Anda telah keluar."))
     clear_session_cookies(response)
     return response
@@ -253,7 +292,8 @@ def _to_screen(_: web.Request, __: Form) -> str:
 async def join_queues(request: web.Request, form: Form) -> Done:
     """Join the queues of the skills ticked."""
     skills = form.getall("skill", [])
-    joined = await _ctx(request).desks.join(request[SESSION].account, skills)
+    joined = await _ctx(request).desks.join(request[SESSION].account, skills,
+                                            remote_address=_remote(request))
     if not joined:
         return Done("Anda sudah berada di semua antrean itu.")
     return Done(f"Masuk antrean: {', '.join(joined)}.")
@@ -261,19 +301,22 @@ async def join_queues(request: web.Request, form: Form) -> Done:
 
 async def leave_queues(request: web.Request, form: Form) -> Done:
     """Leave every queue."""
-    left = await _ctx(request).desks.leave(request[SESSION].account)
+    left = await _ctx(request).desks.leave(request[SESSION].account,
+                                           remote_address=_remote(request))
     return Done(f"Keluar dari antrean: {', '.join(left)}.")
 
 
 async def pause(request: web.Request, form: Form) -> Done:
     """Pause with the reason chosen."""
-    reason = await _ctx(request).desks.pause(request[SESSION].account, form.get("reason", ""))
+    reason = await _ctx(request).desks.pause(request[SESSION].account, form.get("reason", ""),
+                                             remote_address=_remote(request))
     return Done(f"Jeda: {PAUSE_REASON_LABELS[reason]}.")
 
 
 async def resume(request: web.Request, form: Form) -> Done:
     """End the pause."""
-    await _ctx(request).desks.resume(request[SESSION].account)
+    await _ctx(request).desks.resume(request[SESSION].account,
+                                     remote_address=_remote(request))
     return Done("Jeda berakhir; Anda siap menerima panggilan.")
 
 
@@ -321,12 +364,22 @@ async def incidents_page(request: web.Request) -> web.StreamResponse:
 
 
 async def incident_page(request: web.Request) -> web.StreamResponse:
-    """One incident: its calls with their screening and labels, the form, dispatches and
-    timeline."""
+    """One incident: its calls with their screening, labels and recordings, the form,
+    dispatches, escalation, rating and timeline; and, while its one call could still be
+    merged, the open incidents a repeat caller's call may belong to."""
     ctx = _ctx(request)
     incident_id = _incident_id(request)
     incident = await ctx.incidents.get(incident_id)
-    calls = await ctx.desks.calls(await ctx.incidents.call_ids(incident_id))
+    call_ids = await ctx.incidents.call_ids(incident_id)
+    calls = await ctx.desks.calls(call_ids)
+    # Listing recordings writes nothing; the audit entry comes with each playback.
+    can_play = request[SESSION].account.role in PLAYBACK.roles
+    recordings: dict[str, list[dict[str, Any]]] = {}
+    for recording in await ctx.recordings.of_calls(call_ids) if can_play else []:
+        recordings.setdefault(recording.call_id, []).append(recording_json(recording))
+    related = (await ctx.incidents.merge_candidates(call_ids[0])
+               if len(call_ids) == 1 else [])
+    levels = list(EscalationLevel)
     return page(
         request, "incident.html", title=f"Insiden #{incident_id}", incident=incident,
         sla=ctx.incidents.sla_clock(incident, datetime.now(UTC)), calls=calls,
@@ -337,9 +390,14 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         next_statuses=sorted(TRANSITIONS[incident.status], key=list(STATUS_LABELS).index),
         editable=incident.status in EDITABLE_STATUSES,
         can_dispatch=_can_dispatch(incident.status), dispatch_states=DISPATCH_STATE_LABELS,
+        higher_levels=(levels[levels.index(incident.escalation_level) + 1:]
+                       if incident.is_open else []),
+        related=related, can_play=can_play, recordings=recordings,
+        recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
         timeline_labels=TIMELINE_LABELS, event_lines=event_lines, status_labels=STATUS_LABELS,
         report_types=REPORT_TYPE_LABELS, priorities=PRIORITY_LABELS, labels=LABEL_TEXT,
         categories=CATEGORY_LABELS, skill_labels=SKILL_LABELS, dispositions=DISPOSITION_LABELS,
+        escalation_labels=ESCALATION_LABELS,
     )
 
 
@@ -355,16 +413,27 @@ def _shown(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def event_lines(detail: Mapping[str, Any]) -> list[str]:
-    """A timeline entry's detail as short lines; an edit as "field: old → new"."""
+def event_lines(kind: str, detail: Mapping[str, Any]) -> list[str]:
+    """A timeline entry's detail as short lines in words: a step as "old → new" first (a
+    status, an escalation level, a dispatch's stage), an edit as "field: old → new", then
+    the rest; empty notes are left out."""
+
+    def text(key: str, value: Any) -> str:
+        return _CODE_TEXT.get((kind, key), {}).get(str(value), _shown(value))
+
     lines = []
+    if "to" in detail:
+        start = f"{text('from', detail['from'])} → " if "from" in detail else ""
+        lines.append(start + text("to", detail["to"]))
     for key, value in sorted(detail.items()):
+        if key in ("from", "to") or value in ("", None):
+            continue
         if key == "changes" and isinstance(value, Mapping):
             lines += [f"{FIELD_LABELS.get(name, name)}: {_shown(change.get('from'))} → "
                       f"{_shown(change.get('to'))}" for name, change in sorted(value.items())
                       if isinstance(change, Mapping)]
         else:
-            lines.append(f"{key}: {_shown(value)}")
+            lines.append(DETAIL_TEXT.get(key, f"{key}: {{}}").format(text(key, value)))
     return lines
 
 
@@ -400,6 +469,29 @@ async def dispatch(request: web.Request, form: Form) -> Done:
         _incident_id(request), form.get("agency", ""), actor=_actor(request),
         note=form.get("note", ""), expected_version=_version(form))
     return Done(f"Diteruskan ke {sent.agency_name}.")
+
+
+async def escalate(request: web.Request, form: Form) -> Done:
+    """Raise the incident to the level chosen (desa → kecamatan → kabupaten → provinsi),
+    with the reason."""
+    incident = await _ctx(request).incidents.escalate(
+        _incident_id(request), form.get("level", ""), form.get("reason", ""),
+        actor=_actor(request), expected_version=_version(form))
+    return Done(f"Eskalasi ke tingkat {ESCALATION_LABELS[incident.escalation_level]}.")
+
+
+async def link_call(request: web.Request, form: Form) -> Done:
+    """Link a call (a repeat caller about the same event) to this open incident; a call
+    that opened an incident of its own moves here, and that incident is cancelled as
+    merged."""
+    call_id = form.get("call_id", "")
+    if not valid_call_id(call_id):
+        raise ValidationError("call_id", "Panggilan yang akan digabungkan tidak sah; muat "
+                                         "ulang halaman.")
+    incident_id = _incident_id(request)
+    await _ctx(request).incidents.link_call(incident_id, call_id, actor=_actor(request))
+    return Done(f"Panggilan digabungkan ke insiden #{incident_id}.",
+                f"{PREFIX}/incidents/{incident_id}")
 
 
 # -- oversight ---------------------------------------------------------------------------------
@@ -455,6 +547,10 @@ def console_routes() -> list[Route]:
               CASEWORK, "Ubah status insiden", tag, _SEE_OTHER),
         Route("POST", f"{incident}/dispatches", form_action(_to_incident, dispatch),
               CASEWORK, "Teruskan ke instansi", tag, _SEE_OTHER),
+        Route("POST", f"{incident}/escalation", form_action(_to_incident, escalate),
+              CASEWORK, "Naikkan tingkat eskalasi", tag, _SEE_OTHER),
+        Route("POST", f"{incident}/calls", form_action(_back, link_call), CASEWORK,
+              "Gabungkan panggilan ke insiden", tag, _SEE_OTHER),
         Route("GET", f"{PREFIX}/audit", audit_page, OVERSIGHT, "Log audit", tag, _PAGE),
         Route("GET", f"{PREFIX}/accounts", accounts_page, ADMIN, "Akun", tag, _PAGE),
     ]

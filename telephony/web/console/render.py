@@ -36,7 +36,8 @@ FLASH_COOKIE: Final = "siaga112_flash"
 _FLASH_MAX: Final = 600
 
 CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-              "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+              "media-src 'self'; connect-src 'self'; form-action 'self'; "
+              "frame-ancestors 'none'; base-uri 'none'")
 
 # Every page a role can reach from the menu bar.
 NAV: Final[Mapping[Role, tuple[tuple[str, str], ...]]] = {
@@ -45,8 +46,11 @@ NAV: Final[Mapping[Role, tuple[tuple[str, str], ...]]] = {
     Role.SUPERVISOR: (("/console/wallboard", "Papan dinding"), ("/console/reports", "Laporan sif"),
                       ("/console/daily", "Ringkasan harian"),
                       ("/console/incidents", "Insiden terbuka"), ("/console/audit", "Log audit")),
-    Role.ADMIN: (("/console/accounts", "Akun"), ("/console/wallboard", "Papan dinding"),
-                 ("/console/reports", "Laporan sif"), ("/console/audit", "Log audit")),
+    Role.ADMIN: (("/console/admin/ivr", "Menu IVR"), ("/console/admin/queues", "Antrean"),
+                 ("/console/admin/reference", "Referensi"),
+                 ("/console/admin/screening", "Penyaringan"), ("/console/accounts", "Akun"),
+                 ("/console/wallboard", "Papan dinding"), ("/console/reports", "Laporan sif"),
+                 ("/console/audit", "Log audit")),
 }
 
 

@@ -1,5 +1,6 @@
 // The operator screen: polls GET /api/desk and shows the desk's queues, the call in front of
-// the operator and the caller's recent calls. Every value goes into the page as text
+// the operator, the open incidents a repeat caller's call can be merged into, and the
+// caller's recent calls. Every value goes into the page as text
 // (textContent), never as markup; forms come from the server-rendered <template>, which
 // already carries the session's CSRF token.
 "use strict";
@@ -16,6 +17,7 @@
   });
   const callPanel = document.getElementById("call");
   const template = document.getElementById("call-template");
+  const relatedTemplate = document.getElementById("related-template");
   const queuesBody = document.querySelector("#queues tbody");
   const historyBody = document.querySelector("#history tbody");
   const status = document.getElementById("poll-status");
@@ -60,6 +62,54 @@
     return parts.length ? parts.join(" · ") : "-";
   }
 
+  function incidentLink(incidentId) {
+    const link = document.createElement("a");
+    link.href = "/console/incidents/" + encodeURIComponent(incidentId);
+    link.textContent = "#" + incidentId;
+    return link;
+  }
+
+  function placeText(incident) {
+    const parts = [incident.village_name || "lokasi belum diisi"];
+    if (incident.location_text) {
+      parts.push(incident.location_text);
+    }
+    return parts.join(" — ");
+  }
+
+  // The open incidents the call can join, each with its own "Gabungkan" form.
+  function renderRelated(section, call, related) {
+    if (!related.length) {
+      return;
+    }
+    const list = section.querySelector(".related-list");
+    for (const incident of related) {
+      const item = relatedTemplate.content.cloneNode(true);
+      const values = {
+        report_type_label: incident.report_type_label,
+        status_label: incident.status_label,
+        created_at: time(incident.created_at, dateTimeFormat),
+        place: placeText(incident),
+        description: incident.description,
+      };
+      for (const element of item.querySelectorAll("[data-related]")) {
+        const field = element.dataset.related;
+        if (field === "link") {
+          element.replaceWith(incidentLink(incident.incident_id));
+        } else {
+          element.textContent = values[field];
+        }
+      }
+      const form = item.querySelector("form");
+      form.action = form.dataset.action.replace(
+        "{id}", encodeURIComponent(incident.incident_id));
+      form.elements.call_id.value = call.call_id;
+      item.firstElementChild.dataset.incidentId = incident.incident_id;
+      list.appendChild(item);
+    }
+    section.hidden = false;
+  }
+
   function renderQueues(queues) {
     const key = JSON.stringify(queues);
     if (key === shownQueues) {
@@ -81,8 +131,8 @@
     }
   }
 
-  function renderCall(call) {
-    const key = JSON.stringify(call);
+  function renderCall(call, related) {
+    const key = JSON.stringify([call, related]);
     if (key === shownCall) {
       return;
     }
@@ -105,11 +155,15 @@
       queue: call.queue || "-",
       answered_at: time(call.answered_at, timeFormat),
       label_text: call.label_text || "belum diberi label",
-      incident: call.incident_id === null ? "belum ada" : "#" + call.incident_id,
+      incident: "belum ada",
       prank_score: score(call.prank_score),
     };
     for (const element of view.querySelectorAll("[data-field]")) {
       element.textContent = values[element.dataset.field];
+    }
+    if (call.incident_id !== null) {
+      view.querySelector('[data-field="incident"]').replaceChildren(
+        incidentLink(call.incident_id));
     }
     const meter = view.querySelector("meter");
     if (call.prank_score === null) {
@@ -126,6 +180,7 @@
     for (const form of view.querySelectorAll("form[data-action]")) {
       form.action = form.dataset.action.replace("{id}", encodeURIComponent(call.call_id));
     }
+    renderRelated(view.querySelector(".related"), call, related);
     callPanel.replaceChildren(view);
     callPanel.dataset.state = call.state;
     callPanel.dataset.callId = call.call_id;
@@ -152,10 +207,7 @@
       cell(row, call.label_text || "-");
       const incident = row.insertCell();
       if (call.incident_id !== null) {
-        const link = document.createElement("a");
-        link.href = "/console/incidents/" + encodeURIComponent(call.incident_id);
-        link.textContent = "#" + call.incident_id;
-        incident.appendChild(link);
+        incident.appendChild(incidentLink(call.incident_id));
       } else {
         incident.textContent = "-";
       }
@@ -177,7 +229,7 @@
       } else {
         status.textContent = "";
         renderQueues(body.queues);
-        renderCall(body.call);
+        renderCall(body.call, body.related);
         renderHistory(body.history);
       }
     } catch (error) {

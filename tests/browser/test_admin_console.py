@@ -1,0 +1,224 @@
+"""The admin console in headless Chromium against the whole line: the real server, real
+PostgreSQL, the real Asterisk lab and sipp.
+
+An admin logs in through the form, opens the running IVR menu, gives the main menu a new
+prompt text and a shorter wait, saves it as a draft, makes and fetches the preview audio,
+uploads a recorded greeting (the one scripted form), publishes; the next sipp caller hears the
+recorded greeting and the new prompt and waits the new time. The queue and reference pages
+are opened too. Screenshots at 1366x768 go to the test's tmp path and to /tmp/console-shots/;
+no page raises a script error, a CSP violation or a dialog on the way.
+
+Its own lab instance and ports, so it can run beside the other modules.
+"""
+
+from __future__ import annotations
+
+import shutil
+import wave
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playwright, expect
+
+from telephony import sipp
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.app import Line
+from telephony.lab import Lab
+from telephony.settings import Settings
+from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="admin-browser",
+    sip_port=47060,
+    ami_port=47038,
+    agi_port=47573,
+    lab_operator_sip_port=47070,
+    rtp_port_start=48000,
+    rtp_port_end=48999,
+    lab_operators=2,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    incident_upkeep_seconds=0.5,
+    http_port=0,  # any free port: Line.web says which
+)
+PASSWORD = "kata-sandi-admin-112"
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path("/tmp/console-shots")
+VIEWPORT: ViewportSize = {"width": 1366, "height": 768}
+WAIT_MS = 30_000
+NEW_PROMPT = "Darurat, tekan satu. Lainnya, tetap di saluran."
+GREETING_SECONDS = 1.5
+
+
+@pytest.fixture(scope="module")
+def settings(state_dir: Path, line_db: str) -> Settings:
+    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings) -> AsyncIterator[Lab]:
+    async with prompted_lab(settings) as lab:
+        yield lab
+
+
+@pytest.fixture
+async def line(lab: Lab, settings: Settings) -> AsyncIterator[Line]:
+    async with sipp.operator(settings.lab_operator_sip_port) as _phones, \
+            started_line(lab, settings, {"PJSIP/op1001": {"general": 5}}) as line:
+        yield line
+
+
+def greeting_wav(path: Path) -> Path:
+    """A recorded greeting: a quiet hum of GREETING_SECONDS, 16 kHz stereo (converted on
+    the way to Asterisk)."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"\x00\x04" * 2 * int(16000 * GREETING_SECONDS))
+    return path
+
+
+async def shoot(page: Page, shots: Path, name: str) -> None:
+    await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+
+
+async def flash(page: Page, text: str) -> None:
+    await expect(page.locator("#flash")).to_contain_text(text, timeout=WAIT_MS)
+
+
+async def ivr_seconds(settings: Settings, caller_id: str) -> float:
+    async def probe() -> float | None:
+        connection = await asyncpg.connect(str(settings.database_dsn))
+        try:
+            row = await connection.fetchrow(
+                "SELECT arrived_at, queue_joined_at FROM calls WHERE caller_number = $1",
+                caller_id)
+        finally:
+            await connection.close()
+        if row is None or row["queue_joined_at"] is None:
+            return None
+        gap: timedelta = row["queue_joined_at"] - row["arrived_at"]
+        return gap.total_seconds()
+
+    return await eventually(f"{caller_id} in a queue", probe, within=60)
+
+
+def seconds_of(path: Path) -> float:
+    with wave.open(str(path), "rb") as reader:
+        return reader.getnframes() / reader.getframerate()
+
+
+async def test_an_admin_publishes_a_new_menu_in_the_browser_and_the_next_call_hears_it(
+        line: Line, lab: Lab, settings: Settings, tmp_path: Path) -> None:
+    assert line.web.url is not None
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("admin1", "admin", PASSWORD, display_name="Admin Dinas",
+                          actor="test")
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console: {message.text}")
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport=VIEWPORT, locale="id-ID",
+                                          base_url=line.web.url)
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page: {error}"))
+            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+
+            await page.goto("/console/login")
+            await page.fill('input[name="username"]', "admin1")
+            await page.fill('input[name="password"]', PASSWORD)
+            await page.click('button:has-text("Masuk")')
+            await page.wait_for_url("**/console/")
+            await page.click('nav a:has-text("Menu IVR")')
+            await page.wait_for_url("**/console/admin/ivr")
+            live = page.locator("tr.version-live")
+            await expect(live).to_contain_text("Berjalan")
+            await shoot(page, shots, "admin-01-versi")
+
+            # Edit the running version: a new main-menu text and a 2 s wait.
+            await live.locator('a:has-text("Buka")').click()
+            await page.wait_for_url("**/console/admin/versions/*")
+            await expect(page.locator("#version-state")).to_have_text("Berjalan")
+            await page.fill('textarea[name="prompt.menu-utama"]', NEW_PROMPT)
+            await page.fill('input[name="menu.utama.timeout"]', "2")
+            await page.fill('#edit-form input[name="note"]', "menu utama lebih singkat")
+            await shoot(page, shots, "admin-02-sunting")
+            await page.click("#save-version")
+            await flash(page, "(draf)")
+            await expect(page.locator("#version-state")).to_have_text("Draf")
+            await expect(page.locator("#preview")).to_contain_text(NEW_PROMPT)
+            await expect(page.locator("#preview")).to_contain_text("tunggu 2 dtk")
+
+            # Listen before publishing.
+            await page.click("#make-preview")
+            await flash(page, "Rekaman suara pratinjau siap")
+            audio = page.locator('tr[data-prompt="menu-utama"] audio')
+            await expect(audio).to_have_count(1)
+            fetched = await page.evaluate(
+                "async url => { const r = await fetch(url); "
+                "return [r.status, r.headers.get('content-type'), (await r.blob()).size]; }",
+                await audio.get_attribute("src"))
+            assert fetched[0] == 200 and fetched[1] == "audio/wav" and fetched[2] > 1000
+            await shoot(page, shots, "admin-03-pratinjau")
+
+            # A recorded greeting instead of the synthesised voice: a new draft.
+            row = page.locator('tr[data-prompt="salam-112"]')
+            await row.locator('input[type="file"]').set_input_files(
+                str(greeting_wav(tmp_path / "salam.wav")))
+            draft_url = page.url
+            await row.locator('button:has-text("Unggah")').click()
+            await page.wait_for_url(lambda url: url != draft_url, timeout=WAIT_MS)
+            await expect(page.locator('tr[data-prompt="salam-112"]')).to_contain_text(
+                "rekaman salam.wav")
+            version = int(page.url.rsplit("/", 1)[1])
+
+            await page.fill('#publish-form input[name="note"]', "uji peramban")
+            await page.click("#publish")
+            await flash(page, f"Versi #{version} diterbitkan")
+            await expect(page.locator("#version-state")).to_have_text("Berjalan")
+            await shoot(page, shots, "admin-04-terbit")
+
+            for path, name in (("/console/admin/queues", "admin-05-antrean"),
+                               ("/console/admin/reference", "admin-06-referensi"),
+                               ("/console/admin/screening", "admin-07-penyaringan")):
+                await page.goto(path)
+                await shoot(page, shots, name)
+            await page.locator('tr.version-live a:has-text("Buka")').click()
+            await expect(page.locator('input[name="screening_threshold"]')).to_have_value("0.7")
+            await shoot(page, shots, "admin-08-penyaringan-versi")
+        finally:
+            await browser.close()
+            SHOTS.mkdir(exist_ok=True)
+            for shot in shots.glob("*.png"):
+                shutil.copy(shot, SHOTS / shot.name)
+    assert problems == []
+
+    # The next caller presses nothing: the recorded greeting, the new prompt, a 2 s wait.
+    caller_id = unique_caller("0818")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           talk_seconds=20) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+    expected = (seconds_of(lab.sounds_dir / f"salam-112-v{version}.wav")
+                + seconds_of(lab.sounds_dir / f"menu-utama-v{version}.wav") + 2)
+    assert abs(seconds_of(lab.sounds_dir / f"salam-112-v{version}.wav")
+               - GREETING_SECONDS) < 0.05
+    measured = await ivr_seconds(settings, caller_id)
+    assert abs(measured - expected) < 1.5, (measured, expected)

@@ -1,0 +1,350 @@
+"""The operator console's casework forms on a loopback socket over a real PostgreSQL: linking
+a repeat caller's call to an open incident (from the incident page and the operator screen),
+escalation with its reason, the rating and the worded timeline, playing a call's recording
+through the audited streaming endpoint, and the audit trail of the desk's queue actions.
+
+Every new form is refused without the session's CSRF token and for a role it does not serve,
+and bad input gets a clear message on the page and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from telephony.web.context import CONTEXT
+from tests.loopback.test_console import (
+    HOSTILE,
+    OPERATOR,
+    Browser,
+    Console,
+    console,
+    console_factory,
+    record,
+)
+from tests.loopback.test_web_api import call_facts, fetch, incident_state
+
+__all__ = ["console", "console_factory"]
+
+FIRE = "1700000600.1"  # the first caller about a fire
+REPEAT = "1700000700.2"  # a second caller about the same fire, a minute later
+MEDICAL = "1700000800.3"  # an unrelated medical call
+
+
+async def cases(console: Console) -> tuple[int, int, int]:
+    """Three answered, ended calls with their incidents: the fire, the repeat caller's
+    (opened for them, as the line does for every answered call) and a medical one."""
+    await record(console, call_facts(FIRE, "081355500001"))
+    await record(console, call_facts(MEDICAL, "081355500003", skill="medical"))
+    await record(console, call_facts(REPEAT, "081355500002"))
+    incidents = console.client.app[CONTEXT].incidents
+    fire = await incidents.create_for_call(FIRE, actor="op1")
+    medical = await incidents.create_for_call(MEDICAL, actor="op1")
+    repeat = await incidents.create_for_call(REPEAT)
+    return fire.incident_id, repeat.incident_id, medical.incident_id
+
+
+def related_ids(html: str) -> list[int]:
+    """The incidents the page offers to merge into, in the order shown."""
+    section = html.split('id="related"', 1)
+    if len(section) == 1:
+        return []
+    return [int(n) for n in re.findall(r'<li data-incident-id="(\d+)"', section[1])]
+
+
+async def desk(browser: Browser) -> dict[str, Any]:
+    response = await browser.http.get("/api/desk")
+    assert response.status == 200, await response.text()
+    body: dict[str, Any] = await response.json()
+    return body
+
+
+# -- linking a repeat caller's call ------------------------------------------------------------
+
+
+async def test_a_repeat_callers_call_is_merged_into_the_open_incident(console: Console
+                                                                       ) -> None:
+    operator = await console.user("op1", "operator", desk=True)
+    fire, repeat, medical = await cases(console)
+
+    # The repeat caller's incident offers the open ones: the same kind first, then the rest.
+    page = f"/console/incidents/{repeat}"
+    status, html, _ = await operator.get(page)
+    assert status == 200 and related_ids(html) == [fire, medical]
+    assert f'name="call_id" value="{REPEAT}"' in html
+    # So does the operator screen for the call in front of the operator (the latest answered).
+    shown = await desk(operator)
+    assert shown["call"]["call_id"] == REPEAT
+    assert [i["incident_id"] for i in shown["related"]] == [fire, medical]
+    assert shown["related"][0]["report_type_label"] == "Kebakaran"
+    html = (await operator.get("/console/operator"))[1]
+    assert 'id="related-template"' in html and 'name="next" value="/console/operator"' in html
+
+    response = await operator.post(f"/console/incidents/{fire}/calls",
+                                   {"call_id": REPEAT, "next": page})
+    assert response.headers["Location"] == f"/console/incidents/{fire}"
+    kind, text = await operator.flash(response)
+    assert (kind, text) == ("ok", f"Panggilan digabungkan ke insiden #{fire}.")
+    assert [r["call_id"] for r in await fetch(
+        console.dsn, "SELECT call_id FROM incident_calls WHERE incident_id = $1 "
+                     "ORDER BY linked_at", fire)] == [FIRE, REPEAT]
+    html = (await operator.get(f"/console/incidents/{fire}"))[1]
+    assert html.count('class="call-summary"') == 2
+    assert "Panggilan dikaitkan</strong> oleh op1" in html
+    assert f"dipindah dari insiden #{repeat}" in html
+    assert related_ids(html) == []  # it holds two calls: nothing to merge away
+    # The repeat caller's own incident is cancelled as merged, and says so in words.
+    html = (await operator.get(page))[1]
+    assert 'id="incident-status">Dibatalkan' in html
+    assert "Baru → Dibatalkan" in html and f"digabungkan ke insiden #{fire}" in html
+    assert "alasan: penelepon berulang, digabungkan" in html
+    assert related_ids(html) == []
+    assert (await desk(operator))["related"] == []
+
+
+async def test_the_link_form_refuses_forgery_other_roles_and_bad_input(console: Console
+                                                                        ) -> None:
+    operator = await console.user("op1", "operator", desk=True)
+    admin = await console.user("admin1", "admin")
+    fire, repeat, medical = await cases(console)
+    before = await incident_state(console.dsn)
+    target = f"/console/incidents/{fire}/calls"
+    back = f"/console/incidents/{repeat}"
+
+    response = await operator.post(target, {"call_id": REPEAT, "next": back}, csrf=False)
+    assert response.status == 403 and "Token CSRF" in await response.text()
+    response = await admin.post(target, {"call_id": REPEAT, "next": back})
+    assert response.status == 403 and "tidak berhak" in await response.text()
+    refusals = [
+        ({"call_id": "'; DROP TABLE incident_calls; --"},
+         "Panggilan yang akan digabungkan tidak sah; muat ulang halaman."),
+        ({"call_id": ""}, "Panggilan yang akan digabungkan tidak sah; muat ulang halaman."),
+        ({"call_id": "1799999999.9"}, "Panggilan 1799999999.9 tidak ditemukan."),
+    ]
+    for fields, text in refusals:
+        response = await operator.post(target, {**fields, "next": back})
+        assert response.headers["Location"] == back
+        assert await operator.flash(response) == ("error", text), fields
+    # A made-up incident names nothing.
+    for made_up, named in (("0", "&#39;0&#39;"), ("1x", "&#39;1x&#39;"), ("99999", "#99999")):
+        response = await operator.post(f"/console/incidents/{made_up}/calls",
+                                       {"call_id": REPEAT, "next": back})
+        assert await operator.flash(response) == ("error", f"Insiden {named} tidak ditemukan.")
+    assert await incident_state(console.dsn) == before
+
+    # A call whose incident has been worked on (it holds a dispatch) stays there.
+    incidents = console.client.app[CONTEXT].incidents
+    await incidents.change_status(fire, "verified", actor="op1")
+    await incidents.dispatch(fire, "damkar", actor="op1")
+    before = await incident_state(console.dsn)
+    response = await operator.post(f"/console/incidents/{medical}/calls",
+                                   {"call_id": FIRE, "next": back})
+    assert await operator.flash(response) == (
+        "error", f"Panggilan {FIRE} sudah tercatat pada insiden #{fire}.")
+    assert await incident_state(console.dsn) == before
+    # An incident that is no longer open takes no calls.
+    await incidents.change_status(medical, "prank", actor="op1")
+    before = await incident_state(console.dsn)
+    response = await operator.post(f"/console/incidents/{medical}/calls",
+                                   {"call_id": REPEAT, "next": back})
+    assert await operator.flash(response) == (
+        "error", "Insiden berstatus &#39;Laporan iseng&#39; sudah tidak dapat diubah.")
+    # And a form may only send the operator back to a page of ours.
+    response = await operator.post(target, {"call_id": "x", "next": "https://example.org/"})
+    assert response.headers["Location"] == "/console/"
+    assert await incident_state(console.dsn) == before
+
+
+# -- escalation, rating, timeline --------------------------------------------------------------
+
+
+async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_when(
+    console: Console
+) -> None:
+    operator = await console.user("op1", "operator", desk=True)
+    admin = await console.user("admin1", "admin")
+    fire, _, _ = await cases(console)
+    page = f"/console/incidents/{fire}"
+    html = (await operator.get(page))[1]
+    assert 'id="incident-escalation">Desa' in html
+    assert re.findall(r'<option value="(\w+)">(?:Kecamatan|Kabupaten|Provinsi)</option>',
+                      html) == ["sub_district", "regency", "province"]
+    assert "belum dinilai penelepon" in html
+    version = int(re.findall(r'name="version" value="(\d+)"', html)[0])
+
+    before = await incident_state(console.dsn)
+    form = {"version": str(version), "level": "sub_district", "reason": "Api merambat"}
+    response = await operator.post(f"{page}/escalation", form, csrf=False)
+    assert response.status == 403
+    response = await admin.post(f"{page}/escalation", form)
+    assert response.status == 403
+    refusals = [
+        ({**form, "reason": "   "}, "Alasan eskalasi wajib diisi."),
+        ({**form, "level": "village"}, "Eskalasi hanya ke tingkat yang lebih tinggi dari "
+                                       "&#39;Desa&#39;."),
+        ({**form, "level": "galaksi"}, "Tingkat eskalasi"),
+        ({**form, "version": str(version + 1)}, "Muat ulang"),
+        ({**form, "version": "satu"}, "Versi formulir tidak sah; muat ulang halaman."),
+    ]
+    for fields, text in refusals:
+        kind, shown = await operator.flash(await operator.post(f"{page}/escalation", fields))
+        assert kind == "error" and text in shown, (fields, shown)
+    assert await incident_state(console.dsn) == before
+
+    kind, text = await operator.flash(await operator.post(
+        f"{page}/escalation", {**form, "reason": HOSTILE}))
+    assert (kind, text) == ("ok", "Eskalasi ke tingkat Kecamatan.")
+    row = (await fetch(console.dsn, "SELECT escalation_level, escalation_reason FROM "
+                                    "incidents WHERE incident_id = $1", fire))[0]
+    assert (row["escalation_level"], row["escalation_reason"]) == ("sub_district", HOSTILE)
+    html = (await operator.get(page))[1]
+    assert "<script>" not in html
+    assert 'id="incident-escalation">Kecamatan — &lt;script&gt;' in html
+    assert re.findall(r'<option value="(\w+)">(?:Kecamatan|Kabupaten|Provinsi)</option>',
+                      html) == ["regency", "province"]
+    assert "Eskalasi</strong> oleh op1" in html and "Desa → Kecamatan" in html
+
+    # Worked to the end by the form, then rated by the caller: every step, who and when.
+    incidents = console.client.app[CONTEXT].incidents
+    for status in ("verified", "dispatched", "on_scene", "resolved"):
+        version = (await incidents.get(fire)).version
+        await operator.flash(await operator.post(f"{page}/status", {
+            "version": str(version), "status": status, "note": ""}))
+    await incidents.record_rating(fire, 4, actor="survey")
+    html = (await operator.get(page))[1]
+    assert 'id="escalation-form"' not in html  # resolved: no longer open
+    assert "★★★★☆</span> 4 dari 5" in html
+    steps = re.findall(r'<span class="muted">([0-9: -]+)</span> <strong>Status diubah</strong> '
+                       r'oleh (\w+)\s*<span class="detail">([^<]+)</span>', html)
+    assert [(who, step) for _, who, step in steps] == [
+        ("op1", "Baru → Terverifikasi"), ("op1", "Terverifikasi → Diteruskan ke instansi"),
+        ("op1", "Diteruskan ke instansi → Petugas di lokasi"),
+        ("op1", "Petugas di lokasi → Selesai ditangani")]
+    assert all(re.fullmatch(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d", at) for at, _, _ in steps)
+    assert "Penilaian penelepon</strong> oleh survey" in html and "nilai 4 dari 5" in html
+
+
+# -- recordings --------------------------------------------------------------------------------
+
+
+async def add_recording(console: Console, call_id: str, kind: str, state: str,
+                        audio: bytes | None = None) -> int:
+    path = f"2025/01/31/{call_id}-{kind}.opus"
+    if audio is not None:
+        stored = console.settings.recordings_dir / path
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(audio)
+    rows = await fetch(console.dsn, """
+        INSERT INTO recordings (call_id, kind, state, started_at, format, storage_path,
+                                size_bytes, sha256, duration_seconds)
+        VALUES ($1, $2, $3, now(), 'opus', $4, $5, repeat('0', 64), 75.0)
+        RETURNING recording_id""", call_id, kind, state, path, len(audio or b""))
+    return int(rows[0]["recording_id"])
+
+
+async def test_the_recording_plays_from_the_incident_page_and_every_playback_is_audited(
+    console: Console
+) -> None:
+    operator = await console.user("op1", "operator", desk=True)
+    supervisor = await console.user("spv1", "supervisor")
+    admin = await console.user("admin1", "admin")
+    fire, repeat, _ = await cases(console)
+    audio = os.urandom(4000)
+    mixed = await add_recording(console, FIRE, "mixed", "done", audio)
+    await add_recording(console, FIRE, "caller", "processing")
+    page = f"/console/incidents/{fire}"
+    url = f"/api/recordings/{mixed}/audio"
+
+    # Shown only as a player that fetches nothing until play is pressed: viewing the page
+    # is no playback and leaves no audit entry.
+    for browser in (operator, supervisor):
+        _, html, response = await browser.get(page)
+        assert f'<audio controls preload="none" src="{url}"></audio>' in html
+        # The page's Content-Security-Policy lets the player load our own audio.
+        assert "media-src 'self'" in response.headers["Content-Security-Policy"]
+        assert "Rekaman panggilan · 1:15" in html
+        assert "Suara penelepon saja: sedang diproses" in html
+    html = (await operator.get(f"/console/incidents/{repeat}"))[1]
+    assert "<audio" not in html and "Rekaman belum tersedia" in html
+    assert await fetch(console.dsn, "SELECT * FROM audit_log WHERE action = 'recording.play'"
+                       ) == []
+
+    # Pressing play: the browser's own GET with the session cookie, whole or by range.
+    response = await operator.http.get(url)
+    assert response.status == 200 and await response.read() == audio
+    response = await operator.http.get(url, headers={"Range": "bytes=0-1"})
+    assert response.status == 206 and await response.read() == audio[:2]
+    # An admin sees no caller data: no page, no audio, no audit entry.
+    assert (await admin.get(page))[0] == 403
+    response = await admin.http.get(url)
+    assert response.status == 403
+    plays = await fetch(console.dsn, "SELECT * FROM audit_log WHERE action = 'recording.play' "
+                                     "ORDER BY audit_id")
+    assert [(r["actor"], r["object_type"], r["object_id"], r["remote_address"])
+            for r in plays] == [("op1", "recording", str(mixed), "127.0.0.1")] * 2
+    assert [json.loads(r["detail"]) for r in plays] == [
+        {"call_id": FIRE, "range": None}, {"call_id": FIRE, "range": "bytes=0-1"}]
+
+
+# -- the desk's queue actions in the audit log -------------------------------------------------
+
+
+async def test_queue_join_pause_resume_and_leave_are_audited_and_refusals_are_not(
+    console: Console
+) -> None:
+    operator = await console.user("op1", "operator", desk=True)
+    supervisor = await console.user("spv1", "supervisor")
+
+    async def audited() -> list[tuple[str, str, str, str, dict[str, Any]]]:
+        rows = await fetch(console.dsn, "SELECT * FROM audit_log WHERE action LIKE 'desk.%' "
+                                        "ORDER BY audit_id")
+        return [(r["actor"], r["action"], r["object_id"], r["remote_address"],
+                 json.loads(r["detail"])) for r in rows]
+
+    # Refused before Asterisk is asked, or refused by Asterisk: nothing audited.
+    await operator.flash(await operator.post("/console/desk/pause", {"reason": "break"}))
+    await operator.flash(await operator.post("/console/desk/join", {"skill": "security"}))
+    console.asterisk.refusing = True
+    kind, _ = await operator.flash(await operator.post("/console/desk/join", {"skill": "fire"}))
+    assert kind == "error"
+    console.asterisk.refusing = False
+    assert await audited() == []
+
+    await operator.flash(await operator.post("/console/desk/join", {"skill": ["fire"]}))
+    await operator.flash(await operator.post("/console/desk/join", {"skill": ["fire"]}))
+    await operator.flash(await operator.post("/console/desk/pause", {"reason": "tidur"}))
+    await operator.flash(await operator.post("/console/desk/pause", {"reason": "wrapup"}))
+    await operator.flash(await operator.post("/console/desk/resume", {}))
+    # The JSON API's desk goes through the same service, and is audited the same way.
+    csrf = {"X-CSRF-Token": operator.cookie("siaga112_csrf") or ""}
+    response = await operator.http.post("/api/desk/pause", json={"reason": "meeting"},
+                                        headers=csrf)
+    assert response.status == 204
+    response = await operator.http.delete("/api/desk/queues", headers=csrf)
+    assert response.status == 200
+    queues = ["all-operators", "fire"]
+    assert await audited() == [
+        ("op1", "desk.join", OPERATOR, "127.0.0.1", {"queues": queues, "skills": ["fire"]}),
+        ("op1", "desk.pause", OPERATOR, "127.0.0.1", {"queues": queues, "reason": "wrapup"}),
+        ("op1", "desk.resume", OPERATOR, "127.0.0.1", {"queues": queues}),
+        ("op1", "desk.pause", OPERATOR, "127.0.0.1", {"queues": queues, "reason": "meeting"}),
+        ("op1", "desk.leave", OPERATOR, "127.0.0.1", {"queues": queues}),
+    ]
+    # The supervisor reads them in the audit log.
+    html = (await supervisor.get("/console/audit"))[1]
+    assert html.count("desk.pause") == 2 and "reason: wrapup" in html
+
+
+async def test_no_merge_is_offered_for_a_call_whose_incident_was_worked_on(
+    console: Console
+) -> None:
+    operator = await console.user("op1", "operator", desk=True)
+    fire, repeat, _ = await cases(console)
+    assert next(i["incident_id"] for i in (await desk(operator))["related"]) == fire
+    incidents = console.client.app[CONTEXT].incidents
+    await incidents.change_status(repeat, "verified", actor="op1")
+    await incidents.dispatch(repeat, "damkar", actor="op1")
+    assert (await desk(operator))["related"] == []
+    assert related_ids((await operator.get(f"/console/incidents/{repeat}"))[1]) == []
