@@ -5,14 +5,22 @@ An admin logs in through the form, opens the running IVR menu, gives the main me
 prompt text and a shorter wait, saves it as a draft, makes and fetches the preview audio,
 uploads a recorded greeting (the one scripted form), publishes; the next sipp caller hears the
 recorded greeting and the new prompt and waits the new time. The queue and reference pages
-are opened too. Screenshots at 1366x768 go to the test's tmp path and to /tmp/console-shots/;
-no page raises a script error, a CSP violation or a dialog on the way.
+are opened too.
+
+Another admin changes a queue's strategy and ring timeout on the queue page while one sipp
+caller talks to the operator and another waits: app_queue runs the new strategy at once, the
+call in progress and the waiting caller stay up, both callers finish their calls, and the
+waiting one is answered by the operator once free.
+
+Screenshots at 1366x768 go to the test's tmp path and to /tmp/console-shots/; no page raises a
+script error, a CSP violation or a dialog on the way.
 
 Its own lab instance and ports, so it can run beside the other modules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import wave
 from collections.abc import AsyncIterator
@@ -57,6 +65,12 @@ VIEWPORT: ViewportSize = {"width": 1366, "height": 768}
 WAIT_MS = 30_000
 NEW_PROMPT = "Darurat, tekan satu. Lainnya, tetap di saluran."
 GREETING_SECONDS = 1.5
+QUEUE = "emergency-general"
+# Long enough for a caller to get through the IVR as shipped (greeting, menu prompt and 5 s
+# wait: ~18 s, the longest case, when this test runs alone) and for the admin to change the
+# queue while it talks; the waiting caller outlasts it to be answered once op1001 is free.
+TALK_SECONDS = 32
+WAITING_TALK_SECONDS = TALK_SECONDS + 6
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +110,56 @@ async def flash(page: Page, text: str) -> None:
     await expect(page.locator("#flash")).to_contain_text(text, timeout=WAIT_MS)
 
 
+@contextlib.asynccontextmanager
+async def admin_console(line: Line, username: str,
+                        shots: Path) -> AsyncIterator[tuple[Page, list[str]]]:
+    """A Chromium page logged in to the console as the new admin ``username``, and the
+    problems (script errors, CSP violations, dialogs) it meets; the screenshots taken into
+    ``shots`` are copied to SHOTS afterwards."""
+    assert line.web.url is not None
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create(username, "admin", PASSWORD, display_name="Admin Dinas",
+                          actor="test")
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console: {message.text}")
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport=VIEWPORT, locale="id-ID",
+                                          base_url=line.web.url)
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page: {error}"))
+            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+            await page.goto("/console/login")
+            await page.fill('input[name="username"]', username)
+            await page.fill('input[name="password"]', PASSWORD)
+            await page.click('button:has-text("Masuk")')
+            await page.wait_for_url("**/console/")
+            yield page, problems
+        finally:
+            await browser.close()
+            SHOTS.mkdir(exist_ok=True)
+            for shot in shots.glob("*.png"):
+                shutil.copy(shot, SHOTS / shot.name)
+
+
+async def call_row(settings: Settings, caller_id: str) -> asyncpg.Record | None:
+    """The caller's row in ``calls``, if it has arrived."""
+    connection = await asyncpg.connect(str(settings.database_dsn))
+    try:
+        return await connection.fetchrow("SELECT * FROM calls WHERE caller_number = $1",
+                                         caller_id)
+    finally:
+        await connection.close()
+
+
 async def ivr_seconds(settings: Settings, caller_id: str) -> float:
     async def probe() -> float | None:
-        connection = await asyncpg.connect(str(settings.database_dsn))
-        try:
-            row = await connection.fetchrow(
-                "SELECT arrived_at, queue_joined_at FROM calls WHERE caller_number = $1",
-                caller_id)
-        finally:
-            await connection.close()
+        row = await call_row(settings, caller_id)
         if row is None or row["queue_joined_at"] is None:
             return None
         gap: timedelta = row["queue_joined_at"] - row["arrived_at"]
@@ -120,94 +175,66 @@ def seconds_of(path: Path) -> float:
 
 async def test_an_admin_publishes_a_new_menu_in_the_browser_and_the_next_call_hears_it(
         line: Line, lab: Lab, settings: Settings, tmp_path: Path) -> None:
-    assert line.web.url is not None
-    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
-    await accounts.create("admin1", "admin", PASSWORD, display_name="Admin Dinas",
-                          actor="test")
     shots = tmp_path / "shots"
     shots.mkdir()
-    problems: list[str] = []
+    async with admin_console(line, "admin1", shots) as (page, problems):
+        await page.click('nav a:has-text("Menu IVR")')
+        await page.wait_for_url("**/console/admin/ivr")
+        live = page.locator("tr.version-live")
+        await expect(live).to_contain_text("Berjalan")
+        await shoot(page, shots, "admin-01-versi")
 
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console: {message.text}")
+        # Edit the running version: a new main-menu text and a 2 s wait.
+        await live.locator('a:has-text("Buka")').click()
+        await page.wait_for_url("**/console/admin/versions/*")
+        await expect(page.locator("#version-state")).to_have_text("Berjalan")
+        await page.fill('textarea[name="prompt.menu-utama"]', NEW_PROMPT)
+        await page.fill('input[name="menu.utama.timeout"]', "2")
+        await page.fill('#edit-form input[name="note"]', "menu utama lebih singkat")
+        await shoot(page, shots, "admin-02-sunting")
+        await page.click("#save-version")
+        await flash(page, "(draf)")
+        await expect(page.locator("#version-state")).to_have_text("Draf")
+        await expect(page.locator("#preview")).to_contain_text(NEW_PROMPT)
+        await expect(page.locator("#preview")).to_contain_text("tunggu 2 dtk")
 
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            page = await browser.new_page(viewport=VIEWPORT, locale="id-ID",
-                                          base_url=line.web.url)
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page: {error}"))
-            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+        # Listen before publishing.
+        await page.click("#make-preview")
+        await flash(page, "Rekaman suara pratinjau siap")
+        audio = page.locator('tr[data-prompt="menu-utama"] audio')
+        await expect(audio).to_have_count(1)
+        fetched = await page.evaluate(
+            "async url => { const r = await fetch(url); "
+            "return [r.status, r.headers.get('content-type'), (await r.blob()).size]; }",
+            await audio.get_attribute("src"))
+        assert fetched[0] == 200 and fetched[1] == "audio/wav" and fetched[2] > 1000
+        await shoot(page, shots, "admin-03-pratinjau")
 
-            await page.goto("/console/login")
-            await page.fill('input[name="username"]', "admin1")
-            await page.fill('input[name="password"]', PASSWORD)
-            await page.click('button:has-text("Masuk")')
-            await page.wait_for_url("**/console/")
-            await page.click('nav a:has-text("Menu IVR")')
-            await page.wait_for_url("**/console/admin/ivr")
-            live = page.locator("tr.version-live")
-            await expect(live).to_contain_text("Berjalan")
-            await shoot(page, shots, "admin-01-versi")
+        # A recorded greeting instead of the synthesised voice: a new draft.
+        row = page.locator('tr[data-prompt="salam-112"]')
+        await row.locator('input[type="file"]').set_input_files(
+            str(greeting_wav(tmp_path / "salam.wav")))
+        draft_url = page.url
+        await row.locator('button:has-text("Unggah")').click()
+        await page.wait_for_url(lambda url: url != draft_url, timeout=WAIT_MS)
+        await expect(page.locator('tr[data-prompt="salam-112"]')).to_contain_text(
+            "rekaman salam.wav")
+        version = int(page.url.rsplit("/", 1)[1])
 
-            # Edit the running version: a new main-menu text and a 2 s wait.
-            await live.locator('a:has-text("Buka")').click()
-            await page.wait_for_url("**/console/admin/versions/*")
-            await expect(page.locator("#version-state")).to_have_text("Berjalan")
-            await page.fill('textarea[name="prompt.menu-utama"]', NEW_PROMPT)
-            await page.fill('input[name="menu.utama.timeout"]', "2")
-            await page.fill('#edit-form input[name="note"]', "menu utama lebih singkat")
-            await shoot(page, shots, "admin-02-sunting")
-            await page.click("#save-version")
-            await flash(page, "(draf)")
-            await expect(page.locator("#version-state")).to_have_text("Draf")
-            await expect(page.locator("#preview")).to_contain_text(NEW_PROMPT)
-            await expect(page.locator("#preview")).to_contain_text("tunggu 2 dtk")
+        await page.fill('#publish-form input[name="note"]', "uji peramban")
+        await page.click("#publish")
+        await flash(page, f"Versi #{version} diterbitkan")
+        await expect(page.locator("#version-state")).to_have_text("Berjalan")
+        await shoot(page, shots, "admin-04-terbit")
 
-            # Listen before publishing.
-            await page.click("#make-preview")
-            await flash(page, "Rekaman suara pratinjau siap")
-            audio = page.locator('tr[data-prompt="menu-utama"] audio')
-            await expect(audio).to_have_count(1)
-            fetched = await page.evaluate(
-                "async url => { const r = await fetch(url); "
-                "return [r.status, r.headers.get('content-type'), (await r.blob()).size]; }",
-                await audio.get_attribute("src"))
-            assert fetched[0] == 200 and fetched[1] == "audio/wav" and fetched[2] > 1000
-            await shoot(page, shots, "admin-03-pratinjau")
-
-            # A recorded greeting instead of the synthesised voice: a new draft.
-            row = page.locator('tr[data-prompt="salam-112"]')
-            await row.locator('input[type="file"]').set_input_files(
-                str(greeting_wav(tmp_path / "salam.wav")))
-            draft_url = page.url
-            await row.locator('button:has-text("Unggah")').click()
-            await page.wait_for_url(lambda url: url != draft_url, timeout=WAIT_MS)
-            await expect(page.locator('tr[data-prompt="salam-112"]')).to_contain_text(
-                "rekaman salam.wav")
-            version = int(page.url.rsplit("/", 1)[1])
-
-            await page.fill('#publish-form input[name="note"]', "uji peramban")
-            await page.click("#publish")
-            await flash(page, f"Versi #{version} diterbitkan")
-            await expect(page.locator("#version-state")).to_have_text("Berjalan")
-            await shoot(page, shots, "admin-04-terbit")
-
-            for path, name in (("/console/admin/queues", "admin-05-antrean"),
-                               ("/console/admin/reference", "admin-06-referensi"),
-                               ("/console/admin/screening", "admin-07-penyaringan")):
-                await page.goto(path)
-                await shoot(page, shots, name)
-            await page.locator('tr.version-live a:has-text("Buka")').click()
-            await expect(page.locator('input[name="screening_threshold"]')).to_have_value("0.7")
-            await shoot(page, shots, "admin-08-penyaringan-versi")
-        finally:
-            await browser.close()
-            SHOTS.mkdir(exist_ok=True)
-            for shot in shots.glob("*.png"):
-                shutil.copy(shot, SHOTS / shot.name)
+        for path, name in (("/console/admin/queues", "admin-05-antrean"),
+                           ("/console/admin/reference", "admin-06-referensi"),
+                           ("/console/admin/screening", "admin-07-penyaringan")):
+            await page.goto(path)
+            await shoot(page, shots, name)
+        await page.locator('tr.version-live a:has-text("Buka")').click()
+        await expect(page.locator('input[name="screening_threshold"]')).to_have_value("0.7")
+        await shoot(page, shots, "admin-08-penyaringan-versi")
     assert problems == []
 
     # The next caller presses nothing: the recorded greeting, the new prompt, a 2 s wait.
@@ -222,3 +249,65 @@ async def test_an_admin_publishes_a_new_menu_in_the_browser_and_the_next_call_he
                - GREETING_SECONDS) < 0.05
     measured = await ivr_seconds(settings, caller_id)
     assert abs(measured - expected) < 1.5, (measured, expected)
+
+
+async def test_an_admin_changes_a_queue_in_the_browser_without_dropping_the_calls_in_it(
+        line: Line, lab: Lab, settings: Settings, tmp_path: Path) -> None:
+    talking, waiting = unique_caller("0817"), unique_caller("0817")
+    shots = tmp_path / "shots"
+    shots.mkdir()
+
+    async def arrived() -> bool | None:
+        return True if await call_row(settings, talking) is not None else None
+
+    async def in_progress() -> str | None:
+        """The waiting caller's channel once op1001 talks to the first and it is queued."""
+        first, second = await call_row(settings, talking), await call_row(settings, waiting)
+        if first is None or first["answered_at"] is None or second is None \
+                or second["queue_joined_at"] is None:
+            return None
+        assert first["operator"] == "PJSIP/op1001" and second["answered_at"] is None
+        return str(second["channel"])
+
+    def member(shown: str) -> str:
+        return next(row for row in shown.splitlines() if "PJSIP/op1001" in row)
+
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=talking,
+                           talk_seconds=TALK_SECONDS) as first:
+        # Both go through the same IVR, so the one that arrives first is queued first.
+        await eventually("the first caller arriving", arrived, within=20)
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                               caller_id=waiting, talk_seconds=WAITING_TALK_SECONDS) as second, \
+                admin_console(line, "admin2", shots) as (page, problems):
+            channel = await eventually("one caller talking and one waiting", in_progress,
+                                       within=40)
+            shown = await lab.acli(f"queue show {QUEUE}")
+            assert "'leastrecent' strategy" in shown and f". {channel} (wait:" in shown
+            assert "(in call)" in member(shown)
+
+            await page.click('nav a:has-text("Antrean")')
+            await page.wait_for_url("**/console/admin/queues")
+            row = page.locator(f'tr[data-queue="{QUEUE}"]')
+            await expect(row).to_contain_text("PJSIP/op1001 penalti 0 · bicara")
+            await row.locator('select[name="strategy"]').select_option("rrmemory")
+            await row.locator('input[name="ring_timeout_seconds"]').fill("20")
+            await row.locator('button:has-text("Simpan & terapkan")').click()
+            await flash(page, f"Antrean {QUEUE} disimpan dan diterapkan di Asterisk.")
+
+            shown = await lab.acli(f"queue show {QUEUE}")
+            assert "'rrmemory' strategy" in shown  # app_queue runs the new settings
+            assert f". {channel} (wait:" in shown  # the waiting caller still waits
+            assert "(in call)" in member(shown)  # the call in progress goes on
+            assert "2 active calls" in await lab.acli("core show channels")
+            row = page.locator(f'tr[data-queue="{QUEUE}"]')
+            await expect(row.locator('select[name="strategy"]')).to_have_value("rrmemory")
+            await expect(row.locator('input[name="ring_timeout_seconds"]')).to_have_value("20")
+            await expect(row).to_contain_text("diubah admin2")
+            await expect(row).to_contain_text("PJSIP/op1001 penalti 0 · bicara")
+            await shoot(page, shots, "admin-09-antrean-diubah-saat-panggilan")
+            results = [await first.wait(), await second.wait()]
+    assert problems == []
+    assert all(r.ok for r in results), [r.errors for r in results]  # nobody was dropped
+    answered = await call_row(settings, waiting)
+    assert answered is not None and answered["answered_at"] is not None, answered
+    assert (answered["operator"], answered["queue"]) == ("PJSIP/op1001", QUEUE)
