@@ -471,7 +471,13 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
         disposition=_query_choice(query, "disposition", DISPOSITIONS),
         limit=_query_int(query, "limit", 100, MAX_LIMIT),
     )
-    records = await _ctx(request).calls.recent(which)
+    ctx = _ctx(request)
+    records = await ctx.calls.recent(which)
+    # Who looked up whose calls: searching a number is the privacy-relevant act.
+    await ctx.accounts.audit(
+        actor=_actor(request), action="call.search", object_type="call",
+        object_id=which.caller_number or "", remote_address=_remote(request),
+        detail={"query": dict(query), "found": len(records)})
     return _json({"calls": [call_json(record) for record in records]})
 
 
@@ -481,6 +487,9 @@ async def get_call(request: web.Request) -> web.StreamResponse:
     call_id = _call_id(request)
     record, incident_id = await ctx.calls.get(call_id)
     recordings = await ctx.recordings.of_calls([call_id])
+    await ctx.accounts.audit(
+        actor=_actor(request), action="call.view", object_type="call", object_id=call_id,
+        remote_address=_remote(request), detail={})
     return _json({"call": call_json(record), "incident_id": incident_id,
                   "recordings": [recording_json(r) for r in recordings]})
 

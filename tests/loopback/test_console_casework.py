@@ -286,6 +286,11 @@ async def test_the_recording_plays_from_the_incident_page_and_every_playback_is_
             for r in plays] == [("op1", "recording", str(mixed), "127.0.0.1")] * 2
     assert [json.loads(r["detail"]) for r in plays] == [
         {"call_id": FIRE, "range": None}, {"call_id": FIRE, "range": "bytes=0-1"}]
+    # Opening an incident page, which shows its callers' numbers, is audited; a refusal is not.
+    views = await fetch(console.dsn, "SELECT actor, object_id FROM audit_log "
+                                     "WHERE action = 'incident.view' ORDER BY audit_id")
+    assert [(r["actor"], r["object_id"]) for r in views] == [
+        ("op1", str(fire)), ("spv1", str(fire)), ("op1", str(repeat))]
 
 
 # -- the desk's queue actions in the audit log -------------------------------------------------

@@ -540,6 +540,19 @@ async def test_calls_are_listed_with_filters(api: Api) -> None:
         assert response.status == 422, params
 
 
+async def test_looking_up_calls_is_audited(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    await api.client.get("/api/calls", headers=op, params={"caller_number": "082222222222"})
+    assert (await api.client.get(f"/api/calls/{SECOND_CALL}", headers=op)).status == 200
+    (search,) = await api.audit("call.search")
+    assert (search["actor"], search["object_id"]) == ("op1", "082222222222")
+    (view,) = await api.audit("call.view")
+    assert (view["actor"], view["object_id"]) == ("op1", SECOND_CALL)
+    # A refused query is not a lookup.
+    await api.client.get("/api/calls", headers=op, params={"line": "113"})
+    assert len(await api.audit("call.search")) == 1
+
+
 async def test_calls_are_labelled(api: Api) -> None:
     op = await api.account("op1", "operator")
     path = f"/api/calls/{FIRE_CALL}/labels"

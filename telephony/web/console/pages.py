@@ -372,6 +372,11 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
     incident = await ctx.incidents.get(incident_id)
     call_ids = await ctx.incidents.call_ids(incident_id)
     calls = await ctx.desks.calls(call_ids)
+    # The page shows its callers' numbers and history: who opened it is audited.
+    await ctx.accounts.audit(
+        actor=_actor(request), action="incident.view", object_type="incident",
+        object_id=str(incident_id), remote_address=_remote(request),
+        detail={"call_ids": call_ids})
     # Listing recordings writes nothing; the audit entry comes with each playback.
     can_play = request[SESSION].account.role in PLAYBACK.roles
     recordings: dict[str, list[dict[str, Any]]] = {}
