@@ -129,7 +129,9 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
             print("\nDemo selesai: " + ("semua panggilan tercatat." if ok else
                   f"gagal: sipp {failed}, tercatat {len(ended)}/{len(DEMO_CALLS)}."))
             if keep_running:
-                print("Layanan tetap berjalan; tekan Ctrl-C untuk berhenti.")
+                console = f"{line.web.url}/console/" if line.web.url else "tidak berjalan"
+                print(f"Layanan tetap berjalan; konsol: {console} (akun dibuat dengan "
+                      "'siaga112 account create'). Tekan Ctrl-C untuk berhenti.")
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.Event().wait()
             return 0 if ok else 1
