@@ -130,8 +130,9 @@ async def test_press_1_then_fire_is_answered_and_fully_recorded(
     assert (record.queue, record.queue_position, record.answered_queue) == ("fire", 1, "fire")
     assert record.operator == "PJSIP/op1001"
     assert record.wait_seconds is not None and 0 <= record.wait_seconds <= 3
-    # The caller stays 8 s after answer; the IVR took a second or two of that.
-    assert record.talk_seconds is not None and 4 <= record.talk_seconds <= 8
+    # The caller stays 8 s after its last key, and the IVR routes at that key: about 8 s of
+    # talk, give or take the queue's ring and Asterisk's whole-second rounding.
+    assert record.talk_seconds is not None and 6 <= record.talk_seconds <= 10
     assert (record.hangup_cause, record.disposition) == (16, "answered")
     assert_shift_by_arrival(record)
 
