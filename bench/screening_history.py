@@ -55,10 +55,10 @@ import asyncpg
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
-from telephony.db.screening import HISTORY_SQL, ScreeningRepository
 from telephony.screening.features import DEFAULT_LOOKBACK
 from telephony.screening.score import ScoreConfig
 from telephony.screening.service import ScreeningService
+from telephony.screening.store import HISTORY_SQL, ScreeningRepository
 from telephony.settings import load_settings
 
 BULK_TABLES = ("calls", "call_labels", "call_screening")

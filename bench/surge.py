@@ -57,10 +57,10 @@ from ivr.menu import load_menu
 from ivr.prompts import build_line_prompts
 from telephony.app import Line, running_line
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.lab import Lab, operator_names
-from telephony.operators import OperatorDesk
+from telephony.desks.operators import OperatorDesk
+from telephony.lab.chroot import Lab, operator_names
+from telephony.lab.sipp import Sipp, SippResult, caller, operator
 from telephony.settings import Settings, load_settings
-from telephony.sipp import Sipp, SippResult, caller, operator
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _DIGITS = re.compile(r"[0-9]+")

@@ -11,8 +11,8 @@ import logging
 from pathlib import Path
 
 from ivr.menu import IvrMenu, MenuError, load_menu
+from telephony.core.watched import WatchedFile
 from telephony.settings import Settings
-from telephony.watched import WatchedFile
 
 log = logging.getLogger("ivr.menu")
 

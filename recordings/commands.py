@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 from recordings.domain import Kind, State
 from recordings.retention import Removal, apply_retention, policy_from_settings
+from recordings.store import RecordingRepository
 from recordings.worker import Outcome, RecordingsConfig, RecordingWorker
 from telephony.db.connection import Database
-from telephony.db.recordings import RecordingRepository
 from telephony.settings import Settings
 
 STATE_LABELS = {

@@ -15,9 +15,9 @@ from pathlib import Path
 import asyncpg
 
 from recordings.domain import State
+from recordings.store import Recording, RecordingRepository
+from telephony.core.storage import StoredFileError, stored_file
 from telephony.db.connection import Database
-from telephony.db.recordings import Recording, RecordingRepository
-from telephony.storage import StoredFileError, stored_file
 
 log = logging.getLogger("recordings.library")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import asyncpg
 
 from recordings.domain import Kind, RecordingNameError, RetentionPolicy, checked_relpath, describe
+from recordings.store import RecordingRepository, RetentionCandidate
 from telephony.db.connection import Database
-from telephony.db.recordings import RecordingRepository, RetentionCandidate
 from telephony.settings import Settings
 
 log = logging.getLogger("recordings.retention")

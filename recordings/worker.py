@@ -60,9 +60,9 @@ from recordings.domain import (
     valid_call_id,
 )
 from recordings.files import discard, incoming_sources, put_in_place, quarantine
+from recordings.store import EndedCall, Job, Processed, RecordingRepository
 from telephony.db.connection import Database, DatabaseUnavailable
-from telephony.db.recordings import EndedCall, Job, Processed, RecordingRepository
-from telephony.lab import Lab
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 
 log = logging.getLogger("recordings")

@@ -22,8 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from telephony import sipp
-from telephony.lab import Lab
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.rawami import Message, RawAmi
 

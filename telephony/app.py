@@ -29,7 +29,9 @@ from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.admin.asterisk import AsteriskAdmin
 from telephony.admin.configs import ConfigService
+from telephony.admin.console import AdminPages
 from telephony.admin.files import ConfigFiles
+from telephony.admin.http import AdminApi
 from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QueueDefaults
 from telephony.admin.site_service import SiteService
@@ -37,36 +39,33 @@ from telephony.admin.sync import AsteriskSync
 from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
-from telephony.callarchive import CallArchive
-from telephony.db.calls import CallRepository
+from telephony.calls.archive import CallArchive
+from telephony.calls.recorder import CallRecorder
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.spool import FactSpool
+from telephony.calls.store import CallRepository, sync_shifts
+from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
-from telephony.db.shifts import sync_shifts
-from telephony.desks import DeskService
+from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentConfig, IncidentService
-from telephony.lab import Lab
-from telephony.recorder import CallRecorder
+from telephony.lab.chroot import Lab
+from telephony.reports.console import SupervisorPages
+from telephony.reports.http import SupervisorApi
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
 from telephony.screening.score import ScoreConfig
 from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.settings import Settings
-from telephony.shifts import ShiftCalendar
-from telephony.spool import FactSpool
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
-from telephony.watched import WatchedFile
-from telephony.web.admin import AdminApi
-from telephony.web.console.admin import AdminPages
-from telephony.web.console.supervisor import SupervisorPages
 from telephony.web.context import ApiContext, WebConfig
 from telephony.web.routing import Route
 from telephony.web.server import WebServer, build_app
-from telephony.web.supervisor import SupervisorApi
 
 log = logging.getLogger("telephony.app")
 

@@ -24,9 +24,9 @@ from telephony.app import serve
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
-from telephony.demo import run_demo
-from telephony.desks import DeskError
-from telephony.lab import Lab, LabError
+from telephony.desks.service import DeskError
+from telephony.lab.chroot import Lab, LabError
+from telephony.lab.demo import run_demo
 from telephony.screening.score import ScoreConfigError
 from telephony.settings import Settings, SettingsError, load_settings
 

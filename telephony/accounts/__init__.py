@@ -2,6 +2,6 @@
 sessions, login throttling and the audit log.
 
 ``model`` holds the rules (pure), ``passwords`` the argon2 adapter, ``service`` runs them
-against PostgreSQL through ``telephony.db.accounts``, and ``commands`` the
+against PostgreSQL through ``telephony.accounts.store``, and ``commands`` the
 ``siaga112 account`` commands.
 """

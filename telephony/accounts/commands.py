@@ -19,7 +19,7 @@ from telephony.accounts.model import ROLE_LABELS, InvalidAccountInput
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import CLI_ACTOR, AccountConfig, AccountService
 from telephony.db.connection import Database
-from telephony.desks import assign_desk, parse_skill_levels
+from telephony.desks.service import assign_desk, parse_skill_levels
 from telephony.settings import Settings
 
 T = TypeVar("T")

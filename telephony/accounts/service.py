@@ -37,7 +37,7 @@ from telephony.accounts.model import (
     token_digest,
 )
 from telephony.accounts.passwords import PasswordHasher
-from telephony.db.accounts import AccountRepository, AuditEntry
+from telephony.accounts.store import AccountRepository, AuditEntry
 from telephony.db.connection import Database
 from telephony.settings import Settings
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queues import LIVE_SETTINGS_DIR, QUEUES_CONF, Member, MemberChange
 from telephony.ami.listener import AmiActionError
-from telephony.lab import LabError
+from telephony.lab.chroot import LabError
 
 log = logging.getLogger("telephony.admin")
 

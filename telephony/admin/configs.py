@@ -41,6 +41,7 @@ from telephony.admin.asterisk import AsteriskAdmin
 from telephony.admin.errors import ApplyFailed, ConfigNotFound, InvalidConfig
 from telephony.admin.files import ConfigFiles, replace_text
 from telephony.admin.queues import NORMAL_PRIORITY_KEY, MemberChange
+from telephony.admin.store import ConfigVersionRepository
 from telephony.admin.versions import (
     NOTE_MAX,
     ConfigKind,
@@ -56,7 +57,6 @@ from telephony.admin.versions import (
     screening_document,
     versioned_prompt,
 )
-from telephony.db.config_versions import ConfigVersionRepository
 from telephony.db.connection import Database
 from telephony.incidents.model import clean_text
 from telephony.screening.score import ScoreConfig

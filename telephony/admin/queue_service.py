@@ -40,11 +40,11 @@ from telephony.admin.queues import (
     planned_membership,
     render_queues_conf,
 )
-from telephony.db.admin_settings import AdminSettingsRepository
+from telephony.admin.store import AdminSettingsRepository
 from telephony.db.connection import Database
-from telephony.db.desks import DeskRepository, OperatorAccount
-from telephony.desks import assign_desk
-from telephony.operators import MAX_LEVEL, OVERFLOW_QUEUE, AmiActions, OperatorDesk
+from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, AmiActions, OperatorDesk
+from telephony.desks.service import assign_desk
+from telephony.desks.store import DeskRepository, OperatorAccount
 
 log = logging.getLogger("telephony.admin")
 

@@ -12,7 +12,7 @@ writes into Asterisk's configuration directory (``siaga112-live/max_wait.<queue>
 change applies to the next round of every caller, including those already waiting.
 
 Operators are *dynamic* members (AMI QueueAdd at login). Their queues and penalties follow
-from their skills and the menu (``telephony.operators.OperatorDesk.plan``);
+from their skills and the menu (``telephony.desks.operators.OperatorDesk.plan``);
 :func:`member_changes` is what brings one logged-in operator from the membership Asterisk
 reports to the planned one, without logging anyone out.
 """
@@ -27,7 +27,7 @@ from typing import Any, Final, Literal
 from ivr.menu import IvrMenu
 from telephony.admin.errors import InvalidConfig
 from telephony.admin.versions import QUEUE_NAME
-from telephony.operators import OVERFLOW_QUEUE, skill_queues
+from telephony.desks.operators import OVERFLOW_QUEUE, skill_queues
 from telephony.settings import Settings
 
 QUEUES_CONF: Final = "queues_siaga112.conf"  # included by asterisk-conf/queues.conf

@@ -17,13 +17,13 @@ from telephony.admin.site import (
     parse_shifts,
     shifts_value,
 )
-from telephony.db.admin_settings import AdminSettingsRepository
+from telephony.admin.store import AdminSettingsRepository
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import sync_shifts
 from telephony.db.connection import Database
-from telephony.db.shifts import sync_shifts
 from telephony.incidents.model import ReportType
 from telephony.incidents.service import IncidentService
 from telephony.settings import ShiftDefinition
-from telephony.shifts import ShiftCalendar
 
 log = logging.getLogger("telephony.admin")
 

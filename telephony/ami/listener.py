@@ -26,7 +26,7 @@ from panoramisk.message import Message
 
 from telephony.ami.framing import AmiProtocol
 from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
-from telephony.callfacts import CallFact
+from telephony.calls.facts import CallFact
 from telephony.settings import Settings
 
 logger = logging.getLogger("telephony.ami")

@@ -2,7 +2,7 @@
 
 Pure domain logic: :class:`CallTracker` takes AMI events (any mapping of header to value, a
 repeated header as a list of values, as panoramisk delivers them) and returns
-:mod:`telephony.callfacts` facts. It does no I/O and reads the time only through the clock it
+:mod:`telephony.calls.facts` facts. It does no I/O and reads the time only through the clock it
 is given, so the same events, state and clock always give the same facts.
 
 Caller-leg rule. An emergency call is identified by the ``Uniqueid`` of the caller's channel
@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,

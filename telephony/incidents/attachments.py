@@ -24,7 +24,7 @@ from typing import BinaryIO, Final
 from zoneinfo import ZoneInfo
 
 from recordings.files import fsync_dir
-from telephony.storage import stored_file
+from telephony.core.storage import stored_file
 
 log = logging.getLogger("telephony.incidents.attachments")
 
@@ -142,7 +142,7 @@ class AttachmentStore:
         return StoredUpload(relative, size, digest.hexdigest(), content_type)
 
     def file(self, stored_path: str) -> Path:
-        """The stored file; :class:`~telephony.storage.StoredFileError` if the path is unsafe
+        """The stored file; :class:`~telephony.core.storage.StoredFileError` if the path is unsafe
         or the file is gone."""
         return stored_file(self._root, stored_path)
 

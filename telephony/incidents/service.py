@@ -21,8 +21,8 @@ from typing import Literal
 
 import asyncpg
 
+from telephony.core.loops import run_passes
 from telephony.db.connection import Database
-from telephony.db.incidents import IncidentRepository
 from telephony.incidents.model import (
     SYSTEM_ACTOR,
     Agency,
@@ -74,8 +74,8 @@ from telephony.incidents.model import (
     status_for_dispatch,
 )
 from telephony.incidents.notifiers import NotificationFailed, Notifier
+from telephony.incidents.store import IncidentRepository
 from telephony.settings import DEFAULT_DISPATCH_TARGETS, DispatchTarget, Settings
-from telephony.upkeep import run_passes
 
 log = logging.getLogger("telephony.incidents")
 

@@ -2,5 +2,5 @@
 regency head's daily summary.
 
 ``model`` holds the definitions and the maths (pure), ``service`` reads the calls through
-``telephony.db.reports``, ``csvexport`` writes the tables as CSV for spreadsheets.
+``telephony.reports.store``, ``csvexport`` writes the tables as CSV for spreadsheets.
 """

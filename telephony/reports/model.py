@@ -1,7 +1,7 @@
 """The supervisor's figures: what happened to the calls of a shift, a day or any run of shifts.
 
 Pure: the rows come in (one :class:`CallRow` per call, built from the database by
-``telephony.db.reports``), the figures go out; nothing here reads a clock or the database.
+``telephony.reports.store``), the figures go out; nothing here reads a clock or the database.
 
 Definitions, in one place so the wallboard, the reports and their CSV agree:
 
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final, TypeVar
 
-from telephony.operators import PauseReason
+from telephony.calls.shifts import ShiftCalendar, ShiftSlot
+from telephony.desks.operators import PauseReason
 from telephony.screening.features import NUISANCE, Label
-from telephony.shifts import ShiftCalendar, ShiftSlot
 
 SERVICE_LEVEL_SECONDS: Final = (10, 20)
 MAX_REPORT_DAYS: Final = 31

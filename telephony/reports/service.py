@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime
 
 import asyncpg
 
+from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.db.connection import Database
-from telephony.db.reports import ReportRepository
 from telephony.reports.model import (
     CallRow,
     DailySummary,
@@ -28,8 +28,8 @@ from telephony.reports.model import (
     shift_slots,
     wrapup_seconds,
 )
+from telephony.reports.store import ReportRepository
 from telephony.settings import Settings
-from telephony.shifts import ShiftCalendar, ShiftSlot
 from telephony.wallboard.state import LivePicture
 
 

@@ -21,8 +21,9 @@ from typing import Protocol
 
 import asyncpg
 
+from telephony.core.loops import run_passes
+from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable
-from telephony.db.screening import EndedCall, ScreeningRepository, StoredLabel
 from telephony.screening.features import (
     DEFAULT_LOOKBACK,
     FIRST_TIME,
@@ -42,9 +43,8 @@ from telephony.screening.score import (
     post_call_score,
     pre_queue_score,
 )
+from telephony.screening.store import EndedCall, ScreeningRepository, StoredLabel
 from telephony.settings import Settings
-from telephony.upkeep import run_passes
-from telephony.watched import WatchedFile
 
 log = logging.getLogger("telephony.screening")
 
@@ -185,7 +185,7 @@ class ScreeningService:
 
     async def label(self, call_id: str, label: str, actor: str, note: str = "") -> StoredLabel:
         """Label a call (genuine, prank, silent, accidental, test) as ``actor``; labelling it
-        again corrects the label. Raises ``telephony.db.screening.LabelError`` (nothing
+        again corrects the label. Raises ``telephony.screening.store.LabelError`` (nothing
         written) for an unknown call or label."""
         stored = await self._database.run(
             lambda connection: self._repo.add_label(connection, call_id, label, actor, note))

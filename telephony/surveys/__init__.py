@@ -2,5 +2,5 @@
 Originate) into a short IVR survey (``ivr.survey``) and stores the rating on the incident.
 
 ``model`` holds the rules (pure), ``service`` runs them against PostgreSQL
-(``telephony.db.surveys``) and Asterisk, ``route`` is the FastAGI route the callback runs.
+(``telephony.surveys.store``) and Asterisk, ``route`` is the FastAGI route the callback runs.
 """

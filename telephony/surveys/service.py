@@ -37,8 +37,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from telephony.ami.listener import AmiActionError, AmiActionRefusedError
+from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
-from telephony.db.surveys import Attempt, Survey, SurveyRepository
 from telephony.incidents.model import IncidentError
 from telephony.incidents.service import IncidentService
 from telephony.settings import Settings
@@ -59,7 +59,7 @@ from telephony.surveys.model import (
     parse_call_window,
     parse_code,
 )
-from telephony.upkeep import run_passes
+from telephony.surveys.store import Attempt, Survey, SurveyRepository
 
 log = logging.getLogger("telephony.surveys")
 

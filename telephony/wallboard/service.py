@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from telephony.ami.tracker import QueueSnapshot
-from telephony.callfacts import CallFact, IvrVariableSet, OperatorRung, OperatorStateChanged
+from telephony.calls.facts import CallFact, IvrVariableSet, OperatorRung, OperatorStateChanged
 from telephony.db.connection import DatabaseUnavailable
 from telephony.incidents.service import IncidentService, SlaBreach
 from telephony.reports.service import LiveCounters, ReportService

@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Final
 
 from telephony.ami.tracker import LOGGED_OUT, QueueSnapshot
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,

@@ -33,9 +33,9 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 
 from recordings.domain import valid_call_id
 from telephony.accounts.model import Role
-from telephony.callarchive import DISPOSITIONS, LINES, MAX_LIMIT, CallFilter
+from telephony.calls.archive import DISPOSITIONS, LINES, MAX_LIMIT, CallFilter
+from telephony.core.storage import StoredFileError
 from telephony.incidents.model import Incident, check_filename, parse_patch
-from telephony.storage import StoredFileError
 from telephony.web.context import CONTEXT, ApiContext, WebConfig
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import (

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from recordings.library import RecordingLibrary
 from telephony.accounts.service import AccountService
-from telephony.callarchive import CallArchive
-from telephony.desks import DeskService
+from telephony.calls.archive import CallArchive
+from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.service import IncidentService
 from telephony.screening.service import ScreeningService

@@ -25,9 +25,15 @@ from telephony.accounts.model import (
     LoginThrottled,
 )
 from telephony.admin.errors import AdminError, ApplyFailed, ConfigNotFound, InvalidConfig
+from telephony.core.errors import SiagaError
 from telephony.db.connection import DatabaseUnavailable
-from telephony.db.screening import InvalidLabel, LabelError, UnknownCall
-from telephony.desks import DeskConflict, DeskError, DeskUnavailable, InvalidDeskInput, NoDesk
+from telephony.desks.service import (
+    DeskConflict,
+    DeskError,
+    DeskUnavailable,
+    InvalidDeskInput,
+    NoDesk,
+)
 from telephony.incidents.attachments import UploadTooLarge
 from telephony.incidents.model import (
     CallAlreadyLinked,
@@ -38,6 +44,7 @@ from telephony.incidents.model import (
     ValidationError,
 )
 from telephony.reports.model import InvalidPeriod
+from telephony.screening.store import InvalidLabel, LabelError, UnknownCall
 from telephony.web.routing import SESSION, Handler
 from telephony.web.schemas import SchemaViolation
 
@@ -78,6 +85,11 @@ def api_error(exc: BaseException) -> ApiError | None:
     surfaces as a 500 with its traceback in the log)."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, SiagaError):
+        if not exc.is_refusal:
+            return None
+        return ApiError(exc.status, exc.code, exc.message, field=exc.field or None,
+                        headers=exc.headers, logged=exc.logged)
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_TEXT.get(exc.status, ("http_error", exc.reason))
         return ApiError(exc.status, code, message)

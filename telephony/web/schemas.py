@@ -236,7 +236,7 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
                                    "(jenis yang sama dulu, lalu yang terbaru)"},
     }),
     "QueueList": _all_required({"queues": {"type": "array", "items": {"type": "string"}}}),
-    # The supervisor's wallboard and reports (telephony/web/supervisor.py).
+    # The supervisor's wallboard and reports (telephony/reports/http.py).
     "Share": _all_required({
         "count": {"type": "integer"}, "of": {"type": "integer"},
         "percent": {**_NULLABLE_NUMBER, "description": "null bila tidak ada yang dihitung"},

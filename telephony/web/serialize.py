@@ -12,13 +12,13 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from recordings.domain import State
+from recordings.store import Recording
 from telephony.accounts.model import Session, account_json
-from telephony.db.accounts import AuditEntry
-from telephony.db.calls import CallRecord
-from telephony.db.desks import CallView
-from telephony.db.recordings import Recording
-from telephony.db.screening import StoredLabel
-from telephony.desks import DeskState
+from telephony.accounts.store import AuditEntry
+from telephony.calls.store import CallRecord
+from telephony.desks.operators import PAUSE_REASON_LABELS, PauseReason
+from telephony.desks.service import DeskState
+from telephony.desks.store import CallView
 from telephony.incidents.model import (
     DISPATCH_STATE_LABELS,
     ESCALATION_LABELS,
@@ -33,8 +33,8 @@ from telephony.incidents.model import (
     Place,
     SlaClock,
 )
-from telephony.operators import PAUSE_REASON_LABELS, PauseReason
 from telephony.screening.features import Label
+from telephony.screening.store import StoredLabel
 
 # What operators read for each call label.
 LABEL_TEXT: Final[Mapping[Label, str]] = {

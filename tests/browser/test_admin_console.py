@@ -32,11 +32,11 @@ import asyncpg
 import pytest
 from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playwright, expect
 
-from telephony import sipp
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
-from telephony.lab import Lab
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
 

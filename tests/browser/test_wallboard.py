@@ -24,13 +24,13 @@ import pytest
 from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playwright, expect
 
 from ivr.menu import load_menu
-from telephony import sipp
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.listener import AmiActionError
 from telephony.app import Line
-from telephony.lab import Lab
-from telephony.operators import OperatorDesk
+from telephony.desks.operators import OperatorDesk
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import prompted_lab, started_line, unique_caller
 

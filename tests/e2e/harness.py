@@ -19,10 +19,10 @@ from typing import Final, TypeVar
 from ivr.menu import load_menu
 from ivr.prompts import build_line_prompts
 from telephony.app import Line, running_line
-from telephony.db.calls import CallRecord
+from telephony.calls.store import CallRecord
 from telephony.db.connection import DatabaseUnavailable
-from telephony.lab import Lab
-from telephony.operators import OperatorDesk
+from telephony.desks.operators import OperatorDesk
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 
 T = TypeVar("T")

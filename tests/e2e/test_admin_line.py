@@ -29,12 +29,12 @@ import asyncpg
 import pytest
 
 from ivr.menu import load_menu
-from telephony import sipp
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
-from telephony.lab import Lab
-from telephony.operators import OperatorDesk
+from telephony.desks.operators import OperatorDesk
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
 

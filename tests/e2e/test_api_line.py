@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 
-from telephony import sipp
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
-from telephony.lab import Lab
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from telephony import sipp
-from telephony.lab import Lab, LabError, operator_names, render_template
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab, LabError, operator_names, render_template
 from telephony.settings import Settings
 from tests.e2e.rawami import Message, RawAmi
 

@@ -19,15 +19,15 @@ from typing import Protocol
 import pytest
 
 from ivr.menu import load_menu
-from telephony import sipp
 from telephony.ami.listener import AmiListener
 from telephony.app import Line, running_line
-from telephony.db.calls import CallRecord
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRecord
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.lab import Lab
-from telephony.operators import OperatorDesk
+from telephony.desks.operators import OperatorDesk
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from telephony.shifts import ShiftCalendar
 from tests.conftest import free_port
 from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
 

@@ -21,11 +21,11 @@ import pytest
 from pydub import AudioSegment
 
 from recordings.domain import Kind, State, source_name, storage_relpath
-from telephony import sipp
+from recordings.store import Recording, RecordingRepository
 from telephony.app import Line
-from telephony.db.calls import CallRecord
-from telephony.db.recordings import Recording, RecordingRepository
-from telephony.lab import Lab
+from telephony.calls.store import CallRecord
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
 

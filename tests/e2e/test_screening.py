@@ -21,10 +21,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from telephony import sipp
 from telephony.app import Line, running_line
-from telephony.db.calls import CallRecord
-from telephony.lab import Lab
+from telephony.calls.store import CallRecord
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.conftest import free_port
 from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller

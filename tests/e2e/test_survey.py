@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from telephony import sipp
 from telephony.app import Line
-from telephony.db.incidents import IncidentRepository
-from telephony.db.surveys import Survey
 from telephony.incidents.model import Status
-from telephony.lab import Lab
+from telephony.incidents.store import IncidentRepository
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
+from telephony.surveys.store import Survey
 from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
 
 pytestmark = pytest.mark.e2e

@@ -23,24 +23,24 @@ from ivr.menu import IvrMenu
 from ivr.source import line_menu_source
 from telephony.admin.asterisk import AsteriskAdmin
 from telephony.admin.configs import ConfigService
+from telephony.admin.console import AdminPages
 from telephony.admin.errors import ApplyFailed, ConfigNotFound, InvalidConfig
 from telephony.admin.files import ConfigFiles
+from telephony.admin.http import AdminApi
 from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QUEUES_CONF, QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import ConfigKind
 from telephony.ami.listener import AmiActionError
+from telephony.calls.shifts import ShiftCalendar
+from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database
-from telephony.desks import InvalidDeskInput
+from telephony.desks.service import InvalidDeskInput
 from telephony.incidents.model import ReportType
-from telephony.lab import Lab
+from telephony.lab.chroot import Lab
 from telephony.screening.score import ScoreConfig
 from telephony.screening.service import line_screening_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar
-from telephony.watched import WatchedFile
-from telephony.web.admin import AdminApi
-from telephony.web.console.admin import AdminPages
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
 from tests.loopback.test_console import Browser

@@ -16,7 +16,7 @@ import pytest
 from telephony.ami.framing import AmiFrame, AmiFrameDecoder
 from telephony.ami.listener import AmiActionError, AmiActionRefusedError, AmiListener
 from telephony.ami.tracker import AmiEvent, CallTracker
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
@@ -21,14 +21,14 @@ from telephony.callfacts import (
     QueueJoined,
     QueueLeft,
 )
-from telephony.db.calls import CallRepository
+from telephony.calls.recorder import CallRecorder
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.spool import FactSpool
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
-from telephony.recorder import CallRecorder
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar
-from telephony.spool import FactSpool
 from tests.conftest import free_port
 
 T0 = datetime(2026, 11, 23, 7, 59, 50, tzinfo=UTC)  # 14:59:50 in Jakarta: end of "pagi"

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ivr.menu import load_menu
 from telephony.accounts.model import ThrottlePolicy
 from telephony.ami.listener import AmiActionRefusedError
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
@@ -31,9 +31,9 @@ from telephony.callfacts import (
     OperatorStateChanged,
     QueueJoined,
 )
-from telephony.db.calls import CallRepository
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.desks import assign_desk
+from telephony.desks.service import assign_desk
 from telephony.settings import Settings
 from telephony.web.console.render import CSP
 from telephony.web.context import CONTEXT

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
@@ -20,7 +20,8 @@ from telephony.callfacts import (
     QueueAbandoned,
     QueueJoined,
 )
-from telephony.db.calls import CallRepository
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.incidents.model import (
     CallAlreadyLinked,
@@ -40,7 +41,6 @@ from telephony.incidents.model import (
 from telephony.incidents.notifiers import LogNotifier, Notifier
 from telephony.incidents.service import IncidentConfig, IncidentService
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 

@@ -13,13 +13,13 @@ import pytest
 
 from recordings.domain import LEGS, Kind, RetentionPolicy, State
 from recordings.retention import apply_retention
-from telephony.callfacts import CallEnded, CallFact, CallStarted, IvrVariableSet
+from recordings.store import Processed, RecordingRepository
+from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRepository
 from telephony.cli import main
-from telephony.db.calls import CallRepository
 from telephony.db.connection import Database
-from telephony.db.recordings import Processed, RecordingRepository
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()

@@ -22,13 +22,13 @@ import pytest
 from pydub import AudioSegment
 
 from recordings.domain import Kind, State, source_name, storage_relpath, temp_name
+from recordings.store import Job, Recording, RecordingRepository
 from recordings.worker import RecordingsConfig, RecordingWorker
-from telephony.callfacts import CallEnded, CallFact, CallStarted, IvrVariableSet
-from telephony.db.calls import CallRepository
+from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.db.recordings import Job, Recording, RecordingRepository
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
@@ -27,7 +27,8 @@ from telephony.callfacts import (
     QueueAbandoned,
     QueueJoined,
 )
-from telephony.db.calls import CallRepository
+from telephony.calls.shifts import ShiftCalendar, ShiftSlot
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.incidents.model import parse_patch
 from telephony.incidents.notifiers import LogNotifier
@@ -37,7 +38,6 @@ from telephony.reports.model import Figures, InvalidPeriod, Period
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar, ShiftSlot
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
@@ -23,14 +23,9 @@ from telephony.callfacts import (
     OperatorCompleted,
     QueueJoined,
 )
-from telephony.db.calls import CallRepository
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.db.screening import (
-    EndedCall,
-    InvalidLabel,
-    ScreeningRepository,
-    UnknownCall,
-)
 from telephony.screening.features import (
     DEFAULT_LOOKBACK,
     Label,
@@ -44,8 +39,13 @@ from telephony.screening.service import (
     ScreeningUnavailable,
     call_features,
 )
+from telephony.screening.store import (
+    EndedCall,
+    InvalidLabel,
+    ScreeningRepository,
+    UnknownCall,
+)
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar
 from tests.conftest import free_port
 
 T0 = datetime(2026, 11, 23, 7, 0, 0, tzinfo=UTC)  # 14:00 in Jakarta

@@ -18,18 +18,18 @@ import pytest
 from telephony.agi.protocol import AgiEnvironment, AgiReply
 from telephony.agi.server import AgiSession
 from telephony.ami.listener import AmiActionError, AmiActionRefusedError
-from telephony.callfacts import CallFact, CallStarted, OperatorAnswered
-from telephony.db.calls import CallRepository
+from telephony.calls.facts import CallFact, CallStarted, OperatorAnswered
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.db.surveys import Survey
 from telephony.incidents.model import Status
 from telephony.incidents.notifiers import LogNotifier
 from telephony.incidents.service import IncidentConfig, IncidentService
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar
 from telephony.surveys.model import AttemptOutcome, CallWindow, SurveyState
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import RING_GRACE, SurveyConfig, SurveyService
+from telephony.surveys.store import Survey
 from tests.loopback.test_ami_listener import ListSink, eventually, fake_asterisk, listener, render
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from telephony.ami.tracker import QueueSnapshot
-from telephony.callfacts import CallFact
+from telephony.calls.facts import CallFact
 from telephony.wallboard.state import LiveBoard
 from tests.loopback.test_ami_listener import (
     ANSWERED,

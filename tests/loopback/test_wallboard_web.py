@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallFact,
     CallStarted,
     IvrVariableSet,
@@ -30,18 +30,18 @@ from telephony.callfacts import (
     QueueJoined,
     QueueLeft,
 )
-from telephony.db.calls import CallRepository
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
+from telephony.reports import http as supervisor
+from telephony.reports.console import SupervisorPages
+from telephony.reports.http import SupervisorApi
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.settings import Settings
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
-from telephony.web import supervisor
-from telephony.web.console.supervisor import SupervisorPages
 from telephony.web.context import ApiContext
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
-from telephony.web.supervisor import SupervisorApi
 from tests.loopback.test_web_api import CALENDAR, PASSWORD, conforms, make_context
 
 OP = "PJSIP/op1001"

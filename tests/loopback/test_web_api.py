@@ -27,8 +27,8 @@ from telephony.accounts.model import ThrottlePolicy
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.listener import AmiActionError
-from telephony.callarchive import CallArchive
-from telephony.callfacts import (
+from telephony.calls.archive import CallArchive
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
@@ -36,16 +36,16 @@ from telephony.callfacts import (
     OperatorAnswered,
     QueueJoined,
 )
-from telephony.db.calls import CallRepository
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.desks import DeskService
+from telephony.desks.operators import AmiActions
+from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.notifiers import LogNotifier
 from telephony.incidents.service import IncidentConfig, IncidentService
-from telephony.operators import AmiActions
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.shifts import ShiftCalendar
 from telephony.web.api import api_routes
 from telephony.web.context import ApiContext, WebConfig
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE

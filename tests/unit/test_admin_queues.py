@@ -24,8 +24,8 @@ from telephony.admin.queues import (
     render_queues_conf,
 )
 from telephony.admin.site import parse_dispatch_targets, parse_shifts, shifts_value
+from telephony.desks.operators import OperatorDesk
 from telephony.incidents.model import ReportType
-from telephony.operators import OperatorDesk
 
 MENU = load_menu()
 KNOWN = {*MENU.known_queues, "all-operators"}

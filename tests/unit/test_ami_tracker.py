@@ -10,7 +10,7 @@ import pytest
 
 from telephony.ami.framing import AmiFrame, AmiFrameDecoder
 from telephony.ami.tracker import LINES, AmiEvent, AmiEventError, CallTracker
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,

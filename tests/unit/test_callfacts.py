@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from telephony.callfacts import (
+from telephony.calls.facts import (
     FACT_TYPES,
     CallEnded,
     CallFact,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from telephony.db.desks import CallView
-from telephony.desks import InvalidDeskInput, call_state, parse_skill_levels
+from telephony.desks.service import InvalidDeskInput, call_state, parse_skill_levels
+from telephony.desks.store import CallView
 from telephony.web.console.render import ENV, Flash
 from telephony.web.errors import ApiError
 

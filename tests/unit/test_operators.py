@@ -4,7 +4,7 @@ from typing import Any
 import pytest
 
 from ivr.menu import load_menu
-from telephony.operators import OperatorDesk, OperatorError, PauseReason, skill_queues
+from telephony.desks.operators import OperatorDesk, OperatorError, PauseReason, skill_queues
 
 MENU = load_menu()
 

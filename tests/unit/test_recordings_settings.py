@@ -11,7 +11,7 @@ from recordings.domain import Kind, State
 from recordings.retention import Removal, policy_from_settings
 from recordings.worker import Outcome, RecordingsConfig
 from telephony.cli import build_parser
-from telephony.lab import Lab
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings, SettingsError, load_settings
 
 

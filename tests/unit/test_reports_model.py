@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv, text_cell
 from telephony.reports.model import (
     CallRow,
@@ -31,7 +32,6 @@ from telephony.reports.model import (
 )
 from telephony.screening.features import Label
 from telephony.settings import DEFAULT_SHIFTS
-from telephony.shifts import ShiftCalendar, ShiftSlot
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from telephony.db.screening import EndedCall
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 from telephony.screening.service import call_features, screening_config_source
+from telephony.screening.store import EndedCall
 
 T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 

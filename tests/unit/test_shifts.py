@@ -3,8 +3,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.settings import DEFAULT_SHIFTS, ShiftDefinition
-from telephony.shifts import ShiftCalendar, ShiftSlot
 
 JKT = ZoneInfo("Asia/Jakarta")
 calendar = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from telephony import sipp
+from telephony.lab import sipp
 
 
 def test_commas_pause_without_pressing() -> None:

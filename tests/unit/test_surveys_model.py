@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from telephony import sipp
+from telephony.lab import sipp
 from telephony.settings import SettingsError, load_settings
 from telephony.surveys.model import (
     AttemptOutcome,

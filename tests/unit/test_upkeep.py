@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
+from telephony.core.loops import run_passes
 from telephony.db.connection import DatabaseUnavailable
-from telephony.upkeep import run_passes
 
 
 async def test_outage_logged_once_bug_logged_each_time_loop_goes_on(

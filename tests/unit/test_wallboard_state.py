@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from telephony.ami.tracker import CallTracker, QueueSnapshot
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallStarted,
     CallVanished,

@@ -27,6 +27,7 @@ from multidict import MultiDict, MultiMapping
 
 from recordings.domain import Kind, State, valid_call_id
 from telephony.accounts.model import ROLE_LABELS, AccountError, Role
+from telephony.desks.operators import PAUSE_REASON_LABELS
 from telephony.incidents.model import (
     DISPATCH_STATE_LABELS,
     EDITABLE_STATUSES,
@@ -43,7 +44,6 @@ from telephony.incidents.model import (
     parse_patch,
     status_for_dispatch,
 )
-from telephony.operators import PAUSE_REASON_LABELS
 from telephony.web.api import (
     CASEWORK,
     DESK,

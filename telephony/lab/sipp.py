@@ -9,7 +9,7 @@ and collects what it reported:
 * the counters of its last ``-trace_stat`` line (``SuccessfulCall(C)``, ``FailedCall(C)``),
 * its ``-trace_err`` log of unexpected messages.
 
-Scenarios are the XML templates in ``telephony/sipp_scenarios/``, rendered per process
+Scenarios are the XML templates in ``telephony/lab/sipp_scenarios/``, rendered per process
 (``@{name}``, the same templating as ``asterisk-conf/``) with the caller ID and the caller's or
 operator's steps.
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from telephony.lab import ConfTemplate
+from telephony.lab.chroot import ConfTemplate
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "sipp_scenarios"
 PCAP_DIR = Path("/usr/share/sip-tester")

@@ -26,6 +26,7 @@ from telephony.admin.forms import (
     route_value,
     screening_from_form,
 )
+from telephony.admin.http import audit_change, version_json
 from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import STRATEGY_LABELS
 from telephony.admin.site import shifts_value
@@ -39,10 +40,9 @@ from telephony.admin.versions import (
     menu_tree,
     screening_document,
 )
+from telephony.desks.operators import MAX_LEVEL, skill_queues
 from telephony.incidents.model import REPORT_TYPE_LABELS, ReportType
 from telephony.incidents.service import IncidentService
-from telephony.operators import MAX_LEVEL, skill_queues
-from telephony.web.admin import audit_change, version_json
 from telephony.web.console.pages import ADMIN, Done, Form, form_action
 from telephony.web.console.render import PREFIX, page
 from telephony.web.errors import ApiError

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 
 import asyncpg
 
-from telephony.callfacts import OperatorStateChanged, QueueJoined
+from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.reports.model import (
     WRAPUP_PAUSE_GRACE,
     CallRow,

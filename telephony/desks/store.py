@@ -4,7 +4,7 @@ AMI last reported them (``queue_members``), and the calls as the console shows t
 
 The call views read across families (calls with their screening columns, the call's latest
 label, its incident): they are the console's read model, kept here so the screen is one query
-per panel. Plain reads and writes only; the rules live in ``telephony.desks``.
+per panel. Plain reads and writes only; the rules live in ``telephony.desks.service``.
 """
 
 from __future__ import annotations

@@ -8,10 +8,10 @@ from typing import Final
 
 import asyncpg
 
-from telephony.db.calls import CallRecord, CallRepository
+from telephony.calls.store import CallRecord, CallRepository
 from telephony.db.connection import Database
-from telephony.db.incidents import IncidentRepository
 from telephony.incidents.model import CallNotFound
+from telephony.incidents.store import IncidentRepository
 
 # What ``call_outcomes.disposition`` can say (0001_calls.sql).
 DISPOSITIONS: Final = ("answered", "abandoned", "vanished", "ended_in_ivr", "in_progress",

@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from telephony.callfacts import (
+from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
@@ -34,8 +34,9 @@ from telephony.callfacts import (
     QueueLeft,
     fact_to_json,
 )
+from telephony.calls.shifts import ShiftCalendar
 from telephony.screening.features import parse_caller_id
-from telephony.shifts import ShiftCalendar
+from telephony.settings import ShiftDefinition
 
 log = logging.getLogger("telephony.db")
 
@@ -488,3 +489,12 @@ class QueueFigures:
     mean_wait: Any
     max_wait: int | None
     mean_talk: Any
+
+async def sync_shifts(connection: asyncpg.Connection, shifts: Sequence[ShiftDefinition]) -> None:
+    """Make the ``shifts`` table hold exactly the configured roster."""
+    async with connection.transaction():
+        await connection.execute("DELETE FROM shifts")
+        await connection.executemany(
+            "INSERT INTO shifts (name, starts_at) VALUES ($1, $2)",
+            [(shift.name, shift.start) for shift in shifts],
+        )

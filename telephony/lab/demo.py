@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 
 from ivr.menu import load_menu
 from telephony.app import Line, running_line
-from telephony.db.calls import CallRecord, QueueFigures
-from telephony.lab import Lab
-from telephony.operators import OperatorDesk
+from telephony.calls.store import CallRecord, QueueFigures
+from telephony.desks.operators import OperatorDesk
+from telephony.lab.chroot import Lab
+from telephony.lab.sipp import SippResult, caller, operator
 from telephony.settings import Settings
-from telephony.sipp import SippResult, caller, operator
 
 # Operator phones and their skills (level 1-5); all are endpoints of the lab's sipp UAS.
 DEMO_OPERATORS = {

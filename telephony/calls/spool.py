@@ -17,9 +17,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from telephony.callfacts import CallFact, FactDecodeError, fact_from_json, fact_to_json
+from telephony.calls.facts import CallFact, FactDecodeError, fact_from_json, fact_to_json
 
-log = logging.getLogger("telephony.spool")
+log = logging.getLogger("telephony.calls.spool")
 
 _SUFFIX = ".jsonl"
 

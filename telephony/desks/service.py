@@ -2,7 +2,7 @@
 queues of its skills, and the call in front of it.
 
 Joining queues, leaving them and pausing go to the running Asterisk at once through AMI
-(:class:`~telephony.operators.OperatorDesk`); what the screen shows of them is what AMI then
+(:class:`~telephony.desks.operators.OperatorDesk`); what the screen shows of them is what AMI then
 reported (``queue_members``, kept by the call tracker), so the screen never claims a state
 Asterisk does not have. The call in front of the operator is the one ringing there now, else
 the last one answered there (it stays on screen after the caller hangs up, for the incident
@@ -28,11 +28,10 @@ import asyncpg
 
 from ivr.menu import IvrMenu
 from telephony.accounts.model import Account, AccountNotFound, Role, clean_username
+from telephony.accounts.store import AccountRepository
 from telephony.ami.listener import AmiActionError
-from telephony.db.accounts import AccountRepository
 from telephony.db.connection import Database
-from telephony.db.desks import Assignment, CallView, DeskRepository, Membership
-from telephony.operators import (
+from telephony.desks.operators import (
     MAX_LEVEL,
     AmiActions,
     OperatorDesk,
@@ -41,8 +40,9 @@ from telephony.operators import (
     check_interface,
     skill_queues,
 )
+from telephony.desks.store import Assignment, CallView, DeskRepository, Membership
 
-log = logging.getLogger("telephony.desks")
+log = logging.getLogger("telephony.desks.service")
 
 
 class DeskError(Exception):

@@ -45,7 +45,7 @@ Prompts
     ``<name>.wav`` as ``siaga112/<name>``.
 
 Tests and benchmarks
-    ``telephony/sipp.py`` drives callers (the carrier trunk) and the operator phones (one sipp
+    ``telephony/lab/sipp.py`` drives callers (the carrier trunk) and the operator phones (one sipp
     UAS on ``lab_operator_sip_port``) with sipp; operators join queues with AMI QueueAdd.
     ``scripts/record_fixtures.py`` records the AMI and FastAGI transcripts in
     ``tests/fixtures/`` from this lab.

@@ -29,10 +29,10 @@ from telephony.admin.versions import (
     ConfigVersion,
     TreeNode,
 )
-from telephony.db.desks import OperatorAccount
+from telephony.desks.operators import skill_queues
+from telephony.desks.store import OperatorAccount
 from telephony.incidents.model import REPORT_TYPE_LABELS, Recipient, ReportType
 from telephony.incidents.service import IncidentService
-from telephony.operators import skill_queues
 from telephony.web.api import _actor, _body, _ctx, _json, _remote, _upload
 from telephony.web.errors import ApiError
 from telephony.web.routing import Access, Body, Param, Reply, Route

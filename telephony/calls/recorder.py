@@ -14,12 +14,12 @@ from pathlib import Path
 
 import asyncpg
 
-from telephony.callfacts import CallFact
-from telephony.db.calls import CallRepository
+from telephony.calls.facts import CallFact
+from telephony.calls.spool import FactSpool
+from telephony.calls.store import CallRepository
 from telephony.db.connection import Database, DatabaseUnavailable
-from telephony.spool import FactSpool
 
-log = logging.getLogger("telephony.recorder")
+log = logging.getLogger("telephony.calls.recorder")
 
 _BATCH = 500
 

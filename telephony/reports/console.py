@@ -16,16 +16,16 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from telephony.calls.shifts import ShiftSlot
 from telephony.reports.csvexport import TABLES
+from telephony.reports.http import DAILY_TABLES, category_label, report_type_label
 from telephony.reports.model import SERVICE_LEVEL_SECONDS, InvalidPeriod, Period, Ratio
 from telephony.reports.service import ReportService
 from telephony.screening.features import NUISANCE
-from telephony.shifts import ShiftSlot
 from telephony.web.api import OVERSIGHT
 from telephony.web.console.render import PREFIX, page
 from telephony.web.routing import Reply, Route
 from telephony.web.serialize import CATEGORY_LABELS, LABEL_TEXT
-from telephony.web.supervisor import DAILY_TABLES, category_label, report_type_label
 
 WALLBOARD: Final = f"{PREFIX}/wallboard"
 REPORTS: Final = f"{PREFIX}/reports"
