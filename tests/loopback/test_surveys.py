@@ -18,6 +18,7 @@ import pytest
 from telephony.agi.protocol import AgiEnvironment, AgiReply
 from telephony.agi.server import AgiSession
 from telephony.ami.listener import AmiActionError, AmiActionRefusedError
+from telephony.ami.testing import ListSink, fake_asterisk, render
 from telephony.calls.facts import CallFact, CallStarted, OperatorAnswered
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
@@ -30,7 +31,7 @@ from telephony.surveys.model import AttemptOutcome, CallWindow, SurveyState
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import RING_GRACE, SurveyConfig, SurveyService
 from telephony.surveys.store import Survey
-from tests.loopback.test_ami_listener import ListSink, eventually, fake_asterisk, listener, render
+from tests.support.ami import eventually, listener
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 JAKARTA = ZoneInfo("Asia/Jakarta")

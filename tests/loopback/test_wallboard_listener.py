@@ -11,16 +11,15 @@ from datetime import timedelta
 
 import pytest
 
+from telephony.ami.testing import ListSink, fake_asterisk
 from telephony.ami.tracker import QueueSnapshot
 from telephony.calls.facts import CallFact
 from telephony.wallboard.state import LiveBoard
-from tests.loopback.test_ami_listener import (
+from tests.support.ami import (
     ANSWERED,
     NOW,
-    ListSink,
     eventually,
     expected_facts,
-    fake_asterisk,
     listener,
     live_call_snapshot,
 )

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from telephony.ami.framing import AmiFrame, AmiFrameDecoder
 from telephony.ami.tracker import LINES, AmiEvent, AmiEventError, CallTracker
 from telephony.calls.facts import (
     CallEnded,
@@ -24,47 +23,12 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
-
-FIXTURES = Path(__file__).parent.parent / "fixtures"
-NOW = datetime(2024, 11, 23, 7, 0, tzinfo=UTC)
-
-
-def existing(*names: str) -> list[Path]:
-    """Recorded transcripts join the synthetic ones as soon as they are in the tree."""
-    return [FIXTURES / name for name in names if (FIXTURES / name).exists()]
-
+from tests.support.ami import FIXTURES, NOW, events, existing, resync_replies
 
 ANSWERED = existing("ami_call_answered.txt", "ami_synthetic_call_answered.txt")
 ABANDONED = existing("ami_call_abandoned.txt", "ami_synthetic_call_abandoned.txt")
 RESYNC = existing("ami_resync.txt", "ami_synthetic_resync.txt")
 ALL_CALLS = ANSWERED + ABANDONED
-
-
-def frames(path: Path) -> list[AmiFrame]:
-    items = AmiFrameDecoder().feed(path.read_bytes())
-    assert all(isinstance(item, AmiFrame) for item in items), path
-    return [item for item in items if isinstance(item, AmiFrame)]
-
-
-def events(path: Path) -> list[AmiEvent]:
-    """The events of a transcript, as the listener gets them (panoramisk messages)."""
-    return [frame.to_message() for frame in frames(path) if frame.get("Event")]
-
-
-def resync_replies(path: Path) -> tuple[list[AmiEvent], list[AmiEvent], list[AmiEvent]]:
-    """(QueueStatus, CoreShowChannels, Status) replies of a recorded resync."""
-    queues: list[AmiEvent] = []
-    channels: list[AmiEvent] = []
-    status: list[AmiEvent] = []
-    for message in events(path):
-        name = str(message["Event"])
-        if name.startswith("Queue"):
-            queues.append(message)
-        elif name.startswith("CoreShowChannel"):
-            channels.append(message)
-        elif name.startswith("Status"):
-            status.append(message)
-    return queues, channels, status
 
 
 def modified(message: AmiEvent, **changes: str | list[str]) -> AmiEvent:

@@ -4,7 +4,6 @@ their queues, wrap-up, and a picture that stays right across a reconnection or a
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from telephony.ami.tracker import CallTracker, QueueSnapshot
 from telephony.calls.facts import (
@@ -20,11 +19,10 @@ from telephony.calls.facts import (
     QueueLeft,
 )
 from telephony.wallboard.state import CallInfo, LiveBoard, LivePicture, OperatorState
-from tests.unit.test_ami_tracker import resync_replies
+from tests.support.ami import FIXTURES, resync_replies
 
 T0 = datetime(2025, 3, 10, 2, 0, tzinfo=UTC)
 A, B = "PJSIP/op1001", "PJSIP/op1002"
-FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def at(seconds: float) -> datetime:
