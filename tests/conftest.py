@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import asyncpg
 import pytest
 
+from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.db.migrate import migrate
 from telephony.settings import Settings, load_settings
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.db import create_database, drop_database
+from tests.support.net import free_port
 
 
 @pytest.fixture(scope="session")
@@ -40,32 +32,6 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def create_database(cluster: EmbeddedPostgres) -> str:
-    """A new database in ``cluster`` with every migration applied; returns its DSN."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(cluster.dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = cluster.dsn().rsplit("/", 1)[0] + "/" + name
-    connection = await asyncpg.connect(dsn)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    return dsn
-
-
-async def drop_database(cluster: EmbeddedPostgres, dsn: str) -> None:
-    """Drop a database made by :func:`create_database`, closing its sessions."""
-    admin = await asyncpg.connect(cluster.dsn())
-    try:
-        await admin.execute(f'DROP DATABASE "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 @pytest.fixture
 async def database_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
     """A new, migrated database; dropped after the test."""
@@ -80,3 +46,12 @@ def settings(tmp_path: Path) -> Settings:
     base = load_settings(environ={})
     return replace(base, state_dir=tmp_path / "state")
 
+
+@pytest.fixture
+async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
+    """The connection pool of the test's database, closed after the test."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+    try:
+        yield database
+    finally:
+        await database.close()

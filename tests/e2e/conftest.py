@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from telephony.db.embedded import EmbeddedPostgres
-from tests.conftest import create_database, drop_database
+from tests.support.db import create_database, drop_database
 
 
 @pytest.fixture(scope="module")

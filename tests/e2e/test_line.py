@@ -28,8 +28,8 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.conftest import free_port
 from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 

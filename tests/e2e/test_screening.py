@@ -26,8 +26,8 @@ from telephony.calls.store import CallRecord
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.conftest import free_port
 from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -2,8 +2,6 @@
 hash upgrades, and the audit log that cannot be rewritten."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 
 import asyncpg
@@ -13,17 +11,9 @@ from telephony.accounts.model import LoginRefused, LoginThrottled, ThrottlePolic
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.db.connection import Database
-from telephony.settings import Settings
 
 PASSWORD = "kata-sandi-rahasia-112"
 CHEAP = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
-
-
-@pytest.fixture
-async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
-    database = Database(replace(settings, database_dsn=database_dsn))
-    yield database
-    await database.close()
 
 
 def service(database: Database, hasher: PasswordHasher = CHEAP,

@@ -43,8 +43,7 @@ from telephony.screening.service import line_screening_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
-from tests.loopback.test_console import Browser
-from tests.loopback.test_web_api import PASSWORD, conforms, make_context
+from tests.support.web import PASSWORD, Browser, conforms, make_context
 
 
 class FakeAmi:

@@ -29,7 +29,7 @@ from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from tests.conftest import free_port
+from tests.support.net import free_port
 
 T0 = datetime(2026, 11, 23, 7, 59, 50, tzinfo=UTC)  # 14:59:50 in Jakarta: end of "pagi"
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")

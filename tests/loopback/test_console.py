@@ -7,193 +7,30 @@ on the page, SQL and HTML injection stored as typed and shown as text, and the o
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
-import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.menu import load_menu
 from telephony.accounts.model import ThrottlePolicy
-from telephony.ami.listener import AmiActionRefusedError
 from telephony.calls.facts import (
     CallEnded,
-    CallFact,
     CallStarted,
     IvrVariableSet,
     OperatorAnswered,
     OperatorRung,
-    OperatorStateChanged,
     QueueJoined,
 )
-from telephony.calls.store import CallRepository
-from telephony.db.connection import Database
-from telephony.desks.service import assign_desk
-from telephony.settings import Settings
 from telephony.web.console.render import CSP
 from telephony.web.context import CONTEXT
 from telephony.web.routing import CSRF_COOKIE, ROUTE_TABLE, SESSION_COOKIE
-from telephony.web.server import build_app
-from tests.loopback.test_web_api import CALENDAR, PASSWORD, call_facts, fetch, make_context
+from tests.support.calls import OPERATOR, call_facts
+from tests.support.console import HOSTILE, Console, ConsoleFactory, record
+from tests.support.db import fetch
+from tests.support.web import PASSWORD
 
-OPERATOR = "PJSIP/op1001"
 CALL = "1700000500.7"
 CALLER = "081355500001"
-HOSTILE = "<script>alert('x')</script><img src=x onerror=alert(1)>'; DROP TABLE incidents; --"
-
-
-class StandInAsterisk:
-    """Takes the desk's AMI actions and reports their effect back the way Asterisk's
-    QueueMemberAdded/Removed/Pause events reach the call store; or refuses everything."""
-
-    def __init__(self, database: Database) -> None:
-        self.database = database
-        self.actions: list[dict[str, str]] = []
-        self.refusing = False
-
-    async def send_action(self, action: Mapping[str, str]) -> Any:
-        self.actions.append(dict(action))
-        if self.refusing:
-            raise AmiActionRefusedError(f"{action['Action']} refused: Interface not found")
-        now = datetime.now(UTC)
-        interface = action["Interface"]
-
-        async def members(connection: asyncpg.Connection) -> list[str]:
-            rows = await connection.fetch(
-                "SELECT queue FROM queue_members WHERE operator = $1 AND state <> 'logged_out'",
-                interface)
-            return [row["queue"] for row in rows]
-
-        facts: list[CallFact]
-        if action["Action"] == "QueueAdd":
-            facts = [OperatorStateChanged(interface, action["Queue"], "idle", False, "", now)]
-        elif action["Action"] == "QueueRemove":
-            facts = [OperatorStateChanged(interface, action["Queue"], "logged_out", False, "",
-                                          now)]
-        else:
-            paused = action["Paused"] == "true"
-            facts = [OperatorStateChanged(interface, queue, "paused" if paused else "idle",
-                                          paused, action.get("Reason", ""), now)
-                     for queue in await self.database.run(members)]
-        await self.database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))
-
-
-@dataclass
-class Browser:
-    """One person's browser: its own cookies, following no redirect on its own."""
-
-    http: aiohttp.ClientSession
-    pages: list[str] = field(default_factory=list)
-
-    async def get(self, path: str) -> tuple[int, str, aiohttp.ClientResponse]:
-        response = await self.http.get(path, allow_redirects=False)
-        return response.status, await response.text(), response
-
-    async def post(self, path: str, data: Mapping[str, str | list[str]], *,
-                   csrf: bool = True) -> aiohttp.ClientResponse:
-        form = aiohttp.FormData()
-        for name, value in data.items():
-            for item in value if isinstance(value, list) else [value]:
-                form.add_field(name, item)
-        if csrf:
-            form.add_field("csrf_token", self.cookie(CSRF_COOKIE) or "")
-        return await self.http.post(path, data=form, allow_redirects=False)
-
-    def cookie(self, name: str) -> str | None:
-        for morsel in self.http.cookie_jar:
-            if morsel.key == name:
-                return morsel.value
-        return None
-
-    async def log_in(self, username: str, password: str = PASSWORD) -> aiohttp.ClientResponse:
-        status, html, _ = await self.get("/console/login")
-        assert status == 200
-        token = re.search(r'name="login_token" value="([^"]+)"', html)
-        assert token is not None
-        return await self.post("/console/login", {"username": username, "password": password,
-                                                  "login_token": token.group(1)}, csrf=False)
-
-    async def flash(self, response: aiohttp.ClientResponse) -> tuple[str, str]:
-        """Follow a form's redirect; the page and its one-shot message."""
-        assert response.status == 303, (response.status, await response.text())
-        status, html, _ = await self.get(response.headers["Location"])
-        assert status == 200, html
-        found = re.search(r'<p class="flash flash-(\w+)"[^>]*>([^<]*)</p>', html)
-        assert found is not None, html
-        return found.group(1), found.group(2)
-
-
-@dataclass
-class Console:
-    """A running application with a stand-in Asterisk, and browsers for its users."""
-
-    client: TestClient[web.Request, web.Application]
-    asterisk: StandInAsterisk
-    database: Database
-    dsn: str
-    settings: Settings
-    make_browser: Callable[[], Awaitable[Browser]]
-
-    async def user(self, username: str, role: str, *, desk: bool = False) -> Browser:
-        """An account (at OPERATOR with the fire and medical skills, if ``desk``), logged in
-        through the login form."""
-        await self.client.app[CONTEXT].accounts.create(username, role, PASSWORD,
-                                                         actor="test")
-        if desk:
-            await assign_desk(self.database, load_menu(), username, OPERATOR,
-                              {"fire": 5, "medical": 3})
-        browser = await self.make_browser()
-        response = await browser.log_in(username)
-        assert response.status == 303 and response.headers["Location"] == "/console/"
-        return browser
-
-
-ConsoleFactory = Callable[..., Awaitable[Console]]
-
-
-@pytest.fixture
-async def console_factory(database_dsn: str, settings: Settings
-                          ) -> AsyncIterator[ConsoleFactory]:
-    configured = replace(settings, database_dsn=database_dsn)
-    database = Database(configured)
-    sessions: list[aiohttp.ClientSession] = []
-    clients: list[TestClient[web.Request, web.Application]] = []
-
-    async def start(throttle: ThrottlePolicy | None = None) -> Console:
-        asterisk = StandInAsterisk(database)
-        app = build_app(make_context(configured, database, throttle=throttle, ami=asterisk))
-        client = TestClient(TestServer(app))
-        await client.start_server()
-        clients.append(client)
-
-        async def browser() -> Browser:
-            http = aiohttp.ClientSession(base_url=client.make_url(""),
-                                         cookie_jar=aiohttp.CookieJar(unsafe=True))
-            sessions.append(http)
-            return Browser(http)
-
-        return Console(client, asterisk, database, database_dsn, configured, browser)
-
-    yield start
-    for http in sessions:
-        await http.close()
-    for client in clients:
-        await client.close()
-    await database.close()
-
-
-@pytest.fixture
-async def console(console_factory: ConsoleFactory) -> Console:
-    return await console_factory()
-
-
-async def record(console: Console, facts: list[CallFact]) -> None:
-    await console.database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))
 
 
 def concrete(path: str) -> str:

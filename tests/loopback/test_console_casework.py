@@ -15,18 +15,10 @@ import re
 from typing import Any
 
 from telephony.web.context import CONTEXT
-from tests.loopback.test_console import (
-    HOSTILE,
-    OPERATOR,
-    Browser,
-    Console,
-    console,
-    console_factory,
-    record,
-)
-from tests.loopback.test_web_api import call_facts, fetch, incident_state
-
-__all__ = ["console", "console_factory"]
+from tests.support.calls import OPERATOR, call_facts
+from tests.support.console import HOSTILE, Console, record
+from tests.support.db import fetch, incident_state
+from tests.support.web import Browser
 
 FIRE = "1700000600.1"  # the first caller about a fire
 REPEAT = "1700000700.2"  # a second caller about the same fire, a minute later

@@ -14,10 +14,10 @@ from telephony.db.connection import Database
 from telephony.incidents.model import Notification
 from telephony.incidents.notifiers import LogNotifier, WebhookNotifier
 from telephony.incidents.service import DeliveryReport, IncidentService
-from tests.conftest import free_port
-from tests.loopback.test_incidents_service import answered, database, fetch, make_service
-
-__all__ = ["database"]  # the fixture, imported so that pytest finds it here
+from tests.support.calls import answered
+from tests.support.db import fetch
+from tests.support.incidents import make_service
+from tests.support.net import free_port
 
 
 @dataclass

@@ -3,25 +3,11 @@ and dispatch timelines, edits, concurrency, service levels, ratings and attachme
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 
-from telephony.calls.facts import (
-    CallEnded,
-    CallFact,
-    CallStarted,
-    IvrVariableSet,
-    OperatorAnswered,
-    QueueAbandoned,
-    QueueJoined,
-)
-from telephony.calls.shifts import ShiftCalendar
-from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.incidents.model import (
     CallAlreadyLinked,
@@ -38,83 +24,10 @@ from telephony.incidents.model import (
     ValidationError,
     parse_patch,
 )
-from telephony.incidents.notifiers import LogNotifier, Notifier
-from telephony.incidents.service import IncidentConfig, IncidentService
-from telephony.settings import DEFAULT_SHIFTS, Settings
-
-CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
-
-
-def call_facts(
-    call_id: str, *, answered_at: datetime | None, category: str = "emergency",
-    skill: str = "fire", line: str = "112", caller: str = "081234567890",
-) -> list[CallFact]:
-    """A call through the IVR into a queue, answered at ``answered_at`` or abandoned."""
-    start = (answered_at or datetime.now(UTC)) - timedelta(seconds=20)
-    facts: list[CallFact] = [
-        CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", caller, "", line, start),
-        IvrVariableSet(call_id, "category", category, start + timedelta(seconds=4)),
-        IvrVariableSet(call_id, "skill", skill, start + timedelta(seconds=4)),
-        QueueJoined(call_id, skill, 1, start + timedelta(seconds=5)),
-    ]
-    if answered_at is not None:
-        facts.append(OperatorAnswered(call_id, skill, "PJSIP/op1001", 15, 2, answered_at))
-    else:
-        facts += [QueueAbandoned(call_id, skill, 1, 1, 10, start + timedelta(seconds=15)),
-                  CallEnded(call_id, 16, "Normal Clearing", start + timedelta(seconds=15))]
-    return facts
-
-
-async def add_calls(dsn: str, *calls: list[CallFact]) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        for facts in calls:
-            await CallRepository(CALENDAR).apply(connection, facts)
-    finally:
-        await connection.close()
-
-
-def ago(**delta: float) -> datetime:
-    return datetime.now(UTC) - timedelta(**delta)
-
-
-async def answered(dsn: str, call_id: str, **kwargs: Any) -> None:
-    await add_calls(dsn, call_facts(call_id, answered_at=ago(minutes=1), **kwargs))
-
-
-async def fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await connection.fetch(query, *args)
-    finally:
-        await connection.close()
-
-
-async def state_of(dsn: str) -> tuple[list[dict[str, Any]], ...]:
-    """Everything the incident tables hold, to show a refusal changed nothing."""
-    tables = ("incidents", "incident_calls", "incident_events", "dispatches",
-              "notification_outbox", "incident_attachments")
-    state = []
-    for table in tables:
-        rows = await fetch(dsn, f"SELECT * FROM {table} ORDER BY 1")
-        state.append([dict(row) for row in rows])
-    return tuple(state)
-
-
-def make_service(
-    database: Database, notifier: Notifier | None = None, **config: Any
-) -> IncidentService:
-    return IncidentService(database, notifier or LogNotifier(),
-                           IncidentConfig(**config))
-
-
-@pytest.fixture
-async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
-    database = Database(replace(settings, database_dsn=database_dsn))
-    try:
-        yield database
-    finally:
-        await database.close()
+from telephony.incidents.service import IncidentService
+from tests.support.calls import add_calls, ago, answered, call_facts
+from tests.support.db import fetch, incident_state
+from tests.support.incidents import make_service
 
 
 @pytest.fixture
@@ -125,13 +38,13 @@ def service(database: Database) -> IncidentService:
 async def test_auto_creation_is_idempotent(database_dsn: str, database: Database) -> None:
     await add_calls(
         database_dsn,
-        call_facts("fire.1", answered_at=ago(minutes=3)),
-        call_facts("med.1", answered_at=ago(minutes=2), line="119", skill="medical"),
-        call_facts("failopen.1", answered_at=ago(minutes=1), category="", skill=""),
-        call_facts("info.1", answered_at=ago(minutes=1), category="information",
+        call_facts("fire.1", answered_at=ago(minutes=3), talk=None),
+        call_facts("med.1", answered_at=ago(minutes=2), talk=None, line="119", skill="medical"),
+        call_facts("failopen.1", answered_at=ago(minutes=1), talk=None, category="", skill=""),
+        call_facts("info.1", answered_at=ago(minutes=1), talk=None, category="information",
                    skill="general"),
         call_facts("abandoned.1", answered_at=None),
-        call_facts("old.1", answered_at=ago(days=3)),
+        call_facts("old.1", answered_at=ago(days=3), talk=None),
     )
     # A small batch makes the creator loop over several batches.
     service = make_service(database, auto_create_batch=2)
@@ -160,7 +73,7 @@ async def test_auto_creation_is_idempotent(database_dsn: str, database: Database
 
 
 async def test_explicit_creation(database_dsn: str, service: IncidentService) -> None:
-    await add_calls(database_dsn, call_facts("info.2", answered_at=ago(minutes=1),
+    await add_calls(database_dsn, call_facts("info.2", answered_at=ago(minutes=1), talk=None,
                                              category="information", skill="general"))
     incident = await service.create_for_call("info.2", actor="op1001")
     assert (incident.report_type, incident.priority, incident.created_by) == (
@@ -197,10 +110,10 @@ async def test_two_calls_about_one_event(database_dsn: str, service: IncidentSer
     # Now an incident of three calls: its calls are not taken away by another incident.
     await answered(database_dsn, "other.1")
     other = await service.create_for_call("other.1")
-    before = await state_of(database_dsn)
+    before = await incident_state(database_dsn)
     with pytest.raises(CallAlreadyLinked):
         await service.link_call(other.incident_id, "first.1", actor="op1001")
-    assert await state_of(database_dsn) == before
+    assert await incident_state(database_dsn) == before
 
 
 async def test_link_refusals_change_nothing(database_dsn: str,
@@ -211,7 +124,7 @@ async def test_link_refusals_change_nothing(database_dsn: str,
     await service.change_status(incident.incident_id, "cancelled", actor="op1001")
     open_one = await service.create_for_call("b.1")
     await answered(database_dsn, "c.1")
-    before = await state_of(database_dsn)
+    before = await incident_state(database_dsn)
     with pytest.raises(InvalidTransition):
         await service.link_call(incident.incident_id, "c.1", actor="op1001")
     with pytest.raises(IncidentNotFound):
@@ -224,7 +137,7 @@ async def test_link_refusals_change_nothing(database_dsn: str,
     # A cancelled incident's call is not moved into another one.
     with pytest.raises(CallAlreadyLinked):
         await service.link_call(open_one.incident_id, "a.1", actor="op1001")
-    assert await state_of(database_dsn) == before
+    assert await incident_state(database_dsn) == before
 
 
 async def test_full_timeline_with_dispatch(database_dsn: str, service: IncidentService) -> None:
@@ -293,7 +206,7 @@ async def test_invalid_transition_changes_nothing(database_dsn: str,
                                                   service: IncidentService) -> None:
     await answered(database_dsn, "x.1")
     incident = await service.create_for_call("x.1")
-    before = await state_of(database_dsn)
+    before = await incident_state(database_dsn)
     for target in ("resolved", "closed", "on_scene", "new", "dispatched"):
         with pytest.raises(InvalidTransition):
             await service.change_status(incident.incident_id, target, actor="op1001")
@@ -308,7 +221,7 @@ async def test_invalid_transition_changes_nothing(database_dsn: str,
         await service.change_status(424242, "verified", actor="op1001")
     with pytest.raises(ValidationError):
         await service.get(0)
-    assert await state_of(database_dsn) == before
+    assert await incident_state(database_dsn) == before
     prank = await service.change_status(incident.incident_id, "prank", actor="op1001")
     assert prank.status is Status.PRANK
     with pytest.raises(InvalidTransition):
@@ -356,7 +269,7 @@ async def test_edit_details_with_the_gazetteer(database_dsn: str,
         ReportType.TIDAL_FLOOD, Priority.CRITICAL, "Pinggirpapas", "35.29.02", "Kalianget")
     assert edited.coordinates is not None and edited.coordinates.latitude == -7.06
     assert edited.version == incident.version + 1
-    before = await state_of(database_dsn)
+    before = await incident_state(database_dsn)
     refusals: list[tuple[dict[str, object], str]] = [
         ({"village_code": "35.29.01.1016", "sub_district_code": "35.29.02"},
          "sub_district_code"),
@@ -375,7 +288,7 @@ async def test_edit_details_with_the_gazetteer(database_dsn: str,
     unchanged = await service.update_details(iid, parse_patch({"priority": 1}),
                                              actor="op1001")
     assert unchanged.version == edited.version
-    assert await state_of(database_dsn) == before
+    assert await incident_state(database_dsn) == before
     moved = await service.update_details(iid, parse_patch({"sub_district_code": "35.29.01"}),
                                          actor="op1001")
     assert (moved.village_code, moved.sub_district_name) == (None, "Kota Sumenep")
@@ -411,12 +324,12 @@ async def test_escalation(database_dsn: str, service: IncidentService) -> None:
                                     "Butuh alat berat provinsi", actor="spv01")
     assert (raised.escalation_level, raised.escalation_reason) == (
         EscalationLevel.PROVINCE, "Butuh alat berat provinsi")
-    before = await state_of(database_dsn)
+    before = await incident_state(database_dsn)
     with pytest.raises(InvalidTransition):
         await service.escalate(incident.incident_id, "regency", "turun", actor="op1001")
     with pytest.raises(ValidationError):
         await service.escalate(incident.incident_id, "nasional", "x", actor="op1001")
-    assert await state_of(database_dsn) == before
+    assert await incident_state(database_dsn) == before
     escalations = [(e.detail["from"], e.detail["to"])
                    for e in await service.timeline(incident.incident_id)
                    if e.kind == "escalated"]
@@ -427,12 +340,12 @@ async def test_sla_breaches(database_dsn: str, database: Database,
                             service: IncidentService) -> None:
     await add_calls(
         database_dsn,
-        call_facts("late.fire", answered_at=ago(minutes=10)),
-        call_facts("fresh.fire", answered_at=ago(minutes=1)),
-        call_facts("late.med", answered_at=ago(minutes=8), skill="medical"),
-        call_facts("slow.complaint", answered_at=ago(hours=2), category="complaint",
+        call_facts("late.fire", answered_at=ago(minutes=10), talk=None),
+        call_facts("fresh.fire", answered_at=ago(minutes=1), talk=None),
+        call_facts("late.med", answered_at=ago(minutes=8), talk=None, skill="medical"),
+        call_facts("slow.complaint", answered_at=ago(hours=2), talk=None, category="complaint",
                    skill="general"),
-        call_facts("late.closed", answered_at=ago(minutes=30)),
+        call_facts("late.closed", answered_at=ago(minutes=30), talk=None),
     )
     assert len(await service.create_for_answered_calls()) == 5
     ids = {row["call_id"]: row["incident_id"]
@@ -491,7 +404,7 @@ async def test_attachments(database_dsn: str, service: IncidentService) -> None:
         size_bytes=204_800, sha256=sha, stored_path="2026/11/23/1-damkar-tiba.jpg",
         actor="damkar-pos1")
     assert (attachment.filename, attachment.uploaded_by) == ("damkar-tiba.jpg", "damkar-pos1")
-    before = await state_of(database_dsn)
+    before = await incident_state(database_dsn)
     with pytest.raises(ValidationError) as caught:
         await service.add_attachment(
             incident.incident_id, filename="../../etc/passwd", content_type="text/plain",
@@ -510,7 +423,7 @@ async def test_attachments(database_dsn: str, service: IncidentService) -> None:
         await service.add_attachment(
             777_777, filename="a.jpg", content_type="image/jpeg", size_bytes=10, sha256=sha,
             stored_path="a.jpg", actor="damkar-pos1")
-    assert await state_of(database_dsn) == before
+    assert await incident_state(database_dsn) == before
     assert await service.attachments(incident.incident_id) == [attachment]
 
 

@@ -3,8 +3,6 @@
 import asyncio
 import functools
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,20 +17,13 @@ from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.cli import main
 from telephony.db.connection import Database
-from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.settings import DEFAULT_SHIFTS
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()
 NOW = datetime.now(UTC)
 POLICY = RetentionPolicy(emergency_days=3650, complaint_days=730, information_days=365,
                          default_days=3650)
-
-
-@pytest.fixture
-async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
-    database = Database(replace(settings, database_dsn=database_dsn))
-    yield database
-    await database.close()
 
 
 async def stored_recording(

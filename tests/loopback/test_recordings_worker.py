@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableS
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.settings import DEFAULT_SHIFTS
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()
@@ -87,13 +86,6 @@ def sha256(path: Path) -> str:
 
 def files_under(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-@pytest.fixture
-async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
-    database = Database(replace(settings, database_dsn=database_dsn))
-    yield database
-    await database.close()
 
 
 @pytest.fixture

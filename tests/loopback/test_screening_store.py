@@ -15,15 +15,10 @@ import asyncpg
 import pytest
 
 from telephony.calls.facts import (
-    CallEnded,
     CallFact,
     CallStarted,
     IvrVariableSet,
-    OperatorAnswered,
-    OperatorCompleted,
-    QueueJoined,
 )
-from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.screening.features import (
@@ -45,11 +40,11 @@ from telephony.screening.store import (
     ScreeningRepository,
     UnknownCall,
 )
-from telephony.settings import DEFAULT_SHIFTS, Settings
-from tests.conftest import free_port
+from telephony.settings import Settings
+from tests.support.calls import CALENDAR, call_facts
+from tests.support.net import free_port
 
 T0 = datetime(2026, 11, 23, 7, 0, 0, tzinfo=UTC)  # 14:00 in Jakarta
-CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 REPO = ScreeningRepository()
 
 
@@ -238,38 +233,15 @@ async def test_generated_silence_column_is_the_features_rule(
 # ----------------------------------------------------------------------------- through facts
 
 
-def call_facts(call_id: str, number: str, at: datetime, *, key: str | None = None,
-               answer_after: float | None = None, talk: int = 0) -> list[CallFact]:
-    """A call on 112: optionally a key, optionally answered for ``talk`` s, then hung up."""
-    facts: list[CallFact] = [
-        CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", number, "", "112", at)]
-    later = at + timedelta(seconds=2)
-    if key is not None:
-        facts += [IvrVariableSet(call_id, "first_key_ms", "1200", later),
-                  IvrVariableSet(call_id, "outcome", "chosen", later),
-                  IvrVariableSet(call_id, "choice", key, later)]
-    if answer_after is None:
-        return [*facts, CallEnded(call_id, 16, "Normal Clearing", later)]
-    answered = at + timedelta(seconds=answer_after)
-    end = answered + timedelta(seconds=talk)
-    return [
-        *facts,
-        IvrVariableSet(call_id, "queue", "emergency-general", later),
-        QueueJoined(call_id, "emergency-general", 1, later),
-        OperatorAnswered(call_id, "emergency-general", "PJSIP/op1001", 3, 1, answered),
-        OperatorCompleted(call_id, "emergency-general", "PJSIP/op1001", 3, talk, "caller", end),
-        CallEnded(call_id, 16, "Normal Clearing", end),
-    ]
-
-
 async def test_caller_key_is_set_when_the_call_starts(connection: asyncpg.Connection) -> None:
     calls = CallRepository(CALENDAR)
     # The IVR's variable may be recorded before the call's start (a resync): the key follows.
     early: list[CallFact] = [IvrVariableSet("k.1", "choice", "1", T0),
              CallStarted("k.1", "k.1", "PJSIP/x", "0812-3456-7890", "", "112", T0)]
     await calls.apply(connection, early)
-    await calls.apply(connection, call_facts("k.2", "anonymous", T0))
-    await calls.apply(connection, call_facts("k.3", "urn:gsma:imei:35-209900-176148-1", T0))
+    await calls.apply(connection, call_facts("k.2", "anonymous", at=T0, skill=None))
+    await calls.apply(connection, call_facts("k.3", "urn:gsma:imei:35-209900-176148-1",
+                                             at=T0, skill=None))
     keys = {row["call_id"]: row["caller_key"]
             for row in await connection.fetch("SELECT call_id, caller_key FROM calls")}
     assert keys == {"k.1": "6281234567890", "k.2": None, "k.3": "imei:35209900176148"}
@@ -308,7 +280,7 @@ async def test_silent_burst_counts_before_any_post_call_scoring(
     calls = CallRepository(CALENDAR)
     for n in range(6):
         await calls.apply(connection, call_facts(f"b.{n}", "081299990000",
-                                                 T0 + timedelta(minutes=n)))
+                                                 at=T0 + timedelta(minutes=n), skill=None))
     now = T0 + timedelta(minutes=7)
     history = await REPO.history(connection, "6281299990000", now, DEFAULT_LOOKBACK)
     assert (history.calls_last_hour, history.silent_last_hour) == (6, 6)
@@ -323,8 +295,8 @@ async def test_prank_label_corrected_to_genuine(
 ) -> None:
     calls = CallRepository(CALENDAR)
     start = datetime.now(UTC) - timedelta(hours=3)
-    await calls.apply(connection, call_facts("p.1", "081277770000", start, key="1",
-                                             answer_after=10, talk=40))
+    await calls.apply(connection, call_facts("p.1", "081277770000", at=start, key="1",
+                                             answered_at=start + timedelta(seconds=10), talk=40))
     labelled = await service.label("p.1", "prank", "op1001", "anak-anak tertawa")
     prank = await service.pre_queue("112", "081277770000", datetime.now(UTC))
     corrected = await service.label("p.1", "genuine", "spv01", "ternyata kebakaran kecil")
@@ -345,7 +317,8 @@ async def test_prank_label_corrected_to_genuine(
 async def test_labels_on_unknown_calls_or_values_are_rejected_and_nothing_written(
     connection: asyncpg.Connection, service: ScreeningService,
 ) -> None:
-    await CallRepository(CALENDAR).apply(connection, call_facts("u.1", "081200000001", T0))
+    await CallRepository(CALENDAR).apply(connection, call_facts("u.1", "081200000001", at=T0,
+                                                                  skill=None))
     with pytest.raises(UnknownCall) as unknown:
         await service.label("no-such-call", "prank", "op1001")
     assert unknown.value.message == "Panggilan no-such-call tidak ditemukan."
@@ -369,8 +342,8 @@ async def test_rescoring_picks_up_a_later_silence_share(
     later, says 95% silence: rescored as silent, once."""
     ended = datetime.now(UTC) - timedelta(minutes=5)
     await CallRepository(CALENDAR).apply(
-        connection, call_facts("r.1", "081255550000", ended - timedelta(seconds=40),
-                               answer_after=10, talk=30))
+        connection, call_facts("r.1", "081255550000", at=ended - timedelta(seconds=40),
+                               answered_at=ended - timedelta(seconds=30), talk=30))
 
     async def result() -> asyncpg.Record:
         row = await connection.fetchrow("SELECT * FROM call_screening WHERE call_id = 'r.1'")

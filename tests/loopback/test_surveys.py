@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, cast
@@ -26,7 +26,7 @@ from telephony.db.connection import Database
 from telephony.incidents.model import Status
 from telephony.incidents.notifiers import LogNotifier
 from telephony.incidents.service import IncidentConfig, IncidentService
-from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.settings import DEFAULT_SHIFTS
 from telephony.surveys.model import AttemptOutcome, CallWindow, SurveyState
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import RING_GRACE, SurveyConfig, SurveyService
@@ -87,15 +87,6 @@ def hangup(action: Mapping[str, str], cause: int) -> dict[str, str]:
     return {"Event": "Hangup", "Channel": "PJSIP/carrier-callback-00000001",
             "Uniqueid": action["ChannelId"], "Linkedid": action["ChannelId"],
             "Cause": str(cause), "Cause-txt": "User busy"}
-
-
-@pytest.fixture
-async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Database]:
-    database = Database(replace(settings, database_dsn=database_dsn))
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

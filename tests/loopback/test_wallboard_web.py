@@ -42,7 +42,8 @@ from telephony.wallboard.state import LiveBoard
 from telephony.web.context import ApiContext
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
-from tests.loopback.test_web_api import CALENDAR, PASSWORD, conforms, make_context
+from tests.support.calls import CALENDAR
+from tests.support.web import PASSWORD, conforms, make_context
 
 OP = "PJSIP/op1001"
 

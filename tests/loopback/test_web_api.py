@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,79 +21,21 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr.source import menu_source
-from recordings.library import RecordingLibrary
 from telephony.accounts.model import ThrottlePolicy
-from telephony.accounts.passwords import PasswordHasher
-from telephony.accounts.service import AccountConfig, AccountService
-from telephony.ami.listener import AmiActionError
-from telephony.calls.archive import CallArchive
-from telephony.calls.facts import (
-    CallEnded,
-    CallFact,
-    CallStarted,
-    IvrVariableSet,
-    OperatorAnswered,
-    QueueJoined,
-)
-from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.desks.operators import AmiActions
-from telephony.desks.service import DeskService
-from telephony.incidents.attachments import AttachmentStore
-from telephony.incidents.notifiers import LogNotifier
-from telephony.incidents.service import IncidentConfig, IncidentService
-from telephony.screening.service import ScreeningService, screening_config_source
-from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.settings import Settings
 from telephony.web.api import api_routes
-from telephony.web.context import ApiContext, WebConfig
+from telephony.web.context import ApiContext
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE
-from telephony.web.schemas import SCHEMAS, Schema, validate
 from telephony.web.server import build_app
+from tests.support.calls import CALENDAR, call_facts
+from tests.support.db import fetch, incident_state
+from tests.support.web import PASSWORD, conforms, make_context
 
-CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
-PASSWORD = "kata-sandi-rahasia-112"
-# Cheap argon2 parameters: these tests log in dozens of times.
-CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
 MAX_UPLOAD = 4096
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 FIRE_CALL, SECOND_CALL, OTHER_CALL = "1700000000.1", "1700000100.2", "1700000200.3"
-
-
-def call_facts(call_id: str, caller: str, *, line: str = "112", skill: str = "fire",
-               ended: bool = True) -> list[CallFact]:
-    """A call through the IVR, answered a minute ago, then ended."""
-    answered = datetime.now(UTC) - timedelta(minutes=1)
-    start = answered - timedelta(seconds=20)
-    facts: list[CallFact] = [
-        CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", caller, "", line, start),
-        IvrVariableSet(call_id, "category", "emergency", start + timedelta(seconds=4)),
-        IvrVariableSet(call_id, "skill", skill, start + timedelta(seconds=4)),
-        QueueJoined(call_id, skill, 1, start + timedelta(seconds=5)),
-        OperatorAnswered(call_id, skill, "PJSIP/op1001", 15, 2, answered),
-    ]
-    if ended:
-        facts.append(CallEnded(call_id, 16, "Normal Clearing", answered + timedelta(seconds=30)))
-    return facts
-
-
-async def fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await connection.fetch(query, *args)
-    finally:
-        await connection.close()
-
-
-async def incident_state(dsn: str) -> tuple[list[dict[str, Any]], ...]:
-    """Everything the incident tables hold, to show a refusal changed nothing."""
-    tables = ("incidents", "incident_calls", "incident_events", "dispatches",
-              "notification_outbox", "incident_attachments")
-    state = []
-    for table in tables:
-        state.append([dict(row) for row in await fetch(dsn, f"SELECT * FROM {table} ORDER BY 1")])
-    return tuple(state)
 
 
 @dataclass
@@ -120,32 +62,6 @@ class Api:
     async def audit(self, action: str) -> list[asyncpg.Record]:
         return await fetch(self.dsn, "SELECT * FROM audit_log WHERE action = $1 "
                                      "ORDER BY audit_id", action)
-
-
-class NoAmi:
-    """No Asterisk here: every AMI action fails as it would with Asterisk unreachable."""
-
-    async def send_action(self, action: Mapping[str, str]) -> Any:
-        raise AmiActionError(f"{action['Action']}: not logged in to Asterisk")
-
-
-def make_context(settings: Settings, database: Database, *,
-                 throttle: ThrottlePolicy | None = None,
-                 ami: AmiActions | None = None) -> ApiContext:
-    incidents = IncidentService(database, LogNotifier(), IncidentConfig(
-        attachment_max_bytes=settings.attachment_max_bytes))
-    accounts = AccountService(database, CHEAP_HASHER, AccountConfig(
-        throttle=throttle or ThrottlePolicy()))
-    return ApiContext(
-        incidents=incidents,
-        accounts=accounts,
-        calls=CallArchive(database, CallRepository(CALENDAR)),
-        recordings=RecordingLibrary(database, settings.recordings_dir),
-        attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
-        screening=ScreeningService(database, screening_config_source(None), settings.timezone),
-        desks=DeskService(database, ami or NoAmi(), menu_source(None), accounts),
-        config=WebConfig(attachment_max_bytes=settings.attachment_max_bytes),
-    )
 
 
 ApiFactory = Callable[..., Awaitable[Api]]
@@ -190,24 +106,6 @@ async def api(api_factory: ApiFactory) -> Api:
 def concrete(path: str) -> str:
     """A route's path with its parameters filled in."""
     return re.sub(r"\{(\w+)\}", lambda m: FIRE_CALL if m[1] == "call_id" else "1", path)
-
-
-def conforms(value: Any, schema: Schema | str) -> None:
-    """``value`` has exactly the shape its OpenAPI schema documents (references followed)."""
-    if isinstance(schema, str):
-        schema = SCHEMAS[schema]
-    if "$ref" in schema:
-        conforms(value, schema["$ref"].rsplit("/", 1)[1])
-        return
-    validate(value, {k: v for k, v in schema.items()
-                     if k not in ("properties", "required", "additionalProperties")})
-    if isinstance(value, dict) and "properties" in schema:
-        assert set(value) == set(schema["required"]), (sorted(value), schema["required"])
-        for name, item in value.items():
-            conforms(item, schema["properties"][name])
-    if isinstance(value, list) and "items" in schema:
-        for item in value:
-            conforms(item, schema["items"])
 
 
 async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
