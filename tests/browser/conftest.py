@@ -1,6 +1,63 @@
 """The browser tier runs like the end-to-end modules (its own lab, ports, state directory and
-database), with headless Debian chromium driven by Playwright on top."""
+database: the fixtures of tests/e2e/conftest.py), with headless Debian chromium driven by
+Playwright on top: ``console_page`` is the one way a browser test opens the console."""
 
-from tests.e2e.conftest import line_db, state_dir
+from __future__ import annotations
 
-__all__ = ["line_db", "state_dir"]
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import ConsoleMessage, async_playwright
+
+from telephony.app import Line
+from tests.e2e.conftest import (
+    joining_operators,
+    lab,
+    line,
+    line_db,
+    line_operators,
+    phone_options,
+    phones,
+    settings,
+    state_dir,
+)
+from tests.support.browser import CHROMIUM, VIEWPORT, ConsolePage
+
+__all__ = ["joining_operators", "lab", "line", "line_db", "line_operators", "phone_options",
+           "phones", "settings", "state_dir"]
+
+@pytest.fixture
+def screenshots() -> Path:
+    """Where the test's screenshots are copied afterwards, to look at."""
+    return Path("/tmp/console-shots")
+
+
+@pytest.fixture
+async def console_page(line: Line, tmp_path: Path,
+                       screenshots: Path) -> AsyncIterator[ConsolePage]:
+    """Chromium, launched for the test, on a page of the line's console (not logged in)."""
+    assert line.web.url is not None
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console: {message.text}")
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page(viewport=VIEWPORT, locale="id-ID",
+                                          base_url=line.web.url)
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page: {error}"))
+            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+            yield ConsolePage(page, problems, shots)
+        finally:
+            await browser.close()
+            screenshots.mkdir(exist_ok=True)
+            for shot in sorted(shots.glob("*.png")):
+                shutil.copy(shot, screenshots / shot.name)

@@ -20,17 +20,14 @@ Its own lab instance and ports, so it can run beside the other modules.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
-from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
@@ -38,7 +35,8 @@ from telephony.app import Line
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
+from tests.e2e.harness import eventually, unique_caller
+from tests.support.browser import ConsolePage
 
 pytestmark = pytest.mark.e2e
 
@@ -59,9 +57,6 @@ BASE = Settings(
     http_port=0,  # any free port: Line.web says which
 )
 PASSWORD = "kata-sandi-admin-112"
-CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path("/tmp/console-shots")
-VIEWPORT: ViewportSize = {"width": 1366, "height": 768}
 WAIT_MS = 30_000
 NEW_PROMPT = "Darurat, tekan satu. Lainnya, tetap di saluran."
 GREETING_SECONDS = 1.5
@@ -74,21 +69,20 @@ WAITING_TALK_SECONDS = TALK_SECONDS + 6
 
 
 @pytest.fixture(scope="module")
-def settings(state_dir: Path, line_db: str) -> Settings:
-    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
-
-
-@pytest.fixture(scope="module")
-async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    async with prompted_lab(settings) as lab:
-        yield lab
+def base_settings() -> Settings:
+    return BASE
 
 
 @pytest.fixture
-async def line(lab: Lab, settings: Settings) -> AsyncIterator[Line]:
-    async with sipp.operator(settings.lab_operator_sip_port) as _phones, \
-            started_line(lab, settings, {"PJSIP/op1001": {"general": 5}}) as line:
-        yield line
+async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
+    """Fresh operator phones for each test."""
+    async with sipp.operator(settings.lab_operator_sip_port) as uas:
+        yield uas
+
+
+@pytest.fixture(scope="module")
+def line_operators() -> dict[str, dict[str, int]]:
+    return {"PJSIP/op1001": {"general": 5}}
 
 
 def greeting_wav(path: Path) -> Path:
@@ -110,41 +104,12 @@ async def flash(page: Page, text: str) -> None:
     await expect(page.locator("#flash")).to_contain_text(text, timeout=WAIT_MS)
 
 
-@contextlib.asynccontextmanager
-async def admin_console(line: Line, username: str,
-                        shots: Path) -> AsyncIterator[tuple[Page, list[str]]]:
-    """A Chromium page logged in to the console as the new admin ``username``, and the
-    problems (script errors, CSP violations, dialogs) it meets; the screenshots taken into
-    ``shots`` are copied to SHOTS afterwards."""
-    assert line.web.url is not None
+async def log_in_admin(console: ConsolePage, line: Line, username: str) -> None:
+    """Log in to the console as the new admin ``username``."""
     accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
     await accounts.create(username, "admin", PASSWORD, display_name="Admin Dinas",
                           actor="test")
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console: {message.text}")
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
-        try:
-            page = await browser.new_page(viewport=VIEWPORT, locale="id-ID",
-                                          base_url=line.web.url)
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page: {error}"))
-            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
-            await page.goto("/console/login")
-            await page.fill('input[name="username"]', username)
-            await page.fill('input[name="password"]', PASSWORD)
-            await page.click('button:has-text("Masuk")')
-            await page.wait_for_url("**/console/")
-            yield page, problems
-        finally:
-            await browser.close()
-            SHOTS.mkdir(exist_ok=True)
-            for shot in shots.glob("*.png"):
-                shutil.copy(shot, SHOTS / shot.name)
+    await console.log_in(username, PASSWORD, landing="/console/")
 
 
 async def call_row(settings: Settings, caller_id: str) -> asyncpg.Record | None:
@@ -174,67 +139,67 @@ def seconds_of(path: Path) -> float:
 
 
 async def test_an_admin_publishes_a_new_menu_in_the_browser_and_the_next_call_hears_it(
-        line: Line, lab: Lab, settings: Settings, tmp_path: Path) -> None:
-    shots = tmp_path / "shots"
-    shots.mkdir()
-    async with admin_console(line, "admin1", shots) as (page, problems):
-        await page.click('nav a:has-text("Menu IVR")')
-        await page.wait_for_url("**/console/admin/ivr")
-        live = page.locator("tr.version-live")
-        await expect(live).to_contain_text("Berjalan")
-        await shoot(page, shots, "admin-01-versi")
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        tmp_path: Path) -> None:
+    page, problems, shots = console_page.page, console_page.problems, console_page.shots
+    await log_in_admin(console_page, line, "admin1")
+    await page.click('nav a:has-text("Menu IVR")')
+    await page.wait_for_url("**/console/admin/ivr")
+    live = page.locator("tr.version-live")
+    await expect(live).to_contain_text("Berjalan")
+    await shoot(page, shots, "admin-01-versi")
 
-        # Edit the running version: a new main-menu text and a 2 s wait.
-        await live.locator('a:has-text("Buka")').click()
-        await page.wait_for_url("**/console/admin/versions/*")
-        await expect(page.locator("#version-state")).to_have_text("Berjalan")
-        await page.fill('textarea[name="prompt.menu-utama"]', NEW_PROMPT)
-        await page.fill('input[name="menu.utama.timeout"]', "2")
-        await page.fill('#edit-form input[name="note"]', "menu utama lebih singkat")
-        await shoot(page, shots, "admin-02-sunting")
-        await page.click("#save-version")
-        await flash(page, "(draf)")
-        await expect(page.locator("#version-state")).to_have_text("Draf")
-        await expect(page.locator("#preview")).to_contain_text(NEW_PROMPT)
-        await expect(page.locator("#preview")).to_contain_text("tunggu 2 dtk")
+    # Edit the running version: a new main-menu text and a 2 s wait.
+    await live.locator('a:has-text("Buka")').click()
+    await page.wait_for_url("**/console/admin/versions/*")
+    await expect(page.locator("#version-state")).to_have_text("Berjalan")
+    await page.fill('textarea[name="prompt.menu-utama"]', NEW_PROMPT)
+    await page.fill('input[name="menu.utama.timeout"]', "2")
+    await page.fill('#edit-form input[name="note"]', "menu utama lebih singkat")
+    await shoot(page, shots, "admin-02-sunting")
+    await page.click("#save-version")
+    await flash(page, "(draf)")
+    await expect(page.locator("#version-state")).to_have_text("Draf")
+    await expect(page.locator("#preview")).to_contain_text(NEW_PROMPT)
+    await expect(page.locator("#preview")).to_contain_text("tunggu 2 dtk")
 
-        # Listen before publishing.
-        await page.click("#make-preview")
-        await flash(page, "Rekaman suara pratinjau siap")
-        audio = page.locator('tr[data-prompt="menu-utama"] audio')
-        await expect(audio).to_have_count(1)
-        fetched = await page.evaluate(
-            "async url => { const r = await fetch(url); "
-            "return [r.status, r.headers.get('content-type'), (await r.blob()).size]; }",
-            await audio.get_attribute("src"))
-        assert fetched[0] == 200 and fetched[1] == "audio/wav" and fetched[2] > 1000
-        await shoot(page, shots, "admin-03-pratinjau")
+    # Listen before publishing.
+    await page.click("#make-preview")
+    await flash(page, "Rekaman suara pratinjau siap")
+    audio = page.locator('tr[data-prompt="menu-utama"] audio')
+    await expect(audio).to_have_count(1)
+    fetched = await page.evaluate(
+        "async url => { const r = await fetch(url); "
+        "return [r.status, r.headers.get('content-type'), (await r.blob()).size]; }",
+        await audio.get_attribute("src"))
+    assert fetched[0] == 200 and fetched[1] == "audio/wav" and fetched[2] > 1000
+    await shoot(page, shots, "admin-03-pratinjau")
 
-        # A recorded greeting instead of the synthesised voice: a new draft.
-        row = page.locator('tr[data-prompt="salam-112"]')
-        await row.locator('input[type="file"]').set_input_files(
-            str(greeting_wav(tmp_path / "salam.wav")))
-        draft_url = page.url
-        await row.locator('button:has-text("Unggah")').click()
-        await page.wait_for_url(lambda url: url != draft_url, timeout=WAIT_MS)
-        await expect(page.locator('tr[data-prompt="salam-112"]')).to_contain_text(
-            "rekaman salam.wav")
-        version = int(page.url.rsplit("/", 1)[1])
+    # A recorded greeting instead of the synthesised voice: a new draft.
+    row = page.locator('tr[data-prompt="salam-112"]')
+    await row.locator('input[type="file"]').set_input_files(
+        str(greeting_wav(tmp_path / "salam.wav")))
+    draft_url = page.url
+    await row.locator('button:has-text("Unggah")').click()
+    await page.wait_for_url(lambda url: url != draft_url, timeout=WAIT_MS)
+    await expect(page.locator('tr[data-prompt="salam-112"]')).to_contain_text(
+        "rekaman salam.wav")
+    version = int(page.url.rsplit("/", 1)[1])
 
-        await page.fill('#publish-form input[name="note"]', "uji peramban")
-        await page.click("#publish")
-        await flash(page, f"Versi #{version} diterbitkan")
-        await expect(page.locator("#version-state")).to_have_text("Berjalan")
-        await shoot(page, shots, "admin-04-terbit")
+    await page.fill('#publish-form input[name="note"]', "uji peramban")
+    await page.click("#publish")
+    await flash(page, f"Versi #{version} diterbitkan")
+    await expect(page.locator("#version-state")).to_have_text("Berjalan")
+    await shoot(page, shots, "admin-04-terbit")
 
-        for path, name in (("/console/admin/queues", "admin-05-antrean"),
-                           ("/console/admin/reference", "admin-06-referensi"),
-                           ("/console/admin/screening", "admin-07-penyaringan")):
-            await page.goto(path)
-            await shoot(page, shots, name)
-        await page.locator('tr.version-live a:has-text("Buka")').click()
-        await expect(page.locator('input[name="screening_threshold"]')).to_have_value("0.7")
-        await shoot(page, shots, "admin-08-penyaringan-versi")
+    for path, name in (("/console/admin/queues", "admin-05-antrean"),
+                       ("/console/admin/reference", "admin-06-referensi"),
+                       ("/console/admin/screening", "admin-07-penyaringan")):
+        await page.goto(path)
+        await shoot(page, shots, name)
+    await page.locator('tr.version-live a:has-text("Buka")').click()
+    await expect(page.locator('input[name="screening_threshold"]')).to_have_value("0.7")
+    await shoot(page, shots, "admin-08-penyaringan-versi")
     assert problems == []
 
     # The next caller presses nothing: the recorded greeting, the new prompt, a 2 s wait.
@@ -252,10 +217,9 @@ async def test_an_admin_publishes_a_new_menu_in_the_browser_and_the_next_call_he
 
 
 async def test_an_admin_changes_a_queue_in_the_browser_without_dropping_the_calls_in_it(
-        line: Line, lab: Lab, settings: Settings, tmp_path: Path) -> None:
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage) -> None:
     talking, waiting = unique_caller("0817"), unique_caller("0817")
-    shots = tmp_path / "shots"
-    shots.mkdir()
+    page, problems, shots = console_page.page, console_page.problems, console_page.shots
 
     async def arrived() -> bool | None:
         return True if await call_row(settings, talking) is not None else None
@@ -277,8 +241,8 @@ async def test_an_admin_changes_a_queue_in_the_browser_without_dropping_the_call
         # Both go through the same IVR, so the one that arrives first is queued first.
         await eventually("the first caller arriving", arrived, within=20)
         async with sipp.caller(settings.sip_host, settings.sip_port, "112",
-                               caller_id=waiting, talk_seconds=WAITING_TALK_SECONDS) as second, \
-                admin_console(line, "admin2", shots) as (page, problems):
+                               caller_id=waiting, talk_seconds=WAITING_TALK_SECONDS) as second:
+            await log_in_admin(console_page, line, "admin2")
             channel = await eventually("one caller talking and one waiting", in_progress,
                                        within=40)
             shown = await lab.acli(f"queue show {QUEUE}")

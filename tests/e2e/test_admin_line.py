@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import wave
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
+from tests.e2e.harness import eventually, started_line, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -62,20 +61,14 @@ NEW_WAIT_MS = 2000
 
 
 @pytest.fixture(scope="module")
-def settings(state_dir: Path, line_db: str) -> Settings:
-    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+def base_settings() -> Settings:
+    return BASE
 
 
 @pytest.fixture(scope="module")
-async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    async with prompted_lab(settings) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-async def line(lab: Lab, settings: Settings) -> AsyncIterator[Line]:
-    async with sipp.operator(settings.lab_operator_sip_port) as _phones, \
-            started_line(lab, settings, {"PJSIP/op1001": {"general": 5}}) as line:
+async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
+    """One line for the whole module."""
+    async with started_line(lab, settings, {"PJSIP/op1001": {"general": 5}}) as line:
         yield line
 
 

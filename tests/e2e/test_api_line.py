@@ -11,9 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from collections.abc import AsyncIterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -23,9 +20,8 @@ from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
 from telephony.lab import sipp
-from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
+from tests.e2e.harness import eventually, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -53,26 +49,13 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def settings(state_dir: Path, line_db: str) -> Settings:
-    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+def base_settings() -> Settings:
+    return BASE
 
 
 @pytest.fixture(scope="module")
-async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    async with prompted_lab(settings) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
-    async with sipp.operator(settings.lab_operator_sip_port) as uas:
-        yield uas
-
-
-@pytest.fixture
-async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with started_line(lab, settings, {op: {"fire": 5} for op in OPERATORS}) as line:
-        yield line
+def line_operators() -> dict[str, dict[str, int]]:
+    return {op: {"fire": 5} for op in OPERATORS}
 
 
 async def json_of(response: aiohttp.ClientResponse, status: int = 200) -> Any:

@@ -28,7 +28,7 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
+from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
@@ -59,27 +59,8 @@ class Staff(Protocol):
 
 
 @pytest.fixture(scope="module")
-def settings(state_dir: Path, line_db: str) -> Settings:
-    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
-
-
-@pytest.fixture(scope="module")
-async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    async with prompted_lab(settings) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
-    """Every operator endpoint rings this one sipp UAS, which answers at once."""
-    async with sipp.operator(settings.lab_operator_sip_port) as uas:
-        yield uas
-
-
-@pytest.fixture
-async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with started_line(lab, settings) as line:
-        yield line
+def base_settings() -> Settings:
+    return BASE
 
 
 @pytest.fixture

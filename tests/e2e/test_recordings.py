@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from pydub import AudioSegment
@@ -27,7 +25,7 @@ from telephony.calls.store import CallRecord
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
+from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -63,27 +61,14 @@ RECORDINGS = RecordingRepository()
 
 
 @pytest.fixture(scope="module", params=[BASE, LEGS], ids=["mixed", "legs"])
-def settings(request: pytest.FixtureRequest, state_dir: Path, line_db: str) -> Settings:
+def base_settings(request: pytest.FixtureRequest) -> Settings:
     variant: Settings = request.param
-    return replace(variant, state_dir=state_dir, database_dsn=line_db)
+    return variant
 
 
 @pytest.fixture(scope="module")
-async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    async with prompted_lab(settings) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
-    async with sipp.operator(settings.lab_operator_sip_port) as uas:
-        yield uas
-
-
-@pytest.fixture
-async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with started_line(lab, settings, {"PJSIP/op1001": ALL_SKILLS}) as line:
-        yield line
+def line_operators() -> dict[str, dict[str, int]]:
+    return {"PJSIP/op1001": ALL_SKILLS}
 
 
 async def stored_recordings(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -26,7 +25,7 @@ from telephony.calls.store import CallRecord
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
+from tests.e2e.harness import ALL_SKILLS, ended_call, started_line, unique_caller
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.e2e
@@ -55,30 +54,22 @@ SILENT_BURST = 6
 
 
 @pytest.fixture(scope="module")
-def settings(state_dir: Path, line_db: str) -> Settings:
+def base_settings(state_dir: Path) -> Settings:
     document = json.loads(resources.files("ivr").joinpath("menu.json").read_text("utf-8"))
     document["screening"]["wait_ms"] = SCREENING_WAIT_MS
     menu_file = state_dir / "menu.json"
     menu_file.write_text(json.dumps(document), "utf-8")
-    return replace(BASE, state_dir=state_dir, database_dsn=line_db, menu_file=menu_file)
+    return replace(BASE, menu_file=menu_file)
 
 
 @pytest.fixture(scope="module")
-async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    async with prompted_lab(settings) as lab:
-        yield lab
+def phone_options() -> dict[str, float]:
+    return {"talk_seconds": 1.0}
 
 
 @pytest.fixture(scope="module")
-async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
-    async with sipp.operator(settings.lab_operator_sip_port, talk_seconds=1.0) as uas:
-        yield uas
-
-
-@pytest.fixture
-async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with started_line(lab, settings, {OPERATOR: ALL_SKILLS}) as line:
-        yield line
+def line_operators() -> dict[str, dict[str, int]]:
+    return {OPERATOR: ALL_SKILLS}
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -22,11 +19,10 @@ from telephony.app import Line
 from telephony.incidents.model import Status
 from telephony.incidents.store import IncidentRepository
 from telephony.lab import sipp
-from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
 from telephony.surveys.store import Survey
-from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, started_line, unique_caller
+from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 
 pytestmark = pytest.mark.e2e
 
@@ -56,26 +52,13 @@ INCIDENTS = IncidentRepository()
 
 
 @pytest.fixture(scope="module")
-def settings(state_dir: Path, line_db: str) -> Settings:
-    return replace(BASE, state_dir=state_dir, database_dsn=line_db)
+def base_settings() -> Settings:
+    return BASE
 
 
 @pytest.fixture(scope="module")
-async def lab(settings: Settings) -> AsyncIterator[Lab]:
-    async with prompted_lab(settings) as lab:
-        yield lab
-
-
-@pytest.fixture(scope="module")
-async def phones(lab: Lab, settings: Settings) -> AsyncIterator[sipp.Sipp]:
-    async with sipp.operator(settings.lab_operator_sip_port) as uas:
-        yield uas
-
-
-@pytest.fixture
-async def line(lab: Lab, phones: sipp.Sipp, settings: Settings) -> AsyncIterator[Line]:
-    async with started_line(lab, settings, {"PJSIP/op1001": ALL_SKILLS}) as line:
-        yield line
+def line_operators() -> dict[str, dict[str, int]]:
+    return {"PJSIP/op1001": ALL_SKILLS}
 
 
 async def resolved_incident_of_a_real_call(line: Line, settings: Settings, caller_id: str) -> int:
