@@ -39,6 +39,19 @@ PAUSE_REASON_LABELS: Final[Mapping[PauseReason, str]] = {
     PauseReason.WRAPUP: "Wrap-up (pascapanggilan)",
     PauseReason.MEETING: "Rapat",
 }
+# What operators read for the IVR's skills. An unknown code (a skill an admin added to the
+# menu) is shown as it is.
+SKILL_LABELS: Final[Mapping[str, str]] = {
+    "general": "Umum", "medical": "Medis", "fire": "Kebakaran", "security": "Keamanan",
+    "disaster": "Bencana", "javanese": "Bahasa Jawa", "madurese": "Bahasa Madura"}
+
+
+def pause_label(reason: str) -> str:
+    """A pause reason as operators read it (one set outside the console as it is)."""
+    try:
+        return PAUSE_REASON_LABELS[PauseReason(reason)]
+    except ValueError:
+        return reason
 
 
 def check_interface(interface: str) -> str:

@@ -1,245 +1,185 @@
-"""The JSON API's handlers and their route table: a thin layer over the services.
+"""The incidents' HTTP routes: incidents, their dispatches and field documentation
+(attachments), and the reference data they use (agencies, the gazetteer).
 
-Who may do what (the roles of issue 5):
-
-- **Operators and supervisors** work cases: incidents, calls and their labels, dispatches,
-  ratings, field documentation, and recordings (an operator plays a call back after it, a
-  supervisor reviews it). Every playback of a recording and every download of an attachment
-  is written to the audit log *before* a byte is sent; if the log cannot be written, nothing
-  is sent.
-- **Admins** run the system (accounts, and in issue 5 the IVR, queues and agencies). They get
-  the reference data (agencies, gazetteer) and the audit log, but no caller data: no calls,
-  no incidents, no recordings. An admin who also works cases has a second account.
-- **Supervisors and admins** read the audit log.
-- **Operators** have a desk: the phone they work at, its queues (join, leave, pause with a
-  reason, live through AMI), and the call ringing or answered there.
+Operators and supervisors work cases; admins get the reference data but no caller data. Every
+download of an attachment is written to the audit log *before* a byte is sent; if the log
+cannot be written, nothing is sent.
 
 Handlers parse the request (path ids, query parameters, JSON bodies held to their schema),
-call one service, and shape the answer; refusals are exceptions that ``errors`` maps.
+call one service, and shape the answer; refusals are exceptions that ``web.errors`` maps.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any, Final
 from urllib.parse import quote
 
-from aiohttp import BodyPartReader, web
-from aiohttp.multipart import content_disposition_filename, parse_content_disposition
+from aiohttp import web
 
-from recordings.domain import valid_call_id
-from telephony.accounts.model import Role
-from telephony.calls.archive import DISPOSITIONS, LINES, MAX_LIMIT, CallFilter
+from recordings.http import recording_json
+from telephony.calls.archive import MAX_LIMIT
+from telephony.calls.http import call_json
 from telephony.core.storage import StoredFileError
-from telephony.incidents.model import Incident, check_filename, parse_patch
-from telephony.web.context import CONTEXT, ApiContext, WebConfig
-from telephony.web.errors import ApiError, dumps
+from telephony.incidents.model import (
+    DISPATCH_STATE_LABELS,
+    ESCALATION_LABELS,
+    PRIORITY_LABELS,
+    REPORT_TYPE_LABELS,
+    STATUS_LABELS,
+    Agency,
+    Attachment,
+    Dispatch,
+    Incident,
+    IncidentEvent,
+    Place,
+    SlaClock,
+    parse_patch,
+)
+from telephony.web.context import ApiContext
+from telephony.web.errors import ApiError
+from telephony.web.request import (
+    actor_of,
+    context_of,
+    instant_json,
+    json_body,
+    json_response,
+    path_id,
+    query_int,
+    query_of,
+    query_text,
+    read_upload,
+    remote_of,
+)
 from telephony.web.routing import (
-    CSRF_COOKIE,
-    PUBLIC,
-    ROUTE_TABLE,
-    SESSION,
-    SESSION_COOKIE,
-    Access,
+    CASEWORK,
+    EVERYONE,
     Body,
     Param,
     Reply,
     Route,
-)
-from telephony.web.schemas import SCHEMAS, validate
-from telephony.web.serialize import (
-    agency_json,
-    attachment_json,
-    audit_json,
-    call_json,
-    desk_json,
-    dispatch_json,
-    event_json,
-    incident_json,
-    label_json,
-    place_json,
-    recording_json,
-    session_json,
+    limit_param,
 )
 
 log = logging.getLogger("telephony.web")
 
-EVERYONE: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN)
-CASEWORK: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR)
-# Recordings are evidence and hold callers' voices: those who handle or review calls only.
-PLAYBACK: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR)
-OVERSIGHT: Final = Access.to(Role.SUPERVISOR, Role.ADMIN)
-# A desk is an operator's phone; supervisors and admins have none.
-DESK: Final = Access.to(Role.OPERATOR)
-
-UPLOAD_CHUNK: Final = 64 * 1024
-# Room for a multipart body's boundaries and part headers around the file itself.
-MULTIPART_OVERHEAD: Final = 16 * 1024
-
-_WHAT: Final = {"incident_id": "Insiden", "dispatch_id": "Pengiriman",
-                "recording_id": "Rekaman", "attachment_id": "Lampiran"}
-
-# -- request helpers ---------------------------------------------------------------------------
+_UPLOAD: Final = Body(None, {
+    "multipart/form-data": {"type": "object", "properties": {
+        "file": {"type": "string", "contentMediaType": "application/octet-stream"}},
+        "required": ["file"]},
+    "application/octet-stream": {"type": "string",
+                                 "contentMediaType": "application/octet-stream"},
+})
 
 
-def _ctx(request: web.Request) -> ApiContext:
-    return request.app[CONTEXT]
-
-
-def _actor(request: web.Request) -> str:
-    return request[SESSION].account.username
-
-
-def _remote(request: web.Request) -> str:
-    return request.remote or ""
-
-
-def _json(data: Mapping[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=dumps)
-
-
-def _path_id(request: web.Request, name: str) -> int:
-    """A numeric id from the path; anything else names nothing (404)."""
-    raw = request.match_info[name]
-    if not raw.isdecimal() or len(raw) > 18 or int(raw) == 0:
-        raise ApiError(404, "not_found", f"{_WHAT[name]} {raw[:40]!r} tidak ditemukan.")
-    return int(raw)
-
-
-def _call_id(request: web.Request) -> str:
-    """A call id (an Asterisk unique id) from the path; anything else names nothing (404)."""
-    call_id = request.match_info["call_id"]
-    if not valid_call_id(call_id):
-        raise ApiError(404, "not_found", f"Panggilan {call_id[:40]!r} tidak ditemukan.")
-    return call_id
-
-
-def _route(request: web.Request) -> Route:
-    route = request.app[ROUTE_TABLE].route_of(request.match_info.route)
-    assert route is not None  # the security middleware let only known routes through
-    return route
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON body, held to the schema the route table documents for it."""
-    body = _route(request).body
-    assert body is not None and body.schema is not None
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type",
-                       "Kirim isi permintaan sebagai application/json.")
-    try:
-        data = json.loads(await request.text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", "Isi permintaan bukan JSON yang sah.") from exc
-    validate(data, SCHEMAS[body.schema])
-    assert isinstance(data, dict)  # the schema says object
-    return data
-
-
-def _query(request: web.Request) -> Mapping[str, str]:
-    """The query string, refusing parameters the route does not document."""
-    known = {param.name for param in _route(request).query}
-    for name in request.query:
-        if name not in known:
-            raise ApiError(422, "invalid", f"Parameter tidak dikenal: {name[:40]!r}.",
-                           field=name[:40])
-    return request.query
-
-
-def _query_int(query: Mapping[str, str], name: str, default: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdecimal() or not 1 <= int(raw) <= high:
-        raise ApiError(422, "invalid", f"{name} harus bilangan 1-{high}.", field=name)
-    return int(raw)
-
-
-def _query_instant(query: Mapping[str, str], name: str) -> datetime | None:
-    raw = query.get(name)
-    if raw is None:
+def sla_json(clock: SlaClock | None) -> dict[str, Any] | None:
+    """An incident's dispatch clock."""
+    if clock is None:
         return None
-    try:
-        instant = datetime.fromisoformat(raw)
-    except ValueError:
-        instant = None
-    if instant is None or instant.tzinfo is None:
-        raise ApiError(422, "invalid", f"{name} harus waktu ISO 8601 dengan zona waktu, "
-                                       "mis. 2025-01-31T08:00:00+07:00.", field=name)
-    return instant
+    return {
+        "target_seconds": int(clock.target.total_seconds()),
+        "due_at": instant_json(clock.due_at),
+        "breached": clock.breached,
+        "overdue_seconds": int(clock.overdue.total_seconds()),
+    }
 
 
-def _query_choice(query: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
-    raw = query.get(name)
-    if raw is not None and raw not in choices:
-        raise ApiError(422, "invalid", f"{name} harus salah satu dari: {', '.join(choices)}.",
-                       field=name)
-    return raw
+def incident_json(incident: Incident, clock: SlaClock | None) -> dict[str, Any]:
+    """An incident with its labels and dispatch clock."""
+    point = incident.coordinates
+    return {
+        "incident_id": incident.incident_id,
+        "version": incident.version,
+        "status": incident.status.value,
+        "status_label": STATUS_LABELS[incident.status],
+        "report_type": incident.report_type.value,
+        "report_type_label": REPORT_TYPE_LABELS[incident.report_type],
+        "priority": int(incident.priority),
+        "priority_label": PRIORITY_LABELS[incident.priority],
+        "line": incident.line,
+        "caller_number": incident.caller_number,
+        "ivr_category": incident.ivr_category,
+        "ivr_skill": incident.ivr_skill,
+        "operator": incident.operator,
+        "location_text": incident.location_text,
+        "village_code": incident.village_code,
+        "village_name": incident.village_name,
+        "sub_district_code": incident.sub_district_code,
+        "sub_district_name": incident.sub_district_name,
+        "latitude": point.latitude if point else None,
+        "longitude": point.longitude if point else None,
+        "description": incident.description,
+        "escalation_level": incident.escalation_level.value,
+        "escalation_label": ESCALATION_LABELS[incident.escalation_level],
+        "escalation_reason": incident.escalation_reason,
+        "rating": incident.rating,
+        "rated_at": instant_json(incident.rated_at),
+        "answered_at": instant_json(incident.answered_at),
+        "dispatched_at": instant_json(incident.dispatched_at),
+        "status_changed_at": instant_json(incident.status_changed_at),
+        "created_at": instant_json(incident.created_at),
+        "updated_at": instant_json(incident.updated_at),
+        "created_by": incident.created_by,
+        "sla": sla_json(clock),
+    }
 
 
-def _query_text(query: Mapping[str, str], name: str, max_length: int) -> str | None:
-    raw = query.get(name)
-    if raw is not None and (not raw or len(raw) > max_length):
-        raise ApiError(422, "invalid", f"{name} harus 1-{max_length} karakter.", field=name)
-    return raw
+def event_json(event: IncidentEvent) -> dict[str, Any]:
+    """One entry of an incident's timeline."""
+    return {"event_id": event.event_id, "at": instant_json(event.at), "actor": event.actor,
+            "kind": event.kind, "detail": dict(event.detail)}
 
 
-def _incident(ctx: ApiContext, incident: Incident) -> dict[str, Any]:
+def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
+    """A dispatch with its own timeline."""
+    return {
+        "dispatch_id": dispatch.dispatch_id,
+        "incident_id": dispatch.incident_id,
+        "agency_code": dispatch.agency_code,
+        "agency_name": dispatch.agency_name,
+        "state": dispatch.state.value,
+        "state_label": DISPATCH_STATE_LABELS[dispatch.state],
+        "notified_at": instant_json(dispatch.notified_at),
+        "acknowledged_at": instant_json(dispatch.acknowledged_at),
+        "on_scene_at": instant_json(dispatch.on_scene_at),
+        "done_at": instant_json(dispatch.done_at),
+        "dispatched_by": dispatch.dispatched_by,
+        "note": dispatch.note,
+    }
+
+
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    """An attachment's metadata and where to download it."""
+    return {
+        "attachment_id": attachment.attachment_id,
+        "incident_id": attachment.incident_id,
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size_bytes": attachment.size_bytes,
+        "sha256": attachment.sha256,
+        "uploaded_by": attachment.uploaded_by,
+        "uploaded_at": instant_json(attachment.uploaded_at),
+        "download_url": (f"/api/incidents/{attachment.incident_id}/attachments/"
+                         f"{attachment.attachment_id}"),
+    }
+
+
+def agency_json(agency: Agency) -> dict[str, Any]:
+    """An agency."""
+    return {"code": agency.code, "name": agency.name, "active": agency.active}
+
+
+def place_json(place: Place) -> dict[str, Any]:
+    """A village of the gazetteer with its sub-district."""
+    return {"village_code": place.village_code, "village_name": place.village_name,
+            "sub_district_code": place.sub_district_code,
+            "sub_district_name": place.sub_district_name}
+
+
+def incident_sla_json(ctx: ApiContext, incident: Incident) -> dict[str, Any]:
+    """An incident with its dispatch clock as it stands now."""
     return incident_json(incident, ctx.incidents.sla_clock(incident, datetime.now(UTC)))
-
-
-# -- session -----------------------------------------------------------------------------------
-
-
-def set_session_cookies(response: web.StreamResponse, token: str, csrf_token: str,
-                        config: WebConfig) -> None:
-    """The session cookie, and the CSRF token's for the console's scripts."""
-    max_age = int(config.session_lifetime.total_seconds())
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict",
-                        secure=config.cookie_secure, path="/", max_age=max_age)
-    # Readable by the console's own scripts, which copy it into the X-CSRF-Token header.
-    response.set_cookie(CSRF_COOKIE, csrf_token, httponly=False, samesite="Strict",
-                        secure=config.cookie_secure, path="/", max_age=max_age)
-
-
-async def login(request: web.Request) -> web.StreamResponse:
-    """Log in: a bearer token in the body, and the session cookie."""
-    ctx = _ctx(request)
-    data = await _body(request)
-    new = await ctx.accounts.login(data["username"], data["password"],
-                                   remote_address=_remote(request))
-    response = _json(session_json(new.session, new.token), status=201)
-    set_session_cookies(response, new.token, new.session.csrf_token, ctx.config)
-    return response
-
-
-async def current_session(request: web.Request) -> web.StreamResponse:
-    """Who is logged in, until when, and the CSRF token for cookie-borne changes."""
-    return _json(session_json(request[SESSION]))
-
-
-async def logout(request: web.Request) -> web.StreamResponse:
-    """End the session."""
-    await _ctx(request).accounts.logout(request[SESSION], remote_address=_remote(request))
-    response = web.Response(status=204)
-    clear_session_cookies(response)
-    return response
-
-
-def clear_session_cookies(response: web.StreamResponse) -> None:
-    """Tell the browser to forget the session."""
-    for name in (SESSION_COOKIE, CSRF_COOKIE):
-        response.del_cookie(name, path="/")
-
-
-async def openapi(request: web.Request) -> web.StreamResponse:
-    """This API's OpenAPI 3.1 description, made from the route table."""
-    return _json(request.app[ROUTE_TABLE].openapi(
-        title="siaga112 API", version=metadata.version("siaga112")))
 
 
 # -- incidents ---------------------------------------------------------------------------------
@@ -247,30 +187,31 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 
 async def list_incidents(request: web.Request) -> web.StreamResponse:
     """Open incidents, most urgent first, then oldest first."""
-    ctx = _ctx(request)
-    limit = _query_int(_query(request), "limit", 200, MAX_LIMIT)
+    ctx = context_of(request)
+    limit = query_int(query_of(request), "limit", 200, MAX_LIMIT)
     incidents = await ctx.incidents.open_incidents(limit=limit)
-    return _json({"incidents": [_incident(ctx, incident) for incident in incidents]})
+    return json_response({"incidents": [incident_sla_json(ctx, incident)
+                                        for incident in incidents]})
 
 
 async def overdue_incidents(request: web.Request) -> web.StreamResponse:
     """Open incidents past their dispatch target."""
-    breaches = await _ctx(request).incidents.sla_breaches()
-    return _json({"incidents": [incident_json(b.incident, b.clock) for b in breaches]})
+    breaches = await context_of(request).incidents.sla_breaches()
+    return json_response({"incidents": [incident_json(b.incident, b.clock) for b in breaches]})
 
 
 async def create_incident(request: web.Request) -> web.StreamResponse:
     """Open an incident for a call, pre-filled from it."""
-    ctx = _ctx(request)
-    data = await _body(request)
-    incident = await ctx.incidents.create_for_call(data["call_id"], actor=_actor(request))
-    return _json(_incident(ctx, incident), status=201)
+    ctx = context_of(request)
+    data = await json_body(request)
+    incident = await ctx.incidents.create_for_call(data["call_id"], actor=actor_of(request))
+    return json_response(incident_sla_json(ctx, incident), status=201)
 
 
 async def get_incident(request: web.Request) -> web.StreamResponse:
     """One incident with its calls, recordings, dispatches, timeline and attachments."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
     incident = await ctx.incidents.get(incident_id)
     call_ids = await ctx.incidents.call_ids(incident_id)
     calls = await ctx.calls.records(call_ids)
@@ -278,8 +219,8 @@ async def get_incident(request: web.Request) -> web.StreamResponse:
     dispatches = await ctx.incidents.dispatches(incident_id)
     timeline = await ctx.incidents.timeline(incident_id)
     attachments = await ctx.incidents.attachments(incident_id)
-    return _json({
-        "incident": _incident(ctx, incident),
+    return json_response({
+        "incident": incident_sla_json(ctx, incident),
         "calls": [call_json(call) for call in calls],
         "recordings": [recording_json(recording) for recording in recordings],
         "dispatches": [dispatch_json(dispatch) for dispatch in dispatches],
@@ -290,56 +231,56 @@ async def get_incident(request: web.Request) -> web.StreamResponse:
 
 async def update_incident(request: web.Request) -> web.StreamResponse:
     """Edit an incident's details; only the fields sent change."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
-    data = await _body(request)
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
+    data = await json_body(request)
     version = data.pop("expected_version", None)
     incident = await ctx.incidents.update_details(
-        incident_id, parse_patch(data), actor=_actor(request), expected_version=version)
-    return _json(_incident(ctx, incident))
+        incident_id, parse_patch(data), actor=actor_of(request), expected_version=version)
+    return json_response(incident_sla_json(ctx, incident))
 
 
 async def change_status(request: web.Request) -> web.StreamResponse:
     """Move an incident along its status timeline."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
-    data = await _body(request)
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
+    data = await json_body(request)
     incident = await ctx.incidents.change_status(
-        incident_id, data["status"], actor=_actor(request), note=data.get("note", ""),
+        incident_id, data["status"], actor=actor_of(request), note=data.get("note", ""),
         expected_version=data.get("expected_version"))
-    return _json(_incident(ctx, incident))
+    return json_response(incident_sla_json(ctx, incident))
 
 
 async def escalate_incident(request: web.Request) -> web.StreamResponse:
     """Raise an incident's escalation level, saying why."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
-    data = await _body(request)
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
+    data = await json_body(request)
     incident = await ctx.incidents.escalate(
-        incident_id, data["level"], data["reason"], actor=_actor(request),
+        incident_id, data["level"], data["reason"], actor=actor_of(request),
         expected_version=data.get("expected_version"))
-    return _json(_incident(ctx, incident))
+    return json_response(incident_sla_json(ctx, incident))
 
 
 async def link_call(request: web.Request) -> web.StreamResponse:
     """Add a call (a repeat caller about the same event) to an open incident."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
-    data = await _body(request)
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
+    data = await json_body(request)
     incident = await ctx.incidents.link_call(
-        incident_id, data["call_id"], actor=_actor(request),
+        incident_id, data["call_id"], actor=actor_of(request),
         expected_version=data.get("expected_version"))
-    return _json(_incident(ctx, incident))
+    return json_response(incident_sla_json(ctx, incident))
 
 
 async def rate_incident(request: web.Request) -> web.StreamResponse:
     """Record the caller's rating (1-5) of a resolved or closed incident."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
-    data = await _body(request)
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
+    data = await json_body(request)
     incident = await ctx.incidents.record_rating(incident_id, data["rating"],
-                                                 actor=_actor(request))
-    return _json(_incident(ctx, incident))
+                                                 actor=actor_of(request))
+    return json_response(incident_sla_json(ctx, incident))
 
 
 # -- dispatches --------------------------------------------------------------------------------
@@ -347,23 +288,23 @@ async def rate_incident(request: web.Request) -> web.StreamResponse:
 
 async def create_dispatch(request: web.Request) -> web.StreamResponse:
     """Dispatch an agency to a verified incident; its recipients are notified."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
-    data = await _body(request)
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
+    data = await json_body(request)
     dispatch = await ctx.incidents.dispatch(
-        incident_id, data["agency"], actor=_actor(request), note=data.get("note", ""),
+        incident_id, data["agency"], actor=actor_of(request), note=data.get("note", ""),
         expected_version=data.get("expected_version"))
-    return _json(dispatch_json(dispatch), status=201)
+    return json_response(dispatch_json(dispatch), status=201)
 
 
 async def advance_dispatch(request: web.Request) -> web.StreamResponse:
     """Record a dispatch's next step (acknowledged, on scene, done)."""
-    ctx = _ctx(request)
-    dispatch_id = _path_id(request, "dispatch_id")
-    data = await _body(request)
+    ctx = context_of(request)
+    dispatch_id = path_id(request, "dispatch_id", "Pengiriman")
+    data = await json_body(request)
     dispatch = await ctx.incidents.advance_dispatch(dispatch_id, data["state"],
-                                                    actor=_actor(request))
-    return _json(dispatch_json(dispatch))
+                                                    actor=actor_of(request))
+    return json_response(dispatch_json(dispatch))
 
 
 # -- attachments -------------------------------------------------------------------------------
@@ -371,69 +312,41 @@ async def advance_dispatch(request: web.Request) -> web.StreamResponse:
 
 async def list_attachments(request: web.Request) -> web.StreamResponse:
     """An incident's attachments."""
-    attachments = await _ctx(request).incidents.attachments(_path_id(request, "incident_id"))
-    return _json({"attachments": [attachment_json(a) for a in attachments]})
-
-
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(UPLOAD_CHUNK):
-        yield chunk
-
-
-async def _upload(request: web.Request, max_bytes: int) -> tuple[str, AsyncIterator[bytes]]:
-    """The client's file name and the file's bytes, from a multipart form (field ``file``)
-    or a raw body (name in ``?filename=`` or Content-Disposition)."""
-    declared = request.content_length
-    if request.content_type == "multipart/form-data":
-        if declared is not None and declared > max_bytes + MULTIPART_OVERHEAD:
-            raise ApiError(413, "too_large", f"Berkas terlalu besar (maksimal "
-                                             f"{max_bytes / 1_048_576:.0f} MB).")
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                return check_filename(part.filename), _part_chunks(part)
-            await part.release()
-        raise ApiError(422, "invalid", "Unggahan tidak berisi bagian 'file'.", field="file")
-    if declared is not None and declared > max_bytes:
-        raise ApiError(413, "too_large",
-                       f"Berkas terlalu besar (maksimal {max_bytes / 1_048_576:.0f} MB).")
-    name = _query(request).get("filename")
-    if name is None and (disposition := request.headers.get("Content-Disposition")):
-        name = content_disposition_filename(parse_content_disposition(disposition)[1],
-                                            "filename")
-    return check_filename(name), request.content.iter_chunked(UPLOAD_CHUNK)
+    incident_id = path_id(request, "incident_id", "Insiden")
+    attachments = await context_of(request).incidents.attachments(incident_id)
+    return json_response({"attachments": [attachment_json(a) for a in attachments]})
 
 
 async def upload_attachment(request: web.Request) -> web.StreamResponse:
     """Attach a file (photo, document) to an incident; streamed to disk within the size
     limit, stored under a name of our own, its content type sniffed."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
     await ctx.incidents.get(incident_id)  # 404 before a byte is read
     max_bytes = ctx.config.attachment_max_bytes
-    filename, chunks = await _upload(request, max_bytes)
+    filename, chunks = await read_upload(request, max_bytes)
     stored = await ctx.attachments.receive(incident_id, chunks, max_bytes=max_bytes)
     try:
         attachment = await ctx.incidents.add_attachment(
             incident_id, filename=filename, content_type=stored.content_type,
             size_bytes=stored.size_bytes, sha256=stored.sha256,
-            stored_path=stored.stored_path, actor=_actor(request))
+            stored_path=stored.stored_path, actor=actor_of(request))
     except BaseException:
         ctx.attachments.discard(stored.stored_path)
         raise
     await ctx.accounts.audit(
-        actor=_actor(request), action="attachment.upload", object_type="attachment",
-        object_id=str(attachment.attachment_id), remote_address=_remote(request),
+        actor=actor_of(request), action="attachment.upload", object_type="attachment",
+        object_id=str(attachment.attachment_id), remote_address=remote_of(request),
         detail={"incident_id": incident_id, "filename": filename,
                 "size_bytes": stored.size_bytes, "sha256": stored.sha256})
-    return _json(attachment_json(attachment), status=201)
+    return json_response(attachment_json(attachment), status=201)
 
 
 async def download_attachment(request: web.Request) -> web.StreamResponse:
     """Download an attachment (audited before it is sent)."""
-    ctx = _ctx(request)
-    incident_id = _path_id(request, "incident_id")
-    attachment_id = _path_id(request, "attachment_id")
+    ctx = context_of(request)
+    incident_id = path_id(request, "incident_id", "Insiden")
+    attachment_id = path_id(request, "attachment_id", "Lampiran")
     found = [a for a in await ctx.incidents.attachments(incident_id)
              if a.attachment_id == attachment_id]
     if not found:
@@ -446,8 +359,8 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "attachment_unavailable",
                        f"Berkas lampiran #{attachment_id} tidak tersedia.") from exc
     await ctx.accounts.audit(
-        actor=_actor(request), action="attachment.download", object_type="attachment",
-        object_id=str(attachment_id), remote_address=_remote(request),
+        actor=actor_of(request), action="attachment.download", object_type="attachment",
+        object_id=str(attachment_id), remote_address=remote_of(request),
         detail={"incident_id": incident_id, "range": request.headers.get("Range")})
     return web.FileResponse(path, headers={
         "Content-Type": attachment.content_type,
@@ -457,180 +370,28 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
     })
 
 
-# -- calls and recordings ----------------------------------------------------------------------
-
-
-async def list_calls(request: web.Request) -> web.StreamResponse:
-    """Recent calls, newest first, filtered."""
-    query = _query(request)
-    which = CallFilter(
-        since=_query_instant(query, "since"),
-        until=_query_instant(query, "until"),
-        line=_query_choice(query, "line", LINES),
-        caller_number=_query_text(query, "caller_number", 40),
-        disposition=_query_choice(query, "disposition", DISPOSITIONS),
-        limit=_query_int(query, "limit", 100, MAX_LIMIT),
-    )
-    ctx = _ctx(request)
-    records = await ctx.calls.recent(which)
-    # Who looked up whose calls: searching a number is the privacy-relevant act.
-    await ctx.accounts.audit(
-        actor=_actor(request), action="call.search", object_type="call",
-        object_id=which.caller_number or "", remote_address=_remote(request),
-        detail={"query": dict(query), "found": len(records)})
-    return _json({"calls": [call_json(record) for record in records]})
-
-
-async def get_call(request: web.Request) -> web.StreamResponse:
-    """One call with its recordings and the incident it belongs to."""
-    ctx = _ctx(request)
-    call_id = _call_id(request)
-    record, incident_id = await ctx.calls.get(call_id)
-    recordings = await ctx.recordings.of_calls([call_id])
-    await ctx.accounts.audit(
-        actor=_actor(request), action="call.view", object_type="call", object_id=call_id,
-        remote_address=_remote(request), detail={})
-    return _json({"call": call_json(record), "incident_id": incident_id,
-                  "recordings": [recording_json(r) for r in recordings]})
-
-
-async def label_call(request: web.Request) -> web.StreamResponse:
-    """Label a call (genuine, prank, silent, accidental, test); a new label corrects the
-    last one. Labels feed the prank screening of the caller's later calls."""
-    ctx = _ctx(request)
-    call_id = _call_id(request)
-    data = await _body(request)
-    stored = await ctx.screening.label(call_id, data["label"], _actor(request),
-                                       data.get("note", ""))
-    return _json(label_json(stored), status=201)
-
-
-async def call_labels(request: web.Request) -> web.StreamResponse:
-    """A call's label events, oldest first (the last is current)."""
-    labels = await _ctx(request).screening.labels(_call_id(request))
-    return _json({"labels": [label_json(stored) for stored in labels]})
-
-
-async def get_recording(request: web.Request) -> web.StreamResponse:
-    """A recording's metadata."""
-    recording = await _ctx(request).recordings.get(_path_id(request, "recording_id"))
-    return _json(recording_json(recording))
-
-
-async def play_recording(request: web.Request) -> web.StreamResponse:
-    """Stream a recording's audio (HTTP Range supported); audited before it is sent."""
-    ctx = _ctx(request)
-    recording = await ctx.recordings.get(_path_id(request, "recording_id"))
-    audio = ctx.recordings.audio(recording)
-    await ctx.accounts.audit(
-        actor=_actor(request), action="recording.play", object_type="recording",
-        object_id=str(recording.recording_id), remote_address=_remote(request),
-        detail={"call_id": recording.call_id, "range": request.headers.get("Range")})
-    return web.FileResponse(audio.path, headers={"Content-Type": audio.content_type})
-
-
-# -- the operator's desk -----------------------------------------------------------------------
-
-
-async def get_desk(request: web.Request) -> web.StreamResponse:
-    """The operator's desk: skills, queues as Asterisk reports them, the call ringing or
-    answered there with its prank score, the caller's recent calls, and the open incidents
-    the call could be linked to (a repeat caller about the same event)."""
-    ctx = _ctx(request)
-    desk = await ctx.desks.state(request[SESSION].account)
-    related = ([] if desk.current is None
-               else await ctx.incidents.merge_candidates(desk.current.call.call_id))
-    return _json({**desk_json(desk), "related": [_incident(ctx, i) for i in related]})
-
-
-async def join_queues(request: web.Request) -> web.StreamResponse:
-    """Join the queues of some of the operator's skills (AMI QueueAdd)."""
-    data = await _body(request)
-    joined = await _ctx(request).desks.join(request[SESSION].account, data["skills"],
-                                            remote_address=_remote(request))
-    return _json({"queues": joined})
-
-
-async def leave_queues(request: web.Request) -> web.StreamResponse:
-    """Leave every queue (AMI QueueRemove)."""
-    left = await _ctx(request).desks.leave(request[SESSION].account,
-                                           remote_address=_remote(request))
-    return _json({"queues": left})
-
-
-async def pause_desk(request: web.Request) -> web.StreamResponse:
-    """Pause in every queue with a reason (AMI QueuePause)."""
-    data = await _body(request)
-    await _ctx(request).desks.pause(request[SESSION].account, data["reason"],
-                                    remote_address=_remote(request))
-    return web.Response(status=204)
-
-
-async def resume_desk(request: web.Request) -> web.StreamResponse:
-    """End the pause (AMI QueuePause)."""
-    await _ctx(request).desks.resume(request[SESSION].account,
-                                     remote_address=_remote(request))
-    return web.Response(status=204)
-
-
-# -- reference data and the audit log ----------------------------------------------------------
+# -- reference data ----------------------------------------------------------------------------
 
 
 async def list_agencies(request: web.Request) -> web.StreamResponse:
     """The agencies incidents are dispatched to."""
-    agencies = await _ctx(request).incidents.agencies()
-    return _json({"agencies": [agency_json(agency) for agency in agencies]})
+    agencies = await context_of(request).incidents.agencies()
+    return json_response({"agencies": [agency_json(agency) for agency in agencies]})
 
 
 async def list_places(request: web.Request) -> web.StreamResponse:
     """The gazetteer's villages (of one sub-district, if given)."""
-    code = _query_text(_query(request), "sub_district_code", 20)
-    places = await _ctx(request).incidents.places(sub_district_code=code)
-    return _json({"places": [place_json(place) for place in places]})
+    code = query_text(query_of(request), "sub_district_code", 20)
+    places = await context_of(request).incidents.places(sub_district_code=code)
+    return json_response({"places": [place_json(place) for place in places]})
 
 
-async def list_audit(request: web.Request) -> web.StreamResponse:
-    """The newest audit log entries, optionally about one object or by one actor."""
-    query = _query(request)
-    entries = await _ctx(request).accounts.audit_entries(
-        object_type=_query_text(query, "object_type", 40),
-        object_id=_query_text(query, "object_id", 64),
-        actor=_query_text(query, "actor", 64),
-        limit=_query_int(query, "limit", 100, MAX_LIMIT),
-    )
-    return _json({"entries": [audit_json(entry) for entry in entries]})
-
-
-# -- the table ---------------------------------------------------------------------------------
-
-_LIMIT: Final = Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                      "Jumlah maksimal baris")
-_JSON_BODY_TYPES: Final = {"application/json": {"type": "object"}}
-_UPLOAD: Final = Body(None, {
-    "multipart/form-data": {"type": "object", "properties": {
-        "file": {"type": "string", "contentMediaType": "application/octet-stream"}},
-        "required": ["file"]},
-    "application/octet-stream": {"type": "string",
-                                 "contentMediaType": "application/octet-stream"},
-})
-_AUDIO: Final = Reply(200, None, {"audio/ogg": {}, "audio/mpeg": {}},
-                      "Audio rekaman (206 untuk permintaan Range)")
-
-
-def api_routes() -> list[Route]:
-    """Every route of the JSON API, with who may call it."""
+def routes() -> list[Route]:
+    """The incidents' routes, with who may call them."""
     incident = "/api/incidents/{incident_id}"
     return [
-        Route("POST", "/api/session", login, PUBLIC, "Masuk (login)", "sesi",
-              Reply(201, "Session"), Body("Login"), errors=(401, 429)),
-        Route("GET", "/api/session", current_session, EVERYONE, "Sesi saat ini", "sesi",
-              Reply(200, "Session")),
-        Route("DELETE", "/api/session", logout, EVERYONE, "Keluar (logout)", "sesi",
-              Reply(204, None, description="Sesi diakhiri")),
-        Route("GET", "/api/openapi.json", openapi, EVERYONE, "Deskripsi OpenAPI ini",
-              "sesi", Reply(200, None, _JSON_BODY_TYPES)),
         Route("GET", "/api/incidents", list_incidents, CASEWORK, "Insiden terbuka",
-              "insiden", Reply(200, "IncidentList"), query=(_LIMIT,)),
+              "insiden", Reply(200, "IncidentList"), query=(limit_param(MAX_LIMIT),)),
         Route("POST", "/api/incidents", create_incident, CASEWORK,
               "Buka insiden untuk sebuah panggilan", "insiden", Reply(201, "Incident"),
               Body("CreateIncident"), errors=(404, 409)),
@@ -669,52 +430,10 @@ def api_routes() -> list[Route]:
               CASEWORK, "Unduh lampiran (dicatat di log audit)", "lampiran",
               Reply(200, None, {"application/octet-stream": {}}, "Isi berkas"),
               errors=(416,)),
-        Route("GET", "/api/calls", list_calls, CASEWORK, "Panggilan terbaru", "panggilan",
-              Reply(200, "CallList"), query=(
-                  Param("since", {"type": "string", "format": "date-time"},
-                        "Tiba sejak (dengan zona waktu)"),
-                  Param("until", {"type": "string", "format": "date-time"},
-                        "Tiba sebelum (dengan zona waktu)"),
-                  Param("line", {"type": "string", "enum": list(LINES)}, "Jalur"),
-                  Param("caller_number", {"type": "string", "maxLength": 40},
-                        "Nomor penelepon"),
-                  Param("disposition", {"type": "string", "enum": list(DISPOSITIONS)},
-                        "Akhir panggilan"),
-                  _LIMIT)),
-        Route("GET", "/api/calls/{call_id}", get_call, CASEWORK,
-              "Satu panggilan dengan rekaman dan insidennya", "panggilan",
-              Reply(200, "CallDetail")),
-        Route("POST", "/api/calls/{call_id}/labels", label_call, CASEWORK,
-              "Beri label panggilan (asli, iseng, diam, tidak sengaja, uji coba)",
-              "panggilan", Reply(201, "CallLabel"), Body("NewCallLabel")),
-        Route("GET", "/api/calls/{call_id}/labels", call_labels, CASEWORK,
-              "Riwayat label panggilan", "panggilan", Reply(200, "CallLabelList")),
-        Route("GET", "/api/recordings/{recording_id}", get_recording, PLAYBACK,
-              "Data rekaman", "rekaman", Reply(200, "Recording")),
-        Route("GET", "/api/recordings/{recording_id}/audio", play_recording, PLAYBACK,
-              "Putar rekaman (dicatat di log audit)", "rekaman", _AUDIO, errors=(416,)),
-        Route("GET", "/api/desk", get_desk, DESK,
-              "Meja operator: antrean, panggilan di depan operator, riwayat penelepon",
-              "meja", Reply(200, "Desk"), errors=(409,)),
-        Route("POST", "/api/desk/queues", join_queues, DESK, "Masuk antrean keahlian",
-              "meja", Reply(200, "QueueList"), Body("JoinQueues"), errors=(409,)),
-        Route("DELETE", "/api/desk/queues", leave_queues, DESK, "Keluar dari semua antrean",
-              "meja", Reply(200, "QueueList"), errors=(409,)),
-        Route("POST", "/api/desk/pause", pause_desk, DESK, "Jeda dengan alasan", "meja",
-              Reply(204, None, description="Jeda dikirim ke Asterisk"), Body("Pause"),
-              errors=(409,)),
-        Route("DELETE", "/api/desk/pause", resume_desk, DESK, "Akhiri jeda", "meja",
-              Reply(204, None, description="Akhir jeda dikirim ke Asterisk"), errors=(409,)),
         Route("GET", "/api/agencies", list_agencies, EVERYONE, "Instansi", "referensi",
               Reply(200, "AgencyList")),
         Route("GET", "/api/places", list_places, EVERYONE, "Gazetir desa/kelurahan",
               "referensi", Reply(200, "PlaceList"), query=(
                   Param("sub_district_code", {"type": "string", "maxLength": 20},
                         "Kode kecamatan"),)),
-        Route("GET", "/api/audit", list_audit, OVERSIGHT, "Log audit", "audit",
-              Reply(200, "AuditList"), query=(
-                  Param("object_type", {"type": "string", "maxLength": 40}, "Jenis objek"),
-                  Param("object_id", {"type": "string", "maxLength": 64}, "Nomor objek"),
-                  Param("actor", {"type": "string", "maxLength": 64}, "Pelaku"),
-                  _LIMIT)),
     ]

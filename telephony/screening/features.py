@@ -16,11 +16,12 @@ speed must agree with :func:`summarise_history`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
+from typing import Final
 from zoneinfo import ZoneInfo
 
 JAKARTA = "Asia/Jakarta"
@@ -48,6 +49,15 @@ class Label(StrEnum):
     ACCIDENTAL = "accidental"
     TEST = "test"
 
+
+# What operators read for each call label.
+LABEL_TEXT: Final[Mapping[Label, str]] = {
+    Label.GENUINE: "Asli",
+    Label.PRANK: "Iseng",
+    Label.SILENT: "Diam",
+    Label.ACCIDENTAL: "Tidak sengaja",
+    Label.TEST: "Uji coba",
+}
 
 NUISANCE = frozenset({Label.PRANK, Label.SILENT})
 

@@ -46,11 +46,10 @@ from telephony.incidents.notifiers import LogNotifier
 from telephony.incidents.service import IncidentConfig, IncidentService
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.web.api import api_routes
 from telephony.web.context import ApiContext, WebConfig
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE
 from telephony.web.schemas import SCHEMAS, Schema, validate
-from telephony.web.server import build_app
+from telephony.web.server import api_routes, build_app
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 PASSWORD = "kata-sandi-rahasia-112"
