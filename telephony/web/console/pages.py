@@ -1,8 +1,8 @@
 """The console's shell: the bare address, the static files, logging in and out, the home
 page, and how a form post is answered (:func:`form_action`). Each feature's pages and forms
-live in its own ``console`` module and go into the same route table.
+live in its own ``console`` module.
 
-They go into the same route table as the JSON API (``telephony.web.routing``), so a page
+Pages go into the same route table as the JSON API (``telephony.web.routing``), so a page
 without an access policy cannot exist and the security middleware checks the session, the
 role and, on every form post, the session's CSRF token (the ``csrf_token`` field). Forms post
 and redirect back (303) with a one-shot message; a refused form says why on the page it came
