@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from telephony.ami.listener import AmiActionError, AmiActionRefusedError
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiActions
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.model import IncidentError
@@ -114,16 +114,13 @@ class SurveyConfig:
         )
 
 
-class SurveyAmi(Protocol):
-    """What the service needs of AMI (``telephony.ami.listener.AmiListener``)."""
+class SurveyAmi(AmiActions, Protocol):
+    """What the service needs of AMI (``telephony.ami.listener.AmiListener``): actions, and
+    the events that tell how an Originate went."""
 
     @property
     def logged_in(self) -> bool:
         """True while an AMI session is up."""
-        ...
-
-    async def send_action(self, action: Mapping[str, str]) -> Mapping[str, Any]:
-        """Send one action; raises ``AmiActionError`` (``AmiActionRefusedError`` if refused)."""
         ...
 
     def subscribe(self, event: str, handler: Callable[[Mapping[str, Any]], None]) -> None:

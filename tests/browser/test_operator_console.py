@@ -39,7 +39,7 @@ from playwright.async_api import (
 from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError
 from telephony.app import Line
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
