@@ -41,7 +41,7 @@ from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.model import IncidentError
 from telephony.incidents.service import IncidentService
-from telephony.settings import Settings
+from telephony.settings import Settings, SettingsError
 from telephony.surveys.model import (
     ACTION_PREFIX,
     ANSWERED_STATES,
@@ -100,14 +100,19 @@ class SurveyConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SurveyConfig:
-        """The configuration described by ``settings`` (validated when they were loaded)."""
+        """The configuration described by ``settings``; raises :class:`SettingsError` for
+        survey hours that are not ``HH:MM-HH:MM`` (the settings hold them as plain text)."""
+        try:
+            window = parse_call_window(settings.survey_hours)
+        except ValueError as exc:
+            raise SettingsError(f"survey_hours: {exc}") from exc
         return cls(
             delay=timedelta(seconds=settings.survey_delay_seconds),
             retry=timedelta(seconds=settings.survey_retry_seconds),
             max_attempts=settings.survey_max_attempts,
             ring_seconds=settings.survey_ring_seconds,
             caller_id=settings.survey_caller_id,
-            window=parse_call_window(settings.survey_hours),
+            window=window,
             timezone=settings.timezone,
             lookback=timedelta(hours=settings.survey_lookback_hours),
             session_seconds=settings.agi_session_timeout,
