@@ -31,9 +31,9 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
-from recordings.domain import valid_call_id
 from telephony.accounts.model import Role
 from telephony.calls.archive import DISPOSITIONS, LINES, MAX_LIMIT, CallFilter
+from telephony.calls.ids import valid_call_id
 from telephony.core.storage import StoredFileError
 from telephony.incidents.model import Incident, check_filename, parse_patch
 from telephony.web.context import CONTEXT, ApiContext, WebConfig

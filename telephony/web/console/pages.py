@@ -25,8 +25,9 @@ from typing import Any, Final
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
-from recordings.domain import Kind, State, valid_call_id
+from recordings.domain import Kind, State
 from telephony.accounts.model import ROLE_LABELS, AccountError, Role
+from telephony.calls.ids import valid_call_id
 from telephony.desks.operators import PAUSE_REASON_LABELS
 from telephony.incidents.model import (
     DISPATCH_STATE_LABELS,
