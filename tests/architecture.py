@@ -103,6 +103,9 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.screening.ivr", ADAPTERS),
 )
 
+# Places a caller adds for modules of another tree (scripts/import_graph.py --old-layout).
+EXTRA_LAYERS: dict[str, int] = {}
+
 # What a domain module may not import: each means I/O (a database, HTTP, AMI, a socket, a
 # child process).
 IO_MODULES: Final = ("asyncpg", "aiohttp", "panoramisk", "socket", "subprocess",
@@ -212,7 +215,7 @@ def layer_of(name: str, path: Path | None = None, root: Path | None = None) -> i
     A package whose ``__init__.py`` imports nothing (a docstring at most) is placed in the
     lowest layer without a rule: importing it brings nothing in.
     """
-    exact = dict(LAYER_TABLE)
+    exact = {**dict(LAYER_TABLE), **EXTRA_LAYERS}
     if name in exact:  # a module named outright wins over every pattern
         return exact[name]
     for pattern, layer in LAYER_TABLE:
