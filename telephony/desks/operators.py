@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Final
 
 from ivr.menu import IvrMenu
+from telephony.ami.actions import AmiActions
 
 OVERFLOW_QUEUE = "all-operators"
 MAX_LEVEL = 5
@@ -59,14 +60,6 @@ def check_interface(interface: str) -> str:
     if not _INTERFACE.match(interface):
         raise OperatorError(f"not an operator interface: {interface[:80]!r}")
     return interface
-
-
-class AmiActions(Protocol):
-    """What the desk needs of AMI (the listener provides it)."""
-
-    async def send_action(self, action: Mapping[str, str]) -> Any:
-        """Send one action; raise on refusal."""
-        ...
 
 
 def skill_queues(menu: IvrMenu) -> dict[str, set[str]]:
