@@ -39,6 +39,7 @@ from telephony.admin.sync import AsteriskSync
 from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
+from telephony.asterisk.site import AsteriskSite
 from telephony.calls.archive import CallArchive
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
@@ -51,7 +52,6 @@ from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentConfig, IncidentService
-from telephony.lab.chroot import Lab
 from telephony.reports.console import SupervisorPages
 from telephony.reports.http import SupervisorApi
 from telephony.reports.service import ReportConfig, ReportService
@@ -155,8 +155,7 @@ async def start_administration(
 ) -> Administration:
     """Build the admin's services over the line's; an admin's dispatch targets and shifts
     apply from the start, the stored queue settings once AMI greets the line."""
-    lab = Lab(settings)
-    asterisk = AsteriskAdmin(listener, lab.etc_dir, lab)
+    asterisk = AsteriskAdmin(listener, AsteriskSite.from_settings(settings))
     queues = QueueService(database, asterisk, listener, menus=menus,
                           defaults=QueueDefaults.from_settings(settings))
     configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,

@@ -21,6 +21,7 @@ from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
 from telephony.app import serve
+from telephony.asterisk.errors import AsteriskSiteError
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
@@ -109,7 +110,7 @@ def _cmd_lab(settings: Settings, args: argparse.Namespace) -> int:
     elif args.action == "start":
         build_prompt_audio(settings)
         lab.start()
-        lab.install_prompts(settings.prompts_dir)
+        lab.site.install_prompts(settings.prompts_dir)
         print(f"Asterisk lab '{settings.lab_instance}' berjalan: SIP {settings.sip_host}:"
               f"{settings.sip_port}, AMI 127.0.0.1:{settings.ami_port}.")
     elif args.action == "stop":
@@ -232,6 +233,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError, MenuError,
-            PromptError, AccountError, ScoreConfigError, DeskError) as exc:
+            PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queues import LIVE_SETTINGS_DIR, QUEUES_CONF, Member, MemberChange
 from telephony.ami.listener import AmiActionError
-from telephony.lab.chroot import LabError
+from telephony.asterisk.errors import AsteriskSiteError
+from telephony.asterisk.site import AsteriskSite
 
 log = logging.getLogger("telephony.admin")
 
@@ -39,14 +40,6 @@ class AmiClient(Protocol):
 
     async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
         """Send an action answered by a list of events; raise ``AmiActionError``."""
-        ...
-
-
-class PromptInstaller(Protocol):
-    """Copies Asterisk-ready prompt WAVs where Asterisk plays them (the lab does)."""
-
-    def install_prompts(self, src_dir: Path) -> list[str]:
-        """Install ``src_dir/*.wav``; return the names installed."""
         ...
 
 
@@ -66,10 +59,10 @@ def _member(event: Mapping[str, str]) -> Member:
 class AsteriskAdmin:
     """Applies admin changes to one running Asterisk."""
 
-    def __init__(self, ami: AmiClient, conf_dir: Path, prompts: PromptInstaller) -> None:
+    def __init__(self, ami: AmiClient, site: AsteriskSite) -> None:
         self._ami = ami
-        self._conf_dir = conf_dir
-        self._prompts = prompts
+        self._site = site
+        self._conf_dir = site.etc_dir
 
     async def _send(self, action: Mapping[str, str]) -> None:
         try:
@@ -80,8 +73,8 @@ class AsteriskAdmin:
     async def install_prompts(self, src_dir: Path) -> list[str]:
         """Install the prompt audio in ``src_dir`` into Asterisk's sounds."""
         try:
-            return await asyncio.to_thread(self._prompts.install_prompts, src_dir)
-        except (LabError, OSError) as exc:
+            return await asyncio.to_thread(self._site.install_prompts, src_dir)
+        except (AsteriskSiteError, OSError) as exc:
             raise ApplyFailed(f"Rekaman suara tidak dapat dipasang di Asterisk: {exc}") from exc
 
     def write_queues_conf(self, text: str) -> bool:
