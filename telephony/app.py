@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -45,6 +47,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
+from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
@@ -171,81 +174,123 @@ async def start_administration(
                           AdminPages(configs, queues, site, incidents), sync)
 
 
+class LineStartError(SiagaError):
+    """A part of the line could not start; every part started before it has been stopped."""
+
+    code = "line_start"
+
+
+def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, object],
+                  name: str) -> asyncio.Task[object]:
+    """Run ``work`` as a task until ``stack`` unwinds, which cancels it and waits for it."""
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        # wait() rather than await: a cancellation of the caller itself must not be taken for
+        # the task's own.
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()  # a task that failed says so
+
+    stack.push_async_callback(stop)
+    return task
+
+
+async def start_agi(agi: FastAgiServer, settings: Settings) -> None:
+    """Listen for Asterisk's FastAGI calls: without it no call reaches the IVR, so a taken
+    address stops the line, with one line that names it."""
+    try:
+        await agi.start()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise LineStartError(f"FastAGI tidak dapat mendengarkan di {settings.agi_host}:"
+                             f"{settings.agi_port}: {reason}") from exc
+
+
 @contextlib.asynccontextmanager
 async def running_line(settings: Settings) -> AsyncIterator[Line]:
-    """Start every service of the line; stop them all on exit."""
-    database = Database(settings)
-    await prepare_database(database, settings)
-    calendar = ShiftCalendar(settings.shifts, settings.timezone)
-    repository = CallRepository(calendar)
-    recorder = CallRecorder(
-        database, repository, FactSpool(settings.spool_dir),
-        retry_seconds=settings.db_retry_seconds,
-    )
-    scoring = line_screening_source(settings)
-    screening = ScreeningService(database, scoring, settings.timezone)
-    menus = line_menu_source(settings)
-    ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
-    listener = AmiListener(settings, recorder)
-    flusher = asyncio.create_task(recorder.run_flusher(), name="spool-flusher")
-    # Recording happens in Asterisk; this only pairs, processes and stores the files.
-    recordings = asyncio.create_task(
-        RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
-        name="recordings",
-    )
-    notifier = notifier_from_settings(settings)
-    incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
-    upkeep = asyncio.create_task(
-        incidents.run_upkeep(settings.incident_upkeep_seconds), name="incident-upkeep")
-    surveys = SurveyService(database, listener, incidents, SurveyConfig.from_settings(settings))
-    callbacks = asyncio.create_task(
-        surveys.run_upkeep(settings.incident_upkeep_seconds), name="survey-upkeep")
-    agi = FastAgiServer(FastAgiConfig.from_settings(settings),
-                        {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle})
-    rescoring = asyncio.create_task(
-        screening.run_upkeep(settings.screening_upkeep_seconds), name="screening-upkeep")
-    reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
-    wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
-                                 reports, incidents, connected=lambda: listener.logged_in)
-    listener.observe(wallboard)
-    board = asyncio.create_task(wallboard.run(), name="wallboard")
-    admin = await start_administration(settings, database, listener=listener, menus=menus,
-                                       scoring=scoring, incidents=incidents, calendar=calendar)
-    syncing = asyncio.create_task(admin.sync.run(), name="admin-sync")
-    accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
-    web = WebServer(build_app(ApiContext(
-        incidents=incidents,
-        accounts=accounts,
-        calls=CallArchive(database, repository),
-        recordings=RecordingLibrary(database, settings.recordings_dir),
-        attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
-        screening=screening,
-        desks=DeskService(database, listener, menus, accounts),
-        config=WebConfig.from_settings(settings),
-    ), [*SupervisorApi(wallboard, reports).routes(), *SupervisorPages(reports).routes(),
-        *admin.routes()]),
-        settings.http_host, settings.http_port)
-    await agi.start()
-    try:
+    """Start every service of the line, in order; stop them all on exit, in reverse order.
+
+    Each part registers its stop right after it started, so a part that fails to start
+    stops exactly the parts started before it (no task, pool or server is left behind).
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        database = Database(settings)
+        stack.push_async_callback(database.close)
+        await prepare_database(database, settings)
+        calendar = ShiftCalendar(settings.shifts, settings.timezone)
+        repository = CallRepository(calendar)
+        recorder = CallRecorder(
+            database, repository, FactSpool(settings.spool_dir),
+            retry_seconds=settings.db_retry_seconds,
+        )
+
+        async def flush_facts() -> None:
+            # Facts still held go to the database, or stay spooled while it is down.
+            with contextlib.suppress(DatabaseUnavailable):
+                await recorder.flush()
+
+        stack.push_async_callback(flush_facts)
+        in_background(stack, recorder.run_flusher(), "spool-flusher")
+        scoring = line_screening_source(settings)
+        screening = ScreeningService(database, scoring, settings.timezone)
+        menus = line_menu_source(settings)
+        ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
+        listener = AmiListener(settings, recorder)
+        # Recording happens in Asterisk; this only pairs, processes and stores the files.
+        in_background(
+            stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
+            "recordings")
+        notifier = notifier_from_settings(settings)
+        stack.push_async_callback(notifier.close)
+        incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
+        in_background(stack, incidents.run_upkeep(settings.incident_upkeep_seconds),
+                      "incident-upkeep")
+        surveys = SurveyService(database, listener, incidents,
+                                SurveyConfig.from_settings(settings))
+        in_background(stack, surveys.run_upkeep(settings.incident_upkeep_seconds),
+                      "survey-upkeep")
+        agi = FastAgiServer(FastAgiConfig.from_settings(settings),
+                            {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle})
+        in_background(stack, screening.run_upkeep(settings.screening_upkeep_seconds),
+                      "screening-upkeep")
+        reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
+        wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
+                                     reports, incidents, connected=lambda: listener.logged_in)
+        listener.observe(wallboard)
+        in_background(stack, wallboard.run(), "wallboard")
+        admin = await start_administration(settings, database, listener=listener, menus=menus,
+                                           scoring=scoring, incidents=incidents,
+                                           calendar=calendar)
+        in_background(stack, admin.sync.run(), "admin-sync")
+        accounts = AccountService(database, PasswordHasher(),
+                                  AccountConfig.from_settings(settings))
+        web = WebServer(build_app(ApiContext(
+            incidents=incidents,
+            accounts=accounts,
+            calls=CallArchive(database, repository),
+            recordings=RecordingLibrary(database, settings.recordings_dir),
+            attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
+            screening=screening,
+            desks=DeskService(database, listener, menus, accounts),
+            config=WebConfig.from_settings(settings),
+        ), [*SupervisorApi(wallboard, reports).routes(), *SupervisorPages(reports).routes(),
+            *admin.routes()]),
+            settings.http_host, settings.http_port)
+        # The listener outlives the FastAGI server: the events of the last IVR sessions,
+        # and the calls they end, still reach the recorder while the server drains.
         await listener.start()
-        try:
-            await start_web(web)
-            yield Line(settings, database, repository, incidents, recorder, agi, listener,
-                       screening, surveys, web, reports, wallboard)
-        finally:
-            await listener.stop()
-    finally:
-        wallboard.close()
-        await web.stop()
-        await agi.stop()
-        for task in (flusher, recordings, upkeep, rescoring, callbacks, board, syncing):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await notifier.close()
-        with contextlib.suppress(DatabaseUnavailable):
-            await recorder.flush()
-        await database.close()
+        stack.push_async_callback(listener.stop)
+        await start_agi(agi, settings)
+        stack.push_async_callback(agi.stop)
+        await start_web(web)
+        stack.push_async_callback(web.stop)
+        # First of all on the way out: open wallboards say goodbye, so the web server does
+        # not wait for their WebSockets.
+        stack.callback(wallboard.close)
+        yield Line(settings, database, repository, incidents, recorder, agi, listener,
+                   screening, surveys, web, reports, wallboard)
 
 
 async def serve(settings: Settings) -> None:

@@ -20,7 +20,7 @@ from ivr.prompts import PromptError, build_line_prompts
 from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
-from telephony.app import serve
+from telephony.app import LineStartError, serve
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
@@ -233,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError, MenuError,
-            PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError) as exc:
+            PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError,
+            LineStartError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1
