@@ -216,81 +216,84 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
     stops exactly the parts started before it (no task, pool or server is left behind).
     """
     async with contextlib.AsyncExitStack() as stack:
-        database = Database(settings)
-        stack.push_async_callback(database.close)
-        await prepare_database(database, settings)
-        calendar = ShiftCalendar(settings.shifts, settings.timezone)
-        repository = CallRepository(calendar)
-        recorder = CallRecorder(
-            database, repository, FactSpool(settings.spool_dir),
-            retry_seconds=settings.db_retry_seconds,
-        )
+        yield await start_line(settings, stack)
 
-        async def flush_facts() -> None:
-            # Facts still held go to the database, or stay spooled while it is down.
-            with contextlib.suppress(DatabaseUnavailable):
-                await recorder.flush()
 
-        stack.push_async_callback(flush_facts)
-        in_background(stack, recorder.run_flusher(), "spool-flusher")
-        scoring = line_screening_source(settings)
-        screening = ScreeningService(database, scoring, settings.timezone)
-        menus = line_menu_source(settings)
-        ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
-        listener = AmiListener(settings, recorder)
-        # Recording happens in Asterisk; this only pairs, processes and stores the files.
-        in_background(
-            stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
-            "recordings")
-        notifier = notifier_from_settings(settings)
-        stack.push_async_callback(notifier.close)
-        incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
-        in_background(stack, incidents.run_upkeep(settings.incident_upkeep_seconds),
-                      "incident-upkeep")
-        surveys = SurveyService(database, listener, incidents,
-                                SurveyConfig.from_settings(settings))
-        in_background(stack, surveys.run_upkeep(settings.incident_upkeep_seconds),
-                      "survey-upkeep")
-        agi = FastAgiServer(FastAgiConfig.from_settings(settings),
-                            {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle})
-        in_background(stack, screening.run_upkeep(settings.screening_upkeep_seconds),
-                      "screening-upkeep")
-        reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
-        wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
-                                     reports, incidents, connected=lambda: listener.logged_in)
-        listener.observe(wallboard)
-        in_background(stack, wallboard.run(), "wallboard")
-        admin = await start_administration(settings, database, listener=listener, menus=menus,
-                                           scoring=scoring, incidents=incidents,
-                                           calendar=calendar)
-        in_background(stack, admin.sync.run(), "admin-sync")
-        accounts = AccountService(database, PasswordHasher(),
-                                  AccountConfig.from_settings(settings))
-        web = WebServer(build_app(ApiContext(
-            incidents=incidents,
-            accounts=accounts,
-            calls=CallArchive(database, repository),
-            recordings=RecordingLibrary(database, settings.recordings_dir),
-            attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
-            screening=screening,
-            desks=DeskService(database, listener, menus, accounts),
-            config=WebConfig.from_settings(settings),
-        ), [*SupervisorApi(wallboard, reports).routes(), *SupervisorPages(reports).routes(),
-            *admin.routes()]),
-            settings.http_host, settings.http_port)
-        # The listener outlives the FastAGI server: the events of the last IVR sessions,
-        # and the calls they end, still reach the recorder while the server drains.
-        await listener.start()
-        stack.push_async_callback(listener.stop)
-        await start_agi(agi, settings)
-        stack.push_async_callback(agi.stop)
-        await start_web(web)
-        stack.push_async_callback(web.stop)
-        # First of all on the way out: open wallboards say goodbye, so the web server does
-        # not wait for their WebSockets.
-        stack.callback(wallboard.close)
-        yield Line(settings, database, repository, incidents, recorder, agi, listener,
-                   screening, surveys, web, reports, wallboard)
+async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
+    """Start the line's parts, each registering its stop on ``stack``."""
+    database = Database(settings)
+    stack.push_async_callback(database.close)
+    await prepare_database(database, settings)
+    calendar = ShiftCalendar(settings.shifts, settings.timezone)
+    repository = CallRepository(calendar)
+    recorder = CallRecorder(
+        database, repository, FactSpool(settings.spool_dir),
+        retry_seconds=settings.db_retry_seconds,
+    )
+
+    async def flush_facts() -> None:
+        # Facts still held go to the database, or stay spooled while it is down.
+        with contextlib.suppress(DatabaseUnavailable):
+            await recorder.flush()
+
+    stack.push_async_callback(flush_facts)
+    scoring = line_screening_source(settings)
+    screening = ScreeningService(database, scoring, settings.timezone)
+    menus = line_menu_source(settings)
+    ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
+    listener = AmiListener(settings, recorder)
+    in_background(stack, recorder.run_flusher(), "spool-flusher")
+    # Recording happens in Asterisk; this only pairs, processes and stores the files.
+    in_background(
+        stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
+        "recordings",
+    )
+    notifier = notifier_from_settings(settings)
+    stack.push_async_callback(notifier.close)
+    incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
+    in_background(
+        stack, incidents.run_upkeep(settings.incident_upkeep_seconds), "incident-upkeep")
+    surveys = SurveyService(database, listener, incidents, SurveyConfig.from_settings(settings))
+    in_background(
+        stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
+    agi = FastAgiServer(FastAgiConfig.from_settings(settings),
+                        {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle})
+    in_background(
+        stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
+    reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
+    wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
+                                 reports, incidents, connected=lambda: listener.logged_in)
+    listener.observe(wallboard)
+    in_background(stack, wallboard.run(), "wallboard")
+    admin = await start_administration(settings, database, listener=listener, menus=menus,
+                                       scoring=scoring, incidents=incidents, calendar=calendar)
+    in_background(stack, admin.sync.run(), "admin-sync")
+    accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
+    web = WebServer(build_app(ApiContext(
+        incidents=incidents,
+        accounts=accounts,
+        calls=CallArchive(database, repository),
+        recordings=RecordingLibrary(database, settings.recordings_dir),
+        attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
+        screening=screening,
+        desks=DeskService(database, listener, menus, accounts),
+        config=WebConfig.from_settings(settings),
+    ), [*SupervisorApi(wallboard, reports).routes(), *SupervisorPages(reports).routes(),
+        *admin.routes()]),
+        settings.http_host, settings.http_port)
+    # The listener outlives the FastAGI server: the events of the last IVR sessions, and
+    # the ends of their calls, still reach the recorder while the server drains.
+    await listener.start()
+    stack.push_async_callback(listener.stop)
+    await start_agi(agi, settings)
+    stack.push_async_callback(agi.stop)
+    await start_web(web)
+    stack.push_async_callback(web.stop)
+    # First on the way out: open wallboards say goodbye, so the web server does not wait
+    # for their WebSockets.
+    stack.callback(wallboard.close)
+    return Line(settings, database, repository, incidents, recorder, agi, listener,
+                screening, surveys, web, reports, wallboard)
 
 
 async def serve(settings: Settings) -> None:
