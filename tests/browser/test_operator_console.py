@@ -33,9 +33,9 @@ from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
+from telephony.calls.ids import parse_caller_id
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
-from telephony.screening.features import parse_caller_id
 from telephony.settings import Settings
 from tests.e2e.harness import eventually, unique_caller
 from tests.support.browser import ConsolePage

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from ivr.menu import load_menu
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError
 from telephony.app import Line
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import sipp

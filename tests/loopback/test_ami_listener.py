@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiFrame
-from telephony.ami.listener import AmiActionError, AmiActionRefusedError
 from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk, read_events
 from telephony.ami.tracker import AmiEvent, CallTracker
 from telephony.calls.facts import (

@@ -25,10 +25,9 @@ from telephony.accounts.model import ThrottlePolicy
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.settings import Settings
-from telephony.web.api import api_routes
 from telephony.web.context import ApiContext
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE
-from telephony.web.server import build_app
+from telephony.web.server import api_routes, build_app
 from tests.support.calls import CALENDAR, call_facts
 from tests.support.db import fetch, incident_state
 from tests.support.web import PASSWORD, conforms, make_context

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from ivr.menu import load_menu
-from telephony.ami.listener import AmiActionRefusedError
+from telephony.ami.actions import AmiActionRefusedError
 from telephony.calls.facts import CallFact, OperatorStateChanged
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database

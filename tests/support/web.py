@@ -15,11 +15,10 @@ from recordings.library import RecordingLibrary
 from telephony.accounts.model import ThrottlePolicy
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError, AmiActions
 from telephony.calls.archive import CallArchive
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.desks.operators import AmiActions
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.notifiers import LogNotifier

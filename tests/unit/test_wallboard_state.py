@@ -18,7 +18,8 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
-from telephony.wallboard.state import CallInfo, LiveBoard, LivePicture, OperatorState
+from telephony.reports.model import CallInfo, LivePicture
+from telephony.wallboard.state import LiveBoard, OperatorState
 from tests.support.ami import FIXTURES, resync_replies
 
 T0 = datetime(2025, 3, 10, 2, 0, tzinfo=UTC)
