@@ -23,6 +23,7 @@ from telephony.web.context import CONTEXT
 from tests.support.calls import CALENDAR, OPERATOR
 from tests.support.web import PASSWORD, Browser
 
+# Typed into every free-text field: must be stored as typed and shown as text.
 HOSTILE: Final = (
     "<script>alert('x')</script><img src=x onerror=alert(1)>'; DROP TABLE incidents; --")
 
@@ -92,4 +93,5 @@ ConsoleFactory = Callable[..., Awaitable[Console]]
 
 
 async def record(console: Console, facts: list[CallFact]) -> None:
+    """Store ``facts`` as the listener would."""
     await console.database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))

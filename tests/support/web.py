@@ -45,6 +45,8 @@ class NoAmi:
 def make_context(settings: Settings, database: Database, *,
                  throttle: ThrottlePolicy | None = None,
                  ami: AmiActions | None = None) -> ApiContext:
+    """The application's services over ``database``, as the line wires them, with cheap
+    password hashing; the desk's AMI actions go to ``ami`` (none reach Asterisk by default)."""
     incidents = IncidentService(database, LogNotifier(), IncidentConfig(
         attachment_max_bytes=settings.attachment_max_bytes))
     accounts = AccountService(database, CHEAP_HASHER, AccountConfig(
