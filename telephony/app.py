@@ -49,8 +49,10 @@ from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.service import IncidentService
+from telephony.incidents.services import IncidentServices
 from telephony.lab.chroot import Lab
 from telephony.reports.console import SupervisorPages
 from telephony.reports.http import SupervisorApi
@@ -150,7 +152,7 @@ class Administration:
 
 async def start_administration(
     settings: Settings, database: Database, *, listener: AmiListener,
-    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentService,
+    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentServices,
     calendar: ShiftCalendar,
 ) -> Administration:
     """Build the admin's services over the line's; an admin's dispatch targets and shifts
@@ -161,15 +163,15 @@ async def start_administration(
                           defaults=QueueDefaults.from_settings(settings))
     configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
                             queues=queues, menus=menus, screening=scoring)
-    site = SiteService(database, incidents, calendar)
+    site = SiteService(database, incidents.dispatches, calendar)
     try:
         await site.restore()
     except DatabaseUnavailable as exc:
         log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
     sync = AsteriskSync(queues, configs)
     listener.subscribe("FullyBooted", sync.booted)
-    return Administration(AdminApi(configs, queues, site, incidents),
-                          AdminPages(configs, queues, site, incidents), sync)
+    return Administration(AdminApi(configs, queues, site, incidents.directory),
+                          AdminPages(configs, queues, site, incidents.directory), sync)
 
 
 @contextlib.asynccontextmanager
@@ -195,10 +197,12 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         name="recordings",
     )
     notifier = notifier_from_settings(settings)
-    incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
+    incidents = IncidentServices.build(database, notifier,
+                                       IncidentConfig.from_settings(settings))
     upkeep = asyncio.create_task(
         incidents.run_upkeep(settings.incident_upkeep_seconds), name="incident-upkeep")
-    surveys = SurveyService(database, listener, incidents, SurveyConfig.from_settings(settings))
+    surveys = SurveyService(database, listener, incidents.incidents,
+                            SurveyConfig.from_settings(settings))
     callbacks = asyncio.create_task(
         surveys.run_upkeep(settings.incident_upkeep_seconds), name="survey-upkeep")
     agi = FastAgiServer(FastAgiConfig.from_settings(settings),
@@ -207,7 +211,8 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         screening.run_upkeep(settings.screening_upkeep_seconds), name="screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
-                                 reports, incidents, connected=lambda: listener.logged_in)
+                                 reports, incidents.dispatches,
+                                 connected=lambda: listener.logged_in)
     listener.observe(wallboard)
     board = asyncio.create_task(wallboard.run(), name="wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
@@ -215,7 +220,9 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
     syncing = asyncio.create_task(admin.sync.run(), name="admin-sync")
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     web = WebServer(build_app(ApiContext(
-        incidents=incidents,
+        incidents=incidents.incidents,
+        dispatches=incidents.dispatches,
+        directory=incidents.directory,
         accounts=accounts,
         calls=CallArchive(database, repository),
         recordings=RecordingLibrary(database, settings.recordings_dir),
@@ -231,7 +238,7 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         await listener.start()
         try:
             await start_web(web)
-            yield Line(settings, database, repository, incidents, recorder, agi, listener,
+            yield Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
                        screening, surveys, web, reports, wallboard)
         finally:
             await listener.stop()

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from telephony.incidents.model import PRIORITY_LABELS, REPORT_TYPE_LABELS, STATUS_LABELS
+from telephony.incidents.model import ReportType
 from telephony.reports.csvexport import TABLES, render, report_csv, text_cell
 from telephony.reports.model import (
     SERVICE_LEVEL_SECONDS,
@@ -118,11 +118,11 @@ def wallboard_json(snapshot: WallboardSnapshot) -> dict[str, Any]:
         "overdue_incidents": [{
             "incident_id": b.incident.incident_id,
             "report_type": b.incident.report_type.value,
-            "report_type_label": REPORT_TYPE_LABELS[b.incident.report_type],
+            "report_type_label": b.incident.report_type.label,
             "priority": int(b.incident.priority),
-            "priority_label": PRIORITY_LABELS[b.incident.priority],
+            "priority_label": b.incident.priority.label,
             "status": b.incident.status.value,
-            "status_label": STATUS_LABELS[b.incident.status],
+            "status_label": b.incident.status.label,
             "due_at": _instant(b.clock.due_at),
             "overdue_seconds": int(b.clock.overdue.total_seconds()),
         } for b in snapshot.overdue],
@@ -176,8 +176,7 @@ def category_label(code: str | None) -> str:
 
 def report_type_label(code: str | None) -> str:
     """An incident report type as people read it."""
-    labels = {t.value: text for t, text in REPORT_TYPE_LABELS.items()}
-    return labels.get(code or "", code or "")
+    return ReportType.labels().get(code or "", code or "")
 
 
 def _label_text(label: str) -> str:

@@ -35,7 +35,9 @@ from recordings.domain import valid_call_id
 from telephony.accounts.model import Role
 from telephony.calls.archive import DISPOSITIONS, LINES, MAX_LIMIT, CallFilter
 from telephony.core.storage import StoredFileError
-from telephony.incidents.model import Incident, check_filename, parse_patch
+from telephony.incidents.attachment_meta import check_filename
+from telephony.incidents.edits import parse_patch
+from telephony.incidents.model import Incident
 from telephony.web.context import CONTEXT, ApiContext, WebConfig
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import (
@@ -189,7 +191,7 @@ def _query_text(query: Mapping[str, str], name: str, max_length: int) -> str | N
 
 
 def _incident(ctx: ApiContext, incident: Incident) -> dict[str, Any]:
-    return incident_json(incident, ctx.incidents.sla_clock(incident, datetime.now(UTC)))
+    return incident_json(incident, ctx.dispatches.sla_clock(incident, datetime.now(UTC)))
 
 
 # -- session -----------------------------------------------------------------------------------
@@ -255,7 +257,7 @@ async def list_incidents(request: web.Request) -> web.StreamResponse:
 
 async def overdue_incidents(request: web.Request) -> web.StreamResponse:
     """Open incidents past their dispatch target."""
-    breaches = await _ctx(request).incidents.sla_breaches()
+    breaches = await _ctx(request).dispatches.sla_breaches()
     return _json({"incidents": [incident_json(b.incident, b.clock) for b in breaches]})
 
 
@@ -275,7 +277,7 @@ async def get_incident(request: web.Request) -> web.StreamResponse:
     call_ids = await ctx.incidents.call_ids(incident_id)
     calls = await ctx.calls.records(call_ids)
     recordings = await ctx.recordings.of_calls(call_ids)
-    dispatches = await ctx.incidents.dispatches(incident_id)
+    dispatches = await ctx.dispatches.dispatches(incident_id)
     timeline = await ctx.incidents.timeline(incident_id)
     attachments = await ctx.incidents.attachments(incident_id)
     return _json({
@@ -350,7 +352,7 @@ async def create_dispatch(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     incident_id = _path_id(request, "incident_id")
     data = await _body(request)
-    dispatch = await ctx.incidents.dispatch(
+    dispatch = await ctx.dispatches.dispatch(
         incident_id, data["agency"], actor=_actor(request), note=data.get("note", ""),
         expected_version=data.get("expected_version"))
     return _json(dispatch_json(dispatch), status=201)
@@ -361,8 +363,8 @@ async def advance_dispatch(request: web.Request) -> web.StreamResponse:
     ctx = _ctx(request)
     dispatch_id = _path_id(request, "dispatch_id")
     data = await _body(request)
-    dispatch = await ctx.incidents.advance_dispatch(dispatch_id, data["state"],
-                                                    actor=_actor(request))
+    dispatch = await ctx.dispatches.advance_dispatch(dispatch_id, data["state"],
+                                                     actor=_actor(request))
     return _json(dispatch_json(dispatch))
 
 
@@ -578,14 +580,14 @@ async def resume_desk(request: web.Request) -> web.StreamResponse:
 
 async def list_agencies(request: web.Request) -> web.StreamResponse:
     """The agencies incidents are dispatched to."""
-    agencies = await _ctx(request).incidents.agencies()
+    agencies = await _ctx(request).directory.agencies()
     return _json({"agencies": [agency_json(agency) for agency in agencies]})
 
 
 async def list_places(request: web.Request) -> web.StreamResponse:
     """The gazetteer's villages (of one sub-district, if given)."""
     code = _query_text(_query(request), "sub_district_code", 20)
-    places = await _ctx(request).incidents.places(sub_district_code=code)
+    places = await _ctx(request).directory.places(sub_district_code=code)
     return _json({"places": [place_json(place) for place in places]})
 
 

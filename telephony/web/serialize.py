@@ -19,20 +19,10 @@ from telephony.calls.store import CallRecord
 from telephony.desks.operators import PAUSE_REASON_LABELS, PauseReason
 from telephony.desks.service import DeskState
 from telephony.desks.store import CallView
-from telephony.incidents.model import (
-    DISPATCH_STATE_LABELS,
-    ESCALATION_LABELS,
-    PRIORITY_LABELS,
-    REPORT_TYPE_LABELS,
-    STATUS_LABELS,
-    Agency,
-    Attachment,
-    Dispatch,
-    Incident,
-    IncidentEvent,
-    Place,
-    SlaClock,
-)
+from telephony.incidents.attachment_meta import Attachment
+from telephony.incidents.directory import Agency, Place
+from telephony.incidents.dispatches import Dispatch, SlaClock
+from telephony.incidents.model import Incident, IncidentEvent
 from telephony.screening.features import Label
 from telephony.screening.store import StoredLabel
 
@@ -112,11 +102,11 @@ def incident_json(incident: Incident, clock: SlaClock | None) -> dict[str, Any]:
         "incident_id": incident.incident_id,
         "version": incident.version,
         "status": incident.status.value,
-        "status_label": STATUS_LABELS[incident.status],
+        "status_label": incident.status.label,
         "report_type": incident.report_type.value,
-        "report_type_label": REPORT_TYPE_LABELS[incident.report_type],
+        "report_type_label": incident.report_type.label,
         "priority": int(incident.priority),
-        "priority_label": PRIORITY_LABELS[incident.priority],
+        "priority_label": incident.priority.label,
         "line": incident.line,
         "caller_number": incident.caller_number,
         "ivr_category": incident.ivr_category,
@@ -131,7 +121,7 @@ def incident_json(incident: Incident, clock: SlaClock | None) -> dict[str, Any]:
         "longitude": point.longitude if point else None,
         "description": incident.description,
         "escalation_level": incident.escalation_level.value,
-        "escalation_label": ESCALATION_LABELS[incident.escalation_level],
+        "escalation_label": incident.escalation_level.label,
         "escalation_reason": incident.escalation_reason,
         "rating": incident.rating,
         "rated_at": _instant(incident.rated_at),
@@ -159,7 +149,7 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
         "agency_code": dispatch.agency_code,
         "agency_name": dispatch.agency_name,
         "state": dispatch.state.value,
-        "state_label": DISPATCH_STATE_LABELS[dispatch.state],
+        "state_label": dispatch.state.label,
         "notified_at": _instant(dispatch.notified_at),
         "acknowledged_at": _instant(dispatch.acknowledged_at),
         "on_scene_at": _instant(dispatch.on_scene_at),

@@ -152,7 +152,7 @@ def test_every_code_has_an_indonesian_label() -> None:
     assert set(PRIORITY_LABELS) == set(Priority)
     assert set(ESCALATION_LABELS) == set(EscalationLevel)
     assert set(DISPATCH_STATE_LABELS) == set(DispatchState)
-    assert REPORT_TYPE_LABELS[ReportType.TIDAL_FLOOD] == "Banjir rob"
+    assert ReportType.TIDAL_FLOOD.label == "Banjir rob"
 
 
 @pytest.mark.parametrize(
