@@ -42,8 +42,9 @@ from telephony.db.connection import Database
 from telephony.desks.operators import AmiActions
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import LogNotifier
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.services import IncidentServices
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.web.api import api_routes
@@ -132,12 +133,14 @@ class NoAmi:
 def make_context(settings: Settings, database: Database, *,
                  throttle: ThrottlePolicy | None = None,
                  ami: AmiActions | None = None) -> ApiContext:
-    incidents = IncidentService(database, LogNotifier(), IncidentConfig(
+    incidents = IncidentServices.build(database, LogNotifier(), IncidentConfig(
         attachment_max_bytes=settings.attachment_max_bytes))
     accounts = AccountService(database, CHEAP_HASHER, AccountConfig(
         throttle=throttle or ThrottlePolicy()))
     return ApiContext(
-        incidents=incidents,
+        incidents=incidents.incidents,
+        dispatches=incidents.dispatches,
+        directory=incidents.directory,
         accounts=accounts,
         calls=CallArchive(database, CallRepository(CALENDAR)),
         recordings=RecordingLibrary(database, settings.recordings_dir),
