@@ -3,9 +3,8 @@
 A refusal always means nothing was changed. Each class keeps the HTTP status and ``code`` the
 API has always answered with, so error bodies stay the same: a malformed value is ``422
 invalid`` with its ``field``, a conflict with the stored state is ``409`` with its own code,
-a missing thing ``404 not_found``, an upload past the limit ``413 too_large``, any
-other refusal ``400`` with its code. Messages are
-Bahasa Indonesia, for the operator's screen.
+a missing thing ``404 not_found``, an upload past the limit ``413 too_large``, any other
+refusal ``400`` with its code. Messages are Bahasa Indonesia, for the operator's screen.
 """
 
 from __future__ import annotations
