@@ -57,10 +57,10 @@ from recordings.domain import (
     state_after_error,
     storage_relpath,
     temp_name,
-    valid_call_id,
 )
 from recordings.files import discard, incoming_sources, put_in_place, quarantine
 from recordings.store import EndedCall, Job, Processed, RecordingRepository
+from telephony.calls.ids import valid_call_id
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings

@@ -54,8 +54,8 @@ from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentService
 from telephony.incidents.services import IncidentServices
 from telephony.lab.chroot import Lab
-from telephony.reports.console import SupervisorPages
-from telephony.reports.http import SupervisorApi
+from telephony.reports.console import ReportPages
+from telephony.reports.http import ReportApi
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
 from telephony.screening.score import ScoreConfig
@@ -63,6 +63,8 @@ from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.settings import Settings
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
+from telephony.wallboard import console as wallboard_console
+from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
 from telephony.web.context import ApiContext, WebConfig
@@ -230,8 +232,8 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         screening=screening,
         desks=DeskService(database, listener, menus, accounts),
         config=WebConfig.from_settings(settings),
-    ), [*SupervisorApi(wallboard, reports).routes(), *SupervisorPages(reports).routes(),
-        *admin.routes()]),
+    ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
+        *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes()]),
         settings.http_host, settings.http_port)
     await agi.start()
     try:

@@ -25,10 +25,12 @@ from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resol
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
 from telephony.desks.service import DeskError
+from telephony.incidents.config import IncidentConfig
 from telephony.lab.chroot import Lab, LabError
 from telephony.lab.demo import run_demo
 from telephony.screening.score import ScoreConfigError
 from telephony.settings import Settings, SettingsError, load_settings
+from telephony.surveys.service import SurveyConfig
 
 log = logging.getLogger("telephony.cli")
 
@@ -41,6 +43,14 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
             raise SettingsError(f"--set expects name=value, got {pair!r}")
         result[name.strip()] = value
     return result
+
+
+def check_settings(settings: Settings) -> None:
+    """The features' own checks of their settings (words the settings module does not know),
+    run before any command so that a bad value stops every command at start, not only the
+    one that uses it. Raises :class:`SettingsError`."""
+    IncidentConfig.from_settings(settings)
+    SurveyConfig.from_settings(settings)
 
 
 def ensure_database(settings: Settings) -> None:
@@ -219,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, overrides=_overrides(args.set))
+        check_settings(settings)
     except SettingsError as exc:
         print(f"siaga112: pengaturan tidak valid: {exc}", file=sys.stderr)
         return 2

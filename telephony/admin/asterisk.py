@@ -20,26 +20,14 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queues import LIVE_SETTINGS_DIR, QUEUES_CONF, Member, MemberChange
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.lab.chroot import LabError
 
 log = logging.getLogger("telephony.admin")
-
-
-class AmiClient(Protocol):
-    """What the admin needs of AMI (the line's listener provides it)."""
-
-    async def send_action(self, action: Mapping[str, str]) -> Any:
-        """Send one action; raise ``AmiActionError`` on refusal."""
-        ...
-
-    async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
-        """Send an action answered by a list of events; raise ``AmiActionError``."""
-        ...
 
 
 class PromptInstaller(Protocol):
@@ -66,7 +54,7 @@ def _member(event: Mapping[str, str]) -> Member:
 class AsteriskAdmin:
     """Applies admin changes to one running Asterisk."""
 
-    def __init__(self, ami: AmiClient, conf_dir: Path, prompts: PromptInstaller) -> None:
+    def __init__(self, ami: AmiListActions, conf_dir: Path, prompts: PromptInstaller) -> None:
         self._ami = ami
         self._conf_dir = conf_dir
         self._prompts = prompts

@@ -34,8 +34,8 @@ from telephony.calls.facts import (
     QueueLeft,
     fact_to_json,
 )
+from telephony.calls.ids import parse_caller_id
 from telephony.calls.shifts import ShiftCalendar
-from telephony.screening.features import parse_caller_id
 from telephony.settings import ShiftDefinition
 
 log = logging.getLogger("telephony.db")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Final
 
 from ivr.menu import IvrMenu
+from telephony.ami.actions import AmiActions
 
 OVERFLOW_QUEUE = "all-operators"
 MAX_LEVEL = 5
@@ -39,6 +40,19 @@ PAUSE_REASON_LABELS: Final[Mapping[PauseReason, str]] = {
     PauseReason.WRAPUP: "Wrap-up (pascapanggilan)",
     PauseReason.MEETING: "Rapat",
 }
+# What operators read for the IVR's skills. An unknown code (a skill an admin added to the
+# menu) is shown as it is.
+SKILL_LABELS: Final[Mapping[str, str]] = {
+    "general": "Umum", "medical": "Medis", "fire": "Kebakaran", "security": "Keamanan",
+    "disaster": "Bencana", "javanese": "Bahasa Jawa", "madurese": "Bahasa Madura"}
+
+
+def pause_label(reason: str) -> str:
+    """A pause reason as operators read it (one set outside the console as it is)."""
+    try:
+        return PAUSE_REASON_LABELS[PauseReason(reason)]
+    except ValueError:
+        return reason
 
 
 def check_interface(interface: str) -> str:
@@ -46,14 +60,6 @@ def check_interface(interface: str) -> str:
     if not _INTERFACE.match(interface):
         raise OperatorError(f"not an operator interface: {interface[:80]!r}")
     return interface
-
-
-class AmiActions(Protocol):
-    """What the desk needs of AMI (the listener provides it)."""
-
-    async def send_action(self, action: Mapping[str, str]) -> Any:
-        """Send one action; raise on refusal."""
-        ...
 
 
 def skill_queues(menu: IvrMenu) -> dict[str, set[str]]:

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Final
 from zoneinfo import ZoneInfo
 
-from recordings.files import fsync_dir
-from telephony.core.storage import stored_file
+from telephony.core.storage import fsync_dir, stored_file
 from telephony.incidents.errors import UploadTooLarge
 
 log = logging.getLogger("telephony.incidents.attachments")

@@ -7,11 +7,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from telephony.incidents.model import ReportType
-from telephony.settings import DEFAULT_DISPATCH_TARGETS, DispatchTarget, Settings
+from telephony.settings import DEFAULT_DISPATCH_TARGETS, DispatchTarget, Settings, SettingsError
 
 
 def dispatch_targets(targets: Sequence[DispatchTarget]) -> dict[ReportType, timedelta]:
-    """Dispatch targets as the settings give them, keyed by report type."""
+    """Dispatch targets as the settings give them, keyed by report type.
+
+    The settings hold the report type as plain text (they know no feature's words); it is
+    checked here, so a type this line does not know is refused as a setting.
+    """
+    known = {kind.value for kind in ReportType}
+    for target in targets:
+        if target.report_type not in known:
+            raise SettingsError(
+                f"incident_dispatch_targets: unknown report type {target.report_type!r}")
     return {ReportType(t.report_type): timedelta(seconds=t.seconds) for t in targets}
 
 

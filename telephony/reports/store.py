@@ -18,14 +18,15 @@ import asyncpg
 from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.reports.model import (
     WRAPUP_PAUSE_GRACE,
+    CallInfo,
     CallRow,
     CategoryCount,
+    LivePicture,
     Period,
     StateChange,
     VillageCount,
 )
 from telephony.screening.features import Label
-from telephony.wallboard.state import CallInfo, LivePicture
 
 # A wrap-up pause is read this long past the period's last call.
 _WRAPUP_LOOKAHEAD = timedelta(hours=2)

@@ -28,11 +28,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from telephony.screening.features import (
-    CallerIdKind,
-    CallFeatures,
-    PreQueueFeatures,
-)
+from telephony.calls.ids import CallerIdKind
+from telephony.screening.features import CallFeatures, PreQueueFeatures
 
 # Calls that are never deprioritised below the floor: the 119 line, and whatever the IVR
 # routed as an emergency (which includes every caller who pressed nothing on 112).

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import asyncpg
 
+from telephony.calls.ids import parse_caller_id
 from telephony.core.loops import run_passes
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable
@@ -33,7 +34,6 @@ from telephony.screening.features import (
     IvrBehaviour,
     PreQueueFeatures,
     local_hour,
-    parse_caller_id,
 )
 from telephony.screening.score import (
     Score,

@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from recordings.library import RecordingNotFound, RecordingUnavailable
 from telephony.accounts.model import (
@@ -126,22 +127,34 @@ def error_response(error: ApiError) -> web.Response:
     )
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler
-                           ) -> web.StreamResponse:
-    """Answer every refusal as JSON and log it as one line; a bug is a JSON 500 with its
-    traceback in the log."""
-    try:
-        return await handler(request)
-    except Exception as exc:
-        error = api_error(exc)
-        if error is None:
-            if isinstance(exc, web.HTTPException):
-                raise  # a redirect
-            log.exception("%s %s failed", request.method, request.rel_url.path)
-            return error_response(ApiError(500, "internal", "Terjadi kesalahan pada server."))
-    log_refusal(request, error)
+# How a refusal is answered: JSON for the API, a page for the console.
+Answer = Callable[[web.Request, ApiError], web.StreamResponse]
+
+
+def _json_answer(_: web.Request, error: ApiError) -> web.StreamResponse:
     return error_response(error)
+
+
+def error_middleware(answer: Answer = _json_answer) -> Middleware:
+    """The middleware that answers every refusal with ``answer`` (default: the JSON body)
+    and logs it as one line; a bug is a 500 with its traceback in the log."""
+
+    @web.middleware
+    async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            error = api_error(exc)
+            if error is None:
+                if isinstance(exc, web.HTTPException):
+                    raise  # a redirect
+                log.exception("%s %s failed", request.method, request.rel_url.path)
+                error = ApiError(500, "internal", "Terjadi kesalahan pada server.")
+            else:
+                log_refusal(request, error)
+        return answer(request, error)
+
+    return refusals
 
 
 def log_refusal(request: web.Request, error: ApiError) -> None:

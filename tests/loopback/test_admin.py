@@ -31,7 +31,7 @@ from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QUEUES_CONF, QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import ConfigKind
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError
 from telephony.calls.shifts import ShiftCalendar
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database

@@ -17,7 +17,7 @@ import pytest
 
 from telephony.agi.protocol import AgiEnvironment, AgiReply
 from telephony.agi.server import AgiSession
-from telephony.ami.listener import AmiActionError, AmiActionRefusedError
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.calls.facts import CallFact, CallStarted, OperatorAnswered
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository

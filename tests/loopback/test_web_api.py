@@ -26,7 +26,7 @@ from recordings.library import RecordingLibrary
 from telephony.accounts.model import ThrottlePolicy
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError, AmiActions
 from telephony.calls.archive import CallArchive
 from telephony.calls.facts import (
     CallEnded,
@@ -39,7 +39,6 @@ from telephony.calls.facts import (
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.desks.operators import AmiActions
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.config import IncidentConfig
@@ -47,11 +46,10 @@ from telephony.incidents.notifiers import LogNotifier
 from telephony.incidents.services import IncidentServices
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.web.api import api_routes
 from telephony.web.context import ApiContext, WebConfig
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE
 from telephony.web.schemas import SCHEMAS, Schema, validate
-from telephony.web.server import build_app
+from telephony.web.server import api_routes, build_app
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 PASSWORD = "kata-sandi-rahasia-112"
