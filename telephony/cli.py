@@ -20,7 +20,8 @@ from ivr.prompts import PromptError, build_line_prompts
 from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
-from telephony.app import serve
+from telephony.app import LineStartError, serve
+from telephony.asterisk.errors import AsteriskSiteError
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
@@ -119,7 +120,7 @@ def _cmd_lab(settings: Settings, args: argparse.Namespace) -> int:
     elif args.action == "start":
         build_prompt_audio(settings)
         lab.start()
-        lab.install_prompts(settings.prompts_dir)
+        lab.site.install_prompts(settings.prompts_dir)
         print(f"Asterisk lab '{settings.lab_instance}' berjalan: SIP {settings.sip_host}:"
               f"{settings.sip_port}, AMI 127.0.0.1:{settings.ami_port}.")
     elif args.action == "stop":
@@ -243,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError, MenuError,
-            PromptError, AccountError, ScoreConfigError, DeskError) as exc:
+            PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError,
+            LineStartError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1

@@ -75,6 +75,11 @@ class Settings:
     # The Asterisk root filesystem is large and slow to build, so it lives outside the repo.
     lab_rootfs: Path = field(default_factory=lambda: _default_cache_dir() / "asterisk-rootfs")
     lab_instance: str = "lab"
+    # Where this site's Asterisk keeps its configuration and the line's prompts, as this host
+    # sees them (telephony/asterisk/site.py; its monitor directory is recordings_incoming_dir).
+    # None: the lab instance's, so a checkout needs no setting; a real site sets both.
+    asterisk_etc_dir: Path | None = None
+    asterisk_sounds_dir: Path | None = None
 
     # FastAGI: Asterisk connects to us. Loopback only unless an operator says otherwise.
     agi_host: str = "127.0.0.1"
@@ -163,8 +168,9 @@ class Settings:
     login_failure_window_minutes: float = 60.0
     login_delay_seconds: float = 30.0
 
-    # Call recordings: Asterisk's MixMonitor writes <call_id>.wav into its monitor directory
-    # (None: the lab instance's spool/monitor); the worker stores them compressed.
+    # Call recordings: Asterisk's MixMonitor writes <call_id>.wav into its monitor directory,
+    # recordings_incoming_dir (None: the lab instance's spool/monitor, as the asterisk_*
+    # directories); the worker stores them compressed.
     recordings_format: str = "opus"  # opus (Ogg Opus) or mp3
     recordings_incoming_dir: Path | None = None
     recordings_poll_seconds: float = 2.0

@@ -12,9 +12,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from recordings.domain import Kind, State, valid_call_id
+from recordings.domain import Kind, State
 from recordings.http import recording_json
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
+from telephony.calls.ids import valid_call_id
 from telephony.desks.operators import SKILL_LABELS
 from telephony.incidents.dispatches import DispatchState, status_for_dispatch
 from telephony.incidents.edits import parse_patch

@@ -18,7 +18,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 from multidict import MultiDict, MultiMapping
 
-from recordings.domain import valid_call_id
+from telephony.calls.ids import valid_call_id
 from telephony.incidents.attachment_meta import check_filename
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
