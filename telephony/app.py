@@ -53,8 +53,10 @@ from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.service import IncidentService
+from telephony.incidents.services import IncidentServices
 from telephony.reports.console import ReportPages
 from telephony.reports.http import ReportApi
 from telephony.reports.service import ReportConfig, ReportService
@@ -155,7 +157,7 @@ class Administration:
 
 async def start_administration(
     settings: Settings, database: Database, *, listener: AmiListener,
-    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentService,
+    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentServices,
     calendar: ShiftCalendar,
 ) -> Administration:
     """Build the admin's services over the line's; an admin's dispatch targets and shifts
@@ -165,15 +167,15 @@ async def start_administration(
                           defaults=QueueDefaults.from_settings(settings))
     configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
                             queues=queues, menus=menus, screening=scoring)
-    site = SiteService(database, incidents, calendar)
+    site = SiteService(database, incidents.dispatches, calendar)
     try:
         await site.restore()
     except DatabaseUnavailable as exc:
         log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
     sync = AsteriskSync(queues, configs)
     listener.subscribe("FullyBooted", sync.booted)
-    return Administration(AdminApi(configs, queues, site, incidents),
-                          AdminPages(configs, queues, site, incidents), sync)
+    return Administration(AdminApi(configs, queues, site, incidents.directory),
+                          AdminPages(configs, queues, site, incidents.directory), sync)
 
 
 class LineStartError(SiagaError):
@@ -252,10 +254,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     )
     notifier = notifier_from_settings(settings)
     stack.push_async_callback(notifier.close)
-    incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
+    incidents = IncidentServices.build(database, notifier,
+                                       IncidentConfig.from_settings(settings))
     in_background(
         stack, incidents.run_upkeep(settings.incident_upkeep_seconds), "incident-upkeep")
-    surveys = SurveyService(database, listener, incidents, SurveyConfig.from_settings(settings))
+    surveys = SurveyService(database, listener, incidents.incidents,
+                            SurveyConfig.from_settings(settings))
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
     agi = FastAgiServer(FastAgiConfig.from_settings(settings),
@@ -264,7 +268,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
-                                 reports, incidents, connected=lambda: listener.logged_in)
+                                 reports, incidents.dispatches,
+                                 connected=lambda: listener.logged_in)
     listener.observe(wallboard)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
@@ -272,7 +277,9 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(stack, admin.sync.run(), "admin-sync")
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     web = WebServer(build_app(ApiContext(
-        incidents=incidents,
+        incidents=incidents.incidents,
+        dispatches=incidents.dispatches,
+        directory=incidents.directory,
         accounts=accounts,
         calls=CallArchive(database, repository),
         recordings=RecordingLibrary(database, settings.recordings_dir),
@@ -294,7 +301,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     # First on the way out: open wallboards say goodbye, so the web server does not wait
     # for their WebSockets.
     stack.callback(wallboard.close)
-    return Line(settings, database, repository, incidents, recorder, agi, listener,
+    return Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
                 screening, surveys, web, reports, wallboard)
 
 

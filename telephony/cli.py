@@ -26,7 +26,7 @@ from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resol
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
 from telephony.desks.service import DeskError
-from telephony.incidents.service import IncidentConfig
+from telephony.incidents.config import IncidentConfig
 from telephony.lab.chroot import Lab, LabError
 from telephony.lab.demo import run_demo
 from telephony.screening.score import ScoreConfigError

@@ -69,6 +69,13 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.reports.csvexport", DOMAIN),
     ("telephony.wallboard.state", DOMAIN),
     ("recordings.domain", DOMAIN),
+    # the incident feature's pure modules, one per topic beside its model
+    ("telephony.incidents.edits", DOMAIN),
+    ("telephony.incidents.dispatches", DOMAIN),
+    ("telephony.incidents.directory", DOMAIN),
+    ("telephony.incidents.outbox", DOMAIN),
+    ("telephony.incidents.attachment_meta", DOMAIN),
+    ("telephony.incidents.config", DOMAIN),  # tunables read from the settings' plain values
     ("**.model", DOMAIN),
     ("**.errors", DOMAIN),
     # --- adapters: SQL, HTTP, sockets, files, subprocesses, clocks.
@@ -85,6 +92,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("ivr.source", ADAPTERS),
     ("recordings.**", ADAPTERS),  # audio, files, library, retention, store, worker, commands
     ("**.store", ADAPTERS),
+    ("**.*_store", ADAPTERS),
     ("**.service", ADAPTERS),
     ("**.*_service", ADAPTERS),
     ("**.http", ADAPTERS),
@@ -101,6 +109,8 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.admin.sync", ADAPTERS),
     ("telephony.incidents.attachments", ADAPTERS),
     ("telephony.incidents.notifiers", ADAPTERS),
+    ("telephony.incidents.ledger", ADAPTERS),  # the incident services' shared transaction steps
+    ("telephony.incidents.services", ADAPTERS),  # builds the feature's services together
     ("telephony.screening.ivr", ADAPTERS),
 )
 

@@ -41,8 +41,8 @@ from telephony.admin.versions import (
     screening_document,
 )
 from telephony.desks.operators import MAX_LEVEL, skill_queues
-from telephony.incidents.model import REPORT_TYPE_LABELS, ReportType
-from telephony.incidents.service import IncidentService
+from telephony.incidents.directory_service import Directory
+from telephony.incidents.model import ReportType
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import PAGE, PREFIX, SEE_OTHER, page
 from telephony.web.request import Form, actor_of, path_id
@@ -70,11 +70,11 @@ class AdminPages:
     """The admin's pages and forms, over the services they administer."""
 
     def __init__(self, configs: ConfigService, queues: QueueService, site: SiteService,
-                 incidents: IncidentService) -> None:
+                 directory: Directory) -> None:
         self._configs = configs
         self._queues = queues
         self._site = site
-        self._incidents = incidents
+        self._directory = directory
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -236,16 +236,16 @@ class AdminPages:
         """Agencies and their recipients, dispatch targets per report type, shifts."""
         targets = self._site.dispatch_targets()
         return page(request, "admin_reference.html", title="Referensi",
-                    agencies=await self._incidents.agencies(),
-                    recipients=await self._incidents.recipients(),
-                    report_types=[(kind.value, REPORT_TYPE_LABELS[kind], targets.get(kind))
+                    agencies=await self._directory.agencies(),
+                    recipients=await self._directory.recipients(),
+                    report_types=[(kind.value, kind.label, targets.get(kind))
                                   for kind in ReportType],
-                    report_labels={k.value: v for k, v in REPORT_TYPE_LABELS.items()},
+                    report_labels=ReportType.labels(),
                     shifts=shifts_value(self._site.shifts()), spare_shifts=2)
 
     async def save_agency(self, request: web.Request, form: Form) -> Done:
         """Add an agency or change one."""
-        agency = await self._incidents.save_agency(form.get("code", "").strip(),
+        agency = await self._directory.save_agency(form.get("code", "").strip(),
                                                    form.get("name", ""),
                                                    active="active" in form)
         await audit_change(request, "agency.save", "agency", agency.code,
@@ -254,7 +254,7 @@ class AdminPages:
 
     async def add_recipient(self, request: web.Request, form: Form) -> Done:
         """Add a person notified when an agency is dispatched."""
-        recipient = await self._incidents.add_recipient(
+        recipient = await self._directory.add_recipient(
             form.get("agency", ""), name=form.get("name", ""), contact=form.get("contact", ""),
             role=form.get("role", ""), report_type=form.get("report_type") or None)
         await audit_change(request, "recipient.add", "recipient", recipient.recipient_id,
@@ -264,7 +264,7 @@ class AdminPages:
     async def toggle_recipient(self, request: web.Request, form: Form) -> Done:
         """Stop or resume notifying a recipient."""
         recipient_id = path_id(request, "recipient_id", "Penerima")
-        recipient = await self._incidents.set_recipient_active(
+        recipient = await self._directory.set_recipient_active(
             recipient_id, form.get("active") == "1")
         await audit_change(request, "recipient.update", "recipient", recipient_id,
                            {"active": recipient.active})
@@ -280,7 +280,7 @@ class AdminPages:
                 try:
                     targets[kind.value] = round(float(raw) * 60)
                 except ValueError:
-                    raise InvalidConfig(f"Target {REPORT_TYPE_LABELS[kind]} harus angka "
+                    raise InvalidConfig(f"Target {kind.label} harus angka "
                                         "menit.", "targets") from None
         saved = await self._site.set_dispatch_targets(targets, actor_of(request))
         await audit_change(request, "dispatch_targets.update", "site", "dispatch_targets",

@@ -30,9 +30,10 @@ from telephony.admin.versions import (
 )
 from telephony.desks.operators import skill_queues
 from telephony.desks.store import OperatorAccount
+from telephony.incidents.directory import Recipient
+from telephony.incidents.directory_service import Directory
 from telephony.incidents.http import agency_json
-from telephony.incidents.model import REPORT_TYPE_LABELS, Recipient, ReportType
-from telephony.incidents.service import IncidentService
+from telephony.incidents.model import ReportType
 from telephony.web.errors import ApiError
 from telephony.web.request import (
     actor_of,
@@ -134,7 +135,7 @@ def recipient_json(recipient: Recipient) -> dict[str, Any]:
     kind = recipient.report_type
     return {"recipient_id": recipient.recipient_id, "agency_code": recipient.agency_code,
             "report_type": kind.value if kind else None,
-            "report_type_label": REPORT_TYPE_LABELS[kind] if kind else "Semua jenis laporan",
+            "report_type_label": kind.label if kind else "Semua jenis laporan",
             "name": recipient.name, "role": recipient.role, "contact": recipient.contact,
             "active": recipient.active}
 
@@ -162,11 +163,11 @@ class AdminApi:
     """The admin routes, over the services they administer."""
 
     def __init__(self, configs: ConfigService, queues: QueueService, site: SiteService,
-                 incidents: IncidentService) -> None:
+                 directory: Directory) -> None:
         self._configs = configs
         self._queues = queues
         self._site = site
-        self._incidents = incidents
+        self._directory = directory
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -279,20 +280,20 @@ class AdminApi:
     async def save_agency(self, request: web.Request) -> web.StreamResponse:
         """Add an agency, rename it or (de)activate it."""
         data = await json_body(request)
-        agency = await self._incidents.save_agency(data["code"], data["name"],
+        agency = await self._directory.save_agency(data["code"], data["name"],
                                                    active=data.get("active", True))
         await audit_change(request, "agency.save", "agency", agency.code, agency_json(agency))
         return json_response(agency_json(agency))
 
     async def list_recipients(self, request: web.Request) -> web.StreamResponse:
         """Every notification recipient."""
-        recipients = await self._incidents.recipients()
+        recipients = await self._directory.recipients()
         return json_response({"recipients": [recipient_json(r) for r in recipients]})
 
     async def add_recipient(self, request: web.Request) -> web.StreamResponse:
         """Add a person notified when an agency is dispatched."""
         data = await json_body(request)
-        recipient = await self._incidents.add_recipient(
+        recipient = await self._directory.add_recipient(
             data["agency"], name=data["name"], contact=data["contact"],
             role=data.get("role", ""), report_type=data.get("report_type"))
         await audit_change(request, "recipient.add", "recipient", recipient.recipient_id,
@@ -303,14 +304,14 @@ class AdminApi:
         """Stop or resume notifying a recipient."""
         recipient_id = path_id(request, "recipient_id", "Penerima")
         data = await json_body(request)
-        recipient = await self._incidents.set_recipient_active(recipient_id, data["active"])
+        recipient = await self._directory.set_recipient_active(recipient_id, data["active"])
         await audit_change(request, "recipient.update", "recipient", recipient.recipient_id,
                            {"active": recipient.active})
         return json_response(recipient_json(recipient))
 
     def _targets_json(self) -> dict[str, Any]:
         targets = self._site.dispatch_targets()
-        return {"targets": [{"report_type": kind.value, "label": REPORT_TYPE_LABELS[kind],
+        return {"targets": [{"report_type": kind.value, "label": kind.label,
                              "seconds": targets.get(kind)} for kind in ReportType]}
 
     async def get_dispatch_targets(self, request: web.Request) -> web.StreamResponse:

@@ -11,7 +11,7 @@ import asyncpg
 
 from telephony.calls.store import CallRecord, CallRepository
 from telephony.db.connection import Database
-from telephony.incidents.model import CallNotFound
+from telephony.incidents.errors import CallNotFound
 from telephony.incidents.store import IncidentRepository
 
 # What ``call_outcomes.disposition`` can say (0001_calls.sql).

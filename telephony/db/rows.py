@@ -15,10 +15,12 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
+import asyncpg
+
 T = TypeVar("T")
 
 
-def from_row(cls: type[T], row: Mapping[str, Any], **overrides: Any) -> T:
+def from_row(cls: type[T], row: asyncpg.Record | Mapping[str, Any], **overrides: Any) -> T:
     """``cls(**fields)`` from ``row``: each field from its column, enums by code."""
     values: dict[str, Any] = {}
     for name, convert in _converters(cls):

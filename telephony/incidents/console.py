@@ -17,21 +17,16 @@ from recordings.http import recording_json
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
 from telephony.desks.operators import SKILL_LABELS
+from telephony.incidents.dispatches import DispatchState, status_for_dispatch
+from telephony.incidents.edits import parse_patch
+from telephony.incidents.errors import CallAlreadyLinked, InvalidTransition, ValidationError
 from telephony.incidents.model import (
-    DISPATCH_STATE_LABELS,
     EDITABLE_STATUSES,
-    ESCALATION_LABELS,
-    PRIORITY_LABELS,
-    REPORT_TYPE_LABELS,
-    STATUS_LABELS,
     TRANSITIONS,
-    CallAlreadyLinked,
     EscalationLevel,
-    InvalidTransition,
+    Priority,
+    ReportType,
     Status,
-    ValidationError,
-    parse_patch,
-    status_for_dispatch,
 )
 from telephony.screening.features import LABEL_TEXT
 from telephony.web.console.pages import Done, form_action
@@ -63,18 +58,14 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
     "priority": "prioritas: {}"}
 
 
-def _codes(labels: Mapping[Any, str]) -> dict[str, str]:
-    return {str(code.value): text for code, text in labels.items()}
-
-
 # The words for the codes a timeline entry carries, by (kind of entry, detail key).
 _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
-    **{("status", key): _codes(STATUS_LABELS) for key in ("from", "to")},
+    **{("status", key): Status.labels() for key in ("from", "to")},
     ("status", "reason"): {"merged": "penelepon berulang, digabungkan"},
-    ("created", "status"): _codes(STATUS_LABELS),
-    ("created", "report_type"): _codes(REPORT_TYPE_LABELS),
-    **{("escalated", key): _codes(ESCALATION_LABELS) for key in ("from", "to")},
-    **{("dispatch", key): _codes(DISPATCH_STATE_LABELS) for key in ("from", "to")},
+    ("created", "status"): Status.labels(),
+    ("created", "report_type"): ReportType.labels(),
+    **{("escalated", key): EscalationLevel.labels() for key in ("from", "to")},
+    **{("dispatch", key): DispatchState.labels() for key in ("from", "to")},
 }
 RECORDING_KINDS: Final[Mapping[Kind, str]] = {
     Kind.MIXED: "Rekaman panggilan", Kind.CALLER: "Suara penelepon saja",
@@ -137,10 +128,8 @@ async def incidents_page(request: web.Request) -> web.StreamResponse:
     ctx = context_of(request)
     now = datetime.now(UTC)
     incidents = await ctx.incidents.open_incidents(limit=200)
-    rows = [(incident, ctx.incidents.sla_clock(incident, now)) for incident in incidents]
-    return page(request, "incidents.html", title="Insiden terbuka", rows=rows,
-                status_labels=STATUS_LABELS, report_types=REPORT_TYPE_LABELS,
-                priorities=PRIORITY_LABELS)
+    rows = [(incident, ctx.dispatches.sla_clock(incident, now)) for incident in incidents]
+    return page(request, "incidents.html", title="Insiden terbuka", rows=rows)
 
 
 async def incident_page(request: web.Request) -> web.StreamResponse:
@@ -167,22 +156,21 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
     levels = list(EscalationLevel)
     return page(
         request, "incident.html", title=f"Insiden #{incident_id}", incident=incident,
-        sla=ctx.incidents.sla_clock(incident, datetime.now(UTC)), calls=calls,
-        dispatches=await ctx.incidents.dispatches(incident_id),
+        sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
+        dispatches=await ctx.dispatches.dispatches(incident_id),
         timeline=await ctx.incidents.timeline(incident_id),
-        agencies=[a for a in await ctx.incidents.agencies() if a.active],
-        places=await ctx.incidents.places(),
-        next_statuses=sorted(TRANSITIONS[incident.status], key=list(STATUS_LABELS).index),
+        agencies=[a for a in await ctx.directory.agencies() if a.active],
+        places=await ctx.directory.places(),
+        next_statuses=sorted(TRANSITIONS[incident.status], key=list(Status).index),
         editable=incident.status in EDITABLE_STATUSES,
-        can_dispatch=_can_dispatch(incident.status), dispatch_states=DISPATCH_STATE_LABELS,
+        can_dispatch=_can_dispatch(incident.status),
         higher_levels=(levels[levels.index(incident.escalation_level) + 1:]
                        if incident.is_open else []),
         related=related, can_play=can_play, recordings=recordings,
         recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
-        timeline_labels=TIMELINE_LABELS, event_lines=event_lines, status_labels=STATUS_LABELS,
-        report_types=REPORT_TYPE_LABELS, priorities=PRIORITY_LABELS, labels=LABEL_TEXT,
+        timeline_labels=TIMELINE_LABELS, event_lines=event_lines,
+        report_types=list(ReportType), priorities=list(Priority), labels=LABEL_TEXT,
         categories=CATEGORY_LABELS, skill_labels=SKILL_LABELS, dispositions=DISPOSITION_LABELS,
-        escalation_labels=ESCALATION_LABELS,
     )
 
 
@@ -245,12 +233,12 @@ async def change_status(request: web.Request, form: Form) -> Done:
     incident = await context_of(request).incidents.change_status(
         _incident_id(request), form.get("status", ""), actor=actor_of(request),
         note=form.get("note", ""), expected_version=_version(form))
-    return Done(f"Status insiden: {STATUS_LABELS[incident.status]}.")
+    return Done(f"Status insiden: {incident.status.label}.")
 
 
 async def dispatch(request: web.Request, form: Form) -> Done:
     """Dispatch the agency chosen."""
-    sent = await context_of(request).incidents.dispatch(
+    sent = await context_of(request).dispatches.dispatch(
         _incident_id(request), form.get("agency", ""), actor=actor_of(request),
         note=form.get("note", ""), expected_version=_version(form))
     return Done(f"Diteruskan ke {sent.agency_name}.")
@@ -262,7 +250,7 @@ async def escalate(request: web.Request, form: Form) -> Done:
     incident = await context_of(request).incidents.escalate(
         _incident_id(request), form.get("level", ""), form.get("reason", ""),
         actor=actor_of(request), expected_version=_version(form))
-    return Done(f"Eskalasi ke tingkat {ESCALATION_LABELS[incident.escalation_level]}.")
+    return Done(f"Eskalasi ke tingkat {incident.escalation_level.label}.")
 
 
 async def link_call(request: web.Request, form: Form) -> Done:

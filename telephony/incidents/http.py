@@ -22,21 +22,11 @@ from recordings.http import recording_json
 from telephony.calls.archive import MAX_LIMIT
 from telephony.calls.http import call_json
 from telephony.core.storage import StoredFileError
-from telephony.incidents.model import (
-    DISPATCH_STATE_LABELS,
-    ESCALATION_LABELS,
-    PRIORITY_LABELS,
-    REPORT_TYPE_LABELS,
-    STATUS_LABELS,
-    Agency,
-    Attachment,
-    Dispatch,
-    Incident,
-    IncidentEvent,
-    Place,
-    SlaClock,
-    parse_patch,
-)
+from telephony.incidents.attachment_meta import Attachment
+from telephony.incidents.directory import Agency, Place
+from telephony.incidents.dispatches import Dispatch, SlaClock
+from telephony.incidents.edits import parse_patch
+from telephony.incidents.model import Incident, IncidentEvent
 from telephony.web.context import ApiContext
 from telephony.web.errors import ApiError
 from telephony.web.request import (
@@ -92,11 +82,11 @@ def incident_json(incident: Incident, clock: SlaClock | None) -> dict[str, Any]:
         "incident_id": incident.incident_id,
         "version": incident.version,
         "status": incident.status.value,
-        "status_label": STATUS_LABELS[incident.status],
+        "status_label": incident.status.label,
         "report_type": incident.report_type.value,
-        "report_type_label": REPORT_TYPE_LABELS[incident.report_type],
+        "report_type_label": incident.report_type.label,
         "priority": int(incident.priority),
-        "priority_label": PRIORITY_LABELS[incident.priority],
+        "priority_label": incident.priority.label,
         "line": incident.line,
         "caller_number": incident.caller_number,
         "ivr_category": incident.ivr_category,
@@ -111,7 +101,7 @@ def incident_json(incident: Incident, clock: SlaClock | None) -> dict[str, Any]:
         "longitude": point.longitude if point else None,
         "description": incident.description,
         "escalation_level": incident.escalation_level.value,
-        "escalation_label": ESCALATION_LABELS[incident.escalation_level],
+        "escalation_label": incident.escalation_level.label,
         "escalation_reason": incident.escalation_reason,
         "rating": incident.rating,
         "rated_at": instant_json(incident.rated_at),
@@ -139,7 +129,7 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
         "agency_code": dispatch.agency_code,
         "agency_name": dispatch.agency_name,
         "state": dispatch.state.value,
-        "state_label": DISPATCH_STATE_LABELS[dispatch.state],
+        "state_label": dispatch.state.label,
         "notified_at": instant_json(dispatch.notified_at),
         "acknowledged_at": instant_json(dispatch.acknowledged_at),
         "on_scene_at": instant_json(dispatch.on_scene_at),
@@ -179,7 +169,7 @@ def place_json(place: Place) -> dict[str, Any]:
 
 def incident_sla_json(ctx: ApiContext, incident: Incident) -> dict[str, Any]:
     """An incident with its dispatch clock as it stands now."""
-    return incident_json(incident, ctx.incidents.sla_clock(incident, datetime.now(UTC)))
+    return incident_json(incident, ctx.dispatches.sla_clock(incident, datetime.now(UTC)))
 
 
 # -- incidents ---------------------------------------------------------------------------------
@@ -196,7 +186,7 @@ async def list_incidents(request: web.Request) -> web.StreamResponse:
 
 async def overdue_incidents(request: web.Request) -> web.StreamResponse:
     """Open incidents past their dispatch target."""
-    breaches = await context_of(request).incidents.sla_breaches()
+    breaches = await context_of(request).dispatches.sla_breaches()
     return json_response({"incidents": [incident_json(b.incident, b.clock) for b in breaches]})
 
 
@@ -216,7 +206,7 @@ async def get_incident(request: web.Request) -> web.StreamResponse:
     call_ids = await ctx.incidents.call_ids(incident_id)
     calls = await ctx.calls.records(call_ids)
     recordings = await ctx.recordings.of_calls(call_ids)
-    dispatches = await ctx.incidents.dispatches(incident_id)
+    dispatches = await ctx.dispatches.dispatches(incident_id)
     timeline = await ctx.incidents.timeline(incident_id)
     attachments = await ctx.incidents.attachments(incident_id)
     return json_response({
@@ -291,7 +281,7 @@ async def create_dispatch(request: web.Request) -> web.StreamResponse:
     ctx = context_of(request)
     incident_id = path_id(request, "incident_id", "Insiden")
     data = await json_body(request)
-    dispatch = await ctx.incidents.dispatch(
+    dispatch = await ctx.dispatches.dispatch(
         incident_id, data["agency"], actor=actor_of(request), note=data.get("note", ""),
         expected_version=data.get("expected_version"))
     return json_response(dispatch_json(dispatch), status=201)
@@ -302,7 +292,7 @@ async def advance_dispatch(request: web.Request) -> web.StreamResponse:
     ctx = context_of(request)
     dispatch_id = path_id(request, "dispatch_id", "Pengiriman")
     data = await json_body(request)
-    dispatch = await ctx.incidents.advance_dispatch(dispatch_id, data["state"],
+    dispatch = await ctx.dispatches.advance_dispatch(dispatch_id, data["state"],
                                                     actor=actor_of(request))
     return json_response(dispatch_json(dispatch))
 
@@ -375,14 +365,14 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
 
 async def list_agencies(request: web.Request) -> web.StreamResponse:
     """The agencies incidents are dispatched to."""
-    agencies = await context_of(request).incidents.agencies()
+    agencies = await context_of(request).directory.agencies()
     return json_response({"agencies": [agency_json(agency) for agency in agencies]})
 
 
 async def list_places(request: web.Request) -> web.StreamResponse:
     """The gazetteer's villages (of one sub-district, if given)."""
     code = query_text(query_of(request), "sub_district_code", 20)
-    places = await context_of(request).incidents.places(sub_district_code=code)
+    places = await context_of(request).directory.places(sub_district_code=code)
     return json_response({"places": [place_json(place) for place in places]})
 
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from telephony.calls.archive import CATEGORY_LABELS
-from telephony.incidents.model import REPORT_TYPE_LABELS
+from telephony.incidents.model import ReportType
 from telephony.reports.csvexport import TABLES, render, report_csv, text_cell
 from telephony.reports.model import (
     SERVICE_LEVEL_SECONDS,
@@ -109,8 +109,7 @@ def category_label(code: str | None) -> str:
 
 def report_type_label(code: str | None) -> str:
     """An incident report type as people read it."""
-    labels = {t.value: text for t, text in REPORT_TYPE_LABELS.items()}
-    return labels.get(code or "", code or "")
+    return ReportType.labels().get(code or "", code or "")
 
 
 def _label_text(label: str) -> str:

@@ -39,7 +39,7 @@ import asyncpg
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiActions
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
-from telephony.incidents.model import IncidentError
+from telephony.incidents.errors import IncidentError
 from telephony.incidents.service import IncidentService
 from telephony.settings import Settings, SettingsError
 from telephony.surveys.model import (

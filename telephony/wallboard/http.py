@@ -23,7 +23,6 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from telephony.calls.archive import CATEGORY_LABELS
 from telephony.desks.operators import pause_label
-from telephony.incidents.model import PRIORITY_LABELS, REPORT_TYPE_LABELS, STATUS_LABELS
 from telephony.reports.http import figures_json, rounded
 from telephony.wallboard.service import WallboardService, WallboardSnapshot
 from telephony.wallboard.state import OPERATOR_STATE_LABELS, OperatorState
@@ -75,11 +74,11 @@ def wallboard_json(snapshot: WallboardSnapshot) -> dict[str, Any]:
         "overdue_incidents": [{
             "incident_id": b.incident.incident_id,
             "report_type": b.incident.report_type.value,
-            "report_type_label": REPORT_TYPE_LABELS[b.incident.report_type],
+            "report_type_label": b.incident.report_type.label,
             "priority": int(b.incident.priority),
-            "priority_label": PRIORITY_LABELS[b.incident.priority],
+            "priority_label": b.incident.priority.label,
             "status": b.incident.status.value,
-            "status_label": STATUS_LABELS[b.incident.status],
+            "status_label": b.incident.status.label,
             "due_at": instant_json(b.clock.due_at),
             "overdue_seconds": int(b.clock.overdue.total_seconds()),
         } for b in snapshot.overdue],

@@ -35,15 +35,6 @@ from telephony.desks.service import (
     InvalidDeskInput,
     NoDesk,
 )
-from telephony.incidents.attachments import UploadTooLarge
-from telephony.incidents.model import (
-    CallAlreadyLinked,
-    IncidentError,
-    InvalidTransition,
-    NotFound,
-    StaleIncident,
-    ValidationError,
-)
 from telephony.reports.model import InvalidPeriod
 from telephony.screening.store import InvalidLabel, LabelError, UnknownCall
 from telephony.web.routing import SESSION, Handler
@@ -77,8 +68,7 @@ _HTTP_TEXT: Final[Mapping[int, tuple[str, str]]] = {
     416: ("range_not_satisfiable", "Rentang byte yang diminta di luar berkas."),
 }
 
-_CONFLICTS: Final = (CallAlreadyLinked, InvalidTransition, StaleIncident, AccountExists,
-                     NoDesk, DeskConflict)
+_CONFLICTS: Final = (AccountExists, NoDesk, DeskConflict)
 
 
 def api_error(exc: BaseException) -> ApiError | None:
@@ -94,12 +84,11 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_TEXT.get(exc.status, ("http_error", exc.reason))
         return ApiError(exc.status, code, message)
-    if isinstance(exc, ValidationError | InvalidAccountInput | SchemaViolation | InvalidDeskInput
-                  | InvalidPeriod):
+    if isinstance(exc, InvalidAccountInput | SchemaViolation | InvalidDeskInput | InvalidPeriod):
         return ApiError(422, "invalid", exc.message, field=exc.field or None)
     if isinstance(exc, InvalidLabel):
         return ApiError(422, "invalid", exc.message, field="label")
-    if isinstance(exc, NotFound | AccountNotFound | UnknownCall):
+    if isinstance(exc, AccountNotFound | UnknownCall):
         return ApiError(404, "not_found", exc.message)
     if isinstance(exc, RecordingNotFound):
         return ApiError(404, "not_found", exc.message)
@@ -112,14 +101,12 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, LoginThrottled):
         return ApiError(429, exc.code, exc.message, logged=True,
                         headers={"Retry-After": str(exc.retry_after_seconds)})
-    if isinstance(exc, UploadTooLarge):
-        return ApiError(413, "too_large", exc.message)
     if isinstance(exc, AdminError):
         status = {InvalidConfig: 422, ConfigNotFound: 404, ApplyFailed: 502}.get(type(exc), 400)
         return ApiError(status, exc.code, exc.message, field=exc.field or None)
     if isinstance(exc, DeskUnavailable):
         return ApiError(503, exc.code, exc.message, headers={"Retry-After": "5"}, logged=True)
-    if isinstance(exc, IncidentError | AccountError | LabelError | DeskError):
+    if isinstance(exc, AccountError | LabelError | DeskError):
         return ApiError(400, exc.code, exc.message)
     if isinstance(exc, DatabaseUnavailable):
         return ApiError(503, "unavailable",

@@ -19,7 +19,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from multidict import MultiDict, MultiMapping
 
 from telephony.calls.ids import valid_call_id
-from telephony.incidents.model import check_filename
+from telephony.incidents.attachment_meta import check_filename
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import ROUTE_TABLE, SESSION, Route

@@ -112,7 +112,7 @@ async def admin(database_dsn: str, settings: Settings, tmp_path: Path) -> AsyncI
     configs, queues, menus, scoring = build(configured, database, ami, asterisk)
     context = make_context(configured, database)
     calendar = ShiftCalendar(DEFAULT_SHIFTS, configured.timezone)
-    site = SiteService(database, context.incidents, calendar)
+    site = SiteService(database, context.dispatches, calendar)
     yield Admin(configured, database, database_dsn, ami, asterisk, menus, scoring, configs, queues,
                 site, calendar)
     await database.close()
@@ -389,7 +389,7 @@ async def test_dispatch_targets_and_shifts_apply_at_once_and_after_a_restart(
     # A restarted line: the settings file's values, then the admin's.
     context = make_context(admin.settings, admin.database)
     calendar = ShiftCalendar(DEFAULT_SHIFTS, admin.settings.timezone)
-    restarted = SiteService(admin.database, context.incidents, calendar)
+    restarted = SiteService(admin.database, context.dispatches, calendar)
     assert restarted.dispatch_targets() == {ReportType.FIRE: 300, ReportType.MEDICAL: 300}
     await restarted.restore()
     assert restarted.dispatch_targets() == {ReportType.FIRE: 240, ReportType.FLOOD: 1800}
@@ -401,7 +401,7 @@ async def test_dispatch_targets_and_shifts_apply_at_once_and_after_a_restart(
 
 async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin) -> None:
     context = make_context(admin.settings, admin.database)
-    api = AdminApi(admin.configs, admin.queues, admin.site, context.incidents)
+    api = AdminApi(admin.configs, admin.queues, admin.site, context.directory)
     app = build_app(context, api.routes())
     async with TestClient(TestServer(app)) as client:
         for username, role in (("admin1", "admin"), ("op1", "operator"),
@@ -509,10 +509,10 @@ async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin)
 async def browsers(admin: Admin) -> AsyncIterator[dict[str, Browser]]:
     """The admin console with an admin's and an operator's browser, logged in."""
     context = make_context(admin.settings, admin.database)
-    incidents = context.incidents
+    directory = context.directory
     app = build_app(context, [
-        *AdminApi(admin.configs, admin.queues, admin.site, incidents).routes(),
-        *AdminPages(admin.configs, admin.queues, admin.site, incidents).routes()])
+        *AdminApi(admin.configs, admin.queues, admin.site, directory).routes(),
+        *AdminPages(admin.configs, admin.queues, admin.site, directory).routes()])
     async with TestClient(TestServer(app)) as client:
         found: dict[str, Browser] = {}
         for username, role in (("admin1", "admin"), ("op1", "operator")):

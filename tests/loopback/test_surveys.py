@@ -23,9 +23,9 @@ from telephony.calls.facts import CallFact, CallStarted, OperatorAnswered
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.model import Status
-from telephony.incidents.notifiers import LogNotifier
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.service import IncidentService
 from telephony.settings import DEFAULT_SHIFTS
 from telephony.surveys.model import AttemptOutcome, CallWindow, SurveyState
 from telephony.surveys.route import SurveyApplication
@@ -91,7 +91,7 @@ def hangup(action: Mapping[str, str], cause: int) -> dict[str, str]:
 
 @pytest.fixture
 def incidents(database: Database) -> IncidentService:
-    return IncidentService(database, LogNotifier(), IncidentConfig())
+    return IncidentService(database, IncidentConfig())
 
 
 @pytest.fixture

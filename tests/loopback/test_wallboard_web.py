@@ -81,7 +81,7 @@ async def board(database_dsn: str, settings: Settings) -> AsyncIterator[Board]:
     database = Database(configured)
     context = make_context(configured, database)
     reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
-    wallboard = WallboardService(LiveBoard(wrapup_seconds=0), reports, context.incidents,
+    wallboard = WallboardService(LiveBoard(wrapup_seconds=0), reports, context.dispatches,
                                  refresh_seconds=30.0, min_refresh_seconds=0.05)
     app = build_app(context, [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
                               *wallboard_console.routes(), *ReportPages(reports).routes()])
@@ -165,7 +165,7 @@ async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> N
         await connection.close()
     database = Database(replace(Settings(), database_dsn=board.dsn))
     reports = ReportService(database, CALENDAR, ReportConfig())
-    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.incidents)
+    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.dispatches)
     running = asyncio.create_task(fresh.run())
     try:
         deadline = time.monotonic() + 10

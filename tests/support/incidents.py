@@ -1,18 +1,18 @@
-"""The incident service for tests."""
+"""The incident services for tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from telephony.db.connection import Database
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import LogNotifier, Notifier
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.services import IncidentServices
 
 
 def make_service(
     database: Database, notifier: Notifier | None = None, **config: Any
-) -> IncidentService:
-    """The service over ``database``, notifying through ``notifier`` (a log by default);
-    ``config``: :class:`IncidentConfig` fields."""
-    return IncidentService(database, notifier or LogNotifier(),
-                           IncidentConfig(**config))
+) -> IncidentServices:
+    """The incident services over ``database``, notifying through ``notifier`` (a log by
+    default); ``config``: :class:`IncidentConfig` fields."""
+    return IncidentServices.build(database, notifier or LogNotifier(), IncidentConfig(**config))

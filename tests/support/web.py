@@ -21,8 +21,9 @@ from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import LogNotifier
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.services import IncidentServices
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import Settings
 from telephony.web.context import ApiContext, WebConfig
@@ -47,12 +48,14 @@ def make_context(settings: Settings, database: Database, *,
                  ami: AmiActions | None = None) -> ApiContext:
     """The application's services over ``database``, as the line wires them, with cheap
     password hashing; the desk's AMI actions go to ``ami`` (none reach Asterisk by default)."""
-    incidents = IncidentService(database, LogNotifier(), IncidentConfig(
+    incidents = IncidentServices.build(database, LogNotifier(), IncidentConfig(
         attachment_max_bytes=settings.attachment_max_bytes))
     accounts = AccountService(database, CHEAP_HASHER, AccountConfig(
         throttle=throttle or ThrottlePolicy()))
     return ApiContext(
-        incidents=incidents,
+        incidents=incidents.incidents,
+        dispatches=incidents.dispatches,
+        directory=incidents.directory,
         accounts=accounts,
         calls=CallArchive(database, CallRepository(CALENDAR)),
         recordings=RecordingLibrary(database, settings.recordings_dir),

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.model import ReportType
 from telephony.incidents.notifiers import LogNotifier, WebhookNotifier, notifier_from_settings
-from telephony.incidents.service import IncidentConfig
 from telephony.settings import DispatchTarget, SettingsError, load_settings
 
 
