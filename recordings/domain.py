@@ -33,6 +33,8 @@ from enum import StrEnum
 from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
+from telephony.core.errors import SiagaError
+
 UNIQUEID = re.compile(r"[0-9]+\.[0-9]+")
 SOURCE_SUFFIX = ".wav"  # MixMonitor(${UNIQUEID}.wav) in extensions.conf
 FORMATS = ("opus", "mp3")  # the compressed formats, each stored under its own extension
@@ -53,7 +55,7 @@ LEGS = (Kind.CALLER, Kind.LINE)
 _LEG_OPTIONS = {Kind.CALLER: "r", Kind.LINE: "t"}
 
 
-class RecordingNameError(ValueError):
+class RecordingNameError(SiagaError, ValueError):
     """A recording name or stored path is not one we create; it must not name a file."""
 
 

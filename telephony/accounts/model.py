@@ -13,33 +13,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, ClassVar, Final
+from typing import Any, Final
+
+from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
 
 # --------------------------------------------------------------------------------------------
 # Errors
 
 
-class AccountError(Exception):
+class AccountError(SiagaError):
     """A request about accounts or sessions that is refused; nothing was changed."""
 
-    code: ClassVar[str] = "account_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status = 400
+    code = "account_error"
 
 
-class InvalidAccountInput(AccountError):
+class InvalidAccountInput(Invalid, AccountError):
     """A username, role, display name or password is malformed."""
 
-    code = "invalid"
-
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field)
 
 
-class AccountExists(AccountError):
+class AccountExists(Conflict, AccountError):
     """The username is taken."""
 
     code = "account_exists"
@@ -48,10 +44,8 @@ class AccountExists(AccountError):
         super().__init__(f"Akun {username} sudah ada.")
 
 
-class AccountNotFound(AccountError):
+class AccountNotFound(NotFound, AccountError):
     """No account has this username."""
-
-    code = "not_found"
 
     def __init__(self, username: str) -> None:
         super().__init__(f"Akun {username} tidak ditemukan.")
@@ -60,7 +54,9 @@ class AccountNotFound(AccountError):
 class LoginRefused(AccountError):
     """Wrong username or password, or a disabled account (the caller is not told which)."""
 
+    status = 401
     code = "login_refused"
+    logged = True  # the account service logs every failed login with its reason
 
     def __init__(self) -> None:
         super().__init__("Nama pengguna atau kata sandi salah.")
@@ -69,7 +65,9 @@ class LoginRefused(AccountError):
 class LoginThrottled(AccountError):
     """Too many failed logins: no attempt is even checked until ``retry_after`` has passed."""
 
+    status = 429
     code = "login_throttled"
+    logged = True  # as LoginRefused
 
     def __init__(self, retry_after: timedelta) -> None:
         seconds = max(1, int(retry_after.total_seconds() + 0.999))
@@ -77,6 +75,10 @@ class LoginThrottled(AccountError):
             f"Terlalu banyak percobaan masuk yang gagal. Coba lagi dalam {seconds} detik."
         )
         self.retry_after_seconds = seconds
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 # --------------------------------------------------------------------------------------------

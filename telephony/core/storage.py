@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from recordings.domain import RecordingNameError, checked_relpath
+from telephony.core.errors import SiagaError
 
 
-class StoredFileError(Exception):
+class StoredFileError(SiagaError):
     """The stored path is unsafe, or its file is not there; the reason is for the log."""
 
 

@@ -16,13 +16,14 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from ivr.menu import IvrMenu
+from telephony.core.errors import SiagaError
 
 OVERFLOW_QUEUE = "all-operators"
 MAX_LEVEL = 5
 _INTERFACE = re.compile(r"^PJSIP/[A-Za-z0-9_.-]{1,64}$")
 
 
-class OperatorError(ValueError):
+class OperatorError(SiagaError, ValueError):
     """A login names an invalid interface, an unknown skill or an invalid level."""
 
 

@@ -80,6 +80,7 @@ from telephony.admin.queues import (
     effective_settings,
     render_queues_conf,
 )
+from telephony.core.errors import SiagaError
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 from telephony.screening.service import line_screening_source
 from telephony.settings import Settings
@@ -101,7 +102,7 @@ _PROMPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f;]")
 
 
-class LabError(RuntimeError):
+class LabError(SiagaError, RuntimeError):
     """The lab could not be built, configured, started or reached."""
 
 

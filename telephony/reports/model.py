@@ -35,6 +35,7 @@ from datetime import date, datetime, timedelta
 from typing import Final, TypeVar
 
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
+from telephony.core.errors import Invalid
 from telephony.desks.operators import PauseReason
 from telephony.screening.features import NUISANCE, Label
 
@@ -45,14 +46,12 @@ WRAPUP_PAUSE_GRACE: Final = timedelta(seconds=60)
 K = TypeVar("K", bound=Hashable)
 
 
-class InvalidPeriod(ValueError):
+class InvalidPeriod(Invalid, ValueError):
     """A report asked for a period or shift that cannot be reported; ``message`` is for the
     supervisor, ``field`` names the parameter at fault."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+        super().__init__(message, field)
 
 
 @dataclass(frozen=True)

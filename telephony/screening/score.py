@@ -28,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from telephony.core.errors import SiagaError
 from telephony.screening.features import (
     CallerIdKind,
     CallFeatures,
@@ -44,7 +45,7 @@ FLOOR_CATEGORIES = frozenset({"emergency"})
 _MAX_LOG_ODDS = 30.0
 
 
-class ScoreConfigError(ValueError):
+class ScoreConfigError(SiagaError, ValueError):
     """A screening configuration is malformed or unsafe."""
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar
 
 import asyncpg
 
+from telephony.core.errors import Invalid, NotFound, SiagaError
 from telephony.screening.features import CallerHistory, Label
 from telephony.screening.score import Score
 
@@ -30,30 +30,27 @@ from telephony.screening.score import Score
 MAX_NOTE_CHARS = 2000
 
 
-class LabelError(Exception):
+class LabelError(SiagaError):
     """A label the rules refuse; nothing was written. ``message`` is for the operator."""
 
-    code: ClassVar[str] = "label_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status = 400
+    code = "label_error"
 
 
-class UnknownCall(LabelError):
+class UnknownCall(NotFound, LabelError):
     """No call has this id."""
-
-    code = "not_found"
 
     def __init__(self, call_id: str) -> None:
         super().__init__(f"Panggilan {call_id} tidak ditemukan.")
         self.call_id = call_id
 
 
-class InvalidLabel(LabelError):
+class InvalidLabel(Invalid, LabelError):
     """The label, the operator's name or the note is not acceptable."""
 
-    code = "invalid"
+    def __init__(self, message: str) -> None:
+        # Whatever part is at fault, the client sent it as the label.
+        super().__init__(message, "label")
 
 
 @dataclass(frozen=True)
