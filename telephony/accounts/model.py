@@ -12,10 +12,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, Final
 
 from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
+from telephony.core.labels import LabelledStrEnum
 
 # --------------------------------------------------------------------------------------------
 # Errors
@@ -85,19 +85,12 @@ class LoginThrottled(AccountError):
 # Roles and accounts
 
 
-class Role(StrEnum):
+class Role(LabelledStrEnum):
     """What a person does at the centre; every route names the roles it serves."""
 
-    OPERATOR = "operator"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
-
-
-ROLE_LABELS: Final[Mapping[Role, str]] = {
-    Role.OPERATOR: "Operator",
-    Role.SUPERVISOR: "Supervisor",
-    Role.ADMIN: "Administrator",
-}
+    OPERATOR = "operator", "Operator"
+    SUPERVISOR = "supervisor", "Supervisor"
+    ADMIN = "admin", "Administrator"
 
 
 @dataclass(frozen=True)
@@ -209,7 +202,7 @@ def account_json(account: Account) -> dict[str, Any]:
         "username": account.username,
         "display_name": account.display_name,
         "role": account.role.value,
-        "role_label": ROLE_LABELS[account.role],
+        "role_label": account.role.label,
         "active": account.active,
     }
 

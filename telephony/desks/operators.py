@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from ivr.menu import IvrMenu
 from telephony.core.errors import SiagaError
+from telephony.core.labels import LabelledStrEnum
 
 OVERFLOW_QUEUE = "all-operators"
 MAX_LEVEL = 5
@@ -27,19 +27,12 @@ class OperatorError(SiagaError, ValueError):
     """A login names an invalid interface, an unknown skill or an invalid level."""
 
 
-class PauseReason(StrEnum):
+class PauseReason(LabelledStrEnum):
     """Why an operator is paused; the code is what Asterisk and the state log keep."""
 
-    BREAK = "break"
-    WRAPUP = "wrapup"
-    MEETING = "meeting"
-
-
-PAUSE_REASON_LABELS: Final[Mapping[PauseReason, str]] = {
-    PauseReason.BREAK: "Istirahat",
-    PauseReason.WRAPUP: "Wrap-up (pascapanggilan)",
-    PauseReason.MEETING: "Rapat",
-}
+    BREAK = "break", "Istirahat"
+    WRAPUP = "wrapup", "Wrap-up (pascapanggilan)"
+    MEETING = "meeting", "Rapat"
 
 
 def check_interface(interface: str) -> str:

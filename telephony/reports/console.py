@@ -21,11 +21,11 @@ from telephony.reports.csvexport import TABLES
 from telephony.reports.http import DAILY_TABLES, category_label, report_type_label
 from telephony.reports.model import SERVICE_LEVEL_SECONDS, InvalidPeriod, Period, Ratio
 from telephony.reports.service import ReportService
-from telephony.screening.features import NUISANCE
+from telephony.screening.features import NUISANCE, Label
 from telephony.web.api import OVERSIGHT
 from telephony.web.console.render import PREFIX, page
 from telephony.web.routing import Reply, Route
-from telephony.web.serialize import CATEGORY_LABELS, LABEL_TEXT
+from telephony.web.serialize import CATEGORY_LABELS
 
 WALLBOARD: Final = f"{PREFIX}/wallboard"
 REPORTS: Final = f"{PREFIX}/reports"
@@ -146,9 +146,9 @@ class SupervisorPages:
         summary = await self._reports.daily_summary(day)
         counts = summary.labels
         labels: list[BarItem] = [
-            (text, float(counts.get(label.value, 0)), str(counts.get(label.value, 0)),
+            (label.label, float(counts.get(label.value, 0)), str(counts.get(label.value, 0)),
              "nuisance" if label in NUISANCE else "answered")
-            for label, text in LABEL_TEXT.items()]
+            for label in Label]
         labels.append(("Belum dilabel", float(counts.get("", 0)), str(counts.get("", 0)),
                        "unknown"))
         ratings = summary.ratings

@@ -37,13 +37,14 @@ from telephony.reports.model import (
     ShiftReport,
 )
 from telephony.reports.service import ReportService
+from telephony.screening.features import Label
 from telephony.wallboard.service import WallboardService, WallboardSnapshot
-from telephony.wallboard.state import OPERATOR_STATE_LABELS, OperatorState
+from telephony.wallboard.state import OperatorState
 from telephony.web.api import OVERSIGHT, _json, _query, _query_choice
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import Param, Reply, Route
 from telephony.web.security import authenticate
-from telephony.web.serialize import CATEGORY_LABELS, LABEL_TEXT, pause_label
+from telephony.web.serialize import CATEGORY_LABELS, pause_label
 
 log = logging.getLogger("telephony.web")
 
@@ -101,7 +102,7 @@ def wallboard_json(snapshot: WallboardSnapshot) -> dict[str, Any]:
         } for q in board.queues],
         "operators": [{
             "operator": o.operator, "name": names.get(o.operator) or o.operator,
-            "state": o.state.value, "state_label": OPERATOR_STATE_LABELS[o.state],
+            "state": o.state.value, "state_label": o.state.label,
             "reason": o.reason, "reason_label": pause_label(o.reason) if o.reason else "",
             "since": _instant(o.since), "queues": o.queues,
         } for o in board.operators],
@@ -181,8 +182,7 @@ def report_type_label(code: str | None) -> str:
 
 
 def _label_text(label: str) -> str:
-    return next((text for lab, text in LABEL_TEXT.items() if lab.value == label),
-                "Belum dilabel")
+    return Label.labels().get(label, "Belum dilabel")
 
 
 def daily_csv(summary: DailySummary, table: str) -> str:

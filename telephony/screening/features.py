@@ -23,6 +23,8 @@ from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+from telephony.core.labels import LabelledStrEnum
+
 JAKARTA = "Asia/Jakarta"
 
 HOUR = 3600.0
@@ -39,14 +41,15 @@ QUICK_HANGUP_SECONDS = 5.0
 SILENT_RECORDING_SHARE = 0.9
 
 
-class Label(StrEnum):
-    """What an operator says a call was; also the true class of a synthetic call."""
+class Label(LabelledStrEnum):
+    """What an operator says a call was; also the true class of a synthetic call. The label
+    is what operators read."""
 
-    GENUINE = "genuine"
-    PRANK = "prank"
-    SILENT = "silent"
-    ACCIDENTAL = "accidental"
-    TEST = "test"
+    GENUINE = "genuine", "Asli"
+    PRANK = "prank", "Iseng"
+    SILENT = "silent", "Diam"
+    ACCIDENTAL = "accidental", "Tidak sengaja"
+    TEST = "test", "Uji coba"
 
 
 NUISANCE = frozenset({Label.PRANK, Label.SILENT})

@@ -16,7 +16,7 @@ from recordings.store import Recording
 from telephony.accounts.model import Session, account_json
 from telephony.accounts.store import AuditEntry
 from telephony.calls.store import CallRecord
-from telephony.desks.operators import PAUSE_REASON_LABELS, PauseReason
+from telephony.desks.operators import PauseReason
 from telephony.desks.service import DeskState
 from telephony.desks.store import CallView
 from telephony.incidents.model import (
@@ -35,15 +35,6 @@ from telephony.incidents.model import (
 )
 from telephony.screening.features import Label
 from telephony.screening.store import StoredLabel
-
-# What operators read for each call label.
-LABEL_TEXT: Final[Mapping[Label, str]] = {
-    Label.GENUINE: "Asli",
-    Label.PRANK: "Iseng",
-    Label.SILENT: "Diam",
-    Label.ACCIDENTAL: "Tidak sengaja",
-    Label.TEST: "Uji coba",
-}
 
 # What operators read for the IVR's categories and skills, queue member states, the state of
 # the call in front of them and what became of a call. An unknown code (a skill an admin added
@@ -74,7 +65,7 @@ def _labelled(labels: Mapping[str, str], code: str | None) -> str | None:
 def pause_label(reason: str) -> str:
     """A pause reason as operators read it (one set outside the console as it is)."""
     try:
-        return PAUSE_REASON_LABELS[PauseReason(reason)]
+        return PauseReason(reason).label
     except ValueError:
         return reason
 
@@ -219,7 +210,7 @@ def call_json(record: CallRecord) -> dict[str, Any]:
 def label_json(stored: StoredLabel) -> dict[str, Any]:
     """One label event of a call."""
     return {"label_id": stored.label_id, "call_id": stored.call_id,
-            "label": stored.label.value, "label_text": LABEL_TEXT[stored.label],
+            "label": stored.label.value, "label_text": stored.label.label,
             "labelled_by": stored.labelled_by, "labelled_at": _instant(stored.labelled_at),
             "note": stored.note}
 
@@ -261,7 +252,7 @@ def call_view_json(call: CallView) -> dict[str, Any]:
         "prank_reasons": [reason for reason in (call.prank_reasons or "").split(
             REASON_SEPARATOR) if reason],
         "queue_priority": call.queue_priority, "screening": call.screening,
-        "label": call.label, "label_text": LABEL_TEXT[label] if label is not None else None,
+        "label": call.label, "label_text": label.label if label is not None else None,
         "incident_id": call.incident_id,
     }
 

@@ -26,8 +26,8 @@ from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
 from recordings.domain import Kind, State, valid_call_id
-from telephony.accounts.model import ROLE_LABELS, AccountError, Role
-from telephony.desks.operators import PAUSE_REASON_LABELS
+from telephony.accounts.model import AccountError, Role
+from telephony.desks.operators import PauseReason
 from telephony.incidents.model import (
     DISPATCH_STATE_LABELS,
     EDITABLE_STATUSES,
@@ -44,6 +44,7 @@ from telephony.incidents.model import (
     parse_patch,
     status_for_dispatch,
 )
+from telephony.screening.features import Label
 from telephony.web.api import (
     CASEWORK,
     DESK,
@@ -68,7 +69,6 @@ from telephony.web.security import FORM_TYPE
 from telephony.web.serialize import (
     CATEGORY_LABELS,
     DISPOSITION_LABELS,
-    LABEL_TEXT,
     SKILL_LABELS,
     recording_json,
 )
@@ -281,8 +281,8 @@ async def operator_screen(request: web.Request) -> web.StreamResponse:
     """The operator's screen: desk, the call in front of them, the caller's history."""
     desk = await _ctx(request).desks.state(request[SESSION].account)
     return page(request, "operator.html", title="Layar operator", desk=desk,
-                skill_labels=SKILL_LABELS, pause_reasons=PAUSE_REASON_LABELS,
-                labels=LABEL_TEXT)
+                skill_labels=SKILL_LABELS, pause_reasons=PauseReason.labels(),
+                labels=Label.labels())
 
 
 def _to_screen(_: web.Request, __: Form) -> str:
@@ -310,7 +310,7 @@ async def pause(request: web.Request, form: Form) -> Done:
     """Pause with the reason chosen."""
     reason = await _ctx(request).desks.pause(request[SESSION].account, form.get("reason", ""),
                                              remote_address=_remote(request))
-    return Done(f"Jeda: {PAUSE_REASON_LABELS[reason]}.")
+    return Done(f"Jeda: {reason.label}.")
 
 
 async def resume(request: web.Request, form: Form) -> Done:
@@ -346,7 +346,7 @@ async def label_call(request: web.Request, form: Form) -> Done:
     stored = await _ctx(request).screening.label(
         request.match_info["call_id"], form.get("label", ""), _actor(request),
         form.get("note", ""))
-    return Done(f"Panggilan diberi label: {LABEL_TEXT[stored.label]}.")
+    return Done(f"Panggilan diberi label: {stored.label.label}.")
 
 
 # -- incidents ---------------------------------------------------------------------------------
@@ -400,7 +400,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         related=related, can_play=can_play, recordings=recordings,
         recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
         timeline_labels=TIMELINE_LABELS, event_lines=event_lines, status_labels=STATUS_LABELS,
-        report_types=REPORT_TYPE_LABELS, priorities=PRIORITY_LABELS, labels=LABEL_TEXT,
+        report_types=REPORT_TYPE_LABELS, priorities=PRIORITY_LABELS, labels=Label.labels(),
         categories=CATEGORY_LABELS, skill_labels=SKILL_LABELS, dispositions=DISPOSITION_LABELS,
         escalation_labels=ESCALATION_LABELS,
     )
@@ -512,7 +512,7 @@ async def accounts_page(request: web.Request) -> web.StreamResponse:
     """Every account, with the phone an operator works at."""
     ctx = _ctx(request)
     return page(request, "accounts.html", title="Akun", accounts=await ctx.accounts.accounts(),
-                interfaces=await ctx.desks.interfaces(), role_labels=ROLE_LABELS)
+                interfaces=await ctx.desks.interfaces(), role_labels=Role.labels())
 
 
 # -- the table ---------------------------------------------------------------------------------
