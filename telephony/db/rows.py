@@ -11,14 +11,20 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
 
-def from_row(cls: type[T], row: Mapping[str, Any], **overrides: Any) -> T:
+class Row(Protocol):
+    """What a row is read through: an ``asyncpg.Record`` or a plain dict (in tests)."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def from_row(cls: type[T], row: Row, **overrides: Any) -> T:
     """``cls(**fields)`` from ``row``: each field from its column, enums by code."""
     values: dict[str, Any] = {}
     for name, convert in _converters(cls):
