@@ -2,7 +2,8 @@
 
 Every refused request is answered ``{"error": {"code", "message", "field"}}`` (the message in
 Bahasa Indonesia, for the person at the screen) and logged as one line. Services raise their
-own exceptions and know nothing of HTTP; this module maps them.
+own exceptions, each a :class:`~telephony.core.errors.SiagaError` that carries its status and
+code, and know nothing else of HTTP; this module turns them into responses.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ _HTTP_TEXT: Final[Mapping[int, tuple[str, str]]] = {
     416: ("range_not_satisfiable", "Rentang byte yang diminta di luar berkas."),
 }
 
+# The incident errors are not SiagaErrors yet; these lines go when they are.
 _INCIDENT_CONFLICTS: Final = (CallAlreadyLinked, InvalidTransition, StaleIncident)
 
 
