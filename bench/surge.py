@@ -576,7 +576,7 @@ async def run(
           "endpoints ...")
     try:
         await asyncio.to_thread(lab.start)
-        await asyncio.to_thread(lab.install_prompts, settings.prompts_dir)
+        await asyncio.to_thread(lab.site.install_prompts, settings.prompts_dir)
         outcome = await surge(lab, cluster, settings, groups, counts, args.talk, args.key_delay,
                               tally)
         return report(outcome, args.talk)

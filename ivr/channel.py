@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from telephony.core.errors import SiagaError
 
-class ChannelError(Exception):
+
+class ChannelError(SiagaError):
     """The channel could not carry out a command (protocol error, timeout, refused command)."""
 
 

@@ -24,7 +24,7 @@ from typing import Protocol
 from ivr.channel import Channel
 from ivr.menu import IvrMenu, Menu, Route
 
-# Prompts live under this directory of Asterisk's sounds (see telephony.lab.chroot.install_prompts).
+# Prompts live under this directory of Asterisk's sounds (see telephony/asterisk/site.py).
 PROMPT_PREFIX = "siaga112/"
 
 

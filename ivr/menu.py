@@ -16,12 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from telephony.core.errors import SiagaError
+
 DTMF_KEYS = frozenset("0123456789*#")
 MAX_MENU_DEPTH = 2
 CATEGORIES = frozenset({"emergency", "complaint", "information"})
 
 
-class MenuError(ValueError):
+class MenuError(SiagaError, ValueError):
     """The menu document is not a valid menu."""
 
 

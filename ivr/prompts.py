@@ -24,6 +24,7 @@ from pydub import AudioSegment
 
 from ivr.menu import IvrMenu
 from ivr.survey import SURVEY_PROMPTS
+from telephony.core.errors import SiagaError
 
 log = logging.getLogger("ivr.prompts")
 
@@ -31,7 +32,7 @@ SAMPLE_RATE = 8000
 MANIFEST = "manifest.json"
 
 
-class PromptError(RuntimeError):
+class PromptError(SiagaError, RuntimeError):
     """A prompt could not be produced."""
 
 

@@ -32,10 +32,10 @@ from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
+from telephony.calls.ids import valid_call_id
 from telephony.core.errors import SiagaError
 from telephony.core.labels import LabelledStrEnum
 
-UNIQUEID = re.compile(r"[0-9]+\.[0-9]+")
 SOURCE_SUFFIX = ".wav"  # MixMonitor(${UNIQUEID}.wav) in extensions.conf
 FORMATS = ("opus", "mp3")  # the compressed formats, each stored under its own extension
 _STEM = r"[0-9]+\.[0-9]+(?:-(?:caller|line))?"  # a unique id, then a leg's suffix if any
@@ -58,12 +58,7 @@ _LEG_OPTIONS = {Kind.CALLER: "r", Kind.LINE: "t"}
 
 
 class RecordingNameError(SiagaError, ValueError):
-    """A recording name or stored path is not one we create; it must not name a file."""
-
-
-def valid_call_id(value: str) -> bool:
-    """True for an Asterisk unique id (digits, a dot, digits) and nothing else."""
-    return UNIQUEID.fullmatch(value) is not None
+    """A recording name is not one we create; it must not name a file."""
 
 
 def _checked(call_id: str) -> str:
@@ -142,18 +137,6 @@ def is_temp_of(name: str, call_id: str, kind: Kind = Kind.MIXED) -> bool:
     match = _TEMP.fullmatch(name)
     return match is not None and match["stem"] == _stem(call_id, kind)
 
-
-def checked_relpath(stored: str) -> PurePosixPath:
-    """A storage path read back from the database, refused unless it is one we could have made.
-
-    Retention deletes what this returns; a relative path of plain parts is the only kind that
-    cannot reach outside the storage directory.
-    """
-    path = PurePosixPath(stored)
-    if (not stored or path.is_absolute() or any(p in ("", ".", "..") for p in path.parts)
-            or "\\" in stored or "\x00" in stored):
-        raise RecordingNameError(f"refusing stored recording path {stored!r}")
-    return path
 
 
 class State(LabelledStrEnum):

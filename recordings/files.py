@@ -1,22 +1,12 @@
-"""Durable file moves for recordings: what is renamed or moved is on disk before we say so."""
+"""Durable file moves for recordings: what is renamed or moved is on disk before we say so
+(with ``telephony.core.storage``'s durable moves)."""
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
 from pathlib import Path
 
 from recordings.domain import Kind, is_temp_of, parse_source
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory's entries, so a rename in it survives a power cut."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from telephony.core.storage import fsync_dir, move_durably
 
 
 def free_name(path: Path) -> Path:
@@ -27,31 +17,6 @@ def free_name(path: Path) -> Path:
         n += 1
         candidate = path.with_name(f"{path.name}.{n}")
     return candidate
-
-
-def move_durably(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target`` (which must not exist), across file systems if need be.
-
-    Asterisk's monitor directory (in the lab, inside its root filesystem) and our state
-    directory are often on different file systems, where a rename fails; the file is then
-    copied, flushed, renamed into place and only then removed from where it was.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        source.rename(target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        partial = target.with_name(f".{target.name}.partial")
-        with source.open("rb") as reader, partial.open("wb") as writer:
-            shutil.copyfileobj(reader, writer)
-            writer.flush()
-            os.fsync(writer.fileno())
-        partial.rename(target)
-        fsync_dir(target.parent)
-        source.unlink()
-        return
-    fsync_dir(target.parent)
 
 
 def discard(path: Path) -> None:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import asyncpg
 
-from recordings.domain import Kind, RecordingNameError, RetentionPolicy, checked_relpath, describe
+from recordings.domain import Kind, RetentionPolicy, describe
 from recordings.store import RecordingRepository, RetentionCandidate
+from telephony.core.storage import StoredFileError, checked_relpath
 from telephony.db.connection import Database
 from telephony.settings import Settings
 
@@ -82,7 +83,7 @@ async def apply_retention(
             continue
         try:
             path = storage_dir / checked_relpath(candidate.storage_path)
-        except RecordingNameError as exc:
+        except StoredFileError as exc:
             log.error("retention skips call %s: %s", candidate.call_id, exc)
             continue
         if dry_run:

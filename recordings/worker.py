@@ -57,13 +57,13 @@ from recordings.domain import (
     state_after_error,
     storage_relpath,
     temp_name,
-    valid_call_id,
 )
 from recordings.files import discard, incoming_sources, put_in_place, quarantine
 from recordings.store import EndedCall, Job, Processed, RecordingRepository
+from telephony.asterisk.site import AsteriskSite
+from telephony.calls.ids import valid_call_id
 from telephony.core.errors import SiagaError
 from telephony.db.connection import Database, DatabaseUnavailable
-from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 
 log = logging.getLogger("recordings")
@@ -102,9 +102,9 @@ class RecordingsConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecordingsConfig:
-        """The line's configuration; the incoming directory defaults to the lab's."""
+        """The line's configuration; the incoming directory is the site Asterisk's monitor."""
         return cls(
-            incoming_dir=settings.recordings_incoming_dir or Lab(settings).monitor_dir,
+            incoming_dir=AsteriskSite.from_settings(settings).monitor_dir,
             storage_dir=settings.recordings_dir,
             quarantine_dir=settings.recordings_quarantine_dir,
             fmt=settings.recordings_format,

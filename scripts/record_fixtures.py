@@ -264,7 +264,7 @@ async def scripted_agi_session(
 async def record_agi(lab: Lab, prompts: Path) -> None:
     """A FastAGI session with a caller who presses 1, then nothing, then 2, then hangs up;
     then a session whose server stalls until the dialplan's guard expires."""
-    lab.install_prompts(prompts)
+    lab.site.install_prompts(prompts)
     await lab.acli("queue add member PJSIP/op1001 to emergency-general")
     transcript = AgiTranscript()
     transcript.note("FastAGI as Asterisk 22 speaks it (see tests/fixtures/README.md).")

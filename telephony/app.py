@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -39,21 +41,24 @@ from telephony.admin.sync import AsteriskSync
 from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
+from telephony.asterisk.site import AsteriskSite
 from telephony.calls.archive import CallArchive
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
+from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
-from telephony.incidents.service import IncidentConfig, IncidentService
-from telephony.lab.chroot import Lab
-from telephony.reports.console import SupervisorPages
-from telephony.reports.http import SupervisorApi
+from telephony.incidents.service import IncidentService
+from telephony.incidents.services import IncidentServices
+from telephony.reports.console import ReportPages
+from telephony.reports.http import ReportApi
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
 from telephony.screening.score import ScoreConfig
@@ -61,6 +66,8 @@ from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.settings import Settings
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
+from telephony.wallboard import console as wallboard_console
+from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
 from telephony.web.context import ApiContext, WebConfig
@@ -150,32 +157,76 @@ class Administration:
 
 async def start_administration(
     settings: Settings, database: Database, *, listener: AmiListener,
-    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentService,
+    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentServices,
     calendar: ShiftCalendar,
 ) -> Administration:
     """Build the admin's services over the line's; an admin's dispatch targets and shifts
     apply from the start, the stored queue settings once AMI greets the line."""
-    lab = Lab(settings)
-    asterisk = AsteriskAdmin(listener, lab.etc_dir, lab)
+    asterisk = AsteriskAdmin(listener, AsteriskSite.from_settings(settings))
     queues = QueueService(database, asterisk, listener, menus=menus,
                           defaults=QueueDefaults.from_settings(settings))
     configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
                             queues=queues, menus=menus, screening=scoring)
-    site = SiteService(database, incidents, calendar)
+    site = SiteService(database, incidents.dispatches, calendar)
     try:
         await site.restore()
     except DatabaseUnavailable as exc:
         log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
     sync = AsteriskSync(queues, configs)
     listener.subscribe("FullyBooted", sync.booted)
-    return Administration(AdminApi(configs, queues, site, incidents),
-                          AdminPages(configs, queues, site, incidents), sync)
+    return Administration(AdminApi(configs, queues, site, incidents.directory),
+                          AdminPages(configs, queues, site, incidents.directory), sync)
+
+
+class LineStartError(SiagaError):
+    """A part of the line could not start; every part started before it has been stopped."""
+
+    code = "line_start"
+
+
+def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, object],
+                  name: str) -> asyncio.Task[object]:
+    """Run ``work`` as a task until ``stack`` unwinds, which cancels it and waits for it."""
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        # wait() rather than await: a cancellation of the caller itself must not be taken for
+        # the task's own.
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()  # a task that failed says so
+
+    stack.push_async_callback(stop)
+    return task
+
+
+async def start_agi(agi: FastAgiServer, settings: Settings) -> None:
+    """Listen for Asterisk's FastAGI calls: without it no call reaches the IVR, so a taken
+    address stops the line, with one line that names it."""
+    try:
+        await agi.start()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise LineStartError(f"FastAGI tidak dapat mendengarkan di {settings.agi_host}:"
+                             f"{settings.agi_port}: {reason}") from exc
 
 
 @contextlib.asynccontextmanager
 async def running_line(settings: Settings) -> AsyncIterator[Line]:
-    """Start every service of the line; stop them all on exit."""
+    """Start every service of the line, in order; stop them all on exit, in reverse order.
+
+    Each part registers its stop right after it started, so a part that fails to start
+    stops exactly the parts started before it (no task, pool or server is left behind).
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        yield await start_line(settings, stack)
+
+
+async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
+    """Start the line's parts, each registering its stop on ``stack``."""
     database = Database(settings)
+    stack.push_async_callback(database.close)
     await prepare_database(database, settings)
     calendar = ShiftCalendar(settings.shifts, settings.timezone)
     repository = CallRepository(calendar)
@@ -183,39 +234,52 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         database, repository, FactSpool(settings.spool_dir),
         retry_seconds=settings.db_retry_seconds,
     )
+
+    async def flush_facts() -> None:
+        # Facts still held go to the database, or stay spooled while it is down.
+        with contextlib.suppress(DatabaseUnavailable):
+            await recorder.flush()
+
+    stack.push_async_callback(flush_facts)
     scoring = line_screening_source(settings)
     screening = ScreeningService(database, scoring, settings.timezone)
     menus = line_menu_source(settings)
     ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
-    flusher = asyncio.create_task(recorder.run_flusher(), name="spool-flusher")
+    in_background(stack, recorder.run_flusher(), "spool-flusher")
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
-    recordings = asyncio.create_task(
-        RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
-        name="recordings",
+    in_background(
+        stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
+        "recordings",
     )
     notifier = notifier_from_settings(settings)
-    incidents = IncidentService(database, notifier, IncidentConfig.from_settings(settings))
-    upkeep = asyncio.create_task(
-        incidents.run_upkeep(settings.incident_upkeep_seconds), name="incident-upkeep")
-    surveys = SurveyService(database, listener, incidents, SurveyConfig.from_settings(settings))
-    callbacks = asyncio.create_task(
-        surveys.run_upkeep(settings.incident_upkeep_seconds), name="survey-upkeep")
+    stack.push_async_callback(notifier.close)
+    incidents = IncidentServices.build(database, notifier,
+                                       IncidentConfig.from_settings(settings))
+    in_background(
+        stack, incidents.run_upkeep(settings.incident_upkeep_seconds), "incident-upkeep")
+    surveys = SurveyService(database, listener, incidents.incidents,
+                            SurveyConfig.from_settings(settings))
+    in_background(
+        stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
     agi = FastAgiServer(FastAgiConfig.from_settings(settings),
                         {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle})
-    rescoring = asyncio.create_task(
-        screening.run_upkeep(settings.screening_upkeep_seconds), name="screening-upkeep")
+    in_background(
+        stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
-                                 reports, incidents, connected=lambda: listener.logged_in)
+                                 reports, incidents.dispatches,
+                                 connected=lambda: listener.logged_in)
     listener.observe(wallboard)
-    board = asyncio.create_task(wallboard.run(), name="wallboard")
+    in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
                                        scoring=scoring, incidents=incidents, calendar=calendar)
-    syncing = asyncio.create_task(admin.sync.run(), name="admin-sync")
+    in_background(stack, admin.sync.run(), "admin-sync")
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     web = WebServer(build_app(ApiContext(
-        incidents=incidents,
+        incidents=incidents.incidents,
+        dispatches=incidents.dispatches,
+        directory=incidents.directory,
         accounts=accounts,
         calls=CallArchive(database, repository),
         recordings=RecordingLibrary(database, settings.recordings_dir),
@@ -223,30 +287,22 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         screening=screening,
         desks=DeskService(database, listener, menus, accounts),
         config=WebConfig.from_settings(settings),
-    ), [*SupervisorApi(wallboard, reports).routes(), *SupervisorPages(reports).routes(),
-        *admin.routes()]),
+    ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
+        *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes()]),
         settings.http_host, settings.http_port)
-    await agi.start()
-    try:
-        await listener.start()
-        try:
-            await start_web(web)
-            yield Line(settings, database, repository, incidents, recorder, agi, listener,
-                       screening, surveys, web, reports, wallboard)
-        finally:
-            await listener.stop()
-    finally:
-        wallboard.close()
-        await web.stop()
-        await agi.stop()
-        for task in (flusher, recordings, upkeep, rescoring, callbacks, board, syncing):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await notifier.close()
-        with contextlib.suppress(DatabaseUnavailable):
-            await recorder.flush()
-        await database.close()
+    # The listener outlives the FastAGI server: the events of the last IVR sessions, and
+    # the ends of their calls, still reach the recorder while the server drains.
+    await listener.start()
+    stack.push_async_callback(listener.stop)
+    await start_agi(agi, settings)
+    stack.push_async_callback(agi.stop)
+    await start_web(web)
+    stack.push_async_callback(web.stop)
+    # First on the way out: open wallboards say goodbye, so the web server does not wait
+    # for their WebSockets.
+    stack.callback(wallboard.close)
+    return Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
+                screening, surveys, web, reports, wallboard)
 
 
 async def serve(settings: Settings) -> None:

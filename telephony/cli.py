@@ -20,15 +20,18 @@ from ivr.prompts import PromptError, build_line_prompts
 from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
-from telephony.app import serve
+from telephony.app import LineStartError, serve
+from telephony.asterisk.errors import AsteriskSiteError
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
 from telephony.desks.service import DeskError
+from telephony.incidents.config import IncidentConfig
 from telephony.lab.chroot import Lab, LabError
 from telephony.lab.demo import run_demo
 from telephony.screening.score import ScoreConfigError
 from telephony.settings import Settings, SettingsError, load_settings
+from telephony.surveys.service import SurveyConfig
 
 log = logging.getLogger("telephony.cli")
 
@@ -41,6 +44,14 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
             raise SettingsError(f"--set expects name=value, got {pair!r}")
         result[name.strip()] = value
     return result
+
+
+def check_settings(settings: Settings) -> None:
+    """The features' own checks of their settings (words the settings module does not know),
+    run before any command so that a bad value stops every command at start, not only the
+    one that uses it. Raises :class:`SettingsError`."""
+    IncidentConfig.from_settings(settings)
+    SurveyConfig.from_settings(settings)
 
 
 def ensure_database(settings: Settings) -> None:
@@ -109,7 +120,7 @@ def _cmd_lab(settings: Settings, args: argparse.Namespace) -> int:
     elif args.action == "start":
         build_prompt_audio(settings)
         lab.start()
-        lab.install_prompts(settings.prompts_dir)
+        lab.site.install_prompts(settings.prompts_dir)
         print(f"Asterisk lab '{settings.lab_instance}' berjalan: SIP {settings.sip_host}:"
               f"{settings.sip_port}, AMI 127.0.0.1:{settings.ami_port}.")
     elif args.action == "stop":
@@ -219,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, overrides=_overrides(args.set))
+        check_settings(settings)
     except SettingsError as exc:
         print(f"siaga112: pengaturan tidak valid: {exc}", file=sys.stderr)
         return 2
@@ -232,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError, MenuError,
-            PromptError, AccountError, ScoreConfigError, DeskError) as exc:
+            PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError,
+            LineStartError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1

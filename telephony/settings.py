@@ -23,8 +23,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from telephony.core.errors import SiagaError
-from telephony.incidents.model import ReportType
-from telephony.surveys.model import parse_call_window
 
 ENV_PREFIX = "SIAGA112_"
 CONFIG_ENV = "SIAGA112_CONFIG"
@@ -79,6 +77,11 @@ class Settings:
     # The Asterisk root filesystem is large and slow to build, so it lives outside the repo.
     lab_rootfs: Path = field(default_factory=lambda: _default_cache_dir() / "asterisk-rootfs")
     lab_instance: str = "lab"
+    # Where this site's Asterisk keeps its configuration and the line's prompts, as this host
+    # sees them (telephony/asterisk/site.py; its monitor directory is recordings_incoming_dir).
+    # None: the lab instance's, so a checkout needs no setting; a real site sets both.
+    asterisk_etc_dir: Path | None = None
+    asterisk_sounds_dir: Path | None = None
 
     # FastAGI: Asterisk connects to us. Loopback only unless an operator says otherwise.
     agi_host: str = "127.0.0.1"
@@ -167,8 +170,9 @@ class Settings:
     login_failure_window_minutes: float = 60.0
     login_delay_seconds: float = 30.0
 
-    # Call recordings: Asterisk's MixMonitor writes <call_id>.wav into its monitor directory
-    # (None: the lab instance's spool/monitor); the worker stores them compressed.
+    # Call recordings: Asterisk's MixMonitor writes <call_id>.wav into its monitor directory,
+    # recordings_incoming_dir (None: the lab instance's spool/monitor, as the asterisk_*
+    # directories); the worker stores them compressed.
     recordings_format: str = "opus"  # opus (Ogg Opus) or mp3
     recordings_incoming_dir: Path | None = None
     recordings_poll_seconds: float = 2.0
@@ -439,11 +443,8 @@ def _validate(settings: Settings) -> None:
 
 
 def _validate_incidents(settings: Settings) -> None:
-    known = {kind.value for kind in ReportType}
+    # Report types are the incidents' word: IncidentConfig.from_settings refuses unknown ones.
     for target in settings.incident_dispatch_targets:
-        if target.report_type not in known:
-            raise SettingsError(
-                f"incident_dispatch_targets: unknown report type {target.report_type!r}")
         if target.seconds <= 0:
             raise SettingsError(
                 f"incident_dispatch_targets: {target.report_type} must be positive")
@@ -478,7 +479,4 @@ def _validate_surveys(settings: Settings) -> None:
         raise SettingsError(
             f"survey_caller_id: a number (digits, optional leading +), got "
             f"{settings.survey_caller_id!r}")
-    try:
-        parse_call_window(settings.survey_hours)
-    except ValueError as exc:
-        raise SettingsError(f"survey_hours: {exc}") from exc
+    # survey_hours is the surveys' word: SurveyConfig.from_settings parses and checks it.

@@ -20,34 +20,14 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
 
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queues import LIVE_SETTINGS_DIR, QUEUES_CONF, Member, MemberChange
-from telephony.ami.listener import AmiActionError
-from telephony.lab.chroot import LabError
+from telephony.ami.actions import AmiActionError, AmiListActions
+from telephony.asterisk.errors import AsteriskSiteError
+from telephony.asterisk.site import AsteriskSite
 
 log = logging.getLogger("telephony.admin")
-
-
-class AmiClient(Protocol):
-    """What the admin needs of AMI (the line's listener provides it)."""
-
-    async def send_action(self, action: Mapping[str, str]) -> Any:
-        """Send one action; raise ``AmiActionError`` on refusal."""
-        ...
-
-    async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
-        """Send an action answered by a list of events; raise ``AmiActionError``."""
-        ...
-
-
-class PromptInstaller(Protocol):
-    """Copies Asterisk-ready prompt WAVs where Asterisk plays them (the lab does)."""
-
-    def install_prompts(self, src_dir: Path) -> list[str]:
-        """Install ``src_dir/*.wav``; return the names installed."""
-        ...
 
 
 def _member(event: Mapping[str, str]) -> Member:
@@ -66,10 +46,10 @@ def _member(event: Mapping[str, str]) -> Member:
 class AsteriskAdmin:
     """Applies admin changes to one running Asterisk."""
 
-    def __init__(self, ami: AmiClient, conf_dir: Path, prompts: PromptInstaller) -> None:
+    def __init__(self, ami: AmiListActions, site: AsteriskSite) -> None:
         self._ami = ami
-        self._conf_dir = conf_dir
-        self._prompts = prompts
+        self._site = site
+        self._conf_dir = site.etc_dir
 
     async def _send(self, action: Mapping[str, str]) -> None:
         try:
@@ -80,8 +60,8 @@ class AsteriskAdmin:
     async def install_prompts(self, src_dir: Path) -> list[str]:
         """Install the prompt audio in ``src_dir`` into Asterisk's sounds."""
         try:
-            return await asyncio.to_thread(self._prompts.install_prompts, src_dir)
-        except (LabError, OSError) as exc:
+            return await asyncio.to_thread(self._site.install_prompts, src_dir)
+        except (AsteriskSiteError, OSError) as exc:
             raise ApplyFailed(f"Rekaman suara tidak dapat dipasang di Asterisk: {exc}") from exc
 
     def write_queues_conf(self, text: str) -> bool:

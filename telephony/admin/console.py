@@ -40,32 +40,23 @@ from telephony.admin.versions import (
     screening_document,
 )
 from telephony.desks.operators import MAX_LEVEL, skill_queues
-from telephony.incidents.model import REPORT_TYPE_LABELS, ReportType
-from telephony.incidents.service import IncidentService
-from telephony.web.console.pages import ADMIN, Done, Form, form_action
-from telephony.web.console.render import PREFIX, page
-from telephony.web.errors import ApiError
-from telephony.web.routing import SESSION, Reply, Route
+from telephony.incidents.directory_service import Directory
+from telephony.incidents.model import ReportType
+from telephony.web.console.pages import Done, form_action
+from telephony.web.console.render import PAGE, PREFIX, SEE_OTHER, page
+from telephony.web.request import Form, actor_of, path_id
+from telephony.web.routing import ADMIN, Route
 
 ADMIN_PREFIX: Final = f"{PREFIX}/admin"
 IVR_PAGE: Final = f"{ADMIN_PREFIX}/ivr"
 SCREENING_PAGE: Final = f"{ADMIN_PREFIX}/screening"
 QUEUES_PAGE: Final = f"{ADMIN_PREFIX}/queues"
 REFERENCE_PAGE: Final = f"{ADMIN_PREFIX}/reference"
-_PAGE: Final = Reply(200, None, {"text/html": {}}, "Halaman")
-_SEE_OTHER: Final = Reply(303, None, description="Kembali ke halaman dengan pesan")
 _LIST_PAGES: Final = {ConfigKind.MENU: IVR_PAGE, ConfigKind.SCREENING: SCREENING_PAGE}
 
 
 def _version_page(version_id: int) -> str:
     return f"{ADMIN_PREFIX}/versions/{version_id}"
-
-
-def _path_number(request: web.Request, name: str, what: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdecimal() or len(raw) > 18 or int(raw) == 0:
-        raise ApiError(404, "not_found", f"{what} {raw[:40]!r} tidak ditemukan.")
-    return int(raw)
 
 
 def _shown(version: ConfigVersion) -> dict[str, Any]:
@@ -74,19 +65,15 @@ def _shown(version: ConfigVersion) -> dict[str, Any]:
             "published": version.last_published_at}
 
 
-def _actor(request: web.Request) -> str:
-    return request[SESSION].account.username
-
-
 class AdminPages:
     """The admin's pages and forms, over the services they administer."""
 
     def __init__(self, configs: ConfigService, queues: QueueService, site: SiteService,
-                 incidents: IncidentService) -> None:
+                 directory: Directory) -> None:
         self._configs = configs
         self._queues = queues
         self._site = site
-        self._incidents = incidents
+        self._directory = directory
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -107,7 +94,7 @@ class AdminPages:
     async def version_page(self, request: web.Request) -> web.StreamResponse:
         """One version: publish or roll back to it, preview and listen, edit it into a new
         version (form or JSON), upload recorded prompts."""
-        version = await self._configs.version(_path_number(request, "version_id", "Versi"))
+        version = await self._configs.version(path_id(request, "version_id", "Versi"))
         values: dict[str, Any] = {
             "version": _shown(version), "document": version.document,
             "json_text": json.dumps(version.document, ensure_ascii=False, indent=2),
@@ -145,7 +132,7 @@ class AdminPages:
 
     async def save_form(self, request: web.Request, form: Form) -> Done:
         """A new version from the editor's form."""
-        base = await self._configs.version(_path_number(request, "version_id", "Versi"))
+        base = await self._configs.version(path_id(request, "version_id", "Versi"))
         if base.kind is ConfigKind.MENU:
             document = menu_from_form(base.document, form)
             dropped = [name for name in base.document.get("prompts", {})
@@ -157,7 +144,7 @@ class AdminPages:
 
     async def save_json(self, request: web.Request, form: Form) -> Done:
         """A new version from the document edited as JSON."""
-        base = await self._configs.version(_path_number(request, "version_id", "Versi"))
+        base = await self._configs.version(path_id(request, "version_id", "Versi"))
         try:
             document = json.loads(form.get("document", ""))
         except ValueError as exc:
@@ -166,7 +153,7 @@ class AdminPages:
 
     async def _save(self, request: web.Request, base: ConfigVersion, document: Any,
                     note: str, dropped: list[str]) -> Done:
-        version = await self._configs.save(base.kind, document, actor=_actor(request),
+        version = await self._configs.save(base.kind, document, actor=actor_of(request),
                                            note=note, based_on=base.version_id,
                                            drop_recordings=dropped)
         await audit_change(request, "config.save", version.kind.value, version.version_id,
@@ -176,13 +163,13 @@ class AdminPages:
 
     async def preview(self, request: web.Request, _form: Form) -> Done:
         """Make the version's prompt audio so the admin can listen to it."""
-        preview = await self._configs.preview(_path_number(request, "version_id", "Versi"))
+        preview = await self._configs.preview(path_id(request, "version_id", "Versi"))
         return Done(f"Rekaman suara pratinjau siap ({len(preview.prompts)} rekaman).")
 
     async def publish(self, request: web.Request, form: Form) -> Done:
         """Publish the version (or roll back to it)."""
-        version_id = _path_number(request, "version_id", "Versi")
-        version = await self._configs.publish(version_id, actor=_actor(request),
+        version_id = path_id(request, "version_id", "Versi")
+        version = await self._configs.publish(version_id, actor=actor_of(request),
                                               note=form.get("note", ""))
         await audit_change(request, "config.publish", version.kind.value, version_id,
                            {"note": form.get("note", "")})
@@ -214,7 +201,7 @@ class AdminPages:
             raw = form.get(name, "").strip()
             values[name] = int(raw) if raw.isdecimal() and len(raw) < 7 else raw
         try:
-            await self._queues.update(queue, values, _actor(request))
+            await self._queues.update(queue, values, actor_of(request))
         except ApplyFailed:  # stored, not applied
             await audit_change(request, "queue.update", "queue", queue,
                                {**values, "applied": False})
@@ -248,16 +235,16 @@ class AdminPages:
         """Agencies and their recipients, dispatch targets per report type, shifts."""
         targets = self._site.dispatch_targets()
         return page(request, "admin_reference.html", title="Referensi",
-                    agencies=await self._incidents.agencies(),
-                    recipients=await self._incidents.recipients(),
-                    report_types=[(kind.value, REPORT_TYPE_LABELS[kind], targets.get(kind))
+                    agencies=await self._directory.agencies(),
+                    recipients=await self._directory.recipients(),
+                    report_types=[(kind.value, kind.label, targets.get(kind))
                                   for kind in ReportType],
-                    report_labels={k.value: v for k, v in REPORT_TYPE_LABELS.items()},
+                    report_labels=ReportType.labels(),
                     shifts=shifts_value(self._site.shifts()), spare_shifts=2)
 
     async def save_agency(self, request: web.Request, form: Form) -> Done:
         """Add an agency or change one."""
-        agency = await self._incidents.save_agency(form.get("code", "").strip(),
+        agency = await self._directory.save_agency(form.get("code", "").strip(),
                                                    form.get("name", ""),
                                                    active="active" in form)
         await audit_change(request, "agency.save", "agency", agency.code,
@@ -266,7 +253,7 @@ class AdminPages:
 
     async def add_recipient(self, request: web.Request, form: Form) -> Done:
         """Add a person notified when an agency is dispatched."""
-        recipient = await self._incidents.add_recipient(
+        recipient = await self._directory.add_recipient(
             form.get("agency", ""), name=form.get("name", ""), contact=form.get("contact", ""),
             role=form.get("role", ""), report_type=form.get("report_type") or None)
         await audit_change(request, "recipient.add", "recipient", recipient.recipient_id,
@@ -275,8 +262,8 @@ class AdminPages:
 
     async def toggle_recipient(self, request: web.Request, form: Form) -> Done:
         """Stop or resume notifying a recipient."""
-        recipient_id = _path_number(request, "recipient_id", "Penerima")
-        recipient = await self._incidents.set_recipient_active(
+        recipient_id = path_id(request, "recipient_id", "Penerima")
+        recipient = await self._directory.set_recipient_active(
             recipient_id, form.get("active") == "1")
         await audit_change(request, "recipient.update", "recipient", recipient_id,
                            {"active": recipient.active})
@@ -292,9 +279,9 @@ class AdminPages:
                 try:
                     targets[kind.value] = round(float(raw) * 60)
                 except ValueError:
-                    raise InvalidConfig(f"Target {REPORT_TYPE_LABELS[kind]} harus angka "
+                    raise InvalidConfig(f"Target {kind.label} harus angka "
                                         "menit.", "targets") from None
-        saved = await self._site.set_dispatch_targets(targets, _actor(request))
+        saved = await self._site.set_dispatch_targets(targets, actor_of(request))
         await audit_change(request, "dispatch_targets.update", "site", "dispatch_targets",
                            {kind.value: seconds for kind, seconds in saved.items()})
         return Done("Target pengiriman disimpan dan langsung berlaku.")
@@ -303,7 +290,7 @@ class AdminPages:
         """Replace the shift roster (rows with a name)."""
         rows = [{"name": form.get(f"shift.{i}.name", "").strip(),
                  "start": form.get(f"shift.{i}.start", "").strip()} for i in range(12)]
-        roster = await self._site.set_shifts([r for r in rows if r["name"]], _actor(request))
+        roster = await self._site.set_shifts([r for r in rows if r["name"]], actor_of(request))
         await audit_change(request, "shifts.update", "site", "shifts",
                            {"shifts": shifts_value(roster)})
         return Done("Shift disimpan; panggilan berikutnya dicatat menurut shift baru.")
@@ -316,7 +303,7 @@ class AdminPages:
         tag = "konsol-admin"
 
         def back_to_version(request: web.Request, _: Mapping[str, str]) -> str:
-            return _version_page(_path_number(request, "version_id", "Versi"))
+            return _version_page(path_id(request, "version_id", "Versi"))
 
         def back(path: str) -> Any:
             return lambda _request, _form: path
@@ -342,13 +329,13 @@ class AdminPages:
              "Simpan shift"),
         )
         return [
-            Route("GET", IVR_PAGE, self.ivr_page, ADMIN, "Versi menu IVR", tag, _PAGE),
+            Route("GET", IVR_PAGE, self.ivr_page, ADMIN, "Versi menu IVR", tag, PAGE),
             Route("GET", SCREENING_PAGE, self.screening_page, ADMIN, "Versi penyaringan", tag,
-                  _PAGE),
-            Route("GET", version, self.version_page, ADMIN, "Satu versi", tag, _PAGE),
+                  PAGE),
+            Route("GET", version, self.version_page, ADMIN, "Satu versi", tag, PAGE),
             Route("GET", QUEUES_PAGE, self.queues_page, ADMIN, "Antrean dan operator", tag,
-                  _PAGE),
-            Route("GET", REFERENCE_PAGE, self.reference_page, ADMIN, "Referensi", tag, _PAGE),
-            *(Route("POST", path, form_action(to, action), ADMIN, summary, tag, _SEE_OTHER)
+                  PAGE),
+            Route("GET", REFERENCE_PAGE, self.reference_page, ADMIN, "Referensi", tag, PAGE),
+            *(Route("POST", path, form_action(to, action), ADMIN, summary, tag, SEE_OTHER)
               for path, to, action, summary in forms),
         ]

@@ -14,7 +14,6 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from telephony.accounts.model import Role
 from telephony.admin.configs import MAX_RECORDING_BYTES, ConfigService, Preview
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queue_service import QueueService
@@ -30,21 +29,25 @@ from telephony.admin.versions import (
 )
 from telephony.desks.operators import skill_queues
 from telephony.desks.store import OperatorAccount
-from telephony.incidents.model import REPORT_TYPE_LABELS, Recipient, ReportType
-from telephony.incidents.service import IncidentService
-from telephony.web.api import _actor, _body, _ctx, _json, _remote, _upload
+from telephony.incidents.directory import Recipient
+from telephony.incidents.directory_service import Directory
+from telephony.incidents.http import agency_json
+from telephony.incidents.model import ReportType
 from telephony.web.errors import ApiError
-from telephony.web.routing import Access, Body, Param, Reply, Route
-from telephony.web.serialize import agency_json
-
-ADMIN: Final = Access.to(Role.ADMIN)
+from telephony.web.request import (
+    actor_of,
+    context_of,
+    instant_json,
+    json_body,
+    json_response,
+    path_id,
+    read_upload,
+    remote_of,
+)
+from telephony.web.routing import ADMIN, Body, Param, Reply, Route
 
 _STATE_LABELS: Final = {"live": "Berjalan", "published": "Pernah terbit", "draft": "Draf"}
 _AUDIO_WAV: Final = Reply(200, None, {"audio/wav": {}}, "Rekaman suara (WAV 8 kHz)")
-
-
-def _instant(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def version_json(version: ConfigVersion) -> dict[str, Any]:
@@ -56,7 +59,7 @@ def version_json(version: ConfigVersion) -> dict[str, Any]:
         "kind_label": version.kind.label, "note": version.note,
         "based_on": version.based_on, "created_by": version.created_by,
         "created_at": version.created_at.isoformat(),
-        "last_published_at": _instant(version.last_published_at),
+        "last_published_at": instant_json(version.last_published_at),
         "last_published_by": version.last_published_by,
         "state": state, "state_label": _STATE_LABELS[state],
     }
@@ -109,7 +112,7 @@ def queue_json(settings: QueueSettings, members: list[Member] | None) -> dict[st
         "announce_holdtime": settings.announce_holdtime,
         "announce_frequency_seconds": settings.announce_frequency_seconds,
         "max_wait_seconds": settings.max_wait_seconds,
-        "updated_by": settings.updated_by, "updated_at": _instant(settings.updated_at),
+        "updated_by": settings.updated_by, "updated_at": instant_json(settings.updated_at),
         "members": None if members is None else [
             _member_json(m) for m in members if m.queue == settings.queue],
     }
@@ -131,16 +134,9 @@ def recipient_json(recipient: Recipient) -> dict[str, Any]:
     kind = recipient.report_type
     return {"recipient_id": recipient.recipient_id, "agency_code": recipient.agency_code,
             "report_type": kind.value if kind else None,
-            "report_type_label": REPORT_TYPE_LABELS[kind] if kind else "Semua jenis laporan",
+            "report_type_label": kind.label if kind else "Semua jenis laporan",
             "name": recipient.name, "role": recipient.role, "contact": recipient.contact,
             "active": recipient.active}
-
-
-def _version_id(request: web.Request) -> int:
-    raw = request.match_info["version_id"]
-    if not raw.isdecimal() or len(raw) > 18 or int(raw) == 0:
-        raise ApiError(404, "not_found", f"Versi {raw[:40]!r} tidak ditemukan.")
-    return int(raw)
 
 
 def _named(request: web.Request, name: str, pattern: Any, what: str) -> str:
@@ -150,23 +146,27 @@ def _named(request: web.Request, name: str, pattern: Any, what: str) -> str:
     return str(raw)
 
 
+def _version_id(request: web.Request) -> int:
+    return path_id(request, "version_id", "Versi")
+
+
 async def audit_change(request: web.Request, action: str, object_type: str,
                        object_id: object, detail: Mapping[str, Any] | None = None) -> None:
     """Write an admin's accepted change to the audit log."""
-    await _ctx(request).accounts.audit(
-        actor=_actor(request), action=action, object_type=object_type,
-        object_id=str(object_id), remote_address=_remote(request), detail=detail)
+    await context_of(request).accounts.audit(
+        actor=actor_of(request), action=action, object_type=object_type,
+        object_id=str(object_id), remote_address=remote_of(request), detail=detail)
 
 
 class AdminApi:
     """The admin routes, over the services they administer."""
 
     def __init__(self, configs: ConfigService, queues: QueueService, site: SiteService,
-                 incidents: IncidentService) -> None:
+                 directory: Directory) -> None:
         self._configs = configs
         self._queues = queues
         self._site = site
-        self._incidents = incidents
+        self._directory = directory
 
     # -- versions ------------------------------------------------------------------------------
 
@@ -174,26 +174,26 @@ class AdminApi:
         """The newest versions of a kind."""
         versions = await self._configs.versions(kind)
         live = next((v.version_id for v in versions if v.live), None)
-        return _json({"versions": [version_json(v) for v in versions],
+        return json_response({"versions": [version_json(v) for v in versions],
                       "live_version_id": live})
 
     async def save_version(self, request: web.Request, kind: ConfigKind) -> web.StreamResponse:
         """Save a document as a new, unpublished version."""
-        data = await _body(request)
+        data = await json_body(request)
         version = await self._configs.save(
-            kind, data["document"], actor=_actor(request), note=data.get("note", ""),
+            kind, data["document"], actor=actor_of(request), note=data.get("note", ""),
             based_on=data.get("based_on"), drop_recordings=data.get("drop_recordings", ()))
         await audit_change(request, "config.save", kind.value, version.version_id,
                            {"based_on": version.based_on, "note": version.note})
-        return _json(version_detail_json(version), status=201)
+        return json_response(version_detail_json(version), status=201)
 
     async def get_version(self, request: web.Request) -> web.StreamResponse:
         """One version with its document and recorded prompts."""
-        return _json(version_detail_json(await self._configs.version(_version_id(request))))
+        return json_response(version_detail_json(await self._configs.version(_version_id(request))))
 
     async def preview_version(self, request: web.Request) -> web.StreamResponse:
         """Make the version's prompt audio and show its tree (or every screening setting)."""
-        return _json(preview_json(await self._configs.preview(_version_id(request))))
+        return json_response(preview_json(await self._configs.preview(_version_id(request))))
 
     async def prompt_audio(self, request: web.Request) -> web.StreamResponse:
         """Listen to one prompt of a previewed version."""
@@ -205,7 +205,7 @@ class AdminApi:
         """A new version in which one prompt plays an uploaded recording."""
         version_id = _version_id(request)
         prompt = _named(request, "prompt", PROMPT_NAME, "Rekaman suara")
-        filename, chunks = await _upload(request, MAX_RECORDING_BYTES)
+        filename, chunks = await read_upload(request, MAX_RECORDING_BYTES)
         audio = bytearray()
         async for chunk in chunks:
             audio += chunk
@@ -213,26 +213,26 @@ class AdminApi:
                 raise ApiError(413, "too_large", "Berkas rekaman terlalu besar (maksimal "
                                                  f"{MAX_RECORDING_BYTES // 1_048_576} MB).")
         version = await self._configs.add_recording(
-            version_id, prompt, bytes(audio), filename=filename, actor=_actor(request))
+            version_id, prompt, bytes(audio), filename=filename, actor=actor_of(request))
         await audit_change(request, "config.recording", version.kind.value, version.version_id,
                            {"based_on": version_id, "prompt": prompt, "filename": filename})
-        return _json(version_detail_json(version), status=201)
+        return json_response(version_detail_json(version), status=201)
 
     async def publish_version(self, request: web.Request) -> web.StreamResponse:
         """Publish (or roll back to) a version: live from the next call."""
-        data = await _body(request)
-        version = await self._configs.publish(_version_id(request), actor=_actor(request),
+        data = await json_body(request)
+        version = await self._configs.publish(_version_id(request), actor=actor_of(request),
                                               note=data.get("note", ""))
         await audit_change(request, "config.publish", version.kind.value, version.version_id,
                            {"note": data.get("note", "")})
-        return _json(version_json(version))
+        return json_response(version_json(version))
 
     # -- queues and operators ------------------------------------------------------------------
 
     async def list_queues(self, request: web.Request) -> web.StreamResponse:
         """Every queue's settings and members."""
         overview = await self._queues.overview()
-        return _json({
+        return json_response({
             "queues": [queue_json(q, overview.members) for q in overview.queues],
             "strategies": [{"code": code, "label": label}
                            for code, label in Strategy.labels().items()],
@@ -241,26 +241,26 @@ class AdminApi:
     async def update_queue(self, request: web.Request) -> web.StreamResponse:
         """Change a queue's settings and apply them to the running Asterisk."""
         queue = _named(request, "queue", QUEUE_NAME, "Antrean")
-        data = await _body(request)
+        data = await json_body(request)
         try:
-            stored = await self._queues.update(queue, data, _actor(request))
+            stored = await self._queues.update(queue, data, actor_of(request))
         except ApplyFailed:
             await audit_change(request, "queue.update", "queue", queue,
                                {**data, "applied": False})
             raise
         await audit_change(request, "queue.update", "queue", queue, data)
-        return _json(queue_json(stored, None))
+        return json_response(queue_json(stored, None))
 
     async def list_operators(self, request: web.Request) -> web.StreamResponse:
         """Operator accounts, their desks and skills, and the skills the menu uses."""
         accounts = await self._queues.operators()
         skills = sorted(skill_queues(self._configs.live_menu()))
-        return _json({"operators": [operator_json(a) for a in accounts], "skills": skills})
+        return json_response({"operators": [operator_json(a) for a in accounts], "skills": skills})
 
     async def update_operator(self, request: web.Request) -> web.StreamResponse:
         """Set an operator's desk and skills; a logged-in operator is moved at once."""
         username = request.match_info["username"]
-        data = await _body(request)
+        data = await json_body(request)
         detail = {"interface": data["interface"], "skills": data["skills"]}
         try:
             account, changes = await self._queues.assign_operator(
@@ -271,73 +271,71 @@ class AdminApi:
             raise
         await audit_change(request, "operator.skills", "account", username,
                            {**detail, "changes": [_change_json(c) for c in changes]})
-        return _json({"operator": operator_json(account),
+        return json_response({"operator": operator_json(account),
                       "changes": [_change_json(c) for c in changes]})
 
     # -- agencies, recipients, dispatch targets, shifts ----------------------------------------
 
     async def save_agency(self, request: web.Request) -> web.StreamResponse:
         """Add an agency, rename it or (de)activate it."""
-        data = await _body(request)
-        agency = await self._incidents.save_agency(data["code"], data["name"],
+        data = await json_body(request)
+        agency = await self._directory.save_agency(data["code"], data["name"],
                                                    active=data.get("active", True))
         await audit_change(request, "agency.save", "agency", agency.code, agency_json(agency))
-        return _json(agency_json(agency))
+        return json_response(agency_json(agency))
 
     async def list_recipients(self, request: web.Request) -> web.StreamResponse:
         """Every notification recipient."""
-        recipients = await self._incidents.recipients()
-        return _json({"recipients": [recipient_json(r) for r in recipients]})
+        recipients = await self._directory.recipients()
+        return json_response({"recipients": [recipient_json(r) for r in recipients]})
 
     async def add_recipient(self, request: web.Request) -> web.StreamResponse:
         """Add a person notified when an agency is dispatched."""
-        data = await _body(request)
-        recipient = await self._incidents.add_recipient(
+        data = await json_body(request)
+        recipient = await self._directory.add_recipient(
             data["agency"], name=data["name"], contact=data["contact"],
             role=data.get("role", ""), report_type=data.get("report_type"))
         await audit_change(request, "recipient.add", "recipient", recipient.recipient_id,
                            recipient_json(recipient))
-        return _json(recipient_json(recipient), status=201)
+        return json_response(recipient_json(recipient), status=201)
 
     async def update_recipient(self, request: web.Request) -> web.StreamResponse:
         """Stop or resume notifying a recipient."""
-        raw = request.match_info["recipient_id"]
-        if not raw.isdecimal() or len(raw) > 18 or int(raw) == 0:
-            raise ApiError(404, "not_found", f"Penerima {raw[:40]!r} tidak ditemukan.")
-        data = await _body(request)
-        recipient = await self._incidents.set_recipient_active(int(raw), data["active"])
+        recipient_id = path_id(request, "recipient_id", "Penerima")
+        data = await json_body(request)
+        recipient = await self._directory.set_recipient_active(recipient_id, data["active"])
         await audit_change(request, "recipient.update", "recipient", recipient.recipient_id,
                            {"active": recipient.active})
-        return _json(recipient_json(recipient))
+        return json_response(recipient_json(recipient))
 
     def _targets_json(self) -> dict[str, Any]:
         targets = self._site.dispatch_targets()
-        return {"targets": [{"report_type": kind.value, "label": REPORT_TYPE_LABELS[kind],
+        return {"targets": [{"report_type": kind.value, "label": kind.label,
                              "seconds": targets.get(kind)} for kind in ReportType]}
 
     async def get_dispatch_targets(self, request: web.Request) -> web.StreamResponse:
         """Every report type (category) and its dispatch target."""
-        return _json(self._targets_json())
+        return json_response(self._targets_json())
 
     async def set_dispatch_targets(self, request: web.Request) -> web.StreamResponse:
         """Replace the dispatch targets; incidents are held to them at once."""
-        data = await _body(request)
-        targets = await self._site.set_dispatch_targets(data["targets"], _actor(request))
+        data = await json_body(request)
+        targets = await self._site.set_dispatch_targets(data["targets"], actor_of(request))
         await audit_change(request, "dispatch_targets.update", "site", "dispatch_targets",
                            {kind.value: seconds for kind, seconds in targets.items()})
-        return _json(self._targets_json())
+        return json_response(self._targets_json())
 
     async def get_shifts(self, request: web.Request) -> web.StreamResponse:
         """The shift roster in force."""
-        return _json({"shifts": shifts_value(self._site.shifts())})
+        return json_response({"shifts": shifts_value(self._site.shifts())})
 
     async def set_shifts(self, request: web.Request) -> web.StreamResponse:
         """Replace the shift roster; calls arriving from now on are attributed by it."""
-        data = await _body(request)
-        roster = await self._site.set_shifts(data["shifts"], _actor(request))
+        data = await json_body(request)
+        roster = await self._site.set_shifts(data["shifts"], actor_of(request))
         await audit_change(request, "shifts.update", "site", "shifts",
                            {"shifts": shifts_value(roster)})
-        return _json({"shifts": shifts_value(roster)})
+        return json_response({"shifts": shifts_value(roster)})
 
     # -- the table -----------------------------------------------------------------------------
 

@@ -41,8 +41,9 @@ from telephony.admin.queues import (
     render_queues_conf,
 )
 from telephony.admin.store import AdminSettingsRepository
+from telephony.ami.actions import AmiActions
 from telephony.db.connection import Database
-from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, AmiActions, OperatorDesk
+from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, OperatorDesk
 from telephony.desks.service import assign_desk
 from telephony.desks.store import DeskRepository, OperatorAccount
 

@@ -21,8 +21,8 @@ from telephony.admin.store import AdminSettingsRepository
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import sync_shifts
 from telephony.db.connection import Database
+from telephony.incidents.dispatch_service import DispatchService
 from telephony.incidents.model import ReportType
-from telephony.incidents.service import IncidentService
 from telephony.settings import ShiftDefinition
 
 log = logging.getLogger("telephony.admin")
@@ -34,15 +34,15 @@ SHIFTS = "shifts"
 class SiteService:
     """An admin's dispatch targets and shift roster, over the settings file's."""
 
-    def __init__(self, database: Database, incidents: IncidentService, calendar: ShiftCalendar,
+    def __init__(self, database: Database, dispatches: DispatchService, calendar: ShiftCalendar,
                  repository: AdminSettingsRepository | None = None) -> None:
         self._database = database
-        self._incidents = incidents
+        self._dispatches = dispatches
         self._calendar = calendar
         self._repo = repository or AdminSettingsRepository()
 
     def _use_targets(self, targets: Mapping[ReportType, int]) -> None:
-        self._incidents.use_dispatch_targets(
+        self._dispatches.use_dispatch_targets(
             {kind: timedelta(seconds=seconds) for kind, seconds in targets.items()})
 
     async def restore(self) -> None:
@@ -67,7 +67,7 @@ class SiteService:
     def dispatch_targets(self) -> dict[ReportType, int]:
         """Report type -> target seconds, for the types that have one."""
         return {kind: int(target.total_seconds())
-                for kind, target in self._incidents.dispatch_targets.items()}
+                for kind, target in self._dispatches.dispatch_targets.items()}
 
     async def set_dispatch_targets(self, raw: Any, actor: str) -> dict[ReportType, int]:
         """Replace every dispatch target (a type left out has none)."""

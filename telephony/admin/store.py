@@ -17,7 +17,7 @@ import asyncpg
 
 from telephony.admin.queues import EDITABLE, QueueSettings
 from telephony.admin.versions import ConfigKind, ConfigVersion, PromptRecording
-from telephony.db.rows import Row, from_row
+from telephony.db.rows import from_row
 
 # A kind's live version is its latest publication; each version's last one says when.
 _VERSIONS = """
@@ -39,7 +39,7 @@ _VERSIONS = """
 """
 
 
-def _version(row: Row, recordings: tuple[PromptRecording, ...] = ()) -> ConfigVersion:
+def _version(row: asyncpg.Record, recordings: tuple[PromptRecording, ...] = ()) -> ConfigVersion:
     # The listing selects no document (NULL): the version then carries an empty one.
     document = row["document"]
     return from_row(ConfigVersion, row,

@@ -1,4 +1,11 @@
-"""The IVR's :class:`ivr.channel.Channel` over a FastAGI session."""
+"""The IVR's :class:`ivr.channel.Channel` over a FastAGI session.
+
+The adapter between two layers that do not know each other: the FastAGI server raises its
+own :class:`~telephony.agi.server.AgiSessionError`, the IVR flow catches its own
+:class:`~ivr.channel.ChannelError`. Every exception this channel raises is both, so the flow
+sees a hang-up as :class:`~ivr.channel.CallerHungUp` and the server hosting the session still
+logs it as the hang-up it is.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ from typing import Final, Protocol
 
 from ivr.channel import CallerHungUp, ChannelError
 from telephony.agi.protocol import AgiArgumentError, AgiReply
+from telephony.agi.server import AgiHungUpError, AgiSessionError
 
 # DTMF digits GET DATA can return: 0-9, * and the rarely seen A-D; "#" is handled apart.
 _DIGITS: Final = frozenset("0123456789*ABCD")
@@ -18,11 +26,19 @@ _ESCAPE_DIGITS: Final = "0123456789*#ABCD"
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+class AgiChannelError(ChannelError, AgiSessionError):
+    """The channel could not carry out a command (the IVR's and the FastAGI server's word)."""
+
+
+class AgiCallerHungUp(CallerHungUp, AgiHungUpError):
+    """The caller hung up (the IVR's and the FastAGI server's word)."""
+
+
 class AgiCommandSession(Protocol):
     """What :class:`AgiChannel` needs from a session (see ``telephony.agi.server.AgiSession``)."""
 
     async def command(self, verb: str, *arguments: str) -> AgiReply:
-        """Send one command and return its reply."""
+        """Send one command and return its reply; raises :class:`AgiSessionError`."""
         ...
 
 
@@ -60,7 +76,7 @@ class AgiChannel:
         reply = await self._run("GET DATA", last, str(timeout_ms), "1")
         result = reply.result
         if result == "-1":
-            raise CallerHungUp(f"GET DATA {last!r}: caller hung up (result=-1)")
+            raise AgiCallerHungUp(f"GET DATA {last!r}: caller hung up (result=-1)")
         if result == "":
             if reply.data == "timeout":
                 return None
@@ -69,44 +85,48 @@ class AgiChannel:
             return "#"
         if result in _DIGITS:
             return result
-        raise ChannelError(f"GET DATA {last!r}: unexpected reply {reply.line!r}")
+        raise AgiChannelError(f"GET DATA {last!r}: unexpected reply {reply.line!r}")
 
     async def play(self, prompt: str) -> None:
         """Play ``prompt`` to the end; no digit interrupts it."""
         reply = await self._run("STREAM FILE", prompt, "")
         if reply.result == "-1":
-            raise CallerHungUp(f"STREAM FILE {prompt!r}: caller hung up (result=-1)")
+            raise AgiCallerHungUp(f"STREAM FILE {prompt!r}: caller hung up (result=-1)")
         if reply.result is None or not reply.result.isdigit():
-            raise ChannelError(f"STREAM FILE {prompt!r}: unexpected reply {reply.line!r}")
+            raise AgiChannelError(f"STREAM FILE {prompt!r}: unexpected reply {reply.line!r}")
 
     async def set_variable(self, name: str, value: str) -> None:
         """Set channel variable ``name``; ``value`` is quoted so it stays one argument."""
         if not _VARIABLE_NAME.fullmatch(name):
-            raise ChannelError(f"SET VARIABLE: {name!r} is not a plain variable name")
+            raise AgiChannelError(f"SET VARIABLE: {name!r} is not a plain variable name")
         reply = await self._run("SET VARIABLE", name, value)
         if reply.result != "1":
-            raise ChannelError(f"SET VARIABLE {name!r}: unexpected reply {reply.line!r}")
+            raise AgiChannelError(f"SET VARIABLE {name!r}: unexpected reply {reply.line!r}")
 
     @staticmethod
     def _interrupting_digit(prompt: str, reply: AgiReply) -> str:
         """The digit that stopped a STREAM FILE: its result is the digit's ASCII code."""
         if reply.result == "-1":
-            raise CallerHungUp(f"STREAM FILE {prompt!r}: caller hung up (result=-1)")
+            raise AgiCallerHungUp(f"STREAM FILE {prompt!r}: caller hung up (result=-1)")
         if reply.result is not None and reply.result.isdigit():
             digit = chr(int(reply.result))
             if digit in _ESCAPE_DIGITS:
                 return digit
-        raise ChannelError(f"STREAM FILE {prompt!r}: unexpected reply {reply.line!r}")
+        raise AgiChannelError(f"STREAM FILE {prompt!r}: unexpected reply {reply.line!r}")
 
     async def _run(self, verb: str, *arguments: str) -> AgiReply:
         try:
             reply = await self._session.command(verb, *arguments)
         except AgiArgumentError as exc:
-            raise ChannelError(f"{_describe(verb, arguments)}: {exc}") from None
+            raise AgiChannelError(f"{_describe(verb, arguments)}: {exc}") from None
+        except AgiHungUpError as exc:
+            raise AgiCallerHungUp(exc.message) from None
+        except AgiSessionError as exc:
+            raise AgiChannelError(exc.message) from None
         if reply.code == 511:
             # "Command Not Permitted on a dead channel": with AGISIGHUP=no Asterisk sends no
             # HANGUP line, and this refusal is the only sign that the caller has gone.
-            raise CallerHungUp(f"{_describe(verb, arguments)}: channel is dead ({reply.line})")
+            raise AgiCallerHungUp(f"{_describe(verb, arguments)}: channel is dead ({reply.line})")
         if not reply.ok:
-            raise ChannelError(f"{_describe(verb, arguments)} refused: {reply.line}")
+            raise AgiChannelError(f"{_describe(verb, arguments)} refused: {reply.line}")
         return reply

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
+from telephony.core.errors import SiagaError
+
 DEFAULT_MAX_FRAME_BYTES: Final = 16384
 # Asterisk sends ~22 lines plus one per AGI() argument, and splits at most 128 arguments.
 DEFAULT_MAX_ENVIRONMENT_LINES: Final = 256
@@ -41,7 +43,7 @@ _NEEDS_QUOTES = re.compile(r'[ \t"\\]')
 _SHOWN_CHARS = 60
 
 
-class AgiProtocolError(Exception):
+class AgiProtocolError(SiagaError):
     """The peer broke the AGI protocol, or a command could not be encoded safely."""
 
 

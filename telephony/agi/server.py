@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Self
 
-from ivr.channel import CallerHungUp, ChannelError
 from telephony.agi.protocol import (
     AgiEnvironment,
     AgiEvent,
@@ -30,6 +29,7 @@ from telephony.agi.protocol import (
     ReplyParser,
     encode_command,
 )
+from telephony.core.errors import SiagaError
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.agi")
@@ -66,6 +66,15 @@ class FastAgiConfig:
             session_timeout=settings.agi_session_timeout,
             max_frame_bytes=settings.agi_max_frame_bytes,
         )
+
+
+class AgiSessionError(SiagaError):
+    """A session cannot carry out a command: no reply in time, a malformed reply, or the
+    session was already broken by one of those. The session ends; the dialplan fails open."""
+
+
+class AgiHungUpError(AgiSessionError):
+    """The caller has gone: ``HANGUP`` from Asterisk, or Asterisk closed the connection."""
 
 
 class _EndOfStream(Exception):
@@ -134,16 +143,16 @@ class AgiSession:
 
         5xx replies are returned, not raised: what a refusal means is the caller's business.
         Raises :class:`~telephony.agi.protocol.AgiArgumentError` before sending anything if an
-        argument is unsafe, :class:`~ivr.channel.CallerHungUp` on ``HANGUP`` or when Asterisk
-        closed the connection, and :class:`~ivr.channel.ChannelError` on a timeout or a
+        argument is unsafe, :class:`AgiHungUpError` on ``HANGUP`` or when Asterisk
+        closed the connection, and :class:`AgiSessionError` on a timeout or a
         malformed reply; after those two the session accepts no more commands.
         """
         line = encode_command(verb, *arguments)
         async with self._lock:
             if self._hung_up:
-                raise CallerHungUp(f"{_shown(line)}: the caller has already hung up")
+                raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
             if self._broken is not None:
-                raise ChannelError(f"{_shown(line)}: session unusable after {self._broken}")
+                raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
             try:
                 async with asyncio.timeout(self._command_timeout):
                     self._writer.write(line)
@@ -151,15 +160,15 @@ class AgiSession:
                     return await self._read_reply(line)
             except TimeoutError:
                 self._broken = "a command timeout"
-                raise ChannelError(
+                raise AgiSessionError(
                     f"{_shown(line)}: no reply within {self._command_timeout:g} s"
                 ) from None
             except AgiProtocolError as exc:
                 self._broken = "a protocol error"
-                raise ChannelError(f"{_shown(line)}: {exc}") from None
+                raise AgiSessionError(f"{_shown(line)}: {exc}") from None
             except ConnectionError as exc:
                 self._hung_up = True
-                raise CallerHungUp(f"{_shown(line)}: connection lost ({exc})") from None
+                raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
 
     async def _read_reply(self, line: bytes) -> AgiReply:
         while not self._events:
@@ -171,12 +180,13 @@ class AgiSession:
                 except _EndOfStream:
                     # Asterisk only closes a FastAGI connection once the channel is gone.
                     self._hung_up = True
-                    raise CallerHungUp(f"{_shown(line)}: Asterisk closed the connection") from None
+                    raise AgiHungUpError(
+                        f"{_shown(line)}: Asterisk closed the connection") from None
             self._events.extend(self._parser.feed(data))
         event = self._events.popleft()
         if isinstance(event, AgiHangup):
             self._hung_up = True
-            raise CallerHungUp(f"{_shown(line)}: caller hung up (HANGUP from Asterisk)")
+            raise AgiHungUpError(f"{_shown(line)}: caller hung up (HANGUP from Asterisk)")
         return event
 
 
@@ -349,9 +359,11 @@ class FastAgiServer:
         try:
             async with deadline:
                 await handler(session)
-        except CallerHungUp as exc:
+        # A handler that speaks through telephony.agi.channel gets these as the IVR's own
+        # exceptions, which the adapter raises as subclasses of both (see AgiChannel).
+        except AgiHungUpError as exc:
             log.info("FastAGI session %s ended: %s", env.uniqueid, exc)
-        except ChannelError as exc:
+        except AgiSessionError as exc:
             log.warning("FastAGI session %s ended on a channel error: %s", env.uniqueid, exc)
         except TimeoutError:
             if not deadline.expired():

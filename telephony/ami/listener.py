@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from panoramisk import Manager
 from panoramisk.message import Message
 
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiProtocol
 from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
 from telephony.calls.facts import CallFact
@@ -70,14 +71,6 @@ class FactObserver(Protocol):
     def resynced(self, queues: QueueSnapshot | None) -> None:
         """A resync finished (its facts went to :meth:`recorded` first); ``queues`` is the
         whole queue picture, or ``None`` if Asterisk's reply could not be trusted whole."""
-
-
-class AmiActionError(Exception):
-    """An AMI action could not be carried out (refused, timed out, or no connection)."""
-
-
-class AmiActionRefusedError(AmiActionError):
-    """Asterisk answered the action with an error (bad arguments, missing permission...)."""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
+from telephony.core.errors import SiagaError
 
 AmiEvent = Mapping[str, str | list[str]]
 """One AMI message: header -> value, or -> list of values when the header repeats."""
@@ -86,7 +87,7 @@ _IVR_NAME = re.compile(r"[a-z0-9_]{1,32}")
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 
 
-class AmiEventError(ValueError):
+class AmiEventError(SiagaError, ValueError):
     """An AMI event or resync reply the tracker must reject; the message is one log-safe line."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -10,12 +11,20 @@ import asyncpg
 
 from telephony.calls.store import CallRecord, CallRepository
 from telephony.db.connection import Database
-from telephony.incidents.model import CallNotFound
+from telephony.incidents.errors import CallNotFound
 from telephony.incidents.store import IncidentRepository
 
 # What ``call_outcomes.disposition`` can say (0001_calls.sql).
 DISPOSITIONS: Final = ("answered", "abandoned", "vanished", "ended_in_ivr", "in_progress",
                        "ended_in_queue")
+# What operators read for a call's IVR category and what became of the call. An unknown code
+# is shown as it is.
+CATEGORY_LABELS: Final[Mapping[str, str]] = {
+    "emergency": "Darurat", "complaint": "Pengaduan", "information": "Informasi"}
+DISPOSITION_LABELS: Final[Mapping[str, str]] = {
+    "answered": "Dijawab", "abandoned": "Ditinggal di antrean", "vanished": "Hilang",
+    "ended_in_ivr": "Berakhir di IVR", "in_progress": "Berlangsung",
+    "ended_in_queue": "Berakhir di antrean"}
 LINES: Final = ("112", "119")
 MAX_LIMIT: Final = 500
 

@@ -34,9 +34,9 @@ from telephony.calls.facts import (
     QueueLeft,
     fact_to_json,
 )
+from telephony.calls.ids import parse_caller_id
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.rows import from_row
-from telephony.screening.features import parse_caller_id
 from telephony.settings import ShiftDefinition
 
 log = logging.getLogger("telephony.db")

@@ -11,20 +11,16 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
+
+import asyncpg
 
 T = TypeVar("T")
 
 
-class Row(Protocol):
-    """What a row is read through: an ``asyncpg.Record`` or a plain dict (in tests)."""
-
-    def __getitem__(self, column: str, /) -> Any: ...
-
-
-def from_row(cls: type[T], row: Row, **overrides: Any) -> T:
+def from_row(cls: type[T], row: asyncpg.Record | Mapping[str, Any], **overrides: Any) -> T:
     """``cls(**fields)`` from ``row``: each field from its column, enums by code."""
     values: dict[str, Any] = {}
     for name, convert in _converters(cls):

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from typing import Any, Protocol
+from typing import Final
 
 from ivr.menu import IvrMenu
+from telephony.ami.actions import AmiActions
 from telephony.core.errors import SiagaError
 from telephony.core.labels import LabelledStrEnum
 
@@ -35,19 +36,26 @@ class PauseReason(LabelledStrEnum):
     MEETING = "meeting", "Rapat"
 
 
+# What operators read for the IVR's skills. An unknown code (a skill an admin added to the
+# menu) is shown as it is.
+SKILL_LABELS: Final[Mapping[str, str]] = {
+    "general": "Umum", "medical": "Medis", "fire": "Kebakaran", "security": "Keamanan",
+    "disaster": "Bencana", "javanese": "Bahasa Jawa", "madurese": "Bahasa Madura"}
+
+
+def pause_label(reason: str) -> str:
+    """A pause reason as operators read it (one set outside the console as it is)."""
+    try:
+        return PauseReason(reason).label
+    except ValueError:
+        return reason
+
+
 def check_interface(interface: str) -> str:
     """``interface`` if it is an operator's PJSIP interface (it is spliced into AMI actions)."""
     if not _INTERFACE.match(interface):
         raise OperatorError(f"not an operator interface: {interface[:80]!r}")
     return interface
-
-
-class AmiActions(Protocol):
-    """What the desk needs of AMI (the listener provides it)."""
-
-    async def send_action(self, action: Mapping[str, str]) -> Any:
-        """Send one action; raise on refusal."""
-        ...
 
 
 def skill_queues(menu: IvrMenu) -> dict[str, set[str]]:

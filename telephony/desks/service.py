@@ -29,12 +29,11 @@ import asyncpg
 from ivr.menu import IvrMenu
 from telephony.accounts.model import Account, AccountNotFound, Role, clean_username
 from telephony.accounts.store import AccountRepository
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError, AmiActions
 from telephony.core.errors import Conflict, Invalid, SiagaError
 from telephony.db.connection import Database
 from telephony.desks.operators import (
     MAX_LEVEL,
-    AmiActions,
     OperatorDesk,
     OperatorError,
     PauseReason,

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import BinaryIO, Final
 from zoneinfo import ZoneInfo
 
-from recordings.files import fsync_dir
-from telephony.core.storage import stored_file
+from telephony.core.storage import fsync_dir, stored_file
+from telephony.incidents.errors import UploadTooLarge
 
 log = logging.getLogger("telephony.incidents.attachments")
 
@@ -72,15 +72,6 @@ def sniff_content_type(head: bytes) -> str:
                 return OCTET_STREAM
         return "text/plain"
     return OCTET_STREAM
-
-
-class UploadTooLarge(Exception):
-    """The upload went past the size limit; nothing of it was kept."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.message = f"Berkas terlalu besar (maksimal {max_bytes / 1_048_576:.0f} MB)."
-        super().__init__(self.message)
-        self.max_bytes = max_bytes
 
 
 @dataclass(frozen=True)

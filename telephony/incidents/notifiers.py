@@ -13,14 +13,11 @@ from typing import Protocol
 
 import aiohttp
 
-from telephony.incidents.model import Notification
+from telephony.incidents.errors import NotificationFailed
+from telephony.incidents.outbox import Notification
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.incidents.notify")
-
-
-class NotificationFailed(Exception):
-    """This attempt did not reach the recipient's endpoint."""
 
 
 class Notifier(Protocol):

@@ -17,12 +17,10 @@ Instances
     other ports therefore run side by side in one rootfs.
 
 Configuration
-    ``asterisk-conf/*.conf`` is the configuration a real site deploys. The files are
-    templates only for addresses, ports, secrets and a few timings, written ``@{name}``
-    (``${...}`` belongs to Asterisk's dialplan). :meth:`Lab.install_config` renders them
-    and generates ``pjsip_operators.conf``: ``Settings.lab_operators`` operator endpoints
-    ``op1001``, ``op1002``, ... whose contact is a sipp UAS on
-    ``127.0.0.1:lab_operator_sip_port`` (a real site's phones register instead).
+    :meth:`Lab.install_config` renders ``asterisk-conf/`` as any site does
+    (``telephony/asterisk/config.py``) and adds ``pjsip_operators.conf``:
+    ``Settings.lab_operators`` operator endpoints ``op1001``, ``op1002``, ... whose contact is
+    a sipp UAS on ``127.0.0.1:lab_operator_sip_port`` (a real site's phones register instead).
 
 Running
     ``Lab(settings).start()`` builds the rootfs if missing, renders the configuration and
@@ -40,9 +38,10 @@ Running
     Asterisk itself would boot without them.
 
 Prompts
-    :meth:`Lab.install_prompts` copies 8 kHz mono 16-bit WAV files (the only WAV that
-    Asterisk's format_wav plays) into the instance's ``data/sounds/siaga112/``; the IVR plays
-    ``<name>.wav`` as ``siaga112/<name>``.
+    ``lab.site`` is the instance's :class:`~telephony.asterisk.site.AsteriskSite`: its
+    ``install_prompts`` copies the prompts into the instance's ``data/sounds/siaga112/``. With
+    no ``asterisk_*`` settings the line's own site is this instance (the ``lab`` one by
+    default), so the line, the demo and the tests find the lab without configuration.
 
 Tests and benchmarks
     ``telephony/lab/sipp.py`` drives callers (the carrier trunk) and the operator phones (one sipp
@@ -62,86 +61,31 @@ import re
 import shutil
 import signal
 import socket
-import string
 import subprocess
 import time
-import wave
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from ivr.menu import MenuError
-from ivr.source import line_menu_source
-from recordings.domain import mixmonitor_options
-from telephony.admin.queues import (
-    LIVE_SETTINGS_DIR,
-    QUEUES_CONF,
-    QueueDefaults,
-    effective_settings,
-    render_queues_conf,
-)
+from telephony.admin.queues import LIVE_SETTINGS_DIR
+from telephony.asterisk.config import CONF_DIR, install_config, write_atomic
+from telephony.asterisk.site import AsteriskSite, lab_instance_dir
 from telephony.core.errors import SiagaError
-from telephony.screening.score import ScoreConfig, ScoreConfigError
-from telephony.screening.service import line_screening_source
 from telephony.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "asterisk-conf"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "forky"  # the first Debian suite with Asterisk 22
 ROOTFS_PACKAGES = ("asterisk", "asterisk-core-sounds-en-gsm")
 ASTERISK = "/usr/sbin/asterisk"
-INSTANCES_DIR = "/srv/siaga112"  # inside the rootfs
-PROMPT_SUBDIR = "siaga112"  # prompts play as "siaga112/<name>"
 OPERATOR_FIRST = 1001
 
 _INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
-_PROMPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-# Characters that would end a config value early or start a new line or comment.
-_UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f;]")
 
 
 class LabError(SiagaError, RuntimeError):
     """The lab could not be built, configured, started or reached."""
-
-
-class ConfTemplate(string.Template):
-    """``@{name}`` placeholders; every other character, ``$`` and ``@`` included, is literal.
-
-    Asterisk configuration is full of ``${VAR}`` and ``user@host``, so only the braced
-    ``@{...}`` form is a placeholder; a malformed ``@{`` is an error rather than text.
-    """
-
-    delimiter = "@"
-    pattern = r"""
-        @(?:
-          (?P<escaped>(?!)) |
-          (?P<named>(?!)) |
-          \{(?P<braced>[a-z_][a-z0-9_]*)\} |
-          (?P<invalid>\{)
-        )
-    """  # type: ignore[assignment]  # string.Template declares pattern as a compiled Pattern
-
-
-def render_template(text: str, values: Mapping[str, object]) -> str:
-    """Fill ``@{name}`` placeholders; a missing value or an unsafe one raises :class:`LabError`.
-
-    A value may not contain control characters or ``;`` (Asterisk's comment character): a
-    secret with a newline must not be able to add configuration.
-    """
-    safe: dict[str, str] = {}
-    for name, value in values.items():
-        rendered = str(value)
-        if _UNSAFE_VALUE.search(rendered):
-            raise LabError(f"template value {name}={rendered!r} contains ';' or a control char")
-        safe[name] = rendered
-    try:
-        return ConfTemplate(text).substitute(safe)
-    except KeyError as exc:
-        raise LabError(f"template needs a value for @{{{exc.args[0]}}}") from exc
-    except ValueError as exc:
-        raise LabError(f"malformed template: {exc}") from exc
 
 
 def operator_names(count: int) -> list[str]:
@@ -163,13 +107,6 @@ def debian_mirror(sources: Path = Path("/etc/apt/sources.list.d/debian.sources")
             if "security" not in uri:
                 return uri
     return DEFAULT_MIRROR
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` in one rename, so a reloading Asterisk never reads half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _require_root(what: str) -> None:
@@ -209,7 +146,7 @@ class Lab:
         self.build_timeout = build_timeout
         self.rootfs = settings.lab_rootfs
         # The same directory as Asterisk sees it (chroot path) and as the host sees it.
-        self.instance_dir = f"{INSTANCES_DIR}/{settings.lab_instance}"
+        self.instance_dir = lab_instance_dir(settings)
         self.host_dir = self.rootfs / self.instance_dir.lstrip("/")
         self.asterisk_conf = f"{self.instance_dir}/etc/asterisk.conf"
         self._process: subprocess.Popen[bytes] | None = None
@@ -217,19 +154,24 @@ class Lab:
     # ----------------------------------------------------------------- paths
 
     @property
+    def site(self) -> AsteriskSite:
+        """This instance's directories, as the line sees them (host paths)."""
+        return AsteriskSite.in_instance(self.host_dir)
+
+    @property
     def etc_dir(self) -> Path:
         """Host path of the instance's rendered configuration (Asterisk's config dir)."""
-        return self.host_dir / "etc"
+        return self.site.etc_dir
 
     @property
     def sounds_dir(self) -> Path:
         """Host path of this instance's prompt directory (played as ``siaga112/<name>``)."""
-        return self.host_dir / "data" / "sounds" / PROMPT_SUBDIR
+        return self.site.sounds_dir
 
     @property
     def monitor_dir(self) -> Path:
         """Host path where MixMonitor writes call recordings (``${ASTSPOOLDIR}/monitor``)."""
-        return self.host_dir / "spool" / "monitor"
+        return self.site.monitor_dir
 
     @property
     def messages_log(self) -> Path:
@@ -309,52 +251,9 @@ class Lab:
         with contextlib.suppress(OSError):
             if hosts.read_text(encoding="utf-8") == text:
                 return
-        _write_atomic(hosts, text)
+        write_atomic(hosts, text)
 
     # ----------------------------------------------------------------- config
-
-    def template_values(self) -> dict[str, object]:
-        """The values the ``asterisk-conf/`` templates are rendered with."""
-        s = self.settings
-        return {
-            "instance_dir": self.instance_dir,
-            "sip_host": s.sip_host,
-            "sip_port": s.sip_port,
-            "carrier_address": s.carrier_address,
-            "carrier_sip_port": s.carrier_sip_port,
-            "rtp_port_start": s.rtp_port_start,
-            "rtp_port_end": s.rtp_port_end,
-            "ami_port": s.ami_port,
-            "ami_username": s.ami_username,
-            "ami_secret": s.ami_secret,
-            "agi_url": s.agi_url,
-            "survey_agi_url": s.survey_agi_url,
-            "ivr_guard_seconds": f"{s.agi_session_timeout:g}",
-            "queue_max_wait": s.queue_max_wait,
-            # The numbers an admin changes while calls go on (telephony/admin/queues.py).
-            "live_settings_dir": f"{self.instance_dir}/etc/{LIVE_SETTINGS_DIR}",
-            "queue_wrapup_seconds": s.queue_wrapup_seconds,
-            # The dialplan's priority for a call screening did not score (fail-open).
-            "normal_priority": self._screening_config().normal_priority,
-            # MixMonitor's options: each leg's own file, with separate legs on.
-            "recording_options": mixmonitor_options(s.recordings_separate_legs),
-        }
-
-    def _screening_config(self) -> ScoreConfig:
-        try:
-            return line_screening_source(self.settings).current()
-        except ScoreConfigError as exc:
-            raise LabError(f"screening configuration: {exc}") from exc
-
-    def queues_conf(self) -> str:
-        """``queues_siaga112.conf`` with the default settings of every queue of the menu the
-        line runs (the line applies an admin's settings over it once it connects)."""
-        try:
-            queues = line_menu_source(self.settings).current().known_queues
-        except MenuError as exc:
-            raise LabError(f"menu: {exc}") from exc
-        return render_queues_conf(
-            effective_settings(queues, {}, QueueDefaults.from_settings(self.settings)))
 
     def operators_conf(self) -> str:
         """``pjsip_operators.conf`` for the lab: every operator's phone is one sipp UAS."""
@@ -373,16 +272,8 @@ class Lab:
         for sub in ("etc", "run", "log", "lib", "spool", "cache", "data"):
             (self.host_dir / sub).mkdir(parents=True, exist_ok=True)
         self._link_data_dir()
-        values = self.template_values()
-        templates = sorted(self.conf_dir.glob("*.conf"))
-        if not templates:
-            raise LabError(f"no *.conf templates in {self.conf_dir}")
-        etc = self.etc_dir
-        for template in templates:
-            text = render_template(template.read_text(encoding="utf-8"), values)
-            _write_atomic(etc / template.name, text)
-        _write_atomic(etc / "pjsip_operators.conf", self.operators_conf())
-        _write_atomic(etc / QUEUES_CONF, self.queues_conf())
+        install_config(self.settings, self.etc_dir, self.instance_dir, conf_dir=self.conf_dir)
+        write_atomic(self.etc_dir / "pjsip_operators.conf", self.operators_conf())
 
     def _link_data_dir(self) -> None:
         """Mirror /usr/share/asterisk into ``data/`` with symlinks, except for the sounds.
@@ -399,7 +290,7 @@ class Lab:
         sounds.mkdir(exist_ok=True)
         for entry in (share / "sounds").iterdir():
             self._symlink(sounds / entry.name, f"/usr/share/asterisk/sounds/{entry.name}")
-        (sounds / PROMPT_SUBDIR).mkdir(exist_ok=True)
+        self.sounds_dir.mkdir(exist_ok=True)
 
     @staticmethod
     def _symlink(link: Path, target: str) -> None:
@@ -407,31 +298,6 @@ class Lab:
             return
         link.unlink(missing_ok=True)
         link.symlink_to(target)
-
-    def install_prompts(self, src_dir: Path) -> list[str]:
-        """Copy ``src_dir/*.wav`` to the instance's prompt directory; return the names copied.
-
-        Asterisk's ``format_wav`` plays only 8 kHz mono 16-bit PCM WAV; anything else fails
-        at call time with a warning nobody reads, so it is refused here.
-        """
-        self.sounds_dir.mkdir(parents=True, exist_ok=True)
-        names = []
-        for wav in sorted(src_dir.glob("*.wav")):
-            if not _PROMPT_NAME.match(wav.stem):
-                raise LabError(f"{wav}: prompt names may use letters, digits, _ and -")
-            try:
-                with wave.open(str(wav), "rb") as reader:
-                    shape = (reader.getframerate(), reader.getnchannels(), reader.getsampwidth())
-            except (wave.Error, EOFError) as exc:
-                raise LabError(f"{wav}: not a WAV file: {exc}") from exc
-            if shape != (8000, 1, 2):
-                raise LabError(f"{wav}: need 8000 Hz mono 16-bit, got {shape}")
-            target = self.sounds_dir / wav.name
-            tmp = target.with_name(f".{wav.name}.tmp")
-            shutil.copyfile(wav, tmp)
-            tmp.replace(target)
-            names.append(wav.stem)
-        return names
 
     # ----------------------------------------------------------------- process
 

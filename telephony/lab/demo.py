@@ -102,7 +102,7 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
     print("Menyalakan Asterisk lab ...")
     await asyncio.to_thread(lab.start)
     try:
-        await asyncio.to_thread(lab.install_prompts, settings.prompts_dir)
+        await asyncio.to_thread(lab.site.install_prompts, settings.prompts_dir)
         async with running_line(settings) as line, operator(
             settings.lab_operator_sip_port, audio=True
         ):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from telephony.lab.chroot import ConfTemplate
+from telephony.asterisk.config import ConfTemplate
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "sipp_scenarios"
 PCAP_DIR = Path("/usr/share/sip-tester")

@@ -1,9 +1,9 @@
-"""The supervisor's console pages: the live wallboard, shift reports and the daily summary.
+"""The supervisor's report pages: shift reports and the daily summary (the live wallboard's
+page is the wallboard's, ``telephony.wallboard.console``).
 
-The wallboard page is a skeleton its script (``static/wallboard.js``) fills from the
-WebSocket ``/api/wallboard/live``: no reload, no polling. The report pages are plain HTML
-rendered here, with bar charts as inline SVG drawn from attributes (the console's
-Content-Security-Policy allows no inline style) and links to the CSV of every table.
+The report pages are plain HTML rendered here, with bar charts as inline SVG drawn from
+attributes (the console's Content-Security-Policy allows no inline style) and links to the
+CSV of every table.
 """
 
 from __future__ import annotations
@@ -16,21 +16,18 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from telephony.calls.archive import CATEGORY_LABELS
 from telephony.calls.shifts import ShiftSlot
 from telephony.reports.csvexport import TABLES
 from telephony.reports.http import DAILY_TABLES, category_label, report_type_label
 from telephony.reports.model import SERVICE_LEVEL_SECONDS, InvalidPeriod, Period, Ratio
 from telephony.reports.service import ReportService
 from telephony.screening.features import NUISANCE, Label
-from telephony.web.api import OVERSIGHT
-from telephony.web.console.render import PREFIX, page
-from telephony.web.routing import Reply, Route
-from telephony.web.serialize import CATEGORY_LABELS
+from telephony.web.console.render import PAGE, PREFIX, page
+from telephony.web.routing import OVERSIGHT, Route
 
-WALLBOARD: Final = f"{PREFIX}/wallboard"
 REPORTS: Final = f"{PREFIX}/reports"
 DAILY: Final = f"{PREFIX}/daily"
-_PAGE: Final = Reply(200, None, {"text/html": {}}, "Halaman")
 BAR_WIDTH: Final = 220  # SVG units of the longest bar
 TABLE_TITLES: Final = {"shifts": "per sif", "operators": "per operator", "queues": "per antrean",
                        "categories": "kategori", "report_types": "jenis laporan",
@@ -95,15 +92,11 @@ def _csv_links(path: str, query: Mapping[str, str], tables: Sequence[str]
     return [(TABLE_TITLES[t], f"{path}?{urlencode({**query, 'table': t})}") for t in tables]
 
 
-class SupervisorPages:
-    """The pages, over the report service (the wallboard page needs nothing server-side)."""
+class ReportPages:
+    """The pages, over the report service."""
 
     def __init__(self, reports: ReportService) -> None:
         self._reports = reports
-
-    async def wallboard_page(self, request: web.Request) -> web.StreamResponse:
-        """The live wallboard."""
-        return page(request, "wallboard.html", title="Papan dinding", levels=SERVICE_LEVEL_SECONDS)
 
     async def reports_page(self, request: web.Request) -> web.StreamResponse:
         """Shift reports for a run of days, one shift or all, with charts and CSV links."""
@@ -168,9 +161,8 @@ class SupervisorPages:
         """The pages, with who may open them (those who may read what they show)."""
         tag = "konsol"
         return [
-            Route("GET", WALLBOARD, self.wallboard_page, OVERSIGHT, "Papan dinding", tag, _PAGE),
-            Route("GET", REPORTS, self.reports_page, OVERSIGHT, "Laporan sif", tag, _PAGE),
-            Route("GET", DAILY, self.daily_page, OVERSIGHT, "Ringkasan harian", tag, _PAGE),
+            Route("GET", REPORTS, self.reports_page, OVERSIGHT, "Laporan sif", tag, PAGE),
+            Route("GET", DAILY, self.daily_page, OVERSIGHT, "Ringkasan harian", tag, PAGE),
         ]
 
 

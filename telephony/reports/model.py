@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final, TypeVar
 
+from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.core.errors import Invalid
 from telephony.desks.operators import PauseReason
@@ -44,6 +45,26 @@ MAX_REPORT_DAYS: Final = 31
 WRAPUP_PAUSE_GRACE: Final = timedelta(seconds=60)
 
 K = TypeVar("K", bound=Hashable)
+
+
+# The database's view of what is live, read by the report store and handed to the wallboard
+# at start-up (telephony.wallboard.state.LiveBoard.seed): here so that reports, the lower
+# feature, need nothing of the wallboard.
+@dataclass(frozen=True)
+class CallInfo:
+    """What the board shows of a live call (no caller data: admins see the board too)."""
+
+    line: str | None = None
+    category: str | None = None
+
+
+@dataclass(frozen=True)
+class LivePicture:
+    """What the database says is live, for a board started before any resync."""
+
+    calls: dict[str, CallInfo]
+    waiting: list[QueueJoined]  # open queue visits of calls not yet answered or ended
+    members: list[OperatorStateChanged]  # queue_members, logged-out ones excluded
 
 
 class InvalidPeriod(Invalid, ValueError):

@@ -18,6 +18,7 @@ from telephony.reports.model import (
     CallRow,
     DailySummary,
     Figures,
+    LivePicture,
     Period,
     ShiftReport,
     check_period,
@@ -30,7 +31,6 @@ from telephony.reports.model import (
 )
 from telephony.reports.store import ReportRepository
 from telephony.settings import Settings
-from telephony.wallboard.state import LivePicture
 
 
 def _utcnow() -> datetime:

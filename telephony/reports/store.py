@@ -19,13 +19,14 @@ from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.db.rows import from_row
 from telephony.reports.model import (
     WRAPUP_PAUSE_GRACE,
+    CallInfo,
     CallRow,
     CategoryCount,
+    LivePicture,
     Period,
     StateChange,
     VillageCount,
 )
-from telephony.wallboard.state import CallInfo, LivePicture
 
 # A wrap-up pause is read this long past the period's last call.
 _WRAPUP_LOOKAHEAD = timedelta(hours=2)

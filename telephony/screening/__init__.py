@@ -7,8 +7,6 @@ The domain here is pure; the IVR and the database supply the features and apply 
 from telephony.screening.features import (
     FIRST_TIME,
     CallerHistory,
-    CallerId,
-    CallerIdKind,
     CallFeatures,
     CallShape,
     IvrBehaviour,
@@ -17,7 +15,6 @@ from telephony.screening.features import (
     PastCall,
     PreQueueFeatures,
     local_hour,
-    parse_caller_id,
     resolve_labels,
     summarise_history,
 )
@@ -41,8 +38,6 @@ __all__ = [
     "CallFeatures",
     "CallShape",
     "CallerHistory",
-    "CallerId",
-    "CallerIdKind",
     "Decision",
     "Effect",
     "IvrBehaviour",
@@ -59,7 +54,6 @@ __all__ = [
     "expected_delay_seconds",
     "load_score_config",
     "local_hour",
-    "parse_caller_id",
     "post_call_score",
     "pre_queue_score",
     "resolve_labels",

@@ -62,16 +62,14 @@ from enum import StrEnum
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
+from telephony.calls.ids import CallerId, luhn_valid, parse_caller_id
 from telephony.screening.features import (
     NUISANCE,
-    CallerId,
     CallFeatures,
     CallShape,
     IvrBehaviour,
     Label,
     LabelEvent,
-    luhn_valid,
-    parse_caller_id,
 )
 
 DEFAULT_SEED = 112

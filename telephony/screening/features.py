@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+from telephony.calls.ids import CallerId
 from telephony.core.labels import LabelledStrEnum
 
 JAKARTA = "Asia/Jakarta"
@@ -53,93 +53,6 @@ class Label(LabelledStrEnum):
 
 
 NUISANCE = frozenset({Label.PRANK, Label.SILENT})
-
-
-class CallerIdKind(StrEnum):
-    """What the presented caller id is."""
-
-    NUMBER = "number"  # a well-formed Indonesian or international number
-    WITHHELD = "withheld"  # hidden (*#31#), anonymous, or not passed by the carrier
-    MALFORMED = "malformed"  # present but not a number we can trust as an identity
-    SIMLESS = "simless"  # a phone without SIM: the carrier passes the handset's IMEI
-
-
-# What carriers and Asterisk put in the caller number when the caller hid it.
-_WITHHELD_TEXTS = frozenset(
-    {"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable", "withheld"}
-)
-_IMEI_URN = "urn:gsma:imei:"
-_SEPARATORS = str.maketrans("", "", " -().")
-# Indonesian numbers in E.164 are 62 + 8..12 digits (landline area code + subscriber, or 8xx
-# mobile); nationally they are 0 + the same 8..12 digits.
-_ID_NATIONAL_DIGITS = range(8, 13)
-_E164_DIGITS = range(8, 16)
-_IMEI_DIGITS = 15
-
-
-@dataclass(frozen=True, slots=True)
-class CallerId:
-    """A presented caller id, what kind it is, and the identity its history is kept under.
-
-    ``key`` is ``None`` when the id cannot identify a caller (withheld or malformed): such a call
-    has no history, rather than sharing one with every other caller who presented "0".
-    """
-
-    raw: str
-    kind: CallerIdKind
-    key: str | None
-
-
-def luhn_valid(digits: str) -> bool:
-    """True when the last digit is the Luhn check digit of the others (as in an IMEI)."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def parse_caller_id(raw: str) -> CallerId:
-    """Classify a presented caller number and normalise it to a history key.
-
-    Numbers become E.164 digits without ``+`` (``0812…`` and ``+62812…`` are one caller). A
-    SIM-less phone's IMEI, passed as ``urn:gsma:imei:…`` or as 15 Luhn-valid digits (no
-    Indonesian number is that long), becomes ``imei:`` + its 14 identity digits, so an IMEI and
-    the IMEISV of the same handset share a history.
-    """
-    text = raw.strip()
-    lowered = text.lower()
-    if lowered in _WITHHELD_TEXTS:
-        return CallerId(raw, CallerIdKind.WITHHELD, None)
-    if lowered.startswith(_IMEI_URN):
-        digits = lowered[len(_IMEI_URN):].translate(_SEPARATORS)
-        if digits.isdigit() and len(digits) in (14, 15, 16):
-            return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
-        return CallerId(raw, CallerIdKind.MALFORMED, None)
-    compact = text.translate(_SEPARATORS)
-    international = compact.startswith("+")
-    if international:
-        compact = compact[1:]
-    elif compact.startswith("00"):
-        international, compact = True, compact[2:]
-    # isascii: str.isdigit also accepts Arabic-Indic and superscript digits.
-    if not (compact.isascii() and compact.isdigit()):
-        return CallerId(raw, CallerIdKind.MALFORMED, None)
-    if compact.startswith("62") and len(compact) - 2 in _ID_NATIONAL_DIGITS:
-        return CallerId(raw, CallerIdKind.NUMBER, compact)
-    if international:
-        if len(compact) in _E164_DIGITS and compact[0] != "0":
-            return CallerId(raw, CallerIdKind.NUMBER, compact)
-        return CallerId(raw, CallerIdKind.MALFORMED, None)
-    if len(compact) == _IMEI_DIGITS and luhn_valid(compact):
-        return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + compact[:14])
-    if compact.startswith("0") and len(compact) - 1 in _ID_NATIONAL_DIGITS and compact[1] != "0":
-        return CallerId(raw, CallerIdKind.NUMBER, "62" + compact[1:])
-    return CallerId(raw, CallerIdKind.MALFORMED, None)
 
 
 def local_hour(instant: datetime, timezone: str = JAKARTA) -> int:

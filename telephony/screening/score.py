@@ -28,12 +28,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from telephony.calls.ids import CallerIdKind
 from telephony.core.errors import SiagaError
-from telephony.screening.features import (
-    CallerIdKind,
-    CallFeatures,
-    PreQueueFeatures,
-)
+from telephony.screening.features import CallFeatures, PreQueueFeatures
 
 # Calls that are never deprioritised below the floor: the 119 line, and whatever the IVR
 # routed as an emergency (which includes every caller who pressed nothing on 112).

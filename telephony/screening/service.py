@@ -21,6 +21,7 @@ from typing import Protocol
 
 import asyncpg
 
+from telephony.calls.ids import parse_caller_id
 from telephony.core.errors import SiagaError
 from telephony.core.loops import run_passes
 from telephony.core.watched import WatchedFile
@@ -34,7 +35,6 @@ from telephony.screening.features import (
     IvrBehaviour,
     PreQueueFeatures,
     local_hour,
-    parse_caller_id,
 )
 from telephony.screening.score import (
     Score,

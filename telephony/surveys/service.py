@@ -36,12 +36,12 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from telephony.ami.listener import AmiActionError, AmiActionRefusedError
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiActions
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
-from telephony.incidents.model import IncidentError
+from telephony.incidents.errors import IncidentError
 from telephony.incidents.service import IncidentService
-from telephony.settings import Settings
+from telephony.settings import Settings, SettingsError
 from telephony.surveys.model import (
     ACTION_PREFIX,
     ANSWERED_STATES,
@@ -100,30 +100,32 @@ class SurveyConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SurveyConfig:
-        """The configuration described by ``settings`` (validated when they were loaded)."""
+        """The configuration described by ``settings``; raises :class:`SettingsError` for
+        survey hours that are not ``HH:MM-HH:MM`` (the settings hold them as plain text)."""
+        try:
+            window = parse_call_window(settings.survey_hours)
+        except ValueError as exc:
+            raise SettingsError(f"survey_hours: {exc}") from exc
         return cls(
             delay=timedelta(seconds=settings.survey_delay_seconds),
             retry=timedelta(seconds=settings.survey_retry_seconds),
             max_attempts=settings.survey_max_attempts,
             ring_seconds=settings.survey_ring_seconds,
             caller_id=settings.survey_caller_id,
-            window=parse_call_window(settings.survey_hours),
+            window=window,
             timezone=settings.timezone,
             lookback=timedelta(hours=settings.survey_lookback_hours),
             session_seconds=settings.agi_session_timeout,
         )
 
 
-class SurveyAmi(Protocol):
-    """What the service needs of AMI (``telephony.ami.listener.AmiListener``)."""
+class SurveyAmi(AmiActions, Protocol):
+    """What the service needs of AMI (``telephony.ami.listener.AmiListener``): actions, and
+    the events that tell how an Originate went."""
 
     @property
     def logged_in(self) -> bool:
         """True while an AMI session is up."""
-        ...
-
-    async def send_action(self, action: Mapping[str, str]) -> Mapping[str, Any]:
-        """Send one action; raises ``AmiActionError`` (``AmiActionRefusedError`` if refused)."""
         ...
 
     def subscribe(self, event: str, handler: Callable[[Mapping[str, Any]], None]) -> None:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from telephony.ami.tracker import QueueSnapshot
 from telephony.calls.facts import CallFact, IvrVariableSet, OperatorRung, OperatorStateChanged
 from telephony.db.connection import DatabaseUnavailable
-from telephony.incidents.service import IncidentService, SlaBreach
+from telephony.incidents.dispatch_service import DispatchService, SlaBreach
 from telephony.reports.service import LiveCounters, ReportService
 from telephony.wallboard.state import BoardView, LiveBoard
 
@@ -52,7 +52,7 @@ class WallboardService:
     """Keeps the wallboard and tells subscribers when it changed."""
 
     def __init__(
-        self, board: LiveBoard, reports: ReportService, incidents: IncidentService, *,
+        self, board: LiveBoard, reports: ReportService, dispatches: DispatchService, *,
         connected: Callable[[], bool] = lambda: True,
         clock: Callable[[], datetime] = _utcnow,
         refresh_seconds: float = 10.0,
@@ -61,7 +61,7 @@ class WallboardService:
     ) -> None:
         self._board = board
         self._reports = reports
-        self._incidents = incidents
+        self._dispatches = dispatches
         self._connected = connected
         self._clock = clock
         self._refresh_seconds = refresh_seconds
@@ -173,7 +173,7 @@ class WallboardService:
         """Read the counters and overdue incidents again; on an outage keep the old ones."""
         try:
             counters = await self._reports.live_counters()
-            overdue = await self._incidents.sla_breaches()
+            overdue = await self._dispatches.sla_breaches()
         except DatabaseUnavailable as exc:
             if not self._stale:
                 log.error("wallboard counters not refreshed, database unavailable: %s", exc)

@@ -39,7 +39,7 @@ from telephony.calls.facts import (
     QueueLeft,
 )
 from telephony.core.labels import LabelledStrEnum
-from telephony.reports.model import is_wrapup_reason
+from telephony.reports.model import CallInfo, LivePicture, is_wrapup_reason
 
 MAX_CALLS: Final = 10_000  # live calls remembered; only lost hang-ups could reach it
 
@@ -67,14 +67,6 @@ _DEVICE: Final = {
 
 
 @dataclass(frozen=True)
-class CallInfo:
-    """What the board shows of a live call (no caller data: admins see the board too)."""
-
-    line: str | None = None
-    category: str | None = None
-
-
-@dataclass(frozen=True)
 class Member:
     """One operator's membership of one queue, as last reported."""
 
@@ -90,15 +82,6 @@ class Waiting:
 
     call_id: str
     joined_at: datetime
-
-
-@dataclass(frozen=True)
-class LivePicture:
-    """What the database says is live, for a board started before any resync."""
-
-    calls: dict[str, CallInfo]
-    waiting: list[QueueJoined]  # open queue visits of calls not yet answered or ended
-    members: list[OperatorStateChanged]  # queue_members, logged-out ones excluded
 
 
 @dataclass(frozen=True)

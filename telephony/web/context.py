@@ -13,6 +13,8 @@ from telephony.accounts.service import AccountService
 from telephony.calls.archive import CallArchive
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.directory_service import Directory
+from telephony.incidents.dispatch_service import DispatchService
 from telephony.incidents.service import IncidentService
 from telephony.screening.service import ScreeningService
 from telephony.settings import Settings
@@ -43,6 +45,8 @@ class ApiContext:
     """The services the handlers are a thin layer over."""
 
     incidents: IncidentService
+    dispatches: DispatchService
+    directory: Directory
     accounts: AccountService
     calls: CallArchive
     recordings: RecordingLibrary

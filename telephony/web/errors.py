@@ -11,21 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from telephony.core.errors import SiagaError
-from telephony.incidents.attachments import UploadTooLarge
-from telephony.incidents.model import (
-    CallAlreadyLinked,
-    IncidentError,
-    InvalidTransition,
-    NotFound,
-    StaleIncident,
-    ValidationError,
-)
 from telephony.web.routing import SESSION, Handler
 
 log = logging.getLogger("telephony.web")
@@ -65,10 +57,6 @@ _HTTP_TEXT: Final[Mapping[int, tuple[str, str]]] = {
     416: ("range_not_satisfiable", "Rentang byte yang diminta di luar berkas."),
 }
 
-# The incident errors are not SiagaErrors yet; these lines go when they are.
-_INCIDENT_CONFLICTS: Final = (CallAlreadyLinked, InvalidTransition, StaleIncident)
-
-
 def api_error(exc: BaseException) -> ApiError | None:
     """The HTTP refusal for one of our exceptions; ``None`` for anything else (a bug: it
     surfaces as a 500 with its traceback in the log)."""
@@ -80,16 +68,6 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_TEXT.get(exc.status, ("http_error", exc.reason))
         return ApiError(exc.status, code, message)
-    if isinstance(exc, ValidationError):
-        return ApiError(422, "invalid", exc.message, field=exc.field or None)
-    if isinstance(exc, NotFound):
-        return ApiError(404, "not_found", exc.message)
-    if isinstance(exc, _INCIDENT_CONFLICTS):
-        return ApiError(409, exc.code, exc.message)
-    if isinstance(exc, UploadTooLarge):
-        return ApiError(413, "too_large", exc.message)
-    if isinstance(exc, IncidentError):
-        return ApiError(400, exc.code, exc.message)
     return None
 
 
@@ -105,22 +83,34 @@ def error_response(error: ApiError) -> web.Response:
     )
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler
-                           ) -> web.StreamResponse:
-    """Answer every refusal as JSON and log it as one line; a bug is a JSON 500 with its
-    traceback in the log."""
-    try:
-        return await handler(request)
-    except Exception as exc:
-        error = api_error(exc)
-        if error is None:
-            if isinstance(exc, web.HTTPException):
-                raise  # a redirect
-            log.exception("%s %s failed", request.method, request.rel_url.path)
-            return error_response(ApiError(500, "internal", "Terjadi kesalahan pada server."))
-    log_refusal(request, error)
+# How a refusal is answered: JSON for the API, a page for the console.
+Answer = Callable[[web.Request, ApiError], web.StreamResponse]
+
+
+def _json_answer(_: web.Request, error: ApiError) -> web.StreamResponse:
     return error_response(error)
+
+
+def error_middleware(answer: Answer = _json_answer) -> Middleware:
+    """The middleware that answers every refusal with ``answer`` (default: the JSON body)
+    and logs it as one line; a bug is a 500 with its traceback in the log."""
+
+    @web.middleware
+    async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            error = api_error(exc)
+            if error is None:
+                if isinstance(exc, web.HTTPException):
+                    raise  # a redirect
+                log.exception("%s %s failed", request.method, request.rel_url.path)
+                error = ApiError(500, "internal", "Terjadi kesalahan pada server.")
+            else:
+                log_refusal(request, error)
+        return answer(request, error)
+
+    return refusals
 
 
 def log_refusal(request: web.Request, error: ApiError) -> None:

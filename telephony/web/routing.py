@@ -50,6 +50,14 @@ class Access:
 
 
 PUBLIC: Final = Access(frozenset(), public=True)
+EVERYONE: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN)
+CASEWORK: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR)
+# Recordings are evidence and hold callers' voices: those who handle or review calls only.
+PLAYBACK: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR)
+OVERSIGHT: Final = Access.to(Role.SUPERVISOR, Role.ADMIN)
+# A desk is an operator's phone; supervisors and admins have none.
+DESK: Final = Access.to(Role.OPERATOR)
+ADMIN: Final = Access.to(Role.ADMIN)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,12 @@ class Param:
     name: str
     schema: Schema
     description: str
+
+
+def limit_param(high: int) -> Param:
+    """The ``limit`` query parameter of a list: at most ``high`` rows."""
+    return Param("limit", {"type": "integer", "minimum": 1, "maximum": high},
+                 "Jumlah maksimal baris")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from typing import Final
 from aiohttp import web
 
 from telephony.accounts.model import Session
-from telephony.web.context import CONTEXT
+from telephony.web.context import CONTEXT, WebConfig
 from telephony.web.errors import ApiError
 from telephony.web.routing import (
+    CSRF_COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
     ROUTE_TABLE,
@@ -35,6 +36,23 @@ UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 _TOKEN_MAX: Final = 128
 
+
+
+def set_session_cookies(response: web.StreamResponse, token: str, csrf_token: str,
+                        config: WebConfig) -> None:
+    """The session cookie, and the CSRF token's for the console's scripts."""
+    max_age = int(config.session_lifetime.total_seconds())
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Strict",
+                        secure=config.cookie_secure, path="/", max_age=max_age)
+    # Readable by the console's own scripts, which copy it into the X-CSRF-Token header.
+    response.set_cookie(CSRF_COOKIE, csrf_token, httponly=False, samesite="Strict",
+                        secure=config.cookie_secure, path="/", max_age=max_age)
+
+
+def clear_session_cookies(response: web.StreamResponse) -> None:
+    """Tell the browser to forget the session."""
+    for name in (SESSION_COOKIE, CSRF_COOKIE):
+        response.del_cookie(name, path="/")
 
 
 def _unauthenticated(message: str) -> ApiError:

@@ -5,21 +5,70 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from importlib import metadata
 
 from aiohttp import web
 
-from telephony.web.api import api_routes
-from telephony.web.console.pages import console_routes
-from telephony.web.console.render import console_middleware
+from recordings import http as recordings_http
+from telephony.accounts import console as accounts_console
+from telephony.accounts import http as accounts_http
+from telephony.calls import http as calls_http
+from telephony.desks import console as desks_console
+from telephony.desks import http as desks_http
+from telephony.incidents import console as incidents_console
+from telephony.incidents import http as incidents_http
+from telephony.screening import http as screening_http
+from telephony.web.console import pages
+from telephony.web.console.render import console_refusal, is_console
 from telephony.web.context import CONTEXT, ApiContext
-from telephony.web.errors import error_middleware
-from telephony.web.routing import Route, RouteTable
+from telephony.web.errors import ApiError, error_middleware, error_response
+from telephony.web.request import json_response
+from telephony.web.routing import EVERYONE, ROUTE_TABLE, Reply, Route, RouteTable
 from telephony.web.security import security_middleware
 
 log = logging.getLogger("telephony.web")
 
 # Requests in flight (an audio stream) get this long to finish when the line stops.
 SHUTDOWN_SECONDS = 3.0
+
+
+async def openapi(request: web.Request) -> web.StreamResponse:
+    """This API's OpenAPI 3.1 description, made from the route table."""
+    return json_response(request.app[ROUTE_TABLE].openapi(
+        title="siaga112 API", version=metadata.version("siaga112")))
+
+
+def api_routes() -> list[Route]:
+    """Every route of the JSON API over the context's services, with who may call it (the
+    wallboard's, the reports' and the admin's come with their services, in ``routes``)."""
+    return [
+        *accounts_http.routes(),
+        Route("GET", "/api/openapi.json", openapi, EVERYONE, "Deskripsi OpenAPI ini",
+              "sesi", Reply(200, None, {"application/json": {"type": "object"}})),
+        *incidents_http.routes(),
+        *calls_http.routes(),
+        *screening_http.routes(),
+        *recordings_http.routes(),
+        *desks_http.routes(),
+    ]
+
+
+def console_routes() -> list[Route]:
+    """Every page and form of the console over the context's services: the shell's, then
+    the features'."""
+    return [
+        *pages.routes(),
+        *desks_console.routes(),
+        *incidents_console.routes(),
+        *accounts_console.routes(),
+    ]
+
+
+def _answer(request: web.Request, error: ApiError) -> web.StreamResponse:
+    """The console's refusals are pages; the API's are JSON."""
+    if is_console(request.path):
+        return console_refusal(request, error)
+    return error_response(error)
 
 
 async def _security_headers(_: web.Request, response: web.StreamResponse) -> None:
@@ -33,10 +82,9 @@ async def _security_headers(_: web.Request, response: web.StreamResponse) -> Non
 
 def build_app(context: ApiContext, routes: Iterable[Route] = ()) -> web.Application:
     """The application: the JSON API, the console's pages and ``routes``, every one behind
-    the security middleware and its access policy. The console's refusals are pages (its
-    middleware sits inside the JSON one, so it sees them first)."""
-    app = web.Application(
-        middlewares=[error_middleware, console_middleware, security_middleware])
+    the security middleware and its access policy, in one route table. Refusals are
+    answered by one middleware: pages on the console, JSON elsewhere."""
+    app = web.Application(middlewares=[error_middleware(_answer), security_middleware])
     app[CONTEXT] = context
     RouteTable([*api_routes(), *console_routes(), *routes]).install(app)
     app.on_response_prepare.append(_security_headers)

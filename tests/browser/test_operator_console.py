@@ -39,12 +39,12 @@ from playwright.async_api import (
 from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError
 from telephony.app import Line
+from telephony.calls.ids import parse_caller_id
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
-from telephony.screening.features import parse_caller_id
 from telephony.settings import Settings
 from tests.e2e.harness import eventually, prompted_lab, started_line, unique_caller
 

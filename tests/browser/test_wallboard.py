@@ -26,7 +26,7 @@ from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playw
 from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError
 from telephony.app import Line
 from telephony.desks.operators import OperatorDesk
 from telephony.lab import sipp

@@ -39,7 +39,7 @@ async def prompted_lab(settings: Settings) -> AsyncIterator[Lab]:
     # Files an earlier run left behind belong to calls of a database that is gone.
     shutil.rmtree(lab.monitor_dir, ignore_errors=True)
     async with lab:
-        lab.install_prompts(settings.prompts_dir)
+        lab.site.install_prompts(settings.prompts_dir)
         yield lab
     # Recordings of the last calls may not be processed yet; don't let them pile up.
     shutil.rmtree(lab.monitor_dir, ignore_errors=True)

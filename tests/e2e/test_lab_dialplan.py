@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from telephony.asterisk.config import render_template, template_values
+from telephony.asterisk.errors import AsteriskSiteError
 from telephony.lab import sipp
-from telephony.lab.chroot import Lab, LabError, operator_names, render_template
+from telephony.lab.chroot import Lab, operator_names
 from telephony.settings import Settings
 from tests.e2e.rawami import Message, RawAmi
 
@@ -387,7 +389,7 @@ async def test_prompts_install_and_play(
 ) -> None:
     """A prompt copied by install_prompts plays as siaga112/<name> (STREAM FILE finds it)."""
     write_silence(tmp_path / "uji.wav", 0.1)
-    assert lab.install_prompts(tmp_path) == ["uji"]
+    assert lab.site.install_prompts(tmp_path) == ["uji"]
     await login("op1001", "emergency-general")
     replies: list[str] = []
 
@@ -410,7 +412,7 @@ async def test_prompts_install_and_play(
 async def test_caller_dtmf_reaches_the_ivr(lab: Lab, tmp_path: Path, login: Login) -> None:
     """RFC 4733 digits from the carrier reach GET DATA, a repeated digit included."""
     write_silence(tmp_path / "sunyi.wav", 0.1)
-    lab.install_prompts(tmp_path)
+    lab.site.install_prompts(tmp_path)
     await login("op1001", "emergency-general")
     replies: list[str] = []
 
@@ -436,25 +438,25 @@ def test_install_prompts_refuses_what_asterisk_cannot_play(tmp_path: Path) -> No
     source.mkdir()
     write_silence(source / "salam.wav", 0.02, rate=16000)
     lab.host_dir = tmp_path / "instance"  # keep the real rootfs out of this test
-    with pytest.raises(LabError, match="8000 Hz"):
-        lab.install_prompts(source)
+    with pytest.raises(AsteriskSiteError, match="8000 Hz"):
+        lab.site.install_prompts(source)
 
 
 def test_templates_reject_injection_and_unknown_placeholders() -> None:
     assert render_template("port=@{port} ${EXTEN} a@b", {"port": 5060}) == (
         "port=5060 ${EXTEN} a@b"
     )
-    with pytest.raises(LabError, match="contains"):
+    with pytest.raises(AsteriskSiteError, match="contains"):
         render_template("secret=@{secret}", {"secret": "x\n[evil]"})
-    with pytest.raises(LabError, match="contains"):
+    with pytest.raises(AsteriskSiteError, match="contains"):
         render_template("secret=@{secret}", {"secret": "x;comment"})
-    with pytest.raises(LabError, match="needs a value"):
+    with pytest.raises(AsteriskSiteError, match="needs a value"):
         render_template("@{missing}", {})
 
 
 def test_every_template_renders_with_the_lab_values() -> None:
     lab = Lab(SETTINGS)
-    values = lab.template_values()
+    values = template_values(SETTINGS, lab.instance_dir)
     for template in sorted(lab.conf_dir.glob("*.conf")):
         rendered = render_template(template.read_text(), values)
         assert "@{" not in rendered, template.name

@@ -31,13 +31,13 @@ from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QUEUES_CONF, QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import ConfigKind
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError
+from telephony.asterisk.site import AsteriskSite
 from telephony.calls.shifts import ShiftCalendar
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database
 from telephony.desks.service import InvalidDeskInput
 from telephony.incidents.model import ReportType
-from telephony.lab.chroot import Lab
 from telephony.screening.score import ScoreConfig
 from telephony.screening.service import line_screening_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
@@ -75,7 +75,7 @@ class Admin:
     database: Database
     dsn: str
     ami: FakeAmi
-    lab: Lab
+    asterisk: AsteriskSite
     menus: WatchedFile[IvrMenu]
     scoring: WatchedFile[ScoreConfig]
     configs: ConfigService
@@ -91,11 +91,11 @@ class Admin:
             await connection.close()
 
 
-def build(settings: Settings, database: Database, ami: FakeAmi, lab: Lab,
+def build(settings: Settings, database: Database, ami: FakeAmi, site: AsteriskSite,
           menus: Any = None) -> tuple[ConfigService, QueueService, Any, Any]:
     menus = menus or line_menu_source(settings)
     scoring = line_screening_source(settings)
-    asterisk = AsteriskAdmin(ami, lab.etc_dir, lab)
+    asterisk = AsteriskAdmin(ami, site)
     queues = QueueService(database, asterisk, ami, menus=menus,
                           defaults=QueueDefaults.from_settings(settings))
     configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
@@ -108,14 +108,13 @@ async def admin(database_dsn: str, settings: Settings, tmp_path: Path) -> AsyncI
     configured = replace(settings, database_dsn=database_dsn)
     database = Database(configured)
     ami = FakeAmi()
-    lab = Lab(configured)
-    lab.host_dir = tmp_path / "instance"  # Asterisk's files, without a real rootfs
-    lab.etc_dir.mkdir(parents=True)
-    configs, queues, menus, scoring = build(configured, database, ami, lab)
+    asterisk = AsteriskSite.in_instance(tmp_path / "instance")  # no real Asterisk's files
+    asterisk.etc_dir.mkdir(parents=True)
+    configs, queues, menus, scoring = build(configured, database, ami, asterisk)
     context = make_context(configured, database)
     calendar = ShiftCalendar(DEFAULT_SHIFTS, configured.timezone)
-    site = SiteService(database, context.incidents, calendar)
-    yield Admin(configured, database, database_dsn, ami, lab, menus, scoring, configs, queues,
+    site = SiteService(database, context.dispatches, calendar)
+    yield Admin(configured, database, database_dsn, ami, asterisk, menus, scoring, configs, queues,
                 site, calendar)
     await database.close()
 
@@ -193,17 +192,17 @@ async def test_publish_then_roll_back(admin: Admin) -> None:
     assert live.version == draft.version_id
     assert live.menus["utama"].timeout_ms == 2000
     assert live.menus["utama"].prompt == f"menu-utama-v{draft.version_id}"
-    installed = admin.lab.sounds_dir / f"menu-utama-v{draft.version_id}.wav"
+    installed = admin.asterisk.sounds_dir / f"menu-utama-v{draft.version_id}.wav"
     assert wav_shape(installed) == (8000, 1, 2)
     assert len(admin.ami.named("QueueReload")) == 1  # the menu's queues, configured first
-    assert (admin.lab.etc_dir / "siaga112-live" / "max_wait.fire").read_text() == "60"
+    assert (admin.asterisk.etc_dir / "siaga112-live" / "max_wait.fire").read_text() == "60"
 
     rolled_back = await admin.configs.publish(first.version_id, actor="admin",
                                               note="kembali")
     assert rolled_back.live
     assert admin.menus.current().version == first.version_id
     assert admin.menus.current().menus["utama"].timeout_ms == 5000
-    assert (admin.lab.sounds_dir / f"menu-utama-v{first.version_id}.wav").is_file()
+    assert (admin.asterisk.sounds_dir / f"menu-utama-v{first.version_id}.wav").is_file()
     states = {v.version_id: (v.live, v.last_published_at is not None)
               for v in await admin.configs.versions(ConfigKind.MENU)}
     assert states == {first.version_id: (True, True), draft.version_id: (False, True)}
@@ -226,7 +225,7 @@ class StuckMenu:
 
 async def test_a_publish_the_line_refuses_changes_nothing(admin: Admin) -> None:
     stuck = StuckMenu(admin.menus.current())
-    configs, _, _, _ = build(admin.settings, admin.database, admin.ami, admin.lab, stuck)
+    configs, _, _, _ = build(admin.settings, admin.database, admin.ami, admin.asterisk, stuck)
     first = (await configs.versions(ConfigKind.MENU))[0]
     base = await configs.version(first.version_id)
     draft = await configs.save(ConfigKind.MENU, edited_menu(base.document), actor="admin")
@@ -287,7 +286,7 @@ async def test_screening_thresholds_publish_like_the_menu(admin: Admin) -> None:
     await admin.configs.publish(draft.version_id, actor="admin")
     assert admin.scoring.current().screening_threshold == 0.9
     assert admin.settings.live_screening_file.is_file()
-    assert (admin.lab.etc_dir / "siaga112-live" / "normal_priority").read_text() == "12"
+    assert (admin.asterisk.etc_dir / "siaga112-live" / "normal_priority").read_text() == "12"
     with pytest.raises(InvalidConfig, match="hanya untuk versi menu"):
         await admin.configs.add_recording(draft.version_id, "saring", wav_bytes(),
                                           filename="x.wav", actor="admin")
@@ -305,14 +304,14 @@ QUEUE_VALUES: dict[str, Any] = {
 async def test_queue_settings_are_stored_rendered_and_reloaded(admin: Admin) -> None:
     with pytest.raises(InvalidConfig):
         await admin.queues.update("fire", {**QUEUE_VALUES, "strategy": "linear"}, "admin")
-    assert admin.ami.actions == [] and not (admin.lab.etc_dir / QUEUES_CONF).exists()
+    assert admin.ami.actions == [] and not (admin.asterisk.etc_dir / QUEUES_CONF).exists()
 
     stored = await admin.queues.update("fire", QUEUE_VALUES, "admin")
     assert stored.updated_by == "admin" and stored.strategy == "rrmemory"
-    text = (admin.lab.etc_dir / QUEUES_CONF).read_text("utf-8")
+    text = (admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
     assert "[fire](queue)\nstrategy = rrmemory\ntimeout = 20\nretry = 3\nwrapuptime = 15\n" in text
     assert [a["Action"] for a in admin.ami.actions[:1]] == ["QueueReload"]
-    live = admin.lab.etc_dir / "siaga112-live"
+    live = admin.asterisk.etc_dir / "siaga112-live"
     puts = {path.name: path.read_text() for path in live.iterdir()}
     assert puts["max_wait.fire"] == "45" and puts["max_wait.medical"] == "60"
     assert set(puts) == {f"max_wait.{q}" for q in
@@ -338,7 +337,7 @@ async def test_a_queue_change_asterisk_misses_is_kept_and_applied_later(admin: A
     admin.ami.down = False
     assert await admin.queues.apply() is True
     assert "[medical](queue)\nstrategy = rrmemory" in (
-        admin.lab.etc_dir / QUEUES_CONF).read_text("utf-8")
+        admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
 
 
 async def add_operator(admin: Admin, username: str) -> None:
@@ -391,7 +390,7 @@ async def test_dispatch_targets_and_shifts_apply_at_once_and_after_a_restart(
     # A restarted line: the settings file's values, then the admin's.
     context = make_context(admin.settings, admin.database)
     calendar = ShiftCalendar(DEFAULT_SHIFTS, admin.settings.timezone)
-    restarted = SiteService(admin.database, context.incidents, calendar)
+    restarted = SiteService(admin.database, context.dispatches, calendar)
     assert restarted.dispatch_targets() == {ReportType.FIRE: 300, ReportType.MEDICAL: 300}
     await restarted.restore()
     assert restarted.dispatch_targets() == {ReportType.FIRE: 240, ReportType.FLOOD: 1800}
@@ -403,7 +402,7 @@ async def test_dispatch_targets_and_shifts_apply_at_once_and_after_a_restart(
 
 async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin) -> None:
     context = make_context(admin.settings, admin.database)
-    api = AdminApi(admin.configs, admin.queues, admin.site, context.incidents)
+    api = AdminApi(admin.configs, admin.queues, admin.site, context.directory)
     app = build_app(context, api.routes())
     async with TestClient(TestServer(app)) as client:
         for username, role in (("admin1", "admin"), ("op1", "operator"),
@@ -511,10 +510,10 @@ async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin)
 async def browsers(admin: Admin) -> AsyncIterator[dict[str, Browser]]:
     """The admin console with an admin's and an operator's browser, logged in."""
     context = make_context(admin.settings, admin.database)
-    incidents = context.incidents
+    directory = context.directory
     app = build_app(context, [
-        *AdminApi(admin.configs, admin.queues, admin.site, incidents).routes(),
-        *AdminPages(admin.configs, admin.queues, admin.site, incidents).routes()])
+        *AdminApi(admin.configs, admin.queues, admin.site, directory).routes(),
+        *AdminPages(admin.configs, admin.queues, admin.site, directory).routes()])
     async with TestClient(TestServer(app)) as client:
         found: dict[str, Browser] = {}
         for username, role in (("admin1", "admin"), ("op1", "operator")):
@@ -618,7 +617,7 @@ async def test_an_admin_changes_queues_operators_and_reference_data_in_the_conso
                                                          queue_form))
     assert kind == "ok"
     assert "[fire](queue)\nstrategy = ringall\ntimeout = 20" in (
-        admin.lab.etc_dir / QUEUES_CONF).read_text("utf-8")
+        admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
 
     await add_operator(admin, "sari")
     kind, text = await web_admin.flash(await web_admin.post("/console/admin/operators/sari", {

@@ -23,7 +23,13 @@ import pytest
 from ivr.channel import CallerHungUp
 from telephony.agi.channel import AgiChannel
 from telephony.agi.protocol import AgiReply, EnvironmentParser
-from telephony.agi.server import AgiHandler, AgiSession, FastAgiConfig, FastAgiServer
+from telephony.agi.server import (
+    AgiHandler,
+    AgiHungUpError,
+    AgiSession,
+    FastAgiConfig,
+    FastAgiServer,
+)
 from telephony.settings import Settings
 
 WAIT = 5.0  # bound on every wait for the server; a healthy run needs milliseconds
@@ -450,7 +456,7 @@ async def test_session_refuses_commands_after_a_hangup() -> None:
         for _ in range(2):
             try:
                 await session.command("ANSWER")
-            except CallerHungUp as exc:
+            except AgiHungUpError as exc:
                 outcomes.append(exc)
         assert session.hung_up
 

@@ -13,8 +13,9 @@ from typing import TypeVar
 
 import pytest
 
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiFrame, AmiFrameDecoder
-from telephony.ami.listener import AmiActionError, AmiActionRefusedError, AmiListener
+from telephony.ami.listener import AmiListener
 from telephony.ami.tracker import AmiEvent, CallTracker
 from telephony.calls.facts import (
     CallEnded,

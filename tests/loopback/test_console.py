@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr.menu import load_menu
 from telephony.accounts.model import ThrottlePolicy
-from telephony.ami.listener import AmiActionRefusedError
+from telephony.ami.actions import AmiActionRefusedError
 from telephony.calls.facts import (
     CallEnded,
     CallFact,

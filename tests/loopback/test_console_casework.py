@@ -137,7 +137,7 @@ async def test_the_link_form_refuses_forgery_other_roles_and_bad_input(console: 
     # A call whose incident has been worked on (it holds a dispatch) stays there.
     incidents = console.client.app[CONTEXT].incidents
     await incidents.change_status(fire, "verified", actor="op1")
-    await incidents.dispatch(fire, "damkar", actor="op1")
+    await console.client.app[CONTEXT].dispatches.dispatch(fire, "damkar", actor="op1")
     before = await incident_state(console.dsn)
     response = await operator.post(f"/console/incidents/{medical}/calls",
                                    {"call_id": FIRE, "next": back})
@@ -350,6 +350,6 @@ async def test_no_merge_is_offered_for_a_call_whose_incident_was_worked_on(
     assert next(i["incident_id"] for i in (await desk(operator))["related"]) == fire
     incidents = console.client.app[CONTEXT].incidents
     await incidents.change_status(repeat, "verified", actor="op1")
-    await incidents.dispatch(repeat, "damkar", actor="op1")
+    await console.client.app[CONTEXT].dispatches.dispatch(repeat, "damkar", actor="op1")
     assert (await desk(operator))["related"] == []
     assert related_ids((await operator.get(f"/console/incidents/{repeat}"))[1]) == []

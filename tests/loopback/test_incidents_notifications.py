@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 
 from telephony.db.connection import Database
-from telephony.incidents.model import Notification
 from telephony.incidents.notifiers import LogNotifier, WebhookNotifier
-from telephony.incidents.service import DeliveryReport, IncidentService
+from telephony.incidents.outbox import DeliveryReport, Notification
+from telephony.incidents.services import IncidentServices
 from tests.conftest import free_port
 from tests.loopback.test_incidents_service import answered, database, fetch, make_service
 
@@ -55,12 +55,12 @@ async def webhook(statuses: list[int], *, stall: bool = False) -> AsyncIterator[
         await runner.cleanup()
 
 
-async def dispatched_fire(database_dsn: str, service: IncidentService, call_id: str) -> int:
+async def dispatched_fire(database_dsn: str, service: IncidentServices, call_id: str) -> int:
     """A verified fire dispatched to the fire brigade; returns the incident id."""
     await answered(database_dsn, call_id)
-    incident = await service.create_for_call(call_id)
-    await service.change_status(incident.incident_id, "verified", actor="op1001")
-    await service.dispatch(incident.incident_id, "damkar", actor="op1001")
+    incident = await service.incidents.create_for_call(call_id)
+    await service.incidents.change_status(incident.incident_id, "verified", actor="op1001")
+    await service.dispatches.dispatch(incident.incident_id, "damkar", actor="op1001")
     return incident.incident_id
 
 
@@ -77,18 +77,18 @@ async def test_webhook_fails_then_succeeds_from_the_outbox(
         notifier = WebhookNotifier(hook.url, timeout=2.0)
         service = make_service(database, notifier, notify_retry_seconds=0.5)
         try:
-            await service.add_recipient("damkar", name="Kabid Damkar", role="Kabid",
-                                        contact="081200000001", report_type="fire")
+            await service.directory.add_recipient("damkar", name="Kabid Damkar", role="Kabid",
+                                                  contact="081200000001", report_type="fire")
             incident_id = await dispatched_fire(database_dsn, service, "hook.1")
-            assert await service.deliver_notifications() == DeliveryReport(retried=1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=1)
             (row,) = await outbox(database_dsn)
             assert (row["state"], row["attempts"], row["last_error"]) == (
                 "pending", 1, f"HTTP 500 from {hook.url}")
             # Not due yet: nothing is sent twice in a row.
-            assert await service.deliver_notifications() == DeliveryReport()
+            assert await service.outbox.deliver_notifications() == DeliveryReport()
             await asyncio.sleep(0.7)
-            assert await service.deliver_notifications() == DeliveryReport(sent=1)
-            assert await service.deliver_notifications() == DeliveryReport()
+            assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport()
         finally:
             await notifier.close()
     (row,) = await outbox(database_dsn)
@@ -101,7 +101,7 @@ async def test_webhook_fails_then_succeeds_from_the_outbox(
     assert (body["incident_id"], body["agency"]["code"], body["recipient"]["name"]) == (
         incident_id, "damkar", "Kabid Damkar")
     assert body["message"].startswith(f"[112] Insiden #{incident_id} - Kebakaran")
-    assert await service.outbox_counts() == {"pending": 0, "sent": 1, "failed": 0}
+    assert await service.outbox.outbox_counts() == {"pending": 0, "sent": 1, "failed": 0}
 
 
 async def test_unreachable_and_stalled_endpoints_are_retried_then_given_up(
@@ -111,13 +111,14 @@ async def test_unreachable_and_stalled_endpoints_are_retried_then_given_up(
     service = make_service(database, refused, notify_retry_seconds=0.05,
                            notify_max_attempts=2)
     try:
-        await service.add_recipient("damkar", name="Operator Damkar", contact="081200000002")
+        await service.directory.add_recipient("damkar", name="Operator Damkar",
+                                              contact="081200000002")
         await dispatched_fire(database_dsn, service, "refused.1")
-        assert await service.deliver_notifications() == DeliveryReport(retried=1)
+        assert await service.outbox.deliver_notifications() == DeliveryReport(retried=1)
         await asyncio.sleep(0.2)
-        assert await service.deliver_notifications() == DeliveryReport(failed=1)
+        assert await service.outbox.deliver_notifications() == DeliveryReport(failed=1)
         await asyncio.sleep(0.2)
-        assert await service.deliver_notifications() == DeliveryReport()
+        assert await service.outbox.deliver_notifications() == DeliveryReport()
     finally:
         await refused.close()
     (row,) = await outbox(database_dsn)
@@ -129,12 +130,12 @@ async def test_unreachable_and_stalled_endpoints_are_retried_then_given_up(
         service = make_service(database, stalled, notify_retry_seconds=60)
         try:
             await dispatched_fire(database_dsn, service, "stalled.1")
-            assert await service.deliver_notifications() == DeliveryReport(retried=1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=1)
         finally:
             await stalled.close()
     last = (await outbox(database_dsn))[-1]
     assert last["state"] == "pending" and "TimeoutError" in last["last_error"]
-    assert await service.outbox_counts() == {"pending": 1, "sent": 0, "failed": 1}
+    assert await service.outbox.outbox_counts() == {"pending": 1, "sent": 0, "failed": 1}
 
 
 @dataclass
@@ -155,28 +156,28 @@ async def test_recipients_by_agency_and_report_type(
 ) -> None:
     notifier = Collecting()
     service = make_service(database, notifier)
-    await service.add_recipient("damkar", name="Kepala Dinas", role="Kepala Dinas",
-                                contact="0811")
-    await service.add_recipient("damkar", name="Kabid Kebakaran", role="Kabid",
-                                contact="0812", report_type="fire")
-    await service.add_recipient("damkar", name="Kabid Penyelamatan", role="Kabid",
-                                contact="0813", report_type="wasp_nest")
-    await service.add_recipient("pdam", name="Direktur PDAM", contact="0814")
+    await service.directory.add_recipient("damkar", name="Kepala Dinas", role="Kepala Dinas",
+                                          contact="0811")
+    await service.directory.add_recipient("damkar", name="Kabid Kebakaran", role="Kabid",
+                                          contact="0812", report_type="fire")
+    await service.directory.add_recipient("damkar", name="Kabid Penyelamatan", role="Kabid",
+                                          contact="0813", report_type="wasp_nest")
+    await service.directory.add_recipient("pdam", name="Direktur PDAM", contact="0814")
     incident_id = await dispatched_fire(database_dsn, service, "who.1")
-    assert await service.deliver_notifications() == DeliveryReport(sent=2)
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=2)
     assert sorted(n.payload["recipient"]["name"] for n in notifier.sent) == [
         "Kabid Kebakaran", "Kepala Dinas"]
     assert {n.payload["incident_id"] for n in notifier.sent} == {incident_id}
     # An agency without recipients can still be dispatched; nobody is notified.
-    await service.dispatch(incident_id, "polisi", actor="op1001")
-    assert await service.deliver_notifications() == DeliveryReport()
+    await service.dispatches.dispatch(incident_id, "polisi", actor="op1001")
+    assert await service.outbox.deliver_notifications() == DeliveryReport()
 
 
 async def test_log_notifier_logs_the_message(
     database_dsn: str, database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = make_service(database, LogNotifier())
-    await service.add_recipient("damkar", name="Kepala Dinas", contact="0811")
+    await service.directory.add_recipient("damkar", name="Kepala Dinas", contact="0811")
     await dispatched_fire(database_dsn, service, "log.1")
-    assert await service.deliver_notifications() == DeliveryReport(sent=1)
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
     assert "to Kepala Dinas (0811): [112] Insiden #1 - Kebakaran" in caplog.text

@@ -23,23 +23,21 @@ from telephony.calls.facts import (
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.incidents.model import (
+from telephony.incidents.config import IncidentConfig
+from telephony.incidents.dispatches import DispatchState
+from telephony.incidents.edits import parse_patch
+from telephony.incidents.errors import (
     CallAlreadyLinked,
     CallNotFound,
     DispatchNotFound,
-    DispatchState,
-    EscalationLevel,
     IncidentNotFound,
     InvalidTransition,
-    Priority,
-    ReportType,
     StaleIncident,
-    Status,
     ValidationError,
-    parse_patch,
 )
+from telephony.incidents.model import EscalationLevel, Priority, ReportType, Status
 from telephony.incidents.notifiers import LogNotifier, Notifier
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.services import IncidentServices
 from telephony.settings import DEFAULT_SHIFTS, Settings
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
@@ -103,9 +101,8 @@ async def state_of(dsn: str) -> tuple[list[dict[str, Any]], ...]:
 
 def make_service(
     database: Database, notifier: Notifier | None = None, **config: Any
-) -> IncidentService:
-    return IncidentService(database, notifier or LogNotifier(),
-                           IncidentConfig(**config))
+) -> IncidentServices:
+    return IncidentServices.build(database, notifier or LogNotifier(), IncidentConfig(**config))
 
 
 @pytest.fixture
@@ -118,7 +115,7 @@ async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Datab
 
 
 @pytest.fixture
-def service(database: Database) -> IncidentService:
+def service(database: Database) -> IncidentServices:
     return make_service(database)
 
 
@@ -135,9 +132,9 @@ async def test_auto_creation_is_idempotent(database_dsn: str, database: Database
     )
     # A small batch makes the creator loop over several batches.
     service = make_service(database, auto_create_batch=2)
-    first, second = await asyncio.gather(service.create_for_answered_calls(),
-                                         service.create_for_answered_calls())
-    again = await service.create_for_answered_calls()
+    first, second = await asyncio.gather(service.incidents.create_for_answered_calls(),
+                                         service.incidents.create_for_answered_calls())
+    again = await service.incidents.create_for_answered_calls()
     assert again == []
     created = first + second
     assert len(created) == 3
@@ -145,7 +142,7 @@ async def test_auto_creation_is_idempotent(database_dsn: str, database: Database
                                       "ORDER BY call_id")
     assert [row["call_id"] for row in links] == ["failopen.1", "fire.1", "med.1"]
     assert len({row["incident_id"] for row in links}) == 3
-    by_call = {row["call_id"]: await service.get(row["incident_id"]) for row in links}
+    by_call = {row["call_id"]: await service.incidents.get(row["incident_id"]) for row in links}
     fire = by_call["fire.1"]
     assert (fire.status, fire.report_type, fire.priority, fire.line) == (
         Status.NEW, ReportType.FIRE, Priority.HIGH, "112")
@@ -154,126 +151,129 @@ async def test_auto_creation_is_idempotent(database_dsn: str, database: Database
     assert fire.answered_at is not None
     assert (by_call["med.1"].report_type, by_call["med.1"].line) == (ReportType.MEDICAL, "119")
     assert by_call["failopen.1"].report_type is ReportType.OTHER
-    events = await service.timeline(fire.incident_id)
+    events = await service.incidents.timeline(fire.incident_id)
     assert [(e.kind, e.actor, e.detail["call_id"]) for e in events] == [
         ("created", "system", "fire.1")]
 
 
-async def test_explicit_creation(database_dsn: str, service: IncidentService) -> None:
+async def test_explicit_creation(database_dsn: str, service: IncidentServices) -> None:
     await add_calls(database_dsn, call_facts("info.2", answered_at=ago(minutes=1),
                                              category="information", skill="general"))
-    incident = await service.create_for_call("info.2", actor="op1001")
+    incident = await service.incidents.create_for_call("info.2", actor="op1001")
     assert (incident.report_type, incident.priority, incident.created_by) == (
         ReportType.INFORMATION, Priority.LOW, "op1001")
     with pytest.raises(CallAlreadyLinked) as caught:
-        await service.create_for_call("info.2")
+        await service.incidents.create_for_call("info.2")
     assert caught.value.incident_id == incident.incident_id
     with pytest.raises(CallNotFound):
-        await service.create_for_call("no.such.call")
-    assert await service.create_for_answered_calls() == []
+        await service.incidents.create_for_call("no.such.call")
+    assert await service.incidents.create_for_answered_calls() == []
 
 
-async def test_two_calls_about_one_event(database_dsn: str, service: IncidentService) -> None:
+async def test_two_calls_about_one_event(database_dsn: str, service: IncidentServices) -> None:
     await answered(database_dsn, "first.1")
-    first = await service.create_for_call("first.1")
+    first = await service.incidents.create_for_call("first.1")
     # A second caller about the same fire: answered, and given an incident of its own.
     await answered(database_dsn, "second.1", caller="087700000002")
-    (second,) = await service.create_for_answered_calls()
-    merged = await service.link_call(first.incident_id, "second.1", actor="op1001")
-    assert await service.call_ids(first.incident_id) == ["first.1", "second.1"]
+    (second,) = await service.incidents.create_for_answered_calls()
+    merged = await service.incidents.link_call(first.incident_id, "second.1", actor="op1001")
+    assert await service.incidents.call_ids(first.incident_id) == ["first.1", "second.1"]
     assert merged.version == first.version  # linking does not touch the incident's fields
-    duplicate = await service.get(second.incident_id)
+    duplicate = await service.incidents.get(second.incident_id)
     assert duplicate.status is Status.CANCELLED
-    assert [e.detail for e in await service.timeline(second.incident_id)][-1] == {
+    assert [e.detail for e in await service.incidents.timeline(second.incident_id)][-1] == {
         "from": "new", "to": "cancelled", "reason": "merged",
         "merged_into": first.incident_id, "call_id": "second.1"}
-    assert [(e.kind, e.detail) for e in await service.timeline(first.incident_id)][-1] == (
+    assert [(e.kind, e.detail)
+            for e in await service.incidents.timeline(first.incident_id)][-1] == (
         "call_linked", {"call_id": "second.1", "merged_from": second.incident_id})
     # Linking again is harmless; a third call not yet in any incident is simply added.
-    await service.link_call(first.incident_id, "second.1", actor="op1001")
+    await service.incidents.link_call(first.incident_id, "second.1", actor="op1001")
     await add_calls(database_dsn, call_facts("third.1", answered_at=None))
-    await service.link_call(first.incident_id, "third.1", actor="op1002")
-    assert await service.call_ids(first.incident_id) == ["first.1", "second.1", "third.1"]
+    await service.incidents.link_call(first.incident_id, "third.1", actor="op1002")
+    assert await service.incidents.call_ids(first.incident_id) == ["first.1", "second.1", "third.1"]
     # Now an incident of three calls: its calls are not taken away by another incident.
     await answered(database_dsn, "other.1")
-    other = await service.create_for_call("other.1")
+    other = await service.incidents.create_for_call("other.1")
     before = await state_of(database_dsn)
     with pytest.raises(CallAlreadyLinked):
-        await service.link_call(other.incident_id, "first.1", actor="op1001")
+        await service.incidents.link_call(other.incident_id, "first.1", actor="op1001")
     assert await state_of(database_dsn) == before
 
 
 async def test_link_refusals_change_nothing(database_dsn: str,
-                                            service: IncidentService) -> None:
+                                            service: IncidentServices) -> None:
     await answered(database_dsn, "a.1")
     await answered(database_dsn, "b.1")
-    incident = await service.create_for_call("a.1")
-    await service.change_status(incident.incident_id, "cancelled", actor="op1001")
-    open_one = await service.create_for_call("b.1")
+    incident = await service.incidents.create_for_call("a.1")
+    await service.incidents.change_status(incident.incident_id, "cancelled", actor="op1001")
+    open_one = await service.incidents.create_for_call("b.1")
     await answered(database_dsn, "c.1")
     before = await state_of(database_dsn)
     with pytest.raises(InvalidTransition):
-        await service.link_call(incident.incident_id, "c.1", actor="op1001")
+        await service.incidents.link_call(incident.incident_id, "c.1", actor="op1001")
     with pytest.raises(IncidentNotFound):
-        await service.link_call(999_999, "c.1", actor="op1001")
+        await service.incidents.link_call(999_999, "c.1", actor="op1001")
     with pytest.raises(CallNotFound):
-        await service.link_call(open_one.incident_id, "zzz", actor="op1001")
+        await service.incidents.link_call(open_one.incident_id, "zzz", actor="op1001")
     with pytest.raises(StaleIncident):
-        await service.link_call(open_one.incident_id, "c.1", actor="op1001",
-                                expected_version=open_one.version + 1)
+        await service.incidents.link_call(open_one.incident_id, "c.1", actor="op1001",
+                                          expected_version=open_one.version + 1)
     # A cancelled incident's call is not moved into another one.
     with pytest.raises(CallAlreadyLinked):
-        await service.link_call(open_one.incident_id, "a.1", actor="op1001")
+        await service.incidents.link_call(open_one.incident_id, "a.1", actor="op1001")
     assert await state_of(database_dsn) == before
 
 
-async def test_full_timeline_with_dispatch(database_dsn: str, service: IncidentService) -> None:
+async def test_full_timeline_with_dispatch(database_dsn: str, service: IncidentServices) -> None:
     await answered(database_dsn, "t.1")
-    incident = await service.create_for_call("t.1")
+    incident = await service.incidents.create_for_call("t.1")
     iid = incident.incident_id
     with pytest.raises(InvalidTransition, match="diverifikasi"):
-        await service.dispatch(iid, "damkar", actor="op1001")
-    await service.change_status(iid, Status.VERIFIED, actor="op1001", note="Dicek ke RT")
-    damkar = await service.dispatch(iid, "damkar", actor="op1001", note="2 unit")
+        await service.dispatches.dispatch(iid, "damkar", actor="op1001")
+    await service.incidents.change_status(iid, Status.VERIFIED, actor="op1001", note="Dicek ke RT")
+    damkar = await service.dispatches.dispatch(iid, "damkar", actor="op1001", note="2 unit")
     assert (damkar.state, damkar.agency_name, damkar.note) == (
         DispatchState.NOTIFIED, "Pemadam Kebakaran (Damkar)", "2 unit")
-    dispatched = await service.get(iid)
+    dispatched = await service.incidents.get(iid)
     assert dispatched.status is Status.DISPATCHED and dispatched.dispatched_at is not None
     with pytest.raises(InvalidTransition, match="sudah diteruskan"):
-        await service.dispatch(iid, "damkar", actor="op1001")
+        await service.dispatches.dispatch(iid, "damkar", actor="op1001")
     with pytest.raises(ValidationError, match="tidak dikenal"):
-        await service.dispatch(iid, "pemadam", actor="op1001")
+        await service.dispatches.dispatch(iid, "pemadam", actor="op1001")
     # The fire brigade needs water: the water utility joins the dispatched incident.
-    pdam = await service.dispatch(iid, "pdam", actor="op1001")
+    pdam = await service.dispatches.dispatch(iid, "pdam", actor="op1001")
 
-    acknowledged = await service.advance_dispatch(damkar.dispatch_id, "acknowledged",
-                                                  actor="damkar-pos1")
+    acknowledged = await service.dispatches.advance_dispatch(damkar.dispatch_id, "acknowledged",
+                                                             actor="damkar-pos1")
     assert acknowledged.acknowledged_at is not None and acknowledged.on_scene_at is None
     with pytest.raises(InvalidTransition):
-        await service.advance_dispatch(damkar.dispatch_id, "notified", actor="damkar-pos1")
-    on_scene = await service.advance_dispatch(damkar.dispatch_id, DispatchState.ON_SCENE,
-                                              actor="damkar-pos1")
-    assert (await service.get(iid)).status is Status.ON_SCENE
-    done = await service.advance_dispatch(damkar.dispatch_id, "done", actor="damkar-pos1")
+        await service.dispatches.advance_dispatch(damkar.dispatch_id, "notified",
+                                                  actor="damkar-pos1")
+    on_scene = await service.dispatches.advance_dispatch(
+        damkar.dispatch_id, DispatchState.ON_SCENE, actor="damkar-pos1")
+    assert (await service.incidents.get(iid)).status is Status.ON_SCENE
+    done = await service.dispatches.advance_dispatch(damkar.dispatch_id, "done",
+                                                     actor="damkar-pos1")
     # PDAM reports only that it is done; the skipped steps stay empty.
-    pdam_done = await service.advance_dispatch(pdam.dispatch_id, "done", actor="pdam")
+    pdam_done = await service.dispatches.advance_dispatch(pdam.dispatch_id, "done", actor="pdam")
     assert pdam_done.acknowledged_at is None and pdam_done.done_at is not None
     assert on_scene.on_scene_at is not None
     assert done.acknowledged_at is not None and done.on_scene_at is not None
     assert done.done_at is not None
     assert done.notified_at <= done.acknowledged_at <= done.on_scene_at <= done.done_at
     with pytest.raises(InvalidTransition):
-        await service.advance_dispatch(damkar.dispatch_id, "done", actor="damkar-pos1")
+        await service.dispatches.advance_dispatch(damkar.dispatch_id, "done", actor="damkar-pos1")
     with pytest.raises(DispatchNotFound):
-        await service.advance_dispatch(999_999, "done", actor="x")
+        await service.dispatches.advance_dispatch(999_999, "done", actor="x")
     # Done: the same agency may be dispatched again if the fire flares up.
-    await service.dispatch(iid, "damkar", actor="op1001")
+    await service.dispatches.dispatch(iid, "damkar", actor="op1001")
 
-    await service.change_status(iid, "resolved", actor="op1001")
-    closed = await service.change_status(iid, "closed", actor="spv01")
-    assert [d.agency_code for d in await service.dispatches(iid)] == ["damkar", "pdam",
+    await service.incidents.change_status(iid, "resolved", actor="op1001")
+    closed = await service.incidents.change_status(iid, "closed", actor="spv01")
+    assert [d.agency_code for d in await service.dispatches.dispatches(iid)] == ["damkar", "pdam",
                                                                       "damkar"]
-    events = await service.timeline(iid)
+    events = await service.incidents.timeline(iid)
     statuses = [(e.detail["from"], e.detail["to"], e.actor)
                 for e in events if e.kind == "status"]
     assert statuses == [
@@ -290,63 +290,63 @@ async def test_full_timeline_with_dispatch(database_dsn: str, service: IncidentS
 
 
 async def test_invalid_transition_changes_nothing(database_dsn: str,
-                                                  service: IncidentService) -> None:
+                                                  service: IncidentServices) -> None:
     await answered(database_dsn, "x.1")
-    incident = await service.create_for_call("x.1")
+    incident = await service.incidents.create_for_call("x.1")
     before = await state_of(database_dsn)
     for target in ("resolved", "closed", "on_scene", "new", "dispatched"):
         with pytest.raises(InvalidTransition):
-            await service.change_status(incident.incident_id, target, actor="op1001")
+            await service.incidents.change_status(incident.incident_id, target, actor="op1001")
     with pytest.raises(ValidationError):
-        await service.change_status(incident.incident_id, "selesai", actor="op1001")
+        await service.incidents.change_status(incident.incident_id, "selesai", actor="op1001")
     with pytest.raises(ValidationError):
-        await service.change_status(incident.incident_id, "verified", actor="")
+        await service.incidents.change_status(incident.incident_id, "verified", actor="")
     with pytest.raises(StaleIncident):
-        await service.change_status(incident.incident_id, "verified", actor="op1001",
-                                    expected_version=incident.version + 1)
+        await service.incidents.change_status(incident.incident_id, "verified", actor="op1001",
+                                              expected_version=incident.version + 1)
     with pytest.raises(IncidentNotFound):
-        await service.change_status(424242, "verified", actor="op1001")
+        await service.incidents.change_status(424242, "verified", actor="op1001")
     with pytest.raises(ValidationError):
-        await service.get(0)
+        await service.incidents.get(0)
     assert await state_of(database_dsn) == before
-    prank = await service.change_status(incident.incident_id, "prank", actor="op1001")
+    prank = await service.incidents.change_status(incident.incident_id, "prank", actor="op1001")
     assert prank.status is Status.PRANK
     with pytest.raises(InvalidTransition):
-        await service.change_status(incident.incident_id, "verified", actor="op1001")
+        await service.incidents.change_status(incident.incident_id, "verified", actor="op1001")
 
 
 async def test_concurrent_status_changes_one_wins(database_dsn: str,
-                                                  service: IncidentService) -> None:
+                                                  service: IncidentServices) -> None:
     await answered(database_dsn, "c.1")
-    incident = await service.create_for_call("c.1")
+    incident = await service.incidents.create_for_call("c.1")
     results = await asyncio.gather(
-        service.change_status(incident.incident_id, "verified", actor="op1001"),
-        service.change_status(incident.incident_id, "verified", actor="op1002"),
+        service.incidents.change_status(incident.incident_id, "verified", actor="op1001"),
+        service.incidents.change_status(incident.incident_id, "verified", actor="op1002"),
         return_exceptions=True,
     )
     assert sorted(type(r).__name__ for r in results) == ["Incident", "InvalidTransition"]
     # With a version read before: two different decisions at once, the second is stale.
-    current = await service.get(incident.incident_id)
+    current = await service.incidents.get(incident.incident_id)
     results = await asyncio.gather(
-        service.change_status(incident.incident_id, "prank", actor="op1001",
-                              expected_version=current.version),
-        service.change_status(incident.incident_id, "dispatched", actor="op1002",
-                              expected_version=current.version),
+        service.incidents.change_status(incident.incident_id, "prank", actor="op1001",
+                                        expected_version=current.version),
+        service.incidents.change_status(incident.incident_id, "dispatched", actor="op1002",
+                                        expected_version=current.version),
         return_exceptions=True,
     )
     assert sorted(type(r).__name__ for r in results) == ["Incident", "StaleIncident"]
-    events = await service.timeline(incident.incident_id)
+    events = await service.incidents.timeline(incident.incident_id)
     assert [e.kind for e in events] == ["created", "status", "status"]
-    final = await service.get(incident.incident_id)
+    final = await service.incidents.get(incident.incident_id)
     assert final.version == current.version + 1
 
 
 async def test_edit_details_with_the_gazetteer(database_dsn: str,
-                                               service: IncidentService) -> None:
+                                               service: IncidentServices) -> None:
     await answered(database_dsn, "e.1")
-    incident = await service.create_for_call("e.1")
+    incident = await service.incidents.create_for_call("e.1")
     iid = incident.incident_id
-    edited = await service.update_details(iid, parse_patch({
+    edited = await service.incidents.update_details(iid, parse_patch({
         "report_type": "tidal_flood", "priority": "kritis", "location_text": "Dermaga",
         "village_code": "35.29.02.2001", "latitude": -7.06, "longitude": "113.94",
         "description": "Air laut masuk ke rumah warga.",
@@ -366,65 +366,66 @@ async def test_edit_details_with_the_gazetteer(database_dsn: str,
     ]
     for raw, field in refusals:
         with pytest.raises(ValidationError) as caught:
-            await service.update_details(iid, parse_patch(raw), actor="op1001")
+            await service.incidents.update_details(iid, parse_patch(raw), actor="op1001")
         assert caught.value.field == field
     with pytest.raises(StaleIncident):
-        await service.update_details(iid, parse_patch({"priority": 4}), actor="op1001",
-                                     expected_version=incident.version)
+        await service.incidents.update_details(iid, parse_patch({"priority": 4}), actor="op1001",
+                                               expected_version=incident.version)
     # The same values again: nothing to record.
-    unchanged = await service.update_details(iid, parse_patch({"priority": 1}),
-                                             actor="op1001")
+    unchanged = await service.incidents.update_details(iid, parse_patch({"priority": 1}),
+                                                       actor="op1001")
     assert unchanged.version == edited.version
     assert await state_of(database_dsn) == before
-    moved = await service.update_details(iid, parse_patch({"sub_district_code": "35.29.01"}),
-                                         actor="op1001")
+    moved = await service.incidents.update_details(
+        iid, parse_patch({"sub_district_code": "35.29.01"}), actor="op1001")
     assert (moved.village_code, moved.sub_district_name) == (None, "Kota Sumenep")
-    cleared = await service.update_details(
+    cleared = await service.incidents.update_details(
         iid, parse_patch({"latitude": None, "longitude": None}), actor="op1001")
     assert cleared.coordinates is None
-    changes = [e.detail["changes"] for e in await service.timeline(iid) if e.kind == "details"]
+    changes = [e.detail["changes"]
+               for e in await service.incidents.timeline(iid) if e.kind == "details"]
     assert changes[0]["village_code"] == {"from": None, "to": "35.29.02.2001"}
     assert changes[1] == {"village_code": {"from": "35.29.02.2001", "to": None},
                           "sub_district_code": {"from": "35.29.02", "to": "35.29.01"}}
-    places = await service.places(sub_district_code="35.29.01")
+    places = await service.directory.places(sub_district_code="35.29.01")
     assert "Pajagalan" in [p.village_name for p in places]
 
 
 async def test_every_report_type_is_storable(database_dsn: str,
-                                             service: IncidentService) -> None:
+                                             service: IncidentServices) -> None:
     await answered(database_dsn, "r.1")
-    incident = await service.create_for_call("r.1")
+    incident = await service.incidents.create_for_call("r.1")
     for kind in ReportType:
-        updated = await service.update_details(incident.incident_id,
-                                               parse_patch({"report_type": kind.value}),
+        updated = await service.incidents.update_details(incident.incident_id,
+                                                         parse_patch({"report_type": kind.value}),
                                                actor="op1001")
         assert updated.report_type is kind
 
 
-async def test_escalation(database_dsn: str, service: IncidentService) -> None:
+async def test_escalation(database_dsn: str, service: IncidentServices) -> None:
     await answered(database_dsn, "esc.1", skill="disaster")
-    incident = await service.create_for_call("esc.1")
+    incident = await service.incidents.create_for_call("esc.1")
     assert incident.escalation_level is EscalationLevel.VILLAGE
-    raised = await service.escalate(incident.incident_id, "sub_district",
-                                    "Longsor menutup dua desa", actor="op1001")
-    raised = await service.escalate(incident.incident_id, EscalationLevel.PROVINCE,
-                                    "Butuh alat berat provinsi", actor="spv01")
+    raised = await service.incidents.escalate(incident.incident_id, "sub_district",
+                                              "Longsor menutup dua desa", actor="op1001")
+    raised = await service.incidents.escalate(incident.incident_id, EscalationLevel.PROVINCE,
+                                              "Butuh alat berat provinsi", actor="spv01")
     assert (raised.escalation_level, raised.escalation_reason) == (
         EscalationLevel.PROVINCE, "Butuh alat berat provinsi")
     before = await state_of(database_dsn)
     with pytest.raises(InvalidTransition):
-        await service.escalate(incident.incident_id, "regency", "turun", actor="op1001")
+        await service.incidents.escalate(incident.incident_id, "regency", "turun", actor="op1001")
     with pytest.raises(ValidationError):
-        await service.escalate(incident.incident_id, "nasional", "x", actor="op1001")
+        await service.incidents.escalate(incident.incident_id, "nasional", "x", actor="op1001")
     assert await state_of(database_dsn) == before
     escalations = [(e.detail["from"], e.detail["to"])
-                   for e in await service.timeline(incident.incident_id)
+                   for e in await service.incidents.timeline(incident.incident_id)
                    if e.kind == "escalated"]
     assert escalations == [("village", "sub_district"), ("sub_district", "province")]
 
 
 async def test_sla_breaches(database_dsn: str, database: Database,
-                            service: IncidentService) -> None:
+                            service: IncidentServices) -> None:
     await add_calls(
         database_dsn,
         call_facts("late.fire", answered_at=ago(minutes=10)),
@@ -434,89 +435,90 @@ async def test_sla_breaches(database_dsn: str, database: Database,
                    skill="general"),
         call_facts("late.closed", answered_at=ago(minutes=30)),
     )
-    assert len(await service.create_for_answered_calls()) == 5
+    assert len(await service.incidents.create_for_answered_calls()) == 5
     ids = {row["call_id"]: row["incident_id"]
            for row in await fetch(database_dsn, "SELECT * FROM incident_calls")}
     # Dispatched now, eight minutes after the answer: late, and still counted.
-    await service.change_status(ids["late.med"], "verified", actor="op1001")
-    await service.dispatch(ids["late.med"], "ambulans", actor="op1001")
-    await service.change_status(ids["late.closed"], "cancelled", actor="op1001")
-    open_ids = [i.incident_id for i in await service.open_incidents()]
+    await service.incidents.change_status(ids["late.med"], "verified", actor="op1001")
+    await service.dispatches.dispatch(ids["late.med"], "ambulans", actor="op1001")
+    await service.incidents.change_status(ids["late.closed"], "cancelled", actor="op1001")
+    open_ids = [i.incident_id for i in await service.incidents.open_incidents()]
     assert sorted(open_ids) == sorted(ids[c] for c in ("late.fire", "fresh.fire", "late.med",
                                                       "slow.complaint"))
     assert open_ids[-1] == ids["slow.complaint"]  # a complaint is less urgent
     now = datetime.now(UTC)
-    breaches = await service.sla_breaches(now)
+    breaches = await service.dispatches.sla_breaches(now)
     by_id = {b.incident.incident_id: b.clock for b in breaches}
     assert set(by_id) == {ids["late.fire"], ids["late.med"]}
     fire = by_id[ids["late.fire"]]
     assert fire.dispatched_at is None
     assert timedelta(minutes=4) < fire.overdue < timedelta(minutes=6)
     assert by_id[ids["late.med"]].dispatched_at is not None
-    fresh = await service.get(ids["fresh.fire"])
-    clock = service.sla_clock(fresh, now)
+    fresh = await service.incidents.get(ids["fresh.fire"])
+    clock = service.dispatches.sla_clock(fresh, now)
     assert clock is not None and not clock.breached
-    assert service.sla_clock(await service.get(ids["slow.complaint"]), now) is None
+    slow = await service.incidents.get(ids["slow.complaint"])
+    assert service.dispatches.sla_clock(slow, now) is None
     # Later, the fresh fire is past its target too.
-    later = await service.sla_breaches(now + timedelta(minutes=10))
+    later = await service.dispatches.sla_breaches(now + timedelta(minutes=10))
     assert ids["fresh.fire"] in {b.incident.incident_id for b in later}
-    assert await make_service(database, dispatch_targets={}).sla_breaches() == []
+    assert await make_service(database, dispatch_targets={}).dispatches.sla_breaches() == []
 
 
-async def test_rating(database_dsn: str, service: IncidentService) -> None:
+async def test_rating(database_dsn: str, service: IncidentServices) -> None:
     await answered(database_dsn, "rate.1")
-    incident = await service.create_for_call("rate.1")
+    incident = await service.incidents.create_for_call("rate.1")
     iid = incident.incident_id
     with pytest.raises(InvalidTransition, match="setelah insiden selesai"):
-        await service.record_rating(iid, 4, actor="survey")
+        await service.incidents.record_rating(iid, 4, actor="survey")
     for status in ("verified", "dispatched", "on_scene", "resolved"):
-        await service.change_status(iid, status, actor="op1001")
+        await service.incidents.change_status(iid, status, actor="op1001")
     with pytest.raises(ValidationError):
-        await service.record_rating(iid, 6, actor="survey")
-    rated = await service.record_rating(iid, "4", actor="survey")
+        await service.incidents.record_rating(iid, 6, actor="survey")
+    rated = await service.incidents.record_rating(iid, "4", actor="survey")
     assert rated.rating == 4 and rated.rated_at is not None
-    assert (await service.record_rating(iid, 4, actor="survey")).version == rated.version
+    assert (await service.incidents.record_rating(iid, 4, actor="survey")).version == rated.version
     with pytest.raises(InvalidTransition, match="sudah dinilai"):
-        await service.record_rating(iid, 1, actor="survey")
-    ratings = [e.detail for e in await service.timeline(iid) if e.kind == "rating"]
+        await service.incidents.record_rating(iid, 1, actor="survey")
+    ratings = [e.detail for e in await service.incidents.timeline(iid) if e.kind == "rating"]
     assert ratings == [{"rating": 4}]
 
 
-async def test_attachments(database_dsn: str, service: IncidentService) -> None:
+async def test_attachments(database_dsn: str, service: IncidentServices) -> None:
     await answered(database_dsn, "doc.1")
-    incident = await service.create_for_call("doc.1")
+    incident = await service.incidents.create_for_call("doc.1")
     sha = "0123456789abcdef" * 4
-    attachment = await service.add_attachment(
+    attachment = await service.incidents.add_attachment(
         incident.incident_id, filename="damkar-tiba.jpg", content_type="image/jpeg",
         size_bytes=204_800, sha256=sha, stored_path="2026/11/23/1-damkar-tiba.jpg",
         actor="damkar-pos1")
     assert (attachment.filename, attachment.uploaded_by) == ("damkar-tiba.jpg", "damkar-pos1")
     before = await state_of(database_dsn)
     with pytest.raises(ValidationError) as caught:
-        await service.add_attachment(
+        await service.incidents.add_attachment(
             incident.incident_id, filename="../../etc/passwd", content_type="text/plain",
             size_bytes=10, sha256=sha, stored_path="x", actor="damkar-pos1")
     assert caught.value.field == "filename"
     with pytest.raises(ValidationError, match="sudah dipakai"):
-        await service.add_attachment(
+        await service.incidents.add_attachment(
             incident.incident_id, filename="lagi.jpg", content_type="image/jpeg",
             size_bytes=10, sha256=sha, stored_path="2026/11/23/1-damkar-tiba.jpg",
             actor="damkar-pos1")
     with pytest.raises(ValidationError, match="terlalu besar"):
-        await service.add_attachment(
+        await service.incidents.add_attachment(
             incident.incident_id, filename="video.mp4", content_type="video/mp4",
             size_bytes=10**9, sha256=sha, stored_path="v.mp4", actor="damkar-pos1")
     with pytest.raises(IncidentNotFound):
-        await service.add_attachment(
+        await service.incidents.add_attachment(
             777_777, filename="a.jpg", content_type="image/jpeg", size_bytes=10, sha256=sha,
             stored_path="a.jpg", actor="damkar-pos1")
     assert await state_of(database_dsn) == before
-    assert await service.attachments(incident.incident_id) == [attachment]
+    assert await service.incidents.attachments(incident.incident_id) == [attachment]
 
 
-async def test_timeline_is_append_only(database_dsn: str, service: IncidentService) -> None:
+async def test_timeline_is_append_only(database_dsn: str, service: IncidentServices) -> None:
     await answered(database_dsn, "ao.1")
-    await service.create_for_call("ao.1")
+    await service.incidents.create_for_call("ao.1")
     connection = await asyncpg.connect(database_dsn)
     try:
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
@@ -527,15 +529,15 @@ async def test_timeline_is_append_only(database_dsn: str, service: IncidentServi
         await connection.close()
 
 
-async def test_agencies_are_configurable(service: IncidentService) -> None:
-    codes = [a.code for a in await service.agencies()]
+async def test_agencies_are_configurable(service: IncidentServices) -> None:
+    codes = [a.code for a in await service.directory.agencies()]
     assert sorted(codes) == ["ambulans", "bpbd", "damkar", "dinsos", "pdam", "polisi",
                              "satpol_pp"]
-    await service.save_agency("basarnas", "Basarnas")
-    await service.save_agency("dinsos", "Dinas Sosial", active=False)
-    agencies = {a.code: a for a in await service.agencies()}
+    await service.directory.save_agency("basarnas", "Basarnas")
+    await service.directory.save_agency("dinsos", "Dinas Sosial", active=False)
+    agencies = {a.code: a for a in await service.directory.agencies()}
     assert agencies["basarnas"].active and not agencies["dinsos"].active
     with pytest.raises(ValidationError):
-        await service.save_agency("Bad Code", "x")
+        await service.directory.save_agency("Bad Code", "x")
     with pytest.raises(ValidationError, match="tidak dikenal"):
-        await service.add_recipient("tni", name="Danramil", contact="0812")
+        await service.directory.add_recipient("tni", name="Danramil", contact="0812")

@@ -30,9 +30,9 @@ from telephony.calls.facts import (
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.incidents.model import parse_patch
-from telephony.incidents.notifiers import LogNotifier
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.config import IncidentConfig
+from telephony.incidents.edits import parse_patch
+from telephony.incidents.service import IncidentService
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv
 from telephony.reports.model import Figures, InvalidPeriod, Period
 from telephony.reports.service import ReportConfig, ReportService
@@ -124,7 +124,7 @@ async def day(database_dsn: str, settings: Settings) -> AsyncIterator[Day]:
     await screening.label("1741575600.2", "genuine", "sari")
     await screening.label("1741575600.2", "prank", "budi", "koreksi")  # the later one counts
     await screening.label("1741582800.4", "silent", "sari")
-    incidents = IncidentService(database, LogNotifier(), IncidentConfig())
+    incidents = IncidentService(database, IncidentConfig())
     reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
                             clock=lambda: local(16, 30))
     yield Day(reports, incidents, database_dsn, database)

@@ -17,14 +17,14 @@ import pytest
 
 from telephony.agi.protocol import AgiEnvironment, AgiReply
 from telephony.agi.server import AgiSession
-from telephony.ami.listener import AmiActionError, AmiActionRefusedError
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.calls.facts import CallFact, CallStarted, OperatorAnswered
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.model import Status
-from telephony.incidents.notifiers import LogNotifier
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.service import IncidentService
 from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.surveys.model import AttemptOutcome, CallWindow, SurveyState
 from telephony.surveys.route import SurveyApplication
@@ -99,7 +99,7 @@ async def database(database_dsn: str, settings: Settings) -> AsyncIterator[Datab
 
 @pytest.fixture
 def incidents(database: Database) -> IncidentService:
-    return IncidentService(database, LogNotifier(), IncidentConfig())
+    return IncidentService(database, IncidentConfig())
 
 
 @pytest.fixture

@@ -32,11 +32,13 @@ from telephony.calls.facts import (
 )
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.reports import http as supervisor
-from telephony.reports.console import SupervisorPages
-from telephony.reports.http import SupervisorApi
+from telephony.reports.console import ReportPages
+from telephony.reports.http import ReportApi
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.settings import Settings
+from telephony.wallboard import console as wallboard_console
+from telephony.wallboard import http as wallboard_http
+from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
 from telephony.web.context import ApiContext
@@ -78,10 +80,10 @@ async def board(database_dsn: str, settings: Settings) -> AsyncIterator[Board]:
     database = Database(configured)
     context = make_context(configured, database)
     reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
-    wallboard = WallboardService(LiveBoard(wrapup_seconds=0), reports, context.incidents,
+    wallboard = WallboardService(LiveBoard(wrapup_seconds=0), reports, context.dispatches,
                                  refresh_seconds=30.0, min_refresh_seconds=0.05)
-    app = build_app(context, [*SupervisorApi(wallboard, reports).routes(),
-                              *SupervisorPages(reports).routes()])
+    app = build_app(context, [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
+                              *wallboard_console.routes(), *ReportPages(reports).routes()])
     client = TestClient(TestServer(app))
     await client.start_server()
     running = asyncio.create_task(wallboard.run())
@@ -162,14 +164,14 @@ async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> N
         await connection.close()
     database = Database(replace(Settings(), database_dsn=board.dsn))
     reports = ReportService(database, CALENDAR, ReportConfig())
-    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.incidents)
+    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.dispatches)
     running = asyncio.create_task(fresh.run())
     try:
         deadline = time.monotonic() + 10
         while not (snapshot := fresh.snapshot()).board.queues or snapshot.counters is None:
             assert time.monotonic() < deadline, "the wallboard was not seeded"
             await asyncio.sleep(0.05)
-        data = supervisor.wallboard_json(snapshot)
+        data = wallboard_http.wallboard_json(snapshot)
         conforms(data, "Wallboard")
         assert [(c["position"], c["line"]) for c in callers(data, "medical")] == [(1, "119")]
         assert data["operators"][0]["state"] == "paused"
@@ -183,7 +185,7 @@ async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> N
 
 async def test_bursts_are_pushed_coalesced(board: Board,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(supervisor, "HEARTBEAT_SECONDS", 1.0)
+    monkeypatch.setattr(wallboard_http, "HEARTBEAT_SECONDS", 1.0)
     await board.login("sari", "supervisor")
     async with board.client.ws_connect("/api/wallboard/live") as socket:
         await socket.receive(timeout=5)
@@ -199,14 +201,14 @@ async def test_bursts_are_pushed_coalesced(board: Board,
                 break
         await sent
         gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
-        assert all(gap >= supervisor.PUSH_INTERVAL * 0.9 for gap in gaps), gaps
+        assert all(gap >= wallboard_http.PUSH_INTERVAL * 0.9 for gap in gaps), gaps
         assert len(arrivals) < 10  # 30 changes, a handful of messages
 
 
 async def test_the_socket_closes_when_the_session_ends(board: Board,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(supervisor, "SESSION_CHECK_SECONDS", 0.0)
-    monkeypatch.setattr(supervisor, "HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr(wallboard_http, "SESSION_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(wallboard_http, "HEARTBEAT_SECONDS", 0.2)
     await board.login("sari", "supervisor")
     async with board.client.ws_connect("/api/wallboard/live") as socket:
         await socket.receive(timeout=5)
@@ -218,7 +220,7 @@ async def test_the_socket_closes_when_the_session_ends(board: Board,
         while (message := await socket.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
             assert time.monotonic() < deadline
         assert message.type == aiohttp.WSMsgType.CLOSE
-        assert socket.close_code == supervisor.CLOSE_SESSION_ENDED
+        assert socket.close_code == wallboard_http.CLOSE_SESSION_ENDED
 
 
 async def test_open_wallboards_are_closed_when_the_line_stops(board: Board) -> None:

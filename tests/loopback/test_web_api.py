@@ -26,7 +26,7 @@ from recordings.library import RecordingLibrary
 from telephony.accounts.model import ThrottlePolicy
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
-from telephony.ami.listener import AmiActionError
+from telephony.ami.actions import AmiActionError, AmiActions
 from telephony.calls.archive import CallArchive
 from telephony.calls.facts import (
     CallEnded,
@@ -39,18 +39,17 @@ from telephony.calls.facts import (
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.desks.operators import AmiActions
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import LogNotifier
-from telephony.incidents.service import IncidentConfig, IncidentService
+from telephony.incidents.services import IncidentServices
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
-from telephony.web.api import api_routes
 from telephony.web.context import ApiContext, WebConfig
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE
 from telephony.web.schemas import SCHEMAS, Schema, validate
-from telephony.web.server import build_app
+from telephony.web.server import api_routes, build_app
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 PASSWORD = "kata-sandi-rahasia-112"
@@ -132,12 +131,14 @@ class NoAmi:
 def make_context(settings: Settings, database: Database, *,
                  throttle: ThrottlePolicy | None = None,
                  ami: AmiActions | None = None) -> ApiContext:
-    incidents = IncidentService(database, LogNotifier(), IncidentConfig(
+    incidents = IncidentServices.build(database, LogNotifier(), IncidentConfig(
         attachment_max_bytes=settings.attachment_max_bytes))
     accounts = AccountService(database, CHEAP_HASHER, AccountConfig(
         throttle=throttle or ThrottlePolicy()))
     return ApiContext(
-        incidents=incidents,
+        incidents=incidents.incidents,
+        dispatches=incidents.dispatches,
+        directory=incidents.directory,
         accounts=accounts,
         calls=CallArchive(database, CallRepository(CALENDAR)),
         recordings=RecordingLibrary(database, settings.recordings_dir),

@@ -7,6 +7,7 @@ import pytest
 from ivr.channel import CallerHungUp, Channel, ChannelError
 from telephony.agi.channel import AgiChannel
 from telephony.agi.protocol import AgiArgumentError, AgiReply, encode_command
+from telephony.agi.server import AgiHungUpError, AgiSessionError
 
 
 def ok(result: str, data: str | None = None, endpos: int | None = None) -> AgiReply:
@@ -227,3 +228,20 @@ async def test_session_exceptions_pass_through(exception: ChannelError) -> None:
     with pytest.raises(type(exception)) as caught:
         await channel.play("siaga112/please-wait")
     assert caught.value is exception
+
+
+@pytest.mark.parametrize(("exception", "ivr_error"), [
+    (AgiHungUpError("ANSWER: caller hung up (HANGUP from Asterisk)"), CallerHungUp),
+    (AgiSessionError("ANSWER: no reply within 30 s"), ChannelError),
+])
+async def test_session_errors_become_the_ivr_s_and_stay_the_server_s(
+    exception: AgiSessionError, ivr_error: type[ChannelError]
+) -> None:
+    # The flow catches the IVR's exceptions; the FastAGI server hosting the session still
+    # recognises its own (and logs a hang-up as one).
+    channel, _ = channel_for(exception)
+    with pytest.raises(ivr_error) as caught:
+        await channel.play("siaga112/please-wait")
+    assert isinstance(caught.value, type(exception))
+    assert str(caught.value) == str(exception)
+    assert isinstance(caught.value, CallerHungUp) == isinstance(exception, AgiHungUpError)

@@ -18,6 +18,20 @@ def test_bad_setting_is_one_clear_line_and_exit_2(capsys: pytest.CaptureFixture[
     assert err.strip() == "siaga112: pengaturan tidak valid: agi_port: invalid value 'oops'"
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ("survey_hours=siang", "survey_hours: expected HH:MM-HH:MM"),
+    ("incident_dispatch_targets=kebakaran=300", "unknown report type 'kebakaran'"),
+])
+def test_a_feature_s_bad_setting_stops_every_command(
+    capsys: pytest.CaptureFixture[str], setting: str, message: str
+) -> None:
+    # The features check their own words; the command line runs their checks before any
+    # command, as it did when the settings module checked them itself.
+    assert main(["--set", setting, "db", "status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("siaga112: pengaturan tidak valid: ") and message in err
+
+
 def test_set_needs_name_equals_value(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--set", "agi_port", "db", "status"]) == 2
     assert "--set expects name=value" in capsys.readouterr().err

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.model import ReportType
 from telephony.incidents.notifiers import LogNotifier, WebhookNotifier, notifier_from_settings
-from telephony.incidents.service import IncidentConfig
 from telephony.settings import DispatchTarget, SettingsError, load_settings
 
 
@@ -53,7 +53,7 @@ def test_targets_from_toml_and_environment(tmp_path: Path) -> None:
 )
 def test_invalid_incident_settings_are_refused(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
-        load_settings(environ=environ)
+        IncidentConfig.from_settings(load_settings(environ=environ))
 
 
 def test_fractional_or_boolean_seconds_are_refused(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from recordings.domain import (
     RetentionPolicy,
     State,
     can_transition,
-    checked_relpath,
     is_settled,
     is_temp_of,
     loudness,
@@ -27,8 +26,9 @@ from recordings.domain import (
     state_after_error,
     storage_relpath,
     temp_name,
-    valid_call_id,
 )
+from telephony.calls.ids import valid_call_id
+from telephony.core.storage import StoredFileError, checked_relpath
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
@@ -118,7 +118,7 @@ def test_temporary_names_of_a_leg_are_not_its_mixed_recordings() -> None:
 def test_stored_paths_are_checked_before_anything_is_deleted() -> None:
     assert checked_relpath("2026/11/24/1.2.opus") == PurePosixPath("2026/11/24/1.2.opus")
     for stored in ("", "/etc/passwd", "../x", "2026/../../x", "2026\\..\\x", "a/\x00"):
-        with pytest.raises(RecordingNameError):
+        with pytest.raises(StoredFileError):
             checked_relpath(stored)
 
 

@@ -10,8 +10,9 @@ from recordings.commands import format_outcome, format_removal
 from recordings.domain import Kind, State
 from recordings.retention import Removal, policy_from_settings
 from recordings.worker import Outcome, RecordingsConfig
+from telephony.asterisk.config import template_values
+from telephony.asterisk.site import AsteriskSite
 from telephony.cli import build_parser
-from telephony.lab.chroot import Lab
 from telephony.settings import Settings, SettingsError, load_settings
 
 
@@ -29,7 +30,7 @@ def test_incoming_directory_defaults_to_the_lab_instance_monitor_directory(
 ) -> None:
     settings = replace(load_settings(environ={}), lab_rootfs=tmp_path, lab_instance="x1")
     config = RecordingsConfig.from_settings(settings)
-    assert config.incoming_dir == Lab(settings).monitor_dir == (
+    assert config.incoming_dir == AsteriskSite.from_settings(settings).monitor_dir == (
         tmp_path / "srv/siaga112/x1/spool/monitor")
     site = replace(settings, recordings_incoming_dir=Path("/var/spool/asterisk/monitor"))
     assert RecordingsConfig.from_settings(site).incoming_dir == Path(
@@ -42,11 +43,11 @@ def test_separate_legs_are_off_by_default_and_reach_the_dialplan_and_the_worker(
     settings = replace(load_settings(environ={}), lab_rootfs=tmp_path)
     assert not settings.recordings_separate_legs
     assert not RecordingsConfig.from_settings(settings).separate_legs
-    assert Lab(settings).template_values()["recording_options"] == ""
+    assert template_values(settings, "/srv/siaga112/lab")["recording_options"] == ""
     legs = load_settings(environ={"SIAGA112_RECORDINGS_SEPARATE_LEGS": "true"})
     legs = replace(legs, lab_rootfs=tmp_path)
     assert RecordingsConfig.from_settings(legs).separate_legs
-    assert Lab(legs).template_values()["recording_options"] == (
+    assert template_values(legs, "/srv/siaga112/lab")["recording_options"] == (
         "r(${UNIQUEID}-caller.wav)t(${UNIQUEID}-line.wav)")
 
 

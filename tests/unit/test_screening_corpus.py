@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from telephony.calls.ids import CallerIdKind
 from telephony.screening.corpus import (
     CHILD_HOURS,
     DEFAULT_CALLERS,
@@ -21,7 +22,7 @@ from telephony.screening.corpus import (
     generate_corpus,
     plan_callers,
 )
-from telephony.screening.features import CallerIdKind, Label, local_hour
+from telephony.screening.features import Label, local_hour
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from telephony.calls.ids import parse_caller_id
 from telephony.screening.corpus import (
     DEFAULT_CALLERS,
     DEFAULT_SEED,
@@ -38,7 +39,6 @@ from telephony.screening.features import (
     IvrBehaviour,
     Label,
     LabelEvent,
-    parse_caller_id,
 )
 from telephony.screening.score import Effect, ScoreConfig
 

@@ -5,10 +5,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from telephony.calls.ids import CallerIdKind, luhn_valid, parse_caller_id
 from telephony.screening.features import (
     FIRST_TIME,
     CallerHistory,
-    CallerIdKind,
     CallFeatures,
     CallShape,
     IvrBehaviour,
@@ -17,8 +17,6 @@ from telephony.screening.features import (
     PastCall,
     PreQueueFeatures,
     local_hour,
-    luhn_valid,
-    parse_caller_id,
     resolve_labels,
     summarise_history,
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from telephony.calls.ids import parse_caller_id
 from telephony.screening.features import (
     FIRST_TIME,
     CallerHistory,
@@ -14,7 +15,6 @@ from telephony.screening.features import (
     CallShape,
     IvrBehaviour,
     PreQueueFeatures,
-    parse_caller_id,
 )
 from telephony.screening.score import (
     DEFAULT_HOUR_WEIGHTS,

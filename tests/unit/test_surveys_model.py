@@ -178,7 +178,7 @@ def test_survey_settings() -> None:
 ])
 def test_invalid_survey_settings_are_refused(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
-        load_settings(environ={}, overrides={name: value})
+        SurveyConfig.from_settings(load_settings(environ={}, overrides={name: value}))
 
 
 def test_the_callee_phone_scenario() -> None:

@@ -19,7 +19,8 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
-from telephony.wallboard.state import CallInfo, LiveBoard, LivePicture, OperatorState
+from telephony.reports.model import CallInfo, LivePicture
+from telephony.wallboard.state import LiveBoard, OperatorState
 from tests.unit.test_ami_tracker import resync_replies
 
 T0 = datetime(2025, 3, 10, 2, 0, tzinfo=UTC)

@@ -4,9 +4,9 @@ import pytest
 
 from telephony.accounts.model import Role
 from telephony.incidents.attachments import sniff_content_type
-from telephony.web.api import api_routes
 from telephony.web.routing import PUBLIC, Access, RouteTable
 from telephony.web.schemas import SCHEMAS, SchemaViolation, validate
+from telephony.web.server import api_routes
 
 
 def test_a_route_must_name_its_roles_or_be_explicitly_public() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,15 +24,19 @@ from aiohttp import web
 
 from telephony.accounts.model import Role, Session
 from telephony.web.context import CONTEXT
-from telephony.web.errors import ApiError, api_error, log_refusal
-from telephony.web.routing import SESSION, Handler
-
-log = logging.getLogger("telephony.web")
+from telephony.web.errors import ApiError
+from telephony.web.routing import SESSION, Reply
 
 PREFIX: Final = "/console"
 LOGIN_PATH: Final = "/console/login"
+HOME: Final = f"{PREFIX}/"
+OPERATOR_SCREEN: Final = f"{PREFIX}/operator"
 FLASH_COOKIE: Final = "siaga112_flash"
 _FLASH_MAX: Final = 600
+
+# What a page or a form post answers, as the route table documents it.
+PAGE: Final = Reply(200, None, {"text/html": {}}, "Halaman")
+SEE_OTHER: Final = Reply(303, None, description="Kembali ke halaman dengan pesan")
 
 CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
               "media-src 'self'; connect-src 'self'; form-action 'self'; "
@@ -159,23 +162,9 @@ def is_console(path: str) -> bool:
     return path in ("/", PREFIX) or path.startswith(PREFIX + "/")
 
 
-@web.middleware
-async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer the console's refusals as pages: no session goes to the login page, anything
-    else is an error page saying why. API requests pass through untouched."""
-    if not is_console(request.path):
-        return await handler(request)
-    try:
-        return await handler(request)
-    except Exception as exc:
-        error = api_error(exc)
-        if error is None:
-            if isinstance(exc, web.HTTPException):
-                raise  # a redirect
-            log.exception("%s %s failed", request.method, request.rel_url.path)
-            error = ApiError(500, "internal", "Terjadi kesalahan pada server.")
-        else:
-            log_refusal(request, error)
+def console_refusal(request: web.Request, error: ApiError) -> web.StreamResponse:
+    """A refusal of the console as a page: no session goes to the login page, anything else
+    is an error page saying why (the error middleware's answer for console paths)."""
     if error.status == 401:
         return redirect(request, LOGIN_PATH, Flash("error", error.message))
     return page(request, "error.html", status=error.status, headers=error.headers,

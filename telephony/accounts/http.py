@@ -1,0 +1,109 @@
+"""The accounts' HTTP routes: logging in and out of the API, the session, and the audit log.
+
+Logging in is the one public route. The console's login form is the console shell's
+(``telephony.web.console.pages``); both set the same session cookies (``web.security``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from telephony.accounts.model import Session, account_json
+from telephony.accounts.store import AuditEntry
+from telephony.calls.archive import MAX_LIMIT
+from telephony.web.request import (
+    context_of,
+    instant_json,
+    json_body,
+    json_response,
+    query_int,
+    query_of,
+    query_text,
+    remote_of,
+)
+from telephony.web.routing import (
+    EVERYONE,
+    OVERSIGHT,
+    PUBLIC,
+    SESSION,
+    Body,
+    Param,
+    Reply,
+    Route,
+    limit_param,
+)
+from telephony.web.security import clear_session_cookies, set_session_cookies
+
+
+def session_json(session: Session, token: str | None = None) -> dict[str, Any]:
+    """A session as its owner sees it (the token only right after login)."""
+    return {
+        "token": token,
+        "csrf_token": session.csrf_token,
+        "expires_at": instant_json(session.expires_at),
+        "account": account_json(session.account),
+    }
+
+
+def audit_json(entry: AuditEntry) -> dict[str, Any]:
+    """One audit log entry."""
+    return {"audit_id": entry.audit_id, "at": instant_json(entry.at), "actor": entry.actor,
+            "action": entry.action, "object_type": entry.object_type,
+            "object_id": entry.object_id, "remote_address": entry.remote_address,
+            "detail": dict(entry.detail)}
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """Log in: a bearer token in the body, and the session cookie."""
+    ctx = context_of(request)
+    data = await json_body(request)
+    new = await ctx.accounts.login(data["username"], data["password"],
+                                   remote_address=remote_of(request))
+    response = json_response(session_json(new.session, new.token), status=201)
+    set_session_cookies(response, new.token, new.session.csrf_token, ctx.config)
+    return response
+
+
+async def current_session(request: web.Request) -> web.StreamResponse:
+    """Who is logged in, until when, and the CSRF token for cookie-borne changes."""
+    return json_response(session_json(request[SESSION]))
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session."""
+    await context_of(request).accounts.logout(request[SESSION], remote_address=remote_of(request))
+    response = web.Response(status=204)
+    clear_session_cookies(response)
+    return response
+
+
+async def list_audit(request: web.Request) -> web.StreamResponse:
+    """The newest audit log entries, optionally about one object or by one actor."""
+    query = query_of(request)
+    entries = await context_of(request).accounts.audit_entries(
+        object_type=query_text(query, "object_type", 40),
+        object_id=query_text(query, "object_id", 64),
+        actor=query_text(query, "actor", 64),
+        limit=query_int(query, "limit", 100, MAX_LIMIT),
+    )
+    return json_response({"entries": [audit_json(entry) for entry in entries]})
+
+
+def routes() -> list[Route]:
+    """The session and audit log routes, with who may call them."""
+    return [
+        Route("POST", "/api/session", login, PUBLIC, "Masuk (login)", "sesi",
+              Reply(201, "Session"), Body("Login"), errors=(401, 429)),
+        Route("GET", "/api/session", current_session, EVERYONE, "Sesi saat ini", "sesi",
+              Reply(200, "Session")),
+        Route("DELETE", "/api/session", logout, EVERYONE, "Keluar (logout)", "sesi",
+              Reply(204, None, description="Sesi diakhiri")),
+        Route("GET", "/api/audit", list_audit, OVERSIGHT, "Log audit", "audit",
+              Reply(200, "AuditList"), query=(
+                  Param("object_type", {"type": "string", "maxLength": 40}, "Jenis objek"),
+                  Param("object_id", {"type": "string", "maxLength": 64}, "Nomor objek"),
+                  Param("actor", {"type": "string", "maxLength": 64}, "Pelaku"),
+                  limit_param(MAX_LIMIT))),
+    ]

@@ -1,0 +1,145 @@
+"""Rendering ``asterisk-conf/`` into a site's Asterisk configuration directory.
+
+``asterisk-conf/*.conf`` is the configuration a real site deploys. The files are templates
+only for addresses, ports, secrets and a few timings, written ``@{name}`` (``${...}``
+belongs to Asterisk's dialplan). :func:`install_config` renders them and writes the queues
+include with the default settings of the menu's queues (the line applies an admin's
+settings over it once it connects).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
+
+from ivr.menu import MenuError
+from ivr.source import line_menu_source
+from recordings.domain import mixmonitor_options
+from telephony.admin.queues import (
+    LIVE_SETTINGS_DIR,
+    QUEUES_CONF,
+    QueueDefaults,
+    effective_settings,
+    render_queues_conf,
+)
+from telephony.asterisk.errors import AsteriskSiteError
+from telephony.screening.score import ScoreConfig, ScoreConfigError
+from telephony.screening.service import line_screening_source
+from telephony.settings import Settings
+
+CONF_DIR = Path(__file__).resolve().parent.parent.parent / "asterisk-conf"
+
+# Characters that would end a config value early or start a new line or comment.
+_UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f;]")
+
+
+class ConfTemplate(string.Template):
+    """``@{name}`` placeholders; every other character, ``$`` and ``@`` included, is literal.
+
+    Asterisk configuration is full of ``${VAR}`` and ``user@host``, so only the braced
+    ``@{...}`` form is a placeholder; a malformed ``@{`` is an error rather than text.
+    """
+
+    delimiter = "@"
+    pattern = r"""
+        @(?:
+          (?P<escaped>(?!)) |
+          (?P<named>(?!)) |
+          \{(?P<braced>[a-z_][a-z0-9_]*)\} |
+          (?P<invalid>\{)
+        )
+    """  # type: ignore[assignment]  # string.Template declares pattern as a compiled Pattern
+
+
+def render_template(text: str, values: Mapping[str, object]) -> str:
+    """Fill ``@{name}`` placeholders; a missing or unsafe value raises
+    :class:`AsteriskSiteError`.
+
+    A value may not contain control characters or ``;`` (Asterisk's comment character): a
+    secret with a newline must not be able to add configuration.
+    """
+    safe: dict[str, str] = {}
+    for name, value in values.items():
+        rendered = str(value)
+        if _UNSAFE_VALUE.search(rendered):
+            raise AsteriskSiteError(
+                f"template value {name}={rendered!r} contains ';' or a control char")
+        safe[name] = rendered
+    try:
+        return ConfTemplate(text).substitute(safe)
+    except KeyError as exc:
+        raise AsteriskSiteError(f"template needs a value for @{{{exc.args[0]}}}") from exc
+    except ValueError as exc:
+        raise AsteriskSiteError(f"malformed template: {exc}") from exc
+
+
+def template_values(settings: Settings, instance_dir: str) -> dict[str, object]:
+    """The values the ``asterisk-conf/`` templates are rendered with; ``instance_dir`` is
+    the directory ``asterisk.conf`` puts every writable directory under, as Asterisk sees
+    it."""
+    s = settings
+    return {
+        "instance_dir": instance_dir,
+        "sip_host": s.sip_host,
+        "sip_port": s.sip_port,
+        "carrier_address": s.carrier_address,
+        "carrier_sip_port": s.carrier_sip_port,
+        "rtp_port_start": s.rtp_port_start,
+        "rtp_port_end": s.rtp_port_end,
+        "ami_port": s.ami_port,
+        "ami_username": s.ami_username,
+        "ami_secret": s.ami_secret,
+        "agi_url": s.agi_url,
+        "survey_agi_url": s.survey_agi_url,
+        "ivr_guard_seconds": f"{s.agi_session_timeout:g}",
+        "queue_max_wait": s.queue_max_wait,
+        # The numbers an admin changes while calls go on (telephony/admin/queues.py).
+        "live_settings_dir": f"{instance_dir}/etc/{LIVE_SETTINGS_DIR}",
+        "queue_wrapup_seconds": s.queue_wrapup_seconds,
+        # The dialplan's priority for a call screening did not score (fail-open).
+        "normal_priority": _screening_config(settings).normal_priority,
+        # MixMonitor's options: each leg's own file, with separate legs on.
+        "recording_options": mixmonitor_options(s.recordings_separate_legs),
+    }
+
+
+def _screening_config(settings: Settings) -> ScoreConfig:
+    try:
+        return line_screening_source(settings).current()
+    except ScoreConfigError as exc:
+        raise AsteriskSiteError(f"screening configuration: {exc}") from exc
+
+
+def queues_conf(settings: Settings) -> str:
+    """``queues_siaga112.conf`` with the default settings of every queue of the menu the
+    line runs (the line applies an admin's settings over it once it connects)."""
+    try:
+        queues = line_menu_source(settings).current().known_queues
+    except MenuError as exc:
+        raise AsteriskSiteError(f"menu: {exc}") from exc
+    return render_queues_conf(
+        effective_settings(queues, {}, QueueDefaults.from_settings(settings)))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` in one rename, so a reloading Asterisk never reads half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def install_config(settings: Settings, etc_dir: Path, instance_dir: str, *,
+                   conf_dir: Path = CONF_DIR) -> None:
+    """Render every ``conf_dir/*.conf`` template into ``etc_dir`` (a host path) and write the
+    queues include; ``instance_dir`` is as Asterisk sees it (see :func:`template_values`)."""
+    values = template_values(settings, instance_dir)
+    templates = sorted(conf_dir.glob("*.conf"))
+    if not templates:
+        raise AsteriskSiteError(f"no *.conf templates in {conf_dir}")
+    etc_dir.mkdir(parents=True, exist_ok=True)
+    for template in templates:
+        write_atomic(etc_dir / template.name,
+                     render_template(template.read_text(encoding="utf-8"), values))
+    write_atomic(etc_dir / QUEUES_CONF, queues_conf(settings))

@@ -1,0 +1,112 @@
+"""The words every part of the line uses for a call and its caller.
+
+- A call's id is Asterisk's unique id of the caller channel (``<epoch>.<sequence>``, e.g.
+  ``1795430334.0``): recordings name files after it and URLs carry it, so an id of any other
+  shape (``../x``, an empty string, a name with a slash) is refused before it names anything.
+- A caller id is the number the carrier presented; :func:`parse_caller_id` tells what kind it
+  is and the key a caller's history is kept under (screening scores it, the call log and the
+  operator console show it).
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+UNIQUEID: Final = re.compile(r"[0-9]+\.[0-9]+")
+
+
+def valid_call_id(value: str) -> bool:
+    """True for an Asterisk unique id (digits, a dot, digits) and nothing else."""
+    return UNIQUEID.fullmatch(value) is not None
+
+
+class CallerIdKind(StrEnum):
+    """What the presented caller id is."""
+
+    NUMBER = "number"  # a well-formed Indonesian or international number
+    WITHHELD = "withheld"  # hidden (*#31#), anonymous, or not passed by the carrier
+    MALFORMED = "malformed"  # present but not a number we can trust as an identity
+    SIMLESS = "simless"  # a phone without SIM: the carrier passes the handset's IMEI
+
+
+# What carriers and Asterisk put in the caller number when the caller hid it.
+_WITHHELD_TEXTS = frozenset(
+    {"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable", "withheld"}
+)
+_IMEI_URN = "urn:gsma:imei:"
+_SEPARATORS = str.maketrans("", "", " -().")
+# Indonesian numbers in E.164 are 62 + 8..12 digits (landline area code + subscriber, or 8xx
+# mobile); nationally they are 0 + the same 8..12 digits.
+_ID_NATIONAL_DIGITS = range(8, 13)
+_E164_DIGITS = range(8, 16)
+_IMEI_DIGITS = 15
+
+
+@dataclass(frozen=True, slots=True)
+class CallerId:
+    """A presented caller id, what kind it is, and the identity its history is kept under.
+
+    ``key`` is ``None`` when the id cannot identify a caller (withheld or malformed): such a call
+    has no history, rather than sharing one with every other caller who presented "0".
+    """
+
+    raw: str
+    kind: CallerIdKind
+    key: str | None
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when the last digit is the Luhn check digit of the others (as in an IMEI)."""
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char)
+        if index % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def parse_caller_id(raw: str) -> CallerId:
+    """Classify a presented caller number and normalise it to a history key.
+
+    Numbers become E.164 digits without ``+`` (``0812…`` and ``+62812…`` are one caller). A
+    SIM-less phone's IMEI, passed as ``urn:gsma:imei:…`` or as 15 Luhn-valid digits (no
+    Indonesian number is that long), becomes ``imei:`` + its 14 identity digits, so an IMEI and
+    the IMEISV of the same handset share a history.
+    """
+    text = raw.strip()
+    lowered = text.lower()
+    if lowered in _WITHHELD_TEXTS:
+        return CallerId(raw, CallerIdKind.WITHHELD, None)
+    if lowered.startswith(_IMEI_URN):
+        digits = lowered[len(_IMEI_URN):].translate(_SEPARATORS)
+        if digits.isdigit() and len(digits) in (14, 15, 16):
+            return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
+        return CallerId(raw, CallerIdKind.MALFORMED, None)
+    compact = text.translate(_SEPARATORS)
+    international = compact.startswith("+")
+    if international:
+        compact = compact[1:]
+    elif compact.startswith("00"):
+        international, compact = True, compact[2:]
+    # isascii: str.isdigit also accepts Arabic-Indic and superscript digits.
+    if not (compact.isascii() and compact.isdigit()):
+        return CallerId(raw, CallerIdKind.MALFORMED, None)
+    if compact.startswith("62") and len(compact) - 2 in _ID_NATIONAL_DIGITS:
+        return CallerId(raw, CallerIdKind.NUMBER, compact)
+    if international:
+        if len(compact) in _E164_DIGITS and compact[0] != "0":
+            return CallerId(raw, CallerIdKind.NUMBER, compact)
+        return CallerId(raw, CallerIdKind.MALFORMED, None)
+    if len(compact) == _IMEI_DIGITS and luhn_valid(compact):
+        return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + compact[:14])
+    if compact.startswith("0") and len(compact) - 1 in _ID_NATIONAL_DIGITS and compact[1] != "0":
+        return CallerId(raw, CallerIdKind.NUMBER, "62" + compact[1:])
+    return CallerId(raw, CallerIdKind.MALFORMED, None)

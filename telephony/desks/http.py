@@ -1,0 +1,135 @@
+"""The operator's desk over HTTP: the phone they work at, its queues (join, leave, pause with
+a reason, live through AMI), and the call ringing or answered there. Operators only: a desk
+is an operator's phone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from aiohttp import web
+
+from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
+from telephony.desks.operators import SKILL_LABELS, pause_label
+from telephony.desks.service import DeskState
+from telephony.desks.store import CallView
+from telephony.incidents.http import incident_sla_json
+from telephony.screening.features import Label
+from telephony.web.request import context_of, instant_json, json_body, json_response, remote_of
+from telephony.web.routing import DESK, SESSION, Body, Reply, Route
+
+# What operators read for queue member states and the state of the call in front of them.
+MEMBER_STATE_LABELS: Final[Mapping[str, str]] = {
+    "unknown": "Tidak diketahui", "idle": "Siap", "talking": "Sedang bicara",
+    "busy": "Sibuk", "invalid": "Tidak valid", "unavailable": "Telepon tidak terhubung",
+    "ringing": "Berdering", "ringing_in_use": "Berdering saat bicara", "on_hold": "Ditahan",
+    "paused": "Jeda"}
+CALL_STATE_LABELS: Final[Mapping[str, str]] = {
+    "ringing": "Berdering", "talking": "Tersambung", "ended": "Selesai"}
+REASON_SEPARATOR: Final = "; "  # IVR_REASONS joins the reasons with it
+
+
+def _labelled(labels: Mapping[str, str], code: str | None) -> str | None:
+    return None if code is None else labels.get(code, code)
+
+
+def call_view_json(call: CallView) -> dict[str, Any]:
+    """A call as the console shows it, with its screening, label and incident."""
+    label = Label(call.label) if call.label is not None else None
+    return {
+        "call_id": call.call_id, "line": call.line, "caller_number": call.caller_number,
+        "arrived_at": instant_json(call.arrived_at), "answered_at": instant_json(call.answered_at),
+        "ended_at": instant_json(call.ended_at), "ivr_choice": call.ivr_choice,
+        "ivr_outcome": call.ivr_outcome, "ivr_category": call.ivr_category,
+        "ivr_category_label": _labelled(CATEGORY_LABELS, call.ivr_category),
+        "ivr_skill": call.ivr_skill, "ivr_skill_label": _labelled(SKILL_LABELS, call.ivr_skill),
+        "queue": call.queue, "wait_seconds": call.wait_seconds,
+        "talk_seconds": call.talk_seconds, "disposition": call.disposition,
+        "disposition_label": DISPOSITION_LABELS.get(call.disposition, call.disposition),
+        "prank_score": call.prank_score,
+        "prank_reasons": [reason for reason in (call.prank_reasons or "").split(
+            REASON_SEPARATOR) if reason],
+        "queue_priority": call.queue_priority, "screening": call.screening,
+        "label": call.label, "label_text": label.label if label is not None else None,
+        "incident_id": call.incident_id,
+    }
+
+
+def desk_json(desk: DeskState) -> dict[str, Any]:
+    """The operator's desk as the operator screen polls it."""
+    current = desk.current
+    return {
+        "operator": desk.interface,
+        "skills": [{"skill": skill, "skill_label": SKILL_LABELS.get(skill, skill),
+                    "level": level} for skill, level in sorted(desk.skills.items())],
+        "queues": [{"queue": m.queue, "state": m.state,
+                    "state_label": MEMBER_STATE_LABELS.get(m.state, m.state),
+                    "paused": m.paused, "pause_reason": m.pause_reason,
+                    "pause_label": pause_label(m.pause_reason) if m.paused else "",
+                    "since": instant_json(m.since)} for m in desk.memberships],
+        "call": None if current is None else {
+            **call_view_json(current.call), "state": current.state,
+            "state_label": CALL_STATE_LABELS[current.state]},
+        "history": [call_view_json(call) for call in desk.history],
+    }
+
+
+async def get_desk(request: web.Request) -> web.StreamResponse:
+    """The operator's desk: skills, queues as Asterisk reports them, the call ringing or
+    answered there with its prank score, the caller's recent calls, and the open incidents
+    the call could be linked to (a repeat caller about the same event)."""
+    ctx = context_of(request)
+    desk = await ctx.desks.state(request[SESSION].account)
+    related = ([] if desk.current is None
+               else await ctx.incidents.merge_candidates(desk.current.call.call_id))
+    return json_response({**desk_json(desk),
+                          "related": [incident_sla_json(ctx, i) for i in related]})
+
+
+async def join_queues(request: web.Request) -> web.StreamResponse:
+    """Join the queues of some of the operator's skills (AMI QueueAdd)."""
+    data = await json_body(request)
+    joined = await context_of(request).desks.join(request[SESSION].account, data["skills"],
+                                                  remote_address=remote_of(request))
+    return json_response({"queues": joined})
+
+
+async def leave_queues(request: web.Request) -> web.StreamResponse:
+    """Leave every queue (AMI QueueRemove)."""
+    left = await context_of(request).desks.leave(request[SESSION].account,
+                                                 remote_address=remote_of(request))
+    return json_response({"queues": left})
+
+
+async def pause_desk(request: web.Request) -> web.StreamResponse:
+    """Pause in every queue with a reason (AMI QueuePause)."""
+    data = await json_body(request)
+    await context_of(request).desks.pause(request[SESSION].account, data["reason"],
+                                          remote_address=remote_of(request))
+    return web.Response(status=204)
+
+
+async def resume_desk(request: web.Request) -> web.StreamResponse:
+    """End the pause (AMI QueuePause)."""
+    await context_of(request).desks.resume(request[SESSION].account,
+                                           remote_address=remote_of(request))
+    return web.Response(status=204)
+
+
+def routes() -> list[Route]:
+    """The desk's routes, with who may call them."""
+    return [
+        Route("GET", "/api/desk", get_desk, DESK,
+              "Meja operator: antrean, panggilan di depan operator, riwayat penelepon",
+              "meja", Reply(200, "Desk"), errors=(409,)),
+        Route("POST", "/api/desk/queues", join_queues, DESK, "Masuk antrean keahlian",
+              "meja", Reply(200, "QueueList"), Body("JoinQueues"), errors=(409,)),
+        Route("DELETE", "/api/desk/queues", leave_queues, DESK, "Keluar dari semua antrean",
+              "meja", Reply(200, "QueueList"), errors=(409,)),
+        Route("POST", "/api/desk/pause", pause_desk, DESK, "Jeda dengan alasan", "meja",
+              Reply(204, None, description="Jeda dikirim ke Asterisk"), Body("Pause"),
+              errors=(409,)),
+        Route("DELETE", "/api/desk/pause", resume_desk, DESK, "Akhiri jeda", "meja",
+              Reply(204, None, description="Akhir jeda dikirim ke Asterisk"), errors=(409,)),
+    ]

@@ -1,0 +1,293 @@
+"""The incident pages and forms: open incidents, one incident with its calls, recordings,
+dispatches, escalation and timeline, and the forms that change it; and the forms about a
+call shown on the operator screen or an incident page (open its incident, label it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aiohttp import web
+
+from recordings.domain import Kind, State
+from recordings.http import recording_json
+from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
+from telephony.calls.ids import valid_call_id
+from telephony.desks.operators import SKILL_LABELS
+from telephony.incidents.dispatches import DispatchState, status_for_dispatch
+from telephony.incidents.edits import parse_patch
+from telephony.incidents.errors import CallAlreadyLinked, InvalidTransition, ValidationError
+from telephony.incidents.model import (
+    EDITABLE_STATUSES,
+    TRANSITIONS,
+    EscalationLevel,
+    Priority,
+    ReportType,
+    Status,
+)
+from telephony.screening.features import Label
+from telephony.web.console.pages import Done, form_action
+from telephony.web.console.render import HOME, PAGE, PREFIX, SEE_OTHER, page
+from telephony.web.errors import ApiError
+from telephony.web.request import Form, actor_of, context_of, remote_of
+from telephony.web.routing import CASEWORK, PLAYBACK, SESSION, Route
+
+# Where a label form may send the operator back to: their screen or an incident page.
+_BACK: Final = re.compile(r"^/console/(operator|incidents/[1-9][0-9]{0,17})$")
+_INCIDENT_ID: Final = re.compile(r"^[1-9][0-9]{0,17}$")
+# What each kind of incident timeline entry is called on the page.
+TIMELINE_LABELS: Final[Mapping[str, str]] = {
+    "created": "Dibuat", "status": "Status diubah", "details": "Rincian diubah",
+    "dispatch": "Diteruskan ke instansi", "call_linked": "Panggilan dikaitkan",
+    "escalated": "Eskalasi", "rating": "Penilaian penelepon", "attachment": "Lampiran"}
+# The incident fields an edit's timeline entry names.
+FIELD_LABELS: Final[Mapping[str, str]] = {
+    "report_type": "jenis", "priority": "prioritas", "location_text": "lokasi",
+    "village_code": "desa", "sub_district_code": "kecamatan", "coordinates": "koordinat",
+    "description": "uraian"}
+# How the rest of a timeline entry's detail reads ({} is the value).
+DETAIL_TEXT: Final[Mapping[str, str]] = {
+    "note": "catatan: {}", "reason": "alasan: {}", "call_id": "panggilan {}",
+    "merged_into": "digabungkan ke insiden #{}", "merged_from": "dipindah dari insiden #{}",
+    "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
+    "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
+    "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
+    "priority": "prioritas: {}"}
+
+
+# The words for the codes a timeline entry carries, by (kind of entry, detail key).
+_CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
+    **{("status", key): Status.labels() for key in ("from", "to")},
+    ("status", "reason"): {"merged": "penelepon berulang, digabungkan"},
+    ("created", "status"): Status.labels(),
+    ("created", "report_type"): ReportType.labels(),
+    **{("escalated", key): EscalationLevel.labels() for key in ("from", "to")},
+    **{("dispatch", key): DispatchState.labels() for key in ("from", "to")},
+}
+RECORDING_KINDS: Final[Mapping[Kind, str]] = {
+    Kind.MIXED: "Rekaman panggilan", Kind.CALLER: "Suara penelepon saja",
+    Kind.LINE: "Suara saluran dan operator saja"}
+RECORDING_STATES: Final[Mapping[State, str]] = {
+    State.PENDING: "menunggu diproses", State.PROCESSING: "sedang diproses",
+    State.DONE: "siap diputar", State.FAILED: "gagal diproses",
+    State.MISSING: "berkasnya tidak ditemukan", State.EXPIRED: "sudah dihapus (masa simpan habis)"}
+
+
+def _incident_id(request: web.Request) -> int:
+    raw = request.match_info["incident_id"]
+    if not _INCIDENT_ID.match(raw):
+        raise ApiError(404, "not_found", f"Insiden {raw[:40]!r} tidak ditemukan.")
+    return int(raw)
+
+
+def _version(form: Form) -> int:
+    raw = form.get("version", "")
+    if not _INCIDENT_ID.match(raw):
+        raise ValidationError("version", "Versi formulir tidak sah; muat ulang halaman.")
+    return int(raw)
+
+
+# -- calls -------------------------------------------------------------------------------------
+
+
+def _back(_: web.Request, form: Form) -> str:
+    """Where a call's form returns: the page it names (``next``) if that is the operator
+    screen or an incident page, else home."""
+    back = form.get("next", "")
+    return back if _BACK.match(back) else HOME
+
+
+async def open_incident(request: web.Request, form: Form) -> Done:
+    """The call's incident, opened pre-filled from the call if it has none yet."""
+    call_id = request.match_info["call_id"]
+    try:
+        incident = await context_of(request).incidents.create_for_call(
+            call_id, actor=actor_of(request))
+    except CallAlreadyLinked as exc:
+        return Done(f"Insiden #{exc.incident_id}.", f"{PREFIX}/incidents/{exc.incident_id}")
+    return Done(f"Insiden #{incident.incident_id} dibuka dari panggilan ini.",
+                f"{PREFIX}/incidents/{incident.incident_id}")
+
+
+async def label_call(request: web.Request, form: Form) -> Done:
+    """Label the call (genuine, prank, silent, accidental, test)."""
+    stored = await context_of(request).screening.label(
+        request.match_info["call_id"], form.get("label", ""), actor_of(request),
+        form.get("note", ""))
+    return Done(f"Panggilan diberi label: {stored.label.label}.")
+
+
+# -- incidents ---------------------------------------------------------------------------------
+
+
+async def incidents_page(request: web.Request) -> web.StreamResponse:
+    """Open incidents, most urgent first."""
+    ctx = context_of(request)
+    now = datetime.now(UTC)
+    incidents = await ctx.incidents.open_incidents(limit=200)
+    rows = [(incident, ctx.dispatches.sla_clock(incident, now)) for incident in incidents]
+    return page(request, "incidents.html", title="Insiden terbuka", rows=rows)
+
+
+async def incident_page(request: web.Request) -> web.StreamResponse:
+    """One incident: its calls with their screening, labels and recordings, the form,
+    dispatches, escalation, rating and timeline; and, while its one call could still be
+    merged, the open incidents a repeat caller's call may belong to."""
+    ctx = context_of(request)
+    incident_id = _incident_id(request)
+    incident = await ctx.incidents.get(incident_id)
+    call_ids = await ctx.incidents.call_ids(incident_id)
+    calls = await ctx.desks.calls(call_ids)
+    # The page shows its callers' numbers and history: who opened it is audited.
+    await ctx.accounts.audit(
+        actor=actor_of(request), action="incident.view", object_type="incident",
+        object_id=str(incident_id), remote_address=remote_of(request),
+        detail={"call_ids": call_ids})
+    # Listing recordings writes nothing; the audit entry comes with each playback.
+    can_play = request[SESSION].account.role in PLAYBACK.roles
+    recordings: dict[str, list[dict[str, Any]]] = {}
+    for recording in await ctx.recordings.of_calls(call_ids) if can_play else []:
+        recordings.setdefault(recording.call_id, []).append(recording_json(recording))
+    related = (await ctx.incidents.merge_candidates(call_ids[0])
+               if len(call_ids) == 1 else [])
+    levels = list(EscalationLevel)
+    return page(
+        request, "incident.html", title=f"Insiden #{incident_id}", incident=incident,
+        sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
+        dispatches=await ctx.dispatches.dispatches(incident_id),
+        timeline=await ctx.incidents.timeline(incident_id),
+        agencies=[a for a in await ctx.directory.agencies() if a.active],
+        places=await ctx.directory.places(),
+        next_statuses=sorted(TRANSITIONS[incident.status], key=list(Status).index),
+        editable=incident.status in EDITABLE_STATUSES,
+        can_dispatch=_can_dispatch(incident.status),
+        higher_levels=(levels[levels.index(incident.escalation_level) + 1:]
+                       if incident.is_open else []),
+        related=related, can_play=can_play, recordings=recordings,
+        recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
+        timeline_labels=TIMELINE_LABELS, event_lines=event_lines,
+        report_types=list(ReportType), priorities=list(Priority), labels=Label.labels(),
+        categories=CATEGORY_LABELS, skill_labels=SKILL_LABELS, dispositions=DISPOSITION_LABELS,
+    )
+
+
+def _can_dispatch(status: Status) -> bool:
+    try:
+        status_for_dispatch(status)
+    except InvalidTransition:
+        return False
+    return True
+
+
+def _shown(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def event_lines(kind: str, detail: Mapping[str, Any]) -> list[str]:
+    """A timeline entry's detail as short lines in words: a step as "old → new" first (a
+    status, an escalation level, a dispatch's stage), an edit as "field: old → new", then
+    the rest; empty notes are left out."""
+
+    def text(key: str, value: Any) -> str:
+        return _CODE_TEXT.get((kind, key), {}).get(str(value), _shown(value))
+
+    lines = []
+    if "to" in detail:
+        start = f"{text('from', detail['from'])} → " if "from" in detail else ""
+        lines.append(start + text("to", detail["to"]))
+    for key, value in sorted(detail.items()):
+        if key in ("from", "to") or value in ("", None):
+            continue
+        if key == "changes" and isinstance(value, Mapping):
+            lines += [f"{FIELD_LABELS.get(name, name)}: {_shown(change.get('from'))} → "
+                      f"{_shown(change.get('to'))}" for name, change in sorted(value.items())
+                      if isinstance(change, Mapping)]
+        else:
+            lines.append(DETAIL_TEXT.get(key, f"{key}: {{}}").format(text(key, value)))
+    return lines
+
+
+def _to_incident(request: web.Request, _: Form) -> str:
+    return f"{PREFIX}/incidents/{_incident_id(request)}"
+
+
+async def save_details(request: web.Request, form: Form) -> Done:
+    """Save the incident's report type, priority, place and description."""
+    patch = parse_patch({
+        "report_type": form.get("report_type", ""),
+        "priority": form.get("priority", ""),
+        "village_code": form.get("village_code") or None,
+        "location_text": form.get("location_text", ""),
+        "description": form.get("description", ""),
+    })
+    await context_of(request).incidents.update_details(
+        _incident_id(request), patch, actor=actor_of(request), expected_version=_version(form))
+    return Done("Rincian insiden disimpan.")
+
+
+async def change_status(request: web.Request, form: Form) -> Done:
+    """Move the incident to the status chosen."""
+    incident = await context_of(request).incidents.change_status(
+        _incident_id(request), form.get("status", ""), actor=actor_of(request),
+        note=form.get("note", ""), expected_version=_version(form))
+    return Done(f"Status insiden: {incident.status.label}.")
+
+
+async def dispatch(request: web.Request, form: Form) -> Done:
+    """Dispatch the agency chosen."""
+    sent = await context_of(request).dispatches.dispatch(
+        _incident_id(request), form.get("agency", ""), actor=actor_of(request),
+        note=form.get("note", ""), expected_version=_version(form))
+    return Done(f"Diteruskan ke {sent.agency_name}.")
+
+
+async def escalate(request: web.Request, form: Form) -> Done:
+    """Raise the incident to the level chosen (desa → kecamatan → kabupaten → provinsi),
+    with the reason."""
+    incident = await context_of(request).incidents.escalate(
+        _incident_id(request), form.get("level", ""), form.get("reason", ""),
+        actor=actor_of(request), expected_version=_version(form))
+    return Done(f"Eskalasi ke tingkat {incident.escalation_level.label}.")
+
+
+async def link_call(request: web.Request, form: Form) -> Done:
+    """Link a call (a repeat caller about the same event) to this open incident; a call
+    that opened an incident of its own moves here, and that incident is cancelled as
+    merged."""
+    call_id = form.get("call_id", "")
+    if not valid_call_id(call_id):
+        raise ValidationError("call_id", "Panggilan yang akan digabungkan tidak sah; muat "
+                                         "ulang halaman.")
+    incident_id = _incident_id(request)
+    await context_of(request).incidents.link_call(incident_id, call_id, actor=actor_of(request))
+    return Done(f"Panggilan digabungkan ke insiden #{incident_id}.",
+                f"{PREFIX}/incidents/{incident_id}")
+
+
+def routes() -> list[Route]:
+    """The incident pages and the call and incident forms, with who may use them."""
+    incident = f"{PREFIX}/incidents/{{incident_id}}"
+    call = f"{PREFIX}/calls/{{call_id}}"
+    tag = "konsol"
+    return [
+        Route("POST", f"{call}/incident", form_action(_back, open_incident), CASEWORK,
+              "Buka insiden panggilan", tag, SEE_OTHER),
+        Route("POST", f"{call}/label", form_action(_back, label_call), CASEWORK,
+              "Beri label panggilan", tag, SEE_OTHER),
+        Route("GET", f"{PREFIX}/incidents", incidents_page, CASEWORK, "Insiden terbuka",
+              tag, PAGE),
+        Route("GET", incident, incident_page, CASEWORK, "Satu insiden", tag, PAGE),
+        Route("POST", f"{incident}/details", form_action(_to_incident, save_details),
+              CASEWORK, "Simpan rincian insiden", tag, SEE_OTHER),
+        Route("POST", f"{incident}/status", form_action(_to_incident, change_status),
+              CASEWORK, "Ubah status insiden", tag, SEE_OTHER),
+        Route("POST", f"{incident}/dispatches", form_action(_to_incident, dispatch),
+              CASEWORK, "Teruskan ke instansi", tag, SEE_OTHER),
+        Route("POST", f"{incident}/escalation", form_action(_to_incident, escalate),
+              CASEWORK, "Naikkan tingkat eskalasi", tag, SEE_OTHER),
+        Route("POST", f"{incident}/calls", form_action(_back, link_call), CASEWORK,
+              "Gabungkan panggilan ke insiden", tag, SEE_OTHER),
+    ]

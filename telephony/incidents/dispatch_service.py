@@ -1,0 +1,200 @@
+"""The dispatch service: sends agencies to incidents, records their steps, and holds incidents
+to their dispatch targets.
+
+A dispatch is one transaction in the incident service's manner (lock the incident, check,
+write, record on its timeline), which also writes the notifications for the agency's
+recipients into the outbox: a dispatch is never recorded without its notifications, nor the
+reverse. Delivering them is :class:`~telephony.incidents.outbox_service.NotificationOutbox`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from telephony.db.connection import Database
+from telephony.incidents.config import IncidentConfig
+from telephony.incidents.directory import clean_agency_code
+from telephony.incidents.directory_store import DirectoryStore
+from telephony.incidents.dispatch_store import DispatchStore
+from telephony.incidents.dispatches import (
+    Dispatch,
+    DispatchState,
+    SlaClock,
+    check_dispatch_step,
+    dispatch_clock,
+    parse_dispatch_state,
+    status_after_dispatch_step,
+    status_for_dispatch,
+)
+from telephony.incidents.errors import DispatchNotFound, InvalidTransition, ValidationError
+from telephony.incidents.ledger import NOTE_MAX, IncidentLedger
+from telephony.incidents.model import Incident, ReportType, check_id, clean_actor, clean_text
+from telephony.incidents.outbox import notification_payload
+from telephony.incidents.outbox_store import OutboxStore
+from telephony.incidents.store import IncidentRepository
+
+log = logging.getLogger("telephony.incidents")
+
+
+@dataclass(frozen=True)
+class SlaBreach:
+    """An open incident past its dispatch target."""
+
+    incident: Incident
+    clock: SlaClock
+
+
+class DispatchService:
+    """Dispatches agencies and tracks their steps; measures incidents against their targets."""
+
+    def __init__(self, database: Database, config: IncidentConfig) -> None:
+        self._database = database
+        self._targets: Mapping[ReportType, timedelta] = dict(config.dispatch_targets)
+        self._repo = DispatchStore()
+        self._ledger = IncidentLedger(IncidentRepository())
+        self._directory = DirectoryStore()
+        self._outbox = OutboxStore()
+
+    async def dispatch(
+        self, incident_id: int, agency_code: str, *, actor: str, note: str = "",
+        expected_version: int | None = None,
+    ) -> Dispatch:
+        """Send an agency to a verified (or already dispatched) incident.
+
+        The first dispatch moves a verified incident to dispatched. The agency's recipients for
+        the incident's report type are notified through the outbox, written in the same
+        transaction: drain it with
+        :meth:`~telephony.incidents.outbox_service.NotificationOutbox.deliver_notifications`.
+        """
+        checked = check_id("incident_id", incident_id)
+        code = clean_agency_code(agency_code)
+        who = clean_actor(actor)
+        remark = clean_text("note", note, max_length=NOTE_MAX, multiline=True)
+
+        async def work(connection: asyncpg.Connection) -> Dispatch:
+            async with connection.transaction():
+                current = await self._ledger.locked(connection, checked, expected_version)
+                next_status = status_for_dispatch(current.status)
+                agency = await self._directory.agency(connection, code)
+                if agency is None or not agency.active:
+                    raise ValidationError("agency",
+                                          f"Instansi {code} tidak dikenal atau tidak aktif.")
+                if await self._repo.active_dispatch_exists(connection, checked, code):
+                    raise InvalidTransition(
+                        f"{agency.name} sudah diteruskan untuk insiden ini dan belum selesai."
+                    )
+                dispatch_id = await self._repo.insert_dispatch(connection, checked, code, who,
+                                                               remark)
+                await self._ledger.record(connection, checked, who, "dispatch", {
+                    "dispatch_id": dispatch_id, "agency": code,
+                    "to": DispatchState.NOTIFIED.value, "note": remark,
+                })
+                if next_status is not None:
+                    await self._ledger.set_status(connection, current, next_status, who,
+                                                  {"dispatch_id": dispatch_id})
+                incident = await self._ledger.fetch(connection, checked)
+                recipients = await self._directory.recipients_for(connection, code,
+                                                                  incident.report_type)
+                for recipient in recipients:
+                    await self._outbox.enqueue_notification(
+                        connection, checked, dispatch_id, recipient.recipient_id,
+                        notification_payload(incident, agency, recipient, dispatch_id),
+                    )
+                return await self._fetch(connection, dispatch_id)
+
+        dispatch = await self._database.run(work)
+        log.info("incident #%d dispatched to %s by %s", checked, code, who)
+        return dispatch
+
+    async def advance_dispatch(
+        self, dispatch_id: int, state: DispatchState | str, *, actor: str
+    ) -> Dispatch:
+        """Record a dispatch's next step (acknowledged, on scene, done); steps the field team
+        did not report may be skipped, none may be repeated or undone. The first team on
+        scene puts a dispatched incident on scene."""
+        checked = check_id("dispatch_id", dispatch_id)
+        target = parse_dispatch_state(state)
+        who = clean_actor(actor)
+
+        async def work(connection: asyncpg.Connection) -> Dispatch:
+            async with connection.transaction():
+                incident_id = await self._repo.dispatch_incident_id(connection, checked)
+                if incident_id is None:
+                    raise DispatchNotFound(checked)
+                # Incident first, then dispatch: the same order as dispatch().
+                await self._ledger.repo.lock_incidents(connection, [incident_id])
+                current = await self._fetch(connection, checked, lock=True)
+                check_dispatch_step(current.state, target)
+                await self._repo.set_dispatch_state(connection, checked, target)
+                await self._ledger.record(connection, incident_id, who, "dispatch", {
+                    "dispatch_id": checked, "agency": current.agency_code,
+                    "from": current.state.value, "to": target.value,
+                })
+                incident = await self._ledger.fetch(connection, incident_id)
+                next_status = status_after_dispatch_step(incident.status, target)
+                if next_status is not None:
+                    await self._ledger.set_status(connection, incident, next_status, who,
+                                                  {"dispatch_id": checked})
+                return await self._fetch(connection, checked)
+
+        return await self._database.run(work)
+
+    async def dispatches(self, incident_id: int) -> list[Dispatch]:
+        """Every dispatch of an incident, in order."""
+        checked = check_id("incident_id", incident_id)
+
+        async def work(connection: asyncpg.Connection) -> list[Dispatch]:
+            await self._ledger.fetch(connection, checked)
+            return await self._repo.dispatches(connection, checked)
+
+        return await self._database.run(work)
+
+    async def _fetch(
+        self, connection: asyncpg.Connection, dispatch_id: int, *, lock: bool = False
+    ) -> Dispatch:
+        dispatch = await self._repo.dispatch(connection, dispatch_id, lock=lock)
+        if dispatch is None:
+            raise DispatchNotFound(dispatch_id)
+        return dispatch
+
+    # -- service levels ------------------------------------------------------------------------
+
+    @property
+    def dispatch_targets(self) -> Mapping[ReportType, timedelta]:
+        """The dispatch target of each report type that has one."""
+        return self._targets
+
+    def use_dispatch_targets(self, targets: Mapping[ReportType, timedelta]) -> None:
+        """Hold incidents to these targets from now on (an admin changed them)."""
+        self._targets = dict(targets)
+
+    def sla_clock(self, incident: Incident, now: datetime) -> SlaClock | None:
+        """The incident's dispatch clock, or ``None`` if its report type has no target."""
+        return dispatch_clock(
+            answered_at=incident.answered_at, dispatched_at=incident.dispatched_at,
+            target=self._targets.get(incident.report_type), now=now,
+        )
+
+    async def sla_breaches(self, now: datetime | None = None) -> list[SlaBreach]:
+        """Open incidents past their dispatch target (dispatched late, or still waiting)."""
+        targets = self._targets
+        instant = now if now is not None else datetime.now(UTC)
+        if not targets:
+            return []
+
+        async def work(connection: asyncpg.Connection) -> list[tuple[Incident, timedelta]]:
+            return await self._repo.past_dispatch_target(connection, targets, instant)
+
+        breaches = []
+        for incident, target in await self._database.run(work):
+            clock = dispatch_clock(answered_at=incident.answered_at,
+                                   dispatched_at=incident.dispatched_at, target=target,
+                                   now=instant)
+            if clock is not None and clock.breached:
+                breaches.append(SlaBreach(incident, clock))
+        return breaches

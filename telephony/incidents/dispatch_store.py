@@ -1,0 +1,124 @@
+"""SQL for dispatches: the agencies sent to each incident, their steps, and the incidents
+past their dispatch target. Plain reads and writes; every method takes the connection to run
+on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from telephony.db.rows import from_row
+from telephony.incidents.dispatches import Dispatch, DispatchState
+from telephony.incidents.model import Incident, ReportType
+from telephony.incidents.store import OPEN, incident_from_row
+
+_DISPATCH_SELECT = """
+    SELECT d.*, a.name AS agency_name
+    FROM dispatches d JOIN agencies a ON a.code = d.agency_code
+"""
+
+
+class DispatchStore:
+    """Reads and writes the dispatches table. Holds no connection: callers pass one in."""
+
+    # -- dispatches ----------------------------------------------------------------------------
+
+    async def active_dispatch_exists(
+        self, connection: asyncpg.Connection, incident_id: int, agency_code: str
+    ) -> bool:
+        """Whether the agency is already dispatched to the incident and not done."""
+        return bool(await connection.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM dispatches
+                           WHERE incident_id = $1 AND agency_code = $2 AND state <> 'done')
+            """,
+            incident_id, agency_code,
+        ))
+
+    async def has_dispatches(self, connection: asyncpg.Connection, incident_id: int) -> bool:
+        """Whether any agency was ever dispatched to the incident."""
+        return bool(await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM dispatches WHERE incident_id = $1)", incident_id
+        ))
+
+    async def insert_dispatch(
+        self, connection: asyncpg.Connection, incident_id: int, agency_code: str, actor: str,
+        note: str,
+    ) -> int:
+        """Record that the agency was notified; returns the dispatch id."""
+        value = await connection.fetchval(
+            """
+            INSERT INTO dispatches (incident_id, agency_code, dispatched_by, note)
+            VALUES ($1, $2, $3, $4) RETURNING dispatch_id
+            """,
+            incident_id, agency_code, actor, note,
+        )
+        return int(value)
+
+    async def dispatch_incident_id(
+        self, connection: asyncpg.Connection, dispatch_id: int
+    ) -> int | None:
+        """The incident a dispatch belongs to."""
+        value = await connection.fetchval(
+            "SELECT incident_id FROM dispatches WHERE dispatch_id = $1", dispatch_id
+        )
+        return int(value) if value is not None else None
+
+    async def dispatch(
+        self, connection: asyncpg.Connection, dispatch_id: int, *, lock: bool = False
+    ) -> Dispatch | None:
+        """One dispatch (its row locked for this transaction when asked)."""
+        suffix = " WHERE d.dispatch_id = $1" + (" FOR UPDATE OF d" if lock else "")
+        row = await connection.fetchrow(_DISPATCH_SELECT + suffix, dispatch_id)
+        return from_row(Dispatch, row) if row is not None else None
+
+    async def set_dispatch_state(
+        self, connection: asyncpg.Connection, dispatch_id: int, state: DispatchState
+    ) -> None:
+        """Move a dispatch to ``state``, stamping that step's instant."""
+        await connection.execute(
+            """
+            UPDATE dispatches SET
+                state = $2,
+                acknowledged_at = CASE WHEN $2 = 'acknowledged' THEN now()
+                                       ELSE acknowledged_at END,
+                on_scene_at = CASE WHEN $2 = 'on_scene' THEN now() ELSE on_scene_at END,
+                done_at = CASE WHEN $2 = 'done' THEN now() ELSE done_at END
+            WHERE dispatch_id = $1
+            """,
+            dispatch_id, state.value,
+        )
+
+    async def dispatches(
+        self, connection: asyncpg.Connection, incident_id: int
+    ) -> list[Dispatch]:
+        """Every dispatch of an incident, in order."""
+        rows = await connection.fetch(
+            _DISPATCH_SELECT + " WHERE d.incident_id = $1 ORDER BY d.dispatch_id", incident_id
+        )
+        return [from_row(Dispatch, row) for row in rows]
+
+    # -- service levels ------------------------------------------------------------------------
+
+    async def past_dispatch_target(
+        self, connection: asyncpg.Connection, targets: Mapping[ReportType, timedelta],
+        now: datetime,
+    ) -> list[tuple[Incident, timedelta]]:
+        """Open incidents whose dispatch target passed before they were dispatched (or
+        before ``now``, if not dispatched yet), with their target; oldest answer first."""
+        rows = await connection.fetch(
+            """
+            SELECT i.*, t.target
+            FROM incident_overview i
+            JOIN unnest($1::text[], $2::interval[]) AS t (report_type, target) USING (report_type)
+            WHERE i.status = ANY($3::text[])
+              AND i.answered_at IS NOT NULL
+              AND i.answered_at + t.target < COALESCE(i.dispatched_at, $4)
+            ORDER BY i.answered_at
+            """,
+            [kind.value for kind in targets], list(targets.values()), OPEN, now,
+        )
+        return [(incident_from_row(row), row["target"]) for row in rows]

@@ -1,0 +1,114 @@
+"""Dispatches: agencies sent to an incident, each with its own steps, and the dispatch target
+the centre is held to (how soon after the first answer an agency must be on its way). Pure:
+instants come in as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from telephony.core.labels import LabelledStrEnum
+from telephony.incidents.errors import InvalidTransition
+from telephony.incidents.model import Status, parse_enum
+
+
+class DispatchState(LabelledStrEnum):
+    """One agency's progress on one incident."""
+
+    NOTIFIED = "notified", "Diberitahu"
+    ACKNOWLEDGED = "acknowledged", "Diterima"
+    ON_SCENE = "on_scene", "Di lokasi"
+    DONE = "done", "Selesai"
+
+
+_DISPATCH_ORDER: Final = list(DispatchState)
+
+
+def parse_dispatch_state(value: object) -> DispatchState:
+    """A dispatch state from its code."""
+    return parse_enum(DispatchState, value, "state", "Tahap pengiriman")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One agency sent to one incident, with its own timeline."""
+
+    dispatch_id: int
+    incident_id: int
+    agency_code: str
+    agency_name: str
+    state: DispatchState
+    notified_at: datetime
+    acknowledged_at: datetime | None
+    on_scene_at: datetime | None
+    done_at: datetime | None
+    dispatched_by: str
+    note: str
+
+
+def status_for_dispatch(status: Status) -> Status | None:
+    """The incident's status once an agency is dispatched; ``None`` means unchanged.
+
+    Agencies are dispatched once the report is verified (the field context: "once a report is
+    believed true, the system hands it to the agency"). A further agency may join while the
+    incident is dispatched or on scene (the water utility when the fire brigade needs water).
+    """
+    if status is Status.VERIFIED:
+        return Status.DISPATCHED
+    if status in (Status.DISPATCHED, Status.ON_SCENE):
+        return None
+    if status is Status.NEW:
+        raise InvalidTransition("Laporan harus diverifikasi sebelum diteruskan ke instansi.")
+    raise InvalidTransition(
+        f"Insiden berstatus '{status.label}' tidak dapat diteruskan ke instansi."
+    )
+
+
+def check_dispatch_step(current: DispatchState, target: DispatchState) -> None:
+    """A dispatch only moves forward; a step the field team did not report may be skipped."""
+    if _DISPATCH_ORDER.index(target) <= _DISPATCH_ORDER.index(current):
+        raise InvalidTransition(
+            f"Tahap pengiriman tidak dapat diubah dari '{current.label}' ke '{target.label}'."
+        )
+
+
+def status_after_dispatch_step(status: Status, state: DispatchState) -> Status | None:
+    """The first team on scene puts a dispatched incident on scene; ``None`` means unchanged."""
+    if status is Status.DISPATCHED and state in (DispatchState.ON_SCENE, DispatchState.DONE):
+        return Status.ON_SCENE
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Dispatch targets
+
+
+@dataclass(frozen=True)
+class SlaClock:
+    """The dispatch target of one incident: due when, met or breached, by how much."""
+
+    target: timedelta
+    due_at: datetime
+    dispatched_at: datetime | None
+    breached: bool
+    overdue: timedelta  # zero unless breached
+
+
+def dispatch_clock(
+    *,
+    answered_at: datetime | None,
+    dispatched_at: datetime | None,
+    target: timedelta | None,
+    now: datetime,
+) -> SlaClock | None:
+    """The dispatch clock, or ``None`` when the report type has no target or no call was
+    answered yet. Dispatching exactly at the due instant meets the target."""
+    if target is None or answered_at is None:
+        return None
+    due_at = answered_at + target
+    reference = dispatched_at if dispatched_at is not None else now
+    overdue = max(reference - due_at, timedelta(0))
+    return SlaClock(target, due_at, dispatched_at, overdue > timedelta(0), overdue)
+

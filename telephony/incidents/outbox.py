@@ -1,0 +1,71 @@
+"""Dispatch notifications: the message each recipient reads, frozen into the outbox when the
+dispatch is made, and the pace of retries. Pure; delivery is ``notifiers``' business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from telephony.incidents.directory import Agency, Recipient
+from telephony.incidents.model import Incident, place_text
+
+
+def notification_message(incident: Incident, agency: Agency) -> str:
+    """The text a recipient reads (Bahasa Indonesia)."""
+    line = f"[{incident.line}] " if incident.line else ""
+    caller = f" Pelapor: {incident.caller_number}." if incident.caller_number else ""
+    return (
+        f"{line}Insiden #{incident.incident_id} - {incident.report_type.label} "
+        f"(prioritas {incident.priority.label}) diteruskan ke {agency.name}. "
+        f"Lokasi: {place_text(incident)}.{caller}"
+    )
+
+
+def notification_payload(
+    incident: Incident, agency: Agency, recipient: Recipient, dispatch_id: int
+) -> dict[str, Any]:
+    """The JSON body a notifier delivers, frozen when the dispatch is made."""
+    coordinates = incident.coordinates.to_json() if incident.coordinates else None
+    return {
+        "kind": "dispatch",
+        "incident_id": incident.incident_id,
+        "dispatch_id": dispatch_id,
+        "agency": {"code": agency.code, "name": agency.name},
+        "recipient": {"name": recipient.name, "role": recipient.role,
+                      "contact": recipient.contact},
+        "report_type": incident.report_type.value,
+        "report_type_label": incident.report_type.label,
+        "priority": incident.priority.value,
+        "priority_label": incident.priority.label,
+        "line": incident.line,
+        "caller_number": incident.caller_number,
+        "location": place_text(incident),
+        "coordinates": coordinates,
+        "description": incident.description,
+        "message": notification_message(incident, agency),
+    }
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One message for one recipient, as claimed from the outbox for delivery."""
+
+    notification_id: int
+    attempt: int  # 1 on the first try
+    payload: Mapping[str, Any]
+
+
+def retry_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Seconds before retrying after failed ``attempt`` (1-based): doubling, capped."""
+    return float(min(cap, base * 2 ** min(max(attempt - 1, 0), 32)))
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one drain of the notification outbox did."""
+
+    sent: int = 0
+    retried: int = 0  # failed, due again later
+    failed: int = 0  # failed for the last allowed time; kept in the outbox as failed

@@ -1,0 +1,99 @@
+"""SQL for the notification outbox: messages written with their dispatch, claimed on a lease
+for delivery, and marked sent or failed. Plain reads and writes; every method takes the
+connection to run on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from telephony.db.rows import from_row
+from telephony.incidents.outbox import Notification
+
+
+class OutboxStore:
+    """Reads and writes the notification outbox. Holds no connection: callers pass one in."""
+
+    # -- notification outbox -------------------------------------------------------------------
+
+    async def enqueue_notification(
+        self, connection: asyncpg.Connection, incident_id: int, dispatch_id: int,
+        recipient_id: int, payload: Mapping[str, Any],
+    ) -> None:
+        """Put a notification in the outbox, due now."""
+        await connection.execute(
+            """
+            INSERT INTO notification_outbox (incident_id, dispatch_id, recipient_id, payload)
+            VALUES ($1, $2, $3, $4::jsonb)
+            """,
+            incident_id, dispatch_id, recipient_id, json.dumps(payload, ensure_ascii=False),
+        )
+
+    async def claim_notifications(
+        self, connection: asyncpg.Connection, *, limit: int, lease: timedelta
+    ) -> list[Notification]:
+        """Take due notifications for delivery, counting the attempt.
+
+        The claim is a lease: the rows are not due again until ``lease`` has passed, so a
+        worker that dies mid-delivery loses nothing, and two workers never take the same row.
+        """
+        rows = await connection.fetch(
+            """
+            UPDATE notification_outbox o SET
+                attempts = o.attempts + 1,
+                next_attempt_at = now() + $2::interval
+            WHERE o.notification_id IN (
+                SELECT notification_id FROM notification_outbox
+                WHERE state = 'pending' AND next_attempt_at <= now()
+                ORDER BY next_attempt_at, notification_id
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+            )
+            RETURNING o.notification_id, o.attempts AS attempt, o.payload
+            """,
+            limit, lease,
+        )
+        claimed = [from_row(Notification, row, payload=json.loads(row["payload"]))
+                   for row in rows]
+        return sorted(claimed, key=lambda n: n.notification_id)
+
+    async def mark_sent(self, connection: asyncpg.Connection, notification_id: int) -> None:
+        """The recipient's endpoint accepted the notification."""
+        await connection.execute(
+            """
+            UPDATE notification_outbox SET state = 'sent', sent_at = now(), last_error = ''
+            WHERE notification_id = $1
+            """,
+            notification_id,
+        )
+
+    async def mark_failed(
+        self, connection: asyncpg.Connection, notification_id: int, error: str,
+        retry_in: timedelta | None,
+    ) -> None:
+        """Record a failed attempt: due again after ``retry_in``, or given up (``None``)."""
+        await connection.execute(
+            """
+            UPDATE notification_outbox SET
+                last_error = $2,
+                state = CASE WHEN $3::interval IS NULL THEN 'failed' ELSE 'pending' END,
+                next_attempt_at = CASE WHEN $3::interval IS NULL THEN next_attempt_at
+                                       ELSE now() + $3::interval END
+            WHERE notification_id = $1
+            """,
+            notification_id, error[:1000], retry_in,
+        )
+
+    async def outbox_counts(self, connection: asyncpg.Connection) -> dict[str, int]:
+        """How many notifications are pending, sent and failed."""
+        rows = await connection.fetch(
+            "SELECT state, count(*) AS n FROM notification_outbox GROUP BY state"
+        )
+        counts = {"pending": 0, "sent": 0, "failed": 0}
+        counts.update({row["state"]: row["n"] for row in rows})
+        return counts

@@ -1,0 +1,199 @@
+"""What every handler, of the JSON API and of the console, reads from a request and how it
+answers: the services, who is asking and from where, path ids, the JSON body held to the
+schema the route table documents, query parameters, the console's form fields, an upload,
+and a JSON response.
+
+Refusals are exceptions (``ApiError`` here) that the error middleware answers; a handler
+never builds an error response itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from datetime import date, datetime
+from typing import Any, Final
+
+from aiohttp import BodyPartReader, web
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
+from multidict import MultiDict, MultiMapping
+
+from telephony.calls.ids import valid_call_id
+from telephony.incidents.attachment_meta import check_filename
+from telephony.web.context import CONTEXT, ApiContext
+from telephony.web.errors import ApiError, dumps
+from telephony.web.routing import ROUTE_TABLE, SESSION, Route
+from telephony.web.schemas import SCHEMAS, validate
+from telephony.web.security import FORM_TYPE
+
+UPLOAD_CHUNK: Final = 64 * 1024
+# Room for a multipart body's boundaries and part headers around the file itself.
+MULTIPART_OVERHEAD: Final = 16 * 1024
+
+Form = MultiMapping[str]
+
+
+def context_of(request: web.Request) -> ApiContext:
+    """The services the handlers are a thin layer over."""
+    return request.app[CONTEXT]
+
+
+def actor_of(request: web.Request) -> str:
+    """Who is asking: the session's account name (for the audit log and the services)."""
+    return request[SESSION].account.username
+
+
+def remote_of(request: web.Request) -> str:
+    """Where the request came from, for the audit log."""
+    return request.remote or ""
+
+
+def json_response(data: Mapping[str, Any], status: int = 200) -> web.Response:
+    """A JSON answer, Indonesian text unescaped."""
+    return web.json_response(data, status=status, dumps=dumps)
+
+
+def instant_json(value: datetime | None) -> str | None:
+    """An instant as the API writes it: ISO 8601 with its offset."""
+    return value.isoformat() if value is not None else None
+
+
+def path_id(request: web.Request, name: str, what: str) -> int:
+    """A numeric id from the path; anything else names nothing (404, saying ``what``)."""
+    raw = request.match_info[name]
+    if not raw.isdecimal() or len(raw) > 18 or int(raw) == 0:
+        raise ApiError(404, "not_found", f"{what} {raw[:40]!r} tidak ditemukan.")
+    return int(raw)
+
+
+def path_call_id(request: web.Request) -> str:
+    """A call id (an Asterisk unique id) from the path; anything else names nothing (404)."""
+    call_id = request.match_info["call_id"]
+    if not valid_call_id(call_id):
+        raise ApiError(404, "not_found", f"Panggilan {call_id[:40]!r} tidak ditemukan.")
+    return call_id
+
+
+def _route(request: web.Request) -> Route:
+    route = request.app[ROUTE_TABLE].route_of(request.match_info.route)
+    assert route is not None  # the security middleware let only known routes through
+    return route
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The JSON body, held to the schema the route table documents for it."""
+    body = _route(request).body
+    assert body is not None and body.schema is not None
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type",
+                       "Kirim isi permintaan sebagai application/json.")
+    try:
+        data = json.loads(await request.text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", "Isi permintaan bukan JSON yang sah.") from exc
+    validate(data, SCHEMAS[body.schema])
+    assert isinstance(data, dict)  # the schema says object
+    return data
+
+
+def query_of(request: web.Request) -> Mapping[str, str]:
+    """The query string, refusing parameters the route does not document."""
+    known = {param.name for param in _route(request).query}
+    for name in request.query:
+        if name not in known:
+            raise ApiError(422, "invalid", f"Parameter tidak dikenal: {name[:40]!r}.",
+                           field=name[:40])
+    return request.query
+
+
+def query_int(query: Mapping[str, str], name: str, default: int, high: int) -> int:
+    """A whole number 1..``high``; ``default`` when absent."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdecimal() or not 1 <= int(raw) <= high:
+        raise ApiError(422, "invalid", f"{name} harus bilangan 1-{high}.", field=name)
+    return int(raw)
+
+
+def query_instant(query: Mapping[str, str], name: str) -> datetime | None:
+    """An ISO 8601 instant with its offset (a bare local time would be ambiguous)."""
+    raw = query.get(name)
+    if raw is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(raw)
+    except ValueError:
+        instant = None
+    if instant is None or instant.tzinfo is None:
+        raise ApiError(422, "invalid", f"{name} harus waktu ISO 8601 dengan zona waktu, "
+                                       "mis. 2025-01-31T08:00:00+07:00.", field=name)
+    return instant
+
+
+def query_day(query: Mapping[str, str], name: str, default: date) -> date:
+    """A calendar day, YYYY-MM-DD; ``default`` when absent."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as exc:
+        raise ApiError(422, "invalid", f"{name} harus tanggal YYYY-MM-DD, mis. 2025-01-31.",
+                       field=name) from exc
+
+
+def query_choice(query: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
+    """One of ``choices``, or ``None`` when absent."""
+    raw = query.get(name)
+    if raw is not None and raw not in choices:
+        raise ApiError(422, "invalid", f"{name} harus salah satu dari: {', '.join(choices)}.",
+                       field=name)
+    return raw
+
+
+def query_text(query: Mapping[str, str], name: str, max_length: int) -> str | None:
+    """Text of 1..``max_length`` characters, or ``None`` when absent."""
+    raw = query.get(name)
+    if raw is not None and (not raw or len(raw) > max_length):
+        raise ApiError(422, "invalid", f"{name} harus 1-{max_length} karakter.", field=name)
+    return raw
+
+
+async def form_of(request: web.Request) -> Form:
+    """The posted form's text fields (a console form is always url-encoded)."""
+    if request.content_type != FORM_TYPE:
+        raise ApiError(415, "unsupported_media_type", "Kirim formulir sebagai "
+                                                      f"{FORM_TYPE}.")
+    posted = await request.post()
+    return MultiDict((name, value) for name, value in posted.items() if isinstance(value, str))
+
+
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(UPLOAD_CHUNK):
+        yield chunk
+
+
+async def read_upload(request: web.Request, max_bytes: int
+                      ) -> tuple[str, AsyncIterator[bytes]]:
+    """The client's file name and the file's bytes, from a multipart form (field ``file``)
+    or a raw body (name in ``?filename=`` or Content-Disposition)."""
+    declared = request.content_length
+    if request.content_type == "multipart/form-data":
+        if declared is not None and declared > max_bytes + MULTIPART_OVERHEAD:
+            raise ApiError(413, "too_large", f"Berkas terlalu besar (maksimal "
+                                             f"{max_bytes / 1_048_576:.0f} MB).")
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                return check_filename(part.filename), _part_chunks(part)
+            await part.release()
+        raise ApiError(422, "invalid", "Unggahan tidak berisi bagian 'file'.", field="file")
+    if declared is not None and declared > max_bytes:
+        raise ApiError(413, "too_large",
+                       f"Berkas terlalu besar (maksimal {max_bytes / 1_048_576:.0f} MB).")
+    name = query_of(request).get("filename")
+    if name is None and (disposition := request.headers.get("Content-Disposition")):
+        name = content_disposition_filename(parse_content_disposition(disposition)[1],
+                                            "filename")
+    return check_filename(name), request.content.iter_chunked(UPLOAD_CHUNK)

@@ -1,0 +1,60 @@
+"""The site's Asterisk directories: the lab instance's unless a site names its own."""
+
+import wave
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from telephony.asterisk.config import install_config
+from telephony.asterisk.errors import AsteriskSiteError
+from telephony.asterisk.site import AsteriskSite
+from telephony.settings import load_settings
+
+
+def test_a_site_without_settings_is_the_lab_instance(tmp_path: Path) -> None:
+    settings = replace(load_settings(environ={}), lab_rootfs=tmp_path, lab_instance="x1")
+    site = AsteriskSite.from_settings(settings)
+    assert site == AsteriskSite.in_instance(tmp_path / "srv/siaga112/x1")
+    assert site.sounds_dir == tmp_path / "srv/siaga112/x1/data/sounds/siaga112"
+
+
+def test_a_site_names_its_own_directories() -> None:
+    settings = load_settings(environ={
+        "SIAGA112_ASTERISK_ETC_DIR": "/etc/asterisk",
+        "SIAGA112_ASTERISK_SOUNDS_DIR": "/usr/share/asterisk/sounds/siaga112",
+        "SIAGA112_RECORDINGS_INCOMING_DIR": "/var/spool/asterisk/monitor",
+    })
+    assert AsteriskSite.from_settings(settings) == AsteriskSite(
+        Path("/etc/asterisk"), Path("/usr/share/asterisk/sounds/siaga112"),
+        Path("/var/spool/asterisk/monitor"))
+
+
+def _wav(path: Path, rate: int) -> None:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\0\0" * (rate // 50))
+
+
+def test_prompts_are_installed_only_as_asterisk_can_play_them(tmp_path: Path) -> None:
+    site = AsteriskSite.in_instance(tmp_path / "instance")
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    good.mkdir()
+    bad.mkdir()
+    _wav(good / "salam.wav", 8000)
+    _wav(bad / "salam.wav", 16000)
+    assert site.install_prompts(good) == ["salam"]
+    assert (site.sounds_dir / "salam.wav").read_bytes() == (good / "salam.wav").read_bytes()
+    with pytest.raises(AsteriskSiteError, match="8000 Hz"):
+        site.install_prompts(bad)
+
+
+def test_the_configuration_renders_into_the_site_etc_dir(tmp_path: Path) -> None:
+    settings = replace(load_settings(environ={}), state_dir=tmp_path / "state")
+    etc = tmp_path / "etc"
+    install_config(settings, etc, "/srv/site")
+    assert "astetcdir => /srv/site/etc" in (etc / "asterisk.conf").read_text()
+    assert (etc / "queues_siaga112.conf").is_file()
+    assert not list(etc.glob(".*.tmp"))
