@@ -24,6 +24,7 @@ from pydub import AudioSegment
 from pydub.silence import detect_silence
 
 from recordings.domain import loudness, silence_share
+from telephony.core.errors import SiagaError
 
 EXIT_BAD_AUDIO = 3
 
@@ -42,7 +43,7 @@ _ENCODINGS: dict[str, tuple[str, str, str, list[str]]] = {
 }
 
 
-class BadAudio(ValueError):
+class BadAudio(SiagaError, ValueError):
     """The source is not audio we can decode, or holds none."""
 
 

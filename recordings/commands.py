@@ -8,41 +8,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from recordings.domain import Kind, State
+from recordings.domain import State
 from recordings.retention import Removal, apply_retention, policy_from_settings
 from recordings.store import RecordingRepository
 from recordings.worker import Outcome, RecordingsConfig, RecordingWorker
 from telephony.db.connection import Database
 from telephony.settings import Settings
 
-STATE_LABELS = {
-    State.PENDING: "menunggu",
-    State.PROCESSING: "diproses",
-    State.DONE: "tersimpan",
-    State.FAILED: "gagal",
-    State.MISSING: "tanpa berkas",
-    State.EXPIRED: "dihapus",
-}
-
-# Which audio: both parties, or one leg (what the caller said, what the line played and said).
-KIND_LABELS = {
-    Kind.MIXED: "gabungan",
-    Kind.CALLER: "penelepon",
-    Kind.LINE: "layanan",
-}
-
 
 def format_outcome(outcome: Outcome) -> str:
     """One line per recording handled by ``recordings process``."""
-    return (f"  {outcome.call_id:24} {KIND_LABELS[outcome.kind]:9} "
-            f"{STATE_LABELS[outcome.state]:13} {outcome.detail}")
+    return (f"  {outcome.call_id:24} {outcome.kind.label:9} "
+            f"{outcome.state.label:13} {outcome.detail}")
 
 
 def format_removal(removal: Removal, timezone: str) -> str:
     """One line per recording removed by ``recordings retention``."""
     day = removal.started_at.astimezone(ZoneInfo(timezone)).date().isoformat()
     gone = "" if removal.file_found else "  (berkas sudah tidak ada)"
-    return (f"  {removal.call_id:24} {KIND_LABELS[removal.kind]:9} "
+    return (f"  {removal.call_id:24} {removal.kind.label:9} "
             f"{removal.category or 'tanpa kategori':13} {day}  {removal.storage_path}{gone}")
 
 

@@ -29,12 +29,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import PurePosixPath
 from zoneinfo import ZoneInfo
 
 from telephony.calls.ids import valid_call_id
 from telephony.core.errors import SiagaError
+from telephony.core.labels import LabelledStrEnum
 
 SOURCE_SUFFIX = ".wav"  # MixMonitor(${UNIQUEID}.wav) in extensions.conf
 FORMATS = ("opus", "mp3")  # the compressed formats, each stored under its own extension
@@ -43,12 +43,14 @@ _SOURCE = re.compile(rf"(?P<stem>{_STEM})\.wav")
 _TEMP = re.compile(rf"\.(?P<stem>{_STEM})\.[0-9a-f]{{32}}\.tmp")
 
 
-class Kind(StrEnum):
+class Kind(LabelledStrEnum):
     """Which audio a recording holds (the ``recordings.kind`` column)."""
 
-    MIXED = "mixed"  # both parties
-    CALLER = "caller"  # what the line received from the caller (MixMonitor's r() file)
-    LINE = "line"  # what the line sent to the caller: prompts, the operator (its t() file)
+    MIXED = "mixed", "gabungan"  # both parties
+    # What the line received from the caller (MixMonitor's r() file).
+    CALLER = "caller", "penelepon"
+    # What the line sent to the caller: prompts, the operator (its t() file).
+    LINE = "line", "layanan"
 
 
 LEGS = (Kind.CALLER, Kind.LINE)
@@ -137,15 +139,16 @@ def is_temp_of(name: str, call_id: str, kind: Kind = Kind.MIXED) -> bool:
 
 
 
-class State(StrEnum):
-    """Where a recording is in its life (the ``recordings.state`` column)."""
+class State(LabelledStrEnum):
+    """Where a recording is in its life (the ``recordings.state`` column); the label is the
+    word the ``recordings`` commands print."""
 
-    PENDING = "pending"
-    PROCESSING = "processing"
-    DONE = "done"
-    FAILED = "failed"
-    MISSING = "missing"
-    EXPIRED = "expired"
+    PENDING = "pending", "menunggu"
+    PROCESSING = "processing", "diproses"
+    DONE = "done", "tersimpan"
+    FAILED = "failed", "gagal"
+    MISSING = "missing", "tanpa berkas"
+    EXPIRED = "expired", "dihapus"
 
 
 # States a row may be created in: a complete file, a call without one, a refused name.

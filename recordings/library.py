@@ -16,6 +16,7 @@ import asyncpg
 
 from recordings.domain import State
 from recordings.store import Recording, RecordingRepository
+from telephony.core.errors import NotFound
 from telephony.core.storage import StoredFileError, stored_file
 from telephony.db.connection import Database
 
@@ -32,20 +33,17 @@ _STATE_TEXT = {
 }
 
 
-class RecordingNotFound(LookupError):
+class RecordingNotFound(NotFound, LookupError):
     """No recording has this id."""
 
     def __init__(self, recording_id: int) -> None:
-        self.message = f"Rekaman #{recording_id} tidak ditemukan."
-        super().__init__(self.message)
+        super().__init__(f"Rekaman #{recording_id} tidak ditemukan.")
 
 
-class RecordingUnavailable(Exception):
+class RecordingUnavailable(NotFound):
     """The recording exists but has no audio that can be served."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code = "recording_unavailable"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from datetime import datetime
 import asyncpg
 
 from recordings.domain import INITIAL_STATES, Kind, State, sources_of
+from telephony.db.rows import from_row
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,6 @@ class Recording:
     processed_at: datetime | None
     expired_at: datetime | None
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> Recording:
-        """Build from a ``recordings`` row."""
-        values = {name: row[name] for name in cls.__dataclass_fields__}
-        values["state"] = State(values["state"])
-        values["kind"] = Kind(values["kind"])
-        return cls(**values)
-
 
 @dataclass(frozen=True)
 class RetentionCandidate:
@@ -133,7 +126,7 @@ class RecordingRepository:
             """,
             lookback_hours, limit,
         )
-        return [EndedCall(**dict(row)) for row in rows]
+        return [from_row(EndedCall, row) for row in rows]
 
     async def add(
         self, connection: asyncpg.Connection, call_id: str, state: State, *,
@@ -180,8 +173,7 @@ class RecordingRepository:
         )
         if row is None:
             return None
-        values = dict(row)
-        return Job(token=token, kind=Kind(values.pop("kind")), **values)
+        return from_row(Job, row, token=token)
 
     async def hold_claim(self, connection: asyncpg.Connection, job: Job) -> bool:
         """Lock the job's row if ``job.token`` still holds it (call inside a transaction).
@@ -266,7 +258,7 @@ class RecordingRepository:
         row = await connection.fetchrow(
             "SELECT * FROM recordings WHERE call_id = $1 AND kind = 'mixed'", call_id
         )
-        return Recording.from_row(row) if row is not None else None
+        return from_row(Recording, row) if row is not None else None
 
     async def recording_by_id(
         self, connection: asyncpg.Connection, recording_id: int
@@ -274,7 +266,7 @@ class RecordingRepository:
         """One recording by its id."""
         row = await connection.fetchrow(
             "SELECT * FROM recordings WHERE recording_id = $1", recording_id)
-        return Recording.from_row(row) if row is not None else None
+        return from_row(Recording, row) if row is not None else None
 
     async def recordings_of_calls(
         self, connection: asyncpg.Connection, call_ids: list[str]
@@ -284,7 +276,7 @@ class RecordingRepository:
             "SELECT * FROM recordings WHERE call_id = ANY($1::text[]) ORDER BY recording_id",
             call_ids,
         )
-        return [Recording.from_row(row) for row in rows]
+        return [from_row(Recording, row) for row in rows]
 
     async def set_legal_hold(
         self, connection: asyncpg.Connection, call_id: str, hold: bool
@@ -318,11 +310,7 @@ class RecordingRepository:
             """,
             started_before,
         )
-        candidates = []
-        for row in rows:
-            values = dict(row)
-            candidates.append(RetentionCandidate(kind=Kind(values.pop("kind")), **values))
-        return candidates
+        return [from_row(RetentionCandidate, row) for row in rows]
 
     async def hold_for_expiry(
         self, connection: asyncpg.Connection, candidate: RetentionCandidate

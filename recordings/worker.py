@@ -62,6 +62,7 @@ from recordings.files import discard, incoming_sources, put_in_place, quarantine
 from recordings.store import EndedCall, Job, Processed, RecordingRepository
 from telephony.asterisk.site import AsteriskSite
 from telephony.calls.ids import valid_call_id
+from telephony.core.errors import SiagaError
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.settings import Settings
 
@@ -72,7 +73,7 @@ PROCESS_BATCH = 20  # jobs per pass, so that newly ended calls are not kept wait
 _OUTPUT_LIMIT = 64 * 1024  # of the child's stdout and stderr kept for a report
 
 
-class TranscodeError(RuntimeError):
+class TranscodeError(SiagaError, RuntimeError):
     """Processing failed in a way a retry may fix (timeout, disk, a crashed decoder)."""
 
 

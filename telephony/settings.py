@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from telephony.core.errors import SiagaError
+
 ENV_PREFIX = "SIAGA112_"
 CONFIG_ENV = "SIAGA112_CONFIG"
 
@@ -31,7 +33,7 @@ _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
 
 
-class SettingsError(ValueError):
+class SettingsError(SiagaError, ValueError):
     """A setting could not be read or has an invalid value."""
 
 

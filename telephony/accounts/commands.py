@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TextIO, TypeVar
 
 from ivr.menu import load_menu
-from telephony.accounts.model import ROLE_LABELS, InvalidAccountInput
+from telephony.accounts.model import InvalidAccountInput
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import CLI_ACTOR, AccountConfig, AccountService
 from telephony.db.connection import Database
@@ -51,7 +51,7 @@ async def create(settings: Settings, username: str, role: str, display_name: str
     """Create an account."""
     account = await _with_service(settings, lambda service: service.create(
         username, role, password, display_name=display_name, actor=CLI_ACTOR))
-    print(f"Akun {account.username} ({ROLE_LABELS[account.role]}) dibuat.")
+    print(f"Akun {account.username} ({account.role.label}) dibuat.")
     return 0
 
 
@@ -64,7 +64,7 @@ async def list_accounts(settings: Settings) -> int:
     print(f"  {'nama pengguna':20} {'peran':14} {'status':9} nama tampilan")
     for account in accounts:
         status = "aktif" if account.active else "nonaktif"
-        print(f"  {account.username:20} {ROLE_LABELS[account.role]:14} {status:9} "
+        print(f"  {account.username:20} {account.role.label:14} {status:9} "
               f"{account.display_name}")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from telephony.accounts.model import ROLE_LABELS
+from telephony.accounts.model import Role
 from telephony.web.console.render import PAGE, PREFIX, page
 from telephony.web.request import context_of
 from telephony.web.routing import ADMIN, OVERSIGHT, Route
@@ -20,7 +20,7 @@ async def accounts_page(request: web.Request) -> web.StreamResponse:
     """Every account, with the phone an operator works at."""
     ctx = context_of(request)
     return page(request, "accounts.html", title="Akun", accounts=await ctx.accounts.accounts(),
-                interfaces=await ctx.desks.interfaces(), role_labels=ROLE_LABELS)
+                interfaces=await ctx.desks.interfaces(), role_labels=Role.labels())
 
 
 def routes() -> list[Route]:

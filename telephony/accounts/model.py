@@ -12,34 +12,30 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
-from typing import Any, ClassVar, Final
+from typing import Any, Final
+
+from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
+from telephony.core.labels import LabelledStrEnum
 
 # --------------------------------------------------------------------------------------------
 # Errors
 
 
-class AccountError(Exception):
+class AccountError(SiagaError):
     """A request about accounts or sessions that is refused; nothing was changed."""
 
-    code: ClassVar[str] = "account_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status = 400
+    code = "account_error"
 
 
-class InvalidAccountInput(AccountError):
+class InvalidAccountInput(Invalid, AccountError):
     """A username, role, display name or password is malformed."""
 
-    code = "invalid"
-
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field)
 
 
-class AccountExists(AccountError):
+class AccountExists(Conflict, AccountError):
     """The username is taken."""
 
     code = "account_exists"
@@ -48,10 +44,8 @@ class AccountExists(AccountError):
         super().__init__(f"Akun {username} sudah ada.")
 
 
-class AccountNotFound(AccountError):
+class AccountNotFound(NotFound, AccountError):
     """No account has this username."""
-
-    code = "not_found"
 
     def __init__(self, username: str) -> None:
         super().__init__(f"Akun {username} tidak ditemukan.")
@@ -60,7 +54,9 @@ class AccountNotFound(AccountError):
 class LoginRefused(AccountError):
     """Wrong username or password, or a disabled account (the caller is not told which)."""
 
+    status = 401
     code = "login_refused"
+    logged = True  # the account service logs every failed login with its reason
 
     def __init__(self) -> None:
         super().__init__("Nama pengguna atau kata sandi salah.")
@@ -69,7 +65,9 @@ class LoginRefused(AccountError):
 class LoginThrottled(AccountError):
     """Too many failed logins: no attempt is even checked until ``retry_after`` has passed."""
 
+    status = 429
     code = "login_throttled"
+    logged = True  # as LoginRefused
 
     def __init__(self, retry_after: timedelta) -> None:
         seconds = max(1, int(retry_after.total_seconds() + 0.999))
@@ -78,24 +76,21 @@ class LoginThrottled(AccountError):
         )
         self.retry_after_seconds = seconds
 
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
 
 # --------------------------------------------------------------------------------------------
 # Roles and accounts
 
 
-class Role(StrEnum):
+class Role(LabelledStrEnum):
     """What a person does at the centre; every route names the roles it serves."""
 
-    OPERATOR = "operator"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
-
-
-ROLE_LABELS: Final[Mapping[Role, str]] = {
-    Role.OPERATOR: "Operator",
-    Role.SUPERVISOR: "Supervisor",
-    Role.ADMIN: "Administrator",
-}
+    OPERATOR = "operator", "Operator"
+    SUPERVISOR = "supervisor", "Supervisor"
+    ADMIN = "admin", "Administrator"
 
 
 @dataclass(frozen=True)
@@ -207,7 +202,7 @@ def account_json(account: Account) -> dict[str, Any]:
         "username": account.username,
         "display_name": account.display_name,
         "role": account.role.value,
-        "role_label": ROLE_LABELS[account.role],
+        "role_label": account.role.label,
         "active": account.active,
     }
 

@@ -15,15 +15,7 @@ from typing import Any
 import asyncpg
 
 from telephony.accounts.model import Account, Failures, Role, Session
-
-_ACCOUNT_COLUMNS = ("account_id", "username", "display_name", "role", "active", "created_at",
-                    "password_changed_at")
-
-
-def _account(row: asyncpg.Record) -> Account:
-    values = {name: row[name] for name in _ACCOUNT_COLUMNS}
-    values["role"] = Role(values["role"])
-    return Account(**values)
+from telephony.db.rows import from_row
 
 
 @dataclass(frozen=True)
@@ -59,19 +51,19 @@ class AccountRepository:
             username, display_name, role.value, password_hash,
         )
         assert row is not None  # INSERT ... RETURNING always returns the row
-        return _account(row)
+        return from_row(Account, row)
 
     async def account_with_hash(
         self, connection: asyncpg.Connection, username: str
     ) -> tuple[Account, str] | None:
         """An account and its password hash."""
         row = await connection.fetchrow("SELECT * FROM accounts WHERE username = $1", username)
-        return (_account(row), row["password_hash"]) if row is not None else None
+        return (from_row(Account, row), row["password_hash"]) if row is not None else None
 
     async def accounts(self, connection: asyncpg.Connection) -> list[Account]:
         """Every account, by username."""
         rows = await connection.fetch("SELECT * FROM accounts ORDER BY username")
-        return [_account(row) for row in rows]
+        return [from_row(Account, row) for row in rows]
 
     async def set_active(
         self, connection: asyncpg.Connection, username: str, active: bool
@@ -80,7 +72,7 @@ class AccountRepository:
         row = await connection.fetchrow(
             "UPDATE accounts SET active = $2 WHERE username = $1 RETURNING *", username, active
         )
-        return _account(row) if row is not None else None
+        return from_row(Account, row) if row is not None else None
 
     async def set_password_hash(
         self, connection: asyncpg.Connection, account_id: int, password_hash: str, *,
@@ -130,8 +122,7 @@ class AccountRepository:
         )
         if row is None:
             return None
-        return Session(row["token_sha256"], _account(row), row["csrf_token"], row["expires_at"],
-                       row["last_seen_at"])
+        return from_row(Session, row, account=from_row(Account, row))
 
     async def touch_session(
         self, connection: asyncpg.Connection, token_sha256: str, *, older_than: timedelta
@@ -237,9 +228,4 @@ class AccountRepository:
             """,
             object_type, object_id, actor, limit,
         )
-        return [
-            AuditEntry(row["audit_id"], row["at"], row["actor"], row["action"],
-                       row["object_type"], row["object_id"], row["remote_address"],
-                       json.loads(row["detail"]))
-            for row in rows
-        ]
+        return [from_row(AuditEntry, row, detail=json.loads(row["detail"])) for row in rows]

@@ -28,11 +28,10 @@ from telephony.admin.forms import (
 )
 from telephony.admin.http import audit_change, version_json
 from telephony.admin.queue_service import QueueService
-from telephony.admin.queues import STRATEGY_LABELS
+from telephony.admin.queues import Strategy
 from telephony.admin.site import shifts_value
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import (
-    KIND_LABELS,
     ConfigKind,
     ConfigVersion,
     check_menu,
@@ -81,8 +80,8 @@ class AdminPages:
     async def _versions_page(self, request: web.Request, kind: ConfigKind
                              ) -> web.StreamResponse:
         versions = await self._configs.versions(kind)
-        return page(request, "admin_versions.html", title=KIND_LABELS[kind], kind=kind.value,
-                    kind_label=KIND_LABELS[kind], versions=[_shown(v) for v in versions])
+        return page(request, "admin_versions.html", title=kind.label, kind=kind.value,
+                    kind_label=kind.label, versions=[_shown(v) for v in versions])
 
     async def ivr_page(self, request: web.Request) -> web.StreamResponse:
         """The menu's versions: which runs, which were published, which are drafts."""
@@ -108,7 +107,7 @@ class AdminPages:
             values["screening_fields"] = [(name, label, settings[name])
                                           for name, label, _ in SCREENING_FIELDS]
         return page(request, "admin_version.html",
-                    title=f"{KIND_LABELS[version.kind]} versi #{version.version_id}",
+                    title=f"{version.kind.label} versi #{version.version_id}",
                     kind=version.kind.value, **values)
 
     def _menu_values(self, version: ConfigVersion) -> dict[str, Any]:
@@ -187,7 +186,7 @@ class AdminPages:
         skills = sorted(skill_queues(self._configs.live_menu()))
         return page(request, "admin_queues.html", title="Antrean dan operator",
                     queues=overview.queues, members=members,
-                    members_known=overview.members is not None, strategies=STRATEGY_LABELS,
+                    members_known=overview.members is not None, strategies=Strategy.labels(),
                     operators=await self._queues.operators(), skills=skills,
                     levels=range(MAX_LEVEL + 1))
 

@@ -6,33 +6,26 @@ A refused request has changed nothing, except :class:`ApplyFailed`, which says w
 
 from __future__ import annotations
 
-from typing import ClassVar
+from telephony.core.errors import Invalid, NotFound, SiagaError
 
 
-class AdminError(Exception):
+class AdminError(SiagaError):
     """A request the admin rules refuse."""
 
-    code: ClassVar[str] = "admin_error"
-
-    def __init__(self, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+    status = 400
+    code = "admin_error"
 
 
-class InvalidConfig(AdminError):
+class InvalidConfig(Invalid, AdminError):
     """A document or value does not validate."""
 
-    code = "invalid"
 
-
-class ConfigNotFound(AdminError):
+class ConfigNotFound(NotFound, AdminError):
     """No such version, prompt or queue."""
-
-    code = "not_found"
 
 
 class ApplyFailed(AdminError):
     """Asterisk (or the files it reads) could not be brought to the new configuration."""
 
+    status = 502  # Asterisk, a dependency, did not follow: the admin may apply again
     code = "apply_failed"

@@ -17,11 +17,10 @@ from aiohttp import web
 from telephony.admin.configs import MAX_RECORDING_BYTES, ConfigService, Preview
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queue_service import QueueService
-from telephony.admin.queues import STRATEGY_LABELS, Member, MemberChange, QueueSettings
+from telephony.admin.queues import Member, MemberChange, QueueSettings, Strategy
 from telephony.admin.site import shifts_value
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import (
-    KIND_LABELS,
     PROMPT_NAME,
     QUEUE_NAME,
     ConfigKind,
@@ -57,7 +56,7 @@ def version_json(version: ConfigVersion) -> dict[str, Any]:
              "published" if version.last_published_at is not None else "draft")
     return {
         "version_id": version.version_id, "kind": version.kind.value,
-        "kind_label": KIND_LABELS[version.kind], "note": version.note,
+        "kind_label": version.kind.label, "note": version.note,
         "based_on": version.based_on, "created_by": version.created_by,
         "created_at": version.created_at.isoformat(),
         "last_published_at": instant_json(version.last_published_at),
@@ -106,7 +105,7 @@ def queue_json(settings: QueueSettings, members: list[Member] | None) -> dict[st
     """A queue's settings, and its members as Asterisk reports them (None: unknown)."""
     return {
         "queue": settings.queue, "strategy": settings.strategy,
-        "strategy_label": STRATEGY_LABELS.get(settings.strategy, settings.strategy),
+        "strategy_label": Strategy.labels().get(settings.strategy, settings.strategy),
         "ring_timeout_seconds": settings.ring_timeout_seconds,
         "retry_seconds": settings.retry_seconds, "wrapup_seconds": settings.wrapup_seconds,
         "announce_position": settings.announce_position,
@@ -236,7 +235,7 @@ class AdminApi:
         return json_response({
             "queues": [queue_json(q, overview.members) for q in overview.queues],
             "strategies": [{"code": code, "label": label}
-                           for code, label in STRATEGY_LABELS.items()],
+                           for code, label in Strategy.labels().items()],
         })
 
     async def update_queue(self, request: web.Request) -> web.StreamResponse:

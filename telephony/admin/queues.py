@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 from ivr.menu import IvrMenu
 from telephony.admin.errors import InvalidConfig
 from telephony.admin.versions import QUEUE_NAME
+from telephony.core.labels import LabelledStrEnum
 from telephony.desks.operators import OVERFLOW_QUEUE, skill_queues
 from telephony.settings import Settings
 
@@ -43,16 +44,20 @@ def max_wait_key(queue: str) -> str:
 
 NORMAL_PRIORITY_KEY: Final = "normal_priority"  # the preset QUEUE_PRIO of every call
 
-# "linear" is left out: Asterisk cannot switch a running queue to or from it on a reload.
-STRATEGY_LABELS: Final[Mapping[str, str]] = {
-    "ringall": "Semua telepon berdering bersamaan",
-    "leastrecent": "Yang paling lama menganggur",
-    "fewestcalls": "Yang paling sedikit menerima panggilan",
-    "random": "Acak",
-    "rrmemory": "Bergiliran (ingat giliran terakhir)",
-    "rrordered": "Bergiliran menurut urutan masuk",
-    "wrandom": "Acak berbobot penalti",
-}
+class Strategy(LabelledStrEnum):
+    """How a queue picks the phone to ring (Asterisk's ``strategy``), as an admin may set it.
+
+    "linear" is left out: Asterisk cannot switch a running queue to or from it on a reload.
+    A queue's settings keep the code as a string: queues.conf may hold one we do not offer.
+    """
+
+    RINGALL = "ringall", "Semua telepon berdering bersamaan"
+    LEASTRECENT = "leastrecent", "Yang paling lama menganggur"
+    FEWESTCALLS = "fewestcalls", "Yang paling sedikit menerima panggilan"
+    RANDOM = "random", "Acak"
+    RRMEMORY = "rrmemory", "Bergiliran (ingat giliran terakhir)"
+    RRORDERED = "rrordered", "Bergiliran menurut urutan masuk"
+    WRANDOM = "wrandom", "Acak berbobot penalti"
 
 # Bounds an admin may set, with the reason for each in the messages below.
 RING_TIMEOUT: Final = (5, 120)
@@ -140,9 +145,9 @@ def parse_queue_settings(queue: str, raw: Mapping[str, Any], known: Iterable[str
     if missing:
         raise InvalidConfig(f"Isian {missing[0]} wajib diisi.", missing[0])
     strategy = raw["strategy"]
-    if strategy not in STRATEGY_LABELS:
+    if strategy not in Strategy.labels():
         raise InvalidConfig(f"Strategi {str(strategy)[:30]!r} tidak dikenal; pilih salah satu: "
-                            f"{', '.join(STRATEGY_LABELS)}.", "strategy")
+                            f"{', '.join(Strategy.labels())}.", "strategy")
     frequency = raw["announce_frequency_seconds"]
     settings = QueueSettings(
         queue=queue,

@@ -17,6 +17,7 @@ import asyncpg
 
 from telephony.admin.queues import EDITABLE, QueueSettings
 from telephony.admin.versions import ConfigKind, ConfigVersion, PromptRecording
+from telephony.db.rows import from_row
 
 # A kind's live version is its latest publication; each version's last one says when.
 _VERSIONS = """
@@ -38,22 +39,12 @@ _VERSIONS = """
 """
 
 
-def _version(row: asyncpg.Record, recordings: tuple[PromptRecording, ...] = ()
-             ) -> ConfigVersion:
+def _version(row: asyncpg.Record, recordings: tuple[PromptRecording, ...] = ()) -> ConfigVersion:
+    # The listing selects no document (NULL): the version then carries an empty one.
     document = row["document"]
-    return ConfigVersion(
-        version_id=row["version_id"],
-        kind=ConfigKind(row["kind"]),
-        document=json.loads(document) if document is not None else {},
-        note=row["note"],
-        based_on=row["based_on"],
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-        last_published_at=row["last_published_at"],
-        last_published_by=row["last_published_by"],
-        live=row["live"],
-        recordings=recordings,
-    )
+    return from_row(ConfigVersion, row,
+                    document=json.loads(document) if document is not None else {},
+                    recordings=recordings)
 
 
 class ConfigVersionRepository:
@@ -138,7 +129,7 @@ class ConfigVersionRepository:
             FROM version_prompt_recordings WHERE version_id = $1 ORDER BY prompt
             """,
             version_id)
-        return [PromptRecording(**dict(row)) for row in rows]
+        return [from_row(PromptRecording, row) for row in rows]
 
     async def recording_audio(self, connection: asyncpg.Connection, version_id: int
                               ) -> dict[str, bytes]:
@@ -178,7 +169,7 @@ class AdminSettingsRepository:
     async def queue_settings(self, connection: asyncpg.Connection) -> dict[str, QueueSettings]:
         """Queue -> the settings an admin stored for it."""
         rows = await connection.fetch("SELECT * FROM queue_settings ORDER BY queue")
-        return {row["queue"]: QueueSettings(**dict(row)) for row in rows}
+        return {row["queue"]: from_row(QueueSettings, row) for row in rows}
 
     async def save_queue_settings(self, connection: asyncpg.Connection,
                                   settings: QueueSettings, actor: str) -> QueueSettings:
@@ -198,7 +189,7 @@ class AdminSettingsRepository:
             """,  # noqa: S608
             settings.queue, actor, *(values[name] for name in EDITABLE))
         assert row is not None  # INSERT ... RETURNING always returns the row
-        return QueueSettings(**dict(row))
+        return from_row(QueueSettings, row)
 
     async def site_setting(self, connection: asyncpg.Connection, name: str) -> Any:
         """The decoded value an admin set for ``name``; ``None`` if they never did."""

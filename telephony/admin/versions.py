@@ -19,11 +19,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Final
 
 from ivr.menu import IvrMenu, Menu, MenuError, Route, parse_menu
 from telephony.admin.errors import InvalidConfig
+from telephony.core.labels import LabelledStrEnum
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 
 # Prompt names become file names and, for the screening prompt, the dialplan only accepts
@@ -40,17 +40,11 @@ CATEGORY_LABELS: Final[Mapping[str, str]] = {
 }
 
 
-class ConfigKind(StrEnum):
+class ConfigKind(LabelledStrEnum):
     """What a version is a version of."""
 
-    MENU = "menu"
-    SCREENING = "screening"
-
-
-KIND_LABELS: Final[Mapping[ConfigKind, str]] = {
-    ConfigKind.MENU: "Menu IVR",
-    ConfigKind.SCREENING: "Penyaringan panggilan iseng",
-}
+    MENU = "menu", "Menu IVR"
+    SCREENING = "screening", "Penyaringan panggilan iseng"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from telephony.core.errors import SiagaError
+
 
 @dataclass(frozen=True)
 class CallStarted:
@@ -183,7 +185,7 @@ FACT_TYPES: dict[str, type[CallFact]] = {
 }
 
 
-class FactDecodeError(ValueError):
+class FactDecodeError(SiagaError, ValueError):
     """A spooled line is not a fact this version understands."""
 
 

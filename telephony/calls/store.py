@@ -36,6 +36,7 @@ from telephony.calls.facts import (
 )
 from telephony.calls.ids import parse_caller_id
 from telephony.calls.shifts import ShiftCalendar
+from telephony.db.rows import from_row
 from telephony.settings import ShiftDefinition
 
 log = logging.getLogger("telephony.db")
@@ -405,12 +406,12 @@ class CallRepository:
             """,
             since, limit, until, line, caller_number, disposition,
         )
-        return [CallRecord.from_row(row) for row in rows]
+        return [from_row(CallRecord, row) for row in rows]
 
     async def call_record(self, connection: asyncpg.Connection, call_id: str) -> CallRecord | None:
         """One call by its id."""
         row = await connection.fetchrow("SELECT * FROM call_outcomes WHERE call_id = $1", call_id)
-        return CallRecord.from_row(row) if row is not None else None
+        return from_row(CallRecord, row) if row is not None else None
 
     async def queue_figures(
         self, connection: asyncpg.Connection, *, since: datetime | None = None
@@ -434,7 +435,7 @@ class CallRepository:
             """,
             since,
         )
-        return [QueueFigures(**dict(row)) for row in rows]
+        return [from_row(QueueFigures, row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -463,12 +464,6 @@ class CallRecord:
     hangup_cause_text: str | None
     ended_at: datetime | None
     disposition: str
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> CallRecord:
-        """Build from a ``call_outcomes`` row."""
-        names = cls.__dataclass_fields__
-        return cls(**{name: row[name] for name in names})
 
     def as_json(self) -> str:
         """A JSON line for scripts and logs."""

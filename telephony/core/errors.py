@@ -14,16 +14,17 @@ traceback, never shown to the client as its own text.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
 
 
 class SiagaError(Exception):
     """Base of the project's exceptions; subclasses set ``status`` and ``code``."""
 
-    status: ClassVar[int] = 500
-    code: ClassVar[str] = "internal"
+    # Class attributes that subclasses set; plain annotations, not ClassVar, so that the web
+    # layer's own ApiError can carry them per instance.
+    status: int = 500
+    code: str = "internal"
     # The service already wrote its own log line for this refusal (the web layer adds none).
-    logged: ClassVar[bool] = False
+    logged: bool = False
 
     def __init__(self, message: str, field: str = "") -> None:
         super().__init__(message)

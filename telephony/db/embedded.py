@@ -19,13 +19,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from telephony.core.errors import SiagaError
+
 log = logging.getLogger("telephony.db")
 
 DATABASE_NAME = "siaga112"
 SUPERUSER = "siaga112"
 
 
-class EmbeddedDatabaseError(RuntimeError):
+class EmbeddedDatabaseError(SiagaError, RuntimeError):
     """The embedded cluster could not be created, started or stopped."""
 
 

@@ -14,13 +14,15 @@ from importlib import resources
 
 import asyncpg
 
+from telephony.core.errors import SiagaError
+
 log = logging.getLogger("telephony.db")
 
 # Any constant shared by our processes; pg_advisory_xact_lock takes a bigint.
 _MIGRATION_LOCK = 112_119
 
 
-class MigrationError(RuntimeError):
+class MigrationError(SiagaError, RuntimeError):
     """The schema is in a state these migrations cannot move forward."""
 
 

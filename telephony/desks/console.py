@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from telephony.desks.operators import PAUSE_REASON_LABELS, SKILL_LABELS
-from telephony.screening.features import LABEL_TEXT
+from telephony.desks.operators import SKILL_LABELS, PauseReason
+from telephony.screening.features import Label
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import OPERATOR_SCREEN, PAGE, PREFIX, SEE_OTHER, page
 from telephony.web.request import Form, context_of, remote_of
@@ -20,8 +20,8 @@ async def operator_screen(request: web.Request) -> web.StreamResponse:
     """The operator's screen: desk, the call in front of them, the caller's history."""
     desk = await context_of(request).desks.state(request[SESSION].account)
     return page(request, "operator.html", title="Layar operator", desk=desk,
-                skill_labels=SKILL_LABELS, pause_reasons=PAUSE_REASON_LABELS,
-                labels=LABEL_TEXT)
+                skill_labels=SKILL_LABELS, pause_reasons=PauseReason.labels(),
+                labels=Label.labels())
 
 
 def _to_screen(_: web.Request, __: Form) -> str:
@@ -49,7 +49,7 @@ async def pause(request: web.Request, form: Form) -> Done:
     """Pause with the reason chosen."""
     reason = await context_of(request).desks.pause(
         request[SESSION].account, form.get("reason", ""), remote_address=remote_of(request))
-    return Done(f"Jeda: {PAUSE_REASON_LABELS[reason]}.")
+    return Done(f"Jeda: {reason.label}.")
 
 
 async def resume(request: web.Request, form: Form) -> Done:

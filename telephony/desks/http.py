@@ -15,7 +15,7 @@ from telephony.desks.operators import SKILL_LABELS, pause_label
 from telephony.desks.service import DeskState
 from telephony.desks.store import CallView
 from telephony.incidents.http import incident_sla_json
-from telephony.screening.features import LABEL_TEXT, Label
+from telephony.screening.features import Label
 from telephony.web.request import context_of, instant_json, json_body, json_response, remote_of
 from telephony.web.routing import DESK, SESSION, Body, Reply, Route
 
@@ -51,7 +51,7 @@ def call_view_json(call: CallView) -> dict[str, Any]:
         "prank_reasons": [reason for reason in (call.prank_reasons or "").split(
             REASON_SEPARATOR) if reason],
         "queue_priority": call.queue_priority, "screening": call.screening,
-        "label": call.label, "label_text": LABEL_TEXT[label] if label is not None else None,
+        "label": call.label, "label_text": label.label if label is not None else None,
         "incident_id": call.incident_id,
     }
 

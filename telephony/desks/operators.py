@@ -12,34 +12,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from enum import StrEnum
 from typing import Final
 
 from ivr.menu import IvrMenu
 from telephony.ami.actions import AmiActions
+from telephony.core.errors import SiagaError
+from telephony.core.labels import LabelledStrEnum
 
 OVERFLOW_QUEUE = "all-operators"
 MAX_LEVEL = 5
 _INTERFACE = re.compile(r"^PJSIP/[A-Za-z0-9_.-]{1,64}$")
 
 
-class OperatorError(ValueError):
+class OperatorError(SiagaError, ValueError):
     """A login names an invalid interface, an unknown skill or an invalid level."""
 
 
-class PauseReason(StrEnum):
+class PauseReason(LabelledStrEnum):
     """Why an operator is paused; the code is what Asterisk and the state log keep."""
 
-    BREAK = "break"
-    WRAPUP = "wrapup"
-    MEETING = "meeting"
+    BREAK = "break", "Istirahat"
+    WRAPUP = "wrapup", "Wrap-up (pascapanggilan)"
+    MEETING = "meeting", "Rapat"
 
 
-PAUSE_REASON_LABELS: Final[Mapping[PauseReason, str]] = {
-    PauseReason.BREAK: "Istirahat",
-    PauseReason.WRAPUP: "Wrap-up (pascapanggilan)",
-    PauseReason.MEETING: "Rapat",
-}
 # What operators read for the IVR's skills. An unknown code (a skill an admin added to the
 # menu) is shown as it is.
 SKILL_LABELS: Final[Mapping[str, str]] = {
@@ -50,7 +46,7 @@ SKILL_LABELS: Final[Mapping[str, str]] = {
 def pause_label(reason: str) -> str:
     """A pause reason as operators read it (one set outside the console as it is)."""
     try:
-        return PAUSE_REASON_LABELS[PauseReason(reason)]
+        return PauseReason(reason).label
     except ValueError:
         return reason
 

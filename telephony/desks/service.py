@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -30,6 +30,7 @@ from ivr.menu import IvrMenu
 from telephony.accounts.model import Account, AccountNotFound, Role, clean_username
 from telephony.accounts.store import AccountRepository
 from telephony.ami.actions import AmiActionError, AmiActions
+from telephony.core.errors import Conflict, Invalid, SiagaError
 from telephony.db.connection import Database
 from telephony.desks.operators import (
     MAX_LEVEL,
@@ -44,27 +45,21 @@ from telephony.desks.store import Assignment, CallView, DeskRepository, Membersh
 log = logging.getLogger("telephony.desks.service")
 
 
-class DeskError(Exception):
+class DeskError(SiagaError):
     """A desk request that is refused; nothing was sent to Asterisk."""
 
-    code: ClassVar[str] = "desk_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status = 400
+    code = "desk_error"
 
 
-class InvalidDeskInput(DeskError):
+class InvalidDeskInput(Invalid, DeskError):
     """A skill, level, interface or pause reason that is not valid."""
 
-    code = "invalid"
-
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field)
 
 
-class NoDesk(DeskError):
+class NoDesk(Conflict, DeskError):
     """The account works at no interface (or is not an operator's)."""
 
     code = "no_desk"
@@ -74,7 +69,7 @@ class NoDesk(DeskError):
                          "menjalankan: siaga112 account desk NAMA PJSIP/...")
 
 
-class DeskConflict(DeskError):
+class DeskConflict(Conflict, DeskError):
     """The request does not fit the desk's state (pausing outside every queue ...)."""
 
     code = "desk_conflict"
@@ -83,11 +78,17 @@ class DeskConflict(DeskError):
 class DeskUnavailable(DeskError):
     """Asterisk did not carry out the action (no AMI session, refused, no answer)."""
 
+    status = 503
     code = "asterisk_unavailable"
+    logged = True  # the service logs what Asterisk answered
 
     def __init__(self) -> None:
         super().__init__("Asterisk tidak menjalankan perintah (tidak terhubung atau menolak). "
                          "Coba lagi sebentar lagi.")
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": "5"}
 
 
 class MenuSource(Protocol):

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from telephony.ami.tracker import LOGGED_OUT
+from telephony.db.rows import from_row
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,6 @@ class CallView:
     screening: str | None
     label: str | None
     incident_id: int | None
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> CallView:
-        """Build from a row of :data:`_CALL_VIEW`."""
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 # ``call_outcomes`` (0001) froze the calls columns of its day; the screening columns come
@@ -164,8 +160,7 @@ class DeskRepository:
             GROUP BY a.username, a.display_name, a.active, d.operator
             ORDER BY a.username
             """)
-        return [OperatorAccount(row["username"], row["display_name"], row["active"],
-                                row["interface"], json.loads(row["skills"])) for row in rows]
+        return [from_row(OperatorAccount, row, skills=json.loads(row["skills"])) for row in rows]
 
     async def memberships(self, connection: asyncpg.Connection, interface: str
                           ) -> list[Membership]:
@@ -177,7 +172,7 @@ class DeskRepository:
             ORDER BY queue
             """,
             interface, LOGGED_OUT)
-        return [Membership(**dict(row)) for row in rows]
+        return [from_row(Membership, row) for row in rows]
 
     async def ringing_call(self, connection: asyncpg.Connection, interface: str,
                            window: timedelta) -> CallView | None:
@@ -194,7 +189,7 @@ class DeskRepository:
             LIMIT 1
             """),
             interface, window)
-        return CallView.from_row(row) if row is not None else None
+        return from_row(CallView, row) if row is not None else None
 
     async def answered_call(self, connection: asyncpg.Connection, interface: str,
                             within: timedelta) -> CallView | None:
@@ -206,14 +201,14 @@ class DeskRepository:
             LIMIT 1
             """),
             interface, within)
-        return CallView.from_row(row) if row is not None else None
+        return from_row(CallView, row) if row is not None else None
 
     async def calls(self, connection: asyncpg.Connection, call_ids: list[str]
                     ) -> list[CallView]:
         """These calls, in the order given (ids without a record are left out)."""
         rows = await connection.fetch(
             _calls_where("WHERE c.call_id = ANY($1::text[])"), call_ids)
-        found = {row["call_id"]: CallView.from_row(row) for row in rows}
+        found = {row["call_id"]: from_row(CallView, row) for row in rows}
         return [found[call_id] for call_id in call_ids if call_id in found]
 
     async def caller_calls(self, connection: asyncpg.Connection, caller_key: str,
@@ -227,4 +222,4 @@ class DeskRepository:
             LIMIT $3
             """),
             caller_key, exclude, limit)
-        return [CallView.from_row(row) for row in rows]
+        return [from_row(CallView, row) for row in rows]

@@ -28,7 +28,7 @@ from telephony.incidents.model import (
     ReportType,
     Status,
 )
-from telephony.screening.features import LABEL_TEXT
+from telephony.screening.features import Label
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import HOME, PAGE, PREFIX, SEE_OTHER, page
 from telephony.web.errors import ApiError
@@ -117,7 +117,7 @@ async def label_call(request: web.Request, form: Form) -> Done:
     stored = await context_of(request).screening.label(
         request.match_info["call_id"], form.get("label", ""), actor_of(request),
         form.get("note", ""))
-    return Done(f"Panggilan diberi label: {LABEL_TEXT[stored.label]}.")
+    return Done(f"Panggilan diberi label: {stored.label.label}.")
 
 
 # -- incidents ---------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         related=related, can_play=can_play, recordings=recordings,
         recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
         timeline_labels=TIMELINE_LABELS, event_lines=event_lines,
-        report_types=list(ReportType), priorities=list(Priority), labels=LABEL_TEXT,
+        report_types=list(ReportType), priorities=list(Priority), labels=Label.labels(),
         categories=CATEGORY_LABELS, skill_labels=SKILL_LABELS, dispositions=DISPOSITION_LABELS,
     )
 

@@ -70,6 +70,7 @@ from types import TracebackType
 from telephony.admin.queues import LIVE_SETTINGS_DIR
 from telephony.asterisk.config import CONF_DIR, install_config, write_atomic
 from telephony.asterisk.site import AsteriskSite, lab_instance_dir
+from telephony.core.errors import SiagaError
 from telephony.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ OPERATOR_FIRST = 1001
 _INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
-class LabError(RuntimeError):
+class LabError(SiagaError, RuntimeError):
     """The lab could not be built, configured, started or reached."""
 
 

@@ -22,7 +22,7 @@ from telephony.reports.csvexport import TABLES
 from telephony.reports.http import DAILY_TABLES, category_label, report_type_label
 from telephony.reports.model import SERVICE_LEVEL_SECONDS, InvalidPeriod, Period, Ratio
 from telephony.reports.service import ReportService
-from telephony.screening.features import LABEL_TEXT, NUISANCE
+from telephony.screening.features import NUISANCE, Label
 from telephony.web.console.render import PAGE, PREFIX, page
 from telephony.web.routing import OVERSIGHT, Route
 
@@ -139,9 +139,9 @@ class ReportPages:
         summary = await self._reports.daily_summary(day)
         counts = summary.labels
         labels: list[BarItem] = [
-            (text, float(counts.get(label.value, 0)), str(counts.get(label.value, 0)),
+            (label.label, float(counts.get(label.value, 0)), str(counts.get(label.value, 0)),
              "nuisance" if label in NUISANCE else "answered")
-            for label, text in LABEL_TEXT.items()]
+            for label in Label]
         labels.append(("Belum dilabel", float(counts.get("", 0)), str(counts.get("", 0)),
                        "unknown"))
         ratings = summary.ratings

@@ -23,7 +23,7 @@ from telephony.reports.model import (
     ShiftReport,
 )
 from telephony.reports.service import ReportService
-from telephony.screening.features import LABEL_TEXT
+from telephony.screening.features import Label
 from telephony.web.request import (
     instant_json,
     json_response,
@@ -113,8 +113,7 @@ def report_type_label(code: str | None) -> str:
 
 
 def _label_text(label: str) -> str:
-    return next((text for lab, text in LABEL_TEXT.items() if lab.value == label),
-                "Belum dilabel")
+    return Label.labels().get(label, "Belum dilabel")
 
 
 def daily_csv(summary: DailySummary, table: str) -> str:

@@ -36,6 +36,7 @@ from typing import Final, TypeVar
 
 from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
+from telephony.core.errors import Invalid
 from telephony.desks.operators import PauseReason
 from telephony.screening.features import NUISANCE, Label
 
@@ -66,14 +67,12 @@ class LivePicture:
     members: list[OperatorStateChanged]  # queue_members, logged-out ones excluded
 
 
-class InvalidPeriod(ValueError):
+class InvalidPeriod(Invalid, ValueError):
     """A report asked for a period or shift that cannot be reported; ``message`` is for the
     supervisor, ``field`` names the parameter at fault."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+        super().__init__(message, field)
 
 
 @dataclass(frozen=True)

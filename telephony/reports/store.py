@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 import asyncpg
 
 from telephony.calls.facts import OperatorStateChanged, QueueJoined
+from telephony.db.rows import from_row
 from telephony.reports.model import (
     WRAPUP_PAUSE_GRACE,
     CallInfo,
@@ -26,7 +27,6 @@ from telephony.reports.model import (
     StateChange,
     VillageCount,
 )
-from telephony.screening.features import Label
 
 # A wrap-up pause is read this long past the period's last call.
 _WRAPUP_LOOKAHEAD = timedelta(hours=2)
@@ -40,10 +40,10 @@ class ReportRepository:
         """Every call that arrived in ``period``'s shifts, with the operators rung for it."""
         rows = await connection.fetch(
             """
-            SELECT c.call_id, c.line, c.shift_day, c.shift_name, c.ivr_category, c.queue,
-                   c.queue_joined_at, c.answered_at, c.operator, c.wait_seconds,
-                   c.talk_seconds, c.completed_at, c.ended_at, c.disposition, l.label,
-                   r.rung
+            SELECT c.call_id, c.line, c.shift_day, c.shift_name, c.ivr_category AS category,
+                   c.queue, c.queue_joined_at AS joined_at, c.answered_at, c.operator,
+                   c.wait_seconds AS hold_seconds, c.talk_seconds, c.completed_at,
+                   c.ended_at, c.disposition, l.label, r.rung
             FROM call_outcomes c
             LEFT JOIN LATERAL (
                 SELECT label FROM call_labels
@@ -61,20 +61,7 @@ class ReportRepository:
             """,
             period.first, period.last, period.shift,
         )
-        return [
-            CallRow(
-                call_id=row["call_id"], line=row["line"], shift_day=row["shift_day"],
-                shift_name=row["shift_name"], category=row["ivr_category"],
-                queue=row["queue"], joined_at=row["queue_joined_at"],
-                answered_at=row["answered_at"], operator=row["operator"],
-                hold_seconds=row["wait_seconds"], talk_seconds=row["talk_seconds"],
-                completed_at=row["completed_at"], ended_at=row["ended_at"],
-                disposition=row["disposition"],
-                label=Label(row["label"]) if row["label"] is not None else None,
-                rung=frozenset(row["rung"] or ()),
-            )
-            for row in rows
-        ]
+        return [from_row(CallRow, row, rung=frozenset(row["rung"] or ())) for row in rows]
 
     async def state_changes(
         self, connection: asyncpg.Connection, operators: Collection[str], since: datetime,
@@ -96,7 +83,7 @@ class ReportRepository:
         changes: dict[str, list[StateChange]] = defaultdict(list)
         for row in rows:
             changes[row["operator"]].append(
-                StateChange(row["operator"], row["at"], row["paused"], row["reason"] or ""))
+                from_row(StateChange, row, reason=row["reason"] or ""))
         return dict(changes)
 
     async def operator_names(self, connection: asyncpg.Connection) -> dict[str, str]:
@@ -119,7 +106,7 @@ class ReportRepository:
         """Incidents of the day's calls by report type, with how many of the calls each has."""
         rows = await connection.fetch(
             """
-            SELECT i.report_type, count(DISTINCT i.incident_id) AS incidents,
+            SELECT i.report_type AS code, count(DISTINCT i.incident_id) AS incidents,
                    count(*) AS calls
             FROM calls c
             JOIN incident_calls ic USING (call_id)
@@ -130,8 +117,7 @@ class ReportRepository:
             """,
             day,
         )
-        return [CategoryCount(row["report_type"], row["calls"], row["incidents"])
-                for row in rows]
+        return [from_row(CategoryCount, row) for row in rows]
 
     async def villages(self, connection: asyncpg.Connection, day: date) -> list[VillageCount]:
         """The day's calls by the village of their incident (or its sub-district only, or no
@@ -153,9 +139,7 @@ class ReportRepository:
             """,
             day,
         )
-        return [VillageCount(row["village_code"], row["village_name"],
-                             row["sub_district_name"], row["calls"], row["incidents"])
-                for row in rows]
+        return [from_row(VillageCount, row) for row in rows]
 
     async def ratings(self, connection: asyncpg.Connection, since: datetime, until: datetime
                       ) -> dict[int, int]:
@@ -174,7 +158,7 @@ class ReportRepository:
         """What the database believes is live: calls, callers waiting, logged-in members."""
         calls = await connection.fetch(
             """
-            SELECT call_id, line, ivr_category FROM calls
+            SELECT call_id, line, ivr_category AS category FROM calls
             WHERE ended_at IS NULL AND arrived_at > $1
             """,
             now - _LIVE_HORIZON,
@@ -182,7 +166,7 @@ class ReportRepository:
         visits = await connection.fetch(
             """
             -- Positions at join are stale by now; the order of joining is not.
-            SELECT v.call_id, v.queue, v.joined_at,
+            SELECT v.call_id, v.queue, v.joined_at AS at,
                    row_number() OVER (PARTITION BY v.queue ORDER BY v.joined_at, v.call_id)
                        AS position
             FROM queue_visits v JOIN calls c USING (call_id)
@@ -193,15 +177,12 @@ class ReportRepository:
         )
         members = await connection.fetch(
             """
-            SELECT operator, queue, state, paused, pause_reason, since
+            SELECT operator, queue, state, paused, pause_reason, since AS at
             FROM queue_members WHERE state <> 'logged_out'
             """
         )
         return LivePicture(
-            calls={row["call_id"]: CallInfo(row["line"], row["ivr_category"]) for row in calls},
-            waiting=[QueueJoined(row["call_id"], row["queue"], row["position"],
-                                 row["joined_at"]) for row in visits],
-            members=[OperatorStateChanged(row["operator"], row["queue"], row["state"],
-                                          row["paused"], row["pause_reason"], row["since"])
-                     for row in members],
+            calls={row["call_id"]: from_row(CallInfo, row) for row in calls},
+            waiting=[from_row(QueueJoined, row) for row in visits],
+            members=[from_row(OperatorStateChanged, row) for row in members],
         )

@@ -16,15 +16,14 @@ speed must agree with :func:`summarise_history`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from itertools import pairwise
-from typing import Final
 from zoneinfo import ZoneInfo
 
 from telephony.calls.ids import CallerId
+from telephony.core.labels import LabelledStrEnum
 
 JAKARTA = "Asia/Jakarta"
 
@@ -42,24 +41,16 @@ QUICK_HANGUP_SECONDS = 5.0
 SILENT_RECORDING_SHARE = 0.9
 
 
-class Label(StrEnum):
-    """What an operator says a call was; also the true class of a synthetic call."""
+class Label(LabelledStrEnum):
+    """What an operator says a call was; also the true class of a synthetic call. The label
+    is what operators read."""
 
-    GENUINE = "genuine"
-    PRANK = "prank"
-    SILENT = "silent"
-    ACCIDENTAL = "accidental"
-    TEST = "test"
+    GENUINE = "genuine", "Asli"
+    PRANK = "prank", "Iseng"
+    SILENT = "silent", "Diam"
+    ACCIDENTAL = "accidental", "Tidak sengaja"
+    TEST = "test", "Uji coba"
 
-
-# What operators read for each call label.
-LABEL_TEXT: Final[Mapping[Label, str]] = {
-    Label.GENUINE: "Asli",
-    Label.PRANK: "Iseng",
-    Label.SILENT: "Diam",
-    Label.ACCIDENTAL: "Tidak sengaja",
-    Label.TEST: "Uji coba",
-}
 
 NUISANCE = frozenset({Label.PRANK, Label.SILENT})
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from aiohttp import web
 
-from telephony.screening.features import LABEL_TEXT
 from telephony.screening.store import StoredLabel
 from telephony.web.request import (
     actor_of,
@@ -24,7 +23,7 @@ from telephony.web.routing import CASEWORK, Body, Reply, Route
 def label_json(stored: StoredLabel) -> dict[str, Any]:
     """One label event of a call."""
     return {"label_id": stored.label_id, "call_id": stored.call_id,
-            "label": stored.label.value, "label_text": LABEL_TEXT[stored.label],
+            "label": stored.label.value, "label_text": stored.label.label,
             "labelled_by": stored.labelled_by, "labelled_at": instant_json(stored.labelled_at),
             "note": stored.note}
 

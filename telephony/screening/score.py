@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from telephony.calls.ids import CallerIdKind
+from telephony.core.errors import SiagaError
 from telephony.screening.features import CallFeatures, PreQueueFeatures
 
 # Calls that are never deprioritised below the floor: the 119 line, and whatever the IVR
@@ -41,7 +42,7 @@ FLOOR_CATEGORIES = frozenset({"emergency"})
 _MAX_LOG_ODDS = 30.0
 
 
-class ScoreConfigError(ValueError):
+class ScoreConfigError(SiagaError, ValueError):
     """A screening configuration is malformed or unsafe."""
 
 

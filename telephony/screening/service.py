@@ -22,6 +22,7 @@ from typing import Protocol
 import asyncpg
 
 from telephony.calls.ids import parse_caller_id
+from telephony.core.errors import SiagaError
 from telephony.core.loops import run_passes
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable
@@ -54,7 +55,7 @@ SCORING_MAX_AGE = timedelta(days=3)
 SCORING_BATCH = 200  # calls scored per transaction
 
 
-class ScreeningUnavailable(RuntimeError):
+class ScreeningUnavailable(SiagaError, RuntimeError):
     """The caller's history could not be read; the call must be routed unscored."""
 
 

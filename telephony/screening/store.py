@@ -19,10 +19,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar
 
 import asyncpg
 
+from telephony.core.errors import Invalid, NotFound, SiagaError
+from telephony.db.rows import from_row
 from telephony.screening.features import CallerHistory, Label
 from telephony.screening.score import Score
 
@@ -30,30 +31,27 @@ from telephony.screening.score import Score
 MAX_NOTE_CHARS = 2000
 
 
-class LabelError(Exception):
+class LabelError(SiagaError):
     """A label the rules refuse; nothing was written. ``message`` is for the operator."""
 
-    code: ClassVar[str] = "label_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    status = 400
+    code = "label_error"
 
 
-class UnknownCall(LabelError):
+class UnknownCall(NotFound, LabelError):
     """No call has this id."""
-
-    code = "not_found"
 
     def __init__(self, call_id: str) -> None:
         super().__init__(f"Panggilan {call_id} tidak ditemukan.")
         self.call_id = call_id
 
 
-class InvalidLabel(LabelError):
+class InvalidLabel(Invalid, LabelError):
     """The label, the operator's name or the note is not acceptable."""
 
-    code = "invalid"
+    def __init__(self, message: str) -> None:
+        # Whatever part is at fault, the client sent it as the label.
+        super().__init__(message, "label")
 
 
 @dataclass(frozen=True)
@@ -66,12 +64,6 @@ class StoredLabel:
     labelled_by: str
     labelled_at: datetime
     note: str
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> StoredLabel:
-        """Build from a ``call_labels`` row."""
-        return cls(row["label_id"], row["call_id"], Label(row["label"]), row["labelled_by"],
-                   row["labelled_at"], row["note"])
 
 
 @dataclass(frozen=True)
@@ -91,11 +83,6 @@ class EndedCall:
     ivr_invalid_keys: int | None
     queue: str | None
     silence_share: float | None  # of the call's recording, once measured
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> EndedCall:
-        """Build from a row of :meth:`ScreeningRepository.calls_to_score`."""
-        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
 
 
 HISTORY_SQL = """
@@ -174,7 +161,7 @@ class ScreeningRepository:
         """
         row = await connection.fetchrow(HISTORY_SQL, caller_key, now, lookback.total_seconds())
         assert row is not None  # an aggregate without GROUP BY always returns a row
-        return CallerHistory(**dict(row))
+        return from_row(CallerHistory, row)
 
     async def add_label(
         self, connection: asyncpg.Connection, call_id: str, label: str, actor: str, note: str
@@ -206,7 +193,7 @@ class ScreeningRepository:
         )
         if row is None:
             raise UnknownCall(call_id)
-        return StoredLabel.from_row(row)
+        return from_row(StoredLabel, row)
 
     async def labels(self, connection: asyncpg.Connection, call_id: str) -> list[StoredLabel]:
         """Every label event of ``call_id``, oldest first (the last one is current).
@@ -224,7 +211,7 @@ class ScreeningRepository:
         )
         if not rows:
             raise UnknownCall(call_id)
-        return [StoredLabel.from_row(row) for row in rows if row["label_id"] is not None]
+        return [from_row(StoredLabel, row) for row in rows if row["label_id"] is not None]
 
     async def calls_to_score(
         self, connection: asyncpg.Connection, *, max_age: timedelta, limit: int
@@ -251,7 +238,7 @@ class ScreeningRepository:
             """,
             max_age.total_seconds(), limit,
         )
-        return [EndedCall.from_row(row) for row in rows]
+        return [from_row(EndedCall, row) for row in rows]
 
     async def store_post_call(
         self, connection: asyncpg.Connection, call_id: str, *, looked_silent: bool,

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
+from telephony.db.rows import from_row
 from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
 
 
@@ -75,43 +76,6 @@ class DueSurvey:
     incident_rating: int | None  # a rating already on the incident: no call is needed
 
 
-def _survey(row: asyncpg.Record) -> Survey:
-    return Survey(
-        survey_id=row["survey_id"],
-        incident_id=row["incident_id"],
-        call_id=row["call_id"],
-        number=row["number"],
-        state=SurveyState(row["state"]),
-        attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"],
-        rating=row["rating"],
-        detail=row["detail"],
-        resolved_at=row["resolved_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _attempt(row: asyncpg.Record) -> Attempt:
-    outcome = row["outcome"]
-    return Attempt(
-        survey_id=row["survey_id"],
-        attempt=row["attempt"],
-        action_id=row["action_id"],
-        number=row["number"],
-        started_at=row["started_at"],
-        deadline=row["deadline"],
-        answered_at=row["answered_at"],
-        ended_at=row["ended_at"],
-        outcome=None if outcome is None else AttemptOutcome(outcome),
-        reason_code=row["reason_code"],
-        hangup_cause=row["hangup_cause"],
-        channel=row["channel"],
-        detail=row["detail"],
-    )
-
-
 class SurveyRepository:
     """The SQL of surveys and their attempts."""
 
@@ -138,7 +102,7 @@ class SurveyRepository:
             """,
             since, limit,
         )
-        return [ResolvedIncident(row["incident_id"], row["resolved_at"]) for row in rows]
+        return [from_row(ResolvedIncident, row) for row in rows]
 
     async def caller_numbers(
         self, connection: asyncpg.Connection, incident_id: int
@@ -188,7 +152,7 @@ class SurveyRepository:
         """Scheduled surveys due at ``now``, locked (skipping any another worker holds)."""
         rows = await connection.fetch(
             """
-            SELECT s.survey_id, s.incident_id, s.number, s.attempts, i.rating
+            SELECT s.survey_id, s.incident_id, s.number, s.attempts, i.rating AS incident_rating
             FROM surveys s JOIN incidents i USING (incident_id)
             WHERE s.state = 'scheduled' AND s.next_attempt_at <= $1
             ORDER BY s.next_attempt_at
@@ -197,8 +161,7 @@ class SurveyRepository:
             """,
             now, limit,
         )
-        return [DueSurvey(row["survey_id"], row["incident_id"], row["number"],
-                          row["attempts"], row["rating"]) for row in rows]
+        return [from_row(DueSurvey, row) for row in rows]
 
     async def start_attempt(
         self, connection: asyncpg.Connection, *, survey_id: int, attempt: int, action_id: str,
@@ -227,12 +190,12 @@ class SurveyRepository:
         row = await connection.fetchrow(
             "SELECT * FROM surveys WHERE survey_id = $1 FOR UPDATE", survey_id
         )
-        return _survey(row) if row is not None else None
+        return from_row(Survey, row) if row is not None else None
 
     async def survey(self, connection: asyncpg.Connection, survey_id: int) -> Survey | None:
         """One survey."""
         row = await connection.fetchrow("SELECT * FROM surveys WHERE survey_id = $1", survey_id)
-        return _survey(row) if row is not None else None
+        return from_row(Survey, row) if row is not None else None
 
     async def survey_of_incident(
         self, connection: asyncpg.Connection, incident_id: int
@@ -241,14 +204,14 @@ class SurveyRepository:
         row = await connection.fetchrow(
             "SELECT * FROM surveys WHERE incident_id = $1", incident_id
         )
-        return _survey(row) if row is not None else None
+        return from_row(Survey, row) if row is not None else None
 
     async def attempts(self, connection: asyncpg.Connection, survey_id: int) -> list[Attempt]:
         """A survey's attempts, first first."""
         rows = await connection.fetch(
             "SELECT * FROM survey_attempts WHERE survey_id = $1 ORDER BY attempt", survey_id
         )
-        return [_attempt(row) for row in rows]
+        return [from_row(Attempt, row) for row in rows]
 
     async def attempt(
         self, connection: asyncpg.Connection, survey_id: int, attempt: int
@@ -258,7 +221,7 @@ class SurveyRepository:
             "SELECT * FROM survey_attempts WHERE survey_id = $1 AND attempt = $2",
             survey_id, attempt,
         )
-        return _attempt(row) if row is not None else None
+        return from_row(Attempt, row) if row is not None else None
 
     async def attempt_by_action(
         self, connection: asyncpg.Connection, action_id: str
@@ -267,7 +230,7 @@ class SurveyRepository:
         row = await connection.fetchrow(
             "SELECT * FROM survey_attempts WHERE action_id = $1", action_id
         )
-        return _attempt(row) if row is not None else None
+        return from_row(Attempt, row) if row is not None else None
 
     async def expired_attempts(
         self, connection: asyncpg.Connection, now: datetime, *, limit: int
@@ -282,7 +245,7 @@ class SurveyRepository:
             """,
             now, limit,
         )
-        return [_attempt(row) for row in rows]
+        return [from_row(Attempt, row) for row in rows]
 
     async def mark_answered(
         self, connection: asyncpg.Connection, *, survey_id: int, attempt: int, now: datetime,

@@ -25,7 +25,7 @@ from telephony.calls.archive import CATEGORY_LABELS
 from telephony.desks.operators import pause_label
 from telephony.reports.http import figures_json, rounded
 from telephony.wallboard.service import WallboardService, WallboardSnapshot
-from telephony.wallboard.state import OPERATOR_STATE_LABELS, OperatorState
+from telephony.wallboard.state import OperatorState
 from telephony.web.errors import ApiError, dumps
 from telephony.web.request import instant_json, json_response
 from telephony.web.routing import OVERSIGHT, Reply, Route
@@ -57,7 +57,7 @@ def wallboard_json(snapshot: WallboardSnapshot) -> dict[str, Any]:
         } for q in board.queues],
         "operators": [{
             "operator": o.operator, "name": names.get(o.operator) or o.operator,
-            "state": o.state.value, "state_label": OPERATOR_STATE_LABELS[o.state],
+            "state": o.state.value, "state_label": o.state.label,
             "reason": o.reason, "reason_label": pause_label(o.reason) if o.reason else "",
             "since": instant_json(o.since), "queues": o.queues,
         } for o in board.operators],

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Final
 
 from telephony.ami.tracker import LOGGED_OUT, QueueSnapshot
@@ -39,30 +38,21 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
+from telephony.core.labels import LabelledStrEnum
 from telephony.reports.model import CallInfo, LivePicture, is_wrapup_reason
 
 MAX_CALLS: Final = 10_000  # live calls remembered; only lost hang-ups could reach it
 
 
-class OperatorState(StrEnum):
+class OperatorState(LabelledStrEnum):
     """What the wallboard shows an operator doing."""
 
-    IDLE = "idle"
-    RINGING = "ringing"
-    TALKING = "talking"
-    WRAPUP = "wrapup"
-    PAUSED = "paused"
-    UNAVAILABLE = "unavailable"
-
-
-OPERATOR_STATE_LABELS: Final = {
-    OperatorState.IDLE: "Siap",
-    OperatorState.RINGING: "Berdering",
-    OperatorState.TALKING: "Berbicara",
-    OperatorState.WRAPUP: "Menyelesaikan",
-    OperatorState.PAUSED: "Jeda",
-    OperatorState.UNAVAILABLE: "Tidak tersedia",
-}
+    IDLE = "idle", "Siap"
+    RINGING = "ringing", "Berdering"
+    TALKING = "talking", "Berbicara"
+    WRAPUP = "wrapup", "Menyelesaikan"
+    PAUSED = "paused", "Jeda"
+    UNAVAILABLE = "unavailable", "Tidak tersedia"
 
 # The tracker's device states (telephony.ami.tracker.DEVICE_STATES) as the board shows them.
 _DEVICE: Final = {

@@ -2,7 +2,8 @@
 
 Every refused request is answered ``{"error": {"code", "message", "field"}}`` (the message in
 Bahasa Indonesia, for the person at the screen) and logged as one line. Services raise their
-own exceptions and know nothing of HTTP; this module maps them.
+own exceptions, each a :class:`~telephony.core.errors.SiagaError` that carries its status and
+code, and know nothing else of HTTP; this module turns them into responses.
 """
 
 from __future__ import annotations
@@ -16,47 +17,35 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from recordings.library import RecordingNotFound, RecordingUnavailable
-from telephony.accounts.model import (
-    AccountError,
-    AccountExists,
-    AccountNotFound,
-    InvalidAccountInput,
-    LoginRefused,
-    LoginThrottled,
-)
-from telephony.admin.errors import AdminError, ApplyFailed, ConfigNotFound, InvalidConfig
 from telephony.core.errors import SiagaError
-from telephony.db.connection import DatabaseUnavailable
-from telephony.desks.service import (
-    DeskConflict,
-    DeskError,
-    DeskUnavailable,
-    InvalidDeskInput,
-    NoDesk,
-)
-from telephony.reports.model import InvalidPeriod
-from telephony.screening.store import InvalidLabel, LabelError, UnknownCall
 from telephony.web.routing import SESSION, Handler
-from telephony.web.schemas import SchemaViolation
 
 log = logging.getLogger("telephony.web")
 
 
-class ApiError(Exception):
-    """A refusal the web layer answers with ``status`` and a JSON error body."""
+class ApiError(SiagaError):
+    """A refusal the web layer itself decides (a bad parameter, a missing CSRF token ...):
+    ``status`` and ``code`` per instance, where a feature's error has them per class."""
 
     def __init__(
         self, status: int, code: str, message: str, *, field: str | None = None,
         headers: Mapping[str, str] | None = None, logged: bool = False,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, field or "")
         self.status = status
         self.code = code
-        self.message = message
-        self.field = field
-        self.headers = dict(headers or {})
+        self._headers = dict(headers or {})
         self.logged = logged  # the service already logged this refusal in its own line
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._headers
+
+    @classmethod
+    def of(cls, error: SiagaError) -> ApiError:
+        """The answer to a feature's refusal."""
+        return cls(error.status, error.code, error.message, field=error.field,
+                   headers=error.headers, logged=error.logged)
 
 
 # aiohttp's own refusals (no such path, wrong method ...), in our words.
@@ -68,50 +57,17 @@ _HTTP_TEXT: Final[Mapping[int, tuple[str, str]]] = {
     416: ("range_not_satisfiable", "Rentang byte yang diminta di luar berkas."),
 }
 
-_CONFLICTS: Final = (AccountExists, NoDesk, DeskConflict)
-
-
 def api_error(exc: BaseException) -> ApiError | None:
     """The HTTP refusal for one of our exceptions; ``None`` for anything else (a bug: it
     surfaces as a 500 with its traceback in the log)."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, SiagaError):
-        if not exc.is_refusal:
-            return None
-        return ApiError(exc.status, exc.code, exc.message, field=exc.field or None,
-                        headers=exc.headers, logged=exc.logged)
+        # Our own faults (status 500) are answered like a bug, never with their text.
+        return ApiError.of(exc) if exc.is_refusal else None
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_TEXT.get(exc.status, ("http_error", exc.reason))
         return ApiError(exc.status, code, message)
-    if isinstance(exc, InvalidAccountInput | SchemaViolation | InvalidDeskInput | InvalidPeriod):
-        return ApiError(422, "invalid", exc.message, field=exc.field or None)
-    if isinstance(exc, InvalidLabel):
-        return ApiError(422, "invalid", exc.message, field="label")
-    if isinstance(exc, AccountNotFound | UnknownCall):
-        return ApiError(404, "not_found", exc.message)
-    if isinstance(exc, RecordingNotFound):
-        return ApiError(404, "not_found", exc.message)
-    if isinstance(exc, RecordingUnavailable):
-        return ApiError(404, "recording_unavailable", exc.message)
-    if isinstance(exc, _CONFLICTS):
-        return ApiError(409, exc.code, exc.message)
-    if isinstance(exc, LoginRefused):
-        return ApiError(401, exc.code, exc.message, logged=True)
-    if isinstance(exc, LoginThrottled):
-        return ApiError(429, exc.code, exc.message, logged=True,
-                        headers={"Retry-After": str(exc.retry_after_seconds)})
-    if isinstance(exc, AdminError):
-        status = {InvalidConfig: 422, ConfigNotFound: 404, ApplyFailed: 502}.get(type(exc), 400)
-        return ApiError(status, exc.code, exc.message, field=exc.field or None)
-    if isinstance(exc, DeskUnavailable):
-        return ApiError(503, exc.code, exc.message, headers={"Retry-After": "5"}, logged=True)
-    if isinstance(exc, AccountError | LabelError | DeskError):
-        return ApiError(400, exc.code, exc.message)
-    if isinstance(exc, DatabaseUnavailable):
-        return ApiError(503, "unavailable",
-                        "Basis data sedang tidak tersedia. Coba lagi sebentar lagi.",
-                        headers={"Retry-After": "5"})
     return None
 
 
@@ -122,7 +78,7 @@ dumps = functools.partial(json.dumps, ensure_ascii=False)
 def error_response(error: ApiError) -> web.Response:
     """The JSON body of a refusal."""
     return web.json_response(
-        {"error": {"code": error.code, "message": error.message, "field": error.field}},
+        {"error": {"code": error.code, "message": error.message, "field": error.field or None}},
         status=error.status, headers=error.headers, dumps=dumps,
     )
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
-from telephony.accounts.model import ROLE_LABELS, Role, Session
+from telephony.accounts.model import Role, Session
 from telephony.web.schemas import CALL_ID, SCHEMAS, Schema
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -195,7 +195,7 @@ def _path_schema(name: str) -> Schema:
 
 def _operation(route: Route) -> dict[str, Any]:
     access = route.access
-    roles = ", ".join(ROLE_LABELS[r] for r in sorted(access.roles))
+    roles = ", ".join(r.label for r in sorted(access.roles))
     operation: dict[str, Any] = {
         "operationId": route.handler.__name__,
         "summary": route.summary,

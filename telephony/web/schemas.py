@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from telephony.core.errors import Invalid
+
 Schema = Mapping[str, Any]
 
 DATETIME: Final[Schema] = {"type": "string", "format": "date-time"}
@@ -483,13 +485,11 @@ _TYPES: Final[Mapping[str, tuple[type, ...]]] = {
 }
 
 
-class SchemaViolation(ValueError):
+class SchemaViolation(Invalid, ValueError):
     """A body does not match its schema; ``field`` names where (empty: the body itself)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+        super().__init__(message, field)
 
 
 def _is_type(value: object, name: str) -> bool:

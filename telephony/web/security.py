@@ -17,7 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
-from telephony.accounts.model import ROLE_LABELS, Session
+from telephony.accounts.model import Session
 from telephony.web.context import CONTEXT, WebConfig
 from telephony.web.errors import ApiError
 from telephony.web.routing import (
@@ -115,6 +115,6 @@ async def security_middleware(request: web.Request, handler: Handler
         await check_csrf(request, session)
     if session.account.role not in route.access.roles:
         raise ApiError(403, "forbidden",
-                       f"Peran {ROLE_LABELS[session.account.role]} tidak berhak atas "
+                       f"Peran {session.account.role.label} tidak berhak atas "
                        "permintaan ini.")
     return await handler(request)

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
-from telephony.accounts.model import ROLE_LABELS, Role, Session
+from telephony.accounts.model import Role, Session
 from telephony.web.context import CONTEXT
 from telephony.web.errors import ApiError
 from telephony.web.routing import SESSION, Reply
@@ -129,7 +129,7 @@ def page(request: web.Request, template: str, *, status: int = 200,
     flash = _read_flash(request)
     html = ENV.get_template(template).render(
         session=session,
-        role_label=ROLE_LABELS[session.account.role] if session else "",
+        role_label=session.account.role.label if session else "",
         nav=NAV[session.account.role] if session else (),
         csrf=session.csrf_token if session else "",
         tz=request.app[CONTEXT].config.timezone,
