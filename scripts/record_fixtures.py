@@ -24,6 +24,7 @@ from pathlib import Path
 
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
+from telephony.secrets import ami_secret
 from telephony.settings import Settings
 from tests.e2e.rawami import Message, RawAmi
 
@@ -89,7 +90,7 @@ async def record_answered(lab: Lab) -> None:
     """112 -> IVR (stub chooses medical) -> queue -> operator answers -> caller hangs up."""
     await lab.acli("queue add member PJSIP/op1001 to medical")
     ami = RawAmi("127.0.0.1", SETTINGS.ami_port)
-    await ami.login(SETTINGS.ami_username, SETTINGS.ami_secret)
+    await ami.login(SETTINGS.ami_username, ami_secret(SETTINGS))
     ivr = stub(
         {
             "IVR_CHOICE": "1",
@@ -121,7 +122,7 @@ async def record_answered(lab: Lab) -> None:
 async def record_abandoned(lab: Lab) -> None:
     """112 -> IVR (no input: emergency-general) -> nobody answers -> caller hangs up."""
     ami = RawAmi("127.0.0.1", SETTINGS.ami_port)
-    await ami.login(SETTINGS.ami_username, SETTINGS.ami_secret)
+    await ami.login(SETTINGS.ami_username, ami_secret(SETTINGS))
     ivr = stub(
         {
             "IVR_CHOICE": "",
@@ -167,7 +168,7 @@ async def record_resync(lab: Lab) -> None:
         )
 
     watcher = RawAmi("127.0.0.1", SETTINGS.ami_port)
-    await watcher.login(SETTINGS.ami_username, SETTINGS.ami_secret)
+    await watcher.login(SETTINGS.ami_username, ami_secret(SETTINGS))
     server = await serve_agi(handle)
     try:
         async with sipp.operator(SETTINGS.lab_operator_sip_port) as operator:
@@ -184,7 +185,7 @@ async def record_resync(lab: Lab) -> None:
                 async with waiting:
                     await watcher.wait_for(is_event("QueueCallerJoin", Queue="fire"))
                     ami = RawAmi("127.0.0.1", SETTINGS.ami_port)
-                    await ami.login(SETTINGS.ami_username, SETTINGS.ami_secret, events=False)
+                    await ami.login(SETTINGS.ami_username, ami_secret(SETTINGS), events=False)
                     await ami.list_action("QueueStatus")
                     await ami.list_action("CoreShowChannels")
                     await ami.list_action("Status", Variables=IVR_VARIABLES)

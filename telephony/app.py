@@ -51,7 +51,7 @@ from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import migrate
-from telephony.desks.service import DeskService
+from telephony.desks.service import DeskService, grant_phone_reader
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
@@ -63,6 +63,7 @@ from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
 from telephony.screening.score import ScoreConfig
 from telephony.screening.service import ScreeningService, line_screening_source
+from telephony.secrets import SecretsError, asterisk_db_password
 from telephony.settings import Settings
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
@@ -139,6 +140,13 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         await database.run(work)
     except DatabaseUnavailable as exc:
         log.error("database not ready at start, calls are spooled until it is: %s", exc)
+        return
+    try:
+        # Asterisk reads registering operator phones as this role (asterisk-conf/sorcery.conf).
+        await grant_phone_reader(database, settings.asterisk_db_user,
+                                 asterisk_db_password(settings))
+    except (DatabaseUnavailable, SecretsError) as exc:
+        log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,8 @@ async def start_administration(
     apply from the start, the stored queue settings once AMI greets the line."""
     asterisk = AsteriskAdmin(listener, AsteriskSite.from_settings(settings))
     queues = QueueService(database, asterisk, listener, menus=menus,
-                          defaults=QueueDefaults.from_settings(settings))
+                          defaults=QueueDefaults.from_settings(settings),
+                          realm=settings.sip_realm)
     configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
                             queues=queues, menus=menus, screening=scoring)
     site = SiteService(database, incidents.dispatches, calendar)

@@ -168,7 +168,7 @@ def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(account_commands.disable(settings, args.username))
     if args.action == "desk":
         return asyncio.run(desk_commands.desk(settings, args.username, args.interface,
-                                                 args.skill))
+                                              args.skill, new_secret=args.new_secret))
     password = account_commands.read_password()
     return asyncio.run(account_commands.set_password(settings, args.username, password))
 
@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     desk.add_argument("interface", help="the operator's phone, e.g. PJSIP/op1001")
     desk.add_argument("--skill", action="append", default=[], metavar="SKILL=LEVEL",
                       help="a skill and its level 1-5, e.g. fire=5 (repeatable)")
+    desk.add_argument("--new-secret", action="store_true",
+                      help="give the phone a new SIP secret (the old one stops working)")
     account.set_defaults(handler=_cmd_account)
     demo = commands.add_parser("demo", help="lab + database + server + a few sipp calls")
     demo.add_argument("--keep-running", action="store_true",

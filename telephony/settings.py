@@ -25,6 +25,12 @@ from urllib.parse import urlsplit
 from telephony.core.errors import SiagaError
 
 ENV_PREFIX = "SIAGA112_"
+# The development lab's AMI secret (asterisk-conf/manager.conf is rendered with it when
+# ami_secret is unset in the lab). A site never uses it: see Settings.site_kind.
+LAB_AMI_SECRET = "siaga112-lab-secret"  # noqa: S105 - public on purpose, refused on a site
+SITE_KINDS = ("lab", "site")
+_SIP_TOKEN = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
+_ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 CONFIG_ENV = "SIAGA112_CONFIG"
 
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
@@ -74,6 +80,12 @@ class Settings:
 
     # Where the line keeps its runtime state: embedded database, spool, prompts, logs.
     state_dir: Path = Path("var")
+    # "lab": a checkout, the development lab and the tests (the lab's well-known AMI secret
+    # is fine). "site": a real installation; secrets left unset are generated into
+    # secrets_dir on first start, and the lab's AMI secret is refused.
+    site_kind: str = "lab"
+    # Generated secrets, one 0600 file each (telephony/secrets.py); None: <state_dir>/secrets.
+    secrets_dir: Path | None = None
     # The Asterisk root filesystem is large and slow to build, so it lives outside the repo.
     lab_rootfs: Path = field(default_factory=lambda: _default_cache_dir() / "asterisk-rootfs")
     lab_instance: str = "lab"
@@ -94,7 +106,9 @@ class Settings:
     ami_host: str = "127.0.0.1"
     ami_port: int = 5038
     ami_username: str = "siaga112"
-    ami_secret: str = "siaga112-lab-secret"  # noqa: S105 - the lab's; a site sets its own
+    # None: the lab's LAB_AMI_SECRET in the lab, a generated <secrets_dir>/ami_secret on a
+    # site (read it with telephony.secrets.ami_secret, never from here).
+    ami_secret: str | None = None
     ami_reconnect_seconds: float = 1.0
 
     # SIP and RTP of the lab Asterisk (templated into asterisk-conf/).
@@ -106,6 +120,21 @@ class Settings:
     queue_wrapup_seconds: int = 5  # an operator's pause after each call before the next rings
     carrier_address: str = "127.0.0.1"  # source address of the carrier's SIP trunk
     carrier_sip_port: int = 5060  # where the carrier takes our outbound calls (survey callbacks)
+    # A carrier that wants digest authentication on our calls, or a registration from us,
+    # gets a username and a password (or a file holding it); the lab's carrier wants neither.
+    carrier_username: str | None = None
+    carrier_password: str | None = None
+    carrier_password_file: Path | None = None
+    carrier_register: bool = False  # keep a registration with the carrier (needs the above)
+    carrier_realm: str | None = None  # None: answer whichever realm the carrier challenges with
+    carrier_register_expiry: int = 600  # seconds we ask the carrier's registrar for
+    # Registering operator phones: the digest realm their secrets are hashed with (changing it
+    # invalidates every phone's secret), and how Asterisk reads them from PostgreSQL
+    # (realtime; telephony/desks/phones.py): as asterisk_db_user, with a generated password,
+    # at asterisk_db_host (None: the host of the line's own database).
+    sip_realm: str = "siaga112"
+    asterisk_db_host: str | None = None
+    asterisk_db_user: str = "siaga112_asterisk"
 
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.
     lab_operators: int = 50
@@ -190,6 +219,16 @@ class Settings:
     recordings_retention_complaint_days: int = 730
     recordings_retention_information_days: int = 365
     recordings_retention_default_days: int = 3650
+
+    @property
+    def live_secrets_dir(self) -> Path:
+        """Where generated secrets live: ``secrets_dir``, else ``<state_dir>/secrets``."""
+        return self.secrets_dir or self.state_dir / "secrets"
+
+    @property
+    def is_site(self) -> bool:
+        """A real installation rather than the development lab."""
+        return self.site_kind == "site"
 
     @property
     def spool_dir(self) -> Path:
@@ -440,6 +479,35 @@ def _validate(settings: Settings) -> None:
     _validate_incidents(settings)
     _validate_surveys(settings)
     _validate_http(settings)
+    _validate_site(settings)
+
+
+def _validate_site(settings: Settings) -> None:
+    if settings.site_kind not in SITE_KINDS:
+        raise SettingsError(f"site_kind must be lab or site, got {settings.site_kind!r}")
+    if settings.is_site and settings.ami_secret == LAB_AMI_SECRET:
+        raise SettingsError(
+            "ami_secret: the lab's AMI secret is public and refused on a site "
+            "(site_kind = \"site\"); remove ami_secret to have one generated in "
+            f"{settings.live_secrets_dir / 'ami_secret'}, or set your own")
+    if settings.ami_secret is not None and len(settings.ami_secret) < 8:
+        raise SettingsError("ami_secret must be at least 8 characters")
+    if settings.carrier_password is not None and settings.carrier_password_file is not None:
+        raise SettingsError("set carrier_password or carrier_password_file, not both")
+    has_password = (settings.carrier_password is not None
+                    or settings.carrier_password_file is not None)
+    if has_password != (settings.carrier_username is not None):
+        raise SettingsError("carrier_username and carrier_password(_file) go together")
+    if settings.carrier_register and settings.carrier_username is None:
+        raise SettingsError("carrier_register needs carrier_username and carrier_password")
+    if not 60 <= settings.carrier_register_expiry <= 86400:
+        raise SettingsError("carrier_register_expiry must be 60..86400 seconds")
+    if not _ROLE.fullmatch(settings.asterisk_db_user):
+        raise SettingsError("asterisk_db_user: a PostgreSQL role name of a-z, 0-9 and _")
+    for name in ("carrier_username", "carrier_realm", "sip_realm"):
+        value = getattr(settings, name)
+        if value is not None and not _SIP_TOKEN.fullmatch(value):
+            raise SettingsError(f"{name}: letters, digits and . _ ~ + - only, got {value!r}")
 
 
 def _validate_incidents(settings: Settings) -> None:

@@ -57,6 +57,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.calls.ids", DOMAIN),
     ("telephony.calls.shifts", DOMAIN),
     ("telephony.desks.operators", DOMAIN),  # desk rules over the AMI action port
+    ("telephony.desks.phones", DOMAIN),  # phone secrets and their digests
     ("telephony.admin.versions", DOMAIN),
     ("telephony.admin.queues", DOMAIN),
     ("telephony.admin.forms", DOMAIN),
@@ -83,6 +84,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.web.**", ADAPTERS),
     ("telephony.db.**", ADAPTERS),
     ("telephony.lab.**", ADAPTERS),
+    ("telephony.secrets", ADAPTERS),  # generated secret files
     ("telephony.asterisk.**", ADAPTERS),
     ("telephony.agi.server", ADAPTERS),
     ("telephony.agi.channel", ADAPTERS),  # implements the IVR's channel over FastAGI
@@ -128,7 +130,8 @@ LAB: Final = "telephony.lab"
 LAB_USERS: Final = ("telephony/lab/", "telephony/cli.py", "bench/", "scripts/", "tests/")
 
 # telephony/db/ holds the connection, the embedded cluster and migrations; it imports these.
-DB_MAY_IMPORT: Final = ("telephony.db", "telephony.core", "telephony.settings")
+# telephony.secrets: the generated database password beside the settings it completes.
+DB_MAY_IMPORT: Final = ("telephony.db", "telephony.core", "telephony.settings", "telephony.secrets")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from telephony.admin.versions import (
     menu_tree,
     screening_document,
 )
+from telephony.desks.commands import phone_secret_text
 from telephony.desks.operators import MAX_LEVEL, skill_queues
 from telephony.incidents.directory_service import Directory
 from telephony.incidents.model import ReportType
@@ -219,7 +220,7 @@ class AdminPages:
         interface = form.get("interface", "").strip()
         detail: dict[str, Any] = {"interface": interface, "skills": skills}
         try:
-            _, changes = await self._queues.assign_operator(username, interface, skills)
+            _, changes, secret = await self._queues.assign_operator(username, interface, skills)
         except ApplyFailed:  # stored, not applied
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})
@@ -227,7 +228,9 @@ class AdminPages:
         await audit_change(request, "operator.skills", "account", username,
                            {**detail, "changes": [f"{c.action} {c.queue}" for c in changes]})
         moved = f" ({len(changes)} perubahan antrean langsung diterapkan)" if changes else ""
-        return Done(f"Keahlian {username} disimpan{moved}.")
+        shown = "" if secret is None else " " + phone_secret_text(interface, self._queues.realm,
+                                                                  secret)
+        return Done(f"Keahlian {username} disimpan{moved}.{shown}")
 
     # -- reference data ------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from telephony.admin.versions import (
     TreeNode,
 )
 from telephony.desks.operators import skill_queues
+from telephony.desks.phones import phone_username
 from telephony.desks.store import OperatorAccount
 from telephony.incidents.directory import Recipient
 from telephony.incidents.directory_service import Directory
@@ -263,16 +264,35 @@ class AdminApi:
         data = await json_body(request)
         detail = {"interface": data["interface"], "skills": data["skills"]}
         try:
-            account, changes = await self._queues.assign_operator(
+            account, changes, secret = await self._queues.assign_operator(
                 username, data["interface"], data["skills"])
         except ApplyFailed:
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})
             raise
         await audit_change(request, "operator.skills", "account", username,
-                           {**detail, "changes": [_change_json(c) for c in changes]})
+                           {**detail, "changes": [_change_json(c) for c in changes],
+                            "phone_secret_generated": secret is not None})
         return json_response({"operator": operator_json(account),
-                      "changes": [_change_json(c) for c in changes]})
+                              "changes": [_change_json(c) for c in changes],
+                              "phone_secret": self._phone_secret(account.interface, secret)})
+
+    def _phone_secret(self, interface: str | None, secret: str | None
+                      ) -> dict[str, str] | None:
+        """A phone's new SIP secret as the admin reads it, this once (never stored)."""
+        if interface is None or secret is None:
+            return None
+        return {"interface": interface, "username": phone_username(interface),
+                "realm": self._queues.realm, "secret": secret}
+
+    async def renew_phone_secret(self, request: web.Request) -> web.StreamResponse:
+        """A new SIP secret for the operator's phone; the old one stops working."""
+        username = request.match_info["username"]
+        assignment = await self._queues.renew_phone_secret(username)
+        await audit_change(request, "operator.phone_secret", "account", username,
+                           {"interface": assignment.interface})
+        return json_response(self._phone_secret(assignment.interface, assignment.phone_secret)
+                             or {})
 
     # -- agencies, recipients, dispatch targets, shifts ----------------------------------------
 
@@ -402,6 +422,11 @@ class AdminApi:
                   "Atur telepon dan keahlian operator (langsung berlaku bila ia di antrean)",
                   "admin-antrean", Reply(200, "OperatorUpdate"), Body("OperatorAssignment"),
                   errors=(400, 409, 502)),
+            Route("POST", "/api/admin/operators/{username}/phone-secret",
+                  self.renew_phone_secret, ADMIN,
+                  "Sandi SIP baru untuk telepon operator (ditampilkan sekali; yang lama tidak "
+                  "berlaku lagi)", "admin-antrean", Reply(200, "PhoneSecret"),
+                  errors=(404, 409)),
             Route("POST", "/api/admin/agencies", self.save_agency, ADMIN,
                   "Tambah atau ubah instansi", "admin-referensi", Reply(200, "Agency"),
                   Body("AgencyInput")),

@@ -44,8 +44,8 @@ from telephony.admin.store import AdminSettingsRepository
 from telephony.ami.actions import AmiActions
 from telephony.db.connection import Database
 from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, OperatorDesk
-from telephony.desks.service import assign_desk
-from telephony.desks.store import DeskRepository, OperatorAccount
+from telephony.desks.service import assign_desk, renew_phone_secret
+from telephony.desks.store import Assignment, DeskRepository, OperatorAccount
 
 log = logging.getLogger("telephony.admin")
 
@@ -74,6 +74,7 @@ class QueueService:
         self, database: Database, asterisk: AsteriskAdmin, ami: AmiActions, *,
         menus: MenuSource, defaults: QueueDefaults,
         repository: AdminSettingsRepository | None = None, desks: DeskRepository | None = None,
+        realm: str = "siaga112",
     ) -> None:
         self._database = database
         self._asterisk = asterisk
@@ -82,6 +83,7 @@ class QueueService:
         self._defaults = defaults
         self._repo = repository or AdminSettingsRepository()
         self._desks = desks or DeskRepository()
+        self.realm = realm  # the SIP realm registering phones' secrets are hashed with
         self._lock = asyncio.Lock()
         self._applied: str | None = None  # the queues include this Asterisk has loaded
 
@@ -157,24 +159,31 @@ class QueueService:
         return await self._database.run(self._desks.operator_accounts)
 
     async def assign_operator(self, username: str, interface: str, skills: Mapping[str, Any]
-                              ) -> tuple[OperatorAccount, list[MemberChange]]:
+                              ) -> tuple[OperatorAccount, list[MemberChange], str | None]:
         """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level
         1-5); if that operator is in queues now, their queues and penalties follow at once
-        (QueueAdd/QueueRemove/QueuePenalty). Returns the account and what was changed."""
+        (QueueAdd/QueueRemove/QueuePenalty). Returns the account, what was changed, and the
+        phone's new SIP secret if it had none (shown once)."""
         for skill, level in skills.items():
             if isinstance(level, bool) or not isinstance(level, int) or not (
                     1 <= level <= MAX_LEVEL):
                 raise InvalidConfig(f"Tingkat keahlian {str(skill)[:40]} harus 1-{MAX_LEVEL}.",
                                     "skills")
         menu = self._menus.current()
-        assignment = await assign_desk(self._database, menu, username, interface, skills)
+        assignment = await assign_desk(self._database, menu, username, interface, skills,
+                                       realm=self.realm)
         try:
             changes = await self.reconcile(menu, menu, {assignment.interface})
         except ApplyFailed as exc:
             raise ApplyFailed("Keahlian tersimpan, tetapi antrean operator belum diubah di "
                               f"Asterisk: {exc.message}") from exc
         account = next(a for a in await self.operators() if a.interface == assignment.interface)
-        return account, changes
+        return account, changes, assignment.phone_secret
+
+    async def renew_phone_secret(self, username: str) -> Assignment:
+        """A new SIP secret for the phone at ``username``'s desk (the old one stops
+        working); returned once."""
+        return await renew_phone_secret(self._database, username, self.realm)
 
     async def reconcile(self, before: IvrMenu, now: IvrMenu,
                         interfaces: Collection[str] | None = None) -> list[MemberChange]:

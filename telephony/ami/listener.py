@@ -28,6 +28,7 @@ from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiProtocol
 from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
 from telephony.calls.facts import CallFact
+from telephony.secrets import ami_secret
 from telephony.settings import Settings
 
 logger = logging.getLogger("telephony.ami")
@@ -277,7 +278,7 @@ class AmiListener:
             host=settings.ami_host,
             port=settings.ami_port,
             username=settings.ami_username,
-            secret=settings.ami_secret,
+            secret=ami_secret(settings),
             protocol_factory=AmiProtocol,
             on_login=self._on_login,
             on_disconnect=self._on_disconnect,

@@ -15,6 +15,7 @@ import asyncpg
 
 from telephony.core.errors import SiagaError
 from telephony.db.embedded import EmbeddedPostgres
+from telephony.secrets import database_dsn as site_database_dsn
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.db")
@@ -61,7 +62,7 @@ def embedded_cluster(settings: Settings) -> EmbeddedPostgres:
 def resolve_dsn(settings: Settings) -> str | None:
     """The DSN to connect with; ``None`` means libpq's environment variables decide."""
     if settings.database_dsn is not None:
-        return settings.database_dsn
+        return site_database_dsn(settings)
     if settings.uses_embedded_database:
         return embedded_cluster(settings).dsn()
     return None

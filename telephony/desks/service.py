@@ -40,6 +40,7 @@ from telephony.desks.operators import (
     check_interface,
     skill_queues,
 )
+from telephony.desks.phones import new_phone_secret
 from telephony.desks.store import Assignment, CallView, DeskRepository, Membership
 
 log = logging.getLogger("telephony.desks.service")
@@ -164,9 +165,14 @@ def parse_skill_levels(raw: Sequence[str]) -> dict[str, int]:
 
 
 async def assign_desk(database: Database, menu: IvrMenu, username: str, interface: str,
-                      skills: Mapping[str, int]) -> Assignment:
+                      skills: Mapping[str, int], *, realm: str | None = None,
+                      new_secret: bool = False) -> Assignment:
     """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level),
-    each a skill of ``menu``. (The admin's side: ``siaga112 account desk``.)"""
+    each a skill of ``menu``. (The admin's side: ``siaga112 account desk``.)
+
+    With the site's SIP ``realm``, the phone at ``interface`` gets a digest secret to
+    register with if it has none yet, or a new one if ``new_secret``: it is returned in
+    :attr:`Assignment.phone_secret`, once, and only its digest is stored."""
     name = clean_username(username)
     try:
         check_interface(interface)
@@ -179,7 +185,9 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
             raise InvalidDeskInput("skill", f"Keahlian {skill[:40]!r} tidak dikenal; "
                                             f"yang ada: {', '.join(sorted(known))}.")
 
-    async def work(connection: asyncpg.Connection) -> None:
+    repo = DeskRepository()
+
+    async def work(connection: asyncpg.Connection) -> str | None:
         async with connection.transaction():
             found = await AccountRepository().account_with_hash(connection, name)
             if found is None:
@@ -188,14 +196,64 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
             if account.role is not Role.OPERATOR:
                 raise InvalidDeskInput("username", f"Akun {name} bukan akun operator.")
             try:
-                await DeskRepository().assign(connection, account.account_id, interface,
-                                              account.display_name, skills)
+                await repo.assign(connection, account.account_id, interface,
+                                  account.display_name, skills)
             except asyncpg.UniqueViolationError:
                 raise DeskConflict(f"{interface} sudah dipakai akun lain.") from None
+            if realm is None or not (new_secret or not await repo.has_phone_secret(
+                    connection, interface)):
+                return None
+            phone = new_phone_secret(interface, realm)
+            await repo.set_phone_secret(connection, interface, realm, phone.md5_cred)
+            return phone.secret
 
-    await database.run(work)
-    log.info("account %s works at %s with skills %s", name, interface, dict(skills))
-    return Assignment(interface, dict(skills))
+    secret = await database.run(work)
+    log.info("account %s works at %s with skills %s%s", name, interface, dict(skills),
+             "; a new phone secret was generated" if secret else "")
+    return Assignment(interface, dict(skills), secret)
+
+
+async def renew_phone_secret(database: Database, username: str, realm: str) -> Assignment:
+    """A new digest secret for the phone of ``username``'s desk; the old one stops working
+    at the phone's next REGISTER. Returned once in :attr:`Assignment.phone_secret`."""
+    name = clean_username(username)
+    repo = DeskRepository()
+
+    async def work(connection: asyncpg.Connection) -> Assignment:
+        async with connection.transaction():
+            found = await AccountRepository().account_with_hash(connection, name)
+            if found is None:
+                raise AccountNotFound(name)
+            desk = await repo.assignment(connection, found[0].account_id)
+            if desk is None:
+                raise NoDesk(name)
+            phone = new_phone_secret(desk.interface, realm)
+            await repo.set_phone_secret(connection, desk.interface, realm, phone.md5_cred)
+            return Assignment(desk.interface, desk.skills, phone.secret)
+
+    assignment = await database.run(work)
+    log.info("account %s: a new secret for the phone at %s", name, assignment.interface)
+    return assignment
+
+
+async def grant_phone_reader(database: Database, role: str, password: str) -> bool:
+    """Let Asterisk read the registering phones as ``role`` with ``password``; returns
+    whether it could. A database user without CREATEROLE cannot: one warning, and the line
+    goes on (phones listed by hand and calls are unaffected)."""
+
+    async def work(connection: asyncpg.Connection) -> None:
+        await DeskRepository().grant_phone_reader(connection, role, password)
+
+    try:
+        await database.run(work)
+    except asyncpg.UniqueViolationError:  # another line created it at the same moment
+        return await grant_phone_reader(database, role, password)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        log.warning("cannot create or update the role %s Asterisk reads operator phones with "
+                    "(%s): registering phones will be refused until an administrator of "
+                    "PostgreSQL grants CREATEROLE or creates it", role, exc)
+        return False
+    return True
 
 
 class DeskService:

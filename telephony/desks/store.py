@@ -26,6 +26,8 @@ class Assignment:
 
     interface: str
     skills: Mapping[str, int]
+    # The phone's new digest secret when one was generated now: shown once, never stored.
+    phone_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,40 @@ class DeskRepository:
         await connection.executemany(
             "INSERT INTO operator_skills (operator, skill, level) VALUES ($1, $2, $3)",
             [(interface, skill, level) for skill, level in sorted(skills.items())])
+
+    async def has_phone_secret(self, connection: asyncpg.Connection, interface: str) -> bool:
+        """Whether the phone at ``interface`` has a secret (and may register)."""
+        return bool(await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM phone_secrets WHERE operator = $1)", interface))
+
+    async def set_phone_secret(self, connection: asyncpg.Connection, interface: str,
+                               realm: str, md5_cred: str) -> None:
+        """Store the digest of the phone's new secret, replacing the old one (which then
+        stops working at the phone's next REGISTER)."""
+        await connection.execute(
+            """
+            INSERT INTO phone_secrets (operator, realm, md5_cred) VALUES ($1, $2, $3)
+            ON CONFLICT (operator) DO UPDATE
+                SET realm = EXCLUDED.realm, md5_cred = EXCLUDED.md5_cred, set_at = now()
+            """,
+            interface, realm, md5_cred)
+
+    async def grant_phone_reader(self, connection: asyncpg.Connection, role: str,
+                                 password: str) -> None:
+        """Create (or update) the role Asterisk reads the phones with: it logs in with
+        ``password`` and may SELECT the three ps_* views, nothing else. Needs CREATEROLE."""
+        exists = await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role)
+        verb = "ALTER" if exists else "CREATE"
+        # Utility statements take no parameters: format() quotes the name and the password.
+        statement = await connection.fetchval(
+            f"SELECT format('{verb} ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+            "NOINHERIT PASSWORD %L', $1::text, $2::text)", role, password)
+        await connection.execute(statement)
+        grant = await connection.fetchval(
+            "SELECT format('GRANT SELECT ON ps_endpoints, ps_auths, ps_aors TO %I', $1::text)",
+            role)
+        await connection.execute(grant)
 
     async def interfaces(self, connection: asyncpg.Connection) -> dict[str, str]:
         """Username -> interface, for every account with a desk."""

@@ -399,7 +399,15 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "operator": _ref("OperatorAccount"),
         "changes": {"type": "array", "items": _all_required({
             "action": {"type": "string", "enum": ["add", "remove", "penalty"]},
-            "queue": {"type": "string"}, "penalty": {"type": "integer"}})}}),
+            "queue": {"type": "string"}, "penalty": {"type": "integer"}})},
+        "phone_secret": {"anyOf": [_ref("PhoneSecret"), {"type": "null"}],
+                         "description": "Sandi SIP baru telepon ini (hanya kali ini); null: "
+                                        "telepon sudah punya sandi"}}),
+    "PhoneSecret": _all_required({
+        "interface": {"type": "string"},
+        "username": {"type": "string", "description": "Nama pengguna REGISTER telepon"},
+        "realm": {"type": "string"},
+        "secret": {"type": "string", "description": "Hanya ditampilkan sekali"}}),
     "Recipient": _all_required({
         "recipient_id": {"type": "integer"}, "agency_code": {"type": "string"},
         "report_type": _NULLABLE_TEXT, "report_type_label": {"type": "string"},

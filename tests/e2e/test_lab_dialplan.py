@@ -21,6 +21,7 @@ from telephony.asterisk.config import render_template, template_values
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab, operator_names
+from telephony.secrets import ami_secret
 from telephony.settings import Settings
 from tests.e2e.rawami import Message, RawAmi
 
@@ -54,7 +55,7 @@ async def lab() -> AsyncIterator[Lab]:
 @pytest.fixture
 async def ami(lab: Lab) -> AsyncIterator[RawAmi]:
     session = RawAmi("127.0.0.1", SETTINGS.ami_port)
-    response = await session.login(SETTINGS.ami_username, SETTINGS.ami_secret)
+    response = await session.login(SETTINGS.ami_username, ami_secret(SETTINGS))
     assert response["Response"] == "Success", response
     yield session
     await session.close()

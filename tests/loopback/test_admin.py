@@ -354,7 +354,7 @@ async def test_new_skill_levels_move_a_logged_in_operator(admin: Admin) -> None:
          "Membership": "dynamic", "Paused": "0", "PausedReason": "", "InCall": "0"}
         for q, p in (("fire", 0), ("all-operators", 4))]
     admin.ami.actions.clear()
-    account, changes = await admin.queues.assign_operator(
+    account, changes, _ = await admin.queues.assign_operator(
         "sari", "PJSIP/op1001", {"fire": 2, "security": 5})
     assert account.skills == {"fire": 2, "security": 5}
     assert [(c.action, c.queue, c.penalty) for c in changes] == [("penalty", "fire", 3)]
