@@ -304,6 +304,20 @@ def render_callee(
     return Scenario(xml, files)
 
 
+def render_register(user: str, *, registered: bool) -> Scenario:
+    """A phone registering as ``user``: it must end registered (200), or refused (a new
+    challenge or 403), as ``registered`` says."""
+    _check_header_text("user", user)
+    if registered:
+        outcome = '  <recv response="200"/>\n'
+    else:
+        outcome = ('  <recv response="401" optional="true" next="refused"/>\n'
+                   '  <recv response="403"/>\n  <label id="refused"/>\n')
+    xml = ConfTemplate((SCENARIO_DIR / "register.xml").read_text(encoding="utf-8")).substitute(
+        user=user, outcome=outcome)
+    return Scenario(xml, {})
+
+
 class Sipp:
     """One sipp process; use ``async with`` so that it is always killed and its files removed.
 
@@ -320,13 +334,15 @@ class Sipp:
         timeout: float,
         sip_port: int | None = None,
         trace_messages: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
         self.name = name
+        self.host = host  # another loopback address tells a phone from the carrier
         self.scenario = scenario
         self.argv = list(argv)
         self.timeout = timeout
-        self.sip_port = sip_port if sip_port is not None else free_udp_port()
-        self.media_port = free_udp_port(span=4)
+        self.sip_port = sip_port if sip_port is not None else free_udp_port(host)
+        self.media_port = free_udp_port(host, span=4)
         self.trace_messages = trace_messages
         self.workdir = Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
         self.process: asyncio.subprocess.Process | None = None
@@ -348,9 +364,9 @@ class Sipp:
             "sipp",
             *self.argv,
             "-sf", str(scenario_file),
-            "-i", "127.0.0.1",
+            "-i", self.host,
             "-p", str(self.sip_port),
-            "-mi", "127.0.0.1",
+            "-mi", self.host,
             "-mp", str(self.media_port),
             "-nostdin",
             "-timeout", f"{self.timeout:g}",
@@ -510,6 +526,26 @@ def operator(
         sip_port=sip_port,
         trace_messages=trace_messages,
     )
+
+
+def phone(
+    sip_host: str,
+    sip_port: int,
+    user: str,
+    secret: str,
+    *,
+    registered: bool = True,
+    host: str = "127.0.0.2",
+    timeout: float = 15.0,
+    trace_messages: bool = False,
+) -> Sipp:
+    """A desk phone registering once at the lab as ``user`` with ``secret`` (sipp's own
+    digest authentication, -au/-ap); it succeeds only if the outcome is as ``registered``
+    says (see :func:`render_register`). It sends from ``host``: the lab's carrier is
+    identified by 127.0.0.1, and Asterisk identifies by address before user name."""
+    argv = [f"{sip_host}:{sip_port}", "-m", "1", "-au", user, "-ap", secret]
+    return Sipp("phone", render_register(user, registered=registered), argv, timeout=timeout,
+                trace_messages=trace_messages, host=host)
 
 
 def callee(

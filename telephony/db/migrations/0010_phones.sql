@@ -32,8 +32,10 @@ CREATE VIEW ps_auths AS
     FROM phone_secrets;
 
 -- One registration per phone, a new one replacing the old (a phone rebooted behind NAT);
--- qualified every 30 s so the queue does not ring a phone that is gone.
+-- qualified every 30 s so the queue does not ring a phone that is gone. No static contact:
+-- the column is there because Asterisk asks at start for AORs that have one.
 CREATE VIEW ps_aors AS
     SELECT substr(operator, 7) AS id, '1'::text AS max_contacts,
-           'yes'::text AS remove_existing, '30'::text AS qualify_frequency
+           'yes'::text AS remove_existing, '30'::text AS qualify_frequency,
+           NULL::text AS contact
     FROM phone_secrets;

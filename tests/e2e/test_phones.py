@@ -1,0 +1,93 @@
+"""A registering operator phone against the real Asterisk lab: the secret generated when an
+admin assigns the desk registers (digest, 200) and a wrong one is refused; a new secret
+takes over at once, and the old one stops working. Asterisk reads the phone from the line's
+database through PJSIP realtime (asterisk-conf/sorcery.conf) as the read-only role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ivr.menu import load_menu
+from telephony.db.connection import Database
+from telephony.desks.service import assign_desk, grant_phone_reader, renew_phone_secret
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
+from telephony.secrets import asterisk_db_password
+from telephony.settings import Settings
+from tests.support.db import fetch
+from tests.support.web import PASSWORD, make_context
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="phones-test",
+    sip_port=31060,
+    ami_port=31038,
+    agi_port=31573,
+    lab_operator_sip_port=31070,
+    carrier_sip_port=31080,
+    http_port=0,
+    rtp_port_start=31100,
+    rtp_port_end=31199,
+    lab_operators=2,
+)
+PHONE = "PJSIP/op2001"
+
+
+@pytest.fixture(scope="module")
+def base_settings() -> Settings:
+    return BASE
+
+
+@pytest.fixture(scope="module")
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings)
+    # As the line does at start: the role Asterisk reads the phones with.
+    assert await grant_phone_reader(database, settings.asterisk_db_user,
+                                    asterisk_db_password(settings))
+    yield database
+    await database.close()
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings, database: Database) -> AsyncIterator[Lab]:
+    async with Lab(settings) as lab:
+        yield lab
+
+
+async def register(settings: Settings, secret: str, *, registered: bool) -> sipp.SippResult:
+    async with sipp.phone(settings.sip_host, settings.sip_port, "op2001", secret,
+                          registered=registered, trace_messages=True) as uac:
+        result = await uac.wait()
+        assert result.ok, f"{result}\n{uac.messages}"
+        return result
+
+
+async def test_a_phone_registers_with_the_secret_of_its_desk(
+        lab: Lab, settings: Settings, database: Database) -> None:
+    await make_context(settings, database).accounts.create(
+        "wati", "operator", PASSWORD, actor="test", display_name="Wati")
+    desk = await assign_desk(database, load_menu(settings.menu_file), "wati", PHONE,
+                             {"medical": 5}, realm=settings.sip_realm)
+    secret = desk.phone_secret
+    assert secret is not None
+    # Only the digest is kept.
+    rows = await fetch(settings.database_dsn or "", "SELECT * FROM phone_secrets")
+    assert [r["operator"] for r in rows] == [PHONE]
+    assert secret not in repr([dict(r) for r in rows])
+
+    await register(settings, secret, registered=True)
+    contacts = await lab.wait_cli("pjsip show contacts", lambda out: "op2001/sip:" in out)
+    assert "op2001/sip:op2001@127.0.0.2" in contacts
+    await register(settings, secret[:-1] + "x", registered=False)
+
+    # Assigning the desk again keeps the secret; a new one replaces it at once.
+    again = await assign_desk(database, load_menu(settings.menu_file), "wati", PHONE,
+                              {"medical": 4}, realm=settings.sip_realm)
+    assert again.phone_secret is None
+    renewed = await renew_phone_secret(database, "wati", settings.sip_realm)
+    assert renewed.phone_secret is not None
+    await register(settings, secret, registered=False)
+    await register(settings, renewed.phone_secret, registered=True)
