@@ -9,6 +9,7 @@ import pytest
 from telephony.accounts import commands
 from telephony.accounts.model import InvalidAccountInput
 from telephony.cli import main
+from telephony.desks.phones import digest
 
 
 class Stdin(io.StringIO):
@@ -89,9 +90,21 @@ async def test_desk_puts_an_operator_at_a_phone_with_skills(
     capsys.readouterr()
     assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "fire=5",
                      "--skill", "general=2") == 0
-    assert capsys.readouterr().out.strip() == (
-        "Akun op1 bekerja di PJSIP/op1001; keahlian: fire 5, general 2.")
+    shown = capsys.readouterr().out.strip().splitlines()
+    assert shown[0] == "Akun op1 bekerja di PJSIP/op1001; keahlian: fire 5, general 2."
+    # The phone's SIP secret, this once; kept only as its digest.
+    assert shown[1].startswith("Telepon PJSIP/op1001 mendaftar (REGISTER) dengan nama "
+                               "pengguna op1001, realm siaga112, sandi: ")
+    secret = shown[1].rsplit(" ", 1)[1]
+    stored = await rows(database_dsn, "SELECT realm, md5_cred FROM phone_secrets")
+    assert [tuple(r) for r in stored] == [("siaga112", digest("op1001", "siaga112", secret))]
     assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4") == 0  # replaces
+    assert "sandi" not in capsys.readouterr().out  # the phone keeps its secret
+    assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4",
+                     "--new-secret") == 0
+    assert secret not in capsys.readouterr().out
+    renewed = await rows(database_dsn, "SELECT md5_cred FROM phone_secrets")
+    assert [r["md5_cred"] for r in renewed] != [r["md5_cred"] for r in stored]
     skills = await rows(database_dsn, "SELECT operator, skill, level FROM operator_skills")
     assert [tuple(r) for r in skills] == [("PJSIP/op1001", "medical", 4)]
     refusals = {

@@ -415,7 +415,7 @@ async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin)
 
         table = app[ROUTE_TABLE]
         admin_routes = [r for r in table.routes if r.path.startswith("/api/admin/")]
-        assert len(admin_routes) == 21
+        assert len(admin_routes) == 22
         assert all(r.access.roles == {"admin"} for r in admin_routes)
         for who in ("op1", "sup1"):
             headers = await bearer(who)
@@ -495,11 +495,33 @@ async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin)
                                                     headers=headers)).json()
         conforms(listed_recipients, "RecipientList")
 
+        # A desk's phone gets a SIP secret once, shown in this answer only; a new one on demand.
+        desk = await client.put("/api/admin/operators/op1", headers=headers,
+                                json={"interface": "PJSIP/op2001", "skills": {"fire": 3}})
+        assigned = await desk.json()
+        conforms(assigned, "OperatorUpdate")
+        secret = assigned["phone_secret"]
+        assert secret["username"] == "op2001" and secret["realm"] == "siaga112"
+        again = await client.put("/api/admin/operators/op1", headers=headers,
+                                 json={"interface": "PJSIP/op2001", "skills": {"fire": 4}})
+        assert (await again.json())["phone_secret"] is None
+        renewed = await client.post("/api/admin/operators/op1/phone-secret", headers=headers)
+        body = await renewed.json()
+        conforms(body, "PhoneSecret")
+        assert body["secret"] != secret["secret"]
+        stored = await admin.fetch("SELECT * FROM phone_secrets")
+        assert len(stored) == 1 and body["secret"] not in repr(dict(stored[0]))
+        audit = repr([dict(r) for r in await admin.fetch("SELECT * FROM audit_log")])
+        assert secret["secret"] not in audit and body["secret"] not in audit
+        nobody = await client.post("/api/admin/operators/sup1/phone-secret", headers=headers)
+        assert nobody.status == 409
+
         actions = [r["action"] for r in await admin.fetch(
             "SELECT action FROM audit_log WHERE actor = 'admin1' ORDER BY audit_id")]
         assert [a for a in actions if a != "login"] == [
             "config.save", "config.publish", "queue.update", "dispatch_targets.update",
-            "shifts.update", "agency.save", "recipient.add", "recipient.update"]
+            "shifts.update", "agency.save", "recipient.add", "recipient.update",
+            "operator.skills", "operator.skills", "operator.phone_secret"]
 
 
 # -- the console pages -------------------------------------------------------------------------
@@ -622,6 +644,7 @@ async def test_an_admin_changes_queues_operators_and_reference_data_in_the_conso
     kind, text = await web_admin.flash(await web_admin.post("/console/admin/operators/sari", {
         "interface": "PJSIP/op1002", "skill.fire": "4", "skill.medical": "0"}))
     assert kind == "ok", text
+    assert "mendaftar (REGISTER) dengan nama pengguna op1002" in text  # shown this once
     assert {a.username: a.skills for a in await admin.queues.operators()}["sari"] == {
         "fire": 4}
 
