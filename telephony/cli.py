@@ -25,6 +25,7 @@ from telephony.asterisk.errors import AsteriskSiteError
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
+from telephony.desks import commands as desk_commands
 from telephony.desks.service import DeskError
 from telephony.incidents.config import IncidentConfig
 from telephony.lab.chroot import Lab, LabError
@@ -166,7 +167,7 @@ def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "disable":
         return asyncio.run(account_commands.disable(settings, args.username))
     if args.action == "desk":
-        return asyncio.run(account_commands.desk(settings, args.username, args.interface,
+        return asyncio.run(desk_commands.desk(settings, args.username, args.interface,
                                                  args.skill))
     password = account_commands.read_password()
     return asyncio.run(account_commands.set_password(settings, args.username, password))

@@ -1,5 +1,5 @@
-"""``siaga112 account create|list|disable|password|desk``: how the first admin comes to exist,
-how accounts are kept when the console is out of reach, and which phone an operator works at.
+"""``siaga112 account create|list|disable|password``: how the first admin comes to exist, and
+how accounts are kept when the console is out of reach.
 
 Passwords are read from the terminal (twice, not echoed) or, when standard input is not a
 terminal, from its first line, so scripts can pipe one in; never from the command line, where
@@ -14,12 +14,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO, TypeVar
 
-from ivr.menu import load_menu
 from telephony.accounts.model import InvalidAccountInput
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import CLI_ACTOR, AccountConfig, AccountService
 from telephony.db.connection import Database
-from telephony.desks.service import assign_desk, parse_skill_levels
 from telephony.settings import Settings
 
 T = TypeVar("T")
@@ -82,17 +80,4 @@ async def set_password(settings: Settings, username: str, password: str) -> int:
     account = await _with_service(
         settings, lambda service: service.set_password(username, password, actor=CLI_ACTOR))
     print(f"Kata sandi akun {account.username} diganti; semua sesinya diakhiri.")
-    return 0
-
-
-async def desk(settings: Settings, username: str, interface: str, skills: list[str]) -> int:
-    """Put an operator account at its phone with its skills (``fire=5``), replacing any."""
-    levels = parse_skill_levels(skills)
-    database = Database(settings)
-    try:
-        await assign_desk(database, load_menu(settings.menu_file), username, interface, levels)
-    finally:
-        await database.close()
-    shown = ", ".join(f"{skill} {level}" for skill, level in sorted(levels.items())) or "-"
-    print(f"Akun {username} bekerja di {interface}; keahlian: {shown}.")
     return 0
