@@ -228,9 +228,9 @@ class AdminPages:
         await audit_change(request, "operator.skills", "account", username,
                            {**detail, "changes": [f"{c.action} {c.queue}" for c in changes]})
         moved = f" ({len(changes)} perubahan antrean langsung diterapkan)" if changes else ""
-        shown = "" if secret is None else " " + phone_secret_text(interface, self._queues.realm,
-                                                                  secret)
-        return Done(f"Keahlian {username} disimpan{moved}.{shown}")
+        shown = None if secret is None else phone_secret_text(interface, self._queues.realm,
+                                                                secret)
+        return Done(f"Keahlian {username} disimpan{moved}.", shown_once=shown)
 
     # -- reference data ------------------------------------------------------------------------
 

@@ -48,10 +48,16 @@ _LOGIN_FORM_SECONDS: Final = 3600
 
 @dataclass(frozen=True)
 class Done:
-    """A form action's outcome: the message to show, and where (default: back)."""
+    """A form action's outcome: the message to show, and where (default: back).
+
+    ``shown_once`` is text the person must read now and can never see again (a phone's new
+    secret): it is answered on a page of its own, never through the flash cookie, which a
+    browser keeps on disk and which would send it back to us.
+    """
 
     message: str
     location: str | None = None
+    shown_once: str | None = None
 
 
 Action = Callable[[web.Request, Form], Awaitable[Done]]
@@ -73,6 +79,10 @@ def form_action(back: Back, action: Action) -> Handler:
                 raise
             log_refusal(request, error)
             return redirect(request, back_to, Flash("error", error.message))
+        if done.shown_once is not None:
+            return page(request, "shown_once.html", title="Catat sekarang",
+                        message=done.message, secret=done.shown_once,
+                        back=done.location or back_to, headers={"Cache-Control": "no-store"})
         return redirect(request, done.location or back_to, Flash("ok", done.message))
 
     handler.__name__ = action.__name__
