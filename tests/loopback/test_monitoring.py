@@ -5,8 +5,10 @@ the AMI port, the FastAGI server listening): a call's facts travel AMI -> listen
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,6 +22,7 @@ from tests.support.db import fetch
 from tests.support.net import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+ALERTS = Path(__file__).resolve().parents[2] / "docker" / "prometheus" / "alerts.yml"
 
 
 @pytest.fixture
@@ -104,6 +107,9 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     free = value(after, "siaga112_disk_free_bytes", path="recordings")
     assert free is not None and free > 0
     assert value(after, "siaga112_metrics_source_up", source="recordings") == 1
+    # The alert rules watch only series the line really exposes.
+    watched = set(re.findall(r"\b(siaga112_\w+)", ALERTS.read_text()))
+    assert watched <= {name for name, _ in after}, watched - {name for name, _ in after}
 
 
 async def test_readiness_names_what_is_down_and_metrics_still_answer(
