@@ -97,6 +97,14 @@ class RetentionCandidate:
     legal_hold: bool
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """Recordings waiting for the worker, and how long the oldest has waited."""
+
+    waiting: int
+    oldest_seconds: float | None  # None when nothing waits
+
+
 def _states(target: State) -> list[str]:
     return [s.value for s in sources_of(target)]
 
@@ -146,6 +154,17 @@ class RecordingRepository:
             call_id, kind.value, state.value, source_file, started_at, reason,
         )
         return bool(inserted)
+
+    async def backlog(self, connection: asyncpg.Connection) -> Backlog:
+        """Jobs pending or being processed (the queue's partial index answers this)."""
+        row = await connection.fetchrow(
+            """
+            SELECT count(*) AS waiting,
+                   extract(epoch FROM now() - min(enqueued_at))::float8 AS oldest_seconds
+            FROM recordings WHERE state IN ('pending', 'processing')
+            """)
+        assert row is not None  # an aggregate always answers one row
+        return from_row(Backlog, row)
 
     async def claim(
         self, connection: asyncpg.Connection, token: uuid.UUID, lease_seconds: float

@@ -57,6 +57,13 @@ from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentService
 from telephony.incidents.services import IncidentServices
+from telephony.metrics.agi import AgiTimings
+from telephony.metrics.backlogs import OutboxBacklogs, RecordingsBacklog
+from telephony.metrics.calls import CallCounter
+from telephony.metrics.health import Readiness
+from telephony.metrics.http import MonitoringApi
+from telephony.metrics.live import AmiCollector, DiskCollector, SpoolCollector, WallboardCollector
+from telephony.metrics.registry import LineMetrics
 from telephony.reports.console import ReportPages
 from telephony.reports.http import ReportApi
 from telephony.reports.service import ReportConfig, ReportService
@@ -71,7 +78,7 @@ from telephony.wallboard import console as wallboard_console
 from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
-from telephony.web.context import ApiContext, WebConfig
+from telephony.web.context import ApiContext, WebConfig, parse_networks
 from telephony.web.routing import Route
 from telephony.web.server import WebServer, build_app
 
@@ -118,6 +125,7 @@ class Line:
     web: WebServer
     reports: ReportService
     wallboard: WallboardService
+    metrics: LineMetrics
 
 
 async def start_web(web: WebServer) -> None:
@@ -147,6 +155,27 @@ async def prepare_database(database: Database, settings: Settings) -> None:
                                  asterisk_db_password(settings))
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
+
+
+def monitoring(settings: Settings, database: Database, *, listener: AmiListener,
+               agi: FastAgiServer, recorder: CallRecorder, wallboard: WallboardService,
+               menus: WatchedFile[IvrMenu], metrics: LineMetrics) -> MonitoringApi:
+    """The scrape-time collectors over the line's services, and the monitoring routes."""
+    readiness = Readiness.of_line(database, listener, agi)
+    recordings = RecordingsBacklog(database, settings.recordings_quarantine_dir)
+    outbox = OutboxBacklogs(database)
+    for collector in (AmiCollector(listener), SpoolCollector(recorder),
+                      WallboardCollector(wallboard, menus.current), readiness, recordings,
+                      outbox):
+        metrics.add(collector)
+    metrics.add_refresher("readiness", readiness.refresh)
+    metrics.add_refresher("recordings", recordings.refresh)
+    metrics.add_refresher("notifications", outbox.refresh)
+    metrics.add(DiskCollector({
+        "state": settings.state_dir, "spool": settings.spool_dir,
+        "recordings": settings.recordings_dir,
+        "recordings_incoming": AsteriskSite.from_settings(settings).monitor_dir}))
+    return MonitoringApi(metrics, readiness, parse_networks(settings.metrics_allowed_addresses))
 
 
 @dataclass(frozen=True)
@@ -255,6 +284,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     menus = line_menu_source(settings)
     ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
+    metrics = LineMetrics()
+    listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     in_background(stack, recorder.run_flusher(), "spool-flusher")
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
     in_background(
@@ -272,7 +303,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
     agi = FastAgiServer(FastAgiConfig.from_settings(settings),
-                        {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle})
+                        {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle},
+                        observer=AgiTimings(metrics.registry))
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
@@ -284,6 +316,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     admin = await start_administration(settings, database, listener=listener, menus=menus,
                                        scoring=scoring, incidents=incidents, calendar=calendar)
     in_background(stack, admin.sync.run(), "admin-sync")
+    monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
+                         wallboard=wallboard, menus=menus, metrics=metrics)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
@@ -297,7 +331,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         desks=DeskService(database, listener, menus, accounts),
         config=WebConfig.from_settings(settings),
     ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
-        *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes()]),
+        *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
+        *monitor.routes()]),
         settings.http_host, settings.http_port)
     # The listener outlives the FastAGI server: the events of the last IVR sessions, and
     # the ends of their calls, still reach the recorder while the server drains.
@@ -311,7 +346,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     # for their WebSockets.
     stack.callback(wallboard.close)
     return Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
-                screening, surveys, web, reports, wallboard)
+                screening, surveys, web, reports, wallboard, metrics)
 
 
 async def serve(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import ipaddress
 import os
 import re
 import tomllib
@@ -186,11 +187,18 @@ class Settings:
 
     log_level: str = "INFO"
 
+    # GET /metrics answers only clients at these addresses or networks (the Prometheus that
+    # scrapes the line); loopback by default. /healthz and /readyz are open to anyone.
+    metrics_allowed_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
     # HTTP JSON API (and the console built on it). Loopback only by default: a site serves it
     # to its LAN through a TLS reverse proxy, and then sets http_cookie_secure.
     http_host: str = "127.0.0.1"
     http_port: int = 8112  # 0: any free port (tests)
-    http_cookie_secure: bool = False  # cookies only over HTTPS
+    http_cookie_secure: bool = False  # cookies only over HTTPS; a site behind its front: true
+    # The HTTPS front(s) (addresses or networks) whose X-Forwarded-For names the client; empty:
+    # trust none, the client is whoever connected. Read by telephony/web/forwarded.py.
+    http_trusted_proxies: tuple[str, ...] = ()
     http_session_hours: float = 12.0  # a shift (8 h) plus handover and overtime
     # Login throttling: after this many failures within the window (per username, per address)
     # every further attempt waits login_delay_seconds, doubling per failure, at most the window.
@@ -349,10 +357,32 @@ def _parse_dispatch_targets(raw: Any) -> tuple[DispatchTarget, ...]:
     return tuple(targets)
 
 
+# Settings that hold a list of IP addresses or networks.
+_NETWORK_LISTS = ("http_trusted_proxies", "metrics_allowed_addresses")
+
+
+def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
+    """Addresses or networks as a TOML list or ``"10.0.0.0/8,192.0.2.1"``; an address is a
+    network of one. Kept as their normalised text (``ipaddress.ip_network`` reads it back)."""
+    if isinstance(raw, str):
+        raw = [item for item in raw.split(",") if item.strip()]
+    if not isinstance(raw, list | tuple):
+        raise SettingsError(f"{name}: expected a list of addresses or networks")
+    networks = []
+    for item in raw:
+        try:
+            networks.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError as exc:
+            raise SettingsError(f"{name}: not an IP address or network: {item!r}") from exc
+    return tuple(networks)
+
+
 def _coerce(name: str, annotation: Any, raw: Any) -> Any:
     """Turn a TOML value or an environment string into the field's declared type."""
     if name == "shifts":
         return _parse_shifts(raw)
+    if name in _NETWORK_LISTS:
+        return _parse_networks(name, raw)
     if name == "incident_dispatch_targets":
         return _parse_dispatch_targets(raw)
     origin = typing.get_origin(annotation)
@@ -535,6 +565,9 @@ def _validate_http(settings: Settings) -> None:
     for name in ("login_max_failures", "login_max_failures_per_address"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"{name} must be at least 1")
+    for name in _NETWORK_LISTS:
+        # The defaults and a Settings(...) built in code pass here too, not only parsed text.
+        _parse_networks(name, list(getattr(settings, name)))
 
 
 def _validate_surveys(settings: Settings) -> None:

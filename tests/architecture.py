@@ -115,6 +115,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.incidents.ledger", ADAPTERS),  # the incident services' shared transaction steps
     ("telephony.incidents.services", ADAPTERS),  # builds the feature's services together
     ("telephony.screening.ivr", ADAPTERS),
+    ("telephony.metrics.**", ADAPTERS),  # collectors over the services, the monitoring routes
 )
 
 # Places a caller adds for modules of another tree (scripts/import_graph.py --old-layout).

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 from telephony.agi.protocol import (
     AgiEnvironment,
@@ -39,6 +40,26 @@ AgiHandler = Callable[["AgiSession"], Awaitable[None]]
 # Bound on waiting for cancelled sessions and the listener to close during stop().
 _CLOSE_TIMEOUT = 1.0
 _HANDLER_FAILED = "FastAGI session %s: handler %r failed"
+
+
+class AgiObserver(Protocol):
+    """Told how long sessions and commands take (the line's metrics). Both run inside a
+    session, so they must return at once."""
+
+    def session_ended(self, route: str, outcome: str, seconds: float) -> None:
+        """A session of ``route`` ended: ``completed``, ``hangup``, ``channel_error``,
+        ``timeout`` (the session limit cut it) or ``failed`` (the handler raised)."""
+
+    def command_answered(self, verb: str, seconds: float) -> None:
+        """Asterisk answered ``verb`` after ``seconds`` (GET DATA includes its prompt)."""
+
+
+class _Unobserved:
+    def session_ended(self, route: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def command_answered(self, verb: str, seconds: float) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,7 @@ class AgiSession:
         command_timeout: float,
         max_frame_bytes: int,
         received: bytes = b"",
+        observer: AgiObserver | None = None,
     ) -> None:
         self._env = env
         self._reader = reader
@@ -127,6 +149,7 @@ class AgiSession:
         self._lock = asyncio.Lock()
         self._hung_up = False
         self._broken: str | None = None
+        self._observer = observer or _Unobserved()
 
     @property
     def env(self) -> AgiEnvironment:
@@ -153,11 +176,12 @@ class AgiSession:
                 raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
             if self._broken is not None:
                 raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(self._command_timeout):
                     self._writer.write(line)
                     await self._writer.drain()
-                    return await self._read_reply(line)
+                    reply = await self._read_reply(line)
             except TimeoutError:
                 self._broken = "a command timeout"
                 raise AgiSessionError(
@@ -169,6 +193,8 @@ class AgiSession:
             except ConnectionError as exc:
                 self._hung_up = True
                 raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
+            self._observer.command_answered(verb, time.monotonic() - started)
+            return reply
 
     async def _read_reply(self, line: bytes) -> AgiReply:
         while not self._events:
@@ -213,9 +239,11 @@ class FastAgiServer:
     :meth:`start` / :meth:`stop`. A handler is ``async def handler(session) -> None``.
     """
 
-    def __init__(self, config: FastAgiConfig, routes: Mapping[str, AgiHandler]) -> None:
+    def __init__(self, config: FastAgiConfig, routes: Mapping[str, AgiHandler], *,
+                 observer: AgiObserver | None = None) -> None:
         self._config = config
         self._routes = MappingProxyType(dict(routes))
+        self._observer = observer or _Unobserved()
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -227,6 +255,11 @@ class FastAgiServer:
             raise RuntimeError("the FastAGI server is not running")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
+
+    @property
+    def serving(self) -> bool:
+        """True while listening for Asterisk's connections (the line's readiness)."""
+        return self._server is not None and self._server.is_serving()
 
     @property
     def active_sessions(self) -> int:
@@ -354,8 +387,16 @@ class FastAgiServer:
             command_timeout=config.command_timeout,
             max_frame_bytes=config.max_frame_bytes,
             received=early_replies,
+            observer=self._observer,
         )
-        deadline = asyncio.timeout(config.session_timeout)
+        started = time.monotonic()
+        outcome = await self._run(handler, session)
+        self._observer.session_ended(env.script_path, outcome, time.monotonic() - started)
+
+    async def _run(self, handler: AgiHandler, session: AgiSession) -> str:
+        """Run one session's handler within the session limit; how it ended."""
+        env = session.env
+        deadline = asyncio.timeout(self._config.session_timeout)
         try:
             async with deadline:
                 await handler(session)
@@ -363,22 +404,26 @@ class FastAgiServer:
         # exceptions, which the adapter raises as subclasses of both (see AgiChannel).
         except AgiHungUpError as exc:
             log.info("FastAGI session %s ended: %s", env.uniqueid, exc)
+            return "hangup"
         except AgiSessionError as exc:
             log.warning("FastAGI session %s ended on a channel error: %s", env.uniqueid, exc)
+            return "channel_error"
         except TimeoutError:
             if not deadline.expired():
                 # The handler's own TimeoutError (a database call, say), not our deadline.
                 log.exception(_HANDLER_FAILED, env.uniqueid, env.script_path)
-            else:
-                log.warning(
-                    "FastAGI session %s cut after the %g s session limit; the dialplan continues",
-                    env.uniqueid,
-                    config.session_timeout,
-                )
+                return "failed"
+            log.warning(
+                "FastAGI session %s cut after the %g s session limit; the dialplan continues",
+                env.uniqueid,
+                self._config.session_timeout,
+            )
+            return "timeout"
         except Exception:
             log.exception(_HANDLER_FAILED, env.uniqueid, env.script_path)
-        else:
-            log.debug("FastAGI session %s finished", env.uniqueid)
+            return "failed"
+        log.debug("FastAGI session %s finished", env.uniqueid)
+        return "completed"
 
     async def _read_environment(self, reader: asyncio.StreamReader) -> tuple[AgiEnvironment, bytes]:
         """The environment and any bytes that followed it in the same read."""

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -244,6 +246,8 @@ class AmiListener:
         self._failing: str | None = None  # "connect" or "login" while attempts keep failing
         self._subscribers: dict[str, list[Callable[[Message], None]]] = {}
         self._observers: list[FactObserver] = []
+        # When each event not yet recorded arrived (monotonic), oldest first: the event lag.
+        self._arrivals: deque[float] = deque()
 
     async def __aenter__(self) -> AmiListener:
         await self.start()
@@ -256,6 +260,16 @@ class AmiListener:
     def logged_in(self) -> bool:
         """True while an authenticated AMI session is up."""
         return self._logged_in.is_set()
+
+    @property
+    def events_waiting(self) -> int:
+        """Events received and not yet recorded (queued, or in the batch being recorded)."""
+        return len(self._arrivals)
+
+    @property
+    def event_lag_seconds(self) -> float:
+        """How long the oldest event not yet recorded has waited; 0 when none waits."""
+        return time.monotonic() - self._arrivals[0] if self._arrivals else 0.0
 
     @property
     def live_calls(self) -> frozenset[str]:
@@ -403,6 +417,7 @@ class AmiListener:
             )
 
     def _on_event(self, _manager: _Manager, event: Message) -> None:
+        self._arrivals.append(time.monotonic())
         self._events.put_nowait(event)
         for handler in self._subscribers.get(str(event.get("Event", "")).lower(), ()):
             try:
@@ -427,6 +442,7 @@ class AmiListener:
         while not stopping:
             item = await self._events.get()
             facts: list[CallFact] = []
+            taken = 0  # events whose facts are in ``facts``
             while True:
                 if isinstance(item, _Stop):
                     stopping = True
@@ -435,14 +451,22 @@ class AmiListener:
                     if facts:
                         await self._record(facts)
                         facts = []
+                    self._recorded_events(taken)
+                    taken = 0
                     await self._resync(item)
                 else:
                     facts.extend(self._track(item))
+                    taken += 1
                 if self._events.empty() or len(facts) >= MAX_BATCH_FACTS:
                     break
                 item = self._events.get_nowait()
             if facts:
                 await self._record(facts)
+            self._recorded_events(taken)
+
+    def _recorded_events(self, count: int) -> None:
+        for _ in range(min(count, len(self._arrivals))):
+            self._arrivals.popleft()
 
     def _track(self, event: Message) -> list[CallFact]:
         try:

@@ -112,6 +112,15 @@ class Database:
         except TRANSIENT_ERRORS as exc:
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 
+    async def ping(self) -> None:
+        """Ask the server for nothing (readiness); raises :class:`DatabaseUnavailable` if it
+        cannot answer."""
+
+        async def work(connection: asyncpg.Connection) -> None:
+            await connection.fetchval("SELECT 1")
+
+        await self.run(work)
+
     async def close(self) -> None:
         """Close the pool, if open."""
         if self._pool is not None:

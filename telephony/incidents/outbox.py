@@ -63,6 +63,15 @@ def retry_delay(attempt: int, *, base: float, cap: float) -> float:
 
 
 @dataclass(frozen=True)
+class OutboxBacklog:
+    """Notifications not yet delivered, how long the oldest has waited, and those given up."""
+
+    pending: int
+    oldest_pending_seconds: float | None  # None when none is pending
+    failed: int
+
+
+@dataclass(frozen=True)
 class DeliveryReport:
     """What one drain of the notification outbox did."""
 

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from telephony.db.rows import from_row
-from telephony.incidents.outbox import Notification
+from telephony.incidents.outbox import Notification, OutboxBacklog
 
 
 class OutboxStore:
@@ -33,6 +33,19 @@ class OutboxStore:
             """,
             incident_id, dispatch_id, recipient_id, json.dumps(payload, ensure_ascii=False),
         )
+
+    async def backlog(self, connection: asyncpg.Connection) -> OutboxBacklog:
+        """What waits in the outbox (for the line's metrics)."""
+        row = await connection.fetchrow(
+            """
+            SELECT count(*) FILTER (WHERE state = 'pending') AS pending,
+                   extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending')
+                          )::float8 AS oldest_pending_seconds,
+                   count(*) FILTER (WHERE state = 'failed') AS failed
+            FROM notification_outbox WHERE state <> 'sent'
+            """)
+        assert row is not None  # an aggregate always answers one row
+        return from_row(OutboxBacklog, row)
 
     async def claim_notifications(
         self, connection: asyncpg.Connection, *, limit: int, lease: timedelta

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
@@ -19,6 +21,13 @@ from telephony.incidents.service import IncidentService
 from telephony.screening.service import ScreeningService
 from telephony.settings import Settings
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(texts: Iterable[str]) -> tuple[Network, ...]:
+    """Networks from their text (the settings have already checked them)."""
+    return tuple(ipaddress.ip_network(text, strict=False) for text in texts)
+
 
 @dataclass(frozen=True)
 class WebConfig:
@@ -28,6 +37,8 @@ class WebConfig:
     session_lifetime: timedelta = timedelta(hours=12)
     attachment_max_bytes: int = 25 * 1024 * 1024
     timezone: str = "Asia/Jakarta"  # the console shows instants in the centre's local time
+    # The HTTPS fronts whose X-Forwarded-For is believed (telephony/web/forwarded.py).
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebConfig:
@@ -37,6 +48,7 @@ class WebConfig:
             session_lifetime=timedelta(hours=settings.http_session_hours),
             attachment_max_bytes=settings.attachment_max_bytes,
             timezone=settings.timezone,
+            trusted_proxies=parse_networks(settings.http_trusted_proxies),
         )
 
 

@@ -44,7 +44,9 @@ def actor_of(request: web.Request) -> str:
 
 
 def remote_of(request: web.Request) -> str:
-    """Where the request came from, for the audit log."""
+    """Where the request came from, for the audit log and the login throttle: the client, as
+    a trusted HTTPS front names it (``telephony.web.forwarded`` has already replaced the
+    request's ``remote``), else whoever connected."""
     return request.remote or ""
 
 

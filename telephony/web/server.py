@@ -31,6 +31,7 @@ from telephony.web.console import pages
 from telephony.web.console.render import console_refusal, is_console
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, error_middleware, error_response
+from telephony.web.forwarded import forwarded_middleware
 from telephony.web.request import json_response
 from telephony.web.routing import EVERYONE, ROUTE_TABLE, Reply, Route, RouteTable
 from telephony.web.schemas import SHELL_SCHEMAS, Schema, registry
@@ -113,7 +114,9 @@ def build_app(context: ApiContext, routes: Iterable[Route] = ()) -> web.Applicat
     the security middleware and its access policy, in one route table with every feature's
     schemas (a route naming a schema none declares is refused here, before serving).
     Refusals are answered by one middleware: pages on the console, JSON elsewhere."""
-    app = web.Application(middlewares=[error_middleware(_answer), security_middleware])
+    # The client's address is settled first, so refusals and their log lines name it too.
+    app = web.Application(middlewares=[forwarded_middleware, error_middleware(_answer),
+                                       security_middleware])
     app[CONTEXT] = context
     RouteTable([*api_routes(), *console_routes(), *routes], api_schemas()).install(app)
     app.on_response_prepare.append(_security_headers)

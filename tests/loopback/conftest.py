@@ -15,7 +15,17 @@ from telephony.db.connection import Database
 from telephony.settings import Settings
 from telephony.web.server import build_app
 from tests.support.console import Console, ConsoleFactory, StandInAsterisk
+from tests.support.net import free_port
 from tests.support.web import Browser, make_context
+
+
+@pytest.fixture
+def line_settings(settings: Settings, database_dsn: str) -> Settings:
+    """A whole line on free ports with no Asterisk behind its AMI port."""
+    return replace(settings, database_dsn=database_dsn, http_port=0, agi_port=free_port(),
+                   ami_port=free_port(), recordings_incoming_dir=settings.state_dir / "monitor",
+                   asterisk_etc_dir=settings.state_dir / "asterisk-etc",
+                   asterisk_sounds_dir=settings.state_dir / "sounds")
 
 
 @pytest.fixture

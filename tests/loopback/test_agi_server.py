@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from ivr.channel import CallerHungUp
 from telephony.agi.channel import AgiChannel
@@ -26,10 +27,12 @@ from telephony.agi.protocol import AgiReply, EnvironmentParser
 from telephony.agi.server import (
     AgiHandler,
     AgiHungUpError,
+    AgiObserver,
     AgiSession,
     FastAgiConfig,
     FastAgiServer,
 )
+from telephony.metrics.agi import AgiTimings
 from telephony.settings import Settings
 
 WAIT = 5.0  # bound on every wait for the server; a healthy run needs milliseconds
@@ -104,9 +107,10 @@ class FakeAsterisk:
 
 
 @contextlib.asynccontextmanager
-async def running(routes: dict[str, AgiHandler], **overrides: Any) -> AsyncIterator[FastAgiServer]:
+async def running(routes: dict[str, AgiHandler], observer: AgiObserver | None = None,
+                  **overrides: Any) -> AsyncIterator[FastAgiServer]:
     config = dataclasses.replace(FastAgiConfig.from_settings(Settings()), port=0, **overrides)
-    server = FastAgiServer(config, routes)
+    server = FastAgiServer(config, routes, observer=observer)
     await server.start()
     try:
         yield server
@@ -166,6 +170,29 @@ def _agi_log_level(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 
 
 # --- the happy path ----------------------------------------------------------------------
+
+
+async def test_sessions_and_commands_are_timed_for_the_metrics() -> None:
+    registry = CollectorRegistry()
+    async with running({"ivr": Ivr()}, observer=AgiTimings(registry)) as server:
+        await normal_call(server.port)
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment(uniqueid="1.2"))
+            await asterisk.expect_command()
+            await asterisk.send(b"HANGUP\n")
+            await asterisk.wait_closed_by_server()
+
+    def count(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(f"siaga112_agi_{name}_count", labels)
+
+    assert count("session_seconds", route="ivr", outcome="completed") == 1
+    assert count("session_seconds", route="ivr", outcome="hangup") == 1
+    # The hung-up session's GET DATA got no answer: only answered commands are timed.
+    assert count("command_seconds", command="GET DATA") == 1
+    assert count("command_seconds", command="SET VARIABLE") == 1
+    total = registry.get_sample_value("siaga112_agi_command_seconds_sum",
+                                      {"command": "GET DATA"})
+    assert total is not None and 0 <= total < WAIT
 
 
 async def test_normal_call(caplog: pytest.LogCaptureFixture) -> None:

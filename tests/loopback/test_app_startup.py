@@ -20,7 +20,6 @@ import pytest
 from telephony.admin.site_service import SiteService
 from telephony.app import LineStartError, running_line
 from telephony.settings import Settings
-from tests.support.net import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
@@ -32,15 +31,6 @@ def taken_port() -> Iterator[int]:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         yield int(holder.getsockname()[1])
-
-
-@pytest.fixture
-def line_settings(settings: Settings, database_dsn: str) -> Settings:
-    """A line on free ports with no Asterisk behind its AMI port."""
-    return replace(settings, database_dsn=database_dsn, http_port=0, agi_port=free_port(),
-                   ami_port=free_port(), recordings_incoming_dir=settings.state_dir / "monitor",
-                   asterisk_etc_dir=settings.state_dir / "asterisk-etc",
-                   asterisk_sounds_dir=settings.state_dir / "sounds")
 
 
 def files_under(root: Path) -> set[Path]:

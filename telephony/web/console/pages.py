@@ -131,7 +131,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     sent = form.get(LOGIN_FIELD, "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
         log.warning("refused console login from %s: login form token missing or wrong",
-                    request.remote)
+                    remote_of(request))
         return _login_page(request, status=403, error="Formulir masuk kedaluwarsa atau tidak "
                                                       "sah. Silakan coba lagi.")
     try:

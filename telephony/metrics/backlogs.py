@@ -1,0 +1,76 @@
+"""Sources read from the database and the disk before each scrape: the recordings waiting
+for the worker and those quarantined, and the notification outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from recordings.store import Backlog, RecordingRepository
+from telephony.db.connection import Database
+from telephony.incidents.outbox import OutboxBacklog
+from telephony.incidents.outbox_store import OutboxStore
+
+
+def _count_files(directory: Path) -> int:
+    return sum(1 for path in directory.rglob("*") if path.is_file()) if directory.is_dir() else 0
+
+
+class RecordingsBacklog:
+    """Recordings pending or in processing (database), and files in quarantine (disk: they
+    stay there until an engineer deals with them)."""
+
+    def __init__(self, database: Database, quarantine_dir: Path) -> None:
+        self._database = database
+        self._quarantine_dir = quarantine_dir
+        self._backlog: Backlog | None = None
+        self._quarantined = 0
+
+    async def refresh(self) -> None:
+        """Read the backlog; on failure its figures are left out, not shown stale."""
+        self._quarantined = _count_files(self._quarantine_dir)
+        self._backlog = None
+        self._backlog = await self._database.run(RecordingRepository().backlog)
+
+    def collect(self) -> Iterable[Metric]:
+        """The last refresh's figures."""
+        yield GaugeMetricFamily("siaga112_recordings_quarantined",
+                                "Recording files the worker could not process, kept in "
+                                "quarantine", value=self._quarantined)
+        if self._backlog is not None:
+            yield GaugeMetricFamily("siaga112_recordings_backlog",
+                                    "Recordings waiting for the worker or being processed",
+                                    value=self._backlog.waiting)
+            yield GaugeMetricFamily("siaga112_recordings_backlog_oldest_seconds",
+                                    "How long the oldest waiting recording has waited",
+                                    value=self._backlog.oldest_seconds or 0.0)
+
+
+class OutboxBacklogs:
+    """Notifications to agencies not yet delivered."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._backlog: OutboxBacklog | None = None
+
+    async def refresh(self) -> None:
+        """Read the outbox; on failure its figures are left out, not shown stale."""
+        self._backlog = None
+        self._backlog = await self._database.run(OutboxStore().backlog)
+
+    def collect(self) -> Iterable[Metric]:
+        """The last refresh's figures."""
+        backlog = self._backlog
+        if backlog is None:
+            return
+        yield GaugeMetricFamily("siaga112_notifications_pending",
+                                "Notifications waiting to be delivered (or retried)",
+                                value=backlog.pending)
+        yield GaugeMetricFamily("siaga112_notifications_oldest_pending_seconds",
+                                "Age of the oldest notification not yet delivered (0: none)",
+                                value=backlog.oldest_pending_seconds or 0.0)
+        yield GaugeMetricFamily("siaga112_notifications_failed",
+                                "Notifications given up after the last attempt",
+                                value=backlog.failed)

@@ -1,0 +1,153 @@
+"""Collectors that read the line's current state at scrape time: the AMI connection and its
+event lag, the fact spool, operators and queues from the wallboard, and disk space."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from ivr.menu import IvrMenu
+from telephony.ami.listener import AmiListener
+from telephony.calls.recorder import CallRecorder
+from telephony.desks.operators import OVERFLOW_QUEUE
+from telephony.wallboard.service import WallboardService
+from telephony.wallboard.state import OperatorState
+
+log = logging.getLogger("telephony.metrics")
+
+
+class AmiCollector:
+    """Whether the AMI session is up, and how far event recording trails Asterisk."""
+
+    def __init__(self, listener: AmiListener) -> None:
+        self._listener = listener
+
+    def collect(self) -> Iterable[Metric]:
+        """The listener's state now."""
+        listener = self._listener
+        yield GaugeMetricFamily("siaga112_ami_up", "1 while logged in to Asterisk's AMI",
+                                value=1.0 if listener.logged_in else 0.0)
+        yield GaugeMetricFamily("siaga112_ami_events_waiting",
+                                "AMI events received and not yet recorded",
+                                value=listener.events_waiting)
+        yield GaugeMetricFamily("siaga112_ami_event_lag_seconds",
+                                "How long the oldest AMI event not yet recorded has waited",
+                                value=listener.event_lag_seconds)
+
+
+class SpoolCollector:
+    """Call facts waiting on disk for the database."""
+
+    def __init__(self, recorder: CallRecorder) -> None:
+        self._recorder = recorder
+
+    def collect(self) -> Iterable[Metric]:
+        """The spool's depth now (it is empty unless the database was away)."""
+        yield GaugeMetricFamily("siaga112_spool_facts",
+                                "Call facts spooled on disk, waiting for PostgreSQL",
+                                value=self._recorder.pending())
+
+
+def line_queues(menu: IvrMenu, line: str) -> frozenset[str]:
+    """Every queue a call to ``line`` can reach: its routes through the menus, its fail-open
+    queue, and the overflow every queue spills into."""
+    entry = menu.entry_for(line)
+    queues = {menu.fail_open_route(line).queue, OVERFLOW_QUEUE}
+    if entry.route is not None:
+        queues.add(entry.route.queue)
+    pending, seen = [entry.menu] if entry.menu else [], set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in menu.menus:
+            continue
+        seen.add(name)
+        submenu = menu.menus[name]
+        queues.add(submenu.default.queue)
+        for option in submenu.options.values():
+            if option.route is not None:
+                queues.add(option.route.queue)
+            if option.submenu is not None:
+                pending.append(option.submenu)
+    return frozenset(queues)
+
+
+class WallboardCollector:
+    """Operators by state, queues' callers and members, and operators per line: the
+    supervisor's wallboard, read at scrape time."""
+
+    def __init__(self, wallboard: WallboardService, menu: Callable[[], IvrMenu]) -> None:
+        self._wallboard = wallboard
+        self._menu = menu
+
+    def collect(self) -> Iterable[Metric]:
+        """The board now."""
+        board = self._wallboard.snapshot().board
+        states = GaugeMetricFamily("siaga112_operators", "Operators logged in, by state "
+                                   "(idle, ringing, talking, wrapup, paused, unavailable)",
+                                   labels=["state"])
+        for state in OperatorState:
+            states.add_metric([state.value], board.counts.get(state, 0))
+        yield states
+        yield GaugeMetricFamily("siaga112_operators_logged_in",
+                                "Operators who are members of at least one queue",
+                                value=len(board.operators))
+        waiting = GaugeMetricFamily("siaga112_queue_callers", "Callers waiting in the queue",
+                                    labels=["queue"])
+        longest = GaugeMetricFamily("siaga112_queue_longest_wait_seconds",
+                                    "The longest current wait in the queue (0: nobody waits)",
+                                    labels=["queue"])
+        members = GaugeMetricFamily("siaga112_queue_members", "Operators logged in to the "
+                                    "queue", labels=["queue"])
+        available = GaugeMetricFamily("siaga112_queue_available", "Operators of the queue "
+                                      "free to take its next call", labels=["queue"])
+        by_queue: dict[str, set[str]] = {}
+        for operator in board.operators:
+            for queue in operator.queues:
+                by_queue.setdefault(queue, set()).add(operator.operator)
+        for view in board.queues:
+            waiting.add_metric([view.queue], len(view.callers))
+            longest.add_metric([view.queue], view.longest_wait or 0.0)
+            members.add_metric([view.queue], view.members)
+            available.add_metric([view.queue], view.available)
+        yield from (waiting, longest, members, available)
+        yield self._lines(by_queue)
+
+    def _lines(self, by_queue: Mapping[str, set[str]]) -> Metric:
+        family = GaugeMetricFamily(
+            "siaga112_line_operators_logged_in", "Operators logged in to a queue the line's "
+            "calls can reach (0: the line's callers wait for nobody)", labels=["line"])
+        menu = self._menu()
+        for line in sorted(menu.lines):
+            operators = set().union(*(by_queue.get(q, set()) for q in line_queues(menu, line)))
+            family.add_metric([line], len(operators))
+        return family
+
+
+class DiskCollector:
+    """Free and total bytes of the file systems holding the line's files."""
+
+    def __init__(self, paths: Mapping[str, Path]) -> None:
+        self._paths = dict(paths)
+
+    def collect(self) -> Iterable[Metric]:
+        """``shutil.disk_usage`` of each path (the nearest existing parent if not made yet)."""
+        free = GaugeMetricFamily("siaga112_disk_free_bytes", "Bytes free (to the line's "
+                                 "user) on the file system holding the path", labels=["path"])
+        size = GaugeMetricFamily("siaga112_disk_size_bytes", "Size of the file system "
+                                 "holding the path", labels=["path"])
+        for name, path in sorted(self._paths.items()):
+            existing = next((p for p in (path, *path.parents) if p.exists()), None)
+            if existing is None:
+                continue
+            try:
+                usage = shutil.disk_usage(existing)
+            except OSError as exc:
+                log.warning("disk usage of %s unavailable: %s", existing, exc)
+                continue
+            free.add_metric([name], usage.free)
+            size.add_metric([name], usage.total)
+        yield from (free, size)

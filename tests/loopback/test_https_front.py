@@ -1,0 +1,182 @@
+"""The HTTPS front (docker/nginx/siaga112.conf, rendered by docker/nginx/render-site) in
+front of a whole running line, on loopback ports: Debian's nginx with the self-signed
+certificate made on first start, an HTTPS login whose Secure cookies and forwarded client
+address (not the front's, nor a spoofed one) reach the audit log, the wallboard's WebSocket
+through the upgrade, and /metrics kept off the front.
+
+The client connects from 127.0.0.2 and nginx from 127.0.0.1, so the line can tell them
+apart while every packet stays on the loopback. nginx is required (scripts/setup installs it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.app import running_line
+from telephony.settings import Settings
+from tests.support.db import fetch
+from tests.support.net import free_port
+from tests.support.web import CHEAP_HASHER, PASSWORD
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker" / "nginx"
+CLIENT_ADDRESS = "127.0.0.2"
+SPOOFED = "198.51.100.7"
+WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class Front:
+    """A running nginx front: its HTTPS and HTTP ports and the certificate it serves."""
+
+    https_port: int
+    http_port: int
+    certificate: Path
+
+
+def render(tmp: Path, upstream_port: int, max_bytes: int) -> Front:
+    """The site as the front's container renders it, and an nginx.conf around it that keeps
+    every file of nginx's under ``tmp``."""
+    front = Front(free_port(), free_port(), tmp / "tls" / "fullchain.pem")
+    environment = {
+        **os.environ,
+        "SIAGA112_UPSTREAM": f"127.0.0.1:{upstream_port}",
+        "SIAGA112_HTTPS_LISTEN": f"127.0.0.1:{front.https_port}",
+        "SIAGA112_HTTP_LISTEN": f"127.0.0.1:{front.http_port}",
+        "SIAGA112_TLS_DIR": str(tmp / "tls"),
+        "SIAGA112_TLS_NAME": "127.0.0.1",
+        "SIAGA112_ATTACHMENT_MAX_BYTES": str(max_bytes),
+    }
+    subprocess.run([DOCKER / "render-site", DOCKER / "siaga112.conf", tmp / "site.conf"],
+                   env=environment, check=True, timeout=60)
+    assert front.certificate.exists()  # made on this first start
+    for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / name).mkdir()
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers write temp files under tmp
+    (tmp / "nginx.conf").write_text(f"""{user}worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {tmp}/site.conf;
+}}
+""")
+    return front
+
+
+@pytest.fixture
+def nginx() -> str:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+    if found is None:
+        pytest.fail("nginx is missing: scripts/setup installs Debian's nginx")
+    return found
+
+
+@pytest.fixture
+def front_settings(line_settings: Settings) -> Settings:
+    return replace(line_settings, http_port=free_port(), http_cookie_secure=True,
+                   http_trusted_proxies=("127.0.0.1/32",))
+
+
+@pytest.fixture
+def running_nginx(nginx: str, tmp_path: Path, front_settings: Settings) -> Iterator[Front]:
+    """nginx with the rendered site, checked with ``nginx -t`` first, stopped afterwards."""
+    (tmp_path / "nginx").mkdir()
+    front = render(tmp_path / "nginx", front_settings.http_port,
+                   front_settings.attachment_max_bytes)
+    command = [nginx, "-p", str(tmp_path / "nginx"), "-e", str(tmp_path / "nginx" / "error.log"),
+               "-c", str(tmp_path / "nginx" / "nginx.conf")]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30,
+                             check=False)
+    assert checked.returncode == 0, checked.stderr
+    # Its errors go to error.log under tmp_path (-e and error_log).
+    process = subprocess.Popen([*command, "-g", "daemon off;"], stderr=subprocess.DEVNULL)
+    try:
+        yield front
+    finally:
+        process.terminate()  # SIGTERM: nginx's fast shutdown
+        try:
+            process.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=WAIT)
+
+
+async def until_listening(port: int) -> None:
+    """Bounded: nginx binds its ports within a moment of starting."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
+
+
+@pytest.fixture
+async def browser(running_nginx: Front) -> AsyncIterator[aiohttp.ClientSession]:
+    """A browser at 127.0.0.2 that trusts the front's self-signed certificate."""
+    await until_listening(running_nginx.https_port)
+    context = ssl.create_default_context(cafile=str(running_nginx.certificate))
+    connector = aiohttp.TCPConnector(ssl=context, local_addr=(CLIENT_ADDRESS, 0))
+    async with aiohttp.ClientSession(
+            base_url=f"https://127.0.0.1:{running_nginx.https_port}", connector=connector,
+            cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def test_https_login_through_the_front_reaches_the_audit_log_with_the_client(
+    front_settings: Settings, running_nginx: Front, browser: aiohttp.ClientSession,
+    database_dsn: str
+) -> None:
+    async with running_line(front_settings) as line:
+        accounts = AccountService(line.database, CHEAP_HASHER, AccountConfig())
+        await accounts.create("sari", "supervisor", PASSWORD, actor="test")
+        response = await browser.post("/api/session", headers={"X-Forwarded-For": SPOOFED},
+                                      json={"username": "sari", "password": PASSWORD})
+        assert response.status == 201, await response.text()
+        cookies = response.headers.getall("Set-Cookie")
+        assert cookies and all("Secure" in cookie for cookie in cookies), cookies
+
+        # The wallboard's WebSocket, upgraded through the front, on the session cookie.
+        async with browser.ws_connect("/api/wallboard/live") as socket:
+            message = await socket.receive(timeout=WAIT)
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+            assert "operators" in message.json()
+
+        async with browser.get("/metrics") as metrics:
+            assert metrics.status == 404  # scraped on the site's network, not through here
+        async with browser.get("/readyz") as ready:
+            assert "database" in (await ready.json())["parts"]
+
+    rows = await fetch(database_dsn, "SELECT remote_address FROM audit_log "
+                                     "WHERE action = 'login'")
+    assert [row["remote_address"] for row in rows] == [CLIENT_ADDRESS]
+
+
+async def test_plain_http_is_sent_to_https(running_nginx: Front) -> None:
+    await until_listening(running_nginx.http_port)
+    async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{running_nginx.http_port}/console/",
+            allow_redirects=False) as response:
+        assert response.status == 301
+        assert response.headers["Location"] == "https://127.0.0.1/console/"

@@ -1,0 +1,155 @@
+"""/metrics, /healthz and /readyz of a whole running line (real PostgreSQL, a fake Asterisk on
+the AMI port, the FastAGI server listening): a call's facts travel AMI -> listener -> recorder
+-> database and are counted; readiness names the part that is down."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, Fields, fake_asterisk
+from telephony.app import Line, running_line
+from telephony.settings import Settings
+from tests.support.ami import ABANDONED, ANSWERED, eventually
+from tests.support.db import fetch
+from tests.support.net import free_port
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+ALERTS = Path(__file__).resolve().parents[2] / "docker" / "prometheus" / "alerts.yml"
+
+
+@pytest.fixture
+async def asterisk(line_settings: Settings) -> AsyncIterator[FakeAsterisk]:
+    async with fake_asterisk(line_settings.ami_port) as server:
+        yield server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def scrape(http: aiohttp.ClientSession, line: Line,
+                 headers: dict[str, str] | None = None) -> Samples:
+    async with http.get(f"{line.web.url}/metrics", headers=headers) as response:
+        assert response.status == 200, await response.text()
+        assert response.content_type == "text/plain"
+        text = await response.text()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def fail_open(frames: Sequence[Fields]) -> list[Fields]:
+    """The same call, but the dialplan sent it past the IVR."""
+    return [tuple((k, "failopen" if k == "Value" and ("Variable", "IVR_OUTCOME") in frame
+                   else v) for k, v in frame) for frame in frames]
+
+
+async def test_a_calls_facts_are_counted_and_the_line_is_ready(
+    line_settings: Settings, asterisk: FakeAsterisk, http: aiohttp.ClientSession,
+    database_dsn: str
+) -> None:
+    settings = replace(line_settings, ami_username=USERNAME, ami_secret=SECRET)
+    async with running_line(settings) as line:
+        await eventually(lambda: line.listener.logged_in)
+        before = await scrape(http, line)
+        # Every line's fail-open series exists before the first one, so it can increase.
+        assert value(before, "siaga112_ivr_failopen_total", line="112") == 0
+        assert value(before, "siaga112_ami_up") == 1
+        await asterisk.send_frames(ANSWERED)
+        await asterisk.send_frames(fail_open(ABANDONED))
+        # Through the recorder into the database, and counted.
+        async with asyncio.timeout(5):
+            # Polling, not an Event: the condition is in the database.
+            while len(await fetch(database_dsn, "SELECT call_id FROM calls WHERE ended_at "  # noqa: ASYNC110
+                                                "IS NOT NULL")) < 2:
+                await asyncio.sleep(0.02)
+        after = await scrape(http, line)
+
+        async with http.get(f"{line.web.url}/readyz") as response:
+            assert response.status == 200
+            assert await response.json() == {
+                "status": "ok", "down": [],
+                "parts": {"ami": "ok", "database": "ok", "fastagi": "ok"}}
+        async with http.get(f"{line.web.url}/healthz") as response:
+            assert (response.status, await response.json()) == (200, {"status": "ok"})
+
+    assert value(after, "siaga112_calls_total", line="112") == 1
+    assert value(after, "siaga112_calls_offered_total", line="112", queue="medical") == 1
+    assert value(after, "siaga112_calls_answered_total", line="112", queue="medical") == 1
+    abandoned = [(labels, v) for (name, labels), v in after.items()
+                 if name == "siaga112_calls_abandoned_total"]
+    assert [v for _, v in abandoned] == [1]
+    (abandoned_line,) = [dict(labels)["line"] for labels, _ in abandoned]
+    assert value(after, "siaga112_ivr_failopen_total", line=abandoned_line) == 1
+    assert value(after, "siaga112_ivr_failopen_total", line="112") == 0
+    # Figures read at scrape time, one per feature.
+    assert value(after, "siaga112_ami_events_waiting") == 0
+    assert value(after, "siaga112_spool_facts") == 0
+    assert value(after, "siaga112_recordings_quarantined") == 0
+    assert value(after, "siaga112_recordings_backlog") is not None
+    assert value(after, "siaga112_notifications_pending") == 0
+    assert value(after, "siaga112_ready", part="database") == 1
+    assert value(after, "siaga112_operators", state="talking") is not None
+    assert value(after, "siaga112_line_operators_logged_in", line="119") is not None
+    free = value(after, "siaga112_disk_free_bytes", path="recordings")
+    assert free is not None and free > 0
+    assert value(after, "siaga112_metrics_source_up", source="recordings") == 1
+    # The alert rules watch only series the line really exposes.
+    watched = set(re.findall(r"\b(siaga112_\w+)", ALERTS.read_text()))
+    assert watched <= {name for name, _ in after}, watched - {name for name, _ in after}
+
+
+async def test_readiness_names_what_is_down_and_metrics_still_answer(
+    line_settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    # Nothing listens on the database's port, nor on AMI's.
+    settings = replace(line_settings,
+                       database_dsn=f"postgresql://siaga112@127.0.0.1:{free_port()}/none",
+                       db_connect_timeout=0.5)
+    async with running_line(settings) as line:
+        async with http.get(f"{line.web.url}/readyz") as response:
+            assert response.status == 503
+            body = await response.json()
+        assert body["down"] == ["ami", "database"]
+        assert body["parts"]["fastagi"] == "ok"
+        async with http.get(f"{line.web.url}/healthz") as response:
+            assert response.status == 200
+        samples = await scrape(http, line)
+    assert value(samples, "siaga112_ready", part="database") == 0
+    assert value(samples, "siaga112_ami_up") == 0
+    # What needs the database is left out, and says so; the rest is there.
+    assert value(samples, "siaga112_metrics_source_up", source="recordings") == 0
+    assert value(samples, "siaga112_recordings_backlog") is None
+    assert value(samples, "siaga112_spool_facts") == 0
+
+
+async def test_metrics_answer_only_the_allowed_scrapers(
+    line_settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    settings = replace(line_settings, metrics_allowed_addresses=("192.0.2.0/24",),
+                       http_trusted_proxies=("127.0.0.1/32",))
+    async with running_line(settings) as line:
+        async with http.get(f"{line.web.url}/metrics") as response:
+            assert response.status == 403
+        # Behind the (trusted) front the client is who the front says, not the front.
+        samples = await scrape(http, line, {"X-Forwarded-For": "192.0.2.8"})
+        assert value(samples, "siaga112_ami_up") == 0
+        async with http.get(f"{line.web.url}/metrics",
+                            headers={"X-Forwarded-For": "192.0.2.8, 198.51.100.1"}) as response:
+            assert response.status == 403
+        # Health and readiness are for anyone (load balancers, compose), with no caller data.
+        async with http.get(f"{line.web.url}/healthz") as response:
+            assert response.status == 200
