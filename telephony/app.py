@@ -49,7 +49,7 @@ from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
 from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
-from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork
 from telephony.db.migrate import migrate
 from telephony.desks.service import DeskService, grant_phone_reader
 from telephony.incidents.attachments import AttachmentStore
@@ -137,15 +137,23 @@ async def start_web(web: WebServer) -> None:
         log.error("HTTP API not started, the line runs without it: %s", exc)
 
 
-async def prepare_database(database: Database, settings: Settings) -> None:
-    """Apply migrations and mirror the shift roster; the line starts even if this fails."""
+def schema_preparation(settings: Settings) -> DatabaseWork[None]:
+    """What the line does on every new connection pool before any other work: apply the
+    migrations and mirror the shift roster. An upgrade is therefore migrated before the line
+    writes a single fact, whether the database is up at start or comes up later."""
 
     async def work(connection: asyncpg.Connection) -> None:
         await migrate(connection)
         await sync_shifts(connection, settings.shifts)
 
+    return work
+
+
+async def prepare_database(database: Database) -> None:
+    """Open (and so migrate) the database before the line takes calls; the line starts
+    even if it is down, and migrates it when it comes back."""
     try:
-        await database.run(work)
+        await database.pool()
     except DatabaseUnavailable as exc:
         log.error("database not ready at start, calls are spooled until it is: %s", exc)
         return
@@ -263,9 +271,9 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
 
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
     """Start the line's parts, each registering its stop on ``stack``."""
-    database = Database(settings)
+    database = Database(settings, prepare=schema_preparation(settings))
     stack.push_async_callback(database.close)
-    await prepare_database(database, settings)
+    await prepare_database(database)
     calendar = ShiftCalendar(settings.shifts, settings.timezone)
     repository = CallRepository(calendar)
     recorder = CallRecorder(
@@ -342,9 +350,13 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     stack.push_async_callback(agi.stop)
     await start_web(web)
     stack.push_async_callback(web.stop)
-    # First on the way out: open wallboards say goodbye, so the web server does not wait
-    # for their WebSockets.
+    # Then: open wallboards say goodbye, so the web server does not wait for their
+    # WebSockets.
     stack.callback(wallboard.close)
+    # First on the way out (SIGTERM): take no new FastAGI session and let those in progress
+    # finish (shutdown_drain_seconds) while the web, the listener and the recorder still
+    # run; the later stop in the unwinding is then a no-op.
+    stack.push_async_callback(agi.stop)
     return Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
                 screening, surveys, web, reports, wallboard, metrics)
 

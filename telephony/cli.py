@@ -22,6 +22,8 @@ from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
 from telephony.app import LineStartError, serve
 from telephony.asterisk.errors import AsteriskSiteError
+from telephony.backup import commands as backup_commands
+from telephony.backup.errors import BackupError
 from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError, migrate
@@ -155,6 +157,18 @@ def _cmd_recordings(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(recording_commands.hold(settings, args.call_id, release=args.release))
 
 
+def _cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    ensure_database(settings)
+    return asyncio.run(backup_commands.backup(settings, args.directory))
+
+
+def _cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    # Restoring into a fresh site: the embedded cluster is created empty, then filled.
+    ensure_database(settings)
+    return asyncio.run(backup_commands.restore_backup(settings, args.directory,
+                                                      force=args.force))
+
+
 def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
     ensure_database(settings)
     asyncio.run(migrate_database(settings))
@@ -221,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     desk.add_argument("--new-secret", action="store_true",
                       help="give the phone a new SIP secret (the old one stops working)")
     account.set_defaults(handler=_cmd_account)
+    backup = commands.add_parser(
+        "backup", help="back up the database (pg_dump) and the stored files to a new directory")
+    backup.add_argument("directory", type=Path, help="a new (or empty) directory")
+    backup.set_defaults(handler=_cmd_backup)
+    restore = commands.add_parser(
+        "restore", help="verify a backup's checksums, then restore it into this site")
+    restore.add_argument("directory", type=Path, help="a directory written by 'backup'")
+    restore.add_argument("--force", action="store_true",
+                         help="replace a database that already holds records, and overwrite "
+                              "files that differ")
+    restore.set_defaults(handler=_cmd_restore)
     demo = commands.add_parser("demo", help="lab + database + server + a few sipp calls")
     demo.add_argument("--keep-running", action="store_true",
                       help="leave the line running after the demo calls (Ctrl-C stops)")
@@ -246,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(settings, args)
     except KeyboardInterrupt:
         return 130
-    except (DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError, MenuError,
-            PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError,
+    except (BackupError, DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError,
+            MenuError, PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError,
             LineStartError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1

@@ -102,6 +102,9 @@ class Settings:
     agi_command_timeout: float = 30.0  # one command's reply; GET DATA includes its prompt
     agi_session_timeout: float = 90.0  # whole IVR session; past it the dialplan fails open
     agi_max_frame_bytes: int = 16384
+    # On SIGTERM the line stops taking FastAGI sessions and lets those in progress finish
+    # for this long; the dialplan sends any still running then to the emergency queue.
+    shutdown_drain_seconds: float = 10.0
 
     # AMI: we connect to Asterisk with a least-privilege user.
     ami_host: str = "127.0.0.1"
@@ -484,6 +487,10 @@ def _validate(settings: Settings) -> None:
                  "screening_timeout_ms", "screening_upkeep_seconds"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
+    if not 0 <= settings.shutdown_drain_seconds <= 300:
+        # Past a few minutes a container runtime kills the process anyway (docker: 10 s by
+        # default, raise its stop_grace_period with this).
+        raise SettingsError("shutdown_drain_seconds must be between 0 and 300")
     if settings.queue_max_wait <= 0 or settings.queue_wrapup_seconds < 0:
         raise SettingsError("queue_max_wait must be positive, queue_wrapup_seconds not negative")
     if not 0 < settings.lab_operators <= 8999:

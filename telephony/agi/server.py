@@ -75,7 +75,8 @@ class FastAgiConfig:
     # is not Asterisk.
     environment_timeout: float = 5.0
     max_sessions: int = 2000
-    shutdown_timeout: float = 5.0
+    # How long stop() lets sessions in progress finish (Settings.shutdown_drain_seconds).
+    shutdown_timeout: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FastAgiConfig:
@@ -86,6 +87,7 @@ class FastAgiConfig:
             command_timeout=settings.agi_command_timeout,
             session_timeout=settings.agi_session_timeout,
             max_frame_bytes=settings.agi_max_frame_bytes,
+            shutdown_timeout=settings.shutdown_drain_seconds,
         )
 
 

@@ -86,21 +86,39 @@ class Database:
     """A lazily opened pool that turns "no server" into :class:`DatabaseUnavailable`.
 
     The line starts and keeps taking calls while PostgreSQL is down; the pool is opened on
-    first use and reopened after the server comes back.
+    first use and reopened after the server comes back. ``prepare`` (the line's migrations)
+    runs on the new pool before any work does, so a database that was down when the line
+    started is migrated before the first write reaches it.
     """
 
-    def __init__(self, settings: Settings, *, max_size: int = 10) -> None:
+    def __init__(self, settings: Settings, *, max_size: int = 10,
+                 prepare: DatabaseWork[object] | None = None) -> None:
         self._settings = settings
         self._max_size = max_size
+        self._prepare = prepare
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
     async def pool(self) -> asyncpg.Pool:
-        """The open pool, opening it if needed."""
+        """The open pool, opening (and preparing) it if needed."""
         async with self._opening:
             if self._pool is None:
-                self._pool = await create_pool(self._settings, max_size=self._max_size)
+                pool = await create_pool(self._settings, max_size=self._max_size)
+                if self._prepare is not None:
+                    await self._prepared(pool, self._prepare)
+                self._pool = pool
             return self._pool
+
+    async def _prepared(self, pool: asyncpg.Pool, prepare: DatabaseWork[object]) -> None:
+        try:
+            async with pool.acquire(timeout=self._settings.db_connect_timeout) as proxy:
+                await prepare(cast(asyncpg.Connection, proxy))
+        except BaseException as exc:
+            # Not kept: the next use opens a new pool and prepares it again.
+            await asyncio.wait_for(pool.close(), timeout=10)
+            if isinstance(exc, TRANSIENT_ERRORS):
+                raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+            raise
 
     async def run(self, work: DatabaseWork[T]) -> T:
         """Run ``work(connection)``; driver connection errors become DatabaseUnavailable."""

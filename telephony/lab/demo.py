@@ -4,12 +4,18 @@ Starts the Asterisk lab, the embedded PostgreSQL and the line's services, logs t
 phones (one sipp UAS) in by skill, places a handful of sipp calls through the IVR with RFC 4733
 DTMF, waits until every call has ended in the database, and prints the call records and the
 per-queue figures.
+
+SIGINT (Ctrl-C) and SIGTERM stop it the same way, at any point: the sipp processes and the
+lab's Asterisk run in sessions of their own (so a terminal's Ctrl-C reaches only us), and
+only the unwinding of the demo stops them; SIGTERM's default action would skip that and leave
+them running. The embedded PostgreSQL stays up, as after a finished demo.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,11 +103,41 @@ def _print_queues(figures: list[QueueFigures]) -> None:
 
 
 async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
-    """Run the demo; returns 0 when every call was placed and recorded."""
+    """Run the demo; returns 0 when every call was placed and recorded, 128 + the signal's
+    number when SIGINT or SIGTERM stopped it before it finished."""
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        # One cancellation unwinds everything; a second signal must not cut that short.
+        if not received:
+            main.cancel()
+        received.append(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await _run_demo(settings, keep_running=keep_running)
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        print(f"\nDemo dihentikan ({signal.Signals(received[0]).name}).")
+        return 128 + received[0]
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _run_demo(settings: Settings, *, keep_running: bool) -> int:
     lab = Lab(settings)
     print("Menyalakan Asterisk lab ...")
-    await asyncio.to_thread(lab.start)
+    # A stop during the boot lets the boot finish (it is bounded), so the stop below finds
+    # the Asterisk it started.
+    starting = asyncio.ensure_future(asyncio.to_thread(lab.start))
     try:
+        await asyncio.shield(starting)
         await asyncio.to_thread(lab.site.install_prompts, settings.prompts_dir)
         async with running_line(settings) as line, operator(
             settings.lab_operator_sip_port, audio=True
@@ -113,7 +149,7 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
                 queues = await desk.log_in(interface, skills)
                 print(f"Operator {interface} masuk ke: {', '.join(queues)}")
             since = datetime.now(UTC)
-            print(f"\nMenempatkan {len(DEMO_CALLS)} panggilan sipp:")
+            print(f"\nMenempatkan {len(DEMO_CALLS)} panggilan sipp:", flush=True)
             for call in DEMO_CALLS:
                 print(f"  {call.caller_id} -> {call.line}: {call.label}"
                       f" (tombol: {call.dtmf or '-'})")
@@ -131,10 +167,14 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
             if keep_running:
                 console = f"{line.web.url}/console/" if line.web.url else "tidak berjalan"
                 print(f"Layanan tetap berjalan; konsol: {console} (akun dibuat dengan "
-                      "'siaga112 account create'). Tekan Ctrl-C untuk berhenti.")
+                      "'siaga112 account create'). Tekan Ctrl-C untuk berhenti.", flush=True)
+                # Ctrl-C or SIGTERM is the way out of here, and not a failure.
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.Event().wait()
             return 0 if ok else 1
     finally:
+        await asyncio.wait([starting])
+        if not starting.cancelled():
+            starting.exception()  # raised above when it matters; retrieved either way
         await asyncio.to_thread(lab.stop)
-        print("Asterisk lab dihentikan.")
+        print("Asterisk lab dihentikan.", flush=True)

@@ -1,0 +1,459 @@
+"""Writing a backup of a site and restoring one, with PostgreSQL's own tools.
+
+``back_up``: ``pg_dump --format=custom`` of the database, then a copy of every file area
+(recordings, quarantine, attachments, the published IVR files, recorded prompts), each file
+hashed as it is copied, then the manifest. It is all written into a hidden sibling directory
+and renamed into place at the end, so a backup that exists is whole; a crash leaves only a
+``.NAME.partial-*`` directory that no restore accepts (it has no manifest until the end, and
+its name is not the one asked for).
+
+The dump comes first and the files after: the worker stores a recording's file before it
+marks the recording done, so every file the dump points to was on disk before the copy
+began (a file retention removes in between is the one exception; the restore then reports
+it as missing in its final count, never silently).
+
+``restore``: reads the manifest and verifies every file's size and SHA-256 before anything
+changes; refuses a backup of a newer schema, a database that already holds records (calls,
+incidents, recordings, accounts, audit) and files that would be overwritten with other
+content, unless ``force``. The database is then replaced in one transaction (``pg_restore``
+to SQL, piped into ``psql --single-transaction`` after dropping the ``public`` schema), so a
+restore that fails leaves the database as it was. Files are copied back through a temporary
+name and each is verified again after the rename. Last, migrations bring an older backup's
+schema up to this software's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import asyncpg
+
+from telephony.backup.errors import BackupError
+from telephony.backup.model import (
+    DUMP_NAME,
+    MANIFEST_NAME,
+    RECORD_TABLES,
+    FileEntry,
+    Manifest,
+    check_schema_level,
+)
+from telephony.db.connection import DatabaseUnavailable, resolve_dsn
+from telephony.db.embedded import EmbeddedDatabaseError, find_postgres_bindir
+from telephony.db.migrate import bundled_migrations, migrate
+from telephony.settings import Settings
+
+log = logging.getLogger("telephony.backup")
+
+_CHUNK = 1024 * 1024
+# A running line holds locks on the tables; the restore waits this long, then gives up with
+# nothing changed instead of queueing behind it forever.
+_LOCK_TIMEOUT = "10s"
+
+
+@dataclass(frozen=True)
+class SiteAreas:
+    """Where each area of a backup lives on this site."""
+
+    directories: Mapping[str, Path]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SiteAreas:
+        """The site's directories, by area name (see :mod:`telephony.backup.model`)."""
+        return cls({
+            "recordings": settings.recordings_dir,
+            "recordings-quarantine": settings.recordings_quarantine_dir,
+            "attachments": settings.attachments_dir,
+            "ivr": settings.state_dir / "ivr",
+            "prompts-recorded": settings.prompt_overrides_dir,
+        })
+
+    def destination(self, entry: FileEntry) -> Path:
+        """Where ``entry`` goes back to on this site."""
+        return self.directories[entry.area] / entry.within_area
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What a restore did."""
+
+    manifest: Manifest
+    files: int
+    migrations_applied: int
+
+
+# ------------------------------------------------------------------ PostgreSQL's tools
+
+
+def postgres_tool(name: str) -> str:
+    """The client program ``name`` (pg_dump, pg_restore, psql): the embedded cluster's own
+    binaries when the server is installed (they match it), else the one on the PATH (a site
+    with only the client package)."""
+    try:
+        candidate = find_postgres_bindir() / name
+        if candidate.exists():
+            return str(candidate)
+    except (EmbeddedDatabaseError, OSError, subprocess.CalledProcessError):
+        pass
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(f"Program PostgreSQL '{name}' tidak ditemukan; pasang paket "
+                          "postgresql-client.")
+    return found
+
+
+def connection_target(dsn: str | None) -> tuple[list[str], dict[str, str]]:
+    """The ``--dbname`` argument and environment for a libpq tool. The password moves from
+    the URI into ``PGPASSWORD``, so it never shows in the process list; with no DSN libpq's
+    own ``PG*`` variables decide."""
+    env = dict(os.environ)
+    if dsn is None:
+        return [], env
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return [f"--dbname={dsn}"], env
+    env["PGPASSWORD"] = unquote(parts.password)
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}@{host}" if user else host
+    return [f"--dbname={urlunsplit(parts._replace(netloc=netloc))}"], env
+
+
+async def _run_tool(argv: list[str], env: Mapping[str, str], what: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await process.communicate()
+    if process.returncode != 0:
+        reason = stderr.decode(errors="replace").strip().splitlines()
+        raise BackupError(f"{what} gagal ({process.returncode}): "
+                          f"{reason[-1] if reason else 'tanpa pesan'}")
+    return stdout.decode(errors="replace")
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
+    try:
+        return await asyncpg.connect(dsn=resolve_dsn(settings),
+                                     timeout=settings.db_connect_timeout)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+
+async def schema_level(connection: asyncpg.Connection) -> int:
+    """The highest migration applied, 0 for a database never migrated."""
+    if await connection.fetchval("SELECT to_regclass('public.schema_migrations')") is None:
+        return 0
+    level = await connection.fetchval("SELECT max(version) FROM schema_migrations")
+    return int(level or 0)
+
+
+async def tables_with_records(connection: asyncpg.Connection) -> list[str]:
+    """The record tables (calls, incidents ...) that hold at least one row."""
+    found = []
+    for table in RECORD_TABLES:
+        if await connection.fetchval("SELECT to_regclass($1)", f"public.{table}") is None:
+            continue
+        # The name is one of RECORD_TABLES, never input.
+        query = f"SELECT EXISTS (SELECT 1 FROM public.{table})"  # noqa: S608
+        if await connection.fetchval(query):
+            found.append(table)
+    return found
+
+
+# ------------------------------------------------------------------ files
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def copy_hashed(source: Path, target: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``target`` (created, fsync'd); the SHA-256 and size of the bytes
+    written, so the manifest describes the copy even if the source changed meanwhile."""
+    digest = hashlib.sha256()
+    size = 0
+    with source.open("rb") as reader, target.open("xb") as writer:
+        while chunk := reader.read(_CHUNK):
+            digest.update(chunk)
+            writer.write(chunk)
+            size += len(chunk)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return digest.hexdigest(), size
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """SHA-256 and size of ``path``."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as reader:
+        while chunk := reader.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def area_files(root: Path) -> Iterator[Path]:
+    """The regular files under ``root`` worth keeping, sorted. Hidden names are skipped:
+    they are files being written (the worker's ``.<call>.<token>.tmp``, an admin's
+    ``.menu.json.tmp``), whole only once renamed. Symbolic links are not followed."""
+    if not root.is_dir():
+        return
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and not path.is_symlink():
+            yield path
+
+
+def _mismatch(entry: FileEntry, path: Path) -> str | None:
+    """Why ``path`` is not ``entry``'s file, or None when it is."""
+    if path.is_symlink() or not path.is_file():
+        return f"{entry.path}: tidak ada"
+    digest, size = file_digest(path)
+    if size != entry.size:
+        return f"{entry.path}: ukuran {size}, manifes {entry.size}"
+    if digest != entry.sha256:
+        return f"{entry.path}: SHA-256 tidak cocok"
+    return None
+
+
+def verify(source: Path, manifest: Manifest) -> list[str]:
+    """Every problem with the backup's files against its manifest (empty: all verified)."""
+    problems = []
+    for entry in manifest.every_file:
+        problem = _mismatch(entry, source / entry.path)
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def _refuse_unverified(problems: list[str], what: str) -> None:
+    if problems:
+        shown = "; ".join(problems[:5])
+        more = f" (dan {len(problems) - 5} lagi)" if len(problems) > 5 else ""
+        raise BackupError(f"{what}: {len(problems)} berkas tidak cocok dengan manifes: "
+                          f"{shown}{more}")
+
+
+# ------------------------------------------------------------------ backup
+
+
+def _software_version() -> str:
+    try:
+        return metadata.version("siaga112")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _check_target(target: Path) -> None:
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise BackupError(f"{target} sudah ada dan bukan direktori kosong.")
+    if target.is_dir() and any(target.iterdir()):
+        raise BackupError(f"{target} sudah berisi; cadangan ditulis ke direktori baru "
+                          "atau kosong.")
+
+
+def _open_partial(target: Path) -> Path:
+    """A hidden sibling of ``target`` to write the backup into (same file system, so the
+    final rename is one step)."""
+    _check_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    partial.mkdir(mode=0o700)
+    return partial
+
+
+def _seal(partial: Path, target: Path) -> None:
+    """Make the finished backup appear under its name, durably."""
+    for directory in sorted({p.parent for p in partial.rglob("*")} | {partial}, reverse=True):
+        _fsync_dir(directory)
+    _check_target(target)  # nothing appeared there meanwhile
+    # rename(2) replaces an empty directory in one step.
+    partial.rename(target)
+    _fsync_dir(target.parent)
+
+
+async def back_up(settings: Settings, target: Path) -> Manifest:
+    """Write a whole backup of the site to ``target`` (new or empty), atomically."""
+    target = await asyncio.to_thread(target.absolute)
+    partial = await asyncio.to_thread(_open_partial, target)
+    try:
+        manifest = await _write_backup(settings, partial)
+        await asyncio.to_thread(_seal, partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    log.info("backup written to %s: schema %d, %d files", target, manifest.schema_version,
+             len(manifest.files))
+    return manifest
+
+
+async def _write_backup(settings: Settings, into: Path) -> Manifest:
+    connection = await _connect(settings)
+    try:
+        level = await schema_level(connection)
+    finally:
+        await connection.close()
+    if level == 0:
+        raise BackupError("Basis data belum dimigrasi; tidak ada yang dicadangkan.")
+    created_at = datetime.now(UTC)
+    pg_dump = postgres_tool("pg_dump")
+    version = (await _run_tool([pg_dump, "--version"], os.environ, "pg_dump --version")).strip()
+    target_args, env = connection_target(resolve_dsn(settings))
+    dump = into / DUMP_NAME
+    await _run_tool([pg_dump, "--format=custom", f"--file={dump}", *target_args], env,
+                    "pg_dump")
+    digest, size = await asyncio.to_thread(file_digest, dump)
+    database = FileEntry(DUMP_NAME, digest, size)
+    files = await asyncio.to_thread(_copy_areas, SiteAreas.from_settings(settings), into)
+    manifest = Manifest(created_at, level, database, tuple(files), _software_version(), version)
+    await asyncio.to_thread(_write_manifest, into, manifest)
+    return manifest
+
+
+def _write_manifest(into: Path, manifest: Manifest) -> None:
+    with (into / MANIFEST_NAME).open("x", encoding="utf-8") as handle:
+        handle.write(manifest.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _copy_areas(areas: SiteAreas, into: Path) -> list[FileEntry]:
+    files = []
+    for area, root in areas.directories.items():
+        for source in area_files(root):
+            relative = source.relative_to(root)
+            copy = into / area / relative
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            digest, size = copy_hashed(source, copy)
+            files.append(FileEntry((Path(area) / relative).as_posix(), digest, size))
+    return files
+
+
+# ------------------------------------------------------------------ restore
+
+
+def read_manifest(source: Path) -> Manifest:
+    """The backup's manifest; :class:`BackupError` if there is none or it is malformed."""
+    path = source / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BackupError(f"{source} bukan cadangan yang utuh: tidak ada {MANIFEST_NAME}.") \
+            from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackupError(f"Manifes {path} tidak dapat dibaca: {exc}") from exc
+    return Manifest.from_json(text)
+
+
+def _conflicting_files(areas: SiteAreas, manifest: Manifest) -> list[str]:
+    """Site files the restore would overwrite with other content."""
+    conflicts = []
+    for entry in manifest.files:
+        destination = areas.destination(entry)
+        exists = destination.exists() or destination.is_symlink()
+        if exists and _mismatch(entry, destination) is not None:
+            conflicts.append(str(destination))
+    return conflicts
+
+
+async def restore(settings: Settings, source: Path, *, force: bool = False) -> RestoreReport:
+    """Restore the backup in ``source`` into the site ``settings`` describe."""
+    source = await asyncio.to_thread(source.absolute)
+    manifest = await asyncio.to_thread(read_manifest, source)
+    _refuse_unverified(await asyncio.to_thread(verify, source, manifest),
+                       "Cadangan ditolak, tidak ada yang diubah")
+    check_schema_level(manifest.schema_version, bundled_migrations()[-1].version)
+    areas = SiteAreas.from_settings(settings)
+    connection = await _connect(settings)
+    try:
+        holding = await tables_with_records(connection)
+    finally:
+        await connection.close()
+    if holding and not force:
+        raise BackupError(
+            f"Basis data tujuan sudah berisi data ({', '.join(holding)}); tidak ada yang "
+            "diubah. Pakai --force untuk menggantinya seluruhnya dengan cadangan.")
+    conflicts = await asyncio.to_thread(_conflicting_files, areas, manifest)
+    if conflicts and not force:
+        raise BackupError(
+            f"{len(conflicts)} berkas di situs ini akan tertimpa dengan isi lain (misalnya "
+            f"{conflicts[0]}); tidak ada yang diubah. Pakai --force untuk menimpanya.")
+    await _restore_database(settings, source / DUMP_NAME)
+    await asyncio.to_thread(_restore_files, areas, source, manifest)
+    connection = await _connect(settings)
+    try:
+        applied = len(await migrate(connection))
+    finally:
+        await connection.close()
+    log.info("backup %s restored: schema %d (+%d migrations), %d files", source,
+             manifest.schema_version, applied, len(manifest.files))
+    return RestoreReport(manifest, len(manifest.files), applied)
+
+
+async def _restore_database(settings: Settings, dump: Path) -> None:
+    pg_restore = postgres_tool("pg_restore")
+    psql = postgres_tool("psql")
+    target_args, env = connection_target(resolve_dsn(settings))
+    # Owners and grants are the old site's; here the connecting role owns what it restores.
+    to_sql = [pg_restore, "--no-owner", "--no-acl", "--file=-", str(dump)]
+    apply_sql = [
+        psql, "--no-psqlrc", "--quiet", "--single-transaction", "--set=ON_ERROR_STOP=1",
+        f"--command=SET lock_timeout = '{_LOCK_TIMEOUT}'",
+        "--command=DROP SCHEMA IF EXISTS public CASCADE",
+        "--command=CREATE SCHEMA public",
+        "--file=-", *target_args,
+    ]
+
+    def pipe() -> tuple[int, int, str]:
+        with subprocess.Popen(to_sql, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env) as producer:
+            assert producer.stdout is not None
+            with subprocess.Popen(apply_sql, stdin=producer.stdout, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, env=env) as consumer:
+                producer.stdout.close()  # psql alone holds the pipe: pg_restore sees EPIPE
+                _, consumer_err = consumer.communicate()
+            _, producer_err = producer.communicate()
+        reason = (consumer_err or producer_err).decode(errors="replace").strip()
+        return producer.returncode, consumer.returncode, reason
+
+    produced, applied, reason = await asyncio.to_thread(pipe)
+    if produced != 0 or applied != 0:
+        last = reason.splitlines()[-1] if reason else "tanpa pesan"
+        raise BackupError(f"Pemulihan basis data gagal, basis data tidak berubah: {last}")
+
+
+def _restore_files(areas: SiteAreas, source: Path, manifest: Manifest) -> None:
+    problems = []
+    for entry in manifest.files:
+        destination = areas.destination(entry)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        temporary = destination.with_name(f".{destination.name}.restore-{secrets.token_hex(4)}")
+        try:
+            copy_hashed(source / entry.path, temporary)
+            temporary.replace(destination)
+        finally:
+            temporary.unlink(missing_ok=True)
+        problem = _mismatch(entry, destination)  # read back from where it now lives
+        if problem is not None:
+            problems.append(problem)
+    for directory in {areas.destination(entry).parent for entry in manifest.files}:
+        _fsync_dir(directory)
+    _refuse_unverified(problems, "Berkas yang dipulihkan tidak cocok")

@@ -1,0 +1,258 @@
+"""``siaga112 backup`` and ``restore`` against a real PostgreSQL, real pg_dump / pg_restore,
+and a recording stored by the real worker (sox, ffmpeg).
+
+A site with calls, incidents, a recording and an attachment is backed up through the command
+line and restored into a fresh database and an empty state directory: the same calls and
+incidents are there and the recording plays the same bytes. A tampered backup, a database
+that already holds records and a half-written backup are refused or never appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from recordings.domain import State
+from recordings.library import RecordingLibrary
+from recordings.store import RecordingRepository
+from recordings.worker import RecordingsConfig, RecordingWorker
+from telephony.backup import service as backup_service
+from telephony.backup.errors import BackupError
+from telephony.backup.model import MANIFEST_NAME, Manifest
+from telephony.backup.service import back_up, connection_target, restore
+from telephony.db.connection import Database
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.settings import Settings
+from tests.support.calls import add_calls, call_facts
+from tests.support.db import drop_database, fetch
+from tests.support.incidents import make_service
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+CALLS = ("1750000001.1", "1750000002.2", "1750000003.3")
+ATTACHMENT = b"\x89PNG\r\n\x1a\n stand-in photo of the scene"
+
+
+async def empty_database(cluster: EmbeddedPostgres) -> str:
+    """A database as a new site's PostgreSQL has it: created, nothing in it."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(cluster.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return cluster.dsn().rsplit("/", 1)[0] + "/" + name
+
+
+@dataclass(frozen=True)
+class Site:
+    settings: Settings
+    recording_id: int
+    recording_bytes: bytes
+    incident_ids: tuple[int, ...]
+
+
+async def table(dsn: str, query: str) -> list[dict[str, Any]]:
+    return [dict(row) for row in await fetch(dsn, query)]
+
+
+async def site_state(dsn: str) -> tuple[list[dict[str, Any]], ...]:
+    """What the test compares before and after: calls, incidents and their timelines,
+    recordings, the schema level."""
+    return (
+        await table(dsn, "SELECT * FROM calls ORDER BY call_id"),
+        await table(dsn, "SELECT * FROM incidents ORDER BY incident_id"),
+        await table(dsn, "SELECT * FROM incident_calls ORDER BY 1, 2"),
+        await table(dsn, "SELECT * FROM incident_events ORDER BY 1"),
+        await table(dsn, "SELECT * FROM recordings ORDER BY recording_id"),
+        await table(dsn, "SELECT version, name, checksum FROM schema_migrations ORDER BY 1"),
+    )
+
+
+@pytest.fixture
+async def site(settings: Settings, database_dsn: str, tmp_path: Path) -> AsyncIterator[Site]:
+    """A site that took three calls, opened incidents, stored one recording through the
+    worker and keeps one attachment."""
+    monitor = tmp_path / "monitor"
+    monitor.mkdir()
+    configured = replace(settings, database_dsn=database_dsn, state_dir=tmp_path / "site-a",
+                         recordings_incoming_dir=monitor, recordings_settle_seconds=0.0)
+    await add_calls(database_dsn, *(call_facts(call_id, f"08120000000{i}", key="1")
+                                    for i, call_id in enumerate(CALLS)))
+    database = Database(configured)
+    try:
+        incidents = make_service(database).incidents
+        incident_ids = tuple([(await incidents.create_for_call(call_id)).incident_id
+                              for call_id in CALLS[:2]])
+        # A recording as Asterisk's MixMonitor leaves it, stored by the worker itself.
+        sox = await asyncio.create_subprocess_exec(
+            "sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(monitor / f"{CALLS[0]}.wav"),
+            "synth", "2", "sine", "440")
+        assert await sox.wait() == 0
+        worker = RecordingWorker(database, RecordingsConfig.from_settings(configured))
+        for _ in range(100):  # bounded: the worker needs one or two passes
+            if any(o.state is State.DONE for o in await worker.run_once()):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the worker did not store the recording")
+        recording = await database.run(
+            lambda c: RecordingRepository().recording(c, CALLS[0]))
+        assert recording is not None and recording.storage_path is not None
+        stored = configured.recordings_dir / recording.storage_path
+        attachment = configured.attachments_dir / "2025" / "01" / "scene.png"
+        attachment.parent.mkdir(parents=True)
+        attachment.write_bytes(ATTACHMENT)
+        yield Site(configured, recording.recording_id, stored.read_bytes(), incident_ids)
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def fresh(settings: Settings, pg_cluster: EmbeddedPostgres, tmp_path: Path
+                ) -> AsyncIterator[Settings]:
+    """Another site: an empty database and an empty state directory."""
+    dsn = await empty_database(pg_cluster)
+    yield replace(settings, database_dsn=dsn, state_dir=tmp_path / "site-b")
+    await drop_database(pg_cluster, dsn)
+
+
+def siaga112(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]:
+    """The command line, as the IT staff (or the compose file) run it."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    environ["PYTHONPATH"] = str(REPOSITORY)
+    sets = ["--set", f"database_dsn={settings.database_dsn}",
+            "--set", f"state_dir={settings.state_dir}"]
+    return subprocess.run([sys.executable, "-m", "telephony", *sets, *argv], env=environ,
+                          cwd=REPOSITORY, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+async def test_a_backup_restored_into_a_fresh_site_has_the_same_calls_incidents_and_recordings(
+    site: Site, fresh: Settings, tmp_path: Path
+) -> None:
+    target = tmp_path / "backups" / "2025-06-01"
+    done = siaga112(site.settings, "backup", str(target))
+    assert done.returncode == 0, done.stderr
+    assert f"Cadangan ditulis ke {target}" in done.stdout
+    manifest = Manifest.from_json((target / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert manifest.schema_version >= 9
+    assert {entry.area for entry in manifest.files} == {"recordings", "attachments"}
+    assert manifest.database.size == (target / "database.dump").stat().st_size
+    # Nothing half-written is left beside it.
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+
+    done = siaga112(fresh, "restore", str(target))
+    assert done.returncode == 0, done.stderr
+    assert "dipulihkan" in done.stdout
+
+    assert fresh.database_dsn is not None and site.settings.database_dsn is not None
+    assert await site_state(fresh.database_dsn) == await site_state(site.settings.database_dsn)
+    assert len((await site_state(fresh.database_dsn))[1]) == len(site.incident_ids) == 2
+    # The recording plays: the library the audio endpoint uses finds the same bytes.
+    database = Database(fresh)
+    try:
+        library = RecordingLibrary(database, fresh.recordings_dir)
+        audio = library.audio(await library.get(site.recording_id))
+        assert audio.path.read_bytes() == site.recording_bytes
+        assert audio.path.is_relative_to(fresh.recordings_dir)
+    finally:
+        await database.close()
+    assert (fresh.attachments_dir / "2025" / "01" / "scene.png").read_bytes() == ATTACHMENT
+
+    # Restoring again over what is now a site with records is refused without --force.
+    done = siaga112(fresh, "restore", str(target))
+    assert done.returncode == 1
+    assert "sudah berisi data" in done.stderr and "Traceback" not in done.stderr
+    done = siaga112(fresh, "restore", "--force", str(target))
+    assert done.returncode == 0, done.stderr
+    assert await site_state(fresh.database_dsn) == await site_state(site.settings.database_dsn)
+
+
+async def test_a_tampered_backup_is_refused_and_nothing_changes(
+    site: Site, fresh: Settings, tmp_path: Path
+) -> None:
+    target = tmp_path / "backup"
+    await back_up(site.settings, target)
+    manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
+    (recording,) = [e["path"] for e in manifest["files"] if e["path"].startswith("recordings/")]
+    tampered = target / recording
+    data = bytearray(tampered.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, other bytes
+    tampered.write_bytes(bytes(data))
+
+    with pytest.raises(BackupError, match=f"{recording}: SHA-256 tidak cocok"):
+        await restore(fresh, target)
+    assert fresh.database_dsn is not None
+    assert await fetch(fresh.database_dsn,
+                       "SELECT 1 FROM pg_tables WHERE schemaname = 'public'") == []
+    assert files_under(fresh.state_dir) == []
+
+    # The same through the command line: one line in Bahasa Indonesia, exit 1.
+    done = siaga112(fresh, "restore", "--force", str(target))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "SHA-256 tidak cocok" in done.stderr
+    # A missing file and a manifest that points outside the backup are refused too.
+    tampered.unlink()
+    with pytest.raises(BackupError, match=f"{recording}: tidak ada"):
+        await restore(fresh, target)
+    manifest["files"][0]["path"] = "recordings/../../etc/passwd"
+    (target / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(BackupError, match="tidak sah"):
+        await restore(fresh, target)
+    assert files_under(fresh.state_dir) == []
+
+
+async def test_a_database_with_records_is_kept_unless_forced(site: Site, tmp_path: Path) -> None:
+    target = tmp_path / "backup"
+    await back_up(site.settings, target)
+    assert site.settings.database_dsn is not None
+    before = await site_state(site.settings.database_dsn)
+    with pytest.raises(BackupError, match="calls, incidents, recordings"):
+        await restore(site.settings, target)
+    # --force replaces it with the backup: here, the same records.
+    report = await restore(site.settings, target, force=True)
+    assert report.files == 2
+    assert await site_state(site.settings.database_dsn) == before
+
+
+async def test_a_failed_backup_leaves_nothing_that_looks_whole(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(source: Path, target: Path) -> tuple[str, int]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(backup_service, "copy_hashed", broken)
+    target = tmp_path / "backups" / "tonight"
+    with pytest.raises(OSError, match="disk full"):
+        await back_up(site.settings, target)
+    assert list((tmp_path / "backups").iterdir()) == []
+    # A directory that is not a backup is refused by restore, and backup never overwrites.
+    target.mkdir()
+    (target / "notes.txt").write_text("x")
+    with pytest.raises(BackupError, match="bukan cadangan yang utuh"):
+        await restore(site.settings, target)
+    monkeypatch.undo()
+    with pytest.raises(BackupError, match="sudah berisi"):
+        await back_up(site.settings, target)
+
+
+def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
+    args, env = connection_target("postgresql://siaga:s%40cret@127.0.0.1:5432/siaga112")
+    assert args == ["--dbname=postgresql://siaga@127.0.0.1:5432/siaga112"]
+    assert env["PGPASSWORD"] == "s@cret"
+    assert connection_target(None)[0] == []

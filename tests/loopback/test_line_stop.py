@@ -1,0 +1,234 @@
+"""Clean stops and upgrades of ``siaga112 serve``, on real sockets and a real PostgreSQL.
+
+SIGTERM: the line takes no new FastAGI session, lets the IVR session in progress finish (a
+fake Asterisk keeps answering its commands), and exits; a session that hangs is cut after
+``shutdown_drain_seconds`` (the dialplan fails open for it) and the exit stays bounded.
+Upgrades: the line migrates the database before its first piece of work, also when the
+database only comes up after the line started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from telephony.app import running_line
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import bundled_migrations, migrate
+from telephony.settings import Settings
+from tests.support.db import drop_database, fetch
+from tests.support.net import free_port
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+WAIT = 10.0  # bound on each wait; a healthy run needs a fraction of it
+
+
+def environment(uniqueid: str) -> bytes:
+    """The FastAGI environment the dialplan's ``AGI(agi://.../ivr,112)`` sends."""
+    lines = ["agi_network: yes", "agi_network_script: ivr",
+             "agi_request: agi://127.0.0.1/ivr", "agi_channel: PJSIP/carrier-00000001",
+             "agi_language: id", f"agi_uniqueid: {uniqueid}", "agi_callerid: 081234567890",
+             "agi_calleridname: unknown", "agi_context: siaga112-ivr", "agi_extension: s",
+             "agi_priority: 3", "agi_enhanced: 0.0", "agi_accountcode: ", "agi_arg_1: 112", ""]
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def reply_to(command: list[str]) -> bytes:
+    """What Asterisk answers when the caller presses nothing."""
+    verb = " ".join(command[:2])
+    if verb == "GET DATA":
+        return b"200 result= (timeout)\n"
+    if verb == "SET VARIABLE":
+        return b"200 result=1\n"
+    return b"200 result=0 endpos=8000\n"
+
+
+@dataclass
+class AsteriskSession:
+    """One IVR session as Asterisk holds it."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    @classmethod
+    async def start(cls, port: int) -> tuple[AsteriskSession, list[str]]:
+        """Connect, send the environment; returns the session and the IVR's first command."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        session = cls(reader, writer)
+        writer.write(environment(f"{int(time.time())}.{uuid.uuid4().int % 1000}"))
+        await writer.drain()
+        first = await session.command()
+        assert first is not None, "the server closed the session at once"
+        return session, first
+
+    async def command(self) -> list[str] | None:
+        """The next command, or None once the server has closed the session."""
+        async with asyncio.timeout(WAIT):
+            line = await self.reader.readline()
+        return shlex.split(line.decode()) if line else None
+
+    async def play_to_the_end(self, first: list[str]) -> dict[str, str]:
+        """Answer every command until the IVR is done; the channel variables it set."""
+        variables: dict[str, str] = {}
+        command: list[str] | None = first
+        while command is not None:
+            if command[:2] == ["SET", "VARIABLE"]:
+                variables[command[2]] = command[3]
+            self.writer.write(reply_to(command))
+            await self.writer.drain()
+            command = await self.command()
+        return variables
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest.fixture
+def line_settings(settings: Settings, database_dsn: str) -> Settings:
+    """A line on free ports with no Asterisk behind its AMI port."""
+    return replace(settings, database_dsn=database_dsn, http_port=0, agi_port=free_port(),
+                   ami_port=free_port(), recordings_incoming_dir=settings.state_dir / "monitor",
+                   asterisk_etc_dir=settings.state_dir / "asterisk-etc",
+                   asterisk_sounds_dir=settings.state_dir / "sounds")
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, drain: float) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``siaga112 serve`` as a process, once it says it runs; killed if a test leaves it."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    environ["PYTHONPATH"] = str(REPOSITORY)
+    sets = {"database_dsn": settings.database_dsn, "state_dir": settings.state_dir,
+            "agi_port": settings.agi_port, "ami_port": settings.ami_port, "http_port": 0,
+            "asterisk_etc_dir": settings.asterisk_etc_dir,
+            "asterisk_sounds_dir": settings.asterisk_sounds_dir,
+            "recordings_incoming_dir": settings.recordings_incoming_dir,
+            "shutdown_drain_seconds": drain}
+    argv = [arg for name, value in sets.items() for arg in ("--set", f"{name}={value}")]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "telephony", *argv, "serve", env=environ, cwd=REPOSITORY,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(60):
+            started = await process.stdout.readline()
+        assert b"Layanan berjalan" in started, started
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def refused(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except ConnectionRefusedError:
+        return True
+    writer.close()
+    return False
+
+
+async def wait_refused(port: int) -> None:
+    """Bounded polling until the FastAGI port refuses connections."""
+    async with asyncio.timeout(WAIT):
+        while not await refused(port):  # noqa: ASYNC110 - polling a socket, not an event
+            await asyncio.sleep(0.05)
+
+
+async def test_sigterm_lets_the_ivr_session_in_progress_finish_and_refuses_new_ones(
+    line_settings: Settings,
+) -> None:
+    async with serving(line_settings, drain=WAIT) as process:
+        session, first = await AsteriskSession.start(line_settings.agi_port)
+        process.send_signal(signal.SIGTERM)
+        await wait_refused(line_settings.agi_port)
+        # The caller in the IVR presses nothing, and the IVR routes them as ever.
+        variables = await session.play_to_the_end(first)
+        session.close()
+        assert variables["IVR_OUTCOME"] == "no_input"
+        assert variables["IVR_QUEUE"]
+        async with asyncio.timeout(WAIT):
+            stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    assert b"Layanan dihentikan." in stdout
+    assert b"Traceback" not in stderr
+    assert b"cutting" not in stderr
+
+
+async def test_a_hanging_session_is_cut_after_the_drain_time(line_settings: Settings) -> None:
+    async with serving(line_settings, drain=0.5) as process:
+        session, _ = await AsteriskSession.start(line_settings.agi_port)  # never answered
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert await session.command() is None  # cut: Asterisk continues its dialplan
+        async with asyncio.timeout(WAIT):
+            _, stderr = await process.communicate()
+        session.close()
+    assert time.monotonic() - started < WAIT
+    assert process.returncode == 0, stderr.decode()
+    assert b"FastAGI shutdown: cutting 1 sessions still running after 0.5 s" in stderr
+    assert b"Traceback" not in stderr
+
+
+# --- upgrades ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def bare_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A database as an older or brand-new site has it: nothing migrated."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = pg_cluster.dsn().rsplit("/", 1)[0] + "/" + name
+    yield dsn
+    await drop_database(pg_cluster, dsn)
+
+
+async def test_the_line_migrates_before_it_takes_calls(
+    line_settings: Settings, bare_dsn: str
+) -> None:
+    async with running_line(replace(line_settings, database_dsn=bare_dsn)) as line:
+        assert line.agi.port == line_settings.agi_port
+        rows = await fetch(bare_dsn, "SELECT max(version) AS level FROM schema_migrations")
+        assert rows[0]["level"] == bundled_migrations()[-1].version
+
+
+async def test_a_database_that_comes_up_later_is_migrated_before_any_work(
+    line_settings: Settings, bare_dsn: str
+) -> None:
+    attempts: list[str] = []
+
+    async def prepare(connection: asyncpg.Connection) -> None:
+        if not attempts:
+            attempts.append("down")
+            raise ConnectionResetError("the server went away")  # as a restarting server
+        attempts.append("migrated")
+        await migrate(connection)
+
+    database = Database(replace(line_settings, database_dsn=bare_dsn), prepare=prepare)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await database.run(lambda c: c.fetchval("SELECT 1"))
+        level = await database.run(lambda c: c.fetchval(
+            "SELECT max(version) FROM schema_migrations"))
+        assert level == bundled_migrations()[-1].version
+        await database.run(lambda c: c.fetchval("SELECT 1"))
+        assert attempts == ["down", "migrated"]  # once per pool, not per piece of work
+    finally:
+        await database.close()

@@ -1,0 +1,65 @@
+"""The backup manifest: written and read back the same, and every path checked before a
+restore touches the file system."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from telephony.backup.errors import BackupError
+from telephony.backup.model import FileEntry, Manifest, check_schema_level, checked_path
+
+DIGEST = "ab" * 32
+MANIFEST = Manifest(
+    datetime(2025, 6, 1, 1, 2, 3, tzinfo=UTC), 9, FileEntry("database.dump", DIGEST, 10),
+    (FileEntry("recordings/2025/06/01/1.1.opus", DIGEST, 3),
+     FileEntry("attachments/2025/06/x.png", DIGEST, 0)),
+    "0.1.0", "pg_dump (PostgreSQL) 15.8")
+
+
+def test_a_manifest_reads_back_as_written() -> None:
+    again = Manifest.from_json(MANIFEST.to_json())
+    assert again.created_at == MANIFEST.created_at
+    assert (again.schema_version, again.database, again.software, again.pg_dump) == (
+        9, MANIFEST.database, "0.1.0", "pg_dump (PostgreSQL) 15.8")
+    assert sorted(again.files, key=lambda e: e.path) == sorted(MANIFEST.files,
+                                                              key=lambda e: e.path)
+    assert [e.area for e in again.every_file] == ["database.dump", "attachments", "recordings"]
+    assert str(again.files[1].within_area) == "2025/06/01/1.1.opus"
+
+
+@pytest.mark.parametrize("path", [
+    "/etc/passwd", "recordings/../../etc/passwd", "../x", "recordings", "recordings/",
+    "recordings//a", "recordings/./a", "spool/a", "recordings\\a", "", 7, None, "database.dump/x",
+])
+def test_paths_outside_the_areas_are_refused(path: object) -> None:
+    with pytest.raises(BackupError):
+        checked_path(path)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"format": "other"}, "bukan manifes"),
+    ({"format_version": 2}, "Versi format"),
+    ({"created_at": "2025-06-01T01:02:03"}, "zona waktu"),
+    ({"schema_version": "9"}, "migrasi skema"),
+    ({"database": {"path": "recordings/a", "sha256": DIGEST, "size": 1}}, "harus database.dump"),
+    ({"files": [{"path": "recordings/a", "sha256": "xyz", "size": 1}]}, "SHA-256"),
+    ({"files": [{"path": "recordings/a", "sha256": DIGEST, "size": -1}]}, "Ukuran"),
+    ({"files": [{"path": "recordings/a", "sha256": DIGEST, "size": True}]}, "Ukuran"),
+    ({"files": [{"path": "recordings/a", "sha256": DIGEST, "size": 1}] * 2}, "dua kali"),
+])
+def test_malformed_manifests_are_refused(change: dict[str, object], words: str) -> None:
+    document = {**json.loads(MANIFEST.to_json()), **change}
+    with pytest.raises(BackupError, match=words):
+        Manifest.from_json(json.dumps(document))
+    with pytest.raises(BackupError, match="JSON"):
+        Manifest.from_json("{")
+
+
+def test_a_newer_schema_is_refused_an_older_one_migrates() -> None:
+    check_schema_level(8, 9)
+    check_schema_level(9, 9)
+    with pytest.raises(BackupError, match="skema versi 10"):
+        check_schema_level(10, 9)
