@@ -149,7 +149,7 @@ def schema_preparation(settings: Settings) -> DatabaseWork[None]:
     return work
 
 
-async def prepare_database(database: Database) -> None:
+async def prepare_database(database: Database, settings: Settings) -> None:
     """Open (and so migrate) the database before the line takes calls; the line starts
     even if it is down, and migrates it when it comes back."""
     try:
@@ -273,7 +273,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     """Start the line's parts, each registering its stop on ``stack``."""
     database = Database(settings, prepare=schema_preparation(settings))
     stack.push_async_callback(database.close)
-    await prepare_database(database)
+    await prepare_database(database, settings)
     calendar = ShiftCalendar(settings.shifts, settings.timezone)
     repository = CallRepository(calendar)
     recorder = CallRecorder(
