@@ -36,6 +36,7 @@ _INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf
                   "docker/line-entrypoint.sh", "docker/asterisk-entrypoint.sh",
                   "docker/postgres-entrypoint.sh", "docker/nginx-entrypoint.sh",
                   "docker/prometheus-entrypoint.sh", "docker/docker-compose.yml")
+ASTERISK_SUITE: Final = DEBIAN_SUITE  # the lab's: the first Debian suite with Asterisk 22
 BASE_SUITE: Final = "bookworm"  # Debian 12: PostgreSQL 15, nginx, Prometheus, Python 3.11
 
 
