@@ -96,6 +96,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("**.service", ADAPTERS),
     ("**.*_service", ADAPTERS),
     ("**.http", ADAPTERS),
+    ("**.schemas", ADAPTERS),  # a feature's JSON bodies, built with the web shell's builders
     ("**.console", ADAPTERS),
     ("**.commands", ADAPTERS),
     ("**.route", ADAPTERS),

@@ -337,6 +337,10 @@ class Lab:
             log.info("lab %s is already running: restarting it", self.settings.lab_instance)
             self.stop()
         self._check_ports_free()
+        # Everything in etc/ is rendered by us: start from an empty directory, so a file an
+        # earlier checkout rendered (another branch's sorcery.conf, say) cannot linger and
+        # change what Asterisk loads.
+        shutil.rmtree(self.etc_dir, ignore_errors=True)
         self.install_config()
         self._write_hosts()
         for stale in ("astdb.sqlite3", "astdb.sqlite3-journal"):

@@ -23,7 +23,7 @@ from telephony.incidents.attachment_meta import check_filename
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import ROUTE_TABLE, SESSION, Route
-from telephony.web.schemas import SCHEMAS, validate
+from telephony.web.schemas import validate
 from telephony.web.security import FORM_TYPE
 
 UPLOAD_CHUNK: Final = 64 * 1024
@@ -91,7 +91,7 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         data = json.loads(await request.text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_json", "Isi permintaan bukan JSON yang sah.") from exc
-    validate(data, SCHEMAS[body.schema])
+    validate(data, request.app[ROUTE_TABLE].schemas[body.schema])
     assert isinstance(data, dict)  # the schema says object
     return data
 

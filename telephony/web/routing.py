@@ -4,8 +4,10 @@ list, so a handler cannot be reachable without an access policy, nor undocumente
 A :class:`Route` cannot be built without an :class:`Access`: either the roles that may use it
 or an explicit :data:`PUBLIC`. :meth:`RouteTable.install` is the only place handlers are added
 to the application, and the security middleware refuses any request whose route the table does
-not know (a handler added to the router some other way is unreachable, not open).
-:meth:`RouteTable.openapi` writes the OpenAPI 3.1 description from the same routes.
+not know (a handler added to the router some other way is unreachable, not open). The table
+carries the schema registry its routes' JSON bodies name (the features' schemas, gathered by
+:func:`telephony.web.schemas.registry`); :meth:`RouteTable.openapi` writes the OpenAPI 3.1
+description from the same routes and schemas.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from telephony.accounts.model import Role, Session
-from telephony.web.schemas import CALL_ID, SCHEMAS, Schema
+from telephony.web.schemas import CALL_ID, Schema
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -77,7 +79,7 @@ def limit_param(high: int) -> Param:
 
 @dataclass(frozen=True)
 class Body:
-    """A request body: JSON checked against ``SCHEMAS[schema]``, or an upload."""
+    """A request body: JSON checked against the registry's ``schema``, or an upload."""
 
     schema: str | None  # None: not JSON (an upload; see ``content``)
     content: Mapping[str, Schema] = field(default_factory=dict)
@@ -125,13 +127,20 @@ _ERROR_TEXT: Final[Mapping[int, str]] = {
 
 
 class RouteTable:
-    """The application's routes; install them once, then look up a request's policy."""
+    """The application's routes and the schemas their JSON bodies name; install them once,
+    then look up a request's policy."""
 
-    def __init__(self, routes: Iterable[Route]) -> None:
+    def __init__(self, routes: Iterable[Route], schemas: Mapping[str, Schema]) -> None:
         self.routes: tuple[Route, ...] = tuple(routes)
+        self.schemas: Mapping[str, Schema] = schemas
         seen = [(r.method, r.path) for r in self.routes]
         if len(set(seen)) != len(seen):
             raise ValueError("two routes share a method and path")
+        named = {r.body.schema for r in self.routes if r.body is not None} | {
+            r.reply.schema for r in self.routes}
+        if unknown := sorted(name for name in named if name is not None
+                             and name not in schemas):
+            raise ValueError(f"routes name undeclared schemas: {', '.join(unknown)}")
         self._by_route: dict[AbstractRoute, Route] = {}
 
     def install(self, app: web.Application) -> None:
@@ -163,7 +172,7 @@ class RouteTable:
             },
             "paths": paths,
             "components": {
-                "schemas": dict(SCHEMAS),
+                "schemas": dict(self.schemas),
                 "securitySchemes": {
                     "bearer": {"type": "http", "scheme": "bearer"},
                     "cookie": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},

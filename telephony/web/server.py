@@ -4,26 +4,36 @@ rest of the line."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 
 from aiohttp import web
 
 from recordings import http as recordings_http
+from recordings import schemas as recordings_schemas
 from telephony.accounts import console as accounts_console
 from telephony.accounts import http as accounts_http
+from telephony.accounts import schemas as accounts_schemas
+from telephony.admin import schemas as admin_schemas
 from telephony.calls import http as calls_http
+from telephony.calls import schemas as calls_schemas
 from telephony.desks import console as desks_console
 from telephony.desks import http as desks_http
+from telephony.desks import schemas as desks_schemas
 from telephony.incidents import console as incidents_console
 from telephony.incidents import http as incidents_http
+from telephony.incidents import schemas as incidents_schemas
+from telephony.reports import schemas as reports_schemas
 from telephony.screening import http as screening_http
+from telephony.screening import schemas as screening_schemas
+from telephony.wallboard import schemas as wallboard_schemas
 from telephony.web.console import pages
 from telephony.web.console.render import console_refusal, is_console
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, error_middleware, error_response
 from telephony.web.request import json_response
 from telephony.web.routing import EVERYONE, ROUTE_TABLE, Reply, Route, RouteTable
+from telephony.web.schemas import SHELL_SCHEMAS, Schema, registry
 from telephony.web.security import security_middleware
 
 log = logging.getLogger("telephony.web")
@@ -51,6 +61,24 @@ def api_routes() -> list[Route]:
         *recordings_http.routes(),
         *desks_http.routes(),
     ]
+
+
+def api_schemas() -> Mapping[str, Schema]:
+    """Every feature's schemas in one registry, the wallboard's, the reports' and the admin's
+    too, whether or not their routes are installed: the API's description and its checks
+    are then the same in every application. Raises ``ValueError`` on a name declared twice."""
+    return registry(
+        SHELL_SCHEMAS,
+        accounts_schemas.SCHEMAS,
+        incidents_schemas.SCHEMAS,
+        calls_schemas.SCHEMAS,
+        screening_schemas.SCHEMAS,
+        recordings_schemas.SCHEMAS,
+        desks_schemas.SCHEMAS,
+        reports_schemas.SCHEMAS,
+        wallboard_schemas.SCHEMAS,
+        admin_schemas.SCHEMAS,
+    )
 
 
 def console_routes() -> list[Route]:
@@ -82,11 +110,12 @@ async def _security_headers(_: web.Request, response: web.StreamResponse) -> Non
 
 def build_app(context: ApiContext, routes: Iterable[Route] = ()) -> web.Application:
     """The application: the JSON API, the console's pages and ``routes``, every one behind
-    the security middleware and its access policy, in one route table. Refusals are
-    answered by one middleware: pages on the console, JSON elsewhere."""
+    the security middleware and its access policy, in one route table with every feature's
+    schemas (a route naming a schema none declares is refused here, before serving).
+    Refusals are answered by one middleware: pages on the console, JSON elsewhere."""
     app = web.Application(middlewares=[error_middleware(_answer), security_middleware])
     app[CONTEXT] = context
-    RouteTable([*api_routes(), *console_routes(), *routes]).install(app)
+    RouteTable([*api_routes(), *console_routes(), *routes], api_schemas()).install(app)
     app.on_response_prepare.append(_security_headers)
     return app
 

@@ -1,12 +1,24 @@
 """The route table's rules and the schema validator that holds request bodies to the docs."""
 
+from dataclasses import replace
+
 import pytest
 
 from telephony.accounts.model import Role
 from telephony.incidents.attachments import sniff_content_type
-from telephony.web.routing import PUBLIC, Access, RouteTable
-from telephony.web.schemas import SCHEMAS, SchemaViolation, validate
-from telephony.web.server import api_routes
+from telephony.incidents.schemas import SCHEMAS as INCIDENT_SCHEMAS
+from telephony.web.routing import PUBLIC, Access, Reply, RouteTable
+from telephony.web.schemas import (
+    SHELL_SCHEMAS,
+    SchemaViolation,
+    all_required,
+    ref,
+    registry,
+    validate,
+)
+from telephony.web.server import api_routes, api_schemas
+
+SCHEMAS = api_schemas()
 
 
 def test_a_route_must_name_its_roles_or_be_explicitly_public() -> None:
@@ -20,7 +32,28 @@ def test_a_route_must_name_its_roles_or_be_explicitly_public() -> None:
 def test_two_routes_cannot_share_a_method_and_path() -> None:
     route = api_routes()[0]
     with pytest.raises(ValueError, match="share"):
-        RouteTable([route, route])
+        RouteTable([route, route], SCHEMAS)
+
+
+def test_two_features_cannot_declare_the_same_schema() -> None:
+    with pytest.raises(ValueError, match="declared twice: Incident"):
+        registry(SHELL_SCHEMAS, INCIDENT_SCHEMAS, {"Incident": all_required({})})
+
+
+def test_a_schema_cannot_refer_to_one_nobody_declared() -> None:
+    with pytest.raises(ValueError, match="not declared: Nowhere"):
+        registry(SHELL_SCHEMAS, {"Somewhere": all_required({"there": ref("Nowhere")})})
+
+
+def test_a_route_cannot_name_a_schema_nobody_declared() -> None:
+    route = replace(api_routes()[0], reply=Reply(200, "Nowhere"))
+    with pytest.raises(ValueError, match="undeclared schemas: Nowhere"):
+        RouteTable([route], SCHEMAS)
+
+
+def test_every_feature_s_schemas_are_gathered() -> None:
+    assert INCIDENT_SCHEMAS.items() <= SCHEMAS.items()
+    assert "Error" in SCHEMAS
 
 
 def test_only_login_is_public_and_admins_get_no_caller_data() -> None:

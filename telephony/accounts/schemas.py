@@ -1,0 +1,38 @@
+"""The JSON schemas of the account routes (telephony/accounts/http.py): logging in, the
+session, the account, and the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from telephony.web.schemas import DATETIME, Schema, all_required, object_schema, ref, text
+
+SCHEMAS: Final[Mapping[str, Schema]] = {
+    "Account": all_required({
+        "username": {"type": "string"},
+        "display_name": {"type": "string"},
+        "role": {"type": "string", "enum": ["operator", "supervisor", "admin"]},
+        "role_label": {"type": "string"},
+        "active": {"type": "boolean"},
+    }),
+    "Login": object_schema({"username": text(64), "password": text(256)},
+                           ("username", "password")),
+    "Session": all_required({
+        "token": {"type": ["string", "null"],
+                  "description": "Token bearer; hanya pada jawaban login"},
+        "csrf_token": {"type": "string",
+                       "description": "Kirim di header X-CSRF-Token pada perubahan "
+                                      "yang memakai cookie sesi"},
+        "expires_at": DATETIME,
+        "account": ref("Account"),
+    }),
+    "AuditEntry": all_required({
+        "audit_id": {"type": "integer"}, "at": DATETIME, "actor": {"type": "string"},
+        "action": {"type": "string"}, "object_type": {"type": "string"},
+        "object_id": {"type": "string"}, "remote_address": {"type": "string"},
+        "detail": {"type": "object"},
+    }),
+    "AuditList": all_required({"entries": {"type": "array", "items": ref("AuditEntry")}}),
+}
