@@ -21,6 +21,7 @@ from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
 from telephony.app import LineStartError, serve
+from telephony.asterisk.config import install_site_config
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.backup import commands as backup_commands
 from telephony.backup.errors import BackupError
@@ -116,6 +117,14 @@ def _cmd_prompts(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_asterisk_config(settings: Settings, args: argparse.Namespace) -> int:
+    build_prompt_audio(settings)
+    site = install_site_config(settings, args.instance_dir, settings.prompts_dir)
+    print(f"Konfigurasi Asterisk ditulis ke {site.etc_dir}, rekaman suara IVR ke "
+          f"{site.sounds_dir}.")
+    return 0
+
+
 def _cmd_lab(settings: Settings, args: argparse.Namespace) -> int:
     lab = Lab(settings)
     if args.action == "build":
@@ -201,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(handler=_cmd_db)
     commands.add_parser("prompts", help="generate the IVR prompt audio").set_defaults(
         handler=_cmd_prompts)
+    asterisk_config = commands.add_parser(
+        "asterisk-config",
+        help="a site's Asterisk: render asterisk-conf/ into asterisk_etc_dir, install prompts")
+    asterisk_config.add_argument(
+        "--instance-dir", required=True,
+        help="the directory asterisk.conf puts everything under, as Asterisk sees it")
+    asterisk_config.set_defaults(handler=_cmd_asterisk_config)
     lab = commands.add_parser("lab", help="the Asterisk 22 lab: build, start, stop, status")
     lab.add_argument("action", choices=["build", "start", "stop", "status"])
     lab.set_defaults(handler=_cmd_lab)

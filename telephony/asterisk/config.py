@@ -28,6 +28,7 @@ from telephony.admin.queues import (
     render_queues_conf,
 )
 from telephony.asterisk.errors import AsteriskSiteError
+from telephony.asterisk.site import AsteriskSite
 from telephony.db.embedded import DATABASE_NAME
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 from telephony.screening.service import line_screening_source
@@ -40,6 +41,9 @@ CARRIER_CONF = "pjsip_carrier.conf"
 OPERATORS_CONF = "pjsip_operators.conf"
 
 CONF_DIR = Path(__file__).resolve().parent.parent.parent / "asterisk-conf"
+# pjsip.conf includes the operator phones from this file, which the site owns (the lab writes
+# its sipp phones there); a site's first start gets an empty one so Asterisk loads.
+OPERATORS_CONF = "pjsip_operators.conf"
 
 # Characters that would end a config value early or start a new line or comment.
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f;]")
@@ -231,3 +235,18 @@ def install_config(settings: Settings, etc_dir: Path, instance_dir: str, *,
         # A site's phones register and come from PostgreSQL (sorcery.conf); this include is
         # for phones a site lists by hand, and the lab's sipp phones (telephony/lab/chroot.py).
         write_atomic(operators, "; Operator phones listed by hand (see pjsip.conf).\n")
+
+
+def install_site_config(settings: Settings, instance_dir: str, prompts_dir: Path) -> AsteriskSite:
+    """Prepare a site's Asterisk before it starts (the docker/ asterisk-config service):
+    render the configuration into ``asterisk_etc_dir`` and install the prompts from
+    ``prompts_dir``. Asterisk then runs without the line.
+
+    The site's directories must be set: rendering a site into the lab's would be a mistake.
+    """
+    if settings.asterisk_etc_dir is None or settings.asterisk_sounds_dir is None:
+        raise AsteriskSiteError("asterisk_etc_dir and asterisk_sounds_dir must be set for a site")
+    site = AsteriskSite.from_settings(settings)
+    install_config(settings, site.etc_dir, instance_dir)
+    site.install_prompts(prompts_dir)
+    return site

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from telephony.asterisk.config import install_config
+from telephony.asterisk.config import OPERATORS_CONF, install_config, install_site_config
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.asterisk.site import AsteriskSite
 from telephony.settings import load_settings
@@ -58,3 +58,26 @@ def test_the_configuration_renders_into_the_site_etc_dir(tmp_path: Path) -> None
     assert "astetcdir => /srv/site/etc" in (etc / "asterisk.conf").read_text()
     assert (etc / "queues_siaga112.conf").is_file()
     assert not list(etc.glob(".*.tmp"))
+
+
+def test_a_site_is_prepared_before_asterisk_starts_and_keeps_its_phones(tmp_path: Path) -> None:
+    """docker/'s asterisk-config service: configuration, an operators file, the prompts."""
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    _wav(prompts / "salam-112.wav", 8000)
+    settings = replace(load_settings(environ={}), state_dir=tmp_path / "state",
+                       asterisk_etc_dir=tmp_path / "etc", asterisk_sounds_dir=tmp_path / "snd")
+    site = install_site_config(settings, "/srv/siaga112/site", prompts)
+    assert "astetcdir => /srv/siaga112/site/etc" in (site.etc_dir / "asterisk.conf").read_text()
+    assert (site.sounds_dir / "salam-112.wav").exists()
+    phones = site.etc_dir / OPERATORS_CONF
+    assert phones.read_text().startswith(";")
+    phones.write_text("[op1001](operator)\n")
+    install_site_config(settings, "/srv/siaga112/site", prompts)  # the next start
+    assert phones.read_text() == "[op1001](operator)\n"
+
+
+def test_a_site_is_never_prepared_in_the_lab_directories(tmp_path: Path) -> None:
+    settings = replace(load_settings(environ={}), lab_rootfs=tmp_path)
+    with pytest.raises(AsteriskSiteError, match="asterisk_etc_dir"):
+        install_site_config(settings, "/srv/siaga112/site", tmp_path)

@@ -1,0 +1,77 @@
+"""The deployment tier: one site from docker/ (its images built from this checkout, on
+locally built Debian base images), brought up with docker-compose on loopback with ports of
+its own, for the whole module. ``SITE_KEEP=1`` leaves it up (and its volumes) afterwards."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from telephony.lab import sipp
+from tests.support import docker
+from tests.support.net import free_port
+
+PROJECT = "siaga112-deploytest"
+AMI_SECRET = "deploy-test-ami-secret-7f3a"  # this test site's own
+
+
+def _extra_ca_pem() -> str:
+    """The host's own extra CA certificates (a proxy that inspects HTTPS, here): the line's
+    image needs them to reach PyPI as the host does."""
+    extra = Path("/usr/local/share/ca-certificates")
+    return "".join(p.read_text(encoding="ascii", errors="replace")
+                   for p in sorted(extra.glob("**/*.crt")))
+
+
+@pytest.fixture(scope="module")
+def site_ports() -> dict[str, int]:
+    """Loopback ports no other test uses; RTP gets a span of 40 (20 calls)."""
+    rtp = sipp.free_udp_port(span=40)
+    return {
+        "sip": sipp.free_udp_port(), "phones": sipp.free_udp_port(span=3),
+        "carrier": sipp.free_udp_port(), "rtp_start": rtp, "rtp_end": rtp + 39,
+        "ami": free_port(), "agi": free_port(), "http": free_port(), "https": free_port(),
+        "pg": free_port(), "prometheus": free_port(),
+    }
+
+
+@pytest.fixture(scope="module")
+def site(site_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[docker.Site]:
+    """The site, built and up; taken down with its volumes afterwards."""
+    started = time.monotonic()
+    docker.ensure_engine()
+    bases = [docker.base_image(docker.BASE_SUITE), docker.base_image(docker.ASTERISK_SUITE)]
+    settings_file = tmp_path_factory.mktemp("deploy") / "siaga112.toml"
+    p = site_ports
+    settings_file.write_text(
+        "# The deployment test's site: everything on loopback, on ports of its own.\n"
+        f'sip_host = "127.0.0.1"\nsip_port = {p["sip"]}\n'
+        f'rtp_port_start = {p["rtp_start"]}\nrtp_port_end = {p["rtp_end"]}\n'
+        f'ami_port = {p["ami"]}\nami_secret = "{AMI_SECRET}"\nagi_port = {p["agi"]}\n'
+        f'carrier_address = "127.0.0.1"\ncarrier_sip_port = {p["carrier"]}\n'
+        "queue_wrapup_seconds = 0\nrecordings_settle_seconds = 1.0\n"
+        "recordings_poll_seconds = 1.0\n", encoding="utf-8")
+    settings_file.chmod(0o644)
+    site = docker.Site(PROJECT, {
+        "SITE_SETTINGS": str(settings_file), "SITE_BASE": bases[0],
+        "SITE_ASTERISK_BASE": bases[1], "SITE_TAG": docker.inputs_hash(bases),
+        "SITE_HTTP_PORT": str(p["http"]), "SITE_HTTPS_PORT": str(p["https"]),
+        "SITE_PG_PORT": str(p["pg"]), "SITE_PROMETHEUS_PORT": str(p["prometheus"]),
+        "SITE_HOSTNAME": "siaga112.test", "SITE_EXTRA_CA_PEM": _extra_ca_pem()})
+    site.timings["base"] = time.monotonic() - started
+    site.build()
+    site.compose("down", "--volumes", "--remove-orphans", check=False)  # a killed run's leftovers
+    try:
+        up = time.monotonic()
+        site.compose("up", "-d", timeout=600)
+        site.timings["up"] = time.monotonic() - up
+        yield site
+    finally:
+        if os.environ.get("SITE_KEEP") is None:
+            site.compose("down", "--volumes", "--remove-orphans", check=False, timeout=300)
+        print(f"\ndeploy tier timings (s): {site.timings}")

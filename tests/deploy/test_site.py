@@ -1,0 +1,278 @@
+"""A site from docker/, as a regency would run it: a carrier call through the published SIP
+port reaches an operator's phone and shows in the HTTPS API; the line restarts mid-call and
+loses nothing; /metrics counts the calls; with the line stopped calls fail open and the
+fail-open alert fires; ``down`` then ``up`` keeps every call and recording.
+
+The tests run in order on one site (module scope) and build on each other's calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import aiohttp
+import pytest
+
+from telephony.lab import sipp
+from tests.support import docker
+
+pytestmark = pytest.mark.deploy
+
+T = TypeVar("T")
+PASSWORD: Final = "kata-sandi-operator-112"
+OPERATOR: Final = "petugas1"
+PHONE: Final = "op1001"
+SKILLS: Final = ("general", "medical", "fire", "security", "disaster")
+ASTERISK_CONF: Final = "/srv/siaga112/site/etc/asterisk.conf"
+
+
+async def eventually(what: str, probe: Callable[[], Awaitable[T | None]],
+                     within: float = 60.0, interval: float = 0.5) -> T:
+    """``probe()``'s first result that is not None (bounded polling)."""
+    deadline = time.monotonic() + within
+    while True:
+        found = await probe()
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(interval)
+
+
+def caller_number(tag: int) -> str:
+    return f"0819{int(time.time()) % 10**6:06d}{tag:02d}"
+
+
+class Api:
+    """The site's HTTPS API through nginx (its certificate is self-signed), as the operator."""
+
+    def __init__(self, base_url: str) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        self.base_url = base_url
+        self.http = aiohttp.ClientSession(
+            base_url=base_url, cookie_jar=aiohttp.DummyCookieJar(),
+            connector=aiohttp.TCPConnector(ssl=context), timeout=aiohttp.ClientTimeout(total=20))
+        self.auth: dict[str, str] = {}
+
+    async def reachable(self) -> bool | None:
+        """The line answers behind nginx (any answer of its own; nginx says 502 without it)."""
+        try:
+            async with self.http.get("/api/session") as response:
+                return True if response.status < 500 else None
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    async def login(self) -> None:
+        async with self.http.post("/api/session", json={
+                "username": OPERATOR, "password": PASSWORD}) as response:
+            assert response.status == 201, await response.text()
+            self.auth = {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+    async def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        async with self.http.request(method, path, headers=self.auth, **kwargs) as response:
+            assert response.status == 200, (path, response.status, await response.text())
+            return await response.json()
+
+    async def calls_of(self, number: str) -> list[dict[str, Any]]:
+        found = await self.json("GET", "/api/calls", params={"caller_number": number})
+        return list(found["calls"])
+
+    async def ended_call(self, number: str, within: float = 90.0) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            try:
+                calls = await self.calls_of(number)
+            except (aiohttp.ClientError, TimeoutError, AssertionError):
+                return None  # the line may be restarting behind nginx (502)
+            ended = [c for c in calls if c["ended_at"] is not None]
+            return ended[0] if ended else None
+        return await eventually(f"the ended call of {number}", probe, within)
+
+    async def stored_recording(self, call_id: str, within: float = 90.0) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            detail = await self.json("GET", f"/api/calls/{call_id}")
+            done = [r for r in detail["recordings"]
+                    if r["kind"] == "mixed" and r["state"] == "done"]
+            return done[0] if done else None
+        return await eventually(f"the recording of {call_id}", probe, within)
+
+    async def audio_sha256(self, recording: dict[str, Any]) -> str:
+        async with self.http.get(recording["audio_url"], headers=self.auth) as response:
+            assert response.status == 200, await response.text()
+            return hashlib.sha256(await response.read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+async def phones(site: docker.Site, site_ports: dict[str, int]) -> AsyncIterator[sipp.Sipp]:
+    """The operator's phone: a sipp UAS that answers and stays until Asterisk's BYE.
+
+    An identify-by-address phone like the lab's (a static contact), written into the site's
+    pjsip_operators.conf and loaded with a pjsip reload.
+    """
+    conf = (f"[{PHONE}](operator)\naors = {PHONE}\n"
+            f"[{PHONE}](operator-aor)\ncontact = sip:{PHONE}@127.0.0.1:{site_ports['phones']}\n")
+    site.compose("exec", "-T", "line", "sh", "-c",
+                 "cat > /srv/siaga112/site/etc/pjsip_operators.conf", input_text=conf)
+    asterisk_rx(site, "module reload res_pjsip.so")
+    async with sipp.operator(site_ports["phones"], audio=True) as uas:
+        yield uas
+
+
+def asterisk_rx(site: docker.Site, command: str) -> str:
+    """One Asterisk CLI command in the site's Asterisk container."""
+    return site.compose("exec", "-T", "asterisk", "asterisk", "-C", ASTERISK_CONF,
+                        "-rx", command, timeout=30).stdout
+
+
+@pytest.fixture(scope="module")
+async def api(site: docker.Site, site_ports: dict[str, int],
+              phones: sipp.Sipp) -> AsyncIterator[Api]:
+    """The operator, created with the line image's CLI, logged in over HTTPS and in the queues
+    of every skill through the desk API (AMI QueueAdd)."""
+    api = Api(f"https://127.0.0.1:{site_ports['https']}")
+    try:
+        await eventually("the site's HTTPS API", api.reachable, within=180)
+        asterisk_rx(site, "core waitfullybooted")
+        site.compose("exec", "-T", "line", "siaga112-entrypoint", "account", "create", OPERATOR,
+                     "--role", "operator", input_text=PASSWORD + "\n")
+        skills = [arg for skill in SKILLS for arg in ("--skill", f"{skill}=5")]
+        site.compose("exec", "-T", "line", "siaga112-entrypoint", "account", "desk", OPERATOR,
+                     f"PJSIP/{PHONE}", *skills)
+        await api.login()
+
+        async def joined() -> list[str] | None:
+            try:
+                found = await api.json("POST", "/api/desk/queues", json={"skills": list(SKILLS)})
+            except AssertionError:
+                return None  # the line's AMI connection may still be coming up
+            return list(found["queues"]) or None
+        await eventually("the operator in the queues", joined, within=60, interval=1.0)
+        yield api
+    finally:
+        await api.http.close()
+
+
+async def call(site_ports: dict[str, int], number: str, talk: float = 5.0
+               ) -> sipp.SippResult:
+    """A carrier call to 112 through the site's SIP port: fire (1, 2), then ``talk`` s."""
+    async with sipp.caller("127.0.0.1", site_ports["sip"], "112", caller_id=number,
+                           dtmf="12", talk_seconds=talk, audio=True) as caller:
+        return await caller.wait()
+
+
+CALLS: dict[str, str] = {}  # caller number -> call id, across the module's tests
+
+
+async def test_a_carrier_call_reaches_the_operator_and_shows_in_the_https_api(
+        api: Api, site_ports: dict[str, int], phones: sipp.Sipp) -> None:
+    number = caller_number(1)
+    result = await call(site_ports, number)
+    assert result.ok, result.errors
+    found = await api.ended_call(number)
+    assert (found["ivr_skill"], found["queue"], found["disposition"], found["operator"]) == (
+        "fire", "fire", "answered", f"PJSIP/{PHONE}"), found
+    await api.stored_recording(found["call_id"])
+    CALLS[number] = found["call_id"]
+
+
+async def test_restarting_the_line_mid_call_loses_nothing(
+        site: docker.Site, api: Api, site_ports: dict[str, int], phones: sipp.Sipp) -> None:
+    number = caller_number(2)
+    caller = asyncio.create_task(call(site_ports, number, talk=25.0))
+
+    async def answered() -> bool | None:
+        calls = await api.calls_of(number)
+        return True if calls and calls[0]["operator"] is not None else None
+    await eventually("the call answered", answered, within=60)
+    site.compose("restart", "line", timeout=120)
+    result = await caller
+    assert result.ok, result.errors
+    found = await api.ended_call(number, within=120)
+    assert (found["disposition"], found["operator"]) == ("answered", f"PJSIP/{PHONE}"), found
+    assert found["talk_seconds"] >= 15, found  # the whole conversation, across the restart
+    await api.stored_recording(found["call_id"])
+    CALLS[number] = found["call_id"]
+
+
+def metric_total(text: str, name: str) -> float:
+    """The sum of every sample of ``name`` (all labels) in a Prometheus text exposition."""
+    pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", re.MULTILINE)
+    return sum(float(value) for value in pattern.findall(text))
+
+
+async def test_metrics_count_the_calls(site_ports: dict[str, int], api: Api) -> None:
+    """Needs the line's /metrics, /healthz and /readyz (issue 10, observability)."""
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{site_ports['http']}") as http:
+        for probe in ("/healthz", "/readyz"):
+            async with http.get(probe) as response:
+                assert response.status == 200, (probe, await response.text())
+        async with http.get("/metrics") as response:
+            assert response.status == 200, await response.text()
+            text = await response.text()
+    assert metric_total(text, "siaga112_calls_offered_total") >= 1, text[:3000]
+    assert metric_total(text, "siaga112_calls_answered_total") >= 1, text[:3000]
+
+
+def fail_open_alert() -> str:
+    """The expression of the shipped fail-open alert rule (docker/prometheus/)."""
+    for rules in sorted((docker.DOCKER_DIR / "prometheus").glob("*.y*ml")):
+        text = rules.read_text(encoding="utf-8")
+        match = re.search(r"alert:\s*\S*[Ff]ail_?[Oo]pen\S*\s*\n\s*expr:\s*(.+)", text)
+        if match:
+            return match.group(1).strip().strip("'\"")
+    raise AssertionError(f"no fail-open alert rule in {docker.DOCKER_DIR / 'prometheus'}")
+
+
+async def test_with_the_line_stopped_calls_fail_open_and_the_alert_fires(
+        site: docker.Site, api: Api, site_ports: dict[str, int], phones: sipp.Sipp) -> None:
+    expression = fail_open_alert()
+    prometheus = f"http://127.0.0.1:{site_ports['prometheus']}"
+    fired = False
+
+    async def alert_true() -> bool | None:
+        nonlocal fired
+        async with aiohttp.ClientSession(prometheus) as http:
+            try:
+                async with http.get("/api/v1/query", params={"query": expression}) as reply:
+                    data = await reply.json()
+            except (aiohttp.ClientError, TimeoutError):
+                return None
+        assert data.get("status") == "success", data
+        fired = fired or bool(data["data"]["result"])
+        return True if fired else None
+
+    site.compose("stop", "line", timeout=120)
+    try:
+        number = caller_number(3)
+        result = await call(site_ports, number)
+        assert result.ok, result.errors  # fail open: the operator answered without the line
+        await alert_true()
+    finally:
+        site.compose("start", "line", timeout=120)
+    await eventually(f"the fail-open alert ({expression}) true", alert_true, within=120,
+                     interval=2.0)
+
+
+async def test_down_then_up_keeps_every_call_and_recording(
+        site: docker.Site, api: Api, site_ports: dict[str, int]) -> None:
+    assert len(CALLS) >= 2, "the calls of the earlier tests"
+    before = {}
+    for number, call_id in CALLS.items():
+        recording = await api.stored_recording(call_id)
+        before[number] = (call_id, await api.audio_sha256(recording))
+    site.compose("down", timeout=300)
+    site.compose("up", "-d", timeout=600)
+    await eventually("the site's HTTPS API again", api.reachable, within=180)
+    await api.login()
+    for number, (call_id, sha256) in before.items():
+        found = await api.ended_call(number, within=30)
+        assert found["call_id"] == call_id
+        recording = await api.stored_recording(call_id, within=30)
+        assert await api.audio_sha256(recording) == sha256 == recording["sha256"]
+

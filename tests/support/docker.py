@@ -1,0 +1,158 @@
+"""The deployment tier's Docker side: the engine, locally built Debian base images, the
+site's images tagged by a hash of their inputs, and ``docker-compose`` for one test site.
+
+No container registry is reachable where the tests run, so the Debian base images are built
+here with mmdebstrap (the lab's suite and mirror, ``telephony/lab/chroot.py``) and passed to
+the Dockerfiles as their ``BASE``/``ASTERISK_BASE`` arguments. Every image is tagged with a
+hash of everything it is built from; a tag that exists is not built again, so a warm run
+builds nothing, and dockerd keeps the images and their layers between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from telephony.lab.chroot import DEBIAN_SUITE, debian_mirror
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+DOCKER_DIR: Final = ROOT / "docker"
+COMPOSE_FILE: Final = DOCKER_DIR / "docker-compose.yml"
+SERVICES_BUILT: Final = ("postgres", "asterisk-config", "asterisk", "line", "nginx", "prometheus")
+IMAGES: Final = ("line", "asterisk", "postgres", "nginx", "prometheus")
+# What the images are built from (docker/'s own scripts and Dockerfiles; the rest is what
+# .dockerignore lets into the build context).
+_INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf", "ivr",
+                  "recordings", "telephony", "docker/Dockerfile.line",
+                  "docker/Dockerfile.asterisk", "docker/Dockerfile.postgres",
+                  "docker/Dockerfile.nginx", "docker/Dockerfile.prometheus",
+                  "docker/line-entrypoint.sh", "docker/asterisk-entrypoint.sh",
+                  "docker/postgres-entrypoint.sh", "docker/nginx-entrypoint.sh",
+                  "docker/prometheus-entrypoint.sh", "docker/docker-compose.yml")
+ASTERISK_SUITE: Final = DEBIAN_SUITE  # the lab's: the first Debian suite with Asterisk 22
+BASE_SUITE: Final = "bookworm"  # Debian 12: PostgreSQL 15, nginx, Prometheus, Python 3.11
+
+
+class DockerError(RuntimeError):
+    """A docker or docker-compose command failed; the message carries its output."""
+
+
+def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600,
+        check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one command (bounded), raising :class:`DockerError` with its output on failure."""
+    try:
+        done = subprocess.run(list(argv), env=dict(env) if env is not None else None,
+                              capture_output=True, text=True, timeout=timeout, check=False,
+                              input=input_text, stdin=None if input_text else subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError(f"{' '.join(argv)}: timed out after {timeout:g} s") from exc
+    if check and done.returncode != 0:
+        raise DockerError(f"{' '.join(argv)} failed ({done.returncode}):\n"
+                          f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done
+
+
+def ensure_engine() -> None:
+    """Install docker.io and docker-compose and start dockerd when missing (scripts/setup)."""
+    run([str(ROOT / "scripts" / "setup"), "--docker"], timeout=900)
+
+
+def image_exists(tag: str) -> bool:
+    """True when dockerd has an image with this tag."""
+    return run(["docker", "image", "inspect", tag], check=False).returncode == 0
+
+
+def _digest(parts: Sequence[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:16]
+
+
+def base_image(suite: str) -> str:
+    """A minimal Debian ``suite`` image built with mmdebstrap from the host's mirror and
+    imported into dockerd, unless one built from the same inputs is there already."""
+    mirror = debian_mirror()
+    tag = f"siaga112/base:{suite}-{_digest([suite.encode(), mirror.encode(), b'minbase-1'])}"
+    if image_exists(tag):
+        return tag
+    if shutil.which("mmdebstrap") is None:
+        raise DockerError("mmdebstrap is not installed (scripts/setup installs it)")
+    # mmdebstrap writes a tarball to stdout; docker import makes it an image. Snapshot
+    # mirrors serve Release files whose Valid-Until has passed (as in the lab).
+    build = subprocess.Popen(
+        ["mmdebstrap", "--variant=minbase", '--aptopt=Acquire::Check-Valid-Until "false"',
+         suite, "-", mirror], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL)
+    assert build.stdout is not None
+    try:
+        imported = subprocess.run(
+            ["docker", "import",
+             "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "--change", 'CMD ["bash"]', "-", tag],
+            stdin=build.stdout, capture_output=True, text=True, timeout=900, check=False)
+    finally:
+        build.stdout.close()
+        _, stderr = build.communicate(timeout=60)
+    if build.returncode != 0 or imported.returncode != 0:
+        run(["docker", "image", "rm", "-f", tag], check=False)
+        raise DockerError(f"building {tag} failed:\n{stderr.decode(errors='replace')[-3000:]}"
+                          f"\n{imported.stderr[-2000:]}")
+    return tag
+
+
+def inputs_hash(bases: Sequence[str]) -> str:
+    """A hash of every file the site's images are built from, and of their base images."""
+    parts = [base.encode() for base in bases]
+    for name in _INPUTS:
+        path = ROOT / name
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if "__pycache__" in file.parts or file.suffix == ".pyc":
+                continue
+            parts += [str(file.relative_to(ROOT)).encode(), file.read_bytes()]
+    return _digest(parts)
+
+
+@dataclass
+class Site:
+    """One site brought up with docker-compose under its own project name (its own
+    containers and volumes), with the compose variables in ``variables``."""
+
+    project: str
+    variables: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """docker-compose's environment: ours, plus the compose variables."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SIAGA112_")}
+        return {**base, **self.variables, "COMPOSE_PROJECT_NAME": self.project,
+                "COMPOSE_FILE": str(COMPOSE_FILE)}
+
+    def compose(self, *args: str, timeout: float = 300, check: bool = True,
+                input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``docker-compose ARGS`` for this site, from docker/."""
+        return run(["docker-compose", "--profile", "metrics", *args], env=self.env(),
+                   timeout=timeout, check=check, input_text=input_text)
+
+    def build(self) -> None:
+        """Build the images unless images with this inputs hash exist already."""
+        tag = self.variables["SITE_TAG"]
+        if all(image_exists(f"siaga112/{name}:{tag}") for name in IMAGES):
+            return
+        started = time.monotonic()
+        self.compose("build", timeout=1800)
+        self.timings["images"] = time.monotonic() - started
+
+    def logs(self, service: str = "", tail: int = 60) -> str:
+        """The last lines of a service's (or every service's) log, for a failure message."""
+        args = ["logs", "--no-color", f"--tail={tail}"] + ([service] if service else [])
+        return self.compose(*args, check=False).stdout
