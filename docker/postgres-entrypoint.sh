@@ -1,32 +1,34 @@
 #!/bin/sh
-# First start: generate the database password (secrets volume), initialise the cluster in the
-# pgdata volume with the siaga112 role and database. Every start: run postgres on loopback
-# (host networking) on PGPORT.
+# First start: initialise the cluster in the pgdata volume with the siaga112 role (its password
+# the site's generated database_password, telephony/secrets.py) and database. Every start: run
+# postgres on loopback (host networking) on PGPORT.
 set -eu
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 data=/var/lib/postgresql/data
 secrets=/var/lib/siaga112/secrets
 port="${PGPORT:-5432}"
-mkdir -p "$data" "$secrets"
+mkdir -p "$data"
 chown postgres:postgres "$data"
 chmod 700 "$data"
-if [ ! -s "$secrets/db_password" ]; then
-    umask 077
-    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secrets/db_password.tmp"
-    mv "$secrets/db_password.tmp" "$secrets/db_password"
+# The same secret file, made the same way, as the line's telephony/secrets.py: 0600 in a 0700
+# directory, appearing in one step (a hard link, which fails if the line made it first: then
+# its password is the one used). The line reads it to connect (database_dsn has none).
+(umask 077 && mkdir -p "$secrets")
+if [ ! -s "$secrets/database_password" ]; then
+    tmp=$(umask 077 && mktemp "$secrets/.database_password.XXXXXX")
+    head -c 24 /dev/urandom | base64 | tr '+/' '-_' > "$tmp"
+    ln "$tmp" "$secrets/database_password" 2>/dev/null || true
+    rm -f "$tmp"
 fi
-password=$(cat "$secrets/db_password")
-# The line reads this libpq password file (PGPASSFILE); the port is whatever it connects to.
-umask 077
-printf '*:*:siaga112:siaga112:%s\n' "$password" > "$secrets/pgpass.tmp"
-mv "$secrets/pgpass.tmp" "$secrets/pgpass"
+password=$(cat "$secrets/database_password")
 if [ ! -s "$data/PG_VERSION" ]; then
     as_postgres initdb -D "$data" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
         --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     as_postgres pg_ctl -D "$data" -w -l /tmp/init.log start \
         -o "-c listen_addresses= -p $port -c unix_socket_directories=/tmp" >/dev/null
     as_postgres psql -h /tmp -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 -q <<SQL
-CREATE ROLE siaga112 LOGIN PASSWORD '$password';
+-- CREATEROLE: the line creates the read-only role Asterisk reads the phones with.
+CREATE ROLE siaga112 LOGIN CREATEROLE PASSWORD '$password';
 CREATE DATABASE siaga112 OWNER siaga112;
 SQL
     as_postgres pg_ctl -D "$data" -m fast -w stop >/dev/null

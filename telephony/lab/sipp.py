@@ -304,7 +304,7 @@ def render_callee(
     return Scenario(xml, files)
 
 
-def render_register(user: str, *, registered: bool) -> Scenario:
+def render_register(user: str, *, registered: bool, expires: int = 120) -> Scenario:
     """A phone registering as ``user``: it must end registered (200), or refused (a new
     challenge or 403), as ``registered`` says."""
     _check_header_text("user", user)
@@ -314,7 +314,7 @@ def render_register(user: str, *, registered: bool) -> Scenario:
         outcome = ('  <recv response="401" optional="true" next="refused"/>\n'
                    '  <recv response="403"/>\n  <label id="refused"/>\n')
     xml = ConfTemplate((SCENARIO_DIR / "register.xml").read_text(encoding="utf-8")).substitute(
-        user=user, outcome=outcome)
+        user=user, outcome=outcome, expires=expires)
     return Scenario(xml, {})
 
 
@@ -505,6 +505,7 @@ def caller(
 def operator(
     sip_port: int,
     *,
+    host: str = "127.0.0.1",
     ring_seconds: float = 0.0,
     talk_seconds: float | None = None,
     audio: bool = False,
@@ -525,6 +526,7 @@ def operator(
         timeout=timeout,
         sip_port=sip_port,
         trace_messages=trace_messages,
+        host=host,
     )
 
 
@@ -536,16 +538,20 @@ def phone(
     *,
     registered: bool = True,
     host: str = "127.0.0.2",
+    phone_port: int | None = None,
+    expires: int = 120,
     timeout: float = 15.0,
     trace_messages: bool = False,
 ) -> Sipp:
     """A desk phone registering once at the lab as ``user`` with ``secret`` (sipp's own
     digest authentication, -au/-ap); it succeeds only if the outcome is as ``registered``
     says (see :func:`render_register`). It sends from ``host``: the lab's carrier is
-    identified by 127.0.0.1, and Asterisk identifies by address before user name."""
+    identified by 127.0.0.1, and Asterisk identifies by address before user name. A phone
+    that must then take calls registers from the port its UAS will listen on (``phone_port``:
+    Asterisk rewrites the contact to the REGISTER's source) for ``expires`` seconds."""
     argv = [f"{sip_host}:{sip_port}", "-m", "1", "-au", user, "-ap", secret]
-    return Sipp("phone", render_register(user, registered=registered), argv, timeout=timeout,
-                trace_messages=trace_messages, host=host)
+    return Sipp("phone", render_register(user, registered=registered, expires=expires), argv,
+                timeout=timeout, trace_messages=trace_messages, host=host, sip_port=phone_port)
 
 
 def callee(

@@ -16,7 +16,6 @@ from tests.support import docker
 from tests.support.net import free_port
 
 PROJECT = "siaga112-deploytest"
-AMI_SECRET = "deploy-test-ami-secret-7f3a"  # this test site's own
 
 
 def _extra_ca_pem() -> str:
@@ -35,6 +34,7 @@ def site_ports() -> dict[str, int]:
         "sip": sipp.free_udp_port(), "phones": sipp.free_udp_port(span=3),
         "carrier": sipp.free_udp_port(), "rtp_start": rtp, "rtp_end": rtp + 39,
         "ami": free_port(), "agi": free_port(), "http": free_port(), "https": free_port(),
+        "redirect": free_port(),
         "pg": free_port(), "prometheus": free_port(),
     }
 
@@ -52,7 +52,7 @@ def site(site_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
         "# The deployment test's site: everything on loopback, on ports of its own.\n"
         f'sip_host = "127.0.0.1"\nsip_port = {p["sip"]}\n'
         f'rtp_port_start = {p["rtp_start"]}\nrtp_port_end = {p["rtp_end"]}\n'
-        f'ami_port = {p["ami"]}\nami_secret = "{AMI_SECRET}"\nagi_port = {p["agi"]}\n'
+        f'ami_port = {p["ami"]}\nagi_port = {p["agi"]}\n'
         f'carrier_address = "127.0.0.1"\ncarrier_sip_port = {p["carrier"]}\n'
         "queue_wrapup_seconds = 0\nrecordings_settle_seconds = 1.0\n"
         "recordings_poll_seconds = 1.0\n", encoding="utf-8")
@@ -60,7 +60,8 @@ def site(site_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
     site = docker.Site(PROJECT, {
         "SITE_SETTINGS": str(settings_file), "SITE_BASE": bases[0],
         "SITE_ASTERISK_BASE": bases[1], "SITE_TAG": docker.inputs_hash(bases),
-        "SITE_HTTP_PORT": str(p["http"]), "SITE_HTTPS_PORT": str(p["https"]),
+        "SITE_HTTP_PORT": str(p["http"]), "SITE_HTTPS_LISTEN": f"127.0.0.1:{p['https']}",
+        "SITE_REDIRECT_LISTEN": f"127.0.0.1:{p['redirect']}",
         "SITE_PG_PORT": str(p["pg"]), "SITE_PROMETHEUS_PORT": str(p["prometheus"]),
         "SITE_HOSTNAME": "siaga112.test", "SITE_EXTRA_CA_PEM": _extra_ca_pem()})
     site.timings["base"] = time.monotonic() - started

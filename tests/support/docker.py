@@ -34,7 +34,8 @@ _INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf
                   "docker/Dockerfile.asterisk", "docker/Dockerfile.postgres",
                   "docker/Dockerfile.nginx", "docker/Dockerfile.prometheus",
                   "docker/line-entrypoint.sh", "docker/asterisk-entrypoint.sh",
-                  "docker/postgres-entrypoint.sh", "docker/nginx-entrypoint.sh",
+                  "docker/postgres-entrypoint.sh", "docker/nginx/render-site",
+                  "docker/nginx/entrypoint",
                   "docker/prometheus-entrypoint.sh", "docker/docker-compose.yml")
 ASTERISK_SUITE: Final = DEBIAN_SUITE  # the lab's: the first Debian suite with Asterisk 22
 BASE_SUITE: Final = "bookworm"  # Debian 12: PostgreSQL 15, nginx, Prometheus, Python 3.11
