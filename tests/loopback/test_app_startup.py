@@ -39,14 +39,20 @@ def files_under(root: Path) -> set[Path]:
     return {path for path in root.rglob("*") if path.is_file()} if root.exists() else set()
 
 
-async def other_sessions(dsn: str) -> int:
-    """Connections to the test database other than this query's own."""
+async def other_sessions(dsn: str, within: float = 5.0) -> int:
+    """Connections to the test database other than this query's own, once they are gone or
+    ``within`` seconds have passed: a closed connection's server process leaves
+    pg_stat_activity a moment after the client closed it."""
+    deadline = asyncio.get_running_loop().time() + within
     connection = await asyncpg.connect(dsn)
     try:
-        count: int = await connection.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()")
-        return count
+        while True:
+            count: int = await connection.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            if count == 0 or asyncio.get_running_loop().time() >= deadline:
+                return count
+            await asyncio.sleep(0.05)
     finally:
         await connection.close()
 
