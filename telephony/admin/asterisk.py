@@ -10,6 +10,11 @@ without a restart.
   at all (AstDB's ``DBPut``, or a global variable's ``Setvar``, would need the ``system`` or
   ``call`` write class, and with them ``Reload``, ``ModuleLoad`` or ``Hangup``).
 - ``QueueAdd``/``QueueRemove``/``QueuePenalty`` (class ``agent``) move logged-in operators.
+- ``Reload`` of ``res_pjsip.so`` (class ``system``) after a registering phone is stored:
+  PJSIP reads a realtime phone at its REGISTER, but its OPTIONS/endpoint-state machinery
+  (which gives app_queue the phone's device state) learns realtime AORs and endpoints only
+  at a load or reload, so without one a new phone stays Unavailable and is never rung. The
+  reload re-reads pjsip.conf and sorcery; calls up and registrations (in AstDB) stay.
 
 Library and OS errors become :class:`~telephony.admin.errors.ApplyFailed`.
 """
@@ -85,6 +90,10 @@ class AsteriskAdmin:
     async def reload_queues(self) -> None:
         """Make app_queue read queues.conf again (members and callers stay)."""
         await self._send({"Action": "QueueReload"})
+
+    async def reload_phones(self) -> None:
+        """Make PJSIP learn the registering phones stored now (calls and registrations stay)."""
+        await self._send({"Action": "Reload", "Module": "res_pjsip.so"})
 
     def write_number(self, key: str, value: int) -> None:
         """Set the live setting ``key``, which the dialplan reads on every use."""

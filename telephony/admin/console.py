@@ -220,7 +220,8 @@ class AdminPages:
         interface = form.get("interface", "").strip()
         detail: dict[str, Any] = {"interface": interface, "skills": skills}
         try:
-            _, changes, secret = await self._queues.assign_operator(username, interface, skills)
+            _, changes, secret, phone_note = await self._queues.assign_operator(
+                username, interface, skills)
         except ApplyFailed:  # stored, not applied
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})
@@ -230,7 +231,8 @@ class AdminPages:
         moved = f" ({len(changes)} perubahan antrean langsung diterapkan)" if changes else ""
         shown = None if secret is None else phone_secret_text(interface, self._queues.realm,
                                                                 secret)
-        return Done(f"Keahlian {username} disimpan{moved}.", shown_once=shown)
+        pending = f" {phone_note}" if phone_note else ""
+        return Done(f"Keahlian {username} disimpan{moved}.{pending}", shown_once=shown)
 
     # -- reference data ------------------------------------------------------------------------
 

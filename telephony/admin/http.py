@@ -264,7 +264,7 @@ class AdminApi:
         data = await json_body(request)
         detail = {"interface": data["interface"], "skills": data["skills"]}
         try:
-            account, changes, secret = await self._queues.assign_operator(
+            account, changes, secret, phone_note = await self._queues.assign_operator(
                 username, data["interface"], data["skills"])
         except ApplyFailed:
             await audit_change(request, "operator.skills", "account", username,
@@ -272,10 +272,14 @@ class AdminApi:
             raise
         await audit_change(request, "operator.skills", "account", username,
                            {**detail, "changes": [_change_json(c) for c in changes],
-                            "phone_secret_generated": secret is not None})
+                            "phone_secret_generated": secret is not None,
+                            "phone_applied": phone_note is None})
+        # A phone Asterisk did not take yet is stored, and the secret must still be shown
+        # (this once): the reply says so in phone_pending rather than failing.
         return json_response({"operator": operator_json(account),
                               "changes": [_change_json(c) for c in changes],
-                              "phone_secret": self._phone_secret(account.interface, secret)})
+                              "phone_secret": self._phone_secret(account.interface, secret),
+                              "phone_pending": phone_note})
 
     def _phone_secret(self, interface: str | None, secret: str | None
                       ) -> dict[str, str] | None:
@@ -288,11 +292,12 @@ class AdminApi:
     async def renew_phone_secret(self, request: web.Request) -> web.StreamResponse:
         """A new SIP secret for the operator's phone; the old one stops working."""
         username = request.match_info["username"]
-        assignment = await self._queues.renew_phone_secret(username)
+        assignment, phone_note = await self._queues.renew_phone_secret(username)
         await audit_change(request, "operator.phone_secret", "account", username,
-                           {"interface": assignment.interface})
-        return json_response(self._phone_secret(assignment.interface, assignment.phone_secret)
-                             or {})
+                           {"interface": assignment.interface,
+                            "phone_applied": phone_note is None})
+        shown = self._phone_secret(assignment.interface, assignment.phone_secret) or {}
+        return json_response({**shown, "phone_pending": phone_note})
 
     # -- agencies, recipients, dispatch targets, shifts ----------------------------------------
 
@@ -425,7 +430,7 @@ class AdminApi:
             Route("POST", "/api/admin/operators/{username}/phone-secret",
                   self.renew_phone_secret, ADMIN,
                   "Sandi SIP baru untuk telepon operator (ditampilkan sekali; yang lama tidak "
-                  "berlaku lagi)", "admin-antrean", Reply(200, "PhoneSecret"),
+                  "berlaku lagi)", "admin-antrean", Reply(200, "RenewedPhoneSecret"),
                   errors=(404, 409)),
             Route("POST", "/api/admin/agencies", self.save_agency, ADMIN,
                   "Tambah atau ubah instansi", "admin-referensi", Reply(200, "Agency"),

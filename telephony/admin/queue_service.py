@@ -12,6 +12,11 @@ defaults, and the stored settings are applied again.
 
 A change of an operator's skills or levels, or of which queues a skill goes to, moves the
 logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`).
+
+A registering phone stored (a new desk, a changed interface, a renewed secret) is followed by
+a PJSIP reload (:meth:`QueueService.apply_phones`), without which Asterisk never rings a phone
+added after its start; a reload Asterisk does not take leaves the phone stored, tells the
+admin so, and is done again at the next AMI session (:mod:`telephony.admin.sync`).
 """
 
 from __future__ import annotations
@@ -158,32 +163,53 @@ class QueueService:
         """Every operator account with its desk (interface) and skills."""
         return await self._database.run(self._desks.operator_accounts)
 
+    async def apply_phones(self) -> str | None:
+        """Reload PJSIP so Asterisk rings the registering phones stored now. Returns ``None``,
+        or, when Asterisk did not take the reload, what to tell the admin: the phones stay
+        stored, and the next AMI session reloads again."""
+        try:
+            await self._asterisk.reload_phones()
+        except ApplyFailed as exc:
+            log.warning("stored phones not applied to Asterisk (PJSIP not reloaded): %s",
+                        exc.message)
+            return (f"Telepon tersimpan, tetapi belum diterapkan di Asterisk: {exc.message}. "
+                    "Diterapkan lagi saat line tersambung kembali ke Asterisk.")
+        log.info("PJSIP reloaded: Asterisk takes the stored phones")
+        return None
+
     async def assign_operator(self, username: str, interface: str, skills: Mapping[str, Any]
-                              ) -> tuple[OperatorAccount, list[MemberChange], str | None]:
+                              ) -> tuple[OperatorAccount, list[MemberChange], str | None,
+                                         str | None]:
         """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level
         1-5); if that operator is in queues now, their queues and penalties follow at once
-        (QueueAdd/QueueRemove/QueuePenalty). Returns the account, what was changed, and the
-        phone's new SIP secret if it had none (shown once)."""
+        (QueueAdd/QueueRemove/QueuePenalty). Returns the account, what was changed, the
+        phone's new SIP secret if it had none (shown once), and, if the phone changed and
+        Asterisk did not reload PJSIP, what to tell the admin (:meth:`apply_phones`)."""
         for skill, level in skills.items():
             if isinstance(level, bool) or not isinstance(level, int) or not (
                     1 <= level <= MAX_LEVEL):
                 raise InvalidConfig(f"Tingkat keahlian {str(skill)[:40]} harus 1-{MAX_LEVEL}.",
                                     "skills")
         menu = self._menus.current()
+        before = {a.username: a.interface for a in await self.operators()}
         assignment = await assign_desk(self._database, menu, username, interface, skills,
                                        realm=self.realm)
+        account = next(a for a in await self.operators() if a.interface == assignment.interface)
+        phone_note = None
+        if assignment.phone_secret is not None or before.get(account.username) != interface:
+            phone_note = await self.apply_phones()
         try:
             changes = await self.reconcile(menu, menu, {assignment.interface})
         except ApplyFailed as exc:
             raise ApplyFailed("Keahlian tersimpan, tetapi antrean operator belum diubah di "
                               f"Asterisk: {exc.message}") from exc
-        account = next(a for a in await self.operators() if a.interface == assignment.interface)
-        return account, changes, assignment.phone_secret
+        return account, changes, assignment.phone_secret, phone_note
 
-    async def renew_phone_secret(self, username: str) -> Assignment:
+    async def renew_phone_secret(self, username: str) -> tuple[Assignment, str | None]:
         """A new SIP secret for the phone at ``username``'s desk (the old one stops
-        working); returned once."""
-        return await renew_phone_secret(self._database, username, self.realm)
+        working), returned once; and what to tell the admin if PJSIP was not reloaded."""
+        assignment = await renew_phone_secret(self._database, username, self.realm)
+        return assignment, await self.apply_phones()
 
     async def reconcile(self, before: IvrMenu, now: IvrMenu,
                         interfaces: Collection[str] | None = None) -> list[MemberChange]:

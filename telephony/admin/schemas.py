@@ -19,6 +19,18 @@ from telephony.web.schemas import (
     text,
 )
 
+PHONE_SECRET: Final[Mapping[str, Schema]] = {
+    "interface": {"type": "string"},
+    "username": {"type": "string", "description": "Nama pengguna REGISTER telepon"},
+    "realm": {"type": "string"},
+    "secret": {"type": "string", "description": "Hanya ditampilkan sekali"}}
+# A phone is stored even when Asterisk does not take the PJSIP reload (the secret is still
+# shown, once); this says so.
+PHONE_PENDING: Final[Schema] = {
+    "anyOf": [{"type": "string"}, {"type": "null"}],
+    "description": "null: Asterisk sudah memuat telepon ini; teks: tersimpan, belum "
+                   "diterapkan (dimuat lagi saat line tersambung kembali ke Asterisk)"}
+
 SCHEMAS: Final[Mapping[str, Schema]] = {
     "ConfigVersion": all_required({
         "version_id": {"type": "integer"},
@@ -91,12 +103,10 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
             "queue": {"type": "string"}, "penalty": {"type": "integer"}})},
         "phone_secret": {"anyOf": [ref("PhoneSecret"), {"type": "null"}],
                          "description": "Sandi SIP baru telepon ini (hanya kali ini); null: "
-                                        "telepon sudah punya sandi"}}),
-    "PhoneSecret": all_required({
-        "interface": {"type": "string"},
-        "username": {"type": "string", "description": "Nama pengguna REGISTER telepon"},
-        "realm": {"type": "string"},
-        "secret": {"type": "string", "description": "Hanya ditampilkan sekali"}}),
+                                        "telepon sudah punya sandi"},
+        "phone_pending": PHONE_PENDING}),
+    "PhoneSecret": all_required(PHONE_SECRET),
+    "RenewedPhoneSecret": all_required({**PHONE_SECRET, "phone_pending": PHONE_PENDING}),
     "Recipient": all_required({
         "recipient_id": {"type": "integer"}, "agency_code": {"type": "string"},
         "report_type": NULLABLE_TEXT, "report_type_label": {"type": "string"},

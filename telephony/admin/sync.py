@@ -4,7 +4,9 @@ Asterisk greets every new AMI session with ``FullyBooted``: at the line's start,
 reconnect, and after Asterisk itself restarted (the lab's restart writes the default queues
 and clears the live settings). Each greeting applies the stored queue settings and the live
 screening's normal priority again; a failure (Asterisk or the database gone again) is logged
-and retried.
+and retried. Each greeting also reloads PJSIP once, so a phone stored while the line had no
+AMI session (or whose reload Asterisk refused) is rung; a reload that fails again is logged
+and waits for the next session (the phones stay stored).
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ class AsteriskSync:
         self._configs = configs
         self._retry_seconds = retry_seconds
         self._due = asyncio.Event()
+        self._phones_due = False
 
     def booted(self, _event: Mapping[str, str]) -> None:
         """The listener's ``FullyBooted`` subscriber (returns at once)."""
         self._queues.asterisk_restarted()
+        self._phones_due = True
         self._due.set()
 
     async def run(self) -> None:
@@ -41,6 +45,9 @@ class AsteriskSync:
         while True:
             await self._due.wait()
             self._due.clear()
+            if self._phones_due:
+                self._phones_due = False
+                await self._queues.apply_phones()  # logs its own failure
             try:
                 await self._queues.apply()
                 await self._configs.restore()

@@ -3,11 +3,21 @@ an operator account works at, with its skills, when the console is out of reach 
 otherwise sets it on the console's Antrean page). A phone without a secret gets one (and
 ``--new-secret`` replaces it): it is printed once, for the admin to type into the phone, and
 only its digest is kept. A refusal is printed by the CLI as one line.
+
+The phone stored, the command asks the running Asterisk over AMI to reload PJSIP, as the
+console does (``telephony.admin.asterisk``): without it a phone added after Asterisk started
+is never rung by a queue. If Asterisk is out of reach or refuses, the phone stays stored, one
+line says so, and the line's next AMI session reloads PJSIP (``telephony.admin.sync``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ivr.menu import load_menu
+from telephony.ami.actions import AmiActionError
+from telephony.ami.listener import AmiListener
+from telephony.calls.facts import CallFact
 from telephony.db.connection import Database
 from telephony.desks.phones import phone_username
 from telephony.desks.service import assign_desk, parse_skill_levels
@@ -30,7 +40,36 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
     if assignment.phone_secret is not None:
         print(phone_secret_text(assignment.interface, settings.sip_realm,
                                 assignment.phone_secret))
+    failed = await reload_phones(settings)
+    if failed is not None:
+        print(f"Telepon tersimpan, tetapi belum diterapkan di Asterisk ({failed}); diterapkan "
+              "saat line tersambung kembali ke Asterisk.")
     return 0
+
+
+class _NoCalls:
+    """The CLI's AMI session follows no call: the serving line records them."""
+
+    async def record(self, facts: Sequence[CallFact]) -> None:
+        """Drop ``facts``."""
+
+    async def open_call_ids(self) -> set[str]:
+        """None: this session records nothing."""
+        return set()
+
+
+async def reload_phones(settings: Settings, *, timeout: float = 10.0) -> str | None:
+    """Ask Asterisk to reload PJSIP (``Reload`` of ``res_pjsip.so``) over a short AMI
+    session; returns ``None``, or why it did not."""
+    listener = AmiListener(settings, _NoCalls(), action_timeout=timeout)
+    await listener.start()
+    try:
+        await listener.send_action({"Action": "Reload", "Module": "res_pjsip.so"})
+    except AmiActionError as exc:
+        return exc.message
+    finally:
+        await listener.stop()
+    return None
 
 
 def phone_secret_text(interface: str, realm: str, secret: str) -> str:
