@@ -183,26 +183,27 @@ class QueueService:
         """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level
         1-5); if that operator is in queues now, their queues and penalties follow at once
         (QueueAdd/QueueRemove/QueuePenalty). Returns the account, what was changed, the
-        phone's new SIP secret if it had none (shown once), and, if the phone changed and
-        Asterisk did not reload PJSIP, what to tell the admin (:meth:`apply_phones`)."""
+        phone's new SIP secret if it had none (shown once), and, if a new secret was stored
+        and Asterisk did not reload PJSIP, what to tell the admin (:meth:`apply_phones`)."""
         for skill, level in skills.items():
             if isinstance(level, bool) or not isinstance(level, int) or not (
                     1 <= level <= MAX_LEVEL):
                 raise InvalidConfig(f"Tingkat keahlian {str(skill)[:40]} harus 1-{MAX_LEVEL}.",
                                     "skills")
         menu = self._menus.current()
-        before = {a.username: a.interface for a in await self.operators()}
         assignment = await assign_desk(self._database, menu, username, interface, skills,
                                        realm=self.realm)
-        account = next(a for a in await self.operators() if a.interface == assignment.interface)
+        # A new secret means a phone Asterisk may not know yet (a new desk, or a desk moved
+        # to a new phone) or new credentials; a desk kept at a known phone needs no reload.
         phone_note = None
-        if assignment.phone_secret is not None or before.get(account.username) != interface:
+        if assignment.phone_secret is not None:
             phone_note = await self.apply_phones()
         try:
             changes = await self.reconcile(menu, menu, {assignment.interface})
         except ApplyFailed as exc:
             raise ApplyFailed("Keahlian tersimpan, tetapi antrean operator belum diubah di "
                               f"Asterisk: {exc.message}") from exc
+        account = next(a for a in await self.operators() if a.interface == assignment.interface)
         return account, changes, assignment.phone_secret, phone_note
 
     async def renew_phone_secret(self, username: str) -> tuple[Assignment, str | None]:

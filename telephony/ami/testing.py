@@ -72,7 +72,8 @@ class FakeAsterisk:
     Asterisk does), ``Ping`` (unless ``answer_pings`` is off: a half-open connection),
     ``CoreShowChannels``/``Status``/``QueueStatus`` with the events in :attr:`channels`,
     :attr:`status` and :attr:`queues` (their ``ActionID`` added, the ``...Complete`` event
-    counted), and ``QueueAdd``; every other action is refused with "Interface not found".
+    counted), and the actions in :attr:`accepts` (``QueueAdd``; add e.g. ``reload``); every
+    other action is refused with "Interface not found".
     Every action received is kept in :attr:`actions` (keys lower-cased).
 
     Use ``async with fake_asterisk() as server:``, or :meth:`start` and :meth:`close`.
@@ -86,6 +87,8 @@ class FakeAsterisk:
         self.status: list[Fields] = []  # Status events
         self.queues: list[Fields] = []  # QueueParams/QueueMember/QueueEntry events
         self.actions: list[dict[str, str]] = []
+        # Actions (lower-cased) answered with Success, and their message.
+        self.accepts: dict[str, str] = {"queueadd": "Added interface to queue"}
         self.logins = 0
         self.login_times: list[float] = []  # loop time of each Login received
         self.port = 0
@@ -194,8 +197,8 @@ class FakeAsterisk:
                         )
                 elif name in _LISTS:
                     writer.write(self._list_reply(name, aid))
-                elif name == "queueadd":
-                    writer.write(self._response(aid, "Success", "Added interface to queue"))
+                elif name in self.accepts:
+                    writer.write(self._response(aid, "Success", self.accepts[name]))
                 else:
                     writer.write(self._response(aid, "Error", "Interface not found"))
                 await writer.drain()

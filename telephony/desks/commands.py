@@ -40,10 +40,11 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
     if assignment.phone_secret is not None:
         print(phone_secret_text(assignment.interface, settings.sip_realm,
                                 assignment.phone_secret))
-    failed = await reload_phones(settings)
-    if failed is not None:
-        print(f"Telepon tersimpan, tetapi belum diterapkan di Asterisk ({failed}); diterapkan "
-              "saat line tersambung kembali ke Asterisk.")
+        # A new secret: a phone Asterisk may not know yet, or new credentials.
+        failed = await reload_phones(settings)
+        if failed is not None:
+            print(f"Telepon tersimpan, tetapi belum diterapkan di Asterisk ({failed}); "
+                  "diterapkan saat line tersambung kembali ke Asterisk.")
     return 0
 
 
@@ -58,10 +59,10 @@ class _NoCalls:
         return set()
 
 
-async def reload_phones(settings: Settings, *, timeout: float = 10.0) -> str | None:
+async def reload_phones(settings: Settings, *, wait_seconds: float = 10.0) -> str | None:
     """Ask Asterisk to reload PJSIP (``Reload`` of ``res_pjsip.so``) over a short AMI
     session; returns ``None``, or why it did not."""
-    listener = AmiListener(settings, _NoCalls(), action_timeout=timeout)
+    listener = AmiListener(settings, _NoCalls(), action_timeout=wait_seconds)
     await listener.start()
     try:
         await listener.send_action({"Action": "Reload", "Module": "res_pjsip.so"})

@@ -8,6 +8,7 @@ import pytest
 
 from telephony.accounts import commands
 from telephony.accounts.model import InvalidAccountInput
+from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, fake_asterisk
 from telephony.cli import main
 from telephony.desks.phones import digest
 
@@ -80,10 +81,23 @@ def test_a_password_typed_at_the_terminal_is_asked_twice(
 async def test_desk_puts_an_operator_at_a_phone_with_skills(
     database_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    async with fake_asterisk() as asterisk:
+        asterisk.accepts["reload"] = "Module Reloaded"
+        await desk_scenario(database_dsn, asterisk, capsys, monkeypatch)
+
+
+async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
+                        capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
     async def cli(*argv: str, stdin: str = "") -> int:
         monkeypatch.setattr("sys.stdin", Stdin(stdin))
         return await asyncio.to_thread(
-            main, ["--set", f"database_dsn={database_dsn}", "account", *argv])
+            main, ["--set", f"database_dsn={database_dsn}", "--set", f"ami_port={asterisk.port}",
+                   "--set", f"ami_username={USERNAME}", "--set", f"ami_secret={SECRET}",
+                   "account", *argv])
+
+    def reloads() -> list[dict[str, str]]:
+        return [a for a in asterisk.actions if a.get("action") == "Reload"]
 
     for name, role in (("op1", "operator"), ("op2", "operator"), ("spv", "supervisor")):
         assert await cli("create", name, "--role", role, stdin="kata-sandi-panjang\n") == 0
@@ -96,13 +110,25 @@ async def test_desk_puts_an_operator_at_a_phone_with_skills(
     assert shown[1].startswith("Telepon PJSIP/op1001 mendaftar (REGISTER) dengan nama "
                                "pengguna op1001, realm siaga112, sandi: ")
     secret = shown[1].rsplit(" ", 1)[1]
+    assert len(shown) == 3  # and nothing says the phone is pending: PJSIP was reloaded
     stored = await rows(database_dsn, "SELECT realm, md5_cred FROM phone_secrets")
     assert [tuple(r) for r in stored] == [("siaga112", digest("op1001", "siaga112", secret))]
+    # The new phone made Asterisk reload PJSIP (without it the queues would never ring it).
+    assert [(a["action"], a["module"]) for a in reloads()] == [("Reload", "res_pjsip.so")]
     assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4") == 0  # replaces
     assert "sandi" not in capsys.readouterr().out  # the phone keeps its secret
+    assert len(reloads()) == 1  # a phone Asterisk knows: no reload
+    # Asterisk refuses the reload (a manager.conf without the system class): the new secret
+    # is stored and shown, and one line says Asterisk has not taken it yet.
+    del asterisk.accepts["reload"]
     assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4",
                      "--new-secret") == 0
-    assert secret not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert secret not in out and "sandi: " in out
+    assert out.strip().splitlines()[-1] == (
+        "Telepon tersimpan, tetapi belum diterapkan di Asterisk (Reload refused: Interface "
+        "not found); diterapkan saat line tersambung kembali ke Asterisk.")
+    assert len(reloads()) == 2
     renewed = await rows(database_dsn, "SELECT md5_cred FROM phone_secrets")
     assert [r["md5_cred"] for r in renewed] != [r["md5_cred"] for r in stored]
     skills = await rows(database_dsn, "SELECT operator, skill, level FROM operator_skills")

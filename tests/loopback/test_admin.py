@@ -5,6 +5,8 @@ and the admin API over HTTP with its roles, CSRF and audit."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import wave
@@ -30,8 +32,9 @@ from telephony.admin.http import AdminApi
 from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QUEUES_CONF, QueueDefaults
 from telephony.admin.site_service import SiteService
+from telephony.admin.sync import AsteriskSync
 from telephony.admin.versions import ConfigKind
-from telephony.ami.actions import AmiActionError
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.asterisk.site import AsteriskSite
 from telephony.calls.shifts import ShiftCalendar
 from telephony.core.watched import WatchedFile
@@ -44,20 +47,25 @@ from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.web.console.render import FLASH_COOKIE
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
+from tests.support.ami import eventually
 from tests.support.web import PASSWORD, Browser, conforms, make_context
 
 
 class FakeAmi:
-    """Records actions; answers QueueStatus with ``members``; fails while ``down``."""
+    """Records actions; answers QueueStatus with ``members``; fails while ``down``, and
+    refuses the actions named in ``refuse`` (as Asterisk refuses a class the user lacks)."""
 
     def __init__(self) -> None:
         self.actions: list[dict[str, str]] = []
         self.members: list[dict[str, str]] = []
         self.down = False
+        self.refuse: set[str] = set()
 
     async def send_action(self, action: Mapping[str, str]) -> Any:
         if self.down:
             raise AmiActionError(f"{action['Action']}: not logged in to Asterisk")
+        if action["Action"] in self.refuse:
+            raise AmiActionRefusedError(f"{action['Action']} refused: Permission denied")
         self.actions.append(dict(action))
         return {"Response": "Success"}
 
@@ -355,7 +363,7 @@ async def test_new_skill_levels_move_a_logged_in_operator(admin: Admin) -> None:
          "Membership": "dynamic", "Paused": "0", "PausedReason": "", "InCall": "0"}
         for q, p in (("fire", 0), ("all-operators", 4))]
     admin.ami.actions.clear()
-    account, changes, _ = await admin.queues.assign_operator(
+    account, changes, _, _ = await admin.queues.assign_operator(
         "sari", "PJSIP/op1001", {"fire": 2, "security": 5})
     assert account.skills == {"fire": 2, "security": 5}
     assert [(c.action, c.queue, c.penalty) for c in changes] == [("penalty", "fire", 3)]
@@ -367,6 +375,57 @@ async def test_new_skill_levels_move_a_logged_in_operator(admin: Admin) -> None:
         with pytest.raises(error):
             await admin.queues.assign_operator("sari", "PJSIP/op1001", skills)
     assert (await admin.queues.operators())[0].skills == {"fire": 2, "security": 5}
+
+
+PJSIP_RELOAD = {"Action": "Reload", "Module": "res_pjsip.so"}
+
+
+async def test_a_new_phone_is_followed_by_a_pjsip_reload(admin: Admin) -> None:
+    """Asterisk rings a realtime phone added after its start only once PJSIP is reloaded."""
+    await add_operator(admin, "sari")
+    _, _, secret, pending = await admin.queues.assign_operator("sari", "PJSIP/op1001",
+                                                               {"fire": 5})
+    assert secret is not None and pending is None
+    assert admin.ami.named("Reload") == [PJSIP_RELOAD]
+    admin.ami.actions.clear()
+    # The same phone, other skills: Asterisk knows it already.
+    _, _, secret, pending = await admin.queues.assign_operator("sari", "PJSIP/op1001",
+                                                               {"medical": 2})
+    assert (secret, pending) == (None, None) and admin.ami.named("Reload") == []
+    # A desk moved to another phone, and a renewed secret: reloaded again.
+    await admin.queues.assign_operator("sari", "PJSIP/op1002", {"fire": 5})
+    assignment, pending = await admin.queues.renew_phone_secret("sari")
+    assert assignment.phone_secret is not None and pending is None
+    assert admin.ami.named("Reload") == [PJSIP_RELOAD, PJSIP_RELOAD]
+
+
+async def test_a_refused_pjsip_reload_keeps_the_phone_and_is_done_again_on_reconnect(
+        admin: Admin, caplog: pytest.LogCaptureFixture) -> None:
+    await add_operator(admin, "sari")
+    admin.ami.refuse = {"Reload"}
+    with caplog.at_level("WARNING", "telephony.admin"):
+        _, _, secret, pending = await admin.queues.assign_operator("sari", "PJSIP/op1001",
+                                                                   {"fire": 5})
+    # Stored, its secret shown this once, and the admin told Asterisk has not taken it yet.
+    assert secret is not None
+    assert pending is not None and pending.startswith(
+        "Telepon tersimpan, tetapi belum diterapkan di Asterisk: Asterisk menolak Reload")
+    assert (await admin.queues.operators())[0].interface == "PJSIP/op1001"
+    assert [r.getMessage() for r in caplog.records if "PJSIP not reloaded" in r.getMessage()
+            ] == ["stored phones not applied to Asterisk (PJSIP not reloaded): Asterisk "
+                  "menolak Reload: Reload refused: Permission denied"]
+    # The next AMI session (FullyBooted) reloads PJSIP once, whatever changed meanwhile.
+    admin.ami.refuse = set()
+    sync = AsteriskSync(admin.queues, admin.configs, retry_seconds=0.01)
+    runner = asyncio.create_task(sync.run())
+    try:
+        sync.booted({"Event": "FullyBooted"})
+        await eventually(lambda: admin.ami.named("Reload") == [PJSIP_RELOAD])
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    assert admin.ami.named("Reload") == [PJSIP_RELOAD]
 
 
 # -- site settings -----------------------------------------------------------------------------
@@ -503,13 +562,20 @@ async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin)
         conforms(assigned, "OperatorUpdate")
         secret = assigned["phone_secret"]
         assert secret["username"] == "op2001" and secret["realm"] == "siaga112"
+        assert assigned["phone_pending"] is None  # PJSIP reloaded: the queues ring it
+        assert admin.ami.named("Reload") == [PJSIP_RELOAD]
         again = await client.put("/api/admin/operators/op1", headers=headers,
                                  json={"interface": "PJSIP/op2001", "skills": {"fire": 4}})
         assert (await again.json())["phone_secret"] is None
+        # Asterisk refuses the reload: the new secret is stored and shown all the same, and
+        # the answer says Asterisk has not taken it yet.
+        admin.ami.refuse = {"Reload"}
         renewed = await client.post("/api/admin/operators/op1/phone-secret", headers=headers)
         body = await renewed.json()
-        conforms(body, "PhoneSecret")
+        assert renewed.status == 200, body
+        conforms(body, "RenewedPhoneSecret")
         assert body["secret"] != secret["secret"]
+        assert body["phone_pending"].startswith("Telepon tersimpan, tetapi belum diterapkan")
         stored = await admin.fetch("SELECT * FROM phone_secrets")
         assert len(stored) == 1 and body["secret"] not in repr(dict(stored[0]))
         audit = repr([dict(r) for r in await admin.fetch("SELECT * FROM audit_log")])
