@@ -49,6 +49,7 @@ from telephony.backup.model import (
     Manifest,
     check_schema_level,
 )
+from telephony.core.storage import fsync_dir
 from telephony.db.connection import DatabaseUnavailable, resolve_dsn
 from telephony.db.embedded import EmbeddedDatabaseError, find_postgres_bindir
 from telephony.db.migrate import bundled_migrations, migrate
@@ -174,14 +175,6 @@ async def tables_with_records(connection: asyncpg.Connection) -> list[str]:
 # ------------------------------------------------------------------ files
 
 
-def _fsync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def copy_hashed(source: Path, target: Path) -> tuple[str, int]:
     """Copy ``source`` to ``target`` (created, fsync'd); the SHA-256 and size of the bytes
     written, so the manifest describes the copy even if the source changed meanwhile."""
@@ -283,11 +276,11 @@ def _open_partial(target: Path) -> Path:
 def _seal(partial: Path, target: Path) -> None:
     """Make the finished backup appear under its name, durably."""
     for directory in sorted({p.parent for p in partial.rglob("*")} | {partial}, reverse=True):
-        _fsync_dir(directory)
+        fsync_dir(directory)
     _check_target(target)  # nothing appeared there meanwhile
     # rename(2) replaces an empty directory in one step.
     partial.rename(target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
 
 
 async def back_up(settings: Settings, target: Path) -> Manifest:
@@ -455,5 +448,5 @@ def _restore_files(areas: SiteAreas, source: Path, manifest: Manifest) -> None:
         if problem is not None:
             problems.append(problem)
     for directory in {areas.destination(entry).parent for entry in manifest.files}:
-        _fsync_dir(directory)
+        fsync_dir(directory)
     _refuse_unverified(problems, "Berkas yang dipulihkan tidak cocok")

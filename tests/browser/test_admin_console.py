@@ -35,8 +35,9 @@ from telephony.app import Line
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import eventually, unique_caller
+from tests.e2e.harness import unique_caller
 from tests.support.browser import ConsolePage
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -37,8 +37,9 @@ from telephony.calls.ids import parse_caller_id
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
 from telephony.settings import Settings
-from tests.e2e.harness import eventually, unique_caller
+from tests.e2e.harness import unique_caller
 from tests.support.browser import ConsolePage
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 

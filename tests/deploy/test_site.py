@@ -13,7 +13,7 @@ import hashlib
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -21,6 +21,7 @@ import pytest
 
 from telephony.lab import sipp
 from tests.support import docker
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.deploy
 
@@ -30,18 +31,6 @@ OPERATOR: Final = "petugas1"
 PHONE: Final = "op1001"
 SKILLS: Final = ("general", "medical", "fire", "security", "disaster")
 ASTERISK_CONF: Final = "/srv/siaga112/site/etc/asterisk.conf"
-
-
-async def eventually(what: str, probe: Callable[[], Awaitable[T | None]],
-                     within: float = 60.0, interval: float = 0.5) -> T:
-    """``probe()``'s first result that is not None (bounded polling)."""
-    deadline = time.monotonic() + within
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(interval)
 
 
 def caller_number(tag: int) -> str:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Final, TypeVar
 
@@ -24,6 +23,7 @@ from telephony.db.connection import DatabaseUnavailable
 from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
+from tests.support.polling import eventually
 
 T = TypeVar("T")
 
@@ -67,18 +67,6 @@ async def started_line(
         await lab.acli("channel request hangup all")
         await lab.wait_cli("core show channels count",
                            lambda out: out.startswith("0 active channels"))
-
-
-async def eventually(what: str, probe: Callable[[], Awaitable[T | None]],
-                     within: float = 30.0) -> T:
-    """``probe()``'s first result that is not None (bounded polling)."""
-    deadline = time.monotonic() + within
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.2)
 
 
 async def ended_call(line: Line, caller_id: str, *, since: datetime | None = None,

@@ -35,7 +35,8 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import eventually, started_line, unique_caller
+from tests.e2e.harness import started_line, unique_caller
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 

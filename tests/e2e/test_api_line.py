@@ -21,7 +21,8 @@ from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
 from telephony.lab import sipp
 from telephony.settings import Settings
-from tests.e2e.harness import eventually, unique_caller
+from tests.e2e.harness import unique_caller
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -14,13 +14,11 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from recordings.domain import State
@@ -35,23 +33,12 @@ from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.settings import Settings
 from tests.support.calls import add_calls, call_facts
-from tests.support.db import drop_database, fetch
+from tests.support.db import create_empty_database, drop_database, fetch
 from tests.support.incidents import make_service
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 CALLS = ("1750000001.1", "1750000002.2", "1750000003.3")
 ATTACHMENT = b"\x89PNG\r\n\x1a\n stand-in photo of the scene"
-
-
-async def empty_database(cluster: EmbeddedPostgres) -> str:
-    """A database as a new site's PostgreSQL has it: created, nothing in it."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(cluster.dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return cluster.dsn().rsplit("/", 1)[0] + "/" + name
 
 
 @dataclass(frozen=True)
@@ -122,7 +109,7 @@ async def site(settings: Settings, database_dsn: str, tmp_path: Path) -> AsyncIt
 async def fresh(settings: Settings, pg_cluster: EmbeddedPostgres, tmp_path: Path
                 ) -> AsyncIterator[Settings]:
     """Another site: an empty database and an empty state directory."""
-    dsn = await empty_database(pg_cluster)
+    dsn = await create_empty_database(pg_cluster)
     yield replace(settings, database_dsn=dsn, state_dir=tmp_path / "site-b")
     await drop_database(pg_cluster, dsn)
 

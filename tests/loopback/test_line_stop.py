@@ -29,7 +29,7 @@ from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import bundled_migrations, migrate
 from telephony.settings import Settings
-from tests.support.db import drop_database, fetch
+from tests.support.db import create_empty_database, drop_database, fetch
 from tests.support.net import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -189,13 +189,7 @@ async def test_a_hanging_session_is_cut_after_the_drain_time(line_settings: Sett
 @pytest.fixture
 async def bare_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
     """A database as an older or brand-new site has it: nothing migrated."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_cluster.dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = pg_cluster.dsn().rsplit("/", 1)[0] + "/" + name
+    dsn = await create_empty_database(pg_cluster)
     yield dsn
     await drop_database(pg_cluster, dsn)
 

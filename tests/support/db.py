@@ -16,15 +16,21 @@ INCIDENT_TABLES = ("incidents", "incident_calls", "incident_events", "dispatches
                    "notification_outbox", "incident_attachments")
 
 
-async def create_database(cluster: EmbeddedPostgres) -> str:
-    """A new database in ``cluster`` with every migration applied; returns its DSN."""
+async def create_empty_database(cluster: EmbeddedPostgres) -> str:
+    """A new database in ``cluster`` as a new or older site's PostgreSQL has it: created,
+    nothing migrated; returns its DSN."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(cluster.dsn())
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    dsn = cluster.dsn().rsplit("/", 1)[0] + "/" + name
+    return cluster.dsn().rsplit("/", 1)[0] + "/" + name
+
+
+async def create_database(cluster: EmbeddedPostgres) -> str:
+    """A new database in ``cluster`` with every migration applied; returns its DSN."""
+    dsn = await create_empty_database(cluster)
     connection = await asyncpg.connect(dsn)
     try:
         await migrate(connection)
@@ -34,7 +40,7 @@ async def create_database(cluster: EmbeddedPostgres) -> str:
 
 
 async def drop_database(cluster: EmbeddedPostgres, dsn: str) -> None:
-    """Drop a database made by :func:`create_database`, closing its sessions."""
+    """Drop a database made here, closing its sessions."""
     admin = await asyncpg.connect(cluster.dsn())
     try:
         await admin.execute(f'DROP DATABASE "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
