@@ -53,7 +53,9 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("ivr.survey", DOMAIN),
     ("telephony.ami.actions", DOMAIN),  # the AMI action port services use
     ("telephony.ami.tracker", DOMAIN),  # the AMI event state machine (sans-IO)
+    ("telephony.ami.channels", DOMAIN),  # live channels over the AMI port (no I/O of its own)
     ("telephony.calls.facts", DOMAIN),
+    ("telephony.calls.legs", DOMAIN),  # legs the line places: kinds, outcomes
     ("telephony.calls.ids", DOMAIN),
     ("telephony.calls.shifts", DOMAIN),
     ("telephony.desks.operators", DOMAIN),  # desk rules over the AMI action port

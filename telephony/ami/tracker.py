@@ -38,6 +38,7 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariableSet,
+    LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
     OperatorRung,
@@ -46,6 +47,7 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
+from telephony.calls.legs import LEG_EVENT, LegState
 from telephony.core.errors import SiagaError
 
 AmiEvent = Mapping[str, str | list[str]]
@@ -82,6 +84,7 @@ _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts any scr
 _TIMESTAMP = re.compile(r"([0-9]{1,11})(?:\.([0-9]{1,6}))?")
 _DURATION = re.compile(r"([0-9]{2,6}):([0-5][0-9]):([0-5][0-9])")
 _IVR_NAME = re.compile(r"[a-z0-9_]{1,32}")
+_LEG_STATUS = re.compile(r"[A-Z]{0,24}")  # Dial()'s DIALSTATUS, or none
 # Control, format (bidi overrides), private, unassigned and line/paragraph separators: none has
 # a place in a stored caller ID or a log, and some can disguise one.
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
@@ -260,6 +263,7 @@ class CallTracker:
             "queuememberpause": self._member_state,
             "queuememberadded": self._member_state,
             "queuememberremoved": self._member_removed,
+            "userevent": self._user_event,
         }
 
     @property
@@ -333,6 +337,23 @@ class CallTracker:
         fact = CallEnded(uid, f.number("Cause"), _clean(f.text("Cause-txt"), MAX_TEXT), f.at())
         self._forget(uid)
         return [fact]
+
+    def _user_event(self, f: _Fields) -> list[CallFact]:
+        """A leg the line placed moved on (``UserEvent SiagaLeg``, siaga112-leg); other user
+        events are not the line's."""
+        if f.text("UserEvent") != LEG_EVENT:
+            return []
+        leg = f.number("Leg")  # up to 9 digits: ids the line gave out
+        if leg == 0:
+            raise f.reject("Leg 0 is no leg")
+        try:
+            state = LegState(f.text("State"))
+        except ValueError:
+            raise f.reject(f"State is not a leg state: {f.text('State')[:40]!r}") from None
+        status = f.text("Status") if state is LegState.ENDED else ""
+        if not _LEG_STATUS.fullmatch(status):
+            raise f.reject(f"Status is malformed: {status[:40]!r}")
+        return [LegProgressed(leg, state.value, status, f.ident("Uniqueid"), f.at())]
 
     # -- queue --------------------------------------------------------------------------------
 

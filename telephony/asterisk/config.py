@@ -170,8 +170,10 @@ def carrier_conf(settings: Settings) -> str:
         head,
         "[carrier-auth]", "type = auth", "auth_type = digest",
         f"username = {s.carrier_username}", f"password = {password}", f"realm = {realm}", "",
-        # Our outbound calls (survey callbacks) answer the carrier's challenges.
+        # Our outbound calls (survey callbacks, transfers, call-backs) answer the carrier's
+        # challenges.
         "[carrier-callback](+)", "outbound_auth = carrier-auth", "",
+        "[carrier-out](+)", "outbound_auth = carrier-auth", "",
     ]
     if s.carrier_register:
         server = f"sip:{s.carrier_address}:{s.carrier_sip_port}"

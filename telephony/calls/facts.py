@@ -153,6 +153,19 @@ class OperatorStateChanged:
     at: datetime
 
 
+@dataclass(frozen=True)
+class LegProgressed:
+    """A leg the line placed (a transfer, a call-back) moved on: the dialplan's ``UserEvent
+    SiagaLeg`` (``telephony/calls/legs.py``). ``status`` is Dial()'s, on ``ended`` only."""
+
+    kind: ClassVar[str] = "leg_progressed"
+    leg_id: int
+    state: str  # dialling, answered, ended (telephony.calls.legs.LegState)
+    status: str
+    channel_id: str  # the Uniqueid of the channel that reported it
+    at: datetime
+
+
 CallFact = (
     CallStarted
     | IvrVariableSet
@@ -165,6 +178,7 @@ CallFact = (
     | CallEnded
     | CallVanished
     | OperatorStateChanged
+    | LegProgressed
 )
 
 FACT_TYPES: dict[str, type[CallFact]] = {
@@ -181,6 +195,7 @@ FACT_TYPES: dict[str, type[CallFact]] = {
         CallEnded,
         CallVanished,
         OperatorStateChanged,
+        LegProgressed,
     )
 }
 

@@ -25,6 +25,7 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariableSet,
+    LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
     OperatorRung,
@@ -35,6 +36,7 @@ from telephony.calls.facts import (
     fact_to_json,
 )
 from telephony.calls.ids import parse_caller_id
+from telephony.calls.legs import Leg, LegKind, LegState, leg_outcome
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.rows import from_row
 from telephony.settings import ShiftDefinition
@@ -160,6 +162,8 @@ class CallRepository:
                 await self._call_vanished(connection, fact)
             case OperatorStateChanged():
                 await self._operator_state(connection, fact)
+            case LegProgressed():
+                await LegRepository().progress(connection, fact)
 
     async def _call_started(self, connection: asyncpg.Connection, fact: CallStarted) -> None:
         slot = self._shifts.slot_for(fact.at)
@@ -493,3 +497,67 @@ async def sync_shifts(connection: asyncpg.Connection, shifts: Sequence[ShiftDefi
             "INSERT INTO shifts (name, starts_at) VALUES ($1, $2)",
             [(shift.name, shift.start) for shift in shifts],
         )
+
+
+class LegRepository:
+    """The legs the line places itself (``call_legs``, ``telephony/calls/legs.py``)."""
+
+    async def open(
+        self, connection: asyncpg.Connection, *, kind: LegKind, call_id: str,
+        incident_id: int | None, operator: str, actor: str, number: str, target: str,
+    ) -> int:
+        """Record that ``actor`` asks for a leg; returns its id (given to the dialplan)."""
+        leg_id: int = await connection.fetchval(
+            """
+            INSERT INTO call_legs (kind, call_id, incident_id, operator, actor, number, target)
+            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING leg_id
+            """,
+            kind.value, call_id, incident_id, operator, actor, number, target,
+        )
+        return leg_id
+
+    async def refused(self, connection: asyncpg.Connection, leg_id: int, status: str) -> None:
+        """Asterisk would not dial the leg at all: it ends now, failed, with why."""
+        await connection.execute(
+            """
+            UPDATE call_legs SET ended_at = COALESCE(ended_at, now()),
+                                 outcome = COALESCE(outcome, 'failed'), status = $2
+            WHERE leg_id = $1
+            """,
+            leg_id, status[:200],
+        )
+
+    async def progress(self, connection: asyncpg.Connection, fact: LegProgressed) -> None:
+        """What the dialplan reported; the first report of each state wins (a replay, or
+        the same state reported by a second channel of the leg, changes nothing)."""
+        state = LegState(fact.state)
+        unanswered = leg_outcome(fact.status, answered=False).value
+        await connection.execute(
+            """
+            UPDATE call_legs SET
+                channel_id = COALESCE(channel_id, $2),
+                rang_at = CASE WHEN $3 = 'dialling' THEN LEAST(rang_at, $4) ELSE rang_at END,
+                answered_at = CASE WHEN $3 = 'answered' THEN LEAST(answered_at, $4)
+                                   ELSE answered_at END,
+                ended_at = CASE WHEN $3 = 'ended' THEN COALESCE(ended_at, $4) ELSE ended_at END,
+                outcome = CASE
+                    WHEN $3 = 'answered' AND outcome IS NOT NULL THEN 'answered'
+                    WHEN $3 <> 'ended' OR outcome IS NOT NULL THEN outcome
+                    WHEN answered_at IS NOT NULL THEN 'answered'
+                    ELSE $5 END,
+                status = CASE WHEN $3 = 'ended' AND status = '' THEN $6 ELSE status END
+            WHERE leg_id = $1
+            """,
+            fact.leg_id, fact.channel_id, state.value, fact.at, unanswered, fact.status,
+        )
+
+    async def legs(self, connection: asyncpg.Connection, call_ids: Sequence[str]) -> list[Leg]:
+        """The legs of these calls, oldest first."""
+        rows = await connection.fetch(
+            "SELECT * FROM call_legs WHERE call_id = ANY($1::text[]) ORDER BY leg_id", call_ids)
+        return [from_row(Leg, row) for row in rows]
+
+    async def leg(self, connection: asyncpg.Connection, leg_id: int) -> Leg | None:
+        """One leg by its id."""
+        row = await connection.fetchrow("SELECT * FROM call_legs WHERE leg_id = $1", leg_id)
+        return from_row(Leg, row) if row is not None else None

@@ -14,6 +14,7 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariableSet,
+    LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
     OperatorStateChanged,
@@ -21,10 +22,11 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
+from telephony.calls.legs import LegKind, LegOutcome
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
-from telephony.calls.store import CallRepository
+from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
@@ -235,3 +237,37 @@ async def test_a_fact_the_database_refuses_costs_only_itself(
     assert record.talk_seconds == 30
     assert spool.is_empty()
     assert '"position":1099511627776' in spool.rejected_path.read_text(encoding="utf-8")
+
+
+async def test_leg_progress_fills_the_leg_once(database_dsn: str) -> None:
+    """A leg the line opened gets its times and outcome from the dialplan's reports; replayed
+    or repeated reports change nothing, and an unanswered leg ends with Dial()'s status."""
+    repository = CallRepository(CALENDAR)
+    legs = LegRepository()
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await repository.apply(connection, answered_call())
+        answered = await legs.open(
+            connection, kind=LegKind.BLIND_TRANSFER, call_id="1700000000.1", incident_id=None,
+            operator="PJSIP/op1001", actor="budi", number="0293113", target="Damkar")
+        unanswered = await legs.open(
+            connection, kind=LegKind.CONFERENCE, call_id="1700000000.1", incident_id=None,
+            operator="PJSIP/op1001", actor="budi", number="0293110", target="Polsek")
+        reports = [
+            LegProgressed(answered, "dialling", "", "1700000020.5", T0 + timedelta(seconds=20)),
+            LegProgressed(answered, "answered", "", "1700000020.6", T0 + timedelta(seconds=26)),
+            LegProgressed(answered, "ended", "CANCEL", "1700000020.5", T0 + timedelta(seconds=90)),
+            LegProgressed(unanswered, "dialling", "", "1700000030.1", T0 + timedelta(seconds=30)),
+            LegProgressed(unanswered, "ended", "NOANSWER", "1700000030.1",
+                          T0 + timedelta(seconds=60)),
+        ]
+        assert await repository.apply(connection, reports) == 5
+        assert await repository.apply(connection, reports) == 0
+        first, second = await legs.legs(connection, ["1700000000.1"])
+    finally:
+        await connection.close()
+    assert (first.outcome, first.channel_id) == (LegOutcome.ANSWERED, "1700000020.5")
+    assert first.talk_time == timedelta(seconds=64)
+    assert (second.outcome, second.status, second.answered_at) == (
+        LegOutcome.NO_ANSWER, "NOANSWER", None)
+    assert second.rang_at == T0 + timedelta(seconds=30)

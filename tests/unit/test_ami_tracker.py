@@ -15,6 +15,7 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariableSet,
+    LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
     OperatorRung,
@@ -109,7 +110,8 @@ def test_synthetic_answered_call() -> None:
         ("skill", "medical"),
         ("queue", "medical"),
     ]
-    call = [f for f in facts if not isinstance(f, IvrVariableSet | OperatorStateChanged)]
+    call = [f for f in facts
+            if not isinstance(f, IvrVariableSet | OperatorStateChanged | LegProgressed)]
     assert [type(f) for f in call] == [
         CallStarted,
         QueueJoined,

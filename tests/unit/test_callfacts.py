@@ -31,7 +31,7 @@ def test_round_trip(fact: CallFact) -> None:
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert len(FACT_TYPES) == 11
+    assert len(FACT_TYPES) == 12
 
 
 @pytest.mark.parametrize(

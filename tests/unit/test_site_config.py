@@ -63,6 +63,7 @@ def test_a_carrier_that_challenges_our_calls_gets_credentials(tmp_path: Path) ->
     assert ("[carrier-auth]\ntype = auth\nauth_type = digest\nusername = kab-x\n"
             "password = rahasia-operator\nrealm = *\n") in text
     assert "[carrier-callback](+)\noutbound_auth = carrier-auth" in text
+    assert "[carrier-out](+)\noutbound_auth = carrier-auth" in text
     assert "type = registration" not in text
 
 
