@@ -5,7 +5,8 @@ PostgreSQL (or its spool) + the recordings worker that pairs, processes and stor
 call recordings + the incident upkeep (an incident for each answered call, notifications) +
 the post-call prank screening of ended calls + the HTTP JSON API and the web console (its
 operators join queues and pause through the AMI listener) + the caller-rating callbacks
-of resolved incidents + the supervisor's live wallboard (fed by the AMI listener).
+of resolved incidents + operators' call-backs of dropped callers + the supervisor's live
+wallboard (fed by the AMI listener).
 Each service gets its collaborators through its constructor here and nowhere else.
 """
 
@@ -42,6 +43,9 @@ from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
 from telephony.asterisk.site import AsteriskSite
+from telephony.callbacks.console import CallbackPages
+from telephony.callbacks.http import CallbackApi
+from telephony.callbacks.service import CallbackConfig, CallbackService
 from telephony.calls.archive import CallArchive
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
@@ -126,6 +130,7 @@ class Line:
     reports: ReportService
     wallboard: WallboardService
     metrics: LineMetrics
+    callbacks: CallbackService
 
 
 async def start_web(web: WebServer) -> None:
@@ -316,9 +321,15 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
+    accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
+    desks = DeskService(database, listener, menus, accounts)
+    callbacks = CallbackService(database, listener, desks, accounts,
+                                CallbackConfig.from_settings(settings))
+    in_background(stack, callbacks.run(), "callbacks")
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
                                  reports, incidents.dispatches,
-                                 connected=lambda: listener.logged_in)
+                                 connected=lambda: listener.logged_in,
+                                 callbacks=callbacks.backlog)
     listener.observe(wallboard)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
@@ -326,7 +337,6 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(stack, admin.sync.run(), "admin-sync")
     monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
-    accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -336,11 +346,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=screening,
-        desks=DeskService(database, listener, menus, accounts),
+        desks=desks,
         config=WebConfig.from_settings(settings),
     ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
-        *monitor.routes()]),
+        *monitor.routes(), *CallbackApi(callbacks).routes(),
+        *CallbackPages(callbacks).routes()]),
         settings.http_host, settings.http_port)
     # The listener outlives the FastAGI server: the events of the last IVR sessions, and
     # the ends of their calls, still reach the recorder while the server drains.
@@ -358,7 +369,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     # run; the later stop in the unwinding is then a no-op.
     stack.push_async_callback(agi.stop)
     return Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
-                screening, surveys, web, reports, wallboard, metrics)
+                screening, surveys, web, reports, wallboard, metrics, callbacks)
 
 
 async def serve(settings: Settings) -> None:

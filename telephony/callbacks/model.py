@@ -153,6 +153,12 @@ class Entry:
         return self.calls[0]
 
     @property
+    def reasons(self) -> tuple[tuple[EndedCall, CallbackReason], ...]:
+        """Each open call with why it is on the list."""
+        return tuple((call, reason) for call in self.calls
+                     if (reason := reason_for(call)) is not None)
+
+    @property
     def possible(self) -> bool:
         """Whether the caller can be called back at all."""
         return self.number is not None

@@ -487,10 +487,9 @@ async def ended_callback(database: Database, call_id: str, *, answered_by_operat
         actor="op1001", number="081234567890", target="penelepon"))
     now = datetime.now(UTC)
     states = ["dialling", "ended"] if answered_by_operator else ["ended"]
-    for state in states:
-        fact = LegProgressed(leg_id, state, "NOANSWER" if state == "ended" else "",
-                             "1.99", now - timedelta(seconds=2))
-        await database.run(lambda c, fact=fact: LegRepository().progress(c, fact))
+    facts = [LegProgressed(leg_id, state, "NOANSWER" if state == "ended" else "", "1.99",
+                           now - timedelta(seconds=2)) for state in states]
+    await database.run(lambda c: CALLS.apply(c, facts))
     return leg_id
 
 
