@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ FROM (
            (n % 100) AS kind,
            (n % 25 = 0) AS withheld,
            CASE WHEN n % 25 = 0 THEN 'anonymous'
-                WHEN n % 10 < 3 THEN '0812' || lpad((n % 5000)::text, 8, '0')
+                WHEN n % 10 < 3 THEN '0812' || lpad((n % 4999)::text, 8, '0')
                 ELSE '0813' || lpad(n::text, 8, '0') END AS number
     FROM generate_series(1, $1) AS n
 ) AS made
@@ -114,8 +115,8 @@ async def run(dsn: str, state_dir: Path, window: int, older: int, samples: int) 
 
     async def fill(connection: Any) -> None:
         await migrate(connection)
-        await connection.execute(FILL, older, "365 days", "1 day", "o")
-        await connection.execute(FILL, window, "24 hours", "0 seconds", "w")
+        await connection.execute(FILL, older, timedelta(days=365), timedelta(days=1), "o")
+        await connection.execute(FILL, window, timedelta(hours=24), timedelta(0), "w")
         await connection.execute(LEGS)
         await connection.execute(CLOSE)
         await connection.execute("ANALYZE")
@@ -128,6 +129,8 @@ async def run(dsn: str, state_dir: Path, window: int, older: int, samples: int) 
     print(f"worklist: {len(entries)} entries ({callable_} callable, "
           f"{len(entries) - callable_} not possible), "
           f"{sum(len(e.calls) for e in entries)} calls")
+    uncached = replace(service.config, cache_seconds=0)
+    service = CallbackService(database, NoAmi(), NoDesks(), NoAudit(), uncached)
     for what, read in (("worklist", service.worklist), ("backlog", service.backlog)):
         times = []
         for _ in range(samples):

@@ -73,6 +73,10 @@ class CallbackConfig:
 
     window: timedelta = timedelta(hours=24)
     ring_seconds: int = 30
+    # Every open list page polls the worklist and the wallboard reads its backlog at every
+    # refresh (at most once a second in a surge): they share one reading this young. A
+    # call-back or a closing reads afresh under the caller's lock, and drops the reading.
+    cache_seconds: float = 2.0
 
     @property
     def ring_limit(self) -> timedelta:
@@ -132,6 +136,7 @@ class CallbackService:
         self._legs = LegRepository()
         self._clock = clock
         self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+        self._reading: tuple[datetime, list[Entry]] | None = None
         ami.subscribe(ORIGINATE_RESPONSE, self._on_originate_response)
 
     @property
@@ -146,8 +151,13 @@ class CallbackService:
     # -- reading -------------------------------------------------------------------------------
 
     async def worklist(self) -> list[Entry]:
-        """Every caller on the list now: callable ones first, longest waiting first."""
+        """Every caller on the list now (as of at most ``cache_seconds`` ago): callable ones
+        first, longest waiting first."""
         now = self._clock()
+        if self._reading is not None and (
+                timedelta(0) <= now - self._reading[0]
+                < timedelta(seconds=self._config.cache_seconds)):
+            return self._reading[1]
         since = now - self._config.window
 
         async def work(connection: asyncpg.Connection) -> list[Entry]:
@@ -159,7 +169,9 @@ class CallbackService:
                 closures=await self._repo.closures(connection, since=since),
                 now=now, ring_limit=self._config.ring_limit)
 
-        return await self._database.run(work)
+        entries = await self._database.run(work)
+        self._reading = (now, entries)
+        return entries
 
     async def backlog(self) -> Backlog:
         """How many callers wait for a call-back, and since when the longest has (for the
@@ -229,6 +241,7 @@ class CallbackService:
                 return _Request(leg_id, entry, entry.number)
 
         request = await self._database.run(work)
+        self._reading = None
         entry = request.entry
         await self._audit.audit(
             actor=account.username, action="callback.call", object_type="call",
@@ -246,6 +259,7 @@ class CallbackService:
                       request.leg_id, entry.call.call_id, account.username, exc)
             why = f"AMI: {exc}"
             await self._database.run(lambda c: self._legs.refused(c, request.leg_id, why))
+            self._reading = None
             raise CallbackUnavailable from exc
         log.info("call-back %d of call %s (%s) by %s at %s: ringing the operator",
                  request.leg_id, entry.call.call_id, entry.reason.value, account.username,
@@ -274,6 +288,7 @@ class CallbackService:
                 return entry
 
         entry = await self._database.run(work)
+        self._reading = None
         await self._audit.audit(
             actor=account.username, action="callback.close", object_type="call",
             object_id=entry.call.call_id, remote_address=remote_address,
@@ -317,5 +332,6 @@ class CallbackService:
         code = parse_code(printable(event.get("Reason")))
         status = f"Telepon operator {reason_label(code)} (Reason {code})"
         await self._database.run(lambda c: self._legs.refused(c, leg_id, status))
+        self._reading = None
         log.warning("call-back %d: the operator's phone did not take it: %s", leg_id, status)
         return True

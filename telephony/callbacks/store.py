@@ -18,6 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from telephony.callbacks.model import (
+    EMERGENCY,
     NETWORK_CAUSES,
     Attempt,
     Closure,
@@ -42,18 +43,22 @@ class CallbackRepository:
     ) -> list[EndedCall]:
         """Ended calls that arrived since ``since`` and may belong on the worklist; only
         those of caller ``key``, or only the call ``call_id`` (a caller without a key), when
-        given."""
+        given. The conditions are :func:`~telephony.callbacks.model.reason_for`'s, so the
+        many calls that end in the IVR without a choice (pocket dials, silent calls) are not
+        fetched at all; the model still decides."""
         rows = await connection.fetch(
             f"""
             SELECT {_CALL_COLUMNS}
             FROM calls c LEFT JOIN incident_calls ic USING (call_id)
             WHERE c.arrived_at >= $1 AND c.ended_at IS NOT NULL
-              AND ((c.answered_at IS NULL AND c.completed_at IS NULL)
+              AND ((c.answered_at IS NULL AND c.completed_at IS NULL
+                    AND (c.queue IS NOT NULL OR c.abandoned_at IS NOT NULL
+                         OR c.ivr_category = $5))
                    OR c.hangup_cause = ANY($2::int[]))
               AND ($3::text IS NULL OR c.caller_key = $3)
               AND ($4::text IS NULL OR c.call_id = $4)
             """,  # noqa: S608 - the column list is a constant
-            since, sorted(NETWORK_CAUSES), key, call_id,
+            since, sorted(NETWORK_CAUSES), key, call_id, EMERGENCY,
         )
         return [from_row(EndedCall, row) for row in rows]
 

@@ -30,6 +30,7 @@ from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.desks.service import assign_desk
 from telephony.settings import Settings
+from telephony.web.context import CONTEXT
 from telephony.web.server import build_app
 from tests.support.ami import listener
 from tests.support.calls import CALENDAR, ago, call_facts
@@ -86,7 +87,7 @@ async def bench(database_dsn: str, settings: Settings) -> AsyncIterator[Bench]:
                 await ami.wait_ready()
             context = make_context(configured, database, ami=ami)
             service = CallbackService(database, ami, context.desks, context.accounts,
-                                      CallbackConfig(ring_seconds=20))
+                                      CallbackConfig(ring_seconds=20, cache_seconds=0))
             app = build_app(context, [*CallbackApi(service).routes(),
                                       *CallbackPages(service).routes()])
             client = TestClient(TestServer(app))
@@ -376,3 +377,32 @@ async def test_the_backlog_for_the_wallboard(bench: Bench) -> None:
     assert (summary.waiting, summary.not_possible) == (2, 1)
     assert summary.oldest_at is not None
     assert timedelta(minutes=29) < datetime.now(UTC) - summary.oldest_at < timedelta(minutes=30)
+
+
+async def test_readers_share_one_recent_reading_until_a_write(bench: Bench) -> None:
+    await gave_up(bench)
+    await bench.account("spv1", "supervisor")
+    (supervisor,) = await bench.accounts.accounts()
+    desks = bench.client.app[CONTEXT].desks
+    service = CallbackService(bench.database, NoOriginate(), desks, bench.accounts,
+                              CallbackConfig(cache_seconds=60))
+    first = await service.worklist()
+    await gave_up(bench, "1790000000.7", "0813222222222")  # arrives meanwhile
+    # The list pages and the wallboard share one reading...
+    assert await service.worklist() is first and (await service.backlog()).waiting == 1
+    # ...until a write: a closing reads afresh (and finds the new caller too).
+    await service.close(supervisor, GAVE_UP, "handled", "", remote_address="127.0.0.1")
+    assert [e.call.call_id for e in await service.worklist()] == ["1790000000.7"]
+
+
+class NoOriginate:
+    """A second service on the bench's database that never talks to Asterisk."""
+
+    def subscribe(self, event: str, handler: Any) -> None:
+        pass
+
+    async def send_action(self, action: Any) -> Any:
+        raise AssertionError("no AMI action expected")
+
+    async def send_list_action(self, action: Any) -> list[Any]:
+        raise AssertionError("no AMI action expected")
