@@ -26,6 +26,7 @@ from telephony.app import Line
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ended_call, unique_caller
 from tests.support.polling import eventually
@@ -261,3 +262,35 @@ async def test_a_caller_who_rang_again_and_was_answered_leaves_the_list(
 
     assert entry_of(await entries(http, supervisor), call_id) is None
     await wallboard_matches(http, supervisor)
+
+
+@pytest.mark.parametrize("exten", [
+    "1-1790000000.1-0812345678&PJSIP/op1002",  # a second dial target
+    "1-1790000000.1-0812345678,1,tT",  # Dial() options
+    "1-1790000000.1-0812@other-endpoint",  # another endpoint
+    "1-../../x-0812345678",  # a recording name
+    "1-1790000000.1-0812345678-9",
+])
+async def test_the_dialplan_refuses_an_extension_it_did_not_expect(
+    line: Line, settings: Settings, lab: Lab, exten: str
+) -> None:
+    """The line builds the extension from checked values; the dialplan checks it again and
+    hangs up on anything else, dialling and recording nothing."""
+    before = set(lab.monitor_dir.glob("*callback*"))
+    ended: list[Mapping[str, Any]] = []
+    line.listener.subscribe("Hangup", lambda event: ended.append(event)
+                            if event.get("Exten") == exten else None)
+    async with sipp.callee(settings.carrier_sip_port, trace_messages=True) as phone:
+        await line.listener.send_action({
+            "Action": "Originate", "Channel": OPERATOR, "Context": "siaga112-callback",
+            "Exten": exten, "Priority": "1", "Timeout": "10000", "Async": "true"})
+
+        async def hung_up() -> Mapping[str, Any] | None:
+            # The operator's phone answered at once, and the dialplan hung up on it.
+            return ended[0] if ended else None
+
+        hangup = await eventually("the operator's channel hung up", hung_up, within=15)
+        messages = phone.messages
+    assert str(hangup["Channel"]).startswith(OPERATOR)
+    assert "INVITE" not in messages
+    assert set(lab.monitor_dir.glob("*callback*")) == before
