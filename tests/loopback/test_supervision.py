@@ -25,6 +25,7 @@ from telephony.desks.service import assign_desk
 from telephony.settings import Settings
 from telephony.supervision.http import SupervisionApi
 from telephony.supervision.service import SupervisionService
+from telephony.wallboard import console as wallboard_console
 from telephony.web.server import build_app
 from tests.support.ami import eventually, listener
 from tests.support.db import fetch
@@ -120,7 +121,8 @@ async def setup(database_dsn: str, settings: Settings) -> AsyncIterator[Setup]:
         await ami.start()
         audit = OrderedAudit(context.accounts, asterisk)
         api = SupervisionApi(SupervisionService(database, ami, audit))
-        client = TestClient(TestServer(build_app(context, api.routes())))
+        client = TestClient(TestServer(build_app(context, [*api.routes(),
+                                                          *wallboard_console.routes()])))
         await client.start_server()
         try:
             await eventually(lambda: ami.logged_in)
@@ -240,3 +242,14 @@ async def test_an_originate_asterisk_refuses_is_a_503_and_a_second_entry(setup: 
     assert json.loads(failed["detail"]) == {
         **json.loads(attempted["detail"]),
         "reason": "Originate refused: Interface not found"}
+
+
+async def test_only_a_supervisors_wallboard_has_the_buttons(setup: Setup) -> None:
+    for username, shown in (("kepala", True), ("baru", True), ("root1", False)):
+        response = await setup.client.get("/console/wallboard",
+                                          headers=await setup.login(username))
+        assert response.status == 200
+        html = await response.text()
+        assert ('<meta name="supervision" content="/api/supervision">' in html) is shown
+        assert ('id="supervision-result"' in html) is shown
+        assert ('<meta name="csrf-token"' in html) is shown
