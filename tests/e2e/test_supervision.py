@@ -123,6 +123,8 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_live_call_audited_f
         response = await api.post("/api/supervision", headers=wati,
                                   json={"operator": OPERATOR, "mode": "listen"})
         assert response.status == 403, await response.text()
+        assert await spies(line) == []
+        assert not [c for c in created if c.startswith(SUPERVISOR_PHONE + "-")]
 
         kepala = await bearer(api, "kepala")
         seen: list[Mapping[str, Any]] = []
