@@ -154,13 +154,13 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_live_call_audited_f
         entries = await fetch(settings.database_dsn or "",
                               "SELECT at, actor, action, object_id, detail FROM audit_log "
                               "WHERE action LIKE 'supervision.%' ORDER BY audit_id")
+        modes = ("listen", "whisper", "barge")
         assert [(e["actor"], e["action"], e["object_id"]) for e in entries] == [
-            ("kepala", f"supervision.{mode}", OPERATOR) for mode in ("listen", "whisper",
-                                                                    "barge")]
-        for entry, channel in zip(entries, legs, strict=True):
-            detail = json.loads(entry["detail"])
-            assert detail == {"call_id": call_id, "channel": operator.channel,
-                              "phone": SUPERVISOR_PHONE, "mode": detail["mode"]}
+            ("kepala", f"supervision.{mode}", OPERATOR) for mode in modes]
+        for entry, channel, mode in zip(entries, legs, modes, strict=True):
+            assert json.loads(entry["detail"]) == {
+                "call_id": call_id, "channel": operator.channel, "phone": SUPERVISOR_PHONE,
+                "mode": mode}
             # Written before Asterisk created the supervisor's channel.
             assert entry["at"] < created[channel], (entry["at"], created[channel])
 
