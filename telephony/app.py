@@ -72,6 +72,8 @@ from telephony.screening.score import ScoreConfig
 from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.secrets import SecretsError, asterisk_db_password
 from telephony.settings import Settings
+from telephony.supervision.http import SupervisionApi
+from telephony.supervision.service import SupervisionService
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
 from telephony.wallboard import console as wallboard_console
@@ -327,6 +329,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
+    supervision = SupervisionApi(SupervisionService(database, listener, accounts))
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -340,7 +343,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         config=WebConfig.from_settings(settings),
     ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
-        *monitor.routes()]),
+        *monitor.routes(), *supervision.routes()]),
         settings.http_host, settings.http_port)
     # The listener outlives the FastAGI server: the events of the last IVR sessions, and
     # the ends of their calls, still reach the recorder while the server drains.

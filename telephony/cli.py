@@ -243,9 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
                          ("password", "set a new password (read from the terminal or stdin)")):
         account_actions.add_parser(action, help=text).add_argument("username")
     desk = account_actions.add_parser(
-        "desk", help="put an operator account at its phone (Asterisk interface), with skills")
+        "desk", help="put an operator account at its phone (Asterisk interface), with skills; "
+                     "or a supervisor account at the phone they listen in on, without")
     desk.add_argument("username")
-    desk.add_argument("interface", help="the operator's phone, e.g. PJSIP/op1001")
+    desk.add_argument("interface", help="the phone, e.g. PJSIP/op1001")
     desk.add_argument("--skill", action="append", default=[], metavar="SKILL=LEVEL",
                       help="a skill and its level 1-5, e.g. fire=5 (repeatable)")
     desk.add_argument("--new-secret", action="store_true",

@@ -1,6 +1,7 @@
 """``siaga112 account desk NAME PJSIP/opNNNN --skill SKILL=LEVEL [--new-secret]``: which phone
 an operator account works at, with its skills, when the console is out of reach (an admin
-otherwise sets it on the console's Antrean page). A phone without a secret gets one (and
+otherwise sets it on the console's Antrean page); or, without skills, the phone a supervisor
+listens in on (``telephony.supervision``). A phone without a secret gets one (and
 ``--new-secret`` replaces it): it is printed once, for the admin to type into the phone, and
 only its digest is kept. A refusal is printed by the CLI as one line.
 

@@ -53,7 +53,8 @@ def pause_label(reason: str) -> str:
 
 def check_interface(interface: str) -> str:
     """``interface`` if it is an operator's PJSIP interface (it is spliced into AMI actions)."""
-    if not _INTERFACE.match(interface):
+    # fullmatch: ``$`` would also match before a trailing newline, one that ends an AMI line.
+    if not _INTERFACE.fullmatch(interface):
         raise OperatorError(f"not an operator interface: {interface[:80]!r}")
     return interface
 

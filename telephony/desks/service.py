@@ -168,7 +168,8 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
                       skills: Mapping[str, int], *, realm: str | None = None,
                       new_secret: bool = False) -> Assignment:
     """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level),
-    each a skill of ``menu``. (The admin's side: ``siaga112 account desk``.)
+    each a skill of ``menu``; or a supervisor account at the phone they listen in on, with
+    no skills. (The admin's side: ``siaga112 account desk``.)
 
     With the site's SIP ``realm``, the phone at ``interface`` gets a digest secret to
     register with if it has none yet, or a new one if ``new_secret``: it is returned in
@@ -193,8 +194,14 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
             if found is None:
                 raise AccountNotFound(name)
             account = found[0]
-            if account.role is not Role.OPERATOR:
-                raise InvalidDeskInput("username", f"Akun {name} bukan akun operator.")
+            # A supervisor's phone is what they listen in on (telephony.supervision); they
+            # never join queues, so it carries no skills.
+            if account.role is Role.SUPERVISOR and skills:
+                raise InvalidDeskInput("skill", f"Akun {name} adalah supervisor: teleponnya "
+                                                "tidak masuk antrean, tanpa keahlian.")
+            if account.role not in (Role.OPERATOR, Role.SUPERVISOR):
+                raise InvalidDeskInput("username", f"Akun {name} bukan akun operator "
+                                                   "atau supervisor.")
             try:
                 await repo.assign(connection, account.account_id, interface,
                                   account.display_name, skills)

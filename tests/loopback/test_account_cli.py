@@ -135,7 +135,8 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
     assert [tuple(r) for r in skills] == [("PJSIP/op1001", "medical", 4)]
     refusals = {
         ("op2", "PJSIP/op1001", "fire=5"): "PJSIP/op1001 sudah dipakai akun lain.",
-        ("spv", "PJSIP/op1009", "fire=5"): "Akun spv bukan akun operator.",
+        ("spv", "PJSIP/op1009", "fire=5"): "Akun spv adalah supervisor: teleponnya tidak "
+                                           "masuk antrean, tanpa keahlian.",
         ("op2", "SIP/op1002", "fire=5"): "Antarmuka harus berbentuk PJSIP/nama",
         ("op2", "PJSIP/op1002", "plumbing=5"): "Keahlian 'plumbing' tidak dikenal",
         ("op2", "PJSIP/op1002", "fire=9"): "Keahlian harus berbentuk NAMA=1..5",
@@ -146,3 +147,12 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
         assert message in capsys.readouterr().err
     desks = await rows(database_dsn, "SELECT operator FROM account_operators")
     assert [r["operator"] for r in desks] == ["PJSIP/op1001"]
+    # A supervisor's phone (to listen in on operators' calls): no skills, a secret all the same.
+    assert await cli("desk", "spv", "PJSIP/sup01") == 0
+    shown = capsys.readouterr().out.strip().splitlines()
+    assert shown[0] == "Akun spv bekerja di PJSIP/sup01; keahlian: -."
+    assert shown[1].startswith("Telepon PJSIP/sup01 mendaftar (REGISTER) dengan nama pengguna "
+                               "sup01, ")
+    skills = await rows(database_dsn, "SELECT skill FROM operator_skills "
+                                      "WHERE operator = 'PJSIP/sup01'")
+    assert skills == []
