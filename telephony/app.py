@@ -51,7 +51,8 @@ from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork
 from telephony.db.migrate import migrate
-from telephony.desks.service import DeskService, grant_phone_reader
+from telephony.desks.service import DeskConfig, DeskService, grant_phone_reader
+from telephony.desks.watch import PhoneWatcher
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
@@ -327,6 +328,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
+    desks = DeskService(database, listener, menus, accounts,
+                        config=DeskConfig.from_settings(settings))
+    # Browser desks whose softphone went away leave their queues (telephony/desks/watch.py).
+    phones = PhoneWatcher(desks, settings.softphone_lost_grace_seconds)
+    listener.observe(phones)
+    in_background(stack, phones.run(), "phone-watch")
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -336,7 +343,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=screening,
-        desks=DeskService(database, listener, menus, accounts),
+        desks=desks,
         config=WebConfig.from_settings(settings),
     ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),

@@ -18,6 +18,7 @@ import asyncpg
 
 from telephony.ami.tracker import LOGGED_OUT
 from telephony.db.rows import from_row
+from telephony.desks.phones import PhoneKind
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,17 @@ class Assignment:
     skills: Mapping[str, int]
     # The phone's new digest secret when one was generated now: shown once, never stored.
     phone_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class Phone:
+    """The phone of a desk that registers: its kind, and whether the line took the desk out
+    of its queues because the phone went away (a browser closed or cut off)."""
+
+    interface: str
+    kind: PhoneKind
+    lost_at: datetime | None
+    lost_queues: list[str]
 
 
 @dataclass(frozen=True)
@@ -145,16 +157,41 @@ class DeskRepository:
             "SELECT EXISTS (SELECT 1 FROM phone_secrets WHERE operator = $1)", interface))
 
     async def set_phone_secret(self, connection: asyncpg.Connection, interface: str,
-                               realm: str, md5_cred: str) -> None:
+                               realm: str, md5_cred: str,
+                               kind: PhoneKind | None = None) -> None:
         """Store the digest of the phone's new secret, replacing the old one (which then
-        stops working at the phone's next REGISTER)."""
+        stops working at the phone's next REGISTER); with ``kind``, the phone's kind too
+        (a new phone without one is a desk phone)."""
         await connection.execute(
             """
-            INSERT INTO phone_secrets (operator, realm, md5_cred) VALUES ($1, $2, $3)
+            INSERT INTO phone_secrets (operator, realm, md5_cred, kind)
+            VALUES ($1, $2, $3, COALESCE($4, 'desk'))
             ON CONFLICT (operator) DO UPDATE
-                SET realm = EXCLUDED.realm, md5_cred = EXCLUDED.md5_cred, set_at = now()
+                SET realm = EXCLUDED.realm, md5_cred = EXCLUDED.md5_cred, set_at = now(),
+                    kind = COALESCE($4, phone_secrets.kind)
             """,
-            interface, realm, md5_cred)
+            interface, realm, md5_cred, None if kind is None else kind.value)
+
+    async def phone(self, connection: asyncpg.Connection, interface: str) -> Phone | None:
+        """The registering phone at ``interface``; ``None`` if it has none."""
+        row = await connection.fetchrow(
+            "SELECT operator AS interface, kind, lost_at, lost_queues FROM phone_secrets "
+            "WHERE operator = $1", interface)
+        return None if row is None else from_row(Phone, row, lost_queues=list(row["lost_queues"]))
+
+    async def mark_phone_lost(self, connection: asyncpg.Connection, interface: str,
+                              queues: list[str]) -> None:
+        """Remember that the line took the desk out of ``queues`` because its phone went
+        away (shown on the desk until the operator joins again)."""
+        await connection.execute(
+            "UPDATE phone_secrets SET lost_at = now(), lost_queues = $2 WHERE operator = $1",
+            interface, queues)
+
+    async def clear_phone_lost(self, connection: asyncpg.Connection, interface: str) -> None:
+        """The operator joined again: the notice is over."""
+        await connection.execute(
+            "UPDATE phone_secrets SET lost_at = NULL, lost_queues = '{}' "
+            "WHERE operator = $1 AND lost_at IS NOT NULL", interface)
 
     async def grant_phone_reader(self, connection: asyncpg.Connection, role: str,
                                  password: str) -> None:

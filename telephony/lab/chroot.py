@@ -64,6 +64,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -269,11 +270,37 @@ class Lab:
     def install_config(self) -> None:
         """Create the instance's directories and render the configuration into ``etc/``."""
         self.ensure_rootfs()
-        for sub in ("etc", "run", "log", "lib", "spool", "cache", "data"):
+        for sub in ("etc", "run", "log", "lib", "spool", "cache", "data", "keys"):
             (self.host_dir / sub).mkdir(parents=True, exist_ok=True)
         self._link_data_dir()
-        install_config(self.settings, self.etc_dir, self.instance_dir, conf_dir=self.conf_dir)
+        install_config(self.tls_settings(), self.etc_dir, self.instance_dir,
+                       conf_dir=self.conf_dir)
         write_atomic(self.etc_dir / "pjsip_operators.conf", self.operators_conf())
+
+    def tls_settings(self) -> Settings:
+        """The settings, with Asterisk's WSS certificate (for browser softphones) the lab's
+        own self-signed one unless they name one: made once per instance with openssl, for
+        the loopback address the lab's browsers connect to."""
+        s = self.settings
+        if s.asterisk_tls_cert is not None:
+            return s
+        keys = self.host_dir / "keys"
+        cert, key = keys / "asterisk.crt", keys / "asterisk.key"
+        if not (cert.exists() and key.exists()):
+            if shutil.which("openssl") is None:
+                raise LabError("openssl is not installed (scripts/setup installs it)")
+            try:
+                subprocess.run(
+                    ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                     "3650", "-subj", "/CN=siaga112-lab", "-addext",
+                     "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                     "-keyout", str(key), "-out", str(cert)],
+                    check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                raise LabError(f"openssl could not make the lab's certificate: {exc}") from exc
+        inside = f"{self.instance_dir}/keys"
+        return replace(s, asterisk_tls_cert=Path(f"{inside}/asterisk.crt"),
+                       asterisk_tls_key=Path(f"{inside}/asterisk.key"))
 
     def _link_data_dir(self) -> None:
         """Mirror /usr/share/asterisk into ``data/`` with symlinks, except for the sounds.

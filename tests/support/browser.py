@@ -13,6 +13,17 @@ CHROMIUM: Final = "/usr/bin/chromium"
 VIEWPORT: Final[ViewportSize] = {"width": 1366, "height": 768}
 
 
+def softphone_args(tone_wav: Path) -> tuple[str, ...]:
+    """Chromium's switches for a softphone on the lab: microphone and camera granted without a
+    prompt, the "microphone" playing ``tone_wav`` (what the operator says), ICE on loopback
+    (the only address lab traffic may use), the lab's self-signed WSS certificate accepted,
+    and the caller's audio played without a click first."""
+    return ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={tone_wav}",
+            "--allow-loopback-in-peer-connection", "--ignore-certificate-errors",
+            "--autoplay-policy=no-user-gesture-required")
+
+
 @dataclass
 class ConsolePage:
     """A Chromium page on the line's console, the problems it meets (script errors, CSP
