@@ -51,7 +51,12 @@ from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork
 from telephony.db.migrate import migrate
-from telephony.desks.service import DeskConfig, DeskService, grant_phone_reader
+from telephony.desks.service import (
+    DeskConfig,
+    DeskService,
+    grant_phone_reader,
+    set_browser_media_address,
+)
 from telephony.desks.watch import PhoneWatcher
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.config import IncidentConfig
@@ -162,6 +167,7 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         # Asterisk reads registering operator phones as this role (asterisk-conf/sorcery.conf).
         await grant_phone_reader(database, settings.asterisk_db_user,
                                  asterisk_db_password(settings))
+        await set_browser_media_address(database, settings.softphone_media_address)
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 

@@ -154,6 +154,9 @@ class Settings:
     # The URL browsers open (ws:// or wss://; the console's CSP allows its origin alone).
     # None: in the lab, Asterisk's own WSS on loopback; on a site, no softphone.
     softphone_ws_url: str | None = None
+    # The one address Asterisk's media for browser softphones binds to and offers (its ICE
+    # candidate); None: every interface (loopback is never offered then).
+    softphone_media_address: str | None = None
     # The addresses media may use (ICE candidates), both ways: Asterisk offers only these,
     # and the softphone drops any other candidate of the browser. Empty: every address.
     softphone_ice_networks: tuple[str, ...] = ()
@@ -653,10 +656,12 @@ def _validate_softphone(settings: Settings) -> None:
         softphone_origin(settings.softphone_ws_url)
     if (settings.asterisk_tls_cert is None) != (settings.asterisk_tls_key is None):
         raise SettingsError("asterisk_tls_cert and asterisk_tls_key go together")
-    try:
-        ipaddress.ip_address(settings.asterisk_https_host)
-    except ValueError as exc:
-        raise SettingsError(
-            f"asterisk_https_host: an IP address, got {settings.asterisk_https_host!r}") from exc
+    for name in ("asterisk_https_host", "softphone_media_address"):
+        value = getattr(settings, name)
+        try:
+            if value is not None:
+                ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: an IP address, got {value!r}") from exc
     if not 0 < settings.softphone_lost_grace_seconds <= 600:
         raise SettingsError("softphone_lost_grace_seconds must be between 0 and 600")

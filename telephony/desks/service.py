@@ -311,6 +311,16 @@ async def grant_phone_reader(database: Database, role: str, password: str) -> bo
     return True
 
 
+async def set_browser_media_address(database: Database, address: str | None) -> None:
+    """Tell Asterisk (through the phones' views) where browser phones' media lives: the
+    site's ``softphone_media_address``, set at every start of the line."""
+
+    async def work(connection: asyncpg.Connection) -> None:
+        await DeskRepository().set_browser_media_address(connection, address)
+
+    await database.run(work)
+
+
 class DeskService:
     """The operator desks: AMI actions for the operator's queues (audited), and the
     screen's reads."""

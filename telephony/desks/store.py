@@ -193,6 +193,12 @@ class DeskRepository:
             "UPDATE phone_secrets SET lost_at = NULL, lost_queues = '{}' "
             "WHERE operator = $1 AND lost_at IS NOT NULL", interface)
 
+    async def set_browser_media_address(self, connection: asyncpg.Connection,
+                                        address: str | None) -> None:
+        """The one address Asterisk's media for browser phones binds to (``None``: any)."""
+        await connection.execute(
+            "UPDATE phone_site SET browser_media_address = $1::inet", address)
+
     async def grant_phone_reader(self, connection: asyncpg.Connection, role: str,
                                  password: str) -> None:
         """Create (or update) the role Asterisk reads the phones with: it logs in with

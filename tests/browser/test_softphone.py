@@ -7,18 +7,24 @@ Chromium's microphone is a fake device playing a generated tone; ICE stays on lo
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Locator, Page, expect
 
 from ivr.menu import load_menu
+from recordings.domain import Kind
+from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
 from telephony.desks.phones import PhoneKind
 from telephony.desks.service import assign_desk
+from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
+from tests.e2e.harness import ended_call, unique_caller
+from tests.support.audio import stored_audio, stored_recordings, tone_share
 from tests.support.browser import ConsolePage, softphone_args
 from tests.support.relay import Relay
 from tests.support.web import CHEAP_HASHER
@@ -27,15 +33,15 @@ pytestmark = pytest.mark.e2e
 
 BASE = Settings(
     lab_instance="softphone-test",
-    sip_port=43060,
-    ami_port=43038,
-    agi_port=43573,
-    lab_operator_sip_port=43070,
-    carrier_sip_port=43080,
-    asterisk_http_port=43088,
-    asterisk_https_port=43089,
-    rtp_port_start=43100,
-    rtp_port_end=43399,
+    sip_port=55060,
+    ami_port=55038,
+    agi_port=55573,
+    lab_operator_sip_port=55070,
+    carrier_sip_port=55080,
+    asterisk_http_port=55088,
+    asterisk_https_port=55089,
+    rtp_port_start=55100,
+    rtp_port_end=55399,
     lab_operators=2,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,
@@ -45,13 +51,15 @@ BASE = Settings(
     recordings_settle_seconds=1.0,
     recordings_separate_legs=True,
     incident_upkeep_seconds=0.5,
+    # Media on loopback only, both ways: the only address lab traffic may use.
+    softphone_media_address="127.0.0.1",
     softphone_ice_networks=("127.0.0.0/8",),
     # Through the relay (the browser's "network", which the tests cut) to Asterisk's WSS.
-    softphone_ws_url="wss://127.0.0.1:43090/ws",
+    softphone_ws_url="wss://127.0.0.1:55090/ws",
     http_port=0,
 )
-RELAY_PORT = 43090
-PHONE = "PJSIP/op2001"
+RELAY_PORT = 55090
+TONE_HZ = 1000
 PASSWORD = "kata-sandi-operator"
 WAIT_MS = 30_000
 
@@ -71,11 +79,9 @@ async def network() -> AsyncIterator[Relay]:
 @pytest.fixture(scope="module")
 def tone_wav(state_dir: Path) -> Path:
     """What the operator "says": a 1 kHz tone (Chromium loops the file)."""
-    import subprocess
-
     path = state_dir / "tone.wav"
     subprocess.run(["sox", "-n", "-r", "48000", "-c", "1", "-b", "16", str(path), "synth",
-                    "3", "sine", "1000", "vol", "0.5"], check=True)
+                    "3", "sine", str(TONE_HZ), "vol", "0.5"], check=True)
     return path
 
 
@@ -86,31 +92,121 @@ def browser_args(tone_wav: Path) -> Sequence[str]:
 
 @pytest.fixture(scope="module")
 def joining_operators() -> tuple[str, ...]:
-    return (PHONE,)
+    """The browser desks join through the console."""
+    return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004")
 
 
-async def browser_desk(line: Line, settings: Settings, username: str) -> None:
-    from telephony.accounts.service import AccountConfig, AccountService
-
+async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
+    """An operator account whose desk's phone is the browser (as ``siaga112 account desk
+    USERNAME INTERFACE --phone browser`` makes it), known to Asterisk."""
     accounts = AccountService(line.database, CHEAP_HASHER, AccountConfig())
-    await accounts.create(username, "operator", PASSWORD, display_name="Rina",
+    await accounts.create(username, "operator", PASSWORD, display_name=username.title(),
                           actor="test")
-    await assign_desk(line.database, load_menu(settings.menu_file), username, PHONE,
+    await assign_desk(line.database, load_menu(settings.menu_file), username, interface,
                       {"medical": 5, "general": 5}, realm=settings.sip_realm,
                       phone=PhoneKind.BROWSER)
     await line.listener.send_action({"Action": "Reload", "Module": "res_pjsip.so"})
 
 
+async def registered(console_page: ConsolePage, username: str) -> Locator:
+    """Log ``username`` in to the console; returns the softphone once it registered."""
+    await console_page.log_in(username, PASSWORD, landing="/console/operator")
+    softphone = console_page.page.locator("#softphone")
+    await expect(softphone).to_have_attribute("data-registration", "registered",
+                                              timeout=WAIT_MS)
+    return softphone
+
+
+async def joined(page: Page) -> None:
+    """Join the queues of the desk's skills through the console."""
+    await page.click('button:has-text("Masuk antrean")')
+    await expect(page.locator("#flash")).to_contain_text("Masuk antrean", timeout=WAIT_MS)
+
+
+# How long after the answer click the browser first received the caller's audio: RTP
+# packets, and a level above silence (the page polls its RTCPeerConnection's getStats).
+FIRST_AUDIO_JS = """async () => {
+  const started = Number(document.querySelector("#softphone").dataset.answeredAt);
+  const found = {};
+  const deadline = performance.now() + 10000;
+  while (performance.now() < deadline && !(found.packets && found.level)) {
+    const connection = window.siaga112Softphone.connection();
+    if (connection) {
+      const stats = await connection.getStats();
+      for (const report of stats.values()) {
+        if (report.type !== "inbound-rtp" || report.kind !== "audio") continue;
+        const now = performance.now() - started;
+        if (!found.packets && report.packetsReceived > 0) found.packets = now;
+        if (!found.level && report.audioLevel > 0.01) found.level = now;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return found;
+}"""
+
+
 async def test_the_softphone_registers_when_the_operator_logs_in(
         line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
         network: Relay) -> None:
-    await browser_desk(line, settings, "rina")
-    page = console_page.page
-    await console_page.log_in("rina", PASSWORD, landing="/console/operator")
-    softphone = page.locator("#softphone")
-    await expect(softphone).to_have_attribute("data-registration", "registered",
-                                              timeout=WAIT_MS)
+    await browser_desk(line, settings, "rina", "PJSIP/op2001")
+    await registered(console_page, "rina")
     contacts = await lab.wait_cli("pjsip show contacts", lambda out: "op2001/sip:" in out)
-    print(contacts)
-    await page.screenshot(path=str(console_page.shots / "softphone-registered.png"))
+    # Over the browser's WebSocket, from the relay's address (the browser's network).
+    assert "op2001/sip:" in contacts and "@127.0.0.2:" in contacts and "Avail" in contacts
+    await console_page.page.screenshot(
+        path=str(console_page.shots / "softphone-01-terdaftar.png"))
+    assert console_page.problems == []
+
+
+async def test_the_browser_answers_a_112_call_and_both_sides_are_recorded(
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        network: Relay) -> None:
+    interface = "PJSIP/op2002"
+    await browser_desk(line, settings, "sari", interface)
+    page = console_page.page
+    softphone = await registered(console_page, "sari")
+    await joined(page)
+    caller = unique_caller("0857")
+    # 1 emergency, 1 ambulance (barging in on the prompts): the medical queue at once; then
+    # the caller talks (sipp's A-law pcap) while the browser answers.
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=8, audio=True) as call:
+        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        # The call's details are on the screen while it rings.
+        await expect(page.locator("#call .caller")).to_have_text(caller, timeout=WAIT_MS)
+        await expect(softphone.locator('[data-part="caller"]')).to_contain_text(caller)
+        await page.screenshot(path=str(console_page.shots / "softphone-02-berdering.png"))
+        await softphone.locator('[data-part="answer"]').click()
+        first = await page.evaluate(FIRST_AUDIO_JS)
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await page.screenshot(path=str(console_page.shots / "softphone-03-tersambung.png"))
+        result = await call.wait()
+    assert result.ok, result.errors
+    print(f"\nanswer click -> first audio in the browser: RTP {first.get('packets')} ms, "
+          f"audible {first.get('level')} ms")
+    assert first.get("packets") is not None and first.get("level") is not None, first
+    await expect(softphone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
+
+    record = await ended_call(line, caller)
+    assert (record.operator, record.queue, record.disposition) == (
+        interface, "medical", "answered")
+    rows = await stored_recordings(line, record.call_id)
+    assert set(rows) == set(Kind)
+    line_path, caller_path = rows[Kind.LINE].storage_path, rows[Kind.CALLER].storage_path
+    assert line_path is not None and caller_path is not None
+    line_leg = stored_audio(settings.recordings_dir / line_path)
+    caller_leg = stored_audio(settings.recordings_dir / caller_path)
+    # The legs end with the call; its last talk_seconds are the conversation.
+    assert record.talk_seconds is not None and record.talk_seconds >= 3, record
+    talk_ms = record.talk_seconds * 1000
+    after, before = line_leg[-(talk_ms - 1000):], line_leg[:-(talk_ms + 1000)]
+    print(f"1 kHz share of the line's leg: {tone_share(after, TONE_HZ):.2f} after the answer, "
+          f"{tone_share(before, TONE_HZ):.2f} before; the caller's leg while they talked "
+          f"{caller_leg[-(talk_ms - 1000):].dBFS:.1f} dBFS")
+    assert tone_share(after, TONE_HZ) > 0.5
+    assert tone_share(before, TONE_HZ) < 0.2
+    # What the line received is the caller: sipp's recording, not the operator's tone.
+    talked = caller_leg[-(talk_ms - 1000):]
+    assert talked.dBFS > -50 and tone_share(talked, TONE_HZ) < 0.2
     assert console_page.problems == []

@@ -12,6 +12,15 @@ ALTER TABLE phone_secrets
     ADD COLUMN lost_at timestamptz,
     ADD COLUMN lost_queues text[] NOT NULL DEFAULT '{}';
 
+-- Where Asterisk's media for browser phones lives: the one address its RTP binds to and offers
+-- as ICE candidate (the site's softphone_media_address, written by the line at every start);
+-- NULL: every interface (Asterisk offers them all, loopback excepted).
+CREATE TABLE phone_site (
+    only_row                boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    browser_media_address   inet
+);
+INSERT INTO phone_site DEFAULT VALUES;
+
 -- A browser phone is a WebRTC endpoint: webrtc = yes gives it DTLS-SRTP (media_encryption
 -- dtls, fingerprint verification, actpass), AVPF, ICE, rtcp-mux and bundle, and media over
 -- the transport it registered on; Asterisk makes its DTLS certificate itself. No transport is
@@ -27,8 +36,12 @@ CREATE OR REPLACE VIEW ps_endpoints AS
            'yes'::text AS rtp_symmetric, 'yes'::text AS force_rport,
            'yes'::text AS rewrite_contact,
            CASE kind WHEN 'browser' THEN 'yes' END::text AS webrtc,
-           CASE kind WHEN 'browser' THEN 'yes' END::text AS dtls_auto_generate_cert
-    FROM phone_secrets;
+           CASE kind WHEN 'browser' THEN 'yes' END::text AS dtls_auto_generate_cert,
+           CASE kind WHEN 'browser' THEN host(site.browser_media_address) END::text
+               AS media_address,
+           CASE WHEN kind = 'browser' AND site.browser_media_address IS NOT NULL
+                THEN 'yes' END::text AS bind_rtp_to_media_address
+    FROM phone_secrets CROSS JOIN phone_site site;
 
 -- A browser is qualified every 5 s: a page whose network died without closing its
 -- WebSocket is found out within seconds, not half a minute (a closed WebSocket removes the
