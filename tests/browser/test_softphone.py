@@ -8,6 +8,7 @@ Chromium's microphone is a fake device playing a generated tone; ICE stays on lo
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -18,14 +19,18 @@ from ivr.menu import load_menu
 from recordings.domain import Kind
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
+from telephony.desks.operators import OperatorDesk
 from telephony.desks.phones import PhoneKind
 from telephony.desks.service import assign_desk
+from telephony.desks.store import DeskRepository
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ended_call, unique_caller
 from tests.support.audio import stored_audio, stored_recordings, tone_share
-from tests.support.browser import ConsolePage, softphone_args
+from tests.support.browser import ConsolePage, kill_chromium, softphone_args
+from tests.support.db import fetch
+from tests.support.polling import eventually
 from tests.support.relay import Relay
 from tests.support.web import CHEAP_HASHER
 
@@ -60,6 +65,7 @@ BASE = Settings(
 )
 RELAY_PORT = 55090
 TONE_HZ = 1000
+DESK_PHONE = "PJSIP/op1001"  # a lab desk phone (the sipp UAS answers it)
 PASSWORD = "kata-sandi-operator"
 WAIT_MS = 30_000
 
@@ -93,7 +99,7 @@ def browser_args(tone_wav: Path) -> Sequence[str]:
 @pytest.fixture(scope="module")
 def joining_operators() -> tuple[str, ...]:
     """The browser desks join through the console."""
-    return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004")
+    return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", DESK_PHONE)
 
 
 async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
@@ -210,3 +216,88 @@ async def test_the_browser_answers_a_112_call_and_both_sides_are_recorded(
     talked = caller_leg[-(talk_ms - 1000):]
     assert talked.dBFS > -50 and tone_share(talked, TONE_HZ) < 0.2
     assert console_page.problems == []
+
+
+async def test_a_lost_network_shows_at_once_and_the_softphone_registers_again(
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        network: Relay) -> None:
+    await browser_desk(line, settings, "tari", "PJSIP/op2003")
+    page = console_page.page
+    softphone = await registered(console_page, "tari")
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2003/sip:" in out)
+
+    cut = time.monotonic()
+    await network.cut()
+    await expect(softphone).to_have_attribute("data-registration", "offline", timeout=2_000)
+    shown = time.monotonic() - cut
+    await expect(softphone.locator('[data-part="registration"]')).to_contain_text(
+        "Jaringan terputus")
+    await page.screenshot(path=str(console_page.shots / "softphone-04-jaringan-putus.png"))
+    # Asterisk forgot the registration with the WebSocket.
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2003/sip:" not in out)
+
+    back = time.monotonic()
+    await network.restore()
+    await expect(softphone).to_have_attribute("data-registration", "registered",
+                                              timeout=WAIT_MS)
+    registered_again = time.monotonic() - back
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2003/sip:" in out)
+    print(f"\nnetwork cut -> shown on the page: {shown * 1000:.0f} ms; network back -> "
+          f"registered again: {registered_again:.1f} s")
+    assert console_page.problems == []
+
+
+async def test_an_operator_whose_browser_dies_leaves_the_queues_and_callers_go_elsewhere(
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        network: Relay, tone_wav: Path) -> None:
+    interface = "PJSIP/op2004"
+    await browser_desk(line, settings, "umi", interface)
+    page = console_page.page
+    await registered(console_page, "umi")
+    await joined(page)
+    queues = await eventually("umi in the queues", lambda: members(line, interface))
+    assert {"medical", "all-operators"} <= set(queues)
+
+    died = time.monotonic()
+    kill_chromium(str(tone_wav))
+    # The line pauses the desk and takes it out of every queue, in Asterisk itself.
+    await eventually("umi out of the queues", lambda: none_left(line, interface),
+                     within=settings.softphone_lost_grace_seconds + 15)
+    left = time.monotonic() - died
+    status = await line.listener.send_list_action({"Action": "QueueStatus"})
+    assert interface not in str(status)
+    print(f"\nbrowser killed -> out of every queue: {left:.1f} s (grace "
+          f"{settings.softphone_lost_grace_seconds:g} s)")
+    entries = await fetch(settings.database_dsn or "",
+                          "SELECT actor, action, detail FROM audit_log "
+                          "WHERE object_id = $1 AND action = 'desk.phone_lost'", interface)
+    assert [(e["actor"], e["action"]) for e in entries] == [("siaga112", "desk.phone_lost")]
+    phone = await fetch(settings.database_dsn or "",
+                        "SELECT lost_at, lost_queues FROM phone_secrets WHERE operator = $1",
+                        interface)
+    assert phone[0]["lost_at"] is not None and set(phone[0]["lost_queues"]) == set(queues)
+
+    # A caller now rings an operator who is there (a desk phone), never the dead browser.
+    await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_in(
+        DESK_PHONE, {"medical": 5})
+    caller = unique_caller("0858")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=2) as call:
+        assert (await call.wait()).ok
+    record = await ended_call(line, caller)
+    assert (record.operator, record.disposition) == (DESK_PHONE, "answered")
+    rung = await fetch(settings.database_dsn or "",
+                       "SELECT body ->> 'operator' AS operator FROM call_events "
+                       "WHERE call_id = $1 AND kind = 'operator_rung'", record.call_id)
+    assert interface not in {row["operator"] for row in rung}
+
+
+async def members(line: Line, interface: str) -> list[str] | None:
+    """The queues ``interface`` is in, as the line last heard from Asterisk (None: none)."""
+    rows = await line.database.run(lambda c: DeskRepository().memberships(c, interface))
+    return [m.queue for m in rows] or None
+
+
+async def none_left(line: Line, interface: str) -> bool | None:
+    """True once ``interface`` is in no queue (None until then)."""
+    return True if await members(line, interface) is None else None
