@@ -632,12 +632,16 @@ def _validate_surveys(settings: Settings) -> None:
 # query or fragment (it is also written into the console's Content-Security-Policy).
 _WS_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
 _WS_PATH = re.compile(r"(/[A-Za-z0-9._~-]*)*")
+_PRINTABLE = re.compile(r"[!-~]+")
 
 
 def softphone_origin(url: str) -> str:
     """``scheme://host[:port]`` of a softphone WebSocket URL; raises :class:`SettingsError`
     for anything but a plain ws:// or wss:// URL."""
     try:
+        # urlsplit drops tabs and newlines inside a URL: refuse them (and spaces) first.
+        if not _PRINTABLE.fullmatch(url):
+            raise ValueError(url)
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
@@ -645,7 +649,7 @@ def softphone_origin(url: str) -> str:
     host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
     if (parts.scheme not in ("ws", "wss") or not _WS_HOST.fullmatch(host)
             or not _WS_PATH.fullmatch(parts.path) or parts.query or parts.fragment
-            or "@" in parts.netloc or url != url.strip()):
+            or "@" in parts.netloc):
         raise SettingsError(
             f"softphone_ws_url: a ws:// or wss:// URL (host, port, path only), got {url!r}")
     return f"{parts.scheme}://{parts.netloc}"
