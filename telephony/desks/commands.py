@@ -63,7 +63,7 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
     if assignment.phone_secret is not None:
         print(phone_secret_text(assignment.interface, settings.sip_realm,
                                 assignment.phone_secret))
-    if assignment.phone_secret is not None or kind is not None:
+    if assignment.phone_secret is not None or assignment.phone_changed:
         # A new secret or kind: a phone Asterisk may not know yet, or new credentials.
         failed = await reload_phones(settings)
         if failed is not None:

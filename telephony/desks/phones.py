@@ -18,6 +18,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from telephony.core.errors import SiagaError
 from telephony.core.labels import LabelledStrEnum
 
 INTERFACE_PREFIX = "PJSIP/"
@@ -41,6 +42,24 @@ class PhoneSecret:
     realm: str
     secret: str  # shown once, never stored
     md5_cred: str
+
+
+class UnknownPhoneKind(SiagaError, ValueError):
+    """A phone kind that is neither desk nor browser."""
+
+    status = 400
+    code = "invalid_phone"
+
+    def __init__(self, raw: str) -> None:
+        super().__init__(f"Jenis telepon harus desk atau browser, bukan {raw[:40]!r}.", "phone")
+
+
+def phone_kind(raw: str) -> PhoneKind:
+    """``desk`` or ``browser`` as typed into a form; refuses anything else."""
+    try:
+        return PhoneKind(raw)
+    except ValueError:
+        raise UnknownPhoneKind(raw) from None
 
 
 def phone_username(interface: str) -> str:

@@ -232,7 +232,7 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
 
     repo = DeskRepository()
 
-    async def work(connection: asyncpg.Connection) -> str | None:
+    async def work(connection: asyncpg.Connection) -> tuple[str | None, bool]:
         async with connection.transaction():
             found = await AccountRepository().account_with_hash(connection, name)
             if found is None:
@@ -246,21 +246,22 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
             except asyncpg.UniqueViolationError:
                 raise DeskConflict(f"{interface} sudah dipakai akun lain.") from None
             if realm is None:
-                return None
+                return None, False
             current = await repo.phone(connection, interface)
             kind = phone or (current.kind if current is not None else PhoneKind.DESK)
-            if not (new_secret or current is None or current.kind is not kind):
-                return None
+            changed = current is None or current.kind is not kind
+            if not (new_secret or changed):
+                return None, False
             browser = kind is PhoneKind.BROWSER
             made = new_phone_secret(interface, realm,
                                     length=BROWSER_SECRET_LENGTH if browser else DESK_SECRET_LENGTH)
             await repo.set_phone_secret(connection, interface, realm, made.md5_cred, kind)
-            return None if browser else made.secret
+            return (None if browser else made.secret), changed
 
-    secret = await database.run(work)
+    secret, changed = await database.run(work)
     log.info("account %s works at %s with skills %s%s", name, interface, dict(skills),
-             "; a new phone secret was generated" if secret else "")
-    return Assignment(interface, dict(skills), secret)
+             "; a new phone secret was generated" if secret or changed else "")
+    return Assignment(interface, dict(skills), secret, changed)
 
 
 async def renew_phone_secret(database: Database, username: str, realm: str) -> Assignment:

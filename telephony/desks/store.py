@@ -29,6 +29,8 @@ class Assignment:
     skills: Mapping[str, int]
     # The phone's new digest secret when one was generated now: shown once, never stored.
     phone_secret: str | None = None
+    # The phone is new or changed kind: Asterisk must reload PJSIP to ring it as it is now.
+    phone_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class OperatorAccount:
     active: bool
     interface: str | None
     skills: Mapping[str, int]
+    phone: PhoneKind | None = None  # the kind of its registering phone, if it has one
 
 
 @dataclass(frozen=True)
@@ -231,12 +234,14 @@ class DeskRepository:
             """
             SELECT a.username, a.display_name, a.active, d.operator AS interface,
                    COALESCE(jsonb_object_agg(s.skill, s.level)
-                            FILTER (WHERE s.skill IS NOT NULL), '{}')::text AS skills
+                            FILTER (WHERE s.skill IS NOT NULL), '{}')::text AS skills,
+                   p.kind AS phone
             FROM accounts a
             LEFT JOIN account_operators d USING (account_id)
             LEFT JOIN operator_skills s ON s.operator = d.operator
+            LEFT JOIN phone_secrets p ON p.operator = d.operator
             WHERE a.role = 'operator'
-            GROUP BY a.username, a.display_name, a.active, d.operator
+            GROUP BY a.username, a.display_name, a.active, d.operator, p.kind
             ORDER BY a.username
             """)
         return [from_row(OperatorAccount, row, skills=json.loads(row["skills"])) for row in rows]
