@@ -152,6 +152,12 @@ FIRST_AUDIO_JS = """async () => {
 }"""
 
 
+# Whether the microphone's track is on (JsSIP's mute disables it).
+SENDING_JS = """() => window.siaga112Softphone.connection().getSenders()
+  .filter((sender) => sender.track && sender.track.kind === "audio")
+  .every((sender) => sender.track.enabled)"""
+
+
 async def test_the_softphone_registers_when_the_operator_logs_in(
         line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
         network: Relay) -> None:
@@ -187,6 +193,20 @@ async def test_the_browser_answers_a_112_call_and_both_sides_are_recorded(
         first = await page.evaluate(FIRST_AUDIO_JS)
         await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
         await page.screenshot(path=str(console_page.shots / "softphone-03-tersambung.png"))
+        # Mute and back; hold (a re-INVITE Asterisk accepts) and back; a DTMF key.
+        mute, hold = softphone.locator('[data-part="mute"]'), softphone.locator(
+            '[data-part="hold"]')
+        await mute.click()
+        await expect(mute).to_have_text("Aktifkan suara")
+        assert await page.evaluate(SENDING_JS) is False
+        await mute.click()
+        await expect(mute).to_have_text("Bisukan")
+        assert await page.evaluate(SENDING_JS) is True
+        await hold.click()
+        await expect(softphone).to_have_attribute("data-call", "held", timeout=WAIT_MS)
+        await hold.click()
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await softphone.locator('[data-tone="5"]').click()
         result = await call.wait()
     assert result.ok, result.errors
     print(f"\nanswer click -> first audio in the browser: RTP {first.get('packets')} ms, "
