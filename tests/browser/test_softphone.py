@@ -168,6 +168,16 @@ async def test_the_softphone_registers_when_the_operator_logs_in(
     assert "op2001/sip:" in contacts and "@127.0.0.2:" in contacts and "Avail" in contacts
     await console_page.page.screenshot(
         path=str(console_page.shots / "softphone-01-terdaftar.png"))
+    issued = await fetch(settings.database_dsn or "",
+                         "SELECT md5_cred FROM phone_secrets WHERE operator = 'PJSIP/op2001'")
+
+    # Logging out unregisters first, and the page's secret stops working.
+    await console_page.page.click('form[action="/console/logout"] button')
+    await console_page.page.wait_for_url("**/console/login")
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2001/sip:" not in out)
+    after = await fetch(settings.database_dsn or "",
+                        "SELECT md5_cred FROM phone_secrets WHERE operator = 'PJSIP/op2001'")
+    assert after[0]["md5_cred"] != issued[0]["md5_cred"]
     assert console_page.problems == []
 
 

@@ -306,9 +306,13 @@
       }
       event.preventDefault();
       form.dataset.softphoneStopped = "1";
+      let sent = false;
       const done = function () {
-        ua.stop();
-        form.submit();
+        if (!sent) {
+          sent = true;
+          ua.stop();
+          form.submit();
+        }
       };
       ua.once("unregistered", done);
       window.setTimeout(done, 1500);
