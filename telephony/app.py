@@ -51,7 +51,13 @@ from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork
 from telephony.db.migrate import migrate
-from telephony.desks.service import DeskService, grant_phone_reader
+from telephony.desks.service import (
+    DeskConfig,
+    DeskService,
+    grant_phone_reader,
+    set_browser_media_address,
+)
+from telephony.desks.watch import PhoneWatcher
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
@@ -163,6 +169,7 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         # Asterisk reads registering operator phones as this role (asterisk-conf/sorcery.conf).
         await grant_phone_reader(database, settings.asterisk_db_user,
                                  asterisk_db_password(settings))
+        await set_browser_media_address(database, settings.softphone_media_address)
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 
@@ -330,6 +337,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                          wallboard=wallboard, menus=menus, metrics=metrics)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     supervision = SupervisionApi(SupervisionService(database, listener, accounts))
+    desks = DeskService(database, listener, menus, accounts,
+                        config=DeskConfig.from_settings(settings))
+    # Browser desks whose softphone went away leave their queues (telephony/desks/watch.py).
+    phones = PhoneWatcher(desks, settings.softphone_lost_grace_seconds)
+    listener.observe(phones)
+    in_background(stack, phones.run(), "phone-watch")
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -339,7 +352,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=screening,
-        desks=DeskService(database, listener, menus, accounts),
+        desks=desks,
         config=WebConfig.from_settings(settings),
     ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),

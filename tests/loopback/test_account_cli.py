@@ -147,6 +147,23 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
         assert message in capsys.readouterr().err
     desks = await rows(database_dsn, "SELECT operator FROM account_operators")
     assert [r["operator"] for r in desks] == ["PJSIP/op1001"]
+
+    # The desk's phone becomes the browser: no secret to type (its page makes its own), the
+    # old one stops working, and Asterisk reloads PJSIP to ring a WebRTC endpoint.
+    asterisk.accepts["reload"] = "Module Reloaded"
+    assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4",
+                     "--phone", "browser") == 0
+    out = capsys.readouterr().out
+    assert "softphone di browser" in out and "sandi: " not in out
+    browser = await rows(database_dsn, "SELECT kind, md5_cred FROM phone_secrets")
+    assert [r["kind"] for r in browser] == ["browser"]
+    assert browser[0]["md5_cred"] not in [r["md5_cred"] for r in renewed]
+    assert len(reloads()) == 3
+    with pytest.raises(SystemExit) as refused:  # argparse refuses an unknown kind
+        await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4", "--phone", "webrtc;x")
+    assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert [r["kind"] for r in await rows(database_dsn, "SELECT kind FROM phone_secrets")] == [
+        "browser"]
     # A supervisor's phone (to listen in on operators' calls): no skills, a secret all the same.
     assert await cli("desk", "spv", "PJSIP/sup01") == 0
     shown = capsys.readouterr().out.strip().splitlines()
