@@ -55,7 +55,13 @@ from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork
 from telephony.db.migrate import migrate
-from telephony.desks.service import DeskService, grant_phone_reader
+from telephony.desks.service import (
+    DeskConfig,
+    DeskService,
+    grant_phone_reader,
+    set_browser_media_address,
+)
+from telephony.desks.watch import PhoneWatcher
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
@@ -76,6 +82,8 @@ from telephony.screening.score import ScoreConfig
 from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.secrets import SecretsError, asterisk_db_password
 from telephony.settings import Settings
+from telephony.supervision.http import SupervisionApi
+from telephony.supervision.service import SupervisionService
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
 from telephony.wallboard import console as wallboard_console
@@ -166,6 +174,7 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         # Asterisk reads registering operator phones as this role (asterisk-conf/sorcery.conf).
         await grant_phone_reader(database, settings.asterisk_db_user,
                                  asterisk_db_password(settings))
+        await set_browser_media_address(database, settings.softphone_media_address)
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 
@@ -252,6 +261,24 @@ def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, ob
     return task
 
 
+def start_desks(
+    settings: Settings, database: Database, stack: contextlib.AsyncExitStack, *,
+    listener: AmiListener, menus: WatchedFile[IvrMenu], accounts: AccountService,
+) -> tuple[DeskService, CallbackService]:
+    """The operators' desks, the watch on browser desks, and the call-backs operators place
+    from their desks, each task running until ``stack`` unwinds."""
+    desks = DeskService(database, listener, menus, accounts,
+                        config=DeskConfig.from_settings(settings))
+    # Browser desks whose softphone went away leave their queues (telephony/desks/watch.py).
+    phones = PhoneWatcher(desks, settings.softphone_lost_grace_seconds)
+    listener.observe(phones)
+    in_background(stack, phones.run(), "phone-watch")
+    callbacks = CallbackService(database, listener, desks, accounts,
+                                CallbackConfig.from_settings(settings))
+    in_background(stack, callbacks.run(), "callbacks")
+    return desks, callbacks
+
+
 async def start_agi(agi: FastAgiServer, settings: Settings) -> None:
     """Listen for Asterisk's FastAGI calls: without it no call reaches the IVR, so a taken
     address stops the line, with one line that names it."""
@@ -322,10 +349,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
-    desks = DeskService(database, listener, menus, accounts)
-    callbacks = CallbackService(database, listener, desks, accounts,
-                                CallbackConfig.from_settings(settings))
-    in_background(stack, callbacks.run(), "callbacks")
+    desks, callbacks = start_desks(settings, database, stack, listener=listener, menus=menus,
+                                   accounts=accounts)
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
                                  reports, incidents.dispatches,
                                  connected=lambda: listener.logged_in,
@@ -337,6 +362,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(stack, admin.sync.run(), "admin-sync")
     monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
+    supervision = SupervisionApi(SupervisionService(database, listener, accounts))
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -350,7 +376,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         config=WebConfig.from_settings(settings),
     ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
-        *monitor.routes(), *CallbackApi(callbacks).routes(),
+        *monitor.routes(), *supervision.routes(), *CallbackApi(callbacks).routes(),
         *CallbackPages(callbacks).routes()]),
         settings.http_host, settings.http_port)
     # The listener outlives the FastAGI server: the events of the last IVR sessions, and

@@ -191,7 +191,8 @@ def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(account_commands.disable(settings, args.username))
     if args.action == "desk":
         return asyncio.run(desk_commands.desk(settings, args.username, args.interface,
-                                              args.skill, new_secret=args.new_secret))
+                                              args.skill, new_secret=args.new_secret,
+                                              phone=args.phone))
     password = account_commands.read_password()
     return asyncio.run(account_commands.set_password(settings, args.username, password))
 
@@ -242,14 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (("disable", "disable an account and end its sessions"),
                          ("password", "set a new password (read from the terminal or stdin)")):
         account_actions.add_parser(action, help=text).add_argument("username")
-    desk = account_actions.add_parser(
-        "desk", help="put an operator account at its phone (Asterisk interface), with skills")
-    desk.add_argument("username")
-    desk.add_argument("interface", help="the operator's phone, e.g. PJSIP/op1001")
-    desk.add_argument("--skill", action="append", default=[], metavar="SKILL=LEVEL",
-                      help="a skill and its level 1-5, e.g. fire=5 (repeatable)")
-    desk.add_argument("--new-secret", action="store_true",
-                      help="give the phone a new SIP secret (the old one stops working)")
+    desk_commands.add_parser(account_actions)
     account.set_defaults(handler=_cmd_account)
     backup = commands.add_parser(
         "backup", help="back up the database (pg_dump) and the stored files to a new directory")

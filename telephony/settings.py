@@ -140,6 +140,30 @@ class Settings:
     asterisk_db_host: str | None = None
     asterisk_db_user: str = "siaga112_asterisk"
 
+    # The operators' browser softphones (a desk whose phone is the browser): WebRTC over a
+    # WebSocket to Asterisk's own HTTP server (asterisk-conf/http.conf), never through the
+    # line, so a softphone keeps ringing while the line's server is down. Asterisk serves
+    # plain WebSocket on 127.0.0.1:asterisk_http_port for a front proxy (docker/nginx), and
+    # WSS on asterisk_https_host:asterisk_https_port when it has a certificate (a PEM file
+    # and its key, as Asterisk sees them; the lab makes a self-signed one).
+    asterisk_http_port: int = 8088
+    asterisk_https_host: str = "127.0.0.1"
+    asterisk_https_port: int = 8089
+    asterisk_tls_cert: Path | None = None
+    asterisk_tls_key: Path | None = None
+    # The URL browsers open (ws:// or wss://; the console's CSP allows its origin alone).
+    # None: in the lab, Asterisk's own WSS on loopback; on a site, no softphone.
+    softphone_ws_url: str | None = None
+    # The one address Asterisk's media for browser softphones binds to and offers (its ICE
+    # candidate); None: every interface (loopback is never offered then).
+    softphone_media_address: str | None = None
+    # The addresses media may use (ICE candidates), both ways: Asterisk offers only these,
+    # and the softphone drops any other candidate of the browser. Empty: every address.
+    softphone_ice_networks: tuple[str, ...] = ()
+    # A browser phone unreachable this long (its WebSocket closed, or qualify failing) is
+    # paused and taken out of its queues by the line; a reloaded page re-registers sooner.
+    softphone_lost_grace_seconds: float = 5.0
+
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.
     lab_operators: int = 50
     lab_operator_sip_port: int = 5070
@@ -312,6 +336,16 @@ class Settings:
         return self.database_dsn is None and not any(v in os.environ for v in LIBPQ_ENV)
 
     @property
+    def live_softphone_ws_url(self) -> str | None:
+        """The WebSocket URL browser softphones connect to: ``softphone_ws_url``, else in
+        the lab Asterisk's own WSS on loopback; ``None``: this site has no softphone."""
+        if self.softphone_ws_url is not None:
+            return self.softphone_ws_url
+        if self.is_site:
+            return None
+        return f"wss://127.0.0.1:{self.asterisk_https_port}/ws"
+
+    @property
     def agi_url(self) -> str:
         """The FastAGI URL the dialplan calls for the IVR."""
         return f"agi://{self.agi_host}:{self.agi_port}/ivr"
@@ -368,7 +402,8 @@ def _parse_dispatch_targets(raw: Any) -> tuple[DispatchTarget, ...]:
 
 
 # Settings that hold a list of IP addresses or networks.
-_NETWORK_LISTS = ("http_trusted_proxies", "metrics_allowed_addresses")
+_NETWORK_LISTS = ("http_trusted_proxies", "metrics_allowed_addresses",
+                  "softphone_ice_networks")
 
 
 def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
@@ -484,6 +519,8 @@ def _validate(settings: Settings) -> None:
         "lab_operator_sip_port": settings.lab_operator_sip_port,
         "embedded_pg_port": settings.embedded_pg_port,
         "carrier_sip_port": settings.carrier_sip_port,
+        "asterisk_http_port": settings.asterisk_http_port,
+        "asterisk_https_port": settings.asterisk_https_port,
     }
     for name, port in ports.items():
         if not 0 < port < 65536:
@@ -524,6 +561,7 @@ def _validate(settings: Settings) -> None:
     _validate_surveys(settings)
     _validate_http(settings)
     _validate_site(settings)
+    _validate_softphone(settings)
 
 
 def _validate_site(settings: Settings) -> None:
@@ -598,3 +636,46 @@ def _validate_surveys(settings: Settings) -> None:
         raise SettingsError("callback_window_hours must be positive, callback_ring_seconds "
                             "5..120")
     # survey_hours is the surveys' word: SurveyConfig.from_settings parses and checks it.
+
+
+# What a softphone's WebSocket URL may look like: ws(s)://host[:port]/path, no user part,
+# query or fragment (it is also written into the console's Content-Security-Policy).
+_WS_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+_WS_PATH = re.compile(r"(/[A-Za-z0-9._~-]*)*")
+_PRINTABLE = re.compile(r"[!-~]+")
+
+
+def softphone_origin(url: str) -> str:
+    """``scheme://host[:port]`` of a softphone WebSocket URL; raises :class:`SettingsError`
+    for anything but a plain ws:// or wss:// URL."""
+    try:
+        # urlsplit drops tabs and newlines inside a URL: refuse them (and spaces) first.
+        if not _PRINTABLE.fullmatch(url):
+            raise ValueError(url)
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise SettingsError(f"softphone_ws_url: not a URL: {url!r}") from exc
+    host = parts.netloc.rsplit(":", 1)[0] if port is not None else parts.netloc
+    if (parts.scheme not in ("ws", "wss") or not _WS_HOST.fullmatch(host)
+            or not _WS_PATH.fullmatch(parts.path) or parts.query or parts.fragment
+            or "@" in parts.netloc):
+        raise SettingsError(
+            f"softphone_ws_url: a ws:// or wss:// URL (host, port, path only), got {url!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _validate_softphone(settings: Settings) -> None:
+    if settings.softphone_ws_url is not None:
+        softphone_origin(settings.softphone_ws_url)
+    if (settings.asterisk_tls_cert is None) != (settings.asterisk_tls_key is None):
+        raise SettingsError("asterisk_tls_cert and asterisk_tls_key go together")
+    for name in ("asterisk_https_host", "softphone_media_address"):
+        value = getattr(settings, name)
+        try:
+            if value is not None:
+                ipaddress.ip_address(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}: an IP address, got {value!r}") from exc
+    if not 0 < settings.softphone_lost_grace_seconds <= 600:
+        raise SettingsError("softphone_lost_grace_seconds must be between 0 and 600")

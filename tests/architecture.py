@@ -61,6 +61,8 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.calls.shifts", DOMAIN),
     ("telephony.desks.operators", DOMAIN),  # desk rules over the AMI action port
     ("telephony.desks.phones", DOMAIN),  # phone secrets and their digests
+    ("telephony.desks.presence", DOMAIN),  # when a desk's phone counts as gone
+    ("telephony.desks.watch", ADAPTERS),  # observes the listener, acts through the service
     ("telephony.admin.versions", DOMAIN),
     ("telephony.admin.queues", DOMAIN),
     ("telephony.admin.forms", DOMAIN),

@@ -73,7 +73,10 @@ async def current_session(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     """End the session."""
-    await context_of(request).accounts.logout(request[SESSION], remote_address=remote_of(request))
+    ctx, session = context_of(request), request[SESSION]
+    # A browser desk's softphone ends with the session (telephony/desks/service.py).
+    await ctx.desks.sign_out(session.account, remote_address=remote_of(request))
+    await ctx.accounts.logout(session, remote_address=remote_of(request))
     response = web.Response(status=204)
     clear_session_cookies(response)
     return response

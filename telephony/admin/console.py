@@ -41,6 +41,7 @@ from telephony.admin.versions import (
 )
 from telephony.desks.commands import phone_secret_text
 from telephony.desks.operators import MAX_LEVEL, skill_queues
+from telephony.desks.phones import PhoneKind, phone_kind
 from telephony.incidents.directory_service import Directory
 from telephony.incidents.model import ReportType
 from telephony.web.console.pages import Done, form_action
@@ -189,7 +190,7 @@ class AdminPages:
                     queues=overview.queues, members=members,
                     members_known=overview.members is not None, strategies=Strategy.labels(),
                     operators=await self._queues.operators(), skills=skills,
-                    levels=range(MAX_LEVEL + 1))
+                    levels=range(MAX_LEVEL + 1), phone_kinds=PhoneKind.labels())
 
     async def update_queue(self, request: web.Request, form: Form) -> Done:
         """Save and apply one queue's settings."""
@@ -218,10 +219,13 @@ class AdminPages:
             if name.startswith("skill.") and raw not in ("", "0"):
                 skills[name[len("skill."):]] = int(raw) if raw.isdecimal() else -1
         interface = form.get("interface", "").strip()
-        detail: dict[str, Any] = {"interface": interface, "skills": skills}
+        raw_phone = form.get("phone")
+        phone = None if raw_phone is None else phone_kind(raw_phone)
+        detail: dict[str, Any] = {"interface": interface, "skills": skills,
+                                  "phone": raw_phone}
         try:
             _, changes, secret, phone_note = await self._queues.assign_operator(
-                username, interface, skills)
+                username, interface, skills, phone)
         except ApplyFailed:  # stored, not applied
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})

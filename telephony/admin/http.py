@@ -28,7 +28,7 @@ from telephony.admin.versions import (
     TreeNode,
 )
 from telephony.desks.operators import skill_queues
-from telephony.desks.phones import phone_username
+from telephony.desks.phones import phone_kind, phone_username
 from telephony.desks.store import OperatorAccount
 from telephony.incidents.directory import Recipient
 from telephony.incidents.directory_service import Directory
@@ -123,7 +123,8 @@ def operator_json(account: OperatorAccount) -> dict[str, Any]:
     """An operator account with its desk and skills."""
     return {"username": account.username, "display_name": account.display_name,
             "active": account.active, "interface": account.interface,
-            "skills": dict(account.skills)}
+            "skills": dict(account.skills),
+            "phone": None if account.phone is None else account.phone.value}
 
 
 def _change_json(change: MemberChange) -> dict[str, Any]:
@@ -262,10 +263,12 @@ class AdminApi:
         """Set an operator's desk and skills; a logged-in operator is moved at once."""
         username = request.match_info["username"]
         data = await json_body(request)
-        detail = {"interface": data["interface"], "skills": data["skills"]}
+        phone = None if data.get("phone") is None else phone_kind(data["phone"])
+        detail = {"interface": data["interface"], "skills": data["skills"],
+                  "phone": None if phone is None else phone.value}
         try:
             account, changes, secret, phone_note = await self._queues.assign_operator(
-                username, data["interface"], data["skills"])
+                username, data["interface"], data["skills"], phone)
         except ApplyFailed:
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})

@@ -49,6 +49,7 @@ from telephony.admin.store import AdminSettingsRepository
 from telephony.ami.actions import AmiActions
 from telephony.db.connection import Database
 from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, OperatorDesk
+from telephony.desks.phones import PhoneKind
 from telephony.desks.service import assign_desk, renew_phone_secret
 from telephony.desks.store import Assignment, DeskRepository, OperatorAccount
 
@@ -177,7 +178,8 @@ class QueueService:
         log.info("PJSIP reloaded: Asterisk takes the stored phones")
         return None
 
-    async def assign_operator(self, username: str, interface: str, skills: Mapping[str, Any]
+    async def assign_operator(self, username: str, interface: str, skills: Mapping[str, Any],
+                              phone: PhoneKind | None = None
                               ) -> tuple[OperatorAccount, list[MemberChange], str | None,
                                          str | None]:
         """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level
@@ -192,11 +194,12 @@ class QueueService:
                                     "skills")
         menu = self._menus.current()
         assignment = await assign_desk(self._database, menu, username, interface, skills,
-                                       realm=self.realm)
+                                       realm=self.realm, phone=phone)
         # A new secret means a phone Asterisk may not know yet (a new desk, or a desk moved
         # to a new phone) or new credentials; a desk kept at a known phone needs no reload.
+        # A phone's kind (desk or browser) changes its endpoint, which only a reload reads.
         phone_note = None
-        if assignment.phone_secret is not None:
+        if assignment.phone_secret is not None or assignment.phone_changed:
             phone_note = await self.apply_phones()
         try:
             changes = await self.reconcile(menu, menu, {assignment.interface})

@@ -91,7 +91,9 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
     "OperatorAccount": all_required({
         "username": {"type": "string"}, "display_name": {"type": "string"},
         "active": {"type": "boolean"}, "interface": NULLABLE_TEXT,
-        "skills": {"type": "object", "description": "keahlian -> tingkat 1-5"}}),
+        "skills": {"type": "object", "description": "keahlian -> tingkat 1-5"},
+        "phone": {"type": ["string", "null"], "enum": ["desk", "browser", None],
+                  "description": "Telepon meja, atau softphone di browser"}}),
     "OperatorList": all_required({
         "operators": {"type": "array", "items": ref("OperatorAccount")},
         "skills": {"type": "array", "items": {"type": "string"},
@@ -141,6 +143,9 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
     "OperatorAssignment": object_schema({
         "interface": text(80),
         "skills": {"type": "object", "description": "keahlian -> tingkat 1-5"},
+        "phone": {"type": "string", "enum": ["desk", "browser"],
+                  "description": "Yang berdering di meja: telepon meja (bawaan untuk meja "
+                                 "baru) atau softphone di browser; tanpa ini: seperti semula"},
     }, ("interface", "skills")),
     "AgencyInput": object_schema({"code": text(32), "name": text(100),
                                   "active": {"type": "boolean"}}, ("code", "name")),

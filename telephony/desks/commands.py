@@ -1,8 +1,11 @@
-"""``siaga112 account desk NAME PJSIP/opNNNN --skill SKILL=LEVEL [--new-secret]``: which phone
-an operator account works at, with its skills, when the console is out of reach (an admin
-otherwise sets it on the console's Antrean page). A phone without a secret gets one (and
-``--new-secret`` replaces it): it is printed once, for the admin to type into the phone, and
-only its digest is kept. A refusal is printed by the CLI as one line.
+"""``siaga112 account desk NAME PJSIP/opNNNN --skill SKILL=LEVEL [--phone desk|browser]
+[--new-secret]``: which phone an operator account works at, with its skills, when the console
+is out of reach (an admin otherwise sets it on the console's Antrean page); or, without skills,
+the phone a supervisor listens in on (``telephony.supervision``). A desk phone without a
+secret gets one (and ``--new-secret`` replaces it): it is printed once, for the admin to type
+into the phone, and only its digest is kept. A browser phone (``--phone browser``, the
+console's softphone) gets no secret to type: its desk page makes one each time it opens.
+A refusal is printed by the CLI as one line.
 
 The phone stored, the command asks the running Asterisk over AMI to reload PJSIP, as the
 console does (``telephony.admin.asterisk``): without it a phone added after Asterisk started
@@ -12,6 +15,7 @@ line says so, and the line's next AMI session reloads PJSIP (``telephony.admin.s
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 from ivr.menu import load_menu
@@ -19,28 +23,50 @@ from telephony.ami.actions import AmiActionError
 from telephony.ami.listener import AmiListener
 from telephony.calls.facts import CallFact
 from telephony.db.connection import Database
-from telephony.desks.phones import phone_username
+from telephony.desks.phones import PhoneKind, phone_username
 from telephony.desks.service import assign_desk, parse_skill_levels
 from telephony.settings import Settings
 
 
+def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``account desk``'s arguments, among the ``account`` actions of the CLI."""
+    desk = actions.add_parser(
+        "desk", help="put an operator account at its phone (Asterisk interface), with skills; "
+                     "or a supervisor account at the phone they listen in on, without")
+    desk.add_argument("username")
+    desk.add_argument("interface", help="the phone, e.g. PJSIP/op1001")
+    desk.add_argument("--skill", action="append", default=[], metavar="SKILL=LEVEL",
+                      help="a skill and its level 1-5, e.g. fire=5 (repeatable)")
+    desk.add_argument("--phone", choices=[kind.value for kind in PhoneKind], default=None,
+                      help="what rings at the desk: a SIP phone on the desk, or the "
+                           "console's softphone in the browser (default: as it was; desk)")
+    desk.add_argument("--new-secret", action="store_true",
+                      help="give the phone a new SIP secret (the old one stops working)")
+
+
 async def desk(settings: Settings, username: str, interface: str, skills: list[str],
-               *, new_secret: bool = False) -> int:
-    """Put an operator account at its phone with its skills (``fire=5``), replacing any."""
+               *, new_secret: bool = False, phone: str | None = None) -> int:
+    """Put an operator account at its phone with its skills (``fire=5``), replacing any;
+    ``phone`` (desk or browser) says what rings there."""
     levels = parse_skill_levels(skills)
+    kind = None if phone is None else PhoneKind(phone)
     database = Database(settings)
     try:
         assignment = await assign_desk(database, load_menu(settings.menu_file), username,
                                        interface, levels, realm=settings.sip_realm,
-                                       new_secret=new_secret)
+                                       new_secret=new_secret, phone=kind)
     finally:
         await database.close()
     shown = ", ".join(f"{skill} {level}" for skill, level in sorted(levels.items())) or "-"
     print(f"Akun {username} bekerja di {interface}; keahlian: {shown}.")
+    if kind is PhoneKind.BROWSER:
+        print(f"Telepon meja ini adalah softphone di browser: {interface} mendaftar saat "
+              "operator membuka layar operatornya; tidak ada sandi untuk diketik.")
     if assignment.phone_secret is not None:
         print(phone_secret_text(assignment.interface, settings.sip_realm,
                                 assignment.phone_secret))
-        # A new secret: a phone Asterisk may not know yet, or new credentials.
+    if assignment.phone_secret is not None or assignment.phone_changed:
+        # A new secret or kind: a phone Asterisk may not know yet, or new credentials.
         failed = await reload_phones(settings)
         if failed is not None:
             print(f"Telepon tersimpan, tetapi belum diterapkan di Asterisk ({failed}); "

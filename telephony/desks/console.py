@@ -8,20 +8,50 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from telephony.desks.http import SOFTPHONE_CREDENTIALS
 from telephony.desks.operators import SKILL_LABELS, PauseReason
+from telephony.desks.phones import PhoneKind
+from telephony.desks.service import DeskState
 from telephony.screening.features import Label
 from telephony.web.console.pages import Done, form_action
-from telephony.web.console.render import OPERATOR_SCREEN, PAGE, PREFIX, SEE_OTHER, page
+from telephony.web.console.render import (
+    ASSETS,
+    OPERATOR_SCREEN,
+    PAGE,
+    PREFIX,
+    SEE_OTHER,
+    page,
+)
 from telephony.web.request import Form, context_of, remote_of
 from telephony.web.routing import DESK, SESSION, Route
 
+# The softphone's SIP library, built from npm by scripts/console-lib (not in the repository).
+SIP_LIBRARY = "jssip.min.js"
+
+
+def softphone_problem(desk: DeskState, *, configured: bool) -> str | None:
+    """Why a browser desk's page cannot run its softphone; ``None`` if it can (or the desk
+    has a desk phone)."""
+    if desk.phone is None or desk.phone.kind is not PhoneKind.BROWSER:
+        return None
+    if not configured:
+        return "situs ini belum menyiapkan softphone (softphone_ws_url); hubungi admin."
+    if SIP_LIBRARY not in ASSETS:
+        return "pustaka SIP belum terpasang (jalankan scripts/setup); hubungi admin."
+    return None
+
 
 async def operator_screen(request: web.Request) -> web.StreamResponse:
-    """The operator's screen: desk, the call in front of them, the caller's history."""
-    desk = await context_of(request).desks.state(request[SESSION].account)
+    """The operator's screen: desk, the call in front of them, the caller's history, and
+    the softphone when the desk's phone is the browser."""
+    ctx = context_of(request)
+    desk = await ctx.desks.state(request[SESSION].account)
+    browser = desk.phone is not None and desk.phone.kind is PhoneKind.BROWSER
+    problem = softphone_problem(desk, configured=ctx.config.softphone_origin is not None)
     return page(request, "operator.html", title="Layar operator", desk=desk,
                 skill_labels=SKILL_LABELS, pause_reasons=PauseReason.labels(),
-                labels=Label.labels())
+                labels=Label.labels(), softphone=browser and problem is None,
+                softphone_missing=problem, softphone_url=SOFTPHONE_CREDENTIALS)
 
 
 def _to_screen(_: web.Request, __: Form) -> str:

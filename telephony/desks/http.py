@@ -12,7 +12,7 @@ from aiohttp import web
 
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.desks.operators import SKILL_LABELS, pause_label
-from telephony.desks.service import DeskState
+from telephony.desks.service import PHONE_LOST_TEXT, DeskState
 from telephony.desks.store import CallView
 from telephony.incidents.http import incident_sla_json
 from telephony.screening.features import Label
@@ -28,6 +28,8 @@ MEMBER_STATE_LABELS: Final[Mapping[str, str]] = {
 CALL_STATE_LABELS: Final[Mapping[str, str]] = {
     "ringing": "Berdering", "talking": "Tersambung", "ended": "Selesai"}
 REASON_SEPARATOR: Final = "; "  # IVR_REASONS joins the reasons with it
+# Where a desk page's softphone asks for its credentials.
+SOFTPHONE_CREDENTIALS: Final = "/api/desk/softphone"
 
 
 def _labelled(labels: Mapping[str, str], code: str | None) -> str | None:
@@ -72,6 +74,10 @@ def desk_json(desk: DeskState) -> dict[str, Any]:
             **call_view_json(current.call), "state": current.state,
             "state_label": CALL_STATE_LABELS[current.state]},
         "history": [call_view_json(call) for call in desk.history],
+        "phone": None if desk.phone is None else {
+            "kind": desk.phone.kind.value, "kind_label": desk.phone.kind.label,
+            "lost_at": instant_json(desk.phone.lost_at), "lost_queues": desk.phone.lost_queues,
+            "lost_reason": PHONE_LOST_TEXT if desk.phone.lost_at is not None else None},
     }
 
 
@@ -117,6 +123,19 @@ async def resume_desk(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+async def softphone_credentials(request: web.Request) -> web.StreamResponse:
+    """Credentials for the softphone of this desk page, made now: the secret is in this
+    answer only (an earlier page's stops working); never cached."""
+    found = await context_of(request).desks.softphone(request[SESSION].account,
+                                                      remote_address=remote_of(request))
+    response = json_response({
+        "interface": found.interface, "username": found.username, "realm": found.realm,
+        "secret": found.secret, "ws_url": found.ws_url,
+        "ice_networks": list(found.ice_networks)})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def routes() -> list[Route]:
     """The desk's routes, with who may call them."""
     return [
@@ -132,4 +151,7 @@ def routes() -> list[Route]:
               errors=(409,)),
         Route("DELETE", "/api/desk/pause", resume_desk, DESK, "Akhiri jeda", "meja",
               Reply(204, None, description="Akhir jeda dikirim ke Asterisk"), errors=(409,)),
+        Route("POST", SOFTPHONE_CREDENTIALS, softphone_credentials, DESK,
+              "Kredensial softphone browser untuk halaman meja ini (sandi baru, sekali)",
+              "meja", Reply(200, "Softphone"), errors=(409,)),
     ]

@@ -43,17 +43,24 @@ SKILL_LABELS: Final[Mapping[str, str]] = {
     "disaster": "Bencana", "javanese": "Bahasa Jawa", "madurese": "Bahasa Madura"}
 
 
+# The pause the line itself gives a browser desk whose softphone went away, on its way out of
+# the queues (telephony/desks/service.py); not one an operator picks.
+PHONE_LOST_REASON: Final = "phone-lost"
+_LINE_PAUSES: Final[Mapping[str, str]] = {PHONE_LOST_REASON: "Softphone terputus"}
+
+
 def pause_label(reason: str) -> str:
     """A pause reason as operators read it (one set outside the console as it is)."""
     try:
         return PauseReason(reason).label
     except ValueError:
-        return reason
+        return _LINE_PAUSES.get(reason, reason)
 
 
 def check_interface(interface: str) -> str:
     """``interface`` if it is an operator's PJSIP interface (it is spliced into AMI actions)."""
-    if not _INTERFACE.match(interface):
+    # fullmatch: ``$`` would also match before a trailing newline, one that ends an AMI line.
+    if not _INTERFACE.fullmatch(interface):
         raise OperatorError(f"not an operator interface: {interface[:80]!r}")
     return interface
 

@@ -1,6 +1,11 @@
 """Registering operator phones: one digest secret per phone, generated when an admin puts
 an operator at a desk (or asks for a new one), shown once, stored only as Asterisk needs it.
 
+A desk's phone is of one of two kinds (:class:`PhoneKind`): a SIP phone on the desk, whose
+secret the admin types into it, or the browser: the console's WebRTC softphone, whose secret
+is generated afresh whenever the operator's desk page opens and handed to that page alone
+(``telephony/desks/service.py``), never shown to a person.
+
 A phone registers as its endpoint name (``PJSIP/op2001`` registers as ``op2001``) with the
 generated secret; Asterisk checks it against MD5(username:realm:secret) read from the line's
 database (``telephony/db/migrations/0010_phones.sql``). A new secret replaces the stored
@@ -13,7 +18,20 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from telephony.core.errors import SiagaError
+from telephony.core.labels import LabelledStrEnum
+
 INTERFACE_PREFIX = "PJSIP/"
+# A browser's secret is never typed: longer than a desk phone's, from the same alphabet.
+BROWSER_SECRET_LENGTH = 32
+DESK_SECRET_LENGTH = 20
+
+
+class PhoneKind(LabelledStrEnum):
+    """What rings at a desk. The interface (``PJSIP/op2001``) is the desk's either way."""
+
+    DESK = "desk", "Telepon meja"
+    BROWSER = "browser", "Softphone di browser"
 
 
 @dataclass(frozen=True)
@@ -26,6 +44,24 @@ class PhoneSecret:
     md5_cred: str
 
 
+class UnknownPhoneKind(SiagaError, ValueError):
+    """A phone kind that is neither desk nor browser."""
+
+    status = 400
+    code = "invalid_phone"
+
+    def __init__(self, raw: str) -> None:
+        super().__init__(f"Jenis telepon harus desk atau browser, bukan {raw[:40]!r}.", "phone")
+
+
+def phone_kind(raw: str) -> PhoneKind:
+    """``desk`` or ``browser`` as typed into a form; refuses anything else."""
+    try:
+        return PhoneKind(raw)
+    except ValueError:
+        raise UnknownPhoneKind(raw) from None
+
+
 def phone_username(interface: str) -> str:
     """``PJSIP/op2001`` -> ``op2001`` (the interface is checked by the desk service)."""
     return interface.removeprefix(INTERFACE_PREFIX)
@@ -36,10 +72,11 @@ def digest(username: str, realm: str, secret: str) -> str:
     return hashlib.md5(f"{username}:{realm}:{secret}".encode(), usedforsecurity=False).hexdigest()
 
 
-def new_phone_secret(interface: str, realm: str) -> PhoneSecret:
-    """A new random secret for the phone at ``interface`` (20 characters, letters and
-    digits only, so that it can be typed into a desk phone's keypad menu)."""
+def new_phone_secret(interface: str, realm: str, *,
+                     length: int = DESK_SECRET_LENGTH) -> PhoneSecret:
+    """A new random secret for the phone at ``interface`` (letters and digits only, so that
+    a desk phone's can be typed into its keypad menu)."""
     alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-    secret = "".join(secrets.choice(alphabet) for _ in range(20))
+    secret = "".join(secrets.choice(alphabet) for _ in range(length))
     username = phone_username(interface)
     return PhoneSecret(username, realm, secret, digest(username, realm, secret))

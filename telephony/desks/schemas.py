@@ -63,7 +63,23 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "related": {"type": "array", "items": ref("Incident"),
                     "description": "Insiden terbuka tempat panggilan ini dapat digabungkan "
                                    "(jenis yang sama dulu, lalu yang terbaru)"},
+        "phone": {"oneOf": [all_required({
+            "kind": {"type": "string", "enum": ["desk", "browser"]},
+            "kind_label": {"type": "string"}, "lost_at": NULLABLE_DATETIME,
+            "lost_queues": {"type": "array", "items": {"type": "string"}},
+            "lost_reason": NULLABLE_TEXT,
+        }), {"type": "null"}], "description": "Telepon meja yang mendaftar (REGISTER): jenisnya, "
+                                              "dan kapan line mengeluarkannya dari antrean "
+                                              "karena softphone terputus"},
     }),
+    "Softphone": all_required({
+        "interface": {"type": "string"}, "username": {"type": "string"},
+        "realm": {"type": "string"},
+        "secret": {"type": "string", "description": "Sandi baru, hanya dalam jawaban ini"},
+        "ws_url": {"type": "string", "description": "WebSocket SIP Asterisk (ws:// atau wss://)"},
+        "ice_networks": {"type": "array", "items": {"type": "string"},
+                         "description": "Alamat yang boleh dipakai media (kosong: semua)"},
+    }, "Kredensial softphone browser meja ini."),
     "QueueList": all_required({"queues": {"type": "array", "items": {"type": "string"}}}),
     "JoinQueues": object_schema({"skills": {"type": "array", "items": text(40), "maxItems": 20}},
                                 ("skills",), "Masuk ke antrean keahlian-keahlian ini."),

@@ -34,16 +34,30 @@ from telephony.core.errors import Conflict, Invalid, SiagaError
 from telephony.db.connection import Database
 from telephony.desks.operators import (
     MAX_LEVEL,
+    PHONE_LOST_REASON,
     OperatorDesk,
     OperatorError,
     PauseReason,
     check_interface,
     skill_queues,
 )
-from telephony.desks.phones import new_phone_secret
-from telephony.desks.store import Assignment, CallView, DeskRepository, Membership
+from telephony.desks.phones import (
+    BROWSER_SECRET_LENGTH,
+    DESK_SECRET_LENGTH,
+    PhoneKind,
+    new_phone_secret,
+    phone_username,
+)
+from telephony.desks.store import Assignment, CallView, DeskRepository, Membership, Phone
+from telephony.settings import Settings
 
 log = logging.getLogger("telephony.desks.service")
+
+# Who the audit log names for what the line did by itself.
+LINE_ACTOR = "siaga112"
+PHONE_LOST_TEXT = ("Softphone di browser tidak terhubung (browser ditutup atau jaringannya "
+                   "putus); operator dikeluarkan dari antrean agar penelepon tidak "
+                   "dideringkan ke telepon yang tidak ada.")
 
 
 class DeskError(SiagaError):
@@ -113,12 +127,35 @@ class AuditLog(Protocol):
 
 @dataclass(frozen=True)
 class DeskConfig:
-    """How long a ring and a finished call stay on the screen, and how much history shows."""
+    """How long a ring and a finished call stay on the screen, how much history shows, and
+    where browser softphones register."""
 
     # queues.conf rings a phone for 15 s (timeout); a ring older than this is over.
     ring_window: timedelta = timedelta(seconds=20)
     call_memory: timedelta = timedelta(hours=1)
     history_limit: int = 8
+    realm: str = "siaga112"  # the SIP realm phones' digests are hashed with
+    softphone_ws_url: str | None = None  # None: this site has no softphone
+    softphone_ice_networks: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeskConfig:
+        """The desks' configuration described by ``settings``."""
+        return cls(realm=settings.sip_realm, softphone_ws_url=settings.live_softphone_ws_url,
+                   softphone_ice_networks=settings.softphone_ice_networks)
+
+
+@dataclass(frozen=True)
+class SoftphoneCredentials:
+    """What the desk page's softphone registers with: handed to that page once, only the
+    digest of the secret is kept."""
+
+    interface: str
+    username: str
+    realm: str
+    secret: str
+    ws_url: str
+    ice_networks: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -138,6 +175,7 @@ class DeskState:
     memberships: list[Membership]
     current: DeskCall | None
     history: list[CallView]
+    phone: Phone | None = None  # a phone that registers (None: one listed by hand)
 
 
 def call_state(call: CallView, interface: str) -> str:
@@ -166,19 +204,27 @@ def parse_skill_levels(raw: Sequence[str]) -> dict[str, int]:
 
 async def assign_desk(database: Database, menu: IvrMenu, username: str, interface: str,
                       skills: Mapping[str, int], *, realm: str | None = None,
-                      new_secret: bool = False) -> Assignment:
+                      new_secret: bool = False, phone: PhoneKind | None = None) -> Assignment:
     """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level),
-    each a skill of ``menu``. (The admin's side: ``siaga112 account desk``.)
+    each a skill of ``menu``; or a supervisor account at the phone they listen in on, with
+    no skills. (The admin's side: ``siaga112 account desk``.)
 
     With the site's SIP ``realm``, the phone at ``interface`` gets a digest secret to
     register with if it has none yet, or a new one if ``new_secret``: it is returned in
-    :attr:`Assignment.phone_secret`, once, and only its digest is stored."""
+    :attr:`Assignment.phone_secret`, once, and only its digest is stored.
+
+    ``phone`` sets the phone's kind (``None``: as it was, a desk phone if new). A browser
+    phone's secret is never returned: its desk page gets a fresh one each time it opens
+    (:meth:`DeskService.softphone`); the one made here only creates the endpoint. A phone
+    whose kind changes gets a new secret, so what the old kind knew stops working."""
     name = clean_username(username)
     try:
         check_interface(interface)
     except OperatorError as exc:
         raise InvalidDeskInput("interface", "Antarmuka harus berbentuk PJSIP/nama, "
                                              f"bukan {interface[:40]!r}.") from exc
+    if phone is not None and realm is None:
+        raise InvalidDeskInput("phone", "Jenis telepon hanya dapat diatur bersama realm SIP.")
     known = skill_queues(menu)
     for skill in skills:
         if skill not in known:
@@ -187,30 +233,42 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
 
     repo = DeskRepository()
 
-    async def work(connection: asyncpg.Connection) -> str | None:
+    async def work(connection: asyncpg.Connection) -> tuple[str | None, bool]:
         async with connection.transaction():
             found = await AccountRepository().account_with_hash(connection, name)
             if found is None:
                 raise AccountNotFound(name)
             account = found[0]
-            if account.role is not Role.OPERATOR:
-                raise InvalidDeskInput("username", f"Akun {name} bukan akun operator.")
+            # A supervisor's phone is what they listen in on (telephony.supervision); they
+            # never join queues, so it carries no skills.
+            if account.role is Role.SUPERVISOR and skills:
+                raise InvalidDeskInput("skill", f"Akun {name} adalah supervisor: teleponnya "
+                                                "tidak masuk antrean, tanpa keahlian.")
+            if account.role not in (Role.OPERATOR, Role.SUPERVISOR):
+                raise InvalidDeskInput("username", f"Akun {name} bukan akun operator "
+                                                   "atau supervisor.")
             try:
                 await repo.assign(connection, account.account_id, interface,
                                   account.display_name, skills)
             except asyncpg.UniqueViolationError:
                 raise DeskConflict(f"{interface} sudah dipakai akun lain.") from None
-            if realm is None or not (new_secret or not await repo.has_phone_secret(
-                    connection, interface)):
-                return None
-            phone = new_phone_secret(interface, realm)
-            await repo.set_phone_secret(connection, interface, realm, phone.md5_cred)
-            return phone.secret
+            if realm is None:
+                return None, False
+            current = await repo.phone(connection, interface)
+            kind = phone or (current.kind if current is not None else PhoneKind.DESK)
+            changed = current is None or current.kind is not kind
+            if not (new_secret or changed):
+                return None, False
+            browser = kind is PhoneKind.BROWSER
+            made = new_phone_secret(interface, realm,
+                                    length=BROWSER_SECRET_LENGTH if browser else DESK_SECRET_LENGTH)
+            await repo.set_phone_secret(connection, interface, realm, made.md5_cred, kind)
+            return (None if browser else made.secret), changed
 
-    secret = await database.run(work)
+    secret, changed = await database.run(work)
     log.info("account %s works at %s with skills %s%s", name, interface, dict(skills),
-             "; a new phone secret was generated" if secret else "")
-    return Assignment(interface, dict(skills), secret)
+             "; a new phone secret was generated" if secret or changed else "")
+    return Assignment(interface, dict(skills), secret, changed)
 
 
 async def renew_phone_secret(database: Database, username: str, realm: str) -> Assignment:
@@ -227,6 +285,11 @@ async def renew_phone_secret(database: Database, username: str, realm: str) -> A
             desk = await repo.assignment(connection, found[0].account_id)
             if desk is None:
                 raise NoDesk(name)
+            current = await repo.phone(connection, desk.interface)
+            if current is not None and current.kind is PhoneKind.BROWSER:
+                raise DeskConflict(f"Telepon {desk.interface} adalah softphone di browser: "
+                                   "sandinya dibuat sendiri setiap kali operator membuka "
+                                   "layarnya, tidak untuk diketik.")
             phone = new_phone_secret(desk.interface, realm)
             await repo.set_phone_secret(connection, desk.interface, realm, phone.md5_cred)
             return Assignment(desk.interface, desk.skills, phone.secret)
@@ -254,6 +317,16 @@ async def grant_phone_reader(database: Database, role: str, password: str) -> bo
                     "PostgreSQL grants CREATEROLE or creates it", role, exc)
         return False
     return True
+
+
+async def set_browser_media_address(database: Database, address: str | None) -> None:
+    """Tell Asterisk (through the phones' views) where browser phones' media lives: the
+    site's ``softphone_media_address``, set at every start of the line."""
+
+    async def work(connection: asyncpg.Connection) -> None:
+        await DeskRepository().set_browser_media_address(connection, address)
+
+    await database.run(work)
 
 
 class DeskService:
@@ -302,8 +375,10 @@ class DeskService:
         config = self._config
 
         async def work(connection: asyncpg.Connection
-                       ) -> tuple[list[Membership], CallView | None, list[CallView]]:
+                       ) -> tuple[list[Membership], CallView | None, list[CallView],
+                                  Phone | None]:
             memberships = await self._repo.memberships(connection, desk.interface)
+            phone = await self._repo.phone(connection, desk.interface)
             call = (await self._repo.ringing_call(connection, desk.interface, config.ring_window)
                     or await self._repo.answered_call(connection, desk.interface,
                                                       config.call_memory))
@@ -311,11 +386,11 @@ class DeskService:
             if call is not None and call.caller_key is not None:
                 history = await self._repo.caller_calls(connection, call.caller_key,
                                                         call.call_id, config.history_limit)
-            return memberships, call, history
+            return memberships, call, history, phone
 
-        memberships, call, history = await self._database.run(work)
+        memberships, call, history, phone = await self._database.run(work)
         current = DeskCall(call, call_state(call, desk.interface)) if call is not None else None
-        return DeskState(desk.interface, desk.skills, memberships, current, history)
+        return DeskState(desk.interface, desk.skills, memberships, current, history, phone)
 
     async def join(self, account: Account, skills: Sequence[str], *, remote_address: str
                    ) -> list[str]:
@@ -341,6 +416,11 @@ class DeskService:
         except AmiActionError as exc:
             raise self._unavailable(account, "QueueAdd", exc) from exc
         log.info("%s (%s) joined %s", account.username, desk.interface, joined)
+
+        async def back(connection: asyncpg.Connection) -> None:
+            await self._repo.clear_phone_lost(connection, desk.interface)
+
+        await self._database.run(back)
         if joined:
             await self._audited(account, "desk.join", desk.interface, remote_address,
                                 {"queues": joined, "skills": sorted(chosen)})
@@ -389,6 +469,116 @@ class DeskService:
         log.info("%s (%s) resumed", account.username, desk.interface)
         await self._audited(account, "desk.resume", desk.interface, remote_address,
                             {"queues": queues})
+
+    # -- the browser softphone ------------------------------------------------------------------
+
+    async def softphone(self, account: Account, *, remote_address: str
+                        ) -> SoftphoneCredentials:
+        """Credentials for the softphone of the operator's desk page: a new secret, whose
+        digest replaces the stored one (a page opened earlier stops registering), returned
+        this once. Only for a desk whose phone is the browser, on a site with a softphone."""
+        desk = await self._assignment(account)
+        config = self._config
+        if config.softphone_ws_url is None:
+            raise DeskConflict("Softphone belum disiapkan di situs ini (softphone_ws_url); "
+                               "hubungi admin.")
+
+        async def work(connection: asyncpg.Connection) -> str:
+            async with connection.transaction():
+                phone = await self._repo.phone(connection, desk.interface)
+                if phone is None or phone.kind is not PhoneKind.BROWSER:
+                    raise DeskConflict("Meja ini memakai telepon meja, bukan softphone di "
+                                       "browser.")
+                made = new_phone_secret(desk.interface, config.realm,
+                                        length=BROWSER_SECRET_LENGTH)
+                await self._repo.set_phone_secret(connection, desk.interface, config.realm,
+                                                  made.md5_cred)
+                return made.secret
+
+        secret = await self._database.run(work)
+        log.info("%s (%s): new softphone credentials for the desk page", account.username,
+                 desk.interface)
+        await self._audited(account, "desk.softphone", desk.interface, remote_address, {})
+        return SoftphoneCredentials(desk.interface, phone_username(desk.interface),
+                                    config.realm, secret, config.softphone_ws_url,
+                                    config.softphone_ice_networks)
+
+    async def sign_out(self, account: Account, *, remote_address: str) -> None:
+        """The operator logs out of the console: a browser desk leaves its queues (nobody
+        answers it any more) and its secret is replaced by one nobody knows, so the page's
+        softphone cannot register again. A desk phone is left as it is: it rings on the
+        desk whoever is logged in to the console. Never refuses: a logout must go through."""
+        if account.role is not Role.OPERATOR:
+            return
+        config = self._config
+
+        async def work(connection: asyncpg.Connection) -> tuple[str, list[str]] | None:
+            async with connection.transaction():
+                desk = await self._repo.assignment(connection, account.account_id)
+                phone = None if desk is None else await self._repo.phone(connection,
+                                                                         desk.interface)
+                if desk is None or phone is None or phone.kind is not PhoneKind.BROWSER:
+                    return None
+                made = new_phone_secret(desk.interface, config.realm,
+                                        length=BROWSER_SECRET_LENGTH)
+                await self._repo.set_phone_secret(connection, desk.interface, config.realm,
+                                                  made.md5_cred)
+                queues = [m.queue for m in await self._repo.memberships(connection,
+                                                                        desk.interface)]
+                return desk.interface, queues
+
+        found = await self._database.run(work)
+        if found is None:
+            return
+        interface, queues = found
+        log.info("%s logged out: the softphone of %s may no longer register", account.username,
+                 interface)
+        if not queues:
+            return
+        try:
+            await OperatorDesk(self._ami, self._menus.current()).log_out(interface, queues)
+        except AmiActionError as exc:
+            # The phone is gone with the page: the line's watcher takes it out when Asterisk
+            # reports it unreachable.
+            log.error("QueueRemove at logout of %s failed: %s", account.username, exc)
+            return
+        await self._audited(account, "desk.leave", interface, remote_address,
+                            {"queues": queues, "why": "logout"})
+
+    async def phone_lost(self, interface: str) -> list[str] | None:
+        """The phone at ``interface`` has been unreachable for a while (the line's watcher,
+        :mod:`telephony.desks.watch`). A browser desk is paused and taken out of every queue
+        it is in, so no caller rings a page that is gone; the desk screen says why. A desk
+        phone is left alone (a desk phone that reboots must not log its operator out: the
+        queues do not ring it while it is unreachable). Returns the queues left, or ``None``
+        if nothing was done. Raises :class:`AmiActionError` if Asterisk did not do it."""
+        check_interface(interface)
+
+        async def work(connection: asyncpg.Connection) -> list[str] | None:
+            phone = await self._repo.phone(connection, interface)
+            if phone is None or phone.kind is not PhoneKind.BROWSER:
+                return None
+            return [m.queue for m in await self._repo.memberships(connection, interface)]
+
+        queues = await self._database.run(work)
+        if not queues:
+            return None
+        desk = OperatorDesk(self._ami, self._menus.current())
+        # The pause first: one action that silences every queue at once; the removals follow.
+        await self._ami.send_action({"Action": "QueuePause", "Interface": interface,
+                                     "Paused": "true", "Reason": PHONE_LOST_REASON})
+        await desk.log_out(interface, queues)
+
+        async def mark(connection: asyncpg.Connection) -> None:
+            await self._repo.mark_phone_lost(connection, interface, queues)
+
+        await self._database.run(mark)
+        log.warning("the softphone of %s is unreachable: paused and taken out of %s",
+                    interface, queues)
+        await self._audit.audit(actor=LINE_ACTOR, action="desk.phone_lost", object_type="desk",
+                                object_id=interface, remote_address="",
+                                detail={"queues": queues, "reason": PHONE_LOST_TEXT})
+        return queues
 
     # -- calls as the console shows them -------------------------------------------------------
 

@@ -18,6 +18,7 @@ import asyncpg
 
 from telephony.ami.tracker import LOGGED_OUT
 from telephony.db.rows import from_row
+from telephony.desks.phones import PhoneKind
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,19 @@ class Assignment:
     skills: Mapping[str, int]
     # The phone's new digest secret when one was generated now: shown once, never stored.
     phone_secret: str | None = None
+    # The phone is new or changed kind: Asterisk must reload PJSIP to ring it as it is now.
+    phone_changed: bool = False
+
+
+@dataclass(frozen=True)
+class Phone:
+    """The phone of a desk that registers: its kind, and whether the line took the desk out
+    of its queues because the phone went away (a browser closed or cut off)."""
+
+    interface: str
+    kind: PhoneKind
+    lost_at: datetime | None
+    lost_queues: list[str]
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,7 @@ class OperatorAccount:
     active: bool
     interface: str | None
     skills: Mapping[str, int]
+    phone: PhoneKind | None = None  # the kind of its registering phone, if it has one
 
 
 @dataclass(frozen=True)
@@ -145,16 +160,47 @@ class DeskRepository:
             "SELECT EXISTS (SELECT 1 FROM phone_secrets WHERE operator = $1)", interface))
 
     async def set_phone_secret(self, connection: asyncpg.Connection, interface: str,
-                               realm: str, md5_cred: str) -> None:
+                               realm: str, md5_cred: str,
+                               kind: PhoneKind | None = None) -> None:
         """Store the digest of the phone's new secret, replacing the old one (which then
-        stops working at the phone's next REGISTER)."""
+        stops working at the phone's next REGISTER); with ``kind``, the phone's kind too
+        (a new phone without one is a desk phone)."""
         await connection.execute(
             """
-            INSERT INTO phone_secrets (operator, realm, md5_cred) VALUES ($1, $2, $3)
+            INSERT INTO phone_secrets (operator, realm, md5_cred, kind)
+            VALUES ($1, $2, $3, COALESCE($4, 'desk'))
             ON CONFLICT (operator) DO UPDATE
-                SET realm = EXCLUDED.realm, md5_cred = EXCLUDED.md5_cred, set_at = now()
+                SET realm = EXCLUDED.realm, md5_cred = EXCLUDED.md5_cred, set_at = now(),
+                    kind = COALESCE($4, phone_secrets.kind)
             """,
-            interface, realm, md5_cred)
+            interface, realm, md5_cred, None if kind is None else kind.value)
+
+    async def phone(self, connection: asyncpg.Connection, interface: str) -> Phone | None:
+        """The registering phone at ``interface``; ``None`` if it has none."""
+        row = await connection.fetchrow(
+            "SELECT operator AS interface, kind, lost_at, lost_queues FROM phone_secrets "
+            "WHERE operator = $1", interface)
+        return None if row is None else from_row(Phone, row, lost_queues=list(row["lost_queues"]))
+
+    async def mark_phone_lost(self, connection: asyncpg.Connection, interface: str,
+                              queues: list[str]) -> None:
+        """Remember that the line took the desk out of ``queues`` because its phone went
+        away (shown on the desk until the operator joins again)."""
+        await connection.execute(
+            "UPDATE phone_secrets SET lost_at = now(), lost_queues = $2 WHERE operator = $1",
+            interface, queues)
+
+    async def clear_phone_lost(self, connection: asyncpg.Connection, interface: str) -> None:
+        """The operator joined again: the notice is over."""
+        await connection.execute(
+            "UPDATE phone_secrets SET lost_at = NULL, lost_queues = '{}' "
+            "WHERE operator = $1 AND lost_at IS NOT NULL", interface)
+
+    async def set_browser_media_address(self, connection: asyncpg.Connection,
+                                        address: str | None) -> None:
+        """The one address Asterisk's media for browser phones binds to (``None``: any)."""
+        await connection.execute(
+            "UPDATE phone_site SET browser_media_address = $1::inet", address)
 
     async def grant_phone_reader(self, connection: asyncpg.Connection, role: str,
                                  password: str) -> None:
@@ -188,12 +234,14 @@ class DeskRepository:
             """
             SELECT a.username, a.display_name, a.active, d.operator AS interface,
                    COALESCE(jsonb_object_agg(s.skill, s.level)
-                            FILTER (WHERE s.skill IS NOT NULL), '{}')::text AS skills
+                            FILTER (WHERE s.skill IS NOT NULL), '{}')::text AS skills,
+                   p.kind AS phone
             FROM accounts a
             LEFT JOIN account_operators d USING (account_id)
             LEFT JOIN operator_skills s ON s.operator = d.operator
+            LEFT JOIN phone_secrets p ON p.operator = d.operator
             WHERE a.role = 'operator'
-            GROUP BY a.username, a.display_name, a.active, d.operator
+            GROUP BY a.username, a.display_name, a.active, d.operator, p.kind
             ORDER BY a.username
             """)
         return [from_row(OperatorAccount, row, skills=json.loads(row["skills"])) for row in rows]

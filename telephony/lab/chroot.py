@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import re
@@ -64,11 +65,12 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
 from telephony.admin.queues import LIVE_SETTINGS_DIR
-from telephony.asterisk.config import CONF_DIR, install_config, write_atomic
+from telephony.asterisk.config import CONF_DIR, RTP_ICE_CONF, install_config, write_atomic
 from telephony.asterisk.site import AsteriskSite, lab_instance_dir
 from telephony.core.errors import SiagaError
 from telephony.settings import Settings
@@ -269,11 +271,63 @@ class Lab:
     def install_config(self) -> None:
         """Create the instance's directories and render the configuration into ``etc/``."""
         self.ensure_rootfs()
-        for sub in ("etc", "run", "log", "lib", "spool", "cache", "data"):
+        for sub in ("etc", "run", "log", "lib", "spool", "cache", "data", "keys"):
             (self.host_dir / sub).mkdir(parents=True, exist_ok=True)
         self._link_data_dir()
-        install_config(self.settings, self.etc_dir, self.instance_dir, conf_dir=self.conf_dir)
+        install_config(self.tls_settings(), self.etc_dir, self.instance_dir,
+                       conf_dir=self.conf_dir)
+        self._loopback_ice_candidates()
         write_atomic(self.etc_dir / "pjsip_operators.conf", self.operators_conf())
+
+    def tls_settings(self) -> Settings:
+        """The settings, with Asterisk's WSS certificate (for browser softphones) the lab's
+        own self-signed one unless they name one: made once per instance with openssl, for
+        the loopback address the lab's browsers connect to."""
+        s = self.settings
+        if s.asterisk_tls_cert is not None:
+            return s
+        keys = self.host_dir / "keys"
+        cert, key = keys / "asterisk.crt", keys / "asterisk.key"
+        if not (cert.exists() and key.exists()):
+            if shutil.which("openssl") is None:
+                raise LabError("openssl is not installed (scripts/setup installs it)")
+            try:
+                subprocess.run(
+                    ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                     "3650", "-subj", "/CN=siaga112-lab", "-addext",
+                     "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                     "-keyout", str(key), "-out", str(cert)],
+                    check=True, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                raise LabError(f"openssl could not make the lab's certificate: {exc}") from exc
+        inside = f"{self.instance_dir}/keys"
+        return replace(s, asterisk_tls_cert=Path(f"{inside}/asterisk.crt"),
+                       asterisk_tls_key=Path(f"{inside}/asterisk.key"))
+
+    def _loopback_ice_candidates(self) -> None:
+        """Keep browser softphones' media on loopback, the only address lab traffic may use.
+
+        Asterisk offers as ICE host candidates the addresses of the host's interfaces, never
+        loopback's (pjlib leaves it out), whatever its media is bound to. With a loopback
+        ``softphone_media_address`` the lab therefore has each of this host's other IPv4
+        addresses advertised as that loopback address instead (rtp.conf's
+        ``[ice_host_candidates]``), so a browser never aims a packet at them.
+        """
+        media = self.settings.softphone_media_address
+        if media is None or not ipaddress.ip_address(media).is_loopback:
+            return
+        try:
+            listed = subprocess.run(["ip", "-o", "-4", "address", "show"], check=True,
+                                    capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise LabError(f"cannot list this host's addresses (ip address): {exc}") from exc
+        addresses = sorted({ipaddress.ip_interface(field).ip for line in listed.splitlines()
+                            for field in line.split()[3:4]} - {ipaddress.ip_address(media)})
+        mapped = "".join(f"{address} => {media}\n" for address in addresses
+                         if not address.is_loopback)
+        with (self.etc_dir / RTP_ICE_CONF).open("a", encoding="utf-8") as conf:
+            conf.write("\n; The lab: every host address is offered as the loopback media "
+                       f"address.\n[ice_host_candidates]\n{mapped}")
 
     def _link_data_dir(self) -> None:
         """Mirror /usr/share/asterisk into ``data/`` with symlinks, except for the sounds.

@@ -19,7 +19,7 @@ from telephony.incidents.directory_service import Directory
 from telephony.incidents.dispatch_service import DispatchService
 from telephony.incidents.service import IncidentService
 from telephony.screening.service import ScreeningService
-from telephony.settings import Settings
+from telephony.settings import Settings, softphone_origin
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -39,6 +39,8 @@ class WebConfig:
     timezone: str = "Asia/Jakarta"  # the console shows instants in the centre's local time
     # The HTTPS fronts whose X-Forwarded-For is believed (telephony/web/forwarded.py).
     trusted_proxies: tuple[Network, ...] = ()
+    # The origin (ws[s]://host[:port]) of Asterisk's WebSocket that softphones connect to.
+    softphone_origin: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebConfig:
@@ -49,6 +51,8 @@ class WebConfig:
             attachment_max_bytes=settings.attachment_max_bytes,
             timezone=settings.timezone,
             trusted_proxies=parse_networks(settings.http_trusted_proxies),
+            softphone_origin=(None if settings.live_softphone_ws_url is None
+                              else softphone_origin(settings.live_softphone_ws_url)),
         )
 
 

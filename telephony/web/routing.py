@@ -59,6 +59,9 @@ PLAYBACK: Final = Access.to(Role.OPERATOR, Role.SUPERVISOR)
 OVERSIGHT: Final = Access.to(Role.SUPERVISOR, Role.ADMIN)
 # A desk is an operator's phone; supervisors and admins have none.
 DESK: Final = Access.to(Role.OPERATOR)
+# Listening in on an operator's live call: supervisors only (admins run the system; they do
+# not hear callers).
+SUPERVISION: Final = Access.to(Role.SUPERVISOR)
 ADMIN: Final = Access.to(Role.ADMIN)
 
 

@@ -27,6 +27,7 @@ from telephony.incidents import schemas as incidents_schemas
 from telephony.reports import schemas as reports_schemas
 from telephony.screening import http as screening_http
 from telephony.screening import schemas as screening_schemas
+from telephony.supervision import schemas as supervision_schemas
 from telephony.wallboard import schemas as wallboard_schemas
 from telephony.web.console import pages
 from telephony.web.console.render import console_refusal, is_console
@@ -80,6 +81,7 @@ def api_schemas() -> Mapping[str, Schema]:
         desks_schemas.SCHEMAS,
         reports_schemas.SCHEMAS,
         wallboard_schemas.SCHEMAS,
+        supervision_schemas.SCHEMAS,
         admin_schemas.SCHEMAS,
         callbacks_schemas.SCHEMAS,
     )

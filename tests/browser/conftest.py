@@ -5,7 +5,7 @@ Playwright on top: ``console_page`` is the one way a browser test opens the cons
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -28,15 +28,23 @@ from tests.support.browser import CHROMIUM, VIEWPORT, ConsolePage
 __all__ = ["joining_operators", "lab", "line", "line_db", "line_operators", "phone_options",
            "phones", "settings", "state_dir"]
 
+
 @pytest.fixture
 def screenshots() -> Path:
     """Where the test's screenshots are copied afterwards, to look at."""
     return Path("/tmp/console-shots")
 
 
+@pytest.fixture(scope="module")
+def browser_args() -> Sequence[str]:
+    """Chromium's extra command-line switches (a softphone's module adds its media ones,
+    tests.support.browser.SOFTPHONE_ARGS)."""
+    return ()
+
+
 @pytest.fixture
-async def console_page(line: Line, tmp_path: Path,
-                       screenshots: Path) -> AsyncIterator[ConsolePage]:
+async def console_page(line: Line, tmp_path: Path, screenshots: Path,
+                       browser_args: Sequence[str]) -> AsyncIterator[ConsolePage]:
     """Chromium, launched for the test, on a page of the line's console (not logged in)."""
     assert line.web.url is not None
     shots = tmp_path / "shots"
@@ -48,7 +56,8 @@ async def console_page(line: Line, tmp_path: Path,
             problems.append(f"console: {message.text}")
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM,
+                                                   args=list(browser_args))
         try:
             page = await browser.new_page(viewport=VIEWPORT, locale="id-ID",
                                           base_url=line.web.url)

@@ -5,9 +5,10 @@ A supervisor logs in and opens the wallboard. A sipp caller rings 119 and waits 
 queue, where nobody is logged in: the wallboard shows them waiting, first in line, their wait
 running. An operator logs in, their sipp phone answers, and the same page (never reloaded:
 no navigation, and a marker set in the page survives) shows the queue empty, the operator
-talking and the call answered in this shift's figures. Screenshots at 1366x768 of both
-moments go to the test's tmp path and to /tmp/wallboard-shots/; no page raises a script
-error, a CSP violation or a dialog on the way.
+talking and the call answered in this shift's figures; the supervisor listens in on that
+call from the operator's card (their phone rings into ChanSpy). Screenshots at 1366x768 of
+those moments go to the test's tmp path and to /tmp/wallboard-shots/; no page raises a
+script error, a CSP violation or a dialog on the way.
 
 Its own lab instance and ports, so it can run beside the end-to-end and other browser modules.
 """
@@ -24,6 +25,7 @@ from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
 from telephony.desks.operators import OperatorDesk
+from telephony.desks.service import assign_desk
 from telephony.lab import sipp
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
@@ -48,6 +50,7 @@ BASE = Settings(
     http_port=0,  # any free port: Line.web says which
 )
 OPERATOR = "PJSIP/op1001"
+SUPERVISOR_PHONE = "PJSIP/op1002"  # rings the same sipp UAS as the operator's
 PASSWORD = "kata-sandi-supervisor"
 WAIT_MS = 30_000
 
@@ -79,6 +82,11 @@ async def test_the_wallboard_shows_a_waiting_caller_then_the_answer_without_a_re
     accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
     await accounts.create("sari", "supervisor", PASSWORD, display_name="Sari Wulandari",
                           actor="test")
+    # The operator's account at her phone; the supervisor's phone, to listen in on.
+    await accounts.create("wati", "operator", PASSWORD, actor="test")
+    menu = load_menu(settings.menu_file)
+    await assign_desk(line.database, menu, "wati", OPERATOR, {"medical": 5})
+    await assign_desk(line.database, menu, "sari", SUPERVISOR_PHONE, {})
     page, problems, shots = console_page.page, console_page.problems, console_page.shots
     navigations: list[str] = []
 
@@ -95,7 +103,7 @@ async def test_the_wallboard_shows_a_waiting_caller_then_the_answer_without_a_re
 
     # A caller rings 119 and waits in the medical queue: nobody is logged in.
     medical = page.locator('.wb-queue[data-queue="medical"]')
-    desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+    desk = OperatorDesk(line.listener, menu)
     async with sipp.caller(settings.sip_host, settings.sip_port, "119",
                            caller_id=unique_caller("0817"), talk_seconds=25) as call:
         await expect(medical.locator(".wb-caller")).to_have_count(1, timeout=WAIT_MS)
@@ -117,6 +125,16 @@ async def test_the_wallboard_shows_a_waiting_caller_then_the_answer_without_a_re
         await expect(page.locator('[data-field="shift-level-20"]')).not_to_have_text(
             "-")
         await shoot(page, shots, "02-dijawab")
+
+        # The supervisor listens in from the operator's card: their own phone (another lab
+        # endpoint) rings into ChanSpy, and the page says so.
+        await expect(operator.locator("button.wb-spy")).to_have_text(
+            ["Dengarkan", "Bisikkan", "Sela"])
+        await operator.locator('button.wb-spy[data-mode="listen"]').click()
+        await expect(page.locator("#supervision-result")).to_have_text(
+            f"Dengarkan wati: telepon Anda ({SUPERVISOR_PHONE}) akan berdering.",
+            timeout=WAIT_MS)
+        await shoot(page, shots, "03-dengarkan")
         result = await call.wait()
     assert navigations == []
     assert await page.evaluate("window.sameDocument") is True

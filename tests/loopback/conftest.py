@@ -36,9 +36,11 @@ async def console_factory(database_dsn: str, settings: Settings
     sessions: list[aiohttp.ClientSession] = []
     clients: list[TestClient[web.Request, web.Application]] = []
 
-    async def start(throttle: ThrottlePolicy | None = None) -> Console:
+    async def start(throttle: ThrottlePolicy | None = None, *,
+                    softphone: bool = False) -> Console:
         asterisk = StandInAsterisk(database)
-        app = build_app(make_context(configured, database, throttle=throttle, ami=asterisk))
+        app = build_app(make_context(configured, database, throttle=throttle, ami=asterisk,
+                                     softphone=softphone))
         client = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)

@@ -135,7 +135,8 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
     assert [tuple(r) for r in skills] == [("PJSIP/op1001", "medical", 4)]
     refusals = {
         ("op2", "PJSIP/op1001", "fire=5"): "PJSIP/op1001 sudah dipakai akun lain.",
-        ("spv", "PJSIP/op1009", "fire=5"): "Akun spv bukan akun operator.",
+        ("spv", "PJSIP/op1009", "fire=5"): "Akun spv adalah supervisor: teleponnya tidak "
+                                           "masuk antrean, tanpa keahlian.",
         ("op2", "SIP/op1002", "fire=5"): "Antarmuka harus berbentuk PJSIP/nama",
         ("op2", "PJSIP/op1002", "plumbing=5"): "Keahlian 'plumbing' tidak dikenal",
         ("op2", "PJSIP/op1002", "fire=9"): "Keahlian harus berbentuk NAMA=1..5",
@@ -146,3 +147,29 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
         assert message in capsys.readouterr().err
     desks = await rows(database_dsn, "SELECT operator FROM account_operators")
     assert [r["operator"] for r in desks] == ["PJSIP/op1001"]
+
+    # The desk's phone becomes the browser: no secret to type (its page makes its own), the
+    # old one stops working, and Asterisk reloads PJSIP to ring a WebRTC endpoint.
+    asterisk.accepts["reload"] = "Module Reloaded"
+    assert await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4",
+                     "--phone", "browser") == 0
+    out = capsys.readouterr().out
+    assert "softphone di browser" in out and "sandi: " not in out
+    browser = await rows(database_dsn, "SELECT kind, md5_cred FROM phone_secrets")
+    assert [r["kind"] for r in browser] == ["browser"]
+    assert browser[0]["md5_cred"] not in [r["md5_cred"] for r in renewed]
+    assert len(reloads()) == 3
+    with pytest.raises(SystemExit) as refused:  # argparse refuses an unknown kind
+        await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4", "--phone", "webrtc;x")
+    assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert [r["kind"] for r in await rows(database_dsn, "SELECT kind FROM phone_secrets")] == [
+        "browser"]
+    # A supervisor's phone (to listen in on operators' calls): no skills, a secret all the same.
+    assert await cli("desk", "spv", "PJSIP/sup01") == 0
+    shown = capsys.readouterr().out.strip().splitlines()
+    assert shown[0] == "Akun spv bekerja di PJSIP/sup01; keahlian: -."
+    assert shown[1].startswith("Telepon PJSIP/sup01 mendaftar (REGISTER) dengan nama pengguna "
+                               "sup01, ")
+    skills = await rows(database_dsn, "SELECT skill FROM operator_skills "
+                                      "WHERE operator = 'PJSIP/sup01'")
+    assert skills == []

@@ -39,6 +39,7 @@ from telephony.asterisk.site import AsteriskSite
 from telephony.calls.shifts import ShiftCalendar
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database
+from telephony.desks.phones import PhoneKind
 from telephony.desks.service import InvalidDeskInput
 from telephony.incidents.model import ReportType
 from telephony.screening.score import ScoreConfig
@@ -397,6 +398,37 @@ async def test_a_new_phone_is_followed_by_a_pjsip_reload(admin: Admin) -> None:
     assignment, pending = await admin.queues.renew_phone_secret("sari")
     assert assignment.phone_secret is not None and pending is None
     assert admin.ami.named("Reload") == [PJSIP_RELOAD, PJSIP_RELOAD]
+
+
+async def test_a_desk_whose_phone_is_the_browser_has_no_secret_to_type(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    """The console's softphone makes its own secret whenever its page opens: the admin only
+    says which kind of phone rings at the desk; a change of kind reloads PJSIP."""
+    await add_operator(admin, "sari")
+    web_admin = browsers["admin1"]
+    assigned = await web_admin.post("/console/admin/operators/sari", {
+        "interface": "PJSIP/op1003", "skill.fire": "4", "phone": "browser"})
+    kind, text = await web_admin.flash(assigned)
+    assert kind == "ok" and "Keahlian sari disimpan" in text and "sandi" not in text
+    operator = {a.username: a for a in await admin.queues.operators()}["sari"]
+    assert operator.phone is PhoneKind.BROWSER
+    assert admin.ami.named("Reload") == [PJSIP_RELOAD]
+    for hostile in ("<script>alert(1)</script>", "browser\nwebrtc=no", ""):
+        refused = await web_admin.post("/console/admin/operators/sari", {
+            "interface": "PJSIP/op1003", "skill.fire": "2", "phone": hostile})
+        kind, text = await web_admin.flash(refused)
+        assert kind == "error" and "Jenis telepon" in text
+    assert {a.username: a.skills for a in await admin.queues.operators()}["sari"] == {
+        "fire": 4}
+    # Saved again with its kind: nothing new for Asterisk. Back to a desk phone: a secret
+    # to type, shown once, and a reload.
+    admin.ami.actions.clear()
+    _, _, secret, _ = await admin.queues.assign_operator("sari", "PJSIP/op1003", {"fire": 3},
+                                                         PhoneKind.BROWSER)
+    assert secret is None and admin.ami.named("Reload") == []
+    _, _, secret, _ = await admin.queues.assign_operator("sari", "PJSIP/op1003", {"fire": 3},
+                                                         PhoneKind.DESK)
+    assert secret is not None and admin.ami.named("Reload") == [PJSIP_RELOAD]
 
 
 async def test_a_refused_pjsip_reload_keeps_the_phone_and_is_done_again_on_reconnect(

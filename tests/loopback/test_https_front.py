@@ -2,7 +2,8 @@
 front of a whole running line, on loopback ports: Debian's nginx with the self-signed
 certificate made on first start, an HTTPS login whose Secure cookies and forwarded client
 address (not the front's, nor a spoofed one) reach the audit log, the wallboard's WebSocket
-through the upgrade, and /metrics kept off the front.
+through the upgrade, browser softphones' WebSocket to Asterisk at /sip-ws, and /metrics kept
+off the front.
 
 The client connects from 127.0.0.2 and nginx from 127.0.0.1, so the line can tell them
 apart while every packet stays on the loopback. nginx is required (scripts/setup installs it).
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import running_line
@@ -44,7 +46,7 @@ class Front:
     certificate: Path
 
 
-def render(tmp: Path, upstream_port: int, max_bytes: int) -> Front:
+def render(tmp: Path, upstream_port: int, max_bytes: int, asterisk_port: int) -> Front:
     """The site as the front's container renders it, and an nginx.conf around it that keeps
     every file of nginx's under ``tmp``."""
     front = Front(free_port(), free_port(), tmp / "tls" / "fullchain.pem")
@@ -56,6 +58,7 @@ def render(tmp: Path, upstream_port: int, max_bytes: int) -> Front:
         "SIAGA112_TLS_DIR": str(tmp / "tls"),
         "SIAGA112_TLS_NAME": "127.0.0.1",
         "SIAGA112_ATTACHMENT_MAX_BYTES": str(max_bytes),
+        "SIAGA112_ASTERISK_WS": f"127.0.0.1:{asterisk_port}",
     }
     subprocess.run([DOCKER / "render-site", DOCKER / "siaga112.conf", tmp / "site.conf"],
                    env=environment, check=True, timeout=60)
@@ -92,7 +95,7 @@ def nginx() -> str:
 @pytest.fixture
 def front_settings(line_settings: Settings) -> Settings:
     return replace(line_settings, http_port=free_port(), http_cookie_secure=True,
-                   http_trusted_proxies=("127.0.0.1/32",))
+                   http_trusted_proxies=("127.0.0.1/32",), asterisk_http_port=free_port())
 
 
 @pytest.fixture
@@ -100,7 +103,7 @@ def running_nginx(nginx: str, tmp_path: Path, front_settings: Settings) -> Itera
     """nginx with the rendered site, checked with ``nginx -t`` first, stopped afterwards."""
     (tmp_path / "nginx").mkdir()
     front = render(tmp_path / "nginx", front_settings.http_port,
-                   front_settings.attachment_max_bytes)
+                   front_settings.attachment_max_bytes, front_settings.asterisk_http_port)
     command = [nginx, "-p", str(tmp_path / "nginx"), "-e", str(tmp_path / "nginx" / "error.log"),
                "-c", str(tmp_path / "nginx" / "nginx.conf")]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30,
@@ -171,6 +174,34 @@ async def test_https_login_through_the_front_reaches_the_audit_log_with_the_clie
     rows = await fetch(database_dsn, "SELECT remote_address FROM audit_log "
                                      "WHERE action = 'login'")
     assert [row["remote_address"] for row in rows] == [CLIENT_ADDRESS]
+
+
+async def test_browser_softphones_reach_asterisks_websocket_at_the_sites_origin(
+    front_settings: Settings, running_nginx: Front, browser: aiohttp.ClientSession
+) -> None:
+    """/sip-ws is Asterisk's own WebSocket (here a stand-in for its /ws on the plain loopback
+    port), upgraded through the front with SIP's subprotocol, not the line's."""
+
+    async def asterisk_ws(request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(protocols=("sip",))
+        await socket.prepare(request)
+        async for message in socket:
+            await socket.send_str(f"{request.path} {message.data}")
+        return socket
+
+    app = web.Application()
+    app.router.add_get("/ws", asterisk_ws)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", front_settings.asterisk_http_port).start()
+    try:
+        async with browser.ws_connect("/sip-ws", protocols=("sip",)) as socket:
+            assert socket.protocol == "sip"
+            await socket.send_str("REGISTER sip:siaga112 SIP/2.0")
+            message = await socket.receive(timeout=WAIT)
+            assert message.data == "/ws REGISTER sip:siaga112 SIP/2.0"
+    finally:
+        await runner.cleanup()
 
 
 async def test_plain_http_is_sent_to_https(running_nginx: Front) -> None:

@@ -17,6 +17,7 @@ from telephony.ami.actions import AmiActionRefusedError
 from telephony.calls.facts import CallFact, OperatorStateChanged
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
+from telephony.desks.phones import PhoneKind
 from telephony.desks.service import assign_desk
 from telephony.settings import Settings
 from telephony.web.context import CONTEXT
@@ -75,14 +76,16 @@ class Console:
     settings: Settings
     make_browser: Callable[[], Awaitable[Browser]]
 
-    async def user(self, username: str, role: str, *, desk: bool = False) -> Browser:
-        """An account (at OPERATOR with the fire and medical skills, if ``desk``), logged in
-        through the login form."""
+    async def user(self, username: str, role: str, *, desk: bool = False,
+                   phone: PhoneKind | None = None, interface: str = OPERATOR) -> Browser:
+        """An account (at ``interface`` with the fire and medical skills, if ``desk``; with a
+        registering phone of that kind, if ``phone``), logged in through the login form."""
         await self.client.app[CONTEXT].accounts.create(username, role, PASSWORD,
                                                          actor="test")
         if desk:
-            await assign_desk(self.database, load_menu(), username, OPERATOR,
-                              {"fire": 5, "medical": 3})
+            await assign_desk(self.database, load_menu(), username, interface,
+                              {"fire": 5, "medical": 3}, phone=phone,
+                              realm=None if phone is None else self.settings.sip_realm)
         browser = await self.make_browser()
         response = await browser.log_in(username)
         assert response.status == 303 and response.headers["Location"] == "/console/"

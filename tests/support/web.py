@@ -19,13 +19,13 @@ from telephony.ami.actions import AmiActionError, AmiActions
 from telephony.calls.archive import CallArchive
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
-from telephony.desks.service import DeskService
+from telephony.desks.service import DeskConfig, DeskService
 from telephony.incidents.attachments import AttachmentStore
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import LogNotifier
 from telephony.incidents.services import IncidentServices
 from telephony.screening.service import ScreeningService, screening_config_source
-from telephony.settings import Settings
+from telephony.settings import Settings, softphone_origin
 from telephony.web.context import ApiContext, WebConfig
 from telephony.web.routing import CSRF_COOKIE
 from telephony.web.schemas import Schema, validate
@@ -49,9 +49,12 @@ class NoAmi:
 
 def make_context(settings: Settings, database: Database, *,
                  throttle: ThrottlePolicy | None = None,
-                 ami: AmiActions | None = None) -> ApiContext:
+                 ami: AmiActions | None = None, softphone: bool = False) -> ApiContext:
     """The application's services over ``database``, as the line wires them, with cheap
-    password hashing; the desk's AMI actions go to ``ami`` (none reach Asterisk by default)."""
+    password hashing; the desk's AMI actions go to ``ami`` (none reach Asterisk by default).
+    With ``softphone``, browser desks get the settings' softphone (the lab's by default)."""
+    desks = DeskConfig.from_settings(settings) if softphone else DeskConfig()
+    origin = desks.softphone_ws_url and softphone_origin(desks.softphone_ws_url)
     incidents = IncidentServices.build(database, LogNotifier(), IncidentConfig(
         attachment_max_bytes=settings.attachment_max_bytes))
     accounts = AccountService(database, CHEAP_HASHER, AccountConfig(
@@ -65,8 +68,9 @@ def make_context(settings: Settings, database: Database, *,
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=ScreeningService(database, screening_config_source(None), settings.timezone),
-        desks=DeskService(database, ami or NoAmi(), menu_source(None), accounts),
-        config=WebConfig(attachment_max_bytes=settings.attachment_max_bytes),
+        desks=DeskService(database, ami or NoAmi(), menu_source(None), accounts, config=desks),
+        config=WebConfig(attachment_max_bytes=settings.attachment_max_bytes,
+                         softphone_origin=origin),
     )
 
 

@@ -221,6 +221,40 @@ def test_a_channel_starting_its_own_chain_outside_the_carrier_context_is_not_a_c
     assert tracker().handle(ev("Newchannel", **own)) == []
 
 
+# A supervisor listening in (telephony.supervision): the events of the ChanSpy leg as the lab's
+# Asterisk 22 sent them (timestamps moved into the synthetic call), and its CoreShowChannel.
+_SPY = {"Channel": "PJSIP/op1002-00000002", "Language": "en", "AccountCode": "",
+        "Context": "operators", "Exten": "s", "Priority": "1", "Uniqueid": "1732345687.2",
+        "Linkedid": "1732345687.2"}
+SPY_LEG = [
+    ev("Newchannel", "1732345687.423131", **_SPY, ChannelState="0", ChannelStateDesc="Down",
+       CallerIDNum="<unknown>", CallerIDName="<unknown>", ConnectedLineNum="<unknown>",
+       ConnectedLineName="<unknown>"),
+    ev("OriginateResponse", "1732345687.425668", ActionID="action/971ded8c/1/30",
+       Response="Success", Channel=_SPY["Channel"], Application="ChanSpy",
+       Data="PJSIP/op1001-00000001,qEu", Reason="4", Uniqueid=_SPY["Uniqueid"],
+       CallerIDNum="op1001", CallerIDName="Dengarkan op1001"),
+    ev("Hangup", "1732345689.187431", **_SPY, ChannelState="6", ChannelStateDesc="Up",
+       CallerIDNum="op1001", CallerIDName="Dengarkan op1001", ConnectedLineNum="op1001",
+       ConnectedLineName="Dengarkan op1001", Cause="0", **{"Cause-txt": "Unknown"}),
+]
+
+
+def test_a_supervisors_chanspy_leg_is_no_call_and_leaves_the_call_as_it_was() -> None:
+    call = events(FIXTURES / "ami_synthetic_call_answered.txt")
+    connect = next(i for i, e in enumerate(call) if e["Event"] == "AgentConnect")
+    listened = [*call[:connect + 1], *SPY_LEG[:2], *call[connect + 1:-1], SPY_LEG[2], call[-1]]
+    assert run(tracker(), listened) == run(tracker(), call)
+    # Seen on a resync while it spies: an originated channel of a phone, not a call.
+    channel = ev("CoreShowChannel", **{**_SPY, "ChannelState": "6", "ChannelStateDesc": "Up",
+                                       "CallerIDNum": "op1001", "Application": "ChanSpy",
+                                       "ApplicationData": "PJSIP/op1001-00000001,qEu",
+                                       "Duration": "00:00:02", "BridgeId": ""})
+    complete = ev("CoreShowChannelsComplete", EventList="Complete", ListItems="1")
+    outcome = tracker().resync([], [channel, complete], [])
+    assert outcome.facts == [] and outcome.rejected == []
+
+
 @pytest.mark.parametrize(
     ("exten", "line"),
     [("112", "112"), ("119", "119"), ("0112", "112"), ("+62112", "112"), ("s", "112")],

@@ -150,8 +150,10 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """End the session and go back to the login form."""
-    await context_of(request).accounts.logout(request[SESSION], remote_address=remote_of(request))
+    """End the session and go back to the login form (a browser desk's softphone with it)."""
+    ctx, session = context_of(request), request[SESSION]
+    await ctx.desks.sign_out(session.account, remote_address=remote_of(request))
+    await ctx.accounts.logout(session, remote_address=remote_of(request))
     response = redirect(request, LOGIN_PATH, Flash("ok", "Anda telah keluar."))
     clear_session_cookies(response)
     return response

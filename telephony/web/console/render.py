@@ -42,6 +42,14 @@ CSP: Final = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 
               "media-src 'self'; connect-src 'self'; form-action 'self'; "
               "frame-ancestors 'none'; base-uri 'none'")
 
+
+def content_security_policy(softphone_origin: str | None) -> str:
+    """:data:`CSP`, whose ``connect-src`` also names the softphone's WebSocket origin (a
+    checked ``ws[s]://host[:port]``, see ``telephony.settings.softphone_origin``), if any."""
+    if softphone_origin is None:
+        return CSP
+    return CSP.replace("connect-src 'self'", f"connect-src 'self' {softphone_origin}")
+
 # Every page a role can reach from the menu bar.
 NAV: Final[Mapping[Role, tuple[tuple[str, str], ...]]] = {
     Role.OPERATOR: (("/console/operator", "Layar operator"),
@@ -141,7 +149,8 @@ def page(request: web.Request, template: str, *, status: int = 200,
     )
     response = web.Response(text=html, content_type="text/html", status=status,
                             headers=headers)
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        request.app[CONTEXT].config.softphone_origin)
     if flash is not None:
         response.del_cookie(FLASH_COOKIE, path=PREFIX)
     return response

@@ -21,6 +21,8 @@
   const queuesBody = document.querySelector("#queues tbody");
   const historyBody = document.querySelector("#history tbody");
   const status = document.getElementById("poll-status");
+  const phoneLost = document.getElementById("phone-lost");
+  let timer = 0;
   let shownCall = "";
   let shownQueues = "";
   let shownHistory = "";
@@ -214,7 +216,20 @@
     }
   }
 
+  // The line took this browser desk out of its queues when its softphone went away.
+  function renderPhone(phone) {
+    if (phone === null || phone.lost_at === null) {
+      phoneLost.hidden = true;
+      return;
+    }
+    phoneLost.textContent = "Pukul " + time(phone.lost_at, timeFormat) + ": " +
+      phone.lost_reason + " Antrean yang ditinggalkan: " + phone.lost_queues.join(", ") +
+      ". Masuk antrean lagi bila sudah siap.";
+    phoneLost.hidden = false;
+  }
+
   async function poll() {
+    window.clearTimeout(timer);
     try {
       const response = await fetch("/api/desk", {
         credentials: "same-origin", headers: { Accept: "application/json" },
@@ -231,12 +246,20 @@
         renderQueues(body.queues);
         renderCall(body.call, body.related);
         renderHistory(body.history);
+        renderPhone(body.phone);
       }
     } catch (error) {
       status.textContent = "Koneksi ke server terputus; mencoba lagi…";
     }
-    window.setTimeout(poll, POLL_MS);
+    window.clearTimeout(timer); // an extra poll in between: still one timer
+    timer = window.setTimeout(poll, POLL_MS);
   }
 
+  // The softphone rings: show the call's details now, not at the next poll.
+  document.addEventListener("siaga112:softphone", function (event) {
+    if (event.detail.call === "ringing") {
+      poll();
+    }
+  });
   poll();
 })();

@@ -1,6 +1,8 @@
 // The supervisor's wallboard: one WebSocket (/api/wallboard/live) pushes the whole board on
 // every change; this draws it and keeps the clocks (waits, time in state) ticking between
-// messages. Every value goes into the page as text (textContent), never as markup.
+// messages. Every value goes into the page as text (textContent), never as markup. A
+// supervisor's page (not an admin's) also has Dengarkan / Bisikkan / Sela buttons on each
+// operator talking now: they POST /api/supervision and show the answer as text.
 "use strict";
 
 (function () {
@@ -12,6 +14,9 @@
     timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
   });
   const status = document.getElementById("status");
+  // Only a supervisor's page has these: the buttons to listen in on an operator's call.
+  const supervision = document.querySelector('meta[name="supervision"]');
+  const SPY_MODES = [["listen", "Dengarkan"], ["whisper", "Bisikkan"], ["barge", "Sela"]];
   let board = null;
   let skew = 0; // server clock minus ours, from the last message
   let attempts = 0;
@@ -133,6 +138,9 @@
       const time = el("span", "wb-op-since", duration(since(op.since)));
       time.dataset.since = op.since;
       card.appendChild(time);
+      if (supervision && op.state === "talking") {
+        card.appendChild(spyButtons(op.operator));
+      }
       grid.appendChild(card);
     });
     const c = data.operator_counts;
@@ -140,6 +148,48 @@
       c.idle + " siap", c.ringing + " berdering", c.talking + " bicara",
       c.wrapup + " menyelesaikan", c.paused + " jeda", c.unavailable + " tak tersedia",
     ].join(" · "));
+  }
+
+  function spyButtons(operator) {
+    const box = el("div", "wb-op-actions");
+    SPY_MODES.forEach(function (mode) {
+      const button = el("button", "wb-spy", mode[1]);
+      button.type = "button";
+      button.dataset.mode = mode[0];
+      button.dataset.operator = operator;
+      box.appendChild(button);
+    });
+    return box;
+  }
+
+  // The Originate is audited, then the supervisor's own phone rings: the answer says so.
+  async function spy(button) {
+    const result = document.getElementById("supervision-result");
+    result.dataset.state = "pending";
+    result.textContent = "Meminta Asterisk…";
+    try {
+      const response = await fetch(supervision.content, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: {
+          "Content-Type": "application/json",
+          Accept: "application/json",
+          "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content,
+        },
+        body: JSON.stringify({ operator: button.dataset.operator, mode: button.dataset.mode }),
+      });
+      if (response.status === 401) {
+        location.assign("/console/login");
+        return;
+      }
+      const body = await response.json();
+      result.dataset.state = response.ok ? "ok" : "error";
+      result.textContent = response.ok ? body.message
+        : (body.error ? body.error.message : "Permintaan ditolak.");
+    } catch (error) {
+      result.dataset.state = "error";
+      result.textContent = "Koneksi ke server terputus; coba lagi.";
+    }
   }
 
   function drawOverdue(data) {
@@ -233,6 +283,15 @@
     };
   }
 
+  if (supervision) {
+    // One listener for the grid: its cards are redrawn on every message.
+    field("operators").addEventListener("click", function (event) {
+      const button = event.target.closest("button.wb-spy");
+      if (button) {
+        spy(button);
+      }
+    });
+  }
   connect();
   setInterval(tick, TICK_MS);
 })();

@@ -1,0 +1,77 @@
+"""Why a supervisor's request to listen in is refused, in Bahasa Indonesia. A refusal before
+the audit entry sent nothing to Asterisk and changed nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
+
+
+class SupervisionError(SiagaError):
+    """A request to listen in that is refused."""
+
+    status = 400
+    code = "supervision_error"
+
+
+class InvalidSupervision(Invalid, SupervisionError):
+    """A mode, interface or call id that is not one (hostile or mistyped input)."""
+
+    status = 400
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field)
+
+
+class NotSupervisor(SupervisionError):
+    """Only supervisors listen in (the route already says so; the service holds to it too)."""
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self) -> None:
+        super().__init__("Hanya supervisor yang dapat mendengarkan panggilan operator.")
+
+
+class UnknownOperator(NotFound, SupervisionError):
+    """No operator account works at the interface named."""
+
+    def __init__(self, interface: str) -> None:
+        super().__init__(f"Tidak ada operator di {interface}.", "operator")
+
+
+class NoSupervisorPhone(Conflict, SupervisionError):
+    """The supervisor has no phone to listen on."""
+
+    code = "no_phone"
+
+    def __init__(self, username: str) -> None:
+        super().__init__(f"Akun {username} belum punya telepon untuk mendengarkan. Minta "
+                         "admin menjalankan: siaga112 account desk NAMA PJSIP/...")
+
+
+class NoLiveCall(Conflict, SupervisionError):
+    """The operator is not on an answered call now (or not on the call named)."""
+
+    code = "no_live_call"
+
+    def __init__(self, interface: str) -> None:
+        super().__init__(f"{interface} sedang tidak dalam panggilan yang tersambung.",
+                         "operator")
+
+
+class SupervisionUnavailable(SupervisionError):
+    """Asterisk could not be asked, or did not carry the action out."""
+
+    status = 503
+    code = "asterisk_unavailable"
+    logged = True  # the service logs what Asterisk answered
+
+    def __init__(self) -> None:
+        super().__init__("Asterisk tidak menjalankan perintah (tidak terhubung atau menolak). "
+                         "Coba lagi sebentar lagi.")
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": "5"}

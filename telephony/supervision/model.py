@@ -1,0 +1,110 @@
+"""A supervisor's listening modes and the AMI action that starts one. Pure.
+
+The line rings the supervisor's own phone with ``Originate``; once answered, that channel runs
+Asterisk's ``ChanSpy`` on the operator's channel of the call. ``ChanSpy``'s first argument is
+spliced into the action, so it is the exact channel name Asterisk reported for the operator
+(``PJSIP/op2001-0000002a``), checked against a strict pattern, never text from a request.
+
+Options every mode shares (app_chanspy, Asterisk 22):
+
+- ``u``: the argument is one full channel name, not a prefix. The supervisor hears exactly
+  the call the audit entry names, never a later call of the same operator, and digits typed
+  on their phone cannot make ChanSpy hop to another channel (without ``u``, ``1234#`` builds a
+  new name to spy on). If that channel is already gone, ChanSpy ends at once.
+- ``E``: end when the spied-on channel hangs up (the call is over); the supervisor's phone is
+  hung up with it instead of waiting for another channel.
+- ``q``: no beep and no channel name spoken when spying starts: the supervisor's phone already
+  shows whom they hear, in its caller ID.
+
+Then ``w`` (whisper: the operator hears the supervisor, the caller does not) or ``B`` (barge:
+both hear them).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from telephony.core.labels import LabelledStrEnum
+from telephony.desks.operators import check_interface
+
+AUDIT_PREFIX: Final = "supervision."
+# The second audit line of an attempt Asterisk did not carry out (the first one stands).
+FAILED_ACTION: Final = "supervision.failed"
+SHARED_OPTIONS: Final = "qEu"
+# chan_pjsip names a channel "PJSIP/<endpoint>-<8 hex digits>".
+_CHANNEL_SUFFIX: Final = re.compile(r"-[0-9a-f]{8}")
+
+
+class SpyMode(LabelledStrEnum):
+    """How the supervisor joins the operator's call."""
+
+    LISTEN = "listen", "Dengarkan"
+    WHISPER = "whisper", "Bisikkan"
+    BARGE = "barge", "Sela"
+
+    @property
+    def options(self) -> str:
+        """ChanSpy's options for this mode."""
+        return SHARED_OPTIONS + {"listen": "", "whisper": "w", "barge": "B"}[self.value]
+
+    @property
+    def audit_action(self) -> str:
+        """The audit log's action: ``supervision.listen`` ..."""
+        return AUDIT_PREFIX + self.value
+
+
+class SupervisionInputError(ValueError):
+    """A mode, interface or channel that is not one; nothing may be sent."""
+
+
+def parse_mode(text: str) -> SpyMode:
+    """``listen``, ``whisper`` or ``barge``."""
+    try:
+        return SpyMode(text)
+    except ValueError:
+        raise SupervisionInputError(f"not a mode: {text[:40]!r}") from None
+
+
+def operator_interface(text: str) -> str:
+    """``text`` if it is a phone's interface (``PJSIP/op2001``)."""
+    try:
+        return check_interface(text)
+    except ValueError:
+        raise SupervisionInputError(f"not an interface: {text[:80]!r}") from None
+
+
+def spied_channel(channel: str, interface: str) -> str:
+    """``channel`` if it is a channel of the phone at ``interface`` as chan_pjsip names it
+    (``PJSIP/op2001-0000002a`` for ``PJSIP/op2001``): nothing else may reach ChanSpy."""
+    name, dash, suffix = channel.rpartition("-")
+    if (name != operator_interface(interface) or not dash
+            or _CHANNEL_SUFFIX.fullmatch(dash + suffix) is None):
+        raise SupervisionInputError(f"not a channel of {interface}: {channel[:80]!r}")
+    return channel
+
+
+def endpoint_of(interface: str) -> str:
+    """``PJSIP/op2001`` -> ``op2001``."""
+    return operator_interface(interface).partition("/")[2]
+
+
+def originate_action(*, phone: str, channel: str, operator: str, mode: SpyMode,
+                     ring_seconds: float) -> dict[str, str]:
+    """The ``Originate`` that rings the supervisor's ``phone`` and, once answered, spies on
+    ``channel`` (the operator's, at ``operator``) in ``mode``.
+
+    ``Async``: the action returns once Asterisk has queued the call, not after the
+    supervisor answered (that may take ``ring_seconds``). The phone shows the mode and the
+    operator as the caller, e.g. ``Dengarkan op2001``."""
+    spied = spied_channel(channel, operator)
+    endpoint = endpoint_of(operator)
+    return {
+        "Action": "Originate",
+        "Channel": operator_interface(phone),
+        "Application": "ChanSpy",
+        "Data": f"{spied},{mode.options}",
+        "Timeout": str(round(ring_seconds * 1000)),
+        "CallerID": f'"{mode.label} {endpoint}" <{endpoint}>',
+        "Async": "true",
+    }

@@ -1,0 +1,374 @@
+// The browser softphone of a desk whose phone is the browser: JsSIP (jssip.min.js, built from
+// npm into our own static files) over a WebSocket straight to Asterisk, so it keeps ringing
+// while the line's web server is away.
+//
+// Reusable: it drives any element with data-softphone="<credentials URL>" (the partial
+// _softphone.html), asks that URL (POST, with the session's CSRF token) for this page's
+// credentials (a fresh secret each time: a page opened earlier stops registering), registers,
+// and rings with answer, mute, hold, hang up and a DTMF keypad. What it shows is text only
+// (textContent). Its state is on the element as data-registration and data-call, and as a
+// "siaga112:softphone" event on the document (the operator screen polls the call's details
+// at once when a call rings). window.siaga112Softphone gives the live call's
+// RTCPeerConnection to whoever measures it.
+"use strict";
+
+(function () {
+  const root = document.querySelector("[data-softphone]");
+  if (!root) {
+    return;
+  }
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const parts = {};
+  for (const element of root.querySelectorAll("[data-part]")) {
+    parts[element.dataset.part] = element;
+  }
+  const REGISTRATION_TEXT = {
+    starting: "Menyiapkan softphone…",
+    connecting: "Menyambung ke server telepon…",
+    connected: "Tersambung; mendaftar…",
+    registered: "Terdaftar — siap menerima panggilan",
+    offline: "Jaringan terputus — menyambung ulang otomatis…",
+    refused: "Pendaftaran ditolak server telepon",
+    unregistered: "Tidak terdaftar",
+    failed: "Softphone tidak dapat dimulai",
+  };
+  const CALL_TEXT = {
+    idle: "Tidak ada panggilan",
+    ringing: "Panggilan masuk",
+    talking: "Tersambung",
+    held: "Ditahan",
+  };
+  const DTMF_KEYS = "123456789*0#";
+  let ua = null;
+  let session = null;
+  let networks = [];
+  let registration = "starting";
+  let callState = "idle";
+  let muted = false;
+  let held = false;
+  const remoteAudio = new Audio();
+  remoteAudio.autoplay = true;
+
+  // -- what the element shows -------------------------------------------------------------
+
+  function announce() {
+    root.dataset.registration = registration;
+    root.dataset.call = callState;
+    document.dispatchEvent(new CustomEvent("siaga112:softphone", {
+      detail: { registration: registration, call: callState },
+    }));
+  }
+
+  function showRegistration(state, detail) {
+    registration = state;
+    parts.registration.textContent = REGISTRATION_TEXT[state] + (detail ? ": " + detail : "");
+    parts.registration.className = "softphone-registration state-" + state;
+    announce();
+  }
+
+  function showCall(state, caller) {
+    callState = state;
+    parts.call.textContent = CALL_TEXT[state];
+    if (caller !== undefined) {
+      parts.caller.textContent = caller;
+    }
+    if (state === "idle") {
+      parts.caller.textContent = "";
+      muted = false;
+      held = false;
+    }
+    parts.answer.disabled = state !== "ringing";
+    parts.hangup.disabled = state === "idle";
+    parts.mute.disabled = state !== "talking" && state !== "held";
+    parts.hold.disabled = state !== "talking" && state !== "held";
+    parts.mute.textContent = muted ? "Aktifkan suara" : "Bisukan";
+    parts.hold.textContent = held ? "Lanjutkan" : "Tahan";
+    for (const key of parts.keypad.querySelectorAll("button")) {
+      key.disabled = state !== "talking";
+    }
+    root.classList.toggle("ringing", state === "ringing");
+    announce();
+  }
+
+  function buildKeypad() {
+    for (const tone of DTMF_KEYS) {
+      const key = document.createElement("button");
+      key.type = "button";
+      key.textContent = tone;
+      key.dataset.tone = tone;
+      key.addEventListener("click", function () {
+        if (session !== null && callState === "talking") {
+          session.sendDTMF(tone, { transportType: "RFC2833", duration: 160 });
+        }
+      });
+      parts.keypad.appendChild(key);
+    }
+  }
+
+  // -- media addresses: only the site's networks (softphone_ice_networks) -------------------
+
+  function ipv4(text) {
+    const octets = text.split(".");
+    if (octets.length !== 4 || !octets.every(function (o) { return /^\d{1,3}$/.test(o); })) {
+      return null;
+    }
+    return octets.reduce(function (value, o) { return value * 256 + Number(o); }, 0);
+  }
+
+  function allowed(address) {
+    if (!networks.length) {
+      return true;
+    }
+    const value = ipv4(address);
+    if (value === null) {
+      return false; // IPv6 or an mDNS name: never on a restricted site
+    }
+    return networks.some(function (network) {
+      const [base, bits] = network.split("/");
+      const start = ipv4(base);
+      const size = Math.pow(2, 32 - Number(bits));
+      return start !== null && value >= start && value < start + size;
+    });
+  }
+
+  // Drops the browser's ICE candidates outside the allowed networks and points the media
+  // line at a candidate that stays (Asterisk may send there before ICE has finished).
+  function restrictCandidates(sdp) {
+    if (!networks.length) {
+      return sdp;
+    }
+    const lines = sdp.split("\r\n");
+    const kept = [];
+    let firstKept = null;
+    for (const line of lines) {
+      const match = /^a=candidate:\S+ \d+ (\S+) \d+ (\S+) (\d+) typ/.exec(line);
+      if (match) {
+        if (!allowed(match[2])) {
+          continue;
+        }
+        if (firstKept === null && match[1].toLowerCase() === "udp") {
+          firstKept = { address: match[2], port: match[3] };
+        }
+      }
+      kept.push(line);
+    }
+    if (firstKept === null) {
+      return kept.join("\r\n");
+    }
+    return kept.map(function (line) {
+      let match = /^c=IN IP4 (\S+)$/.exec(line);
+      if (match && !allowed(match[1])) {
+        return "c=IN IP4 " + firstKept.address;
+      }
+      match = /^m=audio (\d+) (.*)$/.exec(line);
+      if (match && match[1] !== "9") {
+        return "m=audio " + firstKept.port + " " + match[2];
+      }
+      return line;
+    }).join("\r\n");
+  }
+
+  // -- the call -----------------------------------------------------------------------------
+
+  function attachRemoteAudio(connection) {
+    connection.addEventListener("track", function (event) {
+      if (event.streams.length) {
+        remoteAudio.srcObject = event.streams[0];
+        remoteAudio.play().catch(function () { /* plays on the next gesture */ });
+      }
+    });
+  }
+
+  function callerText(request) {
+    const from = request.from;
+    const number = from.uri && from.uri.user ? from.uri.user : "";
+    const name = from.display_name || "";
+    if (name && number && name !== number) {
+      return name + " <" + number + ">";
+    }
+    return number || name || "(nomor disembunyikan)";
+  }
+
+  function incoming(event) {
+    const rtc = event.session;
+    if (event.originator !== "remote") {
+      return;
+    }
+    if (session !== null) {
+      rtc.terminate({ status_code: 486, reason_phrase: "Busy Here" });
+      return;
+    }
+    session = rtc;
+    rtc.on("peerconnection", function (e) { attachRemoteAudio(e.peerconnection); });
+    if (rtc.connection) {
+      attachRemoteAudio(rtc.connection);
+    }
+    rtc.on("sdp", function (e) {
+      if (e.originator === "local") {
+        e.sdp = restrictCandidates(e.sdp);
+      }
+    });
+    rtc.on("accepted", function () { showCall("talking"); });
+    rtc.on("confirmed", function () { showCall(held ? "held" : "talking"); });
+    rtc.on("hold", function (e) {
+      if (e.originator === "local") {
+        held = true;
+        showCall("held");
+      }
+    });
+    rtc.on("unhold", function (e) {
+      if (e.originator === "local") {
+        held = false;
+        showCall("talking");
+      }
+    });
+    function ended() {
+      if (session === rtc) {
+        session = null;
+        remoteAudio.srcObject = null;
+        showCall("idle");
+      }
+    }
+    rtc.on("ended", ended);
+    rtc.on("failed", ended);
+    showCall("ringing", callerText(event.request));
+  }
+
+  function answer() {
+    if (session === null || callState !== "ringing") {
+      return;
+    }
+    root.dataset.answeredAt = String(performance.now());
+    session.answer({
+      mediaConstraints: { audio: true, video: false },
+      pcConfig: { iceServers: [] },
+    });
+  }
+
+  // -- registration -------------------------------------------------------------------------
+
+  function start(credentials) {
+    networks = credentials.ice_networks;
+    const socket = new JsSIP.WebSocketInterface(credentials.ws_url);
+    ua = new JsSIP.UA({
+      sockets: [socket],
+      uri: "sip:" + credentials.username + "@" + credentials.realm,
+      authorization_user: credentials.username,
+      password: credentials.secret,
+      realm: credentials.realm,
+      display_name: credentials.username,
+      register: true,
+      register_expires: 120,
+      session_timers: false,
+      user_agent: "siaga112-softphone",
+      // A lost network is retried every few seconds: the desk must ring again soon.
+      connection_recovery_min_interval: 1,
+      connection_recovery_max_interval: 4,
+    });
+    ua.on("connecting", function () {
+      if (registration !== "offline") {
+        showRegistration("connecting");
+      }
+    });
+    ua.on("connected", function () { showRegistration("connected"); });
+    ua.on("disconnected", function () { showRegistration("offline"); });
+    ua.on("registered", function () { showRegistration("registered"); });
+    ua.on("unregistered", function () {
+      if (registration !== "offline") {
+        showRegistration("unregistered");
+      }
+    });
+    ua.on("registrationFailed", function (e) {
+      showRegistration(e.cause === JsSIP.C.causes.CONNECTION_ERROR ? "offline" : "refused",
+        e.cause);
+    });
+    ua.on("newRTCSession", incoming);
+    ua.start();
+  }
+
+  async function credentials() {
+    const response = await fetch(root.dataset.softphone, {
+      method: "POST", credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRF-Token": csrf },
+    });
+    const body = await response.json();
+    if (!response.ok) {
+      throw new Error(body.error ? body.error.message : "HTTP " + response.status);
+    }
+    return body;
+  }
+
+  // Logging out of the console unregisters first (the secret stops working right after).
+  function stopFirst(form) {
+    form.addEventListener("submit", function (event) {
+      if (ua === null || form.dataset.softphoneStopped) {
+        return;
+      }
+      event.preventDefault();
+      form.dataset.softphoneStopped = "1";
+      let sent = false;
+      const done = function () {
+        if (!sent) {
+          sent = true;
+          ua.stop();
+          form.submit();
+        }
+      };
+      ua.once("unregistered", done);
+      window.setTimeout(done, 1500);
+      ua.unregister();
+    });
+  }
+
+  parts.answer.addEventListener("click", answer);
+  parts.hangup.addEventListener("click", function () {
+    if (session !== null) {
+      session.terminate();
+    }
+  });
+  parts.mute.addEventListener("click", function () {
+    if (session === null) {
+      return;
+    }
+    muted = !muted;
+    if (muted) {
+      session.mute({ audio: true });
+    } else {
+      session.unmute({ audio: true });
+    }
+    showCall(callState);
+  });
+  parts.hold.addEventListener("click", function () {
+    if (session === null) {
+      return;
+    }
+    if (held) {
+      session.unhold();
+    } else {
+      session.hold();
+    }
+  });
+  window.addEventListener("offline", function () { showRegistration("offline"); });
+  window.addEventListener("pagehide", function () {
+    if (ua !== null) {
+      ua.stop();
+    }
+  });
+  for (const form of document.querySelectorAll('form[action="/console/logout"]')) {
+    stopFirst(form);
+  }
+  window.siaga112Softphone = {
+    connection: function () { return session === null ? null : session.connection; },
+  };
+
+  buildKeypad();
+  showCall("idle");
+  showRegistration("starting");
+  if (typeof JsSIP === "undefined") {
+    showRegistration("failed", "pustaka SIP tidak termuat");
+    return;
+  }
+  credentials().then(start).catch(function (error) {
+    showRegistration("failed", error.message);
+  });
+})();

@@ -1,0 +1,333 @@
+"""The browser softphone in headless Chromium against the whole line (real Asterisk lab,
+PostgreSQL, sipp): an operator whose desk's phone is the browser logs in and the softphone
+registers over WSS straight to Asterisk.
+
+Chromium's microphone is a fake device playing a generated tone; ICE stays on loopback.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Locator, Page, expect
+
+from ivr.menu import load_menu
+from recordings.domain import Kind
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.app import Line
+from telephony.desks.operators import OperatorDesk
+from telephony.desks.phones import PhoneKind
+from telephony.desks.service import assign_desk
+from telephony.desks.store import DeskRepository
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
+from telephony.settings import Settings
+from tests.e2e.harness import ended_call, unique_caller
+from tests.support.audio import stored_audio, stored_recordings, tone_share
+from tests.support.browser import ConsolePage, kill_chromium, softphone_args
+from tests.support.db import fetch
+from tests.support.polling import eventually
+from tests.support.relay import Relay
+from tests.support.web import CHEAP_HASHER
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="softphone-test",
+    sip_port=55060,
+    ami_port=55038,
+    agi_port=55573,
+    lab_operator_sip_port=55070,
+    carrier_sip_port=55080,
+    asterisk_http_port=55088,
+    asterisk_https_port=55089,
+    rtp_port_start=55100,
+    rtp_port_end=55399,
+    lab_operators=2,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    recordings_poll_seconds=0.5,
+    recordings_settle_seconds=1.0,
+    recordings_separate_legs=True,
+    incident_upkeep_seconds=0.5,
+    # Media on loopback only, both ways: the only address lab traffic may use.
+    softphone_media_address="127.0.0.1",
+    softphone_ice_networks=("127.0.0.0/8",),
+    # Through the relay (the browser's "network", which the tests cut) to Asterisk's WSS.
+    softphone_ws_url="wss://127.0.0.1:55090/ws",
+    http_port=0,
+)
+RELAY_PORT = 55090
+TONE_HZ = 1000
+DESK_PHONE = "PJSIP/op1001"  # a lab desk phone (the sipp UAS answers it)
+PASSWORD = "kata-sandi-operator"
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def base_settings() -> Settings:
+    return BASE
+
+
+@pytest.fixture(scope="module")
+async def network() -> AsyncIterator[Relay]:
+    """The browser's network to Asterisk's WSS."""
+    async with Relay(("127.0.0.1", BASE.asterisk_https_port), port=RELAY_PORT) as relay:
+        yield relay
+
+
+@pytest.fixture(scope="module")
+def tone_wav(state_dir: Path) -> Path:
+    """What the operator "says": a 1 kHz tone (Chromium loops the file)."""
+    path = state_dir / "tone.wav"
+    subprocess.run(["sox", "-n", "-r", "48000", "-c", "1", "-b", "16", str(path), "synth",
+                    "3", "sine", str(TONE_HZ), "vol", "0.5"], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser_args(tone_wav: Path) -> Sequence[str]:
+    return softphone_args(tone_wav)
+
+
+@pytest.fixture(scope="module")
+def joining_operators() -> tuple[str, ...]:
+    """The browser desks join through the console."""
+    return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", DESK_PHONE)
+
+
+async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
+    """An operator account whose desk's phone is the browser (as ``siaga112 account desk
+    USERNAME INTERFACE --phone browser`` makes it), known to Asterisk."""
+    accounts = AccountService(line.database, CHEAP_HASHER, AccountConfig())
+    await accounts.create(username, "operator", PASSWORD, display_name=username.title(),
+                          actor="test")
+    await assign_desk(line.database, load_menu(settings.menu_file), username, interface,
+                      {"medical": 5, "general": 5}, realm=settings.sip_realm,
+                      phone=PhoneKind.BROWSER)
+    await line.listener.send_action({"Action": "Reload", "Module": "res_pjsip.so"})
+
+
+async def registered(console_page: ConsolePage, username: str) -> Locator:
+    """Log ``username`` in to the console; returns the softphone once it registered."""
+    await console_page.log_in(username, PASSWORD, landing="/console/operator")
+    softphone = console_page.page.locator("#softphone")
+    await expect(softphone).to_have_attribute("data-registration", "registered",
+                                              timeout=WAIT_MS)
+    return softphone
+
+
+async def joined(page: Page) -> None:
+    """Join the queues of the desk's skills through the console."""
+    await page.click('button:has-text("Masuk antrean")')
+    await expect(page.locator("#flash")).to_contain_text("Masuk antrean", timeout=WAIT_MS)
+
+
+# How long after the answer click the browser first received the caller's audio: RTP
+# packets, and a level above silence (the page polls its RTCPeerConnection's getStats).
+FIRST_AUDIO_JS = """async () => {
+  const started = Number(document.querySelector("#softphone").dataset.answeredAt);
+  const found = {};
+  const deadline = performance.now() + 10000;
+  while (performance.now() < deadline && !(found.packets && found.level)) {
+    const connection = window.siaga112Softphone.connection();
+    if (connection) {
+      const stats = await connection.getStats();
+      for (const report of stats.values()) {
+        if (report.type !== "inbound-rtp" || report.kind !== "audio") continue;
+        const now = performance.now() - started;
+        if (!found.packets && report.packetsReceived > 0) found.packets = now;
+        if (!found.level && report.audioLevel > 0.01) found.level = now;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return found;
+}"""
+
+
+# Whether the microphone's track is on (JsSIP's mute disables it).
+SENDING_JS = """() => window.siaga112Softphone.connection().getSenders()
+  .filter((sender) => sender.track && sender.track.kind === "audio")
+  .every((sender) => sender.track.enabled)"""
+
+
+async def test_the_softphone_registers_when_the_operator_logs_in(
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        network: Relay) -> None:
+    await browser_desk(line, settings, "rina", "PJSIP/op2001")
+    await registered(console_page, "rina")
+    contacts = await lab.wait_cli("pjsip show contacts", lambda out: "op2001/sip:" in out)
+    # Over the browser's WebSocket, from the relay's address (the browser's network).
+    assert "op2001/sip:" in contacts and "@127.0.0.2:" in contacts and "Avail" in contacts
+    await console_page.page.screenshot(
+        path=str(console_page.shots / "softphone-01-terdaftar.png"))
+    issued = await fetch(settings.database_dsn or "",
+                         "SELECT md5_cred FROM phone_secrets WHERE operator = 'PJSIP/op2001'")
+
+    # Logging out unregisters first, and the page's secret stops working.
+    await console_page.page.click('form[action="/console/logout"] button')
+    await console_page.page.wait_for_url("**/console/login")
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2001/sip:" not in out)
+    after = await fetch(settings.database_dsn or "",
+                        "SELECT md5_cred FROM phone_secrets WHERE operator = 'PJSIP/op2001'")
+    assert after[0]["md5_cred"] != issued[0]["md5_cred"]
+    assert console_page.problems == []
+
+
+async def test_the_browser_answers_a_112_call_and_both_sides_are_recorded(
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        network: Relay) -> None:
+    interface = "PJSIP/op2002"
+    await browser_desk(line, settings, "sari", interface)
+    page = console_page.page
+    softphone = await registered(console_page, "sari")
+    await joined(page)
+    caller = unique_caller("0857")
+    # 1 emergency, 1 ambulance (barging in on the prompts): the medical queue at once; then
+    # the caller talks (sipp's A-law pcap) while the browser answers.
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=8, audio=True) as call:
+        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        # The call's details are on the screen while it rings.
+        await expect(page.locator("#call .caller")).to_have_text(caller, timeout=WAIT_MS)
+        await expect(softphone.locator('[data-part="caller"]')).to_contain_text(caller)
+        await page.screenshot(path=str(console_page.shots / "softphone-02-berdering.png"))
+        await softphone.locator('[data-part="answer"]').click()
+        first = await page.evaluate(FIRST_AUDIO_JS)
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await page.screenshot(path=str(console_page.shots / "softphone-03-tersambung.png"))
+        # Mute and back; hold (a re-INVITE Asterisk accepts) and back; a DTMF key.
+        mute, hold = softphone.locator('[data-part="mute"]'), softphone.locator(
+            '[data-part="hold"]')
+        await mute.click()
+        await expect(mute).to_have_text("Aktifkan suara")
+        assert await page.evaluate(SENDING_JS) is False
+        await mute.click()
+        await expect(mute).to_have_text("Bisukan")
+        assert await page.evaluate(SENDING_JS) is True
+        await hold.click()
+        await expect(softphone).to_have_attribute("data-call", "held", timeout=WAIT_MS)
+        await hold.click()
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await softphone.locator('[data-tone="5"]').click()
+        result = await call.wait()
+    assert result.ok, result.errors
+    print(f"\nanswer click -> first audio in the browser: RTP {first.get('packets')} ms, "
+          f"audible {first.get('level')} ms")
+    assert first.get("packets") is not None and first.get("level") is not None, first
+    await expect(softphone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
+
+    record = await ended_call(line, caller)
+    assert (record.operator, record.queue, record.disposition) == (
+        interface, "medical", "answered")
+    rows = await stored_recordings(line, record.call_id)
+    assert set(rows) == set(Kind)
+    line_path, caller_path = rows[Kind.LINE].storage_path, rows[Kind.CALLER].storage_path
+    assert line_path is not None and caller_path is not None
+    line_leg = stored_audio(settings.recordings_dir / line_path)
+    caller_leg = stored_audio(settings.recordings_dir / caller_path)
+    # The legs end with the call; its last talk_seconds are the conversation.
+    assert record.talk_seconds is not None and record.talk_seconds >= 3, record
+    talk_ms = record.talk_seconds * 1000
+    after, before = line_leg[-(talk_ms - 1000):], line_leg[:-(talk_ms + 1000)]
+    print(f"1 kHz share of the line's leg: {tone_share(after, TONE_HZ):.2f} after the answer, "
+          f"{tone_share(before, TONE_HZ):.2f} before; the caller's leg while they talked "
+          f"{caller_leg[-(talk_ms - 1000):].dBFS:.1f} dBFS")
+    assert tone_share(after, TONE_HZ) > 0.5
+    assert tone_share(before, TONE_HZ) < 0.2
+    # What the line received is the caller: sipp's recording, not the operator's tone.
+    talked = caller_leg[-(talk_ms - 1000):]
+    assert talked.dBFS > -50 and tone_share(talked, TONE_HZ) < 0.2
+    assert console_page.problems == []
+
+
+async def test_a_lost_network_shows_at_once_and_the_softphone_registers_again(
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        network: Relay) -> None:
+    await browser_desk(line, settings, "tari", "PJSIP/op2003")
+    page = console_page.page
+    softphone = await registered(console_page, "tari")
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2003/sip:" in out)
+
+    cut = time.monotonic()
+    await network.cut()
+    await expect(softphone).to_have_attribute("data-registration", "offline", timeout=2_000)
+    shown = time.monotonic() - cut
+    await expect(softphone.locator('[data-part="registration"]')).to_contain_text(
+        "Jaringan terputus")
+    await page.screenshot(path=str(console_page.shots / "softphone-04-jaringan-putus.png"))
+    # Asterisk forgot the registration with the WebSocket.
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2003/sip:" not in out)
+
+    back = time.monotonic()
+    await network.restore()
+    await expect(softphone).to_have_attribute("data-registration", "registered",
+                                              timeout=WAIT_MS)
+    registered_again = time.monotonic() - back
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2003/sip:" in out)
+    print(f"\nnetwork cut -> shown on the page: {shown * 1000:.0f} ms; network back -> "
+          f"registered again: {registered_again:.1f} s")
+    assert console_page.problems == []
+
+
+async def test_an_operator_whose_browser_dies_leaves_the_queues_and_callers_go_elsewhere(
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        network: Relay, tone_wav: Path) -> None:
+    interface = "PJSIP/op2004"
+    await browser_desk(line, settings, "umi", interface)
+    page = console_page.page
+    await registered(console_page, "umi")
+    await joined(page)
+    queues = await eventually("umi in the queues", lambda: members(line, interface))
+    assert {"medical", "all-operators"} <= set(queues)
+
+    died = time.monotonic()
+    kill_chromium(str(tone_wav))
+    # The line pauses the desk and takes it out of every queue, in Asterisk itself.
+    await eventually("umi out of the queues", lambda: none_left(line, interface),
+                     within=settings.softphone_lost_grace_seconds + 15)
+    left = time.monotonic() - died
+    status = await line.listener.send_list_action({"Action": "QueueStatus"})
+    assert interface not in str(status)
+    print(f"\nbrowser killed -> out of every queue: {left:.1f} s (grace "
+          f"{settings.softphone_lost_grace_seconds:g} s)")
+    entries = await fetch(settings.database_dsn or "",
+                          "SELECT actor, action, detail FROM audit_log "
+                          "WHERE object_id = $1 AND action = 'desk.phone_lost'", interface)
+    assert [(e["actor"], e["action"]) for e in entries] == [("siaga112", "desk.phone_lost")]
+    phone = await fetch(settings.database_dsn or "",
+                        "SELECT lost_at, lost_queues FROM phone_secrets WHERE operator = $1",
+                        interface)
+    assert phone[0]["lost_at"] is not None and set(phone[0]["lost_queues"]) == set(queues)
+
+    # A caller now rings an operator who is there (a desk phone), never the dead browser.
+    await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_in(
+        DESK_PHONE, {"medical": 5})
+    caller = unique_caller("0858")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=2) as call:
+        assert (await call.wait()).ok
+    record = await ended_call(line, caller)
+    assert (record.operator, record.disposition) == (DESK_PHONE, "answered")
+    rung = await fetch(settings.database_dsn or "",
+                       "SELECT body ->> 'operator' AS operator FROM call_events "
+                       "WHERE call_id = $1 AND kind = 'operator_rung'", record.call_id)
+    assert interface not in {row["operator"] for row in rung}
+
+
+async def members(line: Line, interface: str) -> list[str] | None:
+    """The queues ``interface`` is in, as the line last heard from Asterisk (None: none)."""
+    rows = await line.database.run(lambda c: DeskRepository().memberships(c, interface))
+    return [m.queue for m in rows] or None
+
+
+async def none_left(line: Line, interface: str) -> bool | None:
+    """True once ``interface`` is in no queue (None until then)."""
+    return True if await members(line, interface) is None else None

@@ -1,0 +1,255 @@
+"""Listening in over the HTTP API with a real PostgreSQL and the AMI listener talking to the fake
+Asterisk: the audit entry is written before the Originate goes out; every refusal (role, no
+phone, unknown operator, no live call, hostile input, an audit log that cannot be written)
+changes nothing and sends no Originate; a refused Originate is a 503 and a second entry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ivr.menu import load_menu
+from telephony.accounts.service import AccountService
+from telephony.ami.listener import AmiListener
+from telephony.ami.testing import FakeAsterisk, Fields, ListSink, fake_asterisk
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.desks.service import assign_desk
+from telephony.settings import Settings
+from telephony.supervision.http import SupervisionApi
+from telephony.supervision.service import SupervisionService
+from telephony.wallboard import console as wallboard_console
+from telephony.web.server import build_app
+from tests.support.ami import eventually, listener
+from tests.support.db import fetch
+from tests.support.web import PASSWORD, conforms, make_context
+
+OPERATOR = "PJSIP/op2001"
+PHONE = "PJSIP/sup01"
+CALL = "1732345678.0"
+OPERATOR_CHANNEL = "PJSIP/op2001-0000002a"
+
+
+def live_operator(channel: str = OPERATOR_CHANNEL, call_id: str = CALL,
+                  state: str = "Up") -> list[Fields]:
+    """CoreShowChannels as Asterisk answers it while a caller talks to the operator."""
+    bridge = "6f8a2b1c-0d3e-4f5a-9b8c-7d6e5f4a3b2c"
+    return [
+        (("Event", "CoreShowChannel"), ("Channel", "PJSIP/carrier-00000029"),
+         ("ChannelState", "6"), ("ChannelStateDesc", "Up"), ("CallerIDNum", "081234567890"),
+         ("Context", "siaga112-queue"), ("Uniqueid", call_id), ("Linkedid", call_id),
+         ("BridgeId", bridge), ("Application", "Queue"), ("Duration", "00:00:42")),
+        (("Event", "CoreShowChannel"), ("Channel", channel), ("ChannelState", "6"),
+         ("ChannelStateDesc", state), ("CallerIDNum", "op2001"),
+         ("ConnectedLineNum", "081234567890"), ("Context", "operators"),
+         ("Uniqueid", "1732345690.7"), ("Linkedid", call_id), ("BridgeId", bridge),
+         ("Application", "AppQueue"), ("Duration", "00:00:30")),
+    ]
+
+
+class OrderedAudit:
+    """The audit log, noting how many Originates Asterisk had received at each entry; or an
+    audit log that cannot be written, when ``broken``."""
+
+    def __init__(self, accounts: AccountService, asterisk: FakeAsterisk) -> None:
+        self.accounts = accounts
+        self.asterisk = asterisk
+        self.seen: list[tuple[str, int]] = []
+        self.broken = False
+
+    async def audit(self, **entry: Any) -> None:
+        self.seen.append((entry["action"], len(originates(self.asterisk))))
+        if self.broken:
+            raise DatabaseUnavailable("connection refused")
+        await self.accounts.audit(**entry)
+
+
+def originates(asterisk: FakeAsterisk) -> list[dict[str, str]]:
+    return [a for a in asterisk.actions if a.get("action") == "Originate"]
+
+
+@dataclass
+class Setup:
+    client: TestClient[web.Request, web.Application]
+    asterisk: FakeAsterisk
+    audit: OrderedAudit
+    accounts: AccountService
+    dsn: str
+    resync_actions: int = 0  # the listener's own CoreShowChannels, sent at its login
+
+    async def login(self, username: str) -> Mapping[str, str]:
+        response = await self.client.post("/api/session",
+                                          json={"username": username, "password": PASSWORD})
+        assert response.status == 201, await response.text()
+        return {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+    async def post(self, who: Mapping[str, str], body: Any) -> aiohttp.ClientResponse:
+        return await self.client.post("/api/supervision", headers=who, json=body)
+
+    async def entries(self) -> list[asyncpg.Record]:
+        return await fetch(self.dsn, "SELECT actor, action, object_type, object_id, detail "
+                                     "FROM audit_log WHERE action LIKE 'supervision.%' "
+                                     "ORDER BY audit_id")
+
+    def sent(self) -> list[str]:
+        """The actions the line sent beyond the listener's own login and resync."""
+        return [a["action"] for a in self.asterisk.actions
+                if a["action"] in ("CoreShowChannels", "Originate")][self.resync_actions:]
+
+
+@pytest.fixture
+async def setup(database_dsn: str, settings: Settings) -> AsyncIterator[Setup]:
+    configured = replace(settings, database_dsn=database_dsn)
+    database = Database(configured)
+    context = make_context(configured, database)
+    menu = load_menu(configured.menu_file)
+    for username, role in (("kepala", "supervisor"), ("baru", "supervisor"),
+                           ("wati", "operator"), ("root1", "admin")):
+        await context.accounts.create(username, role, PASSWORD, actor="test")
+    await assign_desk(database, menu, "wati", OPERATOR, {"fire": 5})
+    await assign_desk(database, menu, "kepala", PHONE, {})
+    async with fake_asterisk() as asterisk:
+        asterisk.accepts["originate"] = "Originate successfully queued"
+        ami: AmiListener = listener(asterisk.port, ListSink())
+        await ami.start()
+        audit = OrderedAudit(context.accounts, asterisk)
+        api = SupervisionApi(SupervisionService(database, ami, audit))
+        client = TestClient(TestServer(build_app(context, [*api.routes(),
+                                                          *wallboard_console.routes()])))
+        await client.start_server()
+        try:
+            await eventually(lambda: ami.logged_in)
+            setup = Setup(client, asterisk, audit, context.accounts, database_dsn)
+            # The listener's resync sends a CoreShowChannels of its own on login.
+            await eventually(lambda: any(a["action"] == "CoreShowChannels"
+                                         for a in asterisk.actions))
+            setup.resync_actions = len(setup.sent())
+            yield setup
+        finally:
+            await client.close()
+            await ami.stop()
+            await database.close()
+
+
+async def test_a_supervisor_listens_in_audited_before_the_originate(setup: Setup) -> None:
+    setup.asterisk.channels = live_operator()
+    kepala = await setup.login("kepala")
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "listen"})
+    assert response.status == 202, await response.text()
+    body = await response.json()
+    conforms(body, "SupervisionStarted")
+    assert body == {"mode": "listen", "mode_label": "Dengarkan", "operator": OPERATOR,
+                    "operator_username": "wati", "call_id": CALL, "phone": PHONE,
+                    "message": "Dengarkan wati: telepon Anda (PJSIP/sup01) akan berdering."}
+    # The entry was written while Asterisk had no Originate yet; then exactly one went out.
+    assert setup.audit.seen == [("supervision.listen", 0)]
+    assert setup.sent() == ["CoreShowChannels", "Originate"]
+    [originate] = originates(setup.asterisk)
+    assert {k: originate[k] for k in ("channel", "application", "data", "callerid", "async",
+                                      "timeout")} == {
+        "channel": PHONE, "application": "ChanSpy", "data": f"{OPERATOR_CHANNEL},qEu",
+        "callerid": '"Dengarkan op2001" <op2001>', "async": "true", "timeout": "30000"}
+    [entry] = await setup.entries()
+    assert (entry["actor"], entry["action"], entry["object_type"], entry["object_id"]) == (
+        "kepala", "supervision.listen", "desk", OPERATOR)
+    assert json.loads(entry["detail"]) == {"call_id": CALL, "channel": OPERATOR_CHANNEL,
+                                           "phone": PHONE, "mode": "listen"}
+
+    # Whisper and barge on the call named by its id; each its own entry and options.
+    for mode, options in (("whisper", "qEuw"), ("barge", "qEuB")):
+        response = await setup.post(kepala, {"operator": OPERATOR, "mode": mode,
+                                             "call_id": CALL})
+        assert response.status == 202, await response.text()
+        assert originates(setup.asterisk)[-1]["data"] == f"{OPERATOR_CHANNEL},{options}"
+    assert [e["action"] for e in await setup.entries()] == [
+        "supervision.listen", "supervision.whisper", "supervision.barge"]
+    assert setup.audit.seen == [("supervision.listen", 0), ("supervision.whisper", 1),
+                                ("supervision.barge", 2)]
+
+
+async def test_refusals_change_nothing_and_send_nothing(setup: Setup) -> None:
+    setup.asterisk.channels = live_operator()
+    kepala = await setup.login("kepala")
+    refusals: list[tuple[Mapping[str, str], Any, int, str]] = [
+        # Roles: operators and admins may not, whatever they send.
+        (await setup.login("wati"), {"operator": OPERATOR, "mode": "listen"}, 403, "forbidden"),
+        (await setup.login("root1"), {"operator": OPERATOR, "mode": "barge"}, 403, "forbidden"),
+        # A supervisor without a phone to listen on.
+        (await setup.login("baru"), {"operator": OPERATOR, "mode": "listen"}, 409, "no_phone"),
+        # No operator works there (the supervisor's own phone is no operator's).
+        (kepala, {"operator": "PJSIP/op9999", "mode": "listen"}, 404, "not_found"),
+        (kepala, {"operator": PHONE, "mode": "listen"}, 404, "not_found"),
+        # Hostile or mistyped interfaces: never spliced into an action.
+        (kepala, {"operator": "PJSIP/op2001\r\nAction: Originate", "mode": "listen"}, 400,
+         "invalid"),
+        (kepala, {"operator": "PJSIP/op2001\n", "mode": "listen"}, 400, "invalid"),
+        (kepala, {"operator": "PJSIP/op2001-,qB", "mode": "listen"}, 400, "invalid"),
+        (kepala, {"operator": "PJSIP/op2001-0000002a", "mode": "listen"}, 404, "not_found"),
+        (kepala, {"operator": "Local/112@from-carrier", "mode": "listen"}, 400, "invalid"),
+        # The body's shape is held to its schema.
+        (kepala, {"operator": OPERATOR, "mode": "spy"}, 422, "invalid"),
+        (kepala, {"operator": OPERATOR, "mode": "listen", "call_id": "../1"}, 400, "invalid"),
+        (kepala, {"operator": OPERATOR, "mode": "listen", "options": "qB"}, 422, "invalid"),
+        (kepala, {"operator": OPERATOR}, 422, "invalid"),
+    ]
+    for who, body, status, code in refusals:
+        response = await setup.post(who, body)
+        assert response.status == status, (body, await response.text())
+        assert (await response.json())["error"]["code"] == code, body
+    assert setup.sent() == []
+
+    # The operator is not on an answered call (ringing, or on another call than the one
+    # named): Asterisk was asked, nothing was audited or originated.
+    for channels, body in (
+            ([], {"operator": OPERATOR, "mode": "listen"}),
+            (live_operator(state="Ringing"), {"operator": OPERATOR, "mode": "listen"}),
+            (live_operator(), {"operator": OPERATOR, "mode": "listen",
+                               "call_id": "1732345999.3"})):
+        setup.asterisk.channels = channels
+        response = await setup.post(kepala, body)
+        assert response.status == 409, await response.text()
+        assert (await response.json())["error"]["code"] == "no_live_call"
+    assert setup.sent() == ["CoreShowChannels"] * 3
+    assert await setup.entries() == [] and setup.audit.seen == []
+
+    # An audit log that cannot be written: no listening in.
+    setup.asterisk.channels = live_operator()
+    setup.audit.broken = True
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "listen"})
+    assert response.status == 503, await response.text()
+    assert originates(setup.asterisk) == []
+
+
+async def test_an_originate_asterisk_refuses_is_a_503_and_a_second_entry(setup: Setup) -> None:
+    setup.asterisk.channels = live_operator()
+    del setup.asterisk.accepts["originate"]  # answered "Error: Interface not found"
+    kepala = await setup.login("kepala")
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "whisper"})
+    assert response.status == 503, await response.text()
+    assert response.headers["Retry-After"] == "5"
+    assert (await response.json())["error"]["code"] == "asterisk_unavailable"
+    assert len(originates(setup.asterisk)) == 1
+    attempted, failed = await setup.entries()
+    assert (attempted["action"], failed["action"]) == ("supervision.whisper",
+                                                       "supervision.failed")
+    assert json.loads(failed["detail"]) == {
+        **json.loads(attempted["detail"]),
+        "reason": "Originate refused: Interface not found"}
+
+
+async def test_only_a_supervisors_wallboard_has_the_buttons(setup: Setup) -> None:
+    for username, shown in (("kepala", True), ("baru", True), ("root1", False)):
+        response = await setup.client.get("/console/wallboard",
+                                          headers=await setup.login(username))
+        assert response.status == 200
+        html = await response.text()
+        assert ('<meta name="supervision" content="/api/supervision">' in html) is shown
+        assert ('id="supervision-result"' in html) is shown
+        assert ('<meta name="csrf-token"' in html) is shown

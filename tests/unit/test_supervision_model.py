@@ -1,0 +1,78 @@
+"""Listening in, the pure part: the modes' ChanSpy options and labels, and the strict checks of
+everything spliced into the Originate."""
+
+from __future__ import annotations
+
+import pytest
+
+from telephony.supervision.model import (
+    SpyMode,
+    SupervisionInputError,
+    operator_interface,
+    originate_action,
+    parse_mode,
+    spied_channel,
+)
+
+CHANNEL = "PJSIP/op2001-0000002a"
+
+
+def test_each_mode_has_its_label_and_chanspy_options() -> None:
+    assert SpyMode.labels() == {"listen": "Dengarkan", "whisper": "Bisikkan", "barge": "Sela"}
+    # Quiet, exit with the spied-on channel, that one channel only; then whisper or barge.
+    assert {mode.value: mode.options for mode in SpyMode} == {
+        "listen": "qEu", "whisper": "qEuw", "barge": "qEuB"}
+    assert [mode.audit_action for mode in SpyMode] == [
+        "supervision.listen", "supervision.whisper", "supervision.barge"]
+    assert parse_mode("barge") is SpyMode.BARGE
+    for text in ("Listen", "spy", "", "listen\n"):
+        with pytest.raises(SupervisionInputError):
+            parse_mode(text)
+
+
+def test_the_originate_rings_the_supervisor_into_chanspy_on_that_one_channel() -> None:
+    action = originate_action(phone="PJSIP/sup01", channel=CHANNEL, operator="PJSIP/op2001",
+                              mode=SpyMode.WHISPER, ring_seconds=25)
+    assert action == {
+        "Action": "Originate", "Channel": "PJSIP/sup01", "Application": "ChanSpy",
+        "Data": "PJSIP/op2001-0000002a,qEuw", "Timeout": "25000",
+        "CallerID": '"Bisikkan op2001" <op2001>', "Async": "true"}
+
+
+@pytest.mark.parametrize("interface", [
+    "PJSIP/op2001\r\nAction: Command", "PJSIP/op2001\n", "SIP/op2001", "PJSIP/", "op2001",
+    "PJSIP/op2001,qBw", "PJSIP/op 2001", "PJSIP/op2001/extra", "Local/1@ctx", "PJSIP/" + "x" * 65,
+])
+def test_an_interface_is_a_phone_and_nothing_more(interface: str) -> None:
+    with pytest.raises(SupervisionInputError):
+        operator_interface(interface)
+
+
+@pytest.mark.parametrize(("channel", "interface"), [
+    ("PJSIP/op2001-0000002a", "PJSIP/op2002"),  # another phone's channel
+    ("PJSIP/op20011-0000002a", "PJSIP/op2001"),  # a phone whose name starts the same
+    ("PJSIP/op2001-", "PJSIP/op2001"),  # a prefix: ChanSpy would take any of its channels
+    ("PJSIP/op2001", "PJSIP/op2001"),
+    ("PJSIP/op2001-0000002A", "PJSIP/op2001"),
+    ("PJSIP/op2001-0000002a,qB", "PJSIP/op2001"),  # options smuggled in
+    ("PJSIP/op2001-0000002a\r\nAction: Command", "PJSIP/op2001"),
+    ("PJSIP/op2001-0000002a\n", "PJSIP/op2001"),
+    ("Local/op2001-0000002a;1", "PJSIP/op2001"),
+    ("PJSIP/op2001-0000002a", "PJSIP/op2001\n"),
+])
+def test_only_a_channel_of_the_operators_phone_reaches_chanspy(channel: str,
+                                                                interface: str) -> None:
+    with pytest.raises(SupervisionInputError):
+        spied_channel(channel, interface)
+    with pytest.raises(SupervisionInputError):
+        originate_action(phone="PJSIP/sup01", channel=channel, operator=interface,
+                         mode=SpyMode.LISTEN, ring_seconds=30)
+
+
+def test_a_channel_of_the_operators_phone_is_taken_as_it_is() -> None:
+    assert spied_channel(CHANNEL, "PJSIP/op2001") == CHANNEL
+    assert spied_channel("PJSIP/op-desk.2_b-ffffffff", "PJSIP/op-desk.2_b") == (
+        "PJSIP/op-desk.2_b-ffffffff")
+    with pytest.raises(SupervisionInputError):
+        originate_action(phone="PJSIP/sup01\r\nAction: Command", channel=CHANNEL,
+                         operator="PJSIP/op2001", mode=SpyMode.LISTEN, ring_seconds=30)
