@@ -74,6 +74,9 @@ from telephony.secrets import SecretsError, asterisk_db_password
 from telephony.settings import Settings
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
+from telephony.transfers.console import TransferPages
+from telephony.transfers.http import TransferApi
+from telephony.transfers.service import TransferService
 from telephony.wallboard import console as wallboard_console
 from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
@@ -327,6 +330,13 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
+    desks = DeskService(database, listener, menus, accounts)
+    # Transfers to agencies follow the legs' progress to join conferences when answered.
+    transfers = TransferService(database, listener, desks, incidents=incidents.incidents,
+                                dispatches=incidents.dispatches, audit=accounts,
+                                ring_seconds=settings.transfer_ring_seconds)
+    listener.observe(transfers)
+    stack.push_async_callback(transfers.close)
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -336,9 +346,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=screening,
-        desks=DeskService(database, listener, menus, accounts),
+        desks=desks,
         config=WebConfig.from_settings(settings),
+        transfers=transfers,
     ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
+        *TransferApi(transfers).routes(),
+        *TransferPages(transfers, incidents.directory).routes(),
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
         *monitor.routes()]),
         settings.http_host, settings.http_port)

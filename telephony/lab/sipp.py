@@ -265,14 +265,18 @@ def render_callee(
     *,
     refuse: int | None = None,
     answer: bool = True,
+    ring_seconds: float = 0.0,
     dtmf: str = "",
     dtmf_delay: float = 1.0,
+    audio: bool = False,
     hold_seconds: float = 30.0,
 ) -> Scenario:
-    """The callee scenario (a caller's phone the line calls back): ring, then refuse the call
-    with SIP status ``refuse``; or ring until cancelled if not ``answer``; or answer, send
-    ``dtmf`` as :func:`render_caller` does, and wait ``hold_seconds`` s for Asterisk's BYE
-    before hanging up itself.
+    """The callee scenario (a caller's phone the line calls back, or an agency the line
+    transfers a caller to): ring, then refuse the call with SIP status ``refuse``; or ring
+    until cancelled if not ``answer``; or ring ``ring_seconds`` s (a CANCEL meanwhile is
+    accepted), answer, send ``dtmf`` as :func:`render_caller` does, talk (the A-law pcap, if
+    ``audio``), and wait until ``hold_seconds`` s after the answer for Asterisk's BYE before
+    hanging up itself.
 
     It is the operator phone's scenario (a UAS that answers what Asterisk sends) with its own
     ringing and steps.
@@ -291,11 +295,20 @@ def render_callee(
         )
     elif not answer:
         ringing = '  <recv request="CANCEL" next="cancelled"/>\n'
+    elif ring_seconds > 0:
+        ringing = (
+            f'  <recv request="CANCEL" timeout="{int(ring_seconds * 1000)}" '
+            'ontimeout="answer" next="cancelled"/>\n'
+        )
     else:
         ringing = ""
-    steps, files, _ = _dtmf_steps(dtmf, dtmf_delay, DTMF_PCAP_MS / 1000)
+    steps, files, step = _dtmf_steps(dtmf, dtmf_delay, DTMF_PCAP_MS / 1000)
+    left = hold_seconds
+    if audio:
+        xml, left = _audio_steps(hold_seconds, step + 100)
+        steps.append(xml)
     talk_wait = (
-        f'  <recv request="BYE" timeout="{max(int(hold_seconds * 1000), 1)}" '
+        f'  <recv request="BYE" timeout="{max(int(left * 1000), 1)}" '
         'ontimeout="hangup" next="bye_received"/>\n'
     )
     xml = ConfTemplate((SCENARIO_DIR / "operator.xml").read_text(encoding="utf-8")).substitute(
@@ -559,19 +572,23 @@ def callee(
     *,
     refuse: int | None = None,
     answer: bool = True,
+    ring_seconds: float = 0.0,
     dtmf: str = "",
     dtmf_delay: float = 1.0,
+    audio: bool = False,
     hold_seconds: float = 30.0,
     max_calls: int | None = None,
     timeout: float = 300.0,
     trace_messages: bool = False,
 ) -> Sipp:
-    """The phones the line calls back through the carrier trunk: one UAS on ``sip_port``
-    (``Settings.carrier_sip_port``) that treats every INVITE as :func:`render_callee` says.
+    """The phones the line calls through the carrier trunk (callers it calls back, agencies it
+    transfers to): one UAS on ``sip_port`` (``Settings.carrier_sip_port``) that treats every
+    INVITE as :func:`render_callee` says.
     It runs until stopped, ``max_calls`` calls ended, or ``timeout`` s passed.
     """
     argv = [] if max_calls is None else ["-m", str(max_calls)]
-    scenario = render_callee(refuse=refuse, answer=answer, dtmf=dtmf, dtmf_delay=dtmf_delay,
+    scenario = render_callee(refuse=refuse, answer=answer, ring_seconds=ring_seconds,
+                             dtmf=dtmf, dtmf_delay=dtmf_delay, audio=audio,
                              hold_seconds=hold_seconds)
     return Sipp("callee", scenario, argv, timeout=timeout, sip_port=sip_port,
                 trace_messages=trace_messages)

@@ -26,6 +26,7 @@ from telephony.incidents import schemas as incidents_schemas
 from telephony.reports import schemas as reports_schemas
 from telephony.screening import http as screening_http
 from telephony.screening import schemas as screening_schemas
+from telephony.transfers import schemas as transfers_schemas
 from telephony.wallboard import schemas as wallboard_schemas
 from telephony.web.console import pages
 from telephony.web.console.render import console_refusal, is_console
@@ -79,6 +80,7 @@ def api_schemas() -> Mapping[str, Schema]:
         reports_schemas.SCHEMAS,
         wallboard_schemas.SCHEMAS,
         admin_schemas.SCHEMAS,
+        transfers_schemas.SCHEMAS,
     )
 
 
