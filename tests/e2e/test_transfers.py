@@ -349,11 +349,14 @@ async def test_attended_transfer_operator_speaks_first_then_hands_over(
         leg = await leg_of(desk, leg_id, phase="consulting")
         report_ringing("attended", clicked, agency, leg)
         assert leg["allowed_steps"] == ["hand_over", "join", "cancel"]
-        # The operator speaks to the agency; the caller waits apart, on hold.
-        operator, _ = await bridged_together(line, call["call_id"], OPERATOR,
-                                             "PJSIP/carrier-out-")
-        (caller_channel,) = named(await channels_of(line, call["call_id"]), "PJSIP/carrier-0")
-        assert caller_channel.bridge_id != operator.bridge_id
+        # The operator speaks to the agency (through Asterisk's Local channel of the
+        # Atxfer); the caller waits apart, on hold.
+        chans = await channels_of(line, call["call_id"])
+        (operator,) = named(chans, OPERATOR)
+        (caller_channel,) = named(chans, "PJSIP/carrier-0")
+        (consult,) = [c for c in named(chans, "Local/") if c.channel.endswith(";1")]
+        assert [c.state for c in named(chans, "PJSIP/carrier-out-")] == ["Up"]
+        assert operator.bridge_id == consult.bridge_id != caller_channel.bridge_id
         await asyncio.sleep(2)
         handed = await desk.post(f"/api/desk/transfers/{leg_id}/steps",
                                  {"step": "hand_over"}, 200)
