@@ -116,12 +116,14 @@ def test_numbers_are_cleaned_and_checked() -> None:
     entry = parse_number_input("damkar", "  Pos  Damkar   Kota ", "(0275) 321-113", True)
     assert (entry.label, entry.number) == ("Pos Damkar Kota", "0275321113")
     assert parse_number_input("damkar", "Pos", "+62 275 321113", False).number == "+62275321113"
-    for args in (("Damkar", "Pos", "0275321113"), ("damkar", " ", "0275321113"),
-                 ("damkar", "Pos", "12"), ("damkar", "Pos", "0275;x"),
-                 ("damkar", "x" * 101, "0275321113"), ("damkar", "Pos\x00", "0275321113"),
-                 ("damkar", "Pos", None)):
+    bad: list[tuple[str, str, object]] = [
+        ("Damkar", "Pos", "0275321113"), ("damkar", " ", "0275321113"),
+        ("damkar", "Pos", "12"), ("damkar", "Pos", "0275;x"),
+        ("damkar", "x" * 101, "0275321113"), ("damkar", "Pos\x00", "0275321113"),
+        ("damkar", "Pos", None)]
+    for agency, label, number in bad:
         with pytest.raises(SiagaError):
-            parse_number_input(*args, True)
+            parse_number_input(agency, label, number, True)
     with pytest.raises(SiagaError):
         parse_number_input("damkar", "Pos", "0275321113", "yes")
 
