@@ -444,3 +444,15 @@ async def test_incident_page_shows_the_legs(line: Line, desk: Desk) -> None:
             for leg in legs:
                 assert f'data-leg="{leg["leg_id"]}"' in html
                 assert leg["ending"] in html
+
+    async with aiohttp.ClientSession(base_url=line.web.url) as http:
+        admin = Browser(http)
+        assert (await admin.log_in("admin1", PASSWORD)).status == 303
+        kind, message = await admin.flash(await admin.post("/console/admin/agency-numbers", {
+            "agency": "ambulans", "label": "PSC 119 Kota", "number": "0275 119 119",
+            "active": "1"}))
+        assert (kind, message) == ("ok", "Nomor PSC 119 Kota (0275119119) disimpan.")
+        status, html, _ = await admin.get("/console/admin/agency-numbers")
+        assert status == 200 and "Pos Damkar Purworejo Kota" in html and "0275119119" in html
+    numbers = (await desk.get("/api/agency-numbers"))["numbers"]
+    assert {n["number"] for n in numbers} == {AGENCY_NUMBER, "0275119119"}
