@@ -434,7 +434,8 @@ async def test_incident_page_shows_the_legs(line: Line, desk: Desk) -> None:
         "SELECT DISTINCT incident_id FROM call_legs WHERE incident_id IS NOT NULL"))
     assert rows, "run with the module's transfer tests"
     assert line.web.url is not None
-    async with aiohttp.ClientSession(base_url=line.web.url) as http:
+    async with aiohttp.ClientSession(base_url=line.web.url,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         browser = Browser(http)
         assert (await browser.log_in("op1", PASSWORD)).status == 303
         for row in rows:
@@ -445,7 +446,8 @@ async def test_incident_page_shows_the_legs(line: Line, desk: Desk) -> None:
                 assert f'data-leg="{leg["leg_id"]}"' in html
                 assert leg["ending"] in html
 
-    async with aiohttp.ClientSession(base_url=line.web.url) as http:
+    async with aiohttp.ClientSession(base_url=line.web.url,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         admin = Browser(http)
         assert (await admin.log_in("admin1", PASSWORD)).status == 303
         kind, message = await admin.flash(await admin.post("/console/admin/agency-numbers", {
