@@ -82,6 +82,9 @@ from telephony.supervision.http import SupervisionApi
 from telephony.supervision.service import SupervisionService
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
+from telephony.transfers.console import TransferPages
+from telephony.transfers.http import TransferApi
+from telephony.transfers.service import TransferService
 from telephony.wallboard import console as wallboard_console
 from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
@@ -233,6 +236,40 @@ async def start_administration(
                           AdminPages(configs, queues, site, incidents.directory), sync)
 
 
+@dataclass(frozen=True)
+class CallHandling:
+    """What operators and supervisors do with calls: desks (and their phones), transfers and
+    conferences to agencies, listening in."""
+
+    desks: DeskService
+    transfers: TransferService
+    routes: list[Route]
+
+
+def start_call_handling(
+    settings: Settings, database: Database, stack: contextlib.AsyncExitStack, *,
+    listener: AmiListener, menus: WatchedFile[IvrMenu], accounts: AccountService,
+    incidents: IncidentServices,
+) -> CallHandling:
+    """The services that act on calls through AMI, and their routes."""
+    desks = DeskService(database, listener, menus, accounts,
+                        config=DeskConfig.from_settings(settings))
+    # Browser desks whose softphone went away leave their queues (telephony/desks/watch.py).
+    phones = PhoneWatcher(desks, settings.softphone_lost_grace_seconds)
+    listener.observe(phones)
+    in_background(stack, phones.run(), "phone-watch")
+    # Transfers to agencies follow the legs' progress to join conferences when answered.
+    transfers = TransferService(database, listener, desks, incidents=incidents.incidents,
+                                dispatches=incidents.dispatches, audit=accounts,
+                                ring_seconds=settings.transfer_ring_seconds)
+    listener.observe(transfers)
+    stack.push_async_callback(transfers.close)
+    supervision = SupervisionApi(SupervisionService(database, listener, accounts))
+    return CallHandling(desks, transfers, [
+        *TransferApi(transfers).routes(), *TransferPages(transfers, incidents.directory).routes(),
+        *supervision.routes()])
+
+
 class LineStartError(SiagaError):
     """A part of the line could not start; every part started before it has been stopped."""
 
@@ -336,13 +373,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
-    supervision = SupervisionApi(SupervisionService(database, listener, accounts))
-    desks = DeskService(database, listener, menus, accounts,
-                        config=DeskConfig.from_settings(settings))
-    # Browser desks whose softphone went away leave their queues (telephony/desks/watch.py).
-    phones = PhoneWatcher(desks, settings.softphone_lost_grace_seconds)
-    listener.observe(phones)
-    in_background(stack, phones.run(), "phone-watch")
+    tools = start_call_handling(settings, database, stack, listener=listener, menus=menus,
+                                accounts=accounts, incidents=incidents)
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -352,11 +384,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=screening,
-        desks=desks,
+        desks=tools.desks,
         config=WebConfig.from_settings(settings),
-    ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
+        transfers=tools.transfers,
+    ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(), *tools.routes,
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
-        *monitor.routes(), *supervision.routes()]),
+        *monitor.routes()]),
         settings.http_host, settings.http_port)
     # The listener outlives the FastAGI server: the events of the last IVR sessions, and
     # the ends of their calls, still reach the recorder while the server drains.

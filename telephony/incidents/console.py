@@ -55,7 +55,7 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
     "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
     "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
     "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
-    "priority": "prioritas: {}"}
+    "priority": "prioritas: {}", "by_phone": "lewat telepon"}
 
 
 # The words for the codes a timeline entry carries, by (kind of entry, detail key).
@@ -159,6 +159,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
         dispatches=await ctx.dispatches.dispatches(incident_id),
         timeline=await ctx.incidents.timeline(incident_id),
+        legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],
         agencies=[a for a in await ctx.directory.agencies() if a.active],
         places=await ctx.directory.places(),
         next_statuses=sorted(TRANSITIONS[incident.status], key=list(Status).index),
