@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydub import AudioSegment
 
+from ivr.hold import HOLD_PROMPTS
 from ivr.menu import IvrMenu
 from ivr.survey import SURVEY_PROMPTS
 from telephony.core.errors import SiagaError
@@ -134,6 +135,8 @@ def build_prompts(
 def build_line_prompts(
     menu: IvrMenu, out_dir: Path, overrides_dir: Path, voice: str
 ) -> list[PromptReport]:
-    """Every prompt the line plays: the menu's (with their trailing silences) and the survey's."""
-    return build_prompts({**menu.prompts, **SURVEY_PROMPTS}, out_dir, overrides_dir, voice,
+    """Every prompt the line plays: the menu's (with their trailing silences), the survey's,
+    and what a caller on hold hears."""
+    return build_prompts({**menu.prompts, **SURVEY_PROMPTS, **HOLD_PROMPTS}, out_dir,
+                         overrides_dir, voice,
                          menu.trailing_silence_ms)

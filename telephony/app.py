@@ -86,6 +86,9 @@ from telephony.supervision.http import SupervisionApi
 from telephony.supervision.service import SupervisionService
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
+from telephony.transfers.console import TransferPages
+from telephony.transfers.http import TransferApi
+from telephony.transfers.service import TransferService
 from telephony.wallboard import console as wallboard_console
 from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
@@ -238,6 +241,45 @@ async def start_administration(
                           AdminPages(configs, queues, site, incidents.directory), sync)
 
 
+@dataclass(frozen=True)
+class CallHandling:
+    """What operators and supervisors do with calls: desks (and their phones), transfers and
+    conferences to agencies, call-backs of dropped callers, listening in."""
+
+    desks: DeskService
+    transfers: TransferService
+    callbacks: CallbackService
+    routes: list[Route]
+
+
+def start_call_handling(
+    settings: Settings, database: Database, stack: contextlib.AsyncExitStack, *,
+    listener: AmiListener, menus: WatchedFile[IvrMenu], accounts: AccountService,
+    incidents: IncidentServices,
+) -> CallHandling:
+    """The services that act on calls through AMI, and their routes."""
+    desks = DeskService(database, listener, menus, accounts,
+                        config=DeskConfig.from_settings(settings))
+    # Browser desks whose softphone went away leave their queues (telephony/desks/watch.py).
+    phones = PhoneWatcher(desks, settings.softphone_lost_grace_seconds)
+    listener.observe(phones)
+    in_background(stack, phones.run(), "phone-watch")
+    # Transfers to agencies follow the legs' progress to join conferences when answered.
+    transfers = TransferService(database, listener, desks, incidents=incidents.incidents,
+                                dispatches=incidents.dispatches, audit=accounts,
+                                ring_seconds=settings.transfer_ring_seconds)
+    listener.observe(transfers)
+    stack.push_async_callback(transfers.close)
+    supervision = SupervisionApi(SupervisionService(database, listener, accounts))
+    callbacks = CallbackService(database, listener, desks, accounts,
+                                CallbackConfig.from_settings(settings))
+    in_background(stack, callbacks.run(), "callbacks")
+    return CallHandling(desks, transfers, callbacks, [
+        *TransferApi(transfers).routes(), *TransferPages(transfers, incidents.directory).routes(),
+        *supervision.routes(), *CallbackApi(callbacks).routes(),
+        *CallbackPages(callbacks).routes()])
+
+
 class LineStartError(SiagaError):
     """A part of the line could not start; every part started before it has been stopped."""
 
@@ -259,24 +301,6 @@ def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, ob
 
     stack.push_async_callback(stop)
     return task
-
-
-def start_desks(
-    settings: Settings, database: Database, stack: contextlib.AsyncExitStack, *,
-    listener: AmiListener, menus: WatchedFile[IvrMenu], accounts: AccountService,
-) -> tuple[DeskService, CallbackService]:
-    """The operators' desks, the watch on browser desks, and the call-backs operators place
-    from their desks, each task running until ``stack`` unwinds."""
-    desks = DeskService(database, listener, menus, accounts,
-                        config=DeskConfig.from_settings(settings))
-    # Browser desks whose softphone went away leave their queues (telephony/desks/watch.py).
-    phones = PhoneWatcher(desks, settings.softphone_lost_grace_seconds)
-    listener.observe(phones)
-    in_background(stack, phones.run(), "phone-watch")
-    callbacks = CallbackService(database, listener, desks, accounts,
-                                CallbackConfig.from_settings(settings))
-    in_background(stack, callbacks.run(), "callbacks")
-    return desks, callbacks
 
 
 async def start_agi(agi: FastAgiServer, settings: Settings) -> None:
@@ -349,12 +373,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
-    desks, callbacks = start_desks(settings, database, stack, listener=listener, menus=menus,
-                                   accounts=accounts)
+    tools = start_call_handling(settings, database, stack, listener=listener, menus=menus,
+                                accounts=accounts, incidents=incidents)
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
                                  reports, incidents.dispatches,
                                  connected=lambda: listener.logged_in,
-                                 callbacks=callbacks.backlog)
+                                 callbacks=tools.callbacks.backlog)
     listener.observe(wallboard)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
@@ -362,7 +386,6 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(stack, admin.sync.run(), "admin-sync")
     monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
-    supervision = SupervisionApi(SupervisionService(database, listener, accounts))
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -372,12 +395,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         recordings=RecordingLibrary(database, settings.recordings_dir),
         attachments=AttachmentStore(settings.attachments_dir, settings.timezone),
         screening=screening,
-        desks=desks,
+        desks=tools.desks,
         config=WebConfig.from_settings(settings),
-    ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
+        transfers=tools.transfers,
+    ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(), *tools.routes,
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
-        *monitor.routes(), *supervision.routes(), *CallbackApi(callbacks).routes(),
-        *CallbackPages(callbacks).routes()]),
+        *monitor.routes()]),
         settings.http_host, settings.http_port)
     # The listener outlives the FastAGI server: the events of the last IVR sessions, and
     # the ends of their calls, still reach the recorder while the server drains.
@@ -395,7 +418,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     # run; the later stop in the unwinding is then a no-op.
     stack.push_async_callback(agi.stop)
     return Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
-                screening, surveys, web, reports, wallboard, metrics, callbacks)
+                screening, surveys, web, reports, wallboard, metrics, tools.callbacks)
 
 
 async def serve(settings: Settings) -> None:

@@ -196,6 +196,10 @@ class Settings:
     survey_max_attempts: int = 3  # unanswered, busy or failed calls; then "exhausted"
     survey_retry_seconds: float = 1800.0  # between attempts
     survey_ring_seconds: float = 30.0  # an unanswered callback rings this long
+
+    # Transfers and conferences to agencies (telephony/transfers/): an agency's number rings
+    # this long before the caller goes back to the operator who transferred.
+    transfer_ring_seconds: int = 30
     # The number the caller sees on the line's calls to them: surveys and operators' call-backs.
     survey_caller_id: str = "112"
     survey_hours: str = "08:00-20:00"  # local hours a callback may ring; "" for any hour
@@ -626,6 +630,8 @@ def _validate_surveys(settings: Settings) -> None:
     for name in ("survey_retry_seconds", "survey_ring_seconds", "survey_lookback_hours"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
+    if not 5 <= settings.transfer_ring_seconds <= 120:
+        raise SettingsError("transfer_ring_seconds must be between 5 and 120")
     if settings.survey_delay_seconds < 0 or settings.survey_max_attempts < 1:
         raise SettingsError("survey_delay_seconds: not negative; survey_max_attempts: at least 1")
     if not _CALLER_ID.fullmatch(settings.survey_caller_id):

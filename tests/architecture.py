@@ -51,6 +51,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("ivr.flow", DOMAIN),
     ("ivr.menu", DOMAIN),
     ("ivr.survey", DOMAIN),
+    ("ivr.hold", DOMAIN),  # the hold prompt
     ("telephony.ami.actions", DOMAIN),  # the AMI action port services use
     ("telephony.ami.tracker", DOMAIN),  # the AMI event state machine (sans-IO)
     ("telephony.ami.channels", DOMAIN),  # live channels over the AMI port (no I/O of its own)

@@ -16,7 +16,7 @@ from recordings.domain import Kind, State
 from recordings.http import recording_json
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
-from telephony.calls.legs import Leg
+from telephony.calls.legs import Leg, LegKind
 from telephony.desks.operators import SKILL_LABELS
 from telephony.incidents.dispatches import DispatchState, status_for_dispatch
 from telephony.incidents.edits import parse_patch
@@ -57,7 +57,7 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
     "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
     "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
     "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
-    "priority": "prioritas: {}"}
+    "priority": "prioritas: {}", "by_phone": "lewat telepon"}
 
 
 # The words for the codes a timeline entry carries, by (kind of entry, detail key).
@@ -134,12 +134,13 @@ async def incidents_page(request: web.Request) -> web.StreamResponse:
     return page(request, "incidents.html", title="Insiden terbuka", rows=rows)
 
 
-async def call_legs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:
-    """The legs the line placed on each of these calls (call-backs of their callers,
-    transfers), oldest first: what the incident page lists under each call."""
+async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:
+    """The call-backs of each of these calls' callers (``callback`` legs), oldest first: what
+    the incident page lists under each call (transfers have the legs section)."""
     legs: dict[str, list[Leg]] = {}
     for leg in await ctx.calls.legs(call_ids):
-        legs.setdefault(leg.call_id, []).append(leg)
+        if leg.kind is LegKind.CALLBACK:
+            legs.setdefault(leg.call_id, []).append(leg)
     return legs
 
 
@@ -170,6 +171,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
         dispatches=await ctx.dispatches.dispatches(incident_id),
         timeline=await ctx.incidents.timeline(incident_id),
+        legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],
         agencies=[a for a in await ctx.directory.agencies() if a.active],
         places=await ctx.directory.places(),
         next_statuses=sorted(TRANSITIONS[incident.status], key=list(Status).index),
@@ -178,7 +180,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         higher_levels=(levels[levels.index(incident.escalation_level) + 1:]
                        if incident.is_open else []),
         related=related, can_play=can_play, recordings=recordings,
-        legs=await call_legs(ctx, call_ids),
+        call_backs=await call_backs(ctx, call_ids),
         recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
         timeline_labels=TIMELINE_LABELS, event_lines=event_lines,
         report_types=list(ReportType), priorities=list(Priority), labels=Label.labels(),

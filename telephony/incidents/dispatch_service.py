@@ -62,7 +62,7 @@ class DispatchService:
 
     async def dispatch(
         self, incident_id: int, agency_code: str, *, actor: str, note: str = "",
-        expected_version: int | None = None,
+        expected_version: int | None = None, by_phone: bool = False,
     ) -> Dispatch:
         """Send an agency to a verified (or already dispatched) incident.
 
@@ -70,6 +70,10 @@ class DispatchService:
         the incident's report type are notified through the outbox, written in the same
         transaction: drain it with
         :meth:`~telephony.incidents.outbox_service.NotificationOutbox.deliver_notifications`.
+
+        ``by_phone``: the operator handed the caller to the agency by phone
+        (``telephony/transfers/``). An agency already dispatched and not done is then marked
+        as reached by phone (and the incident's timeline says so) instead of refused.
         """
         checked = check_id("incident_id", incident_id)
         code = clean_agency_code(agency_code)
@@ -84,15 +88,24 @@ class DispatchService:
                 if agency is None or not agency.active:
                     raise ValidationError("agency",
                                           f"Instansi {code} tidak dikenal atau tidak aktif.")
-                if await self._repo.active_dispatch_exists(connection, checked, code):
+                active = await self._repo.active_dispatch_id(connection, checked, code)
+                if active is not None and by_phone:
+                    await self._repo.mark_by_phone(connection, active)
+                    await self._ledger.record(connection, checked, who, "dispatch", {
+                        "dispatch_id": active, "agency": code, "by_phone": True,
+                        "note": remark,
+                    })
+                    return await self._fetch(connection, active)
+                if active is not None:
                     raise InvalidTransition(
                         f"{agency.name} sudah diteruskan untuk insiden ini dan belum selesai."
                     )
                 dispatch_id = await self._repo.insert_dispatch(connection, checked, code, who,
-                                                               remark)
+                                                               remark, by_phone=by_phone)
                 await self._ledger.record(connection, checked, who, "dispatch", {
                     "dispatch_id": dispatch_id, "agency": code,
                     "to": DispatchState.NOTIFIED.value, "note": remark,
+                    **({"by_phone": True} if by_phone else {}),
                 })
                 if next_status is not None:
                     await self._ledger.set_status(connection, current, next_status, who,

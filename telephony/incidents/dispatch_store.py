@@ -26,18 +26,6 @@ class DispatchStore:
 
     # -- dispatches ----------------------------------------------------------------------------
 
-    async def active_dispatch_exists(
-        self, connection: asyncpg.Connection, incident_id: int, agency_code: str
-    ) -> bool:
-        """Whether the agency is already dispatched to the incident and not done."""
-        return bool(await connection.fetchval(
-            """
-            SELECT EXISTS (SELECT 1 FROM dispatches
-                           WHERE incident_id = $1 AND agency_code = $2 AND state <> 'done')
-            """,
-            incident_id, agency_code,
-        ))
-
     async def has_dispatches(self, connection: asyncpg.Connection, incident_id: int) -> bool:
         """Whether any agency was ever dispatched to the incident."""
         return bool(await connection.fetchval(
@@ -46,17 +34,33 @@ class DispatchStore:
 
     async def insert_dispatch(
         self, connection: asyncpg.Connection, incident_id: int, agency_code: str, actor: str,
-        note: str,
+        note: str, *, by_phone: bool = False,
     ) -> int:
         """Record that the agency was notified; returns the dispatch id."""
         value = await connection.fetchval(
             """
-            INSERT INTO dispatches (incident_id, agency_code, dispatched_by, note)
-            VALUES ($1, $2, $3, $4) RETURNING dispatch_id
+            INSERT INTO dispatches (incident_id, agency_code, dispatched_by, note, by_phone)
+            VALUES ($1, $2, $3, $4, $5) RETURNING dispatch_id
             """,
-            incident_id, agency_code, actor, note,
+            incident_id, agency_code, actor, note, by_phone,
         )
         return int(value)
+
+    async def active_dispatch_id(
+        self, connection: asyncpg.Connection, incident_id: int, agency_code: str
+    ) -> int | None:
+        """The agency's dispatch to the incident that is not done yet, if any."""
+        value = await connection.fetchval(
+            "SELECT dispatch_id FROM dispatches "
+            "WHERE incident_id = $1 AND agency_code = $2 AND state <> 'done'",
+            incident_id, agency_code,
+        )
+        return int(value) if value is not None else None
+
+    async def mark_by_phone(self, connection: asyncpg.Connection, dispatch_id: int) -> None:
+        """The dispatch was (also) made by phone."""
+        await connection.execute(
+            "UPDATE dispatches SET by_phone = true WHERE dispatch_id = $1", dispatch_id)
 
     async def dispatch_incident_id(
         self, connection: asyncpg.Connection, dispatch_id: int

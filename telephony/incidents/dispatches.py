@@ -46,6 +46,7 @@ class Dispatch:
     done_at: datetime | None
     dispatched_by: str
     note: str
+    by_phone: bool = False  # the operator handed the caller to the agency by phone
 
 
 def status_for_dispatch(status: Status) -> Status | None:

@@ -136,6 +136,7 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
         "done_at": instant_json(dispatch.done_at),
         "dispatched_by": dispatch.dispatched_by,
         "note": dispatch.note,
+        "by_phone": dispatch.by_phone,
     }
 
 

@@ -64,6 +64,8 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "notified_at": DATETIME, "acknowledged_at": NULLABLE_DATETIME,
         "on_scene_at": NULLABLE_DATETIME, "done_at": NULLABLE_DATETIME,
         "dispatched_by": {"type": "string"}, "note": {"type": "string"},
+        "by_phone": {"type": "boolean",
+                     "description": "Diteruskan lewat telepon (alih panggilan ke instansi)"},
     }),
     "Attachment": all_required({
         "attachment_id": {"type": "integer"}, "incident_id": {"type": "integer"},

@@ -98,6 +98,26 @@ _DTMF_SEQ_BASE = 20000
 _DTMF_TS_BASE = 160000
 
 
+def _renumbered(data: bytes, seq_base: int, ts_base: int) -> bytes:
+    """An RTP pcap (sipp's: little-endian, Ethernet) whose packets start at RTP sequence
+    number ``seq_base`` and timestamp ``ts_base``, keeping their spacing."""
+    out = bytearray(data)
+    offset = 24  # pcap global header
+    first: tuple[int, int] | None = None
+    while offset < len(out):
+        (captured,) = struct.unpack_from("<I", out, offset + 8)
+        ip = offset + 16 + 14
+        udp = ip + (out[ip] & 0x0F) * 4
+        seq, timestamp = struct.unpack_from(">HI", out, udp + 8 + 2)
+        if first is None:
+            first = (seq, timestamp)
+        struct.pack_into(">HI", out, udp + 8 + 2, (seq_base + seq - first[0]) & 0xFFFF,
+                         (ts_base + timestamp - first[1]) & 0xFFFFFFFF)
+        struct.pack_into(">H", out, udp + 6, 0)  # the old checksum is wrong now; 0 = none
+        offset += 16 + captured
+    return bytes(out)
+
+
 def dtmf_pcap(digit: str, press: int) -> bytes:
     """sipp's pcap of ``digit``, renumbered as the ``press``-th digit of a call.
 
@@ -106,22 +126,16 @@ def dtmf_pcap(digit: str, press: int) -> bytes:
     late, out-of-order packet. Every press therefore gets sequence numbers and a timestamp on
     one rising scale, whatever the digit.
     """
-    data = bytearray((PCAP_DIR / f"dtmf_2833_{DTMF_NAMES[digit]}.pcap").read_bytes())
-    offset = 24  # pcap global header; the files are little-endian, Ethernet link type
-    first: tuple[int, int] | None = None
-    while offset < len(data):
-        (captured,) = struct.unpack_from("<I", data, offset + 8)
-        ip = offset + 16 + 14
-        udp = ip + (data[ip] & 0x0F) * 4
-        seq, timestamp = struct.unpack_from(">HI", data, udp + 8 + 2)
-        if first is None:
-            first = (seq, timestamp)
-        seq = (_DTMF_SEQ_BASE + press * 100 + seq - first[0]) & 0xFFFF
-        timestamp = (_DTMF_TS_BASE + press * 16000 + timestamp - first[1]) & 0xFFFFFFFF
-        struct.pack_into(">HI", data, udp + 8 + 2, seq, timestamp)
-        struct.pack_into(">H", data, udp + 6, 0)  # the old checksum is wrong now; 0 = none
-        offset += 16 + captured
-    return bytes(data)
+    data = (PCAP_DIR / f"dtmf_2833_{DTMF_NAMES[digit]}.pcap").read_bytes()
+    return _renumbered(data, _DTMF_SEQ_BASE + press * 100, _DTMF_TS_BASE + press * 16000)
+
+
+def talk_pcap(replay: int) -> bytes:
+    """The A-law pcap as the ``replay``-th stretch of one continuous talk: Asterisk drops a
+    replay that repeats the sequence numbers and timestamps of the last one, so each stretch
+    continues where the one before it ended."""
+    samples = AUDIO_PCAP_MS * 8  # 8 kHz
+    return _renumbered(AUDIO_PCAP.read_bytes(), replay * 1000, replay * samples)
 
 
 def _xml_wait(step: int, ms: int) -> str:
@@ -148,6 +162,26 @@ def _audio_steps(seconds: float, first_step: int) -> tuple[str, float]:
     if left > 0:
         xml.append(_xml_play(AUDIO_PCAP))
     return "".join(xml), left
+
+
+def _talk_steps(seconds: float, first_step: int) -> tuple[str, dict[str, bytes], float]:
+    """Talk for ``seconds`` without a break (:func:`talk_pcap` stretches back to back); returns
+    (XML, the pcap files it plays, seconds left)."""
+    xml = []
+    files = {}
+    left = seconds
+    replay = 0
+    while left * 1000 >= AUDIO_PCAP_MS:
+        name = f"talk-{replay}.pcap"
+        files[name] = talk_pcap(replay)
+        xml.append(_xml_play(name) + _xml_wait(first_step + replay, AUDIO_PCAP_MS))
+        left -= AUDIO_PCAP_MS / 1000
+        replay += 1
+    if left > 0:
+        name = f"talk-{replay}.pcap"
+        files[name] = talk_pcap(replay)
+        xml.append(_xml_play(name))
+    return "".join(xml), files, left
 
 
 def _check_header_text(name: str, value: str) -> str:
@@ -194,17 +228,23 @@ def render_caller(
     dtmf_gap: float = DTMF_PCAP_MS / 1000,
     audio: bool = False,
     talk_seconds: float = 5.0,
+    continuous: bool = False,
 ) -> Scenario:
     """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
     every ``dtmf_gap`` s (a ``,`` presses nothing for one gap), stay ``talk_seconds`` s more
-    (with the A-law pcap playing if ``audio``), then BYE.
+    (with the A-law pcap playing if ``audio``: once, as Asterisk drops its replays; the whole
+    time if ``continuous``, as a phone sending audio all along), then BYE.
 
     ``caller_id`` is the From user part (e.g. ``"081234567890"``, ``"anonymous"``, ``"+62..."``);
     ``asserted_id`` adds a P-Asserted-Identity with that number.
     """
     steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap)
     talk_left = talk_seconds
-    if audio:
+    if audio and continuous:
+        xml, talk, talk_left = _talk_steps(talk_seconds, step)
+        steps.append(xml)
+        files.update(talk)
+    elif audio:
         xml, talk_left = _audio_steps(talk_seconds, step)
         steps.append(xml)
     headers = ""
@@ -265,14 +305,18 @@ def render_callee(
     *,
     refuse: int | None = None,
     answer: bool = True,
+    ring_seconds: float = 0.0,
     dtmf: str = "",
     dtmf_delay: float = 1.0,
+    audio: bool = False,
     hold_seconds: float = 30.0,
 ) -> Scenario:
-    """The callee scenario (a caller's phone the line calls back): ring, then refuse the call
-    with SIP status ``refuse``; or ring until cancelled if not ``answer``; or answer, send
-    ``dtmf`` as :func:`render_caller` does, and wait ``hold_seconds`` s for Asterisk's BYE
-    before hanging up itself.
+    """The callee scenario (a caller's phone the line calls back, or an agency the line
+    transfers a caller to): ring, then refuse the call with SIP status ``refuse``; or ring
+    until cancelled if not ``answer``; or ring ``ring_seconds`` s (a CANCEL meanwhile is
+    accepted), answer, send ``dtmf`` as :func:`render_caller` does, talk (the A-law pcap, if
+    ``audio``), and wait until ``hold_seconds`` s after the answer for Asterisk's BYE before
+    hanging up itself.
 
     It is the operator phone's scenario (a UAS that answers what Asterisk sends) with its own
     ringing and steps.
@@ -291,11 +335,21 @@ def render_callee(
         )
     elif not answer:
         ringing = '  <recv request="CANCEL" next="cancelled"/>\n'
+    elif ring_seconds > 0:
+        ringing = (
+            f'  <recv request="CANCEL" timeout="{int(ring_seconds * 1000)}" '
+            'ontimeout="answer" next="cancelled"/>\n'
+        )
     else:
         ringing = ""
-    steps, files, _ = _dtmf_steps(dtmf, dtmf_delay, DTMF_PCAP_MS / 1000)
+    steps, files, step = _dtmf_steps(dtmf, dtmf_delay, DTMF_PCAP_MS / 1000)
+    left = hold_seconds
+    if audio:
+        xml, talk, left = _talk_steps(hold_seconds, step + 100)
+        steps.append(xml)
+        files.update(talk)
     talk_wait = (
-        f'  <recv request="BYE" timeout="{max(int(hold_seconds * 1000), 1)}" '
+        f'  <recv request="BYE" timeout="{max(int(left * 1000), 1)}" '
         'ontimeout="hangup" next="bye_received"/>\n'
     )
     xml = ConfTemplate((SCENARIO_DIR / "operator.xml").read_text(encoding="utf-8")).substitute(
@@ -472,6 +526,7 @@ def caller(
     dtmf_gap: float = DTMF_PCAP_MS / 1000,
     audio: bool = False,
     talk_seconds: float = 5.0,
+    continuous: bool = False,
     calls: int = 1,
     rate: float = 1.0,
     concurrent: int | None = None,
@@ -496,6 +551,7 @@ def caller(
         dtmf_gap=dtmf_gap,
         audio=audio,
         talk_seconds=talk_seconds,
+        continuous=continuous,
     )
     if timeout is None:
         timeout = calls / rate + dtmf_delay + len(dtmf) * dtmf_gap + talk_seconds + 30
@@ -559,19 +615,23 @@ def callee(
     *,
     refuse: int | None = None,
     answer: bool = True,
+    ring_seconds: float = 0.0,
     dtmf: str = "",
     dtmf_delay: float = 1.0,
+    audio: bool = False,
     hold_seconds: float = 30.0,
     max_calls: int | None = None,
     timeout: float = 300.0,
     trace_messages: bool = False,
 ) -> Sipp:
-    """The phones the line calls back through the carrier trunk: one UAS on ``sip_port``
-    (``Settings.carrier_sip_port``) that treats every INVITE as :func:`render_callee` says.
+    """The phones the line calls through the carrier trunk (callers it calls back, agencies it
+    transfers to): one UAS on ``sip_port`` (``Settings.carrier_sip_port``) that treats every
+    INVITE as :func:`render_callee` says.
     It runs until stopped, ``max_calls`` calls ended, or ``timeout`` s passed.
     """
     argv = [] if max_calls is None else ["-m", str(max_calls)]
-    scenario = render_callee(refuse=refuse, answer=answer, dtmf=dtmf, dtmf_delay=dtmf_delay,
+    scenario = render_callee(refuse=refuse, answer=answer, ring_seconds=ring_seconds,
+                             dtmf=dtmf, dtmf_delay=dtmf_delay, audio=audio,
                              hold_seconds=hold_seconds)
     return Sipp("callee", scenario, argv, timeout=timeout, sip_port=sip_port,
                 trace_messages=trace_messages)

@@ -20,6 +20,7 @@ from telephony.incidents.dispatch_service import DispatchService
 from telephony.incidents.service import IncidentService
 from telephony.screening.service import ScreeningService
 from telephony.settings import Settings, softphone_origin
+from telephony.transfers.service import TransferService
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,6 +71,8 @@ class ApiContext:
     screening: ScreeningService
     desks: DeskService
     config: WebConfig
+    # Transfers to agencies; None where the line runs without AMI actions (tests).
+    transfers: TransferService | None = None
 
 
 CONTEXT: Final = web.AppKey("context", ApiContext)

@@ -28,6 +28,7 @@ from telephony.reports import schemas as reports_schemas
 from telephony.screening import http as screening_http
 from telephony.screening import schemas as screening_schemas
 from telephony.supervision import schemas as supervision_schemas
+from telephony.transfers import schemas as transfers_schemas
 from telephony.wallboard import schemas as wallboard_schemas
 from telephony.web.console import pages
 from telephony.web.console.render import console_refusal, is_console
@@ -83,6 +84,7 @@ def api_schemas() -> Mapping[str, Schema]:
         wallboard_schemas.SCHEMAS,
         supervision_schemas.SCHEMAS,
         admin_schemas.SCHEMAS,
+        transfers_schemas.SCHEMAS,
         callbacks_schemas.SCHEMAS,
     )
 

@@ -216,6 +216,47 @@ def test_operator_legs_are_not_calls() -> None:
     assert t.live_calls == {caller}
 
 
+def test_transfer_legs_are_not_calls_and_report_only_their_progress() -> None:
+    """An attended transfer to an agency as the lab shows it: Atxfer's Local pair (whose
+    second half runs siaga112-consult and reports the leg), the agency's carrier-out channel,
+    the operator leaving (AgentComplete, transfer), the Local pair optimised away, then the
+    agency and the caller hanging up. Only the caller's channel is a call, the operator's
+    queue state is the queue's, and the leg's progress comes from its UserEvents."""
+    caller = "1732345678.0"
+    local1 = snapshot("1732345700.3", caller, Channel="Local/7*0275321113@siaga112-consult"
+                      "-00000000;1", Context="siaga112-consult", Exten="7*0275321113")
+    local2 = snapshot("1732345700.4", caller, Channel="Local/7*0275321113@siaga112-consult"
+                      "-00000000;2", Context="siaga112-consult", Exten="7*0275321113")
+    agency = snapshot("1732345701.5", caller, Channel="PJSIP/carrier-out-00000002",
+                      Context="siaga112-outbound", Exten="s")
+    operator = snapshot("1732345691.1", caller, Channel="PJSIP/op1001-00000001",
+                        Context="operators")
+    t = tracker()
+    assert len(t.handle(ev("Newchannel", **snapshot(caller)))) == 1
+    facts = run(t, [
+        ev("Newchannel", **local1), ev("Newchannel", **local2),
+        ev("UserEvent", "1732345700.500000", **local2, UserEvent="SiagaLeg", Leg="7",
+           State="dialling"),
+        ev("Newchannel", **agency),
+        ev("UserEvent", "1732345702.000000", **agency, UserEvent="SiagaLeg", Leg="7",
+           State="answered"),
+        ev("VarSet", **local2, Variable="DIALSTATUS", Value="ANSWER"),
+        ev("Hangup", **operator, Cause="16"),
+        ev("Hangup", **local1, Cause="16"), ev("Hangup", **local2, Cause="16"),
+        ev("UserEvent", "1732345720.000000", **agency, UserEvent="SiagaLeg", Leg="7",
+           State="ended", Status="ANSWER"),
+        ev("Hangup", **agency, Cause="16"),
+    ])
+    assert facts == [
+        LegProgressed(7, "dialling", "", "1732345700.4", at("1732345700.500000")),
+        LegProgressed(7, "answered", "", "1732345701.5", at("1732345702.000000")),
+        LegProgressed(7, "ended", "ANSWER", "1732345701.5", at("1732345720.000000")),
+    ]
+    assert t.live_calls == {caller}
+    (ended,) = t.handle(ev("Hangup", **snapshot(caller), Cause="16"))
+    assert isinstance(ended, CallEnded) and t.live_calls == frozenset()
+
+
 def test_a_channel_starting_its_own_chain_outside_the_carrier_context_is_not_a_call() -> None:
     own = snapshot("1732345700.2", Channel="PJSIP/op1001-00000002", Context="operators")
     assert tracker().handle(ev("Newchannel", **own)) == []

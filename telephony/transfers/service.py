@@ -1,0 +1,399 @@
+"""The transfer service: an operator hands the caller in front of them to an agency's number,
+blind, attended or as a three-way conference, and takes the steps of an attended transfer;
+admins keep the agencies' numbers; an incident's timeline shows every leg of its calls.
+
+A transfer is checked first (the operator is talking on the call, their channel is alive in
+Asterisk now, the number is an active agency number, no other transfer of the call is in
+progress), then recorded (a ``call_legs`` row and what it is for, in one transaction that
+serialises the call's transfers), then sent (AMI BlindTransfer or Atxfer on the operator's
+channel, with the leg's extension), then audited. A refusal sends nothing and changes nothing;
+an action Asterisk refuses marks the leg refused and is answered 503. With "by phone", the
+incident's dispatch to the agency is then recorded (or marked) through the incidents' own
+dispatch service; a dispatch it refuses leaves the transfer as it is and is said in the reply.
+
+A conference is an attended transfer the line joins into a three-way call once the agency
+answers: the service follows the legs' progress (it observes the listener's facts) and sends
+the join keys itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import asyncpg
+
+from telephony.accounts.model import Account
+from telephony.ami.actions import AmiActionError, AmiListActions
+from telephony.ami.channels import UP, live_channels, operator_channel
+from telephony.calls.facts import CallFact, LegProgressed
+from telephony.calls.legs import LegState
+from telephony.calls.store import LegRepository
+from telephony.core.errors import NotFound, SiagaError
+from telephony.db.connection import Database
+from telephony.desks.service import AuditLog, DeskService
+from telephony.incidents.dispatch_service import DispatchService
+from telephony.incidents.dispatches import Dispatch, status_for_dispatch
+from telephony.incidents.service import IncidentService
+from telephony.transfers.model import (
+    CONSULT_CONTEXT,
+    STEP_KEYS,
+    TRANSFER_CONTEXT,
+    AgencyNumber,
+    InvalidTransfer,
+    Step,
+    TimelineRow,
+    TransferConflict,
+    TransferLeg,
+    TransferMode,
+    check_step,
+    in_progress,
+    leg_extension,
+    parse_mode,
+    parse_number_input,
+    parse_step,
+    timeline_row,
+)
+from telephony.transfers.store import TransferStore
+
+log = logging.getLogger("telephony.transfers")
+
+# An operator's channel as Asterisk names it; checked before it goes into an action.
+_CHANNEL: Final = re.compile(r"^PJSIP/[A-Za-z0-9_.-]{1,64}-[0-9a-f]{8}$")
+KEY_GAP_SECONDS: Final = 0.1  # between the two digits of a key (featuredigittimeout is 1 s)
+
+
+class TransferUnavailable(SiagaError):
+    """Asterisk did not carry out the action (no AMI session, refused, no answer)."""
+
+    status = 503
+    code = "asterisk_unavailable"
+    logged = True
+
+    def __init__(self) -> None:
+        super().__init__("Asterisk tidak menjalankan perintah alih panggilan (tidak terhubung "
+                         "atau menolak). Panggilan tetap dengan Anda.")
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": "5"}
+
+
+class LegNotFound(NotFound):
+    """No transfer leg of this operator's with that id."""
+
+    code = "transfer_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Alih panggilan ini tidak ditemukan di meja Anda.")
+
+
+@dataclass(frozen=True)
+class DeskTransfers:
+    """What the operator's call panel shows of transfers."""
+
+    call_id: str | None  # the call in front of the operator
+    talking: bool  # they are talking on it: a transfer may start
+    incident_id: int | None
+    legs: list[TransferLeg]  # the call's transfer legs, oldest first
+    numbers: list[AgencyNumber]  # the numbers they may transfer to
+
+
+@dataclass(frozen=True)
+class Started:
+    """A transfer Asterisk accepted, and the dispatch recorded with it."""
+
+    leg: TransferLeg
+    dispatch: Dispatch | None
+    dispatch_error: str | None  # why the dispatch was not recorded, when asked for
+
+
+class TransferService:
+    """Transfers and conferences to agencies, over AMI; the agencies' numbers."""
+
+    def __init__(self, database: Database, ami: AmiListActions, desks: DeskService, *,
+                 incidents: IncidentService, dispatches: DispatchService, audit: AuditLog,
+                 ring_seconds: float, store: TransferStore | None = None) -> None:
+        self._database = database
+        self._ami = ami
+        self._desks = desks
+        self._incidents = incidents
+        self._dispatches = dispatches
+        self._audit = audit
+        self._ring_timeout = timedelta(seconds=ring_seconds)
+        self._store = store or TransferStore()
+        self._legs = LegRepository()
+        self._joins: dict[int, str] = {}  # conference leg -> operator channel, until answered
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- agency numbers ----------------------------------------------------------------------
+
+    async def numbers(self, *, usable_only: bool = False) -> list[AgencyNumber]:
+        """Every agency number (only those operators may use, if asked)."""
+        numbers = await self._database.run(self._store.numbers)
+        return [n for n in numbers if n.usable] if usable_only else numbers
+
+    async def save_number(self, agency_code: object, label: object, number: object,
+                          active: object = True, *, number_id: int | None = None
+                          ) -> AgencyNumber:
+        """Add an agency's number, or change one (``number_id``)."""
+        entry = parse_number_input(agency_code, label, number, active)
+
+        async def work(connection: asyncpg.Connection) -> AgencyNumber:
+            async with connection.transaction():
+                exists = await connection.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM agencies WHERE code = $1)", entry.agency_code)
+                if not exists:
+                    raise InvalidTransfer(f"Instansi {entry.agency_code} tidak dikenal.",
+                                          "agency")
+                if number_id is None:
+                    saved = await self._store.add_number(connection, entry)
+                else:
+                    try:
+                        updated = await self._store.update_number(connection, number_id, entry)
+                    except asyncpg.UniqueViolationError:
+                        raise TransferConflict("Nomor ini sudah tercatat untuk instansi ini.",
+                                               "number") from None
+                    if not updated:
+                        raise NotFound("Nomor instansi tidak ditemukan (atau milik instansi "
+                                       "lain).")
+                    saved = number_id
+                found = await self._store.number(connection, saved)
+                assert found is not None  # written in this transaction
+                return found
+
+        return await self._database.run(work)
+
+    # -- the operator's side -------------------------------------------------------------------
+
+    async def desk(self, account: Account) -> DeskTransfers:
+        """The transfers of the call in front of the operator, and the numbers to pick."""
+        state = await self._desks.state(account)
+        numbers = await self.numbers(usable_only=True)
+        current = state.current
+        if current is None:
+            return DeskTransfers(None, False, None, [], numbers)
+        call = current.call
+
+        async def work(connection: asyncpg.Connection) -> list[TransferLeg]:
+            return await self._store.legs_of_call(connection, call.call_id)
+
+        legs = await self._database.run(work)
+        return DeskTransfers(call.call_id, current.state == "talking", call.incident_id, legs,
+                             numbers)
+
+    async def start(self, account: Account, number_id: object, mode: object, *,
+                    dispatch_by_phone: bool = False, remote_address: str) -> Started:
+        """Hand the caller in front of the operator to an agency's number in ``mode``."""
+        chosen = parse_mode(mode)
+        if not isinstance(number_id, int) or isinstance(number_id, bool) or number_id < 1:
+            raise InvalidTransfer("Pilih nomor instansi.", "number_id")
+        state = await self._desks.state(account)
+        current = state.current
+        if current is None or current.state != "talking":
+            raise TransferConflict("Anda tidak sedang bicara dengan penelepon.")
+        call = current.call
+        if dispatch_by_phone:
+            await self._check_dispatchable(call.incident_id)
+        channel = await self._operator_channel(account, state.interface, call.call_id)
+        now = datetime.now(UTC)
+
+        async def work(connection: asyncpg.Connection) -> tuple[int, AgencyNumber]:
+            async with connection.transaction():
+                await self._store.lock_call(connection, call.call_id)
+                number = await self._store.number(connection, number_id)
+                if number is None or not number.usable:
+                    raise InvalidTransfer("Nomor instansi tidak dikenal atau tidak aktif.",
+                                          "number_id")
+                legs = await self._store.legs_of_call(connection, call.call_id)
+                if any(in_progress(leg, now, self._ring_timeout) for leg in legs):
+                    raise TransferConflict("Alih panggilan lain untuk panggilan ini masih "
+                                           "berjalan.")
+                leg_id = await self._legs.open(
+                    connection, kind=chosen.kind, call_id=call.call_id,
+                    incident_id=call.incident_id, operator=state.interface,
+                    actor=account.username, number=number.number, target=number.target)
+                await self._store.add_leg(connection, leg_id, number.number_id, channel)
+                return leg_id, number
+
+        leg_id, number = await self._database.run(work)
+        extension = leg_extension(leg_id, number.number)
+        if chosen is TransferMode.BLIND:
+            action = {"Action": "BlindTransfer", "Channel": channel,
+                      "Context": TRANSFER_CONTEXT, "Exten": extension}
+        else:
+            # '#' ends the digits Asterisk collects for the leg (bridge_basic's grab_transfer).
+            action = {"Action": "Atxfer", "Channel": channel, "Context": CONSULT_CONTEXT,
+                      "Exten": extension + "#"}
+        if chosen is TransferMode.CONFERENCE:
+            self._joins[leg_id] = channel  # before sending: the answer may come at once
+        try:
+            await self._ami.send_action(action)
+        except AmiActionError as exc:
+            self._joins.pop(leg_id, None)
+            log.error("%s of %s (leg %d) for %s failed: %s", action["Action"], channel, leg_id,
+                      account.username, exc)
+            reason = f"ditolak: {exc}"[:200]
+            await self._database.run(lambda c: self._legs.refused(c, leg_id, reason))
+            raise TransferUnavailable() from exc
+        log.info("%s (%s) %s call %s to %s %s (leg %d)", account.username, state.interface,
+                 chosen.value, call.call_id, number.agency_code, number.number, leg_id)
+        await self._audit.audit(
+            actor=account.username, action="transfer.start", object_type="call",
+            object_id=call.call_id, remote_address=remote_address,
+            detail={"leg_id": leg_id, "mode": chosen.value, "number_id": number.number_id,
+                    "agency": number.agency_code, "number": number.number,
+                    "dispatch_by_phone": dispatch_by_phone})
+        dispatch, dispatch_error = None, None
+        if dispatch_by_phone and call.incident_id is not None:
+            dispatch, dispatch_error = await self._dispatch(account, call.incident_id, leg_id,
+                                                            number)
+        return Started(await self._leg(leg_id), dispatch, dispatch_error)
+
+    async def step(self, account: Account, leg_id: object, step: object, *,
+                   remote_address: str) -> TransferLeg:
+        """Hand over, join, cancel or leave the operator's attended transfer or conference."""
+        chosen = parse_step(step)
+        if not isinstance(leg_id, int) or isinstance(leg_id, bool) or leg_id < 1:
+            raise LegNotFound()
+        state = await self._desks.state(account)
+        leg = await self._leg(leg_id, missing=LegNotFound())
+        if leg.leg.operator != state.interface or leg.leg.actor != account.username:
+            raise LegNotFound()
+        check_step(leg, chosen)
+        channels = await self._live_channels(account)
+        if not any(c.channel == leg.operator_channel and c.state == UP for c in channels):
+            raise TransferConflict("Telepon Anda tidak lagi tersambung pada panggilan ini.")
+        try:
+            await self._send_step(leg.operator_channel, chosen)
+        except AmiActionError as exc:
+            log.error("%s on leg %d for %s failed: %s", chosen.value, leg_id,
+                      account.username, exc)
+            raise TransferUnavailable() from exc
+        if chosen is Step.CANCEL:
+            self._joins.pop(leg_id, None)
+        await self._database.run(
+            lambda c: self._store.add_step(c, leg_id, chosen, account.username))
+        log.info("%s (%s) %s on leg %d", account.username, state.interface, chosen.value,
+                 leg_id)
+        await self._audit.audit(
+            actor=account.username, action=f"transfer.{chosen.value}", object_type="call",
+            object_id=leg.leg.call_id, remote_address=remote_address,
+            detail={"leg_id": leg_id, "mode": leg.mode.value})
+        return await self._leg(leg_id)
+
+    # -- the incident's timeline -----------------------------------------------------------------
+
+    async def timeline(self, incident_id: int) -> list[TimelineRow]:
+        """Every leg of the incident's calls, derived from ``call_legs`` at read time."""
+        await self._incidents.get(incident_id)  # IncidentNotFound for an unknown one
+
+        async def work(connection: asyncpg.Connection) -> list[TimelineRow]:
+            rows = await self._store.incident_legs(connection, incident_id)
+            return [timeline_row(leg, steps) for leg, steps in rows]
+
+        return await self._database.run(work)
+
+    # -- conferences join when the agency answers (the listener's facts) -----------------------
+
+    def recorded(self, facts: Sequence[CallFact]) -> None:
+        """The listener recorded ``facts``: a conference leg that was answered is joined."""
+        for fact in facts:
+            if (isinstance(fact, LegProgressed) and fact.leg_id in self._joins
+                    and fact.state in (LegState.ANSWERED.value, LegState.ENDED.value)):
+                channel = self._joins.pop(fact.leg_id)
+                if fact.state == LegState.ANSWERED.value:
+                    task = asyncio.create_task(self._join(fact.leg_id, channel),
+                                               name=f"conference-join-{fact.leg_id}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    def resynced(self, queues: object) -> None:
+        """Nothing to do: a conference the line missed the answer of is joined by hand."""
+
+    async def close(self) -> None:
+        """Wait for joins being sent (bounded by AMI's own timeouts)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _join(self, leg_id: int, channel: str) -> None:
+        try:
+            leg = await self._leg(leg_id)
+            if leg.took(Step.CANCEL) or leg.leg.ended_at is not None:
+                return
+            await self._send_step(channel, Step.JOIN)
+            await self._database.run(
+                lambda c: self._store.add_step(c, leg_id, Step.JOIN, leg.leg.actor))
+            log.info("conference leg %d answered: joined the caller, %s and the agency",
+                     leg_id, channel)
+        except (SiagaError, asyncpg.PostgresError, OSError) as exc:
+            log.error("conference leg %d: could not join the caller in (%s); the operator "
+                      "can press Gabungkan", leg_id, exc)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _send_step(self, channel: str, step: Step) -> None:
+        if step is Step.LEAVE:
+            await self._ami.send_action({"Action": "Hangup", "Channel": channel})
+            return
+        for index, digit in enumerate(STEP_KEYS[step]):
+            if index:
+                await asyncio.sleep(KEY_GAP_SECONDS)
+            await self._ami.send_action({"Action": "PlayDTMF", "Channel": channel,
+                                         "Digit": digit, "Receive": "yes"})
+
+    async def _leg(self, leg_id: int, *, missing: SiagaError | None = None) -> TransferLeg:
+        async def work(connection: asyncpg.Connection) -> TransferLeg | None:
+            return await self._store.leg(connection, leg_id)
+
+        leg = await self._database.run(work)
+        if leg is None:
+            raise missing or LegNotFound()
+        return leg
+
+    async def _live_channels(self, account: Account) -> list[Any]:
+        try:
+            return list(await live_channels(self._ami))
+        except AmiActionError as exc:
+            log.error("CoreShowChannels for %s's transfer failed: %s", account.username, exc)
+            raise TransferUnavailable() from exc
+
+    async def _operator_channel(self, account: Account, interface: str, call_id: str) -> str:
+        found = operator_channel(await self._live_channels(account), interface, call_id)
+        if found is None or not found.bridge_id:
+            raise TransferConflict("Telepon Anda tidak sedang tersambung dengan penelepon ini.")
+        if not _CHANNEL.fullmatch(found.channel):
+            log.error("operator channel %r of %s does not look like one; no transfer",
+                      found.channel[:80], account.username)
+            raise TransferConflict("Kanal telepon Anda tidak dikenali; alih panggilan tidak "
+                                   "dikirim.")
+        return found.channel
+
+    async def _check_dispatchable(self, incident_id: int | None) -> None:
+        """Refuse "by phone" up front when the incident could not take a dispatch."""
+        if incident_id is None:
+            raise InvalidTransfer("Panggilan ini belum punya insiden: pengerahan lewat telepon "
+                                  "tidak dapat dicatat.", "dispatch_by_phone")
+        incident = await self._incidents.get(incident_id)
+        status_for_dispatch(incident.status)  # raises InvalidTransition, with why
+
+    async def _dispatch(self, account: Account, incident_id: int, leg_id: int,
+                        number: AgencyNumber) -> tuple[Dispatch | None, str | None]:
+        try:
+            dispatch = await self._dispatches.dispatch(
+                incident_id, number.agency_code, actor=account.username, by_phone=True,
+                note=f"Alih panggilan ke {number.label} ({number.number})")
+        except SiagaError as exc:
+            if not exc.is_refusal:
+                raise
+            log.warning("transfer leg %d: dispatch by phone to %s not recorded: %s", leg_id,
+                        number.agency_code, exc.message)
+            return None, exc.message
+        await self._database.run(
+            lambda c: self._store.set_dispatch(c, leg_id, dispatch.dispatch_id))
+        return dispatch, None

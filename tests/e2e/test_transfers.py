@@ -1,0 +1,460 @@
+"""Transfers and conferences to agencies, end to end in the real lab.
+
+A sipp caller dials 112 and presses 1; the lab's operator phone (op1001, a sipp UAS) answers;
+the operator, logged in to the API, hands the caller to an agency's number. The agency is a
+sipp UAS on the carrier's port (``Settings.carrier_sip_port``), as the line dials agencies out
+through the carrier: one that answers after ringing and talks (sip-tester's A-law pcap), or one
+that never answers. Each mode is checked from Asterisk's own view (its live channels and
+bridges), the legs the line recorded (``call_legs``, the incident's timeline API and page),
+and the call's recording, stored with separate legs: the line's leg (what the caller heard)
+must carry the agency's voice after the transfer, and never be silent while the caller waits.
+
+The time from the transfer click (the API request) to the agency's phone ringing (the INVITE
+the sipp agency received) is measured and printed for each transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from pydub import AudioSegment
+
+from ivr.menu import load_menu
+from recordings.domain import Kind, State
+from recordings.store import Recording, RecordingRepository
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.ami.channels import LiveChannel, live_channels
+from telephony.app import Line
+from telephony.desks.service import assign_desk
+from telephony.incidents.model import Status
+from telephony.lab import sipp
+from telephony.settings import Settings
+from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+from tests.support.polling import eventually
+from tests.support.web import Browser
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="transfers-test",
+    sip_port=51060,
+    ami_port=51038,
+    agi_port=51573,
+    lab_operator_sip_port=51070,
+    carrier_sip_port=51080,
+    rtp_port_start=51100,
+    rtp_port_end=51999,
+    http_port=0,  # the API on any free port
+    lab_operators=5,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    incident_upkeep_seconds=0.5,
+    recordings_poll_seconds=0.5,
+    recordings_settle_seconds=1.0,
+    recordings_separate_legs=True,
+    transfer_ring_seconds=6,
+)
+OPERATOR = "PJSIP/op1001"
+PASSWORD = "kata-sandi-operator-112"
+AGENCY_NUMBER = "0275321113"
+RECORDINGS = RecordingRepository()
+LOUD_DBFS = -50.0  # sipp's pcap, a tone or a prompt; digital silence is -inf
+
+
+@pytest.fixture(scope="module")
+def base_settings() -> Settings:
+    return BASE
+
+
+@pytest.fixture(scope="module")
+def line_operators() -> dict[str, dict[str, int]]:
+    return {OPERATOR: ALL_SKILLS}
+
+
+@dataclass
+class Desk:
+    """The operator op1 at op1001, logged in to the API, and the agency number to pick."""
+
+    http: aiohttp.ClientSession
+    auth: dict[str, str]
+    number_id: int
+
+    async def get(self, path: str) -> Any:
+        response = await self.http.get(path, headers=self.auth)
+        assert response.status == 200, (path, response.status, await response.text())
+        return await response.json()
+
+    async def post(self, path: str, body: dict[str, Any], status: int) -> Any:
+        response = await self.http.post(path, headers=self.auth, json=body)
+        assert response.status == status, (path, response.status, await response.text())
+        return await response.json()
+
+
+@pytest.fixture
+async def desk(line: Line, settings: Settings) -> AsyncIterator[Desk]:
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    assert line.web.url is not None
+    async with aiohttp.ClientSession(base_url=line.web.url) as http:
+        for name, role in (("op1", "operator"), ("admin1", "admin")):
+            with contextlib.suppress(Exception):  # the module's earlier tests made them
+                await accounts.create(name, role, PASSWORD, actor="test")
+        await assign_desk(line.database, load_menu(settings.menu_file), "op1", OPERATOR,
+                          {"general": 5})
+        tokens = {}
+        for name in ("op1", "admin1"):
+            response = await http.post("/api/session", json={"username": name,
+                                                             "password": PASSWORD})
+            assert response.status == 201, await response.text()
+            tokens[name] = {"Authorization": f"Bearer {(await response.json())['token']}"}
+        admin = Desk(http, tokens["admin1"], 0)
+        number = await admin.post("/api/admin/agency-numbers", {
+            "agency": "damkar", "label": "Pos Damkar Purworejo Kota", "number": AGENCY_NUMBER,
+            "active": True}, 200)
+        yield Desk(http, tokens["op1"], number["number_id"])
+
+
+async def talking_call(desk: Desk) -> dict[str, Any]:
+    """The call in front of the operator once they talk on it (and it has its incident)."""
+
+    async def probe() -> dict[str, Any] | None:
+        state = await desk.get("/api/desk")
+        call = state["call"]
+        if call is None or call["state"] != "talking" or call["incident_id"] is None:
+            return None
+        transfers = await desk.get("/api/desk/transfers")
+        return call if transfers["talking"] else None
+
+    call: dict[str, Any] = await eventually("the operator talking to the caller", probe, 40)
+    return call
+
+
+async def channels_of(line: Line, call_id: str) -> list[LiveChannel]:
+    """The call's channels alive in Asterisk now."""
+    return [c for c in await live_channels(line.listener) if c.linkedid == call_id]
+
+
+def named(channels: list[LiveChannel], prefix: str) -> list[LiveChannel]:
+    return [c for c in channels if c.channel.startswith(prefix)]
+
+
+async def bridged_together(line: Line, call_id: str, *prefixes: str) -> list[LiveChannel]:
+    """Wait until one channel of each prefix is up and they all share one bridge."""
+
+    async def probe() -> list[LiveChannel] | None:
+        chans = await channels_of(line, call_id)
+        found = [named(chans, p) for p in prefixes]
+        if not all(len(f) == 1 and f[0].state == "Up" and f[0].bridge_id for f in found):
+            return None
+        if len({f[0].bridge_id for f in found}) != 1:
+            return None
+        return [f[0] for f in found]
+
+    return await eventually(f"{prefixes} in one bridge", probe, 20)
+
+
+async def leg_of(desk: Desk, leg_id: int, **expected: Any) -> dict[str, Any]:
+    """The operator's view of a leg once it has the expected fields (``x_set`` = not None)."""
+
+    async def probe() -> dict[str, Any] | None:
+        body = await desk.get("/api/desk/transfers")
+        legs = [leg for leg in body["legs"] if leg["leg_id"] == leg_id]
+        if not legs:
+            return None
+        leg: dict[str, Any] = legs[0]
+        for key, value in expected.items():
+            if key.endswith("_set"):
+                if (leg[key.removesuffix("_set")] is not None) != value:
+                    return None
+            elif leg[key] != value:
+                return None
+        return leg
+
+    return await eventually(f"leg {leg_id} with {expected}", probe, 30)
+
+
+def invite_time(messages: str) -> datetime:
+    """When the sipp agency received its first INVITE (sipp's trace stamps every message)."""
+    stamp = None
+    for line in messages.splitlines():
+        if line.startswith("-" * 20):
+            stamp = line.rstrip().rsplit(" ", 2)[-2:]
+        elif line.startswith("INVITE sip:") and stamp is not None:
+            return datetime.strptime(" ".join(stamp), "%Y-%m-%d %H:%M:%S.%f")
+    raise AssertionError("the agency received no INVITE")
+
+
+async def stored(line: Line, call_id: str) -> dict[Kind, Recording]:
+    async def probe() -> dict[Kind, Recording] | None:
+        rows = await line.database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id]))
+        if len(rows) == len(Kind) and all(r.state is State.DONE for r in rows):
+            return {row.kind: row for row in rows}
+        return None
+
+    return await eventually(f"the recordings of {call_id}", probe, 60)
+
+
+def audio(settings: Settings, row: Recording) -> AudioSegment:
+    assert row.storage_path is not None
+    with (settings.recordings_dir / row.storage_path).open("rb") as handle:
+        return AudioSegment.from_file(handle, format="ogg")
+
+
+def loudness(segment: AudioSegment, start: float, end: float) -> float:
+    """dBFS of ``segment`` between ``start`` and ``end`` seconds."""
+    return float(segment[int(start * 1000):int(end * 1000)].dBFS)
+
+
+async def check_recording(line: Line, settings: Settings, caller_id: str,
+                          heard_from: float, heard_to: float) -> float:
+    """The call's recording covers it whole, and what the caller heard (the line's leg) is
+    loud between ``heard_from`` and ``heard_to`` seconds after the call arrived; returns the
+    mixed recording's length."""
+    record = await ended_call(line, caller_id, within=60)
+    assert record.arrived_at is not None and record.ended_at is not None
+    rows = await stored(line, record.call_id)
+    mixed = rows[Kind.MIXED].duration_seconds
+    call_seconds = (record.ended_at - record.arrived_at).total_seconds()
+    assert mixed is not None and abs(mixed - call_seconds) <= 1.5, (mixed, call_seconds)
+    heard = audio(settings, rows[Kind.LINE])
+    assert loudness(heard, heard_from, heard_to) > LOUD_DBFS, (heard_from, heard_to)
+    return mixed
+
+
+async def start_transfer(desk: Desk, mode: str, **extra: Any) -> tuple[dict[str, Any], datetime]:
+    clicked = datetime.now()
+    started = await desk.post("/api/desk/transfers", {"number_id": desk.number_id,
+                                                      "mode": mode, **extra}, 201)
+    return started, clicked
+
+
+def report_ringing(mode: str, clicked: datetime, agency: sipp.Sipp, leg: dict[str, Any]) -> float:
+    seconds = (invite_time(agency.messages) - clicked).total_seconds()
+    rang = (datetime.fromisoformat(leg["rang_at"]) - datetime.fromisoformat(
+        leg["requested_at"])).total_seconds()
+    print(f"\n{mode}: transfer click -> agency INVITE {seconds * 1000:.0f} ms "
+          f"(leg requested -> dialplan dialling {rang * 1000:.0f} ms)")
+    assert 0 <= seconds < 3.0
+    return seconds
+
+
+def seconds_after(record_arrived: datetime, instant: str) -> float:
+    return (datetime.fromisoformat(instant) - record_arrived).total_seconds()
+
+
+async def arrived_at(line: Line, call_id: str) -> datetime:
+    records = await line.database.run(lambda c: line.repository.call_records(c, limit=50))
+    (record,) = [r for r in records if r.call_id == call_id]
+    assert record.arrived_at is not None
+    return record.arrived_at
+
+
+async def timeline(desk: Desk, incident_id: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = (await desk.get(f"/api/incidents/{incident_id}/legs"))["legs"]
+    return rows
+
+
+async def test_blind_transfer_hands_the_caller_to_the_agency_and_records_by_phone(
+    line: Line, settings: Settings, desk: Desk
+) -> None:
+    caller_id = unique_caller("0816")
+    async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
+                           hold_seconds=10, max_calls=1, trace_messages=True) as agency, \
+            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                        dtmf="1", talk_seconds=60, audio=True,
+                        continuous=True) as caller:
+        call = await talking_call(desk)
+        incident_id = call["incident_id"]
+        await line.incidents.change_status(incident_id, Status.VERIFIED, actor="op1")
+        started, clicked = await start_transfer(desk, "blind", dispatch_by_phone=True)
+        leg = started["leg"]
+        assert (leg["mode"], leg["number"], leg["allowed_steps"]) == ("blind", AGENCY_NUMBER, [])
+        assert started["dispatch"]["by_phone"] is True and started["dispatch_error"] is None
+        assert started["dispatch"]["agency_code"] == "damkar"
+        leg = await leg_of(desk, leg["leg_id"], answered_at_set=True)
+        assert leg["phase"] == "handed_over"
+        report_ringing("blind", clicked, agency, leg)
+        # Caller and agency talk in one bridge; the operator's phone is free.
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
+        assert named(await channels_of(line, call["call_id"]), OPERATOR) == []
+        assert (await agency.wait(within=30)).ok  # the agency hangs up after 10 s
+        await caller.wait(within=10)
+    ended = await leg_of(desk, leg["leg_id"], outcome="answered", ended_at_set=True)
+    arrived = await arrived_at(line, call["call_id"])
+    answered = seconds_after(arrived, ended["answered_at"])
+    mixed = await check_recording(line, settings, caller_id, answered + 0.5, answered + 5)
+    assert mixed >= answered + 9  # the recording reaches past the transfer, to the end
+    (row,) = await timeline(desk, incident_id)
+    assert (row["kind"], row["actor"], row["operator"], row["number"], row["outcome"]) == (
+        "blind_transfer", "op1", OPERATOR, AGENCY_NUMBER, "answered")
+    assert row["target"] == "Pemadam Kebakaran (Damkar) - Pos Damkar Purworejo Kota"
+    assert row["ending"] == "Penelepon tersambung langsung ke instansi"
+    assert 9 <= row["talk_seconds"] <= 12 and row["ring_seconds"] < 4
+    detail = await desk.get(f"/api/incidents/{incident_id}")
+    assert [(d["agency_code"], d["by_phone"]) for d in detail["dispatches"]] == [
+        ("damkar", True)]
+
+
+async def test_no_answer_agency_returns_the_caller_to_the_operator(
+    line: Line, settings: Settings, desk: Desk
+) -> None:
+    caller_id = unique_caller("0816")
+    async with sipp.callee(settings.carrier_sip_port, answer=False, trace_messages=True
+                           ) as agency, \
+            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                        dtmf="1", talk_seconds=25, audio=True,
+                        continuous=True) as caller:
+        call = await talking_call(desk)
+        started, clicked = await start_transfer(desk, "blind")
+        leg = await leg_of(desk, started["leg"]["leg_id"], outcome="no_answer")
+        report_ringing("blind, no answer", clicked, agency, leg)
+        assert leg["answered_at"] is None and leg["ended_at"] is not None
+        # Back with the operator who transferred: a new channel to op1001, in one bridge.
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
+        assert (await desk.get("/api/desk"))["call"]["ended_at"] is None
+        result = await caller.wait(within=40)
+    assert result.ok, result.errors  # the caller hung up itself: never hung up on
+    arrived = await arrived_at(line, call["call_id"])
+    requested = seconds_after(arrived, leg["requested_at"])
+    # The caller heard ringing while the agency rang (never silence).
+    await check_recording(line, settings, caller_id, requested + 0.5, requested + 5)
+    (row,) = await timeline(desk, call["incident_id"])
+    assert (row["kind"], row["outcome"], row["talk_seconds"]) == (
+        "blind_transfer", "no_answer", None)
+    assert row["ending"] == "Tidak diangkat; penelepon kembali ke operator"
+    assert 5 <= row["ring_seconds"] <= 8
+
+
+async def test_attended_transfer_operator_speaks_first_then_hands_over(
+    line: Line, settings: Settings, desk: Desk
+) -> None:
+    caller_id = unique_caller("0816")
+    async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
+                           hold_seconds=12, max_calls=1, trace_messages=True) as agency, \
+            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                        dtmf="1", talk_seconds=60, audio=True,
+                        continuous=True) as caller:
+        call = await talking_call(desk)
+        started, clicked = await start_transfer(desk, "attended")
+        leg_id = started["leg"]["leg_id"]
+        leg = await leg_of(desk, leg_id, phase="consulting")
+        report_ringing("attended", clicked, agency, leg)
+        assert leg["allowed_steps"] == ["hand_over", "join", "cancel"]
+        # The operator speaks to the agency (through Asterisk's Local channel of the
+        # Atxfer); the caller waits apart, on hold.
+        chans = await channels_of(line, call["call_id"])
+        (operator,) = named(chans, OPERATOR)
+        (caller_channel,) = named(chans, "PJSIP/carrier-0")
+        (consult,) = [c for c in named(chans, "Local/") if c.channel.endswith(";1")]
+        assert [c.state for c in named(chans, "PJSIP/carrier-out-")] == ["Up"]
+        assert operator.bridge_id == consult.bridge_id != caller_channel.bridge_id
+        await asyncio.sleep(2)
+        handed = await desk.post(f"/api/desk/transfers/{leg_id}/steps",
+                                 {"step": "hand_over"}, 200)
+        assert handed["phase"] == "handed_over" and handed["allowed_steps"] == []
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
+        await eventually("the operator's phone free", lambda: _no_operator(line, call), 10)
+        assert (await agency.wait(within=30)).ok
+        await caller.wait(within=10)
+    ended = await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+    arrived = await arrived_at(line, call["call_id"])
+    answered = seconds_after(arrived, ended["answered_at"])
+    handed_at = seconds_after(arrived, ended["steps"][0]["at"])
+    # On hold the caller heard the hold prompt; after the hand-over, the agency.
+    await check_recording(line, settings, caller_id, answered + 0.2, handed_at - 0.2)
+    mixed = await check_recording(line, settings, caller_id, handed_at + 0.5, answered + 6.5)
+    assert mixed >= answered + 11
+    (row,) = await timeline(desk, call["incident_id"])
+    assert (row["kind"], row["outcome"], [s["step"] for s in row["steps"]]) == (
+        "attended_transfer", "answered", ["hand_over"])
+    assert row["ending"] == "Diserahkan ke instansi setelah operator bicara"
+
+
+async def _no_operator(line: Line, call: dict[str, Any]) -> bool | None:
+    return named(await channels_of(line, call["call_id"]), OPERATOR) == [] or None
+
+
+@pytest.mark.parametrize("mode", ["attended", "conference"])
+async def test_three_way_call_the_operator_can_leave(
+    line: Line, settings: Settings, desk: Desk, mode: str
+) -> None:
+    """Attended then "Gabungkan", or a conference the line joins at the agency's answer: the
+    operator, the caller and the agency in one bridge; the operator leaves, the other two talk
+    on."""
+    caller_id = unique_caller("0816")
+    async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
+                           hold_seconds=14, max_calls=1, trace_messages=True) as agency, \
+            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                        dtmf="1", talk_seconds=60, audio=True,
+                        continuous=True) as caller:
+        call = await talking_call(desk)
+        started, clicked = await start_transfer(desk, mode)
+        leg_id = started["leg"]["leg_id"]
+        leg = await leg_of(desk, leg_id, answered_at_set=True)
+        report_ringing(mode, clicked, agency, leg)
+        if mode == "attended":
+            await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "join"}, 200)
+        leg = await leg_of(desk, leg_id, phase="conference")
+        assert leg["allowed_steps"] == ["leave"]
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR,
+                               "PJSIP/carrier-out-")
+        await asyncio.sleep(1)
+        await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "leave"}, 200)
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
+        await eventually("the operator gone", lambda: _no_operator(line, call), 10)
+        assert (await agency.wait(within=30)).ok
+        await caller.wait(within=10)
+    ended = await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+    arrived = await arrived_at(line, call["call_id"])
+    answered = seconds_after(arrived, ended["answered_at"])
+    joined = seconds_after(arrived, ended["steps"][0]["at"])
+    mixed = await check_recording(line, settings, caller_id, joined + 0.5, answered + 6.5)
+    assert mixed >= answered + 13
+    (row,) = await timeline(desk, call["incident_id"])
+    kind = "conference" if mode == "conference" else "attended_transfer"
+    assert (row["kind"], row["outcome"], [s["step"] for s in row["steps"]]) == (
+        kind, "answered", ["join", "leave"])
+    assert row["ending"] == ("Konferensi tiga pihak; operator keluar, penelepon tetap dengan "
+                             "instansi")
+    assert 13 <= row["talk_seconds"] <= 16
+
+
+async def test_incident_page_shows_the_legs(line: Line, desk: Desk) -> None:
+    """The incident page lists the legs as its API does (the module's earlier calls)."""
+    rows = await line.database.run(lambda c: c.fetch(
+        "SELECT DISTINCT incident_id FROM call_legs WHERE incident_id IS NOT NULL"))
+    assert rows, "run with the module's transfer tests"
+    assert line.web.url is not None
+    async with aiohttp.ClientSession(base_url=line.web.url,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browser(http)
+        assert (await browser.log_in("op1", PASSWORD)).status == 303
+        for row in rows:
+            legs = await timeline(desk, row["incident_id"])
+            status, html, _ = await browser.get(f"/console/incidents/{row['incident_id']}")
+            assert status == 200, html[:400]
+            for leg in legs:
+                assert f'data-leg="{leg["leg_id"]}"' in html
+                assert leg["ending"] in html
+
+    async with aiohttp.ClientSession(base_url=line.web.url,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        admin = Browser(http)
+        assert (await admin.log_in("admin1", PASSWORD)).status == 303
+        kind, message = await admin.flash(await admin.post("/console/admin/agency-numbers", {
+            "agency": "ambulans", "label": "PSC 119 Kota", "number": "0275 119 119",
+            "active": "1"}))
+        assert (kind, message) == ("ok", "Nomor PSC 119 Kota (0275119119) disimpan.")
+        status, html, _ = await admin.get("/console/admin/agency-numbers")
+        assert status == 200 and "Pos Damkar Purworejo Kota" in html and "0275119119" in html
+    numbers = (await desk.get("/api/agency-numbers"))["numbers"]
+    assert {n["number"] for n in numbers} == {AGENCY_NUMBER, "0275119119"}

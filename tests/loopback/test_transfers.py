@@ -1,0 +1,324 @@
+"""The transfer service against a real PostgreSQL and the fake Asterisk (its AMI server, through
+the real listener): the actions a transfer and its steps send, the legs and audit entries they
+leave, dispatch by phone, the conference joined when the agency answers, and refusals (not
+talking, a foreign call or leg, an inactive number, hostile input, Asterisk refusing) that send
+nothing and change nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ivr.menu import load_menu
+from telephony.accounts.model import Account
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.ami.listener import AmiListener
+from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk
+from telephony.calls.facts import LegProgressed
+from telephony.calls.legs import LegOutcome
+from telephony.core.errors import SiagaError
+from telephony.db.connection import Database
+from telephony.desks.service import DeskService, assign_desk
+from telephony.incidents.model import Status
+from telephony.incidents.store import IncidentRepository
+from telephony.settings import Settings
+from telephony.transfers.model import Step
+from telephony.transfers.service import TransferService
+from tests.support.ami import listener
+from tests.support.calls import OPERATOR, add_calls, answered, call_facts
+from tests.support.incidents import make_service
+from tests.support.polling import eventually
+from tests.support.web import CHEAP_HASHER, PASSWORD
+
+OPERATOR_CHANNEL = f"{OPERATOR}-0000002a"
+ACCEPTS = {"blindtransfer": "Transfer succeeded", "atxfer": "Atxfer successfully queued",
+           "playdtmf": "DTMF successfully queued", "hangup": "Channel Hungup"}
+
+
+@dataclass
+class Audit:
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    async def audit(self, *, actor: str, action: str, object_type: str, object_id: str,
+                    remote_address: str, detail: Mapping[str, Any] | None = None) -> None:
+        self.entries.append({"actor": actor, "action": action, "object_id": object_id,
+                             "detail": dict(detail or {})})
+
+
+class NoMenus:
+    def current(self) -> Any:
+        raise AssertionError("transfers read no menu")
+
+
+@dataclass
+class World:
+    server: FakeAsterisk
+    ami: AmiListener
+    service: TransferService
+    audit: Audit
+    database: Database
+    dsn: str
+    operator: Account
+    other: Account
+    number_id: int
+    incidents: Any
+
+    def sent(self, *names: str) -> list[dict[str, str]]:
+        wanted = {name.lower() for name in names}
+        return [a for a in self.server.actions if a.get("action", "").lower() in wanted]
+
+    async def call(self, *, live: bool = True, interface: str = OPERATOR) -> str:
+        """A call answered at OPERATOR a minute ago, with its incident; its operator channel
+        alive in Asterisk (``live``) at ``interface``."""
+        call_id = f"{datetime.now(UTC).timestamp():.0f}.{uuid.uuid4().int % 10**6}"
+        await answered(self.dsn, call_id, caller="081234567890")
+        await self.incidents.incidents.create_for_call(call_id)
+        if live:
+            self.server.channels = [channel(interface, call_id)]
+        return call_id
+
+    async def legs(self, call_id: str) -> list[Any]:
+        return await self.database.run(lambda c: self.service._store.legs_of_call(c, call_id))
+
+
+def channel(interface: str, call_id: str) -> tuple[tuple[str, str], ...]:
+    return (("Event", "CoreShowChannel"), ("Channel", f"{interface}-0000002a"),
+            ("Uniqueid", "1700000000.9"), ("Linkedid", call_id), ("ChannelState", "6"),
+            ("ChannelStateDesc", "Up"), ("BridgeId", "b1e3"), ("Application", "AppQueue"),
+            ("CallerIDNum", "112"), ("ConnectedLineNum", "081234567890"))
+
+
+@pytest.fixture
+async def world(database: Database, database_dsn: str, settings: Settings
+                ) -> AsyncIterator[World]:
+    accounts = AccountService(database, CHEAP_HASHER, AccountConfig())
+
+    async def account(name: str, interface: str) -> Account:
+        created = await accounts.create(name, "operator", PASSWORD, actor="test")
+        await assign_desk(database, load_menu(settings.menu_file), name, interface,
+                          {"general": 5})
+        return created
+
+    async with fake_asterisk() as server:
+        server.accepts.update(ACCEPTS)
+        ami = listener(server.port, ListSink())
+        await ami.start()
+        try:
+            await ami.wait_ready()
+            audit = Audit()
+            incidents = make_service(database)
+            desks = DeskService(database, ami, NoMenus(), audit)
+            service = TransferService(database, ami, desks, incidents=incidents.incidents,
+                                      dispatches=incidents.dispatches, audit=audit,
+                                      ring_seconds=20)
+            operator = await account("op1", OPERATOR)
+            other = await account("op2", "PJSIP/op1002")
+            number = await service.save_number("damkar", "Pos Damkar Kota", "0275 321-113")
+            await service.save_number("polisi", "Polsek Lama", "0275321110", False)
+            yield World(server, ami, service, audit, database, database_dsn, operator, other,
+                        number.number_id, incidents)
+        finally:
+            await ami.stop()
+
+
+async def test_blind_transfer_sends_blind_transfer_with_the_leg_and_audits(world: World) -> None:
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        remote_address="10.0.0.5")
+    leg = started.leg.leg
+    assert (leg.kind.value, leg.call_id, leg.operator, leg.actor, leg.number) == (
+        "blind_transfer", call_id, OPERATOR, "op1", "0275321113")
+    assert leg.target == "Pemadam Kebakaran (Damkar) - Pos Damkar Kota"
+    assert leg.incident_id is not None
+    (action,) = world.sent("BlindTransfer")
+    assert (action["channel"], action["context"], action["exten"]) == (
+        OPERATOR_CHANNEL, "siaga112-transfer", f"{leg.leg_id}*0275321113")
+    (entry,) = world.audit.entries
+    assert (entry["actor"], entry["action"], entry["object_id"]) == ("op1", "transfer.start",
+                                                                      call_id)
+    assert entry["detail"]["leg_id"] == leg.leg_id
+    assert started.dispatch is None and started.dispatch_error is None
+    # The same call cannot be transferred again while this leg rings.
+    with pytest.raises(SiagaError, match="masih berjalan"):
+        await world.service.start(world.operator, world.number_id, "attended",
+                                  remote_address="10.0.0.5")
+    assert len(world.sent("BlindTransfer", "Atxfer")) == 1
+
+
+async def test_attended_steps_send_the_feature_keys_and_hangup(world: World) -> None:
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        remote_address="10.0.0.5")
+    leg_id = started.leg.leg.leg_id
+    (action,) = world.sent("Atxfer")
+    assert (action["channel"], action["context"], action["exten"]) == (
+        OPERATOR_CHANNEL, "siaga112-consult", f"{leg_id}*0275321113#")
+    # Handing over waits for the agency's answer.
+    with pytest.raises(SiagaError, match="Serahkan"):
+        await world.service.step(world.operator, leg_id, "hand_over", remote_address="x")
+    await progress(world, leg_id, "dialling")
+    await progress(world, leg_id, "answered")
+    joined = await world.service.step(world.operator, leg_id, "join", remote_address="x")
+    assert [s for s, _, _ in joined.steps] == [Step.JOIN]
+    assert [(a["digit"], a["receive"]) for a in world.sent("PlayDTMF")] == [
+        ("*", "yes"), ("3", "yes")]
+    left = await world.service.step(world.operator, leg_id, "leave", remote_address="x")
+    assert [s for s, _, _ in left.steps] == [Step.JOIN, Step.LEAVE]
+    (hangup,) = world.sent("Hangup")
+    assert hangup["channel"] == OPERATOR_CHANNEL
+    assert [e["action"] for e in world.audit.entries] == [
+        "transfer.start", "transfer.join", "transfer.leave"]
+    # After leaving, the leg no longer holds the call: nothing more to do on it.
+    with pytest.raises(SiagaError):
+        await world.service.step(world.operator, leg_id, "cancel", remote_address="x")
+    assert await world.legs(call_id)
+
+
+async def progress(world: World, leg_id: int, state: str, status: str = "") -> None:
+    fact = LegProgressed(leg_id, state, status, "1700000000.77", datetime.now(UTC))
+    await add_calls(world.dsn, [fact])
+    world.service.recorded([fact])
+
+
+async def test_conference_is_joined_when_the_agency_answers(world: World) -> None:
+    await world.call()
+    started = await world.service.start(world.operator, world.number_id, "conference",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    assert started.leg.leg.kind.value == "conference"
+    await progress(world, leg_id, "dialling")
+    assert world.sent("PlayDTMF") == []
+    await progress(world, leg_id, "answered")
+
+    async def joined() -> bool | None:
+        return len(world.sent("PlayDTMF")) == 2 or None
+
+    await eventually("the join keys", joined, 5)
+    await world.service.close()
+    leg = await world.service._leg(leg_id)
+    assert [s for s, actor, _ in leg.steps] == [Step.JOIN]
+    assert [a["digit"] for a in world.sent("PlayDTMF")] == ["*", "3"]
+
+
+async def test_dispatch_by_phone_is_recorded_with_the_transfer(world: World) -> None:
+    call_id = await world.call()
+    incident = await world.database.run(
+        lambda c: IncidentRepository().incident_of_call(c, call_id))
+    assert incident is not None
+    # A new (unverified) incident takes no dispatch: refused before anything is sent.
+    with pytest.raises(SiagaError, match="diverifikasi"):
+        await world.service.start(world.operator, world.number_id, "blind",
+                                  dispatch_by_phone=True, remote_address="x")
+    assert world.sent("BlindTransfer") == [] and await world.legs(call_id) == []
+    await world.incidents.incidents.change_status(incident, Status.VERIFIED, actor="op1")
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None and started.dispatch_error is None
+    assert (started.dispatch.agency_code, started.dispatch.by_phone) == ("damkar", True)
+    assert started.leg.dispatch_id == started.dispatch.dispatch_id
+    assert (await world.incidents.incidents.get(incident)).status is Status.DISPATCHED
+
+
+@pytest.mark.parametrize("case", ["not talking", "ended call", "no live channel",
+                                  "foreign channel", "inactive number", "unknown number",
+                                  "hostile number id", "hostile mode", "other operator"])
+async def test_refusals_send_nothing_and_change_nothing(world: World, case: str) -> None:
+    account, number, mode = world.operator, world.number_id, "blind"
+    if case == "not talking":
+        world.server.channels = []
+        call_id = None
+    elif case == "ended call":
+        call_id = f"ended.{uuid.uuid4().int % 10**6}"
+        await add_calls(world.dsn, call_facts(call_id, talk=5.0))
+    else:
+        call_id = await world.call(live=case != "no live channel",
+                                   interface="PJSIP/op1002" if case == "foreign channel"
+                                   else OPERATOR)
+    numbers = await world.service.numbers()
+    inactive = next(n.number_id for n in numbers if not n.active)
+    if case == "inactive number":
+        number = inactive
+    elif case == "unknown number":
+        number = 999_999
+    elif case == "hostile number id":
+        number = "1; Action: Originate"  # type: ignore[assignment]
+    elif case == "hostile mode":
+        mode = "blind\r\nAction: Originate"
+    elif case == "other operator":
+        account = world.other
+    before = list(world.server.actions)
+    with pytest.raises(SiagaError) as refused:
+        await world.service.start(account, number, mode, remote_address="x")
+    assert 400 <= refused.value.status < 500
+    sent = [a for a in world.server.actions[len(before):]
+            if a.get("action", "").lower() not in ("coreshowchannels", "ping")]
+    assert sent == [] and world.audit.entries == []
+    if call_id is not None:
+        assert await world.legs(call_id) == []
+
+
+async def test_asterisk_refusing_marks_the_leg_refused(world: World) -> None:
+    call_id = await world.call()
+    del world.server.accepts["blindtransfer"]
+    with pytest.raises(SiagaError) as refused:
+        await world.service.start(world.operator, world.number_id, "blind", remote_address="x")
+    assert refused.value.status == 503
+    (leg,) = await world.legs(call_id)
+    assert leg.leg.outcome is LegOutcome.FAILED and leg.leg.status.startswith("ditolak:")
+    assert world.audit.entries == []
+    # A refused leg holds nothing: the operator may try again.
+    world.server.accepts["blindtransfer"] = "Transfer succeeded"
+    await world.service.start(world.operator, world.number_id, "blind", remote_address="x")
+
+
+async def test_steps_on_a_foreign_leg_are_refused(world: World) -> None:
+    await world.call()
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    for leg, step in ((leg_id, "hand_over"), (999_999, "cancel"), ("1 OR 1=1", "cancel")):
+        with pytest.raises(SiagaError) as refused:
+            await world.service.step(world.other, leg, step, remote_address="x")
+        assert refused.value.status == 404
+    with pytest.raises(SiagaError) as refused:
+        await world.service.step(world.operator, leg_id, "*2\r\nAction: Hangup",
+                                 remote_address="x")
+    assert refused.value.status == 422
+    assert world.sent("PlayDTMF", "Hangup") == []
+
+
+async def test_numbers_are_validated_and_listed(world: World) -> None:
+    for agency, label, number in (("damkar", "", "0275321113"), ("damkar", "Pos", "0275-abc"),
+                                  ("damkar", "Pos", "-o /etc"), ("nope", "Pos", "0275321113"),
+                                  ("damkar", "Pos\x07X", "1234567")):
+        with pytest.raises(SiagaError):
+            await world.service.save_number(agency, label, number)
+    usable = await world.service.numbers(usable_only=True)
+    assert [(n.agency_code, n.number, n.label) for n in usable] == [
+        ("damkar", "0275321113", "Pos Damkar Kota")]
+    # The agency's same number: relabelled, not doubled.
+    again = await world.service.save_number("damkar", "Pos Damkar Purworejo Kota", "0275321113")
+    assert again.number_id == world.number_id
+    assert len(await world.service.numbers()) == 2
+
+
+async def test_incident_timeline_lists_every_leg(world: World) -> None:
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "dialling")
+    await progress(world, leg_id, "ended", "NOANSWER")
+    incident = await world.database.run(
+        lambda c: IncidentRepository().incident_of_call(c, call_id))
+    assert incident is not None
+    (row,) = await world.service.timeline(incident)
+    assert (row.leg_id, row.actor, row.number, row.outcome) == (
+        leg_id, "op1", "0275321113", LegOutcome.NO_ANSWER)
+    assert row.ending == "Tidak diangkat; penelepon kembali ke operator"
