@@ -3,12 +3,14 @@ a caller off it, withheld numbers, closing reasons, and the call-back's Originat
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from telephony.asterisk.config import CONF_DIR as CONF
 from telephony.callbacks.errors import InvalidClosure
 from telephony.callbacks.model import (
     NETWORK_CAUSES,
@@ -272,3 +274,20 @@ def test_an_entry_names_its_incident() -> None:
     first = replace(abandoned("1.1", minutes_ago=40), incident_id=7)
     (entry,) = entries([first, abandoned("1.2", minutes_ago=10)])
     assert entry.incident_id == 7
+
+
+def test_the_dialplan_accepts_the_extensions_the_line_builds_and_nothing_else() -> None:
+    """[siaga112-callback]'s REGEX (POSIX ERE, as Asterisk runs it; these patterns mean the
+    same in Python) takes every extension originate_action builds, and refuses the rest."""
+    dialplan = (CONF / "extensions.conf").read_text(encoding="utf-8")
+    (context,) = [part for part in re.split(r"(?m)^(?=\[)", dialplan)
+                  if part.startswith("[siaga112-callback]")]
+    (pattern,) = re.findall(r'REGEX\("([^"]*)" \$\{EXTEN\}\)', context)
+    for leg_id, call_id, number in ((1, "1.2", "112"), (10**17, "1795430334.123456", CALLER),
+                                    (42, "1795430334.0", "+6281234567890")):
+        exten = originate_action(leg_id=leg_id, call_id=call_id, number=number,
+                                 interface="PJSIP/op1001", ring_seconds=30)["Exten"]
+        assert re.fullmatch(pattern, exten), exten
+    for hostile in ("0-1.2-0812345", "1-1.2-0812&PJSIP/x", "1-1.2-0812,1", "1-../x-0812345",
+                    "1-1.2-0812345-9", "1-1.2-+", "1-1.2-08123\n", "x1-1.2-0812345"):
+        assert not re.fullmatch(pattern, hostile), hostile
