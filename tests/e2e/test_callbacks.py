@@ -127,6 +127,25 @@ def entry_of(listed: dict[str, Any], call_id: str) -> dict[str, Any] | None:
                  if call_id in [c["call_id"] for c in e["calls"]]), None)
 
 
+async def listed(http: aiohttp.ClientSession, headers: dict[str, str], call_id: str
+                 ) -> dict[str, Any]:
+    """The call's entry, once the list shows it (readers share a reading a moment old)."""
+
+    async def probe() -> dict[str, Any] | None:
+        return entry_of(await entries(http, headers), call_id)
+
+    return await eventually(f"{call_id} on the worklist", probe, within=10)
+
+
+async def gone(http: aiohttp.ClientSession, headers: dict[str, str], call_id: str) -> None:
+    """Wait until the list no longer shows the call."""
+
+    async def probe() -> bool | None:
+        return True if entry_of(await entries(http, headers), call_id) is None else None
+
+    await eventually(f"{call_id} off the worklist", probe, within=10)
+
+
 async def wallboard_matches(http: aiohttp.ClientSession, supervisor: dict[str, str]) -> None:
     """The wallboard's call-back tile says what the list says (it refreshes on call facts)."""
 
@@ -152,8 +171,8 @@ async def test_an_abandoned_caller_is_called_back_from_the_worklist(
     operator = await account(line, http, "op1001", "operator", desk=OPERATOR)
     supervisor = await account(line, http, "spv1", "supervisor")
 
-    entry = entry_of(await entries(http, operator), call_id)
-    assert entry is not None and (entry["reason"], entry["possible"], entry["number"]) == (
+    entry = await listed(http, operator, call_id)
+    assert (entry["reason"], entry["possible"], entry["number"]) == (
         "abandoned", True, caller_id)
     await wallboard_matches(http, supervisor)
     # An operator opens an incident for the call before calling back.
@@ -220,8 +239,7 @@ async def test_a_withheld_caller_is_listed_as_not_possible(
     operator = await account(line, http, "op1001", "operator", desk=OPERATOR)
     supervisor = await account(line, http, "spv1", "supervisor")
 
-    entry = entry_of(await entries(http, operator), call_id)
-    assert entry is not None
+    entry = await listed(http, operator, call_id)
     assert (entry["possible"], entry["number"], entry["caller_number"]) == (
         False, None, "anonymous")
     refused = await http.post(f"/api/callbacks/{call_id}/call", headers=operator)
@@ -236,7 +254,7 @@ async def test_a_withheld_caller_is_listed_as_not_possible(
         f"/api/callbacks/{call_id}/close", headers=supervisor,
         json={"reason": "other", "note": "Nomor disembunyikan;\ntidak bisa dilacak"}))
     assert closed["note"] == "Nomor disembunyikan; tidak bisa dilacak"
-    assert entry_of(await entries(http, supervisor), call_id) is None
+    assert entry_of(await entries(http, supervisor), call_id) is None  # a write reads afresh
 
 
 async def test_a_caller_who_rang_again_and_was_answered_leaves_the_list(
@@ -245,7 +263,7 @@ async def test_a_caller_who_rang_again_and_was_answered_leaves_the_list(
     caller_id = unique_caller("0817")
     call_id = await give_up_in_the_queue(line, settings, caller_id)
     supervisor = await account(line, http, "spv1", "supervisor")
-    assert entry_of(await entries(http, supervisor), call_id) is not None
+    await listed(http, supervisor, call_id)
 
     # An operator takes the fire queue; the caller rings again (in another form of the same
     # number) and is answered.
@@ -260,7 +278,7 @@ async def test_a_caller_who_rang_again_and_was_answered_leaves_the_list(
     record = await ended_call(line, again)
     assert (record.disposition, record.operator) == ("answered", ANSWERING)
 
-    assert entry_of(await entries(http, supervisor), call_id) is None
+    await gone(http, supervisor, call_id)
     await wallboard_matches(http, supervisor)
 
 
