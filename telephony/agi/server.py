@@ -1,10 +1,14 @@
 """A small asyncio FastAGI server: Asterisk connects, we run one handler per call.
 
-Every read is bounded in size (agi_max_frame_bytes: the StreamReader limit for reply lines,
-the parser for the environment) and in time (the environment, each command and each whole
-session have their own deadline). Whatever goes
+Every read is bounded in size (agi_max_frame_bytes: the parsers bound lines and blocks, and a
+connection stops reading while what it holds unparsed passes twice that) and in time (the
+environment, each command and each whole session have their own deadline). Whatever goes
 wrong in one session ends that session with one log line and leaves the others alone; when
 we close a session early Asterisk sets AGISTATUS=FAILURE and the dialplan fails open.
+
+The bytes move through :class:`_Connection`, an asyncio protocol, rather than asyncio's
+streams: a StreamReader/StreamWriter pair and a timeout context per command cost more than
+everything else a session does, and FastAGI needs neither (one command, then one reply).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from typing import Protocol, Self
 from telephony.agi.protocol import (
     AgiEnvironment,
     AgiEvent,
-    AgiFrameTooLargeError,
     AgiHangup,
     AgiProtocolError,
     AgiReply,
@@ -37,6 +40,8 @@ log = logging.getLogger("telephony.agi")
 
 AgiHandler = Callable[["AgiSession"], Awaitable[None]]
 
+# How much one read of a socket may take: replies are a line, the environment ~1 KiB.
+_RECEIVE_BYTES = 65536
 # Bound on waiting for cancelled sessions and the listener to close during stop().
 _CLOSE_TIMEOUT = 1.0
 _HANDLER_FAILED = "FastAGI session %s: handler %r failed"
@@ -100,22 +105,113 @@ class AgiHungUpError(AgiSessionError):
     """The caller has gone: ``HANGUP`` from Asterisk, or Asterisk closed the connection."""
 
 
-class _EndOfStream(Exception):
-    """The peer closed the connection; carries the bytes received after the last newline."""
+class _Connection(asyncio.BufferedProtocol):
+    """One FastAGI connection: the bytes that arrived and are not parsed yet, whether more can
+    come, and a way to wait for either (what a StreamReader/StreamWriter pair does for us,
+    without their per-read machinery).
 
-    def __init__(self, partial: bytes) -> None:
-        super().__init__("end of stream")
-        self.partial = partial
+    Reading stops while more than ``2 * limit`` bytes wait (as a StreamReader's does), so a
+    peer that sends faster than the session reads is held back by TCP, never buffered. The
+    socket is read into a buffer the server lends every connection in turn (asyncio reads,
+    then hands over, one connection at a time): a plain protocol would get a fresh 256 KiB
+    bytes object per read, which the allocator maps and unmaps each time.
+    """
 
+    def __init__(self, server: FastAgiServer, limit: int, receive: memoryview) -> None:
+        self._server = server
+        self._limit = limit
+        self._receive = receive
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None  # the session's, kept alive here
+        self._data = bytearray()
+        self._eof = False
+        self.lost = False
+        self._reading_paused = False
+        self.writing_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        # Set by the session when the command in progress has run out of time, cleared when
+        # that command ends: its waits raise TimeoutError meanwhile.
+        self.expired = False
 
-async def _read_line(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
-    """One line including its newline; never spins at EOF, never buffers past the limit."""
-    try:
-        return await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        raise _EndOfStream(exc.partial) from None
-    except asyncio.LimitOverrunError:
-        raise AgiFrameTooLargeError(f"line longer than {max_bytes} bytes") from None
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.task = self._loop.create_task(self._server._on_connect(self))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._receive
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._data += self._receive[:nbytes]
+        if len(self._data) > 2 * self._limit and not self._reading_paused:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._reading_paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return True  # keep our side open: the session closes it when it ends
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = self.lost = True
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the connection lives on (asked once: each ask costs a getpid)."""
+        return self._loop
+
+    def expire(self) -> None:
+        """The command in progress ran out of time: its wait, now or next, raises TimeoutError."""
+        self.expired = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(TimeoutError())
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        if self.expired:
+            raise TimeoutError
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def read(self) -> bytes:
+        """Everything received and not read yet, after waiting for some; b"" at the end."""
+        while not self._data:
+            if self._eof:
+                return b""
+            await self._wait()
+        data = bytes(self._data)
+        self._data.clear()
+        if self._reading_paused and not self.lost:
+            assert self.transport is not None
+            self.transport.resume_reading()
+            self._reading_paused = False
+        return data
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is full; raise if the connection is gone."""
+        while True:
+            if self.lost:
+                raise ConnectionResetError("Connection lost")
+            if not self.writing_paused:
+                return
+            await self._wait()
 
 
 def _shown(line: bytes) -> str:
@@ -129,8 +225,7 @@ class AgiSession:
     def __init__(
         self,
         env: AgiEnvironment,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        connection: _Connection,
         *,
         command_timeout: float,
         max_frame_bytes: int,
@@ -138,10 +233,8 @@ class AgiSession:
         observer: AgiObserver | None = None,
     ) -> None:
         self._env = env
-        self._reader = reader
-        self._writer = writer
+        self._connection = connection
         self._command_timeout = command_timeout
-        self._max_frame_bytes = max_frame_bytes
         self._parser = ReplyParser(max_line_bytes=max_frame_bytes)
         # Bytes read along with the environment (a HANGUP can come before any command).
         self._received = received
@@ -152,6 +245,11 @@ class AgiSession:
         self._hung_up = False
         self._broken: str | None = None
         self._observer = observer or _Unobserved()
+        # The command timeout, with one timer per session rather than one per command: the
+        # timer fires at or before the deadline of the command in progress, and either ends
+        # it or moves on to the deadline of the command in progress then (if any).
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def env(self) -> AgiEnvironment:
@@ -179,11 +277,14 @@ class AgiSession:
             if self._broken is not None:
                 raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
             started = time.monotonic()
+            self._start_deadline()
             try:
-                async with asyncio.timeout(self._command_timeout):
-                    self._writer.write(line)
-                    await self._writer.drain()
-                    reply = await self._read_reply(line)
+                connection = self._connection
+                assert connection.transport is not None
+                connection.transport.write(line)
+                if connection.lost or connection.writing_paused:
+                    await connection.drain()
+                reply = await self._read_reply(line)
             except TimeoutError:
                 self._broken = "a command timeout"
                 raise AgiSessionError(
@@ -195,21 +296,45 @@ class AgiSession:
             except ConnectionError as exc:
                 self._hung_up = True
                 raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
+            finally:
+                self._deadline = None
+                self._connection.expired = False
             self._observer.command_answered(verb, time.monotonic() - started)
             return reply
+
+    def close(self) -> None:
+        """The session is over: its timer goes."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _start_deadline(self) -> None:
+        loop = self._connection.loop
+        self._deadline = loop.time() + self._command_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self._timer is not None
+        fired_for = self._timer.when()
+        self._timer = None
+        if self._deadline is None:
+            return  # no command in progress; the next one starts the timer again
+        if self._deadline <= fired_for:
+            self._connection.expire()
+        else:
+            self._timer = self._connection.loop.call_at(self._deadline, self._on_timer)
 
     async def _read_reply(self, line: bytes) -> AgiReply:
         while not self._events:
             if self._received:
                 data, self._received = self._received, b""
             else:
-                try:
-                    data = await _read_line(self._reader, self._max_frame_bytes)
-                except _EndOfStream:
+                data = await self._connection.read()
+                if not data:
                     # Asterisk only closes a FastAGI connection once the channel is gone.
                     self._hung_up = True
-                    raise AgiHungUpError(
-                        f"{_shown(line)}: Asterisk closed the connection") from None
+                    raise AgiHungUpError(f"{_shown(line)}: Asterisk closed the connection")
             self._events.extend(self._parser.feed(data))
         event = self._events.popleft()
         if isinstance(event, AgiHangup):
@@ -218,20 +343,20 @@ class AgiSession:
         return event
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
+def _peer(transport: asyncio.Transport) -> str:
+    peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
 
 
-def _close(writer: asyncio.StreamWriter) -> None:
+def _close(transport: asyncio.Transport) -> None:
     # Replies are awaited after each write, so the buffer is normally empty and close() sends
     # FIN at once. Bytes still queued mean a peer that stopped reading: do not wait for it.
-    if writer.transport.get_write_buffer_size():
-        writer.transport.abort()
+    if transport.get_write_buffer_size():
+        transport.abort()
     else:
-        writer.close()
+        transport.close()
 
 
 class FastAgiServer:
@@ -273,11 +398,12 @@ class FastAgiServer:
         if self._server is not None:
             raise RuntimeError("the FastAGI server is already running")
         self._stopping = False
-        self._server = await asyncio.start_server(
-            self._on_connect,
+        limit = self._config.max_frame_bytes
+        receive = memoryview(bytearray(_RECEIVE_BYTES))
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Connection(self, limit, receive),
             host=self._config.host,
             port=self._config.port,
-            limit=self._config.max_frame_bytes,
         )
         log.info("FastAGI listening on %s:%d", self._config.host, self.port)
 
@@ -321,9 +447,11 @@ class FastAgiServer:
     ) -> None:
         await self.stop()
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _on_connect(self, connection: _Connection) -> None:
         task = asyncio.current_task()
-        peer = _peer(writer)
+        assert connection.transport is not None
+        transport = connection.transport
+        peer = _peer(transport)
         try:
             if self._stopping:
                 log.warning("FastAGI connection from %s refused: shutting down", peer)
@@ -337,11 +465,10 @@ class FastAgiServer:
                 return
             if task is not None:
                 self._sessions.add(task)
-            await self._serve(reader, writer, peer)
+            await self._serve(connection, peer)
         except asyncio.CancelledError:
-            # Only stop() cancels a session, and it has logged that. The task belongs to
-            # start_server, whose Python 3.11 done-callback calls task.exception(): on a
-            # cancelled task that raises and logs a spurious loop error, so end normally.
+            # Only stop() cancels a session, and it has logged that: end normally (the task
+            # is nobody's to await, and a cancelled one would only make noise).
             pass
         except Exception:
             # _serve handles every expected failure; this is a bug, and must not kill the loop.
@@ -349,15 +476,13 @@ class FastAgiServer:
         finally:
             if task is not None:
                 self._sessions.discard(task)
-            _close(writer)
+            _close(transport)
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
-    ) -> None:
+    async def _serve(self, connection: _Connection, peer: str) -> None:
         config = self._config
         try:
             async with asyncio.timeout(config.environment_timeout):
-                env, early_replies = await self._read_environment(reader)
+                env, early_replies = await self._read_environment(connection)
         except TimeoutError:
             log.warning(
                 "FastAGI session from %s dropped: no complete environment within %g s",
@@ -384,15 +509,17 @@ class FastAgiServer:
 
         session = AgiSession(
             env,
-            reader,
-            writer,
+            connection,
             command_timeout=config.command_timeout,
             max_frame_bytes=config.max_frame_bytes,
             received=early_replies,
             observer=self._observer,
         )
         started = time.monotonic()
-        outcome = await self._run(handler, session)
+        try:
+            outcome = await self._run(handler, session)
+        finally:
+            session.close()
         self._observer.session_ended(env.script_path, outcome, time.monotonic() - started)
 
     async def _run(self, handler: AgiHandler, session: AgiSession) -> str:
@@ -427,14 +554,14 @@ class FastAgiServer:
         log.debug("FastAGI session %s finished", env.uniqueid)
         return "completed"
 
-    async def _read_environment(self, reader: asyncio.StreamReader) -> tuple[AgiEnvironment, bytes]:
+    async def _read_environment(self, connection: _Connection) -> tuple[AgiEnvironment, bytes]:
         """The environment and any bytes that followed it in the same read."""
         parser = EnvironmentParser(max_bytes=self._config.max_frame_bytes)
         while True:
             # Asterisk writes the ~23 lines in one go: parsing what has arrived saves a read
-            # per line. read() is bounded, returns b"" at EOF rather than blocking or
-            # spinning, and the parser bounds the block.
-            chunk = await reader.read(self._config.max_frame_bytes)
+            # per line. The connection holds back what passes its bound; the parser bounds the
+            # block.
+            chunk = await connection.read()
             if not chunk:
                 return parser.feed_eof(), b""  # raises: the block is incomplete
             env = parser.feed(chunk)

@@ -453,6 +453,35 @@ async def test_command_timeout_is_a_channel_error(caplog: pytest.LogCaptureFixtu
     )
 
 
+async def test_each_command_has_its_own_timeout() -> None:
+    """One timer serves the session's commands: it must give each one the whole timeout,
+    however long the session has run, and end the one that overstays it."""
+    outcomes: list[str] = []
+
+    async def handler(session: AgiSession) -> None:
+        for _ in range(4):
+            try:
+                outcomes.append((await session.command("ANSWER")).line)
+            except Exception as exc:
+                outcomes.append(str(exc))
+
+    async with (
+        running({"ivr": handler}, command_timeout=0.3) as server,
+        await FakeAsterisk.connect(server.port) as asterisk,
+    ):
+        await asterisk.send(environment())
+        for _ in range(3):
+            assert await asterisk.expect_command() == ["ANSWER"]
+            # A slow Asterisk: the three answers take longer together than one timeout.
+            await asyncio.sleep(0.15)
+            await asterisk.send(b"200 result=0\n")
+        await asterisk.expect_command()  # and never answer the fourth
+        started = time.monotonic()
+        await asterisk.wait_closed_by_server()
+        assert time.monotonic() - started < WAIT / 2
+    assert outcomes == [*["200 result=0"] * 3, "ANSWER: no reply within 0.3 s"]
+
+
 async def test_session_refuses_commands_after_a_timeout() -> None:
     outcomes: list[str] = []
 
