@@ -130,8 +130,8 @@ class _Connection(asyncio.BufferedProtocol):
         self._reading_paused = False
         self.writing_paused = False
         self._waiter: asyncio.Future[None] | None = None
-        # Set by the session when the command in progress has run out of time, cleared when
-        # that command ends: its waits raise TimeoutError meanwhile.
+        # Set when the environment or the command in progress has run out of time, cleared when
+        # that read or command ends: its waits raise TimeoutError meanwhile.
         self.expired = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -172,7 +172,8 @@ class _Connection(asyncio.BufferedProtocol):
         return self._loop
 
     def expire(self) -> None:
-        """The command in progress ran out of time: its wait, now or next, raises TimeoutError."""
+        """The environment, or the command in progress, ran out of time: the wait for it, now
+        or next, raises TimeoutError."""
         self.expired = True
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(TimeoutError())
@@ -195,7 +196,14 @@ class _Connection(asyncio.BufferedProtocol):
         while not self._data:
             if self._eof:
                 return b""
-            await self._wait()
+            if self.expired:
+                raise TimeoutError
+            # _wait() written out: this runs for every reply.
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
         data = bytes(self._data)
         self._data.clear()
         if self._reading_paused and not self.lost:
@@ -276,8 +284,7 @@ class AgiSession:
                 raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
             if self._broken is not None:
                 raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
-            started = time.monotonic()
-            self._start_deadline()
+            started = self._start_deadline()
             try:
                 connection = self._connection
                 assert connection.transport is not None
@@ -299,7 +306,7 @@ class AgiSession:
             finally:
                 self._deadline = None
                 self._connection.expired = False
-            self._observer.command_answered(verb, time.monotonic() - started)
+            self._observer.command_answered(verb, self._connection.loop.time() - started)
             return reply
 
     def close(self) -> None:
@@ -308,11 +315,14 @@ class AgiSession:
             self._timer.cancel()
             self._timer = None
 
-    def _start_deadline(self) -> None:
+    def _start_deadline(self) -> float:
+        """Start the command's deadline; returns the loop's time now (monotonic)."""
         loop = self._connection.loop
-        self._deadline = loop.time() + self._command_timeout
+        now = loop.time()
+        self._deadline = now + self._command_timeout
         if self._timer is None:
             self._timer = loop.call_at(self._deadline, self._on_timer)
+        return now
 
     def _on_timer(self) -> None:
         assert self._timer is not None
@@ -448,61 +458,71 @@ class FastAgiServer:
         await self.stop()
 
     async def _on_connect(self, connection: _Connection) -> None:
-        task = asyncio.current_task()
+        task = connection.task
         assert connection.transport is not None
         transport = connection.transport
-        peer = _peer(transport)
         try:
             if self._stopping:
-                log.warning("FastAGI connection from %s refused: shutting down", peer)
+                log.warning("FastAGI connection from %s refused: shutting down", _peer(transport))
                 return
             if len(self._sessions) >= self._config.max_sessions:
                 log.warning(
                     "FastAGI connection from %s refused: %d sessions already running",
-                    peer,
+                    _peer(transport),
                     len(self._sessions),
                 )
                 return
             if task is not None:
                 self._sessions.add(task)
-            await self._serve(connection, peer)
+            await self._serve(connection)
         except asyncio.CancelledError:
             # Only stop() cancels a session, and it has logged that: end normally (the task
             # is nobody's to await, and a cancelled one would only make noise).
             pass
         except Exception:
             # _serve handles every expected failure; this is a bug, and must not kill the loop.
-            log.exception("FastAGI session from %s failed unexpectedly", peer)
+            log.exception("FastAGI session from %s failed unexpectedly", _peer(transport))
         finally:
             if task is not None:
                 self._sessions.discard(task)
             _close(transport)
 
-    async def _serve(self, connection: _Connection, peer: str) -> None:
+    async def _serve(self, connection: _Connection) -> None:
         config = self._config
+        assert connection.transport is not None
+        transport = connection.transport  # its peer is named only in a log line
+        # Reading the environment only waits in connection.read(): expiring the connection is
+        # this deadline (a timer, without the task cancellation asyncio.timeout costs).
+        deadline = connection.loop.call_later(config.environment_timeout, connection.expire)
         try:
-            async with asyncio.timeout(config.environment_timeout):
-                env, early_replies = await self._read_environment(connection)
+            env, early_replies = await self._read_environment(connection)
         except TimeoutError:
             log.warning(
                 "FastAGI session from %s dropped: no complete environment within %g s",
-                peer,
+                _peer(transport),
                 config.environment_timeout,
             )
             return
         except AgiProtocolError as exc:
-            log.warning("FastAGI session from %s rejected: %s", peer, exc)
+            log.warning("FastAGI session from %s rejected: %s", _peer(transport), exc)
             return
         except ConnectionError as exc:
-            log.warning("FastAGI session from %s lost while reading the environment: %s", peer, exc)
+            log.warning(
+                "FastAGI session from %s lost while reading the environment: %s",
+                _peer(transport),
+                exc,
+            )
             return
+        finally:
+            deadline.cancel()
+            connection.expired = False
 
         handler = self._routes.get(env.script_path)
         if handler is None:
             log.warning(
                 "FastAGI session %s from %s rejected: no route for script %r",
                 env.uniqueid,
-                peer,
+                _peer(transport),
                 env.network_script,
             )
             return
