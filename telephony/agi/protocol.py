@@ -93,6 +93,8 @@ class _LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Every line ``data`` completes, without its newline (a trailing CR is kept)."""
+        if not self._buffer and data.endswith(b"\n"):
+            return data[:-1].split(b"\n")  # the usual read: whole lines, nothing left over
         self._buffer += data
         end = self._buffer.rfind(b"\n")
         if end == -1:

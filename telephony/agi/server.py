@@ -9,6 +9,10 @@ we close a session early Asterisk sets AGISTATUS=FAILURE and the dialplan fails 
 The bytes move through :class:`_Connection`, an asyncio protocol, rather than asyncio's
 streams: a StreamReader/StreamWriter pair and a timeout context per command cost more than
 everything else a session does, and FastAGI needs neither (one command, then one reply).
+The deadlines are kept as plain times on each connection, and one sweep of the server checks
+them all a few times a second (:func:`_sweep_interval`): timers per session and per command,
+three per call, cost the event loop more than the session's own work (each is a heap entry
+compared in Python, and a cancelled one lingers in the heap).
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ AgiHandler = Callable[["AgiSession"], Awaitable[None]]
 
 # How much one read of a socket may take: replies are a line, the environment ~1 KiB.
 _RECEIVE_BYTES = 65536
+# Deadlines are checked every tenth of the shortest timeout, within these bounds (seconds): a
+# timeout then fires at most that much late (0.1 s with the line's 5 / 30 / 90 s).
+_SWEEP_MIN = 0.01
+_SWEEP_MAX = 0.1
 # Bound on waiting for cancelled sessions and the listener to close during stop().
 _CLOSE_TIMEOUT = 1.0
 _HANDLER_FAILED = "FastAGI session %s: handler %r failed"
@@ -124,15 +132,21 @@ class _Connection(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.task: asyncio.Task[None] | None = None  # the session's, kept alive here
-        self._data = bytearray()
+        self._chunks: list[bytes] = []  # received, not read yet
+        self._pending = 0  # their length
         self._eof = False
         self.lost = False
         self._reading_paused = False
         self.writing_paused = False
         self._waiter: asyncio.Future[None] | None = None
-        # Set when the environment or the command in progress has run out of time, cleared when
-        # that read or command ends: its waits raise TimeoutError meanwhile.
+        # When the environment or the command in progress runs out of time (loop time), and
+        # whether it has: its waits then raise TimeoutError. Both cleared when it ends.
+        self.deadline: float | None = None
         self.expired = False
+        # When the session's handler runs out of time, and the timeout context that then
+        # cancels it (asyncio's own, so that cancellation means what it always means).
+        self.session_deadline: float | None = None
+        self.session_timeout: asyncio.Timeout | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -143,8 +157,9 @@ class _Connection(asyncio.BufferedProtocol):
         return self._receive
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._data += self._receive[:nbytes]
-        if len(self._data) > 2 * self._limit and not self._reading_paused:
+        self._chunks.append(bytes(self._receive[:nbytes]))
+        self._pending += nbytes
+        if self._pending > 2 * self._limit and not self._reading_paused:
             assert self.transport is not None
             self.transport.pause_reading()
             self._reading_paused = True
@@ -171,12 +186,18 @@ class _Connection(asyncio.BufferedProtocol):
         """The event loop the connection lives on (asked once: each ask costs a getpid)."""
         return self._loop
 
-    def expire(self) -> None:
-        """The environment, or the command in progress, ran out of time: the wait for it, now
-        or next, raises TimeoutError."""
-        self.expired = True
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(TimeoutError())
+    def check(self, now: float) -> None:
+        """End what has run out of time at ``now``: the wait for the environment or a reply
+        (now or next, it raises TimeoutError), or the session's handler (cancelled)."""
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            self.expired = True
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_exception(TimeoutError())
+        if self.session_deadline is not None and now >= self.session_deadline:
+            self.session_deadline = None
+            if self.session_timeout is not None:
+                self.session_timeout.reschedule(now)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -193,7 +214,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     async def read(self) -> bytes:
         """Everything received and not read yet, after waiting for some; b"" at the end."""
-        while not self._data:
+        while not self._chunks:
             if self._eof:
                 return b""
             if self.expired:
@@ -204,8 +225,10 @@ class _Connection(asyncio.BufferedProtocol):
                 await self._waiter
             finally:
                 self._waiter = None
-        data = bytes(self._data)
-        self._data.clear()
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._pending = 0
         if self._reading_paused and not self.lost:
             assert self.transport is not None
             self.transport.resume_reading()
@@ -220,6 +243,12 @@ class _Connection(asyncio.BufferedProtocol):
             if not self.writing_paused:
                 return
             await self._wait()
+
+
+def _sweep_interval(config: FastAgiConfig) -> float:
+    """How often the deadlines are checked: a tenth of the shortest timeout, bounded."""
+    shortest = min(config.environment_timeout, config.command_timeout, config.session_timeout)
+    return min(max(shortest / 10, _SWEEP_MIN), _SWEEP_MAX)
 
 
 def _shown(line: bytes) -> str:
@@ -253,11 +282,6 @@ class AgiSession:
         self._hung_up = False
         self._broken: str | None = None
         self._observer = observer or _Unobserved()
-        # The command timeout, with one timer per session rather than one per command: the
-        # timer fires at or before the deadline of the command in progress, and either ends
-        # it or moves on to the deadline of the command in progress then (if any).
-        self._deadline: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
 
     @property
     def env(self) -> AgiEnvironment:
@@ -284,9 +308,10 @@ class AgiSession:
                 raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
             if self._broken is not None:
                 raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
-            started = self._start_deadline()
+            connection = self._connection
+            started = connection.loop.time()
+            connection.deadline = started + self._command_timeout
             try:
-                connection = self._connection
                 assert connection.transport is not None
                 connection.transport.write(line)
                 if connection.lost or connection.writing_paused:
@@ -304,36 +329,10 @@ class AgiSession:
                 self._hung_up = True
                 raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
             finally:
-                self._deadline = None
-                self._connection.expired = False
-            self._observer.command_answered(verb, self._connection.loop.time() - started)
+                connection.deadline = None
+                connection.expired = False
+            self._observer.command_answered(verb, connection.loop.time() - started)
             return reply
-
-    def close(self) -> None:
-        """The session is over: its timer goes."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _start_deadline(self) -> float:
-        """Start the command's deadline; returns the loop's time now (monotonic)."""
-        loop = self._connection.loop
-        now = loop.time()
-        self._deadline = now + self._command_timeout
-        if self._timer is None:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-        return now
-
-    def _on_timer(self) -> None:
-        assert self._timer is not None
-        fired_for = self._timer.when()
-        self._timer = None
-        if self._deadline is None:
-            return  # no command in progress; the next one starts the timer again
-        if self._deadline <= fired_for:
-            self._connection.expire()
-        else:
-            self._timer = self._connection.loop.call_at(self._deadline, self._on_timer)
 
     async def _read_reply(self, line: bytes) -> AgiReply:
         while not self._events:
@@ -384,6 +383,10 @@ class FastAgiServer:
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Connections whose deadlines the sweep checks, and the sweep's next run.
+        self._watched: set[_Connection] = set()
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._sweep_every = _sweep_interval(config)
 
     @property
     def port(self) -> int:
@@ -444,6 +447,9 @@ class FastAgiServer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await server.wait_closed()
+        if self._sweep_handle is not None and not self._watched:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -457,10 +463,24 @@ class FastAgiServer:
     ) -> None:
         await self.stop()
 
+    def _sweep(self) -> None:
+        """Check every connection's deadlines; again later while there are connections."""
+        self._sweep_handle = None
+        if not self._watched:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in self._watched:
+            connection.check(now)
+        self._sweep_handle = loop.call_later(self._sweep_every, self._sweep)
+
     async def _on_connect(self, connection: _Connection) -> None:
         task = connection.task
         assert connection.transport is not None
         transport = connection.transport
+        self._watched.add(connection)
+        if self._sweep_handle is None:
+            self._sweep_handle = connection.loop.call_later(self._sweep_every, self._sweep)
         try:
             if self._stopping:
                 log.warning("FastAGI connection from %s refused: shutting down", _peer(transport))
@@ -483,6 +503,7 @@ class FastAgiServer:
             # _serve handles every expected failure; this is a bug, and must not kill the loop.
             log.exception("FastAGI session from %s failed unexpectedly", _peer(transport))
         finally:
+            self._watched.discard(connection)
             if task is not None:
                 self._sessions.discard(task)
             _close(transport)
@@ -491,9 +512,8 @@ class FastAgiServer:
         config = self._config
         assert connection.transport is not None
         transport = connection.transport  # its peer is named only in a log line
-        # Reading the environment only waits in connection.read(): expiring the connection is
-        # this deadline (a timer, without the task cancellation asyncio.timeout costs).
-        deadline = connection.loop.call_later(config.environment_timeout, connection.expire)
+        # Reading the environment only waits in connection.read(), which the sweep ends.
+        connection.deadline = connection.loop.time() + config.environment_timeout
         try:
             env, early_replies = await self._read_environment(connection)
         except TimeoutError:
@@ -514,7 +534,7 @@ class FastAgiServer:
             )
             return
         finally:
-            deadline.cancel()
+            connection.deadline = None
             connection.expired = False
 
         handler = self._routes.get(env.script_path)
@@ -536,16 +556,16 @@ class FastAgiServer:
             observer=self._observer,
         )
         started = time.monotonic()
-        try:
-            outcome = await self._run(handler, session)
-        finally:
-            session.close()
+        outcome = await self._run(handler, session, connection)
         self._observer.session_ended(env.script_path, outcome, time.monotonic() - started)
 
-    async def _run(self, handler: AgiHandler, session: AgiSession) -> str:
+    async def _run(self, handler: AgiHandler, session: AgiSession, connection: _Connection) -> str:
         """Run one session's handler within the session limit; how it ended."""
         env = session.env
-        deadline = asyncio.timeout(self._config.session_timeout)
+        # A timeout context without a timer of its own: the sweep expires it at the deadline.
+        deadline = asyncio.timeout(None)
+        connection.session_timeout = deadline
+        connection.session_deadline = connection.loop.time() + self._config.session_timeout
         try:
             async with deadline:
                 await handler(session)
@@ -571,6 +591,9 @@ class FastAgiServer:
         except Exception:
             log.exception(_HANDLER_FAILED, env.uniqueid, env.script_path)
             return "failed"
+        finally:
+            connection.session_deadline = None
+            connection.session_timeout = None
         log.debug("FastAGI session %s finished", env.uniqueid)
         return "completed"
 
