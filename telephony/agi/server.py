@@ -469,10 +469,18 @@ class FastAgiServer:
         if not self._watched:
             return
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        for connection in self._watched:
-            connection.check(now)
+        # The next sweep first: whatever one check does, the timeouts must go on working.
         self._sweep_handle = loop.call_later(self._sweep_every, self._sweep)
+        now = loop.time()
+        for connection in list(self._watched):
+            try:
+                connection.check(now)
+            except Exception:
+                # A session whose deadlines cannot be kept is ended (the dialplan fails open).
+                log.exception("FastAGI deadline check failed: connection closed")
+                self._watched.discard(connection)
+                if connection.transport is not None:
+                    connection.transport.abort()
 
     async def _on_connect(self, connection: _Connection) -> None:
         task = connection.task
