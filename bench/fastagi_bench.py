@@ -3,14 +3,20 @@
 A simulated Asterisk runs N calls, ``--concurrency`` at a time, over loopback. Each call
 sends the environment block, then answers the IVR's commands: GET DATA (a digit), then five
 SET VARIABLE, then waits for the IVR to close. The servers run in a child process so that
-they do not share an event loop (or a core) with the simulator.
+they do not share an event loop with the simulator; where the OS allows, the server is pinned
+to one core and the simulator to another. The simulator speaks through asyncio callbacks,
+not streams, so that it costs less per call than the servers it measures: the rate is then
+what the server can do on its core, not what the simulator can keep up with. Our server and
+panoramisk's run one after the other, ``--rounds`` times, so that a neighbour's load on a
+shared machine falls on both alike; the ratio is taken round by round.
 
-Reported: calls per second; the IVR side's CPU time per call (the server process, or every
-pyst2 process); ``setup``, from the environment sent to the first command received; ``cmd``,
-from a reply sent to the next command received, i.e. the IVR side's turnaround per command
-(parse the reply, run the flow, encode, write, plus loopback and queueing behind other calls).
+Reported: calls per second (min / median / max over the rounds); the IVR side's CPU time per
+call (the server process during the run, start-up excluded, or every pyst2 process); ``setup``,
+from the environment sent to the first command received; ``cmd``, from a reply sent to the
+next command received, i.e. the IVR side's turnaround per command (parse the reply, run the
+flow, encode, write, plus loopback and queueing behind other calls).
 
-Run: ``python bench/fastagi_bench.py [--sessions 2000] [--concurrency 100]``
+Run: ``python bench/fastagi_bench.py [--sessions 2000] [--concurrency 100] [--rounds 8]``
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
+import selectors
+import socket
 import statistics
 import sys
 import time
@@ -41,6 +50,9 @@ VARIABLES = (
 )
 EXPECTED_VERBS = ("GET DATA", *["SET VARIABLE"] * (1 + len(VARIABLES)))
 SESSION_BOUND = 30.0  # seconds; a stuck session is an error, not a hang of the bench
+# The IVR side (server child, pyst2 processes) gets the last core, the simulator the first.
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+SERVER_CORE, SIMULATOR_CORE = CORES[-1], CORES[0]
 
 
 def environment(uniqueid: str) -> bytes:
@@ -95,6 +107,17 @@ async def panoramisk_ivr(request: Any) -> None:
         await request.send_command(f'SET VARIABLE {name} "{value}"')
 
 
+async def stdin_closed() -> None:
+    """Wait for the parent to close our stdin, on the event loop: a thread blocked reading it
+    would make the process a threaded one, whose unmapping of memory costs more (the kernel
+    then flushes other cores' address caches) and would tilt the comparison."""
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+    )
+    await reader.read()
+
+
 async def serve(kind: str) -> None:
     """Child process: serve FastAGI on a free port, print it, stop when stdin closes."""
     logging.basicConfig(level=logging.WARNING)
@@ -103,7 +126,7 @@ async def serve(kind: str) -> None:
         server = FastAgiServer(config, {"ivr": ours_ivr})
         await server.start()
         print(f"PORT {server.port}", flush=True)
-        await asyncio.to_thread(sys.stdin.buffer.read)
+        await stdin_closed()
         await server.stop()
         return
     from panoramisk import fast_agi  # noqa: PLC0415 - only the panoramisk child needs it
@@ -112,7 +135,7 @@ async def serve(kind: str) -> None:
     application.add_route("ivr", panoramisk_ivr)
     listener = await asyncio.start_server(application.handler, "127.0.0.1", 0)
     print(f"PORT {listener.sockets[0].getsockname()[1]}", flush=True)
-    await asyncio.to_thread(sys.stdin.buffer.read)
+    await stdin_closed()
     listener.close()
 
 
@@ -140,7 +163,7 @@ def children_cpu() -> float:
 async def speak_asterisk(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, uniqueid: str, stats: Stats
 ) -> None:
-    """One call's exchange, timing each turnaround."""
+    """One call's exchange over a process's pipes, timing each turnaround."""
     writer.write(environment(uniqueid))
     await writer.drain()
     sent = time.perf_counter()
@@ -158,14 +181,94 @@ async def speak_asterisk(
     stats.completed += 1
 
 
-async def tcp_call(port: int, uniqueid: str, stats: Stats) -> None:
-    """A FastAGI call: Asterisk connects to the server."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        await speak_asterisk(reader, writer, uniqueid, stats)
-    finally:
-        writer.close()
-        await writer.wait_closed()
+class _Call:
+    """One simulated call's socket and where its exchange stands."""
+
+    def __init__(self, sock: socket.socket, uniqueid: str) -> None:
+        self.sock = sock
+        self.uniqueid = uniqueid
+        self.received = b""
+        self.answered = 0  # commands answered so far
+        self.sent = 0.0  # when we last wrote: the environment, then each reply
+        self.started = time.monotonic()
+        self.connected = False
+
+
+def simulate(port: int, sessions: int, concurrency: int) -> Stats:
+    """Play Asterisk for ``sessions`` calls, ``concurrency`` at a time, over plain non-blocking
+    sockets and one selector: a few system calls and little Python per command, so that
+    the simulator is not what limits the rate."""
+    stats = Stats()
+    selector = selectors.DefaultSelector()
+    started = 0
+    calls: set[_Call] = set()
+
+    def end(call: _Call, problem: str | None = None) -> None:
+        selector.unregister(call.sock)
+        call.sock.close()
+        calls.discard(call)
+        if problem is None:
+            stats.completed += 1
+        else:
+            stats.errors.append(f"call {call.uniqueid}: {problem}")
+
+    def receive(call: _Call) -> None:
+        data = call.sock.recv(65536)
+        if not data:  # the IVR closed the connection: the call is over
+            if call.answered < len(EXPECTED_VERBS) or call.received:
+                end(call, f"closed after {call.answered} commands, then {call.received!r}")
+            else:
+                end(call)
+            return
+        call.received += data
+        while (newline := call.received.find(b"\n")) >= 0:
+            line, call.received = call.received[: newline + 1], call.received[newline + 1 :]
+            now = time.perf_counter()
+            if call.answered == len(EXPECTED_VERBS):
+                end(call, f"expected the IVR to close, got {line!r}")
+                return
+            (stats.command if call.answered else stats.setup).append(now - call.sent)
+            verb = EXPECTED_VERBS[call.answered]
+            if not line.startswith(verb.encode()):
+                end(call, f"expected {verb}, got {line!r}")
+                return
+            call.answered += 1
+            call.sock.send(b"200 result=1\n")
+            call.sent = time.perf_counter()
+
+    def connected(call: _Call) -> None:
+        error = call.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            end(call, f"connect: {os.strerror(error)}")
+            return
+        call.connected = True
+        selector.modify(call.sock, selectors.EVENT_READ, call)
+        call.sock.send(environment(call.uniqueid))
+        call.sent = time.perf_counter()
+
+    began = time.perf_counter()
+    while started < sessions or calls:
+        while started < sessions and len(calls) < concurrency:
+            # Connecting without blocking: a connect the kernel retries (a SYN dropped on a
+            # busy machine waits a second) must hold up its own call, not the others.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))
+            call = _Call(sock, f"1795427152.{started}")
+            started += 1
+            calls.add(call)
+            selector.register(sock, selectors.EVENT_WRITE, call)
+        for key, _ in selector.select(timeout=1.0):
+            try:
+                (receive if key.data.connected else connected)(key.data)
+            except OSError as exc:
+                end(key.data, f"{type(exc).__name__}: {exc}")
+        stuck = [c for c in calls if time.monotonic() - c.started > SESSION_BOUND]
+        for call in stuck:
+            end(call, f"no end within {SESSION_BOUND:g} s")
+    stats.wall = time.perf_counter() - began
+    selector.close()
+    return stats
 
 
 async def process_call(uniqueid: str, stats: Stats) -> None:
@@ -180,6 +283,7 @@ async def process_call(uniqueid: str, stats: Stats) -> None:
     )
     assert process.stdin is not None
     assert process.stdout is not None
+    pin(process.pid, SERVER_CORE)
     finished = False
     try:
         await speak_asterisk(process.stdout, process.stdin, uniqueid, stats)
@@ -221,14 +325,27 @@ async def run_processes(sessions: int, concurrency: int) -> Stats:
     return stats
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pin(pid: int, core: int) -> None:
+    """Run ``pid`` (0: this process) on ``core`` only, when there are cores to choose from."""
+    if hasattr(os, "sched_setaffinity") and len(CORES) > 1:
+        os.sched_setaffinity(pid, {core})
+
+
 async def run_server_child(kind: str, sessions: int, concurrency: int) -> Stats:
-    """Start a server child process, drive it, stop it."""
-    cpu_before = children_cpu()
+    """Start a server child process on the last core, drive it, stop it."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         str(BENCH_SCRIPT),
         "--serve",
         kind,
+        "--core",
+        str(SERVER_CORE),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -241,10 +358,9 @@ async def run_server_child(kind: str, sessions: int, concurrency: int) -> Stats:
             raise RuntimeError(f"{kind} server did not start: {banner!r}")
         port = int(banner.split()[1])
 
-        async def call(uniqueid: str, stats: Stats) -> None:
-            await tcp_call(port, uniqueid, stats)
-
-        stats = await drive(sessions, concurrency, call)
+        cpu_before = process_cpu(child.pid)
+        stats = await asyncio.to_thread(simulate, port, sessions, concurrency)
+        stats.cpu = process_cpu(child.pid) - cpu_before
     finally:
         child.stdin.close()
         try:
@@ -253,7 +369,6 @@ async def run_server_child(kind: str, sessions: int, concurrency: int) -> Stats:
         except TimeoutError:
             child.kill()
             await child.wait()
-    stats.cpu = children_cpu() - cpu_before
     return stats
 
 
@@ -263,11 +378,16 @@ def _ms(samples: list[float], quantile: int) -> str:
     return f"{statistics.quantiles(samples, n=100)[quantile - 1] * 1000:.2f}"
 
 
+def _rates(runs: list[Stats]) -> list[float]:
+    return [stats.completed / stats.wall for stats in runs]
+
+
 async def main() -> None:
-    """Parse arguments, run the three implementations, print the table."""
+    """Parse arguments, run the implementations, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=2000, help="calls per FastAGI server")
+    parser.add_argument("--sessions", type=int, default=2000, help="calls per round and server")
     parser.add_argument("--concurrency", type=int, default=100, help="calls in flight at once")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds of both FastAGI servers")
     parser.add_argument(
         "--classic-sessions",
         type=int,
@@ -275,42 +395,72 @@ async def main() -> None:
         help="calls for the pyst2 process-per-call run (each starts a Python interpreter)",
     )
     parser.add_argument("--serve", choices=("ours", "panoramisk"), help=argparse.SUPPRESS)
+    parser.add_argument("--core", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
+        if args.core is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {args.core})  # the whole child, before it starts anything
         await serve(args.serve)
         return
 
+    pin(0, SIMULATOR_CORE)
+    servers = {"siaga112 FastAgiServer": "ours", "panoramisk 1.4 Application": "panoramisk"}
+    runs: dict[str, list[Stats]] = {name: [] for name in servers}
+    for round_number in range(args.rounds):
+        # Alternate who goes first, so neither always runs on a machine the other warmed.
+        order = list(servers) if round_number % 2 == 0 else list(reversed(servers))
+        for name in order:
+            runs[name].append(
+                await run_server_child(servers[name], args.sessions, args.concurrency)
+            )
     classic = min(args.classic_sessions, args.sessions)
-    runs = [
-        ("siaga112 FastAgiServer", await run_server_child("ours", args.sessions, args.concurrency)),
-        (
-            "panoramisk 1.4 Application",
-            await run_server_child("panoramisk", args.sessions, args.concurrency),
-        ),
-        ("pyst2 0.5.1 process per call", await run_processes(classic, args.concurrency)),
-    ]
+    if classic:
+        runs["pyst2 0.5.1 process per call"] = [await run_processes(classic, args.concurrency)]
     print(
         f"FastAGI over loopback: {len(EXPECTED_VERBS)} commands per call, "
-        f"concurrency {args.concurrency}"
+        f"concurrency {args.concurrency}, {args.sessions} calls x {args.rounds} rounds, "
+        f"server on core {SERVER_CORE}, simulator on core {SIMULATOR_CORE}"
     )
-    header = f"{'implementation':<30}{'calls':>7}{'calls/s':>9}{'cpu/call':>10}"
+    header = f"{'implementation':<30}{'calls/s min':>12}{'median':>8}{'max':>8}{'cpu/call':>10}"
     header += f"{'setup p50':>11}{'cmd p50':>9}{'cmd p99':>9}{'errors':>8}"
     print(header)
     print("-" * len(header))
-    for name, stats in runs:
-        cpu_per_call = stats.cpu / stats.completed * 1000 if stats.completed else 0.0
+    for name, stats_list in runs.items():
+        rates = _rates(stats_list)
+        completed = sum(stats.completed for stats in stats_list)
+        cpu = sum(stats.cpu for stats in stats_list)
+        setup = [sample for stats in stats_list for sample in stats.setup]
+        command = [sample for stats in stats_list for sample in stats.command]
+        errors = [error for stats in stats_list for error in stats.errors]
         print(
-            f"{name:<30}{stats.completed:>7}{stats.completed / stats.wall:>9.0f}"
-            f"{cpu_per_call:>10.2f}{_ms(stats.setup, 50):>11}"
-            f"{_ms(stats.command, 50):>9}{_ms(stats.command, 99):>9}{len(stats.errors):>8}"
+            f"{name:<30}{min(rates):>12.0f}{statistics.median(rates):>8.0f}{max(rates):>8.0f}"
+            f"{(cpu / completed * 1000 if completed else 0.0):>10.3f}{_ms(setup, 50):>11}"
+            f"{_ms(command, 50):>9}{_ms(command, 99):>9}{len(errors):>8}"
         )
+        if errors:
+            print(f"  first error: {errors[0]}")
+    ours, theirs = (_rates(runs[name]) for name in servers)
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
     print(
-        "times in ms; cpu/call: the IVR side's processes; setup: environment sent -> first "
-        "command; cmd: reply sent -> next command"
+        f"siaga112 / panoramisk calls/s, round by round: min {min(ratios):.2f}x, "
+        f"median {statistics.median(ratios):.2f}x, max {max(ratios):.2f}x"
     )
-    for name, stats in runs:
-        if stats.errors:
-            print(f"{name}: first error: {stats.errors[0]}")
+    # Calls per second of server CPU: what one core would serve, whatever the neighbours took.
+    per_cpu = [
+        sum(stats.completed for stats in runs[name]) / sum(stats.cpu for stats in runs[name])
+        for name in servers
+    ]
+    print(
+        f"calls per server CPU second: siaga112 {per_cpu[0]:,.0f}, panoramisk "
+        f"{per_cpu[1]:,.0f} ({per_cpu[0] / per_cpu[1]:.2f}x)"
+    )
+    if "pyst2 0.5.1 process per call" in runs:
+        pyst2 = _rates(runs["pyst2 0.5.1 process per call"])[0]
+        print(f"siaga112 / pyst2 calls/s: {statistics.median(ours) / pyst2:.0f}x")
+    print(
+        "times in ms; cpu/call: the IVR side's processes while serving; setup: environment "
+        "sent -> first command; cmd: reply sent -> next command"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypeVar
 
 from telephony.core.errors import SiagaError
 
@@ -41,6 +41,8 @@ _UNSAFE_IN_ARGUMENT = re.compile(r"[\r\n\0]")
 # The only characters res_agi's parse_args() treats specially.
 _NEEDS_QUOTES = re.compile(r'[ \t"\\]')
 _SHOWN_CHARS = 60
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class AgiProtocolError(SiagaError):
@@ -91,6 +93,8 @@ class _LineSplitter:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Every line ``data`` completes, without its newline (a trailing CR is kept)."""
+        if not self._buffer and data.endswith(b"\n"):
+            return data[:-1].split(b"\n")  # the usual read: whole lines, nothing left over
         self._buffer += data
         end = self._buffer.rfind(b"\n")
         if end == -1:
@@ -103,6 +107,27 @@ class _LineSplitter:
         rest = bytes(self._buffer)
         self._buffer.clear()
         return rest
+
+
+def _index(lines: list[bytes], line: bytes) -> int:
+    """Where ``line`` first is in ``lines``, or ``len(lines)``."""
+    try:
+        return lines.index(line)
+    except ValueError:
+        return len(lines)
+
+
+# The agi_* names seen so far: Asterisk sends the same two dozen (and agi_arg_N) every call.
+_agi_keys: set[str] = set()
+_MAX_AGI_KEYS = 1024  # made-up names must not grow it without end
+
+
+def _is_agi_key(key: str) -> bool:
+    if _KEY.fullmatch(key) is None:
+        return False
+    if len(_agi_keys) < _MAX_AGI_KEYS:
+        _agi_keys.add(key)
+    return True
 
 
 def _strip_cr(line: bytes) -> bytes:
@@ -234,7 +259,12 @@ class EnvironmentParser:
         if self._environment is not None:
             raise RuntimeError("the environment block is already complete")
         lines = self._lines.feed(data)
-        for index, raw in enumerate(lines):
+        # The lines before the blank one, all at once when they are the common case; the loop
+        # below then starts at the blank line. Otherwise the loop takes every line itself, and
+        # raises at the first bad one.
+        end = min(_index(lines, b""), _index(lines, b"\r"))
+        done = end if self._add_lines_at_once(lines[:end]) else 0
+        for index, raw in enumerate(lines[done:], start=done):
             self._block_bytes += len(raw) + 1
             if self._block_bytes > self._max_bytes:
                 raise AgiFrameTooLargeError(
@@ -264,6 +294,34 @@ class EnvironmentParser:
                 "before the blank line"
             )
         return self._environment
+
+    def _add_lines_at_once(self, block: list[bytes]) -> bool:
+        """Add ``block`` (lines, none blank) whole and say True, if the line-by-line path
+        would accept every one of them (within the bounds, UTF-8, no CR, ``agi_*: value``, no
+        key repeated); else change nothing and say False."""
+        if not block:
+            return True
+        size = self._block_bytes + sum(map(len, block)) + len(block)
+        if size > self._max_bytes or self._line_count + len(block) > self._max_lines:
+            return False
+        try:
+            text = b"\n".join(block).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if "\r" in text:
+            return False
+        parts = [line.partition(": ") for line in text.split("\n")]
+        variables = {
+            key: value
+            for key, separator, value in parts
+            if separator and (key in _agi_keys or _is_agi_key(key))
+        }
+        if len(variables) != len(parts) or not variables.keys().isdisjoint(self._variables):
+            return False
+        self._variables.update(variables)
+        self._block_bytes = size
+        self._line_count += len(block)
+        return True
 
     def _add_line(self, raw: bytes) -> None:
         self._line_count += 1
@@ -338,6 +396,21 @@ def _parse_success(line: str, rest: str) -> AgiReply:
     return AgiReply(code=200, line=line, result=match["result"], data=data, endpos=endpos)
 
 
+# Reply lines seen lately -> what they mean. Replies repeat ("200 result=1", "HANGUP", "200
+# result= (timeout)"), and outside a 520 usage block what a line means does not depend on what
+# came before it: a line met again is looked up, not parsed. Events are immutable: shared.
+_replies: dict[bytes, AgiEvent] = {}
+# Commands sent lately -> their line; the IVR sends the same few over and over.
+_commands: dict[tuple[str, ...], bytes] = {}
+_MAX_REMEMBERED = 1024  # each memo is emptied when full, so it holds what is current
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
+    if len(memo) >= _MAX_REMEMBERED:
+        memo.clear()
+    memo[key] = value
+
+
 class ReplyParser:
     """Parses the reply stream; :meth:`feed` returns every event completed by ``data``.
 
@@ -364,6 +437,9 @@ class ReplyParser:
         for raw in self._lines.feed(data):
             if len(raw) >= self._max_line_bytes:
                 raise AgiFrameTooLargeError(f"reply line longer than {self._max_line_bytes} bytes")
+            if self._usage is None and (known := _replies.get(raw)) is not None:
+                events.append(known)
+                continue
             try:
                 line = _strip_cr(raw).decode("utf-8")
             except UnicodeDecodeError:
@@ -372,6 +448,8 @@ class ReplyParser:
                 event: AgiEvent | None = self._continue_usage(self._usage, line, len(raw) + 1)
             else:
                 event = self._parse_line(line, len(raw) + 1)
+                if event is not None:
+                    _remember(_replies, raw, event)
             if event is not None:
                 events.append(event)
         if self._lines.pending > self._max_line_bytes:
@@ -441,6 +519,8 @@ def encode_command(verb: str, *arguments: str) -> bytes:
     caller-controlled) as a second command, a CR is one to any CRLF-tolerant reader, and a NUL
     silently cuts the line short in Asterisk's C strings.
     """
+    if (known := _commands.get((verb, *arguments))) is not None:
+        return known
     if not _VERB.fullmatch(verb):
         raise AgiArgumentError(f"not an AGI command name: {_shown(verb)}")
     for position, argument in enumerate(arguments, start=1):
@@ -454,4 +534,5 @@ def encode_command(verb: str, *arguments: str) -> bytes:
         raise AgiArgumentError(f"{verb}: an argument cannot be encoded as UTF-8") from None
     if len(line) > MAX_COMMAND_BYTES:
         raise AgiArgumentError(f"{verb}: command longer than {MAX_COMMAND_BYTES} bytes")
+    _remember(_commands, (verb, *arguments), line)
     return line

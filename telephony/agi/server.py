@@ -1,10 +1,18 @@
 """A small asyncio FastAGI server: Asterisk connects, we run one handler per call.
 
-Every read is bounded in size (agi_max_frame_bytes: the StreamReader limit for reply lines,
-the parser for the environment) and in time (the environment, each command and each whole
-session have their own deadline). Whatever goes
+Every read is bounded in size (agi_max_frame_bytes: the parsers bound lines and blocks, and a
+connection stops reading while what it holds unparsed passes twice that) and in time (the
+environment, each command and each whole session have their own deadline). Whatever goes
 wrong in one session ends that session with one log line and leaves the others alone; when
 we close a session early Asterisk sets AGISTATUS=FAILURE and the dialplan fails open.
+
+The bytes move through :class:`_Connection`, an asyncio protocol, rather than asyncio's
+streams: a StreamReader/StreamWriter pair and a timeout context per command cost more than
+everything else a session does, and FastAGI needs neither (one command, then one reply).
+The deadlines are kept as plain times on each connection, and one sweep of the server checks
+them all a few times a second (:func:`_sweep_interval`): timers per session and per command,
+three per call, cost the event loop more than the session's own work (each is a heap entry
+compared in Python, and a cancelled one lingers in the heap).
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from typing import Protocol, Self
 from telephony.agi.protocol import (
     AgiEnvironment,
     AgiEvent,
-    AgiFrameTooLargeError,
     AgiHangup,
     AgiProtocolError,
     AgiReply,
@@ -37,6 +44,12 @@ log = logging.getLogger("telephony.agi")
 
 AgiHandler = Callable[["AgiSession"], Awaitable[None]]
 
+# How much one read of a socket may take: replies are a line, the environment ~1 KiB.
+_RECEIVE_BYTES = 65536
+# Deadlines are checked every tenth of the shortest timeout, within these bounds (seconds): a
+# timeout then fires at most that much late (0.1 s with the line's 5 / 30 / 90 s).
+_SWEEP_MIN = 0.01
+_SWEEP_MAX = 0.1
 # Bound on waiting for cancelled sessions and the listener to close during stop().
 _CLOSE_TIMEOUT = 1.0
 _HANDLER_FAILED = "FastAGI session %s: handler %r failed"
@@ -100,22 +113,142 @@ class AgiHungUpError(AgiSessionError):
     """The caller has gone: ``HANGUP`` from Asterisk, or Asterisk closed the connection."""
 
 
-class _EndOfStream(Exception):
-    """The peer closed the connection; carries the bytes received after the last newline."""
+class _Connection(asyncio.BufferedProtocol):
+    """One FastAGI connection: the bytes that arrived and are not parsed yet, whether more can
+    come, and a way to wait for either (what a StreamReader/StreamWriter pair does for us,
+    without their per-read machinery).
 
-    def __init__(self, partial: bytes) -> None:
-        super().__init__("end of stream")
-        self.partial = partial
+    Reading stops while more than ``2 * limit`` bytes wait (as a StreamReader's does), so a
+    peer that sends faster than the session reads is held back by TCP, never buffered. The
+    socket is read into a buffer the server lends every connection in turn (asyncio reads,
+    then hands over, one connection at a time): a plain protocol would get a fresh 256 KiB
+    bytes object per read, which the allocator maps and unmaps each time.
+    """
+
+    def __init__(self, server: FastAgiServer, limit: int, receive: memoryview) -> None:
+        self._server = server
+        self._limit = limit
+        self._receive = receive
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None  # the session's, kept alive here
+        self._chunks: list[bytes] = []  # received, not read yet
+        self._pending = 0  # their length
+        self._eof = False
+        self.lost = False
+        self._reading_paused = False
+        self.writing_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        # When the environment or the command in progress runs out of time (loop time), and
+        # whether it has: its waits then raise TimeoutError. Both cleared when it ends.
+        self.deadline: float | None = None
+        self.expired = False
+        # When the session's handler runs out of time, and the timeout context that then
+        # cancels it (asyncio's own, so that cancellation means what it always means).
+        self.session_deadline: float | None = None
+        self.session_timeout: asyncio.Timeout | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.task = self._loop.create_task(self._server._on_connect(self))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._receive
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._chunks.append(bytes(self._receive[:nbytes]))
+        self._pending += nbytes
+        if self._pending > 2 * self._limit and not self._reading_paused:
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self._reading_paused = True
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return True  # keep our side open: the session closes it when it ends
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = self.lost = True
+        self._wake()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the connection lives on (asked once: each ask costs a getpid)."""
+        return self._loop
+
+    def check(self, now: float) -> None:
+        """End what has run out of time at ``now``: the wait for the environment or a reply
+        (now or next, it raises TimeoutError), or the session's handler (cancelled)."""
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            self.expired = True
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_exception(TimeoutError())
+        if self.session_deadline is not None and now >= self.session_deadline:
+            self.session_deadline = None
+            if self.session_timeout is not None:
+                self.session_timeout.reschedule(now)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        if self.expired:
+            raise TimeoutError
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def read(self) -> bytes:
+        """Everything received and not read yet, after waiting for some; b"" at the end."""
+        while not self._chunks:
+            if self._eof:
+                return b""
+            if self.expired:
+                raise TimeoutError
+            # _wait() written out: this runs for every reply.
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        chunks = self._chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = []
+        self._pending = 0
+        if self._reading_paused and not self.lost:
+            assert self.transport is not None
+            self.transport.resume_reading()
+            self._reading_paused = False
+        return data
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is full; raise if the connection is gone."""
+        while True:
+            if self.lost:
+                raise ConnectionResetError("Connection lost")
+            if not self.writing_paused:
+                return
+            await self._wait()
 
 
-async def _read_line(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
-    """One line including its newline; never spins at EOF, never buffers past the limit."""
-    try:
-        return await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        raise _EndOfStream(exc.partial) from None
-    except asyncio.LimitOverrunError:
-        raise AgiFrameTooLargeError(f"line longer than {max_bytes} bytes") from None
+def _sweep_interval(config: FastAgiConfig) -> float:
+    """How often the deadlines are checked: a tenth of the shortest timeout, bounded."""
+    shortest = min(config.environment_timeout, config.command_timeout, config.session_timeout)
+    return min(max(shortest / 10, _SWEEP_MIN), _SWEEP_MAX)
 
 
 def _shown(line: bytes) -> str:
@@ -129,8 +262,7 @@ class AgiSession:
     def __init__(
         self,
         env: AgiEnvironment,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        connection: _Connection,
         *,
         command_timeout: float,
         max_frame_bytes: int,
@@ -138,10 +270,8 @@ class AgiSession:
         observer: AgiObserver | None = None,
     ) -> None:
         self._env = env
-        self._reader = reader
-        self._writer = writer
+        self._connection = connection
         self._command_timeout = command_timeout
-        self._max_frame_bytes = max_frame_bytes
         self._parser = ReplyParser(max_line_bytes=max_frame_bytes)
         # Bytes read along with the environment (a HANGUP can come before any command).
         self._received = received
@@ -178,12 +308,15 @@ class AgiSession:
                 raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
             if self._broken is not None:
                 raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
-            started = time.monotonic()
+            connection = self._connection
+            started = connection.loop.time()
+            connection.deadline = started + self._command_timeout
             try:
-                async with asyncio.timeout(self._command_timeout):
-                    self._writer.write(line)
-                    await self._writer.drain()
-                    reply = await self._read_reply(line)
+                assert connection.transport is not None
+                connection.transport.write(line)
+                if connection.lost or connection.writing_paused:
+                    await connection.drain()
+                reply = await self._read_reply(line)
             except TimeoutError:
                 self._broken = "a command timeout"
                 raise AgiSessionError(
@@ -195,7 +328,10 @@ class AgiSession:
             except ConnectionError as exc:
                 self._hung_up = True
                 raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
-            self._observer.command_answered(verb, time.monotonic() - started)
+            finally:
+                connection.deadline = None
+                connection.expired = False
+            self._observer.command_answered(verb, connection.loop.time() - started)
             return reply
 
     async def _read_reply(self, line: bytes) -> AgiReply:
@@ -203,13 +339,11 @@ class AgiSession:
             if self._received:
                 data, self._received = self._received, b""
             else:
-                try:
-                    data = await _read_line(self._reader, self._max_frame_bytes)
-                except _EndOfStream:
+                data = await self._connection.read()
+                if not data:
                     # Asterisk only closes a FastAGI connection once the channel is gone.
                     self._hung_up = True
-                    raise AgiHungUpError(
-                        f"{_shown(line)}: Asterisk closed the connection") from None
+                    raise AgiHungUpError(f"{_shown(line)}: Asterisk closed the connection")
             self._events.extend(self._parser.feed(data))
         event = self._events.popleft()
         if isinstance(event, AgiHangup):
@@ -218,20 +352,20 @@ class AgiSession:
         return event
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
+def _peer(transport: asyncio.Transport) -> str:
+    peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
 
 
-def _close(writer: asyncio.StreamWriter) -> None:
+def _close(transport: asyncio.Transport) -> None:
     # Replies are awaited after each write, so the buffer is normally empty and close() sends
     # FIN at once. Bytes still queued mean a peer that stopped reading: do not wait for it.
-    if writer.transport.get_write_buffer_size():
-        writer.transport.abort()
+    if transport.get_write_buffer_size():
+        transport.abort()
     else:
-        writer.close()
+        transport.close()
 
 
 class FastAgiServer:
@@ -249,6 +383,10 @@ class FastAgiServer:
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # Connections whose deadlines the sweep checks, and the sweep's next run.
+        self._watched: set[_Connection] = set()
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._sweep_every = _sweep_interval(config)
 
     @property
     def port(self) -> int:
@@ -273,11 +411,12 @@ class FastAgiServer:
         if self._server is not None:
             raise RuntimeError("the FastAGI server is already running")
         self._stopping = False
-        self._server = await asyncio.start_server(
-            self._on_connect,
+        limit = self._config.max_frame_bytes
+        receive = memoryview(bytearray(_RECEIVE_BYTES))
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Connection(self, limit, receive),
             host=self._config.host,
             port=self._config.port,
-            limit=self._config.max_frame_bytes,
         )
         log.info("FastAGI listening on %s:%d", self._config.host, self.port)
 
@@ -308,6 +447,9 @@ class FastAgiServer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await server.wait_closed()
+        if self._sweep_handle is not None and not self._watched:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -321,84 +463,117 @@ class FastAgiServer:
     ) -> None:
         await self.stop()
 
-    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        peer = _peer(writer)
+    def _sweep(self) -> None:
+        """Check every connection's deadlines; again later while there are connections."""
+        self._sweep_handle = None
+        if not self._watched:
+            return
+        loop = asyncio.get_running_loop()
+        # The next sweep first: whatever one check does, the timeouts must go on working.
+        self._sweep_handle = loop.call_later(self._sweep_every, self._sweep)
+        now = loop.time()
+        for connection in list(self._watched):
+            try:
+                connection.check(now)
+            except Exception:
+                # A session whose deadlines cannot be kept is ended (the dialplan fails open).
+                log.exception("FastAGI deadline check failed: connection closed")
+                self._watched.discard(connection)
+                if connection.transport is not None:
+                    connection.transport.abort()
+
+    async def _on_connect(self, connection: _Connection) -> None:
+        task = connection.task
+        assert connection.transport is not None
+        transport = connection.transport
+        self._watched.add(connection)
+        if self._sweep_handle is None:
+            self._sweep_handle = connection.loop.call_later(self._sweep_every, self._sweep)
         try:
             if self._stopping:
-                log.warning("FastAGI connection from %s refused: shutting down", peer)
+                log.warning("FastAGI connection from %s refused: shutting down", _peer(transport))
                 return
             if len(self._sessions) >= self._config.max_sessions:
                 log.warning(
                     "FastAGI connection from %s refused: %d sessions already running",
-                    peer,
+                    _peer(transport),
                     len(self._sessions),
                 )
                 return
             if task is not None:
                 self._sessions.add(task)
-            await self._serve(reader, writer, peer)
+            await self._serve(connection)
         except asyncio.CancelledError:
-            # Only stop() cancels a session, and it has logged that. The task belongs to
-            # start_server, whose Python 3.11 done-callback calls task.exception(): on a
-            # cancelled task that raises and logs a spurious loop error, so end normally.
+            # Only stop() cancels a session, and it has logged that: end normally (the task
+            # is nobody's to await, and a cancelled one would only make noise).
             pass
         except Exception:
             # _serve handles every expected failure; this is a bug, and must not kill the loop.
-            log.exception("FastAGI session from %s failed unexpectedly", peer)
+            log.exception("FastAGI session from %s failed unexpectedly", _peer(transport))
         finally:
+            self._watched.discard(connection)
             if task is not None:
                 self._sessions.discard(task)
-            _close(writer)
+            _close(transport)
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
-    ) -> None:
+    async def _serve(self, connection: _Connection) -> None:
         config = self._config
+        assert connection.transport is not None
+        transport = connection.transport  # its peer is named only in a log line
+        # Reading the environment only waits in connection.read(), which the sweep ends.
+        connection.deadline = connection.loop.time() + config.environment_timeout
         try:
-            async with asyncio.timeout(config.environment_timeout):
-                env, early_replies = await self._read_environment(reader)
+            env, early_replies = await self._read_environment(connection)
         except TimeoutError:
             log.warning(
                 "FastAGI session from %s dropped: no complete environment within %g s",
-                peer,
+                _peer(transport),
                 config.environment_timeout,
             )
             return
         except AgiProtocolError as exc:
-            log.warning("FastAGI session from %s rejected: %s", peer, exc)
+            log.warning("FastAGI session from %s rejected: %s", _peer(transport), exc)
             return
         except ConnectionError as exc:
-            log.warning("FastAGI session from %s lost while reading the environment: %s", peer, exc)
+            log.warning(
+                "FastAGI session from %s lost while reading the environment: %s",
+                _peer(transport),
+                exc,
+            )
             return
+        finally:
+            connection.deadline = None
+            connection.expired = False
 
         handler = self._routes.get(env.script_path)
         if handler is None:
             log.warning(
                 "FastAGI session %s from %s rejected: no route for script %r",
                 env.uniqueid,
-                peer,
+                _peer(transport),
                 env.network_script,
             )
             return
 
         session = AgiSession(
             env,
-            reader,
-            writer,
+            connection,
             command_timeout=config.command_timeout,
             max_frame_bytes=config.max_frame_bytes,
             received=early_replies,
             observer=self._observer,
         )
         started = time.monotonic()
-        outcome = await self._run(handler, session)
+        outcome = await self._run(handler, session, connection)
         self._observer.session_ended(env.script_path, outcome, time.monotonic() - started)
 
-    async def _run(self, handler: AgiHandler, session: AgiSession) -> str:
+    async def _run(self, handler: AgiHandler, session: AgiSession, connection: _Connection) -> str:
         """Run one session's handler within the session limit; how it ended."""
         env = session.env
-        deadline = asyncio.timeout(self._config.session_timeout)
+        # A timeout context without a timer of its own: the sweep expires it at the deadline.
+        deadline = asyncio.timeout(None)
+        connection.session_timeout = deadline
+        connection.session_deadline = connection.loop.time() + self._config.session_timeout
         try:
             async with deadline:
                 await handler(session)
@@ -424,17 +599,20 @@ class FastAgiServer:
         except Exception:
             log.exception(_HANDLER_FAILED, env.uniqueid, env.script_path)
             return "failed"
+        finally:
+            connection.session_deadline = None
+            connection.session_timeout = None
         log.debug("FastAGI session %s finished", env.uniqueid)
         return "completed"
 
-    async def _read_environment(self, reader: asyncio.StreamReader) -> tuple[AgiEnvironment, bytes]:
+    async def _read_environment(self, connection: _Connection) -> tuple[AgiEnvironment, bytes]:
         """The environment and any bytes that followed it in the same read."""
         parser = EnvironmentParser(max_bytes=self._config.max_frame_bytes)
         while True:
             # Asterisk writes the ~23 lines in one go: parsing what has arrived saves a read
-            # per line. read() is bounded, returns b"" at EOF rather than blocking or
-            # spinning, and the parser bounds the block.
-            chunk = await reader.read(self._config.max_frame_bytes)
+            # per line. The connection holds back what passes its bound; the parser bounds the
+            # block.
+            chunk = await connection.read()
             if not chunk:
                 return parser.feed_eof(), b""  # raises: the block is incomplete
             env = parser.feed(chunk)

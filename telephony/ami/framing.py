@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import ItemsView, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +29,49 @@ DEFAULT_MAX_FRAME_BYTES = 65536
 DEFAULT_MAX_FRAME_LINES = 1024
 # Legacy (Asterisk < 14) "Response: Follows" command output ends with this line.
 _END_COMMAND = "--END COMMAND--"
+# A header name the fast path takes as it is: printable ASCII, no space, no colon, so that
+# "Key: value" splits there and nowhere else, and ``key.strip()`` is the key itself.
+_SIMPLE_KEY = re.compile(r"[!-9;-~]+")
+# Lines seen lately -> their (key, value). Most lines of a busy stream repeat ("Privilege:
+# dialplan,all", "Context: from-carrier", a live call's "Channel: ..."): a hit costs one lookup,
+# and every frame shares the same pair. Emptied when full, so it holds what is current.
+_pairs: dict[str, tuple[str, str]] = {}
+_MAX_PAIRS = 8192
 
 
-@dataclass(frozen=True)
+def _simple_pair(line: str) -> tuple[str, str] | None:
+    """(key, value) of a ``Key: value`` line with a simple key, else None."""
+    key, separator, value = line.partition(": ")
+    if not separator or _SIMPLE_KEY.fullmatch(key) is None:
+        return None
+    if len(_pairs) >= _MAX_PAIRS:
+        _pairs.clear()
+    pair = _pairs[line] = (key, value)
+    return pair
+
+
+def _decode_simple_frame(lines: list[str]) -> AmiFrame | None:
+    """The frame of these lines (decoded, none blank) when every one is ``Key: value`` with a
+    simple key and the first is a non-empty Event or Response; else None, and
+    :meth:`AmiFrameDecoder._decode` decodes them exactly, line by line.
+
+    For such lines the result is what ``_decode`` gives: each has ": ", so there is no legacy
+    command output, and a simple key has no colon and no space around it to strip.
+    """
+    fields = []
+    known = _pairs.get
+    for line in lines:
+        pair = known(line) or _simple_pair(line)
+        if pair is None:
+            return None
+        fields.append(pair)
+    name, first = fields[0]
+    if not first or name not in ("Event", "Response"):
+        return None
+    return AmiFrame(tuple(fields))
+
+
+@dataclass(frozen=True, slots=True)
 class AmiFrame:
     """One decoded AMI message: its ``Key: value`` lines, in order, repeated keys kept."""
 
@@ -54,9 +96,15 @@ class AmiFrame:
         ``Action`` both expect it); a key seen once stays a plain string. Command output
         (``Output:`` lines) also becomes the message ``content``, as panoramisk expects.
         """
+        fields = self.fields
+        store = {pair[0].lower(): pair for pair in fields}
+        if len(store) == len(fields):  # no key repeated (in any spelling): the common case
+            output = store.get("output")
+            store["content"] = ("content", output[1] if output is not None else "")
+            return AmiMessage.from_store(store)
         headers: dict[str, Any] = {}
         names: dict[str, str] = {}
-        for key, value in self.fields:
+        for key, value in fields:
             name = names.setdefault(key.lower(), key)
             if name not in headers:
                 headers[name] = value
@@ -64,7 +112,38 @@ class AmiFrame:
                 headers[name].append(value)
             else:
                 headers[name] = [headers[name], value]
-        return Message(headers, "\n".join(self.getall("Output")))
+        return AmiMessage(headers, "\n".join(self.getall("Output")))
+
+
+class AmiMessage(Message):  # type: ignore[misc]  # panoramisk ships no type hints
+    """A panoramisk :class:`~panoramisk.message.Message` that is quicker to build and to read.
+
+    ``Message(headers, content)`` stores each header through ``__setitem__`` and iterates
+    ``items()`` through ``__getitem__``, a Python call per header each way, which cost more
+    than decoding the frame. This one is made from its finished store, and iterates it
+    directly; what it holds and yields is the same (tests/unit/test_ami_framing.py compares the
+    two). ``_store`` (lower-cased key -> (key, value)) is panoramisk 1.4's own layout
+    (``CaseInsensitiveDict``), which pyproject.toml pins.
+    """
+
+    @classmethod
+    def from_store(cls, store: dict[str, tuple[str, Any]]) -> AmiMessage:
+        """The message whose ``_store`` is ``store``, as ``Message.__init__`` would leave it."""
+        message: AmiMessage = cls.__new__(cls)
+        message._store = store
+        message.manager = None
+        return message
+
+    def items(self) -> ItemsView[str, Any]:
+        """(key, value) pairs in order, as ``Mapping.items`` gives them, without a call each."""
+        return _StoreItems(self)
+
+
+class _StoreItems(ItemsView[str, Any]):
+    _mapping: AmiMessage
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(self._mapping._store.values())
 
 
 @dataclass(frozen=True)
@@ -82,6 +161,9 @@ class AmiFrameDecoder:
     lone ``\\n``. The ``Asterisk Call Manager/x.y.z`` banner, if it is the first line, is
     recorded in :attr:`version` rather than taken as a frame.
     """
+
+    # False: every line through the exact line-by-line path (the tests compare the two).
+    _fast = True
 
     def __init__(
         self,
@@ -104,15 +186,72 @@ class AmiFrameDecoder:
     def feed(self, data: bytes) -> list[AmiFrame | RejectedFrame]:
         """Consume ``data`` and return the frames it completed, rejections included, in order."""
         out: list[AmiFrame | RejectedFrame] = []
-        self._buffer += data
+        buffer = self._buffer
+        buffer += data
         start = 0
-        while (end := self._buffer.find(b"\n", start)) >= 0:
-            line = bytes(self._buffer[start:end])
+        if self._fast:
+            # Line by line to the end of the frame the last feed left open (or of the banner,
+            # or of a frame being skipped); then whole frames at once.
+            while self._lines or self._skipping or self._at_start:
+                end = buffer.find(b"\n", start)
+                if end < 0:
+                    break
+                self._take_line(bytes(buffer[start:end]), out)
+                start = end + 1
+            else:
+                start = self._take_frames(start, out)
+        # The exact path, one line at a time: what the fast path left (the frame this feed
+        # ends inside of, or everything after a lone LF).
+        while (end := buffer.find(b"\n", start)) >= 0:
+            self._take_line(bytes(buffer[start:end]), out)
             start = end + 1
-            self._take_line(line, out)
-        del self._buffer[:start]
+        del buffer[:start]
         self._bound_partial_line(out)
         return out
+
+    def _take_frames(self, start: int, out: list[AmiFrame | RejectedFrame]) -> int:
+        """The fast path: the whole frames from ``start`` (a line start between frames), each
+        split and decoded at once; returns where it stopped.
+
+        It gives exactly what the line-by-line path gives the same bytes. Where every ``\n``
+        follows a ``\r``, lines are what lies between ``\r\n``, a frame ends at ``\r\n\r\n``
+        and nowhere else, and a frame within both bounds does not trip one line by line
+        either. So it stops at the first frame with a lone LF (the line-by-line path takes
+        everything from there), and hands a frame over a bound to that path line by line.
+        """
+        buffer = self._buffer
+        end = buffer.rfind(b"\r\n\r\n", start)
+        while end >= start + 2 and buffer[end - 2 : end] == b"\r\n":
+            end -= 2  # more blank lines after the last frame: it ended at the first
+        if end < 0:
+            return start
+        position = start
+        for part in bytes(buffer[start:end]).split(b"\r\n\r\n"):
+            at = position
+            position += len(part) + 4
+            piece = part.removeprefix(b"\r\n")  # one more blank line between frames: nothing
+            if not piece:
+                continue
+            try:
+                text: str | None = piece.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if text is not None:
+                lines = text.split("\r\n")
+                count = len(lines)
+                lone_lf = text.count("\n") != count - 1
+            else:
+                count = piece.count(b"\r\n") + 1
+                lone_lf = piece.count(b"\n") != count - 1
+            if lone_lf:
+                return at
+            if len(piece) + 2 > self.max_frame_bytes or count > self.max_frame_lines:
+                for raw in (piece + b"\r\n\r\n").split(b"\n")[:-1]:
+                    self._take_line(raw, out)
+                continue
+            frame = _decode_simple_frame(lines) if text is not None else None
+            out.append(frame or self._decode(piece.split(b"\r\n")))
+        return end + 4
 
     def _take_line(self, raw: bytes, out: list[AmiFrame | RejectedFrame]) -> None:
         line = raw[:-1] if raw.endswith(b"\r") else raw

@@ -122,6 +122,11 @@ def _utcnow() -> datetime:
 
 def _clean(value: str, limit: int) -> str:
     """Keep what Asterisk sent, minus control/format characters, cut to ``limit`` characters."""
+    if value.isprintable():
+        # The common case, without a lookup per character: a printable string has no character
+        # in any "Other" or "Separator" category but the space, which includes every unsafe
+        # one (tests/unit/test_ami_tracker.py checks this on every code point).
+        return value[:limit]
     return "".join(ch for ch in value if unicodedata.category(ch) not in _UNSAFE_CATEGORIES)[:limit]
 
 
@@ -134,25 +139,42 @@ def _caller_id(value: str) -> str:
 class _Fields:
     """Typed, validating access to one event's headers (case-insensitive, as in Asterisk)."""
 
+    __slots__ = ("_clock", "_values", "event")
+
     def __init__(self, event: AmiEvent, clock: Callable[[], datetime]) -> None:
-        self._values: dict[str, list[str]] = {}
-        for key, value in event.items():
-            values = [value] if isinstance(value, str) else list(value)
-            self._values.setdefault(key.lower(), []).extend(values)
+        # Lower-cased key -> its value, or its values when the event gave a list. Two spellings
+        # of one key (a plain dict can hold both; a panoramisk Message cannot) make it a key
+        # repeated, with every value in order.
+        values: dict[str, str | Sequence[str]] = {
+            key.lower(): value for key, value in event.items()
+        }
+        if len(values) != len(event):
+            merged: dict[str, list[str]] = {}
+            for key, value in event.items():
+                more = [value] if isinstance(value, str) else value
+                merged.setdefault(key.lower(), []).extend(more)
+            values = dict(merged)
+        self._values = values
         self._clock = clock
-        names = self._values.get("event", [""])
+        names = self.all("Event")
         self.event = names[0] if len(names) == 1 else ""
 
     def reject(self, problem: str) -> AmiEventError:
-        uid = self._values.get("uniqueid", [""])[0]
+        uid = next(iter(self.all("Uniqueid")), "")
         return AmiEventError(f"{self.event[:40]!r} uniqueid={uid[:40]!r}: {problem}")
 
     def all(self, key: str) -> list[str]:
-        return self._values.get(key.lower(), [])
+        value = self._values.get(key.lower())
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else list(value)
 
     def text(self, key: str) -> str:
         """The header's only value, or "" when absent."""
-        values = self.all(key)
+        value = self._values.get(key.lower(), "")
+        if isinstance(value, str):
+            return value
+        values = list(value)
         if len(values) > 1:
             raise self.reject(f"{key} repeated")
         return values[0] if values else ""
@@ -277,6 +299,11 @@ class CallTracker:
         Raises :class:`AmiEventError` for a malformed event of a kind the tracker follows;
         the tracker's state is then unchanged.
         """
+        name = event.get("Event")
+        if isinstance(name, str) and name.lower() not in self._handlers:
+            # Most events are of kinds the tracker does not follow; their "Event" alone says
+            # so (if another spelling of it repeats the header, the event is ignored too).
+            return []
         fields = _Fields(event, self._clock)
         handler = self._handlers.get(fields.event.lower())
         return [] if handler is None else handler(fields)

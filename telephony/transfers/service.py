@@ -42,6 +42,7 @@ from telephony.incidents.dispatches import Dispatch, status_for_dispatch
 from telephony.incidents.service import IncidentService
 from telephony.transfers.model import (
     CONSULT_CONTEXT,
+    CONSULT_VARIABLE,
     STEP_KEYS,
     TRANSFER_CONTEXT,
     AgencyNumber,
@@ -233,6 +234,13 @@ class TransferService:
         if chosen is TransferMode.CONFERENCE:
             self._joins[leg_id] = channel  # before sending: the answer may come at once
         try:
+            if chosen is not TransferMode.BLIND:
+                # The one leg [siaga112-consult] will dial for this operator's channel: the
+                # atxfer code typed by hand on the phone reaches that context too, and must
+                # not dial anything else (inherited by the Atxfer's Local channel).
+                await self._ami.send_action({
+                    "Action": "Setvar", "Channel": channel, "Variable": f"_{CONSULT_VARIABLE}",
+                    "Value": extension})
             await self._ami.send_action(action)
         except AmiActionError as exc:
             self._joins.pop(leg_id, None)

@@ -36,8 +36,10 @@ from telephony.app import Line
 from telephony.desks.service import assign_desk
 from telephony.incidents.model import Status
 from telephony.lab import sipp
+from telephony.secrets import ami_secret
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+from tests.e2e.rawami import RawAmi
 from tests.support.polling import eventually
 from tests.support.web import Browser
 
@@ -458,3 +460,41 @@ async def test_incident_page_shows_the_legs(line: Line, desk: Desk) -> None:
         assert status == 200 and "Pos Damkar Purworejo Kota" in html and "0275119119" in html
     numbers = (await desk.get("/api/agency-numbers"))["numbers"]
     assert {n["number"] for n in numbers} == {AGENCY_NUMBER, "0275119119"}
+
+
+
+async def test_the_consult_context_dials_only_the_extension_the_line_allowed(
+    line: Line, settings: Settings
+) -> None:
+    """The operator's channel has the attended-transfer feature (Queue option t), so a phone
+    could type the atxfer code and an extension of its own into [siaga112-consult]. It dials
+    only the extension the line allowed on that channel (SIAGA112_CONSULT, set by Setvar
+    before Atxfer): a forged one, or one with nothing allowed, reaches nobody; the one allowed
+    is dialled (the control that this test would see a dial)."""
+    forged = "999999*0811111111"
+    ami = RawAmi("127.0.0.1", settings.ami_port)
+    response = await ami.login(settings.ami_username, ami_secret(settings))
+    assert response["Response"] == "Success", response
+
+    async def consult(allowed: str | None) -> None:
+        start = len(ami.messages)
+        headers = {"Channel": f"Local/{forged}@siaga112-consult", "Application": "Wait",
+                   "Data": "1", "Async": "true"}
+        if allowed is not None:
+            headers["Variable"] = f"SIAGA112_CONSULT={allowed}"
+        reply = await ami.action("Originate", **headers)
+        assert reply["Response"] == "Success", reply
+        await ami.wait_for(lambda m: m.get("Event") == "Hangup" and m.get(
+            "Channel", "").startswith(f"Local/{forged}@siaga112-consult-"), 15, start)
+
+    try:
+        async with sipp.callee(settings.carrier_sip_port, hold_seconds=1, max_calls=1,
+                               trace_messages=True) as agency:
+            await consult(None)
+            await consult(f"1*{AGENCY_NUMBER}")
+            assert "INVITE sip:" not in agency.messages
+            await consult(forged)
+            assert (await agency.wait(within=20)).ok
+            assert agency.messages.count("INVITE sip:0811111111@") == 1
+    finally:
+        await ami.close()

@@ -22,6 +22,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from ivr.channel import CallerHungUp
+from telephony.agi import server as agi_server
 from telephony.agi.channel import AgiChannel
 from telephony.agi.protocol import AgiReply, EnvironmentParser
 from telephony.agi.server import (
@@ -451,6 +452,64 @@ async def test_command_timeout_is_a_channel_error(caplog: pytest.LogCaptureFixtu
     assert_one_line(
         caplog, "6.7 ended on a channel error: GET DATA siaga112/menu 3000 1: no reply within 0.2 s"
     )
+
+
+async def test_each_command_has_its_own_timeout() -> None:
+    """One timer serves the session's commands: it must give each one the whole timeout,
+    however long the session has run, and end the one that overstays it."""
+    outcomes: list[str] = []
+
+    async def handler(session: AgiSession) -> None:
+        for _ in range(4):
+            try:
+                outcomes.append((await session.command("ANSWER")).line)
+            except Exception as exc:
+                outcomes.append(str(exc))
+
+    async with (
+        running({"ivr": handler}, command_timeout=0.3) as server,
+        await FakeAsterisk.connect(server.port) as asterisk,
+    ):
+        await asterisk.send(environment())
+        for _ in range(3):
+            assert await asterisk.expect_command() == ["ANSWER"]
+            # A slow Asterisk: the three answers take longer together than one timeout.
+            await asyncio.sleep(0.15)
+            await asterisk.send(b"200 result=0\n")
+        await asterisk.expect_command()  # and never answer the fourth
+        started = time.monotonic()
+        await asterisk.wait_closed_by_server()
+        assert time.monotonic() - started < WAIT / 2
+    assert outcomes == [*["200 result=0"] * 3, "ANSWER: no reply within 0.3 s"]
+
+
+async def test_a_failing_deadline_check_ends_that_session_and_not_the_sweep(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session whose deadlines cannot be checked is closed (the dialplan fails open), and
+    the other sessions' deadlines go on being kept."""
+    real_check = agi_server._Connection.check
+
+    def check(connection: Any, now: float) -> None:
+        if connection.session_timeout is not None and connection.deadline is not None:
+            raise RuntimeError("broken check")  # the first session, once it awaits a reply
+        real_check(connection, now)
+
+    monkeypatch.setattr(agi_server._Connection, "check", check)
+    async with running({"ivr": Ivr()}, command_timeout=0.2) as server:
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment(uniqueid="4.1"))
+            await asterisk.expect_command()
+            assert await asterisk.wait_closed_by_server() == b""
+        failures = [r for r in agi_records(caplog) if "deadline check failed" in r.getMessage()]
+        assert len(failures) == 1
+        monkeypatch.setattr(agi_server._Connection, "check", real_check)
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment(uniqueid="4.2"))
+            await asterisk.expect_command()  # and never answer it: the timeout still works
+            await asterisk.wait_closed_by_server()
+        assert_one_line(caplog, "4.2 ended on a channel error: GET DATA siaga112/menu 3000 1: no")
 
 
 async def test_session_refuses_commands_after_a_timeout() -> None:

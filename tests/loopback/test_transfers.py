@@ -37,6 +37,7 @@ from tests.support.web import CHEAP_HASHER, PASSWORD
 
 OPERATOR_CHANNEL = f"{OPERATOR}-0000002a"
 ACCEPTS = {"blindtransfer": "Transfer succeeded", "atxfer": "Atxfer successfully queued",
+           "setvar": "Variable Set",
            "playdtmf": "DTMF successfully queued", "hangup": "Channel Hungup"}
 
 
@@ -155,9 +156,13 @@ async def test_attended_steps_send_the_feature_keys_and_hangup(world: World) -> 
     started = await world.service.start(world.operator, world.number_id, "attended",
                                         remote_address="10.0.0.5")
     leg_id = started.leg.leg.leg_id
+    (allowed,) = world.sent("Setvar")
     (action,) = world.sent("Atxfer")
     assert (action["channel"], action["context"], action["exten"]) == (
         OPERATOR_CHANNEL, "siaga112-consult", f"{leg_id}*0275321113#")
+    # The one extension [siaga112-consult] may dial from this channel, set just before.
+    assert (allowed["channel"], allowed["variable"], allowed["value"]) == (
+        OPERATOR_CHANNEL, "_SIAGA112_CONSULT", f"{leg_id}*0275321113")
     # Handing over waits for the agency's answer.
     with pytest.raises(SiagaError, match="Serahkan"):
         await world.service.step(world.operator, leg_id, "hand_over", remote_address="x")

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from telephony.agi import protocol
 from telephony.agi.protocol import (
     MAX_COMMAND_BYTES,
     AgiArgumentError,
     AgiDecodeError,
+    AgiEnvironment,
     AgiEnvironmentKeyError,
     AgiEvent,
     AgiFrameTooLargeError,
@@ -660,3 +663,79 @@ def test_transcript_commands_mean_the_same_as_ours(
         verb = next(v for v in verbs if words[: len(v.split())] == v.split())
         ours = encode_command(verb, *words[len(verb.split()) :])
         assert decode_command(ours) == words
+
+
+# --- the shortcuts agree with the line-by-line parsing ------------------------------------
+
+
+class _LineByLineEnvironment(EnvironmentParser):
+    def _add_lines_at_once(self, block: list[bytes]) -> bool:
+        return False  # every line through _add_line, the parsing the shortcut must agree with
+
+
+class _Forgetful(dict):  # type: ignore[type-arg]
+    """A memo that never remembers: every reply and command is parsed or encoded afresh."""
+
+    def __setitem__(self, key: object, value: object) -> None:
+        pass
+
+
+def _outcome(parse: Callable[[], object]) -> object:
+    try:
+        return parse()
+    except AgiProtocolError as exc:
+        return (type(exc), str(exc))
+
+
+_ENV_LINES = [
+    *ENVIRONMENT.split(b"\n")[:-2],
+    b"agi_network: again",
+    b"agi_Bad: x",
+    b"network: x",
+    b"agi_x:novalue",
+    b"agi_y: \xff\xfe",
+    b"agi_cr: a\rb",
+    b"agi_crlf: v\r",
+    b"agi_long: " + b"v" * 600,
+    b"\r",
+    b"",
+]
+
+
+def test_environment_at_once_gives_what_line_by_line_gives() -> None:
+    rng = random.Random(4573)
+    for _ in range(3000):
+        lines = rng.sample(_ENV_LINES, rng.randint(0, 8))
+        data = b"\n".join(lines) + rng.choice([b"\n\n", b"\n", b"", b"\r\n\r\n", b"\n\n200 r"])
+        cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randint(0, 3))))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        limits = rng.choice([{}, {"max_bytes": 700, "max_lines": 5}, {"max_lines": 3}])
+        at_once, line_by_line = EnvironmentParser(**limits), _LineByLineEnvironment(**limits)
+        for piece in pieces:
+            got = _outcome(lambda: at_once.feed(piece))  # noqa: B023
+            assert got == _outcome(lambda: line_by_line.feed(piece)), data  # noqa: B023
+            if not isinstance(got, AgiEnvironment | None):
+                break  # the parser raised: the session is over
+            if got is not None:
+                assert at_once.remainder == line_by_line.remainder
+                break
+
+
+def test_remembered_replies_are_what_parsing_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [data for data, _ in REPLIES] + [USAGE_BLOCK, b"100 result=0 Trying...\n"]
+    lines += [b"bogus\n", b"200 nothing\n", b"\xff\n", b"600 result=1\n"]
+    rng = random.Random(112)
+    streams = [b"".join(rng.choices(lines, k=rng.randint(1, 6))) for _ in range(2000)]
+    streams = [s.replace(b"\n", b"\r\n") if rng.random() < 0.3 else s for s in streams]
+    remembering = [_outcome(lambda: ReplyParser().feed(s)) for s in streams]  # noqa: B023
+    monkeypatch.setattr(protocol, "_replies", _Forgetful())
+    assert remembering == [_outcome(lambda: ReplyParser().feed(s)) for s in streams]  # noqa: B023
+
+
+def test_remembered_commands_are_what_encoding_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    words = ["GET DATA", "SET VARIABLE", "get data", "", "X", 'a "b"', "a\\b", "\n", "é", " "]
+    rng = random.Random(119)
+    calls = [rng.choices(words, k=rng.randint(1, 4)) for _ in range(2000)]
+    remembering = [_outcome(lambda: encode_command(*c)) for c in calls]  # noqa: B023
+    monkeypatch.setattr(protocol, "_commands", _Forgetful())
+    assert remembering == [_outcome(lambda: encode_command(*c)) for c in calls]  # noqa: B023

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from panoramisk.message import Message
 
+from telephony.ami import framing
 from telephony.ami.framing import AmiFrame, AmiFrameDecoder, AmiProtocol, RejectedFrame
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -205,3 +207,136 @@ def test_protocol_hands_messages_to_panoramisk_and_logs_each_rejection(
     rejected = [r for r in caplog.records if r.name == "telephony.ami"]
     assert len(rejected) == 2
     assert all(r.getMessage().startswith("rejected AMI frame: ") for r in rejected)
+
+
+# -- the fast path agrees with the exact, line-by-line one ---------------------------------
+
+
+class _ExactDecoder(AmiFrameDecoder):
+    _fast = False  # every line through the line-by-line path the fast one must agree with
+
+
+def _frames_of(blank_line: bytes) -> list[bytes]:
+    """The frames of the transcripts whose lines end so (recorded: CRLF; synthetic: LF)."""
+    return [
+        part + blank_line
+        for path in sorted(FIXTURES.glob("ami_*.txt"))
+        for part in path.read_bytes().split(blank_line)
+        if part.startswith((b"Event", b"Response")) and (b"\r" in part) == (blank_line[0] == 13)
+    ]
+
+
+_RECORDED = _frames_of(b"\r\n\r\n")
+# What a hostile, broken or merely unusual stream may hold, beside Asterisk's own frames.
+_ODD = [
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\r\r\n",
+    b"\n\r\n",
+    BANNER,
+    b"Event: X\nK: v\n\n",
+    b"Event: X\r\nK: v\n\r\n",
+    b"Event: X\r\nK: v\r\n\n",
+    b"Response: Follows\r\nPrivilege: Command\r\nline one\r\nline: two\r\n--END COMMAND--\r\n\r\n",
+    b"Response: Follows\r\nOutput: a\r\n\r\n",
+    b"Event: Newchannel\r\nCallerIDName: caf\xe9\r\n\r\n",
+    b"Event: X\r\nK: \xff\xfe\r\nL: \xc3\r\n\r\n",
+    "Événement: x\r\nEvent: é ☎\r\n\r\n".encode(),
+    b" Event : X\r\n\r\n",
+    b"Event :X\r\n\r\n",
+    b"Event:X\r\nAccountCode:\r\n\r\n",
+    b"Event: X\r\n: v\r\n\r\n",
+    b"Event: X\r\nno colon here\r\n\r\n",
+    b"garbage\r\n\r\n",
+    b"Foo: bar\r\n\r\n",
+    b"Event: \r\nResponse: Success\r\n\r\n",
+    b"Event: \r\nFoo: bar\r\n\r\n",
+    b"event: lower\r\nEVENT: Upper\r\nOutput: 1\r\noutput: 2\r\n\r\n",
+    b"Event: a\rb\r\n\r\n",
+    b"Event: X\r\r\n\r\n",
+    b"Event: X\x00\r\nK\x01: v\r\n\r\n",
+    b"Event: Flood\r\nData: " + b"x" * 300 + b"\r\n\r\n",
+    b"Event: Flood\r\nData: " + b"y" * 300 + b"\r\n",
+    b"Event: Lines\r\n" + b"K: v\r\n" * 12 + b"\r\n",
+    b"Event: Just\r\n" + b"K: v\r\n" * 8 + b"\r\n",
+    b"Event: X\r\nData: " + b"z" * 228 + b"\r\n\r\n",  # 256 bytes of lines: at the bound
+    b"Event: X\r\nData: " + b"z" * 229 + b"\r\n\r\n",  # one over
+]
+_SYNTHETIC = _frames_of(b"\n\n")
+_BYTES = b"\r\n: aE\xff\xc3"
+
+
+def _random_stream(rng: random.Random) -> bytes:
+    parts = []
+    for _ in range(rng.randint(1, 24)):
+        roll = rng.random()
+        if roll < 0.5:
+            parts.append(rng.choice(_RECORDED))
+        elif roll < 0.6:
+            parts.append(rng.choice(_SYNTHETIC))
+        elif roll < 0.9:
+            parts.append(rng.choice(_ODD))
+        else:
+            parts.append(bytes(rng.choice(_BYTES) for _ in range(rng.randint(1, 12))))
+    return b"".join(parts)
+
+
+def _cut(data: bytes, rng: random.Random) -> list[bytes]:
+    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 6))))
+    if rng.random() < 0.05:
+        cuts = list(range(1, len(data)))  # one byte at a time
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+
+
+@pytest.mark.parametrize("bounds", [{}, {"max_frame_bytes": 256, "max_frame_lines": 10}])
+def test_fast_path_gives_what_the_line_by_line_path_gives(
+    bounds: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small line cache, so that it is also emptied and refilled along the way.
+    monkeypatch.setattr(framing, "_MAX_PAIRS", 16)
+    rng = random.Random(112)
+    for _ in range(1500):
+        data = _random_stream(rng)
+        fast, exact = AmiFrameDecoder(**bounds), _ExactDecoder(**bounds)
+        for piece in [*_cut(data, rng), b"\r\n\r\n"]:
+            assert fast.feed(piece) == exact.feed(piece), data
+            assert fast._buffer == exact._buffer
+        assert fast.version == exact.version
+
+
+def test_fast_path_decodes_the_recorded_transcripts_itself() -> None:
+    """The recorded frames take the fast path (not the fallback) and come out the same."""
+    for frame in _RECORDED:
+        lines = frame.removesuffix(b"\r\n\r\n").decode().split("\r\n")
+        fast = framing._decode_simple_frame(lines)
+        assert fast is not None, frame
+        assert [fast] == _ExactDecoder().feed(frame)
+
+
+def _message_as_panoramisk_builds_it(frame: AmiFrame) -> Message:
+    headers: dict[str, str | list[str]] = {}
+    names: dict[str, str] = {}
+    for key, value in frame.fields:
+        name = names.setdefault(key.lower(), key)
+        old = headers.get(name)
+        headers[name] = value if old is None else [*([old] if isinstance(old, str) else old), value]
+    return Message(headers, "\n".join(frame.getall("Output")))
+
+
+def test_message_is_what_panoramisk_would_build() -> None:
+    rng = random.Random(119)
+    keys = ["Event", "event", "Response", "Output", "output", "Content", "Variable", "ActionID"]
+    for _ in range(3000):
+        fields = tuple(
+            (rng.choice(keys), rng.choice(["", "a", "IVR_LINE=112", "b c"]))
+            for _ in range(rng.randint(1, 6))
+        )
+        message = AmiFrame(fields).to_message()
+        expected = _message_as_panoramisk_builds_it(AmiFrame(fields))
+        assert isinstance(message, Message)
+        assert list(message._store.items()) == list(expected._store.items())
+        assert list(message.items()) == list(expected.items())
+        assert list(message) == list(expected)
+        assert (message.content, message.manager) == (expected.content, None)
+        assert message == expected

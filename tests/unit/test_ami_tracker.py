@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import unicodedata
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from telephony.ami import tracker as tracker_module
 from telephony.ami.tracker import LINES, AmiEvent, AmiEventError, CallTracker
 from telephony.calls.facts import (
     CallEnded,
@@ -633,3 +636,99 @@ def test_agent_complete_without_either_snapshot_is_the_operators_open_call() -> 
     assert (fact.call_id, fact.talk_seconds, fact.ended_by) == ("1.1", 8, "caller")
     with pytest.raises(AmiEventError):  # that call is closed: a second one has no owner
         t.handle(bare)
+
+
+# -- the fast paths agree with the exact definitions ---------------------------------------
+
+
+def _clean_exactly(value: str, limit: int) -> str:
+    return "".join(ch for ch in value if unicodedata.category(ch) not in UNSAFE)[:limit]
+
+
+UNSAFE = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}
+
+
+def test_clean_takes_a_printable_string_as_it_is_on_every_code_point() -> None:
+    """The shortcut (str.isprintable) keeps nothing the per-character rule would drop."""
+    for point in range(0x110000):
+        ch = chr(point)
+        assert tracker_module._clean(ch, 1) == _clean_exactly(ch, 1), hex(point)
+        if ch.isprintable():
+            assert unicodedata.category(ch) not in UNSAFE, hex(point)
+
+
+def test_clean_agrees_on_mixed_strings() -> None:
+    rng = random.Random(112)
+    alphabet = "aZ09 <>\t\n\r\x00\x7f\u00a0\u200b\u200e\u202e\u2028\u2029\ue000\ufeff☎é"
+    for _ in range(5000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        limit = rng.randint(0, 10)
+        assert tracker_module._clean(value, limit) == _clean_exactly(value, limit)
+
+
+def _exact_values(event: AmiEvent) -> dict[str, list[str]]:
+    """How an event reads, header by header: every spelling of a key merged, in order."""
+    values: dict[str, list[str]] = {}
+    for key, value in event.items():
+        values.setdefault(key.lower(), []).extend([value] if isinstance(value, str) else value)
+    return values
+
+
+def _hostile_events(rng: random.Random) -> list[AmiEvent]:
+    """Recorded events, some with a header respelled, repeated, emptied or renamed."""
+    recorded = [e for path in ALL_CALLS + RESYNC for e in events(path)]
+    names = ["Newchannel", "VarSet", "Hangup", "Newexten", "AgentConnect", "UserEvent", ""]
+    out: list[AmiEvent] = []
+    for _ in range(600):
+        event: dict[str, str | list[str]] = dict(rng.choice(recorded).items())
+        for _ in range(rng.randint(0, 3)):
+            key = rng.choice([*event, "Event", "Uniqueid", "Variable", "Status", "Leg"])
+            roll = rng.random()
+            if roll < 0.3:
+                event[key.upper()] = str(event.get(key, "x"))  # a second spelling
+            elif roll < 0.5:
+                event[key] = [str(event.get(key, "1")), "2"]
+            elif roll < 0.6:
+                event[key] = [str(event.get(key, "1"))]  # a list of one is one value
+            elif roll < 0.7:
+                event[key] = []
+            elif roll < 0.85:
+                event["Event"] = rng.choice(names)
+            else:
+                event.pop(key, None)
+        out.append(event)
+    return out
+
+
+def test_fields_read_every_event_as_the_exact_reading_does() -> None:
+    for event in _hostile_events(random.Random(119)):
+        exact = _exact_values(event)
+        fields = tracker_module._Fields(event, lambda: NOW)
+        names = exact.get("event", [])
+        assert fields.event == (names[0] if len(names) == 1 else "")
+        for key in [*exact, "absent"]:
+            values = exact.get(key, [])
+            assert fields.all(key.upper()) == values
+            if len(values) > 1:
+                with pytest.raises(AmiEventError, match="repeated"):
+                    fields.text(key)
+            else:
+                assert fields.text(key) == (values[0] if values else "")
+
+
+def _outcome(handle: Callable[[], list[CallFact]]) -> object:
+    try:
+        return handle()
+    except AmiEventError as exc:
+        return str(exc)
+
+
+def test_handle_gives_what_dispatching_every_event_gives() -> None:
+    """Skipping unfollowed events by their name alone changes no outcome."""
+    quick, thorough = tracker(), tracker()
+    for event in _hostile_events(random.Random(1)):
+        fields = tracker_module._Fields(event, lambda: NOW)
+        handler = thorough._handlers.get(fields.event.lower())
+        expected = _outcome(lambda: [] if handler is None else handler(fields))  # noqa: B023
+        assert _outcome(lambda: quick.handle(event)) == expected  # noqa: B023
+        assert quick.live_calls == thorough.live_calls
