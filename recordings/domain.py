@@ -14,6 +14,9 @@ Kinds
     writes each direction alone: ``<call_id>-caller.wav`` (what the line received: the caller)
     and ``<call_id>-line.wav`` (what it sent: IVR prompts and the operator). Each leg is a
     recording of its own, named, stored, processed and retained like the mixed one.
+    An operator's call-back of the caller (a ``callback`` leg of the call, ``call_legs``) is
+    recorded on the operator's channel as ``<call_id>-callback<leg_id>.wav``: a recording of
+    that call too, one per call-back, filed and retained with the call's own.
 
 States
     ``pending`` (the file is complete and waits) -> ``processing`` (claimed by a worker under a
@@ -30,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from telephony.calls.ids import valid_call_id
@@ -38,7 +42,8 @@ from telephony.core.labels import LabelledStrEnum
 
 SOURCE_SUFFIX = ".wav"  # MixMonitor(${UNIQUEID}.wav) in extensions.conf
 FORMATS = ("opus", "mp3")  # the compressed formats, each stored under its own extension
-_STEM = r"[0-9]+\.[0-9]+(?:-(?:caller|line))?"  # a unique id, then a leg's suffix if any
+# A unique id, then a leg's suffix, or a call-back's with its leg id, if any.
+_STEM = r"[0-9]+\.[0-9]+(?:-(?:caller|line|callback[1-9][0-9]{0,17}))?"
 _SOURCE = re.compile(rf"(?P<stem>{_STEM})\.wav")
 _TEMP = re.compile(rf"\.(?P<stem>{_STEM})\.[0-9a-f]{{32}}\.tmp")
 
@@ -51,9 +56,21 @@ class Kind(LabelledStrEnum):
     CALLER = "caller", "penelepon"
     # What the line sent to the caller: prompts, the operator (its t() file).
     LINE = "line", "layanan"
+    # An operator's call-back of the caller, both parties (one per call-back).
+    CALLBACK = "callback", "panggilan balik"
 
 
 LEGS = (Kind.CALLER, Kind.LINE)
+CALL_KINDS = (Kind.MIXED, *LEGS)  # the recordings of the call itself, one of each at most
+
+
+class Source(NamedTuple):
+    """Whose recording a monitor-directory file is: a call's, of a kind (and a call-back's
+    leg)."""
+
+    call_id: str
+    kind: Kind
+    leg_id: int | None = None
 _LEG_OPTIONS = {Kind.CALLER: "r", Kind.LINE: "t"}
 
 
@@ -67,28 +84,42 @@ def _checked(call_id: str) -> str:
     return call_id
 
 
-def _stem(call_id: str, kind: Kind) -> str:
-    """``<call_id>`` for the mixed recording, ``<call_id>-<leg>`` for a leg."""
+def _stem(call_id: str, kind: Kind, leg_id: int | None = None) -> str:
+    """``<call_id>`` for the mixed recording, ``<call_id>-<leg>`` for a leg,
+    ``<call_id>-callback<leg_id>`` for a call-back."""
     checked = _checked(call_id)
-    return checked if kind is Kind.MIXED else f"{checked}-{kind.value}"
+    if (kind is Kind.CALLBACK) != (leg_id is not None):
+        raise RecordingNameError(f"a call-back recording, and only one, names its leg: "
+                                 f"{kind.value} {leg_id!r}")
+    if leg_id is not None and not (isinstance(leg_id, int) and 0 < leg_id < 10**18):
+        raise RecordingNameError(f"not a leg id: {leg_id!r}")
+    if kind is Kind.MIXED:
+        return checked
+    return f"{checked}-{kind.value}{leg_id if leg_id is not None else ''}"
 
 
-def source_name(call_id: str, kind: Kind = Kind.MIXED) -> str:
-    """The file MixMonitor writes for the call, in Asterisk's monitor directory."""
-    return _stem(call_id, kind) + SOURCE_SUFFIX
+def source_name(call_id: str, kind: Kind = Kind.MIXED, leg_id: int | None = None) -> str:
+    """The file MixMonitor writes for the call (or its call-back ``leg_id``), in Asterisk's
+    monitor directory."""
+    return _stem(call_id, kind, leg_id) + SOURCE_SUFFIX
 
 
-def parse_source(name: str) -> tuple[str, Kind] | None:
-    """The call and kind a monitor-directory file belongs to, or None for any other file."""
+def parse_source(name: str) -> Source | None:
+    """Whose a monitor-directory file is, or None for any other file."""
     match = _SOURCE.fullmatch(name)
     if match is None:
         return None
-    call_id, _, leg = match["stem"].partition("-")
-    return call_id, Kind(leg) if leg else Kind.MIXED
+    call_id, _, suffix = match["stem"].partition("-")
+    if suffix.startswith(Kind.CALLBACK.value):
+        return Source(call_id, Kind.CALLBACK, int(suffix[len(Kind.CALLBACK.value):]))
+    return Source(call_id, Kind(suffix) if suffix else Kind.MIXED)
 
 
 def describe(kind: Kind) -> str:
-    """A recording of ``kind`` in a log line: ``recording``, ``caller leg``, ``line leg``."""
+    """A recording of ``kind`` in a log line: ``recording``, ``caller leg``, ``line leg``,
+    ``callback recording``."""
+    if kind is Kind.CALLBACK:
+        return "callback recording"
     return "recording" if kind is Kind.MIXED else f"{kind.value} leg"
 
 
@@ -102,10 +133,12 @@ def mixmonitor_options(separate_legs: bool) -> str:
 
 
 def storage_relpath(
-    call_id: str, started_at: datetime, timezone: str, fmt: str, kind: Kind = Kind.MIXED
+    call_id: str, started_at: datetime, timezone: str, fmt: str, kind: Kind = Kind.MIXED, *,
+    leg_id: int | None = None,
 ) -> PurePosixPath:
-    """``YYYY/MM/DD/<call_id>.<fmt>`` (a leg: ``<call_id>-<leg>.<fmt>``), dated by the
-    call's local arrival day, so a call's legs lie next to its mixed recording.
+    """``YYYY/MM/DD/<call_id>.<fmt>`` (a leg: ``<call_id>-<leg>.<fmt>``, a call-back:
+    ``<call_id>-callback<leg_id>.<fmt>``), dated by the call's local arrival day, so a call's
+    legs and call-backs lie next to its mixed recording.
 
     The local day (the line's time zone), not UTC: a supervisor looking for last night's calls
     thinks in the line's calendar.
@@ -114,28 +147,30 @@ def storage_relpath(
         raise ValueError(f"unknown recording format {fmt!r}")
     local = started_at.astimezone(ZoneInfo(timezone))
     return PurePosixPath(f"{local:%Y}", f"{local:%m}", f"{local:%d}",
-                         f"{_stem(call_id, kind)}.{fmt}")
+                         f"{_stem(call_id, kind, leg_id)}.{fmt}")
 
 
-def temp_name(call_id: str, token: str, kind: Kind = Kind.MIXED) -> str:
+def temp_name(call_id: str, token: str, kind: Kind = Kind.MIXED,
+              leg_id: int | None = None) -> str:
     """The name a worker writes a transcoded file under before renaming it into place.
 
     It carries the worker's claim token, so two workers (one of them past its lease) never
     write the same file, and it starts with a dot so nothing mistakes it for a recording.
     """
-    name = f".{_stem(call_id, kind)}.{token}.tmp"
+    name = f".{_stem(call_id, kind, leg_id)}.{token}.tmp"
     if _TEMP.fullmatch(name) is None:
         raise RecordingNameError(f"claim token must be 32 hex digits: {token!r}")
     return name
 
 
-def is_temp_of(name: str, call_id: str, kind: Kind = Kind.MIXED) -> bool:
+def is_temp_of(name: str, call_id: str, kind: Kind = Kind.MIXED,
+               leg_id: int | None = None) -> bool:
     """True if ``name`` is a temporary file some worker wrote for this recording.
 
     A leg's temporary files are not its mixed recording's: jobs of one call run side by side.
     """
     match = _TEMP.fullmatch(name)
-    return match is not None and match["stem"] == _stem(call_id, kind)
+    return match is not None and match["stem"] == _stem(call_id, kind, leg_id)
 
 
 
@@ -243,7 +278,7 @@ def pair_files(
     if Kind.MIXED not in mtimes and ended_seconds_ago < missing_after_seconds:
         return None
     rows = []
-    for kind in Kind:
+    for kind in CALL_KINDS:
         if kind in mtimes:
             rows.append(Pairing(kind, State.PENDING))
         elif kind is Kind.MIXED:
@@ -252,6 +287,21 @@ def pair_files(
             rows.append(Pairing(kind, State.MISSING,
                                 f"the call ended without its {describe(kind)}'s file"))
     return rows
+
+
+def pair_callback(
+    mtime: float | None, *, now: float, ended_seconds_ago: float, settle_seconds: float,
+    missing_after_seconds: float,
+) -> Pairing | None:
+    """The row an ended call-back gets now, from its file's modification time (``None``: no
+    file); None to look again later. Only a call-back the operator answered is recorded (the
+    dialplan starts MixMonitor then), so only such call-backs are paired at all."""
+    if mtime is not None:
+        return Pairing(Kind.CALLBACK, State.PENDING) if is_settled(
+            mtime, now, settle_seconds) else None
+    if ended_seconds_ago < missing_after_seconds:
+        return None
+    return Pairing(Kind.CALLBACK, State.MISSING, "the call-back ended without a recording file")
 
 
 CATEGORIES = ("emergency", "complaint", "information")

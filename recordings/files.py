@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recordings.domain import Kind, is_temp_of, parse_source
+from recordings.domain import Kind, Source, is_temp_of, parse_source
 from telephony.core.storage import fsync_dir, move_durably
 
 
@@ -24,14 +24,15 @@ def discard(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def put_in_place(temporary: Path, final: Path, call_id: str, kind: Kind) -> None:
+def put_in_place(temporary: Path, final: Path, call_id: str, kind: Kind,
+                 leg_id: int | None = None) -> None:
     """Rename a finished temporary file to its final name, durably.
 
     Earlier attempts at the same recording that stopped midway left their own temporary files
     beside it; the caller holds the job, so nobody is still writing them.
     """
     for leftover in final.parent.iterdir():
-        if leftover != temporary and is_temp_of(leftover.name, call_id, kind):
+        if leftover != temporary and is_temp_of(leftover.name, call_id, kind, leg_id):
             leftover.unlink(missing_ok=True)
     temporary.replace(final)
     fsync_dir(final.parent)
@@ -46,8 +47,8 @@ def quarantine(source: Path, quarantine_dir: Path) -> Path | None:
     return kept
 
 
-def incoming_sources(incoming_dir: Path) -> list[tuple[str, Kind]]:
-    """The (call, kind) of each MixMonitor file in ``incoming_dir`` (other files are not ours)."""
+def incoming_sources(incoming_dir: Path) -> list[Source]:
+    """Whose each MixMonitor file in ``incoming_dir`` is (other files are not ours)."""
     if not incoming_dir.is_dir():
         return []
     return sorted(found for entry in incoming_dir.iterdir()

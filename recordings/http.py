@@ -33,6 +33,7 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "recording_id": recording.recording_id,
         "call_id": recording.call_id,
         "kind": recording.kind.value,
+        "leg_id": recording.leg_id,
         "state": recording.state.value,
         "started_at": instant_json(recording.started_at),
         "duration_seconds": recording.duration_seconds,

@@ -6,7 +6,8 @@ own token and a ``lease_until``; once the lease has run out, any worker may clai
 come from (:func:`recordings.domain.sources_of`), and the worker's own changes also its token,
 so a worker whose lease was taken over cannot overwrite the new owner's result.
 
-A call has one row per kind (its mixed recording and, when legs are recorded, one per leg); each
+A call has one row per kind (its mixed recording and, when legs are recorded, one per leg), and
+one per call-back an operator placed to its caller (kind ``callback``, with the leg's id); each
 is a job of its own, so a leg that cannot be processed never holds up the mixed recording.
 """
 
@@ -18,7 +19,7 @@ from datetime import datetime
 
 import asyncpg
 
-from recordings.domain import INITIAL_STATES, Kind, State, sources_of
+from recordings.domain import INITIAL_STATES, Kind, Source, State, sources_of
 from telephony.db.rows import from_row
 
 
@@ -28,6 +29,17 @@ class EndedCall:
 
     call_id: str
     started_at: datetime
+    ended_seconds_ago: float
+
+
+@dataclass(frozen=True)
+class EndedCallback:
+    """An operator's call-back of a caller, answered by the operator (so recorded) and ended,
+    that has no recording row yet."""
+
+    leg_id: int
+    call_id: str  # the call whose caller was called back
+    started_at: datetime  # that call's: the call-back is filed and retained with it
     ended_seconds_ago: float
 
 
@@ -43,6 +55,7 @@ class Job:
     attempts: int
     token: uuid.UUID
     reason: str | None  # the previous attempt's error, if any
+    leg_id: int | None = None  # a call-back's leg
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class Recording:
     legal_hold: bool
     processed_at: datetime | None
     expired_at: datetime | None
+    leg_id: int | None = None  # a call-back's leg (kind callback)
 
 
 @dataclass(frozen=True)
@@ -136,22 +150,51 @@ class RecordingRepository:
         )
         return [from_row(EndedCall, row) for row in rows]
 
+    async def callbacks_awaiting_recording(
+        self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int
+    ) -> list[EndedCallback]:
+        """Call-backs that ended within ``lookback_hours`` after the operator answered (the
+        dialplan reports ``dialling`` right after it starts recording) and have no recording
+        row, oldest first."""
+        rows = await connection.fetch(
+            """
+            SELECT l.leg_id, l.call_id,
+                   COALESCE(c.arrived_at, l.requested_at) AS started_at,
+                   extract(epoch FROM now() - l.ended_at)::float8 AS ended_seconds_ago
+            FROM call_legs l JOIN calls c USING (call_id)
+            WHERE l.kind = 'callback' AND l.rang_at IS NOT NULL AND l.ended_at IS NOT NULL
+              AND l.ended_at > now() - make_interval(hours => $1)
+              AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.leg_id = l.leg_id)
+            ORDER BY l.ended_at
+            LIMIT $2
+            """,
+            lookback_hours, limit,
+        )
+        return [from_row(EndedCallback, row) for row in rows]
+
     async def add(
         self, connection: asyncpg.Connection, call_id: str, state: State, *,
         started_at: datetime, source_file: str = "", reason: str | None = None,
-        kind: Kind = Kind.MIXED,
+        kind: Kind = Kind.MIXED, leg_id: int | None = None,
     ) -> bool:
-        """Create the call's recording row of ``kind`` in ``state``; False if it has one."""
+        """Create the call's recording row of ``kind`` (a call-back's: of its ``leg_id``) in
+        ``state``; False if it has one."""
         if state not in INITIAL_STATES:
             raise ValueError(f"a recording cannot start as {state}")
+        if (kind is Kind.CALLBACK) != (leg_id is not None):
+            raise ValueError("a call-back recording, and only one, names its leg")
+        # The arbiter is the partial unique index of the row's own sort (0014_callbacks.sql).
+        conflict = ("(leg_id) WHERE leg_id IS NOT NULL" if leg_id is not None
+                    else "(call_id, kind) WHERE leg_id IS NULL")
         inserted = await connection.fetchval(
-            """
-            INSERT INTO recordings (call_id, kind, state, source_file, started_at, reason)
-            VALUES ($1, $2, $3, $4, $5, $6)
-            ON CONFLICT (call_id, kind) DO NOTHING
+            f"""
+            INSERT INTO recordings (call_id, kind, state, source_file, started_at, reason,
+                                    leg_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT {conflict} DO NOTHING
             RETURNING true
-            """,
-            call_id, kind.value, state.value, source_file, started_at, reason,
+            """,  # noqa: S608 - one of two constant clauses
+            call_id, kind.value, state.value, source_file, started_at, reason, leg_id,
         )
         return bool(inserted)
 
@@ -186,7 +229,7 @@ class RecordingRepository:
                 LIMIT 1
             )
             RETURNING r.recording_id, r.call_id, r.kind, r.source_file, r.started_at,
-                      r.attempts, r.reason
+                      r.attempts, r.reason, r.leg_id
             """,
             token, lease_seconds,
         )
@@ -261,16 +304,16 @@ class RecordingRepository:
 
     async def finished(
         self, connection: asyncpg.Connection, call_ids: list[str]
-    ) -> set[tuple[str, Kind]]:
-        """The (call, kind) of the recordings of ``call_ids`` that are stored (or expired)."""
+    ) -> set[Source]:
+        """The recordings of ``call_ids`` that are stored (or expired)."""
         rows = await connection.fetch(
             """
-            SELECT call_id, kind FROM recordings
+            SELECT call_id, kind, leg_id FROM recordings
             WHERE call_id = ANY($1::text[]) AND state IN ('done', 'expired')
             """,
             call_ids,
         )
-        return {(row["call_id"], Kind(row["kind"])) for row in rows}
+        return {Source(row["call_id"], Kind(row["kind"]), row["leg_id"]) for row in rows}
 
     async def recording(self, connection: asyncpg.Connection, call_id: str) -> Recording | None:
         """The (mixed) recording of a call."""

@@ -5,13 +5,15 @@ How a recording travels
        lasts (the dialplan starts it right after Answer, so this needs nothing of ours), and
        with separate legs on also ``<call_id>-caller.wav`` and ``<call_id>-line.wav``.
     2. Every ``poll_seconds`` the worker looks for calls that have ended (``calls.ended_at``)
-       and have no recording row. Once the call's files have stopped changing, it gets a
-       ``pending`` row per file, in one transaction (:func:`recordings.domain.pair_files`); a
-       call that ended long enough ago without a file, or a leg absent when legs are recorded,
-       gets a ``missing`` row, reported once; a call id that is not an Asterisk unique id is
-       refused (``failed``) with one log line and never names a file. This is decoupled from
-       AMI: a listener that was down, or a worker restarted, still finds every call in the
-       database.
+       and have no recording row, and for operators' call-backs of callers (``call_legs`` of
+       kind ``callback``) that the operator answered and that have ended: each is recorded
+       as ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
+       Once the call's files have stopped changing, it gets a ``pending`` row per file, in
+       one transaction (:func:`recordings.domain.pair_files`); a call that ended long enough
+       ago without a file, or a leg absent when legs are recorded, gets a ``missing`` row,
+       reported once; a call id that is not an Asterisk unique id is refused (``failed``)
+       with one log line and never names a file. This is decoupled from AMI: a listener that
+       was down, or a worker restarted, still finds every call in the database.
     3. Jobs are claimed from the table (``FOR UPDATE SKIP LOCKED``, with a lease), so several
        workers may run and a crashed worker's job is retried once its lease runs out. A child
        process (:mod:`recordings.audio`) measures the file with pydub and writes it, compressed,
@@ -48,10 +50,12 @@ import asyncpg
 
 from recordings.audio import EXIT_BAD_AUDIO, BadAudio, Measurements
 from recordings.domain import (
+    CALL_KINDS,
     Kind,
     Pairing,
     State,
     describe,
+    pair_callback,
     pair_files,
     source_name,
     state_after_error,
@@ -59,7 +63,7 @@ from recordings.domain import (
     temp_name,
 )
 from recordings.files import discard, incoming_sources, put_in_place, quarantine
-from recordings.store import EndedCall, Job, Processed, RecordingRepository
+from recordings.store import EndedCall, EndedCallback, Job, Processed, RecordingRepository
 from telephony.asterisk.site import AsteriskSite
 from telephony.calls.ids import valid_call_id
 from telephony.core.errors import SiagaError
@@ -128,6 +132,7 @@ class Outcome:
     state: State
     detail: str = ""  # storage path when done, else the reason
     kind: Kind = Kind.MIXED
+    leg_id: int | None = None  # a call-back's
 
 
 class RecordingWorker:
@@ -205,7 +210,56 @@ class RecordingWorker:
                     log.warning("call %s ended %.0f s ago without %s in %s", call.call_id,
                                 call.ended_seconds_ago, _file_of(row.kind), config.incoming_dir)
                 outcomes.append(Outcome(call.call_id, row.state, row.reason or name, row.kind))
+        outcomes += await self._enqueue_callbacks(now)
         return outcomes
+
+    async def _enqueue_callbacks(self, now: float) -> list[Outcome]:
+        """Create the rows of ended call-backs whose files are complete or missing."""
+        config = self._config
+        ended = await self._database.run(functools.partial(
+            self._repository.callbacks_awaiting_recording,
+            lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH,
+        ))
+        outcomes = []
+        for callback in ended:
+            row = self._callback_pairing(callback, now)
+            if row is None:
+                continue
+            name = (source_name(callback.call_id, Kind.CALLBACK, callback.leg_id)
+                    if row.state is State.PENDING else "")
+
+            async def add(connection: asyncpg.Connection, callback: EndedCallback = callback,
+                          row: Pairing = row, name: str = name) -> bool:
+                return await self._repository.add(
+                    connection, callback.call_id, row.state, kind=Kind.CALLBACK,
+                    leg_id=callback.leg_id, started_at=callback.started_at, source_file=name,
+                    reason=row.reason)
+
+            if not await self._database.run(add):
+                continue  # another worker was quicker
+            if row.state is State.MISSING:
+                log.warning("call-back %d of call %s ended %.0f s ago without a recording in "
+                            "%s", callback.leg_id, callback.call_id,
+                            callback.ended_seconds_ago, config.incoming_dir)
+            outcomes.append(Outcome(callback.call_id, row.state, row.reason or name,
+                                    Kind.CALLBACK, callback.leg_id))
+        return outcomes
+
+    def _callback_pairing(self, callback: EndedCallback, now: float) -> Pairing | None:
+        """The row an ended call-back gets now, or None to wait."""
+        if not valid_call_id(callback.call_id):  # call_legs references calls: cannot happen
+            log.error("call-back %d names call id %r: not an Asterisk unique id",
+                      callback.leg_id, callback.call_id)
+            return None
+        try:
+            mtime: float | None = (self._config.incoming_dir / source_name(
+                callback.call_id, Kind.CALLBACK, callback.leg_id)).stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
+        config = self._config
+        return pair_callback(mtime, now=now, ended_seconds_ago=callback.ended_seconds_ago,
+                             settle_seconds=config.settle_seconds,
+                             missing_after_seconds=config.missing_after_seconds)
 
     def _pairing(self, call: EndedCall, now: float) -> list[Pairing] | None:
         """The rows an ended call gets now, or None to wait."""
@@ -215,7 +269,7 @@ class RecordingWorker:
             return [Pairing(Kind.MIXED, State.FAILED,
                             "invalid recording name (not an Asterisk unique id)")]
         mtimes = {}
-        for kind in Kind:
+        for kind in CALL_KINDS:
             try:
                 stat = (self._config.incoming_dir / source_name(call.call_id, kind)).stat()
             except FileNotFoundError:
@@ -257,11 +311,12 @@ class RecordingWorker:
         if not candidates:
             return 0
         finished = await self._database.run(functools.partial(
-            self._repository.finished, call_ids=sorted({call_id for call_id, _ in candidates}),
+            self._repository.finished,
+            call_ids=sorted({source.call_id for source in candidates}),
         ))
         stored = [source for source in candidates if source in finished]
-        for call_id, kind in stored:
-            discard(self._config.incoming_dir / source_name(call_id, kind))
+        for source in stored:
+            discard(self._config.incoming_dir / source_name(*source))
         if stored:
             log.info("removed %d already stored recordings from %s", len(stored),
                      self._config.incoming_dir)
@@ -281,8 +336,8 @@ class RecordingWorker:
 
     async def _process(self, job: Job) -> Outcome:
         config = self._config
-        if not valid_call_id(job.call_id) or job.source_file != source_name(job.call_id,
-                                                                             job.kind):
+        if not valid_call_id(job.call_id) or job.source_file != source_name(
+                job.call_id, job.kind, job.leg_id):
             # Rows are only created for valid ids; one that is not must still name no file.
             log.error("refusing recording job %d for call id %r: not an Asterisk unique id",
                       job.recording_id, job.call_id)
@@ -296,8 +351,9 @@ class RecordingWorker:
         if absent is not None:
             return await self._fail(job, *absent)
         final = config.storage_dir / storage_relpath(
-            job.call_id, job.started_at, config.timezone, config.fmt, job.kind)
-        temporary = final.parent / temp_name(job.call_id, job.token.hex, job.kind)
+            job.call_id, job.started_at, config.timezone, config.fmt, job.kind,
+            leg_id=job.leg_id)
+        temporary = final.parent / temp_name(job.call_id, job.token.hex, job.kind, job.leg_id)
         try:
             measured = await self._transcode(source, temporary)
         except (BadAudio, TranscodeError) as exc:
@@ -311,7 +367,7 @@ class RecordingWorker:
                 self._repository.release, job=job, reason=str(exc),
                 retry_seconds=config.retry_seconds,
             ))
-            return Outcome(job.call_id, State.PENDING, str(exc), job.kind)
+            return Outcome(job.call_id, State.PENDING, str(exc), job.kind, job.leg_id)
         return await self._store(job, source, temporary, final, measured)
 
     def _absent_source(self, job: Job, source: Path) -> tuple[str, Path | None] | None:
@@ -342,19 +398,20 @@ class RecordingWorker:
             async with connection.transaction():
                 if not await self._repository.hold_claim(connection, job):
                     return False
-                await asyncio.to_thread(put_in_place, temporary, final, job.call_id, job.kind)
+                await asyncio.to_thread(put_in_place, temporary, final, job.call_id, job.kind,
+                                        job.leg_id)
                 return await self._repository.mark_done(connection, job, result)
 
         if not await self._database.run(commit):
             discard(temporary)
             log.warning("%s was taken over by another worker (lease ran out)", _subject(job))
             return Outcome(job.call_id, State.PROCESSING, "taken over by another worker",
-                           job.kind)
+                           job.kind, job.leg_id)
         # Stored and recorded: Asterisk's copy can go. A stop right here leaves it for the sweep.
         discard(source)
         log.info("%s stored: %s (%.1f s, %.0f%% silence)", _subject(job),
                  relpath, measured.duration_seconds, measured.silence_share * 100)
-        return Outcome(job.call_id, State.DONE, relpath, job.kind)
+        return Outcome(job.call_id, State.DONE, relpath, job.kind, job.leg_id)
 
     async def _give_up(self, job: Job, source: Path, reason: str) -> Outcome:
         """Keep the source in quarantine and mark the job failed."""
@@ -368,7 +425,7 @@ class RecordingWorker:
             self._repository.mark_failed, job=job, reason=reason,
             quarantine_path=str(kept) if kept else None,
         ))
-        return Outcome(job.call_id, State.FAILED, reason, job.kind)
+        return Outcome(job.call_id, State.FAILED, reason, job.kind, job.leg_id)
 
     async def _transcode(self, source: Path, target: Path) -> Measurements:
         """Run the child process on one file; bounded by ``process_timeout``."""
@@ -415,4 +472,5 @@ def _file_of(kind: Kind) -> str:
 
 def _subject(job: Job) -> str:
     """What a job processes, for the log: ``recording of call '1.2'``, ``caller leg of ...``."""
-    return f"{describe(job.kind)} of call {job.call_id!r}"
+    leg = f" {job.leg_id}" if job.leg_id is not None else ""
+    return f"{describe(job.kind)}{leg} of call {job.call_id!r}"

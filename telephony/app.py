@@ -5,7 +5,8 @@ PostgreSQL (or its spool) + the recordings worker that pairs, processes and stor
 call recordings + the incident upkeep (an incident for each answered call, notifications) +
 the post-call prank screening of ended calls + the HTTP JSON API and the web console (its
 operators join queues and pause through the AMI listener) + the caller-rating callbacks
-of resolved incidents + the supervisor's live wallboard (fed by the AMI listener).
+of resolved incidents + operators' call-backs of dropped callers + the supervisor's live
+wallboard (fed by the AMI listener).
 Each service gets its collaborators through its constructor here and nowhere else.
 """
 
@@ -42,6 +43,9 @@ from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
 from telephony.asterisk.site import AsteriskSite
+from telephony.callbacks.console import CallbackPages
+from telephony.callbacks.http import CallbackApi
+from telephony.callbacks.service import CallbackConfig, CallbackService
 from telephony.calls.archive import CallArchive
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
@@ -137,6 +141,7 @@ class Line:
     reports: ReportService
     wallboard: WallboardService
     metrics: LineMetrics
+    callbacks: CallbackService
 
 
 async def start_web(web: WebServer) -> None:
@@ -239,10 +244,11 @@ async def start_administration(
 @dataclass(frozen=True)
 class CallHandling:
     """What operators and supervisors do with calls: desks (and their phones), transfers and
-    conferences to agencies, listening in."""
+    conferences to agencies, call-backs of dropped callers, listening in."""
 
     desks: DeskService
     transfers: TransferService
+    callbacks: CallbackService
     routes: list[Route]
 
 
@@ -265,9 +271,13 @@ def start_call_handling(
     listener.observe(transfers)
     stack.push_async_callback(transfers.close)
     supervision = SupervisionApi(SupervisionService(database, listener, accounts))
-    return CallHandling(desks, transfers, [
+    callbacks = CallbackService(database, listener, desks, accounts,
+                                CallbackConfig.from_settings(settings))
+    in_background(stack, callbacks.run(), "callbacks")
+    return CallHandling(desks, transfers, callbacks, [
         *TransferApi(transfers).routes(), *TransferPages(transfers, incidents.directory).routes(),
-        *supervision.routes()])
+        *supervision.routes(), *CallbackApi(callbacks).routes(),
+        *CallbackPages(callbacks).routes()])
 
 
 class LineStartError(SiagaError):
@@ -362,9 +372,13 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
+    accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
+    tools = start_call_handling(settings, database, stack, listener=listener, menus=menus,
+                                accounts=accounts, incidents=incidents)
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
                                  reports, incidents.dispatches,
-                                 connected=lambda: listener.logged_in)
+                                 connected=lambda: listener.logged_in,
+                                 callbacks=tools.callbacks.backlog)
     listener.observe(wallboard)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
@@ -372,9 +386,6 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(stack, admin.sync.run(), "admin-sync")
     monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
-    accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
-    tools = start_call_handling(settings, database, stack, listener=listener, menus=menus,
-                                accounts=accounts, incidents=incidents)
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,
@@ -407,7 +418,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     # run; the later stop in the unwinding is then a no-op.
     stack.push_async_callback(agi.stop)
     return Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
-                screening, surveys, web, reports, wallboard, metrics)
+                screening, surveys, web, reports, wallboard, metrics, tools.callbacks)
 
 
 async def serve(settings: Settings) -> None:

@@ -200,9 +200,16 @@ class Settings:
     # Transfers and conferences to agencies (telephony/transfers/): an agency's number rings
     # this long before the caller goes back to the operator who transferred.
     transfer_ring_seconds: int = 30
-    survey_caller_id: str = "112"  # the number the caller sees
+    # The number the caller sees on the line's calls to them: surveys and operators' call-backs.
+    survey_caller_id: str = "112"
     survey_hours: str = "08:00-20:00"  # local hours a callback may ring; "" for any hour
     survey_lookback_hours: float = 72.0  # incidents resolved longer ago get no callback
+
+    # Call-backs of dropped and abandoned callers (telephony/callbacks/): the worklist holds
+    # the calls that ended this recently; each call-back rings the operator's phone, then the
+    # caller's, this long at most (seconds).
+    callback_window_hours: float = 24.0
+    callback_ring_seconds: int = 30
 
     # None: <state_dir>/ivr/menu.json, written by an admin's first publish (until then the
     # packaged default menu); see live_menu_file.
@@ -631,6 +638,9 @@ def _validate_surveys(settings: Settings) -> None:
         raise SettingsError(
             f"survey_caller_id: a number (digits, optional leading +), got "
             f"{settings.survey_caller_id!r}")
+    if settings.callback_window_hours <= 0 or not 5 <= settings.callback_ring_seconds <= 120:
+        raise SettingsError("callback_window_hours must be positive, callback_ring_seconds "
+                            "5..120")
     # survey_hours is the surveys' word: SurveyConfig.from_settings parses and checks it.
 
 

@@ -55,6 +55,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.ami.actions", DOMAIN),  # the AMI action port services use
     ("telephony.ami.tracker", DOMAIN),  # the AMI event state machine (sans-IO)
     ("telephony.ami.channels", DOMAIN),  # live channels over the AMI port (no I/O of its own)
+    ("telephony.ami.originate", DOMAIN),  # what an Originate reports back
     ("telephony.calls.facts", DOMAIN),
     ("telephony.calls.legs", DOMAIN),  # legs the line places: kinds, outcomes
     ("telephony.calls.ids", DOMAIN),

@@ -126,6 +126,9 @@ def template_values(settings: Settings, instance_dir: str) -> dict[str, object]:
         # How long an agency's number rings on a transfer (extensions.conf, features.conf).
         "transfer_ring_seconds": s.transfer_ring_seconds,
         "atxfer_timeout_seconds": s.transfer_ring_seconds + 5,
+        # Operators' call-backs of dropped callers: the number presented, how long it rings.
+        "callback_caller_id": s.survey_caller_id,
+        "callback_ring_seconds": s.callback_ring_seconds,
     }
 
 

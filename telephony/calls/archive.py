@@ -9,7 +9,8 @@ from typing import Final
 
 import asyncpg
 
-from telephony.calls.store import CallRecord, CallRepository
+from telephony.calls.legs import Leg
+from telephony.calls.store import CallRecord, CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.incidents.errors import CallNotFound
 from telephony.incidents.store import IncidentRepository
@@ -81,5 +82,13 @@ class CallArchive:
         async def work(connection: asyncpg.Connection) -> list[CallRecord]:
             found = [await self._calls.call_record(connection, call_id) for call_id in call_ids]
             return [record for record in found if record is not None]
+
+        return await self._database.run(work)
+
+    async def legs(self, call_ids: list[str]) -> list[Leg]:
+        """The legs the line placed on these calls (transfers, call-backs), oldest first."""
+
+        async def work(connection: asyncpg.Connection) -> list[Leg]:
+            return await LegRepository().legs(connection, call_ids)
 
         return await self._database.run(work)

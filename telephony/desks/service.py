@@ -358,6 +358,10 @@ class DeskService:
             raise NoDesk(account.username)
         return found
 
+    async def desk_of(self, account: Account) -> Assignment:
+        """The desk the operator works at; :class:`NoDesk` if none (or not an operator)."""
+        return await self._assignment(account)
+
     async def _memberships(self, interface: str) -> list[Membership]:
         async def work(connection: asyncpg.Connection) -> list[Membership]:
             return await self._repo.memberships(connection, interface)

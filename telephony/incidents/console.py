@@ -16,6 +16,7 @@ from recordings.domain import Kind, State
 from recordings.http import recording_json
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
+from telephony.calls.legs import Leg, LegKind
 from telephony.desks.operators import SKILL_LABELS
 from telephony.incidents.dispatches import DispatchState, status_for_dispatch
 from telephony.incidents.edits import parse_patch
@@ -31,6 +32,7 @@ from telephony.incidents.model import (
 from telephony.screening.features import Label
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import HOME, PAGE, PREFIX, SEE_OTHER, page
+from telephony.web.context import ApiContext
 from telephony.web.errors import ApiError
 from telephony.web.request import Form, actor_of, context_of, remote_of
 from telephony.web.routing import CASEWORK, PLAYBACK, SESSION, Route
@@ -69,7 +71,7 @@ _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
 }
 RECORDING_KINDS: Final[Mapping[Kind, str]] = {
     Kind.MIXED: "Rekaman panggilan", Kind.CALLER: "Suara penelepon saja",
-    Kind.LINE: "Suara saluran dan operator saja"}
+    Kind.LINE: "Suara saluran dan operator saja", Kind.CALLBACK: "Rekaman panggilan balik"}
 RECORDING_STATES: Final[Mapping[State, str]] = {
     State.PENDING: "menunggu diproses", State.PROCESSING: "sedang diproses",
     State.DONE: "siap diputar", State.FAILED: "gagal diproses",
@@ -132,6 +134,16 @@ async def incidents_page(request: web.Request) -> web.StreamResponse:
     return page(request, "incidents.html", title="Insiden terbuka", rows=rows)
 
 
+async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:
+    """The call-backs of each of these calls' callers (``callback`` legs), oldest first: what
+    the incident page lists under each call (transfers have the legs section)."""
+    legs: dict[str, list[Leg]] = {}
+    for leg in await ctx.calls.legs(call_ids):
+        if leg.kind is LegKind.CALLBACK:
+            legs.setdefault(leg.call_id, []).append(leg)
+    return legs
+
+
 async def incident_page(request: web.Request) -> web.StreamResponse:
     """One incident: its calls with their screening, labels and recordings, the form,
     dispatches, escalation, rating and timeline; and, while its one call could still be
@@ -168,6 +180,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         higher_levels=(levels[levels.index(incident.escalation_level) + 1:]
                        if incident.is_open else []),
         related=related, can_play=can_play, recordings=recordings,
+        call_backs=await call_backs(ctx, call_ids),
         recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
         timeline_labels=TIMELINE_LABELS, event_lines=event_lines,
         report_types=list(ReportType), priorities=list(Priority), labels=Label.labels(),

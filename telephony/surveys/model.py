@@ -25,6 +25,8 @@ from enum import StrEnum
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from telephony.ami.originate import OriginateReason
+
 
 class SurveyState(StrEnum):
     """Where a survey is."""
@@ -56,16 +58,14 @@ class AttemptOutcome(StrEnum):
     NO_RATING = "no_rating"
 
 
-# OriginateResponse's Reason is the control frame the dial ended on (Asterisk's pbx.c,
-# pbx_dial_reason): 0 failure, 1 hung up before answer, 3 rang out, 4 answered, 5 busy,
-# 8 congestion (rejected, unreachable).
+# What each OriginateResponse Reason (telephony.ami.originate) means for an attempt.
 REASON_OUTCOMES: Final[Mapping[int, AttemptOutcome]] = {
-    0: AttemptOutcome.FAILED,
-    1: AttemptOutcome.NO_ANSWER,
-    3: AttemptOutcome.NO_ANSWER,
-    4: AttemptOutcome.ANSWERED,
-    5: AttemptOutcome.BUSY,
-    8: AttemptOutcome.FAILED,
+    OriginateReason.FAILURE: AttemptOutcome.FAILED,
+    OriginateReason.HUNG_UP: AttemptOutcome.NO_ANSWER,
+    OriginateReason.NO_ANSWER: AttemptOutcome.NO_ANSWER,
+    OriginateReason.ANSWERED: AttemptOutcome.ANSWERED,
+    OriginateReason.BUSY: AttemptOutcome.BUSY,
+    OriginateReason.CONGESTION: AttemptOutcome.FAILED,
 }
 # Asterisk 22 reports a busy (486) or unanswered (480) callee as Reason 0; the Q.850 cause on
 # the callback channel's Hangup event says which.
@@ -87,7 +87,6 @@ SURVEY_ACTOR: Final = "survey"  # who stores the rating in the incident's timeli
 _DIALABLE = re.compile(r"\+?[0-9]{5,15}")
 _WINDOW = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
 _ID = re.compile(r"[1-9][0-9]{0,17}")
-_CODE = re.compile(r"[0-9]{1,3}")
 
 
 def is_dialable(number: str) -> bool:
@@ -98,11 +97,6 @@ def is_dialable(number: str) -> bool:
 def callback_number(numbers: Iterable[str]) -> str | None:
     """The first dialable number of an incident's calls (first caller first), if any."""
     return next((n for n in numbers if is_dialable(n)), None)
-
-
-def parse_code(text: str) -> int | None:
-    """An OriginateResponse Reason or a Hangup Cause as a number, ``None`` if not one."""
-    return int(text) if _CODE.fullmatch(text) else None
 
 
 def outcome_for_reason(

@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiActions
+from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.errors import IncidentError
@@ -57,28 +58,20 @@ from telephony.surveys.model import (
     originate_action,
     outcome_for_reason,
     parse_call_window,
-    parse_code,
 )
 from telephony.surveys.store import Attempt, Survey, SurveyRepository
 
 log = logging.getLogger("telephony.surveys")
 
-ORIGINATE_RESPONSE = "OriginateResponse"
 HANGUP = "Hangup"
 # Past the ring time Asterisk still has to give up on the carrier (SIP timer B is 32 s) and
 # report; past the FastAGI session limit the survey has ended one way or another.
 RING_GRACE = timedelta(seconds=35)
 SESSION_GRACE = timedelta(seconds=15)
-_MAX_TEXT = 200
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _text(value: object) -> str:
-    """An AMI header value as one bounded, printable line."""
-    return "".join(ch for ch in str(value or "") if ch.isprintable())[:_MAX_TEXT]
 
 
 @dataclass(frozen=True)
@@ -169,7 +162,7 @@ class SurveyService:
     def _on_ami_event(self, event: Mapping[str, Any]) -> None:
         """Keep the events about our callbacks: their ActionID (OriginateResponse) or channel
         Uniqueid (Hangup) is an attempt's id. Runs inside the listener's data callback."""
-        if _text(event.get("ActionID") or event.get("Uniqueid")).startswith(ACTION_PREFIX):
+        if printable(event.get("ActionID") or event.get("Uniqueid")).startswith(ACTION_PREFIX):
             self._events.put_nowait(event)
 
     # -- the loop ------------------------------------------------------------------------------
@@ -198,7 +191,7 @@ class SurveyService:
                     event = await self._events.get()
             except TimeoutError:
                 return
-            name = _text(event.get("Event"))
+            name = printable(event.get("Event"))
             try:
                 if name == ORIGINATE_RESPONSE:
                     await self.originate_response(event)
@@ -207,10 +200,10 @@ class SurveyService:
             except DatabaseUnavailable as exc:
                 # The attempt stays in flight and ends as lost at its deadline.
                 log.error("%s of survey callback %s not recorded, database unavailable: %s",
-                          name, _text(event.get("ActionID") or event.get("Uniqueid")), exc)
+                          name, printable(event.get("ActionID") or event.get("Uniqueid")), exc)
             except Exception:
                 log.exception("%s of survey callback %s not applied", name,
-                              _text(event.get("ActionID") or event.get("Uniqueid")))
+                              printable(event.get("ActionID") or event.get("Uniqueid")))
 
     # -- opening surveys -----------------------------------------------------------------------
 
@@ -327,7 +320,7 @@ class SurveyService:
         log.info("survey %d attempt %d: calling %s", call.survey_id, call.attempt, call.number)
         # A call that fails at once can report before the action's own response arrives;
         # the event then answers the action.
-        if _text(reply.get("Event")) == ORIGINATE_RESPONSE:
+        if printable(reply.get("Event")) == ORIGINATE_RESPONSE:
             await self.originate_response(reply)
 
     # -- what Asterisk reports -----------------------------------------------------------------
@@ -335,11 +328,11 @@ class SurveyService:
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply an OriginateResponse; ``False`` if it is not one of our attempts, or its
         attempt already had an outcome (the first word stands)."""
-        aid = _text(event.get("ActionID"))
-        reason_text = _text(event.get("Reason"))
+        aid = printable(event.get("ActionID"))
+        reason_text = printable(event.get("Reason"))
         reason = parse_code(reason_text)
-        response = _text(event.get("Response"))
-        channel = _text(event.get("Channel"))
+        response = printable(event.get("Response"))
+        channel = printable(event.get("Channel"))
         now = self._clock()
 
         async def work(connection: asyncpg.Connection) -> tuple[Attempt, AttemptOutcome] | None:
@@ -372,8 +365,8 @@ class SurveyService:
         """Apply the Hangup of a callback's channel: its cause tells a busy or unanswered
         callee from a failure, which Asterisk's OriginateResponse does not. ``False`` if it is
         not one of our attempts."""
-        aid = _text(event.get("Uniqueid"))
-        cause = parse_code(_text(event.get("Cause")))
+        aid = printable(event.get("Uniqueid"))
+        cause = parse_code(printable(event.get("Cause")))
 
         async def work(connection: asyncpg.Connection) -> bool:
             async with connection.transaction():

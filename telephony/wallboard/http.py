@@ -71,6 +71,13 @@ def wallboard_json(snapshot: WallboardSnapshot) -> dict[str, Any]:
             "day": counters.shift.day.isoformat(), "figures": figures_json(counters.day_figures)},
         "counters_at": instant_json(counters.at) if counters is not None else None,
         "counters_stale": snapshot.counters_stale,
+        "callbacks": None if snapshot.callbacks is None else {
+            "waiting": snapshot.callbacks.waiting,
+            "not_possible": snapshot.callbacks.not_possible,
+            "oldest_at": instant_json(snapshot.callbacks.oldest_at),
+            "oldest_seconds": None if snapshot.callbacks.oldest_at is None else rounded(
+                (board.at - snapshot.callbacks.oldest_at).total_seconds()),
+        },
         "overdue_incidents": [{
             "incident_id": b.incident.incident_id,
             "report_type": b.incident.report_type.value,

@@ -49,6 +49,7 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "counters_at": NULLABLE_DATETIME,
         "counters_stale": {"type": "boolean",
                            "description": "Basis data tidak terjangkau; angka lebih lama"},
+        "callbacks": ref("CallbackBacklog"),
         "overdue_incidents": {"type": "array", "items": all_required({
             "incident_id": {"type": "integer"}, "report_type": {"type": "string"},
             "report_type_label": {"type": "string"}, "priority": {"type": "integer"},

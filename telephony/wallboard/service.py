@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from telephony.ami.tracker import QueueSnapshot
+from telephony.callbacks.model import Backlog
 from telephony.calls.facts import CallFact, IvrVariableSet, OperatorRung, OperatorStateChanged
 from telephony.db.connection import DatabaseUnavailable
 from telephony.incidents.dispatch_service import DispatchService, SlaBreach
@@ -46,6 +47,7 @@ class WallboardSnapshot:
     counters_stale: bool  # the last refresh failed; ``counters`` are older
     overdue: list[SlaBreach]
     connected: bool  # the listener is logged in to Asterisk: the live part is current
+    callbacks: Backlog | None = None  # callers waiting for a call-back (None: not read yet)
 
 
 class WallboardService:
@@ -54,6 +56,7 @@ class WallboardService:
     def __init__(
         self, board: LiveBoard, reports: ReportService, dispatches: DispatchService, *,
         connected: Callable[[], bool] = lambda: True,
+        callbacks: Callable[[], Awaitable[Backlog]] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         refresh_seconds: float = 10.0,
         min_refresh_seconds: float = 1.0,
@@ -63,6 +66,8 @@ class WallboardService:
         self._reports = reports
         self._dispatches = dispatches
         self._connected = connected
+        self._callbacks = callbacks
+        self._backlog: Backlog | None = None
         self._clock = clock
         self._refresh_seconds = refresh_seconds
         self._min_refresh = min_refresh_seconds
@@ -97,7 +102,7 @@ class WallboardService:
         return WallboardSnapshot(
             board=self._board.view(self._clock()), counters=self._counters,
             counters_stale=self._stale, overdue=list(self._overdue),
-            connected=self._connected())
+            connected=self._connected(), callbacks=self._backlog)
 
     def subscribe(self) -> asyncio.Event:
         """An event set whenever the wallboard changes (clear it after reading)."""
@@ -170,10 +175,12 @@ class WallboardService:
             return
 
     async def refresh(self) -> None:
-        """Read the counters and overdue incidents again; on an outage keep the old ones."""
+        """Read the counters, overdue incidents and call-back backlog again; on an outage
+        keep the old ones."""
         try:
             counters = await self._reports.live_counters()
             overdue = await self._dispatches.sla_breaches()
+            callbacks = await self._callbacks() if self._callbacks is not None else None
         except DatabaseUnavailable as exc:
             if not self._stale:
                 log.error("wallboard counters not refreshed, database unavailable: %s", exc)
@@ -183,4 +190,5 @@ class WallboardService:
             self._stale = True
         else:
             self._counters, self._overdue, self._stale = counters, overdue, False
+            self._backlog = callbacks
         self._changed()

@@ -15,6 +15,7 @@ from telephony.accounts import console as accounts_console
 from telephony.accounts import http as accounts_http
 from telephony.accounts import schemas as accounts_schemas
 from telephony.admin import schemas as admin_schemas
+from telephony.callbacks import schemas as callbacks_schemas
 from telephony.calls import http as calls_http
 from telephony.calls import schemas as calls_schemas
 from telephony.desks import console as desks_console
@@ -67,9 +68,10 @@ def api_routes() -> list[Route]:
 
 
 def api_schemas() -> Mapping[str, Schema]:
-    """Every feature's schemas in one registry, the wallboard's, the reports' and the admin's
-    too, whether or not their routes are installed: the API's description and its checks
-    are then the same in every application. Raises ``ValueError`` on a name declared twice."""
+    """Every feature's schemas in one registry, the wallboard's, the reports', the admin's and
+    the call-backs' too, whether or not their routes are installed: the API's description and
+    its checks are then the same in every application. Raises ``ValueError`` on a name
+    declared twice."""
     return registry(
         SHELL_SCHEMAS,
         accounts_schemas.SCHEMAS,
@@ -83,6 +85,7 @@ def api_schemas() -> Mapping[str, Schema]:
         supervision_schemas.SCHEMAS,
         admin_schemas.SCHEMAS,
         transfers_schemas.SCHEMAS,
+        callbacks_schemas.SCHEMAS,
     )
 
 

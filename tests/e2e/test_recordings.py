@@ -18,7 +18,7 @@ from dataclasses import replace
 import pytest
 from pydub import AudioSegment
 
-from recordings.domain import Kind, State, source_name, storage_relpath
+from recordings.domain import CALL_KINDS, Kind, State, source_name, storage_relpath
 from recordings.store import Recording, RecordingRepository
 from telephony.app import Line
 from telephony.calls.store import CallRecord
@@ -92,7 +92,7 @@ def check_stored(
 ) -> None:
     """The mix, as long as the call, and with separate legs on each leg, as long as the mix:
     all paired with the call, transcoded, checksummed, their sources removed."""
-    assert set(rows) == (set(Kind) if settings.recordings_separate_legs else {Kind.MIXED})
+    assert set(rows) == (set(CALL_KINDS) if settings.recordings_separate_legs else {Kind.MIXED})
     for kind, row in rows.items():
         check_file(settings, lab, record, kind, row)
     assert record.arrived_at is not None and record.ended_at is not None

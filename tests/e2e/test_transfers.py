@@ -27,7 +27,7 @@ import pytest
 from pydub import AudioSegment
 
 from ivr.menu import load_menu
-from recordings.domain import Kind, State
+from recordings.domain import CALL_KINDS, Kind, State
 from recordings.store import Recording, RecordingRepository
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
@@ -198,7 +198,7 @@ def invite_time(messages: str) -> datetime:
 async def stored(line: Line, call_id: str) -> dict[Kind, Recording]:
     async def probe() -> dict[Kind, Recording] | None:
         rows = await line.database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id]))
-        if len(rows) == len(Kind) and all(r.state is State.DONE for r in rows):
+        if len(rows) == len(CALL_KINDS) and all(r.state is State.DONE for r in rows):
             return {row.kind: row for row in rows}
         return None
 

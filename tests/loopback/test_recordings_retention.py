@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from recordings.domain import LEGS, Kind, RetentionPolicy, State
+from recordings.domain import CALL_KINDS, LEGS, Kind, RetentionPolicy, State
 from recordings.retention import apply_retention
 from recordings.store import Processed, RecordingRepository
 from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet
@@ -177,5 +177,5 @@ async def test_legs_are_removed_with_their_mix_and_held_with_it(
     assert all(p.exists() for p in [held_file, *held_legs])
     rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [expired, held]))
     assert sorted((r.call_id, r.kind, r.state, r.legal_hold) for r in rows) == sorted(
-        [(expired, kind, State.EXPIRED, False) for kind in Kind]
-        + [(held, kind, State.DONE, True) for kind in Kind])
+        [(expired, kind, State.EXPIRED, False) for kind in CALL_KINDS]
+        + [(held, kind, State.DONE, True) for kind in CALL_KINDS])

@@ -20,12 +20,13 @@ import asyncpg
 import pytest
 from pydub import AudioSegment
 
-from recordings.domain import Kind, State, source_name, storage_relpath, temp_name
+from recordings.domain import CALL_KINDS, Kind, State, source_name, storage_relpath, temp_name
 from recordings.store import Job, Recording, RecordingRepository
 from recordings.worker import RecordingsConfig, RecordingWorker
-from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet
+from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet, LegProgressed
+from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
-from telephony.calls.store import CallRepository
+from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
 
@@ -369,16 +370,16 @@ async def test_legs_are_processed_with_the_mix_and_stored_next_to_it(
     config = replace(config, separate_legs=True)
     call_id = new_call_id()
     started = await ended_call(database, call_id)
-    for kind in Kind:
+    for kind in CALL_KINDS:
         speech_like(leg_file(config, call_id, kind))
     worker = RecordingWorker(database, config)
 
     outcomes = await worker.run_once()
 
     assert sorted((o.kind, o.state) for o in outcomes) == sorted(
-        [(kind, state) for kind in Kind for state in (State.PENDING, State.DONE)])
+        [(kind, state) for kind in CALL_KINDS for state in (State.PENDING, State.DONE)])
     rows = await recordings_of(database, call_id)
-    assert set(rows) == set(Kind)
+    assert set(rows) == set(CALL_KINDS)
     stored = []
     for kind, row in rows.items():
         relpath = storage_relpath(call_id, started, "Asia/Jakarta", "opus", kind).as_posix()
@@ -463,12 +464,81 @@ async def test_restart_sweeps_leg_sources_of_stored_legs_only(
     config = replace(config, separate_legs=True)
     call_id = new_call_id()
     await ended_call(database, call_id)
-    for kind in Kind:
+    for kind in CALL_KINDS:
         speech_like(leg_file(config, call_id, kind))
     assert len(await RecordingWorker(database, config).run_once()) == 6
-    for kind in Kind:  # as if the worker had stopped before removing the sources
+    for kind in CALL_KINDS:  # as if the worker had stopped before removing the sources
         speech_like(leg_file(config, call_id, kind))
     other = config.incoming_dir / f"{new_call_id()}-caller.wav"  # a call not stored yet
     other.write_bytes(b"not yet")
     assert await RecordingWorker(database, config).sweep_incoming() == 3
     assert files_under(config.incoming_dir) == [other]
+
+
+# ----------------------------------------------------------------- call-backs
+
+
+async def ended_callback(database: Database, call_id: str, *, answered_by_operator: bool = True
+                         ) -> int:
+    """An operator's call-back of the call's caller that has ended (the operator answered it,
+    so the dialplan recorded it, unless not ``answered_by_operator``); returns the leg."""
+    leg_id = await database.run(lambda c: LegRepository().open(
+        c, kind=LegKind.CALLBACK, call_id=call_id, incident_id=None, operator="PJSIP/op1001",
+        actor="op1001", number="081234567890", target="penelepon"))
+    now = datetime.now(UTC)
+    states = ["dialling", "ended"] if answered_by_operator else ["ended"]
+    facts = [LegProgressed(leg_id, state, "NOANSWER" if state == "ended" else "", "1.99",
+                           now - timedelta(seconds=2)) for state in states]
+    await database.run(lambda c: CALLS.apply(c, facts))
+    return leg_id
+
+
+async def test_call_backs_are_recordings_of_the_called_back_call_one_per_call_back(
+    database: Database, config: RecordingsConfig
+) -> None:
+    call_id = new_call_id()
+    started = await ended_call(database, call_id)
+    speech_like(config.incoming_dir / source_name(call_id))
+    first, second = [await ended_callback(database, call_id) for _ in range(2)]
+    # A call-back the operator never answered was not recorded and is not looked for.
+    await ended_callback(database, call_id, answered_by_operator=False)
+    for leg_id in (first, second):
+        speech_like(config.incoming_dir / source_name(call_id, Kind.CALLBACK, leg_id))
+    worker = RecordingWorker(database, config)
+
+    outcomes = [o for o in await worker.run_once() if o.state is State.DONE]
+
+    assert sorted((o.leg_id or 0, o.kind) for o in outcomes) == [
+        (0, Kind.MIXED), (first, Kind.CALLBACK), (second, Kind.CALLBACK)]
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id]))
+    assert [(r.kind, r.leg_id, r.state) for r in rows] == [
+        (Kind.MIXED, None, State.DONE), (Kind.CALLBACK, first, State.DONE),
+        (Kind.CALLBACK, second, State.DONE)]
+    for row in rows[1:]:
+        # Filed beside the call's own recording, dated and retained by the call's arrival.
+        assert row.started_at == started
+        assert row.storage_path == storage_relpath(
+            call_id, started, "Asia/Jakarta", "opus", Kind.CALLBACK,
+            leg_id=row.leg_id).as_posix()
+        assert (config.storage_dir / row.storage_path).is_file()
+    assert files_under(config.incoming_dir) == []
+    assert await worker.run_once() == []
+    # The call's own recording is still the one a call's page plays.
+    assert (await recording_of(database, call_id)).kind is Kind.MIXED
+
+
+async def test_a_call_back_without_its_file_is_missing_once_it_is_long_over(
+    database: Database, config: RecordingsConfig
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id, ago=60)
+    speech_like(config.incoming_dir / source_name(call_id))
+    leg_id = await ended_callback(database, call_id)
+    worker = RecordingWorker(database, config)
+    assert [(o.kind, o.state) for o in await worker.enqueue()] == [(Kind.MIXED, State.PENDING)]
+    await database.run(lambda c: c.execute(
+        "UPDATE call_legs SET ended_at = now() - interval '60 seconds' WHERE leg_id = $1",
+        leg_id))
+
+    assert [(o.kind, o.leg_id, o.state) for o in await worker.enqueue()] == [
+        (Kind.CALLBACK, leg_id, State.MISSING)]

@@ -6,18 +6,21 @@ from pathlib import PurePosixPath
 import pytest
 
 from recordings.domain import (
+    CALL_KINDS,
     INITIAL_STATES,
     TRANSITIONS,
     Kind,
     Pairing,
     RecordingNameError,
     RetentionPolicy,
+    Source,
     State,
     can_transition,
     is_settled,
     is_temp_of,
     loudness,
     mixmonitor_options,
+    pair_callback,
     pair_files,
     parse_source,
     silence_share,
@@ -37,11 +40,23 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 def test_asterisk_unique_ids_are_valid(call_id: str) -> None:
     assert valid_call_id(call_id)
     assert source_name(call_id) == f"{call_id}.wav"
-    assert parse_source(f"{call_id}.wav") == (call_id, Kind.MIXED)
+    assert parse_source(f"{call_id}.wav") == Source(call_id, Kind.MIXED)
     assert source_name(call_id, Kind.CALLER) == f"{call_id}-caller.wav"
-    assert parse_source(f"{call_id}-caller.wav") == (call_id, Kind.CALLER)
+    assert parse_source(f"{call_id}-caller.wav") == Source(call_id, Kind.CALLER)
     assert source_name(call_id, Kind.LINE) == f"{call_id}-line.wav"
-    assert parse_source(f"{call_id}-line.wav") == (call_id, Kind.LINE)
+    assert parse_source(f"{call_id}-line.wav") == Source(call_id, Kind.LINE)
+    # An operator's call-back of the caller: the dialplan's MixMonitor in siaga112-callback.
+    assert source_name(call_id, Kind.CALLBACK, 17) == f"{call_id}-callback17.wav"
+    assert parse_source(f"{call_id}-callback17.wav") == Source(call_id, Kind.CALLBACK, 17)
+
+
+@pytest.mark.parametrize(("kind", "leg_id"), [
+    (Kind.CALLBACK, None), (Kind.MIXED, 3), (Kind.CALLER, 3), (Kind.CALLBACK, 0),
+    (Kind.CALLBACK, -1), (Kind.CALLBACK, 10**18)])
+def test_a_call_back_recording_and_only_one_names_its_leg(kind: Kind, leg_id: int | None
+                                                          ) -> None:
+    with pytest.raises(RecordingNameError):
+        source_name("1.2", kind, leg_id)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +77,10 @@ def test_anything_else_is_refused_before_it_names_a_file(call_id: str) -> None:
 
 @pytest.mark.parametrize("name", ["1.2.mp3", "1.2", "x.wav", ".1.2.wav", "../1.2.wav", "1.2.WAV",
                                   "1.2-mixed.wav", "1.2-other.wav", "1.2-caller.mp3",
-                                  "1.2-.wav", "1.2-caller-line.wav", "x-caller.wav"])
+                                  "1.2-.wav", "1.2-caller-line.wav", "x-caller.wav",
+                                  "1.2-callback.wav", "1.2-callback0.wav", "1.2-callback-1.wav",
+                                  "1.2-callback1x.wav", "1.2-callback1.mp3",
+                                  "1.2-callback1234567890123456789.wav"])
 def test_other_files_in_the_monitor_directory_are_not_ours(name: str) -> None:
     assert parse_source(name) is None
 
@@ -89,9 +107,27 @@ def test_layout_is_dated_by_the_local_arrival_day() -> None:
 
 def test_legs_are_stored_next_to_the_mixed_recording() -> None:
     started = datetime(2026, 11, 23, 18, 30, tzinfo=UTC)
-    assert [storage_relpath("1.2", started, "Asia/Jakarta", "opus", kind) for kind in Kind] == [
+    assert [storage_relpath("1.2", started, "Asia/Jakarta", "opus", kind)
+            for kind in CALL_KINDS] == [
         PurePosixPath("2026/11/24/1.2.opus"), PurePosixPath("2026/11/24/1.2-caller.opus"),
         PurePosixPath("2026/11/24/1.2-line.opus")]
+    # A call-back is filed with the call it called back, dated by that call's arrival.
+    assert storage_relpath("1.2", started, "Asia/Jakarta", "opus", Kind.CALLBACK, leg_id=9) == (
+        PurePosixPath("2026/11/24/1.2-callback9.opus"))
+    callback = temp_name("1.2", TOKEN, Kind.CALLBACK, 9)
+    assert is_temp_of(callback, "1.2", Kind.CALLBACK, 9)
+    assert not is_temp_of(callback, "1.2", Kind.CALLBACK, 90)
+    assert not is_temp_of(callback, "1.2")
+
+
+def test_a_call_back_is_paired_once_its_file_settles_or_is_long_missing() -> None:
+    timing = {"settle_seconds": 3.0, "missing_after_seconds": 120.0}
+    assert pair_callback(100.0, now=101.0, ended_seconds_ago=1.0, **timing) is None
+    assert pair_callback(100.0, now=104.0, ended_seconds_ago=4.0, **timing) == Pairing(
+        Kind.CALLBACK, State.PENDING)
+    assert pair_callback(None, now=104.0, ended_seconds_ago=4.0, **timing) is None
+    missing = pair_callback(None, now=300.0, ended_seconds_ago=200.0, **timing)
+    assert missing is not None and missing.state is State.MISSING
 
 
 def test_temporary_names_belong_to_one_call_and_one_claim() -> None:

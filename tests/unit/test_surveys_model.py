@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from telephony.ami.originate import parse_code
 from telephony.lab import sipp
 from telephony.settings import SettingsError, load_settings
 from telephony.surveys.model import (
@@ -20,7 +21,6 @@ from telephony.surveys.model import (
     originate_action,
     outcome_for_reason,
     parse_call_window,
-    parse_code,
     parse_survey_ids,
 )
 from telephony.surveys.service import SurveyConfig

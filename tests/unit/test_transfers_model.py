@@ -82,7 +82,9 @@ def test_parse_extension_refuses_anything_else(extension: str) -> None:
 def test_the_dialplan_checks_the_same_pattern() -> None:
     """extensions.conf's REGEX in both contexts is the pattern parse_extension uses."""
     dialplan = (CONF / "extensions.conf").read_text(encoding="utf-8")
-    patterns = re.findall(r'REGEX\("(\^\[1-9\][^"]*)" \$\{EXTEN\}\)', dialplan)
+    contexts = [part for part in re.split(r"(?m)^(?=\[)", dialplan)
+                if part.startswith(("[siaga112-transfer]", "[siaga112-consult]"))]
+    patterns = re.findall(r'REGEX\("(\^\[1-9\][^"]*)" \$\{EXTEN\}\)', "".join(contexts))
     assert patterns == ["^[1-9][0-9]{0,8}[*][*]?[0-9]{3,20}$"] * 2
     for context in ("[siaga112-transfer]", "[siaga112-consult]"):
         assert context in dialplan

@@ -53,10 +53,12 @@ def content_security_policy(softphone_origin: str | None) -> str:
 # Every page a role can reach from the menu bar.
 NAV: Final[Mapping[Role, tuple[tuple[str, str], ...]]] = {
     Role.OPERATOR: (("/console/operator", "Layar operator"),
-                    ("/console/incidents", "Insiden terbuka")),
+                    ("/console/incidents", "Insiden terbuka"),
+                    ("/console/callbacks", "Panggilan balik")),
     Role.SUPERVISOR: (("/console/wallboard", "Papan dinding"), ("/console/reports", "Laporan sif"),
                       ("/console/daily", "Ringkasan harian"),
-                      ("/console/incidents", "Insiden terbuka"), ("/console/audit", "Log audit")),
+                      ("/console/incidents", "Insiden terbuka"),
+                      ("/console/callbacks", "Panggilan balik"), ("/console/audit", "Log audit")),
     Role.ADMIN: (("/console/admin/ivr", "Menu IVR"), ("/console/admin/queues", "Antrean"),
                  ("/console/admin/reference", "Referensi"),
                  ("/console/admin/screening", "Penyaringan"), ("/console/accounts", "Akun"),

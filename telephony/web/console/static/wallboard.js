@@ -76,6 +76,9 @@
     setText("shift-prank", f ? percent(f.prank_share) : "-");
     setText("overdue", String(data.overdue_incidents.length));
     document.getElementById("tile-overdue").classList.toggle("alert", data.overdue_incidents.length > 0);
+    const callbacks = data.callbacks;
+    setText("callbacks", callbacks ? String(callbacks.waiting) : "-");
+    document.getElementById("tile-callbacks").classList.toggle("alert", !!callbacks && callbacks.waiting > 0);
     const t = data.today ? data.today.figures : null;
     setText("today", t ? [
       t.calls + " panggilan",
@@ -226,6 +229,9 @@
     document.getElementById("tile-waiting").classList.toggle("alert", waiting > 0);
     setText("longest", longest ? duration(longest.wait) : "-");
     setText("longest-queue", longest ? "Tunggu terlama · " + longest.queue : "Tunggu terlama");
+    const callbacks = board.callbacks;
+    setText("callbacks-oldest", callbacks && callbacks.oldest_at
+      ? "Panggilan balik · terlama " + duration(since(callbacks.oldest_at)) : "Panggilan balik");
     document.querySelectorAll(".wb-caller").forEach(function (item) {
       item.querySelector(".wb-wait").textContent = duration(since(item.dataset.joinedAt));
     });

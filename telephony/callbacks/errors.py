@@ -1,0 +1,76 @@
+"""The call-backs' refusals, each with its message in Bahasa Indonesia. A refusal sent nothing
+to Asterisk and changed nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
+
+
+class CallbackError(SiagaError):
+    """A call-back request that is refused."""
+
+    status = 400
+    code = "callback_error"
+
+
+class InvalidClosure(Invalid, CallbackError):
+    """A closing reason or note that is not valid."""
+
+    code = "invalid_closure"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field)
+
+
+class UnknownCall(NotFound, CallbackError):
+    """No call of the line has this id."""
+
+    code = "call_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Panggilan tidak ditemukan.")
+
+
+class NotOnList(Conflict, CallbackError):
+    """The call is not (or no longer) on the worklist."""
+
+    code = "not_on_worklist"
+
+    def __init__(self) -> None:
+        super().__init__("Panggilan ini tidak ada di daftar panggilan balik: penelepon sudah "
+                         "terhubung, entri sudah ditutup, atau sudah lewat jendela waktunya. "
+                         "Muat ulang daftar.")
+
+
+class NotPossible(Conflict, CallbackError):
+    """The caller's number is withheld or cannot be dialled."""
+
+    code = "callback_not_possible"
+
+    def __init__(self) -> None:
+        super().__init__("Nomor penelepon disembunyikan atau tidak valid: tidak bisa "
+                         "dihubungi kembali.")
+
+
+class CallbackBusy(Conflict, CallbackError):
+    """The operator is on a call, or the caller is being called back already."""
+
+    code = "callback_busy"
+
+
+class CallbackUnavailable(CallbackError):
+    """Asterisk did not take the call-back (no AMI session, refused, no answer)."""
+
+    status = 503
+    code = "asterisk_unavailable"
+    logged = True  # the service logs what Asterisk answered
+
+    def __init__(self) -> None:
+        super().__init__("Asterisk tidak menjalankan panggilan balik (tidak terhubung atau "
+                         "menolak). Coba lagi sebentar lagi.")
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": "5"}

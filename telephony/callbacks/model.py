@@ -1,0 +1,339 @@
+"""Which ended calls an operator should call back and why, when a caller leaves the worklist,
+and the Originate that places a call-back. Pure: no I/O, no clock (instants come in).
+
+On the worklist (the calls that arrived within the window, ``callback_window_hours``):
+
+- **dropped**: answered, then ended by a network cause (:data:`NETWORK_CAUSES`);
+- **network**: lost to a network cause before any operator answered, wherever it was;
+- **abandoned**: queued, and hung up (or lost) before an operator answered;
+- **ivr_emergency**: the IVR had routed it as an emergency, and it ended before reaching a
+  queue (at the screening prompt, say). The IVR publishes its choice only once it has
+  decided, so a caller who hangs up halfway through the menus is not known to have chosen.
+
+Not on it: calls answered and ended normally, calls still going on, anything else that ended
+in the IVR (an information or complaint call, a caller who chose nothing).
+
+One entry per caller (their ``caller_key``): a caller who gave up three times is called back
+once. An entry holds the caller's calls since they were last cleared; it leaves the list when
+one of these clears them:
+
+- a call-back (a ``callback`` leg) that the caller answered: it covers the calls that arrived
+  before it was placed;
+- a later call from the same caller that an operator answered (and that was not itself
+  dropped): it covers the calls that arrived before it;
+- a supervisor's closing, with a reason: it covers the closed call and those before it.
+
+A withheld, malformed or SIM-less caller id has no number to dial: each such call is an entry
+of its own, listed as not possible ("tidak bisa dihubungi"), until a supervisor closes it or it
+leaves the window.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from telephony.callbacks.errors import InvalidClosure
+from telephony.calls.ids import CallerIdKind, parse_caller_id, valid_call_id
+from telephony.calls.legs import LegOutcome, check_number
+from telephony.core.labels import LabelledStrEnum
+from telephony.desks.operators import check_interface
+
+# Q.850 causes that say the network lost the call, not that someone hung up:
+#   27 destination out of order (SIP 502: the path to the caller broke)
+#   34 no circuit/channel available (SIP 503 from a trunk out of capacity)
+#   38 network out of order (the carrier's own failure indication)
+#   41 temporary failure (SIP 500/503: a transient failure along the way)
+#   42 switching equipment congestion (an overloaded exchange)
+#   44 requested circuit/channel not available
+#   47 resource unavailable, unspecified
+#  102 recovery on timer expiry (SIP 408/504: the caller's side stopped answering, e.g. lost
+#      coverage, and a timer ran out)
+# Not: 16 normal clearing and 31 normal unspecified (how ordinary hang-ups end; Asterisk uses
+# 31 for many of them), 17 busy, 18/19 no answer, 21 rejected (not meaningful for a caller's
+# own leg), 1/3/28 number problems (the number, not the network).
+NETWORK_CAUSES: Final = frozenset({27, 34, 38, 41, 42, 44, 47, 102})
+
+EMERGENCY: Final = "emergency"  # calls.ivr_category of an emergency route
+CALLBACK_CONTEXT: Final = "siaga112-callback"  # asterisk-conf/extensions.conf
+ACTION_PREFIX: Final = "siaga112-callback-"
+TARGET: Final = "penelepon"  # call_legs.target of a call-back: whom it is for
+MAX_NOTE: Final = 300
+_LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
+_SEPARATORS = re.compile(r"[ \-().]")
+# Control, format, private, unassigned, surrogate, line and paragraph separator characters:
+# none belongs in a one-line note.
+_UNSAFE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+
+
+class CallbackReason(LabelledStrEnum):
+    """Why a call is on the worklist (the strongest reason first)."""
+
+    DROPPED = "dropped", "Terputus saat bicara"
+    NETWORK = "network", "Terputus karena gangguan jaringan"
+    ABANDONED = "abandoned", "Menutup telepon saat menunggu di antrean"
+    IVR_EMERGENCY = "ivr_emergency", "Menutup telepon di IVR setelah memilih darurat"
+
+
+class ClosureReason(LabelledStrEnum):
+    """Why a supervisor took an entry off the list without a call-back reaching the caller."""
+
+    REACHED = "reached", "Penelepon sudah terhubung lewat jalur lain"
+    UNREACHABLE = "unreachable", "Tidak dapat dihubungi setelah beberapa kali dicoba"
+    HANDLED = "handled", "Kejadiannya sudah ditangani"
+    PRANK = "prank", "Panggilan iseng atau tidak disengaja"
+    OTHER = "other", "Lainnya (tulis alasannya)"
+
+
+@dataclass(frozen=True)
+class EndedCall:
+    """A call as the worklist reads it (``calls``, answered = answered or completed)."""
+
+    call_id: str
+    caller_number: str
+    caller_key: str | None
+    line: str | None
+    arrived_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    queue: str | None
+    abandoned_at: datetime | None
+    ivr_category: str | None
+    hangup_cause: int | None
+    incident_id: int | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A call-back placed for one of a caller's calls (a ``callback`` leg)."""
+
+    leg_id: int
+    call_id: str
+    caller_key: str | None  # the called-back call's
+    operator: str
+    actor: str
+    requested_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    outcome: LegOutcome | None
+    status: str
+
+
+@dataclass(frozen=True)
+class Closure:
+    """A supervisor's closing of an entry, at the entry's latest call."""
+
+    call_id: str
+    caller_key: str | None  # the closed call's
+    arrived_at: datetime  # the closed call's
+    reason: ClosureReason
+    note: str
+    closed_by: str
+    closed_at: datetime
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One caller on the worklist."""
+
+    key: str
+    calls: tuple[EndedCall, ...]  # the caller's open calls, newest first
+    reason: CallbackReason  # the latest call's
+    number: str | None  # what a call-back dials; None: not possible
+    attempts: tuple[Attempt, ...]  # call-backs since the entry opened, newest first
+    in_flight: Attempt | None  # a call-back ringing now
+
+    @property
+    def call(self) -> EndedCall:
+        """The latest call: the one a call-back or a closing is recorded against."""
+        return self.calls[0]
+
+    @property
+    def reasons(self) -> tuple[tuple[EndedCall, CallbackReason], ...]:
+        """Each open call with why it is on the list."""
+        return tuple((call, reason) for call in self.calls
+                     if (reason := reason_for(call)) is not None)
+
+    @property
+    def possible(self) -> bool:
+        """Whether the caller can be called back at all."""
+        return self.number is not None
+
+    @property
+    def waiting_since(self) -> datetime:
+        """When the first of the open calls ended: how long the caller has waited."""
+        first = self.calls[-1]
+        return first.ended_at or first.arrived_at
+
+    @property
+    def incident_id(self) -> int | None:
+        """The incident of the latest call that has one."""
+        return next((c.incident_id for c in self.calls if c.incident_id is not None), None)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What the wallboard shows of the worklist."""
+
+    waiting: int  # callers who can be called back
+    not_possible: int  # withheld numbers and the like
+    oldest_at: datetime | None  # since when the longest-waiting callable caller waits
+
+
+def reason_for(call: EndedCall) -> CallbackReason | None:
+    """Why ``call`` belongs on the worklist, or ``None``."""
+    if call.ended_at is None:
+        return None
+    lost = call.hangup_cause in NETWORK_CAUSES
+    if call.answered_at is not None:
+        return CallbackReason.DROPPED if lost else None
+    if lost:
+        return CallbackReason.NETWORK
+    if call.queue is not None or call.abandoned_at is not None:
+        return CallbackReason.ABANDONED
+    if call.ivr_category == EMERGENCY:
+        return CallbackReason.IVR_EMERGENCY
+    return None
+
+
+def dial_number(caller_number: str) -> str | None:
+    """The number a call-back dials for this caller id (as the carrier presented it, without
+    separators), or ``None`` when there is none: withheld, malformed, a SIM-less phone."""
+    if parse_caller_id(caller_number).kind is not CallerIdKind.NUMBER:
+        return None
+    try:
+        return check_number(_SEPARATORS.sub("", caller_number.strip()))
+    except ValueError:
+        return None
+
+
+def entry_key(caller_key: str | None, call_id: str) -> str:
+    """The caller a call belongs to on the worklist: their key, or the call alone."""
+    return caller_key if caller_key is not None else f"call:{call_id}"
+
+
+def worklist(
+    calls: Iterable[EndedCall],
+    *,
+    answered: Iterable[EndedCall] = (),
+    attempts: Iterable[Attempt] = (),
+    closures: Iterable[Closure] = (),
+    now: datetime,
+    ring_limit: timedelta,
+) -> list[Entry]:
+    """The worklist from the window's ended calls (``calls``; any call may be given, those
+    that do not belong are left out), the answered calls of their callers (``answered``),
+    the call-backs placed and the closings. A call-back that has neither ended nor been
+    answered ``ring_limit`` after it was asked for is no longer ringing (its end went
+    unreported). Oldest waiting first; callers who cannot be called back last."""
+    cleared: dict[str, datetime] = {}
+
+    def clear(key: str, until: datetime) -> None:
+        if key not in cleared or until > cleared[key]:
+            cleared[key] = until
+
+    for call in answered:
+        # A later answered call clears what came before it, unless it was dropped itself.
+        if call.answered_at is not None and call.caller_key is not None \
+                and reason_for(call) is None:
+            clear(call.caller_key, call.arrived_at - timedelta(microseconds=1))
+    tried: dict[str, list[Attempt]] = {}
+    for attempt in attempts:
+        key = entry_key(attempt.caller_key, attempt.call_id)
+        tried.setdefault(key, []).append(attempt)
+        if attempt.answered_at is not None:
+            clear(key, attempt.requested_at)
+    for closure in closures:
+        clear(entry_key(closure.caller_key, closure.call_id), closure.arrived_at)
+
+    groups: dict[str, list[tuple[EndedCall, CallbackReason]]] = {}
+    for call in calls:
+        reason = reason_for(call)
+        key = entry_key(call.caller_key, call.call_id)
+        if reason is None or (key in cleared and call.arrived_at <= cleared[key]):
+            continue
+        groups.setdefault(key, []).append((call, reason))
+
+    entries = []
+    for key, members in groups.items():
+        members.sort(key=lambda member: member[0].arrived_at, reverse=True)
+        open_calls = tuple(call for call, _ in members)
+        opened = open_calls[-1].arrived_at
+        recent = sorted((a for a in tried.get(key, ()) if a.requested_at >= opened),
+                        key=lambda a: a.requested_at, reverse=True)
+        ringing = next((a for a in recent if a.ended_at is None and a.answered_at is None
+                        and now - a.requested_at < ring_limit), None)
+        entries.append(Entry(key, open_calls, members[0][1],
+                             dial_number(open_calls[0].caller_number), tuple(recent), ringing))
+    entries.sort(key=lambda entry: (not entry.possible, entry.waiting_since))
+    return entries
+
+
+def find_entry(entries: Iterable[Entry], call_id: str) -> Entry | None:
+    """The entry holding the call ``call_id``, if it is on the list."""
+    return next((e for e in entries if any(c.call_id == call_id for c in e.calls)), None)
+
+
+def backlog(entries: Sequence[Entry]) -> Backlog:
+    """The worklist in numbers."""
+    callable_ = [entry for entry in entries if entry.possible]
+    return Backlog(len(callable_), len(entries) - len(callable_),
+                   min((entry.waiting_since for entry in callable_), default=None))
+
+
+def check_closure(reason: str, note: str) -> tuple[ClosureReason, str]:
+    """A closing's reason and its note as stored: the note on one line (line breaks and
+    runs of spaces become one space, control and format characters are dropped), at most
+    :data:`MAX_NOTE` characters; "other" needs a note saying what."""
+    try:
+        why = ClosureReason(reason)
+    except ValueError:
+        raise InvalidClosure("reason", "Pilih alasan penutupan dari daftar.") from None
+    text = " ".join("".join(" " if ch.isspace() else ch for ch in note
+                            if ch.isspace() or unicodedata.category(ch) not in _UNSAFE).split())
+    if len(text) > MAX_NOTE:
+        raise InvalidClosure("note", f"Keterangan terlalu panjang (maksimal {MAX_NOTE} "
+                                     "karakter).")
+    if why is ClosureReason.OTHER and len(text) < 3:
+        raise InvalidClosure("note", "Tulis alasan penutupan.")
+    return why, text
+
+
+def action_id(leg_id: int) -> str:
+    """The ActionID of a call-back's Originate; OriginateResponse carries it back."""
+    return f"{ACTION_PREFIX}{leg_id}"
+
+
+def leg_of_action(action: str) -> int | None:
+    """The leg a call-back's ActionID names, ``None`` for any other."""
+    if not action.startswith(ACTION_PREFIX):
+        return None
+    digits = action[len(ACTION_PREFIX):]
+    return int(digits) if _LEG_ID.fullmatch(digits) else None
+
+
+def originate_action(*, leg_id: int, call_id: str, number: str, interface: str,
+                     ring_seconds: int) -> dict[str, str]:
+    """The AMI Originate of a call-back: ring the operator at ``interface`` first (showing
+    whom they are about to call back), then, once they answer, the dialplan's
+    ``siaga112-callback`` records, presents the line's number and dials ``number`` through
+    the carrier. Every value is checked here, and again by the dialplan."""
+    if not _LEG_ID.fullmatch(str(leg_id)) or not valid_call_id(call_id):
+        raise ValueError(f"not a leg and a call: {leg_id!r} {call_id[:40]!r}")
+    check_number(number)
+    check_interface(interface)
+    return {
+        "Action": "Originate",
+        "ActionID": action_id(leg_id),
+        "Channel": interface,
+        "Context": CALLBACK_CONTEXT,
+        "Exten": f"{leg_id}-{call_id}-{number}",
+        "Priority": "1",
+        "Timeout": str(ring_seconds * 1000),
+        "CallerID": f'"Panggilan balik" <{number}>',
+        "Async": "true",
+    }

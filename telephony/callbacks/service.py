@@ -1,0 +1,337 @@
+"""The call-back service: the worklist, an operator's call-back of a caller, a supervisor's
+closing of an entry, and what Asterisk reports of the call-backs it was asked to place.
+
+A call-back, in order: the operator must be at a desk and not on a call (Asterisk's live
+channels say so, at that moment); the caller's entry is locked and read again, and must be on
+the list, callable, and not being called back already; a ``callback`` leg is opened for the
+entry's latest call (and its incident) and the request is audited; then the AMI
+``Originate`` rings the operator's phone and, once they answer, the dialplan
+(``[siaga112-callback]``) records, presents the line's number and dials the caller through
+the carrier, reporting the leg's progress (``UserEvent SiagaLeg`` -> ``call_legs``). An
+Originate Asterisk refuses, or an AMI that is away, ends the leg as refused and answers 503;
+an ``OriginateResponse`` saying the operator never answered ends it the same way.
+
+Nothing is sent for a refused request: a withheld number, a call not (or no longer) on the
+list, a call-back already ringing, an operator on a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from telephony.accounts.model import Account
+from telephony.ami.actions import AmiActionError, AmiListActions
+from telephony.ami.channels import live_channels
+from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
+from telephony.callbacks.errors import (
+    CallbackBusy,
+    CallbackUnavailable,
+    NotOnList,
+    NotPossible,
+    UnknownCall,
+)
+from telephony.callbacks.model import (
+    TARGET,
+    Backlog,
+    ClosureReason,
+    Entry,
+    backlog,
+    check_closure,
+    entry_key,
+    find_entry,
+    leg_of_action,
+    originate_action,
+    worklist,
+)
+from telephony.callbacks.store import CallbackRepository
+from telephony.calls.ids import valid_call_id
+from telephony.calls.legs import Leg, LegKind
+from telephony.calls.store import LegRepository
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.desks.service import AuditLog
+from telephony.desks.store import Assignment
+from telephony.settings import Settings
+
+log = logging.getLogger("telephony.callbacks")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    """The worklist's window and how long a call-back rings (the operator's phone, then the
+    caller's)."""
+
+    window: timedelta = timedelta(hours=24)
+    ring_seconds: int = 30
+    # Every open list page polls the worklist and the wallboard reads its backlog at every
+    # refresh (at most once a second in a surge): they share one reading this young. A
+    # call-back or a closing reads afresh under the caller's lock, and drops the reading.
+    cache_seconds: float = 2.0
+
+    @property
+    def ring_limit(self) -> timedelta:
+        """How long after it was asked for a call-back that neither ended nor was answered
+        can still be ringing: both rings and a margin for Asterisk to give up (SIP timer B is
+        32 s). Past it, its end went unreported (the line was away) and the caller can be
+        called again."""
+        return timedelta(seconds=2 * self.ring_seconds + 35)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CallbackConfig:
+        """The configuration described by ``settings``."""
+        return cls(window=timedelta(hours=settings.callback_window_hours),
+                   ring_seconds=settings.callback_ring_seconds)
+
+
+class CallbackAmi(AmiListActions, Protocol):
+    """What the service needs of AMI (``AmiListener``): actions, the live channels, and the
+    events that tell how an Originate went."""
+
+    def subscribe(self, event: str, handler: Callable[[Mapping[str, Any]], None]) -> None:
+        """Hand every ``event`` to ``handler`` as it arrives."""
+        ...
+
+
+class Desks(Protocol):
+    """Where operators work (``DeskService``)."""
+
+    async def desk_of(self, account: Account) -> Assignment:
+        """The account's desk; raises if it has none."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A call-back recorded and about to be placed."""
+
+    leg_id: int
+    entry: Entry
+    number: str
+
+
+class CallbackService:
+    """The worklist of callers to call back, and the call-backs."""
+
+    def __init__(
+        self, database: Database, ami: CallbackAmi, desks: Desks, audit: AuditLog,
+        config: CallbackConfig, *, repository: CallbackRepository | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._database = database
+        self._ami = ami
+        self._desks = desks
+        self._audit = audit
+        self._config = config
+        self._repo = repository or CallbackRepository()
+        self._legs = LegRepository()
+        self._clock = clock
+        self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+        self._reading: tuple[datetime, list[Entry]] | None = None
+        ami.subscribe(ORIGINATE_RESPONSE, self._on_originate_response)
+
+    @property
+    def config(self) -> CallbackConfig:
+        """The window and ring time in force."""
+        return self._config
+
+    def now(self) -> datetime:
+        """The service's clock."""
+        return self._clock()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def worklist(self) -> list[Entry]:
+        """Every caller on the list now (as of at most ``cache_seconds`` ago): callable ones
+        first, longest waiting first."""
+        now = self._clock()
+        if self._reading is not None and (
+                timedelta(0) <= now - self._reading[0]
+                < timedelta(seconds=self._config.cache_seconds)):
+            return self._reading[1]
+        since = now - self._config.window
+
+        async def work(connection: asyncpg.Connection) -> list[Entry]:
+            calls = await self._repo.ended_calls(connection, since=since)
+            keys = {call.caller_key for call in calls if call.caller_key is not None}
+            return worklist(
+                calls, answered=await self._repo.answered_calls(connection, keys, since=since),
+                attempts=await self._repo.attempts(connection, since=since),
+                closures=await self._repo.closures(connection, since=since),
+                now=now, ring_limit=self._config.ring_limit)
+
+        entries = await self._database.run(work)
+        self._reading = (now, entries)
+        return entries
+
+    async def backlog(self) -> Backlog:
+        """How many callers wait for a call-back, and since when the longest has (for the
+        wallboard)."""
+        return backlog(await self.worklist())
+
+    async def attempts_of(self, call_ids: Sequence[str]) -> list[Leg]:
+        """The call-backs placed for these calls (an incident's), oldest first."""
+
+        async def work(connection: asyncpg.Connection) -> list[Leg]:
+            legs = await self._legs.legs(connection, call_ids)
+            return [leg for leg in legs if leg.kind is LegKind.CALLBACK]
+
+        return await self._database.run(work)
+
+    async def _entry_of(self, connection: asyncpg.Connection, call_id: str) -> Entry:
+        """The entry holding ``call_id``, locked until the transaction ends; refused if the
+        call does not exist or is not on the list."""
+        if not valid_call_id(call_id):
+            raise UnknownCall
+        found, key = await self._repo.caller_key(connection, call_id)
+        if not found:
+            raise UnknownCall
+        await self._repo.lock_caller(connection, entry_key(key, call_id))
+        now = self._clock()
+        since = now - self._config.window
+        # A caller with a key is all their calls; one without is the call alone.
+        only = None if key is not None else call_id
+        entries = worklist(
+            await self._repo.ended_calls(connection, since=since, key=key, call_id=only),
+            answered=(await self._repo.answered_calls(connection, [key], since=since)
+                      if key is not None else ()),
+            attempts=await self._repo.attempts(connection, since=since, key=key, call_id=only),
+            closures=await self._repo.closures(connection, since=since, key=key, call_id=only),
+            now=now, ring_limit=self._config.ring_limit)
+        entry = find_entry(entries, call_id)
+        if entry is None:
+            raise NotOnList
+        return entry
+
+    # -- an operator's call-back ---------------------------------------------------------------
+
+    async def call_back(self, account: Account, call_id: str, *, remote_address: str) -> Leg:
+        """Call the caller of ``call_id``'s entry back from the operator's phone; returns the
+        call-back's leg as recorded once Asterisk took it."""
+        desk = await self._desks.desk_of(account)
+        try:
+            channels = await live_channels(self._ami)
+        except AmiActionError as exc:
+            log.error("call-back by %s: live channels not read: %s", account.username, exc)
+            raise CallbackUnavailable from exc
+        if any(channel.interface == desk.interface for channel in channels):
+            raise CallbackBusy("Telepon Anda sedang dipakai; selesaikan panggilan itu dahulu.")
+
+        async def work(connection: asyncpg.Connection) -> _Request:
+            async with connection.transaction():
+                entry = await self._entry_of(connection, call_id)
+                if entry.number is None:
+                    raise NotPossible
+                if entry.in_flight is not None:
+                    raise CallbackBusy(f"Penelepon ini sedang dihubungi kembali oleh "
+                                       f"{entry.in_flight.actor}.")
+                leg_id = await self._legs.open(
+                    connection, kind=LegKind.CALLBACK, call_id=entry.call.call_id,
+                    incident_id=entry.incident_id, operator=desk.interface,
+                    actor=account.username, number=entry.number, target=TARGET)
+                return _Request(leg_id, entry, entry.number)
+
+        request = await self._database.run(work)
+        self._reading = None
+        entry = request.entry
+        await self._audit.audit(
+            actor=account.username, action="callback.call", object_type="call",
+            object_id=entry.call.call_id, remote_address=remote_address,
+            detail={"leg_id": request.leg_id, "number": request.number,
+                    "reason": entry.reason.value, "incident_id": entry.incident_id,
+                    "operator": desk.interface})
+        action = originate_action(
+            leg_id=request.leg_id, call_id=entry.call.call_id, number=request.number,
+            interface=desk.interface, ring_seconds=self._config.ring_seconds)
+        try:
+            reply = await self._ami.send_action(action)
+        except AmiActionError as exc:
+            log.error("call-back %d of call %s by %s: Originate not taken: %s",
+                      request.leg_id, entry.call.call_id, account.username, exc)
+            why = f"AMI: {exc}"
+            await self._database.run(lambda c: self._legs.refused(c, request.leg_id, why))
+            self._reading = None
+            raise CallbackUnavailable from exc
+        log.info("call-back %d of call %s (%s) by %s at %s: ringing the operator",
+                 request.leg_id, entry.call.call_id, entry.reason.value, account.username,
+                 desk.interface)
+        # A dial that fails at once can report before the action's own response arrives; the
+        # event then answers the action.
+        if printable(reply.get("Event")) == ORIGINATE_RESPONSE:
+            await self.originate_response(reply)
+        leg = await self._database.run(lambda c: self._legs.leg(c, request.leg_id))
+        assert leg is not None  # opened above; legs are never deleted
+        return leg
+
+    # -- a supervisor's closing ----------------------------------------------------------------
+
+    async def close(self, account: Account, call_id: str, reason: str, note: str, *,
+                    remote_address: str) -> tuple[Entry, ClosureReason, str]:
+        """Take ``call_id``'s entry off the list with a reason; returns the entry as it was,
+        and the reason and note as stored."""
+        why, text = check_closure(reason, note)
+
+        async def work(connection: asyncpg.Connection) -> Entry:
+            async with connection.transaction():
+                entry = await self._entry_of(connection, call_id)
+                await self._repo.close(connection, call_id=entry.call.call_id, reason=why,
+                                       note=text, closed_by=account.username)
+                return entry
+
+        entry = await self._database.run(work)
+        self._reading = None
+        await self._audit.audit(
+            actor=account.username, action="callback.close", object_type="call",
+            object_id=entry.call.call_id, remote_address=remote_address,
+            detail={"reason": why.value, "note": text,
+                    "calls": [call.call_id for call in entry.calls]})
+        log.info("call-back entry of call %s closed by %s: %s", entry.call.call_id,
+                 account.username, why.value)
+        return entry, why, text
+
+    # -- what Asterisk reports -----------------------------------------------------------------
+
+    def _on_originate_response(self, event: Mapping[str, Any]) -> None:
+        """Keep the OriginateResponses of call-backs (runs inside the listener's data
+        callback: queue, return)."""
+        if leg_of_action(printable(event.get("ActionID"))) is not None:
+            self._events.put_nowait(event)
+
+    async def run(self) -> None:
+        """Forever: apply the call-backs' OriginateResponses as they come."""
+        while True:
+            event = await self._events.get()
+            try:
+                await self.originate_response(event)
+            except DatabaseUnavailable as exc:
+                # The leg stays open; the worklist stops counting it as ringing in time.
+                log.error("OriginateResponse of %s not recorded, database unavailable: %s",
+                          printable(event.get("ActionID")), exc)
+            except Exception:
+                log.exception("OriginateResponse of %s not applied",
+                              printable(event.get("ActionID")))
+
+    async def originate_response(self, event: Mapping[str, Any]) -> bool:
+        """Apply a call-back's OriginateResponse; ``False`` if it is none of ours. A success
+        needs nothing (the dialplan reports the leg from there); a failure means the operator's
+        phone never answered (busy, not answered, unreachable): the leg ends as refused."""
+        leg_id = leg_of_action(printable(event.get("ActionID")))
+        if leg_id is None:
+            return False
+        if printable(event.get("Response")) == "Success":
+            return True
+        code = parse_code(printable(event.get("Reason")))
+        status = f"Telepon operator {reason_label(code)} (Reason {code})"
+        await self._database.run(lambda c: self._legs.refused(c, leg_id, status))
+        self._reading = None
+        log.warning("call-back %d: the operator's phone did not take it: %s", leg_id, status)
+        return True

@@ -1,0 +1,124 @@
+"""The call-back worklist in headless Chromium against the whole line: the real server, real
+PostgreSQL, the real Asterisk lab and sipp.
+
+A caller gives up in the fire queue (nobody is in it); an operator logs in through the form,
+opens Panggilan balik from the menu, sees the caller and clicks "Hubungi kembali": their phone
+(the lab's operator UAS) answers, the line dials the caller through the carrier (a sipp callee
+answers), and the page, polling the API, drops the caller by itself once reached. A withheld
+caller gives up too: a supervisor sees it as "tidak bisa dihubungi", without a call button,
+and closes it with a reason. Screenshots at 1366x768 go to the test's tmp path and to
+/tmp/console-shots/; no page raises a script error, a CSP violation or a dialog on the way.
+
+Its own lab instance and ports, so it can run beside the end-to-end modules.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from ivr.menu import load_menu
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.app import Line
+from telephony.desks.service import assign_desk
+from telephony.lab import sipp
+from telephony.settings import Settings
+from tests.e2e.harness import ended_call, unique_caller
+from tests.support.browser import ConsolePage
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="callbacks-browser",
+    sip_port=58060,
+    ami_port=58038,
+    agi_port=58573,
+    lab_operator_sip_port=58070,
+    carrier_sip_port=58080,
+    rtp_port_start=58100,
+    rtp_port_end=58999,
+    lab_operators=2,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    recordings_poll_seconds=0.5,
+    incident_upkeep_seconds=0.5,
+    callback_ring_seconds=15,
+    http_port=0,  # any free port: Line.web says which
+)
+OPERATOR = "PJSIP/op1001"
+PASSWORD = "kata-sandi-panggilan-balik"
+WAIT_MS = 30_000
+
+
+@pytest.fixture(scope="module")
+def base_settings() -> Settings:
+    return BASE
+
+
+async def give_up(line: Line, settings: Settings, caller_id: str) -> str:
+    """A real caller hanging up in the fire queue; the call's id."""
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="12", talk_seconds=8) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert record.disposition == "abandoned", record
+    return record.call_id
+
+
+async def test_an_operator_calls_back_and_a_supervisor_closes_in_the_browser(
+    line: Line, settings: Settings, console_page: ConsolePage
+) -> None:
+    page, shots = console_page.page, console_page.shots
+    caller = unique_caller("0818")
+    call_id = await give_up(line, settings, caller)
+    hidden_id = await give_up(line, settings, "anonymous")
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("op1001", "operator", PASSWORD, actor="test")
+    await assign_desk(line.database, load_menu(settings.menu_file), "op1001", OPERATOR,
+                      {"fire": 5})
+    await accounts.create("spv1", "supervisor", PASSWORD, actor="test")
+
+    await console_page.log_in("op1001", PASSWORD, landing="/console/operator")
+    await page.click('nav a:has-text("Panggilan balik")')
+    await page.wait_for_url("**/console/callbacks")
+    row = page.locator(f'tr.callback-entry[data-call-id="{call_id}"]')
+    hidden = page.locator(f'tr.callback-entry[data-call-id="{hidden_id}"]')
+    await expect(row.locator(".caller-number")).to_have_text(caller)
+    await expect(row.locator(".reason")).to_have_text("Menutup telepon saat menunggu di antrean")
+    await expect(hidden.locator(".not-possible")).to_have_text("tidak bisa dihubungi")
+    await expect(hidden.locator("button.call-back")).to_have_count(0)
+    await expect(page.locator('[data-field="waiting"]')).to_have_text("1")
+    await page.screenshot(path=str(shots / "callbacks-1-worklist.png"))
+
+    async with sipp.callee(settings.carrier_sip_port, hold_seconds=3, max_calls=1) as phone:
+        await row.locator("button.call-back").click()
+        await expect(page.locator("#flash")).to_contain_text(
+            f"Telepon Anda berdering: angkat untuk menghubungi {caller}", timeout=WAIT_MS)
+        await page.screenshot(path=str(shots / "callbacks-2-calling.png"))
+        result = await phone.wait(within=60)
+    assert result.ok, result.errors
+    # Reached: the page notices by itself (it polls the list) and drops the caller.
+    await expect(row).to_have_count(0, timeout=WAIT_MS)
+    await expect(page.locator('[data-field="waiting"]')).to_have_text("0")
+    await page.screenshot(path=str(shots / "callbacks-3-reached.png"))
+
+    await page.click('button:has-text("Keluar")')
+    await console_page.log_in("spv1", PASSWORD)
+    await page.goto("/console/callbacks")
+    await expect(hidden.locator("button.call-back")).to_have_count(0)
+    form = hidden.locator("form.close-form")
+    await form.locator('select[name="reason"]').select_option("other")
+    await form.locator('input[name="note"]').fill("Nomor disembunyikan, <b>tidak</b> dilacak")
+    await page.screenshot(path=str(shots / "callbacks-4-closing.png"))
+    await form.locator('button:has-text("Tutup")').click()
+    await expect(page.locator("#flash")).to_have_text(
+        "Entri ditutup: Lainnya (tulis alasannya).", timeout=WAIT_MS)
+    await expect(hidden).to_have_count(0)
+    note = await line.database.run(lambda c: c.fetchval(
+        "SELECT note FROM callback_closures WHERE call_id = $1", hidden_id))
+    assert note == "Nomor disembunyikan, <b>tidak</b> dilacak"
+    assert console_page.problems == []

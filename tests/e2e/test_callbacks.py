@@ -1,0 +1,314 @@
+"""Call-backs of dropped callers end to end, in the real lab: a caller who gives up in the queue
+(sipp, emergency then fire, nobody in the queues) is on the worklist; an operator at a desk calls
+them back through the API: the line's Originate rings the operator's phone (the lab's operator
+UAS answers), then the dialplan records and dials the caller through the carrier (a sipp callee
+on carrier_sip_port answers), presenting the line's number. The call-back is a leg of the
+original call and its incident, recorded, and the caller leaves the list. A withheld caller is
+listed as not possible; a caller who rang again and reached an operator leaves the list. The
+wallboard's count and oldest entry match the list.
+
+Its own lab instance and ports, so it can run beside the other end-to-end modules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ivr.menu import load_menu
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.app import Line
+from telephony.desks.operators import OperatorDesk
+from telephony.desks.service import assign_desk
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
+from telephony.settings import Settings
+from tests.e2e.harness import ended_call, unique_caller
+from tests.support.polling import eventually
+from tests.support.web import Browser
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="callbacks-test",
+    sip_port=57060,
+    ami_port=57038,
+    agi_port=57573,
+    lab_operator_sip_port=57070,
+    carrier_sip_port=57080,
+    rtp_port_start=57100,
+    rtp_port_end=57999,
+    lab_operators=3,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    recordings_poll_seconds=0.5,
+    recordings_settle_seconds=1.0,
+    incident_upkeep_seconds=0.5,
+    callback_ring_seconds=15,
+    http_port=0,  # any free port: Line.web says which
+)
+OPERATOR = "PJSIP/op1001"  # the desk that calls back
+ANSWERING = "PJSIP/op1002"  # in the fire queue for the caller who rings again
+PASSWORD = "kata-sandi-panggilan-balik"
+
+
+@pytest.fixture(scope="module")
+def base_settings() -> Settings:
+    return BASE
+
+
+@pytest.fixture(scope="module")
+def joining_operators() -> Sequence[str]:
+    return (ANSWERING,)
+
+
+@pytest.fixture(scope="module")
+def phone_options() -> Mapping[str, Any]:
+    """The operator phones answer at once and talk (RTP): a call-back's recording then holds
+    the operator's voice."""
+    return {"audio": True}
+
+
+@pytest.fixture
+async def http(line: Line) -> AsyncIterator[aiohttp.ClientSession]:
+    assert line.web.url is not None
+    async with aiohttp.ClientSession(base_url=line.web.url,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def account(line: Line, http: aiohttp.ClientSession, username: str, role: str, *,
+                  desk: str | None = None) -> dict[str, str]:
+    """An account (at ``desk``, if given), logged in through the API: bearer headers. Tests of
+    the module share its database, so an account made by an earlier test is reused."""
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    if username not in {a.username for a in await accounts.accounts()}:
+        await accounts.create(username, role, PASSWORD, actor="test")
+        if desk is not None:
+            await assign_desk(line.database, load_menu(line.settings.menu_file), username,
+                              desk, {"fire": 5})
+    response = await http.post("/api/session", json={"username": username,
+                                                     "password": PASSWORD})
+    assert response.status == 201, await response.text()
+    return {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+
+async def json_of(response: aiohttp.ClientResponse, status: int = 200) -> Any:
+    assert response.status == status, (response.status, await response.text())
+    return await response.json()
+
+
+async def give_up_in_the_queue(line: Line, settings: Settings, caller_id: str) -> str:
+    """A real call: emergency, then fire, then hanging up while queued (nobody is in the fire
+    queue); returns its id once the line has recorded it as abandoned."""
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="12", talk_seconds=8) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert (record.disposition, record.queue, record.ivr_category) == (
+        "abandoned", "fire", "emergency"), record
+    return record.call_id
+
+
+async def entries(http: aiohttp.ClientSession, headers: dict[str, str]) -> dict[str, Any]:
+    return dict(await json_of(await http.get("/api/callbacks", headers=headers)))
+
+
+def entry_of(listed: dict[str, Any], call_id: str) -> dict[str, Any] | None:
+    return next((e for e in listed["entries"]
+                 if call_id in [c["call_id"] for c in e["calls"]]), None)
+
+
+async def listed(http: aiohttp.ClientSession, headers: dict[str, str], call_id: str
+                 ) -> dict[str, Any]:
+    """The call's entry, once the list shows it (readers share a reading a moment old)."""
+
+    async def probe() -> dict[str, Any] | None:
+        return entry_of(await entries(http, headers), call_id)
+
+    return await eventually(f"{call_id} on the worklist", probe, within=10)
+
+
+async def gone(http: aiohttp.ClientSession, headers: dict[str, str], call_id: str) -> None:
+    """Wait until the list no longer shows the call."""
+
+    async def probe() -> bool | None:
+        return True if entry_of(await entries(http, headers), call_id) is None else None
+
+    await eventually(f"{call_id} off the worklist", probe, within=10)
+
+
+async def wallboard_matches(http: aiohttp.ClientSession, supervisor: dict[str, str]) -> None:
+    """The wallboard's call-back tile says what the list says (it refreshes on call facts)."""
+
+    async def same() -> dict[str, Any] | None:
+        listed = await entries(http, supervisor)
+        board = (await json_of(await http.get("/api/wallboard", headers=supervisor)))
+        tile = board["callbacks"]
+        if tile is None or (tile["waiting"], tile["not_possible"], tile["oldest_at"]) != (
+                listed["waiting"], listed["not_possible"], listed["oldest_at"]):
+            return None
+        return dict(tile)
+
+    tile = await eventually("the wallboard showing the call-back list", same, within=20)
+    if tile["waiting"]:
+        assert tile["oldest_seconds"] is not None and tile["oldest_seconds"] > 0
+
+
+async def test_an_abandoned_caller_is_called_back_from_the_worklist(
+    line: Line, settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    caller_id = unique_caller("0817")
+    call_id = await give_up_in_the_queue(line, settings, caller_id)
+    operator = await account(line, http, "op1001", "operator", desk=OPERATOR)
+    supervisor = await account(line, http, "spv1", "supervisor")
+
+    entry = await listed(http, operator, call_id)
+    assert (entry["reason"], entry["possible"], entry["number"]) == (
+        "abandoned", True, caller_id)
+    await wallboard_matches(http, supervisor)
+    # An operator opens an incident for the call before calling back.
+    incident = await json_of(await http.post("/api/incidents", headers=operator,
+                                             json={"call_id": call_id}), 201)
+    incident_id = incident["incident_id"]
+
+    # The caller's phone, on the carrier side, answers and hangs up after 3 s.
+    async with sipp.callee(settings.carrier_sip_port, hold_seconds=3, max_calls=1,
+                           trace_messages=True) as phone:
+        leg = await json_of(await http.post(f"/api/callbacks/{call_id}/call",
+                                            headers=operator), 202)
+        result = await phone.wait(within=60)
+        messages = phone.messages
+    assert result.ok, result.errors
+    assert (leg["call_id"], leg["incident_id"], leg["operator"], leg["actor"]) == (
+        call_id, incident_id, OPERATOR, "op1001")
+    # Through the carrier, to the caller's own number, presenting the line's number.
+    invite = messages[messages.index(f"INVITE sip:{caller_id}@"):]
+    assert f"INVITE sip:{caller_id}@127.0.0.1:{settings.carrier_sip_port}" in invite
+    assert re.search(rf"From: <sip:{settings.survey_caller_id}@", invite), invite[:600]
+
+    async def ended_leg() -> dict[str, Any] | None:
+        found = entry_of(await entries(http, operator), call_id)
+        assert found is None or found["ringing"] or found["attempts"], found
+        detail = await json_of(await http.get(f"/api/incidents/{incident_id}",
+                                              headers=operator))
+        callbacks = [r for r in detail["recordings"] if r["kind"] == "callback"]
+        if found is None and callbacks and callbacks[0]["state"] == "done":
+            return dict(callbacks[0])
+        return None
+
+    recording = await eventually("the call-back answered, ended and recorded", ended_leg,
+                                 within=60)
+    assert (recording["call_id"], recording["leg_id"]) == (call_id, leg["leg_id"])
+    assert recording["duration_seconds"] > 2
+    legs = await line.database.run(lambda c: c.fetch(
+        "SELECT * FROM call_legs WHERE leg_id = $1", leg["leg_id"]))
+    (row,) = legs
+    assert (row["kind"], row["outcome"], row["incident_id"]) == (
+        "callback", "answered", incident_id)
+    assert row["rang_at"] is not None and row["answered_at"] is not None
+    assert row["ended_at"] >= row["answered_at"]
+    # The call-back is no emergency call: the tracker recorded only the caller's own call.
+    records = await line.database.run(lambda c: line.repository.call_records(c, limit=100))
+    assert [r.caller_number for r in records].count(caller_id) == 1
+    assert not any(r.caller_number == settings.survey_caller_id for r in records)
+    await wallboard_matches(http, supervisor)
+
+    # The incident page lists the call-back under the call, with its outcome.
+    browser = Browser(http)
+    http.cookie_jar.clear()
+    await json_of(await http.post("/api/session", json={"username": "op1001",
+                                                        "password": PASSWORD}), 201)
+    status, html, _ = await browser.get(f"/console/incidents/{incident_id}")
+    assert status == 200
+    assert f'data-leg-id="{leg["leg_id"]}"' in html and 'data-outcome="answered"' in html
+
+
+async def test_a_withheld_caller_is_listed_as_not_possible(
+    line: Line, settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    call_id = await give_up_in_the_queue(line, settings, "anonymous")
+    operator = await account(line, http, "op1001", "operator", desk=OPERATOR)
+    supervisor = await account(line, http, "spv1", "supervisor")
+
+    entry = await listed(http, operator, call_id)
+    assert (entry["possible"], entry["number"], entry["caller_number"]) == (
+        False, None, "anonymous")
+    refused = await http.post(f"/api/callbacks/{call_id}/call", headers=operator)
+    assert refused.status == 409
+    assert (await refused.json())["error"]["code"] == "callback_not_possible"
+    legs = await line.database.run(lambda c: c.fetch(
+        "SELECT * FROM call_legs WHERE call_id = $1", call_id))
+    assert legs == []
+    await wallboard_matches(http, supervisor)
+    # A supervisor takes it off with a reason.
+    closed = await json_of(await http.post(
+        f"/api/callbacks/{call_id}/close", headers=supervisor,
+        json={"reason": "other", "note": "Nomor disembunyikan;\ntidak bisa dilacak"}))
+    assert closed["note"] == "Nomor disembunyikan; tidak bisa dilacak"
+    assert entry_of(await entries(http, supervisor), call_id) is None  # a write reads afresh
+
+
+async def test_a_caller_who_rang_again_and_was_answered_leaves_the_list(
+    line: Line, settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    caller_id = unique_caller("0817")
+    call_id = await give_up_in_the_queue(line, settings, caller_id)
+    supervisor = await account(line, http, "spv1", "supervisor")
+    await listed(http, supervisor, call_id)
+
+    # An operator takes the fire queue; the caller rings again (in another form of the same
+    # number) and is answered.
+    queues = await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_in(
+        ANSWERING, {"fire": 5})
+    assert "fire" in queues
+    again = "+62" + caller_id[1:]
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=again,
+                           dtmf="12", talk_seconds=12) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+    record = await ended_call(line, again)
+    assert (record.disposition, record.operator) == ("answered", ANSWERING)
+
+    await gone(http, supervisor, call_id)
+    await wallboard_matches(http, supervisor)
+
+
+@pytest.mark.parametrize("exten", [
+    "1-1790000000.1-0812345678&PJSIP/op1002",  # a second dial target
+    "1-1790000000.1-0812345678,1,tT",  # Dial() options
+    "1-1790000000.1-0812@other-endpoint",  # another endpoint
+    "1-../../x-0812345678",  # a recording name
+    "1-1790000000.1-0812345678-9",
+])
+async def test_the_dialplan_refuses_an_extension_it_did_not_expect(
+    line: Line, settings: Settings, lab: Lab, exten: str
+) -> None:
+    """The line builds the extension from checked values; the dialplan checks it again and
+    hangs up on anything else, dialling and recording nothing."""
+    before = set(lab.monitor_dir.glob("*callback*"))
+    ended: list[Mapping[str, Any]] = []
+    line.listener.subscribe("Hangup", lambda event: ended.append(event)
+                            if event.get("Exten") == exten else None)
+    async with sipp.callee(settings.carrier_sip_port, trace_messages=True) as phone:
+        await line.listener.send_action({
+            "Action": "Originate", "Channel": OPERATOR, "Context": "siaga112-callback",
+            "Exten": exten, "Priority": "1", "Timeout": "10000", "Async": "true"})
+
+        async def hung_up() -> Mapping[str, Any] | None:
+            # The operator's phone answered at once, and the dialplan hung up on it.
+            return ended[0] if ended else None
+
+        hangup = await eventually("the operator's channel hung up", hung_up, within=15)
+        messages = phone.messages
+    assert str(hangup["Channel"]).startswith(OPERATOR)
+    assert "INVITE" not in messages
+    assert set(lab.monitor_dir.glob("*callback*")) == before

@@ -1,0 +1,408 @@
+"""Call-backs against a real PostgreSQL and a fake Asterisk (its AMI on a loopback socket,
+spoken to by the line's own listener): the worklist as the API shows it, the Originate an
+operator's call-back sends, its audit entry and leg, Asterisk's refusals, withheld numbers,
+a caller reached or closed, who may do what, and hostile input that changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ivr.menu import load_menu
+from telephony.accounts.service import AccountService
+from telephony.ami.listener import AmiListener
+from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk, render
+from telephony.callbacks.console import CallbackPages
+from telephony.callbacks.http import CallbackApi
+from telephony.callbacks.service import CallbackConfig, CallbackService
+from telephony.calls.facts import CallFact, LegProgressed
+from telephony.calls.legs import LegKind, LegOutcome
+from telephony.calls.store import CallRepository
+from telephony.db.connection import Database
+from telephony.desks.service import assign_desk
+from telephony.settings import Settings
+from telephony.web.context import CONTEXT
+from telephony.web.server import build_app
+from tests.support.ami import listener
+from tests.support.calls import CALENDAR, ago, call_facts
+from tests.support.db import fetch
+from tests.support.polling import eventually
+from tests.support.web import PASSWORD, Browser, conforms, make_context
+
+OPERATOR = "PJSIP/op1001"
+GAVE_UP, HIDDEN, ANSWERED = "1790000000.1", "1790000000.2", "1790000000.3"
+CALLER = "081234567890"
+
+
+@dataclass
+class Bench:
+    """The API and console over a real database, its AMI a fake Asterisk."""
+
+    client: TestClient[web.Request, web.Application]
+    service: CallbackService
+    accounts: AccountService
+    asterisk: FakeAsterisk
+    database: Database
+    dsn: str
+
+    async def account(self, username: str, role: str, *, desk: bool = False
+                      ) -> dict[str, str]:
+        """An account (an operator at OPERATOR if ``desk``), logged in: bearer headers."""
+        await self.accounts.create(username, role, PASSWORD, actor="test")
+        if desk:
+            await assign_desk(self.database, load_menu(), username, OPERATOR, {"fire": 5})
+        response = await self.client.post("/api/session",
+                                          json={"username": username, "password": PASSWORD})
+        assert response.status == 201, await response.text()
+        return {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+    def originates(self) -> list[dict[str, str]]:
+        return [a for a in self.asterisk.actions if a.get("action") == "Originate"]
+
+    async def legs(self) -> list[asyncpg.Record]:
+        return await fetch(self.dsn, "SELECT * FROM call_legs ORDER BY leg_id")
+
+    async def happen(self, *facts: CallFact) -> None:
+        await self.database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))
+
+
+@pytest.fixture
+async def bench(database_dsn: str, settings: Settings) -> AsyncIterator[Bench]:
+    configured = replace(settings, database_dsn=database_dsn)
+    database = Database(configured)
+    async with fake_asterisk() as asterisk:
+        asterisk.accepts["originate"] = "Originate successfully queued"
+        ami: AmiListener = listener(asterisk.port, ListSink())
+        async with ami:
+            async with asyncio.timeout(5):
+                await ami.wait_ready()
+            context = make_context(configured, database, ami=ami)
+            service = CallbackService(database, ami, context.desks, context.accounts,
+                                      CallbackConfig(ring_seconds=20, cache_seconds=0))
+            app = build_app(context, [*CallbackApi(service).routes(),
+                                      *CallbackPages(service).routes()])
+            client = TestClient(TestServer(app))
+            await client.start_server()
+            running = asyncio.create_task(service.run())
+            try:
+                yield Bench(client, service, context.accounts, asterisk, database,
+                            database_dsn)
+            finally:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                await client.close()
+    await database.close()
+
+
+async def gave_up(bench: Bench, call_id: str = GAVE_UP, caller: str = CALLER,
+                  minutes: float = 10) -> None:
+    """A caller who hung up while queued, ``minutes`` ago."""
+    await bench.happen(*call_facts(call_id, caller, at=ago(minutes=minutes),
+                                   answered_at=None))
+
+
+async def worklist(bench: Bench, headers: dict[str, str]) -> dict[str, Any]:
+    response = await bench.client.get("/api/callbacks", headers=headers)
+    assert response.status == 200, await response.text()
+    data: dict[str, Any] = await response.json()
+    conforms(data, "CallbackList")
+    return data
+
+
+async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    body = await response.json()
+    conforms(body, "Error")
+    return dict(body["error"])
+
+
+# -- the worklist and a call-back ----------------------------------------------------------------
+
+
+async def test_a_call_back_sends_the_originate_opens_the_leg_and_is_audited(bench: Bench
+                                                                            ) -> None:
+    await gave_up(bench)
+    await bench.happen(*call_facts(HIDDEN, "anonymous", at=ago(minutes=8), answered_at=None))
+    await bench.happen(*call_facts(ANSWERED, "0813999999999", at=ago(minutes=7)))
+    operator = await bench.account("op1001", "operator", desk=True)
+
+    listed = await worklist(bench, operator)
+    assert [(e["call_id"], e["possible"], e["reason"]) for e in listed["entries"]] == [
+        (GAVE_UP, True, "abandoned"), (HIDDEN, False, "abandoned")]
+    assert (listed["waiting"], listed["not_possible"]) == (1, 1)
+    assert listed["entries"][1]["number"] is None
+
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert response.status == 202, await response.text()
+    leg = await response.json()
+    conforms(leg, "CallbackLeg")
+    (originate,) = bench.originates()
+    assert originate == {
+        "action": "Originate", "actionid": f"siaga112-callback-{leg['leg_id']}",
+        "channel": OPERATOR, "context": "siaga112-callback",
+        "exten": f"{leg['leg_id']}-{GAVE_UP}-{CALLER}", "priority": "1", "timeout": "20000",
+        "callerid": f'"Panggilan balik" <{CALLER}>', "async": "true"}
+    (row,) = await bench.legs()
+    assert (row["kind"], row["call_id"], row["operator"], row["actor"], row["number"],
+            row["target"], row["ended_at"]) == (
+        LegKind.CALLBACK.value, GAVE_UP, OPERATOR, "op1001", CALLER, "penelepon", None)
+    (audit,) = await fetch(bench.dsn, "SELECT * FROM audit_log WHERE action = 'callback.call'")
+    assert (audit["actor"], audit["object_type"], audit["object_id"]) == (
+        "op1001", "call", GAVE_UP)
+    # It rings: the entry says so, and a second request sends nothing.
+    (entry, _) = (await worklist(bench, operator))["entries"]
+    assert entry["ringing"] and [a["leg_id"] for a in entry["attempts"]] == [leg["leg_id"]]
+    again = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert again.status == 409 and (await error_of(again))["code"] == "callback_busy"
+    assert len(bench.originates()) == 1
+
+    # The caller answers (the dialplan's SiagaLeg events, as the tracker records them).
+    now = datetime.now(UTC)
+    await bench.happen(LegProgressed(leg["leg_id"], "dialling", "", "1.9", now),
+                       LegProgressed(leg["leg_id"], "answered", "", "1.10", now))
+    assert [e["call_id"] for e in (await worklist(bench, operator))["entries"]] == [HIDDEN]
+    gone = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert gone.status == 409 and (await error_of(gone))["code"] == "not_on_worklist"
+    assert len(bench.originates()) == 1
+
+
+async def test_asterisk_refusing_the_originate_ends_the_leg_and_answers_503(bench: Bench
+                                                                           ) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    del bench.asterisk.accepts["originate"]  # answered "Response: Error"
+
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+
+    assert response.status == 503 and response.headers["Retry-After"] == "5"
+    assert (await error_of(response))["code"] == "asterisk_unavailable"
+    (row,) = await bench.legs()
+    assert row["outcome"] == LegOutcome.FAILED.value and row["ended_at"] is not None
+    assert row["status"].startswith("AMI:")
+    # Refused, it is not ringing: the operator may try again.
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert not entry["ringing"] and entry["attempts"][0]["outcome"] == "failed"
+
+
+async def test_the_operator_phone_never_answering_ends_the_leg(bench: Bench) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    leg_id = (await response.json())["leg_id"]
+
+    await bench.asterisk.send(b"".join(render(frame) for frame in (
+        # Another service's Originate: not ours, left alone.
+        (("Event", "OriginateResponse"), ("ActionID", "siaga112-survey-1-1"),
+         ("Response", "Failure"), ("Channel", "PJSIP/carrier-callback"), ("Reason", "3"),
+         ("Uniqueid", "<unknown>")),
+        (("Event", "OriginateResponse"), ("ActionID", f"siaga112-callback-{leg_id}"),
+         ("Response", "Failure"), ("Channel", OPERATOR), ("Context", "siaga112-callback"),
+         ("Reason", "3"), ("Uniqueid", "<unknown>")),
+    )))
+
+    async def ended() -> asyncpg.Record | None:
+        (row,) = await bench.legs()
+        return row if row["ended_at"] is not None else None
+
+    row = await eventually("the leg ended", ended, within=5)
+    assert (row["outcome"], row["status"]) == (
+        "failed", "Telepon operator tidak diangkat (Reason 3)")
+
+
+async def test_a_withheld_number_sends_nothing(bench: Bench) -> None:
+    await bench.happen(*call_facts(HIDDEN, "anonymous", at=ago(minutes=8), answered_at=None))
+    operator = await bench.account("op1001", "operator", desk=True)
+
+    response = await bench.client.post(f"/api/callbacks/{HIDDEN}/call", headers=operator)
+
+    assert response.status == 409
+    assert (await error_of(response))["code"] == "callback_not_possible"
+    assert bench.originates() == [] and await bench.legs() == []
+
+
+async def test_an_operator_on_a_call_or_without_a_desk_sends_nothing(bench: Bench) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    deskless = await bench.account("op2", "operator")
+    bench.asterisk.channels = [(
+        ("Event", "CoreShowChannel"), ("Channel", f"{OPERATOR}-0000002a"),
+        ("Uniqueid", "1790000009.4"), ("Linkedid", "1790000009.3"),
+        ("ChannelStateDesc", "Up"), ("BridgeId", "b-1"), ("Application", "AppQueue"),
+        ("CallerIDNum", "op1001"), ("ConnectedLineNum", "0812"))]
+
+    busy = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    nodesk = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=deskless)
+
+    assert busy.status == 409 and (await error_of(busy))["code"] == "callback_busy"
+    assert nodesk.status == 409 and (await error_of(nodesk))["code"] == "no_desk"
+    assert bench.originates() == [] and await bench.legs() == []
+
+
+# -- closing, and leaving the list -----------------------------------------------------------------
+
+
+async def test_a_supervisor_closes_an_entry_with_a_reason(bench: Bench) -> None:
+    await gave_up(bench, minutes=20)
+    await gave_up(bench, "1790000000.4", minutes=5)  # the same caller again
+    supervisor = await bench.account("spv1", "supervisor")
+    (entry,) = (await worklist(bench, supervisor))["entries"]
+    assert [c["call_id"] for c in entry["calls"]] == ["1790000000.4", GAVE_UP]
+
+    # Closed at the entry's older call: the whole entry, at its latest call.
+    response = await bench.client.post(
+        f"/api/callbacks/{GAVE_UP}/close", headers=supervisor,
+        json={"reason": "other", "note": "Sudah datang\r\nke pos polisi"})
+
+    assert response.status == 200, await response.text()
+    closed = await response.json()
+    conforms(closed, "CallbackClosure")
+    assert (closed["call_id"], closed["note"], closed["calls"]) == (
+        "1790000000.4", "Sudah datang ke pos polisi", ["1790000000.4", GAVE_UP])
+    assert (await worklist(bench, supervisor))["entries"] == []
+    (row,) = await fetch(bench.dsn, "SELECT * FROM callback_closures")
+    assert (row["call_id"], row["reason"], row["closed_by"]) == ("1790000000.4", "other", "spv1")
+    assert len(await fetch(bench.dsn, "SELECT * FROM audit_log WHERE action = "
+                                      "'callback.close'")) == 1
+    again = await bench.client.post(f"/api/callbacks/{GAVE_UP}/close", headers=supervisor,
+                                    json={"reason": "handled"})
+    assert again.status == 409
+
+
+async def test_a_caller_answered_on_a_later_call_leaves_the_list(bench: Bench) -> None:
+    await gave_up(bench, minutes=20)
+    supervisor = await bench.account("spv1", "supervisor")
+    assert len((await worklist(bench, supervisor))["entries"]) == 1
+    await bench.happen(*call_facts("1790000000.5", "+62 812-3456-7890", at=ago(minutes=5)))
+    assert (await worklist(bench, supervisor))["entries"] == []
+
+
+# -- who may do what, and input that must change nothing ---------------------------------------
+
+
+async def test_roles(bench: Bench) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    supervisor = await bench.account("spv1", "supervisor")
+    admin = await bench.account("adm1", "admin")
+    close = {"reason": "handled"}
+    # Operators and supervisors read the list; an admin does not.
+    assert (await bench.client.get("/api/callbacks", headers=admin)).status == 403
+    # An operator cannot close; a supervisor and an admin cannot call.
+    assert (await bench.client.post(f"/api/callbacks/{GAVE_UP}/close", headers=operator,
+                                    json=close)).status == 403
+    for headers in (supervisor, admin):
+        assert (await bench.client.post(f"/api/callbacks/{GAVE_UP}/call",
+                                        headers=headers)).status == 403
+    assert (await bench.client.post(f"/api/callbacks/{GAVE_UP}/close", headers=admin,
+                                    json=close)).status == 403
+    assert bench.originates() == [] and await bench.legs() == []
+    assert await fetch(bench.dsn, "SELECT * FROM callback_closures") == []
+
+
+@pytest.mark.parametrize("call_id", [
+    "9.9",  # a well-formed id of no call
+    "--help", "-x", "..%2F1.2", "1.2%0D%0AAction:%20Command", "1.2;rm", "1.2-3", "abc",
+    "1" * 70 + ".1",
+])
+async def test_ids_that_are_not_ours_are_404_and_change_nothing(bench: Bench, call_id: str
+                                                                ) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    supervisor = await bench.account("spv1", "supervisor")
+
+    called = await bench.client.post(f"/api/callbacks/{call_id}/call", headers=operator)
+    closed = await bench.client.post(f"/api/callbacks/{call_id}/close", headers=supervisor,
+                                     json={"reason": "handled"})
+
+    assert (called.status, closed.status) == (404, 404)
+    assert bench.originates() == [] and await bench.legs() == []
+    assert await fetch(bench.dsn, "SELECT * FROM callback_closures") == []
+
+
+@pytest.mark.parametrize("body", [
+    {"reason": "--force"}, {"reason": "HANDLED"}, {"reason": ""}, {},
+    {"reason": "other"}, {"reason": "other", "note": "\n\r\t"},
+    {"reason": "handled", "note": "x" * 301}, {"reason": "handled", "note": 5},
+    {"reason": "handled", "extra": "1"}, {"reason": ["handled"]},
+])
+async def test_hostile_closings_are_refused_and_change_nothing(bench: Bench,
+                                                              body: dict[str, Any]) -> None:
+    await gave_up(bench)
+    supervisor = await bench.account("spv1", "supervisor")
+
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/close", headers=supervisor,
+                                       json=body)
+
+    assert response.status == 422, await response.text()
+    assert await fetch(bench.dsn, "SELECT * FROM callback_closures") == []
+    assert len((await worklist(bench, supervisor))["entries"]) == 1
+
+
+async def test_the_console_page_and_its_forms(bench: Bench) -> None:
+    await gave_up(bench)
+    await bench.happen(*call_facts(HIDDEN, "anonymous", at=ago(minutes=8), answered_at=None))
+    await bench.accounts.create("op1001", "operator", PASSWORD, actor="test")
+    await assign_desk(bench.database, load_menu(), "op1001", OPERATOR, {"fire": 5})
+    async with aiohttp.ClientSession(base_url=bench.client.make_url(""),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browser(http)
+        assert (await browser.log_in("op1001")).status == 303
+        status, html, _ = await browser.get("/console/callbacks")
+        assert status == 200
+        assert f'action="/console/callbacks/{GAVE_UP}/call"' in html
+        assert f'action="/console/callbacks/{HIDDEN}/call"' not in html
+        assert "tidak bisa dihubungi" in html and "/close" not in html
+        kind, text = await browser.flash(
+            await browser.post(f"/console/callbacks/{GAVE_UP}/call", {}))
+        assert kind == "ok" and CALLER in text
+        kind, text = await browser.flash(
+            await browser.post(f"/console/callbacks/{HIDDEN}/call", {}))
+        assert kind == "error" and "disembunyikan" in text
+    assert len(bench.originates()) == 1
+
+
+async def test_the_backlog_for_the_wallboard(bench: Bench) -> None:
+    await gave_up(bench, minutes=30)
+    await gave_up(bench, "1790000000.6", "0813111111111", minutes=10)
+    await bench.happen(*call_facts(HIDDEN, "anonymous", at=ago(minutes=40), answered_at=None))
+    summary = await bench.service.backlog()
+    assert (summary.waiting, summary.not_possible) == (2, 1)
+    assert summary.oldest_at is not None
+    assert timedelta(minutes=29) < datetime.now(UTC) - summary.oldest_at < timedelta(minutes=30)
+
+
+async def test_readers_share_one_recent_reading_until_a_write(bench: Bench) -> None:
+    await gave_up(bench)
+    await bench.account("spv1", "supervisor")
+    (supervisor,) = await bench.accounts.accounts()
+    desks = bench.client.app[CONTEXT].desks
+    service = CallbackService(bench.database, NoOriginate(), desks, bench.accounts,
+                              CallbackConfig(cache_seconds=60))
+    first = await service.worklist()
+    await gave_up(bench, "1790000000.7", "0813222222222")  # arrives meanwhile
+    # The list pages and the wallboard share one reading...
+    assert await service.worklist() is first and (await service.backlog()).waiting == 1
+    # ...until a write: a closing reads afresh (and finds the new caller too).
+    await service.close(supervisor, GAVE_UP, "handled", "", remote_address="127.0.0.1")
+    assert [e.call.call_id for e in await service.worklist()] == ["1790000000.7"]
+
+
+class NoOriginate:
+    """A second service on the bench's database that never talks to Asterisk."""
+
+    def subscribe(self, event: str, handler: Any) -> None:
+        pass
+
+    async def send_action(self, action: Any) -> Any:
+        raise AssertionError("no AMI action expected")
+
+    async def send_list_action(self, action: Any) -> list[Any]:
+        raise AssertionError("no AMI action expected")
