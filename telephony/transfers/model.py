@@ -33,8 +33,9 @@ from telephony.core.labels import LabelledStrEnum
 
 TRANSFER_CONTEXT: Final = "siaga112-transfer"  # blind: runs on the caller's channel
 CONSULT_CONTEXT: Final = "siaga112-consult"  # attended: runs on the Atxfer's Local channel
-# The extension the line allowed [siaga112-consult] to dial from an operator's channel (set by
-# AMI Setvar just before Atxfer; inherited by the Atxfer's Local channel).
+# The leg and number (leg_extension) the line allowed [siaga112-consult] to dial from an
+# operator's channel (set by AMI Setvar just before Atxfer, whose extension is the leg alone;
+# inherited by the Atxfer's Local channel).
 CONSULT_VARIABLE: Final = "SIAGA112_CONSULT"
 MAX_LEG_ID: Final = 999_999_999  # the tracker reads at most 9 digits of a leg id
 _EXTENSION: Final = re.compile(r"^([1-9][0-9]{0,8})[*]([*]?)([0-9]{3,20})$")

@@ -228,16 +228,19 @@ class TransferService:
             action = {"Action": "BlindTransfer", "Channel": channel,
                       "Context": TRANSFER_CONTEXT, "Exten": extension}
         else:
-            # '#' ends the digits Asterisk collects for the leg (bridge_basic's grab_transfer).
+            # Asterisk plays the extension into the operator's channel as DTMF (about 70 ms
+            # a digit), so it names only the leg; the number travels in CONSULT_VARIABLE.
+            # '#' ends the digits Asterisk collects (bridge_basic's grab_transfer).
             action = {"Action": "Atxfer", "Channel": channel, "Context": CONSULT_CONTEXT,
-                      "Exten": extension + "#"}
+                      "Exten": f"{leg_id}#"}
         if chosen is TransferMode.CONFERENCE:
             self._joins[leg_id] = channel  # before sending: the answer may come at once
         try:
             if chosen is not TransferMode.BLIND:
-                # The one leg [siaga112-consult] will dial for this operator's channel: the
-                # atxfer code typed by hand on the phone reaches that context too, and must
-                # not dial anything else (inherited by the Atxfer's Local channel).
+                # The one leg [siaga112-consult] will dial for this operator's channel, and
+                # its number: the atxfer code typed by hand on the phone reaches that context
+                # too, and must not dial anything else (inherited by the Atxfer's Local
+                # channel).
                 await self._ami.send_action({
                     "Action": "Setvar", "Channel": channel, "Variable": f"_{CONSULT_VARIABLE}",
                     "Value": extension})

@@ -463,15 +463,16 @@ async def test_incident_page_shows_the_legs(line: Line, desk: Desk) -> None:
 
 
 
-async def test_the_consult_context_dials_only_the_extension_the_line_allowed(
+async def test_the_consult_context_dials_only_the_leg_the_line_allowed(
     line: Line, settings: Settings
 ) -> None:
     """The operator's channel has the attended-transfer feature (Queue option t), so a phone
-    could type the atxfer code and an extension of its own into [siaga112-consult]. It dials
-    only the extension the line allowed on that channel (SIAGA112_CONSULT, set by Setvar
-    before Atxfer): a forged one, or one with nothing allowed, reaches nobody; the one allowed
-    is dialled (the control that this test would see a dial)."""
-    forged = "999999*0811111111"
+    could type the atxfer code and a leg of its own into [siaga112-consult]. It dials only the
+    leg the line allowed on that channel, to that leg's number (SIAGA112_CONSULT, set by
+    Setvar before Atxfer): with nothing allowed, another leg allowed, or a leg without a
+    number, nobody is dialled; the leg allowed is (the control that this test would see a
+    dial)."""
+    forged = "999999"
     ami = RawAmi("127.0.0.1", settings.ami_port)
     response = await ami.login(settings.ami_username, ami_secret(settings))
     assert response["Response"] == "Success", response
@@ -491,9 +492,10 @@ async def test_the_consult_context_dials_only_the_extension_the_line_allowed(
         async with sipp.callee(settings.carrier_sip_port, hold_seconds=1, max_calls=1,
                                trace_messages=True) as agency:
             await consult(None)
-            await consult(f"1*{AGENCY_NUMBER}")
+            await consult(f"1*{AGENCY_NUMBER}")  # another leg allowed
+            await consult(f"{forged}")  # a leg without its number
             assert "INVITE sip:" not in agency.messages
-            await consult(forged)
+            await consult(f"{forged}*0811111111")
             assert (await agency.wait(within=20)).ok
             assert agency.messages.count("INVITE sip:0811111111@") == 1
     finally:

@@ -159,8 +159,9 @@ async def test_attended_steps_send_the_feature_keys_and_hangup(world: World) -> 
     (allowed,) = world.sent("Setvar")
     (action,) = world.sent("Atxfer")
     assert (action["channel"], action["context"], action["exten"]) == (
-        OPERATOR_CHANNEL, "siaga112-consult", f"{leg_id}*0275321113#")
-    # The one extension [siaga112-consult] may dial from this channel, set just before.
+        OPERATOR_CHANNEL, "siaga112-consult", f"{leg_id}#")
+    # The one leg (and its number) [siaga112-consult] may dial from this channel, set just
+    # before.
     assert (allowed["channel"], allowed["variable"], allowed["value"]) == (
         OPERATOR_CHANNEL, "_SIAGA112_CONSULT", f"{leg_id}*0275321113")
     # Handing over waits for the agency's answer.
