@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from telephony.core.errors import SiagaError
+from telephony.core.errors import SiagaError, Unavailable
 
 
 class AmiActionError(SiagaError):
@@ -19,6 +19,19 @@ class AmiActionError(SiagaError):
 
 class AmiActionRefusedError(AmiActionError):
     """Asterisk answered the action with an error (bad arguments, missing permission...)."""
+
+
+class AsteriskUnavailable(Unavailable):
+    """What a client is told when a service's AMI action failed (no AMI session, refused,
+    no answer): nothing was done, try again. A feature subclasses it with its own base error
+    and says what was not done; the service has already logged what Asterisk answered."""
+
+    code = "asterisk_unavailable"
+    logged = True
+
+    def __init__(self, message: str = "Asterisk tidak menjalankan perintah (tidak terhubung "
+                                      "atau menolak). Coba lagi sebentar lagi.") -> None:
+        super().__init__(message)
 
 
 class AmiActions(Protocol):

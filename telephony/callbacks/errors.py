@@ -3,8 +3,7 @@ to Asterisk and changed nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+from telephony.ami.actions import AsteriskUnavailable
 from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
 
 
@@ -60,17 +59,9 @@ class CallbackBusy(Conflict, CallbackError):
     code = "callback_busy"
 
 
-class CallbackUnavailable(CallbackError):
+class CallbackUnavailable(AsteriskUnavailable, CallbackError):
     """Asterisk did not take the call-back (no AMI session, refused, no answer)."""
-
-    status = 503
-    code = "asterisk_unavailable"
-    logged = True  # the service logs what Asterisk answered
 
     def __init__(self) -> None:
         super().__init__("Asterisk tidak menjalankan panggilan balik (tidak terhubung atau "
                          "menolak). Coba lagi sebentar lagi.")
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return {"Retry-After": "5"}

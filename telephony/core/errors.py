@@ -62,3 +62,15 @@ class Conflict(SiagaError):
 
     status = 409
     code = "conflict"
+
+
+class Unavailable(SiagaError):
+    """A dependency (the database, Asterisk) is not there right now; the client may retry."""
+
+    status = 503
+    code = "unavailable"
+    retry_after_seconds = 5
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
 import asyncpg
 
-from telephony.core.errors import SiagaError
+from telephony.core.errors import Unavailable
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.secrets import database_dsn as site_database_dsn
 from telephony.settings import Settings
@@ -24,22 +24,15 @@ T = TypeVar("T")
 DatabaseWork = Callable[[asyncpg.Connection], Awaitable[T]]
 
 
-class DatabaseUnavailable(SiagaError, ConnectionError):
+class DatabaseUnavailable(Unavailable, ConnectionError):
     """The database cannot be reached or refused the work; callers may retry later.
 
     ``str()`` is the driver's reason, for the log; ``message`` is what a client reads.
     """
 
-    status = 503
-    code = "unavailable"
-
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.message = "Basis data sedang tidak tersedia. Coba lagi sebentar lagi."
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return {"Retry-After": "5"}
 
 
 # Errors that mean "the server or the connection is not there right now", as opposed to a bug

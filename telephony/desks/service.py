@@ -29,7 +29,7 @@ import asyncpg
 from ivr.menu import IvrMenu
 from telephony.accounts.model import Account, AccountNotFound, Role, clean_username
 from telephony.accounts.store import AccountRepository
-from telephony.ami.actions import AmiActionError, AmiActions
+from telephony.ami.actions import AmiActionError, AmiActions, AsteriskUnavailable
 from telephony.core.errors import Conflict, Invalid, SiagaError
 from telephony.db.connection import Database
 from telephony.desks.operators import (
@@ -90,20 +90,8 @@ class DeskConflict(Conflict, DeskError):
     code = "desk_conflict"
 
 
-class DeskUnavailable(DeskError):
+class DeskUnavailable(AsteriskUnavailable, DeskError):
     """Asterisk did not carry out the action (no AMI session, refused, no answer)."""
-
-    status = 503
-    code = "asterisk_unavailable"
-    logged = True  # the service logs what Asterisk answered
-
-    def __init__(self) -> None:
-        super().__init__("Asterisk tidak menjalankan perintah (tidak terhubung atau menolak). "
-                         "Coba lagi sebentar lagi.")
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return {"Retry-After": "5"}
 
 
 class MenuSource(Protocol):

@@ -3,8 +3,7 @@ the audit entry sent nothing to Asterisk and changed nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
+from telephony.ami.actions import AsteriskUnavailable
 from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
 
 
@@ -61,17 +60,5 @@ class NoLiveCall(Conflict, SupervisionError):
                          "operator")
 
 
-class SupervisionUnavailable(SupervisionError):
+class SupervisionUnavailable(AsteriskUnavailable, SupervisionError):
     """Asterisk could not be asked, or did not carry the action out."""
-
-    status = 503
-    code = "asterisk_unavailable"
-    logged = True  # the service logs what Asterisk answered
-
-    def __init__(self) -> None:
-        super().__init__("Asterisk tidak menjalankan perintah (tidak terhubung atau menolak). "
-                         "Coba lagi sebentar lagi.")
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return {"Retry-After": "5"}

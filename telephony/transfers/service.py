@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -29,7 +29,7 @@ from typing import Any, Final
 import asyncpg
 
 from telephony.accounts.model import Account
-from telephony.ami.actions import AmiActionError, AmiListActions
+from telephony.ami.actions import AmiActionError, AmiListActions, AsteriskUnavailable
 from telephony.ami.channels import UP, live_channels, operator_channel
 from telephony.calls.facts import CallFact, LegProgressed
 from telephony.calls.legs import LegState
@@ -69,20 +69,12 @@ _CHANNEL: Final = re.compile(r"^PJSIP/[A-Za-z0-9_.-]{1,64}-[0-9a-f]{8}$")
 KEY_GAP_SECONDS: Final = 0.1  # between the two digits of a key (featuredigittimeout is 1 s)
 
 
-class TransferUnavailable(SiagaError):
+class TransferUnavailable(AsteriskUnavailable):
     """Asterisk did not carry out the action (no AMI session, refused, no answer)."""
-
-    status = 503
-    code = "asterisk_unavailable"
-    logged = True
 
     def __init__(self) -> None:
         super().__init__("Asterisk tidak menjalankan perintah alih panggilan (tidak terhubung "
                          "atau menolak). Panggilan tetap dengan Anda.")
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return {"Retry-After": "5"}
 
 
 class LegNotFound(NotFound):
