@@ -125,6 +125,23 @@ async def desk(line: Line, settings: Settings) -> AsyncIterator[Desk]:
         yield Desk(http, tokens["op1"], number["number_id"])
 
 
+@contextlib.asynccontextmanager
+async def caller_and_agency(
+    settings: Settings, caller_id: str, *, talk_seconds: float = 60,
+    **agency: Any,
+) -> AsyncIterator[tuple[sipp.Sipp, sipp.Sipp]]:
+    """A caller who dials 112, presses 1 and talks on (continuous audio, so the recording
+    covers every second), and the agency on the carrier's port (``sipp.callee`` options;
+    by default it answers after a second's ringing and talks)."""
+    options: dict[str, Any] = {"ring_seconds": 1, "audio": True, "max_calls": 1, **agency}
+    async with sipp.callee(settings.carrier_sip_port, trace_messages=True,
+                           **options) as called, \
+            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                        dtmf="1", talk_seconds=talk_seconds, audio=True,
+                        continuous=True) as calling:
+        yield calling, called
+
+
 async def talking_call(desk: Desk) -> dict[str, Any]:
     """The call in front of the operator once they talk on it (and it has its incident)."""
 
@@ -269,11 +286,7 @@ async def test_blind_transfer_hands_the_caller_to_the_agency_and_records_by_phon
     line: Line, settings: Settings, desk: Desk
 ) -> None:
     caller_id = unique_caller("0816")
-    async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
-                           hold_seconds=10, max_calls=1, trace_messages=True) as agency, \
-            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
-                        dtmf="1", talk_seconds=60, audio=True,
-                        continuous=True) as caller:
+    async with caller_and_agency(settings, caller_id, hold_seconds=10) as (caller, agency):
         call = await talking_call(desk)
         incident_id = call["incident_id"]
         await line.incidents.change_status(incident_id, Status.VERIFIED, actor="op1")
@@ -310,11 +323,9 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
     line: Line, settings: Settings, desk: Desk
 ) -> None:
     caller_id = unique_caller("0816")
-    async with sipp.callee(settings.carrier_sip_port, answer=False, trace_messages=True
-                           ) as agency, \
-            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
-                        dtmf="1", talk_seconds=25, audio=True,
-                        continuous=True) as caller:
+    async with caller_and_agency(settings, caller_id, talk_seconds=25, answer=False,
+                                 ring_seconds=0, audio=False, max_calls=None
+                                 ) as (caller, agency):
         call = await talking_call(desk)
         started, clicked = await start_transfer(desk, "blind")
         leg = await leg_of(desk, started["leg"]["leg_id"], outcome="no_answer")
@@ -340,11 +351,7 @@ async def test_attended_transfer_operator_speaks_first_then_hands_over(
     line: Line, settings: Settings, desk: Desk
 ) -> None:
     caller_id = unique_caller("0816")
-    async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
-                           hold_seconds=12, max_calls=1, trace_messages=True) as agency, \
-            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
-                        dtmf="1", talk_seconds=60, audio=True,
-                        continuous=True) as caller:
+    async with caller_and_agency(settings, caller_id, hold_seconds=12) as (caller, agency):
         call = await talking_call(desk)
         started, clicked = await start_transfer(desk, "attended")
         leg_id = started["leg"]["leg_id"]
@@ -393,11 +400,7 @@ async def test_three_way_call_the_operator_can_leave(
     operator, the caller and the agency in one bridge; the operator leaves, the other two talk
     on."""
     caller_id = unique_caller("0816")
-    async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
-                           hold_seconds=14, max_calls=1, trace_messages=True) as agency, \
-            sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
-                        dtmf="1", talk_seconds=60, audio=True,
-                        continuous=True) as caller:
+    async with caller_and_agency(settings, caller_id, hold_seconds=14) as (caller, agency):
         call = await talking_call(desk)
         started, clicked = await start_transfer(desk, mode)
         leg_id = started["leg"]["leg_id"]
