@@ -87,9 +87,12 @@ async def test_an_operator_calls_back_and_a_supervisor_closes_in_the_browser(
     await page.wait_for_url("**/console/callbacks")
     row = page.locator(f'tr.callback-entry[data-call-id="{call_id}"]')
     hidden = page.locator(f'tr.callback-entry[data-call-id="{hidden_id}"]')
-    await expect(row.locator(".caller-number")).to_have_text(caller)
+    # The list is read at most every 2 s (a cached reading may predate the second call's end)
+    # and the page polls every 5 s, so a caller can take up to ~7 s to show.
+    await expect(row.locator(".caller-number")).to_have_text(caller, timeout=WAIT_MS)
     await expect(row.locator(".reason")).to_have_text("Menutup telepon saat menunggu di antrean")
-    await expect(hidden.locator(".not-possible")).to_have_text("tidak bisa dihubungi")
+    await expect(hidden.locator(".not-possible")).to_have_text("tidak bisa dihubungi",
+                                                             timeout=WAIT_MS)
     await expect(hidden.locator("button.call-back")).to_have_count(0)
     await expect(page.locator('[data-field="waiting"]')).to_have_text("1")
     await page.screenshot(path=str(shots / "callbacks-1-worklist.png"))
