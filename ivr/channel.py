@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from ivr.keys import KeyProgram, KeyTrace
 from telephony.core.errors import SiagaError
 
 
@@ -37,4 +38,16 @@ class Channel(Protocol):
 
     async def set_variable(self, name: str, value: str) -> None:
         """Set a channel variable that the dialplan and AMI see."""
+        ...
+
+
+class MenuChannel(Channel, Protocol):
+    """A channel the IVR's menu can be asked on: a :class:`Channel` that also collects keys."""
+
+    async def collect_keys(self, program: KeyProgram) -> KeyTrace:
+        """Ask a line's whole menu tree in ONE command (the dialplan routine of
+        :mod:`ivr.keys`) and return every answer it heard, with its time.
+
+        One command, because Asterisk throws away keys that arrive between two commands.
+        """
         ...

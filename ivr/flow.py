@@ -1,10 +1,16 @@
-"""The IVR flow: greet, ask, route. Plain Python over the :class:`~ivr.channel.Channel` interface.
+"""The IVR flow: greet, ask, route. Plain Python over the :class:`~ivr.channel.MenuChannel` port.
 
 Rules a caller can rely on:
 - pressing during a prompt works (barge-in);
+- a key is never lost: the whole menu tree is asked in one command (see :mod:`ivr.keys`), so
+  keys pressed ahead (during the greeting, or the sub-menu's key right after the main menu's)
+  count;
 - pressing nothing routes to the menu's default, which for the main menu is emergency;
 - pressing invalid keys gets one explanation and another try, then the default;
 - the flow never hangs up: it returns a route, and the dialplan queues the call there.
+
+The channel collects the keys (the dialplan routine plays the prompts and listens); the
+decision is :func:`decide`, pure, replaying what the routine heard through the menu's rules.
 
 Prank screening (``telephony.screening``) only informs the route: the flow asks a
 :class:`Screener` for a verdict once it knows the category, and publishes the score, its
@@ -15,17 +21,17 @@ yields no verdict and the call queues as if unscored.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from ivr.channel import Channel
-from ivr.menu import IvrMenu, Menu, Route
+from ivr.channel import CallerHungUp, Channel, ChannelError, MenuChannel
+from ivr.keys import Answer, KeyTrace, key_program, prompt_file
+from ivr.menu import IvrMenu, LineEntry, Menu, Route
 
-# Prompts live under this directory of Asterisk's sounds (see telephony/asterisk/site.py).
-PROMPT_PREFIX = "siaga112/"
+log = logging.getLogger("ivr.flow")
 
 
 class Outcome(StrEnum):
@@ -60,7 +66,7 @@ class Screener(Protocol):
 class KeyLog:
     """How the caller used the keypad: when the first key came, how many were invalid."""
 
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float]
     started: float = 0.0
     first_key_ms: int | None = None
     invalid_keys: int = 0
@@ -88,14 +94,53 @@ class IvrResult:
     screening: ScreeningVerdict | None = None
 
 
-def prompt_file(name: str) -> str:
-    """The Asterisk sound name of a prompt."""
-    return PROMPT_PREFIX + name
+@dataclass
+class _Replay:
+    """The routine's answers, handed out ask by ask; its clock reads the current answer's time.
+
+    ``asked`` keeps each ask's prompts and wait, which is what the routine played.
+    """
+
+    trace: KeyTrace
+    asked: list[tuple[list[str], int]] = field(default_factory=list)
+    now_ms: int = 0
+    _answers: Iterator[Answer] = field(init=False)
+    short: bool = False  # the flow asked more than the routine answered
+
+    def __post_init__(self) -> None:
+        self._answers = iter(self.trace.answers)
+
+    def clock(self) -> float:
+        return self.now_ms / 1000
+
+    def ask(self, prompts: list[str], timeout_ms: int) -> str | None:
+        self.asked.append((prompts, timeout_ms))
+        answer = next(self._answers, None)
+        if answer is None:
+            self.short = True
+            return None
+        self.now_ms = answer.at_ms
+        return answer.key
+
+    def left_over(self) -> int:
+        return sum(1 for _ in self._answers)
 
 
-async def _ask(
-    channel: Channel, menu: Menu, lead_in: list[str], keys: KeyLog
-) -> tuple[str | None, Outcome]:
+@dataclass(frozen=True)
+class Decision:
+    """Where the answers of one key collection lead."""
+
+    route: Route
+    outcome: Outcome
+    choice: str  # the main-menu key pressed, "" if none
+    first_key_ms: int | None
+    invalid_keys: int
+    asked: tuple[tuple[tuple[str, ...], int], ...]  # each ask's prompts and wait
+    consistent: bool  # the routine asked exactly what the menu's rules ask
+
+
+def _ask(replay: _Replay, menu: Menu, lead_in: list[str], keys: KeyLog
+         ) -> tuple[str | None, Outcome]:
     """Ask ``menu`` until a valid key, or until its attempts run out.
 
     Returns the key (``None`` when the attempts ran out) and the reason.
@@ -103,7 +148,7 @@ async def _ask(
     prompts = [*lead_in, menu.prompt]
     silent = invalid = 0
     while True:
-        digit = await channel.ask_digit([prompt_file(p) for p in prompts], menu.timeout_ms)
+        digit = replay.ask([prompt_file(p) for p in prompts], menu.timeout_ms)
         if digit is not None:
             keys.pressed(valid=digit in menu.options)
         if digit is not None and digit in menu.options:
@@ -120,52 +165,72 @@ async def _ask(
             prompts = [p for p in (menu.invalid_prompt, menu.prompt) if p]
 
 
+def decide(menu: IvrMenu, entry: LineEntry, trace: KeyTrace) -> Decision:
+    """Replay the routine's answers for ``entry``'s menu tree through the menu's rules."""
+    assert entry.menu is not None  # validated: a line has a menu or a route
+    replay = _Replay(trace)
+    keys = KeyLog(replay.clock)
+    main = menu.menus[entry.menu]
+    lead_in = [entry.greeting] if entry.greeting else []
+    key, outcome = _ask(replay, main, lead_in, keys)
+    if key is None:
+        route, choice = main.default, ""
+    else:
+        option = main.options[key]
+        choice, outcome = key, Outcome.CHOSEN
+        if option.route is not None:
+            route = option.route
+        else:
+            assert option.submenu is not None
+            sub = menu.menus[option.submenu]
+            # The sub-choice is one short question: silence or a wrong key keeps the caller in
+            # the category they chose, in its general queue, rather than back at the start.
+            sub_key, _ = _ask(replay, sub, [], keys)
+            sub_route = sub.options[sub_key].route if sub_key is not None else None
+            route = sub_route or sub.default
+    asked = tuple((tuple(prompts), wait) for prompts, wait in replay.asked)
+    consistent = not replay.short and replay.left_over() == 0
+    return Decision(route, outcome, choice, keys.first_key_ms, keys.invalid_keys, asked,
+                    consistent)
+
+
 async def run_ivr(
-    channel: Channel,
+    channel: MenuChannel,
     menu: IvrMenu,
     line: str,
     screener: Screener | None = None,
-    clock: Callable[[], float] = time.monotonic,
 ) -> IvrResult:
     """Run the IVR for a call on ``line`` and publish the result as channel variables.
 
     The variables are set only when the flow has decided, IVR_QUEUE last: until then the
-    dialplan's fail-open defaults stand.
+    dialplan's fail-open defaults stand. A routine that stopped on an error (a prompt it could
+    not play) raises :class:`ChannelError`, so the dialplan fails open as it would without us.
     """
-    keys = KeyLog(clock)
     entry = menu.entry_for(line)
-    lead_in = [entry.greeting] if entry.greeting else []
     if entry.route is not None:
-        if lead_in:
-            await channel.play(prompt_file(lead_in[0]))
-        route, outcome, choice = entry.route, Outcome.DIRECT, ""
+        if entry.greeting:
+            await channel.play(prompt_file(entry.greeting))
+        result = IvrResult(entry.route, Outcome.DIRECT, "")
     else:
-        assert entry.menu is not None  # validated: a line has a menu or a route
-        main = menu.menus[entry.menu]
-        key, outcome = await _ask(channel, main, lead_in, keys)
-        route, outcome, choice = await _follow(channel, menu, main, key, outcome, keys=keys)
-    verdict = await screener.verdict(route.category) if screener is not None else None
-    result = IvrResult(route, outcome, choice, keys.first_key_ms, keys.invalid_keys, verdict)
+        trace = await channel.collect_keys(key_program(menu, entry))
+        if trace.status == "HANGUP":
+            raise CallerHungUp("the caller hung up during the menu")
+        if trace.status != "OK":
+            raise ChannelError(f"the menu routine stopped: Read() status {trace.status}")
+        decision = decide(menu, entry, trace)
+        if not decision.consistent:
+            # The routine and decide() disagree on the rules (an edited dialplan?): the keys
+            # heard still decide, one line says so.
+            log.warning("line %s: menu routine answered %d keys for %d asks", line,
+                        len(trace.answers), len(decision.asked))
+        result = IvrResult(decision.route, decision.outcome, decision.choice,
+                           decision.first_key_ms, decision.invalid_keys)
+    verdict = await screener.verdict(result.route.category) if screener is not None else None
+    if verdict is not None:
+        result = IvrResult(result.route, result.outcome, result.choice, result.first_key_ms,
+                           result.invalid_keys, verdict)
     await publish(channel, result, menu)
     return result
-
-
-async def _follow(
-    channel: Channel, menu: IvrMenu, main: Menu, key: str | None, outcome: Outcome, *,
-    keys: KeyLog,
-) -> tuple[Route, Outcome, str]:
-    if key is None:
-        return main.default, outcome, ""
-    option = main.options[key]
-    if option.route is not None:
-        return option.route, Outcome.CHOSEN, key
-    assert option.submenu is not None
-    sub = menu.menus[option.submenu]
-    # The sub-choice is one short question: silence or a wrong key keeps the caller in the
-    # category they chose, in its general queue, rather than sending them back to the start.
-    sub_key, _ = await _ask(channel, sub, [], keys)
-    route = sub.options[sub_key].route if sub_key is not None else None
-    return route or sub.default, Outcome.CHOSEN, key
 
 
 async def publish(channel: Channel, result: IvrResult, menu: IvrMenu) -> None:

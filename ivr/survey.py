@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from ivr.channel import CallerHungUp, Channel, ChannelError
-from ivr.flow import PROMPT_PREFIX
+from ivr.keys import PROMPT_PREFIX
 
 PROMPT_INTRO: Final = "survei-pembuka"
 PROMPT_ASK: Final = "survei-nilai"

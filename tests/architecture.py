@@ -50,6 +50,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("ivr.channel", DOMAIN),  # the IVR's channel port
     ("ivr.flow", DOMAIN),
     ("ivr.menu", DOMAIN),
+    ("ivr.keys", DOMAIN),  # the key-collection routine's arguments and answers
     ("ivr.survey", DOMAIN),
     ("ivr.hold", DOMAIN),  # the hold prompt
     ("telephony.ami.actions", DOMAIN),  # the AMI action port services use

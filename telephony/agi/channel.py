@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 from ivr.channel import CallerHungUp, ChannelError
+from ivr.keys import ROUTINE, KeyProgram, KeyTrace, KeyTraceError, parse_trace
 from telephony.agi.protocol import AgiArgumentError, AgiReply
 from telephony.agi.server import AgiHungUpError, AgiSessionError
 
@@ -37,8 +38,9 @@ class AgiCallerHungUp(CallerHungUp, AgiHungUpError):
 class AgiCommandSession(Protocol):
     """What :class:`AgiChannel` needs from a session (see ``telephony.agi.server.AgiSession``)."""
 
-    async def command(self, verb: str, *arguments: str) -> AgiReply:
-        """Send one command and return its reply; raises :class:`AgiSessionError`."""
+    async def command(self, verb: str, *arguments: str, session_bound: bool = False) -> AgiReply:
+        """Send one command and return its reply; raises :class:`AgiSessionError`.
+        ``session_bound``: only the session's time limit bounds the reply."""
         ...
 
 
@@ -47,7 +49,8 @@ def _describe(verb: str, arguments: tuple[str, ...]) -> str:
 
 
 class AgiChannel:
-    """Implements :class:`ivr.channel.Channel` with GET DATA, STREAM FILE and SET VARIABLE.
+    """Implements :class:`ivr.channel.Channel` with GOSUB (the menu), GET DATA, STREAM FILE
+    and SET VARIABLE.
 
     ``result=-1`` is reported as :class:`CallerHungUp`: Asterisk also sends it when a prompt
     file is missing, but either way the IVR must stop and let the dialplan carry the call on.
@@ -87,6 +90,28 @@ class AgiChannel:
             return result
         raise AgiChannelError(f"GET DATA {last!r}: unexpected reply {reply.line!r}")
 
+    async def collect_keys(self, program: KeyProgram) -> KeyTrace:
+        """Run the menu routine ``[siaga112-menu]`` in one GOSUB and read what it heard.
+
+        This must be the session's first command: res_agi discards the keys that arrive while
+        it waits for a command, so the shorter that wait, the fewer keys can be lost (only
+        those pressed in the few milliseconds before the GOSUB arrives, before the caller has
+        heard anything). Inside the GOSUB nothing is discarded.
+        """
+        reply = await self._run("GOSUB", *ROUTINE, program.arguments(), session_bound=True)
+        if reply.result != "0":
+            raise AgiChannelError(f"GOSUB {ROUTINE[0]}: {reply.line!r}")
+        # The routine's Return() value; after the GOSUB nothing we ask needs a key any more.
+        value = await self._run("GET VARIABLE", "GOSUB_RETVAL")
+        if "abnormal exit" in reply.line:
+            # The routine did not Return() (a hang-up ends it so, and the GET VARIABLE above
+            # has then raised CallerHungUp): what it heard is unknown, fail open.
+            raise AgiChannelError(f"GOSUB {ROUTINE[0]}: {reply.line!r}")
+        try:
+            return parse_trace((value.data or "") if value.result == "1" else "")
+        except KeyTraceError as exc:
+            raise AgiChannelError(f"GOSUB {ROUTINE[0]}: {exc.message}") from None
+
     async def play(self, prompt: str) -> None:
         """Play ``prompt`` to the end; no digit interrupts it."""
         reply = await self._run("STREAM FILE", prompt, "")
@@ -114,9 +139,9 @@ class AgiChannel:
                 return digit
         raise AgiChannelError(f"STREAM FILE {prompt!r}: unexpected reply {reply.line!r}")
 
-    async def _run(self, verb: str, *arguments: str) -> AgiReply:
+    async def _run(self, verb: str, *arguments: str, session_bound: bool = False) -> AgiReply:
         try:
-            reply = await self._session.command(verb, *arguments)
+            reply = await self._session.command(verb, *arguments, session_bound=session_bound)
         except AgiArgumentError as exc:
             raise AgiChannelError(f"{_describe(verb, arguments)}: {exc}") from None
         except AgiHungUpError as exc:

@@ -293,8 +293,11 @@ class AgiSession:
         """True once Asterisk reported the caller gone (``HANGUP`` or a closed connection)."""
         return self._hung_up
 
-    async def command(self, verb: str, *arguments: str) -> AgiReply:
+    async def command(self, verb: str, *arguments: str, session_bound: bool = False) -> AgiReply:
         """Send ``verb`` with safely quoted ``arguments`` and return Asterisk's reply.
+
+        ``session_bound``: the reply may take as long as the session may last (a GOSUB that
+        runs a whole menu), so only the session limit applies, not the command timeout.
 
         5xx replies are returned, not raised: what a refusal means is the caller's business.
         Raises :class:`~telephony.agi.protocol.AgiArgumentError` before sending anything if an
@@ -310,7 +313,7 @@ class AgiSession:
                 raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
             connection = self._connection
             started = connection.loop.time()
-            connection.deadline = started + self._command_timeout
+            connection.deadline = None if session_bound else started + self._command_timeout
             try:
                 assert connection.transport is not None
                 connection.transport.write(line)

@@ -457,7 +457,7 @@ class FakeSession:
         self.keys = list(keys)
         self.commands: list[tuple[str, ...]] = []
 
-    async def command(self, verb: str, *arguments: str) -> AgiReply:
+    async def command(self, verb: str, *arguments: str, session_bound: bool = False) -> AgiReply:
         self.commands.append((verb, *arguments))
         if verb == "GET DATA":
             key = self.keys.pop(0)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ivr.channel import CallerHungUp, Channel, ChannelError
+from ivr.keys import Answer, KeyProgram, key_program
+from ivr.menu import load_menu
 from telephony.agi.channel import AgiChannel
 from telephony.agi.protocol import AgiArgumentError, AgiReply, encode_command
 from telephony.agi.server import AgiHungUpError, AgiSessionError
@@ -34,10 +36,12 @@ class FakeSession:
     def __init__(self, *script: AgiReply | Exception) -> None:
         self.script = list(script)
         self.commands: list[tuple[str, ...]] = []
+        self.session_bound: list[bool] = []
 
-    async def command(self, verb: str, *arguments: str) -> AgiReply:
+    async def command(self, verb: str, *arguments: str, session_bound: bool = False) -> AgiReply:
         encode_command(verb, *arguments)  # the real session refuses unsafe arguments likewise
         self.commands.append((verb, *arguments))
+        self.session_bound.append(session_bound)
         step = self.script.pop(0)
         if isinstance(step, Exception):
             raise step
@@ -245,3 +249,50 @@ async def test_session_errors_become_the_ivr_s_and_stay_the_server_s(
     assert isinstance(caught.value, type(exception))
     assert str(caught.value) == str(exception)
     assert isinstance(caught.value, CallerHungUp) == isinstance(exception, AgiHungUpError)
+
+
+# --- collect_keys --------------------------------------------------------------------------
+
+
+GOSUB_DONE = AgiReply(200, "200 result=0 Gosub complete", result="0", data="Gosub complete")
+
+
+def _program() -> KeyProgram:
+    menu = load_menu()
+    return key_program(menu, menu.entry_for("112"))
+
+
+async def test_collect_keys_is_one_gosub_bounded_by_the_session_then_reads_the_answer() -> None:
+    channel, session = channel_for(GOSUB_DONE, ok("1", "1@2310/2@2362"))
+    trace = await channel.collect_keys(_program())
+    assert trace.answers == (Answer("1", 2310), Answer("2", 2362))
+    assert session.commands == [
+        ("GOSUB", "siaga112-menu", "s", "1", _program().arguments()),
+        ("GET VARIABLE", "GOSUB_RETVAL"),
+    ]
+    assert session.session_bound == [True, False]
+
+
+async def test_collect_keys_with_nothing_heard_is_an_empty_trace() -> None:
+    channel, _ = channel_for(GOSUB_DONE, ok("0"))
+    assert (await channel.collect_keys(_program())).answers == ()
+
+
+@pytest.mark.parametrize("replies", [
+    (AgiReply(200, "200 result=-1 Gosub label not found", result="-1"),),
+    (AgiReply(200, "200 result=0 Gosub complete (abnormal exit)", result="0",
+              data="Gosub complete (abnormal exit)"), ok("0")),
+    (GOSUB_DONE, ok("1", "1@2310;Hangup()")),
+    (INVALID,),
+])
+async def test_collect_keys_fails_open_on_anything_odd(replies: tuple[AgiReply, ...]) -> None:
+    channel, _ = channel_for(*replies)
+    with pytest.raises(ChannelError) as raised:
+        await channel.collect_keys(_program())
+    assert not isinstance(raised.value, CallerHungUp)
+
+
+async def test_collect_keys_reports_a_hang_up_after_the_routine() -> None:
+    channel, _ = channel_for(GOSUB_DONE, NOT_PERMITTED)
+    with pytest.raises(CallerHungUp):
+        await channel.collect_keys(_program())

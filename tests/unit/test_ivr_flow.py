@@ -4,29 +4,42 @@ from collections.abc import Sequence
 
 import pytest
 
-from ivr.channel import CallerHungUp
-from ivr.flow import Outcome, ScreeningVerdict, run_ivr
+from ivr.channel import CallerHungUp, ChannelError
+from ivr.flow import Outcome, ScreeningVerdict, decide, run_ivr
+from ivr.keys import Answer, KeyProgram, KeyTrace
 from ivr.menu import load_menu
 
 MENU = load_menu()
 
 
-class ScriptedChannel:
-    """Answers each ask_digit with the next scripted key (None = silence)."""
+def trace(*keys: str | None, status: str = "OK") -> KeyTrace:
+    """What the menu routine heard: the keys (None = silence), one a second."""
+    return KeyTrace(tuple(Answer(key, 1000 * (i + 1)) for i, key in enumerate(keys)), status)
 
-    def __init__(self, keys: Sequence[str | None], *, hang_up_after: int | None = None) -> None:
-        self.keys = list(keys)
-        self.asked: list[tuple[list[str], int]] = []
+
+class ScriptedChannel:
+    """Answers the key collection with the scripted keys (None = silence), one a second."""
+
+    def __init__(self, keys: Sequence[str | None], *, status: str = "OK") -> None:
+        self.trace = trace(*keys, status=status)
+        self.programs: list[KeyProgram] = []
         self.played: list[str] = []
         self.variables: dict[str, str] = {}
         self.order: list[str] = []
-        self.hang_up_after = hang_up_after
+
+    @property
+    def asked(self) -> tuple[tuple[tuple[str, ...], int], ...]:
+        """What the routine played, ask by ask (by the menu's rules)."""
+        if not self.programs:
+            return ()
+        return decide(MENU, MENU.entry_for("112"), self.trace).asked
+
+    async def collect_keys(self, program: KeyProgram) -> KeyTrace:
+        self.programs.append(program)
+        return self.trace
 
     async def ask_digit(self, prompts: Sequence[str], timeout_ms: int) -> str | None:
-        if self.hang_up_after is not None and len(self.asked) >= self.hang_up_after:
-            raise CallerHungUp("caller hung up")
-        self.asked.append((list(prompts), timeout_ms))
-        return self.keys.pop(0)
+        raise AssertionError("the IVR asks its whole menu in one collect_keys")
 
     async def play(self, prompt: str) -> None:
         self.played.append(prompt)
@@ -43,12 +56,14 @@ async def test_press_one_then_fire() -> None:
     assert channel.variables == {
         "IVR_CHOICE": "1", "IVR_OUTCOME": "chosen", "IVR_CATEGORY": "emergency",
         "IVR_SKILL": "fire", "IVR_QUEUE": "fire",
-        "IVR_FIRST_KEY_MS": "0", "IVR_INVALID_KEYS": "0",
+        "IVR_FIRST_KEY_MS": "1000", "IVR_INVALID_KEYS": "0",
     }
     # The greeting and menu are asked together so a caller can barge in at once.
-    assert channel.asked[0][0] == ["siaga112/salam-112", "siaga112/menu-utama"]
+    assert channel.asked[0][0] == ("siaga112/salam-112", "siaga112/menu-utama")
     # The emergency sub-choice is short.
-    assert channel.asked[1] == (["siaga112/menu-darurat"], 3000)
+    assert channel.asked[1] == (("siaga112/menu-darurat",), 3000)
+    # One collection for the whole tree.
+    assert len(channel.programs) == 1
 
 
 async def test_emergency_sub_choice_silence_goes_to_general_emergency() -> None:
@@ -69,7 +84,7 @@ async def test_invalid_twice_goes_to_emergency_after_one_explanation() -> None:
     channel = ScriptedChannel(["7", "#"])
     result = await run_ivr(channel, MENU, "112")
     assert (result.route.queue, result.outcome) == ("emergency-general", Outcome.INVALID)
-    assert channel.asked[1][0] == ["siaga112/pilihan-salah", "siaga112/menu-utama"]
+    assert channel.asked[1][0] == ("siaga112/pilihan-salah", "siaga112/menu-utama")
 
 
 async def test_invalid_then_valid_is_served() -> None:
@@ -88,7 +103,7 @@ async def test_line_119_goes_straight_to_medical() -> None:
     channel = ScriptedChannel([])
     result = await run_ivr(channel, MENU, "119")
     assert (result.route.queue, result.outcome) == ("medical", Outcome.DIRECT)
-    assert channel.played == ["siaga112/salam-119"] and channel.asked == []
+    assert channel.played == ["siaga112/salam-119"] and channel.programs == []
 
 
 async def test_unknown_line_is_served_as_112() -> None:
@@ -103,21 +118,18 @@ async def test_queue_is_published_last_so_the_dialplan_default_stands_until_then
 
 
 async def test_hangup_stops_the_flow_and_sets_nothing() -> None:
-    channel = ScriptedChannel(["7"], hang_up_after=1)
+    channel = ScriptedChannel(["7"], status="HANGUP")
     with pytest.raises(CallerHungUp):
         await run_ivr(channel, MENU, "112")
     assert channel.variables == {}
 
 
-class Ticks:
-    """A clock that advances one second per reading."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
+async def test_a_routine_stopped_by_an_error_fails_open_with_nothing_set() -> None:
+    # A prompt Read() could not play: the dialplan's fail-open defaults must stand.
+    channel = ScriptedChannel([], status="ERROR")
+    with pytest.raises(ChannelError):
+        await run_ivr(channel, MENU, "112")
+    assert channel.variables == {}
 
 
 class FixedScreener:
@@ -132,8 +144,8 @@ class FixedScreener:
 
 async def test_keys_are_timed_from_the_start_and_invalid_ones_counted() -> None:
     channel = ScriptedChannel(["7", "1", "2"])
-    result = await run_ivr(channel, MENU, "112", clock=Ticks())
-    # Ticks: 1 at the start, 2 at the first key (the invalid 7).
+    result = await run_ivr(channel, MENU, "112")
+    # The routine heard the first key (the invalid 7) 1 s after it began.
     assert (result.first_key_ms, result.invalid_keys) == (1000, 1)
     assert channel.variables["IVR_FIRST_KEY_MS"] == "1000"
     assert channel.variables["IVR_INVALID_KEYS"] == "1"
@@ -181,3 +193,28 @@ async def test_119_is_screened_as_an_emergency() -> None:
     screener = FixedScreener(None)
     await run_ivr(ScriptedChannel([]), MENU, "119", screener)
     assert screener.categories == ["emergency"]
+
+
+def test_decide_replays_type_ahead_keys_as_the_caller_meant_them() -> None:
+    # 1 and 2 heard 50 ms apart: the 2 was waiting when the sub-menu was asked.
+    keys = KeyTrace((Answer("1", 2300), Answer("2", 2350)))
+    decision = decide(MENU, MENU.entry_for("112"), keys)
+    assert (decision.route.queue, decision.choice, decision.first_key_ms) == ("fire", "1", 2300)
+    assert decision.consistent
+
+
+def test_decide_flags_a_routine_that_answered_more_or_less_than_the_rules_ask() -> None:
+    entry = MENU.entry_for("112")
+    extra = decide(MENU, entry, trace("3", "9"))
+    assert extra.route.queue == "information" and not extra.consistent
+    # Nothing heard at all (a routine that stopped early): the menu's default.
+    short = decide(MENU, entry, trace())
+    assert (short.route.queue, short.outcome) == ("emergency-general", Outcome.NO_INPUT)
+    assert not short.consistent
+
+
+def test_a_wrong_key_in_the_sub_menu_keeps_the_category_general_queue() -> None:
+    decision = decide(MENU, MENU.entry_for("112"), trace("1", "9"))
+    assert (decision.route.queue, decision.outcome, decision.invalid_keys) == (
+        "emergency-general", Outcome.CHOSEN, 1)
+    assert decision.consistent
