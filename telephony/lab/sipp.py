@@ -43,6 +43,7 @@ PCAP_DIR = Path("/usr/share/sip-tester")
 AUDIO_PCAP = PCAP_DIR / "g711a.pcap"
 AUDIO_PCAP_MS = 7000  # g711a.pcap holds 7.05 s of A-law
 DTMF_PCAP_MS = 300  # each dtmf_2833 pcap lasts 0.14 s; leave a gap between digits
+DTMF_BURST_GAP_MS = 50  # "1+2": the 2 starts this long after the 1 ended (dtmf_burst_pcap)
 DTMF_NAMES = {str(d): str(d) for d in range(10)} | {"*": "star", "#": "pound"}
 _SIPP_EVENTS_HEADER = "The following events occurred:"
 _SAFE_HEADER_TEXT = re.compile(r"^[\w .+\-@:]*$")
@@ -130,6 +131,35 @@ def dtmf_pcap(digit: str, press: int) -> bytes:
     return _renumbered(data, _DTMF_SEQ_BASE + press * 100, _DTMF_TS_BASE + press * 16000)
 
 
+def dtmf_burst_pcap(digits: str, press: int) -> bytes:
+    """One pcap of ``digits`` pressed back to back, each ``DTMF_BURST_GAP_MS`` after the end of
+    the one before (the ``press``-th, ``press + 1``-th ... digits of a call): a caller who knows
+    the menu. sipp cancels a pcap still playing when the next starts, so a burst faster than
+    ``DTMF_PCAP_MS`` must be one file."""
+    out = bytearray()
+    next_start: float | None = None
+    for index, digit in enumerate(digits):
+        data = dtmf_pcap(digit, press + index)
+        if not out:
+            out += data[:24]  # the pcap global header
+        offset = 24
+        first: float | None = None
+        last = 0.0
+        while offset < len(data):
+            seconds, micros, captured = struct.unpack_from("<III", data, offset)
+            at = seconds + micros / 1e6
+            first = at if first is None else first
+            moved = at if next_start is None else next_start + (at - first)
+            record = bytearray(data[offset:offset + 16 + captured])
+            whole = int(moved)
+            struct.pack_into("<II", record, 0, whole, round((moved - whole) * 1e6) % 1_000_000)
+            out += record
+            last = moved
+            offset += 16 + captured
+        next_start = last + DTMF_BURST_GAP_MS / 1000
+    return bytes(out)
+
+
 def talk_pcap(replay: int) -> bytes:
     """The A-law pcap as the ``replay``-th stretch of one continuous talk: Asterisk drops a
     replay that repeats the sequence numbers and timestamps of the last one, so each stretch
@@ -196,8 +226,10 @@ def _dtmf_steps(
     """Wait ``delay`` s after the answer, then send ``dtmf`` one digit every ``gap`` s (a ``,``
     presses nothing for one gap). Returns the XML steps, the pcap files they play, and the
     number of the next step label."""
+    if not re.fullmatch(r"(?:[^,+](?:\+[^,+])*|,)*", dtmf):
+        raise ValueError(f"cannot send DTMF {dtmf!r}: a '+' joins two digits")
     for digit in dtmf:
-        if digit not in DTMF_NAMES and digit != ",":
+        if digit not in DTMF_NAMES and digit not in ",+":
             raise ValueError(f"cannot send DTMF {digit!r}")
     steps = []
     files = {}
@@ -207,13 +239,15 @@ def _dtmf_steps(
         step += 1
         gap_ms = int(max(gap * 1000, DTMF_PCAP_MS))
         press = 0
-        for digit in dtmf:
-            if digit != ",":
+        for group in re.findall(r"[^,+](?:\+[^,+])*|,", dtmf):
+            if group != ",":
+                digits = group.replace("+", "")
                 name = f"dtmf-{press}.pcap"
-                files[name] = dtmf_pcap(digit, press)
+                files[name] = (dtmf_pcap(digits, press) if len(digits) == 1
+                               else dtmf_burst_pcap(digits, press))
                 steps.append(_xml_play(name))
-                press += 1
-            steps.append(_xml_wait(step, gap_ms))
+                press += len(digits)
+            steps.append(_xml_wait(step, gap_ms * max(len(group) // 2 + 1, 1)))
             step += 1
     return steps, files, step
 
@@ -231,7 +265,8 @@ def render_caller(
     continuous: bool = False,
 ) -> Scenario:
     """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
-    every ``dtmf_gap`` s (a ``,`` presses nothing for one gap), stay ``talk_seconds`` s more
+    every ``dtmf_gap`` s (a ``,`` presses nothing for one gap, ``1+2`` presses 2 right after
+    1, see :func:`dtmf_burst_pcap`), stay ``talk_seconds`` s more
     (with the A-law pcap playing if ``audio``: once, as Asterisk drops its replays; the whole
     time if ``continuous``, as a phone sending audio all along), then BYE.
 

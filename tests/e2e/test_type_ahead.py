@@ -1,0 +1,127 @@
+"""Type-ahead keys end to end: real Asterisk 22, our FastAGI IVR, sipp callers pressing real
+RFC 4733 DTMF, a sipp operator; the verdict is read from the database the line wrote.
+
+A caller who knows the menu presses 1 during the greeting and 2 at once (50 ms after the 1
+ended). Asterisk's res_agi throws away the keys that arrive while it waits for the next AGI
+command; a line whose event loop is busy for a moment (a surge, a report) when the 1 comes back
+made that wait long, and the 2 was lost: the caller went to the general emergency queue instead
+of fire. The IVR now asks the whole menu inside one AGI command (the dialplan's
+[siaga112-menu]), so the 2 waits in the channel for the sub-menu's Read().
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from telephony.agi.protocol import AgiReply
+from telephony.agi.server import AgiSession
+from telephony.app import Line
+from telephony.lab import sipp
+from telephony.settings import Settings
+from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="keys-test",
+    sip_port=47060,
+    ami_port=47038,
+    agi_port=47573,
+    lab_operator_sip_port=47070,
+    rtp_port_start=47100,
+    rtp_port_end=47399,
+    http_port=0,
+    lab_operators=4,
+    queue_max_wait=60,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+)
+# How long the line's event loop is held after a reply that may carry a key (and how long
+# the 2 comes after the 1 arrives well inside it: about 0.19 s).
+STALL_SECONDS = 0.6
+PROMPT_VERBS = frozenset({"STREAM FILE", "GET DATA", "GOSUB"})
+
+
+@pytest.fixture(scope="module")
+def base_settings() -> Settings:
+    return BASE
+
+
+@pytest.fixture(scope="module")
+def line_operators() -> Mapping[str, Mapping[str, int]]:
+    return {"PJSIP/op1001": ALL_SKILLS}
+
+
+@pytest.fixture
+def busy_loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The worst moment, made certain: after every AGI reply that may carry a key, the line's
+    event loop is held (as a surge or a long report holds it) before the IVR can send its next
+    command. Yields the verbs that were held."""
+    held: list[str] = []
+    command = AgiSession.command
+
+    async def held_command(self: AgiSession, verb: str, *arguments: str,
+                           **options: bool) -> AgiReply:
+        reply = await command(self, verb, *arguments, **options)
+        if verb in PROMPT_VERBS:
+            held.append(verb)
+            # Blocks the loop on purpose: the stall under test, not a wait for something.
+            time.sleep(STALL_SECONDS)  # noqa: ASYNC251
+        return reply
+
+    monkeypatch.setattr(AgiSession, "command", held_command)
+    yield held
+
+
+async def call(settings: Settings, caller_id: str, dtmf: str, *, delay: float,
+               stay: float = 6) -> sipp.SippResult:
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf=dtmf, dtmf_delay=delay, talk_seconds=stay) as caller:
+        return await caller.wait()
+
+
+async def test_1_during_the_greeting_and_2_right_after_reach_fire_through_a_busy_loop(
+    line: Line, settings: Settings, busy_loop: list[str]
+) -> None:
+    caller_id = unique_caller("0815")
+    # 0.5 s after the answer the greeting is still playing; the 2 follows the 1 by 50 ms. The
+    # caller stays long enough for a lost 2 to show as what it was: the sub-menu's silence,
+    # the general emergency queue.
+    result = await call(settings, caller_id, "1+2", delay=0.5, stay=16)
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert busy_loop, "the stall never happened: the test proves nothing"
+    assert (record.ivr_choice, record.ivr_outcome, record.ivr_skill, record.queue) == (
+        "1", "chosen", "fire", "fire")
+    assert record.operator == "PJSIP/op1001"
+
+
+async def test_keys_back_to_back_reach_their_queue(line: Line, settings: Settings) -> None:
+    caller_id = unique_caller("0815")
+    result = await call(settings, caller_id, "1+4", delay=0.2)
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert (record.ivr_choice, record.ivr_skill, record.queue) == ("1", "disaster", "disaster")
+
+
+async def test_a_wrong_key_then_the_right_one_at_once_is_served(
+    line: Line, settings: Settings
+) -> None:
+    # 7 is no option: the caller hears the invalid prompt, but 3 was already pressed.
+    caller_id = unique_caller("0815")
+    result = await call(settings, caller_id, "7+3", delay=0.5)
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert (record.ivr_choice, record.ivr_outcome, record.queue) == (
+        "3", "chosen", "information")
+    keypad = await line.database.run(lambda c: c.fetchrow(
+        "SELECT ivr_first_key_ms, ivr_invalid_keys FROM calls WHERE call_id = $1",
+        record.call_id))
+    assert keypad is not None and keypad["ivr_invalid_keys"] == 1
+    # The 7 came during the greeting (about 2 s long), timed from the start of the menu.
+    assert 0 < keypad["ivr_first_key_ms"] < 2000
