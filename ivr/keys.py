@@ -30,8 +30,9 @@ from telephony.core.errors import SiagaError
 ROUTINE: Final = ("siaga112-menu", "s", "1")
 # Prompts live under this directory of Asterisk's sounds (see telephony/asterisk/site.py).
 PROMPT_PREFIX: Final = "siaga112/"
-# A prompt's sound name as the routine may play it: no ",", "|", ":", "&", "(" or ")".
-_SOUND: Final = re.compile(r"siaga112/[a-z0-9][a-z0-9-]{0,63}")
+# A prompt's sound name as the routine may play it: no ",", "|", ":", "&", "(" or ")"
+# (ivr.menu refuses any other prompt name already).
+_SOUND: Final = re.compile(r"siaga112/[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 # The keys a menu may offer (ivr.menu.DTMF_KEYS); none is special in a regex bracket.
 _KEYS: Final = re.compile(r"[0-9*#]{1,12}")
 # One answer: the key Read() returned ("-" when the wait ran out), "@", the milliseconds
@@ -74,7 +75,7 @@ class KeyTrace:
 def _sound(name: str) -> str:
     sound = prompt_file(name)
     if not _SOUND.fullmatch(sound):
-        raise KeyProgramError(f"prompt {name!r}: not a plain sound name (a-z, 0-9, '-')")
+        raise KeyProgramError(f"prompt {name!r}: not a plain sound name (A-Z, 0-9, '-')")
     return sound
 
 

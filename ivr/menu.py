@@ -10,6 +10,7 @@ sub-choice) so nobody is kept long in the IVR.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +20,7 @@ from typing import Any
 from telephony.core.errors import SiagaError
 
 DTMF_KEYS = frozenset("0123456789*#")
+_PROMPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 MAX_MENU_DEPTH = 2
 CATEGORIES = frozenset({"emergency", "complaint", "information"})
 
@@ -239,8 +241,11 @@ def parse_menu(document: Any) -> IvrMenu:
     for name, text in prompts.items():
         if not isinstance(text, str) or not text.strip():
             raise MenuError(f"prompts.{name}: empty text")
-        if not name.replace("-", "").isalnum():
-            raise MenuError(f"prompts.{name}: a prompt name is letters, digits and '-' only")
+        # The IVR splices prompt names into its dialplan routine's arguments (ivr.keys):
+        # plain ASCII only, so a name can never carry a separator or an option.
+        if not _PROMPT_NAME.fullmatch(name):
+            raise MenuError(f"prompts.{name}: a prompt name is letters, digits and '-' only "
+                            "(ASCII, at most 64)")
     return IvrMenu(
         version=_require(document, "version", int, "menu"),
         lines=lines,
