@@ -454,6 +454,11 @@ def report(outcome: Outcome, talk: float) -> int:
               f"{result.successful:>6} {failed:>6} {len(rows):>5} {missing:>7} {incomplete:>7}")
     print(f"  {'total':35} {'':>6} {requested - total_failed:>6} {total_failed:>6} "
           f"{len(outcome.rows):>5} {total_missing:>7} {total_incomplete:>7}")
+    # A caller whose key was lost is queued where other keys (or silence) lead.
+    lost = {g.label: sum(1 for r in outcome.rows if r["caller_number"] == g.caller_id
+                         and r["queue"] != g.queue) for g in outcome.groups}
+    print("  keys lost (queued elsewhere than their keys lead): " + ", ".join(
+        f"{label} {count}" for label, count in lost.items()))
     if missing_columns:
         print("  incomplete rows lack: " + ", ".join(
             f"{name} ({count})" for name, count in missing_columns.most_common()))
