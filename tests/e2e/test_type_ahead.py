@@ -20,6 +20,7 @@ from telephony.agi.protocol import AgiReply
 from telephony.agi.server import AgiSession
 from telephony.app import Line
 from telephony.lab import sipp
+from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 
@@ -125,3 +126,23 @@ async def test_a_wrong_key_then_the_right_one_at_once_is_served(
     assert keypad is not None and keypad["ivr_invalid_keys"] == 1
     # The 7 came during the greeting (about 2 s long), timed from the start of the menu.
     assert 0 < keypad["ivr_first_key_ms"] < 2000
+
+
+async def test_a_prompt_the_menu_routine_cannot_play_fails_open(
+    line: Line, lab: Lab, settings: Settings
+) -> None:
+    # The sub-menu's sound is gone: Read() stops with an error, the IVR decides nothing and
+    # the dialplan queues the caller at the line's fail-open queue, as with no IVR at all.
+    sounds = sorted(lab.sounds_dir.glob("menu-darurat.*"))
+    assert sounds
+    hidden = [sound.rename(sound.with_name("." + sound.name)) for sound in sounds]
+    try:
+        caller_id = unique_caller("0815")
+        result = await call(settings, caller_id, "1", delay=0.5)
+    finally:
+        for sound, kept in zip(sounds, hidden, strict=True):
+            kept.rename(sound)
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert (record.ivr_outcome, record.queue, record.operator) == (
+        "failopen", "emergency-general", "PJSIP/op1001")

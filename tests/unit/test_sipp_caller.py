@@ -1,5 +1,7 @@
 """The sipp caller scenario renders key presses and pauses in order."""
 
+import struct
+
 import pytest
 
 from telephony.lab import sipp
@@ -19,3 +21,37 @@ def test_commas_pause_without_pressing() -> None:
 def test_unknown_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="cannot send DTMF"):
         sipp.render_caller(caller_id="081234567890", dtmf="2;5")
+
+
+def _packets(pcap: bytes) -> list[tuple[float, int, int, int]]:
+    """(capture time, RTP sequence, RFC 4733 event, end flag) of each packet."""
+    out = []
+    offset = 24
+    while offset < len(pcap):
+        seconds, micros, captured = struct.unpack_from("<III", pcap, offset)
+        udp = offset + 16 + 14 + (pcap[offset + 16 + 14] & 0x0F) * 4
+        (sequence,) = struct.unpack_from(">H", pcap, udp + 8 + 2)
+        event, flags = pcap[udp + 8 + 12], pcap[udp + 8 + 13]
+        out.append((seconds + micros / 1e6, sequence, event, flags >> 7))
+        offset += 16 + captured
+    return out
+
+
+def test_a_plus_presses_the_next_digit_right_after_in_one_pcap() -> None:
+    scenario = sipp.render_caller(caller_id="081234567890", dtmf="1+2,3")
+    # sipp cancels a pcap still playing when the next starts: the burst is one file.
+    assert sorted(scenario.files) == ["dtmf-0.pcap", "dtmf-2.pcap"]
+    packets = _packets(scenario.files["dtmf-0.pcap"])
+    ones = [p for p in packets if p[2] == 1]
+    twos = [p for p in packets if p[2] == 2]
+    assert ones and twos and packets == ones + twos
+    # The 2 begins 50 ms after the 1's last (end) packet, on one rising RTP scale.
+    assert twos[0][0] - ones[-1][0] == pytest.approx(sipp.DTMF_BURST_GAP_MS / 1000, abs=1e-4)
+    assert ones[-1][3] == 1 and twos[-1][3] == 1
+    assert twos[0][1] > ones[-1][1]
+
+
+@pytest.mark.parametrize("dtmf", ["+1", "1+", "1++2", "1+,2"])
+def test_a_plus_joins_two_digits_only(dtmf: str) -> None:
+    with pytest.raises(ValueError, match="cannot send DTMF"):
+        sipp.render_caller(caller_id="081234567890", dtmf=dtmf)
