@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -89,7 +89,7 @@ class IvrResult:
     route: Route
     outcome: Outcome
     choice: str  # the main-menu key pressed, "" if none
-    first_key_ms: int | None = None  # from the start of the IVR
+    first_key_ms: int | None = None  # from the start of the menu (the routine's Read()s)
     invalid_keys: int = 0
     screening: ScreeningVerdict | None = None
 
@@ -227,8 +227,7 @@ async def run_ivr(
                            decision.first_key_ms, decision.invalid_keys)
     verdict = await screener.verdict(result.route.category) if screener is not None else None
     if verdict is not None:
-        result = IvrResult(result.route, result.outcome, result.choice, result.first_key_ms,
-                           result.invalid_keys, verdict)
+        result = replace(result, screening=verdict)
     await publish(channel, result, menu)
     return result
 
