@@ -518,6 +518,10 @@ async def test_recordings_stream_with_range_and_every_playback_is_audited(api: A
     assert response.status == 206 and await response.read() == audio[-10:]
     response = await api.client.get(url, headers={**supervisor, "Range": "bytes=9000-"})
     assert response.status == 416
+    # The last zero bytes: nothing to send, not the whole file; and no play is recorded.
+    response = await api.client.get(url, headers={**supervisor, "Range": "bytes=-0"})
+    assert response.status == 416 and response.headers["Content-Range"] == "bytes */5000"
+    assert (await response.json())["error"]["code"] == "range_not_satisfiable"
     plays = await api.audit("recording.play")
     assert [(r["actor"], r["object_id"]) for r in plays] == [("sup1", str(number))] * 4
     assert [json.loads(r["detail"])["range"] for r in plays] == [
@@ -608,6 +612,9 @@ async def test_uploads_are_stored_under_our_own_names_sniffed_and_downloads_audi
     assert response.headers["Content-Disposition"] == (
         "attachment; filename*=UTF-8''foto%20lokasi.png")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    response = await api.client.get(attachment["download_url"],
+                                    headers={**op, "Range": "bytes=-0"})
+    assert response.status == 416
     downloads = await api.audit("attachment.download")
     assert [(r["actor"], r["object_id"]) for r in downloads] == [
         ("op1", str(attachment["attachment_id"]))]
@@ -628,8 +635,11 @@ async def test_bad_uploads_keep_nothing(api: Api) -> None:
         assert response.status == status, await response.text()
         await error_of(response)
 
+    # ... and names that read otherwise than they are: a bidi override ("gpj.exe" shown as
+    # "exe.jpg"), an isolate, a zero-width joiner, a line separator.
     for name in ("../../etc/passwd", "a/b.png", ".htaccess", "C:\\foto.png", "x\x00.png",
-                 "", " spasi.png", "x" * 201):
+                 "", " spasi.png", "x" * 201, "foto\u202egpj.exe", "a\u2066b.png",
+                 "fo\u200dto.png", "a\u2028b.png"):
         await refused(await api.client.post(url, params={"filename": name}, data=PNG,
                                             headers=op), 422)
         if "\x00" not in name:  # a header cannot carry it; the client refuses to send it
