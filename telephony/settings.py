@@ -238,8 +238,11 @@ class Settings:
     # trust none, the client is whoever connected. Read by telephony/web/forwarded.py.
     http_trusted_proxies: tuple[str, ...] = ()
     http_session_hours: float = 12.0  # a shift (8 h) plus handover and overtime
-    # Login throttling: after this many failures within the window (per username, per address)
-    # every further attempt waits login_delay_seconds, doubling per failure, at most the window.
+    # Login throttling: after this many failures within the window (per username from one
+    # address, and per address under any names) every further attempt from that address waits
+    # login_delay_seconds, doubling per failure, at most the window. A name is never locked
+    # for everyone: guesses from elsewhere do not keep its owner out. Addresses are the
+    # clients' as http_trusted_proxies lets the front name them.
     login_max_failures: int = 5
     login_max_failures_per_address: int = 20
     login_failure_window_minutes: float = 60.0

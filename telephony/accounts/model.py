@@ -213,9 +213,13 @@ def account_json(account: Account) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    """After ``max_failures`` failures within ``window`` (per username, and ``per_address``
-    from one address) each further attempt must wait ``first_delay``, doubling with every
-    further failure, but never longer than the window."""
+    """After ``max_failures`` failures within ``window`` under one name from one address (and
+    ``max_failures_per_address`` from one address under any names) each further attempt
+    from that address must wait ``first_delay``, doubling with every further failure, but
+    never longer than the window.
+
+    The name is never locked as such: failures under a name from elsewhere do not slow its
+    owner down, so nobody can keep an admin locked out by guessing at the admin's name."""
 
     max_failures: int = 5
     max_failures_per_address: int = 20
@@ -240,20 +244,21 @@ def _lockout_end(failures: Failures, limit: int, policy: ThrottlePolicy) -> date
 
 
 def locked_until(
-    policy: ThrottlePolicy, *, by_username: Failures, by_address: Failures
+    policy: ThrottlePolicy, *, by_name_here: Failures, by_address: Failures
 ) -> datetime | None:
-    """When the next attempt may be checked; ``None``: now. The later of the two locks wins."""
+    """When the next attempt may be checked; ``None``: now. The later of the two waits wins:
+    the name's from this address (``by_name_here``), the address's under any name."""
     ends = [end for end in (
-        _lockout_end(by_username, policy.max_failures, policy),
+        _lockout_end(by_name_here, policy.max_failures, policy),
         _lockout_end(by_address, policy.max_failures_per_address, policy),
     ) if end is not None]
     return max(ends) if ends else None
 
 
 def check_not_throttled(
-    policy: ThrottlePolicy, *, by_username: Failures, by_address: Failures, now: datetime
+    policy: ThrottlePolicy, *, by_name_here: Failures, by_address: Failures, now: datetime
 ) -> None:
-    """Refuse the attempt (without looking at the password) while a lock runs."""
-    until = locked_until(policy, by_username=by_username, by_address=by_address)
+    """Refuse the attempt (without looking at the password) while a wait runs."""
+    until = locked_until(policy, by_name_here=by_name_here, by_address=by_address)
     if until is not None and until > now:
         raise LoginThrottled(until - now)

@@ -169,9 +169,10 @@ class AccountService:
                     ) -> NewSession:
         """Check a login and open a session.
 
-        Raises :class:`LoginThrottled` while the name or the address is locked out (the
-        password is not checked then), :class:`LoginRefused` for a wrong name or password or a
-        disabled account. Each refusal is one log line.
+        Raises :class:`LoginThrottled` while the name from this address, or the address, must
+        wait (the password is not checked then; see :class:`ThrottlePolicy`),
+        :class:`LoginRefused` for a wrong name or password or a disabled account. Each refusal
+        is one log line.
         """
         key = throttle_key(username)
         policy = self._config.throttle
@@ -180,10 +181,11 @@ class AccountService:
 
         async def work(connection: asyncpg.Connection) -> NewSession | _Failed:
             async with connection.transaction():
-                await self._repo.lock_login(connection, key)
+                await self._repo.lock_login(connection, remote_address)
                 by_name, by_address, now = await self._repo.failures(
                     connection, key, remote_address, policy.window)
-                check_not_throttled(policy, by_username=by_name, by_address=by_address, now=now)
+                check_not_throttled(policy, by_name_here=by_name, by_address=by_address,
+                                    now=now)
                 found = await self._repo.account_with_hash(connection, key)
                 stored_hash = found[1] if found is not None else None
                 # Always hashed, even without an account or a usable password: the time a
@@ -200,7 +202,7 @@ class AccountService:
                     await self._repo.set_password_hash(
                         connection, account.account_id, await self._hasher.hash(typed),
                         changed=False)
-                await self._repo.clear_failures(connection, key)
+                await self._repo.clear_failures(connection, key, remote_address)
                 await self._repo.delete_expired_sessions(connection)
                 token = secrets.token_urlsafe(32)
                 session = await self._repo.insert_session(

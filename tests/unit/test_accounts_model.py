@@ -74,11 +74,11 @@ def test_token_digest_is_sha256_hex() -> None:
 
 
 def test_no_lock_below_the_limit() -> None:
-    assert locked_until(POLICY, by_username=Failures(4, T0), by_address=NONE) is None
+    assert locked_until(POLICY, by_name_here=Failures(4, T0), by_address=NONE) is None
 
 
 def test_the_delay_doubles_with_each_failure_past_the_limit_up_to_the_window() -> None:
-    delays = [locked_until(POLICY, by_username=Failures(n, T0), by_address=NONE)
+    delays = [locked_until(POLICY, by_name_here=Failures(n, T0), by_address=NONE)
               for n in (5, 6, 7, 10, 40)]
     assert [d - T0 for d in delays if d is not None] == [
         timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=120),
@@ -86,16 +86,16 @@ def test_the_delay_doubles_with_each_failure_past_the_limit_up_to_the_window() -
 
 
 def test_the_later_of_the_username_and_address_locks_wins() -> None:
-    until = locked_until(POLICY, by_username=Failures(5, T0),
+    until = locked_until(POLICY, by_name_here=Failures(5, T0),
                          by_address=Failures(21, T0 + timedelta(seconds=10)))
     assert until == T0 + timedelta(seconds=70)
 
 
 def test_a_locked_attempt_is_refused_with_the_time_left() -> None:
     with pytest.raises(LoginThrottled) as refused:
-        check_not_throttled(POLICY, by_username=Failures(5, T0), by_address=NONE,
+        check_not_throttled(POLICY, by_name_here=Failures(5, T0), by_address=NONE,
                             now=T0 + timedelta(seconds=10))
     assert refused.value.retry_after_seconds == 20
     assert "20 detik" in refused.value.message
-    check_not_throttled(POLICY, by_username=Failures(5, T0), by_address=NONE,
+    check_not_throttled(POLICY, by_name_here=Failures(5, T0), by_address=NONE,
                         now=T0 + timedelta(seconds=30))
