@@ -8,6 +8,7 @@ one sees the failures before it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Mapping
@@ -32,7 +33,10 @@ from telephony.accounts.model import (
     clean_display_name,
     clean_username,
     login_password,
+    masked_audit,
+    masks_object,
     parse_role,
+    sees_caller_data,
     throttle_key,
     token_digest,
 )
@@ -271,17 +275,30 @@ class AccountService:
         await self._database.run(work)
 
     async def audit_entries(
-        self, *, object_type: str | None = None, object_id: str | None = None,
+        self, reader: Role, *, object_type: str | None = None, object_id: str | None = None,
         actor: str | None = None, limit: int = 100,
     ) -> list[AuditEntry]:
-        """The newest audit entries first, optionally about one object or by one actor."""
+        """The newest audit entries first, optionally about one object or by one actor, as
+        ``reader`` may see them: callers' data masked for a role that may not see it (an
+        admin), and entries whose object is caller data never found by that object (the
+        search itself would tell whether a number was looked up)."""
 
         async def work(connection: asyncpg.Connection) -> list[AuditEntry]:
             return await self._repo.audit_entries(connection, object_type=object_type,
                                                   object_id=object_id, actor=actor,
                                                   limit=limit)
 
-        return await self._database.run(work)
+        entries = await self._database.run(work)
+        if sees_caller_data(reader):
+            return entries
+        if object_id is not None:
+            entries = [entry for entry in entries if not masks_object(entry.action)]
+        return [self._masked(entry) for entry in entries]
+
+    @staticmethod
+    def _masked(entry: AuditEntry) -> AuditEntry:
+        object_id, detail = masked_audit(entry.action, entry.object_id, entry.detail)
+        return dataclasses.replace(entry, object_id=object_id, detail=detail)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from telephony.accounts.model import LoginRefused, LoginThrottled, ThrottlePolicy
+from telephony.accounts.model import LoginRefused, LoginThrottled, Role, ThrottlePolicy
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.db.connection import Database
@@ -118,6 +118,6 @@ async def test_the_audit_log_is_append_only(database: Database, database_dsn: st
     for statement in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"):
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await execute(database_dsn, statement)
-    [entry] = await accounts.audit_entries(object_type="recording", object_id="7")
+    [entry] = await accounts.audit_entries(Role.SUPERVISOR, object_type="recording", object_id="7")
     assert (entry.actor, entry.action, dict(entry.detail)) == (
         "sup1", "recording.play", {"range": None})

@@ -450,6 +450,35 @@ async def test_looking_up_calls_is_audited(api: Api) -> None:
     assert len(await api.audit("call.search")) == 1
 
 
+async def test_admins_see_no_caller_numbers_in_the_audit_log(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    number = "082222222222"
+    await api.client.get("/api/calls", headers=op, params={"caller_number": number})
+    supervisor = await api.account("sup1", "supervisor")
+    admin = await api.account("admin1", "admin")
+    searches = {"object_type": "call", "actor": "op1"}
+    # A supervisor reviews calls, so sees who looked up which number ...
+    seen = await (await api.client.get("/api/audit", headers=supervisor,
+                                       params=searches)).json()
+    (entry,) = [e for e in seen["entries"] if e["action"] == "call.search"]
+    assert entry["object_id"] == number and entry["detail"]["query"]["caller_number"] == number
+    # ... an admin sees that a number was looked up, and by whom, but not which.
+    response = await api.client.get("/api/audit", headers=admin, params=searches)
+    listed = await response.json()
+    conforms(listed, "AuditList")
+    (entry,) = [e for e in listed["entries"] if e["action"] == "call.search"]
+    assert (entry["actor"], entry["object_id"]) == ("op1", "[disembunyikan]")
+    assert entry["detail"]["query"] == {"caller_number": "[disembunyikan]"}
+    assert number not in await response.text()
+    # Nor can an admin find out by asking for the number as the object.
+    found = await (await api.client.get("/api/audit", headers=admin, params={
+        "object_type": "call", "object_id": number})).json()
+    assert found["entries"] == []
+    # The stored entry keeps the number (for those who may see it).
+    (stored,) = await api.audit("call.search")
+    assert stored["object_id"] == number
+
+
 async def test_calls_are_labelled(api: Api) -> None:
     op = await api.account("op1", "operator")
     path = f"/api/calls/{FIRE_CALL}/labels"
