@@ -23,6 +23,10 @@ DTMF_KEYS = frozenset("0123456789*#")
 _PROMPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 MAX_MENU_DEPTH = 2
 CATEGORIES = frozenset({"emergency", "complaint", "information"})
+# Queue names become queues.conf sections and must pass the dialplan's check of IVR_QUEUE;
+# skills name queues' members and reach AMI actions and the dialplan too, so they are held to
+# the same pattern. Always fullmatch: ``$`` would let a trailing newline through.
+NAME = re.compile(r"[a-z][a-z-]{0,39}")
 
 
 class MenuError(SiagaError, ValueError):
@@ -132,6 +136,9 @@ def _route(raw: Any, where: str, queues: frozenset[str]) -> Route:
         skill=_require(raw, "skill", str, where),
         queue=_require(raw, "queue", str, where),
     )
+    if not NAME.fullmatch(route.skill):
+        raise MenuError(f"{where}.skill: {route.skill[:40]!r} tidak sah: huruf kecil dan '-', "
+                        "paling banyak 40 karakter")
     if route.category not in CATEGORIES:
         raise MenuError(f"{where}.category: {route.category!r} is not one of {sorted(CATEGORIES)}")
     if route.queue not in queues:

@@ -79,7 +79,9 @@ def _speak(text: str, voice: str, target: Path) -> None:
         raise PromptError("espeak-ng is not installed (scripts/setup installs it)")
     try:
         subprocess.run(
-            [espeak, "-v", voice, "-s", "165", "-w", str(target), text],
+            # "--": the text is never an option, even one starting with "-" ("-f<path>"
+            # would read a file aloud).
+            [espeak, "-v", voice, "-s", "165", "-w", str(target), "--", text],
             check=True, capture_output=True, timeout=60,
         )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:

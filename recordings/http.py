@@ -15,6 +15,7 @@ from recordings.store import Recording
 from telephony.web.request import (
     actor_of,
     context_of,
+    file_response,
     instant_json,
     json_response,
     path_id,
@@ -61,11 +62,12 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     ctx = context_of(request)
     recording = await ctx.recordings.get(path_id(request, "recording_id", "Rekaman"))
     audio = ctx.recordings.audio(recording)
+    response = file_response(request, audio.path, {"Content-Type": audio.content_type})
     await ctx.accounts.audit(
         actor=actor_of(request), action="recording.play", object_type="recording",
         object_id=str(recording.recording_id), remote_address=remote_of(request),
         detail={"call_id": recording.call_id, "range": request.headers.get("Range")})
-    return web.FileResponse(audio.path, headers={"Content-Type": audio.content_type})
+    return response
 
 
 def routes() -> list[Route]:

@@ -9,7 +9,9 @@ process got there first, and then that process's secret is the one used. A file 
 by others is refused rather than used: it has leaked already.
 
 The lab (``site_kind = "lab"``) generates nothing: it keeps its well-known AMI secret, and
-a checkout's tests and demo need no secrets directory.
+a checkout's tests and demo need no secrets directory. That secret is refused anywhere else
+(``Settings.is_lab``: a line configured for another Asterisk is not the lab even when
+site_kind was left at its default).
 """
 
 from __future__ import annotations
@@ -84,7 +86,12 @@ def ensure_site_secrets(settings: Settings) -> dict[str, Path]:
 
 
 def ami_secret(settings: Settings) -> str:
-    """The AMI secret: the setting, else the lab's in the lab, else the generated one."""
+    """The AMI secret: the setting, else the lab's in the lab, else the generated one. The
+    lab's (public) secret is refused outside the lab (:attr:`Settings.is_lab`), whether it
+    was set or defaulted: the line neither logs in with it nor renders it into a
+    manager.conf."""
+    if (refusal := settings.lab_ami_secret_refusal()) is not None:
+        raise SecretsError(refusal)
     if settings.ami_secret is not None:
         return settings.ami_secret
     if not settings.is_site:

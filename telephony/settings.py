@@ -238,8 +238,11 @@ class Settings:
     # trust none, the client is whoever connected. Read by telephony/web/forwarded.py.
     http_trusted_proxies: tuple[str, ...] = ()
     http_session_hours: float = 12.0  # a shift (8 h) plus handover and overtime
-    # Login throttling: after this many failures within the window (per username, per address)
-    # every further attempt waits login_delay_seconds, doubling per failure, at most the window.
+    # Login throttling: after this many failures within the window (per username from one
+    # address, and per address under any names) every further attempt from that address waits
+    # login_delay_seconds, doubling per failure, at most the window. A name is never locked
+    # for everyone: guesses from elsewhere do not keep its owner out. Addresses are the
+    # clients' as http_trusted_proxies lets the front name them.
     login_max_failures: int = 5
     login_max_failures_per_address: int = 20
     login_failure_window_minutes: float = 60.0
@@ -275,6 +278,30 @@ class Settings:
     def is_site(self) -> bool:
         """A real installation rather than the development lab."""
         return self.site_kind == "site"
+
+    @property
+    def is_lab(self) -> bool:
+        """The development lab: site_kind "lab", driving the lab instance's own Asterisk, the
+        one ``siaga112 lab start``, ``siaga112 demo`` (scripts/demo) and the e2e harness run
+        in its chroot with manager.conf rendered from these settings (AMI bound to loopback).
+        A line whose Asterisk configuration lives elsewhere (asterisk_etc_dir) or whose AMI
+        is not on loopback talks to some other Asterisk: that is not the lab, whatever
+        site_kind says (it defaults to "lab", so a forgotten setting must not be enough)."""
+        return (self.site_kind == "lab" and self.asterisk_etc_dir is None
+                and _is_loopback(self.ami_host))
+
+    def lab_ami_secret_refusal(self) -> str | None:
+        """Why the lab's public AMI secret may not be used here, or ``None`` (the lab, or a
+        secret of its own)."""
+        lab_secret = (self.ami_secret == LAB_AMI_SECRET
+                      or (self.ami_secret is None and not self.is_site))
+        if not lab_secret or self.is_lab:
+            return None
+        where = (f"Asterisk configured at {self.asterisk_etc_dir}"
+                 if self.asterisk_etc_dir is not None else f"AMI at {self.ami_host}")
+        return ("ami_secret: the lab's AMI secret is public and refused outside the lab "
+                f"({where}, site_kind = {self.site_kind!r}); set site_kind = \"site\" to have "
+                f"one generated in {self.live_secrets_dir / 'ami_secret'}, or set your own")
 
     @property
     def spool_dir(self) -> Path:
@@ -568,14 +595,20 @@ def _validate(settings: Settings) -> None:
     _validate_softphone(settings)
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: resolved elsewhere, so not known to be this machine
+
+
 def _validate_site(settings: Settings) -> None:
     if settings.site_kind not in SITE_KINDS:
         raise SettingsError(f"site_kind must be lab or site, got {settings.site_kind!r}")
-    if settings.is_site and settings.ami_secret == LAB_AMI_SECRET:
-        raise SettingsError(
-            "ami_secret: the lab's AMI secret is public and refused on a site "
-            "(site_kind = \"site\"); remove ami_secret to have one generated in "
-            f"{settings.live_secrets_dir / 'ami_secret'}, or set your own")
+    if (refusal := settings.lab_ami_secret_refusal()) is not None:
+        raise SettingsError(refusal)
     if settings.ami_secret is not None and len(settings.ami_secret) < 8:
         raise SettingsError("ami_secret must be at least 8 characters")
     if settings.carrier_password is not None and settings.carrier_password_file is not None:

@@ -7,12 +7,13 @@ from aiohttp import web
 from telephony.accounts.model import Role
 from telephony.web.console.render import PAGE, PREFIX, page
 from telephony.web.request import context_of
-from telephony.web.routing import ADMIN, OVERSIGHT, Route
+from telephony.web.routing import ADMIN, OVERSIGHT, SESSION, Route
 
 
 async def audit_page(request: web.Request) -> web.StreamResponse:
     """The newest audit log entries."""
-    entries = await context_of(request).accounts.audit_entries(limit=200)
+    entries = await context_of(request).accounts.audit_entries(
+        request[SESSION].account.role, limit=200)
     return page(request, "audit.html", title="Log audit", entries=entries)
 
 

@@ -86,6 +86,7 @@ async def list_audit(request: web.Request) -> web.StreamResponse:
     """The newest audit log entries, optionally about one object or by one actor."""
     query = query_of(request)
     entries = await context_of(request).accounts.audit_entries(
+        request[SESSION].account.role,
         object_type=query_text(query, "object_type", 40),
         object_id=query_text(query, "object_id", 64),
         actor=query_text(query, "actor", 64),

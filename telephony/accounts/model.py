@@ -93,6 +93,56 @@ class Role(LabelledStrEnum):
     ADMIN = "admin", "Administrator"
 
 
+# Who may see callers' data (numbers, what they said, their calls): those who handle or
+# review calls. Admins run the system and see none (telephony/web/routing.py's CASEWORK and
+# PLAYBACK, which serve calls and recordings, are these roles).
+CALLER_DATA_ROLES: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR})
+# Where the audit log holds callers' data, by action: the number searched (call.search: its
+# object and its query), the number called back (callback.call), an operator's note on a
+# call-back (callback.close). Each path is "object_id" or "detail" and keys into it.
+AUDIT_CALLER_DATA: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = {
+    "call.search": (("object_id",), ("detail", "query", "caller_number")),
+    "callback.call": (("detail", "number"),),
+    "callback.close": (("detail", "note"),),
+}
+MASKED: Final = "[disembunyikan]"
+
+
+def sees_caller_data(role: Role) -> bool:
+    """Whether ``role`` may see callers' data."""
+    return role in CALLER_DATA_ROLES
+
+
+def _masked_detail(detail: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
+    head, rest = path[0], path[1:]
+    if head not in detail:
+        return detail
+    value = detail[head]
+    if rest:
+        if not isinstance(value, Mapping):
+            return detail
+        return {**detail, head: _masked_detail(value, rest)}
+    return {**detail, head: MASKED if value not in (None, "") else value}
+
+
+def masked_audit(action: str, object_id: str, detail: Mapping[str, Any]
+                 ) -> tuple[str, Mapping[str, Any]]:
+    """An audit entry's object and detail with the callers' data it holds masked (for a
+    reader who may not see it)."""
+    for where, *path in AUDIT_CALLER_DATA.get(action, ()):
+        if where == "object_id":
+            object_id = MASKED if object_id else object_id
+        else:
+            detail = _masked_detail(detail, tuple(path))
+    return object_id, detail
+
+
+def masks_object(action: str) -> bool:
+    """Whether an entry of ``action`` has callers' data as its object (so that a reader who
+    may not see it cannot find it by its object either)."""
+    return ("object_id",) in AUDIT_CALLER_DATA.get(action, ())
+
+
 @dataclass(frozen=True)
 class Account:
     """An account as stored (without its password hash)."""
@@ -213,9 +263,13 @@ def account_json(account: Account) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    """After ``max_failures`` failures within ``window`` (per username, and ``per_address``
-    from one address) each further attempt must wait ``first_delay``, doubling with every
-    further failure, but never longer than the window."""
+    """After ``max_failures`` failures within ``window`` under one name from one address (and
+    ``max_failures_per_address`` from one address under any names) each further attempt
+    from that address must wait ``first_delay``, doubling with every further failure, but
+    never longer than the window.
+
+    The name is never locked as such: failures under a name from elsewhere do not slow its
+    owner down, so nobody can keep an admin locked out by guessing at the admin's name."""
 
     max_failures: int = 5
     max_failures_per_address: int = 20
@@ -240,20 +294,21 @@ def _lockout_end(failures: Failures, limit: int, policy: ThrottlePolicy) -> date
 
 
 def locked_until(
-    policy: ThrottlePolicy, *, by_username: Failures, by_address: Failures
+    policy: ThrottlePolicy, *, by_name_here: Failures, by_address: Failures
 ) -> datetime | None:
-    """When the next attempt may be checked; ``None``: now. The later of the two locks wins."""
+    """When the next attempt may be checked; ``None``: now. The later of the two waits wins:
+    the name's from this address (``by_name_here``), the address's under any name."""
     ends = [end for end in (
-        _lockout_end(by_username, policy.max_failures, policy),
+        _lockout_end(by_name_here, policy.max_failures, policy),
         _lockout_end(by_address, policy.max_failures_per_address, policy),
     ) if end is not None]
     return max(ends) if ends else None
 
 
 def check_not_throttled(
-    policy: ThrottlePolicy, *, by_username: Failures, by_address: Failures, now: datetime
+    policy: ThrottlePolicy, *, by_name_here: Failures, by_address: Failures, now: datetime
 ) -> None:
-    """Refuse the attempt (without looking at the password) while a lock runs."""
-    until = locked_until(policy, by_username=by_username, by_address=by_address)
+    """Refuse the attempt (without looking at the password) while a wait runs."""
+    until = locked_until(policy, by_name_here=by_name_here, by_address=by_address)
     if until is not None and until > now:
         raise LoginThrottled(until - now)

@@ -8,6 +8,7 @@ one sees the failures before it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 from collections.abc import Mapping
@@ -32,7 +33,10 @@ from telephony.accounts.model import (
     clean_display_name,
     clean_username,
     login_password,
+    masked_audit,
+    masks_object,
     parse_role,
+    sees_caller_data,
     throttle_key,
     token_digest,
 )
@@ -169,9 +173,10 @@ class AccountService:
                     ) -> NewSession:
         """Check a login and open a session.
 
-        Raises :class:`LoginThrottled` while the name or the address is locked out (the
-        password is not checked then), :class:`LoginRefused` for a wrong name or password or a
-        disabled account. Each refusal is one log line.
+        Raises :class:`LoginThrottled` while the name from this address, or the address, must
+        wait (the password is not checked then; see :class:`ThrottlePolicy`),
+        :class:`LoginRefused` for a wrong name or password or a disabled account. Each refusal
+        is one log line.
         """
         key = throttle_key(username)
         policy = self._config.throttle
@@ -180,10 +185,11 @@ class AccountService:
 
         async def work(connection: asyncpg.Connection) -> NewSession | _Failed:
             async with connection.transaction():
-                await self._repo.lock_login(connection, key)
+                await self._repo.lock_login(connection, remote_address)
                 by_name, by_address, now = await self._repo.failures(
                     connection, key, remote_address, policy.window)
-                check_not_throttled(policy, by_username=by_name, by_address=by_address, now=now)
+                check_not_throttled(policy, by_name_here=by_name, by_address=by_address,
+                                    now=now)
                 found = await self._repo.account_with_hash(connection, key)
                 stored_hash = found[1] if found is not None else None
                 # Always hashed, even without an account or a usable password: the time a
@@ -200,7 +206,7 @@ class AccountService:
                     await self._repo.set_password_hash(
                         connection, account.account_id, await self._hasher.hash(typed),
                         changed=False)
-                await self._repo.clear_failures(connection, key)
+                await self._repo.clear_failures(connection, key, remote_address)
                 await self._repo.delete_expired_sessions(connection)
                 token = secrets.token_urlsafe(32)
                 session = await self._repo.insert_session(
@@ -269,17 +275,30 @@ class AccountService:
         await self._database.run(work)
 
     async def audit_entries(
-        self, *, object_type: str | None = None, object_id: str | None = None,
+        self, reader: Role, *, object_type: str | None = None, object_id: str | None = None,
         actor: str | None = None, limit: int = 100,
     ) -> list[AuditEntry]:
-        """The newest audit entries first, optionally about one object or by one actor."""
+        """The newest audit entries first, optionally about one object or by one actor, as
+        ``reader`` may see them: callers' data masked for a role that may not see it (an
+        admin), and entries whose object is caller data never found by that object (the
+        search itself would tell whether a number was looked up)."""
 
         async def work(connection: asyncpg.Connection) -> list[AuditEntry]:
             return await self._repo.audit_entries(connection, object_type=object_type,
                                                   object_id=object_id, actor=actor,
                                                   limit=limit)
 
-        return await self._database.run(work)
+        entries = await self._database.run(work)
+        if sees_caller_data(reader):
+            return entries
+        if object_id is not None:
+            entries = [entry for entry in entries if not masks_object(entry.action)]
+        return [self._masked(entry) for entry in entries]
+
+    @staticmethod
+    def _masked(entry: AuditEntry) -> AuditEntry:
+        object_id, detail = masked_audit(entry.action, entry.object_id, entry.detail)
+        return dataclasses.replace(entry, object_id=object_id, detail=detail)
 
 
 @dataclass(frozen=True)

@@ -153,26 +153,28 @@ class AccountRepository:
 
     # -- login throttling ----------------------------------------------------------------------
 
-    async def lock_login(self, connection: asyncpg.Connection, key: str) -> None:
-        """Serialise logins under one name until the transaction ends, so parallel guesses
-        each see the failures before them."""
+    async def lock_login(self, connection: asyncpg.Connection, remote_address: str) -> None:
+        """Serialise logins from one address until the transaction ends, so parallel guesses
+        from it, under one name or many, each see the failures before them (both counts the
+        throttle reads are of this address)."""
         await connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('login:' || $1, 0))", key
-        )
+            "SELECT pg_advisory_xact_lock(hashtextextended('login-from:' || $1, 0))",
+            remote_address)
 
     async def failures(
         self, connection: asyncpg.Connection, key: str, remote_address: str, window: timedelta
     ) -> tuple[Failures, Failures, datetime]:
-        """Failures within ``window`` under the name and from the address, and the time now."""
+        """Failures within ``window`` under the name from the address, and from the address
+        under any name; and the time now."""
         row = await connection.fetchrow(
             """
             SELECT count(*) FILTER (WHERE username = $1) AS by_name,
                    max(at) FILTER (WHERE username = $1) AS by_name_last,
-                   count(*) FILTER (WHERE remote_address = $2) AS by_address,
-                   max(at) FILTER (WHERE remote_address = $2) AS by_address_last,
+                   count(*) AS by_address,
+                   max(at) AS by_address_last,
                    now() AS now
             FROM login_failures
-            WHERE (username = $1 OR remote_address = $2) AND at > now() - $3::interval
+            WHERE remote_address = $2 AND at > now() - $3::interval
             """,
             key, remote_address, window,
         )
@@ -191,9 +193,13 @@ class AccountRepository:
             key, remote_address,
         )
 
-    async def clear_failures(self, connection: asyncpg.Connection, key: str) -> None:
-        """Forget a name's failures after its owner logged in (the address keeps its count)."""
-        await connection.execute("DELETE FROM login_failures WHERE username = $1", key)
+    async def clear_failures(self, connection: asyncpg.Connection, key: str,
+                             remote_address: str) -> None:
+        """Forget a name's failures from the address its owner just logged in from (the
+        address keeps its count under other names, and other addresses theirs)."""
+        await connection.execute(
+            "DELETE FROM login_failures WHERE username = $1 AND remote_address = $2",
+            key, remote_address)
 
     # -- audit log -----------------------------------------------------------------------------
 

@@ -143,7 +143,7 @@ def recipient_json(recipient: Recipient) -> dict[str, Any]:
 
 def _named(request: web.Request, name: str, pattern: Any, what: str) -> str:
     raw = request.match_info[name]
-    if not pattern.match(raw):
+    if not pattern.fullmatch(raw):
         raise ApiError(404, "not_found", f"{what} {raw[:40]!r} tidak ditemukan.")
     return str(raw)
 

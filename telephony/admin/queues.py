@@ -139,7 +139,7 @@ def parse_queue_settings(queue: str, raw: Mapping[str, Any], known: Iterable[str
     if queue not in set(known):
         raise InvalidConfig(f"Antrean {queue[:40]!r} tidak dikenal menu IVR yang berlaku.",
                             "queue")
-    if not QUEUE_NAME.match(queue):  # known queues come from a checked menu; belt and braces
+    if not QUEUE_NAME.fullmatch(queue):  # known queues come from a checked menu; belt and braces
         raise InvalidConfig(f"Nama antrean {queue[:40]!r} tidak sah.", "queue")
     missing = [name for name in EDITABLE if name not in raw]
     if missing:

@@ -15,8 +15,8 @@ from telephony.settings import ShiftDefinition
 
 TARGET_SECONDS: Final = (60, 24 * 3600)  # a minute to a day
 MAX_SHIFTS: Final = 6
-_SHIFT_NAME: Final = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
-_CLOCK: Final = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_SHIFT_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,19}")
+_CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 def parse_dispatch_targets(raw: Any) -> dict[ReportType, int]:
@@ -54,10 +54,10 @@ def parse_shifts(raw: Any) -> tuple[ShiftDefinition, ...]:
         if not isinstance(item, Mapping):
             raise InvalidConfig("Setiap shift berupa nama dan jam mulai.", "shifts")
         name, start = item.get("name"), item.get("start")
-        if not isinstance(name, str) or not _SHIFT_NAME.match(name):
+        if not isinstance(name, str) or not _SHIFT_NAME.fullmatch(name):
             raise InvalidConfig(f"Nama shift {str(name)[:30]!r} tidak sah: huruf kecil, angka, "
                                 "'_' atau '-', paling banyak 20 karakter.", "shifts")
-        if not isinstance(start, str) or not _CLOCK.match(start):
+        if not isinstance(start, str) or not _CLOCK.fullmatch(start):
             raise InvalidConfig(f"Jam mulai shift {name} harus JJ:MM (00:00-23:59).", "shifts")
         shifts.append(ShiftDefinition(name, time.fromisoformat(start)))
     if len({s.name for s in shifts}) != len(shifts):

@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from ivr.menu import IvrMenu, Menu, MenuError, Route, parse_menu
+from ivr.menu import NAME, IvrMenu, Menu, MenuError, Route, parse_menu
 from telephony.admin.errors import InvalidConfig
 from telephony.core.labels import LabelledStrEnum
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 
 # Prompt names become file names and, for the screening prompt, the dialplan only accepts
 # lower-case letters, digits and '-' (extensions.conf, [siaga112-ivr]).
-PROMPT_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-# Queue names become queues.conf sections and must pass the dialplan's check of IVR_QUEUE.
-QUEUE_NAME: Final = re.compile(r"^[a-z][a-z-]{0,39}$")
+PROMPT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+# Queue names: the menu's own pattern (skills are held to it too).
+QUEUE_NAME: Final = NAME
 MAX_PROMPT_TEXT: Final = 1000  # espeak-ng reads it aloud: a minute of speech at most
 MAX_QUEUES: Final = 40
 NOTE_MAX: Final = 500
@@ -92,16 +92,21 @@ def check_menu(document: Any) -> IvrMenu:
     except MenuError as exc:
         raise InvalidConfig(f"Menu IVR tidak sah: {exc}", "document") from exc
     for name, text in menu.prompts.items():
-        if not PROMPT_NAME.match(name):
+        if not PROMPT_NAME.fullmatch(name):
             raise InvalidConfig(f"Nama rekaman suara {name[:40]!r} tidak sah: huruf kecil, angka "
                                 "dan '-', paling banyak 40 karakter.", "document")
         if len(text) > MAX_PROMPT_TEXT:
             raise InvalidConfig(f"Teks rekaman suara {name} terlalu panjang (maksimal "
                                 f"{MAX_PROMPT_TEXT} karakter).", "document")
+        # espeak-ng reads it (ivr/prompts.py passes "--" before it as well): a text that
+        # starts with "-" would otherwise be an option, "-f<path>" reading a file aloud.
+        if text.lstrip().startswith("-"):
+            raise InvalidConfig(f"Teks rekaman suara {name} tidak boleh diawali tanda '-'.",
+                                "document")
     if len(menu.known_queues) > MAX_QUEUES:
         raise InvalidConfig(f"Terlalu banyak antrean (maksimal {MAX_QUEUES}).", "document")
     for queue in sorted(menu.known_queues):
-        if not QUEUE_NAME.match(queue):
+        if not QUEUE_NAME.fullmatch(queue):
             raise InvalidConfig(f"Nama antrean {queue[:40]!r} tidak sah: huruf kecil dan '-', "
                                 "paling banyak 40 karakter.", "document")
     return menu

@@ -27,7 +27,7 @@ PROMPT_SUBDIR = "siaga112"  # prompts play as "siaga112/<name>"
 # Inside the lab's rootfs, each lab instance keeps all its files under this directory.
 LAB_INSTANCES_DIR = "/srv/siaga112"
 
-_PROMPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_PROMPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def lab_instance_dir(settings: Settings) -> str:
@@ -73,7 +73,7 @@ class AsteriskSite:
         self.sounds_dir.mkdir(parents=True, exist_ok=True)
         names = []
         for wav in sorted(src_dir.glob("*.wav")):
-            if not _PROMPT_NAME.match(wav.stem):
+            if not _PROMPT_NAME.fullmatch(wav.stem):
                 raise AsteriskSiteError(f"{wav}: prompt names may use letters, digits, _ and -")
             try:
                 with wave.open(str(wav), "rb") as reader:

@@ -19,7 +19,7 @@ from typing import Final
 from telephony.core.labels import LabelledStrEnum
 
 LEG_EVENT: Final = "SiagaLeg"  # the UserEvent name the dialplan reports legs with
-_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
+_NUMBER = re.compile(r"\+?[0-9]{3,20}")
 
 
 class LegKind(LabelledStrEnum):

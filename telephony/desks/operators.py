@@ -21,7 +21,7 @@ from telephony.core.labels import LabelledStrEnum
 
 OVERFLOW_QUEUE = "all-operators"
 MAX_LEVEL = 5
-_INTERFACE = re.compile(r"^PJSIP/[A-Za-z0-9_.-]{1,64}$")
+_INTERFACE = re.compile(r"PJSIP/[A-Za-z0-9_.-]{1,64}")
 
 
 class OperatorError(SiagaError, ValueError):

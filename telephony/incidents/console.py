@@ -38,8 +38,8 @@ from telephony.web.request import Form, actor_of, context_of, remote_of
 from telephony.web.routing import CASEWORK, PLAYBACK, SESSION, Route
 
 # Where a label form may send the operator back to: their screen or an incident page.
-_BACK: Final = re.compile(r"^/console/(operator|incidents/[1-9][0-9]{0,17})$")
-_INCIDENT_ID: Final = re.compile(r"^[1-9][0-9]{0,17}$")
+_BACK: Final = re.compile(r"/console/(operator|incidents/[1-9][0-9]{0,17})")
+_INCIDENT_ID: Final = re.compile(r"[1-9][0-9]{0,17}")
 # What each kind of incident timeline entry is called on the page.
 TIMELINE_LABELS: Final[Mapping[str, str]] = {
     "created": "Dibuat", "status": "Status diubah", "details": "Rincian diubah",
@@ -80,14 +80,14 @@ RECORDING_STATES: Final[Mapping[State, str]] = {
 
 def _incident_id(request: web.Request) -> int:
     raw = request.match_info["incident_id"]
-    if not _INCIDENT_ID.match(raw):
+    if not _INCIDENT_ID.fullmatch(raw):
         raise ApiError(404, "not_found", f"Insiden {raw[:40]!r} tidak ditemukan.")
     return int(raw)
 
 
 def _version(form: Form) -> int:
     raw = form.get("version", "")
-    if not _INCIDENT_ID.match(raw):
+    if not _INCIDENT_ID.fullmatch(raw):
         raise ValidationError("version", "Versi formulir tidak sah; muat ulang halaman.")
     return int(raw)
 
@@ -99,7 +99,7 @@ def _back(_: web.Request, form: Form) -> str:
     """Where a call's form returns: the page it names (``next``) if that is the operator
     screen or an incident page, else home."""
     back = form.get("next", "")
-    return back if _BACK.match(back) else HOME
+    return back if _BACK.fullmatch(back) else HOME
 
 
 async def open_incident(request: web.Request, form: Form) -> Done:

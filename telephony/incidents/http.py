@@ -32,6 +32,7 @@ from telephony.web.errors import ApiError
 from telephony.web.request import (
     actor_of,
     context_of,
+    file_response,
     instant_json,
     json_body,
     json_response,
@@ -349,16 +350,17 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
         log.error("attachment %d not served: %s", attachment_id, exc)
         raise ApiError(404, "attachment_unavailable",
                        f"Berkas lampiran #{attachment_id} tidak tersedia.") from exc
-    await ctx.accounts.audit(
-        actor=actor_of(request), action="attachment.download", object_type="attachment",
-        object_id=str(attachment_id), remote_address=remote_of(request),
-        detail={"incident_id": incident_id, "range": request.headers.get("Range")})
-    return web.FileResponse(path, headers={
+    response = file_response(request, path, {
         "Content-Type": attachment.content_type,
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(attachment.filename)}",
         # An uploaded file is never rendered as a page of ours.
         "Content-Security-Policy": "sandbox; default-src 'none'",
     })
+    await ctx.accounts.audit(
+        actor=actor_of(request), action="attachment.download", object_type="attachment",
+        object_id=str(attachment_id), remote_address=remote_of(request),
+        detail={"incident_id": incident_id, "range": request.headers.get("Range")})
+    return response
 
 
 # -- reference data ----------------------------------------------------------------------------

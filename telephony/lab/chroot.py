@@ -83,7 +83,7 @@ ROOTFS_PACKAGES = ("asterisk", "asterisk-core-sounds-en-gsm")
 ASTERISK = "/usr/sbin/asterisk"
 OPERATOR_FIRST = 1001
 
-_INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+_INSTANCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 class LabError(SiagaError, RuntimeError):
@@ -139,7 +139,7 @@ class Lab:
         stop_timeout: float = 10.0,
         build_timeout: float = 1800.0,
     ) -> None:
-        if not _INSTANCE_NAME.match(settings.lab_instance):
+        if not _INSTANCE_NAME.fullmatch(settings.lab_instance):
             raise LabError(f"lab_instance {settings.lab_instance!r}: use [a-z0-9_-], max 32")
         self.settings = settings
         self.conf_dir = conf_dir

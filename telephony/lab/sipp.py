@@ -46,7 +46,7 @@ DTMF_PCAP_MS = 300  # each dtmf_2833 pcap lasts 0.14 s; leave a gap between digi
 DTMF_BURST_GAP_MS = 50  # "1+2": the 2 starts this long after the 1 ended (dtmf_burst_pcap)
 DTMF_NAMES = {str(d): str(d) for d in range(10)} | {"*": "star", "#": "pound"}
 _SIPP_EVENTS_HEADER = "The following events occurred:"
-_SAFE_HEADER_TEXT = re.compile(r"^[\w .+\-@:]*$")
+_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:]*")
 
 
 def free_udp_port(host: str = "127.0.0.1", span: int = 1) -> int:
@@ -215,7 +215,7 @@ def _talk_steps(seconds: float, first_step: int) -> tuple[str, dict[str, bytes],
 
 
 def _check_header_text(name: str, value: str) -> str:
-    if not _SAFE_HEADER_TEXT.match(value):
+    if not _SAFE_HEADER_TEXT.fullmatch(value):
         raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@: only")
     return value
 

@@ -38,7 +38,7 @@ CONSULT_CONTEXT: Final = "siaga112-consult"  # attended: runs on the Atxfer's Lo
 # inherited by the Atxfer's Local channel).
 CONSULT_VARIABLE: Final = "SIAGA112_CONSULT"
 MAX_LEG_ID: Final = 999_999_999  # the tracker reads at most 9 digits of a leg id
-_EXTENSION: Final = re.compile(r"^([1-9][0-9]{0,8})[*]([*]?)([0-9]{3,20})$")
+_EXTENSION: Final = re.compile(r"([1-9][0-9]{0,8})[*]([*]?)([0-9]{3,20})")
 _LABEL_MAX: Final = 100
 
 

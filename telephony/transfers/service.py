@@ -65,7 +65,7 @@ from telephony.transfers.store import TransferStore
 log = logging.getLogger("telephony.transfers")
 
 # An operator's channel as Asterisk names it; checked before it goes into an action.
-_CHANNEL: Final = re.compile(r"^PJSIP/[A-Za-z0-9_.-]{1,64}-[0-9a-f]{8}$")
+_CHANNEL: Final = re.compile(r"PJSIP/[A-Za-z0-9_.-]{1,64}-[0-9a-f]{8}")
 KEY_GAP_SECONDS: Final = 0.1  # between the two digits of a key (featuredigittimeout is 1 s)
 
 

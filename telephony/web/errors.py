@@ -104,7 +104,7 @@ def error_middleware(answer: Answer = _json_answer) -> Middleware:
             if error is None:
                 if isinstance(exc, web.HTTPException):
                     raise  # a redirect
-                log.exception("%s %s failed", request.method, request.rel_url.path)
+                log.exception("%s %s failed", request.method, request.rel_url.raw_path)
                 error = ApiError(500, "internal", "Terjadi kesalahan pada server.")
             else:
                 log_refusal(request, error)
@@ -114,10 +114,11 @@ def error_middleware(answer: Answer = _json_answer) -> Middleware:
 
 
 def log_refusal(request: web.Request, error: ApiError) -> None:
-    """One log line for a refused request, unless the service already wrote one."""
+    """One log line for a refused request, unless the service already wrote one (the path
+    as sent, percent-encoded: a decoded newline would forge a second line)."""
     if not error.logged:
         session = request.get(SESSION)
         actor = session.account.username if session is not None else "-"
         log.warning("refused %s %s for %s from %s: %d %s: %s", request.method,
-                    request.rel_url.path, actor, request.remote, error.status, error.code,
+                    request.rel_url.raw_path, actor, request.remote, error.status, error.code,
                     error.message)

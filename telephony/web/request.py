@@ -10,8 +10,10 @@ never builds an error response itself.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import BodyPartReader, web
@@ -23,10 +25,20 @@ from telephony.incidents.attachment_meta import check_filename
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import ROUTE_TABLE, SESSION, Route
-from telephony.web.schemas import validate
+from telephony.web.schemas import too_deep, unsafe_text, validate
 from telephony.web.security import FORM_TYPE
 
 UPLOAD_CHUNK: Final = 64 * 1024
+# The days and instants a query may name: enough for any record or report of the line, and
+# far from the ends of the calendar, where a report's arithmetic (the day after, a week)
+# would overflow.
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(2999, 12, 31)
+# A suffix range of length zero (aiohttp's own pattern, ^bytes=(\d*)-(\d*)$, reads it as
+# "from byte 0" and sends the whole file).
+_EMPTY_SUFFIX: Final = re.compile(r"bytes=-0+", re.ASCII | re.IGNORECASE)
+# A path id: ASCII digits only (str.isdecimal() takes any script's digits, "١٢" too).
+_PATH_ID: Final = re.compile(r"[0-9]{1,18}")
 # Room for a multipart body's boundaries and part headers around the file itself.
 MULTIPART_OVERHEAD: Final = 16 * 1024
 
@@ -63,7 +75,7 @@ def instant_json(value: datetime | None) -> str | None:
 def path_id(request: web.Request, name: str, what: str) -> int:
     """A numeric id from the path; anything else names nothing (404, saying ``what``)."""
     raw = request.match_info[name]
-    if not raw.isdecimal() or len(raw) > 18 or int(raw) == 0:
+    if not _PATH_ID.fullmatch(raw) or int(raw) == 0:
         raise ApiError(404, "not_found", f"{what} {raw[:40]!r} tidak ditemukan.")
     return int(raw)
 
@@ -91,8 +103,11 @@ async def json_body(request: web.Request) -> dict[str, Any]:
                        "Kirim isi permintaan sebagai application/json.")
     try:
         data = json.loads(await request.text())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nested deeper than the decoder goes (hostile, not a bug of ours).
         raise ApiError(400, "bad_json", "Isi permintaan bukan JSON yang sah.") from exc
+    if too_deep(data):
+        raise ApiError(400, "bad_json", "Isi permintaan bersarang terlalu dalam.")
     validate(data, request.app[ROUTE_TABLE].schemas[body.schema])
     assert isinstance(data, dict)  # the schema says object
     return data
@@ -130,7 +145,14 @@ def query_instant(query: Mapping[str, str], name: str) -> datetime | None:
     if instant is None or instant.tzinfo is None:
         raise ApiError(422, "invalid", f"{name} harus waktu ISO 8601 dengan zona waktu, "
                                        "mis. 2025-01-31T08:00:00+07:00.", field=name)
+    if not FIRST_DAY <= instant.date() <= LAST_DAY:
+        raise _out_of_range(name)
     return instant
+
+
+def _out_of_range(name: str) -> ApiError:
+    return ApiError(422, "invalid", f"{name} harus antara {FIRST_DAY.isoformat()} dan "
+                                    f"{LAST_DAY.isoformat()}.", field=name)
 
 
 def query_day(query: Mapping[str, str], name: str, default: date) -> date:
@@ -139,10 +161,13 @@ def query_day(query: Mapping[str, str], name: str, default: date) -> date:
     if raw is None:
         return default
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError as exc:
         raise ApiError(422, "invalid", f"{name} harus tanggal YYYY-MM-DD, mis. 2025-01-31.",
                        field=name) from exc
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise _out_of_range(name)
+    return day
 
 
 def query_choice(query: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str | None:
@@ -168,7 +193,13 @@ async def form_of(request: web.Request) -> Form:
         raise ApiError(415, "unsupported_media_type", "Kirim formulir sebagai "
                                                       f"{FORM_TYPE}.")
     posted = await request.post()
-    return MultiDict((name, value) for name, value in posted.items() if isinstance(value, str))
+    form: MultiDict[str] = MultiDict(
+        (name, value) for name, value in posted.items() if isinstance(value, str))
+    for name, value in form.items():
+        if unsafe_text(name) or unsafe_text(value):
+            raise ApiError(422, "invalid", "Formulir berisi karakter yang tidak sah.",
+                           field=None if unsafe_text(name) else name[:40])
+    return form
 
 
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
@@ -199,3 +230,19 @@ async def read_upload(request: web.Request, max_bytes: int
         name = content_disposition_filename(parse_content_disposition(disposition)[1],
                                             "filename")
     return check_filename(name), request.content.iter_chunked(UPLOAD_CHUNK)
+
+
+def file_response(request: web.Request, path: Path, headers: Mapping[str, str]
+                  ) -> web.FileResponse:
+    """A file (a recording, an attachment) answered with HTTP Range as aiohttp does it, except
+    that ``Range: bytes=-0`` (the last zero bytes) is unsatisfiable (416, RFC 9110 14.1.3)
+    rather than the whole file. Call it before auditing the read: a refused range is no read."""
+    if _EMPTY_SUFFIX.fullmatch(request.headers.get("Range", "")):
+        try:
+            size: int | None = path.stat().st_size
+        except OSError:
+            size = None
+        raise ApiError(416, "range_not_satisfiable", "Rentang byte yang diminta di luar berkas.",
+                       headers={"Content-Range": f"bytes */{size}"} if size is not None
+                       else None)
+    return web.FileResponse(path, headers=headers)

@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from telephony.accounts.model import Role, Session
-from telephony.web.schemas import CALL_ID, Schema
+from telephony.web.schemas import CALL_ID, Schema, matches_pattern
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -203,6 +203,19 @@ _PATH_SCHEMAS: Final[Mapping[str, Schema]] = {
 
 def _path_schema(name: str) -> Schema:
     return _PATH_SCHEMAS.get(name, {"type": "integer", "minimum": 1})
+
+
+_PATH_INTEGER: Final = re.compile(r"[0-9]{1,18}")
+
+
+def path_conforms(name: str, raw: str) -> bool:
+    """Whether the path parameter ``name``'s value ``raw`` is what the OpenAPI document says
+    it is: a whole number >= 1 in ASCII digits, or a string of its pattern and length."""
+    schema = _path_schema(name)
+    if schema["type"] == "integer":
+        return _PATH_INTEGER.fullmatch(raw) is not None and int(raw) >= schema["minimum"]
+    return (len(raw) <= schema.get("maxLength", len(raw))
+            and matches_pattern(raw, schema.get("pattern", "")))
 
 
 def _operation(route: Route) -> dict[str, Any]:

@@ -13,6 +13,8 @@ guarantees shapes and types.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -110,6 +112,45 @@ class SchemaViolation(Invalid, ValueError):
         super().__init__(message, field)
 
 
+# Text no field of ours holds: NUL (PostgreSQL refuses it in text) and lone surrogates (they
+# cannot be encoded, so no query, file or log line could carry them).
+_UNSAFE_TEXT: Final = re.compile(r"[\x00\ud800-\udfff]")
+# A JSON body nests no deeper than this (ours nest 4 levels at most); deeper is hostile, and
+# would exhaust the recursion of the decoder or of :func:`validate`.
+MAX_DEPTH: Final = 32
+
+
+def unsafe_text(text: str) -> bool:
+    """Whether ``text`` holds a NUL or a lone surrogate (undecodable bytes come as those)."""
+    return _UNSAFE_TEXT.search(text) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    # JSON Schema's patterns are ECMA-262: unanchored, and ``$`` (no multiline flag) is the
+    # end of the text, which is Python's ``\Z`` (Python's ``$`` also matches before a
+    # trailing newline, which is exactly what a validator must not let through).
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))
+
+
+def matches_pattern(value: str, pattern: str) -> bool:
+    """Whether ``value`` matches the JSON Schema ``pattern`` as the OpenAPI document means it."""
+    return _pattern(pattern).search(value) is not None
+
+
+def too_deep(value: object, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` (decoded JSON) nests deeper than ``limit`` (walked without recursion)."""
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _is_type(value: object, name: str) -> bool:
     if isinstance(value, bool) and name in ("integer", "number"):
         return False
@@ -118,8 +159,9 @@ def _is_type(value: object, name: str) -> bool:
 
 def validate(value: object, schema: Schema, field: str = "") -> None:
     """Raise :class:`SchemaViolation` unless ``value`` matches ``schema`` (the keywords
-    type, enum, maxLength, minimum, maximum, items, maxItems, properties, required,
-    additionalProperties)."""
+    type, enum, maxLength, pattern, minimum, maximum, items, maxItems, properties, required,
+    additionalProperties). No string anywhere, and no property name, may hold a NUL or a lone
+    surrogate, whatever its schema says."""
     kinds = schema.get("type")
     if kinds is not None:
         names = [kinds] if isinstance(kinds, str) else list(kinds)
@@ -128,9 +170,15 @@ def validate(value: object, schema: Schema, field: str = "") -> None:
                                          f"{' atau '.join(names)}.")
     if "enum" in schema and value not in schema["enum"]:
         raise SchemaViolation(field, f"Isian {field} tidak dikenal.")
-    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
-        raise SchemaViolation(field, f"Isian {field} terlalu panjang (maksimal "
-                                     f"{schema['maxLength']} karakter).")
+    if isinstance(value, str):
+        if unsafe_text(value):
+            raise SchemaViolation(field, f"Isian {field or 'badan permintaan'} berisi karakter "
+                                         "yang tidak sah.")
+        if len(value) > schema.get("maxLength", len(value)):
+            raise SchemaViolation(field, f"Isian {field} terlalu panjang (maksimal "
+                                         f"{schema['maxLength']} karakter).")
+        if "pattern" in schema and not matches_pattern(value, schema["pattern"]):
+            raise SchemaViolation(field, f"Isian {field} tidak sesuai format.")
     if isinstance(value, int | float) and not isinstance(value, bool):
         low, high = schema.get("minimum"), schema.get("maximum")
         if (low is not None and value < low) or (high is not None and value > high):
@@ -147,6 +195,8 @@ def validate(value: object, schema: Schema, field: str = "") -> None:
             if name not in value:
                 raise SchemaViolation(name, f"Isian {name} wajib diisi.")
         for name, item in value.items():
+            if unsafe_text(name):
+                raise SchemaViolation("", "Nama kolom berisi karakter yang tidak sah.")
             if name not in properties:
                 if schema.get("additionalProperties", True) is False:
                     raise SchemaViolation(str(name)[:40],

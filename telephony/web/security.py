@@ -28,14 +28,18 @@ from telephony.web.routing import (
     SESSION,
     SESSION_COOKIE,
     Handler,
+    Route,
+    path_conforms,
 )
+from telephony.web.schemas import unsafe_text
 
 log = logging.getLogger("telephony.web")
 
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 _TOKEN_MAX: Final = 128
-
+# Control characters in a path or a query: never part of an id, a name or a search.
+_CONTROL: Final = frozenset(map(chr, [*range(0x20), 0x7F]))
 
 
 def set_session_cookies(response: web.StreamResponse, token: str, csrf_token: str,
@@ -94,10 +98,45 @@ async def check_csrf(request: web.Request, session: Session) -> None:
                                    "Muat ulang halaman lalu ulangi.")
 
 
+def _hostile_text(text: str, *, control: bool) -> bool:
+    return unsafe_text(text) or (control and not _CONTROL.isdisjoint(text))
+
+
+def check_request_text(request: web.Request) -> None:
+    """Refuse a request whose path, query or headers hold what no value of ours holds: a NUL,
+    bytes that are not UTF-8 (aiohttp hands them on as lone surrogates, which nothing can
+    encode again: not the session digest, not PostgreSQL, not a log line), or, in the path
+    and the query, a control character. Checked once here for every route, so no handler
+    meets them: such a path names nothing (404), such a query parameter is invalid (422),
+    such a header makes a bad request (400)."""
+    if _hostile_text(request.path, control=True):
+        raise ApiError(404, "not_found", "Alamat tidak ditemukan.")
+    for name, value in request.query.items():
+        if _hostile_text(name, control=True) or _hostile_text(value, control=True):
+            raise ApiError(422, "invalid", "Parameter berisi karakter yang tidak sah.",
+                           field=None if _hostile_text(name, control=True) else name[:40])
+    if any(_hostile_text(value, control=False) for value in request.headers.values()):
+        raise ApiError(400, "bad_request", "Header permintaan berisi karakter yang tidak sah.")
+
+
+def check_path(request: web.Request, route: Route) -> None:
+    """Refuse (404) an API path whose parameters are not what the OpenAPI document says
+    (an id in ASCII digits, a name of its pattern): such a path names nothing."""
+    if not route.path.startswith("/api/"):
+        return  # the console's pages answer a bad id with a page of their own
+    for name in route.path_params:
+        raw = request.match_info[name]
+        if not path_conforms(name, raw):
+            raise ApiError(404, "not_found", f"{name} {raw[:40]!r} tidak ditemukan.",
+                           field=name)
+
+
 @web.middleware
 async def security_middleware(request: web.Request, handler: Handler
                               ) -> web.StreamResponse:
-    """Let a request through only if its route's access policy allows it."""
+    """Let a request through only if its text is sound and its route's access policy allows
+    it."""
+    check_request_text(request)
     match = request.match_info
     if match.http_exception is not None:
         return await handler(request)  # no such path or method: the handler raises 404/405
@@ -108,6 +147,7 @@ async def security_middleware(request: web.Request, handler: Handler
         raise ApiError(403, "forbidden", "Alamat ini tidak terbuka untuk siapa pun.",
                        logged=True)
     if route.access.public:
+        check_path(request, route)
         return await handler(request)
     session, by_cookie = await authenticate(request)
     request[SESSION] = session
@@ -117,4 +157,5 @@ async def security_middleware(request: web.Request, handler: Handler
         raise ApiError(403, "forbidden",
                        f"Peran {session.account.role.label} tidak berhak atas "
                        "permintaan ini.")
+    check_path(request, route)
     return await handler(request)

@@ -153,6 +153,11 @@ class WebServer:
         log.info("HTTP API and console listening on %s", self.url)
 
     @property
+    def app(self) -> web.Application:
+        """The application served (its route table, for tests that sweep every route)."""
+        return self._app
+
+    @property
     def port(self) -> int | None:
         """The bound port, while serving."""
         if self._runner is None or not self._runner.addresses:

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from telephony.accounts.model import ThrottlePolicy
+from telephony.ami.testing import SECRET
 from telephony.db.connection import Database
 from telephony.settings import Settings
 from telephony.web.server import build_app
@@ -21,11 +22,13 @@ from tests.support.web import Browser, make_context
 
 @pytest.fixture
 def line_settings(settings: Settings, database_dsn: str) -> Settings:
-    """A whole line on free ports with no Asterisk behind its AMI port."""
+    """A whole line on free ports with no Asterisk behind its AMI port. Its Asterisk's
+    directories are its own, so it is not the lab: it has an AMI secret of its own (the fake
+    Asterisk's), as the lab's is refused there."""
     return replace(settings, database_dsn=database_dsn, http_port=0, agi_port=free_port(),
                    ami_port=free_port(), recordings_incoming_dir=settings.state_dir / "monitor",
                    asterisk_etc_dir=settings.state_dir / "asterisk-etc",
-                   asterisk_sounds_dir=settings.state_dir / "sounds")
+                   asterisk_sounds_dir=settings.state_dir / "sounds", ami_secret=SECRET)
 
 
 @pytest.fixture

@@ -770,3 +770,65 @@ async def test_an_admin_changes_queues_operators_and_reference_data_in_the_conso
     assert kind == "ok" and "dihentikan" in text
     _, html, _ = await web_admin.get("/console/admin/reference")
     assert "Tagana &lt;i&gt;x&lt;/i&gt;" in html and 'value="4"' in html
+
+
+# -- hostile input (issue 13, items 9 and 10) ---------------------------------------------------
+
+
+async def live_menu(admin: Admin) -> dict[str, Any]:
+    first = (await admin.configs.versions(ConfigKind.MENU))[0]
+    return edited_menu((await admin.configs.version(first.version_id)).document)
+
+
+async def test_a_prompt_text_that_looks_like_an_option_is_refused(admin: Admin) -> None:
+    document = await live_menu(admin)
+    for text in ("-f/etc/passwd", "  --help"):
+        document["prompts"]["menu-utama"] = text
+        with pytest.raises(InvalidConfig, match="tidak boleh diawali tanda '-'"):
+            await admin.configs.save(ConfigKind.MENU, document, actor="admin", based_on=1)
+    assert len(await admin.configs.versions(ConfigKind.MENU)) == 1
+
+
+async def test_names_with_a_trailing_newline_or_an_expression_are_refused(admin: Admin) -> None:
+    base = await live_menu(admin)
+    evil_queue = json.loads(json.dumps(base))
+    evil_queue["known_queues"].append("evil\n")
+    evil_skill = json.loads(json.dumps(base))
+    evil_skill["lines"]["119"]["route"]["skill"] = "${SHELL(id)}"
+    for document, field_name in ((evil_queue, "evil"), (evil_skill, "SHELL")):
+        with pytest.raises(InvalidConfig, match=field_name):
+            await admin.configs.save(ConfigKind.MENU, document, actor="admin", based_on=1)
+    assert len(await admin.configs.versions(ConfigKind.MENU)) == 1
+    with pytest.raises(InvalidConfig):
+        await admin.site.set_shifts([{"name": "pagi\n", "start": "06:00"},
+                                     {"name": "malam", "start": "18:00\n"}], "admin")
+    with pytest.raises(InvalidConfig):
+        await admin.site.set_shifts([{"name": "pagi\n", "start": "06:00"},
+                                     {"name": "malam", "start": "18:00"}], "admin")
+    assert await admin.fetch("SELECT * FROM shifts WHERE name LIKE '%' || chr(10)") == []
+
+
+async def test_newlines_in_path_ids_and_phone_ids_are_refused_over_http(admin: Admin) -> None:
+    context = make_context(admin.settings, admin.database)
+    app = build_app(context, AdminApi(admin.configs, admin.queues, admin.site,
+                                      context.directory).routes())
+    async with TestClient(TestServer(app)) as client:
+        await context.accounts.create("admin1", "admin", PASSWORD, actor="test")
+        await context.accounts.create("op1", "operator", PASSWORD, actor="test")
+        login = await client.post("/api/session", json={"username": "admin1",
+                                                        "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {(await login.json())['token']}"}
+        queue = await client.put("/api/admin/queues/fire%0A", headers=headers,
+                                 json=QUEUE_VALUES)
+        assert queue.status == 404, await queue.text()
+        shifts = await client.put("/api/admin/shifts", headers=headers, json={
+            "shifts": [{"name": "pagi\n", "start": "07:00"}, {"name": "malam",
+                                                              "start": "19:00"}]})
+        assert shifts.status == 422, await shifts.text()
+        phone = await client.put("/api/admin/operators/op1", headers=headers,
+                                 json={"interface": "PJSIP/op2001\n", "skills": {"fire": 3}})
+        assert phone.status == 422, await phone.text()
+        assert (await phone.json())["error"]["code"] == "invalid"
+    assert await admin.fetch("SELECT * FROM account_operators") == []
+    assert not (admin.asterisk.etc_dir / QUEUES_CONF).exists() or "evil" not in (
+        admin.asterisk.etc_dir / QUEUES_CONF).read_text()

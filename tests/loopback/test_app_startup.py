@@ -110,6 +110,7 @@ async def test_serve_says_in_one_line_which_address_is_taken(
     sets = {"database_dsn": line_settings.database_dsn, "state_dir": line_settings.state_dir,
             "agi_port": taken_port, "ami_port": line_settings.ami_port, "http_port": 0,
             "asterisk_etc_dir": line_settings.asterisk_etc_dir,
+            "ami_secret": line_settings.ami_secret,
             "asterisk_sounds_dir": line_settings.asterisk_sounds_dir,
             "recordings_incoming_dir": line_settings.recordings_incoming_dir}
     argv = [arg for name, value in sets.items() for arg in ("--set", f"{name}={value}")]

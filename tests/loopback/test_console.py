@@ -105,6 +105,18 @@ async def test_each_role_opens_only_its_own_pages(console: Console) -> None:
     assert console.asterisk.actions == []
 
 
+async def test_the_admins_audit_page_shows_no_caller_number(console: Console) -> None:
+    supervisor = await console.user("spv1", "supervisor")
+    admin = await console.user("admin1", "admin")
+    number = "081234567890"
+    response = await supervisor.http.get("/api/calls", params={"caller_number": number})
+    assert response.status == 200
+    html = (await supervisor.get("/console/audit"))[1]
+    assert "call.search" in html and number in html
+    html = (await admin.get("/console/audit"))[1]
+    assert "call.search" in html and number not in html and "[disembunyikan]" in html
+
+
 async def test_a_form_without_the_sessions_csrf_token_changes_nothing(
     console: Console
 ) -> None:

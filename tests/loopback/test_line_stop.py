@@ -30,7 +30,6 @@ from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import bundled_migrations, migrate
 from telephony.settings import Settings
 from tests.support.db import create_empty_database, drop_database, fetch
-from tests.support.net import free_port
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 WAIT = 10.0  # bound on each wait; a healthy run needs a fraction of it
@@ -96,15 +95,6 @@ class AsteriskSession:
         self.writer.close()
 
 
-@pytest.fixture
-def line_settings(settings: Settings, database_dsn: str) -> Settings:
-    """A line on free ports with no Asterisk behind its AMI port."""
-    return replace(settings, database_dsn=database_dsn, http_port=0, agi_port=free_port(),
-                   ami_port=free_port(), recordings_incoming_dir=settings.state_dir / "monitor",
-                   asterisk_etc_dir=settings.state_dir / "asterisk-etc",
-                   asterisk_sounds_dir=settings.state_dir / "sounds")
-
-
 @contextlib.asynccontextmanager
 async def serving(settings: Settings, drain: float) -> AsyncIterator[asyncio.subprocess.Process]:
     """``siaga112 serve`` as a process, once it says it runs; killed if a test leaves it."""
@@ -113,6 +103,7 @@ async def serving(settings: Settings, drain: float) -> AsyncIterator[asyncio.sub
     sets = {"database_dsn": settings.database_dsn, "state_dir": settings.state_dir,
             "agi_port": settings.agi_port, "ami_port": settings.ami_port, "http_port": 0,
             "asterisk_etc_dir": settings.asterisk_etc_dir,
+            "ami_secret": settings.ami_secret,
             "asterisk_sounds_dir": settings.asterisk_sounds_dir,
             "recordings_incoming_dir": settings.recordings_incoming_dir,
             "shutdown_drain_seconds": drain}

@@ -47,3 +47,12 @@ def test_an_unreadable_recording_is_refused(tmp_path: Path) -> None:
     (recorded / "salam.wav").write_bytes(b"not audio at all")
     with pytest.raises(PromptError, match="cannot read audio"):
         build_prompts({"salam": "teks"}, tmp_path / "out", recorded, "id")
+
+
+def test_a_text_that_looks_like_an_option_is_spoken_not_obeyed(tmp_path: Path) -> None:
+    # "-f<path>" must be read out as the few words it is, never as espeak-ng's option to read
+    # the file (here a long one, a minute of speech).
+    secret = tmp_path / "secret.txt"
+    secret.write_text("kata sandi rahasia " * 60, encoding="utf-8")
+    (report,) = build_prompts({"salam": f"-f{secret}"}, tmp_path / "out", tmp_path / "rec", "id")
+    assert report.source == "generated" and report.seconds < 20.0

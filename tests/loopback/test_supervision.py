@@ -195,7 +195,10 @@ async def test_refusals_change_nothing_and_send_nothing(setup: Setup) -> None:
         (kepala, {"operator": "Local/112@from-carrier", "mode": "listen"}, 400, "invalid"),
         # The body's shape is held to its schema.
         (kepala, {"operator": OPERATOR, "mode": "spy"}, 422, "invalid"),
-        (kepala, {"operator": OPERATOR, "mode": "listen", "call_id": "../1"}, 400, "invalid"),
+        # (its call_id's pattern included, as the OpenAPI document advertises it)
+        (kepala, {"operator": OPERATOR, "mode": "listen", "call_id": "../1"}, 422, "invalid"),
+        (kepala, {"operator": OPERATOR, "mode": "listen", "call_id": f"{CALL}\n"}, 422,
+         "invalid"),
         (kepala, {"operator": OPERATOR, "mode": "listen", "options": "qB"}, 422, "invalid"),
         (kepala, {"operator": OPERATOR}, 422, "invalid"),
     ]

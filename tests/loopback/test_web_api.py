@@ -450,6 +450,35 @@ async def test_looking_up_calls_is_audited(api: Api) -> None:
     assert len(await api.audit("call.search")) == 1
 
 
+async def test_admins_see_no_caller_numbers_in_the_audit_log(api: Api) -> None:
+    op = await api.account("op1", "operator")
+    number = "082222222222"
+    await api.client.get("/api/calls", headers=op, params={"caller_number": number})
+    supervisor = await api.account("sup1", "supervisor")
+    admin = await api.account("admin1", "admin")
+    searches = {"object_type": "call", "actor": "op1"}
+    # A supervisor reviews calls, so sees who looked up which number ...
+    seen = await (await api.client.get("/api/audit", headers=supervisor,
+                                       params=searches)).json()
+    (entry,) = [e for e in seen["entries"] if e["action"] == "call.search"]
+    assert entry["object_id"] == number and entry["detail"]["query"]["caller_number"] == number
+    # ... an admin sees that a number was looked up, and by whom, but not which.
+    response = await api.client.get("/api/audit", headers=admin, params=searches)
+    listed = await response.json()
+    conforms(listed, "AuditList")
+    (entry,) = [e for e in listed["entries"] if e["action"] == "call.search"]
+    assert (entry["actor"], entry["object_id"]) == ("op1", "[disembunyikan]")
+    assert entry["detail"]["query"] == {"caller_number": "[disembunyikan]"}
+    assert number not in await response.text()
+    # Nor can an admin find out by asking for the number as the object.
+    found = await (await api.client.get("/api/audit", headers=admin, params={
+        "object_type": "call", "object_id": number})).json()
+    assert found["entries"] == []
+    # The stored entry keeps the number (for those who may see it).
+    (stored,) = await api.audit("call.search")
+    assert stored["object_id"] == number
+
+
 async def test_calls_are_labelled(api: Api) -> None:
     op = await api.account("op1", "operator")
     path = f"/api/calls/{FIRE_CALL}/labels"
@@ -518,6 +547,10 @@ async def test_recordings_stream_with_range_and_every_playback_is_audited(api: A
     assert response.status == 206 and await response.read() == audio[-10:]
     response = await api.client.get(url, headers={**supervisor, "Range": "bytes=9000-"})
     assert response.status == 416
+    # The last zero bytes: nothing to send, not the whole file; and no play is recorded.
+    response = await api.client.get(url, headers={**supervisor, "Range": "bytes=-0"})
+    assert response.status == 416 and response.headers["Content-Range"] == "bytes */5000"
+    assert (await response.json())["error"]["code"] == "range_not_satisfiable"
     plays = await api.audit("recording.play")
     assert [(r["actor"], r["object_id"]) for r in plays] == [("sup1", str(number))] * 4
     assert [json.loads(r["detail"])["range"] for r in plays] == [
@@ -608,6 +641,9 @@ async def test_uploads_are_stored_under_our_own_names_sniffed_and_downloads_audi
     assert response.headers["Content-Disposition"] == (
         "attachment; filename*=UTF-8''foto%20lokasi.png")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    response = await api.client.get(attachment["download_url"],
+                                    headers={**op, "Range": "bytes=-0"})
+    assert response.status == 416
     downloads = await api.audit("attachment.download")
     assert [(r["actor"], r["object_id"]) for r in downloads] == [
         ("op1", str(attachment["attachment_id"]))]
@@ -628,8 +664,11 @@ async def test_bad_uploads_keep_nothing(api: Api) -> None:
         assert response.status == status, await response.text()
         await error_of(response)
 
+    # ... and names that read otherwise than they are: a bidi override ("gpj.exe" shown as
+    # "exe.jpg"), an isolate, a zero-width joiner, a line separator.
     for name in ("../../etc/passwd", "a/b.png", ".htaccess", "C:\\foto.png", "x\x00.png",
-                 "", " spasi.png", "x" * 201):
+                 "", " spasi.png", "x" * 201, "foto\u202egpj.exe", "a\u2066b.png",
+                 "fo\u200dto.png", "a\u2028b.png"):
         await refused(await api.client.post(url, params={"filename": name}, data=PNG,
                                             headers=op), 422)
         if "\x00" not in name:  # a header cannot carry it; the client refuses to send it

@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from telephony.accounts.model import (
+    CALLER_DATA_ROLES,
+    MASKED,
     Failures,
     InvalidAccountInput,
     LoginThrottled,
@@ -16,10 +18,14 @@ from telephony.accounts.model import (
     clean_username,
     locked_until,
     login_password,
+    masked_audit,
+    masks_object,
     parse_role,
+    sees_caller_data,
     throttle_key,
     token_digest,
 )
+from telephony.web.server import api_routes
 
 T0 = datetime(2025, 1, 31, 8, 0, tzinfo=UTC)
 POLICY = ThrottlePolicy(max_failures=5, max_failures_per_address=20,
@@ -74,11 +80,11 @@ def test_token_digest_is_sha256_hex() -> None:
 
 
 def test_no_lock_below_the_limit() -> None:
-    assert locked_until(POLICY, by_username=Failures(4, T0), by_address=NONE) is None
+    assert locked_until(POLICY, by_name_here=Failures(4, T0), by_address=NONE) is None
 
 
 def test_the_delay_doubles_with_each_failure_past_the_limit_up_to_the_window() -> None:
-    delays = [locked_until(POLICY, by_username=Failures(n, T0), by_address=NONE)
+    delays = [locked_until(POLICY, by_name_here=Failures(n, T0), by_address=NONE)
               for n in (5, 6, 7, 10, 40)]
     assert [d - T0 for d in delays if d is not None] == [
         timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=120),
@@ -86,16 +92,35 @@ def test_the_delay_doubles_with_each_failure_past_the_limit_up_to_the_window() -
 
 
 def test_the_later_of_the_username_and_address_locks_wins() -> None:
-    until = locked_until(POLICY, by_username=Failures(5, T0),
+    until = locked_until(POLICY, by_name_here=Failures(5, T0),
                          by_address=Failures(21, T0 + timedelta(seconds=10)))
     assert until == T0 + timedelta(seconds=70)
 
 
 def test_a_locked_attempt_is_refused_with_the_time_left() -> None:
     with pytest.raises(LoginThrottled) as refused:
-        check_not_throttled(POLICY, by_username=Failures(5, T0), by_address=NONE,
+        check_not_throttled(POLICY, by_name_here=Failures(5, T0), by_address=NONE,
                             now=T0 + timedelta(seconds=10))
     assert refused.value.retry_after_seconds == 20
     assert "20 detik" in refused.value.message
-    check_not_throttled(POLICY, by_username=Failures(5, T0), by_address=NONE,
+    check_not_throttled(POLICY, by_name_here=Failures(5, T0), by_address=NONE,
                         now=T0 + timedelta(seconds=30))
+
+
+def test_callers_data_in_audit_entries_is_masked_where_it_is() -> None:
+    detail = {"query": {"caller_number": "0811", "line": "112"}, "found": 2}
+    assert masked_audit("call.search", "0811", detail) == (
+        MASKED, {"query": {"caller_number": MASKED, "line": "112"}, "found": 2})
+    assert detail["query"] == {"caller_number": "0811", "line": "112"}  # not changed in place
+    assert masked_audit("call.search", "", {"query": {}}) == ("", {"query": {}})
+    assert masked_audit("callback.call", "1700000000.1", {"number": "0811", "leg_id": 3}) == (
+        "1700000000.1", {"number": MASKED, "leg_id": 3})
+    assert masked_audit("recording.play", "7", {"call_id": "1.2"}) == ("7", {"call_id": "1.2"})
+    assert masks_object("call.search") and not masks_object("callback.call")
+
+
+def test_those_who_see_caller_data_are_those_the_call_routes_serve() -> None:
+    assert not sees_caller_data(Role.ADMIN)
+    assert sees_caller_data(Role.OPERATOR) and sees_caller_data(Role.SUPERVISOR)
+    routes = [r for r in api_routes() if r.path.startswith(("/api/calls", "/api/recordings"))]
+    assert routes and all(r.access.roles == CALLER_DATA_ROLES for r in routes)

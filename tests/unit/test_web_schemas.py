@@ -9,11 +9,13 @@ from telephony.incidents.attachments import sniff_content_type
 from telephony.incidents.schemas import SCHEMAS as INCIDENT_SCHEMAS
 from telephony.web.routing import PUBLIC, Access, Reply, RouteTable
 from telephony.web.schemas import (
+    CALL_ID,
     SHELL_SCHEMAS,
     SchemaViolation,
     all_required,
     ref,
     registry,
+    too_deep,
     validate,
 )
 from telephony.web.server import api_routes, api_schemas
@@ -112,3 +114,26 @@ def test_matching_bodies_pass() -> None:
 ])
 def test_content_type_comes_from_the_bytes(head: bytes, kind: str) -> None:
     assert sniff_content_type(head) == kind
+
+
+def test_the_validator_honours_patterns_as_the_openapi_document_means_them() -> None:
+    validate("1700000000.12", CALL_ID)
+    for bad in ("1700000000.12\n", "x1700000000.12", "1700000000"):
+        with pytest.raises(SchemaViolation, match="format"):
+            validate(bad, CALL_ID)
+
+
+def test_no_string_or_name_holds_a_nul_or_a_lone_surrogate() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    for bad in ({"a": "x\x00"}, {"a": "\ud800"}, {"\udfff": "x"}):
+        with pytest.raises(SchemaViolation, match="karakter yang tidak sah"):
+            validate(bad, schema)
+    validate({"a": "Jl. Merdeka\nNo. 1\tRT 2"}, schema)
+
+
+def test_nesting_is_measured_without_recursion() -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert too_deep(deep)
+    assert not too_deep({"a": [{"b": [1, 2]}]})

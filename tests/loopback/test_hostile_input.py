@@ -1,0 +1,219 @@
+"""Hostile input at every route of the whole line, over HTTP, against a real PostgreSQL: no
+request, with or without a login, gets a 500; each refusal is a 4xx with the usual error body.
+
+The routes come from the running line's own route table, so a route added later is swept too.
+Each is called by an account of a role it serves (or by nobody, when it is public), with
+hostile path ids, query parameters and JSON bodies, and with bytes that are not UTF-8 in its
+Authorization header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any, Final
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from telephony.accounts.model import Role
+from telephony.ami.testing import SECRET, USERNAME, fake_asterisk
+from telephony.app import Line, running_line
+from telephony.settings import Settings
+from telephony.web.context import CONTEXT
+from telephony.web.routing import ROUTE_TABLE, Route
+from tests.support.ami import eventually
+from tests.support.web import PASSWORD
+
+# Path ids as they travel, percent-encoded: NUL, a lone surrogate as UTF-8 would have it
+# (not valid UTF-8), a newline, digits of another script, a huge number, a dot path.
+HOSTILE_IDS: Final = ("1%00", "%ED%A0%80", "1%0A", "%D9%A1%D9%A2", "9" * 40, "%FF%FE")
+HOSTILE_VALUES: Final = ("a%00b", "%ED%A0%80", "9999-12-31", "9999-12-31T23:59:59%2B00:00",
+                         "0001-01-01T00:00:00-23:59", "9" * 30)
+HOSTILE_TEXTS: Final = ("a\x00b", "\ud800", "9999-12-31", "PJSIP/op1001\n")
+# Console forms (url-encoded): NUL, bytes that are not UTF-8, a newline in next=.
+FORM: Final = "form:"
+HOSTILE_FORMS: Final = ("note=a%00b&next=%2Fconsole%2F", "note=%ED%A0%80&reason=%FF",
+                        "call_id=1.1&next=%2Fconsole%2Foperator%0A", "a%00=1")
+DEEP: Final = "[" * 100_000 + "]" * 100_000
+DEEP_OBJECT: Final = '{"a":' * 50_000 + "1" + "}" * 50_000
+
+
+@pytest.fixture
+async def line(line_settings: Settings) -> AsyncIterator[Line]:
+    """The whole line, logged in to a fake Asterisk (with none, the pages that ask Asterisk
+    wait out their AMI timeout on every request)."""
+    settings = replace(line_settings, ami_username=USERNAME, ami_secret=SECRET)
+    async with fake_asterisk(settings.ami_port), running_line(settings) as started:
+        await eventually(lambda: started.listener.logged_in)
+        yield started
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+class Tokens:
+    """A bearer token per role, logged in again whenever a route logged it out."""
+
+    def __init__(self, line: Line, http: aiohttp.ClientSession) -> None:
+        self._base = str(line.web.url)
+        self._http = http
+        self._tokens: dict[Role, str] = {}
+
+    async def headers(self, route: Route) -> dict[str, str]:
+        if route.access.public:
+            return {}
+        role = min(route.access.roles)
+        if role not in self._tokens:
+            async with self._http.post(f"{self._base}/api/session", json={
+                    "username": f"sweep-{role.value}", "password": PASSWORD}) as response:
+                assert response.status == 201, await response.text()
+                self._tokens[role] = (await response.json())["token"]
+        return {"Authorization": f"Bearer {self._tokens[role]}"}
+
+    def forget(self) -> None:
+        self._tokens.clear()
+
+
+def hostile_paths(route: Route) -> Iterator[str]:
+    """The route's path with each hostile id in every parameter."""
+    if not route.path_params:
+        yield route.path
+        return
+    for value in HOSTILE_IDS:
+        path = route.path
+        for name in route.path_params:
+            path = path.replace(f"{{{name}}}", value)
+        yield path
+
+
+def hostile_queries(route: Route) -> Iterator[str]:
+    names = [param.name for param in route.query] + ["%ED%A0%80"]
+    for name in names:
+        for value in HOSTILE_VALUES:
+            yield f"{name}={value}"
+
+
+def hostile_value(schema: Any, text: str) -> Any:
+    """A value of the schema's type (as far as a plain walk sees it) carrying ``text``."""
+    kinds = schema.get("type", "string") if isinstance(schema, dict) else "string"
+    kind = kinds if isinstance(kinds, str) else kinds[0]
+    if kind == "object":
+        return {name: hostile_value(item, text)
+                for name, item in schema.get("properties", {}).items()} or {text: text}
+    if kind == "array":
+        return [hostile_value(schema.get("items", {}), text)]
+    if kind in ("integer", "number"):
+        return 10 ** 30
+    if kind == "boolean":
+        return True
+    return text
+
+
+def hostile_bodies(route: Route, schemas: Any) -> Iterator[str]:
+    yield DEEP
+    yield DEEP_OBJECT
+    if route.body is not None and route.body.schema is not None:
+        schema = schemas[route.body.schema]
+        for text in HOSTILE_TEXTS:
+            yield json.dumps(hostile_value(schema, text))
+
+
+def ok_refusal(path: str, status: int, body: bytes) -> bool:
+    """Below 500, and a refusal of the API carries the usual error body."""
+    if status >= 500:
+        return False
+    if status < 400 or not path.startswith("/api/"):
+        return True
+    try:
+        error = json.loads(body)["error"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(error.get("code"), str) and isinstance(error.get("message"), str)
+
+
+async def raw_request(line: Line, request: bytes) -> tuple[int, bytes]:
+    """One request as bytes (headers that are not UTF-8), its status and body."""
+    assert line.web.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", line.web.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return int(head.split(b" ", 2)[1]), body
+
+
+async def sweep(line: Line, http: aiohttp.ClientSession, tokens: Tokens, route: Route
+                ) -> list[str]:
+    """Every hostile request at ``route``; what was not a proper refusal."""
+    schemas = line.web.app[ROUTE_TABLE].schemas
+    base = str(line.web.url)
+    requests: list[tuple[str, str | None]] = [(path, None) for path in hostile_paths(route)]
+    plain = next(hostile_paths(route))
+    requests += [(f"{plain}?{query}", None) for query in hostile_queries(route)]
+    if route.method in ("POST", "PUT", "PATCH"):
+        requests += [(plain, body) for body in hostile_bodies(route, schemas)]
+        requests += [(plain, FORM + form) for form in HOSTILE_FORMS]
+    failures: list[str] = []
+    for path, body in requests:
+        headers = await tokens.headers(route)
+        data = body
+        if body is not None and body.startswith(FORM):
+            data = body.removeprefix(FORM)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
+        async with http.request(route.method, URL(base + path, encoded=True), headers=headers,
+                                data=data, allow_redirects=False) as response:
+            answer = await response.read()
+            if response.status == 401:
+                tokens.forget()
+        if not ok_refusal(path, response.status, answer):
+            failures.append(f"{route.method} {path} {(body or '')[:60]!r}: "
+                            f"{response.status} {answer[:120]!r}")
+    # The Authorization header in bytes that are not UTF-8.
+    for token in (b"Bearer \xff\xfe\xed\xa0\x80", b"\xc3"):
+        status, answer = await raw_request(line, (
+            f"{route.method} {plain} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            "Content-Length: 0\r\nAuthorization: ").encode() + token + b"\r\n\r\n")
+        if not ok_refusal(plain, status, answer):
+            failures.append(f"{route.method} {plain} Authorization {token!r}: {status} "
+                            f"{answer[:120]!r}")
+    return failures
+
+
+async def test_no_route_answers_hostile_input_with_a_500(
+        line: Line, http: aiohttp.ClientSession) -> None:
+    app = line.web.app
+    for role in Role:
+        await app[CONTEXT].accounts.create(f"sweep-{role.value}", role.value, PASSWORD,
+                                           actor="test")
+    routes = app[ROUTE_TABLE].routes
+    assert len(routes) > 90
+    tokens = Tokens(line, http)
+    logged_out = [r for r in routes if (r.method, r.path) in (
+        ("DELETE", "/api/session"), ("POST", "/console/logout"))]
+    assert len(logged_out) == 2
+    # Eight routes at a time (each request after the other); logging out last and alone, so
+    # the others are swept with live sessions.
+    gate = asyncio.Semaphore(8)
+
+    async def one(route: Route) -> list[str]:
+        async with gate:
+            return await sweep(line, http, tokens, route)
+
+    found = await asyncio.gather(*(one(r) for r in routes if r not in logged_out))
+    failures = [failure for part in found for failure in part]
+    for route in logged_out:
+        failures += await sweep(line, http, tokens, route)
+    assert failures == [], "\n".join(failures[:80]) + f"\n({len(failures)} in all)"
