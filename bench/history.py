@@ -66,7 +66,8 @@ async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezo
         f"""
         CREATE TEMP TABLE batch AS
         SELECT 'h' || n AS call_id, CASE WHEN n % 5 = 0 THEN '119' ELSE '112' END AS line,
-               '0812' || lpad((n % 9999991)::text, 8, '0') AS caller_number, arrived AS arrived_at, {day} AS shift_day, {name} AS shift_name,
+               '0812' || lpad((n % 9999991)::text, 8, '0') AS caller_number,
+               arrived AS arrived_at, {day} AS shift_day, {name} AS shift_name,
                (ARRAY['emergency', 'complaint', 'information'])[1 + n % 3] AS ivr_category,
                CASE WHEN fate < 0.82 THEN q END AS queue,
                CASE WHEN fate < 0.82 THEN arrived + interval '5 seconds' END AS queue_joined_at,
@@ -100,12 +101,12 @@ async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezo
                    (ARRAY['medical', 'fire', 'security', 'disaster'])[1 + n % 4] AS q
             FROM generate_series($1::bigint, $2::bigint) AS n
         ) AS made
-        """,  # noqa: S608 (our own constants)
+        """,
         first, last, now, spacing)
-    await connection.execute(f"INSERT INTO calls ({_COLUMNS}) "  # noqa: S608
+    await connection.execute(f"INSERT INTO calls ({_COLUMNS}) "
                              f"SELECT {_COLUMNS} FROM batch")
     await connection.execute(
-        f"""
+        """
         INSERT INTO queue_visits (call_id, queue, joined_at, join_position, left_at,
                                   left_position)
         SELECT call_id, queue, queue_joined_at, 1,
@@ -117,16 +118,16 @@ async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezo
         FROM batch WHERE queue IS NOT NULL AND hashtext(call_id) % 10 = 0
           AND COALESCE(answered_at, abandoned_at, ended_at)
               > queue_joined_at + interval '30 seconds'
-        """)  # noqa: S608
+        """)
     await connection.execute(
-        f"""
+        """
         INSERT INTO call_labels (call_id, label, labelled_by, labelled_at)
         SELECT call_id, 'genuine', 'sari', ended_at + interval '30 seconds'
         FROM batch WHERE current_label IS NOT NULL AND hashtext(call_id) % 10 = 1
         UNION ALL
         SELECT call_id, current_label, 'sari', ended_at + interval '60 seconds'
         FROM batch WHERE current_label IS NOT NULL
-        """)  # noqa: S608
+        """)
     day_at, name_at = _shift_sql(calendar, f"(at AT TIME ZONE '{timezone}')")
     await connection.execute(
         f"""
@@ -144,4 +145,4 @@ async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezo
             WHERE c.completed_at IS NOT NULL AND hashtext(c.call_id) % 2 = 0
         ) AS changes
         ON CONFLICT DO NOTHING
-        """)  # noqa: S608
+        """)

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from history import grow_history  # bench/history.py: scripts here import their siblings
 
-from bench.history import grow_history
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
@@ -66,7 +66,7 @@ async def run(dsn: str, state_dir: Path, sizes: list[int], runs: int) -> None:
         have = size
         print(f"(built {size:,} calls in {time.monotonic() - started:.0f} s)", flush=True)
         month = Period(today - timedelta(days=30), today)
-        shift = await timed(runs, lambda: reports.shift_report(month))
+        shift = await timed(runs, lambda: reports.shift_report(month))  # noqa: B023
         daily = await timed(runs, lambda: reports.daily_summary(today - timedelta(days=1)))
         live = await timed(runs, reports.live_counters)
         print(f"{size:,} | {shift} | {daily} | {live}", flush=True)

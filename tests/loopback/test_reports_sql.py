@@ -44,7 +44,11 @@ def seconds(rng: random.Random, low: float, high: float) -> timedelta:
 async def build_history(connection: asyncpg.Connection, rng: random.Random, calls: int,
                         now: datetime) -> None:
     """``calls`` random calls arriving over :data:`SPAN` from :data:`START`, up to ``now``."""
-    call_rows, events, early_events, labels, changes = [], [], [], [], []
+    call_rows: list[dict[str, object]] = []
+    events: list[tuple[str, str, str, datetime, str]] = []
+    early_events: list[tuple[str, str, str, datetime, str]] = []
+    labels: list[tuple[str, str, datetime]] = []
+    changes: list[tuple[str, str, datetime, str, bool, str]] = []
     for n in range(calls):
         call_id = f"{1741560000 + n}.{n}"
         if rng.random() < 0.05:  # right at a shift boundary
@@ -116,7 +120,7 @@ async def build_history(connection: asyncpg.Connection, rng: random.Random, call
     await connection.executemany(insert_event, early_events)
     columns = list(call_rows[0])
     await connection.executemany(
-        f"INSERT INTO calls ({', '.join(columns)}) "  # noqa: S608
+        f"INSERT INTO calls ({', '.join(columns)}) "
         f"VALUES ({', '.join(f'${i + 1}' for i in range(len(columns)))})",
         [tuple(row[c] for c in columns) for row in call_rows])
     await connection.executemany(insert_event, events)
