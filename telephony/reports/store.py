@@ -135,13 +135,13 @@ def _figure_columns(now: str, nuisance: str) -> str:
         count(*) FILTER (WHERE {offered} AND disposition = 'abandoned') AS abandoned,
         {", ".join(levels)},
         count(wait_us) FILTER (WHERE {answered}) AS wait_n,
-        sum(wait_us) FILTER (WHERE {answered}) AS wait_sum,
+        (sum(wait_us) FILTER (WHERE {answered}))::bigint AS wait_sum,
         percentile_disc(0.9) WITHIN GROUP (ORDER BY wait_us) FILTER (WHERE {answered})
             AS wait_p90,
         count(talk_seconds) FILTER (WHERE {answered}) AS talk_n,
-        sum(talk_seconds) FILTER (WHERE {answered}) AS talk_sum,
+        (sum(talk_seconds) FILTER (WHERE {answered}))::bigint AS talk_sum,
         count(wrap_us) FILTER (WHERE {answered}) AS wrap_n,
-        sum(wrap_us) FILTER (WHERE {answered}) AS wrap_sum,
+        (sum(wrap_us) FILTER (WHERE {answered}))::bigint AS wrap_sum,
         count(label) AS labelled,
         count(*) FILTER (WHERE label = ANY({nuisance})) AS nuisance
     """

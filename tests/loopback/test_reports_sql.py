@@ -165,6 +165,9 @@ def same(sql: Figures, reference: Figures) -> None:
     def close(a: float | None, b: float | None) -> bool:
         return a is b or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-12))
 
+    # Floats, as the reference gives them (a Decimal would not serialise to JSON).
+    assert all(value is None or type(value) is float for value in (
+        sql.mean_wait, sql.p90_wait, sql.mean_talk, sql.mean_wrapup))
     assert (sql.calls, sql.offered, sql.answered, sql.abandoned, dict(sql.service_levels),
             sql.p90_wait, sql.mean_talk, sql.labelled, sql.nuisance) == (
         reference.calls, reference.offered, reference.answered, reference.abandoned,
