@@ -198,11 +198,12 @@ async def test_sql_figures_equal_the_reference_on_random_histories(
         repo = ReportRepository()
         periods = [Period(DAY - timedelta(days=1), DAY + timedelta(days=3)),
                    Period(DAY + timedelta(days=1), DAY + timedelta(days=1), "siang"),
-                   Period(DAY, DAY, "malam")]
+                   Period(DAY, DAY, "malam"),
+                   Period(DAY + timedelta(days=20), DAY + timedelta(days=20))]  # no calls
         for period in periods:
             same_period(await repo.period_figures(connection, period, now, AUTOMATIC),
                         await reference_period(connection, period, now, AUTOMATIC))
-        for day in (DAY, DAY + timedelta(days=2)):
+        for day in (DAY, DAY + timedelta(days=2), DAY + timedelta(days=20)):
             sql_day = await repo.day_figures(connection, day, now)
             reference = await reference_day(connection, Period(day, day), now)
             same(sql_day.figures, reference.figures)
