@@ -72,7 +72,7 @@ _PERIOD_CALLS: Final = """
 # $7: the wrap-up pause reason.
 _WRAPUPS: Final = """
     done AS (
-        SELECT call_id, operator, completed_at FROM period
+        SELECT call_id, operator, completed_at, shift_day, shift_name, queue FROM period
         WHERE completed_at IS NOT NULL AND operator IS NOT NULL
     ),
     bounds AS (
@@ -95,19 +95,21 @@ _WRAPUPS: Final = """
     ),
     timeline AS (
         SELECT operator, at, 0 AS k, NULL::text AS call_id,
-               CASE WHEN wrap THEN ARRAY[at, end_at] END AS pause
+               CASE WHEN wrap THEN ARRAY[at, end_at] END AS pause,
+               NULL::date AS shift_day, NULL::text AS shift_name, NULL::text AS queue
         FROM pauses
         UNION ALL
-        SELECT operator, completed_at, 1, call_id, NULL FROM done
+        SELECT operator, completed_at, 1, call_id, NULL, shift_day, shift_name, queue
+        FROM done
     ),
     next_pause AS (
-        SELECT call_id, at AS completed_at, k,
+        SELECT call_id, at AS completed_at, k, operator, shift_day, shift_name, queue,
                min(pause) OVER (PARTITION BY operator ORDER BY at DESC, k
                                 ROWS UNBOUNDED PRECEDING) AS pause
         FROM timeline
     ),
     wrapups AS (
-        SELECT call_id,
+        SELECT call_id, operator, shift_day, shift_name, queue,
                CASE WHEN pause[1] < completed_at + $4 AND pause[2] IS NOT NULL
                     THEN greatest($6::bigint, round(date_part('epoch', pause[2] - completed_at)
                                                    * 1000000)::bigint)
@@ -119,8 +121,9 @@ _WRAPUPS: Final = """
 
 
 def _figure_columns(now: str, nuisance: str) -> dict[str, str]:
-    """The additive aggregates of one group of ``figured`` rows (see model.figures), by
-    column name: counts and sums, which add up from finer groups to coarser ones."""
+    """The additive aggregates of one group of ``period`` rows (see model.figures), by
+    column name: counts and sums, which add up from finer groups to coarser ones. The
+    wrap-ups' two are apart (:func:`_figures_query`)."""
     offered = "queue IS NOT NULL"
     answered = f"{offered} AND disposition = 'answered'"
     columns = {
@@ -141,8 +144,6 @@ def _figure_columns(now: str, nuisance: str) -> dict[str, str]:
         "wait_sum": f"sum(wait_us) FILTER (WHERE {answered})",
         "talk_n": f"count(talk_seconds) FILTER (WHERE {answered})",
         "talk_sum": f"sum(talk_seconds) FILTER (WHERE {answered})",
-        "wrap_n": f"count(wrap_us) FILTER (WHERE {answered})",
-        "wrap_sum": f"sum(wrap_us) FILTER (WHERE {answered})",
         "labelled": "count(label)",
         "nuisance": f"count(*) FILTER (WHERE label = ANY({nuisance}))",
     }
@@ -163,8 +164,6 @@ def _figures_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
     the period; with ``wrapups`` $4..$7 those of :data:`_WRAPUPS`, then now and the nuisance
     labels ($8, $9; else $4, $5)."""
     now, nuisance = ("$8", "$9") if wrapups else ("$4", "$5")
-    figured = ("SELECT p.*, w.wrap_us FROM period p LEFT JOIN wrapups w USING (call_id)"
-               if wrapups else "SELECT p.*, NULL::bigint AS wrap_us FROM period p")
     keys = sorted({column for name in groups for column in _SETS[name]})
     # A set's row is the one where its own columns are grouped and every other key is not.
     cases = " ".join(
@@ -173,25 +172,36 @@ def _figures_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
     label = f"CASE {cases} ELSE 'total' END" if cases else "'total'"
     sets = ", ".join(f"({', '.join(_SETS[name])})" for name in groups)
     columns = _figure_columns(now, nuisance)
-    # Two levels: the counts and sums once per finest group (one pass over the calls), then
-    # added up per set; the p90 is no sum, so it is taken per set over the waits alone.
+    # Two levels: the counts and sums once per finest group (one pass over the calls, and
+    # one over the done calls' wrap-ups), then added up per set; the p90 is no sum, so it is
+    # taken per set over the waits alone.
+    by_call = columns | {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
+    # A done call's wrap-up counts when it was offered (answered it is, being completed).
+    by_wrapup = {name: "NULL::numeric" if name.endswith("_sum") else "0::bigint"
+                 for name in columns}
+    by_wrapup |= {"wrap_n": "count(*) FILTER (WHERE queue IS NOT NULL)",
+                  "wrap_sum": "sum(wrap_us) FILTER (WHERE queue IS NOT NULL)"}
+    wrapup_part = f"""
+            UNION ALL
+            SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_wrapup.items())}
+            FROM wrapups GROUP BY {", ".join(keys)}
+    """ if wrapups else ""  # noqa: S608 - built from this module's constants only
     return f"""
         WITH period AS MATERIALIZED ({_PERIOD_CALLS}),
         {_WRAPUPS + "," if wrapups else ""}
-        figured AS ({figured}),
         fine AS (
-            SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in columns.items())}
-            FROM figured GROUP BY {", ".join(keys)}
+            SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_call.items())}
+            FROM period GROUP BY {", ".join(keys)}{wrapup_part}
         ),
         rolled AS (
             SELECT {label} AS grouped_by, {", ".join(keys)},
-                   {", ".join(f"COALESCE(sum({c}), 0)::bigint AS {c}" for c in columns)}
+                   {", ".join(f"COALESCE(sum({c}), 0)::bigint AS {c}" for c in by_call)}
             FROM fine GROUP BY GROUPING SETS ({sets})
         ),
         tiles AS (
             SELECT {label} AS grouped_by, {", ".join(keys)},
                    percentile_disc(0.9) WITHIN GROUP (ORDER BY wait_us) AS wait_p90
-            FROM figured
+            FROM period
             WHERE queue IS NOT NULL AND disposition = 'answered' AND wait_us IS NOT NULL
             GROUP BY GROUPING SETS ({sets})
         )
