@@ -158,11 +158,31 @@ _SETS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 
-def _figures_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
+# Per operator, the counts over every call offered to them (rung, or answered by them).
+_OFFERED_TO: Final = """
+    offered_to AS (
+        SELECT o.operator, count(*) AS calls,
+               count(*) FILTER (WHERE p.queue IS NOT NULL) AS offered,
+               count(*) FILTER (WHERE p.queue IS NOT NULL AND p.disposition = 'abandoned')
+                   AS abandoned
+        FROM period p
+        -- rung_operators is distinct (0015); the answering operator is added if not rung.
+        CROSS JOIN LATERAL unnest(
+            CASE WHEN NULLIF(p.operator, '') IS NULL OR p.operator = ANY(p.rung_operators)
+                 THEN p.rung_operators ELSE p.rung_operators || p.operator END
+        ) AS o (operator)
+        GROUP BY o.operator
+    ),
+"""
+
+
+def _figures_query(groups: tuple[str, ...], *, wrapups: bool, offered_to: bool = False
+                   ) -> str:
     """The figures of a period's calls under each of ``groups`` (names of :data:`_SETS`),
     one row per group with its name in ``grouped_by`` and its key columns. Parameters: $1..$3
     the period; with ``wrapups`` $4..$7 those of :data:`_WRAPUPS`, then now and the nuisance
-    labels ($8, $9; else $4, $5)."""
+    labels ($8, $9; else $4, $5). With ``offered_to``, rows ``offered_to`` too: per operator
+    offered a call, the calls, offered and abandoned counts over those calls."""
     now, nuisance = ("$8", "$9") if wrapups else ("$4", "$5")
     keys = sorted({column for name in groups for column in _SETS[name]})
     # A set's row is the one where its own columns are grouped and every other key is not.
@@ -186,9 +206,16 @@ def _figures_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
             SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_wrapup.items())}
             FROM wrapups GROUP BY {", ".join(keys)}
     """ if wrapups else ""  # noqa: S608 - built from this module's constants only
+    offered_columns = [k if k == "operator" else "NULL" for k in keys] + [
+        c if c in ("calls", "offered", "abandoned") else "0" for c in by_call]
+    offered_part = f"""
+        UNION ALL
+        SELECT 'offered_to', {", ".join(offered_columns)}, NULL FROM offered_to
+    """ if offered_to else ""  # noqa: S608 - built from this module's constants only
     return f"""
         WITH period AS MATERIALIZED ({_PERIOD_CALLS}),
         {_WRAPUPS + "," if wrapups else ""}
+        {_OFFERED_TO if offered_to else ""}
         fine AS (
             SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_call.items())}
             FROM period GROUP BY {", ".join(keys)}{wrapup_part}
@@ -208,29 +235,14 @@ def _figures_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
         SELECT r.*, t.wait_p90
         FROM rolled r LEFT JOIN tiles t ON t.grouped_by = r.grouped_by
             AND {" AND ".join(f"t.{k} IS NOT DISTINCT FROM r.{k}" for k in keys)}
+        {offered_part}
     """  # noqa: S608 - built from this module's constants only
 
 
-_SHIFT_REPORT: Final = _figures_query(("total", "shift", "queue", "operator"), wrapups=True)
+_SHIFT_REPORT: Final = _figures_query(("total", "shift", "queue", "operator"), wrapups=True,
+                                      offered_to=True)
 _DAILY: Final = _figures_query(("total", "line", "category", "label"), wrapups=False)
 _LIVE: Final = _figures_query(("total", "shift_name"), wrapups=False)
-
-# Per operator, the counts over every call offered to them (rung, or answered by them).
-_OFFERED_TO: Final = f"""
-    WITH period AS MATERIALIZED ({_PERIOD_CALLS})
-    SELECT o.operator, count(*) AS calls,
-           count(*) FILTER (WHERE p.queue IS NOT NULL) AS offered,
-           count(*) FILTER (WHERE p.queue IS NOT NULL AND p.disposition = 'abandoned')
-               AS abandoned
-    FROM period p
-    -- rung_operators is distinct (0015); the answering operator is added if not rung.
-    CROSS JOIN LATERAL unnest(
-        CASE WHEN NULLIF(p.operator, '') IS NULL OR p.operator = ANY(p.rung_operators)
-             THEN p.rung_operators ELSE p.rung_operators || p.operator END
-    ) AS o (operator)
-    GROUP BY o.operator
-"""  # noqa: S608 - built from this module's constants only
-
 
 def _seconds(micros: int | None, count: int | None = None) -> float | None:
     """Microseconds (a sum over ``count`` values, or one value) as seconds; None if none."""
@@ -284,12 +296,11 @@ class ReportRepository:
             connection, _SHIFT_REPORT, period.first, period.last, period.shift, WRAPUP_PAUSE_GRACE,
             WRAPUP_LOOKAHEAD, round(automatic_wrapup * _MICROS), PauseReason.WRAPUP.value,
             now, _NUISANCE)
-        offered_to = await _aggregate(
-            connection, _OFFERED_TO, period.first, period.last, period.shift)
         total = EMPTY
         shifts: dict[ShiftSlot, Figures] = {}
         queues: dict[str, Figures] = {}
         answering: dict[str, Figures] = {}
+        offered_to = []
         for row in rows:
             figures = figures_of(row, wrapups=True)
             match row["grouped_by"]:
@@ -301,6 +312,8 @@ class ReportRepository:
                     queues[row["queue"]] = figures
                 case "operator" if row["operator"] is not None:
                     answering[row["operator"]] = figures
+                case "offered_to":
+                    offered_to.append(row)
         operators = {}
         for row in offered_to:
             # Offered, calls and abandoned count every call offered to the operator; the
