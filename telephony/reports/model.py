@@ -1,7 +1,12 @@
 """The supervisor's figures: what happened to the calls of a shift, a day or any run of shifts.
 
-Pure: the rows come in (one :class:`CallRow` per call, built from the database by
-``telephony.reports.store``), the figures go out; nothing here reads a clock or the database.
+Pure; nothing here reads a clock or the database. The database computes the figures
+(``telephony.reports.store``, grouped SQL) and the reports are put together here from them.
+The functions over :class:`CallRow` (one row per call) are the reference implementation of
+the definitions below: production no longer calls them, the SQL is tested against them on
+random histories (tests/loopback/test_reports_sql.py) and they are unit-tested on their own.
+They stay beside the definitions they implement, so a change of meaning is made, and
+reviewed, in one place.
 
 Definitions, in one place so the wallboard, the reports and their CSV agree:
 
@@ -337,21 +342,42 @@ class ShiftReport:
     queues: list[tuple[str, Figures]]
 
 
-def shift_report(period: Period, slots: Sequence[ShiftSlot], rows: Sequence[CallRow], *,
-                 wrapups: Mapping[str, float], names: Mapping[str, str],
-                 now: datetime) -> ShiftReport:
-    """Put a period's figures together; ``names`` maps operator interfaces to display names."""
+@dataclass(frozen=True)
+class PeriodFigures:
+    """A period's figures: in total, per shift slot, per first queue, per operator offered."""
+
+    total: Figures
+    shifts: Mapping[ShiftSlot, Figures]
+    queues: Mapping[str, Figures]
+    operators: Mapping[str, Figures]
+
+
+def period_figures(rows: Sequence[CallRow], now: datetime, wrapups: Mapping[str, float]
+                   ) -> PeriodFigures:
+    """Reference: a period's figures from its call rows."""
     by_shift = grouped(rows, lambda r: [ShiftSlot(r.shift_day, r.shift_name)]
                        if r.shift_day is not None and r.shift_name is not None else [])
     by_queue = grouped(rows, lambda r: [r.queue] if r.queue is not None else [])
-    per_operator = operator_figures(rows, now, wrapups)
+    return PeriodFigures(
+        total=figures(rows, now, wrapups),
+        shifts={slot: figures(mine, now, wrapups) for slot, mine in by_shift.items()},
+        queues={queue: figures(mine, now, wrapups) for queue, mine in by_queue.items()},
+        operators=operator_figures(rows, now, wrapups))
+
+
+def shift_report(period: Period, slots: Sequence[ShiftSlot], figured: PeriodFigures, *,
+                 names: Mapping[str, str], now: datetime) -> ShiftReport:
+    """Put a period's figures together; ``names`` maps operator interfaces to display names.
+    A slot without calls gets the figures of no calls."""
+    empty = figures([], now, {})
     return ShiftReport(
         period=period,
         generated_at=now,
-        total=figures(rows, now, wrapups),
-        shifts=[(slot, figures(by_shift.get(slot, []), now, wrapups)) for slot in slots],
-        operators=[(op, names.get(op) or op, per_operator[op]) for op in sorted(per_operator)],
-        queues=[(queue, figures(by_queue[queue], now, wrapups)) for queue in sorted(by_queue)],
+        total=figured.total,
+        shifts=[(slot, figured.shifts.get(slot, empty)) for slot in slots],
+        operators=[(op, names.get(op) or op, figured.operators[op])
+                   for op in sorted(figured.operators)],
+        queues=[(queue, figured.queues[queue]) for queue in sorted(figured.queues)],
     )
 
 
@@ -411,22 +437,40 @@ class DailySummary:
     ratings: RatingSummary
 
 
-def daily_summary(day: date, rows: Sequence[CallRow], *, report_types: list[CategoryCount],
-                  villages: list[VillageCount], ratings: Mapping[int, int],
-                  now: datetime) -> DailySummary:
-    """Put the day's summary together from its calls and the incident tallies."""
+@dataclass(frozen=True)
+class DayFigures:
+    """A day's figures (no wrap-ups) and its calls by line, IVR category and current label."""
+
+    figures: Figures
+    lines: Mapping[str, int]  # "" for no line
+    categories: Mapping[str | None, int]
+    labels: Mapping[str | None, int]  # label code, None for unlabelled
+
+
+def day_figures(rows: Sequence[CallRow], now: datetime) -> DayFigures:
+    """Reference: a day's figures and counts from its call rows."""
     categories: dict[str | None, int] = defaultdict(int)
     lines: dict[str, int] = defaultdict(int)
-    labels: dict[str, int] = {label.value: 0 for label in Label}
-    labels[""] = 0
+    labels: dict[str | None, int] = defaultdict(int)
     for row in rows:
         categories[row.category] += 1
         lines[row.line or ""] += 1
-        labels[row.label.value if row.label is not None else ""] += 1
+        labels[row.label.value if row.label is not None else None] += 1
+    return DayFigures(figures(rows, now), dict(lines), dict(categories), dict(labels))
+
+
+def daily_summary(day: date, counted: DayFigures, *, report_types: list[CategoryCount],
+                  villages: list[VillageCount], ratings: Mapping[int, int],
+                  now: datetime) -> DailySummary:
+    """Put the day's summary together from its figures and the incident tallies."""
+    labels: dict[str, int] = {label.value: 0 for label in Label}
+    labels[""] = 0
+    for label, n in counted.labels.items():
+        labels[label or ""] += n
     return DailySummary(
-        day=day, generated_at=now, figures=figures(rows, now),
-        lines=dict(lines),
-        categories=sorted((CategoryCount(code, n) for code, n in categories.items()),
+        day=day, generated_at=now, figures=counted.figures,
+        lines=dict(counted.lines),
+        categories=sorted((CategoryCount(code, n) for code, n in counted.categories.items()),
                           key=lambda c: (-c.calls, c.code or "")),
         report_types=report_types, villages=villages, labels=labels,
         ratings=RatingSummary({r: ratings.get(r, 0) for r in range(1, 6)}),

@@ -1,12 +1,13 @@
-"""Reports as the supervisor asks for them: read the calls of a period, compute the figures.
+"""Reports as the supervisor asks for them: the database computes a period's figures, ``model``
+puts the report together.
 
 Every read is one ``Database.run`` (so an outage is :class:`DatabaseUnavailable`, for the web
-layer to answer 503); the maths are ``model``'s.
+layer to answer 503).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -15,19 +16,17 @@ import asyncpg
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.db.connection import Database
 from telephony.reports.model import (
-    CallRow,
     DailySummary,
     Figures,
     LivePicture,
     Period,
+    PeriodFigures,
     ShiftReport,
     check_period,
     daily_summary,
     day_bounds,
-    figures,
     shift_report,
     shift_slots,
-    wrapup_seconds,
 )
 from telephony.reports.store import ReportRepository
 from telephony.settings import Settings
@@ -85,43 +84,30 @@ class ReportService:
         """The figures of ``period`` in total, per shift, per operator and per queue.
         :class:`~telephony.reports.model.InvalidPeriod` if it cannot be reported."""
         check_period(period, self._calendar.names)
+        now = self._clock()
 
         async def work(connection: asyncpg.Connection
-                       ) -> tuple[list[CallRow], dict[str, float], dict[str, str]]:
-            rows = await self._repo.call_rows(connection, period)
-            wrapups = await self._wrapups(connection, rows)
-            return rows, wrapups, await self._repo.operator_names(connection)
+                       ) -> tuple[PeriodFigures, dict[str, str]]:
+            figured = await self._repo.period_figures(connection, period, now,
+                                                      self._config.wrapup_seconds)
+            return figured, await self._repo.operator_names(connection)
 
-        rows, wrapups, names = await self._database.run(work)
-        return shift_report(period, shift_slots(self._calendar, period), rows,
-                            wrapups=wrapups, names=names, now=self._clock())
-
-    async def _wrapups(self, connection: asyncpg.Connection, rows: Sequence[CallRow]
-                       ) -> dict[str, float]:
-        """Answered call id -> its operator's wrap-up seconds."""
-        done = [r for r in rows if r.completed_at is not None and r.operator is not None]
-        if not done:
-            return {}
-        changes = await self._repo.state_changes(
-            connection, {r.operator for r in done if r.operator is not None},
-            min(r.completed_at for r in done if r.completed_at is not None),
-            max(r.completed_at for r in done if r.completed_at is not None))
-        automatic = self._config.wrapup_seconds
-        return {r.call_id: wrapup_seconds(r.completed_at, changes.get(r.operator, []), automatic)
-                for r in done if r.completed_at is not None and r.operator is not None}
+        figured, names = await self._database.run(work)
+        return shift_report(period, shift_slots(self._calendar, period), figured,
+                            names=names, now=now)
 
     async def daily_summary(self, day: date) -> DailySummary:
         """The regency head's summary of the operational day ``day``."""
         since, until = day_bounds(self._calendar, day)
+        now = self._clock()
 
         async def work(connection: asyncpg.Connection) -> DailySummary:
-            rows = await self._repo.call_rows(connection, Period(day, day))
             return daily_summary(
-                day, rows,
+                day, await self._repo.day_figures(connection, day, now),
                 report_types=await self._repo.report_types(connection, day),
                 villages=await self._repo.villages(connection, day),
                 ratings=await self._repo.ratings(connection, since, until),
-                now=self._clock())
+                now=now)
 
         return await self._database.run(work)
 
@@ -131,13 +117,12 @@ class ReportService:
         slot = self._calendar.slot_for(now)
 
         async def work(connection: asyncpg.Connection
-                       ) -> tuple[list[CallRow], dict[str, str]]:
-            rows = await self._repo.call_rows(connection, Period(slot.day, slot.day))
-            return rows, await self._repo.operator_names(connection)
+                       ) -> tuple[tuple[Figures, Figures], dict[str, str]]:
+            figured = await self._repo.live_figures(connection, slot, now)
+            return figured, await self._repo.operator_names(connection)
 
-        rows, names = await self._database.run(work)
-        mine = [r for r in rows if r.shift_name == slot.name]
-        return LiveCounters(now, slot, figures(mine, now), figures(rows, now), names)
+        (shift, day), names = await self._database.run(work)
+        return LiveCounters(now, slot, shift, day, names)
 
     async def live_picture(self) -> LivePicture:
         """What the database believes is live now (the wallboard's start before a resync)."""

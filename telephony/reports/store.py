@@ -1,90 +1,365 @@
 """SQL of the supervisor's reports and wallboard: every read they make, in one place.
 
-Reports read one row per call of the period (``call_outcomes`` with the call's current label,
-found by the ``call_labels_latest_idx`` index) and do the maths in Python
-(``telephony.reports.model``), so the percentiles, service levels and wrap-ups have one
-definition that the unit tests pin down. A period is a range of shift days, read through
-``calls_shift_idx``; a month of a busy line is tens of thousands of small rows.
+The figures are computed by the database: one grouped query over the calls of a period's
+shift days (``calls_report_idx``, which holds every column they need, so a month of a busy
+line is an index range scan, never a row per call sent to Python). The definitions are
+``telephony.reports.model``'s, word for word; its Python reference implementation is the
+oracle the SQL is tested against on random histories. Figures come back as exact integers
+(counts, sums and the nearest-rank p90 in microseconds) and become seconds here.
+
+A call's rung operators and current label are copies kept on its row by the triggers of
+migration 0015, so no per-call probe of ``call_events`` or ``call_labels`` is needed.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from typing import Any, Final
 
 import asyncpg
 
 from telephony.calls.facts import OperatorStateChanged, QueueJoined
+from telephony.calls.shifts import ShiftSlot
 from telephony.db.rows import from_row
+from telephony.desks.operators import PauseReason
 from telephony.reports.model import (
+    SERVICE_LEVEL_SECONDS,
     WRAPUP_PAUSE_GRACE,
     CallInfo,
-    CallRow,
     CategoryCount,
+    DayFigures,
+    Figures,
     LivePicture,
     Period,
-    StateChange,
+    PeriodFigures,
+    Ratio,
     VillageCount,
 )
+from telephony.screening.features import NUISANCE
 
 # A wrap-up pause is read this long past the period's last call.
-_WRAPUP_LOOKAHEAD = timedelta(hours=2)
+WRAPUP_LOOKAHEAD: Final = timedelta(hours=2)
 # Calls open longer than this at start-up are lost hang-ups, not live calls.
 _LIVE_HORIZON = timedelta(hours=12)
+_MICROS: Final = 1_000_000
+
+# One call of the period as the figures see it ($1..$3: first day, last day, shift or NULL).
+# wait_us: the definition of CallRow.wait_seconds, in whole microseconds (exact: date_part's
+# float8 is rounded back to the microseconds the timestamps hold, far below 2**53; it is a
+# quarter cheaper than extract's numeric over a month of calls).
+_PERIOD_CALLS: Final = """
+    SELECT c.call_id, c.shift_day, c.shift_name, c.queue, c.operator, c.line,
+           c.ivr_category, c.rung_operators, c.current_label AS label, c.talk_seconds,
+           c.completed_at, c.queue_joined_at AS joined_at, c.disposition,
+           CASE WHEN c.disposition <> 'answered' THEN NULL
+                WHEN c.queue_joined_at IS NOT NULL AND c.answered_at IS NOT NULL
+                THEN greatest(0, round(date_part('epoch', c.answered_at - c.queue_joined_at)
+                                       * 1000000)::bigint)
+                ELSE c.wait_seconds * 1000000::bigint
+           END AS wait_us
+    FROM call_outcomes c
+    WHERE c.shift_day BETWEEN $1 AND $2 AND ($3::text IS NULL OR c.shift_name = $3)
+"""
+
+# Each done call's wrap-up in microseconds (model.wrapup_seconds), from the operators' pause
+# changes read as the reference reads them: grouped by (operator, instant) over the
+# operators of the period's done calls, from its first call's end to a while past its last.
+# Two window passes instead of a probe per call: per change, the next change that is not a
+# wrap-up pause (its end); per call end, the first wrap-up pause at or after it (changes sort
+# before call ends at the same instant: ``completed_at <= at`` counts).
+# $4: grace interval, $5: lookahead interval, $6: automatic wrap-up in microseconds,
+# $7: the wrap-up pause reason.
+_WRAPUPS: Final = """
+    done AS (
+        SELECT call_id, operator, completed_at, shift_day, shift_name, queue FROM period
+        WHERE completed_at IS NOT NULL AND operator IS NOT NULL
+    ),
+    bounds AS (
+        SELECT min(completed_at) AS lo, max(completed_at) + $4 + $5 AS hi FROM done
+    ),
+    changes AS (
+        SELECT s.operator, s.at,
+               bool_and(s.paused)
+                   AND COALESCE(max(s.pause_reason) FILTER (WHERE s.paused), '') = $7 AS wrap
+        FROM operator_state_changes s, bounds b
+        WHERE s.at >= b.lo AND s.at < b.hi AND s.operator IN (SELECT operator FROM done)
+        GROUP BY s.operator, s.at
+    ),
+    pauses AS (
+        SELECT operator, at, wrap,
+               min(at) FILTER (WHERE NOT wrap) OVER (
+                   PARTITION BY operator ORDER BY at DESC
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS end_at
+        FROM changes
+    ),
+    timeline AS (
+        SELECT operator, at, 0 AS k, NULL::text AS call_id,
+               CASE WHEN wrap THEN ARRAY[at, end_at] END AS pause,
+               NULL::date AS shift_day, NULL::text AS shift_name, NULL::text AS queue
+        FROM pauses
+        UNION ALL
+        SELECT operator, completed_at, 1, call_id, NULL, shift_day, shift_name, queue
+        FROM done
+    ),
+    next_pause AS (
+        SELECT call_id, at AS completed_at, k, operator, shift_day, shift_name, queue,
+               min(pause) OVER (PARTITION BY operator ORDER BY at DESC, k
+                                ROWS UNBOUNDED PRECEDING) AS pause
+        FROM timeline
+    ),
+    wrapups AS (
+        SELECT call_id, operator, shift_day, shift_name, queue,
+               CASE WHEN pause[1] < completed_at + $4 AND pause[2] IS NOT NULL
+                    THEN greatest($6::bigint, round(date_part('epoch', pause[2] - completed_at)
+                                                   * 1000000)::bigint)
+                    ELSE $6::bigint
+               END AS wrap_us
+        FROM next_pause WHERE k = 1
+    )
+"""
+
+
+def _figure_columns(now: str, nuisance: str) -> dict[str, str]:
+    """The additive aggregates of one group of ``period`` rows (see model.figures), by
+    column name: counts and sums, which add up from finer groups to coarser ones. The
+    wrap-ups' two are apart (:func:`_figures_query`)."""
+    offered = "queue IS NOT NULL"
+    answered = f"{offered} AND disposition = 'answered'"
+    columns = {
+        "calls": "count(*)",
+        "offered": f"count(*) FILTER (WHERE {offered})",
+        "answered": f"count(*) FILTER (WHERE {answered})",
+        "abandoned": f"count(*) FILTER (WHERE {offered} AND disposition = 'abandoned')",
+    }
+    for t in SERVICE_LEVEL_SECONDS:
+        columns[f"sl{t}_hits"] = (
+            f"count(*) FILTER (WHERE {answered} AND wait_us <= {t * _MICROS})")
+        columns[f"sl{t}_counted"] = (
+            f"count(*) FILTER (WHERE {offered} AND CASE WHEN disposition = 'answered' "
+            f"THEN wait_us IS NOT NULL ELSE disposition <> 'in_progress' OR ("
+            f"joined_at IS NOT NULL AND {now} - joined_at > interval '{t} seconds') END)")
+    columns |= {
+        "wait_n": f"count(wait_us) FILTER (WHERE {answered})",
+        "wait_sum": f"sum(wait_us) FILTER (WHERE {answered})",
+        "talk_n": f"count(talk_seconds) FILTER (WHERE {answered})",
+        "talk_sum": f"sum(talk_seconds) FILTER (WHERE {answered})",
+        "labelled": "count(label)",
+        "nuisance": f"count(*) FILTER (WHERE label = ANY({nuisance}))",
+    }
+    return columns
+
+
+# Groupings by name: the columns of each (the empty tuple is the total).
+_SETS: Final[Mapping[str, tuple[str, ...]]] = {
+    "total": (), "shift": ("shift_day", "shift_name"), "queue": ("queue",),
+    "operator": ("operator",), "line": ("line",), "category": ("ivr_category",),
+    "label": ("label",), "shift_name": ("shift_name",),
+}
+
+
+# Per operator, the counts over every call offered to them (rung, or answered by them).
+_OFFERED_TO: Final = """
+    offered_to AS (
+        SELECT o.operator, count(*) AS calls,
+               count(*) FILTER (WHERE p.queue IS NOT NULL) AS offered,
+               count(*) FILTER (WHERE p.queue IS NOT NULL AND p.disposition = 'abandoned')
+                   AS abandoned
+        FROM period p
+        -- rung_operators is distinct (0015); the answering operator is added if not rung.
+        CROSS JOIN LATERAL unnest(
+            CASE WHEN NULLIF(p.operator, '') IS NULL OR p.operator = ANY(p.rung_operators)
+                 THEN p.rung_operators ELSE p.rung_operators || p.operator END
+        ) AS o (operator)
+        GROUP BY o.operator
+    ),
+"""
+
+
+def _figures_query(groups: tuple[str, ...], *, wrapups: bool, offered_to: bool = False
+                   ) -> str:
+    """The figures of a period's calls under each of ``groups`` (names of :data:`_SETS`),
+    one row per group with its name in ``grouped_by`` and its key columns. Parameters: $1..$3
+    the period; with ``wrapups`` $4..$7 those of :data:`_WRAPUPS`, then now and the nuisance
+    labels ($8, $9; else $4, $5). With ``offered_to``, rows ``offered_to`` too: per operator
+    offered a call, the calls, offered and abandoned counts over those calls."""
+    now, nuisance = ("$8", "$9") if wrapups else ("$4", "$5")
+    keys = sorted({column for name in groups for column in _SETS[name]})
+    # A set's row is the one where its own columns are grouped and every other key is not.
+    cases = " ".join(
+        f"WHEN {' AND '.join(f'GROUPING({k}) = {0 if k in _SETS[name] else 1}' for k in keys)}"
+        f" THEN '{name}'" for name in groups if _SETS[name])
+    label = f"CASE {cases} ELSE 'total' END" if cases else "'total'"
+    sets = ", ".join(f"({', '.join(_SETS[name])})" for name in groups)
+    columns = _figure_columns(now, nuisance)
+    # Two levels: the counts and sums once per finest group (one pass over the calls, and
+    # one over the done calls' wrap-ups), then added up per set; the p90 is no sum, so it is
+    # taken per set over the waits alone.
+    by_call = columns | {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
+    # A done call's wrap-up counts when it was offered (answered it is, being completed).
+    by_wrapup = {name: "NULL::numeric" if name.endswith("_sum") else "0::bigint"
+                 for name in columns}
+    by_wrapup |= {"wrap_n": "count(*) FILTER (WHERE queue IS NOT NULL)",
+                  "wrap_sum": "sum(wrap_us) FILTER (WHERE queue IS NOT NULL)"}
+    wrapup_part = f"""
+            UNION ALL
+            SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_wrapup.items())}
+            FROM wrapups GROUP BY {", ".join(keys)}
+    """ if wrapups else ""  # noqa: S608 - built from this module's constants only
+    offered_columns = [k if k == "operator" else "NULL" for k in keys] + [
+        c if c in ("calls", "offered", "abandoned") else "0" for c in by_call]
+    offered_part = f"""
+        UNION ALL
+        SELECT 'offered_to', {", ".join(offered_columns)}, NULL FROM offered_to
+    """ if offered_to else ""  # noqa: S608 - built from this module's constants only
+    return f"""
+        WITH period AS MATERIALIZED ({_PERIOD_CALLS}),
+        {_WRAPUPS + "," if wrapups else ""}
+        {_OFFERED_TO if offered_to else ""}
+        fine AS (
+            SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_call.items())}
+            FROM period GROUP BY {", ".join(keys)}{wrapup_part}
+        ),
+        rolled AS (
+            SELECT {label} AS grouped_by, {", ".join(keys)},
+                   {", ".join(f"COALESCE(sum({c}), 0)::bigint AS {c}" for c in by_call)}
+            FROM fine GROUP BY GROUPING SETS ({sets})
+        ),
+        tiles AS (
+            SELECT {label} AS grouped_by, {", ".join(keys)},
+                   percentile_disc(0.9) WITHIN GROUP (ORDER BY wait_us) AS wait_p90
+            FROM period
+            WHERE queue IS NOT NULL AND disposition = 'answered' AND wait_us IS NOT NULL
+            GROUP BY GROUPING SETS ({sets})
+        )
+        SELECT r.*, t.wait_p90
+        FROM rolled r LEFT JOIN tiles t ON t.grouped_by = r.grouped_by
+            AND {" AND ".join(f"t.{k} IS NOT DISTINCT FROM r.{k}" for k in keys)}
+        {offered_part}
+    """  # noqa: S608 - built from this module's constants only
+
+
+_SHIFT_REPORT: Final = _figures_query(("total", "shift", "queue", "operator"), wrapups=True,
+                                      offered_to=True)
+_DAILY: Final = _figures_query(("total", "line", "category", "label"), wrapups=False)
+_LIVE: Final = _figures_query(("total", "shift_name"), wrapups=False)
+
+def _seconds(micros: int | None, count: int | None = None) -> float | None:
+    """Microseconds (a sum over ``count`` values, or one value) as seconds; None if none."""
+    if micros is None or count == 0:
+        return None
+    seconds = micros / _MICROS
+    return seconds / count if count is not None else seconds
+
+
+def figures_of(row: asyncpg.Record | Mapping[str, Any], *, wrapups: bool) -> Figures:
+    """The :class:`Figures` of one aggregated row (see :func:`_figure_columns`)."""
+    return Figures(
+        calls=row["calls"], offered=row["offered"], answered=row["answered"],
+        abandoned=row["abandoned"],
+        service_levels={t: Ratio(row[f"sl{t}_hits"], row[f"sl{t}_counted"])
+                        for t in SERVICE_LEVEL_SECONDS},
+        mean_wait=_seconds(row["wait_sum"], row["wait_n"]),
+        p90_wait=_seconds(row["wait_p90"]),
+        mean_talk=row["talk_sum"] / row["talk_n"] if row["talk_n"] else None,
+        mean_wrapup=_seconds(row["wrap_sum"], row["wrap_n"]) if wrapups else None,
+        labelled=row["labelled"], nuisance=row["nuisance"],
+    )
+
+
+EMPTY: Final = Figures(
+    calls=0, offered=0, answered=0, abandoned=0,
+    service_levels={t: Ratio(0, 0) for t in SERVICE_LEVEL_SECONDS}, mean_wait=None,
+    p90_wait=None, mean_talk=None, mean_wrapup=None, labelled=0, nuisance=0)
+
+
+_NUISANCE: Final = sorted(label.value for label in NUISANCE)
+
+
+async def _aggregate(connection: asyncpg.Connection, query: str, *args: Any
+                     ) -> list[asyncpg.Record]:
+    """Run one of the aggregates: without JIT (compiling it costs more than the query at
+    these sizes: 0.9 s measured on a month) and with room to sort a month in memory."""
+    async with connection.transaction():
+        await connection.execute("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
+        return list(await connection.fetch(query, *args))
+
 
 class ReportRepository:
     """Reads for reports and the wallboard. Holds no connection: callers pass one in."""
 
-    async def call_rows(self, connection: asyncpg.Connection, period: Period) -> list[CallRow]:
-        """Every call that arrived in ``period``'s shifts, with the operators rung for it."""
-        rows = await connection.fetch(
-            """
-            SELECT c.call_id, c.line, c.shift_day, c.shift_name, c.ivr_category AS category,
-                   c.queue, c.queue_joined_at AS joined_at, c.answered_at, c.operator,
-                   c.wait_seconds AS hold_seconds, c.talk_seconds, c.completed_at,
-                   c.ended_at, c.disposition, l.label, r.rung
-            FROM call_outcomes c
-            LEFT JOIN LATERAL (
-                SELECT label FROM call_labels
-                WHERE call_id = c.call_id
-                ORDER BY labelled_at DESC, label_id DESC
-                LIMIT 1
-            ) l ON true
-            LEFT JOIN LATERAL (
-                SELECT array_agg(DISTINCT e.body ->> 'operator') AS rung
-                FROM call_events e
-                WHERE e.call_id = c.call_id AND e.kind = 'operator_rung'
-            ) r ON true
-            WHERE c.shift_day BETWEEN $1 AND $2 AND ($3::text IS NULL OR c.shift_name = $3)
-            ORDER BY c.arrived_at, c.call_id
-            """,
-            period.first, period.last, period.shift,
-        )
-        return [from_row(CallRow, row, rung=frozenset(row["rung"] or ())) for row in rows]
-
-    async def state_changes(
-        self, connection: asyncpg.Connection, operators: Collection[str], since: datetime,
-        until: datetime,
-    ) -> dict[str, list[StateChange]]:
-        """The pause changes of ``operators`` from ``since`` to a while past ``until``,
-        oldest first, enough to measure the wrap-up of calls that ended in between."""
-        rows = await connection.fetch(
-            """
-            SELECT operator, at, bool_and(paused) AS paused,
-                   max(pause_reason) FILTER (WHERE paused) AS reason
-            FROM operator_state_changes
-            WHERE operator = ANY($1::text[]) AND at >= $2 AND at < $3
-            GROUP BY operator, at
-            ORDER BY operator, at
-            """,
-            list(operators), since, until + WRAPUP_PAUSE_GRACE + _WRAPUP_LOOKAHEAD,
-        )
-        changes: dict[str, list[StateChange]] = defaultdict(list)
+    async def period_figures(self, connection: asyncpg.Connection, period: Period,
+                             now: datetime, automatic_wrapup: float) -> PeriodFigures:
+        """The figures of ``period`` in total, per shift, per queue and per operator, with
+        wrap-ups (``automatic_wrapup``: the queues' own, in seconds)."""
+        rows = await _aggregate(
+            connection, _SHIFT_REPORT, period.first, period.last, period.shift, WRAPUP_PAUSE_GRACE,
+            WRAPUP_LOOKAHEAD, round(automatic_wrapup * _MICROS), PauseReason.WRAPUP.value,
+            now, _NUISANCE)
+        total = EMPTY
+        shifts: dict[ShiftSlot, Figures] = {}
+        queues: dict[str, Figures] = {}
+        answering: dict[str, Figures] = {}
+        offered_to = []
         for row in rows:
-            changes[row["operator"]].append(
-                from_row(StateChange, row, reason=row["reason"] or ""))
-        return dict(changes)
+            figures = figures_of(row, wrapups=True)
+            match row["grouped_by"]:
+                case "total":
+                    total = figures
+                case "shift" if row["shift_day"] is not None and row["shift_name"] is not None:
+                    shifts[ShiftSlot(row["shift_day"], row["shift_name"])] = figures
+                case "queue" if row["queue"] is not None:
+                    queues[row["queue"]] = figures
+                case "operator" if row["operator"] is not None:
+                    answering[row["operator"]] = figures
+                case "offered_to":
+                    offered_to.append(row)
+        operators = {}
+        for row in offered_to:
+            # Offered, calls and abandoned count every call offered to the operator; the
+            # rest, the calls they answered (model.operator_figures).
+            theirs = answering.get(row["operator"], EMPTY)
+            operators[row["operator"]] = Figures(
+                calls=row["calls"], offered=row["offered"], answered=theirs.answered,
+                abandoned=row["abandoned"], service_levels=theirs.service_levels,
+                mean_wait=theirs.mean_wait, p90_wait=theirs.p90_wait,
+                mean_talk=theirs.mean_talk,
+                mean_wrapup=theirs.mean_wrapup,
+                labelled=theirs.labelled, nuisance=theirs.nuisance)
+        return PeriodFigures(total, shifts, queues, operators)
+
+    async def day_figures(self, connection: asyncpg.Connection, day: date, now: datetime
+                          ) -> DayFigures:
+        """The figures of the calls of the operational day ``day`` (no wrap-ups) and their
+        counts by line, category and label."""
+        rows = await _aggregate(connection, _DAILY, day, day, None, now, _NUISANCE)
+        total = EMPTY
+        lines: dict[str, int] = {}
+        categories: dict[str | None, int] = {}
+        labels: dict[str | None, int] = {}
+        for row in rows:
+            match row["grouped_by"]:
+                case "total":
+                    total = figures_of(row, wrapups=False)
+                case "line":
+                    lines[row["line"] or ""] = lines.get(row["line"] or "", 0) + row["calls"]
+                case "category":
+                    categories[row["ivr_category"]] = row["calls"]
+                case "label":
+                    labels[row["label"]] = row["calls"]
+        return DayFigures(total, lines, categories, labels)
+
+    async def live_figures(self, connection: asyncpg.Connection, slot: ShiftSlot,
+                           now: datetime) -> tuple[Figures, Figures]:
+        """The figures of the shift ``slot`` and of its operational day (no wrap-ups)."""
+        rows = await _aggregate(connection, _LIVE, slot.day, slot.day, None, now, _NUISANCE)
+        day = shift = EMPTY
+        for row in rows:
+            if row["grouped_by"] == "total":
+                day = figures_of(row, wrapups=False)
+            elif row["shift_name"] == slot.name:
+                shift = figures_of(row, wrapups=False)
+        return shift, day
 
     async def operator_names(self, connection: asyncpg.Connection) -> dict[str, str]:
         """Operator interface -> display name, for those that have one: the name of the

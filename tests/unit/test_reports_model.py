@@ -22,9 +22,11 @@ from telephony.reports.model import (
     check_period,
     daily_summary,
     day_bounds,
+    day_figures,
     figures,
     operator_figures,
     p90,
+    period_figures,
     service_level,
     shift_report,
     shift_slots,
@@ -224,8 +226,8 @@ def test_periods_that_cannot_be_reported_are_refused() -> None:
 def test_a_report_has_every_shift_of_its_period_and_groups_by_first_queue() -> None:
     rows = [row("a", wait=4), row("b", wait=9, queue="fire"),
             replace(row("c", wait=2), shift_name="siang")]
-    report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)), rows,
-                          wrapups={}, names={"PJSIP/op1001": "Sari"}, now=NOW)
+    report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)),
+                          period_figures(rows, NOW, {}), names={"PJSIP/op1001": "Sari"}, now=NOW)
     assert [(slot.name, f.calls) for slot, f in report.shifts] == [
         ("pagi", 2), ("siang", 1), ("malam", 0)]
     assert [(queue, f.offered) for queue, f in report.queues] == [("fire", 1), ("medical", 2)]
@@ -237,7 +239,8 @@ def test_the_daily_summary_counts_categories_lines_labels_and_ratings() -> None:
     rows = [row("a", wait=4, label=Label.GENUINE), row("b", wait=3, label=Label.PRANK),
             replace(row("c", queue=None, disposition="ended_in_ivr"), category=None,
                     line="119")]
-    summary = daily_summary(DAY, rows, report_types=[CategoryCount("fire", 2, 1)],
+    summary = daily_summary(DAY, day_figures(rows, NOW),
+                            report_types=[CategoryCount("fire", 2, 1)],
                             villages=[], ratings={5: 2, 3: 1}, now=NOW)
     assert [(c.code, c.calls) for c in summary.categories] == [("emergency", 2), (None, 1)]
     assert summary.lines == {"112": 2, "119": 1}
@@ -259,8 +262,9 @@ def parse(text: str) -> list[list[str]]:
 def test_csv_escapes_separators_quotes_line_breaks_and_formulas() -> None:
     hostile = 'Op; "Budi"\nbaris=2'
     rows = [row("a", wait=4.5, operator="=HYPERLINK(\"x\")"), row("b", wait=6)]
-    report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)), rows,
-                          wrapups={}, names={"=HYPERLINK(\"x\")": hostile}, now=NOW)
+    report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)),
+                          period_figures(rows, NOW, {}),
+                          names={"=HYPERLINK(\"x\")": hostile}, now=NOW)
     text = report_csv(report, "operators")
     table = parse(text)
     assert table[0] == ["Operator", "Nama", *FIGURE_HEADERS]
@@ -282,7 +286,8 @@ def test_text_cells_that_look_like_formulas_are_defused() -> None:
 
 def test_every_table_has_a_header_rows_and_a_total() -> None:
     report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)),
-                          [row("a", wait=4)], wrapups={"a": 12.0}, names={}, now=NOW)
+                          period_figures([row("a", wait=4)], NOW, {"a": 12.0}), names={},
+                          now=NOW)
     shifts = parse(report_csv(report, "shifts"))
     assert shifts[0][:2] == ["Tanggal", "Sif"]
     assert [line[1] for line in shifts[1:]] == ["pagi", "siang", "malam", ""]

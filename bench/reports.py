@@ -1,0 +1,99 @@
+"""The supervisor's reports on a long history: how long do the 31-day shift report, the daily
+summary and the wallboard's live counters take at 1 M, 4 M and 10 M calls?
+
+Fills a private embedded PostgreSQL with the line's real schema through ``bench.history``
+(9,000 calls a day, so 10 M calls are about three years and the last month is the same at
+every size), growing the same history from one size to the next, VACUUM ANALYZE after each,
+then reads through the service's own code path (``ReportService``: pool, SQL aggregates,
+the report put together) and prints min-max of ``--runs`` runs. Indicative on a shared
+machine. Targets at 10 M (issue 12): shift report <= 1 s, daily summary <= 100 ms.
+
+Run: ``python bench/reports.py [--sizes 1000000,4000000,10000000] [--runs 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from history import grow_history  # bench/history.py: scripts here import their siblings
+
+from telephony.calls.shifts import ShiftCalendar
+from telephony.db.connection import Database
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import migrate
+from telephony.reports.model import Period
+from telephony.reports.service import ReportConfig, ReportService
+from telephony.settings import load_settings
+
+
+async def timed(runs: int, work: Callable[[], Awaitable[Any]]) -> str:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        await work()
+        times.append(time.perf_counter() - started)
+    return f"{min(times) * 1000:.0f}-{max(times) * 1000:.0f} ms"
+
+
+async def run(dsn: str, state_dir: Path, sizes: list[int], runs: int) -> None:
+    settings = replace(load_settings(environ={}), state_dir=state_dir, database_dsn=dsn)
+    calendar = ShiftCalendar(settings.shifts, settings.timezone)
+    now = datetime.now(UTC)
+    connection = await asyncpg.connect(dsn)
+    await migrate(connection)
+    database = Database(settings)
+    reports = ReportService(database, calendar, ReportConfig.from_settings(settings),
+                            clock=lambda: now)
+    today = calendar.slot_for(now).day
+    have = 0
+    print("calls in history | shift report, 31 days | daily summary | live counters")
+    for size in sizes:
+        started = time.monotonic()
+        await grow_history(connection, calendar, settings.timezone, have=have, calls=size,
+                           now=now)
+        await connection.execute("VACUUM ANALYZE")
+        have = size
+        print(f"(built {size:,} calls in {time.monotonic() - started:.0f} s)", flush=True)
+        month = Period(today - timedelta(days=30), today)
+        shift = await timed(runs, lambda: reports.shift_report(month))  # noqa: B023
+        daily = await timed(runs, lambda: reports.daily_summary(today - timedelta(days=1)))
+        live = await timed(runs, reports.live_counters)
+        print(f"{size:,} | {shift} | {daily} | {live}", flush=True)
+    await connection.close()
+    await database.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000000,4000000,10000000")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    sizes = sorted(int(size) for size in args.sizes.split(","))
+    root = Path(tempfile.mkdtemp(prefix="siaga112-bench-reports-"))
+    root.chmod(0o755)  # the postgres system user must reach the data directory below
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    cluster = EmbeddedPostgres(root / "pgdata", port)
+    cluster.ensure_initialized()
+    cluster.start()
+    try:
+        asyncio.run(run(cluster.dsn(), root / "state", sizes, args.runs))
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

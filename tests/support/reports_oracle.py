@@ -1,0 +1,104 @@
+"""The reports' reference: the figures computed in Python (``telephony.reports.model``'s
+functions over one row per call) from the source tables, as the reports did before they
+aggregated in SQL. Tests compare the SQL figures with these on random histories.
+
+It reads ``call_labels`` and ``call_events`` themselves, not the copies migration 0015 keeps
+on ``calls``, so a comparison also checks the triggers that keep those copies.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection
+from datetime import datetime
+
+import asyncpg
+
+from telephony.db.rows import from_row
+from telephony.reports.model import (
+    WRAPUP_PAUSE_GRACE,
+    CallRow,
+    DayFigures,
+    Period,
+    PeriodFigures,
+    StateChange,
+    day_figures,
+    period_figures,
+    wrapup_seconds,
+)
+from telephony.reports.store import WRAPUP_LOOKAHEAD
+
+
+async def call_rows(connection: asyncpg.Connection, period: Period) -> list[CallRow]:
+    """Every call that arrived in ``period``'s shifts, with the operators rung for it."""
+    rows = await connection.fetch(
+        """
+        SELECT c.call_id, c.line, c.shift_day, c.shift_name, c.ivr_category AS category,
+               c.queue, c.queue_joined_at AS joined_at, c.answered_at, c.operator,
+               c.wait_seconds AS hold_seconds, c.talk_seconds, c.completed_at,
+               c.ended_at, c.disposition, l.label, r.rung
+        FROM call_outcomes c
+        LEFT JOIN LATERAL (
+            SELECT label FROM call_labels
+            WHERE call_id = c.call_id
+            ORDER BY labelled_at DESC, label_id DESC
+            LIMIT 1
+        ) l ON true
+        LEFT JOIN LATERAL (
+            SELECT array_agg(DISTINCT e.body ->> 'operator') AS rung
+            FROM call_events e
+            WHERE e.call_id = c.call_id AND e.kind = 'operator_rung'
+        ) r ON true
+        WHERE c.shift_day BETWEEN $1 AND $2 AND ($3::text IS NULL OR c.shift_name = $3)
+        ORDER BY c.arrived_at, c.call_id
+        """,
+        period.first, period.last, period.shift,
+    )
+    return [from_row(CallRow, row, rung=frozenset(row["rung"] or ())) for row in rows]
+
+
+async def state_changes(connection: asyncpg.Connection, operators: Collection[str],
+                        since: datetime, until: datetime) -> dict[str, list[StateChange]]:
+    """The pause changes of ``operators`` from ``since`` to a while past ``until``, oldest
+    first (changes at one instant in several queues are one change)."""
+    rows = await connection.fetch(
+        """
+        SELECT operator, at, bool_and(paused) AS paused,
+               max(pause_reason) FILTER (WHERE paused) AS reason
+        FROM operator_state_changes
+        WHERE operator = ANY($1::text[]) AND at >= $2 AND at < $3
+        GROUP BY operator, at
+        ORDER BY operator, at
+        """,
+        list(operators), since, until + WRAPUP_PAUSE_GRACE + WRAPUP_LOOKAHEAD,
+    )
+    changes: dict[str, list[StateChange]] = defaultdict(list)
+    for row in rows:
+        changes[row["operator"]].append(from_row(StateChange, row, reason=row["reason"] or ""))
+    return dict(changes)
+
+
+async def wrapups(connection: asyncpg.Connection, rows: list[CallRow],
+                  automatic: float) -> dict[str, float]:
+    """Answered call id -> its operator's wrap-up seconds."""
+    done = [(r.call_id, r.operator, r.completed_at) for r in rows
+            if r.completed_at is not None and r.operator is not None]
+    if not done:
+        return {}
+    changes = await state_changes(connection, {op for _, op, _ in done},
+                                  min(at for _, _, at in done), max(at for _, _, at in done))
+    return {call_id: wrapup_seconds(at, changes.get(op, []), automatic)
+            for call_id, op, at in done}
+
+
+async def reference_period(connection: asyncpg.Connection, period: Period, now: datetime,
+                           automatic_wrapup: float) -> PeriodFigures:
+    """The period's figures by the reference implementation."""
+    rows = await call_rows(connection, period)
+    return period_figures(rows, now, await wrapups(connection, rows, automatic_wrapup))
+
+
+async def reference_day(connection: asyncpg.Connection, period: Period, now: datetime
+                        ) -> DayFigures:
+    """A day's (or one shift's) figures and counts by the reference implementation."""
+    return day_figures(await call_rows(connection, period), now)
