@@ -272,8 +272,11 @@ class CallTracker:
         # Live caller Uniqueid -> queues it is waiting in (to recognise a known join on resync).
         self._live: dict[str, set[str]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
-        # Live caller Uniqueid -> IVR_* values set and not yet given out as a fact, in order.
+        # Known caller Uniqueid -> IVR_* values set and not yet given out as a fact, in order;
+        # and the last fact given out (a repeated IVR_QUEUE event gives it again). Both are
+        # kept for recently ended calls too, so that a replayed call gives the same facts.
         self._held: dict[str, dict[str, str]] = {}
+        self._released: dict[str, IvrVariablesSet] = {}
         # (queue, operator interface) -> calls connected there whose AgentComplete has not come
         # yet, oldest first. Under load app_queue builds AgentComplete after both legs' channels
         # are gone, with neither Uniqueid nor DestLinkedid; the operator was on exactly one call
@@ -330,14 +333,19 @@ class CallTracker:
             oldest = next(iter(self._live))
             del self._live[oldest]
             self._held.pop(oldest, None)
+            self._released.pop(oldest, None)
         self._live[uid] = set()
 
     def _release(self, uid: str, at: datetime) -> list[CallFact]:
         """The call's held IVR values as one fact (none if nothing is held)."""
         held = self._held.pop(uid, None)
         if not held:
-            return []
-        return [IvrVariablesSet(uid, tuple(held.items()), at)]
+            last = self._released.get(uid)
+            # The same event again (a duplicate): the same fact, which the store dedupes.
+            return [last] if last is not None and last.at == at else []
+        fact = IvrVariablesSet(uid, tuple(held.items()), at)
+        self._released[uid] = fact
+        return [fact]
 
     def _forget(self, uid: str) -> None:
         self._live.pop(uid, None)
@@ -345,7 +353,9 @@ class CallTracker:
         self._ended[uid] = None
         self._ended.move_to_end(uid)
         while len(self._ended) > RECENTLY_ENDED:
-            self._ended.popitem(last=False)
+            old, _ = self._ended.popitem(last=False)
+            self._held.pop(old, None)
+            self._released.pop(old, None)
 
     def _newchannel(self, f: _Fields) -> list[CallFact]:
         uid, linked = f.ident("Uniqueid"), f.ident("Linkedid")
@@ -374,9 +384,10 @@ class CallTracker:
         if not _IVR_NAME.fullmatch(name):
             raise f.reject(f"IVR variable name is malformed: {name[:40]!r}")
         value, at = _clean(f.text("Value"), MAX_TEXT), f.at()
-        if uid not in self._live:
-            # A replayed event of a call that already ended: nothing will release it later.
-            return [IvrVariablesSet(uid, ((name, value),), at)]
+        last = self._released.get(uid)
+        if (name == FLUSH_VARIABLE and uid not in self._held and last is not None
+                and last.at == at and last.variables[-1] == (name, value)):
+            return [last]  # the same IVR_QUEUE event again: the same fact, which dedupes
         held = self._held.setdefault(uid, {})
         if name not in held and len(held) >= MAX_HELD_VARIABLES:
             # Bounded memory against a dialplan gone wrong: give out what is held so far.
@@ -557,6 +568,8 @@ class CallTracker:
         self._live = callers
         for uid in self._held.keys() - callers.keys():
             del self._held[uid]  # held memory follows the live calls
+        for uid in self._released.keys() - callers.keys() - self._ended.keys():
+            del self._released[uid]
         self._resync_queues(queue_status, now, outcome)
         return outcome
 
