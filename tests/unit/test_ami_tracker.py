@@ -775,6 +775,7 @@ def test_ivr_variables_become_one_fact_when_ivr_queue_is_set() -> None:
     # Fail-open after that: IVR_OUTCOME then IVR_QUEUE again, a second fact.
     assert t.handle(varset(uid, "IVR_OUTCOME", "failopen")) == []
     (again,) = t.handle(varset(uid, "IVR_QUEUE", "emergency-general"))
+    assert isinstance(again, IvrVariablesSet)
     assert again.variables == (("outcome", "failopen"), ("queue", "emergency-general"))
 
 
