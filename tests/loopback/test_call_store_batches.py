@@ -63,9 +63,11 @@ def transcript_facts(path: Path) -> list[CallFact]:
 
 
 def renamed(fact: CallFact, copy: int) -> CallFact:
-    if hasattr(fact, "call_id"):
-        return dataclasses.replace(fact, call_id=f"{fact.call_id}-{copy}")  # type: ignore[type-var]
-    return fact
+    call_id = getattr(fact, "call_id", None)
+    if call_id is None:
+        return fact
+    changed: CallFact = dataclasses.replace(fact, **{"call_id": f"{call_id}-{copy}"})
+    return changed
 
 
 def random_history(seed: int) -> list[CallFact]:
