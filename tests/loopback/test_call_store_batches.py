@@ -10,6 +10,7 @@ operators changing state at the same instant, queue re-joins, and legs' progress
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from collections.abc import Sequence
 from datetime import timedelta
@@ -30,6 +31,8 @@ from telephony.calls.facts import (
     OperatorStateChanged,
     QueueJoined,
     QueueLeft,
+    fact_from_json,
+    fact_to_json,
 )
 from telephony.calls.legs import LegKind
 from telephony.calls.store import CallRepository, LegRepository
@@ -63,11 +66,10 @@ def transcript_facts(path: Path) -> list[CallFact]:
 
 
 def renamed(fact: CallFact, copy: int) -> CallFact:
-    call_id = getattr(fact, "call_id", None)
-    if call_id is None:
-        return fact
-    changed: CallFact = dataclasses.replace(fact, **{"call_id": f"{call_id}-{copy}"})
-    return changed
+    body = json.loads(fact_to_json(fact))
+    if "call_id" in body:
+        body["call_id"] = f"{body['call_id']}-{copy}"
+    return fact_from_json(json.dumps(body))
 
 
 def random_history(seed: int) -> list[CallFact]:
