@@ -74,6 +74,11 @@ class CallRecorder:
             if not self._unplaced:
                 self._spool.release()  # never left behind by an unexpected error
 
+    @property
+    def writing(self) -> bool:
+        """A batch handed to :meth:`record` is neither written nor spooled yet."""
+        return self._unplaced > 0
+
     def overflow(self, facts: Sequence[CallFact]) -> None:
         """Spool ``facts`` at once, behind everything already handed to :meth:`record`
         (the listener's backlog is full). Never waits; never raises for the database."""
