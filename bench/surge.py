@@ -16,8 +16,13 @@ Printed:
   lacking any of line, IVR outcome, queue, queue position, operator, wait, talk, end, hangup
   cause, shift), with the recorded facts of a few incomplete ones;
 * answer -> queue latency p50/p99 (``queue_joined_at - arrived_at``: Asterisk's own event
-  timestamps, so the recorder's lag does not count), queue -> operator answer, and AMI
-  event -> database (``call_events.recorded_at - at``: how far the recorder runs behind);
+  timestamps, so the recorder's lag does not count), queue -> operator answer, AMI
+  event -> database (``call_events.recorded_at - at``: how far the recorder runs behind), and
+  AMI event -> wallboard (from Asterisk's event timestamp to the moment the listener's
+  observers, the wallboard's LiveBoard first, have the fact: a probe observer registered
+  after the wallboard's);
+* the event loop's longest stalls during the surge (a probe task sleeping 5 ms, its
+  overshoot: max and p99), what a FastAGI reply or an AMI read waits at worst;
 * CPU seconds of Asterisk, of this process (the line: IVR + AMI listener + recorder, plus the
   bench's little bookkeeping), of PostgreSQL and of sipp (the load generator), over the surge
   and until the database holds every call as ended.
@@ -55,7 +60,9 @@ import asyncpg
 
 from ivr.menu import load_menu
 from ivr.prompts import build_line_prompts
+from telephony.ami.tracker import QueueSnapshot
 from telephony.app import Line, running_line
+from telephony.calls.facts import CallFact
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, operator_names
@@ -295,6 +302,78 @@ async def wait_members_recorded(line: Line, memberships: int, within: float) -> 
     return time.monotonic() - started
 
 
+# ----------------------------------------------------------------------------- live probes
+
+STALL_PROBE_SECONDS = 0.005  # the loop-stall probe's sleep: its overshoot is the stall
+
+
+class _WallboardProbe:
+    """A FactObserver registered after the wallboard's: when it hears of a fact, the
+    LiveBoard has it. Keeps (call id, seconds since Asterisk stamped the event)."""
+
+    def __init__(self) -> None:
+        self.lags: list[tuple[str, float]] = []
+        self.active = True
+
+    def recorded(self, facts: Sequence[CallFact]) -> None:
+        if not self.active:
+            return
+        now = time.time()
+        self.lags.extend((str(getattr(fact, "call_id", "")), now - fact.at.timestamp())
+                         for fact in facts)
+
+    def resynced(self, queues: QueueSnapshot | None) -> None:
+        """Nothing to time."""
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """What the live probes measured during the surge."""
+
+    wallboard_lags: list[float]
+    loop_stalls: list[float]
+
+
+@dataclass
+class LiveProbes:
+    """The AMI -> wallboard probe and the event loop stall probe, over the surge."""
+
+    board: _WallboardProbe
+    stalls: list[float]
+    task: asyncio.Task[None]
+
+    @classmethod
+    def start(cls, line: Line) -> LiveProbes:
+        board = _WallboardProbe()
+        line.listener.observe(board)
+        stalls: list[float] = []
+
+        async def probe() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                before = loop.time()
+                await asyncio.sleep(STALL_PROBE_SECONDS)
+                stalls.append(max(0.0, loop.time() - before - STALL_PROBE_SECONDS))
+
+        return cls(board, stalls, asyncio.create_task(probe(), name="loop-stall-probe"))
+
+    def stop(self) -> None:
+        self.board.active = False
+        self.task.cancel()
+
+    def figures(self, call_ids: set[str]) -> LiveFigures:
+        return LiveFigures([lag for call, lag in self.board.lags if call in call_ids],
+                           list(self.stalls))
+
+
+def live_latencies(outcome: Outcome) -> list[tuple[str, list[float]]]:
+    """The report's extra latency rows: AMI -> wallboard, and the loop's stalls."""
+    if outcome.live is None:
+        return []
+    return [("AMI event -> wallboard", outcome.live.wallboard_lags),
+            ("event loop stall (5 ms probe)", outcome.live.loop_stalls)]
+
+
 # ----------------------------------------------------------------------------- the surge
 
 
@@ -358,7 +437,8 @@ async def timelines(line: Line, rows: Sequence[asyncpg.Record], limit: int) -> l
             body = json.loads(fact["body"])
             # IVR variables as name=value: which of them came, and when, is what matters.
             what = (f"{body['name']}={body['value']}" if fact["kind"] == "ivr_variable"
-                    else fact["kind"])
+                    else ",".join(f"{n}={v}" for n, v in body["variables"])
+                    if fact["kind"] == "ivr_variables" else fact["kind"])
             offset = (fact["at"] - row["arrived_at"]).total_seconds()
             steps.append(f"{what} +{offset:.1f}")
         shown.append(f"{row['caller_number']} {row['call_id']}: " + ", ".join(steps))
@@ -423,6 +503,7 @@ class Outcome:
     recording_lags: list[float]
     line_log: Counter[str]
     incomplete_examples: list[str]
+    live: LiveFigures | None = None  # wallboard lag and loop stalls (None: not measured)
 
 
 def report(outcome: Outcome, talk: float) -> int:
@@ -476,7 +557,8 @@ def report(outcome: Outcome, talk: float) -> int:
     print(f"\n  {'latency':28} {'p50':>8} {'p99':>8} {'max':>8} {'n':>5}")
     for name, values in (("answer -> queue (IVR incl.)", to_queue),
                          ("queue -> operator answer", to_operator),
-                         ("AMI event -> database", outcome.recording_lags)):
+                         ("AMI event -> database", outcome.recording_lags),
+                         *live_latencies(outcome)):
         print(f"  {name:28} {_ms(percentile(values, 0.5)):>8} "
               f"{_ms(percentile(values, 0.99)):>8} {_ms(max(values, default=None)):>8} "
               f"{len(values):>5}")
@@ -536,6 +618,7 @@ async def surge(
         log_offset = lab.messages_log.stat().st_size if lab.messages_log.exists() else 0
         since = datetime.now(UTC) - timedelta(seconds=1)
         before = sample_cpu(lab, cluster, uas)
+        live = LiveProbes.start(line)
         surge_started = time.monotonic()
         for group in groups:
             print(f"  sipp: {group.calls} calls at {group.rate:g}/s from {group.caller_id}, "
@@ -544,6 +627,7 @@ async def surge(
             *(place(settings, g, talk, key_delay) for g in groups)))
         surge_seconds = time.monotonic() - surge_started
         placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
+        live.stop()
         print(f"sipp done after {surge_seconds:.1f} s; waiting for the database ...")
         rows, settle_seconds = await wait_recorded(
             line, since, [g.caller_id for g in groups], placed, SETTLE_SECONDS)
@@ -555,6 +639,7 @@ async def surge(
             groups, results, sum(operator_counts), rows, surge_seconds, settle_seconds,
             (before, after), new_log_lines(lab.messages_log, log_offset), lags,
             Counter(tally.counts), await timelines(line, rows, limit=3),
+            live.figures({str(r["call_id"]) for r in rows}),
         )
 
 

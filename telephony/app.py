@@ -380,6 +380,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                                  connected=lambda: listener.logged_in,
                                  callbacks=tools.callbacks.backlog)
     listener.observe(wallboard)
+    listener.after_persisted(wallboard.persisted)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
                                        scoring=scoring, incidents=incidents, calendar=calendar)

@@ -61,6 +61,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.calls.legs", DOMAIN),  # legs the line places: kinds, outcomes
     ("telephony.calls.ids", DOMAIN),
     ("telephony.calls.shifts", DOMAIN),
+    ("telephony.calls.backlog", DOMAIN),  # the bounded queue in front of the recorder
     ("telephony.desks.operators", DOMAIN),  # desk rules over the AMI action port
     ("telephony.desks.phones", DOMAIN),  # phone secrets and their digests
     ("telephony.desks.presence", DOMAIN),  # when a desk's phone counts as gone

@@ -2,15 +2,21 @@
 
 :class:`AmiListener` keeps one panoramisk ``Manager`` connected (reconnecting forever), puts
 every AMI event on a queue, and has one consumer task turn them into facts with
-:class:`~telephony.ami.tracker.CallTracker` and hand them to the sink, one event after the
-other. On every (re)login the consumer first resyncs from Asterisk's snapshots
-(``CoreShowChannels``, ``Status`` with the ``IVR_*`` variables, ``QueueStatus``) and from the
-sink's open calls, so calls that ended while we were away become ``CallVanished``.
+:class:`~telephony.ami.tracker.CallTracker`, one event after the other. The consumer hands
+the facts to the observers (the wallboard) at once and then to a bounded backlog
+(:class:`~telephony.calls.backlog.FactBacklog`) that a second task, the persister, writes
+through the sink in batches: the wallboard never waits for the database. Beyond the backlog's
+bound facts go to the sink's on-disk spool (``FactSink.overflow``), never to unbounded memory.
+On every (re)login the consumer first resyncs from Asterisk's snapshots (``CoreShowChannels``,
+``Status`` with the ``IVR_*`` variables, ``QueueStatus``) and from the sink's open calls, so
+calls that ended while we were away become ``CallVanished``.
 
-The event queue is unbounded on purpose: dropping an event is never acceptable, the sink never
-blocks for long (it spools to disk when the database is down), and pausing reads instead would
-make Asterisk drop the session after its ``writetimeout`` (100 ms by default), losing events
-all the same. A growing backlog is logged.
+The event queue (events received, not yet tracked) is unbounded on purpose: dropping an event
+is never acceptable, and pausing reads instead would make Asterisk drop the session after its
+``writetimeout`` (100 ms by default), losing events all the same. It stays short because
+nothing on its consumer's path waits for I/O: tracking is CPU only (tens of thousands of
+events a second), and the bound that matters, the database backlog, is the persister's. A
+growing event queue is logged.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from panoramisk.message import Message
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiProtocol
 from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
+from telephony.calls.backlog import DEFAULT_BOUND, FactBacklog
 from telephony.calls.facts import CallFact
 from telephony.secrets import ami_secret
 from telephony.settings import Settings
@@ -52,13 +59,18 @@ IVR_VARIABLES = (
 )
 MAX_BATCH_FACTS = 500  # one transaction's worth when a backlog is recorded
 BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple
+TRACK_CHUNK = 200  # events tracked before the observers hear of them and others get the loop
 
 
 class FactSink(Protocol):
     """Where facts go: the call store. It never raises for database outages; it spools."""
 
     async def record(self, facts: Sequence[CallFact]) -> None:
-        """Store ``facts`` in order."""
+        """Store ``facts`` in order (called by one task, one batch at a time)."""
+
+    def overflow(self, facts: Sequence[CallFact]) -> None:
+        """Keep ``facts`` durably, without waiting, behind everything handed to ``record``
+        (the backlog in memory is full); they are stored in order later."""
 
     async def open_call_ids(self) -> set[str]:
         """The call ids the store still considers live (no end and no vanish recorded)."""
@@ -69,7 +81,8 @@ class FactObserver(Protocol):
     listener's consumer, so they must return at once; an exception they raise is logged."""
 
     def recorded(self, facts: Sequence[CallFact]) -> None:
-        """``facts`` were just handed to the sink, in this order."""
+        """``facts`` were just tracked, in this order; the sink has them, or will soon: an
+        observer that reads the store back uses :meth:`AmiListener.after_persisted`."""
 
     def resynced(self, queues: QueueSnapshot | None) -> None:
         """A resync finished (its facts went to :meth:`recorded` first); ``queues`` is the
@@ -226,6 +239,7 @@ class AmiListener:
         sink: FactSink,
         *,
         tracker: CallTracker | None = None,
+        backlog_bound: int = DEFAULT_BOUND,
         action_timeout: float = 10.0,
         ping_interval: float = 10.0,
         auth_retry_seconds: float = 30.0,
@@ -246,8 +260,16 @@ class AmiListener:
         self._failing: str | None = None  # "connect" or "login" while attempts keep failing
         self._subscribers: dict[str, list[Callable[[Message], None]]] = {}
         self._observers: list[FactObserver] = []
-        # When each event not yet recorded arrived (monotonic), oldest first: the event lag.
+        self._persisted_hooks: list[Callable[[Sequence[CallFact]], None]] = []
+        # When each event not yet tracked arrived (monotonic), oldest first: the event lag.
         self._arrivals: deque[float] = deque()
+        self._backlog = FactBacklog(backlog_bound)
+        self._persister: asyncio.Task[None] | None = None
+        self._more = asyncio.Event()  # the backlog got facts, or the listener is stopping
+        self._idle = asyncio.Event()  # the backlog is empty and no batch is being written
+        self._idle.set()
+        self._closing = False
+        self._writing = 0  # facts of the batch being written
 
     async def __aenter__(self) -> AmiListener:
         await self.start()
@@ -263,13 +285,28 @@ class AmiListener:
 
     @property
     def events_waiting(self) -> int:
-        """Events received and not yet recorded (queued, or in the batch being recorded)."""
+        """Events received and not yet tracked (their facts not yet seen by the observers)."""
         return len(self._arrivals)
 
     @property
     def event_lag_seconds(self) -> float:
-        """How long the oldest event not yet recorded has waited; 0 when none waits."""
+        """How long the oldest event not yet tracked has waited; 0 when none waits."""
         return time.monotonic() - self._arrivals[0] if self._arrivals else 0.0
+
+    @property
+    def facts_waiting(self) -> int:
+        """Facts tracked and not yet persisted: in the backlog, or in the batch being written."""
+        return len(self._backlog) + self._writing
+
+    @property
+    def fact_lag_seconds(self) -> float:
+        """How long the oldest fact in the backlog has waited for the sink; 0 when none."""
+        return self._backlog.lag_seconds()
+
+    @property
+    def facts_overflowed(self) -> int:
+        """Facts sent to the sink's spool because the backlog was full (since start)."""
+        return self._backlog.spilled
 
     @property
     def live_calls(self) -> frozenset[str]:
@@ -298,11 +335,12 @@ class AmiListener:
             on_disconnect=self._on_disconnect,
         )
         self._manager.register_event("*", self._on_event)
+        self._persister = asyncio.create_task(self._persist(), name="ami-persister")
         self._consumer = asyncio.create_task(self._consume(), name="ami-consumer")
         self._manager.connect()
 
     async def stop(self) -> None:
-        """Disconnect, then record what is still queued, then return."""
+        """Disconnect, then track and record (or spool) what is still queued, then return."""
         manager, consumer = self._manager, self._consumer
         if manager is None or consumer is None:
             return
@@ -318,8 +356,14 @@ class AmiListener:
         self._subscribers.setdefault(event.lower(), []).append(handler)
 
     def observe(self, observer: FactObserver) -> None:
-        """Also tell ``observer`` every batch of facts once the sink has it, and every resync."""
+        """Also tell ``observer`` every batch of facts as soon as it is tracked (before the
+        sink has it), and every resync."""
         self._observers.append(observer)
+
+    def after_persisted(self, hook: Callable[[Sequence[CallFact]], None]) -> None:
+        """Also call ``hook`` with every batch once the sink has recorded (or spooled) it, for
+        what reads the store back. It runs in the persister: it must return at once."""
+        self._persisted_hooks.append(hook)
 
     async def wait_ready(self) -> None:
         """Wait until logged in and resynced (bound it with ``asyncio.timeout``)."""
@@ -426,47 +470,106 @@ class AmiListener:
                 logger.exception("subscriber to %s failed", event.get("Event"))
         backlog = self._events.qsize()
         if backlog % BACKLOG_WARNING == 0:
-            logger.warning("%d AMI events waiting to be recorded", backlog)
+            logger.warning("%d AMI events waiting to be tracked", backlog)
 
     # -- the consumer ------------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        """Track events in order; record the facts of everything already queued at once.
+        """Track events in order; hand their facts to the observers, then to the backlog.
 
-        One transaction per event caps recording at the database's commit rate, and a surge
-        raises events faster than that; the facts of a backlog go in one ``record`` call
-        (one transaction, same order) instead. Markers end a batch: facts before a resync
-        or a stop are recorded before it runs.
+        Nothing here waits for the database: the observers see a fact as soon as it is
+        tracked. Markers end a chunk: facts before a resync or a stop reach the observers and
+        the backlog before it runs.
         """
-        stopping = False
-        while not stopping:
-            item = await self._events.get()
-            facts: list[CallFact] = []
-            taken = 0  # events whose facts are in ``facts``
-            while True:
-                if isinstance(item, _Stop):
-                    stopping = True
-                    break
-                if isinstance(item, _Resync):
-                    if facts:
-                        await self._record(facts)
+        try:
+            stopping = False
+            while not stopping:
+                item = await self._events.get()
+                facts: list[CallFact] = []
+                taken = 0  # events whose facts are in ``facts``
+                while True:
+                    if isinstance(item, _Stop):
+                        stopping = True
+                        break
+                    if isinstance(item, _Resync):
+                        self._hand_over(facts)
                         facts = []
-                    self._recorded_events(taken)
-                    taken = 0
-                    await self._resync(item)
-                else:
-                    facts.extend(self._track(item))
-                    taken += 1
-                if self._events.empty() or len(facts) >= MAX_BATCH_FACTS:
-                    break
-                item = self._events.get_nowait()
-            if facts:
-                await self._record(facts)
-            self._recorded_events(taken)
+                        self._tracked_events(taken)
+                        taken = 0
+                        await self._resync(item)
+                    else:
+                        facts.extend(self._track(item))
+                        taken += 1
+                    if self._events.empty() or taken >= TRACK_CHUNK:
+                        break
+                    item = self._events.get_nowait()
+                self._hand_over(facts)
+                self._tracked_events(taken)
+                # Queue.get() does not yield while events are queued: let the persister and
+                # the rest of the line run between chunks of a surge.
+                await asyncio.sleep(0)
+        finally:
+            self._closing = True
+            self._more.set()
+            if self._persister is not None:
+                await self._persister
 
-    def _recorded_events(self, count: int) -> None:
+    def _tracked_events(self, count: int) -> None:
         for _ in range(min(count, len(self._arrivals))):
             self._arrivals.popleft()
+
+    def _hand_over(self, facts: Sequence[CallFact]) -> None:
+        """Tell the observers, then queue for the sink (or spool what passes the bound)."""
+        if not facts:
+            return
+        for observer in self._observers:
+            try:
+                observer.recorded(facts)
+            except Exception:
+                logger.exception("fact observer %r failed", observer)
+        spill = self._backlog.offer(facts)
+        if not spill:
+            self._idle.clear()
+            self._more.set()
+            return
+        logger.warning("%d call facts waiting for the database: spooling them to disk",
+                       len(spill))
+        try:
+            self._sink.overflow(spill)
+        except Exception:
+            # Like record(): the sink promises not to raise; losing the listener would lose
+            # every later call too.
+            logger.exception("the call store failed to spool %d facts", len(spill))
+        self._persisted(spill)
+
+    async def _persist(self) -> None:
+        """Write the backlog through the sink, a batch at a time, until stopped and empty."""
+        while True:
+            batch = self._backlog.take(MAX_BATCH_FACTS)
+            if not batch:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._more.clear()
+                await self._more.wait()
+                continue
+            self._writing = len(batch)
+            try:
+                await self._sink.record(batch)
+            except Exception:
+                # The sink promises not to raise; if it does, losing the listener would lose
+                # every later call too.
+                logger.exception("the call store failed to record %d facts", len(batch))
+            finally:
+                self._writing = 0
+            self._persisted(batch)
+
+    def _persisted(self, facts: Sequence[CallFact]) -> None:
+        for hook in self._persisted_hooks:
+            try:
+                hook(facts)
+            except Exception:
+                logger.exception("after-persisted hook %r failed", hook)
 
     def _track(self, event: Message) -> list[CallFact]:
         try:
@@ -477,20 +580,6 @@ class AmiListener:
             # A tracker bug must cost one event, not every later call.
             logger.exception("could not track AMI event %r", str(event.get("Event"))[:40])
         return []
-
-    async def _record(self, facts: Sequence[CallFact]) -> None:
-        try:
-            await self._sink.record(facts)
-        except Exception:
-            # The sink promises not to raise; if it does, losing the listener would lose
-            # every later call too.
-            logger.exception("the call store failed to record %d facts", len(facts))
-        # After the sink: an observer that reads the store back finds these facts there.
-        for observer in self._observers:
-            try:
-                observer.recorded(facts)
-            except Exception:
-                logger.exception("fact observer %r failed", observer)
 
     def _resynced(self, queues: QueueSnapshot | None) -> None:
         for observer in self._observers:
@@ -513,6 +602,9 @@ class AmiListener:
             return
         try:
             async with asyncio.timeout(self._action_timeout):
+                # What was tracked before is in the store first, as when the consumer wrote it
+                # itself: the store's open calls must include the calls it has just learned of.
+                await self._idle.wait()
                 open_ids = await self._sink.open_call_ids()
         except Exception as exc:  # the store being down must not stop the tracking
             logger.warning(
@@ -522,8 +614,7 @@ class AmiListener:
         outcome = self._tracker.resync(queues, channels, status, open_ids)
         for rejected in outcome.rejected:
             logger.warning("resync: %s", rejected)
-        if outcome.facts:
-            await self._record(outcome.facts)
+        self._hand_over(outcome.facts)
         self._resynced(outcome.queues)
         logger.info(
             "AMI resync: %d live calls, %d facts", len(self._tracker.live_calls), len(outcome.facts)

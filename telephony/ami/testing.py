@@ -255,6 +255,9 @@ class ListSink:
     async def record(self, facts: Sequence[CallFact]) -> None:
         self.facts.extend(facts)
 
+    def overflow(self, facts: Sequence[CallFact]) -> None:
+        self.facts.extend(facts)
+
     async def open_call_ids(self) -> set[str]:
         started = {f.call_id for f in self.facts if isinstance(f, CallStarted)}
         closed = {f.call_id for f in self.facts if isinstance(f, CallEnded | CallVanished)}

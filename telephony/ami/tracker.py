@@ -18,6 +18,10 @@ dialplan has usually moved the channel to another context, so a live channel wit
 call is already known (to this tracker, or open in the database).
 
 ``VarSet`` and ``Hangup`` fire for every channel; they become facts only for known caller legs.
+A caller's ``IVR_*`` variables are held and become one :class:`IvrVariablesSet` when
+``IVR_QUEUE`` is set (the IVR sets it last; the dialplan sets it again on fail-open), when the
+call joins a queue, or when it ends or vanishes: two or three facts per call instead of one per
+variable, and nothing set is lost.
 Queue and agent events always describe the caller's channel (operators are never queued), so
 they are not gated: ``AgentComplete`` is published on the queue's stasis topic, not the
 channel's, so nothing orders it before the caller's ``Hangup`` that would forget the call.
@@ -37,7 +41,7 @@ from telephony.calls.facts import (
     CallFact,
     CallStarted,
     CallVanished,
-    IvrVariableSet,
+    IvrVariablesSet,
     LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
@@ -79,6 +83,8 @@ MAX_TEXT = 256  # variable values, cause texts, pause reasons
 MAX_LIVE_CALLS = 10_000
 RECENTLY_ENDED = 1024
 MAX_OPEN = 4  # connected, not yet completed calls remembered per operator and queue
+MAX_HELD_VARIABLES = 32  # distinct IVR_* names held per call (the dialplan uses 14)
+FLUSH_VARIABLE = "queue"  # IVR_QUEUE: set last by the IVR and by the fail-open path
 
 _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts any script's digits
 _TIMESTAMP = re.compile(r"([0-9]{1,11})(?:\.([0-9]{1,6}))?")
@@ -266,6 +272,11 @@ class CallTracker:
         # Live caller Uniqueid -> queues it is waiting in (to recognise a known join on resync).
         self._live: dict[str, set[str]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
+        # Known caller Uniqueid -> IVR_* values set and not yet given out as a fact, in order;
+        # and the last fact given out (a repeated IVR_QUEUE event gives it again). Both are
+        # kept for recently ended calls too, so that a replayed call gives the same facts.
+        self._held: dict[str, dict[str, str]] = {}
+        self._released: dict[str, IvrVariablesSet] = {}
         # (queue, operator interface) -> calls connected there whose AgentComplete has not come
         # yet, oldest first. Under load app_queue builds AgentComplete after both legs' channels
         # are gone, with neither Uniqueid nor DestLinkedid; the operator was on exactly one call
@@ -319,15 +330,32 @@ class CallTracker:
         if len(self._live) >= MAX_LIVE_CALLS:
             # Only reachable if hang-ups were lost on a massive scale; the oldest entry is the
             # likeliest stale one, and refusing a new emergency call is never the answer.
-            del self._live[next(iter(self._live))]
+            oldest = next(iter(self._live))
+            del self._live[oldest]
+            self._held.pop(oldest, None)
+            self._released.pop(oldest, None)
         self._live[uid] = set()
+
+    def _release(self, uid: str, at: datetime) -> list[CallFact]:
+        """The call's held IVR values as one fact (none if nothing is held)."""
+        held = self._held.pop(uid, None)
+        if not held:
+            last = self._released.get(uid)
+            # The same event again (a duplicate): the same fact, which the store dedupes.
+            return [last] if last is not None and last.at == at else []
+        fact = IvrVariablesSet(uid, tuple(held.items()), at)
+        self._released[uid] = fact
+        return [fact]
 
     def _forget(self, uid: str) -> None:
         self._live.pop(uid, None)
+        self._held.pop(uid, None)
         self._ended[uid] = None
         self._ended.move_to_end(uid)
         while len(self._ended) > RECENTLY_ENDED:
-            self._ended.popitem(last=False)
+            old, _ = self._ended.popitem(last=False)
+            self._held.pop(old, None)
+            self._released.pop(old, None)
 
     def _newchannel(self, f: _Fields) -> list[CallFact]:
         uid, linked = f.ident("Uniqueid"), f.ident("Linkedid")
@@ -355,15 +383,29 @@ class CallTracker:
             return []
         if not _IVR_NAME.fullmatch(name):
             raise f.reject(f"IVR variable name is malformed: {name[:40]!r}")
-        return [IvrVariableSet(uid, name, _clean(f.text("Value"), MAX_TEXT), f.at())]
+        value, at = _clean(f.text("Value"), MAX_TEXT), f.at()
+        last = self._released.get(uid)
+        if (name == FLUSH_VARIABLE and uid not in self._held and last is not None
+                and last.at == at and last.variables[-1] == (name, value)):
+            return [last]  # the same IVR_QUEUE event again: the same fact, which dedupes
+        held = self._held.setdefault(uid, {})
+        if name not in held and len(held) >= MAX_HELD_VARIABLES:
+            # Bounded memory against a dialplan gone wrong: give out what is held so far.
+            facts = self._release(uid, at)
+            self._held[uid] = {name: value}
+            return facts
+        held[name] = value
+        return self._release(uid, at) if name == FLUSH_VARIABLE else []
 
     def _hangup(self, f: _Fields) -> list[CallFact]:
         uid = f.ident("Uniqueid")
         if not self._known(uid):
             return []
-        fact = CallEnded(uid, f.number("Cause"), _clean(f.text("Cause-txt"), MAX_TEXT), f.at())
+        at = f.at()
+        fact = CallEnded(uid, f.number("Cause"), _clean(f.text("Cause-txt"), MAX_TEXT), at)
+        facts = [*self._release(uid, at), fact]
         self._forget(uid)
-        return [fact]
+        return facts
 
     def _user_event(self, f: _Fields) -> list[CallFact]:
         """A leg the line placed moved on (``UserEvent SiagaLeg``, siaga112-leg); other user
@@ -388,7 +430,8 @@ class CallTracker:
         fact = QueueJoined(f.ident("Uniqueid"), f.ident("Queue"), f.number("Position"), f.at())
         if fact.call_id in self._live:
             self._live[fact.call_id].add(fact.queue)
-        return [fact]
+        # The IVR and the screening are over once the caller waits: what they set is complete.
+        return [*self._release(fact.call_id, fact.at), fact]
 
     def _queue_leave(self, f: _Fields) -> list[CallFact]:
         fact = QueueLeft(f.ident("Uniqueid"), f.ident("Queue"), f.number("Position"), f.at())
@@ -480,8 +523,8 @@ class CallTracker:
         ``queue_status``, ``channels`` and ``status`` are the whole replies (response, events,
         ``...Complete`` event) to ``QueueStatus``, ``CoreShowChannels`` and ``Status`` with
         ``Variables: IVR_...``; ``open_call_ids`` are the calls the database still has open.
-        Gives ``CallStarted`` for live calls nobody knew, ``IvrVariableSet`` for their
-        ``IVR_*`` variables, ``QueueJoined`` for waits not yet known (joined ``Wait`` seconds
+        Gives ``CallStarted`` for live calls nobody knew, one ``IvrVariablesSet`` with each
+        one's ``IVR_*`` variables, ``QueueJoined`` for waits not yet known (joined ``Wait`` seconds
         ago), ``OperatorStateChanged`` for every queue member, and ``CallVanished`` for known
         calls no longer alive. A call is declared vanished only from a provably whole channel
         list: one cut short, or with a rejected entry, could otherwise end a live call.
@@ -504,14 +547,17 @@ class CallTracker:
             uid, started = found
             if started is not None:
                 outcome.facts.append(started)
-            outcome.facts.extend(
-                IvrVariableSet(uid, name, value, now) for name, value in variables.get(uid, [])
-            )
+            # Status reports every IVR_* value the channel has now: what is held is included.
+            held = self._held.pop(uid, {})
+            held.update(variables.get(uid, []))
+            if held:
+                outcome.facts.append(IvrVariablesSet(uid, tuple(held.items()), now))
             callers[uid] = self._live.get(uid, set())
 
         if channels_whole:
             # A call whose Hangup we saw may still look open to a store that is spooling.
             for uid in sorted(known - callers.keys() - self._ended.keys()):
+                outcome.facts.extend(self._release(uid, now))
                 outcome.facts.append(CallVanished(uid, now))
                 self._forget(uid)
         else:
@@ -520,6 +566,10 @@ class CallTracker:
             )
             callers.update(self._live)
         self._live = callers
+        for uid in self._held.keys() - callers.keys():
+            del self._held[uid]  # held memory follows the live calls
+        for uid in self._released.keys() - callers.keys() - self._ended.keys():
+            del self._released[uid]
         self._resync_queues(queue_status, now, outcome)
         return outcome
 

@@ -44,6 +44,27 @@ class IvrVariableSet:
     at: datetime
 
 
+Variables = tuple[tuple[str, str], ...]
+"""(name, value) pairs, in the order they were set; names as in :class:`IvrVariableSet`."""
+
+
+@dataclass(frozen=True)
+class IvrVariablesSet:
+    """The IVR or the dialplan set some ``IVR_*`` channel variables: one fact for all of them.
+
+    The tracker holds a call's ``IVR_*`` values and emits them together when ``IVR_QUEUE``
+    (which the IVR sets last) arrives, when the call joins a queue, and when it ends or
+    vanishes; a resync gives one for everything ``Status`` reports. A name appears at most
+    once, with the last value set. :class:`IvrVariableSet` (one variable) is what earlier
+    versions recorded and spooled; both are still read and written alike.
+    """
+
+    kind: ClassVar[str] = "ivr_variables"
+    call_id: str
+    variables: Variables
+    at: datetime
+
+
 @dataclass(frozen=True)
 class QueueJoined:
     """The caller entered a queue at a position (AMI ``QueueCallerJoin``)."""
@@ -169,6 +190,7 @@ class LegProgressed:
 CallFact = (
     CallStarted
     | IvrVariableSet
+    | IvrVariablesSet
     | QueueJoined
     | QueueLeft
     | OperatorRung
@@ -186,6 +208,7 @@ FACT_TYPES: dict[str, type[CallFact]] = {
     for cls in (
         CallStarted,
         IvrVariableSet,
+        IvrVariablesSet,
         QueueJoined,
         QueueLeft,
         OperatorRung,
@@ -213,7 +236,29 @@ def fact_to_json(fact: CallFact) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
-_FIELD_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool, "datetime": datetime}
+_FIELD_TYPES: dict[str, type] = {
+    "str": str, "int": int, "bool": bool, "datetime": datetime, "Variables": tuple,
+}
+
+
+def _variables(value: object) -> Variables:
+    """A JSON list of [name, value] string pairs, as a tuple of pairs."""
+    if not isinstance(value, list):
+        raise TypeError("variables: expected a list")
+    pairs = []
+    for pair in value:
+        if not (isinstance(pair, list) and len(pair) == 2
+                and all(isinstance(part, str) for part in pair)):
+            raise TypeError("variables: expected [name, value] pairs of strings")
+        pairs.append((pair[0], pair[1]))
+    return tuple(pairs)
+
+
+def ivr_variables(fact: IvrVariableSet | IvrVariablesSet) -> Variables:
+    """The (name, value) pairs of either IVR fact."""
+    if isinstance(fact, IvrVariableSet):
+        return ((fact.name, fact.value),)
+    return fact.variables
 
 
 def fact_from_json(line: str) -> CallFact:
@@ -227,6 +272,8 @@ def fact_from_json(line: str) -> CallFact:
             value = body[f.name]
             if expected is datetime:
                 value = datetime.fromisoformat(value)
+            elif expected is tuple:
+                value = _variables(value)
             # bool is an int to Python; a spooled True must not pass for a position.
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise TypeError(f"{f.name}: expected {expected.__name__}")

@@ -2,6 +2,12 @@
 
 This is the AMI listener's sink. Order matters (a hang-up after an answer), so once anything
 is spooled, every later fact goes to the spool behind it until the spool is drained.
+
+The listener calls :meth:`CallRecorder.record` from one task, one batch at a time, and
+:meth:`CallRecorder.overflow` (from its tracking task, never waiting) when its in-memory
+backlog is full. Overflowing facts are newer than the batch ``record`` may be writing at that
+moment; the spool then reserves a segment for that batch, so that if the database refuses it
+for being away it still lands ahead of them.
 """
 
 from __future__ import annotations
@@ -42,24 +48,53 @@ class CallRecorder:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._database_down = False
+        self._unplaced = 0  # record() calls whose facts are neither written nor spooled yet
+        self.overflowed = 0  # facts spooled because the listener's backlog was full
 
     async def record(self, facts: Sequence[CallFact]) -> None:
         """Record ``facts`` in order. Never raises for a database outage."""
         if not facts:
             return
-        async with self._lock:
-            if self._spool.is_empty():
-                try:
-                    await self._write(facts)
-                except DatabaseUnavailable as exc:
-                    self._note_down(exc)
-                else:
-                    return
-            self._spool.append(facts)
-            if not self._database_down:
-                # Spooled only to keep order behind earlier facts: drain now. While the database
-                # is down, the flusher retries on its own pace instead of once per event.
-                self._wake.set()
+        self._unplaced += 1
+        try:
+            async with self._lock:
+                if self._spool.is_empty():
+                    try:
+                        await self._write(facts)
+                    except DatabaseUnavailable as exc:
+                        self._note_down(exc)
+                    else:
+                        self._spool.release()  # written: what overflowed meanwhile comes next
+                        return
+                # Into the segment reserved for them if facts overflowed while they waited.
+                self._spool.fill(facts)
+                self._drain_soon()
+        finally:
+            self._unplaced -= 1
+            if not self._unplaced:
+                self._spool.release()  # never left behind by an unexpected error
+
+    @property
+    def writing(self) -> bool:
+        """A batch handed to :meth:`record` is neither written nor spooled yet."""
+        return self._unplaced > 0
+
+    def overflow(self, facts: Sequence[CallFact]) -> None:
+        """Spool ``facts`` at once, behind everything already handed to :meth:`record`
+        (the listener's backlog is full). Never waits; never raises for the database."""
+        if not facts:
+            return
+        if self._unplaced:
+            self._spool.reserve()
+        self._spool.append(facts)
+        self.overflowed += len(facts)
+        self._drain_soon()
+
+    def _drain_soon(self) -> None:
+        if not self._database_down:
+            # Spooled only to keep order behind earlier facts: drain now. While the database
+            # is down, the flusher retries on its own pace instead of once per event.
+            self._wake.set()
 
     async def open_call_ids(self) -> set[str]:
         """Calls the database believes are in progress.

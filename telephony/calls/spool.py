@@ -6,6 +6,10 @@ newest segment; the flusher first *seals* it (later appends start a new segment)
 sealed segments oldest first and deletes each one only after the database accepted all of it.
 A crash mid-replay replays that segment again, which the database's dedupe key makes harmless.
 
+A segment number can be *reserved* for facts still on their way to the database, so that facts
+spooled meanwhile (when the in-memory backlog overflows) go behind them: ``seal`` then stops
+before the reservation until it is filled or released.
+
 A line that cannot be decoded (e.g. cut short by a crash while being written) is moved to
 ``rejected.jsonl`` beside the segments and reported, never silently dropped.
 """
@@ -34,6 +38,7 @@ class FactSpool:
         numbers = [n for n, _ in self._segments()]
         # Start a fresh segment: whatever a previous process left is sealed by definition.
         self._current = (max(numbers) + 1) if numbers else 1
+        self._reserved: int | None = None
 
     def _segments(self) -> list[tuple[int, Path]]:
         found = []
@@ -47,10 +52,36 @@ class FactSpool:
 
     def append(self, facts: Sequence[CallFact]) -> None:
         """Durably append ``facts`` to the current segment."""
+        self._write(self._current, facts)
+
+    @property
+    def reserved(self) -> bool:
+        """A segment is reserved (see :meth:`reserve`)."""
+        return self._reserved is not None
+
+    def reserve(self) -> None:
+        """Keep the current segment for facts older than any appended from now on; they go
+        there with :meth:`fill`, or :meth:`release` gives it up. Until then :meth:`seal` keeps
+        to the segments before it. Does nothing if a segment is already reserved."""
+        if self._reserved is None:
+            self._reserved = self._current
+            self._current += 1
+
+    def fill(self, facts: Sequence[CallFact]) -> None:
+        """Durably write ``facts`` to the reserved segment (or append them if none is) and end
+        the reservation."""
+        number, self._reserved = self._reserved, None
+        self._write(self._current if number is None else number, facts)
+
+    def release(self) -> None:
+        """End the reservation without using it."""
+        self._reserved = None
+
+    def _write(self, number: int, facts: Sequence[CallFact]) -> None:
         if not facts:
             return
         data = "".join(fact_to_json(fact) + "\n" for fact in facts).encode("utf-8")
-        fd = os.open(self._path(self._current), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, data)
             os.fsync(fd)
@@ -65,7 +96,8 @@ class FactSpool:
         """Close the current segment; return every sealed segment, oldest first."""
         if self._path(self._current).exists():
             self._current += 1
-        return [path for number, path in self._segments() if number < self._current]
+        limit = self._current if self._reserved is None else self._reserved
+        return [path for number, path in self._segments() if number < limit]
 
     def read(self, segment: Path) -> list[CallFact]:
         """The facts of a sealed segment; undecodable lines go to ``rejected.jsonl``."""

@@ -80,6 +80,9 @@ class _NoCalls:
     async def record(self, facts: Sequence[CallFact]) -> None:
         """Drop ``facts``."""
 
+    def overflow(self, facts: Sequence[CallFact]) -> None:
+        """Drop ``facts``."""
+
     async def open_call_ids(self) -> set[str]:
         """None: this session records nothing."""
         return set()

@@ -20,9 +20,11 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariableSet,
+    IvrVariablesSet,
     OperatorAnswered,
     QueueAbandoned,
     QueueJoined,
+    ivr_variables,
 )
 
 # The IVR_OUTCOME the dialplan sets when the IVR could not choose (extensions.conf).
@@ -70,7 +72,8 @@ class CallCounter:
                 if self._once(fact.call_id, "started", ""):
                     self._remember(fact.call_id, fact.line)
                     self._started.labels(fact.line).inc()
-            case IvrVariableSet(name="outcome", value=value) if value == FAIL_OPEN:
+            case IvrVariableSet() | IvrVariablesSet() if (
+                    ("outcome", FAIL_OPEN) in ivr_variables(fact)):
                 if self._once(fact.call_id, "failopen", ""):
                     self._failopen.labels(self._line(fact.call_id)).inc()
             case QueueJoined():

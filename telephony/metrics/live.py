@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ivr.menu import IvrMenu
 from telephony.ami.listener import AmiListener
@@ -21,7 +21,8 @@ log = logging.getLogger("telephony.metrics")
 
 
 class AmiCollector:
-    """Whether the AMI session is up, and how far event recording trails Asterisk."""
+    """Whether the AMI session is up, how far tracking trails Asterisk, and how far the
+    database trails tracking (the spool's depth is :class:`SpoolCollector`'s)."""
 
     def __init__(self, listener: AmiListener) -> None:
         self._listener = listener
@@ -32,11 +33,22 @@ class AmiCollector:
         yield GaugeMetricFamily("siaga112_ami_up", "1 while logged in to Asterisk's AMI",
                                 value=1.0 if listener.logged_in else 0.0)
         yield GaugeMetricFamily("siaga112_ami_events_waiting",
-                                "AMI events received and not yet recorded",
+                                "AMI events received and not yet tracked",
                                 value=listener.events_waiting)
         yield GaugeMetricFamily("siaga112_ami_event_lag_seconds",
-                                "How long the oldest AMI event not yet recorded has waited",
+                                "How long the oldest AMI event not yet tracked has waited",
                                 value=listener.event_lag_seconds)
+        # The persistence backlog: tracked (the wallboard has them), not yet in PostgreSQL.
+        yield GaugeMetricFamily("siaga112_facts_waiting",
+                                "Call facts tracked and not yet written to PostgreSQL "
+                                "(held in memory, or being written)",
+                                value=listener.facts_waiting)
+        yield GaugeMetricFamily("siaga112_fact_lag_seconds",
+                                "How long the oldest call fact held in memory has waited for "
+                                "PostgreSQL", value=listener.fact_lag_seconds)
+        yield CounterMetricFamily("siaga112_facts_overflowed",
+                                  "Call facts sent to the spool because the backlog in memory "
+                                  "was full", value=listener.facts_overflowed)
 
 
 class SpoolCollector:

@@ -2,11 +2,13 @@
 counters and the overdue incidents from the database, and a signal to every open wallboard
 when any of it changes.
 
-It observes the listener (``AmiListener.observe``): facts move the live board at once; facts
-that change the counters (a join, an answer, an abandon, an end) also ask for a counter
-refresh, and refreshes are spaced at least ``min_refresh_seconds`` apart, so a surge costs a
-query a second, not a query a fact. Counters are refreshed every ``refresh_seconds`` anyway
-(labels and incidents change without call facts). At start the board is seeded from the
+It observes the listener (``AmiListener.observe``): facts move the live board as soon as they
+are tracked, before the database has them. The counters are read back from the database, so
+facts that change them (a join, an answer, an abandon, an end) ask for a counter refresh only
+once they are persisted (``AmiListener.after_persisted``); refreshes are spaced at least
+``min_refresh_seconds`` apart, so a surge costs a query a second, not a query a fact. Counters
+are refreshed every ``refresh_seconds`` anyway (labels and incidents change without call
+facts). At start the board is seeded from the
 database, unless the listener's first resync got there first. A database outage keeps the
 last counters, marked stale, and is logged once.
 """
@@ -22,7 +24,13 @@ from datetime import UTC, datetime
 
 from telephony.ami.tracker import QueueSnapshot
 from telephony.callbacks.model import Backlog
-from telephony.calls.facts import CallFact, IvrVariableSet, OperatorRung, OperatorStateChanged
+from telephony.calls.facts import (
+    CallFact,
+    IvrVariableSet,
+    IvrVariablesSet,
+    OperatorRung,
+    OperatorStateChanged,
+)
 from telephony.db.connection import DatabaseUnavailable
 from telephony.incidents.dispatch_service import DispatchService, SlaBreach
 from telephony.reports.service import LiveCounters, ReportService
@@ -31,7 +39,7 @@ from telephony.wallboard.state import BoardView, LiveBoard
 log = logging.getLogger("telephony.wallboard")
 
 # Facts that move only the live board, never the counters.
-_LIVE_ONLY = (IvrVariableSet, OperatorRung, OperatorStateChanged)
+_LIVE_ONLY = (IvrVariableSet, IvrVariablesSet, OperatorRung, OperatorStateChanged)
 
 
 def _utcnow() -> datetime:
@@ -83,11 +91,15 @@ class WallboardService:
     # -- the listener's observer ----------------------------------------------------------
 
     def recorded(self, facts: Sequence[CallFact]) -> None:
-        """Facts the listener just recorded: move the board, and the counters if they count."""
+        """Facts the listener just tracked: move the board."""
         self._board.apply(facts)
+        self._changed()
+
+    def persisted(self, facts: Sequence[CallFact]) -> None:
+        """Facts the database now has (``AmiListener.after_persisted``): refresh the counters
+        if they count. Earlier, a refresh could read the day without them."""
         if any(not isinstance(fact, _LIVE_ONLY) for fact in facts):
             self._refresh.set()
-        self._changed()
 
     def resynced(self, queues: QueueSnapshot | None) -> None:
         """The listener resynced: take the whole queue picture."""

@@ -31,12 +31,14 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariableSet,
+    IvrVariablesSet,
     OperatorAnswered,
     OperatorCompleted,
     OperatorStateChanged,
     QueueAbandoned,
     QueueJoined,
     QueueLeft,
+    ivr_variables,
 )
 from telephony.core.labels import LabelledStrEnum
 from telephony.reports.model import CallInfo, LivePicture, is_wrapup_reason
@@ -163,10 +165,11 @@ class LiveBoard:
             case CallStarted():
                 category = self._calls.get(fact.call_id, CallInfo()).category
                 self._remember(fact.call_id, CallInfo(fact.line, category))
-            case IvrVariableSet(name="category"):
-                if fact.call_id in self._calls:
+            case IvrVariableSet() | IvrVariablesSet():
+                category = dict(ivr_variables(fact)).get("category")
+                if category is not None and fact.call_id in self._calls:
                     line = self._calls[fact.call_id].line
-                    self._calls[fact.call_id] = CallInfo(line, fact.value or None)
+                    self._calls[fact.call_id] = CallInfo(line, category or None)
             case QueueJoined():
                 self._join(fact)
             case QueueLeft() | QueueAbandoned():

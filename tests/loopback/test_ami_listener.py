@@ -18,7 +18,7 @@ from telephony.calls.facts import (
     CallEnded,
     CallStarted,
     CallVanished,
-    IvrVariableSet,
+    IvrVariablesSet,
     OperatorAnswered,
     QueueJoined,
 )
@@ -111,7 +111,8 @@ async def test_listener_restart_mid_call_resyncs() -> None:
             restored = sink.facts[before:]
             assert not [f for f in restored if isinstance(f, CallStarted)]
             assert not [f for f in restored if isinstance(f, CallVanished)]
-            assert {(f.name, f.value) for f in restored if isinstance(f, IvrVariableSet)} == {
+            ivr = [f for f in restored if isinstance(f, IvrVariablesSet)]
+            assert {pair for f in ivr for pair in f.variables} == {
                 ("line", "112"),
                 ("choice", "2"),
                 ("outcome", "chosen"),

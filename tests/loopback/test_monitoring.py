@@ -97,6 +97,9 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     assert value(after, "siaga112_ivr_failopen_total", line="112") == 0
     # Figures read at scrape time, one per feature.
     assert value(after, "siaga112_ami_events_waiting") == 0
+    assert value(after, "siaga112_facts_waiting") == 0
+    assert value(after, "siaga112_fact_lag_seconds") == 0
+    assert value(after, "siaga112_facts_overflowed_total") == 0
     assert value(after, "siaga112_spool_facts") == 0
     assert value(after, "siaga112_recordings_quarantined") == 0
     assert value(after, "siaga112_recordings_backlog") is not None

@@ -66,13 +66,15 @@ class Board:
         return str((await response.json())["token"])
 
     async def happen(self, *facts: CallFact) -> None:
-        """What the listener does with facts: record them, then tell its observers."""
+        """What the listener does with facts: tell its observers, record them, then call
+        its after-persisted hooks."""
+        self.wallboard.recorded(facts)
         connection = await asyncpg.connect(self.dsn)
         try:
             await CallRepository(CALENDAR).apply(connection, facts)
         finally:
             await connection.close()
-        self.wallboard.recorded(facts)
+        self.wallboard.persisted(facts)
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Final
 
 from telephony.ami.framing import AmiFrame
-from telephony.ami.listener import AmiListener
-from telephony.ami.testing import SECRET, USERNAME, Fields, ListSink, read_events, read_frames
+from telephony.ami.listener import AmiListener, FactSink
+from telephony.ami.testing import SECRET, USERNAME, Fields, read_events, read_frames
 from telephony.ami.tracker import AmiEvent, CallTracker
+from telephony.calls.backlog import DEFAULT_BOUND
 from telephony.calls.facts import CallFact
 from telephony.settings import Settings
 
@@ -57,7 +58,8 @@ def expected_facts(frames: Sequence[Fields]) -> list[CallFact]:
     return [fact for frame in frames for fact in tracker.handle(AmiFrame(frame).to_message())]
 
 
-def listener(port: int, sink: ListSink, *, secret: str = SECRET, **options: float) -> AmiListener:
+def listener(port: int, sink: FactSink, *, secret: str = SECRET,
+             backlog_bound: int = DEFAULT_BOUND, **options: float) -> AmiListener:
     """A listener for the fake Asterisk on ``port``: quick to reconnect, its tracker's clock
     at NOW; ``options`` go to :class:`AmiListener` (``action_timeout`` 2 s unless given)."""
     settings = Settings(
@@ -69,7 +71,8 @@ def listener(port: int, sink: ListSink, *, secret: str = SECRET, **options: floa
     )
     options.setdefault("action_timeout", 2.0)
     return AmiListener(
-        settings, sink, tracker=CallTracker(clock=lambda: NOW), auth_retry_seconds=0.1, **options
+        settings, sink, tracker=CallTracker(clock=lambda: NOW), auth_retry_seconds=0.1,
+        backlog_bound=backlog_bound, **options
     )
 
 

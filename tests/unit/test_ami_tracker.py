@@ -17,7 +17,7 @@ from telephony.calls.facts import (
     CallFact,
     CallStarted,
     CallVanished,
-    IvrVariableSet,
+    IvrVariablesSet,
     LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
@@ -87,6 +87,11 @@ def member(name: str, status: str, paused: str = "0", reason: str = "") -> dict[
     )
 
 
+def ivr_pairs(facts: list[CallFact]) -> list[tuple[str, str]]:
+    """Every IVR (name, value) the facts carry, in order."""
+    return [pair for f in facts if isinstance(f, IvrVariablesSet) for pair in f.variables]
+
+
 # -- whole calls ---------------------------------------------------------------------------
 
 
@@ -102,7 +107,7 @@ def test_synthetic_answered_call() -> None:
         line="112",
         at=at("1732345678.100000"),
     )
-    ivr = [(f.name, f.value) for f in facts if isinstance(f, IvrVariableSet)]
+    ivr = ivr_pairs(facts)
     assert ivr == [
         ("call_id", uid),
         ("line", "112"),
@@ -114,7 +119,7 @@ def test_synthetic_answered_call() -> None:
         ("queue", "medical"),
     ]
     call = [f for f in facts
-            if not isinstance(f, IvrVariableSet | OperatorStateChanged | LegProgressed)]
+            if not isinstance(f, IvrVariablesSet | OperatorStateChanged | LegProgressed)]
     assert [type(f) for f in call] == [
         CallStarted,
         QueueJoined,
@@ -154,7 +159,7 @@ def test_synthetic_abandoned_call_keeps_original_and_final_positions() -> None:
     started = facts[0]
     assert isinstance(started, CallStarted)
     assert (started.line, started.caller_number) == ("119", "+6281298765432")
-    assert ("choice", "") in [(f.name, f.value) for f in facts if isinstance(f, IvrVariableSet)]
+    assert ("choice", "") in ivr_pairs(facts)
     assert isinstance(facts[-1], CallEnded)
     assert t.live_calls == frozenset()
 
@@ -170,14 +175,14 @@ def test_transcript_follows_one_call_from_start_to_end(path: Path) -> None:
     assert started[0].linked_id == call_id
     assert started[0].line in LINES
     kinds = {f.kind for f in facts if getattr(f, "call_id", None) == call_id}
-    expected = {"call_started", "ivr_variable", "queue_joined"}
+    expected = {"call_started", "ivr_variables", "queue_joined"}
     expected |= (
         {"operator_rung", "operator_answered", "operator_completed"}
         if path in ANSWERED
         else {"queue_abandoned"}
     )
     assert expected <= kinds
-    names = {f.name for f in facts if isinstance(f, IvrVariableSet)}
+    names = {name for name, _ in ivr_pairs(facts)}
     assert {"line", "queue"} <= names
     for abandoned in (f for f in facts if isinstance(f, QueueAbandoned)):
         assert abandoned.original_position >= abandoned.final_position >= 1
@@ -200,7 +205,10 @@ def test_hang_up_in_the_ivr_never_reaches_a_queue() -> None:
             ev("Hangup", "1732345690.5", **snapshot(uid), Cause="16", **{"Cause-txt": "Normal"}),
         ],
     )
-    assert [type(f) for f in facts] == [CallStarted, IvrVariableSet, IvrVariableSet, CallEnded]
+    # No IVR_QUEUE came: what was set goes out, as one fact, just before the end.
+    assert [type(f) for f in facts] == [CallStarted, IvrVariablesSet, CallEnded]
+    assert facts[1] == IvrVariablesSet(uid, (("line", "112"), ("choice", "")),
+                                       at("1732345690.500000"))
     assert facts[-1] == CallEnded(uid, 16, "Normal", at("1732345690.500000"))
     assert t.live_calls == frozenset()
 
@@ -316,8 +324,10 @@ def test_non_ivr_variables_are_ignored_and_inheritable_ones_are_not() -> None:
     t = tracker()
     t.handle(ev("Newchannel", **snapshot(uid)))
     assert t.handle(ev("VarSet", **snapshot(uid), Variable="AGISTATUS", Value="SUCCESS")) == []
-    (fact,) = t.handle(ev("VarSet", **snapshot(uid), Variable="__IVR_SKILL", Value="fire"))
-    assert fact == IvrVariableSet(uid, "skill", "fire", at("1732345678.000100"))
+    assert t.handle(ev("VarSet", **snapshot(uid), Variable="__IVR_SKILL", Value="fire")) == []
+    (fact,) = t.handle(ev("VarSet", **snapshot(uid), Variable="IVR_QUEUE", Value="fire"))
+    assert fact == IvrVariablesSet(uid, (("skill", "fire"), ("queue", "fire")),
+                                   at("1732345678.000100"))
 
 
 def test_caller_id_is_sanitised_not_rejected() -> None:
@@ -484,7 +494,11 @@ def test_resync_from_nothing_restores_calls_queues_and_operators() -> None:
     assert started["1732347000.3"].caller_number == "082222222222"
     assert started["1732347100.5"].line == "119"  # from IVR_LINE: the channel left from-carrier
     assert started["1732347100.5"].caller_number == ""
-    ivr = {(f.call_id, f.name, f.value) for f in outcome.facts if isinstance(f, IvrVariableSet)}
+    ivr = {(f.call_id, name, value) for f in outcome.facts if isinstance(f, IvrVariablesSet)
+           for name, value in f.variables}
+    # One fact per call, whatever the number of variables.
+    per_call = [f.call_id for f in outcome.facts if isinstance(f, IvrVariablesSet)]
+    assert len(per_call) == len(set(per_call))
     assert ("1732347000.3", "skill", "medical") in ivr
     assert ("1732347100.5", "queue", "medical") in ivr
     assert not [v for v in ivr if v[0] == "1732347100.5" and v[1] == "choice"]  # unset: skipped
@@ -531,7 +545,9 @@ def test_resync_then_live_events_continue_the_calls() -> None:
     hangup = ev("Hangup", **snapshot("1732347000.3"), Cause="16", **{"Cause-txt": "Normal"})
     assert [type(f) for f in t.handle(hangup)] == [CallEnded]
     varset = ev("VarSet", **snapshot("1732347100.5"), Variable="IVR_CHOICE", Value="3")
-    assert [type(f) for f in t.handle(varset)] == [IvrVariableSet]
+    assert t.handle(varset) == []  # held until IVR_QUEUE
+    varset = ev("VarSet", **snapshot("1732347100.5"), Variable="IVR_QUEUE", Value="medical")
+    assert [type(f) for f in t.handle(varset)] == [IvrVariablesSet]
 
 
 def test_second_resync_does_not_restart_or_rejoin_known_calls() -> None:
@@ -539,8 +555,8 @@ def test_second_resync_does_not_restart_or_rejoin_known_calls() -> None:
     first = t.resync(*synthetic_resync())
     second = t.resync(*synthetic_resync())
     assert not [f for f in second.facts if isinstance(f, CallStarted | QueueJoined | CallVanished)]
-    assert [f for f in second.facts if isinstance(f, IvrVariableSet)] == [
-        f for f in first.facts if isinstance(f, IvrVariableSet)
+    assert [f for f in second.facts if isinstance(f, IvrVariablesSet)] == [
+        f for f in first.facts if isinstance(f, IvrVariablesSet)
     ]
 
 
@@ -584,11 +600,10 @@ def test_status_reports_unset_variables_as_null() -> None:
         for m in status
     ]
     outcome = tracker().resync(queues, channels, patched)
-    names = [f.name for f in outcome.facts if isinstance(f, IvrVariableSet)]
-    assert names.count("line") == 3
-    assert ("1732347100.5", "skill") not in {
-        (f.call_id, f.name) for f in outcome.facts if isinstance(f, IvrVariableSet)
-    }
+    pairs = {(f.call_id, name) for f in outcome.facts if isinstance(f, IvrVariablesSet)
+             for name, _ in f.variables}
+    assert [name for _, name in pairs].count("line") == 3
+    assert ("1732347100.5", "skill") not in pairs
 
 
 @pytest.mark.parametrize("path", RESYNC, ids=lambda p: p.name)
@@ -600,7 +615,7 @@ def test_recorded_resync_restores_a_consistent_picture(path: Path) -> None:
     started = {f.call_id: f for f in outcome.facts if isinstance(f, CallStarted)}
     assert all(f.linked_id == f.call_id and f.line in LINES for f in started.values())
     for fact in outcome.facts:
-        if isinstance(fact, QueueJoined | IvrVariableSet):
+        if isinstance(fact, QueueJoined | IvrVariablesSet):
             assert fact.call_id in started
     assert CallVanished("1700000000.99", NOW) in outcome.facts
 
@@ -732,3 +747,76 @@ def test_handle_gives_what_dispatching_every_event_gives() -> None:
         expected = _outcome(lambda: [] if handler is None else handler(fields))  # noqa: B023
         assert _outcome(lambda: quick.handle(event)) == expected  # noqa: B023
         assert quick.live_calls == thorough.live_calls
+
+
+# -- a call's IVR variables, one fact ----------------------------------------------------
+
+
+def varset(uid: str, name: str, value: str, timestamp: str = "1732345678.000100"
+           ) -> dict[str, str]:
+    return ev("VarSet", timestamp, **snapshot(uid), Variable=name, Value=value)
+
+
+def test_ivr_variables_become_one_fact_when_ivr_queue_is_set() -> None:
+    """The IVR sets IVR_QUEUE last (ivr/flow.py publish): everything it set is one fact."""
+    uid = "1732345678.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    published = [("IVR_CHOICE", "1"), ("IVR_OUTCOME", "chosen"), ("IVR_CATEGORY", "emergency"),
+                 ("IVR_SKILL", "fire"), ("IVR_FIRST_KEY_MS", "900"), ("IVR_INVALID_KEYS", "0"),
+                 ("IVR_SCORE", "0.100"), ("IVR_REASONS", "a; b"), ("IVR_PRIORITY", "5"),
+                 ("IVR_CHOICE", "2")]  # set again: the last value counts
+    assert run(t, [varset(uid, name, value) for name, value in published]) == []
+    facts = t.handle(varset(uid, "IVR_QUEUE", "fire", "1732345679.000000"))
+    assert facts == [IvrVariablesSet(uid, (
+        ("choice", "2"), ("outcome", "chosen"), ("category", "emergency"), ("skill", "fire"),
+        ("first_key_ms", "900"), ("invalid_keys", "0"), ("score", "0.100"), ("reasons", "a; b"),
+        ("priority", "5"), ("queue", "fire")), at("1732345679.000000"))]
+    # Fail-open after that: IVR_OUTCOME then IVR_QUEUE again, a second fact.
+    assert t.handle(varset(uid, "IVR_OUTCOME", "failopen")) == []
+    (again,) = t.handle(varset(uid, "IVR_QUEUE", "emergency-general"))
+    assert isinstance(again, IvrVariablesSet)
+    assert again.variables == (("outcome", "failopen"), ("queue", "emergency-general"))
+
+
+def test_what_is_set_after_ivr_queue_goes_out_with_the_join_or_the_end() -> None:
+    uid, other = "1732345678.0", "1732345680.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    t.handle(ev("Newchannel", **snapshot(other)))
+    t.handle(varset(uid, "IVR_QUEUE", "fire"))
+    assert t.handle(varset(uid, "IVR_SCREENING", "pressed")) == []
+    join = ev("QueueCallerJoin", "1732345690.000000", **snapshot(uid), Queue="fire",
+              Position="1", Count="1")
+    screening, joined = t.handle(join)
+    assert screening == IvrVariablesSet(uid, (("screening", "pressed"),), at("1732345690.0"))
+    assert isinstance(joined, QueueJoined)
+    # A call that hangs up in the IVR: what it set is not lost.
+    t.handle(varset(other, "IVR_LINE", "119"))
+    hangup = ev("Hangup", "1732345691.000000", **snapshot(other), Cause="16")
+    assert [type(f) for f in t.handle(hangup)] == [IvrVariablesSet, CallEnded]
+
+
+def test_a_resync_gives_one_fact_per_call_with_what_was_held() -> None:
+    queues, channels, status = synthetic_resync()
+    t = tracker()
+    t.resync(queues, channels, status)
+    uid = "1732347100.5"
+    t.handle(varset(uid, "IVR_SCREENING", "timeout"))  # held: no IVR_QUEUE yet
+    outcome = t.resync(queues, channels, status)
+    (fact,) = [f for f in outcome.facts if isinstance(f, IvrVariablesSet) and f.call_id == uid]
+    assert ("screening", "timeout") in fact.variables
+    assert ("queue", "medical") in fact.variables
+    # Released: the next hang-up has nothing more to give.
+    hangup = ev("Hangup", **snapshot(uid), Cause="16")
+    assert [type(f) for f in t.handle(hangup)] == [CallEnded]
+
+
+def test_a_call_held_variables_vanish_with_it() -> None:
+    uid = "1732345000.1"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    t.handle(varset(uid, "IVR_CHOICE", "3"))
+    outcome = t.resync(*synthetic_resync())
+    ivr = [f for f in outcome.facts if getattr(f, "call_id", None) == uid]
+    assert ivr == [IvrVariablesSet(uid, (("choice", "3"),), NOW), CallVanished(uid, NOW)]

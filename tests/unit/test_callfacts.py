@@ -8,6 +8,8 @@ from telephony.calls.facts import (
     CallFact,
     CallStarted,
     FactDecodeError,
+    IvrVariableSet,
+    IvrVariablesSet,
     OperatorStateChanged,
     QueueAbandoned,
     fact_from_json,
@@ -24,6 +26,8 @@ AT = datetime(2026, 11, 23, 3, 0, 1, 250000, tzinfo=UTC)
         QueueAbandoned("1.1", "medical", 3, 1, 42, AT),
         CallEnded("1.1", 16, "Normal Clearing", AT),
         OperatorStateChanged("PJSIP/op1001", "fire", "paused", True, "istirahat", AT),
+        IvrVariablesSet("1.1", (("line", "112"), ("reasons", "a; b ☎"), ("queue", "fire")), AT),
+        IvrVariablesSet("1.1", (), AT),
     ],
 )
 def test_round_trip(fact: CallFact) -> None:
@@ -31,7 +35,14 @@ def test_round_trip(fact: CallFact) -> None:
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert len(FACT_TYPES) == 12
+    assert len(FACT_TYPES) == 13
+
+
+def test_a_fact_spooled_by_an_earlier_version_still_reads() -> None:
+    """Before one fact per call's IVR values, each IVR_* variable was a fact of its own."""
+    line = ('{"kind":"ivr_variable","call_id":"1.1","name":"skill","value":"fire",'
+            '"at":"2026-11-23T03:00:01.250000+00:00"}')
+    assert fact_from_json(line) == IvrVariableSet("1.1", "skill", "fire", AT)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +56,12 @@ def test_every_kind_is_registered_once() -> None:
         ' "at": "2026-11-23T03:00:00+00:00"}',
         '{"kind": "call_ended", "call_id": "1"}',
         "[1, 2]",
+        '{"kind": "ivr_variables", "call_id": "1", "variables": [["a"]],'
+        ' "at": "2026-11-23T03:00:00+00:00"}',
+        '{"kind": "ivr_variables", "call_id": "1", "variables": [["a", 1]],'
+        ' "at": "2026-11-23T03:00:00+00:00"}',
+        '{"kind": "ivr_variables", "call_id": "1", "variables": "a=b",'
+        ' "at": "2026-11-23T03:00:00+00:00"}',
     ],
 )
 def test_bad_lines_are_refused(line: str) -> None:
