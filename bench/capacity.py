@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
+import asyncpg
 import surge  # bench/ is sys.path[0] when bench/surge.py runs as a script
 
 from ivr.flow import prompt_file
@@ -207,10 +208,22 @@ async def _started_lab(settings: Settings) -> Lab:
     return lab
 
 
+async def _forget_members(cluster: EmbeddedPostgres) -> None:
+    """Empty ``queue_members``: the fresh lab has none, and the surge waits until the rows
+    reach its own memberships, which the previous step's stale rows would fake."""
+    connection = await asyncpg.connect(cluster.dsn())
+    try:
+        if await connection.fetchval("SELECT to_regclass('queue_members') IS NOT NULL"):
+            await connection.execute("DELETE FROM queue_members")
+    finally:
+        await connection.close()
+
+
 async def line_step(rate: float, plan: Plan) -> StepResult:
     """One surge through the whole line (bench/surge.py's own), on a fresh lab."""
     groups, counts, settings = step_setup(rate, plan)
     started = time.monotonic()
+    await _forget_members(plan.cluster)
     lab = await _started_lab(settings)
     try:
         outcome = await surge.surge(lab, plan.cluster, settings, groups, counts, plan.talk,
@@ -450,12 +463,18 @@ def report(results: Sequence[SearchResult], bounds: Bounds, plan: Plan) -> int:
               f"{result.seconds:.0f} s")
         for step in sorted(result.steps, key=lambda s: s.rate):
             print(f"    {step.line()}")
-    ours, limit = (r.capacity for r in results)
-    if ours is None or limit is None:
+    line, limit = results
+    if line.capacity is None or limit.capacity is None:
         print("\n  ratio: - (a search found no passing rate)")
         return 1
-    ratio = ours / limit
-    print(f"\n  ratio line / dialplan-only: {ratio:.2f} (target >= {TARGET_RATIO:g})")
+    ratio = line.capacity / limit.capacity
+    # A search that never failed found a lower bound, not the capacity.
+    if line.at_ceiling and limit.at_ceiling:
+        print(f"\n  ratio line / dialplan-only: - (both held the highest rate tried; raise "
+              f"--max-rate above {bounds.ceiling:g})")
+        return 0
+    bound = ">= " if line.at_ceiling else "<= " if limit.at_ceiling else ""
+    print(f"\n  ratio line / dialplan-only: {bound}{ratio:.2f} (target >= {TARGET_RATIO:g})")
     return 0 if ratio >= TARGET_RATIO else 1
 
 
