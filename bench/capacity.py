@@ -28,6 +28,7 @@ import math
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -144,6 +145,7 @@ class StepResult:
     to_queue: tuple[float, ...]  # answer -> queue, seconds, per call that got there
     seconds: float = 0.0
     note: str = ""  # why the step could not be run, if it could not
+    unreached: str = ""  # what became of the calls no operator answered, when known
 
     @property
     def p99(self) -> float | None:
@@ -165,6 +167,8 @@ class StepResult:
                 f"placed {self.placed}/{self.requested}, sipp failed {self.failed}, "
                 f"reached an operator {self.reached}, answer->queue p99 {p99}, "
                 f"{self.seconds:.0f} s")
+        if self.unreached:
+            text += f"; not reached: {self.unreached}"
         return text + (f"  ({self.note})" if self.note else "")
 
 
@@ -233,11 +237,16 @@ async def line_step(rate: float, plan: Plan) -> StepResult:
     to_queue = tuple((r["queue_joined_at"] - r["arrived_at"]).total_seconds()
                      for r in outcome.rows
                      if r["queue_joined_at"] is not None and r["arrived_at"] is not None)
+    placed = sum(_placed(r) for r in outcome.results)
+    # The database says why (ended in the IVR: a lost key; abandoned in a queue; ...).
+    unreached = Counter(str(r["disposition"]) for r in outcome.rows if r["operator"] is None)
+    if placed > len(outcome.rows):
+        unreached["no row in the database"] = placed - len(outcome.rows)
     return StepResult(
-        rate, sum(g.calls for g in groups), sum(_placed(r) for r in outcome.results),
-        _sipp_failed(groups, outcome.results),
+        rate, sum(g.calls for g in groups), placed, _sipp_failed(groups, outcome.results),
         sum(1 for r in outcome.rows if r["operator"] is not None), to_queue,
         time.monotonic() - started,
+        unreached=", ".join(f"{k} {v}" for k, v in unreached.most_common()),
     )
 
 
