@@ -453,7 +453,9 @@ async def search(
 
 def _figure(result: SearchResult) -> str:
     capacity = result.capacity
-    if capacity is None:
+    if not result.steps:
+        text = "not measured"
+    elif capacity is None:
         text = "below the lowest rate tried"
     else:
         text = f"{capacity:g} calls/s" + (" (or more: nothing failed)" if result.at_ceiling
