@@ -205,11 +205,10 @@ def _sipp_failed(groups: Sequence[surge.CallerGroup], results: Sequence[SippResu
     return sum(g.calls - r.successful for g, r in zip(groups, results, strict=True))
 
 
-async def _started_lab(settings: Settings) -> Lab:
-    lab = Lab(settings)
+async def _start_lab(lab: Lab) -> None:
+    # Called inside the try whose finally stops the lab: a failure half-way still stops it.
     await asyncio.to_thread(lab.start)
-    await asyncio.to_thread(lab.site.install_prompts, settings.prompts_dir)
-    return lab
+    await asyncio.to_thread(lab.site.install_prompts, lab.settings.prompts_dir)
 
 
 async def _forget_members(cluster: EmbeddedPostgres) -> None:
@@ -228,8 +227,9 @@ async def line_step(rate: float, plan: Plan) -> StepResult:
     groups, counts, settings = step_setup(rate, plan)
     started = time.monotonic()
     await _forget_members(plan.cluster)
-    lab = await _started_lab(settings)
+    lab = Lab(settings)
     try:
+        await _start_lab(lab)
         outcome = await surge.surge(lab, plan.cluster, settings, groups, counts, plan.talk,
                                     plan.key_delay, plan.tally)
     finally:
@@ -339,7 +339,7 @@ def dialplan_only_commands(
             f"Queue({OVERFLOW_QUEUE},rtC,,,{queue_max_wait},,{ANSWERED_CONTEXT})",
             f"Goto({queue},2)")
     if not _PATH.match(calls_file):
-        raise ValueError(f"{calls_file!r}: an absolute path of [a-z0-9/._-] please")
+        raise ValueError(f"{calls_file!r}: an absolute path of letters, digits and /._- please")
     add(ANSWERED_CONTEXT, "s", f"Set(FILE({calls_file},,,a)={LOG_MARK}:${{T0}}:${{TQ}};)",
         "Return()")
     return commands
@@ -350,14 +350,13 @@ def answered_calls(log_text: str) -> list[float]:
     return [float(m.group(2)) - float(m.group(1)) for m in _LOG_LINE.finditer(log_text)]
 
 
-
-
 async def dialplan_step(rate: float, plan: Plan) -> StepResult:
     """One surge through dialplan-only Asterisk, on a fresh lab with the same operators."""
     groups, counts, settings = step_setup(rate, plan)
     started = time.monotonic()
-    lab = await _started_lab(settings)
+    lab = Lab(settings)
     try:
+        await _start_lab(lab)
         menu = load_menu(settings.menu_file)
         # The instance's log directory, as Asterisk (in its chroot) and as we see it.
         calls_file = lab.messages_log.parent / CALLS_FILE
