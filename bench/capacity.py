@@ -29,7 +29,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -95,6 +95,18 @@ class Bounds:
             raise ValueError("resolution below 0.5 calls/s is finer than a step can tell")
 
 
+def trials(tries: Iterable[tuple[float, bool]]) -> list[Trial]:
+    """One trial per rate from every try (rate, passed): a rate passed if any try passed.
+
+    A failed step may be tried again (``--retries``): on a shared machine another job's
+    burst can fail a step the line would have passed, and a pass shows it can be done.
+    """
+    passed: dict[float, bool] = {}
+    for rate, ok in tries:
+        passed[rate] = passed.get(rate, False) or ok
+    return [Trial(rate, ok) for rate, ok in passed.items()]
+
+
 def bracket(history: Sequence[Trial]) -> tuple[float | None, float | None]:
     """(highest passing rate below every failure, lowest failing rate).
 
@@ -145,7 +157,7 @@ class StepResult:
     to_queue: tuple[float, ...]  # answer -> queue, seconds, per call that got there
     seconds: float = 0.0
     note: str = ""  # why the step could not be run, if it could not
-    unreached: str = ""  # what became of the calls no operator answered, when known
+    unreached: str = ""  # what became of the calls that did not get through, when known
 
     @property
     def p99(self) -> float | None:
@@ -205,6 +217,14 @@ def _sipp_failed(groups: Sequence[surge.CallerGroup], results: Sequence[SippResu
     return sum(g.calls - r.successful for g, r in zip(groups, results, strict=True))
 
 
+def _sipp_errors(groups: Sequence[surge.CallerGroup], results: Sequence[SippResult]) -> str:
+    """The first error line of each caller sipp that failed calls (what went wrong)."""
+    return "; ".join(
+        f"sipp {g.label} exit {r.returncode}: {r.errors.splitlines()[0][:160]}"
+        for g, r in zip(groups, results, strict=True)
+        if r.successful < g.calls and r.errors.strip())
+
+
 async def _start_lab(lab: Lab) -> None:
     # Called inside the try whose finally stops the lab: a failure half-way still stops it.
     await asyncio.to_thread(lab.start)
@@ -246,7 +266,9 @@ async def line_step(rate: float, plan: Plan) -> StepResult:
         rate, sum(g.calls for g in groups), placed, _sipp_failed(groups, outcome.results),
         sum(1 for r in outcome.rows if r["operator"] is not None), to_queue,
         time.monotonic() - started,
-        unreached=", ".join(f"{k} {v}" for k, v in unreached.most_common()),
+        unreached="; ".join(filter(None, (
+            ", ".join(f"{k} {v}" for k, v in unreached.most_common()),
+            _sipp_errors(groups, outcome.results)))),
     )
 
 
@@ -385,7 +407,7 @@ async def dialplan_step(rate: float, plan: Plan) -> StepResult:
     return StepResult(
         rate, sum(g.calls for g in groups), sum(_placed(r) for r in results),
         _sipp_failed(groups, results), len(to_queue), tuple(to_queue),
-        time.monotonic() - started,
+        time.monotonic() - started, unreached=_sipp_errors(groups, results),
     )
 
 
@@ -404,49 +426,56 @@ class SearchResult:
     @property
     def capacity(self) -> float | None:
         """The highest rate that passed below every failure."""
-        return bracket([Trial(s.rate, s.passed) for s in self.steps])[0]
+        return bracket(trials((s.rate, s.passed) for s in self.steps))[0]
 
     @property
     def at_ceiling(self) -> bool:
         """True when nothing failed: the capacity is at least the figure, maybe more."""
-        return all(s.passed for s in self.steps)
+        return all(t.passed for t in trials((s.rate, s.passed) for s in self.steps))
 
 
 async def search(
     name: str, step: Callable[[float], Awaitable[StepResult]], bounds: Bounds,
-    budget: float, pause: float,
+    budget: float, pause: float, retries: int,
 ) -> SearchResult:
     """Run steps at the rates :func:`next_rate` picks, until it is done or ``budget`` s pass.
 
-    A step that raises (the lab did not boot, a port was taken) is counted as failed with its
-    reason shown; a step cut by the budget is not counted at all.
+    A failed step is tried up to ``retries`` more times (see :func:`trials`). A step that
+    raises (the lab did not boot, a port was taken) is a failed step with its reason shown;
+    a step cut by the budget is not counted at all.
     """
     started = time.monotonic()
     steps: list[StepResult] = []
     capped = False
     print(f"\n=== capacity search: {name} ===")
-    while (rate := next_rate([Trial(s.rate, s.passed) for s in steps], bounds)) is not None:
-        remaining = budget - (time.monotonic() - started)
-        if remaining <= 0:
-            capped = True
-            break
-        print(f"--- {name}: step at {rate:g} calls/s")
-        step_started = time.monotonic()
-        try:
-            async with asyncio.timeout(remaining):
-                result = await step(rate)
-        except TimeoutError:
-            capped = True
-            print(f"--- {name}: time cap ({budget:g} s) hit during the step at {rate:g}/s")
-            break
-        except Exception as exc:  # one broken step is a failed step, its reason shown
-            result = StepResult(rate, 0, 0, 0, 0, (), time.monotonic() - step_started,
-                                note=f"{type(exc).__name__}: {exc}"[:300])
-        steps.append(result)
-        print(f"--- {name}: {result.line()}")
-        # Every step starts its own lab and line; the pause lets the previous one's
-        # processes exit and the kernel's sockets drain before the next surge.
-        await asyncio.sleep(pause)
+    while not capped and (
+        rate := next_rate(trials((s.rate, s.passed) for s in steps), bounds)
+    ) is not None:
+        for attempt in range(retries + 1):
+            remaining = budget - (time.monotonic() - started)
+            if remaining <= 0:
+                capped = True
+                break
+            print(f"--- {name}: step at {rate:g} calls/s"
+                  + (f", try {attempt + 1}" if attempt else ""))
+            step_started = time.monotonic()
+            try:
+                async with asyncio.timeout(remaining):
+                    result = await step(rate)
+            except TimeoutError:
+                capped = True
+                print(f"--- {name}: time cap ({budget:g} s) hit during the step at {rate:g}/s")
+                break
+            except Exception as exc:  # one broken step is a failed step, its reason shown
+                result = StepResult(rate, 0, 0, 0, 0, (), time.monotonic() - step_started,
+                                    note=f"{type(exc).__name__}: {exc}"[:300])
+            steps.append(result)
+            print(f"--- {name}: {result.line()}")
+            # Every step starts its own lab and line; the pause lets the previous one's
+            # processes exit and the kernel's sockets drain before the next surge.
+            await asyncio.sleep(pause)
+            if result.passed:
+                break
     return SearchResult(name, tuple(steps), time.monotonic() - started, capped)
 
 
@@ -503,5 +532,5 @@ async def find_capacity(
     for name, step in (("line (recording + screening)", line_step),
                        ("dialplan-only Asterisk", dialplan_step)):
         results.append(await search(name, partial(step, plan=plan), bounds,
-                                    args.max_search_seconds, args.step_pause))
+                                    args.max_search_seconds, args.step_pause, args.retries))
     return report(results, bounds, plan)

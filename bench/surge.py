@@ -613,6 +613,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds of arrivals per step (default 25)")
     search.add_argument("--step-pause", type=float, default=5.0,
                         help="seconds between steps (default 5)")
+    search.add_argument("--retries", type=int, default=1,
+                        help="tries again a failed step this many times; a rate passes if any "
+                             "try does (default 1: the machine may be shared; 0 on a quiet one)")
     search.add_argument("--max-search-seconds", type=float, default=1800.0,
                         help="time cap of each of the two searches (default 1800)")
     args = parser.parse_args(argv)
@@ -622,8 +625,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             Bounds(args.start_rate, args.min_rate, args.max_rate, args.resolution).check()
         except ValueError as exc:
             parser.error(str(exc))
-        if args.step_seconds <= 0 or args.max_search_seconds <= 0 or args.step_pause < 0:
-            parser.error("--step-seconds and --max-search-seconds must be positive")
+        if (args.step_seconds <= 0 or args.max_search_seconds <= 0 or args.step_pause < 0
+                or args.retries < 0):
+            parser.error("--step-seconds and --max-search-seconds must be positive, "
+                         "--step-pause and --retries not negative")
     if args.calls < 1 or args.rate <= 0 or args.talk < 0 or args.operators < 0:
         parser.error("--calls and --rate must be positive, --talk and --operators not negative")
     return args

@@ -4,7 +4,10 @@ dialplan-only IVR it derives from the menu."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,8 @@ from capacity import (
     bracket,
     dialplan_only_commands,
     next_rate,
+    search,
+    trials,
 )
 
 BOUNDS = Bounds(start=10, floor=1, ceiling=160, resolution=2)
@@ -106,24 +111,19 @@ def test_bounds_it_cannot_work_with_are_refused(bounds: Bounds) -> None:
         bounds.check()
 
 
-def step(**changes: object) -> StepResult:
-    values: dict[str, object] = {
-        "rate": 10.0, "requested": 100, "placed": 100, "failed": 0, "reached": 100,
-        "to_queue": tuple([2.0] * 99 + [3.9]),
-    }
-    values.update(changes)
-    return StepResult(**values)  # type: ignore[arg-type]
+GOOD = StepResult(rate=10.0, requested=100, placed=100, failed=0, reached=100,
+                  to_queue=tuple([2.0] * 99 + [3.9]))
 
 
 def test_a_step_passes_only_when_every_call_got_through_in_time() -> None:
-    assert step().passed
-    assert not step(failed=1).passed  # sipp could not complete a call
-    assert not step(placed=99).passed  # sipp did not place every call
-    assert not step(reached=99).passed  # one caller never reached an operator
-    assert not step(to_queue=tuple([2.0] * 98 + [4.1, 4.1])).passed  # p99 above 4 s
-    assert step(to_queue=tuple([2.0] * 99 + [9.0])).passed  # p99 is the 99th of 100
-    assert not step(to_queue=()).passed
-    assert not step(note="LabError: boot").passed
+    assert GOOD.passed
+    assert not replace(GOOD, failed=1).passed  # sipp could not complete a call
+    assert not replace(GOOD, placed=99).passed  # sipp did not place every call
+    assert not replace(GOOD, reached=99).passed  # one caller never reached an operator
+    assert not replace(GOOD, to_queue=tuple([2.0] * 98 + [4.1, 4.1])).passed  # p99 above 4 s
+    assert replace(GOOD, to_queue=tuple([2.0] * 99 + [9.0])).passed  # p99 is the 99th of 100
+    assert not replace(GOOD, to_queue=()).passed
+    assert not replace(GOOD, note="LabError: boot").passed
 
 
 def test_the_dialplan_only_ivr_follows_the_menu() -> None:
@@ -160,3 +160,59 @@ def test_answered_calls_reads_the_records_the_dialplan_appends() -> None:
     text = ("siaga112-capacity-call:1000.250:1002.500;siaga112-capacity-call:1001:1004.75;"
             "siaga112-capacity-call:1002.1:")  # a record cut short by a crash: not counted
     assert answered_calls(text) == [2.25, 3.75]
+
+
+def test_a_rate_passes_when_any_of_its_tries_passed() -> None:
+    assert trials([(10, True), (20, False), (20, True), (40, False), (40, False)]) == [
+        Trial(10, True), Trial(20, True), Trial(40, False)]
+
+
+def line_holding(
+    capacity: float, flaky: frozenset[float] = frozenset()
+) -> tuple[list[float], Callable[[float], Awaitable[StepResult]]]:
+    """A fake step: passes up to ``capacity``; fails the first try of each rate in ``flaky``."""
+    tried: list[float] = []
+
+    async def step(rate: float) -> StepResult:
+        first_try = rate not in tried
+        tried.append(rate)
+        ok = rate <= capacity and not (first_try and rate in flaky)
+        return StepResult(rate, 10, 10, 0, 10 if ok else 9, (2.0,))
+
+    return tried, step
+
+
+async def test_the_search_finds_the_capacity_and_retries_a_failed_step_once() -> None:
+    tried, step = line_holding(33, flaky=frozenset({20}))
+    result = await search("fake", step, BOUNDS, budget=60, pause=0, retries=1)
+    assert tried[:3] == [10, 20, 20]  # 20 failed once, passed on its second try
+    assert result.capacity is not None and 31 <= result.capacity <= 33
+    assert not result.capped and not result.at_ceiling
+    assert tried.count(40) == 2  # a real failure is tried twice too
+
+
+async def test_without_retries_a_failed_step_stands() -> None:
+    tried, step = line_holding(33, flaky=frozenset({20}))
+    result = await search("fake", step, BOUNDS, budget=60, pause=0, retries=0)
+    assert tried[:3] == [10, 20, 15]
+    assert result.capacity is not None and result.capacity < 20
+
+
+async def test_a_step_that_raises_is_a_failed_step_with_its_reason() -> None:
+    async def broken(rate: float) -> StepResult:
+        raise RuntimeError("port taken")
+
+    result = await search("fake", broken, Bounds(10, 5, 20, 2), budget=60, pause=0, retries=0)
+    assert [s.rate for s in result.steps] == [10, 5]
+    assert result.steps[0].note == "RuntimeError: port taken" and result.capacity is None
+
+
+async def test_the_time_cap_ends_the_search_with_what_it_found() -> None:
+    async def slow_above_ten(rate: float) -> StepResult:
+        if rate > 10:
+            await asyncio.sleep(10)
+        return StepResult(rate, 10, 10, 0, 10, (2.0,))
+
+    result = await search("fake", slow_above_ten, BOUNDS, budget=0.2, pause=0, retries=0)
+    assert result.capped and result.capacity == 10
+    assert [s.rate for s in result.steps] == [10]  # the step the cap cut is not counted
