@@ -48,6 +48,7 @@ from telephony.settings import Settings
 
 P99_LIMIT_SECONDS = 4.0  # answer -> queue, the caller's 2 s before the key included
 TARGET_RATIO = 0.8
+ASTERISK_GONE = "Asterisk was not running at the end of the step"
 # The extension the dialplan-only callers dial. It exists only in a lab the bench started and
 # only while the bench runs: it is added with the CLI (never written to extensions.conf), so
 # the carrier cannot reach the dialplan-only IVR on a real line. Letters only: from-carrier's
@@ -205,7 +206,11 @@ def step_setup(
     base = surge.bench_settings(plan.root / "state", plan.cluster.dsn(), plan.cluster.port, 1)
     counts = [surge.operators_needed(g.rate, plan.talk, base.queue_wrapup_seconds)
               for g in groups]
-    return groups, counts, replace(base, lab_operators=sum(counts))
+    # Its own lab instance and ports: a plain bench/surge.py run (or another helper's) on the
+    # "surge" instance would restart this lab under a running step.
+    return groups, counts, replace(
+        base, lab_operators=sum(counts), lab_instance="capacity", sip_port=36060,
+        ami_port=36038, agi_port=36573, lab_operator_sip_port=36070)
 
 
 def _placed(result: SippResult) -> int:
@@ -252,6 +257,7 @@ async def line_step(rate: float, plan: Plan) -> StepResult:
         await _start_lab(lab)
         outcome = await surge.surge(lab, plan.cluster, settings, groups, counts, plan.talk,
                                     plan.key_delay, plan.tally)
+        note = "" if lab.is_running() else ASTERISK_GONE
     finally:
         await asyncio.to_thread(lab.stop)
     to_queue = tuple((r["queue_joined_at"] - r["arrived_at"]).total_seconds()
@@ -269,6 +275,7 @@ async def line_step(rate: float, plan: Plan) -> StepResult:
         unreached="; ".join(filter(None, (
             ", ".join(f"{k} {v}" for k, v in unreached.most_common()),
             _sipp_errors(groups, outcome.results)))),
+        note=note,
     )
 
 
@@ -398,6 +405,7 @@ async def dialplan_step(rate: float, plan: Plan) -> StepResult:
             results = list(await asyncio.gather(*(
                 surge.place(settings, g, plan.talk, plan.key_delay, number=BENCH_EXTEN)
                 for g in groups)))
+        note = "" if lab.is_running() else ASTERISK_GONE
         # Written on the operator's answer, before the callers' talk: all there by now.
         to_queue = answered_calls(
             calls_file.read_text(encoding="utf-8", errors="replace")
@@ -407,7 +415,7 @@ async def dialplan_step(rate: float, plan: Plan) -> StepResult:
     return StepResult(
         rate, sum(g.calls for g in groups), sum(_placed(r) for r in results),
         _sipp_failed(groups, results), len(to_queue), tuple(to_queue),
-        time.monotonic() - started, unreached=_sipp_errors(groups, results),
+        time.monotonic() - started, unreached=_sipp_errors(groups, results), note=note,
     )
 
 
