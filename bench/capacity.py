@@ -224,10 +224,14 @@ def _sipp_failed(groups: Sequence[surge.CallerGroup], results: Sequence[SippResu
 
 def _sipp_errors(groups: Sequence[surge.CallerGroup], results: Sequence[SippResult]) -> str:
     """The first error line of each caller sipp that failed calls (what went wrong)."""
-    return "; ".join(
-        f"sipp {g.label} exit {r.returncode}: {r.errors.splitlines()[0][:160]}"
-        for g, r in zip(groups, results, strict=True)
-        if r.successful < g.calls and r.errors.strip())
+    shown = []
+    for group, result in zip(groups, results, strict=True):
+        # sipp notes each pcap it loads ("In pcap ..., npkts 10"): not an error.
+        lines = [line for line in result.errors.splitlines()
+                 if line.strip() and not line.startswith("In pcap ")]
+        if result.successful < group.calls and lines:
+            shown.append(f"sipp {group.label} exit {result.returncode}: {lines[0][:160]}")
+    return "; ".join(shown)
 
 
 async def _start_lab(lab: Lab) -> None:
