@@ -378,11 +378,11 @@ def live_latencies(outcome: Outcome) -> list[tuple[str, list[float]]]:
 
 
 async def place(
-    settings: Settings, group: CallerGroup, talk: float, key_delay: float
+    settings: Settings, group: CallerGroup, talk: float, key_delay: float, number: str = "112"
 ) -> SippResult:
     """Run one caller group's sipp to the end (bounded by the harness's own timeout)."""
     async with caller(
-        settings.sip_host, settings.sip_port, "112", caller_id=group.caller_id,
+        settings.sip_host, settings.sip_port, number, caller_id=group.caller_id,
         dtmf=group.dtmf, dtmf_delay=key_delay, talk_seconds=talk, calls=group.calls,
         rate=group.rate,
     ) as sipp:
@@ -687,7 +687,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds each caller stays after the IVR choice (default 8)")
     parser.add_argument("--operators", type=int, default=0,
                         help="operators to log in (default: enough for the rate and talk time)")
+    search = parser.add_argument_group(
+        "capacity", "--find-capacity: the highest rate that passes, the line beside "
+        "dialplan-only Asterisk (bench/capacity.py); --calls, --rate and --operators are unused")
+    search.add_argument("--find-capacity", action="store_true",
+                        help="search the capacity instead of running one surge")
+    search.add_argument("--start-rate", type=float, default=10.0, help="first rate (default 10)")
+    search.add_argument("--min-rate", type=float, default=1.0,
+                        help="lowest rate to try when the first fails (default 1)")
+    search.add_argument("--max-rate", type=float, default=160.0,
+                        help="highest rate to try (default 160)")
+    search.add_argument("--resolution", type=float, default=2.0,
+                        help="stop when pass and fail are this close, calls/s (default 2)")
+    search.add_argument("--step-seconds", type=float, default=25.0,
+                        help="seconds of arrivals per step (default 25)")
+    search.add_argument("--step-pause", type=float, default=5.0,
+                        help="seconds between steps (default 5)")
+    search.add_argument("--retries", type=int, default=1,
+                        help="tries again a failed step this many times; a rate passes if any "
+                             "try does (default 1: the machine may be shared; 0 on a quiet one)")
+    search.add_argument("--max-search-seconds", type=float, default=1800.0,
+                        help="time cap of each of the two searches (default 1800)")
     args = parser.parse_args(argv)
+    if args.find_capacity:
+        from capacity import Bounds  # noqa: PLC0415 - imports this module: only when asked
+        try:
+            Bounds(args.start_rate, args.min_rate, args.max_rate, args.resolution).check()
+        except ValueError as exc:
+            parser.error(str(exc))
+        if (args.step_seconds <= 0 or args.max_search_seconds <= 0 or args.step_pause < 0
+                or args.retries < 0):
+            parser.error("--step-seconds and --max-search-seconds must be positive, "
+                         "--step-pause and --retries not negative")
     if args.calls < 1 or args.rate <= 0 or args.talk < 0 or args.operators < 0:
         parser.error("--calls and --rate must be positive, --talk and --operators not negative")
     return args
@@ -706,6 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cluster.ensure_initialized()
         cluster.start()
+        if args.find_capacity:
+            from capacity import find_capacity  # noqa: PLC0415 - it imports this module
+            return asyncio.run(find_capacity(args, root, cluster, tally))
         return asyncio.run(run(args, root, cluster, tally))
     finally:
         with contextlib.suppress(Exception):  # a failed stop must not hide the real error
