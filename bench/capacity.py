@@ -37,7 +37,7 @@ from pathlib import Path
 import asyncpg
 import surge  # bench/ is sys.path[0] when bench/surge.py runs as a script
 
-from ivr.flow import prompt_file
+from ivr.keys import prompt_file
 from ivr.menu import IvrMenu, load_menu
 from ivr.prompts import build_line_prompts
 from telephony.app import running_line

@@ -65,7 +65,10 @@ async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezo
     await connection.execute(
         f"""
         CREATE TEMP TABLE batch AS
-        SELECT 'h' || n AS call_id, CASE WHEN n % 5 = 0 THEN '119' ELSE '112' END AS line,
+        -- Asterisk-like unique ids (epoch.sequence): the recordings worker and the API
+        -- refuse anything else, and would log every generated call.
+        SELECT (extract(epoch FROM arrived)::bigint)::text || '.' || n AS call_id,
+               CASE WHEN n % 5 = 0 THEN '119' ELSE '112' END AS line,
                '0812' || lpad((n % 9999991)::text, 8, '0') AS caller_number,
                arrived AS arrived_at, {day} AS shift_day, {name} AS shift_name,
                (ARRAY['emergency', 'complaint', 'information'])[1 + n % 3] AS ivr_category,

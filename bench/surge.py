@@ -27,6 +27,11 @@ Printed:
   bench's little bookkeeping), of PostgreSQL and of sipp (the load generator), over the surge
   and until the database holds every call as ended.
 
+With ``--history N`` the database first gets N calls of generated history (bench/history.py),
+and with ``--report-during`` a supervisor's 31-day shift report is asked for back to back in the
+line's own process during the surge: the loop-stall and latency figures then show whether the
+call path waits for reports.
+
 Run: ``python bench/surge.py [--calls 1000] [--rate 50] [--talk 8]`` (root: the lab needs it).
 Exits 0 only when every call succeeded and is complete in the database.
 Ports, lab instance and database are the bench's own, so it runs beside the e2e tests.
@@ -63,10 +68,12 @@ from ivr.prompts import build_line_prompts
 from telephony.ami.tracker import QueueSnapshot
 from telephony.app import Line, running_line
 from telephony.calls.facts import CallFact
+from telephony.calls.shifts import ShiftCalendar
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, operator_names
 from telephony.lab.sipp import Sipp, SippResult, caller, operator
+from telephony.reports.model import Period
 from telephony.settings import Settings, load_settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -374,6 +381,51 @@ def live_latencies(outcome: Outcome) -> list[tuple[str, list[float]]]:
             ("event loop stall (5 ms probe)", outcome.live.loop_stalls)]
 
 
+@dataclass
+class ReportLoad:
+    """A supervisor's 31-day shift report, asked for back to back during the surge (in the
+    line's own process and loop, as the console asks for it): does the call path stall?"""
+
+    seconds: list[float]
+    task: asyncio.Task[None]
+
+    @classmethod
+    def start(cls, line: Line) -> ReportLoad:
+        seconds: list[float] = []
+        today = line.reports.today()
+        month = Period(today - timedelta(days=30), today)
+
+        async def ask() -> None:
+            while True:
+                started = time.monotonic()
+                await line.reports.shift_report(month)
+                seconds.append(time.monotonic() - started)
+
+        return cls(seconds, asyncio.create_task(ask(), name="report-during-surge"))
+
+    async def stop(self) -> list[float]:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        return self.seconds
+
+
+async def grow_line_history(settings: Settings, calls: int) -> None:
+    """Give the line's database ``calls`` generated calls of history before the surge (the
+    reports' bench's generator), so a report during the surge reads a site's month."""
+    from history import grow_history  # noqa: PLC0415 - a sibling script, only when asked
+
+    started = time.monotonic()
+    connection = await asyncpg.connect(settings.database_dsn)
+    try:
+        await grow_history(connection, ShiftCalendar(settings.shifts, settings.timezone),
+                           settings.timezone, have=0, calls=calls, now=datetime.now(UTC))
+        await connection.execute("VACUUM ANALYZE")
+    finally:
+        await connection.close()
+    print(f"{calls:,} calls of history generated in {time.monotonic() - started:.0f} s.")
+
+
 # ----------------------------------------------------------------------------- the surge
 
 
@@ -504,6 +556,7 @@ class Outcome:
     line_log: Counter[str]
     incomplete_examples: list[str]
     live: LiveFigures | None = None  # wallboard lag and loop stalls (None: not measured)
+    report_seconds: list[float] | None = None  # 31-day reports run during the surge
 
 
 def report(outcome: Outcome, talk: float) -> int:
@@ -562,6 +615,10 @@ def report(outcome: Outcome, talk: float) -> int:
         print(f"  {name:28} {_ms(percentile(values, 0.5)):>8} "
               f"{_ms(percentile(values, 0.99)):>8} {_ms(max(values, default=None)):>8} "
               f"{len(values):>5}")
+    if outcome.report_seconds is not None:
+        print(f"  31-day shift reports during the surge: {len(outcome.report_seconds)}, "
+              f"{_ms(min(outcome.report_seconds, default=None))}-"
+              f"{_ms(max(outcome.report_seconds, default=None))} each")
 
     before, after = outcome.cpu
     wall = outcome.surge_seconds + outcome.settle_seconds
@@ -600,6 +657,7 @@ def report(outcome: Outcome, talk: float) -> int:
 async def surge(
     lab: Lab, cluster: EmbeddedPostgres, settings: Settings, groups: list[CallerGroup],
     operator_counts: list[int], talk: float, key_delay: float, tally: LogTally,
+    *, history: int = 0, report_during: bool = False,
 ) -> Outcome:
     """Run the line, staff it, place the calls, wait for the database; gather the figures."""
     expected_seconds = max(g.calls / g.rate for g in groups) + talk + 10
@@ -608,6 +666,8 @@ async def surge(
     ) as uas:
         async with asyncio.timeout(30):
             await line.listener.wait_ready()
+        if history:
+            await grow_line_history(settings, history)
         started = time.monotonic()
         memberships = await log_in_operators(line, groups, operator_counts)
         login_seconds = time.monotonic() - started
@@ -619,6 +679,7 @@ async def surge(
         since = datetime.now(UTC) - timedelta(seconds=1)
         before = sample_cpu(lab, cluster, uas)
         live = LiveProbes.start(line)
+        reporting = ReportLoad.start(line) if report_during else None
         surge_started = time.monotonic()
         for group in groups:
             print(f"  sipp: {group.calls} calls at {group.rate:g}/s from {group.caller_id}, "
@@ -628,6 +689,7 @@ async def surge(
         surge_seconds = time.monotonic() - surge_started
         placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
         live.stop()
+        report_seconds = await reporting.stop() if reporting is not None else None
         print(f"sipp done after {surge_seconds:.1f} s; waiting for the database ...")
         rows, settle_seconds = await wait_recorded(
             line, since, [g.caller_id for g in groups], placed, SETTLE_SECONDS)
@@ -639,7 +701,7 @@ async def surge(
             groups, results, sum(operator_counts), rows, surge_seconds, settle_seconds,
             (before, after), new_log_lines(lab.messages_log, log_offset), lags,
             Counter(tally.counts), await timelines(line, rows, limit=3),
-            live.figures({str(r["call_id"]) for r in rows}),
+            live.figures({str(r["call_id"]) for r in rows}), report_seconds,
         )
 
 
@@ -668,7 +730,7 @@ async def run(
         await asyncio.to_thread(lab.start)
         await asyncio.to_thread(lab.site.install_prompts, settings.prompts_dir)
         outcome = await surge(lab, cluster, settings, groups, counts, args.talk, args.key_delay,
-                              tally)
+                              tally, history=args.history, report_during=args.report_during)
         return report(outcome, args.talk)
     finally:
         await asyncio.to_thread(lab.stop)
@@ -687,6 +749,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds each caller stays after the IVR choice (default 8)")
     parser.add_argument("--operators", type=int, default=0,
                         help="operators to log in (default: enough for the rate and talk time)")
+    parser.add_argument("--history", type=int, default=0,
+                        help="calls of generated history in the database before the surge "
+                             "(bench/history.py; default none)")
+    parser.add_argument("--report-during", action="store_true",
+                        help="ask for the 31-day shift report back to back during the surge")
     search = parser.add_argument_group(
         "capacity", "--find-capacity: the highest rate that passes, the line beside "
         "dialplan-only Asterisk (bench/capacity.py); --calls, --rate and --operators are unused")
