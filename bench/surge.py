@@ -70,6 +70,7 @@ from telephony.app import Line, running_line
 from telephony.calls.facts import CallFact
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import migrate
 from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, operator_names
 from telephony.lab.sipp import Sipp, SippResult, caller, operator
@@ -418,8 +419,16 @@ async def grow_line_history(settings: Settings, calls: int) -> None:
     started = time.monotonic()
     connection = await asyncpg.connect(settings.database_dsn)
     try:
+        await migrate(connection)  # before the line starts: its workers see a whole history
         await grow_history(connection, ShiftCalendar(settings.shifts, settings.timezone),
                            settings.timezone, have=0, calls=calls, now=datetime.now(UTC))
+        # A site's recent calls have their recordings' rows: without them the recordings
+        # worker would spend the surge reporting the generated calls' files as missing.
+        await connection.execute("""
+            INSERT INTO recordings (call_id, state, started_at, reason)
+            SELECT call_id, 'expired', COALESCE(arrived_at, ended_at), 'generated history'
+            FROM calls WHERE ended_at > now() - interval '30 days'
+            ON CONFLICT DO NOTHING""")
         await connection.execute("VACUUM ANALYZE")
     finally:
         await connection.close()
@@ -661,13 +670,13 @@ async def surge(
 ) -> Outcome:
     """Run the line, staff it, place the calls, wait for the database; gather the figures."""
     expected_seconds = max(g.calls / g.rate for g in groups) + talk + 10
+    if history:
+        await grow_line_history(settings, history)
     async with running_line(settings) as line, operator(
         settings.lab_operator_sip_port, timeout=expected_seconds + SETTLE_SECONDS + 600,
     ) as uas:
         async with asyncio.timeout(30):
             await line.listener.wait_ready()
-        if history:
-            await grow_line_history(settings, history)
         started = time.monotonic()
         memberships = await log_in_operators(line, groups, operator_counts)
         login_seconds = time.monotonic() - started
