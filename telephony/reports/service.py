@@ -16,6 +16,7 @@ import asyncpg
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.db.connection import Database
 from telephony.reports.model import (
+    WRAPUP_PAUSE_GRACE,
     DailySummary,
     Figures,
     LivePicture,
@@ -28,7 +29,7 @@ from telephony.reports.model import (
     shift_report,
     shift_slots,
 )
-from telephony.reports.store import ReportRepository
+from telephony.reports.store import WRAPUP_LOOKAHEAD, ReportRepository
 from telephony.settings import Settings
 
 
@@ -80,6 +81,13 @@ class ReportService:
         """The operational day now: the date the current shift started on."""
         return self._calendar.slot_for(self._clock()).day
 
+    def _closed(self, slots: list[ShiftSlot], now: datetime) -> list[ShiftSlot]:
+        """Those of ``slots`` final enough to roll up: ended longer ago than a wrap-up pause
+        can still start and end in the reports' window. A later fact invalidates a rollup
+        anyway; this only keeps live pause changes from invalidating a rollup every time."""
+        return [slot for slot in slots
+                if self._calendar.bounds(slot)[1] + WRAPUP_PAUSE_GRACE + WRAPUP_LOOKAHEAD <= now]
+
     async def shift_report(self, period: Period) -> ShiftReport:
         """The figures of ``period`` in total, per shift, per operator and per queue.
         :class:`~telephony.reports.model.InvalidPeriod` if it cannot be reported."""
@@ -88,7 +96,10 @@ class ReportService:
 
         async def work(connection: asyncpg.Connection
                        ) -> tuple[PeriodFigures, dict[str, str]]:
-            figured = await self._repo.period_figures(connection, period, now,
+            slots = shift_slots(self._calendar, period)
+            await self._repo.refresh_rollups(connection, self._closed(slots, now), now,
+                                             self._config.wrapup_seconds)
+            figured = await self._repo.period_figures(connection, slots, now,
                                                       self._config.wrapup_seconds)
             return figured, await self._repo.operator_names(connection)
 
@@ -118,7 +129,11 @@ class ReportService:
 
         async def work(connection: asyncpg.Connection
                        ) -> tuple[tuple[Figures, Figures], dict[str, str]]:
-            figured = await self._repo.live_figures(connection, slot, now)
+            day = [ShiftSlot(slot.day, name) for name in self._calendar.names]
+            await self._repo.refresh_rollups(connection, self._closed(day, now), now,
+                                             self._config.wrapup_seconds)
+            figured = await self._repo.live_figures(connection, slot, self._calendar.names,
+                                                    now)
             return figured, await self._repo.operator_names(connection)
 
         (shift, day), names = await self._database.run(work)
