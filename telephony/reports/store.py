@@ -356,7 +356,7 @@ def _rolled_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
     """  # noqa: S608 - built from this module's constants only
 
 
-_SHIFT_REPORT: Final = _rolled_query(("total", "shift", "queue", "operator"), wrapups=True)
+SHIFT_REPORT: Final = _rolled_query(("total", "shift", "queue", "operator"), wrapups=True)
 _DAILY: Final = _figures_query(("total", "line", "category", "label"), wrapups=False)
 _LIVE: Final = _rolled_query(("total", "shift_name"), wrapups=False)
 
@@ -426,6 +426,13 @@ async def _aggregate(connection: asyncpg.Connection, query: str, *args: Any
         return list(await connection.fetch(query, *args))
 
 
+def report_args(slots: Sequence[ShiftSlot], now: datetime, automatic_wrapup: float
+                ) -> tuple[Any, ...]:
+    """The parameters of :data:`SHIFT_REPORT` (public for bench/reports.py's EXPLAIN)."""
+    return (*_slot_args(slots), WRAPUP_PAUSE_GRACE, WRAPUP_LOOKAHEAD,
+            round(automatic_wrapup * _MICROS), PauseReason.WRAPUP.value, now, _NUISANCE)
+
+
 def _slot_args(slots: Sequence[ShiftSlot]) -> tuple[list[date], list[str]]:
     """Slots as the two arrays the rollup queries take."""
     return [slot.day for slot in slots], [slot.name for slot in slots]
@@ -439,9 +446,8 @@ class ReportRepository:
         """The figures of the calls of ``slots`` in total, per shift, per queue and per
         operator, with wrap-ups (``automatic_wrapup``: the queues' own, in seconds): closed
         slots from their rollups, the others from their calls."""
-        rows = await _aggregate(connection, _SHIFT_REPORT, *_slot_args(slots), WRAPUP_PAUSE_GRACE,
-                                WRAPUP_LOOKAHEAD, round(automatic_wrapup * _MICROS),
-                                PauseReason.WRAPUP.value, now, _NUISANCE)
+        rows = await _aggregate(connection, SHIFT_REPORT,
+                                *report_args(slots, now, automatic_wrapup))
         total = EMPTY
         shifts: dict[ShiftSlot, Figures] = {}
         queues: dict[str, Figures] = {}
