@@ -9,6 +9,13 @@ oracle the SQL is tested against on random histories. Figures come back as exact
 
 A call's rung operators and current label are copies kept on its row by the triggers of
 migration 0015, so no per-call probe of ``call_events`` or ``call_labels`` is needed.
+
+The shift report and the wallboard's live counters read per-shift rollups (migration 0018):
+a closed shift's figures per (first queue, answering operator), stored once by
+:meth:`ReportRepository.refresh_rollups` with the same SQL, and deleted by triggers when a
+late fact touches the shift; a shift without a valid rollup (the current one, or one just
+touched) is computed from its calls in the same statement. A month is then about a hundred
+shifts' rollup rows, not 300,000 calls and their pause changes.
 """
 
 from __future__ import annotations
@@ -66,7 +73,8 @@ _PERIOD_CALLS: Final = """
 
 # Each done call's wrap-up in microseconds (model.wrapup_seconds), from the operators' pause
 # changes read as the reference reads them: grouped by (operator, instant) over the
-# operators of the period's done calls, from its first call's end to a while past its last.
+# operators of the slots' done calls, from their first call's end to a while past their last
+# (a pause's end counts up to WRAPUP_LOOKAHEAD past its own call's end, per call).
 # Two window passes instead of a probe per call: per change, the next change that is not a
 # wrap-up pause (its end); per call end, the first wrap-up pause at or after it (changes sort
 # before call ends at the same instant: ``completed_at <= at`` counts).
@@ -125,7 +133,7 @@ _WRAPUPS: Final = """
 def _figure_columns(now: str, nuisance: str) -> dict[str, str]:
     """The additive aggregates of one group of ``period`` rows (see model.figures), by
     column name: counts and sums, which add up from finer groups to coarser ones. The
-    wrap-ups' two are apart (:func:`_figures_query`)."""
+    wrap-ups' two are apart (:func:`_slot_rows`)."""
     offered = "queue IS NOT NULL"
     answered = f"{offered} AND disposition = 'answered'"
     columns = {
@@ -187,45 +195,22 @@ def _grouping_label(groups: tuple[str, ...], keys: list[str]) -> str:
     return f"CASE {cases} ELSE 'total' END" if cases else "'total'"
 
 
-def _figures_query(groups: tuple[str, ...], *, wrapups: bool, offered_to: bool = False
-                   ) -> str:
-    """The figures of a period's calls under each of ``groups`` (names of :data:`_SETS`),
-    one row per group with its name in ``grouped_by`` and its key columns. Parameters: $1..$3
-    the period; with ``wrapups`` $4..$7 those of :data:`_WRAPUPS`, then now and the nuisance
-    labels ($8, $9; else $4, $5). With ``offered_to``, rows ``offered_to`` too: per operator
-    offered a call, the calls, offered and abandoned counts over those calls."""
-    now, nuisance = ("$8", "$9") if wrapups else ("$4", "$5")
+def _figures_query(groups: tuple[str, ...]) -> str:
+    """The figures (no wrap-ups) of a period's calls under each of ``groups`` (names of
+    :data:`_SETS`), one row per group with its name in ``grouped_by`` and its key columns,
+    straight from the calls (the daily summary's: its groupings are not in the rollups).
+    Parameters: $1..$3 the period, $4 now, $5 the nuisance labels."""
     keys = sorted({column for name in groups for column in _SETS[name]})
     label = _grouping_label(groups, keys)
     sets = ", ".join(f"({', '.join(_SETS[name])})" for name in groups)
-    columns = _figure_columns(now, nuisance)
-    # Two levels: the counts and sums once per finest group (one pass over the calls, and
-    # one over the done calls' wrap-ups), then added up per set; the p90 is no sum, so it is
-    # taken per set over the waits alone.
-    by_call = columns | {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
-    # A done call's wrap-up counts when it was offered (answered it is, being completed).
-    by_wrapup = {name: "NULL::numeric" if name.endswith("_sum") else "0::bigint"
-                 for name in columns}
-    by_wrapup |= {"wrap_n": "count(*) FILTER (WHERE queue IS NOT NULL)",
-                  "wrap_sum": "sum(wrap_us) FILTER (WHERE queue IS NOT NULL)"}
-    wrapup_part = f"""
-            UNION ALL
-            SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_wrapup.items())}
-            FROM wrapups GROUP BY {", ".join(keys)}
-    """ if wrapups else ""  # noqa: S608 - built from this module's constants only
-    offered_columns = [k if k == "operator" else "NULL" for k in keys] + [
-        c if c in ("calls", "offered", "abandoned") else "0" for c in by_call]
-    offered_part = f"""
-        UNION ALL
-        SELECT 'offered_to', {", ".join(offered_columns)}, NULL FROM offered_to
-    """ if offered_to else ""  # noqa: S608 - built from this module's constants only
+    by_call = _figure_columns("$4", "$5") | {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
+    # Two levels: the counts and sums once per finest group, then added up per set; the p90
+    # is no sum, so it is taken per set over the waits alone.
     return f"""
         WITH period AS MATERIALIZED ({_PERIOD_CALLS}),
-        {_WRAPUPS + "," if wrapups else ""}
-        {_OFFERED_TO if offered_to else ""}
         fine AS (
             SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_call.items())}
-            FROM period GROUP BY {", ".join(keys)}{wrapup_part}
+            FROM period GROUP BY {", ".join(keys)}
         ),
         rolled AS (
             SELECT {label} AS grouped_by, {", ".join(keys)},
@@ -242,7 +227,6 @@ def _figures_query(groups: tuple[str, ...], *, wrapups: bool, offered_to: bool =
         SELECT r.*, t.wait_p90
         FROM rolled r LEFT JOIN tiles t ON t.grouped_by = r.grouped_by
             AND {" AND ".join(f"t.{k} IS NOT DISTINCT FROM r.{k}" for k in keys)}
-        {offered_part}
     """  # noqa: S608 - built from this module's constants only
 
 
@@ -357,7 +341,7 @@ def _rolled_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
 
 
 SHIFT_REPORT: Final = _rolled_query(("total", "shift", "queue", "operator"), wrapups=True)
-_DAILY: Final = _figures_query(("total", "line", "category", "label"), wrapups=False)
+_DAILY: Final = _figures_query(("total", "line", "category", "label"))
 _LIVE: Final = _rolled_query(("total", "shift_name"), wrapups=False)
 
 # A closed slot, for the refresher: how many of its calls still wait in a queue with a fate

@@ -21,6 +21,10 @@ CREATE TABLE report_rollup_slots (
     PRIMARY KEY (shift_day, shift_name)
 );
 
+-- The pause changes' trigger looks for windows still open at the changes' instant: recent
+-- ones only, not years of shifts.
+CREATE INDEX report_rollup_slots_wrap_idx ON report_rollup_slots (wrap_hi);
+
 -- kind 'fine': the figures of the slot's calls by (queue, operator), NULLs included;
 -- kind 'offered_to': per operator offered a call, calls / offered / abandoned only.
 CREATE TABLE report_rollups (
