@@ -506,9 +506,9 @@ class ReportRepository:
         """Roll up those of ``slots`` (closed ones: the caller's choice) that have no valid
         rollup and whose figures no longer depend on the clock from ``now`` on (the reports'
         ``now`` only moves forward); how many were rolled up. One transaction per slot,
-        holding SHARE on report_rollup_slots from before its snapshot: a write that would
-        invalidate the slot either committed before (and is seen) or waits and invalidates
-        the new rollup (migration 0018)."""
+        locking report_rollup_slots from before its snapshot: a write that would invalidate
+        the slot either committed before (and is seen) or waits and invalidates the new
+        rollup (migration 0018). Writes to calls wait for one slot's refresh (tens of ms)."""
         automatic = round(automatic_wrapup * _MICROS)
         days, names = _slot_args(slots)
         stale = await connection.fetch(
@@ -524,9 +524,16 @@ class ReportRepository:
         done = 0
         for row in stale:
             async with connection.transaction(isolation="repeatable_read"):
+                # SHARE ROW EXCLUSIVE: the invalidating writes wait, and so does another
+                # refresher (two holding SHARE would deadlock on their own writes here).
                 await connection.execute(
-                    "LOCK TABLE report_rollup_slots IN SHARE MODE;"
+                    "LOCK TABLE report_rollup_slots IN SHARE ROW EXCLUSIVE MODE;"
                     " SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
+                if await connection.fetchval(
+                        "SELECT true FROM report_rollup_slots WHERE shift_day = $1"
+                        " AND shift_name = $2 AND automatic_us = $3",
+                        row["shift_day"], row["shift_name"], automatic):
+                    continue  # rolled up by another refresher meanwhile
                 state = await connection.fetchrow(
                     _SLOT_STATE, row["shift_day"], row["shift_name"], WRAPUP_PAUSE_GRACE,
                     WRAPUP_LOOKAHEAD, now)
