@@ -502,25 +502,29 @@ class ReportRepository:
         return shift, day
 
     async def refresh_rollups(self, connection: asyncpg.Connection, slots: Sequence[ShiftSlot],
-                              now: datetime, automatic_wrapup: float) -> int:
+                              now: datetime, automatic_wrapup: float, *,
+                              limit: int | None = None) -> int:
         """Roll up those of ``slots`` (closed ones: the caller's choice) that have no valid
         rollup and whose figures no longer depend on the clock from ``now`` on (the reports'
         ``now`` only moves forward); how many were rolled up. One transaction per slot,
         locking report_rollup_slots from before its snapshot: a write that would invalidate
         the slot either committed before (and is seen) or waits and invalidates the new
-        rollup (migration 0018). Writes to calls wait for one slot's refresh (tens of ms)."""
+        rollup (migration 0018). Writes to calls wait for one slot's refresh (tens of ms).
+        With ``limit``, at most that many slots are tried, in the order given."""
         automatic = round(automatic_wrapup * _MICROS)
         days, names = _slot_args(slots)
         stale = await connection.fetch(
             """
             SELECT s.shift_day, s.shift_name
-            FROM unnest($1::date[], $2::text[]) AS s (shift_day, shift_name)
+            FROM unnest($1::date[], $2::text[]) WITH ORDINALITY AS s (shift_day, shift_name, n)
             LEFT JOIN report_rollup_slots r
                    ON r.shift_day = s.shift_day AND r.shift_name = s.shift_name
                   AND r.automatic_us = $3
             WHERE r.shift_day IS NULL
+            ORDER BY s.n
+            LIMIT $4
             """,
-            days, names, automatic)
+            days, names, automatic, limit)
         done = 0
         for row in stale:
             async with connection.transaction(isolation="repeatable_read"):
