@@ -8,8 +8,9 @@
 -- pause change inside the slot's wrap-up window deletes the slot's rollup here, by
 -- statement-level triggers (one statement per batch, not one per row). A slot without a valid
 -- rollup is computed live by the report, from its calls, and rolled up again by the
--- refresher. The refresher locks report_rollup_slots (SHARE ROW EXCLUSIVE) while it computes and stores
--- (the invalidating DELETEs wait for it), so a rollup never outlives a write it did not see.
+-- refresher. The refresher locks report_rollup_slots (SHARE ROW EXCLUSIVE) while it computes
+-- and stores (the invalidating DELETEs wait for it), so a rollup never outlives a write it did
+-- not see.
 
 CREATE TABLE report_rollup_slots (
     shift_day    date        NOT NULL,
