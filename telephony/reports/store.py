@@ -9,11 +9,19 @@ oracle the SQL is tested against on random histories. Figures come back as exact
 
 A call's rung operators and current label are copies kept on its row by the triggers of
 migration 0015, so no per-call probe of ``call_events`` or ``call_labels`` is needed.
+
+The shift report and the wallboard's live counters read per-shift rollups (migration 0018):
+a closed shift's figures per (first queue, answering operator), stored once by
+:meth:`ReportRepository.refresh_rollups` with the same SQL, and deleted by triggers when a
+late fact touches the shift; a shift without a valid rollup (the current one, or one just
+touched) is computed from its calls in the same statement. A month is then about a hundred
+shifts' rollup rows, not 300,000 calls and their pause changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -31,14 +39,15 @@ from telephony.reports.model import (
     DayFigures,
     Figures,
     LivePicture,
-    Period,
     PeriodFigures,
     Ratio,
     VillageCount,
 )
 from telephony.screening.features import NUISANCE
 
-# A wrap-up pause is read this long past the period's last call.
+# A wrap-up pause's end is looked for this long past its call's end (after that, the
+# queue's automatic wrap-up counts): per call, so a shift's wrap-ups, and its rollup, are
+# the same in every report.
 WRAPUP_LOOKAHEAD: Final = timedelta(hours=2)
 # Calls open longer than this at start-up are lost hang-ups, not live calls.
 _LIVE_HORIZON = timedelta(hours=12)
@@ -64,7 +73,8 @@ _PERIOD_CALLS: Final = """
 
 # Each done call's wrap-up in microseconds (model.wrapup_seconds), from the operators' pause
 # changes read as the reference reads them: grouped by (operator, instant) over the
-# operators of the period's done calls, from its first call's end to a while past its last.
+# operators of the slots' done calls, from their first call's end to a while past their last
+# (a pause's end counts up to WRAPUP_LOOKAHEAD past its own call's end, per call).
 # Two window passes instead of a probe per call: per change, the next change that is not a
 # wrap-up pause (its end); per call end, the first wrap-up pause at or after it (changes sort
 # before call ends at the same instant: ``completed_at <= at`` counts).
@@ -110,7 +120,7 @@ _WRAPUPS: Final = """
     ),
     wrapups AS (
         SELECT call_id, operator, shift_day, shift_name, queue,
-               CASE WHEN pause[1] < completed_at + $4 AND pause[2] IS NOT NULL
+               CASE WHEN pause[1] < completed_at + $4 AND pause[2] < completed_at + $4 + $5
                     THEN greatest($6::bigint, round(date_part('epoch', pause[2] - completed_at)
                                                    * 1000000)::bigint)
                     ELSE $6::bigint
@@ -123,7 +133,7 @@ _WRAPUPS: Final = """
 def _figure_columns(now: str, nuisance: str) -> dict[str, str]:
     """The additive aggregates of one group of ``period`` rows (see model.figures), by
     column name: counts and sums, which add up from finer groups to coarser ones. The
-    wrap-ups' two are apart (:func:`_figures_query`)."""
+    wrap-ups' two are apart (:func:`_slot_rows`)."""
     offered = "queue IS NOT NULL"
     answered = f"{offered} AND disposition = 'answered'"
     columns = {
@@ -176,49 +186,31 @@ _OFFERED_TO: Final = """
 """
 
 
-def _figures_query(groups: tuple[str, ...], *, wrapups: bool, offered_to: bool = False
-                   ) -> str:
-    """The figures of a period's calls under each of ``groups`` (names of :data:`_SETS`),
-    one row per group with its name in ``grouped_by`` and its key columns. Parameters: $1..$3
-    the period; with ``wrapups`` $4..$7 those of :data:`_WRAPUPS`, then now and the nuisance
-    labels ($8, $9; else $4, $5). With ``offered_to``, rows ``offered_to`` too: per operator
-    offered a call, the calls, offered and abandoned counts over those calls."""
-    now, nuisance = ("$8", "$9") if wrapups else ("$4", "$5")
-    keys = sorted({column for name in groups for column in _SETS[name]})
+def _grouping_label(groups: tuple[str, ...], keys: list[str]) -> str:
+    """The name of the grouping set a GROUPING SETS row belongs to."""
     # A set's row is the one where its own columns are grouped and every other key is not.
     cases = " ".join(
         f"WHEN {' AND '.join(f'GROUPING({k}) = {0 if k in _SETS[name] else 1}' for k in keys)}"
         f" THEN '{name}'" for name in groups if _SETS[name])
-    label = f"CASE {cases} ELSE 'total' END" if cases else "'total'"
+    return f"CASE {cases} ELSE 'total' END" if cases else "'total'"
+
+
+def _figures_query(groups: tuple[str, ...]) -> str:
+    """The figures (no wrap-ups) of a period's calls under each of ``groups`` (names of
+    :data:`_SETS`), one row per group with its name in ``grouped_by`` and its key columns,
+    straight from the calls (the daily summary's: its groupings are not in the rollups).
+    Parameters: $1..$3 the period, $4 now, $5 the nuisance labels."""
+    keys = sorted({column for name in groups for column in _SETS[name]})
+    label = _grouping_label(groups, keys)
     sets = ", ".join(f"({', '.join(_SETS[name])})" for name in groups)
-    columns = _figure_columns(now, nuisance)
-    # Two levels: the counts and sums once per finest group (one pass over the calls, and
-    # one over the done calls' wrap-ups), then added up per set; the p90 is no sum, so it is
-    # taken per set over the waits alone.
-    by_call = columns | {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
-    # A done call's wrap-up counts when it was offered (answered it is, being completed).
-    by_wrapup = {name: "NULL::numeric" if name.endswith("_sum") else "0::bigint"
-                 for name in columns}
-    by_wrapup |= {"wrap_n": "count(*) FILTER (WHERE queue IS NOT NULL)",
-                  "wrap_sum": "sum(wrap_us) FILTER (WHERE queue IS NOT NULL)"}
-    wrapup_part = f"""
-            UNION ALL
-            SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_wrapup.items())}
-            FROM wrapups GROUP BY {", ".join(keys)}
-    """ if wrapups else ""  # noqa: S608 - built from this module's constants only
-    offered_columns = [k if k == "operator" else "NULL" for k in keys] + [
-        c if c in ("calls", "offered", "abandoned") else "0" for c in by_call]
-    offered_part = f"""
-        UNION ALL
-        SELECT 'offered_to', {", ".join(offered_columns)}, NULL FROM offered_to
-    """ if offered_to else ""  # noqa: S608 - built from this module's constants only
+    by_call = _figure_columns("$4", "$5") | {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
+    # Two levels: the counts and sums once per finest group, then added up per set; the p90
+    # is no sum, so it is taken per set over the waits alone.
     return f"""
         WITH period AS MATERIALIZED ({_PERIOD_CALLS}),
-        {_WRAPUPS + "," if wrapups else ""}
-        {_OFFERED_TO if offered_to else ""}
         fine AS (
             SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_call.items())}
-            FROM period GROUP BY {", ".join(keys)}{wrapup_part}
+            FROM period GROUP BY {", ".join(keys)}
         ),
         rolled AS (
             SELECT {label} AS grouped_by, {", ".join(keys)},
@@ -235,14 +227,147 @@ def _figures_query(groups: tuple[str, ...], *, wrapups: bool, offered_to: bool =
         SELECT r.*, t.wait_p90
         FROM rolled r LEFT JOIN tiles t ON t.grouped_by = r.grouped_by
             AND {" AND ".join(f"t.{k} IS NOT DISTINCT FROM r.{k}" for k in keys)}
+    """  # noqa: S608 - built from this module's constants only
+
+
+# -- per-shift rollups (migration 0018) ------------------------------------------------------
+#
+# A slot's figures by (first queue, answering operator) -- additive counts and sums, plus the
+# exact waits of its answered offered calls for the p90 -- and per operator offered a call its
+# three counts: what report_rollups stores for a closed slot, and what the reports compute
+# from the calls of the slots that have no valid rollup (the current one, or one a late fact
+# changed). $1, $2: the slots (days and names, side by side); $3..$6 those of the wrap-ups
+# ($3 grace, $4 lookahead, $5 automatic wrap-up in microseconds, $6 the reason); $7 now,
+# $8 the nuisance labels.
+
+_ROLLUP_KEYS: Final = ("shift_day", "shift_name", "queue", "operator")
+
+
+def _slot_rows(source: str, *, wrapups: bool) -> str:
+    """The rollup rows (kind, keys, figure columns, waits) of the calls of ``source``, a
+    relation of (shift_day, shift_name) slots; defines the CTEs ``period``..``computed``."""
+    columns = _figure_columns("$7", "$8")
+    if wrapups:
+        columns |= {"wrap_n": "count(wrap_us) FILTER (WHERE queue IS NOT NULL)",
+                    "wrap_sum": "sum(wrap_us) FILTER (WHERE queue IS NOT NULL)"}
+    else:
+        columns |= {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
+    offered = [k if k != "queue" else "NULL" for k in _ROLLUP_KEYS] + [
+        c if c in ("calls", "offered", "abandoned")
+        else "NULL::numeric" if c.endswith("_sum") else "0::bigint" for c in columns]
+    period_calls = _PERIOD_CALLS.replace(
+        "WHERE c.shift_day BETWEEN $1 AND $2 AND ($3::text IS NULL OR c.shift_name = $3)",
+        f"JOIN {source} s ON s.shift_day = c.shift_day AND s.shift_name = c.shift_name")
+    # _WRAPUPS numbers its parameters after the period's three: one fewer here.
+    wrapup_ctes = re.sub(r"\$([4-7])", lambda m: f"${int(m[1]) - 1}", _WRAPUPS)
+    joined = ("SELECT p.*, w.wrap_us FROM period p LEFT JOIN wrapups w USING (call_id)"
+              if wrapups else "SELECT p.* FROM period p")
+    per_slot_offered = _OFFERED_TO.replace("SELECT o.operator,", (
+        "SELECT p.shift_day, p.shift_name, o.operator,")).replace(
+        "GROUP BY o.operator", "GROUP BY p.shift_day, p.shift_name, o.operator")
+    return f"""
+        period AS MATERIALIZED ({period_calls}),
+        {wrapup_ctes + "," if wrapups else ""}
+        {per_slot_offered}
+        calls_wrapped AS ({joined}),
+        computed AS (
+            SELECT 'fine' AS kind, {", ".join(_ROLLUP_KEYS)},
+                   {", ".join(f"{e} AS {c}" for c, e in columns.items())},
+                   COALESCE(array_agg(wait_us) FILTER (
+                       WHERE queue IS NOT NULL AND disposition = 'answered'
+                         AND wait_us IS NOT NULL), '{{}}') AS waits
+            FROM calls_wrapped GROUP BY {", ".join(_ROLLUP_KEYS)}
+            UNION ALL
+            SELECT 'offered_to', {", ".join(offered)}, '{{}}'::bigint[] FROM offered_to
+        )
+    """  # noqa: S608 - built from this module's constants only
+
+
+def _rolled_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
+    """The figures of some slots under each of ``groups`` (names of :data:`_SETS`), one row
+    per group (``grouped_by`` and its key columns), then with ``wrapups`` one row
+    ``offered_to`` per operator offered a call. A slot's rows come from its rollup when it
+    has a valid one (computed with the automatic wrap-up $5, or any when $5 is NULL), else
+    from its calls. Parameters as :func:`_slot_rows`."""
+    keys = sorted({column for name in groups for column in _SETS[name]})
+    label = _grouping_label(groups, keys)
+    sets = ", ".join(f"({', '.join(_SETS[name])})" for name in groups)
+    sums = [*_figure_columns("$7", "$8"), "wrap_n", "wrap_sum"]
+    stored = ["kind", *_ROLLUP_KEYS, *sums, "waits"]
+    offered_part = f"""
+        UNION ALL
+        SELECT 'offered_to', {", ".join(k if k == "operator" else "NULL" for k in keys)},
+               {", ".join(f"sum({c})::bigint" if c in ("calls", "offered", "abandoned")
+                          else "0" for c in sums)}, NULL
+        FROM fine WHERE kind = 'offered_to' GROUP BY operator
+    """ if wrapups else ""  # noqa: S608 - built from this module's constants only
+    return f"""
+        WITH slots AS (SELECT * FROM unnest($1::date[], $2::text[]) AS s (shift_day, shift_name)),
+        -- Every parameter typed, those of the wrap-ups too when there are none to compute.
+        typed AS (SELECT $3::interval, $4::interval, $6::text),
+        valid AS MATERIALIZED (
+            SELECT r.shift_day, r.shift_name FROM report_rollup_slots r
+            JOIN slots s ON s.shift_day = r.shift_day AND s.shift_name = r.shift_name
+            WHERE $5::bigint IS NULL OR r.automatic_us = $5
+        ),
+        missing AS MATERIALIZED (
+            SELECT shift_day, shift_name FROM slots EXCEPT SELECT shift_day, shift_name FROM valid
+        ),
+        {_slot_rows("missing", wrapups=wrapups)},
+        fine AS (
+            SELECT {", ".join(stored)} FROM computed
+            UNION ALL
+            SELECT {", ".join(f"r.{c}" for c in stored)}
+            FROM report_rollups r
+            JOIN valid v ON v.shift_day = r.shift_day AND v.shift_name = r.shift_name
+        ),
+        rolled AS (
+            SELECT {label} AS grouped_by, {", ".join(keys)},
+                   {", ".join(f"COALESCE(sum({c}), 0)::bigint AS {c}" for c in sums)}
+            FROM fine WHERE kind = 'fine' GROUP BY GROUPING SETS ({sets})
+        ),
+        tiles AS (
+            SELECT {label} AS grouped_by, {", ".join(keys)},
+                   percentile_disc(0.9) WITHIN GROUP (ORDER BY w.wait_us) AS wait_p90
+            FROM fine CROSS JOIN LATERAL unnest(fine.waits) AS w (wait_us)
+            WHERE kind = 'fine'
+            GROUP BY GROUPING SETS ({sets})
+        )
+        SELECT r.*, t.wait_p90
+        FROM rolled r LEFT JOIN tiles t ON t.grouped_by = r.grouped_by
+            AND {" AND ".join(f"t.{k} IS NOT DISTINCT FROM r.{k}" for k in keys)}
         {offered_part}
     """  # noqa: S608 - built from this module's constants only
 
 
-_SHIFT_REPORT: Final = _figures_query(("total", "shift", "queue", "operator"), wrapups=True,
-                                      offered_to=True)
-_DAILY: Final = _figures_query(("total", "line", "category", "label"), wrapups=False)
-_LIVE: Final = _figures_query(("total", "shift_name"), wrapups=False)
+SHIFT_REPORT: Final = _rolled_query(("total", "shift", "queue", "operator"), wrapups=True)
+_DAILY: Final = _figures_query(("total", "line", "category", "label"))
+_LIVE: Final = _rolled_query(("total", "shift_name"), wrapups=False)
+
+# A closed slot, for the refresher: how many of its calls still wait in a queue with a fate
+# at some service level threshold not yet known at $5 (now), whose figures would change
+# with the clock alone (model.service_level: a caller waiting longer than every threshold
+# is a miss at each, for good, and a call whose join was not seen is never counted while it
+# waits); and the window of pause changes its wrap-ups read.
+_SLOT_STATE: Final = f"""
+    SELECT count(*) FILTER (
+               WHERE disposition = 'in_progress' AND queue IS NOT NULL
+                 AND queue_joined_at IS NOT NULL
+                 AND $5 - queue_joined_at <= interval '{max(SERVICE_LEVEL_SECONDS)} seconds'
+           ) AS in_progress,
+           min(completed_at) FILTER (WHERE operator IS NOT NULL) AS wrap_lo,
+           max(completed_at) FILTER (WHERE operator IS NOT NULL) + $3 + $4 AS wrap_hi
+    FROM call_outcomes WHERE shift_day = $1 AND shift_name = $2
+"""  # noqa: S608 - built from this module's constants only
+
+_STORE_ROLLUP: Final = f"""
+    WITH slots AS (SELECT $1::date AS shift_day, $2::text AS shift_name),
+    {_slot_rows("slots", wrapups=True)}
+    INSERT INTO report_rollups ({", ".join(["kind", *_ROLLUP_KEYS, *_figure_columns("$7", "$8"),
+                                           "wrap_n", "wrap_sum", "waits"])})
+    SELECT * FROM computed
+"""  # noqa: S608 - built from this module's constants only
+
 
 def _seconds(micros: int | None, count: int | None = None) -> float | None:
     """Microseconds (a sum over ``count`` values, or one value) as seconds; None if none."""
@@ -285,17 +410,28 @@ async def _aggregate(connection: asyncpg.Connection, query: str, *args: Any
         return list(await connection.fetch(query, *args))
 
 
+def report_args(slots: Sequence[ShiftSlot], now: datetime, automatic_wrapup: float
+                ) -> tuple[Any, ...]:
+    """The parameters of :data:`SHIFT_REPORT` (public for bench/reports.py's EXPLAIN)."""
+    return (*_slot_args(slots), WRAPUP_PAUSE_GRACE, WRAPUP_LOOKAHEAD,
+            round(automatic_wrapup * _MICROS), PauseReason.WRAPUP.value, now, _NUISANCE)
+
+
+def _slot_args(slots: Sequence[ShiftSlot]) -> tuple[list[date], list[str]]:
+    """Slots as the two arrays the rollup queries take."""
+    return [slot.day for slot in slots], [slot.name for slot in slots]
+
+
 class ReportRepository:
     """Reads for reports and the wallboard. Holds no connection: callers pass one in."""
 
-    async def period_figures(self, connection: asyncpg.Connection, period: Period,
+    async def period_figures(self, connection: asyncpg.Connection, slots: Sequence[ShiftSlot],
                              now: datetime, automatic_wrapup: float) -> PeriodFigures:
-        """The figures of ``period`` in total, per shift, per queue and per operator, with
-        wrap-ups (``automatic_wrapup``: the queues' own, in seconds)."""
-        rows = await _aggregate(
-            connection, _SHIFT_REPORT, period.first, period.last, period.shift, WRAPUP_PAUSE_GRACE,
-            WRAPUP_LOOKAHEAD, round(automatic_wrapup * _MICROS), PauseReason.WRAPUP.value,
-            now, _NUISANCE)
+        """The figures of the calls of ``slots`` in total, per shift, per queue and per
+        operator, with wrap-ups (``automatic_wrapup``: the queues' own, in seconds): closed
+        slots from their rollups, the others from their calls."""
+        rows = await _aggregate(connection, SHIFT_REPORT,
+                                *report_args(slots, now, automatic_wrapup))
         total = EMPTY
         shifts: dict[ShiftSlot, Figures] = {}
         queues: dict[str, Figures] = {}
@@ -350,9 +486,13 @@ class ReportRepository:
         return DayFigures(total, lines, categories, labels)
 
     async def live_figures(self, connection: asyncpg.Connection, slot: ShiftSlot,
-                           now: datetime) -> tuple[Figures, Figures]:
-        """The figures of the shift ``slot`` and of its operational day (no wrap-ups)."""
-        rows = await _aggregate(connection, _LIVE, slot.day, slot.day, None, now, _NUISANCE)
+                           names: Sequence[str], now: datetime) -> tuple[Figures, Figures]:
+        """The figures of the shift ``slot`` and of its operational day (no wrap-ups; the
+        day's shifts are ``names``): the day's closed shifts from their rollups, the others
+        (the current one) from their calls, never the whole day's calls."""
+        rows = await _aggregate(connection, _LIVE, *_slot_args(
+            [ShiftSlot(slot.day, name) for name in names]), WRAPUP_PAUSE_GRACE,
+            WRAPUP_LOOKAHEAD, None, PauseReason.WRAPUP.value, now, _NUISANCE)
         day = shift = EMPTY
         for row in rows:
             if row["grouped_by"] == "total":
@@ -360,6 +500,63 @@ class ReportRepository:
             elif row["shift_name"] == slot.name:
                 shift = figures_of(row, wrapups=False)
         return shift, day
+
+    async def refresh_rollups(self, connection: asyncpg.Connection, slots: Sequence[ShiftSlot],
+                              now: datetime, automatic_wrapup: float, *,
+                              limit: int | None = None) -> int:
+        """Roll up those of ``slots`` (closed ones: the caller's choice) that have no valid
+        rollup and whose figures no longer depend on the clock from ``now`` on (the reports'
+        ``now`` only moves forward); how many were rolled up. One transaction per slot,
+        locking report_rollup_slots from before its snapshot: a write that would invalidate
+        the slot either committed before (and is seen) or waits and invalidates the new
+        rollup (migration 0018). Writes to calls wait for one slot's refresh (tens of ms).
+        With ``limit``, at most that many slots are tried, in the order given."""
+        automatic = round(automatic_wrapup * _MICROS)
+        days, names = _slot_args(slots)
+        stale = await connection.fetch(
+            """
+            SELECT s.shift_day, s.shift_name
+            FROM unnest($1::date[], $2::text[]) WITH ORDINALITY AS s (shift_day, shift_name, n)
+            LEFT JOIN report_rollup_slots r
+                   ON r.shift_day = s.shift_day AND r.shift_name = s.shift_name
+                  AND r.automatic_us = $3
+            WHERE r.shift_day IS NULL
+            ORDER BY s.n
+            LIMIT $4
+            """,
+            days, names, automatic, limit)
+        done = 0
+        for row in stale:
+            async with connection.transaction(isolation="repeatable_read"):
+                # SHARE ROW EXCLUSIVE: the invalidating writes wait, and so does another
+                # refresher (two holding SHARE would deadlock on their own writes here).
+                await connection.execute(
+                    "LOCK TABLE report_rollup_slots IN SHARE ROW EXCLUSIVE MODE;"
+                    " SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
+                if await connection.fetchval(
+                        "SELECT true FROM report_rollup_slots WHERE shift_day = $1"
+                        " AND shift_name = $2 AND automatic_us = $3",
+                        row["shift_day"], row["shift_name"], automatic):
+                    continue  # rolled up by another refresher meanwhile
+                state = await connection.fetchrow(
+                    _SLOT_STATE, row["shift_day"], row["shift_name"], WRAPUP_PAUSE_GRACE,
+                    WRAPUP_LOOKAHEAD, now)
+                if state is None or state["in_progress"]:
+                    continue
+                await connection.execute(
+                    "DELETE FROM report_rollup_slots WHERE shift_day = $1 AND shift_name = $2",
+                    row["shift_day"], row["shift_name"])
+                await connection.execute(
+                    "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us,"
+                    " wrap_lo, wrap_hi) VALUES ($1, $2, $3, $4, $5)",
+                    row["shift_day"], row["shift_name"], automatic, state["wrap_lo"],
+                    state["wrap_hi"])
+                await connection.execute(
+                    _STORE_ROLLUP, row["shift_day"], row["shift_name"], WRAPUP_PAUSE_GRACE,
+                    WRAPUP_LOOKAHEAD, automatic, PauseReason.WRAPUP.value,
+                    now, _NUISANCE)
+                done += 1
+        return done
 
     async def operator_names(self, connection: asyncpg.Connection) -> dict[str, str]:
         """Operator interface -> display name, for those that have one: the name of the

@@ -8,6 +8,7 @@ different order (exact integers in SQL), so they must agree to 1e-12 relatively.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -18,7 +19,7 @@ import asyncpg
 import pytest
 
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
-from telephony.reports.model import Figures, Period, PeriodFigures
+from telephony.reports.model import Figures, Period, PeriodFigures, shift_slots
 from telephony.reports.store import ReportRepository
 from telephony.settings import DEFAULT_SHIFTS
 from tests.support.reports_oracle import reference_day, reference_period
@@ -187,6 +188,34 @@ def same_period(sql: PeriodFigures, reference: PeriodFigures) -> None:
             same(mine[key], theirs[key])
 
 
+async def compare_everything(connection: asyncpg.Connection, now: datetime) -> None:
+    """Every report the SQL makes over the history equals the reference's."""
+    repo = ReportRepository()
+    periods = [Period(DAY - timedelta(days=1), DAY + timedelta(days=3)),
+               Period(DAY + timedelta(days=1), DAY + timedelta(days=1), "siang"),
+               Period(DAY, DAY, "malam"),
+               Period(DAY + timedelta(days=20), DAY + timedelta(days=20))]  # no calls
+    for period in periods:
+        same_period(await repo.period_figures(connection, shift_slots(CALENDAR, period),
+                                              now, AUTOMATIC),
+                    await reference_period(connection, period, now, AUTOMATIC))
+    for day in (DAY, DAY + timedelta(days=2), DAY + timedelta(days=20)):
+        sql_day = await repo.day_figures(connection, day, now)
+        reference = await reference_day(connection, Period(day, day), now)
+        same(sql_day.figures, reference.figures)
+        assert (sql_day.lines, sql_day.categories, sql_day.labels) == (
+            reference.lines, reference.categories, reference.labels)
+        for name in CALENDAR.names:
+            shift, whole = await repo.live_figures(connection, ShiftSlot(day, name),
+                                                   CALENDAR.names, now)
+            same(whole, reference.figures)
+            same(shift, (await reference_day(connection, Period(day, day, name), now)
+                         ).figures)
+
+
+ALL_SLOTS = shift_slots(CALENDAR, Period(DAY - timedelta(days=1), DAY + timedelta(days=4)))
+
+
 @pytest.mark.parametrize("seed", range(6))
 async def test_sql_figures_equal_the_reference_on_random_histories(
         database_dsn: str, seed: int) -> None:
@@ -195,24 +224,119 @@ async def test_sql_figures_equal_the_reference_on_random_histories(
     connection = await asyncpg.connect(database_dsn)
     try:
         await build_history(connection, rng, 400, now)
-        repo = ReportRepository()
-        periods = [Period(DAY - timedelta(days=1), DAY + timedelta(days=3)),
-                   Period(DAY + timedelta(days=1), DAY + timedelta(days=1), "siang"),
-                   Period(DAY, DAY, "malam"),
-                   Period(DAY + timedelta(days=20), DAY + timedelta(days=20))]  # no calls
-        for period in periods:
-            same_period(await repo.period_figures(connection, period, now, AUTOMATIC),
-                        await reference_period(connection, period, now, AUTOMATIC))
-        for day in (DAY, DAY + timedelta(days=2), DAY + timedelta(days=20)):
-            sql_day = await repo.day_figures(connection, day, now)
-            reference = await reference_day(connection, Period(day, day), now)
-            same(sql_day.figures, reference.figures)
-            assert (sql_day.lines, sql_day.categories, sql_day.labels) == (
-                reference.lines, reference.categories, reference.labels)
-            for name in CALENDAR.names:
-                shift, whole = await repo.live_figures(connection, ShiftSlot(day, name), now)
-                same(whole, reference.figures)
-                same(shift, (await reference_day(connection, Period(day, day, name), now)
-                             ).figures)
+        await compare_everything(connection, now)
+    finally:
+        await connection.close()
+
+
+async def rolled_up(connection: asyncpg.Connection) -> set[ShiftSlot]:
+    rows = await connection.fetch("SELECT shift_day, shift_name FROM report_rollup_slots")
+    return {ShiftSlot(row["shift_day"], row["shift_name"]) for row in rows}
+
+
+async def late_facts(connection: asyncpg.Connection, rng: random.Random, now: datetime
+                     ) -> set[ShiftSlot]:
+    """Facts arriving after their slots were rolled up: a relabel, a pause change that ends
+    (or starts) a wrap-up, a rung event, a call's late end and a call first seen late. The
+    slots they must invalidate."""
+    calls = await connection.fetch(
+        "SELECT call_id, shift_day, shift_name, operator, completed_at, ended_at"
+        " FROM report_rollups_probe ORDER BY call_id")
+    touched: set[ShiftSlot] = set()
+
+    def pick() -> asyncpg.Record:
+        row = rng.choice(calls)
+        touched.add(ShiftSlot(row["shift_day"], row["shift_name"]))
+        return row
+
+    relabelled = pick()
+    await connection.execute(
+        "INSERT INTO call_labels (call_id, label, labelled_by, labelled_at)"
+        " VALUES ($1, $2, 'sari', $3)", relabelled["call_id"], rng.choice(LABELS),
+        now + timedelta(days=1))
+    rung = pick()
+    await connection.execute(
+        "INSERT INTO call_events (dedupe_key, call_id, kind, at, body)"
+        " VALUES ($1, $2, 'operator_rung', $3, $4::jsonb)", f"late-rung-{rung['call_id']}",
+        rung["call_id"], now, json.dumps({"operator": rng.choice(OPERATORS)}))
+    done = [row for row in calls if row["completed_at"] is not None]
+    for _ in range(3):  # late pause changes after calls that ended: their wrap-ups change
+        call = rng.choice(done)
+        start = call["completed_at"] + seconds(rng, 0, 50)
+        changes = state(call["operator"], start, True, "wrapup")
+        changes += state(call["operator"], start + seconds(rng, 1, 100), False, "")
+        await connection.executemany(
+            "INSERT INTO operator_state_changes (operator, queue, at, state, paused,"
+            " pause_reason, shift_day, shift_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT DO NOTHING",
+            [(*change, *astuple(CALENDAR.slot_for(change[2]))) for change in changes])
+        touched.update(await affected_by_pause(connection, start))
+    ended = pick()
+    await connection.execute(
+        "UPDATE calls SET talk_seconds = coalesce(talk_seconds, 0) + 7, vanished = NOT vanished"
+        " WHERE call_id = $1", ended["call_id"])
+    first_seen = pick()
+    await connection.execute(
+        "INSERT INTO calls (call_id, line, arrived_at, shift_day, shift_name, queue,"
+        " queue_joined_at, answered_at, operator, talk_seconds, completed_at, ended_at)"
+        " VALUES ($1, '112', $2::timestamptz, $3, $4, 'fire', $2, $2 + interval '3 s',"
+        " 'PJSIP/op1001', 40, $2 + interval '43 s', $2 + interval '43 s')",
+        f"late-{first_seen['call_id']}", CALENDAR.bounds(
+            ShiftSlot(first_seen["shift_day"], first_seen["shift_name"]))[0],
+        first_seen["shift_day"], first_seen["shift_name"])
+    return touched
+
+
+async def affected_by_pause(connection: asyncpg.Connection, at: datetime) -> set[ShiftSlot]:
+    rows = await connection.fetch(
+        "SELECT shift_day, shift_name FROM report_rollup_slots_before"
+        " WHERE wrap_lo <= $1 AND wrap_hi > $1", at)
+    return {ShiftSlot(row["shift_day"], row["shift_name"]) for row in rows}
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_rollups_stay_exact_through_late_facts(database_dsn: str, seed: int) -> None:
+    """Closed shifts rolled up, then late facts for them: each invalidates its slot's rollup,
+    the report reads those slots from their calls and stays equal to the reference; rolled
+    up again, still equal. Rolling up twice changes nothing."""
+    rng = random.Random(100 + seed)
+    now = START + SPAN * rng.uniform(0.6, 1.1)
+    connection = await asyncpg.connect(database_dsn)
+    repo = ReportRepository()
+    try:
+        await build_history(connection, rng, 300, now)
+        # Two refreshers at once (the wallboard's and a report's): no deadlock, each slot
+        # rolled up once.
+        other = await asyncpg.connect(database_dsn)
+        try:
+            counts = await asyncio.gather(
+                repo.refresh_rollups(connection, ALL_SLOTS, now, AUTOMATIC),
+                repo.refresh_rollups(other, ALL_SLOTS[::-1], now, AUTOMATIC))
+        finally:
+            await other.close()
+        assert sum(counts) == len(await rolled_up(connection)) > 0
+        assert await repo.refresh_rollups(connection, ALL_SLOTS, now, AUTOMATIC) == 0
+        before = await rolled_up(connection)
+        stored = await connection.fetchval("SELECT count(*) FROM report_rollups")
+        assert stored > 0
+        await compare_everything(connection, now)
+        # Probes of the test's own (copies taken before the late facts).
+        await connection.execute(
+            "CREATE TEMP TABLE report_rollups_probe AS SELECT c.* FROM calls c"
+            " JOIN report_rollup_slots r USING (shift_day, shift_name)"
+            " WHERE c.operator IS NOT NULL")
+        await connection.execute(
+            "CREATE TEMP TABLE report_rollup_slots_before AS SELECT * FROM report_rollup_slots")
+        touched = await late_facts(connection, rng, now)
+        after = await rolled_up(connection)
+        assert touched & after == set(), "a late fact left its slot's rollup in place"
+        assert after < before
+        await compare_everything(connection, now)
+        await repo.refresh_rollups(connection, ALL_SLOTS, now, AUTOMATIC)
+        assert await rolled_up(connection) >= before
+        await compare_everything(connection, now)
+        # Another automatic wrap-up: the rollups of the old one are not used.
+        await repo.refresh_rollups(connection, ALL_SLOTS, now, AUTOMATIC + 2)
+        await compare_everything(connection, now)
     finally:
         await connection.close()

@@ -207,6 +207,47 @@ async def test_live_counters_for_the_current_shift_and_day(day: Day) -> None:
     assert (counters.shift_figures.calls, counters.shift_figures.answered) == (1, 1)
     assert counters.day_figures.calls == 6
     assert counters.names == {B: "Budi"}
+    # The night before ended long ago: the read rolled it up. Pagi ended at 15:00, too
+    # recently (a wrap-up pause may still end within its window): it is read from its calls.
+    connection = await asyncpg.connect(day.dsn)
+    try:
+        rolled = await connection.fetch("SELECT shift_day, shift_name FROM report_rollup_slots")
+    finally:
+        await connection.close()
+    slots = {(row["shift_day"], row["shift_name"]) for row in rolled}
+    assert (DAY - timedelta(days=1), "malam") in slots
+    assert (DAY, "pagi") not in slots
+    again = await day.reports.live_counters()
+    assert (again.shift_figures, again.day_figures) == (counters.shift_figures,
+                                                        counters.day_figures)
+
+
+async def rolled_up_slots(dsn: str) -> set[tuple[date, str]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT shift_day, shift_name FROM report_rollup_slots")
+    finally:
+        await connection.close()
+    return {(row["shift_day"], row["shift_name"]) for row in rows}
+
+
+async def test_live_counters_read_closed_shifts_from_rollups_a_relabel_drops(day: Day) -> None:
+    later = ReportService(day.database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                          clock=lambda: local(18))
+    first = await later.live_counters()
+    assert (DAY, "pagi") in await rolled_up_slots(day.dsn)
+    assert first.day_figures == (await day.reports.live_counters()).day_figures
+    connection = await asyncpg.connect(day.dsn)
+    try:  # a late relabel of a pagi call: pagi's rollup goes, the counters follow at once
+        await connection.execute(
+            "INSERT INTO call_labels (call_id, label, labelled_by, labelled_at)"
+            " VALUES ('1741572000.1', 'prank', 'sari', now() + interval '1 day')")
+    finally:
+        await connection.close()
+    assert (DAY, "pagi") not in await rolled_up_slots(day.dsn)
+    after = await later.live_counters()
+    assert after.day_figures.nuisance == first.day_figures.nuisance + 1
+    assert (DAY, "pagi") in await rolled_up_slots(day.dsn)  # rolled up again by that read
 
 
 async def test_the_live_picture_after_a_restart(day: Day) -> None:

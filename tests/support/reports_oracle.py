@@ -87,7 +87,11 @@ async def wrapups(connection: asyncpg.Connection, rows: list[CallRow],
         return {}
     changes = await state_changes(connection, {op for _, op, _ in done},
                                   min(at for _, _, at in done), max(at for _, _, at in done))
-    return {call_id: wrapup_seconds(at, changes.get(op, []), automatic)
+    # A call's wrap-up pause is looked for up to the lookahead past its own end, whatever the
+    # period, so a shift's wrap-ups are the same in every report (and in its rollup).
+    return {call_id: wrapup_seconds(at, [c for c in changes.get(op, [])
+                                         if c.at < at + WRAPUP_PAUSE_GRACE + WRAPUP_LOOKAHEAD],
+                                    automatic)
             for call_id, op, at in done}
 
 
