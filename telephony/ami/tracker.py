@@ -18,10 +18,12 @@ dialplan has usually moved the channel to another context, so a live channel wit
 call is already known (to this tracker, or open in the database).
 
 ``VarSet`` and ``Hangup`` fire for every channel; they become facts only for known caller legs.
-A caller's ``IVR_*`` variables are held and become one :class:`IvrVariablesSet` when
-``IVR_QUEUE`` is set (the IVR sets it last; the dialplan sets it again on fail-open), when the
-call joins a queue, or when it ends or vanishes: two or three facts per call instead of one per
-variable, and nothing set is lost.
+A caller's ``IVR_*`` variables are held and become one :class:`IvrVariablesSet` when the
+call joins a queue (the IVR, its fail-open path and the screening have all set theirs by then)
+or when it ends or vanishes: one fact per call instead of one per variable, and nothing set is
+lost. Not at ``IVR_QUEUE``: the dialplan presets it before the IVR and sets it again on
+fail-open, and the screening's ``IVR_SCREENING`` comes after it, so releasing there made two or
+three facts of one call. Every column they fill keeps the last value set, as before.
 Queue and agent events always describe the caller's channel (operators are never queued), so
 they are not gated: ``AgentComplete`` is published on the queue's stasis topic, not the
 channel's, so nothing orders it before the caller's ``Hangup`` that would forget the call.
@@ -84,7 +86,6 @@ MAX_LIVE_CALLS = 10_000
 RECENTLY_ENDED = 1024
 MAX_OPEN = 4  # connected, not yet completed calls remembered per operator and queue
 MAX_HELD_VARIABLES = 32  # distinct IVR_* names held per call (the dialplan uses 14)
-FLUSH_VARIABLE = "queue"  # IVR_QUEUE: set last by the IVR and by the fail-open path
 
 _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts any script's digits
 _TIMESTAMP = re.compile(r"([0-9]{1,11})(?:\.([0-9]{1,6}))?")
@@ -273,7 +274,7 @@ class CallTracker:
         self._live: dict[str, set[str]] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         # Known caller Uniqueid -> IVR_* values set and not yet given out as a fact, in order;
-        # and the last fact given out (a repeated IVR_QUEUE event gives it again). Both are
+        # and the last fact given out (a repeated join or hang-up event gives it again). Both are
         # kept for recently ended calls too, so that a replayed call gives the same facts.
         self._held: dict[str, dict[str, str]] = {}
         self._released: dict[str, IvrVariablesSet] = {}
@@ -384,10 +385,6 @@ class CallTracker:
         if not _IVR_NAME.fullmatch(name):
             raise f.reject(f"IVR variable name is malformed: {name[:40]!r}")
         value, at = _clean(f.text("Value"), MAX_TEXT), f.at()
-        last = self._released.get(uid)
-        if (name == FLUSH_VARIABLE and uid not in self._held and last is not None
-                and last.at == at and last.variables[-1] == (name, value)):
-            return [last]  # the same IVR_QUEUE event again: the same fact, which dedupes
         held = self._held.setdefault(uid, {})
         if name not in held and len(held) >= MAX_HELD_VARIABLES:
             # Bounded memory against a dialplan gone wrong: give out what is held so far.
@@ -395,7 +392,7 @@ class CallTracker:
             self._held[uid] = {name: value}
             return facts
         held[name] = value
-        return self._release(uid, at) if name == FLUSH_VARIABLE else []
+        return []
 
     def _hangup(self, f: _Fields) -> list[CallFact]:
         uid = f.ident("Uniqueid")

@@ -18,7 +18,7 @@ from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, dedupe_key
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, T
 from telephony.settings import Settings
-from tests.support.ami import ABANDONED, ANSWERED, eventually, listener
+from tests.support.ami import ABANDONED, ANSWERED, eventually, expected_facts, listener
 from tests.support.calls import CALENDAR, call_facts
 
 
@@ -61,7 +61,8 @@ async def test_a_held_up_database_spills_the_backlog_to_the_spool_in_order(
                 await server.send_frames(ANSWERED[1:])
                 await server.send_frames(ABANDONED)
                 # The wallboard's side does not wait for the database.
-                await eventually(lambda: len(seen.facts) == 19)
+                await eventually(lambda: len(seen.facts) == len(
+                    expected_facts(ANSWERED) + expected_facts(ABANDONED)))
                 await eventually(lambda: recorder.overflowed > 0)
                 assert ami.facts_waiting <= 4 + 1  # the bound, plus the fact being written
                 assert recorder.writing
@@ -103,7 +104,7 @@ async def test_stop_records_what_was_received(
             await lock.start()
             await blocker.execute("LOCK TABLE call_events IN ACCESS EXCLUSIVE MODE")
             await server.send_frames(ANSWERED)
-            await eventually(lambda: len(seen.facts) == 12)
+            await eventually(lambda: len(seen.facts) == len(expected_facts(ANSWERED)))
             stopping = asyncio.create_task(ami.stop())
             # Bounded: stop must still be waiting for the write when this times out.
             done, _ = await asyncio.wait({stopping}, timeout=0.3)

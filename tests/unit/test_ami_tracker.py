@@ -107,17 +107,16 @@ def test_synthetic_answered_call() -> None:
         line="112",
         at=at("1732345678.100000"),
     )
-    ivr = ivr_pairs(facts)
-    assert ivr == [
+    # One fact, at the join, with the last value of each (IVR_QUEUE was preset first).
+    assert [f for f in facts if isinstance(f, IvrVariablesSet)] == [IvrVariablesSet(uid, (
         ("call_id", uid),
         ("line", "112"),
-        ("queue", "emergency-general"),
+        ("queue", "medical"),
         ("choice", "2"),
         ("outcome", "chosen"),
         ("category", "emergency"),
         ("skill", "medical"),
-        ("queue", "medical"),
-    ]
+    ), next(f.at for f in facts if isinstance(f, QueueJoined)))]
     call = [f for f in facts
             if not isinstance(f, IvrVariablesSet | OperatorStateChanged | LegProgressed)]
     assert [type(f) for f in call] == [
@@ -205,7 +204,7 @@ def test_hang_up_in_the_ivr_never_reaches_a_queue() -> None:
             ev("Hangup", "1732345690.5", **snapshot(uid), Cause="16", **{"Cause-txt": "Normal"}),
         ],
     )
-    # No IVR_QUEUE came: what was set goes out, as one fact, just before the end.
+    # The call ended in the IVR: what was set goes out, as one fact, just before the end.
     assert [type(f) for f in facts] == [CallStarted, IvrVariablesSet, CallEnded]
     assert facts[1] == IvrVariablesSet(uid, (("line", "112"), ("choice", "")),
                                        at("1732345690.500000"))
@@ -325,7 +324,8 @@ def test_non_ivr_variables_are_ignored_and_inheritable_ones_are_not() -> None:
     t.handle(ev("Newchannel", **snapshot(uid)))
     assert t.handle(ev("VarSet", **snapshot(uid), Variable="AGISTATUS", Value="SUCCESS")) == []
     assert t.handle(ev("VarSet", **snapshot(uid), Variable="__IVR_SKILL", Value="fire")) == []
-    (fact,) = t.handle(ev("VarSet", **snapshot(uid), Variable="IVR_QUEUE", Value="fire"))
+    assert t.handle(ev("VarSet", **snapshot(uid), Variable="IVR_QUEUE", Value="fire")) == []
+    (fact, _) = t.handle(ev("Hangup", **snapshot(uid), Cause="16"))
     assert fact == IvrVariablesSet(uid, (("skill", "fire"), ("queue", "fire")),
                                    at("1732345678.000100"))
 
@@ -545,9 +545,11 @@ def test_resync_then_live_events_continue_the_calls() -> None:
     hangup = ev("Hangup", **snapshot("1732347000.3"), Cause="16", **{"Cause-txt": "Normal"})
     assert [type(f) for f in t.handle(hangup)] == [CallEnded]
     varset = ev("VarSet", **snapshot("1732347100.5"), Variable="IVR_CHOICE", Value="3")
-    assert t.handle(varset) == []  # held until IVR_QUEUE
+    assert t.handle(varset) == []  # held until the call joins a queue or ends
     varset = ev("VarSet", **snapshot("1732347100.5"), Variable="IVR_QUEUE", Value="medical")
-    assert [type(f) for f in t.handle(varset)] == [IvrVariablesSet]
+    assert t.handle(varset) == []
+    hangup = ev("Hangup", **snapshot("1732347100.5"), Cause="16")
+    assert [type(f) for f in t.handle(hangup)] == [IvrVariablesSet, CallEnded]
 
 
 def test_second_resync_does_not_restart_or_rejoin_known_calls() -> None:
@@ -757,44 +759,50 @@ def varset(uid: str, name: str, value: str, timestamp: str = "1732345678.000100"
     return ev("VarSet", timestamp, **snapshot(uid), Variable=name, Value=value)
 
 
-def test_ivr_variables_become_one_fact_when_ivr_queue_is_set() -> None:
-    """The IVR sets IVR_QUEUE last (ivr/flow.py publish): everything it set is one fact."""
+def test_ivr_variables_become_one_fact_when_the_call_joins_a_queue() -> None:
+    """The dialplan presets IVR_QUEUE, the IVR sets its variables (IVR_QUEUE last), a fail-open
+    sets IVR_OUTCOME and IVR_QUEUE again, the screening IVR_SCREENING: one fact at the join,
+    with the last value of each."""
     uid = "1732345678.0"
     t = tracker()
     t.handle(ev("Newchannel", **snapshot(uid)))
-    published = [("IVR_CHOICE", "1"), ("IVR_OUTCOME", "chosen"), ("IVR_CATEGORY", "emergency"),
+    published = [("IVR_LINE", "112"), ("IVR_QUEUE", "emergency-general"),  # the presets
+                 ("IVR_CHOICE", "1"), ("IVR_OUTCOME", "chosen"), ("IVR_CATEGORY", "emergency"),
                  ("IVR_SKILL", "fire"), ("IVR_FIRST_KEY_MS", "900"), ("IVR_INVALID_KEYS", "0"),
                  ("IVR_SCORE", "0.100"), ("IVR_REASONS", "a; b"), ("IVR_PRIORITY", "5"),
-                 ("IVR_CHOICE", "2")]  # set again: the last value counts
+                 ("IVR_CHOICE", "2"), ("IVR_QUEUE", "fire"),
+                 ("IVR_OUTCOME", "failopen"), ("IVR_QUEUE", "emergency-general"),
+                 ("IVR_SCREENING", "pressed")]
     assert run(t, [varset(uid, name, value) for name, value in published]) == []
-    facts = t.handle(varset(uid, "IVR_QUEUE", "fire", "1732345679.000000"))
-    assert facts == [IvrVariablesSet(uid, (
-        ("choice", "2"), ("outcome", "chosen"), ("category", "emergency"), ("skill", "fire"),
-        ("first_key_ms", "900"), ("invalid_keys", "0"), ("score", "0.100"), ("reasons", "a; b"),
-        ("priority", "5"), ("queue", "fire")), at("1732345679.000000"))]
-    # Fail-open after that: IVR_OUTCOME then IVR_QUEUE again, a second fact.
-    assert t.handle(varset(uid, "IVR_OUTCOME", "failopen")) == []
-    (again,) = t.handle(varset(uid, "IVR_QUEUE", "emergency-general"))
-    assert isinstance(again, IvrVariablesSet)
-    assert again.variables == (("outcome", "failopen"), ("queue", "emergency-general"))
+    join = ev("QueueCallerJoin", "1732345690.000000", **snapshot(uid),
+              Queue="emergency-general", Position="1", Count="1")
+    fact, joined = t.handle(join)
+    assert fact == IvrVariablesSet(uid, (
+        ("line", "112"), ("queue", "emergency-general"), ("choice", "2"),
+        ("outcome", "failopen"), ("category", "emergency"), ("skill", "fire"),
+        ("first_key_ms", "900"), ("invalid_keys", "0"), ("score", "0.100"),
+        ("reasons", "a; b"), ("priority", "5"), ("screening", "pressed")),
+        at("1732345690.000000"))
+    assert isinstance(joined, QueueJoined)
+    # The same join again (a replayed event): the same fact, which the store dedupes.
+    assert t.handle(join) == [fact, joined]
+    # Overflow to another queue later: nothing more to give.
+    overflow = ev("QueueCallerJoin", "1732345720.000000", **snapshot(uid),
+                  Queue="all-operators", Position="1", Count="1")
+    assert [type(f) for f in t.handle(overflow)] == [QueueJoined]
 
 
-def test_what_is_set_after_ivr_queue_goes_out_with_the_join_or_the_end() -> None:
-    uid, other = "1732345678.0", "1732345680.0"
+def test_a_call_that_ends_in_the_ivr_gives_what_it_set_before_the_end() -> None:
+    uid = "1732345680.0"
     t = tracker()
     t.handle(ev("Newchannel", **snapshot(uid)))
-    t.handle(ev("Newchannel", **snapshot(other)))
-    t.handle(varset(uid, "IVR_QUEUE", "fire"))
-    assert t.handle(varset(uid, "IVR_SCREENING", "pressed")) == []
-    join = ev("QueueCallerJoin", "1732345690.000000", **snapshot(uid), Queue="fire",
-              Position="1", Count="1")
-    screening, joined = t.handle(join)
-    assert screening == IvrVariablesSet(uid, (("screening", "pressed"),), at("1732345690.0"))
-    assert isinstance(joined, QueueJoined)
-    # A call that hangs up in the IVR: what it set is not lost.
-    t.handle(varset(other, "IVR_LINE", "119"))
-    hangup = ev("Hangup", "1732345691.000000", **snapshot(other), Cause="16")
-    assert [type(f) for f in t.handle(hangup)] == [IvrVariablesSet, CallEnded]
+    t.handle(varset(uid, "IVR_LINE", "119"))
+    assert t.handle(varset(uid, "IVR_QUEUE", "medical")) == []
+    hangup = ev("Hangup", "1732345691.000000", **snapshot(uid), Cause="16")
+    ivr, ended = t.handle(hangup)
+    assert ivr == IvrVariablesSet(uid, (("line", "119"), ("queue", "medical")),
+                                  at("1732345691.000000"))
+    assert isinstance(ended, CallEnded)
 
 
 def test_a_resync_gives_one_fact_per_call_with_what_was_held() -> None:
@@ -802,7 +810,7 @@ def test_a_resync_gives_one_fact_per_call_with_what_was_held() -> None:
     t = tracker()
     t.resync(queues, channels, status)
     uid = "1732347100.5"
-    t.handle(varset(uid, "IVR_SCREENING", "timeout"))  # held: no IVR_QUEUE yet
+    t.handle(varset(uid, "IVR_SCREENING", "timeout"))  # held: the call has not joined yet
     outcome = t.resync(queues, channels, status)
     (fact,) = [f for f in outcome.facts if isinstance(f, IvrVariablesSet) and f.call_id == uid]
     assert ("screening", "timeout") in fact.variables
