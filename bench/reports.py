@@ -78,7 +78,7 @@ async def run(dsn: str, state_dir: Path, sizes: list[int], runs: int, explain: b
         have = size
         print(f"(built {size:,} calls in {time.monotonic() - started:.0f} s)", flush=True)
         month = Period(today - timedelta(days=30), today)
-        # The first report of a month rolls up its closed shifts (migration 0018), as the
+        # The first report of a month rolls up its closed shifts (migration 0016), as the
         # wallboard's counters do for the day's: timed apart, then the warm report.
         await connection.execute("DELETE FROM report_rollup_slots")  # cold, at every size
         cold = await timed(1, lambda: reports.shift_report(month))  # noqa: B023

@@ -10,7 +10,7 @@ oracle the SQL is tested against on random histories. Figures come back as exact
 A call's rung operators and current label are copies kept on its row by the triggers of
 migration 0015, so no per-call probe of ``call_events`` or ``call_labels`` is needed.
 
-The shift report and the wallboard's live counters read per-shift rollups (migration 0018):
+The shift report and the wallboard's live counters read per-shift rollups (migration 0016):
 a closed shift's figures per (first queue, answering operator), stored once by
 :meth:`ReportRepository.refresh_rollups` with the same SQL, and deleted by triggers when a
 late fact touches the shift; a shift without a valid rollup (the current one, or one just
@@ -230,7 +230,7 @@ def _figures_query(groups: tuple[str, ...]) -> str:
     """  # noqa: S608 - built from this module's constants only
 
 
-# -- per-shift rollups (migration 0018) ------------------------------------------------------
+# -- per-shift rollups (migration 0016) ------------------------------------------------------
 #
 # A slot's figures by (first queue, answering operator) -- additive counts and sums, plus the
 # exact waits of its answered offered calls for the p90 -- and per operator offered a call its
@@ -509,7 +509,7 @@ class ReportRepository:
         ``now`` only moves forward); how many were rolled up. One transaction per slot,
         locking report_rollup_slots from before its snapshot: a write that would invalidate
         the slot either committed before (and is seen) or waits and invalidates the new
-        rollup (migration 0018). Writes to calls wait for one slot's refresh (tens of ms).
+        rollup (migration 0016). Writes to calls wait for one slot's refresh (tens of ms).
         With ``limit``, at most that many slots are tried, in the order given."""
         automatic = round(automatic_wrapup * _MICROS)
         days, names = _slot_args(slots)
