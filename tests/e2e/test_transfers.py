@@ -482,8 +482,10 @@ async def test_the_consult_context_dials_only_the_leg_the_line_allowed(
 
     async def consult(allowed: str | None) -> None:
         start = len(ami.messages)
+        # The originating side waits longer than the agency holds (1 s), so the agency always
+        # hangs up first: a BYE from our side during sipp's pause aborts its scenario.
         headers = {"Channel": f"Local/{forged}@siaga112-consult", "Application": "Wait",
-                   "Data": "1", "Async": "true"}
+                   "Data": "5", "Async": "true"}
         if allowed is not None:
             headers["Variable"] = f"SIAGA112_CONSULT={allowed}"
         reply = await ami.action("Originate", **headers)
