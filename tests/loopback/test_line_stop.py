@@ -128,7 +128,12 @@ async def refused(port: int) -> bool:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        # Caught in the listener's backlog as it closed: not refused yet, ask again.
+        return False
     writer.close()
+    with contextlib.suppress(OSError):  # a server closing under us may reset the close too
+        await writer.wait_closed()
     return False
 
 
