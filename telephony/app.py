@@ -42,6 +42,7 @@ from telephony.admin.sync import AsteriskSync
 from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
+from telephony.ami.vanish import VanishWatch
 from telephony.asterisk.site import AsteriskSite
 from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
@@ -186,7 +187,7 @@ def monitoring(settings: Settings, database: Database, *, listener: AmiListener,
                agi: FastAgiServer, recorder: CallRecorder, wallboard: WallboardService,
                menus: WatchedFile[IvrMenu], metrics: LineMetrics) -> MonitoringApi:
     """The scrape-time collectors over the line's services, and the monitoring routes."""
-    readiness = Readiness.of_line(database, listener, agi)
+    readiness = Readiness.of_line(database, listener, agi, recorder)
     recordings = RecordingsBacklog(database, settings.recordings_quarantine_dir)
     outbox = OutboxBacklogs(database)
     for collector in (AmiCollector(listener), SpoolCollector(recorder),
@@ -198,6 +199,8 @@ def monitoring(settings: Settings, database: Database, *, listener: AmiListener,
     metrics.add_refresher("notifications", outbox.refresh)
     metrics.add(DiskCollector({
         "state": settings.state_dir, "spool": settings.spool_dir,
+        **({} if settings.spool_fallback_dir is None
+           else {"spool_fallback": settings.spool_fallback_dir}),
         "recordings": settings.recordings_dir,
         "recordings_incoming": AsteriskSite.from_settings(settings).monitor_dir}))
     return MonitoringApi(metrics, readiness, parse_networks(settings.metrics_allowed_addresses))
@@ -333,21 +336,22 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     calendar = ShiftCalendar(settings.shifts, settings.timezone)
     repository = CallRepository(calendar)
     recorder = CallRecorder(
-        database, repository, FactSpool(settings.spool_dir),
+        database, repository,
+        FactSpool(settings.spool_dir, fallback=settings.spool_fallback_dir),
         retry_seconds=settings.db_retry_seconds,
     )
-
-    async def flush_facts() -> None:
-        # Facts still held go to the database, or stay spooled while it is down.
-        with contextlib.suppress(DatabaseUnavailable):
-            await recorder.flush()
-
-    stack.push_async_callback(flush_facts)
+    # Facts still held go to the database, or stay spooled while it is down.
+    stack.push_async_callback(recorder.close)
     scoring = line_screening_source(settings)
     screening = ScreeningService(database, scoring, settings.timezone)
     menus = line_menu_source(settings)
     ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
+    # Facts lost while nothing could take them: Asterisk's snapshots restore the live calls.
+    recorder.after_loss(listener.request_resync)
+    in_background(stack, VanishWatch(listener, recorder.stored_open_call_ids,
+                                     interval=settings.vanish_check_seconds,
+                                     retry=settings.db_retry_seconds).run(), "vanish-check")
     metrics = LineMetrics()
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     in_background(stack, recorder.run_flusher(), "spool-flusher")

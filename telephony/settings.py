@@ -173,6 +173,14 @@ class Settings:
     embedded_pg_port: int = 55432
     db_connect_timeout: float = 3.0
     db_retry_seconds: float = 2.0
+    # A second directory for the call-fact spool when its own (<state_dir>/spool) cannot be
+    # written (full disk, read-only mount): best on another file system. None: facts the
+    # spool cannot take are held in memory (bounded) until it or PostgreSQL takes them.
+    spool_fallback_dir: Path | None = None
+    # How often calls the database still has open are checked against Asterisk's channels
+    # (and at once when the database comes back), so that a call whose hang-up was missed
+    # while the database was away is closed as vanished.
+    vanish_check_seconds: float = 60.0
 
     timezone: str = "Asia/Jakarta"
     shifts: tuple[ShiftDefinition, ...] = DEFAULT_SHIFTS
@@ -562,6 +570,11 @@ def _validate(settings: Settings) -> None:
                  "screening_timeout_ms", "screening_upkeep_seconds"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
+    if (settings.spool_fallback_dir is not None
+            and settings.spool_fallback_dir.resolve() == settings.spool_dir.resolve()):
+        raise SettingsError("spool_fallback_dir must be another directory than the spool's")
+    if not 5 <= settings.vanish_check_seconds <= 3600:
+        raise SettingsError("vanish_check_seconds must be between 5 and 3600")
     if not 0 <= settings.shutdown_drain_seconds <= 300:
         # Past a few minutes a container runtime kills the process anyway (docker: 10 s by
         # default, raise its stop_grace_period with this).

@@ -62,6 +62,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.calls.ids", DOMAIN),
     ("telephony.calls.shifts", DOMAIN),
     ("telephony.calls.backlog", DOMAIN),  # the bounded queue in front of the recorder
+    ("telephony.calls.holding", DOMAIN),  # facts no spool directory took, held in memory
     ("telephony.desks.operators", DOMAIN),  # desk rules over the AMI action port
     ("telephony.desks.phones", DOMAIN),  # phone secrets and their digests
     ("telephony.desks.presence", DOMAIN),  # when a desk's phone counts as gone
@@ -97,6 +98,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.agi.server", ADAPTERS),
     ("telephony.agi.channel", ADAPTERS),  # implements the IVR's channel over FastAGI
     ("telephony.ami.listener", ADAPTERS),
+    ("telephony.ami.vanish", ADAPTERS),  # re-checks open calls against Asterisk's channels
     ("telephony.ami.testing", ADAPTERS),  # a fake Asterisk on a socket, for tests
     ("ivr.prompts", ADAPTERS),
     ("ivr.source", ADAPTERS),

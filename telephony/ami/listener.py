@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -620,6 +620,26 @@ class AmiListener:
             "AMI resync: %d live calls, %d facts", len(self._tracker.live_calls), len(outcome.facts)
         )
         self._ready.set()
+
+    def request_resync(self) -> None:
+        """Resync from Asterisk's snapshots before the events received from now on (what
+        the store was told may be incomplete: facts were lost on the way to it)."""
+        if self._logged_in.is_set():
+            self._events.put_nowait(_Resync(self._generation))
+
+    def vanish_check(self, channels: Sequence[Message], open_call_ids: Collection[str]) -> int:
+        """Close as vanished the calls the store has open (``open_call_ids``, read before
+        ``channels``, a whole ``CoreShowChannels`` reply) that Asterisk no longer has and that
+        the tracker does not follow (telephony/ami/vanish.py); returns how many. It runs
+        between two chunks of tracked events, so its facts go to the store in order."""
+        outcome = self._tracker.vanished(channels, open_call_ids)
+        for rejected in outcome.rejected:
+            logger.warning("vanish check: %s", rejected)
+        if outcome.facts:
+            logger.warning("vanish check: %d open calls no longer exist in Asterisk; closed "
+                           "as vanished", len(outcome.facts))
+        self._hand_over(outcome.facts)
+        return len(outcome.facts)
 
     def _resync_failed(self, exc: AmiActionError) -> None:
         manager = self._manager

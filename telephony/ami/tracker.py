@@ -570,6 +570,37 @@ class CallTracker:
         self._resync_queues(queue_status, now, outcome)
         return outcome
 
+    def vanished(
+        self, channels: Sequence[AmiEvent], open_call_ids: Collection[str]
+    ) -> ResyncOutcome:
+        """``CallVanished`` for the calls the store has open (``open_call_ids``, read before
+        ``channels`` was asked for) that the whole ``CoreShowChannels`` reply ``channels`` no
+        longer has and that the tracker does not follow: their hang-up was missed (the store
+        could not say they were open at the last resync). A call the tracker follows, or saw
+        end, is left to its own events; a reply not provably whole declares nothing."""
+        now = self._clock()
+        outcome = ResyncOutcome()
+        chans, whole = self._list_reply(channels, "CoreShowChannelsComplete", outcome)
+        alive: set[str] = set()
+        for chan in chans:
+            if chan.event.lower() != "coreshowchannel":
+                continue
+            try:
+                alive.add(chan.ident("Uniqueid"))
+            except AmiEventError as exc:
+                outcome.rejected.append(exc)
+                whole = False
+        if not whole:
+            outcome.rejected.append(
+                AmiEventError("CoreShowChannels reply not whole: no call declared vanished")
+            )
+            return outcome
+        gone = set(open_call_ids) - alive - self._live.keys() - self._ended.keys()
+        for uid in sorted(gone):
+            outcome.facts.append(CallVanished(uid, now))
+            self._forget(uid)
+        return outcome
+
     def _list_reply(
         self, reply: Sequence[AmiEvent], complete: str, outcome: ResyncOutcome
     ) -> tuple[list[_Fields], bool]:

@@ -8,6 +8,12 @@ The listener calls :meth:`CallRecorder.record` from one task, one batch at a tim
 backlog is full. Overflowing facts are newer than the batch ``record`` may be writing at that
 moment; the spool then reserves a segment for that batch, so that if the database refuses it
 for being away it still lands ahead of them.
+
+When no spool directory can be written either, the spool holds facts in memory (bounded) and
+the flusher keeps retrying them, to disk or to the database, in order. If the bound was passed
+meanwhile, the facts dropped are counted in one log line when writing works again, and the
+hooks given to :meth:`CallRecorder.after_loss` run (the line forces an AMI resync, which
+restores the live calls those facts described).
 """
 
 from __future__ import annotations
@@ -15,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
@@ -50,6 +55,28 @@ class CallRecorder:
         self._database_down = False
         self._unplaced = 0  # record() calls whose facts are neither written nor spooled yet
         self.overflowed = 0  # facts spooled because the listener's backlog was full
+        self._loss_hooks: list[Callable[[], None]] = []
+
+    def after_loss(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when writing works again after facts were lost on the way (the
+        spool's memory bound was passed): what they said must be learned afresh."""
+        self._loss_hooks.append(hook)
+
+    @property
+    def failing(self) -> bool:
+        """Facts are held only in memory: neither PostgreSQL nor a spool directory took
+        them (an alarm: they are lost if the process ends now)."""
+        return self._spool.failing
+
+    @property
+    def held(self) -> int:
+        """Facts held only in memory."""
+        return len(self._spool.held)
+
+    @property
+    def dropped(self) -> int:
+        """Facts lost since start because even the memory bound was passed."""
+        return self._spool.held.dropped_total
 
     async def record(self, facts: Sequence[CallFact]) -> None:
         """Record ``facts`` in order. Never raises for a database outage."""
@@ -101,11 +128,16 @@ class CallRecorder:
 
         Empty when the database cannot say: no call is declared vanished on a guess.
         """
+        known = await self.stored_open_call_ids()
+        return set() if known is None else known
+
+    async def stored_open_call_ids(self) -> set[str] | None:
+        """Calls the database believes are in progress, or ``None`` if it cannot say."""
         try:
             return await self._database.run(self._repository.open_call_ids)
         except DatabaseUnavailable as exc:
             self._note_down(exc)
-            return set()
+            return None
 
     def pending(self) -> int:
         """How many facts wait in the spool for the database."""
@@ -134,7 +166,7 @@ class CallRecorder:
             for segment in segments:
                 written += await self._write_segment(segment)
 
-    async def _write_segment(self, segment: Path) -> int:
+    async def _write_segment(self, segment: int) -> int:
         facts = self._spool.read(segment)
         for start in range(0, len(facts), _BATCH):
             await self._write(facts[start : start + _BATCH])
@@ -168,9 +200,39 @@ class CallRecorder:
                 async with asyncio.timeout(self._retry_seconds):
                     await self._wake.wait()
             self._wake.clear()
-            if self._spool.is_empty():
-                continue
+            if not self._spool.is_empty():
+                try:
+                    await self.flush()
+                except DatabaseUnavailable as exc:
+                    self._note_down(exc)
+                    self._spool.retry_held()
+            self._after_episode()
+
+    def _after_episode(self) -> None:
+        """Once nothing is held in memory any more: say what the episode lost, once, and let
+        the line learn it afresh."""
+        dropped = self._spool.end_episode()
+        if dropped is None:
+            return
+        if not dropped:
+            log.info("call facts held in memory are all written again; none was lost")
+            return
+        log.error("%d call facts were lost while neither PostgreSQL nor the spool could take "
+                  "them (memory bound %d); resyncing from Asterisk to restore the live calls",
+                  dropped, self._spool.held.bound)
+        for hook in self._loss_hooks:
             try:
-                await self.flush()
-            except DatabaseUnavailable as exc:
-                self._note_down(exc)
+                hook()
+            except Exception:
+                log.exception("after-loss hook %r failed", hook)
+
+    async def close(self) -> None:
+        """At stop: write what is held to the database, or at least to disk; say what is
+        lost if neither takes it."""
+        try:
+            await self.flush()
+        except DatabaseUnavailable:
+            self._spool.retry_held()
+        if self._spool.failing:
+            log.error("stopping with %d call facts neither written nor spooled: they are lost",
+                      len(self._spool.held))

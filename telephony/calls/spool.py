@@ -1,14 +1,23 @@
 """A durable, ordered on-disk queue of call facts, for when the database cannot take them.
 
 Facts are appended as JSON lines to numbered segment files and fsync'd before ``append``
-returns: a fact the listener saw is never only in memory. The writer always appends to the
-newest segment; the flusher first *seals* it (later appends start a new segment), then replays
-sealed segments oldest first and deletes each one only after the database accepted all of it.
-A crash mid-replay replays that segment again, which the database's dedupe key makes harmless.
+returns. The writer always appends to the newest segment; the flusher first *seals* it (later
+appends start a new segment), then replays sealed segments oldest first and deletes each one
+only after the database accepted all of it. A crash mid-replay replays that segment again,
+which the database's dedupe key makes harmless.
 
 A segment number can be *reserved* for facts still on their way to the database, so that facts
 spooled meanwhile (when the in-memory backlog overflows) go behind them: ``seal`` then stops
 before the reservation until it is filled or released.
+
+When the spool directory cannot be written (a full disk, a read-only or vanished mount), the
+facts go to the same segment number in the *fallback* directory if one is configured, and
+failing that are held in memory (:class:`~telephony.calls.holding.HeldFacts`, bounded) under
+that number, so a segment is always: its primary file, then its fallback file, then what memory
+holds for it. After a failed write the writer moves on to a new segment, so nothing newer ever
+lands in an earlier part of a segment. :meth:`FactSpool.retry_held` moves held facts to disk
+as soon as a directory takes them; the flusher writes them to the database as soon as it is
+back. A write cut short is truncated back, so a fact is never half on disk and half in memory.
 
 A line that cannot be decoded (e.g. cut short by a crash while being written) is moved to
 ``rejected.jsonl`` beside the segments and reported, never silently dropped.
@@ -16,42 +25,86 @@ A line that cannot be decoded (e.g. cut short by a crash while being written) is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from telephony.calls.facts import CallFact, FactDecodeError, fact_from_json, fact_to_json
+from telephony.calls.holding import DEFAULT_MEMORY_BOUND, HeldFacts
 
 log = logging.getLogger("telephony.calls.spool")
 
 _SUFFIX = ".jsonl"
+_REJECTED = "rejected.jsonl"
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` durably, or leave the file as it was and raise OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)  # a fallback mount may come back empty
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:  # a full disk can take part of a write and refuse the rest
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+                if size == 0:
+                    path.unlink()
+            raise
+    finally:
+        os.close(fd)
 
 
 class FactSpool:
-    """Segment files ``NNNNNNNNNN.jsonl`` in one directory, owned by one process."""
+    """Segment files ``NNNNNNNNNN.jsonl`` in one directory (and the same numbers in the
+    fallback directory, if any), owned by one process."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, fallback: Path | None = None,
+                 memory_bound: int = DEFAULT_MEMORY_BOUND) -> None:
         self.directory = directory
+        self.fallback = fallback
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.rejected_path = directory / "rejected.jsonl"
-        numbers = [n for n, _ in self._segments()]
+        if fallback is not None:
+            try:
+                fallback.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # it is only needed when the spool fails; tried again then
+                log.error("spool fallback directory %s not usable: %s", fallback, exc)
+        self.rejected_path = directory / _REJECTED
+        self.held = HeldFacts(memory_bound)
+        self._failing: set[Path] = set()  # directories whose last write failed
+        numbers = self._numbers()
         # Start a fresh segment: whatever a previous process left is sealed by definition.
         self._current = (max(numbers) + 1) if numbers else 1
         self._reserved: int | None = None
 
-    def _segments(self) -> list[tuple[int, Path]]:
-        found = []
-        for path in self.directory.glob(f"*{_SUFFIX}"):
-            if path.stem.isdigit():
-                found.append((int(path.stem), path))
+    @property
+    def _directories(self) -> tuple[Path, ...]:
+        return (self.directory,) if self.fallback is None else (self.directory, self.fallback)
+
+    def _numbers(self) -> list[int]:
+        found = set(self.held.numbers())
+        for directory in self._directories:
+            with contextlib.suppress(OSError):  # a vanished fallback holds nothing we can read
+                found.update(int(path.stem) for path in directory.glob(f"*{_SUFFIX}")
+                             if path.stem.isdigit())
         return sorted(found)
 
-    def _path(self, number: int) -> Path:
-        return self.directory / f"{number:010d}{_SUFFIX}"
+    def _path(self, directory: Path, number: int) -> Path:
+        return directory / f"{number:010d}{_SUFFIX}"
+
+    def segment_paths(self, number: int) -> list[Path]:
+        """The files of segment ``number`` that exist, primary first."""
+        return [path for directory in self._directories
+                if (path := self._path(directory, number)).exists()]
 
     def append(self, facts: Sequence[CallFact]) -> None:
-        """Durably append ``facts`` to the current segment."""
+        """Durably append ``facts`` to the current segment (or hold them, see the module)."""
         self._write(self._current, facts)
 
     @property
@@ -77,42 +130,98 @@ class FactSpool:
         """End the reservation without using it."""
         self._reserved = None
 
+    @property
+    def failing(self) -> bool:
+        """Facts are held only in memory: neither directory could take them."""
+        return len(self.held) > 0
+
     def _write(self, number: int, facts: Sequence[CallFact]) -> None:
         if not facts:
             return
         data = "".join(fact_to_json(fact) + "\n" for fact in facts).encode("utf-8")
-        fd = os.open(self._path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        written = self._write_disk(number, data, self._directories)
+        if written is not self.directory and number == self._current:
+            # The primary file of this segment must not get anything newer than what went
+            # elsewhere: later facts start a new segment.
+            self._current += 1
+        if written is None:
+            self._hold(number, facts)
+
+    def _write_disk(self, number: int, data: bytes, directories: Sequence[Path]
+                    ) -> Path | None:
+        """The directory that took ``data`` for segment ``number``, or None."""
+        for directory in directories:
+            try:
+                _write_file(self._path(directory, number), data)
+            except OSError as exc:
+                if directory not in self._failing:
+                    log.error("cannot write call facts to the spool in %s: %s", directory, exc)
+                self._failing.add(directory)
+                continue
+            if directory in self._failing:
+                self._failing.discard(directory)
+                log.info("the spool in %s takes call facts again", directory)
+            return directory
+        return None
+
+    def _hold(self, number: int, facts: Sequence[CallFact]) -> None:
+        if not self.held.episode:
+            log.error("no spool directory takes call facts: holding them in memory (up to %d) "
+                      "until the spool or PostgreSQL takes them", self.held.bound)
+        dropping = self.held.dropping
+        if self.held.hold(number, facts) and not dropping:
+            log.error("call facts held in memory reached the bound of %d: newer facts are lost "
+                      "until the spool or PostgreSQL takes them again (the count is logged "
+                      "then, and a resync restores the live calls)", self.held.bound)
+
+    def retry_held(self) -> None:
+        """Move the facts held in memory to disk, oldest segment first, if a directory takes
+        them now (while the database is away)."""
+        for number in self.held.numbers():
+            data = "".join(fact_to_json(f) + "\n" for f in self.held.facts(number)).encode()
+            fallback_used = (self.fallback is not None
+                             and self._path(self.fallback, number).exists())
+            # Held facts come after the segment's fallback part: never into its primary file
+            # if the fallback has a part.
+            directories = (self._directories[1:] if fallback_used else self._directories)
+            if self._write_disk(number, data, directories) is None:
+                return
+            self.held.release(number)
+
+    def end_episode(self) -> int | None:
+        """See :meth:`HeldFacts.end_episode`."""
+        return self.held.end_episode()
 
     def is_empty(self) -> bool:
-        """True when no fact is waiting."""
-        return not self._segments()
+        """True when no fact is waiting (on disk or held in memory)."""
+        return not self._numbers()
 
-    def seal(self) -> list[Path]:
-        """Close the current segment; return every sealed segment, oldest first."""
-        if self._path(self._current).exists():
+    def _has(self, number: int) -> bool:
+        return bool(self.segment_paths(number)) or number in self.held.numbers()
+
+    def seal(self) -> list[int]:
+        """Close the current segment; return every sealed segment number, oldest first."""
+        if self._has(self._current):
             self._current += 1
         limit = self._current if self._reserved is None else self._reserved
-        return [path for number, path in self._segments() if number < limit]
+        return [number for number in self._numbers() if number < limit]
 
-    def read(self, segment: Path) -> list[CallFact]:
-        """The facts of a sealed segment; undecodable lines go to ``rejected.jsonl``."""
+    def read(self, number: int) -> list[CallFact]:
+        """The facts of a sealed segment, in order; undecodable lines go to the rejected
+        file."""
         facts: list[CallFact] = []
-        with segment.open("r", encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    facts.append(fact_from_json(line))
-                except FactDecodeError as exc:
-                    log.error("spool %s line %d kept in %s: %s", segment.name, number,
-                              self.rejected_path.name, exc)
-                    self._keep_rejected(line)
-        return facts
+        for path in self.segment_paths(number):
+            with path.open("r", encoding="utf-8", errors="replace") as handle:
+                for line_number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        facts.append(fact_from_json(line))
+                    except FactDecodeError as exc:
+                        log.error("spool %s line %d kept in %s: %s", path, line_number,
+                                  _REJECTED, exc)
+                        self._keep_rejected(line)
+        return [*facts, *self.held.facts(number)]
 
     def reject(self, fact: CallFact, reason: str) -> None:
         """Keep a fact the database refused, for an engineer to look at; never drop it."""
@@ -121,21 +230,25 @@ class FactSpool:
         self._keep_rejected(fact_to_json(fact))
 
     def _keep_rejected(self, line: str) -> None:
-        fd = os.open(self.rejected_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            os.write(fd, (line.rstrip("\n") + "\n").encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        data = (line.rstrip("\n") + "\n").encode("utf-8")
+        for directory in self._directories:
+            with contextlib.suppress(OSError):
+                _write_file(directory / _REJECTED, data)
+                return
+        # Nowhere on disk: the log is the last place it can be kept, whole.
+        log.error("rejected call fact could not be kept on disk: %s", line.rstrip("\n"))
 
-    def remove(self, segment: Path) -> None:
+    def remove(self, number: int) -> None:
         """Delete a segment whose facts are all in the database."""
-        segment.unlink(missing_ok=True)
+        for path in self.segment_paths(number):
+            path.unlink(missing_ok=True)
+        self.held.release(number)
 
     def pending_count(self) -> int:
-        """Facts waiting, counted line by line (for status output and tests)."""
-        total = 0
-        for _, path in self._segments():
-            with path.open("rb") as handle:
-                total += sum(1 for line in handle if line.strip())
+        """Facts waiting on disk and in memory, counted line by line (for status output)."""
+        total = len(self.held)
+        for number in self._numbers():
+            for path in self.segment_paths(number):
+                with path.open("rb") as handle:
+                    total += sum(1 for line in handle if line.strip())
         return total

@@ -11,6 +11,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from telephony.agi.server import FastAgiServer
 from telephony.ami.listener import AmiListener
+from telephony.calls.recorder import CallRecorder
 from telephony.db.connection import Database
 
 CHECK_TIMEOUT: Final = 2.0
@@ -27,9 +28,10 @@ class Readiness:
         self._last: dict[str, bool] = {}
 
     @classmethod
-    def of_line(cls, database: Database, listener: AmiListener, agi: FastAgiServer
-                ) -> Readiness:
-        """The line's parts: PostgreSQL answers, AMI is logged in, FastAGI listens."""
+    def of_line(cls, database: Database, listener: AmiListener, agi: FastAgiServer,
+                recorder: CallRecorder) -> Readiness:
+        """The line's parts: PostgreSQL answers, AMI is logged in, FastAGI listens, and the
+        call facts have somewhere durable to go (not held only in memory)."""
 
         async def database_up() -> bool:
             await database.ping()
@@ -41,7 +43,11 @@ class Readiness:
         async def fastagi_up() -> bool:
             return agi.serving
 
-        return cls({"database": database_up, "ami": ami_up, "fastagi": fastagi_up})
+        async def spool_up() -> bool:
+            return not recorder.failing
+
+        return cls({"database": database_up, "ami": ami_up, "fastagi": fastagi_up,
+                    "spool": spool_up})
 
     async def check(self) -> dict[str, bool]:
         """Every part's state now, concurrently."""
@@ -64,7 +70,7 @@ class Readiness:
     def collect(self) -> Iterable[Metric]:
         """``siaga112_ready{part}`` as last checked."""
         family = GaugeMetricFamily("siaga112_ready", "1 if the part was up at the scrape "
-                                   "(database, ami, fastagi)", labels=["part"])
+                                   "(database, ami, fastagi, spool)", labels=["part"])
         for name, up in sorted(self._last.items()):
             family.add_metric([name], 1.0 if up else 0.0)
         yield family

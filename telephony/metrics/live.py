@@ -52,16 +52,27 @@ class AmiCollector:
 
 
 class SpoolCollector:
-    """Call facts waiting on disk for the database."""
+    """Call facts waiting on disk for the database; those no spool directory took, held in
+    memory (an alarm); and those lost because even the memory bound was passed."""
 
     def __init__(self, recorder: CallRecorder) -> None:
         self._recorder = recorder
 
     def collect(self) -> Iterable[Metric]:
         """The spool's depth now (it is empty unless the database was away)."""
+        recorder = self._recorder
         yield GaugeMetricFamily("siaga112_spool_facts",
-                                "Call facts spooled on disk, waiting for PostgreSQL",
-                                value=self._recorder.pending())
+                                "Call facts spooled (on disk, or held in memory), waiting for "
+                                "PostgreSQL", value=recorder.pending())
+        yield GaugeMetricFamily("siaga112_spool_failing",
+                                "1 while call facts are held only in memory: neither "
+                                "PostgreSQL nor a spool directory takes them",
+                                value=1.0 if recorder.failing else 0.0)
+        yield GaugeMetricFamily("siaga112_spool_memory_facts",
+                                "Call facts held only in memory", value=recorder.held)
+        yield CounterMetricFamily("siaga112_spool_facts_dropped",
+                                  "Call facts lost because the memory bound was passed while "
+                                  "nothing could take them", value=recorder.dropped)
 
 
 def line_queues(menu: IvrMenu, line: str) -> frozenset[str]:

@@ -212,7 +212,7 @@ def test_spool_keeps_undecodable_lines(tmp_path: Path) -> None:
     spool = FactSpool(tmp_path)
     spool.append(answered_call()[:2])
     segment = spool.seal()[0]
-    with segment.open("a", encoding="utf-8") as handle:
+    with spool.segment_paths(segment)[0].open("a", encoding="utf-8") as handle:
         handle.write('{"kind": "call_started", "call_id": "cut sh')  # a crash mid-write
     assert len(spool.read(segment)) == 2
     assert "cut sh" in spool.rejected_path.read_text(encoding="utf-8")

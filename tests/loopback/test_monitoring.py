@@ -82,7 +82,7 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
             assert response.status == 200
             assert await response.json() == {
                 "status": "ok", "down": [],
-                "parts": {"ami": "ok", "database": "ok", "fastagi": "ok"}}
+                "parts": {"ami": "ok", "database": "ok", "fastagi": "ok", "spool": "ok"}}
         async with http.get(f"{line.web.url}/healthz") as response:
             assert (response.status, await response.json()) == (200, {"status": "ok"})
 
