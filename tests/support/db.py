@@ -8,8 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, T
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
+from telephony.settings import Settings
 
 # The incident tables, in an order that lists a refused change's possible victims.
 INCIDENT_TABLES = ("incidents", "incident_calls", "incident_events", "dispatches",
@@ -64,3 +66,17 @@ async def incident_state(dsn: str) -> tuple[list[dict[str, Any]], ...]:
         rows = await fetch(dsn, f"SELECT * FROM {table} ORDER BY 1")
         state.append([dict(row) for row in rows])
     return tuple(state)
+
+
+class OutageDatabase(Database):
+    """A real database that can be made to look away (:attr:`down`): every piece of work
+    then fails as in an outage, without stopping the shared test cluster."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.down = False
+
+    async def run(self, work: DatabaseWork[T]) -> T:
+        if self.down:
+            raise DatabaseUnavailable("outage (test)")
+        return await super().run(work)

@@ -1,0 +1,182 @@
+"""A spool that cannot be written (a real full file system: a tiny tmpfs) while PostgreSQL
+is away: facts are held in memory and retried, a fallback directory takes them if there is
+one, the alarm is up while they are held only in memory, and past the memory bound the loss is
+counted once and a resync requested. Nothing else is lost; the order holds; each fact once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from telephony.calls.facts import CallFact
+from telephony.calls.recorder import CallRecorder
+from telephony.calls.spool import FactSpool
+from telephony.calls.store import CallRepository, dedupe_key
+from telephony.metrics.live import SpoolCollector
+from telephony.settings import Settings
+from tests.support.ami import eventually
+from tests.support.calls import CALENDAR, call_facts
+from tests.support.db import OutageDatabase, fetch
+from tests.support.disk import fill_up, tiny_tmpfs
+
+
+@dataclass
+class Rig:
+    database: OutageDatabase
+    spool: FactSpool
+    recorder: CallRecorder
+    losses: list[int]
+
+    def metric(self, name: str) -> float:
+        for family in SpoolCollector(self.recorder).collect():
+            for sample in family.samples:
+                if sample.name == name:
+                    return sample.value
+        raise AssertionError(f"no {name}")
+
+
+@pytest.fixture
+async def rig_factory(database_dsn: str, settings: Settings, tmp_path: Path
+                      ) -> AsyncIterator[object]:
+    started: list[tuple[Rig, asyncio.Task[None]]] = []
+
+    def start(directory: Path, *, fallback: Path | None = None,
+              memory_bound: int = 50_000) -> Rig:
+        database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+        database.down = True
+        spool = FactSpool(directory, fallback=fallback, memory_bound=memory_bound)
+        recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.05)
+        rig = Rig(database, spool, recorder, [])
+        recorder.after_loss(lambda: rig.losses.append(len(rig.losses) + 1))
+        started.append((rig, asyncio.create_task(recorder.run_flusher())))
+        return rig
+
+    yield start
+    for rig, flusher in started:
+        flusher.cancel()
+        await asyncio.wait([flusher])
+        await rig.database.close()
+
+
+def batches(count: int) -> list[list[CallFact]]:
+    """``count`` calls' facts, one batch per call (as the persister hands them over)."""
+    return [call_facts(f"sf.{n}") for n in range(count)]
+
+
+async def stored_keys(database_dsn: str) -> list[str]:
+    rows = await fetch(database_dsn, "SELECT dedupe_key FROM call_events ORDER BY event_id")
+    return [row["dedupe_key"] for row in rows]
+
+
+def keys(facts: Sequence[CallFact]) -> list[str]:
+    return list(dict.fromkeys(dedupe_key(fact) for fact in facts))
+
+
+async def test_a_full_spool_holds_facts_in_memory_and_writes_them_later_in_order(
+    rig_factory: object, database_dsn: str, tmp_path: Path
+) -> None:
+    with tiny_tmpfs(tmp_path / "spool") as directory:
+        rig = rig_factory(directory)  # type: ignore[operator]
+        calls = batches(6)
+        await rig.recorder.record(calls[0])  # the database is away: spooled on disk
+        assert not rig.spool.failing
+        filler = fill_up(directory)
+        rig.spool.seal()  # the next write needs a new page: a file of its own
+        rig.spool.seal()  # the next write needs a new page: a file of its own
+        await rig.recorder.record(calls[1])
+        rig.recorder.overflow(calls[2])  # the listener's backlog overflowing, too
+        await rig.recorder.record(calls[3])
+        # Held only in memory: the alarm is up.
+        assert rig.recorder.failing and rig.recorder.held == sum(map(len, calls[1:4]))
+        assert rig.metric("siaga112_spool_failing") == 1
+        filler.unlink()  # space again: the flusher moves them to disk, in order
+        await eventually(lambda: not rig.recorder.failing)
+        assert rig.metric("siaga112_spool_failing") == 0
+        await rig.recorder.record(calls[4])
+        on_disk = [f for n in rig.spool.seal() for f in rig.spool.read(n)]
+        assert on_disk == [f for call in calls[:5] for f in call]  # in order, each once
+        rig.database.down = False
+        await eventually(lambda: rig.spool.is_empty())
+        await rig.recorder.record(calls[5])
+    expected = [f for call in calls for f in call]
+    assert await stored_keys(database_dsn) == keys(expected)
+    assert rig.losses == [] and rig.recorder.dropped == 0
+
+
+async def test_the_database_back_takes_what_memory_holds(
+    rig_factory: object, database_dsn: str, tmp_path: Path
+) -> None:
+    """The disk stays full; the database coming back is enough, and the order holds across
+    disk and memory."""
+    with tiny_tmpfs(tmp_path / "spool") as directory:
+        rig = rig_factory(directory)  # type: ignore[operator]
+        calls = batches(4)
+        await rig.recorder.record(calls[0])
+        fill_up(directory)
+        rig.spool.seal()  # the next write needs a new page: a file of its own
+        for call in calls[1:3]:
+            await rig.recorder.record(call)
+        assert rig.recorder.failing
+        rig.database.down = False
+        await eventually(lambda: rig.spool.is_empty() and not rig.recorder.failing)
+        await rig.recorder.record(calls[3])
+    assert await stored_keys(database_dsn) == keys([f for call in calls for f in call])
+    assert rig.losses == []
+
+
+async def test_the_fallback_directory_takes_what_the_spool_cannot(
+    rig_factory: object, database_dsn: str, tmp_path: Path
+) -> None:
+    with tiny_tmpfs(tmp_path / "spool") as directory:
+        fallback = tmp_path / "fallback"
+        rig = rig_factory(directory, fallback=fallback)  # type: ignore[operator]
+        calls = batches(4)
+        await rig.recorder.record(calls[0])
+        filler = fill_up(directory)
+        rig.spool.seal()  # the next write needs a new page: a file of its own
+        rig.spool.seal()  # the next write needs a new page: a file of its own
+        await rig.recorder.record(calls[1])
+        rig.recorder.overflow(calls[2])
+        assert not rig.recorder.failing  # on disk, in the fallback: no alarm
+        assert list(fallback.glob("*.jsonl"))
+        filler.unlink()
+        await rig.recorder.record(calls[3])  # the spool's own directory again
+        assert rig.spool.pending_count() == sum(map(len, calls))
+        rig.database.down = False
+        await eventually(lambda: rig.spool.is_empty())
+    assert await stored_keys(database_dsn) == keys([f for call in calls for f in call])
+    assert not list(fallback.glob("*.jsonl"))
+
+
+async def test_past_the_memory_bound_the_loss_is_logged_once_and_a_resync_requested(
+    rig_factory: object, database_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "telephony.calls")
+    with tiny_tmpfs(tmp_path / "spool") as directory:
+        rig = rig_factory(directory, memory_bound=10)  # type: ignore[operator]
+        fill_up(directory)
+        rig.spool.seal()  # the next write needs a new page: a file of its own
+        calls = batches(5)
+        for call in calls:
+            await rig.recorder.record(call)
+        held = [f for call in calls for f in call][:10]
+        dropped = sum(map(len, calls)) - 10
+        assert rig.recorder.held == 10 and rig.recorder.dropped == dropped
+        assert rig.metric("siaga112_spool_facts_dropped_total") == dropped
+        rig.database.down = False
+        await eventually(lambda: rig.losses == [1])
+    assert await stored_keys(database_dsn) == keys(held)
+    lost = [r.getMessage() for r in caplog.records if "were lost" in r.getMessage()]
+    assert lost == [f"{dropped} call facts were lost while neither PostgreSQL nor the spool "
+                    "could take them (memory bound 10); resyncing from Asterisk to restore "
+                    "the live calls"]
+    bound = [r for r in caplog.records if "reached the bound" in r.getMessage()]
+    assert len(bound) == 1
+    # For 30 facts: the database away, the directory failing, holding, the bound, the count;
+    # one line each per episode, not one per fact.
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 5
