@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -40,9 +41,14 @@ class Rig:
         raise AssertionError(f"no {name}")
 
 
+class RigFactory(Protocol):
+    def __call__(self, directory: Path, *, fallback: Path | None = None,
+                 memory_bound: int = 50_000) -> Rig: ...
+
+
 @pytest.fixture
 async def rig_factory(database_dsn: str, settings: Settings, tmp_path: Path
-                      ) -> AsyncIterator[object]:
+                      ) -> AsyncIterator[RigFactory]:
     started: list[tuple[Rig, asyncio.Task[None]]] = []
 
     def start(directory: Path, *, fallback: Path | None = None,
@@ -78,10 +84,10 @@ def keys(facts: Sequence[CallFact]) -> list[str]:
 
 
 async def test_a_full_spool_holds_facts_in_memory_and_writes_them_later_in_order(
-    rig_factory: object, database_dsn: str, tmp_path: Path
+    rig_factory: RigFactory, database_dsn: str, tmp_path: Path
 ) -> None:
     with tiny_tmpfs(tmp_path / "spool") as directory:
-        rig = rig_factory(directory)  # type: ignore[operator]
+        rig = rig_factory(directory)
         calls = batches(6)
         await rig.recorder.record(calls[0])  # the database is away: spooled on disk
         assert not rig.spool.failing
@@ -101,7 +107,7 @@ async def test_a_full_spool_holds_facts_in_memory_and_writes_them_later_in_order
         on_disk = [f for n in rig.spool.seal() for f in rig.spool.read(n)]
         assert on_disk == [f for call in calls[:5] for f in call]  # in order, each once
         rig.database.down = False
-        await eventually(lambda: rig.spool.is_empty())
+        await eventually(rig.spool.is_empty)
         await rig.recorder.record(calls[5])
     expected = [f for call in calls for f in call]
     assert await stored_keys(database_dsn) == keys(expected)
@@ -109,12 +115,12 @@ async def test_a_full_spool_holds_facts_in_memory_and_writes_them_later_in_order
 
 
 async def test_the_database_back_takes_what_memory_holds(
-    rig_factory: object, database_dsn: str, tmp_path: Path
+    rig_factory: RigFactory, database_dsn: str, tmp_path: Path
 ) -> None:
     """The disk stays full; the database coming back is enough, and the order holds across
     disk and memory."""
     with tiny_tmpfs(tmp_path / "spool") as directory:
-        rig = rig_factory(directory)  # type: ignore[operator]
+        rig = rig_factory(directory)
         calls = batches(4)
         await rig.recorder.record(calls[0])
         fill_up(directory)
@@ -130,11 +136,11 @@ async def test_the_database_back_takes_what_memory_holds(
 
 
 async def test_the_fallback_directory_takes_what_the_spool_cannot(
-    rig_factory: object, database_dsn: str, tmp_path: Path
+    rig_factory: RigFactory, database_dsn: str, tmp_path: Path
 ) -> None:
     with tiny_tmpfs(tmp_path / "spool") as directory:
         fallback = tmp_path / "fallback"
-        rig = rig_factory(directory, fallback=fallback)  # type: ignore[operator]
+        rig = rig_factory(directory, fallback=fallback)
         calls = batches(4)
         await rig.recorder.record(calls[0])
         filler = fill_up(directory)
@@ -148,17 +154,17 @@ async def test_the_fallback_directory_takes_what_the_spool_cannot(
         await rig.recorder.record(calls[3])  # the spool's own directory again
         assert rig.spool.pending_count() == sum(map(len, calls))
         rig.database.down = False
-        await eventually(lambda: rig.spool.is_empty())
+        await eventually(rig.spool.is_empty)
     assert await stored_keys(database_dsn) == keys([f for call in calls for f in call])
     assert not list(fallback.glob("*.jsonl"))
 
 
 async def test_past_the_memory_bound_the_loss_is_logged_once_and_a_resync_requested(
-    rig_factory: object, database_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    rig_factory: RigFactory, database_dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "telephony.calls")
     with tiny_tmpfs(tmp_path / "spool") as directory:
-        rig = rig_factory(directory, memory_bound=10)  # type: ignore[operator]
+        rig = rig_factory(directory, memory_bound=10)
         fill_up(directory)
         rig.spool.seal()  # the next write needs a new page: a file of its own
         calls = batches(5)
