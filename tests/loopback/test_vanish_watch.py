@@ -1,0 +1,51 @@
+"""The listener's side of items 3 and 4 against a fake Asterisk on a real socket: the vanish
+watch closes calls the store has open and Asterisk no longer lists once the store answers
+again, and a loss in the recorder makes the listener resync."""
+
+from __future__ import annotations
+
+import asyncio
+
+from telephony.ami.testing import ListSink, fake_asterisk
+from telephony.ami.vanish import VanishWatch
+from telephony.calls.facts import CallVanished
+from tests.support.ami import NOW, eventually, listener, live_call_snapshot
+
+
+async def test_calls_the_store_has_open_vanish_once_it_answers_again() -> None:
+    sink = ListSink()  # at the resync the store cannot say: no open call known
+    store: dict[str, set[str] | None] = {"open": None}
+
+    async def open_calls() -> set[str] | None:
+        return store["open"]
+
+    async with fake_asterisk() as server:
+        channels, status, queues = live_call_snapshot("1700000000.7")
+        server.channels, server.status, server.queues = channels, status, queues
+        ami = listener(server.port, sink)
+        async with ami:
+            async with asyncio.timeout(5):
+                await ami.wait_ready()
+            assert sink.of(CallVanished) == []
+            watch = asyncio.create_task(
+                VanishWatch(ami, open_calls, interval=60, retry=0.02).run())
+            try:
+                # The store back: a call it had open is gone, the live one stays.
+                store["open"] = {"1700000000.3", "1700000000.7"}
+                await eventually(lambda: bool(sink.of(CallVanished)))
+            finally:
+                watch.cancel()
+                await asyncio.wait([watch])
+    assert sink.of(CallVanished) == [CallVanished("1700000000.3", NOW)]
+    assert server.names().count("CoreShowChannels") == 2  # the resync's, and the check's
+
+
+async def test_a_requested_resync_asks_asterisk_again() -> None:
+    async with fake_asterisk() as server:
+        ami = listener(server.port, ListSink())
+        async with ami:
+            async with asyncio.timeout(5):
+                await ami.wait_ready()
+            assert server.names().count("QueueStatus") == 1
+            ami.request_resync()
+            await eventually(lambda: server.names().count("QueueStatus") == 2)
