@@ -186,3 +186,26 @@ async def test_past_the_memory_bound_the_loss_is_logged_once_and_a_resync_reques
     # For 30 facts: the database away, the directory failing, holding, the bound, the count;
     # one line each per episode, not one per fact.
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 5
+
+
+async def test_a_spool_directory_replaced_by_a_file_holds_facts_until_it_is_back(
+    rig_factory: RigFactory, database_dsn: str, tmp_path: Path
+) -> None:
+    """No mount needed: the spool's directory turns into a plain file (a botched mount or
+    clean-up); facts are held in memory, then written once it is a directory again."""
+    directory = tmp_path / "spool"
+    rig = rig_factory(directory)
+    calls = batches(3)
+    await rig.recorder.record(calls[0])
+    rig.spool.seal()
+    moved = directory.rename(tmp_path / "spool.moved")
+    directory.write_bytes(b"not a directory")
+    await rig.recorder.record(calls[1])
+    assert rig.recorder.failing
+    directory.unlink()
+    moved.rename(directory)
+    await eventually(lambda: not rig.recorder.failing)
+    await rig.recorder.record(calls[2])
+    rig.database.down = False
+    await eventually(rig.spool.is_empty)
+    assert await stored_keys(database_dsn) == keys([f for call in calls for f in call])
