@@ -1,8 +1,13 @@
-"""Calls whose hang-up was missed while both PostgreSQL and the line were down: the line
-starts again with the database still down, so its resync cannot know which calls the store
-has open; when the database comes back, the vanish check closes them as vanished.
+"""Where call facts go when the store fails, in the real lab (issue 13, items 3 and 4).
 
-The line runs on a cluster of its own (stopped and started here), and its own lab.
+- A spool that cannot be written (a real full file system: a tiny tmpfs) while PostgreSQL is
+  down: the call's facts are held in memory, ``/readyz`` says ``spool`` is down, and once the
+  disk and the database take them again the call is recorded whole.
+- Calls whose hang-up was missed while both PostgreSQL and the line were down: the line starts
+  again with the database still down, so its resync cannot know which calls the store has
+  open; when the database comes back, the vanish check closes them as vanished.
+
+Each test runs the line on a cluster of its own (stopped and started here).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -24,6 +30,7 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
+from tests.support.disk import fill_up, tiny_tmpfs
 from tests.support.net import free_port
 from tests.support.polling import eventually
 
@@ -128,3 +135,71 @@ async def test_calls_ended_while_the_database_and_the_line_were_down_are_closed(
     assert sorted(r["call_id"] for r in rows) == sorted(r["call_id"] for r in opened)
     assert all(r["vanished"] for r in rows)
     assert took < BOUND_SECONDS, f"closed {took:.1f} s after the database came back"
+
+
+async def ready_parts(url: str | None) -> dict[str, str]:
+    assert url is not None, "the line's web server did not start"
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as response:
+        body = await response.json()
+    parts: dict[str, str] = body["parts"]
+    return parts
+
+
+async def test_a_call_made_while_neither_the_database_nor_the_spool_takes_facts_is_kept(
+    lab: Lab, settings: Settings, own_cluster: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    line_settings = replace(settings, database_dsn=own_cluster.dsn(),
+                            state_dir=tmp_path / "state")
+    caller_id = unique_caller("0817")
+    with tiny_tmpfs(line_settings.spool_dir) as spool:
+        async with running_line(line_settings) as line:
+            async with asyncio.timeout(10):
+                await line.listener.wait_ready()
+            assert (await ready_parts(line.web.url))["spool"] == "ok"
+            filler = fill_up(spool)  # nothing is spooled while the database is up
+            own_cluster.stop()
+            # Nobody answers: the caller waits in the information queue, then hangs up.
+            async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                                   caller_id=caller_id, dtmf="3", talk_seconds=4) as caller:
+                await caller.wait()
+
+            async def failing() -> bool | None:
+                return True if line.recorder.failing and not line.listener.facts_waiting \
+                    else None
+
+            await eventually("the facts held in memory", failing, 10)
+            assert (await ready_parts(line.web.url))["spool"] == "down"
+            held = line.recorder.held
+            assert held > 0
+            assert line.metrics.registry.get_sample_value("siaga112_spool_failing") == 1
+            filler.unlink()  # the disk takes them again, in order
+
+            async def on_disk() -> bool | None:
+                return True if not line.recorder.failing else None
+
+            await eventually("the held facts on disk", on_disk, 10)
+            assert (await ready_parts(line.web.url))["spool"] == "ok"
+            assert line.recorder.pending() == held
+            own_cluster.start()
+
+            async def recorded() -> list[asyncpg.Record] | None:
+                rows = await calls_of(own_cluster, caller_id)
+                return rows if rows and rows[0]["ended_at"] and line.recorder.pending() == 0 \
+                    else None
+
+            rows = await eventually("the call recorded", recorded, 20)
+            assert line.recorder.dropped == 0
+    assert len(rows) == 1 and not rows[0]["vanished"]
+    connection = await asyncpg.connect(own_cluster.dsn())
+    try:
+        row = await connection.fetchrow(
+            "SELECT ivr_outcome, queue, abandoned_at, hangup_cause, arrived_at FROM calls "
+            "WHERE call_id = $1", rows[0]["call_id"])
+        events = await connection.fetchval(
+            "SELECT count(*) FROM call_events WHERE call_id = $1", rows[0]["call_id"])
+    finally:
+        await connection.close()
+    assert row is not None
+    assert (row["ivr_outcome"], row["queue"]) == ("chosen", "information")
+    assert row["abandoned_at"] is not None and row["arrived_at"] is not None
+    assert events >= 5  # started, the IVR's variables, the queue join and abandon, the end
