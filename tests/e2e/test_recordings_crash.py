@@ -1,6 +1,7 @@
 """A recording cut short by an Asterisk crash is stored, not quarantined.
 
-The lab's Asterisk is SIGKILLed while MixMonitor records a call in which the caller talks. The
+The lab's Asterisk is SIGKILLed while MixMonitor records a call in which the caller talks
+(waiting in the queue: nobody staffs it, as the restart empties Asterisk's queues). The
 WAV it leaves behind holds the audio written so far behind a header whose RIFF and data sizes
 are still 0 (Asterisk fills them in when it closes the file). Once Asterisk is back and the
 line's resync has ended the call, the recordings worker must repair the header sizes from the
@@ -23,7 +24,7 @@ from telephony.app import Line
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+from tests.e2e.harness import ended_call, unique_caller
 from tests.support.audio import stored_recordings
 from tests.support.polling import eventually
 
@@ -52,11 +53,6 @@ def base_settings() -> Settings:
         recordings_poll_seconds=0.5,
         recordings_settle_seconds=1.0,
     )
-
-
-@pytest.fixture(scope="module")
-def line_operators() -> dict[str, dict[str, int]]:
-    return {"PJSIP/op1001": ALL_SKILLS}
 
 
 async def growing_recording(monitor: Path, before: set[Path], seconds: float) -> Path:
