@@ -2,9 +2,10 @@
 
 A job's lease bounds how long a dead worker can hold it; the holder lets a worker on the same
 host see at once that the holder is gone and take the job over without waiting for the lease.
-The host is the host name with the kernel's boot id, so two machines that share a name, or one
-machine after a reboot, are never mistaken for each other; the start time (clock ticks after
-boot) tells a live process from a newer one that reuses a dead one's pid.
+The host is the host name with the kernel's boot id and our pid namespace, so two machines that
+share a name, one machine after a reboot, or two containers that share the host's name (host
+networking) but not its pids, are never mistaken for each other; the start time (clock ticks
+after boot) tells a live process from a newer one that reuses a dead one's pid.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ class Holder:
 
 
 def this_host() -> str:
-    """``<host name>/<boot id>``: this machine since it booted."""
+    """``<host name>/<boot id>/<pid namespace>``: the pids this process can see, since boot."""
     try:
         boot = _BOOT_ID.read_text().strip()
+        namespace = str(Path("/proc/self/ns/pid").readlink())
     except OSError:
-        boot = "unknown-boot"
-    return f"{socket.gethostname()}/{boot}"
+        boot, namespace = "unknown-boot", "unknown-ns"
+    return f"{socket.gethostname()}/{boot}/{namespace}"
 
 
 def process_started(pid: int) -> int | None:
