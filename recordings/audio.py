@@ -7,11 +7,24 @@ corrupt file that crashes a decoder takes only the child with it, and a cancelle
 is ended by killing the child. The child prints one JSON object with the measurements and exits
 0; it exits :data:`EXIT_BAD_AUDIO` when the source cannot be decoded (that will not get better
 on a retry) and 1 on anything else.
+
+A WAV whose header Asterisk never finalised (it crashed mid-call) is decoded from a copy whose
+header sizes are recomputed from the file's length (:mod:`recordings.wavheader`), in memory:
+the file in the monitor directory stays exactly as Asterisk wrote it, as evidence and for the
+quarantine should the copy not decode either.
+
+The child dies with its job. The worker makes it the leader of its own process group, which the
+ffmpeg that pydub starts joins; the worker kills that group when it gives up on the job or is
+cancelled, and if the worker itself is killed, the kernel sends the child SIGTERM
+(``PR_SET_PDEATHSIG``), on which the child kills its group, ffmpeg included. So an orphan
+cannot keep writing after another worker has taken the job over.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import io
 import json
 import os
 import signal
@@ -19,14 +32,20 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 
 from pydub import AudioSegment
 from pydub.silence import detect_silence
 
 from recordings.domain import loudness, silence_share
+from recordings.wavheader import repaired_wav
 from telephony.core.errors import SiagaError
 
 EXIT_BAD_AUDIO = 3
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# The worker names itself here, so a child whose worker died before it could ask the kernel to
+# be told (the parent may be a wrapper such as nice or sh) still notices.
+WORKER_PID_ENV = "SIAGA112_RECORDINGS_WORKER_PID"
 
 # Quieter than this is silence: well below speech on a G.711 line (about -30 to -10 dBFS),
 # above its idle noise. A pause shorter than half a second is part of speaking.
@@ -56,6 +75,7 @@ class Measurements:
     loudness_dbfs: float | None
     size_bytes: int
     sha256: str
+    header_repaired: bool = False  # decoded from a copy with its WAV header sizes recomputed
 
 
 def sha256_of(path: Path) -> str:
@@ -67,13 +87,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _decode(source: Path) -> AudioSegment:
-    # pydub leaves files it opens by name unclosed; an open handle we close ourselves avoids it.
+def _decode(source: Path) -> tuple[AudioSegment, bool]:
+    """The source's audio, and whether its header had to be repaired to read it."""
+    data = source.read_bytes()
+    repaired = repaired_wav(data)
     try:
-        with source.open("rb") as handle:
-            audio = AudioSegment.from_file(handle, format="wav")
-    except OSError:
-        raise
+        audio = AudioSegment.from_file(io.BytesIO(repaired or data), format="wav")
     except Exception as exc:  # pydub raises bare exceptions from its wav reader and ffmpeg alike
         # ffmpeg's complaint is the last line of a long banner.
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -81,13 +100,13 @@ def _decode(source: Path) -> AudioSegment:
         raise BadAudio(f"cannot decode {source.name}: {detail}") from exc
     if len(audio) == 0:
         raise BadAudio(f"{source.name} holds no audio")
-    return audio
+    return audio, repaired is not None
 
 
 def process(source: Path, target: Path, fmt: str) -> Measurements:
     """Measure ``source`` and write it to ``target`` in ``fmt``, flushed to disk."""
     container, codec, bitrate, parameters = _ENCODINGS[fmt]
-    audio = _decode(source)
+    audio, header_repaired = _decode(source)
     silent = detect_silence(audio, min_silence_len=MIN_SILENCE_MS,
                             silence_thresh=SILENCE_THRESHOLD_DBFS, seek_step=SILENCE_STEP_MS)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,14 +121,50 @@ def process(source: Path, target: Path, fmt: str) -> Measurements:
         loudness_dbfs=loudness(audio.dBFS),
         size_bytes=target.stat().st_size,
         sha256=sha256_of(target),
+        header_repaired=header_repaired,
     )
+
+
+def _end_group(signum: int, frame: FrameType | None) -> None:
+    """Kill our process group (ffmpeg with us) when our time is up or our parent died."""
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+    # Not our own group (run by hand, or under a wrapper that leads it): end only ourselves.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def die_with_parent() -> None:
+    """Have the kernel send us SIGTERM when the worker that started us dies (Linux)."""
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent or not _alive(os.environ.get(WORKER_PID_ENV, "")):
+        # The worker died before the kernel was told: the signal will never come.
+        _end_group(signal.SIGTERM, None)
+
+
+def _alive(pid: str) -> bool:
+    """False only if ``pid`` names a process that is gone (unknown: assume alive)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Child-process entry point: ``SOURCE TARGET FORMAT SECONDS``."""
     source, target, fmt, seconds = argv if argv is not None else sys.argv[1:]
-    # The parent kills us when it gives up; if the parent itself died, this ends us anyway, so
-    # an orphan cannot keep writing after another worker has taken the job over.
+    signal.signal(signal.SIGTERM, _end_group)
+    signal.signal(signal.SIGALRM, _end_group)
+    die_with_parent()
+    # The parent kills us when it gives up; should that fail, this still bounds the job.
     signal.alarm(max(1, int(float(seconds))))
     try:
         measured = process(Path(source), Path(target), fmt)

@@ -37,6 +37,7 @@ async def process(settings: Settings) -> int:
         worker = RecordingWorker(database, RecordingsConfig.from_settings(settings))
         await worker.sweep_incoming()
         outcomes = await worker.enqueue()
+        await worker.reclaim_abandoned()  # a killed earlier run's jobs: now, not after the lease
         # A job that failed in a way a retry may fix is not claimable again at once, so this ends.
         while (outcome := await worker.process_next()) is not None:
             outcomes.append(outcome)

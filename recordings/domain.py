@@ -348,3 +348,13 @@ class RetentionPolicy:
         shortest = min(self.emergency_days, self.complaint_days, self.information_days,
                        self.default_days)
         return now - timedelta(days=shortest)
+
+
+def holder_is_gone(claimed_started: int | None, running_started: int | None) -> bool:
+    """True if the process that claimed a job on this host is dead: no process has its pid now
+    (``running_started`` None), or the one that has it started at another time (the pid was
+    reused). A claim whose start time was not known (``claimed_started`` None) cannot be
+    judged: it waits out its lease."""
+    if claimed_started is None:
+        return False
+    return running_started != claimed_started

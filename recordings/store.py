@@ -4,7 +4,11 @@ A job is claimed with ``FOR UPDATE SKIP LOCKED`` under a lease: the claiming wor
 own token and a ``lease_until``; once the lease has run out, any worker may claim the job again
 (the attempt counter says how often that happened). Every state change names the states it may
 come from (:func:`recordings.domain.sources_of`), and the worker's own changes also its token,
-so a worker whose lease was taken over cannot overwrite the new owner's result.
+so a worker whose lease was taken over cannot overwrite the new owner's result. The lease is
+short and its holder renews it while it works (:meth:`RecordingRepository.renew`); the claim
+also names the holding process (host, pid, start time: :mod:`recordings.holder`), so a worker
+on the same host can take over at once the jobs of a holder that died
+(:meth:`RecordingRepository.expire`).
 
 A call has one row per kind (its mixed recording and, when legs are recorded, one per leg), and
 one per call-back an operator placed to its caller (kind ``callback``, with the leg's id); each
@@ -20,6 +24,7 @@ from datetime import datetime
 import asyncpg
 
 from recordings.domain import INITIAL_STATES, Kind, Source, State, sources_of
+from recordings.holder import Holder
 from telephony.db.rows import from_row
 
 
@@ -56,6 +61,16 @@ class Job:
     token: uuid.UUID
     reason: str | None  # the previous attempt's error, if any
     leg_id: int | None = None  # a call-back's leg
+
+
+@dataclass(frozen=True)
+class HeldJob:
+    """A job being processed on this host, and the process holding it."""
+
+    recording_id: int
+    claim_token: uuid.UUID
+    claim_pid: int
+    claim_pid_started: int | None
 
 
 @dataclass(frozen=True)
@@ -210,14 +225,19 @@ class RecordingRepository:
         return from_row(Backlog, row)
 
     async def claim(
-        self, connection: asyncpg.Connection, token: uuid.UUID, lease_seconds: float
+        self, connection: asyncpg.Connection, token: uuid.UUID, lease_seconds: float,
+        holder: Holder | None = None,
     ) -> Job | None:
-        """Claim the oldest pending job, or one whose worker's lease ran out; None if none."""
+        """Claim the oldest pending job, or one whose worker's lease ran out; None if none.
+
+        ``holder`` is the claiming process (None: one that cannot be judged, which only the
+        lease bounds)."""
         row = await connection.fetchrow(
             """
             UPDATE recordings r SET
                 state = 'processing', attempts = r.attempts + 1, claim_token = $1,
-                lease_until = now() + make_interval(secs => $2), updated_at = now()
+                lease_until = now() + make_interval(secs => $2), updated_at = now(),
+                claim_host = $3, claim_pid = $4, claim_pid_started = $5
             WHERE r.recording_id = (
                 SELECT recording_id FROM recordings
                 -- A pending job's lease_until is when it may be retried; a processing job's
@@ -231,11 +251,52 @@ class RecordingRepository:
             RETURNING r.recording_id, r.call_id, r.kind, r.source_file, r.started_at,
                       r.attempts, r.reason, r.leg_id
             """,
-            token, lease_seconds,
+            token, lease_seconds, holder.host if holder else None,
+            holder.pid if holder else None, holder.started if holder else None,
         )
         if row is None:
             return None
         return from_row(Job, row, token=token)
+
+    async def renew(
+        self, connection: asyncpg.Connection, job: Job, lease_seconds: float
+    ) -> bool:
+        """Extend the lease of a job ``job.token`` still holds (the heartbeat); False if not."""
+        renewed = await connection.fetchval(
+            """
+            UPDATE recordings SET lease_until = now() + make_interval(secs => $3)
+            WHERE recording_id = $1 AND claim_token = $2 AND state = 'processing'
+            RETURNING true
+            """,
+            job.recording_id, job.token, lease_seconds,
+        )
+        return bool(renewed)
+
+    async def held_on(self, connection: asyncpg.Connection, host: str) -> list[HeldJob]:
+        """Jobs being processed by a process of ``host`` whose lease has not run out."""
+        rows = await connection.fetch(
+            """
+            SELECT recording_id, claim_token, claim_pid, claim_pid_started FROM recordings
+            WHERE state = 'processing' AND claim_host = $1 AND lease_until >= now()
+              AND claim_token IS NOT NULL AND claim_pid IS NOT NULL
+            ORDER BY recording_id
+            """,
+            host,
+        )
+        return [from_row(HeldJob, row) for row in rows]
+
+    async def expire(self, connection: asyncpg.Connection, held: HeldJob) -> bool:
+        """End the lease of a job whose holder died, if that holder still holds it, so that the
+        next claim takes it over; False if it moved on meanwhile."""
+        expired = await connection.fetchval(
+            """
+            UPDATE recordings SET lease_until = now() - interval '1 second', updated_at = now()
+            WHERE recording_id = $1 AND claim_token = $2 AND state = 'processing'
+            RETURNING true
+            """,
+            held.recording_id, held.claim_token,
+        )
+        return bool(expired)
 
     async def hold_claim(self, connection: asyncpg.Connection, job: Job) -> bool:
         """Lock the job's row if ``job.token`` still holds it (call inside a transaction).

@@ -15,9 +15,13 @@ How a recording travels
        with one log line and never names a file. This is decoupled from AMI: a listener that
        was down, or a worker restarted, still finds every call in the database.
     3. Jobs are claimed from the table (``FOR UPDATE SKIP LOCKED``, with a lease), so several
-       workers may run and a crashed worker's job is retried once its lease runs out. A child
-       process (:mod:`recordings.audio`) measures the file with pydub and writes it, compressed,
-       under a temporary name beside its final place.
+       workers may run. A child process (:mod:`recordings.audio`) measures the file with pydub
+       and writes it, compressed, under a temporary name beside its final place. While the
+       child works, the worker renews the job's lease every ``heartbeat_seconds``; the lease
+       itself is short (30 s by default), so a crashed worker's job is retried within it, and
+       at once by any worker on the same host, which sees that the holding process is gone
+       (:meth:`RecordingWorker.reclaim_abandoned`). A worker whose renewal is refused (its lease
+       ran out and another worker took the job) kills its child and leaves the job alone.
     4. Holding the job's row lock, the worker renames that file into the dated layout and marks
        the row done, in one transaction; only then is Asterisk's file removed. A worker that
        lost its lease finds the lock refused and throws its work away, so the stored file is
@@ -26,8 +30,16 @@ How a recording travels
        quarantine directory and its row marked ``failed`` with the reason. Nothing of a caller's
        recording is ever deleted here. Each leg is a job of its own: a broken leg fails alone.
 
-Cancelling :meth:`RecordingWorker.run` (the line stopping) kills a running child and leaves its
-job as a crash would: its lease runs out and the next worker takes it over.
+Cancelling :meth:`RecordingWorker.run` (the line stopping) kills and reaps a running child and
+leaves its job as a crash would: the next worker takes it over. A worker killed outright takes
+its child with it: the child asks the kernel for a signal when its parent dies and then kills
+its process group, ffmpeg included (:mod:`recordings.audio`).
+
+Why a 30 s lease renewed every 10 s: a renewal is one small UPDATE, so renewing often costs
+nothing; three renewals per lease let two in a row fail (a database hiccup, a machine busy
+with calls) before another worker takes the job over, which would only cost repeated work (the
+claim token still lets one result be stored). A lease much shorter than that would be taken
+over under load; much longer, and a crashed job waits.
 """
 
 from __future__ import annotations
@@ -48,13 +60,14 @@ from pathlib import Path
 
 import asyncpg
 
-from recordings.audio import EXIT_BAD_AUDIO, BadAudio, Measurements
+from recordings.audio import EXIT_BAD_AUDIO, WORKER_PID_ENV, BadAudio, Measurements
 from recordings.domain import (
     CALL_KINDS,
     Kind,
     Pairing,
     State,
     describe,
+    holder_is_gone,
     pair_callback,
     pair_files,
     source_name,
@@ -63,6 +76,7 @@ from recordings.domain import (
     temp_name,
 )
 from recordings.files import discard, incoming_sources, put_in_place, quarantine
+from recordings.holder import process_started, this_process
 from recordings.store import EndedCall, EndedCallback, Job, Processed, RecordingRepository
 from telephony.asterisk.site import AsteriskSite
 from telephony.calls.ids import valid_call_id
@@ -79,6 +93,10 @@ _OUTPUT_LIMIT = 64 * 1024  # of the child's stdout and stderr kept for a report
 
 class TranscodeError(SiagaError, RuntimeError):
     """Processing failed in a way a retry may fix (timeout, disk, a crashed decoder)."""
+
+
+class LeaseLost(SiagaError, RuntimeError):
+    """The job's lease ran out and another worker took it over while this one worked."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,7 @@ class RecordingsConfig:
     process_timeout: float
     max_attempts: int
     separate_legs: bool = False  # the dialplan records each leg too: a leg's absence is news
+    heartbeat_seconds: float = 10.0  # how often a running job's lease is renewed
     retry_seconds: float = 60.0  # a job that failed in a way a retry may fix waits this long
     # The child that measures and transcodes one file; its arguments are appended. It runs
     # niced: on a busy line, answering callers (the IVR shares this machine) comes before
@@ -121,6 +140,7 @@ class RecordingsConfig:
             process_timeout=settings.recordings_process_timeout,
             max_attempts=settings.recordings_max_attempts,
             separate_legs=settings.recordings_separate_legs,
+            heartbeat_seconds=settings.recordings_heartbeat_seconds,
         )
 
 
@@ -148,6 +168,7 @@ class RecordingWorker:
         self._config = config
         self._repository = repository or RecordingRepository()
         self._trouble: str | None = None  # the problem last logged, so a pass repeats no log
+        self._holder = this_process()
 
     # ----------------------------------------------------------------- loop
 
@@ -179,8 +200,10 @@ class RecordingWorker:
         return True
 
     async def run_once(self) -> list[Outcome]:
-        """Pair newly ended calls, then process up to :data:`PROCESS_BATCH` jobs."""
+        """Pair newly ended calls, free the jobs of dead holders, then process up to
+        :data:`PROCESS_BATCH` jobs."""
         outcomes = await self.enqueue()
+        await self.reclaim_abandoned()
         for _ in range(PROCESS_BATCH):
             outcome = await self.process_next()
             if outcome is None:
@@ -324,11 +347,27 @@ class RecordingWorker:
 
     # ----------------------------------------------------------------- processing
 
+    async def reclaim_abandoned(self) -> int:
+        """End the leases of jobs held by processes of this host that are gone, so they are
+        claimed again now rather than when their lease runs out; returns how many."""
+        host = self._holder.host
+        held = await self._database.run(functools.partial(self._repository.held_on, host=host))
+        reclaimed = 0
+        for job in held:
+            if not holder_is_gone(job.claim_pid_started, process_started(job.claim_pid)):
+                continue
+            if await self._database.run(functools.partial(self._repository.expire, held=job)):
+                log.warning("recording job %d was held by process %d, which is gone: "
+                            "taking it over", job.recording_id, job.claim_pid)
+                reclaimed += 1
+        return reclaimed
+
     async def process_next(self) -> Outcome | None:
         """Claim one job and see it through; None when there is nothing to claim."""
         token = uuid.uuid4()
         job = await self._database.run(functools.partial(
             self._repository.claim, token=token, lease_seconds=self._config.lease_seconds,
+            holder=self._holder,
         ))
         if job is None:
             return None
@@ -355,7 +394,13 @@ class RecordingWorker:
             leg_id=job.leg_id)
         temporary = final.parent / temp_name(job.call_id, job.token.hex, job.kind, job.leg_id)
         try:
-            measured = await self._transcode(source, temporary)
+            measured = await self._transcode_holding(job, source, temporary)
+        except LeaseLost:
+            discard(temporary)
+            log.warning("%s was taken over by another worker (lease ran out): stopped",
+                        _subject(job))
+            return Outcome(job.call_id, State.PROCESSING, "taken over by another worker",
+                           job.kind, job.leg_id)
         except (BadAudio, TranscodeError) as exc:
             discard(temporary)
             if state_after_error(job.attempts, config.max_attempts,
@@ -409,6 +454,9 @@ class RecordingWorker:
                            job.kind, job.leg_id)
         # Stored and recorded: Asterisk's copy can go. A stop right here leaves it for the sweep.
         discard(source)
+        if measured.header_repaired:
+            log.warning("%s: the WAV header was never finalised (Asterisk stopped mid-call); "
+                        "its sizes were recomputed from the file's length", _subject(job))
         log.info("%s stored: %s (%.1f s, %.0f%% silence)", _subject(job),
                  relpath, measured.duration_seconds, measured.silence_share * 100)
         return Outcome(job.call_id, State.DONE, relpath, job.kind, job.leg_id)
@@ -427,6 +475,40 @@ class RecordingWorker:
         ))
         return Outcome(job.call_id, State.FAILED, reason, job.kind, job.leg_id)
 
+    async def _transcode_holding(self, job: Job, source: Path, target: Path) -> Measurements:
+        """:meth:`_transcode`, renewing the job's lease meanwhile; raises :class:`LeaseLost`
+        (the child killed) if another worker took the job over."""
+        transcoding = asyncio.create_task(self._transcode(source, target))
+        keeping = asyncio.create_task(self._keep_lease(job))
+        try:
+            await asyncio.wait({transcoding, keeping}, return_when=asyncio.FIRST_COMPLETED)
+            if transcoding.done():
+                return transcoding.result()
+            raise LeaseLost(f"recording job {job.recording_id} was taken over")
+        finally:
+            # Cancelling the transcoding kills and reaps the child (or it is over already).
+            for task in (transcoding, keeping):
+                task.cancel()
+            await asyncio.gather(transcoding, keeping, return_exceptions=True)
+
+    async def _keep_lease(self, job: Job) -> None:
+        """Renew the job's lease every ``heartbeat_seconds``; return once a renewal is refused.
+
+        While the database cannot be reached nobody can take the job over either, so the
+        heartbeat keeps trying; the commit at the end checks the claim anyway.
+        """
+        config = self._config
+        while True:
+            await asyncio.sleep(config.heartbeat_seconds)
+            try:
+                held = await self._database.run(functools.partial(
+                    self._repository.renew, job=job, lease_seconds=config.lease_seconds))
+            except DatabaseUnavailable as exc:
+                log.warning("%s: cannot renew its lease: %s", _subject(job), exc)
+                continue
+            if not held:
+                return
+
     async def _transcode(self, source: Path, target: Path) -> Measurements:
         """Run the child process on one file; bounded by ``process_timeout``."""
         timeout = self._config.process_timeout
@@ -438,6 +520,7 @@ class RecordingWorker:
             stderr=asyncio.subprocess.PIPE,
             # Its own process group: killing it also kills the ffmpeg that pydub started.
             start_new_session=True,
+            env={**os.environ, WORKER_PID_ENV: str(os.getpid())},
         )
         try:
             async with asyncio.timeout(timeout):

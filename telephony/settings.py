@@ -265,8 +265,11 @@ class Settings:
     recordings_settle_seconds: float = 3.0  # unchanged this long after the call: complete
     recordings_missing_after_seconds: float = 120.0  # ended this long ago, no file: missing
     recordings_lookback_hours: int = 48  # only calls that ended this recently are paired
-    recordings_lease_seconds: float = 600.0
-    recordings_process_timeout: float = 300.0  # one file; must be shorter than the lease
+    # A job's claim: short, renewed by its worker every heartbeat while it works, so a crashed
+    # worker's job is taken over within the lease (recordings/worker.py says why 30 and 10).
+    recordings_lease_seconds: float = 30.0
+    recordings_heartbeat_seconds: float = 10.0
+    recordings_process_timeout: float = 300.0  # one file
     recordings_max_attempts: int = 3
     # Also record each leg alone (MixMonitor r()/t()): <call_id>-caller.wav, what the line
     # received, and <call_id>-line.wav, what it sent; processed and kept like the mixed file.
@@ -592,15 +595,16 @@ def _validate(settings: Settings) -> None:
                  "recordings_lookback_hours", "recordings_max_attempts"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"{name} must be at least 1")
-    for name in ("recordings_poll_seconds", "recordings_process_timeout"):
+    for name in ("recordings_poll_seconds", "recordings_process_timeout",
+                 "recordings_heartbeat_seconds"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     if settings.recordings_settle_seconds < 0 or settings.recordings_missing_after_seconds < 0:
         raise SettingsError("recordings_settle_seconds and _missing_after_seconds: not negative")
-    if settings.recordings_process_timeout >= settings.recordings_lease_seconds:
-        # Otherwise a slow job's lease runs out while it still works, and a second worker
-        # starts the same file.
-        raise SettingsError("recordings_process_timeout must be shorter than the lease")
+    if settings.recordings_heartbeat_seconds * 3 > settings.recordings_lease_seconds:
+        # Otherwise one late renewal lets the lease run out while the job still runs, and a
+        # second worker starts the same file.
+        raise SettingsError("recordings_heartbeat_seconds must be at most a third of the lease")
     _validate_incidents(settings)
     _validate_surveys(settings)
     _validate_http(settings)

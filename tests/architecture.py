@@ -79,6 +79,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.reports.csvexport", DOMAIN),
     ("telephony.wallboard.state", DOMAIN),
     ("recordings.domain", DOMAIN),
+    ("recordings.wavheader", DOMAIN),  # repairs an unfinished WAV header, bytes to bytes
     # the incident feature's pure modules, one per topic beside its model
     ("telephony.incidents.edits", DOMAIN),
     ("telephony.incidents.dispatches", DOMAIN),

@@ -21,14 +21,22 @@ import pytest
 from pydub import AudioSegment
 
 from recordings.domain import CALL_KINDS, Kind, State, source_name, storage_relpath, temp_name
+from recordings.holder import process_started
 from recordings.store import Job, Recording, RecordingRepository
-from recordings.worker import RecordingsConfig, RecordingWorker
+from recordings.worker import Outcome, RecordingsConfig, RecordingWorker
 from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet, LegProgressed
 from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
+from tests.support.polling import eventually
+from tests.support.recording_worker import (
+    ffmpeg_pids,
+    realtime_ffmpeg,
+    with_path_first,
+    worker_argv,
+)
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()
@@ -542,3 +550,226 @@ async def test_a_call_back_without_its_file_is_missing_once_it_is_long_over(
 
     assert [(o.kind, o.leg_id, o.state) for o in await worker.enqueue()] == [
         (Kind.CALLBACK, leg_id, State.MISSING)]
+
+
+# ----------------------------------------------------------------- crashes and leases
+
+
+def tone(path: Path, seconds: float) -> None:
+    """``seconds`` of 8 kHz mono 16-bit tone, as MixMonitor writes a call."""
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(path),
+                    "synth", str(seconds), "sine", "440", "vol", "0.4"],
+                   check=True, capture_output=True)
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs (a killed process waiting to be reaped runs no more)."""
+    return process_started(pid) is not None
+
+
+async def gone(pid: int, within: float = 2.0) -> None:
+    """Wait until ``pid`` runs no more (SIGKILL takes effect when the process is next run)."""
+    async def probe() -> bool | None:
+        return None if running(pid) else True
+    await eventually(f"process {pid} to die", probe, within=within, interval=0.02)
+
+
+async def started_ffmpeg(shims: Path, within: float = 30.0) -> int:
+    """The pid of the first (real-time) ffmpeg, once it runs."""
+    async def probe() -> int | None:
+        pids = ffmpeg_pids(shims)
+        return pids[0] if pids and running(pids[0]) else None
+    return await eventually("ffmpeg to start", probe, within=within, interval=0.05)
+
+
+async def test_a_killed_worker_takes_its_ffmpeg_along_and_its_job_is_taken_over_at_once(
+    database: Database, config: RecordingsConfig, tmp_path: Path, database_dsn: str
+) -> None:
+    """Worker A, a process of its own, is SIGKILLed while its ffmpeg encodes a 20 s call in real
+    time. Its ffmpeg dies with it (it would otherwise write for another 20 s); worker B on the
+    same host sees A gone and takes the job over at once, not after A's lease (600 s before,
+    30 s now) ran out; the call is stored once."""
+    call_id = new_call_id()
+    started = await ended_call(database, call_id)
+    source = config.incoming_dir / f"{call_id}.wav"
+    tone(source, 20)
+    shims = realtime_ffmpeg(tmp_path / "slow")
+    slow = with_path_first(replace(config, lease_seconds=30.0, heartbeat_seconds=10.0), shims)
+    doomed = await asyncio.create_subprocess_exec(
+        *worker_argv(slow, database_dsn, tmp_path / "a.json"))
+    try:
+        ffmpeg = await started_ffmpeg(shims)
+        row = await recording_of(database, call_id)
+        assert (row.state, row.attempts) == (State.PROCESSING, 1)
+    finally:
+        doomed.kill()
+        await doomed.wait()
+    killed = time.monotonic()
+
+    await gone(ffmpeg, within=5.0)
+    orphan_seconds = time.monotonic() - killed
+    outcome = await RecordingWorker(database, config).run_once()
+    taken_over = time.monotonic() - killed
+
+    assert [(o.state, o.kind) for o in outcome] == [(State.DONE, Kind.MIXED)]
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts) == (State.DONE, 2)
+    assert row.duration_seconds == pytest.approx(20.0, abs=0.05)
+    final = config.storage_dir / storage_relpath(call_id, started, "Asia/Jakarta", "opus")
+    assert files_under(config.storage_dir) == [final]  # A's half-written file is gone
+    assert row.sha256 == sha256(final)
+    assert not source.exists()
+    assert taken_over < 15, taken_over  # well inside even the new 30 s lease
+    print(f"\nffmpeg gone {orphan_seconds:.2f} s after the kill; job stored by B "
+          f"{taken_over:.2f} s after it (lease 30 s)")
+
+
+async def test_a_dead_worker_on_another_host_is_taken_over_when_its_short_lease_runs_out(
+    database: Database, config: RecordingsConfig, tmp_path: Path, database_dsn: str
+) -> None:
+    """The holder's host is not ours, so nobody can tell it died: its lease bounds the wait."""
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    tone(config.incoming_dir / f"{call_id}.wav", 20)
+    shims = realtime_ffmpeg(tmp_path / "slow")
+    lease = 4.0
+    slow = with_path_first(replace(config, lease_seconds=lease, heartbeat_seconds=1.0), shims)
+    doomed = await asyncio.create_subprocess_exec(
+        *worker_argv(slow, database_dsn, tmp_path / "a.json"))
+    try:
+        await started_ffmpeg(shims)
+    finally:
+        doomed.kill()
+        await doomed.wait()
+    killed = time.monotonic()
+    await database.run(lambda c: c.execute(
+        "UPDATE recordings SET claim_host = 'elsewhere/boot' WHERE call_id = $1", call_id))
+    worker = RecordingWorker(database, config)
+
+    async def stored() -> list[Outcome] | None:
+        return [o for o in await worker.run_once() if o.state is State.DONE] or None
+
+    outcomes = await eventually("the job to be taken over", stored, within=lease + 15)
+    waited = time.monotonic() - killed
+
+    assert [o.call_id for o in outcomes] == [call_id]
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts) == (State.DONE, 2)
+    assert len(files_under(config.storage_dir)) == 1
+    # Not before the lease A last renewed (at most one heartbeat before the kill) ran out.
+    assert lease - 1.0 - 0.5 <= waited < lease + 10, waited
+    print(f"\ntaken over {waited:.2f} s after the kill (lease {lease:g} s)")
+
+
+async def test_the_heartbeat_keeps_a_job_longer_than_its_lease(
+    database: Database, config: RecordingsConfig, tmp_path: Path
+) -> None:
+    """A 6 s transcode under a 1.5 s lease: renewed every 0.5 s, nobody else claims it."""
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    tone(config.incoming_dir / f"{call_id}.wav", 6)
+    shims = realtime_ffmpeg(tmp_path / "slow")
+    slow = with_path_first(replace(config, lease_seconds=1.5, heartbeat_seconds=0.5), shims)
+    holder = RecordingWorker(database, slow)
+    other = RecordingWorker(database, replace(config, lease_seconds=1.5, heartbeat_seconds=0.5))
+    assert [o.state for o in await holder.enqueue()] == [State.PENDING]
+    working = asyncio.create_task(holder.process_next())
+    await started_ffmpeg(shims)
+    claims = 0
+    while not working.done():
+        claims += await other.process_next() is not None
+        await asyncio.sleep(0.2)
+    outcome = await working
+    assert outcome is not None and outcome.state is State.DONE
+    assert claims == 0
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts) == (State.DONE, 1)
+
+
+async def test_a_worker_whose_lease_is_taken_kills_its_child_and_stores_nothing(
+    database: Database, config: RecordingsConfig, tmp_path: Path
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    tone(config.incoming_dir / f"{call_id}.wav", 20)
+    shims = realtime_ffmpeg(tmp_path / "slow")
+    slow = with_path_first(replace(config, lease_seconds=3.0, heartbeat_seconds=0.5), shims)
+    worker = RecordingWorker(database, slow)
+    assert [o.state for o in await worker.enqueue()] == [State.PENDING]
+    working = asyncio.create_task(worker.process_next())
+    ffmpeg = await started_ffmpeg(shims)
+    # As if its lease had run out during a database outage and another worker had claimed it.
+    await database.run(lambda c: c.execute(
+        "UPDATE recordings SET claim_token = gen_random_uuid() WHERE call_id = $1", call_id))
+    outcome = await asyncio.wait_for(working, 5.0)
+    assert outcome is not None and (outcome.state, outcome.detail) == (
+        State.PROCESSING, "taken over by another worker")
+    await gone(ffmpeg)
+    assert files_under(config.storage_dir) == []
+    assert (config.incoming_dir / f"{call_id}.wav").exists()
+
+
+async def test_cancelling_the_worker_kills_and_reaps_its_child(
+    database: Database, config: RecordingsConfig, tmp_path: Path
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    tone(config.incoming_dir / f"{call_id}.wav", 20)
+    shims = realtime_ffmpeg(tmp_path / "slow")
+    worker = RecordingWorker(database, with_path_first(config, shims))
+    running_loop = asyncio.create_task(worker.run())
+    ffmpeg = await started_ffmpeg(shims)
+    children = set(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())
+    running_loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running_loop
+    await gone(ffmpeg)
+    # The transcoding child was reaped: it is no longer a child of ours, not even a zombie.
+    after = set(Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())
+    assert children and not after & children
+
+
+# ----------------------------------------------------------------- unfinished WAV headers
+
+
+def zero_header_sizes(path: Path) -> None:
+    """What a WAV looks like when Asterisk died before closing it: RIFF and data sizes 0."""
+    data = bytearray(path.read_bytes())
+    assert data[36:40] == b"data", "sox writes the 44-byte header Asterisk writes"
+    data[4:8] = data[40:44] = bytes(4)
+    path.write_bytes(bytes(data))
+
+
+async def test_a_wav_whose_header_was_never_finalised_is_repaired_and_stored(
+    database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    source = config.incoming_dir / f"{call_id}.wav"
+    speech_like(source)
+    zero_header_sizes(source)
+    with caplog.at_level(logging.WARNING, logger="recordings"):
+        outcomes = await RecordingWorker(database, config).run_once()
+    assert [o.state for o in outcomes] == [State.PENDING, State.DONE]
+    row = await recording_of(database, call_id)
+    assert row.duration_seconds == pytest.approx(8.0, abs=0.05)
+    assert row.silence_share == pytest.approx(0.25, abs=0.03)
+    assert files_under(config.quarantine_dir) == []
+    assert any("header was never finalised" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_wav_with_a_truncated_header_is_still_quarantined(
+    database: Database, config: RecordingsConfig
+) -> None:
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    source = config.incoming_dir / f"{call_id}.wav"
+    speech_like(source)
+    zero_header_sizes(source)
+    truncated = source.read_bytes()[:30]  # cut inside the fmt chunk
+    source.write_bytes(truncated)
+    outcomes = await RecordingWorker(database, config).run_once()
+    assert [o.state for o in outcomes] == [State.PENDING, State.FAILED]
+    kept = config.quarantine_dir / f"{call_id}.wav"
+    assert (await recording_of(database, call_id)).quarantine_path == str(kept)
+    assert kept.read_bytes() == truncated

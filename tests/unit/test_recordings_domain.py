@@ -16,6 +16,7 @@ from recordings.domain import (
     Source,
     State,
     can_transition,
+    holder_is_gone,
     is_settled,
     is_temp_of,
     loudness,
@@ -306,3 +307,19 @@ def test_earliest_cutoff_is_the_shortest_retention() -> None:
 def test_retention_days_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RetentionPolicy(emergency_days=0, complaint_days=1, information_days=1, default_days=1)
+
+
+@pytest.mark.parametrize(
+    ("claimed", "running", "gone"),
+    [
+        (1234, 1234, False),  # the holder is still running
+        (1234, None, True),  # no process has its pid any more
+        (1234, 9999, True),  # a newer process reuses its pid
+        (None, None, False),  # start time unknown at the claim: only the lease can tell
+        (None, 1234, False),
+    ],
+)
+def test_a_holder_is_gone_when_its_pid_is_free_or_reused(
+    claimed: int | None, running: int | None, gone: bool
+) -> None:
+    assert holder_is_gone(claimed, running) is gone
