@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -39,7 +39,7 @@ from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.sync import AsteriskSync
-from telephony.agi.channel import AgiChannel
+from telephony.agi.channel import OPENING, AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
 from telephony.asterisk.site import AsteriskSite
@@ -366,7 +366,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                             SurveyConfig.from_settings(settings))
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
-    agi = FastAgiServer(FastAgiConfig.from_settings(settings),
+    # Every session opens with the GOSUB that lifts the dialplan's first-command deadline.
+    agi = FastAgiServer(replace(FastAgiConfig.from_settings(settings), opening=OPENING),
                         {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle},
                         observer=AgiTimings(metrics.registry))
     in_background(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Protocol, Self
 
+from telephony.agi.access import AgiAccess, RefusalTally, allowed_networks
 from telephony.agi.protocol import (
     AgiEnvironment,
     AgiEvent,
@@ -38,6 +39,7 @@ from telephony.agi.protocol import (
     encode_command,
 )
 from telephony.core.errors import SiagaError
+from telephony.secrets import agi_secret
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.agi")
@@ -87,9 +89,18 @@ class FastAgiConfig:
     # Asterisk writes the whole environment at once right after connecting; anything slower
     # is not Asterisk.
     environment_timeout: float = 5.0
-    max_sessions: int = 2000
+    # Connections at once, those still sending their environment included (see
+    # Settings.agi_max_sessions); above it a connection is closed at once.
+    max_sessions: int = 200
     # How long stop() lets sessions in progress finish (Settings.shutdown_drain_seconds).
     shutdown_timeout: float = 10.0
+    # Who may connect, and the secret the AGI URL must carry (default: anyone, no secret).
+    access: AgiAccess = AgiAccess()
+    # Sent first in every session, before the handler runs: the dialplan's proof that the
+    # server is alive (the line's is the GOSUB that lifts the first-command deadline).
+    opening: tuple[str, ...] = ()
+    # Refused connections are logged as one line of counts per this many seconds.
+    refusal_log_interval: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FastAgiConfig:
@@ -100,7 +111,9 @@ class FastAgiConfig:
             command_timeout=settings.agi_command_timeout,
             session_timeout=settings.agi_session_timeout,
             max_frame_bytes=settings.agi_max_frame_bytes,
+            max_sessions=settings.agi_max_sessions,
             shutdown_timeout=settings.shutdown_drain_seconds,
+            access=AgiAccess.of(allowed_networks(settings), agi_secret(settings)),
         )
 
 
@@ -362,6 +375,11 @@ def _peer(transport: asyncio.Transport) -> str:
     return str(peer)
 
 
+def _peer_host(transport: asyncio.Transport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+
 def _close(transport: asyncio.Transport) -> None:
     # Replies are awaited after each write, so the buffer is normally empty and close() sends
     # FIN at once. Bytes still queued mean a peer that stopped reading: do not wait for it.
@@ -390,6 +408,9 @@ class FastAgiServer:
         self._watched: set[_Connection] = set()
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._sweep_every = _sweep_interval(config)
+        # Connections refused before a session began: counted, one log line per interval.
+        self._refusals: RefusalTally | None = None
+        self._refusal_timer: asyncio.TimerHandle | None = None
 
     @property
     def port(self) -> int:
@@ -408,6 +429,31 @@ class FastAgiServer:
     def active_sessions(self) -> int:
         """Connections currently being served."""
         return len(self._sessions)
+
+    @property
+    def refused(self) -> Mapping[str, int]:
+        """Connections refused or dropped before a session began, by reason, since start."""
+        return {} if self._refusals is None else dict(self._refusals.total)
+
+    def _refuse(self, reason: str, transport: asyncio.Transport, detail: str) -> None:
+        """Count a connection refused before its session began (logged in summaries)."""
+        loop = asyncio.get_running_loop()
+        if self._refusals is None:
+            self._refusals = RefusalTally(log, self._config.refusal_log_interval, loop.time)
+        self._refusals.record(reason, _peer(transport), detail)
+        if self._refusal_timer is None and self._refusals.due is not None:
+            self._refusal_timer = loop.call_at(self._refusals.due, self._flush_refusals)
+
+    def _flush_refusals(self) -> None:
+        self._refusal_timer = None
+        tally = self._refusals
+        if tally is None or tally.due is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= tally.due:
+            tally.flush()
+        if tally.due is not None:
+            self._refusal_timer = loop.call_at(tally.due, self._flush_refusals)
 
     async def start(self) -> None:
         """Listen on the configured host and port only."""
@@ -453,6 +499,12 @@ class FastAgiServer:
         if self._sweep_handle is not None and not self._watched:
             self._sweep_handle.cancel()
             self._sweep_handle = None
+        if self._refusal_timer is not None:
+            self._refusal_timer.cancel()
+            self._refusal_timer = None
+        if self._refusals is not None:
+            self._refusals.flush()  # what the last window counted
+            self._refusals.flush()  # and close the window it opened
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -494,14 +546,16 @@ class FastAgiServer:
             self._sweep_handle = connection.loop.call_later(self._sweep_every, self._sweep)
         try:
             if self._stopping:
-                log.warning("FastAGI connection from %s refused: shutting down", _peer(transport))
+                self._refuse("shutting_down", transport, "the server is shutting down")
+                return
+            access = self._config.access
+            if access.networks and not access.peer_allowed(_peer_host(transport)):
+                self._refuse("peer_not_allowed", transport, "not in agi_allowed_peers")
                 return
             if len(self._sessions) >= self._config.max_sessions:
-                log.warning(
-                    "FastAGI connection from %s refused: %d sessions already running",
-                    _peer(transport),
-                    len(self._sessions),
-                )
+                self._refuse("session_cap", transport,
+                             f"{len(self._sessions)} sessions already running "
+                             f"(agi_max_sessions)")
                 return
             if task is not None:
                 self._sessions.add(task)
@@ -528,34 +582,28 @@ class FastAgiServer:
         try:
             env, early_replies = await self._read_environment(connection)
         except TimeoutError:
-            log.warning(
-                "FastAGI session from %s dropped: no complete environment within %g s",
-                _peer(transport),
-                config.environment_timeout,
-            )
+            self._refuse("no_environment", transport,
+                         f"no complete environment within {config.environment_timeout:g} s")
             return
         except AgiProtocolError as exc:
-            log.warning("FastAGI session from %s rejected: %s", _peer(transport), exc)
+            self._refuse("protocol_error", transport, str(exc))
             return
         except ConnectionError as exc:
-            log.warning(
-                "FastAGI session from %s lost while reading the environment: %s",
-                _peer(transport),
-                exc,
-            )
+            self._refuse("lost", transport, f"lost while reading the environment: {exc}")
             return
         finally:
             connection.deadline = None
             connection.expired = False
 
+        if not config.access.secret_matches(env.network_script):
+            # Checked before the route: a caller without the secret learns nothing of them.
+            self._refuse("bad_secret", transport,
+                         f"script {env.script_path[:40]!r} without the AGI secret")
+            return
         handler = self._routes.get(env.script_path)
         if handler is None:
-            log.warning(
-                "FastAGI session %s from %s rejected: no route for script %r",
-                env.uniqueid,
-                _peer(transport),
-                env.network_script,
-            )
+            # The script without its query: that holds the secret.
+            self._refuse("no_route", transport, f"no route for script {env.script_path[:40]!r}")
             return
 
         session = AgiSession(
@@ -579,6 +627,8 @@ class FastAgiServer:
         connection.session_deadline = connection.loop.time() + self._config.session_timeout
         try:
             async with deadline:
+                if self._config.opening:
+                    await self._open(session)
                 await handler(session)
         # A handler that speaks through telephony.agi.channel gets these as the IVR's own
         # exceptions, which the adapter raises as subclasses of both (see AgiChannel).
@@ -607,6 +657,15 @@ class FastAgiServer:
             connection.session_timeout = None
         log.debug("FastAGI session %s finished", env.uniqueid)
         return "completed"
+
+    async def _open(self, session: AgiSession) -> None:
+        """Send the opening command. A refusal (the dialplan lacks the routine) is logged and
+        the handler runs anyway: the dialplan's first-command deadline then fails the call
+        open, which is all a missing routine can cost."""
+        reply = await session.command(*self._config.opening)
+        if reply.code != 200 or (reply.result or "").startswith("-"):
+            log.warning("FastAGI session %s: opening command %s refused: %r",
+                        session.env.uniqueid, " ".join(self._config.opening), reply.line)
 
     async def _read_environment(self, connection: _Connection) -> tuple[AgiEnvironment, bytes]:
         """The environment and any bytes that followed it in the same read."""
