@@ -14,6 +14,7 @@ and then one summary line per interval with the counts by reason.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -38,10 +39,8 @@ def allowed_networks(settings: Settings) -> tuple[IpNetwork, ...]:
     """``agi_allowed_peers`` plus the configured Asterisk (``ami_host`` when it is an
     address: a host name is not resolved here, list its address in agi_allowed_peers)."""
     texts = list(settings.agi_allowed_peers)
-    try:
+    with contextlib.suppress(ValueError):
         texts.append(str(ipaddress.ip_address(settings.ami_host)))
-    except ValueError:
-        pass
     return tuple(ipaddress.ip_network(text, strict=False) for text in texts)
 
 

@@ -23,7 +23,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Protocol, Self
 
@@ -95,7 +95,7 @@ class FastAgiConfig:
     # How long stop() lets sessions in progress finish (Settings.shutdown_drain_seconds).
     shutdown_timeout: float = 10.0
     # Who may connect, and the secret the AGI URL must carry (default: anyone, no secret).
-    access: AgiAccess = AgiAccess()
+    access: AgiAccess = field(default_factory=AgiAccess)
     # Sent first in every session, before the handler runs: the dialplan's proof that the
     # server is alive (the line's is the GOSUB that lifts the first-command deadline).
     opening: tuple[str, ...] = ()
