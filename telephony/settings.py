@@ -108,11 +108,13 @@ class Settings:
     # (agi_session_timeout) applies. A stalled server costs a caller this, not the guard.
     agi_first_command_seconds: int = 4
     # Connections served at once, the hostile ones still sending nothing included; above it a
-    # connection is closed at once and the dialplan fails open. A 2-core centre carries well
-    # under 100 callers in its IVR at once (each ~20-40 s), so 200 is headroom for a burst
-    # while keeping the line far below the process's 1024 file descriptors and its event loop
-    # responsive for the AMI listener and the console under a flood.
-    agi_max_sessions: int = 200
+    # connection is closed at once and the dialplan fails open (the caller skips the menu,
+    # not the operator). 500: a 2-core line's measured ceiling (bench/surge.py, 75 calls/s
+    # with a 1-2 s IVR) holds ~150 sessions, and 500 is also 20 calls/s of callers who
+    # listen to the whole menu (~25 s), more than the box carries; and 500 sockets stay
+    # well inside the 1024 file descriptors a service gets by default, with room left for
+    # the database pool, AMI, HTTP and recordings, which a flood must not starve.
+    agi_max_sessions: int = 500
     # Peers the FastAGI server talks to (addresses or networks); the configured Asterisk
     # (ami_host, when it is an address) is always added. Anyone else is refused on connect.
     agi_allowed_peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")

@@ -91,7 +91,7 @@ class FastAgiConfig:
     environment_timeout: float = 5.0
     # Connections at once, those still sending their environment included (see
     # Settings.agi_max_sessions); above it a connection is closed at once.
-    max_sessions: int = 200
+    max_sessions: int = 500
     # How long stop() lets sessions in progress finish (Settings.shutdown_drain_seconds).
     shutdown_timeout: float = 10.0
     # Who may connect, and the secret the AGI URL must carry (default: anyone, no secret).
