@@ -96,9 +96,12 @@ class FastAgiConfig:
     shutdown_timeout: float = 10.0
     # Who may connect, and the secret the AGI URL must carry (default: anyone, no secret).
     access: AgiAccess = field(default_factory=AgiAccess)
-    # Sent first in every session, before the handler runs: the dialplan's proof that the
-    # server is alive (the line's is the GOSUB that lifts the first-command deadline).
+    # Sent before a session's first command: the dialplan's proof that the server is alive
+    # (the line's is the GOSUB that lifts the first-command deadline). Not when that first
+    # command starts with ``opening_implied_by``: a routine that runs the opening's itself
+    # (the IVR's menu GOSUB, which must stay the first command: see AgiChannel).
     opening: tuple[str, ...] = ()
+    opening_implied_by: tuple[str, ...] = ()
     # Refused connections are logged as one line of counts per this many seconds.
     refusal_log_interval: float = 10.0
 
@@ -281,8 +284,13 @@ class AgiSession:
         max_frame_bytes: int,
         received: bytes = b"",
         observer: AgiObserver | None = None,
+        opening: tuple[str, ...] = (),
+        opening_implied_by: tuple[str, ...] = (),
     ) -> None:
         self._env = env
+        # Sent before the first command unless that starts with _implied (FastAgiConfig).
+        self._opening = opening
+        self._implied = opening_implied_by
         self._connection = connection
         self._command_timeout = command_timeout
         self._parser = ReplyParser(max_line_bytes=max_frame_bytes)
@@ -320,35 +328,53 @@ class AgiSession:
         """
         line = encode_command(verb, *arguments)
         async with self._lock:
-            if self._hung_up:
-                raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
-            if self._broken is not None:
-                raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
-            connection = self._connection
-            started = connection.loop.time()
-            connection.deadline = None if session_bound else started + self._command_timeout
-            try:
-                assert connection.transport is not None
-                connection.transport.write(line)
-                if connection.lost or connection.writing_paused:
-                    await connection.drain()
-                reply = await self._read_reply(line)
-            except TimeoutError:
-                self._broken = "a command timeout"
-                raise AgiSessionError(
-                    f"{_shown(line)}: no reply within {self._command_timeout:g} s"
-                ) from None
-            except AgiProtocolError as exc:
-                self._broken = "a protocol error"
-                raise AgiSessionError(f"{_shown(line)}: {exc}") from None
-            except ConnectionError as exc:
-                self._hung_up = True
-                raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
-            finally:
-                connection.deadline = None
-                connection.expired = False
-            self._observer.command_answered(verb, connection.loop.time() - started)
-            return reply
+            if self._opening:
+                opening, self._opening = self._opening, ()
+                implied = self._implied and (verb, *arguments)[:len(self._implied)] == self._implied
+                if not implied:
+                    await self._open(opening)
+            return await self._exchange(verb, line, session_bound)
+
+    async def _open(self, opening: tuple[str, ...]) -> None:
+        """Send the opening command. A refusal (the dialplan lacks the routine) is logged and
+        the session goes on: the dialplan's first-command deadline then fails the call open,
+        which is all a missing routine can cost."""
+        reply = await self._exchange(opening[0], encode_command(*opening), False)
+        if reply.code != 200 or (reply.result or "").startswith("-"):
+            log.warning("FastAGI session %s: opening command %s refused: %r",
+                        self._env.uniqueid, " ".join(opening), reply.line)
+
+    async def _exchange(self, verb: str, line: bytes, session_bound: bool) -> AgiReply:
+        """Send one encoded command and read its reply (the caller holds the lock)."""
+        if self._hung_up:
+            raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
+        if self._broken is not None:
+            raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
+        connection = self._connection
+        started = connection.loop.time()
+        connection.deadline = None if session_bound else started + self._command_timeout
+        try:
+            assert connection.transport is not None
+            connection.transport.write(line)
+            if connection.lost or connection.writing_paused:
+                await connection.drain()
+            reply = await self._read_reply(line)
+        except TimeoutError:
+            self._broken = "a command timeout"
+            raise AgiSessionError(
+                f"{_shown(line)}: no reply within {self._command_timeout:g} s"
+            ) from None
+        except AgiProtocolError as exc:
+            self._broken = "a protocol error"
+            raise AgiSessionError(f"{_shown(line)}: {exc}") from None
+        except ConnectionError as exc:
+            self._hung_up = True
+            raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
+        finally:
+            connection.deadline = None
+            connection.expired = False
+        self._observer.command_answered(verb, connection.loop.time() - started)
+        return reply
 
     async def _read_reply(self, line: bytes) -> AgiReply:
         while not self._events:
@@ -613,6 +639,8 @@ class FastAgiServer:
             max_frame_bytes=config.max_frame_bytes,
             received=early_replies,
             observer=self._observer,
+            opening=config.opening,
+            opening_implied_by=config.opening_implied_by,
         )
         started = time.monotonic()
         outcome = await self._run(handler, session, connection)
@@ -627,8 +655,6 @@ class FastAgiServer:
         connection.session_deadline = connection.loop.time() + self._config.session_timeout
         try:
             async with deadline:
-                if self._config.opening:
-                    await self._open(session)
                 await handler(session)
         # A handler that speaks through telephony.agi.channel gets these as the IVR's own
         # exceptions, which the adapter raises as subclasses of both (see AgiChannel).
@@ -657,15 +683,6 @@ class FastAgiServer:
             connection.session_timeout = None
         log.debug("FastAGI session %s finished", env.uniqueid)
         return "completed"
-
-    async def _open(self, session: AgiSession) -> None:
-        """Send the opening command. A refusal (the dialplan lacks the routine) is logged and
-        the handler runs anyway: the dialplan's first-command deadline then fails the call
-        open, which is all a missing routine can cost."""
-        reply = await session.command(*self._config.opening)
-        if reply.code != 200 or (reply.result or "").startswith("-"):
-            log.warning("FastAGI session %s: opening command %s refused: %r",
-                        session.env.uniqueid, " ".join(self._config.opening), reply.line)
 
     async def _read_environment(self, connection: _Connection) -> tuple[AgiEnvironment, bytes]:
         """The environment and any bytes that followed it in the same read."""

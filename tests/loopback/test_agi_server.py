@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from ivr.channel import CallerHungUp
 from telephony.agi import server as agi_server
 from telephony.agi.access import AgiAccess
-from telephony.agi.channel import OPENING, AgiChannel
+from telephony.agi.channel import OPENED_BY_MENU, OPENING, AgiChannel
 from telephony.agi.protocol import AgiReply, EnvironmentParser
 from telephony.agi.server import (
     AgiHandler,
@@ -630,14 +630,15 @@ async def test_a_peer_outside_the_allowlist_is_refused_on_connect() -> None:
 
 @pytest.mark.parametrize("reply", [b"200 result=0 Gosub complete\n",
                                    b"200 result=-1 Gosub failed\n"])
-async def test_every_session_opens_with_the_opening_command(
+async def test_a_session_opens_with_the_opening_command(
     caplog: pytest.LogCaptureFixture, reply: bytes,
 ) -> None:
     """The line's server sends the GOSUB that lifts the dialplan's first-command deadline
-    before the handler runs; a dialplan without the routine costs one log line, and the
-    call goes on (the dialplan's deadline then fails it open)."""
+    before the session's first command; a dialplan without the routine costs one log line,
+    and the call goes on (the dialplan's deadline then fails it open)."""
     ivr = Ivr()
-    async with running({"ivr": ivr}, opening=OPENING) as server:
+    async with running({"ivr": ivr}, opening=OPENING,
+                       opening_implied_by=OPENED_BY_MENU) as server:
         caplog.clear()
         async with await FakeAsterisk.connect(server.port) as asterisk:
             await asterisk.send(environment(uniqueid="4.1"))
@@ -645,12 +646,30 @@ async def test_every_session_opens_with_the_opening_command(
             await asterisk.send(b"100 result=0 Trying...\n" + reply)
             assert (await asterisk.expect_command())[:2] == ["GET", "DATA"]
             await asterisk.send(b"200 result=5\n")
-            await asterisk.expect_command()
+            assert (await asterisk.expect_command())[:2] == ["SET", "VARIABLE"]  # once only
             await asterisk.send(b"200 result=1\n")
             assert await asterisk.wait_closed_by_server() == b""
     assert ivr.choices == ["5"]
     refused = [r.getMessage() for r in agi_records(caplog) if "opening command" in r.getMessage()]
     assert len(refused) == (0 if b"complete" in reply else 1)
+
+
+async def test_the_menu_gosub_goes_first_and_opens_the_session_itself() -> None:
+    """No key may be lost before the menu: its GOSUB is the first command, and its routine
+    lifts the deadline itself, so no opening GOSUB goes before it."""
+    async def menu_first(session: AgiSession) -> None:
+        await session.command("GOSUB", "siaga112-menu", "s", "1", "greeting", session_bound=True)
+        await session.command("GET VARIABLE", "GOSUB_RETVAL")
+
+    async with (running({"ivr": menu_first}, opening=OPENING,
+                        opening_implied_by=OPENED_BY_MENU) as server,
+                await FakeAsterisk.connect(server.port) as asterisk):
+        await asterisk.send(environment(uniqueid="4.2"))
+        assert (await asterisk.expect_command())[:2] == ["GOSUB", "siaga112-menu"]
+        await asterisk.send(b"200 result=0 Gosub complete\n")
+        assert await asterisk.expect_command() == ["GET", "VARIABLE", "GOSUB_RETVAL"]
+        await asterisk.send(b"200 result=1 (1@900)\n")
+        assert await asterisk.wait_closed_by_server() == b""
 
 
 # --- shutdown ----------------------------------------------------------------------------
