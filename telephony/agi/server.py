@@ -4,7 +4,10 @@ Every read is bounded in size (agi_max_frame_bytes: the parsers bound lines and 
 connection stops reading while what it holds unparsed passes twice that) and in time (the
 environment, each command and each whole session have their own deadline). Whatever goes
 wrong in one session ends that session with one log line and leaves the others alone; when
-we close a session early Asterisk sets AGISTATUS=FAILURE and the dialplan fails open.
+we close a session early Asterisk sets AGISTATUS=FAILURE and the dialplan fails open. A
+connection refused before its session began (a peer or secret not allowed, over the
+session cap, no or a malformed environment, no route) is only counted: one log line per
+interval sums them up (telephony/agi/access.py), so a flood cannot flood the log.
 
 The bytes move through :class:`_Connection`, an asyncio protocol, rather than asyncio's
 streams: a StreamReader/StreamWriter pair and a timeout context per command cost more than
@@ -529,8 +532,8 @@ class FastAgiServer:
             self._refusal_timer.cancel()
             self._refusal_timer = None
         if self._refusals is not None:
-            self._refusals.flush()  # what the last window counted
-            self._refusals.flush()  # and close the window it opened
+            self._refusals.flush()  # what the last window counted, if anything;
+            self._refusals.flush()  # then the window that opened is closed, empty
 
     async def __aenter__(self) -> Self:
         await self.start()
