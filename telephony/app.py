@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -39,7 +39,7 @@ from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.sync import AsteriskSync
-from telephony.agi.channel import AgiChannel
+from telephony.agi.channel import OPENED_BY_MENU, OPENING, AgiChannel
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
 from telephony.ami.vanish import VanishWatch
@@ -370,7 +370,11 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                             SurveyConfig.from_settings(settings))
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
-    agi = FastAgiServer(FastAgiConfig.from_settings(settings),
+    # Every session opens with the GOSUB that lifts the dialplan's first-command deadline
+    # (the menu's routine runs it itself).
+    agi_config = replace(FastAgiConfig.from_settings(settings), opening=OPENING,
+                         opening_implied_by=OPENED_BY_MENU)
+    agi = FastAgiServer(agi_config,
                         {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle},
                         observer=AgiTimings(metrics.registry))
     in_background(

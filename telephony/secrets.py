@@ -29,9 +29,10 @@ from telephony.settings import LAB_AMI_SECRET, Settings, SettingsError
 AMI_SECRET = "ami_secret"  # noqa: S105 - a file name
 DATABASE_PASSWORD = "database_password"  # noqa: S105 - a file name
 ASTERISK_DB_PASSWORD = "asterisk_db_password"  # noqa: S105 - a file name
+AGI_SECRET = "agi_secret"  # noqa: S105 - a file name
 # The password Asterisk reads the phones with in the lab (whose database is a throwaway).
 LAB_ASTERISK_DB_PASSWORD = "siaga112-lab-phones"  # noqa: S105 - public on purpose
-SITE_SECRETS = (AMI_SECRET, DATABASE_PASSWORD, ASTERISK_DB_PASSWORD)
+SITE_SECRETS = (AMI_SECRET, DATABASE_PASSWORD, ASTERISK_DB_PASSWORD, AGI_SECRET)
 
 
 class SecretsError(SettingsError):
@@ -97,6 +98,17 @@ def ami_secret(settings: Settings) -> str:
     if not settings.is_site:
         return LAB_AMI_SECRET
     return read_or_create(settings.live_secrets_dir, AMI_SECRET)
+
+
+def agi_secret(settings: Settings) -> str | None:
+    """The secret Asterisk puts in its FastAGI URLs and the server checks: the setting, else
+    the generated one on a site; ``None`` in the lab (there the peer allowlist alone
+    applies). token_urlsafe's alphabet is safe to splice into the dialplan."""
+    if settings.agi_secret is not None:
+        return settings.agi_secret
+    if not settings.is_site:
+        return None
+    return read_or_create(settings.live_secrets_dir, AGI_SECRET)
 
 
 def asterisk_db_password(settings: Settings) -> str:

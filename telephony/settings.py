@@ -32,6 +32,7 @@ LAB_AMI_SECRET = "siaga112-lab-secret"  # noqa: S105 - public on purpose, refuse
 SITE_KINDS = ("lab", "site")
 _SIP_TOKEN = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_AGI_SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
 CONFIG_ENV = "SIAGA112_CONFIG"
 
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
@@ -102,6 +103,25 @@ class Settings:
     agi_command_timeout: float = 30.0  # one command's reply; GET DATA includes its prompt
     agi_session_timeout: float = 90.0  # whole IVR session; past it the dialplan fails open
     agi_max_frame_bytes: int = 16384
+    # The dialplan waits this long for the server's first command (the GOSUB that tells it
+    # the server is alive) before it fails open; after it only the session guard
+    # (agi_session_timeout) applies. A stalled server costs a caller this, not the guard.
+    agi_first_command_seconds: int = 4
+    # Connections served at once, the hostile ones still sending nothing included; above it a
+    # connection is closed at once and the dialplan fails open (the caller skips the menu,
+    # not the operator). 500: a 2-core line's measured ceiling (bench/surge.py, 75 calls/s
+    # with a 1-2 s IVR) holds ~150 sessions, and 500 is also 20 calls/s of callers who
+    # listen to the whole menu (~25 s), more than the box carries; and 500 sockets stay
+    # well inside the 1024 file descriptors a service gets by default, with room left for
+    # the database pool, AMI, HTTP and recordings, which a flood must not starve.
+    agi_max_sessions: int = 500
+    # Peers the FastAGI server talks to (addresses or networks); the configured Asterisk
+    # (ami_host, when it is an address) is always added. Anyone else is refused on connect.
+    agi_allowed_peers: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Asterisk proves itself with this secret in the AGI URL (agi://host:port/ivr?secret=...).
+    # None: none in the lab, a generated <secrets_dir>/agi_secret on a site (read it with
+    # telephony.secrets.agi_secret).
+    agi_secret: str | None = None
     # On SIGTERM the line stops taking FastAGI sessions and lets those in progress finish
     # for this long; the dialplan sends any still running then to the emergency queue.
     shutdown_drain_seconds: float = 10.0
@@ -445,7 +465,7 @@ def _parse_dispatch_targets(raw: Any) -> tuple[DispatchTarget, ...]:
 
 # Settings that hold a list of IP addresses or networks.
 _NETWORK_LISTS = ("http_trusted_proxies", "metrics_allowed_addresses",
-                  "softphone_ice_networks")
+                  "softphone_ice_networks", "agi_allowed_peers")
 
 
 def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
@@ -588,6 +608,14 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("lab_operators must be between 1 and 8999 (op1001..op9999)")
     if settings.agi_max_frame_bytes < 1024:
         raise SettingsError("agi_max_frame_bytes must be at least 1024")
+    if not 1 <= settings.agi_first_command_seconds < settings.agi_session_timeout:
+        raise SettingsError("agi_first_command_seconds must be at least 1 and below "
+                            "agi_session_timeout")
+    if settings.agi_max_sessions < 1:
+        raise SettingsError("agi_max_sessions must be at least 1")
+    if settings.agi_secret is not None and not _AGI_SECRET.fullmatch(settings.agi_secret):
+        # It is spliced into the dialplan's AGI URL: nothing that means anything there.
+        raise SettingsError("agi_secret: 16-128 letters, digits, _ or -")
     if settings.recordings_format not in ("opus", "mp3"):
         raise SettingsError("recordings_format must be opus or mp3")
     for name in ("recordings_retention_emergency_days", "recordings_retention_complaint_days",

@@ -53,6 +53,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("ivr.keys", DOMAIN),  # the key-collection routine's arguments and answers
     ("ivr.survey", DOMAIN),
     ("ivr.hold", DOMAIN),  # the hold prompt
+    ("telephony.agi.access", DOMAIN),  # who may hold a FastAGI session; refusal counts
     ("telephony.ami.actions", DOMAIN),  # the AMI action port services use
     ("telephony.ami.tracker", DOMAIN),  # the AMI event state machine (sans-IO)
     ("telephony.ami.channels", DOMAIN),  # live channels over the AMI port (no I/O of its own)

@@ -25,6 +25,11 @@ _ESCAPE_DIGITS: Final = "0123456789*#ABCD"
 # Plain variable names only: SET VARIABLE also accepts "FUNC(args)", which would run a
 # dialplan function write (DB(), FILE(), ...) if a name were ever built from input.
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The line's FastAGI server sends this before a session's first command (FastAgiConfig.
+# opening): the routine lifts the dialplan's first-command deadline (extensions.conf). Not
+# before the menu GOSUB (OPENED_BY_MENU), whose routine runs it itself: see collect_keys.
+OPENING: Final = ("GOSUB", "siaga112-agi-alive", "s", "1")
+OPENED_BY_MENU: Final = ("GOSUB", *ROUTINE)
 
 
 class AgiChannelError(ChannelError, AgiSessionError):
@@ -96,7 +101,8 @@ class AgiChannel:
         This must be the session's first command: res_agi discards the keys that arrive while
         it waits for a command, so the shorter that wait, the fewer keys can be lost (only
         those pressed in the few milliseconds before the GOSUB arrives, before the caller has
-        heard anything). Inside the GOSUB nothing is discarded.
+        heard anything). Inside the GOSUB nothing is discarded. The routine also lifts the
+        dialplan's first-command deadline itself, so the server sends no OPENING before it.
         """
         reply = await self._run("GOSUB", *ROUTINE, program.arguments(), session_bound=True)
         if reply.result != "0":

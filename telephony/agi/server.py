@@ -4,7 +4,10 @@ Every read is bounded in size (agi_max_frame_bytes: the parsers bound lines and 
 connection stops reading while what it holds unparsed passes twice that) and in time (the
 environment, each command and each whole session have their own deadline). Whatever goes
 wrong in one session ends that session with one log line and leaves the others alone; when
-we close a session early Asterisk sets AGISTATUS=FAILURE and the dialplan fails open.
+we close a session early Asterisk sets AGISTATUS=FAILURE and the dialplan fails open. A
+connection refused before its session began (a peer or secret not allowed, over the
+session cap, no or a malformed environment, no route) is only counted: one log line per
+interval sums them up (telephony/agi/access.py), so a flood cannot flood the log.
 
 The bytes move through :class:`_Connection`, an asyncio protocol, rather than asyncio's
 streams: a StreamReader/StreamWriter pair and a timeout context per command cost more than
@@ -23,10 +26,11 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Protocol, Self
 
+from telephony.agi.access import AgiAccess, RefusalTally, allowed_networks
 from telephony.agi.protocol import (
     AgiEnvironment,
     AgiEvent,
@@ -38,6 +42,7 @@ from telephony.agi.protocol import (
     encode_command,
 )
 from telephony.core.errors import SiagaError
+from telephony.secrets import agi_secret
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.agi")
@@ -87,9 +92,21 @@ class FastAgiConfig:
     # Asterisk writes the whole environment at once right after connecting; anything slower
     # is not Asterisk.
     environment_timeout: float = 5.0
-    max_sessions: int = 2000
+    # Connections at once, those still sending their environment included (see
+    # Settings.agi_max_sessions); above it a connection is closed at once.
+    max_sessions: int = 500
     # How long stop() lets sessions in progress finish (Settings.shutdown_drain_seconds).
     shutdown_timeout: float = 10.0
+    # Who may connect, and the secret the AGI URL must carry (default: anyone, no secret).
+    access: AgiAccess = field(default_factory=AgiAccess)
+    # Sent before a session's first command: the dialplan's proof that the server is alive
+    # (the line's is the GOSUB that lifts the first-command deadline). Not when that first
+    # command starts with ``opening_implied_by``: a routine that runs the opening's itself
+    # (the IVR's menu GOSUB, which must stay the first command: see AgiChannel).
+    opening: tuple[str, ...] = ()
+    opening_implied_by: tuple[str, ...] = ()
+    # Refused connections are logged as one line of counts per this many seconds.
+    refusal_log_interval: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FastAgiConfig:
@@ -100,7 +117,9 @@ class FastAgiConfig:
             command_timeout=settings.agi_command_timeout,
             session_timeout=settings.agi_session_timeout,
             max_frame_bytes=settings.agi_max_frame_bytes,
+            max_sessions=settings.agi_max_sessions,
             shutdown_timeout=settings.shutdown_drain_seconds,
+            access=AgiAccess.of(allowed_networks(settings), agi_secret(settings)),
         )
 
 
@@ -268,8 +287,13 @@ class AgiSession:
         max_frame_bytes: int,
         received: bytes = b"",
         observer: AgiObserver | None = None,
+        opening: tuple[str, ...] = (),
+        opening_implied_by: tuple[str, ...] = (),
     ) -> None:
         self._env = env
+        # Sent before the first command unless that starts with _implied (FastAgiConfig).
+        self._opening = opening
+        self._implied = opening_implied_by
         self._connection = connection
         self._command_timeout = command_timeout
         self._parser = ReplyParser(max_line_bytes=max_frame_bytes)
@@ -307,35 +331,53 @@ class AgiSession:
         """
         line = encode_command(verb, *arguments)
         async with self._lock:
-            if self._hung_up:
-                raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
-            if self._broken is not None:
-                raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
-            connection = self._connection
-            started = connection.loop.time()
-            connection.deadline = None if session_bound else started + self._command_timeout
-            try:
-                assert connection.transport is not None
-                connection.transport.write(line)
-                if connection.lost or connection.writing_paused:
-                    await connection.drain()
-                reply = await self._read_reply(line)
-            except TimeoutError:
-                self._broken = "a command timeout"
-                raise AgiSessionError(
-                    f"{_shown(line)}: no reply within {self._command_timeout:g} s"
-                ) from None
-            except AgiProtocolError as exc:
-                self._broken = "a protocol error"
-                raise AgiSessionError(f"{_shown(line)}: {exc}") from None
-            except ConnectionError as exc:
-                self._hung_up = True
-                raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
-            finally:
-                connection.deadline = None
-                connection.expired = False
-            self._observer.command_answered(verb, connection.loop.time() - started)
-            return reply
+            if self._opening:
+                opening, self._opening = self._opening, ()
+                implied = self._implied and (verb, *arguments)[:len(self._implied)] == self._implied
+                if not implied:
+                    await self._open(opening)
+            return await self._exchange(verb, line, session_bound)
+
+    async def _open(self, opening: tuple[str, ...]) -> None:
+        """Send the opening command. A refusal (the dialplan lacks the routine) is logged and
+        the session goes on: the dialplan's first-command deadline then fails the call open,
+        which is all a missing routine can cost."""
+        reply = await self._exchange(opening[0], encode_command(*opening), False)
+        if reply.code != 200 or (reply.result or "").startswith("-"):
+            log.warning("FastAGI session %s: opening command %s refused: %r",
+                        self._env.uniqueid, " ".join(opening), reply.line)
+
+    async def _exchange(self, verb: str, line: bytes, session_bound: bool) -> AgiReply:
+        """Send one encoded command and read its reply (the caller holds the lock)."""
+        if self._hung_up:
+            raise AgiHungUpError(f"{_shown(line)}: the caller has already hung up")
+        if self._broken is not None:
+            raise AgiSessionError(f"{_shown(line)}: session unusable after {self._broken}")
+        connection = self._connection
+        started = connection.loop.time()
+        connection.deadline = None if session_bound else started + self._command_timeout
+        try:
+            assert connection.transport is not None
+            connection.transport.write(line)
+            if connection.lost or connection.writing_paused:
+                await connection.drain()
+            reply = await self._read_reply(line)
+        except TimeoutError:
+            self._broken = "a command timeout"
+            raise AgiSessionError(
+                f"{_shown(line)}: no reply within {self._command_timeout:g} s"
+            ) from None
+        except AgiProtocolError as exc:
+            self._broken = "a protocol error"
+            raise AgiSessionError(f"{_shown(line)}: {exc}") from None
+        except ConnectionError as exc:
+            self._hung_up = True
+            raise AgiHungUpError(f"{_shown(line)}: connection lost ({exc})") from None
+        finally:
+            connection.deadline = None
+            connection.expired = False
+        self._observer.command_answered(verb, connection.loop.time() - started)
+        return reply
 
     async def _read_reply(self, line: bytes) -> AgiReply:
         while not self._events:
@@ -360,6 +402,11 @@ def _peer(transport: asyncio.Transport) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
     return str(peer)
+
+
+def _peer_host(transport: asyncio.Transport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
 def _close(transport: asyncio.Transport) -> None:
@@ -390,6 +437,9 @@ class FastAgiServer:
         self._watched: set[_Connection] = set()
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._sweep_every = _sweep_interval(config)
+        # Connections refused before a session began: counted, one log line per interval.
+        self._refusals: RefusalTally | None = None
+        self._refusal_timer: asyncio.TimerHandle | None = None
 
     @property
     def port(self) -> int:
@@ -408,6 +458,31 @@ class FastAgiServer:
     def active_sessions(self) -> int:
         """Connections currently being served."""
         return len(self._sessions)
+
+    @property
+    def refused(self) -> Mapping[str, int]:
+        """Connections refused or dropped before a session began, by reason, since start."""
+        return {} if self._refusals is None else dict(self._refusals.total)
+
+    def _refuse(self, reason: str, transport: asyncio.Transport, detail: str) -> None:
+        """Count a connection refused before its session began (logged in summaries)."""
+        loop = asyncio.get_running_loop()
+        if self._refusals is None:
+            self._refusals = RefusalTally(log, self._config.refusal_log_interval, loop.time)
+        self._refusals.record(reason, _peer(transport), detail)
+        if self._refusal_timer is None and self._refusals.due is not None:
+            self._refusal_timer = loop.call_at(self._refusals.due, self._flush_refusals)
+
+    def _flush_refusals(self) -> None:
+        self._refusal_timer = None
+        tally = self._refusals
+        if tally is None or tally.due is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() >= tally.due:
+            tally.flush()
+        if tally.due is not None:
+            self._refusal_timer = loop.call_at(tally.due, self._flush_refusals)
 
     async def start(self) -> None:
         """Listen on the configured host and port only."""
@@ -453,6 +528,12 @@ class FastAgiServer:
         if self._sweep_handle is not None and not self._watched:
             self._sweep_handle.cancel()
             self._sweep_handle = None
+        if self._refusal_timer is not None:
+            self._refusal_timer.cancel()
+            self._refusal_timer = None
+        if self._refusals is not None:
+            self._refusals.flush()  # what the last window counted, if anything;
+            self._refusals.flush()  # then the window that opened is closed, empty
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -494,14 +575,16 @@ class FastAgiServer:
             self._sweep_handle = connection.loop.call_later(self._sweep_every, self._sweep)
         try:
             if self._stopping:
-                log.warning("FastAGI connection from %s refused: shutting down", _peer(transport))
+                self._refuse("shutting_down", transport, "the server is shutting down")
+                return
+            access = self._config.access
+            if access.networks and not access.peer_allowed(_peer_host(transport)):
+                self._refuse("peer_not_allowed", transport, "not in agi_allowed_peers")
                 return
             if len(self._sessions) >= self._config.max_sessions:
-                log.warning(
-                    "FastAGI connection from %s refused: %d sessions already running",
-                    _peer(transport),
-                    len(self._sessions),
-                )
+                self._refuse("session_cap", transport,
+                             f"{len(self._sessions)} sessions already running "
+                             f"(agi_max_sessions)")
                 return
             if task is not None:
                 self._sessions.add(task)
@@ -528,34 +611,28 @@ class FastAgiServer:
         try:
             env, early_replies = await self._read_environment(connection)
         except TimeoutError:
-            log.warning(
-                "FastAGI session from %s dropped: no complete environment within %g s",
-                _peer(transport),
-                config.environment_timeout,
-            )
+            self._refuse("no_environment", transport,
+                         f"no complete environment within {config.environment_timeout:g} s")
             return
         except AgiProtocolError as exc:
-            log.warning("FastAGI session from %s rejected: %s", _peer(transport), exc)
+            self._refuse("protocol_error", transport, str(exc))
             return
         except ConnectionError as exc:
-            log.warning(
-                "FastAGI session from %s lost while reading the environment: %s",
-                _peer(transport),
-                exc,
-            )
+            self._refuse("lost", transport, f"lost while reading the environment: {exc}")
             return
         finally:
             connection.deadline = None
             connection.expired = False
 
+        if not config.access.secret_matches(env.network_script):
+            # Checked before the route: a caller without the secret learns nothing of them.
+            self._refuse("bad_secret", transport,
+                         f"script {env.script_path[:40]!r} without the AGI secret")
+            return
         handler = self._routes.get(env.script_path)
         if handler is None:
-            log.warning(
-                "FastAGI session %s from %s rejected: no route for script %r",
-                env.uniqueid,
-                _peer(transport),
-                env.network_script,
-            )
+            # The script without its query: that holds the secret.
+            self._refuse("no_route", transport, f"no route for script {env.script_path[:40]!r}")
             return
 
         session = AgiSession(
@@ -565,6 +642,8 @@ class FastAgiServer:
             max_frame_bytes=config.max_frame_bytes,
             received=early_replies,
             observer=self._observer,
+            opening=config.opening,
+            opening_implied_by=config.opening_implied_by,
         )
         started = time.monotonic()
         outcome = await self._run(handler, session, connection)

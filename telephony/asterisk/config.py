@@ -27,12 +27,19 @@ from telephony.admin.queues import (
     effective_settings,
     render_queues_conf,
 )
+from telephony.agi.access import with_secret
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.asterisk.site import AsteriskSite
 from telephony.db.embedded import DATABASE_NAME
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 from telephony.screening.service import line_screening_source
-from telephony.secrets import SecretsError, ami_secret, asterisk_db_password, carrier_password
+from telephony.secrets import (
+    SecretsError,
+    agi_secret,
+    ami_secret,
+    asterisk_db_password,
+    carrier_password,
+)
 from telephony.settings import Settings
 
 # Written beside the templates by install_config: the carrier's optional authentication and
@@ -112,9 +119,11 @@ def template_values(settings: Settings, instance_dir: str) -> dict[str, object]:
         "ami_secret": ami_secret(s),
         "sip_realm": s.sip_realm,
         **phone_database(settings),
-        "agi_url": s.agi_url,
-        "survey_agi_url": s.survey_agi_url,
+        # With the secret the FastAGI server checks (on a site; none in the lab).
+        "agi_url": with_secret(s.agi_url, agi_secret(s)),
+        "survey_agi_url": with_secret(s.survey_agi_url, agi_secret(s)),
         "ivr_guard_seconds": f"{s.agi_session_timeout:g}",
+        "agi_first_command_seconds": s.agi_first_command_seconds,
         "queue_max_wait": s.queue_max_wait,
         # The numbers an admin changes while calls go on (telephony/admin/queues.py).
         "live_settings_dir": f"{instance_dir}/etc/{LIVE_SETTINGS_DIR}",

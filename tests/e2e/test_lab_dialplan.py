@@ -9,6 +9,9 @@ tracker will rely on. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,7 +39,10 @@ SETTINGS = Settings(
     lab_operators=40,
     queue_max_wait=2,
     queue_wrapup_seconds=0,
-    agi_session_timeout=3,
+    # A short deadline for the server's first command and a longer guard for the session:
+    # the stall tests tell the two apart.
+    agi_first_command_seconds=2,
+    agi_session_timeout=8,
 )
 
 AgiHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -103,7 +109,9 @@ async def agi_command(
     writer.write(command.encode() + b"\n")
     await writer.drain()
     async with asyncio.timeout(10):
-        return (await reader.readline()).decode().rstrip("\n")
+        while (line := (await reader.readline()).decode().rstrip("\n")).startswith("100 "):
+            pass  # "100 result=0 Trying...": GOSUB's notice before its reply
+        return line
 
 
 def ivr_setting(variables: dict[str, str]) -> AgiHandler:
@@ -287,7 +295,8 @@ async def test_stalled_ivr_server_fails_open_without_hanging_up(
     lab: Lab, ami: RawAmi, login: Login
 ) -> None:
     """A server that accepts the connection and never answers: TIMEOUT(absolute) plus
-    AGIEXITONHANGUP pull the caller out after agi_session_timeout and into the queue."""
+    AGIEXITONHANGUP pull the caller out after the first-command deadline (not the session
+    guard) and into the queue."""
     await login("op1004", "emergency-general")
     start = len(ami.messages)
     after_stall: list[bytes] = []
@@ -303,11 +312,90 @@ async def test_stalled_ivr_server_fails_open_without_hanging_up(
 
     assert result.ok, result
     assert connect["Queue"] == "emergency-general"
-    assert SETTINGS.agi_session_timeout <= answered_after < SETTINGS.agi_session_timeout + 3
+    first = SETTINGS.agi_first_command_seconds
+    assert first <= answered_after < first + 3 < SETTINGS.agi_session_timeout
     outcome = await ami.wait_for(is_event("VarSet", Variable="IVR_OUTCOME"), start=start)
     assert outcome["Value"] == "failopen"
     # res_agi tells the stalled server the channel "hung up", then closes the connection.
     assert after_stall and after_stall[0].startswith(b"HANGUP\n")
+
+
+# A FastAGI server as a stopped `serve` is one: the kernel completes Asterisk's connection
+# into the listen backlog and takes the environment into the socket buffer, and nothing
+# ever answers.
+_LISTEN_ONLY = """
+import socket, sys, time
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((sys.argv[1], int(sys.argv[2])))
+server.listen(64)
+print("listening", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.e2e
+async def test_stopped_ivr_server_costs_the_caller_only_the_first_command_deadline(
+    lab: Lab, ami: RawAmi, login: Login
+) -> None:
+    """The issue's fault: the FastAGI server's process SIGSTOPped. The caller reaches the
+    emergency queue's operator after agi_first_command_seconds, not the session guard."""
+    await login("op1005", "emergency-general")
+    start = len(ami.messages)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _LISTEN_ONLY, SETTINGS.agi_host, str(SETTINGS.agi_port),
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(10):
+            assert await process.stdout.readline() == b"listening\n"
+        os.kill(process.pid, signal.SIGSTOP)
+        result, connect, answered_after = await answered_call(ami)
+    finally:
+        process.kill()  # SIGKILL ends a stopped process too
+        await process.wait()
+
+    print(f"stopped FastAGI server: operator answered {answered_after:.2f} s after dialling")
+    assert result.ok, result
+    assert connect["Queue"] == "emergency-general"
+    first = SETTINGS.agi_first_command_seconds
+    assert first <= answered_after < first + 3 < SETTINGS.agi_session_timeout
+    outcome = await ami.wait_for(is_event("VarSet", Variable="IVR_OUTCOME"), start=start)
+    assert outcome["Value"] == "failopen"
+
+
+@pytest.mark.e2e
+async def test_a_live_server_keeps_the_session_guard_after_its_first_command(
+    lab: Lab, ami: RawAmi, login: Login
+) -> None:
+    """The opening GOSUB to [siaga112-agi-alive] lifts the first-command deadline: a command
+    that takes longer than it completes; a server that stalls later is cut by the session
+    guard, and the caller still reaches the emergency queue."""
+    await login("op1006", "emergency-general")
+    start = len(ami.messages)
+    replies: list[str] = []
+
+    async def alive_then_stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_agi_env(reader)
+        replies.append(await agi_command(reader, writer, "GOSUB siaga112-agi-alive s 1"))
+        # Longer than the first-command deadline: the caller must still be here after it.
+        replies.append(await agi_command(reader, writer, "EXEC Wait 3"))
+        async with asyncio.timeout(SETTINGS.agi_session_timeout + 10):
+            await reader.read()  # stall until Asterisk closes the socket
+        writer.close()
+
+    async with agi_server(alive_then_stall):
+        result, connect, answered_after = await answered_call(ami)
+
+    print(f"stall after the first command: operator answered {answered_after:.2f} s after "
+          "dialling")
+    assert result.ok, result
+    assert replies == ["200 result=0 Gosub complete", "200 result=0"]
+    assert connect["Queue"] == "emergency-general"
+    guard = SETTINGS.agi_session_timeout
+    assert guard <= answered_after < guard + SETTINGS.agi_first_command_seconds + 3
+    outcome = await ami.wait_for(is_event("VarSet", Variable="IVR_OUTCOME"), start=start)
+    assert outcome["Value"] == "failopen"
 
 
 @pytest.mark.e2e
@@ -427,6 +515,8 @@ async def test_caller_dtmf_reaches_the_ivr(lab: Lab, tmp_path: Path, login: Logi
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_agi_env(reader)
+        # As the line's server does: past the first-command deadline GET DATA will still run.
+        await agi_command(reader, writer, "GOSUB siaga112-agi-alive s 1")
         replies.append(await agi_command(reader, writer, "GET DATA siaga112/sunyi 3000 3"))
         await agi_command(reader, writer, "SET VARIABLE IVR_OUTCOME chosen")
         writer.close()

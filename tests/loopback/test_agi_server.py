@@ -9,21 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import random
 import shlex
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from ivr.channel import CallerHungUp
 from telephony.agi import server as agi_server
-from telephony.agi.channel import AgiChannel
+from telephony.agi.access import AgiAccess
+from telephony.agi.channel import OPENED_BY_MENU, OPENING, AgiChannel
 from telephony.agi.protocol import AgiReply, EnvironmentParser
 from telephony.agi.server import (
     AgiHandler,
@@ -35,76 +36,10 @@ from telephony.agi.server import (
 )
 from telephony.metrics.agi import AgiTimings
 from telephony.settings import Settings
+from tests.support.agi import WAIT, FakeAsterisk, environment
+from tests.support.polling import eventually
 
-WAIT = 5.0  # bound on every wait for the server; a healthy run needs milliseconds
 TRANSCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "agi_session.txt"
-
-
-def environment(script: str = "ivr", uniqueid: str = "1732350000.17", eol: bytes = b"\n") -> bytes:
-    lines = [
-        b"agi_network: yes",
-        b"agi_network_script: " + script.encode(),
-        b"agi_request: agi://127.0.0.1:4573/" + script.encode(),
-        b"agi_channel: PJSIP/carrier-00000006",
-        b"agi_language: id",
-        b"agi_uniqueid: " + uniqueid.encode(),
-        b"agi_callerid: 081234567890",
-        b"agi_calleridname: unknown",
-        b"agi_context: siaga112-ivr",
-        b"agi_extension: s",
-        b"agi_priority: 3",
-        b"agi_enhanced: 0.0",
-        b"agi_accountcode: ",
-        b"",
-    ]
-    return b"".join(line + eol for line in lines)
-
-
-class FakeAsterisk:
-    """One FastAGI connection as Asterisk would make it; every read is bounded by WAIT."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def connect(cls, port: int) -> FakeAsterisk:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self.writer.wait_closed()
-
-    async def send(self, data: bytes) -> None:
-        """Write ``data``; the server may already have cut us off, which is the point."""
-        self.writer.write(data)
-        with contextlib.suppress(ConnectionError):
-            await self.writer.drain()
-
-    async def expect_command(self) -> list[str]:
-        """The next command line, split as Asterisk would (quotes and escapes removed)."""
-        async with asyncio.timeout(WAIT):
-            line = await self.reader.readuntil(b"\n")
-        return shlex.split(line.decode())
-
-    async def wait_closed_by_server(self) -> bytes:
-        """Read until the server closes the connection; return whatever it still sent."""
-        received = b""
-        async with asyncio.timeout(WAIT):
-            with contextlib.suppress(ConnectionError):
-                while chunk := await self.reader.read(65536):
-                    received += chunk
-        return received
 
 
 @contextlib.asynccontextmanager
@@ -137,10 +72,11 @@ class Ivr:
         self.choices.append(choice)
 
 
-async def normal_call(port: int, uniqueid: str = "1.1", digit: str = "2") -> None:
+async def normal_call(port: int, uniqueid: str = "1.1", digit: str = "2",
+                      script: str = "ivr") -> None:
     """The exchange a healthy call has with the Ivr route."""
     async with await FakeAsterisk.connect(port) as asterisk:
-        await asterisk.send(environment(uniqueid=uniqueid))
+        await asterisk.send(environment(script=script, uniqueid=uniqueid))
         assert await asterisk.expect_command() == ["GET", "DATA", "siaga112/menu", "3000", "1"]
         await asterisk.send(f"200 result={digit}\n".encode())
         assert await asterisk.expect_command() == ["SET", "VARIABLE", "IVR_CHOICE", digit]
@@ -313,14 +249,14 @@ async def refuse_the_command(asterisk: FakeAsterisk) -> None:
 
 
 HOSTILE: list[tuple[Callable[[FakeAsterisk], Awaitable[None]], str]] = [
-    (send_garbage, "FastAGI session from 127.0.0.1:"),
-    (send_megabyte_line, "rejected: environment line longer than 16384 bytes"),
-    (send_megabyte_of_lines, "rejected: environment block larger than 16384 bytes"),
-    (send_half_a_frame, "rejected: connection closed after 1 environment lines"),
-    (send_invalid_utf8, "rejected: invalid UTF-8 in environment line 2"),
-    (send_unknown_route, "9.9 from 127.0.0.1:"),
-    (send_nothing, "dropped: no complete environment within 0.2 s"),
-    (send_http_request, "rejected: environment line 1 has no ': ': 'GET / HTTP/1.1'"),
+    (send_garbage, "FastAGI connection from 127.0.0.1:"),
+    (send_megabyte_line, "(protocol_error): environment line longer than 16384 bytes"),
+    (send_megabyte_of_lines, "(protocol_error): environment block larger than 16384 bytes"),
+    (send_half_a_frame, "(protocol_error): connection closed after 1 environment lines"),
+    (send_invalid_utf8, "(protocol_error): invalid UTF-8 in environment line 2"),
+    (send_unknown_route, "(no_route): no route for script 'nope/../admin'"),
+    (send_nothing, "(no_environment): no complete environment within 0.2 s"),
+    (send_http_request, "(protocol_error): environment line 1 has no ': ': 'GET / HTTP/1.1'"),
     (hang_up_mid_command, "7.7 ended: GET DATA siaga112/menu 3000 1: caller hung up (HANGUP"),
     (close_mid_command, "7.8 ended: GET DATA siaga112/menu 3000 1: Asterisk closed the conn"),
     (reply_garbage_mid_command, "7.9 ended on a channel error: GET DATA siaga112/menu 3000 1:"),
@@ -571,13 +507,169 @@ async def test_concurrent_session_limit(caplog: pytest.LogCaptureFixture) -> Non
             async with await FakeAsterisk.connect(server.port) as second:
                 await second.send(environment(uniqueid="1.2"))
                 assert await second.wait_closed_by_server() == b""
-            assert_one_line(caplog, "refused: 1 sessions already running")
+            assert_one_line(caplog, "refused (session_cap): 1 sessions already running")
             await first.send(b"200 result=3\n")
             await first.expect_command()
             await first.send(b"200 result=1\n")
             assert await first.wait_closed_by_server() == b""
         await normal_call(server.port)
     assert ivr.choices == ["3", "2"]
+
+
+async def sessions_settle(server: FastAgiServer, count: int) -> None:
+    async def settled() -> bool | None:
+        return True if server.active_sessions == count else None
+
+    await eventually(f"{count} sessions", settled, within=WAIT, interval=0.01)
+
+
+async def test_the_cap_refuses_the_next_session_at_once() -> None:
+    """N sessions in progress: the N+1th connection is closed before it says anything, long
+    before any timeout, so Asterisk fails the call open; a freed slot serves again."""
+    cap = 5
+    ivr = Ivr()
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(running({"ivr": ivr}, max_sessions=cap))
+        held = []
+        for i in range(cap):
+            asterisk = await stack.enter_async_context(await FakeAsterisk.connect(server.port))
+            await asterisk.send(environment(uniqueid=f"2.{i}"))
+            assert (await asterisk.expect_command())[:2] == ["GET", "DATA"]
+            held.append(asterisk)
+        assert server.active_sessions == cap
+        started = time.monotonic()
+        async with await FakeAsterisk.connect(server.port) as refused:
+            assert await refused.wait_closed_by_server() == b""
+        assert time.monotonic() - started < 0.5
+        assert server.refused == {"session_cap": 1}
+        await held[0].send(b"200 result=1\n")
+        await held[0].expect_command()
+        await held[0].send(b"200 result=1\n")
+        assert await held[0].wait_closed_by_server() == b""
+        await sessions_settle(server, cap - 1)
+        await normal_call(server.port, uniqueid="2.9")
+    assert ivr.choices == ["1", "2"]
+
+
+async def _hostile(port: int, kind: int, secret: str) -> None:
+    """One hostile connection of four kinds: garbage, silence, a wrong secret, HTTP."""
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        async with await FakeAsterisk.connect(port) as asterisk:
+            if kind == 0:
+                await asterisk.send(b"\x00\xff garbage\n\n")
+            elif kind == 2:
+                await asterisk.send(environment(script=f"survey?secret={secret}x"))
+            elif kind == 3:
+                await asterisk.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asterisk.wait_closed_by_server()
+
+
+async def test_a_flood_of_hostile_connections_logs_one_line_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Thousands of refusals in ~2 s: a handful of log lines (the first refusal in full, then
+    one summary per interval), not one per connection; the next real call is served."""
+    secret = "s3cret-of-the-line-asterisk"
+    interval = 0.5
+    ivr = Ivr()
+    async with running({"ivr": ivr}, max_sessions=20, environment_timeout=0.2,
+                       refusal_log_interval=interval,
+                       access=AgiAccess(secret=secret)) as server:
+        caplog.clear()
+        started = time.monotonic()
+        deadline = started + 2.0
+
+        async def attacker(kind: int) -> None:
+            while time.monotonic() < deadline:
+                await _hostile(server.port, kind, secret)
+
+        await asyncio.gather(*(attacker(i % 4) for i in range(40)))
+        await sessions_settle(server, 0)
+        elapsed = time.monotonic() - started
+        refused = sum(server.refused.values())
+        await normal_call(server.port, uniqueid="3.1", script=f"ivr?secret={secret}")
+    lines = agi_records(caplog)
+    messages = [r.getMessage() for r in lines if "refuse" in r.getMessage()]
+    assert refused >= 500, server.refused
+    assert set(server.refused) >= {"protocol_error", "bad_secret"}
+    # The first in full, a summary per interval (and the last one at stop), nothing more.
+    assert len(messages) <= 2 + elapsed / interval + 1, messages
+    assert sum(int(m.split("refused ")[1].split(" more")[0]) for m in messages[1:]) == (
+        refused - 1)
+    assert all(secret not in m for m in messages)
+    assert ivr.choices == ["2"]
+
+
+async def test_a_wrong_or_missing_secret_is_refused_before_any_route(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "the-right-secret-0123456789"
+    ivr = Ivr()
+    async with running({"ivr": ivr}, access=AgiAccess(secret=secret)) as server:
+        for script in ("ivr", f"ivr?secret={secret[:-1]}", f"nope?secret={secret}x"):
+            caplog.clear()
+            async with await FakeAsterisk.connect(server.port) as asterisk:
+                await asterisk.send(environment(script=script))
+                assert await asterisk.wait_closed_by_server() == b""  # not one command
+        assert server.refused == {"bad_secret": 3}
+        await normal_call(server.port, script=f"ivr?secret={secret}")
+    assert ivr.choices == ["2"] and ivr.errors == []
+    assert not [r for r in caplog.records if secret[:-1] in r.getMessage()]
+
+
+async def test_a_peer_outside_the_allowlist_is_refused_on_connect() -> None:
+    ivr = Ivr()
+    elsewhere = AgiAccess.of([ipaddress.ip_network("192.0.2.0/24")], None)
+    async with running({"ivr": ivr}, access=elsewhere) as server:
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment())
+            assert await asterisk.wait_closed_by_server() == b""
+        assert server.refused == {"peer_not_allowed": 1}
+    assert ivr.choices == [] and ivr.errors == []
+
+
+@pytest.mark.parametrize("reply", [b"200 result=0 Gosub complete\n",
+                                   b"200 result=-1 Gosub failed\n"])
+async def test_a_session_opens_with_the_opening_command(
+    caplog: pytest.LogCaptureFixture, reply: bytes,
+) -> None:
+    """The line's server sends the GOSUB that lifts the dialplan's first-command deadline
+    before the session's first command; a dialplan without the routine costs one log line,
+    and the call goes on (the dialplan's deadline then fails it open)."""
+    ivr = Ivr()
+    async with running({"ivr": ivr}, opening=OPENING,
+                       opening_implied_by=OPENED_BY_MENU) as server:
+        caplog.clear()
+        async with await FakeAsterisk.connect(server.port) as asterisk:
+            await asterisk.send(environment(uniqueid="4.1"))
+            assert await asterisk.expect_command() == ["GOSUB", "siaga112-agi-alive", "s", "1"]
+            await asterisk.send(b"100 result=0 Trying...\n" + reply)
+            assert (await asterisk.expect_command())[:2] == ["GET", "DATA"]
+            await asterisk.send(b"200 result=5\n")
+            assert (await asterisk.expect_command())[:2] == ["SET", "VARIABLE"]  # once only
+            await asterisk.send(b"200 result=1\n")
+            assert await asterisk.wait_closed_by_server() == b""
+    assert ivr.choices == ["5"]
+    refused = [r.getMessage() for r in agi_records(caplog) if "opening command" in r.getMessage()]
+    assert len(refused) == (0 if b"complete" in reply else 1)
+
+
+async def test_the_menu_gosub_goes_first_and_opens_the_session_itself() -> None:
+    """No key may be lost before the menu: its GOSUB is the first command, and its routine
+    lifts the deadline itself, so no opening GOSUB goes before it."""
+    async def menu_first(session: AgiSession) -> None:
+        await session.command("GOSUB", "siaga112-menu", "s", "1", "greeting", session_bound=True)
+        await session.command("GET VARIABLE", "GOSUB_RETVAL")
+
+    async with (running({"ivr": menu_first}, opening=OPENING,
+                        opening_implied_by=OPENED_BY_MENU) as server,
+                await FakeAsterisk.connect(server.port) as asterisk):
+        await asterisk.send(environment(uniqueid="4.2"))
+        assert (await asterisk.expect_command())[:2] == ["GOSUB", "siaga112-menu"]
+        await asterisk.send(b"200 result=0 Gosub complete\n")
+        assert await asterisk.expect_command() == ["GET", "VARIABLE", "GOSUB_RETVAL"]
+        await asterisk.send(b"200 result=1 (1@900)\n")
+        assert await asterisk.wait_closed_by_server() == b""
 
 
 # --- shutdown ----------------------------------------------------------------------------

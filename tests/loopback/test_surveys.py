@@ -5,6 +5,7 @@ the AMI listener handing OriginateResponse over without disturbing the call trac
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -15,8 +16,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
+from telephony.agi.access import AgiAccess
 from telephony.agi.protocol import AgiEnvironment, AgiReply
-from telephony.agi.server import AgiSession
+from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.testing import ListSink, fake_asterisk, render
 from telephony.calls.facts import CallFact, CallStarted, OperatorAnswered
@@ -31,6 +33,8 @@ from telephony.surveys.model import AttemptOutcome, CallWindow, SurveyState
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import RING_GRACE, SurveyConfig, SurveyService
 from telephony.surveys.store import Survey
+from tests.support.agi import FakeAsterisk
+from tests.support.agi import environment as agi_environment
 from tests.support.ami import eventually, listener
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
@@ -487,6 +491,56 @@ async def test_the_fastagi_route_runs_the_survey_and_refuses_bad_arguments(
     again = FakeSession([str(survey.survey_id), "1"], ["2"])
     await route.handle(cast(AgiSession, again))
     assert again.commands == []
+
+
+async def rate_over_fastagi(port: int, script: str, survey_id: int, key: str) -> bytes:
+    """A callback's FastAGI session as Asterisk holds it, the callee pressing ``key``;
+    returns every command the server sent (b"" when it refused the session at once)."""
+    received = b""
+    async with await FakeAsterisk.connect(port) as asterisk:
+        await asterisk.send(agi_environment(script=script, arguments=(str(survey_id), "1")))
+        while True:
+            try:
+                command = await asterisk.expect_command()
+            except asyncio.IncompleteReadError as closed:
+                return received + closed.partial
+            except ConnectionResetError:  # closed with the environment unread: a reset
+                return received
+            received += (" ".join(command) + "\n").encode()
+            reply = f"200 result={key}\n" if command[:2] == ["GET", "DATA"] else (
+                "200 result=0 endpos=8000\n")
+            await asterisk.send(reply.encode())
+
+
+async def test_the_survey_route_is_refused_to_a_wrong_secret_or_peer_and_stores_nothing(
+    database_dsn: str, surveys: SurveyService, incidents: IncidentService, clock: Clock,
+) -> None:
+    """Any local process could reach the FastAGI port and store a rating: without the AGI
+    secret in the URL, or from a peer not allowed, the session is refused before the route
+    runs; with both, the same session stores the rating."""
+    incident_id = await resolved_incident(database_dsn, incidents, "081234567896")
+    clock.advance(seconds=61)
+    await surveys.upkeep()
+    survey = await survey_of(surveys, incident_id)
+    before = await dump(database_dsn)
+    secret = "only-asterisk-knows-this-1"
+    routes = {"survey": SurveyApplication(surveys).handle}
+    loopback = AgiAccess.of([ipaddress.ip_network("127.0.0.0/8")], secret)
+    elsewhere = AgiAccess.of([ipaddress.ip_network("192.0.2.0/24")], secret)
+    async with FastAgiServer(FastAgiConfig(port=0, access=elsewhere), routes) as server:
+        assert await rate_over_fastagi(server.port, f"survey?secret={secret}",
+                                       survey.survey_id, "1") == b""
+        assert server.refused == {"peer_not_allowed": 1}
+    async with FastAgiServer(FastAgiConfig(port=0, access=loopback), routes) as server:
+        for script in ("survey", "survey?secret=guess-guess-guess-1", f"survey?secret={secret}&"
+                       "secret=x"):
+            assert await rate_over_fastagi(server.port, script, survey.survey_id, "1") == b""
+        assert server.refused == {"bad_secret": 3}
+        assert await dump(database_dsn) == before
+        sent = await rate_over_fastagi(server.port, f"survey?secret={secret}", survey.survey_id,
+                                       "5")
+        assert b"GET DATA" in sent
+    assert (await incidents.get(incident_id)).rating == 5
 
 
 async def test_the_upkeep_loop_applies_the_callbacks_events_as_they_arrive(

@@ -25,6 +25,7 @@ from telephony.desks.phones import digest, new_phone_secret
 from telephony.secrets import (
     LAB_ASTERISK_DB_PASSWORD,
     SecretsError,
+    agi_secret,
     ami_secret,
     database_dsn,
     ensure_site_secrets,
@@ -136,7 +137,8 @@ def test_a_phone_secret_is_kept_only_as_its_digest() -> None:
 def test_secrets_are_generated_once_private_and_reused(tmp_path: Path) -> None:
     settings = site(tmp_path)
     files = ensure_site_secrets(settings)
-    assert sorted(files) == ["ami_secret", "asterisk_db_password", "database_password"]
+    assert sorted(files) == ["agi_secret", "ami_secret", "asterisk_db_password",
+                            "database_password"]
     directory = tmp_path / "secrets"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     first = {}
@@ -144,8 +146,9 @@ def test_secrets_are_generated_once_private_and_reused(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         first[name] = path.read_text().strip()
         assert len(first[name]) >= 32
-    assert len(set(first.values())) == 3
+    assert len(set(first.values())) == len(files)
     assert ami_secret(settings) == first["ami_secret"]
+    assert agi_secret(settings) == first["agi_secret"]
     assert ensure_site_secrets(settings) == files
     assert {n: p.read_text().strip() for n, p in files.items()} == first
     assert not [p for p in directory.iterdir() if p.name.startswith(".")]
