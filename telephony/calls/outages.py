@@ -25,7 +25,10 @@ none of the old one's channels. Every call still live then was cut (reason
 the lost session: the loss itself when Asterisk closed the connection (its process died then),
 or the last data heard on it when the listener dropped a silent connection. The resync that
 follows declares those calls vanished; their :class:`CallVanished` is given that last-seen
-instant instead of the resync's own time, followed by their :class:`CallCut`.
+instant instead of the resync's own time, followed by their :class:`CallCut`. A resync that
+ran before the greeting (Asterisk accepts AMI logins before it is fully booted) has already
+vanished them at its own time: their cut then carries the last-seen instant, and the store
+moves the vanished call's end back to it.
 
 The outage itself: :class:`AsteriskShutdown` (the event, at once) and, when Asterisk is back,
 :class:`AsteriskReturned` (kind, began, lost, new start, greeting, calls cut).
@@ -110,6 +113,8 @@ class OutageWatch:
         # Cut by Asterisk's end, waiting for the resync to vanish them: call -> last seen.
         self._pending: dict[str, datetime] = {}
         self._pending_reason = CutReason.ASTERISK_CRASH
+        # Vanished between a lost session and the next greeting: call -> last seen alive.
+        self._unexplained: dict[str, datetime] = {}
         self._boot: datetime | None = None  # the current Asterisk's start, once greeted
         self._lost: tuple[datetime, datetime] | None = None  # (lost at, alive until)
         self._shutdown: AsteriskShutdown | None = None  # seen since the last greeting
@@ -151,6 +156,12 @@ class OutageWatch:
                 self._end(fact.call_id, seen)
                 return [CallVanished(fact.call_id, seen),
                         *self._cut_call(fact.call_id, self._pending_reason, seen)]
+            case CallVanished() if self._lost is not None and fact.call_id in self._seen:
+                # Vanished after a lost session, before Asterisk's greeting says whether it
+                # restarted (a resync of an Asterisk still booting): decided at the greeting.
+                self._unexplained[fact.call_id] = max(self._seen[fact.call_id], self._lost[1])
+                self._end(fact.call_id, fact.at)
+                return [fact]
             case CallEnded() | CallVanished():
                 self._end(fact.call_id, fact.at)
                 return [fact]
@@ -199,6 +210,7 @@ class OutageWatch:
         shutdown, self._shutdown = self._shutdown, None
         lost, self._lost = self._lost, None
         burst, self._burst = self._burst, 0
+        unexplained, self._unexplained = self._unexplained, {}
         if shutdown is None and not rebooted(previous, booted):
             return []  # the same Asterisk: only the session was new
         if lost is None:  # a Shutdown, then a greeting on the same session: not seen in Asterisk
@@ -216,4 +228,8 @@ class OutageWatch:
         for call_id in old:
             self._pending[call_id] = max(self._seen.pop(call_id), alive)
         self._pending_reason = reason
-        return [AsteriskReturned(kind.value, began, lost_at, booted, burst + len(old), fact.at)]
+        cuts: list[CallFact] = []
+        for call_id, seen in unexplained.items():
+            cuts.extend(self._cut_call(call_id, reason, seen))  # the store moves its end back
+        return [AsteriskReturned(kind.value, began, lost_at, booted,
+                                 burst + len(old) + len(cuts), fact.at), *cuts]
