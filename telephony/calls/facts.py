@@ -211,8 +211,8 @@ class AsteriskShutdown:
 @dataclass(frozen=True)
 class AsteriskBooted:
     """A new AMI session was greeted with ``FullyBooted``: Asterisk had been up for
-    ``uptime_seconds`` at ``at`` (kept in the event log; it tells a restart from a
-    reconnection)."""
+    ``uptime_seconds`` at ``at``. It tells a restart from a reconnection; the listener's
+    outage watch consumes it (an :class:`AsteriskReturned` is what is stored)."""
 
     kind: ClassVar[str] = "asterisk_booted"
     uptime_seconds: int

@@ -31,7 +31,8 @@ vanished them at its own time: their cut then carries the last-seen instant, and
 moves the vanished call's end back to it.
 
 The outage itself: :class:`AsteriskShutdown` (the event, at once) and, when Asterisk is back,
-:class:`AsteriskReturned` (kind, began, lost, new start, greeting, calls cut).
+:class:`AsteriskReturned` (kind, began, lost, new start, greeting, calls cut). The greetings
+(:class:`AsteriskBooted`) themselves go no further than the watch.
 
 Not covered: a listener that starts after Asterisk crashed never saw the lost session, so it
 cannot tell which calls Asterisk's end cut (they vanish as before).
@@ -150,7 +151,8 @@ class OutageWatch:
             case AsteriskShutdown():
                 return [fact, *self._shutdown_seen(fact)]
             case AsteriskBooted():
-                return [fact, *self._greeted(fact)]
+                # Consumed: every session begins with one; what it establishes is the outage.
+                return self._greeted(fact)
             case CallVanished() if fact.call_id in self._pending:
                 seen = self._pending.pop(fact.call_id)
                 self._end(fact.call_id, seen)
@@ -211,6 +213,8 @@ class OutageWatch:
         lost, self._lost = self._lost, None
         burst, self._burst = self._burst, 0
         unexplained, self._unexplained = self._unexplained, {}
+        if shutdown is None and lost is None:
+            return []  # the session's own greeting again (the boot's broadcast), or the first
         if shutdown is None and not rebooted(previous, booted):
             return []  # the same Asterisk: only the session was new
         if lost is None:  # a Shutdown, then a greeting on the same session: not seen in Asterisk
