@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from telephony.ami.tracker import CallTracker
 from telephony.calls.facts import (
@@ -31,6 +32,7 @@ from telephony.calls.outages import (
     burst_before,
     rebooted,
 )
+from telephony.metrics.calls import CallCounter
 
 T0 = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)
 BOOT = T0 - timedelta(hours=3)  # the first Asterisk's start
@@ -210,3 +212,15 @@ def test_tracker_reports_shutdown_and_greeting() -> None:
     assert tracker.handle({"Event": "FullyBooted", "Status": "Fully Booted", "Uptime": "42",
                            "LastReload": "42"}) == [AsteriskBooted(42, T0)]
     assert tracker.handle({"Event": "FullyBooted", "Status": "Fully Booted"}) == []
+
+
+def test_cuts_and_outages_are_counted() -> None:
+    registry = CollectorRegistry()
+    counter = CallCounter(registry, lambda: ["112"])
+    counter.recorded([CallCut("a", CutReason.ASTERISK_CRASH.value, s(1)),
+                      CallCut("b", CutReason.ASTERISK_CRASH.value, s(1)),
+                      AsteriskReturned(OutageKind.CRASH.value, s(0), s(0), s(2), 2, s(3))])
+    assert registry.get_sample_value(
+        "siaga112_calls_cut_total", {"reason": "asterisk_crash"}) == 2
+    assert registry.get_sample_value(
+        "siaga112_asterisk_outages_total", {"kind": "crash"}) == 1
