@@ -13,8 +13,11 @@ calls are therefore the last burst of hang-ups before the ``Shutdown``: the late
 :data:`BURST_GAP` of the next. Their end is real (the ``Hangup``), and each gets a
 :class:`CallCut` with reason ``asterisk_restart``. A caller who hung up by themselves within
 :data:`BURST_GAP` before the burst is counted with it: nothing in the events tells the two
-apart. Calls still live at the ``Shutdown`` (Asterisk gave up waiting for them) are cut when
-Asterisk is back, as below, with the same reason.
+apart. For the same reason a graceful restart (``core restart gracefully`` or ``when
+convenient``: Asterisk waits for the calls to end by themselves, then sends ``Shutdown``)
+marks its last call(s) as cut: a needless call-back rather than a missed one. Calls still live
+at the ``Shutdown`` (Asterisk gave up waiting for them) are cut when Asterisk is back, as
+below, with the same reason.
 
 A crash (SIGKILL, a segfault, the host going down). No ``Shutdown``, no ``Hangup``: the AMI
 session is lost. Whether Asterisk died or only the session did is known at the next session's
