@@ -64,6 +64,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.calls.shifts", DOMAIN),
     ("telephony.calls.backlog", DOMAIN),  # the bounded queue in front of the recorder
     ("telephony.calls.holding", DOMAIN),  # facts no spool directory took, held in memory
+    ("telephony.calls.outages", DOMAIN),  # which calls Asterisk's restart or crash cut
     ("telephony.desks.operators", DOMAIN),  # desk rules over the AMI action port
     ("telephony.desks.phones", DOMAIN),  # phone secrets and their digests
     ("telephony.desks.presence", DOMAIN),  # when a desk's phone counts as gone
@@ -116,6 +117,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("**.route", ADAPTERS),
     ("telephony.calls.archive", ADAPTERS),
     ("telephony.calls.recorder", ADAPTERS),
+    ("telephony.calls.outage_store", ADAPTERS),  # SQL of outages and cut calls
     ("telephony.calls.spool", ADAPTERS),
     ("telephony.accounts.passwords", ADAPTERS),  # hashes in a thread
     ("telephony.admin.asterisk", ADAPTERS),

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from panoramisk import Manager
@@ -37,6 +38,7 @@ from telephony.ami.framing import AmiProtocol
 from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
 from telephony.calls.backlog import DEFAULT_BOUND, FactBacklog
 from telephony.calls.facts import CallFact
+from telephony.calls.outages import OutageWatch
 from telephony.secrets import ami_secret
 from telephony.settings import Settings
 
@@ -113,9 +115,12 @@ class _Manager(Manager):  # type: ignore[misc]  # panoramisk ships no type hints
         ping_interval: float,
         on_connect_failed: Callable[[BaseException], None],
         on_login_failed: Callable[[Message], None],
+        on_heard: Callable[[], None] = lambda: None,
         **config: object,
     ) -> None:
         super().__init__(**config)
+        self._on_heard = on_heard
+        self.went_silent = False  # the last session was dropped for an unanswered Ping
         # panoramisk int()s these: 0.5 s would become 0 and reconnect or ping in a tight loop.
         self.reconnect_timeout = reconnect_seconds
         self.ping_delay = self.ping_interval = ping_interval
@@ -151,6 +156,7 @@ class _Manager(Manager):  # type: ignore[misc]  # panoramisk ships no type hints
             self._on_connect_failed(exc)
             self._schedule_reconnect()
             return
+        self.went_silent = False
         super().connection_made(attempt)
 
     def login(self, future: asyncio.Future[Any]) -> bool:
@@ -195,13 +201,20 @@ class _Manager(Manager):  # type: ignore[misc]  # panoramisk ships no type hints
         if protocol is None or protocol.closed:
             return
         pong = protocol.send({"Action": "Ping"})
+        pong.add_done_callback(self._ponged)
         self._timers["pong"] = self.loop.call_later(
             self.ping_interval, self._check_pong, protocol, pong
         )
 
+    def _ponged(self, pong: asyncio.Future[Any]) -> None:
+        """Asterisk answered a Ping: it was alive just now (calls without events were too)."""
+        if not pong.cancelled() and pong.exception() is None:
+            self._on_heard()
+
     def _check_pong(self, protocol: AmiProtocol, pong: asyncio.Future[Any]) -> None:
         if pong.done() or protocol.closed:
             return
+        self.went_silent = True
         logger.warning(
             "no answer to AMI Ping within %.1f s; dropping the connection", self.ping_interval
         )
@@ -245,6 +258,8 @@ class AmiListener:
         auth_retry_seconds: float = 30.0,
     ) -> None:
         self._settings = settings
+        self._outages = OutageWatch()  # what an Asterisk restart or crash cuts
+        self._heard = 0.0  # wall clock of the last event or Ping answer on the AMI session
         self._sink = sink
         self._tracker = tracker if tracker is not None else CallTracker()
         self._action_timeout = action_timeout
@@ -324,6 +339,7 @@ class AmiListener:
             ping_interval=self._ping_interval,
             on_connect_failed=self._connect_failed,
             on_login_failed=self._login_failed,
+            on_heard=self._on_heard,
             # panoramisk falls back to asyncio.get_event_loop(), deprecated outside a loop.
             loop=asyncio.get_running_loop(),
             host=settings.ami_host,
@@ -444,7 +460,20 @@ class AmiListener:
         )
         self._events.put_nowait(_Resync(self._generation))
 
+    def _on_heard(self) -> None:
+        self._heard = time.time()
+
+    def _session_lost(self, manager: _Manager) -> None:
+        """Tell the outage watch when the session ended and until when Asterisk was alive:
+        now if Asterisk closed it (a process killed closes its sockets at once), the last
+        event or Ping answer if the listener dropped it for silence (telephony/calls/outages.py)."""
+        now = time.time()
+        alive = self._heard if manager.went_silent and self._heard else now
+        self._outages.lost(datetime.fromtimestamp(now, UTC), datetime.fromtimestamp(alive, UTC))
+
     def _on_disconnect(self, manager: _Manager, _exc: object) -> None:
+        if self._logged_in.is_set():
+            self._session_lost(manager)
         was_up = self._logged_in.is_set()
         self._logged_in.clear()
         self._ready.clear()
@@ -461,6 +490,7 @@ class AmiListener:
             )
 
     def _on_event(self, _manager: _Manager, event: Message) -> None:
+        self._on_heard()
         self._arrivals.append(time.monotonic())
         self._events.put_nowait(event)
         for handler in self._subscribers.get(str(event.get("Event", "")).lower(), ()):
@@ -520,6 +550,7 @@ class AmiListener:
 
     def _hand_over(self, facts: Sequence[CallFact]) -> None:
         """Tell the observers, then queue for the sink (or spool what passes the bound)."""
+        facts = self._outages.follow(facts)  # adds what an Asterisk restart or crash cut
         if not facts:
             return
         for observer in self._observers:

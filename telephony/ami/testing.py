@@ -83,6 +83,7 @@ class FakeAsterisk:
         self.username = username
         self.secret = secret
         self.answer_pings = True
+        self.uptime = 5  # FullyBooted's Uptime at each login: less than before = a restart
         self.channels: list[Fields] = []  # CoreShowChannel events
         self.status: list[Fields] = []  # Status events
         self.queues: list[Fields] = []  # QueueParams/QueueMember/QueueEntry events
@@ -184,8 +185,9 @@ class FakeAsterisk:
                     self._session = writer
                     writer.write(self._response(aid, "Success", "Authentication accepted"))
                     writer.write(
-                        b"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 5\r\n"
-                        b"LastReload: 5\r\nStatus: Fully Booted\r\n\r\n"
+                        f"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: {self.uptime}"
+                        f"\r\nLastReload: {self.uptime}\r\nStatus: Fully Booted\r\n\r\n"
+                        .encode()
                     )
                 elif not authenticated:
                     writer.write(self._response(aid, "Error", "Permission denied"))

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from telephony.calls.facts import (
+    AsteriskBooted,
+    AsteriskShutdown,
     CallEnded,
     CallFact,
     CallStarted,
@@ -298,6 +300,8 @@ class CallTracker:
             "queuememberadded": self._member_state,
             "queuememberremoved": self._member_removed,
             "userevent": self._user_event,
+            "shutdown": self._asterisk_shutdown,
+            "fullybooted": self._asterisk_booted,
         }
 
     @property
@@ -420,6 +424,19 @@ class CallTracker:
         if not _LEG_STATUS.fullmatch(status):
             raise f.reject(f"Status is malformed: {status[:40]!r}")
         return [LegProgressed(leg, state.value, status, f.ident("Uniqueid"), f.at())]
+
+    # -- Asterisk itself (telephony/calls/outages.py) ----------------------------------------
+
+    def _asterisk_shutdown(self, f: _Fields) -> list[CallFact]:
+        """Asterisk is ending (``Shutdown``), after hanging up every channel."""
+        return [AsteriskShutdown(f.text("Restart").lower() == "true", f.at())]
+
+    def _asterisk_booted(self, f: _Fields) -> list[CallFact]:
+        """A session's greeting; its ``Uptime`` tells a restarted Asterisk from the same one.
+        The greeting carries no Timestamp: ``at`` is when it was read."""
+        if not f.text("Uptime"):
+            return []  # an Asterisk older than 13 says nothing of its uptime
+        return [AsteriskBooted(f.number("Uptime"), f.at())]
 
     # -- queue --------------------------------------------------------------------------------
 

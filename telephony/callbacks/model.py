@@ -3,6 +3,9 @@ and the Originate that places a call-back. Pure: no I/O, no clock (instants come
 
 On the worklist (the calls that arrived within the window, ``callback_window_hours``):
 
+- **cut**: the line itself ended it, whatever the caller was doing: Asterisk restarted or
+  crashed under the call (``calls.cut_reason``, :mod:`telephony.calls.outages`), mid-talk, in
+  the queue or in the IVR. Nothing the caller did ended it, so they are called back;
 - **dropped**: answered, then ended by a network cause (:data:`NETWORK_CAUSES`);
 - **network**: lost to a network cause before any operator answered, wherever it was;
 - **abandoned**: queued, and hung up (or lost) before an operator answered;
@@ -73,6 +76,7 @@ _UNSAFE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 class CallbackReason(LabelledStrEnum):
     """Why a call is on the worklist (the strongest reason first)."""
 
+    CUT = "cut", "Terputus karena gangguan sistem (Asterisk)"
     DROPPED = "dropped", "Terputus saat bicara"
     NETWORK = "network", "Terputus karena gangguan jaringan"
     ABANDONED = "abandoned", "Menutup telepon saat menunggu di antrean"
@@ -105,6 +109,7 @@ class EndedCall:
     ivr_category: str | None
     hangup_cause: int | None
     incident_id: int | None
+    cut_reason: str | None = None  # telephony.calls.outages.CutReason
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,8 @@ def reason_for(call: EndedCall) -> CallbackReason | None:
     """Why ``call`` belongs on the worklist, or ``None``."""
     if call.ended_at is None:
         return None
+    if call.cut_reason is not None:
+        return CallbackReason.CUT
     lost = call.hangup_cause in NETWORK_CAUSES
     if call.answered_at is not None:
         return CallbackReason.DROPPED if lost else None

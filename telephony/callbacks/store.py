@@ -7,7 +7,7 @@ once a second), so every read is a range scan of an index: the window's calls by
 (``calls_caller_history_idx``), the window's call-backs (``call_legs_callback_idx``) and
 closings (``callback_closures_closed_at_idx``). Which calls truly belong is decided by
 :mod:`telephony.callbacks.model`; the first query only leaves out what cannot (answered calls
-that did not end with a network cause, calls still going on).
+that did not end with a network cause nor were cut, calls still going on).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from telephony.db.rows import from_row
 _CALL_COLUMNS = """
     c.call_id, c.caller_number, c.caller_key, c.line, c.arrived_at,
     COALESCE(c.answered_at, c.completed_at) AS answered_at, c.ended_at, c.queue,
-    c.abandoned_at, c.ivr_category, c.hangup_cause, ic.incident_id
+    c.abandoned_at, c.ivr_category, c.hangup_cause, ic.incident_id, c.cut_reason
 """
 
 
@@ -54,7 +54,7 @@ class CallbackRepository:
               AND ((c.answered_at IS NULL AND c.completed_at IS NULL
                     AND (c.queue IS NOT NULL OR c.abandoned_at IS NOT NULL
                          OR c.ivr_category = $5))
-                   OR c.hangup_cause = ANY($2::int[]))
+                   OR c.hangup_cause = ANY($2::int[]) OR c.cut_reason IS NOT NULL)
               AND ($3::text IS NULL OR c.caller_key = $3)
               AND ($4::text IS NULL OR c.call_id = $4)
             """,  # noqa: S608 - the column list is a constant

@@ -187,6 +187,54 @@ class LegProgressed:
     at: datetime
 
 
+@dataclass(frozen=True)
+class CallCut:
+    """Asterisk's end cut the call: a restart or stop (``reason`` ``asterisk_restart``) or a
+    crash (``asterisk_crash``); see :mod:`telephony.ami.outages`. ``at`` is when the call was
+    last seen alive: its hang-up, or for a crash the last moment the AMI session was alive."""
+
+    kind: ClassVar[str] = "call_cut"
+    call_id: str
+    reason: str  # telephony.calls.outages.CutReason
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AsteriskShutdown:
+    """Asterisk announced its end (AMI ``Shutdown``): ``restart`` for ``core restart``."""
+
+    kind: ClassVar[str] = "asterisk_shutdown"
+    restart: bool
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AsteriskBooted:
+    """A new AMI session was greeted with ``FullyBooted``: Asterisk had been up for
+    ``uptime_seconds`` at ``at``. It tells a restart from a reconnection; the listener's
+    outage watch consumes it (an :class:`AsteriskReturned` is what is stored)."""
+
+    kind: ClassVar[str] = "asterisk_booted"
+    uptime_seconds: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AsteriskReturned:
+    """Asterisk is back after an outage: a ``restart``, ``stop`` (a Shutdown was seen) or a
+    ``crash`` (the AMI session was lost without one). ``began_at``: the Shutdown, or the last
+    moment the lost session was alive; ``lost_at``: when the session was lost; ``booted_at``:
+    the new Asterisk's start (``FullyBooted``'s ``Uptime``); ``at``: its greeting."""
+
+    kind: ClassVar[str] = "asterisk_returned"
+    outage: str  # telephony.calls.outages.OutageKind
+    began_at: datetime
+    lost_at: datetime
+    booted_at: datetime
+    calls_cut: int
+    at: datetime
+
+
 CallFact = (
     CallStarted
     | IvrVariableSet
@@ -201,6 +249,10 @@ CallFact = (
     | CallVanished
     | OperatorStateChanged
     | LegProgressed
+    | CallCut
+    | AsteriskShutdown
+    | AsteriskBooted
+    | AsteriskReturned
 )
 
 FACT_TYPES: dict[str, type[CallFact]] = {
@@ -219,6 +271,10 @@ FACT_TYPES: dict[str, type[CallFact]] = {
         CallVanished,
         OperatorStateChanged,
         LegProgressed,
+        CallCut,
+        AsteriskShutdown,
+        AsteriskBooted,
+        AsteriskReturned,
     )
 }
 

@@ -38,6 +38,7 @@ from telephony.calls.facts import (
 )
 from telephony.calls.ids import parse_caller_id
 from telephony.calls.legs import Leg, LegKind, LegState, leg_outcome
+from telephony.calls.outage_store import write_outage_facts
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.rows import from_row
 from telephony.settings import ShiftDefinition
@@ -347,6 +348,7 @@ class _Batch:
         await self._ends(connection, [(f, known or f.call_id in existing) for f, known in vanished])
         await self._operator_states(connection)
         await self._legs(connection)
+        await write_outage_facts(connection, facts)  # cuts after the ends they amend
 
     def _of(self, kind: type[_F]) -> list[_F]:
         return [fact for fact in self.facts if isinstance(fact, kind)]

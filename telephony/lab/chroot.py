@@ -380,9 +380,11 @@ class Lab:
             return True
         return self._instance_pid() is not None
 
-    def start(self) -> None:
+    def start(self, *, fresh: bool = True) -> None:
         """(Re)start this instance with freshly rendered configuration and an empty astdb.
 
+        ``fresh=False`` keeps astdb (logged-in operators, registrations) and the live
+        settings, as a site's Asterisk coming back after a crash does (see :meth:`crash`).
         Returns once Asterisk is fully booted; raises :class:`LabError` (with the end of its
         logs) if it exits or does not boot within ``boot_timeout``.
         """
@@ -391,16 +393,18 @@ class Lab:
             log.info("lab %s is already running: restarting it", self.settings.lab_instance)
             self.stop()
         self._check_ports_free()
-        # Everything in etc/ is rendered by us: start from an empty directory, so a file an
-        # earlier checkout rendered (another branch's sorcery.conf, say) cannot linger and
-        # change what Asterisk loads.
-        shutil.rmtree(self.etc_dir, ignore_errors=True)
+        if fresh:
+            # Everything in etc/ is rendered by us: start from an empty directory, so a file
+            # an earlier checkout rendered (another branch's sorcery.conf, say) cannot linger
+            # and change what Asterisk loads.
+            shutil.rmtree(self.etc_dir, ignore_errors=True)
         self.install_config()
         self._write_hosts()
-        for stale in ("astdb.sqlite3", "astdb.sqlite3-journal"):
-            (self.host_dir / "lib" / stale).unlink(missing_ok=True)
-        # Like astdb: an admin's numbers from an earlier run are the line's to apply again.
-        shutil.rmtree(self.etc_dir / LIVE_SETTINGS_DIR, ignore_errors=True)
+        if fresh:
+            for stale in ("astdb.sqlite3", "astdb.sqlite3-journal"):
+                (self.host_dir / "lib" / stale).unlink(missing_ok=True)
+            # Like astdb: an admin's numbers from an earlier run are the line's to apply again.
+            shutil.rmtree(self.etc_dir / LIVE_SETTINGS_DIR, ignore_errors=True)
         self.pid_file.unlink(missing_ok=True)
         started = time.monotonic()
         with self.console_log.open("ab") as console:
@@ -492,6 +496,21 @@ class Lab:
         else:
             raise LabError(f"Asterisk pid {pid} survived SIGKILL")
         self._process = None
+
+    def crash(self) -> None:
+        """Kill this instance's Asterisk with SIGKILL, as a crash would end it (no Shutdown,
+        no hang-up), and return once it is gone; :meth:`start` with ``fresh=False`` brings it
+        back as a site's service manager would."""
+        pid = self._process.pid if self._process is not None else self._instance_pid()
+        if pid is None or not self._pid_is_ours(pid):
+            raise LabError(f"lab {self.settings.lab_instance} is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while self._pid_is_ours(pid):
+            if time.monotonic() > deadline:
+                raise LabError(f"Asterisk pid {pid} survived SIGKILL")
+            time.sleep(0.02)
 
     # ----------------------------------------------------------------- CLI
 

@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from telephony.ami.tracker import QueueSnapshot
 from telephony.calls.facts import (
+    AsteriskReturned,
+    CallCut,
     CallEnded,
     CallFact,
     CallStarted,
@@ -51,6 +53,12 @@ class CallCounter:
         self._failopen = Counter("siaga112_ivr_failopen",
                                  "Calls the dialplan sent past the IVR (IVR_OUTCOME=failopen)",
                                  ["line"], registry=registry)
+        self._cut = Counter("siaga112_calls_cut",
+                            "Calls Asterisk's restart or crash cut (telephony/calls/outages.py)",
+                            ["reason"], registry=registry)
+        self._outages = Counter("siaga112_asterisk_outages",
+                                "Times Asterisk went away and came back (restart, stop, crash)",
+                                ["kind"], registry=registry)
         # Every line's series exists from the start, so the first fail-open is an increase.
         for line in lines():
             self._started.labels(line)
@@ -88,6 +96,10 @@ class CallCounter:
             case CallEnded() | CallVanished():
                 self._lines.pop(fact.call_id, None)
                 self._counted.pop(fact.call_id, None)
+            case CallCut():  # the listener's outage watch gives each cut once
+                self._cut.labels(fact.reason).inc()
+            case AsteriskReturned():
+                self._outages.labels(fact.outage).inc()
 
     def _once(self, call_id: str, what: str, queue: str) -> bool:
         if call_id not in self._counted and len(self._counted) >= MAX_CALLS:

@@ -14,7 +14,7 @@ from telephony.ami.listener import AmiListener, FactSink
 from telephony.ami.testing import SECRET, USERNAME, Fields, read_events, read_frames
 from telephony.ami.tracker import AmiEvent, CallTracker
 from telephony.calls.backlog import DEFAULT_BOUND
-from telephony.calls.facts import CallFact
+from telephony.calls.facts import AsteriskBooted, CallFact
 from telephony.settings import Settings
 
 FIXTURES: Final = Path(__file__).parent.parent / "fixtures"
@@ -53,9 +53,11 @@ ABANDONED: Final = read_events(FIXTURES / "ami_synthetic_call_abandoned.txt")
 
 
 def expected_facts(frames: Sequence[Fields]) -> list[CallFact]:
-    """What a fresh tracker (clock at NOW) makes of ``frames``."""
+    """What a fresh tracker (clock at NOW) makes of ``frames``, as the listener hands it on:
+    a greeting (``FullyBooted``) goes no further than its outage watch."""
     tracker = CallTracker(clock=lambda: NOW)
-    return [fact for frame in frames for fact in tracker.handle(AmiFrame(frame).to_message())]
+    return [fact for frame in frames for fact in tracker.handle(AmiFrame(frame).to_message())
+            if not isinstance(fact, AsteriskBooted)]
 
 
 def listener(port: int, sink: FactSink, *, secret: str = SECRET,

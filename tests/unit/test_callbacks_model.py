@@ -41,7 +41,8 @@ KEY = "6281234567890"
 def call(call_id: str = "1.1", *, minutes_ago: float = 30, caller: str = CALLER,
          key: str | None = KEY, answered: bool = False, queue: str | None = None,
          abandoned: bool = False, category: str | None = "emergency", cause: int = 16,
-         ended: bool = True, incident_id: int | None = None) -> EndedCall:
+         ended: bool = True, incident_id: int | None = None,
+         cut: str | None = None) -> EndedCall:
     """A call that arrived ``minutes_ago`` and lasted a minute."""
     arrived = NOW - timedelta(minutes=minutes_ago)
     return EndedCall(
@@ -49,7 +50,7 @@ def call(call_id: str = "1.1", *, minutes_ago: float = 30, caller: str = CALLER,
         answered_at=arrived + timedelta(seconds=20) if answered else None,
         ended_at=arrived + timedelta(minutes=1) if ended else None, queue=queue,
         abandoned_at=arrived + timedelta(minutes=1) if abandoned else None,
-        ivr_category=category, hangup_cause=cause, incident_id=incident_id)
+        ivr_category=category, hangup_cause=cause, incident_id=incident_id, cut_reason=cut)
 
 
 def abandoned(call_id: str = "1.1", **options: Any) -> EndedCall:
@@ -89,6 +90,12 @@ def entries(calls: list[EndedCall], **others: Any) -> list[Entry]:
     (abandoned(cause=41), CallbackReason.NETWORK),
     (call(queue=None, category=None, cause=102), CallbackReason.NETWORK),
     (call(queue="fire", answered=True, cause=27), CallbackReason.DROPPED),
+    # Asterisk's restart or crash cut it: talking (cause 16 as any hang-up), queued (the
+    # restart's hang-up shows as an abandon), or in the IVR before any choice.
+    (call(queue="fire", answered=True, cut="asterisk_restart"), CallbackReason.CUT),
+    (abandoned(cut="asterisk_restart", cause=0), CallbackReason.CUT),
+    (call(queue="fire", cut="asterisk_crash"), CallbackReason.CUT),
+    (call(queue=None, category=None, cut="asterisk_crash"), CallbackReason.CUT),
 ])
 def test_each_reason(ended: EndedCall, reason: CallbackReason) -> None:
     assert reason_for(ended) is reason
@@ -171,6 +178,14 @@ def test_a_call_answered_then_dropped_does_not_clear_itself_or_the_earlier_one()
     (entry,) = entries([gave_up, dropped], answered=[dropped])
     assert [c.call_id for c in entry.calls] == ["1.2", "1.1"]
     assert entry.reason is CallbackReason.DROPPED
+
+
+def test_a_call_answered_then_cut_does_not_clear_the_earlier_one() -> None:
+    gave_up = abandoned("1.1", minutes_ago=30)
+    cut = call("1.2", minutes_ago=10, queue="medical", answered=True, cut="asterisk_crash")
+    (entry,) = entries([gave_up, cut], answered=[cut])
+    assert [c.call_id for c in entry.calls] == ["1.2", "1.1"]
+    assert entry.reason is CallbackReason.CUT
 
 
 def test_a_closing_covers_the_closed_call_and_earlier_not_a_later_one() -> None:

@@ -1,0 +1,57 @@
+"""The listener's part in Asterisk outages (telephony/calls/outages.py), against the fake
+Asterisk: a session lost under a live call, then a greeting from a restarted Asterisk (a
+smaller Uptime), cuts the call at the loss; a greeting from the same Asterisk does not."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from telephony.ami.listener import AmiListener
+from telephony.ami.testing import SECRET, USERNAME, ListSink, fake_asterisk
+from telephony.ami.tracker import CallTracker
+from telephony.calls.facts import AsteriskReturned, CallCut, CallStarted, CallVanished
+from telephony.calls.outages import CutReason, OutageKind
+from telephony.settings import Settings
+from tests.support.ami import ABANDONED, eventually
+
+
+def real_clock_listener(port: int, sink: ListSink) -> AmiListener:
+    """A listener whose tracker reads the real clock: FullyBooted carries no Timestamp, and
+    the greeting's time is what dates Asterisk's start."""
+    settings = Settings(ami_host="127.0.0.1", ami_port=port, ami_username=USERNAME,
+                        ami_secret=SECRET, ami_reconnect_seconds=0.05)
+    return AmiListener(settings, sink, tracker=CallTracker(), action_timeout=2.0,
+                       auth_retry_seconds=0.1)
+
+
+@pytest.mark.parametrize("restarted", [True, False], ids=["crash", "same-asterisk"])
+async def test_a_session_lost_under_a_call(restarted: bool) -> None:
+    sink = ListSink()
+    async with fake_asterisk() as server, real_clock_listener(server.port, sink) as ami:
+        async with asyncio.timeout(5):
+            await ami.wait_ready()
+        await server.send_frames(ABANDONED[:3])  # a caller arrives, and is live
+        await eventually(lambda: bool(sink.of(CallStarted)))
+        (started,) = sink.of(CallStarted)
+        if restarted:
+            server.uptime = 0  # the Asterisk that greets next started after the loss
+        before = datetime.now(UTC)
+        server.drop()  # no Shutdown, no Hangup: the session just ends
+        after = datetime.now(UTC)
+        await eventually(lambda: server.logins == 2)
+        await eventually(lambda: bool(sink.of(CallVanished)))
+        (vanished,) = sink.of(CallVanished)
+        if restarted:
+            (returned,) = sink.of(AsteriskReturned)
+            assert (returned.outage, returned.calls_cut) == (OutageKind.CRASH.value, 1)
+            assert sink.of(CallCut) == [
+                CallCut(started.call_id, CutReason.ASTERISK_CRASH.value, vanished.at)]
+            # Ended when the session was lost, not when the resync noticed.
+            assert before <= vanished.at <= returned.lost_at
+            assert returned.lost_at < returned.at
+        else:
+            assert sink.of(AsteriskReturned) == [] and sink.of(CallCut) == []
+            assert vanished.at > after  # an ordinary vanish: when the resync noticed
