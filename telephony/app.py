@@ -47,6 +47,7 @@ from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
 from telephony.callbacks.service import CallbackConfig, CallbackService
 from telephony.calls.archive import CallArchive
+from telephony.calls.history import CallHistory, HistoryCollector
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
@@ -325,6 +326,18 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         yield await start_line(settings, stack)
 
 
+def backfill_from_asterisk(settings: Settings, database: Database, repository: CallRepository,
+                           listener: AmiListener, metrics: LineMetrics) -> None:
+    """Every resync first records the calls Asterisk's queue_log holds that the line missed
+    (it was down), and the metrics count them and the recordings no call owns."""
+    history = CallHistory.from_settings(settings, database, repository,
+                                        AsteriskSite.from_settings(settings).monitor_dir)
+    listener.backfill_from(history)
+    figures = HistoryCollector(history)
+    metrics.add(figures)
+    metrics.add_refresher("backfill", figures.refresh)
+
+
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
     """Start the line's parts, each registering its stop on ``stack``."""
     database = Database(settings, prepare=schema_preparation(settings))
@@ -349,6 +362,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
     metrics = LineMetrics()
+    backfill_from_asterisk(settings, database, repository, listener, metrics)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     in_background(stack, recorder.run_flusher(), "spool-flusher")
     # Recording happens in Asterisk; this only pairs, processes and stores the files.

@@ -58,6 +58,8 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.ami.channels", DOMAIN),  # live channels over the AMI port (no I/O of its own)
     ("telephony.ami.originate", DOMAIN),  # what an Originate reports back
     ("telephony.calls.facts", DOMAIN),
+    ("telephony.calls.backfill", DOMAIN),  # calls rebuilt from Asterisk's queue_log (rules)
+    ("telephony.asterisk.queue_log", DOMAIN),  # the queue_log's lines and cursor (pure)
     ("telephony.calls.legs", DOMAIN),  # legs the line places: kinds, outcomes
     ("telephony.calls.ids", DOMAIN),
     ("telephony.calls.shifts", DOMAIN),
@@ -112,6 +114,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("**.route", ADAPTERS),
     ("telephony.calls.archive", ADAPTERS),
     ("telephony.calls.recorder", ADAPTERS),
+    ("telephony.calls.history", ADAPTERS),  # the backfill's reading and writing
     ("telephony.calls.spool", ADAPTERS),
     ("telephony.accounts.passwords", ADAPTERS),  # hashes in a thread
     ("telephony.admin.asterisk", ADAPTERS),
