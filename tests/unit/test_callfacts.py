@@ -4,6 +4,7 @@ import pytest
 
 from telephony.calls.facts import (
     FACT_TYPES,
+    CallBackfilled,
     CallEnded,
     CallFact,
     CallStarted,
@@ -28,6 +29,7 @@ AT = datetime(2026, 11, 23, 3, 0, 1, 250000, tzinfo=UTC)
         OperatorStateChanged("PJSIP/op1001", "fire", "paused", True, "istirahat", AT),
         IvrVariablesSet("1.1", (("line", "112"), ("reasons", "a; b ☎"), ("queue", "fire")), AT),
         IvrVariablesSet("1.1", (), AT),
+        CallBackfilled("1796449111.57", AT),
     ],
 )
 def test_round_trip(fact: CallFact) -> None:
@@ -35,7 +37,7 @@ def test_round_trip(fact: CallFact) -> None:
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert len(FACT_TYPES) == 13
+    assert len(FACT_TYPES) == 14
 
 
 def test_a_fact_spooled_by_an_earlier_version_still_reads() -> None:
