@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -147,13 +148,13 @@ async def test_calls_made_while_serve_was_down_are_backfilled_whole(
             ids = [r["call_id"] for r in records.values()]
             for call_id in ids:
                 # Paired and stored by the recordings worker, as any ended call is ...
-                await eventually(f"the recording of {call_id}", lambda c=call_id: row(
-                    line, "SELECT state FROM recordings WHERE call_id = $1 AND state = 'done'",
-                    c), within=60)
+                await eventually(f"the recording of {call_id}", functools.partial(
+                    row, line, "SELECT state FROM recordings WHERE call_id = $1 "
+                    "AND state = 'done'", call_id), within=60)
                 # ... and an incident opened, as for every answered emergency call.
-                await eventually(f"the incident of {call_id}", lambda c=call_id: row(
-                    line, "SELECT incident_id FROM incident_calls WHERE call_id = $1", c),
-                    within=30)
+                await eventually(f"the incident of {call_id}", functools.partial(
+                    row, line, "SELECT incident_id FROM incident_calls WHERE call_id = $1",
+                    call_id), within=30)
             before = await events_of(line, ids)
             total = records[next(iter(callers))]["calls_total"]
         # A second restart reads the log from its cursor: nothing new, nothing twice.

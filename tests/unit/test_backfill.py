@@ -278,21 +278,24 @@ def test_the_channel_list_says_which_callers_live_and_whether_it_is_whole() -> N
 # ---------------------------------------------------------------- resync (item 2)
 
 
-def _resync_reply(uid: str, duration: str) -> tuple[list[dict[str, str]], ...]:
-    channels = [
+Reply = list[dict[str, str | list[str]]]
+
+
+def _resync_reply(uid: str, duration: str) -> tuple[Reply, Reply, Reply]:
+    channels: Reply = [
         {"Response": "Success", "EventList": "start"},
         {"Event": "CoreShowChannel", "Uniqueid": uid, "Linkedid": uid,
          "Channel": "PJSIP/carrier-00000001", "Context": "siaga112-queue", "Exten": "s",
          "CallerIDNum": "0812", "CallerIDName": "", "Duration": duration},
         {"Event": "CoreShowChannelsComplete", "ListItems": "1"},
     ]
-    status = [
+    status: Reply = [
         {"Response": "Success", "EventList": "start"},
         {"Event": "Status", "Uniqueid": uid,
          "Variable": ["IVR_LINE=112", "IVR_QUEUE=fire", "IVR_OUTCOME=chosen"]},
         {"Event": "StatusComplete", "ListItems": "1"},
     ]
-    queues = [{"Response": "Success", "EventList": "start"},
+    queues: Reply = [{"Response": "Success", "EventList": "start"},
               {"Event": "QueueStatusComplete", "ListItems": "0"}]
     return queues, channels, status
 
@@ -300,9 +303,11 @@ def _resync_reply(uid: str, duration: str) -> tuple[list[dict[str, str]], ...]:
 def test_a_resync_dates_arrival_from_the_uniqueid_and_repeats_itself_exactly() -> None:
     """Not now - Duration in whole seconds (which could fall after the answer), and the IVR
     values at an instant every resync gives alike: the store sees the same facts, a no-op."""
-    first = CallTracker(clock=lambda: NOW).resync(*_resync_reply(UID, "00:01:29"))
+    queues, channels, status = _resync_reply(UID, "00:01:29")
+    first = CallTracker(clock=lambda: NOW).resync(queues, channels, status)
     later = NOW + timedelta(seconds=37, microseconds=400_000)
-    second = CallTracker(clock=lambda: later).resync(*_resync_reply(UID, "00:02:06"))
+    queues, channels, status = _resync_reply(UID, "00:02:06")
+    second = CallTracker(clock=lambda: later).resync(queues, channels, status)
     started = [f for f in first.facts if isinstance(f, CallStarted)]
     assert [f.at for f in started] == [at(1796449111)]
     variables = [f for f in first.facts if isinstance(f, IvrVariablesSet)]
