@@ -326,13 +326,15 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         yield await start_line(settings, stack)
 
 
-def backfill_from_asterisk(settings: Settings, database: Database, repository: CallRepository,
+def backfill_from_asterisk(settings: Settings, stack: contextlib.AsyncExitStack, *,
+                           database: Database, repository: CallRepository,
                            listener: AmiListener, metrics: LineMetrics) -> None:
     """Every resync first records the calls Asterisk's queue_log holds that the line missed
     (it was down), and the metrics count them and the recordings no call owns."""
     history = CallHistory.from_settings(settings, database, repository,
                                         AsteriskSite.from_settings(settings).monitor_dir)
     listener.backfill_from(history)
+    in_background(stack, history.run_advancer(), "queue-log-cursor")
     figures = HistoryCollector(history)
     metrics.add(figures)
     metrics.add_refresher("backfill", figures.refresh)
@@ -362,7 +364,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
     metrics = LineMetrics()
-    backfill_from_asterisk(settings, database, repository, listener, metrics)
+    backfill_from_asterisk(settings, stack, database=database, repository=repository,
+                           listener=listener, metrics=metrics)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     in_background(stack, recorder.run_flusher(), "spool-flusher")
     # Recording happens in Asterisk; this only pairs, processes and stores the files.

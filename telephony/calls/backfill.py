@@ -230,6 +230,27 @@ def plan_backfill(
     return plan
 
 
+def settled_cursor(
+    entries: Sequence[tuple[int, QueueLogEntry]],
+    *,
+    end: Cursor,
+    ended: Collection[str],
+    now: datetime,
+) -> Cursor:
+    """Where the cursor may move while the line runs: past every call the database holds as
+    ended, and no further than the first line of any other call (live, its end still on its
+    way to the database, or missed altogether: the next resync's catch-up needs its lines),
+    unless that line is older than :data:`MAX_PIN`. Moving it keeps the next catch-up short;
+    it writes nothing, so it cannot duplicate what the listener is writing."""
+    pin: tuple[int, int] | None = None
+    for inode, entry in entries:
+        if entry.call_id in ended or now - _at(entry.epoch) >= MAX_PIN:
+            continue
+        pin = (inode, entry.offset)
+        break  # entries are in log order: the first unsettled line is the earliest
+    return Cursor(*pin) if pin is not None else end
+
+
 def _caller(raw: str) -> str:
     # Asterisk logs an absent caller ID as "" or "unknown"; the tracker stores "" for it.
     return "" if raw in ("unknown", "<unknown>") else raw

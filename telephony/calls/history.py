@@ -32,14 +32,22 @@ from recordings.files import incoming_sources
 from telephony.asterisk.queue_log import Cursor
 from telephony.asterisk.queue_log_file import read_since
 from telephony.asterisk.site import lab_instance_dir
-from telephony.calls.backfill import Backfill, Recorded, caller_channels, plan_backfill
+from telephony.calls.backfill import (
+    Backfill,
+    Recorded,
+    caller_channels,
+    plan_backfill,
+    settled_cursor,
+)
 from telephony.calls.store import CallRepository
+from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.calls.history")
 
 SOURCE = "queue_log"
+ADVANCE_SECONDS = 300.0  # how often the cursor moves past calls recorded live
 ORPHAN_AFTER = 600.0  # seconds: a file this old whose call has no row is reported
 ORPHANS_NAMED = 5  # ids named in the warning line
 
@@ -156,6 +164,36 @@ class CallHistory:
             log.info("backfill from %s: nothing missed (%d lines read)", self._queue_log,
                      len(chunk.entries))
         return plan
+
+    async def advance(self) -> Cursor | None:
+        """Move the cursor past the calls the database holds as ended (see
+        :func:`~telephony.calls.backfill.settled_cursor`), so that a restart after weeks of
+        running reads only the last minutes of the log. ``None`` before the first catch-up."""
+        async with self._lock:
+            cursor = await self._database.run(_cursor)
+            if cursor is None:
+                return None
+            chunk = await asyncio.to_thread(read_since, self._queue_log, cursor)
+            if chunk is None:
+                return None
+            ended: set[str] = set()
+            call_ids = sorted({entry.call_id for _, entry in chunk.entries})
+            if call_ids:
+                async def read(connection: asyncpg.Connection) -> dict[str, Recorded]:
+                    return await recorded_calls(connection, call_ids)
+                ended = {uid for uid, seen in (await self._database.run(read)).items()
+                         if seen.ended}
+            moved = settled_cursor(chunk.entries, end=chunk.end, ended=ended,
+                                   now=datetime.now(UTC))
+            if moved != cursor:
+                async def save(connection: asyncpg.Connection) -> None:
+                    await _save_cursor(connection, moved)
+                await self._database.run(save)
+            return moved
+
+    async def run_advancer(self, every: float = ADVANCE_SECONDS) -> None:
+        """:meth:`advance` every ``every`` seconds, forever."""
+        await run_passes("queue_log cursor", self.advance, lambda: asyncio.sleep(every), log)
 
     async def report_orphans(self) -> None:
         """Count (and name a few of) the recordings whose call has no row."""

@@ -161,3 +161,19 @@ async def test_an_unwhole_channel_list_or_an_unreadable_log_changes_nothing(
     assert await fetch(database, "SELECT call_id FROM calls") == []
     plan = await history.catch_up(WHOLE_EMPTY)
     assert plan is not None and plan.backfilled == [UID]
+
+
+async def test_the_cursor_advances_past_calls_recorded_live_only(
+    history: CallHistory, database: Database, tmp_path: Path
+) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    assert await history.advance() is None  # no catch-up yet: nothing to move
+    await history.catch_up(WHOLE_EMPTY)
+    append(log, ANSWERED)
+    held = await history.advance()  # not in the database: the next catch-up needs its lines
+    assert held is not None and held.offset == 0
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == [UID]
+    moved = await history.advance()
+    assert moved is not None and moved.offset == log.stat().st_size

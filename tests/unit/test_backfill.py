@@ -26,6 +26,7 @@ from telephony.calls.backfill import (
     caller_channels,
     fact_slot,
     plan_backfill,
+    settled_cursor,
 )
 from telephony.calls.facts import (
     CallBackfilled,
@@ -262,6 +263,19 @@ def test_a_live_call_too_old_no_longer_holds_the_cursor() -> None:
     plan = plan_backfill(entries(ANSWERED[:4]), end=Cursor(7, 4000), live={UID}, recorded={},
                          now=NOW + timedelta(days=1))
     assert plan.cursor == Cursor(7, 4000)
+
+
+def test_the_cursor_moves_past_ended_calls_only() -> None:
+    found = entries([*ANSWERED, *ABANDONED])
+    assert settled_cursor(found, end=Cursor(7, 900), ended={UID, "1796449120.60"},
+                          now=NOW) == Cursor(7, 900)
+    # The abandoned call's end is not in the database yet: its first line holds the cursor.
+    assert settled_cursor(found, end=Cursor(7, 900), ended={UID}, now=NOW) == Cursor(
+        7, found[len(ANSWERED)][1].offset)
+    assert settled_cursor(found, end=Cursor(7, 900), ended=set(), now=NOW) == Cursor(7, 0)
+    # ... for at most MAX_PIN.
+    assert settled_cursor(found, end=Cursor(7, 900), ended=set(),
+                          now=NOW + timedelta(days=1)) == Cursor(7, 900)
 
 
 def test_the_channel_list_says_which_callers_live_and_whether_it_is_whole() -> None:
