@@ -47,6 +47,7 @@ log = logging.getLogger("telephony.asterisk")
 
 MAX_LINE = 2048  # app_queue builds lines in a 1024-byte buffer (plus the caller's id)
 MAX_FIELD = 256
+MAX_LOGGED = 20  # bad lines logged one by one per read; beyond, only counted (a flood)
 
 _EPOCH = re.compile(r"[0-9]{9,11}")
 _CALL_ID = re.compile(r"(?:[A-Za-z0-9_-]{1,64}-)?[0-9]{9,11}\.[0-9]{1,9}")
@@ -163,7 +164,10 @@ def parse_chunk(data: bytes, base: int, inode: int, chunk: Chunk) -> None:
             entry = parse_line(raw, offset)
         except QueueLogLineError as exc:
             chunk.skipped += 1
-            log.warning("queue_log: skipped: %s", exc)
+            if chunk.skipped <= MAX_LOGGED:
+                log.warning("queue_log: skipped: %s", exc)
+            elif chunk.skipped == MAX_LOGGED + 1:
+                log.warning("queue_log: more lines skipped; only their count is reported")
             continue
         if entry is not None:
             chunk.entries.append((inode, entry))

@@ -12,6 +12,7 @@ import pytest
 
 from telephony.ami.tracker import CallTracker
 from telephony.asterisk.queue_log import (
+    MAX_LOGGED,
     Chunk,
     Cursor,
     QueueLogEntry,
@@ -115,6 +116,24 @@ def test_bad_lines_are_skipped_one_log_line_each_and_the_rest_is_read(
     assert chunk.entries[0][1].offset == 108
     assert chunk.skipped == 3
     assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 3
+
+
+def test_a_flood_of_bad_lines_is_counted_not_logged_line_by_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    chunk = Chunk([], Cursor(1, 0))
+    with caplog.at_level(logging.WARNING):
+        parse_chunk(b"garbage\n" * 10_000, 0, 1, chunk)
+    assert chunk.skipped == 10_000
+    assert len(caplog.records) == MAX_LOGGED + 1
+
+
+def test_a_caller_id_with_the_separator_in_it_is_kept_whole() -> None:
+    line = f"1796449112|{UID}|fire|NONE|ENTERQUEUE||08|12|3"
+    plan = plan_backfill(entries([line]), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
+    started = plan.written[0]
+    assert isinstance(started, CallStarted) and started.caller_number == "08|12"
+    assert QueueJoined(UID, "fire", 3, at(1796449112)) in plan.written
 
 
 def test_a_malformed_number_in_an_event_skips_that_event_only(
