@@ -9,7 +9,8 @@ Format (app_queue's ``ast_queue_log``): ``epoch|callid|queue|agent|event|data1|d
 - ``epoch``: whole seconds, when app_queue wrote the line;
 - ``callid``: the caller channel's ``Uniqueid`` (``MANAGER``/``NONE``/``REALTIME`` on member
   lines, which are not about a caller);
-- ``agent``: the member's interface (``PJSIP/op1001``) or ``NONE``;
+- ``agent``: the member's name, which is its interface (``PJSIP/op1001``) unless QueueAdd
+  gave a ``MemberName`` (the desk gives the operator's display name), or ``NONE``;
 - the data fields of the events the backfill reads:
 
   ENTERQUEUE       url|callerid|position
@@ -115,10 +116,12 @@ def parse_line(raw: bytes, offset: int = 0) -> QueueLogEntry | None:
         if call_id in ("MANAGER", "NONE", "REALTIME", "CLI", "NULL"):
             return None  # a member or queue line
         raise QueueLogLineError(f"line at byte {offset}: call id malformed: {_safe(call_id)}")
-    for name, value in (("queue", queue), ("agent", agent)):
-        if not _NAME.fullmatch(value):
-            raise QueueLogLineError(
-                f"line at byte {offset}: {name} malformed: {_safe(value)}")
+    if not _NAME.fullmatch(queue):
+        raise QueueLogLineError(f"line at byte {offset}: queue malformed: {_safe(queue)}")
+    # The agent is the member's name (QueueAdd's MemberName: the operator's display name,
+    # spaces and all), which defaults to the interface.
+    if not agent or len(agent) > MAX_FIELD or _UNSAFE.search(agent) or not agent.strip():
+        raise QueueLogLineError(f"line at byte {offset}: agent malformed: {_safe(agent)}")
     if any(len(value) > MAX_FIELD or _UNSAFE.search(value) for value in data):
         raise QueueLogLineError(f"line at byte {offset}: a data field is unsafe: {_safe(line)}")
     return QueueLogEntry(int(epoch), call_id, queue, "" if agent == "NONE" else agent, event,

@@ -104,9 +104,13 @@ class Story:
     positions: dict[str, int] = field(default_factory=dict)  # queue -> position joined at
 
 
-def _story_fact(story: Story, entry: QueueLogEntry) -> list[CallFact]:
+def _story_fact(
+    story: Story, entry: QueueLogEntry, members: Mapping[str, str]
+) -> list[CallFact]:
     """The facts one log entry adds to its caller's story (raises QueueLogLineError)."""
-    uid, queue, agent, at = entry.call_id, entry.queue, entry.agent, _at(entry.epoch)
+    uid, queue, at = entry.call_id, entry.queue, _at(entry.epoch)
+    # app_queue logs the member's name; the line names operators by their interface.
+    agent = members.get(entry.agent, entry.agent)
     event = entry.event
     if event == LINE_EVENT:
         line = entry.data[0] if entry.data else ""
@@ -147,8 +151,11 @@ def _story_fact(story: Story, entry: QueueLogEntry) -> list[CallFact]:
     return []  # RINGCANCELED, SYSCOMPAT, custom events of others: nothing to record
 
 
-def stories(entries: Sequence[tuple[int, QueueLogEntry]]) -> tuple[dict[str, Story], int]:
-    """Each caller's story, in log order; and how many entries were refused (logged)."""
+def stories(
+    entries: Sequence[tuple[int, QueueLogEntry]], members: Mapping[str, str] | None = None
+) -> tuple[dict[str, Story], int]:
+    """Each caller's story, in log order; and how many entries were refused (logged).
+    ``members`` maps a member name to its interface (see :func:`plan_backfill`)."""
     found: dict[str, Story] = {}
     refused = 0
     for inode, entry in entries:
@@ -157,7 +164,7 @@ def stories(entries: Sequence[tuple[int, QueueLogEntry]]) -> tuple[dict[str, Sto
             story = found[entry.call_id] = Story(entry.call_id, entry.epoch, entry.epoch,
                                                  (inode, entry.offset))
         try:
-            story.facts.extend(_story_fact(story, entry))
+            story.facts.extend(_story_fact(story, entry, members or {}))
         except QueueLogLineError as exc:
             refused += 1
             log.warning("queue_log: skipped: %s", exc)
@@ -192,13 +199,18 @@ def plan_backfill(
     live: Collection[str],
     recorded: Mapping[str, Recorded],
     now: datetime,
+    members: Mapping[str, str] | None = None,
 ) -> Backfill:
     """The facts Asterisk's log adds to what the database holds (see the module's docstring).
+
+    ``members``: member name -> interface, for the operators whose desk joined the queues
+    under their display name (app_queue logs that name, not the interface); a name not in it
+    is kept as it was logged.
 
     ``end`` is where the read stopped; the next cursor stays at the first line of the oldest
     live call (younger than :data:`MAX_PIN`), whose story is not over and is read again.
     """
-    found, refused = stories(entries)
+    found, refused = stories(entries, members)
     plan = Backfill(refused=refused)
     pin: tuple[int, int] | None = None
     for uid, story in found.items():
@@ -249,6 +261,21 @@ def settled_cursor(
         pin = (inode, entry.offset)
         break  # entries are in log order: the first unsettled line is the earliest
     return Cursor(*pin) if pin is not None else end
+
+
+def member_interfaces(accounts: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Member name -> interface from (interface, member name) pairs of the operator accounts;
+    a name two interfaces share says nothing and is left out, as is a name that is itself
+    some interface."""
+    found: dict[str, str] = {}
+    shared: set[str] = set()
+    interfaces = {interface for interface, _ in accounts}
+    for interface, name in accounts:
+        if not name or name in interfaces:
+            continue
+        if found.setdefault(name, interface) != interface:
+            shared.add(name)
+    return {name: interface for name, interface in found.items() if name not in shared}
 
 
 def _caller(raw: str) -> str:

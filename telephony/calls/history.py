@@ -36,6 +36,7 @@ from telephony.calls.backfill import (
     Backfill,
     Recorded,
     caller_channels,
+    member_interfaces,
     plan_backfill,
     settled_cursor,
 )
@@ -93,6 +94,17 @@ async def recorded_calls(
             for row in rows}
 
 
+async def operator_members(connection: asyncpg.Connection) -> dict[str, str]:
+    """Member name -> interface: the desk joins an operator's queues under the account's
+    display name, or its user name (telephony/desks/service.py)."""
+    rows = await connection.fetch(
+        """
+        SELECT ao.operator, COALESCE(NULLIF(a.display_name, ''), a.username) AS name
+        FROM account_operators ao JOIN accounts a USING (account_id)
+        """)
+    return member_interfaces([(row["operator"], row["name"]) for row in rows])
+
+
 class CallHistory:
     """The listener's :class:`~telephony.calls.backfill.History`: Asterisk's queue_log."""
 
@@ -138,12 +150,16 @@ class CallHistory:
             return None
         call_ids = sorted({entry.call_id for _, entry in chunk.entries})
         recorded: dict[str, Recorded] = {}
+        members: dict[str, str] = {}
         if call_ids:
-            async def read(connection: asyncpg.Connection) -> dict[str, Recorded]:
-                return await recorded_calls(connection, call_ids)
-            recorded = await self._database.run(read)
+            async def read(
+                connection: asyncpg.Connection,
+            ) -> tuple[dict[str, Recorded], dict[str, str]]:
+                return (await recorded_calls(connection, call_ids),
+                        await operator_members(connection))
+            recorded, members = await self._database.run(read)
         plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
-                             now=datetime.now(UTC))
+                             now=datetime.now(UTC), members=members)
         next_cursor = plan.cursor or chunk.end
 
         async def write(connection: asyncpg.Connection) -> int:

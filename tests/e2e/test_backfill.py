@@ -19,10 +19,13 @@ import asyncpg
 import pytest
 
 from ivr.menu import load_menu
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line, running_line
 from telephony.asterisk.queue_log import parse_line
 from telephony.calls.history import queue_log_path
 from telephony.desks.operators import OperatorDesk
+from telephony.desks.service import assign_desk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
@@ -118,8 +121,15 @@ async def test_calls_made_while_serve_was_down_are_backfilled_whole(
     lab: Lab, phones: sipp.Sipp, settings: Settings
 ) -> None:
     async with serving(settings) as line:
+        # A desk joins the queues under the account's display name, which is what app_queue
+        # then logs as the agent: the backfill must name the operator by the interface.
+        accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+        await accounts.create("siti", "operator", "kata-sandi-panjang-1", actor="test",
+                              display_name="Siti Aminah")
+        await assign_desk(line.database, load_menu(settings.menu_file), "siti", OPERATOR,
+                          SKILLS)
         desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
-        queues = await desk.log_in(OPERATOR, SKILLS)
+        queues = await desk.log_in(OPERATOR, SKILLS, "Siti Aminah")
     # serve is down: Asterisk alone takes these calls; the operator stays in the queues.
     callers = {unique_caller("0813"): "112", unique_caller("0813"): "119"}
     try:

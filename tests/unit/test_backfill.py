@@ -26,6 +26,7 @@ from telephony.calls.backfill import (
     arrival_of,
     caller_channels,
     fact_slot,
+    member_interfaces,
     plan_backfill,
     settled_cursor,
 )
@@ -93,6 +94,8 @@ def test_a_uniqueid_with_a_system_name_is_a_call_id() -> None:
     (b"17964491xx|1796449111.57|fire|NONE|ENTERQUEUE||1|1", "epoch"),
     (b"1796449112|1796449111.57;rm|fire|NONE|ENTERQUEUE||1|1", "call id"),
     (b"1796449112|1796449111.57|fi re|NONE|ENTERQUEUE||1|1", "queue"),
+    (b"1796449112|1796449111.57|fire||ENTERQUEUE||1|1", "agent"),
+    ("1796449112|1796449111.57|fire|Siti\u202eA|CONNECT|1|1.1|1".encode(), "agent"),
     (b"1796449112|1796449111.57|fire|NONE|enterqueue||1|1", "event"),
     (b"1796449112|1796449111.57|fire|NONE|ENTERQUEUE||\x1b[31m|1", "unsafe"),
     ("1796449112|1796449111.57|fire|NONE|ENTERQUEUE||\u202e1|1".encode(), "unsafe"),
@@ -225,6 +228,22 @@ def test_a_call_answered_while_the_line_was_down_is_rebuilt_whole() -> None:
     assert plan.backfilled == [UID]
     assert plan.cursor == Cursor(7, 999)
     assert plan.live == []
+
+
+def test_an_operator_logged_under_a_display_name_is_named_by_interface() -> None:
+    """The desk joins queues with MemberName = the account's display name, which is what
+    app_queue logs as the agent (seen in the lab: ``fire|Siti Aminah|CONNECT``)."""
+    lines = [line.replace("PJSIP/op1008", "Siti Aminah") for line in ANSWERED]
+    members = member_interfaces([("PJSIP/op1008", "Siti Aminah"), ("PJSIP/op1007", "Budi"),
+                                 ("PJSIP/op1009", "Budi"), ("PJSIP/op1010", "PJSIP/op1007")])
+    assert members == {"Siti Aminah": "PJSIP/op1008"}  # a shared name says nothing
+    plan = plan_backfill(entries(lines), end=Cursor(7, 1), live=set(), recorded={}, now=NOW,
+                         members=members)
+    answered = [f for f in plan.written if isinstance(f, OperatorAnswered)]
+    assert [f.operator for f in answered] == ["PJSIP/op1008"]
+    unknown = plan_backfill(entries(lines), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
+    assert [f.operator for f in unknown.written if isinstance(f, OperatorAnswered)] == [
+        "Siti Aminah"]
 
 
 def test_an_abandon_keeps_its_positions_and_wait() -> None:
