@@ -145,6 +145,7 @@ class Chunk:
     end: Cursor
     skipped: int = 0  # hostile or broken lines, each logged once
     lost: bool = False  # the cursor's file was gone (rotated away): lines may be missing
+    more: bool = False  # the read budget ran out: the log goes on beyond ``end``
 
 
 def _lines(data: bytes, base: int) -> Iterator[tuple[bytes, int]]:

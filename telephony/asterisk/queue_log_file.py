@@ -13,13 +13,14 @@ log = logging.getLogger("telephony.asterisk")
 MAX_READ = 16 * 1024 * 1024  # bytes read per catch-up; the rest waits for the next one
 
 
-def _read_from(path: Path, offset: int, budget: int) -> tuple[bytes, int]:
-    """Up to ``budget`` bytes from ``offset``, cut after the last newline."""
+def _read_from(path: Path, offset: int, budget: int) -> tuple[bytes, int, bool]:
+    """Up to ``budget`` bytes from ``offset``, cut after the last newline; and whether the
+    budget ran out (more may follow)."""
     with path.open("rb") as handle:
         handle.seek(offset)
         data = handle.read(budget)
     cut = data.rfind(b"\n") + 1
-    return data[:cut], offset + cut
+    return data[:cut], offset + cut, len(data) >= budget
 
 
 def _rotated(path: Path, inode: int) -> Path | None:
@@ -67,18 +68,20 @@ def read_since(path: Path, cursor: Cursor | None, *, budget: int = MAX_READ) -> 
                             " calls logged after byte %d of it cannot be backfilled",
                             path, cursor.inode, cursor.offset)
             else:
-                data, old_end = _read_from(old, offset, budget)
+                data, old_end, more = _read_from(old, offset, budget)
                 parse_chunk(data, offset, cursor.inode, chunk)
-                if old_end < old.stat().st_size:  # the budget ran out: the rest next time
+                if more:  # the budget ran out: the rest next time
                     chunk.end = Cursor(cursor.inode, old_end)
+                    chunk.more = True
                     return chunk
+                # A partial last line there was cut by the crash that made it: skipped.
                 budget -= len(data)
             offset = 0
         elif stat.st_size < offset:
             log.warning("queue_log %s is shorter than the cursor (truncated): reading it from "
                         "its start", path)
             offset = 0
-        data, end = _read_from(path, offset, max(budget, 0))
+        data, end, chunk.more = _read_from(path, offset, max(budget, 1))
         parse_chunk(data, offset, stat.st_ino, chunk)
         chunk.end = Cursor(stat.st_ino, end)
     except OSError as exc:

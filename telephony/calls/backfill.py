@@ -60,6 +60,7 @@ MAX_CALLER = 80
 _UNIQUEID = re.compile(r"(?:[A-Za-z0-9_-]{1,64}-)?([0-9]{9,11})\.[0-9]{1,9}")
 _ENDED_BY = {"COMPLETECALLER": "caller", "COMPLETEAGENT": "agent"}
 _TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER")
+_FINAL = frozenset({*_ENDED_BY, *_TRANSFERS, "ABANDON"})
 _EXITS = {"EXITWITHTIMEOUT": 0, "EXITEMPTY": 0, "EXITWITHKEY": 1}  # -> index of the position
 
 
@@ -102,6 +103,7 @@ class Story:
     caller: str = ""
     facts: list[CallFact] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)  # queue -> position joined at
+    over: bool = False  # a final event was logged: completed, abandoned or transferred
 
 
 def _story_fact(
@@ -165,6 +167,7 @@ def stories(
                                                  (inode, entry.offset))
         try:
             story.facts.extend(_story_fact(story, entry, members or {}))
+            story.over = story.over or entry.event in _FINAL
         except QueueLogLineError as exc:
             refused += 1
             log.warning("queue_log: skipped: %s", exc)
@@ -200,6 +203,7 @@ def plan_backfill(
     recorded: Mapping[str, Recorded],
     now: datetime,
     members: Mapping[str, str] | None = None,
+    more: bool = False,
 ) -> Backfill:
     """The facts Asterisk's log adds to what the database holds (see the module's docstring).
 
@@ -209,6 +213,9 @@ def plan_backfill(
 
     ``end`` is where the read stopped; the next cursor stays at the first line of the oldest
     live call (younger than :data:`MAX_PIN`), whose story is not over and is read again.
+    ``more``: the read stopped before the end of the log (its budget ran out), so a call with
+    no final event (completed, abandoned, transferred) may have one beyond ``end``: it waits,
+    like a live call, for the next read.
     """
     found, refused = stories(entries, members)
     plan = Backfill(refused=refused)
@@ -220,6 +227,10 @@ def plan_backfill(
         plan.joins.update((uid, fact.queue) for fact in story.facts
                           if isinstance(fact, QueueJoined))
         arrival = arrival_of(uid) or _at(story.first_epoch)
+        if more and uid not in live and not story.over:
+            if now - _at(story.first_epoch) < MAX_PIN and (pin is None or story.first < pin):
+                pin = story.first
+            continue
         if uid in live:
             plan.live.extend(missing)
             if have is None:

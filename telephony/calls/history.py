@@ -158,8 +158,14 @@ class CallHistory:
                 return (await recorded_calls(connection, call_ids),
                         await operator_members(connection))
             recorded, members = await self._database.run(read)
+        now = datetime.now(UTC)
         plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
-                             now=datetime.now(UTC), members=members)
+                             now=now, members=members, more=chunk.more)
+        if chunk.more and plan.cursor == cursor:
+            # Unfinished calls fill the whole read: waiting for their ends would never move
+            # on, so they are written as far as they go.
+            plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
+                                 now=now, members=members)
         next_cursor = plan.cursor or chunk.end
 
         async def write(connection: asyncpg.Connection) -> int:

@@ -157,6 +157,7 @@ def test_a_malformed_number_in_an_event_skips_that_event_only(
 def test_reading_resumes_at_the_cursor_and_never_splits_a_line(tmp_path: Path) -> None:
     log = tmp_path / "queue_log"
     assert read_since(log, None) == Chunk([], Cursor(0, 0))  # not written yet
+    log.write_text("")
     log.write_text(ANSWERED[0] + "\n")
     first = read_since(log, None)
     assert first is not None and first.entries == []  # no cursor yet: start at the end
@@ -170,6 +171,20 @@ def test_reading_resumes_at_the_cursor_and_never_splits_a_line(tmp_path: Path) -
     third = read_since(log, second.end)
     assert third is not None and [e.event for _, e in third.entries] == ["CONNECT"]
     assert read_since(log, third.end) == Chunk([], third.end)
+
+
+def test_a_read_stops_at_its_budget_and_says_so(tmp_path: Path) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    start = read_since(log, None)
+    assert start is not None
+    log.write_text("\n".join(ANSWERED) + "\n")
+    first = read_since(log, start.end, budget=len(ANSWERED[0]) + len(ANSWERED[1]) + 5)
+    assert first is not None and first.more
+    assert [e.event for _, e in first.entries] == ["SIAGALINE", "ENTERQUEUE"]
+    rest = read_since(log, first.end)
+    assert rest is not None and not rest.more
+    assert [e.event for _, e in rest.entries] == ["RINGNOANSWER", "CONNECT", "COMPLETECALLER"]
 
 
 def test_a_rotated_log_is_read_to_its_end_then_the_new_one(tmp_path: Path) -> None:
@@ -295,6 +310,18 @@ def test_a_live_call_gets_its_queue_from_the_log_and_holds_the_cursor() -> None:
     estimate = QueueJoined(UID, "information", 1, NOW - timedelta(seconds=88))
     other = QueueJoined("1796449190.1", "fire", 1, NOW)
     assert plan.amend([estimate, other]) == [other, *plan.live]
+
+
+def test_a_read_cut_short_leaves_unfinished_calls_for_the_next_read() -> None:
+    """The read budget ran out: a call with no final event may have one beyond the cut."""
+    cut = ANSWERED[:3]  # entered, rung, connected: its COMPLETECALLER is beyond the read
+    found = entries([*ABANDONED, *cut])
+    plan = plan_backfill(found, end=Cursor(7, 900), live=set(), recorded={}, now=NOW,
+                         more=True)
+    assert plan.backfilled == ["1796449120.60"]
+    assert plan.cursor == Cursor(7, found[len(ABANDONED)][1].offset)
+    whole = plan_backfill(found, end=Cursor(7, 900), live=set(), recorded={}, now=NOW)
+    assert sorted(whole.backfilled) == [UID, "1796449120.60"]
 
 
 def test_a_live_call_too_old_no_longer_holds_the_cursor() -> None:
