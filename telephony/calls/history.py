@@ -144,6 +144,7 @@ class CallHistory:
         return plan
 
     async def _catch_up(self, live: set[str]) -> Backfill | None:
+        began = time.monotonic()
         cursor = await self._database.run(_cursor)
         chunk = await asyncio.to_thread(read_since, self._queue_log, cursor)
         if chunk is None:
@@ -178,13 +179,14 @@ class CallHistory:
         self.backfilled_total += len(plan.backfilled)
         if plan.backfilled or chunk.skipped or plan.refused:
             log.warning("backfill from %s: %d calls the line missed recorded (%d new facts: "
-                        "%s), %d live calls completed, %d lines skipped", self._queue_log,
-                        len(plan.backfilled), new, " ".join(plan.backfilled[:10]),
+                        "%s), %d live calls completed, %d lines skipped, in %.0f ms",
+                        self._queue_log, len(plan.backfilled), new,
+                        " ".join(plan.backfilled[:10]),
                         len({getattr(f, "call_id", "") for f in plan.live}),
-                        chunk.skipped + plan.refused)
+                        chunk.skipped + plan.refused, (time.monotonic() - began) * 1000)
         else:
-            log.info("backfill from %s: nothing missed (%d lines read)", self._queue_log,
-                     len(chunk.entries))
+            log.info("backfill from %s: nothing missed (%d caller lines read, %.0f ms)",
+                     self._queue_log, len(chunk.entries), (time.monotonic() - began) * 1000)
         return plan
 
     async def advance(self) -> Cursor | None:
