@@ -1,7 +1,8 @@
 #!/bin/sh
 # Lays out the instance directory asterisk-conf/asterisk.conf names (/srv/siaga112/site) and
 # runs Asterisk in the foreground. etc/ (rendered configuration), lib/ (astdb), spool/
-# (recordings) and data/sounds/siaga112/ (prompts) are volumes; the rest is made here.
+# (recordings), log/ (the queue_log the line reads) and data/sounds/siaga112/ (prompts) are
+# volumes; the rest is made here.
 set -eu
 site=/srv/siaga112/site
 conf="$site/etc/asterisk.conf"

@@ -48,6 +48,7 @@ from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
 from telephony.callbacks.service import CallbackConfig, CallbackService
 from telephony.calls.archive import CallArchive
+from telephony.calls.history import CallHistory, HistoryCollector
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
@@ -328,6 +329,20 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         yield await start_line(settings, stack)
 
 
+def backfill_from_asterisk(settings: Settings, stack: contextlib.AsyncExitStack, *,
+                           database: Database, repository: CallRepository,
+                           listener: AmiListener, metrics: LineMetrics) -> None:
+    """Every resync first records the calls Asterisk's queue_log holds that the line missed
+    (it was down), and the metrics count them and the recordings no call owns."""
+    history = CallHistory.from_settings(settings, database, repository,
+                                        AsteriskSite.from_settings(settings).monitor_dir)
+    listener.backfill_from(history)
+    in_background(stack, history.run_advancer(), "queue-log-cursor")
+    figures = HistoryCollector(history)
+    metrics.add(figures)
+    metrics.add_refresher("backfill", figures.refresh)
+
+
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
     """Start the line's parts, each registering its stop on ``stack``."""
     database = Database(settings, prepare=schema_preparation(settings))
@@ -353,6 +368,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                                      interval=settings.vanish_check_seconds,
                                      retry=settings.db_retry_seconds).run(), "vanish-check")
     metrics = LineMetrics()
+    backfill_from_asterisk(settings, stack, database=database, repository=repository,
+                           listener=listener, metrics=metrics)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     in_background(stack, recorder.run_flusher(), "spool-flusher")
     # Recording happens in Asterisk; this only pairs, processes and stores the files.

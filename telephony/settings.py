@@ -96,6 +96,9 @@ class Settings:
     # None: the lab instance's, so a checkout needs no setting; a real site sets both.
     asterisk_etc_dir: Path | None = None
     asterisk_sounds_dir: Path | None = None
+    # Asterisk's queue_log (logger.conf), read to backfill the calls made while the line was
+    # down (telephony/calls/history.py). None: the lab instance's log/queue_log.
+    asterisk_queue_log: Path | None = None
 
     # FastAGI: Asterisk connects to us. Loopback only unless an operator says otherwise.
     agi_host: str = "127.0.0.1"

@@ -59,6 +59,8 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.ami.channels", DOMAIN),  # live channels over the AMI port (no I/O of its own)
     ("telephony.ami.originate", DOMAIN),  # what an Originate reports back
     ("telephony.calls.facts", DOMAIN),
+    ("telephony.calls.backfill", DOMAIN),  # calls rebuilt from Asterisk's queue_log (rules)
+    ("telephony.asterisk.queue_log", DOMAIN),  # the queue_log's lines and cursor (pure)
     ("telephony.calls.legs", DOMAIN),  # legs the line places: kinds, outcomes
     ("telephony.calls.ids", DOMAIN),
     ("telephony.calls.shifts", DOMAIN),
@@ -118,6 +120,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.calls.archive", ADAPTERS),
     ("telephony.calls.recorder", ADAPTERS),
     ("telephony.calls.outage_store", ADAPTERS),  # SQL of outages and cut calls
+    ("telephony.calls.history", ADAPTERS),  # the backfill's reading and writing
     ("telephony.calls.spool", ADAPTERS),
     ("telephony.accounts.passwords", ADAPTERS),  # hashes in a thread
     ("telephony.admin.asterisk", ADAPTERS),

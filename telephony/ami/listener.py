@@ -36,6 +36,7 @@ from panoramisk.message import Message
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiProtocol
 from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
+from telephony.calls.backfill import Backfill, History
 from telephony.calls.backlog import DEFAULT_BOUND, FactBacklog
 from telephony.calls.facts import CallFact
 from telephony.calls.outages import OutageWatch
@@ -61,6 +62,7 @@ IVR_VARIABLES = (
 )
 MAX_BATCH_FACTS = 500  # one transaction's worth when a backlog is recorded
 BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple
+HISTORY_TIMEOUT = 60.0  # seconds a resync's backfill may take (a 16 MB read at most)
 TRACK_CHUNK = 200  # events tracked before the observers hear of them and others get the loop
 
 
@@ -260,6 +262,12 @@ class AmiListener:
         self._settings = settings
         self._outages = OutageWatch()  # what an Asterisk restart or crash cuts
         self._heard = 0.0  # wall clock of the last event or Ping answer on the AMI session
+        # Asterisk's own log of the calls (queue_log): read on every resync for what the line
+        # missed while it was away (telephony/calls/backfill.py); see backfill_from.
+        self._history: History | None = None
+        # The last resync could not read the store (open calls, or the backfill's check of what
+        # it holds): the vanish watch asks for another once the store answers (vanish.py).
+        self._resync_incomplete = False
         self._sink = sink
         self._tracker = tracker if tracker is not None else CallTracker()
         self._action_timeout = action_timeout
@@ -375,6 +383,11 @@ class AmiListener:
         """Also tell ``observer`` every batch of facts as soon as it is tracked (before the
         sink has it), and every resync."""
         self._observers.append(observer)
+
+    def backfill_from(self, history: History) -> None:
+        """On every resync, first record what ``history`` (Asterisk's queue_log) holds that
+        the line missed; its instants replace the resync's estimates (call it before start)."""
+        self._history = history
 
     def after_persisted(self, hook: Callable[[Sequence[CallFact]], None]) -> None:
         """Also call ``hook`` with every batch once the sink has recorded (or spooled) it, for
@@ -631,6 +644,8 @@ class AmiListener:
         except AmiActionError as exc:
             self._resync_failed(exc)
             return
+        self._resync_incomplete = False
+        backfill = await self._catch_up(channels)
         try:
             async with asyncio.timeout(self._action_timeout):
                 # What was tracked before is in the store first, as when the consumer wrote it
@@ -642,15 +657,22 @@ class AmiListener:
                 "could not read open calls from the store (%s); resyncing from memory only", exc
             )
             open_ids = set()
+            self._resync_incomplete = True
         outcome = self._tracker.resync(queues, channels, status, open_ids)
         for rejected in outcome.rejected:
             logger.warning("resync: %s", rejected)
-        self._hand_over(outcome.facts)
+        self._hand_over(outcome.facts if backfill is None else backfill.amend(outcome.facts))
         self._resynced(outcome.queues)
         logger.info(
             "AMI resync: %d live calls, %d facts", len(self._tracker.live_calls), len(outcome.facts)
         )
         self._ready.set()
+
+    @property
+    def resync_incomplete(self) -> bool:
+        """The last resync could not read the store: what it restores from the store's side
+        (calls to close as vanished, calls to backfill from the queue_log) waits for another."""
+        return self._resync_incomplete
 
     def request_resync(self) -> None:
         """Resync from Asterisk's snapshots before the events received from now on (what
@@ -671,6 +693,22 @@ class AmiListener:
                            "as vanished", len(outcome.facts))
         self._hand_over(outcome.facts)
         return len(outcome.facts)
+
+    async def _catch_up(self, channels: Sequence[Message]) -> Backfill | None:
+        """Backfill what Asterisk logged while we were away, once what was tracked before is
+        in the store (the backfill leaves out what the store holds). Never fatal: the tracking
+        goes on without it, and the next resync reads the log from the same point."""
+        if self._history is None:
+            return None
+        try:
+            async with asyncio.timeout(HISTORY_TIMEOUT):
+                await self._idle.wait()
+                return await self._history.catch_up(channels)
+        except Exception:
+            logger.exception("backfill from Asterisk's queue_log failed; the next resync "
+                             "tries again")
+            self._resync_incomplete = True
+            return None
 
     def _resync_failed(self, exc: AmiActionError) -> None:
         manager = self._manager

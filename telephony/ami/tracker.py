@@ -38,6 +38,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from telephony.calls.backfill import arrival_of
 from telephony.calls.facts import (
     AsteriskBooted,
     AsteriskShutdown,
@@ -254,6 +255,14 @@ def _ivr_variable(name: str) -> str | None:
     if not bare.startswith(IVR_PREFIX):
         return None
     return bare[len(IVR_PREFIX) :].lower()
+
+
+def _resync_instant(uid: str, now: datetime) -> datetime:
+    """The instant of what a resync restores about a call: its arrival (the Uniqueid's epoch),
+    the same at every resync, so that restoring it again is the same fact (a no-op to the
+    store); ``now`` only for an id that carries no epoch."""
+    arrival = arrival_of(uid)
+    return arrival if arrival is not None and arrival <= now else now
 
 
 class CallTracker:
@@ -565,7 +574,8 @@ class CallTracker:
             held = self._held.pop(uid, {})
             held.update(variables.get(uid, []))
             if held:
-                outcome.facts.append(IvrVariablesSet(uid, tuple(held.items()), now))
+                outcome.facts.append(IvrVariablesSet(uid, tuple(held.items()),
+                                                     _resync_instant(uid, now)))
             callers[uid] = self._live.get(uid, set())
 
         if channels_whole:
@@ -686,6 +696,9 @@ class CallTracker:
         if duration is not None:
             hours, minutes, seconds = (int(part) for part in duration.groups())
             age = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+        arrival = arrival_of(uid)
+        if arrival is None or arrival > now:
+            arrival = now - age  # not an Asterisk Uniqueid (or a clock gone back): as before
         started = CallStarted(
             call_id=uid,
             linked_id=linked,
@@ -693,7 +706,7 @@ class CallTracker:
             caller_number=_caller_id(chan.text("CallerIDNum")),
             caller_name=_caller_id(chan.text("CallerIDName")),
             line=line,
-            at=now - age,
+            at=arrival,
         )
         return uid, started
 

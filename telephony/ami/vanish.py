@@ -8,7 +8,9 @@ missed would stay open for good. :class:`VanishWatch` therefore asks again: ever
 can (so within ``retry`` of the database coming back). Asterisk is asked only when the store
 has open calls, after the store (a call it lists had started before Asterisk's answer, so if
 Asterisk no longer has it, it ended). The listener decides, in order with the events it
-tracks (:meth:`~telephony.ami.listener.AmiListener.vanish_check`).
+tracks (:meth:`~telephony.ami.listener.AmiListener.vanish_check`). When the last resync could
+not read the store at all, the watch asks for a whole resync instead, once the store answers:
+that also runs the backfill from the queue_log the failed one skipped (telephony/calls/backfill.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ class VanishCheckPort(Protocol):
                      ) -> int:
         """Close as vanished the open calls ``channels`` no longer has; how many."""
 
+    @property
+    def resync_incomplete(self) -> bool:
+        """The last resync could not read the store."""
+
+    def request_resync(self) -> None:
+        """Resync from Asterisk's snapshots (and its queue_log) again."""
+
 
 class VanishWatch:
     """Runs the vanish check periodically, and as soon as the store answers again."""
@@ -50,6 +59,10 @@ class VanishWatch:
         open_ids = await self._open_calls()
         if open_ids is None:
             return False
+        if self._listener.resync_incomplete:
+            log.info("the store answers again: resyncing from Asterisk")
+            self._listener.request_resync()
+            return True
         if not open_ids:
             return True
         try:

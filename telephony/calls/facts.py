@@ -162,6 +162,17 @@ class CallVanished:
 
 
 @dataclass(frozen=True)
+class CallBackfilled:
+    """The line did not see this call (or its end) happen: it was rebuilt from what Asterisk
+    logged (``telephony/calls/backfill.py``). ``at`` is the call's arrival, so that reading the
+    log again gives the same fact."""
+
+    kind: ClassVar[str] = "call_backfilled"
+    call_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class OperatorStateChanged:
     """A queue member's device state or pause changed (``QueueMemberStatus``/``...Pause``)."""
 
@@ -247,6 +258,7 @@ CallFact = (
     | QueueAbandoned
     | CallEnded
     | CallVanished
+    | CallBackfilled
     | OperatorStateChanged
     | LegProgressed
     | CallCut
@@ -269,6 +281,7 @@ FACT_TYPES: dict[str, type[CallFact]] = {
         QueueAbandoned,
         CallEnded,
         CallVanished,
+        CallBackfilled,
         OperatorStateChanged,
         LegProgressed,
         CallCut,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from telephony.calls.facts import (
+    CallBackfilled,
     CallEnded,
     CallFact,
     CallStarted,
@@ -262,7 +263,7 @@ class QueueFigures:
 
 # Facts whose projection first makes sure the call's row exists (as _ENSURE_CALL did per fact).
 _ENSURING = (CallStarted, IvrVariableSet, IvrVariablesSet, QueueJoined, QueueLeft,
-             OperatorAnswered, OperatorCompleted, QueueAbandoned, CallEnded)
+             OperatorAnswered, OperatorCompleted, QueueAbandoned, CallEnded, CallBackfilled)
 
 # The column names and types come from the fixed mapping above, never from an event.
 _IVR_SETS = "".join(
@@ -349,6 +350,7 @@ class _Batch:
         await self._operator_states(connection)
         await self._legs(connection)
         await write_outage_facts(connection, facts)  # cuts after the ends they amend
+        await self._backfilled(connection)
 
     def _of(self, kind: type[_F]) -> list[_F]:
         return [fact for fact in self.facts if isinstance(fact, kind)]
@@ -538,6 +540,13 @@ class _Batch:
             WHERE queue_members.since <= EXCLUDED.since
             """, [(f.operator, f.queue, f.state, f.paused, f.pause_reason, f.at)
                   for f in states])
+
+    async def _backfilled(self, connection: asyncpg.Connection) -> None:
+        # Only ever set: a call rebuilt from Asterisk's log stays marked as such.
+        await self._many(connection,
+            "UPDATE calls SET backfilled = true, updated_at = now() "
+            "WHERE call_id = $1 AND NOT backfilled",
+            [(f.call_id,) for f in self._of(CallBackfilled)])
 
     async def _legs(self, connection: asyncpg.Connection) -> None:
         await self._many(connection, LegRepository.PROGRESS, [

@@ -7,6 +7,7 @@ from telephony.calls.facts import (
     AsteriskBooted,
     AsteriskReturned,
     AsteriskShutdown,
+    CallBackfilled,
     CallCut,
     CallEnded,
     CallFact,
@@ -36,6 +37,7 @@ AT = datetime(2026, 11, 23, 3, 0, 1, 250000, tzinfo=UTC)
         AsteriskShutdown(True, AT),
         AsteriskBooted(12, AT),
         AsteriskReturned("crash", AT, AT, AT, 2, AT),
+        CallBackfilled("1796449111.57", AT),
     ],
 )
 def test_round_trip(fact: CallFact) -> None:
@@ -43,7 +45,7 @@ def test_round_trip(fact: CallFact) -> None:
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert len(FACT_TYPES) == 17
+    assert len(FACT_TYPES) == 18
 
 
 def test_a_fact_spooled_by_an_earlier_version_still_reads() -> None:

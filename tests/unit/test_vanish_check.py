@@ -66,6 +66,12 @@ class Port:
         self.asked = 0
         self.checked: list[set[str]] = []
         self.refuse = False
+        self.resync_incomplete = False
+        self.resyncs_requested = 0
+
+    def request_resync(self) -> None:
+        self.resyncs_requested += 1
+        self.resync_incomplete = False  # the listener's next resync reads the store
 
     async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
         assert action == {"Action": "CoreShowChannels"}
@@ -117,3 +123,15 @@ async def test_the_check_runs_soon_after_the_store_comes_back_then_periodically(
     finally:
         task.cancel()
         await asyncio.wait([task])
+
+
+async def test_a_resync_that_could_not_read_the_store_is_repeated_once_it_answers() -> None:
+    # serve started during a database outage: its resync neither closed missed hang-ups nor
+    # backfilled from the queue_log; a whole resync does both, so the watch asks for one.
+    port, store = Port(), Store()
+    port.resync_incomplete = True
+    watch = VanishWatch(port, store.open_calls, interval=60, retry=1)
+    assert not await watch.check() and port.resyncs_requested == 0  # the store is still away
+    store.open = {"6.1"}
+    assert await watch.check() and port.resyncs_requested == 1 and port.asked == 0
+    assert await watch.check() and port.resyncs_requested == 1 and port.checked == [{"6.1"}]

@@ -1,0 +1,177 @@
+"""Asterisk's ``queue_log``: what app_queue wrote about every caller, read back line by line.
+
+Asterisk writes one line per queue event to ``<astlogdir>/queue_log`` (logger.conf's
+``queue_log``), whether or not anything of ours is listening: it is the record of the calls
+that came and went while the line was down (``telephony/calls/backfill.py``).
+
+Format (app_queue's ``ast_queue_log``): ``epoch|callid|queue|agent|event|data1|data2|...``
+
+- ``epoch``: whole seconds, when app_queue wrote the line;
+- ``callid``: the caller channel's ``Uniqueid`` (``MANAGER``/``NONE``/``REALTIME`` on member
+  lines, which are not about a caller);
+- ``agent``: the member's name, which is its interface (``PJSIP/op1001``) unless QueueAdd
+  gave a ``MemberName`` (the desk gives the operator's display name), or ``NONE``;
+- the data fields of the events the backfill reads:
+
+  ENTERQUEUE       url|callerid|position
+  CONNECT          holdtime|bridged channel uniqueid|ringtime
+  COMPLETECALLER   holdtime|calltime|origposition   (the caller hung up)
+  COMPLETEAGENT    holdtime|calltime|origposition   (the operator hung up)
+  ABANDON          position|origposition|waittime
+  EXITWITHTIMEOUT  position|origposition|waittime   (the queue's max wait: next round)
+  EXITEMPTY        position|origposition|waittime
+  EXITWITHKEY      key|position|origposition|waittime
+  RINGNOANSWER     ringtime in milliseconds
+  BLINDTRANSFER    extension|context|holdtime|calltime|origposition
+  ATTENDEDTRANSFER method|target...|holdtime|calltime|origposition
+  SIAGALINE        line                             (our dialplan's QueueLog(), at arrival)
+
+The caller ID (ENTERQUEUE) is whatever the carrier sent and may itself contain ``|``: it is
+read as everything between the first and the last data field. The file is written by Asterisk
+from what callers send, so every line is checked: a line that is not of this shape is skipped
+with one clear reason (:class:`QueueLogLineError`), never guessed at.
+
+Pure: parsing only. Reading the file from a cursor, across rotations, is
+:func:`telephony.asterisk.queue_log_file.read_since`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from telephony.core.errors import SiagaError
+
+log = logging.getLogger("telephony.asterisk")
+
+MAX_LINE = 2048  # app_queue builds lines in a 1024-byte buffer (plus the caller's id)
+MAX_FIELD = 256
+MAX_LOGGED = 20  # bad lines logged one by one per read; beyond, only counted (a flood)
+
+_EPOCH = re.compile(r"[0-9]{9,11}")
+_CALL_ID = re.compile(r"(?:[A-Za-z0-9_-]{1,64}-)?[0-9]{9,11}\.[0-9]{1,9}")
+_NAME = re.compile(r"[A-Za-z0-9_./@:+-]{1,128}")
+_EVENT = re.compile(r"[A-Z_]{1,32}")
+_NUMBER = re.compile(r"[0-9]{1,9}")
+# Control, format and separator characters have no place in a stored caller id.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+class QueueLogLineError(SiagaError, ValueError):
+    """A queue_log line that is not of the expected shape; the message is one log-safe line."""
+
+
+@dataclass(frozen=True)
+class QueueLogEntry:
+    """One caller event of the queue_log (member lines are not kept)."""
+
+    epoch: int
+    call_id: str
+    queue: str
+    agent: str  # "" when NONE
+    event: str
+    data: tuple[str, ...]
+    offset: int = 0  # where the line starts in its file (for the cursor)
+
+    def number(self, index: int) -> int:
+        """The data field ``index`` (negative counts from the end) as a whole number."""
+        try:
+            value = self.data[index]
+        except IndexError:
+            raise QueueLogLineError(
+                f"{self.event} of {self.call_id}: data field {index} missing") from None
+        if not _NUMBER.fullmatch(value):
+            raise QueueLogLineError(
+                f"{self.event} of {self.call_id}: data field {index} is not a number: "
+                f"{value[:40]!r}")
+        return int(value)
+
+
+def _safe(text: str) -> str:
+    return repr(text[:80])
+
+
+def parse_line(raw: bytes, offset: int = 0) -> QueueLogEntry | None:
+    """One line (without its newline) as an entry; ``None`` for a line about no caller
+    (member changes, ``QUEUESTART``...). Raises :class:`QueueLogLineError` for a line that is
+    not a queue_log line at all."""
+    if len(raw) > MAX_LINE:
+        raise QueueLogLineError(f"line at byte {offset} longer than {MAX_LINE} bytes")
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise QueueLogLineError(f"line at byte {offset} is not UTF-8") from None
+    line = line.removesuffix("\r")
+    fields = line.split("|")
+    if len(fields) < 5:
+        raise QueueLogLineError(f"line at byte {offset} has {len(fields)} fields: {_safe(line)}")
+    epoch, call_id, queue, agent, event, *data = fields
+    if not _EPOCH.fullmatch(epoch):
+        raise QueueLogLineError(f"line at byte {offset}: epoch malformed: {_safe(epoch)}")
+    if not _EVENT.fullmatch(event):
+        raise QueueLogLineError(f"line at byte {offset}: event malformed: {_safe(event)}")
+    if not _CALL_ID.fullmatch(call_id):
+        if call_id in ("MANAGER", "NONE", "REALTIME", "CLI", "NULL"):
+            return None  # a member or queue line
+        raise QueueLogLineError(f"line at byte {offset}: call id malformed: {_safe(call_id)}")
+    if not _NAME.fullmatch(queue):
+        raise QueueLogLineError(f"line at byte {offset}: queue malformed: {_safe(queue)}")
+    # The agent is the member's name (QueueAdd's MemberName: the operator's display name,
+    # spaces and all), which defaults to the interface.
+    if not agent or len(agent) > MAX_FIELD or _UNSAFE.search(agent) or not agent.strip():
+        raise QueueLogLineError(f"line at byte {offset}: agent malformed: {_safe(agent)}")
+    if any(len(value) > MAX_FIELD or _UNSAFE.search(value) for value in data):
+        raise QueueLogLineError(f"line at byte {offset}: a data field is unsafe: {_safe(line)}")
+    return QueueLogEntry(int(epoch), call_id, queue, "" if agent == "NONE" else agent, event,
+                         tuple(data), offset)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the last catch-up stopped: the file (by inode, which a rotation keeps) and the
+    byte after the last whole line read."""
+
+    inode: int
+    offset: int
+
+
+@dataclass
+class Chunk:
+    """What one read found: the entries, each with its file's inode, and where it stopped."""
+
+    entries: list[tuple[int, QueueLogEntry]]
+    end: Cursor
+    skipped: int = 0  # hostile or broken lines, each logged once
+    lost: bool = False  # the cursor's file was gone (rotated away): lines may be missing
+    more: bool = False  # the read budget ran out: the log goes on beyond ``end``
+
+
+def _lines(data: bytes, base: int) -> Iterator[tuple[bytes, int]]:
+    """Whole lines of ``data`` (a trailing partial line is left for later), with offsets."""
+    start = 0
+    while True:
+        end = data.find(b"\n", start)
+        if end < 0:
+            return
+        yield data[start:end], base + start
+        start = end + 1
+
+
+def parse_chunk(data: bytes, base: int, inode: int, chunk: Chunk) -> None:
+    """Parse whole lines into ``chunk``; each bad line is logged once and skipped."""
+    for raw, offset in _lines(data, base):
+        if not raw.strip():
+            continue
+        try:
+            entry = parse_line(raw, offset)
+        except QueueLogLineError as exc:
+            chunk.skipped += 1
+            if chunk.skipped <= MAX_LOGGED:
+                log.warning("queue_log: skipped: %s", exc)
+            elif chunk.skipped == MAX_LOGGED + 1:
+                log.warning("queue_log: more lines skipped; only their count is reported")
+            continue
+        if entry is not None:
+            chunk.entries.append((inode, entry))

@@ -1,0 +1,325 @@
+"""Calls the line did not see, rebuilt from what Asterisk kept (its ``queue_log``).
+
+Pure rules; :mod:`telephony.calls.history` does the reading and writing.
+
+Why: a call that begins and ends while ``serve`` is down (a crash, an upgrade, a restart)
+produces no AMI event anyone hears, but app_queue logged it, and the dialplan logs the line
+the caller dialled there too (``QueueLog(...,SIAGALINE,<line>)``, extensions.conf). On every
+start and resync of the AMI session the listener hands this module the caller events logged
+since its cursor, the live callers (``CoreShowChannels``) and what the database already holds
+of each call; :func:`plan_backfill` answers with facts:
+
+- a call that is no longer live and that the database does not hold (or holds open): its
+  story as the facts the AMI tracker would have given (``CallStarted`` at the Uniqueid's epoch,
+  ``QueueJoined``/``OperatorRung``/``OperatorAnswered``/``OperatorCompleted``/
+  ``QueueAbandoned``/``QueueLeft`` at the log's epochs), its end as ``CallVanished`` at its
+  last logged instant (the hang-up itself was never seen: its cause is unknown), and
+  :class:`~telephony.calls.facts.CallBackfilled`. These are written at once.
+- a call still live: the same story without its start and end (the resync's ``CallStarted``
+  from ``CoreShowChannels`` knows its channel and caller name), handed to the listener to
+  follow the resync's facts. The resync's own ``QueueJoined`` (``now - Wait``, a different
+  instant at every resync) is then dropped for every join the log knows (:meth:`Backfill.amend`).
+
+Every instant is a whole second from the log or the Uniqueid, so the facts are the same at
+every reading and the store's content keys make a replay a no-op. Facts of a kind (and queue,
+operator) the database already holds for the call are left out: a call the line followed
+live until it crashed gets only what it missed, never a second copy at another instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from telephony.asterisk.queue_log import Cursor, QueueLogEntry, QueueLogLineError
+from telephony.calls.facts import (
+    CallBackfilled,
+    CallFact,
+    CallStarted,
+    CallVanished,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorRung,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+)
+
+log = logging.getLogger("telephony.calls.backfill")
+
+LINES = ("112", "119")
+LINE_EVENT = "SIAGALINE"  # extensions.conf, [from-carrier]
+MAX_PIN = timedelta(hours=12)  # a live call older than this no longer holds the cursor back
+MAX_CALLER = 80
+
+# <epoch>.<seq>, or <systemname>-<epoch>.<seq> when asterisk.conf sets systemname.
+_UNIQUEID = re.compile(r"(?:[A-Za-z0-9_-]{1,64}-)?([0-9]{9,11})\.[0-9]{1,9}")
+_ENDED_BY = {"COMPLETECALLER": "caller", "COMPLETEAGENT": "agent"}
+_TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER")
+_FINAL = frozenset({*_ENDED_BY, *_TRANSFERS, "ABANDON"})
+_EXITS = {"EXITWITHTIMEOUT": 0, "EXITEMPTY": 0, "EXITWITHKEY": 1}  # -> index of the position
+
+
+def arrival_of(call_id: str) -> datetime | None:
+    """When the caller's channel was created: the epoch in its Uniqueid (whole seconds, so
+    never after anything Asterisk stamped later); ``None`` if it is not a Uniqueid."""
+    match = _UNIQUEID.fullmatch(call_id)
+    if match is None:
+        return None
+    return datetime.fromtimestamp(int(match.group(1)), UTC)
+
+
+def _at(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the database holds of a call: whether it ended, and which facts it has, as
+    (kind, queue, operator) with "" for a field the fact has not."""
+
+    ended: bool
+    facts: frozenset[tuple[str, str, str]] = frozenset()
+
+
+def fact_slot(fact: CallFact) -> tuple[str, str, str]:
+    """The (kind, queue, operator) a fact fills for its call (see :class:`Recorded`)."""
+    return (fact.kind, str(getattr(fact, "queue", "")), str(getattr(fact, "operator", "")))
+
+
+@dataclass
+class Story:
+    """One caller's events in the log, as facts (start and end apart)."""
+
+    call_id: str
+    first_epoch: int
+    last_epoch: int
+    first: tuple[int, int]  # (inode, offset) of its first line: where a pinned cursor goes
+    line: str = ""
+    caller: str = ""
+    facts: list[CallFact] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)  # queue -> position joined at
+    over: bool = False  # a final event was logged: completed, abandoned or transferred
+
+
+def _story_fact(
+    story: Story, entry: QueueLogEntry, members: Mapping[str, str]
+) -> list[CallFact]:
+    """The facts one log entry adds to its caller's story (raises QueueLogLineError)."""
+    uid, queue, at = entry.call_id, entry.queue, _at(entry.epoch)
+    # app_queue logs the member's name; the line names operators by their interface.
+    agent = members.get(entry.agent, entry.agent)
+    event = entry.event
+    if event == LINE_EVENT:
+        line = entry.data[0] if entry.data else ""
+        if line not in LINES:
+            raise QueueLogLineError(f"{event} of {uid}: not a line: {line[:20]!r}")
+        story.line = story.line or line
+        return []
+    if event == "ENTERQUEUE":
+        position = entry.number(-1)
+        # url|callerid|position: a caller id with "|" in it spans the middle fields.
+        caller = "|".join(entry.data[1:-1])[:MAX_CALLER]
+        story.caller = story.caller or caller
+        story.positions.setdefault(queue, position)
+        return [QueueJoined(uid, queue, position, at)]
+    if not agent and event in ("CONNECT", "RINGNOANSWER", *_ENDED_BY, *_TRANSFERS):
+        raise QueueLogLineError(f"{event} of {uid}: no member named")
+    if event == "RINGNOANSWER":
+        rung = at - timedelta(seconds=entry.number(0) // 1000)
+        return [OperatorRung(uid, queue, agent, rung)]
+    if event == "CONNECT":
+        wait, ring = entry.number(0), entry.number(2)
+        # queue_log does not say which position the caller left from: the one it joined at.
+        left = story.positions.get(queue, 1)
+        return [OperatorRung(uid, queue, agent, at - timedelta(seconds=ring)),
+                QueueLeft(uid, queue, left, at),
+                OperatorAnswered(uid, queue, agent, wait, ring, at)]
+    if event in _ENDED_BY:
+        return [OperatorCompleted(uid, queue, agent, entry.number(0), entry.number(1),
+                                  _ENDED_BY[event], at)]
+    if event in _TRANSFERS:
+        return [OperatorCompleted(uid, queue, agent, entry.number(-3), entry.number(-2),
+                                  "transfer", at)]
+    if event == "ABANDON":
+        return [QueueAbandoned(uid, queue, entry.number(1), entry.number(0), entry.number(2),
+                               at)]
+    if event in _EXITS:
+        return [QueueLeft(uid, queue, entry.number(_EXITS[event]), at)]
+    return []  # RINGCANCELED, SYSCOMPAT, custom events of others: nothing to record
+
+
+def stories(
+    entries: Sequence[tuple[int, QueueLogEntry]], members: Mapping[str, str] | None = None
+) -> tuple[dict[str, Story], int]:
+    """Each caller's story, in log order; and how many entries were refused (logged).
+    ``members`` maps a member name to its interface (see :func:`plan_backfill`)."""
+    found: dict[str, Story] = {}
+    refused = 0
+    for inode, entry in entries:
+        story = found.get(entry.call_id)
+        if story is None:
+            story = found[entry.call_id] = Story(entry.call_id, entry.epoch, entry.epoch,
+                                                 (inode, entry.offset))
+        try:
+            story.facts.extend(_story_fact(story, entry, members or {}))
+            story.over = story.over or entry.event in _FINAL
+        except QueueLogLineError as exc:
+            refused += 1
+            log.warning("queue_log: skipped: %s", exc)
+            continue
+        story.last_epoch = max(story.last_epoch, entry.epoch)
+    return found, refused
+
+
+@dataclass
+class Backfill:
+    """What a catch-up found: facts to write now (calls no longer live), facts of live calls
+    to follow the resync's, the joins the log knows, and where the next catch-up starts."""
+
+    written: list[CallFact] = field(default_factory=list)
+    live: list[CallFact] = field(default_factory=list)
+    joins: set[tuple[str, str]] = field(default_factory=set)  # (call id, queue)
+    backfilled: list[str] = field(default_factory=list)  # calls the line had not seen end
+    cursor: Cursor | None = None
+    refused: int = 0
+
+    def amend(self, resync_facts: Sequence[CallFact]) -> list[CallFact]:
+        """The resync's facts without the joins the log dates better, then the live calls'."""
+        kept = [fact for fact in resync_facts
+                if not (isinstance(fact, QueueJoined) and (fact.call_id, fact.queue) in self.joins)]
+        return kept + self.live
+
+
+def plan_backfill(
+    entries: Sequence[tuple[int, QueueLogEntry]],
+    *,
+    end: Cursor,
+    live: Collection[str],
+    recorded: Mapping[str, Recorded],
+    now: datetime,
+    members: Mapping[str, str] | None = None,
+    more: bool = False,
+) -> Backfill:
+    """The facts Asterisk's log adds to what the database holds (see the module's docstring).
+
+    ``members``: member name -> interface, for the operators whose desk joined the queues
+    under their display name (app_queue logs that name, not the interface); a name not in it
+    is kept as it was logged.
+
+    ``end`` is where the read stopped; the next cursor stays at the first line of the oldest
+    live call (younger than :data:`MAX_PIN`), whose story is not over and is read again.
+    ``more``: the read stopped before the end of the log (its budget ran out), so a call with
+    no final event (completed, abandoned, transferred) may have one beyond ``end``: it waits,
+    like a live call, for the next read.
+    """
+    found, refused = stories(entries, members)
+    plan = Backfill(refused=refused)
+    pin: tuple[int, int] | None = None
+    for uid, story in found.items():
+        have = recorded.get(uid)
+        missing = [fact for fact in story.facts
+                   if have is None or fact_slot(fact) not in have.facts]
+        plan.joins.update((uid, fact.queue) for fact in story.facts
+                          if isinstance(fact, QueueJoined))
+        arrival = arrival_of(uid) or _at(story.first_epoch)
+        if more and uid not in live and not story.over:
+            if now - _at(story.first_epoch) < MAX_PIN and (pin is None or story.first < pin):
+                pin = story.first
+            continue
+        if uid in live:
+            plan.live.extend(missing)
+            if have is None:
+                plan.live.append(CallBackfilled(uid, arrival))
+            if now - _at(story.first_epoch) < MAX_PIN and (pin is None or story.first < pin):
+                pin = story.first
+            continue
+        if have is not None and have.ended:
+            continue  # the line saw it end: nothing was missed
+        if have is None:
+            plan.written.append(CallStarted(
+                call_id=uid, linked_id=uid, channel="", caller_number=_caller(story.caller),
+                caller_name="", line=story.line, at=arrival))
+        plan.written.extend(missing)
+        plan.written.append(CallVanished(uid, _at(story.last_epoch)))
+        plan.written.append(CallBackfilled(uid, arrival))
+        plan.backfilled.append(uid)
+    # A live call's first line may be in the rotated file: reading resumes there (by inode).
+    plan.cursor = Cursor(*pin) if pin is not None else end
+    return plan
+
+
+def settled_cursor(
+    entries: Sequence[tuple[int, QueueLogEntry]],
+    *,
+    end: Cursor,
+    ended: Collection[str],
+    now: datetime,
+) -> Cursor:
+    """Where the cursor may move while the line runs: past every call the database holds as
+    ended, and no further than the first line of any other call (live, its end still on its
+    way to the database, or missed altogether: the next resync's catch-up needs its lines),
+    unless that line is older than :data:`MAX_PIN`. Moving it keeps the next catch-up short;
+    it writes nothing, so it cannot duplicate what the listener is writing."""
+    pin: tuple[int, int] | None = None
+    for inode, entry in entries:
+        if entry.call_id in ended or now - _at(entry.epoch) >= MAX_PIN:
+            continue
+        pin = (inode, entry.offset)
+        break  # entries are in log order: the first unsettled line is the earliest
+    return Cursor(*pin) if pin is not None else end
+
+
+def member_interfaces(accounts: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Member name -> interface from (interface, member name) pairs of the operator accounts;
+    a name two interfaces share says nothing and is left out, as is a name that is itself
+    some interface."""
+    found: dict[str, str] = {}
+    shared: set[str] = set()
+    interfaces = {interface for interface, _ in accounts}
+    for interface, name in accounts:
+        if not name or name in interfaces:
+            continue
+        if found.setdefault(name, interface) != interface:
+            shared.add(name)
+    return {name: interface for name, interface in found.items() if name not in shared}
+
+
+def _caller(raw: str) -> str:
+    # Asterisk logs an absent caller ID as "" or "unknown"; the tracker stores "" for it.
+    return "" if raw in ("unknown", "<unknown>") else raw
+
+
+def caller_channels(channels: Sequence[Mapping[str, str | list[str]]]) -> tuple[set[str], bool]:
+    """The caller legs' Uniqueids in a ``CoreShowChannels`` reply, and whether the reply is
+    provably whole (its ``ListItems`` count matches): only a whole list may say a call is over.
+    """
+    live: set[str] = set()
+    items = 0
+    whole = False
+    for raw in channels:
+        event = {key.lower(): value for key, value in raw.items()}
+        name = str(event.get("event", "")).lower()
+        if name == "coreshowchannel":
+            items += 1
+            uid, linked = event.get("uniqueid"), event.get("linkedid")
+            if isinstance(uid, str) and uid == linked:
+                live.add(uid)
+        elif name == "coreshowchannelscomplete":
+            whole = str(event.get("listitems", "")) == str(items)
+    return live, whole
+
+
+class History(Protocol):
+    """What the AMI listener asks on every start and resync (``telephony.calls.history``)."""
+
+    async def catch_up(
+        self, channels: Sequence[Mapping[str, str | list[str]]]
+    ) -> Backfill | None:
+        """Record the calls Asterisk logged that the line missed; ``None`` when it could not
+        (the log or the database unreadable: the next resync tries again from the same point).
+        """

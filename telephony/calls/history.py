@@ -1,0 +1,278 @@
+"""The backfill's I/O: read Asterisk's queue_log from the cursor, ask the database what it
+holds, write the missed calls with the new cursor in one transaction, and report recordings
+that no call owns. The rules are :mod:`telephony.calls.backfill`'s.
+
+Where the log is: ``Settings.asterisk_queue_log``, else the lab instance's
+``log/queue_log`` (the docker site mounts Asterisk's log directory read-only into the line's
+container, docker/docker-compose.yml).
+
+Recordings without a call: a ``<uniqueid>.wav`` in Asterisk's monitor directory, older than
+:data:`ORPHAN_AFTER`, whose call has no row. The recordings worker only pairs files with calls
+it knows, so such a file would lie there for good. After each catch-up (and at each metrics
+scrape) they are counted: one warning line names a few, and the gauge
+``siaga112_recordings_without_call`` lets an alarm rule see them. A log line and a metric,
+not an admin page: the engineers who can act on a file in Asterisk's spool read those, and a
+list of unpaired caller recordings has no place in the admins' console (admins see no caller
+data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from recordings.files import incoming_sources
+from telephony.asterisk.queue_log import Cursor
+from telephony.asterisk.queue_log_file import read_since
+from telephony.asterisk.site import lab_instance_dir
+from telephony.calls.backfill import (
+    Backfill,
+    Recorded,
+    caller_channels,
+    member_interfaces,
+    plan_backfill,
+    settled_cursor,
+)
+from telephony.calls.store import CallRepository
+from telephony.core.loops import run_passes
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.settings import Settings
+
+log = logging.getLogger("telephony.calls.history")
+
+SOURCE = "queue_log"
+ADVANCE_SECONDS = 300.0  # how often the cursor moves past calls recorded live
+ORPHAN_AFTER = 600.0  # seconds: a file this old whose call has no row is reported
+ORPHANS_NAMED = 5  # ids named in the warning line
+
+
+def queue_log_path(settings: Settings) -> Path:
+    """Asterisk's queue_log as this host sees it."""
+    if settings.asterisk_queue_log is not None:
+        return settings.asterisk_queue_log
+    return settings.lab_rootfs / lab_instance_dir(settings).lstrip("/") / "log" / "queue_log"
+
+
+async def _cursor(connection: asyncpg.Connection) -> Cursor | None:
+    row = await connection.fetchrow(
+        'SELECT inode, "offset" FROM asterisk_log_cursors WHERE source = $1', SOURCE)
+    return Cursor(row["inode"], row["offset"]) if row is not None else None
+
+
+async def _save_cursor(connection: asyncpg.Connection, cursor: Cursor) -> None:
+    await connection.execute(
+        """
+        INSERT INTO asterisk_log_cursors (source, inode, "offset") VALUES ($1, $2, $3)
+        ON CONFLICT (source) DO UPDATE SET inode = EXCLUDED.inode, "offset" = EXCLUDED."offset",
+                                           updated_at = now()
+        """, SOURCE, cursor.inode, cursor.offset)
+
+
+async def recorded_calls(
+    connection: asyncpg.Connection, call_ids: Sequence[str]
+) -> dict[str, Recorded]:
+    """What the database holds of these calls (see :class:`Recorded`)."""
+    rows = await connection.fetch(
+        """
+        SELECT c.call_id, c.ended_at IS NOT NULL AS ended,
+               array_agg(ARRAY[e.kind, COALESCE(e.body ->> 'queue', ''),
+                               COALESCE(e.body ->> 'operator', '')])
+                   FILTER (WHERE e.kind IS NOT NULL) AS facts
+        FROM calls c LEFT JOIN call_events e USING (call_id)
+        WHERE c.call_id = ANY($1::text[])
+        GROUP BY c.call_id, c.ended_at
+        """, list(call_ids))
+    return {row["call_id"]: Recorded(row["ended"], frozenset(
+                (kind, queue, operator) for kind, queue, operator in row["facts"] or ()))
+            for row in rows}
+
+
+async def operator_members(connection: asyncpg.Connection) -> dict[str, str]:
+    """Member name -> interface: the desk joins an operator's queues under the account's
+    display name, or its user name (telephony/desks/service.py)."""
+    rows = await connection.fetch(
+        """
+        SELECT ao.operator, COALESCE(NULLIF(a.display_name, ''), a.username) AS name
+        FROM account_operators ao JOIN accounts a USING (account_id)
+        """)
+    return member_interfaces([(row["operator"], row["name"]) for row in rows])
+
+
+class CallHistory:
+    """The listener's :class:`~telephony.calls.backfill.History`: Asterisk's queue_log."""
+
+    def __init__(self, database: Database, repository: CallRepository, queue_log: Path,
+                 monitor_dir: Path) -> None:
+        self._database = database
+        self._repository = repository
+        self._queue_log = queue_log
+        self._monitor_dir = monitor_dir
+        self._lock = asyncio.Lock()
+        self.backfilled_total = 0  # calls backfilled since start
+        self.orphans: int | None = None  # recordings without a call at the last look
+        self._reported: frozenset[str] = frozenset()  # logged once, not at every scrape
+
+    @classmethod
+    def from_settings(cls, settings: Settings, database: Database,
+                      repository: CallRepository, monitor_dir: Path) -> CallHistory:
+        return cls(database, repository, queue_log_path(settings), monitor_dir)
+
+    async def catch_up(
+        self, channels: Sequence[Mapping[str, str | list[str]]]
+    ) -> Backfill | None:
+        live, whole = caller_channels(channels)
+        if not whole:
+            log.warning("backfill skipped: the channel list is not whole (a live call could "
+                        "be taken for ended); the next resync tries again")
+            return None
+        async with self._lock:
+            try:
+                plan = await self._catch_up(live)
+            except DatabaseUnavailable as exc:
+                log.warning("backfill skipped, the database is unavailable (%s); the next "
+                            "resync reads the queue_log from the same point", exc)
+                return None
+        if plan is not None:
+            await self.report_orphans()
+        return plan
+
+    async def _catch_up(self, live: set[str]) -> Backfill | None:
+        began = time.monotonic()
+        cursor = await self._database.run(_cursor)
+        chunk = await asyncio.to_thread(read_since, self._queue_log, cursor)
+        if chunk is None:
+            return None
+        call_ids = sorted({entry.call_id for _, entry in chunk.entries})
+        recorded: dict[str, Recorded] = {}
+        members: dict[str, str] = {}
+        if call_ids:
+            async def read(
+                connection: asyncpg.Connection,
+            ) -> tuple[dict[str, Recorded], dict[str, str]]:
+                return (await recorded_calls(connection, call_ids),
+                        await operator_members(connection))
+            recorded, members = await self._database.run(read)
+        now = datetime.now(UTC)
+        plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
+                             now=now, members=members, more=chunk.more)
+        if chunk.more and plan.cursor == cursor:
+            # Unfinished calls fill the whole read: waiting for their ends would never move
+            # on, so they are written as far as they go.
+            plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
+                                 now=now, members=members)
+        next_cursor = plan.cursor or chunk.end
+
+        async def write(connection: asyncpg.Connection) -> int:
+            async with connection.transaction():
+                new = await self._repository.apply(connection, plan.written)
+                await _save_cursor(connection, next_cursor)
+            return new
+
+        new = await self._database.run(write)
+        self.backfilled_total += len(plan.backfilled)
+        if plan.backfilled or chunk.skipped or plan.refused:
+            log.warning("backfill from %s: %d calls the line missed recorded (%d new facts: "
+                        "%s), %d live calls completed, %d lines skipped, in %.0f ms",
+                        self._queue_log, len(plan.backfilled), new,
+                        " ".join(plan.backfilled[:10]),
+                        len({getattr(f, "call_id", "") for f in plan.live}),
+                        chunk.skipped + plan.refused, (time.monotonic() - began) * 1000)
+        else:
+            log.info("backfill from %s: nothing missed (%d caller lines read, %.0f ms)",
+                     self._queue_log, len(chunk.entries), (time.monotonic() - began) * 1000)
+        return plan
+
+    async def advance(self) -> Cursor | None:
+        """Move the cursor past the calls the database holds as ended (see
+        :func:`~telephony.calls.backfill.settled_cursor`), so that a restart after weeks of
+        running reads only the last minutes of the log. ``None`` before the first catch-up."""
+        async with self._lock:
+            cursor = await self._database.run(_cursor)
+            if cursor is None:
+                return None
+            chunk = await asyncio.to_thread(read_since, self._queue_log, cursor)
+            if chunk is None:
+                return None
+            ended: set[str] = set()
+            call_ids = sorted({entry.call_id for _, entry in chunk.entries})
+            if call_ids:
+                async def read(connection: asyncpg.Connection) -> dict[str, Recorded]:
+                    return await recorded_calls(connection, call_ids)
+                ended = {uid for uid, seen in (await self._database.run(read)).items()
+                         if seen.ended}
+            moved = settled_cursor(chunk.entries, end=chunk.end, ended=ended,
+                                   now=datetime.now(UTC))
+            if moved != cursor:
+                async def save(connection: asyncpg.Connection) -> None:
+                    await _save_cursor(connection, moved)
+                await self._database.run(save)
+            return moved
+
+    async def run_advancer(self, every: float = ADVANCE_SECONDS) -> None:
+        """:meth:`advance` every ``every`` seconds, forever."""
+        await run_passes("queue_log cursor", self.advance, lambda: asyncio.sleep(every), log)
+
+    async def report_orphans(self) -> None:
+        """Count (and name a few of) the recordings whose call has no row."""
+        now = time.time()
+
+        def old_sources() -> list[str]:
+            found = []
+            for source in incoming_sources(self._monitor_dir):
+                try:
+                    mtime = (self._monitor_dir / f"{source.call_id}.wav").stat().st_mtime
+                except OSError:
+                    continue
+                if now - mtime >= ORPHAN_AFTER:
+                    found.append(source.call_id)
+            return sorted(set(found))
+
+        candidates = await asyncio.to_thread(old_sources)
+        if not candidates:
+            self.orphans = 0
+            return
+
+        async def known(connection: asyncpg.Connection) -> set[str]:
+            rows = await connection.fetch(
+                "SELECT call_id FROM calls WHERE call_id = ANY($1::text[])", candidates)
+            return {row["call_id"] for row in rows}
+
+        try:
+            have = await self._database.run(known)
+        except DatabaseUnavailable:
+            self.orphans = None
+            return
+        orphans = [call_id for call_id in candidates if call_id not in have]
+        self.orphans = len(orphans)
+        if orphans and not set(orphans) <= self._reported:
+            self._reported = frozenset(orphans)
+            log.warning("%d recordings in %s have no call (not in the database nor in the "
+                        "queue_log read): %s", len(orphans), self._monitor_dir,
+                        " ".join(orphans[:ORPHANS_NAMED]))
+
+
+class HistoryCollector:
+    """The backfill's figures for the metrics endpoint."""
+
+    def __init__(self, history: CallHistory) -> None:
+        self._history = history
+
+    async def refresh(self) -> None:
+        await self._history.report_orphans()
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily("siaga112_calls_backfilled",
+                                "Calls rebuilt from Asterisk's queue_log since the line started",
+                                value=self._history.backfilled_total)
+        if self._history.orphans is not None:
+            yield GaugeMetricFamily("siaga112_recordings_without_call",
+                                    "Recording files in Asterisk's monitor directory older "
+                                    "than 10 minutes whose call the database does not know",
+                                    value=self._history.orphans)

@@ -1,0 +1,228 @@
+"""Calls made while ``serve`` is down are rebuilt from Asterisk's queue_log (issue 13 items 1
+and 2), in the real lab: the line is stopped, sipp callers reach a sipp operator (the IVR
+being down, they fail open to the line's queue), and the line started again must hold each
+call whole, marked backfilled, its recording paired and its incident opened; a call still
+talking when the line starts gets its arrival from its Uniqueid and its queue and wait from
+the log; starting again adds nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ivr.menu import load_menu
+from telephony.accounts.passwords import PasswordHasher
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.app import Line, running_line
+from telephony.asterisk.queue_log import parse_line
+from telephony.calls.history import queue_log_path
+from telephony.desks.operators import OperatorDesk
+from telephony.desks.service import assign_desk
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
+from telephony.settings import Settings
+from tests.e2e.harness import unique_caller
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.e2e
+
+BASE = Settings(
+    lab_instance="backfill-test",
+    sip_port=49260,
+    ami_port=49238,
+    agi_port=49273,
+    lab_operator_sip_port=49270,
+    carrier_sip_port=49280,
+    rtp_port_start=49300,
+    rtp_port_end=49799,
+    http_port=0,
+    lab_operators=4,
+    queue_max_wait=60,
+    queue_wrapup_seconds=0,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    recordings_settle_seconds=1.0,
+)
+OPERATOR = "PJSIP/op1001"
+SKILLS = {"general": 5, "medical": 5}
+
+
+@pytest.fixture(scope="module")
+def base_settings() -> Settings:
+    return BASE
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Line]:
+    """``serve``, up until the block ends (then down: no AMI session, no FastAGI)."""
+    async with running_line(settings) as line:
+        async with asyncio.timeout(30):
+            await line.listener.wait_ready()  # the first resync, and its backfill, are done
+        yield line
+
+
+async def settled(line: Line) -> None:
+    """The resync's facts are in the database (the listener's backlog is empty)."""
+    async def empty() -> bool | None:
+        return True if line.listener.facts_waiting == 0 else None
+    await eventually("the listener's backlog written", empty, within=10)
+
+
+async def place(settings: Settings, caller_id: str, number: str, stay: float) -> sipp.SippResult:
+    async with sipp.caller(settings.sip_host, settings.sip_port, number, caller_id=caller_id,
+                           talk_seconds=stay, audio=True) as caller:
+        return await caller.wait()
+
+
+async def row(line: Line, sql: str, *args: Any) -> asyncpg.Record | None:
+    async def work(connection: asyncpg.Connection) -> asyncpg.Record | None:
+        found: asyncpg.Record | None = await connection.fetchrow(sql, *args)
+        return found
+    return await line.database.run(work)
+
+
+async def events_of(line: Line, call_ids: list[str]) -> list[tuple[str, str, str]]:
+    async def work(connection: asyncpg.Connection) -> list[tuple[str, str, str]]:
+        rows = await connection.fetch(
+            "SELECT call_id, kind, dedupe_key FROM call_events WHERE call_id = ANY($1::text[])"
+            " ORDER BY event_id", call_ids)
+        return [(r["call_id"], r["kind"], r["dedupe_key"]) for r in rows]
+    return await line.database.run(work)
+
+
+async def logged(settings: Settings, caller_id: str, event: str) -> tuple[str, list[str]] | None:
+    """(call id, data) of the caller's ``event`` in the lab's queue_log, once it is there."""
+    try:
+        lines = queue_log_path(settings).read_bytes().splitlines()
+    except FileNotFoundError:
+        return None
+    entries = [e for raw in lines if (e := parse_line(raw)) is not None]
+    uid = next((e.call_id for e in entries
+                if e.event == "ENTERQUEUE" and caller_id in e.data), None)
+    if uid is None:
+        return None
+    return next(((uid, list(e.data)) for e in entries
+                 if e.call_id == uid and e.event == event), None)
+
+
+CALL = """SELECT c.*, (SELECT count(*) FROM calls) AS calls_total FROM calls c
+          WHERE caller_number = $1"""
+
+
+async def test_calls_made_while_serve_was_down_are_backfilled_whole(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    async with serving(settings) as line:
+        # A desk joins the queues under the account's display name, which is what app_queue
+        # then logs as the agent: the backfill must name the operator by the interface.
+        accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+        await accounts.create("siti", "operator", "kata-sandi-panjang-1", actor="test",
+                              display_name="Siti Aminah")
+        await assign_desk(line.database, load_menu(settings.menu_file), "siti", OPERATOR,
+                          SKILLS)
+        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+        queues = await desk.log_in(OPERATOR, SKILLS, "Siti Aminah")
+    # serve is down: Asterisk alone takes these calls; the operator stays in the queues.
+    callers = {unique_caller("0813"): "112", unique_caller("0813"): "119"}
+    try:
+        for caller_id, number in callers.items():
+            assert (await place(settings, caller_id, number, stay=3)).ok
+        async with serving(settings) as line:
+            records = {}
+            for caller_id, number in callers.items():
+                record = await row(line, CALL, caller_id)
+                assert record is not None, f"the call of {caller_id} was not backfilled"
+                records[caller_id] = record
+                assert record["backfilled"] is True
+                assert record["line"] == number
+                assert record["queue"] == ("emergency-general" if number == "112"
+                                           else "medical")
+                assert record["queue_position"] == 1
+                assert record["wait_seconds"] is not None and record["wait_seconds"] <= 3
+                assert record["operator"] == OPERATOR
+                assert record["answered_queue"] == record["queue"]
+                assert 2 <= record["talk_seconds"] <= 5
+                assert record["ended_at"] is not None
+                assert record["arrived_at"] <= record["answered_at"] <= record["ended_at"]
+                # The arrival is the Uniqueid's epoch: the channel's creation second.
+                epoch = int(record["call_id"].split(".")[0])
+                assert record["arrived_at"] == datetime.fromtimestamp(epoch, UTC)
+            ids = [r["call_id"] for r in records.values()]
+            for call_id in ids:
+                # Paired and stored by the recordings worker, as any ended call is ...
+                await eventually(f"the recording of {call_id}", functools.partial(
+                    row, line, "SELECT state FROM recordings WHERE call_id = $1 "
+                    "AND state = 'done'", call_id), within=60)
+                # ... and an incident opened, as for every answered emergency call.
+                await eventually(f"the incident of {call_id}", functools.partial(
+                    row, line, "SELECT incident_id FROM incident_calls WHERE call_id = $1",
+                    call_id), within=30)
+            before = await events_of(line, ids)
+            total = records[next(iter(callers))]["calls_total"]
+        # A second restart reads the log from its cursor: nothing new, nothing twice.
+        async with serving(settings) as line:
+            await settled(line)
+            assert await events_of(line, ids) == before
+            again = await row(line, "SELECT count(*) AS n FROM calls")
+            assert again is not None and again["n"] == total
+    finally:
+        async with serving(settings) as line:
+            await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_out(
+                OPERATOR, queues)
+
+
+async def test_a_call_talking_when_serve_starts_is_resynced_whole_and_only_once(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    async with serving(settings) as line:
+        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+        queues = await desk.log_in(OPERATOR, SKILLS)
+    caller_id = unique_caller("0814")
+    placed = asyncio.create_task(place(settings, caller_id, "112", stay=25))
+    try:
+        uid, connect = await eventually("the caller connected while serve is down",
+                                        lambda: logged(settings, caller_id, "CONNECT"),
+                                        within=20)
+        async with serving(settings) as line:
+            # The resync's facts (a live call's) go through the listener's backlog.
+            record = await eventually("the resynced call", lambda: row(
+                line, CALL + " AND wait_seconds IS NOT NULL", caller_id))
+            assert record["call_id"] == uid
+            assert record["ended_at"] is None  # still talking
+            epoch = int(uid.split(".")[0])
+            assert record["arrived_at"] == datetime.fromtimestamp(epoch, UTC)
+            assert (record["queue"], record["queue_position"]) == ("emergency-general", 1)
+            assert record["wait_seconds"] == int(connect[0])  # CONNECT's holdtime
+            assert record["operator"] == OPERATOR
+            assert record["arrived_at"] <= record["answered_at"]
+            assert record["backfilled"] is True
+            await settled(line)
+            before = await events_of(line, [uid])
+        for _ in range(2):
+            async with serving(settings) as line:
+                await settled(line)
+                assert await events_of(line, [uid]) == before
+        async with serving(settings) as line:
+            assert (await placed).ok
+            done = await eventually("the call's end", lambda: row(
+                line, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", uid))
+            assert done["hangup_cause"] == 16  # seen live this time
+            assert done["talk_seconds"] is not None and done["talk_seconds"] >= 20
+            await desk_log_out(line, settings, queues)
+    finally:
+        if not placed.done():
+            placed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await placed
+
+
+async def desk_log_out(line: Line, settings: Settings, queues: list[str]) -> None:
+    await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_out(OPERATOR, queues)

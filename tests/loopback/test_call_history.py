@@ -1,0 +1,179 @@
+"""The backfill's reading and writing (telephony/calls/history.py) on a real PostgreSQL: the
+queue_log from its cursor, the calls written with the cursor in one transaction, a replay that
+adds nothing, a log rotated between two catch-ups, and recordings that no call owns."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from telephony.calls.facts import CallStarted
+from telephony.calls.history import ORPHAN_AFTER, CallHistory
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRepository
+from telephony.db.connection import Database
+from telephony.settings import DEFAULT_SHIFTS
+
+UID = "1796449111.57"
+OTHER = "1796449120.60"
+ANSWERED = [
+    f"1796449111|{UID}|NONE|NONE|SIAGALINE|112",
+    f"1796449112|{UID}|emergency-general|NONE|ENTERQUEUE||0812555|1",
+    f"1796449115|{UID}|emergency-general|PJSIP/op1008|CONNECT|3|1796449112.58|2",
+    f"1796449119|{UID}|emergency-general|PJSIP/op1008|COMPLETECALLER|3|4|1",
+]
+ABANDONED = [
+    f"1796449121|{OTHER}|medical|NONE|ENTERQUEUE||0812666|1",
+    f"1796449130|{OTHER}|medical|NONE|ABANDON|1|1|9",
+]
+WHOLE_EMPTY = [{"Response": "Success", "EventList": "start"},
+               {"Event": "CoreShowChannelsComplete", "ListItems": "0"}]
+
+
+def append(path: Path, lines: list[str]) -> None:
+    with path.open("a") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+
+
+@pytest.fixture
+def repository() -> CallRepository:
+    return CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
+
+
+@pytest.fixture
+def history(database: Database, repository: CallRepository, tmp_path: Path) -> CallHistory:
+    (tmp_path / "monitor").mkdir()
+    return CallHistory(database, repository, tmp_path / "queue_log", tmp_path / "monitor")
+
+
+async def fetch(database: Database, sql: str) -> list[asyncpg.Record]:
+    async def work(connection: asyncpg.Connection) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await connection.fetch(sql)
+        return rows
+    return await database.run(work)
+
+
+async def test_calls_logged_after_the_cursor_are_written_once(
+    history: CallHistory, database: Database, tmp_path: Path
+) -> None:
+    log = tmp_path / "queue_log"
+    before_the_line = "1796449000|1796448999.1|fire|NONE|ENTERQUEUE||0811|1"
+    append(log, [before_the_line])
+    assert await history.catch_up(WHOLE_EMPTY) is not None  # first start: cursor at the end
+    append(log, ANSWERED)
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == [UID]
+    calls = await fetch(database, "SELECT * FROM calls")
+    assert [(c["call_id"], c["line"], c["caller_number"], c["queue"], c["queue_position"],
+             c["operator"], c["wait_seconds"], c["talk_seconds"], c["backfilled"])
+            for c in calls] == [
+        (UID, "112", "0812555", "emergency-general", 1, "PJSIP/op1008", 3, 4, True)]
+    assert calls[0]["ended_at"] is not None and calls[0]["vanished"]
+    events = await fetch(database, "SELECT dedupe_key FROM call_events ORDER BY event_id")
+    assert await history.catch_up(WHOLE_EMPTY) is not None  # nothing new: nothing written
+    # The same lines read again (a cursor saved late, say): nothing new either.
+    async def rewind(connection: asyncpg.Connection) -> None:
+        await connection.execute('UPDATE asterisk_log_cursors SET "offset" = $1',
+                                 len(before_the_line) + 1)
+    await database.run(rewind)
+    again = await history.catch_up(WHOLE_EMPTY)
+    assert again is not None and again.written == []
+    assert await fetch(database, "SELECT dedupe_key FROM call_events ORDER BY event_id") == events
+
+
+async def test_a_rotation_between_two_catch_ups_loses_nothing(
+    history: CallHistory, database: Database, tmp_path: Path
+) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    await history.catch_up(WHOLE_EMPTY)
+    append(log, ANSWERED[:2])
+    log.rename(tmp_path / "queue_log.1")  # logrotate, then Asterisk opens a new file
+    append(tmp_path / "queue_log.1", ANSWERED[2:])  # still written until "logger reload"
+    append(log, ABANDONED)
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and sorted(plan.backfilled) == [UID, OTHER]
+    rows = await fetch(database, "SELECT call_id, talk_seconds, abandon_wait_seconds FROM calls "
+                                 "ORDER BY call_id")
+    assert [tuple(r) for r in rows] == [(UID, 4, None), (OTHER, None, 9)]
+
+
+async def test_a_call_seen_live_until_a_crash_gets_only_what_it_missed(
+    history: CallHistory, database: Database, repository: CallRepository, tmp_path: Path
+) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    await history.catch_up(WHOLE_EMPTY)
+    started = CallStarted(UID, UID, "PJSIP/carrier-1", "0812555", "Budi", "112",
+                          datetime.fromisoformat(
+                              "2026-12-05T04:38:31.250+00:00"))
+
+    async def seen(connection: asyncpg.Connection) -> int:
+        return await repository.apply(connection, [started])
+    await database.run(seen)
+    append(log, ANSWERED)
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and not any(isinstance(f, CallStarted) for f in plan.written)
+    row = (await fetch(database, "SELECT * FROM calls"))[0]
+    # What the line saw is kept (the channel, the name, the precise arrival) ...
+    assert (row["channel"], row["caller_name"], row["arrived_at"]) == (
+        "PJSIP/carrier-1", "Budi", started.at)
+    # ... and what it missed is added.
+    assert (row["operator"], row["talk_seconds"], row["backfilled"]) == (
+        "PJSIP/op1008", 4, True)
+
+
+async def test_recordings_without_a_call_are_counted_and_named_once(
+    history: CallHistory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monitor = tmp_path / "monitor"
+    old = time.time() - ORPHAN_AFTER - 60
+    for name in ("1796440000.1.wav", "1796440000.2.wav", "notours.wav"):
+        (monitor / name).write_bytes(b"RIFF")
+        os.utime(monitor / name, (old, old))
+    (monitor / "1796449999.9.wav").write_bytes(b"RIFF")  # a call in progress: too young
+    with caplog.at_level(logging.WARNING):
+        await history.report_orphans()
+        await history.report_orphans()
+    assert history.orphans == 2
+    lines = [r.getMessage() for r in caplog.records if "have no call" in r.getMessage()]
+    assert len(lines) == 1 and "1796440000.1 1796440000.2" in lines[0]
+
+
+async def test_an_unwhole_channel_list_or_an_unreadable_log_changes_nothing(
+    history: CallHistory, database: Database, tmp_path: Path
+) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    await history.catch_up(WHOLE_EMPTY)
+    append(log, ANSWERED)
+    assert await history.catch_up(WHOLE_EMPTY[:1]) is None  # a live call could be missing
+    log.chmod(0)
+    if os.geteuid() != 0:  # root reads anything
+        assert await history.catch_up(WHOLE_EMPTY) is None
+    log.chmod(0o644)
+    assert await fetch(database, "SELECT call_id FROM calls") == []
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == [UID]
+
+
+async def test_the_cursor_advances_past_calls_recorded_live_only(
+    history: CallHistory, database: Database, tmp_path: Path
+) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    assert await history.advance() is None  # no catch-up yet: nothing to move
+    await history.catch_up(WHOLE_EMPTY)
+    append(log, ANSWERED)
+    held = await history.advance()  # not in the database: the next catch-up needs its lines
+    assert held is not None and held.offset == 0
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == [UID]
+    moved = await history.advance()
+    assert moved is not None and moved.offset == log.stat().st_size

@@ -1,0 +1,394 @@
+"""Asterisk's queue_log, read back (telephony/asterisk/queue_log.py, queue_log_file.py), and the
+pure rules that rebuild the calls the line missed from it (telephony/calls/backfill.py)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from telephony.ami.tracker import CallTracker
+from telephony.asterisk.queue_log import (
+    MAX_LOGGED,
+    Chunk,
+    Cursor,
+    QueueLogEntry,
+    QueueLogLineError,
+    parse_chunk,
+    parse_line,
+)
+from telephony.asterisk.queue_log_file import read_since
+from telephony.calls.backfill import (
+    Recorded,
+    arrival_of,
+    caller_channels,
+    fact_slot,
+    member_interfaces,
+    plan_backfill,
+    settled_cursor,
+)
+from telephony.calls.facts import (
+    CallBackfilled,
+    CallStarted,
+    CallVanished,
+    IvrVariablesSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    OperatorRung,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+)
+
+UID = "1796449111.57"
+NOW = datetime.fromtimestamp(1796449200, UTC)
+
+
+def at(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+# A caller answered, as Asterisk 22 wrote it in the lab (with our SIAGALINE at arrival).
+ANSWERED = [
+    f"1796449111|{UID}|NONE|NONE|SIAGALINE|119",
+    f"1796449112|{UID}|information|NONE|ENTERQUEUE||+6281234567890|1",
+    f"1796449113|{UID}|information|PJSIP/op1007|RINGNOANSWER|1000",
+    f"1796449115|{UID}|information|PJSIP/op1008|CONNECT|3|1796449112.58|2",
+    f"1796449119|{UID}|information|PJSIP/op1008|COMPLETECALLER|3|4|1",
+]
+ABANDONED = [
+    "1796449121|1796449120.60|medical|NONE|ENTERQUEUE||0812|2",
+    "1796449130|1796449120.60|medical|NONE|ABANDON|1|2|9",
+]
+
+
+def entries(lines: list[str]) -> list[tuple[int, QueueLogEntry]]:
+    data = ("\n".join(lines) + "\n").encode()
+    chunk = Chunk([], Cursor(7, 0))
+    parse_chunk(data, 0, 7, chunk)
+    assert chunk.skipped == 0
+    return chunk.entries
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def test_a_caller_line_is_parsed_and_member_lines_are_not_kept() -> None:
+    entry = parse_line(f"1796449112|{UID}|information|NONE|ENTERQUEUE||anonymous|1".encode(), 40)
+    assert entry == QueueLogEntry(1796449112, UID, "information", "", "ENTERQUEUE",
+                                  ("", "anonymous", "1"), 40)
+    assert parse_line(b"1796449110|MANAGER|fire|PJSIP/op1007|ADDMEMBER|") is None
+    assert parse_line(b"1796449110|NONE|NONE|NONE|QUEUESTART|") is None
+
+
+def test_a_uniqueid_with_a_system_name_is_a_call_id() -> None:
+    entry = parse_line(b"1796449112|pbx1-1796449111.57|fire|NONE|ENTERQUEUE||1|1")
+    assert entry is not None and entry.call_id == "pbx1-1796449111.57"
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (b"garbage", "fields"),
+    (b"17964491xx|1796449111.57|fire|NONE|ENTERQUEUE||1|1", "epoch"),
+    (b"1796449112|1796449111.57;rm|fire|NONE|ENTERQUEUE||1|1", "call id"),
+    (b"1796449112|1796449111.57|fi re|NONE|ENTERQUEUE||1|1", "queue"),
+    (b"1796449112|1796449111.57|fire||ENTERQUEUE||1|1", "agent"),
+    ("1796449112|1796449111.57|fire|Siti\u202eA|CONNECT|1|1.1|1".encode(), "agent"),
+    (b"1796449112|1796449111.57|fire|NONE|enterqueue||1|1", "event"),
+    (b"1796449112|1796449111.57|fire|NONE|ENTERQUEUE||\x1b[31m|1", "unsafe"),
+    ("1796449112|1796449111.57|fire|NONE|ENTERQUEUE||\u202e1|1".encode(), "unsafe"),
+    (b"1796449112|1796449111.57|fire|NONE|ENTERQUEUE||\xff\xfe|1", "UTF-8"),
+    (b"1796449112|1796449111.57|fire|NONE|ENTERQUEUE||" + b"9" * 5000 + b"|1", "longer"),
+])
+def test_hostile_lines_are_refused_with_one_clear_reason(raw: bytes, why: str) -> None:
+    with pytest.raises(QueueLogLineError, match=why) as caught:
+        parse_line(raw, 12)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_lines_are_skipped_one_log_line_each_and_the_rest_is_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data = b"\n".join([b"garbage", ANSWERED[1].encode(), b"\xff|x", b"", b"1|2"]) + b"\npart"
+    chunk = Chunk([], Cursor(1, 0))
+    with caplog.at_level(logging.WARNING):
+        parse_chunk(data, 100, 1, chunk)
+    assert [entry.event for _, entry in chunk.entries] == ["ENTERQUEUE"]
+    assert chunk.entries[0][1].offset == 108
+    assert chunk.skipped == 3
+    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 3
+
+
+def test_a_flood_of_bad_lines_is_counted_not_logged_line_by_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    chunk = Chunk([], Cursor(1, 0))
+    with caplog.at_level(logging.WARNING):
+        parse_chunk(b"garbage\n" * 10_000, 0, 1, chunk)
+    assert chunk.skipped == 10_000
+    assert len(caplog.records) == MAX_LOGGED + 1
+
+
+def test_a_caller_id_with_the_separator_in_it_is_kept_whole() -> None:
+    line = f"1796449112|{UID}|fire|NONE|ENTERQUEUE||08|12|3"
+    plan = plan_backfill(entries([line]), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
+    started = plan.written[0]
+    assert isinstance(started, CallStarted) and started.caller_number == "08|12"
+    assert QueueJoined(UID, "fire", 3, at(1796449112)) in plan.written
+
+
+def test_a_malformed_number_in_an_event_skips_that_event_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lines = [*ANSWERED[:3], f"1796449115|{UID}|information|PJSIP/op1008|CONNECT|x|y|2",
+             ANSWERED[4]]
+    with caplog.at_level(logging.WARNING):
+        plan = plan_backfill(entries(lines), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
+    assert plan.refused == 1
+    assert not any(isinstance(fact, OperatorAnswered) for fact in plan.written)
+    assert any(isinstance(fact, OperatorCompleted) for fact in plan.written)
+
+
+# ---------------------------------------------------------------- the file and its cursor
+
+
+def test_reading_resumes_at_the_cursor_and_never_splits_a_line(tmp_path: Path) -> None:
+    log = tmp_path / "queue_log"
+    assert read_since(log, None) == Chunk([], Cursor(0, 0))  # not written yet
+    log.write_text("")
+    log.write_text(ANSWERED[0] + "\n")
+    first = read_since(log, None)
+    assert first is not None and first.entries == []  # no cursor yet: start at the end
+    with log.open("a") as handle:
+        handle.write("\n".join(ANSWERED[1:3]) + "\n" + ANSWERED[3][:20])
+    second = read_since(log, first.end)
+    assert second is not None
+    assert [e.event for _, e in second.entries] == ["ENTERQUEUE", "RINGNOANSWER"]
+    with log.open("a") as handle:
+        handle.write(ANSWERED[3][20:] + "\n")
+    third = read_since(log, second.end)
+    assert third is not None and [e.event for _, e in third.entries] == ["CONNECT"]
+    assert read_since(log, third.end) == Chunk([], third.end)
+
+
+def test_a_read_stops_at_its_budget_and_says_so(tmp_path: Path) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    start = read_since(log, None)
+    assert start is not None
+    log.write_text("\n".join(ANSWERED) + "\n")
+    first = read_since(log, start.end, budget=len(ANSWERED[0]) + len(ANSWERED[1]) + 5)
+    assert first is not None and first.more
+    assert [e.event for _, e in first.entries] == ["SIAGALINE", "ENTERQUEUE"]
+    rest = read_since(log, first.end)
+    assert rest is not None and not rest.more
+    assert [e.event for _, e in rest.entries] == ["RINGNOANSWER", "CONNECT", "COMPLETECALLER"]
+
+
+def test_a_rotated_log_is_read_to_its_end_then_the_new_one(tmp_path: Path) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("\n".join(ANSWERED[:2]) + "\n")
+    cursor = Cursor(os.stat(log).st_ino, len(ANSWERED[0]) + 1)
+    with log.open("a") as handle:
+        handle.write(ANSWERED[2] + "\n")
+    log.rename(tmp_path / "queue_log.0")  # logger rotate
+    log.write_text(ANSWERED[3] + "\n")
+    chunk = read_since(log, cursor)
+    assert chunk is not None and not chunk.lost
+    assert [e.event for _, e in chunk.entries] == ["ENTERQUEUE", "RINGNOANSWER", "CONNECT"]
+    assert chunk.end == Cursor(os.stat(log).st_ino, len(ANSWERED[3]) + 1)
+
+
+def test_a_rotated_log_that_is_gone_is_reported_and_the_new_one_read(tmp_path: Path) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text(ANSWERED[3] + "\n")
+    chunk = read_since(log, Cursor(os.stat(log).st_ino + 1, 500))
+    assert chunk is not None and chunk.lost
+    assert [e.event for _, e in chunk.entries] == ["CONNECT"]
+
+
+def test_a_log_truncated_in_place_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text(ANSWERED[3] + "\n")
+    chunk = read_since(log, Cursor(os.stat(log).st_ino, 10_000))
+    assert chunk is not None and [e.event for _, e in chunk.entries] == ["CONNECT"]
+
+
+# ---------------------------------------------------------------- the rules
+
+
+def test_arrival_is_the_uniqueid_epoch() -> None:
+    assert arrival_of(UID) == at(1796449111)
+    assert arrival_of("pbx-1-1796449111.57") == at(1796449111)
+    assert arrival_of("1.1") is None
+    assert arrival_of("x") is None
+
+
+def test_a_call_answered_while_the_line_was_down_is_rebuilt_whole() -> None:
+    plan = plan_backfill(entries(ANSWERED), end=Cursor(7, 999), live=set(), recorded={},
+                         now=NOW)
+    assert plan.written == [
+        CallStarted(UID, UID, "", "+6281234567890", "", "119", at(1796449111)),
+        QueueJoined(UID, "information", 1, at(1796449112)),
+        OperatorRung(UID, "information", "PJSIP/op1007", at(1796449112)),
+        OperatorRung(UID, "information", "PJSIP/op1008", at(1796449113)),
+        QueueLeft(UID, "information", 1, at(1796449115)),
+        OperatorAnswered(UID, "information", "PJSIP/op1008", 3, 2, at(1796449115)),
+        OperatorCompleted(UID, "information", "PJSIP/op1008", 3, 4, "caller", at(1796449119)),
+        CallVanished(UID, at(1796449119)),
+        CallBackfilled(UID, at(1796449111)),
+    ]
+    assert plan.backfilled == [UID]
+    assert plan.cursor == Cursor(7, 999)
+    assert plan.live == []
+
+
+def test_an_operator_logged_under_a_display_name_is_named_by_interface() -> None:
+    """The desk joins queues with MemberName = the account's display name, which is what
+    app_queue logs as the agent (seen in the lab: ``fire|Siti Aminah|CONNECT``)."""
+    lines = [line.replace("PJSIP/op1008", "Siti Aminah") for line in ANSWERED]
+    members = member_interfaces([("PJSIP/op1008", "Siti Aminah"), ("PJSIP/op1007", "Budi"),
+                                 ("PJSIP/op1009", "Budi"), ("PJSIP/op1010", "PJSIP/op1007")])
+    assert members == {"Siti Aminah": "PJSIP/op1008"}  # a shared name says nothing
+    plan = plan_backfill(entries(lines), end=Cursor(7, 1), live=set(), recorded={}, now=NOW,
+                         members=members)
+    answered = [f for f in plan.written if isinstance(f, OperatorAnswered)]
+    assert [f.operator for f in answered] == ["PJSIP/op1008"]
+    unknown = plan_backfill(entries(lines), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
+    assert [f.operator for f in unknown.written if isinstance(f, OperatorAnswered)] == [
+        "Siti Aminah"]
+
+
+def test_an_abandon_keeps_its_positions_and_wait() -> None:
+    plan = plan_backfill(entries(ABANDONED), end=Cursor(7, 5), live=set(), recorded={}, now=NOW)
+    assert QueueAbandoned("1796449120.60", "medical", 2, 1, 9, at(1796449130)) in plan.written
+    started = plan.written[0]
+    assert isinstance(started, CallStarted) and started.line == ""  # no SIAGALINE logged
+
+
+def test_reading_the_same_lines_again_gives_the_same_facts() -> None:
+    one = plan_backfill(entries(ANSWERED), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
+    two = plan_backfill(entries(ANSWERED), end=Cursor(7, 1), live=set(),
+                        recorded={}, now=NOW + timedelta(hours=1))
+    assert one.written == two.written
+
+
+def test_a_call_the_line_saw_end_is_left_alone() -> None:
+    seen = {UID: Recorded(ended=True)}
+    plan = plan_backfill(entries(ANSWERED), end=Cursor(7, 1), live=set(), recorded=seen, now=NOW)
+    assert plan.written == [] and plan.backfilled == []
+
+
+def test_a_call_seen_open_gets_only_what_it_missed() -> None:
+    seen = {UID: Recorded(ended=False, facts=frozenset({
+        ("call_started", "", ""), ("queue_joined", "information", ""),
+        ("operator_rung", "information", "PJSIP/op1007")}))}
+    plan = plan_backfill(entries(ANSWERED), end=Cursor(7, 1), live=set(), recorded=seen, now=NOW)
+    assert [fact_slot(fact) for fact in plan.written] == [
+        ("operator_rung", "information", "PJSIP/op1008"),
+        ("queue_left", "information", ""),
+        ("operator_answered", "information", "PJSIP/op1008"),
+        ("operator_completed", "information", "PJSIP/op1008"),
+        ("call_vanished", "", ""),
+        ("call_backfilled", "", ""),
+    ]
+
+
+def test_a_live_call_gets_its_queue_from_the_log_and_holds_the_cursor() -> None:
+    lines = [*ABANDONED[:1], *ANSWERED[:4]]  # connected, still talking
+    plan = plan_backfill(entries(lines), end=Cursor(7, 4000), live={UID}, recorded={}, now=NOW)
+    assert [fact.kind for fact in plan.live] == [
+        "queue_joined", "operator_rung", "operator_rung", "queue_left", "operator_answered",
+        "call_backfilled"]
+    assert not any(isinstance(fact, CallStarted | CallVanished) for fact in plan.live)
+    # The live call's first line is read again next time: its story is not over.
+    first = entries(lines)[1][1].offset
+    assert plan.cursor == Cursor(7, first)
+    # The resync's join (estimated from Wait) is replaced by the log's.
+    estimate = QueueJoined(UID, "information", 1, NOW - timedelta(seconds=88))
+    other = QueueJoined("1796449190.1", "fire", 1, NOW)
+    assert plan.amend([estimate, other]) == [other, *plan.live]
+
+
+def test_a_read_cut_short_leaves_unfinished_calls_for_the_next_read() -> None:
+    """The read budget ran out: a call with no final event may have one beyond the cut."""
+    cut = ANSWERED[:3]  # entered, rung, connected: its COMPLETECALLER is beyond the read
+    found = entries([*ABANDONED, *cut])
+    plan = plan_backfill(found, end=Cursor(7, 900), live=set(), recorded={}, now=NOW,
+                         more=True)
+    assert plan.backfilled == ["1796449120.60"]
+    assert plan.cursor == Cursor(7, found[len(ABANDONED)][1].offset)
+    whole = plan_backfill(found, end=Cursor(7, 900), live=set(), recorded={}, now=NOW)
+    assert sorted(whole.backfilled) == [UID, "1796449120.60"]
+
+
+def test_a_live_call_too_old_no_longer_holds_the_cursor() -> None:
+    plan = plan_backfill(entries(ANSWERED[:4]), end=Cursor(7, 4000), live={UID}, recorded={},
+                         now=NOW + timedelta(days=1))
+    assert plan.cursor == Cursor(7, 4000)
+
+
+def test_the_cursor_moves_past_ended_calls_only() -> None:
+    found = entries([*ANSWERED, *ABANDONED])
+    assert settled_cursor(found, end=Cursor(7, 900), ended={UID, "1796449120.60"},
+                          now=NOW) == Cursor(7, 900)
+    # The abandoned call's end is not in the database yet: its first line holds the cursor.
+    assert settled_cursor(found, end=Cursor(7, 900), ended={UID}, now=NOW) == Cursor(
+        7, found[len(ANSWERED)][1].offset)
+    assert settled_cursor(found, end=Cursor(7, 900), ended=set(), now=NOW) == Cursor(7, 0)
+    # ... for at most MAX_PIN.
+    assert settled_cursor(found, end=Cursor(7, 900), ended=set(),
+                          now=NOW + timedelta(days=1)) == Cursor(7, 900)
+
+
+def test_the_channel_list_says_which_callers_live_and_whether_it_is_whole() -> None:
+    reply = [
+        {"Response": "Success", "EventList": "start"},
+        {"Event": "CoreShowChannel", "Uniqueid": UID, "Linkedid": UID},
+        {"Event": "CoreShowChannel", "Uniqueid": "1796449112.58", "Linkedid": UID},
+        {"Event": "CoreShowChannelsComplete", "ListItems": "2"},
+    ]
+    assert caller_channels(reply) == ({UID}, True)
+    assert caller_channels(reply[:3]) == ({UID}, False)
+
+
+# ---------------------------------------------------------------- resync (item 2)
+
+
+Reply = list[dict[str, str | list[str]]]
+
+
+def _resync_reply(uid: str, duration: str) -> tuple[Reply, Reply, Reply]:
+    channels: Reply = [
+        {"Response": "Success", "EventList": "start"},
+        {"Event": "CoreShowChannel", "Uniqueid": uid, "Linkedid": uid,
+         "Channel": "PJSIP/carrier-00000001", "Context": "siaga112-queue", "Exten": "s",
+         "CallerIDNum": "0812", "CallerIDName": "", "Duration": duration},
+        {"Event": "CoreShowChannelsComplete", "ListItems": "1"},
+    ]
+    status: Reply = [
+        {"Response": "Success", "EventList": "start"},
+        {"Event": "Status", "Uniqueid": uid,
+         "Variable": ["IVR_LINE=112", "IVR_QUEUE=fire", "IVR_OUTCOME=chosen"]},
+        {"Event": "StatusComplete", "ListItems": "1"},
+    ]
+    queues: Reply = [{"Response": "Success", "EventList": "start"},
+              {"Event": "QueueStatusComplete", "ListItems": "0"}]
+    return queues, channels, status
+
+
+def test_a_resync_dates_arrival_from_the_uniqueid_and_repeats_itself_exactly() -> None:
+    """Not now - Duration in whole seconds (which could fall after the answer), and the IVR
+    values at an instant every resync gives alike: the store sees the same facts, a no-op."""
+    queues, channels, status = _resync_reply(UID, "00:01:29")
+    first = CallTracker(clock=lambda: NOW).resync(queues, channels, status)
+    later = NOW + timedelta(seconds=37, microseconds=400_000)
+    queues, channels, status = _resync_reply(UID, "00:02:06")
+    second = CallTracker(clock=lambda: later).resync(queues, channels, status)
+    started = [f for f in first.facts if isinstance(f, CallStarted)]
+    assert [f.at for f in started] == [at(1796449111)]
+    variables = [f for f in first.facts if isinstance(f, IvrVariablesSet)]
+    assert [f.at for f in variables] == [at(1796449111)]
+    assert first.facts == second.facts
