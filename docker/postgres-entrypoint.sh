@@ -38,9 +38,12 @@ if [ ! -s "$data/PG_VERSION" ]; then
 -- CREATEROLE: the owner creates (and on upgrades updates) the line's role and the
 -- read-only role Asterisk reads the phones with.
 CREATE ROLE siaga112 LOGIN CREATEROLE PASSWORD '$password';
--- Owns nothing; its grants are the owner's, after every migration run.
-CREATE ROLE siaga112_line LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT
-    PASSWORD '$line_password';
+-- Owns nothing; its grants are the owner's, after every migration run. Created by the owner
+-- so that it may keep updating it (PostgreSQL 16 lets a CREATEROLE role alter only the roles
+-- it created).
+SET ROLE siaga112;
+CREATE ROLE siaga112_line LOGIN NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD '$line_password';
+RESET ROLE;
 CREATE DATABASE siaga112 OWNER siaga112;
 SQL
     as_postgres pg_ctl -D "$data" -m fast -w stop >/dev/null

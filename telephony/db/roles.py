@@ -33,7 +33,7 @@ from typing import Final
 
 import asyncpg
 
-from telephony.db.migrate import migrate
+from telephony.db.migrate import MigrationError, migrate
 
 log = logging.getLogger("telephony.db")
 
@@ -129,7 +129,10 @@ async def _ensure_role(connection: asyncpg.Connection, role: LineRole) -> None:
         return
     verb = "ALTER" if exists else "CREATE"
     # Owns nothing, creates nothing, inherits nothing: what it may do is what is granted here.
-    options = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS"
+    # NOSUPERUSER, NOREPLICATION and NOBYPASSRLS are a new role's defaults, and naming them at
+    # all needs a superuser, which a site's owner is not (only CREATEROLE); a line's role that
+    # has them is refused in grant_line_role instead.
+    options = "LOGIN NOCREATEDB NOCREATEROLE NOINHERIT"
     if role.password is None:
         statement = await connection.fetchval(
             f"SELECT format('{verb} ROLE %I WITH {options}', $1::text)", role.name)
@@ -146,13 +149,21 @@ async def grant_line_role(connection: asyncpg.Connection, role: LineRole) -> Non
     transaction. Run by the owner after migrations; idempotent."""
     current = await connection.fetchval("SELECT current_user")
     if current == role.name:
-        raise RuntimeError(f"the line's role {role.name} cannot be the owner that grants it")
+        raise MigrationError(f"the line's role {role.name} cannot be the owner that grants it")
     async with connection.transaction():
         try:
             async with connection.transaction():  # a savepoint: the grants go on after it
                 await _ensure_role(connection, role)
         except asyncpg.UniqueViolationError:  # another process created it at that moment
             log.info("the line's role %s was created meanwhile by another process", role.name)
+        powers = await connection.fetchrow(
+            "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles "
+            "WHERE rolname = $1", role.name)
+        if powers is not None and any(powers.values()):
+            raise MigrationError(
+                f"the line's role {role.name} may do more than its grants (superuser, "
+                "BYPASSRLS, CREATEROLE or CREATEDB): ALTER ROLE it NOSUPERUSER NOBYPASSRLS "
+                "NOCREATEROLE NOCREATEDB as a superuser")
         quoted = await connection.fetchval("SELECT quote_ident($1::text)", role.name)
         await connection.execute(f"REVOKE CREATE ON SCHEMA public FROM {quoted}")
         await connection.execute(f"GRANT USAGE ON SCHEMA public TO {quoted}")

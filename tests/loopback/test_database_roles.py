@@ -5,14 +5,23 @@ the append-only tables refuse TRUNCATE even to their owner (migration 0020)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.db.roles import LINE_PRIVILEGES, UNLISTED, grant_line_role, schema_relations
-from tests.support.db import LINE_ROLE, line_role
+from telephony.db.migrate import MigrationError
+from telephony.db.roles import (
+    LINE_PRIVILEGES,
+    UNLISTED,
+    LineRole,
+    grant_line_role,
+    prepare_schema,
+    schema_relations,
+)
+from tests.support.db import LINE_ROLE, line_dsn, line_role
 
 APPEND_ONLY = ("audit_log", "incident_events", "call_labels", "config_versions",
                "config_publications")
@@ -152,3 +161,43 @@ async def test_a_table_granted_by_hand_is_put_back_and_a_new_one_gets_plain_dml(
     assert privileges == set(UNLISTED)
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await line.execute("TRUNCATE later_feature")
+
+
+async def test_an_owner_that_is_no_superuser_migrates_and_grants(
+        pg_cluster: EmbeddedPostgres, owner: asyncpg.Connection) -> None:
+    """As on a docker site: the owner has CREATEROLE and owns the database, nothing more."""
+    name = f"t_owner_{uuid.uuid4().hex[:8]}"
+    await owner.execute(f"CREATE ROLE {name} LOGIN CREATEROLE PASSWORD 'owner-pw'")
+    await owner.execute(f"CREATE DATABASE {name} OWNER {name}")
+    base = pg_cluster.dsn().rsplit("@", 1)[1].rsplit("/", 1)[0]
+    try:
+        site_owner = await asyncpg.connect(f"postgresql://{name}:owner-pw@{base}/{name}")
+        try:
+            assert await prepare_schema(site_owner, line_role(pg_cluster)) > 0
+            assert await prepare_schema(site_owner, line_role(pg_cluster)) == 0
+        finally:
+            await site_owner.close()
+        site_line = await asyncpg.connect(line_dsn(pg_cluster, f"/{name}"))
+        try:
+            await site_line.execute("INSERT INTO audit_log (actor, action) VALUES ('cli', 'x')")
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await site_line.execute("TRUNCATE audit_log")
+        finally:
+            await site_line.close()
+    finally:
+        await owner.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await owner.execute(f"DROP ROLE {name}")
+
+
+async def test_a_line_role_with_powers_beyond_its_grants_is_refused(
+        owner: asyncpg.Connection) -> None:
+    name = f"t_line_{uuid.uuid4().hex[:8]}"
+    await owner.execute(f"CREATE ROLE {name} LOGIN BYPASSRLS")
+    try:
+        with pytest.raises(MigrationError, match="may do more than its grants"):
+            await grant_line_role(owner, LineRole(name, None))
+        with pytest.raises(MigrationError, match="cannot be the owner"):
+            await grant_line_role(owner, LineRole(await owner.fetchval("SELECT current_user"),
+                                                  None))
+    finally:
+        await owner.execute(f"DROP ROLE {name}")
