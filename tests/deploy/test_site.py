@@ -225,7 +225,8 @@ async def test_the_line_runs_as_a_role_that_cannot_rewrite_the_audit_log(
     assert status == 0 and int(count) > 0, count
     for statement in ("TRUNCATE audit_log", "DELETE FROM audit_log", "DROP TABLE audit_log"):
         status, refusal = psql(site, port, f"SET ROLE siaga112_line; {statement}")
-        assert status != 0 and "permission denied" in refusal, (statement, refusal)
+        assert status != 0 and ("permission denied" in refusal
+                                or "must be owner" in refusal), (statement, refusal)
     status, refusal = psql(site, port, "TRUNCATE audit_log")  # even a superuser: the trigger
     assert status != 0 and "append-only" in refusal, refusal
     assert psql(site, port, "SELECT count(*) FROM audit_log")[1] == count
