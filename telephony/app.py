@@ -55,8 +55,8 @@ from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
 from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
-from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork
-from telephony.db.migrate import migrate
+from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, line_role
+from telephony.db.roles import prepare_schema
 from telephony.desks.service import (
     DeskConfig,
     DeskService,
@@ -156,12 +156,15 @@ async def start_web(web: WebServer) -> None:
 
 
 def schema_preparation(settings: Settings) -> DatabaseWork[None]:
-    """What the line does on every new connection pool before any other work: apply the
-    migrations and mirror the shift roster. An upgrade is therefore migrated before the line
-    writes a single fact, whether the database is up at start or comes up later."""
+    """What the line does, as the schema's owner, before every new connection pool: apply
+    the migrations, grant the line's role (telephony/db/roles.py) and mirror the shift
+    roster. An upgrade is therefore migrated, and the line's role granted its new tables,
+    before the line writes a single fact, whether the database is up at start or comes up
+    later."""
+    role = line_role(settings)
 
     async def work(connection: asyncpg.Connection) -> None:
-        await migrate(connection)
+        await prepare_schema(connection, role)
         await sync_shifts(connection, settings.shifts)
 
     return work

@@ -13,8 +13,6 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import asyncpg
-
 from ivr.menu import MenuError, load_menu
 from ivr.prompts import PromptError, build_line_prompts
 from recordings import commands as recording_commands
@@ -25,9 +23,15 @@ from telephony.asterisk.config import install_site_config
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.backup import commands as backup_commands
 from telephony.backup.errors import BackupError
-from telephony.db.connection import DatabaseUnavailable, embedded_cluster, resolve_dsn
+from telephony.db.connection import (
+    DatabaseUnavailable,
+    embedded_cluster,
+    line_role,
+    run_as_owner,
+)
 from telephony.db.embedded import EmbeddedDatabaseError
-from telephony.db.migrate import MigrationError, migrate
+from telephony.db.migrate import MigrationError
+from telephony.db.roles import prepare_schema
 from telephony.desks import commands as desk_commands
 from telephony.desks.service import DeskError
 from telephony.incidents.config import IncidentConfig
@@ -67,17 +71,10 @@ def ensure_database(settings: Settings) -> None:
 
 
 async def migrate_database(settings: Settings) -> int:
-    """Apply pending migrations; returns how many were applied."""
-    try:
-        connection = await asyncpg.connect(
-            dsn=resolve_dsn(settings), timeout=settings.db_connect_timeout
-        )
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
-    try:
-        return len(await migrate(connection))
-    finally:
-        await connection.close()
+    """As the schema's owner, apply pending migrations and grant the line's role
+    (telephony/db/roles.py); returns how many migrations were applied."""
+    role = line_role(settings)
+    return await run_as_owner(settings, lambda connection: prepare_schema(connection, role))
 
 
 def _cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:

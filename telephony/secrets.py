@@ -28,11 +28,14 @@ from telephony.settings import LAB_AMI_SECRET, Settings, SettingsError
 
 AMI_SECRET = "ami_secret"  # noqa: S105 - a file name
 DATABASE_PASSWORD = "database_password"  # noqa: S105 - a file name
+# The line's own role (database_line_user); database_password stays the owner's.
+DATABASE_LINE_PASSWORD = "database_line_password"  # noqa: S105 - a file name
 ASTERISK_DB_PASSWORD = "asterisk_db_password"  # noqa: S105 - a file name
 AGI_SECRET = "agi_secret"  # noqa: S105 - a file name
 # The password Asterisk reads the phones with in the lab (whose database is a throwaway).
 LAB_ASTERISK_DB_PASSWORD = "siaga112-lab-phones"  # noqa: S105 - public on purpose
-SITE_SECRETS = (AMI_SECRET, DATABASE_PASSWORD, ASTERISK_DB_PASSWORD, AGI_SECRET)
+SITE_SECRETS = (AMI_SECRET, DATABASE_PASSWORD, DATABASE_LINE_PASSWORD, ASTERISK_DB_PASSWORD,
+                AGI_SECRET)
 
 
 class SecretsError(SettingsError):
@@ -131,16 +134,28 @@ def carrier_password(settings: Settings) -> str | None:
 
 
 def database_dsn(settings: Settings) -> str | None:
-    """``database_dsn`` with its password: on a site, a URL DSN without one gets the
-    generated ``database_password`` (the same file a PostgreSQL container is initialised
-    with), unless libpq's PGPASSWORD gives it."""
-    dsn = settings.database_dsn
+    """The line's ``database_dsn`` with its password: on a site, a URL DSN without one gets
+    the generated ``database_line_password`` when the owner is a role of its own
+    (``database_owner_dsn``), else ``database_password`` (the line is the owner: the same file
+    a PostgreSQL container is initialised with), unless libpq's PGPASSWORD gives it."""
+    secret = DATABASE_LINE_PASSWORD if settings.database_owner_dsn is not None \
+        else DATABASE_PASSWORD
+    return _with_password(settings, settings.database_dsn, secret)
+
+
+def database_owner_dsn(settings: Settings) -> str | None:
+    """``database_owner_dsn`` with its password (``database_password`` on a site, as for
+    :func:`database_dsn`); ``None`` when unset."""
+    return _with_password(settings, settings.database_owner_dsn, DATABASE_PASSWORD)
+
+
+def _with_password(settings: Settings, dsn: str | None, secret: str) -> str | None:
     if dsn is None or not settings.is_site or "PGPASSWORD" in os.environ:
         return dsn
     parts = urlsplit(dsn)
     if parts.scheme not in ("postgres", "postgresql") or parts.password is not None:
         return dsn  # key=value DSNs and DSNs with a password are used as written
-    password = read_or_create(settings.live_secrets_dir, DATABASE_PASSWORD)
+    password = read_or_create(settings.live_secrets_dir, secret)
     userinfo, _, host = parts.netloc.rpartition("@")  # userinfo stays URL-encoded
     netloc = f"{userinfo}:{quote(password, safe='')}@{host}"
     return urlunsplit(parts._replace(netloc=netloc))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from telephony.core.errors import SiagaError
 
@@ -193,6 +193,13 @@ class Settings:
 
     # Database: DSN, else PG* variables, else embedded cluster on a private socket.
     database_dsn: str | None = None
+    # Two roles (telephony/db/roles.py): the owner of the schema runs migrations, grants and
+    # restores as database_owner_dsn; the line connects as database_dsn, whose role must be
+    # database_line_user, owns nothing and holds only the grants its SQL needs (on audit_log
+    # INSERT and SELECT). Unset: the line's own DSN is the owner too (a database of one role,
+    # as before), except in the embedded cluster, which always has both.
+    database_owner_dsn: str | None = None
+    database_line_user: str = "siaga112_line"
     embedded_pg_port: int = 55432
     db_connect_timeout: float = 3.0
     db_retry_seconds: float = 2.0
@@ -399,6 +406,11 @@ class Settings:
     def uses_embedded_database(self) -> bool:
         """True when neither a DSN nor libpq's environment names a server."""
         return self.database_dsn is None and not any(v in os.environ for v in LIBPQ_ENV)
+
+    @property
+    def separate_database_owner(self) -> bool:
+        """True when the line connects as its own role, not as the schema's owner."""
+        return self.database_owner_dsn is not None or self.uses_embedded_database
 
     @property
     def live_softphone_ws_url(self) -> str | None:
@@ -671,6 +683,8 @@ def _validate_site(settings: Settings) -> None:
         raise SettingsError("carrier_register_expiry must be 60..86400 seconds")
     if not _ROLE.fullmatch(settings.asterisk_db_user):
         raise SettingsError("asterisk_db_user: a PostgreSQL role name of a-z, 0-9 and _")
+    if (refusal := _database_roles_refusal(settings)) is not None:
+        raise SettingsError(refusal)
     for name in ("carrier_username", "carrier_realm", "sip_realm"):
         value = getattr(settings, name)
         if value is not None and not _SIP_TOKEN.fullmatch(value):
@@ -766,3 +780,22 @@ def _validate_softphone(settings: Settings) -> None:
             raise SettingsError(f"{name}: an IP address, got {value!r}") from exc
     if not 0 < settings.softphone_lost_grace_seconds <= 600:
         raise SettingsError("softphone_lost_grace_seconds must be between 0 and 600")
+
+
+def _database_roles_refusal(settings: Settings) -> str | None:
+    """Why the two database roles as configured cannot work, or ``None``."""
+    if not _ROLE.fullmatch(settings.database_line_user):
+        return "database_line_user: a PostgreSQL role name of a-z, 0-9 and _"
+    if settings.database_line_user == settings.asterisk_db_user:
+        return "database_line_user and asterisk_db_user must be two roles"
+    if settings.database_owner_dsn is None:
+        return None
+    if settings.database_dsn is None:
+        return "database_owner_dsn needs database_dsn: the line connects as its own role"
+    parts = urlsplit(settings.database_dsn)
+    if parts.scheme in ("postgres", "postgresql") and parts.username is not None \
+            and unquote(parts.username) != settings.database_line_user:
+        return (f"database_dsn connects as {unquote(parts.username)!r}, not as "
+                f"database_line_user {settings.database_line_user!r}: the line's role is the "
+                "one the owner grants")
+    return None

@@ -13,7 +13,7 @@ import pytest
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.settings import Settings, load_settings
-from tests.support.db import create_database, drop_database
+from tests.support.db import create_database, drop_database, owner_dsn
 from tests.support.net import free_port
 
 
@@ -34,10 +34,17 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture
 async def database_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
-    """A new, migrated database; dropped after the test."""
+    """A new, migrated database, as the line's role (which owns nothing); dropped after the
+    test."""
     dsn = await create_database(pg_cluster)
     yield dsn
     await drop_database(pg_cluster, dsn)
+
+
+@pytest.fixture
+def database_owner_dsn(pg_cluster: EmbeddedPostgres, database_dsn: str) -> str:
+    """The test's database as the owner of its schema (migrations, grants, restores)."""
+    return owner_dsn(pg_cluster, database_dsn)
 
 
 @pytest.fixture

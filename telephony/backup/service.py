@@ -19,7 +19,12 @@ content, unless ``force``. The database is then replaced in one transaction (``p
 to SQL, piped into ``psql --single-transaction`` after dropping the ``public`` schema), so a
 restore that fails leaves the database as it was. Files are copied back through a temporary
 name and each is verified again after the rename. Last, migrations bring an older backup's
-schema up to this software's.
+schema up to this software's, and the line's role is granted again.
+
+Both run as the schema's owner (telephony/db/roles.py): the dump must read every table, and
+the restored tables must belong to the owner, never to the line's role. Grants are not in the
+dump (``--no-acl``): the owner gives the line's role what this software's roles.py says, and
+the line's next start gives Asterisk's role its views again.
 """
 
 from __future__ import annotations
@@ -50,9 +55,10 @@ from telephony.backup.model import (
     check_schema_level,
 )
 from telephony.core.storage import fsync_dir
-from telephony.db.connection import DatabaseUnavailable, resolve_dsn
+from telephony.db.connection import connect_owner, line_role, resolve_owner_dsn
 from telephony.db.embedded import EmbeddedDatabaseError, find_postgres_bindir
-from telephony.db.migrate import bundled_migrations, migrate
+from telephony.db.migrate import bundled_migrations
+from telephony.db.roles import prepare_schema
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.backup")
@@ -141,14 +147,6 @@ async def _run_tool(argv: list[str], env: Mapping[str, str], what: str) -> str:
         raise BackupError(f"{what} gagal ({process.returncode}): "
                           f"{reason[-1] if reason else 'tanpa pesan'}")
     return stdout.decode(errors="replace")
-
-
-async def _connect(settings: Settings) -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(dsn=resolve_dsn(settings),
-                                     timeout=settings.db_connect_timeout)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
 
 
 async def schema_level(connection: asyncpg.Connection) -> int:
@@ -299,7 +297,7 @@ async def back_up(settings: Settings, target: Path) -> Manifest:
 
 
 async def _write_backup(settings: Settings, into: Path) -> Manifest:
-    connection = await _connect(settings)
+    connection = await connect_owner(settings)
     try:
         level = await schema_level(connection)
     finally:
@@ -309,7 +307,7 @@ async def _write_backup(settings: Settings, into: Path) -> Manifest:
     created_at = datetime.now(UTC)
     pg_dump = postgres_tool("pg_dump")
     version = (await _run_tool([pg_dump, "--version"], os.environ, "pg_dump --version")).strip()
-    target_args, env = connection_target(resolve_dsn(settings))
+    target_args, env = connection_target(resolve_owner_dsn(settings))
     dump = into / DUMP_NAME
     await _run_tool([pg_dump, "--format=custom", f"--file={dump}", *target_args], env,
                     "pg_dump")
@@ -375,7 +373,7 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
                        "Cadangan ditolak, tidak ada yang diubah")
     check_schema_level(manifest.schema_version, bundled_migrations()[-1].version)
     areas = SiteAreas.from_settings(settings)
-    connection = await _connect(settings)
+    connection = await connect_owner(settings)
     try:
         holding = await tables_with_records(connection)
     finally:
@@ -391,9 +389,9 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
             f"{conflicts[0]}); tidak ada yang diubah. Pakai --force untuk menimpanya.")
     await _restore_database(settings, source / DUMP_NAME)
     await asyncio.to_thread(_restore_files, areas, source, manifest)
-    connection = await _connect(settings)
+    connection = await connect_owner(settings)
     try:
-        applied = len(await migrate(connection))
+        applied = await prepare_schema(connection, line_role(settings))
     finally:
         await connection.close()
     log.info("backup %s restored: schema %d (+%d migrations), %d files", source,
@@ -404,8 +402,9 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
 async def _restore_database(settings: Settings, dump: Path) -> None:
     pg_restore = postgres_tool("pg_restore")
     psql = postgres_tool("psql")
-    target_args, env = connection_target(resolve_dsn(settings))
-    # Owners and grants are the old site's; here the connecting role owns what it restores.
+    target_args, env = connection_target(resolve_owner_dsn(settings))
+    # Owners and grants are the old site's; here the owner owns what it restores, and the
+    # line's role is granted afresh after it (restore).
     to_sql = [pg_restore, "--no-owner", "--no-acl", "--file=-", str(dump)]
     apply_sql = [
         psql, "--no-psqlrc", "--quiet", "--single-transaction", "--set=ON_ERROR_STOP=1",

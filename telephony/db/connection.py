@@ -2,6 +2,10 @@
 
 Which server: ``Settings.database_dsn`` if set, else libpq's ``PG*`` environment variables
 (asyncpg reads them itself), else the embedded cluster.
+
+As whom (telephony/db/roles.py): the line's pool connects as the line's role, which owns
+nothing; migrations, grants and restores connect as the owner (``database_owner_dsn``, or the
+embedded cluster's superuser). Without a separate owner the line's DSN is both.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
 from telephony.core.errors import Unavailable
 from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.roles import LineRole
 from telephony.secrets import database_dsn as site_database_dsn
+from telephony.secrets import database_owner_dsn as site_database_owner_dsn
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.db")
@@ -53,12 +60,56 @@ def embedded_cluster(settings: Settings) -> EmbeddedPostgres:
 
 
 def resolve_dsn(settings: Settings) -> str | None:
-    """The DSN to connect with; ``None`` means libpq's environment variables decide."""
+    """The DSN the line connects with; ``None`` means libpq's environment variables decide."""
     if settings.database_dsn is not None:
         return site_database_dsn(settings)
     if settings.uses_embedded_database:
-        return embedded_cluster(settings).dsn()
+        return embedded_cluster(settings).line_dsn(settings.database_line_user)
     return None
+
+
+def resolve_owner_dsn(settings: Settings) -> str | None:
+    """The DSN of the schema's owner: migrations, grants, backup and restore."""
+    if settings.database_owner_dsn is not None:
+        return site_database_owner_dsn(settings)
+    if settings.uses_embedded_database:
+        return embedded_cluster(settings).dsn()
+    return resolve_dsn(settings)
+
+
+def line_role(settings: Settings) -> LineRole | None:
+    """The line's role for the owner to grant, ``None`` when the line is the owner."""
+    if not settings.separate_database_owner:
+        return None
+    if settings.uses_embedded_database:
+        return LineRole(settings.database_line_user,
+                        embedded_cluster(settings).line_password())
+    dsn = resolve_dsn(settings)
+    password = None
+    if dsn is not None and urlsplit(dsn).scheme in ("postgres", "postgresql"):
+        password = urlsplit(dsn).password
+        password = None if password is None else unquote(password)
+    return LineRole(settings.database_line_user, password)
+
+
+async def connect_owner(settings: Settings) -> asyncpg.Connection:
+    """One connection as the schema's owner, :class:`DatabaseUnavailable` if none."""
+    try:
+        return await asyncpg.connect(dsn=resolve_owner_dsn(settings),
+                                     timeout=settings.db_connect_timeout, command_timeout=300)
+    except TRANSIENT_ERRORS as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+
+async def run_as_owner(settings: Settings, work: DatabaseWork[T]) -> T:
+    """Run ``work`` on a connection of its own as the owner, closed after it."""
+    connection = await connect_owner(settings)
+    try:
+        return await work(connection)
+    except TRANSIENT_ERRORS as exc:
+        raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+    finally:
+        await asyncio.wait_for(connection.close(), timeout=10)
 
 
 async def create_pool(settings: Settings, *, max_size: int = 10) -> asyncpg.Pool:
@@ -79,9 +130,10 @@ class Database:
     """A lazily opened pool that turns "no server" into :class:`DatabaseUnavailable`.
 
     The line starts and keeps taking calls while PostgreSQL is down; the pool is opened on
-    first use and reopened after the server comes back. ``prepare`` (the line's migrations)
-    runs on the new pool before any work does, so a database that was down when the line
-    started is migrated before the first write reaches it.
+    first use and reopened after the server comes back. ``prepare`` (the line's migrations
+    and grants) runs as the schema's owner on a connection of its own before the line's pool
+    opens, so a database that was down when the line started is migrated, and the line's
+    role granted, before the first write reaches it. The pool itself is the line's role.
     """
 
     def __init__(self, settings: Settings, *, max_size: int = 10,
@@ -96,22 +148,16 @@ class Database:
         """The open pool, opening (and preparing) it if needed."""
         async with self._opening:
             if self._pool is None:
-                pool = await create_pool(self._settings, max_size=self._max_size)
                 if self._prepare is not None:
-                    await self._prepared(pool, self._prepare)
-                self._pool = pool
+                    # Not kept when it fails: the next use prepares again.
+                    await run_as_owner(self._settings, self._prepare)
+                self._pool = await create_pool(self._settings, max_size=self._max_size)
             return self._pool
 
-    async def _prepared(self, pool: asyncpg.Pool, prepare: DatabaseWork[object]) -> None:
-        try:
-            async with pool.acquire(timeout=self._settings.db_connect_timeout) as proxy:
-                await prepare(cast(asyncpg.Connection, proxy))
-        except BaseException as exc:
-            # Not kept: the next use opens a new pool and prepares it again.
-            await asyncio.wait_for(pool.close(), timeout=10)
-            if isinstance(exc, TRANSIENT_ERRORS):
-                raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
-            raise
+    async def run_as_owner(self, work: DatabaseWork[T]) -> T:
+        """Run ``work`` as the schema's owner (creating roles, granting), on a connection of
+        its own: the line's pool cannot."""
+        return await run_as_owner(self._settings, work)
 
     async def run(self, work: DatabaseWork[T]) -> T:
         """Run ``work(connection)``; driver connection errors become DatabaseUnavailable."""

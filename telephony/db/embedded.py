@@ -11,6 +11,7 @@ by and run as the ``postgres`` system user that Debian's package creates.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pwd
@@ -57,6 +58,7 @@ class EmbeddedPostgres:
         self.port = port
         self._bindir = bindir
         self._password_file = self.data_dir.parent / f"{self.data_dir.name}.password"
+        self._line_password_file = self.data_dir.parent / f"{self.data_dir.name}.line-password"
 
     @property
     def bindir(self) -> Path:
@@ -69,6 +71,27 @@ class EmbeddedPostgres:
         """Connection string for the cluster's application database."""
         password = self._password_file.read_text(encoding="ascii").strip()
         return f"postgresql://{SUPERUSER}:{password}@127.0.0.1:{self.port}/{DATABASE_NAME}"
+
+    def line_password(self) -> str:
+        """The password of the line's role (telephony/db/roles.py), generated on first use
+        and kept beside the superuser's; the owner gives it to the role when it grants."""
+        path = self._line_password_file
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secrets.token_urlsafe(24) + "\n")
+            try:
+                with contextlib.suppress(FileExistsError):  # another process won: theirs
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink()
+        return path.read_text(encoding="ascii").strip()
+
+    def line_dsn(self, role: str) -> str:
+        """Connection string of the application database as the line's role ``role``."""
+        return (f"postgresql://{role}:{self.line_password()}@127.0.0.1:{self.port}/"
+                f"{DATABASE_NAME}")
 
     def _run_as_owner(self, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir / args[0]), *args[1:]]

@@ -55,17 +55,22 @@ def bundled_migrations() -> list[Migration]:
 
 
 async def migrate(connection: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration; returns the ones applied now."""
-    await connection.execute(
-        """
-        CREATE TABLE IF NOT EXISTS schema_migrations (
-            version     integer PRIMARY KEY,
-            name        text NOT NULL,
-            checksum    text NOT NULL,
-            applied_at  timestamptz NOT NULL DEFAULT now()
+    """Apply every pending migration; returns the ones applied now.
+
+    A role that may not create tables (the line's own, telephony/db/roles.py) gets through
+    when nothing is pending: the bookkeeping table is only created if missing, and a
+    migration already recorded is skipped. Anything pending needs the owner."""
+    if await connection.fetchval("SELECT to_regclass('schema_migrations')") is None:
+        await connection.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer PRIMARY KEY,
+                name        text NOT NULL,
+                checksum    text NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )
+            """
         )
-        """
-    )
     applied_now = []
     for migration in bundled_migrations():
         async with connection.transaction():

@@ -289,14 +289,15 @@ async def renew_phone_secret(database: Database, username: str, realm: str) -> A
 
 async def grant_phone_reader(database: Database, role: str, password: str) -> bool:
     """Let Asterisk read the registering phones as ``role`` with ``password``; returns
-    whether it could. A database user without CREATEROLE cannot: one warning, and the line
-    goes on (phones listed by hand and calls are unaffected)."""
+    whether it could. Done as the schema's owner (the line's role may create no role): an
+    owner without CREATEROLE cannot; one warning, and the line goes on (phones listed by hand
+    and calls are unaffected)."""
 
     async def work(connection: asyncpg.Connection) -> None:
         await DeskRepository().grant_phone_reader(connection, role, password)
 
     try:
-        await database.run(work)
+        await database.run_as_owner(work)
     except asyncpg.UniqueViolationError:  # another line created it at the same moment
         return await grant_phone_reader(database, role, password)
     except asyncpg.InsufficientPrivilegeError as exc:

@@ -214,10 +214,12 @@ class DeskRepository:
             f"SELECT format('{verb} ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
             "NOINHERIT PASSWORD %L', $1::text, $2::text)", role, password)
         await connection.execute(statement)
-        grant = await connection.fetchval(
-            "SELECT format('GRANT SELECT ON ps_endpoints, ps_auths, ps_aors TO %I', $1::text)",
-            role)
-        await connection.execute(grant)
+        # USAGE too: a schema recreated by a restore grants nothing to PUBLIC.
+        for template in ("GRANT USAGE ON SCHEMA public TO %I",
+                         "GRANT SELECT ON ps_endpoints, ps_auths, ps_aors TO %I"):
+            grant = await connection.fetchval("SELECT format($1::text, $2::text)",
+                                              template, role)
+            await connection.execute(grant)
 
     async def interfaces(self, connection: asyncpg.Connection) -> dict[str, str]:
         """Username -> interface, for every account with a desk."""

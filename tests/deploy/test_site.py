@@ -200,6 +200,38 @@ async def test_a_carrier_call_reaches_the_operator_and_shows_in_the_https_api(
     CALLS[number] = found["call_id"]
 
 
+def psql(site: docker.Site, port: int, sql: str) -> tuple[int, str]:
+    """SQL as the cluster's superuser in the postgres container (peer authentication on its
+    socket); the exit status and what psql printed."""
+    done = site.compose("exec", "-T", "-u", "postgres", "postgres", "psql", "-h", "/tmp",
+                        "-p", str(port), "-d", "siaga112", "-v", "ON_ERROR_STOP=1", "-qAtc", sql,
+                        timeout=30, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+async def test_the_line_runs_as_a_role_that_cannot_rewrite_the_audit_log(
+        site: docker.Site, site_ports: dict[str, int], phone_secret: str) -> None:
+    """The line's sessions are siaga112_line's, which owns nothing: it may append to the
+    audit log (the desk command did) but neither truncate, delete nor drop it."""
+    port = site_ports["pg"]
+    status, users = psql(site, port, "SELECT DISTINCT usename FROM pg_stat_activity "
+                                     "WHERE datname = 'siaga112' AND usename <> 'postgres'")
+    assert status == 0, users
+    assert "siaga112_line" in users.split() and "siaga112" not in users.split(), users
+    status, owner = psql(site, port, "SELECT pg_get_userbyid(relowner) FROM pg_class "
+                                     "WHERE relname = 'audit_log'")
+    assert (status, owner.strip()) == (0, "siaga112")
+    status, count = psql(site, port, "SELECT count(*) FROM audit_log")
+    assert status == 0 and int(count) > 0, count
+    for statement in ("TRUNCATE audit_log", "DELETE FROM audit_log", "DROP TABLE audit_log"):
+        status, refusal = psql(site, port, f"SET ROLE siaga112_line; {statement}")
+        assert status != 0 and ("permission denied" in refusal
+                                or "must be owner" in refusal), (statement, refusal)
+    status, refusal = psql(site, port, "TRUNCATE audit_log")  # even a superuser: the trigger
+    assert status != 0 and "append-only" in refusal, refusal
+    assert psql(site, port, "SELECT count(*) FROM audit_log")[1] == count
+
+
 def metric_total(text: str, name: str) -> float:
     """The sum of every sample of ``name`` (all labels) in a Prometheus text exposition."""
     pattern = re.compile(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+-]+)$", re.MULTILINE)

@@ -28,7 +28,7 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import prompted_lab, started_line
-from tests.support.db import create_database, drop_database
+from tests.support.db import create_database, drop_database, owner_dsn
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,12 @@ async def line_db(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-def settings(base_settings: Settings, state_dir: Path, line_db: str) -> Settings:
-    """The module's settings with its state directory and its database."""
-    return replace(base_settings, state_dir=state_dir, database_dsn=line_db)
+def settings(base_settings: Settings, state_dir: Path, line_db: str,
+             pg_cluster: EmbeddedPostgres) -> Settings:
+    """The module's settings with its state directory and its database, which the line
+    connects to as its own role and migrates as the owner."""
+    return replace(base_settings, state_dir=state_dir, database_dsn=line_db,
+                   database_owner_dsn=owner_dsn(pg_cluster, line_db))
 
 
 @pytest.fixture(scope="module")

@@ -295,7 +295,9 @@ async def test_database_outage_loses_nothing(
     root.chmod(0o755)
     cluster = EmbeddedPostgres(root / "pgdata", free_port())
     cluster.ensure_initialized()
-    outage = replace(settings, database_dsn=cluster.dsn(), db_connect_timeout=1.0,
+    # As on a site: it migrates as the owner once the cluster is back, then writes as its role.
+    outage = replace(settings, database_dsn=cluster.line_dsn(settings.database_line_user),
+                     database_owner_dsn=cluster.dsn(), db_connect_timeout=1.0,
                      state_dir=root / "state")
     try:
         async with running_line(outage) as line:

@@ -174,7 +174,8 @@ async def test_database_unreachable_routes_normally_and_loses_nothing(
 ) -> None:
     """Scoring cannot read history: the call queues unscored, is answered, and its facts are
     spooled and written once the database is back."""
-    down = replace(settings, database_dsn=f"postgresql://127.0.0.1:{free_port()}/nowhere")
+    nowhere = f"postgresql://127.0.0.1:{free_port()}/nowhere"
+    down = replace(settings, database_dsn=nowhere, database_owner_dsn=nowhere)
     caller_id, since = unique_caller("0857"), datetime.now(UTC)
     async with started_line(lab, down, {OPERATOR: ALL_SKILLS}) as line:
         await call(settings, caller_id, dtmf="3", talk_seconds=4.0)

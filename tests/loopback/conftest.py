@@ -21,11 +21,13 @@ from tests.support.web import Browser, make_context
 
 
 @pytest.fixture
-def line_settings(settings: Settings, database_dsn: str) -> Settings:
+def line_settings(settings: Settings, database_dsn: str, database_owner_dsn: str) -> Settings:
     """A whole line on free ports with no Asterisk behind its AMI port. Its Asterisk's
     directories are its own, so it is not the lab: it has an AMI secret of its own (the fake
-    Asterisk's), as the lab's is refused there."""
-    return replace(settings, database_dsn=database_dsn, http_port=0, agi_port=free_port(),
+    Asterisk's), as the lab's is refused there. It connects as the line's role and migrates
+    as the owner, as a site does."""
+    return replace(settings, database_dsn=database_dsn, database_owner_dsn=database_owner_dsn,
+                   http_port=0, agi_port=free_port(),
                    ami_port=free_port(), recordings_incoming_dir=settings.state_dir / "monitor",
                    asterisk_etc_dir=settings.state_dir / "asterisk-etc",
                    asterisk_sounds_dir=settings.state_dir / "sounds", ami_secret=SECRET)

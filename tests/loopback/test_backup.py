@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from recordings.domain import State
@@ -30,10 +31,10 @@ from telephony.backup.errors import BackupError
 from telephony.backup.model import MANIFEST_NAME, Manifest
 from telephony.backup.service import back_up, connection_target, restore
 from telephony.db.connection import Database
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import SUPERUSER, EmbeddedPostgres
 from telephony.settings import Settings
 from tests.support.calls import add_calls, call_facts
-from tests.support.db import create_empty_database, drop_database, fetch
+from tests.support.db import create_empty_database, drop_database, fetch, line_dsn
 from tests.support.incidents import make_service
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -67,12 +68,14 @@ async def site_state(dsn: str) -> tuple[list[dict[str, Any]], ...]:
 
 
 @pytest.fixture
-async def site(settings: Settings, database_dsn: str, tmp_path: Path) -> AsyncIterator[Site]:
+async def site(settings: Settings, database_dsn: str, database_owner_dsn: str,
+               tmp_path: Path) -> AsyncIterator[Site]:
     """A site that took three calls, opened incidents, stored one recording through the
     worker and keeps one attachment."""
     monitor = tmp_path / "monitor"
     monitor.mkdir()
-    configured = replace(settings, database_dsn=database_dsn, state_dir=tmp_path / "site-a",
+    configured = replace(settings, database_dsn=database_dsn,
+                         database_owner_dsn=database_owner_dsn, state_dir=tmp_path / "site-a",
                          recordings_incoming_dir=monitor, recordings_settle_seconds=0.0)
     await add_calls(database_dsn, *(call_facts(call_id, f"08120000000{i}", key="1")
                                     for i, call_id in enumerate(CALLS)))
@@ -108,9 +111,12 @@ async def site(settings: Settings, database_dsn: str, tmp_path: Path) -> AsyncIt
 @pytest.fixture
 async def fresh(settings: Settings, pg_cluster: EmbeddedPostgres, tmp_path: Path
                 ) -> AsyncIterator[Settings]:
-    """Another site: an empty database and an empty state directory."""
+    """Another site: an empty database and an empty state directory. The line connects as
+    its own role, which exists (roles are the cluster's) but has no grant here yet; backup and
+    restore run as the owner."""
     dsn = await create_empty_database(pg_cluster)
-    yield replace(settings, database_dsn=dsn, state_dir=tmp_path / "site-b")
+    yield replace(settings, database_dsn=line_dsn(pg_cluster, dsn), database_owner_dsn=dsn,
+                  state_dir=tmp_path / "site-b")
     await drop_database(pg_cluster, dsn)
 
 
@@ -120,6 +126,8 @@ def siaga112(settings: Settings, *argv: str) -> subprocess.CompletedProcess[str]
     environ["PYTHONPATH"] = str(REPOSITORY)
     sets = ["--set", f"database_dsn={settings.database_dsn}",
             "--set", f"state_dir={settings.state_dir}"]
+    if settings.database_owner_dsn is not None:
+        sets += ["--set", f"database_owner_dsn={settings.database_owner_dsn}"]
     return subprocess.run([sys.executable, "-m", "telephony", *sets, *argv], env=environ,
                           cwd=REPOSITORY, capture_output=True, text=True, timeout=120,
                           check=False)
@@ -160,6 +168,15 @@ async def test_a_backup_restored_into_a_fresh_site_has_the_same_calls_incidents_
     finally:
         await database.close()
     assert (fresh.attachments_dir / "2025" / "01" / "scene.png").read_bytes() == ATTACHMENT
+    # The owner owns what it restored, and the line's role got its grants again, no more.
+    assert fresh.database_owner_dsn is not None
+    owners = await table(fresh.database_owner_dsn,
+                         "SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class "
+                         "WHERE relnamespace = 'public'::regnamespace")
+    assert owners == [{"owner": SUPERUSER}]
+    for statement in ("TRUNCATE audit_log", "DELETE FROM audit_log", "DROP TABLE calls CASCADE"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await table(fresh.database_dsn, statement)
 
     # Restoring again over what is now a site with records is refused without --force.
     done = siaga112(fresh, "restore", str(target))

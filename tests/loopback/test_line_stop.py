@@ -27,9 +27,10 @@ import pytest
 from telephony.app import running_line
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.db.migrate import bundled_migrations, migrate
+from telephony.db.migrate import bundled_migrations
+from telephony.db.roles import prepare_schema
 from telephony.settings import Settings
-from tests.support.db import create_empty_database, drop_database, fetch
+from tests.support.db import create_empty_database, drop_database, fetch, line_dsn, line_role
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 WAIT = 10.0  # bound on each wait; a healthy run needs a fraction of it
@@ -191,16 +192,21 @@ async def bare_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
 
 
 async def test_the_line_migrates_before_it_takes_calls(
-    line_settings: Settings, bare_dsn: str
+    line_settings: Settings, bare_dsn: str, pg_cluster: EmbeddedPostgres
 ) -> None:
-    async with running_line(replace(line_settings, database_dsn=bare_dsn)) as line:
+    # As on a site: the owner migrates and grants, the line then connects as its own role.
+    configured = replace(line_settings, database_dsn=line_dsn(pg_cluster, bare_dsn),
+                         database_owner_dsn=bare_dsn)
+    async with running_line(configured) as line:
         assert line.agi.port == line_settings.agi_port
         rows = await fetch(bare_dsn, "SELECT max(version) AS level FROM schema_migrations")
         assert rows[0]["level"] == bundled_migrations()[-1].version
+        assert await line.database.run(lambda c: c.fetchval("SELECT current_user")) \
+            == configured.database_line_user
 
 
 async def test_a_database_that_comes_up_later_is_migrated_before_any_work(
-    line_settings: Settings, bare_dsn: str
+    line_settings: Settings, bare_dsn: str, pg_cluster: EmbeddedPostgres
 ) -> None:
     attempts: list[str] = []
 
@@ -209,9 +215,10 @@ async def test_a_database_that_comes_up_later_is_migrated_before_any_work(
             attempts.append("down")
             raise ConnectionResetError("the server went away")  # as a restarting server
         attempts.append("migrated")
-        await migrate(connection)
+        await prepare_schema(connection, line_role(pg_cluster))
 
-    database = Database(replace(line_settings, database_dsn=bare_dsn), prepare=prepare)
+    database = Database(replace(line_settings, database_dsn=line_dsn(pg_cluster, bare_dsn),
+                                database_owner_dsn=bare_dsn), prepare=prepare)
     try:
         with pytest.raises(DatabaseUnavailable):
             await database.run(lambda c: c.fetchval("SELECT 1"))

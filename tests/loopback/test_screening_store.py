@@ -315,7 +315,7 @@ async def test_prank_label_corrected_to_genuine(
 
 
 async def test_labels_on_unknown_calls_or_values_are_rejected_and_nothing_written(
-    connection: asyncpg.Connection, service: ScreeningService,
+    connection: asyncpg.Connection, service: ScreeningService, database_owner_dsn: str,
 ) -> None:
     await CallRepository(CALENDAR).apply(connection, call_facts("u.1", "081200000001", at=T0,
                                                                   skill=None))
@@ -331,8 +331,14 @@ async def test_labels_on_unknown_calls_or_values_are_rejected_and_nothing_writte
     assert await connection.fetchval("SELECT count(*) FROM call_labels") == 0
     assert await service.labels("u.1") == []
     await REPO.add_label(connection, "u.1", "test", "op1001", "")
-    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # the line's role
         await connection.execute("UPDATE call_labels SET label = 'prank'")
+    owner = await asyncpg.connect(database_owner_dsn)
+    try:
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await owner.execute("UPDATE call_labels SET label = 'prank'")
+    finally:
+        await owner.close()
 
 
 async def test_rescoring_picks_up_a_later_silence_share(

@@ -707,13 +707,14 @@ async def test_bad_uploads_keep_nothing(api: Api) -> None:
     assert await api.audit("attachment.upload") == []
 
 
-async def test_an_attachment_outside_the_storage_root_is_not_served(api: Api) -> None:
+async def test_an_attachment_outside_the_storage_root_is_not_served(
+        api: Api, database_owner_dsn: str) -> None:
     op = await api.account("op1", "operator")
     number = await new_incident(api, op)
     response = await api.client.post(f"/api/incidents/{number}/attachments",
                                      params={"filename": "a.png"}, data=PNG, headers=op)
     attachment = await response.json()
-    connection = await asyncpg.connect(api.dsn)
+    connection = await asyncpg.connect(database_owner_dsn)  # tampering: not the line
     try:
         # As if the row had been tampered with: a path that climbs out of the root.
         await connection.execute(

@@ -1,5 +1,11 @@
 """Databases for tests: one migrated database per test (or module) in the session's cluster,
-and plain queries to look at what a test left behind."""
+and plain queries to look at what a test left behind.
+
+As on a site, the schema belongs to the owner (the cluster's superuser) and the line connects
+as its own role (telephony/db/roles.py), which the owner grants: :func:`create_database`
+returns the line's DSN, so every test that runs the line's code through it proves the grants
+are enough; :func:`owner_dsn` is the same database as the owner, for what only it may do.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,11 @@ import asyncpg
 
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, T
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.db.migrate import migrate
+from telephony.db.roles import LineRole, prepare_schema
 from telephony.settings import Settings
+
+# The line's role in every test database: the settings' default.
+LINE_ROLE = Settings().database_line_user
 
 # The incident tables, in an order that lists a refused change's possible victims.
 INCIDENT_TABLES = ("incidents", "incident_calls", "incident_events", "dispatches",
@@ -30,15 +39,31 @@ async def create_empty_database(cluster: EmbeddedPostgres) -> str:
     return cluster.dsn().rsplit("/", 1)[0] + "/" + name
 
 
+def line_role(cluster: EmbeddedPostgres) -> LineRole:
+    """The line's role in ``cluster``, with its password."""
+    return LineRole(LINE_ROLE, cluster.line_password())
+
+
+def owner_dsn(cluster: EmbeddedPostgres, dsn: str) -> str:
+    """The database of ``dsn`` (a test database in ``cluster``) as its owner."""
+    return cluster.dsn().rsplit("/", 1)[0] + "/" + dsn.rsplit("/", 1)[1]
+
+
+def line_dsn(cluster: EmbeddedPostgres, dsn: str) -> str:
+    """The database of ``dsn`` (a test database in ``cluster``) as the line's role."""
+    return cluster.line_dsn(LINE_ROLE).rsplit("/", 1)[0] + "/" + dsn.rsplit("/", 1)[1]
+
+
 async def create_database(cluster: EmbeddedPostgres) -> str:
-    """A new database in ``cluster`` with every migration applied; returns its DSN."""
+    """A new database in ``cluster`` with every migration applied by its owner and the line's
+    role granted; returns the DSN the line connects with (its role, not the owner)."""
     dsn = await create_empty_database(cluster)
     connection = await asyncpg.connect(dsn)
     try:
-        await migrate(connection)
+        await prepare_schema(connection, line_role(cluster))
     finally:
         await connection.close()
-    return dsn
+    return line_dsn(cluster, dsn)
 
 
 async def drop_database(cluster: EmbeddedPostgres, dsn: str) -> None:

@@ -28,6 +28,7 @@ from telephony.secrets import (
     agi_secret,
     ami_secret,
     database_dsn,
+    database_owner_dsn,
     ensure_site_secrets,
     read_or_create,
 )
@@ -138,6 +139,7 @@ def test_secrets_are_generated_once_private_and_reused(tmp_path: Path) -> None:
     settings = site(tmp_path)
     files = ensure_site_secrets(settings)
     assert sorted(files) == ["agi_secret", "ami_secret", "asterisk_db_password",
+                             "database_line_password",
                             "database_password"]
     directory = tmp_path / "secrets"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
@@ -185,6 +187,34 @@ def test_a_site_dsn_without_password_gets_the_generated_one(
     monkeypatch.setenv("PGPASSWORD", "from-env")
     assert database_dsn(settings) == "postgresql://siaga112@db:5432/siaga112"
     assert os.environ["PGPASSWORD"] == "from-env"
+
+
+def test_with_an_owner_of_its_own_the_line_and_the_owner_get_two_passwords(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    settings = site(tmp_path, database_dsn="postgresql://siaga112_line@db:5432/siaga112",
+                    database_owner_dsn="postgresql://siaga112@db:5432/siaga112")
+    owner = read_or_create(tmp_path / "secrets", "database_password")
+    line = read_or_create(tmp_path / "secrets", "database_line_password")
+    assert owner != line
+    assert database_dsn(settings) == f"postgresql://siaga112_line:{line}@db:5432/siaga112"
+    assert database_owner_dsn(settings) == f"postgresql://siaga112:{owner}@db:5432/siaga112"
+    assert settings.separate_database_owner
+    assert database_owner_dsn(replace(settings, database_owner_dsn=None)) is None
+
+
+@pytest.mark.parametrize(("values", "refusal"), [
+    ({"database_owner_dsn": "postgresql://siaga112@db/siaga112"}, "needs database_dsn"),
+    ({"database_owner_dsn": "postgresql://siaga112@db/siaga112",
+      "database_dsn": "postgresql://siaga112@db/siaga112"}, "not as database_line_user"),
+    ({"database_line_user": "Line; DROP"}, "database_line_user"),
+    ({"database_line_user": "siaga112_asterisk"}, "two roles"),
+    ({"database_line_user": "line\n"}, "database_line_user"),
+])
+def test_database_roles_that_cannot_work_are_refused(
+        tmp_path: Path, values: dict[str, str], refusal: str) -> None:
+    with pytest.raises(SettingsError, match=refusal):
+        site(tmp_path, **values)
 
 
 # -- the documented settings file --------------------------------------------------------------
