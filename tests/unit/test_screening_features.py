@@ -70,6 +70,9 @@ def test_withheld_numbers_have_no_history_key(raw: str) -> None:
         "352099001761482",  # 15 digits failing the Luhn check
         "+0812345678",  # international form cannot start with 0
         "urn:gsma:imei:12-34",
+        "IMEI12345",  # too short for an IMEI
+        "IMEI35209900176148x",
+        "IMEI\u0663\u0665\u0662\u0660\u0669\u0669\u0660\u0660\u0661\u0667\u0666\u0661\u0664\u0668",
         "0\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19",  # full-width digits
         "0012",
     ],
@@ -92,6 +95,11 @@ def test_luhn() -> None:
         "urn:gsma:imei:35209900-176148-1",
         "URN:GSMA:IMEI:35209900-176148-1",
         "urn:gsma:imei:3520990017614823",  # IMEISV of the same handset
+        "IMEI352099001761481",  # what some networks deliver for a call without SIM
+        "imei:352099001761481",
+        "IMEI 35209900-176148-1",
+        "IMEI3520990017614823",
+        "IMEI35209900176148",  # 14 identity digits, no check digit: keyed as delivered
     ],
 )
 def test_simless_phones_are_keyed_by_their_imei(raw: str) -> None:
