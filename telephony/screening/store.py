@@ -140,7 +140,13 @@ SELECT
     count(*) FILTER (WHERE label = 'prank') AS prank_calls,
     count(*) FILTER (WHERE label = 'genuine') AS genuine_calls,
     extract(epoch FROM $2 - max(arrived_at) FILTER (WHERE label = 'genuine'))::float8
-        AS seconds_since_last_genuine
+        AS seconds_since_last_genuine,
+    count(*) FILTER (WHERE hour AND label = 'accidental') AS accidental_last_hour,
+    count(*) FILTER (WHERE day AND label = 'accidental') AS accidental_last_day,
+    count(*) FILTER (WHERE week AND label = 'accidental') AS accidental_last_week,
+    count(*) FILTER (WHERE label = 'accidental') AS accidental_calls,
+    extract(epoch FROM $2 - max(arrived_at) FILTER (
+        WHERE silent OR label IN ('prank', 'accidental')))::float8 AS seconds_since_last_nuisance
 FROM earlier
 """
 

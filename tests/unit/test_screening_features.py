@@ -258,8 +258,13 @@ def test_history_windows() -> None:
     assert (history.calls, history.silent_calls, history.prank_calls) == (6, 3, 1)
     assert history.genuine_calls == 1
     assert history.seconds_since_last_genuine == pytest.approx(3 * 86400)
-    assert history.nuisance_calls == 4
-    assert history.nuisance_share == pytest.approx(4 / 6)
+    # A pocket dial is a nuisance class of its own: counted apart, and among the nuisance calls.
+    assert (history.accidental_last_hour, history.accidental_last_day,
+            history.accidental_last_week, history.accidental_calls) == (0, 1, 1, 1)
+    assert history.nuisance_calls == 5
+    assert history.nuisance_share == pytest.approx(5 / 6)
+    assert (history.nuisance_last_hour, history.nuisance_last_day) == (3, 4)
+    assert history.seconds_since_last_nuisance == pytest.approx(300)
     shorter = summarise_history(calls, labels, NOW, lookback=timedelta(days=7))
     assert shorter.calls == 5
 
