@@ -170,7 +170,7 @@ def test_second_calls_and_pocket_bursts(corpus: Corpus) -> None:
     assert all(c.truth is Label.ACCIDENTAL for calls in pockets for c in calls)
     # A burst: some pocket dial follows the previous one within minutes.
     assert any(b.at - a.at < timedelta(minutes=15) for calls in pockets
-               for a, b in zip(calls, calls[1:], strict=False))
+               for a, b in itertools.pairwise(calls))
 
 
 def test_short_pranks_talk_ten_to_twenty_five_seconds(corpus: Corpus) -> None:
