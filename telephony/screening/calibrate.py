@@ -48,7 +48,6 @@ from telephony.screening.score import (
     LOWERING_WEIGHTS,
     PRE_QUEUE_WEIGHTS,
     ScoreConfig,
-    Weights,
     call_values,
     pre_queue_values,
 )
@@ -79,7 +78,7 @@ class Fit:
 def _solve(matrix: list[list[float]], vector: list[float]) -> list[float]:
     """Solve ``matrix @ x = vector`` by Gaussian elimination with partial pivoting."""
     n = len(vector)
-    a = [row[:] + [vector[i]] for i, row in enumerate(matrix)]
+    a = [[*row, vector[i]] for i, row in enumerate(matrix)]
     for col in range(n):
         pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
         if abs(a[pivot][col]) < 1e-12:
@@ -121,8 +120,9 @@ def fit_logistic(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[
     pinned: list[str] = []
     total_iterations = 0
     while True:
-        intercept, weights, iterations = _newton(rows, positive, free, offsets, l2,
-                                                 max_iterations, tolerance)
+        intercept, weights, iterations = _newton(
+            rows, positive, free, offsets=offsets, l2=l2, max_iterations=max_iterations,
+            tolerance=tolerance)
         total_iterations += iterations
         wrong = [n for n in free if (weights[n] > 0) == (n in lowering) and weights[n] != 0]
         if not wrong:
@@ -135,7 +135,7 @@ def fit_logistic(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[
     return Fit(intercept, every, tuple(pinned), total_iterations)
 
 
-def _newton(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[str],
+def _newton(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[str], *,
             offsets: Sequence[float] | None, l2: float, max_iterations: int,
             tolerance: float) -> tuple[float, dict[str, float], int]:
     index = {name: i + 1 for i, name in enumerate(names)}  # 0 is the intercept
@@ -143,9 +143,21 @@ def _newton(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[str],
     # Each row as (column, value) pairs, the intercept first: rows are sparse.
     sparse = [[(0, 1.0)] + [(index[n], v) for n, v in row.items() if n in index and v]
               for row in rows]
+    offset = list(offsets) if offsets is not None else [0.0] * len(rows)
+    truth = [1.0 if p else 0.0 for p in positive]
+
+    def loss(beta: list[float]) -> float:
+        total = 0.5 * l2 * sum(b * b for b in beta[1:])
+        for r, row in enumerate(sparse):
+            z = offset[r] + sum(beta[c] * v for c, v in row)
+            # log(1 + e^z) - y z, computed without overflow.
+            total += max(z, 0.0) + math.log1p(math.exp(-abs(z))) - truth[r] * z
+        return total
+
     beta = [0.0] * size
-    rate = sum(positive) / len(positive)
-    beta[0] = math.log(rate / (1 - rate))
+    rate = sum(truth) / len(truth)
+    beta[0] = math.log(rate / (1 - rate)) - sum(offset) / len(offset)
+    current = loss(beta)
     iterations = 0
     for iterations in range(1, max_iterations + 1):  # noqa: B007 - reported
         gradient = [0.0] * size
@@ -154,11 +166,11 @@ def _newton(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[str],
             gradient[i] = l2 * beta[i]
             hessian[i][i] = l2
         for r, row in enumerate(sparse):
-            z = offsets[r] if offsets is not None else 0.0
+            z = offset[r]
             for c, v in row:
                 z += beta[c] * v
             p = _sigmoid(z)
-            residual = p - (1.0 if positive[r] else 0.0)
+            residual = p - truth[r]
             w = max(p * (1 - p), 1e-12)
             for a, va in row:
                 gradient[a] += residual * va
@@ -167,8 +179,16 @@ def _newton(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[str],
                 for b, vb in row:
                     h[b] += wva * vb
         step = _solve(hessian, gradient)
-        beta = [b - s for b, s in zip(beta, step, strict=True)]
-        if max(abs(s) for s in step) < tolerance:
+        # Backtracking: a full Newton step can overshoot far from the optimum.
+        scale = 1.0
+        while True:
+            trial = [b - scale * d for b, d in zip(beta, step, strict=True)]
+            trial_loss = loss(trial)
+            if trial_loss <= current or scale < 1e-6:
+                break
+            scale /= 2
+        beta, current = trial, trial_loss
+        if max(abs(scale * d) for d in step) < tolerance:
             break
     return beta[0], {name: beta[i] for name, i in index.items()}, iterations
 
@@ -186,15 +206,19 @@ def examples(calls: Iterable[CorpusCall], config: ScoreConfig) -> list[Example]:
 def pre_log_odds(example: Example, config: ScoreConfig) -> float:
     """The pre-queue log-odds of ``example`` under ``config`` (the score without the squash)."""
     w = config.weights
-    return (config.bias + config.hour_weights[example.hour]
-            + sum(getattr(w, n) * v for n, v in example.pre.items()))
+    total: float = config.bias + config.hour_weights[example.hour]
+    for name, value in example.pre.items():
+        total += float(getattr(w, name)) * value
+    return total
 
 
 def post_log_odds(example: Example, config: ScoreConfig) -> float:
     """The post-call log-odds of ``example`` under ``config``."""
     w = config.weights
-    return (pre_log_odds(example, config) + config.post_call_bias
-            + sum(getattr(w, n) * v for n, v in example.call.items()))
+    total = pre_log_odds(example, config) + config.post_call_bias
+    for name, value in example.call.items():
+        total += float(getattr(w, name)) * value
+    return total
 
 
 def fit_config(data: Sequence[Example], base: ScoreConfig, *, l2: float = 1.0) -> ScoreConfig:
