@@ -496,12 +496,19 @@ def comparison_table(ev: Evaluation) -> list[str]:
         "| precision | recall | genuine callers delayed | screened | blocked |",
         "|---|---|---|---|---|---|",
     ]
-    for rule in ev.comparison:
+    for index, rule in enumerate(ev.comparison):
+        # Only the pre-queue decision delays or screens; the post-call score acts on nothing
+        # (the call is over) and the rules only block.
+        delayed, screened = "-", "-"
+        if index == 0:
+            delayed = (f"{rule.genuine_callers_delayed} "
+                       f"({_pct(rule.genuine_callers_delayed / genuine)})")
+            screened = (f"{rule.genuine_callers_screened} "
+                        f"({_pct(rule.genuine_callers_screened / genuine)})")
         lines.append(
             f"| {rule.name} | {_pct(rule.precision)} | {_pct(rule.caught_share)} "
-            f"({rule.nuisance_caught}/{rule.nuisance_calls}) | {rule.genuine_callers_delayed} "
-            f"| {rule.genuine_callers_screened} ({_pct(rule.genuine_callers_screened / genuine)})"
-            f" | {rule.genuine_callers_blocked} |")
+            f"({rule.nuisance_caught}/{rule.nuisance_calls}) | {delayed} | {screened} "
+            f"| {rule.genuine_callers_blocked} |")
     return lines
 
 
