@@ -5,13 +5,16 @@
 call as the line would have seen it (each call scored from the history and labels known when it
 rang), and prints:
 
-- precision, recall and ROC AUC of the pre-queue and post-call scores, with prank and silent
-  calls as the positive class, at the configured thresholds;
+- precision, recall, ROC AUC and Brier score of the pre-queue and post-call scores, with prank,
+  silent and accidental calls as the positive class, at the configured thresholds, the
+  reliability curve of each, and the pre-queue ceiling (the share of nuisance calls whose
+  number called before: no score from history can catch the others before they are answered);
 - the share of genuine calls that the pre-queue decision would have delayed (lower priority or
   screening prompt) and the expected extra seconds, overall and for each hard case;
-- on the same corpus, the prank and silent calls caught and the genuine callers blocked by the
-  rules centres use today (block a number for 24 h after a prank; block it after 3 pranks),
-  beside the score, which catches by delaying and never blocks.
+- on the same corpus, a table of precision, recall and genuine callers delayed, screened and
+  blocked for the score before the queue, after the call, and the rules centres use today
+  (block a number for 24 h after a call labelled anything but genuine; block it after 3
+  pranks). The score catches by delaying and never blocks.
 
 A blocked call never reaches an operator, so it gets no label: the rules are replayed with the
 labels only of the calls they let through.
