@@ -18,6 +18,10 @@ as a reason. Two fits, in the order the line computes them:
 2. after the call: the fitted pre-queue log-odds as an offset, plus ``post_call_bias`` and the
    call's own features. The post-call score is the pre-queue score updated by the call.
 
+A caller's history counts the earlier calls the line suspected (post-call score at or above the
+threshold), so the features depend on the weights: the corpora are replayed with the previous
+round's weights and fitted again (``--rounds``, 3 by default; the weights settle by then).
+
 Each is L2-regularised Newton (IRLS), written here (a few dozen lines, no new dependency), with
 each weight's sign imposed (``LOWERING_WEIGHTS`` <= 0, the others >= 0, the rule an admin's
 file is checked against): a weight the data want on the wrong side is pinned at 0 and the rest
@@ -285,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fitting seeds, comma-separated (never the held-out seed)")
     parser.add_argument("--callers", type=int, default=DEFAULT_CALLERS)
     parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="replay-and-fit rounds (suspected calls depend on the weights)")
     parser.add_argument("--out", type=Path, help="write the fitted configuration (JSON) here")
     return parser
 
@@ -299,10 +305,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"calibrate: seed {HELD_OUT_SEED} is held out for evaluation, never fitted",
               file=sys.stderr)
         return 2
-    base = ScoreConfig()
-    data = [e for seed in seeds for e in examples(generate_corpus(seed, args.callers).calls,
-                                                   base)]
-    fitted = fit_config(data, base, l2=args.l2)
+    corpora = [generate_corpus(seed, args.callers) for seed in seeds]
+    fitted = ScoreConfig()
+    data: list[Example] = []
+    for _ in range(args.rounds):
+        # The history counts calls the line suspected from their post-call score, so the
+        # features depend on the weights: replay with the last fit, then fit again.
+        data = [e for corpus in corpora for e in examples(corpus.calls, fitted)]
+        fitted = fit_config(data, fitted, l2=args.l2)
     truth = [e.positive for e in data]
     print(f"Fitted on seeds {seeds}: {len(data)} calls, {sum(truth)} nuisance")
     for name, log_odds in (("pre-queue", pre_log_odds), ("post-call", post_log_odds)):

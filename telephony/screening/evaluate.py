@@ -102,8 +102,10 @@ def replay(calls: Iterable[CorpusCall], config: ScoreConfig) -> list[ScoredCall]
         post = post_call_score(features, call.features, config)
         scored.append(ScoredCall(call, features, pre, post, decision, delay))
         if key is not None:
+            # The line's own post-call score is in the history once the call has ended.
             past.setdefault(key, []).append(
-                PastCall(call.call_id, call.at, call.features.looks_silent))
+                PastCall(call.call_id, call.at, call.features.looks_silent,
+                         post.value >= config.post_call_threshold))
             labels.setdefault(key, []).extend(call.labels)
     return scored
 

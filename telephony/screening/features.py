@@ -165,11 +165,17 @@ class CallFeatures:
 
 @dataclass(frozen=True, slots=True)
 class PastCall:
-    """An earlier call of the same caller, as history needs it."""
+    """An earlier call of the same caller, as history needs it.
+
+    ``suspected``: the line's own post-call score of the call reached the post-call threshold.
+    Without a label it is what the line knows of a prank that talked: it counts as a nuisance
+    call ("diduga iseng") until an operator labels the call.
+    """
 
     call_id: str
     at: datetime
     looks_silent: bool
+    suspected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +210,10 @@ class CallerHistory:
     The hour/day/week windows count calls that arrived within that time before now; the
     ``*_calls`` totals cover the whole lookback. A call counts as prank, accidental or genuine if
     its current label says so; as silent if its current label is silent, or if it has no label
-    and looked silent. Test calls count only as calls. Prank, silent and accidental calls are the
-    nuisance calls (:data:`TARGET`); ``seconds_since_last_nuisance`` is the age of the latest
+    and looked silent; as suspected if it has no label, did not look silent, and the line's
+    post-call score of it reached the post-call threshold. Test calls count only as calls.
+    Prank, silent, accidental and suspected calls are the nuisance calls (:data:`TARGET`, and
+    the line's suspicion of one); ``seconds_since_last_nuisance`` is the age of the latest
     (``summarise_history`` and the SQL always set it; unset, it reads as "just now").
     """
 
@@ -228,21 +236,26 @@ class CallerHistory:
     accidental_last_week: int = 0
     accidental_calls: int = 0
     seconds_since_last_nuisance: float | None = None
+    suspected_last_hour: int = 0
+    suspected_last_day: int = 0
+    suspected_last_week: int = 0
+    suspected_calls: int = 0
 
     def __post_init__(self) -> None:
         windows = (
             (self.calls_last_hour, self.silent_last_hour, self.prank_last_hour,
-             self.accidental_last_hour),
+             self.accidental_last_hour, self.suspected_last_hour),
             (self.calls_last_day, self.silent_last_day, self.prank_last_day,
-             self.accidental_last_day),
+             self.accidental_last_day, self.suspected_last_day),
             (self.calls_last_week, self.silent_last_week, self.prank_last_week,
-             self.accidental_last_week),
-            (self.calls, self.silent_calls, self.prank_calls, self.accidental_calls),
+             self.accidental_last_week, self.suspected_last_week),
+            (self.calls, self.silent_calls, self.prank_calls, self.accidental_calls,
+             self.suspected_calls),
         )
-        for calls, silent, prank, accidental in windows:
-            if min(calls, silent, prank, accidental) < 0 or silent + prank + accidental > calls:
-                raise ValueError("silent, prank and accidental calls are counted among the "
-                                 "window's calls")
+        for calls, *kinds in windows:
+            if min(calls, *kinds) < 0 or sum(kinds) > calls:
+                raise ValueError("silent, prank, accidental and suspected calls are counted "
+                                 "among the window's calls")
         for shorter, longer in pairwise(windows):
             if any(s > w for s, w in zip(shorter, longer, strict=True)):
                 raise ValueError("a shorter window cannot hold more calls than a longer one")
@@ -262,23 +275,26 @@ class CallerHistory:
 
     @property
     def nuisance_calls(self) -> int:
-        """Earlier calls that were silent or labelled prank or accidental."""
-        return self.silent_calls + self.prank_calls + self.accidental_calls
+        """Earlier calls that were silent, labelled prank or accidental, or suspected."""
+        return self.silent_calls + self.prank_calls + self.accidental_calls + self.suspected_calls
 
     @property
     def nuisance_last_hour(self) -> int:
         """Nuisance calls within the last hour."""
-        return self.silent_last_hour + self.prank_last_hour + self.accidental_last_hour
+        return (self.silent_last_hour + self.prank_last_hour + self.accidental_last_hour
+                + self.suspected_last_hour)
 
     @property
     def nuisance_last_day(self) -> int:
         """Nuisance calls within the last 24 hours."""
-        return self.silent_last_day + self.prank_last_day + self.accidental_last_day
+        return (self.silent_last_day + self.prank_last_day + self.accidental_last_day
+                + self.suspected_last_day)
 
     @property
     def nuisance_last_week(self) -> int:
         """Nuisance calls within the last 7 days."""
-        return self.silent_last_week + self.prank_last_week + self.accidental_last_week
+        return (self.silent_last_week + self.prank_last_week + self.accidental_last_week
+                + self.suspected_last_week)
 
     @property
     def nuisance_share(self) -> float:
@@ -303,7 +319,7 @@ def summarise_history(
     """
     current = resolve_labels(labels, now)
     horizon = lookback.total_seconds()
-    counts = [0] * 16  # (calls, silent, prank, accidental) for hour, day, week, lookback
+    counts = [0] * 20  # (calls, silent, prank, accidental, suspected) per hour/day/week/lookback
     genuine = 0
     last_genuine: float | None = None
     last_nuisance: float | None = None
@@ -316,28 +332,31 @@ def summarise_history(
         silent = label is Label.SILENT or (label is None and call.looks_silent)
         prank = label is Label.PRANK
         accidental = label is Label.ACCIDENTAL
+        suspected = label is None and not call.looks_silent and call.suspected
         if label is Label.GENUINE:
             genuine += 1
             if last_genuine is None or age < last_genuine:
                 last_genuine = age
-        if (silent or prank or accidental) and (last_nuisance is None or age < last_nuisance):
+        nuisance = silent or prank or accidental or suspected
+        if nuisance and (last_nuisance is None or age < last_nuisance):
             last_nuisance = age
         for slot, window in enumerate((HOUR, DAY, WEEK, horizon)):
             if age <= window:
-                base = 4 * slot
+                base = 5 * slot
                 counts[base] += 1
                 counts[base + 1] += silent
                 counts[base + 2] += prank
                 counts[base + 3] += accidental
+                counts[base + 4] += suspected
     return CallerHistory(
         calls_last_hour=counts[0], silent_last_hour=counts[1], prank_last_hour=counts[2],
-        accidental_last_hour=counts[3],
-        calls_last_day=counts[4], silent_last_day=counts[5], prank_last_day=counts[6],
-        accidental_last_day=counts[7],
-        calls_last_week=counts[8], silent_last_week=counts[9], prank_last_week=counts[10],
-        accidental_last_week=counts[11],
-        calls=counts[12], silent_calls=counts[13], prank_calls=counts[14],
-        accidental_calls=counts[15],
+        accidental_last_hour=counts[3], suspected_last_hour=counts[4],
+        calls_last_day=counts[5], silent_last_day=counts[6], prank_last_day=counts[7],
+        accidental_last_day=counts[8], suspected_last_day=counts[9],
+        calls_last_week=counts[10], silent_last_week=counts[11], prank_last_week=counts[12],
+        accidental_last_week=counts[13], suspected_last_week=counts[14],
+        calls=counts[15], silent_calls=counts[16], prank_calls=counts[17],
+        accidental_calls=counts[18], suspected_calls=counts[19],
         genuine_calls=genuine, seconds_since_last_genuine=last_genuine,
         seconds_since_last_nuisance=last_nuisance,
     )

@@ -60,32 +60,32 @@ class Weights:
 
     # History: counts per window, as log1p(count); the windows do not overlap (last hour, the
     # rest of the last day, the rest of the last week). Nuisance = silent, prank or accidental.
-    calls_hour: float = 2.406
-    nuisance_hour: float = 0.0
-    calls_day: float = 0.588
-    nuisance_day: float = 0.0
+    calls_hour: float = 0.804
+    nuisance_hour: float = 1.764
+    calls_day: float = 0.0
+    nuisance_day: float = 0.317
     calls_week: float = 0.0
-    nuisance_week: float = 0.417
+    nuisance_week: float = 0.157
     # Whole-lookback evidence fades with the age of the caller's latest nuisance call:
     # each is multiplied by exp(-age / nuisance_recency_hours).
-    prank_labels: float = 0.271  # log1p(calls labelled prank)
-    accidental_labels: float = 1.623  # log1p(calls labelled accidental)
-    nuisance_share: float = 7.754  # share of earlier calls that were nuisance calls
-    genuine_labels: float = -3.641  # log1p(calls labelled genuine)
-    recent_genuine: float = -2.549  # exp(-age / genuine_recency_hours) of the last genuine call
+    prank_labels: float = 0.0  # log1p(calls labelled prank)
+    accidental_labels: float = 1.514  # log1p(calls labelled accidental)
+    nuisance_share: float = 7.381  # share of earlier calls that were nuisance calls
+    genuine_labels: float = -3.541  # log1p(calls labelled genuine)
+    recent_genuine: float = -1.744  # exp(-age / genuine_recency_hours) of the last genuine call
     # Caller id.
-    withheld: float = 0.64
+    withheld: float = 0.642
     malformed: float = 0.0
-    simless: float = 0.478
+    simless: float = 0.427
     # The call itself (post-call only).
-    no_input: float = 1.728
-    invalid_keys: float = 2.932  # log1p(invalid keys)
-    hung_up_in_ivr: float = 2.596
+    no_input: float = 1.702
+    invalid_keys: float = 2.93  # log1p(invalid keys)
+    hung_up_in_ivr: float = 2.582
     prompt_key: float = 0.0  # a key within prompt_key_seconds
-    hung_up_on_answer: float = 0.418
-    silence: float = 5.846  # silence share above the baseline, scaled to [0, 1]
-    conversation: float = -6.812  # log1p(speech seconds / conversation_seconds)
-    short_talk: float = 1.908  # answered, the caller spoke and hung up within short_talk_seconds
+    hung_up_on_answer: float = 0.387
+    silence: float = 5.857  # silence share above the baseline, scaled to [0, 1]
+    conversation: float = -6.865  # log1p(speech seconds / conversation_seconds)
+    short_talk: float = 1.917  # answered, the caller spoke and hung up within short_talk_seconds
     silent_call: float = 0.0  # nobody was heard from (``CallFeatures.looks_silent``)
 
 
@@ -119,12 +119,12 @@ class ScoreConfig:
     or :meth:`from_mapping` to read an admin's JSON; construction validates.
     """
 
-    bias: float = -1.424
+    bias: float = -1.426
     weights: Weights = field(default_factory=Weights)
     hour_weights: tuple[float, ...] = DEFAULT_HOUR_WEIGHTS  # indexed by local hour 0..23
     # Added to the pre-queue log-odds with the call's own terms: the post-call score is the
     # pre-queue score updated by what the call itself showed.
-    post_call_bias: float = 0.24
+    post_call_bias: float = 0.251
     genuine_recency_hours: float = 24.0
     nuisance_recency_hours: float = 168.0
     short_talk_seconds: float = 30.0
@@ -284,19 +284,18 @@ def _duration(seconds: float) -> str:
     return f"{round(seconds / 86400)} hari"
 
 
-def _calls_text(calls: int, silent: int, prank: int, accidental: int, window: str) -> str:
+def _calls_text(calls: int, kinds: tuple[int, int, int, int], window: str) -> str:
+    """"N panggilan dalam <window> terakhir", and how many of them were nuisance calls of which
+    kinds; ``kinds`` is (silent, prank, accidental, suspected)."""
     text = f"{calls} panggilan dalam {window} terakhir"
-    if accidental and (silent or prank):
-        return f"{text}, {silent + prank + accidental} di antaranya diam, iseng atau tidak sengaja"
-    if accidental:
-        return f"{text}, {accidental} di antaranya tidak sengaja (terpencet)"
-    if silent and prank:
-        return f"{text}, {silent + prank} di antaranya diam atau iseng"
-    if silent:
-        return f"{text}, {silent} di antaranya diam"
-    if prank:
-        return f"{text}, {prank} di antaranya iseng"
-    return text
+    words = [word for count, word in zip(
+        kinds, ("diam", "iseng", "tidak sengaja", "diduga iseng"), strict=True) if count]
+    if not words:
+        return text
+    if words == ["tidak sengaja"]:
+        words = ["tidak sengaja (terpencet)"]
+    named = words[0] if len(words) == 1 else f"{', '.join(words[:-1])} atau {words[-1]}"
+    return f"{text}, {sum(kinds)} di antaranya {named}"
 
 
 def _reason_text(code: str, pre: PreQueueFeatures, call: CallFeatures | None,
@@ -305,14 +304,14 @@ def _reason_text(code: str, pre: PreQueueFeatures, call: CallFeatures | None,
     h = pre.history
     match code:
         case "hour":
-            return _calls_text(h.calls_last_hour, h.silent_last_hour, h.prank_last_hour,
-                               h.accidental_last_hour, "1 jam")
+            return _calls_text(h.calls_last_hour, (h.silent_last_hour, h.prank_last_hour,
+                               h.accidental_last_hour, h.suspected_last_hour), "1 jam")
         case "day":
-            return _calls_text(h.calls_last_day, h.silent_last_day, h.prank_last_day,
-                               h.accidental_last_day, "24 jam")
+            return _calls_text(h.calls_last_day, (h.silent_last_day, h.prank_last_day,
+                               h.accidental_last_day, h.suspected_last_day), "24 jam")
         case "week":
-            return _calls_text(h.calls_last_week, h.silent_last_week, h.prank_last_week,
-                               h.accidental_last_week, "7 hari")
+            return _calls_text(h.calls_last_week, (h.silent_last_week, h.prank_last_week,
+                               h.accidental_last_week, h.suspected_last_week), "7 hari")
         case "prank_labels":
             return (f"{h.prank_calls} panggilan sebelumnya ditandai iseng oleh operator"
                     f"{_last_nuisance(h.seconds_since_last_nuisance)}")
@@ -321,7 +320,9 @@ def _reason_text(code: str, pre: PreQueueFeatures, call: CallFeatures | None,
                     f"(terpencet) oleh operator{_last_nuisance(h.seconds_since_last_nuisance)}")
         case "nuisance_share":
             share = round(100 * h.nuisance_share)
-            kinds = "diam, iseng atau tidak sengaja" if h.accidental_calls else "diam atau iseng"
+            kinds = "diam atau iseng"
+            if h.accidental_calls or h.suspected_calls:
+                kinds = "diam, iseng, tidak sengaja atau diduga iseng"
             return f"{share}% dari {h.calls} panggilan sebelumnya {kinds}"
         case "genuine_labels":
             return f"{h.genuine_calls} panggilan sebelumnya ditandai asli oleh operator"

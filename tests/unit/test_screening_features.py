@@ -319,3 +319,18 @@ def test_pre_queue_features_validation() -> None:
         PreQueueFeatures("112", number, 24)
     with pytest.raises(ValueError, match="without an identity"):
         PreQueueFeatures("112", parse_caller_id("anonymous"), 12, CallerHistory(calls=1))
+
+
+def test_an_unlabelled_call_the_line_suspected_counts_as_a_nuisance_call() -> None:
+    calls = [
+        PastCall("talked", NOW - timedelta(minutes=20), looks_silent=False, suspected=True),
+        PastCall("silent", NOW - timedelta(minutes=30), looks_silent=True, suspected=True),
+        PastCall("labelled", NOW - timedelta(hours=3), looks_silent=False, suspected=True),
+        PastCall("fine", NOW - timedelta(hours=4), looks_silent=False),
+    ]
+    labels = [LabelEvent("labelled", Label.GENUINE, NOW - timedelta(hours=2))]
+    history = summarise_history(calls, labels, NOW)
+    # Silent counts as silent, a label wins over the line's suspicion.
+    assert (history.suspected_last_hour, history.silent_last_hour) == (1, 1)
+    assert (history.suspected_calls, history.nuisance_calls, history.genuine_calls) == (1, 2, 1)
+    assert history.seconds_since_last_nuisance == pytest.approx(20 * 60)

@@ -146,3 +146,16 @@ def test_first_time_silence_counts_after_the_call() -> None:
 
 def test_a_first_time_genuine_conversation_stays_low_after_the_call() -> None:
     assert post_call_score(features([]), TALKED, SHIPPED).value < 0.1
+
+
+def test_an_unlabelled_talking_prank_the_line_suspected_lowers_the_next_call() -> None:
+    past = [PastCall("c1", NOW - timedelta(minutes=25), looks_silent=False, suspected=True)]
+    pre = PreQueueFeatures("112", parse_caller_id(NUMBER), NOW.hour,
+                           summarise_history(past, [], NOW))
+    score = pre_queue_score(pre, SHIPPED)
+    assert score.value >= SHIPPED.lower_priority_threshold
+    assert any("diduga iseng" in r.text for r in score.reasons)
+    unsuspected = PastCall("c1", NOW - timedelta(minutes=25), looks_silent=False)
+    plain = PreQueueFeatures("112", parse_caller_id(NUMBER), NOW.hour,
+                             summarise_history([unsuspected], [], NOW))
+    assert pre_queue_score(plain, SHIPPED).value < SHIPPED.lower_priority_threshold
