@@ -15,7 +15,10 @@ which a caller passes by pressing, by speaking, or by waiting. Emergency and 119
 below ``priority_floor``.
 
 Weights and thresholds are a frozen :class:`ScoreConfig`, loadable from JSON and validated; the
-scoring itself is pure Python and allocation-light (a call is scored in microseconds).
+scoring itself is pure Python and allocation-light (a call is scored in microseconds). The
+features are named (weight, value) pairs (:func:`pre_queue_values`, :func:`call_values`) that
+the fit in ``telephony.screening.calibrate`` reads too, so the shipped defaults are the logistic
+regression's weights on the synthetic corpus, and each reason is one or two of its terms.
 """
 
 from __future__ import annotations
