@@ -70,6 +70,7 @@ BULK_CONF = (
     "autovacuum = off\n"
 )
 WARMUP = 200
+SUSPECT = ScoreConfig().post_call_threshold  # what the line passes as the suspect score
 
 
 @dataclass(frozen=True)
@@ -307,14 +308,14 @@ async def measure(dsn: str | None, mix: Mix, now: datetime, samples: int, seed: 
         lookback = DEFAULT_LOOKBACK
 
         for key in met[:WARMUP]:  # prepared statement, plan cache, hot index pages
-            await repo.history(connection, key, now, lookback)
+            await repo.history(connection, key, now, lookback, suspect_score=SUSPECT)
         print("\nHistory query alone (one connection, sequential):")
         sizes: dict[str, list[int]] = {}
         for name, keys in groups:
             latencies, counts = [], []
             for key in keys:
                 started = time.perf_counter()
-                history = await repo.history(connection, key, now, lookback)
+                history = await repo.history(connection, key, now, lookback, suspect_score=SUSPECT)
                 latencies.append((time.perf_counter() - started) * 1000)
                 counts.append(history.calls)
             sizes[name] = counts
@@ -324,7 +325,7 @@ async def measure(dsn: str | None, mix: Mix, now: datetime, samples: int, seed: 
         heaviest_key = max(calls_of, key=lambda key: calls_of[key])
         plan = await connection.fetch(
             "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + HISTORY_SQL, heaviest_key, now,
-            lookback.total_seconds())
+            lookback.total_seconds(), SUSPECT)
         print(f"\nPlan of the heaviest caller's history ({heaviest_key}):")
         for line in plan:
             print("  " + line[0])

@@ -80,6 +80,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.screening.score", DOMAIN),
     ("telephony.screening.corpus", DOMAIN),
     ("telephony.screening.evaluate", DOMAIN),
+    ("telephony.screening.calibrate", DOMAIN),
     ("telephony.reports.csvexport", DOMAIN),
     ("telephony.wallboard.state", DOMAIN),
     ("recordings.domain", DOMAIN),

@@ -39,6 +39,9 @@ _WITHHELD_TEXTS = frozenset(
     {"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable", "withheld"}
 )
 _IMEI_URN = "urn:gsma:imei:"
+# Some networks deliver a SIM-less call's identity as "IMEI" + the digits, sometimes with a
+# colon or a space between (the words after the prefix are separators, not identity).
+_IMEI_PREFIX = "imei"
 _SEPARATORS = str.maketrans("", "", " -().")
 # Indonesian numbers in E.164 are 62 + 8..12 digits (landline area code + subscriber, or 8xx
 # mobile); nationally they are 0 + the same 8..12 digits.
@@ -77,19 +80,23 @@ def parse_caller_id(raw: str) -> CallerId:
     """Classify a presented caller number and normalise it to a history key.
 
     Numbers become E.164 digits without ``+`` (``0812…`` and ``+62812…`` are one caller). A
-    SIM-less phone's IMEI, passed as ``urn:gsma:imei:…`` or as 15 Luhn-valid digits (no
-    Indonesian number is that long), becomes ``imei:`` + its 14 identity digits, so an IMEI and
-    the IMEISV of the same handset share a history.
+    SIM-less phone's IMEI, passed as ``urn:gsma:imei:…``, as ``IMEI`` + digits, or as 15
+    Luhn-valid digits (no Indonesian number is that long), becomes ``imei:`` + its 14 identity
+    digits, so an IMEI and the IMEISV of the same handset share a history. The URN and the
+    ``IMEI`` prefix name the identifier outright, so their digits are keyed as delivered (14-16
+    digits; no check digit is required of them). This is the one place that decides a caller is
+    SIM-less: screening marks it, the call-back worklist never dials it.
     """
     text = raw.strip()
     lowered = text.lower()
     if lowered in _WITHHELD_TEXTS:
         return CallerId(raw, CallerIdKind.WITHHELD, None)
-    if lowered.startswith(_IMEI_URN):
-        digits = lowered[len(_IMEI_URN):].translate(_SEPARATORS)
-        if digits.isdigit() and len(digits) in (14, 15, 16):
-            return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
-        return CallerId(raw, CallerIdKind.MALFORMED, None)
+    for prefix in (_IMEI_URN, _IMEI_PREFIX):
+        if lowered.startswith(prefix):
+            digits = lowered[len(prefix):].lstrip(":").translate(_SEPARATORS)
+            if digits.isascii() and digits.isdigit() and len(digits) in (14, 15, 16):
+                return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
+            return CallerId(raw, CallerIdKind.MALFORMED, None)
     compact = text.translate(_SEPARATORS)
     international = compact.startswith("+")
     if international:

@@ -33,6 +33,15 @@ their calls are pranks, 15 % giggling silence. Silent repeat numbers are 100 % s
 nuisance calls come from SIM-less handsets (old phones given to children as toys), half prank,
 half silent. The remaining 25 % are one-off pranks and one-off pocket dials.
 
+Issue 14 added the cases the first score missed (assumptions, no published figure): a third of
+the one-off nuisance numbers call again (:data:`SECOND_CALL_SHARE`: 2-3 calls, within the hour
+or within the day: a child who got an answer tries again); half of the accidental calls come
+from phones that pocket-dial in bursts (:data:`POCKET_BURST_SHARE`: 2-4 calls minutes apart, in
+1-3 sessions over the month, labelled accidental); the family phone's parent calls hours
+(40 %) or days after the child's pranks, and rings back once about the same fire half the time;
+a SIM-less caller's id arrives as ``IMEI`` + digits as well as bare or as a URN; and 40 % of the
+pranks an operator answers talk for 10-25 s before the child hangs up.
+
 Time of day (assumption, no published figure): genuine emergencies follow daytime activity with
 a night trough; children's pranks peak after school, 13-20 WIB; silent calls follow phone use.
 
@@ -64,7 +73,7 @@ from zoneinfo import ZoneInfo
 
 from telephony.calls.ids import CallerId, luhn_valid, parse_caller_id
 from telephony.screening.features import (
-    NUISANCE,
+    TARGET,
     CallFeatures,
     CallShape,
     IvrBehaviour,
@@ -73,6 +82,10 @@ from telephony.screening.features import (
 )
 
 DEFAULT_SEED = 112
+# The weights are fitted on these seeds (``telephony.screening.calibrate``); the held-out seed is
+# never fitted on, and the shipped configuration is judged on it.
+FIT_SEEDS = (112, 113, 114)
+HELD_OUT_SEED = 1414
 DEFAULT_CALLERS = 5000
 # A Monday at midnight, Jakarta time: the corpus window starts here.
 START = datetime(2025, 3, 3, tzinfo=ZoneInfo("Asia/Jakarta"))
@@ -82,6 +95,11 @@ REPEAT_MEAN_CALLS = 12.0  # 2 + geometric with mean 10
 SIMLESS_NUISANCE_SHARE = 0.05
 PRANKSTER_PRANK_SHARE = 0.85
 SIMLESS_NUISANCE_PRANK_SHARE = 0.5
+SECOND_CALL_SHARE = 1 / 3
+SECOND_CALL_MEAN_CALLS = 2.5
+POCKET_BURST_SHARE = 0.5
+POCKET_MEAN_CALLS = 6.0  # 1-3 sessions of 2-4 calls
+FAMILY_MEAN_CALLS = 1.5  # the parent's report, and half the time one call back
 LABEL_ERROR_RATE = 0.05
 LABEL_CORRECTION_RATE = 0.5
 
@@ -99,6 +117,8 @@ class Persona(StrEnum):
     TESTER = "tester"  # "is 112 working?"
     PRANK_ONCE = "prank_once"
     SILENT_ONCE = "silent_once"  # a pocket dial, sometimes twice in a row
+    SECOND_CALL = "second_call"  # a prank or silent number calling 2-3 times in an hour or a day
+    POCKET = "pocket"  # a phone that pocket-dials in bursts, labelled accidental
     PRANKSTER = "prankster"  # a child calling again and again
     GHOST = "ghost"  # a number making silent call after silent call
     SIMLESS_NUISANCE = "simless_nuisance"  # a SIM-less handset used as a toy
@@ -209,8 +229,8 @@ class CorpusCall:
 
     @property
     def nuisance(self) -> bool:
-        """The call was truly a prank or a silent call."""
-        return self.truth in NUISANCE
+        """The call was truly a prank, a silent call or a pocket dial: what screening targets."""
+        return self.truth in TARGET
 
     @property
     def ended_at(self) -> datetime:
@@ -251,11 +271,13 @@ def plan_callers(profile: CorpusProfile, callers: int) -> dict[Persona, int]:
     chronic_calls = profile.days // 7
     per_call: dict[Persona, float] = {}  # callers per unit of total calls
     genuine_mean = {Persona.CALLBACK: 5.0, Persona.CHRONIC: float(chronic_calls),
-                    Persona.ELDERLY: 1.3, Persona.SIMLESS_GENUINE: 1.0, Persona.FAMILY: 1.0}
+                    Persona.ELDERLY: 1.3, Persona.SIMLESS_GENUINE: 1.0,
+                    Persona.FAMILY: FAMILY_MEAN_CALLS}
     for persona, share in HARD_CASE_SHARES.items():
         per_call[persona] = share * g / genuine_mean[persona]
     per_call[Persona.GENUINE] = (1 - sum(HARD_CASE_SHARES.values())) * g / 1.25
-    per_call[Persona.ACCIDENTAL] = profile.accidental_share
+    per_call[Persona.ACCIDENTAL] = profile.accidental_share * (1 - POCKET_BURST_SHARE)
+    per_call[Persona.POCKET] = profile.accidental_share * POCKET_BURST_SHARE / POCKET_MEAN_CALLS
     per_call[Persona.TESTER] = profile.test_share
     family_pranks = 4.5 * per_call[Persona.FAMILY]
     simless = SIMLESS_NUISANCE_SHARE * (p + s)
@@ -265,6 +287,8 @@ def plan_callers(profile: CorpusProfile, callers: int) -> dict[Persona, int]:
     prank_ratio = prank_left / (prank_left + silent_left)
     repeat = REPEAT_SHARE * (p + s) - simless
     once = prank_left + silent_left - repeat
+    per_call[Persona.SECOND_CALL] = once * SECOND_CALL_SHARE / SECOND_CALL_MEAN_CALLS
+    once *= 1 - SECOND_CALL_SHARE
     per_call[Persona.PRANK_ONCE] = once * prank_ratio
     per_call[Persona.SILENT_ONCE] = once * (1 - prank_ratio) / 1.3
     prankster_calls = repeat * prank_ratio / PRANKSTER_PRANK_SHARE
@@ -323,9 +347,14 @@ class _Generator:
         rng = self.rng
         body = "35" + "".join(str(rng.randrange(10)) for _ in range(12))
         check = next(d for d in "0123456789" if luhn_valid(body + d))
-        # Carriers pass the IMEI either bare or as the URN of RFC 7254.
-        urn = rng.random() < 0.3
-        raw = f"urn:gsma:imei:{body[:8]}-{body[8:]}-{check}" if urn else body + check
+        # Carriers pass the IMEI bare, as the URN of RFC 7254, or as "IMEI" + the digits.
+        style = rng.random()
+        if style < 0.3:
+            raw = f"urn:gsma:imei:{body[:8]}-{body[8:]}-{check}"
+        elif style < 0.6:
+            raw = "IMEI" + body + check
+        else:
+            raw = body + check
         return parse_caller_id(raw)
 
     def identity(self, withheld: float, malformed: float) -> CallerId:
@@ -422,9 +451,13 @@ class _Generator:
                 ivr_seconds = first + 3.0 + 4.0 * invalid
         if rng.random() < 0.08:
             return self.shaped(ivr, ivr_seconds + rng.uniform(5, 40), None), category
-        if rng.random() < 0.25:
+        roll = rng.random()
+        if roll < 0.25:
             talk = rng.uniform(1, 5)
             return self.shaped(ivr, ivr_seconds, (talk, True, rng.uniform(0.3, 0.9))), category
+        if roll < 0.55:  # a short prank: a made-up story for 10-25 s, then the child hangs up
+            talk = rng.uniform(10, 25)
+            return self.shaped(ivr, ivr_seconds, (talk, True, rng.uniform(0.3, 0.7))), category
         talk = self.lognormal(25.0, 0.7, 6.0, 300.0)
         ended = rng.random() < 0.8
         return self.shaped(ivr, ivr_seconds, (talk, ended, rng.uniform(0.3, 0.75))), category
@@ -562,6 +595,8 @@ class _Generator:
             Persona.TESTER: self.plan_tester,
             Persona.PRANK_ONCE: self.plan_prank_once,
             Persona.SILENT_ONCE: self.plan_silent_once,
+            Persona.SECOND_CALL: self.plan_second_call,
+            Persona.POCKET: self.plan_pocket,
             Persona.PRANKSTER: self.plan_prankster,
             Persona.SIMLESS_NUISANCE: self.plan_simless_nuisance,
             Persona.GHOST: self.plan_ghost,
@@ -626,8 +661,14 @@ class _Generator:
         for _ in range(self.rng.randint(3, 6)):
             plan.append(self.planned(at, Label.PRANK, "112"))
             at += timedelta(minutes=self.rng.uniform(2, 90))
-        parent = at + timedelta(days=self.rng.uniform(6, 10))
+        if self.rng.random() < 0.4:
+            parent = at + timedelta(hours=self.rng.uniform(2, 48))
+        else:
+            parent = at + timedelta(days=self.rng.uniform(6, 10))
         plan.append(self.planned(parent, Label.GENUINE, "112", self.fire_report(150.0)))
+        if self.rng.random() < 0.5:  # rings back about the same fire
+            again = parent + timedelta(minutes=self.rng.uniform(5, 20))
+            plan.append(self.planned(again, Label.GENUINE, "112", self.fire_report(40.0)))
         return self.number()
 
     def plan_accidental(self, plan: list[Planned]) -> CallerId:
@@ -651,6 +692,25 @@ class _Generator:
             again = first + timedelta(minutes=self.rng.uniform(1, 5))
             plan.append(self.planned(again, Label.SILENT, line))
         return self.identity(withheld=0.02, malformed=0.01)
+
+    def plan_second_call(self, plan: list[Planned]) -> CallerId:
+        rng = self.rng
+        truth = Label.PRANK if rng.random() < 0.5 else Label.SILENT
+        line = self.nuisance_line()
+        at = self.instant(CHILD_HOURS if truth is Label.PRANK else PHONE_HOURS)
+        plan.append(self.planned(at, truth, line))
+        for _ in range(rng.choices((1, 2), (50, 50))[0]):
+            if rng.random() < 0.6:  # within the hour
+                at += timedelta(minutes=rng.uniform(2, 55))
+            else:  # later the same day
+                at += timedelta(hours=rng.uniform(1, 20))
+            plan.append(self.planned(at, truth, line))
+        return self.identity(withheld=0.05, malformed=0.01)
+
+    def plan_pocket(self, plan: list[Planned]) -> CallerId:
+        for at in self.sessions(self.rng.randint(2, 10), (2, 4), PHONE_HOURS, 2.0):
+            plan.append(self.planned(at, Label.ACCIDENTAL, "112"))
+        return self.number()
 
     def plan_repeat_nuisance(self, plan: list[Planned], prank_share: float) -> None:
         for at in self.sessions(self.repeat_count(), (2, 6), CHILD_HOURS, 4.0):

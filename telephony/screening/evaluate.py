@@ -5,13 +5,16 @@
 call as the line would have seen it (each call scored from the history and labels known when it
 rang), and prints:
 
-- precision, recall and ROC AUC of the pre-queue and post-call scores, with prank and silent
-  calls as the positive class, at the configured thresholds;
+- precision, recall, ROC AUC and Brier score of the pre-queue and post-call scores, with prank,
+  silent and accidental calls as the positive class, at the configured thresholds, the
+  reliability curve of each, and the pre-queue ceiling (the share of nuisance calls whose
+  number called before: no score from history can catch the others before they are answered);
 - the share of genuine calls that the pre-queue decision would have delayed (lower priority or
   screening prompt) and the expected extra seconds, overall and for each hard case;
-- on the same corpus, the prank and silent calls caught and the genuine callers blocked by the
-  rules centres use today (block a number for 24 h after a prank; block it after 3 pranks),
-  beside the score, which catches by delaying and never blocks.
+- on the same corpus, a table of precision, recall and genuine callers delayed, screened and
+  blocked for the score before the queue, after the call, and the rules centres use today
+  (block a number for 24 h after a call labelled anything but genuine; block it after 3
+  pranks). The score catches by delaying and never blocks.
 
 A blocked call never reaches an operator, so it gets no label: the rules are replayed with the
 labels only of the calls they let through.
@@ -27,6 +30,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from telephony.screening.calibrate import (
+    ReliabilityBin,
+    brier_score,
+    reliability_curve,
+)
 from telephony.screening.corpus import (
     DEFAULT_CALLERS,
     DEFAULT_SEED,
@@ -94,8 +102,10 @@ def replay(calls: Iterable[CorpusCall], config: ScoreConfig) -> list[ScoredCall]
         post = post_call_score(features, call.features, config)
         scored.append(ScoredCall(call, features, pre, post, decision, delay))
         if key is not None:
+            # The line's own post-call score is in the history once the call has ended.
             past.setdefault(key, []).append(
-                PastCall(call.call_id, call.at, call.features.looks_silent))
+                PastCall(call.call_id, call.at, call.features.looks_silent,
+                         post.value >= config.post_call_threshold))
             labels.setdefault(key, []).extend(call.labels)
     return scored
 
@@ -230,12 +240,13 @@ def _blocked(calls: Iterable[CorpusCall], is_blocked: BlockTest) -> frozenset[st
     return frozenset(blocked)
 
 
-def blocked_24h_after_prank(calls: Iterable[CorpusCall]) -> frozenset[str]:
-    """Calls rejected by "block a number for 24 hours after a call is labelled prank"."""
+def blocked_24h_after_label(calls: Iterable[CorpusCall]) -> frozenset[str]:
+    """Calls rejected by "block a number for 24 hours after a call is labelled anything but
+    genuine" (prank, silent, accidental or test), the rule Purworejo uses."""
     day = timedelta(hours=24)
 
     def is_blocked(current: Mapping[str, LabelEvent], now: datetime) -> bool:
-        return any(e.label is Label.PRANK and now - e.at < day for e in current.values())
+        return any(e.label is not Label.GENUINE and now - e.at < day for e in current.values())
 
     return _blocked(calls, is_blocked)
 
@@ -252,34 +263,81 @@ def blocked_after_three_pranks(calls: Iterable[CorpusCall]) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class RuleOutcome:
-    """What a rule (or the score) did to the nuisance and genuine calls of a corpus."""
+    """What a rule (or the score) did to the nuisance and genuine calls of a corpus.
+
+    "Caught" is blocked for a rule, any effect for the pre-queue score, and a post-call score at
+    or above the threshold for the post-call score. Callers are distinct identities (a call
+    without one counts as a caller of its own).
+    """
 
     name: str
     nuisance_calls: int
-    nuisance_caught: int  # prank or silent calls blocked, deprioritised or screened
+    nuisance_caught: int  # prank, silent or accidental calls caught
+    other_caught: int  # genuine and test calls caught
     genuine_calls_blocked: int
+    genuine_callers: int
     genuine_callers_blocked: int
+    genuine_callers_delayed: int = 0  # a genuine call of theirs lowered or screened
+    genuine_callers_screened: int = 0  # a genuine call of theirs heard the screening prompt
 
     @property
     def caught_share(self) -> float:
-        """Share of prank and silent calls caught."""
+        """Share of nuisance calls caught: the recall."""
         return self.nuisance_caught / self.nuisance_calls if self.nuisance_calls else 0.0
+
+    @property
+    def precision(self) -> float | None:
+        """Share of caught calls that were nuisance calls; ``None`` when nothing was caught."""
+        caught = self.nuisance_caught + self.other_caught
+        return self.nuisance_caught / caught if caught else None
+
+
+def _caller(call: CorpusCall) -> str:
+    return call.caller.key or f"call:{call.call_id}"
 
 
 def rule_outcome(name: str, calls: Iterable[CorpusCall], caught: Collection[str],
-                 blocked: Collection[str]) -> RuleOutcome:
-    """Count the nuisance calls in ``caught`` and the genuine calls and callers in ``blocked``."""
-    nuisance = caught_count = genuine_blocked = 0
-    callers: set[str] = set()
+                 blocked: Collection[str], *, delayed: Collection[str] = (),
+                 screened: Collection[str] = ()) -> RuleOutcome:
+    """Count the nuisance and other calls in ``caught``, and the genuine calls and callers in
+    ``blocked``, ``delayed`` and ``screened``."""
+    nuisance = caught_count = other = genuine_blocked = 0
+    genuine: set[str] = set()
+    blocked_callers: set[str] = set()
+    delayed_callers: set[str] = set()
+    screened_callers: set[str] = set()
     for call in calls:
         if call.nuisance:
             nuisance += 1
             caught_count += call.call_id in caught
-        elif call.truth is Label.GENUINE and call.call_id in blocked:
+            continue
+        other += call.call_id in caught
+        if call.truth is not Label.GENUINE:
+            continue
+        caller = _caller(call)
+        genuine.add(caller)
+        if call.call_id in blocked:
             genuine_blocked += 1
-            # Blocked calls always have an identity: withheld numbers cannot be blocked.
-            callers.add(call.caller.key or call.call_id)
-    return RuleOutcome(name, nuisance, caught_count, genuine_blocked, len(callers))
+            blocked_callers.add(caller)
+        if call.call_id in delayed:
+            delayed_callers.add(caller)
+        if call.call_id in screened:
+            screened_callers.add(caller)
+    return RuleOutcome(name, nuisance, caught_count, other, genuine_blocked, len(genuine),
+                       len(blocked_callers), len(delayed_callers), len(screened_callers))
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """How well a score's values match the observed nuisance share."""
+
+    brier: float
+    curve: tuple[ReliabilityBin, ...]
+
+
+def calibration(scores: Sequence[float], positive: Sequence[bool]) -> Calibration:
+    """Brier score and reliability curve (10 bins) of ``scores``."""
+    return Calibration(brier_score(scores, positive), tuple(reliability_curve(scores, positive)))
 
 
 @dataclass(frozen=True)
@@ -295,7 +353,11 @@ class Evaluation:
     post_metrics: tuple[ThresholdMetrics, ThresholdMetrics]
     delays: DelaySummary
     hard_cases: Mapping[Persona, DelaySummary]
-    comparison: tuple[RuleOutcome, ...]  # the score first, then the blocking rules
+    # The pre-queue score, the post-call score, then the blocking rules.
+    comparison: tuple[RuleOutcome, ...]
+    pre_calibration: Calibration
+    post_calibration: Calibration
+    ceiling: float  # share of nuisance calls with an earlier call of the same identity
 
 
 def evaluate(corpus: Corpus, config: ScoreConfig) -> Evaluation:
@@ -306,15 +368,28 @@ def evaluate(corpus: Corpus, config: ScoreConfig) -> Evaluation:
     post = [s.post.value for s in scored]
     thresholds = (config.lower_priority_threshold, config.screening_threshold)
     pre_metrics = tuple(threshold_metrics(pre, positive, t) for t in thresholds)
-    post_metrics = tuple(threshold_metrics(post, positive, t) for t in thresholds)
+    post_metrics = tuple(threshold_metrics(post, positive, t)
+                         for t in (config.post_call_threshold, config.screening_threshold))
     caught = {s.call.call_id for s in scored if s.decision.effect is not Effect.NONE}
-    day_rule = blocked_24h_after_prank(corpus.calls)
+    screened = {s.call.call_id for s in scored if s.decision.effect is Effect.SCREENING_PROMPT}
+    post_caught = {s.call.call_id for s in scored if s.post.value >= config.post_call_threshold}
+    day_rule = blocked_24h_after_label(corpus.calls)
     three_rule = blocked_after_three_pranks(corpus.calls)
     comparison = (
-        rule_outcome("score (delays, never blocks)", corpus.calls, caught, ()),
-        rule_outcome("block 24 h after a prank", corpus.calls, day_rule, day_rule),
+        rule_outcome("score before the queue", corpus.calls, caught, (), delayed=caught,
+                     screened=screened),
+        rule_outcome("score after the call", corpus.calls, post_caught, ()),
+        rule_outcome("block 24 h after a non-genuine label", corpus.calls, day_rule, day_rule),
         rule_outcome("block after 3 pranks", corpus.calls, three_rule, three_rule),
     )
+    seen: set[str] = set()
+    reachable = 0
+    for s in scored:
+        key = s.call.caller.key
+        if s.call.nuisance and key is not None and key in seen:
+            reachable += 1
+        if key is not None:
+            seen.add(key)
     hard = {p: delay_summary(s for s in scored if s.call.persona is p)
             for p in Persona if p in HARD_CASES}
     return Evaluation(
@@ -328,6 +403,9 @@ def evaluate(corpus: Corpus, config: ScoreConfig) -> Evaluation:
         delays=delay_summary(scored),
         hard_cases=hard,
         comparison=comparison,
+        pre_calibration=calibration(pre, positive),
+        post_calibration=calibration(post, positive),
+        ceiling=reachable / max(1, sum(positive)),
     )
 
 
@@ -368,15 +446,27 @@ def render(ev: Evaluation, timings: tuple[float, float] | None = None) -> str:
             f"{label} {100 * shares[label]:.1f}% (target {100 * corpus.profile.target(label):.1f}%)"
             for label in Label),
         "",
-        "Score quality (positive = prank or silent)      precision   recall    ROC AUC",
+        "Score quality (positive = prank, silent or accidental)  precision   recall"
+        "    ROC AUC   Brier",
     ]
-    for name, auc, metrics in (("pre-queue (history)", ev.pre_auc, ev.pre_metrics),
-                               ("post-call (history + call)", ev.post_auc, ev.post_metrics)):
+    for name, auc, metrics, cal in (
+            ("pre-queue (history)", ev.pre_auc, ev.pre_metrics, ev.pre_calibration),
+            ("post-call (history + call)", ev.post_auc, ev.post_metrics, ev.post_calibration)):
         for index, m in enumerate(metrics):
-            effect = "lower priority" if index == 0 else "screening"
+            effect = "screening" if index else "lower priority" if metrics is ev.pre_metrics \
+                else "likely nuisance"
             auc_text = f"{auc:.3f}" if index == 0 else ""
+            brier_text = f"{cal.brier:.4f}" if index == 0 else ""
             lines.append(f"  {name:<27} >= {m.threshold:.2f} ({effect:<14})"
-                         f" {_pct(m.precision):>9} {_pct(m.recall):>8} {auc_text:>10}")
+                         f" {_pct(m.precision):>17} {_pct(m.recall):>8} {auc_text:>10}"
+                         f" {brier_text:>7}")
+    lines.append(f"  pre-queue ceiling (nuisance calls with an earlier call from the same "
+                 f"identity): {_pct(ev.ceiling)}")
+    lines += ["", "Reliability (score bin: calls, mean score, observed nuisance share):"]
+    for name, cal in (("pre-queue", ev.pre_calibration), ("post-call", ev.post_calibration)):
+        lines.append(f"  {name}: " + "; ".join(
+            f"[{b.low:.1f},{b.high:.1f}) {b.calls} {b.mean_predicted:.2f}/{b.observed:.2f}"
+            for b in cal.curve))
     d = ev.delays
     lines += [
         "",
@@ -390,17 +480,8 @@ def render(ev: Evaluation, timings: tuple[float, float] | None = None) -> str:
     for persona, summary in ev.hard_cases.items():
         lines.append(f"  {persona.value:<18} {summary.genuine_calls:>13} {summary.delayed:>8}"
                      f" {summary.mean_extra_seconds:>13.1f}")
-    lines += [
-        "",
-        f"Against today's blocking rules (same corpus; score threshold "
-        f"{config.lower_priority_threshold:.2f}):",
-        f"  {'rule':<30} {'prank+silent caught':>20} {'genuine calls blocked':>22}"
-        f" {'genuine callers blocked':>24}",
-    ]
-    for rule in ev.comparison:
-        caught = f"{rule.nuisance_caught}/{rule.nuisance_calls} ({_pct(rule.caught_share)})"
-        lines.append(f"  {rule.name:<30} {caught:>20} {rule.genuine_calls_blocked:>22}"
-                     f" {rule.genuine_callers_blocked:>24}")
+    lines += ["", f"Against today's blocking rules (same corpus; score threshold "
+                  f"{config.lower_priority_threshold:.2f}):", *comparison_table(ev)]
     lines += ["", "Examples (pre-queue score and the reasons the operator sees):"]
     for title, item in _examples(ev.scored):
         lines.append(f"  {title}: {item.pre.value:.2f} -> {item.decision.effect.value}, "
@@ -410,6 +491,30 @@ def render(ev: Evaluation, timings: tuple[float, float] | None = None) -> str:
         lines += ["", f"Scoring speed (pure Python, one core): pre-queue {timings[0]:.1f} us, "
                       f"post-call {timings[1]:.1f} us per call"]
     return "\n".join(lines)
+
+
+def comparison_table(ev: Evaluation) -> list[str]:
+    """The score and the blocking rules side by side, as the README's Markdown table."""
+    genuine = ev.comparison[0].genuine_callers
+    lines = [
+        f"| on seed {ev.corpus.seed} ({len(ev.corpus.calls)} calls, {genuine} genuine callers) "
+        "| precision | recall | genuine callers delayed | screened | blocked |",
+        "|---|---|---|---|---|---|",
+    ]
+    for index, rule in enumerate(ev.comparison):
+        # Only the pre-queue decision delays or screens; the post-call score acts on nothing
+        # (the call is over) and the rules only block.
+        delayed, screened = "-", "-"
+        if index == 0:
+            delayed = (f"{rule.genuine_callers_delayed} "
+                       f"({_pct(rule.genuine_callers_delayed / genuine)})")
+            screened = (f"{rule.genuine_callers_screened} "
+                        f"({_pct(rule.genuine_callers_screened / genuine)})")
+        lines.append(
+            f"| {rule.name} | {_pct(rule.precision)} | {_pct(rule.caught_share)} "
+            f"({rule.nuisance_caught}/{rule.nuisance_calls}) | {delayed} | {screened} "
+            f"| {rule.genuine_callers_blocked} |")
+    return lines
 
 
 def time_scoring(scored: Sequence[ScoredCall], config: ScoreConfig) -> tuple[float, float]:

@@ -52,7 +52,13 @@ class Label(LabelledStrEnum):
     TEST = "test", "Uji coba"
 
 
+# Prank and silent ("ghost") calls: what the published figures count, and what reports call the
+# prank share.
 NUISANCE = frozenset({Label.PRANK, Label.SILENT})
+# What the screening score estimates: the calls that cost an operator time for nothing. A pocket
+# dial is one of them (operators label it, and it costs as much as a silent call), so it is a
+# class of its own here, with its own reason text, but not part of the reports' prank share.
+TARGET = NUISANCE | {Label.ACCIDENTAL}
 
 
 def local_hour(instant: datetime, timezone: str = JAKARTA) -> int:
@@ -159,11 +165,17 @@ class CallFeatures:
 
 @dataclass(frozen=True, slots=True)
 class PastCall:
-    """An earlier call of the same caller, as history needs it."""
+    """An earlier call of the same caller, as history needs it.
+
+    ``suspected``: the line's own post-call score of the call reached the post-call threshold.
+    Without a label it is what the line knows of a prank that talked: it counts as a nuisance
+    call ("diduga iseng") until an operator labels the call.
+    """
 
     call_id: str
     at: datetime
     looks_silent: bool
+    suspected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +208,13 @@ class CallerHistory:
     """What the caller's earlier calls say, at one instant.
 
     The hour/day/week windows count calls that arrived within that time before now; the
-    ``*_calls`` totals cover the whole lookback. A call counts as prank if its current label is
-    prank; as silent if its current label is silent, or if it has no label and looked silent; as
-    genuine if its current label is genuine. Accidental and test calls count only as calls.
+    ``*_calls`` totals cover the whole lookback. A call counts as prank, accidental or genuine if
+    its current label says so; as silent if its current label is silent, or if it has no label
+    and looked silent; as suspected if it has no label, did not look silent, and the line's
+    post-call score of it reached the post-call threshold. Test calls count only as calls.
+    Prank, silent, accidental and suspected calls are the nuisance calls (:data:`TARGET`, and
+    the line's suspicion of one); ``seconds_since_last_nuisance`` is the age of the latest
+    (``summarise_history`` and the SQL always set it; unset, it reads as "just now").
     """
 
     calls_last_hour: int = 0
@@ -215,26 +231,42 @@ class CallerHistory:
     prank_calls: int = 0
     genuine_calls: int = 0
     seconds_since_last_genuine: float | None = None
+    accidental_last_hour: int = 0
+    accidental_last_day: int = 0
+    accidental_last_week: int = 0
+    accidental_calls: int = 0
+    seconds_since_last_nuisance: float | None = None
+    suspected_last_hour: int = 0
+    suspected_last_day: int = 0
+    suspected_last_week: int = 0
+    suspected_calls: int = 0
 
     def __post_init__(self) -> None:
         windows = (
-            (self.calls_last_hour, self.silent_last_hour, self.prank_last_hour),
-            (self.calls_last_day, self.silent_last_day, self.prank_last_day),
-            (self.calls_last_week, self.silent_last_week, self.prank_last_week),
-            (self.calls, self.silent_calls, self.prank_calls),
+            (self.calls_last_hour, self.silent_last_hour, self.prank_last_hour,
+             self.accidental_last_hour, self.suspected_last_hour),
+            (self.calls_last_day, self.silent_last_day, self.prank_last_day,
+             self.accidental_last_day, self.suspected_last_day),
+            (self.calls_last_week, self.silent_last_week, self.prank_last_week,
+             self.accidental_last_week, self.suspected_last_week),
+            (self.calls, self.silent_calls, self.prank_calls, self.accidental_calls,
+             self.suspected_calls),
         )
-        for calls, silent, prank in windows:
-            if min(calls, silent, prank) < 0 or silent + prank > calls:
-                raise ValueError("silent and prank calls are counted among the window's calls")
+        for calls, *kinds in windows:
+            if min(calls, *kinds) < 0 or sum(kinds) > calls:
+                raise ValueError("silent, prank, accidental and suspected calls are counted "
+                                 "among the window's calls")
         for shorter, longer in pairwise(windows):
             if any(s > w for s, w in zip(shorter, longer, strict=True)):
                 raise ValueError("a shorter window cannot hold more calls than a longer one")
-        if self.genuine_calls < 0 or self.genuine_calls + self.silent_calls + self.prank_calls > (
-            self.calls
-        ):
-            raise ValueError("genuine, silent and prank calls are counted among the calls")
+        if self.genuine_calls < 0 or self.genuine_calls + self.nuisance_calls > self.calls:
+            raise ValueError("genuine and nuisance calls are counted among the calls")
         if (self.seconds_since_last_genuine is None) != (self.genuine_calls == 0):
             raise ValueError("seconds_since_last_genuine is set exactly when a call was genuine")
+        # Unset with nuisance calls means "not known", read as "just now" (the strongest).
+        if self.seconds_since_last_nuisance is not None and (
+                self.nuisance_calls == 0 or self.seconds_since_last_nuisance < 0):
+            raise ValueError("seconds_since_last_nuisance is the age of a nuisance call")
 
     @property
     def first_time(self) -> bool:
@@ -243,12 +275,30 @@ class CallerHistory:
 
     @property
     def nuisance_calls(self) -> int:
-        """Earlier calls that were silent or labelled prank."""
-        return self.silent_calls + self.prank_calls
+        """Earlier calls that were silent, labelled prank or accidental, or suspected."""
+        return self.silent_calls + self.prank_calls + self.accidental_calls + self.suspected_calls
+
+    @property
+    def nuisance_last_hour(self) -> int:
+        """Nuisance calls within the last hour."""
+        return (self.silent_last_hour + self.prank_last_hour + self.accidental_last_hour
+                + self.suspected_last_hour)
+
+    @property
+    def nuisance_last_day(self) -> int:
+        """Nuisance calls within the last 24 hours."""
+        return (self.silent_last_day + self.prank_last_day + self.accidental_last_day
+                + self.suspected_last_day)
+
+    @property
+    def nuisance_last_week(self) -> int:
+        """Nuisance calls within the last 7 days."""
+        return (self.silent_last_week + self.prank_last_week + self.accidental_last_week
+                + self.suspected_last_week)
 
     @property
     def nuisance_share(self) -> float:
-        """Share of earlier calls that were silent or labelled prank (0 without history)."""
+        """Share of earlier calls that were nuisance calls (0 without history)."""
         return self.nuisance_calls / self.calls if self.calls else 0.0
 
 
@@ -269,9 +319,10 @@ def summarise_history(
     """
     current = resolve_labels(labels, now)
     horizon = lookback.total_seconds()
-    counts = [0] * 12  # (calls, silent, prank) for hour, day, week, lookback
+    counts = [0] * 20  # (calls, silent, prank, accidental, suspected) per hour/day/week/lookback
     genuine = 0
     last_genuine: float | None = None
+    last_nuisance: float | None = None
     for call in calls:
         age = (now - call.at).total_seconds()
         if age <= 0 or age > horizon:
@@ -280,22 +331,34 @@ def summarise_history(
         label = event.label if event is not None else None
         silent = label is Label.SILENT or (label is None and call.looks_silent)
         prank = label is Label.PRANK
+        accidental = label is Label.ACCIDENTAL
+        suspected = label is None and not call.looks_silent and call.suspected
         if label is Label.GENUINE:
             genuine += 1
             if last_genuine is None or age < last_genuine:
                 last_genuine = age
+        nuisance = silent or prank or accidental or suspected
+        if nuisance and (last_nuisance is None or age < last_nuisance):
+            last_nuisance = age
         for slot, window in enumerate((HOUR, DAY, WEEK, horizon)):
             if age <= window:
-                base = 3 * slot
+                base = 5 * slot
                 counts[base] += 1
                 counts[base + 1] += silent
                 counts[base + 2] += prank
+                counts[base + 3] += accidental
+                counts[base + 4] += suspected
     return CallerHistory(
         calls_last_hour=counts[0], silent_last_hour=counts[1], prank_last_hour=counts[2],
-        calls_last_day=counts[3], silent_last_day=counts[4], prank_last_day=counts[5],
-        calls_last_week=counts[6], silent_last_week=counts[7], prank_last_week=counts[8],
-        calls=counts[9], silent_calls=counts[10], prank_calls=counts[11],
+        accidental_last_hour=counts[3], suspected_last_hour=counts[4],
+        calls_last_day=counts[5], silent_last_day=counts[6], prank_last_day=counts[7],
+        accidental_last_day=counts[8], suspected_last_day=counts[9],
+        calls_last_week=counts[10], silent_last_week=counts[11], prank_last_week=counts[12],
+        accidental_last_week=counts[13], suspected_last_week=counts[14],
+        calls=counts[15], silent_calls=counts[16], prank_calls=counts[17],
+        accidental_calls=counts[18], suspected_calls=counts[19],
         genuine_calls=genuine, seconds_since_last_genuine=last_genuine,
+        seconds_since_last_nuisance=last_nuisance,
     )
 
 

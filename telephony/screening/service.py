@@ -160,7 +160,8 @@ class ScreeningService:
                        now: datetime) -> CallerHistory:
         if key is None:
             return FIRST_TIME  # withheld or malformed: no identity, no history
-        return await self._repo.history(connection, key, now, self._lookback)
+        return await self._repo.history(connection, key, now, self._lookback,
+                                        suspect_score=self.config().post_call_threshold)
 
     def _pre_features(self, line: str, caller_number: str, now: datetime,
                       history: CallerHistory) -> PreQueueFeatures:

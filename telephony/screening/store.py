@@ -93,20 +93,21 @@ WITH per_call AS (
            max(arrived_at) AS arrived_at,
            bool_or(row_silent) AS row_silent,
            bool_or(scored_silent) AS scored_silent,
+           max(post_score) AS post_score,
            max(label) AS label
     FROM (
         SELECT call_id, true AS is_call, arrived_at, looks_silent AS row_silent,
-               NULL::boolean AS scored_silent, NULL::text AS label
+               NULL::boolean AS scored_silent, NULL::real AS post_score, NULL::text AS label
         FROM calls
         WHERE caller_key = $1 AND arrived_at < $2 AND arrived_at >= $2 - make_interval(secs => $3)
           AND ended_at < $2  -- a call is history once it has ended: not the one being scored
         UNION ALL
-        SELECT call_id, false, NULL, NULL, looked_silent, NULL
+        SELECT call_id, false, NULL, NULL, looked_silent, post_score, NULL
         FROM call_screening
         WHERE caller_key = $1 AND arrived_at < $2 AND arrived_at >= $2 - make_interval(secs => $3)
         UNION ALL
         (   -- Each call's latest label entered by now; ties: the later entry.
-            SELECT DISTINCT ON (call_id) call_id, false, NULL, NULL, NULL, label
+            SELECT DISTINCT ON (call_id) call_id, false, NULL, NULL, NULL, NULL, label
             FROM call_labels
             WHERE caller_key = $1 AND labelled_at <= $2
             ORDER BY call_id, labelled_at DESC, label_id DESC
@@ -114,15 +115,22 @@ WITH per_call AS (
     ) parts
     GROUP BY call_id
 ),
-earlier AS (
-    SELECT arrived_at, label,
+classed AS (
+    SELECT arrived_at, label, post_score, is_call,
            CASE WHEN label IS NULL THEN COALESCE(scored_silent, row_silent)
-                ELSE label = 'silent' END AS silent,
+                ELSE label = 'silent' END AS silent
+    FROM per_call
+),
+earlier AS (
+    SELECT arrived_at, label, silent,
+           -- Unlabelled, not silent, and the line's post-call score reached the threshold.
+           label IS NULL AND NOT COALESCE(silent, false) AND COALESCE(post_score >= $4, false)
+               AS suspected,
            -- Windows in hours, never days: a day interval follows the session's calendar.
            arrived_at >= $2 - interval '1 hour' AS hour,
            arrived_at >= $2 - interval '24 hours' AS day,
            arrived_at >= $2 - interval '168 hours' AS week
-    FROM per_call
+    FROM classed
     WHERE is_call  -- labels and results of calls outside the window drop out here
 )
 SELECT
@@ -140,7 +148,18 @@ SELECT
     count(*) FILTER (WHERE label = 'prank') AS prank_calls,
     count(*) FILTER (WHERE label = 'genuine') AS genuine_calls,
     extract(epoch FROM $2 - max(arrived_at) FILTER (WHERE label = 'genuine'))::float8
-        AS seconds_since_last_genuine
+        AS seconds_since_last_genuine,
+    count(*) FILTER (WHERE hour AND label = 'accidental') AS accidental_last_hour,
+    count(*) FILTER (WHERE day AND label = 'accidental') AS accidental_last_day,
+    count(*) FILTER (WHERE week AND label = 'accidental') AS accidental_last_week,
+    count(*) FILTER (WHERE label = 'accidental') AS accidental_calls,
+    extract(epoch FROM $2 - max(arrived_at) FILTER (
+        WHERE silent OR suspected OR label IN ('prank', 'accidental')))::float8
+        AS seconds_since_last_nuisance,
+    count(*) FILTER (WHERE hour AND suspected) AS suspected_last_hour,
+    count(*) FILTER (WHERE day AND suspected) AS suspected_last_day,
+    count(*) FILTER (WHERE week AND suspected) AS suspected_last_week,
+    count(*) FILTER (WHERE suspected) AS suspected_calls
 FROM earlier
 """
 
@@ -149,7 +168,8 @@ class ScreeningRepository:
     """Reads and writes the screening tables. Holds no connection: callers pass one in."""
 
     async def history(
-        self, connection: asyncpg.Connection, caller_key: str, now: datetime, lookback: timedelta
+        self, connection: asyncpg.Connection, caller_key: str, now: datetime, lookback: timedelta,
+        *, suspect_score: float,
     ) -> CallerHistory:
         """The history of ``caller_key`` at ``now``, exactly as ``summarise_history`` sums it:
         calls that arrived before ``now`` and within ``lookback``, each with its latest label
@@ -158,8 +178,11 @@ class ScreeningRepository:
         Only calls that had ended by ``now`` are past calls: the IVR scores a call already in
         ``calls`` (the AMI listener records its start first), and a call still in progress is no
         evidence yet. A post-call score at the call's arrival likewise sees what had ended then.
+        An unlabelled call that did not look silent is suspected when its post-call score is at
+        least ``suspect_score`` (the configuration's ``post_call_threshold``).
         """
-        row = await connection.fetchrow(HISTORY_SQL, caller_key, now, lookback.total_seconds())
+        row = await connection.fetchrow(HISTORY_SQL, caller_key, now, lookback.total_seconds(),
+                                        suspect_score)
         assert row is not None  # an aggregate without GROUP BY always returns a row
         return from_row(CallerHistory, row)
 

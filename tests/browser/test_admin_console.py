@@ -34,6 +34,7 @@ from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
+from telephony.screening.score import ScoreConfig
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.browser import ConsolePage
@@ -199,7 +200,8 @@ async def test_an_admin_publishes_a_new_menu_in_the_browser_and_the_next_call_he
         await page.goto(path)
         await shoot(page, shots, name)
     await page.locator('tr.version-live a:has-text("Buka")').click()
-    await expect(page.locator('input[name="screening_threshold"]')).to_have_value("0.7")
+    await expect(page.locator('input[name="screening_threshold"]')).to_have_value(
+        str(ScoreConfig().screening_threshold))
     await shoot(page, shots, "admin-08-penyaringan-versi")
     assert problems == []
 

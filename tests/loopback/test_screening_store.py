@@ -133,7 +133,9 @@ class Case:
     labels: list[LabelEvent]
 
 
-Screened = tuple[str, str, datetime, bool]  # call_id, caller_key, arrived_at, looked_silent
+# call_id, caller_key, arrived_at, looked_silent, post_score
+Screened = tuple[str, str, datetime, bool, float]
+SUSPECT = 0.8  # the post-call score from which an unlabelled call is suspected
 Labelled = tuple[str, str, str, datetime]  # call_id, caller_key, label, labelled_at
 
 
@@ -156,11 +158,14 @@ def random_case(rng: random.Random, index: int, rows: list[StoredRow],
         row = random_row(rng, call_id, key, arrived, ends)
         rows.append(row)
         silent = row.ended is not None and call_features(row.ended).looks_silent
+        suspected = False
         if row.ended is not None and rng.random() < 0.4:
             silent = rng.random() < 0.5  # the post-call result overrides the row's guess
-            screened.append((call_id, key, arrived, silent))
+            score = rng.choice([0.3, SUSPECT, 0.95])
+            suspected = score >= SUSPECT
+            screened.append((call_id, key, arrived, silent, score))
         if row.ended is not None and row.ended.ended_at < now:  # a past call has ended
-            calls.append(PastCall(call_id, arrived, silent))
+            calls.append(PastCall(call_id, arrived, silent, suspected))
     events: list[LabelEvent] = []
     for _ in range(rng.choice([0, 1, 4, 10])):
         if not calls:
@@ -193,7 +198,7 @@ async def test_history_query_agrees_with_summarise_history(
     await connection.copy_records_to_table(
         "calls", records=[row.values for row in rows], columns=CALL_COLUMNS)
     await connection.copy_records_to_table(
-        "call_screening", records=[(*row, 0.5, "[]") for row in screened],
+        "call_screening", records=[(*row, "[]") for row in screened],
         columns=("call_id", "caller_key", "arrived_at", "looked_silent", "post_score",
                  "post_reasons"))
     await connection.copy_records_to_table(
@@ -203,11 +208,14 @@ async def test_history_query_agrees_with_summarise_history(
     nonempty = 0
     for case in cases:
         expected = summarise_history(case.calls, case.labels, case.now, case.lookback)
-        got = await REPO.history(connection, case.key, case.now, case.lookback)
-        assert got.seconds_since_last_genuine is None or math.isclose(
-            got.seconds_since_last_genuine, expected.seconds_since_last_genuine or -1,
-            abs_tol=1e-6), case
-        assert replace(got, seconds_since_last_genuine=expected.seconds_since_last_genuine) == \
+        got = await REPO.history(connection, case.key, case.now, case.lookback,
+                                 suspect_score=SUSPECT)
+        for age in ("seconds_since_last_genuine", "seconds_since_last_nuisance"):
+            ours, theirs = getattr(got, age), getattr(expected, age)
+            assert (ours is None) == (theirs is None), (age, case)
+            assert ours is None or math.isclose(ours, theirs, abs_tol=1e-6), (age, case)
+        assert replace(got, seconds_since_last_genuine=expected.seconds_since_last_genuine,
+                       seconds_since_last_nuisance=expected.seconds_since_last_nuisance) == \
             expected, case
         nonempty += not expected.first_time
     assert nonempty > 200  # the cases exercise real histories, not mostly empty ones
@@ -282,7 +290,8 @@ async def test_silent_burst_counts_before_any_post_call_scoring(
         await calls.apply(connection, call_facts(f"b.{n}", "081299990000",
                                                  at=T0 + timedelta(minutes=n), skill=None))
     now = T0 + timedelta(minutes=7)
-    history = await REPO.history(connection, "6281299990000", now, DEFAULT_LOOKBACK)
+    history = await REPO.history(connection, "6281299990000", now, DEFAULT_LOOKBACK,
+                                 suspect_score=SUSPECT)
     assert (history.calls_last_hour, history.silent_last_hour) == (6, 6)
     score = await service.pre_queue("112", "+62 812 9999 0000", now)
     assert score.value >= service.config().screening_threshold
@@ -302,11 +311,13 @@ async def test_prank_label_corrected_to_genuine(
     corrected = await service.label("p.1", "genuine", "spv01", "ternyata kebakaran kecil")
     genuine = await service.pre_queue("112", "081277770000", datetime.now(UTC))
     history = await REPO.history(connection, "6281277770000", datetime.now(UTC),
-                                 DEFAULT_LOOKBACK)
+                                 DEFAULT_LOOKBACK, suspect_score=SUSPECT)
     assert (history.prank_calls, history.genuine_calls) == (0, 1)
     assert genuine.value < prank.value
-    assert "prank_labels" in [r.code for r in prank.reasons]
-    assert "prank_labels" not in [r.code for r in genuine.reasons]
+    # The history's reasons (not the hour's "jam ramai panggilan iseng") name the prank.
+    history_reasons = {"hour", "day", "prank_labels", "nuisance_share"}
+    assert any("iseng" in r.text for r in prank.reasons if r.code in history_reasons)
+    assert not any("iseng" in r.text for r in genuine.reasons if r.code in history_reasons)
     timeline = await service.labels("p.1")
     assert [(e.label, e.labelled_by, e.note) for e in timeline] == [
         (Label.PRANK, "op1001", "anak-anak tertawa"),
@@ -372,7 +383,7 @@ async def test_rescoring_picks_up_a_later_silence_share(
     assert "silence" in [reason["code"] for reason in json.loads(after["post_reasons"])]
     assert await service.rescore_ended_calls() == 0
     history = await REPO.history(connection, "6281255550000", datetime.now(UTC),
-                                 DEFAULT_LOOKBACK)
+                                 DEFAULT_LOOKBACK, suspect_score=SUSPECT)
     assert history.silent_calls == 1
 
 

@@ -69,7 +69,7 @@ def test_a_screening_document_is_held_to_score_config() -> None:
 
 def test_every_screening_setting_is_in_the_edited_document() -> None:
     document = screening_document(ScoreConfig())
-    assert document["weights"]["calls_hour"] == 0.4
+    assert document["weights"]["calls_hour"] == ScoreConfig().weights.calls_hour
     assert len(document["hour_weights"]) == 24
     assert ScoreConfig.from_mapping(json.loads(json.dumps(document))) == ScoreConfig()
 

@@ -221,6 +221,7 @@ def test_withheld_numbers_are_listed_as_not_possible_each_on_its_own() -> None:
     ("anonymous", None), ("", None), ("<unknown>", None), ("112", None),
     ("0812345\n6789", None), ("٠٨١٢٣٤٥٦٧٨٩٠", None), ("sip:0812@x", None),
     ("352099001761481", None),  # an IMEI: a SIM-less phone
+    ("IMEI352099001761481", None),  # the same, as some networks deliver it
 ])
 def test_the_number_dialled_is_the_presented_one_or_none(raw: str, number: str | None
                                                           ) -> None:

@@ -139,15 +139,45 @@ def test_genuine_simless_calls(corpus: Corpus) -> None:
     assert any(c.caller.raw.startswith("urn:gsma:imei:") for c in corpus.calls)
     assert any(c.caller.raw.isdigit() and c.caller.kind is CallerIdKind.SIMLESS
                for c in corpus.calls)
+    assert any(c.caller.raw.startswith("IMEI") and c.caller.kind is CallerIdKind.SIMLESS
+               for c in corpus.calls)
 
 
 def test_family_phone_pranks_then_a_real_emergency(corpus: Corpus) -> None:
+    gaps = []
     for calls in by_caller(corpus, Persona.FAMILY):
-        *pranks, parent = calls
+        pranks = [c for c in calls if c.truth is Label.PRANK]
+        parent = [c for c in calls if c.truth is Label.GENUINE]
         assert 3 <= len(pranks) <= 6
-        assert all(c.truth is Label.PRANK for c in pranks)
-        assert parent.truth is Label.GENUINE
-        assert timedelta(days=6) <= parent.at - pranks[-1].at <= timedelta(days=10, hours=1)
+        assert calls[: len(pranks)] == pranks  # the child first, then the parent
+        assert 1 <= len(parent) <= 2
+        gap = parent[0].at - pranks[-1].at
+        assert timedelta(hours=2) <= gap <= timedelta(days=10, hours=1)
+        gaps.append(gap)
+        if len(parent) == 2:  # rang back about the same fire
+            assert parent[1].at - parent[0].at <= timedelta(minutes=40)
+    # Hours later and days later both occur.
+    assert min(gaps) < timedelta(days=2) < timedelta(days=6) <= max(gaps)
+
+
+def test_second_calls_and_pocket_bursts(corpus: Corpus) -> None:
+    seconds = [calls for calls in by_caller(corpus, Persona.SECOND_CALL)
+               if calls[0].caller.key is not None]
+    assert seconds and all(2 <= len(calls) <= 3 for calls in seconds)
+    assert all(c.truth in (Label.PRANK, Label.SILENT) for calls in seconds for c in calls)
+    pockets = by_caller(corpus, Persona.POCKET)
+    assert pockets and all(2 <= len(calls) <= 10 for calls in pockets)
+    assert all(c.truth is Label.ACCIDENTAL for calls in pockets for c in calls)
+    # A burst: some pocket dial follows the previous one within minutes.
+    assert any(b.at - a.at < timedelta(minutes=15) for calls in pockets
+               for a, b in itertools.pairwise(calls))
+
+
+def test_short_pranks_talk_ten_to_twenty_five_seconds(corpus: Corpus) -> None:
+    talks = [c.features.shape.talk_seconds for c in corpus.calls
+             if c.truth is Label.PRANK and c.features.shape.talk_seconds is not None]
+    short = [t for t in talks if 10 <= t <= 25]
+    assert len(short) > 0.3 * len(talks)
 
 
 def test_operator_labels_are_sometimes_wrong_and_sometimes_corrected(corpus: Corpus) -> None:

@@ -70,6 +70,9 @@ def test_withheld_numbers_have_no_history_key(raw: str) -> None:
         "352099001761482",  # 15 digits failing the Luhn check
         "+0812345678",  # international form cannot start with 0
         "urn:gsma:imei:12-34",
+        "IMEI12345",  # too short for an IMEI
+        "IMEI35209900176148x",
+        "IMEI\u0663\u0665\u0662\u0660\u0669\u0669\u0660\u0660\u0661\u0667\u0666\u0661\u0664\u0668",
         "0\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19",  # full-width digits
         "0012",
     ],
@@ -92,6 +95,11 @@ def test_luhn() -> None:
         "urn:gsma:imei:35209900-176148-1",
         "URN:GSMA:IMEI:35209900-176148-1",
         "urn:gsma:imei:3520990017614823",  # IMEISV of the same handset
+        "IMEI352099001761481",  # what some networks deliver for a call without SIM
+        "imei:352099001761481",
+        "IMEI 35209900-176148-1",
+        "IMEI3520990017614823",
+        "IMEI35209900176148",  # 14 identity digits, no check digit: keyed as delivered
     ],
 )
 def test_simless_phones_are_keyed_by_their_imei(raw: str) -> None:
@@ -250,8 +258,13 @@ def test_history_windows() -> None:
     assert (history.calls, history.silent_calls, history.prank_calls) == (6, 3, 1)
     assert history.genuine_calls == 1
     assert history.seconds_since_last_genuine == pytest.approx(3 * 86400)
-    assert history.nuisance_calls == 4
-    assert history.nuisance_share == pytest.approx(4 / 6)
+    # A pocket dial is a nuisance class of its own: counted apart, and among the nuisance calls.
+    assert (history.accidental_last_hour, history.accidental_last_day,
+            history.accidental_last_week, history.accidental_calls) == (0, 1, 1, 1)
+    assert history.nuisance_calls == 5
+    assert history.nuisance_share == pytest.approx(5 / 6)
+    assert (history.nuisance_last_hour, history.nuisance_last_day) == (3, 4)
+    assert history.seconds_since_last_nuisance == pytest.approx(300)
     shorter = summarise_history(calls, labels, NOW, lookback=timedelta(days=7))
     assert shorter.calls == 5
 
@@ -306,3 +319,18 @@ def test_pre_queue_features_validation() -> None:
         PreQueueFeatures("112", number, 24)
     with pytest.raises(ValueError, match="without an identity"):
         PreQueueFeatures("112", parse_caller_id("anonymous"), 12, CallerHistory(calls=1))
+
+
+def test_an_unlabelled_call_the_line_suspected_counts_as_a_nuisance_call() -> None:
+    calls = [
+        PastCall("talked", NOW - timedelta(minutes=20), looks_silent=False, suspected=True),
+        PastCall("silent", NOW - timedelta(minutes=30), looks_silent=True, suspected=True),
+        PastCall("labelled", NOW - timedelta(hours=3), looks_silent=False, suspected=True),
+        PastCall("fine", NOW - timedelta(hours=4), looks_silent=False),
+    ]
+    labels = [LabelEvent("labelled", Label.GENUINE, NOW - timedelta(hours=2))]
+    history = summarise_history(calls, labels, NOW)
+    # Silent counts as silent, a label wins over the line's suspicion.
+    assert (history.suspected_last_hour, history.silent_last_hour) == (1, 1)
+    assert (history.suspected_calls, history.nuisance_calls, history.genuine_calls) == (1, 2, 1)
+    assert history.seconds_since_last_nuisance == pytest.approx(20 * 60)

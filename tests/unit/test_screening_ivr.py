@@ -10,6 +10,7 @@ import pytest
 
 from telephony.screening.ivr import PreQueueScreener
 from telephony.screening.score import Reason, Score, ScoreConfig
+from tests.support.screening import HAND_SET
 
 
 class Scoring:
@@ -22,7 +23,7 @@ class Scoring:
     def config(self) -> ScoreConfig:
         if self.config_error is not None:
             raise self.config_error
-        return ScoreConfig()
+        return HAND_SET
 
     async def pre_queue(self, line: str, caller_number: str, now: datetime) -> Score:
         self.asked.append((line, caller_number))

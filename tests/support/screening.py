@@ -1,0 +1,26 @@
+"""A hand-set screening configuration for tests of the score's mechanism.
+
+The shipped weights are fitted (``telephony.screening.calibrate``) and move when the corpus or
+the features do; tests of how the score, its reasons and its decisions work pin these round,
+hand-set weights instead (the defaults before issue 14, with the lookback evidence never
+fading), so that they test the mechanism and not one fit. The shipped weights are tested
+against the issue's targets on the held-out seed (``tests/unit/test_screening_evaluate.py``).
+"""
+
+from telephony.screening.score import ScoreConfig
+
+HAND_SET = ScoreConfig.from_mapping({
+    "bias": -3.2,
+    "post_call_bias": 0.0,
+    "nuisance_recency_hours": 1e9,
+    "lower_priority_threshold": 0.5,
+    "screening_threshold": 0.7,
+    "weights": {
+        "calls_hour": 0.4, "nuisance_hour": 1.5, "calls_day": 0.15, "nuisance_day": 0.7,
+        "calls_week": 0.1, "nuisance_week": 0.4, "prank_labels": 0.9, "accidental_labels": 0.9,
+        "nuisance_share": 1.2, "genuine_labels": -0.9, "recent_genuine": -3.0, "withheld": 0.4,
+        "malformed": 0.4, "simless": 0.9, "no_input": 1.1, "invalid_keys": 0.7,
+        "hung_up_in_ivr": 1.3, "prompt_key": -0.5, "hung_up_on_answer": 1.6, "silence": 2.2,
+        "conversation": -1.2, "short_talk": 0.0, "silent_call": 0.0,
+    },
+})
