@@ -334,11 +334,13 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
 
 def backfill_from_asterisk(settings: Settings, stack: contextlib.AsyncExitStack, *,
                            database: Database, repository: CallRepository,
-                           listener: AmiListener, metrics: LineMetrics) -> None:
+                           recorder: CallRecorder, listener: AmiListener,
+                           metrics: LineMetrics) -> None:
     """Every resync first records the calls Asterisk's queue_log holds that the line missed
     (it was down), and the metrics count them and the recordings no call owns."""
     history = CallHistory.from_settings(settings, database, repository,
-                                        AsteriskSite.from_settings(settings).monitor_dir)
+                                        AsteriskSite.from_settings(settings).monitor_dir,
+                                        spooled=recorder.pending)
     listener.backfill_from(history)
     in_background(stack, history.run_advancer(), "queue-log-cursor")
     figures = HistoryCollector(history)
@@ -372,7 +374,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                                      retry=settings.db_retry_seconds).run(), "vanish-check")
     metrics = LineMetrics()
     backfill_from_asterisk(settings, stack, database=database, repository=repository,
-                           listener=listener, metrics=metrics)
+                           recorder=recorder, listener=listener, metrics=metrics)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     in_background(stack, recorder.run_flusher(), "spool-flusher")
     # Recording happens in Asterisk; this only pairs, processes and stores the files.

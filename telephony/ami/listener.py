@@ -703,12 +703,15 @@ class AmiListener:
         try:
             async with asyncio.timeout(HISTORY_TIMEOUT):
                 await self._idle.wait()
-                return await self._history.catch_up(channels)
+                backfill = await self._history.catch_up(channels)
         except Exception:
             logger.exception("backfill from Asterisk's queue_log failed; the next resync "
                              "tries again")
             self._resync_incomplete = True
             return None
+        # Put off (the spool not drained, the store away): the vanish watch asks again.
+        self._resync_incomplete = self._resync_incomplete or self._history.postponed
+        return backfill
 
     def _resync_failed(self, exc: AmiActionError) -> None:
         manager = self._manager

@@ -62,7 +62,7 @@ class VanishWatch:
         if self._listener.resync_incomplete:
             log.info("the store answers again: resyncing from Asterisk")
             self._listener.request_resync()
-            return True
+            return False  # look again soon: that resync may be put off again
         if not open_ids:
             return True
         try:

@@ -323,3 +323,8 @@ class History(Protocol):
         """Record the calls Asterisk logged that the line missed; ``None`` when it could not
         (the log or the database unreadable: the next resync tries again from the same point).
         """
+
+    @property
+    def postponed(self) -> bool:
+        """The last catch-up was put off (the store or the channel list could not be trusted
+        yet): the listener asks for another resync once the store answers."""

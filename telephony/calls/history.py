@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -109,8 +109,13 @@ class CallHistory:
     """The listener's :class:`~telephony.calls.backfill.History`: Asterisk's queue_log."""
 
     def __init__(self, database: Database, repository: CallRepository, queue_log: Path,
-                 monitor_dir: Path) -> None:
+                 monitor_dir: Path, *, spooled: Callable[[], int] = lambda: 0) -> None:
         self._database = database
+        # Facts waiting in the spool are not in the store yet; a plan made before they are
+        # written would take their calls for missed ones and add a second, made-up story of
+        # each (duplicate events). So the catch-up waits until the spool is drained.
+        self._spooled = spooled
+        self._postponed = False
         self._repository = repository
         self._queue_log = queue_log
         self._monitor_dir = monitor_dir
@@ -121,16 +126,27 @@ class CallHistory:
 
     @classmethod
     def from_settings(cls, settings: Settings, database: Database,
-                      repository: CallRepository, monitor_dir: Path) -> CallHistory:
-        return cls(database, repository, queue_log_path(settings), monitor_dir)
+                      repository: CallRepository, monitor_dir: Path, *,
+                      spooled: Callable[[], int] = lambda: 0) -> CallHistory:
+        return cls(database, repository, queue_log_path(settings), monitor_dir,
+                   spooled=spooled)
+
+    @property
+    def postponed(self) -> bool:
+        return self._postponed
 
     async def catch_up(
         self, channels: Sequence[Mapping[str, str | list[str]]]
     ) -> Backfill | None:
+        self._postponed = True  # until a catch-up gets through
         live, whole = caller_channels(channels)
         if not whole:
             log.warning("backfill skipped: the channel list is not whole (a live call could "
                         "be taken for ended); the next resync tries again")
+            return None
+        if spooled := self._spooled():
+            log.info("backfill put off: %d facts wait in the spool for the database; the "
+                     "next resync tries again", spooled)
             return None
         async with self._lock:
             try:
@@ -139,6 +155,7 @@ class CallHistory:
                 log.warning("backfill skipped, the database is unavailable (%s); the next "
                             "resync reads the queue_log from the same point", exc)
                 return None
+        self._postponed = False
         if plan is not None:
             await self.report_orphans()
         return plan

@@ -177,3 +177,27 @@ async def test_the_cursor_advances_past_calls_recorded_live_only(
     assert plan is not None and plan.backfilled == [UID]
     moved = await history.advance()
     assert moved is not None and moved.offset == log.stat().st_size
+
+
+async def test_the_catch_up_waits_for_the_spool_to_drain(
+    database: Database, repository: CallRepository, tmp_path: Path
+) -> None:
+    # Facts still in the spool are not in the store: a plan made now would take their call
+    # for a missed one and write a second, made-up story of it.
+    (tmp_path / "monitor").mkdir()
+    waiting = [3]
+    history = CallHistory(database, repository, tmp_path / "queue_log", tmp_path / "monitor",
+                          spooled=lambda: waiting[0])
+    log = tmp_path / "queue_log"
+    append(log, ["1796449000|1796448999.1|fire|NONE|ENTERQUEUE||0811|1"])
+    assert await history.catch_up(WHOLE_EMPTY) is None and history.postponed
+    assert await fetch(database, "SELECT * FROM asterisk_log_cursors") == []
+    waiting[0] = 0
+    assert await history.catch_up(WHOLE_EMPTY) is not None and not history.postponed
+    append(log, ANSWERED)
+    waiting[0] = 1
+    assert await history.catch_up(WHOLE_EMPTY) is None and history.postponed
+    assert await fetch(database, "SELECT * FROM calls") == []
+    waiting[0] = 0
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == [UID] and not history.postponed

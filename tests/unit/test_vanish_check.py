@@ -133,5 +133,5 @@ async def test_a_resync_that_could_not_read_the_store_is_repeated_once_it_answer
     watch = VanishWatch(port, store.open_calls, interval=60, retry=1)
     assert not await watch.check() and port.resyncs_requested == 0  # the store is still away
     store.open = {"6.1"}
-    assert await watch.check() and port.resyncs_requested == 1 and port.asked == 0
+    assert not await watch.check() and port.resyncs_requested == 1 and port.asked == 0
     assert await watch.check() and port.resyncs_requested == 1 and port.checked == [{"6.1"}]
