@@ -35,8 +35,9 @@ For each, printed as a Markdown table (or ``--json``):
 The target is zero lost and zero duplicated in every row. Exit status 0 only then.
 
 Run (root: the lab, the tmpfs mount): ``python bench/faults.py [--calls 10] [--only 5]
-[--json]``. Ports (23xxx, RTP 20000-20998), lab instance ("faults") and database are the
-bench's own, so it runs beside the e2e tests and the other benches.
+[--json]``. Ports (62xxx, above the kernel's ephemeral range; RTP 20000-20998), lab instance
+("faults") and database are the bench's own, so it runs beside the e2e tests and the other
+benches.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,7 +81,7 @@ from telephony.lab.sipp import Sipp, caller, operator
 from telephony.settings import ENV_PREFIX, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-FAULT_PORTS = BenchPorts("faults", 23060, 23038, 23573, 23070, 20000, 20998, http=23080)
+FAULT_PORTS = BenchPorts("faults", 62060, 62038, 62573, 62070, 20000, 20998, http=62080)
 SKILLS = {"general": 5}  # every operator takes information (key 3) and the fail-open queue
 KEYS = "3"  # information: one key, the quickest IVR path to a queue
 KEY_DELAY = 2.0
@@ -417,6 +419,10 @@ class Bench:
         row.duplicated = max(0, len(rows) - placed)
         if rows:
             row.duplicated += await self.duplicated_facts([str(r["call_id"]) for r in rows])
+        if placed > len(rows):
+            row.notes.append(f"{placed - len(rows)} calls have no row")
+        if open_rows:
+            row.notes.append(f"{len(open_rows)} rows never ended (still in progress)")
         gaps = sorted({c for r in ended for c in lacking(r)})
         if gaps:
             row.notes.append("incomplete rows lack: " + ", ".join(gaps))
@@ -554,7 +560,9 @@ async def serve_restarted(bench: Bench) -> Row:
     async with bench.phones() as phones:
         await bench.serve.kill()
         await bench.pause(waiting)  # half the callers wait in the queue
-        talk = 25.0
+        # Long enough to be live through both restarts, however long the first resync
+        # takes to be whole (up to the recovery limit), and then to be answered.
+        talk = bench.limit + 20.0
         async with bench.callers(numbers[0], calls, talk=talk) as callers:
             await asyncio.sleep(calls / RATE + KEY_DELAY + 3)  # all in a queue or talking
             await bench.serve.start()
@@ -671,12 +679,13 @@ async def asterisk_restart(bench: Bench) -> Row:
         async with bench.callers(numbers[0], bench.calls, talk=30) as callers:
             if not await bench.wait_answered(numbers, bench.calls):
                 row.notes.append("not every call was answered before the fault")
+            started = time.monotonic()
             with contextlib.suppress(LabError):
                 await bench.lab.acli("core restart now")
             await booted(bench.lab)
-            rows, row.recovery = await bench.settle(
-                numbers, bench.calls, lambda rows: len(rows) >= bench.calls
-                and all(r["ended_at"] is not None for r in rows))
+            rows, _ = await bench.settle(numbers, bench.calls, all_ended(bench.calls))
+            if all_ended(bench.calls)(rows):
+                row.recovery = time.monotonic() - started
             result = await callers.stop()
         await bench.staff()
         reached = reached_of((await phones.stop()).stats)
@@ -697,10 +706,10 @@ async def asterisk_killed(bench: Bench) -> Row:
             started = time.monotonic()
             result = await callers.stop()
             await bench.restart_lab()
-            rows, _ = await bench.settle(
-                numbers, bench.calls, lambda rows: len(rows) >= bench.calls
-                and all(r["ended_at"] is not None for r in rows))
-            if rows and all(r["ended_at"] is not None for r in rows):
+            print(f"    lab back {time.monotonic() - started:.1f} s after the kill",
+                  file=sys.stderr)
+            rows, _ = await bench.settle(numbers, bench.calls, all_ended(bench.calls))
+            if all_ended(bench.calls)(rows):
                 row.recovery = time.monotonic() - started
         reached = reached_of((await phones.stop()).stats)
     await bench.count(row, rows, placed_of(result.stats), reached)
@@ -710,6 +719,11 @@ async def asterisk_killed(bench: Bench) -> Row:
         row.notes.append(f"ended_at after the kill: {min(late):.1f} to {max(late):.1f} s "
                          "(the end a call was last seen would be about 0)")
     return row
+
+
+def all_ended(calls: int) -> Callable[[list[asyncpg.Record]], bool]:
+    """A row for each of ``calls`` calls, and every one ended."""
+    return lambda rows: len(rows) >= calls and all(r["ended_at"] is not None for r in rows)
 
 
 async def booted(lab: Lab, within: float = 60.0) -> None:
@@ -963,6 +977,8 @@ async def run(args: argparse.Namespace, root: Path, cluster: EmbeddedPostgres) -
                 rows.append(row)
         finally:
             await serve.stop()
+            if args.serve_log is not None:
+                shutil.copyfile(serve.log, args.serve_log)
     return rows
 
 
@@ -976,6 +992,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recovery-limit", type=float, default=30.0,
                         help="seconds to wait for the database to recover (default 30)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    parser.add_argument("--serve-log", type=Path, metavar="FILE",
+                        help="keep the line's log (every serve process's output) in FILE")
     args = parser.parse_args(argv)
     if args.calls < 2 or args.recovery_limit <= 0:
         parser.error("--calls must be at least 2, --recovery-limit positive")
