@@ -55,6 +55,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -861,8 +862,9 @@ def invites_seen(messages: str) -> dict[str, datetime]:
     message log: a dashed line with the local date and time before each message)."""
     seen: dict[str, datetime] = {}
     starts = list(_MESSAGE_START.finditer(messages))
-    for here, after in zip(starts, [*starts[1:], None], strict=True):
-        block = messages[here.end(): after.start() if after else len(messages)]
+    ends = [m.start() for m in starts[1:]] + [len(messages)] if starts else []
+    for here, end in zip(starts, ends, strict=True):
+        block = messages[here.end(): end]
         if "INVITE sip:" not in block or "message received" not in block:
             continue
         sender = _INVITE_FROM.search(block)
@@ -971,6 +973,7 @@ async def run(args: argparse.Namespace, root: Path, cluster: EmbeddedPostgres) -
                 try:
                     row = await SCENARIOS[key](bench)
                 except Exception as exc:  # one broken scenario must not hide the others
+                    traceback.print_exc(file=progress)
                     row = Row(key, f"scenario failed: {type(exc).__name__}", "-")
                     row.notes.append(f"{exc!s:.300}")
                 print(f"  ... {time.monotonic() - started:.0f} s", file=progress)
