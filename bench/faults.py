@@ -185,27 +185,32 @@ class Serve:
         return self.process.pid
 
     async def start(self, *, database: bool = True) -> None:
-        """Start it and wait until AMI and FastAGI are up (and the database, if
-        ``database``): a line restarted with the database down still takes calls."""
-        if self.pid is not None:
-            return
-        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        with self.log.open("ab") as out:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "telephony", "--config", str(self.config), "serve",
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, cwd=REPO, start_new_session=True)
+        """Start it unless it runs, and wait until it is ready (:meth:`wait_ready`)."""
+        if self.pid is None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(REPO), env.get("PYTHONPATH")]))
+            with self.log.open("ab") as out:
+                self.process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "telephony", "--config", str(self.config), "serve",
+                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    env=env, cwd=REPO, start_new_session=True)
+        await self.wait_ready(database=database)
+
+    async def wait_ready(self, *, database: bool = True, within: float = READY_WITHIN
+                         ) -> float:
+        """Until AMI and FastAGI are up (and the database, if ``database``: a line restarted
+        with the database down still takes calls); returns the seconds waited."""
         need = {"ami", "fastagi"} | ({"database"} if database else set())
-        deadline = time.monotonic() + READY_WITHIN
+        started = time.monotonic()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            while time.monotonic() < deadline:
-                if self.process.returncode is not None:
+            while time.monotonic() - started < within:
+                if self.pid is None:
                     break
                 if need <= await self._parts_up(http):
-                    return
+                    return time.monotonic() - started
                 await asyncio.sleep(0.2)
-        raise RuntimeError(f"serve not ready within {READY_WITHIN:g} s:\n{self.tail()}")
+        raise RuntimeError(f"serve not ready within {within:g} s:\n{self.tail()}")
 
     async def _parts_up(self, http: aiohttp.ClientSession) -> set[str]:
         try:
@@ -699,6 +704,8 @@ async def asterisk_restart(bench: Bench) -> Row:
                 await bench.lab.acli("core restart now")
             await booted(bench.lab)
             rows, took = await bench.settle(numbers, bench.calls)
+            await bench.serve.wait_ready()
+            row.notes.append(line_back(started))
             if took is not None:
                 row.recovery = time.monotonic() - started
             result = await callers.stop()
@@ -721,9 +728,9 @@ async def asterisk_killed(bench: Bench) -> Row:
             started = time.monotonic()
             result = await callers.stop()
             await bench.restart_lab()
-            print(f"    lab back {time.monotonic() - started:.1f} s after the kill",
-                  file=sys.stderr)
             rows, took = await bench.settle(numbers, bench.calls)
+            await bench.serve.wait_ready()
+            row.notes.append(line_back(started))
             if took is not None:
                 row.recovery = time.monotonic() - started
         reached = reached_of((await phones.stop()).stats)
@@ -734,6 +741,12 @@ async def asterisk_killed(bench: Bench) -> Row:
         row.notes.append(f"ended_at after the kill: {min(late):.1f} to {max(late):.1f} s "
                          "(the end a call was last seen would be about 0)")
     return row
+
+
+def line_back(since: float) -> str:
+    """When the line's AMI was ready again (``/readyz``), counted from ``since``."""
+    return (f"the line's AMI login ready again {time.monotonic() - since:.1f} s after the "
+            "fault")
 
 
 def all_ended(calls: int) -> Callable[[list[asyncpg.Record]], bool]:
