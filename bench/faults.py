@@ -491,7 +491,12 @@ async def marked(bench: Bench, rows: list[asyncpg.Record], prefix: str, what: st
     if not columns:
         return f"{what}: n/a (not built)"
     name = columns[0]
-    count = sum(1 for r in rows if r[name] not in (None, False, ""))
+    # From calls itself: call_outcomes (the rows) froze its columns when it was made. The
+    # name comes from the catalogue, not from input.
+    values = await bench.query(
+        f'SELECT "{name}" AS mark FROM calls WHERE call_id = ANY($1)',
+        [str(r["call_id"]) for r in rows])
+    count = sum(1 for v in values if v["mark"] not in (None, False, ""))
     return f"{what} ({name}): {count}/{len(rows)}"
 
 
