@@ -397,16 +397,17 @@ class Bench:
 
     async def settle(
         self, numbers: Sequence[str], placed: int,
-        done: Callable[[list[asyncpg.Record]], bool] | None = None,
+        done: Callable[[list[asyncpg.Record]], bool] | None = None, since: float | None = None,
     ) -> tuple[list[asyncpg.Record], float | None]:
         """Poll until ``done(rows)`` or the recovery limit; returns the rows and the seconds
-        it took (None: not within it).
+        it took from ``since`` (a monotonic time: when the fault ended; default now), None
+        if not within the limit.
 
         By default until every placed call has a row that ended (nothing lost); rows still
         incomplete then get :data:`FILL_GRACE` more seconds, not counted, for what follows a
         hang-up (the conversation's end, its length) to arrive.
         """
-        started = time.monotonic()
+        started = time.monotonic() if since is None else since
         rows: list[asyncpg.Record] = []
         while True:
             fresh = await self.rows(numbers)
@@ -497,7 +498,7 @@ async def marked(bench: Bench, rows: list[asyncpg.Record], prefix: str, what: st
         f'SELECT "{name}" AS mark FROM calls WHERE call_id = ANY($1)',
         [str(r["call_id"]) for r in rows])
     count = sum(1 for v in values if v["mark"] not in (None, False, ""))
-    return f"{what} ({name}): {count}/{len(rows)}"
+    return f"{what}: {count}/{len(rows)}" + ("" if name == what else f" ({name})")
 
 
 # ----------------------------------------------------------------------------- scenarios
@@ -526,8 +527,10 @@ async def serve_down(bench: Bench) -> Row:
         await bench.serve.kill()
         async with bench.callers(numbers[0], bench.calls, talk=4) as callers:
             result = await callers.wait()  # fail-open: they reach operators all the same
+        restarted = time.monotonic()
         await bench.serve.start()
-        rows, row.recovery = await bench.settle(numbers, placed_of(result.stats))
+        rows, row.recovery = await bench.settle(numbers, placed_of(result.stats),
+                                                since=restarted)
         reached = reached_of((await phones.stop()).stats)
     await bench.count(row, rows, placed_of(result.stats), reached)
     row.check = await marked(bench, rows, "backfill", "backfilled")
@@ -590,6 +593,7 @@ async def serve_restarted(bench: Bench) -> Row:
         talk = bench.limit + 20.0
         async with bench.callers(numbers[0], calls, talk=talk) as callers:
             await asyncio.sleep(calls / RATE + KEY_DELAY + 3)  # all in a queue or talking
+            restarted = time.monotonic()
             await bench.serve.start()
 
             def whole(rows: list[asyncpg.Record]) -> bool:
@@ -598,7 +602,7 @@ async def serve_restarted(bench: Bench) -> Row:
                     and (r["answered_at"] is None or r["wait_seconds"] is not None)
                     for r in rows)
 
-            first, row.recovery = await bench.settle(numbers, calls, whole)
+            first, row.recovery = await bench.settle(numbers, calls, whole, since=restarted)
             wrong = sum(_arrival_wrong(r) for r in first)
             unpositioned = sum(r["queue_position"] is None for r in first)
             before, events = _snapshot(first), await _event_count(bench, first)
@@ -665,9 +669,10 @@ async def spool_unwritable(bench: Bench) -> Row:
                 await asyncio.sleep(bench.calls / RATE)
                 alarm = await bench.serve.parts_down()
                 result = await callers.wait()
+            back = time.monotonic()
             spool.release()
             await bench.start_database()
-        rows, row.recovery = await bench.settle(numbers, placed_of(result.stats))
+        rows, row.recovery = await bench.settle(numbers, placed_of(result.stats), since=back)
         reached = reached_of((await phones.stop()).stats)
     await bench.count(row, rows, placed_of(result.stats), reached)
     row.check = "readiness during the fault: down " + (", ".join(alarm) or "nothing")
@@ -688,8 +693,9 @@ async def database_down_restart(bench: Bench) -> Row:
             result = await callers.wait()  # the hang-ups happen while serve is down
         await bench.serve.start(database=False)
         await asyncio.sleep(3)  # its resync, against a database that cannot answer
+        back = time.monotonic()
         await bench.start_database()
-        rows, row.recovery = await bench.settle(numbers, placed_of(result.stats))
+        rows, row.recovery = await bench.settle(numbers, placed_of(result.stats), since=back)
         reached = reached_of((await phones.stop()).stats)
     await bench.count(row, rows, placed_of(result.stats), reached)
     return row
@@ -708,11 +714,9 @@ async def asterisk_restart(bench: Bench) -> Row:
             with contextlib.suppress(LabError):
                 await bench.lab.acli("core restart now")
             await booted(bench.lab)
-            rows, took = await bench.settle(numbers, bench.calls)
+            rows, row.recovery = await bench.settle(numbers, bench.calls, since=started)
             await bench.serve.wait_ready()
             row.notes.append(line_back(started))
-            if took is not None:
-                row.recovery = time.monotonic() - started
             result = await callers.stop()
         await bench.staff()
         reached = reached_of((await phones.stop()).stats)
@@ -733,11 +737,9 @@ async def asterisk_killed(bench: Bench) -> Row:
             started = time.monotonic()
             result = await callers.stop()
             await bench.restart_lab()
-            rows, took = await bench.settle(numbers, bench.calls)
+            rows, row.recovery = await bench.settle(numbers, bench.calls, since=started)
             await bench.serve.wait_ready()
             row.notes.append(line_back(started))
-            if took is not None:
-                row.recovery = time.monotonic() - started
         reached = reached_of((await phones.stop()).stats)
     await bench.count(row, rows, placed_of(result.stats), reached)
     row.check = await marked(bench, rows, "cut", "marked cut")
