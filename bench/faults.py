@@ -212,6 +212,19 @@ class Serve:
                 await asyncio.sleep(0.2)
         raise RuntimeError(f"serve not ready within {within:g} s:\n{self.tail()}")
 
+    async def ami_back(self, since: float, within: float = READY_WITHIN) -> float | None:
+        """Seconds from ``since`` until the line's AMI login, gone after an Asterisk fault
+        (``/readyz``: its listener noticed), is back; None if it was not within ``within``."""
+        gone = False
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            while time.monotonic() - since < within:
+                up = "ami" in await self._parts_up(http)
+                if gone and up:
+                    return time.monotonic() - since
+                gone = gone or not up
+                await asyncio.sleep(0.1)
+        return None
+
     async def _parts_up(self, http: aiohttp.ClientSession) -> set[str]:
         try:
             async with http.get(self.url) as response:
@@ -711,12 +724,12 @@ async def asterisk_restart(bench: Bench) -> Row:
             if not await bench.wait_answered(numbers, bench.calls):
                 row.notes.append("not every call was answered before the fault")
             started = time.monotonic()
+            login = asyncio.create_task(bench.serve.ami_back(started))
             with contextlib.suppress(LabError):
                 await bench.lab.acli("core restart now")
             await booted(bench.lab)
             rows, row.recovery = await bench.settle(numbers, bench.calls, since=started)
-            await bench.serve.wait_ready()
-            row.notes.append(line_back(started))
+            row.notes.append(line_back(await login))
             result = await callers.stop()
         await bench.staff()
         reached = reached_of((await phones.stop()).stats)
@@ -733,13 +746,13 @@ async def asterisk_killed(bench: Bench) -> Row:
         async with bench.callers(numbers[0], bench.calls, talk=30) as callers:
             if not await bench.wait_answered(numbers, bench.calls):
                 row.notes.append("not every call was answered before the fault")
-            killed = await kill_asterisk(bench)
             started = time.monotonic()
+            login = asyncio.create_task(bench.serve.ami_back(started))
+            killed = await kill_asterisk(bench)
             result = await callers.stop()
             await bench.restart_lab()
             rows, row.recovery = await bench.settle(numbers, bench.calls, since=started)
-            await bench.serve.wait_ready()
-            row.notes.append(line_back(started))
+            row.notes.append(line_back(await login))
         reached = reached_of((await phones.stop()).stats)
     await bench.count(row, rows, placed_of(result.stats), reached)
     row.check = await marked(bench, rows, "cut", "marked cut")
@@ -750,10 +763,11 @@ async def asterisk_killed(bench: Bench) -> Row:
     return row
 
 
-def line_back(since: float) -> str:
-    """When the line's AMI was ready again (``/readyz``), counted from ``since``."""
-    return (f"the line's AMI login ready again {time.monotonic() - since:.1f} s after the "
-            "fault")
+def line_back(seconds: float | None) -> str:
+    """When the line's AMI login was back (:meth:`Serve.ami_back`)."""
+    if seconds is None:
+        return f"the line's AMI login was not back within {READY_WITHIN:g} s"
+    return f"the line's AMI login was back {seconds:.1f} s after the fault"
 
 
 def all_ended(calls: int) -> Callable[[list[asyncpg.Record]], bool]:
