@@ -848,6 +848,7 @@ async def worker_killed(bench: Bench) -> Row:
         started = time.monotonic()
         orphan = child is not None and alive(child)
         await bench.serve.start()
+        still = child is not None and alive(child)  # the new line's worker took its job over
         rows, states, _ = await wait_stored(bench, numbers, placed_of(result.stats))
         if sum(s == "done" for s in states.values()) >= placed_of(result.stats):
             row.recovery = time.monotonic() - started
@@ -860,7 +861,8 @@ async def worker_killed(bench: Bench) -> Row:
         row.notes.append("the worker's transcoder was never seen: killed after the jobs")
     else:
         row.notes.append("the killed worker's transcoder "
-                         + ("went on running (orphaned)" if orphan else "died with it"))
+                         + ("went on running (orphaned)" if orphan else "died with it")
+                         + ("; still running when the line was back" if still else ""))
     return row
 
 
