@@ -36,10 +36,10 @@ from pathlib import Path
 
 import asyncpg
 import surge  # bench/ is sys.path[0] when bench/surge.py runs as a script
+from rig import bench_settings, build_prompts, start_lab
 
 from ivr.keys import prompt_file
 from ivr.menu import IvrMenu, load_menu
-from ivr.prompts import build_line_prompts
 from telephony.app import running_line
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab.chroot import Lab
@@ -203,7 +203,7 @@ def step_setup(
     """The callers, operators per group and lab settings of a step at ``rate``."""
     calls = max(2, math.ceil(rate * plan.step_seconds))
     groups = surge.caller_groups(calls, rate, f"{random.randrange(10_000):04d}")
-    base = surge.bench_settings(plan.root / "state", plan.cluster.dsn(), plan.cluster.port, 1)
+    base = bench_settings(plan.root / "state", plan.cluster.dsn(), plan.cluster.port, 1)
     counts = [surge.operators_needed(g.rate, plan.talk, base.queue_wrapup_seconds)
               for g in groups]
     # Its own lab instance and ports: a plain bench/surge.py run (or another helper's) on the
@@ -234,12 +234,6 @@ def _sipp_errors(groups: Sequence[surge.CallerGroup], results: Sequence[SippResu
     return "; ".join(shown)
 
 
-async def _start_lab(lab: Lab) -> None:
-    # Called inside the try whose finally stops the lab: a failure half-way still stops it.
-    await asyncio.to_thread(lab.start)
-    await asyncio.to_thread(lab.site.install_prompts, lab.settings.prompts_dir)
-
-
 async def _forget_members(cluster: EmbeddedPostgres) -> None:
     """Empty ``queue_members``: the fresh lab has none, and the surge waits until the rows
     reach its own memberships, which the previous step's stale rows would fake."""
@@ -258,7 +252,7 @@ async def line_step(rate: float, plan: Plan) -> StepResult:
     await _forget_members(plan.cluster)
     lab = Lab(settings)
     try:
-        await _start_lab(lab)
+        await start_lab(lab)  # inside the try: a failure half-way still stops it
         outcome = await surge.surge(lab, plan.cluster, settings, groups, counts, plan.talk,
                                     plan.key_delay, plan.tally)
         note = "" if lab.is_running() else ASTERISK_GONE
@@ -389,7 +383,7 @@ async def dialplan_step(rate: float, plan: Plan) -> StepResult:
     started = time.monotonic()
     lab = Lab(settings)
     try:
-        await _start_lab(lab)
+        await start_lab(lab)  # inside the try: a failure half-way still stops it
         menu = load_menu(settings.menu_file)
         # The instance's log directory, as Asterisk (in its chroot) and as we see it.
         calls_file = lab.messages_log.parent / CALLS_FILE
@@ -536,10 +530,7 @@ async def find_capacity(
     bounds = Bounds(args.start_rate, args.min_rate, args.max_rate, args.resolution)
     plan = Plan(args.step_seconds, args.talk, args.key_delay, root, cluster, tally)
     settings = step_setup(bounds.start, plan)[2]
-    await asyncio.to_thread(
-        build_line_prompts, load_menu(settings.menu_file), settings.prompts_dir,
-        settings.prompt_overrides_dir, settings.prompt_voice,
-    )
+    await build_prompts(settings)
     results = []
     for name, step in (("line (recording + screening)", line_step),
                        ("dialplan-only Asterisk", dialplan_step)):

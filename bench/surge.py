@@ -49,10 +49,7 @@ import os
 import random
 import re
 import resource
-import shutil
-import socket
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -62,9 +59,9 @@ from functools import partial
 from pathlib import Path
 
 import asyncpg
+from rig import bench_settings, is_incomplete, lacking, private_cluster, running_lab
 
 from ivr.menu import load_menu
-from ivr.prompts import build_line_prompts
 from telephony.ami.tracker import QueueSnapshot
 from telephony.app import Line, running_line
 from telephony.calls.facts import CallFact
@@ -75,16 +72,11 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, operator_names
 from telephony.lab.sipp import Sipp, SippResult, caller, operator
 from telephony.reports.model import Period
-from telephony.settings import Settings, load_settings
+from telephony.settings import Settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _DIGITS = re.compile(r"[0-9]+")
 _IDS = re.compile(r"\b[0-9a-f]*[0-9][0-9a-f]*\b")  # numbers, hex ids, thread ids
-# The calls table columns a fully handled call (IVR, queue, operator, hang-up) must have.
-REQUIRED_COLUMNS = (
-    "line", "ivr_outcome", "queue", "queue_position", "operator", "wait_seconds",
-    "talk_seconds", "ended_at", "hangup_cause", "shift_name",
-)
 SETTLE_SECONDS = 120.0  # after the last sipp exits, how long the database may take to catch up
 LOGIN_CONCURRENCY = 64  # operators logging in at once: each QueueAdd is an AMI round trip
 # Seconds an operator is held per call beyond the caller's talk time: the IVR's share of the
@@ -207,13 +199,6 @@ class LogTally(logging.Handler):
 # ----------------------------------------------------------------------------- setup
 
 
-def free_tcp_port() -> int:
-    """A loopback TCP port nothing listens on right now (for the private PostgreSQL)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def caller_groups(calls: int, rate: float, run_tag: str) -> list[CallerGroup]:
     """Split the surge into two sipp processes with distinct keys and caller numbers."""
     first = calls // 2
@@ -240,30 +225,6 @@ def operators_needed(rate: float, talk: float, wrapup: int) -> int:
     operator can ring again: ``rate`` times that is how many are busy at any moment.
     """
     return math.ceil(rate * (talk + OPERATOR_OVERHEAD_SECONDS + wrapup) * OPERATOR_HEADROOM)
-
-
-def bench_settings(state_dir: Path, dsn: str, pg_port: int, operators: int) -> Settings:
-    """The line's settings on the bench's own ports and lab instance."""
-    return replace(
-        load_settings(environ={}),
-        lab_instance="surge",
-        state_dir=state_dir,
-        sip_port=35060,
-        ami_port=35038,
-        agi_port=34573,
-        lab_operator_sip_port=35070,
-        # Below the kernel's ephemeral range (32768-60999): sipp picks its ports there with
-        # free_udp_port(), and an Asterisk holding thousands of RTP ports in it could take one
-        # between another test's probe and its bind. 10,000 ports cover 4 per bridged call.
-        rtp_port_start=21000,
-        rtp_port_end=30998,
-        http_port=0,  # the API on any free port
-        lab_operators=operators,
-        database_dsn=dsn,
-        embedded_pg_port=pg_port,
-        ami_reconnect_seconds=0.5,
-        db_retry_seconds=0.5,
-    )
 
 
 async def log_in_operators(
@@ -472,11 +433,6 @@ async def recording_lags(line: Line, call_ids: list[str]) -> list[float]:
     return [float(r["lag"]) for r in rows]
 
 
-def is_incomplete(row: asyncpg.Record) -> bool:
-    """A row lacking anything a fully handled call must have."""
-    return any(row[c] is None for c in REQUIRED_COLUMNS)
-
-
 async def _facts_of(connection: asyncpg.Connection, call_id: str) -> list[asyncpg.Record]:
     return await connection.fetch(
         "SELECT kind, at, body FROM call_events WHERE call_id = $1 ORDER BY at, event_id",
@@ -587,9 +543,9 @@ def report(outcome: Outcome, talk: float) -> int:
         missing = max(0, placed - len(rows))
         incomplete = 0
         for row in rows:
-            lacking = [c for c in REQUIRED_COLUMNS if row[c] is None]
-            missing_columns.update(lacking)
-            incomplete += bool(lacking)
+            gaps = lacking(row)
+            missing_columns.update(gaps)
+            incomplete += bool(gaps)
         total_failed += failed
         total_missing += missing
         total_incomplete += incomplete
@@ -727,22 +683,12 @@ async def run(
         for g in groups
     ]
     settings = replace(base, lab_operators=sum(counts))
-    menu = load_menu(settings.menu_file)
-    await asyncio.to_thread(
-        build_line_prompts, menu, settings.prompts_dir, settings.prompt_overrides_dir,
-        settings.prompt_voice,
-    )
-    lab = Lab(settings)
     print(f"Starting the Asterisk lab '{settings.lab_instance}' with {sum(counts)} operator "
           "endpoints ...")
-    try:
-        await asyncio.to_thread(lab.start)
-        await asyncio.to_thread(lab.site.install_prompts, settings.prompts_dir)
+    async with running_lab(settings) as lab:
         outcome = await surge(lab, cluster, settings, groups, counts, args.talk, args.key_delay,
                               tally, history=args.history, report_during=args.report_during)
-        return report(outcome, args.talk)
-    finally:
-        await asyncio.to_thread(lab.stop)
+    return report(outcome, args.talk)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -807,21 +753,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     tally = LogTally()
     logging.getLogger().addHandler(tally)
     logging.getLogger().setLevel(logging.WARNING)
-    root = Path(tempfile.mkdtemp(prefix="siaga112-surge-"))
-    root.chmod(0o755)  # the embedded cluster runs as the postgres user, which must get in
-    cluster = EmbeddedPostgres(root / "pgdata", free_tcp_port())
-    try:
-        cluster.ensure_initialized()
-        cluster.start()
+    with private_cluster("siaga112-surge-") as (root, cluster):
         if args.find_capacity:
             from capacity import find_capacity  # noqa: PLC0415 - it imports this module
             return asyncio.run(find_capacity(args, root, cluster, tally))
         return asyncio.run(run(args, root, cluster, tally))
-    finally:
-        with contextlib.suppress(Exception):  # a failed stop must not hide the real error
-            cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())
