@@ -338,13 +338,13 @@ class Bench:
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'calls'")
         return {str(r["column_name"]) for r in rows}
 
-    async def duplicated_facts(self, call_ids: Sequence[str]) -> int:
-        """Calls with the same fact (kind and content but its time) recorded twice."""
+    async def duplicated_facts(self, call_ids: Sequence[str]) -> tuple[int, list[str]]:
+        """Calls with the same fact (kind and content but its time) recorded twice, and the
+        kinds so recorded."""
         rows = await self.query("""
-            SELECT count(DISTINCT call_id) AS n FROM (
-                SELECT call_id FROM call_events WHERE call_id = ANY($1)
-                GROUP BY call_id, kind, body - 'at' HAVING count(*) > 1) d""", list(call_ids))
-        return int(rows[0]["n"])
+            SELECT call_id, kind FROM call_events WHERE call_id = ANY($1)
+            GROUP BY call_id, kind, body - 'at' HAVING count(*) > 1""", list(call_ids))
+        return (len({r["call_id"] for r in rows}), sorted({str(r["kind"]) for r in rows}))
 
     async def stop_database(self) -> None:
         await asyncio.to_thread(self.cluster.stop)
@@ -452,7 +452,10 @@ class Bench:
         row.complete = len(ended) - row.incomplete
         row.duplicated = max(0, len(rows) - placed)
         if rows:
-            row.duplicated += await self.duplicated_facts([str(r["call_id"]) for r in rows])
+            twice, kinds = await self.duplicated_facts([str(r["call_id"]) for r in rows])
+            row.duplicated += twice
+            if kinds:
+                row.notes.append("facts recorded twice: " + ", ".join(kinds))
         if placed > len(rows):
             row.notes.append(f"{placed - len(rows)} calls have no row")
         if open_rows:
