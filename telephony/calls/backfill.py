@@ -240,6 +240,16 @@ def plan_backfill(
             continue
         if have is not None and have.ended:
             continue  # the line saw it end: nothing was missed
+        if have is not None and not story.over:
+            # The line knew the call and the log never finished it: Asterisk went away with
+            # it (a crash). Its end is the resync's to give, which vanishes the open calls
+            # Asterisk no longer has, dated by when each was last seen alive and marked cut
+            # (telephony/calls/outages.py); an end here, at its last logged line, would be
+            # a second and earlier one.
+            if missing:
+                plan.written.extend([*missing, CallBackfilled(uid, arrival)])
+                plan.backfilled.append(uid)
+            continue
         if have is None:
             plan.written.append(CallStarted(
                 call_id=uid, linked_id=uid, channel="", caller_number=_caller(story.caller),

@@ -296,6 +296,27 @@ def test_a_call_seen_open_gets_only_what_it_missed() -> None:
     ]
 
 
+def test_a_call_seen_open_whose_log_never_ends_is_left_to_the_resync_to_end() -> None:
+    # Asterisk crashed under it: no final event. The resync vanishes it, dated by when it was
+    # last seen alive and marked cut; a vanish at its last logged line would be a second end.
+    talking = ANSWERED[:4]
+    seen = {UID: Recorded(ended=False, facts=frozenset({
+        ("call_started", "", ""), ("queue_joined", "information", ""),
+        ("operator_rung", "information", "PJSIP/op1007"),
+        ("operator_rung", "information", "PJSIP/op1008"),
+        ("queue_left", "information", ""),
+        ("operator_answered", "information", "PJSIP/op1008")}))}
+    plan = plan_backfill(entries(talking), end=Cursor(7, 1), live=set(), recorded=seen, now=NOW)
+    assert plan.written == [] and plan.backfilled == []
+    missed_answer = {UID: Recorded(ended=False, facts=frozenset({
+        ("call_started", "", ""), ("queue_joined", "information", "")}))}
+    plan = plan_backfill(entries(talking), end=Cursor(7, 1), live=set(),
+                         recorded=missed_answer, now=NOW)
+    assert "call_vanished" not in {fact_slot(fact)[0] for fact in plan.written}
+    assert ("operator_answered", "information", "PJSIP/op1008") in {
+        fact_slot(fact) for fact in plan.written} and plan.backfilled == [UID]
+
+
 def test_a_live_call_gets_its_queue_from_the_log_and_holds_the_cursor() -> None:
     lines = [*ABANDONED[:1], *ANSWERED[:4]]  # connected, still talking
     plan = plan_backfill(entries(lines), end=Cursor(7, 4000), live={UID}, recorded={}, now=NOW)
