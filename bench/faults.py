@@ -21,7 +21,8 @@ For each, printed as a Markdown table (or ``--json``):
   own per scenario) were rung with, as the phones count them, not the database;
 * complete / incomplete / lost: the database's record of each placed call (by its caller
   number, unique per scenario): complete as bench/surge.py's ``is_incomplete`` has it (line,
-  IVR outcome, queue, position, operator, wait, talk, end, hang-up cause, shift); incomplete:
+  IVR outcome, queue, position, operator, wait, talk, end, hang-up cause, shift; a call
+  Asterisk cut has no hang-up cause, and its cut reason stands for it); incomplete:
   ended but lacking some of these; lost: no row at all, or a row that never ended (its end was
   lost). In scenarios 6 and 7 a call whose recording is not stored also counts as lost;
 * duplicated: rows beyond one per placed call, plus calls with the same fact recorded twice
@@ -68,7 +69,6 @@ import asyncpg
 from rig import (
     BenchPorts,
     bench_settings,
-    is_incomplete,
     lacking,
     private_cluster,
     running_lab,
@@ -328,7 +328,9 @@ class Bench:
         """The calls of these caller numbers, or None while the database cannot say."""
         try:
             return await self.query(
-                "SELECT * FROM call_outcomes WHERE caller_number = ANY($1)", list(numbers))
+                "SELECT o.*, to_jsonb(c) ->> 'cut_reason' AS cut_mark "
+                "FROM call_outcomes o JOIN calls c USING (call_id) "
+                "WHERE o.caller_number = ANY($1)", list(numbers))
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return None
 
@@ -436,7 +438,7 @@ class Bench:
     async def _filled(self, numbers: Sequence[str], rows: list[asyncpg.Record]
                       ) -> list[asyncpg.Record]:
         deadline = time.monotonic() + FILL_GRACE
-        while any(is_incomplete(r) for r in rows) and time.monotonic() < deadline:
+        while any(gaps_of(r) for r in rows) and time.monotonic() < deadline:
             await asyncio.sleep(POLL)
             rows = await self.rows(numbers) or rows
         return rows
@@ -448,7 +450,7 @@ class Bench:
         open_rows = [r for r in rows if r["ended_at"] is None]
         row.lost = max(0, placed - len(rows)) + len(open_rows)
         ended = [r for r in rows if r["ended_at"] is not None]
-        row.incomplete = sum(1 for r in ended if is_incomplete(r))
+        row.incomplete = sum(1 for r in ended if gaps_of(r))
         row.complete = len(ended) - row.incomplete
         row.duplicated = max(0, len(rows) - placed)
         if rows:
@@ -460,7 +462,7 @@ class Bench:
             row.notes.append(f"{placed - len(rows)} calls have no row")
         if open_rows:
             row.notes.append(f"{len(open_rows)} rows never ended (still in progress)")
-        gaps = sorted({c for r in ended for c in lacking(r)})
+        gaps = sorted({c for r in ended for c in gaps_of(r)})
         if gaps:
             row.notes.append("incomplete rows lack: " + ", ".join(gaps))
 
@@ -499,6 +501,16 @@ def placed_of(result_stats: dict[str, str]) -> int:
 
 def reached_of(phones_stats: dict[str, str]) -> int:
     return int(phones_stats.get("IncomingCall(C)", "0") or 0)
+
+
+def gaps_of(row: asyncpg.Record) -> list[str]:
+    """What a call's record lacks (bench/rig.py's ``lacking``), but for the one thing a fault
+    makes unknowable: a call Asterisk's crash or restart cut was sent no hang-up cause, and
+    its cut reason (``cut_mark``, where that fix is built) stands for it."""
+    gaps = lacking(row)
+    if row["cut_mark"] is not None:
+        gaps = [column for column in gaps if column != "hangup_cause"]
+    return gaps
 
 
 async def marked(bench: Bench, rows: list[asyncpg.Record], prefix: str, what: str) -> str:

@@ -32,10 +32,16 @@ _RETURNED = """
         calls_cut = GREATEST(asterisk_outages.calls_cut, EXCLUDED.calls_cut)
 """
 # A vanished call's end is when the resync noticed; the cut knows when it was last alive.
+# An answered call Asterisk cut had no AgentComplete to say how long it talked: it talked
+# until it was cut (its end as moved here; SET reads the old ended_at, hence the repeat).
 _CUT = """
     UPDATE calls SET
         cut_reason = COALESCE(cut_reason, $2),
         ended_at = CASE WHEN vanished THEN LEAST(ended_at, $3) ELSE ended_at END,
+        talk_seconds = COALESCE(talk_seconds, CASE WHEN answered_at IS NOT NULL
+            THEN GREATEST(0, round(extract(epoch FROM
+                CASE WHEN vanished THEN LEAST(ended_at, $3) ELSE ended_at END - answered_at)))::int
+            END),
         updated_at = now()
     WHERE call_id = $1
 """

@@ -58,6 +58,10 @@ async def test_a_crash_cut_moves_a_vanished_end_back_and_replays_change_nothing(
         assert await repository.apply(connection, [*outage, *vanished]) == 6
         for call_id in ("1.1", "1.2"):
             assert await cut_row(connection, call_id) == (s(0), True, None, "asterisk_crash")
+        # The answered call talked until it was cut; the queued one never talked.
+        rows = await connection.fetch("SELECT call_id, talk_seconds FROM calls")
+        talk = {row["call_id"]: row["talk_seconds"] for row in rows}
+        assert talk == {"1.1": 40, "1.2": None}
         # A replay, and a second cut of another kind, change nothing.
         assert await repository.apply(connection, [*outage, *vanished]) == 0
         await repository.apply(connection, [CallCut("1.1", "asterisk_restart", s(5))])
