@@ -62,6 +62,9 @@ IVR_VARIABLES = (
 )
 MAX_BATCH_FACTS = 500  # one transaction's worth when a backlog is recorded
 BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple
+# Asterisk's answer to an action no loaded module has registered (yet).
+UNKNOWN_ACTION = "Invalid/unknown command"
+LOADING_RETRIES = 20  # resyncs refused so in a row before the slow pace (a module missing)
 HISTORY_TIMEOUT = 60.0  # seconds a resync's backfill may take (a 16 MB read at most)
 TRACK_CHUNK = 200  # events tracked before the observers hear of them and others get the loop
 
@@ -268,6 +271,7 @@ class AmiListener:
         # The last resync could not read the store (open calls, or the backfill's check of what
         # it holds): the vanish watch asks for another once the store answers (vanish.py).
         self._resync_incomplete = False
+        self._loading_retries = 0  # resyncs refused in a row while Asterisk loads modules
         self._sink = sink
         self._tracker = tracker if tracker is not None else CallTracker()
         self._action_timeout = action_timeout
@@ -645,6 +649,7 @@ class AmiListener:
             self._resync_failed(exc)
             return
         self._resync_incomplete = False
+        self._loading_retries = 0  # Asterisk answered every action: its modules are in
         backfill = await self._catch_up(channels)
         try:
             async with asyncio.timeout(self._action_timeout):
@@ -721,8 +726,14 @@ class AmiListener:
             logger.warning("AMI resync interrupted (%s); it runs again on the next login", exc)
             return
         if isinstance(exc, AmiActionRefusedError):
-            # A permission problem will not fix itself in a second: retry at the slow pace.
-            manager.reconnect_timeout = self._auth_retry_seconds
+            # An action Asterisk does not know yet is a module still loading: Asterisk takes
+            # AMI logins before app_queue has registered QueueStatus, and a restart's first
+            # resync meets that. Retry at the normal pace for a while, not 30 s later.
+            loading = UNKNOWN_ACTION in str(exc) and self._loading_retries < LOADING_RETRIES
+            self._loading_retries += loading
+            if not loading:
+                # A permission problem will not fix itself in a second: the slow pace.
+                manager.reconnect_timeout = self._auth_retry_seconds
         logger.error(
             "AMI resync failed (%s); reconnecting in %.1f s to try again",
             exc,

@@ -72,8 +72,9 @@ class FakeAsterisk:
     Asterisk does), ``Ping`` (unless ``answer_pings`` is off: a half-open connection),
     ``CoreShowChannels``/``Status``/``QueueStatus`` with the events in :attr:`channels`,
     :attr:`status` and :attr:`queues` (their ``ActionID`` added, the ``...Complete`` event
-    counted), and the actions in :attr:`accepts` (``QueueAdd``; add e.g. ``reload``); every
-    other action is refused with "Interface not found".
+    counted), and the actions in :attr:`accepts` (``QueueAdd``; add e.g. ``reload``); those in
+    :attr:`unknown` get "Invalid/unknown command" (a module still loading); every other action
+    is refused with "Interface not found".
     Every action received is kept in :attr:`actions` (keys lower-cased).
 
     Use ``async with fake_asterisk() as server:``, or :meth:`start` and :meth:`close`.
@@ -90,6 +91,8 @@ class FakeAsterisk:
         self.actions: list[dict[str, str]] = []
         # Actions (lower-cased) answered with Success, and their message.
         self.accepts: dict[str, str] = {"queueadd": "Added interface to queue"}
+        # Actions (lower-cased) no module has registered yet, as while Asterisk boots.
+        self.unknown: set[str] = set()
         self.logins = 0
         self.login_times: list[float] = []  # loop time of each Login received
         self.port = 0
@@ -197,6 +200,8 @@ class FakeAsterisk:
                             f"Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\n"
                             f"Timestamp: 1732345678.000000\r\n\r\n".encode()
                         )
+                elif name in self.unknown:
+                    writer.write(self._response(aid, "Error", "Invalid/unknown command"))
                 elif name in _LISTS:
                     writer.write(self._list_reply(name, aid))
                 elif name in self.accepts:

@@ -55,3 +55,34 @@ async def test_a_session_lost_under_a_call(restarted: bool) -> None:
         else:
             assert sink.of(AsteriskReturned) == [] and sink.of(CallCut) == []
             assert vanished.at > after  # an ordinary vanish: when the resync noticed
+
+
+async def test_a_resync_refused_while_asterisk_loads_its_modules_is_retried_soon(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Asterisk takes AMI logins before app_queue has registered QueueStatus: a restart's first
+    # resync is refused with "Invalid/unknown command". That is retried at the normal pace, not
+    # after auth_retry_seconds; a module that never comes is retried at the slow pace.
+    monkeypatch.setattr("telephony.ami.listener.LOADING_RETRIES", 3)
+    async with fake_asterisk() as server:
+        server.unknown = {"queuestatus"}
+        settings = Settings(ami_host="127.0.0.1", ami_port=server.port, ami_username=USERNAME,
+                            ami_secret=SECRET, ami_reconnect_seconds=0.05)
+        async with AmiListener(settings, ListSink(), tracker=CallTracker(), action_timeout=2.0,
+                               auth_retry_seconds=30.0):
+            await eventually(lambda: server.logins == 4, 5.0)  # 3 quick retries
+            await eventually(lambda: "reconnecting in 30.0 s" in caplog.text, 5.0)
+            paces = [r.getMessage().rsplit("reconnecting in ", 1)[1]
+                     for r in caplog.records if "AMI resync failed" in r.getMessage()]
+            assert paces == ["0.1 s to try again"] * 3 + ["30.0 s to try again"]
+            server.unknown.clear()
+    async with fake_asterisk() as server:
+        server.unknown = {"queuestatus"}
+        settings = Settings(ami_host="127.0.0.1", ami_port=server.port, ami_username=USERNAME,
+                            ami_secret=SECRET, ami_reconnect_seconds=0.05)
+        async with AmiListener(settings, ListSink(), tracker=CallTracker(), action_timeout=2.0,
+                               auth_retry_seconds=30.0) as ami:
+            await eventually(lambda: server.logins >= 2, 5.0)
+            server.unknown.clear()  # app_queue is in
+            async with asyncio.timeout(5):
+                await ami.wait_ready()
