@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
 import statistics
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -30,7 +27,7 @@ from typing import Any
 
 from telephony.callbacks.service import CallbackConfig, CallbackService
 from telephony.db.connection import Database
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import temporary_cluster
 from telephony.db.migrate import migrate
 from telephony.desks.store import Assignment
 from telephony.settings import load_settings
@@ -147,19 +144,8 @@ def main() -> None:
     parser.add_argument("--older", type=int, default=500_000)
     parser.add_argument("--samples", type=int, default=50)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="siaga112-bench-cb-"))
-    root.chmod(0o755)  # the postgres system user must reach the data directory below
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    cluster = EmbeddedPostgres(root / "pgdata", port)
-    cluster.ensure_initialized()
-    cluster.start()
-    try:
+    with temporary_cluster("siaga112-bench-cb-") as (root, cluster):
         asyncio.run(run(cluster.dsn(), root / "state", args.window, args.older, args.samples))
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -70,13 +70,12 @@ from rig import (
     BenchPorts,
     bench_settings,
     lacking,
-    private_cluster,
     running_lab,
     start_lab,
 )
 
 from ivr.menu import load_menu
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
 from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, LabError, operator_names
 from telephony.lab.sipp import Sipp, caller, operator
@@ -1075,7 +1074,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
-    with private_cluster("siaga112-faults-") as (root, cluster):
+    with temporary_cluster("siaga112-faults-") as (root, cluster):
         rows = asyncio.run(run(args, root, cluster))
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))

@@ -22,14 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
-import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 import asyncpg
 from ami_ingest import build_stream  # bench/ is the script directory: sys.path[0]
@@ -40,7 +36,7 @@ from telephony.ami.tracker import CallTracker
 from telephony.calls.facts import CallFact
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
 from telephony.db.migrate import migrate
 from telephony.settings import DEFAULT_SHIFTS
 
@@ -108,29 +104,13 @@ async def run(args: argparse.Namespace, cluster: EmbeddedPostgres) -> int:
     return 0
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=1000, help="surge calls (default 1000)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each way (default 3)")
     args = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="siaga112-recorder-"))
-    root.chmod(0o755)  # the embedded cluster runs as the postgres user, which must get in
-    cluster = EmbeddedPostgres(root / "pgdata", free_tcp_port())
-    try:
-        cluster.ensure_initialized()
-        cluster.start()
+    with temporary_cluster("siaga112-recorder-") as (_root, cluster):
         return asyncio.run(run(args, cluster))
-    finally:
-        with contextlib.suppress(Exception):  # a failed stop must not hide the real error
-            cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -30,7 +27,7 @@ from history import grow_history  # bench/history.py: scripts here import their 
 
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.connection import Database
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import temporary_cluster
 from telephony.db.migrate import migrate
 from telephony.reports import store
 from telephony.reports.model import Period, shift_slots
@@ -102,19 +99,8 @@ def main() -> None:
                         help="also EXPLAIN ANALYZE the warm shift report's query")
     args = parser.parse_args()
     sizes = sorted(int(size) for size in args.sizes.split(","))
-    root = Path(tempfile.mkdtemp(prefix="siaga112-bench-reports-"))
-    root.chmod(0o755)  # the postgres system user must reach the data directory below
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    cluster = EmbeddedPostgres(root / "pgdata", port)
-    cluster.ensure_initialized()
-    cluster.start()
-    try:
+    with temporary_cluster("siaga112-bench-reports-") as (root, cluster):
         asyncio.run(run(cluster.dsn(), root / "state", sizes, args.runs, args.explain))
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

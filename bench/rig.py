@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import socket
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,7 +18,6 @@ import asyncpg
 
 from ivr.menu import load_menu
 from ivr.prompts import build_line_prompts
-from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings, load_settings
 
@@ -40,13 +36,6 @@ def lacking(row: asyncpg.Record) -> list[str]:
 def is_incomplete(row: asyncpg.Record) -> bool:
     """A row lacking anything a fully handled call must have."""
     return bool(lacking(row))
-
-
-def free_tcp_port() -> int:
-    """A loopback TCP port nothing listens on right now (for the private PostgreSQL)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -89,22 +78,6 @@ def bench_settings(state_dir: Path, dsn: str, pg_port: int, operators: int,
         ami_reconnect_seconds=0.5,
         db_retry_seconds=0.5,
     )
-
-
-@contextlib.contextmanager
-def private_cluster(prefix: str) -> Iterator[tuple[Path, EmbeddedPostgres]]:
-    """A temporary directory with a running PostgreSQL cluster in it; both gone afterwards."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    root.chmod(0o755)  # the embedded cluster runs as the postgres user, which must get in
-    cluster = EmbeddedPostgres(root / "pgdata", free_tcp_port())
-    try:
-        cluster.ensure_initialized()
-        cluster.start()
-        yield root, cluster
-    finally:
-        with contextlib.suppress(Exception):  # a failed stop must not hide the real error
-            cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def build_prompts(settings: Settings) -> None:

@@ -34,26 +34,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import random
-import shutil
-import socket
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 
 from telephony.db.connection import Database
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import temporary_cluster
 from telephony.db.migrate import migrate
 from telephony.screening.features import DEFAULT_LOOKBACK
 from telephony.screening.score import ScoreConfig
@@ -178,13 +173,6 @@ SELECT call_id, caller_key, arrived_at, looks_silent, random(), '[]',
 FROM calls WHERE call_id >= $1 AND call_id < $2
 ORDER BY call_id
 """
-
-
-def free_tcp_port() -> int:
-    """A loopback TCP port nothing listens on right now (for the private PostgreSQL)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Stopwatch:
@@ -435,21 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.pg_env:
         asyncio.run(_with_scratch_database(lambda dsn: run(args, dsn)))
         return 0
-    root = Path(tempfile.mkdtemp(prefix="siaga112-screening-bench-"))
-    root.chmod(0o755)  # the embedded cluster runs as the postgres user, which must get in
-    cluster = EmbeddedPostgres(root / "pgdata", free_tcp_port())
-    try:
-        cluster.ensure_initialized()
-        with (cluster.data_dir / "postgresql.auto.conf").open("a", encoding="utf-8") as conf:
-            conf.write(BULK_CONF)
-        cluster.stop()
-        cluster.start()
+    with temporary_cluster("siaga112-screening-bench-", conf=BULK_CONF) as (_root, cluster):
         asyncio.run(run(args, cluster.dsn()))
-        return 0
-    finally:
-        with contextlib.suppress(Exception):  # a failed stop must not hide the real error
-            cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -59,14 +59,14 @@ from functools import partial
 from pathlib import Path
 
 import asyncpg
-from rig import bench_settings, is_incomplete, lacking, private_cluster, running_lab
+from rig import bench_settings, is_incomplete, lacking, running_lab
 
 from ivr.menu import load_menu
 from telephony.ami.tracker import QueueSnapshot
 from telephony.app import Line, running_line
 from telephony.calls.facts import CallFact
 from telephony.calls.shifts import ShiftCalendar
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
 from telephony.db.migrate import migrate
 from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, operator_names
@@ -753,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tally = LogTally()
     logging.getLogger().addHandler(tally)
     logging.getLogger().setLevel(logging.WARNING)
-    with private_cluster("siaga112-surge-") as (root, cluster):
+    with temporary_cluster("siaga112-surge-") as (root, cluster):
         if args.find_capacity:
             from capacity import find_capacity  # noqa: PLC0415 - it imports this module
             return asyncio.run(find_capacity(args, root, cluster, tally))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,25 +9,16 @@ from pathlib import Path
 import pytest
 
 from telephony.db.connection import Database
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
 from telephony.settings import Settings, load_settings
 from tests.support.db import create_database, drop_database, owner_dsn
-from tests.support.net import free_port
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
     """One embedded PostgreSQL cluster for the whole test session."""
-    root = Path(tempfile.mkdtemp(prefix="siaga112-test-pg-"))
-    root.chmod(0o755)  # the postgres system user must reach the data directory below
-    cluster = EmbeddedPostgres(root / "pgdata", free_port())
-    cluster.ensure_initialized()
-    cluster.start()
-    try:
+    with temporary_cluster("siaga112-test-pg-") as (_root, cluster):
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

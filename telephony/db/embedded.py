@@ -17,7 +17,10 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from telephony.core.errors import SiagaError
@@ -207,3 +210,32 @@ class EmbeddedPostgres:
                 ["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60"],
                 timeout=90,
             )
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def temporary_cluster(prefix: str, *, conf: str = "") -> Iterator[tuple[Path, EmbeddedPostgres]]:
+    """A running cluster in a new temporary directory, both gone afterwards (tests and
+    benchmarks): the directory, for what else the caller keeps there, and the cluster.
+    ``conf`` is appended to ``postgresql.auto.conf`` before the cluster starts."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)  # the cluster runs as the postgres user, which must get in
+    cluster = EmbeddedPostgres(root / "pgdata", free_loopback_port())
+    try:
+        cluster.ensure_initialized()
+        if conf:
+            cluster.stop()
+            with (cluster.data_dir / "postgresql.auto.conf").open("a", encoding="utf-8") as out:
+                out.write(conf)
+        cluster.start()
+        yield root, cluster
+    finally:
+        with contextlib.suppress(Exception):  # a failed stop must not hide the real error
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -13,8 +13,6 @@ Each test runs the line on a cluster of its own (stopped and started here).
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -25,13 +23,12 @@ import asyncpg
 import pytest
 
 from telephony.app import running_line
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.disk import fill_up, tiny_tmpfs
-from tests.support.net import free_port
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
@@ -64,16 +61,8 @@ def base_settings() -> Settings:
 
 @pytest.fixture
 async def own_cluster() -> AsyncIterator[EmbeddedPostgres]:
-    root = Path(tempfile.mkdtemp(prefix="siaga112-vanish-e2e-"))
-    root.chmod(0o755)  # the postgres system user must reach the data directory below
-    cluster = EmbeddedPostgres(root / "pgdata", free_port())
-    cluster.ensure_initialized()
-    cluster.start()
-    try:
+    with temporary_cluster("siaga112-vanish-e2e-") as (_root, cluster):
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def calls_of(cluster: EmbeddedPostgres, caller_id: str) -> list[asyncpg.Record] | None:
