@@ -200,7 +200,8 @@ class LogTally(logging.Handler):
 
 
 def caller_groups(calls: int, rate: float, run_tag: str) -> list[CallerGroup]:
-    """Split the surge into two sipp processes with distinct keys and caller numbers."""
+    """Split the surge into two sipp processes with distinct keys and caller-number prefixes
+    (every call its own caller: see :func:`place`)."""
     first = calls // 2
     shares = (
         ("informasi", "3", "information", {"general": 5}, first),
@@ -406,16 +407,17 @@ async def place(
     async with caller(
         settings.sip_host, settings.sip_port, number, caller_id=group.caller_id,
         dtmf=group.dtmf, dtmf_delay=key_delay, talk_seconds=talk, calls=group.calls,
-        rate=group.rate,
+        rate=group.rate, numbered=True,
     ) as sipp:
         return await sipp.wait()
 
 
 async def fetch_rows(line: Line, since: datetime, numbers: list[str]) -> list[asyncpg.Record]:
-    """This run's call rows: arrived since the surge began, from one of its caller numbers."""
+    """This run's call rows: arrived since the surge began, from one of its groups' numbers
+    (each call's is its group's prefix and sipp's call number)."""
     return await line.database.run(lambda c: c.fetch(
-        "SELECT * FROM call_outcomes WHERE arrived_at >= $1 AND caller_number = ANY($2)",
-        since, numbers,
+        "SELECT * FROM call_outcomes WHERE arrived_at >= $1 AND caller_number LIKE ANY($2)",
+        since, [f"{number}%" for number in numbers],
     ))
 
 
@@ -536,7 +538,7 @@ def report(outcome: Outcome, talk: float) -> int:
     total_failed = total_missing = total_incomplete = 0
     missing_columns: Counter[str] = Counter()
     for group, result in zip(outcome.groups, outcome.results, strict=True):
-        rows = [r for r in outcome.rows if r["caller_number"] == group.caller_id]
+        rows = [r for r in outcome.rows if r["caller_number"].startswith(group.caller_id)]
         placed = int(result.stats.get("OutgoingCall(C)", "0") or 0)
         # A call sipp never finished (killed at its timeout) is as failed as a FailedCall.
         failed = group.calls - result.successful
@@ -554,7 +556,7 @@ def report(outcome: Outcome, talk: float) -> int:
     print(f"  {'total':35} {'':>6} {requested - total_failed:>6} {total_failed:>6} "
           f"{len(outcome.rows):>5} {total_missing:>7} {total_incomplete:>7}")
     # A caller whose key was lost is queued where other keys (or silence) lead.
-    lost = {g.label: sum(1 for r in outcome.rows if r["caller_number"] == g.caller_id
+    lost = {g.label: sum(1 for r in outcome.rows if r["caller_number"].startswith(g.caller_id)
                          and r["queue"] != g.queue) for g in outcome.groups}
     print("  keys lost (queued elsewhere than their keys lead): " + ", ".join(
         f"{label} {count}" for label, count in lost.items()))

@@ -263,6 +263,7 @@ def render_caller(
     audio: bool = False,
     talk_seconds: float = 5.0,
     continuous: bool = False,
+    numbered: bool = False,
 ) -> Scenario:
     """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
     every ``dtmf_gap`` s (a ``,`` presses nothing for one gap, ``1+2`` presses 2 right after
@@ -271,7 +272,9 @@ def render_caller(
     time if ``continuous``, as a phone sending audio all along), then BYE.
 
     ``caller_id`` is the From user part (e.g. ``"081234567890"``, ``"anonymous"``, ``"+62..."``);
-    ``asserted_id`` adds a P-Asserted-Identity with that number.
+    ``asserted_id`` adds a P-Asserted-Identity with that number. ``numbered``: each call's
+    caller id is ``caller_id`` followed by sipp's call number, so a run of many calls comes
+    from as many callers (one number calling hundreds of times is what screening lowers).
     """
     steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap)
     talk_left = talk_seconds
@@ -287,7 +290,8 @@ def render_caller(
         pai = _check_header_text("asserted_id", asserted_id)
         headers = f"      P-Asserted-Identity: <sip:{pai}@[local_ip]>\n"
     xml = ConfTemplate((SCENARIO_DIR / "caller.xml").read_text(encoding="utf-8")).substitute(
-        from_user=_check_header_text("caller_id", caller_id) or "anonymous",
+        from_user=(_check_header_text("caller_id", caller_id) or "anonymous")
+        + ("[call_number]" if numbered else ""),
         from_name=_check_header_text("caller_name", caller_name),
         extra_headers=headers,
         steps="".join(steps),
@@ -562,6 +566,7 @@ def caller(
     audio: bool = False,
     talk_seconds: float = 5.0,
     continuous: bool = False,
+    numbered: bool = False,
     calls: int = 1,
     rate: float = 1.0,
     concurrent: int | None = None,
@@ -587,6 +592,7 @@ def caller(
         audio=audio,
         talk_seconds=talk_seconds,
         continuous=continuous,
+        numbered=numbered,
     )
     if timeout is None:
         timeout = calls / rate + dtmf_delay + len(dtmf) * dtmf_gap + talk_seconds + 30

@@ -55,3 +55,11 @@ def test_a_plus_presses_the_next_digit_right_after_in_one_pcap() -> None:
 def test_a_plus_joins_two_digits_only(dtmf: str) -> None:
     with pytest.raises(ValueError, match="cannot send DTMF"):
         sipp.render_caller(caller_id="081234567890", dtmf=dtmf)
+
+
+def test_numbered_callers_each_get_a_caller_id_of_their_own() -> None:
+    # A surge from one number is a prank flood to the screening; numbered calls are many callers.
+    plain = sipp.render_caller(caller_id="08991")
+    numbered = sipp.render_caller(caller_id="08991", numbered=True)
+    assert "sip:08991@" in plain.xml and "sip:08991[call_number]@" not in plain.xml
+    assert "sip:08991[call_number]@" in numbered.xml
