@@ -272,6 +272,7 @@ class AmiListener:
         # it holds): the vanish watch asks for another once the store answers (vanish.py).
         self._resync_incomplete = False
         self._loading_retries = 0  # resyncs refused in a row while Asterisk loads modules
+        self._resync_requested = False  # request_resync's marker waits in the event queue
         self._sink = sink
         self._tracker = tracker if tracker is not None else CallTracker()
         self._action_timeout = action_timeout
@@ -637,6 +638,7 @@ class AmiListener:
                 logger.exception("fact observer %r failed on resync", observer)
 
     async def _resync(self, marker: _Resync) -> None:
+        self._resync_requested = False
         if marker.generation != self._generation or not self._logged_in.is_set():
             return  # that session is gone; the next login brings its own marker
         try:
@@ -682,7 +684,8 @@ class AmiListener:
     def request_resync(self) -> None:
         """Resync from Asterisk's snapshots before the events received from now on (what
         the store was told may be incomplete: facts were lost on the way to it)."""
-        if self._logged_in.is_set():
+        if self._logged_in.is_set() and not self._resync_requested:
+            self._resync_requested = True  # one at a time: it reads the store when it runs
             self._events.put_nowait(_Resync(self._generation))
 
     def vanish_check(self, channels: Sequence[Message], open_call_ids: Collection[str]) -> int:
