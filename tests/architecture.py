@@ -61,6 +61,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.calls.facts", DOMAIN),
     ("telephony.calls.backfill", DOMAIN),  # calls rebuilt from Asterisk's queue_log (rules)
     ("telephony.asterisk.queue_log", DOMAIN),  # the queue_log's lines and cursor (pure)
+    ("telephony.asterisk.causes", DOMAIN),  # hang-up cause texts, as Asterisk words them
     ("telephony.calls.legs", DOMAIN),  # legs the line places: kinds, outcomes
     ("telephony.calls.ids", DOMAIN),
     ("telephony.calls.shifts", DOMAIN),

@@ -25,11 +25,15 @@ Format (app_queue's ``ast_queue_log``): ``epoch|callid|queue|agent|event|data1|d
   BLINDTRANSFER    extension|context|holdtime|calltime|origposition
   ATTENDEDTRANSFER method|target...|holdtime|calltime|origposition
   SIAGALINE        line                             (our dialplan's QueueLog(), at arrival)
+  SIAGAIVR         IVR_OUTCOME                      (ours, as the call enters the queues)
+  SIAGAEND         HANGUPCAUSE                      (ours, from the caller's hang-up handler)
 
 The caller ID (ENTERQUEUE) is whatever the carrier sent and may itself contain ``|``: it is
 read as everything between the first and the last data field. The file is written by Asterisk
 from what callers send, so every line is checked: a line that is not of this shape is skipped
-with one clear reason (:class:`QueueLogLineError`), never guessed at.
+with one clear reason (:class:`QueueLogLineError`), never guessed at. The data of our own
+events is checked against what the line knows where they are read
+(:mod:`telephony.calls.backfill`), with the same one-line refusal.
 
 Pure: parsing only. Reading the file from a cursor, across rotations, is
 :func:`telephony.asterisk.queue_log_file.read_since`.

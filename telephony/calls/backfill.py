@@ -4,7 +4,9 @@ Pure rules; :mod:`telephony.calls.history` does the reading and writing.
 
 Why: a call that begins and ends while ``serve`` is down (a crash, an upgrade, a restart)
 produces no AMI event anyone hears, but app_queue logged it, and the dialplan logs the line
-the caller dialled there too (``QueueLog(...,SIAGALINE,<line>)``, extensions.conf). On every
+the caller dialled there too (``QueueLog(...,SIAGALINE,<line>)``, extensions.conf), the IVR's
+outcome as the call enters the queues (``SIAGAIVR``) and the hang-up cause from a hang-up
+handler (``SIAGAEND``). On every
 start and resync of the AMI session the listener hands this module the caller events logged
 since its cursor, the live callers (``CoreShowChannels``) and what the database already holds
 of each call; :func:`plan_backfill` answers with facts:
@@ -12,12 +14,15 @@ of each call; :func:`plan_backfill` answers with facts:
 - a call that is no longer live and that the database does not hold (or holds open): its
   story as the facts the AMI tracker would have given (``CallStarted`` at the Uniqueid's epoch,
   ``QueueJoined``/``OperatorRung``/``OperatorAnswered``/``OperatorCompleted``/
-  ``QueueAbandoned``/``QueueLeft`` at the log's epochs), its end as ``CallVanished`` at its
-  last logged instant (the hang-up itself was never seen: its cause is unknown), and
+  ``QueueAbandoned``/``QueueLeft`` at the log's epochs, ``IvrVariablesSet`` with the outcome
+  the dialplan logged), its end as ``CallEnded`` with the cause the hang-up handler logged, or
+  ``CallVanished`` at its last logged instant when there is none (a dialplan older than the
+  handler, or Asterisk died with the call: the cause is unknown), and
   :class:`~telephony.calls.facts.CallBackfilled`. These are written at once.
 - a call still live: the same story without its start and end (the resync's ``CallStarted``
   from ``CoreShowChannels`` knows its channel and caller name), handed to the listener to
-  follow the resync's facts. The resync's own ``QueueJoined`` (``now - Wait``, a different
+  follow the resync's facts (not its IVR outcome: the resync's ``Status`` gives every IVR
+  variable the channel holds). The resync's own ``QueueJoined`` (``now - Wait``, a different
   instant at every resync) is then dropped for every join the log knows (:meth:`Backfill.amend`).
 
 Every instant is a whole second from the log or the Uniqueid, so the facts are the same at
@@ -35,12 +40,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from ivr.flow import Outcome
+from telephony.asterisk.causes import MAX_CAUSE, cause_text
 from telephony.asterisk.queue_log import Cursor, QueueLogEntry, QueueLogLineError
 from telephony.calls.facts import (
     CallBackfilled,
+    CallEnded,
     CallFact,
     CallStarted,
     CallVanished,
+    IvrVariablesSet,
     OperatorAnswered,
     OperatorCompleted,
     OperatorRung,
@@ -53,6 +62,10 @@ log = logging.getLogger("telephony.calls.backfill")
 
 LINES = ("112", "119")
 LINE_EVENT = "SIAGALINE"  # extensions.conf, [from-carrier]
+IVR_EVENT = "SIAGAIVR"  # extensions.conf, [siaga112-queue]: IVR_OUTCOME as the call queues
+END_EVENT = "SIAGAEND"  # extensions.conf, [siaga112-hangup-log]: HANGUPCAUSE at the hang-up
+# IVR_OUTCOME's values: the IVR's, and the dialplan's own when it routes past the IVR.
+IVR_OUTCOMES = frozenset({*(outcome.value for outcome in Outcome), "failopen"})
 MAX_PIN = timedelta(hours=12)  # a live call older than this no longer holds the cursor back
 MAX_CALLER = 80
 
@@ -60,7 +73,7 @@ MAX_CALLER = 80
 _UNIQUEID = re.compile(r"(?:[A-Za-z0-9_-]{1,64}-)?([0-9]{9,11})\.[0-9]{1,9}")
 _ENDED_BY = {"COMPLETECALLER": "caller", "COMPLETEAGENT": "agent"}
 _TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER")
-_FINAL = frozenset({*_ENDED_BY, *_TRANSFERS, "ABANDON"})
+_FINAL = frozenset({*_ENDED_BY, *_TRANSFERS, "ABANDON", END_EVENT})
 _EXITS = {"EXITWITHTIMEOUT": 0, "EXITEMPTY": 0, "EXITWITHKEY": 1}  # -> index of the position
 
 
@@ -103,7 +116,8 @@ class Story:
     caller: str = ""
     facts: list[CallFact] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)  # queue -> position joined at
-    over: bool = False  # a final event was logged: completed, abandoned or transferred
+    over: bool = False  # a final event was logged: completed, abandoned, transferred, hung up
+    end: CallEnded | None = None  # the hang-up the dialplan logged (SIAGAEND)
 
 
 def _story_fact(
@@ -119,6 +133,11 @@ def _story_fact(
         if line not in LINES:
             raise QueueLogLineError(f"{event} of {uid}: not a line: {line[:20]!r}")
         story.line = story.line or line
+        return []
+    if event == IVR_EVENT:
+        return _ivr_outcome(story, entry)
+    if event == END_EVENT:
+        story.end = story.end or _hang_up(entry)
         return []
     if event == "ENTERQUEUE":
         position = entry.number(-1)
@@ -151,6 +170,29 @@ def _story_fact(
     if event in _EXITS:
         return [QueueLeft(uid, queue, entry.number(_EXITS[event]), at)]
     return []  # RINGCANCELED, SYSCOMPAT, custom events of others: nothing to record
+
+
+def _ivr_outcome(story: Story, entry: QueueLogEntry) -> list[CallFact]:
+    """The IVR outcome as the tracker gives it: one ``IvrVariablesSet`` as the call queues.
+    Logged again when a failed transfer sends the caller back to the queues: the variable did
+    not change, so only the first says anything (the tracker, too, gives nothing new then)."""
+    outcome = entry.data[0] if len(entry.data) == 1 else ""
+    if outcome not in IVR_OUTCOMES:
+        raise QueueLogLineError(
+            f"{entry.event} of {entry.call_id}: not an IVR outcome: {'|'.join(entry.data)[:20]!r}")
+    if any(isinstance(fact, IvrVariablesSet) for fact in story.facts):
+        return []
+    return [IvrVariablesSet(entry.call_id, (("outcome", outcome),), _at(entry.epoch))]
+
+
+def _hang_up(entry: QueueLogEntry) -> CallEnded:
+    """The hang-up as the tracker gives it from ``Hangup``: the cause and Asterisk's text."""
+    if len(entry.data) != 1:
+        raise QueueLogLineError(f"{entry.event} of {entry.call_id}: not one cause")
+    cause = entry.number(0)
+    if cause > MAX_CAUSE:
+        raise QueueLogLineError(f"{entry.event} of {entry.call_id}: cause {cause} out of range")
+    return CallEnded(entry.call_id, cause, cause_text(cause), _at(entry.epoch))
 
 
 def stories(
@@ -232,7 +274,7 @@ def plan_backfill(
                 pin = story.first
             continue
         if uid in live:
-            plan.live.extend(missing)
+            plan.live.extend(fact for fact in missing if not isinstance(fact, IvrVariablesSet))
             if have is None:
                 plan.live.append(CallBackfilled(uid, arrival))
             if now - _at(story.first_epoch) < MAX_PIN and (pin is None or story.first < pin):
@@ -255,7 +297,7 @@ def plan_backfill(
                 call_id=uid, linked_id=uid, channel="", caller_number=_caller(story.caller),
                 caller_name="", line=story.line, at=arrival))
         plan.written.extend(missing)
-        plan.written.append(CallVanished(uid, _at(story.last_epoch)))
+        plan.written.append(story.end or CallVanished(uid, _at(story.last_epoch)))
         plan.written.append(CallBackfilled(uid, arrival))
         plan.backfilled.append(uid)
     # A live call's first line may be in the rotated file: reading resumes there (by inode).

@@ -1,7 +1,8 @@
 """Calls made while ``serve`` is down are rebuilt from Asterisk's queue_log (issue 13 items 1
 and 2), in the real lab: the line is stopped, sipp callers reach a sipp operator (the IVR
 being down, they fail open to the line's queue), and the line started again must hold each
-call whole, marked backfilled, its recording paired and its incident opened; a call still
+call whole (its IVR outcome and hang-up cause too), marked backfilled, its recording paired
+and its incident opened; a call still
 talking when the line starts gets its arrival from its Uniqueid and its queue and wait from
 the log; starting again adds nothing.
 """
@@ -152,6 +153,11 @@ async def test_calls_made_while_serve_was_down_are_backfilled_whole(
                 assert 2 <= record["talk_seconds"] <= 5
                 assert record["ended_at"] is not None
                 assert record["arrived_at"] <= record["answered_at"] <= record["ended_at"]
+                # The dialplan logged the IVR's outcome (serve was down: it failed open) and
+                # the hang-up cause (the caller's BYE: normal clearing), as the AMI would.
+                assert record["ivr_outcome"] == "failopen"
+                assert (record["hangup_cause"], record["hangup_cause_text"]) == (
+                    16, "Normal Clearing")
                 # The arrival is the Uniqueid's epoch: the channel's creation second.
                 epoch = int(record["call_id"].split(".")[0])
                 assert record["arrived_at"] == datetime.fromtimestamp(epoch, UTC)

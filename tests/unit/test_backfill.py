@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from telephony.ami.tracker import CallTracker
+from telephony.asterisk.causes import cause_text
 from telephony.asterisk.queue_log import (
     MAX_LOGGED,
     Chunk,
@@ -32,6 +33,7 @@ from telephony.calls.backfill import (
 )
 from telephony.calls.facts import (
     CallBackfilled,
+    CallEnded,
     CallStarted,
     CallVanished,
     IvrVariablesSet,
@@ -59,6 +61,10 @@ ANSWERED = [
     f"1796449115|{UID}|information|PJSIP/op1008|CONNECT|3|1796449112.58|2",
     f"1796449119|{UID}|information|PJSIP/op1008|COMPLETECALLER|3|4|1",
 ]
+# The same call with the dialplan's IVR outcome (as it queues) and hang-up cause (its
+# hang-up handler, after app_queue's last line).
+LOGGED_WHOLE = [ANSWERED[0], f"1796449112|{UID}|NONE|NONE|SIAGAIVR|chosen", *ANSWERED[1:],
+                f"1796449119|{UID}|NONE|NONE|SIAGAEND|16"]
 ABANDONED = [
     "1796449121|1796449120.60|medical|NONE|ENTERQUEUE||0812|2",
     "1796449130|1796449120.60|medical|NONE|ABANDON|1|2|9",
@@ -413,3 +419,113 @@ def test_a_resync_dates_arrival_from_the_uniqueid_and_repeats_itself_exactly() -
     variables = [f for f in first.facts if isinstance(f, IvrVariablesSet)]
     assert [f.at for f in variables] == [at(1796449111)]
     assert first.facts == second.facts
+
+
+# ---------------------------------------------------------------- IVR outcome and hang-up cause
+
+
+def test_the_ivr_outcome_and_the_hang_up_cause_complete_a_backfilled_call() -> None:
+    plan = plan_backfill(entries(LOGGED_WHOLE), end=Cursor(7, 999), live=set(), recorded={},
+                         now=NOW)
+    assert plan.written[:3] == [
+        CallStarted(UID, UID, "", "+6281234567890", "", "119", at(1796449111)),
+        IvrVariablesSet(UID, (("outcome", "chosen"),), at(1796449112)),
+        QueueJoined(UID, "information", 1, at(1796449112)),
+    ]
+    # The end the tracker would have given from Hangup, instead of a vanish.
+    assert plan.written[-2:] == [CallEnded(UID, 16, "Normal Clearing", at(1796449119)),
+                                 CallBackfilled(UID, at(1796449111))]
+    assert not any(isinstance(fact, CallVanished) for fact in plan.written)
+
+
+def test_the_facts_are_those_the_tracker_gives_for_the_same_call() -> None:
+    """The tracker's Hangup gives Asterisk's Cause-txt; the log's cause gets the same text."""
+    tracker = CallTracker()
+    tracker.handle({"Event": "Newchannel", "Uniqueid": UID, "Linkedid": UID,
+                    "Context": "from-carrier", "Exten": "119", "Channel": "PJSIP/c-1"})
+    ended = tracker.handle({"Event": "Hangup", "Uniqueid": UID, "Cause": "16",
+                            "Cause-txt": "Normal Clearing", "Timestamp": "1796449119"})
+    plan = plan_backfill(entries(LOGGED_WHOLE), end=Cursor(7, 999), live=set(), recorded={},
+                         now=NOW)
+    assert ended[-1] in plan.written
+    assert cause_text(17) == "User busy" and cause_text(0) == "Unknown"
+
+
+def test_without_the_dialplan_lines_the_call_still_ends_as_vanished() -> None:
+    """An older dialplan, or Asterisk killed with the call: no SIAGAIVR, no SIAGAEND."""
+    plan = plan_backfill(entries(ANSWERED), end=Cursor(7, 999), live=set(), recorded={},
+                         now=NOW)
+    assert plan.written[-2] == CallVanished(UID, at(1796449119))
+    assert not any(isinstance(fact, IvrVariablesSet | CallEnded) for fact in plan.written)
+
+
+def test_a_caller_sent_back_to_the_queues_gives_its_outcome_once() -> None:
+    again = f"1796449117|{UID}|NONE|NONE|SIAGAIVR|chosen"
+    plan = plan_backfill(entries([*LOGGED_WHOLE[:-1], again, LOGGED_WHOLE[-1]]),
+                         end=Cursor(7, 999), live=set(), recorded={}, now=NOW)
+    assert [f for f in plan.written if isinstance(f, IvrVariablesSet)] == [
+        IvrVariablesSet(UID, (("outcome", "chosen"),), at(1796449112))]
+
+
+@pytest.mark.parametrize("outcome", ["chosen", "no_input", "invalid", "direct", "failopen"])
+def test_every_outcome_the_line_knows_is_kept(outcome: str) -> None:
+    line = f"1796449112|{UID}|NONE|NONE|SIAGAIVR|{outcome}"
+    plan = plan_backfill(entries([line]), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
+    assert IvrVariablesSet(UID, (("outcome", outcome),), at(1796449112)) in plan.written
+
+
+@pytest.mark.parametrize("odd", [
+    "SIAGAIVR|", "SIAGAIVR|${SHELL(id)}", "SIAGAIVR|chosen|extra", "SIAGAIVR|CHOSEN",
+    "SIAGAEND|", "SIAGAEND|x16", "SIAGAEND|16|16", "SIAGAEND|128", "SIAGAEND|-1",
+    "SIAGAEND|9999999999",
+])
+def test_odd_dialplan_lines_are_skipped_with_one_clear_line_and_the_call_still_ends(
+    odd: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    lines = [line for line in LOGGED_WHOLE if "SIAGAIVR" not in line and "SIAGAEND" not in line]
+    with caplog.at_level(logging.WARNING):
+        plan = plan_backfill(entries([*lines, f"1796449119|{UID}|NONE|NONE|{odd}"]),
+                             end=Cursor(7, 999), live=set(), recorded={}, now=NOW)
+    assert plan.refused == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "skipped" in warnings[0] and "\n" not in warnings[0]
+    assert not any(isinstance(fact, IvrVariablesSet | CallEnded) for fact in plan.written)
+    assert isinstance(plan.written[-2], CallVanished)
+    assert plan.backfilled == [UID]
+
+
+def test_a_hostile_line_of_ours_is_refused_by_the_parser() -> None:
+    with pytest.raises(QueueLogLineError, match="unsafe"):
+        parse_line(f"1796449119|{UID}|NONE|NONE|SIAGAIVR|chosen\x1b[2J".encode())
+    entry = parse_line(f"1796449119|{UID}|NONE|NONE|SIAGAEND|16".encode())
+    assert entry is not None and (entry.event, entry.data) == ("SIAGAEND", ("16",))
+
+
+def test_a_call_hung_up_beyond_a_cut_read_waits_and_one_hung_up_is_over() -> None:
+    cut = LOGGED_WHOLE[:4]  # connected: no final event in this read
+    plan = plan_backfill(entries(cut), end=Cursor(7, 900), live=set(), recorded={}, now=NOW,
+                         more=True)
+    assert plan.backfilled == []
+    abandoned = [ABANDONED[0], "1796449130|1796449120.60|NONE|NONE|SIAGAEND|16"]
+    plan = plan_backfill(entries(abandoned), end=Cursor(7, 900), live=set(), recorded={},
+                         now=NOW, more=True)
+    assert plan.backfilled == ["1796449120.60"]
+    assert CallEnded("1796449120.60", 16, "Normal Clearing", at(1796449130)) in plan.written
+
+
+def test_a_live_call_takes_its_ivr_outcome_from_the_resync_not_the_log() -> None:
+    plan = plan_backfill(entries(LOGGED_WHOLE[:5]), end=Cursor(7, 4000), live={UID},
+                         recorded={}, now=NOW)
+    assert not any(isinstance(fact, IvrVariablesSet) for fact in plan.live)
+    assert any(isinstance(fact, OperatorAnswered) for fact in plan.live)
+
+
+def test_a_call_seen_open_until_the_crash_gets_its_logged_end() -> None:
+    seen = {UID: Recorded(ended=False, facts=frozenset({
+        ("call_started", "", ""), ("ivr_variables", "", ""),
+        ("queue_joined", "information", "")}))}
+    plan = plan_backfill(entries(LOGGED_WHOLE), end=Cursor(7, 1), live=set(), recorded=seen,
+                         now=NOW)
+    kinds = [fact.kind for fact in plan.written]
+    assert "ivr_variables" not in kinds and "call_started" not in kinds
+    assert kinds[-2:] == ["call_ended", "call_backfilled"]
