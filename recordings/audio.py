@@ -16,8 +16,10 @@ quarantine should the copy not decode either.
 The child dies with its job. The worker makes it the leader of its own process group, which the
 ffmpeg that pydub starts joins; the worker kills that group when it gives up on the job or is
 cancelled, and if the worker itself is killed, the kernel sends the child SIGTERM
-(``PR_SET_PDEATHSIG``), on which the child kills its group, ffmpeg included. So an orphan
-cannot keep writing after another worker has taken the job over.
+(``PR_SET_PDEATHSIG``), on which the child kills its group, ffmpeg included. The child can ask
+for that signal only once it runs: a worker killed while the child still starts (Python and
+pydub take a moment to load) is seen gone when the child asks (:func:`worker_gone`), before
+any ffmpeg starts. So an orphan cannot keep writing after another worker has taken the job over.
 """
 
 from __future__ import annotations
@@ -141,12 +143,12 @@ def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent or _worker_gone(os.environ.get(WORKER_PID_ENV, "")):
+    if os.getppid() != parent or worker_gone(os.environ.get(WORKER_PID_ENV, "")):
         # The worker died before the kernel was told: the signal will never come.
         _end_group(signal.SIGTERM, None)
 
 
-def _worker_gone(named: str) -> bool:
+def worker_gone(named: str) -> bool:
     """True if the worker that named itself (``named``, its pid) has died.
 
     The worker may be killed while we start (importing pydub takes a while), before we asked
