@@ -91,6 +91,10 @@ IVR_GUARD = 20  # agi_session_timeout: the issue's item 8 was measured with it s
 POLL = 0.5
 FILL_GRACE = 5.0  # seconds an ended but incomplete row may take to fill in (uncounted)
 READY_WITHIN = 60.0
+# A killed worker's transcoder is told by the kernel (or notices as it starts) and ends its
+# process group, ffmpeg included, in well under a second; still running after this, it is
+# orphaned. A check at the instant of the kill would only measure the scheduler.
+ORPHAN_WITHIN = 2.0
 SPOOL_TMPFS_BYTES = 64 * 1024
 
 
@@ -283,15 +287,6 @@ class Serve:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
 @dataclass
@@ -858,11 +853,12 @@ async def worker_killed(bench: Bench) -> Row:
         async with bench.callers(numbers[0], calls, talk=15, audio=True) as callers:
             result = await callers.wait()
         child = await first_child(bench.serve, within=60)
+        at_kill = process_state(child) if child is not None else ""
         await bench.serve.kill()
         started = time.monotonic()
-        orphan = child is not None and alive(child)
+        lingered = None if child is None else await group_gone(child, ORPHAN_WITHIN)
         await bench.serve.start()
-        still = child is not None and alive(child)  # the new line's worker took its job over
+        still = child is not None and bool(group_running(child))  # its job was taken over
         rows, states, _ = await wait_stored(bench, numbers, placed_of(result.stats))
         if sum(s == "done" for s in states.values()) >= placed_of(result.stats):
             row.recovery = time.monotonic() - started
@@ -874,9 +870,13 @@ async def worker_killed(bench: Bench) -> Row:
     if child is None:
         row.notes.append("the worker's transcoder was never seen: killed after the jobs")
     else:
-        row.notes.append("the killed worker's transcoder "
-                         + ("went on running (orphaned)" if orphan else "died with it")
-                         + ("; still running when the line was back" if still else ""))
+        row.notes.append(
+            f"the killed worker's transcoder ({at_kill} at the kill) "
+            + (f"died with it, its process group gone {lingered:.2f} s after the kill"
+               if lingered is not None else
+               f"went on running (orphaned): its process group still ran {ORPHAN_WITHIN:g} s "
+               "after the kill")
+            + ("; still running when the line was back" if still else ""))
     return row
 
 
@@ -889,6 +889,46 @@ async def first_child(serve: Serve, within: float) -> int | None:
             return children[0]
         await asyncio.sleep(0.01)
     return None
+
+
+def group_running(pgid: int) -> list[int]:
+    """The running (not zombie) processes of process group ``pgid``: the transcoder leads its
+    own, which the ffmpeg it starts joins."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text(encoding="ascii", errors="replace")
+                fields = stat[stat.rindex(")") + 2:].split()
+                if fields[0] != "Z" and int(fields[2]) == pgid:
+                    found.append(int(entry.name))
+    return found
+
+
+async def group_gone(pgid: int, within: float) -> float | None:
+    """Seconds until process group ``pgid`` runs no more, or None if it still runs after
+    ``within``."""
+    started = time.monotonic()
+    while group_running(pgid):
+        if time.monotonic() - started > within:
+            return None
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+def process_state(pid: int) -> str:
+    """What a process was doing, for the notes: its command name and, from the signals it
+    catches, whether it had got as far as arming its SIGTERM handler."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return "gone"
+    caught = next((int(line.split()[1], 16) for line in status.splitlines()
+                   if line.startswith("SigCgt:")), 0)
+    armed = bool(caught & (1 << (signal.SIGTERM - 1)))
+    return (f"{stat[stat.index('(') + 1:stat.rindex(')')]}, "
+            + ("handling SIGTERM" if armed else "still starting"))
 
 
 async def asterisk_killed_recording(bench: Bench) -> Row:

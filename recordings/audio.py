@@ -16,8 +16,10 @@ quarantine should the copy not decode either.
 The child dies with its job. The worker makes it the leader of its own process group, which the
 ffmpeg that pydub starts joins; the worker kills that group when it gives up on the job or is
 cancelled, and if the worker itself is killed, the kernel sends the child SIGTERM
-(``PR_SET_PDEATHSIG``), on which the child kills its group, ffmpeg included. So an orphan
-cannot keep writing after another worker has taken the job over.
+(``PR_SET_PDEATHSIG``), on which the child kills its group, ffmpeg included. The child can ask
+for that signal only once it runs: a worker killed while the child still starts (Python and
+pydub take a moment to load) is seen gone when the child asks (:func:`worker_gone`), before
+any ffmpeg starts. So an orphan cannot keep writing after another worker has taken the job over.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pydub import AudioSegment
 from pydub.silence import detect_silence
 
 from recordings.domain import loudness, silence_share
+from recordings.holder import process_started
 from recordings.wavheader import repaired_wav
 from telephony.core.errors import SiagaError
 
@@ -140,22 +143,25 @@ def die_with_parent() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent or not _alive(os.environ.get(WORKER_PID_ENV, "")):
+    if os.getppid() != parent or worker_gone(os.environ.get(WORKER_PID_ENV, "")):
         # The worker died before the kernel was told: the signal will never come.
         _end_group(signal.SIGTERM, None)
 
 
-def _alive(pid: str) -> bool:
-    """False only if ``pid`` names a process that is gone (unknown: assume alive)."""
-    if not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def worker_gone(named: str) -> bool:
+    """True if the worker that named itself (``named``, its pid) has died.
+
+    The worker may be killed while we start (importing pydub takes a while), before we asked
+    for the signal. The kernel hands a dying process's children to a new parent before the
+    process becomes a zombie, so the worker is gone once it is no longer our parent, unless a
+    wrapper that forks (``sh -c``) stands between us; then the worker is gone if it no longer
+    runs. A zombie runs no more: one that nobody has reaped yet (its parent is slow, or is the
+    shell that started the line) is dead for us, though signal 0 still reaches it.
+    """
+    if not named.isdigit():
+        return False  # run by hand: nobody to outlive
+    worker = int(named)
+    return os.getppid() != worker and process_started(worker) is None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,7 +32,9 @@ from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
 from tests.support.polling import eventually
 from tests.support.recording_worker import (
+    children_of,
     ffmpeg_pids,
+    group_members,
     realtime_ffmpeg,
     with_path_first,
     worker_argv,
@@ -622,6 +624,43 @@ async def test_a_killed_worker_takes_its_ffmpeg_along_and_its_job_is_taken_over_
     assert taken_over < 15, taken_over  # well inside even the new 30 s lease
     print(f"\nffmpeg gone {orphan_seconds:.2f} s after the kill; job stored by B "
           f"{taken_over:.2f} s after it (lease 30 s)")
+
+
+async def test_a_worker_killed_while_its_child_starts_leaves_nothing_running(
+    database: Database, config: RecordingsConfig, tmp_path: Path, database_dsn: str
+) -> None:
+    """bench/faults.py's scenario 6 as the line runs it: the process that runs the worker (serve)
+    is SIGKILLed the moment its transcoder appears, before that child could ask the kernel to
+    be told of its parent's death, and whoever started the worker reaps it late (a shell, a
+    busy supervisor): a zombie for a while. The child must still notice and take its whole
+    process group down, rather than start an ffmpeg that writes a 20 s call for nobody."""
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    tone(config.incoming_dir / f"{call_id}.wav", 20)
+    shims = realtime_ffmpeg(tmp_path / "slow")
+    slow = with_path_first(replace(config, lease_seconds=30.0, heartbeat_seconds=10.0), shims)
+    # Popen, not asyncio: asyncio's child watcher would reap the killed worker at once.
+    with subprocess.Popen(  # noqa: ASYNC220 - starting it does not block; reaped once killed
+            worker_argv(slow, database_dsn, tmp_path / "a.json")) as doomed:
+        try:
+            async def first_child() -> int | None:
+                children = children_of(doomed.pid)
+                return children[0] if children else None
+            child = await eventually("the worker's transcoder", first_child, within=30.0,
+                                     interval=0.005)
+        finally:
+            doomed.kill()
+        killed = time.monotonic()
+        try:
+            async def group_gone() -> bool | None:
+                return None if group_members(child) else True
+            await eventually("the transcoder's process group to end", group_gone,
+                             within=5.0, interval=0.01)
+            lingered = time.monotonic() - killed
+        finally:
+            doomed.wait()
+    assert not [pid for pid in ffmpeg_pids(shims) if running(pid)]
+    print(f"\ntranscoder (and ffmpeg, if any) gone {lingered:.3f} s after the kill")
 
 
 async def test_a_dead_worker_on_another_host_is_taken_over_when_its_short_lease_runs_out(

@@ -47,6 +47,31 @@ def with_path_first(config: RecordingsConfig, directory: Path) -> RecordingsConf
                                        "recordings.audio"))
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, pgrp, ...)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def _processes() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def children_of(pid: int) -> list[int]:
+    """The running processes whose parent is ``pid`` (what bench/faults.py watches in serve)."""
+    return [child for child in _processes()
+            if (fields := _stat_fields(child)) and fields[0] != "Z" and int(fields[1]) == pid]
+
+
+def group_members(pgid: int) -> list[int]:
+    """The running processes of process group ``pgid`` (a transcoder and its ffmpeg)."""
+    return [member for member in _processes()
+            if (fields := _stat_fields(member)) and fields[0] != "Z" and int(fields[2]) == pgid]
+
+
 def worker_argv(config: RecordingsConfig, dsn: str, path: Path) -> list[str]:
     """The command that runs a worker with ``config`` on database ``dsn`` (written to
     ``path``)."""
