@@ -368,7 +368,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
     # Facts lost while nothing could take them: Asterisk's snapshots restore the live calls.
-    recorder.after_loss(listener.request_resync)
+    recorder.after_spool_failure(listener.request_resync)
     in_background(stack, VanishWatch(listener, recorder.stored_open_call_ids,
                                      interval=settings.vanish_check_seconds,
                                      retry=settings.db_retry_seconds).run(), "vanish-check")

@@ -11,9 +11,9 @@ for being away it still lands ahead of them.
 
 When no spool directory can be written either, the spool holds facts in memory (bounded) and
 the flusher keeps retrying them, to disk or to the database, in order. If the bound was passed
-meanwhile, the facts dropped are counted in one log line when writing works again, and the
-hooks given to :meth:`CallRecorder.after_loss` run (the line forces an AMI resync, which
-restores the live calls those facts described).
+meanwhile, the facts dropped are counted in one log line when writing works again. Either way
+the hooks given to :meth:`CallRecorder.after_spool_failure` then run (the line forces an AMI
+resync, which restores the live calls any lost facts described).
 """
 
 from __future__ import annotations
@@ -55,12 +55,14 @@ class CallRecorder:
         self._database_down = False
         self._unplaced = 0  # record() calls whose facts are neither written nor spooled yet
         self.overflowed = 0  # facts spooled because the listener's backlog was full
-        self._loss_hooks: list[Callable[[], None]] = []
+        self._spool_failure_hooks: list[Callable[[], None]] = []
 
-    def after_loss(self, hook: Callable[[], None]) -> None:
-        """Call ``hook`` when writing works again after facts were lost on the way (the
-        spool's memory bound was passed): what they said must be learned afresh."""
-        self._loss_hooks.append(hook)
+    def after_spool_failure(self, hook: Callable[[], None]) -> None:
+        """Call ``hook`` when writing works again after facts had to be held in memory (no
+        spool directory took them; some may have been lost past the memory bound): the line
+        resyncs from Asterisk then, which restores anything the facts missed (a replay of
+        what they did say changes nothing)."""
+        self._spool_failure_hooks.append(hook)
 
     @property
     def failing(self) -> bool:
@@ -215,12 +217,13 @@ class CallRecorder:
         if dropped is None:
             return
         if not dropped:
-            log.info("call facts held in memory are all written again; none was lost")
-            return
-        log.error("%d call facts were lost while neither PostgreSQL nor the spool could take "
-                  "them (memory bound %d); resyncing from Asterisk to restore the live calls",
-                  dropped, self._spool.held.bound)
-        for hook in self._loss_hooks:
+            log.info("call facts held in memory are all written again; none was lost; "
+                     "resyncing from Asterisk all the same")
+        else:
+            log.error("%d call facts were lost while neither PostgreSQL nor the spool could "
+                      "take them (memory bound %d); resyncing from Asterisk to restore the live "
+                      "calls", dropped, self._spool.held.bound)
+        for hook in self._spool_failure_hooks:
             try:
                 hook()
             except Exception:
