@@ -665,6 +665,11 @@ class AmiListener:
             )
             open_ids = set()
             self._resync_incomplete = True
+        if self._history is not None and self._history.postponed:
+            # The queue_log may end these calls properly (cause, talk) once the spool is
+            # written; vanished now, they would keep the worse end. The vanish watch asks for
+            # another resync, which backfills first and vanishes what is left.
+            open_ids = set()
         outcome = self._tracker.resync(queues, channels, status, open_ids)
         for rejected in outcome.rejected:
             logger.warning("resync: %s", rejected)

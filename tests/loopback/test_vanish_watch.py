@@ -49,3 +49,34 @@ async def test_a_requested_resync_asks_asterisk_again() -> None:
             assert server.names().count("QueueStatus") == 1
             ami.request_resync()
             await eventually(lambda: server.names().count("QueueStatus") == 2)
+
+
+class PutOffHistory:
+    """A queue_log backfill that cannot run yet (the spool still holds facts)."""
+
+    def __init__(self) -> None:
+        self.postponed = True
+        self.asked = 0
+
+    async def catch_up(self, channels: object) -> None:
+        self.asked += 1
+        return None
+
+
+async def test_open_calls_wait_for_a_put_off_backfill_before_they_vanish() -> None:
+    # Vanished at once, a call the queue_log ends properly (cause, talk) once the spool is
+    # written would keep the worse end; the resync leaves it open and another one follows.
+    sink = ListSink(open_ids=["7.1"])
+    history = PutOffHistory()
+    async with fake_asterisk() as server:
+        ami = listener(server.port, sink)
+        ami.backfill_from(history)
+        async with ami:
+            async with asyncio.timeout(5):
+                await ami.wait_ready()
+            assert history.asked == 1 and ami.resync_incomplete
+            assert sink.of(CallVanished) == []
+            history.postponed = False  # the spool is written
+            ami.request_resync()
+            await eventually(lambda: [f.call_id for f in sink.of(CallVanished)] == ["7.1"])
+            assert history.asked == 2 and not ami.resync_incomplete
