@@ -584,6 +584,16 @@ async def started_ffmpeg(shims: Path, within: float = 30.0) -> int:
     return await eventually("ffmpeg to start", probe, within=within, interval=0.05)
 
 
+async def slow_job(database: Database, config: RecordingsConfig, tmp_path: Path,
+                   seconds: float) -> tuple[str, Path]:
+    """An ended call whose WAV holds ``seconds`` of tone, and the ffmpeg shims that transcode
+    it in real time (so a job lasts as long as the call): the call id and the shims."""
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    tone(config.incoming_dir / f"{call_id}.wav", seconds)
+    return call_id, realtime_ffmpeg(tmp_path / "slow")
+
+
 async def test_a_killed_worker_takes_its_ffmpeg_along_and_its_job_is_taken_over_at_once(
     database: Database, config: RecordingsConfig, tmp_path: Path, database_dsn: str
 ) -> None:
@@ -634,10 +644,7 @@ async def test_a_worker_killed_while_its_child_starts_leaves_nothing_running(
     be told of its parent's death, and whoever started the worker reaps it late (a shell, a
     busy supervisor): a zombie for a while. The child must still notice and take its whole
     process group down, rather than start an ffmpeg that writes a 20 s call for nobody."""
-    call_id = new_call_id()
-    await ended_call(database, call_id)
-    tone(config.incoming_dir / f"{call_id}.wav", 20)
-    shims = realtime_ffmpeg(tmp_path / "slow")
+    _call_id, shims = await slow_job(database, config, tmp_path, 20)
     slow = with_path_first(replace(config, lease_seconds=30.0, heartbeat_seconds=10.0), shims)
     # Popen, not asyncio: asyncio's child watcher would reap the killed worker at once.
     with subprocess.Popen(  # noqa: ASYNC220 - starting it does not block; reaped once killed
@@ -667,10 +674,7 @@ async def test_a_dead_worker_on_another_host_is_taken_over_when_its_short_lease_
     database: Database, config: RecordingsConfig, tmp_path: Path, database_dsn: str
 ) -> None:
     """The holder's host is not ours, so nobody can tell it died: its lease bounds the wait."""
-    call_id = new_call_id()
-    await ended_call(database, call_id)
-    tone(config.incoming_dir / f"{call_id}.wav", 20)
-    shims = realtime_ffmpeg(tmp_path / "slow")
+    call_id, shims = await slow_job(database, config, tmp_path, 20)
     lease = 4.0
     slow = with_path_first(replace(config, lease_seconds=lease, heartbeat_seconds=1.0), shims)
     doomed = await asyncio.create_subprocess_exec(
@@ -704,10 +708,7 @@ async def test_the_heartbeat_keeps_a_job_longer_than_its_lease(
     database: Database, config: RecordingsConfig, tmp_path: Path
 ) -> None:
     """A 6 s transcode under a 1.5 s lease: renewed every 0.5 s, nobody else claims it."""
-    call_id = new_call_id()
-    await ended_call(database, call_id)
-    tone(config.incoming_dir / f"{call_id}.wav", 6)
-    shims = realtime_ffmpeg(tmp_path / "slow")
+    call_id, shims = await slow_job(database, config, tmp_path, 6)
     slow = with_path_first(replace(config, lease_seconds=1.5, heartbeat_seconds=0.5), shims)
     holder = RecordingWorker(database, slow)
     other = RecordingWorker(database, replace(config, lease_seconds=1.5, heartbeat_seconds=0.5))
@@ -728,10 +729,7 @@ async def test_the_heartbeat_keeps_a_job_longer_than_its_lease(
 async def test_a_worker_whose_lease_is_taken_kills_its_child_and_stores_nothing(
     database: Database, config: RecordingsConfig, tmp_path: Path
 ) -> None:
-    call_id = new_call_id()
-    await ended_call(database, call_id)
-    tone(config.incoming_dir / f"{call_id}.wav", 20)
-    shims = realtime_ffmpeg(tmp_path / "slow")
+    call_id, shims = await slow_job(database, config, tmp_path, 20)
     slow = with_path_first(replace(config, lease_seconds=3.0, heartbeat_seconds=0.5), shims)
     worker = RecordingWorker(database, slow)
     assert [o.state for o in await worker.enqueue()] == [State.PENDING]
@@ -751,10 +749,7 @@ async def test_a_worker_whose_lease_is_taken_kills_its_child_and_stores_nothing(
 async def test_cancelling_the_worker_kills_and_reaps_its_child(
     database: Database, config: RecordingsConfig, tmp_path: Path
 ) -> None:
-    call_id = new_call_id()
-    await ended_call(database, call_id)
-    tone(config.incoming_dir / f"{call_id}.wav", 20)
-    shims = realtime_ffmpeg(tmp_path / "slow")
+    _call_id, shims = await slow_job(database, config, tmp_path, 20)
     worker = RecordingWorker(database, with_path_first(config, shims))
     running_loop = asyncio.create_task(worker.run())
     ffmpeg = await started_ffmpeg(shims)
