@@ -21,8 +21,9 @@ Printed:
   AMI event -> wallboard (from Asterisk's event timestamp to the moment the listener's
   observers, the wallboard's LiveBoard first, have the fact: a probe observer registered
   after the wallboard's);
-* the event loop's longest stalls during the surge (a probe task sleeping 5 ms, its
-  overshoot: max and p99), what a FastAGI reply or an AMI read waits at worst;
+* the event loops' longest stalls during the surge (a probe task sleeping 5 ms on each loop,
+  its overshoot: max and p99): the FastAGI IVR's own loop (what a caller's AGI reply waits at
+  worst) and the main loop (AMI reads, the recorder, HTTP and reports);
 * CPU seconds of Asterisk, of this process (the line: IVR + AMI listener + recorder, plus the
   bench's little bookkeeping), of PostgreSQL and of sipp (the load generator), over the surge
   and until the database holds every call as ended.
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -301,47 +303,58 @@ class LiveFigures:
     """What the live probes measured during the surge."""
 
     wallboard_lags: list[float]
-    loop_stalls: list[float]
+    callpath_stalls: list[float]  # the FastAGI IVR's own loop (telephony/callpath.py)
+    main_stalls: list[float]  # the loop of the AMI listener, recorder, HTTP and reports
+
+
+async def _stall_probe(stalls: list[float]) -> None:
+    """Sleep STALL_PROBE_SECONDS over and over on the running loop; note each overshoot."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(STALL_PROBE_SECONDS)
+        stalls.append(max(0.0, loop.time() - before - STALL_PROBE_SECONDS))
 
 
 @dataclass
 class LiveProbes:
-    """The AMI -> wallboard probe and the event loop stall probe, over the surge."""
+    """The AMI -> wallboard probe and the stall probes of both loops, over the surge."""
 
     board: _WallboardProbe
-    stalls: list[float]
-    task: asyncio.Task[None]
+    callpath_stalls: list[float]
+    main_stalls: list[float]
+    probes: list[asyncio.Future[None] | concurrent.futures.Future[None]]
 
     @classmethod
     def start(cls, line: Line) -> LiveProbes:
         board = _WallboardProbe()
         line.listener.observe(board)
-        stalls: list[float] = []
-
-        async def probe() -> None:
-            loop = asyncio.get_running_loop()
-            while True:
-                before = loop.time()
-                await asyncio.sleep(STALL_PROBE_SECONDS)
-                stalls.append(max(0.0, loop.time() - before - STALL_PROBE_SECONDS))
-
-        return cls(board, stalls, asyncio.create_task(probe(), name="loop-stall-probe"))
+        callpath: list[float] = []
+        main: list[float] = []
+        probes: list[asyncio.Future[None] | concurrent.futures.Future[None]] = [
+            asyncio.create_task(_stall_probe(main), name="loop-stall-probe")]
+        if line.callpath.loop is not None:
+            probes.append(asyncio.run_coroutine_threadsafe(_stall_probe(callpath),
+                                                           line.callpath.loop))
+        return cls(board, callpath, main, probes)
 
     def stop(self) -> None:
         self.board.active = False
-        self.task.cancel()
+        for probe in self.probes:
+            probe.cancel()
 
     def figures(self, call_ids: set[str]) -> LiveFigures:
         return LiveFigures([lag for call, lag in self.board.lags if call in call_ids],
-                           list(self.stalls))
+                           list(self.callpath_stalls), list(self.main_stalls))
 
 
 def live_latencies(outcome: Outcome) -> list[tuple[str, list[float]]]:
-    """The report's extra latency rows: AMI -> wallboard, and the loop's stalls."""
+    """The report's extra latency rows: AMI -> wallboard, and the loops' stalls."""
     if outcome.live is None:
         return []
     return [("AMI event -> wallboard", outcome.live.wallboard_lags),
-            ("event loop stall (5 ms probe)", outcome.live.loop_stalls)]
+            ("IVR loop stall (5 ms probe)", outcome.live.callpath_stalls),
+            ("main loop stall (5 ms probe)", outcome.live.main_stalls)]
 
 
 @dataclass

@@ -40,6 +40,11 @@ class Channel(Protocol):
         """Set a channel variable that the dialplan and AMI see."""
         ...
 
+    async def set_variables(self, values: Sequence[tuple[str, str]]) -> None:
+        """Set channel variables, in the order given, in as few commands as the channel can
+        (each command is a round trip through Asterisk the caller waits for)."""
+        ...
+
 
 class MenuChannel(Channel, Protocol):
     """A channel the IVR's menu can be asked on: a :class:`Channel` that also collects keys."""

@@ -238,18 +238,16 @@ async def publish(channel: Channel, result: IvrResult, menu: IvrMenu) -> None:
     IVR_PRIORITY and IVR_SCREEN_PROMPT stay unset without a verdict: the dialplan then queues
     the call at its normal priority, unscreened.
     """
-    await channel.set_variable("IVR_CHOICE", result.choice)
-    await channel.set_variable("IVR_OUTCOME", result.outcome.value)
-    await channel.set_variable("IVR_CATEGORY", result.route.category)
-    await channel.set_variable("IVR_SKILL", result.route.skill)
     first_key = "" if result.first_key_ms is None else str(result.first_key_ms)
-    await channel.set_variable("IVR_FIRST_KEY_MS", first_key)
-    await channel.set_variable("IVR_INVALID_KEYS", str(result.invalid_keys))
+    values = [("IVR_CHOICE", result.choice), ("IVR_OUTCOME", result.outcome.value),
+              ("IVR_CATEGORY", result.route.category), ("IVR_SKILL", result.route.skill),
+              ("IVR_FIRST_KEY_MS", first_key), ("IVR_INVALID_KEYS", str(result.invalid_keys))]
     verdict = result.screening
     if verdict is not None:
-        await channel.set_variable("IVR_SCORE", f"{verdict.score:.3f}")
-        await channel.set_variable("IVR_REASONS", "; ".join(verdict.reasons))
-        await channel.set_variable("IVR_PRIORITY", str(verdict.priority))
+        values += [("IVR_SCORE", f"{verdict.score:.3f}"),
+                   ("IVR_REASONS", "; ".join(verdict.reasons)),
+                   ("IVR_PRIORITY", str(verdict.priority))]
         if verdict.screen and menu.screening is not None:
-            await channel.set_variable("IVR_SCREEN_PROMPT", prompt_file(menu.screening.prompt))
-    await channel.set_variable("IVR_QUEUE", result.route.queue)
+            values.append(("IVR_SCREEN_PROMPT", prompt_file(menu.screening.prompt)))
+    values.append(("IVR_QUEUE", result.route.queue))
+    await channel.set_variables(values)

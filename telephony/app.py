@@ -15,15 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from ivr.flow import run_ivr
 from ivr.menu import IvrMenu
 from ivr.source import line_menu_source
 from recordings.library import RecordingLibrary
@@ -39,21 +37,19 @@ from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.sync import AsteriskSync
-from telephony.agi.channel import OPENED_BY_MENU, OPENING, AgiChannel
-from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.listener import AmiListener
 from telephony.ami.vanish import VanishWatch
 from telephony.asterisk.site import AsteriskSite
 from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
 from telephony.callbacks.service import CallbackConfig, CallbackService
+from telephony.callpath import CallPath
 from telephony.calls.archive import CallArchive
 from telephony.calls.history import CallHistory, HistoryCollector
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
-from telephony.core.errors import SiagaError
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, line_role
 from telephony.db.roles import prepare_schema
@@ -75,18 +71,17 @@ from telephony.metrics.calls import CallCounter
 from telephony.metrics.health import Readiness
 from telephony.metrics.http import MonitoringApi
 from telephony.metrics.live import AmiCollector, DiskCollector, SpoolCollector, WallboardCollector
+from telephony.metrics.loops import LoopStalls
 from telephony.metrics.registry import LineMetrics
 from telephony.reports.console import ReportPages
 from telephony.reports.http import ReportApi
 from telephony.reports.service import ReportConfig, ReportService
-from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
 from telephony.screening.score import ScoreConfig
 from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.secrets import SecretsError, asterisk_db_password
 from telephony.settings import Settings
 from telephony.supervision.http import SupervisionApi
 from telephony.supervision.service import SupervisionService
-from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import SurveyConfig, SurveyService
 from telephony.transfers.console import TransferPages
 from telephony.transfers.http import TransferApi
@@ -102,30 +97,6 @@ from telephony.web.server import WebServer, build_app
 log = logging.getLogger("telephony.app")
 
 
-class IvrApplication:
-    """The FastAGI route ``ivr``: runs the current menu's flow on the caller's channel, with
-    the caller scored for prank screening while the greeting plays."""
-
-    def __init__(self, menus: WatchedFile[IvrMenu], scoring: PreQueueScoring,
-                 screening_timeout: float) -> None:
-        self._menus = menus
-        self._scoring = scoring
-        self._screening_timeout = screening_timeout
-
-    async def handle(self, session: AgiSession) -> None:
-        """One call. The dialplan passes the line (112/119) as the first AGI argument."""
-        env = session.env
-        line = env.get("agi_arg_1") or env.get("agi_dnid") or ""
-        screener = PreQueueScreener(
-            self._scoring, line, env.get("agi_callerid", ""), self._screening_timeout,
-            call_id=env.get("agi_uniqueid", ""),
-        )
-        try:
-            await run_ivr(AgiChannel(session), self._menus.current(), line, screener)
-        finally:
-            await screener.close()
-
-
 @dataclass
 class Line:
     """The running services of one line."""
@@ -135,7 +106,7 @@ class Line:
     repository: CallRepository
     incidents: IncidentService
     recorder: CallRecorder
-    agi: FastAgiServer
+    callpath: CallPath
     listener: AmiListener
     screening: ScreeningService
     surveys: SurveyService
@@ -188,7 +159,7 @@ async def prepare_database(database: Database, settings: Settings) -> None:
 
 
 def monitoring(settings: Settings, database: Database, *, listener: AmiListener,
-               agi: FastAgiServer, recorder: CallRecorder, wallboard: WallboardService,
+               agi: CallPath, recorder: CallRecorder, wallboard: WallboardService,
                menus: WatchedFile[IvrMenu], metrics: LineMetrics) -> MonitoringApi:
     """The scrape-time collectors over the line's services, and the monitoring routes."""
     readiness = Readiness.of_line(database, listener, agi, recorder)
@@ -287,12 +258,6 @@ def start_call_handling(
         *CallbackPages(callbacks).routes()])
 
 
-class LineStartError(SiagaError):
-    """A part of the line could not start; every part started before it has been stopped."""
-
-    code = "line_start"
-
-
 def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, object],
                   name: str) -> asyncio.Task[object]:
     """Run ``work`` as a task until ``stack`` unwinds, which cancels it and waits for it."""
@@ -308,17 +273,6 @@ def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, ob
 
     stack.push_async_callback(stop)
     return task
-
-
-async def start_agi(agi: FastAgiServer, settings: Settings) -> None:
-    """Listen for Asterisk's FastAGI calls: without it no call reaches the IVR, so a taken
-    address stops the line, with one line that names it."""
-    try:
-        await agi.start()
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise LineStartError(f"FastAGI tidak dapat mendengarkan di {settings.agi_host}:"
-                             f"{settings.agi_port}: {reason}") from exc
 
 
 @contextlib.asynccontextmanager
@@ -365,7 +319,6 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     scoring = line_screening_source(settings)
     screening = ScreeningService(database, scoring, settings.timezone)
     menus = line_menu_source(settings)
-    ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     listener = AmiListener(settings, recorder)
     # Facts lost while nothing could take them: Asterisk's snapshots restore the live calls.
     recorder.after_spool_failure(listener.request_resync)
@@ -392,13 +345,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                             SurveyConfig.from_settings(settings))
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
-    # Every session opens with the GOSUB that lifts the dialplan's first-command deadline
-    # (the menu's routine runs it itself).
-    agi_config = replace(FastAgiConfig.from_settings(settings), opening=OPENING,
-                         opening_implied_by=OPENED_BY_MENU)
-    agi = FastAgiServer(agi_config,
-                        {"ivr": ivr.handle, "survey": SurveyApplication(surveys).handle},
-                        observer=AgiTimings(metrics.registry))
+    # The IVR runs on a thread and loop of its own (telephony/callpath.py); the loops' stalls
+    # are measured on both.
+    stalls = LoopStalls(metrics.registry)
+    in_background(stack, stalls.watch("main"), "main-stalls")
+    callpath = CallPath(settings, menus=menus, scoring=scoring, surveys=surveys,
+                        observer=AgiTimings(metrics.registry), stalls=stalls)
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
@@ -415,7 +367,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     admin = await start_administration(settings, database, listener=listener, menus=menus,
                                        scoring=scoring, incidents=incidents, calendar=calendar)
     in_background(stack, admin.sync.run(), "admin-sync")
-    monitor = monitoring(settings, database, listener=listener, agi=agi, recorder=recorder,
+    monitor = monitoring(settings, database, listener=listener, agi=callpath, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
@@ -437,8 +389,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     # the ends of their calls, still reach the recorder while the server drains.
     await listener.start()
     stack.push_async_callback(listener.stop)
-    await start_agi(agi, settings)
-    stack.push_async_callback(agi.stop)
+    await callpath.start()
+    stack.push_async_callback(callpath.stop)
     await start_web(web)
     stack.push_async_callback(web.stop)
     # Then: open wallboards say goodbye, so the web server does not wait for their
@@ -447,8 +399,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     # First on the way out (SIGTERM): take no new FastAGI session and let those in progress
     # finish (shutdown_drain_seconds) while the web, the listener and the recorder still
     # run; the later stop in the unwinding is then a no-op.
-    stack.push_async_callback(agi.stop)
-    return Line(settings, database, repository, incidents.incidents, recorder, agi, listener,
+    stack.push_async_callback(callpath.stop)
+    return Line(settings, database, repository, incidents.incidents, recorder, callpath, listener,
                 screening, surveys, web, reports, wallboard, metrics, tools.callbacks)
 
 

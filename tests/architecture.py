@@ -36,6 +36,7 @@ LAYERED_PACKAGES: Final = ("telephony", "ivr", "recordings")
 LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     # --- root: builds the line from everything below; nothing imports it.
     ("telephony.app", ROOT),
+    ("telephony.callpath", ROOT),  # the FastAGI IVR on its own thread and loop
     ("telephony.cli", ROOT),
     ("telephony.__main__", ROOT),
     ("telephony.lab.demo", ROOT),  # runs the whole line against the lab

@@ -29,6 +29,10 @@ _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # opening): the routine lifts the dialplan's first-command deadline (extensions.conf). Not
 # before the menu GOSUB (OPENED_BY_MENU), whose routine runs it itself: see collect_keys.
 OPENING: Final = ("GOSUB", "siaga112-agi-alive", "s", "1")
+# Values MSet carries unchanged in one argument list: no separator (",", "="), no quote or
+# backslash its parser would take, no "$" or "[" a substitution could see, and not empty (an
+# entry "NAME=" is not reliably a set). Anything else goes by SET VARIABLE, quoted.
+_MSET_VALUE = re.compile(r"[A-Za-z0-9_./:+@-]+")
 OPENED_BY_MENU: Final = ("GOSUB", *ROUTINE)
 
 
@@ -133,6 +137,26 @@ class AgiChannel:
         reply = await self._run("SET VARIABLE", name, value)
         if reply.result != "1":
             raise AgiChannelError(f"SET VARIABLE {name!r}: unexpected reply {reply.line!r}")
+
+    async def set_variables(self, values: Sequence[tuple[str, str]]) -> None:
+        """Set several variables with as few round trips as the values allow: one
+        ``EXEC MSet`` for every value it carries as it is, a ``SET VARIABLE`` each for the
+        others (set first, so that the last pair given is still the last set)."""
+        for name, _ in values:
+            if not _VARIABLE_NAME.fullmatch(name):
+                raise AgiChannelError(f"SET VARIABLE: {name!r} is not a plain variable name")
+        plain = [(n, v) for n, v in values if _MSET_VALUE.fullmatch(v)]
+        for name, value in values:
+            if (name, value) not in plain:
+                await self.set_variable(name, value)
+        if not plain:
+            return
+        reply = await self._run("EXEC", "MSet", ",".join(f"{n}={v}" for n, v in plain))
+        if reply.result == "-2":  # no MSet in this Asterisk: one by one, as before
+            for name, value in plain:
+                await self.set_variable(name, value)
+        elif reply.result != "0":
+            raise AgiChannelError(f"EXEC MSet: unexpected reply {reply.line!r}")
 
     @staticmethod
     def _interrupting_digit(prompt: str, reply: AgiReply) -> str:

@@ -9,6 +9,7 @@ refused with one log line and the last good value stays: a typo must never take 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -43,6 +44,10 @@ class WatchedFile(Generic[T]):
         self._describe = describe
         self._value = load(path)
         self._stamp = self._current_stamp()
+        # The call path's thread (telephony/callpath.py) reads the menu and the screening
+        # weights as the main loop does: one reload at a time, and no reader sees the new stamp
+        # with the old value.
+        self._reloading = threading.Lock()
 
     def _current_stamp(self) -> tuple[int, int, int] | None:
         if self._path is None:
@@ -62,8 +67,11 @@ class WatchedFile(Generic[T]):
     def current(self) -> T:
         """The value to use now; re-reads the file first if it changed since the last look."""
         stamp = self._current_stamp()
-        if stamp != self._stamp:
-            self._stamp = stamp
+        if stamp == self._stamp:
+            return self._value
+        with self._reloading:
+            if stamp == self._stamp:
+                return self._value
             try:
                 self._value = self._load(self._path)
             except self._refused as exc:
@@ -72,4 +80,5 @@ class WatchedFile(Generic[T]):
             else:
                 self._log.info("%s reloaded from %s%s", self._what, self._path,
                                self._named(self._value))
-        return self._value
+            self._stamp = stamp  # after the value: a reader seeing this stamp gets its value
+            return self._value

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from telephony.agi.server import FastAgiServer
 from telephony.ami.listener import AmiListener
 from telephony.calls.recorder import CallRecorder
 from telephony.db.connection import Database
@@ -17,6 +16,15 @@ from telephony.db.connection import Database
 CHECK_TIMEOUT: Final = 2.0
 
 Check = Callable[[], Awaitable[bool]]
+
+
+class Listening(Protocol):
+    """A server that is listening or not (the line's FastAGI call path)."""
+
+    @property
+    def serving(self) -> bool:
+        """True while it listens."""
+        ...
 
 
 class Readiness:
@@ -28,7 +36,7 @@ class Readiness:
         self._last: dict[str, bool] = {}
 
     @classmethod
-    def of_line(cls, database: Database, listener: AmiListener, agi: FastAgiServer,
+    def of_line(cls, database: Database, listener: AmiListener, agi: Listening,
                 recorder: CallRecorder) -> Readiness:
         """The line's parts: PostgreSQL answers, AMI is logged in, FastAGI listens, and the
         call facts have somewhere durable to go (not held only in memory)."""

@@ -8,21 +8,34 @@ line and nothing changed; the dialplan then hangs up.
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from ivr.survey import run_survey
 from telephony.agi.channel import AgiChannel
 from telephony.agi.server import AgiSession
 from telephony.db.connection import DatabaseUnavailable
 from telephony.surveys.model import parse_survey_ids
-from telephony.surveys.service import SurveyService
+from telephony.surveys.store import Survey
 
 log = logging.getLogger("telephony.surveys")
+
+
+class SurveyAnswers(Protocol):
+    """What the survey route needs of the survey service (it may run on another loop)."""
+
+    async def begin(self, survey_id: int, attempt: int) -> bool:
+        """The attempt was answered; ``False``: do not ask."""
+        ...
+
+    async def finish(self, survey_id: int, attempt: int, rating: int | None) -> Survey | None:
+        """Store the caller's rating (or none) and close the survey."""
+        ...
 
 
 class SurveyApplication:
     """Runs the survey on an answered callback and hands the result to the service."""
 
-    def __init__(self, surveys: SurveyService) -> None:
+    def __init__(self, surveys: SurveyAnswers) -> None:
         self._surveys = surveys
 
     async def handle(self, session: AgiSession) -> None:

@@ -183,13 +183,13 @@ async def test_fastagi_down_the_call_still_reaches_an_operator(
     line: Line, settings: Settings, staff: Staff
 ) -> None:
     await staff("PJSIP/op1005")
-    await line.agi.stop()
+    await line.callpath.stop()
     try:
         caller_id = unique_caller("0812")
         # The caller presses 3 (information), but there is no IVR to hear it.
         assert (await call(settings, caller_id, dtmf="3", stay=6)).ok
     finally:
-        await line.agi.start()
+        await line.callpath.start()
     record = await ended_call(line, caller_id)
     assert (record.ivr_outcome, record.queue, record.disposition, record.operator) == (
         "failopen", "emergency-general", "answered", "PJSIP/op1005")

@@ -153,14 +153,14 @@ async def test_calls_are_recorded_when_the_ivr_server_is_down(
     line: Line, lab: Lab, settings: Settings
 ) -> None:
     """Recording starts in the dialplan, before the IVR: a failed-open call is recorded too."""
-    await line.agi.stop()
+    await line.callpath.stop()
     try:
         caller_id = unique_caller("0813")
         async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                                talk_seconds=5, audio=True) as caller:
             assert (await caller.wait()).ok
     finally:
-        await line.agi.start()
+        await line.callpath.start()
     record = await ended_call(line, caller_id)
     assert (record.ivr_outcome, record.disposition) == ("failopen", "answered")
     rows = await stored_recordings(line, record.call_id)

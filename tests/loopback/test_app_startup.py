@@ -18,7 +18,8 @@ import asyncpg
 import pytest
 
 from telephony.admin.site_service import SiteService
-from telephony.app import LineStartError, running_line
+from telephony.app import running_line
+from telephony.callpath import LineStartError
 from telephony.settings import Settings
 
 REPOSITORY = Path(__file__).resolve().parents[2]

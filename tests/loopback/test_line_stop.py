@@ -198,7 +198,7 @@ async def test_the_line_migrates_before_it_takes_calls(
     configured = replace(line_settings, database_dsn=line_dsn(pg_cluster, bare_dsn),
                          database_owner_dsn=bare_dsn)
     async with running_line(configured) as line:
-        assert line.agi.port == line_settings.agi_port
+        assert line.callpath.port == line_settings.agi_port
         rows = await fetch(bare_dsn, "SELECT max(version) AS level FROM schema_migrations")
         assert rows[0]["level"] == bundled_migrations()[-1].version
         assert await line.database.run(lambda c: c.fetchval("SELECT current_user")) \

@@ -204,6 +204,41 @@ async def test_set_variable_unexpected_result() -> None:
         await channel.set_variable("SIAGA_SERVICE", "polisi")
 
 
+async def test_set_variables_sends_plain_values_in_one_mset_after_the_others() -> None:
+    channel, session = channel_for(ok("1"), ok("1"), ok("0"))
+    await channel.set_variables([("IVR_CHOICE", ""), ("IVR_OUTCOME", "no_input"),
+                                 ("IVR_REASONS", "Nomor ini, baru saja; menelepon"),
+                                 ("IVR_SCREEN_PROMPT", "siaga112/saring"),
+                                 ("IVR_QUEUE", "emergency-general")])
+    assert session.commands == [
+        ("SET VARIABLE", "IVR_CHOICE", ""),
+        ("SET VARIABLE", "IVR_REASONS", "Nomor ini, baru saja; menelepon"),
+        ("EXEC", "MSet", "IVR_OUTCOME=no_input,IVR_SCREEN_PROMPT=siaga112/saring,"
+                         "IVR_QUEUE=emergency-general")]
+
+
+@pytest.mark.parametrize("value", ["a,b", "a=b", "${X}", "$[1+1]", 'a"b', "a\\b", "a b", ""])
+async def test_set_variables_never_puts_what_mset_would_parse_in_mset(value: str) -> None:
+    channel, session = channel_for(ok("1"))
+    await channel.set_variables([("SIAGA_NOTE", value)])
+    assert session.commands == [("SET VARIABLE", "SIAGA_NOTE", value)]
+
+
+async def test_set_variables_without_mset_sets_one_by_one() -> None:
+    channel, session = channel_for(ok("-2"), ok("1"), ok("1"))
+    await channel.set_variables([("IVR_OUTCOME", "chosen"), ("IVR_QUEUE", "fire")])
+    assert session.commands == [("EXEC", "MSet", "IVR_OUTCOME=chosen,IVR_QUEUE=fire"),
+                                ("SET VARIABLE", "IVR_OUTCOME", "chosen"),
+                                ("SET VARIABLE", "IVR_QUEUE", "fire")]
+
+
+async def test_set_variables_refuses_a_non_plain_name_before_sending_anything() -> None:
+    channel, session = channel_for(ok("0"))
+    with pytest.raises(ChannelError, match="not a plain variable name"):
+        await channel.set_variables([("IVR_QUEUE", "fire"), ("DB(x/y)", "1")])
+    assert session.commands == []
+
+
 # --- refusals and hangups, common to every command ----------------------------------------
 
 

@@ -48,6 +48,10 @@ class ScriptedChannel:
         self.variables[name] = value
         self.order.append(name)
 
+    async def set_variables(self, values: Sequence[tuple[str, str]]) -> None:
+        for name, value in values:
+            await self.set_variable(name, value)
+
 
 async def test_press_one_then_fire() -> None:
     channel = ScriptedChannel(["1", "2"])

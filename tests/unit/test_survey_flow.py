@@ -43,6 +43,9 @@ class ScriptedChannel:
     async def set_variable(self, name: str, value: str) -> None:
         raise AssertionError("the survey sets no channel variables")
 
+    async def set_variables(self, values: Sequence[tuple[str, str]]) -> None:
+        raise AssertionError("the survey sets no channel variables")
+
 
 async def test_a_rating_is_taken_at_once_and_thanked() -> None:
     channel = ScriptedChannel(["4"])

@@ -1,0 +1,229 @@
+"""The call path's own thread and event loop: the FastAGI server (the IVR, and the route the
+caller-rating callbacks run on) lives there, so a caller's AGI replies never wait behind the
+HTTP API, reports, the console, the AMI listener or the recorder, which share the line's main
+loop.
+
+A thread rather than a process, because the IVR needs little of the line: its own database
+pool for the prank score, and the watched menu and screening files. The one thing it needs
+from the main loop, a survey's answer, crosses over with :func:`in_loop`. Two costs are bounded
+instead: Python code on the main loop can hold the interpreter's lock only up to its switch
+interval (5 ms) before this thread gets it, and the thread asks the kernel for a raised
+priority (``callpath_nice``) so that a machine saturated by Asterisk in a surge does not leave
+it waiting for a core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from ivr.flow import run_ivr
+from ivr.menu import IvrMenu
+from telephony.agi.channel import OPENED_BY_MENU, OPENING, AgiChannel
+from telephony.agi.server import AgiObserver, AgiSession, FastAgiConfig, FastAgiServer
+from telephony.core.errors import SiagaError
+from telephony.core.watched import WatchedFile
+from telephony.db.connection import Database
+from telephony.metrics.loops import LoopStalls
+from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
+from telephony.screening.score import ScoreConfig
+from telephony.screening.service import ScreeningService
+from telephony.settings import Settings
+from telephony.surveys.route import SurveyAnswers, SurveyApplication
+from telephony.surveys.store import Survey
+
+log = logging.getLogger("telephony.callpath")
+
+T = TypeVar("T")
+
+# The IVR's pool: one pre-queue history query per arriving call, a few milliseconds each, so a
+# handful of connections carries a surge.
+CALLPATH_POOL_SIZE = 4
+
+
+class LineStartError(SiagaError):
+    """A part of the line could not start; every part started before it has been stopped."""
+
+    code = "line_start"
+
+
+async def in_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` on ``loop`` (another thread's) and wait for its result here; cancelling
+    the wait cancels the work."""
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
+
+
+class IvrApplication:
+    """The FastAGI route ``ivr``: runs the current menu's flow on the caller's channel, with
+    the caller scored for prank screening while the greeting plays."""
+
+    def __init__(self, menus: WatchedFile[IvrMenu], scoring: PreQueueScoring,
+                 screening_timeout: float) -> None:
+        self._menus = menus
+        self._scoring = scoring
+        self._screening_timeout = screening_timeout
+
+    async def handle(self, session: AgiSession) -> None:
+        """One call. The dialplan passes the line (112/119) as the first AGI argument."""
+        env = session.env
+        line = env.get("agi_arg_1") or env.get("agi_dnid") or ""
+        screener = PreQueueScreener(
+            self._scoring, line, env.get("agi_callerid", ""), self._screening_timeout,
+            call_id=env.get("agi_uniqueid", ""),
+        )
+        try:
+            await run_ivr(AgiChannel(session), self._menus.current(), line, screener)
+        finally:
+            await screener.close()
+
+
+class SurveysOnLoop:
+    """The survey service of the main loop, answered from the call path's loop."""
+
+    def __init__(self, surveys: SurveyAnswers, loop: asyncio.AbstractEventLoop) -> None:
+        self._surveys = surveys
+        self._loop = loop
+
+    async def begin(self, survey_id: int, attempt: int) -> bool:
+        """See :meth:`telephony.surveys.service.SurveyService.begin`."""
+        return await in_loop(self._loop, self._surveys.begin(survey_id, attempt))
+
+    async def finish(self, survey_id: int, attempt: int, rating: int | None) -> Survey | None:
+        """See :meth:`telephony.surveys.service.SurveyService.finish`."""
+        return await in_loop(self._loop, self._surveys.finish(survey_id, attempt, rating))
+
+
+class CallPath:
+    """The FastAGI server on a thread and event loop of its own.
+
+    :meth:`start` returns once the server listens (or raises :class:`LineStartError` when it
+    cannot, with the thread gone); :meth:`stop` lets the sessions in progress finish
+    (``shutdown_drain_seconds``), then ends the thread. Both are called from the main loop.
+    """
+
+    def __init__(self, settings: Settings, *, menus: WatchedFile[IvrMenu],
+                 scoring: WatchedFile[ScoreConfig], surveys: SurveyAnswers,
+                 observer: AgiObserver, stalls: LoopStalls | None = None) -> None:
+        self._settings = settings
+        self._menus = menus
+        self._scoring = scoring
+        self._surveys = surveys
+        self._observer = observer
+        self._stalls = stalls
+        self._thread: threading.Thread | None = None
+        self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._agi: FastAgiServer | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The call path's event loop while it runs (benchmarks probe it)."""
+        return self._loop
+
+    @property
+    def serving(self) -> bool:
+        """True while the FastAGI server listens (the line's readiness)."""
+        return self._agi is not None and self._agi.serving
+
+    @property
+    def port(self) -> int:
+        """The TCP port the FastAGI server bound."""
+        if self._agi is None:
+            raise RuntimeError("the call path is not running")
+        return self._agi.port
+
+    async def start(self) -> None:
+        """Start the thread and wait until its FastAGI server listens."""
+        if self._thread is not None:
+            raise RuntimeError("the call path is already running")
+        main = asyncio.get_running_loop()
+        # A call path stopped may start again (a test takes the IVR down and back up).
+        self._started = concurrent.futures.Future()
+        self._agi = None
+        self._thread = threading.Thread(target=self._run, args=(main,), name="call-path",
+                                        daemon=True)
+        self._thread.start()
+        try:
+            await asyncio.wrap_future(self._started)
+        except BaseException as exc:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+            if not isinstance(exc, OSError):
+                raise
+            # Without it no call reaches the IVR: a taken address stops the line, with one
+            # line that names it.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise LineStartError(f"FastAGI tidak dapat mendengarkan di "
+                                 f"{self._settings.agi_host}:{self._settings.agi_port}: "
+                                 f"{reason}") from exc
+
+    async def stop(self) -> None:
+        """Drain the FastAGI sessions and end the thread; a no-op when not running."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already closed on its own
+                loop.call_soon_threadsafe(stop.set)
+        await asyncio.to_thread(thread.join)
+
+    def _run(self, main: asyncio.AbstractEventLoop) -> None:
+        self._raise_priority()
+        try:
+            asyncio.run(self._serve(main))
+        except BaseException as exc:  # the main loop waits for start's outcome: tell it
+            if not self._started.done():
+                self._started.set_exception(exc)
+            log.exception("the call path stopped on an error")
+
+    def _raise_priority(self) -> None:
+        nice = self._settings.callpath_nice
+        if nice == 0:
+            return
+        try:
+            # On Linux a thread's nice value is its own (the id is the thread's).
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError as exc:
+            log.warning("call path runs at normal priority, nice %d refused (%s; a container "
+                        "needs CAP_SYS_NICE)", nice, os.strerror(exc.errno or 0))
+
+    async def _serve(self, main: asyncio.AbstractEventLoop) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        settings = self._settings
+        database = Database(settings, max_size=CALLPATH_POOL_SIZE)
+        probe = (None if self._stalls is None else
+                 asyncio.create_task(self._stalls.watch("callpath"), name="callpath-stalls"))
+        try:
+            screening = ScreeningService(database, self._scoring, settings.timezone)
+            ivr = IvrApplication(self._menus, screening, settings.screening_timeout_ms / 1000)
+            survey = SurveyApplication(SurveysOnLoop(self._surveys, main))
+            # Every session opens with the GOSUB that lifts the dialplan's first-command
+            # deadline (the menu's routine runs it itself).
+            config = replace(FastAgiConfig.from_settings(settings), opening=OPENING,
+                             opening_implied_by=OPENED_BY_MENU)
+            agi = FastAgiServer(config, {"ivr": ivr.handle, "survey": survey.handle},
+                                observer=self._observer)
+            try:
+                await agi.start()
+            except OSError as exc:
+                self._started.set_exception(exc)
+                return
+            self._agi = agi
+            self._started.set_result(None)
+            await self._stop.wait()
+            await agi.stop()
+        finally:
+            if probe is not None:
+                probe.cancel()
+                await asyncio.wait([probe])
+            await database.close()
