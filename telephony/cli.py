@@ -19,11 +19,11 @@ from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
 from telephony.app import serve
-from telephony.callpath import LineStartError
 from telephony.asterisk.config import install_site_config
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.backup import commands as backup_commands
 from telephony.backup.errors import BackupError
+from telephony.callpath import LineStartError
 from telephony.db.connection import (
     DatabaseUnavailable,
     embedded_cluster,

@@ -87,6 +87,10 @@ class AsteriskSession:
         while command is not None:
             if command[:2] == ["SET", "VARIABLE"]:
                 variables[command[2]] = command[3]
+            if command[:2] == ["EXEC", "MSet"]:
+                for pair in command[2].split(","):
+                    name, _, value = pair.partition("=")
+                    variables[name] = value
             self.writer.write(reply_to(command))
             await self.writer.drain()
             command = await self.command()
