@@ -41,7 +41,7 @@ from rig import bench_settings, build_prompts, start_lab
 from ivr.keys import prompt_file
 from ivr.menu import IvrMenu, load_menu
 from telephony.app import running_line
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import DATABASE_NAME, EmbeddedPostgres
 from telephony.lab.chroot import Lab
 from telephony.lab.sipp import SippResult, operator
 from telephony.settings import Settings
@@ -234,13 +234,15 @@ def _sipp_errors(groups: Sequence[surge.CallerGroup], results: Sequence[SippResu
     return "; ".join(shown)
 
 
-async def _forget_members(cluster: EmbeddedPostgres) -> None:
-    """Empty ``queue_members``: the fresh lab has none, and the surge waits until the rows
-    reach its own memberships, which the previous step's stale rows would fake."""
-    connection = await asyncpg.connect(cluster.dsn())
+async def _fresh_database(cluster: EmbeddedPostgres) -> None:
+    """An empty database for the step: the previous step's calls would otherwise still be
+    worked through during this one (their incidents, post-call scores and recordings), and its
+    queue_members rows would fake this step's logins, which the surge waits for."""
+    maintenance = cluster.dsn().rsplit("/", 1)[0] + "/postgres"
+    connection = await asyncpg.connect(maintenance)
     try:
-        if await connection.fetchval("SELECT to_regclass('queue_members') IS NOT NULL"):
-            await connection.execute("DELETE FROM queue_members")
+        await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE_NAME}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
     finally:
         await connection.close()
 
@@ -249,7 +251,7 @@ async def line_step(rate: float, plan: Plan) -> StepResult:
     """One surge through the whole line (bench/surge.py's own), on a fresh lab."""
     groups, counts, settings = step_setup(rate, plan)
     started = time.monotonic()
-    await _forget_members(plan.cluster)
+    await _fresh_database(plan.cluster)
     lab = Lab(settings)
     try:
         await start_lab(lab)  # inside the try: a failure half-way still stops it
@@ -381,6 +383,7 @@ async def dialplan_step(rate: float, plan: Plan) -> StepResult:
     """One surge through dialplan-only Asterisk, on a fresh lab with the same operators."""
     groups, counts, settings = step_setup(rate, plan)
     started = time.monotonic()
+    await _fresh_database(plan.cluster)
     lab = Lab(settings)
     try:
         await start_lab(lab)  # inside the try: a failure half-way still stops it

@@ -89,7 +89,11 @@ async def build_prompts(settings: Settings) -> None:
 
 
 async def start_lab(lab: Lab) -> None:
-    """(Re)start the lab and give it the prompts (built with :func:`build_prompts`)."""
+    """(Re)start the lab with no calls of earlier runs and give it the prompts (built with
+    :func:`build_prompts`)."""
+    if lab.is_running():
+        await asyncio.to_thread(lab.stop)
+    await asyncio.to_thread(lab.forget_calls)
     await asyncio.to_thread(lab.start)
     await asyncio.to_thread(lab.site.install_prompts, lab.settings.prompts_dir)
 

@@ -578,6 +578,19 @@ class Lab:
                 raise TimeoutError(f"{command!r} never satisfied the condition:\n{output}")
             await asyncio.sleep(interval)
 
+    def forget_calls(self) -> None:
+        """Remove the calls an earlier run left in this instance: its queue_log and the
+        recordings no line took. Benchmarks start so, because a line backfills whatever calls
+        the queue_log holds and pairs whatever recordings wait: an earlier run's thousands of
+        calls would be worked through during the measurement. Asterisk must not be running."""
+        if self.is_running():
+            raise LabError(f"lab {self.settings.lab_instance} is running: stop it first")
+        (self.messages_log.parent / "queue_log").unlink(missing_ok=True)
+        if self.monitor_dir.is_dir():
+            for leftover in self.monitor_dir.iterdir():
+                if leftover.is_file():
+                    leftover.unlink()
+
     def reload_queues(self) -> str:
         """Re-render the configuration and reload queues.conf; logged-in operators stay."""
         self.install_config()
