@@ -6,10 +6,10 @@ loop.
 A thread rather than a process, because the IVR needs little of the line: its own database
 pool for the prank score, and the watched menu and screening files. The one thing it needs
 from the main loop, a survey's answer, crosses over with :func:`in_loop`. Two costs are bounded
-instead: Python code on the main loop can hold the interpreter's lock only up to its switch
-interval (5 ms) before this thread gets it, and the thread asks the kernel for a raised
-priority (``callpath_nice``) so that a machine saturated by Asterisk in a surge does not leave
-it waiting for a core.
+instead: Python code on the main loop can hold the interpreter's lock only up to a switch
+interval (set to 1 ms here) once this thread asks for it, and the thread asks the kernel for a
+raised priority (``callpath_nice``) so that a machine saturated by Asterisk in a surge does not
+leave it waiting for a core.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Coroutine
 from dataclasses import replace
@@ -46,6 +47,10 @@ T = TypeVar("T")
 # The IVR's pool: one pre-queue history query per arriving call, a few milliseconds each, so a
 # handful of connections carries a surge.
 CALLPATH_POOL_SIZE = 4
+# How long the main thread may keep the interpreter's lock once the call path asks for it
+# (Python's default is 5 ms): the call path's replies wait at most this for Python code on the
+# main loop. The call path itself rarely runs long, so the switches this asks for are few.
+SWITCH_INTERVAL = 0.001
 
 
 class LineStartError(SiagaError):
@@ -145,6 +150,7 @@ class CallPath:
         if self._thread is not None:
             raise RuntimeError("the call path is already running")
         main = asyncio.get_running_loop()
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         # A call path stopped may start again (a test takes the IVR down and back up).
         self._started = concurrent.futures.Future()
         self._agi = None
