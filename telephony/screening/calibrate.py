@@ -13,8 +13,9 @@ The model is the score itself (``telephony.screening.score``): the same named fe
 :func:`~telephony.screening.score.call_values`), so every fitted weight is one an operator sees
 as a reason. Two fits, in the order the line computes them:
 
-1. before the queue: ``bias + hour_weights[hour] + sum(w * x)`` on the history and caller-id
-   features (the hour weights are kept as given: a prior, not fitted);
+1. before the queue: ``bias + hour_weights[hour] + sum(w * x)`` on the history, caller-id and
+   menu features, the 24 hour weights fitted too (one indicator per local hour, either sign;
+   the L2 penalty keeps an hour with few calls near 0);
 2. after the call: the fitted pre-queue log-odds as an offset, plus ``post_call_bias`` and the
    call's own features. The post-call score is the pre-queue score updated by the call.
 
@@ -108,18 +109,20 @@ def _sigmoid(z: float) -> float:
 
 def fit_logistic(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[str], *,
                  offsets: Sequence[float] | None = None, l2: float = 1.0,
-                 lowering: Iterable[str] = (), max_iterations: int = 50,
-                 tolerance: float = 1e-8) -> Fit:
+                 lowering: Iterable[str] = (), free: Iterable[str] = (),
+                 max_iterations: int = 50, tolerance: float = 1e-8) -> Fit:
     """Logistic regression of ``positive`` on the named features of ``rows``, with an intercept
     and a fixed per-row ``offset``; an L2 penalty ``l2`` on the weights (not the intercept).
 
-    Weights in ``lowering`` are constrained to <= 0, the others to >= 0 (see the module doc).
+    Weights in ``lowering`` are constrained to <= 0, those in ``free`` to nothing, the others
+    to >= 0 (see the module doc).
     """
     if len(rows) != len(positive) or (offsets is not None and len(offsets) != len(rows)):
         raise ValueError("one truth and one offset per row")
     if not any(positive) or all(positive):
         raise ValueError("the fit needs positive and negative rows")
     lowering = frozenset(lowering)
+    unsigned = frozenset(free)
     free = list(names)
     pinned: list[str] = []
     total_iterations = 0
@@ -128,7 +131,8 @@ def fit_logistic(rows: Sequence[Row], positive: Sequence[bool], names: Sequence[
             rows, positive, free, offsets=offsets, l2=l2, max_iterations=max_iterations,
             tolerance=tolerance)
         total_iterations += iterations
-        wrong = [n for n in free if (weights[n] > 0) == (n in lowering) and weights[n] != 0]
+        wrong = [n for n in free if n not in unsigned
+                 and (weights[n] > 0) == (n in lowering) and weights[n] != 0]
         if not wrong:
             break
         # Pin the most wrong-signed one and refit: pinning one can set the others right.
@@ -225,14 +229,18 @@ def post_log_odds(example: Example, config: ScoreConfig) -> float:
     return total
 
 
+HOURS = tuple(f"hour_{h}" for h in range(24))  # the fit's names of the 24 hour indicators
+
+
 def fit_config(data: Sequence[Example], base: ScoreConfig, *, l2: float = 1.0) -> ScoreConfig:
-    """``base`` with its bias, weights and post-call bias fitted on ``data``."""
+    """``base`` with its bias, weights, hour weights and post-call bias fitted on ``data``."""
     truth = [e.positive for e in data]
-    pre = fit_logistic([e.pre for e in data], truth, PRE_QUEUE_WEIGHTS,
-                       offsets=[base.hour_weights[e.hour] for e in data], l2=l2,
-                       lowering=LOWERING_WEIGHTS)
-    weights = dataclasses.replace(base.weights, **{n: round(v, 3) for n, v in pre.weights.items()})
-    staged = dataclasses.replace(base, bias=round(pre.intercept, 3), weights=weights)
+    pre = fit_logistic([{**e.pre, HOURS[e.hour]: 1.0} for e in data], truth,
+                       PRE_QUEUE_WEIGHTS + HOURS, l2=l2, lowering=LOWERING_WEIGHTS, free=HOURS)
+    fitted = {n: round(v, 3) for n, v in pre.weights.items() if n not in HOURS}
+    weights = dataclasses.replace(base.weights, **fitted)
+    staged = dataclasses.replace(base, bias=round(pre.intercept, 3), weights=weights,
+                                 hour_weights=tuple(round(pre.weights[h], 3) for h in HOURS))
     post = fit_logistic([e.call for e in data], truth, CALL_WEIGHTS,
                         offsets=[pre_log_odds(e, staged) for e in data], l2=l2,
                         lowering=LOWERING_WEIGHTS)

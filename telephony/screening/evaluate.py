@@ -93,7 +93,9 @@ def replay(calls: Iterable[CorpusCall], config: ScoreConfig) -> list[ScoredCall]
         history = FIRST_TIME
         if key is not None and key in past:
             history = summarise_history(past[key], labels[key], call.at)
-        features = PreQueueFeatures(call.line, call.caller, local_hour(call.at), history)
+        # The verdict is asked once the IVR has collected the keys: the menu is known.
+        features = PreQueueFeatures(call.line, call.caller, local_hour(call.at), history,
+                                    menu=call.features.ivr)
         pre = pre_queue_score(features, config)
         decision = decide(pre, call.line, call.category, config)
         # A caller who said and pressed nothing in the IVR waits out the screening timeout.

@@ -6,8 +6,9 @@ are exactly the largest contributions, worded in Bahasa Indonesia ("7 panggilan 
 terakhir, 5 di antaranya diam"). Counts enter as ``log1p(count)``: the tenth silent call says
 less than the second.
 
-Two scores: :func:`pre_queue_score` from what is known when the phone rings (history, caller id,
-hour), and :func:`post_call_score`, which adds the call's own behaviour once it has ended.
+Two scores: :func:`pre_queue_score` from what is known when the IVR has chosen the route
+(history, caller id, hour, and the caller's keys in the menu on this call), and
+:func:`post_call_score`, which adds the call's own shape once it has ended.
 
 Effects (:func:`decide`) are all reversible and none blocks: above one threshold the call joins
 its queue with a lower priority, above a higher one it first hears a short screening prompt,
@@ -80,11 +81,16 @@ class Weights:
     withheld: float = 0.642
     malformed: float = 0.0
     simless: float = 0.427
-    # The call itself (post-call only).
-    no_input: float = 1.702
+    # The caller's keys in the menu on this call: known before the queue (the IVR asks for
+    # the verdict once it has collected them), so part of the pre-queue score.
+    no_input: float = 1.702  # no key at all: the menu gave up and routed to its default
     invalid_keys: float = 2.93  # log1p(invalid keys)
+    # A choice from the menu: the first key after instant_key_seconds and within
+    # prompt_key_seconds, and no wrong key. What a caller who listened to the options does.
+    prompt_key: float = 0.0
+    instant_key: float = 0.0  # the first key within instant_key_seconds: before any option
+    # The call itself (post-call only).
     hung_up_in_ivr: float = 2.582
-    prompt_key: float = 0.0  # a key within prompt_key_seconds
     hung_up_on_answer: float = 0.387
     silence: float = 5.857  # silence share above the baseline, scaled to [0, 1]
     conversation: float = -6.865  # log1p(speech seconds / conversation_seconds)
@@ -96,11 +102,10 @@ LOWERING_WEIGHTS = frozenset({"genuine_labels", "recent_genuine", "prompt_key", 
 PRE_QUEUE_WEIGHTS: tuple[str, ...] = (
     "calls_hour", "nuisance_hour", "calls_day", "nuisance_day", "calls_week", "nuisance_week",
     "prank_labels", "accidental_labels", "nuisance_share", "genuine_labels", "recent_genuine",
-    "withheld", "malformed", "simless",
+    "withheld", "malformed", "simless", "no_input", "invalid_keys", "prompt_key", "instant_key",
 )
 CALL_WEIGHTS: tuple[str, ...] = (
-    "no_input", "invalid_keys", "hung_up_in_ivr", "prompt_key", "hung_up_on_answer", "silence",
-    "conversation", "short_talk", "silent_call",
+    "hung_up_in_ivr", "hung_up_on_answer", "silence", "conversation", "short_talk", "silent_call",
 )
 # The reason each weight's contribution is shown under; a reason sums its weights.
 REASON_OF: Mapping[str, str] = MappingProxyType({
@@ -132,7 +137,12 @@ class ScoreConfig:
     nuisance_recency_hours: float = 168.0
     short_talk_seconds: float = 30.0
     share_min_calls: int = 3  # the share term reaches full weight at this many earlier calls
-    prompt_key_seconds: float = 4.0
+    # Shorter than the greeting (2.4 s for "Layanan darurat satu satu dua."): a first key this
+    # soon came before any option was announced, so it was not a choice from the menu.
+    instant_key_seconds: float = 2.0
+    # The greeting and the main menu's options (12.8 s) and a little more: a first key by then
+    # answered the menu.
+    prompt_key_seconds: float = 15.0
     conversation_seconds: float = 60.0
     silence_baseline: float = 0.5  # a normal two-party recording is about this silent
     reason_min_contribution: float = 0.25
@@ -185,7 +195,7 @@ class ScoreConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ScoreConfigError(f"{name} must be > 0")
-        non_negative = ("prompt_key_seconds", "reason_min_contribution", "screening_prompt_seconds",
+        non_negative = ("prompt_key_seconds", "instant_key_seconds", "reason_min_contribution", "screening_prompt_seconds",
                         "screening_timeout_seconds", "lowered_priority_delay_seconds")
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -345,18 +355,26 @@ def _reason_text(code: str, pre: PreQueueFeatures, call: CallFeatures | None,
             return f"{span}: jam sepi panggilan iseng"
         case "first_time":
             return "Belum ada panggilan sebelumnya dari nomor ini"
-    assert call is not None, code
-    ivr, shape = call.ivr, call.shape
+    menu = pre.menu
     match code:
         case "no_input":
             return "Tidak menekan tombol apa pun di menu"
         case "invalid_keys":
-            return f"{ivr.invalid_keys} kali menekan tombol yang salah"
+            assert menu is not None
+            return f"{menu.invalid_keys} kali menekan tombol yang salah di menu"
+        case "prompt_key":
+            assert menu is not None and menu.first_key_seconds is not None
+            return ("Memilih dari menu setelah mendengarkan pilihan "
+                    f"({_duration(menu.first_key_seconds)})")
+        case "instant_key":
+            assert menu is not None and menu.first_key_seconds is not None
+            return (f"Menekan tombol {_duration(menu.first_key_seconds)} setelah tersambung, "
+                    "sebelum pilihan menu dibacakan")
+    assert call is not None, code
+    shape = call.shape
+    match code:
         case "hung_up_in_ivr":
             return "Menutup telepon sebelum tersambung ke operator"
-        case "prompt_key":
-            assert ivr.first_key_seconds is not None
-            return f"Langsung memilih menu ({_duration(ivr.first_key_seconds)})"
         case "hung_up_on_answer":
             assert shape.talk_seconds is not None
             return f"Menutup telepon {_duration(shape.talk_seconds)} setelah dijawab operator"
@@ -383,7 +401,8 @@ Values = list[tuple[str, float]]
 
 
 def pre_queue_values(pre: PreQueueFeatures, config: ScoreConfig) -> Values:
-    """The (weight name, feature value) pairs of the history and caller id; the pre-queue
+    """The (weight name, feature value) pairs of the history, the caller id and the caller's
+    keys in the menu (``pre.menu``, when known; a hang-up in the IVR is not read); the pre-queue
     log-odds are ``bias + hour_weights[hour] + sum(weight * value)``. The fit
     (``telephony.screening.calibrate``) reads the same values, so fit and score cannot drift."""
     values: Values = []
@@ -421,22 +440,28 @@ def pre_queue_values(pre: PreQueueFeatures, config: ScoreConfig) -> Values:
         values.append(("malformed", 1.0))
     elif kind is CallerIdKind.SIMLESS:
         values.append(("simless", 1.0))
+    menu = pre.menu
+    if menu is not None:
+        if menu.no_input:
+            values.append(("no_input", 1.0))
+        if menu.invalid_keys:
+            values.append(("invalid_keys", math.log1p(menu.invalid_keys)))
+        first = menu.first_key_seconds
+        if first is not None and first <= config.instant_key_seconds:
+            values.append(("instant_key", 1.0))
+        elif first is not None and first <= config.prompt_key_seconds and not menu.invalid_keys:
+            values.append(("prompt_key", 1.0))
     return values
 
 
 def call_values(call: CallFeatures, config: ScoreConfig) -> Values:
-    """The (weight name, feature value) pairs of the call's own behaviour; the post-call
-    log-odds add ``post_call_bias + sum(weight * value)`` to the pre-queue log-odds."""
+    """The (weight name, feature value) pairs of the call's own shape; the post-call log-odds
+    add ``post_call_bias + sum(weight * value)`` to the pre-queue log-odds (whose menu terms
+    are the call's keys, see :func:`post_call_score`)."""
     values: Values = []
     ivr, shape = call.ivr, call.shape
-    if ivr.no_input:
-        values.append(("no_input", 1.0))
-    if ivr.invalid_keys:
-        values.append(("invalid_keys", math.log1p(ivr.invalid_keys)))
     if ivr.hung_up_in_ivr:
         values.append(("hung_up_in_ivr", 1.0))
-    if ivr.first_key_seconds is not None and ivr.first_key_seconds <= config.prompt_key_seconds:
-        values.append(("prompt_key", 1.0))
     if shape.hung_up_on_answer:
         values.append(("hung_up_on_answer", 1.0))
     elif shape.talk_seconds is not None:
@@ -489,12 +514,14 @@ def _pre_terms(pre: PreQueueFeatures, config: ScoreConfig) -> dict[str, float]:
 
 
 def pre_queue_score(pre: PreQueueFeatures, config: ScoreConfig) -> Score:
-    """The score before queueing, from history, caller id and hour alone."""
+    """The score before queueing, from history, caller id, hour and the keys in the menu."""
     return _finish(config.bias, _pre_terms(pre, config), pre, None, config)
 
 
 def post_call_score(pre: PreQueueFeatures, call: CallFeatures, config: ScoreConfig) -> Score:
-    """The score after the call: the pre-queue features plus the call's own behaviour."""
+    """The score after the call: the pre-queue features, with the menu as the call used it
+    (``call.ivr``, whatever ``pre.menu`` holds), plus the call's own shape."""
+    pre = dataclasses.replace(pre, menu=call.ivr)
     terms = _pre_terms(pre, config)
     _terms(call_values(call, config), config, terms)
     return _finish(config.bias + config.post_call_bias, terms, pre, call, config)
