@@ -250,7 +250,7 @@ PRANK_CALL = CallFeatures(
     IvrBehaviour(menu_offered=True, invalid_keys=3, first_key_seconds=1.0),
     CallShape(duration_seconds=30.0, talk_seconds=12.0, caller_ended=True, silence_share=0.5))
 REAL_CALL = CallFeatures(
-    IvrBehaviour(menu_offered=True, first_key_seconds=2.0),
+    IvrBehaviour(menu_offered=True, first_key_seconds=6.0),
     CallShape(duration_seconds=200.0, talk_seconds=180.0, caller_ended=False, silence_share=0.3))
 ELDERLY_CALL = CallFeatures(
     IvrBehaviour(menu_offered=True, no_input=True),
@@ -271,12 +271,12 @@ def test_post_call_score_uses_the_calls_own_behaviour() -> None:
         "Belum ada panggilan sebelumnya dari nomor ini",
     ]
     assert "Berbicara 3 menit dengan operator" in texts(real)
-    assert "Langsung memilih menu (2 detik)" in texts(real)
+    assert "Memilih dari menu setelah mendengarkan pilihan (6 detik)" in texts(real)
 
 
 def test_post_call_prank_shape() -> None:
     prank = post_call_score(pre(), PRANK_CALL, CONFIG)
-    assert "3 kali menekan tombol yang salah" in texts(prank)
+    assert "3 kali menekan tombol yang salah di menu" in texts(prank)
     assert prank.value > pre_queue_score(pre(), CONFIG).value
     hangup = post_call_score(pre(), IVR_HANGUP, CONFIG)
     assert "Menutup telepon sebelum tersambung ke operator" in texts(hangup)
