@@ -459,7 +459,7 @@ def render(ev: Evaluation, timings: tuple[float, float] | None = None) -> str:
                 else "likely nuisance"
             auc_text = f"{auc:.3f}" if index == 0 else ""
             brier_text = f"{cal.brier:.4f}" if index == 0 else ""
-            lines.append(f"  {name:<27} >= {m.threshold:.2f} ({effect:<14})"
+            lines.append(f"  {name:<27} >= {m.threshold:<4g} ({effect:<14})"
                          f" {_pct(m.precision):>17} {_pct(m.recall):>8} {auc_text:>10}"
                          f" {brier_text:>7}")
     lines.append(f"  pre-queue ceiling (nuisance calls with an earlier call from the same "
@@ -483,7 +483,7 @@ def render(ev: Evaluation, timings: tuple[float, float] | None = None) -> str:
         lines.append(f"  {persona.value:<18} {summary.genuine_calls:>13} {summary.delayed:>8}"
                      f" {summary.mean_extra_seconds:>13.1f}")
     lines += ["", f"Against today's blocking rules (same corpus; score threshold "
-                  f"{config.lower_priority_threshold:.2f}):", *comparison_table(ev)]
+                  f"{config.lower_priority_threshold:g}):", *comparison_table(ev)]
     lines += ["", "Examples (pre-queue score and the reasons the operator sees):"]
     for title, item in _examples(ev.scored):
         lines.append(f"  {title}: {item.pre.value:.2f} -> {item.decision.effect.value}, "

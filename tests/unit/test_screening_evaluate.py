@@ -295,7 +295,7 @@ def test_cli_with_a_config_file_and_another_profile(
     assert main(["--callers", "300", "--profile", "purworejo", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "profile purworejo" in out
-    assert ">= 0.40 (lower priority)" in out
+    assert ">= 0.4  (lower priority)" in out
 
 
 def test_cli_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
