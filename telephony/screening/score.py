@@ -201,8 +201,9 @@ class ScoreConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ScoreConfigError(f"{name} must be > 0")
-        non_negative = ("prompt_key_seconds", "instant_key_seconds", "reason_min_contribution", "screening_prompt_seconds",
-                        "screening_timeout_seconds", "lowered_priority_delay_seconds")
+        non_negative = ("prompt_key_seconds", "instant_key_seconds", "reason_min_contribution",
+                        "screening_prompt_seconds", "screening_timeout_seconds",
+                        "lowered_priority_delay_seconds")
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ScoreConfigError(f"{name} must be >= 0")
