@@ -13,7 +13,8 @@ The channel collects the keys (the dialplan routine plays the prompts and listen
 decision is :func:`decide`, pure, replaying what the routine heard through the menu's rules.
 
 Prank screening (``telephony.screening``) only informs the route: the flow asks a
-:class:`Screener` for a verdict once it knows the category, and publishes the score, its
+:class:`Screener` for a verdict once it knows the route and how the caller used the keys (no key,
+wrong keys, the first key's time: part of the score), and publishes the score, its
 reasons, the queue priority and whether the screening prompt plays. The dialplan plays that
 prompt, so a caller who passes it needs nothing of ours; a screener that fails or is slow
 yields no verdict and the call queues as if unscored.
@@ -56,9 +57,10 @@ class ScreeningVerdict:
 class Screener(Protocol):
     """Prank screening as the flow sees it; one per call."""
 
-    async def verdict(self, category: str) -> ScreeningVerdict | None:
-        """The verdict for this call routed to ``category``; ``None`` when screening could
-        not run in time (the call then queues as if it had no score)."""
+    async def verdict(self, result: IvrResult) -> ScreeningVerdict | None:
+        """The verdict for this call as the IVR decided it (the route's category, the keys);
+        ``None`` when screening could not run in time (the call then queues as if it had no
+        score)."""
         ...
 
 
@@ -225,7 +227,7 @@ async def run_ivr(
                         len(trace.answers), len(decision.asked))
         result = IvrResult(decision.route, decision.outcome, decision.choice,
                            decision.first_key_ms, decision.invalid_keys)
-    verdict = await screener.verdict(result.route.category) if screener is not None else None
+    verdict = await screener.verdict(result) if screener is not None else None
     if verdict is not None:
         result = replace(result, screening=verdict)
     await publish(channel, result, menu)

@@ -3,12 +3,14 @@
 ``python -m telephony.screening.evaluate [--seed N] [--callers N] [--profile NAME]
 [--config FILE]`` generates a corpus (:mod:`telephony.screening.corpus`), replays it call by
 call as the line would have seen it (each call scored from the history and labels known when it
-rang), and prints:
+rang, and the keys it pressed in the menu before the verdict), and prints:
 
 - precision, recall, ROC AUC and Brier score of the pre-queue and post-call scores, with prank,
   silent and accidental calls as the positive class, at the configured thresholds, the
-  reliability curve of each, and the pre-queue ceiling (the share of nuisance calls whose
-  number called before: no score from history can catch the others before they are answered);
+  reliability curve of each, and the history's ceiling (the share of nuisance calls whose
+  number called before: the others have only their caller id, hour and keys before they are
+  answered), with those first calls split by what the menu saw of them
+  (:func:`first_calls`) beside the genuine first calls that did the same;
 - the share of genuine calls that the pre-queue decision would have delayed (lower priority or
   screening prompt) and the expected extra seconds, overall and for each hard case;
 - on the same corpus, a table of precision, recall and genuine callers delayed, screened and
@@ -93,7 +95,9 @@ def replay(calls: Iterable[CorpusCall], config: ScoreConfig) -> list[ScoredCall]
         history = FIRST_TIME
         if key is not None and key in past:
             history = summarise_history(past[key], labels[key], call.at)
-        features = PreQueueFeatures(call.line, call.caller, local_hour(call.at), history)
+        # The verdict is asked once the IVR has collected the keys: the menu is known.
+        features = PreQueueFeatures(call.line, call.caller, local_hour(call.at), history,
+                                    menu=call.features.ivr)
         pre = pre_queue_score(features, config)
         decision = decide(pre, call.line, call.category, config)
         # A caller who said and pressed nothing in the IVR waits out the screening timeout.
@@ -358,6 +362,8 @@ class Evaluation:
     pre_calibration: Calibration
     post_calibration: Calibration
     ceiling: float  # share of nuisance calls with an earlier call of the same identity
+    # Calls without history by what the menu saw: (slice, nuisance calls, genuine calls).
+    first: tuple[tuple[str, int, int], ...] = ()
 
 
 def evaluate(corpus: Corpus, config: ScoreConfig) -> Evaluation:
@@ -406,7 +412,48 @@ def evaluate(corpus: Corpus, config: ScoreConfig) -> Evaluation:
         pre_calibration=calibration(pre, positive),
         post_calibration=calibration(post, positive),
         ceiling=reachable / max(1, sum(positive)),
+        first=first_calls(scored, config),
     )
+
+
+FIRST_CALL_SLICES = (
+    "pressed nothing", "hung up in the menu (never queued)", "119 (no menu)",
+    "key during the greeting", "wrong keys", "chose after listening", "key after the options",
+)
+
+
+def _first_call_slice(call: CorpusCall, config: ScoreConfig) -> str:
+    ivr = call.features.ivr
+    first = ivr.first_key_seconds
+    if not ivr.menu_offered:
+        return FIRST_CALL_SLICES[2]
+    if ivr.hung_up_in_ivr:
+        return FIRST_CALL_SLICES[1]
+    if first is None:
+        return FIRST_CALL_SLICES[0]
+    if first <= config.instant_key_seconds:
+        return FIRST_CALL_SLICES[3]
+    if ivr.invalid_keys:
+        return FIRST_CALL_SLICES[4]
+    if first <= config.prompt_key_seconds:
+        return FIRST_CALL_SLICES[5]
+    return FIRST_CALL_SLICES[6]
+
+
+def first_calls(scored: Iterable[ScoredCall], config: ScoreConfig
+                ) -> tuple[tuple[str, int, int], ...]:
+    """Calls without history (first calls, withheld and malformed ids) split by what the menu
+    saw of them: (slice, nuisance calls, genuine calls). Only the caller id, the hour and these
+    keys can tell a first nuisance call before it is answered; a slice's nuisance share is the
+    best precision that catching the whole slice could have."""
+    counts = {name: [0, 0] for name in FIRST_CALL_SLICES}
+    for item in scored:
+        if not item.features.history.first_time:
+            continue
+        call = item.call
+        if call.nuisance or call.truth is Label.GENUINE:
+            counts[_first_call_slice(call, config)][0 if call.nuisance else 1] += 1
+    return tuple((name, n, g) for name, (n, g) in counts.items())
 
 
 def _pct(value: float | None) -> str:
@@ -450,18 +497,25 @@ def render(ev: Evaluation, timings: tuple[float, float] | None = None) -> str:
         "    ROC AUC   Brier",
     ]
     for name, auc, metrics, cal in (
-            ("pre-queue (history)", ev.pre_auc, ev.pre_metrics, ev.pre_calibration),
+            ("pre-queue (history + keys)", ev.pre_auc, ev.pre_metrics, ev.pre_calibration),
             ("post-call (history + call)", ev.post_auc, ev.post_metrics, ev.post_calibration)):
         for index, m in enumerate(metrics):
             effect = "screening" if index else "lower priority" if metrics is ev.pre_metrics \
                 else "likely nuisance"
             auc_text = f"{auc:.3f}" if index == 0 else ""
             brier_text = f"{cal.brier:.4f}" if index == 0 else ""
-            lines.append(f"  {name:<27} >= {m.threshold:.2f} ({effect:<14})"
+            lines.append(f"  {name:<27} >= {m.threshold:<5g} ({effect:<14})"
                          f" {_pct(m.precision):>17} {_pct(m.recall):>8} {auc_text:>10}"
                          f" {brier_text:>7}")
-    lines.append(f"  pre-queue ceiling (nuisance calls with an earlier call from the same "
+    lines.append(f"  history's ceiling (nuisance calls with an earlier call from the same "
                  f"identity): {_pct(ev.ceiling)}")
+    first_nuisance = sum(n for _, n, _ in ev.first)
+    lines += ["", f"Nuisance calls without history ({first_nuisance}) and genuine ones, by what "
+                  "the menu saw:"]
+    for name, nuisance, genuine in ev.first:
+        share = nuisance / (nuisance + genuine) if nuisance + genuine else None
+        lines.append(f"  {name:<36} nuisance {nuisance:>5}  genuine {genuine:>5}  "
+                     f"nuisance share {_pct(share):>6}")
     lines += ["", "Reliability (score bin: calls, mean score, observed nuisance share):"]
     for name, cal in (("pre-queue", ev.pre_calibration), ("post-call", ev.post_calibration)):
         lines.append(f"  {name}: " + "; ".join(
@@ -481,7 +535,7 @@ def render(ev: Evaluation, timings: tuple[float, float] | None = None) -> str:
         lines.append(f"  {persona.value:<18} {summary.genuine_calls:>13} {summary.delayed:>8}"
                      f" {summary.mean_extra_seconds:>13.1f}")
     lines += ["", f"Against today's blocking rules (same corpus; score threshold "
-                  f"{config.lower_priority_threshold:.2f}):", *comparison_table(ev)]
+                  f"{config.lower_priority_threshold:g}):", *comparison_table(ev)]
     lines += ["", "Examples (pre-queue score and the reasons the operator sees):"]
     for title, item in _examples(ev.scored):
         lines.append(f"  {title}: {item.pre.value:.2f} -> {item.decision.effect.value}, "

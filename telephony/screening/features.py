@@ -2,12 +2,14 @@
 
 Two groups of features, matching the two moments the score is computed:
 
-- before queueing, from what is known when the phone rings: the line, the caller id
-  (:class:`CallerId`), the local hour in Asia/Jakarta (:func:`local_hour`) and the caller's
+- before queueing, from what is known when the route is chosen: the line, the caller id
+  (:class:`CallerId`), the local hour in Asia/Jakarta (:func:`local_hour`), the caller's
   history (:class:`CallerHistory`, summarised from earlier calls and operator labels by
-  :func:`summarise_history`);
-- after the call, from the call itself: how the caller behaved in the IVR
-  (:class:`IvrBehaviour`) and the shape of the call (:class:`CallShape`).
+  :func:`summarise_history`), and how the caller used the IVR menu on this very call
+  (:class:`IvrBehaviour`: no key at all, wrong keys, a key before any option was announced),
+  which the IVR knows once it has collected the keys, before it asks for the verdict;
+- after the call, from the call itself: the shape of the call (:class:`CallShape`), and
+  whether the caller hung up in the IVR.
 
 Everything here is pure: the database and the IVR adapter build these records, the score reads
 them. The semantics of the history aggregates are defined once, here; a SQL version used for
@@ -370,6 +372,10 @@ class PreQueueFeatures:
     caller: CallerId
     hour: int  # local hour in Asia/Jakarta, see :func:`local_hour`
     history: CallerHistory = FIRST_TIME
+    # How the caller used the menu up to the route (the IVR asks for the verdict after
+    # collecting the keys); ``None`` when not known. The pre-queue score reads its keys only:
+    # a caller who hung up in the IVR is never queued, so that is a post-call fact.
+    menu: IvrBehaviour | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.hour <= 23:

@@ -1,9 +1,11 @@
-"""Prank screening inside the IVR: scored from history while the greeting plays, never in the
-caller's way.
+"""Prank screening inside the IVR: the history read while the greeting plays, the score taken
+with the caller's keys, never in the caller's way.
 
 The history query starts the moment the IVR takes the call, so it runs while the caller hears
-the greeting and the menu. When the flow has chosen a route it asks for the verdict and waits at
-most ``timeout`` more; a score that is late, or fails for any reason (database down, a bug), is
+the greeting and the menu. When the flow has chosen a route it asks for the verdict with what
+the caller did in the menu (no key, wrong keys, a key before any option was announced) and
+waits at most ``timeout`` more for the history; the score itself is pure and takes
+microseconds. A history that is late, or a failure for any reason (database down, a bug), is
 logged in one line and the call queues as if it had no score. Screening informs, it never
 blocks: that is the whole contract of :meth:`PreQueueScreener.verdict`.
 """
@@ -12,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ivr.flow import ScreeningVerdict
-from telephony.screening.score import Effect, Score, ScoreConfig, decide
+from ivr.flow import IvrResult, Outcome, ScreeningVerdict
+from telephony.screening.features import IvrBehaviour, PreQueueFeatures
+from telephony.screening.score import Effect, ScoreConfig, decide, pre_queue_score
 
 log = logging.getLogger("telephony.screening")
 
@@ -28,9 +32,28 @@ class PreQueueScoring(Protocol):
         """The current weights, thresholds and priorities."""
         ...
 
-    async def pre_queue(self, line: str, caller_number: str, now: datetime) -> Score:
-        """The pre-queue score of a caller on ``line`` at ``now``."""
+    async def pre_queue_features(self, line: str, caller_number: str,
+                                 now: datetime) -> PreQueueFeatures:
+        """What is known of a caller on ``line`` at ``now`` before the menu: history, caller
+        id, hour."""
         ...
+
+
+def menu_behaviour(result: IvrResult) -> IvrBehaviour:
+    """How the caller used the menu, as the IVR decided the route (the score's terms).
+
+    The same rule as ``telephony.screening.service.call_features`` applies to the stored call,
+    so the post-call score reads the keys as the verdict did.
+    """
+    if result.outcome is Outcome.DIRECT:
+        return IvrBehaviour(menu_offered=False)
+    pressed = result.first_key_ms is not None
+    return IvrBehaviour(
+        menu_offered=True,
+        no_input=result.outcome is Outcome.NO_INPUT and not pressed,
+        invalid_keys=result.invalid_keys if pressed else 0,
+        first_key_seconds=None if result.first_key_ms is None else result.first_key_ms / 1000,
+    )
 
 
 class PreQueueScreener:
@@ -49,14 +72,17 @@ class PreQueueScreener:
         self._timeout = timeout
         self._call_id = call_id
         self._score = asyncio.create_task(
-            scoring.pre_queue(line, caller_number, datetime.now(UTC)), name="pre-queue-score")
+            scoring.pre_queue_features(line, caller_number, datetime.now(UTC)),
+            name="pre-queue-history")
 
-    async def verdict(self, category: str) -> ScreeningVerdict | None:
-        """The verdict for this call routed to ``category``, or ``None`` (fail open)."""
+    async def verdict(self, result: IvrResult) -> ScreeningVerdict | None:
+        """The verdict for this call as the IVR decided it, or ``None`` (fail open)."""
         try:
             async with asyncio.timeout(self._timeout):
-                score = await asyncio.shield(self._score)
-            decision = decide(score, self._line, category, self._scoring.config())
+                features = await asyncio.shield(self._score)
+            config = self._scoring.config()
+            score = pre_queue_score(replace(features, menu=menu_behaviour(result)), config)
+            decision = decide(score, self._line, result.route.category, config)
         except TimeoutError:
             log.warning("call %s: prank score not ready within %.0f ms, queued unscored",
                         self._call_id, self._timeout * 1000)

@@ -1,9 +1,10 @@
 """The screening service: the I/O around the pure score.
 
-- :meth:`ScreeningService.pre_queue` is what the IVR calls while the greeting plays: the
-  caller's history from PostgreSQL, then :func:`pre_queue_score`. It raises
-  :class:`ScreeningUnavailable` when the database fails; the IVR bounds the wait and routes the
-  call unscored (``telephony.screening.ivr``).
+- :meth:`ScreeningService.pre_queue_features` is what the IVR calls while the greeting plays:
+  the caller's history from PostgreSQL; the IVR scores it with the caller's keys
+  (:func:`pre_queue_score`) once the route is chosen. It raises :class:`ScreeningUnavailable`
+  when the database fails; the IVR bounds the wait and routes the call unscored
+  (``telephony.screening.ivr``). :meth:`ScreeningService.pre_queue` does both at once.
 - :meth:`ScreeningService.run_upkeep` scores each call again once it has ended, with its own
   features (and its recording's silence share when that arrives), and keeps whether it looked
   silent: that is what the caller's next call sees in its history.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -168,8 +170,10 @@ class ScreeningService:
         return PreQueueFeatures(line, parse_caller_id(caller_number),
                                 local_hour(now, self._timezone), history)
 
-    async def pre_queue(self, line: str, caller_number: str, now: datetime) -> Score:
-        """The score of a caller on ``line`` at ``now``, from history, caller id and hour.
+    async def pre_queue_features(self, line: str, caller_number: str,
+                                 now: datetime) -> PreQueueFeatures:
+        """What is known of a caller on ``line`` at ``now`` before the menu: history, caller id
+        and hour.
 
         Raises :class:`ScreeningUnavailable` when the history cannot be read; a caller without
         a usable number needs no database at all.
@@ -182,8 +186,14 @@ class ScreeningService:
                     lambda connection: self._history(connection, key, now))
             except (DatabaseUnavailable, asyncpg.PostgresError) as exc:
                 raise ScreeningUnavailable(f"caller history unavailable: {exc}") from exc
-        return pre_queue_score(self._pre_features(line, caller_number, now, history),
-                               self.config())
+        return self._pre_features(line, caller_number, now, history)
+
+    async def pre_queue(self, line: str, caller_number: str, now: datetime,
+                        menu: IvrBehaviour | None = None) -> Score:
+        """The pre-queue score of a caller on ``line`` at ``now`` who used the menu as ``menu``
+        (``None``: not known): :meth:`pre_queue_features`, then :func:`pre_queue_score`."""
+        features = await self.pre_queue_features(line, caller_number, now)
+        return pre_queue_score(replace(features, menu=menu), self.config())
 
     async def label(self, call_id: str, label: str, actor: str, note: str = "") -> StoredLabel:
         """Label a call (genuine, prank, silent, accidental, test) as ``actor``; labelling it

@@ -23,12 +23,13 @@ from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.screening.features import (
     DEFAULT_LOOKBACK,
+    IvrBehaviour,
     Label,
     LabelEvent,
     PastCall,
     summarise_history,
 )
-from telephony.screening.score import ScoreConfig
+from telephony.screening.score import ScoreConfig, pre_queue_score
 from telephony.screening.service import (
     ScreeningService,
     ScreeningUnavailable,
@@ -265,6 +266,24 @@ async def test_first_time_caller(
     score = await service.pre_queue("112", "081234567890", T0 + timedelta(seconds=1))
     assert score.value < service.config().lower_priority_threshold
     assert [r.code for r in score.reasons][-1] == "first_time"
+
+
+async def test_the_history_is_read_before_the_keys_and_scored_with_them(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """The IVR reads the history while the menu plays and scores it once the keys are in."""
+    calls = CallRepository(CALENDAR)
+    await calls.apply(connection, call_facts("m.1", "081266660000", at=T0, skill=None))
+    now = T0 + timedelta(minutes=10)
+    features = await service.pre_queue_features("112", "081266660000", now)
+    assert (features.history.calls_last_hour, features.menu) == (1, None)
+    nothing = IvrBehaviour(menu_offered=True, no_input=True)
+    listened = IvrBehaviour(menu_offered=True, first_key_seconds=6.0)
+    config = service.config()
+    scored = await service.pre_queue("112", "081266660000", now, nothing)
+    assert scored == pre_queue_score(replace(features, menu=nothing), config)
+    assert (pre_queue_score(replace(features, menu=listened), config).value
+            < (await service.pre_queue("112", "081266660000", now)).value < scored.value)
 
 
 async def test_withheld_number_needs_no_database(settings: Settings) -> None:

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import pytest
 
 from ivr.channel import CallerHungUp, ChannelError
-from ivr.flow import Outcome, ScreeningVerdict, decide, run_ivr
+from ivr.flow import IvrResult, Outcome, ScreeningVerdict, decide, run_ivr
 from ivr.keys import Answer, KeyProgram, KeyTrace
 from ivr.menu import load_menu
 
@@ -139,10 +139,14 @@ async def test_a_routine_stopped_by_an_error_fails_open_with_nothing_set() -> No
 class FixedScreener:
     def __init__(self, verdict: ScreeningVerdict | None) -> None:
         self.verdict_to_give = verdict
-        self.categories: list[str] = []
+        self.asked: list[IvrResult] = []
 
-    async def verdict(self, category: str) -> ScreeningVerdict | None:
-        self.categories.append(category)
+    @property
+    def categories(self) -> list[str]:
+        return [result.route.category for result in self.asked]
+
+    async def verdict(self, result: IvrResult) -> ScreeningVerdict | None:
+        self.asked.append(result)
         return self.verdict_to_give
 
 
@@ -197,6 +201,16 @@ async def test_119_is_screened_as_an_emergency() -> None:
     screener = FixedScreener(None)
     await run_ivr(ScriptedChannel([]), MENU, "119", screener)
     assert screener.categories == ["emergency"]
+    assert screener.asked[0].outcome is Outcome.DIRECT
+
+
+async def test_verdict_is_asked_with_the_keys_the_caller_pressed() -> None:
+    # The screening score reads the keys: a wrong 7 then 1 and 2, and a caller who pressed none.
+    screener = FixedScreener(None)
+    await run_ivr(ScriptedChannel(["7", "1", "2"]), MENU, "112", screener)
+    await run_ivr(ScriptedChannel([None]), MENU, "112", screener)
+    keys = [(r.outcome, r.first_key_ms, r.invalid_keys) for r in screener.asked]
+    assert keys == [(Outcome.CHOSEN, 1000, 1), (Outcome.NO_INPUT, None, 0)]
 
 
 def test_decide_replays_type_ahead_keys_as_the_caller_meant_them() -> None:

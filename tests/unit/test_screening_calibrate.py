@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 
 from telephony.screening.calibrate import (
+    HOURS,
+    Example,
     brier_score,
     config_document,
+    fit_config,
     fit_logistic,
     main,
+    pick_threshold,
     reliability_curve,
 )
 from telephony.screening.corpus import HELD_OUT_SEED
@@ -51,6 +55,37 @@ def test_a_weight_the_data_want_on_the_wrong_side_is_pinned_at_zero() -> None:
     assert fit.weights["b"] == 0.0
     assert fit.pinned == ("b",)
     assert fit.weights["a"] > 0
+
+
+def test_a_free_weight_takes_either_sign() -> None:
+    rows, truth = synthetic(3000, {"a": 1.0, "b": -1.5}, 0.0)
+    fit = fit_logistic(rows, truth, ["a", "b"], l2=0.01, free=["b"])
+    assert fit.weights["b"] == pytest.approx(-1.5, abs=0.25)
+    assert fit.pinned == ()
+
+
+def test_the_fit_learns_the_hour_weights_either_way() -> None:
+    # Nuisance calls at 15:00, genuine ones at 03:00, either at 10:00.
+    rng = random.Random(3)
+    data = [Example({}, {}, hour, rng.random() < rate)
+            for hour, rate in ((3, 0.1), (10, 0.4), (15, 0.7)) for _ in range(2000)]
+    fitted = fit_config(data, ScoreConfig(), l2=1.0)
+    weights = fitted.hour_weights
+    assert weights[3] < weights[10] < weights[15]
+    assert weights[3] < 0 < weights[15]
+    logit = fitted.bias + weights[15]
+    assert 1 / (1 + math.exp(-logit)) == pytest.approx(0.7, abs=0.03)
+    assert len(HOURS) == 24 and weights[0] == pytest.approx(0.0, abs=1e-3)  # no calls: 0
+
+
+def test_pick_threshold_wants_the_precision_on_every_corpus() -> None:
+    one = [(0.9, True), (0.8, True), (0.6, False), (0.5, True)]
+    two = [(0.9, True), (0.7, False), (0.55, True)]
+    grid = (0.5, 0.6, 0.7, 0.8)
+    assert pick_threshold([one], 0.75, grid) == 0.5  # 3 of 4
+    assert pick_threshold([one], 0.8, grid) == 0.7  # 2 of 2 above 0.6
+    assert pick_threshold([one, two], 0.8, grid) == 0.8  # two needs it above 0.7
+    assert pick_threshold([one, two], 1.01, grid) == 0.8  # none does: the safe side
 
 
 def test_offsets_shift_the_intercept_not_the_weights() -> None:

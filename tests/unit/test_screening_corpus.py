@@ -2,6 +2,7 @@
 
 import itertools
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,9 @@ from telephony.screening.corpus import (
     CHILD_HOURS,
     DEFAULT_CALLERS,
     DEFAULT_SEED,
+    GREETING_SECONDS,
     HARD_CASES,
+    OPTION_SECONDS,
     PURWOREJO,
     SEMARANG,
     Corpus,
@@ -210,3 +213,52 @@ def test_calls_of_one_caller_never_overlap(corpus: Corpus) -> None:
         previous = last_end.get(key)
         assert previous is None or call.at >= previous.ended_at
         last_end[key] = call
+
+
+# -- the keys in the menu, per class ------------------------------------------------------------
+
+
+def menu_calls(corpus: Corpus, *truths: Label) -> list[CorpusCall]:
+    """Calls of these classes that heard the 112 menu and stayed to the route."""
+    return [c for c in corpus.calls if c.truth in truths and c.line == "112"
+            and not c.features.ivr.hung_up_in_ivr]
+
+
+def share(calls: list[CorpusCall], test: Callable[[CorpusCall], bool]) -> float:
+    return sum(test(c) for c in calls) / len(calls)
+
+
+def no_key(call: CorpusCall) -> bool:
+    return call.features.ivr.no_input
+
+
+def in_greeting(call: CorpusCall) -> bool:
+    first = call.features.ivr.first_key_seconds
+    return first is not None and first < GREETING_SECONDS
+
+
+def test_genuine_callers_press_nothing_too(corpus: Corpus) -> None:
+    # "No key" cannot stand for "nuisance": the elderly and about a tenth of the others.
+    genuine = menu_calls(corpus, Label.GENUINE)
+    assert 0.10 <= share(genuine, no_key) <= 0.18
+    nuisance = menu_calls(corpus, Label.PRANK, Label.SILENT, Label.ACCIDENTAL)
+    assert share(nuisance, no_key) > 2 * share(genuine, no_key)
+
+
+def test_keys_are_timed_against_the_menu(corpus: Corpus) -> None:
+    # A genuine caller presses during the greeting (knowing the menu) or after hearing an
+    # option: never between the two, nothing can be chosen there.
+    first_option = GREETING_SECONDS + OPTION_SECONDS
+    for call in menu_calls(corpus, Label.GENUINE, Label.TEST):
+        first = call.features.ivr.first_key_seconds
+        assert first is None or first < GREETING_SECONDS or first > first_option, call.call_id
+    # Pranksters often press at once; genuine callers rarely do: 3% on a first call, 40% on a
+    # follow-up or a callback about the same fire (they know the menu by then).
+    genuine = menu_calls(corpus, Label.GENUINE)
+    pranks = menu_calls(corpus, Label.PRANK)
+    assert share(genuine, in_greeting) < 0.12
+    assert 0.2 <= share(pranks, in_greeting) <= 0.4
+    # Pocket keys come at any moment: some silent calls press, wrong keys or not.
+    silent = [c for c in menu_calls(corpus, Label.SILENT) if c.features.ivr.pressed_a_key]
+    assert silent and any(c.features.ivr.invalid_keys == 0 for c in silent)
+    assert 0.05 <= share(menu_calls(corpus, Label.SILENT), lambda c: c in silent) <= 0.3

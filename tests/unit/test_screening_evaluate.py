@@ -22,12 +22,14 @@ from telephony.screening.corpus import (
     generate_corpus,
 )
 from telephony.screening.evaluate import (
+    FIRST_CALL_SLICES,
     Evaluation,
     blocked_24h_after_label,
     blocked_after_three_pranks,
     delay_summary,
     evaluate,
     main,
+    render,
     replay,
     roc_auc,
     rule_outcome,
@@ -130,6 +132,8 @@ def test_replay_sees_only_what_was_known_when_the_call_rang() -> None:
     assert scored["c"].features.history.calls == 2
     assert scored["w"].features.history is FIRST_TIME
     assert scored["a"].features.hour == 9
+    # The verdict is taken once the keys are in: the menu as the caller used it.
+    assert scored["a"].features.menu == scored["a"].call.features.ivr
 
 
 def test_genuine_call_after_silent_burst_is_screened_and_counted_as_delayed() -> None:
@@ -148,8 +152,11 @@ def test_genuine_call_after_silent_burst_is_screened_and_counted_as_delayed() ->
     assert summary.share == 1.0
     assert summary.mean_extra_seconds == pytest.approx(21.0)
     assert summary.max_extra_seconds == pytest.approx(21.0)
-    # The silent calls themselves: the fourth already had its priority lowered.
-    assert scored[3].decision.effect is Effect.LOWER_PRIORITY
+    # The silent calls themselves: the third, pressing nothing again, is lowered, the fourth
+    # screened; the first, with no history, only carries its own silence in the menu.
+    effects = [s.decision.effect for s in scored[:4]]
+    assert effects == [Effect.NONE, Effect.NONE, Effect.LOWER_PRIORITY, Effect.SCREENING_PROMPT]
+    assert [r.code for r in scored[0].pre.reasons] == ["no_input", "first_time"]
     assert delay_summary(scored[:4]).genuine_calls == 0
     assert delay_summary([]).share == 0.0
 
@@ -211,11 +218,13 @@ def evaluation() -> Evaluation:
 
 def test_shipped_weights_meet_the_targets_on_the_held_out_seed(evaluation: Evaluation) -> None:
     pre, post, day_rule, three_rule = evaluation.comparison
-    # Before the queue: precision >= 0.97. Recall: the issue asks 0.75, but only the nuisance
-    # calls whose number called before can be caught before the queue (72% on this corpus: a
-    # quarter of nuisance calls are one-offs); the score must reach 88% of that ceiling.
+    # Before the queue: precision >= 0.97. Recall: the issue asks 0.75, not met (README): the
+    # history reaches only the nuisance calls whose number called before (73% on this corpus),
+    # and the keys in the menu tell a first-time nuisance call from a genuine one too weakly
+    # to add more than a point or two at this precision. The score reaches 95% of the history's
+    # ceiling, and 0.70 of all nuisance calls.
     assert pre.precision is not None and pre.precision >= 0.97
-    assert pre.caught_share >= 0.88 * evaluation.ceiling
+    assert pre.caught_share >= max(0.70, 0.95 * evaluation.ceiling)
     assert evaluation.ceiling < 0.75
     # After the call: recall >= 0.90 at precision >= 0.97.
     assert post.precision is not None and post.precision >= 0.97
@@ -239,11 +248,23 @@ def test_no_decision_blocks_and_emergencies_keep_the_floor(evaluation: Evaluatio
         assert item.decision.effect in set(Effect)
         if item.call.category == "emergency" or item.call.line == "119":
             assert item.decision.priority >= SHIPPED.priority_floor
-    # The hard cases that are not family phones are almost never delayed, never screened.
-    for persona in (Persona.CALLBACK, Persona.CHRONIC, Persona.ELDERLY, Persona.SIMLESS_GENUINE):
+    # The hard cases that are not family phones are rarely delayed, and screened only after an
+    # operator labelled one of the caller's earlier calls wrongly (label noise). A first call
+    # from a SIM-less phone has no history, so its caller id, hour and keys decide alone: a
+    # wrong key in the afternoon lowers it (1 in 10 here, never below the floor).
+    hard = (Persona.CALLBACK, Persona.CHRONIC, Persona.ELDERLY, Persona.SIMLESS_GENUINE)
+    for persona in hard:
         summary = evaluation.hard_cases[persona]
-        assert summary.screened == 0, persona
-        assert summary.delayed <= 0.05 * summary.genuine_calls, persona
+        share = 0.10 if persona is Persona.SIMLESS_GENUINE else 0.05
+        assert summary.delayed <= share * summary.genuine_calls, persona
+    mislabelled: dict[str, datetime] = {}  # caller: when an earlier call was first mislabelled
+    for item in evaluation.scored:
+        call, key = item.call, item.call.caller.key
+        if (call.persona in hard and item.decision.effect is Effect.SCREENING_PROMPT):
+            assert key in mislabelled and mislabelled[key] < call.at, call.call_id
+        wrong = [e.at for e in call.labels if e.label is not call.truth]
+        if key is not None and wrong:
+            mislabelled.setdefault(key, min(wrong))
 
 
 def test_every_reason_shown_is_a_bahasa_indonesia_sentence(evaluation: Evaluation) -> None:
@@ -276,7 +297,7 @@ def test_cli_with_a_config_file_and_another_profile(
     assert main(["--callers", "300", "--profile", "purworejo", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "profile purworejo" in out
-    assert ">= 0.40 (lower priority)" in out
+    assert ">= 0.4   (lower priority)" in out
 
 
 def test_cli_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -285,3 +306,18 @@ def test_cli_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["--callers", "300", "--config", str(path)]) == 2
     assert "speaks for the caller" in capsys.readouterr().err
     assert main(["--callers", "3"]) == 2
+
+
+def test_first_calls_split_by_what_the_menu_saw(evaluation: Evaluation) -> None:
+    slices = {name: (n, g) for name, n, g in evaluation.first}
+    assert list(slices) == list(FIRST_CALL_SLICES)
+    nuisance_first = sum(n for n, _ in slices.values())
+    # Every nuisance call without history is in one slice: the complement of the ceiling
+    # (withheld and malformed ids count as first calls every time).
+    assert nuisance_first == round((1 - evaluation.ceiling) * evaluation.comparison[0]
+                                   .nuisance_calls)
+    # No slice a verdict could act on is anywhere near the precision the issue asks.
+    for name, (nuisance, genuine) in slices.items():
+        if name != "hung up in the menu (never queued)":
+            assert nuisance / (nuisance + genuine) < 0.9, name
+    assert "Nuisance calls without history" in render(evaluation)

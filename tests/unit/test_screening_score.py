@@ -30,6 +30,7 @@ from telephony.screening.score import (
     load_score_config,
     post_call_score,
     pre_queue_score,
+    pre_queue_values,
 )
 from tests.support.screening import HAND_SET
 
@@ -250,7 +251,7 @@ PRANK_CALL = CallFeatures(
     IvrBehaviour(menu_offered=True, invalid_keys=3, first_key_seconds=1.0),
     CallShape(duration_seconds=30.0, talk_seconds=12.0, caller_ended=True, silence_share=0.5))
 REAL_CALL = CallFeatures(
-    IvrBehaviour(menu_offered=True, first_key_seconds=2.0),
+    IvrBehaviour(menu_offered=True, first_key_seconds=6.0),
     CallShape(duration_seconds=200.0, talk_seconds=180.0, caller_ended=False, silence_share=0.3))
 ELDERLY_CALL = CallFeatures(
     IvrBehaviour(menu_offered=True, no_input=True),
@@ -271,12 +272,12 @@ def test_post_call_score_uses_the_calls_own_behaviour() -> None:
         "Belum ada panggilan sebelumnya dari nomor ini",
     ]
     assert "Berbicara 3 menit dengan operator" in texts(real)
-    assert "Langsung memilih menu (2 detik)" in texts(real)
+    assert "Memilih dari menu setelah mendengarkan pilihan (6 detik)" in texts(real)
 
 
 def test_post_call_prank_shape() -> None:
     prank = post_call_score(pre(), PRANK_CALL, CONFIG)
-    assert "3 kali menekan tombol yang salah" in texts(prank)
+    assert "3 kali menekan tombol yang salah di menu" in texts(prank)
     assert prank.value > pre_queue_score(pre(), CONFIG).value
     hangup = post_call_score(pre(), IVR_HANGUP, CONFIG)
     assert "Menutup telepon sebelum tersambung ke operator" in texts(hangup)
@@ -429,3 +430,74 @@ def test_default_weights_have_the_documented_signs() -> None:
         value = getattr(weights, f.name)
         assert (value <= 0) if f.name in LOWERING_WEIGHTS else (value >= 0), f.name
     assert len(DEFAULT_HOUR_WEIGHTS) == 24
+
+
+# -- the keys in the menu, before the queue -----------------------------------------------------
+
+
+MENU_CONFIG = dataclasses.replace(HAND_SET, weights=dataclasses.replace(
+    HAND_SET.weights, no_input=1.0, invalid_keys=0.8, prompt_key=-2.0, instant_key=0.5))
+
+
+def keyed(menu: IvrBehaviour | None) -> PreQueueFeatures:
+    return dataclasses.replace(pre(), menu=menu)
+
+
+def test_the_keys_in_the_menu_count_before_the_queue() -> None:
+    def value(menu: IvrBehaviour | None) -> float:
+        return pre_queue_score(keyed(menu), MENU_CONFIG).value
+
+    unknown = value(None)
+    listened = value(IvrBehaviour(menu_offered=True, first_key_seconds=6.0))
+    nothing = value(IvrBehaviour(menu_offered=True, no_input=True))
+    greeting = value(IvrBehaviour(menu_offered=True, first_key_seconds=1.0))
+    mashed = value(IvrBehaviour(menu_offered=True, invalid_keys=2, first_key_seconds=1.0))
+    assert listened < unknown < nothing < mashed
+    assert unknown < greeting < mashed
+    # 119 has no menu: nothing to read.
+    assert value(IvrBehaviour(menu_offered=False)) == unknown
+
+
+@pytest.mark.parametrize(("menu", "code", "text"), [
+    (IvrBehaviour(menu_offered=True, no_input=True), "no_input",
+     "Tidak menekan tombol apa pun di menu"),
+    (IvrBehaviour(menu_offered=True, invalid_keys=2, first_key_seconds=7.0), "invalid_keys",
+     "2 kali menekan tombol yang salah di menu"),
+    (IvrBehaviour(menu_offered=True, first_key_seconds=1.2), "instant_key",
+     "Menekan tombol 1 detik setelah tersambung, sebelum pilihan menu dibacakan"),
+    (IvrBehaviour(menu_offered=True, first_key_seconds=6.4), "prompt_key",
+     "Memilih dari menu setelah mendengarkan pilihan (6 detik)"),
+])
+def test_each_key_term_has_its_reason(menu: IvrBehaviour, code: str, text: str) -> None:
+    score = pre_queue_score(keyed(menu), MENU_CONFIG)
+    assert (code, text) in [(r.code, r.text) for r in score.reasons]
+
+
+@pytest.mark.parametrize(("first", "invalid", "codes_expected"), [
+    (2.5, 0, ["instant_key"]),  # at instant_key_seconds: during the greeting
+    (2.6, 0, ["prompt_key"]),  # after it, within prompt_key_seconds: a choice
+    (15.0, 0, ["prompt_key"]),
+    (15.1, 0, []),  # after the options and more: neither
+    (6.0, 1, ["invalid_keys"]),  # a wrong key first is not a choice from the menu
+    (1.0, 1, ["invalid_keys", "instant_key"]),
+])
+def test_key_timing_windows(first: float, invalid: int, codes_expected: list[str]) -> None:
+    config = dataclasses.replace(MENU_CONFIG, instant_key_seconds=2.5, prompt_key_seconds=15.0)
+    menu = IvrBehaviour(menu_offered=True, invalid_keys=invalid, first_key_seconds=first)
+    found = [name for name, _ in pre_queue_values(keyed(menu), config)]
+    assert found == codes_expected
+
+
+def test_a_hang_up_in_the_menu_is_not_read_before_the_queue() -> None:
+    left = IvrBehaviour(menu_offered=True, hung_up_in_ivr=True, first_key_seconds=1.0)
+    stayed = IvrBehaviour(menu_offered=True, first_key_seconds=1.0)
+    assert pre_queue_values(keyed(left), MENU_CONFIG) == pre_queue_values(keyed(stayed),
+                                                                          MENU_CONFIG)
+
+
+def test_the_post_call_score_reads_the_calls_own_keys() -> None:
+    # Whatever the pre-queue features hold, the call's IVR behaviour is what happened.
+    wrong = keyed(IvrBehaviour(menu_offered=True, no_input=True))
+    assert post_call_score(wrong, REAL_CALL, MENU_CONFIG) == post_call_score(
+        pre(), REAL_CALL, MENU_CONFIG)
+    assert "prompt_key" in codes(post_call_score(pre(), REAL_CALL, MENU_CONFIG))

@@ -1,6 +1,7 @@
 """The shipped (fitted) screening weights on the cases issue 14 found missed: the second call,
 the pocket dial, the family phone, short pranks and first-time silence."""
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -159,3 +160,37 @@ def test_an_unlabelled_talking_prank_the_line_suspected_lowers_the_next_call() -
     plain = PreQueueFeatures("112", parse_caller_id(NUMBER), NOW.hour,
                              summarise_history([unsuspected], [], NOW))
     assert pre_queue_score(plain, SHIPPED).value < SHIPPED.lower_priority_threshold
+
+
+# -- the keys in the menu, with the shipped weights ---------------------------------------------
+
+NO_KEY = IvrBehaviour(menu_offered=True, no_input=True)
+LISTENED = IvrBehaviour(menu_offered=True, first_key_seconds=6.0)
+MASHED = IvrBehaviour(menu_offered=True, invalid_keys=2, first_key_seconds=1.0)
+
+
+def at_hour(pre: PreQueueFeatures, hour: int, menu: IvrBehaviour | None) -> PreQueueFeatures:
+    return dataclasses.replace(pre, hour=hour, menu=menu)
+
+
+def test_a_first_time_caller_who_presses_nothing_is_never_lowered_for_it() -> None:
+    # About one genuine caller in eight presses nothing: silence alone is not enough, at any
+    # hour; nor is a caller who listened and chose, whatever the caller id.
+    for hour in range(24):
+        assert pre_value(at_hour(features([]), hour, NO_KEY)) < SHIPPED.lower_priority_threshold
+        for caller in (NUMBER, "anonymous", "IMEI352099001761481"):
+            assert pre_value(at_hour(features([], caller=caller), hour, LISTENED)) < 0.2
+
+
+def test_one_earlier_silent_call_lowers_but_never_screens_whatever_the_keys() -> None:
+    for hour in range(24):
+        for menu in (NO_KEY, LISTENED, MASHED):
+            for age in (timedelta(minutes=5), timedelta(minutes=50)):
+                pre = at_hour(features([("c1", age, True)]), hour, menu)
+                assert pre_value(pre) < SHIPPED.screening_threshold, (hour, menu, age)
+    # Two silent calls in the hour, and no key again: the prompt. Had the caller listened to
+    # the menu and chosen, only the priority is lowered.
+    two = features([("c1", timedelta(minutes=30), True), ("c2", timedelta(minutes=10), True)])
+    assert pre_value(at_hour(two, 10, NO_KEY)) >= SHIPPED.screening_threshold
+    listened = pre_value(at_hour(two, 10, LISTENED))
+    assert SHIPPED.lower_priority_threshold <= listened < SHIPPED.screening_threshold
