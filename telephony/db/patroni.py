@@ -45,6 +45,8 @@ from telephony.settings import Settings
 SUPERUSER_PASSWORD: Final = "patroni_superuser_password"  # noqa: S105 - a file name
 REPLICATION_PASSWORD: Final = "patroni_replication_password"  # noqa: S105 - a file name
 REPLICATION_USER: Final = "replicator"
+REWIND_PASSWORD: Final = "patroni_rewind_password"  # noqa: S105 - a file name
+REWIND_USER: Final = "rewinder"  # created by Patroni at bootstrap with pg_rewind's grants
 
 
 class PatroniConfigError(SiagaError, ValueError):
@@ -114,6 +116,7 @@ def patroni_config(settings: Settings, node: PatroniNode, *,
             "dcs": dcs_settings(settings),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"},
                        {"auth": "scram-sha-256"}],
+            "pg_hba": hba,
         },
         "postgresql": {
             "listen": f"{node.host}:{node.pg_port}",
@@ -126,6 +129,8 @@ def patroni_config(settings: Settings, node: PatroniNode, *,
                               "password": read_or_create(secrets_dir, SUPERUSER_PASSWORD)},
                 "replication": {"username": REPLICATION_USER,
                                 "password": read_or_create(secrets_dir, REPLICATION_PASSWORD)},
+                "rewind": {"username": REWIND_USER,
+                           "password": read_or_create(secrets_dir, REWIND_PASSWORD)},
             },
             # Patroni talks to its PostgreSQL over TCP at the listen address; the socket
             # directory is the node's own (not /var/run/postgresql, which a Debian cluster
