@@ -15,7 +15,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
-from telephony.db.connection import Database, connect_postgres
+from telephony.db.connection import Database, DatabaseUnavailable, connect_postgres
 from telephony.settings import Settings
 
 
@@ -74,5 +74,24 @@ async def test_the_line_pool_writes_through_a_silent_first_node(
                                 db_connect_timeout=1.0))
     try:
         await database.ping()
+    finally:
+        await database.close()
+
+
+async def test_no_node_taking_writes_is_an_outage_not_a_crash(
+        settings: Settings, database_dsn: str, database_owner_dsn: str) -> None:
+    """During a switchover every node may be read-only for a moment: asyncpg then raises
+    "no host matches read-write", which the line must spool through like any outage."""
+    name = database_dsn.rsplit("/", 1)[1]
+    owner = await asyncpg.connect(database_owner_dsn)
+    try:
+        await owner.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    finally:
+        await owner.close()
+    database = Database(replace(settings, database_dsn=f"{database_dsn}"
+                                "?target_session_attrs=read-write"))
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await database.ping()
     finally:
         await database.close()
