@@ -10,7 +10,10 @@ killed (telephony/lab/failover.py):
 - ``postgres``: kill -9 of the primary's postmaster; its Patroni lives and fails over at once
   (``primary_start_timeout`` 0);
 - ``node``: kill -9 of the primary's Patroni and postmaster together, as a machine lost; the
-  replica takes over when the leader key expires (``patroni_ttl``).
+  replica takes over when the leader key expires (``patroni_ttl``);
+- ``freeze`` (only with ``--only freeze``): SIGSTOP of the primary's Patroni, postmaster and
+  backends, as a machine that hangs: the same failover, but the line's open connections to it
+  go silent instead of closing.
 
 Printed per run as a Markdown table (or ``--json``): failover (kill -> Patroni reports the
 replica running as primary), spool held (first fact spooled -> spool empty again), spool peak
@@ -36,7 +39,7 @@ from pathlib import Path
 
 from telephony.ami.testing import read_events
 from telephony.db.embedded import free_loopback_port
-from telephony.lab.failover import FAULTS, FailoverResult, Fault, run_failover
+from telephony.lab.failover import ALL_FAULTS, FAULTS, FailoverResult, Fault, run_failover
 from telephony.lab.patroni import patroni_cluster
 from telephony.settings import load_settings
 
@@ -91,7 +94,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kill-after", type=float, default=3.0, help="seconds into the stream")
     parser.add_argument("--retry-seconds", type=float, default=2.0,
                         help="the line's db_retry_seconds (the spool's retry pace)")
-    parser.add_argument("--only", action="append", choices=FAULTS)
+    parser.add_argument("--only", action="append", choices=ALL_FAULTS,
+                        help=f"a fault to run (repeatable; default: {', '.join(FAULTS)})")
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 

@@ -30,11 +30,13 @@ import asyncpg
 
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, Fields, fake_asterisk
 from telephony.app import Line, running_line
+from telephony.db.connection import connect_postgres
 from telephony.lab.patroni import PatroniLab
 from telephony.settings import Settings
 
-Fault = Literal["postgres", "node"]
-FAULTS: tuple[Fault, ...] = ("postgres", "node")
+Fault = Literal["postgres", "node", "freeze"]
+FAULTS: tuple[Fault, ...] = ("postgres", "node")  # the cluster test's; the bench adds freeze
+ALL_FAULTS: tuple[Fault, ...] = (*FAULTS, "freeze")
 _CHANNEL_ID = re.compile(r"([0-9]{10})\.([0-9]{1,3})")
 _TICK = 0.1  # seconds between two sends of the fake Asterisk
 
@@ -140,10 +142,9 @@ class _Run:
             raise RuntimeError("no primary to kill")
         self.result.killed = primary
         self.killed_at = time.monotonic()
-        if self.result.fault == "postgres":
-            await asyncio.to_thread(self.lab.kill_postgres, primary)
-        else:
-            await asyncio.to_thread(self.lab.kill_node, primary)
+        fault = {"postgres": self.lab.kill_postgres, "node": self.lab.kill_node,
+                 "freeze": self.lab.freeze_node}[self.result.fault]
+        await asyncio.to_thread(fault, primary)
         self.result.promoted = await _wait_primary(self.lab, primary, within)
         self.result.failover_seconds = time.monotonic() - self.killed_at
 
@@ -199,7 +200,7 @@ async def _stored(lab: PatroniLab, call_ids: list[str]) -> int:
     """Ended calls of ``call_ids`` in the database (0 while it cannot say)."""
     with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                              TimeoutError):
-        connection = await asyncpg.connect(lab.owner_dsn(), timeout=3)
+        connection = await connect_postgres(lab.owner_dsn(), timeout=3)
         try:
             return int(await connection.fetchval(
                 "SELECT count(*) FROM calls WHERE call_id = ANY($1) AND ended_at IS NOT NULL",
@@ -210,7 +211,7 @@ async def _stored(lab: PatroniLab, call_ids: list[str]) -> int:
 
 
 async def _check(lab: PatroniLab, call_ids: list[str], result: FailoverResult) -> None:
-    connection = await asyncpg.connect(lab.owner_dsn(), timeout=10)
+    connection = await connect_postgres(lab.owner_dsn(), timeout=10)
     try:
         rows = await connection.fetch(
             "SELECT c.call_id, c.ended_at IS NOT NULL AS ended, "

@@ -6,10 +6,11 @@ Debian's binaries: ``etcd`` (etcd-server), ``patroni`` and PostgreSQL's own, ins
 scripts/setup. PostgreSQL refuses to run as root, so as root Patroni (and the PostgreSQL it
 starts) runs as Debian's ``postgres`` user, as the embedded cluster does.
 
-``kill_postgres`` and ``kill_node`` are the faults: SIGKILL to a node's postmaster (Patroni,
-still alive, fails over at once: ``primary_start_timeout`` 0), or to its Patroni and its
-postmaster together (the machine is gone: the replica takes over once the leader key
-expires, ``patroni_ttl``).
+``kill_postgres``, ``kill_node`` and ``freeze_node`` are the faults: SIGKILL to a node's
+postmaster (Patroni, still alive, fails over at once: ``primary_start_timeout`` 0), or to its
+Patroni and its postmaster together (the machine is gone: the replica takes over once the
+leader key expires, ``patroni_ttl``), or SIGSTOP to all of them (the machine hangs: the same
+failover, but its open connections go silent instead of closing).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class PatroniLab:
             settings, secrets_dir=root / "secrets",
             patroni_etcd_hosts=(f"127.0.0.1:{self.etcd_port}",))
         self._etcd: subprocess.Popen[bytes] | None = None
+        self._frozen: set[int] = set()
         self.members = [
             _Member(PatroniNode(f"pg{i + 1}", "127.0.0.1", free_loopback_port(),
                                 free_loopback_port(), root / f"pg{i + 1}" / "data"))
@@ -197,6 +199,9 @@ class PatroniLab:
 
     def stop(self) -> None:
         """Stop every node (Patroni stops its PostgreSQL) and etcd; kill what is left."""
+        for frozen in self._frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(frozen, signal.SIGCONT)
         for member in self.members:
             if member.process is not None and member.process.poll() is None:
                 member.process.terminate()
@@ -288,6 +293,36 @@ class PatroniLab:
             member.process.wait()
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+    def freeze_node(self, name: str) -> None:
+        """SIGSTOP the node's Patroni, its postmaster and every backend: a machine that
+        hangs (or is cut off) without closing a connection; its kernel still completes TCP
+        handshakes, nothing answers after them. :meth:`stop` thaws it."""
+        member = self.member(name)
+        roots = [pid for pid in (member.process.pid if member.process else None,
+                                 self.postmaster_pid(name)) if pid is not None]
+        for pid in _descendants(roots):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                self._frozen.add(pid)
+
+
+def _descendants(roots: list[int]) -> list[int]:
+    """``roots`` and every process below them, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The command name may hold spaces and parentheses: fields follow the last ")".
+            fields = stat.read_text(encoding="utf-8", errors="replace").rpartition(")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid not in found:
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+    return found
 
 
 @contextlib.contextmanager
