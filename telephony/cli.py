@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ from telephony.db.connection import (
 )
 from telephony.db.embedded import EmbeddedDatabaseError
 from telephony.db.migrate import MigrationError
+from telephony.db.patroni import PatroniConfigError, PatroniNode, render_patroni_config
 from telephony.db.roles import prepare_schema
 from telephony.desks import commands as desk_commands
 from telephony.desks.service import DeskError
@@ -39,6 +41,7 @@ from telephony.incidents.config import IncidentConfig
 from telephony.lab.chroot import Lab, LabError
 from telephony.lab.demo import run_demo
 from telephony.screening.score import ScoreConfigError
+from telephony.secrets import SecretsError
 from telephony.settings import Settings, SettingsError, load_settings
 from telephony.surveys.service import SurveyConfig
 
@@ -123,6 +126,20 @@ def _cmd_asterisk_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_patroni_config(settings: Settings, args: argparse.Namespace) -> int:
+    node = PatroniNode(args.name, args.host, args.pg_port, args.rest_port, args.data_dir)
+    text = render_patroni_config(settings, node, bin_dir=args.bin_dir)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    # It holds the cluster's passwords: readable by its owner only, from the first byte.
+    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    print(f"Konfigurasi Patroni simpul {node.name} ditulis ke {args.output}.")
+    return 0
+
+
 def _cmd_lab(settings: Settings, args: argparse.Namespace) -> int:
     lab = Lab(settings)
     if args.action == "build":
@@ -195,6 +212,20 @@ def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(account_commands.set_password(settings, args.username, password))
 
 
+def _add_patroni_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    patroni = commands.add_parser(
+        "patroni-config", help="a PostgreSQL node's Patroni config (primary/replica failover)")
+    patroni.add_argument("--name", required=True, help="this node's member name, e.g. pg1")
+    patroni.add_argument("--host", required=True,
+                         help="the address its PostgreSQL and REST API listen on")
+    patroni.add_argument("--pg-port", type=int, default=5432)
+    patroni.add_argument("--rest-port", type=int, default=8008)
+    patroni.add_argument("--data-dir", type=Path, required=True)
+    patroni.add_argument("--bin-dir", type=Path, help="PostgreSQL's binaries (default: found)")
+    patroni.add_argument("--output", type=Path, help="file to write (mode 0600); default stdout")
+    patroni.set_defaults(handler=_cmd_patroni_config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and --help)."""
     parser = argparse.ArgumentParser(prog="siaga112", description=__doc__)
@@ -216,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--instance-dir", required=True,
         help="the directory asterisk.conf puts everything under, as Asterisk sees it")
     asterisk_config.set_defaults(handler=_cmd_asterisk_config)
+    _add_patroni_config(commands)
     lab = commands.add_parser("lab", help="the Asterisk 22 lab: build, start, stop, status")
     lab.add_argument("action", choices=["build", "start", "stop", "status"])
     lab.set_defaults(handler=_cmd_lab)
@@ -281,6 +313,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (BackupError, DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError,
             MenuError, PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError,
-            LineStartError) as exc:
+            LineStartError, PatroniConfigError, SecretsError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1

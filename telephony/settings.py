@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from telephony.core.dsn import multi_host_refusal
 from telephony.core.errors import SiagaError
 
 ENV_PREFIX = "SIAGA112_"
@@ -215,6 +216,20 @@ class Settings:
     # (and at once when the database comes back), so that a call whose hang-up was missed
     # while the database was away is closed as vanished.
     vanish_check_seconds: float = 60.0
+    # A primary with a streaming replica, failed over by Patroni (telephony/db/patroni.py
+    # renders each node's config: ``python -m telephony patroni-config``). The line reaches
+    # it with a multi-host database_dsn/database_owner_dsn ending in
+    # ``?target_session_attrs=read-write``, so every new connection finds the primary.
+    # The cluster's name in etcd, etcd's client endpoints (host:port), the networks the
+    # nodes and the line connect from (pg_hba), and Patroni's timing: the leader key lives
+    # patroni_ttl seconds, so a lost node is replaced within about that (loop_wait +
+    # 2 x retry_timeout must not exceed it).
+    patroni_scope: str = "siaga112"
+    patroni_etcd_hosts: tuple[str, ...] = ("127.0.0.1:2379",)
+    patroni_networks: tuple[str, ...] = ("127.0.0.0/8",)
+    patroni_ttl: int = 10
+    patroni_loop_wait: int = 2
+    patroni_retry_timeout: int = 4
 
     timezone: str = "Asia/Jakarta"
     shifts: tuple[ShiftDefinition, ...] = DEFAULT_SHIFTS
@@ -484,7 +499,22 @@ def _parse_dispatch_targets(raw: Any) -> tuple[DispatchTarget, ...]:
 
 # Settings that hold a list of IP addresses or networks.
 _NETWORK_LISTS = ("http_trusted_proxies", "metrics_allowed_addresses",
-                  "softphone_ice_networks", "agi_allowed_peers")
+                  "softphone_ice_networks", "agi_allowed_peers", "patroni_networks")
+_ENDPOINT = re.compile(r"[A-Za-z0-9.-]{1,253}:[0-9]{1,5}")
+
+
+def _parse_endpoints(name: str, raw: Any) -> tuple[str, ...]:
+    """``host:port`` items as a TOML list or ``"a:2379,b:2379"`` (they go into a YAML file
+    and a URL: nothing else is allowed in them)."""
+    if isinstance(raw, str):
+        raw = [item.strip() for item in raw.split(",") if item.strip()]
+    if not isinstance(raw, list | tuple) or not raw:
+        raise SettingsError(f"{name}: expected a non-empty list of host:port")
+    for item in raw:
+        if not isinstance(item, str) or not _ENDPOINT.fullmatch(item) \
+                or not 0 < int(item.rpartition(":")[2]) < 65536:
+            raise SettingsError(f"{name}: not host:port: {item!r}")
+    return tuple(raw)
 
 
 def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
@@ -509,6 +539,8 @@ def _coerce(name: str, annotation: Any, raw: Any) -> Any:
         return _parse_shifts(raw)
     if name in _NETWORK_LISTS:
         return _parse_networks(name, raw)
+    if name == "patroni_etcd_hosts":
+        return _parse_endpoints(name, raw)
     if name == "incident_dispatch_targets":
         return _parse_dispatch_targets(raw)
     origin = typing.get_origin(annotation)
@@ -654,6 +686,7 @@ def _validate(settings: Settings) -> None:
         # Otherwise one late renewal lets the lease run out while the job still runs, and a
         # second worker starts the same file.
         raise SettingsError("recordings_heartbeat_seconds must be at most a third of the lease")
+    _validate_database_cluster(settings)
     _validate_incidents(settings)
     _validate_surveys(settings)
     _validate_http(settings)
@@ -786,6 +819,20 @@ def _validate_softphone(settings: Settings) -> None:
             raise SettingsError(f"{name}: an IP address, got {value!r}") from exc
     if not 0 < settings.softphone_lost_grace_seconds <= 600:
         raise SettingsError("softphone_lost_grace_seconds must be between 0 and 600")
+
+
+def _validate_database_cluster(settings: Settings) -> None:
+    for name in ("database_dsn", "database_owner_dsn"):
+        if (refusal := multi_host_refusal(name, getattr(settings, name))) is not None:
+            raise SettingsError(refusal)
+    if not _ROLE.fullmatch(settings.patroni_scope):
+        raise SettingsError("patroni_scope: a-z, 0-9 and _, starting with a letter")
+    _parse_endpoints("patroni_etcd_hosts", list(settings.patroni_etcd_hosts))
+    if min(settings.patroni_loop_wait, settings.patroni_retry_timeout) < 1 or \
+            settings.patroni_loop_wait + 2 * settings.patroni_retry_timeout > settings.patroni_ttl:
+        # Patroni's own rule: a leader must renew its key before it expires, retries included.
+        raise SettingsError("patroni: loop_wait + 2 x retry_timeout must not exceed ttl "
+                            "(each at least 1 s)")
 
 
 def _database_roles_refusal(settings: Settings) -> str | None:

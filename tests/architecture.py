@@ -40,6 +40,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.cli", ROOT),
     ("telephony.__main__", ROOT),
     ("telephony.lab.demo", ROOT),  # runs the whole line against the lab
+    ("telephony.lab.failover", ROOT),  # runs the whole line through a database failover
     # --- protocol: sans-IO codecs, and the words every layer shares.
     ("telephony.agi.protocol", PROTOCOL),
     ("telephony.ami.framing", PROTOCOL),

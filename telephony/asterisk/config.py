@@ -30,6 +30,7 @@ from telephony.admin.queues import (
 from telephony.agi.access import with_secret
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.asterisk.site import AsteriskSite
+from telephony.core.dsn import dsn_hosts
 from telephony.db.embedded import DATABASE_NAME
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 from telephony.screening.service import line_screening_source
@@ -147,15 +148,17 @@ def phone_database(settings: Settings) -> dict[str, object]:
     host, port, name = "127.0.0.1", settings.embedded_pg_port, DATABASE_NAME
     if settings.database_dsn is not None:
         dsn = settings.database_dsn
+        # Asterisk only reads the phones, which a replica serves as well: with several
+        # nodes on one port, libpq (under res_config_pgsql) tries them all in turn; on
+        # several ports it can be given one, the first.
+        nodes = dsn_hosts(dsn) or (("localhost", 5432),)
+        port = nodes[0][1]
+        host = ",".join(h for h, p in nodes) if {p for _h, p in nodes} == {port} else nodes[0][0]
         if "://" in dsn:
             parts = urlsplit(dsn)
-            host = unquote(parts.hostname or "localhost")
-            port = parts.port or 5432
             name = unquote(parts.path.lstrip("/")) or parts.username or name
         else:  # libpq's key=value form
             pairs = dict(item.split("=", 1) for item in shlex.split(dsn) if "=" in item)
-            host = pairs.get("host", pairs.get("hostaddr", "localhost"))
-            port = int(pairs.get("port", "5432"))
             name = pairs.get("dbname", pairs.get("user", name))
     elif not settings.uses_embedded_database:
         host = os.environ.get("PGHOST") or os.environ.get("PGHOSTADDR") or "localhost"

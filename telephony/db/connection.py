@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
+from telephony.core.dsn import dsn_hosts
 from telephony.core.errors import Unavailable
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.roles import LineRole
@@ -51,7 +52,52 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, crashed
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.InterfaceError,  # "connection is closed" and the like, from the client side
+    # A multi-host DSN while no node takes writes yet (both replicas during a switchover).
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
+
+# Of a multi-host DSN (telephony/core/dsn.py), the node that last took a connection, tried
+# first next time: after a failover the first connection finds the new primary and every
+# later one goes straight to it, not through the dead node's timeout each time.
+_LAST_HOST: dict[str, tuple[str, int]] = {}
+
+
+async def connect_postgres(dsn: str | None = None, *,
+                           timeout: float,  # noqa: ASYNC109 - asyncpg.connect's, as the pool calls it
+                           **options: Any) -> asyncpg.Connection:
+    """``asyncpg.connect``, but with ``timeout`` for each host of a multi-host DSN, as
+    libpq's ``connect_timeout``, rather than for all of them together as asyncpg has it.
+
+    Why: a node whose machine is gone answers nothing (no refusal), so asyncpg would spend
+    the whole timeout on it and never try the next host, and the line would never reach the
+    new primary while the dead node is listed first. Here each host gets its own timeout,
+    the one that last worked first. A host that cannot take writes, or cannot be reached, is
+    skipped; the last failure is raised when none can.
+    """
+    hosts = dsn_hosts(dsn) if dsn is not None else ()
+    if len(hosts) < 2:
+        single: asyncpg.Connection = await asyncpg.connect(dsn=dsn, timeout=timeout, **options)
+        return single
+    assert dsn is not None
+    last = _LAST_HOST.get(dsn)
+    order = sorted(hosts, key=lambda host: host != last)  # stable: the DSN's order otherwise
+    failure: BaseException | None = None
+    for host, port in order:
+        try:
+            connection: asyncpg.Connection = await asyncpg.connect(
+                dsn=dsn, host=host, port=port, timeout=timeout, **options)
+        except TRANSIENT_ERRORS as exc:
+            failure = exc
+            continue
+        _LAST_HOST[dsn] = (host, port)
+        return connection
+    assert failure is not None
+    raise failure
+
+
+def acquire_timeout(settings: Settings, dsn: str | None) -> float:
+    """How long to wait for a pooled connection: a new one may try every host in turn."""
+    return settings.db_connect_timeout * max(1, len(dsn_hosts(dsn)) if dsn else 1)
 
 
 def embedded_cluster(settings: Settings) -> EmbeddedPostgres:
@@ -95,8 +141,8 @@ def line_role(settings: Settings) -> LineRole | None:
 async def connect_owner(settings: Settings) -> asyncpg.Connection:
     """One connection as the schema's owner, :class:`DatabaseUnavailable` if none."""
     try:
-        return await asyncpg.connect(dsn=resolve_owner_dsn(settings),
-                                     timeout=settings.db_connect_timeout, command_timeout=300)
+        return await connect_postgres(resolve_owner_dsn(settings),
+                                      timeout=settings.db_connect_timeout, command_timeout=300)
     except TRANSIENT_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
 
@@ -115,15 +161,18 @@ async def run_as_owner(settings: Settings, work: DatabaseWork[T]) -> T:
 async def create_pool(settings: Settings, *, max_size: int = 10) -> asyncpg.Pool:
     """Open a connection pool, raising :class:`DatabaseUnavailable` if the server is not there."""
     try:
-        return await asyncpg.create_pool(
+        pool: asyncpg.Pool = await asyncpg.create_pool(
             dsn=resolve_dsn(settings),
             min_size=1,
             max_size=max_size,
+            # The stubs' protocol spells out asyncpg.connect's keywords; ours passes them on.
+            connect=cast(Any, connect_postgres),
             timeout=settings.db_connect_timeout,
             command_timeout=30,
         )
     except TRANSIENT_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    return pool
 
 
 class Database:
@@ -143,6 +192,7 @@ class Database:
         self._prepare = prepare
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
+        self._acquire_timeout = acquire_timeout(settings, resolve_dsn(settings))
 
     async def pool(self) -> asyncpg.Pool:
         """The open pool, opening (and preparing) it if needed."""
@@ -163,7 +213,7 @@ class Database:
         """Run ``work(connection)``; driver connection errors become DatabaseUnavailable."""
         pool = await self.pool()
         try:
-            async with pool.acquire(timeout=self._settings.db_connect_timeout) as proxy:
+            async with pool.acquire(timeout=self._acquire_timeout) as proxy:
                 # The pool hands out a proxy that forwards every Connection method.
                 return await work(cast(asyncpg.Connection, proxy))
         except TRANSIENT_ERRORS as exc:
