@@ -7,9 +7,9 @@ A thread rather than a process, because the IVR needs little of the line: its ow
 pool for the prank score, and the watched menu and screening files. The one thing it needs
 from the main loop, a survey's answer, crosses over with :func:`in_loop`. Two costs are bounded
 instead: Python code on the main loop can hold the interpreter's lock only up to a switch
-interval (set to 1 ms here) once this thread asks for it, and the thread asks the kernel for a
-raised priority (``callpath_nice``) so that a machine saturated by Asterisk in a surge does not
-leave it waiting for a core.
+interval (set to 1 ms here) once this thread asks for it, and the thread asks the kernel for
+real-time priority (``callpath_rt_priority``) so that a machine saturated by Asterisk in a surge
+does not leave it waiting for a core.
 """
 
 from __future__ import annotations
@@ -192,15 +192,20 @@ class CallPath:
             log.exception("the call path stopped on an error")
 
     def _raise_priority(self) -> None:
-        nice = self._settings.callpath_nice
-        if nice == 0:
+        priority = self._settings.callpath_rt_priority
+        if priority == 0:
             return
         try:
-            # On Linux a thread's nice value is its own (the id is the thread's).
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            # Real-time round robin, not a lower nice value: nice weighs a thread only against
+            # its own session's or cgroup's (Asterisk runs in a session, a container or a
+            # systemd unit of its own), so it cannot put the callers' thread ahead of Asterisk.
+            # The thread spends little CPU; if it ever spun, the kernel's real-time throttling
+            # (sched_rt_runtime_us) still leaves the rest of each second to everyone else.
+            os.sched_setscheduler(threading.get_native_id(), os.SCHED_RR,
+                                  os.sched_param(priority))
         except OSError as exc:
-            log.warning("call path runs at normal priority, nice %d refused (%s; a container "
-                        "needs CAP_SYS_NICE)", nice, os.strerror(exc.errno or 0))
+            log.warning("call path runs at normal priority, real-time priority %d refused (%s; "
+                        "a container needs CAP_SYS_NICE)", priority, os.strerror(exc.errno or 0))
 
     async def _serve(self, main: asyncio.AbstractEventLoop) -> None:
         self._loop = asyncio.get_running_loop()

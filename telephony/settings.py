@@ -129,10 +129,11 @@ class Settings:
     # On SIGTERM the line stops taking FastAGI sessions and lets those in progress finish
     # for this long; the dialplan sends any still running then to the emergency queue.
     shutdown_drain_seconds: float = 10.0
-    # The FastAGI IVR's thread asks the kernel for this nice value (lower: more CPU when the
-    # machine is saturated, as Asterisk saturates it in a surge). Raising priority needs root or
-    # CAP_SYS_NICE; without it the thread runs at normal priority and says so once. 0: leave.
-    callpath_nice: int = -5
+    # The FastAGI IVR's thread asks the kernel for this real-time round-robin priority (1-99),
+    # so that callers' AGI replies get a core at once when a surge saturates the machine with
+    # Asterisk. Needs root or CAP_SYS_NICE; without it the thread runs at normal priority and
+    # says so once. 0: normal priority.
+    callpath_rt_priority: int = 10
 
     # AMI: we connect to Asterisk with a least-privilege user.
     ami_host: str = "127.0.0.1"
@@ -649,8 +650,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("spool_fallback_dir must be another directory than the spool's")
     if not 5 <= settings.vanish_check_seconds <= 3600:
         raise SettingsError("vanish_check_seconds must be between 5 and 3600")
-    if not -20 <= settings.callpath_nice <= 19:
-        raise SettingsError("callpath_nice must be between -20 and 19")
+    if not 0 <= settings.callpath_rt_priority <= 99:
+        raise SettingsError("callpath_rt_priority must be between 0 and 99")
     if not 0 <= settings.shutdown_drain_seconds <= 300:
         # Past a few minutes a container runtime kills the process anyway (docker: 10 s by
         # default, raise its stop_grace_period with this).

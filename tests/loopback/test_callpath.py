@@ -1,6 +1,7 @@
 """The FastAGI IVR runs on its own thread and loop (telephony/callpath.py): a caller's AGI
 exchange goes on while the main loop, where the AMI listener, the recorder, HTTP and the
-reports run, is held; and the thread runs at the priority the settings ask for."""
+reports run, is held; and that thread alone runs at the real-time priority the settings ask
+for."""
 
 from __future__ import annotations
 
@@ -47,4 +48,7 @@ async def test_the_call_path_thread_runs_at_the_priority_asked(line_settings: Se
     async with running_line(line_settings):
         (thread,) = [t for t in threading.enumerate() if t.name == "call-path"]
         assert thread.native_id is not None
-        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == line_settings.callpath_nice
+        assert os.sched_getscheduler(thread.native_id) == os.SCHED_RR
+        assert os.sched_getparam(thread.native_id).sched_priority == \
+            line_settings.callpath_rt_priority
+        assert os.sched_getscheduler(threading.get_native_id()) == os.SCHED_OTHER
