@@ -358,7 +358,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     recorder = CallRecorder(
         database, repository,
         FactSpool(settings.spool_dir, fallback=settings.spool_fallback_dir),
-        retry_seconds=settings.db_retry_seconds,
+        retry_seconds=settings.db_retry_seconds, node=settings.asterisk_systemname,
     )
     # Facts still held go to the database, or stay spooled while it is down.
     stack.push_async_callback(recorder.close)
