@@ -216,7 +216,9 @@ class DeskRepository:
         await connection.execute(statement)
         # USAGE too: a schema recreated by a restore grants nothing to PUBLIC.
         for template in ("GRANT USAGE ON SCHEMA public TO %I",
-                         "GRANT SELECT ON ps_endpoints, ps_auths, ps_aors TO %I"):
+                         # kamailio_subscribers: a cluster's SIP front (0022).
+                         "GRANT SELECT ON ps_endpoints, ps_auths, ps_aors, "
+                         "kamailio_subscribers TO %I"):
             grant = await connection.fetchval("SELECT format($1::text, $2::text)",
                                               template, role)
             await connection.execute(grant)
