@@ -21,6 +21,7 @@ from telephony.accounts.model import AccountError, Role
 from telephony.app import LineStartError, serve
 from telephony.asterisk.config import install_site_config
 from telephony.asterisk.errors import AsteriskSiteError
+from telephony.kamailio.config import KamailioConfigError, install_kamailio_config
 from telephony.backup import commands as backup_commands
 from telephony.backup.errors import BackupError
 from telephony.db.connection import (
@@ -122,6 +123,12 @@ def _cmd_asterisk_config(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_kamailio_config(settings: Settings, args: argparse.Namespace) -> int:
+    cfg = install_kamailio_config(settings, args.out_dir.resolve())
+    print(f"Konfigurasi Kamailio ditulis ke {cfg} (node: {', '.join(settings.kamailio_nodes)}).")
+    return 0
+
+
 def _cmd_lab(settings: Settings, args: argparse.Namespace) -> int:
     lab = Lab(settings)
     if args.action == "build":
@@ -215,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--instance-dir", required=True,
         help="the directory asterisk.conf puts everything under, as Asterisk sees it")
     asterisk_config.set_defaults(handler=_cmd_asterisk_config)
+    kamailio_config = commands.add_parser(
+        "kamailio-config",
+        help="a cluster's SIP front: render kamailio-conf/ and the nodes (kamailio_nodes)")
+    kamailio_config.add_argument("--out-dir", type=Path, required=True,
+                                 help="where kamailio.cfg and dispatcher.list are written")
+    kamailio_config.set_defaults(handler=_cmd_kamailio_config)
     lab = commands.add_parser("lab", help="the Asterisk 22 lab: build, start, stop, status")
     lab.add_argument("action", choices=["build", "start", "stop", "status"])
     lab.set_defaults(handler=_cmd_lab)
@@ -280,6 +293,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (BackupError, DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError,
             MenuError, PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError,
-            LineStartError) as exc:
+            LineStartError, KamailioConfigError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1
