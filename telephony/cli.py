@@ -21,7 +21,6 @@ from telephony.accounts.model import AccountError, Role
 from telephony.app import LineStartError, serve
 from telephony.asterisk.config import install_site_config
 from telephony.asterisk.errors import AsteriskSiteError
-from telephony.kamailio.config import KamailioConfigError, install_kamailio_config
 from telephony.backup import commands as backup_commands
 from telephony.backup.errors import BackupError
 from telephony.db.connection import (
@@ -36,6 +35,7 @@ from telephony.db.roles import prepare_schema
 from telephony.desks import commands as desk_commands
 from telephony.desks.service import DeskError
 from telephony.incidents.config import IncidentConfig
+from telephony.kamailio.config import KamailioConfigError, install_kamailio_config
 from telephony.lab.chroot import Lab, LabError
 from telephony.lab.demo import run_demo
 from telephony.screening.score import ScoreConfigError

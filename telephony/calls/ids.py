@@ -1,7 +1,8 @@
 """The words every part of the line uses for a call and its caller.
 
 - A call's id is Asterisk's unique id of the caller channel (``<epoch>.<sequence>``, e.g.
-  ``1795430334.0``, or ``node1-1795430334.0`` on a cluster node named node1): recordings name files after it and URLs carry it, so an id of any other
+  ``1795430334.0``; ``node1-1795430334.0`` on a cluster node whose systemname is node1):
+  recordings name files after it and URLs carry it, so an id of any other
   shape (``../x``, an empty string, a name with a slash) is refused before it names anything.
 - A caller id is the number the carrier presented; :func:`parse_caller_id` tells what kind it
   is and the key a caller's history is kept under (screening scores it, the call log and the

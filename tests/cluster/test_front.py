@@ -9,6 +9,7 @@ systemname and line server, the front, six operators logged in on both nodes.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
@@ -18,12 +19,19 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import sipp
 from telephony.lab.chroot import operator_names
-from telephony.lab.cluster import Cluster, cluster_settings, node_of, running_cluster
+from telephony.lab.cluster import (
+    Cluster,
+    LineServer,
+    cluster_settings,
+    node_of,
+    running_cluster,
+)
 from telephony.settings import Settings
 from tests.support.db import create_database, drop_database, fetch, owner_dsn
 from tests.support.polling import eventually
@@ -81,16 +89,16 @@ def callers(cluster: Cluster, caller_id: str, *, calls: int, rate: float,
 
 
 async def ended_calls(dsn: str, caller_prefix: str, count: int, within: float = 40.0,
-                      ) -> list[dict[str, object]]:
+                      ) -> list[asyncpg.Record]:
     """The ``count`` calls of callers whose number starts with ``caller_prefix``, once the
     database has them all ended."""
 
-    async def probe() -> list[dict[str, object]] | None:
+    async def probe() -> list[asyncpg.Record] | None:
         rows = await fetch(dsn, "SELECT * FROM calls WHERE caller_number LIKE $1 || '%'",
                            caller_prefix)
         if len(rows) < count or any(row["ended_at"] is None for row in rows):
             return None
-        return [dict(row) for row in rows]
+        return rows
 
     return await eventually(f"{count} ended calls of {caller_prefix}*", probe, within)
 
@@ -127,8 +135,8 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
             result = await after.wait()
         assert result.ok, result
         rows = await ended_calls(dsn, new, 4)
-        first_answer = min(row["arrived_at"] for row in rows)  # type: ignore[type-var]
-        last_answer = max(row["arrived_at"] for row in rows)  # type: ignore[type-var]
+        first_answer = min(row["arrived_at"] for row in rows)
+        last_answer = max(row["arrived_at"] for row in rows)
         print(f"\nkill -> first new call answered on {survivor.name}: "
               f"{(first_answer - killed_at).total_seconds():.2f} s; every call placed in the "
               f"first second answered within {(last_answer - killed_at).total_seconds():.2f} s "
@@ -136,11 +144,19 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
         assert all(node_of(str(row["call_id"])) == survivor.name for row in rows)
         assert (last_answer - killed_at).total_seconds() <= FAILOVER_TARGET_SECONDS
         await before.stop()
-    # The calls node1 had are lost; the database keeps them open until node1's line comes
-    # back and finds them gone (its own calls only: node2's line leaves them alone).
-    lost = await fetch(dsn, "SELECT call_id, ended_at FROM calls WHERE caller_number LIKE "
-                            "$1 || '%' AND starts_with(call_id, 'node1-')", up)
-    assert lost and all(row["ended_at"] is None for row in lost)
+    # The calls node1 had are lost; the database keeps them open (node2's line leaves another
+    # node's calls alone) until node1 comes back and its line finds them gone.
+    query = ("SELECT call_id, disposition FROM call_outcomes WHERE caller_number LIKE $1 || '%' "
+             "AND starts_with(call_id, 'node1-')")
+    lost = await fetch(dsn, query, up)
+    assert lost and all(row["disposition"] != "vanished" for row in lost)
+    await asyncio.to_thread(victim.lab.start, fresh=False)
+    async with LineServer(victim.settings):
+        async def vanished() -> bool | None:
+            rows = await fetch(dsn, query, up)
+            return True if all(row["disposition"] == "vanished" for row in rows) else None
+
+        await eventually("node1's lost calls ended as vanished", vanished, 30)
 
 
 async def _calls_on_both(dsn: str, prefix: str) -> bool | None:

@@ -189,7 +189,8 @@ async def test_a_call_that_ended_without_a_file_is_reported_once(
     assert await database.run(lambda c: RECORDINGS.recording(c, recent)) is None
 
 
-@pytest.mark.parametrize("call_id", ["../../../etc/passwd", "1.2/../../x", "sys-1.2", "1.2\n"])
+@pytest.mark.parametrize(
+    "call_id", ["../../../etc/passwd", "1.2/../../x", "Sys-1.2", "a-b-1.2", "1.2\n"])
 async def test_a_call_id_that_is_no_unique_id_is_refused_with_one_log_line(
     database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture,
     call_id: str,
