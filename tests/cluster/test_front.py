@@ -120,6 +120,13 @@ async def test_calls_are_spread_over_both_nodes_and_each_reaches_an_operator(
         assert row["hangup_cause"] is not None and row["shift_name"] is not None, row
 
 
+async def _calls_on_both(dsn: str, prefix: str) -> bool | None:
+    """True once calls of ``prefix`` talk to operators on both nodes (else None: not yet)."""
+    rows = await fetch(dsn, "SELECT call_id FROM calls WHERE caller_number LIKE $1 || '%' "
+                            "AND operator IS NOT NULL", prefix)
+    return True if {node_of(row["call_id"]) for row in rows} == {"node1", "node2"} else None
+
+
 async def test_a_killed_node_gets_no_new_call_within_seconds(
         cluster: Cluster, dsn: str) -> None:
     victim, survivor = cluster.node("node1"), cluster.node("node2")
@@ -145,23 +152,21 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
         assert (last_answer - killed_at).total_seconds() <= FAILOVER_TARGET_SECONDS
         await before.stop()
     # The calls node1 had are lost; the database keeps them open (node2's line leaves another
-    # node's calls alone) until node1 comes back and its line finds them gone.
-    query = ("SELECT call_id, disposition FROM call_outcomes WHERE caller_number LIKE $1 || '%' "
-             "AND starts_with(call_id, 'node1-')")
+    # node's calls alone) until node1 comes back and its line finds them gone from its
+    # Asterisk: it ends them (vanished; an answered one keeps its operator and talk so far).
+    query = ("SELECT c.call_id, c.ended_at, o.disposition, (SELECT count(*) FROM call_events e "
+             "WHERE e.call_id = c.call_id AND e.kind = 'call_vanished') AS vanished "
+             "FROM calls c JOIN call_outcomes o USING (call_id) "
+             "WHERE c.caller_number LIKE $1 || '%' AND starts_with(c.call_id, 'node1-')")
     lost = await fetch(dsn, query, up)
-    assert lost and all(row["disposition"] != "vanished" for row in lost)
+    assert lost and all(row["ended_at"] is None for row in lost)
     await asyncio.to_thread(victim.lab.start, fresh=False)
     async with LineServer(victim.settings):
-        async def vanished() -> bool | None:
+        async def ended() -> list[asyncpg.Record] | None:
             rows = await fetch(dsn, query, up)
-            return True if all(row["disposition"] == "vanished" for row in rows) else None
+            return rows if all(row["ended_at"] is not None for row in rows) else None
 
-        await eventually("node1's lost calls ended as vanished", vanished, 30)
-
-
-async def _calls_on_both(dsn: str, prefix: str) -> bool | None:
-    """True once calls of ``prefix`` talk to operators on both nodes (else None: not yet)."""
-    rows = await fetch(dsn, "SELECT call_id FROM calls WHERE caller_number LIKE $1 || '%' "
-                            "AND operator IS NOT NULL", prefix)
-    return True if {node_of(row["call_id"]) for row in rows} == {"node1", "node2"} else None
-
+        rows = await eventually("node1's lost calls ended", ended, 30)
+    print(f"node1's {len(rows)} lost calls ended as "
+          f"{sorted(str(row['disposition']) for row in rows)}")
+    assert all(row["vanished"] == 1 for row in rows)
