@@ -251,6 +251,10 @@ def kill_report(rows: Sequence[asyncpg.Record], groups: Sequence[surge.CallerGro
         and (at := _placed_at(r, groups, began)) is not None and killed_at <= at < window_end)
     late = [r for r in rows if (at := _placed_at(r, groups, began)) is not None
             and at >= window_end]
+    # What failing over cost a caller: arrival at a node minus (estimated) placing.
+    delays = [(r["arrived_at"] - at).total_seconds() for r in rows
+              if r["arrived_at"] is not None and (at := _placed_at(r, groups, began)) is not None
+              and killed_at <= at < window_end]
     placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
     failed = sum(g.calls - r.successful for g, r in zip(groups, results, strict=True))
     print("\n== node1 killed mid-surge ==")
@@ -260,8 +264,10 @@ def kill_report(rows: Sequence[asyncpg.Record], groups: Sequence[surge.CallerGro
     to_first = None if first is None else (first - killed_at).total_seconds()
     print(f"kill -> first new call answered on node2: "
           f"{'-' if to_first is None else f'{to_first:.2f} s'} (target <= 5 s)")
+    longest = f"{max(delays):.2f} s" if delays else "-"
     print(f"calls placed in the {window:g} s after the kill that reached an operator: "
-          f"{reached_in_window}/{in_window} ({reached_in_window / max(in_window, 1):.0%})")
+          f"{reached_in_window}/{in_window} ({reached_in_window / max(in_window, 1):.0%}); "
+          f"placed -> taken by a node, longest: {longest}")
     unreached_late = [r for r in late if r["operator"] is None]
     print(f"calls placed after that window: {len(late)}, not reaching an operator: "
           f"{len(unreached_late)}; on node1: "
