@@ -182,7 +182,8 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         # Asterisk reads registering operator phones as this role (asterisk-conf/sorcery.conf).
         await grant_phone_reader(database, settings.asterisk_db_user,
                                  asterisk_db_password(settings))
-        await set_browser_media_address(database, settings.softphone_media_address)
+        await set_browser_media_address(database, settings.softphone_media_address,
+                                        settings.kamailio_front)
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 

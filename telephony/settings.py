@@ -439,6 +439,15 @@ class Settings:
         return f"wss://127.0.0.1:{self.asterisk_https_port}/ws"
 
     @property
+    def kamailio_front(self) -> str | None:
+        """``host:port`` of the cluster's SIP front when this node is behind one
+        (``kamailio_nodes`` set): its desk phones register there and are rung through it."""
+        if not self.kamailio_nodes:
+            return None
+        host = f"[{self.kamailio_host}]" if ":" in self.kamailio_host else self.kamailio_host
+        return f"{host}:{self.kamailio_port}"
+
+    @property
     def agi_url(self) -> str:
         """The FastAGI URL the dialplan calls for the IVR."""
         return f"agi://{self.agi_host}:{self.agi_port}/ivr"

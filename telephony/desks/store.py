@@ -202,6 +202,11 @@ class DeskRepository:
         await connection.execute(
             "UPDATE phone_site SET browser_media_address = $1::inet", address)
 
+    async def set_phone_front(self, connection: asyncpg.Connection, front: str | None) -> None:
+        """The cluster's SIP front (``host:port``) desk phones register at and are rung
+        through (``None``: no front; migration 0022)."""
+        await connection.execute("UPDATE phone_site SET front_contact = $1", front)
+
     async def grant_phone_reader(self, connection: asyncpg.Connection, role: str,
                                  password: str) -> None:
         """Create (or update) the role Asterisk reads the phones with: it logs in with
