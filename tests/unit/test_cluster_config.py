@@ -113,3 +113,11 @@ def test_a_nodes_settings_reach_its_line_server_whole(tmp_path: Path) -> None:
     for node in nodes:
         assert node.kamailio_nodes == front.kamailio_nodes
         assert load_settings(environ=settings_environment(node)) == node
+
+
+def test_a_node_behind_a_front_rings_its_phones_through_it(site: Settings) -> None:
+    assert site.kamailio_front is None  # no front: phones register with the node
+    node = replace(site, kamailio_host="10.0.0.10", kamailio_port=5070,
+                   kamailio_nodes=("10.0.0.11:5060",))
+    assert node.kamailio_front == "10.0.0.10:5070"
+    assert replace(node, kamailio_host="fd00::10").kamailio_front == "[fd00::10]:5070"
