@@ -24,12 +24,15 @@ import pytest
 
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import sipp
-from telephony.lab.chroot import operator_names
+from telephony.lab.chroot import LabError, operator_names
 from telephony.lab.cluster import (
+    PHONE_HOST,
     Cluster,
     LineServer,
     cluster_settings,
     node_of,
+    register,
+    register_phones,
     running_cluster,
 )
 from telephony.settings import Settings
@@ -118,6 +121,16 @@ async def test_calls_are_spread_over_both_nodes_and_each_reaches_an_operator(
         assert row["operator"] in {f"PJSIP/{user}" for user in OPERATORS}, row
         assert row["queue"] is not None and row["talk_seconds"] is not None, row
         assert row["hangup_cause"] is not None and row["shift_name"] is not None, row
+
+
+async def test_only_a_phone_with_its_secret_registers_at_the_front(
+        cluster: Cluster, pg_cluster: EmbeddedPostgres, dsn: str) -> None:
+    port = sipp.free_udp_port(PHONE_HOST)
+    with pytest.raises(LabError, match="op1008 could not register"):  # no secret stored
+        await asyncio.to_thread(register, cluster.front, ["op1008"], host=PHONE_HOST, port=port)
+    # Once the desk has one (as an admin's assignment stores it), the same phone registers.
+    await register_phones(cluster.front, owner_dsn(pg_cluster, dsn), ["op1008"],
+                          phone_port=port)
 
 
 async def _calls_on_both(dsn: str, prefix: str) -> bool | None:
