@@ -180,6 +180,12 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
             return rows if all(row["ended_at"] is not None for row in rows) else None
 
         rows = await eventually("node1's lost calls ended", ended, 30)
+        # Back in the front's rotation once it answers its probe again.
+        again = caller_prefix()
+        async with callers(cluster, again, calls=4, rate=2) as run:
+            assert (await run.wait()).ok
+        assert "node1" in {node_of(str(row["call_id"])) for row in
+                           await ended_calls(dsn, again, 4)}
     print(f"node1's {len(rows)} lost calls ended as "
           f"{sorted(str(row['disposition']) for row in rows)}")
     assert all(row["vanished"] == 1 for row in rows)

@@ -71,10 +71,11 @@ def test_a_nodes_call_ids_are_call_ids_everywhere() -> None:
         assert parse_source(name) == Source("node1-1795430334.12", kind, leg), name
 
 
-def test_the_front_lists_every_node_in_one_set(site: Settings) -> None:
+def test_the_front_lists_every_node_and_again_as_its_fail_open_reserve(site: Settings) -> None:
     text = dispatcher_list(replace(site, kamailio_nodes=("10.0.0.11:5060", "10.0.0.12:5060")))
     assert [line for line in text.splitlines() if not line.startswith("#")] == [
-        "1 sip:10.0.0.11:5060 0 0", "1 sip:10.0.0.12:5060 0 0"]
+        "1 sip:10.0.0.11:5060 8 0", "1 sip:10.0.0.12:5060 8 0",
+        "2 sip:10.0.0.11:5060 0 0", "2 sip:10.0.0.12:5060 0 0"]
     with pytest.raises(KamailioConfigError, match="kamailio_nodes"):
         dispatcher_list(site)
 
