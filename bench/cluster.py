@@ -283,8 +283,8 @@ def kill_report(rows: Sequence[asyncpg.Record], groups: Sequence[surge.CallerGro
     failed = sum(g.calls - r.successful for g, r in zip(groups, results, strict=True))
     print("\n== node1 killed mid-surge ==")
     print(f"placed {placed}, sipp failed {failed}, rows {len(rows)}; placed with no record at "
-          f"all: {max(placed - len(rows), 0)} (node1's calls whose facts were still in its "
-          "line server's memory at the kill)")
+          f"all: {max(placed - len(rows), 0)} (calls node1 had just taken: their facts died "
+          "with it before reaching the spool or the database)")
     print(f"calls in progress on node1 at the kill (lost): {len(lost_ids)}; their records "
           f"ended as: {dict(ended_as) or '-'}")
     to_first = None if first is None else (first - killed_at).total_seconds()
