@@ -49,6 +49,9 @@ BASE = Settings(
     agi_session_timeout=60,
     ami_reconnect_seconds=0.5,
     db_retry_seconds=0.5,
+    # Each line checks its open calls against its Asterisk every 5 s: node2's must leave
+    # node1's lost calls alone while node1 is down (they are not node2's to end).
+    vanish_check_seconds=5,
 )
 OPERATORS = operator_names(6)
 SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
@@ -171,6 +174,7 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
              "WHERE e.call_id = c.call_id AND e.kind = 'call_vanished') AS vanished "
              "FROM calls c JOIN call_outcomes o USING (call_id) "
              "WHERE c.caller_number LIKE $1 || '%' AND starts_with(c.call_id, 'node1-')")
+    assert time.monotonic() - started > BASE.vanish_check_seconds  # node2 has checked
     lost = await fetch(dsn, query, up)
     assert lost and all(row["ended_at"] is None for row in lost)
     await asyncio.to_thread(victim.lab.start, fresh=False)
