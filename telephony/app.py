@@ -153,7 +153,8 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         # Asterisk reads registering operator phones as this role (asterisk-conf/sorcery.conf).
         await grant_phone_reader(database, settings.asterisk_db_user,
                                  asterisk_db_password(settings))
-        await set_browser_media_address(database, settings.softphone_media_address)
+        await set_browser_media_address(database, settings.softphone_media_address,
+                                        settings.kamailio_front)
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 
@@ -312,7 +313,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     recorder = CallRecorder(
         database, repository,
         FactSpool(settings.spool_dir, fallback=settings.spool_fallback_dir),
-        retry_seconds=settings.db_retry_seconds,
+        retry_seconds=settings.db_retry_seconds, node=settings.asterisk_systemname,
     )
     # Facts still held go to the database, or stay spooled while it is down.
     stack.push_async_callback(recorder.close)

@@ -37,6 +37,7 @@ _AGI_SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
 CONFIG_ENV = "SIAGA112_CONFIG"
 
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
+_SYSTEMNAME = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
 
 # libpq's own variables; any of them means "an operator pointed us at a real server".
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
@@ -195,6 +196,21 @@ class Settings:
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.
     lab_operators: int = 50
     lab_operator_sip_port: int = 5070
+
+    # A cluster of Asterisk nodes (issue 15). Each node's name, rendered into asterisk.conf's
+    # systemname: its Uniqueids (call ids) read <systemname>-<epoch>.<seq>, so they never
+    # collide with another node's in the shared database, and this node's line resyncs and
+    # declares vanished only the calls of its own node. None: one node, plain ids.
+    asterisk_systemname: str | None = None
+    # Kamailio in front of the nodes (telephony/kamailio/, kamailio-conf/): where it takes the
+    # carrier's calls and the operator phones' registrations, the nodes (address:port of each
+    # node's SIP) it spreads the calls over, how often it probes each with SIP OPTIONS, and
+    # how long a node may stay silent on a call before Kamailio tries the next one.
+    kamailio_host: str = "127.0.0.1"
+    kamailio_port: int = 5080
+    kamailio_nodes: tuple[str, ...] = ()
+    kamailio_probe_seconds: int = 1
+    kamailio_node_timeout_ms: int = 1000
 
     # Database: DSN, else PG* variables, else embedded cluster on a private socket.
     database_dsn: str | None = None
@@ -442,6 +458,15 @@ class Settings:
         return f"wss://127.0.0.1:{self.asterisk_https_port}/ws"
 
     @property
+    def kamailio_front(self) -> str | None:
+        """``host:port`` of the cluster's SIP front when this node is behind one
+        (``kamailio_nodes`` set): its desk phones register there and are rung through it."""
+        if not self.kamailio_nodes:
+            return None
+        host = f"[{self.kamailio_host}]" if ":" in self.kamailio_host else self.kamailio_host
+        return f"{host}:{self.kamailio_port}"
+
+    @property
     def agi_url(self) -> str:
         """The FastAGI URL the dialplan calls for the IVR."""
         return f"agi://{self.agi_host}:{self.agi_port}/ivr"
@@ -533,8 +558,34 @@ def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def _parse_nodes(raw: Any) -> tuple[str, ...]:
+    """Asterisk nodes as ``address:port`` (an IP address: Kamailio must not wait on DNS to
+    route an emergency call), a TOML list or ``"10.0.0.2:5060,10.0.0.3:5060"``."""
+    if isinstance(raw, str):
+        raw = [item for item in raw.split(",") if item.strip()]
+    if not isinstance(raw, list | tuple):
+        raise SettingsError("kamailio_nodes: expected a list of address:port")
+    nodes = []
+    for item in raw:
+        host, _, port = str(item).strip().rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+            number = int(port)
+        except ValueError as exc:
+            raise SettingsError(f"kamailio_nodes: not address:port: {item!r}") from exc
+        if not 0 < number < 65536:
+            raise SettingsError(f"kamailio_nodes: not a UDP port: {item!r}")
+        text = f"[{address}]" if address.version == 6 else str(address)
+        nodes.append(f"{text}:{number}")
+    if len(set(nodes)) != len(nodes):
+        raise SettingsError("kamailio_nodes: a node is listed twice")
+    return tuple(nodes)
+
+
 def _coerce(name: str, annotation: Any, raw: Any) -> Any:
     """Turn a TOML value or an environment string into the field's declared type."""
+    if name == "kamailio_nodes":
+        return _parse_nodes(raw)
     if name == "shifts":
         return _parse_shifts(raw)
     if name in _NETWORK_LISTS:
@@ -657,6 +708,7 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("shutdown_drain_seconds must be between 0 and 300")
     if settings.queue_max_wait <= 0 or settings.queue_wrapup_seconds < 0:
         raise SettingsError("queue_max_wait must be positive, queue_wrapup_seconds not negative")
+    _validate_cluster(settings)
     if not 0 < settings.lab_operators <= 8999:
         raise SettingsError("lab_operators must be between 1 and 8999 (op1001..op9999)")
     if settings.agi_max_frame_bytes < 1024:
@@ -692,6 +744,26 @@ def _validate(settings: Settings) -> None:
     _validate_http(settings)
     _validate_site(settings)
     _validate_softphone(settings)
+
+
+def _validate_cluster(settings: Settings) -> None:
+    name = settings.asterisk_systemname
+    if name is not None and not _SYSTEMNAME.fullmatch(name):
+        # It starts every call id, which URLs and recording file names carry.
+        raise SettingsError("asterisk_systemname: 1-32 of a-z, 0-9 and _, starting with a "
+                            "letter or digit")
+    try:
+        ipaddress.ip_address(settings.kamailio_host)
+    except ValueError as exc:
+        raise SettingsError(f"kamailio_host: an IP address, got {settings.kamailio_host!r}"
+                            ) from exc
+    if not 0 < settings.kamailio_port < 65536:
+        raise SettingsError(f"kamailio_port: {settings.kamailio_port} is not a UDP port")
+    if not 1 <= settings.kamailio_probe_seconds <= 60:
+        raise SettingsError("kamailio_probe_seconds must be between 1 and 60")
+    if not 200 <= settings.kamailio_node_timeout_ms <= 30000:
+        raise SettingsError("kamailio_node_timeout_ms must be between 200 and 30000")
+    _parse_nodes(list(settings.kamailio_nodes))
 
 
 def _is_loopback(host: str) -> bool:

@@ -104,6 +104,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.lab.**", ADAPTERS),
     ("telephony.secrets", ADAPTERS),  # generated secret files
     ("telephony.asterisk.**", ADAPTERS),
+    ("telephony.kamailio.**", ADAPTERS),  # renders the SIP front's configuration
     ("telephony.agi.server", ADAPTERS),
     ("telephony.agi.channel", ADAPTERS),  # implements the IVR's channel over FastAGI
     ("telephony.ami.listener", ADAPTERS),

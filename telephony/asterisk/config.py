@@ -108,6 +108,9 @@ def template_values(settings: Settings, instance_dir: str) -> dict[str, object]:
     s = settings
     return {
         "instance_dir": instance_dir,
+        # A cluster node's name starts its call ids (asterisk.conf); nothing on one node.
+        "systemname_option": ("" if s.asterisk_systemname is None
+                              else f"systemname = {s.asterisk_systemname}"),
         "sip_host": s.sip_host,
         "sip_port": s.sip_port,
         "carrier_address": s.carrier_address,
