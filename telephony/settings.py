@@ -77,6 +77,20 @@ DEFAULT_DISPATCH_TARGETS = (DispatchTarget("fire", 300), DispatchTarget("medical
 
 
 @dataclass(frozen=True)
+class ClusterPeer:
+    """Another Asterisk node of the cluster: its name (its own ``node_name``), address, the
+    port its Asterisk takes SIP on and the port its line server takes FastAGI on."""
+
+    name: str
+    host: str
+    sip_port: int
+    agi_port: int
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.host}:{self.sip_port}:{self.agi_port}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every tunable of the line. Immutable: build a new one with :func:`load_settings`."""
 
@@ -186,6 +200,15 @@ class Settings:
     # A browser phone unreachable this long (its WebSocket closed, or qualify failing) is
     # paused and taken out of its queues by the line; a reloaded page re-registers sooner.
     softphone_lost_grace_seconds: float = 5.0
+
+    # A cluster of Asterisk nodes, each with its own line server (README, deployment): this
+    # node's name and the other nodes, each "name=host:sip_port:agi_port" (its Asterisk's SIP
+    # and its line server's FastAGI). Operators' device state is shared with every peer by SIP
+    # PUBLISH (pjsip_cluster.conf), so an operator on a call here is busy there too, and the
+    # dialplan tries the first peer's FastAGI server when this node's cannot start the IVR.
+    # No peers: a single node, and nothing of the cluster is rendered.
+    node_name: str | None = None
+    cluster_peers: tuple[ClusterPeer, ...] = ()
 
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.
     lab_operators: int = 50
@@ -499,6 +522,29 @@ def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
     return tuple(networks)
 
 
+_NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_PEER_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\]")
+_PEER = re.compile(r"(?P<name>[^=]+)=(?P<host>.+):(?P<sip>[0-9]{1,5}):(?P<agi>[0-9]{1,5})")
+
+
+def _parse_peers(raw: Any) -> tuple[ClusterPeer, ...]:
+    """Peers as a TOML list or ``"b=10.0.0.2:5060:4573,c=..."``; an IPv6 address in
+    brackets. Checked by :func:`_validate_cluster` with the rest of the settings."""
+    if isinstance(raw, str):
+        raw = [item for item in raw.split(",") if item.strip()]
+    if not isinstance(raw, list | tuple):
+        raise SettingsError("cluster_peers: expected a list of name=host:sip_port:agi_port")
+    peers = []
+    for item in raw:
+        match = _PEER.fullmatch(str(item).strip())
+        if match is None:
+            raise SettingsError(f"cluster_peers: expected name=host:sip_port:agi_port, got "
+                                f"{item!r}")
+        peers.append(ClusterPeer(match["name"], match["host"], int(match["sip"]),
+                                 int(match["agi"])))
+    return tuple(peers)
+
+
 def _coerce(name: str, annotation: Any, raw: Any) -> Any:
     """Turn a TOML value or an environment string into the field's declared type."""
     if name == "shifts":
@@ -507,6 +553,8 @@ def _coerce(name: str, annotation: Any, raw: Any) -> Any:
         return _parse_networks(name, raw)
     if name == "incident_dispatch_targets":
         return _parse_dispatch_targets(raw)
+    if name == "cluster_peers":
+        return _parse_peers(raw)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -653,6 +701,7 @@ def _validate(settings: Settings) -> None:
     _validate_http(settings)
     _validate_site(settings)
     _validate_softphone(settings)
+    _validate_cluster(settings)
 
 
 def _is_loopback(host: str) -> bool:
@@ -780,6 +829,37 @@ def _validate_softphone(settings: Settings) -> None:
             raise SettingsError(f"{name}: an IP address, got {value!r}") from exc
     if not 0 < settings.softphone_lost_grace_seconds <= 600:
         raise SettingsError("softphone_lost_grace_seconds must be between 0 and 600")
+
+
+def _validate_cluster(settings: Settings) -> None:
+    """The node's name and its peers go into pjsip.conf and the dialplan's AGI URL: nothing
+    but plain names, addresses and ports."""
+    name = settings.node_name
+    if name is not None and not _NODE_NAME.fullmatch(name):
+        raise SettingsError(f"node_name: 1-32 of a-z, 0-9 and -, got {name!r}")
+    if settings.cluster_peers and name is None:
+        raise SettingsError("cluster_peers needs node_name: peers know this node by it")
+    seen = {name}
+    allowed = [ipaddress.ip_network(n) for n in settings.agi_allowed_peers]
+    for peer in settings.cluster_peers:
+        if not _NODE_NAME.fullmatch(peer.name) or peer.name in seen:
+            raise SettingsError(f"cluster_peers: {peer.name!r}: a name of a-z, 0-9 and -, "
+                                "unlike this node's and every other peer's")
+        seen.add(peer.name)
+        if not _PEER_HOST.fullmatch(peer.host):
+            raise SettingsError(f"cluster_peers: {peer.name}: not a host name or address: "
+                                f"{peer.host!r}")
+        if not (0 < peer.sip_port < 65536 and 0 < peer.agi_port < 65536):
+            raise SettingsError(f"cluster_peers: {peer.name}: ports must be 1..65535")
+        try:
+            address = ipaddress.ip_address(peer.host.strip("[]"))
+        except ValueError:
+            continue  # a host name: resolved by Asterisk, not known here
+        # The peer's Asterisk falls back on our FastAGI server as we fall back on its.
+        if not any(address in network for network in allowed):
+            raise SettingsError(f"cluster_peers: {peer.name} ({address}) is not in "
+                                "agi_allowed_peers: its Asterisk could not use this node's "
+                                "FastAGI server")
 
 
 def _database_roles_refusal(settings: Settings) -> str | None:
