@@ -1,0 +1,179 @@
+"""Two Asterisk nodes, each with its own line server, one database (issue 15, node to node).
+
+* Distributed device state: an operator on a call through node A is in use on node B too
+  (res_pjsip_publish_asterisk: A PUBLISHes PJSIP/op1001's state to B), so B's queue does not
+  ring them while they talk, and does once they hang up.
+* A second FastAGI server: with node A's line server killed (SIGKILL), A's calls run the IVR
+  on node B's line server (the dialplan's second AGI()), not the fail-open path; with both
+  gone they still fail open at once.
+
+Nodes are 127.0.0.61 (a) and 127.0.0.62 (b), each with its own SIP, AMI, FastAGI and HTTP
+ports; the carrier (sipp callers) and the operator phones (one sipp UAS, the same phones for
+both nodes) are on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
+from telephony.settings import ClusterPeer, Settings
+from tests.e2e.harness import prompted_lab, started_line, unique_caller
+from tests.support.db import create_database, drop_database, owner_dsn
+from tests.support.net import free_port
+from tests.support.polling import eventually
+from tests.support.serve import kill_process, serve_process
+
+pytestmark = pytest.mark.cluster
+
+HOSTS = {"a": "127.0.0.61", "b": "127.0.0.62"}
+RTP = {"a": 63100, "b": 63400}
+OPERATOR = "PJSIP/op1001"
+QUEUES = ("emergency-general", "all-operators")  # the fail-open queue and the overflow
+
+
+@pytest.fixture(scope="module")
+def state_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="siaga112-cluster-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def line_db(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
+    dsn = await create_database(pg_cluster)
+    yield dsn
+    await drop_database(pg_cluster, dsn)
+
+
+@pytest.fixture(scope="module")
+def nodes_settings(state_dir: Path, line_db: str, pg_cluster: EmbeddedPostgres
+                   ) -> dict[str, Settings]:
+    """Node a's and node b's settings: each the other's peer."""
+    operators = sipp.free_udp_port()
+    ports = {name: (sipp.free_udp_port(host), free_port()) for name, host in HOSTS.items()}
+    nodes = {}
+    for name, host in HOSTS.items():
+        (other,) = set(HOSTS) - {name}
+        nodes[name] = Settings(
+            lab_instance=f"cluster-n-{name}", node_name=name,
+            cluster_peers=(ClusterPeer(other, HOSTS[other], *ports[other]),),
+            sip_host=host, sip_port=ports[name][0], agi_host=host, agi_port=ports[name][1],
+            ami_port=free_port(), asterisk_http_port=free_port(),
+            asterisk_https_port=free_port(), http_port=0,
+            rtp_port_start=RTP[name], rtp_port_end=RTP[name] + 299,
+            lab_operator_sip_port=operators, carrier_sip_port=sipp.free_udp_port(),
+            lab_operators=3, queue_wrapup_seconds=0, ami_reconnect_seconds=0.5,
+            db_retry_seconds=0.5, state_dir=state_dir / name, database_dsn=line_db,
+            database_owner_dsn=owner_dsn(pg_cluster, line_db))
+    return nodes
+
+
+@pytest.fixture(scope="module")
+async def nodes(nodes_settings: dict[str, Settings]) -> AsyncIterator[tuple[Lab, Lab]]:
+    async with (prompted_lab(nodes_settings["a"]) as a,
+                prompted_lab(nodes_settings["b"]) as b):
+        yield a, b
+
+
+@pytest.fixture(scope="module")
+async def phones(nodes: tuple[Lab, Lab], nodes_settings: dict[str, Settings]
+                 ) -> AsyncIterator[sipp.Sipp]:
+    """The operators' phones, the same for both nodes: one sipp UAS that answers at once."""
+    async with sipp.operator(nodes_settings["a"].lab_operator_sip_port) as uas:
+        yield uas
+
+
+async def member_state(lab: Lab, queue: str = QUEUES[0]) -> str:
+    """How ``lab``'s queue sees the operator: "In use", "Not in use", ..."""
+    shown = await lab.acli(f"queue show {queue}")
+    line = next((row for row in shown.splitlines() if OPERATOR in row), "")
+    # "PJSIP/op1001 (ringinuse disabled) (dynamic) (In use) has taken no calls yet (...)"
+    before, taken, _ = line.partition(" has taken")
+    return before.rsplit("(", 1)[-1].rstrip(")") if taken else ""
+
+
+async def operator_channels(lab: Lab) -> int:
+    """The operator's channels on ``lab``: a call ringing or answered at their phone."""
+    channels = await lab.acli("core show channels concise")
+    return sum(row.startswith(f"{OPERATOR}-") for row in channels.splitlines())
+
+
+async def waiting_callers(lab: Lab) -> int:
+    shown = await lab.acli(f"queue show {QUEUES[0]}")
+    return sum(row.strip().startswith(("1.", "2.", "3.")) for row in shown.splitlines())
+
+
+@contextlib.asynccontextmanager
+async def operator_logged_in(*labs: Lab) -> AsyncIterator[None]:
+    for lab in labs:
+        for queue in QUEUES:
+            await lab.acli(f"queue add member {OPERATOR} to {queue}")
+    try:
+        yield
+    finally:
+        for lab in labs:
+            for queue in QUEUES:
+                await lab.acli(f"queue remove member {OPERATOR} from {queue}")
+            await lab.acli("channel request hangup all")
+
+
+async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(
+        nodes: tuple[Lab, Lab], nodes_settings: dict[str, Settings], phones: sipp.Sipp) -> None:
+    a, b = nodes
+    on = {name: (s.sip_host, s.sip_port) for name, s in nodes_settings.items()}
+    # No line server runs yet: calls fail open to the operator's queue at once.
+    async with operator_logged_in(a, b):
+        await eventually("the operator free on b",
+                         lambda: _is(member_state(b), "Not in use"), within=10)
+        async with sipp.caller(*on["a"], caller_id=unique_caller("0813"),
+                               talk_seconds=8) as on_a:
+            await eventually("the operator answering a's call",
+                             lambda: _is(operator_channels(a), 1), within=10)
+            in_use_on_a = time.monotonic()
+            await eventually("the operator in use on b",
+                             lambda: _is(member_state(b), "In use"), within=5, interval=0.02)
+            published = time.monotonic() - in_use_on_a
+            async with sipp.caller(*on["b"], caller_id=unique_caller("0813"),
+                                   talk_seconds=25) as on_b:
+                await eventually("b's caller waiting", lambda: _is(waiting_callers(b), 1),
+                                 within=10)
+                # Until a's call ends, b's queue never rings the busy operator.
+                rung_on_b = []
+
+                async def watch_b() -> None:
+                    while True:
+                        rung_on_b.append(await operator_channels(b))
+                        await asyncio.sleep(0.2)
+
+                watcher = asyncio.create_task(watch_b())
+                result = await on_a.wait()
+                hung_up = time.monotonic()
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                assert result.ok, result.errors
+                assert len(rung_on_b) >= 10 and not any(rung_on_b), rung_on_b
+                # Free again: b's waiting caller reaches them.
+                await eventually("b's caller answered by the operator",
+                                 lambda: _is(operator_channels(b), 1), within=10)
+                offered_again = time.monotonic() - hung_up
+                assert await waiting_callers(b) == 0
+    print(f"\ndevice state a -> b: in use after {published * 1000:.0f} ms; "
+          f"b's caller reached the operator {offered_again:.2f} s after a's call ended")
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool | None:
+    """For :func:`eventually`: True once ``value`` is ``expected``."""
+    return True if await value == expected else None
