@@ -3,9 +3,10 @@
 * Distributed device state: an operator on a call through node A is in use on node B too
   (res_pjsip_publish_asterisk: A PUBLISHes PJSIP/op1001's state to B), so B's queue does not
   ring them while they talk, and does once they hang up.
-* A second FastAGI server: with node A's line server killed (SIGKILL), A's calls run the IVR
-  on node B's line server (the dialplan's second AGI()), not the fail-open path; with both
-  gone they still fail open at once.
+* A second FastAGI server: with node A's line server stalled (SIGSTOP: after the dialplan's
+  first-command deadline) or killed (SIGKILL: at once), A's calls run the IVR on node B's line
+  server (the dialplan's second AGI()), not the fail-open path; with both gone they still
+  fail open at once.
 
 Nodes are 127.0.0.61 (a) and 127.0.0.62 (b), each with its own SIP, AMI, FastAGI and HTTP
 ports; the carrier (sipp callers) and the operator phones (one sipp UAS, the same phones for
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -177,3 +180,76 @@ async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(
 async def _is(value: Awaitable[object], expected: object) -> bool | None:
     """For :func:`eventually`: True once ``value`` is ``expected``."""
     return True if await value == expected else None
+
+
+def ivr_outcomes(queue_log: Path, offset: int) -> list[str]:
+    """The IVR outcome of each call that entered the queues since ``offset`` (bytes into
+    ``queue_log``), in order: the dialplan logs ``SIAGAIVR|<IVR_OUTCOME>`` as it queues one."""
+    with queue_log.open("rb") as log:
+        log.seek(offset)
+        rows = log.read().decode(errors="replace").splitlines()
+    return [row.split("|")[5] for row in rows if row.count("|") >= 5
+            and row.split("|")[4] == "SIAGAIVR"]
+
+
+async def calls_through_the_ivr(lab: Lab, settings: Settings, calls: int, *,
+                                since: float | None = None, dtmf_delay: float = 1.0
+                                ) -> tuple[list[str], float]:
+    """``calls`` callers at ``lab`` who press 1 then 2 (emergency, fire) ``dtmf_delay`` s
+    after the answer; their IVR outcomes, and the seconds from ``since``
+    (``time.monotonic()``; default: the first call) to the first outcome."""
+    queue_log = lab.host_dir / "log" / "queue_log"
+    queue_log.touch()
+    offset = queue_log.stat().st_size
+    async with sipp.caller(settings.sip_host, settings.sip_port, caller_id=unique_caller("0814"),
+                           numbered=True, dtmf="12", dtmf_delay=dtmf_delay, talk_seconds=3,
+                           calls=calls, rate=2):
+        started = time.monotonic() if since is None else since
+        await eventually("a call through the IVR",
+                         lambda: _listed(ivr_outcomes(queue_log, offset), 1),
+                         within=15 + dtmf_delay, interval=0.05)
+        first = time.monotonic() - started
+        outcomes = await eventually(
+            f"{calls} calls through the IVR",
+            lambda: _listed(ivr_outcomes(queue_log, offset), calls), within=15)
+    return outcomes, first
+
+
+async def test_a_killed_line_server_hands_its_nodes_calls_to_the_peers_server(
+        nodes: tuple[Lab, Lab], nodes_settings: dict[str, Settings], state_dir: Path) -> None:
+    a, b = nodes
+    on_a, on_b = nodes_settings["a"], nodes_settings["b"]
+    async with started_line(b, on_b):
+        async with serve_process(on_a, state_dir / "serve-a.log") as line_a:
+            own, own_first = await calls_through_the_ivr(a, on_a, 1)
+            assert own == ["chosen"]  # a's IVR on a's own line server
+            # Stalled (it accepts, and never sends its first command): after the dialplan's
+            # first-command deadline, the IVR runs on b's line server. (Keys pressed while
+            # AGI() waits are lost, as on one node: this caller presses after the deadline.)
+            os.killpg(line_a.pid, signal.SIGSTOP)
+            try:
+                stalled, stalled_first = await calls_through_the_ivr(
+                    a, on_a, 1, dtmf_delay=on_a.agi_first_command_seconds + 1.5)
+            finally:
+                os.killpg(line_a.pid, signal.SIGCONT)
+            assert stalled == ["chosen"]
+            await kill_process(line_a)
+            # kill -9: the IVR of every call a takes from now on runs on b's line server.
+            killed = time.monotonic()
+            after, peer_first = await calls_through_the_ivr(a, on_a, 3, since=killed)
+            assert after == ["chosen"] * 3, after
+            refused = f"Connecting to '{on_a.agi_host}:{on_a.agi_port}' failed"
+            assert refused in a.messages_log.read_text(errors="replace")
+    # Neither line server left: the caller still reaches the queues, at once.
+    gone, gone_first = await calls_through_the_ivr(a, on_a, 1)
+    assert gone == ["failopen"]
+    assert gone_first < 3
+    await a.acli("channel request hangup all")
+    print(f"\nfirst IVR outcome: {own_first:.2f} s after the call on a's own line server; "
+          f"{stalled_first:.2f} s after the call with a's stalled, on b's; "
+          f"{peer_first:.2f} s after a's line server was killed, on b's; "
+          f"failed open {gone_first:.2f} s after the call with both gone")
+
+
+async def _listed(items: list[str], count: int) -> list[str] | None:
+    return items if len(items) >= count else None
