@@ -23,7 +23,6 @@ import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -149,7 +148,7 @@ async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(
                              lambda: _is(member_state(b), "In use"), within=5, interval=0.02)
             published = time.monotonic() - in_use_on_a
             async with sipp.caller(*on["b"], caller_id=unique_caller("0813"),
-                                   talk_seconds=25) as on_b:
+                                   talk_seconds=25):
                 await eventually("b's caller waiting", lambda: _is(waiting_callers(b), 1),
                                  within=10)
                 # Until a's call ends, b's queue never rings the busy operator.
@@ -219,27 +218,27 @@ async def test_a_killed_line_server_hands_its_nodes_calls_to_the_peers_server(
         nodes: tuple[Lab, Lab], nodes_settings: dict[str, Settings], state_dir: Path) -> None:
     a, b = nodes
     on_a, on_b = nodes_settings["a"], nodes_settings["b"]
-    async with started_line(b, on_b):
-        async with serve_process(on_a, state_dir / "serve-a.log") as line_a:
-            own, own_first = await calls_through_the_ivr(a, on_a, 1)
-            assert own == ["chosen"]  # a's IVR on a's own line server
-            # Stalled (it accepts, and never sends its first command): after the dialplan's
-            # first-command deadline, the IVR runs on b's line server. (Keys pressed while
-            # AGI() waits are lost, as on one node: this caller presses after the deadline.)
-            os.killpg(line_a.pid, signal.SIGSTOP)
-            try:
-                stalled, stalled_first = await calls_through_the_ivr(
-                    a, on_a, 1, dtmf_delay=on_a.agi_first_command_seconds + 1.5)
-            finally:
-                os.killpg(line_a.pid, signal.SIGCONT)
-            assert stalled == ["chosen"]
-            await kill_process(line_a)
-            # kill -9: the IVR of every call a takes from now on runs on b's line server.
-            killed = time.monotonic()
-            after, peer_first = await calls_through_the_ivr(a, on_a, 3, since=killed)
-            assert after == ["chosen"] * 3, after
-            refused = f"Connecting to '{on_a.agi_host}:{on_a.agi_port}' failed"
-            assert refused in a.messages_log.read_text(errors="replace")
+    async with (started_line(b, on_b),
+                serve_process(on_a, state_dir / "serve-a.log") as line_a):
+        own, own_first = await calls_through_the_ivr(a, on_a, 1)
+        assert own == ["chosen"]  # a's IVR on a's own line server
+        # Stalled (it accepts, and never sends its first command): after the dialplan's
+        # first-command deadline, the IVR runs on b's line server. (Keys pressed while
+        # AGI() waits are lost, as on one node: this caller presses after the deadline.)
+        os.killpg(line_a.pid, signal.SIGSTOP)
+        try:
+            stalled, stalled_first = await calls_through_the_ivr(
+                a, on_a, 1, dtmf_delay=on_a.agi_first_command_seconds + 1.5)
+        finally:
+            os.killpg(line_a.pid, signal.SIGCONT)
+        assert stalled == ["chosen"]
+        await kill_process(line_a)
+        # kill -9: the IVR of every call a takes from now on runs on b's line server.
+        killed = time.monotonic()
+        after, peer_first = await calls_through_the_ivr(a, on_a, 3, since=killed)
+        assert after == ["chosen"] * 3, after
+        refused = f"Connecting to '{on_a.agi_host}:{on_a.agi_port}' failed"
+        assert refused in a.messages_log.read_text(errors="replace")
     # Neither line server left: the caller still reaches the queues, at once.
     gone, gone_first = await calls_through_the_ivr(a, on_a, 1)
     assert gone == ["failopen"]
