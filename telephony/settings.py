@@ -522,7 +522,7 @@ def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
     return tuple(networks)
 
 
-_NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_NODE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _PEER_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\]")
 _PEER = re.compile(r"(?P<name>[^=]+)=(?P<host>.+):(?P<sip>[0-9]{1,5}):(?P<agi>[0-9]{1,5})")
 
@@ -836,14 +836,14 @@ def _validate_cluster(settings: Settings) -> None:
     but plain names, addresses and ports."""
     name = settings.node_name
     if name is not None and not _NODE_NAME.fullmatch(name):
-        raise SettingsError(f"node_name: 1-32 of a-z, 0-9 and -, got {name!r}")
+        raise SettingsError(f"node_name: 1-32 of a-z, 0-9, _ and -, got {name!r}")
     if settings.cluster_peers and name is None:
         raise SettingsError("cluster_peers needs node_name: peers know this node by it")
     seen = {name}
     allowed = [ipaddress.ip_network(n) for n in settings.agi_allowed_peers]
     for peer in settings.cluster_peers:
         if not _NODE_NAME.fullmatch(peer.name) or peer.name in seen:
-            raise SettingsError(f"cluster_peers: {peer.name!r}: a name of a-z, 0-9 and -, "
+            raise SettingsError(f"cluster_peers: {peer.name!r}: a name of a-z, 0-9, _ and -, "
                                 "unlike this node's and every other peer's")
         seen.add(peer.name)
         if not _PEER_HOST.fullmatch(peer.host):
@@ -851,6 +851,11 @@ def _validate_cluster(settings: Settings) -> None:
                                 f"{peer.host!r}")
         if not (0 < peer.sip_port < 65536 and 0 < peer.agi_port < 65536):
             raise SettingsError(f"cluster_peers: {peer.name}: ports must be 1..65535")
+        if peer.host.strip("[]") == settings.carrier_address:
+            # Asterisk identifies a request by its source address, the carrier's first: a
+            # peer there would have its device state refused as the carrier's.
+            raise SettingsError(f"cluster_peers: {peer.name}: a node cannot have the "
+                                "carrier's address (carrier_address)")
         try:
             address = ipaddress.ip_address(peer.host.strip("[]"))
         except ValueError:

@@ -41,6 +41,7 @@ def test_peers_are_read_from_text_and_lists(tmp_path: Path) -> None:
     ("a", "b=127.0.0.3 x:5060:4573"),
     ("a", "b=127.0.0.3:70000:4573"),
     ("a", "b=10.0.0.3:5060:4573"),  # its Asterisk could not reach our FastAGI server
+    ("a", "b=127.0.0.1:5062:4573"),  # the carrier's address: identified as the carrier
     ("A;", ""),
 ])
 def test_peers_that_do_not_fit_are_refused(tmp_path: Path, name: str | None,
