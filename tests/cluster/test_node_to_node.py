@@ -3,6 +3,8 @@
 * Distributed device state: an operator on a call through node A is in use on node B too
   (res_pjsip_publish_asterisk: A PUBLISHes PJSIP/op1001's state to B), so B's queue does not
   ring them while they talk, and does once they hang up.
+* A node that comes back (b crashed, then started) while an operator talks on a asks a for
+  its whole device state and sees the operator in use within seconds.
 * A second FastAGI server: with node A's line server stalled (SIGSTOP: after the dialplan's
   first-command deadline) or killed (SIGKILL: at once), A's calls run the IVR on node B's line
   server (the dialplan's second AGI()), not the fail-open path; with both gone they still
@@ -252,3 +254,30 @@ async def test_a_killed_line_server_hands_its_nodes_calls_to_the_peers_server(
 
 async def _listed(items: list[str], count: int) -> list[str] | None:
     return items if len(items) >= count else None
+
+
+async def test_a_node_that_comes_back_learns_who_is_busy_on_the_other(
+        nodes: tuple[Lab, Lab], nodes_settings: dict[str, Settings], phones: sipp.Sipp) -> None:
+    a, b = nodes
+    on_a = nodes_settings["a"]
+    async with operator_logged_in(a, b):
+        await b.acli("core show uptime")  # b is up before it crashes
+        await asyncio.to_thread(b.crash)
+        async with sipp.caller(on_a.sip_host, on_a.sip_port, caller_id=unique_caller("0815"),
+                               talk_seconds=30):
+            await eventually("the operator answering a's call",
+                             lambda: _is(operator_channels(a), 1), within=10)
+            # b comes back as a site's service manager starts it, and asks a for its whole
+            # device state.
+            restarted = time.monotonic()
+            await asyncio.to_thread(b.start, fresh=False)
+            for queue in QUEUES:  # astdb may not have kept a login made just before the crash
+                await b.acli(f"queue add member {OPERATOR} to {queue}")
+            await eventually("the operator in use on the restarted b",
+                             lambda: _is(member_state(b), "In use"), within=15)
+            learned = time.monotonic() - restarted
+            await a.acli("channel request hangup all")
+            await eventually("the operator free on b once a's call ended",
+                             lambda: _is(member_state(b), "Not in use"), within=5)
+    print(f"\nb restarted with the operator on a call on a: in use on b {learned:.2f} s after "
+          "its start began")
