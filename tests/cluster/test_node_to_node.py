@@ -20,11 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import pytest
@@ -33,32 +31,22 @@ from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import ClusterPeer, Settings
+from tests.e2e.conftest import line_db, state_dir
 from tests.e2e.harness import prompted_lab, started_line, unique_caller
-from tests.support.db import create_database, drop_database, owner_dsn
+from tests.support.db import owner_dsn
 from tests.support.net import free_port
 from tests.support.polling import eventually
 from tests.support.serve import kill_process, serve_process
 
 pytestmark = pytest.mark.cluster
+# The module's state directory and its one migrated database, which every node's line writes
+# into: the end-to-end tier's fixtures.
+__all__ = ["line_db", "state_dir"]
 
 HOSTS = {"a": "127.0.0.61", "b": "127.0.0.62"}
 RTP = {"a": 63100, "b": 63400}
 OPERATOR = "PJSIP/op1001"
 QUEUES = ("emergency-general", "all-operators")  # the fail-open queue and the overflow
-
-
-@pytest.fixture(scope="module")
-def state_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="siaga112-cluster-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-async def line_db(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
-    dsn = await create_database(pg_cluster)
-    yield dsn
-    await drop_database(pg_cluster, dsn)
 
 
 @pytest.fixture(scope="module")
