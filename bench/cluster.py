@@ -45,7 +45,8 @@ from rig import bench_settings, lacking
 
 from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
 from telephony.lab.chroot import operator_names
-from telephony.lab.cluster import Cluster, LineServer, cluster_settings, node_of, running_cluster
+from telephony.lab.cluster import Cluster, cluster_settings, node_of, running_cluster
+from telephony.lab.line import LineServer
 from telephony.lab.sipp import SippResult, caller
 
 SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}

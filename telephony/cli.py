@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_patroni_config(commands)
     kamailio_config = commands.add_parser(
         "kamailio-config",
-        help="a cluster's SIP front: render kamailio-conf/ and the nodes (kamailio_nodes)")
+        help="a cluster's SIP front: render kamailio-conf/ and the nodes (cluster_nodes)")
     kamailio_config.add_argument("--out-dir", type=Path, required=True,
                                  help="where kamailio.cfg and dispatcher.list are written")
     kamailio_config.set_defaults(handler=_cmd_kamailio_config)

@@ -259,7 +259,7 @@ class Lab:
 
     def operators_conf(self) -> str:
         """``pjsip_operators.conf`` for the lab: every operator's phone is one sipp UAS; on a
-        cluster node (``kamailio_nodes`` set) it is reached through the SIP front, where the
+        cluster node (``cluster_nodes`` set) it is reached through the SIP front, where the
         phones register (telephony/lab/kamailio.py), so any node rings any operator."""
         s = self.settings
         contact = s.kamailio_front or f"127.0.0.1:{s.lab_operator_sip_port}"

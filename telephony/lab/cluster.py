@@ -2,7 +2,8 @@
 
 Each node is a lab instance (:class:`telephony.lab.chroot.Lab`) with its own
 ``asterisk_systemname``, SIP, AMI, FastAGI, HTTP and RTP ports and state directory, and its
-own line server: ``python -m telephony serve`` as a separate process (:class:`LineServer`),
+own line server: ``python -m telephony serve`` as a separate process
+(:class:`telephony.lab.line.LineServer`),
 so a test can ``kill -9`` it with its Asterisk, as a machine dying would. Every node's line
 writes into the one database of the settings. The front (:class:`telephony.lab.kamailio.Front`)
 spreads the carrier's calls over the nodes; the operator phones (one sipp UAS) register at
@@ -18,20 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import logging
-import os
 import re
-import signal
 import socket
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from types import TracebackType
-from urllib.request import urlopen
 
 import asyncpg
 
@@ -42,146 +37,52 @@ from telephony.desks.phones import digest
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab, LabError
 from telephony.lab.kamailio import Front
-from telephony.settings import Settings
+from telephony.lab.line import LineServer
+from telephony.settings import ClusterNode, Settings
 
 log = logging.getLogger(__name__)
 
 PHONE_HOST = "127.0.0.2"  # the phones' address: not the carrier's (127.0.0.1)
 
 
-def _free_tcp_port() -> int:
+def node_host(index: int) -> str:
+    """Node ``index``'s own loopback address (127.0.0.11, .12, ...): not the carrier's nor
+    the front's (127.0.0.1), where a node's PUBLISH of its device state would be taken for
+    the carrier's, and not another node's (each node's peers are known by address)."""
+    return f"127.0.0.{11 + index}"
+
+
+def _free_tcp_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
-
-
-def _free_udp_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = sipp.free_udp_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def cluster_settings(base: Settings, names: Sequence[str], *, rtp_base: int,
                      rtp_span: int = 2000) -> tuple[Settings, list[Settings]]:
-    """The front's settings and each node's, on free loopback ports; node ``i`` takes the
-    RTP ports ``rtp_base + i * rtp_span`` onwards and keeps its state in
-    ``base.state_dir / name``. Every one of them knows the front and all nodes."""
-    sip_ports = _free_udp_ports(len(names) + 1)
-    front = replace(base, kamailio_host="127.0.0.1", kamailio_port=sip_ports[-1],
-                    kamailio_nodes=tuple(f"127.0.0.1:{port}" for port in sip_ports[:-1]))
+    """The front's settings and each node's, on free loopback ports; node ``i`` has its own
+    address (:func:`node_host`: its SIP and FastAGI listen there), takes the RTP ports
+    ``rtp_base + i * rtp_span`` onwards and keeps its state in ``base.state_dir / name``.
+    Every one of them knows the front and all nodes (``cluster_nodes``): the nodes share
+    their operators' device state and each other's FastAGI servers."""
+    hosts = [node_host(index) for index in range(len(names))]
+    sip_ports = [sipp.free_udp_port(host) for host in hosts]
+    agi_ports = [_free_tcp_port(host) for host in hosts]
+    front = replace(base, kamailio_host="127.0.0.1", kamailio_port=sipp.free_udp_port(),
+                    cluster_nodes=tuple(
+                        ClusterNode(name, hosts[index], sip_ports[index], agi_ports[index])
+                        for index, name in enumerate(names)))
     nodes = [
         replace(front, asterisk_systemname=name, lab_instance=f"{base.lab_instance}-{name}",
-                state_dir=base.state_dir / name, sip_port=sip_ports[index],
-                ami_port=_free_tcp_port(), agi_port=_free_tcp_port(),
-                http_port=_free_tcp_port(), asterisk_http_port=_free_tcp_port(),
-                asterisk_https_port=_free_tcp_port(),
+                state_dir=base.state_dir / name, sip_host=hosts[index],
+                sip_port=sip_ports[index], agi_host=hosts[index], agi_port=agi_ports[index],
+                ami_port=_free_tcp_port(), http_port=_free_tcp_port(),
+                asterisk_http_port=_free_tcp_port(), asterisk_https_port=_free_tcp_port(),
                 rtp_port_start=rtp_base + index * rtp_span,
                 rtp_port_end=rtp_base + (index + 1) * rtp_span - 2)
         for index, name in enumerate(names)
     ]
     return front, nodes
-
-
-def settings_environment(settings: Settings) -> dict[str, str]:
-    """``SIAGA112_*`` variables that make ``load_settings`` give back ``settings`` (the
-    fields that differ from the defaults), for a line server in its own process."""
-    defaults = Settings()
-    env: dict[str, str] = {}
-    for field in dataclasses.fields(Settings):
-        value = getattr(settings, field.name)
-        if value == getattr(defaults, field.name):
-            continue
-        if isinstance(value, tuple):
-            if value and not isinstance(value[0], str):
-                raise LabError(f"{field.name}: cannot be passed to a line server")
-            text = ",".join(value)
-        else:
-            text = "" if value is None else str(value)
-        env[f"SIAGA112_{field.name.upper()}"] = text
-    return env
-
-
-class LineServer:
-    """``python -m telephony serve`` for one node, in its own process (and process group);
-    ready once its ``/readyz`` answers 200 (database, AMI and FastAGI up)."""
-
-    def __init__(self, settings: Settings, *, ready_timeout: float = 60.0) -> None:
-        self.settings = settings
-        self.ready_timeout = ready_timeout
-        self.log_file = settings.state_dir / "line.log"
-        self._process: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The server's pid while it runs."""
-        process = self._process
-        return None if process is None or process.returncode is not None else process.pid
-
-    def _ready(self) -> bool:
-        url = f"http://127.0.0.1:{self.settings.http_port}/readyz"
-        try:
-            with urlopen(url, timeout=2) as reply:
-                return int(reply.status) == 200
-        except OSError:
-            return False
-
-    async def start(self) -> LineServer:
-        """Start the server and wait until it is ready (bounded)."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith("SIAGA112_")}
-        env.update(settings_environment(self.settings))
-        with self.log_file.open("ab") as out:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "telephony", "serve", env=env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True)
-        deadline = time.monotonic() + self.ready_timeout
-        while not await asyncio.to_thread(self._ready):
-            if self._process.returncode is not None:
-                raise LabError(f"line server of {self.settings.asterisk_systemname} exited "
-                               f"with {self._process.returncode}: see {self.log_file}")
-            if time.monotonic() > deadline:
-                await self.stop()
-                raise LabError(f"line server of {self.settings.asterisk_systemname} not ready "
-                               f"within {self.ready_timeout:g} s: see {self.log_file}")
-            await asyncio.sleep(0.2)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL, as a machine dying would end it (no drain, no spool flush)."""
-        pid = self.pid
-        if pid is None:
-            raise LabError("the line server is not running")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-
-    async def stop(self) -> None:
-        """SIGTERM (the line drains), SIGKILL after 20 s; bounded."""
-        process = self._process
-        if process is None or process.returncode is not None:
-            return
-        for sig, grace in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            try:
-                async with asyncio.timeout(grace):
-                    await process.wait()
-            except TimeoutError:
-                log.warning("line server pid %d still alive after %s", process.pid, sig.name)
-            else:
-                return
-        raise LabError(f"line server pid {process.pid} survived SIGKILL")
-
-    async def __aenter__(self) -> LineServer:
-        return await self.start()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        await self.stop()
 
 
 @dataclass

@@ -4,7 +4,7 @@
 (:func:`telephony.kamailio.config.install_kamailio_config`) into its own temporary directory
 and runs the Debian package's ``kamailio`` there in the foreground (``-DD -E``, its log in
 ``kamailio.log`` of that directory), listening on ``kamailio_host:kamailio_port``. It is ready
-once it answers a SIP OPTIONS. Its nodes are the lab instances of ``kamailio_nodes``
+once it answers a SIP OPTIONS. Its nodes are the lab instances of ``cluster_nodes``
 (:class:`telephony.lab.chroot.Lab`, each with its own ``asterisk_systemname`` and ports);
 their operator endpoints point at the front, where the test phones register.
 
@@ -62,7 +62,7 @@ class Front:
 
     def __init__(self, settings: Settings, *, boot_timeout: float = 15.0) -> None:
         if not settings.kamailio_nodes:
-            raise LabError("the front needs kamailio_nodes")
+            raise LabError("the front needs cluster_nodes")
         self.settings = settings
         self.boot_timeout = boot_timeout
         self.workdir = Path(tempfile.mkdtemp(prefix="siaga112-kamailio-"))
