@@ -50,6 +50,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
+from telephony.cluster.watch import CONTACT_STATUS, PeerWatch
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, line_role
 from telephony.db.roles import prepare_schema
@@ -259,6 +260,16 @@ def start_call_handling(
         *CallbackPages(callbacks).routes()])
 
 
+def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
+                listener: AmiListener) -> None:
+    """A cluster node: a dead peer's operators are offered calls here at once, and a peer
+    that answers again is asked for its whole device state (telephony/cluster/watch.py)."""
+    peers = PeerWatch.from_settings(listener, settings)
+    if peers is not None:
+        listener.subscribe(CONTACT_STATUS, peers.contact_status)
+        in_background(stack, peers.run(), "peer-watch")
+
+
 def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, object],
                   name: str) -> asyncio.Task[object]:
     """Run ``work`` as a task until ``stack`` unwinds, which cancels it and waits for it."""
@@ -331,6 +342,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                            recorder=recorder, listener=listener, metrics=metrics)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     in_background(stack, recorder.run_flusher(), "spool-flusher")
+    watch_peers(settings, stack, listener)
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
     in_background(
         stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),

@@ -9,7 +9,6 @@ settings over it once it connects).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
@@ -31,6 +30,7 @@ from telephony.admin.queues import (
 from telephony.agi.access import with_secret
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.asterisk.site import AsteriskSite
+from telephony.cluster.peers import LINE_PUBLISHER, entity_id, peer_aor
 from telephony.core.dsn import dsn_hosts
 from telephony.db.embedded import DATABASE_NAME
 from telephony.screening.score import ScoreConfig, ScoreConfigError
@@ -150,16 +150,6 @@ def template_values(settings: Settings, instance_dir: str) -> dict[str, object]:
     }
 
 
-def entity_id(systemname: str) -> str:
-    """An Asterisk entity id (``asterisk.conf`` ``entityid``) of the node's own: two nodes
-    must not share one, and Asterisk's default, the first network card's MAC address, is the
-    same for every node on one host or cloned image. A locally administered unicast address
-    made from the name: the same node gets the same id on every start."""
-    digest = bytearray(hashlib.sha256(systemname.encode()).digest()[:6])
-    digest[0] = (digest[0] & 0xFC) | 0x02
-    return ":".join(f"{byte:02x}" for byte in digest)
-
-
 def cluster_values(settings: Settings) -> dict[str, object]:
     """The templates' cluster values: the node's entity id (an empty line for a single
     node), and the FastAGI URL of its first peer's line server (with the site's AGI secret,
@@ -173,17 +163,6 @@ def cluster_values(settings: Settings) -> dict[str, object]:
         "agi_peer_url": "" if peer is None else with_secret(
             f"agi://{peer.host}:{peer.agi_port}/ivr", agi_secret(s)),
     }
-
-
-# The line's own endpoint and publication resource at its node's Asterisk: the line tells
-# its Asterisk that a dead peer node has no calls (telephony/cluster/).
-LINE_PUBLISHER = "siaga112-line"
-
-
-def peer_aor(name: str) -> str:
-    """The AOR (and endpoint) of peer node ``name`` at this node: its qualify reports the
-    peer reachable or not (AMI ContactStatus)."""
-    return f"peer-{name}"
 
 
 def cluster_conf(settings: Settings) -> str:

@@ -8,7 +8,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from telephony.asterisk.config import CLUSTER_CONF, entity_id, install_config
+from telephony.asterisk.config import CLUSTER_CONF, install_config
+from telephony.cluster.peers import entity_id
 from telephony.settings import ClusterNode, Settings, load_settings
 
 
