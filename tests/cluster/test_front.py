@@ -10,14 +10,9 @@ systemname and line server, the front, six operators logged in on both nodes.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -25,18 +20,12 @@ import pytest
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import sipp
 from telephony.lab.chroot import LabError, operator_names
-from telephony.lab.cluster import (
-    PHONE_HOST,
-    Cluster,
-    LineServer,
-    cluster_settings,
-    node_of,
-    register,
-    register_phones,
-    running_cluster,
-)
+from telephony.lab.cluster import PHONE_HOST, Cluster, node_of, register, register_phones
+from telephony.lab.line import LineServer
 from telephony.settings import Settings
-from tests.support.db import create_database, drop_database, fetch, owner_dsn
+from tests.support.cluster import caller_prefix, ended_calls, two_nodes
+from tests.support.cluster import front_callers as callers
+from tests.support.db import fetch, owner_dsn
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.cluster
@@ -54,68 +43,24 @@ BASE = Settings(
     vanish_check_seconds=5,
 )
 OPERATORS = operator_names(6)
-SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 RTP_BASE = 24000  # below the ephemeral range, apart from the e2e modules' and the benches'
 FAILOVER_TARGET_SECONDS = 5.0
 
 
-def caller_prefix() -> str:
-    """A caller number prefix no earlier run used: a lab node's queue_log outlives a run, and
-    its line backfills the calls it finds there into the new database."""
-    return "0812" + str(uuid.uuid4().int)[:5]
-
-
 @pytest.fixture(scope="module")
-async def dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
-    dsn = await create_database(pg_cluster)
-    yield dsn
-    await drop_database(pg_cluster, dsn)
-
-
-@pytest.fixture(scope="module")
-async def cluster(pg_cluster: EmbeddedPostgres, dsn: str) -> AsyncIterator[Cluster]:
-    state = Path(tempfile.mkdtemp(prefix="siaga112-cluster-"))
-    owner = owner_dsn(pg_cluster, dsn)
-    base = replace(BASE, state_dir=state, database_dsn=dsn, database_owner_dsn=owner)
-    front, nodes = cluster_settings(base, ("node1", "node2"), rtp_base=RTP_BASE)
-    try:
-        async with running_cluster(front, nodes, owner, operators=OPERATORS,
-                                   skills=SKILLS) as running:
-            yield running
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def callers(cluster: Cluster, caller_id: str, *, calls: int, rate: float,
-            talk_seconds: float = 3.0) -> sipp.Sipp:
-    """The carrier's callers at the front: each presses 3 (information) and stays."""
-    host, port = cluster.front.kamailio_host, cluster.front.kamailio_port
-    return sipp.caller(host, port, caller_id=caller_id, numbered=True, calls=calls, rate=rate,
-                       dtmf="3", talk_seconds=talk_seconds)
-
-
-async def ended_calls(dsn: str, caller_prefix: str, count: int, within: float = 40.0,
-                      ) -> list[asyncpg.Record]:
-    """The ``count`` calls of callers whose number starts with ``caller_prefix``, once the
-    database has them all ended."""
-
-    async def probe() -> list[asyncpg.Record] | None:
-        rows = await fetch(dsn, "SELECT * FROM calls WHERE caller_number LIKE $1 || '%'",
-                           caller_prefix)
-        if len(rows) < count or any(row["ended_at"] is None for row in rows):
-            return None
-        return rows
-
-    return await eventually(f"{count} ended calls of {caller_prefix}*", probe, within)
+async def cluster(pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> AsyncIterator[Cluster]:
+    async with two_nodes(pg_cluster, cluster_dsn, BASE, rtp_base=RTP_BASE,
+                         operators=OPERATORS) as running:
+        yield running
 
 
 async def test_calls_are_spread_over_both_nodes_and_each_reaches_an_operator(
-        cluster: Cluster, dsn: str) -> None:
+        cluster: Cluster, cluster_dsn: str) -> None:
     prefix = caller_prefix()
     async with callers(cluster, prefix, calls=8, rate=4) as run:
         result = await run.wait()
     assert result.ok, result
-    rows = await ended_calls(dsn, prefix, 8)
+    rows = await ended_calls(cluster_dsn, prefix, 8)
     assert len(rows) == 8, [(r["call_id"], r["caller_number"], r["channel"], r["arrived_at"],
                              r["ended_at"], r["operator"], r["hangup_cause"]) for r in rows]
     assert len({row["caller_number"] for row in rows}) == 8
@@ -127,12 +72,12 @@ async def test_calls_are_spread_over_both_nodes_and_each_reaches_an_operator(
 
 
 async def test_only_a_phone_with_its_secret_registers_at_the_front(
-        cluster: Cluster, pg_cluster: EmbeddedPostgres, dsn: str) -> None:
+        cluster: Cluster, pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> None:
     port = sipp.free_udp_port(PHONE_HOST)
     with pytest.raises(LabError, match="op1008 could not register"):  # no secret stored
         await asyncio.to_thread(register, cluster.front, ["op1008"], host=PHONE_HOST, port=port)
     # Once the desk has one (as an admin's assignment stores it), the same phone registers.
-    await register_phones(cluster.front, owner_dsn(pg_cluster, dsn), ["op1008"],
+    await register_phones(cluster.front, owner_dsn(pg_cluster, cluster_dsn), ["op1008"],
                           phone_port=port)
 
 
@@ -144,12 +89,12 @@ async def _calls_on_both(dsn: str, prefix: str) -> bool | None:
 
 
 async def test_a_killed_node_gets_no_new_call_within_seconds(
-        cluster: Cluster, dsn: str) -> None:
+        cluster: Cluster, cluster_dsn: str) -> None:
     victim, survivor = cluster.node("node1"), cluster.node("node2")
     # Calls in progress on both nodes when node1 dies.
     up, new = caller_prefix(), caller_prefix()
     async with callers(cluster, up, calls=4, rate=4, talk_seconds=20) as before:
-        await eventually("calls up on both nodes", lambda: _calls_on_both(dsn, up), 15)
+        await eventually("calls up on both nodes", lambda: _calls_on_both(cluster_dsn, up), 15)
         killed_at = datetime.now(UTC)
         started = time.monotonic()
         await victim.kill()
@@ -157,7 +102,7 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
         async with callers(cluster, new, calls=4, rate=4) as after:
             result = await after.wait()
         assert result.ok, result
-        rows = await ended_calls(dsn, new, 4)
+        rows = await ended_calls(cluster_dsn, new, 4)
         first_answer = min(row["arrived_at"] for row in rows)
         last_answer = max(row["arrived_at"] for row in rows)
         print(f"\nkill -> first new call answered on {survivor.name}: "
@@ -175,12 +120,12 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
              "FROM calls c JOIN call_outcomes o USING (call_id) "
              "WHERE c.caller_number LIKE $1 || '%' AND starts_with(c.call_id, 'node1-')")
     assert time.monotonic() - started > BASE.vanish_check_seconds  # node2 has checked
-    lost = await fetch(dsn, query, up)
+    lost = await fetch(cluster_dsn, query, up)
     assert lost and all(row["ended_at"] is None for row in lost)
     await asyncio.to_thread(victim.lab.start, fresh=False)
     async with LineServer(victim.settings):
         async def ended() -> list[asyncpg.Record] | None:
-            rows = await fetch(dsn, query, up)
+            rows = await fetch(cluster_dsn, query, up)
             return rows if all(row["ended_at"] is not None for row in rows) else None
 
         rows = await eventually("node1's lost calls ended", ended, 30)
@@ -189,7 +134,7 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
         async with callers(cluster, again, calls=4, rate=2) as run:
             assert (await run.wait()).ok
         assert "node1" in {node_of(str(row["call_id"])) for row in
-                           await ended_calls(dsn, again, 4)}
+                           await ended_calls(cluster_dsn, again, 4)}
     print(f"node1's {len(rows)} lost calls ended as "
           f"{sorted(str(row['disposition']) for row in rows)}")
     assert all(row["vanished"] == 1 for row in rows)
