@@ -128,13 +128,17 @@ class LineServer:
             await asyncio.sleep(0.2)
         return time.monotonic() - started
 
-    def signal(self, signum: int) -> None:
-        """Send ``signum`` (SIGSTOP, SIGCONT, SIGTERM...) to its whole process group."""
+    def signal(self, signum: int, *, group: bool = True) -> None:
+        """Send ``signum`` (SIGSTOP, SIGCONT, SIGTERM...) to its whole process group (the
+        line and the children it started), or to the line's process alone."""
         pid = self.pid
         if pid is None:
             raise LabError("the line server is not running")
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signum)
+            if group:
+                os.killpg(pid, signum)
+            else:
+                os.kill(pid, signum)
 
     def kill(self) -> None:
         """SIGKILL, as a machine dying would end it (no drain, no spool flush)."""
