@@ -50,7 +50,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
-from telephony.cluster.watch import CONTACT_STATUS, PeerWatch
+from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, line_role
 from telephony.db.roles import prepare_schema
@@ -267,6 +267,7 @@ def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
     peers = PeerWatch.from_settings(listener, settings)
     if peers is not None:
         listener.subscribe(CONTACT_STATUS, peers.contact_status)
+        listener.subscribe(FULLY_BOOTED, peers.logged_in)
         in_background(stack, peers.run(), "peer-watch")
 
 

@@ -9,9 +9,11 @@ ignored by the module, it registers no ``publish_expire`` handler (so a publicat
 out changes nothing), and ``ast_device_state_clear_cache`` clears only this node's own entity
 id. An operator whom a dead peer last published "In use" therefore stays "In use" in this
 node's queues until that peer publishes again, possibly never. The cure uses the same module:
-a devicestate PUBLISH whose body names the dead peer's entity id and the state ``INVALID``,
-which counts for nothing in Asterisk's aggregate of a device's states (its rank is the lowest),
-so the operator's state here is again this node's own and the live peers'.
+a devicestate PUBLISH whose body names the dead peer's entity id and the state ``UNKNOWN``,
+which ranks below every real state in Asterisk's aggregate of a device's states, so the
+operator's state here is again this node's own and the live peers' (and where this node has
+none at all, UNKNOWN is one app_queue rings, as a peer that came back knowing nothing would
+say; ``INVALID`` would rank lower still, but app_queue never rings it).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from enum import Enum
 LINE_PUBLISHER = "siaga112-line"
 # A device the PUBLISH may name: an operator's PJSIP endpoint, and nothing spliced.
 DEVICE = re.compile(r"PJSIP/[A-Za-z0-9_.+-]{1,64}")
-# A state that adds nothing to a device's aggregate (main/devicestate.c: its rank is 0).
-NO_STATE = "INVALID"
+# A state that adds nothing to a device's aggregate but for nothing else (main/devicestate.c:
+# rank 1 of 0..8, below UNAVAILABLE and NOT_INUSE).
+NO_STATE = "UNKNOWN"
 
 
 def entity_id(systemname: str) -> str:

@@ -4,7 +4,7 @@ again at once; when it answers again, this node relearns its whole state.
 Asterisk qualifies each peer every second (its AOR in ``pjsip_cluster.conf``) and reports the
 contact's status on AMI (ContactStatus). On ``Unreachable`` the :class:`PeerWatch` asks this
 node's queues for their members (QueueStatus) and PUBLISHes, for each operator device, the
-state ``INVALID`` under the dead peer's entity id to this node's own Asterisk, from the node's
+state ``UNKNOWN`` under the dead peer's entity id to this node's own Asterisk, from the node's
 own address (the ``siaga112-line`` publication): the dead peer's last "In use" no longer
 counts (see :mod:`telephony.cluster.peers` for why Asterisk never drops it by itself). On
 ``Reachable`` again it reloads res_pjsip_publish_asterisk, whose reload sends every peer a
@@ -35,6 +35,7 @@ from telephony.settings import Settings
 log = logging.getLogger("telephony.cluster.watch")
 
 CONTACT_STATUS = "ContactStatus"
+FULLY_BOOTED = "FullyBooted"  # also sent to the line at every AMI login
 PUBLISH_MODULE = "res_pjsip_publish_asterisk.so"
 
 
@@ -48,7 +49,8 @@ class PeerWatch:
         self._own_host = own_host.strip("[]")
         self._sip_port = sip_port
         self._reply_timeout = reply_timeout
-        self._moves: asyncio.Queue[tuple[PeerMove, str]] = asyncio.Queue()
+        # (move, peer), or None: look at every peer's contact now.
+        self._moves: asyncio.Queue[tuple[PeerMove, str] | None] = asyncio.Queue()
 
     @classmethod
     def from_settings(cls, ami: AmiListActions, settings: Settings) -> PeerWatch | None:
@@ -62,14 +64,29 @@ class PeerWatch:
     def contact_status(self, event: Mapping[str, Any]) -> None:
         """A ContactStatus event (runs inside the listener's data callback: queue, return)."""
         aor = printable(event.get("AOR"))
-        move = self._liveness.seen(aor, printable(event.get("ContactStatus")))
+        self._seen(aor, printable(event.get("ContactStatus")))
+
+    def logged_in(self, event: Mapping[str, Any]) -> None:
+        """FullyBooted, at every AMI login: a peer may have died while the line was away (no
+        ContactStatus then), so every peer's contact is looked at once."""
+        self._moves.put_nowait(None)
+
+    def _seen(self, aor: str, status: str) -> None:
+        move = self._liveness.seen(aor, status)
         if move is not None:
             self._moves.put_nowait((move, aor.removeprefix("peer-")))
 
     async def run(self) -> None:
         """Forever: act on each peer's death and return."""
         while True:
-            move, peer = await self._moves.get()
+            item = await self._moves.get()
+            if item is None:
+                try:
+                    await self.look()
+                except AmiActionError as exc:
+                    log.error("could not read the peer nodes' contacts: %s", exc)
+                continue
+            move, peer = item
             try:
                 if move is PeerMove.FORGET:
                     await self.forget(peer)
@@ -78,6 +95,14 @@ class PeerWatch:
             except (AmiActionError, OSError) as exc:
                 log.error("peer node %s: could not %s its device state: %s", peer,
                           move.value, exc)
+
+    async def look(self) -> None:
+        """Every peer's contact status now (PJSIPShowContacts: ObjectName <aor>@@<id>)."""
+        contacts = await self._ami.send_list_action({"Action": "PJSIPShowContacts"})
+        for contact in contacts:
+            if contact.get("Event") == "ContactList":
+                aor = printable(contact.get("ObjectName")).partition("@@")[0]
+                self._seen(aor, printable(contact.get("Status")))
 
     async def forget(self, peer: str) -> int:
         """Make this node's Asterisk forget ``peer``'s states of every queue member's device;

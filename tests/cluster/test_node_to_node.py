@@ -117,6 +117,10 @@ async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: C
           f"caller reached the operator {offered_again:.2f} s after node1's call ended")
 
 
+async def _not(value: Awaitable[object], unexpected: object) -> bool | None:
+    return True if await value != unexpected else None
+
+
 def ivr_outcomes(queue_log: Path, offset: int) -> list[str]:
     """The IVR outcome of each call that entered the queues since ``offset`` (bytes into
     ``queue_log``), in order: the dialplan logs ``SIAGAIVR|<IVR_OUTCOME>`` as it queues one."""
@@ -234,8 +238,8 @@ async def test_a_dead_nodes_operator_is_offered_calls_on_the_survivor(cluster: C
         # A caller at the survivor right after the kill: the operator, whose call died with
         # node1, rings there within seconds (the dead node's "In use" no longer counts).
         async with node_callers(survivor.settings, unique_caller("0816"), talk_seconds=3):
-            await eventually("the operator free on node2",
-                             lambda: _is(member_state(survivor.lab, OPERATOR), "Not in use"),
+            await eventually("the operator no longer in use on node2",
+                             lambda: _not(member_state(survivor.lab, OPERATOR), "In use"),
                              within=FORGET_TARGET_SECONDS, interval=0.05)
             freed = time.monotonic() - killed
             await eventually("node2's caller answered by the operator",
