@@ -25,7 +25,8 @@ NODES = "node1=127.0.0.11:5060:4573,node2=127.0.0.12:5060:4573"
 
 
 def nodes(text: str) -> tuple[ClusterNode, ...]:
-    return load_settings(environ={}, overrides={"cluster_nodes": text}).cluster_nodes
+    return load_settings(environ={}, overrides={
+        "cluster_nodes": text, "agi_allowed_peers": "127.0.0.0/8,10.0.0.0/8"}).cluster_nodes
 
 
 @pytest.fixture
