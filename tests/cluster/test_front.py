@@ -110,6 +110,10 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
               f"first second answered within {(last_answer - killed_at).total_seconds():.2f} s "
               f"(measured {time.monotonic() - started:.1f} s after the kill)")
         assert all(node_of(str(row["call_id"])) == survivor.name for row in rows)
+        # Each reached an operator there, those whose last call died with node1 included: to
+        # node2 they were "In use" (node1's last published state) until node2's line saw
+        # node1's qualify fail and made node2's Asterisk forget node1's states.
+        assert all(row["operator"] is not None for row in rows), rows
         assert (last_answer - killed_at).total_seconds() <= FAILOVER_TARGET_SECONDS
         await before.stop()
     # The calls node1 had are lost; the database keeps them open (node2's line leaves another
