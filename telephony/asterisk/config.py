@@ -195,7 +195,7 @@ def cluster_conf(settings: Settings) -> str:
             "context = siaga112-peer", "disallow = all", "allow = alaw", f"aors = {endpoint}",
             "",
             f"[{endpoint}]", "type = aor", f"contact = sip:{address}",
-            "qualify_frequency = 1", "qualify_timeout = 0.8", "",
+            "qualify_frequency = 1", "qualify_timeout = 1.0", "",
             f"[{endpoint}]", "type = identify", f"endpoint = {endpoint}",
             f"match = {address}", "",
             # Our operators' device state, to the peer.
