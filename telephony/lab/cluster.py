@@ -1,11 +1,12 @@
 """A two-node (or more) lab cluster on loopback: Asterisk nodes behind the Kamailio front.
 
-Each node is a lab instance (:class:`telephony.lab.chroot.Lab`) with its own
-``asterisk_systemname``, SIP, AMI, FastAGI, HTTP and RTP ports and state directory, and its
-own line server: ``python -m telephony serve`` as a separate process
-(:class:`telephony.lab.line.LineServer`),
-so a test can ``kill -9`` it with its Asterisk, as a machine dying would. Every node's line
-writes into the one database of the settings. The front (:class:`telephony.lab.kamailio.Front`)
+Each node is a lab instance (:class:`telephony.lab.chroot.Lab`) on a loopback address of its
+own (:func:`node_host`) with its own ``asterisk_systemname``, SIP, AMI, FastAGI, HTTP and RTP
+ports and state directory, and its own line server: ``python -m telephony serve`` as a
+separate process (:class:`telephony.lab.line.LineServer`), so a test can ``kill -9`` it with
+its Asterisk, as a machine dying would. Every node's line writes into the one database of the
+settings; the nodes share their operators' device state and each other's FastAGI servers
+(``cluster_nodes``, as a site's). The front (:class:`telephony.lab.kamailio.Front`)
 spreads the carrier's calls over the nodes; the operator phones (one sipp UAS) register at
 the front with their digest secrets (:func:`register_phones`), and every node's operator
 endpoints ring them through it.
