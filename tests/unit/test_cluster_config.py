@@ -45,7 +45,8 @@ def test_nodes_are_read_from_text_and_lists(tmp_path: Path) -> None:
     assert str(settings.cluster_nodes[0]) == "node_1=127.0.0.11:5060:4573"
     listed = load_settings(environ={}, overrides={
         "cluster_nodes": ["a=127.0.0.3:5060:4573", "b=[::1]:5062:4574"],
-        "agi_allowed_peers": "127.0.0.0/8,::1/128", "asterisk_systemname": "b"})
+        "agi_allowed_peers": "127.0.0.0/8,::1/128", "asterisk_systemname": "b",
+        "sip_port": "5062", "agi_port": "4574"})
     assert listed.kamailio_nodes == ("127.0.0.3:5060", "[::1]:5062")
     # Each node's first peer is the next one: with its line server gone, node a's calls go
     # to b's and b's to a's, not both to one.
@@ -76,10 +77,14 @@ def test_bad_cluster_values_are_refused(name: str, value: str) -> None:
         load_settings(environ={f"SIAGA112_{name.upper()}": value})
 
 
-def test_a_node_must_be_one_of_the_nodes() -> None:
+def test_a_node_must_be_one_of_the_nodes_with_its_own_ports() -> None:
     with pytest.raises(SettingsError, match="node3"):
         load_settings(environ={"SIAGA112_CLUSTER_NODES": NODES,
                                "SIAGA112_ASTERISK_SYSTEMNAME": "node3"})
+    with pytest.raises(SettingsError, match="other ports"):
+        load_settings(environ={"SIAGA112_CLUSTER_NODES": NODES,
+                               "SIAGA112_ASTERISK_SYSTEMNAME": "node1",
+                               "SIAGA112_SIP_PORT": "5070"})
 
 
 def test_a_node_outside_loopback_is_taken_once_agi_allows_it() -> None:
