@@ -44,7 +44,7 @@ def test_nodes_are_read_from_text_and_lists(tmp_path: Path) -> None:
     assert settings.cluster_peers == settings.cluster_nodes[1:]
     assert str(settings.cluster_nodes[0]) == "node_1=127.0.0.11:5060:4573"
     listed = load_settings(environ={}, overrides={
-        "cluster_nodes": ["a=127.0.0.3:5060:4573", "b=[::1]:5062:4574"],
+        "cluster_nodes": "a=127.0.0.3:5060:4573,b=[::1]:5062:4574",
         "agi_allowed_peers": "127.0.0.0/8,::1/128", "asterisk_systemname": "b",
         "sip_port": "5062", "agi_port": "4574"})
     assert listed.kamailio_nodes == ("127.0.0.3:5060", "[::1]:5062")
