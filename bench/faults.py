@@ -64,7 +64,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 from rig import (
     BenchPorts,
@@ -78,8 +77,9 @@ from ivr.menu import load_menu
 from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
 from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, LabError, operator_names
+from telephony.lab.line import LINE_PARTS, LineServer
 from telephony.lab.sipp import Sipp, caller, operator
-from telephony.settings import ENV_PREFIX, Settings, load_settings
+from telephony.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 FAULT_PORTS = BenchPorts("faults", 62060, 62038, 62573, 62070, 20000, 20998, http=62080)
@@ -149,125 +149,69 @@ def table(rows: Sequence[Row]) -> str:
 # ----------------------------------------------------------------------------- the line
 
 
-def settings_toml(settings: Settings) -> str:
-    """``settings`` as a TOML file for ``siaga112 --config``: the fields that differ from
-    the defaults (the bench's are all plain values)."""
-    defaults = load_settings(environ={})
-    lines = []
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if value == getattr(defaults, f.name):
-            continue
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, int | float):
-            text = repr(value)
-        elif isinstance(value, str | Path):
-            text = json.dumps(str(value))  # a JSON string is a TOML basic string
-        else:
-            raise TypeError(f"{f.name}: {value!r} has no plain TOML form")
-        lines.append(f"{f.name} = {text}\n")
-    return "".join(lines)
-
-
 class Serve:
-    """``siaga112 serve`` in a process of its own, as a site runs it: killed, stalled and
-    restarted by the scenarios. Its output is appended to ``log``."""
+    """``siaga112 serve`` in a process of its own, as a site runs it (the lab's
+    :class:`~telephony.lab.line.LineServer`): killed, stalled and restarted by the scenarios.
+    Signals go to the server's own process only (a recording job's transcoder leads a group of
+    its own, which scenario 6 watches). Its output is appended to ``log``."""
 
-    def __init__(self, config: Path, log: Path, http_port: int) -> None:
-        self.config = config
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.line = LineServer(settings, ready_timeout=READY_WITHIN, log_file=log)
         self.log = log
-        self.url = f"http://127.0.0.1:{http_port}/readyz"
-        self.process: asyncio.subprocess.Process | None = None
 
     @property
     def pid(self) -> int | None:
         """The running process's pid."""
-        if self.process is None or self.process.returncode is not None:
-            return None
-        return self.process.pid
+        return self.line.pid
 
     async def start(self, *, database: bool = True) -> None:
         """Start it unless it runs, and wait until it is ready (:meth:`wait_ready`)."""
-        if self.pid is None:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-            env["PYTHONPATH"] = os.pathsep.join(
-                filter(None, [str(REPO), env.get("PYTHONPATH")]))
-            with self.log.open("ab") as out:
-                self.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "telephony", "--config", str(self.config), "serve",
-                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    env=env, cwd=REPO, start_new_session=True)
-        await self.wait_ready(database=database)
+        await self.line.start(parts=self._need(database))
 
-    async def wait_ready(self, *, database: bool = True, within: float = READY_WITHIN
-                         ) -> float:
+    async def wait_ready(self, *, database: bool = True) -> float:
         """Until AMI and FastAGI are up (and the database, if ``database``: a line restarted
         with the database down still takes calls); returns the seconds waited."""
-        need = {"ami", "fastagi"} | ({"database"} if database else set())
-        started = time.monotonic()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            while time.monotonic() - started < within:
-                if self.pid is None:
-                    break
-                if need <= await self._parts_up(http):
-                    return time.monotonic() - started
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"serve not ready within {within:g} s:\n{self.tail()}")
+        try:
+            return await self.line.wait_ready(self._need(database))
+        except LabError as exc:
+            raise RuntimeError(f"serve not ready: {exc}") from exc
+
+    @staticmethod
+    def _need(database: bool) -> frozenset[str]:
+        return LINE_PARTS if database else LINE_PARTS - {"database"}
 
     async def ami_back(self, since: float, within: float = READY_WITHIN) -> float | None:
         """Seconds from ``since`` until the line's AMI login, gone after an Asterisk fault
         (``/readyz``: its listener noticed), is back; None if it was not within ``within``."""
         gone = False
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            while time.monotonic() - since < within:
-                up = "ami" in await self._parts_up(http)
-                if gone and up:
-                    return time.monotonic() - since
-                gone = gone or not up
-                await asyncio.sleep(0.1)
+        while time.monotonic() - since < within:
+            up = "ami" in await asyncio.to_thread(self.line.parts_up)
+            if gone and up:
+                return time.monotonic() - since
+            gone = gone or not up
+            await asyncio.sleep(0.1)
         return None
-
-    async def _parts_up(self, http: aiohttp.ClientSession) -> set[str]:
-        try:
-            async with http.get(self.url) as response:
-                body = await response.json()
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return set()
-        return {name for name, state in body.get("parts", {}).items() if state == "ok"}
 
     async def parts_down(self) -> list[str]:
         """What ``/readyz`` says is down now (its alarm), or ["unreachable"]."""
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            try:
-                async with http.get(self.url) as response:
-                    return list((await response.json()).get("down", []))
-            except (aiohttp.ClientError, TimeoutError, ValueError):
-                return ["unreachable"]
+        up = await asyncio.to_thread(self.line.parts_up)
+        return sorted(LINE_PARTS - up) if up else ["unreachable"]
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` (SIGSTOP, SIGCONT) to the running process."""
         if self.pid is not None:
-            os.kill(self.pid, signum)
+            self.line.signal(signum, group=False)
 
     async def kill(self) -> None:
         """A crash: SIGKILL, nothing runs on the way out."""
-        if self.process is None or self.pid is None:
+        if self.pid is None:
             return
-        self.process.kill()
-        await self.process.wait()
+        self.line.signal(signal.SIGKILL, group=False)
+        await self.line.wait()
 
     async def stop(self) -> None:
         """SIGTERM (the line drains), SIGKILL after 20 s."""
-        if self.process is None or self.pid is None:
-            return
-        self.signal(signal.SIGCONT)  # a stalled line cannot stop
-        self.process.terminate()
-        try:
-            async with asyncio.timeout(20):
-                await self.process.wait()
-        except TimeoutError:
-            await self.kill()
+        await self.line.stop()
 
     def children(self) -> list[int]:
         """Pids of the running process's children (the recording worker's transcoder)."""
@@ -282,11 +226,7 @@ class Serve:
         return found
 
     def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return self.line.tail(lines)
 
 
 @dataclass
@@ -1057,14 +997,11 @@ async def run(args: argparse.Namespace, root: Path, cluster: EmbeddedPostgres) -
         bench_settings(root / "state", cluster.dsn(), cluster.port, args.calls + 2,
                        FAULT_PORTS),
         agi_session_timeout=float(IVR_GUARD))
-    config = root / "faults.toml"
-    config.write_text(settings_toml(settings), encoding="utf-8")
-    settings = load_settings(config, environ={})  # what serve reads, exactly
     rows = []
     progress = sys.stderr
     print(f"Starting the Asterisk lab '{settings.lab_instance}' ...", file=progress)
     async with running_lab(settings) as lab:
-        serve = Serve(config, root / "serve.log", settings.http_port)
+        serve = Serve(settings, root / "serve.log")
         bench = Bench(settings, lab, cluster, serve, f"{random.randrange(1000):03d}",
                       args.calls, args.recovery_limit)
         try:

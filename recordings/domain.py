@@ -36,14 +36,15 @@ from pathlib import PurePosixPath
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from telephony.calls.ids import valid_call_id
+from telephony.calls.ids import CALL_ID_PATTERN, valid_call_id
 from telephony.core.errors import SiagaError
 from telephony.core.labels import LabelledStrEnum
 
 SOURCE_SUFFIX = ".wav"  # MixMonitor(${UNIQUEID}.wav) in extensions.conf
 FORMATS = ("opus", "mp3")  # the compressed formats, each stored under its own extension
 # A unique id, then a leg's suffix, or a call-back's with its leg id, if any.
-_STEM = r"[0-9]+\.[0-9]+(?:-(?:caller|line|callback[1-9][0-9]{0,17}))?"
+_STEM = (rf"(?P<call_id>{CALL_ID_PATTERN})"
+         r"(?:-(?P<suffix>caller|line|callback[1-9][0-9]{0,17}))?")
 _SOURCE = re.compile(rf"(?P<stem>{_STEM})\.wav")
 _TEMP = re.compile(rf"\.(?P<stem>{_STEM})\.[0-9a-f]{{32}}\.tmp")
 
@@ -109,7 +110,8 @@ def parse_source(name: str) -> Source | None:
     match = _SOURCE.fullmatch(name)
     if match is None:
         return None
-    call_id, _, suffix = match["stem"].partition("-")
+    # By the groups, not the first dash: a cluster node's call ids have one of their own.
+    call_id, suffix = match["call_id"], match["suffix"] or ""
     if suffix.startswith(Kind.CALLBACK.value):
         return Source(call_id, Kind.CALLBACK, int(suffix[len(Kind.CALLBACK.value):]))
     return Source(call_id, Kind(suffix) if suffix else Kind.MIXED)

@@ -142,9 +142,12 @@ class RecordingRepository:
     """Reads and writes recordings. Holds no connection: callers pass one in."""
 
     async def calls_awaiting_recording(
-        self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int
+        self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
+        node: str | None = None,
     ) -> list[EndedCall]:
-        """Calls that ended within ``lookback_hours`` and have no recording row, oldest first.
+        """Calls that ended within ``lookback_hours`` and have no recording row, oldest first;
+        only those of the cluster node ``node`` (its systemname), if given: another node's
+        files are in that node's monitor directory.
 
         The lookback bounds the scan, and keeps a first start on an old database from reporting
         every call made before recording began as missing.
@@ -158,15 +161,17 @@ class RecordingRepository:
               AND c.ended_at > now() - make_interval(hours => $1)
               AND NOT EXISTS (SELECT 1 FROM recordings r
                               WHERE r.call_id = c.call_id AND r.kind = 'mixed')
+              AND ($3::text IS NULL OR starts_with(c.call_id, $3 || '-'))
             ORDER BY c.ended_at
             LIMIT $2
             """,
-            lookback_hours, limit,
+            lookback_hours, limit, node,
         )
         return [from_row(EndedCall, row) for row in rows]
 
     async def callbacks_awaiting_recording(
-        self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int
+        self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
+        node: str | None = None,
     ) -> list[EndedCallback]:
         """Call-backs that ended within ``lookback_hours`` after the operator answered (the
         dialplan reports ``dialling`` right after it starts recording) and have no recording
@@ -180,10 +185,11 @@ class RecordingRepository:
             WHERE l.kind = 'callback' AND l.rang_at IS NOT NULL AND l.ended_at IS NOT NULL
               AND l.ended_at > now() - make_interval(hours => $1)
               AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.leg_id = l.leg_id)
+              AND ($3::text IS NULL OR starts_with(l.call_id, $3 || '-'))
             ORDER BY l.ended_at
             LIMIT $2
             """,
-            lookback_hours, limit,
+            lookback_hours, limit, node,
         )
         return [from_row(EndedCallback, row) for row in rows]
 
@@ -226,12 +232,12 @@ class RecordingRepository:
 
     async def claim(
         self, connection: asyncpg.Connection, token: uuid.UUID, lease_seconds: float,
-        holder: Holder | None = None,
+        holder: Holder | None = None, node: str | None = None,
     ) -> Job | None:
         """Claim the oldest pending job, or one whose worker's lease ran out; None if none.
 
         ``holder`` is the claiming process (None: one that cannot be judged, which only the
-        lease bounds)."""
+        lease bounds); ``node``: only a job of that cluster node's calls (its files)."""
         row = await connection.fetchrow(
             """
             UPDATE recordings r SET
@@ -244,6 +250,7 @@ class RecordingRepository:
                 -- is when its worker's claim runs out.
                 WHERE state IN ('pending', 'processing')
                   AND (lease_until IS NULL OR lease_until < now())
+                  AND ($6::text IS NULL OR starts_with(call_id, $6 || '-'))
                 ORDER BY recording_id
                 FOR UPDATE SKIP LOCKED
                 LIMIT 1
@@ -252,7 +259,7 @@ class RecordingRepository:
                       r.attempts, r.reason, r.leg_id
             """,
             token, lease_seconds, holder.host if holder else None,
-            holder.pid if holder else None, holder.started if holder else None,
+            holder.pid if holder else None, holder.started if holder else None, node,
         )
         if row is None:
             return None

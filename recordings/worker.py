@@ -122,6 +122,9 @@ class RecordingsConfig:
     # niced: on a busy line, answering callers (the IVR shares this machine) comes before
     # processing the recordings of calls that have already ended.
     transcoder: tuple[str, ...] = ("nice", "-n", "15", sys.executable, "-m", "recordings.audio")
+    # A cluster node's systemname: its worker pairs and processes only its own calls, whose
+    # files are in its own Asterisk's monitor directory (None: one node, every call).
+    node: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecordingsConfig:
@@ -141,6 +144,7 @@ class RecordingsConfig:
             max_attempts=settings.recordings_max_attempts,
             separate_legs=settings.recordings_separate_legs,
             heartbeat_seconds=settings.recordings_heartbeat_seconds,
+            node=settings.asterisk_systemname,
         )
 
 
@@ -218,7 +222,7 @@ class RecordingWorker:
         config = self._config
         calls = await self._database.run(functools.partial(
             self._repository.calls_awaiting_recording,
-            lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH,
+            lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,
         ))
         now = time.time()
         outcomes = []
@@ -241,7 +245,7 @@ class RecordingWorker:
         config = self._config
         ended = await self._database.run(functools.partial(
             self._repository.callbacks_awaiting_recording,
-            lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH,
+            lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,
         ))
         outcomes = []
         for callback in ended:
@@ -367,7 +371,7 @@ class RecordingWorker:
         token = uuid.uuid4()
         job = await self._database.run(functools.partial(
             self._repository.claim, token=token, lease_seconds=self._config.lease_seconds,
-            holder=self._holder,
+            holder=self._holder, node=self._config.node,
         ))
         if job is None:
             return None

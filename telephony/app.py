@@ -51,6 +51,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
+from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, line_role
 from telephony.db.roles import prepare_schema
@@ -154,7 +155,8 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         # Asterisk reads registering operator phones as this role (asterisk-conf/sorcery.conf).
         await grant_phone_reader(database, settings.asterisk_db_user,
                                  asterisk_db_password(settings))
-        await set_browser_media_address(database, settings.softphone_media_address)
+        await set_browser_media_address(database, settings.softphone_media_address,
+                                        settings.kamailio_front)
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 
@@ -259,6 +261,17 @@ def start_call_handling(
         *CallbackPages(callbacks).routes()])
 
 
+def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
+                listener: AmiListener) -> None:
+    """A cluster node: a dead peer's operators are offered calls here at once, and a peer
+    that answers again is asked for its whole device state (telephony/cluster/watch.py)."""
+    peers = PeerWatch.from_settings(listener, settings)
+    if peers is not None:
+        listener.subscribe(CONTACT_STATUS, peers.contact_status)
+        listener.subscribe(FULLY_BOOTED, peers.logged_in)
+        in_background(stack, peers.run(), "peer-watch")
+
+
 def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, object],
                   name: str) -> asyncio.Task[object]:
     """Run ``work`` as a task until ``stack`` unwinds, which cancels it and waits for it."""
@@ -313,7 +326,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     recorder = CallRecorder(
         database, repository,
         FactSpool(settings.spool_dir, fallback=settings.spool_fallback_dir),
-        retry_seconds=settings.db_retry_seconds,
+        retry_seconds=settings.db_retry_seconds, node=settings.asterisk_systemname,
     )
     # Facts still held go to the database, or stay spooled while it is down.
     stack.push_async_callback(recorder.close)
@@ -331,6 +344,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                            recorder=recorder, listener=listener, metrics=metrics)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     in_background(stack, recorder.run_flusher(), "spool-flusher")
+    watch_peers(settings, stack, listener)
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
     in_background(
         stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),

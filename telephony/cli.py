@@ -38,6 +38,7 @@ from telephony.db.roles import prepare_schema
 from telephony.desks import commands as desk_commands
 from telephony.desks.service import DeskError
 from telephony.incidents.config import IncidentConfig
+from telephony.kamailio.config import KamailioConfigError, install_kamailio_config
 from telephony.lab.chroot import Lab, LabError
 from telephony.lab.demo import run_demo
 from telephony.screening.score import ScoreConfigError
@@ -137,6 +138,12 @@ def _cmd_patroni_config(settings: Settings, args: argparse.Namespace) -> int:
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
     print(f"Konfigurasi Patroni simpul {node.name} ditulis ke {args.output}.")
+    return 0
+
+
+def _cmd_kamailio_config(settings: Settings, args: argparse.Namespace) -> int:
+    cfg = install_kamailio_config(settings, args.out_dir.resolve())
+    print(f"Konfigurasi Kamailio ditulis ke {cfg} (node: {', '.join(settings.kamailio_nodes)}).")
     return 0
 
 
@@ -248,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the directory asterisk.conf puts everything under, as Asterisk sees it")
     asterisk_config.set_defaults(handler=_cmd_asterisk_config)
     _add_patroni_config(commands)
+    kamailio_config = commands.add_parser(
+        "kamailio-config",
+        help="a cluster's SIP front: render kamailio-conf/ and the nodes (cluster_nodes)")
+    kamailio_config.add_argument("--out-dir", type=Path, required=True,
+                                 help="where kamailio.cfg and dispatcher.list are written")
+    kamailio_config.set_defaults(handler=_cmd_kamailio_config)
     lab = commands.add_parser("lab", help="the Asterisk 22 lab: build, start, stop, status")
     lab.add_argument("action", choices=["build", "start", "stop", "status"])
     lab.set_defaults(handler=_cmd_lab)
@@ -313,6 +326,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (BackupError, DatabaseUnavailable, EmbeddedDatabaseError, MigrationError, LabError,
             MenuError, PromptError, AccountError, ScoreConfigError, DeskError, AsteriskSiteError,
-            LineStartError, PatroniConfigError, SecretsError) as exc:
+            LineStartError, PatroniConfigError, SecretsError, KamailioConfigError) as exc:
         print(f"siaga112: gagal: {exc}", file=sys.stderr)
         return 1

@@ -37,6 +37,7 @@ _AGI_SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
 CONFIG_ENV = "SIAGA112_CONFIG"
 
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
+_SYSTEMNAME = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
 
 # libpq's own variables; any of them means "an operator pointed us at a real server".
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
@@ -75,6 +76,27 @@ class DispatchTarget:
 
 # The field context: fire and ambulance requests must be handled within 5 minutes.
 DEFAULT_DISPATCH_TARGETS = (DispatchTarget("fire", 300), DispatchTarget("medical", 300))
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One Asterisk node of a cluster (``cluster_nodes``): its name (its own
+    ``asterisk_systemname``), its IP address, the port its Asterisk takes SIP on (the front
+    sends calls there, the other nodes their device state) and the port its line server takes
+    FastAGI on (the other nodes' second FastAGI server)."""
+
+    name: str
+    host: str
+    sip_port: int
+    agi_port: int
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.host}:{self.sip_port}:{self.agi_port}"
+
+    @property
+    def sip_address(self) -> str:
+        """``address:port`` of its Asterisk's SIP (an IPv6 address in brackets)."""
+        return f"{self.host}:{self.sip_port}"
 
 
 @dataclass(frozen=True)
@@ -196,6 +218,28 @@ class Settings:
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.
     lab_operators: int = 50
     lab_operator_sip_port: int = 5070
+
+    # A cluster of Asterisk nodes (issue 15). Each node's name, rendered into asterisk.conf's
+    # systemname: its Uniqueids (call ids) read <systemname>-<epoch>.<seq>, so they never
+    # collide with another node's in the shared database, and this node's line resyncs and
+    # declares vanished only the calls of its own node. None: one node, plain ids.
+    asterisk_systemname: str | None = None
+    # Every node of the cluster, this one included, each "name=address:sip_port:agi_port"
+    # (its systemname, its Asterisk's SIP, its line server's FastAGI): the same list on every
+    # node and the front. The front spreads calls over their SIP ports (kamailio_nodes); each
+    # node shares its operators' device state with the others by SIP PUBLISH
+    # (pjsip_cluster.conf), so an operator on a call on one node is busy on all, and its
+    # dialplan tries the next node's FastAGI server when its own cannot start the IVR.
+    # Empty: a single node, and nothing of the cluster is rendered.
+    cluster_nodes: tuple[ClusterNode, ...] = ()
+    # Kamailio in front of the nodes (telephony/kamailio/, kamailio-conf/): where it takes the
+    # carrier's calls and the operator phones' registrations, how often it probes each node
+    # with SIP OPTIONS, and how long a node may stay silent on a call before Kamailio tries
+    # the next one.
+    kamailio_host: str = "127.0.0.1"
+    kamailio_port: int = 5080
+    kamailio_probe_seconds: int = 1
+    kamailio_node_timeout_ms: int = 1000
 
     # Database: DSN, else PG* variables, else embedded cluster on a private socket.
     database_dsn: str | None = None
@@ -443,6 +487,39 @@ class Settings:
         return f"wss://127.0.0.1:{self.asterisk_https_port}/ws"
 
     @property
+    def kamailio_nodes(self) -> tuple[str, ...]:
+        """Every node's SIP ``address:port``, where the front sends calls."""
+        return tuple(node.sip_address for node in self.cluster_nodes)
+
+    @property
+    def cluster_self(self) -> ClusterNode | None:
+        """This node's own entry of ``cluster_nodes`` (``asterisk_systemname``'s), if any:
+        the address the other nodes and the front reach it at."""
+        return next((node for node in self.cluster_nodes
+                     if node.name == self.asterisk_systemname), None)
+
+    @property
+    def cluster_peers(self) -> tuple[ClusterNode, ...]:
+        """The other nodes of the cluster (every node but ``asterisk_systemname``), in
+        ``cluster_nodes``' order starting after this node's: each node's first peer (its
+        second FastAGI server) is then a different one."""
+        nodes = self.cluster_nodes
+        names = [node.name for node in nodes]
+        if self.asterisk_systemname not in names:
+            return nodes
+        index = names.index(self.asterisk_systemname)
+        return nodes[index + 1:] + nodes[:index]
+
+    @property
+    def kamailio_front(self) -> str | None:
+        """``host:port`` of the cluster's SIP front when this node is behind one
+        (``cluster_nodes`` set): its desk phones register there and are rung through it."""
+        if not self.kamailio_nodes:
+            return None
+        host = f"[{self.kamailio_host}]" if ":" in self.kamailio_host else self.kamailio_host
+        return f"{host}:{self.kamailio_port}"
+
+    @property
     def agi_url(self) -> str:
         """The FastAGI URL the dialplan calls for the IVR."""
         return f"agi://{self.agi_host}:{self.agi_port}/ivr"
@@ -534,8 +611,35 @@ def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
     return tuple(networks)
 
 
+_NODE = re.compile(r"(?P<name>[^=]+)=(?P<host>.+):(?P<sip>[0-9]{1,5}):(?P<agi>[0-9]{1,5})")
+
+
+def _parse_nodes(raw: Any) -> tuple[ClusterNode, ...]:
+    """Nodes as a TOML list or ``"node1=10.0.0.2:5060:4573,node2=..."``; each address an IP
+    address (Kamailio must not wait on DNS to route an emergency call), IPv6 in brackets."""
+    if isinstance(raw, str):
+        raw = [item for item in raw.split(",") if item.strip()]
+    if not isinstance(raw, list | tuple):
+        raise SettingsError("cluster_nodes: expected a list of name=address:sip_port:agi_port")
+    nodes = []
+    for item in raw:
+        match = _NODE.fullmatch(str(item).strip())  # a ClusterNode's text form too
+        try:
+            if match is None:
+                raise ValueError(item)
+            address = ipaddress.ip_address(match["host"].strip("[]"))
+        except ValueError as exc:
+            raise SettingsError(f"cluster_nodes: expected name=address:sip_port:agi_port with "
+                                f"an IP address, got {item!r}") from exc
+        host = f"[{address}]" if address.version == 6 else str(address)
+        nodes.append(ClusterNode(match["name"], host, int(match["sip"]), int(match["agi"])))
+    return tuple(nodes)
+
+
 def _coerce(name: str, annotation: Any, raw: Any) -> Any:
     """Turn a TOML value or an environment string into the field's declared type."""
+    if name == "cluster_nodes":
+        return _parse_nodes(raw)
     if name == "shifts":
         return _parse_shifts(raw)
     if name in _NETWORK_LISTS:
@@ -658,6 +762,7 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("shutdown_drain_seconds must be between 0 and 300")
     if settings.queue_max_wait <= 0 or settings.queue_wrapup_seconds < 0:
         raise SettingsError("queue_max_wait must be positive, queue_wrapup_seconds not negative")
+    _validate_cluster(settings)
     if not 0 < settings.lab_operators <= 8999:
         raise SettingsError("lab_operators must be between 1 and 8999 (op1001..op9999)")
     if settings.agi_max_frame_bytes < 1024:
@@ -693,6 +798,62 @@ def _validate(settings: Settings) -> None:
     _validate_http(settings)
     _validate_site(settings)
     _validate_softphone(settings)
+
+
+def _validate_cluster(settings: Settings) -> None:
+    name = settings.asterisk_systemname
+    if name is not None and not _SYSTEMNAME.fullmatch(name):
+        # It starts every call id, which URLs and recording file names carry.
+        raise SettingsError("asterisk_systemname: 1-32 of a-z, 0-9 and _, starting with a "
+                            "letter or digit")
+    try:
+        ipaddress.ip_address(settings.kamailio_host)
+    except ValueError as exc:
+        raise SettingsError(f"kamailio_host: an IP address, got {settings.kamailio_host!r}"
+                            ) from exc
+    if not 0 < settings.kamailio_port < 65536:
+        raise SettingsError(f"kamailio_port: {settings.kamailio_port} is not a UDP port")
+    if not 1 <= settings.kamailio_probe_seconds <= 60:
+        raise SettingsError("kamailio_probe_seconds must be between 1 and 60")
+    if not 200 <= settings.kamailio_node_timeout_ms <= 30000:
+        raise SettingsError("kamailio_node_timeout_ms must be between 200 and 30000")
+    _validate_cluster_nodes(settings)
+
+
+def _validate_cluster_nodes(settings: Settings) -> None:
+    """The nodes' names and addresses go into pjsip.conf, the dialplan's AGI URL and the
+    front's dispatcher list: nothing but plain names, addresses and ports."""
+    nodes = _parse_nodes(list(settings.cluster_nodes))
+    names = [node.name for node in nodes]
+    if len(set(names)) != len(names) or \
+            len({node.sip_address for node in nodes}) != len(nodes):
+        raise SettingsError("cluster_nodes: a node (its name or its SIP address) is listed twice")
+    if nodes and settings.asterisk_systemname is not None and \
+            settings.asterisk_systemname not in names:
+        raise SettingsError(f"cluster_nodes: this node ({settings.asterisk_systemname}) is not "
+                            "listed: the other nodes would not know it")
+    me = settings.cluster_self
+    if me is not None and (me.sip_port, me.agi_port) != (settings.sip_port, settings.agi_port):
+        raise SettingsError(f"cluster_nodes: this node ({me.name}) is listed with other ports "
+                            "than its sip_port and agi_port")
+    allowed = [ipaddress.ip_network(n) for n in settings.agi_allowed_peers]
+    for node in nodes:
+        if not _SYSTEMNAME.fullmatch(node.name):
+            raise SettingsError(f"cluster_nodes: {node.name!r}: a name as asterisk_systemname "
+                                "(1-32 of a-z, 0-9 and _)")
+        if not (0 < node.sip_port < 65536 and 0 < node.agi_port < 65536):
+            raise SettingsError(f"cluster_nodes: {node.name}: ports must be 1..65535")
+        if node.host.strip("[]") == settings.carrier_address:
+            # Asterisk identifies a request by its source address, the carrier's first: a
+            # node there would have its device state refused as the carrier's.
+            raise SettingsError(f"cluster_nodes: {node.name}: a node cannot have the "
+                                "carrier's address (carrier_address)")
+        # Each node's Asterisk falls back on the next node's FastAGI server.
+        if not any(ipaddress.ip_address(node.host.strip("[]")) in network
+                   for network in allowed):
+            raise SettingsError(f"cluster_nodes: {node.name} ({node.host}) is not in "
+                                "agi_allowed_peers: its Asterisk could not use the other "
+                                "nodes' FastAGI servers")
 
 
 def _is_loopback(host: str) -> bool:

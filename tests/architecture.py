@@ -74,6 +74,9 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.desks.phones", DOMAIN),  # phone secrets and their digests
     ("telephony.desks.presence", DOMAIN),  # when a desk's phone counts as gone
     ("telephony.desks.watch", ADAPTERS),  # observes the listener, acts through the service
+    ("telephony.cluster.peers", DOMAIN),  # a node's peers: liveness, forgetting a dead one
+    ("telephony.cluster.watch", ADAPTERS),  # acts on the peers' ContactStatus (AMI, SIP)
+    ("telephony.cluster", DOMAIN),
     ("telephony.admin.versions", DOMAIN),
     ("telephony.admin.queues", DOMAIN),
     ("telephony.admin.forms", DOMAIN),
@@ -104,6 +107,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.lab.**", ADAPTERS),
     ("telephony.secrets", ADAPTERS),  # generated secret files
     ("telephony.asterisk.**", ADAPTERS),
+    ("telephony.kamailio.**", ADAPTERS),  # renders the SIP front's configuration
     ("telephony.agi.server", ADAPTERS),
     ("telephony.agi.channel", ADAPTERS),  # implements the IVR's channel over FastAGI
     ("telephony.ami.listener", ADAPTERS),

@@ -1,7 +1,8 @@
 """The words every part of the line uses for a call and its caller.
 
 - A call's id is Asterisk's unique id of the caller channel (``<epoch>.<sequence>``, e.g.
-  ``1795430334.0``): recordings name files after it and URLs carry it, so an id of any other
+  ``1795430334.0``; ``node1-1795430334.0`` on a cluster node whose systemname is node1):
+  recordings name files after it and URLs carry it, so an id of any other
   shape (``../x``, an empty string, a name with a slash) is refused before it names anything.
 - A caller id is the number the carrier presented; :func:`parse_caller_id` tells what kind it
   is and the key a caller's history is kept under (screening scores it, the call log and the
@@ -17,11 +18,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-UNIQUEID: Final = re.compile(r"[0-9]+\.[0-9]+")
+# A cluster node's Uniqueids start with its systemname (Settings.asterisk_systemname).
+CALL_ID_PATTERN: Final = r"(?:[a-z0-9][a-z0-9_]{0,31}-)?[0-9]+\.[0-9]+"
+UNIQUEID: Final = re.compile(CALL_ID_PATTERN)
 
 
 def valid_call_id(value: str) -> bool:
-    """True for an Asterisk unique id (digits, a dot, digits) and nothing else."""
+    """True for an Asterisk unique id (digits, a dot, digits; after a cluster node's
+    ``<systemname>-``) and nothing else."""
     return UNIQUEID.fullmatch(value) is not None
 
 

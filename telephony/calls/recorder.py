@@ -45,8 +45,12 @@ class CallRecorder:
         spool: FactSpool,
         *,
         retry_seconds: float,
+        node: str | None = None,
     ) -> None:
         self._database = database
+        # A cluster node's systemname: its open calls are the only ones this line's resync and
+        # vanish check may close (another node's are alive in that node's Asterisk).
+        self._node = node
         self._repository = repository
         self._spool = spool
         self._retry_seconds = retry_seconds
@@ -136,7 +140,8 @@ class CallRecorder:
     async def stored_open_call_ids(self) -> set[str] | None:
         """Calls the database believes are in progress, or ``None`` if it cannot say."""
         try:
-            return await self._database.run(self._repository.open_call_ids)
+            return await self._database.run(
+                lambda connection: self._repository.open_call_ids(connection, node=self._node))
         except DatabaseUnavailable as exc:
             self._note_down(exc)
             return None

@@ -157,9 +157,13 @@ class CallRepository:
         inserted = {row["dedupe_key"] for row in rows}
         return [fact for key, fact in unique.items() if key in inserted]
 
-    async def open_call_ids(self, connection: asyncpg.Connection) -> set[str]:
-        """Calls the database believes are still in progress."""
-        rows = await connection.fetch("SELECT call_id FROM calls WHERE ended_at IS NULL")
+    async def open_call_ids(self, connection: asyncpg.Connection, *,
+                            node: str | None = None) -> set[str]:
+        """Calls the database believes are still in progress; only those of the cluster node
+        whose systemname is ``node`` (call ids ``<node>-<epoch>.<seq>``), if given."""
+        rows = await connection.fetch(
+            "SELECT call_id FROM calls WHERE ended_at IS NULL"
+            " AND ($1::text IS NULL OR starts_with(call_id, $1 || '-'))", node)
         return {row["call_id"] for row in rows}
 
     async def call_records(

@@ -79,6 +79,7 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "phone_site": (S, U),
     "prompt_audio": (S, INS),
     # Asterisk's views of the phones: its own role reads them (0010), the line never does.
+    "kamailio_subscribers": (),  # the SIP front reads it as the Asterisk role (0022)
     "ps_aors": (),
     "ps_auths": (),
     "ps_endpoints": (),

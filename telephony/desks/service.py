@@ -308,12 +308,15 @@ async def grant_phone_reader(database: Database, role: str, password: str) -> bo
     return True
 
 
-async def set_browser_media_address(database: Database, address: str | None) -> None:
+async def set_browser_media_address(database: Database, address: str | None,
+                                    front: str | None = None) -> None:
     """Tell Asterisk (through the phones' views) where browser phones' media lives: the
-    site's ``softphone_media_address``, set at every start of the line."""
+    site's ``softphone_media_address``, and on a cluster node the SIP front desk phones are
+    rung through (``host:port``), both set at every start of the line."""
 
     async def work(connection: asyncpg.Connection) -> None:
         await DeskRepository().set_browser_media_address(connection, address)
+        await DeskRepository().set_phone_front(connection, front)
 
     await database.run(work)
 

@@ -202,6 +202,11 @@ class DeskRepository:
         await connection.execute(
             "UPDATE phone_site SET browser_media_address = $1::inet", address)
 
+    async def set_phone_front(self, connection: asyncpg.Connection, front: str | None) -> None:
+        """The cluster's SIP front (``host:port``) desk phones register at and are rung
+        through (``None``: no front; migration 0022)."""
+        await connection.execute("UPDATE phone_site SET front_contact = $1", front)
+
     async def grant_phone_reader(self, connection: asyncpg.Connection, role: str,
                                  password: str) -> None:
         """Create (or update) the role Asterisk reads the phones with: it logs in with
@@ -216,7 +221,9 @@ class DeskRepository:
         await connection.execute(statement)
         # USAGE too: a schema recreated by a restore grants nothing to PUBLIC.
         for template in ("GRANT USAGE ON SCHEMA public TO %I",
-                         "GRANT SELECT ON ps_endpoints, ps_auths, ps_aors TO %I"):
+                         # kamailio_subscribers: a cluster's SIP front (0022).
+                         "GRANT SELECT ON ps_endpoints, ps_auths, ps_aors, "
+                         "kamailio_subscribers TO %I"):
             grant = await connection.fetchval("SELECT format($1::text, $2::text)",
                                               template, role)
             await connection.execute(grant)

@@ -18,13 +18,14 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
+from telephony.calls.ids import CALL_ID_PATTERN
 from telephony.core.errors import Invalid
 
 Schema = Mapping[str, Any]
 
 DATETIME: Final[Schema] = {"type": "string", "format": "date-time"}
 NULLABLE_DATETIME: Final[Schema] = {"type": ["string", "null"], "format": "date-time"}
-CALL_ID: Final[Schema] = {"type": "string", "pattern": r"^[0-9]+\.[0-9]+$", "maxLength": 64,
+CALL_ID: Final[Schema] = {"type": "string", "pattern": rf"^{CALL_ID_PATTERN}$", "maxLength": 64,
                           "description": "Uniqueid Asterisk dari kanal penelepon"}
 VERSION: Final[Schema] = {
     "type": "integer", "minimum": 1,

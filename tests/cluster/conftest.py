@@ -4,15 +4,26 @@ nodes on loopback, each test starting its own nodes on free ports in a temp dir
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
 import pytest
 
 from telephony.ami.testing import SECRET, USERNAME
+from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab.patroni import PatroniLab, patroni_cluster
 from telephony.settings import Settings
+from tests.support.db import create_database, drop_database
 from tests.support.net import free_port
+
+
+@pytest.fixture(scope="module")
+async def cluster_dsn(pg_cluster: EmbeddedPostgres) -> AsyncIterator[str]:
+    """The one database a module's cluster nodes all write into (migrated by the first
+    node's line server)."""
+    dsn = await create_database(pg_cluster)
+    yield dsn
+    await drop_database(pg_cluster, dsn)
 
 
 @pytest.fixture

@@ -271,3 +271,28 @@ async def test_leg_progress_fills_the_leg_once(database_dsn: str) -> None:
     assert (second.outcome, second.status, second.answered_at) == (
         LegOutcome.NO_ANSWER, "NOANSWER", None)
     assert second.rang_at == T0 + timedelta(seconds=30)
+
+
+async def test_a_cluster_nodes_open_calls_are_its_own(database_dsn: str, settings: Settings,
+                                                      tmp_path: Path) -> None:
+    """Two nodes' lines share the database: each resyncs and vanishes only its own calls
+    (call ids <systemname>-<epoch>.<seq>), never the other node's live ones."""
+    repository = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await repository.apply(connection, [
+            CallStarted(call_id, call_id, "PJSIP/carrier-1", "", "", "112", T0)
+            for call_id in ("node1-1700000000.1", "node2-1700000000.1", "node10-1700000000.2",
+                            "1700000000.3")])
+        assert await repository.open_call_ids(connection, node="node1") == {
+            "node1-1700000000.1"}
+        assert len(await repository.open_call_ids(connection)) == 4
+    finally:
+        await connection.close()
+    database = Database(replace(settings, database_dsn=database_dsn))
+    try:
+        recorder = CallRecorder(database, repository, FactSpool(tmp_path / "spool"),
+                                retry_seconds=0.1, node="node2")
+        assert await recorder.open_call_ids() == {"node2-1700000000.1"}
+    finally:
+        await database.close()

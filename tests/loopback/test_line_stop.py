@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shlex
 import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -29,10 +26,11 @@ from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import bundled_migrations
 from telephony.db.roles import prepare_schema
+from telephony.lab.line import LineServer
 from telephony.settings import Settings
 from tests.support.db import create_empty_database, drop_database, fetch, line_dsn, line_role
+from tests.support.net import free_port
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 WAIT = 10.0  # bound on each wait; a healthy run needs a fraction of it
 
 
@@ -101,31 +99,16 @@ class AsteriskSession:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings, drain: float) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``siaga112 serve`` as a process, once it says it runs; killed if a test leaves it."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    environ["PYTHONPATH"] = str(REPOSITORY)
-    sets = {"database_dsn": settings.database_dsn, "state_dir": settings.state_dir,
-            "agi_port": settings.agi_port, "ami_port": settings.ami_port, "http_port": 0,
-            "asterisk_etc_dir": settings.asterisk_etc_dir,
-            "ami_secret": settings.ami_secret,
-            "asterisk_sounds_dir": settings.asterisk_sounds_dir,
-            "recordings_incoming_dir": settings.recordings_incoming_dir,
-            "shutdown_drain_seconds": drain}
-    argv = [arg for name, value in sets.items() for arg in ("--set", f"{name}={value}")]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "telephony", *argv, "serve", env=environ, cwd=REPOSITORY,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+async def serving(settings: Settings, drain: float) -> AsyncIterator[LineServer]:
+    """``siaga112 serve`` as a process (the lab's one way), once its FastAGI server is up
+    (this line has no Asterisk); killed if a test leaves it."""
+    line = LineServer(replace(settings, http_port=free_port(), shutdown_drain_seconds=drain))
     try:
-        assert process.stdout is not None
-        async with asyncio.timeout(60):
-            started = await process.stdout.readline()
-        assert b"Layanan berjalan" in started, started
-        yield process
+        yield await line.start(parts=frozenset({"fastagi"}))
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        if line.pid is not None:
+            line.kill()
+            await line.wait()
 
 
 async def refused(port: int) -> bool:
@@ -152,9 +135,9 @@ async def wait_refused(port: int) -> None:
 async def test_sigterm_lets_the_ivr_session_in_progress_finish_and_refuses_new_ones(
     line_settings: Settings,
 ) -> None:
-    async with serving(line_settings, drain=WAIT) as process:
+    async with serving(line_settings, drain=WAIT) as line:
         session, first = await AsteriskSession.start(line_settings.agi_port)
-        process.send_signal(signal.SIGTERM)
+        line.signal(signal.SIGTERM)
         await wait_refused(line_settings.agi_port)
         # The caller in the IVR presses nothing, and the IVR routes them as ever.
         variables = await session.play_to_the_end(first)
@@ -162,26 +145,28 @@ async def test_sigterm_lets_the_ivr_session_in_progress_finish_and_refuses_new_o
         assert variables["IVR_OUTCOME"] == "no_input"
         assert variables["IVR_QUEUE"]
         async with asyncio.timeout(WAIT):
-            stdout, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()
-    assert b"Layanan dihentikan." in stdout
-    assert b"Traceback" not in stderr
-    assert b"cutting" not in stderr
+            status = await line.wait()
+    output = line.output()
+    assert status == 0, output
+    assert "Layanan dihentikan." in output
+    assert "Traceback" not in output
+    assert "cutting" not in output
 
 
 async def test_a_hanging_session_is_cut_after_the_drain_time(line_settings: Settings) -> None:
-    async with serving(line_settings, drain=0.5) as process:
+    async with serving(line_settings, drain=0.5) as line:
         session, _ = await AsteriskSession.start(line_settings.agi_port)  # never answered
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
+        line.signal(signal.SIGTERM)
         assert await session.command() is None  # cut: Asterisk continues its dialplan
         async with asyncio.timeout(WAIT):
-            _, stderr = await process.communicate()
+            status = await line.wait()
         session.close()
+    output = line.output()
     assert time.monotonic() - started < WAIT
-    assert process.returncode == 0, stderr.decode()
-    assert b"FastAGI shutdown: cutting 1 sessions still running after 0.5 s" in stderr
-    assert b"Traceback" not in stderr
+    assert status == 0, output
+    assert "FastAGI shutdown: cutting 1 sessions still running after 0.5 s" in output
+    assert "Traceback" not in output
 
 
 # --- upgrades ------------------------------------------------------------------------------

@@ -189,7 +189,8 @@ async def test_a_call_that_ended_without_a_file_is_reported_once(
     assert await database.run(lambda c: RECORDINGS.recording(c, recent)) is None
 
 
-@pytest.mark.parametrize("call_id", ["../../../etc/passwd", "1.2/../../x", "sys-1.2", "1.2\n"])
+@pytest.mark.parametrize(
+    "call_id", ["../../../etc/passwd", "1.2/../../x", "Sys-1.2", "a-b-1.2", "1.2\n"])
 async def test_a_call_id_that_is_no_unique_id_is_refused_with_one_log_line(
     database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture,
     call_id: str,
@@ -807,3 +808,21 @@ async def test_a_wav_with_a_truncated_header_is_still_quarantined(
     kept = config.quarantine_dir / f"{call_id}.wav"
     assert (await recording_of(database, call_id)).quarantine_path == str(kept)
     assert kept.read_bytes() == truncated
+
+
+async def test_a_cluster_nodes_worker_takes_only_its_own_calls(
+    database: Database, config: RecordingsConfig,
+) -> None:
+    """Two nodes' workers share the database; each call's file is in its own node's monitor
+    directory, so the other node's worker must neither pair it (it would call it missing)
+    nor claim its job."""
+    mine, theirs = f"node1-{new_call_id()}", f"node2-{new_call_id()}"
+    for call_id in (mine, theirs):
+        await ended_call(database, call_id)
+        speech_like(config.incoming_dir / f"{call_id}.wav")
+    node1 = RecordingWorker(database, replace(config, node="node1"))
+    outcomes = await node1.run_once()
+    assert {o.call_id for o in outcomes} == {mine}
+    assert (await recording_of(database, mine)).state is State.DONE
+    # node2's call has no row yet: its file is node2's worker's to pair.
+    assert await database.run(lambda c: RECORDINGS.recording(c, theirs)) is None

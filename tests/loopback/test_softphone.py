@@ -86,7 +86,15 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
     aors = {row["id"]: row["qualify_frequency"] for row in await fetch(
         asterisk_view, "SELECT * FROM ps_aors")}
     assert aors == {"op2001": "5", "op2002": "30"}
+    # On a cluster node the desk phone is rung through the front it registered at (0022); a
+    # browser still registers with the node.
+    await set_browser_media_address(console.database, "127.0.0.1", "10.0.0.10:5060")
+    contacts = {row["id"]: row["contact"] for row in await fetch(
+        asterisk_view, "SELECT * FROM ps_aors")}
+    assert contacts == {"op2001": None, "op2002": "sip:op2002@10.0.0.10:5060"}
     await set_browser_media_address(console.database, None)
+    assert {row["contact"] for row in await fetch(asterisk_view, "SELECT * FROM ps_aors")} == {
+        None}
     rows = await fetch(asterisk_view, "SELECT media_address, bind_rtp_to_media_address "
                                     "FROM ps_endpoints WHERE id = 'op2001'")
     assert dict(rows[0]) == {"media_address": None, "bind_rtp_to_media_address": None}

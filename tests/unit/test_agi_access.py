@@ -107,7 +107,10 @@ def test_the_dialplan_waits_briefly_for_the_first_command_then_guards_the_sessio
         assert "Set(TIMEOUT(absolute)=3)" in before_agi, context
         assert "ivr_guard" not in before_agi and "=60)" not in before_agi, context
     alive = dialplan.split("[siaga112-agi-alive]", 1)[1]
-    assert "exten => s,1,Set(TIMEOUT(absolute)=60)\n same => n,Return()" in alive
+    assert "exten => s,1,Set(TIMEOUT(absolute)=60)\n" in alive
+    # ... and marks the session as begun (a cluster's dialplan does not start it again on a
+    # peer's server), then returns.
+    assert " same => n,Set(AGI_ALIVE=1)\n same => n,Return()" in alive
 
 
 class _Clock:

@@ -1,5 +1,5 @@
 """The pure parts of bench/faults.py (issue 13's reliability benchmark): which scenarios
-``--only`` picks, the settings file it hands ``serve``, the operator phones' log it times
+``--only`` picks, the settings it hands ``serve``, the operator phones' log it times
 callers by, and the table it prints."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from telephony.lab.line import settings_environment
 from telephony.settings import load_settings
 
 # bench/ is not a package: its scripts import each other as top-level modules, as they do
 # when run as `python bench/faults.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from faults import FAULT_PORTS, Row, chosen, invites_seen, settings_toml, table
+from faults import FAULT_PORTS, Row, chosen, invites_seen, table
 from rig import bench_settings
 
 
@@ -30,9 +31,7 @@ def test_only_picks_scenarios_and_both_halves_of_five() -> None:
 def test_serve_reads_back_the_benchs_settings(tmp_path: Path) -> None:
     settings = bench_settings(tmp_path / "state", "postgresql://u@127.0.0.1:5999/db", 5999, 12,
                               FAULT_PORTS)
-    config = tmp_path / "faults.toml"
-    config.write_text(settings_toml(settings), encoding="utf-8")
-    assert load_settings(config, environ={}) == settings
+    assert load_settings(environ=settings_environment(settings)) == settings
 
 
 _LOG = """\

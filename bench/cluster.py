@@ -1,0 +1,358 @@
+"""Two Asterisk nodes behind Kamailio under a surge (issue 15): the rate one node carries
+alone, the rate two carry together, and a node killed in the middle of a surge.
+
+Every call goes through the lab's Kamailio front (telephony/lab/kamailio.py) to lab nodes
+with their own systemname and line server process, all writing into one database
+(telephony/lab/cluster.py); the operators' phones register at the front and every operator
+is logged in on every node. The callers are bench/surge.py's (half press 3, half 1 then 2).
+
+1. ``capacity``: bench/capacity.py's search (doubling, then bisecting; a step passes when
+   every call placed completed, reached an operator, and answer -> queue p99 <= 4 s), first
+   with one node behind the front, then with two. Printed: each rate, the ratio, and
+   answer -> queue p50/p99 of each one's best passing step.
+2. ``kill``: a surge through two nodes, and node1 killed (``kill -9`` its Asterisk and its
+   line server) after ``--kill-after`` of the arrivals. Printed: the calls node1 had in
+   progress (lost), and how their records ended once node1 came back (its line's resync
+   declares them vanished); the time from the kill to the first new call answered on node2;
+   the share of the calls placed in the failover window (``--window`` s from the kill) that
+   still reached an operator; and whether every call placed after the window did.
+
+Run: ``python bench/cluster.py [--mode capacity|kill|both]`` (root: the lab needs it).
+The machine is shared and small (2 cores for both nodes, the front, PostgreSQL and sipp):
+the figures are indicative; on separate machines the ratio is what two boxes give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import capacity  # bench/ is sys.path[0] when bench/cluster.py runs as a script
+import surge
+from rig import bench_settings, lacking
+
+from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
+from telephony.lab.chroot import operator_names
+from telephony.lab.cluster import Cluster, cluster_settings, node_of, running_cluster
+from telephony.lab.line import LineServer
+from telephony.lab.sipp import SippResult, caller
+
+SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
+RTP_BASE = 42000  # node i: 42000 + i * 4000 (below the ephemeral range, apart from surge's)
+RTP_SPAN = 4000
+SETTLE_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every step shares."""
+
+    step_seconds: float
+    talk: float
+    key_delay: float
+
+
+def pin(pid: int | None, cpu: int) -> None:
+    """Keep a process, every thread of it, on one CPU (threads it starts later inherit it)."""
+    if pid is None:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), {cpu})
+
+
+def pin_nodes(cluster: Cluster) -> None:
+    """Node i's Asterisk and line server on CPU i (of those there are): each node as if on
+    a machine of its own, one core each; PostgreSQL, the front and sipp stay unpinned."""
+    cpus = sorted(os.sched_getaffinity(0))
+    for index, node in enumerate(cluster.nodes):
+        cpu = cpus[index % len(cpus)]
+        with contextlib.suppress(OSError, ValueError):
+            pin(int(node.lab.pid_file.read_text(encoding="ascii").strip()), cpu)
+        pin(node.line.pid, cpu)
+
+
+@contextlib.asynccontextmanager
+async def cluster_of(pg: EmbeddedPostgres, root: Path, names: Sequence[str], operators: int,
+                     *, pinned: bool = False) -> AsyncIterator[Cluster]:
+    """A running cluster of ``names`` behind the front, on the bench's database (each node
+    on a CPU of its own if ``pinned``)."""
+    base = replace(bench_settings(root / "state", pg.dsn(), pg.port, operators),
+                   lab_instance="cluster-bench", queue_wrapup_seconds=0)
+    front, nodes = cluster_settings(base, names, rtp_base=RTP_BASE, rtp_span=RTP_SPAN)
+    print(f"Starting {len(nodes)} node(s) behind the front with {operators} operators ...")
+    async with running_cluster(front, nodes, pg.dsn(), operators=operator_names(operators),
+                               skills=SKILLS) as running:
+        if pinned:
+            pin_nodes(running)
+        yield running
+
+
+async def place(cluster: Cluster, group: surge.CallerGroup, talk: float, key_delay: float,
+                ) -> SippResult:
+    """One caller group through the front, to the end."""
+    async with caller(cluster.front.kamailio_host, cluster.front.kamailio_port,
+                      caller_id=group.caller_id, dtmf=group.dtmf, dtmf_delay=key_delay,
+                      talk_seconds=talk, calls=group.calls, rate=group.rate,
+                      numbered=True) as sipp:
+        return await sipp.wait()
+
+
+async def rows_of(dsn: str, numbers: Sequence[str]) -> list[asyncpg.Record]:
+    """The calls of these caller-number prefixes."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return list(await connection.fetch(
+            "SELECT * FROM call_outcomes WHERE caller_number LIKE ANY($1)",
+            [f"{number}%" for number in numbers]))
+    finally:
+        await connection.close()
+
+
+async def settled(dsn: str, numbers: Sequence[str], expected: int,
+                  within: float = SETTLE_SECONDS) -> list[asyncpg.Record]:
+    """The rows once ``expected`` of them exist and all ended, or after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        rows = await rows_of(dsn, numbers)
+        if (len(rows) >= expected and all(r["ended_at"] is not None for r in rows)) \
+                or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(1.0)
+
+
+async def quiet(cluster: Cluster) -> None:
+    """No channel left on a live node before the next step (bounded)."""
+    for node in cluster.nodes:
+        if node.lab.is_running():
+            await node.lab.acli("channel request hangup all")
+            await node.lab.wait_cli("core show channels count",
+                                    lambda out: out.startswith("0 active channels"), within=30)
+
+
+def to_queue(rows: Sequence[asyncpg.Record]) -> tuple[float, ...]:
+    """Answer -> queue of each call that got there, seconds."""
+    return tuple((r["queue_joined_at"] - r["arrived_at"]).total_seconds() for r in rows
+                 if r["queue_joined_at"] is not None and r["arrived_at"] is not None)
+
+
+async def step(cluster: Cluster, dsn: str, rate: float, plan: Plan) -> capacity.StepResult:
+    """One surge of ``plan.step_seconds`` of arrivals at ``rate`` through the front."""
+    calls = max(2, round(rate * plan.step_seconds))
+    groups = surge.caller_groups(calls, rate, f"{random.randrange(10_000):04d}")
+    started = time.monotonic()
+    results = list(await asyncio.gather(
+        *(place(cluster, g, plan.talk, plan.key_delay) for g in groups)))
+    placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
+    rows = await settled(dsn, [g.caller_id for g in groups], placed)
+    await quiet(cluster)
+    unreached = Counter(str(r["disposition"]) for r in rows if r["operator"] is None)
+    if placed > len(rows):
+        unreached["no row in the database"] = placed - len(rows)
+    incomplete = sum(1 for r in rows if r["operator"] is not None and lacking(r))
+    if incomplete:
+        unreached["answered but incomplete"] = incomplete
+    nodes = Counter(node_of(str(r["call_id"])) for r in rows)
+    result = capacity.StepResult(
+        rate, calls, placed, sum(g.calls - r.successful for g, r in zip(groups, results,
+                                                                      strict=True)),
+        sum(1 for r in rows if r["operator"] is not None), to_queue(rows),
+        time.monotonic() - started,
+        unreached=", ".join(f"{k} {v}" for k, v in unreached.most_common()))
+    print(f"  {result.line()}  [{', '.join(f'{n} {c}' for n, c in sorted(nodes.items()))}]")
+    return result
+
+
+async def search(cluster: Cluster, dsn: str, bounds: capacity.Bounds, plan: Plan,
+                 ) -> tuple[float | None, float | None, capacity.StepResult | None]:
+    """bench/capacity.py's search on this cluster: (highest pass, lowest fail, best step)."""
+    tries: list[tuple[float, bool]] = []
+    best: capacity.StepResult | None = None
+    while (rate := capacity.next_rate(capacity.trials(tries), bounds)) is not None:
+        result = await step(cluster, dsn, rate, plan)
+        tries.append((rate, result.passed))
+        if result.passed and (best is None or rate > best.rate):
+            best = result
+    passed, failed = capacity.bracket(capacity.trials(tries))
+    return passed, failed, best
+
+
+def _p(result: capacity.StepResult | None, fraction: float) -> str:
+    value = None if result is None else surge.percentile(result.to_queue, fraction)
+    return "-" if value is None else f"{value:.2f} s"
+
+
+async def capacities(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace,
+                     ) -> float | None:
+    """Both searches and their figures; returns the lowest rate one node failed."""
+    plan = Plan(args.step_seconds, args.talk, args.key_delay)
+    bounds = capacity.Bounds(args.start_rate, args.min_rate, args.max_rate, args.resolution)
+    operators = surge.operators_needed(args.max_rate, args.talk, 0)
+    found = {}
+    for names in (("node1",), ("node1", "node2")):
+        async with cluster_of(pg, root, names, operators, pinned=args.pin) as running:
+            found[len(names)] = await search(running, pg.dsn(), bounds, plan)
+    one, two = found[1], found[2]
+    print("\n== capacity through the front ==")
+    for label, (passed, failed, best) in (("one node", one), ("two nodes", two)):
+        print(f"{label}: {passed if passed is not None else '-'} calls/s carried "
+              f"(first failure {failed if failed is not None else '-'}); answer->queue "
+              f"p50 {_p(best, 0.5)}, p99 {_p(best, 0.99)}")
+    if one[0] and two[0]:
+        print(f"ratio two/one: {two[0] / one[0]:.2f}")
+    return one[1]
+
+
+async def kill_surge(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace,
+                     rate: float) -> int:
+    """A two-node surge with node1 killed part-way; prints the failover figures."""
+    calls = args.kill_calls
+    operators = surge.operators_needed(rate, args.talk, 0)
+    groups = surge.caller_groups(calls, rate, f"{random.randrange(10_000):04d}")
+    arrivals = calls / rate
+    async with cluster_of(pg, root, ("node1", "node2"), operators) as running:
+        victim = running.node("node1")
+        print(f"{calls} calls at {rate:g}/s through two nodes; node1 killed after "
+              f"{args.kill_after * arrivals:.1f} s ...")
+        began = datetime.now(UTC)
+        placing = asyncio.gather(*(place(running, g, args.talk, args.key_delay) for g in groups))
+        await asyncio.sleep(args.kill_after * arrivals)
+        killed_at = datetime.now(UTC)
+        await victim.kill()
+        results = await placing
+        placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
+        numbers = [g.caller_id for g in groups]
+        rows = await settled(pg.dsn(), numbers, 0, within=args.talk + 30)
+        lost = [r for r in rows if node_of(str(r["call_id"])) == victim.name
+                and r["ended_at"] is None]
+        # node1 comes back as a service manager would bring it: its line's resync finds the
+        # calls gone from its Asterisk and ends their records.
+        await asyncio.to_thread(victim.lab.start, fresh=False)
+        async with LineServer(victim.settings):
+            rows = await settled(pg.dsn(), numbers, placed, within=60)
+        lost_ids = {str(r["call_id"]) for r in lost}
+        ended_as = Counter(str(r["disposition"]) for r in rows
+                           if str(r["call_id"]) in lost_ids)
+        await quiet(running)
+    return kill_report(rows, groups, results, began, killed_at, rate, lost_ids, ended_as,
+                       args.window)
+
+
+def _placed_at(row: asyncpg.Record, groups: Sequence[surge.CallerGroup], began: datetime,
+               ) -> datetime | None:
+    """When sipp placed the call: its call number over its group's rate (numbered callers)."""
+    for group in groups:
+        number = str(row["caller_number"])
+        if number.startswith(group.caller_id) and number[len(group.caller_id):].isdigit():
+            index = int(number[len(group.caller_id):]) - 1
+            return began + timedelta(seconds=index / group.rate)
+    return None
+
+
+def kill_report(rows: Sequence[asyncpg.Record], groups: Sequence[surge.CallerGroup],
+                results: Sequence[SippResult], began: datetime, killed_at: datetime,
+                rate: float, lost_ids: set[str], ended_as: Counter[str], window: float,
+                ) -> int:
+    """The failover figures; exit status 0 when they meet the issue's targets."""
+    window_end = killed_at + timedelta(seconds=window)
+    after = [r for r in rows if r["arrived_at"] is not None and r["arrived_at"] > killed_at]
+    first = min((r["arrived_at"] for r in after if node_of(str(r["call_id"])) != "node1"),
+                default=None)
+    in_window = int(rate * window)
+    reached_in_window = sum(
+        1 for r in rows if r["operator"] is not None
+        and (at := _placed_at(r, groups, began)) is not None and killed_at <= at < window_end)
+    late = [r for r in rows if (at := _placed_at(r, groups, began)) is not None
+            and at >= window_end]
+    # What failing over cost a caller: arrival at a node minus (estimated) placing.
+    delays = [(r["arrived_at"] - at).total_seconds() for r in rows
+              if r["arrived_at"] is not None and (at := _placed_at(r, groups, began)) is not None
+              and killed_at <= at < window_end]
+    placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
+    failed = sum(g.calls - r.successful for g, r in zip(groups, results, strict=True))
+    print("\n== node1 killed mid-surge ==")
+    print(f"placed {placed}, sipp failed {failed}, rows {len(rows)}; placed with no record at "
+          f"all: {max(placed - len(rows), 0)} (calls node1 had just taken: their facts died "
+          "with it before reaching the spool or the database)")
+    print(f"calls in progress on node1 at the kill (lost): {len(lost_ids)}; their records "
+          f"ended as: {dict(ended_as) or '-'}")
+    to_first = None if first is None else (first - killed_at).total_seconds()
+    print(f"kill -> first new call answered on node2: "
+          f"{'-' if to_first is None else f'{to_first:.2f} s'} (target <= 5 s)")
+    longest = f"{max(delays):.2f} s" if delays else "-"
+    print(f"calls placed in the {window:g} s after the kill that reached an operator: "
+          f"{reached_in_window}/{in_window} ({reached_in_window / max(in_window, 1):.0%}); "
+          f"placed -> taken by a node, longest: {longest}")
+    unreached_late = [r for r in late if r["operator"] is None]
+    print(f"calls placed after that window: {len(late)}, not reaching an operator: "
+          f"{len(unreached_late)}; on node1: "
+          f"{sum(1 for r in late if node_of(str(r['call_id'])) == 'node1')}")
+    ok = to_first is not None and to_first <= 5.0 and not unreached_late
+    return 0 if ok else 1
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--mode", choices=("capacity", "kill", "both"), default="both")
+    parser.add_argument("--key-delay", type=float, default=2.0)
+    parser.add_argument("--talk", type=float, default=8.0)
+    parser.add_argument("--start-rate", type=float, default=5.0)
+    parser.add_argument("--min-rate", type=float, default=1.0)
+    parser.add_argument("--max-rate", type=float, default=60.0)
+    parser.add_argument("--resolution", type=float, default=2.0)
+    parser.add_argument("--step-seconds", type=float, default=20.0)
+    parser.add_argument("--pin", action="store_true",
+                        help="each node's Asterisk and line server on one CPU of its own (a "
+                             "machine per node, one core each), for the capacity search")
+    parser.add_argument("--kill-rate", type=float, default=0.0,
+                        help="calls/s of the kill surge (default: the first rate one node "
+                             "failed, or 10)")
+    parser.add_argument("--kill-calls", type=int, default=300)
+    parser.add_argument("--kill-after", type=float, default=0.4,
+                        help="share of the arrivals before node1 is killed (default 0.4)")
+    parser.add_argument("--window", type=float, default=5.0,
+                        help="the failover window after the kill, seconds (default 5)")
+    args = parser.parse_args(argv)
+    try:
+        capacity.Bounds(args.start_rate, args.min_rate, args.max_rate, args.resolution).check()
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not 0 < args.kill_after < 1 or args.kill_calls < 10 or args.window <= 0:
+        parser.error("--kill-after in (0, 1), --kill-calls >= 10, --window > 0")
+    return args
+
+
+async def run(args: argparse.Namespace, root: Path, pg: EmbeddedPostgres) -> int:
+    """The modes asked for, one after the other."""
+    one_node_fails = None
+    if args.mode in ("capacity", "both"):
+        one_node_fails = await capacities(pg, root, args)
+    if args.mode in ("kill", "both"):
+        rate = args.kill_rate or one_node_fails or 10.0
+        return await kill_surge(pg, root, args, rate)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    with temporary_cluster("siaga112-cluster-bench-") as (root, pg):
+        return asyncio.run(run(args, root, pg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The line's watch over its node's peers: when one dies, its operators are offered calls here
+again at once; when it answers again, this node relearns its whole state.
+
+Asterisk qualifies each peer every second (its AOR in ``pjsip_cluster.conf``) and reports the
+contact's status on AMI (ContactStatus). On ``Unreachable`` the :class:`PeerWatch` asks this
+node's queues for their members (QueueStatus) and PUBLISHes, for each operator device, the
+state ``UNKNOWN`` under the dead peer's entity id to this node's own Asterisk, from the node's
+own address (the ``siaga112-line`` publication): the dead peer's last "In use" no longer
+counts (see :mod:`telephony.cluster.peers` for why Asterisk never drops it by itself). On
+``Reachable`` again it reloads res_pjsip_publish_asterisk, whose reload sends every peer a
+refresh request, and the peer answers with its whole device state (a peer that restarted
+sends its own anyway; one that was only cut off did not know it had to).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from telephony.ami.actions import AmiActionError, AmiListActions
+from telephony.ami.originate import printable
+from telephony.cluster.peers import (
+    DEVICE,
+    PeerLiveness,
+    PeerMove,
+    call_id_of,
+    forget_request,
+)
+from telephony.settings import Settings
+
+log = logging.getLogger("telephony.cluster.watch")
+
+CONTACT_STATUS = "ContactStatus"
+FULLY_BOOTED = "FullyBooted"  # also sent to the line at every AMI login
+PUBLISH_MODULE = "res_pjsip_publish_asterisk.so"
+
+
+class PeerWatch:
+    """Subscribed to the AMI listener's ContactStatus events (see the module's docstring)."""
+
+    def __init__(self, ami: AmiListActions, *, peers: Sequence[str], own_host: str,
+                 sip_port: int, reply_timeout: float = 1.0) -> None:
+        self._ami = ami
+        self._liveness = PeerLiveness(frozenset(peers))
+        self._own_host = own_host.strip("[]")
+        self._sip_port = sip_port
+        self._reply_timeout = reply_timeout
+        # (move, peer), or None: look at every peer's contact now.
+        self._moves: asyncio.Queue[tuple[PeerMove, str] | None] = asyncio.Queue()
+
+    @classmethod
+    def from_settings(cls, ami: AmiListActions, settings: Settings) -> PeerWatch | None:
+        """The watch of this node's peers; None for a single node."""
+        me = settings.cluster_self
+        if me is None or not settings.cluster_peers:
+            return None
+        return cls(ami, peers=[peer.name for peer in settings.cluster_peers], own_host=me.host,
+                   sip_port=me.sip_port)
+
+    def contact_status(self, event: Mapping[str, Any]) -> None:
+        """A ContactStatus event (runs inside the listener's data callback: queue, return)."""
+        aor = printable(event.get("AOR"))
+        self._seen(aor, printable(event.get("ContactStatus")))
+
+    def logged_in(self, event: Mapping[str, Any]) -> None:
+        """FullyBooted, at every AMI login: a peer may have died while the line was away (no
+        ContactStatus then), so every peer's contact is looked at once."""
+        self._moves.put_nowait(None)
+
+    def _seen(self, aor: str, status: str) -> None:
+        move = self._liveness.seen(aor, status)
+        if move is not None:
+            self._moves.put_nowait((move, aor.removeprefix("peer-")))
+
+    async def run(self) -> None:
+        """Forever: act on each peer's death and return."""
+        while True:
+            item = await self._moves.get()
+            if item is None:
+                try:
+                    await self.look()
+                except AmiActionError as exc:
+                    log.error("could not read the peer nodes' contacts: %s", exc)
+                continue
+            move, peer = item
+            try:
+                if move is PeerMove.FORGET:
+                    await self.forget(peer)
+                else:
+                    await self.relearn(peer)
+            except (AmiActionError, OSError) as exc:
+                log.error("peer node %s: could not %s its device state: %s", peer,
+                          move.value, exc)
+
+    async def look(self) -> None:
+        """Every peer's contact status now (PJSIPShowContacts: ObjectName <aor>@@<id>)."""
+        contacts = await self._ami.send_list_action({"Action": "PJSIPShowContacts"})
+        for contact in contacts:
+            if contact.get("Event") == "ContactList":
+                aor = printable(contact.get("ObjectName")).partition("@@")[0]
+                self._seen(aor, printable(contact.get("Status")))
+
+    async def forget(self, peer: str) -> int:
+        """Make this node's Asterisk forget ``peer``'s states of every queue member's device;
+        the number of devices it took."""
+        started = time.monotonic()
+        members = await self._ami.send_list_action({"Action": "QueueStatus"})
+        devices = sorted({device for event in members if event.get("Event") == "QueueMember"
+                          and DEVICE.fullmatch(device := printable(
+                              event.get("StateInterface") or event.get("Location")
+                              or event.get("Interface")))})
+        taken = await asyncio.to_thread(self._publish, peer, devices)
+        log.warning("peer node %s unreachable: its device states of %d operators no longer "
+                    "count here (%d taken, %.0f ms)", peer, len(devices), taken,
+                    (time.monotonic() - started) * 1000)
+        return taken
+
+    async def relearn(self, peer: str) -> None:
+        """Ask every peer (``peer`` among them) for its whole device state again."""
+        await self._ami.send_action({"Action": "ModuleLoad", "LoadType": "reload",
+                                     "Module": PUBLISH_MODULE})
+        log.warning("peer node %s reachable again: asked for its device state", peer)
+
+    def _publish(self, peer: str, devices: Sequence[str]) -> int:
+        """PUBLISH each device's forgetting; how many Asterisk took (a 2xx reply)."""
+        target = (self._own_host, self._sip_port)
+        with socket.socket(socket.AF_INET6 if ":" in self._own_host else socket.AF_INET,
+                           socket.SOCK_DGRAM) as sock:
+            sock.bind((self._own_host, 0))
+            source = sock.getsockname()[:2]
+            waiting = set()
+            for device in devices:
+                request = forget_request(device=device, peer=peer, target=target,
+                                         source=source)
+                waiting.add(call_id_of(request))
+                sock.sendto(request, target)
+            taken = 0
+            deadline = time.monotonic() + self._reply_timeout
+            while waiting and (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    reply, _ = sock.recvfrom(65535)
+                except TimeoutError:
+                    break
+                call_id = call_id_of(reply)
+                if call_id in waiting and not reply.startswith(b"SIP/2.0 1"):
+                    waiting.discard(call_id)
+                    taken += reply.startswith(b"SIP/2.0 2")
+            return taken

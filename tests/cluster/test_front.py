@@ -1,0 +1,144 @@
+"""Two Asterisk nodes behind the Kamailio front (issue 15): the carrier's calls are spread
+over both, every call reaches an operator whose phone registered at the front, the one
+database holds each call once and complete whichever node took it, and a node killed with
+``kill -9`` (its Asterisk and its line server) stops getting calls within seconds.
+
+One cluster for the module (telephony/lab/cluster.py): two lab nodes with their own
+systemname and line server, the front, six operators logged in on both nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.lab import sipp
+from telephony.lab.chroot import LabError, operator_names
+from telephony.lab.cluster import PHONE_HOST, Cluster, node_of, register, register_phones
+from telephony.lab.line import LineServer
+from telephony.settings import Settings
+from tests.support.cluster import caller_prefix, ended_calls, two_nodes
+from tests.support.cluster import front_callers as callers
+from tests.support.db import fetch, owner_dsn
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.cluster
+
+BASE = Settings(
+    lab_instance="front-test",
+    lab_operators=8,
+    queue_max_wait=60,
+    queue_wrapup_seconds=0,
+    agi_session_timeout=60,
+    ami_reconnect_seconds=0.5,
+    db_retry_seconds=0.5,
+    # Each line checks its open calls against its Asterisk every 5 s: node2's must leave
+    # node1's lost calls alone while node1 is down (they are not node2's to end).
+    vanish_check_seconds=5,
+)
+OPERATORS = operator_names(6)
+RTP_BASE = 24000  # below the ephemeral range, apart from the e2e modules' and the benches'
+FAILOVER_TARGET_SECONDS = 5.0
+
+
+@pytest.fixture(scope="module")
+async def cluster(pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> AsyncIterator[Cluster]:
+    async with two_nodes(pg_cluster, cluster_dsn, BASE, rtp_base=RTP_BASE,
+                         operators=OPERATORS) as running:
+        yield running
+
+
+async def test_calls_are_spread_over_both_nodes_and_each_reaches_an_operator(
+        cluster: Cluster, cluster_dsn: str) -> None:
+    prefix = caller_prefix()
+    async with callers(cluster, prefix, calls=8, rate=4) as run:
+        result = await run.wait()
+    assert result.ok, result
+    rows = await ended_calls(cluster_dsn, prefix, 8)
+    assert len(rows) == 8, [(r["call_id"], r["caller_number"], r["channel"], r["arrived_at"],
+                             r["ended_at"], r["operator"], r["hangup_cause"]) for r in rows]
+    assert len({row["caller_number"] for row in rows}) == 8
+    assert {node_of(str(row["call_id"])) for row in rows} == {"node1", "node2"}
+    for row in rows:
+        assert row["operator"] in {f"PJSIP/{user}" for user in OPERATORS}, row
+        assert row["queue"] is not None and row["talk_seconds"] is not None, row
+        assert row["hangup_cause"] is not None and row["shift_name"] is not None, row
+
+
+async def test_only_a_phone_with_its_secret_registers_at_the_front(
+        cluster: Cluster, pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> None:
+    port = sipp.free_udp_port(PHONE_HOST)
+    with pytest.raises(LabError, match="op1008 could not register"):  # no secret stored
+        await asyncio.to_thread(register, cluster.front, ["op1008"], host=PHONE_HOST, port=port)
+    # Once the desk has one (as an admin's assignment stores it), the same phone registers.
+    await register_phones(cluster.front, owner_dsn(pg_cluster, cluster_dsn), ["op1008"],
+                          phone_port=port)
+
+
+async def _calls_on_both(dsn: str, prefix: str) -> bool | None:
+    """True once calls of ``prefix`` talk to operators on both nodes (else None: not yet)."""
+    rows = await fetch(dsn, "SELECT call_id FROM calls WHERE caller_number LIKE $1 || '%' "
+                            "AND operator IS NOT NULL", prefix)
+    return True if {node_of(row["call_id"]) for row in rows} == {"node1", "node2"} else None
+
+
+async def test_a_killed_node_gets_no_new_call_within_seconds(
+        cluster: Cluster, cluster_dsn: str) -> None:
+    victim, survivor = cluster.node("node1"), cluster.node("node2")
+    # Calls in progress on both nodes when node1 dies.
+    up, new = caller_prefix(), caller_prefix()
+    async with callers(cluster, up, calls=4, rate=4, talk_seconds=20) as before:
+        await eventually("calls up on both nodes", lambda: _calls_on_both(cluster_dsn, up), 15)
+        killed_at = datetime.now(UTC)
+        started = time.monotonic()
+        await victim.kill()
+        # New calls right after the kill: the first ones meet node1 still in the rotation.
+        async with callers(cluster, new, calls=4, rate=4) as after:
+            result = await after.wait()
+        assert result.ok, result
+        rows = await ended_calls(cluster_dsn, new, 4)
+        first_answer = min(row["arrived_at"] for row in rows)
+        last_answer = max(row["arrived_at"] for row in rows)
+        print(f"\nkill -> first new call answered on {survivor.name}: "
+              f"{(first_answer - killed_at).total_seconds():.2f} s; every call placed in the "
+              f"first second answered within {(last_answer - killed_at).total_seconds():.2f} s "
+              f"(measured {time.monotonic() - started:.1f} s after the kill)")
+        assert all(node_of(str(row["call_id"])) == survivor.name for row in rows)
+        # Each reached an operator there, those whose last call died with node1 included: to
+        # node2 they were "In use" (node1's last published state) until node2's line saw
+        # node1's qualify fail and made node2's Asterisk forget node1's states.
+        assert all(row["operator"] is not None for row in rows), rows
+        assert (last_answer - killed_at).total_seconds() <= FAILOVER_TARGET_SECONDS
+        await before.stop()
+    # The calls node1 had are lost; the database keeps them open (node2's line leaves another
+    # node's calls alone) until node1 comes back and its line finds them gone from its
+    # Asterisk: it ends them (vanished; an answered one keeps its operator and talk so far).
+    query = ("SELECT c.call_id, c.ended_at, o.disposition, (SELECT count(*) FROM call_events e "
+             "WHERE e.call_id = c.call_id AND e.kind = 'call_vanished') AS vanished "
+             "FROM calls c JOIN call_outcomes o USING (call_id) "
+             "WHERE c.caller_number LIKE $1 || '%' AND starts_with(c.call_id, 'node1-')")
+    assert time.monotonic() - started > BASE.vanish_check_seconds  # node2 has checked
+    lost = await fetch(cluster_dsn, query, up)
+    assert lost and all(row["ended_at"] is None for row in lost)
+    await asyncio.to_thread(victim.lab.start, fresh=False)
+    async with LineServer(victim.settings):
+        async def ended() -> list[asyncpg.Record] | None:
+            rows = await fetch(cluster_dsn, query, up)
+            return rows if all(row["ended_at"] is not None for row in rows) else None
+
+        rows = await eventually("node1's lost calls ended", ended, 30)
+        # Back in the front's rotation once it answers its probe again.
+        again = caller_prefix()
+        async with callers(cluster, again, calls=4, rate=2) as run:
+            assert (await run.wait()).ok
+        assert "node1" in {node_of(str(row["call_id"])) for row in
+                           await ended_calls(cluster_dsn, again, 4)}
+    print(f"node1's {len(rows)} lost calls ended as "
+          f"{sorted(str(row['disposition']) for row in rows)}")
+    assert all(row["vanished"] == 1 for row in rows)

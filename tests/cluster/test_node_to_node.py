@@ -1,0 +1,256 @@
+"""Two Asterisk nodes behind the front, each with its own line server, one database (issue 15,
+node to node), on the cluster lab (telephony/lab/cluster.py: node1 on 127.0.0.11, node2 on
+127.0.0.12; the carrier's callers here call a node straight from the carrier's address, as
+the front relays them; the operator's phone registered at the front):
+
+* Distributed device state: an operator on a call through node1 is in use on node2 too
+  (res_pjsip_publish_asterisk: node1 PUBLISHes PJSIP/op1001's state to node2), so node2's
+  queue does not ring them while they talk, and does once they hang up.
+* A second FastAGI server: with node1's line server stalled (SIGSTOP: after the dialplan's
+  first-command deadline) or killed (SIGKILL: at once), node1's calls run the IVR on node2's
+  line server, not the fail-open path; with both gone they still fail open at once.
+* A node that comes back (node2 crashed, then started) while an operator talks on node1
+  learns within seconds that the operator is in use.
+* A node killed (``kill -9`` its Asterisk and line server) while an operator talks through it:
+  the operator is offered calls on the other node within seconds (its line sees the peer's
+  qualify fail and makes its Asterisk forget the dead node's device states), where without
+  that they stayed "In use" until the dead node came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+
+import pytest
+
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
+from telephony.lab.cluster import Cluster
+from telephony.settings import Settings
+from tests.e2e.harness import unique_caller
+from tests.support.cluster import (
+    member_state,
+    node_callers,
+    operator_channels,
+    two_nodes,
+    waiting_callers,
+)
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.cluster
+
+BASE = Settings(lab_instance="n2n-test", lab_operators=2, queue_wrapup_seconds=0,
+                ami_reconnect_seconds=0.5, db_retry_seconds=0.5)
+OPERATOR = "PJSIP/op1001"
+RTP_BASE = 29000  # apart from the other modules' (test_front: 24000..27998)
+FORGET_TARGET_SECONDS = 6.0  # kill -> the operator offered a call on the survivor
+
+
+@pytest.fixture(scope="module")
+async def cluster(pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> AsyncIterator[Cluster]:
+    async with two_nodes(pg_cluster, cluster_dsn, BASE, rtp_base=RTP_BASE,
+                         operators=["op1001"]) as running:
+        yield running
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool | None:
+    """For :func:`eventually`: True once ``value`` is ``expected``."""
+    return True if await value == expected else None
+
+
+@contextlib.asynccontextmanager
+async def hung_up_after(*labs: Lab) -> AsyncIterator[None]:
+    """Every channel left on ``labs`` hung up afterwards (the next test starts clean)."""
+    try:
+        yield
+    finally:
+        for lab in labs:
+            with contextlib.suppress(Exception):
+                await lab.acli("channel request hangup all")
+
+
+async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: Cluster
+                                                                       ) -> None:
+    one, two = cluster.node("node1"), cluster.node("node2")
+    async with hung_up_after(one.lab, two.lab):
+        await eventually("the operator free on node2",
+                         lambda: _is(member_state(two.lab, OPERATOR), "Not in use"), within=10)
+        async with node_callers(one.settings, unique_caller("0813"), talk_seconds=8) as on_one:
+            await eventually("the operator answering node1's call",
+                             lambda: _is(operator_channels(one.lab, OPERATOR), 1), within=15)
+            in_use_on_one = time.monotonic()
+            await eventually("the operator in use on node2",
+                             lambda: _is(member_state(two.lab, OPERATOR), "In use"), within=5,
+                             interval=0.02)
+            published = time.monotonic() - in_use_on_one
+            async with node_callers(two.settings, unique_caller("0813"), talk_seconds=20):
+                await eventually("node2's caller waiting",
+                                 lambda: _is(waiting_callers(two.lab), 1), within=15)
+                # Until node1's call ends, node2's queue never rings the busy operator.
+                rung_on_two = []
+
+                async def watch_two() -> None:
+                    while True:
+                        rung_on_two.append(await operator_channels(two.lab, OPERATOR))
+                        await asyncio.sleep(0.2)
+
+                watcher = asyncio.create_task(watch_two())
+                result = await on_one.wait()
+                hung_up = time.monotonic()
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+                assert result.ok, result.errors
+                assert len(rung_on_two) >= 5 and not any(rung_on_two), rung_on_two
+                # Free again: node2's waiting caller reaches them.
+                await eventually("node2's caller answered by the operator",
+                                 lambda: _is(operator_channels(two.lab, OPERATOR), 1),
+                                 within=10)
+                offered_again = time.monotonic() - hung_up
+    print(f"\ndevice state node1 -> node2: in use after {published * 1000:.0f} ms; node2's "
+          f"caller reached the operator {offered_again:.2f} s after node1's call ended")
+
+
+async def _not(value: Awaitable[object], unexpected: object) -> bool | None:
+    return True if await value != unexpected else None
+
+
+def ivr_outcomes(queue_log: Path, offset: int) -> list[str]:
+    """The IVR outcome of each call that entered the queues since ``offset`` (bytes into
+    ``queue_log``), in order: the dialplan logs ``SIAGAIVR|<IVR_OUTCOME>`` as it queues one."""
+    with queue_log.open("rb") as log:
+        log.seek(offset)
+        rows = log.read().decode(errors="replace").splitlines()
+    return [row.split("|")[5] for row in rows if row.count("|") >= 5
+            and row.split("|")[4] == "SIAGAIVR"]
+
+
+async def _listed(items: list[str], count: int) -> list[str] | None:
+    return items if len(items) >= count else None
+
+
+async def calls_through_the_ivr(lab: Lab, settings: Settings, calls: int, *,
+                                since: float | None = None, dtmf_delay: float = 1.0
+                                ) -> tuple[list[str], float]:
+    """``calls`` callers at ``lab`` who press 1 then 2 (emergency, fire) ``dtmf_delay`` s
+    after the answer; their IVR outcomes, and the seconds from ``since``
+    (``time.monotonic()``; default: the first call) to the first outcome."""
+    queue_log = lab.host_dir / "log" / "queue_log"
+    queue_log.touch()
+    offset = queue_log.stat().st_size
+    async with sipp.caller(settings.sip_host, settings.sip_port, caller_id=unique_caller("0814"),
+                           numbered=True, dtmf="12", dtmf_delay=dtmf_delay, talk_seconds=2,
+                           calls=calls, rate=2):
+        started = time.monotonic() if since is None else since
+        await eventually("a call through the IVR",
+                         lambda: _listed(ivr_outcomes(queue_log, offset), 1),
+                         within=15 + dtmf_delay, interval=0.05)
+        first = time.monotonic() - started
+        outcomes = await eventually(
+            f"{calls} calls through the IVR",
+            lambda: _listed(ivr_outcomes(queue_log, offset), calls), within=15)
+    return outcomes, first
+
+
+async def test_a_killed_line_server_hands_its_nodes_calls_to_the_peers_server(
+        cluster: Cluster) -> None:
+    one, two = cluster.node("node1"), cluster.node("node2")
+    on_one = one.settings
+    async with hung_up_after(one.lab, two.lab):
+        own, own_first = await calls_through_the_ivr(one.lab, on_one, 1)
+        assert own == ["chosen"]  # node1's IVR on node1's own line server
+        # Stalled (it accepts, and never sends its first command): after the dialplan's
+        # first-command deadline, the IVR runs on node2's line server. (Keys pressed while
+        # AGI() waits are lost, as on one node: this caller presses after the deadline.)
+        one.line.signal(signal.SIGSTOP)
+        try:
+            stalled, stalled_first = await calls_through_the_ivr(
+                one.lab, on_one, 1, dtmf_delay=on_one.agi_first_command_seconds + 1.5)
+        finally:
+            one.line.signal(signal.SIGCONT)
+        assert stalled == ["chosen"]
+        one.line.kill()
+        # kill -9: the IVR of every call node1 takes from now on runs on node2's line server.
+        killed = time.monotonic()
+        after, peer_first = await calls_through_the_ivr(one.lab, on_one, 2, since=killed)
+        assert after == ["chosen"] * 2, after
+        refused = f"Connecting to '{on_one.agi_host}:{on_one.agi_port}' failed"
+        assert refused in one.lab.messages_log.read_text(errors="replace")
+        # Neither line server left: the caller still reaches the queues, at once.
+        two.line.kill()
+        gone, gone_first = await calls_through_the_ivr(one.lab, on_one, 1)
+        assert gone == ["failopen"]
+        assert gone_first < 3
+    for node in (one, two):  # back for the next tests
+        await node.line.wait()
+        await node.line.start()
+    print(f"\nfirst IVR outcome: {own_first:.2f} s after the call on node1's own line "
+          f"server; {stalled_first:.2f} s after the call with node1's stalled, on node2's; "
+          f"{peer_first:.2f} s after node1's line server was killed, on node2's; "
+          f"failed open {gone_first:.2f} s after the call with both gone")
+
+
+async def test_a_node_that_comes_back_learns_who_is_busy_on_the_other(cluster: Cluster
+                                                                       ) -> None:
+    one, two = cluster.node("node1"), cluster.node("node2")
+    async with hung_up_after(one.lab, two.lab):
+        await asyncio.to_thread(two.lab.crash)
+        async with node_callers(one.settings, unique_caller("0815"), talk_seconds=30):
+            await eventually("the operator answering node1's call",
+                             lambda: _is(operator_channels(one.lab, OPERATOR), 1), within=15)
+            # node2 comes back as a site's service manager starts it, and asks node1 for its
+            # whole device state.
+            restarted = time.monotonic()
+            await asyncio.to_thread(two.lab.start, fresh=False)
+            # astdb may not have kept the login: the queues as the desk's QueueAdd makes them.
+            await two.lab.acli(f"queue add member {OPERATOR} to all-operators")
+            await eventually("the operator in use on the restarted node2",
+                             lambda: _is(member_state(two.lab, OPERATOR), "In use"), within=15)
+            learned = time.monotonic() - restarted
+            await one.lab.acli("channel request hangup all")
+            await eventually("the operator free on node2 once node1's call ended",
+                             lambda: _is(member_state(two.lab, OPERATOR), "Not in use"),
+                             within=5)
+    await two.line.wait_ready()  # its line server logged in to the new Asterisk again
+    print(f"\nnode2 restarted with the operator on a call on node1: in use on node2 "
+          f"{learned:.2f} s after its start began")
+
+
+async def test_a_dead_nodes_operator_is_offered_calls_on_the_survivor(cluster: Cluster
+                                                                      ) -> None:
+    victim, survivor = cluster.node("node1"), cluster.node("node2")
+    async with (hung_up_after(survivor.lab),
+                node_callers(victim.settings, unique_caller("0816"), talk_seconds=60)):
+        await eventually("the operator answering node1's call",
+                         lambda: _is(operator_channels(victim.lab, OPERATOR), 1),
+                         within=15)
+        await eventually("the operator in use on node2",
+                         lambda: _is(member_state(survivor.lab, OPERATOR), "In use"),
+                         within=5)
+        # A caller waits at node2 for the busy operator.
+        async with node_callers(survivor.settings, unique_caller("0816"), talk_seconds=30):
+            await eventually("node2's caller waiting",
+                             lambda: _is(waiting_callers(survivor.lab), 1), within=15)
+            killed = time.monotonic()
+            await victim.kill()
+            # The operator's call died with node1: node2 offers them its caller within
+            # seconds (node1's last "In use" no longer counts there).
+            await eventually("the operator no longer in use on node2",
+                             lambda: _not(member_state(survivor.lab, OPERATOR), "In use"),
+                             within=FORGET_TARGET_SECONDS, interval=0.05)
+            freed = time.monotonic() - killed
+            await eventually("node2's caller answered by the operator",
+                             lambda: _is(operator_channels(survivor.lab, OPERATOR), 1),
+                             within=FORGET_TARGET_SECONDS, interval=0.05)
+            offered = time.monotonic() - killed
+    assert "its device states of 1 operators no longer count here (1 taken" in \
+        survivor.line.output()
+    print(f"\nnode1 killed with the operator on a call through it: free on node2 "
+          f"{freed:.2f} s after the kill, node2's waiting caller rang them {offered:.2f} s "
+          "after it")

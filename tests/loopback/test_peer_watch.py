@@ -1,0 +1,105 @@
+"""The line's watch over its node's peers (telephony/cluster/watch.py) on a real UDP socket:
+a dead peer's ContactStatus makes it PUBLISH the forgetting of every queue member's device to
+its own Asterisk (here a UDP socket answering 200), once; a peer back makes it reload
+res_pjsip_publish_asterisk; every login looks at the peers' contacts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from telephony.cluster.peers import NO_STATE, entity_id
+from telephony.cluster.watch import PeerWatch
+from tests.support.polling import eventually
+
+HOST = "127.0.0.1"
+
+
+class Asterisk(asyncio.DatagramProtocol):
+    """Takes PUBLISHes and answers each 200 OK, as res_pjsip_pubsub does."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        head, _, body = data.decode().partition("\r\n\r\n")
+        self.bodies.append(json.loads(body))
+        call_id = next(line for line in head.split("\r\n") if line.startswith("Call-ID:"))
+        assert self.transport is not None
+        self.transport.sendto(f"SIP/2.0 200 OK\r\n{call_id}\r\n\r\n".encode(), addr)
+
+
+class Ami:
+    """The AMI port: QueueStatus and PJSIPShowContacts lists, and the actions sent."""
+
+    def __init__(self) -> None:
+        self.actions: list[Mapping[str, str]] = []
+        self.contacts = [{"Event": "ContactList", "ObjectName": "peer-node1@@1f2e",
+                          "Status": "Unreachable"}]
+
+    async def send_action(self, action: Mapping[str, str]) -> object:
+        self.actions.append(action)
+        return {"Response": "Success"}
+
+    async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
+        self.actions.append(action)
+        if action["Action"] == "PJSIPShowContacts":
+            return self.contacts
+        return [
+            {"Event": "QueueParams", "Queue": "all-operators"},
+            {"Event": "QueueMember", "Queue": "all-operators", "StateInterface": "PJSIP/op1001"},
+            {"Event": "QueueMember", "Queue": "fire", "StateInterface": "PJSIP/op1001"},
+            {"Event": "QueueMember", "Queue": "fire", "Location": "PJSIP/op1002"},
+            # Nothing but an operator device is spliced into a PUBLISH.
+            {"Event": "QueueMember", "Queue": "fire", "StateInterface": "PJSIP/x\r\nVia: y"},
+            {"Event": "QueueMember", "Queue": "fire", "StateInterface": "Local/1@x"},
+        ]
+
+
+async def test_a_dead_peers_operators_are_forgotten_once_and_a_returning_one_relearnt() -> None:
+    loop = asyncio.get_running_loop()
+    transport, asterisk = await loop.create_datagram_endpoint(Asterisk, local_addr=(HOST, 0))
+    port = transport.get_extra_info("sockname")[1]
+    ami = Ami()
+    watch = PeerWatch(ami, peers=["node1", "node3"], own_host=HOST, sip_port=port)
+    task = asyncio.create_task(watch.run())
+    try:
+        watch.contact_status({"AOR": "peer-node1", "ContactStatus": "Reachable"})
+        watch.contact_status({"AOR": "op1001", "ContactStatus": "Unreachable"})
+        watch.contact_status({"AOR": "peer-node1", "ContactStatus": "Unreachable"})
+        watch.contact_status({"AOR": "peer-node1", "ContactStatus": "Unreachable"})
+
+        async def published() -> list[dict[str, Any]] | None:
+            return asterisk.bodies if len(asterisk.bodies) >= 2 else None
+
+        bodies = await eventually("the forgetting PUBLISHes", published, 5)
+        assert sorted(body["device"] for body in bodies) == ["PJSIP/op1001", "PJSIP/op1002"]
+        assert {(body["state"], body["eid"]) for body in bodies} == {(NO_STATE,
+                                                                      entity_id("node1"))}
+        # Back: every peer asked for its whole state again (the module's reload).
+        watch.contact_status({"AOR": "peer-node1", "ContactStatus": "Reachable"})
+
+        async def reloaded() -> bool | None:
+            return True if {"Action": "ModuleLoad", "LoadType": "reload",
+                            "Module": "res_pjsip_publish_asterisk.so"} in ami.actions else None
+
+        await eventually("the reload", reloaded, 5)
+        # A login finds node1 dead again (it died while the line was away): forgotten again.
+        watch.logged_in({"Event": "FullyBooted"})
+
+        async def again() -> bool | None:
+            return True if len(asterisk.bodies) >= 4 else None
+
+        await eventually("the forgetting after a login", again, 5)
+        assert len(asterisk.bodies) == 4
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        transport.close()

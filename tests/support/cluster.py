@@ -1,0 +1,103 @@
+"""What the cluster tier's modules share (tests/cluster): two lab nodes behind the Kamailio
+front (telephony/lab/cluster.py: each node on an address of its own, its own systemname and
+line server process, device state shared with the other node), callers at the front or at one
+node, and bounded looks at a node's queues and channels."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.lab import sipp
+from telephony.lab.chroot import Lab
+from telephony.lab.cluster import Cluster, cluster_settings, running_cluster
+from telephony.settings import Settings
+from tests.support.db import fetch, owner_dsn
+from tests.support.polling import eventually
+
+# Operators' skills: every queue (the overflow queue all-operators included).
+ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
+
+
+def caller_prefix() -> str:
+    """A caller number prefix no earlier run used: a lab node's queue_log outlives a run, and
+    its line backfills the calls it finds there into the new database."""
+    return "0812" + str(uuid.uuid4().int)[:5]
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(pg_cluster: EmbeddedPostgres, dsn: str, base: Settings, *,
+                    rtp_base: int, operators: Sequence[str],
+                    skills: Mapping[str, int] = ALL_SKILLS) -> AsyncIterator[Cluster]:
+    """node1 and node2 behind the front, writing into ``dsn``, in a temp dir, with
+    ``operators`` registered at the front and logged in on both nodes."""
+    state = Path(tempfile.mkdtemp(prefix="siaga112-cluster-"))
+    owner = owner_dsn(pg_cluster, dsn)
+    base = replace(base, state_dir=state, database_dsn=dsn, database_owner_dsn=owner)
+    front, nodes = cluster_settings(base, ("node1", "node2"), rtp_base=rtp_base)
+    try:
+        async with running_cluster(front, nodes, owner, operators=operators,
+                                   skills=skills) as running:
+            yield running
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def front_callers(cluster: Cluster, caller_id: str, *, calls: int, rate: float,
+                  talk_seconds: float = 3.0) -> sipp.Sipp:
+    """The carrier's callers at the front: each presses 3 (information) and stays."""
+    host, port = cluster.front.kamailio_host, cluster.front.kamailio_port
+    return sipp.caller(host, port, caller_id=caller_id, numbered=True, calls=calls, rate=rate,
+                       dtmf="3", talk_seconds=talk_seconds)
+
+
+def node_callers(node: Settings, caller_id: str, *, calls: int = 1, rate: float = 1.0,
+                 talk_seconds: float = 3.0) -> sipp.Sipp:
+    """The carrier's callers straight at one node (the carrier's address, as the front's
+    relayed calls come): each presses 3 (information) and stays."""
+    return sipp.caller(node.sip_host, node.sip_port, caller_id=caller_id, numbered=True,
+                       calls=calls, rate=rate, dtmf="3", talk_seconds=talk_seconds)
+
+
+async def ended_calls(dsn: str, caller_prefix: str, count: int, within: float = 40.0,
+                      ) -> list[asyncpg.Record]:
+    """The ``count`` calls of callers whose number starts with ``caller_prefix``, once the
+    database has them all ended."""
+
+    async def probe() -> list[asyncpg.Record] | None:
+        rows = await fetch(dsn, "SELECT * FROM calls WHERE caller_number LIKE $1 || '%'",
+                           caller_prefix)
+        if len(rows) < count or any(row["ended_at"] is None for row in rows):
+            return None
+        return rows
+
+    return await eventually(f"{count} ended calls of {caller_prefix}*", probe, within)
+
+
+async def member_state(lab: Lab, interface: str, queue: str = "all-operators") -> str:
+    """How ``lab``'s queue sees an operator: "In use", "Not in use", ..."""
+    shown = await lab.acli(f"queue show {queue}")
+    line = next((row for row in shown.splitlines() if f"{interface} " in row), "")
+    # "PJSIP/op1001 (ringinuse disabled) (dynamic) (In use) has taken no calls yet (...)"
+    before, taken, _ = line.partition(" has taken")
+    return before.rsplit("(", 1)[-1].rstrip(")") if taken else ""
+
+
+async def operator_channels(lab: Lab, interface: str) -> int:
+    """The operator's channels on ``lab``: calls ringing or answered at their phone."""
+    channels = await lab.acli("core show channels concise")
+    return sum(row.startswith(f"{interface}-") for row in channels.splitlines())
+
+
+async def waiting_callers(lab: Lab) -> int:
+    """Callers waiting in any of ``lab``'s queues."""
+    shown = await lab.acli("queue show")
+    return sum(row.strip()[:1].isdigit() and ". " in row[:12] for row in shown.splitlines())

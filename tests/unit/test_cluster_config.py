@@ -1,0 +1,169 @@
+"""A cluster's configuration (issue 15): the nodes' systemname and call ids, the Kamailio
+front rendered from the settings, and a node's settings handed to its line server."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from recordings.domain import Kind, Source, parse_source, source_name
+from telephony.asterisk.config import install_config
+from telephony.calls.ids import valid_call_id
+from telephony.kamailio.config import (
+    DISPATCHER_LIST,
+    KamailioConfigError,
+    dispatcher_list,
+    install_kamailio_config,
+)
+from telephony.lab.cluster import cluster_settings, node_of
+from telephony.lab.line import settings_environment
+from telephony.settings import ClusterNode, Settings, SettingsError, load_settings
+
+NODES = "node1=127.0.0.11:5060:4573,node2=127.0.0.12:5060:4573"
+
+
+def nodes(text: str) -> tuple[ClusterNode, ...]:
+    return load_settings(environ={}, overrides={
+        "cluster_nodes": text, "agi_allowed_peers": "127.0.0.0/8,10.0.0.0/8"}).cluster_nodes
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Settings:
+    return replace(load_settings(environ={}), state_dir=tmp_path / "state")
+
+
+def test_nodes_are_read_from_text_and_lists(tmp_path: Path) -> None:
+    settings = load_settings(environ={
+        "SIAGA112_CLUSTER_NODES": "node_1=127.0.0.11:5060:4573, node_2=127.0.0.12:5070:4574",
+        "SIAGA112_ASTERISK_SYSTEMNAME": "node_1"})
+    assert settings.cluster_nodes == (ClusterNode("node_1", "127.0.0.11", 5060, 4573),
+                                      ClusterNode("node_2", "127.0.0.12", 5070, 4574))
+    assert settings.kamailio_nodes == ("127.0.0.11:5060", "127.0.0.12:5070")
+    assert settings.cluster_peers == settings.cluster_nodes[1:]
+    assert str(settings.cluster_nodes[0]) == "node_1=127.0.0.11:5060:4573"
+    listed = load_settings(environ={}, overrides={
+        "cluster_nodes": "a=127.0.0.3:5060:4573,b=[::1]:5062:4574",
+        "agi_allowed_peers": "127.0.0.0/8,::1/128", "asterisk_systemname": "b",
+        "sip_port": "5062", "agi_port": "4574"})
+    assert listed.kamailio_nodes == ("127.0.0.3:5060", "[::1]:5062")
+    # Each node's first peer is the next one: with its line server gone, node a's calls go
+    # to b's and b's to a's, not both to one.
+    assert [peer.name for peer in listed.cluster_peers] == ["a"]
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("cluster_nodes", "a=asterisk.example:5060:4573"),  # no DNS on the call path
+    ("cluster_nodes", "a=127.0.0.3:5060"),  # both ports
+    ("cluster_nodes", "a=127.0.0.3:0:4573"),
+    ("cluster_nodes", "a=127.0.0.3:70000:4573"),
+    ("cluster_nodes", "a=127.0.0.3:5060:4573,a=127.0.0.4:5060:4573"),  # one name twice
+    ("cluster_nodes", "a=127.0.0.3:5060:4573,b=127.0.0.3:5060:4574"),  # one SIP port twice
+    ("cluster_nodes", "B;x=127.0.0.3:5060:4573"),  # a name spliced into pjsip.conf
+    ("cluster_nodes", "node-1=127.0.0.3:5060:4573"),  # not a systemname
+    ("cluster_nodes", "b=127.0.0.3 x:5060:4573"),
+    ("cluster_nodes", "b=10.0.0.3:5060:4573"),  # its Asterisk could not reach our FastAGI
+    ("cluster_nodes", "b=127.0.0.1:5062:4573"),  # the carrier's address: taken for it
+    ("asterisk_systemname", "Node1"),
+    ("asterisk_systemname", "node-1"),  # the dash ends the name in a call id
+    ("asterisk_systemname", "node1\nsystemname = x"),
+    ("kamailio_host", "front.example"),
+    ("kamailio_probe_seconds", "0"),
+    ("kamailio_node_timeout_ms", "50"),
+])
+def test_bad_cluster_values_are_refused(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings(environ={f"SIAGA112_{name.upper()}": value})
+
+
+def test_a_node_must_be_one_of_the_nodes_with_its_own_ports() -> None:
+    with pytest.raises(SettingsError, match="node3"):
+        load_settings(environ={"SIAGA112_CLUSTER_NODES": NODES,
+                               "SIAGA112_ASTERISK_SYSTEMNAME": "node3"})
+    with pytest.raises(SettingsError, match="other ports"):
+        load_settings(environ={"SIAGA112_CLUSTER_NODES": NODES,
+                               "SIAGA112_ASTERISK_SYSTEMNAME": "node1",
+                               "SIAGA112_SIP_PORT": "5070"})
+
+
+def test_a_node_outside_loopback_is_taken_once_agi_allows_it() -> None:
+    settings = load_settings(environ={}, overrides={
+        "cluster_nodes": "b=10.0.0.3:5060:4573", "agi_allowed_peers": "127.0.0.0/8,10.0.0.0/24"})
+    assert settings.cluster_nodes[0].host == "10.0.0.3"
+
+
+def test_a_nodes_systemname_is_rendered_into_asterisk_conf(site: Settings, tmp_path: Path
+                                                           ) -> None:
+    install_config(replace(site, asterisk_systemname="node2"), tmp_path / "etc", "/srv/x")
+    assert "\nsystemname = node2\n" in (tmp_path / "etc" / "asterisk.conf").read_text()
+    install_config(site, tmp_path / "single", "/srv/x")
+    assert "systemname =" not in (tmp_path / "single" / "asterisk.conf").read_text()
+
+
+def test_a_nodes_call_ids_are_call_ids_everywhere() -> None:
+    assert valid_call_id("node1-1795430334.12")
+    assert valid_call_id("1795430334.12")
+    for hostile in ("../1.2", "node1-", "Node1-1.2", "a-b-1.2", "-1.2", "node1-1.2/x"):
+        assert not valid_call_id(hostile)
+    assert node_of("node1-1795430334.12") == "node1"
+    assert node_of("1795430334.12") == ""
+    for kind, leg in ((Kind.MIXED, None), (Kind.CALLER, None), (Kind.CALLBACK, 7)):
+        name = source_name("node1-1795430334.12", kind, leg)
+        assert parse_source(name) == Source("node1-1795430334.12", kind, leg), name
+
+
+def test_the_front_lists_every_node_and_again_as_its_fail_open_reserve(site: Settings) -> None:
+    text = dispatcher_list(replace(site, cluster_nodes=nodes(NODES)))
+    assert [line for line in text.splitlines() if not line.startswith("#")] == [
+        "1 sip:127.0.0.11:5060 8 0", "1 sip:127.0.0.12:5060 8 0",
+        "2 sip:127.0.0.11:5060 0 0", "2 sip:127.0.0.12:5060 0 0"]
+    with pytest.raises(KamailioConfigError, match="cluster_nodes"):
+        dispatcher_list(site)
+
+
+def test_the_front_is_rendered_from_the_settings(site: Settings, tmp_path: Path) -> None:
+    settings = replace(site, kamailio_host="10.0.0.10", kamailio_port=5070,
+                       cluster_nodes=nodes("n1=10.0.0.11:5060:4573"), carrier_address="192.0.2.7",
+                       kamailio_probe_seconds=2, kamailio_node_timeout_ms=1500,
+                       asterisk_db_host="10.0.0.20")
+    cfg = install_kamailio_config(settings, tmp_path / "front")
+    text = cfg.read_text()
+    assert "@{" not in text
+    assert "listen=udp:10.0.0.10:5070\n" in text
+    assert '$si == "192.0.2.7"' in text  # only the carrier's INVITEs are dispatched
+    assert 'modparam("dispatcher", "ds_ping_interval", 2)' in text
+    assert 'modparam("tm", "fr_timer", 1500)' in text
+    assert f'"list_file", "{(tmp_path / "front" / DISPATCHER_LIST).resolve()}"' in text
+    # The phones' digests, read as the Asterisk nodes' read-only role.
+    assert "postgres://siaga112_asterisk:" in text and "@10.0.0.20:" in text
+    assert 'www_authorize("siaga112", "kamailio_subscribers")' in text
+
+
+def test_a_value_that_would_add_configuration_is_refused(site: Settings, tmp_path: Path
+                                                         ) -> None:
+    settings = replace(site, cluster_nodes=nodes(NODES), sip_realm="x;y")
+    with pytest.raises(KamailioConfigError, match="sip_realm"):
+        install_kamailio_config(settings, tmp_path / "front")
+
+
+def test_a_nodes_settings_reach_its_line_server_whole(tmp_path: Path) -> None:
+    base = replace(load_settings(environ={}), state_dir=tmp_path, database_dsn="postgresql://x")
+    front, nodes = cluster_settings(base, ("node1", "node2"), rtp_base=40000)
+    assert [node.asterisk_systemname for node in nodes] == ["node1", "node2"]
+    assert len({node.sip_port for node in nodes} | {front.kamailio_port}) == 3
+    assert nodes[0].rtp_port_end < nodes[1].rtp_port_start
+    for node in nodes:
+        assert node.cluster_nodes == front.cluster_nodes
+        assert load_settings(environ=settings_environment(node)) == node
+    # Each node on an address of its own: a PUBLISH from the carrier's address (the front's
+    # in the lab) would be taken for the carrier's.
+    assert len({node.sip_host for node in nodes} | {front.carrier_address}) == 3
+
+
+def test_a_node_behind_a_front_rings_its_phones_through_it(site: Settings) -> None:
+    assert site.kamailio_front is None  # no front: phones register with the node
+    node = replace(site, kamailio_host="10.0.0.10", kamailio_port=5070,
+                   cluster_nodes=nodes(NODES))
+    assert node.kamailio_front == "10.0.0.10:5070"
+    assert replace(node, kamailio_host="fd00::10").kamailio_front == "[fd00::10]:5070"
