@@ -316,6 +316,17 @@ def backfill_from_asterisk(settings: Settings, stack: contextlib.AsyncExitStack,
     metrics.add_refresher("backfill", figures.refresh)
 
 
+def call_path(settings: Settings, stack: contextlib.AsyncExitStack, metrics: LineMetrics, *,
+              menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig],
+              surveys: SurveyService) -> CallPath:
+    """The IVR on a thread and loop of its own (telephony/callpath.py), not yet started; the
+    stalls of both loops are measured."""
+    stalls = LoopStalls(metrics.registry)
+    in_background(stack, stalls.watch("main"), "main-stalls")
+    return CallPath(settings, menus=menus, scoring=scoring, surveys=surveys,
+                    observer=AgiTimings(metrics.registry), stalls=stalls)
+
+
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
     """Start the line's parts, each registering its stop on ``stack``."""
     database = Database(settings, prepare=schema_preparation(settings))
@@ -360,12 +371,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                             SurveyConfig.from_settings(settings))
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
-    # The IVR runs on a thread and loop of its own (telephony/callpath.py); the loops' stalls
-    # are measured on both.
-    stalls = LoopStalls(metrics.registry)
-    in_background(stack, stalls.watch("main"), "main-stalls")
-    callpath = CallPath(settings, menus=menus, scoring=scoring, surveys=surveys,
-                        observer=AgiTimings(metrics.registry), stalls=stalls)
+    callpath = call_path(settings, stack, metrics, menus=menus, scoring=scoring,
+                         surveys=surveys)
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
