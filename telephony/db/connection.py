@@ -54,6 +54,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # "connection is closed" and the like, from the client side
     # A multi-host DSN while no node takes writes yet (both replicas during a switchover).
     asyncpg.exceptions.TargetServerAttributeNotMatched,
+    # "cannot switch to state ...; another operation is in progress": a query cut off by its
+    # timeout (a primary killed mid-write) left the connection mid-protocol, and the COMMIT
+    # after it fails so. The write did not happen: spooled, its facts are written later.
+    asyncpg.exceptions.InternalClientError,
 )
 
 # Of a multi-host DSN (telephony/core/dsn.py), the node that last took a connection, tried

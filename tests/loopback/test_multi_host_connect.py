@@ -95,3 +95,22 @@ async def test_no_node_taking_writes_is_an_outage_not_a_crash(
             await database.ping()
     finally:
         await database.close()
+
+
+async def test_a_connection_left_mid_operation_is_an_outage_to_spool_through(
+    settings: Settings, database_dsn: str
+) -> None:
+    """A primary killed mid-write can leave a connection mid-protocol, and its COMMIT then
+    fails with asyncpg's InternalClientError: that write did not happen, and its facts must be
+    spooled like any outage's, not dropped as a bug's."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+
+    async def cut_off(_: asyncpg.Connection) -> None:
+        raise asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress")
+
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await database.run(cut_off)
+    finally:
+        await database.close()
