@@ -231,8 +231,12 @@ class CallPath:
                 return
             self._agi = agi
             self._started.set_result(None)
-            await self._stop.wait()
-            await agi.stop()
+            try:
+                await self._stop.wait()
+            finally:
+                # Also when this loop ends on an error: a closed port is refused at once, and
+                # the dialplan fails open then rather than after its first-command deadline.
+                await agi.stop()
         finally:
             if probe is not None:
                 probe.cancel()
