@@ -238,6 +238,11 @@ class Settings:
     # the next one.
     kamailio_host: str = "127.0.0.1"
     kamailio_port: int = 5080
+    # Where the front takes browser softphones' SIP over a plain WebSocket (ws://, on
+    # kamailio_host): on a cluster they register there, not with a node, so either node rings
+    # them. The lab's browsers open it directly; a site's HTTPS front proxies its /sip-ws to
+    # it (softphone_ws_url = "wss://<site>/sip-ws", as for a single node's Asterisk).
+    kamailio_ws_port: int = 5066
     kamailio_probe_seconds: int = 1
     kamailio_node_timeout_ms: int = 1000
 
@@ -479,11 +484,16 @@ class Settings:
     @property
     def live_softphone_ws_url(self) -> str | None:
         """The WebSocket URL browser softphones connect to: ``softphone_ws_url``, else in
-        the lab Asterisk's own WSS on loopback; ``None``: this site has no softphone."""
+        the lab the front's WebSocket on a cluster (``cluster_nodes`` set), Asterisk's own
+        WSS on loopback on a single node; ``None``: this site has no softphone."""
         if self.softphone_ws_url is not None:
             return self.softphone_ws_url
         if self.is_site:
             return None
+        if self.kamailio_front is not None:
+            # A lab cluster: the front's own WebSocket (the console is plain HTTP there).
+            host = f"[{self.kamailio_host}]" if ":" in self.kamailio_host else self.kamailio_host
+            return f"ws://{host}:{self.kamailio_ws_port}/ws"
         return f"wss://127.0.0.1:{self.asterisk_https_port}/ws"
 
     @property
@@ -813,6 +823,10 @@ def _validate_cluster(settings: Settings) -> None:
                             ) from exc
     if not 0 < settings.kamailio_port < 65536:
         raise SettingsError(f"kamailio_port: {settings.kamailio_port} is not a UDP port")
+    if not 0 < settings.kamailio_ws_port < 65536 or \
+            settings.kamailio_ws_port == settings.kamailio_port:
+        raise SettingsError(f"kamailio_ws_port: {settings.kamailio_ws_port} is not a TCP port "
+                            "of its own (kamailio_port is the front's SIP over UDP)")
     if not 1 <= settings.kamailio_probe_seconds <= 60:
         raise SettingsError("kamailio_probe_seconds must be between 1 and 60")
     if not 200 <= settings.kamailio_node_timeout_ms <= 30000:

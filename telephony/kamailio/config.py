@@ -11,7 +11,8 @@ Kamailio then runs with ``kamailio -f <dir>/kamailio.cfg``. The lab
 
 Each node of such a cluster sets its own ``asterisk_systemname``, and ``cluster_nodes`` is
 set on every node too: its operator endpoints then ring the phones through the front
-(``telephony/lab/chroot.py`` does so for the lab's).
+(``telephony/lab/chroot.py`` does so for the lab's), browser softphones included: they
+register at the front over its WebSocket (``kamailio_ws_port``; migration 0023).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def template_values(settings: Settings, out_dir: Path) -> dict[str, object]:
     return {
         "listen_address": s.kamailio_host,
         "listen_port": s.kamailio_port,
+        "ws_port": s.kamailio_ws_port,
         "children": CHILDREN,
         "carrier_address": s.carrier_address,
         "sip_realm": s.sip_realm,

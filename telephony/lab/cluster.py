@@ -65,11 +65,15 @@ def cluster_settings(base: Settings, names: Sequence[str], *, rtp_base: int,
     address (:func:`node_host`: its SIP and FastAGI listen there), takes the RTP ports
     ``rtp_base + i * rtp_span`` onwards and keeps its state in ``base.state_dir / name``.
     Every one of them knows the front and all nodes (``cluster_nodes``): the nodes share
-    their operators' device state and each other's FastAGI servers."""
+    their operators' device state and each other's FastAGI servers. Browser softphones
+    register at the front's WebSocket (``kamailio_ws_port``); a node's media for them is on
+    its own address (loopback only: ``softphone_media_address``, whose ICE candidates the lab
+    maps there, and ``softphone_ice_networks``)."""
     hosts = [node_host(index) for index in range(len(names))]
     sip_ports = [sipp.free_udp_port(host) for host in hosts]
     agi_ports = [_free_tcp_port(host) for host in hosts]
     front = replace(base, kamailio_host="127.0.0.1", kamailio_port=sipp.free_udp_port(),
+                    kamailio_ws_port=_free_tcp_port(),
                     cluster_nodes=tuple(
                         ClusterNode(name, hosts[index], sip_ports[index], agi_ports[index])
                         for index, name in enumerate(names)))
@@ -80,7 +84,8 @@ def cluster_settings(base: Settings, names: Sequence[str], *, rtp_base: int,
                 ami_port=_free_tcp_port(), http_port=_free_tcp_port(),
                 asterisk_http_port=_free_tcp_port(), asterisk_https_port=_free_tcp_port(),
                 rtp_port_start=rtp_base + index * rtp_span,
-                rtp_port_end=rtp_base + (index + 1) * rtp_span - 2)
+                rtp_port_end=rtp_base + (index + 1) * rtp_span - 2,
+                softphone_media_address=hosts[index], softphone_ice_networks=("127.0.0.0/8",))
         for index, name in enumerate(names)
     ]
     return front, nodes

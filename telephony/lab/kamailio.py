@@ -3,8 +3,9 @@
 :class:`Front` renders ``kamailio-conf/`` exactly as a site does
 (:func:`telephony.kamailio.config.install_kamailio_config`) into its own temporary directory
 and runs the Debian package's ``kamailio`` there in the foreground (``-DD -E``, its log in
-``kamailio.log`` of that directory), listening on ``kamailio_host:kamailio_port``. It is ready
-once it answers a SIP OPTIONS. Its nodes are the lab instances of ``cluster_nodes``
+``kamailio.log`` of that directory), listening on ``kamailio_host:kamailio_port`` (UDP) and,
+for browser softphones, ``kamailio_host:kamailio_ws_port`` (WebSocket). It is ready once it
+answers a SIP OPTIONS. Its nodes are the lab instances of ``cluster_nodes``
 (:class:`telephony.lab.chroot.Lab`, each with its own ``asterisk_systemname`` and ports);
 their operator endpoints point at the front, where the test phones register.
 

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from playwright.async_api import ConsoleMessage, async_playwright
 
 from telephony.app import Line
 from tests.e2e.conftest import (
@@ -23,7 +22,7 @@ from tests.e2e.conftest import (
     settings,
     state_dir,
 )
-from tests.support.browser import CHROMIUM, VIEWPORT, ConsolePage
+from tests.support.browser import ConsolePage, open_console
 
 __all__ = ["joining_operators", "lab", "line", "line_db", "line_operators", "phone_options",
            "phones", "settings", "state_dir"]
@@ -48,25 +47,10 @@ async def console_page(line: Line, tmp_path: Path, screenshots: Path,
     """Chromium, launched for the test, on a page of the line's console (not logged in)."""
     assert line.web.url is not None
     shots = tmp_path / "shots"
-    shots.mkdir()
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(f"console: {message.text}")
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM,
-                                                   args=list(browser_args))
-        try:
-            page = await browser.new_page(viewport=VIEWPORT, locale="id-ID",
-                                          base_url=line.web.url)
-            page.on("console", on_console)
-            page.on("pageerror", lambda error: problems.append(f"page: {error}"))
-            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
-            yield ConsolePage(page, problems, shots)
-        finally:
-            await browser.close()
-            screenshots.mkdir(exist_ok=True)
-            for shot in sorted(shots.glob("*.png")):
-                shutil.copy(shot, screenshots / shot.name)
+    try:
+        async with open_console(line.web.url, shots, browser_args) as page:
+            yield page
+    finally:
+        screenshots.mkdir(exist_ok=True)
+        for shot in sorted(shots.glob("*.png")):
+            shutil.copy(shot, screenshots / shot.name)

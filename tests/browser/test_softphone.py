@@ -28,7 +28,7 @@ from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ended_call, unique_caller
 from tests.support.audio import stored_audio, stored_recordings, tone_share
-from tests.support.browser import ConsolePage, kill_chromium, softphone_args
+from tests.support.browser import ConsolePage, first_audio, kill_chromium, softphone_args
 from tests.support.db import fetch
 from tests.support.polling import eventually
 from tests.support.relay import Relay
@@ -129,29 +129,6 @@ async def joined(page: Page) -> None:
     await expect(page.locator("#flash")).to_contain_text("Masuk antrean", timeout=WAIT_MS)
 
 
-# How long after the answer click the browser first received the caller's audio: RTP
-# packets, and a level above silence (the page polls its RTCPeerConnection's getStats).
-FIRST_AUDIO_JS = """async () => {
-  const started = Number(document.querySelector("#softphone").dataset.answeredAt);
-  const found = {};
-  const deadline = performance.now() + 10000;
-  while (performance.now() < deadline && !(found.packets && found.level)) {
-    const connection = window.siaga112Softphone.connection();
-    if (connection) {
-      const stats = await connection.getStats();
-      for (const report of stats.values()) {
-        if (report.type !== "inbound-rtp" || report.kind !== "audio") continue;
-        const now = performance.now() - started;
-        if (!found.packets && report.packetsReceived > 0) found.packets = now;
-        if (!found.level && report.audioLevel > 0.01) found.level = now;
-      }
-    }
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  return found;
-}"""
-
-
 # Whether the microphone's track is on (JsSIP's mute disables it).
 SENDING_JS = """() => window.siaga112Softphone.connection().getSenders()
   .filter((sender) => sender.track && sender.track.kind === "audio")
@@ -200,7 +177,7 @@ async def test_the_browser_answers_a_112_call_and_both_sides_are_recorded(
         await expect(softphone.locator('[data-part="caller"]')).to_contain_text(caller)
         await page.screenshot(path=str(console_page.shots / "softphone-02-berdering.png"))
         await softphone.locator('[data-part="answer"]').click()
-        first = await page.evaluate(FIRST_AUDIO_JS)
+        first = await first_audio(page)
         await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
         await page.screenshot(path=str(console_page.shots / "softphone-03-tersambung.png"))
         # Mute and back; hold (a re-INVITE Asterisk accepts) and back; a DTMF key.

@@ -86,12 +86,21 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
     aors = {row["id"]: row["qualify_frequency"] for row in await fetch(
         asterisk_view, "SELECT * FROM ps_aors")}
     assert aors == {"op2001": "5", "op2002": "30"}
-    # On a cluster node the desk phone is rung through the front it registered at (0022); a
-    # browser still registers with the node.
+    # On a cluster node every phone is rung through the front it registered at (0022, 0023),
+    # the browser too (over its WebSocket there): the node reaches the front over UDP, and the
+    # browser's media binds to that transport's address, the node's own (one media address in
+    # the shared views would be one node's), still WebRTC.
     await set_browser_media_address(console.database, "127.0.0.1", "10.0.0.10:5060")
     contacts = {row["id"]: row["contact"] for row in await fetch(
         asterisk_view, "SELECT * FROM ps_aors")}
-    assert contacts == {"op2001": None, "op2002": "sip:op2002@10.0.0.10:5060"}
+    assert contacts == {"op2001": "sip:op2001@10.0.0.10:5060",
+                        "op2002": "sip:op2002@10.0.0.10:5060"}
+    clustered = {row["id"]: dict(row) for row in await fetch(
+        asterisk_view, "SELECT * FROM ps_endpoints")}
+    assert clustered["op2001"] == {
+        **endpoints["op2001"], "transport": "transport-udp", "media_address": None,
+        "bind_rtp_to_media_address": None}
+    assert clustered["op2002"] == endpoints["op2002"]
     await set_browser_media_address(console.database, None)
     assert {row["contact"] for row in await fetch(asterisk_view, "SELECT * FROM ps_aors")} == {
         None}

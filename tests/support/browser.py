@@ -1,29 +1,64 @@
-"""The console in a real browser: headless Debian chromium driven by Playwright (the
-``console_page`` fixture of tests/browser/conftest.py opens it)."""
+"""The console in a real browser: headless Debian chromium driven by Playwright
+(:func:`open_console`; the ``console_page`` fixture of tests/browser/conftest.py opens it
+on the e2e tier's line, tests/cluster on a node's line server)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from playwright.async_api import Page, ViewportSize
+from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playwright
 
 CHROMIUM: Final = "/usr/bin/chromium"
 VIEWPORT: Final[ViewportSize] = {"width": 1366, "height": 768}
 
 
-def softphone_args(tone_wav: Path) -> tuple[str, ...]:
+def softphone_args(tone_wav: Path | None = None) -> tuple[str, ...]:
     """Chromium's switches for a softphone on the lab: microphone and camera granted without a
-    prompt, the "microphone" playing ``tone_wav`` (what the operator says), ICE on loopback
-    (the only address lab traffic may use), the lab's self-signed WSS certificate accepted,
-    and the caller's audio played without a click first."""
-    return ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={tone_wav}",
+    prompt, the "microphone" playing ``tone_wav`` (what the operator says; ``None``: Chromium's
+    own fake beep), ICE on loopback (the only address lab traffic may use), the lab's
+    self-signed WSS certificate accepted, and the caller's audio played without a click
+    first."""
+    tone = () if tone_wav is None else (f"--use-file-for-fake-audio-capture={tone_wav}",)
+    return ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", *tone,
             "--allow-loopback-in-peer-connection", "--ignore-certificate-errors",
             "--autoplay-policy=no-user-gesture-required")
+
+
+# How long after the answer click the softphone first received the caller's audio: RTP
+# packets, and a level above silence (the page polls its RTCPeerConnection's getStats).
+FIRST_AUDIO_JS: Final = """async () => {
+  const started = Number(document.querySelector("#softphone").dataset.answeredAt);
+  const found = {};
+  const deadline = performance.now() + 10000;
+  while (performance.now() < deadline && !(found.packets && found.level)) {
+    const connection = window.siaga112Softphone.connection();
+    if (connection) {
+      const stats = await connection.getStats();
+      for (const report of stats.values()) {
+        if (report.type !== "inbound-rtp" || report.kind !== "audio") continue;
+        const now = performance.now() - started;
+        if (!found.packets && report.packetsReceived > 0) found.packets = now;
+        if (!found.level && report.audioLevel > 0.01) found.level = now;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return found;
+}"""
+
+
+async def first_audio(page: Page) -> dict[str, Any]:
+    """:data:`FIRST_AUDIO_JS` on ``page`` (right after the answer click): ms to the first
+    RTP packet (``packets``) and to an audible level (``level``), each missing if not within
+    10 s."""
+    found: dict[str, Any] = await page.evaluate(FIRST_AUDIO_JS)
+    return found
 
 
 @dataclass
@@ -47,6 +82,30 @@ class ConsolePage:
         await self.page.click('button:has-text("Masuk")')
         if landing:
             await self.page.wait_for_url(f"**{landing}")
+
+
+@contextlib.asynccontextmanager
+async def open_console(base_url: str, shots: Path, args: Sequence[str] = ()
+                       ) -> AsyncIterator[ConsolePage]:
+    """Chromium, launched with ``args``, on a page of the console at ``base_url`` (not logged
+    in), collecting its problems; screenshots go to ``shots`` (made here). Closed after."""
+    shots.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            problems.append(f"console: {message.text}")
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=list(args))
+        try:
+            page = await browser.new_page(viewport=VIEWPORT, locale="id-ID", base_url=base_url)
+            page.on("console", on_console)
+            page.on("pageerror", lambda error: problems.append(f"page: {error}"))
+            page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+            yield ConsolePage(page, problems, shots)
+        finally:
+            await browser.close()
 
 
 def kill_chromium(marker: str) -> int:

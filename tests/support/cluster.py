@@ -15,13 +15,19 @@ from pathlib import Path
 
 import asyncpg
 
+from ivr.menu import load_menu
+from telephony.accounts.service import AccountConfig, AccountService
+from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
+from telephony.desks.phones import PhoneKind
+from telephony.desks.service import assign_desk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.lab.cluster import Cluster, cluster_settings, running_cluster
 from telephony.settings import Settings
 from tests.support.db import fetch, owner_dsn
 from tests.support.polling import eventually
+from tests.support.web import CHEAP_HASHER
 
 # Operators' skills: every queue (the overflow queue all-operators included).
 ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
@@ -35,20 +41,44 @@ def caller_prefix() -> str:
 
 @contextlib.asynccontextmanager
 async def two_nodes(pg_cluster: EmbeddedPostgres, dsn: str, base: Settings, *,
-                    rtp_base: int, operators: Sequence[str],
+                    rtp_base: int, operators: Sequence[str], rtp_span: int = 2000,
                     skills: Mapping[str, int] = ALL_SKILLS) -> AsyncIterator[Cluster]:
     """node1 and node2 behind the front, writing into ``dsn``, in a temp dir, with
-    ``operators`` registered at the front and logged in on both nodes."""
+    ``operators`` registered at the front and logged in on both nodes (each node's RTP
+    ports: ``rtp_span`` of them from ``rtp_base``, node by node)."""
     state = Path(tempfile.mkdtemp(prefix="siaga112-cluster-"))
     owner = owner_dsn(pg_cluster, dsn)
     base = replace(base, state_dir=state, database_dsn=dsn, database_owner_dsn=owner)
-    front, nodes = cluster_settings(base, ("node1", "node2"), rtp_base=rtp_base)
+    front, nodes = cluster_settings(base, ("node1", "node2"), rtp_base=rtp_base,
+                                    rtp_span=rtp_span)
     try:
         async with running_cluster(front, nodes, owner, operators=operators,
                                    skills=skills) as running:
             yield running
     finally:
         shutil.rmtree(state, ignore_errors=True)
+
+
+async def browser_desk(cluster: Cluster, username: str, password: str, interface: str,
+                       skills: Mapping[str, int]) -> None:
+    """An operator account whose desk's phone is the browser (as ``siaga112 account desk
+    USERNAME INTERFACE --phone browser`` makes it), in the cluster's one database: every node
+    reads its endpoint from there (PJSIP realtime)."""
+    settings = cluster.nodes[0].settings
+    database = Database(settings)
+    try:
+        accounts = AccountService(database, CHEAP_HASHER, AccountConfig())
+        await accounts.create(username, "operator", password, display_name=username.title(),
+                              actor="test")
+        await assign_desk(database, load_menu(settings.menu_file), username, interface, skills,
+                          realm=settings.sip_realm, phone=PhoneKind.BROWSER)
+    finally:
+        await database.close()
+
+
+def console_url(node: Settings) -> str:
+    """Where a node's line server serves the console."""
+    return f"http://{node.http_host}:{node.http_port}"
 
 
 def front_callers(cluster: Cluster, caller_id: str, *, calls: int, rate: float,

@@ -71,6 +71,9 @@ def test_nodes_are_read_from_text_and_lists(tmp_path: Path) -> None:
     ("kamailio_host", "front.example"),
     ("kamailio_probe_seconds", "0"),
     ("kamailio_node_timeout_ms", "50"),
+    ("kamailio_ws_port", "0"),
+    ("kamailio_ws_port", "70000"),
+    ("kamailio_ws_port", "5080"),  # the front's SIP port: one of each
 ])
 def test_bad_cluster_values_are_refused(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -140,6 +143,37 @@ def test_the_front_is_rendered_from_the_settings(site: Settings, tmp_path: Path)
     assert 'www_authorize("siaga112", "kamailio_subscribers")' in text
 
 
+def test_the_front_takes_browser_phones_over_its_websocket(site: Settings, tmp_path: Path
+                                                           ) -> None:
+    settings = replace(site, kamailio_host="10.0.0.10", kamailio_ws_port=8443,
+                       cluster_nodes=nodes("n1=10.0.0.11:5060:4573"))
+    text = install_kamailio_config(settings, tmp_path / "front").read_text()
+    # TCP for the WebSocket alone: its handshake only on that port, plain SIP over TCP refused.
+    assert "listen=tcp:10.0.0.10:8443\n" in text and "disable_tcp=no\n" in text
+    assert '$Rp == 8443 && $rm == "GET"' in text and "ws_handle_handshake()" in text
+    assert 'loadmodule "websocket.so"' in text and "if (proto == TCP) {" in text
+    # A browser is reached over its own connection: its registration keeps the connection's
+    # address, a call to it is record-routed here and its Contact aliased to that address.
+    assert "fix_nated_register();" in text and "record_route();" in text
+    assert "add_contact_alias();" in text and "handle_ruri_alias()" in text
+    assert 'modparam("usrloc", "handle_lost_tcp", 1)' in text
+
+
+def test_browser_phones_of_a_cluster_are_told_the_fronts_websocket(site: Settings) -> None:
+    clustered = replace(site, kamailio_host="10.0.0.10", kamailio_ws_port=8443,
+                        cluster_nodes=nodes(NODES))
+    # The lab: the front's own WebSocket; a single node: Asterisk's own WSS, as before.
+    assert clustered.live_softphone_ws_url == "ws://10.0.0.10:8443/ws"
+    assert replace(clustered, kamailio_host="fd00::10").live_softphone_ws_url == \
+        "ws://[fd00::10]:8443/ws"
+    assert site.live_softphone_ws_url == f"wss://127.0.0.1:{site.asterisk_https_port}/ws"
+    # A site says where its browsers connect (its HTTPS front's /sip-ws, proxied to the
+    # Kamailio front on a cluster); unsaid, it has no softphone, cluster or not.
+    assert replace(clustered, site_kind="site").live_softphone_ws_url is None
+    assert replace(clustered, site_kind="site", softphone_ws_url="wss://112.example/sip-ws"
+                   ).live_softphone_ws_url == "wss://112.example/sip-ws"
+
+
 def test_a_value_that_would_add_configuration_is_refused(site: Settings, tmp_path: Path
                                                          ) -> None:
     settings = replace(site, cluster_nodes=nodes(NODES), sip_realm="x;y")
@@ -159,6 +193,12 @@ def test_a_nodes_settings_reach_its_line_server_whole(tmp_path: Path) -> None:
     # Each node on an address of its own: a PUBLISH from the carrier's address (the front's
     # in the lab) would be taken for the carrier's.
     assert len({node.sip_host for node in nodes} | {front.carrier_address}) == 3
+    # Browsers register at the front's WebSocket; each node's media for them on its own
+    # address, on loopback only.
+    for node in nodes:
+        assert node.live_softphone_ws_url == f"ws://127.0.0.1:{front.kamailio_ws_port}/ws"
+        assert node.softphone_media_address == node.sip_host
+        assert node.softphone_ice_networks == ("127.0.0.0/8",)
 
 
 def test_a_node_behind_a_front_rings_its_phones_through_it(site: Settings) -> None:

@@ -1,6 +1,7 @@
 // The browser softphone of a desk whose phone is the browser: JsSIP (jssip.min.js, built from
 // npm into our own static files) over a WebSocket straight to Asterisk, so it keeps ringing
-// while the line's web server is away.
+// while the line's web server is away; on a cluster to the Kamailio front instead, through
+// which either node rings it (the URL comes with the credentials: ws_url).
 //
 // Reusable: it drives any element with data-softphone="<credentials URL>" (the partial
 // _softphone.html), asks that URL (POST, with the session's CSRF token) for this page's
