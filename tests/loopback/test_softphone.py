@@ -89,7 +89,8 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
     # On a cluster node every phone is rung through the front it registered at (0022, 0023),
     # the browser too (over its WebSocket there): the node reaches the front over UDP, and the
     # browser's media binds to that transport's address, the node's own (one media address in
-    # the shared views would be one node's), still WebRTC.
+    # the shared views would be one node's), still WebRTC. No phone's Contact is rewritten to
+    # the address its replies come from: that is the front's.
     await set_browser_media_address(console.database, "127.0.0.1", "10.0.0.10:5060")
     contacts = {row["id"]: row["contact"] for row in await fetch(
         asterisk_view, "SELECT * FROM ps_aors")}
@@ -99,8 +100,9 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
         asterisk_view, "SELECT * FROM ps_endpoints")}
     assert clustered["op2001"] == {
         **endpoints["op2001"], "transport": "transport-udp", "media_address": None,
-        "bind_rtp_to_media_address": None}
-    assert clustered["op2002"] == endpoints["op2002"]
+        "bind_rtp_to_media_address": None, "rewrite_contact": None}
+    assert clustered["op2002"] == {**endpoints["op2002"], "rewrite_contact": None}
+    assert endpoints["op2002"]["rewrite_contact"] == "yes"  # without a front: NAT
     await set_browser_media_address(console.database, None)
     assert {row["contact"] for row in await fetch(asterisk_view, "SELECT * FROM ps_aors")} == {
         None}

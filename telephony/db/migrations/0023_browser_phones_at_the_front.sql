@@ -9,6 +9,11 @@
 --   (res_pjsip_sdp_rtp's create_rtp), where the browser's ICE checks reach it;
 -- - no media_address: phone_site holds one address for every node (the views are shared by
 --   all of them), and each node's media lives on its own.
+-- And every phone behind the front, browser or desk, gets no rewrite_contact: its replies come
+-- from the front, and Asterisk would take the front's address for the phone's Contact (there
+-- is no Record-Route on a desk phone's call), sending its BYE to the front as a request for
+-- the front itself, which refuses it (404): the phone would never hear the caller hang up. A
+-- browser's call is record-routed at the front, which reaches it over its WebSocket.
 -- Without a front nothing changes: the browser registers with the node over its WebSocket.
 -- Column lists as in 0012/0022 (CREATE OR REPLACE keeps the grants of the reader role).
 CREATE OR REPLACE VIEW ps_endpoints AS
@@ -19,7 +24,7 @@ CREATE OR REPLACE VIEW ps_endpoints AS
            'no'::text AS direct_media, 'rfc4733'::text AS dtmf_mode,
            substr(operator, 7) AS auth, substr(operator, 7) AS aors,
            'yes'::text AS rtp_symmetric, 'yes'::text AS force_rport,
-           'yes'::text AS rewrite_contact,
+           CASE WHEN site.front_contact IS NULL THEN 'yes' END::text AS rewrite_contact,
            CASE kind WHEN 'browser' THEN 'yes' END::text AS webrtc,
            CASE kind WHEN 'browser' THEN 'yes' END::text AS dtls_auto_generate_cert,
            CASE WHEN kind = 'browser' AND site.front_contact IS NULL
