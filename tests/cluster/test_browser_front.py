@@ -79,7 +79,8 @@ async def test_a_browser_registered_at_the_front_answers_calls_on_either_node(
         for node in (two, one):
             prefix = caller_prefix()
             started = time.monotonic()
-            async with node_callers(node.settings, prefix, talk_seconds=6) as call:
+            async with node_callers(node.settings, prefix, talk_seconds=6,
+                                    talking=True) as call:
                 await expect(softphone).to_have_attribute("data-call", "ringing",
                                                           timeout=WAIT_MS)
                 rang = time.monotonic() - started

@@ -90,11 +90,13 @@ def front_callers(cluster: Cluster, caller_id: str, *, calls: int, rate: float,
 
 
 def node_callers(node: Settings, caller_id: str, *, calls: int = 1, rate: float = 1.0,
-                 talk_seconds: float = 3.0) -> sipp.Sipp:
+                 talk_seconds: float = 3.0, talking: bool = False) -> sipp.Sipp:
     """The carrier's callers straight at one node (the carrier's address, as the front's
-    relayed calls come): each presses 3 (information) and stays."""
+    relayed calls come): each presses 3 (information) and stays, sending audio all the while
+    if ``talking`` (G.711, sipp's pcap), else silent."""
     return sipp.caller(node.sip_host, node.sip_port, caller_id=caller_id, numbered=True,
-                       calls=calls, rate=rate, dtmf="3", talk_seconds=talk_seconds)
+                       calls=calls, rate=rate, dtmf="3", talk_seconds=talk_seconds,
+                       audio=talking, continuous=talking)
 
 
 async def ended_calls(dsn: str, caller_prefix: str, count: int, within: float = 40.0,
