@@ -7,8 +7,9 @@ WebSocket URL from the node's own settings and registers there; neither node hol
 registration, both ring it through the front (their AOR's contact), which relays over the
 browser's WebSocket. A call that lands on node2 and one that lands on node1 both ring the
 browser, which answers each: the media (DTLS-SRTP over ICE, on loopback) flows between the
-browser and that node, and the caller's hang-up reaches the browser through the front (the
-call was record-routed there).
+browser and that node (the browser's selected ICE pair ends at the node's own address and
+RTP port), and the caller's hang-up reaches the browser through the front (the call was
+record-routed there).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from playwright.async_api import expect
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab.cluster import Cluster, log_in, node_of
 from telephony.settings import Settings
-from tests.support.browser import first_audio, open_console, softphone_args
+from tests.support.browser import first_audio, media_peer, open_console, softphone_args
 from tests.support.cluster import (
     ALL_SKILLS,
     browser_desk,
@@ -88,14 +89,19 @@ async def test_a_browser_registered_at_the_front_answers_calls_on_either_node(
                 audio = await first_audio(page)
                 await expect(softphone).to_have_attribute("data-call", "talking",
                                                           timeout=WAIT_MS)
+                # The media goes between the browser and this node, not through the front.
+                peer = await media_peer(page)
                 result = await call.wait()
             assert result.ok, result.errors
             # The caller hung up on the node; its BYE reached the browser through the front.
             await expect(softphone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
             print(f"\n{node.name}: rang in the browser {rang:.1f} s after the call began; "
-                  f"answer click -> first RTP {audio.get('packets')} ms, audible "
-                  f"{audio.get('level')} ms")
+                  f"answer click -> first RTP {audio.get('packets', -1):.0f} ms, audible "
+                  f"{audio.get('level', -1):.0f} ms; media with {peer}")
             assert audio.get("packets") is not None and audio.get("level") is not None, audio
+            assert peer.startswith(f"{node.settings.sip_host}:"), peer
+            port = int(peer.rsplit(":", 1)[1])
+            assert node.settings.rtp_port_start <= port <= node.settings.rtp_port_end, peer
             (row,) = await ended_calls(cluster_dsn, prefix, 1)
             assert node_of(str(row["call_id"])) == node.name, row["call_id"]
             assert row["operator"] == INTERFACE and row["talk_seconds"] is not None, dict(row)

@@ -108,6 +108,28 @@ async def open_console(base_url: str, shots: Path, args: Sequence[str] = ()
             await browser.close()
 
 
+# Where the live call's media goes: the remote end of the ICE candidate pair its transport
+# selected ("address:port"), "" when none is selected.
+MEDIA_PEER_JS: Final = """async () => {
+  const connection = window.siaga112Softphone.connection();
+  if (!connection) return "";
+  const stats = await connection.getStats();
+  for (const report of stats.values()) {
+    if (report.type !== "transport" || !report.selectedCandidatePairId) continue;
+    const pair = stats.get(report.selectedCandidatePairId);
+    const remote = pair && stats.get(pair.remoteCandidateId);
+    if (remote) return remote.address + ":" + remote.port;
+  }
+  return "";
+}"""
+
+
+async def media_peer(page: Page) -> str:
+    """:data:`MEDIA_PEER_JS` on ``page``: ``address:port`` the softphone's media goes to."""
+    peer: str = await page.evaluate(MEDIA_PEER_JS)
+    return peer
+
+
 def kill_chromium(marker: str) -> int:
     """Kill (SIGKILL) the Chromium this test process launched whose command line holds
     ``marker``, as a crash would end it: no page unloads, the kernel closes its sockets.
