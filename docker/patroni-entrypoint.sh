@@ -4,13 +4,15 @@
 #                  patroni-config service rendered (`siaga112 patroni-config`) to
 #                  /etc/siaga112/patroni/NAME.yml; its volume at /var/lib/siaga112/patroni holds
 #                  the data directory (data/), its password file and its socket
-#   db-init        once a primary runs: the site's roles and database, as the single node's
-#                  postgres container makes them (site-database.sh), when missing. The nodes
-#                  are CLUSTER_DB_NODES ("host:port,host:port"); it connects as Patroni's
-#                  superuser, whose password the patroni-config service generated
+#   db-init        once a primary runs: the line's database, when missing. Its owner is
+#                  Patroni's superuser siaga112 (README, "A replicated database"), which the
+#                  line's database_owner_dsn names without a password: the line reads it from
+#                  the secret database_password, made here the same file as the superuser's
+#                  (patroni_superuser_password). The line's own role is created by the owner
+#                  at the line's first start. The nodes are CLUSTER_DB_NODES, host:port,...
 #   anything else  run as given (etcd)
 set -eu
-. /usr/local/lib/siaga112/site-database.sh
+secrets=/var/lib/siaga112/secrets
 
 case "${1:-}" in
     patroni)
@@ -29,13 +31,21 @@ case "${1:-}" in
         ;;
     db-init)
         nodes=${CLUSTER_DB_NODES:?CLUSTER_DB_NODES: the nodes, host:port,host:port}
-        PGPASSWORD=$(cat "$secrets/patroni_superuser_password")
+        superuser=$secrets/patroni_superuser_password
+        # One step, never replaced (as telephony/secrets.py makes its files): a hard link.
+        ln "$superuser" "$secrets/database_password" 2>/dev/null || true
+        if ! cmp -s "$superuser" "$secrets/database_password"; then
+            echo "db-init: $secrets/database_password is not Patroni's superuser password" >&2
+            exit 1
+        fi
+        PGPASSWORD=$(cat "$superuser")
         export PGPASSWORD
-        primary="postgresql://postgres@$nodes/postgres?target_session_attrs=read-write&connect_timeout=3"
+        primary="postgresql://siaga112@$nodes/postgres?target_session_attrs=read-write&connect_timeout=3"
         tries=0
         until psql "$primary" -Atqc "SELECT 1" >/dev/null 2>&1; do
             tries=$((tries + 1))
             if [ "$tries" -ge 120 ]; then
+                psql "$primary" -Atqc "SELECT 1" >&2 || true
                 echo "db-init: no primary among $nodes after 120 tries" >&2
                 exit 1
             fi
@@ -43,14 +53,14 @@ case "${1:-}" in
         done
         if [ "$(psql "$primary" -Atqc \
                 "SELECT count(*) FROM pg_database WHERE datname = 'siaga112'")" = 0 ]; then
-            create_site_database psql "$primary"
-            echo "db-init: roles siaga112, siaga112_line and database siaga112 created"
+            psql "$primary" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE siaga112 OWNER siaga112"
+            echo "db-init: database siaga112 created"
         fi
         # A replica that has not replayed the CREATE DATABASE yet answers "database does not
         # exist", which the line's driver takes as final rather than trying the next node.
         for node in $(echo "$nodes" | tr ',' ' '); do
             tries=0
-            until psql "postgresql://postgres@$node/siaga112?connect_timeout=3" -Atqc \
+            until psql "postgresql://siaga112@$node/siaga112?connect_timeout=3" -Atqc \
                     "SELECT 1" >/dev/null 2>&1; do
                 tries=$((tries + 1))
                 if [ "$tries" -ge 60 ]; then

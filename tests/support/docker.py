@@ -37,8 +37,8 @@ _INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf
                   "docker/Dockerfile.asterisk", "docker/Dockerfile.postgres",
                   "docker/Dockerfile.nginx", "docker/Dockerfile.prometheus",
                   "docker/line-entrypoint.sh", "docker/asterisk-entrypoint.sh",
-                  "docker/postgres-entrypoint.sh", "docker/site-database.sh",
-                  "docker/nginx/render-site", "docker/nginx/entrypoint",
+                  "docker/postgres-entrypoint.sh", "docker/nginx/render-site",
+                  "docker/nginx/entrypoint",
                   "docker/prometheus-entrypoint.sh", "docker/docker-compose.yml")
 # And those of the cluster's compose file (docker-compose.cluster.yml), on top.
 CLUSTER_INPUTS: Final = ("docker/Dockerfile.kamailio",
