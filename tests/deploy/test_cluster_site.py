@@ -153,6 +153,9 @@ async def test_a_killed_node_leaves_the_new_calls_to_the_other(
     cluster.timings["node_killed"] = time.monotonic() - started
     assert {(node_of(row["call_id"]), row["ivr_skill"]) for row in calls} == {
         ("node2", SKILL)}, [dict(row) for row in calls]
+    # Still dead (docker does not restart a killed container): node2 took them on its own.
+    running = cluster.compose("ps", "--services", "--filter", "status=running").stdout.split()
+    assert "asterisk1" not in running and "asterisk2" in running, running
     assert await reachable_through_nginx(cluster_ports)
 
 
