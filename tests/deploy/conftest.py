@@ -76,3 +76,83 @@ def site(site_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
         if os.environ.get("SITE_KEEP") is None:
             site.compose("down", "--volumes", "--remove-orphans", check=False, timeout=300)
         print(f"\ndeploy tier timings (s): {site.timings}")
+
+
+CLUSTER_PROJECT = "siaga112-deploycluster"
+# The nodes' addresses: not the lab cluster's (127.0.0.11, .12; tests/cluster), nor the
+# carrier's and the front's (127.0.0.1).
+CLUSTER_NODES = {1: "127.0.0.21", 2: "127.0.0.22"}
+
+
+@pytest.fixture(scope="module")
+def cluster_ports() -> dict[str, int]:
+    """Loopback ports of the cluster's own (docker-compose.cluster.yml's variables): the
+    front, each node's SIP and FastAGI on its address, AMI, HTTP, Asterisk's WebSocket, an
+    RTP span of 40 each, the two PostgreSQL nodes, their Patroni REST APIs and etcd."""
+    rtp = sipp.free_udp_port(span=80)
+    ports = {"front": sipp.free_udp_port(), "carrier": sipp.free_udp_port(),
+             "rtp1": rtp, "rtp2": rtp + 40, "https": free_port(), "redirect": free_port(),
+             "pg1": free_port(), "pg2": free_port(), "rest1": free_port(),
+             "rest2": free_port(), "etcd": free_port(), "etcd_peer": free_port()}
+    for node, host in CLUSTER_NODES.items():
+        ports |= {f"sip{node}": sipp.free_udp_port(host), f"agi{node}": free_port(),
+                  f"ami{node}": free_port(), f"http{node}": free_port(),
+                  f"ws{node}": free_port()}
+    return ports
+
+
+
+@pytest.fixture(scope="module")
+def cluster_site(cluster_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[docker.Site]:
+    """docker-compose.cluster.yml built (on the single node's base images, its own image
+    tag) and up; taken down with its volumes afterwards. Ready once both lines are."""
+    started = time.monotonic()
+    docker.ensure_engine()
+    bases = [docker.base_image(docker.BASE_SUITE), docker.base_image(docker.ASTERISK_SUITE)]
+    settings_file = tmp_path_factory.mktemp("deploy-cluster") / "siaga112.toml"
+    p = cluster_ports
+    settings_file.write_text(
+        "# The deployment test's cluster: what its nodes share; the compose file sets the rest.\n"
+        f'carrier_address = "127.0.0.1"\ncarrier_sip_port = {p["carrier"]}\n'
+        "queue_wrapup_seconds = 0\nami_reconnect_seconds = 0.5\ndb_retry_seconds = 0.5\n",
+        encoding="utf-8")
+    settings_file.chmod(0o644)
+    variables = {
+        "SITE_SETTINGS": str(settings_file), "SITE_BASE": bases[0],
+        "SITE_ASTERISK_BASE": bases[1],
+        "SITE_TAG": "cluster-" + docker.inputs_hash(bases, docker.CLUSTER_INPUTS),
+        "SITE_HTTPS_LISTEN": f"127.0.0.1:{p['https']}",
+        "SITE_REDIRECT_LISTEN": f"127.0.0.1:{p['redirect']}",
+        "SITE_HOSTNAME": "siaga112.test", "SITE_EXTRA_CA_PEM": _extra_ca_pem(),
+        "CLUSTER_FRONT_ADDRESS": "127.0.0.1", "CLUSTER_FRONT_PORT": str(p["front"]),
+        "CLUSTER_PG1_PORT": str(p["pg1"]), "CLUSTER_PG2_PORT": str(p["pg2"]),
+        "CLUSTER_PG1_REST_PORT": str(p["rest1"]), "CLUSTER_PG2_REST_PORT": str(p["rest2"]),
+        "CLUSTER_ETCD_PORT": str(p["etcd"]), "CLUSTER_ETCD_PEER_PORT": str(p["etcd_peer"]),
+    }
+    for node, host in CLUSTER_NODES.items():
+        prefix = f"CLUSTER_NODE{node}_"
+        variables |= {
+            f"{prefix}ADDRESS": host, f"{prefix}SIP_PORT": str(p[f"sip{node}"]),
+            f"{prefix}AGI_PORT": str(p[f"agi{node}"]), f"{prefix}AMI_PORT": str(p[f"ami{node}"]),
+            f"{prefix}HTTP_PORT": str(p[f"http{node}"]),
+            f"{prefix}ASTERISK_HTTP_PORT": str(p[f"ws{node}"]),
+            f"{prefix}RTP_START": str(p[f"rtp{node}"]),
+            f"{prefix}RTP_END": str(p[f"rtp{node}"] + 39)}
+    site = docker.Site(CLUSTER_PROJECT, variables, compose_file=docker.CLUSTER_COMPOSE_FILE,
+                       images=docker.CLUSTER_IMAGES)
+    site.timings["base"] = time.monotonic() - started
+    site.build()
+    site.compose("down", "--volumes", "--remove-orphans", check=False)  # a killed run's leftovers
+    try:
+        up = time.monotonic()
+        site.compose("up", "-d", timeout=600)
+        site.timings["up"] = time.monotonic() - up
+        yield site
+    finally:
+        if os.environ.get("SITE_KEEP") is None:
+            down = time.monotonic()
+            site.compose("down", "--volumes", "--remove-orphans", "--timeout", "10",
+                         check=False, timeout=300)
+            site.timings["down"] = time.monotonic() - down
+        print(f"\ndeploy cluster timings (s): {site.timings}")

@@ -12,6 +12,7 @@ apart while every packet stays on the loopback. nginx is required (scripts/setup
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import ssl
@@ -46,13 +47,14 @@ class Front:
     certificate: Path
 
 
-def render(tmp: Path, upstream_port: int, max_bytes: int, asterisk_port: int) -> Front:
+def render(tmp: Path, upstream: str, max_bytes: int, asterisk_port: int) -> Front:
     """The site as the front's container renders it, and an nginx.conf around it that keeps
-    every file of nginx's under ``tmp``."""
+    every file of nginx's under ``tmp``; ``upstream`` is the line's host:port, or a cluster's
+    lines, comma-separated."""
     front = Front(free_port(), free_port(), tmp / "tls" / "fullchain.pem")
     environment = {
         **os.environ,
-        "SIAGA112_UPSTREAM": f"127.0.0.1:{upstream_port}",
+        "SIAGA112_UPSTREAM": upstream,
         "SIAGA112_HTTPS_LISTEN": f"127.0.0.1:{front.https_port}",
         "SIAGA112_HTTP_LISTEN": f"127.0.0.1:{front.http_port}",
         "SIAGA112_TLS_DIR": str(tmp / "tls"),
@@ -100,12 +102,20 @@ def front_settings(line_settings: Settings) -> Settings:
 
 @pytest.fixture
 def running_nginx(nginx: str, tmp_path: Path, front_settings: Settings) -> Iterator[Front]:
-    """nginx with the rendered site, checked with ``nginx -t`` first, stopped afterwards."""
+    """nginx with the rendered site in front of the line."""
     (tmp_path / "nginx").mkdir()
-    front = render(tmp_path / "nginx", front_settings.http_port,
+    front = render(tmp_path / "nginx", f"127.0.0.1:{front_settings.http_port}",
                    front_settings.attachment_max_bytes, front_settings.asterisk_http_port)
-    command = [nginx, "-p", str(tmp_path / "nginx"), "-e", str(tmp_path / "nginx" / "error.log"),
-               "-c", str(tmp_path / "nginx" / "nginx.conf")]
+    with serving(nginx, tmp_path / "nginx", front):
+        yield front
+
+
+@contextlib.contextmanager
+def serving(nginx: str, directory: Path, front: Front) -> Iterator[Front]:
+    """nginx running the site rendered into ``directory``, checked with ``nginx -t`` first,
+    stopped afterwards."""
+    command = [nginx, "-p", str(directory), "-e", str(directory / "error.log"),
+               "-c", str(directory / "nginx.conf")]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30,
                              check=False)
     assert checked.returncode == 0, checked.stderr
@@ -211,3 +221,54 @@ async def test_plain_http_is_sent_to_https(running_nginx: Front) -> None:
             allow_redirects=False) as response:
         assert response.status == 301
         assert response.headers["Location"] == "https://127.0.0.1/console/"
+
+
+async def test_a_clusters_lines_behind_the_front_answer_in_turn_and_for_each_other(
+        nginx: str, tmp_path: Path) -> None:
+    """docker-compose.cluster.yml's front: both lines listed (SIAGA112_UPSTREAM), requests go
+    to either, and all to the other while one is down."""
+
+    def line(name: str) -> web.Application:
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text=name)
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        return app
+
+    ports = [free_port(), free_port()]
+    runners = [web.AppRunner(line(name)) for name in ("line1", "line2")]
+    try:
+        for runner, port in zip(runners, ports, strict=True):
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        front = render(tmp_path, ",".join(f"127.0.0.1:{port}" for port in ports), 1024,
+                       free_port())
+        with serving(nginx, tmp_path, front):
+            await until_listening(front.https_port)
+            context = ssl.create_default_context(cafile=str(front.certificate))
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as http:
+                async def answers() -> set[str]:
+                    found = set()
+                    for _ in range(4):
+                        async with http.get(f"https://127.0.0.1:{front.https_port}/healthz"
+                                            ) as response:
+                            assert response.status == 200, await response.text()
+                            found.add(await response.text())
+                    return found
+
+                assert await answers() == {"line1", "line2"}
+                await runners[0].cleanup()
+                assert await answers() == {"line2"}
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def test_an_upstream_that_could_add_configuration_is_refused(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [DOCKER / "render-site", DOCKER / "siaga112.conf", tmp_path / "hostile.conf"],
+        env={**os.environ, "SIAGA112_UPSTREAM": "127.0.0.1:1;include /etc/shadow",
+             "SIAGA112_TLS_DIR": str(tmp_path / "tls")},
+        capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode == 2 and "not host:port" in refused.stderr, refused.stderr
+    assert not (tmp_path / "hostile.conf").exists()

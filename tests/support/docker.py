@@ -25,11 +25,14 @@ from telephony.lab.chroot import DEBIAN_SUITE, debian_mirror
 ROOT: Final = Path(__file__).resolve().parents[2]
 DOCKER_DIR: Final = ROOT / "docker"
 COMPOSE_FILE: Final = DOCKER_DIR / "docker-compose.yml"
+CLUSTER_COMPOSE_FILE: Final = DOCKER_DIR / "docker-compose.cluster.yml"
 SERVICES_BUILT: Final = ("postgres", "asterisk-config", "asterisk", "line", "nginx", "prometheus")
 IMAGES: Final = ("line", "asterisk", "postgres", "nginx", "prometheus")
+CLUSTER_IMAGES: Final = ("line", "asterisk", "patroni", "kamailio", "nginx")
 # What the images are built from (docker/'s own scripts and Dockerfiles; the rest is what
 # .dockerignore lets into the build context).
-_INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf", "ivr",
+_INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf",
+                  "kamailio-conf", "ivr",
                   "recordings", "telephony", "docker/Dockerfile.line",
                   "docker/Dockerfile.asterisk", "docker/Dockerfile.postgres",
                   "docker/Dockerfile.nginx", "docker/Dockerfile.prometheus",
@@ -37,6 +40,10 @@ _INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf
                   "docker/postgres-entrypoint.sh", "docker/nginx/render-site",
                   "docker/nginx/entrypoint",
                   "docker/prometheus-entrypoint.sh", "docker/docker-compose.yml")
+# And those of the cluster's compose file (docker-compose.cluster.yml), on top.
+CLUSTER_INPUTS: Final = ("docker/Dockerfile.kamailio",
+                         "docker/Dockerfile.patroni", "docker/patroni-entrypoint.sh",
+                         "docker/docker-compose.cluster.yml")
 ASTERISK_SUITE: Final = DEBIAN_SUITE  # the lab's: the first Debian suite with Asterisk 22
 BASE_SUITE: Final = "bookworm"  # Debian 12: PostgreSQL 15, nginx, Prometheus, Python 3.11
 
@@ -110,10 +117,11 @@ def base_image(suite: str) -> str:
     return tag
 
 
-def inputs_hash(bases: Sequence[str]) -> str:
-    """A hash of every file the site's images are built from, and of their base images."""
+def inputs_hash(bases: Sequence[str], extra: Sequence[str] = ()) -> str:
+    """A hash of every file the site's images are built from (and of ``extra``, paths in
+    the checkout), and of their base images."""
     parts = [base.encode() for base in bases]
-    for name in _INPUTS:
+    for name in (*_INPUTS, *extra):
         path = ROOT / name
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
@@ -126,17 +134,20 @@ def inputs_hash(bases: Sequence[str]) -> str:
 @dataclass
 class Site:
     """One site brought up with docker-compose under its own project name (its own
-    containers and volumes), with the compose variables in ``variables``."""
+    containers and volumes), with the compose variables in ``variables``, from
+    ``compose_file`` (whose images are ``images``)."""
 
     project: str
     variables: dict[str, str]
     timings: dict[str, float] = field(default_factory=dict)
+    compose_file: Path = COMPOSE_FILE
+    images: tuple[str, ...] = IMAGES
 
     def env(self) -> dict[str, str]:
         """docker-compose's environment: ours, plus the compose variables."""
         base = {k: v for k, v in os.environ.items() if not k.startswith("SIAGA112_")}
         return {**base, **self.variables, "COMPOSE_PROJECT_NAME": self.project,
-                "COMPOSE_FILE": str(COMPOSE_FILE)}
+                "COMPOSE_FILE": str(self.compose_file)}
 
     def compose(self, *args: str, timeout: float = 300, check: bool = True,
                 input_text: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -147,7 +158,7 @@ class Site:
     def build(self) -> None:
         """Build the images unless images with this inputs hash exist already."""
         tag = self.variables["SITE_TAG"]
-        if all(image_exists(f"siaga112/{name}:{tag}") for name in IMAGES):
+        if all(image_exists(f"siaga112/{name}:{tag}") for name in self.images):
             return
         started = time.monotonic()
         self.compose("build", timeout=1800)

@@ -1,0 +1,186 @@
+"""The cluster topology from docker/docker-compose.cluster.yml (issue 15), built from this
+checkout and brought up on loopback ports of its own: carrier calls through the Kamailio
+front reach the IVR on both Asterisk nodes, and their lines record them in the one database;
+with one node's Asterisk container killed, new calls are answered by the other; with the
+Patroni primary's container stopped, the replica is promoted and the line records a call all
+the same; nginx answers from the lines throughout.
+
+The tests run in order on one cluster (module scope), each building on the one before: the
+node killed in the second stays dead in the third. No operator logs in (tests/cluster has
+operators on both nodes; here the containers are what is shown): each caller chooses fire
+(1, 2) in the IVR and hangs up while it waits in the fire queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+import urllib.request
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+
+from telephony.lab import sipp
+from telephony.lab.cluster import node_of
+from telephony.lab.kamailio import sip_options_answered
+from tests.support import docker
+from tests.support.cluster import caller_prefix, ended_calls
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.deploy
+
+SKILL: Final = "fire"  # the IVR's 1, 2
+SECRETS: Final = "/var/lib/siaga112/secrets"
+
+
+def callers(ports: dict[str, int], prefix: str, calls: int) -> sipp.Sipp:
+    """``calls`` carrier calls at once to 112 through the front, numbered after ``prefix``:
+    each chooses fire and stays 2 s in the queue."""
+    return sipp.caller("127.0.0.1", ports["front"], "112", caller_id=prefix, numbered=True,
+                       calls=calls, rate=calls, dtmf="12", talk_seconds=2.0)
+
+
+async def place(ports: dict[str, int], prefix: str, calls: int) -> None:
+    async with callers(ports, prefix, calls) as run:
+        result = await run.wait()
+    assert result.ok, result.errors
+
+
+def patroni_members(ports: dict[str, int]) -> list[dict[str, Any]]:
+    """The members as any node's Patroni REST API lists them (empty: none answers)."""
+    for rest in (ports["rest1"], ports["rest2"]):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{rest}/cluster",
+                                        timeout=2) as answer:
+                members: list[dict[str, Any]] = json.loads(answer.read())["members"]
+                return members
+        except (OSError, ValueError, KeyError):
+            continue
+    return []
+
+
+def running_primary(ports: dict[str, int]) -> str | None:
+    """The Patroni member (pg1 or pg2, also its compose service) running as the primary."""
+    return next((str(member["name"]) for member in patroni_members(ports)
+                 if member.get("role") == "leader" and member.get("state") == "running"),
+                None)
+
+
+async def reachable_through_nginx(ports: dict[str, int]) -> bool | None:
+    """A line answers /healthz behind nginx (HTTPS, its self-signed certificate)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=context),
+                timeout=aiohttp.ClientTimeout(total=5)) as http, \
+                http.get(f"https://127.0.0.1:{ports['https']}/healthz") as response:
+            return True if response.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+
+
+@pytest.fixture(scope="module")
+async def cluster(cluster_site: docker.Site, cluster_ports: dict[str, int]) -> docker.Site:
+    """The cluster once both lines are ready (database, AMI and FastAGI: /readyz), the front
+    answers SIP and nginx reaches a line."""
+    started = time.monotonic()
+
+    async def lines_ready() -> bool | None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
+            for node in (1, 2):
+                try:
+                    url = f"http://127.0.0.1:{cluster_ports[f'http{node}']}/readyz"
+                    async with http.get(url) as response:
+                        if response.status != 200:
+                            return None
+                except (aiohttp.ClientError, TimeoutError):
+                    return None
+        return True
+
+    def front_answers() -> bool | None:
+        return True if sip_options_answered("127.0.0.1", cluster_ports["front"]) else None
+
+    try:
+        await eventually("both lines ready", lines_ready, within=120, interval=0.5)
+        await eventually("the front answering SIP OPTIONS",
+                         lambda: asyncio.to_thread(front_answers), within=30)
+        await eventually("a line through nginx", lambda: reachable_through_nginx(cluster_ports),
+                         within=30)
+    except AssertionError:
+        print(cluster_site.logs(tail=40))
+        raise
+    cluster_site.timings["ready"] = time.monotonic() - started
+    return cluster_site
+
+
+@pytest.fixture(scope="module")
+def database(cluster: docker.Site, cluster_ports: dict[str, int]) -> str:
+    """The one database, as its owner, through every node (the one taking writes)."""
+    password = cluster.compose("exec", "-T", "line2", "cat",
+                               f"{SECRETS}/database_password").stdout.strip()
+    assert password
+    hosts = f"127.0.0.1:{cluster_ports['pg1']},127.0.0.1:{cluster_ports['pg2']}"
+    return (f"postgresql://siaga112:{quote(password, safe='')}@{hosts}/siaga112"
+            "?target_session_attrs=read-write")
+
+
+async def test_calls_through_the_front_reach_the_ivr_on_both_nodes(
+        cluster: docker.Site, cluster_ports: dict[str, int], database: str) -> None:
+    prefix = caller_prefix()
+    started = time.monotonic()
+    await place(cluster_ports, prefix, calls=4)
+    calls = await ended_calls(database, prefix, 4, within=60)
+    cluster.timings["spread"] = time.monotonic() - started
+    assert {row["ivr_skill"] for row in calls} == {SKILL}, [dict(row) for row in calls]
+    # Round robin: both nodes took calls, each recorded by its own line (its call ids).
+    assert {node_of(row["call_id"]) for row in calls} == {"node1", "node2"}, \
+        [row["call_id"] for row in calls]
+
+
+async def test_a_killed_node_leaves_the_new_calls_to_the_other(
+        cluster: docker.Site, cluster_ports: dict[str, int], database: str) -> None:
+    cluster.compose("kill", "asterisk1")  # SIGKILL: the machine's Asterisk is gone
+    prefix = caller_prefix()
+    started = time.monotonic()
+    await place(cluster_ports, prefix, calls=2)
+    calls = await ended_calls(database, prefix, 2, within=60)
+    cluster.timings["node_killed"] = time.monotonic() - started
+    assert {(node_of(row["call_id"]), row["ivr_skill"]) for row in calls} == {
+        ("node2", SKILL)}, [dict(row) for row in calls]
+    # Still dead (docker does not restart a killed container): node2 took them on its own.
+    running = cluster.compose("ps", "--services", "--filter", "status=running").stdout.split()
+    assert "asterisk1" not in running and "asterisk2" in running, running
+    assert await reachable_through_nginx(cluster_ports)
+
+
+async def test_the_replica_takes_over_when_the_primary_stops(
+        cluster: docker.Site, cluster_ports: dict[str, int], database: str) -> None:
+    """The call runs while the primary's container stops (SIGTERM: Patroni gives up the
+    leader key) and the replica is promoted: its facts wait in line2's spool meanwhile."""
+    primary = await asyncio.to_thread(running_primary, cluster_ports)
+    assert primary in ("pg1", "pg2"), await asyncio.to_thread(patroni_members, cluster_ports)
+    replica = "pg2" if primary == "pg1" else "pg1"
+    prefix = caller_prefix()
+    started = time.monotonic()
+
+    async def promoted() -> bool | None:
+        found = await asyncio.to_thread(running_primary, cluster_ports)
+        return True if found == replica else None
+
+    call = asyncio.create_task(place(cluster_ports, prefix, calls=1))
+    try:
+        await asyncio.to_thread(cluster.compose, "stop", "--timeout", "20", primary)
+        await eventually(f"{replica} promoted", promoted, within=40, interval=0.5)
+        cluster.timings["promoted"] = time.monotonic() - started
+    finally:
+        await call
+    calls = await ended_calls(database, prefix, 1, within=60)
+    cluster.timings["recorded_after_failover"] = time.monotonic() - started
+    assert (node_of(calls[0]["call_id"]), calls[0]["ivr_skill"]) == ("node2", SKILL), \
+        dict(calls[0])
