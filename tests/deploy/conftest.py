@@ -87,13 +87,15 @@ CLUSTER_NODES = {1: "127.0.0.21", 2: "127.0.0.22"}
 @pytest.fixture(scope="module")
 def cluster_ports() -> dict[str, int]:
     """Loopback ports of the cluster's own (docker-compose.cluster.yml's variables): the
-    front, each node's SIP and FastAGI on its address, AMI, HTTP, Asterisk's WebSocket, an
-    RTP span of 40 each, the two PostgreSQL nodes, their Patroni REST APIs and etcd."""
+    front (SIP, and the WebSocket nginx proxies browser softphones to), each node's SIP and
+    FastAGI on its address, AMI, HTTP, Asterisk's WebSocket, an RTP span of 40 each, the two
+    PostgreSQL nodes, their Patroni REST APIs and etcd."""
     rtp = sipp.free_udp_port(span=80)
     ports = {"front": sipp.free_udp_port(), "carrier": sipp.free_udp_port(),
              "rtp1": rtp, "rtp2": rtp + 40, "https": free_port(), "redirect": free_port(),
              "pg1": free_port(), "pg2": free_port(), "rest1": free_port(),
-             "rest2": free_port(), "etcd": free_port(), "etcd_peer": free_port()}
+             "rest2": free_port(), "etcd": free_port(), "etcd_peer": free_port(),
+             "front_ws": free_port()}
     for node, host in CLUSTER_NODES.items():
         ports |= {f"sip{node}": sipp.free_udp_port(host), f"agi{node}": free_port(),
                   f"ami{node}": free_port(), f"http{node}": free_port(),
@@ -126,6 +128,7 @@ def cluster_site(cluster_ports: dict[str, int], tmp_path_factory: pytest.TempPat
         "SITE_REDIRECT_LISTEN": f"127.0.0.1:{p['redirect']}",
         "SITE_HOSTNAME": "siaga112.test", "SITE_EXTRA_CA_PEM": _extra_ca_pem(),
         "CLUSTER_FRONT_ADDRESS": "127.0.0.1", "CLUSTER_FRONT_PORT": str(p["front"]),
+        "CLUSTER_FRONT_WS_PORT": str(p["front_ws"]),
         "CLUSTER_PG1_PORT": str(p["pg1"]), "CLUSTER_PG2_PORT": str(p["pg2"]),
         "CLUSTER_PG1_REST_PORT": str(p["rest1"]), "CLUSTER_PG2_REST_PORT": str(p["rest2"]),
         "CLUSTER_ETCD_PORT": str(p["etcd"]), "CLUSTER_ETCD_PEER_PORT": str(p["etcd_peer"]),
