@@ -385,6 +385,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                                  callbacks=tools.callbacks.backlog)
     listener.observe(wallboard)
     listener.after_persisted(wallboard.persisted)
+    screening.on_labelled(wallboard.labelled)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
                                        scoring=scoring, incidents=incidents, calendar=calendar)

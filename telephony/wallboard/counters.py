@@ -170,7 +170,9 @@ class _Sums:
     labelled: int = 0
     nuisance: int = 0
 
-    def add(self, share: _Share) -> None:
+    def add(self, share: _Share, *, in_order: bool = True) -> None:
+        """Add a call's share; with ``in_order`` false, the two lists are left for
+        :meth:`sort` (a seed adds a day's calls: one sort, not an insertion each)."""
         self.calls += 1
         self.offered += share.offered
         self.answered += share.answered
@@ -179,15 +181,26 @@ class _Sums:
             self.hits[index] += share.hits[index]
             self.counted[index] += share.counted[index]
         if share.waiting_since is not None:
-            bisect.insort(self.waiting_since, share.waiting_since)
+            if in_order:
+                bisect.insort(self.waiting_since, share.waiting_since)
+            else:
+                self.waiting_since.append(share.waiting_since)
         if share.wait_us is not None:
-            bisect.insort(self.waits, share.wait_us)
+            if in_order:
+                bisect.insort(self.waits, share.wait_us)
+            else:
+                self.waits.append(share.wait_us)
             self.wait_sum += share.wait_us
         if share.talk is not None:
             self.talk_n += 1
             self.talk_sum += share.talk
         self.labelled += share.labelled
         self.nuisance += share.nuisance
+
+    def sort(self) -> None:
+        """Order the lists after adding out of order."""
+        self.waiting_since.sort()
+        self.waits.sort()
 
     def remove(self, share: _Share) -> None:
         self.calls -= 1
@@ -304,7 +317,8 @@ class ShiftCounters:
     # -- internals ----------------------------------------------------------------------------
 
     def _recount(self, day: date) -> None:
-        """Count ``day``: forget the calls of other days and the ended ones of no shift."""
+        """Count ``day``: forget the calls of the days before and the ended ones of no shift
+        (a call of the next day, by a clock a little ahead, is kept for its turn)."""
         self._day = day
         self._shifts = {}
         self._whole_day = _Sums()
@@ -312,11 +326,17 @@ class ShiftCounters:
         for call_id, call in self._calls.items():
             if call.slot is None and call.ended_at is not None:
                 continue
-            if call.slot is not None and call.slot.day != day:
+            if call.slot is not None and call.slot.day < day:
                 continue
-            call.share = call.counted_in = None
             kept[call_id] = call
-            self._update(call)
+            call.share = call.counted_in = None
+            if call.slot is None or call.slot.day != day:
+                continue
+            call.share, call.counted_in = call.counted_share(), call.slot.name
+            self._shift(call.slot.name).add(call.share, in_order=False)
+            self._whole_day.add(call.share, in_order=False)
+        for sums in (*self._shifts.values(), self._whole_day):
+            sums.sort()
         self._calls = kept
 
     def _ensure(self, call_id: str) -> _Call:

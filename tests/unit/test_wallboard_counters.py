@@ -147,7 +147,8 @@ def test_a_new_day_starts_from_its_own_calls() -> None:
     counters.apply([OperatorAnswered("1", "fire", "PJSIP/op1001", 9, 1,
                                      at(7, 31, day=DAY + timedelta(days=1)))])
     assert live(counters, at(8, day=DAY + timedelta(days=1))).day_figures.answered == 0
-    assert len(counters) == 2  # yesterday's calls are no longer kept... but for the live one
+    # Yesterday's calls are forgotten: the late answer keeps a call of no shift, and today's.
+    assert len(counters) == 2
 
 
 def test_ends_abandons_vanishes_and_cuts_as_the_store_writes_them() -> None:
