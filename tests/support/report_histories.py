@@ -293,6 +293,9 @@ def call_facts(row: dict[str, Any], rng: random.Random) -> list[CallFact] | None
     if answered:
         facts.append(OperatorAnswered(call_id, queue, row["operator"], hold, 1,
                                       row["answered_at"]))
+        if rng.random() < 0.1:  # reported again later (another queue's member): the first wins
+            facts.append(OperatorAnswered(call_id, "all-operators", rng.choice(OPERATORS),
+                                          hold + 5, 1, row["answered_at"] + timedelta(seconds=5)))
         if row["completed_at"] is not None:
             facts.append(OperatorCompleted(call_id, queue, row["operator"], hold,
                                            row["talk_seconds"], "caller", row["completed_at"]))
