@@ -255,16 +255,6 @@ class ShiftCounters:
         self._shifts: dict[str, _Sums] = {}
         self._whole_day = _Sums()
 
-    @property
-    def seeded(self) -> bool:
-        """Whether the counters have a day's calls to start from."""
-        return self._day is not None
-
-    @property
-    def day(self) -> date | None:
-        """The operational day counted."""
-        return self._day
-
     # -- input --------------------------------------------------------------------------------
 
     def seed(self, day: date, calls: Iterable[LiveCall]) -> None:
@@ -304,9 +294,10 @@ class ShiftCounters:
         if self._day is None:
             return None
         slot = self._calendar.slot_for(now)
-        if slot.day != self._day:
+        if slot.day > self._day:
             self._recount(slot.day)
-        shift = self._shifts.get(slot.name) or _Sums()
+        # (A clock set back shows no shift of the day before: its calls are forgotten.)
+        shift = (self._shifts.get(slot.name) if slot.day == self._day else None) or _Sums()
         return LiveCounters(now, slot, shift.figures(now), self._whole_day.figures(now),
                             dict(names))
 
