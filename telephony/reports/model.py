@@ -94,6 +94,15 @@ class LiveCall:
     label: str | None  # the current operator label
 
 
+@dataclass(frozen=True)
+class ChangedCalls:
+    """Other cluster nodes' calls whose rows changed lately, as the wallboard's counters
+    follow them (``ReportRepository.changed_calls``)."""
+
+    at: datetime  # the database's clock before the read: rows changed later are not in it
+    calls: list[LiveCall]
+
+
 class InvalidPeriod(Invalid, ValueError):
     """A report asked for a period or shift that cannot be reported; ``message`` is for the
     supervisor, ``field`` names the parameter at fault."""

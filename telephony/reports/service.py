@@ -18,6 +18,7 @@ from telephony.db.connection import Database
 from telephony.reports.model import (
     MAX_REPORT_DAYS,
     WRAPUP_PAUSE_GRACE,
+    ChangedCalls,
     DailySummary,
     LiveCall,
     LivePicture,
@@ -121,6 +122,11 @@ class ReportService:
         that the wallboard's live counters start from; read when they are seeded, not per
         refresh (``telephony.wallboard.counters``)."""
         return await self._database.run(lambda c: self._repo.live_calls(c, day))
+
+    async def changed_calls(self, node: str, since: datetime | None) -> ChangedCalls:
+        """Other cluster nodes' calls whose rows changed after ``since``, and the database's
+        clock before the read (``ReportRepository.changed_calls``)."""
+        return await self._database.run(lambda c: self._repo.changed_calls(c, node, since))
 
     async def operator_names(self) -> dict[str, str]:
         """Operator interface -> display name, for the wallboard."""

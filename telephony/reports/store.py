@@ -36,6 +36,7 @@ from telephony.reports.model import (
     WRAPUP_PAUSE_GRACE,
     CallInfo,
     CategoryCount,
+    ChangedCalls,
     DayFigures,
     Figures,
     LiveCall,
@@ -632,6 +633,25 @@ class ReportRepository:
             day,
         )
         return [from_row(LiveCall, row) for row in rows]
+
+    async def changed_calls(self, connection: asyncpg.Connection, node: str,
+                            since: datetime | None) -> ChangedCalls:
+        """The calls of every cluster node but ``node`` (call ids ``<node>-...``) whose row was
+        updated after ``since`` (every projection of the call store sets ``updated_at``; by
+        ``calls_updated_at_idx``), and the database's clock first: a row updated after it is
+        read again by the next call given it, less a margin for transactions that commit late.
+        With ``since`` None, only the clock (the counters are about to be seeded)."""
+        at = await connection.fetchval("SELECT now()")
+        if since is None:
+            return ChangedCalls(at, [])
+        rows = await connection.fetch(
+            f"""
+            SELECT {_LIVE_CALL_COLUMNS} FROM calls c
+            WHERE c.updated_at > $2 AND NOT starts_with(c.call_id, $1 || '-')
+            """,  # noqa: S608 - built from this module's constants only
+            node, since,
+        )
+        return ChangedCalls(at, [from_row(LiveCall, row) for row in rows])
 
     async def live_picture(self, connection: asyncpg.Connection, now: datetime) -> LivePicture:
         """What the database believes is live: calls, callers waiting, logged-in members."""

@@ -2,8 +2,9 @@
 from the call facts as they are tracked: never read back from the database per refresh.
 
 Pure: :class:`ShiftCounters` takes facts, operator labels and a seed (the day's calls, read
-once: at start, at each new shift, after a resync), and answers :meth:`ShiftCounters.live`
-for an instant it is given. It never reads a clock.
+once: at start, at each new shift, after a resync), on a cluster node the other nodes' calls
+as their rows change in the database (:meth:`ShiftCounters.follow`), and answers
+:meth:`ShiftCounters.live` for an instant it is given. It never reads a clock.
 
 The figures mean what ``telephony.reports.model`` defines (the reports and the wallboard
 must agree): each call is kept as the ``calls`` row the call store would make of the same
@@ -239,6 +240,15 @@ class _Sums:
             mean_wrapup=None, labelled=self.labelled, nuisance=self.nuisance)
 
 
+def _call_of(row: LiveCall) -> _Call:
+    """A call as its ``calls`` row has it (counted in no group yet)."""
+    slot = (ShiftSlot(row.shift_day, row.shift_name)
+            if row.shift_day is not None and row.shift_name is not None else None)
+    return _Call(row.call_id, row.arrived_at, slot, row.queue, row.joined_at, row.answered_at,
+                 row.completed_at, row.abandoned_at, row.ended_at, row.vanished,
+                 row.hold_seconds, row.talk_seconds, row.label)
+
+
 def _half_up_seconds(span: timedelta) -> int:
     """PostgreSQL's ``greatest(0, round(extract(epoch FROM span)))``."""
     micros = span // _MICROSECOND
@@ -262,15 +272,30 @@ class ShiftCounters:
         ones not yet in a shift). Facts the database may not have had yet are applied again
         afterwards: every fact leaves a call as it would leave its row, so a fact applied to a
         call that already has it changes nothing."""
-        self._calls = {}
-        for row in calls:
-            slot = (ShiftSlot(row.shift_day, row.shift_name)
-                    if row.shift_day is not None and row.shift_name is not None else None)
-            self._calls[row.call_id] = _Call(
-                row.call_id, row.arrived_at, slot, row.queue, row.joined_at, row.answered_at,
-                row.completed_at, row.abandoned_at, row.ended_at, row.vanished,
-                row.hold_seconds, row.talk_seconds, row.label)
+        self._calls = {row.call_id: _call_of(row) for row in calls}
         self._recount(day)
+
+    def follow(self, row: LiveCall) -> bool:
+        """Another cluster node's call as the database has it now (this node's listener sees
+        none of its facts): the row replaces what was kept of the call, its old share taken
+        away and its new one added. Only a newer row than the one kept should follow (the
+        caller reads rows by ``updated_at``); the same row again changes nothing. A row of an
+        earlier day, or an ended call of no shift, is forgotten (as a seed leaves it out).
+        Whether the figures moved."""
+        if self._day is None:
+            return False  # not seeded: the seed reads every node's calls
+        old = self._calls.pop(row.call_id, None)
+        before = (old.share, old.counted_in) if old is not None else (None, None)
+        if old is not None and old.share is not None and old.counted_in is not None:
+            self._shifts[old.counted_in].remove(old.share)
+            self._whole_day.remove(old.share)
+        call = _call_of(row)
+        if (call.slot is None and call.ended_at is not None) or (
+                call.slot is not None and call.slot.day < self._day):
+            return before != (None, None)
+        self._calls[row.call_id] = call
+        self._update(call)
+        return before != (call.share, call.counted_in)
 
     def apply(self, facts: Iterable[CallFact]) -> None:
         """Follow facts, in the order the listener established them."""

@@ -12,6 +12,13 @@ before it (:data:`JOURNAL_FACTS`, more than the listener holds unwritten) is app
 top: a fact the calls already reflect changes nothing. Operator labels come from the
 screening service (:meth:`WallboardService.labelled`).
 
+On a cluster node (``node`` given: its systemname) the listener tracks only this node's calls,
+so the other nodes' calls are followed from the database: about every ``follow_seconds`` the
+calls of other nodes whose row changed since the last read (by ``calls.updated_at``, less
+``follow_overlap_seconds``: ``updated_at`` is a transaction's start, which may commit after a
+newer one) replace what the counters keep of them (:meth:`ShiftCounters.follow`). One read at
+a time: a seed and a follow never interleave, so no older row lands after a newer read.
+
 The rest is read from the database: after call facts are persisted
 (``AmiListener.after_persisted``), at most every ``min_refresh_seconds``, and every
 ``refresh_seconds`` anyway (incidents change without call facts); the periodic refresh also
@@ -26,7 +33,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from telephony.ami.tracker import QueueSnapshot
@@ -81,6 +88,9 @@ class WallboardService:
         refresh_seconds: float = 10.0,
         min_refresh_seconds: float = 1.0,
         seed_retry_seconds: float = 5.0,
+        node: str | None = None,
+        follow_seconds: float = 1.0,
+        follow_overlap_seconds: float = 5.0,
     ) -> None:
         self._board = board
         self._counters = ShiftCounters(reports.calendar)
@@ -99,6 +109,12 @@ class WallboardService:
         self._journal: deque[CallFact] = deque(maxlen=JOURNAL_FACTS)
         self._seeded_slot: ShiftSlot | None = None
         self._reseed = True  # the counters' next seed is due
+        self._node = node  # a cluster node's systemname: follow the other nodes' calls
+        self._follow_seconds = follow_seconds
+        self._follow_overlap = timedelta(seconds=follow_overlap_seconds)
+        self._cursor: datetime | None = None  # the database's clock before the last read
+        self._following = True  # the last follow worked (a failure is logged once)
+        self._reading = asyncio.Lock()  # a seed or a follow: one at a time
         self._refresh = asyncio.Event()
         self._subscribers: set[asyncio.Event] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -194,20 +210,23 @@ class WallboardService:
         """Seed the board and the counters, then keep the database's part fresh and seed the
         counters again when due, until cancelled."""
         try:
-            await self._seed_board()
-            periodic = True
-            while True:
-                if self._reseed or self._calendar_slot() != self._seeded_slot:
-                    await self.seed_counters()
-                await self.refresh(periodic=periodic)
-                await asyncio.sleep(self._min_refresh)
-                periodic = False
-                try:
-                    async with asyncio.timeout(self._until_next_wake()):
-                        await self._refresh.wait()
-                except TimeoutError:
-                    periodic = True
-                self._refresh.clear()
+            async with asyncio.TaskGroup() as group:
+                if self._node is not None:
+                    group.create_task(self._follow_other_nodes(self._node))
+                await self._seed_board()
+                periodic = True
+                while True:
+                    if self._reseed or self._calendar_slot() != self._seeded_slot:
+                        await self.seed_counters()
+                    await self.refresh(periodic=periodic)
+                    await asyncio.sleep(self._min_refresh)
+                    periodic = False
+                    try:
+                        async with asyncio.timeout(self._until_next_wake()):
+                            await self._refresh.wait()
+                    except TimeoutError:
+                        periodic = True
+                    self._refresh.clear()
         finally:
             if self._timer is not None:
                 self._timer.cancel()
@@ -243,23 +262,65 @@ class WallboardService:
         apply again the facts of the journal (tracked before and while the database answered);
         whether it was done: on an outage the counters go on from the facts, and the seed is
         tried again later."""
-        slot = self._calendar_slot()
-        self._reseed = False
-        try:
-            calls = await self._reports.live_calls(slot.day)
-        except Exception as exc:  # an outage, or a bug: the wallboard must keep going
-            if isinstance(exc, DatabaseUnavailable):
-                log.warning("wallboard counters not seeded from the database (%s)", exc)
-            else:
-                log.exception("wallboard counters not seeded")
-            self._reseed = True
-            return False
-        self._counters.seed(slot.day, calls)
-        self._counters.apply(self._journal)
-        self._seeded_slot = slot
+        async with self._reading:
+            slot = self._calendar_slot()
+            self._reseed = False
+            try:
+                # On a cluster node: the clock first, the other nodes' calls are followed from
+                # there (a row changed after it may be missing from the seed).
+                start = (await self._reports.changed_calls(self._node, None)
+                         if self._node is not None else None)
+                calls = await self._reports.live_calls(slot.day)
+            except Exception as exc:  # an outage, or a bug: the wallboard must keep going
+                if isinstance(exc, DatabaseUnavailable):
+                    log.warning("wallboard counters not seeded from the database (%s)", exc)
+                else:
+                    log.exception("wallboard counters not seeded")
+                self._reseed = True
+                return False
+            self._counters.seed(slot.day, calls)
+            self._counters.apply(self._journal)
+            self._seeded_slot = slot
+            if start is not None:
+                self._cursor = start.at
         log.info("wallboard counters seeded: %d calls of %s, %d facts applied again",
                  len(calls), slot.day.isoformat(), len(self._journal))
         self._changed()
+        return True
+
+    async def _follow_other_nodes(self, node: str) -> None:
+        """Follow the other cluster nodes' calls until cancelled."""
+        while True:
+            await asyncio.sleep(self._follow_seconds)
+            await self.follow_other_nodes(node)
+
+    async def follow_other_nodes(self, node: str) -> bool:
+        """Read the other nodes' calls changed since the last read (less the overlap) into the
+        counters; whether it was done (not before a seed; on a failure, logged once, the next
+        read covers the missed changes: the cursor stays)."""
+        async with self._reading:
+            if self._cursor is None:
+                return False  # not seeded yet: the seed reads every node's calls
+            try:
+                async with asyncio.timeout(max(5.0, 5 * self._follow_seconds)):
+                    changed = await self._reports.changed_calls(
+                        node, self._cursor - self._follow_overlap)
+            except Exception as exc:  # an outage, or a bug: the counters go on from the facts
+                if self._following:
+                    if isinstance(exc, DatabaseUnavailable | TimeoutError):
+                        log.warning("wallboard: other nodes' calls not read (%s); retrying",
+                                    str(exc) or "timed out")
+                    else:
+                        log.exception("wallboard: other nodes' calls not read; retrying")
+                self._following = False
+                return False
+            if not self._following:
+                log.info("wallboard: following the other nodes' calls again")
+            self._following = True
+            moved = [self._counters.follow(row) for row in changed.calls]
+            self._cursor = changed.at
+        if any(moved):  # the overlap reads the same rows again: they move nothing
+            self._changed()
         return True
 
     async def refresh(self, *, periodic: bool = False) -> None:
