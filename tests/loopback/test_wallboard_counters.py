@@ -2,21 +2,39 @@
 PostgreSQL: random histories told as facts (interleaved, some replayed, some calls first seen
 through a later sighting) written by the call store in random batches and labelled; the
 counters kept from those facts alone, and the counters seeded from the database's calls, both
-equal the reports' definitions over the rows the store wrote."""
+equal the reports' definitions over the rows the store wrote. On a cluster node, the wallboard
+follows the other nodes' calls as the call store writes them, with no seed."""
 
 from __future__ import annotations
 
+import asyncio
 import random
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
+from telephony.calls.facts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    OperatorAnswered,
+    QueueAbandoned,
+    QueueJoined,
+)
 from telephony.calls.shifts import ShiftSlot
 from telephony.calls.store import CallRepository
-from telephony.reports.model import Period, day_bounds
+from telephony.db.connection import Database
+from telephony.reports.model import Figures, LiveCall, Period, day_bounds
+from telephony.reports.service import ReportConfig, ReportService
 from telephony.reports.store import ReportRepository
+from telephony.settings import Settings
 from telephony.wallboard.counters import ShiftCounters
+from telephony.wallboard.service import WallboardService
+from telephony.wallboard.state import LiveBoard
+from tests.support.polling import eventually
 from tests.support.report_histories import (
     CALENDAR,
     DAY,
@@ -28,6 +46,7 @@ from tests.support.report_histories import (
     same,
 )
 from tests.support.reports_oracle import reference_day
+from tests.support.web import make_context
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -75,3 +94,102 @@ async def test_counters_kept_from_facts_equal_the_reports_over_the_stored_calls(
                     same(live.shift_figures, shift)
     finally:
         await connection.close()
+
+
+async def write(dsn: str, *facts: CallFact) -> None:
+    """What a node's recorder does with its facts: the call store writes them."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await CallRepository(CALENDAR).apply(connection, facts)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def node_wallboard(database_dsn: str, settings: Settings
+                         ) -> AsyncIterator[tuple[WallboardService, ReportService]]:
+    """The wallboard of cluster node ``node1``, running, seeded once."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
+    wallboard = WallboardService(
+        LiveBoard(wrapup_seconds=0), reports,
+        make_context(replace(settings, database_dsn=database_dsn), database).dispatches,
+        refresh_seconds=30.0, min_refresh_seconds=0.05, node="node1", follow_seconds=0.2)
+    running = asyncio.create_task(wallboard.run())
+    try:
+        async def seeded() -> bool | None:
+            return True if wallboard.snapshot().counters is not None else None
+        await eventually("the first seed", seeded, within=10, interval=0.05)
+        yield wallboard, reports
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+
+
+async def test_a_cluster_nodes_counters_follow_the_other_nodes_calls_without_a_seed(
+        node_wallboard: tuple[WallboardService, ReportService], database_dsn: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    wallboard, reports = node_wallboard
+
+    async def no_seed(day: object) -> list[LiveCall]:
+        raise AssertionError("the counters were seeded again")
+
+    monkeypatch.setattr(reports, "live_calls", no_seed)
+    now = datetime.now(UTC)
+    answered, abandoned = "node2-1741600400.1", "node3-1741600400.2"
+    await write(database_dsn,
+                CallStarted(answered, answered, "PJSIP/c", "0812", "", "112", now),
+                QueueJoined(answered, "medical", 1, now + timedelta(seconds=1)))
+    await write(database_dsn,
+                CallStarted(abandoned, abandoned, "PJSIP/c", "0813", "", "112", now),
+                QueueJoined(abandoned, "fire", 1, now + timedelta(seconds=1)),
+                QueueAbandoned(abandoned, "fire", 1, 1, 30, now + timedelta(seconds=31)),
+                CallEnded(abandoned, 16, "", now + timedelta(seconds=31)))
+    # This node's own call, written but never tracked here: the facts tell it, not the rows.
+    own = "node1-1741600400.3"
+    await write(database_dsn, CallStarted(own, own, "PJSIP/c", "0814", "", "112", now),
+                QueueJoined(own, "fire", 1, now))
+
+    async def shift_figures(expected: tuple[int, ...]) -> Figures | None:
+        counters = wallboard.snapshot().counters
+        assert counters is not None
+        figured = counters.shift_figures
+        return figured if (figured.offered, figured.answered, figured.abandoned,
+                           figured.nuisance) == expected else None
+
+    await eventually("the other nodes' calls counted", lambda: shift_figures((2, 0, 1, 0)),
+                     within=5, interval=0.05)
+    # A later fact of node2's call, then a label given on node2's console.
+    await write(database_dsn, OperatorAnswered(answered, "medical", "PJSIP/op1001", 4, 1,
+                                               now + timedelta(seconds=5)))
+    figured = await eventually("the answer counted", lambda: shift_figures((2, 1, 1, 0)),
+                               within=5, interval=0.05)
+    assert figured.mean_wait == 4.0
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO call_labels (call_id, label, labelled_by, labelled_at) "
+            "VALUES ($1, 'prank', 'sari', now())", answered)
+    finally:
+        await connection.close()
+    await eventually("the label counted", lambda: shift_figures((2, 1, 1, 1)),
+                     within=5, interval=0.05)
+
+
+async def test_a_single_node_never_follows(database_dsn: str, settings: Settings,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    database = Database(replace(settings, database_dsn=database_dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
+
+    async def no_follow(node: str, since: datetime | None) -> None:
+        raise AssertionError("a single node read other nodes' calls")
+
+    monkeypatch.setattr(reports, "changed_calls", no_follow)
+    wallboard = WallboardService(
+        LiveBoard(wrapup_seconds=0), reports,
+        make_context(replace(settings, database_dsn=database_dsn), database).dispatches)
+    try:
+        assert await wallboard.seed_counters()
+    finally:
+        await database.close()

@@ -7,7 +7,9 @@ between and after the facts; and the cases one at a time."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -23,7 +25,7 @@ from telephony.calls.facts import (
     QueueJoined,
 )
 from telephony.calls.shifts import ShiftSlot
-from telephony.reports.model import CallRow, day_bounds, figures
+from telephony.reports.model import CallRow, LiveCall, day_bounds, figures
 from telephony.wallboard.counters import LiveCounters, ShiftCounters
 from tests.support.report_histories import (
     CALENDAR,
@@ -84,6 +86,93 @@ def test_the_counters_equal_the_reports_definitions_on_random_histories(seed: in
                      + [CALENDAR.bounds(ShiftSlot(day, name))[0] + timedelta(hours=4)
                         for name in CALENDAR.names]):
         check(counters, rows, day, at)
+
+
+def earlier(row: LiveCall, rng: random.Random) -> LiveCall:
+    """A row a call had before ``row``: later stages not reached yet, no label yet, maybe
+    first seen later (its arrival, and so its shift, learnt afterwards) or through a later
+    fact (no shift yet)."""
+    stage = rng.randrange(4)
+    changes: dict[str, Any] = {"label": None, "ended_at": None, "vanished": False}
+    if stage < 3:
+        changes |= {"completed_at": None, "talk_seconds": None}
+    if stage < 2:
+        changes |= {"answered_at": None, "hold_seconds": None, "abandoned_at": None}
+    if stage < 1:
+        changes |= {"queue": None, "joined_at": None}
+    if row.arrived_at is not None and rng.random() < 0.3:
+        first_seen = row.arrived_at + timedelta(seconds=rng.uniform(0, 600))
+        slot = CALENDAR.slot_for(first_seen)
+        changes |= {"arrived_at": first_seen, "shift_day": slot.day, "shift_name": slot.name}
+    elif rng.random() < 0.1:
+        changes |= {"arrived_at": None, "shift_day": None, "shift_name": None}
+    return replace(row, **changes)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_other_nodes_calls_followed_by_their_rows_equal_the_reports_definitions(
+        seed: int) -> None:
+    """A cluster node keeps its own calls from facts and the other nodes' calls from their
+    rows as the database has them at each read: earlier rows, read again, in any order
+    between calls and before the seed, then each call's last row (maybe twice)."""
+    rng = random.Random(1000 + seed)
+    now = START + SPAN * rng.uniform(0.6, 1.1)
+    history = random_history(rng, 250, now)
+    labels = current_labels(history)
+    final = {row["call_id"]: live_call(row, labels.get(row["call_id"]))
+             for row in history.calls}
+    told = {row["call_id"]: call_facts(row, rng) for row in history.calls}
+    foreign = [call_id for call_id, facts in told.items() if facts is None or rng.random() < 0.5]
+    own = [facts for call_id, facts in told.items() if facts is not None
+           and call_id not in foreign]
+    day = DAY + timedelta(days=rng.randrange(3))
+    counters = ShiftCounters(CALENDAR)
+    assert not counters.follow(final[foreign[0]])  # not seeded: nothing kept
+    # A seed read before some rows changed, then the reads and the own facts interleaved.
+    counters.seed(day, [earlier(final[call_id], rng)
+                        for call_id in rng.sample(foreign, len(foreign) // 3)])
+    reads: list[list[LiveCall | CallFact]] = [
+        [*(earlier(final[call_id], rng) for _ in range(rng.randrange(4))),
+         *[final[call_id]] * rng.randint(1, 2)] for call_id in foreign]
+    reads += [list(facts) for facts in own]
+    while reads:
+        index = rng.randrange(len(reads))
+        item = reads[index].pop(0)
+        if not reads[index]:
+            reads.pop(index)
+        if isinstance(item, LiveCall):
+            counters.follow(item)
+        else:
+            counters.apply([item])
+    for _, _, (call_id, label, _) in sorted(
+            (entry[2], index, entry) for index, entry in enumerate(history.labels)
+            if entry[0] not in foreign):
+        counters.labelled(call_id, label)
+    rows = call_rows(history)
+    first, last = day_bounds(CALENDAR, day)
+    for at in sorted([first + (last - first) * rng.random() for _ in range(3)]
+                     + [CALENDAR.bounds(ShiftSlot(day, name))[0] + timedelta(hours=4)
+                        for name in CALENDAR.names]):
+        check(counters, rows, day, at)
+    # Reading the same rows again (the overlap) moves nothing.
+    assert not any(counters.follow(final[call_id]) for call_id in foreign)
+
+
+def test_a_followed_call_moves_with_its_rows_and_is_forgotten_on_an_earlier_day() -> None:
+    counters = seeded(day=DAY)
+    waiting = LiveCall("node2-1.1", at(9), DAY, "pagi", "fire", at(9, 0, 5), None, None, None,
+                       None, False, None, None, None)
+    assert counters.follow(waiting)
+    assert not counters.follow(waiting)
+    assert live(counters, at(9, 1)).shift_figures.service_levels[10].denominator == 1
+    answered = replace(waiting, answered_at=at(9, 0, 8), hold_seconds=3, label="prank")
+    assert counters.follow(answered)
+    figured = live(counters, at(9, 1)).shift_figures
+    assert (figured.offered, figured.answered, figured.nuisance, figured.mean_wait) == (
+        1, 1, 1, 3.0)
+    yesterday = replace(answered, shift_day=DAY - timedelta(days=1))
+    assert counters.follow(yesterday)
+    assert (live(counters, at(9, 1)).day_figures.calls, len(counters)) == (0, 0)
 
 
 def started(call_id: str, at: datetime) -> CallStarted:
