@@ -212,7 +212,7 @@ class WallboardService:
         try:
             async with asyncio.TaskGroup() as group:
                 if self._node is not None:
-                    group.create_task(self._follow_other_nodes(self._node))
+                    group.create_task(self._follow_other_nodes())
                 await self._seed_board()
                 periodic = True
                 while True:
@@ -288,18 +288,23 @@ class WallboardService:
         self._changed()
         return True
 
-    async def _follow_other_nodes(self, node: str) -> None:
+    async def _follow_other_nodes(self) -> None:
         """Follow the other cluster nodes' calls until cancelled."""
         while True:
             await asyncio.sleep(self._follow_seconds)
-            await self.follow_other_nodes(node)
+            try:
+                await self.follow_other_nodes()
+            except Exception:  # a bug in one row must not stop the wallboard for good
+                log.exception("wallboard: following the other nodes' calls failed")
 
-    async def follow_other_nodes(self, node: str) -> bool:
-        """Read the other nodes' calls changed since the last read (less the overlap) into the
-        counters; whether it was done (not before a seed; on a failure, logged once, the next
-        read covers the missed changes: the cursor stays)."""
+    async def follow_other_nodes(self) -> bool:
+        """On a cluster node, read the other nodes' calls changed since the last read (less
+        the overlap) into the counters; whether it was done (not on a single node, not before
+        a seed; on a failure, logged once, the next read covers the missed changes: the
+        cursor stays)."""
         async with self._reading:
-            if self._cursor is None:
+            node = self._node
+            if node is None or self._cursor is None:
                 return False  # not seeded yet: the seed reads every node's calls
             try:
                 async with asyncio.timeout(max(5.0, 5 * self._follow_seconds)):

@@ -26,8 +26,8 @@ from telephony.calls.facts import (
 )
 from telephony.calls.shifts import ShiftSlot
 from telephony.calls.store import CallRepository
-from telephony.db.connection import Database
-from telephony.reports.model import Figures, LiveCall, Period, day_bounds
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.reports.model import ChangedCalls, Figures, LiveCall, Period, day_bounds
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.reports.store import ReportRepository
 from telephony.settings import Settings
@@ -193,3 +193,37 @@ async def test_a_single_node_never_follows(database_dsn: str, settings: Settings
         assert await wallboard.seed_counters()
     finally:
         await database.close()
+
+
+async def test_a_failed_follow_is_logged_once_and_retried(
+        node_wallboard: tuple[WallboardService, ReportService], database_dsn: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    wallboard, reports = node_wallboard
+    real = reports.changed_calls
+    failures = 0
+
+    async def down(node: str, since: datetime | None) -> ChangedCalls:
+        nonlocal failures
+        if failures < 3:
+            failures += 1
+            raise DatabaseUnavailable("PostgreSQL unavailable: test")
+        return await real(node, since)
+
+    monkeypatch.setattr(reports, "changed_calls", down)
+    call_id = "node2-1741600400.9"
+    now = datetime.now(UTC)
+    await write(database_dsn, CallStarted(call_id, call_id, "PJSIP/c", "0812", "", "112", now),
+                QueueJoined(call_id, "medical", 1, now))
+
+    async def offered() -> int | None:
+        counters = wallboard.snapshot().counters
+        assert counters is not None
+        return counters.shift_figures.offered or None
+
+    assert await eventually("the call counted after the outage", offered, within=5,
+                            interval=0.05) == 1
+    assert failures == 3
+    messages = [record.getMessage() for record in caplog.records
+                if record.name == "telephony.wallboard"]
+    assert sum("other nodes' calls not read" in message for message in messages) == 1
+    assert sum("following the other nodes' calls again" in message for message in messages) == 1
