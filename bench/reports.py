@@ -1,5 +1,7 @@
 """The supervisor's reports on a long history: how long do the 31-day shift report, the daily
-summary and the wallboard's live counters take at 1 M, 4 M and 10 M calls?
+summary and the seed of the wallboard's live counters take at 1 M, 4 M and 10 M calls? (The
+counters are kept from facts; they read the day's calls once a shift, at start and after a
+resync: ``bench/wallboard_counters.py`` times what a fact costs them.)
 
 Fills a private embedded PostgreSQL with the line's real schema through ``bench.history``
 (9,000 calls a day, so 10 M calls are about three years and the last month is the same at
@@ -33,6 +35,7 @@ from telephony.reports import store
 from telephony.reports.model import Period, shift_slots
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.settings import load_settings
+from telephony.wallboard.counters import ShiftCounters
 
 
 async def timed(runs: int, work: Callable[[], Awaitable[Any]]) -> str:
@@ -66,7 +69,7 @@ async def run(dsn: str, state_dir: Path, sizes: list[int], runs: int, explain: b
                             clock=lambda: now)
     today = calendar.slot_for(now).day
     have = 0
-    print("calls in history | shift report, 31 days | daily summary | live counters")
+    print("calls in history | shift report, 31 days | daily summary | counters' seed")
     for size in sizes:
         started = time.monotonic()
         await grow_history(connection, calendar, settings.timezone, have=have, calls=size,
@@ -82,7 +85,11 @@ async def run(dsn: str, state_dir: Path, sizes: list[int], runs: int, explain: b
         print(f"(first 31-day report, rolling up its closed shifts: {cold})", flush=True)
         shift = await timed(runs, lambda: reports.shift_report(month))  # noqa: B023
         daily = await timed(runs, lambda: reports.daily_summary(today - timedelta(days=1)))
-        live = await timed(runs, reports.live_counters)
+
+        async def seed() -> None:
+            ShiftCounters(calendar).seed(today, await reports.live_calls(today))
+
+        live = await timed(runs, seed)
         print(f"{size:,} | {shift} | {daily} | {live}", flush=True)
         if explain:
             await explain_shift_report(connection, calendar, month, now,

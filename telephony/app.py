@@ -382,9 +382,13 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
                                  reports, incidents.dispatches,
                                  connected=lambda: listener.logged_in,
-                                 callbacks=tools.callbacks.backlog)
+                                 callbacks=tools.callbacks.backlog,
+                                 # A cluster node's listener sees only its own node's calls.
+                                 node=(settings.asterisk_systemname
+                                       if settings.cluster_nodes else None))
     listener.observe(wallboard)
     listener.after_persisted(wallboard.persisted)
+    screening.on_labelled(wallboard.labelled)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
                                        scoring=scoring, incidents=incidents, calendar=calendar)

@@ -89,6 +89,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.screening.calibrate", DOMAIN),
     ("telephony.reports.csvexport", DOMAIN),
     ("telephony.wallboard.state", DOMAIN),
+    ("telephony.wallboard.counters", DOMAIN),
     ("recordings.domain", DOMAIN),
     ("recordings.wavheader", DOMAIN),  # repairs an unfinished WAV header, bytes to bytes
     # the incident feature's pure modules, one per topic beside its model

@@ -72,6 +72,37 @@ class LivePicture:
     members: list[OperatorStateChanged]  # queue_members, logged-out ones excluded
 
 
+@dataclass(frozen=True)
+class LiveCall:
+    """One call of the operational day as the wallboard's live counters start from it: the
+    ``calls`` columns the facts set and the figures read (``call_outcomes``' disposition is
+    derived from them), read once when the counters are seeded, then kept from facts."""
+
+    call_id: str
+    arrived_at: datetime | None
+    shift_day: date | None
+    shift_name: str | None
+    queue: str | None  # the first queue joined
+    joined_at: datetime | None
+    answered_at: datetime | None
+    completed_at: datetime | None
+    abandoned_at: datetime | None
+    ended_at: datetime | None
+    vanished: bool
+    hold_seconds: int | None  # Asterisk's HoldTime (calls.wait_seconds)
+    talk_seconds: int | None
+    label: str | None  # the current operator label
+
+
+@dataclass(frozen=True)
+class ChangedCalls:
+    """Other cluster nodes' calls whose rows changed lately, as the wallboard's counters
+    follow them (``ReportRepository.changed_calls``)."""
+
+    at: datetime  # the database's clock before the read: rows changed later are not in it
+    calls: list[LiveCall]
+
+
 class InvalidPeriod(Invalid, ValueError):
     """A report asked for a period or shift that cannot be reported; ``message`` is for the
     supervisor, ``field`` names the parameter at fault."""

@@ -7,7 +7,7 @@ layer to answer 503).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -18,8 +18,9 @@ from telephony.db.connection import Database
 from telephony.reports.model import (
     MAX_REPORT_DAYS,
     WRAPUP_PAUSE_GRACE,
+    ChangedCalls,
     DailySummary,
-    Figures,
+    LiveCall,
     LivePicture,
     Period,
     PeriodFigures,
@@ -33,8 +34,8 @@ from telephony.reports.model import (
 from telephony.reports.store import WRAPUP_LOOKAHEAD, ReportRepository
 from telephony.settings import Settings
 
-# Shifts the wallboard's counters roll up per read at most (each about 10-50 ms at 9,000
-# calls a day): the board stays live while an old month is rolled up.
+# Shifts the wallboard rolls up per call of roll_up_recent at most (each about 10-50 ms at
+# 9,000 calls a day): the board stays live while an old month is rolled up.
 _ROLLUPS_PER_READ = 2
 
 
@@ -52,17 +53,6 @@ class ReportConfig:
     def from_settings(cls, settings: Settings) -> ReportConfig:
         """The configuration described by ``settings``."""
         return cls(wrapup_seconds=float(settings.queue_wrapup_seconds))
-
-
-@dataclass(frozen=True)
-class LiveCounters:
-    """The wallboard's figures: the current shift and the operational day it belongs to."""
-
-    at: datetime
-    shift: ShiftSlot
-    shift_figures: Figures
-    day_figures: Figures
-    names: Mapping[str, str]  # operator interface -> display name
 
 
 class ReportService:
@@ -127,27 +117,32 @@ class ReportService:
 
         return await self._database.run(work)
 
-    async def live_counters(self) -> LiveCounters:
-        """The current shift's and day's figures, for the wallboard."""
+    async def live_calls(self, day: date) -> list[LiveCall]:
+        """The calls of the operational day ``day`` (and the open ones not yet in a shift)
+        that the wallboard's live counters start from; read when they are seeded, not per
+        refresh (``telephony.wallboard.counters``)."""
+        return await self._database.run(lambda c: self._repo.live_calls(c, day))
+
+    async def changed_calls(self, node: str, since: datetime | None) -> ChangedCalls:
+        """Other cluster nodes' calls whose rows changed after ``since``, and the database's
+        clock before the read (``ReportRepository.changed_calls``)."""
+        return await self._database.run(lambda c: self._repo.changed_calls(c, node, since))
+
+    async def operator_names(self) -> dict[str, str]:
+        """Operator interface -> display name, for the wallboard."""
+        return await self._database.run(self._repo.operator_names)
+
+    async def roll_up_recent(self) -> int:
+        """Roll up a few closed shifts of the last month, newest first, that have no rollup
+        yet; how many. The wallboard calls it now and then: a month's report then finds them
+        rolled up (the first report after an upgrade rolls up the rest itself)."""
         now = self._clock()
         slot = self._calendar.slot_for(now)
-
-        async def work(connection: asyncpg.Connection
-                       ) -> tuple[tuple[Figures, Figures], dict[str, str]]:
-            # The wallboard is the rollups' background refresher: a few closed shifts per
-            # read, newest first, over the longest report, so a month's report finds them
-            # rolled up (the first report after an upgrade rolls up the rest itself).
-            recent = shift_slots(self._calendar, Period(
-                slot.day - timedelta(days=MAX_REPORT_DAYS), slot.day))
-            await self._repo.refresh_rollups(connection, self._closed(recent, now)[::-1], now,
-                                             self._config.wrapup_seconds,
-                                             limit=_ROLLUPS_PER_READ)
-            figured = await self._repo.live_figures(connection, slot, self._calendar.names,
-                                                    now)
-            return figured, await self._repo.operator_names(connection)
-
-        (shift, day), names = await self._database.run(work)
-        return LiveCounters(now, slot, shift, day, names)
+        recent = shift_slots(self._calendar, Period(
+            slot.day - timedelta(days=MAX_REPORT_DAYS), slot.day))
+        return await self._database.run(lambda c: self._repo.refresh_rollups(
+            c, self._closed(recent, now)[::-1], now, self._config.wrapup_seconds,
+            limit=_ROLLUPS_PER_READ))
 
     async def live_picture(self) -> LivePicture:
         """What the database believes is live now (the wallboard's start before a resync)."""

@@ -10,7 +10,7 @@ oracle the SQL is tested against on random histories. Figures come back as exact
 A call's rung operators and current label are copies kept on its row by the triggers of
 migration 0015, so no per-call probe of ``call_events`` or ``call_labels`` is needed.
 
-The shift report and the wallboard's live counters read per-shift rollups (migration 0016):
+The shift report reads per-shift rollups (migration 0016):
 a closed shift's figures per (first queue, answering operator), stored once by
 :meth:`ReportRepository.refresh_rollups` with the same SQL, and deleted by triggers when a
 late fact touches the shift; a shift without a valid rollup (the current one, or one just
@@ -36,8 +36,10 @@ from telephony.reports.model import (
     WRAPUP_PAUSE_GRACE,
     CallInfo,
     CategoryCount,
+    ChangedCalls,
     DayFigures,
     Figures,
+    LiveCall,
     LivePicture,
     PeriodFigures,
     Ratio,
@@ -342,7 +344,6 @@ def _rolled_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
 
 SHIFT_REPORT: Final = _rolled_query(("total", "shift", "queue", "operator"), wrapups=True)
 _DAILY: Final = _figures_query(("total", "line", "category", "label"))
-_LIVE: Final = _rolled_query(("total", "shift_name"), wrapups=False)
 
 # A closed slot, for the refresher: how many of its calls still wait in a queue with a fate
 # at some service level threshold not yet known at $5 (now), whose figures would change
@@ -367,6 +368,14 @@ _STORE_ROLLUP: Final = f"""
                                            "wrap_n", "wrap_sum", "waits"])})
     SELECT * FROM computed
 """  # noqa: S608 - built from this module's constants only
+
+
+# A call as the wallboard's live counters keep it (model.LiveCall).
+_LIVE_CALL_COLUMNS: Final = """
+    c.call_id, c.arrived_at, c.shift_day, c.shift_name, c.queue, c.queue_joined_at AS joined_at,
+    c.answered_at, c.completed_at, c.abandoned_at, c.ended_at, c.vanished,
+    c.wait_seconds AS hold_seconds, c.talk_seconds, c.current_label AS label
+"""
 
 
 def _seconds(micros: int | None, count: int | None = None) -> float | None:
@@ -484,22 +493,6 @@ class ReportRepository:
                 case "label":
                     labels[row["label"]] = row["calls"]
         return DayFigures(total, lines, categories, labels)
-
-    async def live_figures(self, connection: asyncpg.Connection, slot: ShiftSlot,
-                           names: Sequence[str], now: datetime) -> tuple[Figures, Figures]:
-        """The figures of the shift ``slot`` and of its operational day (no wrap-ups; the
-        day's shifts are ``names``): the day's closed shifts from their rollups, the others
-        (the current one) from their calls, never the whole day's calls."""
-        rows = await _aggregate(connection, _LIVE, *_slot_args(
-            [ShiftSlot(slot.day, name) for name in names]), WRAPUP_PAUSE_GRACE,
-            WRAPUP_LOOKAHEAD, None, PauseReason.WRAPUP.value, now, _NUISANCE)
-        day = shift = EMPTY
-        for row in rows:
-            if row["grouped_by"] == "total":
-                day = figures_of(row, wrapups=False)
-            elif row["shift_name"] == slot.name:
-                shift = figures_of(row, wrapups=False)
-        return shift, day
 
     async def refresh_rollups(self, connection: asyncpg.Connection, slots: Sequence[ShiftSlot],
                               now: datetime, automatic_wrapup: float, *,
@@ -625,6 +618,40 @@ class ReportRepository:
             since, until,
         )
         return {row["rating"]: row["n"] for row in rows}
+
+    async def live_calls(self, connection: asyncpg.Connection, day: date) -> list[LiveCall]:
+        """The calls the wallboard's live counters start from: those of the operational day
+        ``day`` (its shifts' rows, by ``calls_report_idx``), and the open calls not yet placed
+        in a shift (first seen through a later fact: a CallStarted may still place them)."""
+        rows = await connection.fetch(
+            f"""
+            SELECT {_LIVE_CALL_COLUMNS} FROM calls c WHERE c.shift_day = $1
+            UNION ALL
+            SELECT {_LIVE_CALL_COLUMNS} FROM calls c
+            WHERE c.ended_at IS NULL AND c.shift_day IS NULL
+            """,  # noqa: S608 - built from this module's constants only
+            day,
+        )
+        return [from_row(LiveCall, row) for row in rows]
+
+    async def changed_calls(self, connection: asyncpg.Connection, node: str,
+                            since: datetime | None) -> ChangedCalls:
+        """The calls of every cluster node but ``node`` (call ids ``<node>-...``) whose row was
+        updated after ``since`` (every projection of the call store sets ``updated_at``; by
+        ``calls_updated_at_idx``), and the database's clock first: a row updated after it is
+        read again by the next call given it, less a margin for transactions that commit late.
+        With ``since`` None, only the clock (the counters are about to be seeded)."""
+        at = await connection.fetchval("SELECT now()")
+        if since is None:
+            return ChangedCalls(at, [])
+        rows = await connection.fetch(
+            f"""
+            SELECT {_LIVE_CALL_COLUMNS} FROM calls c
+            WHERE c.updated_at > $2 AND NOT starts_with(c.call_id, $1 || '-')
+            """,  # noqa: S608 - built from this module's constants only
+            node, since,
+        )
+        return ChangedCalls(at, [from_row(LiveCall, row) for row in rows])
 
     async def live_picture(self, connection: asyncpg.Connection, now: datetime) -> LivePicture:
         """What the database believes is live: calls, callers waiting, logged-in members."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -153,6 +154,12 @@ class ScreeningService:
         self._timezone = timezone
         self._lookback = lookback
         self._repo = repository or ScreeningRepository()
+        self._labelled: list[Callable[[str, str], None]] = []
+
+    def on_labelled(self, hook: Callable[[str, str], None]) -> None:
+        """Call ``hook(call_id, label)`` once a label is stored (the wallboard's counters
+        follow labels without reading them back)."""
+        self._labelled.append(hook)
 
     def config(self) -> ScoreConfig:
         """The current weights, thresholds and priorities."""
@@ -202,6 +209,11 @@ class ScreeningService:
         stored = await self._database.run(
             lambda connection: self._repo.add_label(connection, call_id, label, actor, note))
         log.info("call %s labelled %s by %s", call_id, stored.label.value, stored.labelled_by)
+        for hook in self._labelled:
+            try:
+                hook(call_id, stored.label.value)
+            except Exception:  # the label is stored: a follower's bug must not undo the reply
+                log.exception("label hook %r failed", hook)
         return stored
 
     async def labels(self, call_id: str) -> list[StoredLabel]:

@@ -1,7 +1,7 @@
 """The report SQL over a real PostgreSQL: a day of calls written as the listener writes them
 (facts through the call store), labelled, with incidents, villages, ratings and a wrap-up
-pause; the shift report, its CSV, the daily summary, the wallboard's counters and the live
-picture a restarted wallboard starts from."""
+pause; the shift report, its CSV, the daily summary, the calls the wallboard's counters start
+from and the live picture a restarted wallboard starts from."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ from telephony.reports.model import Figures, InvalidPeriod, Period
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.wallboard.counters import ShiftCounters
+from tests.support.report_histories import same
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
@@ -201,25 +203,23 @@ async def test_daily_summary_by_category_village_label_and_rating(day: Day) -> N
     assert (result.ratings.total, result.ratings.mean) == (1, 4.0)
 
 
-async def test_live_counters_for_the_current_shift_and_day(day: Day) -> None:
-    counters = await day.reports.live_counters()  # the clock says 16:30, the siang shift
-    assert counters.shift == ShiftSlot(DAY, "siang")
-    assert (counters.shift_figures.calls, counters.shift_figures.answered) == (1, 1)
-    assert counters.day_figures.calls == 6
-    assert counters.names == {B: "Budi"}
-    # The night before ended long ago: the read rolled it up. Pagi ended at 15:00, too
-    # recently (a wrap-up pause may still end within its window): it is read from its calls.
-    connection = await asyncpg.connect(day.dsn)
-    try:
-        rolled = await connection.fetch("SELECT shift_day, shift_name FROM report_rollup_slots")
-    finally:
-        await connection.close()
-    slots = {(row["shift_day"], row["shift_name"]) for row in rolled}
+async def test_the_live_counters_start_from_the_days_calls(day: Day) -> None:
+    """The wallboard's counters, seeded from the day's calls the clock (16:30, siang) is in,
+    show the daily summary's figures for the day, and the shift's part of them."""
+    counters = ShiftCounters(CALENDAR)
+    counters.seed(DAY, await day.reports.live_calls(DAY))
+    live = counters.live(local(16, 30), await day.reports.operator_names())
+    assert live is not None and live.shift == ShiftSlot(DAY, "siang")
+    assert (live.shift_figures.calls, live.shift_figures.answered) == (1, 1)
+    assert live.names == {B: "Budi"}
+    same(live.day_figures, (await day.reports.daily_summary(DAY)).figures)
+    assert (live.day_figures.calls, live.day_figures.nuisance) == (6, 2)
+    # The night before ended long ago: rolled up for the reports now and then. Pagi ended at
+    # 15:00, too recently (a wrap-up pause may still end within its window).
+    assert await day.reports.roll_up_recent() == 2  # a few at a time, newest first
+    slots = await rolled_up_slots(day.dsn)
     assert (DAY - timedelta(days=1), "malam") in slots
     assert (DAY, "pagi") not in slots
-    again = await day.reports.live_counters()
-    assert (again.shift_figures, again.day_figures) == (counters.shift_figures,
-                                                        counters.day_figures)
 
 
 async def rolled_up_slots(dsn: str) -> set[tuple[date, str]]:
@@ -231,23 +231,23 @@ async def rolled_up_slots(dsn: str) -> set[tuple[date, str]]:
     return {(row["shift_day"], row["shift_name"]) for row in rows}
 
 
-async def test_live_counters_read_closed_shifts_from_rollups_a_relabel_drops(day: Day) -> None:
+async def test_a_relabel_drops_a_rollup_the_wallboard_rolls_up_again(day: Day) -> None:
     later = ReportService(day.database, CALENDAR, ReportConfig(wrapup_seconds=5),
                           clock=lambda: local(18))
-    first = await later.live_counters()
+    await later.roll_up_recent()
     assert (DAY, "pagi") in await rolled_up_slots(day.dsn)
-    assert first.day_figures == (await day.reports.live_counters()).day_figures
     connection = await asyncpg.connect(day.dsn)
-    try:  # a late relabel of a pagi call: pagi's rollup goes, the counters follow at once
+    try:  # a late relabel of a pagi call: pagi's rollup goes
         await connection.execute(
             "INSERT INTO call_labels (call_id, label, labelled_by, labelled_at)"
             " VALUES ('1741572000.1', 'prank', 'sari', now() + interval '1 day')")
     finally:
         await connection.close()
     assert (DAY, "pagi") not in await rolled_up_slots(day.dsn)
-    after = await later.live_counters()
-    assert after.day_figures.nuisance == first.day_figures.nuisance + 1
-    assert (DAY, "pagi") in await rolled_up_slots(day.dsn)  # rolled up again by that read
+    labels = {c.call_id: c.label for c in await later.live_calls(DAY)}
+    assert labels["1741572000.1"] == "prank"
+    await later.roll_up_recent()
+    assert (DAY, "pagi") in await rolled_up_slots(day.dsn)  # rolled up again
 
 
 async def test_the_live_picture_after_a_restart(day: Day) -> None:

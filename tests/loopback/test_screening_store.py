@@ -325,6 +325,8 @@ async def test_prank_label_corrected_to_genuine(
     start = datetime.now(UTC) - timedelta(hours=3)
     await calls.apply(connection, call_facts("p.1", "081277770000", at=start, key="1",
                                              answered_at=start + timedelta(seconds=10), talk=40))
+    followed: list[tuple[str, str]] = []  # the wallboard's counters follow labels so
+    service.on_labelled(lambda call_id, label: followed.append((call_id, label)))
     labelled = await service.label("p.1", "prank", "op1001", "anak-anak tertawa")
     prank = await service.pre_queue("112", "081277770000", datetime.now(UTC))
     corrected = await service.label("p.1", "genuine", "spv01", "ternyata kebakaran kecil")
@@ -342,6 +344,7 @@ async def test_prank_label_corrected_to_genuine(
         (Label.PRANK, "op1001", "anak-anak tertawa"),
         (Label.GENUINE, "spv01", "ternyata kebakaran kecil")]
     assert [e.label_id for e in timeline] == [labelled.label_id, corrected.label_id]
+    assert followed == [("p.1", "prank"), ("p.1", "genuine")]
 
 
 async def test_labels_on_unknown_calls_or_values_are_rejected_and_nothing_written(

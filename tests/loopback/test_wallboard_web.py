@@ -186,6 +186,49 @@ async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> N
         await database.close()
 
 
+async def test_the_counters_follow_facts_before_the_database_has_them(board: Board) -> None:
+    """Tracked facts move the counters at once, with nothing written (the database is never
+    read back for them); facts tracked before the seed are applied again on top of it; a
+    label the screening service stores moves the prank share."""
+    now = datetime.now(UTC)
+    early = "1741600400.1"
+    # Tracked before the first seed and never written: the seed must not lose it.
+    board.wallboard.recorded([
+        CallStarted(early, early, "PJSIP/c", "0812", "", "112", now),
+        QueueJoined(early, "medical", 1, now)])
+    deadline = time.monotonic() + 10
+    while (counters := board.wallboard.snapshot().counters) is None:
+        assert time.monotonic() < deadline, "the counters were not seeded"
+        await asyncio.sleep(0.05)
+    assert (counters.shift_figures.offered, counters.day_figures.offered) == (1, 1)
+    call_id = "1741600400.2"
+    board.wallboard.recorded([
+        CallStarted(call_id, call_id, "PJSIP/c", "0813", "", "119", now),
+        QueueJoined(call_id, "fire", 1, now + timedelta(seconds=1)),
+        OperatorAnswered(call_id, "fire", OP, 4, 1, now + timedelta(seconds=5))])
+    counters = board.wallboard.snapshot().counters
+    assert counters is not None
+    assert (counters.shift_figures.offered, counters.shift_figures.answered) == (2, 1)
+    assert counters.shift_figures.mean_wait == 4.0
+    board.wallboard.labelled(call_id, "prank")
+    counters = board.wallboard.snapshot().counters
+    assert counters is not None and counters.shift_figures.prank_share.percent == 100.0
+    # After a resync the counters start again from the database, then the facts again.
+    board.wallboard.resynced(None)
+    await eventually_seeded_again(board)
+    counters = board.wallboard.snapshot().counters
+    assert counters is not None
+    assert (counters.shift_figures.offered, counters.shift_figures.answered) == (2, 1)
+
+
+async def eventually_seeded_again(board: Board) -> None:
+    """Wait until the wallboard has no seed due."""
+    deadline = time.monotonic() + 10
+    while board.wallboard.seed_due:
+        assert time.monotonic() < deadline, "the counters were not seeded again"
+        await asyncio.sleep(0.05)
+
+
 async def test_bursts_are_pushed_coalesced(board: Board,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wallboard_http, "HEARTBEAT_SECONDS", 1.0)

@@ -1,0 +1,446 @@
+"""The wallboard's counters of the current shift and of its operational day, kept in memory
+from the call facts as they are tracked: never read back from the database per refresh.
+
+Pure: :class:`ShiftCounters` takes facts, operator labels and a seed (the day's calls, read
+once: at start, at each new shift, after a resync), on a cluster node the other nodes' calls
+as their rows change in the database (:meth:`ShiftCounters.follow`), and answers
+:meth:`ShiftCounters.live` for an instant it is given. It never reads a clock.
+
+The figures mean what ``telephony.reports.model`` defines (the reports and the wallboard
+must agree): each call is kept as the ``calls`` row the call store would make of the same
+facts, in the same order (first queue joined, earliest arrival, an answer wins over an
+abandon, a vanish only while no end is known...), and counts in the shift it arrived in, as
+the reports put it, even when it is answered in the next. What a call adds to its shift and
+to its day (its *share*: offered, answered, abandoned, service level hits, wait, talk,
+label) is taken away and added again whenever a fact changes it, so a fact costs the same
+whatever the day's calls. Two figures are no sums and are kept apart:
+
+- the p90 wait: the waits in microseconds, in a sorted list per group;
+- the service level of a caller still waiting: counted (a miss) only once the caller has
+  waited past the threshold, so the join instants of those callers are kept sorted and
+  counted against ``now`` when the figures are read.
+
+Memory follows the day's calls (one small record each; a new day starts afresh).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Final, NamedTuple
+
+from telephony.calls.facts import (
+    CallBackfilled,
+    CallCut,
+    CallEnded,
+    CallFact,
+    CallStarted,
+    CallVanished,
+    IvrVariableSet,
+    IvrVariablesSet,
+    OperatorAnswered,
+    OperatorCompleted,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+)
+from telephony.calls.shifts import ShiftCalendar, ShiftSlot
+from telephony.reports.model import SERVICE_LEVEL_SECONDS, Figures, LiveCall, Ratio
+from telephony.screening.features import NUISANCE
+
+_MICROSECOND: Final = timedelta(microseconds=1)
+_MICROS: Final = 1_000_000
+_THRESHOLDS: Final = tuple(SERVICE_LEVEL_SECONDS)
+_THRESHOLD_US: Final = tuple(t * _MICROS for t in _THRESHOLDS)
+_THRESHOLD_SPANS: Final = tuple(timedelta(seconds=t) for t in _THRESHOLDS)
+_NUISANCE: Final = frozenset(label.value for label in NUISANCE)
+# Facts that create a call's row in the call store (calls.store._ENSURING).
+_ENSURING: Final = (IvrVariableSet, IvrVariablesSet, QueueLeft, CallBackfilled)
+
+
+@dataclass(frozen=True)
+class LiveCounters:
+    """The wallboard's figures: the current shift and the operational day it belongs to."""
+
+    at: datetime
+    shift: ShiftSlot
+    shift_figures: Figures
+    day_figures: Figures
+    names: Mapping[str, str]  # operator interface -> display name
+
+
+class _Share(NamedTuple):
+    """What one call adds to the figures of its shift and its day."""
+
+    offered: int
+    answered: int
+    abandoned: int
+    hits: tuple[int, ...]  # per threshold: answered within it
+    counted: tuple[int, ...]  # per threshold: fate known whatever the clock
+    waiting_since: datetime | None  # offered, still in progress, join seen: counted later
+    wait_us: int | None  # answered and offered, wait known
+    talk: int | None  # answered and offered, talk known
+    labelled: int
+    nuisance: int
+
+
+_ZEROS: Final = (0,) * len(_THRESHOLDS)
+
+
+@dataclass(slots=True)
+class _Call:
+    """A call as the ``calls`` row (and ``call_outcomes``' disposition) the facts make."""
+
+    call_id: str
+    arrived_at: datetime | None = None
+    slot: ShiftSlot | None = None
+    queue: str | None = None
+    joined_at: datetime | None = None
+    answered_at: datetime | None = None
+    completed_at: datetime | None = None
+    abandoned_at: datetime | None = None
+    ended_at: datetime | None = None
+    vanished: bool = False
+    hold: int | None = None
+    talk: int | None = None
+    label: str | None = None
+    share: _Share | None = None  # what it adds now (None: nothing, it is in no group)
+    counted_in: str | None = None  # the shift of the day it adds ``share`` to
+
+    @property
+    def disposition(self) -> str:
+        """As ``call_outcomes`` words it."""
+        if self.answered_at is not None or self.completed_at is not None:
+            return "answered"
+        if self.abandoned_at is not None:
+            return "abandoned"
+        if self.vanished:
+            return "vanished"
+        if self.queue is None and self.ended_at is not None:
+            return "ended_in_ivr"
+        if self.ended_at is None:
+            return "in_progress"
+        return "ended_in_queue"
+
+    def wait_us(self) -> int | None:
+        """``CallRow.wait_seconds`` in whole microseconds (answered calls only)."""
+        if self.joined_at is not None and self.answered_at is not None:
+            return max(0, (self.answered_at - self.joined_at) // _MICROSECOND)
+        return self.hold * _MICROS if self.hold is not None else None
+
+    def counted_share(self) -> _Share:
+        """What the call adds to the figures (``reports.model.figures``)."""
+        labelled = int(self.label is not None)
+        nuisance = int(self.label in _NUISANCE)
+        if self.queue is None:
+            return _Share(0, 0, 0, _ZEROS, _ZEROS, None, None, None, labelled, nuisance)
+        disposition = self.disposition
+        if disposition == "answered":
+            wait = self.wait_us()
+            if wait is None:
+                hits = counted = _ZEROS
+            else:
+                hits = tuple(int(wait <= limit) for limit in _THRESHOLD_US)
+                counted = (1,) * len(_THRESHOLDS)
+            return _Share(1, 1, 0, hits, counted, None, wait, self.talk, labelled, nuisance)
+        if disposition == "in_progress":
+            return _Share(1, 0, 0, _ZEROS, _ZEROS, self.joined_at, None, None,
+                          labelled, nuisance)
+        return _Share(1, 0, int(disposition == "abandoned"), _ZEROS, (1,) * len(_THRESHOLDS),
+                      None, None, None, labelled, nuisance)
+
+
+@dataclass
+class _Sums:
+    """The figures of one group of calls, as sums (and the two sorted lists)."""
+
+    calls: int = 0
+    offered: int = 0
+    answered: int = 0
+    abandoned: int = 0
+    hits: list[int] = field(default_factory=lambda: [0] * len(_THRESHOLDS))
+    counted: list[int] = field(default_factory=lambda: [0] * len(_THRESHOLDS))
+    waiting_since: list[datetime] = field(default_factory=list)  # sorted
+    waits: list[int] = field(default_factory=list)  # sorted, microseconds
+    wait_sum: int = 0
+    talk_n: int = 0
+    talk_sum: int = 0
+    labelled: int = 0
+    nuisance: int = 0
+
+    def add(self, share: _Share, *, in_order: bool = True) -> None:
+        """Add a call's share; with ``in_order`` false, the two lists are left for
+        :meth:`sort` (a seed adds a day's calls: one sort, not an insertion each)."""
+        self.calls += 1
+        self.offered += share.offered
+        self.answered += share.answered
+        self.abandoned += share.abandoned
+        for index in range(len(_THRESHOLDS)):
+            self.hits[index] += share.hits[index]
+            self.counted[index] += share.counted[index]
+        if share.waiting_since is not None:
+            if in_order:
+                bisect.insort(self.waiting_since, share.waiting_since)
+            else:
+                self.waiting_since.append(share.waiting_since)
+        if share.wait_us is not None:
+            if in_order:
+                bisect.insort(self.waits, share.wait_us)
+            else:
+                self.waits.append(share.wait_us)
+            self.wait_sum += share.wait_us
+        if share.talk is not None:
+            self.talk_n += 1
+            self.talk_sum += share.talk
+        self.labelled += share.labelled
+        self.nuisance += share.nuisance
+
+    def sort(self) -> None:
+        """Order the lists after adding out of order."""
+        self.waiting_since.sort()
+        self.waits.sort()
+
+    def remove(self, share: _Share) -> None:
+        self.calls -= 1
+        self.offered -= share.offered
+        self.answered -= share.answered
+        self.abandoned -= share.abandoned
+        for index in range(len(_THRESHOLDS)):
+            self.hits[index] -= share.hits[index]
+            self.counted[index] -= share.counted[index]
+        if share.waiting_since is not None:
+            del self.waiting_since[bisect.bisect_left(self.waiting_since, share.waiting_since)]
+        if share.wait_us is not None:
+            del self.waits[bisect.bisect_left(self.waits, share.wait_us)]
+            self.wait_sum -= share.wait_us
+        if share.talk is not None:
+            self.talk_n -= 1
+            self.talk_sum -= share.talk
+        self.labelled -= share.labelled
+        self.nuisance -= share.nuisance
+
+    def figures(self, now: datetime) -> Figures:
+        """As ``reports.model.figures`` over the group's calls at ``now`` (no wrap-ups: the
+        wallboard shows none)."""
+        waits = self.waits
+        levels = {}
+        for index, threshold in enumerate(_THRESHOLDS):
+            # Still waiting and joined longer ago than the threshold: a miss already.
+            late = bisect.bisect_left(self.waiting_since, now - _THRESHOLD_SPANS[index])
+            levels[threshold] = Ratio(self.hits[index], self.counted[index] + late)
+        return Figures(
+            calls=self.calls, offered=self.offered, answered=self.answered,
+            abandoned=self.abandoned, service_levels=levels,
+            mean_wait=self.wait_sum / _MICROS / len(waits) if waits else None,
+            p90_wait=waits[math.ceil(0.9 * len(waits)) - 1] / _MICROS if waits else None,
+            mean_talk=self.talk_sum / self.talk_n if self.talk_n else None,
+            mean_wrapup=None, labelled=self.labelled, nuisance=self.nuisance)
+
+
+def _call_of(row: LiveCall) -> _Call:
+    """A call as its ``calls`` row has it (counted in no group yet)."""
+    slot = (ShiftSlot(row.shift_day, row.shift_name)
+            if row.shift_day is not None and row.shift_name is not None else None)
+    return _Call(row.call_id, row.arrived_at, slot, row.queue, row.joined_at, row.answered_at,
+                 row.completed_at, row.abandoned_at, row.ended_at, row.vanished,
+                 row.hold_seconds, row.talk_seconds, row.label)
+
+
+def _half_up_seconds(span: timedelta) -> int:
+    """PostgreSQL's ``greatest(0, round(extract(epoch FROM span)))``."""
+    micros = span // _MICROSECOND
+    return 0 if micros <= 0 else (micros + _MICROS // 2) // _MICROS
+
+
+class ShiftCounters:
+    """The figures of the operational day's shifts, kept from facts."""
+
+    def __init__(self, calendar: ShiftCalendar) -> None:
+        self._calendar = calendar
+        self._day: date | None = None  # None until seeded
+        self._calls: dict[str, _Call] = {}
+        self._shifts: dict[str, _Sums] = {}
+        self._whole_day = _Sums()
+
+    # -- input --------------------------------------------------------------------------------
+
+    def seed(self, day: date, calls: Iterable[LiveCall]) -> None:
+        """Start again from the database's calls of the operational day ``day`` (and the open
+        ones not yet in a shift). Facts the database may not have had yet are applied again
+        afterwards: every fact leaves a call as it would leave its row, so a fact applied to a
+        call that already has it changes nothing."""
+        self._calls = {row.call_id: _call_of(row) for row in calls}
+        self._recount(day)
+
+    def follow(self, row: LiveCall) -> bool:
+        """Another cluster node's call as the database has it now (this node's listener sees
+        none of its facts): the row replaces what was kept of the call, its old share taken
+        away and its new one added. Only a newer row than the one kept should follow (the
+        caller reads rows by ``updated_at``); the same row again changes nothing. A row of an
+        earlier day, or an ended call of no shift, is forgotten (as a seed leaves it out).
+        Whether the figures moved."""
+        if self._day is None:
+            return False  # not seeded: the seed reads every node's calls
+        old = self._calls.pop(row.call_id, None)
+        before = (old.share, old.counted_in) if old is not None else (None, None)
+        if old is not None and old.share is not None and old.counted_in is not None:
+            self._shifts[old.counted_in].remove(old.share)
+            self._whole_day.remove(old.share)
+        call = _call_of(row)
+        if (call.slot is None and call.ended_at is not None) or (
+                call.slot is not None and call.slot.day < self._day):
+            return before != (None, None)
+        self._calls[row.call_id] = call
+        self._update(call)
+        return before != (call.share, call.counted_in)
+
+    def apply(self, facts: Iterable[CallFact]) -> None:
+        """Follow facts, in the order the listener established them."""
+        for fact in facts:
+            call = self._changed_by(fact)
+            if call is not None:
+                self._update(call)
+
+    def labelled(self, call_id: str, label: str) -> None:
+        """An operator labelled a call (the newest label is the call's label)."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.label = label
+            self._update(call)
+
+    # -- output -------------------------------------------------------------------------------
+
+    def live(self, now: datetime, names: Mapping[str, str]) -> LiveCounters | None:
+        """The current shift's and day's figures at ``now``; None until seeded. A new day
+        starts from its calls seen so far (the previous day's no longer count)."""
+        if self._day is None:
+            return None
+        slot = self._calendar.slot_for(now)
+        if slot.day > self._day:
+            self._recount(slot.day)
+        # (A clock set back shows no shift of the day before: its calls are forgotten.)
+        shift = (self._shifts.get(slot.name) if slot.day == self._day else None) or _Sums()
+        return LiveCounters(now, slot, shift.figures(now), self._whole_day.figures(now),
+                            dict(names))
+
+    def __len__(self) -> int:
+        """How many calls are kept."""
+        return len(self._calls)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _recount(self, day: date) -> None:
+        """Count ``day``: forget the calls of the days before and the ended ones of no shift
+        (a call of the next day, by a clock a little ahead, is kept for its turn)."""
+        self._day = day
+        self._shifts = {}
+        self._whole_day = _Sums()
+        kept = {}
+        for call_id, call in self._calls.items():
+            if call.slot is None and call.ended_at is not None:
+                continue
+            if call.slot is not None and call.slot.day < day:
+                continue
+            kept[call_id] = call
+            call.share = call.counted_in = None
+            if call.slot is None or call.slot.day != day:
+                continue
+            call.share, call.counted_in = call.counted_share(), call.slot.name
+            self._shift(call.slot.name).add(call.share, in_order=False)
+            self._whole_day.add(call.share, in_order=False)
+        for sums in (*self._shifts.values(), self._whole_day):
+            sums.sort()
+        self._calls = kept
+
+    def _ensure(self, call_id: str) -> _Call:
+        call = self._calls.get(call_id)
+        if call is None:
+            call = self._calls[call_id] = _Call(call_id)
+        return call
+
+    def _changed_by(self, fact: CallFact) -> _Call | None:
+        """Apply ``fact`` to its call as the call store applies it to the row; the call."""
+        match fact:
+            case CallStarted():
+                call = self._ensure(fact.call_id)
+                if call.arrived_at is None or fact.at < call.arrived_at:
+                    call.arrived_at = fact.at
+                    call.slot = self._calendar.slot_for(fact.at)
+                return call
+            case QueueJoined():
+                call = self._ensure(fact.call_id)
+                if call.queue is None:
+                    call.queue, call.joined_at = fact.queue, fact.at
+                return call
+            case QueueAbandoned():
+                call = self._ensure(fact.call_id)
+                call.abandoned_at = fact.at
+                return call
+            case OperatorAnswered():
+                call = self._ensure(fact.call_id)
+                if call.hold is None:
+                    call.hold = fact.wait_seconds
+                if call.answered_at is None or fact.at < call.answered_at:
+                    call.answered_at = fact.at
+                return call
+            case OperatorCompleted():
+                call = self._ensure(fact.call_id)
+                if call.hold is None:
+                    call.hold = fact.wait_seconds
+                if call.answered_at is None:
+                    call.answered_at = fact.at - timedelta(seconds=fact.talk_seconds)
+                call.talk, call.completed_at = fact.talk_seconds, fact.at
+                return call
+            case CallEnded():
+                call = self._ensure(fact.call_id)
+                call.ended_at, call.vanished = fact.at, False
+                return call
+            case CallVanished():
+                known = self._calls.get(fact.call_id)  # only a call the store has
+                if known is not None and known.ended_at is None:
+                    known.ended_at, known.vanished = fact.at, True
+                return known
+            case CallCut():
+                return self._cut(fact)
+            case _ if isinstance(fact, _ENSURING):
+                self._ensure(fact.call_id)  # the row exists from now on: a vanish applies
+        return None
+
+    def _cut(self, fact: CallCut) -> _Call | None:
+        """``calls.outage_store._CUT``: a vanished call ends when it was last seen alive; an
+        answered call with no talk time talked until its end."""
+        call = self._calls.get(fact.call_id)
+        if call is None:
+            return None
+        end = call.ended_at
+        if call.vanished:
+            end = fact.at if end is None else min(end, fact.at)
+        if call.talk is None and call.answered_at is not None and end is not None:
+            call.talk = _half_up_seconds(end - call.answered_at)
+        call.ended_at = end
+        return call
+
+    def _update(self, call: _Call) -> None:
+        """Take the call's old share away from its groups and add its new one (its shift may
+        have changed too: an earlier sighting moves its arrival)."""
+        counted = call.slot is not None and call.slot.day == self._day
+        share = call.counted_share() if counted else None
+        shift = call.slot.name if counted and call.slot is not None else None
+        if share == call.share and shift == call.counted_in:
+            return
+        if call.share is not None and call.counted_in is not None:
+            self._shifts[call.counted_in].remove(call.share)
+            self._whole_day.remove(call.share)
+        if share is not None and shift is not None:
+            self._shift(shift).add(share)
+            self._whole_day.add(share)
+        call.share, call.counted_in = share, shift
+
+    def _shift(self, name: str) -> _Sums:
+        sums = self._shifts.get(name)
+        if sums is None:
+            sums = self._shifts[name] = _Sums()
+        return sums

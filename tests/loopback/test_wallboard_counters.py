@@ -1,0 +1,229 @@
+"""The wallboard's live counters against the call store and the reports' reference in a real
+PostgreSQL: random histories told as facts (interleaved, some replayed, some calls first seen
+through a later sighting) written by the call store in random batches and labelled; the
+counters kept from those facts alone, and the counters seeded from the database's calls, both
+equal the reports' definitions over the rows the store wrote. On a cluster node, the wallboard
+follows the other nodes' calls as the call store writes them, with no seed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from telephony.calls.facts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    OperatorAnswered,
+    QueueAbandoned,
+    QueueJoined,
+)
+from telephony.calls.shifts import ShiftSlot
+from telephony.calls.store import CallRepository
+from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.reports.model import ChangedCalls, Figures, LiveCall, Period, day_bounds
+from telephony.reports.service import ReportConfig, ReportService
+from telephony.reports.store import ReportRepository
+from telephony.settings import Settings
+from telephony.wallboard.counters import ShiftCounters
+from telephony.wallboard.service import WallboardService
+from telephony.wallboard.state import LiveBoard
+from tests.support.polling import eventually
+from tests.support.report_histories import (
+    CALENDAR,
+    DAY,
+    SPAN,
+    START,
+    call_facts,
+    interleaved,
+    random_history,
+    same,
+)
+from tests.support.reports_oracle import reference_day
+from tests.support.web import make_context
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_counters_kept_from_facts_equal_the_reports_over_the_stored_calls(
+        database_dsn: str, seed: int) -> None:
+    rng = random.Random(500 + seed)
+    now = START + SPAN * rng.uniform(0.6, 1.1)
+    history = random_history(rng, 200, now)
+    # Only the calls facts can tell: the store then holds no other.
+    told = {row["call_id"]: facts for row in history.calls
+            if (facts := call_facts(row, rng)) is not None}
+    stream = interleaved(rng, list(told.values()))
+    from_facts = ShiftCounters(CALENDAR)
+    from_facts.seed(DAY, [])
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        written = 0
+        while written < len(stream):  # as the listener's recorder: batches of any size
+            batch = stream[written:written + rng.choice([1, 7, 50, 500])]
+            await CallRepository(CALENDAR).apply(connection, batch)
+            from_facts.apply(batch)
+            written += len(batch)
+        labels = [entry for entry in history.labels if entry[0] in told]
+        await connection.executemany(
+            "INSERT INTO call_labels (call_id, label, labelled_by, labelled_at) "
+            "VALUES ($1, $2, 'sari', $3)", labels)
+        for _, _, (call_id, label, _) in sorted(
+                (entry[2], index, entry) for index, entry in enumerate(labels)):
+            from_facts.labelled(call_id, label)
+        for day in (DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)):
+            seeded = ShiftCounters(CALENDAR)
+            seeded.seed(day, await ReportRepository().live_calls(connection, day))
+            first, last = day_bounds(CALENDAR, day)
+            for at in sorted([first + (last - first) * rng.random() for _ in range(2)]
+                             + [CALENDAR.bounds(ShiftSlot(day, name))[0] + timedelta(hours=3)
+                                for name in CALENDAR.names]):
+                slot = CALENDAR.slot_for(at)
+                whole = (await reference_day(connection, Period(day, day), at)).figures
+                shift = (await reference_day(connection, Period(day, day, slot.name), at)
+                         ).figures
+                for counters in (from_facts, seeded):
+                    live = counters.live(at, {})
+                    assert live is not None and live.shift == slot
+                    same(live.day_figures, whole)
+                    same(live.shift_figures, shift)
+    finally:
+        await connection.close()
+
+
+async def write(dsn: str, *facts: CallFact) -> None:
+    """What a node's recorder does with its facts: the call store writes them."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await CallRepository(CALENDAR).apply(connection, facts)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def node_wallboard(database_dsn: str, settings: Settings
+                         ) -> AsyncIterator[tuple[WallboardService, ReportService]]:
+    """The wallboard of cluster node ``node1``, running, seeded once."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
+    wallboard = WallboardService(
+        LiveBoard(wrapup_seconds=0), reports,
+        make_context(replace(settings, database_dsn=database_dsn), database).dispatches,
+        refresh_seconds=30.0, min_refresh_seconds=0.05, node="node1", follow_seconds=0.2)
+    running = asyncio.create_task(wallboard.run())
+    try:
+        async def seeded() -> bool | None:
+            return True if wallboard.snapshot().counters is not None else None
+        await eventually("the first seed", seeded, within=10, interval=0.05)
+        yield wallboard, reports
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+
+
+async def test_a_cluster_nodes_counters_follow_the_other_nodes_calls_without_a_seed(
+        node_wallboard: tuple[WallboardService, ReportService], database_dsn: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    wallboard, reports = node_wallboard
+
+    async def no_seed(day: object) -> list[LiveCall]:
+        raise AssertionError("the counters were seeded again")
+
+    monkeypatch.setattr(reports, "live_calls", no_seed)
+    now = datetime.now(UTC)
+    answered, abandoned = "node2-1741600400.1", "node3-1741600400.2"
+    await write(database_dsn,
+                CallStarted(answered, answered, "PJSIP/c", "0812", "", "112", now),
+                QueueJoined(answered, "medical", 1, now + timedelta(seconds=1)))
+    await write(database_dsn,
+                CallStarted(abandoned, abandoned, "PJSIP/c", "0813", "", "112", now),
+                QueueJoined(abandoned, "fire", 1, now + timedelta(seconds=1)),
+                QueueAbandoned(abandoned, "fire", 1, 1, 30, now + timedelta(seconds=31)),
+                CallEnded(abandoned, 16, "", now + timedelta(seconds=31)))
+    # This node's own call, written but never tracked here: the facts tell it, not the rows.
+    own = "node1-1741600400.3"
+    await write(database_dsn, CallStarted(own, own, "PJSIP/c", "0814", "", "112", now),
+                QueueJoined(own, "fire", 1, now))
+
+    async def shift_figures(expected: tuple[int, ...]) -> Figures | None:
+        counters = wallboard.snapshot().counters
+        assert counters is not None
+        figured = counters.shift_figures
+        return figured if (figured.offered, figured.answered, figured.abandoned,
+                           figured.nuisance) == expected else None
+
+    await eventually("the other nodes' calls counted", lambda: shift_figures((2, 0, 1, 0)),
+                     within=5, interval=0.05)
+    # A later fact of node2's call, then a label given on node2's console.
+    await write(database_dsn, OperatorAnswered(answered, "medical", "PJSIP/op1001", 4, 1,
+                                               now + timedelta(seconds=5)))
+    figured = await eventually("the answer counted", lambda: shift_figures((2, 1, 1, 0)),
+                               within=5, interval=0.05)
+    assert figured.mean_wait == 4.0
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO call_labels (call_id, label, labelled_by, labelled_at) "
+            "VALUES ($1, 'prank', 'sari', now())", answered)
+    finally:
+        await connection.close()
+    await eventually("the label counted", lambda: shift_figures((2, 1, 1, 1)),
+                     within=5, interval=0.05)
+
+
+async def test_a_single_node_never_follows(database_dsn: str, settings: Settings,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    database = Database(replace(settings, database_dsn=database_dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
+
+    async def no_follow(node: str, since: datetime | None) -> None:
+        raise AssertionError("a single node read other nodes' calls")
+
+    monkeypatch.setattr(reports, "changed_calls", no_follow)
+    wallboard = WallboardService(
+        LiveBoard(wrapup_seconds=0), reports,
+        make_context(replace(settings, database_dsn=database_dsn), database).dispatches)
+    try:
+        assert await wallboard.seed_counters()
+    finally:
+        await database.close()
+
+
+async def test_a_failed_follow_is_logged_once_and_retried(
+        node_wallboard: tuple[WallboardService, ReportService], database_dsn: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    wallboard, reports = node_wallboard
+    real = reports.changed_calls
+    failures = 0
+
+    async def down(node: str, since: datetime | None) -> ChangedCalls:
+        nonlocal failures
+        if failures < 3:
+            failures += 1
+            raise DatabaseUnavailable("PostgreSQL unavailable: test")
+        return await real(node, since)
+
+    monkeypatch.setattr(reports, "changed_calls", down)
+    call_id = "node2-1741600400.9"
+    now = datetime.now(UTC)
+    await write(database_dsn, CallStarted(call_id, call_id, "PJSIP/c", "0812", "", "112", now),
+                QueueJoined(call_id, "medical", 1, now))
+
+    async def offered() -> int | None:
+        counters = wallboard.snapshot().counters
+        assert counters is not None
+        return counters.shift_figures.offered or None
+
+    assert await eventually("the call counted after the outage", offered, within=5,
+                            interval=0.05) == 1
+    assert failures == 3
+    messages = [record.getMessage() for record in caplog.records
+                if record.name == "telephony.wallboard"]
+    assert sum("other nodes' calls not read" in message for message in messages) == 1
+    assert sum("following the other nodes' calls again" in message for message in messages) == 1
