@@ -319,7 +319,11 @@ class AmiListener:
     @property
     def event_lag_seconds(self) -> float:
         """How long the oldest event not yet tracked has waited; 0 when none waits."""
-        return time.monotonic() - self._arrivals[0] if self._arrivals else 0.0
+        try:
+            oldest = self._arrivals[0]
+        except IndexError:  # also when the consumer emptied it meanwhile (another thread)
+            return 0.0
+        return time.monotonic() - oldest
 
     @property
     def facts_waiting(self) -> int:
