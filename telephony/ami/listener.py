@@ -11,6 +11,10 @@ On every (re)login the consumer first resyncs from Asterisk's snapshots (``CoreS
 ``Status`` with the ``IVR_*`` variables, ``QueueStatus``) and from the sink's open calls, so
 calls that ended while we were away become ``CallVanished``.
 
+The listener works on whichever loop starts it and is not thread-safe. The line runs it, with
+the recorder, on a thread and loop of their own, and the main loop's services reach it through
+:class:`~telephony.ami.threaded.ThreadedListener` (which thread owns what: see there).
+
 The event queue (events received, not yet tracked) is unbounded on purpose: dropping an event
 is never acceptable, and pausing reads instead would make Asterisk drop the session after its
 ``writetimeout`` (100 ms by default), losing events all the same. It stays short because
