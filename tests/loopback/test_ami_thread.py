@@ -7,6 +7,7 @@ listener's order, exactly once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -14,12 +15,15 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from panoramisk.message import Message
 
-from telephony.ami.testing import FakeAsterisk, fake_asterisk
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
+from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk
+from telephony.ami.threaded import ThreadedListener
 from telephony.ami.tracker import QueueSnapshot
 from telephony.app import running_line
 from telephony.calls.facts import CallEnded, CallFact
+from telephony.core.threads import LoopThread
 from telephony.settings import Settings
-from tests.support.ami import ANSWERED, CALLER, expected_facts
+from tests.support.ami import ABANDONED, ANSWERED, CALLER, eventually, expected_facts, listener
 from tests.support.db import fetch
 
 HOLD = 1.5  # how long the main loop is held, as a long report or a stalled handler would
@@ -120,3 +124,53 @@ async def test_facts_reach_the_database_while_the_main_loop_is_held(
     (ended,) = [i for i, entry in enumerate(main.log) if entry == ("fact", CallEnded.__name__)]
     assert events and events[0] < ended
 
+
+
+async def test_the_main_loop_hears_everything_in_order_and_its_actions_cross(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def recorded(self, facts: Sequence[CallFact]) -> None:
+            raise RuntimeError("observer bug")
+
+        def resynced(self, queues: QueueSnapshot | None) -> None:
+            raise RuntimeError("observer bug")
+
+    sink = ListSink()
+    main = MainSide()
+    thread = LoopThread("ami-under-test")
+    await thread.start()
+    try:
+        async with fake_asterisk() as server:
+            ami = ThreadedListener(listener(server.port, sink), thread)
+            ami.observe(Broken())
+            ami.observe(main)
+            ami.after_persisted(main.after_persisted)
+            ami.subscribe("Hangup", main.hangup)
+            await ami.start()
+            try:
+                async with asyncio.timeout(WAIT):
+                    await ami.wait_ready()
+                reply = await ami.send_action({"Action": "QueueAdd", "Queue": "medical",
+                                               "Interface": "PJSIP/op1001"})
+                assert reply.success
+                with pytest.raises(AmiActionRefusedError, match="Interface not found"):
+                    await ami.send_action({"Action": "QueuePause", "Interface": "PJSIP/x"})
+                with caplog.at_level(logging.ERROR, "telephony.ami"):
+                    await server.send_frames([*ANSWERED, *ABANDONED])
+                    expected = expected_facts([*ANSWERED, *ABANDONED])
+                    await eventually(lambda: len(main.persisted) >= len(expected))
+            finally:
+                await ami.stop()
+    finally:
+        await thread.stop()
+    with pytest.raises(AmiActionError, match="not running"):
+        await ami.send_action({"Action": "Ping"})
+    assert main.facts == sink.facts == expected
+    assert main.persisted == expected
+    assert main.threads == {threading.main_thread().name}
+    assert [entry for entry in main.log if entry[0] == "resync"] == [("resync", "")]
+    hangups = [i for i, entry in enumerate(main.log) if entry == ("event", "Hangup")]
+    ends = [i for i, entry in enumerate(main.log) if entry == ("fact", CallEnded.__name__)]
+    assert len(ends) == 2 and len(hangups) >= 2 and hangups[0] < ends[0]
+    assert any("fact observer" in r.getMessage() for r in caplog.records)
