@@ -301,7 +301,11 @@ class AmiListener:
         self._idle = asyncio.Event()  # the backlog is empty and no batch is being written
         self._idle.set()
         self._closing = False
-        self._writing = 0  # facts of the batch being written
+        # Facts of the batch being written, and of the hand-over in progress: counted before
+        # they leave the backlog's count, so that facts_waiting, read from another thread (the
+        # line's main loop), is never 0 while a fact is on its way to the sink.
+        self._writing = 0
+        self._handing = 0
 
     async def __aenter__(self) -> AmiListener:
         await self.start()
@@ -332,7 +336,7 @@ class AmiListener:
     @property
     def facts_waiting(self) -> int:
         """Facts tracked and not yet persisted: in the backlog, or in the batch being written."""
-        return len(self._backlog) + self._writing
+        return len(self._backlog) + self._writing + self._handing
 
     @property
     def fact_lag_seconds(self) -> float:
@@ -584,24 +588,29 @@ class AmiListener:
                 observer.recorded(facts)
             except Exception:
                 logger.exception("fact observer %r failed", observer)
-        spill = self._backlog.offer(facts)
-        if not spill:
-            self._idle.clear()
-            self._more.set()
-            return
-        logger.warning("%d call facts waiting for the database: spooling them to disk",
-                       len(spill))
+        self._handing = len(facts) + len(self._backlog)
         try:
-            self._sink.overflow(spill)
-        except Exception:
-            # Like record(): the sink promises not to raise; losing the listener would lose
-            # every later call too.
-            logger.exception("the call store failed to spool %d facts", len(spill))
+            spill = self._backlog.offer(facts)
+            if not spill:
+                self._idle.clear()
+                self._more.set()
+                return
+            logger.warning("%d call facts waiting for the database: spooling them to disk",
+                           len(spill))
+            try:
+                self._sink.overflow(spill)
+            except Exception:
+                # Like record(): the sink promises not to raise; losing the listener would
+                # lose every later call too.
+                logger.exception("the call store failed to spool %d facts", len(spill))
+        finally:
+            self._handing = 0
         self._persisted(spill)
 
     async def _persist(self) -> None:
         """Write the backlog through the sink, a batch at a time, until stopped and empty."""
         while True:
+            self._writing = min(MAX_BATCH_FACTS, len(self._backlog))
             batch = self._backlog.take(MAX_BATCH_FACTS)
             if not batch:
                 self._idle.set()
@@ -610,7 +619,6 @@ class AmiListener:
                 self._more.clear()
                 await self._more.wait()
                 continue
-            self._writing = len(batch)
             try:
                 await self._sink.record(batch)
             except Exception:
