@@ -304,7 +304,8 @@ class LiveFigures:
 
     wallboard_lags: list[float]
     callpath_stalls: list[float]  # the FastAGI IVR's own loop (telephony/callpath.py)
-    main_stalls: list[float]  # the loop of the AMI listener, recorder, HTTP and reports
+    ami_stalls: list[float]  # the AMI listener's and recorder's (telephony/ami/threaded.py)
+    main_stalls: list[float]  # the loop of HTTP, the reports and the services
 
 
 async def _stall_probe(stalls: list[float]) -> None:
@@ -322,6 +323,7 @@ class LiveProbes:
 
     board: _WallboardProbe
     callpath_stalls: list[float]
+    ami_stalls: list[float]
     main_stalls: list[float]
     probes: list[asyncio.Future[None] | concurrent.futures.Future[None]]
 
@@ -330,13 +332,17 @@ class LiveProbes:
         board = _WallboardProbe()
         line.listener.observe(board)
         callpath: list[float] = []
+        ami: list[float] = []
         main: list[float] = []
         probes: list[asyncio.Future[None] | concurrent.futures.Future[None]] = [
             asyncio.create_task(_stall_probe(main), name="loop-stall-probe")]
         if line.callpath.loop is not None:
             probes.append(asyncio.run_coroutine_threadsafe(_stall_probe(callpath),
                                                            line.callpath.loop))
-        return cls(board, callpath, main, probes)
+        if line.listener.thread.loop is not None:
+            probes.append(asyncio.run_coroutine_threadsafe(_stall_probe(ami),
+                                                           line.listener.thread.loop))
+        return cls(board, callpath, ami, main, probes)
 
     def stop(self) -> None:
         self.board.active = False
@@ -345,7 +351,8 @@ class LiveProbes:
 
     def figures(self, call_ids: set[str]) -> LiveFigures:
         return LiveFigures([lag for call, lag in self.board.lags if call in call_ids],
-                           list(self.callpath_stalls), list(self.main_stalls))
+                           list(self.callpath_stalls), list(self.ami_stalls),
+                           list(self.main_stalls))
 
 
 def live_latencies(outcome: Outcome) -> list[tuple[str, list[float]]]:
@@ -354,6 +361,7 @@ def live_latencies(outcome: Outcome) -> list[tuple[str, list[float]]]:
         return []
     return [("AMI event -> wallboard", outcome.live.wallboard_lags),
             ("IVR loop stall (5 ms probe)", outcome.live.callpath_stalls),
+            ("AMI loop stall (5 ms probe)", outcome.live.ami_stalls),
             ("main loop stall (5 ms probe)", outcome.live.main_stalls)]
 
 

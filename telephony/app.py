@@ -1,7 +1,8 @@
 """Composition root: builds the line's services from the settings and runs them together.
 
-``serve`` = the FastAGI IVR + the AMI listener + the recorder that writes call facts to
-PostgreSQL (or its spool) + the recordings worker that pairs, processes and stores Asterisk's
+``serve`` = the FastAGI IVR (on a thread and loop of its own) + the AMI listener and the
+recorder that writes call facts to PostgreSQL (or its spool), on a second thread and loop of
+their own + the recordings worker that pairs, processes and stores Asterisk's
 call recordings + the incident upkeep (an incident for each answered call, notifications) +
 the post-call prank screening of ended calls + the HTTP JSON API and the web console (its
 operators join queues and pause through the AMI listener) + the caller-rating callbacks
@@ -39,6 +40,7 @@ from telephony.admin.queues import QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.sync import AsteriskSync
 from telephony.ami.listener import AmiListener
+from telephony.ami.threaded import ThreadedListener
 from telephony.ami.vanish import VanishWatch
 from telephony.asterisk.site import AsteriskSite
 from telephony.callbacks.console import CallbackPages
@@ -52,6 +54,7 @@ from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
+from telephony.core.threads import LoopThread
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, line_role
 from telephony.db.roles import prepare_schema
@@ -98,6 +101,14 @@ from telephony.web.server import WebServer, build_app
 
 log = logging.getLogger("telephony.app")
 
+# The AMI thread's pool: the recorder writes one batch at a time; the spool's flusher, the
+# resync's and the vanish watch's open calls, and the backfill take one each now and then.
+AMI_POOL_SIZE = 4
+# Serializes the schema's preparation: the main loop's pool and the AMI thread's each prepare
+# before they open, and two line servers of a cluster may start together; concurrent GRANTs
+# and the shift roster's rewrite would collide.
+PREPARE_LOCK = 0x5161_6761_0112
+
 
 @dataclass
 class Line:
@@ -107,9 +118,9 @@ class Line:
     database: Database
     repository: CallRepository
     incidents: IncidentService
-    recorder: CallRecorder
+    recorder: CallRecorder  # runs on the listener's thread (telephony/ami/threaded.py)
     callpath: CallPath
-    listener: AmiListener
+    listener: ThreadedListener
     screening: ScreeningService
     surveys: SurveyService
     web: WebServer
@@ -137,8 +148,12 @@ def schema_preparation(settings: Settings) -> DatabaseWork[None]:
     role = line_role(settings)
 
     async def work(connection: asyncpg.Connection) -> None:
-        await prepare_schema(connection, role)
-        await sync_shifts(connection, settings.shifts)
+        await connection.execute("SELECT pg_advisory_lock($1)", PREPARE_LOCK)
+        try:
+            await prepare_schema(connection, role)
+            await sync_shifts(connection, settings.shifts)
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", PREPARE_LOCK)
 
     return work
 
@@ -161,7 +176,7 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 
 
-def monitoring(settings: Settings, database: Database, *, listener: AmiListener,
+def monitoring(settings: Settings, database: Database, *, listener: ThreadedListener,
                agi: CallPath, recorder: CallRecorder, wallboard: WallboardService,
                menus: WatchedFile[IvrMenu], metrics: LineMetrics) -> MonitoringApi:
     """The scrape-time collectors over the line's services, and the monitoring routes."""
@@ -199,7 +214,7 @@ class Administration:
 
 
 async def start_administration(
-    settings: Settings, database: Database, *, listener: AmiListener,
+    settings: Settings, database: Database, *, listener: ThreadedListener,
     menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentServices,
     calendar: ShiftCalendar,
 ) -> Administration:
@@ -235,7 +250,7 @@ class CallHandling:
 
 def start_call_handling(
     settings: Settings, database: Database, stack: contextlib.AsyncExitStack, *,
-    listener: AmiListener, menus: WatchedFile[IvrMenu], accounts: AccountService,
+    listener: ThreadedListener, menus: WatchedFile[IvrMenu], accounts: AccountService,
     incidents: IncidentServices,
 ) -> CallHandling:
     """The services that act on calls through AMI, and their routes."""
@@ -262,7 +277,7 @@ def start_call_handling(
 
 
 def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
-                listener: AmiListener) -> None:
+                listener: ThreadedListener) -> None:
     """A cluster node: a dead peer's operators are offered calls here at once, and a peer
     that answers again is asked for its whole device state (telephony/cluster/watch.py)."""
     peers = PeerWatch.from_settings(listener, settings)
@@ -276,17 +291,29 @@ def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, ob
                   name: str) -> asyncio.Task[object]:
     """Run ``work`` as a task until ``stack`` unwinds, which cancels it and waits for it."""
     task = asyncio.create_task(work, name=name)
-
-    async def stop() -> None:
-        task.cancel()
-        # wait() rather than await: a cancellation of the caller itself must not be taken for
-        # the task's own.
-        await asyncio.wait([task])
-        if not task.cancelled():
-            task.result()  # a task that failed says so
-
-    stack.push_async_callback(stop)
+    stack.push_async_callback(_end, task)
     return task
+
+
+async def on_thread(thread: LoopThread, stack: contextlib.AsyncExitStack,
+                    work: Coroutine[Any, Any, object], name: str) -> None:
+    """:func:`in_background` on ``thread``'s loop: ``work`` runs there until ``stack``
+    unwinds, which cancels it and waits for it there."""
+    task = await thread.run(_started(work, name))
+    stack.push_async_callback(lambda: thread.run(_end(task)))
+
+
+async def _started(work: Coroutine[Any, Any, object], name: str) -> asyncio.Task[object]:
+    return asyncio.create_task(work, name=name)
+
+
+async def _end(task: asyncio.Task[object]) -> None:
+    task.cancel()
+    # wait() rather than await: a cancellation of the caller itself must not be taken for
+    # the task's own.
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.result()  # a task that failed says so
 
 
 @contextlib.asynccontextmanager
@@ -300,29 +327,60 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
         yield await start_line(settings, stack)
 
 
-def backfill_from_asterisk(settings: Settings, stack: contextlib.AsyncExitStack, *,
-                           database: Database, repository: CallRepository,
-                           recorder: CallRecorder, listener: AmiListener,
-                           metrics: LineMetrics) -> None:
-    """Every resync first records the calls Asterisk's queue_log holds that the line missed
-    (it was down), and the metrics count them and the recordings no call owns."""
+@dataclass(frozen=True)
+class Recording:
+    """The AMI listener and what records its facts, on their thread (not yet listening)."""
+
+    listener: ThreadedListener
+    recorder: CallRecorder
+
+
+async def start_recording(settings: Settings, stack: contextlib.AsyncExitStack, *,
+                          repository: CallRepository, metrics: LineMetrics,
+                          stalls: LoopStalls) -> Recording:
+    """Start the AMI thread (telephony/ami/threaded.py) with what runs there: the recorder
+    over a pool of its own, its spool's flusher, the vanish watch, and the backfill from
+    Asterisk's queue_log (every resync first records the calls the queue_log holds that the
+    line missed; the metrics count them and the recordings no call owns). The listener is
+    started later (:func:`start_line`), its stop registered then."""
+    thread = LoopThread("ami")
+    await thread.start()
+    # Last of the AMI side on the way out: what was started on it has stopped by then.
+    stack.push_async_callback(thread.stop)
+    database = Database(settings, max_size=AMI_POOL_SIZE, prepare=schema_preparation(settings))
+    stack.push_async_callback(lambda: thread.run(database.close()))
+    recorder = CallRecorder(
+        database, repository,
+        FactSpool(settings.spool_dir, fallback=settings.spool_fallback_dir),
+        retry_seconds=settings.db_retry_seconds, node=settings.asterisk_systemname,
+    )
+    # Facts still held go to the database, or stay spooled while it is down.
+    stack.push_async_callback(lambda: thread.run(recorder.close()))
+    listener = AmiListener(settings, recorder)
+    # Facts lost while nothing could take them: Asterisk's snapshots restore the live calls.
+    recorder.after_spool_failure(listener.request_resync)
+    await on_thread(thread, stack, VanishWatch(listener, recorder.stored_open_call_ids,
+                                               interval=settings.vanish_check_seconds,
+                                               retry=settings.db_retry_seconds).run(),
+                    "vanish-check")
     history = CallHistory.from_settings(settings, database, repository,
                                         AsteriskSite.from_settings(settings).monitor_dir,
                                         spooled=recorder.pending)
     listener.backfill_from(history)
-    in_background(stack, history.run_advancer(), "queue-log-cursor")
-    figures = HistoryCollector(history)
+    await on_thread(thread, stack, history.run_advancer(), "queue-log-cursor")
+    figures = HistoryCollector(history, refresh=lambda: thread.run(history.report_orphans()))
     metrics.add(figures)
     metrics.add_refresher("backfill", figures.refresh)
+    await on_thread(thread, stack, recorder.run_flusher(), "spool-flusher")
+    await on_thread(thread, stack, stalls.watch("ami"), "ami-stalls")
+    return Recording(ThreadedListener(listener, thread), recorder)
 
 
-def call_path(settings: Settings, stack: contextlib.AsyncExitStack, metrics: LineMetrics, *,
+def call_path(settings: Settings, metrics: LineMetrics, stalls: LoopStalls, *,
               menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig],
               surveys: SurveyService) -> CallPath:
     """The IVR on a thread and loop of its own (telephony/callpath.py), not yet started; the
-    stalls of both loops are measured."""
-    stalls = LoopStalls(metrics.registry)
-    in_background(stack, stalls.watch("main"), "main-stalls")
+    stalls of its loop are measured."""
     return CallPath(settings, menus=menus, scoring=scoring, surveys=surveys,
                     observer=AgiTimings(metrics.registry), stalls=stalls)
 
@@ -334,27 +392,17 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     await prepare_database(database, settings)
     calendar = ShiftCalendar(settings.shifts, settings.timezone)
     repository = CallRepository(calendar)
-    recorder = CallRecorder(
-        database, repository,
-        FactSpool(settings.spool_dir, fallback=settings.spool_fallback_dir),
-        retry_seconds=settings.db_retry_seconds, node=settings.asterisk_systemname,
-    )
-    # Facts still held go to the database, or stay spooled while it is down.
-    stack.push_async_callback(recorder.close)
+    metrics = LineMetrics()
+    # How late each loop runs: the main one here, the others on their threads.
+    stalls = LoopStalls(metrics.registry)
+    in_background(stack, stalls.watch("main"), "main-stalls")
+    recording = await start_recording(settings, stack, repository=repository, metrics=metrics,
+                                      stalls=stalls)
+    listener, recorder = recording.listener, recording.recorder
     scoring = line_screening_source(settings)
     screening = ScreeningService(database, scoring, settings.timezone)
     menus = line_menu_source(settings)
-    listener = AmiListener(settings, recorder)
-    # Facts lost while nothing could take them: Asterisk's snapshots restore the live calls.
-    recorder.after_spool_failure(listener.request_resync)
-    in_background(stack, VanishWatch(listener, recorder.stored_open_call_ids,
-                                     interval=settings.vanish_check_seconds,
-                                     retry=settings.db_retry_seconds).run(), "vanish-check")
-    metrics = LineMetrics()
-    backfill_from_asterisk(settings, stack, database=database, repository=repository,
-                           recorder=recorder, listener=listener, metrics=metrics)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
-    in_background(stack, recorder.run_flusher(), "spool-flusher")
     watch_peers(settings, stack, listener)
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
     in_background(
@@ -371,7 +419,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                             SurveyConfig.from_settings(settings))
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
-    callpath = call_path(settings, stack, metrics, menus=menus, scoring=scoring,
+    callpath = call_path(settings, metrics, stalls, menus=menus, scoring=scoring,
                          surveys=surveys)
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
@@ -412,7 +460,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         *monitor.routes()]),
         settings.http_host, settings.http_port)
     # The listener outlives the FastAGI server: the events of the last IVR sessions, and
-    # the ends of their calls, still reach the recorder while the server drains.
+    # the ends of their calls, still reach the recorder while the server drains. (Its own
+    # thread and the recorder's pool outlive it in turn: start_recording.)
     await listener.start()
     stack.push_async_callback(listener.stop)
     await callpath.start()

@@ -1,7 +1,8 @@
-"""The call path's own thread and event loop: the FastAGI server (the IVR, and the route the
-caller-rating callbacks run on) lives there, so a caller's AGI replies never wait behind the
-HTTP API, reports, the console, the AMI listener or the recorder, which share the line's main
-loop.
+"""The call path's own thread and event loop (a :class:`~telephony.core.threads.LoopThread`):
+the FastAGI server (the IVR, and the route the caller-rating callbacks run on) lives there, so
+a caller's AGI replies never wait behind the HTTP API, reports and the console, which share
+the line's main loop, nor behind the AMI listener and the recorder, which have a thread and
+loop of their own (telephony/ami/threaded.py).
 
 A thread rather than a process, because the IVR needs little of the line: its own database
 pool for the prank score, and the watched menu and screening files. The one thing it needs
@@ -15,21 +16,18 @@ does not leave it waiting for a core.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Coroutine
 from dataclasses import replace
-from typing import Any, TypeVar
 
 from ivr.flow import run_ivr
 from ivr.menu import IvrMenu
 from telephony.agi.channel import OPENED_BY_MENU, OPENING, AgiChannel
 from telephony.agi.server import AgiObserver, AgiSession, FastAgiConfig, FastAgiServer
 from telephony.core.errors import SiagaError
+from telephony.core.threads import LoopThread, in_loop
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database
 from telephony.metrics.loops import LoopStalls
@@ -41,8 +39,6 @@ from telephony.surveys.route import SurveyAnswers, SurveyApplication
 from telephony.surveys.store import Survey
 
 log = logging.getLogger("telephony.callpath")
-
-T = TypeVar("T")
 
 # The IVR's pool: one pre-queue history query per arriving call, a few milliseconds each, so a
 # handful of connections carries a surge.
@@ -57,12 +53,6 @@ class LineStartError(SiagaError):
     """A part of the line could not start; every part started before it has been stopped."""
 
     code = "line_start"
-
-
-async def in_loop(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work`` on ``loop`` (another thread's) and wait for its result here; cancelling
-    the wait cancels the work."""
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
 
 
 class IvrApplication:
@@ -106,7 +96,7 @@ class SurveysOnLoop:
 
 
 class CallPath:
-    """The FastAGI server on a thread and event loop of its own.
+    """The FastAGI server on a thread and event loop of its own (a :class:`LoopThread`).
 
     :meth:`start` returns once the server listens (or raises :class:`LineStartError` when it
     cannot, with the thread gone); :meth:`stop` lets the sessions in progress finish
@@ -122,16 +112,16 @@ class CallPath:
         self._surveys = surveys
         self._observer = observer
         self._stalls = stalls
-        self._thread: threading.Thread | None = None
-        self._started: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._thread = LoopThread("call-path", prepare=self._raise_priority)
         self._agi: FastAgiServer | None = None
+        # The call path's own, on its thread: created and closed there.
+        self._database: Database | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
         """The call path's event loop while it runs (benchmarks probe it)."""
-        return self._loop
+        return self._thread.loop
 
     @property
     def serving(self) -> bool:
@@ -147,21 +137,17 @@ class CallPath:
 
     async def start(self) -> None:
         """Start the thread and wait until its FastAGI server listens."""
-        if self._thread is not None:
+        if self._thread.loop is not None:
             raise RuntimeError("the call path is already running")
         main = asyncio.get_running_loop()
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         # A call path stopped may start again (a test takes the IVR down and back up).
-        self._started = concurrent.futures.Future()
         self._agi = None
-        self._thread = threading.Thread(target=self._run, args=(main,), name="call-path",
-                                        daemon=True)
-        self._thread.start()
+        await self._thread.start()
         try:
-            await asyncio.wrap_future(self._started)
+            self._agi = await self._thread.run(self._serve(main))
         except BaseException as exc:
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
+            await self._thread.stop()
             if not isinstance(exc, OSError):
                 raise
             # Without it no call reaches the IVR: a taken address stops the line, with one
@@ -173,23 +159,12 @@ class CallPath:
 
     async def stop(self) -> None:
         """Drain the FastAGI sessions and end the thread; a no-op when not running."""
-        thread, self._thread = self._thread, None
-        if thread is None:
+        if self._thread.loop is None:
             return
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed on its own
-                loop.call_soon_threadsafe(stop.set)
-        await asyncio.to_thread(thread.join)
-
-    def _run(self, main: asyncio.AbstractEventLoop) -> None:
-        self._raise_priority()
         try:
-            asyncio.run(self._serve(main))
-        except BaseException as exc:  # the main loop waits for start's outcome: tell it
-            if not self._started.done():
-                self._started.set_exception(exc)
-            log.exception("the call path stopped on an error")
+            await self._thread.run(self._close())
+        finally:
+            await self._thread.stop()
 
     def _raise_priority(self) -> None:
         priority = self._settings.callpath_rt_priority
@@ -207,13 +182,13 @@ class CallPath:
             log.warning("call path runs at normal priority, real-time priority %d refused (%s; "
                         "a container needs CAP_SYS_NICE)", priority, os.strerror(exc.errno or 0))
 
-    async def _serve(self, main: asyncio.AbstractEventLoop) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _serve(self, main: asyncio.AbstractEventLoop) -> FastAgiServer:
+        """On the call path's loop: build the IVR over a pool of its own and listen."""
         settings = self._settings
-        database = Database(settings, max_size=CALLPATH_POOL_SIZE)
-        probe = (None if self._stalls is None else
-                 asyncio.create_task(self._stalls.watch("callpath"), name="callpath-stalls"))
+        self._database = database = Database(settings, max_size=CALLPATH_POOL_SIZE)
+        if self._stalls is not None:
+            self._probe = asyncio.create_task(self._stalls.watch("callpath"),
+                                              name="callpath-stalls")
         try:
             screening = ScreeningService(database, self._scoring, settings.timezone)
             ivr = IvrApplication(self._menus, screening, settings.screening_timeout_ms / 1000)
@@ -224,21 +199,25 @@ class CallPath:
                              opening_implied_by=OPENED_BY_MENU)
             agi = FastAgiServer(config, {"ivr": ivr.handle, "survey": survey.handle},
                                 observer=self._observer)
-            try:
-                await agi.start()
-            except OSError as exc:
-                self._started.set_exception(exc)
-                return
-            self._agi = agi
-            self._started.set_result(None)
-            try:
-                await self._stop.wait()
-            finally:
-                # Also when this loop ends on an error: a closed port is refused at once, and
-                # the dialplan fails open then rather than after its first-command deadline.
-                await agi.stop()
+            await agi.start()
+        except BaseException:
+            await self._release()
+            raise
+        return agi
+
+    async def _close(self) -> None:
+        """On the call path's loop: drain and close the server, then the pool."""
+        try:
+            if self._agi is not None:
+                await self._agi.stop()
         finally:
-            if probe is not None:
-                probe.cancel()
-                await asyncio.wait([probe])
+            await self._release()
+
+    async def _release(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            await asyncio.wait([probe])
+        database, self._database = self._database, None
+        if database is not None:
             await database.close()

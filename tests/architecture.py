@@ -47,6 +47,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.settings", PROTOCOL),  # plain values; imports no feature
     # core's background loop knows the database's outage error, so it sits with the adapters.
     ("telephony.core.loops", ADAPTERS),
+    ("telephony.core.threads", ADAPTERS),  # event loops on threads of their own
     ("telephony.core.**", PROTOCOL),
     # --- domain: pure rules, no I/O; ports (Protocols) that adapters implement.
     ("ivr.channel", DOMAIN),  # the IVR's channel port
@@ -112,6 +113,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.agi.server", ADAPTERS),
     ("telephony.agi.channel", ADAPTERS),  # implements the IVR's channel over FastAGI
     ("telephony.ami.listener", ADAPTERS),
+    ("telephony.ami.threaded", ADAPTERS),  # the listener on its own thread, for the main loop
     ("telephony.ami.vanish", ADAPTERS),  # re-checks open calls against Asterisk's channels
     ("telephony.ami.testing", ADAPTERS),  # a fake Asterisk on a socket, for tests
     ("ivr.prompts", ADAPTERS),

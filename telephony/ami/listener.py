@@ -11,6 +11,10 @@ On every (re)login the consumer first resyncs from Asterisk's snapshots (``CoreS
 ``Status`` with the ``IVR_*`` variables, ``QueueStatus``) and from the sink's open calls, so
 calls that ended while we were away become ``CallVanished``.
 
+The listener works on whichever loop starts it and is not thread-safe. The line runs it, with
+the recorder, on a thread and loop of their own, and the main loop's services reach it through
+:class:`~telephony.ami.threaded.ThreadedListener` (which thread owns what: see there).
+
 The event queue (events received, not yet tracked) is unbounded on purpose: dropping an event
 is never acceptable, and pausing reads instead would make Asterisk drop the session after its
 ``writetimeout`` (100 ms by default), losing events all the same. It stays short because
@@ -297,7 +301,11 @@ class AmiListener:
         self._idle = asyncio.Event()  # the backlog is empty and no batch is being written
         self._idle.set()
         self._closing = False
-        self._writing = 0  # facts of the batch being written
+        # Facts of the batch being written, and of the hand-over in progress: counted before
+        # they leave the backlog's count, so that facts_waiting, read from another thread (the
+        # line's main loop), is never 0 while a fact is on its way to the sink.
+        self._writing = 0
+        self._handing = 0
 
     async def __aenter__(self) -> AmiListener:
         await self.start()
@@ -319,12 +327,16 @@ class AmiListener:
     @property
     def event_lag_seconds(self) -> float:
         """How long the oldest event not yet tracked has waited; 0 when none waits."""
-        return time.monotonic() - self._arrivals[0] if self._arrivals else 0.0
+        try:
+            oldest = self._arrivals[0]
+        except IndexError:  # also when the consumer emptied it meanwhile (another thread)
+            return 0.0
+        return time.monotonic() - oldest
 
     @property
     def facts_waiting(self) -> int:
         """Facts tracked and not yet persisted: in the backlog, or in the batch being written."""
-        return len(self._backlog) + self._writing
+        return len(self._backlog) + self._writing + self._handing
 
     @property
     def fact_lag_seconds(self) -> float:
@@ -576,24 +588,29 @@ class AmiListener:
                 observer.recorded(facts)
             except Exception:
                 logger.exception("fact observer %r failed", observer)
-        spill = self._backlog.offer(facts)
-        if not spill:
-            self._idle.clear()
-            self._more.set()
-            return
-        logger.warning("%d call facts waiting for the database: spooling them to disk",
-                       len(spill))
+        self._handing = len(facts) + len(self._backlog)
         try:
-            self._sink.overflow(spill)
-        except Exception:
-            # Like record(): the sink promises not to raise; losing the listener would lose
-            # every later call too.
-            logger.exception("the call store failed to spool %d facts", len(spill))
+            spill = self._backlog.offer(facts)
+            if not spill:
+                self._idle.clear()
+                self._more.set()
+                return
+            logger.warning("%d call facts waiting for the database: spooling them to disk",
+                           len(spill))
+            try:
+                self._sink.overflow(spill)
+            except Exception:
+                # Like record(): the sink promises not to raise; losing the listener would
+                # lose every later call too.
+                logger.exception("the call store failed to spool %d facts", len(spill))
+        finally:
+            self._handing = 0
         self._persisted(spill)
 
     async def _persist(self) -> None:
         """Write the backlog through the sink, a batch at a time, until stopped and empty."""
         while True:
+            self._writing = min(MAX_BATCH_FACTS, len(self._backlog))
             batch = self._backlog.take(MAX_BATCH_FACTS)
             if not batch:
                 self._idle.set()
@@ -602,7 +619,6 @@ class AmiListener:
                 self._more.clear()
                 await self._more.wait()
                 continue
-            self._writing = len(batch)
             try:
                 await self._sink.record(batch)
             except Exception:

@@ -65,5 +65,10 @@ class FactBacklog:
         return batch
 
     def lag_seconds(self) -> float:
-        """How long the oldest fact held has waited; 0 when none is held."""
-        return self._clock() - self._since[0][0] if self._since else 0.0
+        """How long the oldest fact held has waited; 0 when none is held (also read from
+        another thread than the one taking facts: a metrics scrape)."""
+        try:
+            oldest, _ = self._since[0]
+        except IndexError:
+            return 0.0
+        return self._clock() - oldest

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -276,13 +276,17 @@ class CallHistory:
 
 
 class HistoryCollector:
-    """The backfill's figures for the metrics endpoint."""
+    """The backfill's figures for the metrics endpoint. ``refresh`` looks for recordings
+    without a call (by default :meth:`CallHistory.report_orphans`; the line runs it on the
+    history's own thread, telephony/app.py)."""
 
-    def __init__(self, history: CallHistory) -> None:
+    def __init__(self, history: CallHistory, *,
+                 refresh: Callable[[], Awaitable[None]] | None = None) -> None:
         self._history = history
+        self._refresh = history.report_orphans if refresh is None else refresh
 
     async def refresh(self) -> None:
-        await self._history.report_orphans()
+        await self._refresh()
 
     def collect(self) -> Iterable[Metric]:
         yield GaugeMetricFamily("siaga112_calls_backfilled",

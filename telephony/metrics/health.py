@@ -9,7 +9,7 @@ from typing import Final, Protocol
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from telephony.ami.listener import AmiListener
+from telephony.ami.threaded import ThreadedListener
 from telephony.calls.recorder import CallRecorder
 from telephony.db.connection import Database
 
@@ -36,7 +36,7 @@ class Readiness:
         self._last: dict[str, bool] = {}
 
     @classmethod
-    def of_line(cls, database: Database, listener: AmiListener, agi: Listening,
+    def of_line(cls, database: Database, listener: ThreadedListener, agi: Listening,
                 recorder: CallRecorder) -> Readiness:
         """The line's parts: PostgreSQL answers, AMI is logged in, FastAGI listens, and the
         call facts have somewhere durable to go (not held only in memory)."""

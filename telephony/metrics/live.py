@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ivr.menu import IvrMenu
-from telephony.ami.listener import AmiListener
+from telephony.ami.threaded import ThreadedListener
 from telephony.calls.recorder import CallRecorder
 from telephony.desks.operators import OVERFLOW_QUEUE
 from telephony.wallboard.service import WallboardService
@@ -22,9 +22,10 @@ log = logging.getLogger("telephony.metrics")
 
 class AmiCollector:
     """Whether the AMI session is up, how far tracking trails Asterisk, and how far the
-    database trails tracking (the spool's depth is :class:`SpoolCollector`'s)."""
+    database trails tracking (the spool's depth is :class:`SpoolCollector`'s). Read on the
+    main loop from the listener's thread: plain attributes (telephony/ami/threaded.py)."""
 
-    def __init__(self, listener: AmiListener) -> None:
+    def __init__(self, listener: ThreadedListener) -> None:
         self._listener = listener
 
     def collect(self) -> Iterable[Metric]:
@@ -53,7 +54,8 @@ class AmiCollector:
 
 class SpoolCollector:
     """Call facts waiting on disk for the database; those no spool directory took, held in
-    memory (an alarm); and those lost because even the memory bound was passed."""
+    memory (an alarm); and those lost because even the memory bound was passed. The recorder
+    runs on the AMI listener's thread; these are plain reads of its state."""
 
     def __init__(self, recorder: CallRecorder) -> None:
         self._recorder = recorder

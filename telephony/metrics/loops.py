@@ -2,7 +2,8 @@
 how much later than asked it woke (``siaga112_event_loop_stall_seconds{loop}``).
 
 A late wake is time in which nothing else on that loop ran either: a FastAGI reply, an AMI
-read. The call path's loop is the one a caller waits on (telephony/callpath.py).
+read. The call path's loop is the one a caller waits on (telephony/callpath.py); the AMI
+listener's, the one the wallboard and the call records wait on (telephony/ami/threaded.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class LoopStalls:
         self._interval = interval
         self._stalls = Histogram(
             "siaga112_event_loop_stall_seconds", "How much later than asked an event loop "
-            "woke a sleeping probe, by loop (callpath: the FastAGI IVR's; main: the rest)",
+            "woke a sleeping probe, by loop (callpath: the FastAGI IVR's; ami: the AMI "
+            "listener's and recorder's; main: the rest)",
             ["loop"], buckets=STALL_BUCKETS, registry=registry)
 
     async def watch(self, loop_name: str,

@@ -20,6 +20,7 @@ import pytest
 
 from ivr.menu import load_menu
 from telephony.ami.listener import AmiListener
+from telephony.ami.threaded import ThreadedListener
 from telephony.app import Line, running_line
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRecord
@@ -207,7 +208,8 @@ async def test_listener_restarted_mid_call_keeps_the_record_complete(
         await asyncio.sleep(0.2)
     # The listener goes away while the caller talks, and a new one comes back.
     await line.listener.stop()
-    replacement = AmiListener(settings, line.recorder)
+    # On the listener's thread, where the recorder runs.
+    replacement = ThreadedListener(AmiListener(settings, line.recorder), line.listener.thread)
     await replacement.start()
     try:
         async with asyncio.timeout(10):
