@@ -46,6 +46,7 @@ from telephony.settings import Settings
 logger = logging.getLogger("telephony.ami")
 
 IVR_VARIABLES = (
+    "IVR_SIP_CALL_ID",
     "IVR_CALL_ID",
     "IVR_LINE",
     "IVR_CHOICE",
