@@ -843,3 +843,89 @@ def test_a_call_held_variables_vanish_with_it() -> None:
     outcome = t.resync(*synthetic_resync())
     ivr = [f for f in outcome.facts if getattr(f, "call_id", None) == uid]
     assert ivr == [IvrVariablesSet(uid, (("choice", "3"),), NOW), CallVanished(uid, NOW)]
+
+
+# -- the carrier's SIP Call-ID (IVR_SIP_CALL_ID, the dialplan's first step) -------------------
+
+
+def test_a_call_starts_at_its_first_dialplan_step_with_the_carriers_call_id() -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    assert t.handle(ev("Newchannel", **snapshot(uid))) == []  # held one dialplan step
+    assert t.live_calls == {uid}
+    (started,) = t.handle(varset(uid, "IVR_SIP_CALL_ID", "a84b4c76e66710@pc33.atlanta.com"))
+    assert isinstance(started, CallStarted)
+    assert (started.call_id, started.sip_call_id) == (uid, "a84b4c76e66710@pc33.atlanta.com")
+    assert started.at == at("1732345678.000100")  # still the Newchannel's instant
+    # The Call-ID is the start's, not an IVR value; the same event again gives the same start.
+    assert t.handle(varset(uid, "IVR_SIP_CALL_ID", "a84b4c76e66710@pc33.atlanta.com")) == [
+        started]
+    assert t.handle(varset(uid, "IVR_SIP_CALL_ID", "other@x")) == []
+    assert t.handle(varset(uid, "IVR_LINE", "112")) == []
+    (ivr, _) = t.handle(ev("Hangup", "1732345690.5", **snapshot(uid), Cause="16"))
+    assert ivr == IvrVariablesSet(uid, (("line", "112"),), at("1732345690.500000"))
+
+
+@pytest.mark.parametrize("first", ["IVR_CALL_ID", "hangup", "join"])
+def test_a_call_whose_dialplan_sets_no_call_id_still_starts_first(first: str) -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    event = {"IVR_CALL_ID": varset(uid, "IVR_CALL_ID", uid),
+             "hangup": ev("Hangup", **snapshot(uid), Cause="16"),
+             "join": ev("QueueCallerJoin", **snapshot(uid), Queue="medical", Position="1",
+                        Count="1")}[first]
+    facts = t.handle(event)
+    assert isinstance(facts[0], CallStarted) and facts[0].sip_call_id == ""
+    assert [f for f in facts[1:] if isinstance(f, CallStarted)] == []
+
+
+@pytest.mark.parametrize("value", ["a b@c", "a@b@c", "x" * 300, "a\u202eb"])
+def test_a_malformed_call_id_is_rejected_and_the_start_comes_with_the_next_step(
+        value: str) -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    with pytest.raises(AmiEventError, match="IVR_SIP_CALL_ID is no SIP Call-ID"):
+        t.handle(varset(uid, "IVR_SIP_CALL_ID", value))
+    (started,) = t.handle(varset(uid, "IVR_CALL_ID", uid))
+    assert isinstance(started, CallStarted) and started.sip_call_id == ""
+
+
+def test_an_empty_call_id_a_channel_without_sip_gives_the_start_without_one() -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    (started,) = t.handle(varset(uid, "IVR_SIP_CALL_ID", ""))
+    assert isinstance(started, CallStarted) and started.sip_call_id == ""
+
+
+def _with_call_id(status: list[AmiEvent], uid: str, call_id: str) -> list[AmiEvent]:
+    """The Status reply with IVR_SIP_CALL_ID reported for ``uid``."""
+    changed: list[AmiEvent] = []
+    for event in status:
+        if event.get("Uniqueid") != uid:
+            changed.append(event)
+            continue
+        variables = event.get("Variable", [])
+        listed = [variables] if isinstance(variables, str) else list(variables)
+        changed.append(modified(event, Variable=[f"IVR_SIP_CALL_ID={call_id}", *listed]))
+    return changed
+
+
+def test_a_resync_gives_the_call_id_to_the_starts_it_gives() -> None:
+    queues, channels, status = synthetic_resync()
+    status = _with_call_id(status, "1732347000.3", "found@again")
+    outcome = tracker().resync(queues, channels, status)
+    started = {f.call_id: f.sip_call_id for f in outcome.facts if isinstance(f, CallStarted)}
+    assert started["1732347000.3"] == "found@again"
+    assert started["1732346900.2"] == ""
+    assert not [pair for pair in ivr_pairs(outcome.facts) if pair[0] == "sip_call_id"]
+    # A call whose start was still held (the line reconnected within its first step).
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot("1732347000.3")))
+    outcome = t.resync(queues, channels, status)
+    (held,) = [f for f in outcome.facts
+               if isinstance(f, CallStarted) and f.call_id == "1732347000.3"]
+    assert held.sip_call_id == "found@again"
+    assert held.channel == snapshot("1732347000.3")["Channel"]  # the Newchannel's start
