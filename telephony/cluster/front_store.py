@@ -65,15 +65,21 @@ async def mark_reconciled(connection: asyncpg.Connection, ids: Sequence[int]) ->
 
 
 async def supersede(connection: asyncpg.Connection, stuck: set[str]) -> int:
-    """Delete the lost-call records whose Call-ID a node recorded after all (a node that came
-    back and replayed its spool): the node's record knows more. A record something else
-    already points at (an incident, a call-back) stays, logged once (``stuck`` remembers)."""
+    """Give way to a node's own record of a lost call: a node that came back had recorded it
+    after all (its spool replayed, its queue_log backfilled). Once every such record has ended,
+    the lost record is deleted, and if the node's record ended without a hang-up seen
+    (vanished, and cut by nothing else) it takes on the lost one's reason: the call was lost
+    with its node. A lost record something else already points at (an incident, a call-back)
+    stays, logged once (``stuck`` remembers it). Returns how many gave way."""
     rows = await connection.fetch(
         """
-        SELECT l.call_id FROM calls l
+        SELECT l.call_id, l.sip_call_id, l.hangup_cause_text FROM calls l
         WHERE l.cut_reason = 'node_lost' AND l.arrived_at > now() - $1::interval
           AND EXISTS (SELECT 1 FROM calls c
                       WHERE c.sip_call_id = l.sip_call_id AND c.call_id <> l.call_id)
+          AND NOT EXISTS (SELECT 1 FROM calls c
+                          WHERE c.sip_call_id = l.sip_call_id AND c.call_id <> l.call_id
+                            AND c.ended_at IS NULL)
         """, SUPERSEDE_WINDOW)
     deleted = 0
     for row in rows:
@@ -84,6 +90,14 @@ async def supersede(connection: asyncpg.Connection, stuck: set[str]) -> int:
             async with connection.transaction():
                 await connection.execute(
                     "DELETE FROM calls WHERE call_id = $1 AND cut_reason = 'node_lost'", call_id)
+                await connection.execute(
+                    """
+                    UPDATE calls SET cut_reason = 'node_lost', hangup_cause_text = $2,
+                                     updated_at = now()
+                    WHERE call_id = (SELECT call_id FROM calls
+                                     WHERE sip_call_id = $1 AND vanished AND cut_reason IS NULL
+                                     ORDER BY arrived_at DESC, call_id LIMIT 1)
+                    """, row["sip_call_id"], row["hangup_cause_text"])
         except asyncpg.ForeignKeyViolationError:
             stuck.add(call_id)
             log.warning("lost call %s: its node recorded it after all, but it is referenced "

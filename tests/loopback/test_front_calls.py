@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from telephony.calls.facts import CallStarted
+from telephony.calls.facts import CallStarted, CallVanished
 from telephony.calls.store import CallRepository
 from telephony.cluster.front import LOST_SEQ_BASE
 from telephony.cluster.reconcile import FrontReconciler
@@ -137,12 +137,22 @@ async def test_a_nodes_own_record_arriving_late_takes_the_lost_ones_place(
         started = [CallStarted(f"node1-1796472000.{n}", f"node1-1796472000.{n}",
                                "PJSIP/carrier-1", "0812", "", "112", T0, sip_call_id=callid)
                    for n, callid in ((1, "late@carrier"), (2, "held@carrier"))]
-        await CallRepository(CALENDAR).apply(line, started)
+        repository = CallRepository(CALENDAR)
+        await repository.apply(line, started)
+        # Not while the node's record is open: it may still end otherwise.
+        await reconciler(database).reconcile()
+        assert await line.fetchval(
+            "SELECT count(*) FROM calls WHERE sip_call_id = 'late@carrier'") == 2
+        # Its resync finds the call gone (the node died with it): vanished, lost with node1.
+        gone = T0 + timedelta(seconds=30)
+        await repository.apply(line, [CallVanished("node1-1796472000.1", gone),
+                                      CallVanished("node1-1796472000.2", gone)])
         await reconciler(database).reconcile()
         await reconciler(database).reconcile()
-        rows = await line.fetch("SELECT call_id, cut_reason FROM calls "
+        rows = await line.fetch("SELECT call_id, cut_reason, hangup_cause_text FROM calls "
                                 "WHERE sip_call_id = 'late@carrier'")
-        assert [tuple(r) for r in rows] == [("node1-1796472000.1", None)]
+        assert [tuple(r) for r in rows] == [
+            ("node1-1796472000.1", "node_lost", "hilang bersama node node1")]
         held = await line.fetch("SELECT call_id FROM calls WHERE sip_call_id = 'held@carrier' "
                                 "ORDER BY call_id")
         assert [r["call_id"] for r in held] == sorted(["node1-1796472000.2",
