@@ -12,7 +12,6 @@ systemname and line server, the front, six operators logged in on both nodes.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -127,9 +126,7 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
         # Calls node1 takes in its last moments, whose AMI events die with its line server:
         # the line stops reading (SIGSTOP, as a dying machine stops), the front sends node1
         # its share of four more calls, and node1 dies with them unrecorded.
-        pid = victim.line.pid
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
+        victim.line.signal(signal.SIGSTOP)
         async with callers(cluster, doomed, calls=4, rate=8, talk_seconds=5) as last:
             dispatched = await eventually("the front dispatched the last four calls",
                                           lambda: _dispatched(cluster_dsn, doomed, 4), 15)
