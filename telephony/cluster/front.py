@@ -57,6 +57,7 @@ class FrontCall:
     """One row of ``front_calls`` as read (every text as Kamailio wrote it)."""
 
     id: int
+    method: str
     callid: str
     sip_code: str
     sip_reason: str
@@ -98,6 +99,8 @@ def reply_text(row: FrontCall) -> str:
 def lost_call(row: FrontCall, nodes: Sequence[ClusterNode]) -> CallLost:
     """The record of a dispatched call no node recorded; :class:`FrontRowError` if the row
     cannot be one."""
+    if row.method != "INVITE":
+        raise FrontRowError(f"front call {row.id}: not an INVITE: {row.method[:20]!r}")
     if not valid_sip_call_id(row.callid):
         raise FrontRowError(f"front call {row.id}: Call-ID is malformed: {row.callid[:40]!r}")
     node = node_named(row.node, nodes)

@@ -43,7 +43,7 @@ async def claim(connection: asyncpg.Connection, *, grace: timedelta, limit: int)
     another line holds), oldest first; in a transaction."""
     rows = await connection.fetch(
         """
-        SELECT f.id, f.callid, f.sip_code, f.sip_reason, f.caller, f.line, f.node,
+        SELECT f.id, f.method, f.callid, f.sip_code, f.sip_reason, f.caller, f.line, f.node,
                f.dispatched, f.recorded_at,
                EXISTS (SELECT 1 FROM calls c WHERE c.sip_call_id = f.callid) AS recorded
         FROM front_calls f

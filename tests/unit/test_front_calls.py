@@ -26,8 +26,8 @@ WRITTEN = datetime(2026, 12, 5, 12, 0, 1, 500000, tzinfo=UTC)
 
 
 def row(**changes: object) -> FrontCall:
-    base = FrontCall(id=42, callid="1-4242@127.0.0.1", sip_code="200", sip_reason="OK",
-                     caller="081234567", line="112", node="sip:127.0.0.11:5061",
+    base = FrontCall(id=42, method="INVITE", callid="1-4242@127.0.0.1", sip_code="200",
+                     sip_reason="OK", caller="081234567", line="112", node="sip:127.0.0.11:5061",
                      dispatched="1796472000.250000", recorded_at=WRITTEN)
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -100,6 +100,12 @@ def test_an_instant_minutes_before_the_write_holds() -> None:
 ])
 def test_the_reply_is_kept_only_as_a_sip_status(code: str, reason: str, reply: str) -> None:
     assert lost_call(row(sip_code=code, sip_reason=reason), NODES).reply == reply
+
+
+@pytest.mark.parametrize("method", ["BYE", "invite", "", "INVITE\n"])
+def test_only_an_invite_is_a_call(method: str) -> None:
+    with pytest.raises(ValueError, match="not an INVITE"):
+        lost_call(row(method=method), NODES)
 
 
 def test_a_call_id_dispatched_twice_is_one_record_and_bad_rows_are_named() -> None:
