@@ -42,3 +42,21 @@ ALTER TABLE calls ADD CONSTRAINT calls_cut_reason_check
     CHECK (cut_reason IN ('asterisk_restart', 'asterisk_crash', 'node_lost'));
 CREATE UNIQUE INDEX calls_lost_sip_call_id_key ON calls (sip_call_id)
     WHERE cut_reason = 'node_lost';
+
+-- A lost call's record gives way to its node's own (telephony/cluster/front_store.py): the
+-- first DELETE of calls ever. 0016's trigger on it names the deleted rows "new" but its
+-- function read "old" for every operation but INSERT; a deleted call now loses its slot's
+-- rollup as an inserted one does.
+CREATE OR REPLACE FUNCTION report_rollups_calls_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('INSERT', 'DELETE') THEN  -- DELETE: the old rows, named "new" (0016)
+        DELETE FROM report_rollup_slots r USING (SELECT DISTINCT shift_day, shift_name FROM new) n
+        WHERE r.shift_day = n.shift_day AND r.shift_name = n.shift_name;
+    ELSE  -- an update may move a call between slots: both lose their rollup
+        DELETE FROM report_rollup_slots r USING (
+            SELECT shift_day, shift_name FROM new UNION SELECT shift_day, shift_name FROM old) n
+        WHERE r.shift_day = n.shift_day AND r.shift_name = n.shift_name;
+    END IF;
+    RETURN NULL;
+END
+$$;
