@@ -102,17 +102,22 @@ async def _dispatched(dsn: str, prefix: str, count: int) -> list[asyncpg.Record]
     return rows if len(rows) >= count else None
 
 
-async def _one_record_each(dsn: str, prefixes: list[str]) -> list[asyncpg.Record] | None:
-    """Each call the front dispatched for ``prefixes`` with its one record (joined on the
-    carrier's Call-ID), once every one has exactly one and it has ended; else None."""
-    rows = await fetch(dsn, """
+async def _records(dsn: str, prefixes: list[str]) -> list[asyncpg.Record]:
+    """Each call the front dispatched for ``prefixes``, with its records (joined on the
+    carrier's Call-ID): how many, and the first one's id, end, reason and operator."""
+    return await fetch(dsn, """
         SELECT f.callid, f.node, count(c.call_id) AS records, min(c.call_id) AS call_id,
                bool_and(c.ended_at IS NOT NULL) AS ended, min(c.cut_reason) AS cut_reason,
                min(c.hangup_cause_text) AS cause_text, min(c.operator) AS operator
         FROM front_calls f LEFT JOIN calls c ON c.sip_call_id = f.callid
         WHERE f.caller LIKE ANY($1::text[]) GROUP BY f.callid, f.node
         """, [f"{prefix}%" for prefix in prefixes])
-    return rows if all(row["records"] == 1 and row["ended"] for row in rows) else None
+
+
+async def _one_record_each(dsn: str, prefixes: list[str]) -> list[asyncpg.Record] | None:
+    """:func:`_records`, once every call has exactly one record; else None."""
+    rows = await _records(dsn, prefixes)
+    return rows if all(row["records"] == 1 for row in rows) else None
 
 
 async def test_a_killed_node_gets_no_new_call_within_seconds(
@@ -182,15 +187,20 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
     # Every call the front dispatched has one record, tied by the carrier's Call-ID: node1's
     # last calls too, lost with it (made by node2's line from the front's record, or node1's
     # own from its queue_log once back, which then takes the reason).
-    records = await eventually("one ended record for each dispatched call", lambda:
-                               _one_record_each(cluster_dsn, [up, doomed, new, again]), 30)
+    prefixes = [up, doomed, new, again]
+    try:
+        records = await eventually("one record for each dispatched call",
+                                   lambda: _one_record_each(cluster_dsn, prefixes), 30)
+    except AssertionError:
+        rows = await _records(cluster_dsn, prefixes)
+        raise AssertionError(f"not one record each: {[dict(r) for r in rows]}") from None
     assert len(records) == 4 + 4 + 4 + 4, records
     unrecorded = [row for row in records if row["node"] == node1 and row["callid"] in
                   {r["callid"] for r in dispatched}]
     print(f"node1's last calls, never recorded by it: {len(unrecorded)}, ended as "
           f"{sorted(str(row['cause_text']) for row in unrecorded)}")
     assert unrecorded and all(
-        row["cut_reason"] == "node_lost" and row["call_id"].startswith("node1-")
+        row["cut_reason"] == "node_lost" and row["call_id"].startswith("node1-") and row["ended"]
         and row["cause_text"] == "hilang bersama node node1" for row in unrecorded)
     assert not [row for row in records
                 if row["cut_reason"] == "node_lost" and row not in unrecorded]
