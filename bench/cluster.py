@@ -124,6 +124,7 @@ class FrontFigures:
     dispatched: int  # distinct Call-IDs the front relayed to a node
     recorded: int  # of those, with a call record (joined on the carrier's Call-ID)
     lost_with_node: int  # of those, records a line made from the front's (cut 'node_lost')
+    doubled: int  # Call-IDs with more than one record
     by_node: dict[str, int]  # dispatched calls without a record of their node's own, by node
 
 
@@ -142,6 +143,7 @@ async def front_figures(dsn: str, numbers: Sequence[str]) -> FrontFigures:
         await connection.close()
     lost = [r for r in rows if r["lost"]]
     return FrontFigures(len(rows), sum(1 for r in rows if r["records"]), len(lost),
+                        sum(1 for r in rows if r["records"] > 1),
                         dict(Counter(str(r["node"]) for r in lost)))
 
 
@@ -322,8 +324,8 @@ def kill_report(rows: Sequence[asyncpg.Record], groups: Sequence[surge.CallerGro
     print(f"placed {placed}, sipp failed {failed}, rows {len(rows)}; the front dispatched "
           f"{front.dispatched}, {front.recorded} of them recorded; lost with their node (never "
           f"recorded by it, recorded from the front's record): {front.lost_with_node} "
-          f"{front.by_node or ''}; placed with no record at all: "
-          f"{max(placed - front.recorded, 0)}")
+          f"{front.by_node or ''}; with more than one record: {front.doubled}; placed with no "
+          f"record at all: {max(placed - front.recorded, 0)}")
     print(f"calls in progress on node1 at the kill (lost): {len(lost_ids)}; their records "
           f"ended as: {dict(ended_as) or '-'}")
     to_first = None if first is None else (first - killed_at).total_seconds()
