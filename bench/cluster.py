@@ -13,7 +13,10 @@ is logged in on every node. The callers are bench/surge.py's (half press 3, half
 2. ``kill``: a surge through two nodes, and node1 killed (``kill -9`` its Asterisk and its
    line server) after ``--kill-after`` of the arrivals. Printed: the calls node1 had in
    progress (lost), and how their records ended once node1 came back (its line's resync
-   declares them vanished); the time from the kill to the first new call answered on node2;
+   declares them vanished); the calls the front dispatched, how many have a record, how many
+   of those node2's line made from the front's record (node1 died before recording them:
+   "hilang bersama node node1"), and how many placed calls have no record at all (target 0);
+   the time from the kill to the first new call answered on node2;
    the share of the calls placed in the failover window (``--window`` s from the kill) that
    still reached an operator; and whether every call placed after the window did.
 
@@ -53,6 +56,9 @@ SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 RTP_BASE = 42000  # node i: 42000 + i * 4000 (below the ephemeral range, apart from surge's)
 RTP_SPAN = 4000
 SETTLE_SECONDS = 120.0
+# A call the front dispatched and no node recorded becomes a record this long after (the
+# site default is a minute; the bench waits less).
+RECONCILE_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,8 @@ async def cluster_of(pg: EmbeddedPostgres, root: Path, names: Sequence[str], ope
     """A running cluster of ``names`` behind the front, on the bench's database (each node
     on a CPU of its own if ``pinned``)."""
     base = replace(bench_settings(root / "state", pg.dsn(), pg.port, operators),
-                   lab_instance="cluster-bench", queue_wrapup_seconds=0)
+                   lab_instance="cluster-bench", queue_wrapup_seconds=0,
+                   front_reconcile_grace_seconds=RECONCILE_GRACE, front_reconcile_seconds=2)
     front, nodes = cluster_settings(base, names, rtp_base=RTP_BASE, rtp_span=RTP_SPAN)
     print(f"Starting {len(nodes)} node(s) behind the front with {operators} operators ...")
     async with running_cluster(front, nodes, pg.dsn(), operators=operator_names(operators),
@@ -108,6 +115,36 @@ async def place(cluster: Cluster, group: surge.CallerGroup, talk: float, key_del
                       talk_seconds=talk, calls=group.calls, rate=group.rate,
                       numbered=True) as sipp:
         return await sipp.wait()
+
+
+@dataclass(frozen=True)
+class FrontFigures:
+    """What the front recorded of the calls it dispatched, and their records."""
+
+    dispatched: int  # distinct Call-IDs the front relayed to a node
+    recorded: int  # of those, with a call record (joined on the carrier's Call-ID)
+    lost_with_node: int  # of those, records a line made from the front's (cut 'node_lost')
+    doubled: int  # Call-IDs with more than one record
+    by_node: dict[str, int]  # dispatched calls without a record of their node's own, by node
+
+
+async def front_figures(dsn: str, numbers: Sequence[str]) -> FrontFigures:
+    """The front's records of these caller-number prefixes, and the calls' records."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            """
+            SELECT f.callid, min(f.node) AS node, count(c.call_id) AS records,
+                   bool_or(c.cut_reason = 'node_lost') AS lost
+            FROM front_calls f LEFT JOIN calls c ON c.sip_call_id = f.callid
+            WHERE f.caller LIKE ANY($1) GROUP BY f.callid
+            """, [f"{number}%" for number in numbers])
+    finally:
+        await connection.close()
+    lost = [r for r in rows if r["lost"]]
+    return FrontFigures(len(rows), sum(1 for r in rows if r["records"]), len(lost),
+                        sum(1 for r in rows if r["records"] > 1),
+                        dict(Counter(str(r["node"]) for r in lost)))
 
 
 async def rows_of(dsn: str, numbers: Sequence[str]) -> list[asyncpg.Record]:
@@ -242,12 +279,13 @@ async def kill_surge(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace,
         await asyncio.to_thread(victim.lab.start, fresh=False)
         async with LineServer(victim.settings):
             rows = await settled(pg.dsn(), numbers, placed, within=60)
+            front = await front_figures(pg.dsn(), numbers)
         lost_ids = {str(r["call_id"]) for r in lost}
         ended_as = Counter(str(r["disposition"]) for r in rows
                            if str(r["call_id"]) in lost_ids)
         await quiet(running)
     return kill_report(rows, groups, results, began, killed_at, rate, lost_ids, ended_as,
-                       args.window)
+                       args.window, front)
 
 
 def _placed_at(row: asyncpg.Record, groups: Sequence[surge.CallerGroup], began: datetime,
@@ -264,7 +302,7 @@ def _placed_at(row: asyncpg.Record, groups: Sequence[surge.CallerGroup], began: 
 def kill_report(rows: Sequence[asyncpg.Record], groups: Sequence[surge.CallerGroup],
                 results: Sequence[SippResult], began: datetime, killed_at: datetime,
                 rate: float, lost_ids: set[str], ended_as: Counter[str], window: float,
-                ) -> int:
+                front: FrontFigures) -> int:
     """The failover figures; exit status 0 when they meet the issue's targets."""
     window_end = killed_at + timedelta(seconds=window)
     after = [r for r in rows if r["arrived_at"] is not None and r["arrived_at"] > killed_at]
@@ -283,9 +321,11 @@ def kill_report(rows: Sequence[asyncpg.Record], groups: Sequence[surge.CallerGro
     placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
     failed = sum(g.calls - r.successful for g, r in zip(groups, results, strict=True))
     print("\n== node1 killed mid-surge ==")
-    print(f"placed {placed}, sipp failed {failed}, rows {len(rows)}; placed with no record at "
-          f"all: {max(placed - len(rows), 0)} (calls node1 had just taken: their facts died "
-          "with it before reaching the spool or the database)")
+    print(f"placed {placed}, sipp failed {failed}, rows {len(rows)}; the front dispatched "
+          f"{front.dispatched}, {front.recorded} of them recorded; lost with their node (never "
+          f"recorded by it, recorded from the front's record): {front.lost_with_node} "
+          f"{front.by_node or ''}; with more than one record: {front.doubled}; placed with no "
+          f"record at all: {max(placed - front.recorded, 0)}")
     print(f"calls in progress on node1 at the kill (lost): {len(lost_ids)}; their records "
           f"ended as: {dict(ended_as) or '-'}")
     to_first = None if first is None else (first - killed_at).total_seconds()

@@ -53,6 +53,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
+from telephony.cluster.reconcile import FrontReconciler
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
 from telephony.core.threads import LoopThread
 from telephony.core.watched import WatchedFile
@@ -277,14 +278,20 @@ def start_call_handling(
 
 
 def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
-                listener: ThreadedListener) -> None:
+                listener: ThreadedListener, database: Database,
+                repository: CallRepository) -> None:
     """A cluster node: a dead peer's operators are offered calls here at once, and a peer
-    that answers again is asked for its whole device state (telephony/cluster/watch.py)."""
+    that answers again is asked for its whole device state (telephony/cluster/watch.py); the
+    calls the front dispatched that no node recorded become records, lost with their node
+    (telephony/cluster/reconcile.py)."""
     peers = PeerWatch.from_settings(listener, settings)
     if peers is not None:
         listener.subscribe(CONTACT_STATUS, peers.contact_status)
         listener.subscribe(FULLY_BOOTED, peers.logged_in)
         in_background(stack, peers.run(), "peer-watch")
+    front = FrontReconciler.from_settings(database, repository, settings)
+    if front is not None:
+        in_background(stack, front.run(), "front-reconcile")
 
 
 def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, object],
@@ -403,7 +410,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     screening = ScreeningService(database, scoring, settings.timezone)
     menus = line_menu_source(settings)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
-    watch_peers(settings, stack, listener)
+    watch_peers(settings, stack, listener, database, repository)
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
     in_background(
         stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),

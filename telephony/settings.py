@@ -245,6 +245,12 @@ class Settings:
     kamailio_ws_port: int = 5066
     kamailio_probe_seconds: int = 1
     kamailio_node_timeout_ms: int = 1000
+    # The front records every call it dispatches (front_calls); every node's line turns those
+    # no node recorded into records of their own, lost with their node
+    # (telephony/cluster/reconcile.py): this long after the front recorded the call, looked
+    # at every front_reconcile_seconds.
+    front_reconcile_grace_seconds: float = 60.0
+    front_reconcile_seconds: float = 10.0
 
     # Database: DSN, else PG* variables, else embedded cluster on a private socket.
     database_dsn: str | None = None
@@ -764,6 +770,10 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("spool_fallback_dir must be another directory than the spool's")
     if not 5 <= settings.vanish_check_seconds <= 3600:
         raise SettingsError("vanish_check_seconds must be between 5 and 3600")
+    if not 1 <= settings.front_reconcile_grace_seconds <= 86400:
+        raise SettingsError("front_reconcile_grace_seconds must be between 1 and 86400")
+    if not 1 <= settings.front_reconcile_seconds <= 3600:
+        raise SettingsError("front_reconcile_seconds must be between 1 and 3600")
     if not 0 <= settings.callpath_rt_priority <= 99:
         raise SettingsError("callpath_rt_priority must be between 0 and 99")
     if not 0 <= settings.shutdown_drain_seconds <= 300:

@@ -77,6 +77,9 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.desks.watch", ADAPTERS),  # observes the listener, acts through the service
     ("telephony.cluster.peers", DOMAIN),  # a node's peers: liveness, forgetting a dead one
     ("telephony.cluster.watch", ADAPTERS),  # acts on the peers' ContactStatus (AMI, SIP)
+    ("telephony.cluster.front", DOMAIN),  # calls the front dispatched and no node recorded
+    ("telephony.cluster.front_store", ADAPTERS),  # their SQL
+    ("telephony.cluster.reconcile", ADAPTERS),  # every node's line makes records of them
     ("telephony.cluster", DOMAIN),
     ("telephony.admin.versions", DOMAIN),
     ("telephony.admin.queues", DOMAIN),

@@ -63,6 +63,7 @@ IVR_VARIABLES = (
     "IVR_REASONS",
     "IVR_PRIORITY",
     "IVR_SCREENING",
+    "IVR_SIP_CALL_ID",  # the carrier's Call-ID: the CallStarted a resync gives carries it
 )
 MAX_BATCH_FACTS = 500  # one transaction's worth when a backlog is recorded
 BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple

@@ -17,6 +17,13 @@ dialplan has usually moved the channel to another context, so a live channel wit
 ``Linkedid == Uniqueid`` also counts when its ``IVR_LINE`` variable names a line, or when the
 call is already known (to this tracker, or open in the database).
 
+A call's :class:`CallStarted` is given out at the first ``IVR_*`` ``VarSet`` of its channel,
+not at its ``Newchannel``: the dialplan's very first step sets ``IVR_SIP_CALL_ID`` (the
+carrier's SIP Call-ID), which the start then carries. That ties the record to the cluster
+front's record of dispatching the call (telephony/cluster/front.py) with no extra fact per
+call, and the start waits one dialplan step, microseconds. Anything else the call does first
+(its hang-up, a queue join, another variable, a resync) gives the start out as it is.
+
 ``VarSet`` and ``Hangup`` fire for every channel; they become facts only for known caller legs.
 A caller's ``IVR_*`` variables are held and become one :class:`IvrVariablesSet` when the
 call joins a queue (the IVR, its fail-open path and the screening have all set theirs by then)
@@ -35,7 +42,7 @@ import re
 import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from telephony.calls.backfill import arrival_of
@@ -56,6 +63,7 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
+from telephony.calls.ids import valid_sip_call_id
 from telephony.calls.legs import LEG_EVENT, LegState
 from telephony.core.errors import SiagaError
 
@@ -66,6 +74,7 @@ CARRIER_CONTEXT = "from-carrier"  # asterisk-conf/extensions.conf
 LINES = ("112", "119")
 FALLBACK_LINE = "112"  # where the dialplan sends any other number
 IVR_PREFIX = "IVR_"
+SIP_CALL_ID = "sip_call_id"  # IVR_SIP_CALL_ID: carried by the call's CallStarted
 
 # Asterisk device states (include/asterisk/devicestate.h, QueueMemberStatus ``Status``).
 DEVICE_STATES = {
@@ -140,7 +149,9 @@ def _clean(value: str, limit: int) -> str:
     return "".join(ch for ch in value if unicodedata.category(ch) not in _UNSAFE_CATEGORIES)[:limit]
 
 
-def _caller_id(value: str) -> str:
+def caller_id_text(value: str) -> str:
+    """A caller number or name as stored: what was sent, minus control and format characters,
+    at most :data:`MAX_CALLER_ID` characters ("" for Asterisk's "<unknown>")."""
     cleaned = _clean(value, MAX_CALLER_ID)
     # Asterisk writes "<unknown>" for an absent caller ID (ast_manager_build_channel_state_string).
     return "" if cleaned == "<unknown>" else cleaned
@@ -289,6 +300,11 @@ class CallTracker:
         # kept for recently ended calls too, so that a replayed call gives the same facts.
         self._held: dict[str, dict[str, str]] = {}
         self._released: dict[str, IvrVariablesSet] = {}
+        # Started calls whose CallStarted waits for the SIP Call-ID (see the module's doc), and
+        # each start given out with what tells the event that gave it (the same event again,
+        # a duplicate, gives it again); kept like the released IVR values.
+        self._pending: dict[str, CallStarted] = {}
+        self._given: dict[str, tuple[tuple[object, ...], CallStarted]] = {}
         # (queue, operator interface) -> calls connected there whose AgentComplete has not come
         # yet, oldest first. Under load app_queue builds AgentComplete after both legs' channels
         # are gone, with neither Uniqueid nor DestLinkedid; the operator was on exactly one call
@@ -346,6 +362,8 @@ class CallTracker:
             # likeliest stale one, and refusing a new emergency call is never the answer.
             oldest = next(iter(self._live))
             del self._live[oldest]
+            self._pending.pop(oldest, None)
+            self._given.pop(oldest, None)
             self._held.pop(oldest, None)
             self._released.pop(oldest, None)
         self._live[uid] = set()
@@ -361,13 +379,29 @@ class CallTracker:
         self._released[uid] = fact
         return [fact]
 
+    def _started(self, uid: str, event: tuple[object, ...], sip_call_id: str = "",
+                 ) -> list[CallFact]:
+        """The call's CallStarted if it still waits to be given out, or if the same
+        ``event`` (its kind, instant and what else tells it apart) gave it out before: a
+        duplicate. Else none."""
+        fact = self._pending.pop(uid, None)
+        if fact is None:
+            given = self._given.get(uid)
+            return [given[1]] if given is not None and given[0] == event else []
+        if sip_call_id:
+            fact = replace(fact, sip_call_id=sip_call_id)
+        self._given[uid] = (event, fact)
+        return [fact]
+
     def _forget(self, uid: str) -> None:
         self._live.pop(uid, None)
+        self._pending.pop(uid, None)
         self._held.pop(uid, None)
         self._ended[uid] = None
         self._ended.move_to_end(uid)
         while len(self._ended) > RECENTLY_ENDED:
             old, _ = self._ended.popitem(last=False)
+            self._given.pop(old, None)
             self._held.pop(old, None)
             self._released.pop(old, None)
 
@@ -380,13 +414,14 @@ class CallTracker:
             call_id=uid,
             linked_id=linked,
             channel=f.ident("Channel"),
-            caller_number=_caller_id(f.text("CallerIDNum")),
-            caller_name=_caller_id(f.text("CallerIDName")),
+            caller_number=caller_id_text(f.text("CallerIDNum")),
+            caller_name=caller_id_text(f.text("CallerIDName")),
             line=exten if exten in LINES else FALLBACK_LINE,
             at=f.at(),
         )
         self._adopt(uid)
-        return [fact]
+        self._pending[uid] = fact
+        return []
 
     def _varset(self, f: _Fields) -> list[CallFact]:
         name = _ivr_variable(f.text("Variable"))
@@ -397,15 +432,22 @@ class CallTracker:
             return []
         if not _IVR_NAME.fullmatch(name):
             raise f.reject(f"IVR variable name is malformed: {name[:40]!r}")
+        if name == SIP_CALL_ID:
+            call_id = f.text("Value")
+            if call_id and not valid_sip_call_id(call_id):
+                # The start stays held: the next variable (IVR_CALL_ID) gives it out.
+                raise f.reject(f"IVR_SIP_CALL_ID is no SIP Call-ID: {call_id[:40]!r}")
+            return self._started(uid, ("varset", name, call_id, f.at()), call_id)
         value, at = _clean(f.text("Value"), MAX_TEXT), f.at()
+        started = self._started(uid, ("varset", name, value, at))
         held = self._held.setdefault(uid, {})
         if name not in held and len(held) >= MAX_HELD_VARIABLES:
             # Bounded memory against a dialplan gone wrong: give out what is held so far.
             facts = self._release(uid, at)
             self._held[uid] = {name: value}
-            return facts
+            return [*started, *facts]
         held[name] = value
-        return []
+        return started
 
     def _hangup(self, f: _Fields) -> list[CallFact]:
         uid = f.ident("Uniqueid")
@@ -413,7 +455,7 @@ class CallTracker:
             return []
         at = f.at()
         fact = CallEnded(uid, f.number("Cause"), _clean(f.text("Cause-txt"), MAX_TEXT), at)
-        facts = [*self._release(uid, at), fact]
+        facts = [*self._started(uid, ("hangup", at)), *self._release(uid, at), fact]
         self._forget(uid)
         return facts
 
@@ -454,7 +496,8 @@ class CallTracker:
         if fact.call_id in self._live:
             self._live[fact.call_id].add(fact.queue)
         # The IVR and the screening are over once the caller waits: what they set is complete.
-        return [*self._release(fact.call_id, fact.at), fact]
+        started = self._started(fact.call_id, ("join", fact.queue, fact.at))
+        return [*started, *self._release(fact.call_id, fact.at), fact]
 
     def _queue_leave(self, f: _Fields) -> list[CallFact]:
         fact = QueueLeft(f.ident("Uniqueid"), f.ident("Queue"), f.number("Position"), f.at())
@@ -568,11 +611,16 @@ class CallTracker:
             if found is None:
                 continue
             uid, started = found
+            reported = dict(variables.get(uid, []))
+            sip_call_id = reported.pop(SIP_CALL_ID, "")
+            sip_call_id = sip_call_id if valid_sip_call_id(sip_call_id) else ""
             if started is not None:
-                outcome.facts.append(started)
+                outcome.facts.append(replace(started, sip_call_id=sip_call_id))
+            else:
+                outcome.facts.extend(self._started(uid, ("resync", now), sip_call_id))
             # Status reports every IVR_* value the channel has now: what is held is included.
             held = self._held.pop(uid, {})
-            held.update(variables.get(uid, []))
+            held.update(reported)
             if held:
                 outcome.facts.append(IvrVariablesSet(uid, tuple(held.items()),
                                                      _resync_instant(uid, now)))
@@ -581,6 +629,7 @@ class CallTracker:
         if channels_whole:
             # A call whose Hangup we saw may still look open to a store that is spooling.
             for uid in sorted(known - callers.keys() - self._ended.keys()):
+                outcome.facts.extend(self._started(uid, ("resync", now)))
                 outcome.facts.extend(self._release(uid, now))
                 outcome.facts.append(CallVanished(uid, now))
                 self._forget(uid)
@@ -592,6 +641,10 @@ class CallTracker:
         self._live = callers
         for uid in self._held.keys() - callers.keys():
             del self._held[uid]  # held memory follows the live calls
+        for uid in self._pending.keys() - callers.keys():
+            del self._pending[uid]
+        for uid in self._given.keys() - callers.keys() - self._ended.keys():
+            del self._given[uid]
         for uid in self._released.keys() - callers.keys() - self._ended.keys():
             del self._released[uid]
         self._resync_queues(queue_status, now, outcome)
@@ -703,8 +756,8 @@ class CallTracker:
             call_id=uid,
             linked_id=linked,
             channel=chan.ident("Channel"),
-            caller_number=_caller_id(chan.text("CallerIDNum")),
-            caller_name=_caller_id(chan.text("CallerIDName")),
+            caller_number=caller_id_text(chan.text("CallerIDNum")),
+            caller_name=caller_id_text(chan.text("CallerIDName")),
             line=line,
             at=arrival,
         )

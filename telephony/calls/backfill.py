@@ -57,6 +57,7 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
+from telephony.calls.ids import valid_sip_call_id
 
 log = logging.getLogger("telephony.calls.backfill")
 
@@ -113,6 +114,7 @@ class Story:
     last_epoch: int
     first: tuple[int, int]  # (inode, offset) of its first line: where a pinned cursor goes
     line: str = ""
+    sip_call_id: str = ""  # the carrier's, logged with the line (cluster front, 0026)
     caller: str = ""
     facts: list[CallFact] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)  # queue -> position joined at
@@ -133,6 +135,11 @@ def _story_fact(
         if line not in LINES:
             raise QueueLogLineError(f"{event} of {uid}: not a line: {line[:20]!r}")
         story.line = story.line or line
+        # <line>|<SIP Call-ID>: whatever else is there (an older dialplan logs none, a
+        # hostile Call-ID may have added fields) ties the call to nothing.
+        call_id = entry.data[1] if len(entry.data) == 2 else ""
+        if valid_sip_call_id(call_id):
+            story.sip_call_id = story.sip_call_id or call_id
         return []
     if event == IVR_EVENT:
         return _ivr_outcome(story, entry)
@@ -295,7 +302,7 @@ def plan_backfill(
         if have is None:
             plan.written.append(CallStarted(
                 call_id=uid, linked_id=uid, channel="", caller_number=_caller(story.caller),
-                caller_name="", line=story.line, at=arrival))
+                caller_name="", line=story.line, at=arrival, sip_call_id=story.sip_call_id))
         plan.written.extend(missing)
         plan.written.append(story.end or CallVanished(uid, _at(story.last_epoch)))
         plan.written.append(CallBackfilled(uid, arrival))

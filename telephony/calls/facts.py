@@ -31,6 +31,10 @@ class CallStarted:
     caller_name: str
     line: str  # the number dialled: "112" or "119"
     at: datetime
+    # The SIP Call-ID of the carrier's INVITE (the dialplan's IVR_SIP_CALL_ID, set first of
+    # all): what ties the call to the cluster front's record of dispatching it
+    # (telephony/cluster/front.py). "" when unknown (a single node, an older dialplan).
+    sip_call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,23 @@ class CallVanished:
 
 
 @dataclass(frozen=True)
+class CallLost:
+    """A call the cluster's SIP front dispatched to a node that left no record of it: the node
+    died with it (``kill -9``, a machine lost) before its line stored the call's start. Made by
+    a line from the front's own record (telephony/cluster/front.py); ``at`` is when the front
+    dispatched it, ``reply`` the front's final SIP reply to the carrier ("200 OK")."""
+
+    kind: ClassVar[str] = "call_lost"
+    call_id: str
+    sip_call_id: str
+    node: str
+    caller_number: str
+    line: str
+    reply: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class CallBackfilled:
     """The line did not see this call (or its end) happen: it was rebuilt from what Asterisk
     logged (``telephony/calls/backfill.py``). ``at`` is the call's arrival, so that reading the
@@ -258,6 +279,7 @@ CallFact = (
     | QueueAbandoned
     | CallEnded
     | CallVanished
+    | CallLost
     | CallBackfilled
     | OperatorStateChanged
     | LegProgressed
@@ -281,6 +303,7 @@ FACT_TYPES: dict[str, type[CallFact]] = {
         QueueAbandoned,
         CallEnded,
         CallVanished,
+        CallLost,
         CallBackfilled,
         OperatorStateChanged,
         LegProgressed,
@@ -297,10 +320,16 @@ class FactDecodeError(SiagaError, ValueError):
 
 
 def fact_to_json(fact: CallFact) -> str:
-    """Serialise a fact as one JSON line (datetimes as ISO 8601 with offset)."""
+    """Serialise a fact as one JSON line (datetimes as ISO 8601 with offset).
+
+    A field added later with a default is left out while it holds that default: the fact
+    serialises (and so hashes, ``telephony/calls/store.py``'s dedupe key) as before it had the
+    field, and a line spooled by an older version reads back as the same fact."""
     body: dict[str, Any] = {"kind": fact.kind}
     for f in dataclasses.fields(fact):
         value = getattr(fact, f.name)
+        if f.default is not dataclasses.MISSING and value == f.default:
+            continue
         body[f.name] = value.isoformat() if isinstance(value, datetime) else value
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
@@ -338,6 +367,8 @@ def fact_from_json(line: str) -> CallFact:
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             expected = _FIELD_TYPES[str(f.type)]
+            if f.name not in body and f.default is not dataclasses.MISSING:
+                continue  # left out by fact_to_json: the default
             value = body[f.name]
             if expected is datetime:
                 value = datetime.fromisoformat(value)

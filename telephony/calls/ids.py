@@ -29,6 +29,19 @@ def valid_call_id(value: str) -> bool:
     return UNIQUEID.fullmatch(value) is not None
 
 
+# The SIP Call-ID the carrier's INVITE came with (RFC 3261 ``callid = word [ "@" word ]``):
+# what ties a call the cluster's front dispatched to the call record a node made of it. Only
+# the characters of an RFC ``word``, bounded: a value of any other shape is no Call-ID of a
+# call we took, and is never stored as one.
+_SIP_WORD: Final = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]"
+SIP_CALL_ID: Final = re.compile(rf"{_SIP_WORD}{{1,128}}(?:@{_SIP_WORD}{{1,127}})?")
+
+
+def valid_sip_call_id(value: str) -> bool:
+    """True for a SIP Call-ID of :data:`SIP_CALL_ID`'s shape."""
+    return SIP_CALL_ID.fullmatch(value) is not None
+
+
 class CallerIdKind(StrEnum):
     """What the presented caller id is."""
 

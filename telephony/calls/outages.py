@@ -72,6 +72,14 @@ class CutReason(LabelledStrEnum):
 
     ASTERISK_RESTART = "asterisk_restart", "Terputus karena Asterisk dimulai ulang"
     ASTERISK_CRASH = "asterisk_crash", "Terputus karena Asterisk mati mendadak"
+    # A cluster node died with the call before its line recorded it (the front's record
+    # is all there is of it: telephony/cluster/front.py).
+    NODE_LOST = "node_lost", "Hilang bersama node-nya"
+
+
+def lost_with_node(node: str) -> str:
+    """How a call its node lost ended, as people read it (``calls.hangup_cause_text``)."""
+    return f"hilang bersama node {node}"
 
 
 class OutageKind(LabelledStrEnum):

@@ -23,6 +23,7 @@ from telephony.calls.facts import (
     CallBackfilled,
     CallEnded,
     CallFact,
+    CallLost,
     CallStarted,
     CallVanished,
     IvrVariableSet,
@@ -40,6 +41,7 @@ from telephony.calls.facts import (
 from telephony.calls.ids import parse_caller_id
 from telephony.calls.legs import Leg, LegKind, LegState, leg_outcome
 from telephony.calls.outage_store import write_outage_facts
+from telephony.calls.outages import lost_with_node
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.rows import from_row
 from telephony.settings import ShiftDefinition
@@ -347,6 +349,7 @@ class _Batch:
                 "INSERT INTO operators (operator) SELECT unnest($1::text[]) "
                 "ON CONFLICT DO NOTHING", operators)
         await self._calls_started(connection)
+        await self._calls_lost(connection)
         await self._ivr(connection)
         await self._queues(connection)
         await self._answers(connection)
@@ -370,13 +373,14 @@ class _Batch:
             slot = self.shifts.slot_for(fact.at)
             rows.append((fact.call_id, fact.linked_id, fact.channel, fact.caller_number,
                          fact.caller_name, self.lines.get(fact.call_id, ""), fact.at, slot.day,
-                         slot.name, parse_caller_id(fact.caller_number).key))
+                         slot.name, parse_caller_id(fact.caller_number).key, fact.sip_call_id))
         await self._many(connection, """
             INSERT INTO calls (call_id, linked_id, channel, caller_number, caller_name, line,
-                               arrived_at, shift_day, shift_name, caller_key)
-            VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10)
+                               arrived_at, shift_day, shift_name, caller_key, sip_call_id)
+            VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10, NULLIF($11, ''))
             ON CONFLICT (call_id) DO UPDATE SET
                 linked_id = COALESCE(calls.linked_id, EXCLUDED.linked_id),
+                sip_call_id = COALESCE(calls.sip_call_id, EXCLUDED.sip_call_id),
                 channel = COALESCE(calls.channel, EXCLUDED.channel),
                 -- The key follows whichever number is kept.
                 caller_key = CASE WHEN NULLIF(calls.caller_number, '') IS NULL
@@ -393,6 +397,25 @@ class _Batch:
                                   THEN EXCLUDED.shift_name ELSE calls.shift_name END,
                 arrived_at = LEAST(calls.arrived_at, EXCLUDED.arrived_at),
                 updated_at = now()
+            """, rows)
+
+    async def _calls_lost(self, connection: asyncpg.Connection) -> None:
+        # A record of its own for a call its node lost (telephony/cluster/front.py): ended
+        # where it arrived, vanished, cut with the node. One per Call-ID (the partial unique
+        # index of 0026), and none if a node recorded the call meanwhile.
+        rows = []
+        for fact in self._of(CallLost):
+            slot = self.shifts.slot_for(fact.at)
+            rows.append((fact.call_id, fact.caller_number, parse_caller_id(fact.caller_number).key,
+                         fact.line, fact.at, slot.day, slot.name, fact.sip_call_id,
+                         lost_with_node(fact.node)))
+        await self._many(connection, """
+            INSERT INTO calls (call_id, caller_number, caller_key, line, arrived_at, shift_day,
+                               shift_name, ended_at, vanished, cut_reason, sip_call_id,
+                               hangup_cause_text)
+            SELECT $1, $2, $3, NULLIF($4, ''), $5, $6, $7, $5, true, 'node_lost', $8, $9
+            WHERE NOT EXISTS (SELECT 1 FROM calls WHERE sip_call_id = $8)
+            ON CONFLICT DO NOTHING
             """, rows)
 
     async def _ivr(self, connection: asyncpg.Connection) -> None:

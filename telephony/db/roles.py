@@ -60,10 +60,14 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "call_outcomes": (S,),  # view
     "call_screening": (S, INS, U),
     "callback_closures": (S, INS),
-    "calls": (S, INS, U),
+    # DELETE: a record a line made of a lost call gives way to the node's own (0026).
+    "calls": (S, INS, U, D),
     "config_publications": (S, INS),
     "config_versions": (S, INS),
     "dispatches": (S, INS, U),
+    # The SIP front writes it (as the Asterisk role); lines read it and mark what they
+    # reconciled (telephony/cluster/front_store.py, 0026).
+    "front_calls": (S, U),
     "incident_attachments": (S, INS),
     "incident_calls": (S, INS, U),
     "incident_events": (S, INS),

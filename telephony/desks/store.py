@@ -210,7 +210,8 @@ class DeskRepository:
     async def grant_phone_reader(self, connection: asyncpg.Connection, role: str,
                                  password: str) -> None:
         """Create (or update) the role Asterisk reads the phones with: it logs in with
-        ``password`` and may SELECT the three ps_* views, nothing else. Needs CREATEROLE."""
+        ``password`` and may SELECT the ps_* views and kamailio_subscribers, and INSERT into
+        front_calls (the SIP front's accounting), nothing else. Needs CREATEROLE."""
         exists = await connection.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role)
         verb = "ALTER" if exists else "CREATE"
@@ -223,7 +224,10 @@ class DeskRepository:
         for template in ("GRANT USAGE ON SCHEMA public TO %I",
                          # kamailio_subscribers: a cluster's SIP front (0022).
                          "GRANT SELECT ON ps_endpoints, ps_auths, ps_aors, "
-                         "kamailio_subscribers TO %I"):
+                         "kamailio_subscribers TO %I",
+                         # The front's record of every call it dispatches (0026): written,
+                         # never read back, as this role.
+                         "GRANT INSERT ON front_calls TO %I"):
             grant = await connection.fetchval("SELECT format($1::text, $2::text)",
                                               template, role)
             await connection.execute(grant)

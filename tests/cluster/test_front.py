@@ -1,7 +1,9 @@
 """Two Asterisk nodes behind the Kamailio front (issue 15): the carrier's calls are spread
 over both, every call reaches an operator whose phone registered at the front, the one
 database holds each call once and complete whichever node took it, and a node killed with
-``kill -9`` (its Asterisk and its line server) stops getting calls within seconds.
+``kill -9`` (its Asterisk and its line server) stops getting calls within seconds; the calls it
+had taken and not yet recorded still get a record, from the front's own record of dispatching
+them (telephony/cluster/reconcile.py), ended "hilang bersama node node1".
 
 One cluster for the module (telephony/lab/cluster.py): two lab nodes with their own
 systemname and line server, the front, six operators logged in on both nodes.
@@ -10,6 +12,7 @@ systemname and line server, the front, six operators logged in on both nodes.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -41,6 +44,10 @@ BASE = Settings(
     # Each line checks its open calls against its Asterisk every 5 s: node2's must leave
     # node1's lost calls alone while node1 is down (they are not node2's to end).
     vanish_check_seconds=5,
+    # node2's line makes records of the calls node1 took and never recorded, 2 s after the
+    # front recorded dispatching them.
+    front_reconcile_grace_seconds=2,
+    front_reconcile_seconds=1,
 )
 OPERATORS = operator_names(6)
 RTP_BASE = 24000  # below the ephemeral range, apart from the e2e modules' and the benches'
@@ -88,33 +95,68 @@ async def _calls_on_both(dsn: str, prefix: str) -> bool | None:
     return True if {node_of(row["call_id"]) for row in rows} == {"node1", "node2"} else None
 
 
+async def _dispatched(dsn: str, prefix: str, count: int) -> list[asyncpg.Record] | None:
+    """The front's records of the calls of ``prefix``, once there are ``count``."""
+    rows = await fetch(dsn, "SELECT callid, node FROM front_calls WHERE caller LIKE $1 || '%'",
+                       prefix)
+    return rows if len(rows) >= count else None
+
+
+async def _records(dsn: str, prefixes: list[str]) -> list[asyncpg.Record]:
+    """Each call the front dispatched for ``prefixes``, with its records (joined on the
+    carrier's Call-ID): how many, and the first one's id, end, reason and operator."""
+    return await fetch(dsn, """
+        SELECT f.callid, f.node, count(c.call_id) AS records, min(c.call_id) AS call_id,
+               bool_and(c.ended_at IS NOT NULL) AS ended, min(c.cut_reason) AS cut_reason,
+               min(c.hangup_cause_text) AS cause_text, min(c.operator) AS operator
+        FROM front_calls f LEFT JOIN calls c ON c.sip_call_id = f.callid
+        WHERE f.caller LIKE ANY($1::text[]) GROUP BY f.callid, f.node
+        """, [f"{prefix}%" for prefix in prefixes])
+
+
+async def _one_record_each(dsn: str, prefixes: list[str]) -> list[asyncpg.Record] | None:
+    """:func:`_records`, once every call has exactly one record; else None."""
+    rows = await _records(dsn, prefixes)
+    return rows if all(row["records"] == 1 for row in rows) else None
+
+
 async def test_a_killed_node_gets_no_new_call_within_seconds(
         cluster: Cluster, cluster_dsn: str) -> None:
     victim, survivor = cluster.node("node1"), cluster.node("node2")
+    node1 = f"sip:{victim.settings.sip_host}:{victim.settings.sip_port}"
     # Calls in progress on both nodes when node1 dies.
-    up, new = caller_prefix(), caller_prefix()
+    up, doomed, new = caller_prefix(), caller_prefix(), caller_prefix()
     async with callers(cluster, up, calls=4, rate=4, talk_seconds=20) as before:
         await eventually("calls up on both nodes", lambda: _calls_on_both(cluster_dsn, up), 15)
-        killed_at = datetime.now(UTC)
-        started = time.monotonic()
-        await victim.kill()
-        # New calls right after the kill: the first ones meet node1 still in the rotation.
-        async with callers(cluster, new, calls=4, rate=4) as after:
-            result = await after.wait()
-        assert result.ok, result
-        rows = await ended_calls(cluster_dsn, new, 4)
-        first_answer = min(row["arrived_at"] for row in rows)
-        last_answer = max(row["arrived_at"] for row in rows)
-        print(f"\nkill -> first new call answered on {survivor.name}: "
-              f"{(first_answer - killed_at).total_seconds():.2f} s; every call placed in the "
-              f"first second answered within {(last_answer - killed_at).total_seconds():.2f} s "
-              f"(measured {time.monotonic() - started:.1f} s after the kill)")
-        assert all(node_of(str(row["call_id"])) == survivor.name for row in rows)
-        # Each reached an operator there, those whose last call died with node1 included: to
-        # node2 they were "In use" (node1's last published state) until node2's line saw
-        # node1's qualify fail and made node2's Asterisk forget node1's states.
-        assert all(row["operator"] is not None for row in rows), rows
-        assert (last_answer - killed_at).total_seconds() <= FAILOVER_TARGET_SECONDS
+        # Calls node1 takes in its last moments, whose AMI events die with its line server:
+        # the line stops reading (SIGSTOP, as a dying machine stops), the front sends node1
+        # its share of four more calls, and node1 dies with them unrecorded.
+        victim.line.signal(signal.SIGSTOP)
+        async with callers(cluster, doomed, calls=4, rate=8, talk_seconds=5) as last:
+            dispatched = await eventually("the front dispatched the last four calls",
+                                          lambda: _dispatched(cluster_dsn, doomed, 4), 15)
+            assert node1 in {row["node"] for row in dispatched}, dispatched
+            killed_at = datetime.now(UTC)
+            started = time.monotonic()
+            await victim.kill()
+            # New calls right after the kill: the first ones meet node1 still in the rotation.
+            async with callers(cluster, new, calls=4, rate=4) as after:
+                result = await after.wait()
+            assert result.ok, result
+            rows = await ended_calls(cluster_dsn, new, 4)
+            first_answer = min(row["arrived_at"] for row in rows)
+            last_answer = max(row["arrived_at"] for row in rows)
+            print(f"\nkill -> first new call answered on {survivor.name}: "
+                  f"{(first_answer - killed_at).total_seconds():.2f} s; every call placed in the "
+                  f"first second answered within {(last_answer - killed_at).total_seconds():.2f} s "
+                  f"(measured {time.monotonic() - started:.1f} s after the kill)")
+            assert all(node_of(str(row["call_id"])) == survivor.name for row in rows)
+            # Each reached an operator there, those whose last call died with node1 included: to
+            # node2 they were "In use" (node1's last published state) until node2's line saw
+            # node1's qualify fail and made node2's Asterisk forget node1's states.
+            assert all(row["operator"] is not None for row in rows), rows
+            assert (last_answer - killed_at).total_seconds() <= FAILOVER_TARGET_SECONDS
+            await last.stop()
         await before.stop()
     # The calls node1 had are lost; the database keeps them open (node2's line leaves another
     # node's calls alone) until node1 comes back and its line finds them gone from its
@@ -142,3 +184,23 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
     print(f"node1's {len(rows)} lost calls ended as "
           f"{sorted(str(row['disposition']) for row in rows)}")
     assert all(row["vanished"] == 1 for row in rows)
+    # Every call the front dispatched has one record, tied by the carrier's Call-ID: node1's
+    # last calls too, lost with it (made by node2's line from the front's record, or node1's
+    # own from its queue_log once back, which then takes the reason).
+    prefixes = [up, doomed, new, again]
+    try:
+        records = await eventually("one record for each dispatched call",
+                                   lambda: _one_record_each(cluster_dsn, prefixes), 30)
+    except AssertionError:
+        rows = await _records(cluster_dsn, prefixes)
+        raise AssertionError(f"not one record each: {[dict(r) for r in rows]}") from None
+    assert len(records) == 4 + 4 + 4 + 4, records
+    unrecorded = [row for row in records if row["node"] == node1 and row["callid"] in
+                  {r["callid"] for r in dispatched}]
+    print(f"node1's last calls, never recorded by it: {len(unrecorded)}, ended as "
+          f"{sorted(str(row['cause_text']) for row in unrecorded)}")
+    assert unrecorded and all(
+        row["cut_reason"] == "node_lost" and row["call_id"].startswith("node1-") and row["ended"]
+        and row["cause_text"] == "hilang bersama node node1" for row in unrecorded)
+    assert not [row for row in records
+                if row["cut_reason"] == "node_lost" and row not in unrecorded]

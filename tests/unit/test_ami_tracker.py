@@ -78,6 +78,15 @@ def ev(name: str, timestamp: str = "1732345678.000100", **fields: str) -> dict[s
     return {"Event": name, "Privilege": "call,all", "Timestamp": timestamp, **fields}
 
 
+def arrive(t: CallTracker, uid: str, sip_call_id: str = "a84b4c76e66710@pc33", *,
+           timestamp: str = "1732345678.000100", **overrides: str) -> list[CallFact]:
+    """A caller's channel, and the dialplan's first step (IVR_SIP_CALL_ID): its start."""
+    channel = snapshot(uid, **overrides)
+    return [*t.handle(ev("Newchannel", timestamp, **channel)),
+            *t.handle(ev("VarSet", timestamp, **channel, Variable="IVR_SIP_CALL_ID",
+                         Value=sip_call_id))]
+
+
 def member(name: str, status: str, paused: str = "0", reason: str = "") -> dict[str, str]:
     return ev(
         name,
@@ -224,7 +233,7 @@ def test_operator_legs_are_not_calls() -> None:
     caller, leg = "1732345678.0", "1732345691.1"
     operator = snapshot(leg, caller, Channel="PJSIP/op1001-00000001", Context="operators")
     t = tracker()
-    assert len(t.handle(ev("Newchannel", **snapshot(caller)))) == 1
+    assert len(arrive(t, caller)) == 1
     assert t.handle(ev("Newchannel", **operator)) == []
     assert t.handle(ev("VarSet", **operator, Variable="IVR_SKILL", Value="x")) == []
     assert t.handle(ev("Hangup", **operator, Cause="16")) == []
@@ -247,7 +256,7 @@ def test_transfer_legs_are_not_calls_and_report_only_their_progress() -> None:
     operator = snapshot("1732345691.1", caller, Channel="PJSIP/op1001-00000001",
                         Context="operators")
     t = tracker()
-    assert len(t.handle(ev("Newchannel", **snapshot(caller)))) == 1
+    assert len(arrive(t, caller)) == 1
     facts = run(t, [
         ev("Newchannel", **local1), ev("Newchannel", **local2),
         ev("UserEvent", "1732345700.500000", **local2, UserEvent="SiagaLeg", Leg="7",
@@ -318,7 +327,7 @@ def test_a_supervisors_chanspy_leg_is_no_call_and_leaves_the_call_as_it_was() ->
 def test_every_carrier_number_is_a_call_on_the_line_the_dialplan_gives_it(
     exten: str, line: str
 ) -> None:
-    (started,) = tracker().handle(ev("Newchannel", **snapshot("1.1", Exten=exten)))
+    (started,) = arrive(tracker(), "1.1", Exten=exten)
     assert isinstance(started, CallStarted)
     assert started.line == line
 
@@ -326,7 +335,7 @@ def test_every_carrier_number_is_a_call_on_the_line_the_dialplan_gives_it(
 def test_non_ivr_variables_are_ignored_and_inheritable_ones_are_not() -> None:
     uid = "1732345678.0"
     t = tracker()
-    t.handle(ev("Newchannel", **snapshot(uid)))
+    arrive(t, uid)
     assert t.handle(ev("VarSet", **snapshot(uid), Variable="AGISTATUS", Value="SUCCESS")) == []
     assert t.handle(ev("VarSet", **snapshot(uid), Variable="__IVR_SKILL", Value="fire")) == []
     assert t.handle(ev("VarSet", **snapshot(uid), Variable="IVR_QUEUE", Value="fire")) == []
@@ -337,9 +346,7 @@ def test_non_ivr_variables_are_ignored_and_inheritable_ones_are_not() -> None:
 
 def test_caller_id_is_sanitised_not_rejected() -> None:
     hostile = "\u202e0812\x1b[31m" + "9" * 500
-    (started,) = tracker().handle(
-        ev("Newchannel", **snapshot("1.1", CallerIDNum=hostile, CallerIDName="Budi\r\nX: y"))
-    )
+    (started,) = arrive(tracker(), "1.1", CallerIDNum=hostile, CallerIDName="Budi\r\nX: y")
     assert isinstance(started, CallStarted)
     assert started.caller_number == "0812[31m" + "9" * 72
     assert started.caller_name == "BudiX: y"
@@ -348,8 +355,10 @@ def test_caller_id_is_sanitised_not_rejected() -> None:
 def test_missing_timestamp_falls_back_to_the_clock() -> None:
     event = ev("Newchannel", **snapshot("1.1"))
     del event["Timestamp"]
-    (started,) = tracker().handle(event)
-    assert started.at == NOW
+    t = tracker()
+    assert t.handle(event) == []
+    (started,) = t.handle(ev("VarSet", **snapshot("1.1"), Variable="IVR_LINE", Value="112"))
+    assert isinstance(started, CallStarted) and started.at == NOW
 
 
 # -- determinism ---------------------------------------------------------------------------
@@ -528,7 +537,8 @@ def test_resync_vanishes_known_calls_that_are_gone_and_adopts_open_ones() -> Non
     vanished = [f for f in outcome.facts if isinstance(f, CallVanished)]
     assert vanished == [CallVanished("1732344000.8", NOW), CallVanished("1732345000.1", NOW)]
     started = {f.call_id for f in outcome.facts if isinstance(f, CallStarted)}
-    assert started == {"1732347000.3", "1732347100.5"}  # the open one is adopted silently
+    # The open one is adopted silently; the vanished one's start, held, goes out first.
+    assert started == {"1732347000.3", "1732347100.5", "1732345000.1"}
     assert "1732346900.2" in t.live_calls
     assert "1732345000.1" not in t.live_calls
     # A late Hangup for a vanished call still tells how it ended.
@@ -770,7 +780,7 @@ def test_ivr_variables_become_one_fact_when_the_call_joins_a_queue() -> None:
     with the last value of each."""
     uid = "1732345678.0"
     t = tracker()
-    t.handle(ev("Newchannel", **snapshot(uid)))
+    arrive(t, uid)
     published = [("IVR_LINE", "112"), ("IVR_QUEUE", "emergency-general"),  # the presets
                  ("IVR_CHOICE", "1"), ("IVR_OUTCOME", "chosen"), ("IVR_CATEGORY", "emergency"),
                  ("IVR_SKILL", "fire"), ("IVR_FIRST_KEY_MS", "900"), ("IVR_INVALID_KEYS", "0"),
@@ -833,3 +843,89 @@ def test_a_call_held_variables_vanish_with_it() -> None:
     outcome = t.resync(*synthetic_resync())
     ivr = [f for f in outcome.facts if getattr(f, "call_id", None) == uid]
     assert ivr == [IvrVariablesSet(uid, (("choice", "3"),), NOW), CallVanished(uid, NOW)]
+
+
+# -- the carrier's SIP Call-ID (IVR_SIP_CALL_ID, the dialplan's first step) -------------------
+
+
+def test_a_call_starts_at_its_first_dialplan_step_with_the_carriers_call_id() -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    assert t.handle(ev("Newchannel", **snapshot(uid))) == []  # held one dialplan step
+    assert t.live_calls == {uid}
+    (started,) = t.handle(varset(uid, "IVR_SIP_CALL_ID", "a84b4c76e66710@pc33.atlanta.com"))
+    assert isinstance(started, CallStarted)
+    assert (started.call_id, started.sip_call_id) == (uid, "a84b4c76e66710@pc33.atlanta.com")
+    assert started.at == at("1732345678.000100")  # still the Newchannel's instant
+    # The Call-ID is the start's, not an IVR value; the same event again gives the same start.
+    assert t.handle(varset(uid, "IVR_SIP_CALL_ID", "a84b4c76e66710@pc33.atlanta.com")) == [
+        started]
+    assert t.handle(varset(uid, "IVR_SIP_CALL_ID", "other@x")) == []
+    assert t.handle(varset(uid, "IVR_LINE", "112")) == []
+    (ivr, _) = t.handle(ev("Hangup", "1732345690.5", **snapshot(uid), Cause="16"))
+    assert ivr == IvrVariablesSet(uid, (("line", "112"),), at("1732345690.500000"))
+
+
+@pytest.mark.parametrize("first", ["IVR_CALL_ID", "hangup", "join"])
+def test_a_call_whose_dialplan_sets_no_call_id_still_starts_first(first: str) -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    event = {"IVR_CALL_ID": varset(uid, "IVR_CALL_ID", uid),
+             "hangup": ev("Hangup", **snapshot(uid), Cause="16"),
+             "join": ev("QueueCallerJoin", **snapshot(uid), Queue="medical", Position="1",
+                        Count="1")}[first]
+    facts = t.handle(event)
+    assert isinstance(facts[0], CallStarted) and facts[0].sip_call_id == ""
+    assert [f for f in facts[1:] if isinstance(f, CallStarted)] == []
+
+
+@pytest.mark.parametrize("value", ["a b@c", "a@b@c", "x" * 300, "a\u202eb"])
+def test_a_malformed_call_id_is_rejected_and_the_start_comes_with_the_next_step(
+        value: str) -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    with pytest.raises(AmiEventError, match="IVR_SIP_CALL_ID is no SIP Call-ID"):
+        t.handle(varset(uid, "IVR_SIP_CALL_ID", value))
+    (started,) = t.handle(varset(uid, "IVR_CALL_ID", uid))
+    assert isinstance(started, CallStarted) and started.sip_call_id == ""
+
+
+def test_an_empty_call_id_a_channel_without_sip_gives_the_start_without_one() -> None:
+    uid = "1732345678.0"
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot(uid)))
+    (started,) = t.handle(varset(uid, "IVR_SIP_CALL_ID", ""))
+    assert isinstance(started, CallStarted) and started.sip_call_id == ""
+
+
+def _with_call_id(status: list[AmiEvent], uid: str, call_id: str) -> list[AmiEvent]:
+    """The Status reply with IVR_SIP_CALL_ID reported for ``uid``."""
+    changed: list[AmiEvent] = []
+    for event in status:
+        if event.get("Uniqueid") != uid:
+            changed.append(event)
+            continue
+        variables = event.get("Variable", [])
+        listed = [variables] if isinstance(variables, str) else list(variables)
+        changed.append(modified(event, Variable=[f"IVR_SIP_CALL_ID={call_id}", *listed]))
+    return changed
+
+
+def test_a_resync_gives_the_call_id_to_the_starts_it_gives() -> None:
+    queues, channels, status = synthetic_resync()
+    status = _with_call_id(status, "1732347000.3", "found@again")
+    outcome = tracker().resync(queues, channels, status)
+    started = {f.call_id: f.sip_call_id for f in outcome.facts if isinstance(f, CallStarted)}
+    assert started["1732347000.3"] == "found@again"
+    assert started["1732346900.2"] == ""
+    assert not [pair for pair in ivr_pairs(outcome.facts) if pair[0] == "sip_call_id"]
+    # A call whose start was still held (the line reconnected within its first step).
+    t = tracker()
+    t.handle(ev("Newchannel", **snapshot("1732347000.3")))
+    outcome = t.resync(queues, channels, status)
+    (held,) = [f for f in outcome.facts
+               if isinstance(f, CallStarted) and f.call_id == "1732347000.3"]
+    assert held.sip_call_id == "found@again"
+    assert held.channel == snapshot("1732347000.3")["Channel"]  # the Newchannel's start

@@ -274,6 +274,21 @@ def test_an_abandon_keeps_its_positions_and_wait() -> None:
     assert isinstance(started, CallStarted) and started.line == ""  # no SIAGALINE logged
 
 
+@pytest.mark.parametrize(("logged", "kept"), [
+    ("119|a84b4c76e66710@pc33", "a84b4c76e66710@pc33"),  # the carrier's Call-ID, with the line
+    ("119", ""),  # an older dialplan
+    ("119|", ""),  # a channel without SIP
+    ("119|a b@c", ""), ("119|a|b", ""),  # not a Call-ID, or one that added a field
+])
+def test_the_carriers_call_id_logged_with_the_line_goes_to_the_start(logged: str,
+                                                                     kept: str) -> None:
+    lines = [f"1796449111|{UID}|NONE|NONE|SIAGALINE|{logged}", *ANSWERED[1:]]
+    plan = plan_backfill(entries(lines), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
+    started = plan.written[0]
+    assert isinstance(started, CallStarted)
+    assert (started.line, started.sip_call_id) == ("119", kept)
+
+
 def test_reading_the_same_lines_again_gives_the_same_facts() -> None:
     one = plan_backfill(entries(ANSWERED), end=Cursor(7, 1), live=set(), recorded={}, now=NOW)
     two = plan_backfill(entries(ANSWERED), end=Cursor(7, 1), live=set(),

@@ -141,6 +141,12 @@ def test_the_front_is_rendered_from_the_settings(site: Settings, tmp_path: Path)
     # The phones' digests, read as the Asterisk nodes' read-only role.
     assert "postgres://siaga112_asterisk:" in text and "@10.0.0.20:" in text
     assert 'www_authorize("siaga112", "kamailio_subscribers")' in text
+    # Every call dispatched to a node is recorded (migration 0026), as the same role, by
+    # async workers (no SIP worker waits on the database), with the node it went to.
+    assert 'modparam("acc", "db_table_acc", "front_calls")' in text
+    assert text.count('modparam("acc", "db_url", "postgres://siaga112_asterisk:') == 1
+    assert 'modparam("acc", "db_insert_mode", 2)' in text and "async_workers=" in text
+    assert "node=$avp(node)" in text and text.count("$avp(node) = $du;") == 2
 
 
 def test_the_front_takes_browser_phones_over_its_websocket(site: Settings, tmp_path: Path

@@ -1,0 +1,134 @@
+"""Calls the cluster's SIP front dispatched that no node recorded: the rules (pure).
+
+The front (kamailio-conf/kamailio.cfg) records every call it relays to a node, at the
+transaction's final reply, in ``front_calls`` (migration 0026): the carrier's SIP Call-ID, the
+caller (From user), the number dialled, the node (the dispatcher's destination URI), when it
+dispatched it and the final reply. Every node records each call it takes with that Call-ID
+(``calls.sip_call_id``, from the dialplan's first step). A front row whose Call-ID no call
+record carries, a grace period after the front wrote it, is a call its node lost: the node
+died (``kill -9``, a machine lost) before its line stored the call's start, its AMI events in
+the line's memory or never sent. The front is the one witness that survives; a line then
+makes the call a record of its own (:class:`telephony.calls.facts.CallLost`), ended where it
+arrived, "hilang bersama node <name>".
+
+Everything read from the front's table is checked first: the row is written by another
+program from what the carrier sent. A Call-ID of the wrong shape, or a node that is not one of
+``cluster_nodes``, makes no record (one log line each); a caller number is cleaned as the AMI
+tracker cleans one; a dispatch instant that does not parse, or lies far from when the row was
+written, gives way to the row's own time.
+
+The lost call's id is its node's, ``<node>-<epoch>.<seq>``, so the call counts as the node's
+wherever ids are read; ``seq`` is :data:`LOST_SEQ_BASE` plus the front row's id, above any
+sequence number Asterisk gives (a C ``int`` counted from 0 at each start), so it never
+collides with a Uniqueid the node gave out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from telephony.ami.tracker import FALLBACK_LINE, LINES, caller_id_text
+from telephony.calls.facts import CallLost
+from telephony.calls.ids import valid_call_id, valid_sip_call_id
+from telephony.settings import ClusterNode
+
+LOST_SEQ_BASE: Final = 10_000_000_000  # > 2**31: no Asterisk Uniqueid sequence gets there
+MAX_REASON: Final = 64
+# Kamailio's $TV(Sn): "<seconds>.<microseconds>".
+_INSTANT: Final = re.compile(r"([0-9]{1,11})\.([0-9]{1,6})")
+_CODE: Final = re.compile(r"[1-6][0-9]{2}")
+_REASON: Final = re.compile(r"[\x20-\x7e]*")
+# How far the dispatch instant may lie from the row's write (the final reply: an INVITE the
+# node accepted but never answered ends at the front's INVITE timer, 120 s).
+_EARLIEST: Final = timedelta(minutes=10)
+_LATEST: Final = timedelta(seconds=5)
+
+
+class FrontRowError(ValueError):
+    """A front row that cannot become a record; the message is one log-safe line."""
+
+
+@dataclass(frozen=True)
+class FrontCall:
+    """One row of ``front_calls`` as read (every text as Kamailio wrote it)."""
+
+    id: int
+    method: str
+    callid: str
+    sip_code: str
+    sip_reason: str
+    caller: str | None
+    line: str | None
+    node: str | None
+    dispatched: str | None
+    recorded_at: datetime
+
+
+def node_named(uri: str | None, nodes: Sequence[ClusterNode]) -> ClusterNode | None:
+    """The node of ``cluster_nodes`` the dispatcher's destination ``sip:<host>:<port>`` is
+    (as telephony/kamailio/config.py lists them), else None."""
+    return next((node for node in nodes if uri == f"sip:{node.sip_address}"), None)
+
+
+def dispatched_at(row: FrontCall) -> datetime:
+    """When the front dispatched the call: its ``dispatched`` instant if that parses and lies
+    near the row's write, else the write itself."""
+    match = _INSTANT.fullmatch(row.dispatched or "")
+    if match is None:
+        return row.recorded_at
+    seconds, fraction = match.groups()
+    at = datetime.fromtimestamp(int(seconds), UTC) + timedelta(
+        microseconds=int(fraction.ljust(6, "0")))
+    if not row.recorded_at - _EARLIEST <= at <= row.recorded_at + _LATEST:
+        return row.recorded_at
+    return at
+
+
+def reply_text(row: FrontCall) -> str:
+    """The front's final reply, "200 OK"; "" if it is not a SIP status."""
+    if not _CODE.fullmatch(row.sip_code):
+        return ""
+    reason = row.sip_reason[:MAX_REASON]
+    return f"{row.sip_code} {reason}" if _REASON.fullmatch(reason) and reason else row.sip_code
+
+
+def lost_call(row: FrontCall, nodes: Sequence[ClusterNode]) -> CallLost:
+    """The record of a dispatched call no node recorded; :class:`FrontRowError` if the row
+    cannot be one."""
+    if row.method != "INVITE":
+        raise FrontRowError(f"front call {row.id}: not an INVITE: {row.method[:20]!r}")
+    if not valid_sip_call_id(row.callid):
+        raise FrontRowError(f"front call {row.id}: Call-ID is malformed: {row.callid[:40]!r}")
+    node = node_named(row.node, nodes)
+    if node is None:
+        raise FrontRowError(f"front call {row.id}: {str(row.node)[:60]!r} is no cluster node")
+    at = dispatched_at(row)
+    call_id = f"{node.name}-{int(at.timestamp())}.{LOST_SEQ_BASE + row.id}"
+    if not valid_call_id(call_id):
+        raise FrontRowError(f"front call {row.id}: node {node.name[:40]!r} gives no call id")
+    line = row.line if row.line in LINES else FALLBACK_LINE  # as the dialplan routes it
+    return CallLost(call_id=call_id, sip_call_id=row.callid, node=node.name,
+                    caller_number=caller_id_text(row.caller or ""), line=line,
+                    reply=reply_text(row), at=at)
+
+
+def lost_calls(rows: Sequence[FrontCall], nodes: Sequence[ClusterNode],
+               ) -> tuple[list[CallLost], list[FrontRowError]]:
+    """The records of ``rows`` (dispatched calls no node recorded), and the rows refused."""
+    facts: list[CallLost] = []
+    refused: list[FrontRowError] = []
+    seen: set[str] = set()
+    for row in sorted(rows, key=lambda r: r.id):
+        try:
+            fact = lost_call(row, nodes)
+        except FrontRowError as exc:
+            refused.append(exc)
+            continue
+        if fact.sip_call_id not in seen:  # one record per Call-ID: the first dispatch
+            seen.add(fact.sip_call_id)
+            facts.append(fact)
+    return facts, refused

@@ -1,0 +1,107 @@
+"""SQL of the front's dispatched calls (``front_calls``, migration 0026) and of the records a
+line makes of the lost ones (:mod:`telephony.cluster.front` has the rules).
+
+Several lines reconcile at once (every node runs it): each pass claims the rows it looks at
+with ``FOR UPDATE SKIP LOCKED``, so two lines never work on one row, and a lost call's record
+is one per Call-ID (a partial unique index) whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+from telephony.cluster.front import FrontCall
+from telephony.db.rows import from_row
+
+log = logging.getLogger("telephony.cluster")
+
+# How far back a lost call's record may still give way to its node's own record (a node that
+# comes back with its spool: days would be a machine rebuilt, not a spool replayed).
+SUPERSEDE_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The front rows a pass took: those a node recorded, and those none did."""
+
+    recorded: list[int]
+    unrecorded: list[FrontCall]
+
+    @property
+    def ids(self) -> list[int]:
+        """Every row taken."""
+        return [*self.recorded, *(row.id for row in self.unrecorded)]
+
+
+async def claim(connection: asyncpg.Connection, *, grace: timedelta, limit: int) -> Claimed:
+    """Lock up to ``limit`` rows written at least ``grace`` ago and not yet reconciled (none
+    another line holds), oldest first; in a transaction."""
+    rows = await connection.fetch(
+        """
+        SELECT f.id, f.method, f.callid, f.sip_code, f.sip_reason, f.caller, f.line, f.node,
+               f.dispatched, f.recorded_at,
+               EXISTS (SELECT 1 FROM calls c WHERE c.sip_call_id = f.callid) AS recorded
+        FROM front_calls f
+        WHERE f.reconciled_at IS NULL AND f.recorded_at <= now() - $1::interval
+        ORDER BY f.recorded_at, f.id
+        LIMIT $2
+        FOR UPDATE OF f SKIP LOCKED
+        """, grace, limit)
+    return Claimed([row["id"] for row in rows if row["recorded"]],
+                   [from_row(FrontCall, row) for row in rows if not row["recorded"]])
+
+
+async def mark_reconciled(connection: asyncpg.Connection, ids: Sequence[int]) -> None:
+    """These rows are done: their call has a record (or cannot have one)."""
+    if ids:
+        await connection.execute(
+            "UPDATE front_calls SET reconciled_at = now() WHERE id = ANY($1::bigint[])",
+            list(ids))
+
+
+async def supersede(connection: asyncpg.Connection, stuck: set[str]) -> int:
+    """Give way to a node's own record of a lost call: a node that came back had recorded it
+    after all (its spool replayed, its queue_log backfilled). Once every such record has ended,
+    the lost record is deleted, and if the node's record ended without a hang-up seen
+    (vanished, and cut by nothing else) it takes on the lost one's reason: the call was lost
+    with its node. A lost record something else already points at (an incident, a call-back)
+    stays, logged once (``stuck`` remembers it). Returns how many gave way."""
+    rows = await connection.fetch(
+        """
+        SELECT l.call_id, l.sip_call_id, l.hangup_cause_text FROM calls l
+        WHERE l.cut_reason = 'node_lost' AND l.arrived_at > now() - $1::interval
+          AND EXISTS (SELECT 1 FROM calls c
+                      WHERE c.sip_call_id = l.sip_call_id AND c.call_id <> l.call_id)
+          AND NOT EXISTS (SELECT 1 FROM calls c
+                          WHERE c.sip_call_id = l.sip_call_id AND c.call_id <> l.call_id
+                            AND c.ended_at IS NULL)
+        """, SUPERSEDE_WINDOW)
+    deleted = 0
+    for row in rows:
+        call_id = row["call_id"]
+        if call_id in stuck:
+            continue
+        try:
+            async with connection.transaction():
+                await connection.execute(
+                    "DELETE FROM calls WHERE call_id = $1 AND cut_reason = 'node_lost'", call_id)
+                await connection.execute(
+                    """
+                    UPDATE calls SET cut_reason = 'node_lost', hangup_cause_text = $2,
+                                     updated_at = now()
+                    WHERE call_id = (SELECT call_id FROM calls
+                                     WHERE sip_call_id = $1 AND vanished AND cut_reason IS NULL
+                                     ORDER BY arrived_at DESC, call_id LIMIT 1)
+                    """, row["sip_call_id"], row["hangup_cause_text"])
+        except asyncpg.ForeignKeyViolationError:
+            stuck.add(call_id)
+            log.warning("lost call %s: its node recorded it after all, but it is referenced "
+                        "(incident, call-back): both records stay", call_id)
+            continue
+        deleted += 1
+    return deleted

@@ -1,0 +1,95 @@
+"""Every node's line makes records of the calls the front dispatched that no node recorded
+(the rules: :mod:`telephony.cluster.front`; the SQL: :mod:`telephony.cluster.front_store`).
+
+Why in every node's line: the front is Kamailio and runs no line of ours; the line already
+holds the database, the call records' vocabulary and the call store that writes a record
+idempotently; and the node that lost the calls is the one that cannot do it, so each of the
+others must be able to. Two lines at it at once cost nothing: each pass claims its rows with
+``FOR UPDATE SKIP LOCKED`` and a lost call's record is one per Call-ID (a unique key).
+
+When a call counts as lost: a grace period (``front_reconcile_grace_seconds``) after the front
+wrote its row, at its final reply, with no record carrying its Call-ID. A live node records a
+call's start within a second of its INVITE, or spools it while the database is down (and then
+no line can reconcile either), so the grace needs no word on which nodes are alive. A node
+that comes back later and replays a spool that held the call after all: its record replaces
+the lost one at the next pass (:func:`telephony.cluster.front_store.supersede`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import timedelta
+
+import asyncpg
+
+from telephony.calls.store import CallRepository
+from telephony.cluster.front import lost_calls
+from telephony.cluster.front_store import claim, mark_reconciled, supersede
+from telephony.core.loops import run_passes
+from telephony.db.connection import Database
+from telephony.settings import ClusterNode, Settings
+
+log = logging.getLogger("telephony.cluster")
+
+BATCH = 500  # front rows per transaction
+
+
+class FrontReconciler:
+    """Turns the front's unrecorded dispatched calls into call records, pass after pass."""
+
+    def __init__(self, database: Database, repository: CallRepository,
+                 nodes: Sequence[ClusterNode], *, grace_seconds: float,
+                 interval_seconds: float) -> None:
+        self._database = database
+        self._repository = repository
+        self._nodes = tuple(nodes)
+        self._grace = timedelta(seconds=grace_seconds)
+        self._interval = interval_seconds
+        self._stuck: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, database: Database, repository: CallRepository,
+                      settings: Settings) -> FrontReconciler | None:
+        """The reconciler of a cluster node's line; None for a single node (no front)."""
+        if settings.cluster_self is None:
+            return None
+        return cls(database, repository, settings.cluster_nodes,
+                   grace_seconds=settings.front_reconcile_grace_seconds,
+                   interval_seconds=settings.front_reconcile_seconds)
+
+    async def reconcile(self) -> int:
+        """One pass over everything due (a batch per transaction); the records it made."""
+        made = 0
+        while True:
+            batch, more = await self._database.run(self._batch)
+            made += batch
+            if not more:
+                break
+        deleted = await self._database.run(
+            lambda connection: supersede(connection, self._stuck))
+        if deleted:
+            log.warning("%d lost-call records gave way to their node's own records", deleted)
+        return made
+
+    async def _batch(self, connection: asyncpg.Connection) -> tuple[int, bool]:
+        async with connection.transaction():
+            claimed = await claim(connection, grace=self._grace, limit=BATCH)
+            facts, refused = lost_calls(claimed.unrecorded, self._nodes)
+            for problem in refused:
+                log.warning("front call not recorded: %s", problem)
+            made = await self._repository.apply(connection, facts) if facts else 0
+            await mark_reconciled(connection, claimed.ids)
+        if facts:
+            nodes = Counter(fact.node for fact in facts)
+            log.warning("calls the front dispatched and no node recorded, now recorded as lost "
+                        "with their node: %s", ", ".join(f"{node} {count}" for node, count
+                                                         in sorted(nodes.items())))
+        return made, len(claimed.ids) == BATCH
+
+    async def run(self) -> None:
+        """Forever (until cancelled); a database outage pauses it, logged once."""
+        await run_passes("front call reconciliation", self.reconcile,
+                         lambda: asyncio.sleep(self._interval), log)
