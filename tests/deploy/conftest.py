@@ -4,7 +4,6 @@ its own, for the whole module. ``SITE_KEEP=1`` leaves it up (and its volumes) af
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,17 +64,9 @@ def site(site_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
         "SITE_PG_PORT": str(p["pg"]), "SITE_PROMETHEUS_PORT": str(p["prometheus"]),
         "SITE_HOSTNAME": "siaga112.test", "SITE_EXTRA_CA_PEM": _extra_ca_pem()})
     site.timings["base"] = time.monotonic() - started
-    site.build()
-    site.compose("down", "--volumes", "--remove-orphans", check=False)  # a killed run's leftovers
-    try:
-        up = time.monotonic()
-        site.compose("up", "-d", timeout=600)
-        site.timings["up"] = time.monotonic() - up
+    with site.running():
         yield site
-    finally:
-        if os.environ.get("SITE_KEEP") is None:
-            site.compose("down", "--volumes", "--remove-orphans", check=False, timeout=300)
-        print(f"\ndeploy tier timings (s): {site.timings}")
+    print(f"\ndeploy tier timings (s): {site.timings}")
 
 
 CLUSTER_PROJECT = "siaga112-deploycluster"
@@ -145,17 +136,6 @@ def cluster_site(cluster_ports: dict[str, int], tmp_path_factory: pytest.TempPat
     site = docker.Site(CLUSTER_PROJECT, variables, compose_file=docker.CLUSTER_COMPOSE_FILE,
                        images=docker.CLUSTER_IMAGES)
     site.timings["base"] = time.monotonic() - started
-    site.build()
-    site.compose("down", "--volumes", "--remove-orphans", check=False)  # a killed run's leftovers
-    try:
-        up = time.monotonic()
-        site.compose("up", "-d", timeout=600)
-        site.timings["up"] = time.monotonic() - up
+    with site.running():
         yield site
-    finally:
-        if os.environ.get("SITE_KEEP") is None:
-            down = time.monotonic()
-            site.compose("down", "--volumes", "--remove-orphans", "--timeout", "10",
-                         check=False, timeout=300)
-            site.timings["down"] = time.monotonic() - down
-        print(f"\ndeploy cluster timings (s): {site.timings}")
+    print(f"\ndeploy cluster timings (s): {site.timings}")
