@@ -202,8 +202,10 @@ async def test_a_queue_change_applies_with_calls_in_progress(
             return True if row is not None and row["answered_at"] is not None else None
 
         await eventually("the first caller talking to op1001", answered, within=30)
+        # Long enough to outlast the first call (answered at most ~18 s after it began, it
+        # ends 25 s after) and be answered by op1001 then.
         async with sipp.caller(settings.sip_host, settings.sip_port, "112",
-                               caller_id=waiting, talk_seconds=40) as second:
+                               caller_id=waiting, talk_seconds=30) as second:
 
             async def queued() -> str | None:
                 row = await fetch_row(
