@@ -46,6 +46,8 @@ from telephony.db.connection import TRANSIENT_ERRORS, Database, DatabaseUnavaila
 
 log = logging.getLogger("telephony.cluster.member_sync")
 
+# The LISTEN connection's name in pg_stat_activity.
+LISTENER_NAME = "siaga112 desk members"
 # More interfaces notified at once than this: reconcile them all instead of keeping a list.
 MAX_PENDING = 1000
 
@@ -80,6 +82,7 @@ class MemberSync:
         self._pending: set[str] = set()
         self._unpublished: set[str] = set()
         self._listening: asyncpg.Connection | None = None
+        self._greeted = False  # no AMI session yet: nothing to reconcile with
         self.rounds = 0  # reconciliations done (tests wait on it)
 
     # -- the changes made through this line -----------------------------------------------
@@ -129,6 +132,7 @@ class MemberSync:
 
     def booted(self, _event: Mapping[str, str]) -> None:
         """``FullyBooted`` (a new AMI session): reconcile every interface."""
+        self._greeted = True
         self._everything = True
         self._wake.set()
 
@@ -153,9 +157,11 @@ class MemberSync:
         try:
             while True:
                 await self._listen()
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(self._interval):
                         await self._wake.wait()
+                except TimeoutError:
+                    await self._check_listening()
                 self._wake.clear()
                 if not self._pending and not self._unpublished:
                     self._everything = True  # the safety net's round (or a failure's retry)
@@ -165,6 +171,8 @@ class MemberSync:
             await self._unlisten()
 
     async def _round(self) -> bool:
+        if not self._greeted:
+            return True  # the first FullyBooted wakes the loop again
         everything, self._everything = self._everything, False
         pending, self._pending = self._pending, set()
         async with self._lock:
@@ -214,7 +222,7 @@ class MemberSync:
             return
         self._listening = None
         try:
-            connection = await self._database.connect()
+            connection = await self._database.connect(LISTENER_NAME)
         except DatabaseUnavailable as exc:
             log.warning("cannot LISTEN for other lines' desk changes (reconciling every "
                         "%.0f s meanwhile): %s", self._interval, exc)
@@ -230,6 +238,20 @@ class MemberSync:
         self._listening = connection
         self._everything = True
         self._wake.set()
+
+    async def _check_listening(self) -> None:
+        """A LISTEN connection whose server vanished without a word (a machine lost) is
+        noticed by no one: asked once each safety-net round, dropped if it does not answer
+        (made again by :meth:`_listen`)."""
+        connection = self._listening
+        if connection is None or connection.is_closed():
+            return
+        try:
+            await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=5)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("the LISTEN connection does not answer (%s); connecting again", exc)
+            self._listening = None
+            connection.terminate()
 
     async def _unlisten(self) -> None:
         connection, self._listening = self._listening, None

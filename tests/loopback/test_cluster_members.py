@@ -23,7 +23,7 @@ from telephony.admin.queues import QueueDefaults
 from telephony.ami.listener import AmiListener
 from telephony.ami.testing import FakeAsterisk, ListSink, QueueApp, fake_asterisk
 from telephony.asterisk.site import AsteriskSite
-from telephony.cluster.member_sync import MemberSync
+from telephony.cluster.member_sync import LISTENER_NAME, MemberSync
 from telephony.db.connection import Database
 from telephony.desks.service import DeskService, assign_desk
 from telephony.settings import Settings
@@ -182,10 +182,10 @@ async def test_an_asterisk_that_restarted_and_a_lost_listen_catch_up(
     # still reaches node2 once its line listens again.
     connection = await asyncpg.connect(database_dsn)
     try:
-        await connection.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND query LIKE 'LISTEN%' "
-            "AND pid <> pg_backend_pid()")
+        cut = await connection.fetchval(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND application_name = $1", LISTENER_NAME)
+        assert cut == 2  # one LISTEN per line
     finally:
         await connection.close()
     await tracked(database_dsn, list(one.app.of(OP)))
