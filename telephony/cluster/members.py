@@ -74,7 +74,8 @@ def valid_interface(interface: str) -> bool:
 def snapshot(interface: str, members: Sequence[Member]) -> list[WantedMember]:
     """``interface``'s dynamic memberships among Asterisk's ``members`` (QueueStatus), by
     queue: what the line that changed them stores."""
-    return [WantedMember(m.queue, m.penalty, m.name, m.paused, m.pause_reason)
+    return [WantedMember(m.queue, m.penalty, m.name, m.paused,
+                         m.pause_reason if m.paused else "")
             for m in sorted(members, key=lambda m: m.queue)
             if m.interface == interface and m.dynamic]
 

@@ -21,9 +21,10 @@ def wanted(queue: str, *, penalty: int = 0, paused: bool = False, reason: str = 
 
 def test_a_snapshot_is_the_interfaces_dynamic_members_only() -> None:
     members = [member("medical", penalty=1), member("fire", paused=True, reason="break"),
-               member("general", dynamic=False), member("fire", interface="PJSIP/op1002")]
+               member("general", dynamic=False), member("fire", interface="PJSIP/op1002"),
+               member("security", reason="stale")]  # a reason kept past its pause
     assert snapshot(OP, members) == [wanted("fire", paused=True, reason="break"),
-                                     wanted("medical", penalty=1)]
+                                     wanted("medical", penalty=1), wanted("security")]
 
 
 def test_a_login_elsewhere_is_added_here_with_its_penalty_name_and_pause() -> None:
