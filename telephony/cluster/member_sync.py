@@ -14,8 +14,10 @@
   Asterisk that restarted, or a session lost meanwhile), after the LISTEN connection was
   made again (a database failover drops it, and notifications sent meanwhile are lost), and
   every ``interval`` seconds as a safety net.
-- A change this line could not store (the database away) is stored again before the next
-  reconciliation, which would otherwise take this node back to the old rows.
+- A change this line could not store (the database or the AMI session away) is stored
+  again before the next reconciliation, which would otherwise take this node back to the
+  old rows; unless another line stored that interface meanwhile (its notification), which
+  is newer.
 
 Failures (no AMI session, no database) are logged and retried; they never fail a request that
 Asterisk carried out.
@@ -141,6 +143,9 @@ class MemberSync:
         if not isinstance(payload, str) or not valid_interface(payload):
             log.warning("notification of a bad interface %r ignored", str(payload)[:80])
             return
+        # Another line stored this interface since this line failed to: that is newer than
+        # anything this line still has to store of it.
+        self._unpublished.discard(payload)
         if len(self._pending) >= MAX_PENDING:
             self._everything = True
         else:

@@ -6,6 +6,7 @@ node, and bounded looks at a node's queues and channels."""
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import uuid
@@ -148,7 +149,10 @@ async def member_paused(lab: Lab, interface: str, queue: str = "all-operators"
                         ) -> bool | None:
     """Whether ``lab``'s queue has the operator paused; ``None``: not a member there."""
     shown = await lab.acli(f"queue show {queue}")
-    line = next((row for row in shown.splitlines() if f"{interface} " in row), None)
+    # "Sari (PJSIP/op1002) (ringinuse disabled) (dynamic) (paused:break was 3 secs ago) ...",
+    # or, a member without a name of its own, "PJSIP/op1002 (ringinuse disabled) ...".
+    named = re.compile(rf"(^|[\s(]){re.escape(interface)}[\s)]")
+    line = next((row for row in shown.splitlines() if named.search(row)), None)
     return None if line is None else "(paused" in line
 
 
