@@ -11,7 +11,8 @@ whenever Asterisk (re)connects (``FullyBooted``): a restarted lab comes back wit
 defaults, and the stored settings are applied again.
 
 A change of an operator's skills or levels, or of which queues a skill goes to, moves the
-logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`).
+logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`); on
+a cluster the other nodes follow (``changes``, telephony/cluster/member_sync.py).
 
 A registering phone stored (a new desk, a changed interface, a renewed secret) is followed by
 a PJSIP reload (:meth:`QueueService.apply_phones`), without which Asterisk never rings a phone

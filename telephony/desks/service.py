@@ -14,6 +14,10 @@ not (it changed nothing, and its one log line says why).
 
 Refusals are :class:`DeskError` with a message in Bahasa Indonesia; a refusal sent nothing to
 Asterisk and changed nothing.
+
+On a cluster every change of an operator's queues runs inside :class:`DeskChanges` (the
+member sync, telephony/cluster/member_sync.py): this node's Asterisk is brought to the
+cluster's memberships first, and the other nodes follow what this one then holds.
 """
 
 from __future__ import annotations
