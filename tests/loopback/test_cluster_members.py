@@ -123,10 +123,10 @@ async def tracked(dsn: str, queues: list[str], *, paused: bool = False) -> None:
     the desk reads to know the operator is in queues (the fake AMI sends no member events)."""
     connection = await asyncpg.connect(dsn)
     try:
-        await connection.execute("DELETE FROM queue_members WHERE operator = $1", OP)
         await connection.executemany(
             "INSERT INTO queue_members (operator, queue, state, paused, pause_reason, since) "
-            "VALUES ($1, $2, 'idle', $3, '', now())", [(OP, q, paused) for q in queues])
+            "VALUES ($1, $2, 'idle', $3, '', now()) ON CONFLICT (operator, queue) DO UPDATE "
+            "SET state = 'idle', paused = $3, since = now()", [(OP, q, paused) for q in queues])
     finally:
         await connection.close()
 
