@@ -53,6 +53,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
+from telephony.cluster.member_sync import MemberSync
 from telephony.cluster.reconcile import FrontReconciler
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
 from telephony.core.threads import LoopThread
@@ -217,14 +218,14 @@ class Administration:
 async def start_administration(
     settings: Settings, database: Database, *, listener: ThreadedListener,
     menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentServices,
-    calendar: ShiftCalendar,
+    calendar: ShiftCalendar, members: MemberSync | None = None,
 ) -> Administration:
     """Build the admin's services over the line's; an admin's dispatch targets and shifts
     apply from the start, the stored queue settings once AMI greets the line."""
     asterisk = AsteriskAdmin(listener, AsteriskSite.from_settings(settings))
     queues = QueueService(database, asterisk, listener, menus=menus,
                           defaults=QueueDefaults.from_settings(settings),
-                          realm=settings.sip_realm)
+                          realm=settings.sip_realm, changes=members)
     configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
                             queues=queues, menus=menus, screening=scoring)
     site = SiteService(database, incidents.dispatches, calendar)
@@ -252,11 +253,11 @@ class CallHandling:
 def start_call_handling(
     settings: Settings, database: Database, stack: contextlib.AsyncExitStack, *,
     listener: ThreadedListener, menus: WatchedFile[IvrMenu], accounts: AccountService,
-    incidents: IncidentServices,
+    incidents: IncidentServices, members: MemberSync | None = None,
 ) -> CallHandling:
     """The services that act on calls through AMI, and their routes."""
     desks = DeskService(database, listener, menus, accounts,
-                        config=DeskConfig.from_settings(settings))
+                        config=DeskConfig.from_settings(settings), changes=members)
     # Browser desks whose softphone went away leave their queues (telephony/desks/watch.py).
     phones = PhoneWatcher(desks, settings.softphone_lost_grace_seconds)
     listener.observe(phones)
@@ -292,6 +293,19 @@ def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
     front = FrontReconciler.from_settings(database, repository, settings)
     if front is not None:
         in_background(stack, front.run(), "front-reconcile")
+
+
+def follow_members(settings: Settings, stack: contextlib.AsyncExitStack,
+                   listener: ThreadedListener, database: Database) -> MemberSync | None:
+    """A cluster node: its Asterisk's operator queue members follow the changes made through
+    any node's line (telephony/cluster/member_sync.py); ``None`` on a single node."""
+    if not settings.cluster_nodes:
+        return None
+    members = MemberSync(database, AsteriskAdmin(listener, AsteriskSite.from_settings(settings)),
+                         settings.asterisk_systemname or "")
+    listener.subscribe(FULLY_BOOTED, members.booted)
+    in_background(stack, members.run(), "cluster-members")
+    return members
 
 
 def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, object],
@@ -432,8 +446,9 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
+    members = follow_members(settings, stack, listener, database)
     tools = start_call_handling(settings, database, stack, listener=listener, menus=menus,
-                                accounts=accounts, incidents=incidents)
+                                accounts=accounts, incidents=incidents, members=members)
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
                                  reports, incidents.dispatches,
                                  connected=lambda: listener.logged_in,
@@ -446,7 +461,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     screening.on_labelled(wallboard.labelled)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,
-                                       scoring=scoring, incidents=incidents, calendar=calendar)
+                                       scoring=scoring, incidents=incidents, calendar=calendar,
+                                       members=members)
     in_background(stack, admin.sync.run(), "admin-sync")
     monitor = monitoring(settings, database, listener=listener, agi=callpath, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)

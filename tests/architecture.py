@@ -80,6 +80,9 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.cluster.front", DOMAIN),  # calls the front dispatched and no node recorded
     ("telephony.cluster.front_store", ADAPTERS),  # their SQL
     ("telephony.cluster.reconcile", ADAPTERS),  # every node's line makes records of them
+    ("telephony.cluster.members", DOMAIN),  # operators' queues alike on every node: rules
+    ("telephony.cluster.members_store", ADAPTERS),  # their SQL (and NOTIFY)
+    ("telephony.cluster.member_sync", ADAPTERS),  # LISTEN, and reconcile this node's Asterisk
     ("telephony.cluster", DOMAIN),
     ("telephony.admin.versions", DOMAIN),
     ("telephony.admin.queues", DOMAIN),

@@ -9,7 +9,8 @@ without a restart.
 - The live settings are files the dialplan reads with ``FILE()`` on every use: no AMI action
   at all (AstDB's ``DBPut``, or a global variable's ``Setvar``, would need the ``system`` or
   ``call`` write class, and with them ``Reload``, ``ModuleLoad`` or ``Hangup``).
-- ``QueueAdd``/``QueueRemove``/``QueuePenalty`` (class ``agent``) move logged-in operators.
+- ``QueueAdd``/``QueueRemove``/``QueuePenalty``/``QueuePause`` (class ``agent``) move
+  logged-in operators.
 - ``Reload`` of ``res_pjsip.so`` (class ``system``) after a registering phone is stored:
   PJSIP reads a realtime phone at its REGISTER, but its OPTIONS/endpoint-state machinery
   (which gives app_queue the phone's device state) learns realtime AORs and endpoints only
@@ -120,6 +121,13 @@ class AsteriskAdmin:
             action = {"Action": "QueueAdd", "Queue": change.queue,
                       "Interface": change.interface, "Penalty": str(change.penalty),
                       "MemberName": change.name or change.interface,
+                      "Paused": "true" if change.paused else "false"}
+            if change.paused and change.pause_reason:
+                action["Reason"] = change.pause_reason
+        elif change.action == "pause":
+            # With Queue: this queue only (a pause made elsewhere, followed queue by queue).
+            action = {"Action": "QueuePause", "Queue": change.queue,
+                      "Interface": change.interface,
                       "Paused": "true" if change.paused else "false"}
             if change.paused and change.pause_reason:
                 action["Reason"] = change.pause_reason

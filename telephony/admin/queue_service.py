@@ -11,7 +11,8 @@ whenever Asterisk (re)connects (``FullyBooted``): a restarted lab comes back wit
 defaults, and the stored settings are applied again.
 
 A change of an operator's skills or levels, or of which queues a skill goes to, moves the
-logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`).
+logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`); on
+a cluster the other nodes follow (``changes``, telephony/cluster/member_sync.py).
 
 A registering phone stored (a new desk, a changed interface, a renewed secret) is followed by
 a PJSIP reload (:meth:`QueueService.apply_phones`), without which Asterisk never rings a phone
@@ -50,7 +51,12 @@ from telephony.ami.actions import AmiActions
 from telephony.db.connection import Database
 from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, OperatorDesk
 from telephony.desks.phones import PhoneKind
-from telephony.desks.service import assign_desk, renew_phone_secret
+from telephony.desks.service import (
+    DeskChanges,
+    assign_desk,
+    desk_changes,
+    renew_phone_secret,
+)
 from telephony.desks.store import Assignment, DeskRepository, OperatorAccount
 
 log = logging.getLogger("telephony.admin")
@@ -80,7 +86,7 @@ class QueueService:
         self, database: Database, asterisk: AsteriskAdmin, ami: AmiActions, *,
         menus: MenuSource, defaults: QueueDefaults,
         repository: AdminSettingsRepository | None = None, desks: DeskRepository | None = None,
-        realm: str = "siaga112",
+        realm: str = "siaga112", changes: DeskChanges | None = None,
     ) -> None:
         self._database = database
         self._asterisk = asterisk
@@ -90,6 +96,7 @@ class QueueService:
         self._repo = repository or AdminSettingsRepository()
         self._desks = desks or DeskRepository()
         self.realm = realm  # the SIP realm registering phones' secrets are hashed with
+        self._changes = changes  # a cluster: the other nodes follow membership changes
         self._lock = asyncio.Lock()
         self._applied: str | None = None  # the queues include this Asterisk has loaded
 
@@ -219,20 +226,24 @@ class QueueService:
                         interfaces: Collection[str] | None = None) -> list[MemberChange]:
         """Move logged-in operators (those of ``interfaces``, else all with a desk) to the
         membership their stored skills plan under ``now``; returns what was done."""
-        members = await self._asterisk.members()
         book = {account.interface: account.skills for account in await self.operators()
                 if account.interface is not None}
+        chosen = sorted(book if interfaces is None else set(book) & set(interfaces))
         desk = OperatorDesk(self._ami, now)
         done: list[MemberChange] = []
-        logged_in = sorted({m.interface for m in members if m.dynamic})
-        for interface in logged_in:
-            levels = book.get(interface)
-            if levels is None or (interfaces is not None and interface not in interfaces):
-                continue  # not a desk the console manages: leave it as it is
-            joined = [m.queue for m in members if m.interface == interface and m.dynamic]
-            planned = planned_membership(levels, joined, before, now,
-                                         functools.partial(desk.plan, interface))
-            for change in member_changes(interface, members, planned):
-                await self._asterisk.change_member(change)
-                done.append(change)
+        # On a cluster, the operators' queues here are the cluster's first, and the other
+        # nodes follow what is done here.
+        async with desk_changes(self._changes, chosen):
+            members = await self._asterisk.members()
+            logged_in = sorted({m.interface for m in members if m.dynamic})
+            for interface in logged_in:
+                levels = book.get(interface)
+                if levels is None or interface not in chosen:
+                    continue  # not a desk the console manages: leave it as it is
+                joined = [m.queue for m in members if m.interface == interface and m.dynamic]
+                planned = planned_membership(levels, joined, before, now,
+                                             functools.partial(desk.plan, interface))
+                for change in member_changes(interface, members, planned):
+                    await self._asterisk.change_member(change)
+                    done.append(change)
         return done

@@ -223,9 +223,10 @@ class Member:
 
 @dataclass(frozen=True)
 class MemberChange:
-    """One AMI action that brings a member closer to its plan."""
+    """One AMI action that brings a member closer to its plan (``pause``: a cluster node
+    follows a pause made through another node's line, telephony/cluster/members.py)."""
 
-    action: Literal["add", "remove", "penalty"]
+    action: Literal["add", "remove", "penalty", "pause"]
     queue: str
     interface: str
     penalty: int = 0

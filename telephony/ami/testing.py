@@ -93,6 +93,9 @@ class FakeAsterisk:
         self.accepts: dict[str, str] = {"queueadd": "Added interface to queue"}
         # Actions (lower-cased) no module has registered yet, as while Asterisk boots.
         self.unknown: set[str] = set()
+        # With a queue app: QueueAdd/QueueRemove/QueuePause/QueuePenalty change its members and
+        # QueueStatus lists them (after :attr:`queues`), as app_queue does.
+        self.queue_app: QueueApp | None = None
         self.logins = 0
         self.login_times: list[float] = []  # loop time of each Login received
         self.port = 0
@@ -202,6 +205,9 @@ class FakeAsterisk:
                         )
                 elif name in self.unknown:
                     writer.write(self._response(aid, "Error", "Invalid/unknown command"))
+                elif self.queue_app is not None and name in QueueApp.ACTIONS:
+                    ok, message = self.queue_app.act(action)
+                    writer.write(self._response(aid, "Success" if ok else "Error", message))
                 elif name in _LISTS:
                     writer.write(self._list_reply(name, aid))
                 elif name in self.accepts:
@@ -219,7 +225,9 @@ class FakeAsterisk:
 
     def _list_reply(self, name: str, aid: str) -> bytes:
         attribute, complete, message = _LISTS[name]
-        items: list[Fields] = getattr(self, attribute)
+        items: list[Fields] = list(getattr(self, attribute))
+        if name == "queuestatus" and self.queue_app is not None:
+            items += self.queue_app.status()
         out = [
             f"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n"
             f"Message: {message} will follow\r\n\r\n".encode()
@@ -236,6 +244,79 @@ class FakeAsterisk:
             )
         )
         return b"".join(out)
+
+
+class QueueApp:
+    """app_queue's dynamic members as the AMI actions change them (each member a dict of its
+    QueueMember fields, by queue and interface), for :class:`FakeAsterisk`; answers with
+    Asterisk 22's messages. ``static`` members (from queues.conf) are listed, never changed."""
+
+    ACTIONS: Final = ("queueadd", "queueremove", "queuepause", "queuepenalty")
+
+    def __init__(self) -> None:
+        self.members: dict[tuple[str, str], dict[str, str]] = {}
+
+    def add_static(self, queue: str, interface: str) -> None:
+        """A member from queues.conf."""
+        self.members[(queue, interface)] = self._member(queue, interface, "static", "0",
+                                                        interface, paused=False, reason="")
+
+    def clear(self) -> None:
+        """Forget every member, as an Asterisk restarted without its AstDB."""
+        self.members.clear()
+
+    def of(self, interface: str) -> dict[str, tuple[int, bool, str]]:
+        """Queue -> (penalty, paused, reason) of ``interface``'s members."""
+        return {queue: (int(m["Penalty"]), m["Paused"] == "1", m["PausedReason"])
+                for (queue, iface), m in sorted(self.members.items()) if iface == interface}
+
+    @staticmethod
+    def _member(queue: str, interface: str, membership: str, penalty: str, name: str, *,
+                paused: bool, reason: str) -> dict[str, str]:
+        return {"Event": "QueueMember", "Queue": queue, "Name": name, "Location": interface,
+                "StateInterface": interface, "Membership": membership, "Penalty": penalty,
+                "CallsTaken": "0", "LastCall": "0", "LastPause": "0", "LoginTime": "0",
+                "InCall": "0", "Status": "1", "Paused": "1" if paused else "0",
+                "PausedReason": reason if paused else "", "Wrapuptime": "0"}
+
+    def status(self) -> list[Fields]:
+        """QueueStatus's QueueMember events."""
+        return [tuple(member.items()) for _, member in sorted(self.members.items())]
+
+    def act(self, action: dict[str, str]) -> tuple[bool, str]:
+        """Carry out one action (keys lower-cased); (success, message)."""
+        name, queue = action["action"].lower(), action.get("queue", "")
+        interface = action.get("interface", "")
+        key = (queue, interface)
+        if name == "queueadd":
+            if key in self.members:
+                return False, "Unable to add interface: Already there"
+            paused = action.get("paused", "false").lower() in ("true", "yes", "1")
+            self.members[key] = self._member(
+                queue, interface, "dynamic", action.get("penalty", "0"),
+                action.get("membername") or interface, paused=paused,
+                reason=action.get("reason", ""))
+            return True, "Added interface to queue"
+        if name == "queueremove":
+            if self.members.get(key, {}).get("Membership") != "dynamic":
+                return False, "Unable to remove interface: Not there"
+            del self.members[key]
+            return True, "Removed interface from queue"
+        chosen = [m for (q, i), m in self.members.items()
+                  if i == interface and (not queue or q == queue)]
+        if not chosen:
+            return False, ("Interface not found" if name == "queuepause"
+                           else "Invalid interface, queuename or penalty")
+        for member in chosen:
+            if name == "queuepause":
+                paused = action.get("paused", "").lower() in ("true", "yes", "1")
+                member["Paused"] = "1" if paused else "0"
+                member["PausedReason"] = action.get("reason", "") if paused else ""
+            else:
+                member["Penalty"] = action.get("penalty", "0")
+        if name == "queuepenalty":
+            return True, "Interface penalty set successfully"
+        return True, f"Interface {'paused' if member['Paused'] == '1' else 'unpaused'} successfully"
 
 
 @asynccontextmanager

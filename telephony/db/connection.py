@@ -223,6 +223,19 @@ class Database:
         except TRANSIENT_ERRORS as exc:
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 
+    async def connect(self, application_name: str) -> asyncpg.Connection:
+        """A connection of its own as the line's role, outside the pool (a LISTEN lives as
+        long as its connection), named ``application_name`` in ``pg_stat_activity``; the
+        caller closes it. The database is prepared first."""
+        await self.pool()
+        try:
+            return await connect_postgres(resolve_dsn(self._settings),
+                                          timeout=self._settings.db_connect_timeout,
+                                          command_timeout=30, server_settings={
+                                              "application_name": application_name})
+        except TRANSIENT_ERRORS as exc:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
     async def ping(self) -> None:
         """Ask the server for nothing (readiness); raises :class:`DatabaseUnavailable` if it
         cannot answer."""

@@ -62,6 +62,8 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "callback_closures": (S, INS),
     # DELETE: a record a line made of a lost call gives way to the node's own (0026).
     "calls": (S, INS, U, D),
+    # A cluster's operators' memberships, which every line follows (0027).
+    "cluster_desk_members": (S, INS, U),
     "config_publications": (S, INS),
     "config_versions": (S, INS),
     "dispatches": (S, INS, U),

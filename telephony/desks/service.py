@@ -14,12 +14,17 @@ not (it changed nothing, and its one log line says why).
 
 Refusals are :class:`DeskError` with a message in Bahasa Indonesia; a refusal sent nothing to
 Asterisk and changed nothing.
+
+On a cluster every change of an operator's queues runs inside :class:`DeskChanges` (the
+member sync, telephony/cluster/member_sync.py): this node's Asterisk is brought to the
+cluster's memberships first, and the other nodes follow what this one then holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -100,6 +105,22 @@ class MenuSource(Protocol):
     def current(self) -> IvrMenu:
         """The menu now."""
         ...
+
+
+class DeskChanges(Protocol):
+    """On a cluster, what wraps every change of operators' queue memberships on this node's
+    Asterisk so that the other nodes follow it (telephony/cluster/member_sync.py)."""
+
+    def changing(self, interfaces: Collection[str]
+                 ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Settle ``interfaces`` with the cluster before, announce their state after."""
+        ...
+
+
+def desk_changes(changes: DeskChanges | None, interfaces: Collection[str]
+                 ) -> contextlib.AbstractAsyncContextManager[None]:
+    """``changes.changing(interfaces)``; nothing on a single node (``changes`` is None)."""
+    return contextlib.nullcontext() if changes is None else changes.changing(interfaces)
 
 
 class AuditLog(Protocol):
@@ -327,8 +348,10 @@ class DeskService:
 
     def __init__(self, database: Database, ami: AmiActions, menus: MenuSource,
                  audit: AuditLog, *, config: DeskConfig | None = None,
-                 repository: DeskRepository | None = None) -> None:
+                 repository: DeskRepository | None = None,
+                 changes: DeskChanges | None = None) -> None:
         self._database = database
+        self._changes = changes
         self._ami = ami
         self._menus = menus
         self._audit = audit
@@ -397,10 +420,11 @@ class DeskService:
                 raise InvalidDeskInput("skills", f"Keahlian {skill[:40]!r} bukan keahlian "
                                                  "akun ini.")
             chosen[skill] = desk.skills[skill]
-        already = {m.queue for m in await self._memberships(desk.interface)}
         try:
-            joined = await OperatorDesk(self._ami, self._menus.current()).log_in(
-                desk.interface, chosen, account.display_name or account.username, already)
+            async with desk_changes(self._changes, [desk.interface]):
+                already = {m.queue for m in await self._memberships(desk.interface)}
+                joined = await OperatorDesk(self._ami, self._menus.current()).log_in(
+                    desk.interface, chosen, account.display_name or account.username, already)
         except OperatorError as exc:
             log.warning("%s cannot join %s: %s", account.username, sorted(chosen), exc)
             raise InvalidDeskInput("skills", "Keahlian ini tidak dipakai menu IVR saat ini; "
@@ -425,7 +449,9 @@ class DeskService:
         if not queues:
             raise DeskConflict("Anda tidak sedang berada di antrean mana pun.")
         try:
-            await OperatorDesk(self._ami, self._menus.current()).log_out(desk.interface, queues)
+            async with desk_changes(self._changes, [desk.interface]):
+                await OperatorDesk(self._ami, self._menus.current()).log_out(desk.interface,
+                                                                             queues)
         except AmiActionError as exc:
             raise self._unavailable(account, "QueueRemove", exc) from exc
         log.info("%s (%s) left %s", account.username, desk.interface, queues)
@@ -443,7 +469,8 @@ class DeskService:
                                              "rapat.") from None
         desk, queues = await self._in_queues(account)
         try:
-            await OperatorDesk(self._ami, self._menus.current()).pause(desk.interface, why)
+            async with desk_changes(self._changes, [desk.interface]):
+                await OperatorDesk(self._ami, self._menus.current()).pause(desk.interface, why)
         except AmiActionError as exc:
             raise self._unavailable(account, "QueuePause", exc) from exc
         log.info("%s (%s) paused: %s", account.username, desk.interface, why.value)
@@ -455,7 +482,8 @@ class DeskService:
         """End the pause in every queue."""
         desk, queues = await self._in_queues(account)
         try:
-            await OperatorDesk(self._ami, self._menus.current()).resume(desk.interface)
+            async with desk_changes(self._changes, [desk.interface]):
+                await OperatorDesk(self._ami, self._menus.current()).resume(desk.interface)
         except AmiActionError as exc:
             raise self._unavailable(account, "QueuePause", exc) from exc
         log.info("%s (%s) resumed", account.username, desk.interface)
@@ -528,7 +556,8 @@ class DeskService:
         if not queues:
             return
         try:
-            await OperatorDesk(self._ami, self._menus.current()).log_out(interface, queues)
+            async with desk_changes(self._changes, [interface]):
+                await OperatorDesk(self._ami, self._menus.current()).log_out(interface, queues)
         except AmiActionError as exc:
             # The phone is gone with the page: the line's watcher takes it out when Asterisk
             # reports it unreachable.
@@ -556,10 +585,12 @@ class DeskService:
         if not queues:
             return None
         desk = OperatorDesk(self._ami, self._menus.current())
-        # The pause first: one action that silences every queue at once; the removals follow.
-        await self._ami.send_action({"Action": "QueuePause", "Interface": interface,
-                                     "Paused": "true", "Reason": PHONE_LOST_REASON})
-        await desk.log_out(interface, queues)
+        async with desk_changes(self._changes, [interface]):
+            # The pause first: one action that silences every queue at once; the removals
+            # follow.
+            await self._ami.send_action({"Action": "QueuePause", "Interface": interface,
+                                         "Paused": "true", "Reason": PHONE_LOST_REASON})
+            await desk.log_out(interface, queues)
 
         async def mark(connection: asyncpg.Connection) -> None:
             await self._repo.mark_phone_lost(connection, interface, queues)

@@ -259,12 +259,12 @@ class Cluster:
 @contextlib.asynccontextmanager
 async def running_cluster(front: Settings, nodes: Sequence[Settings], owner_dsn: str, *,
                           operators: Sequence[str], skills: Mapping[str, int],
-                          ring_seconds: float = 0.0) -> AsyncIterator[Cluster]:
+                          ring_seconds: float = 0.0,
+                          logged_in: Sequence[str] | None = None) -> AsyncIterator[Cluster]:
     """Every node's Asterisk (with the line's prompts) and line server, the front, the
     ``operators``' phones registered at the front and answered by one sipp UAS (after
-    ``ring_seconds``), and the
-    operators logged in on every node; all stopped however it ends (a node killed meanwhile
-    included)."""
+    ``ring_seconds``), and the operators (those of ``logged_in``, if given) logged in on
+    every node; all stopped however it ends (a node killed meanwhile included)."""
     async with contextlib.AsyncExitStack() as stack:
         running: list[Node] = []
         for settings in nodes:
@@ -284,5 +284,6 @@ async def running_cluster(front: Settings, nodes: Sequence[Settings], owner_dsn:
         phones = await stack.enter_async_context(
             sipp.operator(phone_port, host=PHONE_HOST, ring_seconds=ring_seconds))
         for node in running:
-            await log_in(node.lab, [f"PJSIP/{user}" for user in operators], skills)
+            await log_in(node.lab, [f"PJSIP/{user}" for user in (
+                operators if logged_in is None else logged_in)], skills)
         yield Cluster(front, running, phones)

@@ -11,6 +11,10 @@ the front relays them; the operator's phone registered at the front):
   line server, not the fail-open path; with both gone they still fail open at once.
 * A node that comes back (node2 crashed, then started) while an operator talks on node1
   learns within seconds that the operator is in use.
+* An operator who joins the queues through node1's line only (its API) is rung by a call on
+  node2; paused through node2's line, they are not offered node1's caller until they resume
+  through node1's (telephony/cluster/member_sync.py: every line keeps its own Asterisk's
+  members as the database has them).
 * A node killed (``kill -9`` its Asterisk and line server) while an operator talks through it:
   the operator is offered calls on the other node within seconds (its line sees the peer's
   qualify fail and makes its Asterisk forget the dead node's device states), where without
@@ -26,6 +30,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from telephony.db.embedded import EmbeddedPostgres
@@ -35,19 +40,26 @@ from telephony.lab.cluster import Cluster
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.cluster import (
+    bearer,
+    console_url,
+    member_paused,
     member_state,
     node_callers,
     operator_channels,
+    operator_desk,
     two_nodes,
     waiting_callers,
 )
 from tests.support.polling import eventually
+from tests.support.web import PASSWORD
 
 pytestmark = pytest.mark.cluster
 
 BASE = Settings(lab_instance="n2n-test", lab_operators=2, queue_wrapup_seconds=0,
                 ami_reconnect_seconds=0.5, db_retry_seconds=0.5)
 OPERATOR = "PJSIP/op1001"
+# Registered at the front, logged in by no CLI: only through a line's API.
+DESK_OPERATOR = "PJSIP/op1002"
 RTP_BASE = 29000  # apart from the other modules' (test_front: 24000..27998)
 FORGET_TARGET_SECONDS = 6.0  # kill -> the operator offered a call on the survivor
 
@@ -55,7 +67,7 @@ FORGET_TARGET_SECONDS = 6.0  # kill -> the operator offered a call on the surviv
 @pytest.fixture(scope="module")
 async def cluster(pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> AsyncIterator[Cluster]:
     async with two_nodes(pg_cluster, cluster_dsn, BASE, rtp_base=RTP_BASE,
-                         operators=["op1001"]) as running:
+                         operators=["op1001", "op1002"], logged_in=["op1001"]) as running:
         yield running
 
 
@@ -73,6 +85,73 @@ async def hung_up_after(*labs: Lab) -> AsyncIterator[None]:
         for lab in labs:
             with contextlib.suppress(Exception):
                 await lab.acli("channel request hangup all")
+
+
+async def test_an_operator_who_joined_through_one_line_is_rung_by_either_node(
+        cluster: Cluster) -> None:
+    one, two = cluster.node("node1"), cluster.node("node2")
+    await operator_desk(cluster, "sari", PASSWORD, DESK_OPERATOR, {"general": 5})
+    # The CLI's operator stays out of the way meanwhile (no line manages it).
+    for node in (one, two):
+        await node.lab.acli(f"queue pause member {OPERATOR}")
+    async with hung_up_after(one.lab, two.lab), aiohttp.ClientSession() as http:
+        on_one = await bearer(http, one.settings, "sari", PASSWORD)
+        on_two = await bearer(http, two.settings, "sari", PASSWORD)
+        try:
+            response = await http.post(f"{console_url(one.settings)}/api/desk/queues",
+                                       headers=on_one, json={"skills": ["general"]})
+            assert response.status == 200, await response.text()
+            joined = time.monotonic()
+            await eventually("the operator in node2's queue",
+                             lambda: _is(member_paused(two.lab, DESK_OPERATOR, "information"),
+                                         False), within=5, interval=0.05)
+            followed = time.monotonic() - joined
+            async with node_callers(two.settings, unique_caller("0817"), talk_seconds=15):
+                await eventually("node2's call ringing the operator who joined on node1",
+                                 lambda: _is(operator_channels(two.lab, DESK_OPERATOR), 1),
+                                 within=15)
+            await two.lab.acli("channel request hangup all")
+
+            response = await http.post(f"{console_url(two.settings)}/api/desk/pause",
+                                       headers=on_two, json={"reason": "break"})
+            assert response.status == 204, await response.text()
+            paused = time.monotonic()
+            await eventually("the operator paused on node1",
+                             lambda: _is(member_paused(one.lab, DESK_OPERATOR, "information"),
+                                         True), within=5, interval=0.05)
+            followed_pause = time.monotonic() - paused
+            async with node_callers(one.settings, unique_caller("0817"), talk_seconds=25):
+                await eventually("node1's caller waiting",
+                                 lambda: _is(waiting_callers(one.lab), 1), within=15)
+                # A ring would come within the queue's first round: watched for 2 s.
+                rung = []
+                watched = time.monotonic()
+                while time.monotonic() - watched < 2:
+                    rung.append(await operator_channels(one.lab, DESK_OPERATOR))
+                    await asyncio.sleep(0.2)
+                assert len(rung) >= 5 and not any(rung), rung
+                assert await waiting_callers(one.lab) == 1  # still there, not offered
+                response = await http.delete(f"{console_url(one.settings)}/api/desk/pause",
+                                             headers=on_one)
+                assert response.status == 204, await response.text()
+                await eventually("node1's caller rung once the pause ended through node1",
+                                 lambda: _is(operator_channels(one.lab, DESK_OPERATOR), 1),
+                                 within=10)
+        finally:
+            # Out of every queue on both nodes, through node2's line: the next tests are
+            # op1001's alone.
+            response = await http.delete(f"{console_url(two.settings)}/api/desk/queues",
+                                         headers=on_two)
+            for node in (one, two):
+                await node.lab.acli(f"queue unpause member {OPERATOR}")
+        assert response.status == 200, await response.text()
+        await eventually("the operator out of node1's queues",
+                         lambda: _is(member_paused(one.lab, DESK_OPERATOR), None), within=5)
+        await eventually("the operator out of node2's queues",
+                         lambda: _is(member_paused(two.lab, DESK_OPERATOR), None), within=5)
+    print(f"\nan operator's login through node1's line reached node2's queues in "
+          f"{followed * 1000:.0f} ms, a pause through node2's reached node1's in "
+          f"{followed_pause * 1000:.0f} ms")
 
 
 async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: Cluster

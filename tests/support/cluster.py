@@ -6,6 +6,7 @@ node, and bounded looks at a node's queues and channels."""
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 import uuid
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 from ivr.menu import load_menu
@@ -42,10 +44,12 @@ def caller_prefix() -> str:
 @contextlib.asynccontextmanager
 async def two_nodes(pg_cluster: EmbeddedPostgres, dsn: str, base: Settings, *,
                     rtp_base: int, operators: Sequence[str], rtp_span: int = 2000,
-                    skills: Mapping[str, int] = ALL_SKILLS) -> AsyncIterator[Cluster]:
+                    skills: Mapping[str, int] = ALL_SKILLS,
+                    logged_in: Sequence[str] | None = None) -> AsyncIterator[Cluster]:
     """node1 and node2 behind the front, writing into ``dsn``, in a temp dir, with
-    ``operators`` registered at the front and logged in on both nodes (each node's RTP
-    ports: ``rtp_span`` of them from ``rtp_base``, node by node)."""
+    ``operators`` registered at the front and logged in on both nodes with the CLI (only
+    those of ``logged_in``, if given) (each node's RTP ports: ``rtp_span`` of them from
+    ``rtp_base``, node by node)."""
     state = Path(tempfile.mkdtemp(prefix="siaga112-cluster-"))
     owner = owner_dsn(pg_cluster, dsn)
     base = replace(base, state_dir=state, database_dsn=dsn, database_owner_dsn=owner)
@@ -53,7 +57,7 @@ async def two_nodes(pg_cluster: EmbeddedPostgres, dsn: str, base: Settings, *,
                                     rtp_span=rtp_span)
     try:
         async with running_cluster(front, nodes, owner, operators=operators,
-                                   skills=skills) as running:
+                                   skills=skills, logged_in=logged_in) as running:
             yield running
     finally:
         shutil.rmtree(state, ignore_errors=True)
@@ -64,6 +68,15 @@ async def browser_desk(cluster: Cluster, username: str, password: str, interface
     """An operator account whose desk's phone is the browser (as ``siaga112 account desk
     USERNAME INTERFACE --phone browser`` makes it), in the cluster's one database: every node
     reads its endpoint from there (PJSIP realtime)."""
+    await operator_desk(cluster, username, password, interface, skills,
+                        phone=PhoneKind.BROWSER)
+
+
+async def operator_desk(cluster: Cluster, username: str, password: str, interface: str,
+                        skills: Mapping[str, int], *, phone: PhoneKind | None = None) -> None:
+    """An operator account at ``interface`` with ``skills``, in the cluster's one database;
+    ``phone``: its phone's kind (``None``: the desk phone the lab registered at the front,
+    its secret left as it is)."""
     settings = cluster.nodes[0].settings
     database = Database(settings)
     try:
@@ -71,7 +84,7 @@ async def browser_desk(cluster: Cluster, username: str, password: str, interface
         await accounts.create(username, "operator", password, display_name=username.title(),
                               actor="test")
         await assign_desk(database, load_menu(settings.menu_file), username, interface, skills,
-                          realm=settings.sip_realm, phone=PhoneKind.BROWSER)
+                          realm=None if phone is None else settings.sip_realm, phone=phone)
     finally:
         await database.close()
 
@@ -79,6 +92,15 @@ async def browser_desk(cluster: Cluster, username: str, password: str, interface
 def console_url(node: Settings) -> str:
     """Where a node's line server serves the console."""
     return f"http://{node.http_host}:{node.http_port}"
+
+
+async def bearer(http: aiohttp.ClientSession, node: Settings, username: str, password: str
+                 ) -> dict[str, str]:
+    """``username`` logged in through ``node``'s line server's API: the bearer header."""
+    response = await http.post(f"{console_url(node)}/api/session",
+                               json={"username": username, "password": password})
+    assert response.status == 201, await response.text()
+    return {"Authorization": f"Bearer {(await response.json())['token']}"}
 
 
 def front_callers(cluster: Cluster, caller_id: str, *, calls: int, rate: float,
@@ -121,6 +143,17 @@ async def member_state(lab: Lab, interface: str, queue: str = "all-operators") -
     # "PJSIP/op1001 (ringinuse disabled) (dynamic) (In use) has taken no calls yet (...)"
     before, taken, _ = line.partition(" has taken")
     return before.rsplit("(", 1)[-1].rstrip(")") if taken else ""
+
+
+async def member_paused(lab: Lab, interface: str, queue: str = "all-operators"
+                        ) -> bool | None:
+    """Whether ``lab``'s queue has the operator paused; ``None``: not a member there."""
+    shown = await lab.acli(f"queue show {queue}")
+    # "Sari (PJSIP/op1002) (ringinuse disabled) (dynamic) (paused:break was 3 secs ago) ...",
+    # or, a member without a name of its own, "PJSIP/op1002 (ringinuse disabled) ...".
+    named = re.compile(rf"(^|[\s(]){re.escape(interface)}[\s)]")
+    line = next((row for row in shown.splitlines() if named.search(row)), None)
+    return None if line is None else "(paused" in line
 
 
 async def operator_channels(lab: Lab, interface: str) -> int:
