@@ -280,7 +280,7 @@ def start_call_handling(
 
 def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
                 listener: ThreadedListener, database: Database,
-                repository: CallRepository) -> None:
+                repository: CallRepository) -> PeerWatch | None:
     """A cluster node: a dead peer's operators are offered calls here at once, and a peer
     that answers again is asked for its whole device state (telephony/cluster/watch.py); the
     calls the front dispatched that no node recorded become records, lost with their node
@@ -293,6 +293,7 @@ def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
     front = FrontReconciler.from_settings(database, repository, settings)
     if front is not None:
         in_background(stack, front.run(), "front-reconcile")
+    return peers
 
 
 def follow_members(settings: Settings, stack: contextlib.AsyncExitStack,
@@ -424,7 +425,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     screening = ScreeningService(database, scoring, settings.timezone)
     menus = line_menu_source(settings)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
-    watch_peers(settings, stack, listener, database, repository)
+    peers = watch_peers(settings, stack, listener, database, repository)
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
     in_background(
         stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
@@ -458,6 +459,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                                        if settings.cluster_nodes else None))
     listener.observe(wallboard)
     listener.after_persisted(wallboard.persisted)
+    if peers is not None:  # a dead peer's waiting callers leave the board with it
+        peers.on_liveness(wallboard.node_liveness)
     screening.on_labelled(wallboard.labelled)
     in_background(stack, wallboard.run(), "wallboard")
     admin = await start_administration(settings, database, listener=listener, menus=menus,

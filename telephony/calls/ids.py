@@ -29,6 +29,13 @@ def valid_call_id(value: str) -> bool:
     return UNIQUEID.fullmatch(value) is not None
 
 
+def node_of(call_id: str) -> str:
+    """The cluster node a call id belongs to (its systemname prefix), ``""`` for a plain id
+    (a single node's)."""
+    head, sep, _ = call_id.rpartition("-")
+    return head if sep else ""
+
+
 # The SIP Call-ID the carrier's INVITE came with (RFC 3261 ``callid = word [ "@" word ]``):
 # what ties a call the cluster's front dispatched to the call record a node made of it. Only
 # the characters of an RFC ``word``, bounded: a value of any other shape is no Call-ID of a

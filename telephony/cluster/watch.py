@@ -9,7 +9,9 @@ own address (the ``siaga112-line`` publication): the dead peer's last "In use" n
 counts (see :mod:`telephony.cluster.peers` for why Asterisk never drops it by itself). On
 ``Reachable`` again it reloads res_pjsip_publish_asterisk, whose reload sends every peer a
 refresh request, and the peer answers with its whole device state (a peer that restarted
-sends its own anyway; one that was only cut off did not know it had to).
+sends its own anyway; one that was only cut off did not know it had to). Either change is also
+told to whoever asked (:meth:`PeerWatch.on_liveness`: the wallboard drops a dead peer's
+waiting callers).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from telephony.ami.actions import AmiActionError, AmiListActions
@@ -51,6 +53,7 @@ class PeerWatch:
         self._reply_timeout = reply_timeout
         # (move, peer), or None: look at every peer's contact now.
         self._moves: asyncio.Queue[tuple[PeerMove, str] | None] = asyncio.Queue()
+        self._liveness_hooks: list[Callable[[str, bool], None]] = []
 
     @classmethod
     def from_settings(cls, ami: AmiListActions, settings: Settings) -> PeerWatch | None:
@@ -71,10 +74,21 @@ class PeerWatch:
         ContactStatus then), so every peer's contact is looked at once."""
         self._moves.put_nowait(None)
 
+    def on_liveness(self, hook: Callable[[str, bool], None]) -> None:
+        """Also call ``hook(peer, alive)`` when a peer dies or answers again (at once, before
+        this node's Asterisk is told; it must return at once)."""
+        self._liveness_hooks.append(hook)
+
     def _seen(self, aor: str, status: str) -> None:
         move = self._liveness.seen(aor, status)
         if move is not None:
-            self._moves.put_nowait((move, aor.removeprefix("peer-")))
+            peer = aor.removeprefix("peer-")
+            self._moves.put_nowait((move, peer))
+            for hook in self._liveness_hooks:
+                try:
+                    hook(peer, move is PeerMove.RELEARN)
+                except Exception:  # one hook's bug must not stop the watch
+                    log.exception("peer node %s: a liveness hook failed", peer)
 
     async def run(self) -> None:
         """Forever: act on each peer's death and return."""

@@ -237,12 +237,6 @@ class _NoAmi:
         raise LabError(f"no AMI here: {action.get('Action')}")
 
 
-def node_of(call_id: str) -> str:
-    """The node a call id belongs to (its systemname prefix), ``""`` for a plain id."""
-    head, sep, _ = call_id.rpartition("-")
-    return head if sep else ""
-
-
 @dataclass
 class Cluster:
     """A running cluster: the front's settings, the nodes, and the operator phones' UAS."""

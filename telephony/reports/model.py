@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Final, TypeVar
 
@@ -96,11 +96,17 @@ class LiveCall:
 
 @dataclass(frozen=True)
 class ChangedCalls:
-    """Other cluster nodes' calls whose rows changed lately, as the wallboard's counters
-    follow them (``ReportRepository.changed_calls``)."""
+    """Other cluster nodes' calls whose rows changed lately, as the wallboard's counters and
+    its board of waiting callers follow them (``ReportRepository.changed_calls``)."""
 
     at: datetime  # the database's clock before the read: rows changed later are not in it
     calls: list[LiveCall]
+    # The callers among them still waiting (their open queue visits, as LivePicture's), and
+    # what the board shows of their calls. A whole read (``whole``: no ``since``, the counters
+    # about to be seeded) has every other node's waiting caller and no ``calls``.
+    waiting: list[QueueJoined] = field(default_factory=list)
+    info: dict[str, CallInfo] = field(default_factory=dict)
+    whole: bool = False
 
 
 class InvalidPeriod(Invalid, ValueError):

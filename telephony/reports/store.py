@@ -377,6 +377,23 @@ _LIVE_CALL_COLUMNS: Final = """
     c.wait_seconds AS hold_seconds, c.talk_seconds, c.current_label AS label
 """
 
+# A caller waiting in a queue as the wallboard shows one (model.LivePicture's waiting, with
+# what the board shows of the call); _WAITING: which visits (calls c, queue_visits v).
+_WAITING_COLUMNS: Final = """
+    v.call_id, v.queue, v.joined_at, v.join_position, c.line, c.ivr_category AS category
+"""
+_WAITING: Final = """
+    v.left_at IS NULL AND c.ended_at IS NULL AND c.answered_at IS NULL
+"""
+
+
+def _waiting(rows: Sequence[asyncpg.Record]
+             ) -> tuple[list[QueueJoined], dict[str, CallInfo]]:
+    """Rows of :data:`_WAITING_COLUMNS` as the board takes them."""
+    waiting = [QueueJoined(row["call_id"], row["queue"], row["join_position"],
+                           row["joined_at"]) for row in rows]
+    return waiting, {row["call_id"]: from_row(CallInfo, row) for row in rows}
+
 
 def _seconds(micros: int | None, count: int | None = None) -> float | None:
     """Microseconds (a sum over ``count`` values, or one value) as seconds; None if none."""
@@ -640,10 +657,20 @@ class ReportRepository:
         updated after ``since`` (every projection of the call store sets ``updated_at``; by
         ``calls_updated_at_idx``), and the database's clock first: a row updated after it is
         read again by the next call given it, less a margin for transactions that commit late.
-        With ``since`` None, only the clock (the counters are about to be seeded)."""
+        With them, the callers among those calls still waiting in a queue (an open visit, the
+        call neither answered nor ended: the call store writes the visit and the row in one
+        transaction). With ``since`` None, only the clock and every other node's caller
+        waiting now (the counters are about to be seeded; by ``calls_open_idx``)."""
         at = await connection.fetchval("SELECT now()")
         if since is None:
-            return ChangedCalls(at, [])
+            waiting = await connection.fetch(
+                f"""
+                SELECT {_WAITING_COLUMNS} FROM calls c JOIN queue_visits v USING (call_id)
+                WHERE {_WAITING} AND NOT starts_with(c.call_id, $1 || '-')
+                  AND c.arrived_at > $2
+                """,  # noqa: S608 - built from this module's constants only
+                node, at - _LIVE_HORIZON)
+            return ChangedCalls(at, [], *_waiting(waiting), whole=True)
         rows = await connection.fetch(
             f"""
             SELECT {_LIVE_CALL_COLUMNS} FROM calls c
@@ -651,7 +678,13 @@ class ReportRepository:
             """,  # noqa: S608 - built from this module's constants only
             node, since,
         )
-        return ChangedCalls(at, [from_row(LiveCall, row) for row in rows])
+        waiting = await connection.fetch(
+            f"""
+            SELECT {_WAITING_COLUMNS} FROM calls c JOIN queue_visits v USING (call_id)
+            WHERE {_WAITING} AND c.updated_at > $2 AND NOT starts_with(c.call_id, $1 || '-')
+            """,  # noqa: S608 - built from this module's constants only
+            node, since)
+        return ChangedCalls(at, [from_row(LiveCall, row) for row in rows], *_waiting(waiting))
 
     async def live_picture(self, connection: asyncpg.Connection, now: datetime) -> LivePicture:
         """What the database believes is live: calls, callers waiting, logged-in members."""

@@ -53,6 +53,7 @@ def wallboard_json(snapshot: WallboardSnapshot) -> dict[str, Any]:
                 "wait_seconds": rounded(c.wait_seconds), "line": c.line,
                 "category": c.category,
                 "category_label": CATEGORY_LABELS.get(c.category or "", c.category),
+                "node": c.node,
             } for c in q.callers],
         } for q in board.queues],
         "operators": [{

@@ -26,7 +26,10 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
             "callers": {"type": "array", "items": all_required({
                 "position": {"type": "integer"}, "joined_at": DATETIME,
                 "wait_seconds": {"type": "number"}, "line": NULLABLE_TEXT,
-                "category": NULLABLE_TEXT, "category_label": NULLABLE_TEXT})}})},
+                "category": NULLABLE_TEXT, "category_label": NULLABLE_TEXT,
+                "node": {"type": ["string", "null"],
+                         "description": "Node klaster tempat penelepon menunggu (null: satu "
+                                        "node)"}})}})},
         "operators": {"type": "array", "items": all_required({
             "operator": {"type": "string"}, "name": {"type": "string"},
             "state": {"type": "string", "enum": ["idle", "ringing", "talking", "wrapup",

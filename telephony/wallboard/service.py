@@ -16,8 +16,13 @@ On a cluster node (``node`` given: its systemname) the listener tracks only this
 so the other nodes' calls are followed from the database: about every ``follow_seconds`` the
 calls of other nodes whose row changed since the last read (by ``calls.updated_at``, less
 ``follow_overlap_seconds``: ``updated_at`` is a transaction's start, which may commit after a
-newer one) replace what the counters keep of them (:meth:`ShiftCounters.follow`). One read at
-a time: a seed and a follow never interleave, so no older row lands after a newer read.
+newer one) replace what the counters keep of them (:meth:`ShiftCounters.follow`), and their
+callers still waiting replace what the board keeps of them (:meth:`LiveBoard.follow`; each seed
+of the counters reads every other node's waiting caller afresh). One read at a time: a seed
+and a follow never interleave, so no older row lands after a newer read. Each read is bounded
+(a timeout) and runs in the background: the board answers from memory, never waiting for the
+database. A node this node's Asterisk no longer reaches (the peer watch,
+:meth:`WallboardService.node_liveness`) leaves the board with its callers at once.
 
 The rest is read from the database: after call facts are persisted
 (``AmiListener.after_persisted``), at most every ``min_refresh_seconds``, and every
@@ -251,7 +256,7 @@ class WallboardService:
                 log.warning("wallboard not seeded from the database (%s); retrying", exc)
                 await asyncio.sleep(self._seed_retry)
                 continue
-            if self._board.seed(picture):
+            if self._board.seed(picture, node=self._node):
                 log.info("wallboard seeded: %d waiting, %d queue members",
                          len(picture.waiting), len(picture.members))
                 self._changed()
@@ -267,7 +272,8 @@ class WallboardService:
             self._reseed = False
             try:
                 # On a cluster node: the clock first, the other nodes' calls are followed from
-                # there (a row changed after it may be missing from the seed).
+                # there (a row changed after it may be missing from the seed), with every
+                # other node's caller waiting now.
                 start = (await self._reports.changed_calls(self._node, None)
                          if self._node is not None else None)
                 calls = await self._reports.live_calls(slot.day)
@@ -283,6 +289,7 @@ class WallboardService:
             self._seeded_slot = slot
             if start is not None:
                 self._cursor = start.at
+                self._board.follow(start)
         log.info("wallboard counters seeded: %d calls of %s, %d facts applied again",
                  len(calls), slot.day.isoformat(), len(self._journal))
         self._changed()
@@ -323,10 +330,21 @@ class WallboardService:
                 log.info("wallboard: following the other nodes' calls again")
             self._following = True
             moved = [self._counters.follow(row) for row in changed.calls]
+            moved.append(self._board.follow(changed))
             self._cursor = changed.at
         if any(moved):  # the overlap reads the same rows again: they move nothing
             self._changed()
         return True
+
+    def node_liveness(self, node: str, alive: bool) -> None:
+        """This node's Asterisk reaches cluster node ``node`` again, or no longer does
+        (``PeerWatch.on_liveness``): a lost node's waiting callers went with it."""
+        if alive:
+            self._board.node_back(node)
+        elif self._board.node_lost(node):
+            log.warning("wallboard: the callers waiting on node %s left the board with it",
+                        node)
+            self._changed()
 
     async def refresh(self, *, periodic: bool = False) -> None:
         """Read the operator names, overdue incidents and call-back backlog again (and, if

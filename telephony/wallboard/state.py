@@ -15,10 +15,21 @@ and answers :meth:`LiveBoard.view` for an instant it is given. It never reads a 
 - After a listener (re)connects, the whole ``QueueStatus`` picture replaces what the board
   believed, so callers answered and members removed while it was away do not linger. At
   start-up, before any resync, the database's open queue visits and members stand in.
+- On a cluster node the facts are only this node's calls. The callers waiting on the other
+  nodes come from the database, as their nodes' lines write them (:meth:`LiveBoard.follow`,
+  fed by the wallboard service in the background): each changed call's open visits replace
+  what the board kept of it, so an answer, an abandon or an end on its node removes it. A
+  node this node's Asterisk no longer reaches (:meth:`LiveBoard.node_lost`) took its
+  callers with it: they leave the board at once, though their rows stay open until that node
+  comes back and its line closes them. A queue shows the centre's callers, every node's, in
+  one line: this node's in Asterisk's order, the others' merged in by when they joined.
+  Operators need nothing of the kind: every node's queues see every operator's device state
+  (Asterisk's distributed device state).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -40,8 +51,9 @@ from telephony.calls.facts import (
     QueueLeft,
     ivr_variables,
 )
+from telephony.calls.ids import node_of
 from telephony.core.labels import LabelledStrEnum
-from telephony.reports.model import CallInfo, LivePicture, is_wrapup_reason
+from telephony.reports.model import CallInfo, ChangedCalls, LivePicture, is_wrapup_reason
 
 MAX_CALLS: Final = 10_000  # live calls remembered; only lost hang-ups could reach it
 
@@ -87,6 +99,15 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class _Remote:
+    """One caller waiting in one queue of another cluster node, as the database has it."""
+
+    queue: str
+    joined_at: datetime
+    info: CallInfo
+
+
+@dataclass(frozen=True)
 class CallerView:
     """A waiting caller on the board."""
 
@@ -95,6 +116,7 @@ class CallerView:
     wait_seconds: float
     line: str | None
     category: str | None
+    node: str | None = None  # the cluster node the caller is on (None: a single node)
 
 
 @dataclass(frozen=True)
@@ -152,6 +174,9 @@ class LiveBoard:
         self._members: dict[str, dict[str, Member]] = {}
         self._completed: dict[str, datetime] = {}  # operator -> end of their last call
         self._resynced = False
+        # Other cluster nodes' waiting callers: call id -> its open visits.
+        self._remote: dict[str, tuple[_Remote, ...]] = {}
+        self._lost: set[str] = set()  # nodes this node's Asterisk no longer reaches
 
     # -- input --------------------------------------------------------------------------------
 
@@ -197,15 +222,67 @@ class LiveBoard:
         self._resynced = True
         self._replace(queues.waiting, queues.members)
 
-    def seed(self, picture: LivePicture) -> bool:
+    def seed(self, picture: LivePicture, *, node: str | None = None) -> bool:
         """Start from the database's picture, unless a resync came first (it is fresher).
-        Returns whether the seed was taken."""
+        On cluster node ``node``, the other nodes' callers in it are followed as theirs
+        (:meth:`follow`) whatever came first. Returns whether the seed was taken."""
+        waiting = picture.waiting
+        if node is not None:
+            others = [entry for entry in waiting if node_of(entry.call_id) != node]
+            waiting = [entry for entry in waiting if node_of(entry.call_id) == node]
+            self._follow_calls({entry.call_id for entry in others}, others, picture.calls)
         if self._resynced:
             return False
         for call_id, info in picture.calls.items():
-            self._remember(call_id, info)
-        self._replace(picture.waiting, picture.members)
+            if node is None or node_of(call_id) == node:
+                self._remember(call_id, info)
+        self._replace(waiting, picture.members)
         return True
+
+    def follow(self, changed: ChangedCalls) -> bool:
+        """Other cluster nodes' calls as the database has them now: each changed call's
+        waiting callers replace what the board kept of it (none: it left every queue); a
+        whole read replaces every other node's. Whether the board moved."""
+        if changed.whole:
+            before = self._remote
+            self._remote = {}
+            self._follow_calls({entry.call_id for entry in changed.waiting}, changed.waiting,
+                               changed.info)
+            return self._remote != before
+        calls = {row.call_id for row in changed.calls}
+        calls.update(entry.call_id for entry in changed.waiting)
+        return self._follow_calls(calls, changed.waiting, changed.info)
+
+    def _follow_calls(self, calls: set[str], waiting: Sequence[QueueJoined],
+                      info: dict[str, CallInfo]) -> bool:
+        visits: dict[str, list[_Remote]] = {}
+        for entry in waiting:
+            if node_of(entry.call_id) not in self._lost:
+                visits.setdefault(entry.call_id, []).append(
+                    _Remote(entry.queue, entry.at, info.get(entry.call_id, CallInfo())))
+        moved = False
+        for call_id in calls:
+            now = tuple(sorted(visits.get(call_id, ()), key=lambda r: (r.queue, r.joined_at)))
+            before = self._remote.pop(call_id, ())
+            if now:
+                self._remote[call_id] = now
+            moved = moved or now != before
+        return moved
+
+    def node_lost(self, node: str) -> bool:
+        """This node's Asterisk no longer reaches cluster node ``node``: its callers went with
+        it. They leave the board, and rows of its calls are not followed until
+        :meth:`node_back`. Whether the board moved."""
+        self._lost.add(node)
+        gone = [call_id for call_id in self._remote if node_of(call_id) == node]
+        for call_id in gone:
+            del self._remote[call_id]
+        return bool(gone)
+
+    def node_back(self, node: str) -> None:
+        """Cluster node ``node`` answers again: its calls' rows are followed again (those it
+        lost stay off the board: its line closes them as it comes back)."""
+        self._lost.discard(node)
 
     def _remember(self, call_id: str, info: CallInfo) -> None:
         if call_id not in self._calls and len(self._calls) >= MAX_CALLS:
@@ -296,18 +373,30 @@ class LiveBoard:
         counts = dict.fromkeys(OperatorState, 0)
         for view in operators:
             counts[view.state] += 1
-        names = sorted(set(self._queues) | {q for m in self._members.values() for q in m})
+        remote: dict[str, list[tuple[Waiting, CallInfo]]] = {}
+        for call_id, visits in self._remote.items():
+            for visit in visits:
+                remote.setdefault(visit.queue, []).append(
+                    (Waiting(call_id, visit.joined_at), visit.info))
+        names = sorted(set(self._queues) | set(remote)
+                       | {q for m in self._members.values() for q in m})
         queues = []
         for name in names:
             members = [op for op, qs in self._members.items() if name in qs]
             available = sum(
                 by_name[op].state is OperatorState.IDLE and not self._members[op][name].paused
                 for op in members)
+            # This node's callers keep Asterisk's order; the other nodes' go in by when
+            # they joined (a merge: neither list's own order changes).
+            own = [(w, self._calls.get(w.call_id, CallInfo()))
+                   for w in self._queues.get(name, [])]
+            others = sorted(remote.get(name, []), key=lambda e: (e[0].joined_at, e[0].call_id))
             callers = [
                 CallerView(position=index, joined_at=w.joined_at,
                            wait_seconds=max(0.0, (now - w.joined_at).total_seconds()),
-                           line=self._calls.get(w.call_id, CallInfo()).line,
-                           category=self._calls.get(w.call_id, CallInfo()).category)
-                for index, w in enumerate(self._queues.get(name, []), start=1)]
+                           line=info.line, category=info.category,
+                           node=node_of(w.call_id) or None)
+                for index, (w, info) in enumerate(
+                    heapq.merge(own, others, key=lambda e: e[0].joined_at), start=1)]
             queues.append(QueueView(name, callers, len(members), available))
         return BoardView(now, queues, operators, counts)

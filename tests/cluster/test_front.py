@@ -20,10 +20,11 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from telephony.calls.ids import node_of
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import sipp
 from telephony.lab.chroot import LabError, operator_names
-from telephony.lab.cluster import PHONE_HOST, Cluster, node_of, register, register_phones
+from telephony.lab.cluster import PHONE_HOST, Cluster, register, register_phones
 from telephony.lab.line import LineServer
 from telephony.settings import Settings
 from tests.support.cluster import caller_prefix, ended_calls, two_nodes

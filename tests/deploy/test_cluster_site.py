@@ -24,8 +24,8 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from telephony.calls.ids import node_of
 from telephony.lab import sipp
-from telephony.lab.cluster import node_of
 from telephony.lab.kamailio import sip_options_answered
 from tests.support import docker
 from tests.support.cluster import caller_prefix, ended_calls

@@ -10,14 +10,14 @@ import pytest
 
 from recordings.domain import Kind, Source, parse_source, source_name
 from telephony.asterisk.config import install_config
-from telephony.calls.ids import valid_call_id
+from telephony.calls.ids import node_of, valid_call_id
 from telephony.kamailio.config import (
     DISPATCHER_LIST,
     KamailioConfigError,
     dispatcher_list,
     install_kamailio_config,
 )
-from telephony.lab.cluster import cluster_settings, node_of
+from telephony.lab.cluster import cluster_settings
 from telephony.lab.line import settings_environment
 from telephony.settings import ClusterNode, Settings, SettingsError, load_settings
 

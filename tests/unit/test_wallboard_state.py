@@ -18,7 +18,7 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
-from telephony.reports.model import CallInfo, LivePicture
+from telephony.reports.model import CallInfo, ChangedCalls, LiveCall, LivePicture
 from telephony.wallboard.state import LiveBoard, OperatorState
 from tests.support.ami import FIXTURES, resync_replies
 
@@ -204,3 +204,108 @@ def test_the_tracker_gives_the_whole_queue_picture_even_for_known_calls() -> Non
     assert not any(isinstance(f, QueueJoined) for f in again.facts)
     assert again.queues == first.queues
     assert {m.operator for m in first.queues.members} >= {A, B}
+
+
+# -- a cluster node's board: the other nodes' waiting callers, followed from the database ----
+
+def changed(*waiting: QueueJoined, calls: tuple[str, ...] = (), whole: bool = False,
+            info: dict[str, CallInfo] | None = None) -> ChangedCalls:
+    """What the wallboard service reads of the other nodes' calls: ``calls`` changed (their
+    rows only matter by id here), ``waiting`` still in a queue."""
+    rows = [LiveCall(call_id, None, None, None, None, None, None, None, None, None, False,
+                     None, None, None) for call_id in calls]
+    return ChangedCalls(at(0), rows, list(waiting), info or {}, whole=whole)
+
+
+def callers(b: LiveBoard, queue: str, seconds: float) -> list[tuple[int, str | None, float]]:
+    found = [q for q in b.view(at(seconds)).queues if q.queue == queue]
+    return [(c.position, c.node, c.wait_seconds) for c in (found[0].callers if found else [])]
+
+
+def test_the_other_nodes_callers_wait_in_line_with_this_nodes_by_when_they_joined() -> None:
+    b = board()
+    b.apply([started("node1-1.1"), QueueJoined("node1-1.1", "medical", 1, at(2)),
+             started("node1-1.2"), QueueJoined("node1-1.2", "medical", 2, at(8))])
+    assert b.follow(changed(QueueJoined("node2-1.1", "medical", 1, at(5)),
+                            QueueJoined("node2-1.2", "medical", 2, at(1)),
+                            QueueJoined("node3-1.1", "fire", 1, at(3)),
+                            info={"node2-1.1": CallInfo("119", "emergency")}))
+    assert callers(b, "medical", 10) == [(1, "node2", 9.0), (2, "node1", 8.0),
+                                         (3, "node2", 5.0), (4, "node1", 2.0)]
+    assert callers(b, "fire", 10) == [(1, "node3", 7.0)]
+    shown = b.view(at(10)).queues[1].callers[2]
+    assert (shown.line, shown.category) == ("119", "emergency")
+    assert b.view(at(10)).longest_wait == ("medical", 9.0)
+    # The same read again (the follow's overlap) moves nothing.
+    assert not b.follow(changed(QueueJoined("node2-1.1", "medical", 1, at(5)),
+                                QueueJoined("node2-1.2", "medical", 2, at(1)),
+                                QueueJoined("node3-1.1", "fire", 1, at(3)),
+                                info={"node2-1.1": CallInfo("119", "emergency")}))
+
+
+def test_an_answer_abandon_or_end_on_the_other_node_takes_its_caller_off() -> None:
+    b = board()
+    b.follow(changed(QueueJoined("node2-1.1", "medical", 1, at(1)),
+                     QueueJoined("node2-1.2", "medical", 2, at(2)),
+                     QueueJoined("node2-1.3", "fire", 1, at(3))))
+    # node2-1.1 answered: its row changed, no longer waiting; the others did not change.
+    assert b.follow(changed(calls=("node2-1.1",)))
+    assert callers(b, "medical", 5) == [(1, "node2", 3.0)]
+    assert [q.queue for q in b.view(at(5)).queues] == ["fire", "medical"]
+    # Moved on to the overflow queue: one visit closed, another open.
+    assert b.follow(changed(QueueJoined("node2-1.2", "all-operators", 1, at(6)),
+                            calls=("node2-1.2",)))
+    assert callers(b, "medical", 7) == []
+    assert callers(b, "all-operators", 7) == [(1, "node2", 1.0)]
+    assert b.follow(changed(calls=("node2-1.2", "node2-1.3")))
+    assert b.view(at(8)).queues == []
+
+
+def test_a_whole_read_replaces_every_other_nodes_caller() -> None:
+    b = board()
+    b.follow(changed(QueueJoined("node2-1.1", "medical", 1, at(1))))
+    assert b.follow(changed(QueueJoined("node3-1.1", "fire", 1, at(2)), whole=True))
+    assert callers(b, "medical", 3) == []
+    assert callers(b, "fire", 3) == [(1, "node3", 1.0)]
+
+
+def test_a_lost_nodes_callers_leave_the_board_and_stay_off_until_it_is_back() -> None:
+    b = board()
+    b.apply([QueueJoined("node1-1.1", "medical", 1, at(3))])
+    b.follow(changed(QueueJoined("node2-1.1", "medical", 1, at(1)),
+                     QueueJoined("node3-1.1", "medical", 1, at(2))))
+    assert b.node_lost("node2")
+    assert callers(b, "medical", 4) == [(1, "node3", 2.0), (2, "node1", 1.0)]
+    assert not b.node_lost("node2")
+    # Its rows stay open in the database: a whole read (a new shift's seed) finds them.
+    b.follow(changed(QueueJoined("node2-1.1", "medical", 1, at(1)),
+                     QueueJoined("node3-1.1", "medical", 1, at(2)), whole=True))
+    assert [node for _, node, _ in callers(b, "medical", 4)] == ["node3", "node1"]
+    b.node_back("node2")
+    b.follow(changed(QueueJoined("node2-1.9", "medical", 1, at(4))))
+    assert [node for _, node, _ in callers(b, "medical", 5)] == ["node3", "node1", "node2"]
+
+
+def test_a_cluster_nodes_seed_keeps_its_own_callers_apart_from_the_others() -> None:
+    picture = LivePicture(
+        calls={"node1-1.1": CallInfo("112", None), "node2-1.1": CallInfo("119", "fire")},
+        waiting=[QueueJoined("node1-1.1", "medical", 1, at(0)),
+                 QueueJoined("node2-1.1", "medical", 2, at(1))],
+        members=[])
+    b = board()
+    assert b.seed(picture, node="node1")
+    assert callers(b, "medical", 5) == [(1, "node1", 5.0), (2, "node2", 4.0)]
+    # This node's resync replaces its own callers only.
+    b.resync(QueueSnapshot((), ()))
+    assert callers(b, "medical", 5) == [(1, "node2", 4.0)]
+    # After a resync the seed is not taken, but the other nodes' callers still are.
+    later = board()
+    later.resync(QueueSnapshot((), ()))
+    assert not later.seed(picture, node="node1")
+    assert callers(later, "medical", 5) == [(1, "node2", 4.0)]
+
+
+def test_a_single_nodes_callers_carry_no_node() -> None:
+    b = board()
+    b.apply([QueueJoined("1741600400.1", "medical", 1, at(0))])
+    assert callers(b, "medical", 1) == [(1, None, 1.0)]

@@ -115,7 +115,7 @@
         item.appendChild(el("span", "wb-position", "#" + caller.position));
         item.appendChild(el("span", "wb-wait", duration(since(caller.joined_at))));
         item.appendChild(el("span", "wb-what small",
-          [caller.line, caller.category_label].filter(Boolean).join(" · ") || "-"));
+          [caller.line, caller.category_label, caller.node].filter(Boolean).join(" · ") || "-"));
         callers.appendChild(item);
       });
       row.appendChild(callers);
