@@ -251,6 +251,11 @@ class Settings:
     # at every front_reconcile_seconds.
     front_reconcile_grace_seconds: float = 60.0
     front_reconcile_seconds: float = 10.0
+    # Reconciled front rows older than this are deleted by the same passes, in batches: once
+    # reconciled nothing reads them again, and a month (the longest period a shift report
+    # covers, 31 days) keeps the front's own account to check any reportable period's calls
+    # against, and an incident's review; the call records themselves stay.
+    front_calls_retention_days: int = 31
 
     # Database: DSN, else PG* variables, else embedded cluster on a private socket.
     database_dsn: str | None = None
@@ -774,6 +779,8 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("front_reconcile_grace_seconds must be between 1 and 86400")
     if not 1 <= settings.front_reconcile_seconds <= 3600:
         raise SettingsError("front_reconcile_seconds must be between 1 and 3600")
+    if not 1 <= settings.front_calls_retention_days <= 3650:
+        raise SettingsError("front_calls_retention_days must be between 1 and 3650")
     if not 0 <= settings.callpath_rt_priority <= 99:
         raise SettingsError("callpath_rt_priority must be between 0 and 99")
     if not 0 <= settings.shutdown_drain_seconds <= 300:

@@ -3,7 +3,8 @@ line makes of the lost ones (:mod:`telephony.cluster.front` has the rules).
 
 Several lines reconcile at once (every node runs it): each pass claims the rows it looks at
 with ``FOR UPDATE SKIP LOCKED``, so two lines never work on one row, and a lost call's record
-is one per Call-ID (a partial unique index) whatever happens.
+is one per Call-ID (a partial unique index) whatever happens. Reconciled rows past their
+retention are deleted the same way (:func:`purge`), a bounded batch per statement.
 """
 
 from __future__ import annotations
@@ -62,6 +63,23 @@ async def mark_reconciled(connection: asyncpg.Connection, ids: Sequence[int]) ->
         await connection.execute(
             "UPDATE front_calls SET reconciled_at = now() WHERE id = ANY($1::bigint[])",
             list(ids))
+
+
+async def purge(connection: asyncpg.Connection, *, older_than: timedelta, limit: int) -> int:
+    """Delete up to ``limit`` reconciled rows the front wrote more than ``older_than`` ago,
+    oldest first (by ``front_calls_reconciled_idx``; rows another line is deleting are left
+    to it); how many. An unreconciled row stays whatever its age: it is still owed a
+    record."""
+    status = await connection.execute(
+        """
+        DELETE FROM front_calls WHERE id = ANY (ARRAY(
+            SELECT id FROM front_calls
+            WHERE reconciled_at IS NOT NULL AND recorded_at < now() - $1::interval
+            ORDER BY recorded_at
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED))
+        """, older_than, limit)
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def supersede(connection: asyncpg.Connection, stuck: set[str]) -> int:

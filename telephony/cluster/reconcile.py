@@ -13,6 +13,12 @@ call's start within a second of its INVITE, or spools it while the database is d
 no line can reconcile either), so the grace needs no word on which nodes are alive. A node
 that comes back later and replays a spool that held the call after all: its record replaces
 the lost one at the next pass (:func:`telephony.cluster.front_store.supersede`).
+
+The front's table would grow with every call for ever: each pass also deletes the reconciled
+rows older than ``front_calls_retention_days`` (:func:`telephony.cluster.front_store.purge`),
+:data:`PURGE_BATCH` rows per statement (short transactions: the front's inserts and the other
+line's passes never wait long) and at most :data:`PURGE_BATCHES` per pass, so a backlog (an
+upgrade over months of rows) drains over a few passes rather than in one long burst.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import asyncpg
 
 from telephony.calls.store import CallRepository
 from telephony.cluster.front import lost_calls
-from telephony.cluster.front_store import claim, mark_reconciled, supersede
+from telephony.cluster.front_store import claim, mark_reconciled, purge, supersede
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database
 from telephony.settings import ClusterNode, Settings
@@ -35,6 +41,8 @@ from telephony.settings import ClusterNode, Settings
 log = logging.getLogger("telephony.cluster")
 
 BATCH = 500  # front rows per transaction
+PURGE_BATCH = 1000  # front rows per deleting statement
+PURGE_BATCHES = 20  # deleting statements per pass at most (20,000 rows)
 
 
 class FrontReconciler:
@@ -42,12 +50,13 @@ class FrontReconciler:
 
     def __init__(self, database: Database, repository: CallRepository,
                  nodes: Sequence[ClusterNode], *, grace_seconds: float,
-                 interval_seconds: float) -> None:
+                 interval_seconds: float, retention_days: int = 31) -> None:
         self._database = database
         self._repository = repository
         self._nodes = tuple(nodes)
         self._grace = timedelta(seconds=grace_seconds)
         self._interval = interval_seconds
+        self._retention = timedelta(days=retention_days)
         self._stuck: set[str] = set()
 
     @classmethod
@@ -58,7 +67,8 @@ class FrontReconciler:
             return None
         return cls(database, repository, settings.cluster_nodes,
                    grace_seconds=settings.front_reconcile_grace_seconds,
-                   interval_seconds=settings.front_reconcile_seconds)
+                   interval_seconds=settings.front_reconcile_seconds,
+                   retention_days=settings.front_calls_retention_days)
 
     async def reconcile(self) -> int:
         """One pass over everything due (a batch per transaction); the records it made."""
@@ -72,7 +82,23 @@ class FrontReconciler:
             lambda connection: supersede(connection, self._stuck))
         if deleted:
             log.warning("%d lost-call records gave way to their node's own records", deleted)
+        await self.purge()
         return made
+
+    async def purge(self) -> int:
+        """Delete reconciled front rows past their retention, a batch per statement, up to
+        :data:`PURGE_BATCHES` batches; how many."""
+        purged = 0
+        for _ in range(PURGE_BATCHES):
+            batch = await self._database.run(lambda connection: purge(
+                connection, older_than=self._retention, limit=PURGE_BATCH))
+            purged += batch
+            if batch < PURGE_BATCH:
+                break
+        if purged:
+            log.info("%d front call rows older than %d days deleted", purged,
+                     self._retention.days)
+        return purged
 
     async def _batch(self, connection: asyncpg.Connection) -> tuple[int, bool]:
         async with connection.transaction():

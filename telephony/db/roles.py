@@ -67,9 +67,10 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "config_publications": (S, INS),
     "config_versions": (S, INS),
     "dispatches": (S, INS, U),
-    # The SIP front writes it (as the Asterisk role); lines read it and mark what they
-    # reconciled (telephony/cluster/front_store.py, 0026).
-    "front_calls": (S, U),
+    # The SIP front writes it (as the Asterisk role); lines read it, mark what they
+    # reconciled and delete what is past its retention (telephony/cluster/front_store.py,
+    # 0026, 0029).
+    "front_calls": (S, U, D),
     "incident_attachments": (S, INS),
     "incident_calls": (S, INS, U),
     "incident_events": (S, INS),

@@ -1,7 +1,8 @@
 """The front's dispatched calls in PostgreSQL (migration 0026, telephony/cluster/front_store.py,
 telephony/cluster/reconcile.py): the front writes them as the Asterisk role, a line makes the
 ones no node recorded records of their own, once however often and by however many lines it
-runs, and a node's own record, arriving late, takes the lost one's place."""
+runs, and a node's own record, arriving late, takes the lost one's place. Reconciled rows past
+their retention are deleted by the same passes, in bounded batches."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from telephony.calls.facts import CallStarted, CallVanished
 from telephony.calls.store import CallRepository
+from telephony.cluster import reconcile
 from telephony.cluster.front import LOST_SEQ_BASE
 from telephony.cluster.reconcile import FrontReconciler
 from telephony.db.connection import Database
@@ -159,5 +161,39 @@ async def test_a_nodes_own_record_arriving_late_takes_the_lost_ones_place(
                                 "ORDER BY call_id")
         assert [r["call_id"] for r in held] == sorted(["node1-1796472000.2",
                                                        lost["held@carrier"]])
+    finally:
+        await line.close()
+
+
+async def test_reconciled_rows_past_their_retention_are_deleted_in_bounded_batches(
+        front: asyncpg.Connection, database: Database, database_dsn: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    old = datetime.now(UTC) - timedelta(days=40)
+    await dispatch(front, "recent@carrier", "sip:127.0.0.12:5062",
+                   written=datetime.now(UTC) - timedelta(days=30))
+    await dispatch(front, "owed@carrier", "sip:127.0.0.11:5061", written=old)
+    await front.executemany(
+        """
+        INSERT INTO front_calls (method, callid, sip_code, caller, line, node, recorded_at)
+        VALUES ('INVITE', $1, '200', '0812', '112', 'sip:127.0.0.12:5062', $2)
+        """, [(f"old-{n}@carrier", old - timedelta(seconds=n)) for n in range(2500)])
+    line = await asyncpg.connect(database_dsn)
+    try:
+        # Every row but one reconciled (their calls have records); "owed" is still owed one.
+        await line.execute("UPDATE front_calls SET reconciled_at = now() "
+                           "WHERE callid <> 'owed@carrier'")
+        monkeypatch.setattr(reconcile, "PURGE_BATCHES", 2)
+        retention = reconciler(database)  # 31 days, the default
+        assert await retention.purge() == 2000  # two batches of 1000 in one pass, at most
+        assert await retention.purge() == 500
+        assert await retention.purge() == 0
+        left = await line.fetch("SELECT callid FROM front_calls ORDER BY callid")
+        assert [r["callid"] for r in left] == ["owed@carrier", "recent@carrier"]
+        # The reconcile pass first gives the owed row its lost call's record, then deletes it.
+        assert await retention.reconcile() == 1
+        left = await line.fetch("SELECT callid FROM front_calls")
+        assert [r["callid"] for r in left] == ["recent@carrier"]
+        assert await line.fetchval(
+            "SELECT count(*) FROM calls WHERE sip_call_id = 'owed@carrier'") == 1
     finally:
         await line.close()

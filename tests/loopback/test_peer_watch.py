@@ -1,7 +1,8 @@
 """The line's watch over its node's peers (telephony/cluster/watch.py) on a real UDP socket:
 a dead peer's ContactStatus makes it PUBLISH the forgetting of every queue member's device to
 its own Asterisk (here a UDP socket answering 200), once; a peer back makes it reload
-res_pjsip_publish_asterisk; every login looks at the peers' contacts."""
+res_pjsip_publish_asterisk; every login looks at the peers' contacts. Each change is told to
+the liveness hooks (the wallboard's), a failing hook stopping nothing."""
 
 from __future__ import annotations
 
@@ -69,6 +70,13 @@ async def test_a_dead_peers_operators_are_forgotten_once_and_a_returning_one_rel
     port = transport.get_extra_info("sockname")[1]
     ami = Ami()
     watch = PeerWatch(ami, peers=["node1", "node3"], own_host=HOST, sip_port=port)
+    told: list[tuple[str, bool]] = []
+
+    def broken(peer: str, alive: bool) -> None:
+        raise RuntimeError("a hook's bug")
+
+    watch.on_liveness(broken)
+    watch.on_liveness(lambda peer, alive: told.append((peer, alive)))
     task = asyncio.create_task(watch.run())
     try:
         watch.contact_status({"AOR": "peer-node1", "ContactStatus": "Reachable"})
@@ -99,6 +107,7 @@ async def test_a_dead_peers_operators_are_forgotten_once_and_a_returning_one_rel
 
         await eventually("the forgetting after a login", again, 5)
         assert len(asterisk.bodies) == 4
+        assert told == [("node1", False), ("node1", True), ("node1", False)]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -3,11 +3,14 @@ PostgreSQL: random histories told as facts (interleaved, some replayed, some cal
 through a later sighting) written by the call store in random batches and labelled; the
 counters kept from those facts alone, and the counters seeded from the database's calls, both
 equal the reports' definitions over the rows the store wrote. On a cluster node, the wallboard
-follows the other nodes' calls as the call store writes them, with no seed."""
+follows the other nodes' calls as the call store writes them, with no seed: their counters and
+their callers waiting (on the board until answered, abandoned or ended on their node, or until
+their node is lost)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -108,6 +111,14 @@ async def write(dsn: str, *facts: CallFact) -> None:
 @pytest.fixture
 async def node_wallboard(database_dsn: str, settings: Settings
                          ) -> AsyncIterator[tuple[WallboardService, ReportService]]:
+    """The wallboard of cluster node ``node1``, running, seeded once."""
+    async with running_node_wallboard(database_dsn, settings) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def running_node_wallboard(database_dsn: str, settings: Settings
+                                 ) -> AsyncIterator[tuple[WallboardService, ReportService]]:
     """The wallboard of cluster node ``node1``, running, seeded once."""
     database = Database(replace(settings, database_dsn=database_dsn))
     reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
@@ -227,3 +238,51 @@ async def test_a_failed_follow_is_logged_once_and_retried(
                 if record.name == "telephony.wallboard"]
     assert sum("other nodes' calls not read" in message for message in messages) == 1
     assert sum("following the other nodes' calls again" in message for message in messages) == 1
+
+
+async def queue_callers(wallboard: WallboardService, queue: str, count: int
+                       ) -> list[tuple[int, str | None, str | None]] | None:
+    """For :func:`eventually`: ``queue``'s callers on the board (position, node, line) once
+    there are ``count``."""
+    found = [q for q in wallboard.snapshot().board.queues if q.queue == queue]
+    shown = [(c.position, c.node, c.line) for c in (found[0].callers if found else [])]
+    return shown if len(shown) == count else None
+
+
+async def test_a_cluster_nodes_board_shows_the_other_nodes_waiting_callers_until_they_leave(
+        database_dsn: str, settings: Settings) -> None:
+    now = datetime.now(UTC)
+    early = "node2-1741600500.1"  # waiting before the wallboard starts: its seed has it
+    await write(database_dsn,
+                CallStarted(early, early, "PJSIP/c", "0812", "", "112", now),
+                QueueJoined(early, "medical", 1, now))
+    async with running_node_wallboard(database_dsn, settings) as (wallboard, _):
+        assert await eventually("the caller waiting before the start", lambda: queue_callers(
+            wallboard, "medical", 1), within=5, interval=0.05) == [(1, "node2", "112")]
+        answered, abandoned, lost = ("node2-1741600500.2", "node3-1741600500.3",
+                                     "node3-1741600500.4")
+        for call_id, queue, second in ((answered, "medical", 2), (abandoned, "medical", 3),
+                                       (lost, "fire", 4)):
+            await write(database_dsn,
+                        CallStarted(call_id, call_id, "PJSIP/c", "0812", "", "119", now),
+                        QueueJoined(call_id, queue, 1, now + timedelta(seconds=second)))
+        shown = await eventually("the other nodes' callers waiting", lambda: queue_callers(
+            wallboard, "medical", 3), within=5, interval=0.05)
+        assert [node for _, node, _ in shown] == ["node2", "node2", "node3"]
+        assert await queue_callers(wallboard, "fire", 1) == [(1, "node3", "119")]
+        await write(database_dsn, OperatorAnswered(answered, "medical", "PJSIP/op1001", 4, 1,
+                                                   now + timedelta(seconds=6)))
+        await write(database_dsn,
+                    QueueAbandoned(abandoned, "medical", 2, 1, 4, now + timedelta(seconds=7)),
+                    CallEnded(abandoned, 16, "", now + timedelta(seconds=7)))
+        await write(database_dsn, CallEnded(early, 16, "", now + timedelta(seconds=8)))
+        await eventually("answered, abandoned and ended off the board", lambda: _no_queue(
+            wallboard, "medical"), within=5, interval=0.05)
+        # node3's Asterisk no longer answers this node's: its caller went with it, though
+        # its row stays open.
+        wallboard.node_liveness("node3", False)
+        assert await _no_queue(wallboard, "fire")
+
+
+async def _no_queue(wallboard: WallboardService, queue: str) -> bool | None:
+    return None if any(q.queue == queue for q in wallboard.snapshot().board.queues) else True

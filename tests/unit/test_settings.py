@@ -47,6 +47,7 @@ def test_shifts_from_environment_string() -> None:
         ({"SIAGA112_SHIFTS": "pagi=25:00"}, "invalid time"),
         ({"SIAGA112_SHIFTS": "a=07:00,b=07:00"}, "same time"),
         ({"SIAGA112_RTP_PORT_START": "30000"}, "rtp_port_start"),
+        ({"SIAGA112_FRONT_CALLS_RETENTION_DAYS": "0"}, "front_calls_retention_days"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
