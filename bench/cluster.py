@@ -46,9 +46,10 @@ import capacity  # bench/ is sys.path[0] when bench/cluster.py runs as a script
 import surge
 from rig import bench_settings, lacking
 
+from telephony.calls.ids import node_of
 from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
 from telephony.lab.chroot import operator_names
-from telephony.lab.cluster import Cluster, cluster_settings, node_of, running_cluster
+from telephony.lab.cluster import Cluster, cluster_settings, running_cluster
 from telephony.lab.line import LineServer
 from telephony.lab.sipp import SippResult, caller
 

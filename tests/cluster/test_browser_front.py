@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
+from telephony.calls.ids import node_of
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.lab.cluster import Cluster, log_in, node_of
+from telephony.lab.cluster import Cluster, log_in
 from telephony.settings import Settings
 from tests.support.browser import first_audio, media_peer, open_console, softphone_args
 from tests.support.cluster import (

@@ -15,6 +15,9 @@ the front relays them; the operator's phone registered at the front):
   node2; paused through node2's line, they are not offered node1's caller until they resume
   through node1's (telephony/cluster/member_sync.py: every line keeps its own Asterisk's
   members as the database has them).
+* The wallboard is the centre's: a caller waiting on node2 is on the board node1's line serves
+  (its JSON API), and leaves it once answered (node1's line follows node2's calls from the
+  database: telephony/wallboard/service.py).
 * A node killed (``kill -9`` its Asterisk and line server) while an operator talks through it:
   the operator is offered calls on the other node within seconds (its line sees the peer's
   qualify fail and makes its Asterisk forget the dead node's device states), where without
@@ -40,6 +43,7 @@ from telephony.lab.cluster import Cluster
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.cluster import (
+    account,
     bearer,
     console_url,
     member_paused,
@@ -194,6 +198,55 @@ async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: C
                 offered_again = time.monotonic() - hung_up
     print(f"\ndevice state node1 -> node2: in use after {published * 1000:.0f} ms; node2's "
           f"caller reached the operator {offered_again:.2f} s after node1's call ended")
+
+
+async def board_callers(http: aiohttp.ClientSession, node: Settings, headers: dict[str, str]
+                        ) -> list[dict[str, object]]:
+    """Every caller on the wallboard ``node``'s line serves (its JSON API), queue by queue."""
+    response = await http.get(f"{console_url(node)}/api/wallboard", headers=headers)
+    assert response.status == 200, await response.text()
+    board = await response.json()
+    return [caller | {"queue": queue["queue"]} for queue in board["queues"]
+            for caller in queue["callers"]]
+
+
+async def test_a_caller_waiting_on_one_node_is_on_the_board_the_other_serves(
+        cluster: Cluster) -> None:
+    one, two = cluster.node("node1"), cluster.node("node2")
+    await account(cluster, "wati", PASSWORD, "supervisor")
+    async with hung_up_after(one.lab, two.lab), aiohttp.ClientSession() as http:
+        on_one = await bearer(http, one.settings, "wati", PASSWORD)
+        for node in (one, two):  # nobody to answer: the caller waits
+            await node.lab.acli(f"queue pause member {OPERATOR}")
+        try:
+            async with node_callers(two.settings, unique_caller("0818"), talk_seconds=20):
+                await eventually("node2's caller waiting",
+                                 lambda: _is(waiting_callers(two.lab), 1), within=15)
+                waiting = time.monotonic()
+
+                async def on_board() -> list[dict[str, object]] | None:
+                    shown = await board_callers(http, one.settings, on_one)
+                    return shown or None
+
+                shown = await eventually("node2's caller on node1's wallboard", on_board,
+                                         within=5, interval=0.1)
+                seen = time.monotonic() - waiting
+                assert [(c["node"], c["position"], c["queue"]) for c in shown] == [
+                    ("node2", 1, "information")], shown
+                await two.lab.acli(f"queue unpause member {OPERATOR}")
+                await eventually("node2's caller answered",
+                                 lambda: _is(operator_channels(two.lab, OPERATOR), 1),
+                                 within=10)
+                answered = time.monotonic()
+                await eventually("the answered caller off node1's wallboard",
+                                 lambda: _is(board_callers(http, one.settings, on_one), []),
+                                 within=5, interval=0.1)
+                left = time.monotonic() - answered
+        finally:
+            for node in (one, two):
+                await node.lab.acli(f"queue unpause member {OPERATOR}")
+    print(f"\nnode2's waiting caller on node1's wallboard {seen * 1000:.0f} ms after node2's "
+          f"queue had it; off it {left * 1000:.0f} ms after the answer")
 
 
 async def _not(value: Awaitable[object], unexpected: object) -> bool | None:

@@ -77,14 +77,23 @@ async def operator_desk(cluster: Cluster, username: str, password: str, interfac
     """An operator account at ``interface`` with ``skills``, in the cluster's one database;
     ``phone``: its phone's kind (``None``: the desk phone the lab registered at the front,
     its secret left as it is)."""
+    await account(cluster, username, password, "operator")
     settings = cluster.nodes[0].settings
     database = Database(settings)
     try:
-        accounts = AccountService(database, CHEAP_HASHER, AccountConfig())
-        await accounts.create(username, "operator", password, display_name=username.title(),
-                              actor="test")
         await assign_desk(database, load_menu(settings.menu_file), username, interface, skills,
                           realm=None if phone is None else settings.sip_realm, phone=phone)
+    finally:
+        await database.close()
+
+
+async def account(cluster: Cluster, username: str, password: str, role: str) -> None:
+    """An account of ``role`` (operator, supervisor, admin) in the cluster's one database."""
+    database = Database(cluster.nodes[0].settings)
+    try:
+        accounts = AccountService(database, CHEAP_HASHER, AccountConfig())
+        await accounts.create(username, role, password, display_name=username.title(),
+                              actor="test")
     finally:
         await database.close()
 
