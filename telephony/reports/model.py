@@ -92,6 +92,7 @@ class LiveCall:
     hold_seconds: int | None  # Asterisk's HoldTime (calls.wait_seconds)
     talk_seconds: int | None
     label: str | None  # the current operator label
+    operator: str | None = None  # who answered (a board follows another node's wrap-ups)
 
 
 @dataclass(frozen=True)

@@ -374,7 +374,7 @@ _STORE_ROLLUP: Final = f"""
 _LIVE_CALL_COLUMNS: Final = """
     c.call_id, c.arrived_at, c.shift_day, c.shift_name, c.queue, c.queue_joined_at AS joined_at,
     c.answered_at, c.completed_at, c.abandoned_at, c.ended_at, c.vanished,
-    c.wait_seconds AS hold_seconds, c.talk_seconds, c.current_label AS label
+    c.wait_seconds AS hold_seconds, c.talk_seconds, c.current_label AS label, c.operator
 """
 
 # A caller waiting in a queue as the wallboard shows one (model.LivePicture's waiting, with

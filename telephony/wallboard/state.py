@@ -18,13 +18,14 @@ and answers :meth:`LiveBoard.view` for an instant it is given. It never reads a 
 - On a cluster node the facts are only this node's calls. The callers waiting on the other
   nodes come from the database, as their nodes' lines write them (:meth:`LiveBoard.follow`,
   fed by the wallboard service in the background): each changed call's open visits replace
-  what the board kept of it, so an answer, an abandon or an end on its node removes it. A
+  what the board kept of it, so an answer, an abandon or an end on its node removes it, and
+  a call completed there starts its operator's wrap-up here as one completed here would. A
   node this node's Asterisk no longer reaches (:meth:`LiveBoard.node_lost`) took its
   callers with it: they leave the board at once, though their rows stay open until that node
   comes back and its line closes them. A queue shows the centre's callers, every node's, in
   one line: this node's in Asterisk's order, the others' merged in by when they joined.
-  Operators need nothing of the kind: every node's queues see every operator's device state
-  (Asterisk's distributed device state).
+  Operators' states need nothing of the kind: every node's queues see every operator's device
+  state (Asterisk's distributed device state).
 """
 
 from __future__ import annotations
@@ -251,7 +252,14 @@ class LiveBoard:
             return self._remote != before
         calls = {row.call_id for row in changed.calls}
         calls.update(entry.call_id for entry in changed.waiting)
-        return self._follow_calls(calls, changed.waiting, changed.info)
+        moved = self._follow_calls(calls, changed.waiting, changed.info)
+        for row in changed.calls:  # a call completed on its node: the operator's wrap-up
+            if row.operator in self._members and row.completed_at is not None:
+                done = self._completed.get(row.operator)
+                if done is None or row.completed_at > done:
+                    self._completed[row.operator] = row.completed_at
+                    moved = True
+        return moved
 
     def _follow_calls(self, calls: set[str], waiting: Sequence[QueueJoined],
                       info: dict[str, CallInfo]) -> bool:

@@ -309,3 +309,19 @@ def test_a_single_nodes_callers_carry_no_node() -> None:
     b = board()
     b.apply([QueueJoined("1741600400.1", "medical", 1, at(0))])
     assert callers(b, "medical", 1) == [(1, None, 1.0)]
+
+
+def test_a_call_completed_on_another_node_starts_its_operators_wrapup_here() -> None:
+    b = board()
+    b.apply([member(A, "medical", "idle", 0)])
+    done = LiveCall("node2-1.1", at(0), None, None, "medical", at(1), at(2), at(60), None,
+                    at(60), False, 1, 58, None, A)
+    assert b.follow(ChangedCalls(at(61), [done]))
+    assert b.operator_view(A, at(62)).state is OperatorState.WRAPUP
+    assert b.next_change(at(62)) == at(65)
+    assert not b.follow(ChangedCalls(at(62), [done]))  # read again: nothing moves
+    # An operator not on this board (not in its queues) is not made up.
+    other = LiveCall("node2-1.2", at(0), None, None, "fire", at(1), at(2), at(60), None,
+                     at(60), False, 1, 58, None, B)
+    assert not b.follow(ChangedCalls(at(61), [other]))
+    assert [o.operator for o in b.view(at(62)).operators] == [A]
