@@ -19,9 +19,9 @@ calls of other nodes whose row changed since the last read (by ``calls.updated_a
 newer one) replace what the counters keep of them (:meth:`ShiftCounters.follow`), and their
 callers still waiting replace what the board keeps of them (:meth:`LiveBoard.follow`; each seed
 of the counters reads every other node's waiting caller afresh). One read at a time: a seed
-and a follow never interleave, so no older row lands after a newer read. Each read is bounded
-(a timeout) and runs in the background: the board answers from memory, never waiting for the
-database. A node this node's Asterisk no longer reaches (the peer watch,
+and a follow never interleave, so no older row lands after a newer read. Reads run in the
+background (a follow bounded by a timeout): the board answers from memory, never waiting for
+the database. A node this node's Asterisk no longer reaches (the peer watch,
 :meth:`WallboardService.node_liveness`) leaves the board with its callers at once.
 
 The rest is read from the database: after call facts are persisted
