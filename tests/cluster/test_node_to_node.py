@@ -60,7 +60,7 @@ BASE = Settings(lab_instance="n2n-test", lab_operators=2, queue_wrapup_seconds=0
 OPERATOR = "PJSIP/op1001"
 # Registered at the front, logged in by no CLI: only through a line's API.
 DESK_OPERATOR = "PJSIP/op1002"
-RTP_BASE = 29000  # apart from the other modules' (test_front: 24000..27998)
+RTP_BASE = 14000  # 14000..17998: apart from every other module's ports (test_front: 10000..13998)
 FORGET_TARGET_SECONDS = 6.0  # kill -> the operator offered a call on the survivor
 
 
