@@ -51,19 +51,6 @@ ASTERISK_SUITE: Final = DEBIAN_SUITE  # the lab's: the first Debian suite with A
 BASE_SUITE: Final = "bookworm"  # Debian 12: PostgreSQL 15, nginx, Prometheus, Python 3.11
 
 
-# Held while a test site is built and up: the suite runs two test workers (pytest-xdist), and
-# two sites side by side would build the same base images at once and share two cores.
-SITE_LOCK: Final = Path(tempfile.gettempdir()) / "siaga112-docker-site.lock"
-
-
-@contextlib.contextmanager
-def one_site_at_a_time() -> Iterator[None]:
-    """Wait until no other process of this machine has a test site, then hold it."""
-    with SITE_LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 # The suite runs two test workers (pytest-xdist, scripts/test). What must not happen twice at
 # once on one machine holds this lock: starting dockerd, building an image, and a test site
 # (two sites side by side would share two cores and build the same images).
