@@ -46,9 +46,9 @@ from telephony.admin.queues import (
     planned_membership,
     render_queues_conf,
 )
-from telephony.admin.store import AdminSettingsRepository
+from telephony.admin.store import AdminSettingsRepository, AdminTopic, announce
 from telephony.ami.actions import AmiActions
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, OperatorDesk
 from telephony.desks.phones import PhoneKind
 from telephony.desks.service import (
@@ -208,6 +208,7 @@ class QueueService:
         phone_note = None
         if assignment.phone_secret is not None or assignment.phone_changed:
             phone_note = await self.apply_phones()
+            await self._announce_phones()
         try:
             changes = await self.reconcile(menu, menu, {assignment.interface})
         except ApplyFailed as exc:
@@ -220,7 +221,19 @@ class QueueService:
         """A new SIP secret for the phone at ``username``'s desk (the old one stops
         working), returned once; and what to tell the admin if PJSIP was not reloaded."""
         assignment = await renew_phone_secret(self._database, username, self.realm)
-        return assignment, await self.apply_phones()
+        note = await self.apply_phones()
+        await self._announce_phones()
+        return assignment, note
+
+    async def _announce_phones(self) -> None:
+        """Tell every line a phone was stored (on a cluster each node's Asterisk must reload
+        PJSIP to ring it: telephony/cluster/admin_sync.py). Not told, they still reload at
+        their next AMI session; the phone stays stored."""
+        try:
+            await self._database.run(
+                functools.partial(announce, topic=AdminTopic.PHONES))
+        except DatabaseUnavailable as exc:
+            log.warning("other nodes not told of the stored phone: %s", exc)
 
     async def reconcile(self, before: IvrMenu, now: IvrMenu,
                         interfaces: Collection[str] | None = None) -> list[MemberChange]:

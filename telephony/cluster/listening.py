@@ -87,6 +87,7 @@ class ChannelListener:
                 self._wake.clear()
                 if not await self._follower.round():
                     await asyncio.sleep(self._retry)
+                    self._wake.set()
         finally:
             await self._unlisten()
 
