@@ -14,6 +14,10 @@ publish, roll back.
   file is put back and nothing is recorded. A screening version's ``normal_priority`` also
   goes to the live setting the dialplan reads every call's starting priority from.
 - **Roll back**: publish an earlier version.
+- **On a cluster**, the publication (a row of ``config_publications``) is announced to every
+  node's line, and each runs the version as the publishing one does
+  (:meth:`ConfigService.follow`, driven by telephony/cluster/admin_sync.py): its own prompt
+  audio, queues and live file.
 
 The first time a kind is used, what the line runs (the live file, else the packaged default)
 becomes version 1, published by ``system``: the history starts from what callers hear.

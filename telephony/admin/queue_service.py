@@ -8,7 +8,9 @@ stay in their queues (app_queue keeps dynamic members over a reload).
 
 The same happens whenever a new menu is published (its queues are the ones configured) and
 whenever Asterisk (re)connects (``FullyBooted``): a restarted lab comes back with the
-defaults, and the stored settings are applied again.
+defaults, and the stored settings are applied again. On a cluster, every node's line applies
+them to its own Asterisk when they are stored through any line (telephony/cluster/
+admin_sync.py): the store announces them.
 
 A change of an operator's skills or levels, or of which queues a skill goes to, moves the
 logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`); on
@@ -17,7 +19,8 @@ a cluster the other nodes follow (``changes``, telephony/cluster/member_sync.py)
 A registering phone stored (a new desk, a changed interface, a renewed secret) is followed by
 a PJSIP reload (:meth:`QueueService.apply_phones`), without which Asterisk never rings a phone
 added after its start; a reload Asterisk does not take leaves the phone stored, tells the
-admin so, and is done again at the next AMI session (:mod:`telephony.admin.sync`).
+admin so, and is done again at the next AMI session (:mod:`telephony.admin.sync`); on a
+cluster the other nodes' lines are told to reload too.
 """
 
 from __future__ import annotations
