@@ -399,7 +399,8 @@ class ConfigService:
                     running = None
                 except OSError as exc:
                     raise ApplyFailed(f"Berkas {path} tidak dapat dibaca: {exc}") from exc
-                if running == _live_text(version) and self._taken(version):
+                if running == _live_text(version) and self._taken(version) and (
+                        self._installed(version)):
                     continue
                 await self._prepare(version, move_members=False)
                 try:
@@ -410,6 +411,15 @@ class ConfigService:
                          "here from the next call", kind.value, version.version_id, live[1])
                 followed.append(kind)
         return followed
+
+    def _installed(self, version: ConfigVersion) -> bool:
+        """Whether this node's Asterisk has a menu version's prompt audio (a state directory
+        shared by the nodes holds the live file another node wrote, not this one's prompts)."""
+        if version.kind is not ConfigKind.MENU:
+            return True
+        vid = version.version_id
+        return self._asterisk.has_prompts(versioned_prompt(name, vid)
+                                          for name in check_menu(version.document).prompts)
 
     async def _prepare(self, version: ConfigVersion, *, move_members: bool) -> None:
         """What must be in place before ``version`` goes live on this node: a menu's prompt

@@ -175,6 +175,12 @@ async def test_a_menu_published_through_one_line_is_the_other_nodes_next_menu(
     assert two.settings.live_menu_file.read_text() == one.settings.live_menu_file.read_text()
     assert two.ami.named("QueueReload")  # the menu's queues configured there too
     assert before.version == first.version_id and before.menus["utama"].timeout_ms == 5000
+    # The live file right but the prompts missing here (a state directory the nodes share
+    # holds the file another node wrote): installed at the next round.
+    prompt = two.asterisk.sounds_dir / f"menu-utama-v{draft.version_id}.wav"
+    prompt.unlink()
+    two.sync.booted({})
+    await holds("node2 installs the version's prompts", prompt.is_file)
 
     # A rollback through node2's line: node1 follows it.
     await two.configs.publish(first.version_id, actor="admin")
