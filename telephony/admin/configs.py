@@ -407,8 +407,8 @@ class ConfigService:
                     self._replace_live(version)
                 except OSError as exc:
                     raise ApplyFailed(f"Berkas {path} tidak dapat ditulis: {exc}") from exc
-                log.info("%s version %d, published by %s through another node's line, runs "
-                         "here from the next call", kind.value, version.version_id, live[1])
+                log.info("%s version %d (published by %s, stored for the cluster) runs here "
+                         "from the next call", kind.value, version.version_id, live[1])
                 followed.append(kind)
         return followed
 
