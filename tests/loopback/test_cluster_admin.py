@@ -229,7 +229,7 @@ async def test_a_hostile_notification_changes_nothing(nodes: tuple[Node, Node],
     two.ami.actions.clear()
     connection = await asyncpg.connect(database_dsn)
     try:
-        for payload in ("phones\r\nAction: Hangup", "../../etc/passwd", "x" * 8000):
+        for payload in ("phones\r\nAction: Hangup", "../../etc/passwd", "x" * 7000):
             await connection.execute("SELECT pg_notify($1, $2)", ADMIN_CHANNEL, payload)
     finally:
         await connection.close()
