@@ -198,7 +198,7 @@ async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
         assert "'rrmemory' strategy" not in await two.lab.acli("queue show fire")
         response = await http.put(f"{api_one}/queues/fire", headers=on_one,
                                   json={**values, "strategy": "linear"})
-        assert response.status == 400, await response.text()  # refused: nothing changes
+        assert response.status == 422, await response.text()  # refused: nothing changes
         response = await http.put(f"{api_one}/queues/fire", headers=on_one,
                                   json={**values, "strategy": "rrmemory"})
         assert response.status == 200, await response.text()
@@ -219,7 +219,7 @@ async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
         response = await http.post(f"{api_one}/menu/versions", headers=on_one,
                                    json={"document": document, "based_on": first})
         assert response.status == 201, await response.text()
-        draft = (await response.json())["version_id"]
+        draft = (await response.json())["version"]["version_id"]
         response = await http.post(f"{api_one}/versions/{draft}/publish", headers=on_one,
                                    json={})
         assert response.status == 200, await response.text()
