@@ -53,6 +53,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
+from telephony.cluster.admin_sync import AdminSync
 from telephony.cluster.member_sync import MemberSync
 from telephony.cluster.reconcile import FrontReconciler
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
@@ -209,6 +210,9 @@ class Administration:
     api: AdminApi
     pages: AdminPages
     sync: AsteriskSync
+    # A cluster node: what an admin stores through any node's line, applied here too
+    # (telephony/cluster/admin_sync.py); None on a single node.
+    cluster: AdminSync | None = None
 
     def routes(self) -> list[Route]:
         """The admin's API and console pages."""
@@ -235,8 +239,13 @@ async def start_administration(
         log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
     sync = AsteriskSync(queues, configs)
     listener.subscribe("FullyBooted", sync.booted)
+    cluster = None
+    if settings.cluster_nodes:
+        cluster = AdminSync(database, versions=configs, queues=queues, site=site,
+                            members=members)
+        listener.subscribe(FULLY_BOOTED, cluster.booted)
     return Administration(AdminApi(configs, queues, site, incidents.directory),
-                          AdminPages(configs, queues, site, incidents.directory), sync)
+                          AdminPages(configs, queues, site, incidents.directory), sync, cluster)
 
 
 @dataclass(frozen=True)
@@ -464,6 +473,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                                        scoring=scoring, incidents=incidents, calendar=calendar,
                                        members=members)
     in_background(stack, admin.sync.run(), "admin-sync")
+    if admin.cluster is not None:
+        in_background(stack, admin.cluster.run(), "cluster-admin")
     monitor = monitoring(settings, database, listener=listener, agi=callpath, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
     web = WebServer(build_app(ApiContext(

@@ -72,6 +72,16 @@ async def browser_desk(cluster: Cluster, username: str, password: str, interface
                         phone=PhoneKind.BROWSER)
 
 
+async def admin_account(cluster: Cluster, username: str, password: str) -> None:
+    """An admin account in the cluster's one database (every node's line knows it)."""
+    database = Database(cluster.nodes[0].settings)
+    try:
+        await AccountService(database, CHEAP_HASHER, AccountConfig()).create(
+            username, "admin", password, display_name=username.title(), actor="test")
+    finally:
+        await database.close()
+
+
 async def operator_desk(cluster: Cluster, username: str, password: str, interface: str,
                         skills: Mapping[str, int], *, phone: PhoneKind | None = None) -> None:
     """An operator account at ``interface`` with ``skills``, in the cluster's one database;
