@@ -53,6 +53,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
+from telephony.cluster.admin_sync import AdminSync
 from telephony.cluster.member_sync import MemberSync
 from telephony.cluster.reconcile import FrontReconciler
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
@@ -209,6 +210,9 @@ class Administration:
     api: AdminApi
     pages: AdminPages
     sync: AsteriskSync
+    # A cluster node: what an admin stores through any node's line, applied here too
+    # (telephony/cluster/admin_sync.py); None on a single node.
+    cluster: AdminSync | None = None
 
     def routes(self) -> list[Route]:
         """The admin's API and console pages."""
@@ -235,8 +239,13 @@ async def start_administration(
         log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
     sync = AsteriskSync(queues, configs)
     listener.subscribe("FullyBooted", sync.booted)
+    cluster = None
+    if settings.cluster_nodes:
+        cluster = AdminSync(database, versions=configs, queues=queues, site=site,
+                            members=members)
+        listener.subscribe(FULLY_BOOTED, cluster.booted)
     return Administration(AdminApi(configs, queues, site, incidents.directory),
-                          AdminPages(configs, queues, site, incidents.directory), sync)
+                          AdminPages(configs, queues, site, incidents.directory), sync, cluster)
 
 
 @dataclass(frozen=True)
@@ -307,6 +316,28 @@ def follow_members(settings: Settings, stack: contextlib.AsyncExitStack,
     listener.subscribe(FULLY_BOOTED, members.booted)
     in_background(stack, members.run(), "cluster-members")
     return members
+
+
+def start_wallboard(settings: Settings, stack: contextlib.AsyncExitStack, *,
+                    listener: ThreadedListener, reports: ReportService,
+                    incidents: IncidentServices, callbacks: CallbackService,
+                    screening: ScreeningService, peers: PeerWatch | None) -> WallboardService:
+    """The live wallboard, fed by the listener's facts (and on a cluster node by the other
+    nodes' calls in the database, and the peer watch's word on which nodes it reaches)."""
+    wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
+                                 reports, incidents.dispatches,
+                                 connected=lambda: listener.logged_in,
+                                 callbacks=callbacks.backlog,
+                                 # A cluster node's listener sees only its own node's calls.
+                                 node=(settings.asterisk_systemname
+                                       if settings.cluster_nodes else None))
+    listener.observe(wallboard)
+    listener.after_persisted(wallboard.persisted)
+    if peers is not None:  # a dead peer's waiting callers leave the board with it
+        peers.on_liveness(wallboard.node_liveness)
+    screening.on_labelled(wallboard.labelled)
+    in_background(stack, wallboard.run(), "wallboard")
+    return wallboard
 
 
 def in_background(stack: contextlib.AsyncExitStack, work: Coroutine[Any, Any, object],
@@ -450,23 +481,15 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     members = follow_members(settings, stack, listener, database)
     tools = start_call_handling(settings, database, stack, listener=listener, menus=menus,
                                 accounts=accounts, incidents=incidents, members=members)
-    wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
-                                 reports, incidents.dispatches,
-                                 connected=lambda: listener.logged_in,
-                                 callbacks=tools.callbacks.backlog,
-                                 # A cluster node's listener sees only its own node's calls.
-                                 node=(settings.asterisk_systemname
-                                       if settings.cluster_nodes else None))
-    listener.observe(wallboard)
-    listener.after_persisted(wallboard.persisted)
-    if peers is not None:  # a dead peer's waiting callers leave the board with it
-        peers.on_liveness(wallboard.node_liveness)
-    screening.on_labelled(wallboard.labelled)
-    in_background(stack, wallboard.run(), "wallboard")
+    wallboard = start_wallboard(settings, stack, listener=listener, reports=reports,
+                                incidents=incidents, callbacks=tools.callbacks,
+                                screening=screening, peers=peers)
     admin = await start_administration(settings, database, listener=listener, menus=menus,
                                        scoring=scoring, incidents=incidents, calendar=calendar,
                                        members=members)
     in_background(stack, admin.sync.run(), "admin-sync")
+    if admin.cluster is not None:
+        in_background(stack, admin.cluster.run(), "cluster-admin")
     monitor = monitoring(settings, database, listener=listener, agi=callpath, recorder=recorder,
                          wallboard=wallboard, menus=menus, metrics=metrics)
     web = WebServer(build_app(ApiContext(

@@ -83,6 +83,8 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.cluster.members", DOMAIN),  # operators' queues alike on every node: rules
     ("telephony.cluster.members_store", ADAPTERS),  # their SQL (and NOTIFY)
     ("telephony.cluster.member_sync", ADAPTERS),  # LISTEN, and reconcile this node's Asterisk
+    ("telephony.cluster.listening", ADAPTERS),  # the LISTEN loop every follower shares
+    ("telephony.cluster.admin_sync", ADAPTERS),  # an admin's queues, menus, settings on every node
     ("telephony.cluster", DOMAIN),
     ("telephony.admin.versions", DOMAIN),
     ("telephony.admin.queues", DOMAIN),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from telephony.admin.errors import ApplyFailed
@@ -69,6 +69,10 @@ class AsteriskAdmin:
             return await asyncio.to_thread(self._site.install_prompts, src_dir)
         except (AsteriskSiteError, OSError) as exc:
             raise ApplyFailed(f"Rekaman suara tidak dapat dipasang di Asterisk: {exc}") from exc
+
+    def has_prompts(self, names: Iterable[str]) -> bool:
+        """Whether every one of the prompts ``names`` is installed in Asterisk's sounds."""
+        return all((self._site.sounds_dir / f"{name}.wav").is_file() for name in names)
 
     def write_queues_conf(self, text: str) -> bool:
         """Replace the queues include in one rename; returns whether it changed."""

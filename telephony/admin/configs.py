@@ -14,6 +14,10 @@ publish, roll back.
   file is put back and nothing is recorded. A screening version's ``normal_priority`` also
   goes to the live setting the dialplan reads every call's starting priority from.
 - **Roll back**: publish an earlier version.
+- **On a cluster**, the publication (a row of ``config_publications``) is announced to every
+  node's line, and each runs the version as the publishing one does
+  (:meth:`ConfigService.follow`, driven by telephony/cluster/admin_sync.py): its own prompt
+  audio, queues and live file.
 
 The first time a kind is used, what the line runs (the live file, else the packaged default)
 becomes version 1, published by ``system``: the history starts from what callers hear.
@@ -85,6 +89,10 @@ class MenuFollower(Protocol):
         """Configure ``menu``'s queues and move logged-in operators to them."""
         ...
 
+    async def apply(self, menu: IvrMenu | None = None) -> bool:
+        """Configure ``menu``'s queues only (operators stay where they are)."""
+        ...
+
 
 @dataclass(frozen=True)
 class PromptPreview:
@@ -108,6 +116,15 @@ class Preview:
 
 def _note(value: object) -> str:
     return clean_text("note", value, max_length=NOTE_MAX)
+
+
+def _live_text(version: ConfigVersion) -> str:
+    """The live file publishing ``version`` writes: a menu's with its prompts renamed for the
+    version (:func:`live_menu_document`), a screening version's document as it is."""
+    live: Mapping[str, Any] = (
+        live_menu_document(version.document, version.version_id)
+        if version.kind is ConfigKind.MENU else version.document)
+    return json.dumps(live, ensure_ascii=False, indent=2) + "\n"
 
 
 class ConfigService:
@@ -348,57 +365,124 @@ class ConfigService:
         async with self._publishing:
             version = await self.version(version_id)
             kind = version.kind
-            if kind is ConfigKind.MENU:
-                menu = check_menu(version.document)
-                await self._build_audio(version)
-                installed = await self._asterisk.install_prompts(
-                    self._files.audio_dir(version_id))
-                log.info("menu version %d: %d prompts installed", version_id, len(installed))
+            await self._prepare(version, move_members=True)
+            await self._write_live(version, actor, cleaned)
+        log.info("%s version %d published by %s", kind.value, version_id, actor)
+        return await self.version(version_id)
+
+    async def follow(self) -> list[ConfigKind]:
+        """A cluster node: run the versions last published through any node's line (the
+        database's latest publications), as :meth:`publish` made the publishing node run
+        them: the prompt audio made and installed here, the queues configured here, the
+        screening's normal priority set here, then the live file replaced. The operators'
+        memberships are not moved: the publishing line did that, and every node follows the
+        stored memberships (telephony/cluster/member_sync.py). A history that starts with
+        what a line ran (published by ``system``) is not followed: each node goes on with
+        what it runs. Returns the kinds changed here (none when this node runs them
+        already: the live file holds exactly what publishing the version writes)."""
+        followed = []
+        async with self._publishing:
+            for kind in ConfigKind:
+
+                async def work(connection: asyncpg.Connection,
+                               kind: ConfigKind = kind) -> tuple[int, str] | None:
+                    return await self._repo.live_publication(connection, kind)
+
+                live = await self._database.run(work)
+                if live is None or live[1] == SYSTEM_ACTOR:
+                    continue
+                version = await self.version(live[0])
+                path = self._files.live_file(kind)
+                try:
+                    running = path.read_text(encoding="utf-8")
+                except FileNotFoundError:
+                    running = None
+                except OSError as exc:
+                    raise ApplyFailed(f"Berkas {path} tidak dapat dibaca: {exc}") from exc
+                if running == _live_text(version) and self._taken(version) and (
+                        self._installed(version)):
+                    continue
+                await self._prepare(version, move_members=False)
+                try:
+                    self._replace_live(version)
+                except OSError as exc:
+                    raise ApplyFailed(f"Berkas {path} tidak dapat ditulis: {exc}") from exc
+                log.info("%s version %d (published by %s, stored for the cluster) runs here "
+                         "from the next call", kind.value, version.version_id, live[1])
+                followed.append(kind)
+        return followed
+
+    def _installed(self, version: ConfigVersion) -> bool:
+        """Whether this node's Asterisk has a menu version's prompt audio (a state directory
+        shared by the nodes holds the live file another node wrote, not this one's prompts)."""
+        if version.kind is not ConfigKind.MENU:
+            return True
+        vid = version.version_id
+        return self._asterisk.has_prompts(versioned_prompt(name, vid)
+                                          for name in check_menu(version.document).prompts)
+
+    async def _prepare(self, version: ConfigVersion, *, move_members: bool) -> None:
+        """What must be in place before ``version`` goes live on this node: a menu's prompt
+        audio installed and its queues configured (the logged-in operators moved to them if
+        ``move_members``); a screening version's normal priority set."""
+        version_id = version.version_id
+        if version.kind is ConfigKind.MENU:
+            menu = check_menu(version.document)
+            await self._build_audio(version)
+            installed = await self._asterisk.install_prompts(self._files.audio_dir(version_id))
+            log.info("menu version %d: %d prompts installed", version_id, len(installed))
+            if move_members:
                 moved = await self._queues.follow_menu(self._menus.current(), menu)
                 if moved:
                     log.info("menu version %d: %d queue memberships changed", version_id,
                              len(moved))
-                live: dict[str, Any] = live_menu_document(version.document, version_id)
             else:
-                config = check_screening(version.document)
-                self._asterisk.write_number(NORMAL_PRIORITY_KEY, config.normal_priority)
-                live = dict(version.document)
-            await self._write_live(kind, version_id, live, actor, cleaned)
-        log.info("%s version %d published by %s", kind.value, version_id, actor)
-        return await self.version(version_id)
+                await self._queues.apply(menu)
+        else:
+            config = check_screening(version.document)
+            self._asterisk.write_number(NORMAL_PRIORITY_KEY, config.normal_priority)
 
-    async def _write_live(self, kind: ConfigKind, version_id: int, live: Mapping[str, Any],
-                          actor: str, note: str) -> None:
-        path = self._files.live_file(kind)
-        text = json.dumps(live, ensure_ascii=False, indent=2) + "\n"
+    async def _write_live(self, version: ConfigVersion, actor: str, note: str) -> None:
+        """Record the publication and replace the live file, both or neither."""
+        kind = version.kind
 
         async def work(connection: asyncpg.Connection) -> None:
             async with connection.transaction():
                 await self._repo.lock(connection, kind)
-                await self._repo.insert_publication(connection, kind, version_id, actor, note)
-                previous = path.read_text(encoding="utf-8") if path.exists() else None
-                replace_text(path, text)
-                if not self._taken(kind, version_id, live):
-                    # The line refused the file (it logged why): put the old one back, and
-                    # the transaction's rollback forgets the publication.
-                    if previous is None:
-                        path.unlink()
-                    else:
-                        replace_text(path, previous)
-                    self._taken(kind, version_id, live)
-                    raise ApplyFailed(f"Layanan menolak berkas {path.name} versi #{version_id}; "
-                                      "versi sebelumnya tetap berjalan.")
+                await self._repo.insert_publication(connection, kind, version.version_id,
+                                                    actor, note)
+                # Refused: the exception rolls the transaction back (the publication is
+                # forgotten).
+                self._replace_live(version)
 
         try:
             await self._database.run(work)
         except OSError as exc:
-            raise ApplyFailed(f"Berkas {path} tidak dapat ditulis: {exc}") from exc
+            raise ApplyFailed(f"Berkas {self._files.live_file(kind)} tidak dapat ditulis: "
+                              f"{exc}") from exc
 
-    def _taken(self, kind: ConfigKind, version_id: int, live: Mapping[str, Any]) -> bool:
+    def _replace_live(self, version: ConfigVersion) -> None:
+        """Replace the live file the line watches with ``version``'s; if the line refuses it
+        (it logged why), the old file is put back and :class:`ApplyFailed` raised."""
+        kind, version_id = version.kind, version.version_id
+        path = self._files.live_file(kind)
+        previous = path.read_text(encoding="utf-8") if path.exists() else None
+        replace_text(path, _live_text(version))
+        if not self._taken(version):
+            if previous is None:
+                path.unlink()
+            else:
+                replace_text(path, previous)
+            self._menus.current()
+            self._screening.current()
+            raise ApplyFailed(f"Layanan menolak berkas {path.name} versi #{version_id}; "
+                              "versi sebelumnya tetap berjalan.")
+
+    def _taken(self, version: ConfigVersion) -> bool:
         """Whether the line's watched file now holds this version."""
-        if kind is ConfigKind.MENU:
-            return self._menus.current().version == version_id
-        return self._screening.current() == check_screening(live)
+        if version.kind is ConfigKind.MENU:
+            return self._menus.current().version == version.version_id
+        return self._screening.current() == check_screening(version.document)
 
     async def restore(self) -> None:
         """Bring a (re)started Asterisk back to what was published: the live screening's

@@ -8,7 +8,9 @@ stay in their queues (app_queue keeps dynamic members over a reload).
 
 The same happens whenever a new menu is published (its queues are the ones configured) and
 whenever Asterisk (re)connects (``FullyBooted``): a restarted lab comes back with the
-defaults, and the stored settings are applied again.
+defaults, and the stored settings are applied again. On a cluster, every node's line applies
+them to its own Asterisk when they are stored through any line (telephony/cluster/
+admin_sync.py): the store announces them.
 
 A change of an operator's skills or levels, or of which queues a skill goes to, moves the
 logged-in operators with QueueAdd/QueueRemove/QueuePenalty (:func:`planned_membership`); on
@@ -17,7 +19,8 @@ a cluster the other nodes follow (``changes``, telephony/cluster/member_sync.py)
 A registering phone stored (a new desk, a changed interface, a renewed secret) is followed by
 a PJSIP reload (:meth:`QueueService.apply_phones`), without which Asterisk never rings a phone
 added after its start; a reload Asterisk does not take leaves the phone stored, tells the
-admin so, and is done again at the next AMI session (:mod:`telephony.admin.sync`).
+admin so, and is done again at the next AMI session (:mod:`telephony.admin.sync`); on a
+cluster the other nodes' lines are told to reload too.
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ from telephony.admin.queues import (
     planned_membership,
     render_queues_conf,
 )
-from telephony.admin.store import AdminSettingsRepository
+from telephony.admin.store import AdminSettingsRepository, AdminTopic, announce
 from telephony.ami.actions import AmiActions
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, OperatorDesk
 from telephony.desks.phones import PhoneKind
 from telephony.desks.service import (
@@ -208,6 +211,7 @@ class QueueService:
         phone_note = None
         if assignment.phone_secret is not None or assignment.phone_changed:
             phone_note = await self.apply_phones()
+            await self._announce_phones()
         try:
             changes = await self.reconcile(menu, menu, {assignment.interface})
         except ApplyFailed as exc:
@@ -220,7 +224,19 @@ class QueueService:
         """A new SIP secret for the phone at ``username``'s desk (the old one stops
         working), returned once; and what to tell the admin if PJSIP was not reloaded."""
         assignment = await renew_phone_secret(self._database, username, self.realm)
-        return assignment, await self.apply_phones()
+        note = await self.apply_phones()
+        await self._announce_phones()
+        return assignment, note
+
+    async def _announce_phones(self) -> None:
+        """Tell every line a phone was stored (on a cluster each node's Asterisk must reload
+        PJSIP to ring it: telephony/cluster/admin_sync.py). Not told, they still reload at
+        their next AMI session; the phone stays stored."""
+        try:
+            await self._database.run(
+                functools.partial(announce, topic=AdminTopic.PHONES))
+        except DatabaseUnavailable as exc:
+            log.warning("other nodes not told of the stored phone: %s", exc)
 
     async def reconcile(self, before: IvrMenu, now: IvrMenu,
                         interfaces: Collection[str] | None = None) -> list[MemberChange]:

@@ -47,6 +47,14 @@ class SiteService:
 
     async def restore(self) -> None:
         """Apply what an admin stored (at start: the settings file's values until then)."""
+        await self._apply(sync_table=True)
+
+    async def follow(self) -> None:
+        """A cluster node: apply what an admin stored through any node's line (that line
+        already made the ``shifts`` table hold its roster)."""
+        await self._apply(sync_table=False)
+
+    async def _apply(self, *, sync_table: bool) -> None:
 
         async def work(connection: asyncpg.Connection) -> tuple[Any, Any]:
             return (await self._repo.site_setting(connection, DISPATCH_TARGETS),
@@ -57,7 +65,8 @@ class SiteService:
             self._use_targets(parse_dispatch_targets(targets))
         if shifts is not None:
             roster = parse_shifts(shifts)
-            await self._database.run(lambda connection: sync_shifts(connection, roster))
+            if sync_table:
+                await self._database.run(lambda connection: sync_shifts(connection, roster))
             self._calendar.redefine(roster)
         if targets is not None or shifts is not None:
             log.info("admin's site settings applied: %s", ", ".join(

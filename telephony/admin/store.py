@@ -11,13 +11,35 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
 import asyncpg
 
 from telephony.admin.queues import EDITABLE, QueueSettings
 from telephony.admin.versions import ConfigKind, ConfigVersion, PromptRecording
 from telephony.db.rows import from_row
+
+# On a cluster every node's line LISTENs here (telephony/cluster/admin_sync.py) and brings its
+# own Asterisk and files to what was stored; the payload says what changed (an AdminTopic).
+# A NOTIFY is delivered at commit, and costs nothing with no one listening (a single node).
+ADMIN_CHANNEL: Final = "siaga112_admin"
+
+
+class AdminTopic(StrEnum):
+    """What an admin changed, as announced on :data:`ADMIN_CHANNEL`."""
+
+    QUEUES = "queues"  # queue_settings
+    MENU = "menu"  # a menu version published (ConfigKind.MENU's value)
+    SCREENING = "screening"  # a screening version published (ConfigKind.SCREENING's value)
+    PHONES = "phones"  # a registering phone stored (PJSIP must be reloaded to ring it)
+    SITE = "site"  # site_settings: dispatch targets, shifts
+
+
+async def announce(connection: asyncpg.Connection, topic: AdminTopic) -> None:
+    """Tell every line that ``topic`` changed (at the commit of the transaction, if any)."""
+    await connection.execute("SELECT pg_notify($1, $2)", ADMIN_CHANNEL, topic.value)
+
 
 # A kind's live version is its latest publication; each version's last one says when.
 _VERSIONS = """
@@ -106,17 +128,30 @@ class ConfigVersionRepository:
             kind.value)
         return value if isinstance(value, int) else None
 
+    async def live_publication(self, connection: asyncpg.Connection, kind: ConfigKind
+                               ) -> tuple[int, str] | None:
+        """The version of ``kind`` published last, and who published it."""
+        row = await connection.fetchrow(
+            """
+            SELECT version_id, published_by FROM config_publications WHERE kind = $1
+            ORDER BY publication_id DESC LIMIT 1
+            """,
+            kind.value)
+        return None if row is None else (row["version_id"], row["published_by"])
+
     async def insert_publication(
         self, connection: asyncpg.Connection, kind: ConfigKind, version_id: int,
         published_by: str, note: str,
     ) -> None:
-        """Record that ``version_id`` was published (it is now the live one)."""
+        """Record that ``version_id`` was published (it is now the live one), and announce it
+        to every line (call it inside the transaction that makes the version live)."""
         await connection.execute(
             """
             INSERT INTO config_publications (kind, version_id, published_by, note)
             VALUES ($1, $2, $3, $4)
             """,
             kind.value, version_id, published_by, note)
+        await announce(connection, AdminTopic(kind.value))
 
     # -- recordings ----------------------------------------------------------------------------
 
@@ -179,15 +214,17 @@ class AdminSettingsRepository:
         placeholders = ", ".join(f"${i}" for i in range(3, len(EDITABLE) + 3))
         updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in EDITABLE)
         # The column names come from EDITABLE, a constant; values are parameters.
-        row = await connection.fetchrow(
-            f"""
-            INSERT INTO queue_settings (queue, updated_by, {columns})
-            VALUES ($1, $2, {placeholders})
-            ON CONFLICT (queue) DO UPDATE SET {updates},
-                updated_by = EXCLUDED.updated_by, updated_at = now()
-            RETURNING *
-            """,  # noqa: S608
-            settings.queue, actor, *(values[name] for name in EDITABLE))
+        async with connection.transaction():
+            row = await connection.fetchrow(
+                f"""
+                INSERT INTO queue_settings (queue, updated_by, {columns})
+                VALUES ($1, $2, {placeholders})
+                ON CONFLICT (queue) DO UPDATE SET {updates},
+                    updated_by = EXCLUDED.updated_by, updated_at = now()
+                RETURNING *
+                """,  # noqa: S608
+                settings.queue, actor, *(values[name] for name in EDITABLE))
+            await announce(connection, AdminTopic.QUEUES)
         assert row is not None  # INSERT ... RETURNING always returns the row
         return from_row(QueueSettings, row)
 
@@ -199,11 +236,13 @@ class AdminSettingsRepository:
 
     async def save_site_setting(self, connection: asyncpg.Connection, name: str, value: Any,
                                 actor: str) -> None:
-        """Store an admin's value for ``name``."""
-        await connection.execute(
-            """
-            INSERT INTO site_settings (name, value, updated_by) VALUES ($1, $2::jsonb, $3)
-            ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value,
-                updated_by = EXCLUDED.updated_by, updated_at = now()
-            """,
-            name, json.dumps(value, ensure_ascii=False), actor)
+        """Store an admin's value for ``name`` (and announce it to every line)."""
+        async with connection.transaction():
+            await connection.execute(
+                """
+                INSERT INTO site_settings (name, value, updated_by) VALUES ($1, $2::jsonb, $3)
+                ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value,
+                    updated_by = EXCLUDED.updated_by, updated_at = now()
+                """,
+                name, json.dumps(value, ensure_ascii=False), actor)
+            await announce(connection, AdminTopic.SITE)

@@ -6,7 +6,8 @@ and clears the live settings). Each greeting applies the stored queue settings a
 screening's normal priority again; a failure (Asterisk or the database gone again) is logged
 and retried. Each greeting also reloads PJSIP once, so a phone stored while the line had no
 AMI session (or whose reload Asterisk refused) is rung; a reload that fails again is logged
-and waits for the next session (the phones stay stored).
+and waits for the next session (the phones stay stored). What an admin stores through
+another node's line while this AMI session lasts: telephony/cluster/admin_sync.py.
 """
 
 from __future__ import annotations

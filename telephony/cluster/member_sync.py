@@ -13,7 +13,8 @@
 - All interfaces are reconciled at the start, after each AMI login (``FullyBooted``: an
   Asterisk that restarted, or a session lost meanwhile), after the LISTEN connection was
   made again (a database failover drops it, and notifications sent meanwhile are lost), and
-  every ``interval`` seconds as a safety net.
+  every ``interval`` seconds as a safety net (the LISTEN loop is
+  :class:`telephony.cluster.listening.ChannelListener`, shared with the admin's follower).
 - A change this line could not store (the database or the AMI session away) is stored
   again before the next reconciliation, which would otherwise take this node back to the
   old rows; unless another line stored that interface meanwhile (its notification), which
@@ -36,6 +37,7 @@ import asyncpg
 
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queues import Member, MemberChange
+from telephony.cluster.listening import ChannelListener
 from telephony.cluster.members import (
     CHANNEL,
     member_changes_to,
@@ -44,7 +46,7 @@ from telephony.cluster.members import (
     valid_interface,
 )
 from telephony.cluster.members_store import DeskMemberRepository
-from telephony.db.connection import TRANSIENT_ERRORS, Database, DatabaseUnavailable
+from telephony.db.connection import Database, DatabaseUnavailable
 
 log = logging.getLogger("telephony.cluster.member_sync")
 
@@ -75,15 +77,14 @@ class MemberSync:
         self._database = database
         self._asterisk = asterisk
         self._node = node
-        self._interval = interval
         self._retry = retry_seconds
         self._repo = repository or DeskMemberRepository()
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self._channel = ChannelListener(database, CHANNEL, LISTENER_NAME, self,
+                                        interval=interval, retry_seconds=retry_seconds)
         self._everything = True  # at the start: every interface
         self._pending: set[str] = set()
         self._unpublished: set[str] = set()
-        self._listening: asyncpg.Connection | None = None
         self._greeted = False  # no AMI session yet: nothing to reconcile with
         self.rounds = 0  # reconciliations done (tests wait on it)
 
@@ -126,7 +127,7 @@ class MemberSync:
         except (ApplyFailed, DatabaseUnavailable) as exc:
             log.error("queue memberships of %s not stored for the other nodes, retrying: %s",
                       chosen, exc)
-            self._wake.set()
+            self._channel.wake()
             return False
         return True
 
@@ -135,13 +136,18 @@ class MemberSync:
     def booted(self, _event: Mapping[str, str]) -> None:
         """``FullyBooted`` (a new AMI session): reconcile every interface."""
         self._greeted = True
-        self._everything = True
-        self._wake.set()
+        self.resync()
 
-    def _notified(self, _connection: object, _pid: int, _channel: str, payload: object
-                  ) -> None:
-        if not isinstance(payload, str) or not valid_interface(payload):
-            log.warning("notification of a bad interface %r ignored", str(payload)[:80])
+    def resync(self) -> None:
+        """Reconcile every interface soon (a queue a menu followed from another line added
+        now exists here: the memberships in it that failed can be made)."""
+        self._everything = True
+        self._channel.wake()
+
+    def notified(self, payload: str) -> None:
+        """Another line stored ``payload``'s memberships (:class:`ChannelListener`)."""
+        if not valid_interface(payload):
+            log.warning("notification of a bad interface %r ignored", payload[:80])
             return
         # Another line stored this interface since this line failed to: that is newer than
         # anything this line still has to store of it.
@@ -150,32 +156,22 @@ class MemberSync:
             self._everything = True
         else:
             self._pending.add(payload)
-        self._wake.set()
 
-    def _dropped(self, _connection: object) -> None:
-        self._wake.set()
+    def listening(self) -> None:
+        """The LISTEN connection was (re)made: every interface (notifications were lost)."""
+        self._everything = True
 
     # -- the work ----------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Reconcile as described in the module's docstring, until cancelled."""
-        try:
-            while True:
-                await self._listen()
-                try:
-                    async with asyncio.timeout(self._interval):
-                        await self._wake.wait()
-                except TimeoutError:
-                    await self._check_listening()
-                self._wake.clear()
-                if not self._pending and not self._unpublished:
-                    self._everything = True  # the safety net's round (or a failure's retry)
-                if not await self._round():
-                    await asyncio.sleep(self._retry)
-        finally:
-            await self._unlisten()
+        await self._channel.run()
 
-    async def _round(self) -> bool:
+    async def round(self) -> bool:
+        """One reconciliation (:class:`ChannelListener`): of the notified interfaces, else
+        (the safety net's round, or a failure's retry) of every one."""
+        if not self._pending and not self._unpublished:
+            self._everything = True
         if not self._greeted:
             return True  # the first FullyBooted wakes the loop again
         everything, self._everything = self._everything, False
@@ -218,48 +214,3 @@ class MemberSync:
             log.info("queue members brought to the cluster's: %s",
                      [(c.action, c.queue, c.interface) for c in done])
         return done
-
-    async def _listen(self) -> None:
-        """LISTEN on a connection of its own; made again when it broke (every interface is
-        reconciled then: notifications sent meanwhile are lost)."""
-        connection = self._listening
-        if connection is not None and not connection.is_closed():
-            return
-        self._listening = None
-        try:
-            connection = await self._database.connect(LISTENER_NAME)
-        except DatabaseUnavailable as exc:
-            log.warning("cannot LISTEN for other lines' desk changes (reconciling every "
-                        "%.0f s meanwhile): %s", self._interval, exc)
-            return
-        try:
-            connection.add_termination_listener(self._dropped)
-            await connection.add_listener(CHANNEL, self._notified)
-        except TRANSIENT_ERRORS as exc:
-            log.warning("cannot LISTEN for other lines' desk changes: %s", exc)
-            with contextlib.suppress(*TRANSIENT_ERRORS):
-                connection.terminate()
-            return
-        self._listening = connection
-        self._everything = True
-        self._wake.set()
-
-    async def _check_listening(self) -> None:
-        """A LISTEN connection whose server vanished without a word (a machine lost) is
-        noticed by no one: asked once each safety-net round, dropped if it does not answer
-        (made again by :meth:`_listen`)."""
-        connection = self._listening
-        if connection is None or connection.is_closed():
-            return
-        try:
-            await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=5)
-        except TRANSIENT_ERRORS as exc:
-            log.warning("the LISTEN connection does not answer (%s); connecting again", exc)
-            self._listening = None
-            connection.terminate()
-
-    async def _unlisten(self) -> None:
-        connection, self._listening = self._listening, None
-        if connection is not None and not connection.is_closed():
-            with contextlib.suppress(*TRANSIENT_ERRORS):
-                await asyncio.wait_for(connection.close(), timeout=5)

@@ -51,7 +51,7 @@ BASE = Settings(
     front_reconcile_seconds=1,
 )
 OPERATORS = operator_names(6)
-RTP_BASE = 24000  # below the ephemeral range, apart from the e2e modules' and the benches'
+RTP_BASE = 10000  # 10000..13998: no other module's fixed ports nor RTP (tests run two at a time)
 FAILOVER_TARGET_SECONDS = 5.0
 
 

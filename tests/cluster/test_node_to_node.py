@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -64,7 +65,7 @@ BASE = Settings(lab_instance="n2n-test", lab_operators=2, queue_wrapup_seconds=0
 OPERATOR = "PJSIP/op1001"
 # Registered at the front, logged in by no CLI: only through a line's API.
 DESK_OPERATOR = "PJSIP/op1002"
-RTP_BASE = 29000  # apart from the other modules' (test_front: 24000..27998)
+RTP_BASE = 14000  # 14000..17998: apart from every other module's ports (test_front: 10000..13998)
 FORGET_TARGET_SECONDS = 6.0  # kill -> the operator offered a call on the survivor
 
 
@@ -156,6 +157,103 @@ async def test_an_operator_who_joined_through_one_line_is_rung_by_either_node(
     print(f"\nan operator's login through node1's line reached node2's queues in "
           f"{followed * 1000:.0f} ms, a pause through node2's reached node1's in "
           f"{followed_pause * 1000:.0f} ms")
+
+
+def entered_queues(queue_log: Path, offset: int) -> list[str]:
+    """The queue each call entered since ``offset`` (bytes into ``queue_log``), in order."""
+    with queue_log.open("rb") as log:
+        log.seek(offset)
+        rows = log.read().decode(errors="replace").splitlines()
+    return [row.split("|")[2] for row in rows if row.count("|") >= 4
+            and row.split("|")[4] == "ENTERQUEUE"]
+
+
+def live_menu_version(node: Settings) -> int | None:
+    """The menu version a node's line runs from its live file (None: the packaged one)."""
+    try:
+        return int(json.loads(node.live_menu_file.read_text("utf-8"))["version"])
+    except FileNotFoundError:
+        return None
+
+
+async def _shows(value: Awaitable[str], text: str) -> bool | None:
+    return True if text in await value else None
+
+
+async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
+        cluster: Cluster) -> None:
+    one, two = cluster.node("node1"), cluster.node("node2")
+    await account(cluster, "admin", PASSWORD, "admin")
+    async with hung_up_after(one.lab, two.lab), aiohttp.ClientSession() as http:
+        on_one = await bearer(http, one.settings, "admin", PASSWORD)
+        on_two = await bearer(http, two.settings, "admin", PASSWORD)
+        api_one, api_two = f"{console_url(one.settings)}/api/admin", \
+            f"{console_url(two.settings)}/api/admin"
+
+        # A queue's strategy, changed through node1's API: node2's Asterisk takes it.
+        response = await http.get(f"{api_one}/queues", headers=on_one)
+        fire = next(q for q in (await response.json())["queues"] if q["queue"] == "fire")
+        values = {name: fire[name] for name in (
+            "strategy", "ring_timeout_seconds", "retry_seconds", "wrapup_seconds",
+            "announce_position", "announce_holdtime", "announce_frequency_seconds",
+            "max_wait_seconds")}
+        assert values["strategy"] != "rrmemory"
+        assert "'rrmemory' strategy" not in await two.lab.acli("queue show fire")
+        response = await http.put(f"{api_one}/queues/fire", headers=on_one,
+                                  json={**values, "strategy": "linear"})
+        assert response.status == 422, await response.text()  # refused: nothing changes
+        response = await http.put(f"{api_one}/queues/fire", headers=on_one,
+                                  json={**values, "strategy": "rrmemory"})
+        assert response.status == 200, await response.text()
+        changed = time.monotonic()
+        await eventually("node2's fire queue in rrmemory",
+                         lambda: _shows(two.lab.acli("queue show fire"), "'rrmemory' strategy"),
+                         within=5, interval=0.05)
+        queue_followed = time.monotonic() - changed
+
+        # A menu version in which "emergency, fire" goes to the medical queue, published
+        # through node1's API: node2's next call runs it.
+        response = await http.get(f"{api_one}/menu/versions", headers=on_one)
+        first = (await response.json())["live_version_id"]
+        response = await http.get(f"{api_one}/versions/{first}", headers=on_one)
+        document = (await response.json())["document"]
+        document["menus"]["darurat"]["options"]["2"] = {"route": {
+            "category": "emergency", "skill": "medical", "queue": "medical"}}
+        response = await http.post(f"{api_one}/menu/versions", headers=on_one,
+                                   json={"document": document, "based_on": first})
+        assert response.status == 201, await response.text()
+        draft = (await response.json())["version"]["version_id"]
+        response = await http.post(f"{api_one}/versions/{draft}/publish", headers=on_one,
+                                   json={})
+        assert response.status == 200, await response.text()
+        published = time.monotonic()
+        await eventually("node2's line runs the published menu",
+                         lambda: _is(asyncio.to_thread(live_menu_version, two.settings),
+                                     draft), within=15, interval=0.05)
+        menu_followed = time.monotonic() - published
+        assert (two.lab.site.sounds_dir / f"menu-darurat-v{draft}.wav").is_file()
+        queue_log = two.lab.host_dir / "log" / "queue_log"
+        queue_log.touch()
+        offset = queue_log.stat().st_size
+        outcomes, _ = await calls_through_the_ivr(two.lab, two.settings, 1)
+        assert outcomes == ["chosen"]
+        assert entered_queues(queue_log, offset) == ["medical"]  # not fire: the new menu
+
+        # Rolled back and the strategy put back through node2's API: node1 follows.
+        response = await http.post(f"{api_two}/versions/{first}/publish", headers=on_two,
+                                   json={"note": "kembali"})
+        assert response.status == 200, await response.text()
+        response = await http.put(f"{api_two}/queues/fire", headers=on_two, json=values)
+        assert response.status == 200, await response.text()
+        await eventually("node1's line runs the first version again",
+                         lambda: _is(asyncio.to_thread(live_menu_version, one.settings),
+                                     first), within=15, interval=0.05)
+        await eventually("node1's fire queue back to its strategy",
+                         lambda: _shows(one.lab.acli("queue show fire"),
+                                        f"'{values['strategy']}' strategy"), within=5)
+    print(f"\nan admin's queue strategy through node1's API in force on node2's Asterisk "
+          f"after {queue_followed * 1000:.0f} ms; a menu published through node1's API was "
+          f"node2's live menu after {menu_followed:.2f} s")
 
 
 async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: Cluster

@@ -6,6 +6,10 @@ A module gives its settings as ``base_settings`` (its ports and options; module 
 says who staffs the line in ``line_operators``; ``settings``, ``lab``, ``phones`` and
 ``line`` are then the same everywhere. A module overrides a fixture only for what is truly its
 own: a line that lives for the whole module, phones that ring for a while, ...
+
+The suite runs two modules at a time (scripts/test: pytest-xdist, whole modules per worker), so
+a module's fixed ports (SIP, AMI, FastAGI, the operators' UAS, the carrier) and its RTP range
+are its own: none may fall inside another module's, the cluster modules' included.
 """
 
 from __future__ import annotations

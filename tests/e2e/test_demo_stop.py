@@ -28,10 +28,10 @@ pytestmark = pytest.mark.e2e
 SIAGA112 = str(Path(sys.executable).parent / "siaga112")
 OVERRIDES = {
     "lab_instance": "demo-stop",
-    "sip_port": "51060",
-    "ami_port": "51038",
-    "agi_port": "51573",
-    "lab_operator_sip_port": "51070",
+    "sip_port": "56060",
+    "ami_port": "56038",
+    "agi_port": "56573",
+    "lab_operator_sip_port": "56070",
     "rtp_port_start": "52000",
     "rtp_port_end": "52999",
     "http_port": "0",

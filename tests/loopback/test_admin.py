@@ -34,7 +34,6 @@ from telephony.admin.queues import QUEUES_CONF, QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.sync import AsteriskSync
 from telephony.admin.versions import ConfigKind
-from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.asterisk.site import AsteriskSite
 from telephony.calls.shifts import ShiftCalendar
 from telephony.core.watched import WatchedFile
@@ -48,34 +47,9 @@ from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.web.console.render import FLASH_COOKIE
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
+from tests.support.ami import RecordingAmi as FakeAmi
 from tests.support.ami import eventually
 from tests.support.web import PASSWORD, Browser, conforms, make_context
-
-
-class FakeAmi:
-    """Records actions; answers QueueStatus with ``members``; fails while ``down``, and
-    refuses the actions named in ``refuse`` (as Asterisk refuses a class the user lacks)."""
-
-    def __init__(self) -> None:
-        self.actions: list[dict[str, str]] = []
-        self.members: list[dict[str, str]] = []
-        self.down = False
-        self.refuse: set[str] = set()
-
-    async def send_action(self, action: Mapping[str, str]) -> Any:
-        if self.down:
-            raise AmiActionError(f"{action['Action']}: not logged in to Asterisk")
-        if action["Action"] in self.refuse:
-            raise AmiActionRefusedError(f"{action['Action']} refused: Permission denied")
-        self.actions.append(dict(action))
-        return {"Response": "Success"}
-
-    async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
-        await self.send_action(action)
-        return [{"Event": "QueueMember", **m} for m in self.members]
-
-    def named(self, name: str) -> list[dict[str, str]]:
-        return [a for a in self.actions if a["Action"] == name]
 
 
 @dataclass

@@ -388,7 +388,9 @@ async def test_no_attempt_is_spent_while_ami_is_down_or_outside_the_call_window(
     # 23:00 in Jakarta (within the next day, so the incident is recent enough).
     local = clock.now.astimezone(JAKARTA)
     night = datetime.combine(local.date(), time(23), JAKARTA)
-    clock.now = (night if night > local else night + timedelta(days=1)).astimezone(UTC)
+    if night <= local:  # 23:00 or later in Jakarta (16:00 UTC on): tomorrow's
+        night += timedelta(days=1)
+    clock.now = night.astimezone(UTC)
     config = replace(CONFIG, window=CallWindow(time(8), time(20)))
     surveys = make_surveys(database, ami, incidents, clock, config)
     incident_id = await resolved_incident(database_dsn, incidents, "081234567895")

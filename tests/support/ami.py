@@ -1,14 +1,16 @@
 """The AMI side of the tests: the recorded and synthetic transcripts of ``tests/fixtures``,
-a listener configured for :class:`telephony.ami.testing.FakeAsterisk`, and bounded polling."""
+a listener configured for :class:`telephony.ami.testing.FakeAsterisk`, bounded polling, and
+an AMI action port that records what services send (:class:`RecordingAmi`)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiFrame
 from telephony.ami.listener import AmiListener, FactSink
 from telephony.ami.testing import SECRET, USERNAME, Fields, read_events, read_frames
@@ -120,3 +122,29 @@ async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None
         # Polling, not an Event: the conditions span the sink, the server and the logs.
         while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
+
+
+class RecordingAmi:
+    """Records actions; answers QueueStatus with ``members``; fails while ``down``, and
+    refuses the actions named in ``refuse`` (as Asterisk refuses a class the user lacks)."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict[str, str]] = []
+        self.members: list[dict[str, str]] = []
+        self.down = False
+        self.refuse: set[str] = set()
+
+    async def send_action(self, action: Mapping[str, str]) -> Any:
+        if self.down:
+            raise AmiActionError(f"{action['Action']}: not logged in to Asterisk")
+        if action["Action"] in self.refuse:
+            raise AmiActionRefusedError(f"{action['Action']} refused: Permission denied")
+        self.actions.append(dict(action))
+        return {"Response": "Success"}
+
+    async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
+        await self.send_action(action)
+        return [{"Event": "QueueMember", **m} for m in self.members]
+
+    def named(self, name: str) -> list[dict[str, str]]:
+        return [a for a in self.actions if a["Action"] == name]

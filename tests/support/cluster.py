@@ -72,6 +72,7 @@ async def browser_desk(cluster: Cluster, username: str, password: str, interface
                         phone=PhoneKind.BROWSER)
 
 
+
 async def operator_desk(cluster: Cluster, username: str, password: str, interface: str,
                         skills: Mapping[str, int], *, phone: PhoneKind | None = None) -> None:
     """An operator account at ``interface`` with ``skills``, in the cluster's one database;

@@ -11,10 +11,12 @@ builds nothing, and dockerd keeps the images and their layers between runs.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +51,19 @@ ASTERISK_SUITE: Final = DEBIAN_SUITE  # the lab's: the first Debian suite with A
 BASE_SUITE: Final = "bookworm"  # Debian 12: PostgreSQL 15, nginx, Prometheus, Python 3.11
 
 
+# The suite runs two test workers (pytest-xdist, scripts/test). What must not happen twice at
+# once on one machine holds this lock: starting dockerd, building an image, and a test site
+# (two sites side by side would share two cores and build the same images).
+LOCK_FILE: Final = Path(tempfile.gettempdir()) / "siaga112-docker.lock"
+
+
+@contextlib.contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    with LOCK_FILE.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 class DockerError(RuntimeError):
     """A docker or docker-compose command failed; the message carries its output."""
 
@@ -70,7 +85,8 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: f
 
 def ensure_engine() -> None:
     """Install docker.io and docker-compose and start dockerd when missing (scripts/setup)."""
-    run([str(ROOT / "scripts" / "setup"), "--docker"], timeout=900)
+    with _one_at_a_time():
+        run([str(ROOT / "scripts" / "setup"), "--docker"], timeout=900)
 
 
 def image_exists(tag: str) -> bool:
@@ -93,6 +109,13 @@ def base_image(suite: str) -> str:
     tag = f"siaga112/base:{suite}-{_digest([suite.encode(), mirror.encode(), b'minbase-1'])}"
     if image_exists(tag):
         return tag
+    with _one_at_a_time():
+        if not image_exists(tag):  # not built by another worker meanwhile
+            _build_base_image(suite, mirror, tag)
+    return tag
+
+
+def _build_base_image(suite: str, mirror: str, tag: str) -> None:
     if shutil.which("mmdebstrap") is None:
         raise DockerError("mmdebstrap is not installed (scripts/setup installs it)")
     # mmdebstrap writes a tarball to stdout; docker import makes it an image. Snapshot
@@ -115,7 +138,6 @@ def base_image(suite: str) -> str:
         run(["docker", "image", "rm", "-f", tag], check=False)
         raise DockerError(f"building {tag} failed:\n{stderr.decode(errors='replace')[-3000:]}"
                           f"\n{imported.stderr[-2000:]}")
-    return tag
 
 
 def inputs_hash(bases: Sequence[str], extra: Sequence[str] = ()) -> str:
@@ -168,7 +190,12 @@ class Site:
     @contextlib.contextmanager
     def running(self) -> Iterator[Site]:
         """Built and up (a killed run's leftovers taken down first); taken down with its
-        volumes afterwards unless ``SITE_KEEP`` is set. The phases' times go to ``timings``."""
+        volumes afterwards unless ``SITE_KEEP`` is set. The phases' times go to ``timings``.
+        One site at a time on this machine: another test worker's waits."""
+        with _one_at_a_time():
+            yield from self._running()
+
+    def _running(self) -> Iterator[Site]:
         self.build()
         self.compose("down", "--volumes", "--remove-orphans", check=False)
         try:

@@ -14,7 +14,7 @@ import pytest
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queues import Member, MemberChange
 from telephony.cluster.member_sync import MemberSync
-from telephony.cluster.members import CHANNEL, WantedMember
+from telephony.cluster.members import WantedMember
 from telephony.db.connection import DatabaseUnavailable
 from tests.support.polling import eventually
 
@@ -139,7 +139,7 @@ async def test_other_lines_rows_are_followed_on_notification_and_as_a_safety_net
         line: tuple[MemberSync, Rows, Db, QueueApp]) -> None:
     sync, rows, _, app = line
     rows.rows[OP] = [{"queue": "fire", "penalty": 1, "name": "Ani"}]
-    sync._notified(None, 1, CHANNEL, OP)  # asyncpg's listener callback
+    sync.notified(OP)  # the ChannelListener passes the payload on
     await until(lambda: [(m.queue, m.penalty) for m in app.held] == [("fire", 1)])
     rows.rows[OP] = []  # changed with no notification: the safety net's round catches it
     await until(lambda: app.held == [])
@@ -166,7 +166,7 @@ async def test_another_lines_newer_row_supersedes_a_change_not_stored(
     async with sync.changing([OP]):  # the AMI session went away: nothing to snapshot
         pass
     rows.rows[OP] = [{"queue": "medical", "penalty": 2, "name": "Ani"}]
-    sync._notified(None, 1, CHANNEL, OP)
+    sync.notified(OP)
     app.down = False
     await until(lambda: [(m.queue, m.penalty) for m in app.held] == [("medical", 2)])
     assert rows.rows[OP] == [{"queue": "medical", "penalty": 2, "name": "Ani"}]
