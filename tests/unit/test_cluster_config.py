@@ -64,7 +64,7 @@ def test_nodes_are_read_from_text_and_lists(tmp_path: Path) -> None:
     ("cluster_nodes", "node-1=127.0.0.3:5060:4573"),  # not a systemname
     ("cluster_nodes", "b=127.0.0.3 x:5060:4573"),
     ("cluster_nodes", "b=10.0.0.3:5060:4573"),  # its Asterisk could not reach our FastAGI
-    ("cluster_nodes", "b=127.0.0.1:5062:4573"),  # the carrier's address: taken for it
+    ("cluster_nodes", "b=127.0.0.1:5062:4573"),  # the carrier's address: it would pass for it
     ("asterisk_systemname", "Node1"),
     ("asterisk_systemname", "node-1"),  # the dash ends the name in a call id
     ("asterisk_systemname", "node1\nsystemname = x"),
@@ -223,9 +223,10 @@ def test_a_nodes_settings_reach_its_line_server_whole(tmp_path: Path) -> None:
     for node in nodes:
         assert node.cluster_nodes == front.cluster_nodes
         assert load_settings(environ=settings_environment(node)) == node
-    # Each node on an address of its own: a PUBLISH from the carrier's address (the front's
-    # in the lab) would be taken for the carrier's.
-    assert len({node.sip_host for node in nodes} | {front.carrier_address}) == 3
+    # Each node, the front and the carrier on an address of its own, as on a site: every call
+    # through the front shows the nodes know the carrier by the front's mark, not by address.
+    assert len({node.sip_host for node in nodes}
+               | {front.carrier_address, front.kamailio_host}) == 4
     # Browsers register at the front's WebSocket; each node's media for them on its own
     # address, on loopback only.
     for node in nodes:
