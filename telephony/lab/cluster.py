@@ -252,11 +252,13 @@ def node_of(call_id: str) -> str:
 
 @dataclass
 class Cluster:
-    """A running cluster: the front's settings, the nodes, and the operator phones' UAS."""
+    """A running cluster: the front's settings, the nodes, the operator phones' UAS, and the
+    running front (its log)."""
 
     front: Settings
     nodes: list[Node]
     phones: sipp.Sipp
+    kamailio: Front | None = None
 
     def node(self, name: str) -> Node:
         """The node named ``name``."""
@@ -285,7 +287,7 @@ async def running_cluster(front: Settings, nodes: Sequence[Settings], owner_dsn:
             # One at a time: the first migrates the database and creates the phones' role.
             line = await stack.enter_async_context(LineServer(settings))
             running.append(Node(settings, lab, line))
-        await stack.enter_async_context(Front(front))
+        kamailio = await stack.enter_async_context(Front(front))
         phone_port = sipp.free_udp_port(PHONE_HOST)
         await register_phones(front, owner_dsn, operators, phone_port=phone_port)
         phones = await stack.enter_async_context(
@@ -293,4 +295,4 @@ async def running_cluster(front: Settings, nodes: Sequence[Settings], owner_dsn:
         for node in running:
             await log_in(node.lab, [f"PJSIP/{user}" for user in (
                 operators if logged_in is None else logged_in)], skills)
-        yield Cluster(front, running, phones)
+        yield Cluster(front, running, phones, kamailio)

@@ -126,6 +126,10 @@ async def test_the_carriers_calls_are_known_by_the_fronts_mark_and_nobody_elses(
     # None of the others became a call (the good one, placed after them, is recorded).
     assert await fetch(cluster_dsn, "SELECT call_id FROM calls WHERE caller_number LIKE $1 "
                                     "|| '%'", forged) == []
+    # The front's own probes (unmarked, from its address) were answered all along, not
+    # challenged: it never had every node marked down (it would send calls on regardless).
+    assert cluster.kamailio is not None
+    assert "every Asterisk node is marked down" not in cluster.kamailio.log_text()
 
 
 async def test_only_a_phone_with_its_secret_registers_at_the_front(
