@@ -118,11 +118,14 @@ async def test_the_carriers_calls_are_known_by_the_fronts_mark_and_nobody_elses(
     unmarked = await _refused(attempt(node.sip_host, node.sip_port, "3",
                                       front.carrier_address, marked=False))
     assert "SIP/2.0 401" in unmarked, unmarked
-    # The carrier's call through the front (marked there) reaches the IVR: 3, information.
-    async with callers(cluster, good, calls=1, rate=1) as run:
+    # The carrier's calls through the front (marked there) reach the IVR (3, information) and
+    # an operator on either node. (Two: one each, round robin, so that the next test's calls
+    # go to the nodes as they would without this one.)
+    async with callers(cluster, good, calls=2, rate=2) as run:
         assert (await run.wait()).ok
-    [row] = await ended_calls(cluster_dsn, good, 1)
-    assert row["queue"] is not None and row["operator"] is not None, row
+    rows = await ended_calls(cluster_dsn, good, 2)
+    assert {node_of(str(row["call_id"])) for row in rows} == {"node1", "node2"}, rows
+    assert all(row["queue"] is not None and row["operator"] is not None for row in rows), rows
     # None of the others became a call (the good one, placed after them, is recorded).
     assert await fetch(cluster_dsn, "SELECT call_id FROM calls WHERE caller_number LIKE $1 "
                                     "|| '%'", forged) == []
