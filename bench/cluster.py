@@ -110,11 +110,11 @@ async def cluster_of(pg: EmbeddedPostgres, root: Path, names: Sequence[str], ope
 
 async def place(cluster: Cluster, group: surge.CallerGroup, talk: float, key_delay: float,
                 ) -> SippResult:
-    """One caller group through the front, to the end."""
+    """One caller group through the front, from the carrier's address, to the end."""
     async with caller(cluster.front.kamailio_host, cluster.front.kamailio_port,
-                      caller_id=group.caller_id, dtmf=group.dtmf, dtmf_delay=key_delay,
-                      talk_seconds=talk, calls=group.calls, rate=group.rate,
-                      numbered=True) as sipp:
+                      host=cluster.front.carrier_address, caller_id=group.caller_id,
+                      dtmf=group.dtmf, dtmf_delay=key_delay, talk_seconds=talk,
+                      calls=group.calls, rate=group.rate, numbered=True) as sipp:
         return await sipp.wait()
 
 

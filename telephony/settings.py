@@ -867,6 +867,14 @@ def _validate_cluster_nodes(settings: Settings) -> None:
     if me is not None and (me.sip_port, me.agi_port) != (settings.sip_port, settings.agi_port):
         raise SettingsError(f"cluster_nodes: this node ({me.name}) is listed with other ports "
                             "than its sip_port and agi_port")
+    if nodes:
+        try:
+            ipaddress.ip_address(settings.carrier_address)
+        except ValueError as exc:
+            # Behind the front the nodes take the carrier's requests from its address and the
+            # front's alone (an ACL), and the front marks the INVITEs from it: an address.
+            raise SettingsError(f"carrier_address: an IP address on a cluster, got "
+                                f"{settings.carrier_address!r}") from exc
     allowed = [ipaddress.ip_network(n) for n in settings.agi_allowed_peers]
     for node in nodes:
         if not _SYSTEMNAME.fullmatch(node.name):
@@ -875,8 +883,9 @@ def _validate_cluster_nodes(settings: Settings) -> None:
         if not (0 < node.sip_port < 65536 and 0 < node.agi_port < 65536):
             raise SettingsError(f"cluster_nodes: {node.name}: ports must be 1..65535")
         if node.host.strip("[]") == settings.carrier_address:
-            # Asterisk identifies a request by its source address, the carrier's first: a
-            # node there would have its device state refused as the carrier's.
+            # Every node takes the carrier endpoint's requests from the carrier's address (its
+            # requests within a call come straight to the node): a node there would pass for
+            # the carrier at its peers.
             raise SettingsError(f"cluster_nodes: {node.name}: a node cannot have the "
                                 "carrier's address (carrier_address)")
         # Each node's Asterisk falls back on the next node's FastAGI server.

@@ -23,6 +23,7 @@ from urllib.parse import quote
 from telephony.asterisk.config import phone_database, render_template, write_atomic
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.core.errors import SiagaError
+from telephony.kamailio import CARRIER_MARK_HEADER, CARRIER_MARK_VALUE
 from telephony.settings import Settings
 
 CONF_DIR = Path(__file__).resolve().parent.parent.parent / "kamailio-conf"
@@ -70,6 +71,8 @@ def template_values(settings: Settings, out_dir: Path) -> dict[str, object]:
         "ws_port": s.kamailio_ws_port,
         "children": CHILDREN,
         "carrier_address": s.carrier_address,
+        "carrier_mark_header": CARRIER_MARK_HEADER,
+        "carrier_mark": CARRIER_MARK_VALUE,
         "sip_realm": s.sip_realm,
         "db_url": db_url,
         "dispatcher_list": str((out_dir / DISPATCHER_LIST).resolve()),

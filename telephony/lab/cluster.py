@@ -7,7 +7,9 @@ separate process (:class:`telephony.lab.line.LineServer`), so a test can ``kill 
 its Asterisk, as a machine dying would. Every node's line writes into the one database of the
 settings; the nodes share their operators' device state and each other's FastAGI servers
 (``cluster_nodes``, as a site's). The front (:class:`telephony.lab.kamailio.Front`)
-spreads the carrier's calls over the nodes; the operator phones (one sipp UAS) register at
+spreads the carrier's calls over the nodes (the carrier on an address of its own,
+:data:`CARRIER_HOST`, as a real site's is: the nodes know its calls by the front's mark, not
+by their source address, which is the front's); the operator phones (one sipp UAS) register at
 the front with their digest secrets (:func:`register_phones`), and every node's operator
 endpoints ring them through it.
 
@@ -43,13 +45,16 @@ from telephony.settings import ClusterNode, Settings
 
 log = logging.getLogger(__name__)
 
-PHONE_HOST = "127.0.0.2"  # the phones' address: not the carrier's (127.0.0.1)
+FRONT_HOST = "127.0.0.1"  # the front's address, where every call it relays comes from
+PHONE_HOST = "127.0.0.2"  # the phones' address: neither the front's nor the carrier's
+# The carrier's address (Settings.carrier_address): not the front's, so every call through the
+# front shows that a node takes the carrier's calls by the front's mark, not by address.
+CARRIER_HOST = "127.0.0.5"
 
 
 def node_host(index: int) -> str:
-    """Node ``index``'s own loopback address (127.0.0.11, .12, ...): not the carrier's nor
-    the front's (127.0.0.1), where a node's PUBLISH of its device state would be taken for
-    the carrier's, and not another node's (each node's peers are known by address)."""
+    """Node ``index``'s own loopback address (127.0.0.11, .12, ...): not the front's, the
+    carrier's nor another node's (each node knows its peers by address)."""
     return f"127.0.0.{11 + index}"
 
 
@@ -64,6 +69,7 @@ def cluster_settings(base: Settings, names: Sequence[str], *, rtp_base: int,
     """The front's settings and each node's, on free loopback ports; node ``i`` has its own
     address (:func:`node_host`: its SIP and FastAGI listen there), takes the RTP ports
     ``rtp_base + i * rtp_span`` onwards and keeps its state in ``base.state_dir / name``.
+    The carrier calls the front from :data:`CARRIER_HOST`.
     Every one of them knows the front and all nodes (``cluster_nodes``): the nodes share
     their operators' device state and each other's FastAGI servers. Browser softphones
     register at the front's WebSocket (``kamailio_ws_port``); a node's media for them is on
@@ -72,8 +78,9 @@ def cluster_settings(base: Settings, names: Sequence[str], *, rtp_base: int,
     hosts = [node_host(index) for index in range(len(names))]
     sip_ports = [sipp.free_udp_port(host) for host in hosts]
     agi_ports = [_free_tcp_port(host) for host in hosts]
-    front = replace(base, kamailio_host="127.0.0.1", kamailio_port=sipp.free_udp_port(),
-                    kamailio_ws_port=_free_tcp_port(),
+    front = replace(base, kamailio_host=FRONT_HOST, carrier_address=CARRIER_HOST,
+                    kamailio_port=sipp.free_udp_port(FRONT_HOST),
+                    kamailio_ws_port=_free_tcp_port(FRONT_HOST),
                     cluster_nodes=tuple(
                         ClusterNode(name, hosts[index], sip_ports[index], agi_ports[index])
                         for index, name in enumerate(names)))
@@ -239,11 +246,13 @@ class _NoAmi:
 
 @dataclass
 class Cluster:
-    """A running cluster: the front's settings, the nodes, and the operator phones' UAS."""
+    """A running cluster: the front's settings, the nodes, the operator phones' UAS, and the
+    running front (its log)."""
 
     front: Settings
     nodes: list[Node]
     phones: sipp.Sipp
+    kamailio: Front | None = None
 
     def node(self, name: str) -> Node:
         """The node named ``name``."""
@@ -272,7 +281,7 @@ async def running_cluster(front: Settings, nodes: Sequence[Settings], owner_dsn:
             # One at a time: the first migrates the database and creates the phones' role.
             line = await stack.enter_async_context(LineServer(settings))
             running.append(Node(settings, lab, line))
-        await stack.enter_async_context(Front(front))
+        kamailio = await stack.enter_async_context(Front(front))
         phone_port = sipp.free_udp_port(PHONE_HOST)
         await register_phones(front, owner_dsn, operators, phone_port=phone_port)
         phones = await stack.enter_async_context(
@@ -280,4 +289,4 @@ async def running_cluster(front: Settings, nodes: Sequence[Settings], owner_dsn:
         for node in running:
             await log_in(node.lab, [f"PJSIP/{user}" for user in (
                 operators if logged_in is None else logged_in)], skills)
-        yield Cluster(front, running, phones)
+        yield Cluster(front, running, phones, kamailio)

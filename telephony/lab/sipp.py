@@ -31,7 +31,7 @@ import signal
 import socket
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -47,6 +47,7 @@ DTMF_BURST_GAP_MS = 50  # "1+2": the 2 starts this long after the 1 ended (dtmf_
 DTMF_NAMES = {str(d): str(d) for d in range(10)} | {"*": "star", "#": "pound"}
 _SIPP_EVENTS_HEADER = "The following events occurred:"
 _SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:]*")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 def free_udp_port(host: str = "127.0.0.1", span: int = 1) -> int:
@@ -264,6 +265,7 @@ def render_caller(
     talk_seconds: float = 5.0,
     continuous: bool = False,
     numbered: bool = False,
+    headers: Mapping[str, str] | None = None,
 ) -> Scenario:
     """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
     every ``dtmf_gap`` s (a ``,`` presses nothing for one gap, ``1+2`` presses 2 right after
@@ -275,6 +277,7 @@ def render_caller(
     ``asserted_id`` adds a P-Asserted-Identity with that number. ``numbered``: each call's
     caller id is ``caller_id`` followed by sipp's call number, so a run of many calls comes
     from as many callers (one number calling hundreds of times is what screening lowers).
+    ``headers`` are added to the INVITE as they are (e.g. the cluster front's carrier mark).
     """
     steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap)
     talk_left = talk_seconds
@@ -285,15 +288,19 @@ def render_caller(
     elif audio:
         xml, talk_left = _audio_steps(talk_seconds, step)
         steps.append(xml)
-    headers = ""
+    lines = ""
     if asserted_id is not None:
         pai = _check_header_text("asserted_id", asserted_id)
-        headers = f"      P-Asserted-Identity: <sip:{pai}@[local_ip]>\n"
+        lines = f"      P-Asserted-Identity: <sip:{pai}@[local_ip]>\n"
+    for name, value in (headers or {}).items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"header name {name!r}: use letters, digits and '-' only")
+        lines += f"      {name}: {_check_header_text(name, value)}\n"
     xml = ConfTemplate((SCENARIO_DIR / "caller.xml").read_text(encoding="utf-8")).substitute(
         from_user=(_check_header_text("caller_id", caller_id) or "anonymous")
         + ("[call_number]" if numbered else ""),
         from_name=_check_header_text("caller_name", caller_name),
-        extra_headers=headers,
+        extra_headers=lines,
         steps="".join(steps),
         talk_ms=max(int(talk_left * 1000), 1),
     )
@@ -572,10 +579,13 @@ def caller(
     concurrent: int | None = None,
     timeout: float | None = None,
     trace_messages: bool = False,
+    host: str = "127.0.0.1",
+    headers: Mapping[str, str] | None = None,
 ) -> Sipp:
     """Callers dialling ``number`` at the lab: ``calls`` calls at ``rate`` per second, at most
-    ``concurrent`` (default: all of them) at once. See :func:`render_caller` for what each
-    call does.
+    ``concurrent`` (default: all of them) at once, sent from ``host`` (the carrier's address:
+    127.0.0.1 for a single lab node, the cluster lab's own carrier address at its front). See
+    :func:`render_caller` for what each call does.
     """
     # Without -l, sipp caps concurrent calls at 3 * rate * (-d duration, unused here) and
     # quietly dials far slower than -r.
@@ -593,10 +603,12 @@ def caller(
         talk_seconds=talk_seconds,
         continuous=continuous,
         numbered=numbered,
+        headers=headers,
     )
     if timeout is None:
         timeout = calls / rate + dtmf_delay + len(dtmf) * dtmf_gap + talk_seconds + 30
-    return Sipp("caller", scenario, argv, timeout=timeout, trace_messages=trace_messages)
+    return Sipp("caller", scenario, argv, timeout=timeout, trace_messages=trace_messages,
+                host=host)
 
 
 def operator(

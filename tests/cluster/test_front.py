@@ -1,5 +1,7 @@
-"""Two Asterisk nodes behind the Kamailio front (issue 15): the carrier's calls are spread
-over both, every call reaches an operator whose phone registered at the front, the one
+"""Two Asterisk nodes behind the Kamailio front (issue 15): the carrier's calls (from an
+address of its own, not the front's) are spread over both and taken for the carrier's by the
+front's mark (nobody else's are), every call reaches an operator whose phone registered at
+the front, the one
 database holds each call once and complete whichever node took it, and a node killed with
 ``kill -9`` (its Asterisk and its line server) stops getting calls within seconds; the calls it
 had taken and not yet recorded still get a record, from the front's own record of dispatching
@@ -22,6 +24,7 @@ import pytest
 
 from telephony.calls.ids import node_of
 from telephony.db.embedded import EmbeddedPostgres
+from telephony.kamailio import CARRIER_MARK_HEADER, CARRIER_MARK_VALUE
 from telephony.lab import sipp
 from telephony.lab.chroot import LabError, operator_names
 from telephony.lab.cluster import PHONE_HOST, Cluster, register, register_phones
@@ -53,6 +56,7 @@ BASE = Settings(
 OPERATORS = operator_names(6)
 RTP_BASE = 10000  # 10000..13998: no other module's fixed ports nor RTP (tests run two at a time)
 FAILOVER_TARGET_SECONDS = 5.0
+STRANGER = "127.0.0.6"  # neither the front's, the carrier's, a node's nor the phones' address
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +81,59 @@ async def test_calls_are_spread_over_both_nodes_and_each_reaches_an_operator(
         assert row["operator"] in {f"PJSIP/{user}" for user in OPERATORS}, row
         assert row["queue"] is not None and row["talk_seconds"] is not None, row
         assert row["hangup_cause"] is not None and row["shift_name"] is not None, row
+
+
+async def _refused(call: sipp.Sipp) -> str:
+    """Run ``call`` (one INVITE, ``trace_messages``) to its end, sure it failed; what it
+    sent and received."""
+    async with call as run:
+        result = await run.wait()
+        messages = run.messages
+    assert result.failed == 1 and result.successful == 0, result
+    return messages
+
+
+async def test_the_carriers_calls_are_known_by_the_fronts_mark_and_nobody_elses(
+        cluster: Cluster, cluster_dsn: str) -> None:
+    front, node = cluster.front, cluster.nodes[0].settings
+    assert front.carrier_address not in (front.kamailio_host, node.sip_host, STRANGER)
+    forged, good = caller_prefix(), caller_prefix()
+    mark = {CARRIER_MARK_HEADER: CARRIER_MARK_VALUE}
+
+    def attempt(host: str, port: int, number: str, source: str, *, marked: bool) -> sipp.Sipp:
+        return sipp.caller(host, port, caller_id=forged + number, host=source,
+                           headers=mark if marked else None, talk_seconds=1,
+                           trace_messages=True)
+
+    # Through the front with a forged mark: it relays the carrier's INVITEs alone, and would
+    # strip the mark from anything else.
+    through = await _refused(attempt(front.kamailio_host, front.kamailio_port, "1", STRANGER,
+                                     marked=True))
+    assert "SIP/2.0 403" in through, through
+    # Straight at a node with a forged mark: the carrier endpoint is taken from the front and
+    # the carrier alone (its ACL), so the request is unidentified, challenged.
+    straight = await _refused(attempt(node.sip_host, node.sip_port, "2", STRANGER, marked=True))
+    assert "SIP/2.0 401" in straight, straight
+    # Straight at a node from the carrier's own address, without the front's mark: behind a
+    # front, a node no longer knows the carrier by its address.
+    unmarked = await _refused(attempt(node.sip_host, node.sip_port, "3",
+                                      front.carrier_address, marked=False))
+    assert "SIP/2.0 401" in unmarked, unmarked
+    # The carrier's calls through the front (marked there) reach the IVR (3, information) and
+    # an operator on either node. (Two: one each, round robin, so that the next test's calls
+    # go to the nodes as they would without this one.)
+    async with callers(cluster, good, calls=2, rate=2) as run:
+        assert (await run.wait()).ok
+    rows = await ended_calls(cluster_dsn, good, 2)
+    assert {node_of(str(row["call_id"])) for row in rows} == {"node1", "node2"}, rows
+    assert all(row["queue"] is not None and row["operator"] is not None for row in rows), rows
+    # None of the others became a call (the good one, placed after them, is recorded).
+    assert await fetch(cluster_dsn, "SELECT call_id FROM calls WHERE caller_number LIKE $1 "
+                                    "|| '%'", forged) == []
+    # The front's own probes (unmarked, from its address) were answered all along, not
+    # challenged: it never had every node marked down (it would send calls on regardless).
+    assert cluster.kamailio is not None
+    assert "every Asterisk node is marked down" not in cluster.kamailio.log_text()
 
 
 async def test_only_a_phone_with_its_secret_registers_at_the_front(

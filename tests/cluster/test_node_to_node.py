@@ -1,7 +1,7 @@
 """Two Asterisk nodes behind the front, each with its own line server, one database (issue 15,
 node to node), on the cluster lab (telephony/lab/cluster.py: node1 on 127.0.0.11, node2 on
-127.0.0.12; the carrier's callers here call a node straight from the carrier's address, as
-the front relays them; the operator's phone registered at the front):
+127.0.0.12; the carrier's callers here call a node straight, as the front relays them: from
+its address, with its carrier mark; the operator's phone registered at the front):
 
 * Distributed device state: an operator on a call through node1 is in use on node2 too
   (res_pjsip_publish_asterisk: node1 PUBLISHes PJSIP/op1001's state to node2), so node2's
@@ -38,7 +38,6 @@ import aiohttp
 import pytest
 
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.lab.cluster import Cluster
 from telephony.settings import Settings
@@ -374,9 +373,8 @@ async def calls_through_the_ivr(lab: Lab, settings: Settings, calls: int, *,
     queue_log = lab.host_dir / "log" / "queue_log"
     queue_log.touch()
     offset = queue_log.stat().st_size
-    async with sipp.caller(settings.sip_host, settings.sip_port, caller_id=unique_caller("0814"),
-                           numbered=True, dtmf="12", dtmf_delay=dtmf_delay, talk_seconds=2,
-                           calls=calls, rate=2):
+    async with node_callers(settings, unique_caller("0814"), dtmf="12", dtmf_delay=dtmf_delay,
+                            talk_seconds=2, calls=calls, rate=2):
         started = time.monotonic() if since is None else since
         await eventually("a call through the IVR",
                          lambda: _listed(ivr_outcomes(queue_log, offset), 1),

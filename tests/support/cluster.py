@@ -23,6 +23,7 @@ from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.desks.phones import PhoneKind
 from telephony.desks.service import assign_desk
+from telephony.kamailio import CARRIER_MARK_HEADER, CARRIER_MARK_VALUE
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.lab.cluster import Cluster, cluster_settings, running_cluster
@@ -31,6 +32,8 @@ from tests.support.db import fetch, owner_dsn
 from tests.support.polling import eventually
 from tests.support.web import CHEAP_HASHER
 
+# What the front adds to each INVITE it relays from the carrier (telephony/kamailio/).
+FRONT_MARK = {CARRIER_MARK_HEADER: CARRIER_MARK_VALUE}
 # Operators' skills: every queue (the overflow queue all-operators included).
 ALL_SKILLS = {"general": 5, "medical": 5, "fire": 5, "security": 5, "disaster": 5}
 
@@ -114,21 +117,26 @@ async def bearer(http: aiohttp.ClientSession, node: Settings, username: str, pas
 
 
 def front_callers(cluster: Cluster, caller_id: str, *, calls: int, rate: float,
-                  talk_seconds: float = 3.0) -> sipp.Sipp:
-    """The carrier's callers at the front: each presses 3 (information) and stays."""
+                  talk_seconds: float = 3.0, trace_messages: bool = False) -> sipp.Sipp:
+    """The carrier's callers at the front, from the carrier's address: each presses 3
+    (information) and stays."""
     host, port = cluster.front.kamailio_host, cluster.front.kamailio_port
     return sipp.caller(host, port, caller_id=caller_id, numbered=True, calls=calls, rate=rate,
-                       dtmf="3", talk_seconds=talk_seconds)
+                       dtmf="3", talk_seconds=talk_seconds, host=cluster.front.carrier_address,
+                       trace_messages=trace_messages)
 
 
 def node_callers(node: Settings, caller_id: str, *, calls: int = 1, rate: float = 1.0,
-                 talk_seconds: float = 3.0, talking: bool = False) -> sipp.Sipp:
-    """The carrier's callers straight at one node (the carrier's address, as the front's
-    relayed calls come): each presses 3 (information) and stays, sending audio all the while
-    if ``talking`` (G.711, sipp's pcap), else silent."""
+                 talk_seconds: float = 3.0, talking: bool = False, dtmf: str = "3",
+                 dtmf_delay: float = 1.0) -> sipp.Sipp:
+    """The carrier's callers straight at one node, as the front relays them (from the front's
+    address, with its carrier mark): each presses ``dtmf`` (3, information) ``dtmf_delay`` s
+    after the answer and stays, sending audio all the while if ``talking`` (G.711, sipp's
+    pcap), else silent."""
     return sipp.caller(node.sip_host, node.sip_port, caller_id=caller_id, numbered=True,
-                       calls=calls, rate=rate, dtmf="3", talk_seconds=talk_seconds,
-                       audio=talking, continuous=talking)
+                       calls=calls, rate=rate, dtmf=dtmf, dtmf_delay=dtmf_delay,
+                       talk_seconds=talk_seconds, audio=talking, continuous=talking,
+                       host=node.kamailio_host, headers=FRONT_MARK)
 
 
 async def ended_calls(dsn: str, caller_prefix: str, count: int, within: float = 40.0,

@@ -64,7 +64,7 @@ def test_nodes_are_read_from_text_and_lists(tmp_path: Path) -> None:
     ("cluster_nodes", "node-1=127.0.0.3:5060:4573"),  # not a systemname
     ("cluster_nodes", "b=127.0.0.3 x:5060:4573"),
     ("cluster_nodes", "b=10.0.0.3:5060:4573"),  # its Asterisk could not reach our FastAGI
-    ("cluster_nodes", "b=127.0.0.1:5062:4573"),  # the carrier's address: taken for it
+    ("cluster_nodes", "b=127.0.0.1:5062:4573"),  # the carrier's address: it would pass for it
     ("asterisk_systemname", "Node1"),
     ("asterisk_systemname", "node-1"),  # the dash ends the name in a call id
     ("asterisk_systemname", "node1\nsystemname = x"),
@@ -88,6 +88,14 @@ def test_a_node_must_be_one_of_the_nodes_with_its_own_ports() -> None:
         load_settings(environ={"SIAGA112_CLUSTER_NODES": NODES,
                                "SIAGA112_ASTERISK_SYSTEMNAME": "node1",
                                "SIAGA112_SIP_PORT": "5070"})
+
+
+def test_a_cluster_needs_the_carriers_address_as_an_address() -> None:
+    # The front compares it with a request's source; the nodes' ACL permits it.
+    with pytest.raises(SettingsError, match="carrier_address"):
+        load_settings(environ={}, overrides={"cluster_nodes": NODES,
+                                             "carrier_address": "sbc.carrier.example"})
+    assert load_settings(environ={}, overrides={"carrier_address": "sbc.carrier.example"})
 
 
 def test_a_node_outside_loopback_is_taken_once_agi_allows_it() -> None:
@@ -149,6 +157,25 @@ def test_the_front_is_rendered_from_the_settings(site: Settings, tmp_path: Path)
     assert "node=$avp(node)" in text and text.count("$avp(node) = $du;") == 2
 
 
+def test_the_front_marks_the_carriers_calls_and_strips_the_mark_from_all_others(
+        site: Settings, tmp_path: Path) -> None:
+    settings = replace(site, kamailio_host="10.0.0.10", carrier_address="192.0.2.7",
+                       cluster_nodes=nodes("n1=10.0.0.11:5060:4573"))
+    text = install_kamailio_config(settings, tmp_path / "front").read_text()
+    mark = 'append_hf("X-Siaga112-Carrier: trunk\\r\\n");'
+    routing = text[text.index("request_route {"):text.index("route[IN_DIALOG] {")]
+    # Whoever sent a mark, it is gone before any request is routed anywhere (relayed in a
+    # call, to a phone, to a node) or answered.
+    strip = routing.index('remove_hf("X-Siaga112-Carrier");')
+    assert strip < routing.index("route(") and strip < routing.index("t_relay")
+    assert 'if (is_method("INVITE") && $si == "192.0.2.7") {\n\t\troute(TO_NODE);' in routing
+    # ...and put on the carrier's INVITEs alone (only TO_NODE sends to a node), before they
+    # are relayed; the failure route's next node gets the same request.
+    assert text.count(mark) == 1 and text.count("route(TO_NODE)") == 1
+    to_node = text[text.index("route[TO_NODE] {"):text.index("failure_route[NEXT_NODE] {")]
+    assert mark in to_node and to_node.index(mark) < to_node.index("t_relay()")
+
+
 def test_the_front_takes_browser_phones_over_its_websocket(site: Settings, tmp_path: Path
                                                            ) -> None:
     settings = replace(site, kamailio_host="10.0.0.10", kamailio_ws_port=8443,
@@ -196,9 +223,10 @@ def test_a_nodes_settings_reach_its_line_server_whole(tmp_path: Path) -> None:
     for node in nodes:
         assert node.cluster_nodes == front.cluster_nodes
         assert load_settings(environ=settings_environment(node)) == node
-    # Each node on an address of its own: a PUBLISH from the carrier's address (the front's
-    # in the lab) would be taken for the carrier's.
-    assert len({node.sip_host for node in nodes} | {front.carrier_address}) == 3
+    # Each node, the front and the carrier on an address of its own, as on a site: every call
+    # through the front shows the nodes know the carrier by the front's mark, not by address.
+    assert len({node.sip_host for node in nodes}
+               | {front.carrier_address, front.kamailio_host}) == 4
     # Browsers register at the front's WebSocket; each node's media for them on its own
     # address, on loopback only.
     for node in nodes:

@@ -61,6 +61,51 @@ def test_a_node_publishes_its_operators_state_to_each_peer_and_takes_theirs(
     assert "#include pjsip_cluster.conf" in conf["pjsip.conf"]
 
 
+CARRIER_BY_ADDRESS = "[carrier]\ntype = identify\nendpoint = carrier\nmatch = 192.0.2.7\n"
+CARRIER_BY_MARK = ("[carrier]\ntype = identify\nendpoint = carrier\n"
+                   "match_header = X-Siaga112-Carrier: trunk\n")
+
+
+def test_a_node_behind_the_front_knows_the_carrier_by_the_fronts_mark_alone(
+        tmp_path: Path) -> None:
+    settings = node(tmp_path, asterisk_systemname="a", sip_host="10.0.0.11",
+                    carrier_address="192.0.2.7", kamailio_host="10.0.0.10",
+                    cluster_nodes="a=10.0.0.11:5060:4573,b=10.0.0.12:5060:4573",
+                    agi_allowed_peers="10.0.0.0/24")
+    conf = rendered(settings, tmp_path)
+    # Every request the front relays has its address: the carrier's calls by its mark.
+    assert CARRIER_BY_MARK in conf["pjsip.conf"] and "match = 192.0.2.7" not in conf["pjsip.conf"]
+    cluster = conf[CLUSTER_CONF]
+    # The mark before anything else (a request from the front is no peer's, nor the line's).
+    assert "[global](+)\nendpoint_identifier_order = header,ip,username,anonymous\n" in cluster
+    # The carrier endpoint by the mark alone (not by a From user "carrier"), and only from the
+    # front and the carrier itself (its requests within a call): a forged mark from anywhere
+    # else leaves the request unidentified.
+    assert ("[carrier](+type=endpoint)\nidentify_by = header\n"
+            "deny = 0.0.0.0/0.0.0.0,::/0\npermit = 10.0.0.10,192.0.2.7\n") in cluster
+    # The front's own requests (its probes, unmarked) are the front's, from its address and
+    # port: answered, never challenged (its dispatcher would take a 401 for a dead node).
+    assert ("[siaga112-front]\ntype = identify\nendpoint = siaga112-front\n"
+            "match = 10.0.0.10:5080\n") in cluster
+    assert "[siaga112-front]\ntype = endpoint\ntransport = transport-udp\n" \
+           "context = siaga112-peer\n" in cluster
+    # Before the peers' sections, which are unchanged.
+    assert cluster.index("[carrier](+") < cluster.index("[peer-b]")
+    # A front on the carrier's own address: permitted once; a node alone behind a front too.
+    alone = node(tmp_path, asterisk_systemname="a", sip_host="10.0.0.11",
+                 kamailio_host="192.0.2.7", carrier_address="192.0.2.7",
+                 cluster_nodes="a=10.0.0.11:5060:4573", agi_allowed_peers="10.0.0.0/24")
+    conf = rendered(alone, tmp_path)
+    assert CARRIER_BY_MARK in conf["pjsip.conf"]
+    assert "\npermit = 192.0.2.7\n" in conf[CLUSTER_CONF] and "peer-" not in conf[CLUSTER_CONF]
+
+
+def test_a_single_node_knows_the_carrier_by_its_address_as_before(tmp_path: Path) -> None:
+    conf = rendered(node(tmp_path, carrier_address="192.0.2.7"), tmp_path)
+    assert CARRIER_BY_ADDRESS in conf["pjsip.conf"] and "X-Siaga112" not in conf["pjsip.conf"]
+    assert "(+" not in conf[CLUSTER_CONF] and "carrier" not in conf[CLUSTER_CONF]
+
+
 def test_the_dialplan_tries_the_first_peers_line_server_with_the_sites_secret(
         tmp_path: Path) -> None:
     settings = node(tmp_path, asterisk_systemname="a", agi_secret="s" * 20,

@@ -63,3 +63,13 @@ def test_numbered_callers_each_get_a_caller_id_of_their_own() -> None:
     numbered = sipp.render_caller(caller_id="08991", numbered=True)
     assert "sip:08991@" in plain.xml and "sip:08991[call_number]@" not in plain.xml
     assert "sip:08991[call_number]@" in numbered.xml
+
+
+def test_extra_headers_go_into_the_invite_and_nothing_spliced() -> None:
+    # The cluster lab's calls straight at a node carry the front's carrier mark.
+    scenario = sipp.render_caller(caller_id="08991", headers={"X-Siaga112-Carrier": "trunk"})
+    invite = scenario.xml[:scenario.xml.index("]]>")]
+    assert "\n      X-Siaga112-Carrier: trunk\n" in invite
+    for name, value in (("X-A\nVia", "x"), ("X-A:", "x"), ("X-A", "x\r\nVia: y"), ("X-A", "<x>")):
+        with pytest.raises(ValueError):
+            sipp.render_caller(caller_id="08991", headers={name: value})
