@@ -87,8 +87,10 @@ async def supersede(connection: asyncpg.Connection, stuck: set[str]) -> int:
     after all (its spool replayed, its queue_log backfilled). Once every such record has ended,
     the lost record is deleted, and if the node's record ended without a hang-up seen
     (vanished, and cut by nothing else) it takes on the lost one's reason: the call was lost
-    with its node. A lost record something else already points at (an incident, a call-back)
-    stays, logged once (``stuck`` remembers it). Returns how many gave way."""
+    with its node. Its post-call score goes with it: the screening's upkeep scores every ended
+    call, the lost record too, and scores the node's record in turn. A lost record a person
+    already acted on (an incident, a label, a call-back closed) stays, logged once (``stuck``
+    remembers it). Returns how many gave way."""
     rows = await connection.fetch(
         """
         SELECT l.call_id, l.sip_call_id, l.hangup_cause_text FROM calls l
@@ -106,6 +108,8 @@ async def supersede(connection: asyncpg.Connection, stuck: set[str]) -> int:
             continue
         try:
             async with connection.transaction():
+                await connection.execute("DELETE FROM call_screening WHERE call_id = $1",
+                                         call_id)
                 await connection.execute(
                     "DELETE FROM calls WHERE call_id = $1 AND cut_reason = 'node_lost'", call_id)
                 await connection.execute(
@@ -119,7 +123,7 @@ async def supersede(connection: asyncpg.Connection, stuck: set[str]) -> int:
         except asyncpg.ForeignKeyViolationError:
             stuck.add(call_id)
             log.warning("lost call %s: its node recorded it after all, but it is referenced "
-                        "(incident, call-back): both records stay", call_id)
+                        "(incident, label, call-back): both records stay", call_id)
             continue
         deleted += 1
     return deleted

@@ -58,7 +58,8 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "call_labels": (S, INS),
     "call_legs": (S, INS, U),
     "call_outcomes": (S,),  # view
-    "call_screening": (S, INS, U),
+    # DELETE: a lost call's record gives way with its post-call score (0026).
+    "call_screening": (S, INS, U, D),
     "callback_closures": (S, INS),
     # DELETE: a record a line made of a lost call gives way to the node's own (0026).
     "calls": (S, INS, U, D),

@@ -133,7 +133,12 @@ async def test_a_nodes_own_record_arriving_late_takes_the_lost_ones_place(
     try:
         lost = {r["sip_call_id"]: r["call_id"] for r in await line.fetch(
             "SELECT call_id, sip_call_id FROM calls WHERE cut_reason = 'node_lost'")}
-        # A supervisor closed one's call-back entry meanwhile: that one is kept, whatever comes.
+        # The screening's upkeep scored the ended lost record of one (it scores every ended
+        # call): that does not keep it. A supervisor closed the other's call-back entry
+        # meanwhile: that one is kept, whatever comes.
+        await line.execute(
+            "INSERT INTO call_screening (call_id, looked_silent, post_score, post_reasons) "
+            "VALUES ($1, false, 0.1, '[]')", lost["late@carrier"])
         await line.execute(
             "INSERT INTO callback_closures (call_id, closed_by, reason) "
             "VALUES ($1, 'sup', 'reached')", lost["held@carrier"])
