@@ -101,12 +101,10 @@ def exit_reason(returncode: int | None) -> str:
 
 
 def child_environment() -> dict[str, str]:
-    """The line's environment, with the tree the line's own code came from first on the
-    path: the child runs the same code (a work tree, not an installed copy)."""
-    root = str(Path(__file__).resolve().parents[1])
+    """The line's environment, with the line's own import path in front: the child imports
+    the same code the line runs (a work tree, an installed copy, a test's path alike)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [root, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)])
+    env["PYTHONPATH"] = os.pathsep.join(entry or str(Path.cwd()) for entry in sys.path)
     return env
 
 

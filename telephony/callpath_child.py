@@ -374,6 +374,7 @@ async def serve(start: Start, rest: list[object], decoder: FrameDecoder, out: in
             log.exception("the call path could not start")
         reason = os.strerror(errno) if errno else str(exc)
         channel.send(StartFailed(errno, reason))
+        stop.set()  # what follows is this process's own end, not the line's
         if database is not None:
             await database.close()
         await channel.close()
