@@ -239,6 +239,8 @@ class CallPath:
             return
         supervisor.cancel()
         await asyncio.wait([supervisor])
+        if not supervisor.cancelled() and supervisor.exception() is not None:
+            log.error("the call path's watch had failed: %s", supervisor.exception())
         child, self._child = self._child, None
         if child is None:  # between a failed child and its replacement
             return
@@ -326,7 +328,7 @@ class CallPath:
                 await asyncio.sleep(delay)
             try:
                 return await self._spawn()
-            except LineStartError as exc:
+            except Exception as exc:  # whatever it was, the line must go on trying
                 failures += 1
                 log.error("the call path process could not start again, next try in %g s: %s",
                           restart_delay(failures), exc)

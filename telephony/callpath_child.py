@@ -343,6 +343,17 @@ async def send_figures(channel: Channel, figures: FigureBatch) -> None:
                                 + len(batch.stalls) + len(batch.probe))
 
 
+async def refuse(channel: Channel, stop: asyncio.Event, database: Database | None,
+                 failed: StartFailed) -> int:
+    """Tell the line why this process cannot serve, and end it: the exit status."""
+    channel.send(failed)
+    stop.set()  # what follows is this process's own end, not the line's
+    if database is not None:
+        await database.close()
+    await channel.close()
+    return 1
+
+
 async def serve(start: Start, rest: list[object], decoder: FrameDecoder, out: int) -> int:
     """Listen, serve until the line (or SIGTERM) says stop, drain; the exit status."""
     loop = asyncio.get_running_loop()
@@ -367,18 +378,14 @@ async def serve(start: Start, rest: list[object], decoder: FrameDecoder, out: in
         for name in start.instrument:
             importlib.import_module(name).instrument()
         agi = fastagi_server(settings, database, surveys, figures)
-        await agi.start()
     except Exception as exc:
-        errno = exc.errno if isinstance(exc, OSError) else None
-        if errno is None:
-            log.exception("the call path could not start")
-        reason = os.strerror(errno) if errno else str(exc)
-        channel.send(StartFailed(errno, reason))
-        stop.set()  # what follows is this process's own end, not the line's
-        if database is not None:
-            await database.close()
-        await channel.close()
-        return 1
+        log.exception("the call path could not start")
+        return await refuse(channel, stop, database, StartFailed(None, str(exc)))
+    try:
+        await agi.start()
+    except OSError as exc:  # the address is taken, or not this machine's
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return await refuse(channel, stop, database, StartFailed(exc.errno, reason))
     channel.send(Listening(agi.port))
     # What this process built lives as long as it does: out of every later collection.
     gc.freeze()
