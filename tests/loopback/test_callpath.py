@@ -54,6 +54,17 @@ async def test_the_fastagi_socket_is_the_call_path_process_s(line_settings: Sett
         assert not holds_listener(os.getpid(), line.callpath.port)
         await served_by_the_ivr(line.callpath.port)
         assert line.callpath.serving
+        registry = line.metrics.registry
+
+        async def exported() -> bool | None:
+            # The session the fake Asterisk closed, and the IVR loop's stalls, as the line's.
+            sessions = registry.get_sample_value("siaga112_agi_session_seconds_count",
+                                                 {"route": "ivr", "outcome": "hangup"})
+            stalls = registry.get_sample_value("siaga112_event_loop_stall_seconds_count",
+                                               {"loop": "callpath"})
+            return True if sessions == 1 and stalls else None
+
+        await eventually("the call path's figures in the line's metrics", exported, within=10)
     assert not alive(pid)
 
 
