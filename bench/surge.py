@@ -24,9 +24,9 @@ Printed:
 * the event loops' longest stalls during the surge (a probe task sleeping 5 ms on each loop,
   its overshoot: max and p99): the FastAGI IVR's own loop (what a caller's AGI reply waits at
   worst) and the main loop (AMI reads, the recorder, HTTP and reports);
-* CPU seconds of Asterisk, of this process (the line: IVR + AMI listener + recorder, plus the
-  bench's little bookkeeping), of PostgreSQL and of sipp (the load generator), over the surge
-  and until the database holds every call as ended.
+* CPU seconds of Asterisk, of this process (the line: AMI listener + recorder + HTTP, plus the
+  bench's little bookkeeping), of the line's IVR process, of PostgreSQL and of sipp (the load
+  generator), over the surge and until the database holds every call as ended.
 
 With ``--history N`` the database first gets N calls of generated history (bench/history.py),
 and with ``--report-during`` a supervisor's 31-day shift report is asked for back to back in the
@@ -54,7 +54,7 @@ import resource
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -106,6 +106,7 @@ class CpuSample:
 
     asterisk: float
     ours: float
+    callpath: float  # the line's IVR process (telephony/callpath_child.py)
     postgres: float
     sipp_uas: float
     children: float  # reaped child processes: the sipp callers once they have exited
@@ -162,7 +163,7 @@ def _asterisk_pid(lab: Lab) -> int | None:
         return None
 
 
-def sample_cpu(lab: Lab, cluster: EmbeddedPostgres, uas: Sipp) -> CpuSample:
+def sample_cpu(lab: Lab, cluster: EmbeddedPostgres, uas: Sipp, line: Line) -> CpuSample:
     """What every party has used so far."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -170,6 +171,7 @@ def sample_cpu(lab: Lab, cluster: EmbeddedPostgres, uas: Sipp) -> CpuSample:
     return CpuSample(
         asterisk=_process_cpu(_asterisk_pid(lab)),
         ours=own.ru_utime + own.ru_stime,
+        callpath=_process_cpu(line.callpath.pid),
         postgres=_postgres_cpu(cluster.data_dir),
         sipp_uas=_process_cpu(uas_pid),
         children=children.ru_utime + children.ru_stime,
@@ -303,7 +305,7 @@ class LiveFigures:
     """What the live probes measured during the surge."""
 
     wallboard_lags: list[float]
-    callpath_stalls: list[float]  # the FastAGI IVR's own loop (telephony/callpath.py)
+    callpath_stalls: list[float]  # the FastAGI IVR's own process (telephony/callpath_child.py)
     ami_stalls: list[float]  # the AMI listener's and recorder's (telephony/ami/threaded.py)
     main_stalls: list[float]  # the loop of HTTP, the reports and the services
 
@@ -326,6 +328,7 @@ class LiveProbes:
     ami_stalls: list[float]
     main_stalls: list[float]
     probes: list[asyncio.Future[None] | concurrent.futures.Future[None]]
+    stop_callpath_probe: Callable[[], None]
 
     @classmethod
     def start(cls, line: Line) -> LiveProbes:
@@ -336,16 +339,16 @@ class LiveProbes:
         main: list[float] = []
         probes: list[asyncio.Future[None] | concurrent.futures.Future[None]] = [
             asyncio.create_task(_stall_probe(main), name="loop-stall-probe")]
-        if line.callpath.loop is not None:
-            probes.append(asyncio.run_coroutine_threadsafe(_stall_probe(callpath),
-                                                           line.callpath.loop))
+        # The IVR's process runs the same probe on its loop and sends the stalls back.
+        stop_callpath_probe = line.callpath.probe_stalls(STALL_PROBE_SECONDS, callpath.append)
         if line.listener.thread.loop is not None:
             probes.append(asyncio.run_coroutine_threadsafe(_stall_probe(ami),
                                                            line.listener.thread.loop))
-        return cls(board, callpath, ami, main, probes)
+        return cls(board, callpath, ami, main, probes, stop_callpath_probe)
 
     def stop(self) -> None:
         self.board.active = False
+        self.stop_callpath_probe()
         for probe in self.probes:
             probe.cancel()
 
@@ -614,7 +617,8 @@ def report(outcome: Outcome, talk: float) -> int:
           f"{'per call':>9}")
     for name, used in (
         ("Asterisk", after.asterisk - before.asterisk),
-        ("line (IVR+AMI+recorder, 1 process)", after.ours - before.ours),
+        ("line (AMI+recorder+HTTP, main process)", after.ours - before.ours),
+        ("line's IVR process", after.callpath - before.callpath),
         ("PostgreSQL", after.postgres - before.postgres),
         ("sipp callers (load generator)", after.children - before.children),
         ("sipp operator UAS (load generator)", after.sipp_uas - before.sipp_uas),
@@ -665,7 +669,7 @@ async def surge(
 
         log_offset = lab.messages_log.stat().st_size if lab.messages_log.exists() else 0
         since = datetime.now(UTC) - timedelta(seconds=1)
-        before = sample_cpu(lab, cluster, uas)
+        before = sample_cpu(lab, cluster, uas, line)
         live = LiveProbes.start(line)
         reporting = ReportLoad.start(line) if report_during else None
         surge_started = time.monotonic()
@@ -683,7 +687,7 @@ async def surge(
             line, since, [g.caller_id for g in groups], placed, SETTLE_SECONDS)
         # Sampled before the line stops: PostgreSQL's backends are still alive, and the
         # line's own shutdown is not part of the surge.
-        after = sample_cpu(lab, cluster, uas)
+        after = sample_cpu(lab, cluster, uas, line)
         lags = await recording_lags(line, [str(r["call_id"]) for r in rows])
         return Outcome(
             groups, results, sum(operator_counts), rows, surge_seconds, settle_seconds,

@@ -1,6 +1,6 @@
 """Composition root: builds the line's services from the settings and runs them together.
 
-``serve`` = the FastAGI IVR (on a thread and loop of its own) + the AMI listener and the
+``serve`` = the FastAGI IVR (in a process of its own) + the AMI listener and the
 recorder that writes call facts to PostgreSQL (or its spool), on a second thread and loop of
 their own + the recordings worker that pairs, processes and stores Asterisk's
 call recordings + the incident upkeep (an incident for each answered call, notifications) +
@@ -18,6 +18,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,9 @@ AMI_POOL_SIZE = 4
 # before they open, and two line servers of a cluster may start together; concurrent GRANTs
 # and the shift roster's rewrite would collide.
 PREPARE_LOCK = 0x5161_6761_0112
+# How long the main thread may keep the interpreter's lock once the AMI thread asks for it
+# (Python's default is 5 ms): the AMI reads wait at most this for Python code on the main loop.
+SWITCH_INTERVAL = 0.001
 
 
 @dataclass
@@ -396,6 +400,7 @@ async def start_recording(settings: Settings, stack: contextlib.AsyncExitStack, 
     Asterisk's queue_log (every resync first records the calls the queue_log holds that the
     line missed; the metrics count them and the recordings no call owns). The listener is
     started later (:func:`start_line`), its stop registered then."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
     thread = LoopThread("ami")
     await thread.start()
     # Last of the AMI side on the way out: what was started on it has stopped by then.
@@ -430,12 +435,11 @@ async def start_recording(settings: Settings, stack: contextlib.AsyncExitStack, 
 
 
 def call_path(settings: Settings, metrics: LineMetrics, stalls: LoopStalls, *,
-              menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig],
               surveys: SurveyService) -> CallPath:
-    """The IVR on a thread and loop of its own (telephony/callpath.py), not yet started; the
-    stalls of its loop are measured."""
-    return CallPath(settings, menus=menus, scoring=scoring, surveys=surveys,
-                    observer=AgiTimings(metrics.registry), stalls=stalls)
+    """The IVR in a process of its own (telephony/callpath.py), not yet started; its AGI
+    timings and the stalls of its loop are the line's metrics."""
+    return CallPath(settings, surveys=surveys, observer=AgiTimings(metrics.registry),
+                    stalls=stalls)
 
 
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
@@ -472,8 +476,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                             SurveyConfig.from_settings(settings))
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
-    callpath = call_path(settings, metrics, stalls, menus=menus, scoring=scoring,
-                         surveys=surveys)
+    callpath = call_path(settings, metrics, stalls, surveys=surveys)
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))

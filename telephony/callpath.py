@@ -1,52 +1,76 @@
-"""The call path's own thread and event loop (a :class:`~telephony.core.threads.LoopThread`):
-the FastAGI server (the IVR, and the route the caller-rating callbacks run on) lives there, so
-a caller's AGI replies never wait behind the HTTP API, reports and the console, which share
-the line's main loop, nor behind the AMI listener and the recorder, which have a thread and
-loop of their own (telephony/ami/threaded.py).
+"""The call path in a process of its own (telephony/callpath_child.py), as the line sees it:
+started, watched, restarted and stopped from the main loop.
 
-A thread rather than a process, because the IVR needs little of the line: its own database
-pool for the prank score, and the watched menu and screening files. The one thing it needs
-from the main loop, a survey's answer, crosses over with :func:`in_loop`. Two costs are bounded
-instead: Python code on the main loop can hold the interpreter's lock only up to a switch
-interval (set to 1 ms here) once this thread asks for it, and the thread asks the kernel for
-real-time priority (``callpath_rt_priority``) so that a machine saturated by Asterisk in a surge
-does not leave it waiting for a core.
+A process rather than a thread: a thread of the line shares the interpreter's lock and the
+garbage collector with HTTP, the reports, the console, the AMI listener and the recorder, and
+a caller's AGI reply waited behind them (a surge with a monthly report held the IVR's loop up
+to 104 ms, where 20 ms is the bound). The IVR needs little of the line: a database pool of its
+own, the watched menu and screening files, and a survey's answers, which cross the pipe.
+
+Started with ``asyncio``'s subprocess support running ``python -m telephony.callpath_child``,
+not :mod:`multiprocessing`: the child imports only the call path (a ``spawn`` child re-imports
+the parent's ``__main__``, which is pytest's or a benchmark's), the line reads its frames and
+sees it exit on the event loop it already runs (no blocking ``recv`` on a thread), and the
+child's stdin closing is a parent-death signal for free.
+
+How it fails: the child dies with the line (``PR_SET_PDEATHSIG`` and its stdin's end); a child
+that ends, or sends nothing for :data:`HANG_SECONDS`, is killed and started again with one log
+line, later and later if it keeps failing (:func:`restart_delay`). Meanwhile Asterisk finds no
+FastAGI server and the dialplan fails open. Nothing of the line waits on the child: frames are
+read and written by the event loop, and a survey's question is answered on the main loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
-import threading
-from dataclasses import replace
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
 
-from ivr.flow import run_ivr
-from ivr.menu import IvrMenu
-from telephony.agi.channel import OPENED_BY_MENU, OPENING, AgiChannel
-from telephony.agi.server import AgiObserver, AgiSession, FastAgiConfig, FastAgiServer
+from telephony.agi.server import AgiObserver
+from telephony.callpath_wire import (
+    CHILD_MESSAGES,
+    Answer,
+    Figures,
+    FrameDecoder,
+    Listening,
+    LogLine,
+    Probe,
+    Start,
+    StartFailed,
+    Stop,
+    SurveyCall,
+    WireError,
+    encode,
+)
 from telephony.core.errors import SiagaError
-from telephony.core.threads import LoopThread, in_loop
-from telephony.core.watched import WatchedFile
-from telephony.db.connection import Database
+from telephony.db.connection import DatabaseUnavailable
 from telephony.metrics.loops import LoopStalls
-from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
-from telephony.screening.score import ScoreConfig
-from telephony.screening.service import ScreeningService
 from telephony.settings import Settings
-from telephony.surveys.route import SurveyAnswers, SurveyApplication
-from telephony.surveys.store import Survey
+from telephony.surveys.route import SurveyAnswers
 
 log = logging.getLogger("telephony.callpath")
 
-# The IVR's pool: one pre-queue history query per arriving call, a few milliseconds each, so a
-# handful of connections carries a surge.
-CALLPATH_POOL_SIZE = 4
-# How long the main thread may keep the interpreter's lock once the call path asks for it
-# (Python's default is 5 ms): the call path's replies wait at most this for Python code on the
-# main loop. The call path itself rarely runs long, so the switches this asks for are few.
-SWITCH_INTERVAL = 0.001
+CHILD_MODULE: Final = "telephony.callpath_child"
+# From starting the process to its FastAGI server listening: the interpreter and the IVR's
+# imports take well under a second; a loaded machine may take several.
+START_SECONDS: Final = 30.0
+# A child that sends nothing (not even its figures, every 0.2 s) for this long is hung.
+HANG_SECONDS: Final = 5.0
+# How often the supervisor looks; a look that comes this much late was the line's own stall,
+# not the child's, and decides nothing.
+WATCH_SECONDS: Final = 1.0
+LATE_LOOK: Final = 0.5
+# A child that served this long before it failed was not failing at once: restarted at once.
+STABLE_SECONDS: Final = 30.0
+MAX_RESTART_DELAY: Final = 10.0
+# Beyond the drain, how long a stopping child may take to close its pool and exit.
+EXIT_GRACE_SECONDS: Final = 5.0
 
 
 class LineStartError(SiagaError):
@@ -55,169 +79,338 @@ class LineStartError(SiagaError):
     code = "line_start"
 
 
-class IvrApplication:
-    """The FastAGI route ``ivr``: runs the current menu's flow on the caller's channel, with
-    the caller scored for prank screening while the greeting plays."""
+def restart_delay(failures: int) -> float:
+    """Seconds before starting the child again after ``failures`` failures in a row (a child
+    that served :data:`STABLE_SECONDS` resets the count): at once, then 0.5, 1, 2 ... up to
+    :data:`MAX_RESTART_DELAY`, so a child that cannot live does not burn the line's CPU."""
+    if failures <= 1:
+        return 0.0
+    return float(min(MAX_RESTART_DELAY, 0.5 * 2 ** (failures - 2)))
 
-    def __init__(self, menus: WatchedFile[IvrMenu], scoring: PreQueueScoring,
-                 screening_timeout: float) -> None:
-        self._menus = menus
-        self._scoring = scoring
-        self._screening_timeout = screening_timeout
 
-    async def handle(self, session: AgiSession) -> None:
-        """One call. The dialplan passes the line (112/119) as the first AGI argument."""
-        env = session.env
-        line = env.get("agi_arg_1") or env.get("agi_dnid") or ""
-        screener = PreQueueScreener(
-            self._scoring, line, env.get("agi_callerid", ""), self._screening_timeout,
-            call_id=env.get("agi_uniqueid", ""),
-        )
+def exit_reason(returncode: int | None) -> str:
+    """How a child ended, for the log."""
+    if returncode is None:
+        return "ended"
+    if returncode < 0:
         try:
-            await run_ivr(AgiChannel(session), self._menus.current(), line, screener)
-        finally:
-            await screener.close()
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with status {returncode}"
 
 
-class SurveysOnLoop:
-    """The survey service of the main loop, answered from the call path's loop."""
+def child_environment() -> dict[str, str]:
+    """The line's environment, with the line's own import path in front: the child imports
+    the same code the line runs (a work tree, an installed copy, a test's path alike)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(entry or str(Path.cwd()) for entry in sys.path)
+    return env
 
-    def __init__(self, surveys: SurveyAnswers, loop: asyncio.AbstractEventLoop) -> None:
-        self._surveys = surveys
+
+class _Child(asyncio.SubprocessProtocol):
+    """One call path process, from the line's side."""
+
+    def __init__(self, path: CallPath) -> None:
+        self._path = path
+        loop = asyncio.get_running_loop()
         self._loop = loop
+        self._decoder = FrameDecoder(CHILD_MESSAGES)
+        self.transport: asyncio.SubprocessTransport | None = None
+        # Listening, StartFailed, or None when the process ended before saying either.
+        self.started: asyncio.Future[Listening | StartFailed | None] = loop.create_future()
+        # Set when the process has exited and its pipes are closed: its exit status.
+        self.ended: asyncio.Future[int | None] = loop.create_future()
+        self.port: int | None = None
+        self.heard = loop.time()
+        self.listening_since: float | None = None
+        self.questions: set[asyncio.Task[None]] = set()
 
-    async def begin(self, survey_id: int, attempt: int) -> bool:
-        """See :meth:`telephony.surveys.service.SurveyService.begin`."""
-        return await in_loop(self._loop, self._surveys.begin(survey_id, attempt))
+    @property
+    def pid(self) -> int | None:
+        return None if self.transport is None else self.transport.get_pid()
 
-    async def finish(self, survey_id: int, attempt: int, rating: int | None) -> Survey | None:
-        """See :meth:`telephony.surveys.service.SurveyService.finish`."""
-        return await in_loop(self._loop, self._surveys.finish(survey_id, attempt, rating))
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self.transport = transport
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd != 1 or isinstance(data, str):
+            return
+        self.heard = self._loop.time()
+        try:
+            messages = self._decoder.feed(data)
+        except WireError as exc:
+            log.error("the call path process %s sent a bad frame (%s); it is killed", self.pid,
+                      exc)
+            self.kill()
+            return
+        for message in messages:
+            self._path._received(self, message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.started.done():
+            self.started.set_result(None)
+        if not self.ended.done():
+            code = None if self.transport is None else self.transport.get_returncode()
+            self.ended.set_result(code)
+        for question in self.questions:
+            question.cancel()
+
+    def send(self, message: object) -> None:
+        """Queue ``message`` for the child (dropped when it has gone)."""
+        pipe = None if self.transport is None else self.transport.get_pipe_transport(0)
+        if pipe is None or pipe.is_closing() or self.ended.done():
+            return
+        assert isinstance(pipe, asyncio.WriteTransport)
+        pipe.write(encode(message))
+
+    def kill(self) -> None:
+        """SIGKILL, if it still runs."""
+        if self.transport is not None and not self.ended.done():
+            with contextlib.suppress(ProcessLookupError):
+                self.transport.kill()
+
+    async def end(self, within: float) -> None:
+        """Wait up to ``within`` s for the process to exit, kill it if it has not, and
+        release its transport. Always releases, even when cancelled."""
+        try:
+            await asyncio.wait([self.ended], timeout=within)
+        finally:
+            if not self.ended.done():
+                self.kill()
+                await asyncio.wait([asyncio.shield(self.ended)], timeout=EXIT_GRACE_SECONDS)
+            if self.transport is not None:
+                self.transport.close()
 
 
 class CallPath:
-    """The FastAGI server on a thread and event loop of its own (a :class:`LoopThread`).
+    """The FastAGI server in a process of its own, started, watched and stopped from here.
 
-    :meth:`start` returns once the server listens (or raises :class:`LineStartError` when it
-    cannot, with the thread gone); :meth:`stop` lets the sessions in progress finish
-    (``shutdown_drain_seconds``), then ends the thread. Both are called from the main loop.
+    :meth:`start` returns once the child's server listens (or raises
+    :class:`LineStartError`, with no child left); :meth:`stop` lets the sessions in progress
+    finish (``shutdown_drain_seconds``), then ends the child. Both are called from the main
+    loop. In between a child that dies or hangs is replaced. ``instrument`` names modules
+    whose ``instrument()`` the child calls before it serves (tests set it before start).
     """
 
-    def __init__(self, settings: Settings, *, menus: WatchedFile[IvrMenu],
-                 scoring: WatchedFile[ScoreConfig], surveys: SurveyAnswers,
+    def __init__(self, settings: Settings, *, surveys: SurveyAnswers,
                  observer: AgiObserver, stalls: LoopStalls | None = None) -> None:
         self._settings = settings
-        self._menus = menus
-        self._scoring = scoring
         self._surveys = surveys
         self._observer = observer
         self._stalls = stalls
-        self._thread = LoopThread("call-path", prepare=self._raise_priority)
-        self._agi: FastAgiServer | None = None
-        # The call path's own, on its thread: created and closed there.
-        self._database: Database | None = None
-        self._probe: asyncio.Task[None] | None = None
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop | None:
-        """The call path's event loop while it runs (benchmarks probe it)."""
-        return self._thread.loop
+        self.instrument: tuple[str, ...] = ()
+        self._child: _Child | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._probe: tuple[float, Callable[[float], None]] | None = None
 
     @property
     def serving(self) -> bool:
-        """True while the FastAGI server listens (the line's readiness)."""
-        return self._agi is not None and self._agi.serving
+        """True while the child's FastAGI server listens (the line's readiness)."""
+        child = self._child
+        return child is not None and child.port is not None and not child.ended.done()
 
     @property
     def port(self) -> int:
         """The TCP port the FastAGI server bound."""
-        if self._agi is None:
+        child = self._child
+        if child is None or child.port is None:
             raise RuntimeError("the call path is not running")
-        return self._agi.port
+        return child.port
+
+    @property
+    def pid(self) -> int | None:
+        """The call path process's id while there is one."""
+        return None if self._child is None else self._child.pid
 
     async def start(self) -> None:
-        """Start the thread and wait until its FastAGI server listens."""
-        if self._thread.loop is not None:
+        """Start the child and wait until its FastAGI server listens."""
+        if self._supervisor is not None:
             raise RuntimeError("the call path is already running")
-        main = asyncio.get_running_loop()
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-        # A call path stopped may start again (a test takes the IVR down and back up).
-        self._agi = None
-        await self._thread.start()
-        try:
-            self._agi = await self._thread.run(self._serve(main))
-        except BaseException as exc:
-            await self._thread.stop()
-            if not isinstance(exc, OSError):
-                raise
-            # Without it no call reaches the IVR: a taken address stops the line, with one
-            # line that names it.
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise LineStartError(f"FastAGI tidak dapat mendengarkan di "
-                                 f"{self._settings.agi_host}:{self._settings.agi_port}: "
-                                 f"{reason}") from exc
+        child = await self._spawn()
+        self._child = child
+        self._supervisor = asyncio.create_task(self._supervise(child), name="callpath-watch")
 
     async def stop(self) -> None:
-        """Drain the FastAGI sessions and end the thread; a no-op when not running."""
-        if self._thread.loop is None:
+        """Drain the FastAGI sessions and end the child; a no-op when not running."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is None:
             return
-        try:
-            await self._thread.run(self._close())
-        finally:
-            await self._thread.stop()
-
-    def _raise_priority(self) -> None:
-        priority = self._settings.callpath_rt_priority
-        if priority == 0:
+        supervisor.cancel()
+        await asyncio.wait([supervisor])
+        if not supervisor.cancelled() and supervisor.exception() is not None:
+            log.error("the call path's watch had failed: %s", supervisor.exception())
+        child, self._child = self._child, None
+        if child is None:  # between a failed child and its replacement
             return
-        try:
-            # Real-time round robin, not a lower nice value: nice weighs a thread only against
-            # its own session's or cgroup's (Asterisk runs in a session, a container or a
-            # systemd unit of its own), so it cannot put the callers' thread ahead of Asterisk.
-            # The thread spends little CPU; if it ever spun, the kernel's real-time throttling
-            # (sched_rt_runtime_us) still leaves the rest of each second to everyone else.
-            os.sched_setscheduler(threading.get_native_id(), os.SCHED_RR,
-                                  os.sched_param(priority))
-        except OSError as exc:
-            log.warning("call path runs at normal priority, real-time priority %d refused (%s; "
-                        "a container needs CAP_SYS_NICE)", priority, os.strerror(exc.errno or 0))
+        child.send(Stop())
+        await child.end(self._settings.shutdown_drain_seconds + EXIT_GRACE_SECONDS)
 
-    async def _serve(self, main: asyncio.AbstractEventLoop) -> FastAgiServer:
-        """On the call path's loop: build the IVR over a pool of its own and listen."""
+    def probe_stalls(self, interval: float, sample: Callable[[float], None]) -> Callable[[], None]:
+        """Have the child also probe its loop every ``interval`` s, each stall to ``sample``
+        (benchmarks); returns what stops it."""
+        self._probe = (interval, sample)
+        if self._child is not None:
+            self._child.send(Probe(interval))
+
+        def stop() -> None:
+            self._probe = None
+            if self._child is not None:
+                self._child.send(Probe(None))
+
+        return stop
+
+    async def _spawn(self) -> _Child:
+        """A new child, listening; :class:`LineStartError` (and no child) when it cannot."""
         settings = self._settings
-        self._database = database = Database(settings, max_size=CALLPATH_POOL_SIZE)
-        if self._stalls is not None:
-            self._probe = asyncio.create_task(self._stalls.watch("callpath"),
-                                              name="callpath-stalls")
+        loop = asyncio.get_running_loop()
+        child = _Child(self)
+        # From the main loop's thread: the kernel's parent-death signal follows the thread
+        # that started the child, and this one lives as long as the line.
         try:
-            screening = ScreeningService(database, self._scoring, settings.timezone)
-            ivr = IvrApplication(self._menus, screening, settings.screening_timeout_ms / 1000)
-            survey = SurveyApplication(SurveysOnLoop(self._surveys, main))
-            # Every session opens with the GOSUB that lifts the dialplan's first-command
-            # deadline (the menu's routine runs it itself).
-            config = replace(FastAgiConfig.from_settings(settings), opening=OPENING,
-                             opening_implied_by=OPENED_BY_MENU)
-            agi = FastAgiServer(config, {"ivr": ivr.handle, "survey": survey.handle},
-                                observer=self._observer)
-            await agi.start()
+            await loop.subprocess_exec(
+                lambda: child, sys.executable, "-m", CHILD_MODULE, str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
+                env=child_environment())
+        except OSError as exc:
+            raise LineStartError(f"jalur panggilan tidak dapat dijalankan: {exc}") from exc
+        reason = ""
+        try:
+            child.send(Start(settings, logging.getLogger().getEffectiveLevel(),
+                             self.instrument))
+            if self._probe is not None:
+                child.send(Probe(self._probe[0]))
+            try:
+                async with asyncio.timeout(START_SECONDS):
+                    outcome = await asyncio.shield(child.started)
+            except TimeoutError:
+                outcome = None
+                reason = f"tidak siap dalam {START_SECONDS:g} detik"
         except BaseException:
-            await self._release()
+            await child.end(0)
             raise
-        return agi
+        if isinstance(outcome, Listening):
+            return child
+        await child.end(0 if reason else EXIT_GRACE_SECONDS)
+        where = f"{settings.agi_host}:{settings.agi_port}"
+        if isinstance(outcome, StartFailed):
+            if outcome.errno is not None:
+                # Without it no call reaches the IVR: a taken address stops the line, with one
+                # line that names it.
+                raise LineStartError(f"FastAGI tidak dapat mendengarkan di {where}: "
+                                     f"{outcome.reason}")
+            reason = outcome.reason.replace("\n", " ")
+        elif not reason:
+            reason = f"prosesnya berhenti ({exit_reason(child.ended.result())})"
+        raise LineStartError(f"jalur panggilan (FastAGI {where}) tidak dapat dimulai: {reason}")
 
-    async def _close(self) -> None:
-        """On the call path's loop: drain and close the server, then the pool."""
+    async def _supervise(self, child: _Child) -> None:
+        """Replace the child whenever it ends or hangs, until cancelled (by :meth:`stop`)."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while True:
+            reason = await self._watch(child)
+            since = child.listening_since
+            served = 0.0 if since is None else loop.time() - since
+            failures = 1 if served >= STABLE_SECONDS else failures + 1
+            self._child = None
+            log.error("the call path process %s %s; starting another (calls fail open until "
+                      "it listens)", child.pid, reason)
+            await child.end(0)
+            child = await self._respawn(failures)
+            self._child = child
+
+    async def _respawn(self, failures: int) -> _Child:
+        while True:
+            delay = restart_delay(failures)
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                return await self._spawn()
+            except Exception as exc:  # whatever it was, the line must go on trying
+                failures += 1
+                log.error("the call path process could not start again, next try in %g s: %s",
+                          restart_delay(failures), exc)
+
+    async def _watch(self, child: _Child) -> str:
+        """Until ``child`` ends, or hangs (then it is killed): how it went."""
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            done, _ = await asyncio.wait([child.ended], timeout=WATCH_SECONDS)
+            if done:
+                return exit_reason(child.ended.result())
+            now = loop.time()
+            if now - before > WATCH_SECONDS + LATE_LOOK:
+                continue  # the line's own loop was held: the silence may be ours
+            if now - child.heard > HANG_SECONDS:
+                child.kill()
+                await asyncio.wait([child.ended], timeout=EXIT_GRACE_SECONDS)
+                return f"sent nothing for {HANG_SECONDS:g} s (hung) and was killed"
+
+    def _received(self, child: _Child, message: object) -> None:
+        """A frame of ``child``'s (on the main loop)."""
+        if isinstance(message, Figures):
+            self._figures(message)
+        elif isinstance(message, LogLine):
+            _log_from(child, message)
+        elif isinstance(message, SurveyCall):
+            question = asyncio.create_task(self._answer(child, message),
+                                           name="callpath-survey")
+            child.questions.add(question)
+            question.add_done_callback(child.questions.discard)
+        elif isinstance(message, Listening):
+            child.port = message.port
+            child.listening_since = asyncio.get_running_loop().time()
+            if not child.started.done():
+                child.started.set_result(message)
+        elif isinstance(message, StartFailed) and not child.started.done():
+            child.started.set_result(message)
+
+    def _figures(self, figures: Figures) -> None:
+        for route, outcome, seconds in figures.sessions:
+            self._observer.session_ended(route, outcome, seconds)
+        for verb, seconds in figures.commands:
+            self._observer.command_answered(verb, seconds)
+        if self._stalls is not None:
+            for stall in figures.stalls:
+                self._stalls.observe("callpath", stall)
+        if self._probe is not None:
+            for stall in figures.probe:
+                self._probe[1](stall)
+        if figures.dropped:
+            log.warning("the call path process dropped %d figures and log records: the line "
+                        "did not read them in time", figures.dropped)
+
+    async def _answer(self, child: _Child, call: SurveyCall) -> None:
+        """Ask the survey service on the main loop; the answer goes back to ``child``."""
         try:
-            if self._agi is not None:
-                await self._agi.stop()
-        finally:
-            await self._release()
+            if call.finish:
+                await self._surveys.finish(call.survey_id, call.attempt, call.rating)
+                answer = Answer(call.call)
+            else:
+                answer = Answer(call.call, await self._surveys.begin(call.survey_id,
+                                                                      call.attempt))
+        except DatabaseUnavailable as exc:
+            answer = Answer(call.call, unavailable=str(exc))
+        except Exception as exc:
+            log.exception("survey %d attempt %d: the survey service failed", call.survey_id,
+                          call.attempt)
+            answer = Answer(call.call, failed=str(exc))
+        child.send(answer)
 
-    async def _release(self) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            probe.cancel()
-            await asyncio.wait([probe])
-        database, self._database = self._database, None
-        if database is not None:
-            await database.close()
+
+def _log_from(child: _Child, line: LogLine) -> None:
+    """A child's log record, through the line's own loggers and handlers."""
+    logger = logging.getLogger(line.name)
+    if not logger.isEnabledFor(line.level):
+        return
+    record = logger.makeRecord(line.name, line.level, "(call path)", 0, line.message, (), None)
+    record.exc_text = line.exc_text
+    if line.created:
+        record.created = line.created
+        record.msecs = (line.created - int(line.created)) * 1000
+    record.process = child.pid
+    record.processName = "call-path"
+    logger.handle(record)

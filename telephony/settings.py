@@ -151,9 +151,9 @@ class Settings:
     # On SIGTERM the line stops taking FastAGI sessions and lets those in progress finish
     # for this long; the dialplan sends any still running then to the emergency queue.
     shutdown_drain_seconds: float = 10.0
-    # The FastAGI IVR's thread asks the kernel for this real-time round-robin priority (1-99),
+    # The FastAGI IVR's process asks the kernel for this real-time round-robin priority (1-99),
     # so that callers' AGI replies get a core at once when a surge saturates the machine with
-    # Asterisk. Needs root or CAP_SYS_NICE; without it the thread runs at normal priority and
+    # Asterisk. Needs root or CAP_SYS_NICE; without it the process runs at normal priority and
     # says so once. 0: normal priority.
     callpath_rt_priority: int = 10
 

@@ -36,7 +36,8 @@ LAYERED_PACKAGES: Final = ("telephony", "ivr", "recordings")
 LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     # --- root: builds the line from everything below; nothing imports it.
     ("telephony.app", ROOT),
-    ("telephony.callpath", ROOT),  # the FastAGI IVR on its own thread and loop
+    ("telephony.callpath", ROOT),  # starts, watches and stops the FastAGI IVR's process
+    ("telephony.callpath_child", ROOT),  # that process: builds the IVR and serves it
     ("telephony.cli", ROOT),
     ("telephony.__main__", ROOT),
     ("telephony.lab.demo", ROOT),  # runs the whole line against the lab
@@ -45,6 +46,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.agi.protocol", PROTOCOL),
     ("telephony.ami.framing", PROTOCOL),
     ("telephony.settings", PROTOCOL),  # plain values; imports no feature
+    ("telephony.callpath_wire", PROTOCOL),  # the line <-> IVR process messages and frames
     # core's background loop knows the database's outage error, so it sits with the adapters.
     ("telephony.core.loops", ADAPTERS),
     ("telephony.core.threads", ADAPTERS),  # event loops on threads of their own

@@ -29,7 +29,7 @@ milliseconds to a dozen observers and the replies of the services' actions, cros
 by reference, and the spool's order and exactly-once guarantees stay those of one process;
 across processes every fact would be serialized twice and the line would need a protocol and
 a supervisor for a second process. The cost of a thread is the interpreter's lock: Python code
-on the main loop yields it within the switch interval (1 ms, telephony/callpath.py) once this
+on the main loop yields it within the switch interval (1 ms, telephony/app.py) once this
 thread asks, and a main loop that waits (on the database, or blocked in C) does not hold it.
 """
 

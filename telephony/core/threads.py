@@ -1,9 +1,9 @@
 """An event loop on a thread of its own, started, used and stopped from the main loop.
 
-The line runs two besides its main loop: the call path's (the FastAGI IVR,
-telephony/callpath.py) and the AMI listener's (its reading, tracking and recording,
-telephony/ami/threaded.py), so that neither waits behind HTTP, the reports or the console,
-nor behind each other. Whatever a part needs from another loop crosses with :func:`in_loop`
+The line runs one besides its main loop: the AMI listener's (its reading, tracking and
+recording, telephony/ami/threaded.py), so that it does not wait behind HTTP, the reports or
+the console (the call path, the FastAGI IVR, has a process of its own: telephony/callpath.py).
+Whatever a part needs from another loop crosses with :func:`in_loop`
 (a coroutine run there, its result awaited here) or :meth:`LoopThread.call` (a callback run
 there, in the order asked).
 """
@@ -36,8 +36,7 @@ class LoopThread:
     :meth:`stop` ends the loop (tasks still running there are cancelled and awaited, as
     :func:`asyncio.run` does) and joins the thread. All three are called from another loop
     (the main one). A thread stopped may be started again, with a new loop.
-    ``prepare`` runs on the thread before its loop starts (the call path raises its
-    priority there).
+    ``prepare`` runs on the thread before its loop starts.
     """
 
     def __init__(self, name: str, *, prepare: Callable[[], None] | None = None) -> None:

@@ -44,9 +44,8 @@ class WatchedFile(Generic[T]):
         self._describe = describe
         self._value = load(path)
         self._stamp = self._current_stamp()
-        # The call path's thread (telephony/callpath.py) reads the menu and the screening
-        # weights as the main loop does: one reload at a time, and no reader sees the new stamp
-        # with the old value.
+        # Threads may read the value as the main loop does: one reload at a time, and no
+        # reader sees the new stamp with the old value.
         self._reloading = threading.Lock()
 
     def _current_stamp(self) -> tuple[int, int, int] | None:

@@ -2,8 +2,10 @@
 how much later than asked it woke (``siaga112_event_loop_stall_seconds{loop}``).
 
 A late wake is time in which nothing else on that loop ran either: a FastAGI reply, an AMI
-read. The call path's loop is the one a caller waits on (telephony/callpath.py); the AMI
-listener's, the one the wallboard and the call records wait on (telephony/ami/threaded.py).
+read. The call path's loop is the one a caller waits on: it runs in a process of its own
+(telephony/callpath_child.py), which probes itself with :func:`probe` and sends the stalls to
+the line (:meth:`LoopStalls.observe`). The AMI listener's is the one the wallboard and the call
+records wait on (telephony/ami/threaded.py).
 """
 
 from __future__ import annotations
@@ -29,15 +31,20 @@ class LoopStalls:
             "listener's and recorder's; main: the rest)",
             ["loop"], buckets=STALL_BUCKETS, registry=registry)
 
-    async def watch(self, loop_name: str,
-                    sample: Callable[[float], None] | None = None) -> None:
-        """Probe the running loop until cancelled; ``sample`` also gets every stall."""
-        histogram = self._stalls.labels(loop_name)
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(self._interval)
-            stall = max(0.0, loop.time() - before - self._interval)
-            histogram.observe(stall)
-            if sample is not None:
-                sample(stall)
+    async def watch(self, loop_name: str) -> None:
+        """Probe the running loop until cancelled."""
+        await probe(self._interval, self._stalls.labels(loop_name).observe)
+
+    def observe(self, loop_name: str, stall: float) -> None:
+        """A stall another process measured on its loop (the call path's)."""
+        self._stalls.labels(loop_name).observe(stall)
+
+
+async def probe(interval: float, sample: Callable[[float], None]) -> None:
+    """Sleep ``interval`` over and over on the running loop until cancelled; ``sample`` gets
+    each wake's lateness (seconds)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(interval)
+        sample(max(0.0, loop.time() - before - interval))

@@ -6,18 +6,17 @@ ended). Asterisk's res_agi throws away the keys that arrive while it waits for t
 command; a line whose event loop is busy for a moment (a surge, a report) when the 1 comes back
 made that wait long, and the 2 was lost: the caller went to the general emergency queue instead
 of fire. The IVR now asks the whole menu inside one AGI command (the dialplan's
-[siaga112-menu]), so the 2 waits in the channel for the sub-menu's Read().
+[siaga112-menu]), so the 2 waits in the channel for the sub-menu's Read(). (The IVR also has a
+process of its own now, which a surge or a report no longer holds: the test holds that
+process's loop itself.)
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 
-from telephony.agi.protocol import AgiReply
-from telephony.agi.server import AgiSession
 from telephony.app import Line
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
@@ -42,10 +41,6 @@ BASE = Settings(
     ami_reconnect_seconds=0.5,
     db_retry_seconds=0.5,
 )
-# How long the line's event loop is held after a reply that may carry a key (and how long
-# the 2 comes after the 1 arrives well inside it: about 0.19 s).
-STALL_SECONDS = 0.6
-PROMPT_VERBS = frozenset({"STREAM FILE", "GET DATA", "GOSUB"})
 
 
 @pytest.fixture(scope="module")
@@ -59,24 +54,24 @@ def line_operators() -> Mapping[str, Mapping[str, int]]:
 
 
 @pytest.fixture
-def busy_loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """The worst moment, made certain: after every AGI reply that may carry a key, the line's
-    event loop is held (as a surge or a long report holds it) before the IVR can send its next
-    command. Yields the verbs that were held."""
-    held: list[str] = []
-    command = AgiSession.command
+async def busy_loop(line: Line, caplog: pytest.LogCaptureFixture
+                    ) -> AsyncIterator[Callable[[], list[str]]]:
+    """The worst moment, made certain: the IVR's process is started again holding its event
+    loop after every AGI reply that may carry a key (tests/support/held_prompts.py). Yields
+    what tells the holds so far."""
+    await line.callpath.stop()
+    line.callpath.instrument = ("tests.support.held_prompts",)
+    await line.callpath.start()
 
-    async def held_command(self: AgiSession, verb: str, *arguments: str,
-                           **options: bool) -> AgiReply:
-        reply = await command(self, verb, *arguments, **options)
-        if verb in PROMPT_VERBS:
-            held.append(verb)
-            # Blocks the loop on purpose: the stall under test, not a wait for something.
-            time.sleep(STALL_SECONDS)  # noqa: ASYNC251
-        return reply
+    def held() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "tests.held_prompts"]
 
-    monkeypatch.setattr(AgiSession, "command", held_command)
-    yield held
+    try:
+        yield held
+    finally:
+        await line.callpath.stop()
+        line.callpath.instrument = ()
+        await line.callpath.start()
 
 
 async def call(settings: Settings, caller_id: str, dtmf: str, *, delay: float,
@@ -87,7 +82,7 @@ async def call(settings: Settings, caller_id: str, dtmf: str, *, delay: float,
 
 
 async def test_1_during_the_greeting_and_2_right_after_reach_fire_through_a_busy_loop(
-    line: Line, settings: Settings, busy_loop: list[str]
+    line: Line, settings: Settings, busy_loop: Callable[[], list[str]]
 ) -> None:
     caller_id = unique_caller("0815")
     # 0.5 s after the answer the greeting is still playing; the 2 follows the 1 by 50 ms. The
@@ -96,7 +91,7 @@ async def test_1_during_the_greeting_and_2_right_after_reach_fire_through_a_busy
     result = await call(settings, caller_id, "1+2", delay=0.5, stay=16)
     assert result.ok, result.errors
     record = await ended_call(line, caller_id)
-    assert busy_loop, "the stall never happened: the test proves nothing"
+    assert busy_loop(), "the stall never happened: the test proves nothing"
     assert (record.ivr_choice, record.ivr_outcome, record.ivr_skill, record.queue) == (
         "1", "chosen", "fire", "fire")
     assert record.operator == "PJSIP/op1001"
