@@ -20,17 +20,20 @@ from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
 
-UID = "1796449111.57"
-OTHER = "1796449120.60"
+# Ten minutes ago, not a fixed date: the cursor lets a live call older than MAX_PIN go, so
+# lines dated in the past would stop holding it back (this test failed once that date passed).
+T = int(time.time()) - 600
+UID = f"{T}.57"
+OTHER = f"{T + 9}.60"
 ANSWERED = [
-    f"1796449111|{UID}|NONE|NONE|SIAGALINE|112",
-    f"1796449112|{UID}|emergency-general|NONE|ENTERQUEUE||0812555|1",
-    f"1796449115|{UID}|emergency-general|PJSIP/op1008|CONNECT|3|1796449112.58|2",
-    f"1796449119|{UID}|emergency-general|PJSIP/op1008|COMPLETECALLER|3|4|1",
+    f"{T}|{UID}|NONE|NONE|SIAGALINE|112",
+    f"{T + 1}|{UID}|emergency-general|NONE|ENTERQUEUE||0812555|1",
+    f"{T + 4}|{UID}|emergency-general|PJSIP/op1008|CONNECT|3|{T + 1}.58|2",
+    f"{T + 8}|{UID}|emergency-general|PJSIP/op1008|COMPLETECALLER|3|4|1",
 ]
 ABANDONED = [
-    f"1796449121|{OTHER}|medical|NONE|ENTERQUEUE||0812666|1",
-    f"1796449130|{OTHER}|medical|NONE|ABANDON|1|1|9",
+    f"{T + 10}|{OTHER}|medical|NONE|ENTERQUEUE||0812666|1",
+    f"{T + 19}|{OTHER}|medical|NONE|ABANDON|1|1|9",
 ]
 WHOLE_EMPTY = [{"Response": "Success", "EventList": "start"},
                {"Event": "CoreShowChannelsComplete", "ListItems": "0"}]
@@ -63,7 +66,7 @@ async def test_calls_logged_after_the_cursor_are_written_once(
     history: CallHistory, database: Database, tmp_path: Path
 ) -> None:
     log = tmp_path / "queue_log"
-    before_the_line = "1796449000|1796448999.1|fire|NONE|ENTERQUEUE||0811|1"
+    before_the_line = f"{T - 111}|{T - 112}.1|fire|NONE|ENTERQUEUE||0811|1"
     append(log, [before_the_line])
     assert await history.catch_up(WHOLE_EMPTY) is not None  # first start: cursor at the end
     append(log, ANSWERED)
@@ -189,7 +192,7 @@ async def test_the_catch_up_waits_for_the_spool_to_drain(
     history = CallHistory(database, repository, tmp_path / "queue_log", tmp_path / "monitor",
                           spooled=lambda: waiting[0])
     log = tmp_path / "queue_log"
-    append(log, ["1796449000|1796448999.1|fire|NONE|ENTERQUEUE||0811|1"])
+    append(log, [f"{T - 111}|{T - 112}.1|fire|NONE|ENTERQUEUE||0811|1"])
     assert await history.catch_up(WHOLE_EMPTY) is None and history.postponed
     assert await fetch(database, "SELECT * FROM asterisk_log_cursors") == []
     waiting[0] = 0
