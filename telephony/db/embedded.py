@@ -80,6 +80,9 @@ class EmbeddedPostgres:
         and kept beside the superuser's; the owner gives it to the role when it grants."""
         path = self._line_password_file
         if not path.exists():
+            # Asked before the cluster's first start (a line whose database is not up yet):
+            # its parent, /var/lib/siaga112 as root, may not exist on a fresh machine.
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="ascii") as handle:
