@@ -58,6 +58,7 @@ from telephony.cluster.admin_sync import AdminSync
 from telephony.cluster.member_sync import MemberSync
 from telephony.cluster.reconcile import FrontReconciler
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
+from telephony.cluster.wrapup_sync import AGENT_COMPLETE, WrapUpSync
 from telephony.core.threads import LoopThread
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, line_role
@@ -322,6 +323,19 @@ def follow_members(settings: Settings, stack: contextlib.AsyncExitStack,
     return members
 
 
+def share_wrapups(settings: Settings, stack: contextlib.AsyncExitStack,
+                  listener: ThreadedListener, database: Database) -> None:
+    """A cluster node: an operator's wrap-up after a queue call this node carried holds on
+    every other node, and one after another node's call holds here
+    (telephony/cluster/wrapup_sync.py)."""
+    wrapups = WrapUpSync.from_settings(listener, database, settings)
+    if wrapups is None:
+        return
+    listener.subscribe(AGENT_COMPLETE, wrapups.agent_complete)
+    listener.subscribe(FULLY_BOOTED, wrapups.booted)
+    in_background(stack, wrapups.run(), "cluster-wrapups")
+
+
 def start_wallboard(settings: Settings, stack: contextlib.AsyncExitStack, *,
                     listener: ThreadedListener, reports: ReportService,
                     incidents: IncidentServices, callbacks: CallbackService,
@@ -482,6 +496,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     members = follow_members(settings, stack, listener, database)
+    share_wrapups(settings, stack, listener, database)
     tools = start_call_handling(settings, database, stack, listener=listener, menus=menus,
                                 accounts=accounts, incidents=incidents, members=members)
     wallboard = start_wallboard(settings, stack, listener=listener, reports=reports,

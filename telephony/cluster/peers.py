@@ -33,6 +33,13 @@ DEVICE = re.compile(r"PJSIP/[A-Za-z0-9_.+-]{1,64}")
 # A state that adds nothing to a device's aggregate but for nothing else (main/devicestate.c:
 # rank 1 of 0..8, below UNAVAILABLE and NOT_INUSE).
 NO_STATE = "UNKNOWN"
+# A state that makes app_queue take the device for busy (``ringinuse = no``), whatever the
+# other entity ids say (it ranks above NOT_INUSE and UNKNOWN in the aggregate): an operator's
+# wrap-up after a call on another node (telephony/cluster/wrapup.py).
+BUSY_STATE = "INUSE"
+PUBLISHED_STATES = frozenset({NO_STATE, BUSY_STATE})
+# An entity id as Asterisk writes one (six bytes, hex, colons).
+EID = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 def entity_id(systemname: str) -> str:
@@ -91,13 +98,27 @@ class PeerLiveness:
 
 def forget_request(*, device: str, peer: str, target: tuple[str, int],
                    source: tuple[str, int], expires: int = 60) -> bytes:
+    """The SIP PUBLISH that sets ``device``'s state under ``peer``'s entity id to
+    :data:`NO_STATE` (:func:`state_request`)."""
+    return state_request(device=device, state=NO_STATE, eid=entity_id(peer), target=target,
+                         source=source, expires=expires)
+
+
+def state_request(*, device: str, state: str, eid: str, target: tuple[str, int],
+                  source: tuple[str, int], expires: int = 60) -> bytes:
     """The SIP PUBLISH (RFC 3903, event ``asterisk-devicestate``, res_pjsip_publish_asterisk's
-    JSON body) that sets ``device``'s state under ``peer``'s entity id to :data:`NO_STATE`, to
-    this node's Asterisk at ``target`` from the line's socket at ``source``."""
+    JSON body) that sets ``device``'s state under entity id ``eid`` to ``state`` (one of
+    :data:`PUBLISHED_STATES`), to this node's Asterisk at ``target`` from the line's socket at
+    ``source``. The module takes the entity id from the body, whoever sends it: the
+    ``siaga112-line`` publication only accepts this node's own address."""
     if not DEVICE.fullmatch(device):
         raise ValueError(f"not an operator device: {device!r}")
-    body = json.dumps({"type": "devicestate", "device": device, "state": NO_STATE,
-                       "cachable": 1, "eid": entity_id(peer)}, separators=(",", ":"))
+    if state not in PUBLISHED_STATES:
+        raise ValueError(f"not a state the line publishes: {state!r}")
+    if not EID.fullmatch(eid):
+        raise ValueError(f"not an entity id: {eid!r}")
+    body = json.dumps({"type": "devicestate", "device": device, "state": state,
+                       "cachable": 1, "eid": eid}, separators=(",", ":"))
     host, port = target
     src_host, src_port = source
     tag = uuid.uuid4().hex

@@ -18,20 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.originate import printable
-from telephony.cluster.peers import (
-    DEVICE,
-    PeerLiveness,
-    PeerMove,
-    call_id_of,
-    forget_request,
-)
+from telephony.cluster.peers import DEVICE, NO_STATE, PeerLiveness, PeerMove, entity_id
+from telephony.cluster.publish import DeviceState, publish_states
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.cluster.watch")
@@ -122,12 +116,12 @@ class PeerWatch:
         """Make this node's Asterisk forget ``peer``'s states of every queue member's device;
         the number of devices it took."""
         started = time.monotonic()
-        members = await self._ami.send_list_action({"Action": "QueueStatus"})
-        devices = sorted({device for event in members if event.get("Event") == "QueueMember"
-                          and DEVICE.fullmatch(device := printable(
-                              event.get("StateInterface") or event.get("Location")
-                              or event.get("Interface")))})
-        taken = await asyncio.to_thread(self._publish, peer, devices)
+        devices = await member_devices(self._ami)
+        eid = entity_id(peer)
+        taken = sum(await asyncio.to_thread(
+            publish_states, self._own_host, self._sip_port,
+            [DeviceState(device, NO_STATE, eid) for device in devices],
+            reply_timeout=self._reply_timeout))
         log.warning("peer node %s unreachable: its device states of %d operators no longer "
                     "count here (%d taken, %.0f ms)", peer, len(devices), taken,
                     (time.monotonic() - started) * 1000)
@@ -139,29 +133,12 @@ class PeerWatch:
                                      "Module": PUBLISH_MODULE})
         log.warning("peer node %s reachable again: asked for its device state", peer)
 
-    def _publish(self, peer: str, devices: Sequence[str]) -> int:
-        """PUBLISH each device's forgetting; how many Asterisk took (a 2xx reply)."""
-        target = (self._own_host, self._sip_port)
-        with socket.socket(socket.AF_INET6 if ":" in self._own_host else socket.AF_INET,
-                           socket.SOCK_DGRAM) as sock:
-            sock.bind((self._own_host, 0))
-            source = sock.getsockname()[:2]
-            waiting = set()
-            for device in devices:
-                request = forget_request(device=device, peer=peer, target=target,
-                                         source=source)
-                waiting.add(call_id_of(request))
-                sock.sendto(request, target)
-            taken = 0
-            deadline = time.monotonic() + self._reply_timeout
-            while waiting and (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                try:
-                    reply, _ = sock.recvfrom(65535)
-                except TimeoutError:
-                    break
-                call_id = call_id_of(reply)
-                if call_id in waiting and not reply.startswith(b"SIP/2.0 1"):
-                    waiting.discard(call_id)
-                    taken += reply.startswith(b"SIP/2.0 2")
-            return taken
+
+async def member_devices(ami: AmiListActions) -> list[str]:
+    """The operator devices (``PJSIP/...`` state interfaces) of every member of this node's
+    queues (QueueStatus); raises :class:`AmiActionError`."""
+    members = await ami.send_list_action({"Action": "QueueStatus"})
+    return sorted({device for event in members if event.get("Event") == "QueueMember"
+                   and DEVICE.fullmatch(device := printable(
+                       event.get("StateInterface") or event.get("Location")
+                       or event.get("Interface")))})
