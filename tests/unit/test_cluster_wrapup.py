@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import pytest
 
@@ -17,6 +18,9 @@ from telephony.cluster.wrapup import (
     parse_wrapup,
     timed,
 )
+from telephony.cluster.wrapup_sync import WrapUpSync
+from telephony.db.connection import Database
+from tests.support.ami import RecordingAmi
 
 WRAP = WrapUp("node1", "PJSIP/op1001", "information", 6, 1795427811.687069)
 
@@ -148,7 +152,7 @@ def test_the_book_holds_a_bounded_number_of_devices() -> None:
 
 
 def test_the_states_published_under_the_wrapups_own_entity_id() -> None:
-    assert WRAPUP_EID != entity_id("node1")
+    assert entity_id("node1") != WRAPUP_EID
     assert Changes(("PJSIP/op1",), ("PJSIP/op2",)).states() == [
         ("PJSIP/op1", BUSY_STATE), ("PJSIP/op2", NO_STATE)]
     request = state_request(device="PJSIP/op1", state=BUSY_STATE, eid=WRAPUP_EID,
@@ -162,3 +166,39 @@ def test_the_states_published_under_the_wrapups_own_entity_id() -> None:
     with pytest.raises(ValueError, match="not an entity id"):
         state_request(device="PJSIP/op1", state=BUSY_STATE, eid='x","eid":"y',
                       target=("127.0.0.12", 5070), source=("127.0.0.12", 40000))
+
+
+def sync() -> WrapUpSync:
+    """A node2 line's sync, not running: no database or Asterisk is touched."""
+    return WrapUpSync(cast(Database, object()), RecordingAmi(), node="node2",
+                      peers=["node1"], own_host="127.0.0.12", sip_port=5060,
+                      default_seconds=5, clock=lambda: 100.0)
+
+
+def test_a_bad_notification_is_one_log_line_and_holds_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    follower = sync()
+    for payload in ("", "node1 PJSIP/op1001 information 6", "x" * 10_000,
+                    "node1 PJSIP/op1001;evil information 6 1795427811.6",
+                    "node9 PJSIP/op1001 information 6 1795427811.6"):
+        caplog.clear()
+        follower.notified(payload)
+        warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+        assert len(warnings) == 1, caplog.records
+        assert len(warnings[0].getMessage()) < 300
+    # Its own announcement: its own app_queue's business, said nothing about.
+    caplog.clear()
+    follower.notified("node2 PJSIP/op1001 information 6 1795427811.6")
+    assert caplog.records == []
+    follower.notified(WRAP.payload())  # a peer's: held
+    assert follower._holds.held() == ["PJSIP/op1001"]
+
+
+def test_an_agent_complete_is_queued_for_announcing_only_for_an_operator() -> None:
+    follower = sync()
+    follower.agent_complete({"Interface": "Local/1@x", "Queue": "fire"})
+    follower.agent_complete({"Interface": "PJSIP/op1001", "Queue": "fire",
+                             "Timestamp": "1795427811.5"})
+    assert follower._ended.qsize() == 1
+    assert follower._ended.get_nowait() == WrapUp(
+        "node2", "PJSIP/op1001", "fire", 0, 1795427811.5)
