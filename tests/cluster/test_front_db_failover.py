@@ -1,13 +1,13 @@
 """The front's own database work through a PostgreSQL failover (issue 15): Kamailio reads the
-phones' digests (auth_db, the view ``kamailio_subscribers``) from any node and records every
-call it relays (acc, the table ``front_calls``) on the primary, its ``db_url``s listing every
-Patroni node (each on an address of its own, all on one port: telephony/lab/patroni.py).
-With the primary's PostgreSQL killed, a phone registers anew at once (read from the replica);
-once the replica is promoted and the old primary is back as its replica (read-only, and
-first in the list when it is pg1), a carrier call through the front is recorded on the new
-primary, not refused by the old one, and the phone registers again. Without the host list
-(nodes on two ports) the first registration fails; without ``target_session_attrs`` in the
-write URL the call's record is refused by the replica and lost.
+phones' digests (auth_db, the view ``kamailio_subscribers``) and records every call it relays
+(acc, the table ``front_calls``) on whichever node is the primary, its ``db_url`` listing
+every Patroni node (each on an address of its own, all on one port: telephony/lab/patroni.py)
+with ``target_session_attrs=read-write``. With the primary's PostgreSQL killed, a phone
+registers anew at the front once the replica takes writes; once the old primary is back as
+its replica (read-only, and first in the list when it is pg1), a carrier call through the
+front is recorded on the new primary, not refused by the old one. Without the host list
+(nodes on two ports, only the first named) the registration fails while pg1 is down; without
+``target_session_attrs`` the call's record goes to pg1 as a replica, is refused and lost.
 
 No Asterisk here: the front's node is a sipp UAS that answers every INVITE, which is all the
 front needs of a node to relay a call and record it.
@@ -128,15 +128,14 @@ async def test_phones_register_and_calls_are_recorded_through_a_failover(
         replica = next(n.name for n in patroni.nodes if n.name != primary)
         killed = time.monotonic()
         patroni.kill_postgres(primary)
-        # At once, while no node is the primary yet: the digest is read from the replica
-        # (the front's connection to the dead primary is reset to the next node).
-        await asyncio.to_thread(register, front, [USER], host=PHONE_HOST, port=phone_port)
-        log.info("registered anew %.2f s after %s's PostgreSQL was killed",
-                 time.monotonic() - killed, primary)
-
         await eventually(f"{replica} taking writes", lambda: takes_writes(
             patroni, replica, owner), within=60, interval=0.2)
         log.info("%s took writes %.1f s after the kill", replica, time.monotonic() - killed)
+        # The old primary is still down: the front finds its digest on the new one.
+        await asyncio.to_thread(register, front, [USER], host=PHONE_HOST, port=phone_port)
+        log.info("registered anew %.1f s after %s's PostgreSQL was killed",
+                 time.monotonic() - killed, primary)
+
         # Patroni starts the old primary again as the new one's replica: read-only, and
         # first in the front's list of nodes when it is pg1.
         assert await asyncio.to_thread(patroni.wait_settled, 60) == (replica, primary)
