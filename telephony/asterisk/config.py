@@ -9,6 +9,7 @@ settings over it once it connects).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -62,6 +63,8 @@ CONF_DIR = Path(__file__).resolve().parent.parent.parent / "asterisk-conf"
 # pjsip.conf includes the operator phones from this file, which the site owns (the lab writes
 # its sipp phones there); a site's first start gets an empty one so Asterisk loads.
 OPERATORS_CONF = "pjsip_operators.conf"
+
+log = logging.getLogger(__name__)
 
 # Characters that would end a config value early or start a new line or comment.
 _UNSAFE_VALUE = re.compile(r"[\x00-\x1f\x7f;]")
@@ -274,12 +277,19 @@ def phone_database(settings: Settings) -> dict[str, object]:
     host, port, name = "127.0.0.1", settings.embedded_pg_port, DATABASE_NAME
     if settings.database_dsn is not None:
         dsn = settings.database_dsn
-        # Asterisk only reads the phones, which a replica serves as well: with several
-        # nodes on one port, libpq (under res_config_pgsql) tries them all in turn; on
-        # several ports it can be given one, the first.
+        # Asterisk (res_config_pgsql) and the cluster's front (Kamailio's db_postgres) give
+        # libpq a host list and one port: with several nodes on one port, libpq tries them
+        # all in turn, so the phones' reads follow a failover; on several ports only the
+        # first node can be named, and while it is down no phone registers anew.
         nodes = dsn_hosts(dsn) or (("localhost", 5432),)
         port = nodes[0][1]
-        host = ",".join(h for h, p in nodes) if {p for _h, p in nodes} == {port} else nodes[0][0]
+        if {p for _h, p in nodes} == {port}:
+            host = ",".join(h for h, _p in nodes)
+        else:
+            host = nodes[0][0]
+            log.warning("the database nodes listen on different ports: the phones' reads "
+                        "(Asterisk, the front) reach only %s:%d; give every node the same "
+                        "port", host, port)
         if "://" in dsn:
             parts = urlsplit(dsn)
             name = unquote(parts.path.lstrip("/")) or parts.username or name

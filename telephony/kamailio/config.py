@@ -17,6 +17,7 @@ register at the front over its WebSocket (``kamailio_ws_port``; migration 0023).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from urllib.parse import quote
 
@@ -57,14 +58,35 @@ def dispatcher_list(settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def db_url(settings: Settings) -> str:
+    """Kamailio's ``db_url`` for the phones' database (:func:`phone_database`: every node of a
+    replicated database, when they share one port), as the nodes' read-only phone role:
+    auth_db reads the digests with it, acc writes ``front_calls``.
+
+    Kamailio's URL has no place for libpq's options, but ``db_postgres`` hands its database
+    part to ``PQsetdbLogin`` as it is, and libpq takes a database name holding ``=`` as a
+    connection string: so the options go there. ``target_session_attrs=read-write``: each
+    connection goes to whichever node is the primary (a write on a replica would be refused
+    and the call's record lost), found again when a failover breaks it;
+    ``connect_timeout`` bounds each node's attempt (a machine switched off would otherwise
+    hold a new connection for minutes before the next node is tried). The reads go to the
+    primary too: one connection per Kamailio process rather than two, for the seconds of a
+    failover in which no phone can register anew (one already registered stays so).
+    """
+    db = phone_database(settings)
+    # libpq rounds a timeout under 2 s up to 2, and takes whole seconds only.
+    options = (f"dbname={quote(str(db['asterisk_db_name']), safe='')}",
+               f"connect_timeout={max(2, math.ceil(settings.db_connect_timeout))}",
+               "target_session_attrs=read-write")
+    return (f"postgres://{quote(str(db['asterisk_db_user']), safe='')}:"
+            f"{quote(str(db['asterisk_db_password']), safe='')}@{db['asterisk_db_host']}:"
+            f"{db['asterisk_db_port']}/{' '.join(options)}")
+
+
 def template_values(settings: Settings, out_dir: Path) -> dict[str, object]:
     """The values ``kamailio.cfg`` is rendered with; ``out_dir`` is where it and
     ``dispatcher.list`` are written (an absolute path, as Kamailio reads it)."""
     s = settings
-    db = phone_database(settings)
-    db_url = (f"postgres://{quote(str(db['asterisk_db_user']), safe='')}:"
-              f"{quote(str(db['asterisk_db_password']), safe='')}@{db['asterisk_db_host']}:"
-              f"{db['asterisk_db_port']}/{quote(str(db['asterisk_db_name']), safe='')}")
     return {
         "listen_address": s.kamailio_host,
         "listen_port": s.kamailio_port,
@@ -74,7 +96,7 @@ def template_values(settings: Settings, out_dir: Path) -> dict[str, object]:
         "carrier_mark_header": CARRIER_MARK_HEADER,
         "carrier_mark": CARRIER_MARK_VALUE,
         "sip_realm": s.sip_realm,
-        "db_url": db_url,
+        "db_url": db_url(settings),
         "dispatcher_list": str((out_dir / DISPATCHER_LIST).resolve()),
         "probe_seconds": s.kamailio_probe_seconds,
         "node_timeout_ms": s.kamailio_node_timeout_ms,

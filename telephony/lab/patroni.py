@@ -22,6 +22,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -43,6 +44,9 @@ from telephony.secrets import DATABASE_LINE_PASSWORD, read_or_create
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.lab.patroni")
+
+# The nodes' addresses, one each (not the lab's Asterisk nodes', 127.0.0.11 and .12).
+MEMBER_HOSTS: tuple[str, ...] = ("127.0.0.21", "127.0.0.22", "127.0.0.23")
 
 
 class PatroniLabError(SiagaError, RuntimeError):
@@ -68,6 +72,25 @@ def _give_to_postgres(path: Path) -> None:
         os.chown(path, owner.pw_uid, owner.pw_gid)
 
 
+def free_port_on(hosts: tuple[str, ...], *, other_than: int = 0, tries: int = 50) -> int:
+    """A TCP port that nothing listens on right now at any of ``hosts`` (one port for every
+    node: see the module)."""
+    for _ in range(tries):
+        port = free_loopback_port()
+        if port == other_than:
+            continue
+        with contextlib.ExitStack() as probes:
+            try:
+                for host in hosts:
+                    probe = probes.enter_context(
+                        socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise PatroniLabError(f"no TCP port free on all of {', '.join(hosts)}")
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -90,10 +113,15 @@ class PatroniLab:
             patroni_etcd_hosts=(f"127.0.0.1:{self.etcd_port}",))
         self._etcd: subprocess.Popen[bytes] | None = None
         self._frozen: set[int] = set()
+        if not 0 < nodes <= len(MEMBER_HOSTS):
+            raise PatroniLabError(f"1 to {len(MEMBER_HOSTS)} nodes, not {nodes}")
+        hosts = MEMBER_HOSTS[:nodes]
+        pg_port = free_port_on(hosts)
+        rest_port = free_port_on(hosts, other_than=pg_port)
         self.members = [
-            _Member(PatroniNode(f"pg{i + 1}", "127.0.0.1", free_loopback_port(),
-                                free_loopback_port(), root / f"pg{i + 1}" / "data"))
-            for i in range(nodes)]
+            _Member(PatroniNode(f"pg{i + 1}", host, pg_port, rest_port,
+                                root / f"pg{i + 1}" / "data"))
+            for i, host in enumerate(hosts)]
 
     # -- the nodes ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from telephony.lab import sipp
+from telephony.lab.patroni import free_port_on
 from tests.support import docker
 from tests.support.net import free_port
 
@@ -73,20 +74,31 @@ CLUSTER_PROJECT = "siaga112-deploycluster"
 # The nodes' addresses: not the lab cluster's (127.0.0.11, .12; tests/cluster), nor the
 # carrier's and the front's (127.0.0.1).
 CLUSTER_NODES = {1: "127.0.0.21", 2: "127.0.0.22"}
+# The PostgreSQL nodes' addresses, one port for both (as on separate machines): not the lab's
+# Patroni pair's (127.0.0.21, .22; telephony/lab/patroni.py), nor the nodes'.
+CLUSTER_PG = {1: "127.0.0.31", 2: "127.0.0.32"}
+
+
+@pytest.fixture(scope="module")
+def cluster_pg_hosts() -> tuple[str, ...]:
+    """The PostgreSQL nodes' addresses (pg1's, pg2's), each with ``cluster_ports["pg"]``."""
+    return tuple(CLUSTER_PG.values())
 
 
 @pytest.fixture(scope="module")
 def cluster_ports() -> dict[str, int]:
     """Loopback ports of the cluster's own (docker-compose.cluster.yml's variables): the
     front (SIP, and the WebSocket nginx proxies browser softphones to), each node's SIP and
-    FastAGI on its address, AMI, HTTP, Asterisk's WebSocket, an RTP span of 40 each, the two
-    PostgreSQL nodes, their Patroni REST APIs and etcd."""
+    FastAGI on its address, AMI, HTTP, Asterisk's WebSocket, an RTP span of 40 each,
+    PostgreSQL's and Patroni's REST API's (one each, free on both nodes' addresses) and
+    etcd's."""
     rtp = sipp.free_udp_port(span=80)
+    pg_hosts = tuple(CLUSTER_PG.values())
+    pg = free_port_on(pg_hosts)
     ports = {"front": sipp.free_udp_port(), "carrier": sipp.free_udp_port(),
              "rtp1": rtp, "rtp2": rtp + 40, "https": free_port(), "redirect": free_port(),
-             "pg1": free_port(), "pg2": free_port(), "rest1": free_port(),
-             "rest2": free_port(), "etcd": free_port(), "etcd_peer": free_port(),
-             "front_ws": free_port()}
+             "pg": pg, "rest": free_port_on(pg_hosts, other_than=pg),
+             "etcd": free_port(), "etcd_peer": free_port(), "front_ws": free_port()}
     for node, host in CLUSTER_NODES.items():
         ports |= {f"sip{node}": sipp.free_udp_port(host), f"agi{node}": free_port(),
                   f"ami{node}": free_port(), f"http{node}": free_port(),
@@ -120,8 +132,8 @@ def cluster_site(cluster_ports: dict[str, int], tmp_path_factory: pytest.TempPat
         "SITE_HOSTNAME": "siaga112.test", "SITE_EXTRA_CA_PEM": _extra_ca_pem(),
         "CLUSTER_FRONT_ADDRESS": "127.0.0.1", "CLUSTER_FRONT_PORT": str(p["front"]),
         "CLUSTER_FRONT_WS_PORT": str(p["front_ws"]),
-        "CLUSTER_PG1_PORT": str(p["pg1"]), "CLUSTER_PG2_PORT": str(p["pg2"]),
-        "CLUSTER_PG1_REST_PORT": str(p["rest1"]), "CLUSTER_PG2_REST_PORT": str(p["rest2"]),
+        "CLUSTER_PG1_ADDRESS": CLUSTER_PG[1], "CLUSTER_PG2_ADDRESS": CLUSTER_PG[2],
+        "CLUSTER_PG_PORT": str(p["pg"]), "CLUSTER_PG_REST_PORT": str(p["rest"]),
         "CLUSTER_ETCD_PORT": str(p["etcd"]), "CLUSTER_ETCD_PEER_PORT": str(p["etcd_peer"]),
     }
     for node, host in CLUSTER_NODES.items():

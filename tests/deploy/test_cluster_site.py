@@ -3,38 +3,50 @@ checkout and brought up on loopback ports of its own: carrier calls through the 
 front reach the IVR on both Asterisk nodes, and their lines record them in the one database;
 with one node's Asterisk container killed, new calls are answered by the other; with the
 Patroni primary's container stopped, the replica is promoted and the line records a call all
-the same; nginx answers from the lines throughout.
+the same, a phone registers anew at the front with its digest (read from the PostgreSQL node
+left), node 2's Asterisk still reads the phone from the database, and the front records a
+call on the new primary; nginx answers from the lines throughout.
 
 The tests run in order on one cluster (module scope), each building on the one before: the
 node killed in the second stays dead in the third. No operator logs in (tests/cluster has
 operators on both nodes; here the containers are what is shown): each caller chooses fire
-(1, 2) in the IVR and hangs up while it waits in the fire queue.
+(1, 2) in the IVR and hangs up while it waits in the fire queue. The one phone registers at
+the front only to show that its digest can be read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import time
 import urllib.request
+from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import quote
 
 import aiohttp
+import asyncpg
 import pytest
 
 from telephony.calls.ids import node_of
 from telephony.lab import sipp
+from telephony.lab.chroot import operator_names
+from telephony.lab.cluster import PHONE_HOST, register, register_phones
 from telephony.lab.kamailio import sip_options_answered
+from telephony.settings import Settings, load_settings
 from tests.support import docker
 from tests.support.cluster import caller_prefix, ended_calls
+from tests.support.db import fetch
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.deploy
 
 SKILL: Final = "fire"  # the IVR's 1, 2
 SECRETS: Final = "/var/lib/siaga112/secrets"
+ASTERISK_CONF: Final = "/srv/siaga112/site/etc/asterisk.conf"
+PHONE: Final = operator_names(1)[0]
 
 
 def callers(ports: dict[str, int], prefix: str, calls: int) -> sipp.Sipp:
@@ -50,11 +62,11 @@ async def place(ports: dict[str, int], prefix: str, calls: int) -> None:
     assert result.ok, result.errors
 
 
-def patroni_members(ports: dict[str, int]) -> list[dict[str, Any]]:
+def patroni_members(ports: dict[str, int], hosts: tuple[str, ...]) -> list[dict[str, Any]]:
     """The members as any node's Patroni REST API lists them (empty: none answers)."""
-    for rest in (ports["rest1"], ports["rest2"]):
+    for host in hosts:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{rest}/cluster",
+            with urllib.request.urlopen(f"http://{host}:{ports['rest']}/cluster",
                                         timeout=2) as answer:
                 members: list[dict[str, Any]] = json.loads(answer.read())["members"]
                 return members
@@ -63,9 +75,9 @@ def patroni_members(ports: dict[str, int]) -> list[dict[str, Any]]:
     return []
 
 
-def running_primary(ports: dict[str, int]) -> str | None:
+def running_primary(ports: dict[str, int], hosts: tuple[str, ...]) -> str | None:
     """The Patroni member (pg1 or pg2, also its compose service) running as the primary."""
-    return next((str(member["name"]) for member in patroni_members(ports)
+    return next((str(member["name"]) for member in patroni_members(ports, hosts)
                  if member.get("role") == "leader" and member.get("state") == "running"),
                 None)
 
@@ -120,12 +132,13 @@ async def cluster(cluster_site: docker.Site, cluster_ports: dict[str, int]) -> d
 
 
 @pytest.fixture(scope="module")
-def database(cluster: docker.Site, cluster_ports: dict[str, int]) -> str:
+def database(cluster: docker.Site, cluster_ports: dict[str, int],
+             cluster_pg_hosts: tuple[str, ...]) -> str:
     """The one database, as its owner, through every node (the one taking writes)."""
     password = cluster.compose("exec", "-T", "line2", "cat",
                                f"{SECRETS}/database_password").stdout.strip()
     assert password
-    hosts = f"127.0.0.1:{cluster_ports['pg1']},127.0.0.1:{cluster_ports['pg2']}"
+    hosts = ",".join(f"{host}:{cluster_ports['pg']}" for host in cluster_pg_hosts)
     return (f"postgresql://siaga112:{quote(password, safe='')}@{hosts}/siaga112"
             "?target_session_attrs=read-write")
 
@@ -141,6 +154,10 @@ async def test_calls_through_the_front_reach_the_ivr_on_both_nodes(
     # Round robin: both nodes took calls, each recorded by its own line (its call ids).
     assert {node_of(row["call_id"]) for row in calls} == {"node1", "node2"}, \
         [row["call_id"] for row in calls]
+    # The front recorded each call it relayed, on the primary (whichever node that is).
+    relayed = await front_calls(database, prefix)
+    assert sorted(row["callid"] for row in relayed) == sorted(
+        row["sip_call_id"] for row in calls), [dict(row) for row in relayed]
 
 
 async def test_a_killed_node_leaves_the_new_calls_to_the_other(
@@ -159,18 +176,47 @@ async def test_a_killed_node_leaves_the_new_calls_to_the_other(
     assert await reachable_through_nginx(cluster_ports)
 
 
+def front(ports: dict[str, int]) -> Settings:
+    """The front as a phone sees it: its address and port, the realm of the digests."""
+    return replace(load_settings(environ={}), kamailio_host="127.0.0.1",
+                   kamailio_port=ports["front"])
+
+
+async def front_calls(dsn: str, caller_prefix: str) -> list[asyncpg.Record]:
+    """The front's records (acc) of the calls of callers whose number starts with
+    ``caller_prefix``."""
+    return await fetch(dsn, "SELECT * FROM front_calls WHERE caller LIKE $1 || '%'",
+                       caller_prefix)
+
+
+def asterisk_rx(site: docker.Site, service: str, command: str) -> str:
+    """One Asterisk CLI command in a node's Asterisk container."""
+    return site.compose("exec", "-T", service, "asterisk", "-C", ASTERISK_CONF, "-rx",
+                        command, timeout=30).stdout
+
+
 async def test_the_replica_takes_over_when_the_primary_stops(
-        cluster: docker.Site, cluster_ports: dict[str, int], database: str) -> None:
+        cluster: docker.Site, cluster_ports: dict[str, int],
+        cluster_pg_hosts: tuple[str, ...], database: str) -> None:
     """The call runs while the primary's container stops (SIGTERM: Patroni gives up the
-    leader key) and the replica is promoted: its facts wait in line2's spool meanwhile."""
-    primary = await asyncio.to_thread(running_primary, cluster_ports)
-    assert primary in ("pg1", "pg2"), await asyncio.to_thread(patroni_members, cluster_ports)
+    leader key) and the replica is promoted: its facts wait in line2's spool meanwhile.
+    Then the phones' database reads and the front's records follow: a phone registers anew
+    at the front, node 2's Asterisk reads it (realtime), and a new call through the front
+    is recorded by the front on the new primary."""
+    hosts = cluster_pg_hosts
+    primary = await asyncio.to_thread(running_primary, cluster_ports, hosts)
+    assert primary in ("pg1", "pg2"), await asyncio.to_thread(
+        patroni_members, cluster_ports, hosts)
     replica = "pg2" if primary == "pg1" else "pg1"
+    phone_port = sipp.free_udp_port(PHONE_HOST)
+    # The phone's digest in the database (as an admin's desk assignment makes it), and
+    # registered once: the front can read it before the failover.
+    await register_phones(front(cluster_ports), database, [PHONE], phone_port=phone_port)
     prefix = caller_prefix()
     started = time.monotonic()
 
     async def promoted() -> bool | None:
-        found = await asyncio.to_thread(running_primary, cluster_ports)
+        found = await asyncio.to_thread(running_primary, cluster_ports, hosts)
         return True if found == replica else None
 
     call = asyncio.create_task(place(cluster_ports, prefix, calls=1))
@@ -184,3 +230,38 @@ async def test_the_replica_takes_over_when_the_primary_stops(
     cluster.timings["recorded_after_failover"] = time.monotonic() - started
     assert (node_of(calls[0]["call_id"]), calls[0]["ivr_skill"]) == ("node2", SKILL), \
         dict(calls[0])
+
+    # The old primary is gone: the front reads the digest from the node left (the host
+    # list of its db_url), as Asterisk does the phone (res_pgsql.conf's).
+    await asyncio.to_thread(register, front(cluster_ports), [PHONE], host=PHONE_HOST,
+                            port=phone_port)
+    cluster.timings["registered_after_failover"] = time.monotonic() - started
+
+
+    async def phone_read() -> bool | None:
+        # The auth object, not the endpoint: sorcery.conf caches endpoints, never auths,
+        # so this reads the database now.
+        shown = await asyncio.to_thread(asterisk_rx, cluster, "asterisk2",
+                                        f"pjsip show auth {PHONE}")
+        return True if re.search(rf"Auth:\s+{PHONE}/{PHONE}\b", shown) else None
+
+    await eventually("node 2's Asterisk reading the phone", phone_read, within=10)
+    cluster.timings["asterisk_read_after_failover"] = time.monotonic() - started
+    # A call through the front now: the front's record is written on the new primary.
+    after = caller_prefix()
+    await place(cluster_ports, after, calls=1)
+    rows = await eventually("the front's record of the call after the failover",
+                            lambda: front_calls_of(database, after), within=30)
+    cluster.timings["front_recorded_after_failover"] = time.monotonic() - started
+    assert [(row["sip_code"], row["line"]) for row in rows] == [("200", "112")], \
+        [dict(row) for row in rows]
+    # Informative: the call placed while the primary stopped (its final reply may have
+    # come while no node took writes, and the front keeps no spool).
+    during = await front_calls(database, prefix)
+    print(f"stopped {primary}; the front's records of the call during the stop: "
+          f"{len(during)}")
+
+
+async def front_calls_of(dsn: str, caller_prefix: str) -> list[asyncpg.Record] | None:
+    """:func:`front_calls`, or None while there are none."""
+    return await front_calls(dsn, caller_prefix) or None

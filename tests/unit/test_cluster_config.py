@@ -14,6 +14,7 @@ from telephony.calls.ids import node_of, valid_call_id
 from telephony.kamailio.config import (
     DISPATCHER_LIST,
     KamailioConfigError,
+    db_url,
     dispatcher_list,
     install_kamailio_config,
 )
@@ -153,8 +154,24 @@ def test_the_front_is_rendered_from_the_settings(site: Settings, tmp_path: Path)
     # async workers (no SIP worker waits on the database), with the node it went to.
     assert 'modparam("acc", "db_table_acc", "front_calls")' in text
     assert text.count('modparam("acc", "db_url", "postgres://siaga112_asterisk:') == 1
+    # libpq options in the URL's database part (db_postgres hands it to libpq as it is):
+    # reads and writes on whichever node is the primary, a dead node's connect bounded by
+    # db_connect_timeout; one URL, so one connection per Kamailio process.
+    url = text.split('modparam("acc", "db_url", ')[1].splitlines()[0]
+    assert url.endswith('/dbname=siaga112 connect_timeout=3 target_session_attrs=read-write")')
+    assert f'modparam("auth_db", "db_url", {url}' in text
     assert 'modparam("acc", "db_insert_mode", 2)' in text and "async_workers=" in text
     assert "node=$avp(node)" in text and text.count("$avp(node) = $du;") == 2
+
+
+def test_the_front_reaches_every_database_node_on_one_port(site: Settings) -> None:
+    dsn = ("postgresql://siaga112_line@10.0.0.21:5432,10.0.0.22:5432/siaga112"
+           "?target_session_attrs=read-write")
+    settings = replace(site, database_dsn=dsn, db_connect_timeout=1.5)
+    url = db_url(settings)
+    assert url.startswith("postgres://siaga112_asterisk:")
+    assert url.endswith("@10.0.0.21,10.0.0.22:5432/dbname=siaga112 connect_timeout=2 "
+                        "target_session_attrs=read-write")
 
 
 def test_the_front_marks_the_carriers_calls_and_strips_the_mark_from_all_others(

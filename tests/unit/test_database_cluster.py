@@ -118,7 +118,8 @@ def test_cluster_dsn_lists_every_node_and_asks_for_the_writable_one(tmp_path: Pa
     assert "p%40ss%2Fword" in dsn
 
 
-def test_asterisk_reads_phones_from_every_node_on_one_port(tmp_path: Path) -> None:
+def test_asterisk_reads_phones_from_every_node_on_one_port(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = replace(Settings(), secrets_dir=tmp_path,
                        database_dsn="postgresql://l@db1:5432,db2:5432/siaga112"
                                     "?target_session_attrs=read-write")
@@ -127,5 +128,9 @@ def test_asterisk_reads_phones_from_every_node_on_one_port(tmp_path: Path) -> No
     assert found["asterisk_db_name"] == "siaga112"
     other = replace(settings, database_dsn="postgresql://l@db1:5433,db2:5434/siaga112"
                                            "?target_session_attrs=read-write")
+    assert not caplog.records
     found = phone_database(other)
     assert (found["asterisk_db_host"], found["asterisk_db_port"]) == ("db1", 5433)
+    # Only the first node is named: said once, as the site can mend it (one port for all).
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "reach only db1:5433" in caplog.records[0].getMessage()
