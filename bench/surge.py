@@ -31,7 +31,13 @@ Printed:
 With ``--history N`` the database first gets N calls of generated history (bench/history.py),
 and with ``--report-during`` a supervisor's 31-day shift report is asked for back to back in the
 line's own process during the surge: the loop-stall and latency figures then show whether the
-call path waits for reports.
+call path waits for reports. The history is given what a running site's would have: the
+recent calls' recording rows and post-call scores, and (unless ``--cold-rollups``) the
+month's closed shifts rolled up before the surge, as the wallboard rolls them up in the
+background. Without them the line would spend the surge post-call scoring the generated calls
+(each upkeep pass a range scan over three days of calls), and the first report would roll up
+about ninety shifts, each holding the lock that every write to ``calls`` waits for
+(migration 0016).
 
 Run: ``python bench/surge.py [--calls 1000] [--rate 50] [--talk 8]`` (root: the lab needs it).
 Exits 0 only when every call succeeded and is complete in the database.
@@ -74,6 +80,7 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, operator_names
 from telephony.lab.sipp import Sipp, SippResult, caller, operator
 from telephony.reports.model import Period
+from telephony.screening.service import SCORING_MAX_AGE
 from telephony.settings import Settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -376,16 +383,20 @@ class ReportLoad:
     seconds: list[float]
     task: asyncio.Task[None]
 
+    @staticmethod
+    async def ask_once(line: Line) -> None:
+        """The 31-day shift report, once."""
+        today = line.reports.today()
+        await line.reports.shift_report(Period(today - timedelta(days=30), today))
+
     @classmethod
     def start(cls, line: Line) -> ReportLoad:
         seconds: list[float] = []
-        today = line.reports.today()
-        month = Period(today - timedelta(days=30), today)
 
         async def ask() -> None:
             while True:
                 started = time.monotonic()
-                await line.reports.shift_report(month)
+                await cls.ask_once(line)
                 seconds.append(time.monotonic() - started)
 
         return cls(seconds, asyncio.create_task(ask(), name="report-during-surge"))
@@ -415,6 +426,14 @@ async def grow_line_history(settings: Settings, calls: int) -> None:
             SELECT call_id, 'expired', COALESCE(arrived_at, ended_at), 'generated history'
             FROM calls WHERE ended_at > now() - interval '30 days'
             ON CONFLICT DO NOTHING""")
+        # And their post-call scores: without them the screening's upkeep would spend the
+        # surge scoring the generated calls of its window (SCORING_MAX_AGE), 200 at a time.
+        await connection.execute("""
+            INSERT INTO call_screening (call_id, caller_key, arrived_at, looked_silent,
+                                        post_score, post_reasons)
+            SELECT call_id, caller_key, arrived_at, false, 0, '[]'
+            FROM calls WHERE ended_at >= now() - make_interval(secs => $1)
+            ON CONFLICT DO NOTHING""", SCORING_MAX_AGE.total_seconds())
         await connection.execute("VACUUM ANALYZE")
     finally:
         await connection.close()
@@ -649,7 +668,7 @@ def report(outcome: Outcome, talk: float) -> int:
 async def surge(
     lab: Lab, cluster: EmbeddedPostgres, settings: Settings, groups: list[CallerGroup],
     operator_counts: list[int], talk: float, key_delay: float, tally: LogTally,
-    *, history: int = 0, report_during: bool = False,
+    *, history: int = 0, report_during: bool = False, cold_rollups: bool = False,
 ) -> Outcome:
     """Run the line, staff it, place the calls, wait for the database; gather the figures."""
     expected_seconds = max(g.calls / g.rate for g in groups) + talk + 10
@@ -666,6 +685,11 @@ async def surge(
         drained = await wait_members_recorded(line, memberships, within=120)
         print(f"{sum(operator_counts)} operators logged in ({memberships} queue memberships) "
               f"in {login_seconds:.1f} s; recorded {drained:.1f} s later.")
+        if history and not cold_rollups:
+            rolled = time.monotonic()
+            await ReportLoad.ask_once(line)  # rolls up the month's closed shifts
+            print(f"The month's closed shifts rolled up in {time.monotonic() - rolled:.1f} s "
+                  "(a running site's wallboard has them rolled up).")
 
         log_offset = lab.messages_log.stat().st_size if lab.messages_log.exists() else 0
         since = datetime.now(UTC) - timedelta(seconds=1)
@@ -714,7 +738,8 @@ async def run(
           "endpoints ...")
     async with running_lab(settings) as lab:
         outcome = await surge(lab, cluster, settings, groups, counts, args.talk, args.key_delay,
-                              tally, history=args.history, report_during=args.report_during)
+                              tally, history=args.history, report_during=args.report_during,
+                              cold_rollups=args.cold_rollups)
     return report(outcome, args.talk)
 
 
@@ -736,6 +761,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "(bench/history.py; default none)")
     parser.add_argument("--report-during", action="store_true",
                         help="ask for the 31-day shift report back to back during the surge")
+    parser.add_argument("--cold-rollups", action="store_true",
+                        help="with --history: leave the month's shifts not rolled up, so the "
+                             "first report during the surge rolls them up (an upgrade's first "
+                             "day; default: rolled up before the surge, as on a running site)")
     search = parser.add_argument_group(
         "capacity", "--find-capacity: the highest rate that passes, the line beside "
         "dialplan-only Asterisk (bench/capacity.py); --calls, --rate and --operators are unused")

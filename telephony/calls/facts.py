@@ -14,7 +14,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from telephony.core.errors import SiagaError
 
@@ -326,12 +326,28 @@ def fact_to_json(fact: CallFact) -> str:
     serialises (and so hashes, ``telephony/calls/store.py``'s dedupe key) as before it had the
     field, and a line spooled by an older version reads back as the same fact."""
     body: dict[str, Any] = {"kind": fact.kind}
-    for f in dataclasses.fields(fact):
-        value = getattr(fact, f.name)
-        if f.default is not dataclasses.MISSING and value == f.default:
+    for name, default in _defaults(type(fact)):
+        value = getattr(fact, name)
+        if default is not dataclasses.MISSING and value == default:
             continue
-        body[f.name] = value.isoformat() if isinstance(value, datetime) else value
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        body[name] = value.isoformat() if isinstance(value, datetime) else value
+    return _ENCODER.encode(body)
+
+
+# What json.dumps(body, ensure_ascii=False, separators=(",", ":")) builds on every call, built
+# once: the recorder serialises every fact of a surge, on the AMI listener's loop.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_DEFAULTS: dict[type[Any], tuple[tuple[str, Any], ...]] = {}
+
+
+def _defaults(cls: type[Any]) -> tuple[tuple[str, Any], ...]:
+    """Each field of the fact class ``cls`` and its default (``dataclasses.MISSING`` if it has
+    none), worked out once per class."""
+    known = _DEFAULTS.get(cls)
+    if known is None:
+        known = tuple((f.name, f.default) for f in dataclasses.fields(cls))
+        _DEFAULTS[cls] = known
+    return known
 
 
 _FIELD_TYPES: dict[str, type] = {

@@ -109,7 +109,12 @@ IVR_COLUMNS = {
 
 def dedupe_key(fact: CallFact) -> str:
     """Content hash of a fact: equal facts share it."""
-    return hashlib.sha256(fact_to_json(fact).encode("utf-8")).hexdigest()
+    return _key_of(fact_to_json(fact))
+
+
+def _key_of(body: str) -> str:
+    """The dedupe key of a fact serialised as ``body`` (``fact_to_json``)."""
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 class CallRepository:
@@ -135,10 +140,12 @@ class CallRepository:
         self, connection: asyncpg.Connection, facts: Sequence[CallFact]
     ) -> list[CallFact]:
         """Insert the facts' events; the facts that were not there yet, in order."""
-        unique: dict[str, CallFact] = {}
+        unique: dict[str, tuple[CallFact, str]] = {}
         for fact in facts:
+            # Serialised once, for its key and its body (this runs on the AMI listener's loop).
+            body = fact_to_json(fact)
             # A repeat within the batch is a duplicate, as it would be one fact later.
-            unique.setdefault(dedupe_key(fact), fact)
+            unique.setdefault(_key_of(body), (fact, body))
         keys = list(unique)
         rows = await connection.fetch(
             """
@@ -151,13 +158,13 @@ class CallRepository:
             RETURNING dedupe_key
             """,
             keys,
-            [getattr(fact, "call_id", None) for fact in unique.values()],
-            [fact.kind for fact in unique.values()],
-            [fact.at for fact in unique.values()],
-            [fact_to_json(fact) for fact in unique.values()],
+            [getattr(fact, "call_id", None) for fact, _ in unique.values()],
+            [fact.kind for fact, _ in unique.values()],
+            [fact.at for fact, _ in unique.values()],
+            [body for _, body in unique.values()],
         )
         inserted = {row["dedupe_key"] for row in rows}
-        return [fact for key, fact in unique.items() if key in inserted]
+        return [fact for key, (fact, _) in unique.items() if key in inserted]
 
     async def open_call_ids(self, connection: asyncpg.Connection, *,
                             node: str | None = None) -> set[str]:

@@ -6,6 +6,7 @@ a caller reached or closed, who may do what, and hostile input that changes noth
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,8 @@ from ivr.menu import load_menu
 from telephony.accounts.service import AccountService
 from telephony.ami.listener import AmiListener
 from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk, render
+from telephony.callbacks import model as callback_model
+from telephony.callbacks import service as callback_service
 from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
 from telephony.callbacks.service import CallbackConfig, CallbackService
@@ -377,6 +380,25 @@ async def test_the_backlog_for_the_wallboard(bench: Bench) -> None:
     assert (summary.waiting, summary.not_possible) == (2, 1)
     assert summary.oldest_at is not None
     assert timedelta(minutes=29) < datetime.now(UTC) - summary.oldest_at < timedelta(minutes=30)
+
+
+async def test_the_worklist_is_put_together_off_the_event_loop(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's window of a busy line is thousands of calls, read again every two seconds for
+    the wallboard in a surge: the loop that serves the wallboard, the console and the AMI
+    listener's facts does not compute it (the reads stay on it)."""
+    computed_on: list[threading.Thread] = []
+    real = callback_model.worklist
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        computed_on.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(callback_service, "worklist", spy)
+    await gave_up(bench)
+    assert [entry.call.call_id for entry in await bench.service.worklist()] == [GAVE_UP]
+    assert computed_on and threading.current_thread() not in computed_on
 
 
 async def test_readers_share_one_recent_reading_until_a_write(bench: Bench) -> None:
