@@ -440,7 +440,17 @@ class Answered:
     ended_at: datetime
 
 
-def double_rings(rings: Sequence[Ring], answered: Sequence[Answered]) -> list[tuple[Ring, str]]:
+@dataclass(frozen=True)
+class DoubleRing:
+    """``ring`` came while its operator was taken by ``other``: still ringing for it
+    (``talking`` False) or talking to it."""
+
+    ring: Ring
+    other: str
+    talking: bool
+
+
+def double_rings(rings: Sequence[Ring], answered: Sequence[Answered]) -> list[DoubleRing]:
     """Each ring of an operator while they were taken by another call, with that call.
 
     An operator is taken by a call they answered from the first time it rang them (their
@@ -454,16 +464,16 @@ def double_rings(rings: Sequence[Ring], answered: Sequence[Answered]) -> list[tu
     for ring in rings:
         key = (ring.call_id, ring.operator)
         first[key] = min(first.get(key, ring.at), ring.at)
-    spans: dict[str, list[tuple[datetime, datetime, str]]] = {}
+    spans: dict[str, list[tuple[datetime, Answered]]] = {}
     for call in answered:
         start = min(first.get((call.call_id, call.operator), call.answered_at),
                     call.answered_at)
-        spans.setdefault(call.operator, []).append((start, call.ended_at, call.call_id))
+        spans.setdefault(call.operator, []).append((start, call))
     found = []
     for ring in sorted(rings, key=lambda r: r.at):
-        for start, end, call_id in spans.get(ring.operator, ()):
-            if call_id != ring.call_id and start < ring.at < end:
-                found.append((ring, call_id))
+        for start, call in spans.get(ring.operator, ()):
+            if call.call_id != ring.call_id and start < ring.at < call.ended_at:
+                found.append(DoubleRing(ring, call.call_id, ring.at >= call.answered_at))
                 break
     return found
 
@@ -528,11 +538,17 @@ def surge_report(rows: Sequence[asyncpg.Record], rings: Sequence[Ring], front: F
           f"placed with no record: {max(placed - len(rows), 0)}")
     print(f"reached an operator: {len(reached)}/{placed}"
           f"{'; not: ' + str(dict(unreached)) if unreached else ''}")
+    talking = sum(1 for d in doubles if d.talking)
+    across = sum(1 for d in doubles if node_of(d.ring.call_id) != node_of(d.other))
     print(f"operators rung twice at once: {len(doubles)} (of {len(rings)} rings, "
-          f"{len(answered)} answered calls)")
-    for ring, other in doubles[:5]:
+          f"{len(answered)} answered calls): {len(doubles) - talking} while still ringing for "
+          f"another call, {talking} while talking; {across} of them by the other node")
+    spans = {a.call_id: a for a in answered}
+    for double in doubles[:5]:
+        ring, other = double.ring, spans[double.other]
         print(f"  {ring.operator} rung for {ring.call_id} at {ring.at:%H:%M:%S.%f} while "
-              f"taken by {other}")
+              f"taken by {other.call_id} (answered {other.answered_at:%H:%M:%S.%f}, ended "
+              f"{other.ended_at:%H:%M:%S.%f})")
     print(f"complete records: {len(rows) - incomplete}/{len(rows)}"
           f"{'; lacking: ' + str(dict(lacking_columns)) if lacking_columns else ''}")
     print(f"answer->queue p50 {'-' if p50 is None else f'{p50:.2f} s'}, "

@@ -28,7 +28,7 @@ from telephony.lab.cgroup import (
 # bench/ is not a package: its scripts import each other as top-level modules, as they do
 # when run as `python bench/cluster.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from cluster import Answered, Ring, double_rings, parse_args
+from cluster import Answered, DoubleRing, Ring, double_rings, parse_args
 
 
 def test_half_a_core_is_half_of_each_period_and_a_share_of_it_for_real_time() -> None:
@@ -122,7 +122,8 @@ def test_a_ring_while_the_operator_talks_or_rings_for_another_call_is_found() ->
     rings = [Ring("a", "PJSIP/op1", at(0)), talking, Ring("c", "PJSIP/op2", at(10)), ringing]
     answered = [Answered("a", "PJSIP/op1", at(0.1), at(4.9)),
                 Answered("c", "PJSIP/op2", at(10.2), at(12))]
-    assert double_rings(rings, answered) == [(talking, "a"), (ringing, "c")]
+    assert double_rings(rings, answered) == [DoubleRing(talking, "a", talking=True),
+                                             DoubleRing(ringing, "c", talking=False)]
 
 
 def test_a_call_ringing_its_own_operator_again_is_no_double_ring() -> None:
