@@ -19,8 +19,19 @@ is logged in on every node. The callers are bench/surge.py's (half press 3, half
    the time from the kill to the first new call answered on node2;
    the share of the calls placed in the failover window (``--window`` s from the kill) that
    still reached an operator; and whether every call placed after the window did.
+3. ``surge``: ``--calls`` at ``--rate`` through two nodes (issue 15's surge: the rate one
+   node alone failed). Printed: whether every call reached an operator, whether any operator
+   rang twice at once (rung for a call while being rung for, or talking to, another:
+   :func:`double_rings`), and whether the database holds every call complete; answer ->
+   queue p50/p99. Exit status 0 when all three hold.
 
-Run: ``python bench/cluster.py [--mode capacity|kill|both]`` (root: the lab needs it).
+``--node-cpu FRACTION`` gives each node (its Asterisk, its line server and everything they
+start) a CPU budget of its own with a cgroup CPU quota (telephony/lab/cgroup.py), as a
+machine of that many cores would: on one small host the nodes are otherwise never the
+bottleneck (PostgreSQL, the front and sipp share their cores). Each step then prints each
+node's CPU use against its budget.
+
+Run: ``python bench/cluster.py [--mode capacity|kill|surge|both]`` (root: the lab needs it).
 The machine is shared and small (2 cores for both nodes, the front, PostgreSQL and sipp):
 the figures are indicative; on separate machines the ratio is what two boxes give.
 """
@@ -48,8 +59,15 @@ from rig import bench_settings, lacking
 
 from telephony.calls.ids import node_of
 from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
+from telephony.lab.cgroup import (
+    CgroupError,
+    CpuBudget,
+    NodeGroups,
+    usage_cores,
+    writable_or_refuse,
+)
 from telephony.lab.chroot import operator_names
-from telephony.lab.cluster import Cluster, cluster_settings, running_cluster
+from telephony.lab.cluster import Cluster, Node, cluster_settings, running_cluster
 from telephony.lab.line import LineServer
 from telephony.lab.sipp import SippResult, caller
 
@@ -91,21 +109,71 @@ def pin_nodes(cluster: Cluster) -> None:
         pin(node.line.pid, cpu)
 
 
+def node_pids(node: Node) -> list[int | None]:
+    """A node's Asterisk and line server (their children are found from them)."""
+    asterisk = None
+    with contextlib.suppress(OSError, ValueError):
+        asterisk = int(node.lab.pid_file.read_text(encoding="ascii").strip())
+    return [asterisk, node.line.pid]
+
+
+@dataclass
+class Bench:
+    """A running cluster and, with ``--node-cpu``, its nodes' CPU groups."""
+
+    cluster: Cluster
+    groups: NodeGroups | None = None
+
+    def confine(self, node: Node) -> None:
+        """Put ``node`` (again: after a restart) into its CPU group, if there are groups."""
+        if self.groups is not None:
+            self.groups.confine(node.name, node_pids(node))
+
+    def cpu_marks(self) -> dict[str, tuple[float, int, int, int]]:
+        """Per node: (now, CPU ns used, periods, throttled periods) so far."""
+        if self.groups is None:
+            return {}
+        return {node.name: (time.monotonic(), self.groups.usage_ns(node.name),
+                            *self.groups.throttled(node.name)) for node in self.cluster.nodes}
+
+    def cpu_line(self, before: dict[str, tuple[float, int, int, int]]) -> str:
+        """Each node's CPU use since ``before`` against its budget ('' without groups)."""
+        if self.groups is None:
+            return ""
+        now = self.cpu_marks()
+        parts = []
+        for name, (at, used, periods, throttled) in sorted(now.items()):
+            at0, used0, periods0, throttled0 = before[name]
+            cores = usage_cores(used - used0, at - at0)
+            share = (throttled - throttled0) / max(periods - periods0, 1)
+            parts.append(f"{name} {cores:.2f} of {self.groups.budget.fraction:g} cores, "
+                         f"quota ran out in {share:.0%} of periods")
+        return "; ".join(parts)
+
+
 @contextlib.asynccontextmanager
 async def cluster_of(pg: EmbeddedPostgres, root: Path, names: Sequence[str], operators: int,
-                     *, pinned: bool = False) -> AsyncIterator[Cluster]:
+                     *, pinned: bool = False, budget: CpuBudget | None = None,
+                     ) -> AsyncIterator[Bench]:
     """A running cluster of ``names`` behind the front, on the bench's database (each node
-    on a CPU of its own if ``pinned``)."""
+    on a CPU of its own if ``pinned``, and held to ``budget`` with a CPU quota if given:
+    the groups outlive the nodes, and are removed however the run ends)."""
     base = replace(bench_settings(root / "state", pg.dsn(), pg.port, operators),
                    lab_instance="cluster-bench", queue_wrapup_seconds=0,
                    front_reconcile_grace_seconds=RECONCILE_GRACE, front_reconcile_seconds=2)
     front, nodes = cluster_settings(base, names, rtp_base=RTP_BASE, rtp_span=RTP_SPAN)
-    print(f"Starting {len(nodes)} node(s) behind the front with {operators} operators ...")
-    async with running_cluster(front, nodes, pg.dsn(), operators=operator_names(operators),
-                               skills=SKILLS) as running:
-        if pinned:
-            pin_nodes(running)
-        yield running
+    print(f"Starting {len(nodes)} node(s) behind the front with {operators} operators"
+          f"{'' if budget is None else f', {budget.fraction:g} cores each'} ...")
+    with contextlib.ExitStack() as stack:
+        groups = None if budget is None else stack.enter_context(NodeGroups(budget, names))
+        async with running_cluster(front, nodes, pg.dsn(), operators=operator_names(operators),
+                                   skills=SKILLS) as running:
+            if pinned:
+                pin_nodes(running)
+            bench = Bench(running, groups)
+            for node in running.nodes:
+                bench.confine(node)
+            yield bench
 
 
 async def place(cluster: Cluster, group: surge.CallerGroup, talk: float, key_delay: float,
@@ -186,13 +254,16 @@ def to_queue(rows: Sequence[asyncpg.Record]) -> tuple[float, ...]:
                  if r["queue_joined_at"] is not None and r["arrived_at"] is not None)
 
 
-async def step(cluster: Cluster, dsn: str, rate: float, plan: Plan) -> capacity.StepResult:
+async def step(bench: Bench, dsn: str, rate: float, plan: Plan) -> capacity.StepResult:
     """One surge of ``plan.step_seconds`` of arrivals at ``rate`` through the front."""
+    cluster = bench.cluster
     calls = max(2, round(rate * plan.step_seconds))
     groups = surge.caller_groups(calls, rate, f"{random.randrange(10_000):04d}")
     started = time.monotonic()
+    marks = bench.cpu_marks()
     results = list(await asyncio.gather(
         *(place(cluster, g, plan.talk, plan.key_delay) for g in groups)))
+    cpu = bench.cpu_line(marks)
     placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
     rows = await settled(dsn, [g.caller_id for g in groups], placed)
     await quiet(cluster)
@@ -210,16 +281,18 @@ async def step(cluster: Cluster, dsn: str, rate: float, plan: Plan) -> capacity.
         time.monotonic() - started,
         unreached=", ".join(f"{k} {v}" for k, v in unreached.most_common()))
     print(f"  {result.line()}  [{', '.join(f'{n} {c}' for n, c in sorted(nodes.items()))}]")
+    if cpu:
+        print(f"    CPU while placing: {cpu}")
     return result
 
 
-async def search(cluster: Cluster, dsn: str, bounds: capacity.Bounds, plan: Plan,
+async def search(bench: Bench, dsn: str, bounds: capacity.Bounds, plan: Plan,
                  ) -> tuple[float | None, float | None, capacity.StepResult | None]:
     """bench/capacity.py's search on this cluster: (highest pass, lowest fail, best step)."""
     tries: list[tuple[float, bool]] = []
     best: capacity.StepResult | None = None
     while (rate := capacity.next_rate(capacity.trials(tries), bounds)) is not None:
-        result = await step(cluster, dsn, rate, plan)
+        result = await step(bench, dsn, rate, plan)
         tries.append((rate, result.passed))
         if result.passed and (best is None or rate > best.rate):
             best = result
@@ -240,8 +313,9 @@ async def capacities(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace,
     operators = surge.operators_needed(args.max_rate, args.talk, 0)
     found = {}
     for names in (("node1",), ("node1", "node2")):
-        async with cluster_of(pg, root, names, operators, pinned=args.pin) as running:
-            found[len(names)] = await search(running, pg.dsn(), bounds, plan)
+        async with cluster_of(pg, root, names, operators, pinned=args.pin,
+                              budget=budget_of(args)) as bench:
+            found[len(names)] = await search(bench, pg.dsn(), bounds, plan)
     one, two = found[1], found[2]
     print("\n== capacity through the front ==")
     for label, (passed, failed, best) in (("one node", one), ("two nodes", two)):
@@ -260,7 +334,9 @@ async def kill_surge(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace,
     operators = surge.operators_needed(rate, args.talk, 0)
     groups = surge.caller_groups(calls, rate, f"{random.randrange(10_000):04d}")
     arrivals = calls / rate
-    async with cluster_of(pg, root, ("node1", "node2"), operators) as running:
+    async with cluster_of(pg, root, ("node1", "node2"), operators,
+                          budget=budget_of(args)) as bench:
+        running = bench.cluster
         victim = running.node("node1")
         print(f"{calls} calls at {rate:g}/s through two nodes; node1 killed after "
               f"{args.kill_after * arrivals:.1f} s ...")
@@ -278,7 +354,8 @@ async def kill_surge(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace,
         # node1 comes back as a service manager would bring it: its line's resync finds the
         # calls gone from its Asterisk and ends their records.
         await asyncio.to_thread(victim.lab.start, fresh=False)
-        async with LineServer(victim.settings):
+        async with LineServer(victim.settings) as line:
+            bench.confine(Node(victim.settings, victim.lab, line))
             rows = await settled(pg.dsn(), numbers, placed, within=60)
             front = await front_figures(pg.dsn(), numbers)
         lost_ids = {str(r["call_id"]) for r in lost}
@@ -344,10 +421,156 @@ def kill_report(rows: Sequence[asyncpg.Record], groups: Sequence[surge.CallerGro
     return 0 if ok else 1
 
 
+@dataclass(frozen=True)
+class Ring:
+    """Asterisk rang ``operator`` for ``call_id`` at ``at`` (an ``operator_rung`` fact)."""
+
+    call_id: str
+    operator: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Answered:
+    """``operator`` answered ``call_id`` and was held by it until ``ended_at``."""
+
+    call_id: str
+    operator: str
+    answered_at: datetime
+    ended_at: datetime
+
+
+@dataclass(frozen=True)
+class DoubleRing:
+    """``ring`` came while its operator was taken by ``other``: still ringing for it
+    (``talking`` False) or talking to it."""
+
+    ring: Ring
+    other: str
+    talking: bool
+
+
+def double_rings(rings: Sequence[Ring], answered: Sequence[Answered]) -> list[DoubleRing]:
+    """Each ring of an operator while they were taken by another call, with that call.
+
+    An operator is taken by a call they answered from the first time it rang them (their
+    phone rings from then on; without a ring fact, from the answer) to its end: a ring for any
+    other call in that span, from either node (their timestamps are Asterisk's, one host
+    clock), is the operator ringing twice at once, or rung while talking. Two rings of calls
+    neither of which they answered cannot be told apart from one after the other (a ring's
+    end is not recorded), so they are not counted.
+    """
+    first: dict[tuple[str, str], datetime] = {}
+    for ring in rings:
+        key = (ring.call_id, ring.operator)
+        first[key] = min(first.get(key, ring.at), ring.at)
+    spans: dict[str, list[tuple[datetime, Answered]]] = {}
+    for call in answered:
+        start = min(first.get((call.call_id, call.operator), call.answered_at),
+                    call.answered_at)
+        spans.setdefault(call.operator, []).append((start, call))
+    found = []
+    for ring in sorted(rings, key=lambda r: r.at):
+        for start, call in spans.get(ring.operator, ()):
+            if call.call_id != ring.call_id and start < ring.at < call.ended_at:
+                found.append(DoubleRing(ring, call.call_id, ring.at >= call.answered_at))
+                break
+    return found
+
+
+async def rings_of(dsn: str, numbers: Sequence[str]) -> list[Ring]:
+    """The operator rings of the calls of these caller-number prefixes."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            """
+            SELECT e.call_id, e.body ->> 'operator' AS operator, e.at
+            FROM call_events e JOIN calls c ON c.call_id = e.call_id
+            WHERE e.kind = 'operator_rung' AND c.caller_number LIKE ANY($1)
+            """, [f"{number}%" for number in numbers])
+    finally:
+        await connection.close()
+    return [Ring(str(r["call_id"]), str(r["operator"]), r["at"]) for r in rows
+            if r["operator"] is not None]
+
+
+async def surge_run(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace) -> int:
+    """``--calls`` at ``--rate`` through two nodes; prints issue 15's three checks."""
+    rate, calls = args.rate, args.calls
+    operators = surge.operators_needed(rate, args.talk, 0)
+    groups = surge.caller_groups(calls, rate, f"{random.randrange(10_000):04d}")
+    numbers = [g.caller_id for g in groups]
+    async with cluster_of(pg, root, ("node1", "node2"), operators, pinned=args.pin,
+                          budget=budget_of(args)) as bench:
+        print(f"{calls} calls at {rate:g}/s through two nodes ...")
+        marks = bench.cpu_marks()
+        results = list(await asyncio.gather(
+            *(place(bench.cluster, g, args.talk, args.key_delay) for g in groups)))
+        cpu = bench.cpu_line(marks)
+        placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
+        rows = await settled(pg.dsn(), numbers, placed)
+        rings = await rings_of(pg.dsn(), numbers)
+        front = await front_figures(pg.dsn(), numbers)
+        await quiet(bench.cluster)
+    failed = sum(g.calls - r.successful for g, r in zip(groups, results, strict=True))
+    return surge_report(rows, rings, front, placed=placed, requested=calls, failed=failed,
+                        cpu=cpu)
+
+
+def surge_report(rows: Sequence[asyncpg.Record], rings: Sequence[Ring], front: FrontFigures,
+                 *, placed: int, requested: int, failed: int, cpu: str) -> int:
+    """The surge's figures; exit status 0 when every call reached an operator, no operator
+    rang twice at once, and the database holds every call complete."""
+    reached = [r for r in rows if r["operator"] is not None]
+    unreached = Counter(str(r["disposition"]) for r in rows if r["operator"] is None)
+    lacking_columns = Counter(c for r in rows for c in lacking(r))
+    incomplete = sum(1 for r in rows if lacking(r))
+    answered = [Answered(str(r["call_id"]), str(r["operator"]), r["answered_at"], r["ended_at"])
+                for r in reached if r["answered_at"] is not None and r["ended_at"] is not None]
+    doubles = double_rings(rings, answered)
+    nodes = Counter(node_of(str(r["call_id"])) for r in rows)
+    waits = to_queue(rows)
+    p50, p99 = surge.percentile(waits, 0.5), surge.percentile(waits, 0.99)
+    print("\n== surge through two nodes ==")
+    print(f"placed {placed}/{requested}, sipp failed {failed}; records {len(rows)} "
+          f"({', '.join(f'{n} {c}' for n, c in sorted(nodes.items()))}); the front dispatched "
+          f"{front.dispatched}, {front.recorded} recorded, {front.doubled} with two records; "
+          f"placed with no record: {max(placed - len(rows), 0)}")
+    print(f"reached an operator: {len(reached)}/{placed}"
+          f"{'; not: ' + str(dict(unreached)) if unreached else ''}")
+    talking = sum(1 for d in doubles if d.talking)
+    across = sum(1 for d in doubles if node_of(d.ring.call_id) != node_of(d.other))
+    print(f"operators rung twice at once: {len(doubles)} (of {len(rings)} rings, "
+          f"{len(answered)} answered calls): {len(doubles) - talking} while still ringing for "
+          f"another call, {talking} while talking; {across} of them by the other node")
+    spans = {a.call_id: a for a in answered}
+    for double in doubles[:5]:
+        ring, other = double.ring, spans[double.other]
+        print(f"  {ring.operator} rung for {ring.call_id} at {ring.at:%H:%M:%S.%f} while "
+              f"taken by {other.call_id} (answered {other.answered_at:%H:%M:%S.%f}, ended "
+              f"{other.ended_at:%H:%M:%S.%f})")
+    print(f"complete records: {len(rows) - incomplete}/{len(rows)}"
+          f"{'; lacking: ' + str(dict(lacking_columns)) if lacking_columns else ''}")
+    print(f"answer->queue p50 {'-' if p50 is None else f'{p50:.2f} s'}, "
+          f"p99 {'-' if p99 is None else f'{p99:.2f} s'}")
+    if cpu:
+        print(f"CPU while placing: {cpu}")
+    ok = (placed == requested and failed == 0 and len(rows) == placed
+          and len(reached) == placed and not doubles and not incomplete
+          and front.doubled == 0)
+    return 0 if ok else 1
+
+
+def budget_of(args: argparse.Namespace) -> CpuBudget | None:
+    """Each node's CPU budget (``--node-cpu``), if one was asked for."""
+    return None if args.node_cpu is None else CpuBudget(args.node_cpu)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--mode", choices=("capacity", "kill", "both"), default="both")
+    parser.add_argument("--mode", choices=("capacity", "kill", "surge", "both"),
+                        default="both", help="both: capacity, then kill")
     parser.add_argument("--key-delay", type=float, default=2.0)
     parser.add_argument("--talk", type=float, default=8.0)
     parser.add_argument("--start-rate", type=float, default=5.0)
@@ -358,6 +581,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pin", action="store_true",
                         help="each node's Asterisk and line server on one CPU of its own (a "
                              "machine per node, one core each), for the capacity search")
+    parser.add_argument("--node-cpu", type=float, default=None, metavar="FRACTION",
+                        help="each node's Asterisk and line server (and what they start) held "
+                             "to FRACTION of a core with a cgroup CPU quota (0.5: half a "
+                             "core), as a machine of its own that size")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="calls/s of --mode surge (required there)")
+    parser.add_argument("--calls", type=int, default=1000, help="calls of --mode surge")
     parser.add_argument("--kill-rate", type=float, default=0.0,
                         help="calls/s of the kill surge (default: the first rate one node "
                              "failed, or 10)")
@@ -373,11 +603,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(str(exc))
     if not 0 < args.kill_after < 1 or args.kill_calls < 10 or args.window <= 0:
         parser.error("--kill-after in (0, 1), --kill-calls >= 10, --window > 0")
+    if args.mode == "surge" and (args.rate <= 0 or args.calls < 1):
+        parser.error("--mode surge needs --rate > 0 and --calls >= 1")
+    try:
+        budget_of(args)
+    except ValueError as exc:
+        parser.error(f"--node-cpu: {exc}")
     return args
 
 
 async def run(args: argparse.Namespace, root: Path, pg: EmbeddedPostgres) -> int:
     """The modes asked for, one after the other."""
+    if args.mode == "surge":
+        return await surge_run(pg, root, args)
     one_node_fails = None
     if args.mode in ("capacity", "both"):
         one_node_fails = await capacities(pg, root, args)
@@ -391,8 +629,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    with temporary_cluster("siaga112-cluster-bench-") as (root, pg):
-        return asyncio.run(run(args, root, pg))
+    try:
+        if args.node_cpu is not None:
+            writable_or_refuse()  # before anything starts: one line, not a half-built lab
+        with temporary_cluster("siaga112-cluster-bench-") as (root, pg):
+            return asyncio.run(run(args, root, pg))
+    except CgroupError as exc:
+        print(f"bench/cluster.py: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
