@@ -27,7 +27,18 @@ def _extra_ca_pem() -> str:
 
 
 @pytest.fixture(scope="module")
-def site_ports() -> dict[str, int]:
+def docker_turn() -> Iterator[None]:
+    """The module's turn at dockerd, held from choosing its site's ports until the site is
+    down: ports chosen free and then left while another worker's site ran for minutes were
+    taken meanwhile, and a line that could not bind its port never became healthy (the
+    cluster site's "Container ... is unhealthy", seen twice in whole-suite runs)."""
+    docker.ensure_engine()
+    with docker.one_at_a_time():
+        yield
+
+
+@pytest.fixture(scope="module")
+def site_ports(docker_turn: None) -> dict[str, int]:
     """Loopback ports no other test uses; RTP gets a span of 40 (20 calls)."""
     rtp = sipp.free_udp_port(span=40)
     return {
@@ -86,7 +97,7 @@ def cluster_pg_hosts() -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="module")
-def cluster_ports() -> dict[str, int]:
+def cluster_ports(docker_turn: None) -> dict[str, int]:
     """Loopback ports of the cluster's own (docker-compose.cluster.yml's variables): the
     front (SIP, and the WebSocket nginx proxies browser softphones to), each node's SIP and
     FastAGI on its address, AMI, HTTP, Asterisk's WebSocket, an RTP span of 40 each,

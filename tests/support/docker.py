@@ -57,11 +57,32 @@ BASE_SUITE: Final = "bookworm"  # Debian 12: PostgreSQL 15, nginx, Prometheus, P
 LOCK_FILE: Final = Path(tempfile.gettempdir()) / "siaga112-docker.lock"
 
 
+class _Turn:
+    """How deep this process is in :func:`one_at_a_time`: re-entered, not locked again."""
+
+    depth = 0
+
+
 @contextlib.contextmanager
-def _one_at_a_time() -> Iterator[None]:
+def one_at_a_time() -> Iterator[None]:
+    """This process's turn at dockerd against every other test worker's (a file lock);
+    re-entrant within the process, as a module holds it from choosing its site's ports to
+    taking the site down and its steps take it again (flock on a second descriptor would
+    wait on the first)."""
+    if _Turn.depth:
+        _Turn.depth += 1
+        try:
+            yield
+        finally:
+            _Turn.depth -= 1
+        return
     with LOCK_FILE.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        _Turn.depth = 1
+        try:
+            yield
+        finally:
+            _Turn.depth = 0
 
 
 class DockerError(RuntimeError):
@@ -85,7 +106,7 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: f
 
 def ensure_engine() -> None:
     """Install docker.io and docker-compose and start dockerd when missing (scripts/setup)."""
-    with _one_at_a_time():
+    with one_at_a_time():
         run([str(ROOT / "scripts" / "setup"), "--docker"], timeout=900)
 
 
@@ -109,7 +130,7 @@ def base_image(suite: str) -> str:
     tag = f"siaga112/base:{suite}-{_digest([suite.encode(), mirror.encode(), b'minbase-1'])}"
     if image_exists(tag):
         return tag
-    with _one_at_a_time():
+    with one_at_a_time():
         if not image_exists(tag):  # not built by another worker meanwhile
             _build_base_image(suite, mirror, tag)
     return tag
@@ -192,7 +213,7 @@ class Site:
         """Built and up (a killed run's leftovers taken down first); taken down with its
         volumes afterwards unless ``SITE_KEEP`` is set. The phases' times go to ``timings``.
         One site at a time on this machine: another test worker's waits."""
-        with _one_at_a_time():
+        with one_at_a_time():
             yield from self._running()
 
     def _running(self) -> Iterator[Site]:
