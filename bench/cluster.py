@@ -21,9 +21,12 @@ is logged in on every node. The callers are bench/surge.py's (half press 3, half
    still reached an operator; and whether every call placed after the window did.
 3. ``surge``: ``--calls`` at ``--rate`` through two nodes (issue 15's surge: the rate one
    node alone failed). Printed: whether every call reached an operator, whether any operator
-   rang twice at once (rung for a call while being rung for, or talking to, another:
-   :func:`double_rings`), and whether the database holds every call complete; answer ->
-   queue p50/p99. Exit status 0 when all three hold.
+   rang twice at once (an INVITE reached their phone while it rang for, or talked on,
+   another call: :func:`phone_calls` reads the phones' SIP trace, :func:`double_rings` finds
+   the overlaps; the rings Asterisk reported, ``AgentCalled``, are counted too, but they
+   include those the front refused with 486 before they reached a phone), and whether the
+   database holds every call complete; answer -> queue p50/p99. Exit status 0 when all three
+   hold.
 
 ``--node-cpu FRACTION`` gives each node (its Asterisk, its line server and everything they
 start) a CPU budget of its own with a cgroup CPU quota (telephony/lab/cgroup.py), as a
@@ -44,6 +47,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import sys
 import time
 from collections import Counter
@@ -78,6 +82,8 @@ SETTLE_SECONDS = 120.0
 # A call the front dispatched and no node recorded becomes a record this long after (the
 # site default is a minute; the bench waits less).
 RECONCILE_GRACE = 10.0
+# What the front logs as it refuses a second ring of an operator (kamailio.cfg, RING_ONCE).
+FRONT_REFUSAL = "already rings for another call: 486"
 
 
 @dataclass(frozen=True)
@@ -154,10 +160,11 @@ class Bench:
 @contextlib.asynccontextmanager
 async def cluster_of(pg: EmbeddedPostgres, root: Path, names: Sequence[str], operators: int,
                      *, pinned: bool = False, budget: CpuBudget | None = None,
-                     ) -> AsyncIterator[Bench]:
+                     trace_phones: bool = False) -> AsyncIterator[Bench]:
     """A running cluster of ``names`` behind the front, on the bench's database (each node
     on a CPU of its own if ``pinned``, and held to ``budget`` with a CPU quota if given:
-    the groups outlive the nodes, and are removed however the run ends)."""
+    the groups outlive the nodes, and are removed however the run ends); the phones' SIP
+    messages are kept if ``trace_phones`` (:func:`phone_calls`)."""
     base = replace(bench_settings(root / "state", pg.dsn(), pg.port, operators),
                    lab_instance="cluster-bench", queue_wrapup_seconds=0,
                    front_reconcile_grace_seconds=RECONCILE_GRACE, front_reconcile_seconds=2)
@@ -167,7 +174,7 @@ async def cluster_of(pg: EmbeddedPostgres, root: Path, names: Sequence[str], ope
     with contextlib.ExitStack() as stack:
         groups = None if budget is None else stack.enter_context(NodeGroups(budget, names))
         async with running_cluster(front, nodes, pg.dsn(), operators=operator_names(operators),
-                                   skills=SKILLS) as running:
+                                   skills=SKILLS, trace_phones=trace_phones) as running:
             if pinned:
                 pin_nodes(running)
             bench = Bench(running, groups)
@@ -478,6 +485,58 @@ def double_rings(rings: Sequence[Ring], answered: Sequence[Answered]) -> list[Do
     return found
 
 
+_TRACE_STAMP = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s*$", re.M)
+
+
+def _trace_header(lines: Sequence[str], name: str) -> str:
+    for line in lines[1:]:
+        key, sep, value = line.partition(":")
+        if not line.strip():
+            break
+        if sep and key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
+
+
+def phone_calls(trace: str) -> tuple[list[Ring], list[Answered]]:
+    """What the operators' phones saw, from their sipp UAS's message trace (``-trace_msg``):
+    each call's first INVITE (a ring: the operator of its request URI, the registered
+    contact ``sip:op1001@...``; a retransmission or re-INVITE of the call is not another),
+    and the span each call held the phone: an answered one (the phone's 200 to its INVITE)
+    until its BYE; one cancelled while ringing until the phone's 487 (as an
+    :class:`Answered` whose answer is its end: :func:`double_rings` then counts a ring in it
+    as one while ringing). A call never ended holds none. Call ids are the SIP Call-IDs of
+    the legs to the phones, not the line's."""
+    parts = _TRACE_STAMP.split(trace)
+    rings: dict[str, Ring] = {}
+    answers: dict[str, datetime] = {}
+    ends: dict[str, datetime] = {}
+    for stamp, body in zip(parts[1::2], parts[2::2], strict=True):
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        head, _, message = body.strip("\n").partition("\n\n")
+        lines = message.strip("\n").splitlines()
+        if not lines:
+            continue
+        received, first = "received" in head, lines[0].split()
+        if len(first) < 2:
+            continue
+        call_id, cseq = _trace_header(lines, "Call-ID"), _trace_header(lines, "CSeq")
+        if received and first[0] == "INVITE" and call_id not in rings:
+            user = first[1].removeprefix("sip:").partition("@")[0]
+            rings[call_id] = Ring(call_id, user, at)
+        elif not received and first[0] == "SIP/2.0" and cseq.endswith("INVITE"):
+            if first[1] == "200":
+                answers.setdefault(call_id, at)
+            elif first[1][:1] in "3456" and call_id not in answers:
+                answers[call_id] = at
+                ends.setdefault(call_id, at)
+        elif first[0] == "BYE":
+            ends.setdefault(call_id, at)
+    spans = [Answered(call_id, rings[call_id].operator, at, ends[call_id])
+             for call_id, at in answers.items() if call_id in rings and call_id in ends]
+    return list(rings.values()), spans
+
+
 async def rings_of(dsn: str, numbers: Sequence[str]) -> list[Ring]:
     """The operator rings of the calls of these caller-number prefixes."""
     connection = await asyncpg.connect(dsn)
@@ -501,7 +560,7 @@ async def surge_run(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace) 
     groups = surge.caller_groups(calls, rate, f"{random.randrange(10_000):04d}")
     numbers = [g.caller_id for g in groups]
     async with cluster_of(pg, root, ("node1", "node2"), operators, pinned=args.pin,
-                          budget=budget_of(args)) as bench:
+                          budget=budget_of(args), trace_phones=True) as bench:
         print(f"{calls} calls at {rate:g}/s through two nodes ...")
         marks = bench.cpu_marks()
         results = list(await asyncio.gather(
@@ -512,15 +571,21 @@ async def surge_run(pg: EmbeddedPostgres, root: Path, args: argparse.Namespace) 
         rings = await rings_of(pg.dsn(), numbers)
         front = await front_figures(pg.dsn(), numbers)
         await quiet(bench.cluster)
+        phones = phone_calls(bench.cluster.phones.messages)
+        assert bench.cluster.kamailio is not None
+        refused = bench.cluster.kamailio.log_text().count(FRONT_REFUSAL)
     failed = sum(g.calls - r.successful for g, r in zip(groups, results, strict=True))
-    return surge_report(rows, rings, front, placed=placed, requested=calls, failed=failed,
-                        cpu=cpu)
+    return surge_report(rows, rings, front, phones, placed=placed, requested=calls,
+                        failed=failed, refused=refused, cpu=cpu)
 
 
 def surge_report(rows: Sequence[asyncpg.Record], rings: Sequence[Ring], front: FrontFigures,
-                 *, placed: int, requested: int, failed: int, cpu: str) -> int:
-    """The surge's figures; exit status 0 when every call reached an operator, no operator
-    rang twice at once, and the database holds every call complete."""
+                 phones: tuple[Sequence[Ring], Sequence[Answered]], *, placed: int,
+                 requested: int, failed: int, refused: int, cpu: str) -> int:
+    """The surge's figures; exit status 0 when every call reached an operator, no operator's
+    phone rang twice at once (``phones``: :func:`phone_calls`), and the database holds every
+    call complete. ``rings`` are those Asterisk reported (the front's 486 included: it
+    refused ``refused`` INVITEs)."""
     reached = [r for r in rows if r["operator"] is not None]
     unreached = Counter(str(r["disposition"]) for r in rows if r["operator"] is None)
     lacking_columns = Counter(c for r in rows for c in lacking(r))
@@ -528,6 +593,8 @@ def surge_report(rows: Sequence[asyncpg.Record], rings: Sequence[Ring], front: F
     answered = [Answered(str(r["call_id"]), str(r["operator"]), r["answered_at"], r["ended_at"])
                 for r in reached if r["answered_at"] is not None and r["ended_at"] is not None]
     doubles = double_rings(rings, answered)
+    phone_rings, phone_spans = phones
+    at_phones = double_rings(phone_rings, phone_spans)
     nodes = Counter(node_of(str(r["call_id"])) for r in rows)
     waits = to_queue(rows)
     p50, p99 = surge.percentile(waits, 0.5), surge.percentile(waits, 0.99)
@@ -540,9 +607,15 @@ def surge_report(rows: Sequence[asyncpg.Record], rings: Sequence[Ring], front: F
           f"{'; not: ' + str(dict(unreached)) if unreached else ''}")
     talking = sum(1 for d in doubles if d.talking)
     across = sum(1 for d in doubles if node_of(d.ring.call_id) != node_of(d.other))
-    print(f"operators rung twice at once: {len(doubles)} (of {len(rings)} rings, "
-          f"{len(answered)} answered calls): {len(doubles) - talking} while still ringing for "
-          f"another call, {talking} while talking; {across} of them by the other node")
+    phone_talking = sum(1 for d in at_phones if d.talking)
+    print(f"phones rung twice at once: {len(at_phones)} (of {len(phone_rings)} INVITEs at "
+          f"the phones, {len(phone_spans)} calls they held): {len(at_phones) - phone_talking} "
+          f"while still ringing for another call, {phone_talking} while talking")
+    print(f"rings Asterisk reported (AgentCalled) while the operator was taken: "
+          f"{len(doubles)} (of {len(rings)} rings, {len(answered)} answered calls): "
+          f"{len(doubles) - talking} while still ringing for another call, {talking} while "
+          f"talking; {across} of them by the other node; the front refused {refused} INVITEs "
+          f"to a phone already ringing (486), which Asterisk counts as rings")
     spans = {a.call_id: a for a in answered}
     for double in doubles[:5]:
         ring, other = double.ring, spans[double.other]
@@ -556,7 +629,7 @@ def surge_report(rows: Sequence[asyncpg.Record], rings: Sequence[Ring], front: F
     if cpu:
         print(f"CPU while placing: {cpu}")
     ok = (placed == requested and failed == 0 and len(rows) == placed
-          and len(reached) == placed and not doubles and not incomplete
+          and len(reached) == placed and not at_phones and not incomplete
           and front.doubled == 0)
     return 0 if ok else 1
 

@@ -263,10 +263,12 @@ class Cluster:
 async def running_cluster(front: Settings, nodes: Sequence[Settings], owner_dsn: str, *,
                           operators: Sequence[str], skills: Mapping[str, int],
                           ring_seconds: float = 0.0,
-                          logged_in: Sequence[str] | None = None) -> AsyncIterator[Cluster]:
+                          logged_in: Sequence[str] | None = None,
+                          trace_phones: bool = False) -> AsyncIterator[Cluster]:
     """Every node's Asterisk (with the line's prompts) and line server, the front, the
     ``operators``' phones registered at the front and answered by one sipp UAS (after
-    ``ring_seconds``), and the operators (those of ``logged_in``, if given) logged in on
+    ``ring_seconds``; every SIP message it sent and received kept if ``trace_phones``:
+    ``phones.messages``), and the operators (those of ``logged_in``, if given) logged in on
     every node; all stopped however it ends (a node killed meanwhile included)."""
     async with contextlib.AsyncExitStack() as stack:
         running: list[Node] = []
@@ -285,7 +287,8 @@ async def running_cluster(front: Settings, nodes: Sequence[Settings], owner_dsn:
         phone_port = sipp.free_udp_port(PHONE_HOST)
         await register_phones(front, owner_dsn, operators, phone_port=phone_port)
         phones = await stack.enter_async_context(
-            sipp.operator(phone_port, host=PHONE_HOST, ring_seconds=ring_seconds))
+            sipp.operator(phone_port, host=PHONE_HOST, ring_seconds=ring_seconds,
+                          trace_messages=trace_phones))
         for node in running:
             await log_in(node.lab, [f"PJSIP/{user}" for user in (
                 operators if logged_in is None else logged_in)], skills)

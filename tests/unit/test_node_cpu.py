@@ -1,7 +1,8 @@
 """bench/cluster.py ``--node-cpu``'s pure parts: each node's CPU budget as cgroup v1 numbers
 (telephony/lab/cgroup.py), the groups' paths, which leftover groups are stale, the process
 tree a node's groups take, the refusal without a writable cgroup fs; and the surge's check
-that no operator rang twice at once (bench/cluster.py's ``double_rings``)."""
+that no operator rang twice at once (bench/cluster.py's ``double_rings``, over the phones'
+SIP trace read by ``phone_calls``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from telephony.lab.cgroup import (
 # bench/ is not a package: its scripts import each other as top-level modules, as they do
 # when run as `python bench/cluster.py`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from cluster import Answered, DoubleRing, Ring, double_rings, parse_args
+from cluster import Answered, DoubleRing, Ring, double_rings, parse_args, phone_calls
 
 
 def test_half_a_core_is_half_of_each_period_and_a_share_of_it_for_real_time() -> None:
@@ -129,3 +130,38 @@ def test_a_ring_while_the_operator_talks_or_rings_for_another_call_is_found() ->
 def test_a_call_ringing_its_own_operator_again_is_no_double_ring() -> None:
     rings = [Ring("a", "PJSIP/op1", at(0)), Ring("a", "PJSIP/op1", at(0.5))]
     assert double_rings(rings, [Answered("a", "PJSIP/op1", at(0.6), at(3))]) == []
+
+
+def _traced(stamp: str, direction: str, first: str, call_id: str, cseq: str) -> str:
+    """One message of sipp's -trace_msg file."""
+    head = ("UDP message received [300] bytes :" if direction == "in"
+            else "UDP message sent (300 bytes):")
+    return (f"----------------------------------------------- 2026-12-05 {stamp}\n{head}\n\n"
+            f"{first}\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1\n"
+            f"Call-ID: {call_id}\nCSeq: {cseq}\nContent-Length: 0\n\n\n")
+
+
+def test_the_phones_trace_gives_each_ring_and_how_long_each_call_held_the_phone() -> None:
+    trace = "".join([
+        _traced("22:00:00.000000", "in", "INVITE sip:op1@127.0.0.2:5070 SIP/2.0", "a", "1 INVITE"),
+        _traced("22:00:00.001000", "out", "SIP/2.0 180 Ringing", "a", "1 INVITE"),
+        # A retransmission of a's INVITE is no second ring.
+        _traced("22:00:00.500000", "in", "INVITE sip:op1@127.0.0.2:5070 SIP/2.0", "a", "1 INVITE"),
+        _traced("22:00:01.000000", "out", "SIP/2.0 200 OK", "a", "1 INVITE"),
+        # b reaches op1 while a talks; c rings op2 and is cancelled.
+        _traced("22:00:02.000000", "in", "INVITE sip:op1@127.0.0.2:5070 SIP/2.0", "b", "1 INVITE"),
+        _traced("22:00:02.100000", "in", "INVITE sip:op2@127.0.0.2:5070 SIP/2.0", "c", "1 INVITE"),
+        _traced("22:00:02.200000", "out", "SIP/2.0 487 Request Terminated", "c", "1 INVITE"),
+        _traced("22:00:03.000000", "in", "BYE sip:127.0.0.2:5070 SIP/2.0", "a", "2 BYE"),
+        # An OPTIONS qualify is no ring.
+        _traced("22:00:03.500000", "in", "OPTIONS sip:op2@127.0.0.2:5070 SIP/2.0", "d",
+                "1 OPTIONS"),
+    ])
+    rings, spans = phone_calls(trace)
+    when = datetime(2026, 12, 5, 22, 0, tzinfo=UTC)
+    assert rings == [Ring("a", "op1", when), Ring("b", "op1", when + timedelta(seconds=2)),
+                     Ring("c", "op2", when + timedelta(seconds=2.1))]
+    assert sorted(spans, key=lambda s: s.call_id) == [
+        Answered("a", "op1", when + timedelta(seconds=1), when + timedelta(seconds=3)),
+        Answered("c", "op2", when + timedelta(seconds=2.2), when + timedelta(seconds=2.2))]
+    assert double_rings(rings, spans) == [DoubleRing(rings[1], "a", talking=True)]
