@@ -46,11 +46,14 @@ from tests.support.cluster import (
     account,
     bearer,
     console_url,
+    equals,
+    hung_up_after,
     member_paused,
     member_state,
     node_callers,
     operator_channels,
     operator_desk,
+    shows,
     two_nodes,
     waiting_callers,
 )
@@ -75,22 +78,6 @@ async def cluster(pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> AsyncIterat
         yield running
 
 
-async def _is(value: Awaitable[object], expected: object) -> bool | None:
-    """For :func:`eventually`: True once ``value`` is ``expected``."""
-    return True if await value == expected else None
-
-
-@contextlib.asynccontextmanager
-async def hung_up_after(*labs: Lab) -> AsyncIterator[None]:
-    """Every channel left on ``labs`` hung up afterwards (the next test starts clean)."""
-    try:
-        yield
-    finally:
-        for lab in labs:
-            with contextlib.suppress(Exception):
-                await lab.acli("channel request hangup all")
-
-
 async def test_an_operator_who_joined_through_one_line_is_rung_by_either_node(
         cluster: Cluster) -> None:
     one, two = cluster.node("node1"), cluster.node("node2")
@@ -107,12 +94,12 @@ async def test_an_operator_who_joined_through_one_line_is_rung_by_either_node(
             assert response.status == 200, await response.text()
             joined = time.monotonic()
             await eventually("the operator in node2's queue",
-                             lambda: _is(member_paused(two.lab, DESK_OPERATOR, "information"),
+                             lambda: equals(member_paused(two.lab, DESK_OPERATOR, "information"),
                                          False), within=5, interval=0.05)
             followed = time.monotonic() - joined
             async with node_callers(two.settings, unique_caller("0817"), talk_seconds=15):
                 await eventually("node2's call ringing the operator who joined on node1",
-                                 lambda: _is(operator_channels(two.lab, DESK_OPERATOR), 1),
+                                 lambda: equals(operator_channels(two.lab, DESK_OPERATOR), 1),
                                  within=15)
             await two.lab.acli("channel request hangup all")
 
@@ -121,12 +108,12 @@ async def test_an_operator_who_joined_through_one_line_is_rung_by_either_node(
             assert response.status == 204, await response.text()
             paused = time.monotonic()
             await eventually("the operator paused on node1",
-                             lambda: _is(member_paused(one.lab, DESK_OPERATOR, "information"),
+                             lambda: equals(member_paused(one.lab, DESK_OPERATOR, "information"),
                                          True), within=5, interval=0.05)
             followed_pause = time.monotonic() - paused
             async with node_callers(one.settings, unique_caller("0817"), talk_seconds=25):
                 await eventually("node1's caller waiting",
-                                 lambda: _is(waiting_callers(one.lab), 1), within=15)
+                                 lambda: equals(waiting_callers(one.lab), 1), within=15)
                 # A ring would come within the queue's first round: watched for 2 s.
                 rung = []
                 watched = time.monotonic()
@@ -139,7 +126,7 @@ async def test_an_operator_who_joined_through_one_line_is_rung_by_either_node(
                                              headers=on_one)
                 assert response.status == 204, await response.text()
                 await eventually("node1's caller rung once the pause ended through node1",
-                                 lambda: _is(operator_channels(one.lab, DESK_OPERATOR), 1),
+                                 lambda: equals(operator_channels(one.lab, DESK_OPERATOR), 1),
                                  within=10)
         finally:
             # Out of every queue on both nodes, through node2's line: the next tests are
@@ -150,9 +137,9 @@ async def test_an_operator_who_joined_through_one_line_is_rung_by_either_node(
                 await node.lab.acli(f"queue unpause member {OPERATOR}")
         assert response.status == 200, await response.text()
         await eventually("the operator out of node1's queues",
-                         lambda: _is(member_paused(one.lab, DESK_OPERATOR), None), within=5)
+                         lambda: equals(member_paused(one.lab, DESK_OPERATOR), None), within=5)
         await eventually("the operator out of node2's queues",
-                         lambda: _is(member_paused(two.lab, DESK_OPERATOR), None), within=5)
+                         lambda: equals(member_paused(two.lab, DESK_OPERATOR), None), within=5)
     print(f"\nan operator's login through node1's line reached node2's queues in "
           f"{followed * 1000:.0f} ms, a pause through node2's reached node1's in "
           f"{followed_pause * 1000:.0f} ms")
@@ -173,10 +160,6 @@ def live_menu_version(node: Settings) -> int | None:
         return int(json.loads(node.live_menu_file.read_text("utf-8"))["version"])
     except FileNotFoundError:
         return None
-
-
-async def _shows(value: Awaitable[str], text: str) -> bool | None:
-    return True if text in await value else None
 
 
 async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
@@ -206,7 +189,7 @@ async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
         assert response.status == 200, await response.text()
         changed = time.monotonic()
         await eventually("node2's fire queue in rrmemory",
-                         lambda: _shows(two.lab.acli("queue show fire"), "'rrmemory' strategy"),
+                         lambda: shows(two.lab.acli("queue show fire"), "'rrmemory' strategy"),
                          within=5, interval=0.05)
         queue_followed = time.monotonic() - changed
 
@@ -227,7 +210,7 @@ async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
         assert response.status == 200, await response.text()
         published = time.monotonic()
         await eventually("node2's line runs the published menu",
-                         lambda: _is(asyncio.to_thread(live_menu_version, two.settings),
+                         lambda: equals(asyncio.to_thread(live_menu_version, two.settings),
                                      draft), within=15, interval=0.05)
         menu_followed = time.monotonic() - published
         assert (two.lab.site.sounds_dir / f"menu-darurat-v{draft}.wav").is_file()
@@ -245,10 +228,10 @@ async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
         response = await http.put(f"{api_two}/queues/fire", headers=on_two, json=values)
         assert response.status == 200, await response.text()
         await eventually("node1's line runs the first version again",
-                         lambda: _is(asyncio.to_thread(live_menu_version, one.settings),
+                         lambda: equals(asyncio.to_thread(live_menu_version, one.settings),
                                      first), within=15, interval=0.05)
         await eventually("node1's fire queue back to its strategy",
-                         lambda: _shows(one.lab.acli("queue show fire"),
+                         lambda: shows(one.lab.acli("queue show fire"),
                                         f"'{values['strategy']}' strategy"), within=5)
     print(f"\nan admin's queue strategy through node1's API in force on node2's Asterisk "
           f"after {queue_followed * 1000:.0f} ms; a menu published through node1's API was "
@@ -260,18 +243,18 @@ async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: C
     one, two = cluster.node("node1"), cluster.node("node2")
     async with hung_up_after(one.lab, two.lab):
         await eventually("the operator free on node2",
-                         lambda: _is(member_state(two.lab, OPERATOR), "Not in use"), within=10)
+                         lambda: equals(member_state(two.lab, OPERATOR), "Not in use"), within=10)
         async with node_callers(one.settings, unique_caller("0813"), talk_seconds=8) as on_one:
             await eventually("the operator answering node1's call",
-                             lambda: _is(operator_channels(one.lab, OPERATOR), 1), within=15)
+                             lambda: equals(operator_channels(one.lab, OPERATOR), 1), within=15)
             in_use_on_one = time.monotonic()
             await eventually("the operator in use on node2",
-                             lambda: _is(member_state(two.lab, OPERATOR), "In use"), within=5,
+                             lambda: equals(member_state(two.lab, OPERATOR), "In use"), within=5,
                              interval=0.02)
             published = time.monotonic() - in_use_on_one
             async with node_callers(two.settings, unique_caller("0813"), talk_seconds=20):
                 await eventually("node2's caller waiting",
-                                 lambda: _is(waiting_callers(two.lab), 1), within=15)
+                                 lambda: equals(waiting_callers(two.lab), 1), within=15)
                 # Until node1's call ends, node2's queue never rings the busy operator.
                 rung_on_two = []
 
@@ -290,7 +273,7 @@ async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: C
                 assert len(rung_on_two) >= 5 and not any(rung_on_two), rung_on_two
                 # Free again: node2's waiting caller reaches them.
                 await eventually("node2's caller answered by the operator",
-                                 lambda: _is(operator_channels(two.lab, OPERATOR), 1),
+                                 lambda: equals(operator_channels(two.lab, OPERATOR), 1),
                                  within=10)
                 offered_again = time.monotonic() - hung_up
     print(f"\ndevice state node1 -> node2: in use after {published * 1000:.0f} ms; node2's "
@@ -318,7 +301,7 @@ async def test_a_caller_waiting_on_one_node_is_on_the_board_the_other_serves(
         try:
             async with node_callers(two.settings, unique_caller("0818"), talk_seconds=20):
                 await eventually("node2's caller waiting",
-                                 lambda: _is(waiting_callers(two.lab), 1), within=15)
+                                 lambda: equals(waiting_callers(two.lab), 1), within=15)
                 waiting = time.monotonic()
 
                 async def on_board() -> list[dict[str, object]] | None:
@@ -332,11 +315,11 @@ async def test_a_caller_waiting_on_one_node_is_on_the_board_the_other_serves(
                     ("node2", 1, "information")], shown
                 await two.lab.acli(f"queue unpause member {OPERATOR}")
                 await eventually("node2's caller answered",
-                                 lambda: _is(operator_channels(two.lab, OPERATOR), 1),
+                                 lambda: equals(operator_channels(two.lab, OPERATOR), 1),
                                  within=10)
                 answered = time.monotonic()
                 await eventually("the answered caller off node1's wallboard",
-                                 lambda: _is(board_callers(http, one.settings, on_one), []),
+                                 lambda: equals(board_callers(http, one.settings, on_one), []),
                                  within=5, interval=0.1)
                 left = time.monotonic() - answered
         finally:
@@ -431,7 +414,7 @@ async def test_a_node_that_comes_back_learns_who_is_busy_on_the_other(cluster: C
         await asyncio.to_thread(two.lab.crash)
         async with node_callers(one.settings, unique_caller("0815"), talk_seconds=30):
             await eventually("the operator answering node1's call",
-                             lambda: _is(operator_channels(one.lab, OPERATOR), 1), within=15)
+                             lambda: equals(operator_channels(one.lab, OPERATOR), 1), within=15)
             # node2 comes back as a site's service manager starts it, and asks node1 for its
             # whole device state.
             restarted = time.monotonic()
@@ -439,11 +422,11 @@ async def test_a_node_that_comes_back_learns_who_is_busy_on_the_other(cluster: C
             # astdb may not have kept the login: the queues as the desk's QueueAdd makes them.
             await two.lab.acli(f"queue add member {OPERATOR} to all-operators")
             await eventually("the operator in use on the restarted node2",
-                             lambda: _is(member_state(two.lab, OPERATOR), "In use"), within=15)
+                             lambda: equals(member_state(two.lab, OPERATOR), "In use"), within=15)
             learned = time.monotonic() - restarted
             await one.lab.acli("channel request hangup all")
             await eventually("the operator free on node2 once node1's call ended",
-                             lambda: _is(member_state(two.lab, OPERATOR), "Not in use"),
+                             lambda: equals(member_state(two.lab, OPERATOR), "Not in use"),
                              within=5)
     await two.line.wait_ready()  # its line server logged in to the new Asterisk again
     print(f"\nnode2 restarted with the operator on a call on node1: in use on node2 "
@@ -456,15 +439,15 @@ async def test_a_dead_nodes_operator_is_offered_calls_on_the_survivor(cluster: C
     async with (hung_up_after(survivor.lab),
                 node_callers(victim.settings, unique_caller("0816"), talk_seconds=60)):
         await eventually("the operator answering node1's call",
-                         lambda: _is(operator_channels(victim.lab, OPERATOR), 1),
+                         lambda: equals(operator_channels(victim.lab, OPERATOR), 1),
                          within=15)
         await eventually("the operator in use on node2",
-                         lambda: _is(member_state(survivor.lab, OPERATOR), "In use"),
+                         lambda: equals(member_state(survivor.lab, OPERATOR), "In use"),
                          within=5)
         # A caller waits at node2 for the busy operator.
         async with node_callers(survivor.settings, unique_caller("0816"), talk_seconds=30):
             await eventually("node2's caller waiting",
-                             lambda: _is(waiting_callers(survivor.lab), 1), within=15)
+                             lambda: equals(waiting_callers(survivor.lab), 1), within=15)
             killed = time.monotonic()
             await victim.kill()
             # The operator's call died with node1: node2 offers them its caller within
@@ -474,7 +457,7 @@ async def test_a_dead_nodes_operator_is_offered_calls_on_the_survivor(cluster: C
                              within=FORGET_TARGET_SECONDS, interval=0.05)
             freed = time.monotonic() - killed
             await eventually("node2's caller answered by the operator",
-                             lambda: _is(operator_channels(survivor.lab, OPERATOR), 1),
+                             lambda: equals(operator_channels(survivor.lab, OPERATOR), 1),
                              within=FORGET_TARGET_SECONDS, interval=0.05)
             offered = time.monotonic() - killed
     assert "its device states of 1 operators no longer count here (1 taken" in \

@@ -16,10 +16,9 @@ registered at the front and logged in on both nodes):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -33,6 +32,8 @@ from tests.support.cluster import (
     account,
     bearer,
     console_url,
+    equals,
+    hung_up_after,
     member_state,
     node_callers,
     operator_channels,
@@ -80,25 +81,6 @@ async def cluster(pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> AsyncIterat
         yield running
 
 
-async def _is(value: Awaitable[object], expected: object) -> bool | None:
-    return True if await value == expected else None
-
-
-async def _shows(value: Awaitable[str], text: str) -> bool | None:
-    return True if text in await value else None
-
-
-@contextlib.asynccontextmanager
-async def hung_up_after(*labs: Lab) -> AsyncIterator[None]:
-    """Every channel left on ``labs`` hung up afterwards (the next test starts clean)."""
-    try:
-        yield
-    finally:
-        for lab in labs:
-            with contextlib.suppress(Exception):
-                await lab.acli("channel request hangup all")
-
-
 def held_after_ms(output: str) -> list[int]:
     """Each wrap-up node2's line held, in ms from the call's end on node1 (its log)."""
     return [int(found) for found in HELD.findall(output)]
@@ -112,12 +94,12 @@ async def test_the_wrapup_after_a_call_on_one_node_holds_on_the_other(cluster: C
         await free_on_both(one.lab, two.lab)
         async with node_callers(one.settings, unique_caller("0819"), talk_seconds=4) as first:
             await eventually("the operator answering node1's call",
-                             lambda: _is(operator_channels(one.lab, OPERATOR), 1), within=15)
+                             lambda: equals(operator_channels(one.lab, OPERATOR), 1), within=15)
             await eventually("the operator in use on node2",
-                             lambda: _is(member_state(two.lab, OPERATOR), "In use"), within=5)
+                             lambda: equals(member_state(two.lab, OPERATOR), "In use"), within=5)
             async with node_callers(two.settings, unique_caller("0819"), talk_seconds=30):
                 await eventually("node2's caller waiting",
-                                 lambda: _is(waiting_callers(two.lab), 1), within=15)
+                                 lambda: equals(waiting_callers(two.lab), 1), within=15)
                 result = await first.wait()
                 ended = time.monotonic()
                 assert result.ok, result.errors
@@ -171,7 +153,7 @@ async def test_a_line_killed_during_a_wrapup_releases_it_when_it_starts_again(
         await free_on_both(one.lab, two.lab)
         async with node_callers(one.settings, unique_caller("0819"), talk_seconds=2) as first:
             await eventually("the operator answering node1's call",
-                             lambda: _is(operator_channels(one.lab, OPERATOR), 1), within=15)
+                             lambda: equals(operator_channels(one.lab, OPERATOR), 1), within=15)
             assert (await first.wait()).ok
         await eventually("node2's line holding the wrap-up",
                          lambda: _listed(held_after_ms(two.line.output())[seen:]), within=5,
@@ -186,7 +168,7 @@ async def test_a_line_killed_during_a_wrapup_releases_it_when_it_starts_again(
         restarted = time.monotonic()
         await two.line.start()
         await eventually("the operator free on node2 once its line logged in again",
-                         lambda: _is(member_state(two.lab, OPERATOR), "Not in use"),
+                         lambda: equals(member_state(two.lab, OPERATOR), "Not in use"),
                          within=10, interval=0.1)
         freed = time.monotonic() - restarted
     assert "wrap-up state released here: " in two.line.output()

@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -184,3 +184,24 @@ async def waiting_callers(lab: Lab) -> int:
     """Callers waiting in any of ``lab``'s queues."""
     shown = await lab.acli("queue show")
     return sum(row.strip()[:1].isdigit() and ". " in row[:12] for row in shown.splitlines())
+
+
+async def equals(value: Awaitable[object], expected: object) -> bool | None:
+    """For :func:`eventually`: True once ``value`` is ``expected``."""
+    return True if await value == expected else None
+
+
+async def shows(value: Awaitable[str], text: str) -> bool | None:
+    """For :func:`eventually`: True once ``value`` holds ``text``."""
+    return True if text in await value else None
+
+
+@contextlib.asynccontextmanager
+async def hung_up_after(*labs: Lab) -> AsyncIterator[None]:
+    """Every channel left on ``labs`` hung up afterwards (the next test starts clean)."""
+    try:
+        yield
+    finally:
+        for lab in labs:
+            with contextlib.suppress(Exception):
+                await lab.acli("channel request hangup all")
