@@ -4,7 +4,6 @@ its own, for the whole module. ``SITE_KEEP=1`` leaves it up (and its volumes) af
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,17 +27,38 @@ def _extra_ca_pem() -> str:
 
 @pytest.fixture(scope="module")
 def docker_turn() -> Iterator[None]:
-    """The module's turn at dockerd, held from choosing its site's ports until the site is
-    down: ports chosen free and then left while another worker's site ran for minutes were
-    taken meanwhile, and a line that could not bind its port never became healthy (the
-    cluster site's "Container ... is unhealthy", seen twice in whole-suite runs)."""
+    """The module's turn at dockerd, held from building its images until the site is down:
+    ports chosen free and then left while another worker's site ran for minutes were taken
+    meanwhile, and a line that could not bind its port never became healthy (the cluster
+    site's "Container ... is unhealthy", seen in whole-suite runs)."""
     docker.ensure_engine()
     with docker.one_at_a_time():
         yield
 
 
+def _built(project: str, *, compose_file: Path = docker.COMPOSE_FILE,
+           images: tuple[str, ...] = docker.IMAGES, extra_inputs: tuple[str, ...] = (),
+           tag_prefix: str = "") -> dict[str, str]:
+    """Build a site's images (and the Debian base images) and return the compose variables
+    that name them. The images are built before the site's ports are chosen, so that a port
+    is free for seconds, not for the minutes a fresh machine's build takes: CI's whole-suite
+    run left the cluster's line unable to bind a port chosen before its build."""
+    bases = [docker.base_image(docker.BASE_SUITE), docker.base_image(docker.ASTERISK_SUITE)]
+    variables = {"SITE_BASE": bases[0], "SITE_ASTERISK_BASE": bases[1],
+                 "SITE_TAG": tag_prefix + docker.inputs_hash(bases, extra_inputs),
+                 "SITE_EXTRA_CA_PEM": _extra_ca_pem()}
+    docker.Site(project, variables, compose_file=compose_file, images=images).build()
+    return variables
+
+
 @pytest.fixture(scope="module")
-def site_ports(docker_turn: None) -> dict[str, int]:
+def site_images(docker_turn: None) -> dict[str, str]:
+    """The single-node site's images, built (see :func:`_built`)."""
+    return _built(PROJECT)
+
+
+@pytest.fixture(scope="module")
+def site_ports(site_images: dict[str, str]) -> dict[str, int]:
     """Loopback ports no other test uses; RTP gets a span of 40 (20 calls)."""
     rtp = sipp.free_udp_port(span=40)
     return {
@@ -51,12 +71,9 @@ def site_ports(docker_turn: None) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def site(site_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[docker.Site]:
+def site(site_images: dict[str, str], site_ports: dict[str, int],
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker.Site]:
     """The site, built and up; taken down with its volumes afterwards."""
-    started = time.monotonic()
-    docker.ensure_engine()
-    bases = [docker.base_image(docker.BASE_SUITE), docker.base_image(docker.ASTERISK_SUITE)]
     settings_file = tmp_path_factory.mktemp("deploy") / "siaga112.toml"
     p = site_ports
     settings_file.write_text(
@@ -69,22 +86,21 @@ def site(site_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
         "recordings_poll_seconds = 1.0\n", encoding="utf-8")
     settings_file.chmod(0o644)
     site = docker.Site(PROJECT, {
-        "SITE_SETTINGS": str(settings_file), "SITE_BASE": bases[0],
-        "SITE_ASTERISK_BASE": bases[1], "SITE_TAG": docker.inputs_hash(bases),
+        **site_images, "SITE_SETTINGS": str(settings_file),
         "SITE_HTTP_PORT": str(p["http"]), "SITE_HTTPS_LISTEN": f"127.0.0.1:{p['https']}",
         "SITE_REDIRECT_LISTEN": f"127.0.0.1:{p['redirect']}",
         "SITE_PG_PORT": str(p["pg"]), "SITE_PROMETHEUS_PORT": str(p["prometheus"]),
-        "SITE_HOSTNAME": "siaga112.test", "SITE_EXTRA_CA_PEM": _extra_ca_pem()})
-    site.timings["base"] = time.monotonic() - started
+        "SITE_HOSTNAME": "siaga112.test"})
     with site.running():
         yield site
     print(f"\ndeploy tier timings (s): {site.timings}")
 
 
 CLUSTER_PROJECT = "siaga112-deploycluster"
-# The nodes' addresses: not the lab cluster's (127.0.0.11, .12; tests/cluster), nor the
-# carrier's and the front's (127.0.0.1).
-CLUSTER_NODES = {1: "127.0.0.21", 2: "127.0.0.22"}
+# The nodes' addresses: not the lab cluster's (127.0.0.11, .12; tests/cluster), nor the lab's
+# Patroni pair's (127.0.0.21, .22, .23; telephony/lab/patroni.py), nor the carrier's and the
+# front's (127.0.0.1).
+CLUSTER_NODES = {1: "127.0.0.41", 2: "127.0.0.42"}
 # The PostgreSQL nodes' addresses, one port for both (as on separate machines): not the lab's
 # Patroni pair's (127.0.0.21, .22; telephony/lab/patroni.py), nor the nodes'.
 CLUSTER_PG = {1: "127.0.0.31", 2: "127.0.0.32"}
@@ -97,7 +113,15 @@ def cluster_pg_hosts() -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="module")
-def cluster_ports(docker_turn: None) -> dict[str, int]:
+def cluster_images(docker_turn: None) -> dict[str, str]:
+    """The cluster site's images, built (see :func:`_built`)."""
+    return _built(CLUSTER_PROJECT, compose_file=docker.CLUSTER_COMPOSE_FILE,
+                  images=docker.CLUSTER_IMAGES, extra_inputs=docker.CLUSTER_INPUTS,
+                  tag_prefix="cluster-")
+
+
+@pytest.fixture(scope="module")
+def cluster_ports(cluster_images: dict[str, str]) -> dict[str, int]:
     """Loopback ports of the cluster's own (docker-compose.cluster.yml's variables): the
     front (SIP, and the WebSocket nginx proxies browser softphones to), each node's SIP and
     FastAGI on its address, AMI, HTTP, Asterisk's WebSocket, an RTP span of 40 each,
@@ -119,13 +143,10 @@ def cluster_ports(docker_turn: None) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def cluster_site(cluster_ports: dict[str, int], tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[docker.Site]:
+def cluster_site(cluster_images: dict[str, str], cluster_ports: dict[str, int],
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker.Site]:
     """docker-compose.cluster.yml built (on the single node's base images, its own image
     tag) and up; taken down with its volumes afterwards. Ready once both lines are."""
-    started = time.monotonic()
-    docker.ensure_engine()
-    bases = [docker.base_image(docker.BASE_SUITE), docker.base_image(docker.ASTERISK_SUITE)]
     settings_file = tmp_path_factory.mktemp("deploy-cluster") / "siaga112.toml"
     p = cluster_ports
     settings_file.write_text(
@@ -135,13 +156,11 @@ def cluster_site(cluster_ports: dict[str, int], tmp_path_factory: pytest.TempPat
         encoding="utf-8")
     settings_file.chmod(0o644)
     variables = {
-        "SITE_SETTINGS": str(settings_file), "SITE_BASE": bases[0],
-        "SITE_ASTERISK_BASE": bases[1],
-        "SITE_TAG": "cluster-" + docker.inputs_hash(bases, docker.CLUSTER_INPUTS),
+        **cluster_images, "SITE_SETTINGS": str(settings_file),
         "SITE_HTTPS_LISTEN": f"127.0.0.1:{p['https']}",
         "SITE_REDIRECT_LISTEN": f"127.0.0.1:{p['redirect']}",
-        "SITE_HOSTNAME": "siaga112.test", "SITE_EXTRA_CA_PEM": _extra_ca_pem(),
-        "CLUSTER_FRONT_ADDRESS": "127.0.0.1", "CLUSTER_FRONT_PORT": str(p["front"]),
+        "SITE_HOSTNAME": "siaga112.test", "CLUSTER_FRONT_ADDRESS": "127.0.0.1",
+        "CLUSTER_FRONT_PORT": str(p["front"]),
         "CLUSTER_FRONT_WS_PORT": str(p["front_ws"]),
         "CLUSTER_PG1_ADDRESS": CLUSTER_PG[1], "CLUSTER_PG2_ADDRESS": CLUSTER_PG[2],
         "CLUSTER_PG_PORT": str(p["pg"]), "CLUSTER_PG_REST_PORT": str(p["rest"]),
@@ -158,7 +177,6 @@ def cluster_site(cluster_ports: dict[str, int], tmp_path_factory: pytest.TempPat
             f"{prefix}RTP_END": str(p[f"rtp{node}"] + 39)}
     site = docker.Site(CLUSTER_PROJECT, variables, compose_file=docker.CLUSTER_COMPOSE_FILE,
                        images=docker.CLUSTER_IMAGES)
-    site.timings["base"] = time.monotonic() - started
     with site.running():
         yield site
     print(f"\ndeploy cluster timings (s): {site.timings}")

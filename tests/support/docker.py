@@ -221,7 +221,10 @@ class Site:
         self.compose("down", "--volumes", "--remove-orphans", check=False)
         try:
             up = time.monotonic()
-            self.compose("up", "-d", timeout=600)
+            try:
+                self.compose("up", "-d", timeout=600)
+            except DockerError as exc:
+                raise DockerError(f"{exc}\n{self.diagnosis()}") from exc
             self.timings["up"] = time.monotonic() - up
             yield self
         finally:
@@ -230,6 +233,27 @@ class Site:
                 self.compose("down", "--volumes", "--remove-orphans", "--timeout", "10",
                              check=False, timeout=300)
                 self.timings["down"] = time.monotonic() - down
+
+    def diagnosis(self) -> str:
+        """Why a site did not come up: every container's state, and the last health checks
+        and log lines of each one that is not running or not healthy."""
+        listed = run(["docker", "ps", "-a", "--filter",
+                      f"label=com.docker.compose.project={self.project}",
+                      "--format", "{{.ID}} {{.Names}} {{.Status}}"], check=False).stdout
+        report = [f"containers of {self.project}:\n{listed}"]
+        for line in listed.splitlines():
+            cid, name, status = [*line.split(" ", 2), "", ""][:3]
+            healthy = status.startswith("Up") and not any(
+                word in status for word in ("unhealthy", "starting", "Restarting"))
+            if healthy or status.startswith("Exited (0)"):
+                continue
+            health = run(["docker", "inspect", "--format",
+                          "{{range .State.Health.Log}}{{.ExitCode}}: {{.Output}}\n{{end}}", cid],
+                         check=False).stdout
+            logs = run(["docker", "logs", "--tail", "40", cid], check=False)
+            report.append(f"--- {name} ({status}); health checks:\n{health[-1500:]}"
+                          f"\nlog:\n{(logs.stdout + logs.stderr)[-4000:]}")
+        return "\n".join(report)
 
     def logs(self, service: str = "", tail: int = 60) -> str:
         """The last lines of a service's (or every service's) log, for a failure message."""
