@@ -542,8 +542,8 @@ async def _roll_up(connection: asyncpg.Connection, slot: ShiftSlot, now: datetim
     """Claim ``slot``, compute and store its rollup (automatic wrap-up ``automatic``
     microseconds) and make it valid, unless a write took the claim: whether it was stored.
     The protocol and why it is race-free: :meth:`ReportRepository.refresh_rollups`."""
-    state_args = (slot.day, slot.name, WRAPUP_PAUSE_GRACE, WRAPUP_LOOKAHEAD, now)
-    state = await connection.fetchrow(_SLOT_STATE, *state_args)
+    state = await connection.fetchrow(_SLOT_STATE, slot.day, slot.name, WRAPUP_PAUSE_GRACE,
+                                      WRAPUP_LOOKAHEAD, now)
     if state is None or state["in_progress"]:
         return False
     async with connection.transaction():  # step 1: the claim, committed before step 2
@@ -556,14 +556,15 @@ async def _roll_up(connection: asyncpg.Connection, slot: ShiftSlot, now: datetim
     # Step 2: every transaction that may have run its trigger before the claim existed is
     # in progress now or already committed.
     in_flight = await connection.fetchval("SELECT pg_current_snapshot()")
-    stored = await _store_claimed(connection, slot, claim, in_flight, state_args, automatic)
+    stored = await _store_claimed(connection, slot, claim, in_flight=in_flight, now=now,
+                                  automatic=automatic)
     if not stored:  # a no-op when a write deleted the claim; else let the next refresh try
         await connection.execute(_UNCLAIM, slot.day, slot.name, claim)
     return stored
 
 
-async def _store_claimed(connection: asyncpg.Connection, slot: ShiftSlot, claim: Any,
-                         in_flight: Any, state_args: tuple[Any, ...], automatic: int) -> bool:
+async def _store_claimed(connection: asyncpg.Connection, slot: ShiftSlot, claim: Any, *,
+                         in_flight: Any, now: datetime, automatic: int) -> bool:
     """Steps 2 and 3 of the protocol: a snapshot that sees every transaction of
     ``in_flight`` ended (retried until then, within _SETTLE_WITHIN), and in it the rollup,
     stored and validated only while ``claim`` holds; whether it was."""
@@ -577,14 +578,16 @@ async def _store_claimed(connection: asyncpg.Connection, slot: ShiftSlot, claim:
         try:
             await connection.execute("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
             # The transaction's first snapshot-taking statement: its snapshot is this one's.
-            check = await connection.fetchrow(_CLAIM_HELD, *state_args, in_flight, claim)
+            check = await connection.fetchrow(
+                _CLAIM_HELD, slot.day, slot.name, WRAPUP_PAUSE_GRACE, WRAPUP_LOOKAHEAD, now,
+                in_flight, claim)
             assert check is not None
             if not check["settled"]:
                 outcome = "unsettled"
             elif check["held"]:
                 await connection.execute(
                     _STORE_ROLLUP, slot.day, slot.name, WRAPUP_PAUSE_GRACE, WRAPUP_LOOKAHEAD,
-                    automatic, PauseReason.WRAPUP.value, state_args[-1], _NUISANCE)
+                    automatic, PauseReason.WRAPUP.value, now, _NUISANCE)
                 if await connection.execute(_VALIDATE, slot.day, slot.name, claim) == "UPDATE 1":
                     outcome = "stored"
         except asyncpg.exceptions.TransactionRollbackError:
