@@ -366,3 +366,34 @@ async def test_a_write_in_progress_at_the_claim_is_in_the_rollup(database_dsn: s
         await writer.close()
         await refresher.close()
         await connection.close()
+
+
+async def test_a_claim_is_no_rollup_and_an_abandoned_one_gives_way(database_dsn: str) -> None:
+    """A slot claimed by a refresher still at work is read from its calls, and no other
+    refresher takes it; a claim left by a refresher that died gives way after a while."""
+    connection = await asyncpg.connect(database_dsn)
+    repo = ReportRepository()
+    try:
+        now, call = await rolled_up_history(connection, 3)
+        slot = ShiftSlot(call["shift_day"], call["shift_name"])
+        await connection.execute(
+            "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo,"
+            " wrap_hi, claim) VALUES ($1, $2, $3, $4, $5, gen_random_uuid())",
+            slot.day, slot.name, round(AUTOMATIC * 1e6), call["wrap_lo"], call["wrap_hi"])
+        await write_to_call(connection, call)  # its trigger deletes the claim
+        assert await connection.fetchval("SELECT count(*) FROM report_rollup_slots WHERE"
+                                         " claim IS NOT NULL") == 0
+        await connection.execute(
+            "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo,"
+            " wrap_hi, claim) VALUES ($1, $2, $3, $4, $5, gen_random_uuid())",
+            slot.day, slot.name, round(AUTOMATIC * 1e6), call["wrap_lo"], call["wrap_hi"])
+        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 0
+        assert slot not in await rolled_up(connection)
+        await compare_everything(connection, now)
+        await connection.execute(
+            "UPDATE report_rollup_slots SET computed_at = now() - interval '11 minutes'")
+        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
+        assert slot in await rolled_up(connection)
+        await compare_everything(connection, now)
+    finally:
+        await connection.close()
