@@ -41,10 +41,9 @@ S, INS, U, D = "SELECT", "INSERT", "UPDATE", "DELETE"
 
 # What the line's SQL does to each table (grep the stores: telephony/**/store.py,
 # recordings/store.py). UPDATE also where the line upserts (ON CONFLICT DO UPDATE) or locks
-# rows (SELECT ... FOR UPDATE); DELETE where it deletes (report_rollup_slots also for its
-# LOCK TABLE ... SHARE ROW EXCLUSIVE). Triggers run as the line, so their writes count:
-# call_events and call_labels update calls; calls and operator_state_changes delete
-# report_rollup_slots. ON DELETE CASCADE runs as the owner and needs nothing here.
+# rows (SELECT ... FOR UPDATE); DELETE where it deletes. Triggers run as the line, so their
+# writes count: call_events and call_labels update calls; calls and operator_state_changes
+# delete report_rollup_slots. ON DELETE CASCADE runs as the owner and needs nothing here.
 LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "account_operators": (S, INS, U),
     "accounts": (S, INS, U),
@@ -96,7 +95,7 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "queue_visits": (S, INS, U),
     "recordings": (S, INS, U),
     "regencies": (S,),
-    "report_rollup_slots": (S, INS, D),
+    "report_rollup_slots": (S, INS, U, D),  # U: the refresher validates its claim (0030)
     "report_rollups": (S, INS),
     "schema_migrations": (S,),  # which schema the line runs on; the owner writes it
     "sessions": (S, INS, U, D),

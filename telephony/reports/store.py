@@ -15,12 +15,15 @@ a closed shift's figures per (first queue, answering operator), stored once by
 :meth:`ReportRepository.refresh_rollups` with the same SQL, and deleted by triggers when a
 late fact touches the shift; a shift without a valid rollup (the current one, or one just
 touched) is computed from its calls in the same statement. A month is then about a hundred
-shifts' rollup rows, not 300,000 calls and their pause changes.
+shifts' rollup rows, not 300,000 calls and their pause changes. The refresher takes no lock
+that a write waits for: it claims a slot before its snapshot and keeps its rollup only while
+the claim survives (migration 0030; the argument is in ``refresh_rollups``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
@@ -55,6 +58,8 @@ WRAPUP_LOOKAHEAD: Final = timedelta(hours=2)
 # Calls open longer than this at start-up are lost hang-ups, not live calls.
 _LIVE_HORIZON = timedelta(hours=12)
 _MICROS: Final = 1_000_000
+
+log = logging.getLogger("telephony.reports")
 
 # One call of the period as the figures see it ($1..$3: first day, last day, shift or NULL).
 # wait_us: the definition of CallRow.wait_seconds, in whole microseconds (exact: date_part's
@@ -311,7 +316,8 @@ def _rolled_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
         valid AS MATERIALIZED (
             SELECT r.shift_day, r.shift_name FROM report_rollup_slots r
             JOIN slots s ON s.shift_day = r.shift_day AND s.shift_name = r.shift_name
-            WHERE $5::bigint IS NULL OR r.automatic_us = $5
+            WHERE ($5::bigint IS NULL OR r.automatic_us = $5)
+              AND r.claim IS NULL  -- a claim is being computed: no rollup yet (0030)
         ),
         missing AS MATERIALIZED (
             SELECT shift_day, shift_name FROM slots EXCEPT SELECT shift_day, shift_name FROM valid
@@ -369,6 +375,53 @@ _STORE_ROLLUP: Final = f"""
                                            "wrap_n", "wrap_sum", "waits"])})
     SELECT * FROM computed
 """  # noqa: S608 - built from this module's constants only
+
+# -- the refresher's claims (migration 0030; the protocol: ReportRepository.refresh_rollups) --
+
+# Before a claim: a rollup of another automatic wrap-up gives way, and so does a claim its
+# refresher abandoned (died, or lost its connection) this long ago; a valid rollup and a live
+# claim do not, and the claim's INSERT then returns no row.
+_ABANDONED_CLAIM: Final = timedelta(minutes=10)
+_UNCLAIM_STALE: Final = """
+    DELETE FROM report_rollup_slots
+    WHERE shift_day = $1 AND shift_name = $2
+      AND (automatic_us <> $3 OR (claim IS NOT NULL AND computed_at < now() - $4::interval))
+"""
+# The claim, with the wrap-up window ($4, $5) the slot's calls gave just before it, which the
+# pause changes' trigger (0016) matches.
+_CLAIM: Final = """
+    INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo, wrap_hi, claim)
+    VALUES ($1, $2, $3, $4, $5, gen_random_uuid())
+    ON CONFLICT DO NOTHING
+    RETURNING claim
+"""
+# The first statement of the refresher's REPEATABLE READ transaction, so read in its
+# snapshot: ``settled``, whether every transaction in progress just after the claim's commit
+# ($6, pg_current_snapshot() read then) had ended before this snapshot; ``held``, whether the
+# claim ($7) is still there and the slot's calls still give its wrap-up window, with no call
+# whose service level the clock could still change. $1..$5 as _SLOT_STATE.
+_CLAIM_HELD: Final = f"""
+    WITH state AS ({_SLOT_STATE})
+    SELECT COALESCE((SELECT bool_and(pg_visible_in_snapshot(x, pg_current_snapshot()))
+                     FROM pg_snapshot_xip($6::pg_snapshot) AS x), true) AS settled,
+           EXISTS (SELECT FROM report_rollup_slots r, state s
+                   WHERE r.shift_day = $1 AND r.shift_name = $2 AND r.claim = $7
+                     AND s.in_progress = 0
+                     AND r.wrap_lo IS NOT DISTINCT FROM s.wrap_lo
+                     AND r.wrap_hi IS NOT DISTINCT FROM s.wrap_hi) AS held
+"""  # noqa: S608 - built from this module's constants only
+_VALIDATE: Final = """
+    UPDATE report_rollup_slots SET claim = NULL, computed_at = now()
+    WHERE shift_day = $1 AND shift_name = $2 AND claim = $3
+"""
+_UNCLAIM: Final = """
+    DELETE FROM report_rollup_slots WHERE shift_day = $1 AND shift_name = $2 AND claim = $3
+"""
+# How long the refresher waits for the transactions in progress at its claim to end (the
+# recorder's batches take milliseconds) before it leaves the slot to a later refresh; and
+# its first and longest pause between two looks.
+_SETTLE_WITHIN: Final = 5.0
+_SETTLE_PAUSES: Final = (0.002, 0.1)
 
 
 # A call as the wallboard's live counters keep it (model.LiveCall).
@@ -484,6 +537,79 @@ def period_figures_of(rows: Sequence[asyncpg.Record | Mapping[str, Any]]) -> Per
     return PeriodFigures(total, shifts, queues, operators)
 
 
+async def _roll_up(connection: asyncpg.Connection, slot: ShiftSlot, now: datetime,
+                   automatic: int) -> bool:
+    """Claim ``slot``, compute and store its rollup (automatic wrap-up ``automatic``
+    microseconds) and make it valid, unless a write took the claim: whether it was stored.
+    The protocol and why it is race-free: :meth:`ReportRepository.refresh_rollups`."""
+    state = await connection.fetchrow(_SLOT_STATE, slot.day, slot.name, WRAPUP_PAUSE_GRACE,
+                                      WRAPUP_LOOKAHEAD, now)
+    if state is None or state["in_progress"]:
+        return False
+    async with connection.transaction():  # step 1: the claim, committed before step 2
+        await connection.execute(_UNCLAIM_STALE, slot.day, slot.name, automatic,
+                                 _ABANDONED_CLAIM)
+        claim = await connection.fetchval(_CLAIM, slot.day, slot.name, automatic,
+                                          state["wrap_lo"], state["wrap_hi"])
+    if claim is None:
+        return False  # rolled up meanwhile, or another refresher's claim
+    # Step 2: every transaction that may have run its trigger before the claim existed is
+    # in progress now or already committed.
+    in_flight = await connection.fetchval("SELECT pg_current_snapshot()")
+    stored = await _store_claimed(connection, slot, claim, in_flight=in_flight, now=now,
+                                  automatic=automatic)
+    if not stored:  # a no-op when a write deleted the claim; else let the next refresh try
+        await connection.execute(_UNCLAIM, slot.day, slot.name, claim)
+    return stored
+
+
+async def _store_claimed(connection: asyncpg.Connection, slot: ShiftSlot, claim: Any, *,
+                         in_flight: Any, now: datetime, automatic: int) -> bool:
+    """Steps 2 and 3 of the protocol: a snapshot that sees every transaction of
+    ``in_flight`` ended (retried until then, within _SETTLE_WITHIN), and in it the rollup,
+    stored and validated only while ``claim`` holds; whether it was."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _SETTLE_WITHIN
+    pause, longest = _SETTLE_PAUSES
+    while True:
+        transaction = connection.transaction(isolation="repeatable_read")
+        await transaction.start()
+        outcome = "lost"
+        try:
+            await connection.execute("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
+            # The transaction's first snapshot-taking statement: its snapshot is this one's.
+            check = await connection.fetchrow(
+                _CLAIM_HELD, slot.day, slot.name, WRAPUP_PAUSE_GRACE, WRAPUP_LOOKAHEAD, now,
+                in_flight, claim)
+            assert check is not None
+            if not check["settled"]:
+                outcome = "unsettled"
+            elif check["held"]:
+                await connection.execute(
+                    _STORE_ROLLUP, slot.day, slot.name, WRAPUP_PAUSE_GRACE, WRAPUP_LOOKAHEAD,
+                    automatic, PauseReason.WRAPUP.value, now, _NUISANCE)
+                if await connection.execute(_VALIDATE, slot.day, slot.name, claim) == "UPDATE 1":
+                    outcome = "stored"
+        except asyncpg.exceptions.TransactionRollbackError:
+            # A write deleted the claim after this snapshot (the foreign key check of the
+            # rollup rows or the claim's update finds the row gone): the write wins.
+            outcome = "lost"
+        finally:
+            if outcome == "stored":
+                await transaction.commit()
+            else:
+                await transaction.rollback()
+        if outcome != "unsettled":
+            return outcome == "stored"
+        if loop.time() >= deadline:
+            log.warning("rollup of %s %s left for later: transactions in progress at its"
+                        " claim did not end within %.0f s", slot.day, slot.name,
+                        _SETTLE_WITHIN)
+            return False
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, longest)
+
+
 class ReportRepository:
     """Reads for reports and the wallboard. Holds no connection: callers pass one in."""
 
@@ -526,11 +652,35 @@ class ReportRepository:
                               limit: int | None = None) -> int:
         """Roll up those of ``slots`` (closed ones: the caller's choice) that have no valid
         rollup and whose figures no longer depend on the clock from ``now`` on (the reports'
-        ``now`` only moves forward); how many were rolled up. One transaction per slot,
-        locking report_rollup_slots from before its snapshot: a write that would invalidate
-        the slot either committed before (and is seen) or waits and invalidates the new
-        rollup (migration 0016). Writes to calls wait for one slot's refresh (tens of ms).
-        With ``limit``, at most that many slots are tried, in the order given."""
+        ``now`` only moves forward); how many were rolled up. With ``limit``, at most that
+        many slots are tried, in the order given.
+
+        Writes never wait for a refresh: no table lock (0016 had one, held through the
+        whole computation, and every write to calls waited behind it). Instead, per slot
+        (:func:`_roll_up`, migration 0030):
+
+        1. it claims the slot: a row of report_rollup_slots, not yet valid, with the wrap-up
+           window the slot's calls give, committed on its own;
+        2. it reads which transactions are in progress right after that commit, and takes
+           its REPEATABLE READ snapshot only once all of them have ended;
+        3. in that snapshot, it computes and stores the rollup and makes the claim valid,
+           only if the claim is still there with the same window; a claim deleted after
+           the snapshot makes the store a serialization failure, and nothing is kept.
+
+        Why no write can be missed: the invalidating triggers of calls and
+        operator_state_changes (0016, 0026) delete, by slot or by wrap-up window, the rows
+        they see when they run. A write whose trigger ran after the claim's commit saw the
+        claim (a READ COMMITTED statement sees every commit before it starts; the line's
+        writers are READ COMMITTED) and deleted it, so step 3 keeps nothing. A write whose
+        trigger ran before had already written its rows, so had a transaction id, and was by
+        the claim's commit either committed or in progress: step 2 makes the snapshot see
+        it. The window's equality in step 3 matters for the pause changes: the claim must
+        hold the very window the rollup reads, or a pause change outside the claimed window
+        would not delete the claim. Two refreshers do not take a live claim from each other.
+
+        A writer waits only where a refresher holds a slot row's lock: its claim's own
+        commit, and the tail of step 3 (the rollup rows' foreign key check, the claim's
+        update, the commit), milliseconds, and only for a write that touches that slot."""
         automatic = round(automatic_wrapup * _MICROS)
         days, names = _slot_args(slots)
         stale = await connection.fetch(
@@ -539,7 +689,7 @@ class ReportRepository:
             FROM unnest($1::date[], $2::text[]) WITH ORDINALITY AS s (shift_day, shift_name, n)
             LEFT JOIN report_rollup_slots r
                    ON r.shift_day = s.shift_day AND r.shift_name = s.shift_name
-                  AND r.automatic_us = $3
+                  AND r.automatic_us = $3 AND r.claim IS NULL
             WHERE r.shift_day IS NULL
             ORDER BY s.n
             LIMIT $4
@@ -547,34 +697,8 @@ class ReportRepository:
             days, names, automatic, limit)
         done = 0
         for row in stale:
-            async with connection.transaction(isolation="repeatable_read"):
-                # SHARE ROW EXCLUSIVE: the invalidating writes wait, and so does another
-                # refresher (two holding SHARE would deadlock on their own writes here).
-                await connection.execute(
-                    "LOCK TABLE report_rollup_slots IN SHARE ROW EXCLUSIVE MODE;"
-                    " SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
-                if await connection.fetchval(
-                        "SELECT true FROM report_rollup_slots WHERE shift_day = $1"
-                        " AND shift_name = $2 AND automatic_us = $3",
-                        row["shift_day"], row["shift_name"], automatic):
-                    continue  # rolled up by another refresher meanwhile
-                state = await connection.fetchrow(
-                    _SLOT_STATE, row["shift_day"], row["shift_name"], WRAPUP_PAUSE_GRACE,
-                    WRAPUP_LOOKAHEAD, now)
-                if state is None or state["in_progress"]:
-                    continue
-                await connection.execute(
-                    "DELETE FROM report_rollup_slots WHERE shift_day = $1 AND shift_name = $2",
-                    row["shift_day"], row["shift_name"])
-                await connection.execute(
-                    "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us,"
-                    " wrap_lo, wrap_hi) VALUES ($1, $2, $3, $4, $5)",
-                    row["shift_day"], row["shift_name"], automatic, state["wrap_lo"],
-                    state["wrap_hi"])
-                await connection.execute(
-                    _STORE_ROLLUP, row["shift_day"], row["shift_name"], WRAPUP_PAUSE_GRACE,
-                    WRAPUP_LOOKAHEAD, automatic, PauseReason.WRAPUP.value,
-                    now, _NUISANCE)
+            if await _roll_up(connection, ShiftSlot(row["shift_day"], row["shift_name"]), now,
+                              automatic):
                 done += 1
         return done
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from telephony.calls.shifts import ShiftSlot
 from telephony.reports.model import Period, PeriodFigures, shift_slots
 from telephony.reports.store import ReportRepository
+from tests.support.polling import eventually
 from tests.support.report_histories import (
     CALENDAR,
     DAY,
@@ -26,11 +29,13 @@ from tests.support.report_histories import (
     OPERATORS,
     SPAN,
     START,
+    RollupGate,
     astuple,
     build_history,
     same,
     seconds,
     state,
+    waiting_for_lock,
 )
 from tests.support.reports_oracle import reference_day, reference_period
 
@@ -82,7 +87,8 @@ async def test_sql_figures_equal_the_reference_on_random_histories(
 
 
 async def rolled_up(connection: asyncpg.Connection) -> set[ShiftSlot]:
-    rows = await connection.fetch("SELECT shift_day, shift_name FROM report_rollup_slots")
+    rows = await connection.fetch(
+        "SELECT shift_day, shift_name FROM report_rollup_slots WHERE claim IS NULL")
     return {ShiftSlot(row["shift_day"], row["shift_name"]) for row in rows}
 
 
@@ -189,6 +195,205 @@ async def test_rollups_stay_exact_through_late_facts(database_dsn: str, seed: in
         await compare_everything(connection, now)
         # Another automatic wrap-up: the rollups of the old one are not used.
         await repo.refresh_rollups(connection, ALL_SLOTS, now, AUTOMATIC + 2)
+        await compare_everything(connection, now)
+    finally:
+        await connection.close()
+
+
+# -- the refresher against concurrent writes (migration 0030) -------------------------------
+
+# A write of the recorder takes milliseconds; one that waits for a refresh waits until the
+# test lets the refresher go.
+WRITE_WITHIN = 5.0
+
+
+async def rolled_up_history(connection: asyncpg.Connection, seed: int
+                            ) -> tuple[datetime, asyncpg.Record]:
+    """A random history, every closed slot of it rolled up, and one answered call of a
+    rolled-up slot, whose rollup is then dropped for the test's refresher to compute again:
+    the history's ``now`` and that call."""
+    rng = random.Random(200 + seed)
+    now = START + SPAN * 1.1  # every slot of the history closed
+    await build_history(connection, rng, 300, now)
+    assert await ReportRepository().refresh_rollups(connection, ALL_SLOTS, now, AUTOMATIC) > 0
+    calls = await connection.fetch(
+        "SELECT c.call_id, c.shift_day, c.shift_name, c.operator, c.completed_at, r.wrap_lo,"
+        "       r.wrap_hi"
+        " FROM calls c JOIN report_rollup_slots r USING (shift_day, shift_name)"
+        " WHERE c.completed_at IS NOT NULL AND c.operator IS NOT NULL AND c.queue IS NOT NULL"
+        "   AND c.talk_seconds IS NOT NULL ORDER BY c.call_id")
+    call = rng.choice(calls)
+    await connection.execute(
+        "DELETE FROM report_rollup_slots WHERE shift_day = $1 AND shift_name = $2",
+        call["shift_day"], call["shift_name"])
+    return now, call
+
+
+async def write_to_call(connection: asyncpg.Connection, call: asyncpg.Record) -> None:
+    """A late fact of ``call``: its talk time changes (so would its slot's mean talk)."""
+    await connection.execute(
+        "UPDATE calls SET talk_seconds = talk_seconds + 7 WHERE call_id = $1", call["call_id"])
+
+
+async def pause_after(connection: asyncpg.Connection, call: asyncpg.Record) -> None:
+    """A late wrap-up pause of ``call``'s operator right after it ended (its wrap-up, and its
+    slot's mean wrap-up, change), inside the slot's wrap-up window."""
+    start = call["completed_at"] + timedelta(seconds=1)
+    changes = (state(call["operator"], start, True, "wrapup")
+               + state(call["operator"], start + timedelta(seconds=95), False, ""))
+    await connection.executemany(
+        "INSERT INTO operator_state_changes (operator, queue, at, state, paused,"
+        " pause_reason, shift_day, shift_name) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT DO NOTHING",
+        [(*change, *astuple(CALENDAR.slot_for(change[2]))) for change in changes])
+
+
+async def test_writes_do_not_wait_for_a_refresh(database_dsn: str,
+                                                database_owner_dsn: str) -> None:
+    """The recorder's writes while a refresher holds its transaction open mid-way (its
+    snapshot taken, its rollup not yet stored): a call of the current shift, a late fact of
+    a call of the very slot being rolled up, a pause change in its wrap-up window. None
+    waits (0016's table lock made each wait for the whole refresh), and the refresher keeps
+    nothing of the snapshot they made stale."""
+    connection = await asyncpg.connect(database_dsn)
+    refresher = await asyncpg.connect(database_dsn)
+    repo = ReportRepository()
+    try:
+        now, call = await rolled_up_history(connection, 0)
+        slot = ShiftSlot(call["shift_day"], call["shift_name"])
+        gate = await RollupGate.shut(database_owner_dsn)
+        try:
+            refresh = asyncio.create_task(repo.refresh_rollups(refresher, [slot], now, AUTOMATIC))
+            await eventually("the refresher at the gate", lambda: waiting_for_lock(
+                connection, refresher.get_server_pid()))
+            current = CALENDAR.slot_for(now)
+            await asyncio.wait_for(connection.execute(
+                "INSERT INTO calls (call_id, line, arrived_at, shift_day, shift_name)"
+                " VALUES ('surge-1', '112', $1, $2, $3)", now, current.day, current.name),
+                WRITE_WITHIN)
+            await asyncio.wait_for(write_to_call(connection, call), WRITE_WITHIN)
+            await asyncio.wait_for(pause_after(connection, call), WRITE_WITHIN)
+        finally:
+            await gate.open()
+        assert await refresh == 0
+        assert slot not in await rolled_up(connection)
+        await compare_everything(connection, now)
+        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
+        await compare_everything(connection, now)
+    finally:
+        await refresher.close()
+        await connection.close()
+
+
+@pytest.mark.parametrize("write", [write_to_call, pause_after])
+async def test_a_write_after_the_refreshers_snapshot_drops_its_rollup(
+        database_dsn: str, database_owner_dsn: str,
+        write: Callable[[asyncpg.Connection, asyncpg.Record], Coroutine[Any, Any, None]]) -> None:
+    """A write that invalidates the slot lands between the refresher's snapshot and its
+    store (or waits for the store, where the refresher locks): the rollup computed without
+    it is not kept, and the report stays exact."""
+    connection = await asyncpg.connect(database_dsn)
+    refresher = await asyncpg.connect(database_dsn)
+    writer = await asyncpg.connect(database_dsn)
+    repo = ReportRepository()
+    try:
+        now, call = await rolled_up_history(connection, 1)
+        slot = ShiftSlot(call["shift_day"], call["shift_name"])
+        gate = await RollupGate.shut(database_owner_dsn)
+        try:
+            refresh = asyncio.create_task(repo.refresh_rollups(refresher, [slot], now, AUTOMATIC))
+            await eventually("the refresher at the gate", lambda: waiting_for_lock(
+                connection, refresher.get_server_pid()))
+            written = asyncio.create_task(write(writer, call))
+
+            async def written_or_waiting() -> bool | str | None:
+                return written.done() or await waiting_for_lock(
+                    connection, writer.get_server_pid())
+
+            await eventually("the write done or waiting", written_or_waiting)
+        finally:
+            await gate.open()
+        await written
+        await refresh  # rolled up or not: what counts is that no stale rollup stays
+        assert slot not in await rolled_up(connection)
+        await compare_everything(connection, now)
+        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
+        await compare_everything(connection, now)
+    finally:
+        await writer.close()
+        await refresher.close()
+        await connection.close()
+
+
+async def refresher_waits_for_writers(connection: asyncpg.Connection, pid: int) -> bool | None:
+    """Whether the refresher ``pid`` waits for the writers in progress at its claim (it looked
+    at its snapshot and let it go: its last statement a ROLLBACK, or that look), or for a
+    table lock a writer holds: None while it does neither."""
+    waits: bool | None = await connection.fetchval(
+        "SELECT true FROM pg_stat_activity WHERE pid = $1"
+        " AND (wait_event_type = 'Lock' OR query LIKE 'ROLLBACK%'"
+        "      OR query LIKE '%pg_visible_in_snapshot%')", pid)
+    return waits
+
+
+async def test_a_write_in_progress_at_the_claim_is_in_the_rollup(database_dsn: str) -> None:
+    """A write whose trigger ran before the refresher claimed the slot (so did not see the
+    claim, and deleted nothing) and that commits only later: the refresher takes its
+    snapshot after that commit, and its rollup holds the write."""
+    connection = await asyncpg.connect(database_dsn)
+    refresher = await asyncpg.connect(database_dsn)
+    writer = await asyncpg.connect(database_dsn)
+    repo = ReportRepository()
+    try:
+        now, call = await rolled_up_history(connection, 2)
+        slot = ShiftSlot(call["shift_day"], call["shift_name"])
+        async with writer.transaction():
+            await write_to_call(writer, call)
+            refresh = asyncio.create_task(repo.refresh_rollups(refresher, [slot], now, AUTOMATIC))
+
+
+            async def waiting_or_done() -> bool | None:
+                # Done would be wrong (it cannot have seen the write), as the checks below
+                # then show.
+                return refresh.done() or await refresher_waits_for_writers(
+                    connection, refresher.get_server_pid())
+
+            await eventually("the refresher waiting for the writer, or done", waiting_or_done)
+        assert await refresh == 1
+        assert slot in await rolled_up(connection)
+        await compare_everything(connection, now)
+    finally:
+        await writer.close()
+        await refresher.close()
+        await connection.close()
+
+
+async def test_a_claim_is_no_rollup_and_an_abandoned_one_gives_way(database_dsn: str) -> None:
+    """A slot claimed by a refresher still at work is read from its calls, and no other
+    refresher takes it; a claim left by a refresher that died gives way after a while."""
+    connection = await asyncpg.connect(database_dsn)
+    repo = ReportRepository()
+    try:
+        now, call = await rolled_up_history(connection, 3)
+        slot = ShiftSlot(call["shift_day"], call["shift_name"])
+        await connection.execute(
+            "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo,"
+            " wrap_hi, claim) VALUES ($1, $2, $3, $4, $5, gen_random_uuid())",
+            slot.day, slot.name, round(AUTOMATIC * 1e6), call["wrap_lo"], call["wrap_hi"])
+        await write_to_call(connection, call)  # its trigger deletes the claim
+        assert await connection.fetchval("SELECT count(*) FROM report_rollup_slots WHERE"
+                                         " claim IS NOT NULL") == 0
+        await connection.execute(
+            "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo,"
+            " wrap_hi, claim) VALUES ($1, $2, $3, $4, $5, gen_random_uuid())",
+            slot.day, slot.name, round(AUTOMATIC * 1e6), call["wrap_lo"], call["wrap_hi"])
+        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 0
+        assert slot not in await rolled_up(connection)
+        await compare_everything(connection, now)
+        await connection.execute(
+            "UPDATE report_rollup_slots SET computed_at = now() - interval '11 minutes'")
+        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
+        assert slot in await rolled_up(connection)
         await compare_everything(connection, now)
     finally:
         await connection.close()

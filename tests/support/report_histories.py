@@ -324,3 +324,50 @@ def interleaved(rng: random.Random, calls: list[list[CallFact]]) -> list[CallFac
             stream.append(OperatorStateChanged(rng.choice(OPERATORS), "medical", "idle",
                                                False, "", fact.at))
     return stream
+
+
+# -- holding the rollup refresher mid-way ----------------------------------------------------
+
+_GATE_KEY: Final = 1_120_012  # an advisory lock key of the tests' own
+
+
+class RollupGate:
+    """Holds every rollup refresher of a test database just before it stores a rollup: its
+    snapshot taken, its rollup about to be computed and inserted. A statement trigger on
+    report_rollups (installed as the schema's owner: the line may not) waits for an advisory
+    lock the gate holds while shut. Writes never fire it (they only delete rollup rows)."""
+
+    def __init__(self, holder: asyncpg.Connection) -> None:
+        self._holder = holder
+
+    @classmethod
+    async def shut(cls, owner_dsn: str) -> RollupGate:
+        """A gate on the database of ``owner_dsn``, shut."""
+        holder = await asyncpg.connect(owner_dsn)
+        await holder.execute(f"""
+            CREATE OR REPLACE FUNCTION test_rollup_gate() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_advisory_xact_lock_shared({_GATE_KEY});
+                RETURN NULL;
+            END
+            $$;
+            CREATE OR REPLACE TRIGGER test_rollup_gate BEFORE INSERT ON report_rollups
+                FOR EACH STATEMENT EXECUTE FUNCTION test_rollup_gate();
+            SELECT pg_advisory_lock({_GATE_KEY});
+        """)
+        return cls(holder)
+
+    async def open(self) -> None:
+        """Let the refreshers through, and every later one."""
+        if not self._holder.is_closed():
+            await self._holder.execute(f"SELECT pg_advisory_unlock({_GATE_KEY})")
+            await self._holder.close()
+
+
+async def waiting_for_lock(connection: asyncpg.Connection, pid: int) -> str | None:
+    """What the backend ``pid`` waits for, if a lock (``advisory`` at a shut
+    :class:`RollupGate`, ``relation`` at a table lock, ...): None while it does not."""
+    found: str | None = await connection.fetchval(
+        "SELECT wait_event FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+        pid)
+    return found

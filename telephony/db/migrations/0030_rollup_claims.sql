@@ -1,0 +1,28 @@
+-- The rollup refresher (telephony/reports/store.py, ReportRepository.refresh_rollups) no
+-- longer locks report_rollup_slots. 0016's refresher held SHARE ROW EXCLUSIVE on it from
+-- before its snapshot to its commit, so that a write invalidating a slot either committed
+-- before the snapshot or waited and then deleted the new rollup. But every write to calls and
+-- operator_state_changes runs 0016's invalidating DELETE (0026 for calls), so every write of
+-- the recorder waited for whole refreshes: 7.7 s of a 30.7 s surge with cold rollups.
+--
+-- Now a slot's row is first a claim: inserted, committed, and only then computed; valid once
+-- the refresher clears its claim, in the same transaction as its rollup rows. The writers'
+-- triggers are unchanged: they delete the slot rows they touch, claims included, as they
+-- find them, and so never wait for a refresh (only for the few milliseconds of a refresher's
+-- commit, if they touch the very slot it is storing). The refresher stores its rollup only
+-- while its claim survives; the proof is in refresh_rollups. In short, a write that
+-- touches the slot either
+--   * ran its trigger after the claim was committed: it deleted the claim, and the
+--     refresher's store then fails (a REPEATABLE READ update of a row deleted after its
+--     snapshot is a serialization failure, or finds no row) and the rollup is not kept; or
+--   * ran its trigger before: its transaction had an id by then, so it had committed, or was
+--     in progress, when the refresher read pg_current_snapshot() right after the claim's
+--     commit; the refresher takes its snapshot only once every transaction in progress then
+--     has ended, so that snapshot sees the write.
+-- A claim holds the wrap-up window ([wrap_lo, wrap_hi)) of the slot's calls as read before
+-- it, so pause changes find it; the refresher stores only if its snapshot gives the same
+-- window (else a pause change outside the claimed window could have been missed).
+--
+-- claim: NULL for a valid rollup; otherwise the refresher's token, and computed_at the time
+-- it claimed (a claim left by a refresher that died is taken over after a while).
+ALTER TABLE report_rollup_slots ADD COLUMN claim uuid;
