@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,9 +29,9 @@ from tests.support.report_histories import (
     OPERATORS,
     SPAN,
     START,
-    RollupGate,
     astuple,
     build_history,
+    refresh_at_the_gate,
     same,
     seconds,
     state,
@@ -208,10 +208,10 @@ WRITE_WITHIN = 5.0
 
 
 async def rolled_up_history(connection: asyncpg.Connection, seed: int
-                            ) -> tuple[datetime, asyncpg.Record]:
+                            ) -> tuple[datetime, asyncpg.Record, ShiftSlot]:
     """A random history, every closed slot of it rolled up, and one answered call of a
     rolled-up slot, whose rollup is then dropped for the test's refresher to compute again:
-    the history's ``now`` and that call."""
+    the history's ``now``, that call and its slot."""
     rng = random.Random(200 + seed)
     now = START + SPAN * 1.1  # every slot of the history closed
     await build_history(connection, rng, 300, now)
@@ -226,7 +226,7 @@ async def rolled_up_history(connection: asyncpg.Connection, seed: int
     await connection.execute(
         "DELETE FROM report_rollup_slots WHERE shift_day = $1 AND shift_name = $2",
         call["shift_day"], call["shift_name"])
-    return now, call
+    return now, call, ShiftSlot(call["shift_day"], call["shift_name"])
 
 
 async def write_to_call(connection: asyncpg.Connection, call: asyncpg.Record) -> None:
@@ -248,81 +248,69 @@ async def pause_after(connection: asyncpg.Connection, call: asyncpg.Record) -> N
         [(*change, *astuple(CALENDAR.slot_for(change[2]))) for change in changes])
 
 
-async def test_writes_do_not_wait_for_a_refresh(database_dsn: str,
+@pytest.fixture
+async def sessions(database_dsn: str) -> AsyncIterator[tuple[asyncpg.Connection, ...]]:
+    """Three sessions of the line on the test database: the one that builds the history and
+    watches, a refresher's and a writer's."""
+    opened = [await asyncpg.connect(database_dsn) for _ in range(3)]
+    try:
+        yield tuple(opened)
+    finally:
+        for connection in opened:
+            await connection.close()
+
+
+async def test_writes_do_not_wait_for_a_refresh(sessions: tuple[asyncpg.Connection, ...],
                                                 database_owner_dsn: str) -> None:
     """The recorder's writes while a refresher holds its transaction open mid-way (its
     snapshot taken, its rollup not yet stored): a call of the current shift, a late fact of
     a call of the very slot being rolled up, a pause change in its wrap-up window. None
     waits (0016's table lock made each wait for the whole refresh), and the refresher keeps
     nothing of the snapshot they made stale."""
-    connection = await asyncpg.connect(database_dsn)
-    refresher = await asyncpg.connect(database_dsn)
+    connection, refresher, _ = sessions
     repo = ReportRepository()
-    try:
-        now, call = await rolled_up_history(connection, 0)
-        slot = ShiftSlot(call["shift_day"], call["shift_name"])
-        gate = await RollupGate.shut(database_owner_dsn)
-        try:
-            refresh = asyncio.create_task(repo.refresh_rollups(refresher, [slot], now, AUTOMATIC))
-            await eventually("the refresher at the gate", lambda: waiting_for_lock(
-                connection, refresher.get_server_pid()))
-            current = CALENDAR.slot_for(now)
-            await asyncio.wait_for(connection.execute(
-                "INSERT INTO calls (call_id, line, arrived_at, shift_day, shift_name)"
-                " VALUES ('surge-1', '112', $1, $2, $3)", now, current.day, current.name),
-                WRITE_WITHIN)
-            await asyncio.wait_for(write_to_call(connection, call), WRITE_WITHIN)
-            await asyncio.wait_for(pause_after(connection, call), WRITE_WITHIN)
-        finally:
-            await gate.open()
-        assert await refresh == 0
-        assert slot not in await rolled_up(connection)
-        await compare_everything(connection, now)
-        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
-        await compare_everything(connection, now)
-    finally:
-        await refresher.close()
-        await connection.close()
+    now, call, slot = await rolled_up_history(connection, 0)
+    async with refresh_at_the_gate(database_owner_dsn, refresher, connection, slot, now,
+                                   AUTOMATIC) as refresh:
+        current = CALENDAR.slot_for(now)
+        await asyncio.wait_for(connection.execute(
+            "INSERT INTO calls (call_id, line, arrived_at, shift_day, shift_name)"
+            " VALUES ('surge-1', '112', $1, $2, $3)", now, current.day, current.name),
+            WRITE_WITHIN)
+        await asyncio.wait_for(write_to_call(connection, call), WRITE_WITHIN)
+        await asyncio.wait_for(pause_after(connection, call), WRITE_WITHIN)
+    assert await refresh == 0
+    assert slot not in await rolled_up(connection)
+    await compare_everything(connection, now)
+    assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
+    await compare_everything(connection, now)
 
 
 @pytest.mark.parametrize("write", [write_to_call, pause_after])
 async def test_a_write_after_the_refreshers_snapshot_drops_its_rollup(
-        database_dsn: str, database_owner_dsn: str,
+        sessions: tuple[asyncpg.Connection, ...], database_owner_dsn: str,
         write: Callable[[asyncpg.Connection, asyncpg.Record], Coroutine[Any, Any, None]]) -> None:
     """A write that invalidates the slot lands between the refresher's snapshot and its
     store (or waits for the store, where the refresher locks): the rollup computed without
     it is not kept, and the report stays exact."""
-    connection = await asyncpg.connect(database_dsn)
-    refresher = await asyncpg.connect(database_dsn)
-    writer = await asyncpg.connect(database_dsn)
+    connection, refresher, writer = sessions
     repo = ReportRepository()
-    try:
-        now, call = await rolled_up_history(connection, 1)
-        slot = ShiftSlot(call["shift_day"], call["shift_name"])
-        gate = await RollupGate.shut(database_owner_dsn)
-        try:
-            refresh = asyncio.create_task(repo.refresh_rollups(refresher, [slot], now, AUTOMATIC))
-            await eventually("the refresher at the gate", lambda: waiting_for_lock(
-                connection, refresher.get_server_pid()))
-            written = asyncio.create_task(write(writer, call))
+    now, call, slot = await rolled_up_history(connection, 1)
+    async with refresh_at_the_gate(database_owner_dsn, refresher, connection, slot, now,
+                                   AUTOMATIC) as refresh:
+        written = asyncio.create_task(write(writer, call))
 
-            async def written_or_waiting() -> bool | str | None:
-                return written.done() or await waiting_for_lock(
-                    connection, writer.get_server_pid())
+        async def written_or_waiting() -> bool | str | None:
+            return written.done() or await waiting_for_lock(
+                connection, writer.get_server_pid())
 
-            await eventually("the write done or waiting", written_or_waiting)
-        finally:
-            await gate.open()
-        await written
-        await refresh  # rolled up or not: what counts is that no stale rollup stays
-        assert slot not in await rolled_up(connection)
-        await compare_everything(connection, now)
-        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
-        await compare_everything(connection, now)
-    finally:
-        await writer.close()
-        await refresher.close()
-        await connection.close()
+        await eventually("the write done or waiting", written_or_waiting)
+    await written
+    await refresh  # rolled up or not: what counts is that no stale rollup stays
+    assert slot not in await rolled_up(connection)
+    await compare_everything(connection, now)
+    assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
+    await compare_everything(connection, now)
 
 
 async def refresher_waits_for_writers(connection: asyncpg.Connection, pid: int) -> bool | None:
@@ -336,64 +324,54 @@ async def refresher_waits_for_writers(connection: asyncpg.Connection, pid: int) 
     return waits
 
 
-async def test_a_write_in_progress_at_the_claim_is_in_the_rollup(database_dsn: str) -> None:
+async def test_a_write_in_progress_at_the_claim_is_in_the_rollup(
+        sessions: tuple[asyncpg.Connection, ...]) -> None:
     """A write whose trigger ran before the refresher claimed the slot (so did not see the
     claim, and deleted nothing) and that commits only later: the refresher takes its
     snapshot after that commit, and its rollup holds the write."""
-    connection = await asyncpg.connect(database_dsn)
-    refresher = await asyncpg.connect(database_dsn)
-    writer = await asyncpg.connect(database_dsn)
+    connection, refresher, writer = sessions
     repo = ReportRepository()
-    try:
-        now, call = await rolled_up_history(connection, 2)
-        slot = ShiftSlot(call["shift_day"], call["shift_name"])
-        async with writer.transaction():
-            await write_to_call(writer, call)
-            refresh = asyncio.create_task(repo.refresh_rollups(refresher, [slot], now, AUTOMATIC))
+    now, call, slot = await rolled_up_history(connection, 2)
+    async with writer.transaction():
+        await write_to_call(writer, call)
+        refresh = asyncio.create_task(repo.refresh_rollups(refresher, [slot], now, AUTOMATIC))
 
 
-            async def waiting_or_done() -> bool | None:
-                # Done would be wrong (it cannot have seen the write), as the checks below
-                # then show.
-                return refresh.done() or await refresher_waits_for_writers(
-                    connection, refresher.get_server_pid())
+        async def waiting_or_done() -> bool | None:
+            # Done would be wrong (it cannot have seen the write), as the checks below
+            # then show.
+            return refresh.done() or await refresher_waits_for_writers(
+                connection, refresher.get_server_pid())
 
-            await eventually("the refresher waiting for the writer, or done", waiting_or_done)
-        assert await refresh == 1
-        assert slot in await rolled_up(connection)
-        await compare_everything(connection, now)
-    finally:
-        await writer.close()
-        await refresher.close()
-        await connection.close()
+        await eventually("the refresher waiting for the writer, or done", waiting_or_done)
+    assert await refresh == 1
+    assert slot in await rolled_up(connection)
+    await compare_everything(connection, now)
 
 
-async def test_a_claim_is_no_rollup_and_an_abandoned_one_gives_way(database_dsn: str) -> None:
+async def test_a_claim_is_no_rollup_and_an_abandoned_one_gives_way(
+        sessions: tuple[asyncpg.Connection, ...]) -> None:
     """A slot claimed by a refresher still at work is read from its calls, and no other
     refresher takes it; a claim left by a refresher that died gives way after a while."""
-    connection = await asyncpg.connect(database_dsn)
+    connection = sessions[0]
     repo = ReportRepository()
-    try:
-        now, call = await rolled_up_history(connection, 3)
-        slot = ShiftSlot(call["shift_day"], call["shift_name"])
-        await connection.execute(
-            "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo,"
-            " wrap_hi, claim) VALUES ($1, $2, $3, $4, $5, gen_random_uuid())",
-            slot.day, slot.name, round(AUTOMATIC * 1e6), call["wrap_lo"], call["wrap_hi"])
-        await write_to_call(connection, call)  # its trigger deletes the claim
-        assert await connection.fetchval("SELECT count(*) FROM report_rollup_slots WHERE"
-                                         " claim IS NOT NULL") == 0
-        await connection.execute(
-            "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo,"
-            " wrap_hi, claim) VALUES ($1, $2, $3, $4, $5, gen_random_uuid())",
-            slot.day, slot.name, round(AUTOMATIC * 1e6), call["wrap_lo"], call["wrap_hi"])
-        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 0
-        assert slot not in await rolled_up(connection)
-        await compare_everything(connection, now)
-        await connection.execute(
-            "UPDATE report_rollup_slots SET computed_at = now() - interval '11 minutes'")
-        assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
-        assert slot in await rolled_up(connection)
-        await compare_everything(connection, now)
-    finally:
-        await connection.close()
+    now, call, slot = await rolled_up_history(connection, 3)
+    await connection.execute(
+        "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo,"
+        " wrap_hi, claim) VALUES ($1, $2, $3, $4, $5, gen_random_uuid())",
+        slot.day, slot.name, round(AUTOMATIC * 1e6), call["wrap_lo"], call["wrap_hi"])
+    await write_to_call(connection, call)  # its trigger deletes the claim
+    assert await connection.fetchval("SELECT count(*) FROM report_rollup_slots WHERE"
+                                     " claim IS NOT NULL") == 0
+    await connection.execute(
+        "INSERT INTO report_rollup_slots (shift_day, shift_name, automatic_us, wrap_lo,"
+        " wrap_hi, claim) VALUES ($1, $2, $3, $4, $5, gen_random_uuid())",
+        slot.day, slot.name, round(AUTOMATIC * 1e6), call["wrap_lo"], call["wrap_hi"])
+    assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 0
+    assert slot not in await rolled_up(connection)
+    await compare_everything(connection, now)
+    await connection.execute(
+        "UPDATE report_rollup_slots SET computed_at = now() - interval '11 minutes'")
+    assert await repo.refresh_rollups(connection, [slot], now, AUTOMATIC) == 1
+    assert slot in await rolled_up(connection)
+    await compare_everything(connection, now)

@@ -11,9 +11,12 @@ compares two :class:`~telephony.reports.model.Figures`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Final
@@ -37,8 +40,10 @@ from telephony.calls.facts import (
 )
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.reports.model import CallRow, Figures, LiveCall
+from telephony.reports.store import ReportRepository
 from telephony.screening.features import Label
 from telephony.settings import DEFAULT_SHIFTS
+from tests.support.polling import eventually
 
 JAKARTA: Final = ZoneInfo("Asia/Jakarta")
 CALENDAR: Final = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
@@ -371,3 +376,21 @@ async def waiting_for_lock(connection: asyncpg.Connection, pid: int) -> str | No
         "SELECT wait_event FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
         pid)
     return found
+
+
+@contextlib.asynccontextmanager
+async def refresh_at_the_gate(owner_dsn: str, refresher: asyncpg.Connection,
+                              watcher: asyncpg.Connection, slot: ShiftSlot, now: datetime,
+                              automatic: float) -> AsyncIterator[asyncio.Task[int]]:
+    """A refresh of ``slot`` on ``refresher``, held at a shut :class:`RollupGate` (its
+    snapshot taken, its rollup not yet stored) for the block, as ``watcher`` sees it; let
+    through when the block ends. The task gives how many slots it rolled up."""
+    gate = await RollupGate.shut(owner_dsn)
+    try:
+        refresh = asyncio.create_task(
+            ReportRepository().refresh_rollups(refresher, [slot], now, automatic))
+        await eventually("the refresher at the gate", lambda: waiting_for_lock(
+            watcher, refresher.get_server_pid()))
+        yield refresh
+    finally:
+        await gate.open()
