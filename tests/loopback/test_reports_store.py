@@ -246,7 +246,7 @@ async def rolled_up_slots(dsn: str) -> set[tuple[date, str]]:
     connection = await asyncpg.connect(dsn)
     try:
         rows = await connection.fetch(
-        "SELECT shift_day, shift_name FROM report_rollup_slots WHERE claim IS NULL")
+            "SELECT shift_day, shift_name FROM report_rollup_slots WHERE claim IS NULL")
     finally:
         await connection.close()
     return {(row["shift_day"], row["shift_name"]) for row in rows}
