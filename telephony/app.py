@@ -84,6 +84,7 @@ from telephony.metrics.live import AmiCollector, DiskCollector, SpoolCollector, 
 from telephony.metrics.loops import LoopStalls
 from telephony.metrics.registry import LineMetrics
 from telephony.reports.console import ReportPages
+from telephony.reports.gate import GateConfig, ReportGate
 from telephony.reports.http import ReportApi
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.score import ScoreConfig
@@ -493,7 +494,12 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     callpath = call_path(settings, metrics, stalls, surveys=surveys)
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
-    reports = ReportService(database, calendar, ReportConfig.from_settings(settings))
+    # Reports give way while the call records trail: tracked facts not yet written, or AMI
+    # events not yet tracked.
+    gate = ReportGate(lambda: max(listener.fact_lag_seconds, listener.event_lag_seconds),
+                      GateConfig.from_settings(settings))
+    reports = ReportService(database, calendar, ReportConfig.from_settings(settings),
+                            gate=gate)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     members = follow_members(settings, stack, listener, database)
     share_wrapups(settings, stack, listener, database)

@@ -341,6 +341,12 @@ class Settings:
     screening_timeout_ms: int = 300  # the IVR waits this long for a late score, then routes
     screening_upkeep_seconds: float = 2.0  # how often ended calls are rescored
 
+    # Reports give way to the call records (telephony/reports/gate.py): a report waits while
+    # the oldest call fact not yet written has waited longer than report_yield_lag_ms, at most
+    # report_max_wait_seconds in all (0: never waits); one report runs at a time.
+    report_yield_lag_ms: int = 250
+    report_max_wait_seconds: float = 20.0
+
     log_level: str = "INFO"
 
     # GET /metrics answers only clients at these addresses or networks (the Prometheus that
@@ -767,7 +773,7 @@ def _validate(settings: Settings) -> None:
     if not settings.rtp_port_start < settings.rtp_port_end:
         raise SettingsError("rtp_port_start must be below rtp_port_end")
     for name in ("agi_command_timeout", "agi_session_timeout", "db_connect_timeout",
-                 "screening_timeout_ms", "screening_upkeep_seconds"):
+                 "screening_timeout_ms", "screening_upkeep_seconds", "report_yield_lag_ms"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"{name} must be positive")
     if (settings.spool_fallback_dir is not None
@@ -783,10 +789,12 @@ def _validate(settings: Settings) -> None:
         raise SettingsError("front_calls_retention_days must be between 1 and 3650")
     if not 0 <= settings.callpath_rt_priority <= 99:
         raise SettingsError("callpath_rt_priority must be between 0 and 99")
-    if not 0 <= settings.shutdown_drain_seconds <= 300:
-        # Past a few minutes a container runtime kills the process anyway (docker: 10 s by
-        # default, raise its stop_grace_period with this).
-        raise SettingsError("shutdown_drain_seconds must be between 0 and 300")
+    # Past a few minutes a container runtime kills the process anyway (docker: 10 s by
+    # default, raise its stop_grace_period with the drain), and a supervisor's browser or a
+    # proxy gives up on a report's reply.
+    for name in ("shutdown_drain_seconds", "report_max_wait_seconds"):
+        if not 0 <= getattr(settings, name) <= 300:
+            raise SettingsError(f"{name} must be between 0 and 300")
     if settings.queue_max_wait <= 0 or settings.queue_wrapup_seconds < 0:
         raise SettingsError("queue_max_wait must be positive, queue_wrapup_seconds not negative")
     _validate_cluster(settings)

@@ -157,6 +157,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.incidents.ledger", ADAPTERS),  # the incident services' shared transaction steps
     ("telephony.incidents.services", ADAPTERS),  # builds the feature's services together
     ("telephony.screening.ivr", ADAPTERS),
+    ("telephony.reports.gate", ADAPTERS),  # reports wait on the event loop for the records
     ("telephony.metrics.**", ADAPTERS),  # collectors over the services, the monitoring routes
 )
 

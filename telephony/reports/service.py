@@ -7,6 +7,7 @@ layer to answer 503).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -15,6 +16,7 @@ import asyncpg
 
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.db.connection import Database
+from telephony.reports.gate import ReportGate
 from telephony.reports.model import (
     MAX_REPORT_DAYS,
     WRAPUP_PAUSE_GRACE,
@@ -37,6 +39,9 @@ from telephony.settings import Settings
 # Shifts the wallboard rolls up per call of roll_up_recent at most (each about 10-50 ms at
 # 9,000 calls a day): the board stays live while an old month is rolled up.
 _ROLLUPS_PER_READ = 2
+# Shifts a report rolls up between two looks at the call records' lag (the gate): a month's
+# first report after an upgrade rolls up about 90, and gives way between its rounds.
+_ROLLUPS_PER_TURN = 8
 
 
 def _utcnow() -> datetime:
@@ -56,14 +61,18 @@ class ReportConfig:
 
 
 class ReportService:
-    """Shift reports, the daily summary, and the wallboard's counters."""
+    """Shift reports, the daily summary, and the wallboard's counters. The reports and the
+    background roll-up take turns at ``gate`` and give way to the call records there
+    (``telephony.reports.gate``); the wallboard's reads do not: they are small and live."""
 
     def __init__(self, database: Database, calendar: ShiftCalendar, config: ReportConfig, *,
+                 gate: ReportGate | None = None,
                  repository: ReportRepository | None = None,
                  clock: Callable[[], datetime] = _utcnow) -> None:
         self._database = database
         self._calendar = calendar
         self._config = config
+        self._gate = gate or ReportGate.open()
         self._repo = repository or ReportRepository()
         self._clock = clock
 
@@ -87,35 +96,48 @@ class ReportService:
         """The figures of ``period`` in total, per shift, per operator and per queue.
         :class:`~telephony.reports.model.InvalidPeriod` if it cannot be reported."""
         check_period(period, self._calendar.names)
-        now = self._clock()
+        slots = shift_slots(self._calendar, period)
+        wrapup = self._config.wrapup_seconds
+        async with self._gate.turn("shift report") as turn:
+            await turn.clear()
+            # The report's instant is taken after any wait: its current shift is as of now.
+            now = self._clock()
+            unrolled = await self._database.run(
+                lambda c: self._repo.unrolled_slots(c, self._closed(slots, now), wrapup))
+            for start in range(0, len(unrolled), _ROLLUPS_PER_TURN):
+                if start:
+                    await turn.clear()
+                await self._database.run(functools.partial(
+                    self._repo.refresh_rollups, slots=unrolled[start:start + _ROLLUPS_PER_TURN],
+                    now=now, automatic_wrapup=wrapup))
+            await turn.clear()
+            figured, names = await self._database.run(
+                lambda c: self._figures_and_names(c, slots, now))
+        return shift_report(period, slots, figured, names=names, now=now)
 
-        async def work(connection: asyncpg.Connection
-                       ) -> tuple[PeriodFigures, dict[str, str]]:
-            slots = shift_slots(self._calendar, period)
-            await self._repo.refresh_rollups(connection, self._closed(slots, now), now,
-                                             self._config.wrapup_seconds)
-            figured = await self._repo.period_figures(connection, slots, now,
-                                                      self._config.wrapup_seconds)
-            return figured, await self._repo.operator_names(connection)
-
-        figured, names = await self._database.run(work)
-        return shift_report(period, shift_slots(self._calendar, period), figured,
-                            names=names, now=now)
+    async def _figures_and_names(self, connection: asyncpg.Connection,
+                                 slots: list[ShiftSlot], now: datetime
+                                 ) -> tuple[PeriodFigures, dict[str, str]]:
+        figured = await self._repo.period_figures(connection, slots, now,
+                                                  self._config.wrapup_seconds)
+        return figured, await self._repo.operator_names(connection)
 
     async def daily_summary(self, day: date) -> DailySummary:
         """The regency head's summary of the operational day ``day``."""
         since, until = day_bounds(self._calendar, day)
-        now = self._clock()
+        async with self._gate.turn("daily summary") as turn:
+            await turn.clear()
+            now = self._clock()
 
-        async def work(connection: asyncpg.Connection) -> DailySummary:
-            return daily_summary(
-                day, await self._repo.day_figures(connection, day, now),
-                report_types=await self._repo.report_types(connection, day),
-                villages=await self._repo.villages(connection, day),
-                ratings=await self._repo.ratings(connection, since, until),
-                now=now)
+            async def work(connection: asyncpg.Connection) -> DailySummary:
+                return daily_summary(
+                    day, await self._repo.day_figures(connection, day, now),
+                    report_types=await self._repo.report_types(connection, day),
+                    villages=await self._repo.villages(connection, day),
+                    ratings=await self._repo.ratings(connection, since, until),
+                    now=now)
 
-        return await self._database.run(work)
+            return await self._database.run(work)
 
     async def live_calls(self, day: date) -> list[LiveCall]:
         """The calls of the operational day ``day`` (and the open ones not yet in a shift)
@@ -135,7 +157,10 @@ class ReportService:
     async def roll_up_recent(self) -> int:
         """Roll up a few closed shifts of the last month, newest first, that have no rollup
         yet; how many. The wallboard calls it now and then: a month's report then finds them
-        rolled up (the first report after an upgrade rolls up the rest itself)."""
+        rolled up (the first report after an upgrade rolls up the rest itself). None while a
+        report has the turn or the call records trail: this is background work."""
+        if self._gate.busy or self._gate.behind():
+            return 0
         now = self._clock()
         slot = self._calendar.slot_for(now)
         recent = shift_slots(self._calendar, Period(

@@ -682,8 +682,20 @@ class ReportRepository:
         commit, and the tail of step 3 (the rollup rows' foreign key check, the claim's
         update, the commit), milliseconds, and only for a write that touches that slot."""
         automatic = round(automatic_wrapup * _MICROS)
+        done = 0
+        for slot in await self.unrolled_slots(connection, slots, automatic_wrapup,
+                                              limit=limit):
+            if await _roll_up(connection, slot, now, automatic):
+                done += 1
+        return done
+
+    async def unrolled_slots(self, connection: asyncpg.Connection, slots: Sequence[ShiftSlot],
+                             automatic_wrapup: float, *,
+                             limit: int | None = None) -> list[ShiftSlot]:
+        """Those of ``slots`` without a valid rollup (none, or only a claim), in the order
+        given; with ``limit``, the first that many."""
         days, names = _slot_args(slots)
-        stale = await connection.fetch(
+        rows = await connection.fetch(
             """
             SELECT s.shift_day, s.shift_name
             FROM unnest($1::date[], $2::text[]) WITH ORDINALITY AS s (shift_day, shift_name, n)
@@ -694,13 +706,8 @@ class ReportRepository:
             ORDER BY s.n
             LIMIT $4
             """,
-            days, names, automatic, limit)
-        done = 0
-        for row in stale:
-            if await _roll_up(connection, ShiftSlot(row["shift_day"], row["shift_name"]), now,
-                              automatic):
-                done += 1
-        return done
+            days, names, round(automatic_wrapup * _MICROS), limit)
+        return [ShiftSlot(row["shift_day"], row["shift_name"]) for row in rows]
 
     async def operator_names(self, connection: asyncpg.Connection) -> dict[str, str]:
         """Operator interface -> display name, for those that have one: the name of the

@@ -5,6 +5,7 @@ from and the live picture a restarted wallboard starts from."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import threading
@@ -36,11 +37,13 @@ from telephony.incidents.edits import parse_patch
 from telephony.incidents.service import IncidentService
 from telephony.reports import store as report_store
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv
+from telephony.reports.gate import GateConfig, ReportGate
 from telephony.reports.model import Figures, InvalidPeriod, Period
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.wallboard.counters import ShiftCounters
+from tests.support.ami import eventually
 from tests.support.report_histories import same
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -240,6 +243,31 @@ async def test_the_live_counters_start_from_the_days_calls(day: Day) -> None:
     slots = await rolled_up_slots(day.dsn)
     assert (DAY - timedelta(days=1), "malam") in slots
     assert (DAY, "pagi") not in slots
+
+
+async def test_reports_give_way_while_the_call_records_trail(day: Day) -> None:
+    """While the recorder trails, a report waits and the wallboard's roll-up skips its round;
+    once the records catch up, the report is the same as ever (and rolls up what it reads)."""
+    lag = [5.0]
+    probes: list[float] = []
+
+    def trailing() -> float:
+        probes.append(lag[0])
+        return lag[0]
+
+    reports = ReportService(day.database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                            gate=ReportGate(trailing, GateConfig(max_wait_seconds=60)),
+                            clock=lambda: local(16, 30))
+    assert await reports.roll_up_recent() == 0
+    asked = asyncio.create_task(reports.shift_report(Period(DAY - timedelta(days=1), DAY)))
+    await eventually(lambda: len(probes) >= 5)  # the report polls the gate, and waits
+    assert not asked.done()
+    assert await reports.roll_up_recent() == 0  # still trailing, and a report has the turn
+    assert await rolled_up_slots(day.dsn) == set()
+    lag[0] = 0.0
+    report = await asyncio.wait_for(asked, 10)
+    assert (report.total.calls, report.total.answered) == (6, 4)
+    assert (DAY - timedelta(days=1), "malam") in await rolled_up_slots(day.dsn)
 
 
 async def rolled_up_slots(dsn: str) -> set[tuple[date, str]]:

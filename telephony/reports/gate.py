@@ -1,0 +1,107 @@
+"""Reports give way to the call records: one report at a time, and none while the records trail.
+
+Why: a 31-day shift report costs PostgreSQL a fraction of a second of CPU (the month's first,
+which rolls its shifts up, seconds), and the database shares the site's cores with Asterisk,
+the line and the recorder. Measured in a surge with reports asked for back to back (README,
+issue 12), the reports kept one core's worth of PostgreSQL busy and the recorder's batches
+waited for CPU beside them: AMI -> database p99 of 1-2.7 s where the same surge without
+reports kept 130-450 ms. The call records are the line's first duty and a report can be
+late; so a report waits, with bounded polling, while the oldest call fact not yet written has
+waited more than ``lag_seconds``, and never more than ``max_wait_seconds`` in all (after which
+it runs anyway: a supervisor asking during a day-long disaster still gets the figures).
+A report of many shifts not yet rolled up passes the gate again between its roll-ups, so the
+month's first report after an upgrade paces itself too.
+
+One turn at a time: two supervisors asking together would otherwise put two cores' worth of
+PostgreSQL on the two the site has; the second waits for the first (a report is seconds at
+most), and the wallboard's background roll-up skips its round while a report has the turn or
+the records trail (it comes back every 10 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from telephony.settings import Settings
+
+log = logging.getLogger("telephony.reports")
+
+POLL_SECONDS = 0.05  # how often a waiting report looks at the records' lag again
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """When a report gives way. ``max_wait_seconds`` 0: never waits (one turn at a time
+    still)."""
+
+    lag_seconds: float = 0.25
+    max_wait_seconds: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GateConfig:
+        """The configuration described by ``settings``."""
+        return cls(lag_seconds=settings.report_yield_lag_ms / 1000,
+                   max_wait_seconds=settings.report_max_wait_seconds)
+
+
+class ReportTurn:
+    """A report's turn: :meth:`clear` before each heavy read."""
+
+    def __init__(self, gate: ReportGate, deadline: float) -> None:
+        self._gate = gate
+        self._deadline = deadline
+        self.waited = 0.0  # seconds this turn gave way, in all
+
+    async def clear(self) -> None:
+        """Return once the records no longer trail, or at once if this turn has used up its
+        wait."""
+        gate = self._gate
+        started = gate.clock()
+        while gate.behind() and gate.clock() < self._deadline:
+            await gate.sleep(POLL_SECONDS)
+        self.waited += gate.clock() - started
+
+
+class ReportGate:
+    """The line's reports take turns here. ``lag`` is how long the oldest call fact (or AMI
+    event) not yet written has waited, in seconds: the AMI listener's
+    ``max(fact_lag_seconds, event_lag_seconds)``."""
+
+    def __init__(self, lag: Callable[[], float], config: GateConfig = GateConfig(), *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._lag = lag
+        self._config = config
+        self.clock = clock
+        self.sleep = sleep
+        self._turns = asyncio.Lock()
+
+    @classmethod
+    def open(cls) -> ReportGate:
+        """A gate that never makes a report wait for the records (a line without an AMI
+        listener: the benchmarks' and tools' report services)."""
+        return cls(lambda: 0.0)
+
+    def behind(self) -> bool:
+        """Do the call records trail by more than the configured lag?"""
+        return self._lag() > self._config.lag_seconds
+
+    @property
+    def busy(self) -> bool:
+        """Is a report holding the turn?"""
+        return self._turns.locked()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, what: str) -> AsyncIterator[ReportTurn]:
+        """Wait for the turn (one report at a time), then hold it for the block; ``what`` names
+        the report in the log line of a turn that gave way."""
+        async with self._turns:
+            turn = ReportTurn(self, self.clock() + self._config.max_wait_seconds)
+            yield turn
+        if turn.waited >= POLL_SECONDS:
+            log.info("%s gave way to the call records for %.1f s", what, turn.waited)

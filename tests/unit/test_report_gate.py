@@ -1,0 +1,99 @@
+"""The reports' gate: one report at a time, and none while the call records trail (but never
+longer than its bound). A fake clock that the gate's own sleep moves: no time passes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from telephony.reports.gate import POLL_SECONDS, GateConfig, ReportGate
+
+
+class Clock:
+    """Time that passes only when the gate sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def gate_with(lag: float | Callable[[], float], clock: Clock,
+              max_wait: float = 20.0) -> ReportGate:
+    lagging = lag if callable(lag) else (lambda: lag)
+    return ReportGate(lagging, GateConfig(lag_seconds=0.25, max_wait_seconds=max_wait),
+                      clock=clock, sleep=clock.sleep)
+
+
+async def test_a_report_waits_while_the_records_trail_then_goes() -> None:
+    clock = Clock()
+    gate = gate_with(lambda: 2.0 if clock.now < 3.0 else 0.1, clock)
+    async with gate.turn("shift report") as turn:
+        await turn.clear()
+        assert 3.0 <= clock.now < 3.0 + 2 * POLL_SECONDS
+        await turn.clear()  # caught up: no more waiting
+    assert turn.waited == pytest.approx(clock.now)
+
+
+async def test_a_report_with_the_records_caught_up_does_not_wait() -> None:
+    clock = Clock()
+    gate = gate_with(0.25, clock)  # at the bound, not past it
+    async with gate.turn("daily summary") as turn:
+        await turn.clear()
+    assert clock.now == 0.0 and not gate.behind()
+
+
+async def test_a_turn_waits_at_most_its_bound_in_all(caplog: pytest.LogCaptureFixture) -> None:
+    """A day-long surge: the report still comes, after the bound; its later clears within
+    the same turn wait no more."""
+    clock = Clock()
+    gate = gate_with(5.0, clock, max_wait=2.0)
+    with caplog.at_level(logging.INFO, logger="telephony.reports"):
+        async with gate.turn("shift report") as turn:
+            await turn.clear()
+            assert 2.0 <= clock.now < 2.0 + 2 * POLL_SECONDS
+            spent = clock.now
+            await turn.clear()
+            assert clock.now == spent
+    assert [r.getMessage() for r in caplog.records] == [
+        f"shift report gave way to the call records for {spent:.1f} s"]
+
+
+async def test_no_wait_when_waiting_is_off() -> None:
+    clock = Clock()
+    gate = gate_with(5.0, clock, max_wait=0.0)
+    async with gate.turn("shift report") as turn:
+        await turn.clear()
+    assert clock.now == 0.0 and gate.behind()
+
+
+async def test_one_report_at_a_time() -> None:
+    gate = ReportGate.open()
+    inside: list[str] = []
+    first_in, first_may_go = asyncio.Event(), asyncio.Event()
+
+    async def report(name: str, hold: asyncio.Event | None) -> None:
+        async with gate.turn(name):
+            inside.append(f"{name} in")
+            if hold is not None:
+                first_in.set()
+                await hold.wait()
+            inside.append(f"{name} out")
+
+    first = asyncio.create_task(report("first", first_may_go))
+    await first_in.wait()
+    second = asyncio.create_task(report("second", None))
+    await asyncio.sleep(0)  # the second asks for its turn
+    assert gate.busy and inside == ["first in"]
+    first_may_go.set()
+    await asyncio.gather(first, second)
+    assert inside == ["first in", "first out", "second in", "second out"]
+    assert not gate.busy
