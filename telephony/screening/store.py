@@ -197,10 +197,14 @@ per_call AS (
 )
 SELECT d.due_ids, c.call_id, c.caller_number, c.line, c.arrived_at, c.ended_at,
        c.answered_at, c.talk_seconds, c.ended_by, c.ivr_outcome, c.ivr_first_key_ms,
-       c.ivr_invalid_keys, c.queue, r.silence_share
+       c.ivr_invalid_keys, c.queue,
+       -- One probe of recordings_call_kind_idx per call, whatever the planner guesses of the
+       -- queue (as a join, it once hashed every recording). A mixed recording has no leg_id
+       -- (recordings_leg_check), but only this condition lets the partial index serve.
+       (SELECT r.silence_share FROM recordings r
+        WHERE r.call_id = c.call_id AND r.kind = 'mixed' AND r.leg_id IS NULL) AS silence_share
 FROM per_call d
 LEFT JOIN calls c ON c.call_id = d.call_id AND c.ended_at >= now() - make_interval(secs => $1)
-LEFT JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'mixed'
 ORDER BY d.first_due
 """
 
@@ -298,6 +302,8 @@ class ScreeningRepository:
     async def clear_due(self, connection: asyncpg.Connection, due_ids: list[int]) -> None:
         """Delete the queue rows ``due_ids`` (read by :meth:`due_calls`), and only those: a row
         a write added since is left for the next pass."""
+        if not due_ids:
+            return  # the usual pass: nothing was due, no round trip
         await connection.execute(
             "DELETE FROM call_screening_due WHERE due_id = ANY($1::bigint[])", due_ids)
 
