@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -54,8 +55,11 @@ def bundled_migrations() -> list[Migration]:
     return found
 
 
-async def migrate(connection: asyncpg.Connection) -> list[Migration]:
-    """Apply every pending migration; returns the ones applied now.
+async def migrate(connection: asyncpg.Connection,
+                  migrations: Sequence[Migration] | None = None) -> list[Migration]:
+    """Apply every pending migration of ``migrations`` (by default the bundled ones, which
+    a line always applies; a test stops short of one to upgrade a schema of before it);
+    returns the ones applied now.
 
     A role that may not create tables (the line's own, telephony/db/roles.py) gets through
     when nothing is pending: the bookkeeping table is only created if missing, and a
@@ -72,7 +76,7 @@ async def migrate(connection: asyncpg.Connection) -> list[Migration]:
             """
         )
     applied_now = []
-    for migration in bundled_migrations():
+    for migration in bundled_migrations() if migrations is None else migrations:
         async with connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             recorded = await connection.fetchval(

@@ -43,7 +43,8 @@ S, INS, U, D = "SELECT", "INSERT", "UPDATE", "DELETE"
 # recordings/store.py). UPDATE also where the line upserts (ON CONFLICT DO UPDATE) or locks
 # rows (SELECT ... FOR UPDATE); DELETE where it deletes. Triggers run as the line, so their
 # writes count: call_events and call_labels update calls; calls and operator_state_changes
-# delete report_rollup_slots. ON DELETE CASCADE runs as the owner and needs nothing here.
+# delete report_rollup_slots; calls and recordings insert into call_screening_due. ON DELETE
+# CASCADE runs as the owner and needs nothing here.
 LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "account_operators": (S, INS, U),
     "accounts": (S, INS, U),
@@ -59,6 +60,9 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "call_outcomes": (S,),  # view
     # DELETE: a lost call's record gives way with its post-call score (0026).
     "call_screening": (S, INS, U, D),
+    # INSERT: the triggers on calls and recordings queue calls due a post-call score; the
+    # screening's upkeep reads and deletes them (0032).
+    "call_screening_due": (S, INS, D),
     "callback_closures": (S, INS),
     # DELETE: a record a line made of a lost call gives way to the node's own (0026).
     "calls": (S, INS, U, D),

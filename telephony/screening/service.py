@@ -53,9 +53,10 @@ from telephony.settings import Settings
 log = logging.getLogger("telephony.screening")
 
 # Ended calls are scored again for this long: a recording is paired within
-# recordings_lookback_hours (48 h) of the call's end and measured soon after.
+# recordings_lookback_hours (48 h) of the call's end and measured soon after. A call due
+# later (an end backfilled after a longer outage) is dropped from the queue unscored.
 SCORING_MAX_AGE = timedelta(days=3)
-SCORING_BATCH = 200  # calls scored per transaction
+SCORING_BATCH = 200  # queue rows (about as many calls) read and scored per transaction
 
 
 class ScreeningUnavailable(SiagaError, RuntimeError):
@@ -233,23 +234,28 @@ class ScreeningService:
         )
 
     async def rescore_ended_calls(self) -> int:
-        """Post-call score every ended call that needs it (see
-        ``ScreeningRepository.calls_to_score``); returns how many were scored."""
+        """Post-call score every call that is due (see ``ScreeningRepository.due_calls``):
+        ended, or its recording's silence share measured, since it was last scored; returns
+        how many were scored. Reads only the queue of due calls, not the window of ended
+        calls: a pass with nothing due costs one index read of an empty table."""
         config = self.config()
 
-        async def batch(connection: asyncpg.Connection) -> int:
+        async def batch(connection: asyncpg.Connection) -> tuple[int, int]:
             async with connection.transaction():
-                calls = await self._repo.calls_to_score(
+                due = await self._repo.due_calls(
                     connection, max_age=SCORING_MAX_AGE, limit=SCORING_BATCH)
-                for call in calls:
+                if due is None:
+                    return 0, 0  # another line's pass is draining the queue: it scores them
+                for call in due.calls:
                     await self._score_ended(connection, call, config)
-            return len(calls)
+                await self._repo.clear_due(connection, due.due_ids)
+            return len(due.due_ids), len(due.calls)
 
         scored = 0
         while True:
-            done = await self._database.run(batch)
+            read, done = await self._database.run(batch)
             scored += done
-            if done < SCORING_BATCH:
+            if read < SCORING_BATCH:
                 return scored
 
     async def run_upkeep(self, interval: float) -> None:

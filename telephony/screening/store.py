@@ -2,7 +2,9 @@
 
 Tables (migration 0004): the screening columns of ``calls`` (``caller_key``, what the IVR
 published, and the generated ``looks_silent``), the append-only ``call_labels``, and
-``call_screening`` with each ended call's post-call result.
+``call_screening`` with each ended call's post-call result; and (migration 0032)
+``call_screening_due``, the calls whose post-call score is due, queued by triggers on ``calls``
+and ``recordings`` and drained by :meth:`ScreeningRepository.due_calls`.
 
 :meth:`ScreeningRepository.history` is the SQL twin of
 :func:`telephony.screening.features.summarise_history`: one query, three index-only range scans
@@ -164,6 +166,49 @@ FROM earlier
 """
 
 
+@dataclass(frozen=True)
+class DueCalls:
+    """What a pass of the post-call upkeep read from ``call_screening_due``."""
+
+    due_ids: list[int]  # every queue row read, to delete once the calls are scored
+    calls: list[EndedCall]  # the calls to score, each once (ended within the maximum age)
+
+
+# Held by the pass that drains call_screening_due until its transaction ends; another line's
+# pass that finds it held does nothing that time (a constant of our own, beside the
+# migrations' and the schema preparation's). Not FOR UPDATE SKIP LOCKED on the queue's rows:
+# two passes could then each take a different row of the same call (its end, then its
+# measurement), and the one that read the call before the measurement committed could store
+# its result last, over the other's, with both rows gone. One pass at a time cannot: each
+# reads everything the one before it committed. The work is a few calls a second.
+DUE_LOCK = 0x5161_6761_0113
+
+# One statement, so one snapshot: a queue row is read together with the call's values as
+# the write that added it left them (or later ones); a row committed after the snapshot is not
+# read, hence not deleted, and its call is scored again by the next pass. Rows of calls too old
+# or gone come back with a NULL call, to be deleted unscored.
+DUE_SQL = """
+WITH due AS (
+    SELECT due_id, call_id FROM call_screening_due ORDER BY due_id LIMIT $2
+),
+per_call AS (
+    SELECT call_id, array_agg(due_id) AS due_ids, min(due_id) AS first_due
+    FROM due GROUP BY call_id
+)
+SELECT d.due_ids, c.call_id, c.caller_number, c.line, c.arrived_at, c.ended_at,
+       c.answered_at, c.talk_seconds, c.ended_by, c.ivr_outcome, c.ivr_first_key_ms,
+       c.ivr_invalid_keys, c.queue,
+       -- One probe of recordings_call_kind_idx per call, whatever the planner guesses of the
+       -- queue (as a join, it once hashed every recording). A mixed recording has no leg_id
+       -- (recordings_leg_check), but only this condition lets the partial index serve.
+       (SELECT r.silence_share FROM recordings r
+        WHERE r.call_id = c.call_id AND r.kind = 'mixed' AND r.leg_id IS NULL) AS silence_share
+FROM per_call d
+LEFT JOIN calls c ON c.call_id = d.call_id AND c.ended_at >= now() - make_interval(secs => $1)
+ORDER BY d.first_due
+"""
+
+
 class ScreeningRepository:
     """Reads and writes the screening tables. Holds no connection: callers pass one in."""
 
@@ -236,32 +281,31 @@ class ScreeningRepository:
             raise UnknownCall(call_id)
         return [from_row(StoredLabel, row) for row in rows if row["label_id"] is not None]
 
-    async def calls_to_score(
+    async def due_calls(
         self, connection: asyncpg.Connection, *, max_age: timedelta, limit: int
-    ) -> list[EndedCall]:
-        """Calls that ended within ``max_age`` and need their post-call score: never scored,
-        or scored before their recording's silence share was measured (or re-measured).
-        Oldest end first."""
-        rows = await connection.fetch(
-            """
-            SELECT c.call_id, c.caller_number, c.line, c.arrived_at, c.ended_at, c.answered_at,
-                   c.talk_seconds, c.ended_by, c.ivr_outcome, c.ivr_first_key_ms,
-                   c.ivr_invalid_keys, c.queue, r.silence_share
-            FROM calls c
-            LEFT JOIN call_screening s ON s.call_id = c.call_id
-            LEFT JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'mixed'
-            WHERE c.ended_at >= now() - make_interval(secs => $1)
-              AND (s.call_id IS NULL
-                   -- Compared by value, not by time: a recording committed while the call
-                   -- was being scored is still picked up on the next pass.
-                   OR (r.silence_share IS NOT NULL
-                       AND s.silence_share IS DISTINCT FROM r.silence_share))
-            ORDER BY c.ended_at, c.call_id
-            LIMIT $2
-            """,
-            max_age.total_seconds(), limit,
-        )
-        return [from_row(EndedCall, row) for row in rows]
+    ) -> DueCalls | None:
+        """The next ``limit`` rows of ``call_screening_due`` (oldest first) and the calls they
+        name that ended within ``max_age``, each once, as they are now: the calls that need
+        their post-call score (ended, or their recording's silence share measured, since they
+        were last scored). ``None`` while another line's pass holds the queue.
+
+        Call it in a transaction, score the calls, and :meth:`clear_due` the rows in the same
+        transaction: the lock taken here (:data:`DUE_LOCK`) lasts until it ends.
+        """
+        if not await connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", DUE_LOCK):
+            return None
+        rows = await connection.fetch(DUE_SQL, max_age.total_seconds(), limit)
+        due_ids = [due_id for row in rows for due_id in row["due_ids"]]
+        calls = [from_row(EndedCall, row) for row in rows if row["call_id"] is not None]
+        return DueCalls(due_ids, calls)
+
+    async def clear_due(self, connection: asyncpg.Connection, due_ids: list[int]) -> None:
+        """Delete the queue rows ``due_ids`` (read by :meth:`due_calls`), and only those: a row
+        a write added since is left for the next pass."""
+        if not due_ids:
+            return  # the usual pass: nothing was due, no round trip
+        await connection.execute(
+            "DELETE FROM call_screening_due WHERE due_id = ANY($1::bigint[])", due_ids)
 
     async def store_post_call(
         self, connection: asyncpg.Connection, call_id: str, *, looked_silent: bool,

@@ -15,12 +15,16 @@ import asyncpg
 import pytest
 
 from telephony.calls.facts import (
+    CallCut,
+    CallEnded,
     CallFact,
     CallStarted,
+    CallVanished,
     IvrVariableSet,
 )
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
+from telephony.db.embedded import EmbeddedPostgres
 from telephony.screening.features import (
     DEFAULT_LOOKBACK,
     IvrBehaviour,
@@ -31,6 +35,7 @@ from telephony.screening.features import (
 )
 from telephony.screening.score import ScoreConfig, pre_queue_score
 from telephony.screening.service import (
+    SCORING_MAX_AGE,
     ScreeningService,
     ScreeningUnavailable,
     call_features,
@@ -43,7 +48,9 @@ from telephony.screening.store import (
 )
 from telephony.settings import Settings
 from tests.support.calls import CALENDAR, call_facts
+from tests.support.db import create_database_before, drop_database, line_dsn, upgrade_database
 from tests.support.net import free_port
+from tests.support.screening import HeldPass
 
 T0 = datetime(2026, 11, 23, 7, 0, 0, tzinfo=UTC)  # 14:00 in Jakarta
 REPO = ScreeningRepository()
@@ -407,6 +414,15 @@ async def test_rescoring_picks_up_a_later_silence_share(
     history = await REPO.history(connection, "6281255550000", datetime.now(UTC),
                                  DEFAULT_LOOKBACK, suspect_score=SUSPECT)
     assert history.silent_calls == 1
+    # Measured again: the same share changes nothing; another one is scored again.
+    remeasure = "UPDATE recordings SET silence_share = $1 WHERE call_id = 'r.1'"
+    await connection.execute(remeasure, 0.95)
+    assert await service.rescore_ended_calls() == 0
+    await connection.execute(remeasure, 0.1)
+    assert await service.rescore_ended_calls() == 1
+    again = await result()
+    assert (again["looked_silent"], again["silence_share"]) == (False, 0.1)
+    assert await service.rescore_ended_calls() == 0
 
 
 async def test_malformed_ivr_numbers_are_stored_as_null(
@@ -443,3 +459,199 @@ async def test_malformed_ivr_numbers_are_stored_as_null(
     assert await connection.fetchval(
         "SELECT count(*) FROM call_events WHERE call_id = 'm.2'") == 6
 
+
+
+# ------------------------------------------------------------------- the post-call upkeep
+
+
+async def due_calls(connection: asyncpg.Connection) -> list[str]:
+    """The calls in the upkeep's queue (migration 0032), by due row."""
+    return [row["call_id"] for row in await connection.fetch(
+        "SELECT call_id FROM call_screening_due ORDER BY due_id")]
+
+
+async def scored_at(connection: asyncpg.Connection, call_id: str) -> datetime | None:
+    """When the call's post-call result was stored; ``None``: never scored."""
+    value: datetime | None = await connection.fetchval(
+        "SELECT scored_at FROM call_screening WHERE call_id = $1", call_id)
+    return value
+
+
+async def test_a_call_is_scored_by_the_first_pass_that_sees_its_end(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """Not while it runs, nor while the transaction that writes its end is still open (the
+    pass runs meanwhile), but by the first pass after that commits, once."""
+    calls = CallRepository(CALENDAR)
+    start = datetime.now(UTC) - timedelta(minutes=2)
+    await calls.apply(connection, [
+        CallStarted("e.1", "e.1", "PJSIP/x", "081233330000", "", "112", start)])
+    assert await service.rescore_ended_calls() == 0
+    async with connection.transaction():
+        await calls.apply(connection, [
+            CallEnded("e.1", 16, "Normal Clearing", start + timedelta(seconds=30))])
+        assert await service.rescore_ended_calls() == 0
+    assert await scored_at(connection, "e.1") is None
+    assert await service.rescore_ended_calls() == 1
+    assert await scored_at(connection, "e.1") is not None
+    assert await service.rescore_ended_calls() == 0
+    assert await due_calls(connection) == []
+
+
+async def test_a_measurement_committed_during_a_pass_is_scored_by_the_next(
+    connection: asyncpg.Connection, database_dsn: str, settings: Settings,
+) -> None:
+    """The recording's silence share commits after a pass read the call and before it
+    committed: the pass stores what it read, and the next pass scores the call again."""
+    held = HeldPass()
+    database = Database(replace(settings, database_dsn=database_dsn))
+    service = ScreeningService(database, FixedConfig(), "Asia/Jakarta", repository=held)
+    ended = datetime.now(UTC) - timedelta(minutes=5)
+    await CallRepository(CALENDAR).apply(
+        connection, call_facts("w.1", "081244440000", at=ended - timedelta(seconds=40),
+                               answered_at=ended - timedelta(seconds=30), talk=30))
+
+    async def measure() -> None:
+        await connection.execute(
+            """
+            INSERT INTO recordings (call_id, state, started_at, silence_share)
+            VALUES ('w.1', 'done', now(), 0.95)
+            """)
+
+    held.during = measure
+    try:
+        assert await service.rescore_ended_calls() == 1
+        assert held.held == 1
+        first = await connection.fetchrow("SELECT * FROM call_screening WHERE call_id = 'w.1'")
+        assert first is not None and first["silence_share"] is None
+        assert await due_calls(connection) == ["w.1"]  # the measurement's, left for the next
+        assert await service.rescore_ended_calls() == 1
+        second = await connection.fetchrow("SELECT * FROM call_screening WHERE call_id = 'w.1'")
+        assert second is not None
+        assert (second["silence_share"], second["looked_silent"]) == (0.95, True)
+        assert await service.rescore_ended_calls() == 0
+    finally:
+        await database.close()
+
+
+async def test_calls_that_ended_too_long_ago_are_not_scored(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """An end or a measurement written now of a call that ended more than SCORING_MAX_AGE ago
+    (a backfill after a long outage) scores nothing, and leaves nothing queued; a call just
+    within the age is scored."""
+    calls = CallRepository(CALENDAR)
+    now = datetime.now(UTC)
+    await calls.apply(connection, call_facts(
+        "o.old", "081266660001", at=now - SCORING_MAX_AGE - timedelta(hours=1), skill=None))
+    await calls.apply(connection, call_facts(
+        "o.recent", "081266660002", at=now - SCORING_MAX_AGE + timedelta(hours=1), skill=None))
+    await connection.execute(
+        """
+        INSERT INTO recordings (call_id, state, started_at, silence_share)
+        VALUES ('o.old', 'done', now(), 0.9)
+        """)
+    assert await service.rescore_ended_calls() == 1
+    assert await scored_at(connection, "o.old") is None
+    assert await scored_at(connection, "o.recent") is not None
+    assert await due_calls(connection) == []
+
+
+async def test_an_end_moved_later_is_scored_again(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """A vanished call ends when the resync noticed; Asterisk's crash report then moves its end
+    back to when it was last seen alive: the call is scored again with its new end."""
+    calls = CallRepository(CALENDAR)
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    await calls.apply(connection, [
+        CallStarted("v.1", "v.1", "PJSIP/x", "081277771111", "", "112", start),
+        CallVanished("v.1", start + timedelta(minutes=5))])
+    assert await service.rescore_ended_calls() == 1
+    first = await scored_at(connection, "v.1")
+    await calls.apply(connection, [CallCut("v.1", "asterisk_crash", start + timedelta(seconds=30))])
+    assert await connection.fetchval(
+        "SELECT ended_at FROM calls WHERE call_id = 'v.1'") == start + timedelta(seconds=30)
+    assert await service.rescore_ended_calls() == 1
+    second = await scored_at(connection, "v.1")
+    assert first is not None and second is not None and second > first
+    assert await service.rescore_ended_calls() == 0
+
+
+async def test_two_lines_never_score_together(
+    connection: asyncpg.Connection, database_dsn: str, settings: Settings,
+    service: ScreeningService,
+) -> None:
+    """Two cluster nodes share the queue: a pass that starts while the other node's pass holds
+    it does nothing; the other node scores every due call once."""
+    held = HeldPass()
+    database = Database(replace(settings, database_dsn=database_dsn))
+    first = ScreeningService(database, FixedConfig(), "Asia/Jakarta", repository=held)
+    calls = CallRepository(CALENDAR)
+    for n in range(3):
+        await calls.apply(connection, call_facts(f"t.{n}", f"08128888000{n}", skill=None))
+    meanwhile: list[int] = []
+
+    async def second_line() -> None:
+        meanwhile.append(await service.rescore_ended_calls())
+
+    held.during = second_line
+    try:
+        assert await first.rescore_ended_calls() == 3
+        assert meanwhile == [0]
+        assert await service.rescore_ended_calls() == 0
+        assert await connection.fetchval("SELECT count(*) FROM call_screening") == 3
+    finally:
+        await database.close()
+
+
+async def test_an_upgrade_queues_what_the_window_scan_would_have_scored(
+    pg_cluster: EmbeddedPostgres, settings: Settings,
+) -> None:
+    """Migration 0032 starts the queue with the calls the scan of the last three days would
+    have found: ended and never scored, or scored before their recording's silence share was
+    measured or re-measured; not the ones scored with it, in progress, or too old."""
+    owner = await create_database_before(pg_cluster, 32)
+    database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
+    connection = await asyncpg.connect(owner)
+    try:
+        calls = CallRepository(CALENDAR)
+        recent = datetime.now(UTC) - timedelta(hours=1)
+        for n, call_id in enumerate(("u.never", "u.scored", "u.measured", "u.remeasured",
+                                     "u.same")):
+            await calls.apply(connection, call_facts(
+                call_id, f"08125555000{n}", at=recent + timedelta(minutes=n), skill=None))
+        await calls.apply(connection, call_facts(
+            "u.old", "0812555500009", at=recent - SCORING_MAX_AGE, skill=None))
+        await calls.apply(connection, [
+            CallStarted("u.open", "u.open", "PJSIP/x", "0812555500008", "", "112", recent)])
+        # Scored by main's upkeep with the share of the time (NULL: not measured yet) ...
+        await connection.execute(
+            """
+            INSERT INTO call_screening (call_id, caller_key, arrived_at, looked_silent,
+                                        post_score, post_reasons, silence_share)
+            SELECT call_id, caller_key, arrived_at, true, 0.5, '[]', share
+            FROM calls JOIN (VALUES ('u.scored', NULL), ('u.measured', NULL),
+                                    ('u.remeasured', 0.2), ('u.same', 0.9)) s (call_id, share)
+                 USING (call_id)
+            """)
+        # ... and the recordings' shares now.
+        await connection.execute(
+            """
+            INSERT INTO recordings (call_id, state, started_at, silence_share)
+            VALUES ('u.measured', 'done', now(), 0.9), ('u.remeasured', 'done', now(), 0.9),
+                   ('u.same', 'done', now(), 0.9), ('u.scored', 'pending', now(), NULL)
+            """)
+        await upgrade_database(pg_cluster, owner)
+        assert await due_calls(connection) == ["u.never", "u.measured", "u.remeasured"]
+        service = ScreeningService(database, FixedConfig(), "Asia/Jakarta")
+        assert await service.rescore_ended_calls() == 3
+        shares = {row["call_id"]: row["silence_share"] for row in await connection.fetch(
+            "SELECT call_id, silence_share FROM call_screening")}
+        assert shares == {"u.never": None, "u.scored": None, "u.measured": 0.9,
+                          "u.remeasured": 0.9, "u.same": 0.9}
+        assert await service.rescore_ended_calls() == 0
+    finally:
+        await connection.close()
+        await database.close()
+        await drop_database(pg_cluster, owner)

@@ -16,6 +16,7 @@ import asyncpg
 
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, T
 from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import bundled_migrations, migrate
 from telephony.db.roles import LineRole, prepare_schema
 from telephony.settings import Settings
 
@@ -64,6 +65,29 @@ async def create_database(cluster: EmbeddedPostgres) -> str:
     finally:
         await connection.close()
     return line_dsn(cluster, dsn)
+
+
+async def create_database_before(cluster: EmbeddedPostgres, version: int) -> str:
+    """A new database in ``cluster`` as a site's is before an upgrade brings migration
+    ``version``: the migrations before it applied, so that :func:`upgrade_database` applies
+    the rest. Returns the owner's DSN."""
+    dsn = await create_empty_database(cluster)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await migrate(connection, [m for m in bundled_migrations() if m.version < version])
+    finally:
+        await connection.close()
+    return dsn
+
+
+async def upgrade_database(cluster: EmbeddedPostgres, dsn: str) -> None:
+    """Apply the pending migrations to the database of ``dsn`` (in ``cluster``) as its owner
+    and grant the line's role, as a line's start does after an upgrade."""
+    connection = await asyncpg.connect(owner_dsn(cluster, dsn))
+    try:
+        await prepare_schema(connection, line_role(cluster))
+    finally:
+        await connection.close()
 
 
 async def drop_database(cluster: EmbeddedPostgres, dsn: str) -> None:

@@ -1,4 +1,5 @@
-"""A hand-set screening configuration for tests of the score's mechanism.
+"""A hand-set screening configuration for tests of the score's mechanism, and a pass of the
+post-call upkeep held open for tests of what happens meanwhile.
 
 The shipped weights are fitted (``telephony.screening.calibrate``) and move when the corpus or
 the features do; tests of how the score, its reasons and its decisions work pin these round,
@@ -7,7 +8,12 @@ fading), so that they test the mechanism and not one fit. The shipped weights ar
 against the issue's targets on the held-out seed (``tests/unit/test_screening_evaluate.py``).
 """
 
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
 from telephony.screening.score import ScoreConfig
+from telephony.screening.store import ScreeningRepository
 
 HAND_SET = ScoreConfig.from_mapping({
     "bias": -3.2,
@@ -27,3 +33,21 @@ HAND_SET = ScoreConfig.from_mapping({
         "conversation": -1.2, "short_talk": 0.0, "silent_call": 0.0,
     },
 })
+
+
+class HeldPass(ScreeningRepository):
+    """The screening's store with a pause in each pass of the post-call upkeep: after the
+    pass has read its due calls and scored them, before it deletes their queue rows and
+    commits, it awaits ``during()`` (set by the test), once. What ``during`` does happens
+    while the pass holds its transaction (and the queue's lock) open."""
+
+    def __init__(self) -> None:
+        self.during: Callable[[], Awaitable[None]] | None = None
+        self.held = 0  # passes that paused
+
+    async def clear_due(self, connection: asyncpg.Connection, due_ids: list[int]) -> None:
+        during, self.during = self.during, None
+        if during is not None:
+            self.held += 1
+            await during()
+        await super().clear_due(connection, due_ids)
