@@ -567,6 +567,7 @@ class Outcome:
     incomplete_examples: list[str]
     live: LiveFigures | None = None  # wallboard lag and loop stalls (None: not measured)
     report_seconds: list[float] | None = None  # 31-day reports run during the surge
+    report_waits: tuple[int, float] = (0, 0.0)  # of them, those that gave way, and how long
 
 
 def report(outcome: Outcome, talk: float) -> int:
@@ -628,7 +629,9 @@ def report(outcome: Outcome, talk: float) -> int:
     if outcome.report_seconds is not None:
         print(f"  31-day shift reports during the surge: {len(outcome.report_seconds)}, "
               f"{_ms(min(outcome.report_seconds, default=None))}-"
-              f"{_ms(max(outcome.report_seconds, default=None))} each")
+              f"{_ms(max(outcome.report_seconds, default=None))} each; "
+              f"{outcome.report_waits[0]} gave way to the call records, "
+              f"{outcome.report_waits[1]:.1f} s in all")
 
     before, after = outcome.cpu
     wall = outcome.surge_seconds + outcome.settle_seconds
@@ -695,6 +698,8 @@ async def surge(
         since = datetime.now(UTC) - timedelta(seconds=1)
         before = sample_cpu(lab, cluster, uas, line)
         live = LiveProbes.start(line)
+        gate = line.reports.gate
+        waits_before = (gate.gave_way, gate.gave_way_seconds)
         reporting = ReportLoad.start(line) if report_during else None
         surge_started = time.monotonic()
         for group in groups:
@@ -706,6 +711,8 @@ async def surge(
         placed = sum(int(r.stats.get("OutgoingCall(C)", "0") or 0) for r in results)
         live.stop()
         report_seconds = await reporting.stop() if reporting is not None else None
+        report_waits = (gate.gave_way - waits_before[0],
+                        gate.gave_way_seconds - waits_before[1])
         print(f"sipp done after {surge_seconds:.1f} s; waiting for the database ...")
         rows, settle_seconds = await wait_recorded(
             line, since, [g.caller_id for g in groups], placed, SETTLE_SECONDS)
@@ -717,7 +724,7 @@ async def surge(
             groups, results, sum(operator_counts), rows, surge_seconds, settle_seconds,
             (before, after), new_log_lines(lab.messages_log, log_offset), lags,
             Counter(tally.counts), await timelines(line, rows, limit=3),
-            live.figures({str(r["call_id"]) for r in rows}), report_seconds,
+            live.figures({str(r["call_id"]) for r in rows}), report_seconds, report_waits,
         )
 
 

@@ -80,6 +80,8 @@ class ReportGate:
         self.clock = clock
         self.sleep = sleep
         self._turns = asyncio.Lock()
+        self.gave_way = 0  # turns that waited for the records, since the start
+        self.gave_way_seconds = 0.0  # and how long, in all
 
     @classmethod
     def open(cls) -> ReportGate:
@@ -104,4 +106,6 @@ class ReportGate:
             turn = ReportTurn(self, self.clock() + self._config.max_wait_seconds)
             yield turn
         if turn.waited >= POLL_SECONDS:
+            self.gave_way += 1
+            self.gave_way_seconds += turn.waited
             log.info("%s gave way to the call records for %.1f s", what, turn.waited)

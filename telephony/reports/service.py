@@ -77,6 +77,11 @@ class ReportService:
         self._clock = clock
 
     @property
+    def gate(self) -> ReportGate:
+        """Where the reports take turns and give way to the call records."""
+        return self._gate
+
+    @property
     def calendar(self) -> ShiftCalendar:
         """The shifts reports are cut by."""
         return self._calendar

@@ -48,7 +48,7 @@ async def test_a_report_with_the_records_caught_up_does_not_wait() -> None:
     gate = gate_with(0.25, clock)  # at the bound, not past it
     async with gate.turn("daily summary") as turn:
         await turn.clear()
-    assert clock.now == 0.0 and not gate.behind()
+    assert clock.now == 0.0 and not gate.behind() and gate.gave_way == 0
 
 
 async def test_a_turn_waits_at_most_its_bound_in_all(caplog: pytest.LogCaptureFixture) -> None:
@@ -65,6 +65,7 @@ async def test_a_turn_waits_at_most_its_bound_in_all(caplog: pytest.LogCaptureFi
             assert clock.now == spent
     assert [r.getMessage() for r in caplog.records] == [
         f"shift report gave way to the call records for {spent:.1f} s"]
+    assert (gate.gave_way, gate.gave_way_seconds) == (1, spent)
 
 
 async def test_no_wait_when_waiting_is_off() -> None:
