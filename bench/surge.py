@@ -286,6 +286,7 @@ async def wait_members_recorded(line: Line, memberships: int, within: float) -> 
 # ----------------------------------------------------------------------------- live probes
 
 STALL_PROBE_SECONDS = 0.005  # the loop-stall probe's sleep: its overshoot is the stall
+BACKLOG_PROBE_SECONDS = 0.1  # how often the records' own lag is sampled
 
 
 class _WallboardProbe:
@@ -315,6 +316,17 @@ class LiveFigures:
     callpath_stalls: list[float]  # the FastAGI IVR's own process (telephony/callpath_child.py)
     ami_stalls: list[float]  # the AMI listener's and recorder's (telephony/ami/threaded.py)
     main_stalls: list[float]  # the loop of HTTP, the reports and the services
+    backlog_lags: list[float]  # the records' own lag as the report gate reads it, sampled
+
+
+
+async def _backlog_probe(line: Line, lags: list[float]) -> None:
+    """Every BACKLOG_PROBE_SECONDS, how long the oldest tracked fact (or AMI event) not yet
+    written has waited: what the reports' gate gives way to."""
+    listener = line.listener
+    while True:
+        lags.append(max(listener.fact_lag_seconds, listener.event_lag_seconds))
+        await asyncio.sleep(BACKLOG_PROBE_SECONDS)
 
 
 async def _stall_probe(stalls: list[float]) -> None:
@@ -334,6 +346,7 @@ class LiveProbes:
     callpath_stalls: list[float]
     ami_stalls: list[float]
     main_stalls: list[float]
+    backlog_lags: list[float]
     probes: list[asyncio.Future[None] | concurrent.futures.Future[None]]
     stop_callpath_probe: Callable[[], None]
 
@@ -344,14 +357,16 @@ class LiveProbes:
         callpath: list[float] = []
         ami: list[float] = []
         main: list[float] = []
+        backlog: list[float] = []
         probes: list[asyncio.Future[None] | concurrent.futures.Future[None]] = [
-            asyncio.create_task(_stall_probe(main), name="loop-stall-probe")]
+            asyncio.create_task(_stall_probe(main), name="loop-stall-probe"),
+            asyncio.create_task(_backlog_probe(line, backlog), name="backlog-probe")]
         # The IVR's process runs the same probe on its loop and sends the stalls back.
         stop_callpath_probe = line.callpath.probe_stalls(STALL_PROBE_SECONDS, callpath.append)
         if line.listener.thread.loop is not None:
             probes.append(asyncio.run_coroutine_threadsafe(_stall_probe(ami),
                                                            line.listener.thread.loop))
-        return cls(board, callpath, ami, main, probes, stop_callpath_probe)
+        return cls(board, callpath, ami, main, backlog, probes, stop_callpath_probe)
 
     def stop(self) -> None:
         self.board.active = False
@@ -362,7 +377,7 @@ class LiveProbes:
     def figures(self, call_ids: set[str]) -> LiveFigures:
         return LiveFigures([lag for call, lag in self.board.lags if call in call_ids],
                            list(self.callpath_stalls), list(self.ami_stalls),
-                           list(self.main_stalls))
+                           list(self.main_stalls), list(self.backlog_lags))
 
 
 def live_latencies(outcome: Outcome) -> list[tuple[str, list[float]]]:
@@ -372,7 +387,8 @@ def live_latencies(outcome: Outcome) -> list[tuple[str, list[float]]]:
     return [("AMI event -> wallboard", outcome.live.wallboard_lags),
             ("IVR loop stall (5 ms probe)", outcome.live.callpath_stalls),
             ("AMI loop stall (5 ms probe)", outcome.live.ami_stalls),
-            ("main loop stall (5 ms probe)", outcome.live.main_stalls)]
+            ("main loop stall (5 ms probe)", outcome.live.main_stalls),
+            ("unwritten facts' lag (sampled)", outcome.live.backlog_lags)]
 
 
 @dataclass
