@@ -16,11 +16,15 @@ later. ``call_events`` are not generated: the reports no longer read them.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, time
 
 import asyncpg
 
 from telephony.calls.shifts import ShiftCalendar
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import migrate
+from telephony.screening.service import SCORING_MAX_AGE
 
 OPERATORS = 40
 _BATCH = 250_000
@@ -149,3 +153,41 @@ async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezo
         ) AS changes
         ON CONFLICT DO NOTHING
         """)
+
+
+async def fresh_database(cluster: EmbeddedPostgres) -> str:
+    """A new database in ``cluster``, migrated; its DSN."""
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(cluster.dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = cluster.dsn().rsplit("/", 1)[0] + "/" + name
+    connection = await asyncpg.connect(dsn)
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    return dsn
+
+
+async def as_a_running_site(connection: asyncpg.Connection) -> None:
+    """Give the generated history what a running site's has, then VACUUM ANALYZE it.
+
+    The recent calls get their recordings' rows: without them the recordings worker would
+    spend a surge reporting the generated calls' files as missing. The calls of the screening
+    upkeep's window (SCORING_MAX_AGE) get their post-call scores: without them the upkeep
+    would spend a surge scoring them, 200 at a time."""
+    await connection.execute("""
+        INSERT INTO recordings (call_id, state, started_at, reason)
+        SELECT call_id, 'expired', COALESCE(arrived_at, ended_at), 'generated history'
+        FROM calls WHERE ended_at > now() - interval '30 days'
+        ON CONFLICT DO NOTHING""")
+    await connection.execute("""
+        INSERT INTO call_screening (call_id, caller_key, arrived_at, looked_silent,
+                                    post_score, post_reasons)
+        SELECT call_id, caller_key, arrived_at, false, 0, '[]'
+        FROM calls WHERE ended_at >= now() - make_interval(secs => $1)
+        ON CONFLICT DO NOTHING""", SCORING_MAX_AGE.total_seconds())
+    await connection.execute("VACUUM ANALYZE")

@@ -24,11 +24,11 @@ import asyncio
 import contextlib
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 
 import asyncpg
 from ami_ingest import build_stream  # bench/ is the script directory: sys.path[0]
+from history import fresh_database
 
 from telephony.ami.framing import AmiFrame, AmiFrameDecoder
 from telephony.ami.listener import MAX_BATCH_FACTS
@@ -37,7 +37,6 @@ from telephony.calls.facts import CallFact
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
-from telephony.db.migrate import migrate
 from telephony.settings import DEFAULT_SHIFTS
 
 FRAMES_PER_CALL = 60  # about one call of the transcripts (with its share of the resync)
@@ -54,22 +53,6 @@ def surge_facts(calls: int) -> list[CallFact]:
             with contextlib.suppress(ValueError):  # a resync reply's events: not live ones
                 facts.extend(tracker.handle(frame.to_message()))
     return facts
-
-
-async def fresh_database(cluster: EmbeddedPostgres) -> str:
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(cluster.dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = cluster.dsn().rsplit("/", 1)[0] + "/" + name
-    connection = await asyncpg.connect(dsn)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    return dsn
 
 
 async def write(dsn: str, facts: Sequence[CallFact], batch: int) -> float:

@@ -22,17 +22,19 @@ import asyncio
 import statistics
 import sys
 import time
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
-from history import grow_history  # bench/ is the script directory: sys.path[0]
+from history import (  # bench/ is the script directory: sys.path[0]
+    as_a_running_site,
+    fresh_database,
+    grow_history,
+)
 
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres, temporary_cluster
-from telephony.db.migrate import migrate
 from telephony.screening import store
 from telephony.screening.score import ScoreConfig
 from telephony.screening.service import SCORING_BATCH, SCORING_MAX_AGE, ScreeningService
@@ -66,31 +68,12 @@ class FixedConfig:
 
 async def build(cluster: EmbeddedPostgres, history: int) -> str:
     """A fresh, migrated database with ``history`` calls, the recent ones scored."""
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(cluster.dsn())
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = cluster.dsn().rsplit("/", 1)[0] + "/" + name
+    dsn = await fresh_database(cluster)
     connection = await asyncpg.connect(dsn)
     try:
-        await migrate(connection)
         await grow_history(connection, ShiftCalendar(DEFAULT_SHIFTS, TIMEZONE), TIMEZONE,
                            have=0, calls=history, now=datetime.now(UTC))
-        # As bench/surge.py --history leaves them: recording rows and post-call scores.
-        await connection.execute("""
-            INSERT INTO recordings (call_id, state, started_at, reason)
-            SELECT call_id, 'expired', COALESCE(arrived_at, ended_at), 'generated history'
-            FROM calls WHERE ended_at > now() - interval '30 days'
-            ON CONFLICT DO NOTHING""")
-        await connection.execute("""
-            INSERT INTO call_screening (call_id, caller_key, arrived_at, looked_silent,
-                                        post_score, post_reasons)
-            SELECT call_id, caller_key, arrived_at, false, 0, '[]'
-            FROM calls WHERE ended_at >= now() - make_interval(secs => $1)
-            ON CONFLICT DO NOTHING""", SCORING_MAX_AGE.total_seconds())
-        await connection.execute("VACUUM ANALYZE")
+        await as_a_running_site(connection)  # as bench/surge.py --history leaves it
     finally:
         await connection.close()
     return dsn

@@ -80,7 +80,6 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab, operator_names
 from telephony.lab.sipp import Sipp, SippResult, caller, operator
 from telephony.reports.model import Period
-from telephony.screening.service import SCORING_MAX_AGE
 from telephony.settings import Settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -427,7 +426,10 @@ class ReportLoad:
 async def grow_line_history(settings: Settings, calls: int) -> None:
     """Give the line's database ``calls`` generated calls of history before the surge (the
     reports' bench's generator), so a report during the surge reads a site's month."""
-    from history import grow_history  # noqa: PLC0415 - a sibling script, only when asked
+    from history import (  # noqa: PLC0415 - a sibling script, only when asked
+        as_a_running_site,
+        grow_history,
+    )
 
     started = time.monotonic()
     connection = await asyncpg.connect(settings.database_dsn)
@@ -435,22 +437,7 @@ async def grow_line_history(settings: Settings, calls: int) -> None:
         await migrate(connection)  # before the line starts: its workers see a whole history
         await grow_history(connection, ShiftCalendar(settings.shifts, settings.timezone),
                            settings.timezone, have=0, calls=calls, now=datetime.now(UTC))
-        # A site's recent calls have their recordings' rows: without them the recordings
-        # worker would spend the surge reporting the generated calls' files as missing.
-        await connection.execute("""
-            INSERT INTO recordings (call_id, state, started_at, reason)
-            SELECT call_id, 'expired', COALESCE(arrived_at, ended_at), 'generated history'
-            FROM calls WHERE ended_at > now() - interval '30 days'
-            ON CONFLICT DO NOTHING""")
-        # And their post-call scores: without them the screening's upkeep would spend the
-        # surge scoring the generated calls of its window (SCORING_MAX_AGE), 200 at a time.
-        await connection.execute("""
-            INSERT INTO call_screening (call_id, caller_key, arrived_at, looked_silent,
-                                        post_score, post_reasons)
-            SELECT call_id, caller_key, arrived_at, false, 0, '[]'
-            FROM calls WHERE ended_at >= now() - make_interval(secs => $1)
-            ON CONFLICT DO NOTHING""", SCORING_MAX_AGE.total_seconds())
-        await connection.execute("VACUUM ANALYZE")
+        await as_a_running_site(connection)
     finally:
         await connection.close()
     print(f"{calls:,} calls of history generated in {time.monotonic() - started:.0f} s.")
