@@ -80,7 +80,13 @@ from telephony.metrics.backlogs import OutboxBacklogs, RecordingsBacklog
 from telephony.metrics.calls import CallCounter
 from telephony.metrics.health import Readiness
 from telephony.metrics.http import MonitoringApi
-from telephony.metrics.live import AmiCollector, DiskCollector, SpoolCollector, WallboardCollector
+from telephony.metrics.live import (
+    AmiCollector,
+    DiskCollector,
+    ReportGateCollector,
+    SpoolCollector,
+    WallboardCollector,
+)
 from telephony.metrics.loops import LoopStalls
 from telephony.metrics.registry import LineMetrics
 from telephony.reports.console import ReportPages
@@ -187,14 +193,15 @@ async def prepare_database(database: Database, settings: Settings) -> None:
 
 def monitoring(settings: Settings, database: Database, *, listener: ThreadedListener,
                agi: CallPath, recorder: CallRecorder, wallboard: WallboardService,
-               menus: WatchedFile[IvrMenu], metrics: LineMetrics) -> MonitoringApi:
+               reports: ReportService, menus: WatchedFile[IvrMenu],
+               metrics: LineMetrics) -> MonitoringApi:
     """The scrape-time collectors over the line's services, and the monitoring routes."""
     readiness = Readiness.of_line(database, listener, agi, recorder)
     recordings = RecordingsBacklog(database, settings.recordings_quarantine_dir)
     outbox = OutboxBacklogs(database)
     for collector in (AmiCollector(listener), SpoolCollector(recorder),
-                      WallboardCollector(wallboard, menus.current), readiness, recordings,
-                      outbox):
+                      WallboardCollector(wallboard, menus.current),
+                      ReportGateCollector(reports.gate), readiness, recordings, outbox):
         metrics.add(collector)
     metrics.add_refresher("readiness", readiness.refresh)
     metrics.add_refresher("recordings", recordings.refresh)
@@ -515,7 +522,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     if admin.cluster is not None:
         in_background(stack, admin.cluster.run(), "cluster-admin")
     monitor = monitoring(settings, database, listener=listener, agi=callpath, recorder=recorder,
-                         wallboard=wallboard, menus=menus, metrics=metrics)
+                         wallboard=wallboard, reports=reports, menus=menus, metrics=metrics)
     web = WebServer(build_app(ApiContext(
         incidents=incidents.incidents,
         dispatches=incidents.dispatches,

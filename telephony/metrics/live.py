@@ -14,6 +14,7 @@ from ivr.menu import IvrMenu
 from telephony.ami.threaded import ThreadedListener
 from telephony.calls.recorder import CallRecorder
 from telephony.desks.operators import OVERFLOW_QUEUE
+from telephony.reports.gate import ReportGate
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import OperatorState
 
@@ -75,6 +76,24 @@ class SpoolCollector:
         yield CounterMetricFamily("siaga112_spool_facts_dropped",
                                   "Call facts lost because the memory bound was passed while "
                                   "nothing could take them", value=recorder.dropped)
+
+
+class ReportGateCollector:
+    """How often the reports gave way to the call records, and for how long in all
+    (telephony/reports/gate.py): a site whose reports keep waiting has a recorder that trails,
+    or reports asked for during surges."""
+
+    def __init__(self, gate: ReportGate) -> None:
+        self._gate = gate
+
+    def collect(self) -> Iterable[Metric]:
+        """The gate's counts since the line started."""
+        yield CounterMetricFamily("siaga112_report_waits",
+                                  "Reports that waited for the call records to catch up",
+                                  value=self._gate.gave_way)
+        yield CounterMetricFamily("siaga112_report_wait_seconds",
+                                  "Seconds reports waited for the call records, in all",
+                                  value=self._gate.gave_way_seconds)
 
 
 def line_queues(menu: IvrMenu, line: str) -> frozenset[str]:

@@ -101,6 +101,8 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     assert value(after, "siaga112_fact_lag_seconds") == 0
     assert value(after, "siaga112_facts_overflowed_total") == 0
     assert value(after, "siaga112_spool_facts") == 0
+    assert value(after, "siaga112_report_waits_total") == 0
+    assert value(after, "siaga112_report_wait_seconds_total") == 0
     assert value(after, "siaga112_recordings_quarantined") == 0
     assert value(after, "siaga112_recordings_backlog") is not None
     assert value(after, "siaga112_notifications_pending") == 0
