@@ -104,8 +104,10 @@ class ReportGate:
         the report in the log line of a turn that gave way."""
         async with self._turns:
             turn = ReportTurn(self, self.clock() + self._config.max_wait_seconds)
-            yield turn
-        if turn.waited >= POLL_SECONDS:
-            self.gave_way += 1
-            self.gave_way_seconds += turn.waited
-            log.info("%s gave way to the call records for %.1f s", what, turn.waited)
+            try:
+                yield turn
+            finally:  # a report that failed after waiting waited all the same
+                if turn.waited >= POLL_SECONDS:
+                    self.gave_way += 1
+                    self.gave_way_seconds += turn.waited
+                    log.info("%s gave way to the call records for %.1f s", what, turn.waited)

@@ -98,3 +98,14 @@ async def test_one_report_at_a_time() -> None:
     await asyncio.gather(first, second)
     assert inside == ["first in", "first out", "second in", "second out"]
     assert not gate.busy
+
+
+async def test_a_report_that_fails_after_waiting_is_counted() -> None:
+    clock = Clock()
+    gate = gate_with(lambda: 2.0 if clock.now < 1.0 else 0.0, clock)
+    with pytest.raises(ConnectionError):
+        async with gate.turn("shift report") as turn:
+            await turn.clear()
+            raise ConnectionError("the database went away")
+    assert gate.gave_way == 1 and gate.gave_way_seconds == pytest.approx(clock.now)
+    assert not gate.busy
