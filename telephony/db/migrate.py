@@ -23,6 +23,12 @@ log = logging.getLogger("telephony.db")
 _MIGRATION_LOCK = 112_119
 
 
+async def hold_schema_lock(connection: asyncpg.Connection) -> None:
+    """Wait for the lock every change of ours to the schema and its grants takes, and hold it
+    until the connection's transaction ends (call it inside one)."""
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+
+
 class MigrationError(SiagaError, RuntimeError):
     """The schema is in a state these migrations cannot move forward."""
 
@@ -65,20 +71,25 @@ async def migrate(connection: asyncpg.Connection,
     when nothing is pending: the bookkeeping table is only created if missing, and a
     migration already recorded is skipped. Anything pending needs the owner."""
     if await connection.fetchval("SELECT to_regclass('schema_migrations')") is None:
-        await connection.execute(
-            """
-            CREATE TABLE IF NOT EXISTS schema_migrations (
-                version     integer PRIMARY KEY,
-                name        text NOT NULL,
-                checksum    text NOT NULL,
-                applied_at  timestamptz NOT NULL DEFAULT now()
+        # Under the lock too: a cluster's lines migrating a new database together each ran
+        # this CREATE TABLE IF NOT EXISTS, which is not safe against a concurrent create (the
+        # loser fails on pg_type's unique index), and that line's start failed.
+        async with connection.transaction():
+            await hold_schema_lock(connection)
+            await connection.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version     integer PRIMARY KEY,
+                    name        text NOT NULL,
+                    checksum    text NOT NULL,
+                    applied_at  timestamptz NOT NULL DEFAULT now()
+                )
+                """
             )
-            """
-        )
     applied_now = []
     for migration in bundled_migrations() if migrations is None else migrations:
         async with connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await hold_schema_lock(connection)
             recorded = await connection.fetchval(
                 "SELECT checksum FROM schema_migrations WHERE version = $1", migration.version
             )

@@ -33,7 +33,7 @@ from typing import Final
 
 import asyncpg
 
-from telephony.db.migrate import MigrationError, migrate
+from telephony.db.migrate import MigrationError, hold_schema_lock, migrate
 
 log = logging.getLogger("telephony.db")
 
@@ -165,6 +165,9 @@ async def grant_line_role(connection: asyncpg.Connection, role: LineRole) -> Non
     if current == role.name:
         raise MigrationError(f"the line's role {role.name} cannot be the owner that grants it")
     async with connection.transaction():
+        # Two lines starting together grant the same objects; PostgreSQL refuses concurrent
+        # updates of one object's privileges ("tuple concurrently updated").
+        await hold_schema_lock(connection)
         try:
             async with connection.transaction():  # a savepoint: the grants go on after it
                 await _ensure_role(connection, role)

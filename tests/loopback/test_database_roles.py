@@ -4,6 +4,7 @@ the append-only tables refuse TRUNCATE even to their owner (migration 0020)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ import asyncpg
 import pytest
 
 from telephony.db.embedded import EmbeddedPostgres
-from telephony.db.migrate import MigrationError
+from telephony.db.migrate import MigrationError, bundled_migrations, hold_schema_lock
 from telephony.db.roles import (
     LINE_PRIVILEGES,
     UNLISTED,
@@ -21,7 +22,8 @@ from telephony.db.roles import (
     prepare_schema,
     schema_relations,
 )
-from tests.support.db import LINE_ROLE, line_dsn, line_role
+from tests.support.db import LINE_ROLE, create_empty_database, line_dsn, line_role
+from tests.support.polling import eventually
 
 APPEND_ONLY = ("audit_log", "incident_events", "call_labels", "config_versions",
                "config_publications")
@@ -201,3 +203,37 @@ async def test_a_line_role_with_powers_beyond_its_grants_is_refused(
                                                   None))
     finally:
         await owner.execute(f"DROP ROLE {name}")
+
+
+async def test_lines_preparing_a_new_database_together_take_turns(
+        pg_cluster: EmbeddedPostgres, owner: asyncpg.Connection) -> None:
+    """A cluster's lines start together on a new database. Each waits for the schema lock
+    before it creates anything, the migrations' own bookkeeping table included: two
+    unlocked CREATE TABLE IF NOT EXISTS raced, and the loser's line failed to start."""
+    dsn = await create_empty_database(pg_cluster)
+    holder, first, second = [await asyncpg.connect(dsn) for _ in range(3)]
+    try:
+        held = holder.transaction()
+        await held.start()
+        await hold_schema_lock(holder)
+        both = asyncio.gather(prepare_schema(first, line_role(pg_cluster)),
+                              prepare_schema(second, line_role(pg_cluster)))
+
+        async def waiting() -> int | None:
+            count = await owner.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                "AND pid = ANY($1::int[])",
+                [first.get_server_pid(), second.get_server_pid()])
+            return count if count == 2 else None
+
+        await eventually("both lines waiting for the schema lock", waiting, within=10,
+                         interval=0.05)
+        assert await holder.fetchval("SELECT to_regclass('schema_migrations')") is None
+        await held.rollback()
+        # Both started; each migration was applied once, by one or the other.
+        assert sum(await asyncio.wait_for(both, 120)) == len(bundled_migrations())
+    finally:
+        for connection in (holder, first, second):
+            await connection.close()
+        name = dsn.rsplit("/", 1)[1]
+        await owner.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
