@@ -427,7 +427,11 @@ async def start_recording(settings: Settings, stack: contextlib.AsyncExitStack, 
     await thread.start()
     # Last of the AMI side on the way out: what was started on it has stopped by then.
     stack.push_async_callback(thread.stop)
-    database = Database(settings, max_size=AMI_POOL_SIZE, prepare=schema_preparation(settings))
+    # Without the pool's reset: what runs here (the recorder's transactions, the backfill and
+    # the vanish watch's reads) sets no session state, and the reset was one more round trip
+    # per recorded batch (3 % of this thread's samples in a profile of a 50/s surge).
+    database = Database(settings, max_size=AMI_POOL_SIZE, prepare=schema_preparation(settings),
+                        reset_sessions=False)
     stack.push_async_callback(lambda: thread.run(database.close()))
     recorder = CallRecorder(
         database, repository,

@@ -1,0 +1,46 @@
+"""The line's pools on a real PostgreSQL: a connection goes back to the pool with asyncpg's
+reset query (advisory locks, cursors, LISTEN, settings) unless the pool was opened without it,
+as the AMI thread's is (telephony/app.py): there it was one more round trip per recorded
+batch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import asyncpg
+import pytest
+
+from telephony.db.connection import Database
+from telephony.settings import Settings
+
+
+@pytest.mark.parametrize("reset_sessions", [True, False])
+async def test_a_connection_goes_back_reset_only_when_the_pool_resets(
+        settings: Settings, database_dsn: str, reset_sessions: bool) -> None:
+    database = Database(replace(settings, database_dsn=database_dsn), max_size=1,
+                        reset_sessions=reset_sessions)
+    sent: list[str] = []
+
+    def log(record: asyncpg.connection.LoggedQuery) -> None:
+        sent.append(record.query)
+
+    async def work(connection: asyncpg.Connection) -> int:
+        connection.add_query_logger(log)
+        async with connection.transaction():
+            value: int = await connection.fetchval("SELECT 1")
+        return value
+
+    async def unlogged(connection: asyncpg.Connection) -> int:
+        connection.remove_query_logger(log)
+        value: int = await connection.fetchval("SELECT 2")
+        return value
+
+    try:
+        assert await database.run(work) == 1
+        # The one connection again, as it came back: the logger saw what its release sent.
+        assert await database.run(unlogged) == 2
+    finally:
+        await database.close()
+    resets = [query for query in sent if "pg_advisory_unlock_all" in query]
+    assert len(resets) == (1 if reset_sessions else 0), sent
+    assert any(query == "SELECT 1" for query in sent)
