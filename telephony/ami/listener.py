@@ -66,6 +66,12 @@ IVR_VARIABLES = (
     "IVR_SIP_CALL_ID",  # the carrier's Call-ID: the CallStarted a resync gives carries it
 )
 MAX_BATCH_FACTS = 500  # one transaction's worth when a backlog is recorded
+# How long the recorder, idle until now, lets the facts that woke it gather before it writes.
+# A batch is a transaction of 6-12 round trips whatever its size, and on a saturated machine
+# each round trip waits for a core: in a 50/s surge the recorder wrote 60-170 batches of 1-20
+# facts a second and was busy 70-94 % of the time. Fewer, larger batches; the wallboard does
+# not wait for them (observers hear facts when tracked), and the database hears 20 ms later.
+PERSIST_LINGER_SECONDS = 0.02
 BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple
 # Asterisk's answer to an action no loaded module has registered (yet).
 UNKNOWN_ACTION = "Invalid/unknown command"
@@ -619,6 +625,8 @@ class AmiListener:
                     return
                 self._more.clear()
                 await self._more.wait()
+                if not self._closing:
+                    await asyncio.sleep(PERSIST_LINGER_SECONDS)
                 continue
             try:
                 await self._sink.record(batch)

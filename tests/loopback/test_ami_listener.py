@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from telephony.ami import listener as listener_module
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiFrame
 from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk, read_events
 from telephony.ami.tracker import AmiEvent, CallTracker
 from telephony.calls.facts import (
     CallEnded,
+    CallFact,
     CallStarted,
     CallVanished,
     IvrVariablesSet,
@@ -27,6 +30,7 @@ from tests.support.ami import (
     ANSWERED,
     CALLER,
     NOW,
+    SeenFacts,
     eventually,
     existing,
     expected_facts,
@@ -64,6 +68,42 @@ async def test_facts_are_recorded_in_event_order(path: Path) -> None:
         expected = expected_facts(frames)
         await eventually(lambda: len(sink.facts) >= len(expected))
     assert sink.facts == expected
+
+
+class BatchSink(ListSink):
+    """A ListSink that keeps each batch it was handed as it came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def record(self, facts: Sequence[CallFact]) -> None:
+        self.batches.append(len(facts))
+        await super().record(facts)
+
+
+async def test_facts_that_wake_an_idle_recorder_gather_for_the_linger(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What arrives while the recorder lingers goes in the same batch (a transaction's round
+    trips are paid once); the observers hear each fact when it is tracked, not after."""
+    monkeypatch.setattr(listener_module, "PERSIST_LINGER_SECONDS", 0.5)
+    sink = BatchSink()
+    seen = SeenFacts()
+    async with fake_asterisk() as server, listener(server.port, sink) as ami:
+        ami.observe(seen)
+        async with asyncio.timeout(5):
+            await ami.wait_ready()
+        await eventually(lambda: not ami.facts_waiting)
+        before = len(sink.batches)
+        await server.send_frames(ANSWERED)
+        await eventually(lambda: len(seen.facts) == len(expected_facts(ANSWERED)))
+        assert len(sink.batches) == before  # tracked and told, still gathering
+        await server.send_frames(ABANDONED)
+        expected = expected_facts(ANSWERED) + expected_facts(ABANDONED)
+        await eventually(lambda: len(seen.facts) == len(expected))
+        await eventually(lambda: len(sink.facts) == len(expected))
+    assert sink.facts == expected
+    assert sink.batches[before:] == [len(expected)]
 
 
 @pytest.mark.parametrize("path", RESYNCS, ids=lambda p: p.name)
@@ -108,6 +148,9 @@ async def test_listener_restart_mid_call_resyncs() -> None:
         async with listener(server.port, sink) as second:
             async with asyncio.timeout(5):
                 await second.wait_ready()
+            # The resync's facts reach the store after the recorder's linger.
+            await eventually(lambda: bool([f for f in sink.facts[before:]
+                                           if isinstance(f, QueueJoined)]))
             restored = sink.facts[before:]
             assert not [f for f in restored if isinstance(f, CallStarted)]
             assert not [f for f in restored if isinstance(f, CallVanished)]

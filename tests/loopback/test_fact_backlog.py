@@ -4,35 +4,27 @@ the facts beyond the bound go to the spool, and everything arrives in order, exa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 
 from telephony.ami.testing import fake_asterisk
-from telephony.ami.tracker import QueueSnapshot
-from telephony.calls.facts import CallFact, fact_to_json
+from telephony.calls.facts import fact_to_json
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, dedupe_key
 from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, T
 from telephony.settings import Settings
-from tests.support.ami import ABANDONED, ANSWERED, eventually, expected_facts, listener
+from tests.support.ami import (
+    ABANDONED,
+    ANSWERED,
+    SeenFacts,
+    eventually,
+    expected_facts,
+    listener,
+)
 from tests.support.calls import CALENDAR, call_facts
-
-
-class Seen:
-    """What the observers were told, in order."""
-
-    def __init__(self) -> None:
-        self.facts: list[CallFact] = []
-
-    def recorded(self, facts: Sequence[CallFact]) -> None:
-        self.facts.extend(facts)
-
-    def resynced(self, queues: QueueSnapshot | None) -> None:
-        """Nothing to keep."""
 
 
 async def test_a_held_up_database_spills_the_backlog_to_the_spool_in_order(
@@ -42,7 +34,7 @@ async def test_a_held_up_database_spills_the_backlog_to_the_spool_in_order(
     spool = FactSpool(tmp_path / "spool")
     recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.1)
     flusher = asyncio.create_task(recorder.run_flusher())
-    seen = Seen()
+    seen = SeenFacts()
     # ACCESS EXCLUSIVE is the owner's to take (a migration, a maintenance job).
     blocker = await asyncpg.connect(database_owner_dsn)
     try:
@@ -95,7 +87,7 @@ async def test_stop_records_what_was_received(
     database = Database(replace(settings, database_dsn=database_dsn))
     spool = FactSpool(tmp_path / "spool")
     recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.1)
-    seen = Seen()
+    seen = SeenFacts()
     # ACCESS EXCLUSIVE is the owner's to take (a migration, a maintenance job).
     blocker = await asyncpg.connect(database_owner_dsn)
     try:

@@ -14,7 +14,7 @@ from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiFrame
 from telephony.ami.listener import AmiListener, FactSink
 from telephony.ami.testing import SECRET, USERNAME, Fields, read_events, read_frames
-from telephony.ami.tracker import AmiEvent, CallTracker
+from telephony.ami.tracker import AmiEvent, CallTracker, QueueSnapshot
 from telephony.calls.backlog import DEFAULT_BOUND
 from telephony.calls.facts import AsteriskBooted, CallFact
 from telephony.settings import Settings
@@ -114,6 +114,19 @@ def live_call_snapshot(uid: str) -> tuple[list[Fields], list[Fields], list[Field
         )
     ]
     return channels, status, queues
+
+
+class SeenFacts:
+    """A fact observer that keeps what it was told, in order (what the wallboard hears)."""
+
+    def __init__(self) -> None:
+        self.facts: list[CallFact] = []
+
+    def recorded(self, facts: Sequence[CallFact]) -> None:
+        self.facts.extend(facts)
+
+    def resynced(self, queues: QueueSnapshot | None) -> None:
+        """Nothing to keep."""
 
 
 async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None:
