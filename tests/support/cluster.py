@@ -25,7 +25,7 @@ from telephony.desks.phones import PhoneKind
 from telephony.desks.service import assign_desk
 from telephony.kamailio import CARRIER_MARK_HEADER, CARRIER_MARK_VALUE
 from telephony.lab import sipp
-from telephony.lab.chroot import Lab
+from telephony.lab.chroot import Lab, LabError
 from telephony.lab.cluster import Cluster, cluster_settings, running_cluster
 from telephony.settings import Settings
 from tests.support.db import fetch, owner_dsn
@@ -44,6 +44,10 @@ def caller_prefix() -> str:
     return "0812" + str(uuid.uuid4().int)[:5]
 
 
+PORT_ATTEMPTS = 3  # a cluster whose free port was taken before it bound it starts again
+PORT_TAKEN = "Address already in use"
+
+
 @contextlib.asynccontextmanager
 async def two_nodes(pg_cluster: EmbeddedPostgres, dsn: str, base: Settings, *,
                     rtp_base: int, operators: Sequence[str], rtp_span: int = 2000,
@@ -53,17 +57,32 @@ async def two_nodes(pg_cluster: EmbeddedPostgres, dsn: str, base: Settings, *,
     ``operators`` registered at the front and logged in on both nodes with the CLI (only
     those of ``logged_in``, if given) (each node's RTP ports: ``rtp_span`` of them from
     ``rtp_base``, node by node)."""
-    state = Path(tempfile.mkdtemp(prefix="siaga112-cluster-"))
     owner = owner_dsn(pg_cluster, dsn)
-    base = replace(base, state_dir=state, database_dsn=dsn, database_owner_dsn=owner)
-    front, nodes = cluster_settings(base, ("node1", "node2"), rtp_base=rtp_base,
-                                    rtp_span=rtp_span)
+    states: list[Path] = []
     try:
-        async with running_cluster(front, nodes, owner, operators=operators,
-                                   skills=skills, logged_in=logged_in) as running:
+        async with contextlib.AsyncExitStack() as stack:
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                state = Path(tempfile.mkdtemp(prefix="siaga112-cluster-"))
+                states.append(state)
+                settings = replace(base, state_dir=state, database_dsn=dsn,
+                                   database_owner_dsn=owner)
+                front, nodes = cluster_settings(settings, ("node1", "node2"),
+                                                rtp_base=rtp_base, rtp_span=rtp_span)
+                try:
+                    running = await stack.enter_async_context(running_cluster(
+                        front, nodes, owner, operators=operators, skills=skills,
+                        logged_in=logged_in))
+                except LabError as exc:
+                    # Its free ports are chosen before its servers bind them; meanwhile the
+                    # other worker's connections may take one (the kernel's ephemeral range).
+                    if PORT_TAKEN not in str(exc) or attempt == PORT_ATTEMPTS:
+                        raise
+                    continue
+                break
             yield running
     finally:
-        shutil.rmtree(state, ignore_errors=True)
+        for state in states:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 async def browser_desk(cluster: Cluster, username: str, password: str, interface: str,
