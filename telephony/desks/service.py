@@ -37,6 +37,7 @@ from telephony.accounts.store import AccountRepository
 from telephony.ami.actions import AmiActionError, AmiActions, AsteriskUnavailable
 from telephony.core.errors import Conflict, Invalid, SiagaError
 from telephony.db.connection import Database
+from telephony.db.migrate import hold_schema_lock
 from telephony.desks.operators import (
     MAX_LEVEL,
     PHONE_LOST_REASON,
@@ -315,11 +316,15 @@ async def grant_phone_reader(database: Database, role: str, password: str) -> bo
     and calls are unaffected)."""
 
     async def work(connection: asyncpg.Connection) -> None:
-        await DeskRepository().grant_phone_reader(connection, role, password)
+        async with connection.transaction():
+            # A cluster's lines start together: unlocked, their GRANTs on the same objects
+            # raced ("tuple concurrently updated") and the loser's line failed to start.
+            await hold_schema_lock(connection)
+            await DeskRepository().grant_phone_reader(connection, role, password)
 
     try:
         await database.run_as_owner(work)
-    except asyncpg.UniqueViolationError:  # another line created it at the same moment
+    except asyncpg.UniqueViolationError:  # a line of an older version created it meanwhile
         return await grant_phone_reader(database, role, password)
     except asyncpg.InsufficientPrivilegeError as exc:
         log.warning("cannot create or update the role %s Asterisk reads operator phones with "

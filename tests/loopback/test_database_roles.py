@@ -8,10 +8,12 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
+from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import MigrationError, bundled_migrations, hold_schema_lock
 from telephony.db.roles import (
@@ -22,6 +24,8 @@ from telephony.db.roles import (
     prepare_schema,
     schema_relations,
 )
+from telephony.desks.service import grant_phone_reader
+from telephony.settings import Settings
 from tests.support.db import LINE_ROLE, create_empty_database, line_dsn, line_role
 from tests.support.polling import eventually
 
@@ -237,3 +241,45 @@ async def test_lines_preparing_a_new_database_together_take_turns(
             await connection.close()
         name = dsn.rsplit("/", 1)[1]
         await owner.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_lines_granting_the_phone_reader_together_take_turns(
+        pg_cluster: EmbeddedPostgres, owner: asyncpg.Connection, settings: Settings,
+        database_dsn: str, database_owner_dsn: str) -> None:
+    """A cluster's lines start together and each grants Asterisk's phone reader its views.
+    Unlocked, two GRANTs on the same objects raced ("tuple concurrently updated") and the
+    loser's line failed to start: each now waits for the schema lock."""
+    role = f"phones_{uuid.uuid4().hex[:8]}"
+    database = Database(replace(settings, database_dsn=database_dsn,
+                                database_owner_dsn=database_owner_dsn))
+    holder = await asyncpg.connect(database_owner_dsn)
+    try:
+        held = holder.transaction()
+        await held.start()
+        await hold_schema_lock(holder)
+        both = asyncio.gather(grant_phone_reader(database, role, "first secret"),
+                              grant_phone_reader(database, role, "second secret"))
+
+        async def waiting() -> int | None:
+            # This test's database only: the other worker's tests take the lock in theirs.
+            count = await owner.fetchval("SELECT count(*) FROM pg_stat_activity "
+                                         "WHERE wait_event = 'advisory' "
+                                         "AND datname = current_database()")
+            return count if count == 2 else None
+
+        await eventually("both lines waiting for the schema lock", waiting, within=10,
+                         interval=0.05)
+        assert not await owner.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role)
+        await held.rollback()
+        assert list(await asyncio.wait_for(both, 30)) == [True, True]
+        assert await owner.fetchval(
+            "SELECT has_table_privilege($1, 'front_calls', 'INSERT') "
+            "AND has_table_privilege($1, 'ps_endpoints', 'SELECT')", role)
+    finally:
+        await holder.close()
+        await database.close()
+        if await owner.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+                                role):
+            await owner.execute(f'DROP OWNED BY "{role}"')
+            await owner.execute(f'DROP ROLE "{role}"')
