@@ -331,6 +331,13 @@ async def grant_phone_reader(database: Database, role: str, password: str) -> bo
                     "(%s): registering phones will be refused until an administrator of "
                     "PostgreSQL grants CREATEROLE or creates it", role, exc)
         return False
+    except asyncpg.PostgresError as exc:
+        # Anything else PostgreSQL refuses here must not keep the line from taking calls:
+        # only registering phones need this role.
+        log.error("could not set up the role %s Asterisk reads operator phones with (%s: %s); "
+                  "the line goes on, and registering phones may be refused until it is set up",
+                  role, type(exc).__name__, exc)
+        return False
     return True
 
 

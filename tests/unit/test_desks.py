@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
-from telephony.desks.service import InvalidDeskInput, call_state, parse_skill_levels
+from telephony.db.connection import Database, DatabaseWork, T
+from telephony.desks.service import (
+    InvalidDeskInput,
+    call_state,
+    grant_phone_reader,
+    parse_skill_levels,
+)
 from telephony.desks.store import CallView
+from telephony.settings import Settings
 from telephony.web.console.render import ENV, Flash
 from telephony.web.errors import ApiError
 
@@ -49,3 +58,27 @@ def test_templates_escape_every_value() -> None:
         error=ApiError(400, "x", '"><script>alert(1)</script>'))
     assert "<script>" not in html and "<b>" not in html and "<i>" not in html
     assert "&lt;b&gt;flash&lt;/b&gt;" in html and "&#34;&gt;&lt;script&gt;" in html
+
+
+class RefusingOwner(Database):
+    """The schema's owner, whose every statement PostgreSQL refuses with ``error``."""
+
+    def __init__(self, error: asyncpg.PostgresError) -> None:
+        super().__init__(Settings())
+        self.error = error
+
+    async def run_as_owner(self, work: DatabaseWork[T]) -> T:
+        raise self.error
+
+
+async def test_a_refused_phone_reader_grant_leaves_the_line_starting(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Only registering phones need the role: a refusal other than a missing privilege (here
+    the concurrent GRANT that once failed a cluster line's start) is one error line, and the
+    line goes on."""
+    database = RefusingOwner(asyncpg.InternalServerError("tuple concurrently updated"))
+    with caplog.at_level(logging.ERROR, logger="telephony.desks"):
+        assert await grant_phone_reader(database, "asterisk_phones", "secret") is False
+    (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "tuple concurrently updated" in record.getMessage()
+    assert "asterisk_phones" in record.getMessage()
