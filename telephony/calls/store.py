@@ -14,13 +14,16 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 
 from telephony.calls.facts import (
+    AsteriskReturned,
+    AsteriskShutdown,
     CallBackfilled,
+    CallCut,
     CallEnded,
     CallFact,
     CallLost,
@@ -40,8 +43,7 @@ from telephony.calls.facts import (
 )
 from telephony.calls.ids import parse_caller_id
 from telephony.calls.legs import Leg, LegKind, LegState, leg_outcome
-from telephony.calls.outage_store import write_outage_facts
-from telephony.calls.outages import lost_with_node
+from telephony.calls.outages import OutageKind, lost_with_node
 from telephony.calls.shifts import ShiftCalendar
 from telephony.db.rows import from_row
 from telephony.settings import ShiftDefinition
@@ -88,7 +90,6 @@ class IvrColumn:
 
     column: str
     parse: Callable[[str], object]  # raises ValueError for a malformed value
-    sql_type: str = "text"
 
 
 # IVR variable name (lower case, without IVR_) -> column. Anything else stays in the event log.
@@ -98,11 +99,11 @@ IVR_COLUMNS = {
     "category": IvrColumn("ivr_category", _text),
     "skill": IvrColumn("ivr_skill", _text),
     "queue": IvrColumn("ivr_queue", _text),
-    "first_key_ms": IvrColumn("ivr_first_key_ms", _count, "integer"),
-    "invalid_keys": IvrColumn("ivr_invalid_keys", _count, "integer"),
-    "score": IvrColumn("prank_score", _share, "real"),
+    "first_key_ms": IvrColumn("ivr_first_key_ms", _count),
+    "invalid_keys": IvrColumn("ivr_invalid_keys", _count),
+    "score": IvrColumn("prank_score", _share),
     "reasons": IvrColumn("prank_reasons", _text),
-    "priority": IvrColumn("queue_priority", _count, "integer"),
+    "priority": IvrColumn("queue_priority", _count),
     "screening": IvrColumn("screening", _screening),
 }
 
@@ -124,47 +125,14 @@ class CallRepository:
         self._shifts = shifts
 
     async def apply(self, connection: asyncpg.Connection, facts: Sequence[CallFact]) -> int:
-        """Apply ``facts`` in order in one transaction; returns how many were new.
+        """Apply ``facts`` in order, atomically, in one round trip; returns how many were new.
 
         The result is the same as applying them one by one (``tests/loopback`` checks it on
-        random batches), at about one round trip per kind of statement instead of two or three
-        per fact: see :class:`_Batch` for why each reordering is safe.
+        random batches): see :class:`FactBatch` for why each reordering is safe.
         """
-        async with connection.transaction():
-            new = await self._append_events(connection, facts)
-            if new:
-                await _Batch(self._shifts, new).write(connection)
-        return len(new)
-
-    async def _append_events(
-        self, connection: asyncpg.Connection, facts: Sequence[CallFact]
-    ) -> list[CallFact]:
-        """Insert the facts' events; the facts that were not there yet, in order."""
-        unique: dict[str, tuple[CallFact, str]] = {}
-        for fact in facts:
-            # Serialised once, for its key and its body (this runs on the AMI listener's loop).
-            body = fact_to_json(fact)
-            # A repeat within the batch is a duplicate, as it would be one fact later.
-            unique.setdefault(_key_of(body), (fact, body))
-        keys = list(unique)
-        rows = await connection.fetch(
-            """
-            INSERT INTO call_events (dedupe_key, call_id, kind, at, body)
-            SELECT k, c, kd, a, b::jsonb
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
-                 WITH ORDINALITY AS e(k, c, kd, a, b, n)
-            ORDER BY n
-            ON CONFLICT (dedupe_key) DO NOTHING
-            RETURNING dedupe_key
-            """,
-            keys,
-            [getattr(fact, "call_id", None) for fact, _ in unique.values()],
-            [fact.kind for fact, _ in unique.values()],
-            [fact.at for fact, _ in unique.values()],
-            [body for _, body in unique.values()],
-        )
-        inserted = {row["dedupe_key"] for row in rows}
-        return [fact for key, (fact, _) in unique.items() if key in inserted]
+        batch = FactBatch(self._shifts, facts)
+        fresh: list[bool] = await connection.fetchval(_RECORD, *batch.arguments())
+        return len(batch.new_facts(fresh))
 
     async def open_call_ids(self, connection: asyncpg.Connection, *,
                             node: str | None = None) -> set[str]:
@@ -278,313 +246,179 @@ class QueueFigures:
 _ENSURING = (CallStarted, IvrVariableSet, IvrVariablesSet, QueueJoined, QueueLeft,
              OperatorAnswered, OperatorCompleted, QueueAbandoned, CallEnded, CallBackfilled)
 
-# The column names and types come from the fixed mapping above, never from an event.
-_IVR_SETS = "".join(
-    f"{column.column} = CASE WHEN ${3 + 2 * index} THEN ${4 + 2 * index}::{column.sql_type} "
-    f"ELSE {column.column} END, "
-    for index, column in enumerate(IVR_COLUMNS.values())
-)
-_IVR_UPDATE = (
-    f"UPDATE calls SET line = COALESCE(line, $2), {_IVR_SETS}"  # noqa: S608
-    "updated_at = now() WHERE call_id = $1"
-)
+# One round trip: the function of migration 0033 runs every statement of the batch.
+_RECORD = """
+    SELECT record_call_facts($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+                             $6::boolean[], $7::text[], $8::text[], $9::jsonb)
+"""
 
 
-_F = TypeVar("_F")
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a column value")
 
 
-class _Batch:
-    """The projections of a batch of new facts, grouped by statement, in an order that gives
-    the same tables as the facts applied one by one.
+class FactBatch:
+    """A batch of facts as :func:`record_call_facts` (migration 0033) takes them: each distinct
+    fact once, in order, with the rows of the statements that project it. Pure: no I/O.
 
-    Why the grouping is exact: each statement below runs with ``executemany`` over its facts in
-    their order, so facts writing the same columns keep their order. Statements of different
-    groups write disjoint columns (or commute: LEAST, GREATEST, inserts that do nothing on
+    The server projects only the facts whose event was not stored yet, statement by statement,
+    each over its facts in their order. That gives the tables the facts applied one by one
+    give (``tests/loopback/test_call_store_batches.py``), because statements of different
+    kinds write disjoint columns (or commute: LEAST, GREATEST, inserts that do nothing on
     conflict), except where noted:
 
     - Every call row is made to exist first. One by one, each fact's statements ran after its
       own "ensure"; running all of them first only changes CallStarted's path from INSERT to
       its DO UPDATE, which sets the same values on a row with nothing else in it, and
       CallVanished, which needs the row: it gets whether the row existed at its turn.
-    - ``line`` is kept first-set-wins by both CallStarted and IVR_LINE: each call's first
-      non-empty candidate in the batch is computed here and given to both statements.
+    - ``line`` is kept first-set-wins by both CallStarted and the IVR's ``line``: the server
+      takes each call's first non-empty candidate among the new facts for both statements.
     - The answer (OperatorAnswered, OperatorCompleted), the end (CallEnded, CallVanished) and
       the queue visits (joined, left, abandoned) read what the other kinds of their group
       wrote, so each group is one statement run over its facts in order.
+    - Cuts amend ends, so they come after them.
     """
 
     def __init__(self, shifts: ShiftCalendar, facts: Sequence[CallFact]) -> None:
-        self.facts = facts
-        self.shifts = shifts
-        self.lines: dict[str, str] = {}  # call -> first non-empty line candidate in the batch
+        unique: dict[str, tuple[CallFact, str]] = {}
         for fact in facts:
-            if isinstance(fact, CallStarted):
-                candidate = fact.line
-            elif isinstance(fact, IvrVariableSet | IvrVariablesSet):
-                candidate = dict(ivr_variables(fact)).get("line", "")
-            else:
-                continue
-            if candidate:
-                self.lines.setdefault(fact.call_id, candidate)
+            # Serialised once, for its key and its body (this runs on the AMI listener's loop).
+            body = fact_to_json(fact)
+            # A repeat within the batch is a duplicate, as it would be one fact later.
+            unique.setdefault(_key_of(body), (fact, body))
+        self.keys = list(unique)
+        self.facts = [fact for fact, _ in unique.values()]
+        self.bodies = [body for _, body in unique.values()]
+        self._shifts = shifts
+        self.rows: dict[str, list[dict[str, Any]]] = {}
+        self.lines: list[str] = []  # per fact: the line it proposes for its call, or ""
+        self.malformed: dict[int, list[str]] = {}  # fact ordinal -> what the log says of it
+        for n, fact in enumerate(self.facts, 1):
+            self.lines.append(self._add(n, fact))
 
-    async def write(self, connection: asyncpg.Connection) -> None:
+    def arguments(self) -> tuple[Any, ...]:
+        """The parameters of :data:`_RECORD`."""
         facts = self.facts
-        ensured: list[str] = []
-        seen: set[str] = set()
-        vanished: list[tuple[CallVanished, bool]] = []  # (fact, ensured earlier in the batch)
-        for fact in facts:
-            if isinstance(fact, _ENSURING) and fact.call_id not in seen:
-                seen.add(fact.call_id)
-                ensured.append(fact.call_id)
-            elif isinstance(fact, CallVanished):
-                vanished.append((fact, fact.call_id in seen))
-        existing: set[str] = set()
-        unsure = [fact.call_id for fact, known in vanished if not known]
-        if unsure:
-            rows = await connection.fetch(
-                "SELECT call_id FROM calls WHERE call_id = ANY($1::text[])", unsure)
-            existing = {row["call_id"] for row in rows}
-        if ensured:
-            await connection.execute(
-                "INSERT INTO calls (call_id) SELECT unnest($1::text[]) "
-                "ON CONFLICT (call_id) DO NOTHING", ensured)
-        operators = list(dict.fromkeys(
-            fact.operator for fact in facts
-            if isinstance(fact, OperatorAnswered | OperatorCompleted | OperatorStateChanged)))
-        if operators:
-            await connection.execute(
-                "INSERT INTO operators (operator) SELECT unnest($1::text[]) "
-                "ON CONFLICT DO NOTHING", operators)
-        await self._calls_started(connection)
-        await self._calls_lost(connection)
-        await self._ivr(connection)
-        await self._queues(connection)
-        await self._answers(connection)
-        await self._ends(connection, [(f, known or f.call_id in existing) for f, known in vanished])
-        await self._operator_states(connection)
-        await self._legs(connection)
-        await write_outage_facts(connection, facts)  # cuts after the ends they amend
-        await self._backfilled(connection)
+        return (
+            self.keys,
+            [getattr(fact, "call_id", None) for fact in facts],
+            [fact.kind for fact in facts],
+            [fact.at for fact in facts],
+            self.bodies,
+            [isinstance(fact, _ENSURING) for fact in facts],
+            [fact.operator if isinstance(
+                fact, OperatorAnswered | OperatorCompleted | OperatorStateChanged) else None
+             for fact in facts],
+            self.lines,
+            json.dumps(self.rows, default=_json_value, ensure_ascii=False),
+        )
 
-    def _of(self, kind: type[_F]) -> list[_F]:
-        return [fact for fact in self.facts if isinstance(fact, kind)]
+    def new_facts(self, fresh: Sequence[bool]) -> list[CallFact]:
+        """The facts the server found new (``fresh``, as it returned), and log what was
+        malformed in them: a replay logs nothing again."""
+        new = []
+        for n, (fact, is_new) in enumerate(zip(self.facts, fresh, strict=True), 1):
+            if is_new:
+                new.append(fact)
+                for line in self.malformed.get(n, ()):
+                    log.warning("%s", line)
+        return new
 
-    @staticmethod
-    async def _many(connection: asyncpg.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            await connection.executemany(sql, rows)
+    def _row(self, statement: str, n: int, **values: Any) -> None:
+        self.rows.setdefault(statement, []).append({"n": n, **values})
 
-    async def _calls_started(self, connection: asyncpg.Connection) -> None:
-        rows = []
-        for fact in self._of(CallStarted):
-            slot = self.shifts.slot_for(fact.at)
-            rows.append((fact.call_id, fact.linked_id, fact.channel, fact.caller_number,
-                         fact.caller_name, self.lines.get(fact.call_id, ""), fact.at, slot.day,
-                         slot.name, parse_caller_id(fact.caller_number).key, fact.sip_call_id))
-        await self._many(connection, """
-            INSERT INTO calls (call_id, linked_id, channel, caller_number, caller_name, line,
-                               arrived_at, shift_day, shift_name, caller_key, sip_call_id)
-            VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, $9, $10, NULLIF($11, ''))
-            ON CONFLICT (call_id) DO UPDATE SET
-                linked_id = COALESCE(calls.linked_id, EXCLUDED.linked_id),
-                sip_call_id = COALESCE(calls.sip_call_id, EXCLUDED.sip_call_id),
-                channel = COALESCE(calls.channel, EXCLUDED.channel),
-                -- The key follows whichever number is kept.
-                caller_key = CASE WHEN NULLIF(calls.caller_number, '') IS NULL
-                                  THEN EXCLUDED.caller_key ELSE calls.caller_key END,
-                caller_number = COALESCE(NULLIF(calls.caller_number, ''), EXCLUDED.caller_number),
-                caller_name = COALESCE(NULLIF(calls.caller_name, ''), EXCLUDED.caller_name),
-                line = COALESCE(calls.line, EXCLUDED.line),
-                -- The earliest sighting is the arrival; the shift follows the arrival.
-                shift_day = CASE WHEN calls.arrived_at IS NULL
-                                   OR EXCLUDED.arrived_at < calls.arrived_at
-                                 THEN EXCLUDED.shift_day ELSE calls.shift_day END,
-                shift_name = CASE WHEN calls.arrived_at IS NULL
-                                    OR EXCLUDED.arrived_at < calls.arrived_at
-                                  THEN EXCLUDED.shift_name ELSE calls.shift_name END,
-                arrived_at = LEAST(calls.arrived_at, EXCLUDED.arrived_at),
-                updated_at = now()
-            """, rows)
+    def _slot(self, at: datetime) -> dict[str, Any]:
+        slot = self._shifts.slot_for(at)
+        return {"shift_day": slot.day, "shift_name": slot.name}
 
-    async def _calls_lost(self, connection: asyncpg.Connection) -> None:
-        # A record of its own for a call its node lost (telephony/cluster/front.py): ended
-        # where it arrived, vanished, cut with the node. One per Call-ID (the partial unique
-        # index of 0026), and none if a node recorded the call meanwhile.
-        rows = []
-        for fact in self._of(CallLost):
-            slot = self.shifts.slot_for(fact.at)
-            rows.append((fact.call_id, fact.caller_number, parse_caller_id(fact.caller_number).key,
-                         fact.line, fact.at, slot.day, slot.name, fact.sip_call_id,
-                         lost_with_node(fact.node)))
-        await self._many(connection, """
-            INSERT INTO calls (call_id, caller_number, caller_key, line, arrived_at, shift_day,
-                               shift_name, ended_at, vanished, cut_reason, sip_call_id,
-                               hangup_cause_text)
-            SELECT $1, $2, $3, NULLIF($4, ''), $5, $6, $7, $5, true, 'node_lost', $8, $9
-            WHERE NOT EXISTS (SELECT 1 FROM calls WHERE sip_call_id = $8)
-            ON CONFLICT DO NOTHING
-            """, rows)
+    def _add(self, n: int, fact: CallFact) -> str:
+        """Add the rows of fact ``n``; returns the line it proposes for its call."""
+        match fact:
+            case CallStarted():
+                self._row("started", n, call_id=fact.call_id, linked_id=fact.linked_id,
+                          channel=fact.channel, caller_number=fact.caller_number,
+                          caller_name=fact.caller_name, at=fact.at, **self._slot(fact.at),
+                          caller_key=parse_caller_id(fact.caller_number).key,
+                          sip_call_id=fact.sip_call_id)
+                return fact.line
+            case CallLost():
+                self._row("lost", n, call_id=fact.call_id, caller_number=fact.caller_number,
+                          caller_key=parse_caller_id(fact.caller_number).key, line=fact.line,
+                          at=fact.at, **self._slot(fact.at), sip_call_id=fact.sip_call_id,
+                          cause_text=lost_with_node(fact.node))
+            case IvrVariableSet() | IvrVariablesSet():
+                return self._ivr(n, fact)
+            case QueueJoined():
+                self._row("joined", n, call_id=fact.call_id, queue=fact.queue, at=fact.at,
+                          position=fact.position)
+                self._row("visits", n, call_id=fact.call_id, queue=fact.queue, at=fact.at,
+                          position=fact.position, joining=True)
+            case QueueLeft():
+                self._row("visits", n, call_id=fact.call_id, queue=fact.queue, at=fact.at,
+                          position=fact.position, joining=False)
+                self._row("left", n, call_id=fact.call_id, at=fact.at)
+            case QueueAbandoned():
+                self._row("visits", n, call_id=fact.call_id, queue=fact.queue, at=fact.at,
+                          position=fact.final_position, joining=False)
+                self._row("abandoned", n, call_id=fact.call_id, at=fact.at, queue=fact.queue,
+                          original_position=fact.original_position,
+                          final_position=fact.final_position, wait_seconds=fact.wait_seconds)
+            case OperatorAnswered():
+                self._row("answers", n, call_id=fact.call_id, queue=fact.queue,
+                          operator=fact.operator, wait_seconds=fact.wait_seconds,
+                          ring_seconds=fact.ring_seconds, at=fact.at, completion=False)
+            case OperatorCompleted():
+                self._row("answers", n, call_id=fact.call_id, queue=fact.queue,
+                          operator=fact.operator, wait_seconds=fact.wait_seconds, at=fact.at,
+                          ended_by=fact.ended_by, talk_seconds=fact.talk_seconds,
+                          completion=True)
+            case CallEnded():
+                self._row("ends", n, call_id=fact.call_id, at=fact.at, cause=fact.cause,
+                          cause_text=fact.cause_text, vanished=False)
+            case CallVanished():
+                self._row("ends", n, call_id=fact.call_id, at=fact.at, vanished=True)
+            case OperatorStateChanged():
+                self._row("states", n, operator=fact.operator, queue=fact.queue, at=fact.at,
+                          state=fact.state, paused=fact.paused, pause_reason=fact.pause_reason,
+                          **self._slot(fact.at))
+            case LegProgressed():
+                self._row("legs", n, leg_id=fact.leg_id, channel_id=fact.channel_id,
+                          state=LegState(fact.state).value, at=fact.at,
+                          unanswered=leg_outcome(fact.status, answered=False).value,
+                          status=fact.status)
+            case AsteriskShutdown():
+                kind = OutageKind.RESTART if fact.restart else OutageKind.STOP
+                self._row("shutdowns", n, kind=kind.value, at=fact.at)
+            case AsteriskReturned():
+                self._row("returns", n, outage=fact.outage, began_at=fact.began_at,
+                          lost_at=fact.lost_at, booted_at=fact.booted_at, at=fact.at,
+                          calls_cut=fact.calls_cut)
+            case CallCut():
+                self._row("cuts", n, call_id=fact.call_id, reason=fact.reason, at=fact.at)
+            case CallBackfilled():
+                self._row("backfilled", n, call_id=fact.call_id)
+        return ""
 
-    async def _ivr(self, connection: asyncpg.Connection) -> None:
-        rows: list[tuple[Any, ...]] = []
-        for fact in self.facts:
-            if not isinstance(fact, IvrVariableSet | IvrVariablesSet):
+    def _ivr(self, n: int, fact: IvrVariableSet | IvrVariablesSet) -> str:
+        values = dict(ivr_variables(fact))
+        if "line" not in values and values.keys().isdisjoint(IVR_COLUMNS):
+            return ""  # kept in the event log only (IVR_CALL_ID...)
+        columns: dict[str, object] = {}
+        for name, target in IVR_COLUMNS.items():
+            if name not in values:
                 continue
-            values = dict(ivr_variables(fact))
-            if "line" not in values and values.keys().isdisjoint(IVR_COLUMNS):
-                continue  # kept in the event log only (IVR_CALL_ID...)
-            row: list[Any] = [fact.call_id, self.lines.get(fact.call_id) if "line" in values
-                              else None]
-            for name, target in IVR_COLUMNS.items():
-                if name not in values:
-                    row += [False, None]
-                    continue
-                try:
-                    value = target.parse(values[name])
-                except ValueError as exc:
-                    # A bad value loses only itself: the fact is kept, the call recorded.
-                    log.warning("call %s: IVR_%s=%r is malformed (%s), stored as NULL",
-                                fact.call_id, name.upper(), values[name][:80], exc)
-                    value = None
-                row += [True, value]
-            rows.append(tuple(row))
-        await self._many(connection, _IVR_UPDATE, rows)
-
-    async def _queues(self, connection: asyncpg.Connection) -> None:
-        joined = self._of(QueueJoined)
-        await self._many(connection, """
-            UPDATE calls SET
-                queue = COALESCE(queue, $2),
-                queue_position = CASE WHEN queue IS NULL THEN $4 ELSE queue_position END,
-                queue_joined_at = CASE WHEN queue IS NULL THEN $3 ELSE queue_joined_at END,
-                updated_at = now()
-            WHERE call_id = $1
-            """, [(f.call_id, f.queue, f.at, f.position) for f in joined])
-        # A resync re-reports a caller still waiting, with a join time estimated from its wait;
-        # an open visit to the same queue is that same visit. Leaving closes the open visit.
-        visits: list[tuple[Any, ...]] = []
-        for fact in self.facts:
-            match fact:
-                case QueueJoined():
-                    visits.append((fact.call_id, fact.queue, fact.at, fact.position, True))
-                case QueueLeft():
-                    visits.append((fact.call_id, fact.queue, fact.at, fact.position, False))
-                case QueueAbandoned():
-                    visits.append((fact.call_id, fact.queue, fact.at, fact.final_position,
-                                   False))
-        await self._many(connection, """
-            WITH closed AS (
-                UPDATE queue_visits SET left_at = $3, left_position = $4
-                WHERE NOT $5::boolean AND call_id = $1 AND queue = $2 AND left_at IS NULL
-            )
-            INSERT INTO queue_visits (call_id, queue, joined_at, join_position)
-            SELECT $1, $2, $3, $4
-            WHERE $5::boolean AND NOT EXISTS (
-                SELECT 1 FROM queue_visits
-                WHERE call_id = $1 AND queue = $2 AND left_at IS NULL
-            )
-            ON CONFLICT DO NOTHING
-            """, visits)
-        await self._many(connection,
-            "UPDATE calls SET queue_left_at = GREATEST(queue_left_at, $2), updated_at = now() "
-            "WHERE call_id = $1", [(f.call_id, f.at) for f in self._of(QueueLeft)])
-        await self._many(connection, """
-            UPDATE calls SET
-                abandoned_at = $2, abandon_queue = $3,
-                abandon_original_position = $4, abandon_final_position = $5,
-                abandon_wait_seconds = $6, updated_at = now()
-            WHERE call_id = $1
-            """, [(f.call_id, f.at, f.queue, f.original_position, f.final_position,
-                   f.wait_seconds) for f in self._of(QueueAbandoned)])
-
-    async def _answers(self, connection: asyncpg.Connection) -> None:
-        rows: list[tuple[Any, ...]] = []
-        for fact in self.facts:
-            match fact:
-                case OperatorAnswered():
-                    rows.append((fact.call_id, fact.queue, fact.operator, fact.wait_seconds,
-                                 fact.ring_seconds, fact.at, None, None, False))
-                case OperatorCompleted():
-                    rows.append((fact.call_id, fact.queue, fact.operator, fact.wait_seconds,
-                                 None, fact.at, fact.ended_by, fact.talk_seconds, True))
-        # $9: a completion. AgentComplete stands alone: if the listener missed AgentConnect
-        # (it was restarting), the answer instant is the completion minus the talk time.
-        await self._many(connection, """
-            UPDATE calls SET
-                answered_queue = COALESCE(answered_queue, $2),
-                operator = COALESCE(operator, $3),
-                wait_seconds = COALESCE(wait_seconds, $4),
-                ring_seconds = CASE WHEN $9::boolean THEN ring_seconds
-                                    ELSE COALESCE(ring_seconds, $5::integer) END,
-                answered_at = CASE WHEN $9::boolean
-                    THEN COALESCE(answered_at,
-                                  $6::timestamptz - make_interval(secs => $8::integer))
-                    ELSE LEAST(answered_at, $6::timestamptz) END,
-                talk_seconds = CASE WHEN $9::boolean THEN $8::integer ELSE talk_seconds END,
-                ended_by = CASE WHEN $9::boolean THEN $7::text ELSE ended_by END,
-                completed_at = CASE WHEN $9::boolean THEN $6::timestamptz
-                                    ELSE completed_at END,
-                updated_at = now()
-            WHERE call_id = $1
-            """, rows)
-
-    async def _ends(
-        self, connection: asyncpg.Connection, vanished: list[tuple[CallVanished, bool]]
-    ) -> None:
-        existed = {id(fact): there for fact, there in vanished}
-        rows: list[tuple[Any, ...]] = []
-        for fact in self.facts:
-            match fact:
-                case CallEnded():
-                    rows.append((fact.call_id, fact.at, fact.cause, fact.cause_text, False,
-                                 True))
-                case CallVanished():
-                    rows.append((fact.call_id, fact.at, None, None, True, existed[id(fact)]))
-        # $5: vanished (only while no end is known, and only if the row existed at its turn).
-        await self._many(connection, """
-            UPDATE calls SET
-                ended_at = $2,
-                hangup_cause = CASE WHEN $5::boolean THEN hangup_cause ELSE $3::integer END,
-                hangup_cause_text = CASE WHEN $5::boolean THEN hangup_cause_text
-                                         ELSE $4::text END,
-                vanished = $5::boolean, updated_at = now()
-            WHERE call_id = $1 AND (NOT $5::boolean OR (ended_at IS NULL AND $6::boolean))
-            """, rows)
-
-    async def _operator_states(self, connection: asyncpg.Connection) -> None:
-        states = self._of(OperatorStateChanged)
-        rows = []
-        for fact in states:
-            slot = self.shifts.slot_for(fact.at)
-            rows.append((fact.operator, fact.queue, fact.at, fact.state, fact.paused,
-                         fact.pause_reason, slot.day, slot.name))
-        await self._many(connection, """
-            INSERT INTO operator_state_changes
-                (operator, queue, at, state, paused, pause_reason, shift_day, shift_name)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            ON CONFLICT DO NOTHING
-            """, rows)
-        # The latest state wins; of two at the same instant, the later fact.
-        await self._many(connection, """
-            INSERT INTO queue_members (operator, queue, state, paused, pause_reason, since)
-            VALUES ($1, $2, $3, $4, $5, $6)
-            ON CONFLICT (operator, queue) DO UPDATE SET
-                state = EXCLUDED.state, paused = EXCLUDED.paused,
-                pause_reason = EXCLUDED.pause_reason, since = EXCLUDED.since
-            WHERE queue_members.since <= EXCLUDED.since
-            """, [(f.operator, f.queue, f.state, f.paused, f.pause_reason, f.at)
-                  for f in states])
-
-    async def _backfilled(self, connection: asyncpg.Connection) -> None:
-        # Only ever set: a call rebuilt from Asterisk's log stays marked as such.
-        await self._many(connection,
-            "UPDATE calls SET backfilled = true, updated_at = now() "
-            "WHERE call_id = $1 AND NOT backfilled",
-            [(f.call_id,) for f in self._of(CallBackfilled)])
-
-    async def _legs(self, connection: asyncpg.Connection) -> None:
-        await self._many(connection, LegRepository.PROGRESS, [
-            LegRepository.progress_row(fact) for fact in self._of(LegProgressed)])
+            try:
+                columns[target.column] = target.parse(values[name])
+            except ValueError as exc:
+                # A bad value loses only itself: the fact is kept, the call recorded.
+                self.malformed.setdefault(n, []).append(
+                    f"call {fact.call_id}: IVR_{name.upper()}={values[name][:80]!r} is "
+                    f"malformed ({exc}), stored as NULL")
+                columns[target.column] = None
+        self._row("ivr", n, call_id=fact.call_id, sets_line="line" in values, v=columns)
+        return values.get("line", "")
 
 
 async def sync_shifts(connection: asyncpg.Connection, shifts: Sequence[ShiftDefinition]) -> None:
@@ -624,31 +458,6 @@ class LegRepository:
             """,
             leg_id, status[:200],
         )
-
-    # What the dialplan reported; the first report of each state wins (a replay, or the same
-    # state reported by a second channel of the leg, changes nothing).
-    PROGRESS = """
-        UPDATE call_legs SET
-            channel_id = COALESCE(channel_id, $2),
-            rang_at = CASE WHEN $3 = 'dialling' THEN LEAST(rang_at, $4) ELSE rang_at END,
-            answered_at = CASE WHEN $3 = 'answered' THEN LEAST(answered_at, $4)
-                               ELSE answered_at END,
-            ended_at = CASE WHEN $3 = 'ended' THEN COALESCE(ended_at, $4) ELSE ended_at END,
-            outcome = CASE
-                WHEN $3 = 'answered' AND outcome IS NOT NULL THEN 'answered'
-                WHEN $3 <> 'ended' OR outcome IS NOT NULL THEN outcome
-                WHEN answered_at IS NOT NULL THEN 'answered'
-                ELSE $5 END,
-            status = CASE WHEN $3 = 'ended' AND status = '' THEN $6 ELSE status END
-        WHERE leg_id = $1
-        """
-
-    @staticmethod
-    def progress_row(fact: LegProgressed) -> tuple[Any, ...]:
-        """The parameters of :attr:`PROGRESS` for one report (applied by the call store)."""
-        state = LegState(fact.state)
-        unanswered = leg_outcome(fact.status, answered=False).value
-        return (fact.leg_id, fact.channel_id, state.value, fact.at, unanswered, fact.status)
 
     async def legs(self, connection: asyncpg.Connection, call_ids: Sequence[str]) -> list[Leg]:
         """The legs of these calls, oldest first."""

@@ -14,6 +14,7 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariableSet,
+    IvrVariablesSet,
     LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
@@ -26,7 +27,7 @@ from telephony.calls.legs import LegKind, LegOutcome
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
-from telephony.calls.store import CallRepository, LegRepository
+from telephony.calls.store import IVR_COLUMNS, CallRepository, IvrColumn, LegRepository
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
@@ -95,6 +96,55 @@ async def test_replayed_and_reordered_duplicates_change_nothing(database_dsn: st
     assert before is not None and after is not None
     assert dict(before) == dict(after)
     assert visits == 1
+
+
+async def test_a_batch_is_one_round_trip(database_dsn: str) -> None:
+    """Issue 12: a batch of facts costs one statement, new or replayed, whatever its kinds
+    (the recorder used to send a transaction of up to 14, each a round trip)."""
+    repository = CallRepository(CALENDAR)
+    sent: list[str] = []
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        # The first statement of a connection also asks about the types it sends (once).
+        await repository.apply(connection, answered_call("1700000000.0"))
+        connection.add_query_logger(lambda record: sent.append(record.query))
+        facts = [*answered_call("1700000000.1"), *answered_call("1700000000.2"),
+                 OperatorStateChanged("PJSIP/op1001", "fire", "idle", False, "", T0),
+                 CallVanished("1700000000.3", T0)]
+        assert await repository.apply(connection, facts) == len(facts)
+        assert await repository.apply(connection, facts) == 0
+    finally:
+        await connection.close()
+    assert len(sent) == 2, sent
+
+
+async def test_every_ivr_column_is_written(database_dsn: str) -> None:
+    """Each IVR variable of the mapping reaches its column (the server-side function of
+    migration 0033 names them one by one)."""
+    def valid(column: IvrColumn) -> str:
+        return next(value for value in ("1", "pressed") if _parses(column, value))
+
+    variables = tuple((name, valid(column)) for name, column in IVR_COLUMNS.items())
+    repository = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await repository.apply(connection, [
+            CallStarted("c.1", "c.1", "PJSIP/x", "0812", "", "112", T0),
+            IvrVariablesSet("c.1", variables, T0)])
+        row = await connection.fetchrow("SELECT * FROM calls WHERE call_id = 'c.1'")
+    finally:
+        await connection.close()
+    assert row is not None
+    assert {column.column: row[column.column] is not None
+            for column in IVR_COLUMNS.values()} == {
+                column.column: True for column in IVR_COLUMNS.values()}
+
+
+def _parses(column: IvrColumn, value: str) -> bool:
+    try:
+        return column.parse(value) is not None
+    except ValueError:
+        return False
 
 
 async def test_complete_alone_fills_the_answer(database_dsn: str) -> None:
