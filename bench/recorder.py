@@ -10,7 +10,7 @@ interleaved:
 - ``one per transaction``: ``CallRepository.apply`` with one fact at a time, as the recorder
   wrote each event when nothing was queued (and as a batch the database refused is retried);
 - ``batched``: ``CallRepository.apply`` with the listener's batches of
-  ``MAX_BATCH_FACTS`` (one transaction, about one round trip per kind of statement).
+  ``MAX_BATCH_FACTS`` (one statement, one round trip: ``record_call_facts``).
 
 Prints facts/s, min-max over the runs. A shared machine's neighbours move these figures.
 
