@@ -100,7 +100,7 @@ async def test_replayed_and_reordered_duplicates_change_nothing(database_dsn: st
 
 async def test_a_batch_is_one_round_trip(database_dsn: str) -> None:
     """Issue 12: a batch of facts costs one statement, new or replayed, whatever its kinds
-    (the recorder used to send a transaction of up to 14, each a round trip)."""
+    (the recorder used to send a transaction of up to 22, each a round trip)."""
     repository = CallRepository(CALENDAR)
     sent: list[str] = []
     connection = await asyncpg.connect(database_dsn)

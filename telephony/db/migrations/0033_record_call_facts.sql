@@ -1,6 +1,6 @@
 -- A batch of call facts in one round trip (telephony/calls/store.py, CallRepository.apply).
 --
--- The recorder used to send a batch as one transaction of 6 to 14 statements: BEGIN, the
+-- The recorder used to send a batch as one transaction of up to 22 statements: BEGIN, the
 -- events, the calls to make sure of, the operators, one executemany per kind of fact, COMMIT.
 -- Each statement is a round trip, and in a surge each round trip waited for a core: a batch
 -- of 500 facts took up to 2.6 s, most of it with the connection idle in transaction while the
