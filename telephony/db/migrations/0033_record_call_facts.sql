@@ -254,6 +254,9 @@ BEGIN
         END LOOP;
     END IF;
 
+    -- Each change is kept; of the members' states the latest wins, and of two at the same
+    -- instant the later fact. (Two tables that neither statement reads from the other: one
+    -- loop over the facts gives what the two statements over all of them gave.)
     IF p_rows ? 'states' THEN
         FOR r IN SELECT * FROM jsonb_to_recordset(p_rows -> 'states') AS x(
                      n int, operator text, queue text, at timestamptz, state text,
@@ -264,14 +267,6 @@ BEGIN
             VALUES (r.operator, r.queue, r.at, r.state, r.paused, r.pause_reason, r.shift_day,
                     r.shift_name)
             ON CONFLICT DO NOTHING;
-        END LOOP;
-    END IF;
-    -- The latest state wins; of two at the same instant, the later fact.
-    IF p_rows ? 'states' THEN
-        FOR r IN SELECT * FROM jsonb_to_recordset(p_rows -> 'states') AS x(
-                     n int, operator text, queue text, at timestamptz, state text,
-                     paused boolean, pause_reason text)
-                 WHERE v_fresh[x.n] ORDER BY x.n LOOP
             INSERT INTO queue_members (operator, queue, state, paused, pause_reason, since)
             VALUES (r.operator, r.queue, r.state, r.paused, r.pause_reason, r.at)
             ON CONFLICT (operator, queue) DO UPDATE SET
