@@ -55,6 +55,11 @@ RETRY = 1  # its queue's retry (s): how soon app_queue looks for a free operator
 # whole seconds from the call's end (and the end is taken here when the caller's sipp
 # returns, a little after it).
 TOLERANCE = 1.0
+# How long the operator talks with a caller. Their channel is what shows them answering, and
+# it lives as long as the call: each look is an `asterisk -rx` run in the lab, which took
+# seconds on a loaded machine, and a 2 s call passed between two looks (the call was answered
+# and recorded, and the test timed out waiting to see it).
+TALK = 8.0
 RTP_BASE, RTP_SPAN = 63200, 400  # 63200..63998: apart from every other module's ports
 HELD = re.compile(r"wrap-up of PJSIP/op1001 after its call on node1 in information held here "
                   r"for 8 s: (-?\d+) ms after the call ended there")
@@ -92,7 +97,7 @@ async def test_the_wrapup_after_a_call_on_one_node_holds_on_the_other(cluster: C
     seen = len(held_after_ms(two.line.output()))
     async with hung_up_after(one.lab, two.lab):
         await free_on_both(one.lab, two.lab)
-        async with node_callers(one.settings, unique_caller("0819"), talk_seconds=4) as first:
+        async with node_callers(one.settings, unique_caller("0819"), talk_seconds=TALK) as first:
             await eventually("the operator answering node1's call",
                              lambda: equals(operator_channels(one.lab, OPERATOR), 1), within=15)
             await eventually("the operator in use on node2",
@@ -151,7 +156,7 @@ async def test_a_line_killed_during_a_wrapup_releases_it_when_it_starts_again(
     seen = len(held_after_ms(two.line.output()))
     async with hung_up_after(one.lab, two.lab):
         await free_on_both(one.lab, two.lab)
-        async with node_callers(one.settings, unique_caller("0819"), talk_seconds=2) as first:
+        async with node_callers(one.settings, unique_caller("0819"), talk_seconds=TALK) as first:
             await eventually("the operator answering node1's call",
                              lambda: equals(operator_channels(one.lab, OPERATOR), 1), within=15)
             assert (await first.wait()).ok
