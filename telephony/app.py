@@ -506,9 +506,10 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     # Reports give way while the call records trail: tracked facts not yet written, or AMI
-    # events not yet tracked.
+    # events not yet tracked; and share the time while calls are being recorded.
     gate = ReportGate(lambda: max(listener.fact_lag_seconds, listener.event_lag_seconds),
-                      GateConfig.from_settings(settings))
+                      GateConfig.from_settings(settings),
+                      since_facts=lambda: listener.seconds_since_facts)
     reports = ReportService(database, calendar, ReportConfig.from_settings(settings),
                             gate=gate)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from telephony.core.dsn import multi_host_refusal
@@ -343,9 +343,12 @@ class Settings:
 
     # Reports give way to the call records (telephony/reports/gate.py): a report waits while
     # the oldest call fact not yet written has waited longer than report_yield_lag_ms, at most
-    # report_max_wait_seconds in all (0: never waits); one report runs at a time.
+    # report_max_wait_seconds in all (0: never waits); one report runs at a time; and while
+    # call facts wait to be written, reports take at most report_busy_share of the time (a
+    # report after one that took t s rests t * (1 / share - 1) s; 1: no rest).
     report_yield_lag_ms: int = 250
     report_max_wait_seconds: float = 20.0
+    report_busy_share: float = 0.25
 
     log_level: str = "INFO"
 
@@ -756,6 +759,22 @@ def load_settings(
     return settings
 
 
+# Settings that must lie within [low, high] (a NaN lies in none).
+_RANGES: Final[dict[str, tuple[float, float]]] = {
+    "vanish_check_seconds": (5, 3600),
+    "front_reconcile_grace_seconds": (1, 86400),
+    "front_reconcile_seconds": (1, 3600),
+    "front_calls_retention_days": (1, 3650),
+    "callpath_rt_priority": (0, 99),
+    # Past a few minutes a container runtime kills the process anyway (docker: 10 s by
+    # default, raise its stop_grace_period with the drain), and a supervisor's browser or a
+    # proxy gives up on a report's reply.
+    "shutdown_drain_seconds": (0, 300),
+    "report_max_wait_seconds": (0, 300),
+    "report_busy_share": (0.01, 1),
+}
+
+
 def _validate(settings: Settings) -> None:
     ports = {
         "agi_port": settings.agi_port,
@@ -779,22 +798,9 @@ def _validate(settings: Settings) -> None:
     if (settings.spool_fallback_dir is not None
             and settings.spool_fallback_dir.resolve() == settings.spool_dir.resolve()):
         raise SettingsError("spool_fallback_dir must be another directory than the spool's")
-    if not 5 <= settings.vanish_check_seconds <= 3600:
-        raise SettingsError("vanish_check_seconds must be between 5 and 3600")
-    if not 1 <= settings.front_reconcile_grace_seconds <= 86400:
-        raise SettingsError("front_reconcile_grace_seconds must be between 1 and 86400")
-    if not 1 <= settings.front_reconcile_seconds <= 3600:
-        raise SettingsError("front_reconcile_seconds must be between 1 and 3600")
-    if not 1 <= settings.front_calls_retention_days <= 3650:
-        raise SettingsError("front_calls_retention_days must be between 1 and 3650")
-    if not 0 <= settings.callpath_rt_priority <= 99:
-        raise SettingsError("callpath_rt_priority must be between 0 and 99")
-    # Past a few minutes a container runtime kills the process anyway (docker: 10 s by
-    # default, raise its stop_grace_period with the drain), and a supervisor's browser or a
-    # proxy gives up on a report's reply.
-    for name in ("shutdown_drain_seconds", "report_max_wait_seconds"):
-        if not 0 <= getattr(settings, name) <= 300:
-            raise SettingsError(f"{name} must be between 0 and 300")
+    for name, (low, high) in _RANGES.items():
+        if not low <= getattr(settings, name) <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}")
     if settings.queue_max_wait <= 0 or settings.queue_wrapup_seconds < 0:
         raise SettingsError("queue_max_wait must be positive, queue_wrapup_seconds not negative")
     _validate_cluster(settings)

@@ -313,6 +313,7 @@ class AmiListener:
         # line's main loop), is never 0 while a fact is on its way to the sink.
         self._writing = 0
         self._handing = 0
+        self._last_facts = float("-inf")  # time.monotonic() of the last facts handed over
 
     async def __aenter__(self) -> AmiListener:
         await self.start()
@@ -349,6 +350,11 @@ class AmiListener:
     def fact_lag_seconds(self) -> float:
         """How long the oldest fact in the backlog has waited for the sink; 0 when none."""
         return self._backlog.lag_seconds()
+
+    @property
+    def seconds_since_facts(self) -> float:
+        """How long ago the last call facts were tracked; infinite before the first."""
+        return time.monotonic() - self._last_facts
 
     @property
     def facts_overflowed(self) -> int:
@@ -590,6 +596,7 @@ class AmiListener:
         facts = self._outages.follow(facts)  # adds what an Asterisk restart or crash cut
         if not facts:
             return
+        self._last_facts = time.monotonic()
         for observer in self._observers:
             try:
                 observer.recorded(facts)

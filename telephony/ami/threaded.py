@@ -188,6 +188,11 @@ class ThreadedListener:
         return self._listener.fact_lag_seconds
 
     @property
+    def seconds_since_facts(self) -> float:
+        """How long ago the last call facts were tracked; infinite before the first."""
+        return self._listener.seconds_since_facts
+
+    @property
     def facts_overflowed(self) -> int:
         """Facts sent to the spool because the backlog was full (since start)."""
         return self._listener.facts_overflowed

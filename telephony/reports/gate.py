@@ -16,6 +16,17 @@ One turn at a time: two supervisors asking together would otherwise put two core
 PostgreSQL on the two the site has; the second waits for the first (a report is seconds at
 most), and the wallboard's background roll-up skips its round while a report has the turn or
 the records trail (it comes back every 10 s).
+
+A share of the time while calls are being recorded (call facts tracked within the last
+``RECORDING_WITHIN`` seconds: a sample of "facts waiting now" misses most of a surge, whose
+facts come in bursts and are written in milliseconds). The lag above is a symptom, seen only
+once the records already trail. Reports asked for back to back during a surge kept a whole
+core of PostgreSQL busy (README, issue 12) even through the gate, because each report found
+the records caught up when it started and then held its core for its whole run. So while call
+facts are waiting to be written, a turn after another rests first: a report that held the
+turn for t seconds makes the next one wait t * (1 / share - 1) after it ended (share 0.25: 3t),
+which keeps reports to about that share of one core. On a quiet line, or for a report after
+a pause, there is no rest; the rest counts towards ``max_wait_seconds`` like any wait.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from telephony.settings import Settings
 log = logging.getLogger("telephony.reports")
 
 POLL_SECONDS = 0.05  # how often a waiting report looks at the records' lag again
+RECORDING_WITHIN = 1.0  # call facts tracked this recently: calls are being recorded
 
 
 @dataclass(frozen=True)
@@ -41,12 +53,14 @@ class GateConfig:
 
     lag_seconds: float = 0.25
     max_wait_seconds: float = 20.0
+    busy_share: float = 0.25  # of the time, while call facts wait to be written; 1: no rest
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GateConfig:
         """The configuration described by ``settings``."""
         return cls(lag_seconds=settings.report_yield_lag_ms / 1000,
-                   max_wait_seconds=settings.report_max_wait_seconds)
+                   max_wait_seconds=settings.report_max_wait_seconds,
+                   busy_share=settings.report_busy_share)
 
 
 class ReportTurn:
@@ -62,7 +76,7 @@ class ReportTurn:
         wait."""
         gate = self._gate
         started = gate.clock()
-        while gate.behind() and gate.clock() < self._deadline:
+        while (gate.behind() or gate.resting()) and gate.clock() < self._deadline:
             await gate.sleep(POLL_SECONDS)
         self.waited += gate.clock() - started
 
@@ -70,16 +84,20 @@ class ReportTurn:
 class ReportGate:
     """The line's reports take turns here. ``lag`` is how long the oldest call fact (or AMI
     event) not yet written has waited, in seconds: the AMI listener's
-    ``max(fact_lag_seconds, event_lag_seconds)``."""
+    ``max(fact_lag_seconds, event_lag_seconds)``; ``since_facts`` how long ago it last tracked
+    call facts (its ``seconds_since_facts``), which tells when turns share the time."""
 
     def __init__(self, lag: Callable[[], float], config: GateConfig = GateConfig(), *,
+                 since_facts: Callable[[], float] = lambda: float("inf"),
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self._lag = lag
+        self._since_facts = since_facts
         self._config = config
         self.clock = clock
         self.sleep = sleep
         self._turns = asyncio.Lock()
+        self._rest_until = float("-inf")  # the end of the last turn's rest (while recording)
         self.gave_way = 0  # turns that waited for the records, since the start
         self.gave_way_seconds = 0.0  # and how long, in all
 
@@ -93,6 +111,11 @@ class ReportGate:
         """Do the call records trail by more than the configured lag?"""
         return self._lag() > self._config.lag_seconds
 
+    def resting(self) -> bool:
+        """Is the last turn's rest still running while call facts are being recorded?"""
+        return (self.clock() < self._rest_until
+                and self._since_facts() < RECORDING_WITHIN)
+
     @property
     def busy(self) -> bool:
         """Is a report holding the turn?"""
@@ -103,10 +126,14 @@ class ReportGate:
         """Wait for the turn (one report at a time), then hold it for the block; ``what`` names
         the report in the log line of a turn that gave way."""
         async with self._turns:
-            turn = ReportTurn(self, self.clock() + self._config.max_wait_seconds)
+            began = self.clock()
+            turn = ReportTurn(self, began + self._config.max_wait_seconds)
             try:
                 yield turn
             finally:  # a report that failed after waiting waited all the same
+                ended = self.clock()
+                held = max(0.0, ended - began - turn.waited)
+                self._rest_until = ended + held * (1 / self._config.busy_share - 1)
                 if turn.waited >= POLL_SECONDS:
                     self.gave_way += 1
                     self.gave_way_seconds += turn.waited

@@ -163,8 +163,8 @@ class ReportService:
         """Roll up a few closed shifts of the last month, newest first, that have no rollup
         yet; how many. The wallboard calls it now and then: a month's report then finds them
         rolled up (the first report after an upgrade rolls up the rest itself). None while a
-        report has the turn or the call records trail: this is background work."""
-        if self._gate.busy or self._gate.behind():
+        report has the turn or its rest, or the call records trail: this is background work."""
+        if self._gate.busy or self._gate.behind() or self._gate.resting():
             return 0
         now = self._clock()
         slot = self._calendar.slot_for(now)

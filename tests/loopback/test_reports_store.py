@@ -270,6 +270,26 @@ async def test_reports_give_way_while_the_call_records_trail(day: Day) -> None:
     assert (DAY - timedelta(days=1), "malam") in await rolled_up_slots(day.dsn)
 
 
+async def test_reports_share_the_time_while_calls_are_recorded(day: Day) -> None:
+    """Back to back while calls are being recorded, a report rests after the one before
+    (share 0.01: 99 times its turn, a second or more), and the wallboard's roll-up skips its
+    round; once no call fact has come for a while, the report goes, the same as ever."""
+    recording = [True]
+    gate = ReportGate(lambda: 0.0, GateConfig(max_wait_seconds=60, busy_share=0.01),
+                      since_facts=lambda: 0.0 if recording[0] else 60.0)
+    reports = ReportService(day.database, CALENDAR, ReportConfig(wrapup_seconds=5), gate=gate,
+                            clock=lambda: local(16, 30))
+    period = Period(DAY - timedelta(days=1), DAY)
+    first = await reports.shift_report(period)
+    assert gate.resting() and await reports.roll_up_recent() == 0
+    asked = asyncio.create_task(reports.shift_report(period))
+    await eventually(lambda: gate.busy)
+    assert not asked.done()
+    recording[0] = False
+    assert await asyncio.wait_for(asked, 10) == first
+    assert gate.gave_way == 1
+
+
 async def rolled_up_slots(dsn: str) -> set[tuple[date, str]]:
     connection = await asyncpg.connect(dsn)
     try:

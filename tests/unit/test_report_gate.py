@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from telephony.reports.gate import POLL_SECONDS, GateConfig, ReportGate
+from telephony.reports.gate import POLL_SECONDS, RECORDING_WITHIN, GateConfig, ReportGate
 
 
 class Clock:
@@ -26,11 +26,24 @@ class Clock:
         await asyncio.sleep(0)
 
 
-def gate_with(lag: float | Callable[[], float], clock: Clock,
-              max_wait: float = 20.0) -> ReportGate:
+def gate_with(lag: float | Callable[[], float], clock: Clock, max_wait: float = 20.0, *,
+              share: float = 0.25, recording: Callable[[], bool] = lambda: False
+              ) -> ReportGate:
+    """``recording``: were call facts tracked within the last second, now?"""
     lagging = lag if callable(lag) else (lambda: lag)
-    return ReportGate(lagging, GateConfig(lag_seconds=0.25, max_wait_seconds=max_wait),
+    return ReportGate(lagging, GateConfig(lag_seconds=0.25, max_wait_seconds=max_wait,
+                                          busy_share=share),
+                      since_facts=lambda: 0.0 if recording() else RECORDING_WITHIN,
                       clock=clock, sleep=clock.sleep)
+
+
+async def held_turn(gate: ReportGate, clock: Clock, seconds: float) -> float:
+    """A report that clears its turn, then holds the database ``seconds``; how long it
+    waited before that."""
+    async with gate.turn("shift report") as turn:
+        await turn.clear()
+        clock.now += seconds
+    return turn.waited
 
 
 async def test_a_report_waits_while_the_records_trail_then_goes() -> None:
@@ -109,3 +122,50 @@ async def test_a_report_that_fails_after_waiting_is_counted() -> None:
             raise ConnectionError("the database went away")
     assert gate.gave_way == 1 and gate.gave_way_seconds == pytest.approx(clock.now)
     assert not gate.busy
+
+
+async def test_while_calls_are_recorded_a_report_after_another_rests_for_its_share() -> None:
+    """Back to back in a surge: the second report waits three times what the first held
+    (share 0.25), not counting the first's own wait; a third after a pause does not wait."""
+    clock = Clock()
+    gate = gate_with(lambda: 2.0 if clock.now < 0.5 else 0.0, clock, recording=lambda: True)
+    assert await held_turn(gate, clock, 1.0) == pytest.approx(0.5, abs=POLL_SECONDS)
+    ended = clock.now
+    assert await held_turn(gate, clock, 0.2) == pytest.approx(3.0, abs=POLL_SECONDS)
+    assert clock.now - ended == pytest.approx(3.2, abs=POLL_SECONDS)
+    clock.now += 10.0  # a pause longer than the rest
+    assert await held_turn(gate, clock, 0.2) == 0.0
+    assert gate.gave_way == 2
+
+
+async def test_a_quiet_line_has_no_rest() -> None:
+    clock = Clock()
+    gate = gate_with(0.0, clock, recording=lambda: False)
+    await held_turn(gate, clock, 5.0)
+    assert await held_turn(gate, clock, 1.0) == 0.0
+    assert not gate.resting()
+
+
+async def test_the_rest_ends_when_the_calls_stop_being_recorded() -> None:
+    clock = Clock()
+    gate = gate_with(0.0, clock, recording=lambda: clock.now < 6.0)
+    await held_turn(gate, clock, 5.0)  # a rest of 15 s, were the surge to go on
+    assert await held_turn(gate, clock, 0.1) == pytest.approx(1.0, abs=POLL_SECONDS)
+
+
+async def test_the_rest_counts_towards_the_bound_and_a_full_share_has_none() -> None:
+    clock = Clock()
+    gate = gate_with(0.0, clock, max_wait=2.0, recording=lambda: True)
+    await held_turn(gate, clock, 5.0)
+    assert await held_turn(gate, clock, 0.1) == pytest.approx(2.0, abs=POLL_SECONDS)
+    unshared = gate_with(0.0, clock, share=1.0, recording=lambda: True)
+    await held_turn(unshared, clock, 5.0)
+    assert await held_turn(unshared, clock, 0.1) == 0.0
+
+
+async def test_a_rest_shows_between_turns_for_the_background_roll_up() -> None:
+    """``roll_up_recent`` skips its round while ``resting``: the rest is free of any turn."""
+    clock = Clock()
+    gate = gate_with(0.0, clock, recording=lambda: True)
+    await held_turn(gate, clock, 1.0)
+    assert gate.resting() and not gate.busy and not gate.behind()
