@@ -106,6 +106,19 @@ async def test_facts_that_wake_an_idle_recorder_gather_for_the_linger(
     assert sink.batches[before:] == [len(expected)]
 
 
+async def test_the_listener_tells_how_long_ago_it_tracked_call_facts() -> None:
+    """What the reports' gate reads to know that calls are being recorded: nothing before the
+    first facts, then the age of the last ones, growing until more come."""
+    async with fake_asterisk() as server, listener(server.port, ListSink()) as ami:
+        async with asyncio.timeout(5):
+            await ami.wait_ready()
+        assert ami.seconds_since_facts == float("inf")
+        await server.send_frames(ANSWERED)
+        await eventually(lambda: ami.seconds_since_facts < 1.0)
+        first = ami.seconds_since_facts
+        await eventually(lambda: ami.seconds_since_facts > first)
+
+
 @pytest.mark.parametrize("path", RESYNCS, ids=lambda p: p.name)
 async def test_resync_from_recorded_replies(path: Path) -> None:
     sink = ListSink(open_ids=["1700000000.99"])
