@@ -286,7 +286,10 @@ async def step(bench: Bench, dsn: str, rate: float, plan: Plan) -> capacity.Step
                                                                       strict=True)),
         sum(1 for r in rows if r["operator"] is not None), to_queue(rows),
         time.monotonic() - started,
-        unreached=", ".join(f"{k} {v}" for k, v in unreached.most_common()))
+        unreached=", ".join(f"{k} {v}" for k, v in unreached.most_common()),
+        asked_span=capacity.asked_span(groups),
+        arrival_span=capacity.span(r["arrived_at"].timestamp() for r in rows
+                                   if r["arrived_at"] is not None))
     print(f"  {result.line()}  [{', '.join(f'{n} {c}' for n, c in sorted(nodes.items()))}]")
     if cpu:
         print(f"    CPU while placing: {cpu}")

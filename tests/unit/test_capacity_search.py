@@ -22,12 +22,15 @@ from capacity import (
     StepResult,
     Trial,
     answered_calls,
+    asked_span,
     bracket,
     dialplan_only_commands,
     next_rate,
     search,
+    span,
     trials,
 )
+from surge import CallerGroup
 
 BOUNDS = Bounds(start=10, floor=1, ceiling=160, resolution=2)
 
@@ -159,7 +162,24 @@ def test_the_dialplan_only_ivr_refuses_a_path_that_could_break_the_command() -> 
 def test_answered_calls_reads_the_records_the_dialplan_appends() -> None:
     text = ("siaga112-capacity-call:1000.250:1002.500;siaga112-capacity-call:1001:1004.75;"
             "siaga112-capacity-call:1002.1:")  # a record cut short by a crash: not counted
-    assert answered_calls(text) == [2.25, 3.75]
+    assert answered_calls(text) == [(1000.25, 2.25), (1001.0, 3.75)]
+
+
+def test_a_step_whose_calls_came_slower_than_its_rate_fails() -> None:
+    """Asked for 100 calls at 10/s in two groups of 5/s (the first to the last 9.8 s apart),
+    the calls must come within 10% and half a second of that; sipp falling behind on a
+    saturated machine tested a lower rate."""
+    groups = [CallerGroup("a", "3", "information", {}, "0899", 50, 5.0),
+              CallerGroup("b", "12", "fire", {}, "0898", 50, 5.0)]
+    asked = asked_span(groups)
+    assert asked == pytest.approx(9.8)
+    on_time = replace(GOOD, asked_span=asked, arrival_span=span([100.0, 104.0, 110.2]))
+    assert on_time.passed and "arrivals over 10.2 s (asked 9.8 s)" in on_time.line()
+    assert replace(on_time, arrival_span=asked * 1.1 + 0.5).passed
+    assert not replace(on_time, arrival_span=asked * 1.1 + 0.6).passed
+    assert not replace(on_time, arrival_span=None).passed  # asked, and not seen
+    assert GOOD.asked_span is None and GOOD.passed  # a step that does not measure it
+    assert span([5.0]) is None and span([]) is None
 
 
 def test_a_rate_passes_when_any_of_its_tries_passed() -> None:
