@@ -288,8 +288,7 @@ async def step(bench: Bench, dsn: str, rate: float, plan: Plan) -> capacity.Step
         time.monotonic() - started,
         unreached=", ".join(f"{k} {v}" for k, v in unreached.most_common()),
         asked_span=capacity.asked_span(groups),
-        arrival_span=capacity.span(r["arrived_at"].timestamp() for r in rows
-                                   if r["arrived_at"] is not None))
+        arrival_span=capacity.span(capacity.arrived_second(str(r["call_id"])) for r in rows))
     print(f"  {result.line()}  [{', '.join(f'{n} {c}' for n, c in sorted(nodes.items()))}]")
     if cpu:
         print(f"    CPU while placing: {cpu}")
