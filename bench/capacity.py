@@ -245,9 +245,9 @@ def asked_span(groups: Sequence[surge.CallerGroup]) -> float:
 
 def arrived_second(call_id: str) -> float:
     """When Asterisk created a call's channel, to the second: its unique id's epoch part.
-    Not the row's ``arrived_at``: that is the AMI event's Timestamp, stamped when Asterisk's
-    manager formats the event, which trails the channel by its stasis queue, seconds in a
-    saturated step (and dialplan-only runs no AMI client at all)."""
+    Not the row's ``arrived_at``, the AMI event's Timestamp: that comes through Asterisk's
+    event queues, whose backlog a saturated step can add to it (their taskprocessor warnings),
+    while dialplan-only's instant is the channel's own clock at its first dialplan step."""
     return float(call_id.rpartition("-")[2].partition(".")[0])
 
 
