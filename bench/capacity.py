@@ -9,8 +9,8 @@ freshly started lab, so no step inherits the previous one's backlog. A step pass
 call sipp placed completed, an operator answered every one of them, answer -> queue p99 is
 at most 4 s, and the calls really came at the step's rate: Asterisk created the first and the
 last caller channel within 10% (plus a second) of the span sipp was asked for. On two saturated
-cores sipp
-itself falls behind, and a step placed at half its rate tested that half: before this check,
+cores sipp itself falls behind, and a step placed at half its rate tested that half: before
+this check,
 dialplan-only Asterisk "passed" 160/s on 2026-12-06 with 2,400 calls in a step that took 49 s,
 where the 80/s step took 29 s (15 s of arrivals, the key, the talk, the lab's start): by that
 length, its calls came over about 35 s, not 15.

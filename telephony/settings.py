@@ -344,8 +344,9 @@ class Settings:
     # Reports give way to the call records (telephony/reports/gate.py): a report waits while
     # the oldest call fact not yet written has waited longer than report_yield_lag_ms, at most
     # report_max_wait_seconds in all (0: never waits); one report runs at a time; and while
-    # call facts wait to be written, reports take at most report_busy_share of the time (a
-    # report after one that took t s rests t * (1 / share - 1) s; 1: no rest).
+    # calls are being recorded (call facts within the last second), reports take at most
+    # report_busy_share of the time (a report after one that took t s rests
+    # t * (1 / share - 1) s; 1: no rest).
     report_yield_lag_ms: int = 250
     report_max_wait_seconds: float = 20.0
     report_busy_share: float = 0.25

@@ -22,8 +22,8 @@ A share of the time while calls are being recorded (call facts tracked within th
 facts come in bursts and are written in milliseconds). The lag above is a symptom, seen only
 once the records already trail. Reports asked for back to back during a surge kept a whole
 core of PostgreSQL busy (README, issue 12) even through the gate, because each report found
-the records caught up when it started and then held its core for its whole run. So while call
-facts are waiting to be written, a turn after another rests first: a report that held the
+the records caught up when it started and then held its core for its whole run. So while calls
+are being recorded, a turn after another rests first: a report that held the
 turn for t seconds makes the next one wait t * (1 / share - 1) after it ended (share 0.25: 3t),
 which keeps reports to about that share of one core. On a quiet line, or for a report after
 a pause, there is no rest; the rest counts towards ``max_wait_seconds`` like any wait.
@@ -53,7 +53,7 @@ class GateConfig:
 
     lag_seconds: float = 0.25
     max_wait_seconds: float = 20.0
-    busy_share: float = 0.25  # of the time, while call facts wait to be written; 1: no rest
+    busy_share: float = 0.25  # of the time, while calls are being recorded; 1: no rest
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GateConfig:

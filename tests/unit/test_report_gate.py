@@ -163,8 +163,9 @@ async def test_the_rest_counts_towards_the_bound_and_a_full_share_has_none() -> 
     assert await held_turn(unshared, clock, 0.1) == 0.0
 
 
-async def test_a_rest_shows_between_turns_for_the_background_roll_up() -> None:
-    """``roll_up_recent`` skips its round while ``resting``: the rest is free of any turn."""
+async def test_the_rest_is_neither_a_turn_nor_a_trail() -> None:
+    """What ``roll_up_recent`` reads apart: between turns the gate is free and the records
+    caught up, yet resting (the skip itself: the reports store's loopback test)."""
     clock = Clock()
     gate = gate_with(0.0, clock, recording=lambda: True)
     await held_turn(gate, clock, 1.0)
