@@ -8,12 +8,22 @@ halving down to ``--min-rate`` when the first step already fails). Each step is 
 freshly started lab, so no step inherits the previous one's backlog. A step passes when every
 call sipp placed completed, an operator answered every one of them, answer -> queue p99 is
 at most 4 s, and the calls really came at the step's rate: Asterisk created the first and the
-last caller channel within 10% (plus a second) of the span sipp was asked for. On two saturated
-cores sipp itself falls behind, and a step placed at half its rate tested that half: before
-this check,
-dialplan-only Asterisk "passed" 160/s on 2026-12-06 with 2,400 calls in a step that took 49 s,
-where the 80/s step took 29 s (15 s of arrivals, the key, the talk, the lab's start): by that
-length, its calls came over about 35 s, not 15.
+last caller channel within 10% (plus a second) of the span sipp was asked for. Before this
+check, dialplan-only Asterisk "passed" 160/s on 2026-12-06 with 2,400 calls in a step that
+took 49 s, where the 80/s step took 29 s (15 s of arrivals, the key, the talk, the lab's
+start): by that length, its calls came over about 35 s, not 15.
+
+Why calls come late: Asterisk defers them. While any of its task queues is over its
+high-water mark (a taskprocessor warning in its log), res_pjsip ignores every new INVITE
+(``taskprocessor_overload_trigger``, "global" by default) and the callers' retransmissions
+bring them in later. Each step's line counts both, the warnings and sipp's retransmissions.
+Measured on 2026-12-06: with sipp at a higher priority than everything else (nice -10), the
+line's 90/s step still came over 31 s for 15 asked, so sipp was not what fell behind; with
+the trigger set to "pjsip_only", the same step came over 15 s, and its answer -> queue p99
+was 9.5 s instead of 5.4 s: the calls wait in the IVR instead of before the answer (the line
+then held 67.5/s against dialplan-only's 88.6: 0.76x). asterisk-conf/pjsip.conf keeps the
+default: a caller waits about as long either way, and on a cluster a node that defers a call
+lets the front offer it to the other node.
 
 The search runs twice, on the same lab, callers, operators, prompts and keys:
 
@@ -76,6 +86,8 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
 _KEY = re.compile(r"^[0-9]$")  # a literal extension; * and # would need a pattern
 _NOW = "${STRFTIME(,,%s.%3q)}"  # the channel's clock with milliseconds
+# taskprocessor.c: "Taskprocessor '<name>' queue reached <n> scheduled tasks (high water ...".
+_OVERLOAD = re.compile(r"Taskprocessor '[^']*' queue reached [0-9]+ scheduled tasks")
 
 
 # ----------------------------------------------------------------------------- the search
@@ -172,6 +184,10 @@ class StepResult:
     # First to last arrival, as asked of sipp and as Asterisk saw it (None: not measured).
     asked_span: float | None = None
     arrival_span: float | None = None
+    # Why calls came late (None: not measured): INVITEs sipp sent again, unanswered, and
+    # Asterisk's warnings that a task queue passed its high-water mark (see the module's doc).
+    retransmissions: int | None = None
+    overloads: int | None = None
 
     @property
     def p99(self) -> float | None:
@@ -205,6 +221,10 @@ class StepResult:
         if self.asked_span is not None:
             came = "-" if self.arrival_span is None else f"{self.arrival_span:.1f} s"
             text += f", arrivals over {came} (asked {self.asked_span:.1f} s)"
+        if self.retransmissions is not None:
+            text += f", SIP retransmissions {self.retransmissions}"
+        if self.overloads is not None:
+            text += f", Asterisk task queues over high water {self.overloads}x"
         if self.unreached:
             text += f"; not reached: {self.unreached}"
         return text + (f"  ({self.note})" if self.note else "")
@@ -255,6 +275,16 @@ def span(instants: Iterable[float]) -> float | None:
     """First to last of ``instants``, seconds; None for fewer than two."""
     seen = sorted(instants)
     return seen[-1] - seen[0] if len(seen) > 1 else None
+
+
+def overloads(asterisk_warnings: Iterable[str]) -> int:
+    """How many of Asterisk's warnings say a task queue passed its high-water mark."""
+    return sum(1 for line in asterisk_warnings if _OVERLOAD.search(line))
+
+
+def retransmissions(results: Iterable[SippResult]) -> int:
+    """Messages the caller sipps sent again for want of an answer (their last statistics)."""
+    return sum(int(r.stats.get("Retransmissions(C)", "0") or 0) for r in results)
 
 
 def _placed(result: SippResult) -> int:
@@ -321,6 +351,8 @@ async def line_step(rate: float, plan: Plan) -> StepResult:
             _sipp_errors(groups, outcome.results)))),
         note=note, asked_span=asked_span(groups),
         arrival_span=span(arrived_second(str(r["call_id"])) for r in outcome.rows),
+        retransmissions=retransmissions(outcome.results),
+        overloads=overloads(outcome.asterisk_warnings),
     )
 
 
@@ -448,12 +480,14 @@ async def dialplan_step(rate: float, plan: Plan) -> StepResult:
             async with asyncio.timeout(30):
                 await line.listener.wait_ready()
             await surge.log_in_operators(line, groups, counts)
+        log_offset = lab.messages_log.stat().st_size if lab.messages_log.exists() else 0
         longest = max(g.calls / g.rate for g in groups) + plan.key_delay + plan.talk
         async with operator(settings.lab_operator_sip_port, timeout=longest + 600):
             results = list(await asyncio.gather(*(
                 surge.place(settings, g, plan.talk, plan.key_delay, number=BENCH_EXTEN)
                 for g in groups)))
         note = "" if lab.is_running() else ASTERISK_GONE
+        warnings = surge.new_log_lines(lab.messages_log, log_offset)
         # Written on the operator's answer, before the callers' talk: all there by now.
         answered = answered_calls(
             calls_file.read_text(encoding="utf-8", errors="replace")
@@ -465,6 +499,7 @@ async def dialplan_step(rate: float, plan: Plan) -> StepResult:
         _sipp_failed(groups, results), len(answered), tuple(q for _, q in answered),
         time.monotonic() - started, unreached=_sipp_errors(groups, results), note=note,
         asked_span=asked_span(groups), arrival_span=span(came for came, _ in answered),
+        retransmissions=retransmissions(results), overloads=overloads(warnings),
     )
 
 

@@ -27,11 +27,15 @@ from capacity import (
     bracket,
     dialplan_only_commands,
     next_rate,
+    overloads,
+    retransmissions,
     search,
     span,
     trials,
 )
 from surge import CallerGroup
+
+from telephony.lab.sipp import SippResult
 
 BOUNDS = Bounds(start=10, floor=1, ceiling=160, resolution=2)
 
@@ -168,8 +172,8 @@ def test_answered_calls_reads_the_records_the_dialplan_appends() -> None:
 
 def test_a_step_whose_calls_came_slower_than_its_rate_fails() -> None:
     """Asked for 100 calls at 10/s in two groups of 5/s (the first to the last 9.8 s apart),
-    the calls must come within 10% and a second of that; sipp falling behind on a saturated
-    machine tested a lower rate. The line's arrivals are its channels' creation seconds."""
+    the calls must come within 10% and a second of that; calls Asterisk took late tested a
+    lower rate. The line's arrivals are its channels' creation seconds."""
     groups = [CallerGroup("a", "3", "information", {}, "0899", 50, 5.0),
               CallerGroup("b", "12", "fire", {}, "0898", 50, 5.0)]
     asked = asked_span(groups)
@@ -183,6 +187,29 @@ def test_a_step_whose_calls_came_slower_than_its_rate_fails() -> None:
     assert span([5.0]) is None and span([]) is None
     assert [arrived_second(c) for c in ("1795430334.0", "node2-1795430345.1207")] == [
         1795430334.0, 1795430345.0]
+
+
+def test_a_step_tells_why_its_calls_came_late() -> None:
+    """Asterisk's high-water warnings (while one holds, res_pjsip ignores new INVITEs) and
+    the INVITEs sipp had to send again."""
+    warnings = [
+        "[Dec  6 13:01:02] WARNING[1234] taskprocessor.c: Taskprocessor "
+        "'stasis/m:manager:core-00000006' queue reached 3000 scheduled tasks "
+        "(high water mark: 3000).",
+        "[Dec  6 13:01:09] WARNING[1234] taskprocessor.c: Taskprocessor "
+        "'stasis/p:channel:all-00000093' queue reached 500 scheduled tasks "
+        "(high water mark: 500) again.",
+        "[Dec  6 13:01:10] WARNING[1240] res_pjsip_session.c: something else",
+    ]
+    assert overloads(warnings) == 2 and overloads([]) == 0
+    results = [SippResult(0, 10, 0, stats={"Retransmissions(C)": "37"}),
+               SippResult(0, 10, 0, stats={"Retransmissions(C)": ""}), SippResult(0, 10, 0)]
+    assert retransmissions(results) == 37
+    late = replace(GOOD, retransmissions=37, overloads=2)
+    assert late.passed  # they explain; they do not judge
+    assert late.line().endswith(
+        ", SIP retransmissions 37, Asterisk task queues over high water 2x")
+    assert "retransmissions" not in GOOD.line()
 
 
 def test_a_rate_passes_when_any_of_its_tries_passed() -> None:
