@@ -19,11 +19,14 @@ high-water mark (a taskprocessor warning in its log), res_pjsip ignores every ne
 bring them in later. Each step's line counts both, the warnings and sipp's retransmissions.
 Measured on 2026-12-06: with sipp at a higher priority than everything else (nice -10), the
 line's 90/s step still came over 31 s for 15 asked, so sipp was not what fell behind; with
-the trigger set to "pjsip_only", the same step came over 15 s, and its answer -> queue p99
-was 9.5 s instead of 5.4 s: the calls wait in the IVR instead of before the answer (the line
-then held 67.5/s against dialplan-only's 88.6: 0.76x). asterisk-conf/pjsip.conf keeps the
-default: a caller waits about as long either way, and on a cluster a node that defers a call
-lets the front offer it to the other node.
+the trigger set to "pjsip_only", the same step came over 15 s, its answer -> queue p99 was
+9.5 s (5.4 s with sipp at nice -10 and the default) and 92 callers gave up in the queue: the
+calls wait in the IVR instead of before the answer (the line then held 67.5/s against
+dialplan-only's 88.6: 0.76x). asterisk-conf/pjsip.conf keeps the default, which keeps the
+IVR fast, and on a cluster a node that defers a call lets the front offer it to the other
+node. Almost all the warnings come from app_queue, in both searches: each answered queue
+call subscribes to every channel's hang-up requests and every bridge entry
+("stasis/p:channel:all", "stasis/p:bridge:all").
 
 The search runs twice, on the same lab, callers, operators, prompts and keys:
 
