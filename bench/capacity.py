@@ -187,7 +187,7 @@ class StepResult:
     # First to last arrival, as asked of sipp and as Asterisk saw it (None: not measured).
     asked_span: float | None = None
     arrival_span: float | None = None
-    # Why calls came late (None: not measured): INVITEs sipp sent again, unanswered, and
+    # Why calls came late (None: not measured): SIP messages sipp sent again, unanswered, and
     # Asterisk's warnings that a task queue passed its high-water mark (see the module's doc).
     retransmissions: int | None = None
     overloads: int | None = None

@@ -191,15 +191,16 @@ def test_a_step_whose_calls_came_slower_than_its_rate_fails() -> None:
 
 def test_a_step_tells_why_its_calls_came_late() -> None:
     """Asterisk's high-water warnings (while one holds, res_pjsip ignores new INVITEs) and
-    the INVITEs sipp had to send again."""
+    the SIP messages sipp had to send again. The lines are as the lab's messages.log has
+    them."""
     warnings = [
-        "[Dec  6 13:01:02] WARNING[1234] taskprocessor.c: Taskprocessor "
+        "[2026-12-06 13:01:02.707] WARNING[1234] taskprocessor.c: Taskprocessor "
         "'stasis/m:manager:core-00000006' queue reached 3000 scheduled tasks "
         "(high water mark: 3000).",
-        "[Dec  6 13:01:09] WARNING[1234] taskprocessor.c: Taskprocessor "
+        "[2026-12-06 13:01:09.831] WARNING[1234] taskprocessor.c: Taskprocessor "
         "'stasis/p:channel:all-00000093' queue reached 500 scheduled tasks "
         "(high water mark: 500) again.",
-        "[Dec  6 13:01:10] WARNING[1240] res_pjsip_session.c: something else",
+        "[2026-12-06 13:01:10.002] WARNING[1240] res_pjsip_session.c: something else",
     ]
     assert overloads(warnings) == 2 and overloads([]) == 0
     results = [SippResult(0, 10, 0, stats={"Retransmissions(C)": "37"}),
