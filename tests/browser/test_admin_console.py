@@ -38,18 +38,13 @@ from telephony.screening.score import ScoreConfig
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.browser import ConsolePage
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="admin-browser",
-    sip_port=59060,
-    ami_port=59038,
-    agi_port=59573,
-    lab_operator_sip_port=59070,
-    rtp_port_start=59100,
-    rtp_port_end=59999,
+    **own_lab("admin-browser"),
     lab_operators=2,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

@@ -26,18 +26,12 @@ from telephony.lab import sipp
 from telephony.settings import Settings
 from tests.e2e.harness import ended_call, unique_caller
 from tests.support.browser import ConsolePage
+from tests.support.net import own_lab
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="callbacks-browser",
-    sip_port=58060,
-    ami_port=58038,
-    agi_port=58573,
-    lab_operator_sip_port=58070,
-    carrier_sip_port=58080,
-    rtp_port_start=58100,
-    rtp_port_end=58999,
+    **own_lab("callbacks-browser"),
     lab_operators=2,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

@@ -39,18 +39,13 @@ from telephony.lab import sipp
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.browser import ConsolePage
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="console-test",
-    sip_port=41060,
-    ami_port=41038,
-    agi_port=41573,
-    lab_operator_sip_port=41070,
-    rtp_port_start=42000,
-    rtp_port_end=42999,
+    **own_lab("console-test"),
     lab_operators=2,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

@@ -30,23 +30,16 @@ from tests.e2e.harness import ended_call, unique_caller
 from tests.support.audio import stored_audio, stored_recordings, tone_share
 from tests.support.browser import ConsolePage, first_audio, kill_chromium, softphone_args
 from tests.support.db import fetch
+from tests.support.net import own_lab, spare_port
 from tests.support.polling import eventually
 from tests.support.relay import Relay
 from tests.support.web import CHEAP_HASHER
 
 pytestmark = pytest.mark.e2e
 
+RELAY_PORT = spare_port("softphone-test")
 BASE = Settings(
-    lab_instance="softphone-test",
-    sip_port=55060,
-    ami_port=55038,
-    agi_port=55573,
-    lab_operator_sip_port=55070,
-    carrier_sip_port=55080,
-    asterisk_http_port=55088,
-    asterisk_https_port=55089,
-    rtp_port_start=55100,
-    rtp_port_end=55399,
+    **own_lab("softphone-test"),
     lab_operators=2,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,
@@ -60,10 +53,9 @@ BASE = Settings(
     softphone_media_address="127.0.0.1",
     softphone_ice_networks=("127.0.0.0/8",),
     # Through the relay (the browser's "network", which the tests cut) to Asterisk's WSS.
-    softphone_ws_url="wss://127.0.0.1:55090/ws",
+    softphone_ws_url=f"wss://127.0.0.1:{RELAY_PORT}/ws",
     http_port=0,
 )
-RELAY_PORT = 55090
 TONE_HZ = 1000
 DESK_PHONE = "PJSIP/op1001"  # a lab desk phone (the sipp UAS answers it)
 PASSWORD = "kata-sandi-operator"

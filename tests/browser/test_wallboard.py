@@ -30,17 +30,12 @@ from telephony.lab import sipp
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.browser import ConsolePage
+from tests.support.net import own_lab
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="wallboard-test",
-    sip_port=43060,
-    ami_port=43038,
-    agi_port=43573,
-    lab_operator_sip_port=43070,
-    rtp_port_start=44000,
-    rtp_port_end=44999,
+    **own_lab("wallboard-test"),
     lab_operators=2,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

@@ -36,18 +36,13 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import started_line, unique_caller
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="admin-test",
-    sip_port=45060,
-    ami_port=45038,
-    agi_port=45573,
-    lab_operator_sip_port=45070,
-    rtp_port_start=46000,
-    rtp_port_end=46999,
+    **own_lab("admin-test"),
     lab_operators=5,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

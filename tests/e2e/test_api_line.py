@@ -22,18 +22,13 @@ from telephony.app import Line
 from telephony.lab import sipp
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="api-test",
-    sip_port=29060,
-    ami_port=29038,
-    agi_port=29573,
-    lab_operator_sip_port=29070,
-    rtp_port_start=37000,
-    rtp_port_end=37999,
+    **own_lab("api-test"),
     lab_operators=5,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

@@ -27,19 +27,13 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab, LabError
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="outage-test",
-    sip_port=48160,
-    ami_port=48138,
-    agi_port=48673,
-    lab_operator_sip_port=48170,
-    carrier_sip_port=48180,
-    rtp_port_start=48200,
-    rtp_port_end=48999,
+    **own_lab("outage-test"),
     lab_operators=2,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

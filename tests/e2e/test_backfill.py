@@ -31,19 +31,13 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="backfill-test",
-    sip_port=49260,
-    ami_port=49238,
-    agi_port=49273,
-    lab_operator_sip_port=49270,
-    carrier_sip_port=49280,
-    rtp_port_start=49300,
-    rtp_port_end=49799,
+    **own_lab("backfill-test"),
     http_port=0,
     lab_operators=4,
     queue_max_wait=60,

@@ -29,20 +29,14 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ended_call, unique_caller
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 from tests.support.web import Browser
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="callbacks-test",
-    sip_port=57060,
-    ami_port=57038,
-    agi_port=57573,
-    lab_operator_sip_port=57070,
-    carrier_sip_port=57080,
-    rtp_port_start=57100,
-    rtp_port_end=57999,
+    **own_lab("callbacks-test"),
     lab_operators=3,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

@@ -27,15 +27,10 @@ from telephony.lab.chroot import Lab, operator_names
 from telephony.secrets import ami_secret
 from telephony.settings import Settings
 from tests.e2e.rawami import Message, RawAmi
+from tests.support.net import own_lab
 
 SETTINGS = Settings(
-    lab_instance="dialplan-test",
-    sip_port=25060,
-    ami_port=25038,
-    agi_port=24573,
-    lab_operator_sip_port=25070,
-    rtp_port_start=54000,
-    rtp_port_end=54999,
+    **own_lab("dialplan-test"),
     lab_operators=40,
     queue_max_wait=2,
     queue_wrapup_seconds=0,
@@ -559,4 +554,5 @@ def test_every_template_renders_with_the_lab_values() -> None:
     for template in sorted(lab.conf_dir.glob("*.conf")):
         rendered = render_template(template.read_text(), values)
         assert "@{" not in rendered, template.name
-    assert "contact = sip:op1004@127.0.0.1:25070" in lab.operators_conf()
+    phones = f"127.0.0.1:{SETTINGS.lab_operator_sip_port}"
+    assert f"contact = sip:op1004@{phones}" in lab.operators_conf()

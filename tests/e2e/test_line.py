@@ -30,18 +30,12 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
-from tests.support.net import free_port
+from tests.support.net import free_port, own_lab
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="line-test",
-    sip_port=26060,
-    ami_port=26038,
-    agi_port=26573,
-    lab_operator_sip_port=26070,
-    rtp_port_start=32000,
-    rtp_port_end=33999,
+    **own_lab("line-test"),
     http_port=0,  # the API on any free port
     lab_operators=40,
     queue_max_wait=60,

@@ -17,20 +17,14 @@ from telephony.lab.chroot import Lab
 from telephony.secrets import asterisk_db_password
 from telephony.settings import Settings
 from tests.support.db import fetch
+from tests.support.net import own_lab
 from tests.support.web import PASSWORD, make_context
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="phones-test",
-    sip_port=31060,
-    ami_port=31038,
-    agi_port=31573,
-    lab_operator_sip_port=31070,
-    carrier_sip_port=31080,
+    **own_lab("phones-test"),
     http_port=0,
-    rtp_port_start=31100,
-    rtp_port_end=31199,
     lab_operators=2,
 )
 PHONE = "PJSIP/op2001"

@@ -26,17 +26,12 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+from tests.support.net import own_lab
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="recordings-test",
-    sip_port=27060,
-    ami_port=27038,
-    agi_port=27573,
-    lab_operator_sip_port=27070,
-    rtp_port_start=34000,
-    rtp_port_end=35999,
+    **own_lab("recordings-test"),
     http_port=0,  # the API on any free port
     lab_operators=5,
     queue_wrapup_seconds=0,
@@ -48,13 +43,7 @@ BASE = Settings(
 )
 LEGS = replace(
     BASE,
-    lab_instance="legs-test",
-    sip_port=39060,
-    ami_port=39038,
-    agi_port=39573,
-    lab_operator_sip_port=39070,
-    rtp_port_start=40000,
-    rtp_port_end=40999,
+    **own_lab("legs-test"),
     recordings_separate_legs=True,
 )
 RECORDINGS = RecordingRepository()

@@ -26,6 +26,7 @@ from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ended_call, unique_caller
 from tests.support.audio import stored_recordings
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
@@ -37,13 +38,7 @@ BYTES_PER_SECOND = 16_000  # 8 kHz 16-bit mono (signed linear)
 @pytest.fixture(scope="module")
 def base_settings() -> Settings:
     return Settings(
-        lab_instance="reccrash-test",
-        sip_port=23160,
-        ami_port=23138,
-        agi_port=23573,
-        lab_operator_sip_port=23170,
-        rtp_port_start=23200,
-        rtp_port_end=23399,
+        **own_lab("reccrash-test"),
         http_port=0,
         lab_operators=2,
         queue_wrapup_seconds=0,

@@ -26,18 +26,12 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, started_line, unique_caller
-from tests.support.net import free_port
+from tests.support.net import free_port, own_lab
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="screening-test",
-    sip_port=28060,
-    ami_port=28038,
-    agi_port=28573,
-    lab_operator_sip_port=28070,
-    rtp_port_start=36000,
-    rtp_port_end=36999,
+    **own_lab("screening-test"),
     http_port=0,  # the API on any free port
     lab_operators=5,
     queue_wrapup_seconds=0,

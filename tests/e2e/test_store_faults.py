@@ -30,6 +30,7 @@ from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.disk import fill_up, tiny_tmpfs
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
@@ -43,13 +44,7 @@ BOUND_SECONDS = 10.0
 @pytest.fixture(scope="module")
 def base_settings() -> Settings:
     return Settings(
-        lab_instance="vanish-test",
-        sip_port=61060,
-        ami_port=61038,
-        agi_port=61573,
-        lab_operator_sip_port=61070,
-        rtp_port_start=62000,
-        rtp_port_end=62999,
+        **own_lab("vanish-test"),
         http_port=0,
         lab_operators=4,
         queue_max_wait=300,  # nobody answers: the callers wait in the queue until cut

@@ -28,21 +28,15 @@ from telephony.settings import Settings
 from telephony.wallboard.state import OperatorState, OperatorView
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 from tests.support.db import fetch
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 from tests.support.web import PASSWORD, make_context
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="supervision-test",
-    sip_port=53160,
-    ami_port=53138,
-    agi_port=53173,
-    lab_operator_sip_port=53170,
-    carrier_sip_port=53180,
+    **own_lab("supervision-test"),
     http_port=0,
-    rtp_port_start=53200,
-    rtp_port_end=53399,
     lab_operators=3,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

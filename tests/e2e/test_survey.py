@@ -23,19 +23,13 @@ from telephony.settings import Settings
 from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
 from telephony.surveys.store import Survey
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+from tests.support.net import own_lab
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="survey-test",
-    sip_port=30060,
-    ami_port=30038,
-    agi_port=30573,
-    lab_operator_sip_port=30070,
-    carrier_sip_port=30080,
+    **own_lab("survey-test"),
     http_port=0,
-    rtp_port_start=38000,
-    rtp_port_end=38999,
     lab_operators=5,
     queue_wrapup_seconds=0,
     agi_session_timeout=60,

@@ -40,20 +40,14 @@ from telephony.secrets import ami_secret
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 from tests.e2e.rawami import RawAmi
+from tests.support.net import own_lab
 from tests.support.polling import eventually
 from tests.support.web import Browser
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="transfers-test",
-    sip_port=51060,
-    ami_port=51038,
-    agi_port=51573,
-    lab_operator_sip_port=51070,
-    carrier_sip_port=51080,
-    rtp_port_start=51100,
-    rtp_port_end=51999,
+    **own_lab("transfers-test"),
     http_port=0,  # the API on any free port
     lab_operators=5,
     queue_wrapup_seconds=0,

@@ -22,17 +22,12 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+from tests.support.net import own_lab
 
 pytestmark = pytest.mark.e2e
 
 BASE = Settings(
-    lab_instance="keys-test",
-    sip_port=47060,
-    ami_port=47038,
-    agi_port=47573,
-    lab_operator_sip_port=47070,
-    rtp_port_start=47100,
-    rtp_port_end=47399,
+    **own_lab("keys-test"),
     http_port=0,
     lab_operators=4,
     queue_max_wait=60,
