@@ -45,7 +45,8 @@ LAB_INSTANCES: Final = (
     "vanish-test", "console-test", "wallboard-test", "softphone-test", "admin-browser",
     "callbacks-browser",
 )
-FIRST_PORT: Final = 20_000  # above the lab's default RTP range (10000-20000)
+# Above the lab's default RTP range (10000-20000) and the cluster modules' (10000-19998).
+FIRST_PORT: Final = 20_000
 BLOCK: Final = 500
 # The signalling ports' offsets in a block (their last digits echo Asterisk's defaults); RTP
 # takes the rest, 400 ports: 200 channels at once, five times the busiest module's.

@@ -20,7 +20,8 @@ def ephemeral_ports() -> range:
 
 
 def ports_of(lab: OwnLab) -> set[int]:
-    fixed = {value for key, value in lab.items() if key.endswith("_port") and isinstance(value, int)}
+    fixed = {value for key, value in lab.items()
+             if key.endswith("_port") and isinstance(value, int)}
     return fixed | set(range(lab["rtp_port_start"], lab["rtp_port_end"] + 1))
 
 
