@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import free_port
+from tests.support.net import free_port, own_lab_values
 
 pytestmark = pytest.mark.e2e
 
@@ -28,16 +28,7 @@ pytestmark = pytest.mark.e2e
 DEMO = str(Path(__file__).resolve().parents[2] / "scripts" / "demo")
 SIAGA112 = str(Path(sys.executable).parent / "siaga112")
 
-OVERRIDES = {
-    "lab_instance": "demo-test",
-    "sip_port": "49060",
-    "ami_port": "49038",
-    "agi_port": "49573",
-    "lab_operator_sip_port": "49070",
-    "rtp_port_start": "50000",
-    "rtp_port_end": "50999",
-    "http_port": "0",
-}
+OVERRIDES = {**own_lab_values("demo-test"), "http_port": "0"}
 
 
 @pytest.fixture

@@ -21,21 +21,12 @@ import pytest
 
 from telephony.lab.chroot import Lab
 from telephony.settings import load_settings
-from tests.support.net import free_port
+from tests.support.net import free_port, own_lab_values
 
 pytestmark = pytest.mark.e2e
 
 SIAGA112 = str(Path(sys.executable).parent / "siaga112")
-OVERRIDES = {
-    "lab_instance": "demo-stop",
-    "sip_port": "56060",
-    "ami_port": "56038",
-    "agi_port": "56573",
-    "lab_operator_sip_port": "56070",
-    "rtp_port_start": "52000",
-    "rtp_port_end": "52999",
-    "http_port": "0",
-}
+OVERRIDES = {**own_lab_values("demo-stop"), "http_port": "0"}
 UP_WITHIN = 240.0  # the lab boots, the demo calls end (about 40 s here); generous for CI
 STOP_WITHIN = 60.0  # sipp's SIGUSR1 grace (5 s) and the lab's bounded stop
 

@@ -37,13 +37,13 @@ class OwnLab(TypedDict):
 
 
 # Every lab instance a test module starts, in the order of their port blocks. Append a new
-# one at the end: a block's place is its ports.
+# one at the end: a block's place is its ports. (One more fits below the ephemeral range.)
 LAB_INSTANCES: Final = (
     "line-test", "api-test", "screening-test", "survey-test", "recordings-test", "legs-test",
     "reccrash-test", "dialplan-test", "phones-test", "admin-test", "keys-test",
     "outage-test", "backfill-test", "transfers-test", "supervision-test", "callbacks-test",
     "vanish-test", "console-test", "wallboard-test", "softphone-test", "admin-browser",
-    "callbacks-browser",
+    "callbacks-browser", "demo-test", "demo-stop",
 )
 # Above the lab's default RTP range (10000-20000) and the cluster modules' (10000-19998).
 FIRST_PORT: Final = 20_000
@@ -71,6 +71,11 @@ def own_lab(instance: str) -> OwnLab:
         rtp_port_start=base + RTP_OFFSET,
         rtp_port_end=base + BLOCK - 1,
     )
+
+
+def own_lab_values(instance: str) -> dict[str, str]:
+    """:func:`own_lab` as a user sets it (``SIAGA112_*`` variables, ``--set name=value``)."""
+    return {name: str(value) for name, value in own_lab(instance).items()}
 
 
 def spare_port(instance: str) -> int:
