@@ -75,7 +75,9 @@ async def test_a_phone_registers_with_the_secret_of_its_desk(
     await register(settings, secret, registered=True)
     contacts = await lab.wait_cli("pjsip show contacts", lambda out: "op2001/sip:" in out)
     assert "op2001/sip:op2001@127.0.0.2" in contacts
-    await register(settings, secret[:-1] + "x", registered=False)
+    # One character off (never the same one: a secret ending in "x" failed this once).
+    await register(settings, secret[:-1] + ("y" if secret.endswith("x") else "x"),
+                   registered=False)
 
     # Assigning the desk again keeps the secret; a new one replaces it at once.
     again = await assign_desk(database, load_menu(settings.menu_file), "wati", PHONE,
