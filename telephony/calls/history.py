@@ -78,7 +78,8 @@ async def _save_cursor(connection: asyncpg.Connection, cursor: Cursor) -> None:
 async def recorded_calls(
     connection: asyncpg.Connection, call_ids: Sequence[str]
 ) -> dict[str, Recorded]:
-    """What the database holds of these calls (see :class:`Recorded`)."""
+    """What the database holds of these calls (see :class:`Recorded`). An offer the cluster's
+    front withdrew (0034, moved out of ``calls``) is held as ended: not a call to rebuild."""
     rows = await connection.fetch(
         """
         SELECT c.call_id, c.ended_at IS NOT NULL AS ended,
@@ -88,6 +89,10 @@ async def recorded_calls(
         FROM calls c LEFT JOIN call_events e USING (call_id)
         WHERE c.call_id = ANY($1::text[])
         GROUP BY c.call_id, c.ended_at
+        UNION ALL
+        SELECT w.call_id, true, NULL FROM withdrawn_offers w
+        WHERE w.call_id = ANY($1::text[])
+          AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.call_id = w.call_id)
         """, list(call_ids))
     return {row["call_id"]: Recorded(row["ended"], frozenset(
                 (kind, queue, operator) for kind, queue, operator in row["facts"] or ()))

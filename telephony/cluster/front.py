@@ -17,6 +17,12 @@ program from what the carrier sent. A Call-ID of the wrong shape, or a node that
 tracker cleans one; a dispatch instant that does not parse, or lies far from when the row was
 written, gives way to the row's own time.
 
+The front also tells which of two records of one call is not a call
+(:func:`withdrawn_offers`): a node that takes an INVITE after the front's timeout has given it
+to the next node starts a channel that the front then cancels (or whose answer the carrier
+hangs up). Its line records it, the same Call-ID as the record on the node the front chose,
+ended at once, never queued. Such a record is an offer the front withdrew, not a call.
+
 The lost call's id is its node's, ``<node>-<epoch>.<seq>``, so the call counts as the node's
 wherever ids are read; ``seq`` is :data:`LOST_SEQ_BASE` plus the front row's id, above any
 sequence number Asterisk gives (a C ``int`` counted from 0 at each start), so it never
@@ -33,7 +39,7 @@ from typing import Final
 
 from telephony.ami.tracker import FALLBACK_LINE, LINES, caller_id_text
 from telephony.calls.facts import CallLost
-from telephony.calls.ids import valid_call_id, valid_sip_call_id
+from telephony.calls.ids import node_of, valid_call_id, valid_sip_call_id
 from telephony.settings import ClusterNode
 
 LOST_SEQ_BASE: Final = 10_000_000_000  # > 2**31: no Asterisk Uniqueid sequence gets there
@@ -46,6 +52,10 @@ _REASON: Final = re.compile(r"[\x20-\x7e]*")
 # node accepted but never answered ends at the front's INVITE timer, 120 s).
 _EARLIEST: Final = timedelta(minutes=10)
 _LATEST: Final = timedelta(seconds=5)
+# The longest a record of a withdrawn offer lasts: the front cancels it at the node's first
+# reply, or the carrier hangs up its answer at once (measured: 2-3 ms). A record that lasted
+# longer had a caller on it for a while, whatever the front's row says, and stays.
+OFFER_SECONDS: Final = 5.0
 
 
 class FrontRowError(ValueError):
@@ -66,6 +76,18 @@ class FrontCall:
     node: str | None
     dispatched: str | None
     recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """A call record carrying a dispatched call's Call-ID, as :func:`withdrawn_offers` reads
+    it."""
+
+    call_id: str
+    ended: bool
+    queued: bool  # it joined a queue: a caller was there, whatever the front did
+    lost: bool  # a record a line made of a lost call (cut_reason node_lost)
+    seconds: float | None = None  # from its start to its end, if both are known
 
 
 def node_named(uri: str | None, nodes: Sequence[ClusterNode]) -> ClusterNode | None:
@@ -132,3 +154,23 @@ def lost_calls(rows: Sequence[FrontCall], nodes: Sequence[ClusterNode],
             seen.add(fact.sip_call_id)
             facts.append(fact)
     return facts, refused
+
+
+def withdrawn_offers(row: FrontCall, records: Sequence[NodeRecord],
+                     nodes: Sequence[ClusterNode]) -> tuple[list[str], str | None]:
+    """The records of ``row``'s call that are offers the front withdrew, and the record the
+    call lives on. Withdrawn: on another node than the one the front's row names (the last it
+    tried), ended within :data:`OFFER_SECONDS` of its start, never queued, not a lost-call
+    record, while a record on the front's node exists. Nothing is withdrawn without that
+    record (a call must keep one), nor when the row's node is not a cluster node."""
+    node = node_named(row.node, nodes)
+    if node is None:
+        return [], None
+    kept = sorted(record.call_id for record in records if node_of(record.call_id) == node.name)
+    if not kept:
+        return [], None
+    withdrawn = [record.call_id for record in records
+                 if node_of(record.call_id) not in ("", node.name)
+                 and record.ended and not record.queued and not record.lost
+                 and record.seconds is not None and record.seconds <= OFFER_SECONDS]
+    return sorted(withdrawn), kept[0]

@@ -1,5 +1,6 @@
-"""SQL of the front's dispatched calls (``front_calls``, migration 0026) and of the records a
-line makes of the lost ones (:mod:`telephony.cluster.front` has the rules).
+"""SQL of the front's dispatched calls (``front_calls``, migration 0026), of the records a
+line makes of the lost ones, and of the offers the front withdrew (``withdrawn_offers``,
+0034) (:mod:`telephony.cluster.front` has the rules).
 
 Several lines reconcile at once (every node runs it): each pass claims the rows it looks at
 with ``FOR UPDATE SKIP LOCKED``, so two lines never work on one row, and a lost call's record
@@ -10,14 +11,16 @@ retention are deleted the same way (:func:`purge`), a bounded batch per statemen
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
 
-from telephony.cluster.front import FrontCall
+from telephony.cluster.front import FrontCall, NodeRecord, withdrawn_offers
 from telephony.db.rows import from_row
+from telephony.settings import ClusterNode
 
 log = logging.getLogger("telephony.cluster")
 
@@ -28,10 +31,13 @@ SUPERSEDE_WINDOW = timedelta(days=7)
 
 @dataclass(frozen=True)
 class Claimed:
-    """The front rows a pass took: those a node recorded, and those none did."""
+    """The front rows a pass took: those a node recorded, and those none did; and of the
+    recorded, those more than one record carries (an offer withdrawn, or a lost record's
+    node back with its own)."""
 
     recorded: list[int]
     unrecorded: list[FrontCall]
+    shared: list[FrontCall]
 
     @property
     def ids(self) -> list[int]:
@@ -46,15 +52,16 @@ async def claim(connection: asyncpg.Connection, *, grace: timedelta, limit: int)
         """
         SELECT f.id, f.method, f.callid, f.sip_code, f.sip_reason, f.caller, f.line, f.node,
                f.dispatched, f.recorded_at,
-               EXISTS (SELECT 1 FROM calls c WHERE c.sip_call_id = f.callid) AS recorded
+               (SELECT count(*) FROM calls c WHERE c.sip_call_id = f.callid) AS records
         FROM front_calls f
         WHERE f.reconciled_at IS NULL AND f.recorded_at <= now() - $1::interval
         ORDER BY f.recorded_at, f.id
         LIMIT $2
         FOR UPDATE OF f SKIP LOCKED
         """, grace, limit)
-    return Claimed([row["id"] for row in rows if row["recorded"]],
-                   [from_row(FrontCall, row) for row in rows if not row["recorded"]])
+    return Claimed([row["id"] for row in rows if row["records"]],
+                   [from_row(FrontCall, row) for row in rows if not row["records"]],
+                   [from_row(FrontCall, row) for row in rows if row["records"] > 1])
 
 
 async def mark_reconciled(connection: asyncpg.Connection, ids: Sequence[int]) -> None:
@@ -127,3 +134,50 @@ async def supersede(connection: asyncpg.Connection, stuck: set[str]) -> int:
             continue
         deleted += 1
     return deleted
+
+
+async def withdraw_offers(connection: asyncpg.Connection, rows: Sequence[FrontCall],
+                          nodes: Sequence[ClusterNode]) -> tuple[int, list[str]]:
+    """Move the records of ``rows``' calls that are offers the front withdrew
+    (:func:`telephony.cluster.front.withdrawn_offers`) into ``withdrawn_offers``, whole, and
+    out of ``calls`` with their post-call score, one savepoint each; in a transaction. A
+    record something refers to (its recording, an incident, a label, a call-back) stays.
+    Returns how many moved, and the ids of those that stayed."""
+    if not rows:
+        return 0, []
+    found = await connection.fetch(
+        """
+        SELECT call_id, sip_call_id, ended_at IS NOT NULL AS ended,
+               queue IS NOT NULL OR operator IS NOT NULL AS queued,
+               cut_reason IS NOT DISTINCT FROM 'node_lost' AS lost,
+               extract(epoch FROM ended_at - arrived_at)::float8 AS seconds
+        FROM calls WHERE sip_call_id = ANY($1::text[])
+        """, [row.callid for row in rows])
+    records: dict[str, list[NodeRecord]] = defaultdict(list)
+    for record in found:
+        records[record["sip_call_id"]].append(NodeRecord(
+            record["call_id"], record["ended"], record["queued"], record["lost"],
+            record["seconds"]))
+    moved, stayed = 0, []
+    for row in rows:
+        withdrawn, kept = withdrawn_offers(row, records[row.callid], nodes)
+        for call_id in withdrawn:
+            try:
+                async with connection.transaction():
+                    await connection.execute(
+                        """
+                        INSERT INTO withdrawn_offers (call_id, sip_call_id, kept_call_id, record)
+                        SELECT call_id, sip_call_id, $2, to_jsonb(c) FROM calls c
+                        WHERE call_id = $1
+                        ON CONFLICT (call_id) DO NOTHING
+                        """, call_id, kept)
+                    await connection.execute(
+                        "DELETE FROM call_screening WHERE call_id = $1", call_id)
+                    await connection.execute(
+                        "DELETE FROM call_screening_due WHERE call_id = $1", call_id)
+                    await connection.execute("DELETE FROM calls WHERE call_id = $1", call_id)
+            except asyncpg.ForeignKeyViolationError:
+                stayed.append(call_id)
+                continue
+            moved += 1
+    return moved, stayed

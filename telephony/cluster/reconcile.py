@@ -14,6 +14,11 @@ no line can reconcile either), so the grace needs no word on which nodes are ali
 that comes back later and replays a spool that held the call after all: its record replaces
 the lost one at the next pass (:func:`telephony.cluster.front_store.supersede`).
 
+The same pass moves out of ``calls`` the records of offers the front withdrew
+(:func:`telephony.cluster.front.withdrawn_offers`): a node that took a call after the front's
+timeout had given it to the next node. They are looked for once, when the front row is
+claimed, a grace after the call's final reply: such a record ends within a second of its start.
+
 The front's table would grow with every call for ever: each pass also deletes the reconciled
 rows older than ``front_calls_retention_days`` (:func:`telephony.cluster.front_store.purge`),
 :data:`PURGE_BATCH` rows per statement (short transactions: the front's inserts and the other
@@ -33,7 +38,13 @@ import asyncpg
 
 from telephony.calls.store import CallRepository
 from telephony.cluster.front import lost_calls
-from telephony.cluster.front_store import claim, mark_reconciled, purge, supersede
+from telephony.cluster.front_store import (
+    claim,
+    mark_reconciled,
+    purge,
+    supersede,
+    withdraw_offers,
+)
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database
 from telephony.settings import ClusterNode, Settings
@@ -107,7 +118,16 @@ class FrontReconciler:
             for problem in refused:
                 log.warning("front call not recorded: %s", problem)
             made = await self._repository.apply(connection, facts) if facts else 0
+            moved, stayed = await withdraw_offers(connection, claimed.shared, self._nodes)
             await mark_reconciled(connection, claimed.ids)
+        if moved:
+            log.warning("%d records of calls the front gave another node moved to "
+                        "withdrawn_offers (their node took the call after the front's "
+                        "timeout)", moved)
+        for call_id in stayed:
+            log.warning("record %s of a call the front gave another node stays in calls: "
+                        "something refers to it (recording, incident, label, call-back)",
+                        call_id)
         if facts:
             nodes = Counter(fact.node for fact in facts)
             log.warning("calls the front dispatched and no node recorded, now recorded as lost "

@@ -112,6 +112,8 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "transfer_steps": (S, INS),
     "version_prompt_recordings": (S, INS),
     "villages": (S,),
+    # Records of calls the SIP front gave another node, moved out of calls (0034).
+    "withdrawn_offers": (S, INS),
 }
 UNLISTED: Final = (S, INS, U, D)
 

@@ -1,8 +1,9 @@
 """The front's dispatched calls in PostgreSQL (migration 0026, telephony/cluster/front_store.py,
 telephony/cluster/reconcile.py): the front writes them as the Asterisk role, a line makes the
 ones no node recorded records of their own, once however often and by however many lines it
-runs, and a node's own record, arriving late, takes the lost one's place. Reconciled rows past
-their retention are deleted by the same passes, in bounded batches."""
+runs, and a node's own record, arriving late, takes the lost one's place. A record of an offer
+the front withdrew (0034) moves out of the calls. Reconciled rows past their retention are
+deleted by the same passes, in bounded batches."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from telephony.calls.facts import CallStarted, CallVanished
+from telephony.calls.facts import CallEnded, CallStarted, CallVanished
+from telephony.calls.history import recorded_calls
 from telephony.calls.store import CallRepository
 from telephony.cluster import reconcile
 from telephony.cluster.front import LOST_SEQ_BASE
@@ -166,6 +168,46 @@ async def test_a_nodes_own_record_arriving_late_takes_the_lost_ones_place(
                                 "ORDER BY call_id")
         assert [r["call_id"] for r in held] == sorted(["node1-1796472000.2",
                                                        lost["held@carrier"]])
+    finally:
+        await line.close()
+
+
+async def test_a_record_of_an_offer_the_front_withdrew_moves_out_of_the_calls(
+        front: asyncpg.Connection, database: Database, database_dsn: str) -> None:
+    # The front gave both calls to node2 after node1 let its timeout pass; node1 took each
+    # INVITE moments later and its line recorded a channel that ended at once.
+    kept = [CallStarted(f"node2-1796472000.{n}", f"node2-1796472000.{n}", "PJSIP/carrier-2",
+                        "0812", "", "112", T0, sip_call_id=callid)
+            for n, callid in ((1, "moved@carrier"), (2, "labelled@carrier"))]
+    offers = [CallStarted(f"node1-1796472001.{n}", f"node1-1796472001.{n}", "PJSIP/carrier-1",
+                          "0812", "", "112", T0 + timedelta(seconds=1), sip_call_id=callid)
+              for n, callid in ((1, "moved@carrier"), (2, "labelled@carrier"))]
+    ended = [CallEnded(offer.call_id, 16, "Normal Clearing", T0 + timedelta(seconds=1.002))
+             for offer in offers]
+    line = await asyncpg.connect(database_dsn)
+    try:
+        await CallRepository(CALENDAR).apply(line, [*kept, *offers, *ended])
+        # An operator labelled the other offer meanwhile: what a person did stays.
+        await line.execute("INSERT INTO call_labels (call_id, label, labelled_by) "
+                           "VALUES ('node1-1796472001.2', 'silent', 'op')")
+        for callid in ("moved@carrier", "labelled@carrier"):
+            await dispatch(front, callid, "sip:127.0.0.12:5062", written=T0)
+
+        assert await reconciler(database).reconcile() == 0  # no lost call to make
+        assert await reconciler(database).reconcile() == 0
+
+        rows = await line.fetch("SELECT call_id FROM calls WHERE sip_call_id = 'moved@carrier'")
+        assert [r["call_id"] for r in rows] == ["node2-1796472000.1"]
+        withdrawn = await line.fetch("SELECT * FROM withdrawn_offers")
+        assert [(r["call_id"], r["sip_call_id"], r["kept_call_id"]) for r in withdrawn] == [
+            ("node1-1796472001.1", "moved@carrier", "node2-1796472000.1")]
+        (moved,) = withdrawn
+        assert '"hangup_cause_text": "Normal Clearing"' in moved["record"]
+        assert await line.fetchval("SELECT count(*) FROM calls WHERE sip_call_id = "
+                                   "'labelled@carrier'") == 2
+        # Not a call to rebuild from node1's queue_log either.
+        held = await recorded_calls(line, ["node1-1796472001.1"])
+        assert held["node1-1796472001.1"].ended
     finally:
         await line.close()
 

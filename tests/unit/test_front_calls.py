@@ -1,5 +1,6 @@
-"""The rules for calls the cluster's front dispatched and no node recorded
-(telephony/cluster/front.py): every value read from the front's table is checked first."""
+"""The rules for calls the cluster's front dispatched and no node recorded, and for records of
+offers it withdrew (telephony/cluster/front.py): every value read from the front's table is
+checked first."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from telephony.calls.facts import CallLost
 from telephony.calls.ids import valid_call_id
 from telephony.cluster.front import (
     LOST_SEQ_BASE,
+    OFFER_SECONDS,
     FrontCall,
+    NodeRecord,
     dispatched_at,
     lost_call,
     lost_calls,
     node_named,
+    withdrawn_offers,
 )
 from telephony.settings import ClusterNode
 
@@ -116,3 +120,39 @@ def test_a_call_id_dispatched_twice_is_one_record_and_bad_rows_are_named() -> No
     assert [(f.sip_call_id, f.node) for f in facts] == [("dup@x", "node2"), ("other@x", "node1")]
     assert [str(problem).split(":")[0] for problem in refused] == [
         "front call 9", "front call 11"]
+
+
+def record(call_id: str, *, ended: bool = True, queued: bool = False, lost: bool = False,
+           seconds: float | None = 0.003) -> NodeRecord:
+    return NodeRecord(call_id, ended=ended, queued=queued, lost=lost, seconds=seconds)
+
+
+def test_a_record_on_a_node_the_front_moved_the_call_from_is_a_withdrawn_offer() -> None:
+    # The front gave the call to node2 (its row names the last node it tried); node1 took the
+    # INVITE late and its line recorded a channel that ended at once.
+    front = row(node="sip:127.0.0.12:5062")
+    kept, offer = record("node2-1796472000.7"), record("node1-1796472001.3")
+    assert withdrawn_offers(front, [offer, kept], NODES) == (
+        ["node1-1796472001.3"], "node2-1796472000.7")
+
+
+@pytest.mark.parametrize("offer", [
+    record("node1-1796472001.3", ended=False, seconds=None),  # still going: it may yet be one
+    record("node1-1796472001.3", seconds=OFFER_SECONDS + 0.1),  # someone was on it a while
+    record("node1-1796472001.3", seconds=None),  # no start known
+    record("node1-1796472001.3", queued=True),  # a caller reached a queue there
+    record(f"node1-1796472000.{LOST_SEQ_BASE + 42}", lost=True),  # a lost-call record
+    record("1796472001.3"),  # a single node's id: no node to tell apart
+])
+def test_a_record_that_may_be_the_call_is_not_withdrawn(offer: NodeRecord) -> None:
+    front = row(node="sip:127.0.0.12:5062")
+    assert withdrawn_offers(front, [offer, record("node2-1796472000.7")], NODES) == (
+        [], "node2-1796472000.7")
+
+
+@pytest.mark.parametrize("node", ["sip:127.0.0.12:5062", "sip:127.0.0.99:5060", None])
+def test_nothing_is_withdrawn_without_a_record_on_the_fronts_node(node: str | None) -> None:
+    # The call must keep a record: none on node2 (it failed the call too, or its line has not
+    # recorded it yet), or a row naming no cluster node, leaves every record where it is.
+    offers = [record("node1-1796472001.3"), record("node1-1796472001.4")]
+    assert withdrawn_offers(row(node=node), offers, NODES) == ([], None)
