@@ -53,8 +53,9 @@ _REASON: Final = re.compile(r"[\x20-\x7e]*")
 _EARLIEST: Final = timedelta(minutes=10)
 _LATEST: Final = timedelta(seconds=5)
 # The longest a record of a withdrawn offer lasts: the front cancels it at the node's first
-# reply, or the carrier hangs up its answer at once (measured: 2-3 ms). A record that lasted
-# longer had a caller on it for a while, whatever the front's row says, and stays.
+# reply (measured: ended 2-3 ms after it began), or the carrier hangs up its answer at once.
+# A record that lasted longer had a caller on it for a while, whatever the front's row says,
+# and stays.
 OFFER_SECONDS: Final = 5.0
 
 
