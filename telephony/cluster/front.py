@@ -57,6 +57,10 @@ _LATEST: Final = timedelta(seconds=5)
 # A record that lasted longer had a caller on it for a while, whatever the front's row says,
 # and stays.
 OFFER_SECONDS: Final = 5.0
+# When such a record can start, from the front's first dispatch of the call: after it (less a
+# clock's skew between the front and a node), and within the time a node may stall and still
+# take the INVITE. A record outside is of another call that reused the Call-ID.
+OFFER_AFTER: Final = (-_LATEST, _EARLIEST)
 
 
 class FrontRowError(ValueError):
@@ -89,6 +93,7 @@ class NodeRecord:
     queued: bool  # it joined a queue: a caller was there, whatever the front did
     lost: bool  # a record a line made of a lost call (cut_reason node_lost)
     seconds: float | None = None  # from its start to its end, if both are known
+    arrived: datetime | None = None  # its start
 
 
 def node_named(uri: str | None, nodes: Sequence[ClusterNode]) -> ClusterNode | None:
@@ -161,17 +166,21 @@ def withdrawn_offers(row: FrontCall, records: Sequence[NodeRecord],
                      nodes: Sequence[ClusterNode]) -> tuple[list[str], str | None]:
     """The records of ``row``'s call that are offers the front withdrew, and the record the
     call lives on. Withdrawn: on another node than the one the front's row names (the last it
-    tried), ended within :data:`OFFER_SECONDS` of its start, never queued, not a lost-call
-    record, while a record on the front's node exists. Nothing is withdrawn without that
-    record (a call must keep one), nor when the row's node is not a cluster node."""
+    tried), started within :data:`OFFER_AFTER` of the front's dispatch, ended within
+    :data:`OFFER_SECONDS` of its start, never queued, not a lost-call record, while a record
+    on the front's node exists. Nothing is withdrawn without that record (a call must keep
+    one), nor when the row's node is not a cluster node."""
     node = node_named(row.node, nodes)
     if node is None:
         return [], None
     kept = sorted(record.call_id for record in records if node_of(record.call_id) == node.name)
     if not kept:
         return [], None
+    dispatched = dispatched_at(row)
+    earliest, latest = (dispatched + offset for offset in OFFER_AFTER)
     withdrawn = [record.call_id for record in records
                  if node_of(record.call_id) not in ("", node.name)
                  and record.ended and not record.queued and not record.lost
-                 and record.seconds is not None and record.seconds <= OFFER_SECONDS]
+                 and record.seconds is not None and record.seconds <= OFFER_SECONDS
+                 and record.arrived is not None and earliest <= record.arrived <= latest]
     return sorted(withdrawn), kept[0]

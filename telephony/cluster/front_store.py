@@ -150,14 +150,14 @@ async def withdraw_offers(connection: asyncpg.Connection, rows: Sequence[FrontCa
         SELECT call_id, sip_call_id, ended_at IS NOT NULL AS ended,
                queue IS NOT NULL OR operator IS NOT NULL AS queued,
                cut_reason IS NOT DISTINCT FROM 'node_lost' AS lost,
-               extract(epoch FROM ended_at - arrived_at)::float8 AS seconds
+               extract(epoch FROM ended_at - arrived_at)::float8 AS seconds, arrived_at
         FROM calls WHERE sip_call_id = ANY($1::text[])
         """, [row.callid for row in rows])
     records: dict[str, list[NodeRecord]] = defaultdict(list)
     for record in found:
         records[record["sip_call_id"]].append(NodeRecord(
             record["call_id"], record["ended"], record["queued"], record["lost"],
-            record["seconds"]))
+            record["seconds"], record["arrived_at"]))
     moved, stayed = 0, []
     for row in rows:
         withdrawn, kept = withdrawn_offers(row, records[row.callid], nodes)

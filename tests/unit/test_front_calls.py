@@ -122,9 +122,14 @@ def test_a_call_id_dispatched_twice_is_one_record_and_bad_rows_are_named() -> No
         "front call 9", "front call 11"]
 
 
+# The front's row() dispatched its call at 12:00:00.25; node1 took the INVITE 1.2 s later.
+LATE = datetime(2026, 12, 5, 12, 0, 1, 450000, tzinfo=UTC)
+
+
 def record(call_id: str, *, ended: bool = True, queued: bool = False, lost: bool = False,
-           seconds: float | None = 0.003) -> NodeRecord:
-    return NodeRecord(call_id, ended=ended, queued=queued, lost=lost, seconds=seconds)
+           seconds: float | None = 0.003, arrived: datetime | None = LATE) -> NodeRecord:
+    return NodeRecord(call_id, ended=ended, queued=queued, lost=lost, seconds=seconds,
+                      arrived=arrived)
 
 
 def test_a_record_on_a_node_the_front_moved_the_call_from_is_a_withdrawn_offer() -> None:
@@ -143,6 +148,10 @@ def test_a_record_on_a_node_the_front_moved_the_call_from_is_a_withdrawn_offer()
     record("node1-1796472001.3", queued=True),  # a caller reached a queue there
     record(f"node1-1796472000.{LOST_SEQ_BASE + 42}", lost=True),  # a lost-call record
     record("1796472001.3"),  # a single node's id: no node to tell apart
+    # Another call that reused the Call-ID, before the dispatch or long after it.
+    record("node1-1796471000.3", arrived=LATE - timedelta(minutes=20)),
+    record("node1-1796473000.3", arrived=LATE + timedelta(minutes=20)),
+    record("node1-1796472001.3", arrived=None),
 ])
 def test_a_record_that_may_be_the_call_is_not_withdrawn(offer: NodeRecord) -> None:
     front = row(node="sip:127.0.0.12:5062")
