@@ -37,7 +37,7 @@ from datetime import timedelta
 import asyncpg
 
 from telephony.calls.store import CallRepository
-from telephony.cluster.front import lost_calls
+from telephony.cluster.front import FrontCall, lost_calls
 from telephony.cluster.front_store import (
     claim,
     mark_reconciled,
@@ -118,7 +118,7 @@ class FrontReconciler:
             for problem in refused:
                 log.warning("front call not recorded: %s", problem)
             made = await self._repository.apply(connection, facts) if facts else 0
-            moved, stayed = await withdraw_offers(connection, claimed.shared, self._nodes)
+            moved, stayed = await self._withdraw(connection, claimed.shared)
             await mark_reconciled(connection, claimed.ids)
         if moved:
             log.warning("%d records of calls the front gave another node moved to "
@@ -134,6 +134,19 @@ class FrontReconciler:
                         "with their node: %s", ", ".join(f"{node} {count}" for node, count
                                                          in sorted(nodes.items())))
         return made, len(claimed.ids) == BATCH
+
+    async def _withdraw(self, connection: asyncpg.Connection, rows: Sequence[FrontCall],
+                        ) -> tuple[int, list[str]]:
+        """:func:`withdraw_offers` in a savepoint of its own: whatever goes wrong there, the
+        lost calls' records (on the call-back worklist) are still made and the rows marked;
+        those rows' offers stay in calls, logged."""
+        try:
+            async with connection.transaction():
+                return await withdraw_offers(connection, rows, self._nodes)
+        except asyncpg.PostgresError as exc:
+            log.error("offers the front withdrew not moved out of calls (%d front rows): %s",
+                      len(rows), exc)
+            return 0, []
 
     async def run(self) -> None:
         """Forever (until cancelled); a database outage pauses it, logged once."""

@@ -212,6 +212,37 @@ async def test_a_record_of_an_offer_the_front_withdrew_moves_out_of_the_calls(
         await line.close()
 
 
+async def test_a_failing_withdrawal_holds_back_no_lost_call(
+        front: asyncpg.Connection, database: Database, database_dsn: str,
+        database_owner_dsn: str) -> None:
+    kept = CallStarted("node2-1796472000.5", "node2-1796472000.5", "PJSIP/carrier-2", "0812", "",
+                       "112", T0, sip_call_id="shared@carrier")
+    offer = CallStarted("node1-1796472001.5", "node1-1796472001.5", "PJSIP/carrier-1", "0812",
+                        "", "112", T0 + timedelta(seconds=1), sip_call_id="shared@carrier")
+    line = await asyncpg.connect(database_dsn)
+    owner = await asyncpg.connect(database_owner_dsn)
+    try:
+        await CallRepository(CALENDAR).apply(line, [kept, offer, CallEnded(
+            offer.call_id, 16, "Normal Clearing", T0 + timedelta(seconds=1.002))])
+        await dispatch(front, "shared@carrier", "sip:127.0.0.12:5062", written=T0)
+        await dispatch(front, "gone@carrier", "sip:127.0.0.11:5061", written=T0)
+        # The withdrawal breaks (its table gone): the lost call is recorded all the same.
+        await owner.execute("ALTER TABLE withdrawn_offers RENAME TO withdrawn_offers_away")
+        try:
+            assert await reconciler(database).reconcile() == 1
+        finally:
+            await owner.execute("ALTER TABLE withdrawn_offers_away RENAME TO withdrawn_offers")
+        assert await line.fetchval("SELECT count(*) FROM calls WHERE sip_call_id = "
+                                   "'gone@carrier' AND cut_reason = 'node_lost'") == 1
+        assert await line.fetchval("SELECT count(*) FROM calls WHERE sip_call_id = "
+                                   "'shared@carrier'") == 2
+        assert await line.fetchval("SELECT count(*) FROM front_calls "
+                                   "WHERE reconciled_at IS NULL") == 0
+    finally:
+        await owner.close()
+        await line.close()
+
+
 async def test_reconciled_rows_past_their_retention_are_deleted_in_bounded_batches(
         front: asyncpg.Connection, database: Database, database_dsn: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
