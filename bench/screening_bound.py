@@ -71,7 +71,7 @@ def reached_the_route(scored: ScoredCall) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Operating:
-    """The lowest threshold that keeps precision at or above a floor, and what it catches."""
+    """Flagging every score at or above ``threshold``: what that catches."""
 
     threshold: float
     caught: int
@@ -130,8 +130,9 @@ def fitted_scores(train: Sequence[ScoredCall], judged: Sequence[ScoredCall],
 
 def fitting_threshold(by_seed: Sequence[Sequence[ScoredCall]], columns: Sequence[int],
                       precision: float) -> float:
-    """The lowest threshold at which every fitting seed, scored by an ensemble fitted on the
-    other seeds, keeps ``precision``: how the shipped score's threshold is picked."""
+    """The lowest threshold at which every fitting seed's calls that reached the route, scored
+    by an ensemble fitted on the other seeds, keep ``precision``: the shipped score's rule
+    (calibrate picks on every fitting corpus), with no peek at the held-out seed."""
     lowest = 0.0
     for i, judged in enumerate(by_seed):
         train = [s for j, seed in enumerate(by_seed) if j != i for s in seed]
@@ -143,6 +144,7 @@ def fitting_threshold(by_seed: Sequence[Sequence[ScoredCall]], columns: Sequence
 
 def at_threshold(scores: Sequence[float], positive: Sequence[bool], threshold: float
                  ) -> Operating:
+    """What flagging every score >= ``threshold`` catches."""
     metrics = threshold_metrics(scores, positive, threshold)
     return Operating(threshold, metrics.true_positives,
                      metrics.true_positives + metrics.false_positives, sum(positive))
@@ -175,8 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
 
     def best(scores: Sequence[float]) -> Operating:
-        """The threshold chosen on the held-out seed for the issue's figure, the whole
-        corpus's precision."""
+        """The threshold chosen on the held-out seed itself, for the issue's figure: the
+        whole corpus's precision, the calls that hung up included."""
         return best_operating(scores, truth, args.precision, caught_elsewhere=hung_up_caught,
                               flagged_elsewhere=hung_up_flagged)
 
