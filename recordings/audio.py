@@ -24,6 +24,7 @@ any ffmpeg starts. So an orphan cannot keep writing after another worker has tak
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import io
@@ -46,6 +47,8 @@ from telephony.core.errors import SiagaError
 
 EXIT_BAD_AUDIO = 3
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+AUTOGROUP = Path("/proc/self/autogroup")
+AUTOGROUP_NICE = 19  # the lowest: a core only when nothing of the line's wants one
 # The worker names itself here, so a child whose worker died before it could ask the kernel to
 # be told (the parent may be a wrapper such as nice or sh) still notices.
 WORKER_PID_ENV = "SIAGA112_RECORDINGS_WORKER_PID"
@@ -148,6 +151,21 @@ def die_with_parent() -> None:
         _end_group(signal.SIGTERM, None)
 
 
+def yield_the_session(autogroup: Path = AUTOGROUP) -> None:
+    """Put our session, ffmpeg included, behind Asterisk and the line for the CPU.
+
+    The worker starts us in a session of our own (our own process group, so that killing it
+    kills ffmpeg too). Where the kernel shares the CPU between sessions first (autogroup, on by
+    default in many kernels, for processes that no service manager put in a cgroup of their
+    own), a new session competes with Asterisk's as an equal, and the worker's ``nice -n 15``
+    only ranks us against ourselves. The session's own nice value is the one that ranks it
+    (sched(7)); raising it needs no privilege. Without autogroup the file is absent or its
+    value unused, and the nice value does the job. A refusal costs nothing but the ranking.
+    """
+    with contextlib.suppress(OSError):
+        autogroup.write_text(f"{AUTOGROUP_NICE}\n", encoding="ascii")
+
+
 def worker_gone(named: str) -> bool:
     """True if the worker that named itself (``named``, its pid) has died.
 
@@ -170,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _end_group)
     signal.signal(signal.SIGALRM, _end_group)
     die_with_parent()
+    yield_the_session()
     # The parent kills us when it gives up; should that fail, this still bounds the job.
     signal.alarm(max(1, int(float(seconds))))
     try:

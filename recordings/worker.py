@@ -120,7 +120,9 @@ class RecordingsConfig:
     retry_seconds: float = 60.0  # a job that failed in a way a retry may fix waits this long
     # The child that measures and transcodes one file; its arguments are appended. It runs
     # niced: on a busy line, answering callers (the IVR shares this machine) comes before
-    # processing the recordings of calls that have already ended.
+    # processing the recordings of calls that have already ended. In a session of its own it
+    # also lowers that session's rank, where the kernel shares the CPU by session first
+    # (recordings.audio.yield_the_session).
     transcoder: tuple[str, ...] = ("nice", "-n", "15", sys.executable, "-m", "recordings.audio")
     # A cluster node's systemname: its worker pairs and processes only its own calls, whose
     # files are in its own Asterisk's monitor directory (None: one node, every call).

@@ -1,13 +1,19 @@
-"""The transcoding child's check, as it starts, that the worker that spawned it still lives."""
+"""The transcoding child as it starts: its check that the worker that spawned it still lives,
+and its session's place behind Asterisk and the line for the CPU."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from recordings.audio import worker_gone
+import pytest
+
+from recordings import audio
+from recordings.audio import AUTOGROUP, AUTOGROUP_NICE, worker_gone, yield_the_session
 
 
 def _state(pid: int) -> str:
@@ -44,3 +50,45 @@ def test_a_worker_that_was_reaped_is_gone() -> None:
     with subprocess.Popen(["true"]) as reaped:
         pass  # the context manager waits for it
     assert worker_gone(str(reaped.pid))
+
+
+def test_the_session_asks_for_the_lowest_autogroup_nice(tmp_path: Path) -> None:
+    autogroup = tmp_path / "autogroup"
+    yield_the_session(autogroup)
+    assert autogroup.read_text() == f"{AUTOGROUP_NICE}\n"
+
+
+def test_a_kernel_without_autogroup_changes_nothing(tmp_path: Path) -> None:
+    yield_the_session(tmp_path / "absent" / "autogroup")  # no error, nothing written
+    assert not (tmp_path / "absent").exists()
+
+
+@pytest.mark.skipif(not AUTOGROUP.exists(), reason="this kernel has no autogroup")
+def test_a_child_in_a_session_of_its_own_takes_the_lowest_rank() -> None:
+    """As the worker starts the child (start_new_session): the kernel takes the value."""
+    ours = AUTOGROUP.read_text()
+    code = ("from recordings.audio import AUTOGROUP, yield_the_session; "
+            "yield_the_session(); print(AUTOGROUP.read_text())")
+    shown = subprocess.run([sys.executable, "-c", code], start_new_session=True, check=True,
+                           capture_output=True, text=True, timeout=30).stdout
+    assert shown.split()[-2:] == ["nice", str(AUTOGROUP_NICE)]
+    assert AUTOGROUP.read_text() == ours  # the session that started it keeps its rank
+
+
+def test_the_child_takes_its_rank_before_it_works(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    steps: list[str] = []
+    # Not this test process's handlers nor its alarm.
+    monkeypatch.setattr(signal, "signal", lambda *_: None)
+    monkeypatch.setattr(signal, "alarm", lambda _: 0)
+    monkeypatch.setattr(audio, "die_with_parent", lambda: steps.append("lifeline"))
+    monkeypatch.setattr(audio, "yield_the_session", lambda: steps.append("rank"))
+
+    def process(*_: object) -> None:
+        steps.append("work")
+        raise audio.BadAudio("not audio")
+
+    monkeypatch.setattr(audio, "process", process)
+    assert audio.main(["in.wav", "out.opus", "opus", "5"]) == audio.EXIT_BAD_AUDIO
+    assert steps == ["lifeline", "rank", "work"]
+    assert "not audio" in capsys.readouterr().out
