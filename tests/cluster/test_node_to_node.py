@@ -68,7 +68,10 @@ OPERATOR = "PJSIP/op1001"
 # Registered at the front, logged in by no CLI: only through a line's API.
 DESK_OPERATOR = "PJSIP/op1002"
 RTP_BASE = 14000  # 14000..17998: apart from every other module's ports (test_front: 10000..13998)
-FORGET_TARGET_SECONDS = 6.0  # kill -> the operator offered a call on the survivor
+# Kill -> the operator offered a call on the survivor. About 1-2 s on a quiet machine (the
+# test prints it); the bound only proves that it happens, since Asterisk alone never lets go
+# of a dead peer's "In use". 6 s was once too short with the other test worker busy.
+FORGET_WITHIN_SECONDS = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -454,11 +457,11 @@ async def test_a_dead_nodes_operator_is_offered_calls_on_the_survivor(cluster: C
             # seconds (node1's last "In use" no longer counts there).
             await eventually("the operator no longer in use on node2",
                              lambda: _not(member_state(survivor.lab, OPERATOR), "In use"),
-                             within=FORGET_TARGET_SECONDS, interval=0.05)
+                             within=FORGET_WITHIN_SECONDS, interval=0.05)
             freed = time.monotonic() - killed
             await eventually("node2's caller answered by the operator",
                              lambda: equals(operator_channels(survivor.lab, OPERATOR), 1),
-                             within=FORGET_TARGET_SECONDS, interval=0.05)
+                             within=FORGET_WITHIN_SECONDS, interval=0.05)
             offered = time.monotonic() - killed
     assert "its device states of 1 operators no longer count here (1 taken" in \
         survivor.line.output()
