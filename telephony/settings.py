@@ -156,6 +156,13 @@ class Settings:
     # Asterisk. Needs root or CAP_SYS_NICE; without it the process runs at normal priority and
     # says so once. 0: normal priority.
     callpath_rt_priority: int = 10
+    # Asterisk first on the CPU, in the lab: the nice value (-20..0) of Asterisk's session, set
+    # when the lab starts it. Where the kernel shares the CPU between sessions first
+    # (autogroup), every session weighs the same whatever its processes' nice values, so in a
+    # surge the line's recorder and reports, PostgreSQL, a transcoder and the load generator
+    # each took as much as all of Asterisk's threads. The site's compose file does the same
+    # with the asterisk container's cpu_shares. Needs root (the lab has it). 0: as any session.
+    lab_asterisk_nice: int = -10
 
     # AMI: we connect to Asterisk with a least-privilege user.
     ami_host: str = "127.0.0.1"
@@ -767,6 +774,7 @@ _RANGES: Final[dict[str, tuple[float, float]]] = {
     "front_reconcile_seconds": (1, 3600),
     "front_calls_retention_days": (1, 3650),
     "callpath_rt_priority": (0, 99),
+    "lab_asterisk_nice": (-20, 0),
     # Past a few minutes a container runtime kills the process anyway (docker: 10 s by
     # default, raise its stop_grace_period with the drain), and a supervisor's browser or a
     # proxy gives up on a report's reply.

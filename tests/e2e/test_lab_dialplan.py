@@ -155,6 +155,18 @@ async def channel_variable(ami: RawAmi, channel_event: Message, name: str) -> st
 
 
 @pytest.mark.e2e
+async def test_asterisk_comes_first_on_the_cpu(lab: Lab) -> None:
+    """Its session weighs lab_asterisk_nice, where the kernel shares the CPU by session;
+    the session that started the lab keeps its own weight."""
+    asterisk = Path(f"/proc/{int(lab.pid_file.read_text(encoding='ascii'))}/autogroup")
+    if not asterisk.exists():
+        pytest.skip("this kernel does not share the CPU by session (no autogroup)")
+    assert lab.settings.lab_asterisk_nice < 0
+    assert asterisk.read_text().split()[-2:] == ["nice", str(lab.settings.lab_asterisk_nice)]
+    assert Path("/proc/self/autogroup").read_text() != asterisk.read_text()
+
+
+@pytest.mark.e2e
 async def test_fails_open_to_emergency_queue_without_ivr_server(
     lab: Lab, ami: RawAmi, login: Login
 ) -> None:
