@@ -31,12 +31,16 @@ import dataclasses
 import importlib
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from telephony.calls.ids import CallerIdKind
 from telephony.screening.corpus import DEFAULT_CALLERS, FIT_SEEDS, HELD_OUT_SEED, generate_corpus
-from telephony.screening.evaluate import ScoredCall, replay, threshold_metrics
+from telephony.screening.evaluate import (
+    ScoredCall,
+    ThresholdMetrics,
+    replay,
+    threshold_metrics,
+)
 from telephony.screening.features import CallerHistory
 from telephony.screening.score import ScoreConfig
 
@@ -69,26 +73,8 @@ def reached_the_route(scored: ScoredCall) -> bool:
     return not scored.call.features.ivr.hung_up_in_ivr
 
 
-@dataclass(frozen=True, slots=True)
-class Operating:
-    """Flagging every score at or above ``threshold``: what that catches."""
-
-    threshold: float
-    caught: int
-    flagged: int
-    positives: int
-
-    @property
-    def recall(self) -> float:
-        return self.caught / self.positives if self.positives else 0.0
-
-    @property
-    def precision(self) -> float:
-        return self.caught / self.flagged if self.flagged else 1.0
-
-
 def best_operating(scores: Sequence[float], positive: Sequence[bool], precision: float, *,
-                   caught_elsewhere: int = 0, flagged_elsewhere: int = 0) -> Operating:
+                   caught_elsewhere: int = 0, flagged_elsewhere: int = 0) -> ThresholdMetrics:
     """Flagging every score >= t: the lowest t (of the scores themselves) whose flagged calls,
     with those flagged elsewhere, are at least ``precision`` positive, that is the most recall
     at that precision. Ties are flagged together, as a threshold must. With no such t, nothing
@@ -96,15 +82,15 @@ def best_operating(scores: Sequence[float], positive: Sequence[bool], precision:
     if len(scores) != len(positive):
         raise ValueError("one label per score")
     order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    best = Operating(float("inf"), 0, 0, sum(positive))
+    best_threshold, best_caught = float("inf"), 0
     caught = 0
     for rank, i in enumerate(order, start=1):
         caught += positive[i]
         tied_with_next = rank < len(order) and scores[order[rank]] == scores[i]
         meets = caught + caught_elsewhere >= precision * (rank + flagged_elsewhere)
-        if not tied_with_next and meets and caught > best.caught:
-            best = Operating(scores[i], caught, rank, best.positives)
-    return best
+        if not tied_with_next and meets and caught > best_caught:
+            best_threshold, best_caught = scores[i], caught
+    return threshold_metrics(scores, positive, best_threshold)
 
 
 def sklearn_model() -> Any:
@@ -142,14 +128,6 @@ def fitting_threshold(by_seed: Sequence[Sequence[ScoredCall]], columns: Sequence
     return lowest
 
 
-def at_threshold(scores: Sequence[float], positive: Sequence[bool], threshold: float
-                 ) -> Operating:
-    """What flagging every score >= ``threshold`` catches."""
-    metrics = threshold_metrics(scores, positive, threshold)
-    return Operating(threshold, metrics.true_positives,
-                     metrics.true_positives + metrics.false_positives, sum(positive))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--callers", type=int, default=DEFAULT_CALLERS)
@@ -176,27 +154,29 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"| whole corpus: precision | recall |")
     print("|---|---|---|---|---|---|")
 
-    def best(scores: Sequence[float]) -> Operating:
+    def best(scores: Sequence[float]) -> ThresholdMetrics:
         """The threshold chosen on the held-out seed itself, for the issue's figure: the
         whole corpus's precision, the calls that hung up included."""
         return best_operating(scores, truth, args.precision, caught_elsewhere=hung_up_caught,
                               flagged_elsewhere=hung_up_flagged)
 
-    def row(label: str, how: str, op: Operating) -> None:
-        caught, flagged = op.caught + hung_up_caught, op.flagged + hung_up_flagged
-        print(f"| {label} | {op.threshold:.2f} ({how}) | {op.precision:.1%} | {op.recall:.1%} "
-              f"| {caught / flagged:.1%} | {caught / total:.1%} ({caught}/{total}) |")
+    def row(label: str, how: str, op: ThresholdMetrics) -> None:
+        caught = op.true_positives + hung_up_caught
+        flagged = op.true_positives + op.false_positives + hung_up_flagged
+        print(f"| {label} | {op.threshold:.2f} ({how}) | {op.precision or 0:.1%} "
+              f"| {op.recall or 0:.1%} | {caught / flagged:.1%} "
+              f"| {caught / total:.1%} ({caught}/{total}) |")
 
     shipped_scores = [s.pre.value for s in routed]
     row("shipped score", "shipped",
-        at_threshold(shipped_scores, truth, config.lower_priority_threshold))
+        threshold_metrics(shipped_scores, truth, config.lower_priority_threshold))
     row("shipped score", "held-out", best(shipped_scores))
     everything = list(range(KEY_TIME + 1))
     for label, columns in (("ensemble, every raw value", everything),
                            ("ensemble, without the key's time", everything[:KEY_TIME])):
         scores = fitted_scores(train, routed, columns)
         threshold = fitting_threshold(by_seed, columns, args.precision)
-        row(label, "fitting seeds", at_threshold(scores, truth, threshold))
+        row(label, "fitting seeds", threshold_metrics(scores, truth, threshold))
         row(label, "held-out", best(scores))
     return 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from telephony.screening.corpus import generate_corpus
-from telephony.screening.evaluate import replay
+from telephony.screening.evaluate import ThresholdMetrics, replay
 from telephony.screening.score import ScoreConfig
 
 # bench/ is not a package: its scripts import each other as top-level modules, as they do
@@ -21,27 +21,28 @@ from screening_bound import KEY_TIME, best_operating, observables, reached_the_r
 def test_the_lowest_threshold_that_keeps_the_precision_wins() -> None:
     # Flagging down to 0.6 is 3 of 4 positive; stopping at 0.7 would be 2 of 3.
     op = best_operating([0.9, 0.8, 0.7, 0.6], [True, True, False, True], 0.75)
-    assert (op.threshold, op.caught, op.flagged, op.positives) == (0.6, 3, 4, 3)
+    assert op == ThresholdMetrics(0.6, true_positives=3, false_positives=1, false_negatives=0,
+                                  true_negatives=0)
     assert op.recall == 1.0 and op.precision == 0.75
 
 
 def test_tied_scores_are_flagged_together() -> None:
     # 0.5 flags both tied calls, one of them negative: precision 1.0 stops at 0.9.
     op = best_operating([0.9, 0.5, 0.5], [True, True, False], 1.0)
-    assert (op.threshold, op.caught, op.flagged) == (0.9, 1, 1)
+    assert (op.threshold, op.true_positives, op.false_positives) == (0.9, 1, 0)
 
 
 def test_nothing_flagged_when_no_threshold_keeps_the_precision() -> None:
     op = best_operating([0.9, 0.8], [False, True], 0.9)
-    assert (op.caught, op.flagged, op.recall, op.precision) == (0, 0, 0.0, 1.0)
+    assert (op.true_positives, op.false_positives, op.recall, op.precision) == (0, 0, 0.0, None)
 
 
 def test_calls_flagged_elsewhere_count_towards_the_precision() -> None:
     scores, truth = [0.9, 0.8, 0.7], [True, False, True]
-    assert best_operating(scores, truth, 0.8).caught == 1
+    assert best_operating(scores, truth, 0.8).true_positives == 1
     # With 8 of 8 flagged elsewhere positive, 10 of 11 is above 0.8.
     op = best_operating(scores, truth, 0.8, caught_elsewhere=8, flagged_elsewhere=8)
-    assert (op.threshold, op.caught) == (0.7, 2)
+    assert (op.threshold, op.true_positives) == (0.7, 2)
 
 
 def test_one_label_per_score() -> None:
