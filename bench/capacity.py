@@ -554,16 +554,20 @@ async def search(
             print(f"--- {name}: step at {rate:g} calls/s"
                   + (f", try {attempt + 1}" if attempt else ""))
             step_started = time.monotonic()
+            cap = asyncio.timeout(remaining)
             try:
-                async with asyncio.timeout(remaining):
+                async with cap:
                     result = await step(rate)
-            except TimeoutError:
-                capped = True
-                print(f"--- {name}: time cap ({budget:g} s) hit during the step at {rate:g}/s")
-                break
+            except TimeoutError as exc:
+                if not cap.expired():  # a timeout inside the step (sipp, the database...)
+                    result = _broken_step(rate, step_started, exc)
+                else:
+                    capped = True
+                    print(f"--- {name}: time cap ({budget:g} s) hit during the step at "
+                          f"{rate:g}/s")
+                    break
             except Exception as exc:  # one broken step is a failed step, its reason shown
-                result = StepResult(rate, 0, 0, 0, 0, (), time.monotonic() - step_started,
-                                    note=f"{type(exc).__name__}: {exc}"[:300])
+                result = _broken_step(rate, step_started, exc)
             steps.append(result)
             print(f"--- {name}: {result.line()}")
             # Every step starts its own lab and line; the pause lets the previous one's
@@ -572,6 +576,12 @@ async def search(
             if result.passed:
                 break
     return SearchResult(name, tuple(steps), time.monotonic() - started, capped)
+
+
+def _broken_step(rate: float, started: float, exc: BaseException) -> StepResult:
+    """A step that raised: failed, with its reason shown."""
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return StepResult(rate, 0, 0, 0, 0, (), time.monotonic() - started, note=reason[:300])
 
 
 def _figure(result: SearchResult) -> str:

@@ -267,3 +267,19 @@ async def test_the_time_cap_ends_the_search_with_what_it_found() -> None:
     result = await search("fake", slow_above_ten, BOUNDS, budget=0.2, pause=0, retries=0)
     assert result.capped and result.capacity == 10
     assert [s.rate for s in result.steps] == [10]  # the step the cap cut is not counted
+
+
+async def test_a_timeout_inside_a_step_is_a_failed_step_not_the_time_cap() -> None:
+    """Seen on 2026-12-06: dialplan-only's 160/s step raised a TimeoutError of its own after
+    247 s of a 1,800 s budget, and the search stopped there as if capped."""
+    async def times_out_above_twenty(rate: float) -> StepResult:
+        if rate > 20:
+            raise TimeoutError
+        return StepResult(rate, 10, 10, 0, 10, (2.0,))
+
+    result = await search("fake", times_out_above_twenty, BOUNDS, budget=60, pause=0,
+                          retries=0)
+    assert not result.capped
+    assert result.capacity is not None and 20 <= result.capacity < 40
+    failed = [s for s in result.steps if not s.passed]
+    assert failed and all(s.note == "TimeoutError" for s in failed)
