@@ -58,5 +58,7 @@ def test_every_call_gives_the_same_raw_values_with_the_key_time_last() -> None:
                and s.features.menu is not None and s.features.menu.first_key_seconds is not None]
     assert pressed, "the corpus has callers who pressed a key"
     for s in pressed:
-        assert observables(s)[KEY_TIME] == s.features.menu.first_key_seconds  # type: ignore[union-attr]
+        menu = s.features.menu
+        assert menu is not None
+        assert observables(s)[KEY_TIME] == menu.first_key_seconds
     assert not any(reached_the_route(s) for s in scored if s.call.features.ivr.hung_up_in_ivr)
