@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import ipaddress
+import logging
 import os
 import re
 import tomllib
@@ -22,6 +23,7 @@ from datetime import time
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telephony.core.dsn import multi_host_refusal
 from telephony.core.errors import SiagaError
@@ -842,12 +844,28 @@ def _validate(settings: Settings) -> None:
         # Otherwise one late renewal lets the lease run out while the job still runs, and a
         # second worker starts the same file.
         raise SettingsError("recordings_heartbeat_seconds must be at most a third of the lease")
+    _validate_process(settings)
     _validate_database_cluster(settings)
     _validate_incidents(settings)
     _validate_surveys(settings)
     _validate_http(settings)
     _validate_site(settings)
     _validate_softphone(settings)
+
+
+def _validate_process(settings: Settings) -> None:
+    # Both are first used deep inside a command (logging's set-up, the shift calendar of
+    # serve): checked here, a wrong value is one line before anything runs, not a traceback
+    # after the database has started.
+    if settings.log_level.upper() not in logging.getLevelNamesMapping():
+        raise SettingsError(f"log_level: one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got "
+                            f"{settings.log_level!r}")
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        # ValueError: a key that is not a relative path of the zone database ("../x", "").
+        raise SettingsError(f"timezone: an IANA time zone such as Asia/Jakarta, got "
+                            f"{settings.timezone!r}") from exc
 
 
 def _validate_cluster(settings: Settings) -> None:

@@ -32,6 +32,19 @@ def test_a_feature_s_bad_setting_stops_every_command(
     assert err.startswith("siaga112: pengaturan tidak valid: ") and message in err
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    ("log_level=verbose", "log_level: one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("timezone=Mars/Phobos", "timezone: an IANA time zone"),
+])
+def test_a_setting_first_used_deep_in_a_command_stops_it_at_start(
+    capsys: pytest.CaptureFixture[str], setting: str, message: str
+) -> None:
+    # logging's set-up and serve's shift calendar used to raise these as a traceback.
+    assert main(["--set", setting, "db", "status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("siaga112: pengaturan tidak valid: ") and message in err
+
+
 def test_set_needs_name_equals_value(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--set", "agi_port", "db", "status"]) == 2
     assert "--set expects name=value" in capsys.readouterr().err

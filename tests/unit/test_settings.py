@@ -48,6 +48,9 @@ def test_shifts_from_environment_string() -> None:
         ({"SIAGA112_SHIFTS": "a=07:00,b=07:00"}, "same time"),
         ({"SIAGA112_RTP_PORT_START": "30000"}, "rtp_port_start"),
         ({"SIAGA112_FRONT_CALLS_RETENTION_DAYS": "0"}, "front_calls_retention_days"),
+        ({"SIAGA112_LOG_LEVEL": "verbose"}, "log_level: one of DEBUG"),
+        ({"SIAGA112_TIMEZONE": "Asia/Jogja"}, "timezone: an IANA time zone"),
+        ({"SIAGA112_TIMEZONE": "../../etc/localtime"}, "timezone: an IANA time zone"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
