@@ -16,8 +16,9 @@ it as missing in its final count, never silently).
 changes; refuses a backup of a newer schema, a database that already holds records (calls,
 incidents, recordings, accounts, audit) and files that would be overwritten with other
 content, unless ``force``. The database is then replaced in one transaction (``pg_restore``
-to SQL, piped into ``psql --single-transaction`` after dropping the ``public`` schema), so a
-restore that fails leaves the database as it was. Files are copied back through a temporary
+to SQL, relayed into ``psql --single-transaction`` after dropping the ``public`` schema, whose
+input ends, and so commits, only if pg_restore succeeded), so a restore that fails leaves the
+database as it was. Files are copied back through a temporary
 name and each is verified again after the rename. Last, migrations bring an older backup's
 schema up to this software's, and the line's role is granted again.
 
@@ -30,12 +31,14 @@ the line's next start gives Asterisk's role its views again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -414,22 +417,49 @@ async def _restore_database(settings: Settings, dump: Path) -> None:
         "--file=-", *target_args,
     ]
 
-    def pipe() -> tuple[int, int, str]:
-        with subprocess.Popen(to_sql, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env) as producer:
-            assert producer.stdout is not None
-            with subprocess.Popen(apply_sql, stdin=producer.stdout, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, env=env) as consumer:
-                producer.stdout.close()  # psql alone holds the pipe: pg_restore sees EPIPE
-                _, consumer_err = consumer.communicate()
-            _, producer_err = producer.communicate()
-        reason = (consumer_err or producer_err).decode(errors="replace").strip()
-        return producer.returncode, consumer.returncode, reason
-
-    produced, applied, reason = await asyncio.to_thread(pipe)
+    produced, applied, reason = await asyncio.to_thread(_pipe, to_sql, apply_sql, env)
     if produced != 0 or applied != 0:
         last = reason.splitlines()[-1] if reason else "tanpa pesan"
         raise BackupError(f"Pemulihan basis data gagal, basis data tidak berubah: {last}")
+
+
+def _pipe(to_sql: list[str], apply_sql: list[str], env: Mapping[str, str]
+          ) -> tuple[int, int, str]:
+    """Run ``to_sql``'s output into ``apply_sql``; both exit codes and the reason of the
+    first that failed.
+
+    The SQL is relayed here rather than through a pipe between the two: psql commits its
+    single transaction when its input ends, and a pg_restore that fails (a dump of a newer
+    pg_dump, a dump cut short) ends that input like one that succeeded, so psql would commit
+    the DROP SCHEMA and whatever SQL came before the failure. psql's input is closed only
+    once pg_restore has exited 0; otherwise psql is killed with its input still open, and
+    the server rolls the transaction back."""
+    with (tempfile.TemporaryFile() as producer_err, tempfile.TemporaryFile() as consumer_err,
+          subprocess.Popen(to_sql, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=producer_err, env=env) as producer,
+          subprocess.Popen(apply_sql, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           stderr=consumer_err, env=env) as consumer):
+        assert producer.stdout is not None and consumer.stdin is not None
+        psql_stopped = False
+        try:
+            shutil.copyfileobj(producer.stdout, consumer.stdin, _CHUNK)
+        except BrokenPipeError:
+            psql_stopped = True  # at an error of its own: its exit code and words say which
+        producer.stdout.close()  # pg_restore, if still writing, sees EPIPE and stops
+        if producer.wait() == 0:
+            with contextlib.suppress(BrokenPipeError):
+                consumer.stdin.close()  # the end of the SQL: psql commits
+        else:
+            consumer.kill()
+            with contextlib.suppress(BrokenPipeError):
+                consumer.stdin.close()
+        consumer.wait()
+        # A failed pg_restore is the cause (psql was killed for it), unless psql stopped
+        # first (pg_restore then failed only to write to it).
+        stream = producer_err if producer.returncode and not psql_stopped else consumer_err
+        stream.seek(0)
+        reason = stream.read().decode(errors="replace").strip()
+    return producer.returncode, consumer.returncode, reason
 
 
 def _restore_files(areas: SiteAreas, source: Path, manifest: Manifest) -> None:

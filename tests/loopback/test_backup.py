@@ -10,6 +10,7 @@ that already holds records and a half-written backup are refused or never appear
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -232,6 +233,34 @@ async def test_a_database_with_records_is_kept_unless_forced(site: Site, tmp_pat
     report = await restore(site.settings, target, force=True)
     assert report.files == 2
     assert await site_state(site.settings.database_dsn) == before
+
+
+async def test_a_dump_pg_restore_cannot_read_leaves_the_database_as_it_was(
+    site: Site, tmp_path: Path
+) -> None:
+    # A dump of a newer pg_dump (its header's format version), with a manifest that matches
+    # it: every checksum passes, pg_restore gives up at the header. psql used to read the
+    # end of its input as the end of the SQL and commit the DROP SCHEMA: every record gone,
+    # and the restore said the database had not changed.
+    target = tmp_path / "backup"
+    await back_up(site.settings, target)
+    dump = target / "database.dump"
+    data = bytearray(dump.read_bytes())
+    assert data[:5] == b"PGDMP"
+    data[6] = 99  # the format's minor version
+    dump.write_bytes(bytes(data))
+    manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest["database"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (target / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
+    assert site.settings.database_dsn is not None
+    before = await site_state(site.settings.database_dsn)
+
+    with pytest.raises(BackupError) as refused:
+        await restore(site.settings, target, force=True)
+    assert await site_state(site.settings.database_dsn) == before
+    # The reason is pg_restore's, not a notice psql printed while dropping the schema.
+    assert "basis data tidak berubah: " in refused.value.message
+    assert "unsupported version" in refused.value.message
 
 
 async def test_a_failed_backup_leaves_nothing_that_looks_whole(
