@@ -287,13 +287,19 @@ def _seal(partial: Path, target: Path) -> None:
 async def back_up(settings: Settings, target: Path) -> Manifest:
     """Write a whole backup of the site to ``target`` (new or empty), atomically."""
     target = await asyncio.to_thread(target.absolute)
-    partial = await asyncio.to_thread(_open_partial, target)
     try:
-        manifest = await _write_backup(settings, partial)
-        await asyncio.to_thread(_seal, partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        partial = await asyncio.to_thread(_open_partial, target)
+        try:
+            manifest = await _write_backup(settings, partial)
+            await asyncio.to_thread(_seal, partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    except OSError as exc:
+        # A parent that is a file or not writable, a full disk: the IT staff's to fix, said
+        # in one line rather than a traceback (nothing half-written is left).
+        raise BackupError(f"Cadangan tidak dapat ditulis ke {target}: "
+                          f"{exc.strerror or exc}.") from exc
     log.info("backup written to %s: schema %d, %d files", target, manifest.schema_version,
              len(manifest.files))
     return manifest

@@ -271,9 +271,14 @@ async def test_a_failed_backup_leaves_nothing_that_looks_whole(
 
     monkeypatch.setattr(backup_service, "copy_hashed", broken)
     target = tmp_path / "backups" / "tonight"
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BackupError, match=r"tidak dapat ditulis ke .*tonight: disk full"):
         await back_up(site.settings, target)
     assert list((tmp_path / "backups").iterdir()) == []
+    # A target the system refuses is one line and exit 1 on the command line, no traceback.
+    (tmp_path / "a-file").write_text("x")
+    done = siaga112(site.settings, "backup", str(tmp_path / "a-file" / "tonight"))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "tidak dapat ditulis" in done.stderr
     # A directory that is not a backup is refused by restore, and backup never overwrites.
     target.mkdir()
     (target / "notes.txt").write_text("x")
