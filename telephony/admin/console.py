@@ -151,6 +151,9 @@ class AdminPages:
             document = json.loads(form.get("document", ""))
         except ValueError as exc:
             raise InvalidConfig(f"Bukan JSON yang sah: {exc}", "document") from exc
+        except RecursionError as exc:
+            # Nested deeper than the decoder goes: a hostile form, not a bug of ours.
+            raise InvalidConfig("Dokumen JSON bersarang terlalu dalam.", "document") from exc
         return await self._save(request, base, document, form.get("note", ""), [])
 
     async def _save(self, request: web.Request, base: ConfigVersion, document: Any,

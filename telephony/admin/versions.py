@@ -120,8 +120,30 @@ def check_screening(document: Any) -> ScoreConfig:
         raise InvalidConfig(f"Konfigurasi penyaringan tidak sah: {exc}", "document") from exc
 
 
+# A NUL (JSONB refuses it) or a lone surrogate (no UTF-8 for it): text no document can hold.
+_UNSTORABLE: Final = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _check_storable(document: Any) -> None:
+    """Refuse a document with a string (a value or a key, anywhere, including the parts the
+    line ignores) that PostgreSQL cannot store: a JSON escape (``\\u0000``, ``\\ud800``)
+    brings one in past every check of the form's raw text."""
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and _UNSTORABLE.search(item):
+            raise InvalidConfig("Dokumen berisi karakter yang tidak sah (NUL atau \\ud800-"
+                                "\\udfff).", "document")
+
+
 def check_document(kind: ConfigKind, document: Any) -> None:
     """Validate a document of ``kind`` (see :func:`check_menu`, :func:`check_screening`)."""
+    _check_storable(document)
     if kind is ConfigKind.MENU:
         check_menu(document)
     else:

@@ -202,5 +202,8 @@ def validate(value: object, schema: Schema, field: str = "") -> None:
                 if schema.get("additionalProperties", True) is False:
                     raise SchemaViolation(str(name)[:40],
                                           f"Kolom tidak dikenal: {str(name)[:40]!r}.")
+                # A free-form object (an IVR menu document ...) is walked too: its strings
+                # reach a JSONB column, which refuses a NUL (a 500 there, not a 422 here).
+                validate(item, {}, str(name)[:40])
                 continue
             validate(item, properties[name], name)

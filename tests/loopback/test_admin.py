@@ -754,6 +754,28 @@ async def live_menu(admin: Admin) -> dict[str, Any]:
     return edited_menu((await admin.configs.version(first.version_id)).document)
 
 
+async def test_a_json_escape_for_a_nul_or_a_lone_surrogate_is_refused_not_a_500(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    # The console's JSON editor posts the document as text: "\u0000" in it is six harmless
+    # characters to the form's checks, and a NUL once decoded, which JSONB refuses (a 500,
+    # as was a lone surrogate, and a nesting deeper than the decoder goes).
+    first = (await admin.configs.versions(ConfigKind.MENU))[0].version_id
+    document = await live_menu(admin)
+    for escape in ("\\u0000", "\\ud800"):
+        text = json.dumps(document).replace("Layanan darurat", f"Layanan{escape}darurat")
+        kind, message = await browsers["admin1"].flash(await browsers["admin1"].post(
+            f"/console/admin/versions/{first}/json", {"document": text}))
+        assert kind == "error" and "karakter yang tidak sah" in message, message
+    kind, message = await browsers["admin1"].flash(await browsers["admin1"].post(
+        f"/console/admin/versions/{first}/json", {"document": "[" * 100_000}))
+    assert kind == "error" and "terlalu dalam" in message, message
+    # The service refuses it whoever calls, in a key or a part the line ignores too.
+    for hidden in ({"x\x00": 1}, {"notes": ["\udfff"]}):
+        with pytest.raises(InvalidConfig, match="karakter yang tidak sah"):
+            await admin.configs.save(ConfigKind.MENU, {**document, **hidden}, actor="admin")
+    assert len(await admin.configs.versions(ConfigKind.MENU)) == 1
+
+
 async def test_a_prompt_text_that_looks_like_an_option_is_refused(admin: Admin) -> None:
     document = await live_menu(admin)
     for text in ("-f/etc/passwd", "  --help"):

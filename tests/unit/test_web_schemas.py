@@ -129,6 +129,14 @@ def test_no_string_or_name_holds_a_nul_or_a_lone_surrogate() -> None:
         with pytest.raises(SchemaViolation, match="karakter yang tidak sah"):
             validate(bad, schema)
     validate({"a": "Jl. Merdeka\nNo. 1\tRT 2"}, schema)
+    # Nor deep inside a free-form object (an IVR menu document), which has no properties
+    # for the walk to follow.
+    free = {"type": "object", "properties": {"document": {"type": "object"}}}
+    hidden: list[object] = [{"document": {"prompts": {"salam": "a\x00b"}}},
+                            {"document": {"menus": [{"\ud800": 1}]}}, {"extra": ["\udfff"]}]
+    for value in hidden:
+        with pytest.raises(SchemaViolation, match="karakter yang tidak sah"):
+            validate(value, free)
 
 
 def test_nesting_is_measured_without_recursion() -> None:
