@@ -124,7 +124,9 @@ def _read_flash(request: web.Request) -> Flash | None:
         return None
     try:
         data = json.loads(unquote(raw))
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: a cookie nested deeper than the decoder goes (not ours; a sibling
+        # site can set it). Raised here, it broke every page, the error page included.
         return None
     if (not isinstance(data, dict) or data.get("kind") not in ("ok", "error")
             or not isinstance(data.get("text"), str)):
