@@ -133,10 +133,15 @@ def _cmd_patroni_config(settings: Settings, args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
         return 0
-    # It holds the cluster's passwords: readable by its owner only, from the first byte.
-    fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
+    try:
+        # It holds the cluster's passwords: readable by its owner only, from the first byte.
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        # A directory that is missing or not writable: one line, not a traceback.
+        raise PatroniConfigError(f"{args.output} tidak dapat ditulis: "
+                                 f"{exc.strerror or exc}.") from exc
     print(f"Konfigurasi Patroni simpul {node.name} ditulis ke {args.output}.")
     return 0
 

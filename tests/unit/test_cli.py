@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from telephony.cli import build_parser, main
@@ -48,3 +50,14 @@ def test_a_setting_first_used_deep_in_a_command_stops_it_at_start(
 def test_set_needs_name_equals_value(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--set", "agi_port", "db", "status"]) == 2
     assert "--set expects name=value" in capsys.readouterr().err
+
+
+def test_a_patroni_config_that_cannot_be_written_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    output = tmp_path / "missing" / "patroni.yml"
+    assert main(["patroni-config", "--name", "pg1", "--host", "127.0.0.1", "--data-dir",
+                 str(tmp_path / "data"), "--bin-dir", str(tmp_path), "--output",
+                 str(output)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"siaga112: gagal: {output} tidak dapat ditulis: No such file or directory.\n"
