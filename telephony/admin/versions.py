@@ -24,6 +24,7 @@ from typing import Any, Final
 from ivr.menu import NAME, IvrMenu, Menu, MenuError, Route, parse_menu
 from telephony.admin.errors import InvalidConfig
 from telephony.core.labels import LabelledStrEnum
+from telephony.core.text import holds_unsafe_text
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 
 # Prompt names become file names and, for the screening prompt, the dialplan only accepts
@@ -120,30 +121,13 @@ def check_screening(document: Any) -> ScoreConfig:
         raise InvalidConfig(f"Konfigurasi penyaringan tidak sah: {exc}", "document") from exc
 
 
-# A NUL (JSONB refuses it) or a lone surrogate (no UTF-8 for it): text no document can hold.
-_UNSTORABLE: Final = re.compile(r"[\x00\ud800-\udfff]")
-
-
-def _check_storable(document: Any) -> None:
-    """Refuse a document with a string (a value or a key, anywhere, including the parts the
-    line ignores) that PostgreSQL cannot store: a JSON escape (``\\u0000``, ``\\ud800``)
-    brings one in past every check of the form's raw text."""
-    pending = [document]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str) and _UNSTORABLE.search(item):
-            raise InvalidConfig("Dokumen berisi karakter yang tidak sah (NUL atau \\ud800-"
-                                "\\udfff).", "document")
-
-
 def check_document(kind: ConfigKind, document: Any) -> None:
     """Validate a document of ``kind`` (see :func:`check_menu`, :func:`check_screening`)."""
-    _check_storable(document)
+    # A JSON escape (``\u0000``, ``\ud800``) brings such text in past every check of the
+    # console form's raw text, in parts the line ignores too; JSONB would refuse it.
+    if holds_unsafe_text(document):
+        raise InvalidConfig("Dokumen berisi karakter yang tidak sah (NUL atau \\ud800-"
+                            "\\udfff).", "document")
     if kind is ConfigKind.MENU:
         check_menu(document)
     else:

@@ -21,11 +21,12 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from multidict import MultiDict, MultiMapping
 
 from telephony.calls.ids import valid_call_id
+from telephony.core.text import unsafe_text
 from telephony.incidents.attachment_meta import check_filename
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import ROUTE_TABLE, SESSION, Route
-from telephony.web.schemas import too_deep, unsafe_text, validate
+from telephony.web.schemas import too_deep, validate
 from telephony.web.security import FORM_TYPE
 
 UPLOAD_CHUNK: Final = 64 * 1024

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from telephony.calls.ids import CALL_ID_PATTERN
 from telephony.core.errors import Invalid
+from telephony.core.text import unsafe_text
 
 Schema = Mapping[str, Any]
 
@@ -113,17 +114,9 @@ class SchemaViolation(Invalid, ValueError):
         super().__init__(message, field)
 
 
-# Text no field of ours holds: NUL (PostgreSQL refuses it in text) and lone surrogates (they
-# cannot be encoded, so no query, file or log line could carry them).
-_UNSAFE_TEXT: Final = re.compile(r"[\x00\ud800-\udfff]")
 # A JSON body nests no deeper than this (ours nest 4 levels at most); deeper is hostile, and
 # would exhaust the recursion of the decoder or of :func:`validate`.
 MAX_DEPTH: Final = 32
-
-
-def unsafe_text(text: str) -> bool:
-    """Whether ``text`` holds a NUL or a lone surrogate (undecodable bytes come as those)."""
-    return _UNSAFE_TEXT.search(text) is not None
 
 
 @functools.lru_cache(maxsize=256)

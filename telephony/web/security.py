@@ -18,6 +18,7 @@ from typing import Final
 from aiohttp import web
 
 from telephony.accounts.model import Session
+from telephony.core.text import unsafe_text
 from telephony.web.context import CONTEXT, WebConfig
 from telephony.web.errors import ApiError
 from telephony.web.routing import (
@@ -31,7 +32,6 @@ from telephony.web.routing import (
     Route,
     path_conforms,
 )
-from telephony.web.schemas import unsafe_text
 
 log = logging.getLogger("telephony.web")
 

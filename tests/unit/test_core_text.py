@@ -1,0 +1,33 @@
+"""Text no record can hold: found at any depth of decoded JSON, keys included."""
+
+from __future__ import annotations
+
+import pytest
+
+from telephony.core.text import holds_unsafe_text, unsafe_text
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udfff"])
+def test_a_nul_or_a_lone_surrogate_is_unsafe(text: str) -> None:
+    assert unsafe_text(text)
+
+
+@pytest.mark.parametrize("text", ["", "Kebakaran di Jl. Merdeka", "line\nbreak", "\U0001f525"])
+def test_ordinary_text_is_safe(text: str) -> None:
+    assert not unsafe_text(text)
+
+
+@pytest.mark.parametrize("value", [
+    {"menus": [{"prompt": {"text": "a\x00"}}]},
+    {"ok": 1, "k\ud800": "v"},
+    [[["\ud800"]]],
+])
+def test_unsafe_text_is_found_at_any_depth_and_in_keys(value: object) -> None:
+    assert holds_unsafe_text(value)
+
+
+def test_a_deep_document_of_safe_text_is_walked_without_recursion() -> None:
+    deep: object = "ok"
+    for _ in range(100_000):
+        deep = [deep]
+    assert not holds_unsafe_text({"a": deep, "b": 1.5, "c": None, "d": True})
