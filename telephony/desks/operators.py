@@ -21,7 +21,9 @@ from telephony.core.labels import LabelledStrEnum
 
 OVERFLOW_QUEUE = "all-operators"
 MAX_LEVEL = 5
-_INTERFACE = re.compile(r"PJSIP/[A-Za-z0-9_.-]{1,64}")
+# The endpoint name starts with a letter or digit: "PJSIP/-x" or "PJSIP/.." would be a name
+# that reads as an option or a path wherever it is passed on (a CLI, a phone's account).
+_INTERFACE = re.compile(r"PJSIP/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class OperatorError(SiagaError, ValueError):

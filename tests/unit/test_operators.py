@@ -39,6 +39,8 @@ async def test_login_joins_skill_queues_and_overflow_with_level_as_penalty() -> 
         ("PJSIP/op1001\r\nAction: Originate", {"medical": 3}, "not an operator interface"),
         ("PJSIP/op1001\n", {"medical": 3}, "not an operator interface"),
         ("SIP/op1", {"medical": 3}, "not an operator interface"),
+        ("PJSIP/..", {"medical": 3}, "not an operator interface"),
+        ("PJSIP/-x", {"medical": 3}, "not an operator interface"),
         ("PJSIP/op1001", {"plumbing": 3}, "unknown skill"),
         ("PJSIP/op1001", {"medical": 9}, "level must be 1 to 5"),
         ("PJSIP/op1001", {}, "at least one skill"),
