@@ -57,7 +57,7 @@ from telephony.backup.model import (
     Manifest,
     check_schema_level,
 )
-from telephony.core.storage import fsync_dir
+from telephony.core.storage import StoredFileError, fsync_dir, stored_file
 from telephony.db.connection import connect_owner, line_role, resolve_owner_dsn
 from telephony.db.embedded import EmbeddedDatabaseError, find_postgres_bindir
 from telephony.db.migrate import bundled_migrations
@@ -228,11 +228,24 @@ def _mismatch(entry: FileEntry, path: Path) -> str | None:
     return None
 
 
+def _in_backup(source: Path, entry: FileEntry) -> Path | None:
+    """``entry``'s file in the backup at ``source`` with every link followed; ``None`` when it
+    is missing or a link (a directory's too: ``recordings`` -> ``/``) leads out of the backup.
+    Otherwise a hostile backup whose manifest lists the right checksums would have a restore
+    copy any file the restoring user can read into the site."""
+    try:
+        return stored_file(source, entry.path)
+    except StoredFileError:
+        return None
+
+
 def verify(source: Path, manifest: Manifest) -> list[str]:
     """Every problem with the backup's files against its manifest (empty: all verified)."""
     problems = []
     for entry in manifest.every_file:
-        problem = _mismatch(entry, source / entry.path)
+        path = _in_backup(source, entry)
+        problem = (f"{entry.path}: tidak ada di dalam cadangan" if path is None
+                   else _mismatch(entry, path))
         if problem is not None:
             problems.append(problem)
     return problems
@@ -471,11 +484,15 @@ def _pipe(to_sql: list[str], apply_sql: list[str], env: Mapping[str, str]
 def _restore_files(areas: SiteAreas, source: Path, manifest: Manifest) -> None:
     problems = []
     for entry in manifest.files:
+        origin = _in_backup(source, entry)  # verified, but read again: it may have changed
+        if origin is None:
+            problems.append(f"{entry.path}: tidak ada di dalam cadangan")
+            continue
         destination = areas.destination(entry)
         destination.parent.mkdir(parents=True, exist_ok=True)
         temporary = destination.with_name(f".{destination.name}.restore-{secrets.token_hex(4)}")
         try:
-            copy_hashed(source / entry.path, temporary)
+            copy_hashed(origin, temporary)
             temporary.replace(destination)
         finally:
             temporary.unlink(missing_ok=True)

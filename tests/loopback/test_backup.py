@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -219,6 +220,24 @@ async def test_a_tampered_backup_is_refused_and_nothing_changes(
     (target / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(BackupError, match="tidak sah"):
         await restore(fresh, target)
+    assert files_under(fresh.state_dir) == []
+
+
+async def test_a_backup_whose_area_links_out_of_it_is_refused(
+    site: Site, fresh: Settings, tmp_path: Path
+) -> None:
+    """A hostile backup: its recordings directory is a link to a directory elsewhere, holding
+    a file its manifest lists with the right checksum. Restore reads nothing through it."""
+    target = tmp_path / "backup"
+    await back_up(site.settings, target)
+    manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
+    (entry,) = [e for e in manifest["files"] if e["path"].startswith("recordings/")]
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(target / "recordings", elsewhere)
+    (target / "recordings").symlink_to(elsewhere, target_is_directory=True)
+
+    with pytest.raises(BackupError, match=f"{entry['path']}: tidak ada di dalam cadangan"):
+        await restore(fresh, target, force=True)
     assert files_under(fresh.state_dir) == []
 
 
