@@ -44,6 +44,7 @@ from recordings.domain import loudness, silence_share
 from recordings.holder import process_started
 from recordings.wavheader import repaired_wav
 from telephony.core.errors import SiagaError
+from telephony.core.text import ascii_digits
 
 EXIT_BAD_AUDIO = 3
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -176,7 +177,7 @@ def worker_gone(named: str) -> bool:
     runs. A zombie runs no more: one that nobody has reaped yet (its parent is slow, or is the
     shell that started the line) is dead for us, though signal 0 still reaches it.
     """
-    if not named.isdigit():
+    if not ascii_digits(named):
         return False  # run by hand: nobody to outlive
     worker = int(named)
     return os.getppid() != worker and process_started(worker) is None

@@ -39,6 +39,7 @@ from telephony.admin.versions import (
     menu_tree,
     screening_document,
 )
+from telephony.core.text import ascii_digits
 from telephony.desks.commands import phone_secret_text
 from telephony.desks.operators import MAX_LEVEL, skill_queues
 from telephony.desks.phones import PhoneKind, phone_kind
@@ -204,7 +205,7 @@ class AdminPages:
         for name in ("ring_timeout_seconds", "retry_seconds", "wrapup_seconds",
                      "announce_frequency_seconds", "max_wait_seconds"):
             raw = form.get(name, "").strip()
-            values[name] = int(raw) if raw.isdecimal() and len(raw) < 7 else raw
+            values[name] = int(raw) if ascii_digits(raw) and len(raw) < 7 else raw
         try:
             await self._queues.update(queue, values, actor_of(request))
         except ApplyFailed:  # stored, not applied
@@ -220,7 +221,7 @@ class AdminPages:
         skills: dict[str, int] = {}
         for name, raw in form.items():
             if name.startswith("skill.") and raw not in ("", "0"):
-                skills[name[len("skill."):]] = int(raw) if raw.isdecimal() else -1
+                skills[name[len("skill."):]] = int(raw) if ascii_digits(raw) else -1
         interface = form.get("interface", "").strip()
         raw_phone = form.get("phone")
         phone = None if raw_phone is None else phone_kind(raw_phone)

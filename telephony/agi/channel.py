@@ -17,6 +17,7 @@ from ivr.channel import CallerHungUp, ChannelError
 from ivr.keys import ROUTINE, KeyProgram, KeyTrace, KeyTraceError, parse_trace
 from telephony.agi.protocol import AgiArgumentError, AgiReply
 from telephony.agi.server import AgiHungUpError, AgiSessionError
+from telephony.core.text import ascii_digits
 
 # DTMF digits GET DATA can return: 0-9, * and the rarely seen A-D; "#" is handled apart.
 _DIGITS: Final = frozenset("0123456789*ABCD")
@@ -127,7 +128,7 @@ class AgiChannel:
         reply = await self._run("STREAM FILE", prompt, "")
         if reply.result == "-1":
             raise AgiCallerHungUp(f"STREAM FILE {prompt!r}: caller hung up (result=-1)")
-        if reply.result is None or not reply.result.isdigit():
+        if reply.result is None or not ascii_digits(reply.result):
             raise AgiChannelError(f"STREAM FILE {prompt!r}: unexpected reply {reply.line!r}")
 
     async def set_variable(self, name: str, value: str) -> None:
@@ -163,7 +164,7 @@ class AgiChannel:
         """The digit that stopped a STREAM FILE: its result is the digit's ASCII code."""
         if reply.result == "-1":
             raise AgiCallerHungUp(f"STREAM FILE {prompt!r}: caller hung up (result=-1)")
-        if reply.result is not None and reply.result.isdigit():
+        if reply.result is not None and ascii_digits(reply.result):
             digit = chr(int(reply.result))
             if digit in _ESCAPE_DIGITS:
                 return digit

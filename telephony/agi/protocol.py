@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 
 from telephony.core.errors import SiagaError
+from telephony.core.text import ascii_digits
 
 DEFAULT_MAX_FRAME_BYTES: Final = 16384
 # Asterisk sends ~22 lines plus one per AGI() argument, and splits at most 128 arguments.
@@ -208,7 +209,7 @@ class AgiEnvironment:
     def priority(self) -> int | None:
         """Dialplan priority, or None if absent or not a number."""
         value = self.get("agi_priority")
-        return int(value) if value.isdigit() else None
+        return int(value) if ascii_digits(value) else None
 
     @property
     def language(self) -> str:

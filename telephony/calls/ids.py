@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from telephony.core.text import ascii_digits
+
 # A cluster node's Uniqueids start with its systemname (Settings.asterisk_systemname).
 CALL_ID_PATTERN: Final = r"(?:[a-z0-9][a-z0-9_]{0,31}-)?[0-9]+\.[0-9]+"
 UNIQUEID: Final = re.compile(CALL_ID_PATTERN)
@@ -118,7 +120,7 @@ def parse_caller_id(raw: str) -> CallerId:
     for prefix in (_IMEI_URN, _IMEI_PREFIX):
         if lowered.startswith(prefix):
             digits = lowered[len(prefix):].lstrip(":").translate(_SEPARATORS)
-            if digits.isascii() and digits.isdigit() and len(digits) in (14, 15, 16):
+            if ascii_digits(digits) and len(digits) in (14, 15, 16):
                 return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
             return CallerId(raw, CallerIdKind.MALFORMED, None)
     compact = text.translate(_SEPARATORS)
@@ -128,7 +130,7 @@ def parse_caller_id(raw: str) -> CallerId:
     elif compact.startswith("00"):
         international, compact = True, compact[2:]
     # isascii: str.isdigit also accepts Arabic-Indic and superscript digits.
-    if not (compact.isascii() and compact.isdigit()):
+    if not ascii_digits(compact):
         return CallerId(raw, CallerIdKind.MALFORMED, None)
     if compact.startswith("62") and len(compact) - 2 in _ID_NATIONAL_DIGITS:
         return CallerId(raw, CallerIdKind.NUMBER, compact)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from telephony.calls.facts import CallFact, FactDecodeError, fact_from_json, fact_to_json
 from telephony.calls.holding import DEFAULT_MEMORY_BOUND, HeldFacts
+from telephony.core.text import ascii_digits
 
 log = logging.getLogger("telephony.calls.spool")
 
@@ -96,7 +97,7 @@ class FactSpool:
         for directory in self._directories:
             with contextlib.suppress(OSError):  # a vanished fallback holds nothing we can read
                 found.update(int(path.stem) for path in directory.glob(f"*{_SUFFIX}")
-                             if path.stem.isdigit())
+                             if ascii_digits(path.stem))
         return sorted(found)
 
     def _path(self, directory: Path, number: int) -> Path:

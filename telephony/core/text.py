@@ -30,3 +30,10 @@ def holds_unsafe_text(value: object) -> bool:
         elif isinstance(item, str) and unsafe_text(item):
             return True
     return False
+
+
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is one or more of the digits 0-9. ``str.isdigit()`` and ``isdecimal()``
+    also take other scripts' digits ("١٢") and, isdigit, superscripts ("²"), which ``int()``
+    reads as another number or refuses with a ValueError: a number we parse is ASCII."""
+    return text.isascii() and text.isdigit()

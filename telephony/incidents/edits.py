@@ -42,7 +42,7 @@ def _degrees(field: str, value: object, bounds: tuple[float, float], what: str) 
     number: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         number = float(value)
-    elif isinstance(value, str):
+    elif isinstance(value, str) and value.isascii():  # float() reads other scripts' digits too
         try:
             number = float(value.strip().replace(",", "."))
         except ValueError:

@@ -19,6 +19,7 @@ from enum import Enum
 from typing import Any, Final, TypeVar
 
 from telephony.core.labels import LabelledIntEnum, LabelledStrEnum
+from telephony.core.text import ascii_digits
 from telephony.incidents.errors import InvalidTransition, ValidationError
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def parse_priority(value: object) -> Priority:
         text = value.strip().lower()
         if text in _PRIORITY_NAMES:
             return _PRIORITY_NAMES[text]
-        if text.isdecimal():
+        if ascii_digits(text):
             number = int(text)
     if number is not None and number in {p.value for p in Priority}:
         return Priority(number)
@@ -410,7 +411,7 @@ class IncidentEvent:
 
 def parse_rating(value: object) -> int:
     """A caller's rating: a whole number 1-5 (DTMF digits arrive as strings)."""
-    if isinstance(value, str) and value.strip().isdecimal():
+    if isinstance(value, str) and ascii_digits(value.strip()):
         value = int(value.strip())
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5:
         return value

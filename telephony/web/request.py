@@ -21,7 +21,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from multidict import MultiDict, MultiMapping
 
 from telephony.calls.ids import valid_call_id
-from telephony.core.text import unsafe_text
+from telephony.core.text import ascii_digits, unsafe_text
 from telephony.incidents.attachment_meta import check_filename
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
@@ -129,7 +129,7 @@ def query_int(query: Mapping[str, str], name: str, default: int, high: int) -> i
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isdecimal() or not 1 <= int(raw) <= high:
+    if not ascii_digits(raw) or not 1 <= int(raw) <= high:
         raise ApiError(422, "invalid", f"{name} harus bilangan 1-{high}.", field=name)
     return int(raw)
 

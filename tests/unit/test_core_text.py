@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from telephony.core.text import holds_unsafe_text, unsafe_text
+from telephony.core.text import ascii_digits, holds_unsafe_text, unsafe_text
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udfff"])
@@ -31,3 +31,10 @@ def test_a_deep_document_of_safe_text_is_walked_without_recursion() -> None:
     for _ in range(100_000):
         deep = [deep]
     assert not holds_unsafe_text({"a": deep, "b": 1.5, "c": None, "d": True})
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0", True), ("2026", True), ("", False), ("١٢", False), ("²", False), ("1a", False),
+    (" 1", False), ("-1", False), ("１", False)])
+def test_a_number_we_parse_is_ascii_digits(text: str, expected: bool) -> None:
+    assert ascii_digits(text) is expected

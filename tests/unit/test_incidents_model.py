@@ -157,7 +157,7 @@ def test_priority_by_number_or_name(raw: object, expected: Priority) -> None:
     assert parse_priority(raw) is expected
 
 
-@pytest.mark.parametrize("raw", [0, 5, "5", True, 1.0, "urgent", None, ""])
+@pytest.mark.parametrize("raw", [0, 5, "5", True, 1.0, "urgent", None, "", "٢", "²"])
 def test_invalid_priority(raw: object) -> None:
     with pytest.raises(ValidationError, match="Prioritas harus 1-4"):
         parse_priority(raw)
@@ -189,7 +189,8 @@ def test_coordinates_inside_indonesia(
     [(-11.01, 113, "latitude"), (6.5, 113, "latitude"), (-7, 94.9, "longitude"),
      (-7, 141.1, "longitude"), (math.nan, 113, "latitude"), (-7, math.inf, "longitude"),
      (True, 113, "latitude"), ("utara", 113, "latitude"), (-7, None, "longitude"),
-     (None, 113, "latitude"), (48.85, 2.35, "latitude")],
+     (None, 113, "latitude"), (48.85, 2.35, "latitude"), ("-٧", 113, "latitude"),
+     (-7, "١١٣", "longitude")],
 )
 def test_coordinates_refused(latitude: object, longitude: object, field: str) -> None:
     with pytest.raises(ValidationError) as caught:
@@ -354,7 +355,7 @@ def test_valid_ratings(raw: object, value: int) -> None:
     assert parse_rating(raw) == value
 
 
-@pytest.mark.parametrize("raw", [0, 6, -1, True, 4.0, "4.5", "", None, "#"])
+@pytest.mark.parametrize("raw", [0, 6, -1, True, 4.0, "4.5", "", None, "#", "٤", "³"])
 def test_invalid_ratings(raw: object) -> None:
     with pytest.raises(ValidationError, match="1 sampai 5"):
         parse_rating(raw)
