@@ -26,8 +26,8 @@ from telephony.incidents.model import (
     parse_report_type,
 )
 
-_VILLAGE_CODE = re.compile(r"\d{2}\.\d{2}\.\d{2}\.\d{4}")
-_SUB_DISTRICT_CODE = re.compile(r"\d{2}\.\d{2}\.\d{2}")
+_VILLAGE_CODE = re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}\.[0-9]{4}")
+_SUB_DISTRICT_CODE = re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}")
 
 
 def _gazetteer_code(field: str, value: object, pattern: re.Pattern[str]) -> str | None:

@@ -109,9 +109,9 @@ def test_environment_without_script_routes_on_empty_path() -> None:
     assert env.arguments == ()
 
 
-@pytest.mark.parametrize("priority", ["²", "١", "3a", ""])
+@pytest.mark.parametrize("priority", ["\u00b2", "\u0661", "3a", ""])
 def test_a_priority_that_is_not_ascii_digits_is_none(priority: str) -> None:
-    # int("²") raises: a superscript passes str.isdigit(), and the frame came from the wire.
+    # int("\u00b2") raises: a superscript passes str.isdigit(), and the frame came from the wire.
     env = EnvironmentParser().feed(f"agi_priority: {priority}\n\n".encode())
     assert env is not None
     assert env.priority is None
