@@ -713,6 +713,12 @@ class AmiListener:
         self._ready.set()
 
     @property
+    def resynced(self) -> bool:
+        """Logged in, and this session's resync has run (whether or not it could read the
+        store: :attr:`resync_incomplete` says)."""
+        return self._ready.is_set()
+
+    @property
     def resync_incomplete(self) -> bool:
         """The last resync could not read the store: what it restores from the store's side
         (calls to close as vanished, calls to backfill from the queue_log) waits for another."""

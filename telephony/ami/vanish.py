@@ -8,7 +8,9 @@ missed would stay open for good. :class:`VanishWatch` therefore asks again: ever
 can (so within ``retry`` of the database coming back). Asterisk is asked only when the store
 has open calls, after the store (a call it lists had started before Asterisk's answer, so if
 Asterisk no longer has it, it ended). The listener decides, in order with the events it
-tracks (:meth:`~telephony.ami.listener.AmiListener.vanish_check`). When the last resync could
+tracks (:meth:`~telephony.ami.listener.AmiListener.vanish_check`). Nothing is checked until
+the AMI session's own resync has run: its backfill ends properly, from the queue_log, the calls
+that ended while the line was away, and those must not vanish first. When the last resync could
 not read the store at all, the watch asks for a whole resync instead, once the store answers:
 that also runs the backfill from the queue_log the failed one skipped (telephony/calls/backfill.py).
 """
@@ -36,6 +38,10 @@ class VanishCheckPort(Protocol):
         """Close as vanished the open calls ``channels`` no longer has; how many."""
 
     @property
+    def resynced(self) -> bool:
+        """Logged in, and this session's resync (with its backfill) has run."""
+
+    @property
     def resync_incomplete(self) -> bool:
         """The last resync could not read the store."""
 
@@ -56,6 +62,12 @@ class VanishWatch:
 
     async def check(self) -> bool:
         """One check; False if the store or Asterisk could not answer (try again soon)."""
+        if not self._listener.resynced:
+            # The session's resync has yet to run its backfill, which ends from the queue_log
+            # the calls that ended while the line was away (cause, talk): vanished before it,
+            # they would get the worse end and a vanish event after their real end (the
+            # first check after a restart ran during the resync's read of the log).
+            return False
         open_ids = await self._open_calls()
         if open_ids is None:
             return False

@@ -82,7 +82,8 @@ def routes() -> list[Route]:
                         "Tiba sebelum (dengan zona waktu)"),
                   Param("line", {"type": "string", "enum": list(LINES)}, "Jalur"),
                   Param("caller_number", {"type": "string", "maxLength": 40},
-                        "Nomor penelepon"),
+                        "Nomor penelepon (08…, +62… dan 0062… menemukan penelepon yang "
+                        "sama)"),
                   Param("disposition", {"type": "string", "enum": list(DISPOSITIONS)},
                         "Akhir panggilan"),
                   limit_param(MAX_LIMIT))),

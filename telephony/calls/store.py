@@ -149,19 +149,25 @@ class CallRepository:
         caller_number: str | None = None, disposition: str | None = None,
     ) -> list[CallRecord]:
         """The most recent calls with their disposition, newest first; a filter given as
-        ``None`` does not filter."""
+        ``None`` does not filter.
+
+        ``caller_number`` finds the calls presented exactly so, and those of the same caller
+        however the carrier wrote the number (its :func:`parse_caller_id` key): an operator
+        who types ``0812…`` must also find the calls that came as ``+62812…`` or ``0062812…``.
+        """
+        key = None if caller_number is None else parse_caller_id(caller_number).key
         rows = await connection.fetch(
             """
             SELECT * FROM call_outcomes
             WHERE ($1::timestamptz IS NULL OR arrived_at >= $1)
               AND ($3::timestamptz IS NULL OR arrived_at < $3)
               AND ($4::text IS NULL OR line = $4)
-              AND ($5::text IS NULL OR caller_number = $5)
+              AND ($5::text IS NULL OR caller_number = $5 OR caller_key = $7)
               AND ($6::text IS NULL OR disposition = $6)
             ORDER BY arrived_at DESC NULLS LAST
             LIMIT $2
             """,
-            since, limit, until, line, caller_number, disposition,
+            since, limit, until, line, caller_number, disposition, key,
         )
         return [from_row(CallRecord, row) for row in rows]
 

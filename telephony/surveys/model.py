@@ -26,6 +26,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from telephony.ami.originate import OriginateReason
+from telephony.calls.ids import CallerIdKind, parse_caller_id
 
 
 class SurveyState(StrEnum):
@@ -90,8 +91,14 @@ _ID = re.compile(r"[1-9][0-9]{0,17}")
 
 
 def is_dialable(number: str) -> bool:
-    """Whether ``number`` is a caller identity the carrier can be asked to call back."""
-    return _DIALABLE.fullmatch(number) is not None
+    """Whether ``number`` is a caller identity the carrier can be asked to call back.
+
+    Not a SIM-less phone's IMEI (telephony/calls/ids.py decides which ids are): 15 bare
+    Luhn-valid digits pass the pattern, and dialled through the carrier they are a stranger's
+    number abroad (356938035643809 starts with Malta's 356), not the handset that called.
+    """
+    return (_DIALABLE.fullmatch(number) is not None
+            and parse_caller_id(number).kind is not CallerIdKind.SIMLESS)
 
 
 def callback_number(numbers: Iterable[str]) -> str | None:

@@ -226,3 +226,34 @@ async def test_a_call_talking_when_serve_starts_is_resynced_whole_and_only_once(
 
 async def desk_log_out(line: Line, settings: Settings, queues: list[str]) -> None:
     await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_out(OPERATOR, queues)
+
+
+async def test_a_call_that_ended_while_serve_was_down_is_backfilled_not_vanished(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    # Trial 2026-12-06: the store had the call open, the caller hung up while serve was down,
+    # and on the restart the vanish watch's first check ran during the resync's read of the
+    # queue_log: the call was closed as vanished just before the backfill wrote its real end.
+    caller_id = unique_caller("0814")
+    async with serving(settings) as line:
+        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+        queues = await desk.log_in(OPERATOR, SKILLS)
+        placed = asyncio.create_task(place(settings, caller_id, "119", stay=15))
+        await eventually("the call answered in the store", lambda: row(
+            line, CALL + " AND answered_at IS NOT NULL", caller_id), within=20)
+    try:
+        assert (await placed).ok  # the caller hangs up while serve is down
+        async with serving(settings) as line:
+            record = await eventually("the call's end", lambda: row(
+                line, CALL + " AND ended_at IS NOT NULL", caller_id))
+            await settled(line)
+            kinds = [kind for _, kind, _ in await events_of(line, [record["call_id"]])]
+            await desk_log_out(line, settings, queues)
+    finally:
+        if not placed.done():
+            placed.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await placed
+    assert record["backfilled"] is True and record["vanished"] is False
+    assert (record["hangup_cause"], record["hangup_cause_text"]) == (16, "Normal Clearing")
+    assert "call_vanished" not in kinds, kinds

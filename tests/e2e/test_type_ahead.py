@@ -136,3 +136,23 @@ async def test_a_prompt_the_menu_routine_cannot_play_fails_open(
     record = await ended_call(line, caller_id)
     assert (record.ivr_outcome, record.queue, record.operator) == (
         "failopen", "emergency-general", "PJSIP/op1001")
+
+
+async def test_a_caller_who_pressed_then_hung_up_in_the_sub_menu_did_not_call_silently(
+    line: Line, settings: Settings
+) -> None:
+    # Trial 2026-12-06: a hang-up inside the menu routine ends it without Return(), so the IVR
+    # never read the trace; the call was stored as if no key had been pressed, and so looked
+    # silent (a nuisance call in the caller's screening history) though the caller had
+    # pressed 1 for an emergency before the line dropped.
+    caller_id = unique_caller("0815")
+    result = await call(settings, caller_id, "1", delay=0.5, stay=1)
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert (record.disposition, record.queue) == ("ended_in_ivr", None)
+    keypad = await line.database.run(lambda c: c.fetchrow(
+        "SELECT ivr_first_key_ms, looks_silent FROM calls WHERE call_id = $1",
+        record.call_id))
+    assert keypad is not None and not keypad["looks_silent"]
+    # The 1 came during the greeting, timed from the start of the menu as the IVR times it.
+    assert 0 < keypad["ivr_first_key_ms"] < 2000

@@ -80,3 +80,43 @@ async def test_open_calls_wait_for_a_put_off_backfill_before_they_vanish() -> No
             ami.request_resync()
             await eventually(lambda: [f.call_id for f in sink.of(CallVanished)] == ["7.1"])
             assert history.asked == 2 and not ami.resync_incomplete
+
+
+class HeldHistory:
+    """A queue_log backfill that takes its time (a long log to read after a restart), until
+    ``release``; it ends the calls in ``ends`` in the store, as the real one writes them."""
+
+    def __init__(self, sink: ListSink, ends: set[str]) -> None:
+        self.postponed = False
+        self.asked = 0
+        self.release = asyncio.Event()
+        self._sink, self._ends = sink, ends
+
+    async def catch_up(self, channels: object) -> None:
+        self.asked += 1
+        await self.release.wait()
+        self._sink.preset_open -= self._ends
+        return None
+
+
+async def test_the_watch_waits_for_the_sessions_resync_before_declaring_a_call_vanished() -> None:
+    # Trial 2026-12-06: the line SIGKILLed while a caller talked, the caller hung up while it
+    # was down; on the restart the watch's first check ran during the resync, before its
+    # backfill had written the call's end from the queue_log, and closed it as vanished (a
+    # call_vanished event after the real end, the call's end "now" for a moment).
+    sink = ListSink(open_ids=["7.1"])
+    history = HeldHistory(sink, {"7.1"})
+    async with fake_asterisk() as server:
+        ami = listener(server.port, sink)
+        ami.backfill_from(history)
+        watch = VanishWatch(ami, sink.open_call_ids, interval=60, retry=0.02)
+        async with ami:
+            await eventually(lambda: history.asked == 1)  # the resync reads the log
+            try:
+                assert not await watch.check()  # not yet: ask again soon
+            finally:
+                history.release.set()
+            async with asyncio.timeout(5):
+                await ami.wait_ready()
+            assert await watch.check()
+    assert sink.of(CallVanished) == []

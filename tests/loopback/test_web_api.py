@@ -428,6 +428,12 @@ async def test_calls_are_listed_with_filters(api: Api) -> None:
                                     params={"caller_number": "082222222222", "line": "112",
                                             "disposition": "answered", "limit": "5"})
     assert [c["call_id"] for c in (await response.json())["calls"]] == [SECOND_CALL]
+    # The same caller, however the number is written (trial 2026-12-06: "+62..." found
+    # nothing of a caller the carrier presented as "08...").
+    for written in ("+6282222222222", "006282222222222", "0822-2222-2222"):
+        response = await api.client.get("/api/calls", headers=op,
+                                        params={"caller_number": written})
+        assert [c["call_id"] for c in (await response.json())["calls"]] == [SECOND_CALL], written
     since = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
     response = await api.client.get("/api/calls", headers=op, params={"since": since})
     assert (await response.json())["calls"] == []

@@ -36,6 +36,7 @@ def test_dialable_numbers(number: str) -> None:
 @pytest.mark.parametrize("number", [
     "", "anonymous", "unknown", "<unknown>", "Restricted", "112", "1234", "0812 3456 789",
     "0812-345-6789", "+", "++6281234", "1" * 16, "٠٨١٢٣٤٥٦٧٨", "0812345\n6789", "sip:0812@x",
+    "356938035643809",  # a SIM-less phone's IMEI (telephony/calls/ids.py)
 ])
 def test_withheld_or_unusable_numbers(number: str) -> None:
     assert not is_dialable(number)
@@ -43,6 +44,8 @@ def test_withheld_or_unusable_numbers(number: str) -> None:
 
 def test_the_first_dialable_caller_is_called_back() -> None:
     assert callback_number(["anonymous", "", "081111111111", "082222222222"]) == "081111111111"
+    # A SIM-less phone's bare IMEI (15 Luhn-valid digits) is no number to call back.
+    assert callback_number(["356938035643809", "081111111111"]) == "081111111111"
     assert callback_number(["anonymous", "112"]) is None
     assert callback_number([]) is None
 

@@ -66,6 +66,7 @@ class Port:
         self.asked = 0
         self.checked: list[set[str]] = []
         self.refuse = False
+        self.resynced = True  # this session's resync has run
         self.resync_incomplete = False
         self.resyncs_requested = 0
 
@@ -135,3 +136,15 @@ async def test_a_resync_that_could_not_read_the_store_is_repeated_once_it_answer
     store.open = {"6.1"}
     assert not await watch.check() and port.resyncs_requested == 1 and port.asked == 0
     assert await watch.check() and port.resyncs_requested == 1 and port.checked == [{"6.1"}]
+
+
+async def test_nothing_is_checked_before_the_sessions_resync_has_run() -> None:
+    # The resync's backfill ends from the queue_log the calls that ended while the line was
+    # away; checked before it, they would vanish first.
+    port, store = Port(), Store()
+    store.open = {"7.1"}
+    port.resynced = False
+    watch = VanishWatch(port, store.open_calls, interval=60, retry=1)
+    assert not await watch.check() and port.asked == 0 and port.checked == []
+    port.resynced = True
+    assert await watch.check() and port.checked == [{"7.1"}]
