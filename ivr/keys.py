@@ -20,7 +20,7 @@ application option in.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from ivr.menu import IvrMenu, LineEntry, Menu
@@ -35,6 +35,8 @@ PROMPT_PREFIX: Final = "siaga112/"
 _SOUND: Final = re.compile(r"siaga112/[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 # The keys a menu may offer (ivr.menu.DTMF_KEYS); none is special in a regex bracket.
 _KEYS: Final = re.compile(r"[0-9*#]{1,12}")
+# A route's category (ivr.menu.CATEGORIES), as the routine splices it into a Set().
+_CATEGORY: Final = re.compile(r"[a-z]{1,20}")
 # One answer: the key Read() returned ("-" when the wait ran out), "@", the milliseconds
 # since the routine began. The routine stops early on "!HANGUP" or "!ERROR" (Read()'s status).
 _ANSWER: Final = re.compile(r"(?P<key>[0-9*#A-D-])@(?P<ms>[0-9]{1,7})")
@@ -89,6 +91,12 @@ class MenuSpec:
     invalid_attempts: int
     invalid_prompt: str | None
     keys: str  # the valid keys
+    # A sub-menu's: the category every way out of it leads to (its options and its default),
+    # if they share one. The routine publishes it (IVR_CATEGORY) as it enters the sub-menu: a
+    # caller who chose emergency and then hung up in the sub-menu never lets the routine
+    # answer, and is still known to have chosen an emergency (the call-back worklist's
+    # ivr_emergency).
+    category: str | None = None
 
     @classmethod
     def of(cls, menu: Menu) -> MenuSpec:
@@ -109,10 +117,23 @@ class MenuSpec:
         )
 
     def argument(self) -> str:
-        """prompt|timeout in seconds (Read() takes seconds)|no-input|invalid|invalid prompt|keys"""
+        """prompt|timeout in seconds (Read() takes seconds)|no-input|invalid|invalid prompt|keys
+        |category (empty when the menu's routes do not share one)"""
         seconds = f"{self.timeout_ms / 1000:g}"
         return "|".join([self.prompt, seconds, str(self.no_input_attempts),
-                         str(self.invalid_attempts), self.invalid_prompt or "", self.keys])
+                         str(self.invalid_attempts), self.invalid_prompt or "", self.keys,
+                         self.category or ""])
+
+
+def _shared_category(menu: Menu) -> str | None:
+    routes = [menu.default, *(o.route for o in menu.options.values())]
+    categories = {route.category for route in routes if route is not None}
+    if len(categories) != 1 or any(route is None for route in routes):
+        return None  # mixed, or an option opens another menu
+    (category,) = categories
+    if not _CATEGORY.fullmatch(category):
+        raise KeyProgramError(f"menus.{menu.name}: category {category!r} is not a plain word")
+    return category
 
 
 @dataclass(frozen=True)
@@ -141,7 +162,8 @@ def key_program(menu: IvrMenu, entry: LineEntry) -> KeyProgram:
             if any(o.submenu is not None for o in sub.options.values()):
                 # ivr.menu allows two levels; the routine asks exactly two.
                 raise KeyProgramError(f"menus.{sub.name}: a sub-menu cannot open another menu")
-            submenus.append((key, MenuSpec.of(sub)))
+            spec = replace(MenuSpec.of(sub), category=_shared_category(sub))
+            submenus.append((key, spec))
     greeting = _sound(entry.greeting) if entry.greeting else None
     return KeyProgram(greeting, MenuSpec.of(main), tuple(submenus))
 

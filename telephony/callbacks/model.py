@@ -9,9 +9,10 @@ On the worklist (the calls that arrived within the window, ``callback_window_hou
 - **dropped**: answered, then ended by a network cause (:data:`NETWORK_CAUSES`);
 - **network**: lost to a network cause before any operator answered, wherever it was;
 - **abandoned**: queued, and hung up (or lost) before an operator answered;
-- **ivr_emergency**: the IVR had routed it as an emergency, and it ended before reaching a
-  queue (at the screening prompt, say). The IVR publishes its choice only once it has
-  decided, so a caller who hangs up halfway through the menus is not known to have chosen.
+- **ivr_emergency**: the caller chose an emergency in the IVR, and the call ended before
+  reaching a queue (at the screening prompt, say, or in the emergency sub-menu: the menu
+  routine publishes a sub-menu's category as the caller enters it, ivr/keys.py). A caller who
+  hangs up in the main menu has chosen nothing.
 
 Not on it: calls answered and ended normally, calls still going on, anything else that ended
 in the IVR (an information or complaint call, a caller who chose nothing).

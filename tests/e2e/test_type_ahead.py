@@ -18,11 +18,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 import pytest
 
 from telephony.app import Line
+from telephony.callbacks.model import CallbackReason, Entry
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 from tests.support.net import own_lab
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -156,3 +158,13 @@ async def test_a_caller_who_pressed_then_hung_up_in_the_sub_menu_did_not_call_si
     assert keypad is not None and not keypad["looks_silent"]
     # The 1 came during the greeting, timed from the start of the menu as the IVR times it.
     assert 0 < keypad["ivr_first_key_ms"] < 2000
+    # The 1 chose the emergency sub-menu, whose routes are all emergencies: the caller chose an
+    # emergency and dropped, so an operator calls them back.
+    assert record.ivr_category == "emergency"
+
+    async def on_the_worklist() -> Entry | None:
+        return next((e for e in await line.callbacks.worklist()
+                     if record.call_id in {c.call_id for c in e.calls}), None)
+
+    entry = await eventually(f"{record.call_id} on the worklist", on_the_worklist, within=10)
+    assert entry.reason is CallbackReason.IVR_EMERGENCY

@@ -32,8 +32,8 @@ def test_the_default_112_menu_as_routine_arguments() -> None:
     program = key_program(MENU, MENU.entry_for("112"))
     assert program.arguments() == ",".join([
         "siaga112/salam-112",
-        "siaga112/menu-utama|5|1|2|siaga112/pilihan-salah|12389",
-        "1:siaga112/menu-darurat|3|1|1||1234",
+        "siaga112/menu-utama|5|1|2|siaga112/pilihan-salah|12389|",
+        "1:siaga112/menu-darurat|3|1|1||1234|emergency",
     ])
 
 
@@ -43,8 +43,16 @@ def test_fractional_waits_and_special_keys_pass() -> None:
     doc["menus"]["utama"]["options"]["#"] = doc["menus"]["utama"]["options"].pop("1")
     menu = parse_menu(doc)
     arguments = key_program(menu, menu.entry_for("112")).arguments()
-    assert arguments.endswith(",#:siaga112/menu-darurat|2.5|1|1||1234")
+    assert arguments.endswith(",#:siaga112/menu-darurat|2.5|1|1||1234|emergency")
     assert "|#2389" in arguments
+
+
+def test_a_sub_menu_whose_routes_mix_categories_publishes_none() -> None:
+    doc = document()
+    doc["menus"]["darurat"]["options"]["4"]["route"]["category"] = "information"
+    menu = parse_menu(doc)
+    arguments = key_program(menu, menu.entry_for("112")).arguments()
+    assert arguments.endswith(",1:siaga112/menu-darurat|3|1|1||1234|")
 
 
 def test_a_line_that_routes_directly_has_no_program() -> None:
