@@ -218,10 +218,15 @@ async def test_a_call_talking_when_serve_starts_is_resynced_whole_and_only_once(
             assert done["talk_seconds"] is not None and done["talk_seconds"] >= 20
             await desk_log_out(line, settings, queues)
     finally:
-        if not placed.done():
-            placed.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await placed
+        await caller_gone(placed)
+
+
+async def caller_gone(placed: asyncio.Task[sipp.SippResult]) -> None:
+    """Stop the caller's sipp if a failed test left it running."""
+    if not placed.done():
+        placed.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await placed
 
 
 async def desk_log_out(line: Line, settings: Settings, queues: list[str]) -> None:
@@ -250,10 +255,7 @@ async def test_a_call_that_ended_while_serve_was_down_is_backfilled_not_vanished
             kinds = [kind for _, kind, _ in await events_of(line, [record["call_id"]])]
             await desk_log_out(line, settings, queues)
     finally:
-        if not placed.done():
-            placed.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await placed
+        await caller_gone(placed)
     assert record["backfilled"] is True and record["vanished"] is False
     assert (record["hangup_cause"], record["hangup_cause_text"]) == (16, "Normal Clearing")
     assert "call_vanished" not in kinds, kinds
