@@ -203,19 +203,8 @@ def render_queues_conf(queues: Sequence[QueueSettings]) -> str:
             f"announce-frequency = {settings.announce_frequency_seconds}\n"
             f"announce-position = {_yes(settings.announce_position)}\n"
             f"announce-holdtime = {_yes(settings.announce_holdtime)}\n"
-            + ("" if settings.queue == OVERFLOW_QUEUE else _UNSTAFFED_SKILL_QUEUE)
         )
     return "".join(parts)
-
-
-# A skill queue nobody could answer (no operator logged in, or only phones that are offline)
-# is not waited in: its callers go on to all-operators at once (the dialplan's next Queue()),
-# rather than after the queue's whole max wait while other operators sit idle; and a caller
-# waiting in it moves on when its last operator leaves. Operators who are busy, ringing, in
-# wrap-up or on a break are still waited for, up to the max wait. all-operators keeps the
-# template's "yes": it is where a caller waits when nobody at all is logged in.
-_UNSTAFFED_SKILL_QUEUE: Final = ("joinempty = unavailable,invalid\n"
-                                 "leavewhenempty = unavailable,invalid\n")
 
 
 @dataclass(frozen=True)

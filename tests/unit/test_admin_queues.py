@@ -86,11 +86,8 @@ def test_every_queue_of_the_menu_and_the_overflow_is_rendered() -> None:
     fire = text.split("[fire](queue)\n")[1].split("\n\n")[0]
     assert fire.splitlines() == [
         "strategy = fewestcalls", "timeout = 20", "retry = 2", "wrapuptime = 10",
-        "announce-frequency = 30", "announce-position = yes", "announce-holdtime = no",
-        "joinempty = unavailable,invalid", "leavewhenempty = unavailable,invalid"]
+        "announce-frequency = 30", "announce-position = yes", "announce-holdtime = no"]
     overflow = text.split("[all-operators](queue)\n")[1].split("\n\n")[0]
-    # Where a caller waits when nobody at all is logged in: the template's joinempty = yes.
-    assert "empty" not in overflow
     assert overflow.startswith("strategy = ringall\ntimeout = 15\nretry = 1\nwrapuptime = 5\n")
     assert "[medical](queue)\nstrategy = leastrecent\n" in text
     assert max_wait_key("fire") == "max_wait.fire"
