@@ -341,6 +341,41 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
     assert 5 <= row["ring_seconds"] <= 8
 
 
+async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(
+    line: Line, settings: Settings, desk: Desk
+) -> None:
+    """A blind transfer to a busy agency rings the operator back (a Dial() in the dialplan,
+    not the queue); the operator, with the caller again, tries once more, attended: the
+    agency rings and the operator speaks to it. The Dial() must give the operator's channel
+    the transfer feature as Queue() does: without it Asterisk accepted the Atxfer, dialled
+    nothing and the leg stayed "ringing" (blocking any other transfer of the call)."""
+    caller_id = unique_caller("0816")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="1", talk_seconds=40, audio=True, continuous=True) as caller:
+        call = await talking_call(desk)
+        async with sipp.callee(settings.carrier_sip_port, refuse=486, max_calls=1) as busy:
+            started, _ = await start_transfer(desk, "blind")
+            first = await leg_of(desk, started["leg"]["leg_id"], outcome="busy")
+            await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
+            assert (await busy.wait(within=10)).ok
+        async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
+                               max_calls=1, hold_seconds=8) as agency:
+            assert (await desk.get("/api/desk"))["call"]["state"] == "talking"
+            started, _ = await start_transfer(desk, "attended")
+            leg_id = started["leg"]["leg_id"]
+            leg = await leg_of(desk, leg_id, phase="consulting")
+            assert leg["allowed_steps"] == ["hand_over", "join", "cancel"]
+            await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "hand_over"}, 200)
+            await bridged_together(line, call["call_id"], "PJSIP/carrier-0",
+                                   "PJSIP/carrier-out-")
+            assert (await agency.wait(within=30)).ok
+        await caller.wait(within=10)
+    await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+    rows = await timeline(desk, call["incident_id"])
+    assert [(r["leg_id"], r["kind"], r["outcome"]) for r in rows] == [
+        (first["leg_id"], "blind_transfer", "busy"), (leg_id, "attended_transfer", "answered")]
+
+
 async def test_attended_transfer_operator_speaks_first_then_hands_over(
     line: Line, settings: Settings, desk: Desk
 ) -> None:
