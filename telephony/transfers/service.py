@@ -272,6 +272,14 @@ class TransferService:
         channels = await self._live_channels(account)
         if not any(c.channel == leg.operator_channel and c.state == UP for c in channels):
             raise TransferConflict("Telepon Anda tidak lagi tersambung pada panggilan ini.")
+        if chosen in (Step.HAND_OVER, Step.JOIN) and not any(
+                c.uniqueid == leg.leg.call_id for c in channels):
+            # The caller (whose channel's Uniqueid is the call id) hung up while the operator
+            # spoke to the agency: Asterisk leaves operator and agency talking and the keys
+            # change nothing, so the step would put on the incident's timeline a caller
+            # handed over (or joined) who was no longer there.
+            raise TransferConflict("Penelepon sudah menutup telepon; tidak ada yang dapat "
+                                   "diserahkan atau digabungkan.")
         try:
             await self._send_step(leg.operator_channel, chosen)
         except AmiActionError as exc:

@@ -80,7 +80,7 @@ class World:
         await answered(self.dsn, call_id, caller="081234567890")
         await self.incidents.incidents.create_for_call(call_id)
         if live:
-            self.server.channels = [channel(interface, call_id)]
+            self.server.channels = [channel(interface, call_id), caller_channel(call_id)]
         return call_id
 
     async def legs(self, call_id: str) -> list[Any]:
@@ -92,6 +92,14 @@ def channel(interface: str, call_id: str) -> tuple[tuple[str, str], ...]:
             ("Uniqueid", "1700000000.9"), ("Linkedid", call_id), ("ChannelState", "6"),
             ("ChannelStateDesc", "Up"), ("BridgeId", "b1e3"), ("Application", "AppQueue"),
             ("CallerIDNum", "112"), ("ConnectedLineNum", "081234567890"))
+
+
+def caller_channel(call_id: str) -> tuple[tuple[str, str], ...]:
+    """The caller's channel of the call: its Uniqueid is the call id."""
+    return (("Event", "CoreShowChannel"), ("Channel", "PJSIP/carrier-00000029"),
+            ("Uniqueid", call_id), ("Linkedid", call_id), ("ChannelState", "6"),
+            ("ChannelStateDesc", "Up"), ("BridgeId", "b1e3"), ("Application", "Queue"),
+            ("CallerIDNum", "081234567890"), ("ConnectedLineNum", "112"))
 
 
 @pytest.fixture
@@ -183,6 +191,28 @@ async def test_attended_steps_send_the_feature_keys_and_hangup(world: World) -> 
     with pytest.raises(SiagaError):
         await world.service.step(world.operator, leg_id, "cancel", remote_address="x")
     assert await world.legs(call_id)
+
+
+async def test_a_caller_who_hung_up_during_the_consult_is_not_handed_over(
+    world: World
+) -> None:
+    """The caller hangs up while the operator speaks to the agency: Asterisk leaves the
+    operator with the agency. Handing over or joining is refused (the timeline would say the
+    caller was handed over) and no key is sent; cancelling still is not."""
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    world.server.channels = [channel(OPERATOR, call_id)]  # the caller's channel is gone
+    for step in ("hand_over", "join"):
+        with pytest.raises(SiagaError, match="Penelepon sudah menutup telepon") as refused:
+            await world.service.step(world.operator, leg_id, step, remote_address="x")
+        assert refused.value.status == 409
+    assert world.sent("PlayDTMF") == []
+    cancelled = await world.service.step(world.operator, leg_id, "cancel", remote_address="x")
+    assert [s for s, _, _ in cancelled.steps] == [Step.CANCEL]
+    assert [e["action"] for e in world.audit.entries] == ["transfer.start", "transfer.cancel"]
 
 
 async def progress(world: World, leg_id: int, state: str, status: str = "") -> None:
