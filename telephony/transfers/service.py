@@ -67,6 +67,8 @@ log = logging.getLogger("telephony.transfers")
 # An operator's channel as Asterisk names it; checked before it goes into an action.
 _CHANNEL: Final = re.compile(r"PJSIP/[A-Za-z0-9_.-]{1,64}-[0-9a-f]{8}")
 KEY_GAP_SECONDS: Final = 0.1  # between the two digits of a key (featuredigittimeout is 1 s)
+# The steps whose record says what became of the caller: taken only while the caller is on.
+_WITH_CALLER: Final = frozenset({Step.HAND_OVER, Step.JOIN, Step.LEAVE})
 
 
 class TransferUnavailable(AsteriskUnavailable):
@@ -272,14 +274,13 @@ class TransferService:
         channels = await self._live_channels(account)
         if not any(c.channel == leg.operator_channel and c.state == UP for c in channels):
             raise TransferConflict("Telepon Anda tidak lagi tersambung pada panggilan ini.")
-        if chosen in (Step.HAND_OVER, Step.JOIN) and not any(
-                c.uniqueid == leg.leg.call_id for c in channels):
+        if chosen in _WITH_CALLER and not any(c.uniqueid == leg.leg.call_id for c in channels):
             # The caller (whose channel's Uniqueid is the call id) hung up while the operator
-            # spoke to the agency: Asterisk leaves operator and agency talking and the keys
-            # change nothing, so the step would put on the incident's timeline a caller
-            # handed over (or joined) who was no longer there.
-            raise TransferConflict("Penelepon sudah menutup telepon; tidak ada yang dapat "
-                                   "diserahkan atau digabungkan.")
+            # spoke to the agency or in the conference: Asterisk leaves operator and agency
+            # talking. The step would put on the incident's timeline a caller handed over,
+            # joined, or left with the agency who was no longer there.
+            raise TransferConflict("Penelepon sudah menutup telepon; Anda masih tersambung "
+                                   "dengan instansi. Tutup telepon untuk mengakhirinya.")
         try:
             await self._send_step(leg.operator_channel, chosen)
         except AmiActionError as exc:

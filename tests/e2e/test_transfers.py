@@ -417,30 +417,32 @@ async def test_attended_transfer_operator_speaks_first_then_hands_over(
     assert row["ending"] == "Diserahkan ke instansi setelah operator bicara"
 
 
-async def test_a_caller_who_hangs_up_during_the_consult_is_not_recorded_as_handed_over(
-    line: Line, settings: Settings, desk: Desk
+@pytest.mark.parametrize(("mode", "step"), [("attended", "hand_over"), ("conference", "leave")])
+async def test_a_caller_who_hung_up_is_not_recorded_as_handed_over(
+    line: Line, settings: Settings, desk: Desk, mode: str, step: str
 ) -> None:
-    """The caller hangs up while the operator speaks to the agency: Asterisk leaves the
-    operator and the agency talking. "Serahkan" is refused (it was accepted, sent keys that
-    changed nothing, and the timeline said the caller had been handed over)."""
+    """The caller hangs up while the operator speaks to the agency, or in the conference:
+    Asterisk leaves the operator and the agency talking. "Serahkan" or "Keluar" is refused:
+    it was accepted and the timeline said the caller had been handed over to the agency, or
+    stayed with it."""
     caller_id = unique_caller("0816")
     async with caller_and_agency(settings, caller_id, hold_seconds=8) as (caller, agency):
         call = await talking_call(desk)
-        started, _ = await start_transfer(desk, "attended")
+        started, _ = await start_transfer(desk, mode)
         leg_id = started["leg"]["leg_id"]
-        await leg_of(desk, leg_id, phase="consulting")
+        steps = await leg_of(desk, leg_id, phase="consulting" if mode == "attended"
+                             else "conference")
         (caller_channel,) = named(await channels_of(line, call["call_id"]), "PJSIP/carrier-0")
         await line.listener.send_action({"Action": "Hangup", "Channel": caller_channel.channel})
         await bridged_together(line, call["call_id"], OPERATOR, "PJSIP/carrier-out-")
-        refused = await desk.post(f"/api/desk/transfers/{leg_id}/steps",
-                                  {"step": "hand_over"}, 409)
+        refused = await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": step}, 409)
         assert "Penelepon sudah menutup telepon" in refused["error"]["message"]
         assert (await agency.wait(within=30)).ok
         await caller.wait(within=10)
     ended = await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
-    assert ended["steps"] == []
+    assert ended["steps"] == steps["steps"]  # nothing more than the conference's join
     (row,) = await timeline(desk, call["incident_id"])
-    assert row["ending"] == "Tersambung"
+    assert row["ending"] == ("Tersambung" if mode == "attended" else "Konferensi tiga pihak")
 
 
 async def _no_operator(line: Line, call: dict[str, Any]) -> bool | None:

@@ -198,7 +198,9 @@ async def test_a_caller_who_hung_up_during_the_consult_is_not_handed_over(
 ) -> None:
     """The caller hangs up while the operator speaks to the agency: Asterisk leaves the
     operator with the agency. Handing over or joining is refused (the timeline would say the
-    caller was handed over) and no key is sent; cancelling still is not."""
+    caller was handed over) and no key is sent; cancelling still is not. Leaving a
+    conference the caller has left likewise (the timeline said the caller stayed with the
+    agency)."""
     call_id = await world.call()
     started = await world.service.start(world.operator, world.number_id, "attended",
                                         remote_address="x")
@@ -213,6 +215,23 @@ async def test_a_caller_who_hung_up_during_the_consult_is_not_handed_over(
     cancelled = await world.service.step(world.operator, leg_id, "cancel", remote_address="x")
     assert [s for s, _, _ in cancelled.steps] == [Step.CANCEL]
     assert [e["action"] for e in world.audit.entries] == ["transfer.start", "transfer.cancel"]
+
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "conference",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    await eventually("the join keys", lambda: _keys(world, 4), 5)
+    await world.service.close()  # the join recorded
+    world.server.channels = [channel(OPERATOR, call_id)]
+    with pytest.raises(SiagaError, match="Penelepon sudah menutup telepon") as refused:
+        await world.service.step(world.operator, leg_id, "leave", remote_address="x")
+    assert refused.value.status == 409 and world.sent("Hangup") == []
+    assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN]
+
+
+async def _keys(world: World, count: int) -> bool | None:
+    return len(world.sent("PlayDTMF")) == count or None
 
 
 async def progress(world: World, leg_id: int, state: str, status: str = "") -> None:
