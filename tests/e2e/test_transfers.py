@@ -445,6 +445,40 @@ async def test_a_caller_who_hung_up_is_not_recorded_as_handed_over(
     assert row["ending"] == ("Tersambung" if mode == "attended" else "Konferensi tiga pihak")
 
 
+async def test_a_caller_left_to_asterisks_recall_goes_back_to_the_queues(
+    line: Line, settings: Settings, desk: Desk, phones: sipp.Sipp
+) -> None:
+    """The operator hangs up while the agency still rings, and their phone is gone when
+    Asterisk rings it back: Asterisk dials the agency again, rings the phone again ... and
+    hung the caller up about 100 s later, never having reached a human. The agency's second
+    dial of the leg is that loop: the line sends the caller into the queues, where an
+    operator answers."""
+    caller_id = unique_caller("0816")
+    async with caller_and_agency(settings, caller_id, talk_seconds=50, answer=False,
+                                 ring_seconds=0, audio=False, max_calls=None
+                                 ) as (caller, _agency):
+        call = await talking_call(desk)
+        started, _ = await start_transfer(desk, "attended")
+        leg_id = started["leg"]["leg_id"]
+        await leg_of(desk, leg_id, rang_at_set=True)
+        (operator,) = named(await channels_of(line, call["call_id"]), OPERATOR)
+        await line.listener.send_action({"Action": "Hangup", "Channel": operator.channel})
+        await phones.stop()  # the recall cannot reach the operator's phone
+        try:
+            await leg_of(desk, leg_id, outcome="no_answer")
+
+            async def queued() -> bool | None:
+                found = named(await channels_of(line, call["call_id"]), "PJSIP/carrier-0")
+                return (len(found) == 1 and found[0].application == "Queue"
+                        and not found[0].bridge_id) or None
+
+            await eventually("the caller waiting in the queues again", queued, 40)
+        finally:
+            await phones.start()
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
+        assert (await caller.wait(within=60)).ok  # the caller hung up itself
+
+
 async def _no_operator(line: Line, call: dict[str, Any]) -> bool | None:
     return named(await channels_of(line, call["call_id"]), OPERATOR) == [] or None
 

@@ -38,7 +38,8 @@ from tests.support.web import CHEAP_HASHER, PASSWORD
 OPERATOR_CHANNEL = f"{OPERATOR}-0000002a"
 ACCEPTS = {"blindtransfer": "Transfer succeeded", "atxfer": "Atxfer successfully queued",
            "setvar": "Variable Set",
-           "playdtmf": "DTMF successfully queued", "hangup": "Channel Hungup"}
+           "playdtmf": "DTMF successfully queued", "hangup": "Channel Hungup",
+           "redirect": "Redirect successful"}
 
 
 @dataclass
@@ -228,6 +229,38 @@ async def test_a_caller_who_hung_up_during_the_consult_is_not_handed_over(
         await world.service.step(world.operator, leg_id, "leave", remote_address="x")
     assert refused.value.status == 409 and world.sent("Hangup") == []
     assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN]
+
+
+async def test_a_leg_dialled_again_after_it_ended_sends_the_caller_to_the_queues(
+    world: World
+) -> None:
+    """Asterisk dials an attended leg again only in its recall loop (the operator hung up
+    while the agency rang, and did not take the recall): the caller, alone on hold, is
+    redirected into the queues ahead of everyone; once, and not while the operator is back
+    on a call (a bridged channel of theirs) or for the leg's first dial."""
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "dialling")
+    await world.service.close()
+    assert world.sent("Redirect") == []  # the first dial
+    await progress(world, leg_id, "ended", "NOANSWER")
+    unbridged = tuple((k, "" if k == "BridgeId" else v) for k, v in channel(OPERATOR, call_id))
+    # The operator back with the caller (the recall taken): nothing to do.
+    world.server.channels = [channel(OPERATOR, call_id), caller_channel(call_id)]
+    await progress(world, leg_id, "dialling")
+    await world.service.close()
+    assert world.sent("Redirect") == []
+    world.server.channels = [unbridged, caller_channel(call_id)]  # the caller alone
+    await progress(world, leg_id, "dialling")
+    await world.service.close()
+    (redirect,) = world.sent("Redirect")
+    assert (redirect["channel"], redirect["context"], redirect["exten"], redirect["priority"]) == (
+        "PJSIP/carrier-00000029", "siaga112-transfer", "queue", "1")
+    await progress(world, leg_id, "dialling")
+    await world.service.close()
+    assert len(world.sent("Redirect")) == 1
 
 
 async def _keys(world: World, count: int) -> bool | None:
