@@ -33,6 +33,8 @@ from telephony.core.labels import LabelledStrEnum
 
 TRANSFER_CONTEXT: Final = "siaga112-transfer"  # blind: runs on the caller's channel
 CONSULT_CONTEXT: Final = "siaga112-consult"  # attended: runs on the Atxfer's Local channel
+# [siaga112-transfer]'s way into the queues ahead of every caller waiting.
+RESCUE_EXTENSION: Final = "queue"
 # The leg and number (leg_extension) the line allowed [siaga112-consult] to dial from an
 # operator's channel (set by AMI Setvar just before Atxfer, whose extension is the leg alone;
 # inherited by the Atxfer's Local channel).

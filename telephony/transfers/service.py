@@ -14,6 +14,15 @@ dispatch service; a dispatch it refuses leaves the transfer as it is and is said
 A conference is an attended transfer the line joins into a three-way call once the agency
 answers: the service follows the legs' progress (it observes the listener's facts) and sends
 the join keys itself.
+
+It also takes the caller back from Asterisk's own recall loop. An operator who hangs up while
+the agency still rings leaves the caller to Asterisk (features.conf, atxferdropcall = no): if
+the agency does not answer, Asterisk rings the operator's phone back, and if that is not
+answered either it dials the agency again, and so on (atxfercallbackretries), and then hangs
+the caller up, about 100 s later in the lab, never having reached a human. The second dial
+of a leg that already ended is that loop (the consult dials a leg once, the line never
+again): the caller, alone on hold, is sent into the queues ahead of everyone, as a blind
+transfer nobody answered is (``[siaga112-transfer]`` ``queue``).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -43,6 +52,7 @@ from telephony.incidents.service import IncidentService
 from telephony.transfers.model import (
     CONSULT_CONTEXT,
     CONSULT_VARIABLE,
+    RESCUE_EXTENSION,
     STEP_KEYS,
     TRANSFER_CONTEXT,
     AgencyNumber,
@@ -67,6 +77,8 @@ log = logging.getLogger("telephony.transfers")
 # An operator's channel as Asterisk names it; checked before it goes into an action.
 _CHANNEL: Final = re.compile(r"PJSIP/[A-Za-z0-9_.-]{1,64}-[0-9a-f]{8}")
 KEY_GAP_SECONDS: Final = 0.1  # between the two digits of a key (featuredigittimeout is 1 s)
+# The steps whose record says what became of the caller: taken only while the caller is on.
+_WITH_CALLER: Final = frozenset({Step.HAND_OVER, Step.JOIN, Step.LEAVE})
 
 
 class TransferUnavailable(AsteriskUnavailable):
@@ -123,6 +135,7 @@ class TransferService:
         self._legs = LegRepository()
         self._joins: dict[int, str] = {}  # conference leg -> operator channel, until answered
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rescued: set[int] = set()  # legs whose caller was sent back to the queues
 
     # -- agency numbers ----------------------------------------------------------------------
 
@@ -272,6 +285,13 @@ class TransferService:
         channels = await self._live_channels(account)
         if not any(c.channel == leg.operator_channel and c.state == UP for c in channels):
             raise TransferConflict("Telepon Anda tidak lagi tersambung pada panggilan ini.")
+        if chosen in _WITH_CALLER and not any(c.uniqueid == leg.leg.call_id for c in channels):
+            # The caller (whose channel's Uniqueid is the call id) hung up while the operator
+            # spoke to the agency or in the conference: Asterisk leaves operator and agency
+            # talking. The step would put on the incident's timeline a caller handed over,
+            # joined, or left with the agency who was no longer there.
+            raise TransferConflict("Penelepon sudah menutup telepon; Anda masih tersambung "
+                                   "dengan instansi. Tutup telepon untuk mengakhirinya.")
         try:
             await self._send_step(leg.operator_channel, chosen)
         except AmiActionError as exc:
@@ -305,16 +325,24 @@ class TransferService:
     # -- conferences join when the agency answers (the listener's facts) -----------------------
 
     def recorded(self, facts: Sequence[CallFact]) -> None:
-        """The listener recorded ``facts``: a conference leg that was answered is joined."""
+        """The listener recorded ``facts``: a conference leg that was answered is joined; a
+        leg dialled again after it ended has its caller taken back (see the module)."""
         for fact in facts:
-            if (isinstance(fact, LegProgressed) and fact.leg_id in self._joins
+            if not isinstance(fact, LegProgressed):
+                continue
+            if (fact.leg_id in self._joins
                     and fact.state in (LegState.ANSWERED.value, LegState.ENDED.value)):
                 channel = self._joins.pop(fact.leg_id)
                 if fact.state == LegState.ANSWERED.value:
-                    task = asyncio.create_task(self._join(fact.leg_id, channel),
-                                               name=f"conference-join-{fact.leg_id}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._join(fact.leg_id, channel),
+                                f"conference-join-{fact.leg_id}")
+            elif fact.state == LegState.DIALLING.value and fact.leg_id not in self._rescued:
+                self._spawn(self._rescue(fact.leg_id), f"transfer-rescue-{fact.leg_id}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def resynced(self, queues: object) -> None:
         """Nothing to do: a conference the line missed the answer of is joined by hand."""
@@ -323,6 +351,31 @@ class TransferService:
         """Wait for joins being sent (bounded by AMI's own timeouts)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _rescue(self, leg_id: int) -> None:
+        """``leg_id`` is being dialled: if it had ended already, Asterisk's recall loop dials
+        it again for an operator who hung up and did not take the recall; send the caller
+        into the queues."""
+        try:
+            found = await self._database.run(lambda c: self._store.leg(c, leg_id))
+            if (found is None or found.mode is TransferMode.BLIND
+                    or found.leg.ended_at is None or found.leg.answered_at is not None):
+                return  # the leg's first dial (or no transfer leg at all)
+            channels = await live_channels(self._ami)
+            caller = next((c for c in channels if c.uniqueid == found.leg.call_id), None)
+            if caller is None or any(c.interface == found.leg.operator and c.bridge_id
+                                     for c in channels):
+                return  # the caller is gone, or the operator is back on a call
+            self._rescued.add(leg_id)
+            await self._ami.send_action({
+                "Action": "Redirect", "Channel": caller.channel,
+                "Context": TRANSFER_CONTEXT, "Exten": RESCUE_EXTENSION, "Priority": "1"})
+            log.warning("leg %d of call %s: the operator %s left during the consult and did "
+                        "not take Asterisk's recall; the caller goes back to the queues",
+                        leg_id, found.leg.call_id, found.leg.operator)
+        except (AmiActionError, SiagaError, asyncpg.PostgresError, OSError) as exc:
+            log.error("leg %d dialled again: could not take the caller back to the queues "
+                      "(%s)", leg_id, exc)
 
     async def _join(self, leg_id: int, channel: str) -> None:
         try:

@@ -40,6 +40,7 @@ from telephony.secrets import ami_secret
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 from tests.e2e.rawami import RawAmi
+from tests.support.db import fetch
 from tests.support.net import own_lab
 from tests.support.polling import eventually
 from tests.support.web import Browser
@@ -341,9 +342,52 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
     assert 5 <= row["ring_seconds"] <= 8
 
 
+async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(
+    line: Line, settings: Settings, desk: Desk
+) -> None:
+    """A blind transfer to a busy agency rings the operator back (a Dial() in the dialplan,
+    not the queue); the operator, with the caller again, tries once more, attended: the
+    agency rings and the operator speaks to it. The Dial() must give the operator's channel
+    the transfer feature as Queue() does: without it Asterisk accepted the Atxfer, dialled
+    nothing and the leg stayed "ringing" (blocking any other transfer of the call)."""
+    caller_id = unique_caller("0816")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="1", talk_seconds=40, audio=True, continuous=True) as caller:
+        call = await talking_call(desk)
+        async with sipp.callee(settings.carrier_sip_port, refuse=486, max_calls=1) as busy:
+            started, _ = await start_transfer(desk, "blind")
+            first = await leg_of(desk, started["leg"]["leg_id"], outcome="busy")
+            await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
+            assert (await busy.wait(within=10)).ok
+        async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
+                               max_calls=1, hold_seconds=8) as agency:
+            assert (await desk.get("/api/desk"))["call"]["state"] == "talking"
+            started, _ = await start_transfer(desk, "attended")
+            leg_id = started["leg"]["leg_id"]
+            leg = await leg_of(desk, leg_id, phase="consulting")
+            assert leg["allowed_steps"] == ["hand_over", "join", "cancel"]
+            await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "hand_over"}, 200)
+            await bridged_together(line, call["call_id"], "PJSIP/carrier-0",
+                                   "PJSIP/carrier-out-")
+            assert (await agency.wait(within=30)).ok
+        await caller.wait(within=10)
+    await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+    rows = await timeline(desk, call["incident_id"])
+    assert [(r["leg_id"], r["kind"], r["outcome"]) for r in rows] == [
+        (first["leg_id"], "blind_transfer", "busy"), (leg_id, "attended_transfer", "answered")]
+
+
 async def test_attended_transfer_operator_speaks_first_then_hands_over(
     line: Line, settings: Settings, desk: Desk
 ) -> None:
+    """From here on the module's legs have five digits, as a site's legs soon have: Asterisk
+    collects an Atxfer's extension digit by digit and stops as soon as no extension could
+    match more, which an extension ending in '!' never can; [siaga112-consult] matched
+    ``_X!``, so every leg from the tenth on was taken for its first digit and dialled
+    nobody."""
+    assert settings.database_owner_dsn is not None
+    await fetch(settings.database_owner_dsn, "SELECT setval(pg_get_serial_sequence("
+                "'call_legs', 'leg_id'), greatest(12344, (SELECT max(leg_id) FROM call_legs)))")
     caller_id = unique_caller("0816")
     async with caller_and_agency(settings, caller_id, hold_seconds=12) as (caller, agency):
         call = await talking_call(desk)
@@ -380,6 +424,68 @@ async def test_attended_transfer_operator_speaks_first_then_hands_over(
     assert (row["kind"], row["outcome"], [s["step"] for s in row["steps"]]) == (
         "attended_transfer", "answered", ["hand_over"])
     assert row["ending"] == "Diserahkan ke instansi setelah operator bicara"
+
+
+@pytest.mark.parametrize(("mode", "step"), [("attended", "hand_over"), ("conference", "leave")])
+async def test_a_caller_who_hung_up_is_not_recorded_as_handed_over(
+    line: Line, settings: Settings, desk: Desk, mode: str, step: str
+) -> None:
+    """The caller hangs up while the operator speaks to the agency, or in the conference:
+    Asterisk leaves the operator and the agency talking. "Serahkan" or "Keluar" is refused:
+    it was accepted and the timeline said the caller had been handed over to the agency, or
+    stayed with it."""
+    caller_id = unique_caller("0816")
+    async with caller_and_agency(settings, caller_id, hold_seconds=8) as (caller, agency):
+        call = await talking_call(desk)
+        started, _ = await start_transfer(desk, mode)
+        leg_id = started["leg"]["leg_id"]
+        steps = await leg_of(desk, leg_id, phase="consulting" if mode == "attended"
+                             else "conference")
+        (caller_channel,) = named(await channels_of(line, call["call_id"]), "PJSIP/carrier-0")
+        await line.listener.send_action({"Action": "Hangup", "Channel": caller_channel.channel})
+        await bridged_together(line, call["call_id"], OPERATOR, "PJSIP/carrier-out-")
+        refused = await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": step}, 409)
+        assert "Penelepon sudah menutup telepon" in refused["error"]["message"]
+        assert (await agency.wait(within=30)).ok
+        await caller.wait(within=10)
+    ended = await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+    assert ended["steps"] == steps["steps"]  # nothing more than the conference's join
+    (row,) = await timeline(desk, call["incident_id"])
+    assert row["ending"] == ("Tersambung" if mode == "attended" else "Konferensi tiga pihak")
+
+
+async def test_a_caller_left_to_asterisks_recall_goes_back_to_the_queues(
+    line: Line, settings: Settings, desk: Desk, phones: sipp.Sipp
+) -> None:
+    """The operator hangs up while the agency still rings, and their phone is gone when
+    Asterisk rings it back: Asterisk dials the agency again, rings the phone again ... and
+    hung the caller up about 100 s later, never having reached a human. The agency's second
+    dial of the leg is that loop: the line sends the caller into the queues, where an
+    operator answers."""
+    caller_id = unique_caller("0816")
+    async with caller_and_agency(settings, caller_id, talk_seconds=50, answer=False,
+                                 ring_seconds=0, audio=False, max_calls=None
+                                 ) as (caller, _agency):
+        call = await talking_call(desk)
+        started, _ = await start_transfer(desk, "attended")
+        leg_id = started["leg"]["leg_id"]
+        await leg_of(desk, leg_id, rang_at_set=True)
+        (operator,) = named(await channels_of(line, call["call_id"]), OPERATOR)
+        await line.listener.send_action({"Action": "Hangup", "Channel": operator.channel})
+        await phones.stop()  # the recall cannot reach the operator's phone
+        try:
+            await leg_of(desk, leg_id, outcome="no_answer")
+
+            async def queued() -> bool | None:
+                found = named(await channels_of(line, call["call_id"]), "PJSIP/carrier-0")
+                return (len(found) == 1 and found[0].application == "Queue"
+                        and not found[0].bridge_id) or None
+
+            await eventually("the caller waiting in the queues again", queued, 40)
+        finally:
+            await phones.start()
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
+        assert (await caller.wait(within=60)).ok  # the caller hung up itself
 
 
 async def _no_operator(line: Line, call: dict[str, Any]) -> bool | None:

@@ -38,7 +38,8 @@ from tests.support.web import CHEAP_HASHER, PASSWORD
 OPERATOR_CHANNEL = f"{OPERATOR}-0000002a"
 ACCEPTS = {"blindtransfer": "Transfer succeeded", "atxfer": "Atxfer successfully queued",
            "setvar": "Variable Set",
-           "playdtmf": "DTMF successfully queued", "hangup": "Channel Hungup"}
+           "playdtmf": "DTMF successfully queued", "hangup": "Channel Hungup",
+           "redirect": "Redirect successful"}
 
 
 @dataclass
@@ -80,7 +81,7 @@ class World:
         await answered(self.dsn, call_id, caller="081234567890")
         await self.incidents.incidents.create_for_call(call_id)
         if live:
-            self.server.channels = [channel(interface, call_id)]
+            self.server.channels = [channel(interface, call_id), caller_channel(call_id)]
         return call_id
 
     async def legs(self, call_id: str) -> list[Any]:
@@ -92,6 +93,14 @@ def channel(interface: str, call_id: str) -> tuple[tuple[str, str], ...]:
             ("Uniqueid", "1700000000.9"), ("Linkedid", call_id), ("ChannelState", "6"),
             ("ChannelStateDesc", "Up"), ("BridgeId", "b1e3"), ("Application", "AppQueue"),
             ("CallerIDNum", "112"), ("ConnectedLineNum", "081234567890"))
+
+
+def caller_channel(call_id: str) -> tuple[tuple[str, str], ...]:
+    """The caller's channel of the call: its Uniqueid is the call id."""
+    return (("Event", "CoreShowChannel"), ("Channel", "PJSIP/carrier-00000029"),
+            ("Uniqueid", call_id), ("Linkedid", call_id), ("ChannelState", "6"),
+            ("ChannelStateDesc", "Up"), ("BridgeId", "b1e3"), ("Application", "Queue"),
+            ("CallerIDNum", "081234567890"), ("ConnectedLineNum", "112"))
 
 
 @pytest.fixture
@@ -183,6 +192,79 @@ async def test_attended_steps_send_the_feature_keys_and_hangup(world: World) -> 
     with pytest.raises(SiagaError):
         await world.service.step(world.operator, leg_id, "cancel", remote_address="x")
     assert await world.legs(call_id)
+
+
+async def test_a_caller_who_hung_up_during_the_consult_is_not_handed_over(
+    world: World
+) -> None:
+    """The caller hangs up while the operator speaks to the agency: Asterisk leaves the
+    operator with the agency. Handing over or joining is refused (the timeline would say the
+    caller was handed over) and no key is sent; cancelling still is not. Leaving a
+    conference the caller has left likewise (the timeline said the caller stayed with the
+    agency)."""
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    world.server.channels = [channel(OPERATOR, call_id)]  # the caller's channel is gone
+    for step in ("hand_over", "join"):
+        with pytest.raises(SiagaError, match="Penelepon sudah menutup telepon") as refused:
+            await world.service.step(world.operator, leg_id, step, remote_address="x")
+        assert refused.value.status == 409
+    assert world.sent("PlayDTMF") == []
+    cancelled = await world.service.step(world.operator, leg_id, "cancel", remote_address="x")
+    assert [s for s, _, _ in cancelled.steps] == [Step.CANCEL]
+    assert [e["action"] for e in world.audit.entries] == ["transfer.start", "transfer.cancel"]
+
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "conference",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    await eventually("the join keys", lambda: _keys(world, 4), 5)
+    await world.service.close()  # the join recorded
+    world.server.channels = [channel(OPERATOR, call_id)]
+    with pytest.raises(SiagaError, match="Penelepon sudah menutup telepon") as refused:
+        await world.service.step(world.operator, leg_id, "leave", remote_address="x")
+    assert refused.value.status == 409 and world.sent("Hangup") == []
+    assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN]
+
+
+async def test_a_leg_dialled_again_after_it_ended_sends_the_caller_to_the_queues(
+    world: World
+) -> None:
+    """Asterisk dials an attended leg again only in its recall loop (the operator hung up
+    while the agency rang, and did not take the recall): the caller, alone on hold, is
+    redirected into the queues ahead of everyone; once, and not while the operator is back
+    on a call (a bridged channel of theirs) or for the leg's first dial."""
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "dialling")
+    await world.service.close()
+    assert world.sent("Redirect") == []  # the first dial
+    await progress(world, leg_id, "ended", "NOANSWER")
+    unbridged = tuple((k, "" if k == "BridgeId" else v) for k, v in channel(OPERATOR, call_id))
+    # The operator back with the caller (the recall taken): nothing to do.
+    world.server.channels = [channel(OPERATOR, call_id), caller_channel(call_id)]
+    await progress(world, leg_id, "dialling")
+    await world.service.close()
+    assert world.sent("Redirect") == []
+    world.server.channels = [unbridged, caller_channel(call_id)]  # the caller alone
+    await progress(world, leg_id, "dialling")
+    await world.service.close()
+    (redirect,) = world.sent("Redirect")
+    assert (redirect["channel"], redirect["context"], redirect["exten"], redirect["priority"]) == (
+        "PJSIP/carrier-00000029", "siaga112-transfer", "queue", "1")
+    await progress(world, leg_id, "dialling")
+    await world.service.close()
+    assert len(world.sent("Redirect")) == 1
+
+
+async def _keys(world: World, count: int) -> bool | None:
+    return len(world.sent("PlayDTMF")) == count or None
 
 
 async def progress(world: World, leg_id: int, state: str, status: str = "") -> None:

@@ -84,12 +84,13 @@ def test_the_dialplan_checks_the_same_pattern() -> None:
     dialplan = (CONF / "extensions.conf").read_text(encoding="utf-8")
     contexts = [part for part in re.split(r"(?m)^(?=\[)", dialplan)
                 if part.startswith(("[siaga112-transfer]", "[siaga112-consult]"))]
-    patterns = re.findall(r'REGEX\("(\^\[1-9\][^"]*)" \$\{(EXTEN|SIAGA112_CONSULT)\}\)',
-                          "".join(contexts))
-    # Blind: the extension is <leg>*<number>; attended: the leg alone, and the variable the
-    # line set holds <leg>*<number>.
+    patterns = re.findall(
+        r'REGEX\("(\^\[1-9\][^"]*)" \$\{(EXTEN|XFER_LEG|SIAGA112_CONSULT)\}\)',
+        "".join(contexts))
+    # Blind: the extension is <leg>*<number>; attended: the leg alone (the extension, kept in
+    # XFER_LEG), and the variable the line set holds <leg>*<number>.
     assert patterns == [("^[1-9][0-9]{0,8}[*][*]?[0-9]{3,20}$", "EXTEN"),
-                        ("^[1-9][0-9]{0,8}$", "EXTEN"),
+                        ("^[1-9][0-9]{0,8}$", "XFER_LEG"),
                         ("^[1-9][0-9]{0,8}[*][*]?[0-9]{3,20}$", "SIAGA112_CONSULT")]
     for context in ("[siaga112-transfer]", "[siaga112-consult]"):
         assert context in dialplan
