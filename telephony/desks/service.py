@@ -22,6 +22,7 @@ cluster's memberships first, and the other nodes follow what this one then holds
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Collection, Mapping, Sequence
@@ -37,7 +38,7 @@ from telephony.accounts.store import AccountRepository
 from telephony.ami.actions import AmiActionError, AmiActions, AsteriskUnavailable
 from telephony.core.errors import Conflict, Invalid, SiagaError
 from telephony.core.text import ascii_digits
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import hold_schema_lock
 from telephony.desks.operators import (
     MAX_LEVEL,
@@ -59,6 +60,7 @@ from telephony.desks.store import Assignment, CallView, DeskRepository, Membersh
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.desks.service")
+_RECORDED_POLL_SECONDS = 0.05
 
 # Who the audit log names for what the line did by itself.
 LINE_ACTOR = "siaga112"
@@ -148,6 +150,9 @@ class DeskConfig:
     realm: str = "siaga112"  # the SIP realm phones' digests are hashed with
     softphone_ws_url: str | None = None  # None: this site has no softphone
     softphone_ice_networks: tuple[str, ...] = ()
+    # How long a join or a leave waits for the listener to store Asterisk's answer (it takes
+    # milliseconds; a surge, a second or so).
+    recorded_within_seconds: float = 3.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeskConfig:
@@ -390,6 +395,29 @@ class DeskService:
         """The desk the operator works at; :class:`NoDesk` if none (or not an operator)."""
         return await self._assignment(account)
 
+    async def _recorded(self, interface: str, *, joined: Collection[str] = (),
+                        left: Collection[str] = ()) -> None:
+        """Wait, a moment at most, until the store shows ``interface`` in the queues it
+        ``joined`` and out of those it ``left``. The desk reads its queues from the store,
+        which the AMI listener writes from Asterisk's events a moment after Asterisk carried
+        a change out: without this wait, a pause straight after a join was refused ("Masuk ke
+        antrean terlebih dahulu") and a join straight after a leave re-added nothing. A store
+        slower than the bound (down, say) costs the request that bound, never its change."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.recorded_within_seconds
+        while True:
+            try:
+                stored = {m.queue for m in await self._memberships(interface)}
+            except DatabaseUnavailable:
+                return
+            if stored.issuperset(joined) and stored.isdisjoint(left):
+                return
+            if loop.time() >= deadline:
+                log.warning("%s: the store did not show its queue change within %g s",
+                            interface, self._config.recorded_within_seconds)
+                return
+            await asyncio.sleep(_RECORDED_POLL_SECONDS)
+
     async def _memberships(self, interface: str) -> list[Membership]:
         async def work(connection: asyncpg.Connection) -> list[Membership]:
             return await self._repo.memberships(connection, interface)
@@ -445,6 +473,7 @@ class DeskService:
         except AmiActionError as exc:
             raise self._unavailable(account, "QueueAdd", exc) from exc
         log.info("%s (%s) joined %s", account.username, desk.interface, joined)
+        await self._recorded(desk.interface, joined=joined)
 
         async def back(connection: asyncpg.Connection) -> None:
             await self._repo.clear_phone_lost(connection, desk.interface)
@@ -468,6 +497,7 @@ class DeskService:
         except AmiActionError as exc:
             raise self._unavailable(account, "QueueRemove", exc) from exc
         log.info("%s (%s) left %s", account.username, desk.interface, queues)
+        await self._recorded(desk.interface, left=queues)
         await self._audited(account, "desk.leave", desk.interface, remote_address,
                             {"queues": queues})
         return queues

@@ -25,7 +25,7 @@ from telephony.ami.testing import FakeAsterisk, ListSink, QueueApp, fake_asteris
 from telephony.asterisk.site import AsteriskSite
 from telephony.cluster.member_sync import LISTENER_NAME, MemberSync
 from telephony.db.connection import Database
-from telephony.desks.service import DeskService, assign_desk
+from telephony.desks.service import DeskConfig, DeskService, assign_desk
 from telephony.settings import Settings
 from tests.support.ami import listener as ami_listener
 from tests.support.polling import eventually
@@ -66,7 +66,9 @@ async def line(name: str, settings: Settings, tmp_path: Path) -> AsyncIterator[L
         ami.subscribe("FullyBooted", sync.booted)
         menus = menu_source(None)
         accounts = AccountService(database, CHEAP_HASHER, AccountConfig())
-        desks = DeskService(database, ami, menus, accounts, changes=sync)
+        # This listener records nothing (ListSink): a desk change need not wait for the store.
+        desks = DeskService(database, ami, menus, accounts, changes=sync,
+                            config=DeskConfig(recorded_within_seconds=0.0))
         queues = QueueService(database, admin, ami, menus=menus,
                               defaults=QueueDefaults.from_settings(settings), changes=sync)
         await ami.start()

@@ -294,6 +294,26 @@ async def test_the_operator_joins_pauses_resumes_and_leaves_through_asterisk(
     assert (kind, text) == ("error", "Masuk ke antrean terlebih dahulu.")
 
 
+async def test_a_pause_right_after_joining_is_taken_though_the_store_lags(
+    console: Console
+) -> None:
+    # Trial 2026-12-06: the desk reads its queues from the store, which the listener writes
+    # a moment after Asterisk answered; a pause clicked at once was refused.
+    operator = await console.user("op1", "operator", desk=True)
+    console.asterisk.lag = 0.3
+    kind, text = await operator.flash(await operator.post("/console/desk/join",
+                                                          {"skill": "fire"}))
+    assert (kind, text) == ("ok", "Masuk antrean: all-operators, fire.")
+    kind, text = await operator.flash(await operator.post("/console/desk/pause",
+                                                          {"reason": "break"}))
+    assert (kind, text) == ("ok", "Jeda: Istirahat.")
+    kind, text = await operator.flash(await operator.post("/console/desk/leave", {}))
+    assert (kind, text) == ("ok", "Keluar dari antrean: all-operators, fire.")
+    kind, text = await operator.flash(await operator.post("/console/desk/join",
+                                                          {"skill": "fire"}))
+    assert (kind, text) == ("ok", "Masuk antrean: all-operators, fire.")
+
+
 async def test_an_operator_without_a_phone_is_told_what_to_ask_for(console: Console) -> None:
     operator = await console.user("op9", "operator")
     status, html, _ = await operator.get("/console/operator")

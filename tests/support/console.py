@@ -3,6 +3,7 @@ and browsers for its users (the fixtures that start it are in tests/loopback/con
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,10 @@ class StandInAsterisk:
         self.database = database
         self.actions: list[dict[str, str]] = []
         self.refusing = False
+        # Seconds between an action and its effect reaching the store: the real listener
+        # records Asterisk's events a moment after Asterisk answered the action.
+        self.lag = 0.0
+        self._late: set[asyncio.Task[None]] = set()
 
     async def send_action(self, action: Mapping[str, str]) -> Any:
         self.actions.append(dict(action))
@@ -62,7 +67,17 @@ class StandInAsterisk:
             facts = [OperatorStateChanged(interface, queue, "paused" if paused else "idle",
                                           paused, action.get("Reason", ""), now)
                      for queue in await self.database.run(members)]
-        await self.database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))
+        if not self.lag:
+            await self.database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))
+            return
+
+        async def late() -> None:
+            await asyncio.sleep(self.lag)
+            await self.database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))
+
+        task = asyncio.create_task(late())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
 
 @dataclass
