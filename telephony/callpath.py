@@ -49,6 +49,7 @@ from telephony.callpath_wire import (
     encode,
 )
 from telephony.core.errors import SiagaError
+from telephony.core.text import os_reason
 from telephony.db.connection import DatabaseUnavailable
 from telephony.metrics.loops import LoopStalls
 from telephony.settings import Settings
@@ -274,7 +275,8 @@ class CallPath:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
                 env=child_environment())
         except OSError as exc:
-            raise LineStartError(f"jalur panggilan tidak dapat dijalankan: {exc}") from exc
+            raise LineStartError(
+                f"jalur panggilan tidak dapat dijalankan: {os_reason(exc)}") from exc
         reason = ""
         try:
             child.send(Start(settings, logging.getLogger().getEffectiveLevel(),

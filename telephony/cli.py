@@ -25,6 +25,7 @@ from telephony.asterisk.errors import AsteriskSiteError
 from telephony.backup import commands as backup_commands
 from telephony.backup.errors import BackupError
 from telephony.callpath import LineStartError
+from telephony.core.text import os_reason
 from telephony.db.connection import (
     DatabaseUnavailable,
     embedded_cluster,
@@ -141,7 +142,7 @@ def _cmd_patroni_config(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as exc:
         # A directory that is missing or not writable: one line, not a traceback.
         raise PatroniConfigError(f"{args.output} tidak dapat ditulis: "
-                                 f"{exc.strerror or exc}.") from exc
+                                 f"{os_reason(exc)}.") from exc
     print(f"Konfigurasi Patroni simpul {node.name} ditulis ke {args.output}.")
     return 0
 

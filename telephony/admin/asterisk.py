@@ -32,6 +32,7 @@ from telephony.admin.queues import LIVE_SETTINGS_DIR, QUEUES_CONF, Member, Membe
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.asterisk.site import AsteriskSite
+from telephony.core.text import os_reason
 
 log = logging.getLogger("telephony.admin")
 
@@ -83,13 +84,13 @@ class AsteriskAdmin:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise ApplyFailed(f"Konfigurasi antrean tidak dapat dibaca: {exc}") from exc
+            raise ApplyFailed(f"Konfigurasi antrean tidak dapat dibaca: {os_reason(exc)}") from exc
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             tmp.write_text(text, encoding="utf-8")
             tmp.replace(path)
         except OSError as exc:
-            raise ApplyFailed(f"Konfigurasi antrean tidak dapat ditulis: {exc}") from exc
+            raise ApplyFailed(f"Konfigurasi antrean tidak dapat ditulis: {os_reason(exc)}") from exc
         return True
 
     async def reload_queues(self) -> None:
@@ -109,7 +110,7 @@ class AsteriskAdmin:
             tmp.write_text(str(value), encoding="ascii")
             tmp.replace(path)
         except OSError as exc:
-            raise ApplyFailed(f"Pengaturan {key} tidak dapat ditulis: {exc}") from exc
+            raise ApplyFailed(f"Pengaturan {key} tidak dapat ditulis: {os_reason(exc)}") from exc
 
     async def members(self) -> list[Member]:
         """Every queue member, as QueueStatus reports them now."""

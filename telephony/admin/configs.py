@@ -61,6 +61,7 @@ from telephony.admin.versions import (
     screening_document,
     versioned_prompt,
 )
+from telephony.core.text import os_reason
 from telephony.db.connection import Database
 from telephony.incidents.model import clean_text
 from telephony.screening.score import ScoreConfig
@@ -398,7 +399,8 @@ class ConfigService:
                 except FileNotFoundError:
                     running = None
                 except OSError as exc:
-                    raise ApplyFailed(f"Berkas {path} tidak dapat dibaca: {exc}") from exc
+                    raise ApplyFailed(f"Berkas {path} tidak dapat dibaca: "
+                                      f"{os_reason(exc)}") from exc
                 if running == _live_text(version) and self._taken(version) and (
                         self._installed(version)):
                     continue
@@ -406,7 +408,8 @@ class ConfigService:
                 try:
                     self._replace_live(version)
                 except OSError as exc:
-                    raise ApplyFailed(f"Berkas {path} tidak dapat ditulis: {exc}") from exc
+                    raise ApplyFailed(f"Berkas {path} tidak dapat ditulis: "
+                                      f"{os_reason(exc)}") from exc
                 log.info("%s version %d (published by %s, stored for the cluster) runs here "
                          "from the next call", kind.value, version.version_id, live[1])
                 followed.append(kind)
@@ -459,7 +462,7 @@ class ConfigService:
             await self._database.run(work)
         except OSError as exc:
             raise ApplyFailed(f"Berkas {self._files.live_file(kind)} tidak dapat ditulis: "
-                              f"{exc}") from exc
+                              f"{os_reason(exc)}") from exc
 
     def _replace_live(self, version: ConfigVersion) -> None:
         """Replace the live file the line watches with ``version``'s; if the line refuses it

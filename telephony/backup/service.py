@@ -58,6 +58,7 @@ from telephony.backup.model import (
     check_schema_level,
 )
 from telephony.core.storage import StoredFileError, fsync_dir, stored_file
+from telephony.core.text import os_reason
 from telephony.db.connection import connect_owner, line_role, resolve_owner_dsn
 from telephony.db.embedded import EmbeddedDatabaseError, find_postgres_bindir
 from telephony.db.migrate import bundled_migrations
@@ -312,7 +313,7 @@ async def back_up(settings: Settings, target: Path) -> Manifest:
         # A parent that is a file or not writable, a full disk: the IT staff's to fix, said
         # in one line rather than a traceback (nothing half-written is left).
         raise BackupError(f"Cadangan tidak dapat ditulis ke {target}: "
-                          f"{exc.strerror or exc}.") from exc
+                          f"{os_reason(exc)}.") from exc
     log.info("backup written to %s: schema %d, %d files", target, manifest.schema_version,
              len(manifest.files))
     return manifest

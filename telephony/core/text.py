@@ -3,6 +3,7 @@ document an admin pasted, a header)."""
 
 from __future__ import annotations
 
+import errno
 import re
 from typing import Final
 
@@ -37,3 +38,31 @@ def ascii_digits(text: str) -> bool:
     also take other scripts' digits ("١٢") and, isdigit, superscripts ("²"), which ``int()``
     reads as another number or refuses with a ValueError: a number we parse is ASCII."""
     return text.isascii() and text.isdigit()
+
+
+# The reasons an administrator meets when the line cannot read or write a file, in the
+# language of the rest of the message. ``strerror`` is the C library's, in English; any errno
+# not named here keeps it, which is still one readable line.
+_OS_REASONS: Final[dict[int, str]] = {
+    errno.ENOENT: "berkas atau direktori tidak ada",
+    errno.EACCES: "izin ditolak",
+    errno.EPERM: "operasi tidak diizinkan",
+    errno.ENOSPC: "ruang disk habis",
+    errno.EDQUOT: "kuota disk habis",
+    errno.EROFS: "sistem berkas hanya-baca",
+    errno.ENOTDIR: "bagian jalurnya bukan direktori",
+    errno.EISDIR: "jalur itu sebuah direktori",
+    errno.EEXIST: "berkas sudah ada",
+    errno.ENAMETOOLONG: "nama berkas terlalu panjang",
+    errno.EIO: "galat masukan/keluaran pada disk",
+    errno.ENOEXEC: "berkas tidak dapat dijalankan",
+    errno.ENOMEM: "memori tidak cukup",
+    errno.EMFILE: "terlalu banyak berkas terbuka",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why ``exc`` happened, in Bahasa Indonesia where the errno is a common one."""
+    if exc.errno is not None and exc.errno in _OS_REASONS:
+        return _OS_REASONS[exc.errno]
+    return exc.strerror or str(exc)

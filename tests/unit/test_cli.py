@@ -51,4 +51,5 @@ def test_a_patroni_config_that_cannot_be_written_is_one_line_and_exit_1(
                  str(tmp_path / "data"), "--bin-dir", str(tmp_path), "--output",
                  str(output)]) == 1
     err = capsys.readouterr().err
-    assert err == f"siaga112: gagal: {output} tidak dapat ditulis: No such file or directory.\n"
+    assert err == (f"siaga112: gagal: {output} tidak dapat ditulis: "
+                   "berkas atau direktori tidak ada.\n")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
-from telephony.core.text import ascii_digits, holds_unsafe_text, unsafe_text
+from telephony.core.text import ascii_digits, holds_unsafe_text, os_reason, unsafe_text
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udfff"])
@@ -38,3 +40,20 @@ def test_a_deep_document_of_safe_text_is_walked_without_recursion() -> None:
     ("1a", False), (" 1", False), ("-1", False), ("\uff11", False)])
 def test_a_number_we_parse_is_ascii_digits(text: str, expected: bool) -> None:
     assert ascii_digits(text) is expected
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (FileNotFoundError(errno.ENOENT, "No such file or directory"),
+     "berkas atau direktori tidak ada"),
+    (PermissionError(errno.EACCES, "Permission denied"), "izin ditolak"),
+    (OSError(errno.ENOSPC, "No space left on device"), "ruang disk habis"),
+    (OSError(errno.EROFS, "Read-only file system"), "sistem berkas hanya-baca"),
+])
+def test_a_common_os_error_is_told_in_bahasa_indonesia(error: OSError, expected: str) -> None:
+    assert os_reason(error) == expected
+
+
+def test_an_uncommon_os_error_keeps_the_system_reason() -> None:
+    assert os_reason(OSError(errno.ELOOP, "Too many levels of symbolic links")) == (
+        "Too many levels of symbolic links")
+    assert os_reason(OSError("disk full")) == "disk full"
