@@ -215,7 +215,9 @@ def clean_text(field: str, value: object, *, max_length: int, multiline: bool = 
     """
     if not isinstance(value, str):
         raise ValidationError(field, "Isian harus berupa teks.")
-    text = value.strip()
+    # A browser posts a textarea's line breaks as CRLF (HTML's form encoding), which the
+    # control check below would refuse: every description typed on two lines in the console.
+    text = (value.replace("\r\n", "\n").replace("\r", "\n") if multiline else value).strip()
     if not multiline and bidi_control(text):
         raise ValidationError(field, f"Isian {field} {BIDI_MESSAGE}.")
     if (_CONTROL if multiline else _CONTROL_ANY).search(text) or (

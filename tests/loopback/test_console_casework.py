@@ -264,6 +264,23 @@ async def test_the_details_form_refuses_a_bidi_control_in_the_location_only(
         await operator.get(page))[1]
 
 
+async def test_a_description_typed_on_several_lines_is_saved(console: Console) -> None:
+    """A browser posts a textarea's line breaks as CRLF; they were refused as control
+    characters. Stored with plain line breaks."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    page = f"/console/incidents/{fire}"
+    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
+    kind, shown = await operator.flash(await operator.post(f"{page}/details", {
+        "version": str(version), "report_type": "fire", "priority": "2", "village_code": "",
+        "location_text": "Jl. Trunojoyo 12",
+        "description": "Asap tebal dari gudang.\r\nDua orang terjebak.\rLantai 2."}))
+    assert kind == "ok", shown
+    row = (await fetch(console.dsn, "SELECT description FROM incidents WHERE incident_id = $1",
+                       fire))[0]
+    assert row["description"] == "Asap tebal dari gudang.\nDua orang terjebak.\nLantai 2."
+
+
 async def test_the_recording_plays_from_the_incident_page_and_every_playback_is_audited(
     console: Console
 ) -> None:
