@@ -39,7 +39,8 @@ HOSTILE_VALUES: Final = ("a%00b", "%ED%A0%80", "9999-12-31", "9999-12-31T23:59:5
 HOSTILE_TEXTS: Final = ("a\x00b", "\ud800", "9999-12-31", "PJSIP/op1001\n", "--x", "-f",
                         "nama\nbaris", "\u202eanirS", "\u0661\u0662", "x" * 100_000)
 # Values of the wrong type, put in every field of a body in turn.
-WRONG_TYPES: Final = (None, True, -1, 10 ** 30, 1.5, -0.0, [], {}, ["x"], {"x": 1}, "")
+WRONG_TYPES: Final[tuple[Any, ...]] = (None, True, -1, 10 ** 30, 1.5, -0.0, [], {}, ["x"],
+                                       {"x": 1}, "")
 # Bodies that are not a JSON object of the route's shape at all.
 MALFORMED: Final = ("", "{not json", "null", "[]", '"x"', "1e999999", "{}", '{"x": 1}',
                     '{"a": 1, "a": 2}', "\ufeff{}", "{" + '"k": 1, ' * 50_000 + '"k": 1}')
