@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
 from telephony.core.labels import LabelledStrEnum
+from telephony.core.text import BIDI_MESSAGE, bidi_control, unsafe_line
 
 # --------------------------------------------------------------------------------------------
 # Errors
@@ -214,8 +215,11 @@ def parse_role(value: object) -> Role:
 
 
 def clean_display_name(value: object) -> str:
-    """A display name: any printable text up to 100 characters."""
-    if not isinstance(value, str) or _CONTROL.search(value) or len(value.strip()) > 100:
+    """A display name: any printable text up to 100 characters, on one line and without bidi
+    controls (an override would show it reversed: one operator passing for another)."""
+    if isinstance(value, str) and bidi_control(value):
+        raise InvalidAccountInput("display_name", f"Nama tampilan {BIDI_MESSAGE}.")
+    if not isinstance(value, str) or unsafe_line(value) or len(value.strip()) > 100:
         raise InvalidAccountInput("display_name", "Nama tampilan tidak sah (maksimal 100 "
                                   "karakter, tanpa karakter kendali).")
     return value.strip()

@@ -12,9 +12,36 @@ from typing import Final
 _UNSAFE_TEXT: Final = re.compile(r"[\x00\ud800-\udfff]")
 
 
+# Bidirectional formatting characters: the embeddings and overrides (U+202A-U+202E), the
+# isolates (U+2066-U+2069) and the marks (U+200E, U+200F). Invisible, and an override shows
+# what follows it reversed: in a name, "\u202eanirS" displays as "Srina", so one record can
+# pass for another. No keyboard types them; they come pasted.
+_BIDI: Final = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What cannot be part of one line: C0 and C1 controls (line breaks and tabs among them), DEL,
+# and the line and paragraph separators.
+_LINE_BREAKING: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+BIDI_MESSAGE: Final = ("tidak boleh berisi karakter pengatur arah teks (bidi), yang bisa "
+                       "membuat nama tampil terbalik")
+
+
 def unsafe_text(text: str) -> bool:
     """Whether ``text`` holds a NUL or a lone surrogate."""
     return _UNSAFE_TEXT.search(text) is not None
+
+
+def bidi_control(text: str) -> bool:
+    """Whether ``text`` holds a bidirectional formatting character (override, embedding,
+    isolate or mark). Single-line names and identifiers refuse them; multi-line free text
+    keeps them (see ``telephony.incidents.model.clean_text``)."""
+    return _BIDI.search(text) is not None
+
+
+def unsafe_line(text: str) -> bool:
+    """Whether ``text`` cannot be one line of a name or identifier: :func:`unsafe_text`, a
+    control character (a line break, a tab), a line or paragraph separator, or a bidi
+    control (:func:`bidi_control`)."""
+    return unsafe_text(text) or _LINE_BREAKING.search(text) is not None or bidi_control(text)
 
 
 def holds_unsafe_text(value: object) -> bool:

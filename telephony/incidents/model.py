@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any, Final, TypeVar
 
 from telephony.core.labels import LabelledIntEnum, LabelledStrEnum
-from telephony.core.text import ascii_digits
+from telephony.core.text import BIDI_MESSAGE, ascii_digits, bidi_control, unsafe_line
 from telephony.incidents.errors import InvalidTransition, ValidationError
 
 # --------------------------------------------------------------------------------------------
@@ -203,11 +203,25 @@ _CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def clean_text(field: str, value: object, *, max_length: int, multiline: bool = False) -> str:
-    """Trimmed text without control characters (tabs and newlines only where multiline)."""
+    """Trimmed text without control characters (tabs and newlines only where multiline).
+
+    One line (a name, a contact, a location, an actor) is also refused with a bidi control
+    (``core.text.bidi_control``): an override would show the name reversed, passing it off as
+    another. Multi-line free text (an incident's description, a note, a reason) keeps them as
+    typed: it is what the operator took down, maybe pasted from a message mixing Arabic script
+    with Latin, where the marks and isolates belong, and refusing it mid-call would lose the
+    report over a character nobody can see. The console shows each such text in a block of
+    its own, isolated (``unicode-bidi: isolate``), so an override cannot reach past it.
+    """
     if not isinstance(value, str):
         raise ValidationError(field, "Isian harus berupa teks.")
-    text = value.strip()
-    if (_CONTROL if multiline else _CONTROL_ANY).search(text):
+    # A browser posts a textarea's line breaks as CRLF (HTML's form encoding), which the
+    # control check below would refuse: every description typed on two lines in the console.
+    text = (value.replace("\r\n", "\n").replace("\r", "\n") if multiline else value).strip()
+    if not multiline and bidi_control(text):
+        raise ValidationError(field, f"Isian {field} {BIDI_MESSAGE}.")
+    if (_CONTROL if multiline else _CONTROL_ANY).search(text) or (
+            not multiline and unsafe_line(text)):
         raise ValidationError(field, "Isian mengandung karakter yang tidak diizinkan.")
     if len(text) > max_length:
         raise ValidationError(field, f"Isian terlalu panjang (maksimal {max_length} karakter).")

@@ -70,6 +70,18 @@ class LivePicture:
     calls: dict[str, CallInfo]
     waiting: list[QueueJoined]  # open queue visits of calls not yet answered or ended
     members: list[OperatorStateChanged]  # queue_members, logged-out ones excluded
+    # Calls answered and not yet completed nor ended: an operator on one is talking even with
+    # no queue membership left (they logged out while the call rang at their phone).
+    talking: list[Talking] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Talking:
+    """An operator on an answered call (the wallboard lists them even out of every queue)."""
+
+    operator: str
+    call_id: str
+    at: datetime  # the answer
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from telephony.reports.model import (
     LivePicture,
     PeriodFigures,
     Ratio,
+    Talking,
     VillageCount,
 )
 from telephony.screening.features import NUISANCE
@@ -854,8 +855,17 @@ class ReportRepository:
             FROM queue_members WHERE state <> 'logged_out'
             """
         )
+        talking = await connection.fetch(
+            """
+            SELECT operator, call_id, answered_at AS at FROM calls
+            WHERE ended_at IS NULL AND answered_at IS NOT NULL AND completed_at IS NULL
+              AND operator IS NOT NULL AND arrived_at > $1
+            """,
+            now - _LIVE_HORIZON,
+        )
         return LivePicture(
             calls={row["call_id"]: from_row(CallInfo, row) for row in calls},
             waiting=[from_row(QueueJoined, row) for row in visits],
             members=[from_row(OperatorStateChanged, row) for row in members],
+            talking=[from_row(Talking, row) for row in talking],
         )

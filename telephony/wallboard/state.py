@@ -10,6 +10,11 @@ and answers :meth:`LiveBoard.view` for an instant it is given. It never reads a 
 - An operator is a member of several queues; their device state is the newest any queue
   reported, and they count as paused only when paused in every queue they are in (paused in
   one queue, they still take calls from the others).
+- An operator on an answered queue call is listed as talking even when they are in no queue
+  any more: one who logged out while the call rang at their phone, then answered, is talking
+  to a caller, and Asterisk reports no member state for them (``QueueMemberRemoved`` came
+  first). The answer (``AgentConnect``) puts them on the call; its completion, or the
+  caller's hang-up, takes them off.
 - Wrap-up is the queue's wrap-up time after each call the operator completed, or a pause whose
   reason means after-call work (see ``telephony.reports.model.is_wrapup_reason``).
 - After a listener (re)connects, the whole ``QueueStatus`` picture replaces what the board
@@ -54,9 +59,15 @@ from telephony.calls.facts import (
 )
 from telephony.calls.ids import node_of
 from telephony.core.labels import LabelledStrEnum
-from telephony.reports.model import CallInfo, ChangedCalls, LivePicture, is_wrapup_reason
+from telephony.reports.model import (
+    CallInfo,
+    ChangedCalls,
+    LivePicture,
+    is_wrapup_reason,
+)
 
 MAX_CALLS: Final = 10_000  # live calls remembered; only lost hang-ups could reach it
+_MAX_TALKING: Final = 4  # answered calls remembered per operator (as the tracker's MAX_OPEN)
 
 
 class OperatorState(LabelledStrEnum):
@@ -174,6 +185,8 @@ class LiveBoard:
         self._queues: dict[str, list[Waiting]] = {}
         self._members: dict[str, dict[str, Member]] = {}
         self._completed: dict[str, datetime] = {}  # operator -> end of their last call
+        # operator -> {call id: answered at}: answered queue calls not yet completed or ended
+        self._talking: dict[str, dict[str, datetime]] = {}
         self._resynced = False
         # Other cluster nodes' waiting callers: call id -> its open visits.
         self._remote: dict[str, tuple[_Remote, ...]] = {}
@@ -202,11 +215,14 @@ class LiveBoard:
                 self._leave(fact.call_id, fact.queue)
             case OperatorAnswered():
                 self._leave(fact.call_id, fact.queue)
+                self._answered(fact.operator, fact.call_id, fact.at)
             case OperatorCompleted():
+                self._hung_up(fact.call_id, fact.operator)
                 self._completed[fact.operator] = max(
                     fact.at, self._completed.get(fact.operator, fact.at))
             case CallEnded() | CallVanished():
                 self._calls.pop(fact.call_id, None)
+                self._hung_up(fact.call_id)
                 for queue in list(self._queues):
                     self._leave(fact.call_id, queue)
             case OperatorStateChanged():
@@ -237,6 +253,9 @@ class LiveBoard:
         for call_id, info in picture.calls.items():
             if node is None or node_of(call_id) == node:
                 self._remember(call_id, info)
+        for talking in picture.talking:
+            if node is None or node_of(talking.call_id) == node:
+                self._answered(talking.operator, talking.call_id, talking.at)
         self._replace(waiting, picture.members)
         return True
 
@@ -291,6 +310,21 @@ class LiveBoard:
         """Cluster node ``node`` answers again: its calls' rows are followed again (those it
         lost stay off the board: its line closes them as it comes back)."""
         self._lost.discard(node)
+
+    def _answered(self, operator: str, call_id: str, at: datetime) -> None:
+        calls = self._talking.setdefault(operator, {})
+        if call_id not in calls and len(calls) >= _MAX_TALKING:
+            # More open calls than a phone carries means completions were lost (a
+            # reconnect): the oldest are the stale ones, and memory stays bounded.
+            del calls[min(calls, key=calls.__getitem__)]
+        calls.setdefault(call_id, at)
+
+    def _hung_up(self, call_id: str, operator: str | None = None) -> None:
+        for name in [operator] if operator is not None else list(self._talking):
+            calls = self._talking.get(name, {})
+            calls.pop(call_id, None)
+            if not calls:
+                self._talking.pop(name, None)
 
     def _remember(self, call_id: str, info: CallInfo) -> None:
         if call_id not in self._calls and len(self._calls) >= MAX_CALLS:
@@ -351,7 +385,12 @@ class LiveBoard:
 
     def operator_view(self, operator: str, now: datetime) -> OperatorView:
         """One operator's state at ``now``."""
-        queues = self._members[operator]
+        queues = self._members.get(operator)
+        if not queues:
+            # In no queue, yet on an answered call (they logged out while it rang): talking,
+            # since the answer, in none of the queues.
+            since = min(self._talking[operator].values())
+            return OperatorView(operator, OperatorState.TALKING, "", since, [])
         latest = max(queues.values(), key=lambda m: m.at)
         state = _DEVICE.get(latest.state, OperatorState.UNAVAILABLE)
         since = latest.at
@@ -376,7 +415,8 @@ class LiveBoard:
 
     def view(self, now: datetime) -> BoardView:
         """The board at ``now``."""
-        operators = [self.operator_view(op, now) for op in sorted(self._members)]
+        operators = [self.operator_view(op, now)
+                     for op in sorted(self._members.keys() | self._talking.keys())]
         by_name = {view.operator: view for view in operators}
         counts = dict.fromkeys(OperatorState, 0)
         for view in operators:

@@ -117,6 +117,7 @@ class SchemaViolation(Invalid, ValueError):
 # A JSON body nests no deeper than this (ours nest 4 levels at most); deeper is hostile, and
 # would exhaust the recursion of the decoder or of :func:`validate`.
 MAX_DEPTH: Final = 32
+MAX_INTEGER: Final = 2**63 - 1  # PostgreSQL's bigint
 
 
 @functools.lru_cache(maxsize=256)
@@ -173,6 +174,10 @@ def validate(value: object, schema: Schema, field: str = "") -> None:
                                          f"{schema['maxLength']} karakter).")
         if "pattern" in schema and not matches_pattern(value, schema["pattern"]):
             raise SchemaViolation(field, f"Isian {field} tidak sesuai format.")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        # Past PostgreSQL's bigint no id, version or count of ours exists: the driver cannot
+        # even send it (an OverflowError, a 500), whatever the schema's own bounds.
+        raise SchemaViolation(field, f"Isian {field} di luar batas.")
     if isinstance(value, int | float) and not isinstance(value, bool):
         low, high = schema.get("minimum"), schema.get("maximum")
         if (low is not None and value < low) or (high is not None and value > high):

@@ -49,7 +49,7 @@ from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
 from tests.support.ami import RecordingAmi as FakeAmi
 from tests.support.ami import eventually
-from tests.support.web import PASSWORD, Browser, conforms, make_context
+from tests.support.web import BIDI_CONTROLS, PASSWORD, Browser, conforms, make_context, spoofed
 
 
 @dataclass
@@ -802,6 +802,42 @@ async def test_names_with_a_trailing_newline_or_an_expression_are_refused(admin:
         await admin.site.set_shifts([{"name": "pagi\n", "start": "06:00"},
                                      {"name": "malam", "start": "18:00"}], "admin")
     assert await admin.fetch("SELECT * FROM shifts WHERE name LIKE '%' || chr(10)") == []
+
+
+async def test_a_bidi_control_in_a_name_is_refused_over_http_and_in_the_console(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    """An override shows a name reversed ("\u202eanagaT" reads "Tagana"): one agency or
+    contact passing for another on every list and dispatch. Refused, nothing kept."""
+    context = make_context(admin.settings, admin.database)
+    app = build_app(context, AdminApi(admin.configs, admin.queues, admin.site,
+                                      context.directory).routes())
+    async with TestClient(TestServer(app)) as client:
+        await context.accounts.create("admin2", "admin", PASSWORD, actor="test")
+        login = await client.post("/api/session", json={"username": "admin2",
+                                                        "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {(await login.json())['token']}"}
+        for control in BIDI_CONTROLS:
+            for path, body, field_name in (
+                    ("/api/admin/agencies", {"code": "tagana", "name": spoofed("Tagana", control)},
+                     "name"),
+                    ("/api/admin/recipients", {"agency": "damkar", "name": spoofed("Budi", control),
+                                               "contact": "+6281200000000"}, "name"),
+                    ("/api/admin/recipients", {"agency": "damkar", "name": "Budi",
+                                               "contact": spoofed("+6281200000000", control)},
+                     "contact"),
+                    ("/api/admin/recipients", {"agency": "damkar", "name": "Budi", "contact": "x",
+                                               "role": spoofed("Komandan", control)}, "role")):
+                response = await client.post(path, headers=headers, json=body)
+                assert response.status == 422, (path, body, await response.text())
+                error = (await response.json())["error"]
+                assert error["field"] == field_name and "pengatur arah teks" in error["message"]
+    for control in BIDI_CONTROLS:
+        kind, text = await browsers["admin1"].flash(await browsers["admin1"].post(
+            "/console/admin/agencies", {"code": "tagana", "name": spoofed("Tagana", control),
+                                        "active": "1"}))
+        assert kind == "error" and "pengatur arah teks" in text, (control, text)
+    assert await admin.fetch("SELECT * FROM agencies WHERE code = 'tagana'") == []
+    assert await admin.fetch("SELECT * FROM agency_recipients") == []
 
 
 async def test_newlines_in_path_ids_and_phone_ids_are_refused_over_http(admin: Admin) -> None:

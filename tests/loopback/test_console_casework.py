@@ -18,7 +18,7 @@ from telephony.web.context import CONTEXT
 from tests.support.calls import OPERATOR, call_facts
 from tests.support.console import HOSTILE, Console, record
 from tests.support.db import fetch, incident_state
-from tests.support.web import Browser
+from tests.support.web import BIDI_CONTROLS, Browser, spoofed
 
 FIRE = "1700000600.1"  # the first caller about a fire
 REPEAT = "1700000700.2"  # a second caller about the same fire, a minute later
@@ -194,7 +194,7 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
     assert (row["escalation_level"], row["escalation_reason"]) == ("sub_district", HOSTILE)
     html = (await operator.get(page))[1]
     assert "<script>" not in html
-    assert 'id="incident-escalation">Kecamatan — &lt;script&gt;' in html
+    assert 'id="incident-escalation">Kecamatan — <bdi>&lt;script&gt;' in html
     assert re.findall(r'<option value="(\w+)">(?:Kecamatan|Kabupaten|Provinsi)</option>',
                       html) == ["regency", "province"]
     assert "Eskalasi</strong> oleh op1" in html and "Desa → Kecamatan" in html
@@ -235,6 +235,50 @@ async def add_recording(console: Console, call_id: str, kind: str, state: str,
         VALUES ($1, $2, $3, now(), 'opus', $4, $5, repeat('0', 64), 75.0)
         RETURNING recording_id""", call_id, kind, state, path, len(audio or b""))
     return int(rows[0]["recording_id"])
+
+
+async def test_the_details_form_refuses_a_bidi_control_in_the_location_only(
+    console: Console
+) -> None:
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    page = f"/console/incidents/{fire}"
+    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
+    form = {"version": str(version), "report_type": "fire", "priority": "2",
+            "village_code": "", "location_text": "Jl. Trunojoyo 12", "description": ""}
+    before = await incident_state(console.dsn)
+    for control in BIDI_CONTROLS:
+        kind, shown = await operator.flash(await operator.post(
+            f"{page}/details", {**form, "location_text": spoofed("Jl. Trunojoyo 12", control)}))
+        assert kind == "error" and "pengatur arah teks" in shown, (control, shown)
+    assert await incident_state(console.dsn) == before
+    typed = "Kata penelepon: \u202ekiri\u202c jalan\nlalu ke pasar"
+    kind, shown = await operator.flash(await operator.post(
+        f"{page}/details", {**form, "description": typed}))
+    assert kind == "ok", shown
+    row = (await fetch(console.dsn, "SELECT description FROM incidents WHERE incident_id = $1",
+                       fire))[0]
+    assert row["description"] == typed
+    # Shown in a block of its own (console.css isolates .pre): the override stays in it.
+    assert '<dd class="pre" id="incident-description">Kata penelepon: \u202ekiri' in (
+        await operator.get(page))[1]
+
+
+async def test_a_description_typed_on_several_lines_is_saved(console: Console) -> None:
+    """A browser posts a textarea's line breaks as CRLF; they were refused as control
+    characters. Stored with plain line breaks."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    page = f"/console/incidents/{fire}"
+    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
+    kind, shown = await operator.flash(await operator.post(f"{page}/details", {
+        "version": str(version), "report_type": "fire", "priority": "2", "village_code": "",
+        "location_text": "Jl. Trunojoyo 12",
+        "description": "Asap tebal dari gudang.\r\nDua orang terjebak.\rLantai 2."}))
+    assert kind == "ok", shown
+    row = (await fetch(console.dsn, "SELECT description FROM incidents WHERE incident_id = $1",
+                       fire))[0]
+    assert row["description"] == "Asap tebal dari gudang.\nDua orang terjebak.\nLantai 2."
 
 
 async def test_the_recording_plays_from_the_incident_page_and_every_playback_is_audited(

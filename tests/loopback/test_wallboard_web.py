@@ -186,6 +186,46 @@ async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> N
         await database.close()
 
 
+async def test_an_operator_who_answers_after_logging_out_is_on_the_wall(board: Board) -> None:
+    """Out of the queue while its call rang at their phone, then answered: talking, live
+    and after a restart (from the database), though in no queue."""
+    await board.login("sari", "supervisor")
+    now = datetime.now(UTC)
+    call_id = "1741600070.1"
+    await board.happen(
+        OperatorStateChanged(OP, "medical", "idle", False, "", now),
+        CallStarted(call_id, call_id, "PJSIP/carrier-1", "081234567890", "", "112", now),
+        QueueJoined(call_id, "medical", 1, now + timedelta(seconds=1)),
+        OperatorStateChanged(OP, "medical", "ringing", False, "", now + timedelta(seconds=2)),
+        OperatorStateChanged(OP, "medical", "logged_out", False, "", now + timedelta(seconds=3)))
+    answered = now + timedelta(seconds=4)
+    async with board.client.ws_connect("/api/wallboard/live") as socket:
+        await until(socket, "the operator gone", lambda d: operator(d) is None)
+        await board.happen(OperatorAnswered(call_id, "medical", OP, 3, 2, answered),
+                           QueueLeft(call_id, "medical", 1, answered))
+        data = await until(socket, "the operator talking", lambda d: operator(d) == "talking")
+        (shown,) = data["operators"]
+        assert (shown["queues"], shown["state_label"]) == ([], "Berbicara")
+        assert data["operator_counts"]["talking"] == 1
+    database = Database(replace(Settings(), database_dsn=board.dsn))
+    fresh = WallboardService(LiveBoard(wrapup_seconds=0),
+                             ReportService(database, CALENDAR, ReportConfig()),
+                             board.context.dispatches)
+    running = asyncio.create_task(fresh.run())
+    try:
+        deadline = time.monotonic() + 10
+        while not (snapshot := fresh.snapshot()).board.operators:
+            assert time.monotonic() < deadline, "the restarted wallboard lists no operator"
+            await asyncio.sleep(0.05)
+        data = wallboard_http.wallboard_json(snapshot)
+        conforms(data, "Wallboard")
+        assert operator(data) == "talking"
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+
+
 async def test_the_counters_follow_facts_before_the_database_has_them(board: Board) -> None:
     """Tracked facts move the counters at once, with nothing written (the database is never
     read back for them); facts tracked before the seed are applied again on top of it; a

@@ -30,7 +30,7 @@ from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE
 from telephony.web.server import api_routes, build_app
 from tests.support.calls import CALENDAR, call_facts
 from tests.support.db import fetch, incident_state
-from tests.support.web import PASSWORD, conforms, make_context
+from tests.support.web import BIDI_CONTROLS, PASSWORD, conforms, make_context, spoofed
 
 MAX_UPLOAD = 4096
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -417,6 +417,33 @@ async def test_invalid_changes_are_refused_with_a_reason_and_change_nothing(
         **op, "Content-Type": "application/x-www-form-urlencoded"})
     assert response.status == 415
     assert await incident_state(api.dsn) == before
+
+
+async def test_a_bidi_control_is_refused_in_a_location_and_kept_in_free_text(api: Api) -> None:
+    """The location is one line shown beside others: an override would show it reversed.
+    The description and notes are what the operator took down; they keep what was typed."""
+    op = await api.account("op1", "operator")
+    client = api.client
+    created = await (await client.post("/api/incidents", json={"call_id": FIRE_CALL},
+                                       headers=op)).json()
+    path = f"/api/incidents/{created['incident_id']}"
+    before = await incident_state(api.dsn)
+    for control in BIDI_CONTROLS:
+        response = await client.patch(path, headers=op, json={
+            "location_text": spoofed("Jl. Trunojoyo 12", control)})
+        assert response.status == 422, (control, await response.text())
+        error = await error_of(response)
+        assert error["field"] == "location_text" and "pengatur arah teks" in error["message"]
+    assert await incident_state(api.dsn) == before
+    typed = "Penelepon menulis \u2067\u0645\u0633\u062c\u062f\u2069, \u202edekat pasar\n"
+    response = await client.patch(path, headers=op, json={"description": typed + "baris 2"})
+    assert response.status == 200, await response.text()
+    response = await client.post(f"{path}/status", headers=op,
+                                 json={"status": "verified", "note": typed})
+    assert response.status == 200, await response.text()
+    detail = await (await client.get(path, headers=op)).json()
+    assert detail["incident"]["description"] == typed + "baris 2"
+    assert detail["timeline"][-1]["detail"]["note"] == typed.strip()
 
 
 async def test_calls_are_listed_with_filters(api: Api) -> None:

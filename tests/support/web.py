@@ -135,3 +135,13 @@ class Browser:
         found = re.search(r'<p class="flash flash-(\w+)"[^>]*>([^<]*)</p>', html)
         assert found is not None, html
         return found.group(1), found.group(2)
+
+# The bidirectional formatting characters: embeddings and overrides, isolates, the marks.
+BIDI_CONTROLS: Final = (*map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A)),
+                        "\u200e", "\u200f")
+
+
+def spoofed(name: str, control: str = "\u202e") -> str:
+    """``name`` typed backwards after a bidi control: with the right-to-left override it
+    displays as ``name``, though it is another text."""
+    return control + name[::-1]

@@ -26,6 +26,7 @@ from telephony.accounts.model import (
     token_digest,
 )
 from telephony.web.server import api_routes
+from tests.support.web import BIDI_CONTROLS, spoofed
 
 T0 = datetime(2025, 1, 31, 8, 0, tzinfo=UTC)
 POLICY = ThrottlePolicy(max_failures=5, max_failures_per_address=20,
@@ -72,6 +73,19 @@ def test_passwords_and_display_names() -> None:
         clean_display_name("x\x00")
     assert login_password("") is None and login_password(None) is None
     assert login_password("x" * 257) is None and login_password("rahasia") == "rahasia"
+
+
+@pytest.mark.parametrize("control", BIDI_CONTROLS)
+def test_a_display_name_with_a_bidi_control_is_refused(control: str) -> None:
+    with pytest.raises(InvalidAccountInput, match="pengatur arah teks") as refused:
+        clean_display_name(spoofed("Sari Dewi", control))
+    assert refused.value.field == "display_name"
+
+
+@pytest.mark.parametrize("name", ["Sari\u2028Dewi", "Sari\x85", "Sari\nDewi"])
+def test_a_display_name_on_two_lines_is_refused(name: str) -> None:
+    with pytest.raises(InvalidAccountInput):
+        clean_display_name(name)
 
 
 def test_token_digest_is_sha256_hex() -> None:

@@ -6,7 +6,15 @@ import errno
 
 import pytest
 
-from telephony.core.text import ascii_digits, holds_unsafe_text, os_reason, unsafe_text
+from telephony.core.text import (
+    ascii_digits,
+    bidi_control,
+    holds_unsafe_text,
+    os_reason,
+    unsafe_line,
+    unsafe_text,
+)
+from tests.support.web import BIDI_CONTROLS, spoofed
 
 
 @pytest.mark.parametrize("text", ["a\x00b", "\ud800", "x\udfff"])
@@ -57,3 +65,21 @@ def test_an_uncommon_os_error_keeps_the_system_reason() -> None:
     assert os_reason(OSError(errno.ELOOP, "Too many levels of symbolic links")) == (
         "Too many levels of symbolic links")
     assert os_reason(OSError("disk full")) == "disk full"
+
+
+@pytest.mark.parametrize("control", BIDI_CONTROLS)
+def test_a_bidi_control_cannot_be_part_of_a_name(control: str) -> None:
+    assert bidi_control(f"Sari{control}") and unsafe_line(spoofed("Sari", control))
+    assert not unsafe_text(control)  # free text keeps it (incidents.model.clean_text)
+
+
+@pytest.mark.parametrize("text", ["a\nb", "a\rb", "a\tb", "a\x85b", "a\u2028b", "a\u2029b",
+                                  "a\x7fb", "a\x00b", "\ud800"])
+def test_a_line_break_or_control_cannot_be_part_of_a_name(text: str) -> None:
+    assert unsafe_line(text) and not bidi_control(text)
+
+
+@pytest.mark.parametrize("text", ["Sari", "Pos Damkar Kota", "Jl. Trunojoyo 12", "", "--x",
+                                  "\u0645\u0633\u062c\u062f", "\u00e9\u00e8 \u00fc"])
+def test_plain_names_in_any_script_are_one_line(text: str) -> None:
+    assert not unsafe_line(text) and not bidi_control(text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from telephony.ami.tracker import CallTracker, QueueSnapshot
+from telephony.ami.tracker import AmiEvent, CallTracker, QueueSnapshot
 from telephony.calls.facts import (
     CallEnded,
     CallStarted,
@@ -18,9 +18,9 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
-from telephony.reports.model import CallInfo, ChangedCalls, LiveCall, LivePicture
+from telephony.reports.model import CallInfo, ChangedCalls, LiveCall, LivePicture, Talking
 from telephony.wallboard.state import LiveBoard, OperatorState
-from tests.support.ami import FIXTURES, resync_replies
+from tests.support.ami import FIXTURES, events, resync_replies
 
 T0 = datetime(2025, 3, 10, 2, 0, tzinfo=UTC)
 A, B = "PJSIP/op1001", "PJSIP/op1002"
@@ -325,3 +325,72 @@ def test_a_call_completed_on_another_node_starts_its_operators_wrapup_here() -> 
                      at(60), False, 1, 58, None, B)
     assert not b.follow(ChangedCalls(at(61), [other]))
     assert [o.operator for o in b.view(at(62)).operators] == [A]
+
+
+def answered_after_logging_out() -> list[AmiEvent]:
+    """Asterisk's events for an operator who leaves the queue while its call rings at their
+    phone, then answers: ``QueueMemberRemoved`` between the ringing and ``AgentConnect``, and
+    no member state after it (the member is gone)."""
+    call = events(FIXTURES / "ami_synthetic_call_answered.txt")
+    ringing = next(i for i, e in enumerate(call) if e["Event"] == "QueueMemberStatus")
+    removed = {**call[ringing], "Event": "QueueMemberRemoved",
+               "Timestamp": "1732345684.000000"}
+    return [e for e in [*call[:ringing + 1], removed, *call[ringing + 1:]]
+            if e is removed or e["Event"] != "QueueMemberStatus"
+            or float(str(e["Timestamp"])) < float(str(removed["Timestamp"]))]
+
+
+def test_an_operator_who_answers_after_logging_out_is_shown_talking() -> None:
+    b = board()
+    t = CallTracker(clock=lambda: T0)
+    stream = answered_after_logging_out()
+    connect = next(i for i, e in enumerate(stream) if e["Event"] == "AgentConnect")
+    complete = next(i for i, e in enumerate(stream) if e["Event"] == "AgentComplete")
+    for event in stream[:connect]:
+        b.apply(t.handle(event))
+    logged_out = datetime(2024, 11, 23, 7, 8, 4, tzinfo=UTC)
+    assert b.view(logged_out).operators == []  # out of the queue, ringing: not taking calls
+    (answered,) = [f for f in t.handle(stream[connect]) if isinstance(f, OperatorAnswered)]
+    b.apply([answered])
+    for event in stream[connect + 1:complete]:
+        b.apply(t.handle(event))
+    view = b.view(answered.at + timedelta(seconds=30))
+    assert [(o.operator, o.state, o.since, o.queues) for o in view.operators] == [
+        (A, OperatorState.TALKING, answered.at, [])]
+    assert view.counts[OperatorState.TALKING] == 1
+    assert [q.members for q in view.queues] == []  # a member of no queue
+    for event in stream[complete:]:
+        b.apply(t.handle(event))
+    assert b.view(answered.at + timedelta(seconds=60)).operators == []
+
+
+def test_an_operator_out_of_every_queue_leaves_the_board_with_the_callers_hang_up() -> None:
+    b = board()
+    b.apply([member(A, "medical", "ringing", 0), member(A, "medical", "logged_out", 1),
+             OperatorAnswered("1", "medical", A, 3, 2, at(2))])
+    assert b.operator_view(A, at(5)).state is OperatorState.TALKING
+    b.resync(QueueSnapshot((), ()))  # Asterisk lists them in no queue: still on the call
+    assert [o.operator for o in b.view(at(6)).operators] == [A]
+    b.apply([CallEnded("1", 16, "Normal Clearing", at(40))])  # AgentComplete was lost
+    assert b.view(at(41)).operators == []
+    b.apply([OperatorAnswered("2", "fire", A, 3, 2, at(50))])
+    b.apply([CallVanished("2", at(60))])
+    assert b.view(at(61)).operators == []
+
+
+def test_a_member_on_a_call_keeps_the_state_of_their_queues() -> None:
+    b = board()
+    b.apply([member(A, "medical", "talking", 0),
+             OperatorAnswered("1", "medical", A, 3, 2, at(0)),
+             member(A, "medical", "paused", 10, paused=True, reason="break")])
+    view = b.operator_view(A, at(11))
+    assert (view.state, view.queues) == (OperatorState.PAUSED, ["medical"])
+
+
+def test_the_database_seeds_an_operator_on_a_call_out_of_every_queue() -> None:
+    picture = LivePicture(calls={"1": CallInfo("112", None)}, waiting=[], members=[],
+                          talking=[Talking(A, "1", at(3))])
+    b = board()
+    assert b.seed(picture)
+    assert [(o.operator, o.state, o.since) for o in b.view(at(9)).operators] == [
+        (A, OperatorState.TALKING, at(3))]

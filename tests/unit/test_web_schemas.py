@@ -145,3 +145,12 @@ def test_nesting_is_measured_without_recursion() -> None:
         deep = [deep]
     assert too_deep(deep)
     assert not too_deep({"a": [{"b": [1, 2]}]})
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63), 10**30])
+def test_an_integer_past_bigint_is_refused_whatever_the_schema_allows(value: int) -> None:
+    with pytest.raises(SchemaViolation, match="di luar batas"):
+        validate({"based_on": value}, {"type": "object", "properties": {
+            "based_on": {"type": ["integer", "null"], "minimum": 1}}}, "")
+    validate({"based_on": 2**63 - 1}, {"type": "object", "properties": {
+        "based_on": {"type": ["integer", "null"], "minimum": 1}}}, "")
