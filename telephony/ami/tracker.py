@@ -39,7 +39,6 @@ channel's, so nothing orders it before the caller's ``Hangup`` that would forget
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -66,6 +65,7 @@ from telephony.calls.facts import (
 from telephony.calls.ids import valid_sip_call_id
 from telephony.calls.legs import LEG_EVENT, LegState
 from telephony.core.errors import SiagaError
+from telephony.core.text import holds_invisible, invisible
 
 AmiEvent = Mapping[str, str | list[str]]
 """One AMI message: header -> value, or -> list of values when the header repeats."""
@@ -104,9 +104,6 @@ _TIMESTAMP = re.compile(r"([0-9]{1,11})(?:\.([0-9]{1,6}))?")
 _DURATION = re.compile(r"([0-9]{2,6}):([0-5][0-9]):([0-5][0-9])")
 _IVR_NAME = re.compile(r"[a-z0-9_]{1,32}")
 _LEG_STATUS = re.compile(r"[A-Z]{0,24}")  # Dial()'s DIALSTATUS, or none
-# Control, format (bidi overrides), private, unassigned and line/paragraph separators: none has
-# a place in a stored caller ID or a log, and some can disguise one.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 
 
 class AmiEventError(SiagaError, ValueError):
@@ -141,12 +138,9 @@ def _utcnow() -> datetime:
 
 def _clean(value: str, limit: int) -> str:
     """Keep what Asterisk sent, minus control/format characters, cut to ``limit`` characters."""
-    if value.isprintable():
-        # The common case, without a lookup per character: a printable string has no character
-        # in any "Other" or "Separator" category but the space, which includes every unsafe
-        # one (tests/unit/test_ami_tracker.py checks this on every code point).
+    if not holds_invisible(value):
         return value[:limit]
-    return "".join(ch for ch in value if unicodedata.category(ch) not in _UNSAFE_CATEGORIES)[:limit]
+    return "".join(ch for ch in value if not invisible(ch))[:limit]
 
 
 def caller_id_text(value: str) -> str:

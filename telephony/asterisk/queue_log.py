@@ -47,6 +47,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from telephony.core.errors import SiagaError
+from telephony.core.text import holds_invisible
 
 log = logging.getLogger("telephony.asterisk")
 
@@ -59,8 +60,6 @@ _CALL_ID = re.compile(r"(?:[A-Za-z0-9_-]{1,64}-)?[0-9]{9,11}\.[0-9]{1,9}")
 _NAME = re.compile(r"[A-Za-z0-9_./@:+-]{1,128}")
 _EVENT = re.compile(r"[A-Z_]{1,32}")
 _NUMBER = re.compile(r"[0-9]{1,9}")
-# Control, format and separator characters have no place in a stored caller id.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 class QueueLogLineError(SiagaError, ValueError):
@@ -124,9 +123,9 @@ def parse_line(raw: bytes, offset: int = 0) -> QueueLogEntry | None:
         raise QueueLogLineError(f"line at byte {offset}: queue malformed: {_safe(queue)}")
     # The agent is the member's name (QueueAdd's MemberName: the operator's display name,
     # spaces and all), which defaults to the interface.
-    if not agent or len(agent) > MAX_FIELD or _UNSAFE.search(agent) or not agent.strip():
+    if not agent or len(agent) > MAX_FIELD or holds_invisible(agent) or not agent.strip():
         raise QueueLogLineError(f"line at byte {offset}: agent malformed: {_safe(agent)}")
-    if any(len(value) > MAX_FIELD or _UNSAFE.search(value) for value in data):
+    if any(len(value) > MAX_FIELD or holds_invisible(value) for value in data):
         raise QueueLogLineError(f"line at byte {offset}: a data field is unsafe: {_safe(line)}")
     return QueueLogEntry(int(epoch), call_id, queue, "" if agent == "NONE" else agent, event,
                          tuple(data), offset)

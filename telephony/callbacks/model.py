@@ -35,7 +35,6 @@ leaves the window.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,6 +44,7 @@ from telephony.callbacks.errors import InvalidClosure
 from telephony.calls.ids import CallerIdKind, parse_caller_id, valid_call_id
 from telephony.calls.legs import LegOutcome, check_number
 from telephony.core.labels import LabelledStrEnum
+from telephony.core.text import invisible
 from telephony.desks.operators import check_interface
 
 # Q.850 causes that say the network lost the call, not that someone hung up:
@@ -69,9 +69,6 @@ TARGET: Final = "penelepon"  # call_legs.target of a call-back: whom it is for
 MAX_NOTE: Final = 300
 _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
 _SEPARATORS = re.compile(r"[ \-().]")
-# Control, format, private, unassigned, surrogate, line and paragraph separator characters:
-# none belongs in a one-line note.
-_UNSAFE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 
 
 class CallbackReason(LabelledStrEnum):
@@ -302,7 +299,7 @@ def check_closure(reason: str, note: str) -> tuple[ClosureReason, str]:
     except ValueError:
         raise InvalidClosure("reason", "Pilih alasan penutupan dari daftar.") from None
     text = " ".join("".join(" " if ch.isspace() else ch for ch in note
-                            if ch.isspace() or unicodedata.category(ch) not in _UNSAFE).split())
+                            if ch.isspace() or not invisible(ch)).split())
     if len(text) > MAX_NOTE:
         raise InvalidClosure("note", f"Keterangan terlalu panjang (maksimal {MAX_NOTE} "
                                      "karakter).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import re
+import unicodedata
 from typing import Final
 
 # NUL (PostgreSQL refuses it in text and JSONB) and lone surrogates (they cannot be encoded, so
@@ -23,6 +24,26 @@ _LINE_BREAKING: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 BIDI_MESSAGE: Final = ("tidak boleh berisi karakter pengatur arah teks (bidi), yang bisa "
                        "membuat nama tampil terbalik")
+
+
+# The Unicode categories no name, caller id, note or log line needs: controls, format
+# characters (the bidi overrides that show "gpj.exe" as "exe.jpg", zero-width joiners), private
+# use, surrogates, unassigned code points, and the line and paragraph separators. Each can hide
+# or disguise what a record says.
+INVISIBLE_CATEGORIES: Final = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
+
+
+def invisible(char: str) -> bool:
+    """Whether ``char`` is in one of the :data:`INVISIBLE_CATEGORIES`."""
+    return unicodedata.category(char) in INVISIBLE_CATEGORIES
+
+
+def holds_invisible(text: str) -> bool:
+    """Whether any character of ``text`` is :func:`invisible`."""
+    # A printable string has no character in any "Other" or "Separator" category but the
+    # space, so the common case needs no lookup per character
+    # (tests/unit/test_core_text.py checks this on every code point).
+    return not text.isprintable() and any(invisible(char) for char in text)
 
 
 def unsafe_text(text: str) -> bool:

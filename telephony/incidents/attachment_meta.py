@@ -5,11 +5,10 @@ their names from escaping the storage root. Pure: storing the bytes is ``attachm
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
+from telephony.core.text import holds_invisible
 from telephony.incidents.errors import ValidationError
 
 
@@ -45,16 +44,10 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 
 
-# Unicode categories a name never needs: controls, format characters (the bidi overrides
-# that make "gpj.exe" read "exe.jpg", zero-width joiners), separators of lines and
-# paragraphs, surrogates and private use.
-_INVISIBLE: Final = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co"})
-
-
 def _path_segment(field: str, value: str, what: str) -> str:
     if (not value or value != value.strip() or value.startswith(".")
             or _UNSAFE_NAME.search(value) or len(value) > 200
-            or any(unicodedata.category(char) in _INVISIBLE for char in value)):
+            or holds_invisible(value)):
         raise ValidationError(field, f"{what} tidak sah: {value[:60]!r}.")
     return value
 

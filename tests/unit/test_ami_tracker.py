@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +30,7 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
+from telephony.core.text import invisible
 from tests.support.ami import FIXTURES, NOW, events, existing, resync_replies
 
 ANSWERED = existing("ami_call_answered.txt", "ami_synthetic_call_answered.txt")
@@ -674,19 +674,7 @@ def test_agent_complete_without_either_snapshot_is_the_operators_open_call() -> 
 
 
 def _clean_exactly(value: str, limit: int) -> str:
-    return "".join(ch for ch in value if unicodedata.category(ch) not in UNSAFE)[:limit]
-
-
-UNSAFE = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}
-
-
-def test_clean_takes_a_printable_string_as_it_is_on_every_code_point() -> None:
-    """The shortcut (str.isprintable) keeps nothing the per-character rule would drop."""
-    for point in range(0x110000):
-        ch = chr(point)
-        assert tracker_module._clean(ch, 1) == _clean_exactly(ch, 1), hex(point)
-        if ch.isprintable():
-            assert unicodedata.category(ch) not in UNSAFE, hex(point)
+    return "".join(ch for ch in value if not invisible(ch))[:limit]
 
 
 def test_clean_agrees_on_mixed_strings() -> None:

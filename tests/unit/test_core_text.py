@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import errno
+import unicodedata
 
 import pytest
 
 from telephony.core.text import (
+    INVISIBLE_CATEGORIES,
     ascii_digits,
     bidi_control,
+    holds_invisible,
     holds_unsafe_text,
+    invisible,
     os_reason,
     unsafe_line,
     unsafe_text,
@@ -83,3 +87,23 @@ def test_a_line_break_or_control_cannot_be_part_of_a_name(text: str) -> None:
                                   "\u0645\u0633\u062c\u062f", "\u00e9\u00e8 \u00fc"])
 def test_plain_names_in_any_script_are_one_line(text: str) -> None:
     assert not unsafe_line(text) and not bidi_control(text)
+
+
+def test_holds_invisible_takes_a_printable_string_as_it_is_on_every_code_point() -> None:
+    """The shortcut (str.isprintable) keeps nothing the per-character rule would find."""
+    for point in range(0x110000):
+        char = chr(point)
+        assert holds_invisible(char) is invisible(char), hex(point)
+        if char.isprintable():
+            assert unicodedata.category(char) not in INVISIBLE_CATEGORIES, hex(point)
+
+
+@pytest.mark.parametrize("text", ["\u202eanirS", "a\u200bb", "\ufeff", "a\tb", "\ue000",
+                                  "a\u2028b", "\U000e0001"])
+def test_a_disguising_character_is_invisible(text: str) -> None:
+    assert holds_invisible(text)
+
+
+@pytest.mark.parametrize("text", ["Sari", "+6281234", "a b", "a\u00a0b", "\u0645\u0633", "☎é"])
+def test_text_anyone_can_see_is_not_invisible(text: str) -> None:
+    assert not holds_invisible(text)
