@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -328,6 +328,7 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
         assert leg["answered_at"] is None and leg["ended_at"] is not None
         # Back with the operator who transferred: a new channel to op1001, in one bridge.
         await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
+        back = datetime.now(UTC)  # they talk again from (at the latest) here
         assert (await desk.get("/api/desk"))["call"]["ended_at"] is None
         result = await caller.wait(within=40)
     assert result.ok, result.errors  # the caller hung up itself: never hung up on
@@ -340,6 +341,21 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
         "blind_transfer", "no_answer", None)
     assert row["ending"] == "Tidak diangkat; penelepon kembali ke operator"
     assert 5 <= row["ring_seconds"] <= 8
+    # The call's talk time is the operator's whole talk with the caller: before the transfer
+    # and after the caller came back (it stopped at the transfer, 0-1 s), without the
+    # seconds the agency rang.
+    record = await ended_call(line, caller_id)
+    assert record.ended_at is not None
+    talked_back = (record.ended_at - back).total_seconds()
+    assert talked_back > 4  # what the talk before the transfer (0-1 s) cannot reach
+
+    async def talk_counted() -> int | None:
+        found = await ended_call(line, caller_id)
+        talk = found.talk_seconds
+        return talk if talk is not None and talk >= talked_back - 1 else None
+
+    talk = await eventually("the talk after the transfer counted", talk_counted, 10)
+    assert talk <= (record.ended_at - arrived).total_seconds() - row["ring_seconds"] + 1
 
 
 async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(
