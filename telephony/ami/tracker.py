@@ -52,6 +52,7 @@ from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
+    CallTransferred,
     CallVanished,
     IvrVariablesSet,
     LegProgressed,
@@ -337,6 +338,7 @@ class CallTracker:
             "queuememberadded": self._member_state,
             "queuememberremoved": self._member_removed,
             "userevent": self._user_event,
+            "attendedtransfer": self._attended_transfer,
             "shutdown": self._asterisk_shutdown,
             "fullybooted": self._asterisk_booted,
         }
@@ -491,6 +493,20 @@ class CallTracker:
         if not _LEG_STATUS.fullmatch(status):
             raise f.reject(f"Status is malformed: {status[:40]!r}")
         return [LegProgressed(leg, state.value, status, f.ident("Uniqueid"), f.at())]
+
+    def _attended_transfer(self, f: _Fields) -> list[CallFact]:
+        """A caller the line follows was handed over by an attended transfer: joined with
+        the transfer target in one bridge. Other outcomes (failed, three-way, to an
+        application) leave the caller where they were, and other channels are not calls."""
+        if f.text("Result") != "Success" or f.text("DestType") != "Bridge":
+            return []
+        if not f.text("TransfereeLinkedid"):
+            return []  # no transferee snapshot: nobody of ours was moved
+        call_id = f.ident("TransfereeLinkedid")
+        if not self._known(call_id):
+            return []
+        target = _clean(f.text("TransferTargetChannel"), MAX_IDENT)
+        return [CallTransferred(call_id, target, f.at())]
 
     # -- Asterisk itself (telephony/calls/outages.py) ----------------------------------------
 

@@ -470,6 +470,30 @@ async def test_a_caller_who_hung_up_is_not_recorded_as_handed_over(
     assert row["ending"] == ("Tersambung" if mode == "attended" else "Konferensi tiga pihak")
 
 
+async def test_an_operator_who_hangs_up_after_the_agency_answered_hands_the_caller_over(
+    line: Line, settings: Settings, desk: Desk
+) -> None:
+    """The operator speaks to the agency and simply hangs up: Asterisk joins the caller and
+    the agency (AttendedTransfer). The leg stayed "consulting" and the timeline said only
+    "Tersambung"; it is handed over, as "Serahkan" records it."""
+    caller_id = unique_caller("0816")
+    async with caller_and_agency(settings, caller_id, hold_seconds=8) as (caller, agency):
+        call = await talking_call(desk)
+        started, _ = await start_transfer(desk, "attended")
+        leg_id = started["leg"]["leg_id"]
+        await leg_of(desk, leg_id, phase="consulting")
+        (operator,) = named(await channels_of(line, call["call_id"]), OPERATOR)
+        await line.listener.send_action({"Action": "Hangup", "Channel": operator.channel})
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
+        leg = await leg_of(desk, leg_id, phase="handed_over")
+        assert [(s["step"], s["actor"]) for s in leg["steps"]] == [("hand_over", "op1")]
+        assert (await agency.wait(within=30)).ok
+        await caller.wait(within=10)
+    await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+    (row,) = await timeline(desk, call["incident_id"])
+    assert row["ending"] == "Diserahkan ke instansi setelah operator bicara"
+
+
 async def test_a_caller_left_to_asterisks_recall_goes_back_to_the_queues(
     line: Line, settings: Settings, desk: Desk, phones: sipp.Sipp
 ) -> None:

@@ -20,6 +20,7 @@ from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
+    CallTransferred,
     CallVanished,
     IvrVariablesSet,
     LegProgressed,
@@ -686,6 +687,28 @@ def test_talk_of_a_transfer_that_reached_the_agency_ends_at_the_transfer() -> No
                            State=state)) == []
     with pytest.raises(AmiEventError):
         t.handle(ev("UserEvent", **back, UserEvent="SiagaBack", Call="1.1", State="gone"))
+
+
+def test_an_attended_transfer_that_joined_the_caller_says_so() -> None:
+    """AttendedTransfer, merged into the agency's bridge (the operator's "Serahkan" or their
+    hang-up in the consult): the caller's call was handed over, to the target's channel.
+    A failed or three-way transfer, or one of a channel that is not a call, is not."""
+    caller = "1732345678.0"
+    t = tracker()
+    arrive(t, caller)
+    operator = {f"OrigTransferer{k}": v for k, v in snapshot(
+        "1732345679.1", caller, Channel="PJSIP/op1001-00000001").items()}
+    transferee = {f"Transferee{k}": v for k, v in snapshot(caller).items()}
+    target = {f"TransferTarget{k}": v for k, v in snapshot(
+        "1732345690.5", caller, Channel="PJSIP/carrier-out-00000005").items()}
+    done = ev("AttendedTransfer", "1732345699.000000", Result="Success", DestType="Bridge",
+              DestBridgeUniqueid="b2", IsExternal="No", **operator, **transferee, **target)
+    assert t.handle(done) == [CallTransferred(caller, "PJSIP/carrier-out-00000005",
+                                              at("1732345699.000000"))]
+    assert t.handle(modified(done, Result="Fail")) == []
+    assert t.handle(modified(done, DestType="Threeway")) == []
+    other = {f"Transferee{k}": v for k, v in snapshot("1.9").items()}
+    assert t.handle(modified(done, **other)) == []
 
 
 def test_agent_complete_without_caller_snapshot_uses_the_operator_legs_linkedid() -> None:
