@@ -51,6 +51,7 @@ from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
+    CallTransferred,
     CallVanished,
     IvrVariablesSet,
     LegProgressed,
@@ -66,6 +67,7 @@ from telephony.calls.ids import valid_sip_call_id
 from telephony.calls.legs import LEG_EVENT, LegState
 from telephony.core.errors import SiagaError
 from telephony.core.text import holds_invisible, invisible
+from telephony.transfers.model import BACK_EVENT
 
 AmiEvent = Mapping[str, str | list[str]]
 """One AMI message: header -> value, or -> list of values when the header repeats."""
@@ -98,6 +100,9 @@ MAX_LIVE_CALLS = 10_000
 RECENTLY_ENDED = 1024
 MAX_OPEN = 4  # connected, not yet completed calls remembered per operator and queue
 MAX_HELD_VARIABLES = 32  # distinct IVR_* names held per call (the dialplan uses 14)
+MAX_TRANSFERRED = 1024  # calls remembered whose queue talk ended in a blind transfer
+MAX_BACK_TALKS = 16  # talks with the operator after failed transfers, per call
+TRANSFER_REASON = "transfer"  # AgentComplete's Reason when the operator transferred the caller
 
 _NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() accepts any script's digits
 _TIMESTAMP = re.compile(r"([0-9]{1,11})(?:\.([0-9]{1,6}))?")
@@ -304,6 +309,14 @@ class CallTracker:
         # are gone, with neither Uniqueid nor DestLinkedid; the operator was on exactly one call
         # in that queue (ringinuse=no), so the oldest open connect is the call that completed.
         self._talking: dict[tuple[str, str], deque[str]] = {}
+        # Calls whose queue talk ended in a transfer (their AgentComplete), and the talks with
+        # the operator after a blind transfer nobody answered brought the caller back
+        # (UserEvent SiagaBack): operator channel's Uniqueid -> (answered, ended). Queue()
+        # stops counting at the transfer, so these add to the call's talk time. Kept past the
+        # caller's Hangup: the operator channel's hang-up handler reports after it.
+        self._transferred: OrderedDict[
+            str, tuple[OperatorCompleted, dict[str, tuple[datetime, datetime | None]]]
+        ] = OrderedDict()
         self._handlers: dict[str, Callable[[_Fields], list[CallFact]]] = {
             "newchannel": self._newchannel,
             "varset": self._varset,
@@ -319,6 +332,7 @@ class CallTracker:
             "queuememberadded": self._member_state,
             "queuememberremoved": self._member_removed,
             "userevent": self._user_event,
+            "attendedtransfer": self._attended_transfer,
             "shutdown": self._asterisk_shutdown,
             "fullybooted": self._asterisk_booted,
         }
@@ -454,9 +468,13 @@ class CallTracker:
         return facts
 
     def _user_event(self, f: _Fields) -> list[CallFact]:
-        """A leg the line placed moved on (``UserEvent SiagaLeg``, siaga112-leg); other user
-        events are not the line's."""
-        if f.text("UserEvent") != LEG_EVENT:
+        """A leg the line placed moved on (``UserEvent SiagaLeg``, siaga112-leg), or the
+        operator talks again with a caller a blind transfer brought back (``SiagaBack``);
+        other user events are not the line's."""
+        name = f.text("UserEvent")
+        if name == BACK_EVENT:
+            return self._back_talk(f)
+        if name != LEG_EVENT:
             return []
         leg = f.number("Leg")  # up to 9 digits: ids the line gave out
         if leg == 0:
@@ -469,6 +487,20 @@ class CallTracker:
         if not _LEG_STATUS.fullmatch(status):
             raise f.reject(f"Status is malformed: {status[:40]!r}")
         return [LegProgressed(leg, state.value, status, f.ident("Uniqueid"), f.at())]
+
+    def _attended_transfer(self, f: _Fields) -> list[CallFact]:
+        """A caller the line follows was handed over by an attended transfer: joined with
+        the transfer target in one bridge. Other outcomes (failed, three-way, to an
+        application) leave the caller where they were, and other channels are not calls."""
+        if f.text("Result") != "Success" or f.text("DestType") != "Bridge":
+            return []
+        if not f.text("TransfereeLinkedid"):
+            return []  # no transferee snapshot: nobody of ours was moved
+        call_id = f.ident("TransfereeLinkedid")
+        if not self._known(call_id):
+            return []
+        target = _clean(f.text("TransferTargetChannel"), MAX_IDENT)
+        return [CallTransferred(call_id, target, f.at())]
 
     # -- Asterisk itself (telephony/calls/outages.py) ----------------------------------------
 
@@ -550,7 +582,53 @@ class CallTracker:
             talking.remove(call_id)
         if not talking:
             self._talking.pop(key, None)
+        self._note_transfer(fact)
         return [fact]
+
+    def _note_transfer(self, fact: OperatorCompleted) -> None:
+        """Remember a queue talk that ended in a transfer, for the talk after it (see
+        :meth:`_back_talk`); a later completion of the call (queued again, answered by
+        someone) is the call's talk from then on, as the store keeps the last."""
+        if fact.ended_by != TRANSFER_REASON:
+            self._transferred.pop(fact.call_id, None)
+            return
+        known = self._transferred.get(fact.call_id)
+        if known is not None and known[0] == fact:
+            return  # the same event again: the talks after it stay
+        self._transferred[fact.call_id] = (fact, {})
+        self._transferred.move_to_end(fact.call_id)
+        while len(self._transferred) > MAX_TRANSFERRED:
+            self._transferred.popitem(last=False)
+
+    def _back_talk(self, f: _Fields) -> list[CallFact]:
+        """The operator answered (``State: answered``) or left (``ended``) a caller whom a
+        blind transfer nobody answered brought back ([siaga112-back-answered]). At its end
+        the call's completion is given again, its talk time now the queue's up to the
+        transfer plus every such talk: the talk a supervisor means, not the seconds before
+        the transfer (the ring of the agency, with nobody talking, is not in it). Without
+        the transfer's completion (the listener restarted in between) nothing is given: the
+        queue's talk stands."""
+        call_id, channel = f.ident("Call"), f.ident("Uniqueid")
+        state, at = f.text("State"), f.at()
+        if state not in ("answered", "ended"):
+            raise f.reject(f"State is not answered or ended: {state[:40]!r}")
+        known = self._transferred.get(call_id)
+        if known is None:
+            return []
+        completed, talks = known
+        if state == "answered":
+            if channel not in talks and len(talks) < MAX_BACK_TALKS:
+                talks[channel] = (at, None)
+            return []
+        talk = talks.get(channel)
+        if talk is None:
+            return []
+        answered, ended = talk
+        talks[channel] = (answered, ended or at)
+        extra = sum(max(0, round((end - start).total_seconds()))
+                    for start, end in talks.values() if end is not None)
+        return [replace(completed, talk_seconds=completed.talk_seconds + extra,
+                        at=max(completed.at, ended or at))]
 
     # -- operators ----------------------------------------------------------------------------
 

@@ -220,6 +220,20 @@ class LegProgressed:
 
 
 @dataclass(frozen=True)
+class CallTransferred:
+    """Asterisk completed an attended transfer of the call's caller into the transfer
+    target's bridge (AMI ``AttendedTransfer``, ``Result: Success``, ``DestType: Bridge``):
+    the transferer's complete key (features.conf atxfercomplete, the line's "Serahkan") or the
+    transferer hanging up during the consult. ``target`` is the channel the caller was
+    joined to (the agency's, or the Atxfer's Local channel)."""
+
+    kind: ClassVar[str] = "call_transferred"
+    call_id: str
+    target: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class CallCut:
     """Asterisk's end cut the call: a restart or stop (``reason`` ``asterisk_restart``) or a
     crash (``asterisk_crash``); see :mod:`telephony.ami.outages`. ``at`` is when the call was
@@ -283,6 +297,7 @@ CallFact = (
     | CallBackfilled
     | OperatorStateChanged
     | LegProgressed
+    | CallTransferred
     | CallCut
     | AsteriskShutdown
     | AsteriskBooted
@@ -307,6 +322,7 @@ FACT_TYPES: dict[str, type[CallFact]] = {
         CallBackfilled,
         OperatorStateChanged,
         LegProgressed,
+        CallTransferred,
         CallCut,
         AsteriskShutdown,
         AsteriskBooted,

@@ -39,6 +39,11 @@ RESCUE_EXTENSION: Final = "queue"
 # operator's channel (set by AMI Setvar just before Atxfer, whose extension is the leg alone;
 # inherited by the Atxfer's Local channel).
 CONSULT_VARIABLE: Final = "SIAGA112_CONSULT"
+# The UserEvent [siaga112-back-answered] reports (State answered, then ended at the operator
+# channel's hang-up) for the operator's talk with a caller whom a blind transfer nobody
+# answered brought back: Queue() counted the talk only up to the transfer, and the AMI
+# tracker adds this talk to the call's (telephony/ami/tracker.py).
+BACK_EVENT: Final = "SiagaBack"
 MAX_LEG_ID: Final = 999_999_999  # the tracker reads at most 9 digits of a leg id
 _EXTENSION: Final = re.compile(r"([1-9][0-9]{0,8})[*]([*]?)([0-9]{3,20})")
 _LABEL_MAX: Final = 100

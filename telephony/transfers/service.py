@@ -23,6 +23,12 @@ the caller up, about 100 s later in the lab, never having reached a human. The s
 of a leg that already ended is that loop (the consult dials a leg once, the line never
 again): the caller, alone on hold, is sent into the queues ahead of everyone, as a blind
 transfer nobody answered is (``[siaga112-transfer]`` ``queue``).
+
+An operator who hangs up once the agency answered hands the caller over as "Serahkan" does:
+Asterisk completes the transfer either way (bridge_basic: the transferer's hang-up and the
+complete key are the same stimulus) and says so with an ``AttendedTransfer``. A leg still
+consulting when Asterisk reports its caller handed over, with no step of the operator's
+being sent, is recorded as handed over by them.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import asyncpg
 from telephony.accounts.model import Account
 from telephony.ami.actions import AmiActionError, AmiListActions, AsteriskUnavailable
 from telephony.ami.channels import UP, live_channels, operator_channel
-from telephony.calls.facts import CallFact, LegProgressed
+from telephony.calls.facts import CallFact, CallTransferred, LegProgressed
 from telephony.calls.legs import LegState
 from telephony.calls.store import LegRepository
 from telephony.core.errors import NotFound, SiagaError
@@ -57,6 +63,7 @@ from telephony.transfers.model import (
     TRANSFER_CONTEXT,
     AgencyNumber,
     InvalidTransfer,
+    Phase,
     Step,
     TimelineRow,
     TransferConflict,
@@ -68,6 +75,7 @@ from telephony.transfers.model import (
     parse_mode,
     parse_number_input,
     parse_step,
+    phase,
     timeline_row,
 )
 from telephony.transfers.store import TransferStore
@@ -136,6 +144,9 @@ class TransferService:
         self._joins: dict[int, str] = {}  # conference leg -> operator channel, until answered
         self._tasks: set[asyncio.Task[None]] = set()
         self._rescued: set[int] = set()  # legs whose caller was sent back to the queues
+        # Legs whose step's keys are being sent: Asterisk's AttendedTransfer for "Serahkan"
+        # can come before the step is recorded, and is the operator's step, not a hang-up.
+        self._stepping: set[int] = set()
 
     # -- agency numbers ----------------------------------------------------------------------
 
@@ -292,16 +303,20 @@ class TransferService:
             # joined, or left with the agency who was no longer there.
             raise TransferConflict("Penelepon sudah menutup telepon; Anda masih tersambung "
                                    "dengan instansi. Tutup telepon untuk mengakhirinya.")
+        self._stepping.add(leg_id)
         try:
-            await self._send_step(leg.operator_channel, chosen)
-        except AmiActionError as exc:
-            log.error("%s on leg %d for %s failed: %s", chosen.value, leg_id,
-                      account.username, exc)
-            raise TransferUnavailable() from exc
-        if chosen is Step.CANCEL:
-            self._joins.pop(leg_id, None)
-        await self._database.run(
-            lambda c: self._store.add_step(c, leg_id, chosen, account.username))
+            try:
+                await self._send_step(leg.operator_channel, chosen)
+            except AmiActionError as exc:
+                log.error("%s on leg %d for %s failed: %s", chosen.value, leg_id,
+                          account.username, exc)
+                raise TransferUnavailable() from exc
+            if chosen is Step.CANCEL:
+                self._joins.pop(leg_id, None)
+            await self._database.run(
+                lambda c: self._store.add_step(c, leg_id, chosen, account.username))
+        finally:
+            self._stepping.discard(leg_id)
         log.info("%s (%s) %s on leg %d", account.username, state.interface, chosen.value,
                  leg_id)
         await self._audit.audit(
@@ -328,6 +343,12 @@ class TransferService:
         """The listener recorded ``facts``: a conference leg that was answered is joined; a
         leg dialled again after it ended has its caller taken back (see the module)."""
         for fact in facts:
+            if isinstance(fact, CallTransferred):
+                # Decided now, before anything is awaited: a step being sent is in
+                # _stepping until it is recorded (see _handed_over).
+                self._spawn(self._handed_over(fact, frozenset(self._stepping)),
+                            f"transfer-handed-over-{fact.call_id}")
+                continue
             if not isinstance(fact, LegProgressed):
                 continue
             if (fact.leg_id in self._joins
@@ -376,6 +397,38 @@ class TransferService:
         except (AmiActionError, SiagaError, asyncpg.PostgresError, OSError) as exc:
             log.error("leg %d dialled again: could not take the caller back to the queues "
                       "(%s)", leg_id, exc)
+
+    async def _handed_over(self, fact: CallTransferred, stepping: frozenset[int]) -> None:
+        """Asterisk handed the caller of ``fact``'s call over by an attended transfer. A leg
+        of the call still consulting (answered, no step) whose step was not being sent when
+        the fact came was handed over by the operator hanging up: recorded as "Serahkan"
+        is. A step being sent then is recorded by :meth:`step` once Asterisk took it; one
+        sent and recorded before shows on the leg. A leg still ringing is left to Asterisk's
+        recall (see the module)."""
+        try:
+            legs = await self._database.run(
+                lambda c: self._store.legs_of_call(c, fact.call_id))
+            for leg in legs:
+                if leg.leg.leg_id in stepping or phase(leg) is not Phase.CONSULTING:
+                    continue
+                leg_id, actor = leg.leg.leg_id, leg.leg.actor
+
+                async def record(connection: asyncpg.Connection, leg_id: int = leg_id,
+                                 actor: str = actor) -> None:
+                    await self._store.add_step(connection, leg_id, Step.HAND_OVER, actor)
+
+                await self._database.run(record)
+                log.info("leg %d of call %s: the operator %s hung up in the consult; Asterisk "
+                         "handed the caller over to %s", leg_id, fact.call_id,
+                         leg.leg.operator, fact.target)
+                await self._audit.audit(
+                    actor=leg.leg.actor, action=f"transfer.{Step.HAND_OVER.value}",
+                    object_type="call", object_id=fact.call_id, remote_address="",
+                    detail={"leg_id": leg_id, "mode": leg.mode.value,
+                            "operator_hung_up": True})
+        except (SiagaError, asyncpg.PostgresError, OSError) as exc:
+            log.error("call %s handed over by the operator's hang-up: could not record it "
+                      "(%s)", fact.call_id, exc)
 
     async def _join(self, leg_id: int, channel: str) -> None:
         try:

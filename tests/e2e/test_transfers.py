@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -328,6 +328,7 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
         assert leg["answered_at"] is None and leg["ended_at"] is not None
         # Back with the operator who transferred: a new channel to op1001, in one bridge.
         await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
+        back = datetime.now(UTC)  # they talk again from (at the latest) here
         assert (await desk.get("/api/desk"))["call"]["ended_at"] is None
         result = await caller.wait(within=40)
     assert result.ok, result.errors  # the caller hung up itself: never hung up on
@@ -340,6 +341,21 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
         "blind_transfer", "no_answer", None)
     assert row["ending"] == "Tidak diangkat; penelepon kembali ke operator"
     assert 5 <= row["ring_seconds"] <= 8
+    # The call's talk time is the operator's whole talk with the caller: before the transfer
+    # and after the caller came back (it stopped at the transfer, 0-1 s), without the
+    # seconds the agency rang.
+    record = await ended_call(line, caller_id)
+    assert record.ended_at is not None
+    talked_back = (record.ended_at - back).total_seconds()
+    assert talked_back > 4  # what the talk before the transfer (0-1 s) cannot reach
+
+    async def talk_counted() -> int | None:
+        found = await ended_call(line, caller_id)
+        talk = found.talk_seconds
+        return talk if talk is not None and talk >= talked_back - 1 else None
+
+    talk = await eventually("the talk after the transfer counted", talk_counted, 10)
+    assert talk <= (record.ended_at - arrived).total_seconds() - row["ring_seconds"] + 1
 
 
 async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(
@@ -452,6 +468,30 @@ async def test_a_caller_who_hung_up_is_not_recorded_as_handed_over(
     assert ended["steps"] == steps["steps"]  # nothing more than the conference's join
     (row,) = await timeline(desk, call["incident_id"])
     assert row["ending"] == ("Tersambung" if mode == "attended" else "Konferensi tiga pihak")
+
+
+async def test_an_operator_who_hangs_up_after_the_agency_answered_hands_the_caller_over(
+    line: Line, settings: Settings, desk: Desk
+) -> None:
+    """The operator speaks to the agency and simply hangs up: Asterisk joins the caller and
+    the agency (AttendedTransfer). The leg stayed "consulting" and the timeline said only
+    "Tersambung"; it is handed over, as "Serahkan" records it."""
+    caller_id = unique_caller("0816")
+    async with caller_and_agency(settings, caller_id, hold_seconds=8) as (caller, agency):
+        call = await talking_call(desk)
+        started, _ = await start_transfer(desk, "attended")
+        leg_id = started["leg"]["leg_id"]
+        await leg_of(desk, leg_id, phase="consulting")
+        (operator,) = named(await channels_of(line, call["call_id"]), OPERATOR)
+        await line.listener.send_action({"Action": "Hangup", "Channel": operator.channel})
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
+        leg = await leg_of(desk, leg_id, phase="handed_over")
+        assert [(s["step"], s["actor"]) for s in leg["steps"]] == [("hand_over", "op1")]
+        assert (await agency.wait(within=30)).ok
+        await caller.wait(within=10)
+    await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+    (row,) = await timeline(desk, call["incident_id"])
+    assert row["ending"] == "Diserahkan ke instansi setelah operator bicara"
 
 
 async def test_a_caller_left_to_asterisks_recall_goes_back_to_the_queues(

@@ -19,7 +19,7 @@ from telephony.accounts.model import Account
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.listener import AmiListener
 from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk
-from telephony.calls.facts import LegProgressed
+from telephony.calls.facts import CallTransferred, LegProgressed
 from telephony.calls.legs import LegOutcome
 from telephony.core.errors import SiagaError
 from telephony.db.connection import Database
@@ -27,7 +27,7 @@ from telephony.desks.service import DeskService, assign_desk
 from telephony.incidents.model import Status
 from telephony.incidents.store import IncidentRepository
 from telephony.settings import Settings
-from telephony.transfers.model import Step
+from telephony.transfers.model import Phase, Step, phase, timeline_row
 from telephony.transfers.service import TransferService
 from tests.support.ami import listener
 from tests.support.calls import OPERATOR, add_calls, answered, call_facts
@@ -261,6 +261,56 @@ async def test_a_leg_dialled_again_after_it_ended_sends_the_caller_to_the_queues
     await progress(world, leg_id, "dialling")
     await world.service.close()
     assert len(world.sent("Redirect")) == 1
+
+
+async def test_an_operator_who_hangs_up_after_the_agency_answered_hands_the_caller_over(
+    world: World
+) -> None:
+    """The operator hangs up in the consult once the agency answered: Asterisk joins the
+    caller and the agency (AttendedTransfer). The leg stayed "consulting" and its timeline
+    said "Tersambung"; it is handed over by the operator, as "Serahkan" records it. Hanging
+    up while the agency still rings is left to Asterisk's recall (and the rescue), and a
+    "Serahkan" whose AttendedTransfer comes while or after its keys are sent is recorded
+    once."""
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "dialling")
+    transferred = CallTransferred(call_id, "PJSIP/carrier-out-0000000b", datetime.now(UTC))
+    world.service.recorded([transferred])  # still ringing: the recall's to handle
+    await world.service.close()
+    assert (await world.service._leg(leg_id)).steps == ()
+    await progress(world, leg_id, "answered")
+    world.service.recorded([transferred])
+    await world.service.close()
+    leg = await world.service._leg(leg_id)
+    assert [(step, actor) for step, actor, _ in leg.steps] == [(Step.HAND_OVER, "op1")]
+    assert phase(leg) is Phase.HANDED_OVER
+    assert world.audit.entries[-1] == {
+        "actor": "op1", "action": "transfer.hand_over", "object_id": call_id,
+        "detail": {"leg_id": leg_id, "mode": "attended", "operator_hung_up": True}}
+    await progress(world, leg_id, "ended", "ANSWER")
+    ended = await world.service._leg(leg_id)
+    assert timeline_row(ended.leg, ended.steps).ending == (
+        "Diserahkan ke instansi setelah operator bicara")
+    world.service.recorded([transferred])  # the same event again: nothing more
+    await world.service.close()
+    assert len((await world.service._leg(leg_id)).steps) == 1
+
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    transferred = CallTransferred(call_id, "PJSIP/carrier-out-0000000c", datetime.now(UTC))
+    world.service._stepping.add(leg_id)  # "Serahkan"'s keys being sent
+    world.service.recorded([transferred])
+    world.service._stepping.discard(leg_id)
+    await world.service.step(world.operator, leg_id, "hand_over", remote_address="x")
+    world.service.recorded([transferred])  # Asterisk's report after the step was recorded
+    await world.service.close()
+    assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.HAND_OVER]
 
 
 async def _keys(world: World, count: int) -> bool | None:

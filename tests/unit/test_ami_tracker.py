@@ -19,6 +19,7 @@ from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallStarted,
+    CallTransferred,
     CallVanished,
     IvrVariablesSet,
     LegProgressed,
@@ -635,6 +636,79 @@ def test_recorded_resync_restores_a_consistent_picture(path: Path) -> None:
         if isinstance(fact, QueueJoined | IvrVariablesSet):
             assert fact.call_id in started
     assert CallVanished("1700000000.99", NOW) in outcome.facts
+
+
+def test_talk_after_a_blind_transfer_nobody_answered_counts_as_talk() -> None:
+    """A blind transfer as the lab shows it: Queue() completes the operator's talk at the
+    transfer (2 s); the agency does not answer, [siaga112-transfer] rings the operator back
+    and they talk 40 s more, until the caller hangs up and the operator's channel with it.
+    The call's talk time was the 2 s before the transfer; it is the whole talk, 42 s (the
+    6 s the agency rang, with nobody talking, are not in it)."""
+    caller = "1732345678.0"
+    back = snapshot("1732345688.7", caller, Channel="PJSIP/op1001-00000007",
+                    Context="siaga112-transfer", Exten="back")
+    t = tracker()
+    arrive(t, caller)
+    run(t, [ev("AgentConnect", "1732345680.000000", Queue="medical",
+               Interface="PJSIP/op1001", MemberName="op1001", HoldTime="2", RingTime="1",
+               **snapshot(caller), DestUniqueid="1732345679.1", DestLinkedid=caller)])
+    transfer = t.handle(ev("AgentComplete", "1732345682.000000", Queue="medical",
+                           Interface="PJSIP/op1001", MemberName="op1001", HoldTime="2",
+                           TalkTime="2", Reason="transfer", **snapshot(caller)))
+    assert [(f.talk_seconds, f.ended_by) for f in transfer
+            if isinstance(f, OperatorCompleted)] == [(2, "transfer")]
+    talk = [
+        ev("UserEvent", "1732345688.600000", **back, UserEvent="SiagaBack", Call=caller,
+           State="answered"),
+        ev("Hangup", "1732345728.500000", **snapshot(caller), Cause="16"),
+        ev("UserEvent", "1732345728.600000", **back, UserEvent="SiagaBack", Call=caller,
+           State="ended"),
+    ]
+    facts = run(t, talk)
+    completed = [f for f in facts if isinstance(f, OperatorCompleted)]
+    assert completed == [OperatorCompleted(caller, "medical", "PJSIP/op1001", 2, 42,
+                                           "transfer", at("1732345728.600000"))]
+    assert run(t, talk[-1:]) == completed  # a replayed end: the same fact
+
+
+def test_talk_of_a_transfer_that_reached_the_agency_ends_at_the_transfer() -> None:
+    """Nobody rang the operator back: no SiagaBack, the talk stays Queue()'s. A SiagaBack
+    for a call the tracker saw no transfer of (the listener restarted in between) changes
+    nothing either; nor does a completion that did not end in a transfer."""
+    t = tracker()
+    complete = ev("AgentComplete", "1732345682.000000", Queue="medical",
+                  Interface="PJSIP/op1001", MemberName="op1001", HoldTime="2", TalkTime="9",
+                  Reason="caller", **snapshot("1.1"))
+    assert [f.talk_seconds for f in t.handle(complete) if isinstance(f, OperatorCompleted)
+            ] == [9]
+    back = snapshot("1.7", "1.1", Channel="PJSIP/op1001-00000007")
+    for state in ("answered", "ended"):
+        assert t.handle(ev("UserEvent", **back, UserEvent="SiagaBack", Call="1.1",
+                           State=state)) == []
+    with pytest.raises(AmiEventError):
+        t.handle(ev("UserEvent", **back, UserEvent="SiagaBack", Call="1.1", State="gone"))
+
+
+def test_an_attended_transfer_that_joined_the_caller_says_so() -> None:
+    """AttendedTransfer, merged into the agency's bridge (the operator's "Serahkan" or their
+    hang-up in the consult): the caller's call was handed over, to the target's channel.
+    A failed or three-way transfer, or one of a channel that is not a call, is not."""
+    caller = "1732345678.0"
+    t = tracker()
+    arrive(t, caller)
+    operator = {f"OrigTransferer{k}": v for k, v in snapshot(
+        "1732345679.1", caller, Channel="PJSIP/op1001-00000001").items()}
+    transferee = {f"Transferee{k}": v for k, v in snapshot(caller).items()}
+    target = {f"TransferTarget{k}": v for k, v in snapshot(
+        "1732345690.5", caller, Channel="PJSIP/carrier-out-00000005").items()}
+    done = ev("AttendedTransfer", "1732345699.000000", Result="Success", DestType="Bridge",
+              DestBridgeUniqueid="b2", IsExternal="No", **operator, **transferee, **target)
+    assert t.handle(done) == [CallTransferred(caller, "PJSIP/carrier-out-00000005",
+                                              at("1732345699.000000"))]
+    assert t.handle(modified(done, Result="Fail")) == []
+    assert t.handle(modified(done, DestType="Threeway")) == []
+    other = {f"Transferee{k}": v for k, v in snapshot("1.9").items()}
+    assert t.handle(modified(done, **other)) == []
 
 
 def test_agent_complete_without_caller_snapshot_uses_the_operator_legs_linkedid() -> None:

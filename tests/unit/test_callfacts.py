@@ -13,6 +13,7 @@ from telephony.calls.facts import (
     CallFact,
     CallLost,
     CallStarted,
+    CallTransferred,
     FactDecodeError,
     IvrVariableSet,
     IvrVariablesSet,
@@ -36,6 +37,7 @@ AT = datetime(2026, 11, 23, 3, 0, 1, 250000, tzinfo=UTC)
         IvrVariablesSet("1.1", (("line", "112"), ("reasons", "a; b ☎"), ("queue", "fire")), AT),
         IvrVariablesSet("1.1", (), AT),
         CallCut("1.1", "asterisk_crash", AT),
+        CallTransferred("1.1", "PJSIP/carrier-out-0000000a", AT),
         AsteriskShutdown(True, AT),
         AsteriskBooted(12, AT),
         AsteriskReturned("crash", AT, AT, AT, 2, AT),
@@ -51,7 +53,7 @@ def test_round_trip(fact: CallFact) -> None:
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert len(FACT_TYPES) == 19
+    assert len(FACT_TYPES) == 20
 
 
 def test_a_call_start_without_its_sip_call_id_serialises_as_before_it_had_one() -> None:
