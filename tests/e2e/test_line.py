@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -85,6 +86,13 @@ async def call(
 async def records_of(line: Line, caller_id: str) -> list[CallRecord]:
     records = await line.database.run(lambda c: line.repository.call_records(c, limit=500))
     return [r for r in records if r.caller_number == caller_id]
+
+
+async def caller_key(line: Line, call_id: str) -> str | None:
+    """The key the call's caller's history is kept under (``calls.caller_key``)."""
+    key: str | None = await line.database.run(lambda c: c.fetchval(
+        "SELECT caller_key FROM calls WHERE call_id = $1", call_id))
+    return key
 
 
 def assert_shift_by_arrival(record: CallRecord) -> None:
@@ -281,6 +289,33 @@ async def test_odd_caller_ids_are_kept_as_sent(
         assert record.arrived_at is not None and record.arrived_at >= since.replace(
             microsecond=0)
         assert record.disposition == "answered"
+
+
+async def test_a_simless_caller_written_unescaped_keeps_its_imei(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """Some networks write a SIM-less phone's identity unescaped in the From user,
+    sip:IMEI:<digits>@host, which PJSIP parses as user IMEI with a password; or in the
+    P-Asserted-Identity the carrier endpoint trusts. Either way the call keeps the digits."""
+    await staff("PJSIP/op1010")
+    for asserted in (False, True):
+        digits = str(uuid.uuid4().int)[:15]
+        raw = f"IMEI:{digits}"
+        since = datetime.now(UTC)
+        async with sipp.caller(
+            settings.sip_host, settings.sip_port, "112",
+            caller_id="anonymous" if asserted else raw,
+            asserted_id=raw if asserted else None, dtmf="3", talk_seconds=4,
+        ) as caller:
+            assert (await caller.wait()).ok
+        record = await ended_call(line, f"IMEI{digits}", since=since)
+        assert record.disposition == "answered"
+        assert await caller_key(line, record.call_id) == "imei:" + digits[:14]
+    # Fails open: a password that is no IMEI leaves the caller id as PJSIP read it.
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                           caller_id="IMEI:12ab", dtmf="3", talk_seconds=4) as caller:
+        assert (await caller.wait()).ok
+    assert (await ended_call(line, "IMEI")).disposition == "answered"
 
 
 async def test_database_outage_loses_nothing(
