@@ -162,6 +162,7 @@ async def test_hang_up_in_the_ivr(line: Line, settings: Settings) -> None:
     record = await ended_call(line, caller_id)
     assert (record.disposition, record.queue, record.ivr_outcome) == ("ended_in_ivr", None, None)
     assert record.line == "112"
+    assert (record.hangup_cause, record.hangup_cause_text) == (16, "Normal Clearing")
 
 
 async def test_abandons_keep_original_and_final_positions(line: Line, settings: Settings) -> None:
@@ -180,6 +181,9 @@ async def test_abandons_keep_original_and_final_positions(line: Line, settings: 
     assert (two.disposition, two.queue_position) == ("abandoned", 2)
     # The first caller left, so the second moved up before hanging up.
     assert (two.abandon_original_position, two.abandon_final_position) == (2, 1)
+    # They hung up (a BYE): a normal clearing, as for a caller an operator answered.
+    assert (one.hangup_cause, one.hangup_cause_text) == (16, "Normal Clearing")
+    assert (two.hangup_cause, two.hangup_cause_text) == (16, "Normal Clearing")
 
 
 async def test_fastagi_down_the_call_still_reaches_an_operator(

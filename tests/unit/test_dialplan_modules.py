@@ -22,7 +22,7 @@ APPLICATION_MODULES = {
     "Exec": "app_exec", "ExecIf": "app_exec", "Gosub": "app_stack", "GosubIf": "app_stack",
     "MixMonitor": "app_mixmonitor", "Playback": "app_playback", "Queue": "app_queue",
     "QueueLog": "app_queue", "Read": "app_read", "Return": "app_stack",
-    "SendDTMF": "app_senddtmf", "UserEvent": "app_userevent",
+    "SendDTMF": "app_senddtmf", "TryExec": "app_exec", "UserEvent": "app_userevent",
 }
 FUNCTION_MODULES = {
     "CALLERID": "func_callerid", "CHANNEL": "func_channel", "CUT": "func_cut",
