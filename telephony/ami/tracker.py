@@ -319,6 +319,7 @@ class CallTracker:
         ] = OrderedDict()
         self._handlers: dict[str, Callable[[_Fields], list[CallFact]]] = {
             "newchannel": self._newchannel,
+            "newcallerid": self._new_caller_id,
             "varset": self._varset,
             "hangup": self._hangup,
             "queuecallerjoin": self._queue_join,
@@ -429,6 +430,19 @@ class CallTracker:
         )
         self._adopt(uid)
         self._pending[uid] = fact
+        return []
+
+    def _new_caller_id(self, f: _Fields) -> list[CallFact]:
+        """The dialplan corrected a caller's id as the call arrived (a SIM-less phone's IMEI
+        the carrier wrote unescaped, ``siaga112-simless-id``), before anything gave the call
+        out: the call starts with the corrected id. A change after that (none of the line's
+        own) is not the id the caller arrived with, and is left alone."""
+        uid = f.ident("Uniqueid")
+        fact = self._pending.get(uid)
+        if fact is not None:
+            self._pending[uid] = replace(
+                fact, caller_number=caller_id_text(f.text("CallerIDNum")),
+                caller_name=caller_id_text(f.text("CallerIDName")))
         return []
 
     def _varset(self, f: _Fields) -> list[CallFact]:

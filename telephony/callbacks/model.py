@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from telephony.callbacks.errors import InvalidClosure
-from telephony.calls.ids import CallerIdKind, parse_caller_id, valid_call_id
+from telephony.calls.ids import CallerIdKind, national_mobile, parse_caller_id, valid_call_id
 from telephony.calls.legs import LegOutcome, check_number
 from telephony.core.labels import LabelledStrEnum
 from telephony.core.text import invisible
@@ -207,11 +207,12 @@ def reason_for(call: EndedCall) -> CallbackReason | None:
 
 def dial_number(caller_number: str) -> str | None:
     """The number a call-back dials for this caller id (as the carrier presented it, without
-    separators), or ``None`` when there is none: withheld, malformed, a SIM-less phone."""
+    separators; a mobile number presented without its trunk 0 gets it back), or ``None`` when
+    there is none: withheld, malformed, a SIM-less phone."""
     if parse_caller_id(caller_number).kind is not CallerIdKind.NUMBER:
         return None
     try:
-        return check_number(_SEPARATORS.sub("", caller_number.strip()))
+        return check_number(national_mobile(_SEPARATORS.sub("", caller_number.strip())))
     except ValueError:
         return None
 

@@ -26,7 +26,12 @@ of each call; :func:`plan_backfill` answers with facts:
   instant at every resync) is then dropped for every join the log knows (:meth:`Backfill.amend`).
 
 Every instant is a whole second from the log or the Uniqueid, so the facts are the same at
-every reading and the store's content keys make a replay a no-op. Facts of a kind (and queue,
+every reading and the store's content keys make a replay a no-op. A call the database already
+holds started at the sub-second Asterisk stamped on its ``Newchannel``, often later in the
+same second than a log line of the call: its facts from the log, and the resync's (which the
+tracker stamps at the Uniqueid's second), are put no earlier than that start
+(:func:`not_before`), so the call's events stay in causal order; the stored start does not
+change, so neither do the facts. Facts of a kind (and queue,
 operator) the database already holds for the call are left out: a call the line followed
 live until it crashed gets only what it missed, never a second copy at another instant.
 """
@@ -36,7 +41,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -98,6 +103,18 @@ class Recorded:
 
     ended: bool
     facts: frozenset[tuple[str, str, str]] = frozenset()
+    started_at: datetime | None = None  # calls.arrived_at: its start, to the sub-second
+
+
+def not_before(fact: CallFact, start: datetime | None) -> CallFact:
+    """``fact``, moved to ``start`` if it is stamped earlier: a whole second from the log or
+    the Uniqueid can precede the sub-second at which the call was seen to start. A start
+    itself is left as it is (the store keeps the earliest)."""
+    at = getattr(fact, "at", None)
+    if start is None or isinstance(fact, CallStarted) or not isinstance(at, datetime) \
+            or at >= start:
+        return fact
+    return replace(fact, at=start)
 
 
 def fact_slot(fact: CallFact) -> tuple[str, str, str]:
@@ -236,10 +253,13 @@ class Backfill:
     backfilled: list[str] = field(default_factory=list)  # calls the line had not seen end
     cursor: Cursor | None = None
     refused: int = 0
+    starts: dict[str, datetime] = field(default_factory=dict)  # stored starts of live calls
 
     def amend(self, resync_facts: Sequence[CallFact]) -> list[CallFact]:
-        """The resync's facts without the joins the log dates better, then the live calls'."""
-        kept = [fact for fact in resync_facts
+        """The resync's facts without the joins the log dates better, none stamped before the
+        call's stored start, then the live calls'."""
+        kept = [not_before(fact, self.starts.get(str(getattr(fact, "call_id", ""))))
+                for fact in resync_facts
                 if not (isinstance(fact, QueueJoined) and (fact.call_id, fact.queue) in self.joins)]
         return kept + self.live
 
@@ -276,11 +296,17 @@ def plan_backfill(
         plan.joins.update((uid, fact.queue) for fact in story.facts
                           if isinstance(fact, QueueJoined))
         arrival = arrival_of(uid) or _at(story.first_epoch)
+        start = None if have is None else have.started_at
+        if start is not None:
+            arrival = max(arrival, start)  # seen live: its start to the sub-second
+        missing = [not_before(fact, start) for fact in missing]
         if more and uid not in live and not story.over:
             if now - _at(story.first_epoch) < MAX_PIN and (pin is None or story.first < pin):
                 pin = story.first
             continue
         if uid in live:
+            if start is not None:
+                plan.starts[uid] = start
             plan.live.extend(fact for fact in missing if not isinstance(fact, IvrVariablesSet))
             if have is None:
                 plan.live.append(CallBackfilled(uid, arrival))
@@ -304,7 +330,8 @@ def plan_backfill(
                 call_id=uid, linked_id=uid, channel="", caller_number=_caller(story.caller),
                 caller_name="", line=story.line, at=arrival, sip_call_id=story.sip_call_id))
         plan.written.extend(missing)
-        plan.written.append(story.end or CallVanished(uid, _at(story.last_epoch)))
+        plan.written.append(not_before(story.end or CallVanished(uid, _at(story.last_epoch)),
+                                       start))
         plan.written.append(CallBackfilled(uid, arrival))
         plan.backfilled.append(uid)
     # A live call's first line may be in the rotated file: reading resumes there (by inode).

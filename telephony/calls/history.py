@@ -85,17 +85,19 @@ async def recorded_calls(
         SELECT c.call_id, c.ended_at IS NOT NULL AS ended,
                array_agg(ARRAY[e.kind, COALESCE(e.body ->> 'queue', ''),
                                COALESCE(e.body ->> 'operator', '')])
-                   FILTER (WHERE e.kind IS NOT NULL) AS facts
+                   FILTER (WHERE e.kind IS NOT NULL) AS facts,
+               c.arrived_at
         FROM calls c LEFT JOIN call_events e USING (call_id)
         WHERE c.call_id = ANY($1::text[])
-        GROUP BY c.call_id, c.ended_at
+        GROUP BY c.call_id, c.ended_at, c.arrived_at
         UNION ALL
-        SELECT w.call_id, true, NULL FROM withdrawn_offers w
+        SELECT w.call_id, true, NULL, NULL FROM withdrawn_offers w
         WHERE w.call_id = ANY($1::text[])
           AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.call_id = w.call_id)
         """, list(call_ids))
     return {row["call_id"]: Recorded(row["ended"], frozenset(
-                (kind, queue, operator) for kind, queue, operator in row["facts"] or ()))
+                (kind, queue, operator) for kind, queue, operator in row["facts"] or ()),
+                row["arrived_at"])
             for row in rows}
 
 

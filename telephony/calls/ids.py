@@ -72,6 +72,13 @@ _SEPARATORS = str.maketrans("", "", " -().")
 # Indonesian numbers in E.164 are 62 + 8..12 digits (landline area code + subscriber, or 8xx
 # mobile); nationally they are 0 + the same 8..12 digits.
 _ID_NATIONAL_DIGITS = range(8, 13)
+# Some carriers present a mobile caller by the national significant number alone, without
+# the trunk 0 (812… for 0812…). Only mobile numbers are read that way: they start with 8 and a
+# non-zero digit (08xx operators 811-899; 0800 toll-free and 0809 premium numbers are no
+# callers) and are 9-12 digits long (0812-345-678 to 0812-3456-78901). A landline without its
+# trunk 0 (21…, 24…) is not taken: its digits cannot be told from a local number, an
+# extension or a service code, so it stays malformed rather than merging strangers' histories.
+_MOBILE_NSN: Final = re.compile(r"8[1-9][0-9]{7,10}")
 _E164_DIGITS = range(8, 16)
 _IMEI_DIGITS = 15
 
@@ -105,7 +112,8 @@ def luhn_valid(digits: str) -> bool:
 def parse_caller_id(raw: str) -> CallerId:
     """Classify a presented caller number and normalise it to a history key.
 
-    Numbers become E.164 digits without ``+`` (``0812…`` and ``+62812…`` are one caller). A
+    Numbers become E.164 digits without ``+`` (``0812…``, ``+62812…`` and a mobile number
+    without its trunk 0, ``812…``, are one caller; :func:`national_mobile`). A
     SIM-less phone's IMEI, passed as ``urn:gsma:imei:…``, as ``IMEI`` + digits, or as 15
     Luhn-valid digits (no Indonesian number is that long), becomes ``imei:`` + its 14 identity
     digits, so an IMEI and the IMEISV of the same handset share a history. The URN and the
@@ -142,4 +150,13 @@ def parse_caller_id(raw: str) -> CallerId:
         return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + compact[:14])
     if compact.startswith("0") and len(compact) - 1 in _ID_NATIONAL_DIGITS and compact[1] != "0":
         return CallerId(raw, CallerIdKind.NUMBER, "62" + compact[1:])
+    if _MOBILE_NSN.fullmatch(compact):
+        return CallerId(raw, CallerIdKind.NUMBER, "62" + compact)
     return CallerId(raw, CallerIdKind.MALFORMED, None)
+
+
+def national_mobile(number: str) -> str:
+    """``number`` with its trunk 0 back when it is a mobile number presented without it
+    (``812…`` becomes ``0812…``), else ``number`` unchanged: the form the carrier is asked to
+    dial, since a bare ``812…`` dialled out is not a national number."""
+    return "0" + number if _MOBILE_NSN.fullmatch(number) else number

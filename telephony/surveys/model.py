@@ -26,7 +26,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from telephony.ami.originate import OriginateReason
-from telephony.calls.ids import CallerIdKind, parse_caller_id
+from telephony.calls.ids import CallerIdKind, national_mobile, parse_caller_id
 
 
 class SurveyState(StrEnum):
@@ -201,7 +201,9 @@ def originate_action(
     return {
         "Action": "Originate",
         "ActionID": action_id(survey_id, attempt),
-        "Channel": f"PJSIP/{number}@{CALLBACK_ENDPOINT}",
+        # The carrier dials national numbers: a mobile number presented without its trunk 0
+        # (812…) gets it back.
+        "Channel": f"PJSIP/{national_mobile(number)}@{CALLBACK_ENDPOINT}",
         "Context": SURVEY_CONTEXT,
         "Exten": "s",
         "Priority": "1",

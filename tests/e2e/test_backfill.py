@@ -221,6 +221,37 @@ async def test_a_call_talking_when_serve_starts_is_resynced_whole_and_only_once(
         await caller_gone(placed)
 
 
+async def test_a_call_live_across_a_restart_keeps_its_events_in_causal_order(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    # Trial: after serve restarted during a call, the catch-up's ivr_variables were stamped
+    # at the Uniqueid's whole second, before the call_started seen live at its sub-second.
+    caller_id = unique_caller("0815")
+    async with serving(settings) as line:
+        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+        queues = await desk.log_in(OPERATOR, SKILLS)
+        placed = asyncio.create_task(place(settings, caller_id, "119", stay=15))
+        record = await eventually("the call answered in the store", lambda: row(
+            line, CALL + " AND answered_at IS NOT NULL", caller_id), within=20)
+    try:
+        async with serving(settings) as line:  # restarted while the caller talks
+            await settled(line)
+            assert (await placed).ok
+            await eventually("the call's end", lambda: row(
+                line, CALL + " AND ended_at IS NOT NULL", caller_id))
+            await settled(line)
+            timeline = await line.database.run(lambda c: c.fetch(
+                "SELECT kind, at FROM call_events WHERE call_id = $1 ORDER BY at, event_id",
+                record["call_id"]))
+            await desk_log_out(line, settings, queues)
+    finally:
+        await caller_gone(placed)
+    kinds = [r["kind"] for r in timeline]
+    assert kinds[0] == "call_started", timeline
+    assert kinds.count("ivr_variables") >= 2, kinds  # the live one and the resync's
+    assert kinds[-1] == "call_ended", kinds
+
+
 async def caller_gone(placed: asyncio.Task[sipp.SippResult]) -> None:
     """Stop the caller's sipp if a failed test left it running."""
     if not placed.done():

@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -87,6 +88,13 @@ async def records_of(line: Line, caller_id: str) -> list[CallRecord]:
     return [r for r in records if r.caller_number == caller_id]
 
 
+async def caller_key(line: Line, call_id: str) -> str | None:
+    """The key the call's caller's history is kept under (``calls.caller_key``)."""
+    key: str | None = await line.database.run(lambda c: c.fetchval(
+        "SELECT caller_key FROM calls WHERE call_id = $1", call_id))
+    return key
+
+
 def assert_shift_by_arrival(record: CallRecord) -> None:
     assert record.arrived_at is not None
     slot = CALENDAR.slot_for(record.arrived_at)
@@ -154,6 +162,7 @@ async def test_hang_up_in_the_ivr(line: Line, settings: Settings) -> None:
     record = await ended_call(line, caller_id)
     assert (record.disposition, record.queue, record.ivr_outcome) == ("ended_in_ivr", None, None)
     assert record.line == "112"
+    assert (record.hangup_cause, record.hangup_cause_text) == (16, "Normal Clearing")
 
 
 async def test_abandons_keep_original_and_final_positions(line: Line, settings: Settings) -> None:
@@ -172,6 +181,9 @@ async def test_abandons_keep_original_and_final_positions(line: Line, settings: 
     assert (two.disposition, two.queue_position) == ("abandoned", 2)
     # The first caller left, so the second moved up before hanging up.
     assert (two.abandon_original_position, two.abandon_final_position) == (2, 1)
+    # They hung up (a BYE): a normal clearing, as for a caller an operator answered.
+    assert (one.hangup_cause, one.hangup_cause_text) == (16, "Normal Clearing")
+    assert (two.hangup_cause, two.hangup_cause_text) == (16, "Normal Clearing")
 
 
 async def test_fastagi_down_the_call_still_reaches_an_operator(
@@ -281,6 +293,33 @@ async def test_odd_caller_ids_are_kept_as_sent(
         assert record.arrived_at is not None and record.arrived_at >= since.replace(
             microsecond=0)
         assert record.disposition == "answered"
+
+
+async def test_a_simless_caller_written_unescaped_keeps_its_imei(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """Some networks write a SIM-less phone's identity unescaped in the From user,
+    sip:IMEI:<digits>@host, which PJSIP parses as user IMEI with a password; or in the
+    P-Asserted-Identity the carrier endpoint trusts. Either way the call keeps the digits."""
+    await staff("PJSIP/op1010")
+    for asserted in (False, True):
+        digits = str(uuid.uuid4().int)[:15]
+        raw = f"IMEI:{digits}"
+        since = datetime.now(UTC)
+        async with sipp.caller(
+            settings.sip_host, settings.sip_port, "112",
+            caller_id="anonymous" if asserted else raw,
+            asserted_id=raw if asserted else None, dtmf="3", talk_seconds=4,
+        ) as caller:
+            assert (await caller.wait()).ok
+        record = await ended_call(line, f"IMEI{digits}", since=since)
+        assert record.disposition == "answered"
+        assert await caller_key(line, record.call_id) == "imei:" + digits[:14]
+    # Fails open: a password that is no IMEI leaves the caller id as PJSIP read it.
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                           caller_id="IMEI:12ab", dtmf="3", talk_seconds=4) as caller:
+        assert (await caller.wait()).ok
+    assert (await ended_call(line, "IMEI")).disposition == "answered"
 
 
 async def test_database_outage_loses_nothing(

@@ -353,6 +353,24 @@ def test_caller_id_is_sanitised_not_rejected() -> None:
     assert started.caller_name == "BudiX: y"
 
 
+def test_a_caller_id_the_dialplan_corrects_on_arrival_is_the_one_the_call_starts_with() -> None:
+    """A SIM-less phone's From user IMEI:<digits> reaches Asterisk as caller id "IMEI";
+    siaga112-simless-id sets IMEI<digits> before the call is given out (NewCallerid)."""
+    uid = "1732345678.7"
+    t = tracker()
+    assert t.handle(ev("Newchannel", **snapshot(uid, CallerIDNum="IMEI"))) == []
+    corrected = snapshot(uid, CallerIDNum="IMEI356938035643809", Context="siaga112-simless-id")
+    assert t.handle(ev("NewCallerid", **corrected, **{"CID-CallingPres": "0"})) == []
+    (started,) = t.handle(ev("VarSet", **snapshot(uid), Variable="IVR_SIP_CALL_ID",
+                             Value="a84b4c76e66710@pc33"))
+    assert isinstance(started, CallStarted)
+    assert (started.caller_number, started.caller_name) == ("IMEI356938035643809", "")
+    # A change once the call is out is not the id it arrived with; other channels' are not
+    # calls.
+    assert t.handle(ev("NewCallerid", **snapshot(uid, CallerIDNum="999"))) == []
+    assert t.handle(ev("NewCallerid", **snapshot("1732345679.8", CallerIDNum="1"))) == []
+
+
 def test_missing_timestamp_falls_back_to_the_clock() -> None:
     event = ev("Newchannel", **snapshot("1.1"))
     del event["Timestamp"]

@@ -354,6 +354,31 @@ def test_a_live_call_gets_its_queue_from_the_log_and_holds_the_cursor() -> None:
     assert plan.amend([estimate, other]) == [other, *plan.live]
 
 
+def test_no_fact_of_a_call_seen_live_is_stamped_before_its_start() -> None:
+    """The line saw the call start at 1796449111.7 (Newchannel's sub-second), then restarted:
+    the log's whole seconds (SIAGAIVR at ...111) and the resync's (the Uniqueid's second)
+    would put facts before it; they are moved to the start, the same at every reading."""
+    start = at(1796449111) + timedelta(milliseconds=700)
+    whole = [ANSWERED[0], f"1796449111|{UID}|NONE|NONE|SIAGAIVR|failopen", *ANSWERED[1:],
+             f"1796449119|{UID}|NONE|NONE|SIAGAEND|16"]
+    seen = {UID: Recorded(ended=False, facts=frozenset({("call_started", "", "")}),
+                          started_at=start)}
+    plan = plan_backfill(entries(whole), end=Cursor(7, 1), live=set(), recorded=seen, now=NOW)
+    assert plan.written[0] == IvrVariablesSet(UID, (("outcome", "failopen"),), start)
+    assert all(fact.at >= start for fact in plan.written)
+    assert plan.written[-1] == CallBackfilled(UID, start)
+    assert plan.written[1:-1] == plan_backfill(
+        entries(whole), end=Cursor(7, 1), live=set(), recorded={UID: Recorded(
+            ended=False, facts=seen[UID].facts)}, now=NOW).written[1:-1]
+    # Live: the resync's facts (at the Uniqueid's second) follow the stored start too.
+    talking = ANSWERED[:4]
+    plan = plan_backfill(entries(talking), end=Cursor(7, 1), live={UID}, recorded=seen, now=NOW)
+    resynced = IvrVariablesSet(UID, (("line", "119"),), at(1796449111))
+    other = IvrVariablesSet("1796449190.1", (("line", "112"),), at(1796449190))
+    assert plan.amend([resynced, other])[:2] == [
+        IvrVariablesSet(UID, (("line", "119"),), start), other]
+
+
 def test_a_read_cut_short_leaves_unfinished_calls_for_the_next_read() -> None:
     """The read budget ran out: a call with no final event may have one beyond the cut."""
     cut = ANSWERED[:3]  # entered, rung, connected: its COMPLETECALLER is beyond the read

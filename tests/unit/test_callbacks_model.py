@@ -218,6 +218,8 @@ def test_withheld_numbers_are_listed_as_not_possible_each_on_its_own() -> None:
 @pytest.mark.parametrize(("raw", "number"), [
     ("081234567890", "081234567890"), ("+6281234567890", "+6281234567890"),
     ("0812-3456-7890", "081234567890"), (" 0812 3456 7890 ", "081234567890"),
+    # A mobile number presented without its trunk 0 is called back with it.
+    ("81234567890", "081234567890"), ("812-3456-7890", "081234567890"),
     ("anonymous", None), ("", None), ("<unknown>", None), ("112", None),
     ("0812345\n6789", None), ("٠٨١٢٣٤٥٦٧٨٩٠", None), ("sip:0812@x", None),
     ("352099001761481", None),  # an IMEI: a SIM-less phone

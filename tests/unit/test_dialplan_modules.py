@@ -22,12 +22,13 @@ APPLICATION_MODULES = {
     "Exec": "app_exec", "ExecIf": "app_exec", "Gosub": "app_stack", "GosubIf": "app_stack",
     "MixMonitor": "app_mixmonitor", "Playback": "app_playback", "Queue": "app_queue",
     "QueueLog": "app_queue", "Read": "app_read", "Return": "app_stack",
-    "SendDTMF": "app_senddtmf", "UserEvent": "app_userevent",
+    "SendDTMF": "app_senddtmf", "TryExec": "app_exec", "UserEvent": "app_userevent",
 }
 FUNCTION_MODULES = {
     "CALLERID": "func_callerid", "CHANNEL": "func_channel", "CUT": "func_cut",
     "FIELDQTY": "func_strings", "FILE": "func_env", "IF": "func_logic", "ISNULL": "func_logic",
-    "LEN": "func_strings", "LOCAL": "app_stack", "QUEUE_EXISTS": "app_queue",
+    "LEN": "func_strings", "LOCAL": "app_stack", "PJSIP_HEADER": "res_pjsip_header_funcs",
+    "PJSIP_PARSE_URI_FROM": "chan_pjsip", "QUEUE_EXISTS": "app_queue",
     "REGEX": "func_strings", "STRFTIME": "func_strings", "TALK_DETECT": "func_talkdetect",
     "TIMEOUT": "func_timeout",
 }

@@ -41,6 +41,17 @@ def ago(**delta: float) -> datetime:
         ("0062 812-3456-7890", "6281234567890"),
         ("(024) 7654321", "62247654321"),  # a Semarang landline
         ("+6591234567", "6591234567"),  # a roaming Singapore number
+        # Mobile numbers some carriers present without the trunk 0 (the national significant
+        # number): 9 to 12 digits starting 8 and a non-zero digit.
+        ("81234567890", "6281234567890"),
+        ("812-3456-7890", "6281234567890"),
+        (" 812 3456 7890 ", "6281234567890"),
+        ("812345678", "62812345678"),  # 9 digits, the shortest (0812-345-678)
+        ("812345678901", "62812345678901"),  # 12 digits, the longest
+        ("895123456789", "62895123456789"),  # Tri
+        ("8812345678", "628812345678"),  # Smartfren
+        # With + it is international: Japan's 81 + 10 digits, not Indonesia's 0812.
+        ("+812345678901", "812345678901"),
     ],
 )
 def test_numbers_are_normalised_to_one_history_key(raw: str, key: str) -> None:
@@ -75,6 +86,20 @@ def test_withheld_numbers_have_no_history_key(raw: str) -> None:
         "IMEI\u0663\u0665\u0662\u0660\u0669\u0669\u0660\u0660\u0661\u0667\u0666\u0661\u0664\u0668",
         "0\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19",  # full-width digits
         "0012",
+        # Not mobile numbers without their trunk 0: too short or long, toll-free/premium 80x,
+        # landlines without the 0 (cannot be told from local numbers), short codes.
+        "81234567",  # 8 digits
+        "8123456789012",  # 13 digits
+        "8001234567",  # 0800 toll-free
+        "8091234567",  # 0809 premium
+        "247654321",  # a Semarang landline without its 0
+        "217654321",
+        "112",
+        "119",
+        "14045",
+        "8",
+        "81",
+        "8123",
     ],
 )
 def test_malformed_numbers_have_no_history_key(raw: str) -> None:

@@ -144,6 +144,10 @@ def test_the_originate_action() -> None:
         "Async": "true",
     }
     assert action_id(12, 2) == action["ActionID"]
+    # A mobile number the carrier presented without its trunk 0 is dialled with it.
+    bare = originate_action(survey_id=12, attempt=2, number="81234567890", caller_id="112",
+                            ring_seconds=25)
+    assert bare["Channel"] == "PJSIP/081234567890@carrier-callback"
     with pytest.raises(ValueError, match="dialable"):
         originate_action(survey_id=1, attempt=1, number="0812,X=1", caller_id="112",
                          ring_seconds=25)
