@@ -24,6 +24,7 @@ from telephony.reports.model import SERVICE_LEVEL_SECONDS, InvalidPeriod, Period
 from telephony.reports.service import ReportService
 from telephony.screening.features import NUISANCE, Label
 from telephony.web.console.render import PAGE, PREFIX, page
+from telephony.web.request import FIRST_DAY, LAST_DAY
 from telephony.web.routing import OVERSIGHT, Route
 
 REPORTS: Final = f"{PREFIX}/reports"
@@ -82,9 +83,15 @@ def _day(request: web.Request, name: str, default: date) -> date:
     if raw is None:
         return default
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError as exc:
         raise InvalidPeriod(name, "Tanggal harus berbentuk YYYY-MM-DD.") from exc
+    # The API's bounds (query_day): at the calendar's end a report's next day does not exist
+    # (an OverflowError, a 500), and no call of the line is older than 1970.
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidPeriod(name, f"Tanggal harus antara {FIRST_DAY.isoformat()} dan "
+                                  f"{LAST_DAY.isoformat()}.")
+    return day
 
 
 def _csv_links(path: str, query: Mapping[str, str], tables: Sequence[str]

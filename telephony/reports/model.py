@@ -373,6 +373,23 @@ def shift_slots(calendar: ShiftCalendar, period: Period) -> list[ShiftSlot]:
     return slots
 
 
+def with_stray_slots(calendar: ShiftCalendar, slots: Sequence[ShiftSlot],
+                     strays: Sequence[tuple[ShiftSlot, datetime | None]]) -> list[ShiftSlot]:
+    """``slots`` (the roster's, from :func:`shift_slots`) and the slots of the period whose
+    calls carry a shift name the roster no longer has (``strays``, each with its first call's
+    arrival), in time order: a stray slot goes where its first call arrived. A shift renamed
+    or dropped by an admin still holds the calls that arrived in it; leaving its slots out
+    would leave those calls out of the report's total."""
+    timed: list[tuple[date, datetime | None, int, ShiftSlot]] = [
+        (slot.day, calendar.bounds(slot)[0], 0, slot) for slot in slots]
+    timed += [(slot.day, first, 1, slot) for slot, first in strays if slot not in slots]
+    # Within a day by start; a stray slot without a known arrival last in its day.
+    timed.sort(key=lambda item: (item[0], item[1] is None,
+                                 item[1].timestamp() if item[1] is not None else 0.0,
+                                 item[2], item[3].name))
+    return [slot for *_, slot in timed]
+
+
 def day_bounds(calendar: ShiftCalendar, day: date) -> tuple[datetime, datetime]:
     """The operational day ``day``: from its first shift's start to the next day's."""
     first = ShiftSlot(day, calendar.names[0])

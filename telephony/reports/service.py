@@ -32,6 +32,7 @@ from telephony.reports.model import (
     day_bounds,
     shift_report,
     shift_slots,
+    with_stray_slots,
 )
 from telephony.reports.store import WRAPUP_LOOKAHEAD, ReportRepository
 from telephony.settings import Settings
@@ -101,14 +102,22 @@ class ReportService:
         """The figures of ``period`` in total, per shift, per operator and per queue.
         :class:`~telephony.reports.model.InvalidPeriod` if it cannot be reported."""
         check_period(period, self._calendar.names)
-        slots = shift_slots(self._calendar, period)
+        roster_slots = shift_slots(self._calendar, period)
+        slots = roster_slots
         wrapup = self._config.wrapup_seconds
         async with self._gate.turn("shift report") as turn:
             await turn.clear()
+            if period.shift is None:
+                strays = await self._database.run(lambda c: self._repo.stray_slots(
+                    c, period.first, period.last, self._calendar.names))
+                slots = with_stray_slots(self._calendar, roster_slots, strays)
             # The report's instant is taken after any wait: its current shift is as of now.
             now = self._clock()
+            # Only the roster's slots have bounds to tell whether they are closed; a stray
+            # one (a shift renamed or dropped since) is computed from its calls each time.
             unrolled = await self._database.run(
-                lambda c: self._repo.unrolled_slots(c, self._closed(slots, now), wrapup))
+                lambda c: self._repo.unrolled_slots(c, self._closed(roster_slots, now),
+                                                    wrapup))
             for start in range(0, len(unrolled), _ROLLUPS_PER_TURN):
                 if start:
                     await turn.clear()

@@ -11,7 +11,7 @@ import io
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -41,7 +41,7 @@ from telephony.reports.gate import GateConfig, ReportGate
 from telephony.reports.model import Figures, InvalidPeriod, Period
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.service import ScreeningService, screening_config_source
-from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.settings import DEFAULT_SHIFTS, Settings, ShiftDefinition
 from telephony.wallboard.counters import ShiftCounters
 from tests.support.ami import eventually
 from tests.support.report_histories import same
@@ -159,6 +159,28 @@ async def test_shift_report_in_total_per_shift_operator_and_queue(day: Day) -> N
     pagi = await day.reports.shift_report(Period(DAY, DAY, "pagi"))
     assert [slot for slot, _ in pagi.shifts] == [ShiftSlot(DAY, "pagi")]
     assert pagi.total.calls == 4
+
+
+async def test_a_shift_renamed_since_keeps_its_calls_in_the_report(day: Day) -> None:
+    """An admin went from three shifts to two (pagi 07:00, malam 19:00) after DAY: its calls
+    keep the shift they arrived in, siang among them. The report of DAY, cut by the new
+    roster, still counts every call of the day, as the daily summary does, and lists the
+    old siang slot where its call arrived (16:10)."""
+    two = ShiftCalendar([ShiftDefinition("pagi", time(7)), ShiftDefinition("malam", time(19))],
+                        "Asia/Jakarta")
+    reports = ReportService(day.database, two, ReportConfig(wrapup_seconds=5),
+                            clock=lambda: local(16, 30, day=DAY + timedelta(days=2)))
+    report = await reports.shift_report(Period(DAY, DAY))
+    assert report.total.calls == (await reports.daily_summary(DAY)).figures.calls == 6
+    assert summary(report.total)[:4] == (6, 5, 4, 1)
+    assert [(slot.name, f.calls) for slot, f in report.shifts] == [
+        ("pagi", 4), ("siang", 1), ("malam", 1)]
+    # A range whose only calls are of the old shift, and one with none at all.
+    assert [(s.name, f.calls) for s, f in (await reports.shift_report(
+        Period(DAY + timedelta(days=1), DAY + timedelta(days=1)))).shifts] == [
+        ("pagi", 1), ("malam", 0)]
+    assert (await reports.shift_report(Period(DAY - timedelta(days=3),
+                                              DAY - timedelta(days=1)))).total.calls == 0
 
 
 async def test_the_report_rows_become_figures_off_the_event_loop(

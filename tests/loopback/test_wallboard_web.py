@@ -437,3 +437,12 @@ async def test_the_pages_render_for_a_supervisor(board: Board) -> None:
     daily = await board.client.get("/console/daily")
     assert daily.status == 200
     assert 'id="table-villages"' in await daily.text()
+    # A date past the calendar's end (the next day, or the day's next shift, does not
+    # exist) or before the line's is refused as the API refuses it, not a server error.
+    for path, name in (("/console/reports", "from"), ("/console/reports", "to"),
+                       ("/console/daily", "day")):
+        for value in ("9999-12-31", "0001-01-01"):
+            params = {name: value} if name != "to" else {"from": "2025-01-01", "to": value}
+            far = await board.client.get(path, params=params)
+            assert far.status == 422, (path, name, value, far.status)
+            assert "harus antara 1970-01-01 dan 2999-12-31" in await far.text()
