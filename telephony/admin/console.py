@@ -47,7 +47,7 @@ from telephony.incidents.directory_service import Directory
 from telephony.incidents.model import ReportType
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import PAGE, PREFIX, SEE_OTHER, page
-from telephony.web.request import Form, actor_of, path_id
+from telephony.web.request import Form, actor_of, loads_unique, path_id
 from telephony.web.routing import ADMIN, Route
 
 ADMIN_PREFIX: Final = f"{PREFIX}/admin"
@@ -149,7 +149,7 @@ class AdminPages:
         """A new version from the document edited as JSON."""
         base = await self._configs.version(path_id(request, "version_id", "Versi"))
         try:
-            document = json.loads(form.get("document", ""))
+            document = loads_unique(form.get("document", ""))
         except ValueError as exc:
             raise InvalidConfig(f"Bukan JSON yang sah: {exc}", "document") from exc
         except RecursionError as exc:

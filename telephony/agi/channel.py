@@ -116,7 +116,9 @@ class AgiChannel:
         value = await self._run("GET VARIABLE", "GOSUB_RETVAL")
         if "abnormal exit" in reply.line:
             # The routine did not Return() (a hang-up ends it so, and the GET VARIABLE above
-            # has then raised CallerHungUp): what it heard is unknown, fail open.
+            # has then raised CallerHungUp): what it heard is unknown, fail open. Asterisk
+            # logs a NOTICE for it, expected on every hang-up in the menu (extensions.conf,
+            # [siaga112-menu], says why no dialplan can Return() there).
             raise AgiChannelError(f"GOSUB {ROUTINE[0]}: {reply.line!r}")
         try:
             return parse_trace((value.data or "") if value.result == "1" else "")

@@ -95,6 +95,30 @@ def _route(request: web.Request) -> Route:
     return route
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"kunci {key[:40]!r} muncul dua kali dalam satu objek")
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def loads_unique(text: str) -> Any:
+    """``json.loads`` refusing an object that names a key twice (:class:`DuplicateKey`, a
+    ``ValueError``). The decoder keeps the last value silently: an admin's menu with two
+    "1" options would run one of them and show no sign of the other."""
+    return json.loads(text, object_pairs_hook=_unique_pairs)
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The JSON body, held to the schema the route table documents for it."""
     body = _route(request).body
@@ -103,7 +127,9 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ApiError(415, "unsupported_media_type",
                        "Kirim isi permintaan sebagai application/json.")
     try:
-        data = json.loads(await request.text())
+        data = loads_unique(await request.text())
+    except DuplicateKey as exc:
+        raise ApiError(422, "invalid", f"Isi permintaan tidak sah: {exc}.") from exc
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: nested deeper than the decoder goes (hostile, not a bug of ours).
         raise ApiError(400, "bad_json", "Isi permintaan bukan JSON yang sah.") from exc

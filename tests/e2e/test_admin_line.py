@@ -17,6 +17,7 @@ Its own lab instance and ports, so it can run beside the other end-to-end module
 from __future__ import annotations
 
 import asyncio
+import copy
 import wave
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -35,7 +36,7 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import started_line, unique_caller
+from tests.e2e.harness import ended_call, started_line, unique_caller
 from tests.support.net import own_lab
 from tests.support.polling import eventually
 
@@ -292,3 +293,102 @@ async def test_a_new_wait_before_overflow_applies_to_the_next_round(
     waited = (javanese["left_at"] - javanese["joined_at"]).total_seconds()
     assert 9 <= waited <= 12, waited  # not the default 60 s
     assert overflow["operator"] == "PJSIP/op1001"
+
+
+def odd_but_valid(document: dict[str, Any]) -> dict[str, Any]:
+    """A menu a new site might publish: '*' and '#' as options, a sub-menu with every key,
+    unicode in a prompt text."""
+    odd = copy.deepcopy(document)
+    info = {"category": "information", "skill": "general", "queue": "information"}
+    odd["menus"]["utama"]["options"]["#"] = {"route": info}
+    odd["menus"]["utama"]["options"]["*"] = {"route": {**info, "queue": "non-emergency",
+                                                       "category": "complaint"}}
+    odd["menus"]["darurat"]["options"] = {
+        key: {"route": {"category": "emergency", "skill": "fire", "queue": "fire"}}
+        for key in "0123456789*#"}
+    odd["prompts"]["menu-utama"] = "Darurat — tekan satu ✓. Informasi, tekan pagar."
+    return odd
+
+
+ODD_AND_REFUSED: list[tuple[str, Any, str]] = [
+    ("a menu without keys", lambda d: d["menus"]["utama"].update(options={}),
+     "paling sedikit satu tombol"),
+    ("a sub-menu without keys", lambda d: d["menus"]["darurat"].update(options={}),
+     "paling sedikit satu tombol"),
+    ("a route to a queue the menu does not know",
+     lambda d: d["menus"]["utama"]["options"]["2"]["route"].update(queue="tidak-ada"),
+     "tidak ada di known_queues"),
+    ("a prompt with no text", lambda d: d["prompts"].update({"menu-utama": "  "}),
+     "teks kosong"),
+    ("a prompt no text names", lambda d: d["prompts"].pop("menu-darurat"),
+     "tidak ada teks untuk menu-darurat"),
+    ("a very long prompt text", lambda d: d["prompts"].update({"menu-utama": "a" * 5000}),
+     "terlalu panjang"),
+    ("a number as a greeting", lambda d: d["lines"]["112"].update(greeting=112),
+     "harus teks"),
+    ("a number as a queue", lambda d: d["known_queues"].append(7), "harus teks"),
+]
+
+
+async def test_odd_documents_are_refused_and_odd_valid_ones_run_with_callers_on_the_line(
+        line: Line, settings: Settings, http: aiohttp.ClientSession) -> None:
+    """An admin of a new site publishes as they like: each odd but invalid document is
+    refused with a reason (422, in Bahasa Indonesia) and changes nothing; an odd valid one is
+    published while a caller is in the IVR, and then two publications race (a rollback and
+    the odd version again): one of them is live, the file the line runs is that one, and
+    every caller reaches the operator."""
+    listed = await json_of(await http.get("/api/admin/menu/versions"))
+    live = listed["live_version_id"]
+    document = (await json_of(await http.get(f"/api/admin/versions/{live}")))["document"]
+    live_text = line.settings.live_menu_file.read_text(encoding="utf-8") if (
+        line.settings.live_menu_file.is_file()) else None
+    for what, edit, reason in ODD_AND_REFUSED:
+        odd = copy.deepcopy(document)
+        edit(odd)
+        refused = (await json_of(await http.post("/api/admin/menu/versions", json={
+            "document": odd, "based_on": live, "note": what}), 422))["error"]
+        assert refused["field"] == "document", (what, refused)
+        assert reason in refused["message"], (what, refused)
+    after = await json_of(await http.get("/api/admin/menu/versions"))
+    assert after == listed  # no version saved, the same one live
+    assert (line.settings.live_menu_file.read_text(encoding="utf-8") if (
+        line.settings.live_menu_file.is_file()) else None) == live_text
+
+    saved = await json_of(await http.post("/api/admin/menu/versions", json={
+        "document": odd_but_valid(document), "based_on": live, "note": "tombol # dan *"}), 201)
+    odd_id = saved["version"]["version_id"]
+    in_ivr, pound, later = (unique_caller("0818") for _ in range(3))
+    # Callers who press nothing stay past the IVR (about 15 s) until the operator answers.
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=in_ivr,
+                           talk_seconds=25) as first:
+        await arrived(settings, in_ivr)  # in the IVR of the version before
+        await json_of(await http.post(f"/api/admin/versions/{odd_id}/publish",
+                                      json={"note": "uji"}))
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=pound,
+                               dtmf="#", dtmf_delay=1.0, talk_seconds=2) as second:
+            results = [await first.wait(), await second.wait()]
+    assert all(r.ok for r in results), [r.errors for r in results]
+    record = await ended_call(line, pound)
+    assert (record.ivr_choice, record.queue, record.operator) == (
+        "#", "information", "PJSIP/op1001")
+    record = await ended_call(line, in_ivr)
+    assert record.operator == "PJSIP/op1001"
+
+    # Two admins at once: a rollback to the version before, and the odd one again.
+    raced = await asyncio.gather(*(
+        http.post(f"/api/admin/versions/{version}/publish", json={"note": "bersamaan"})
+        for version in (live, odd_id)))
+    assert [r.status for r in raced] == [200, 200]
+    listed = await json_of(await http.get("/api/admin/menu/versions"))
+    winner = listed["live_version_id"]
+    assert [v["version_id"] for v in listed["versions"] if v["state"] == "live"] == [winner]
+    assert load_menu(line.settings.live_menu_file).version == winner
+    last = await fetch_row(str(settings.database_dsn),
+                           "SELECT version_id FROM config_publications WHERE kind = 'menu' "
+                           "ORDER BY publication_id DESC LIMIT 1")
+    assert last is not None and last["version_id"] == winner
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=later,
+                           talk_seconds=25) as third:
+        result = await third.wait()
+    assert result.ok, result.errors
+    assert (await ended_call(line, later)).operator == "PJSIP/op1001"

@@ -413,6 +413,14 @@ async def test_invalid_changes_are_refused_with_a_reason_and_change_nothing(
     response = await client.post(f"{path}/status", data=b"{not json", headers={
         **op, "Content-Type": "application/json"})
     assert (response.status, (await error_of(response))["code"]) == (400, "bad_json")
+    # A key named twice: the decoder would keep the last one silently (an admin's menu with
+    # two "1" options ran one of them).
+    response = await client.post(f"{path}/status", data=b'{"status": "cancelled", '
+                                 b'"status": "verified"}', headers={
+        **op, "Content-Type": "application/json"})
+    error = await error_of(response)
+    assert (response.status, error["code"]) == (422, "invalid")
+    assert "'status' muncul dua kali" in error["message"]
     response = await client.post(f"{path}/status", data=b"status=verified", headers={
         **op, "Content-Type": "application/x-www-form-urlencoded"})
     assert response.status == 415

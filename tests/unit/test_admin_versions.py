@@ -45,11 +45,11 @@ def test_the_packaged_menu_is_a_valid_admin_document() -> None:
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d["menus"]["utama"].update(timeout_ms=100), "timeout_ms"),
     (lambda d: d["menus"]["utama"]["options"]["2"]["route"].update(queue="nowhere"),
-     "unknown queue"),
+     "tidak ada di known_queues"),
     (lambda d: d["prompts"].update({"Salam-Besar": "teks"}), "Nama rekaman suara"),
     (lambda d: d["prompts"].update({"menu-utama": "x" * 1001}), "terlalu panjang"),
     (lambda d: d["known_queues"].append("Bad_Queue"), "Nama antrean"),
-    (lambda d: d.pop("prompts"), "missing 'prompts'"),
+    (lambda d: d.pop("prompts"), "'prompts' tidak ada"),
 ])
 def test_a_broken_menu_is_refused_with_a_reason(edit: Any, message: str) -> None:
     document = default_menu()

@@ -67,7 +67,7 @@ def test_a_prompt_that_could_smuggle_arguments_is_refused(name: str) -> None:
     doc["prompts"][name] = "teks"
     doc["menus"]["utama"]["prompt"] = name
     # The menu's own validation refuses it before it could reach a call.
-    with pytest.raises(ValueError, match="prompt name"):
+    with pytest.raises(ValueError, match="nama rekaman suara"):
         parse_menu(doc)
 
 

@@ -32,18 +32,32 @@ def test_default_menu_is_valid() -> None:
     [
         (lambda d: d["menus"]["utama"]["options"].__setitem__(
             "1", {"route": {"category": "emergency", "skill": "x", "queue": "nowhere"}}),
-         "unknown queue 'nowhere'"),
+         "antrean 'nowhere' tidak ada"),
         (lambda d: d["menus"]["utama"]["options"].__setitem__("A", {"menu": "darurat"}),
-         "not a telephone key"),
+         "bukan tombol telepon"),
         (lambda d: d["menus"]["darurat"]["options"].__setitem__("9", {"menu": "utama"}),
-         "nest deeper"),
-        (lambda d: d["prompts"].pop("menu-utama"), "no text for menu-utama"),
+         "bersarang lebih dari"),
+        (lambda d: d["prompts"].pop("menu-utama"), "tidak ada teks untuk menu-utama"),
         (lambda d: d["menus"]["utama"].__setitem__("timeout_ms", 10), "timeout_ms"),
-        (lambda d: d["menus"]["utama"].__setitem__("timeout_ms", True), "whole number"),
-        (lambda d: d["prompts"].__setitem__("../../etc/passwd", "x"), "prompt name"),
-        (lambda d: d.__setitem__("default_line", "999"), "not a line"),
-        (lambda d: d["lines"]["112"].__setitem__("route", {}), "exactly one"),
+        (lambda d: d["menus"]["utama"].__setitem__("timeout_ms", True), "harus bilangan bulat"),
+        (lambda d: d["prompts"].__setitem__("../../etc/passwd", "x"), "nama rekaman suara"),
+        (lambda d: d.__setitem__("default_line", "999"), "bukan salah satu jalur"),
+        (lambda d: d["lines"]["112"].__setitem__("route", {}), "tepat satu"),
         (lambda d: d["menus"]["utama"]["default"].__setitem__("category", "x"), "category"),
+        # Odd but valid JSON an admin may publish: each was accepted, and then either failed
+        # every call of the line (a menu without keys: the menu routine needs one) or failed
+        # with a TypeError, a 500 at the console instead of a reason.
+        (lambda d: d["menus"]["utama"].__setitem__("options", {}), "paling sedikit satu tombol"),
+        (lambda d: d["menus"]["darurat"].__setitem__("options", {}),
+         "menus.darurat.options: menu harus punya"),
+        (lambda d: d["known_queues"].append(5), "nama antrean harus teks, bukan bilangan bulat"),
+        (lambda d: d["known_queues"].append({"x": 1}), "nama antrean harus teks, bukan objek"),
+        (lambda d: d["menus"]["utama"].__setitem__("invalid_prompt", 5),
+         "invalid_prompt: harus teks"),
+        (lambda d: d["lines"]["112"].__setitem__("greeting", ["salam-112"]),
+         "greeting: harus teks, bukan daftar"),
+        (lambda d: d["lines"]["112"].__setitem__("menu", ["utama"]), "menu: harus teks"),
+        (lambda d: d["prompts"].__setitem__("menu-utama", 5), "harus teks, bukan bilangan"),
     ],
 )
 def test_broken_menus_are_refused(change: Any, message: str) -> None:
@@ -54,7 +68,7 @@ def test_broken_menus_are_refused(change: Any, message: str) -> None:
 def test_unreadable_file(tmp_path: Path) -> None:
     path = tmp_path / "menu.json"
     path.write_text("{not json", encoding="utf-8")
-    with pytest.raises(MenuError, match="cannot read menu"):
+    with pytest.raises(MenuError, match="tidak dapat dibaca"):
         load_menu(path)
 
 
