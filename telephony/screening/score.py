@@ -36,6 +36,7 @@ from typing import Any
 
 from telephony.calls.ids import CallerIdKind
 from telephony.core.errors import SiagaError
+from telephony.core.text import os_reason
 from telephony.screening.features import CallFeatures, PreQueueFeatures
 
 # Calls that are never deprioritised below the floor: the 119 line, and whatever the IVR
@@ -175,40 +176,41 @@ class ScoreConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ScoreConfigError(f"{f.name} must be a finite number")
+                raise ScoreConfigError(f"{f.name} harus bilangan yang terhingga")
         for f in dataclasses.fields(self.weights):
             value = getattr(self.weights, f.name)
             if not math.isfinite(value):
-                raise ScoreConfigError(f"weights.{f.name} must be a finite number")
+                raise ScoreConfigError(f"weights.{f.name} harus bilangan yang terhingga")
             if f.name in LOWERING_WEIGHTS and value > 0:
-                raise ScoreConfigError(f"weights.{f.name} speaks for the caller: it must be <= 0")
+                raise ScoreConfigError(f"weights.{f.name} membela penelepon: harus <= 0")
             if f.name not in LOWERING_WEIGHTS and value < 0:
-                raise ScoreConfigError(f"weights.{f.name} must be >= 0")
+                raise ScoreConfigError(f"weights.{f.name} harus >= 0")
         if len(self.hour_weights) != 24 or not all(math.isfinite(w) for w in self.hour_weights):
-            raise ScoreConfigError("hour_weights must be 24 finite numbers, hour 0 first")
+            raise ScoreConfigError("hour_weights harus 24 bilangan terhingga, mulai jam 0")
         if not 0 < self.lower_priority_threshold <= self.screening_threshold <= 1:
             raise ScoreConfigError(
-                "thresholds must satisfy 0 < lower_priority_threshold <= screening_threshold <= 1"
+                "ambang harus memenuhi 0 < lower_priority_threshold <= screening_threshold <= 1"
             )
         if not 0 < self.post_call_threshold <= 1:
-            raise ScoreConfigError("post_call_threshold must be within (0, 1]")
+            raise ScoreConfigError("post_call_threshold harus dalam (0, 1]")
         if not 0 <= self.lowered_priority <= self.priority_floor <= self.normal_priority:
             raise ScoreConfigError(
-                "priorities must satisfy 0 <= lowered_priority <= priority_floor <= normal_priority"
+                "prioritas harus memenuhi "
+                "0 <= lowered_priority <= priority_floor <= normal_priority"
             )
         positive = ("genuine_recency_hours", "nuisance_recency_hours", "conversation_seconds",
                     "short_talk_seconds", "share_min_calls", "max_reasons")
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ScoreConfigError(f"{name} must be > 0")
+                raise ScoreConfigError(f"{name} harus > 0")
         non_negative = ("prompt_key_seconds", "instant_key_seconds", "reason_min_contribution",
                         "screening_prompt_seconds", "screening_timeout_seconds",
                         "lowered_priority_delay_seconds")
         for name in non_negative:
             if getattr(self, name) < 0:
-                raise ScoreConfigError(f"{name} must be >= 0")
+                raise ScoreConfigError(f"{name} harus >= 0")
         if not 0 <= self.silence_baseline < 1:
-            raise ScoreConfigError("silence_baseline must be within [0, 1)")
+            raise ScoreConfigError("silence_baseline harus dalam [0, 1)")
 
     @classmethod
     def from_mapping(cls, raw: Any) -> ScoreConfig:
@@ -217,21 +219,21 @@ class ScoreConfig:
         ``weights`` may name only the weights it changes; ``hour_weights`` is all 24 hours.
         """
         if not isinstance(raw, dict):
-            raise ScoreConfigError("a screening configuration is a JSON object")
+            raise ScoreConfigError("konfigurasi penyaringan harus objek JSON")
         known = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         for name, value in raw.items():
             if name not in known:
-                raise ScoreConfigError(f"unknown setting {name!r}")
+                raise ScoreConfigError(f"pengaturan tidak dikenal: {name!r}")
             if name == "weights":
                 values[name] = _weights_from(value)
             elif name == "hour_weights":
                 if not isinstance(value, list):
-                    raise ScoreConfigError("hour_weights must be a list of 24 numbers")
+                    raise ScoreConfigError("hour_weights harus daftar 24 bilangan")
                 values[name] = tuple(_number(f"hour_weights[{i}]", v) for i, v in enumerate(value))
             elif known[name].type == "int":
                 if not isinstance(value, int) or isinstance(value, bool):
-                    raise ScoreConfigError(f"{name} must be a whole number")
+                    raise ScoreConfigError(f"{name} harus bilangan bulat")
                 values[name] = value
             else:
                 values[name] = _number(name, value)
@@ -243,24 +245,24 @@ class ScoreConfig:
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ScoreConfigError(f"not JSON: {exc}") from exc
+            raise ScoreConfigError(f"bukan JSON: {exc}") from exc
         return cls.from_mapping(raw)
 
 
 def _number(name: str, value: Any) -> float:
     # bool is an int to Python; "true" must not pass for a weight of 1.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ScoreConfigError(f"{name} must be a number")
+        raise ScoreConfigError(f"{name} harus bilangan")
     return float(value)
 
 
 def _weights_from(raw: Any) -> Weights:
     if not isinstance(raw, dict):
-        raise ScoreConfigError("weights must be an object of name: number")
+        raise ScoreConfigError("weights harus objek nama: bilangan")
     names = {f.name for f in dataclasses.fields(Weights)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ScoreConfigError(f"unknown weights: {', '.join(unknown)}")
+        raise ScoreConfigError(f"bobot tidak dikenal: {', '.join(unknown)}")
     return Weights(**{name: _number(f"weights.{name}", v) for name, v in raw.items()})
 
 
@@ -269,7 +271,7 @@ def load_score_config(path: Path) -> ScoreConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScoreConfigError(f"cannot read {path}: {exc}") from exc
+        raise ScoreConfigError(f"{path} tidak dapat dibaca: {os_reason(exc)}") from exc
     return ScoreConfig.from_json(text)
 
 

@@ -257,7 +257,7 @@ async def test_a_recorded_prompt_replaces_the_voice(admin: Admin) -> None:
 async def test_screening_thresholds_publish_like_the_menu(admin: Admin) -> None:
     first = (await admin.configs.versions(ConfigKind.SCREENING))[0]
     assert (await admin.configs.version(first.version_id)).document == {}
-    with pytest.raises(InvalidConfig, match="thresholds"):
+    with pytest.raises(InvalidConfig, match="ambang"):
         await admin.configs.save(ConfigKind.SCREENING, {"screening_threshold": 0.1},
                                  actor="admin")
     preview = await admin.configs.preview(first.version_id)

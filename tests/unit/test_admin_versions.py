@@ -61,9 +61,9 @@ def test_a_broken_menu_is_refused_with_a_reason(edit: Any, message: str) -> None
 
 def test_a_screening_document_is_held_to_score_config() -> None:
     assert check_screening({"screening_threshold": 0.8}).screening_threshold == 0.8
-    with pytest.raises(InvalidConfig, match=r"penyaringan tidak sah.*thresholds"):
+    with pytest.raises(InvalidConfig, match=r"penyaringan tidak sah.*ambang"):
         check_screening({"lower_priority_threshold": 0.9, "screening_threshold": 0.5})
-    with pytest.raises(InvalidConfig, match="unknown setting"):
+    with pytest.raises(InvalidConfig, match="pengaturan tidak dikenal"):
         check_document(ConfigKind.SCREENING, {"bogus": 1})
 
 

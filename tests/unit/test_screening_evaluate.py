@@ -304,7 +304,7 @@ def test_cli_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = tmp_path / "screening.json"
     path.write_text('{"weights": {"recent_genuine": 2}}', encoding="utf-8")
     assert main(["--callers", "300", "--config", str(path)]) == 2
-    assert "speaks for the caller" in capsys.readouterr().err
+    assert "membela penelepon" in capsys.readouterr().err
     assert main(["--callers", "3"]) == 2
 
 
