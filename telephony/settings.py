@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import ipaddress
 import logging
+import math
 import os
 import re
 import tomllib
@@ -705,13 +706,20 @@ def _coerce(name: str, annotation: Any, raw: Any) -> Any:
                 return False
             raise ValueError(raw)
         if annotation is int:
-            if isinstance(raw, bool):
+            # A TOML float would be cut silently (port 1.5 -> 1); a bool is an int to Python.
+            if isinstance(raw, bool | float):
                 raise ValueError(raw)
             return int(raw)
         if annotation is float:
-            return float(raw)
+            value = float(raw)
+            # NaN passes every '< 0' check after it, and no interval or timeout is infinite.
+            if not math.isfinite(value):
+                raise ValueError(raw)
+            return value
         if annotation is Path:
-            return Path(str(raw)).expanduser()
+            if not isinstance(raw, str):  # a number is no directory, not even '5'
+                raise ValueError(raw)
+            return Path(raw).expanduser()
         if annotation is str:
             if not isinstance(raw, str):
                 raise ValueError(raw)
@@ -746,6 +754,9 @@ def load_settings(
             document = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:  # TOML is UTF-8; an editor may save UTF-16 or cp1252
+            raise SettingsError(f"cannot read settings file {path}: not UTF-8 (byte "
+                                f"{exc.start}); save it as UTF-8") from exc
         for key, raw in document.items():
             if key not in types_by_name:
                 raise SettingsError(f"{path}: unknown setting {key!r}")

@@ -75,3 +75,32 @@ def test_dsn_or_pg_environment_disable_the_embedded_cluster(
                              ).uses_embedded_database
     monkeypatch.setenv("PGHOST", "db.example")
     assert not load_settings(environ={}).uses_embedded_database
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        # TOML has floats: int() used to cut 1.5 to port 1 without a word.
+        ("http_port = 1.5", "http_port: invalid value 1.5"),
+        # A NaN passes every '< 0' and '<= 0' check after it (the worker's lease, its poll).
+        ("recordings_lease_seconds = nan", "recordings_lease_seconds: invalid value nan"),
+        ("recordings_poll_seconds = inf", "recordings_poll_seconds: invalid value inf"),
+        # A number where a directory belongs was taken as the relative directory '5'.
+        ("state_dir = 5", "state_dir: invalid value 5"),
+    ],
+)
+def test_a_settings_file_value_of_the_wrong_kind_is_refused(
+    tmp_path: Path, document: str, message: str
+) -> None:
+    config = tmp_path / "siaga.toml"
+    config.write_text(document + "\n")
+    with pytest.raises(SettingsError, match=message):
+        load_settings(config_file=config, environ={})
+
+
+def test_a_settings_file_not_in_utf8_is_one_clear_refusal(tmp_path: Path) -> None:
+    # An editor that saves in UTF-16 or Windows-1252 (Notepad): a traceback used to follow.
+    config = tmp_path / "siaga.toml"
+    config.write_bytes('# Kabupaten Sumenep\nstate_dir = "/srv/siaga"\n'.encode("utf-16"))
+    with pytest.raises(SettingsError, match=f"cannot read settings file {config}: not UTF-8"):
+        load_settings(config_file=config, environ={})
