@@ -1,7 +1,10 @@
 #!/bin/sh
 # The line container's commands. The settings file is /etc/siaga112/siaga112.toml when mounted;
 # the image's SIAGA112_* variables place state and Asterisk's shared directories.
-#   serve             apply migrations, then run the line (the default)
+#   serve             run the line (the default); it migrates as the owner before its first
+#                     work, whenever the database is up, and a migration that cannot apply
+#                     stops it (a 'siaga112 migrate' first would stop it too, and keep it
+#                     down, whenever PostgreSQL is down at start: no call fact spooled)
 #   asterisk-config   render asterisk-conf/ and install the prompts for the Asterisk container
 #   anything else     a siaga112 command (account create ..., backup, ...)
 set -eu
@@ -10,8 +13,6 @@ if [ -z "${SIAGA112_CONFIG:-}" ] && [ -f /etc/siaga112/siaga112.toml ]; then
 fi
 case "${1:-serve}" in
     serve)
-        # Migrations before the line takes calls: an upgraded image meets an old schema here.
-        siaga112 migrate
         exec siaga112 serve
         ;;
     asterisk-config)
