@@ -158,3 +158,19 @@ async def test_metrics_answer_only_the_allowed_scrapers(
         # Health and readiness are for anyone (load balancers, compose), with no caller data.
         async with http.get(f"{line.web.url}/healthz") as response:
             assert response.status == 200
+
+
+async def test_health_and_readiness_answer_head_as_they_answer_get(
+    line_settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    # Uptime checkers and load balancers often probe with HEAD (HTTP requires a server to
+    # support it); a 405 read as "down" to them. No AMI behind the line here: not ready.
+    async with running_line(line_settings) as line:
+        for path, status in (("/healthz", 200), ("/readyz", 503)):
+            async with http.head(f"{line.web.url}{path}") as response:
+                assert (path, response.status) == (path, status)
+                assert await response.read() == b""
+        # Anything but GET and HEAD is still refused, in Bahasa Indonesia.
+        async with http.post(f"{line.web.url}/healthz") as response:
+            assert response.status == 405
+            assert (await response.json())["error"]["code"] == "method_not_allowed"
