@@ -28,6 +28,7 @@ from telephony.calls.facts import (
     QueueJoined,
     ivr_variables,
 )
+from telephony.calls.outages import CutReason, OutageKind
 
 # The IVR_OUTCOME the dialplan sets when the IVR could not choose (extensions.conf).
 FAIL_OPEN: Final = "failopen"
@@ -59,10 +60,15 @@ class CallCounter:
         self._outages = Counter("siaga112_asterisk_outages",
                                 "Times Asterisk went away and came back (restart, stop, crash)",
                                 ["kind"], registry=registry)
-        # Every line's series exists from the start, so the first fail-open is an increase.
+        # Every line's series exists from the start, so the first fail-open is an increase;
+        # so do every cut reason's and outage kind's (docker/prometheus/alerts.yml).
         for line in lines():
             self._started.labels(line)
             self._failopen.labels(line)
+        for reason in CutReason:
+            self._cut.labels(reason.value)
+        for kind in OutageKind:
+            self._outages.labels(kind.value)
         self._lines: dict[str, str] = {}
         self._counted: dict[str, set[tuple[str, str]]] = {}
 

@@ -224,3 +224,16 @@ def test_cuts_and_outages_are_counted() -> None:
         "siaga112_calls_cut_total", {"reason": "asterisk_crash"}) == 2
     assert registry.get_sample_value(
         "siaga112_asterisk_outages_total", {"kind": "crash"}) == 1
+
+
+def test_every_cut_reason_and_outage_kind_is_counted_from_zero() -> None:
+    # Prometheus' increase() sees nothing in a series that first appears at 1, so the alert
+    # on cut calls would miss the first crash of a line's life without these zeros.
+    registry = CollectorRegistry()
+    CallCounter(registry, lambda: ["112"])
+    for reason in CutReason:
+        assert registry.get_sample_value(
+            "siaga112_calls_cut_total", {"reason": reason.value}) == 0
+    for kind in OutageKind:
+        assert registry.get_sample_value(
+            "siaga112_asterisk_outages_total", {"kind": kind.value}) == 0

@@ -44,4 +44,6 @@ def test_every_alert_has_a_test() -> None:
     assert alerts == tested
     assert {"Siaga112FailOpenCalls", "Siaga112NoOperatorOnLine", "Siaga112LongWait",
             "Siaga112AmiDisconnected", "Siaga112SpoolNotDraining",
-            "Siaga112RecordingsQuarantined", "Siaga112DiskNearlyFull"} <= alerts
+            "Siaga112RecordingsQuarantined", "Siaga112DiskNearlyFull", "Siaga112LineDown",
+            "Siaga112NotReady", "Siaga112RecordingsBacklog", "Siaga112NotificationsDelayed",
+            "Siaga112CallsCut", "Siaga112MetricsSourceDown"} <= alerts
