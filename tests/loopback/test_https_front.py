@@ -264,11 +264,33 @@ async def test_a_clusters_lines_behind_the_front_answer_in_turn_and_for_each_oth
             await runner.cleanup()
 
 
-def test_an_upstream_that_could_add_configuration_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("SIAGA112_UPSTREAM", "127.0.0.1:1;include /etc/shadow", "not host:port"),
+    # The same values went into the site unchecked: a stray ';' or '}' in .env became
+    # nginx configuration (or broke the front with a message about line 80 of a file the
+    # admin never wrote).
+    ("SIAGA112_ASTERISK_WS", "127.0.0.1:8088/ws; include /etc/shadow;#", "not host:port"),
+    ("SIAGA112_HTTPS_LISTEN", "443 ssl; include /etc/shadow;#", "not a listen address"),
+    ("SIAGA112_HTTP_LISTEN", "80;}", "not a listen address"),
+])
+def test_a_value_that_could_add_configuration_is_refused(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
     refused = subprocess.run(
         [DOCKER / "render-site", DOCKER / "siaga112.conf", tmp_path / "hostile.conf"],
-        env={**os.environ, "SIAGA112_UPSTREAM": "127.0.0.1:1;include /etc/shadow",
-             "SIAGA112_TLS_DIR": str(tmp_path / "tls")},
+        env={**os.environ, variable: value, "SIAGA112_TLS_DIR": str(tmp_path / "tls")},
         capture_output=True, text=True, timeout=60, check=False)
-    assert refused.returncode == 2 and "not host:port" in refused.stderr, refused.stderr
+    assert refused.returncode == 2, refused.stderr
+    # The upstream list is split at spaces and commas: its first bad address is named.
+    assert refused.stderr.startswith(f"render-site: {variable}: {message}: "), refused.stderr
     assert not (tmp_path / "hostile.conf").exists()
+
+
+def test_an_ipv6_listen_address_is_rendered(tmp_path: Path) -> None:
+    # What the template's comment tells a site to write for IPv6.
+    subprocess.run(
+        [DOCKER / "render-site", DOCKER / "siaga112.conf", tmp_path / "site.conf"],
+        env={**os.environ, "SIAGA112_HTTPS_LISTEN": "[::]:443 ipv6only=off",
+             "SIAGA112_TLS_DIR": str(tmp_path / "tls")},
+        capture_output=True, text=True, timeout=60, check=True)
+    assert "listen [::]:443 ipv6only=off ssl http2;" in (tmp_path / "site.conf").read_text()
