@@ -372,8 +372,10 @@ def read_manifest(source: Path) -> Manifest:
     except FileNotFoundError:
         raise BackupError(f"{source} bukan cadangan yang utuh: tidak ada {MANIFEST_NAME}.") \
             from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BackupError(f"Manifes {path} tidak dapat dibaca: {exc}") from exc
+    except OSError as exc:
+        raise BackupError(f"Manifes {path} tidak dapat dibaca: {os_reason(exc)}.") from exc
+    except UnicodeDecodeError as exc:
+        raise BackupError(f"Manifes {path} bukan teks UTF-8.") from exc
     return Manifest.from_json(text)
 
 

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from telephony.backup.errors import BackupError
-from telephony.backup.model import FileEntry, Manifest, check_schema_level, checked_path
+from telephony.backup.model import (
+    MANIFEST_NAME,
+    FileEntry,
+    Manifest,
+    check_schema_level,
+    checked_path,
+)
+from telephony.backup.service import read_manifest
 
 DIGEST = "ab" * 32
 MANIFEST = Manifest(
@@ -63,3 +71,13 @@ def test_a_newer_schema_is_refused_an_older_one_migrates() -> None:
     check_schema_level(9, 9)
     with pytest.raises(BackupError, match="skema versi 10"):
         check_schema_level(10, 9)
+
+
+def test_a_manifest_that_cannot_be_read_is_told_in_one_line(tmp_path: Path) -> None:
+    not_a_backup = tmp_path / "passwd"
+    not_a_backup.write_text("root:x:0:0\n", encoding="utf-8")
+    with pytest.raises(BackupError, match="bagian jalurnya bukan direktori"):
+        read_manifest(not_a_backup)
+    (tmp_path / MANIFEST_NAME).write_bytes(b"\xff\xfe{")
+    with pytest.raises(BackupError, match="bukan teks UTF-8"):
+        read_manifest(tmp_path)
