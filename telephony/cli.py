@@ -20,7 +20,7 @@ from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError, Role
 from telephony.app import serve
-from telephony.asterisk.config import install_site_config
+from telephony.asterisk.config import check_site_dirs, install_site_config
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.backup import commands as backup_commands
 from telephony.backup.errors import BackupError
@@ -121,6 +121,7 @@ def _cmd_prompts(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _cmd_asterisk_config(settings: Settings, args: argparse.Namespace) -> int:
+    check_site_dirs(settings)  # before the prompts, which take seconds to generate
     build_prompt_audio(settings)
     site = install_site_config(settings, args.instance_dir, settings.prompts_dir)
     print(f"Konfigurasi Asterisk ditulis ke {site.etc_dir}, rekaman suara IVR ke "

@@ -434,15 +434,20 @@ def install_config(settings: Settings, etc_dir: Path, instance_dir: str, *,
         write_atomic(operators, "; Operator phones listed by hand (see pjsip.conf).\n")
 
 
+def check_site_dirs(settings: Settings) -> None:
+    """Refuse a site without its own Asterisk directories: rendering a site into the lab's
+    would be a mistake. Checked before any work, so the admin hears it at once."""
+    if settings.asterisk_etc_dir is None or settings.asterisk_sounds_dir is None:
+        raise AsteriskSiteError("asterisk_etc_dir dan asterisk_sounds_dir harus diatur untuk "
+                                "sebuah situs.")
+
+
 def install_site_config(settings: Settings, instance_dir: str, prompts_dir: Path) -> AsteriskSite:
     """Prepare a site's Asterisk before it starts (the docker/ asterisk-config service):
     render the configuration into ``asterisk_etc_dir`` and install the prompts from
-    ``prompts_dir``. Asterisk then runs without the line.
-
-    The site's directories must be set: rendering a site into the lab's would be a mistake.
+    ``prompts_dir``. Asterisk then runs without the line (:func:`check_site_dirs` first).
     """
-    if settings.asterisk_etc_dir is None or settings.asterisk_sounds_dir is None:
-        raise AsteriskSiteError("asterisk_etc_dir and asterisk_sounds_dir must be set for a site")
+    check_site_dirs(settings)
     site = AsteriskSite.from_settings(settings)
     install_config(settings, site.etc_dir, instance_dir)
     site.install_prompts(prompts_dir)

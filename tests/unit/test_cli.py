@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from telephony import cli
 from telephony.cli import build_parser, main
 
 
@@ -53,3 +54,18 @@ def test_a_patroni_config_that_cannot_be_written_is_one_line_and_exit_1(
     err = capsys.readouterr().err
     assert err == (f"siaga112: gagal: {output} tidak dapat ditulis: "
                    "berkas atau direktori tidak ada.\n")
+
+
+def test_asterisk_config_without_the_site_s_directories_says_so_before_any_work(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_prompts(*_: object) -> None:
+        raise AssertionError("the prompts were generated before the settings were checked")
+
+    monkeypatch.setattr(cli, "build_prompt_audio", no_prompts)
+    monkeypatch.delenv("SIAGA112_ASTERISK_ETC_DIR", raising=False)
+    monkeypatch.delenv("SIAGA112_ASTERISK_SOUNDS_DIR", raising=False)
+    assert main(["asterisk-config", "--instance-dir", "/srv/siaga112"]) == 1
+    assert capsys.readouterr().err == (
+        "siaga112: gagal: asterisk_etc_dir dan asterisk_sounds_dir harus diatur untuk sebuah "
+        "situs.\n")
