@@ -194,3 +194,62 @@ async def test_a_call_made_while_neither_the_database_nor_the_spool_takes_facts_
     assert (row["ivr_outcome"], row["queue"]) == ("chosen", "information")
     assert row["abandoned_at"] is not None and row["arrived_at"] is not None
     assert events >= 5  # started, the IVR's variables, the queue join and abandon, the end
+
+
+async def set_read_only(cluster: EmbeddedPostgres, read_only: bool) -> None:
+    """Make the whole server refuse writes (as an admin's maintenance switch, or a primary
+    demoted behind a single-host DSN does), or take them again; every session follows at the
+    reload."""
+    connection = await asyncpg.connect(cluster.dsn())
+    try:
+        await connection.execute(
+            f"ALTER SYSTEM SET default_transaction_read_only = {'on' if read_only else 'off'}")
+        await connection.fetchval("SELECT pg_reload_conf()")
+    finally:
+        await connection.close()
+
+
+async def test_a_call_made_while_the_database_refuses_writes_is_recorded_once_it_takes_them(
+    lab: Lab, settings: Settings, own_cluster: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    line_settings = on_own_cluster(settings, own_cluster, tmp_path)
+    caller_id = unique_caller("0818")
+    async with running_line(line_settings) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        await set_read_only(own_cluster, True)
+        try:
+            # Nobody answers: the caller waits in the information queue, then hangs up.
+            async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                                   caller_id=caller_id, dtmf="3", talk_seconds=4) as caller:
+                result = await caller.wait()
+            assert result.ok, result
+
+            async def spooled() -> bool | None:
+                return True if line.recorder.pending() and not line.listener.facts_waiting \
+                    else None
+
+            # A database that refuses writes is away, not a refusal of what the facts say.
+            await eventually("the call's facts spooled", spooled, 10)
+        finally:
+            await set_read_only(own_cluster, False)
+
+        async def recorded() -> list[asyncpg.Record] | None:
+            rows = await calls_of(own_cluster, caller_id)
+            return rows if rows and rows[0]["ended_at"] and line.recorder.pending() == 0 \
+                else None
+
+        rows = await eventually("the call recorded", recorded, BOUND_SECONDS)
+        rejected = line_settings.spool_dir / "rejected.jsonl"
+        assert not rejected.exists(), rejected.read_text()
+    assert len(rows) == 1 and not rows[0]["vanished"]
+    connection = await asyncpg.connect(own_cluster.dsn())
+    try:
+        row = await connection.fetchrow(
+            "SELECT ivr_outcome, queue, abandoned_at, hangup_cause FROM calls "
+            "WHERE call_id = $1", rows[0]["call_id"])
+    finally:
+        await connection.close()
+    assert row is not None
+    assert (row["ivr_outcome"], row["queue"]) == ("chosen", "information")
+    assert row["abandoned_at"] is not None and row["hangup_cause"] is not None
