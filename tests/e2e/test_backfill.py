@@ -36,6 +36,7 @@ from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.net import own_lab, spare_port
 from tests.support.polling import eventually
+from tests.support.relay import Relay
 
 pytestmark = pytest.mark.e2e
 
@@ -366,3 +367,71 @@ async def test_calls_live_when_serve_is_killed_are_recorded_whole_and_once(
     once = {"call_started", "call_ended", "operator_answered", "operator_completed",
             "queue_abandoned", "call_backfilled"}
     assert not [dict(e) for e in events if e["kind"] in once and e["n"] > 1], events
+
+
+async def test_calls_that_begin_or_end_while_the_ami_session_is_cut_are_recorded_whole(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    # The line's AMI session runs through a relay the test cuts (a network fault, a manager
+    # restart) while Asterisk and the IVR carry on: a talking caller hangs up, another calls
+    # and hangs up waiting, a third calls and is still waiting when the session is back.
+    talking, gone, waiting = (unique_caller("0810") for _ in range(3))
+    placed: list[asyncio.Task[sipp.SippResult]] = []
+    async with Relay(("127.0.0.1", settings.ami_port), port=spare_port("backfill-test"),
+                     source="127.0.0.1") as relay:
+        try:
+            async with serving(replace(settings, ami_port=relay.port)) as line:
+                desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+                queues = await desk.log_in(OPERATOR, SKILLS)
+                placed.append(asyncio.create_task(place(settings, talking, "119", stay=12)))
+                await eventually("the first caller talking", lambda: row(
+                    line, CALL + " AND answered_at IS NOT NULL", talking), within=20)
+                await relay.cut()
+                # Nobody in the information queue: these two wait there.
+                placed.append(asyncio.create_task(
+                    place(settings, gone, "112", stay=7, dtmf="3")))
+                placed.append(asyncio.create_task(
+                    place(settings, waiting, "112", stay=25, dtmf="3")))
+                async with asyncio.timeout(30):
+                    done = await asyncio.gather(placed[0], placed[1])
+                assert all(r.ok for r in done), done
+                await relay.restore()
+
+                async def ended() -> list[asyncpg.Record] | None:
+                    rows = await line.database.run(lambda c: c.fetch(
+                        "SELECT * FROM calls WHERE caller_number = ANY($1::text[])",
+                        [talking, gone, waiting]))
+                    return rows if len(rows) == 3 and all(r["ended_at"] for r in rows) \
+                        else None
+
+                assert (await placed[2]).ok
+                rows = {r["caller_number"]: r
+                        for r in await eventually("the three ends", ended, within=20)}
+                await settled(line)
+                events = await events_of(line, [r["call_id"] for r in rows.values()])
+                await desk_log_out(line, settings, queues)
+        finally:
+            for task in placed:
+                await caller_gone(task)
+    for record in rows.values():
+        shown = {k: v for k, v in record.items() if v is not None}
+        assert record["ivr_outcome"] is not None and record["queue"] is not None, shown
+        assert record["hangup_cause"] == 16 and not record["vanished"], shown
+    assert rows[talking]["answered_at"] is not None
+    assert rows[talking]["talk_seconds"] is not None, dict(rows[talking])
+    for number in (gone, waiting):
+        shown = {k: v for k, v in rows[number].items() if v is not None}
+        assert rows[number]["queue"] == "information", shown
+        # Hung up waiting, or answered once the operator's first call ended.
+        assert (rows[number]["abandoned_at"] is None) != (rows[number]["answered_at"] is None), \
+            shown
+        # What the caller chose, which the IVR told Asterisk while the session was cut:
+        # from the queue_log for a call the line never saw.
+        assert (rows[number]["ivr_choice"], rows[number]["ivr_category"],
+                rows[number]["ivr_skill"]) == ("3", "information", "general"), shown
+    once = {"call_started", "call_ended", "operator_answered", "operator_completed",
+            "queue_abandoned", "call_backfilled"}
+    counts: dict[tuple[str, str], int] = {}
+    for call_id, kind, _ in events:
+        counts[call_id, kind] = counts.get((call_id, kind), 0) + 1
+    assert not {k: n for k, n in counts.items() if k[1] in once and n > 1}, counts
