@@ -72,6 +72,18 @@ IVR_EVENT = "SIAGAIVR"  # extensions.conf, [siaga112-queue]: IVR_OUTCOME as the 
 END_EVENT = "SIAGAEND"  # extensions.conf, [siaga112-hangup-log]: HANGUPCAUSE at the hang-up
 # IVR_OUTCOME's values: the IVR's, and the dialplan's own when it routes past the IVR.
 IVR_OUTCOMES = frozenset({*(outcome.value for outcome in Outcome), "failopen"})
+# SIAGAIVR's fields after the outcome: the IVR variables (names as the tracker gives them) that
+# say what the caller chose, each with the shape it must have. Without them a call the line
+# did not see live (serve down, the AMI session cut, a cluster node's line dead while another
+# node's IVR served its calls) kept only its outcome, its caller's choice lost.
+IVR_LOGGED = ("outcome", "choice", "category", "skill", "queue")
+_NAME_VALUE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_IVR_SHAPES: Mapping[str, re.Pattern[str]] = {
+    "choice": re.compile(r"[0-9*#]"),  # the main menu's one key
+    "category": _NAME_VALUE,
+    "skill": _NAME_VALUE,
+    "queue": _NAME_VALUE,
+}
 MAX_PIN = timedelta(hours=12)  # a live call older than this no longer holds the cursor back
 MAX_CALLER = 80
 
@@ -197,16 +209,27 @@ def _story_fact(
 
 
 def _ivr_outcome(story: Story, entry: QueueLogEntry) -> list[CallFact]:
-    """The IVR outcome as the tracker gives it: one ``IvrVariablesSet`` as the call queues.
-    Logged again when a failed transfer sends the caller back to the queues: the variable did
-    not change, so only the first says anything (the tracker, too, gives nothing new then)."""
-    outcome = entry.data[0] if len(entry.data) == 1 else ""
+    """The IVR's decision as the tracker gives it: one ``IvrVariablesSet`` as the call queues.
+    Logged again when a failed transfer sends the caller back to the queues: the variables did
+    not change, so only the first says anything (the tracker, too, gives nothing new then).
+
+    ``<outcome>|<choice>|<category>|<skill>|<queue>`` (:data:`IVR_LOGGED`, empty where the IVR
+    set nothing); an older dialplan logs the outcome alone."""
+    data = entry.data
+    outcome = data[0] if len(data) in (1, len(IVR_LOGGED)) else ""
     if outcome not in IVR_OUTCOMES:
         raise QueueLogLineError(
-            f"{entry.event} of {entry.call_id}: not an IVR outcome: {'|'.join(entry.data)[:20]!r}")
+            f"{entry.event} of {entry.call_id}: not an IVR outcome: {'|'.join(data)[:20]!r}")
+    pairs = tuple(zip(IVR_LOGGED, data, strict=False))
+    for name, value in pairs[1:]:
+        if value and not _IVR_SHAPES[name].fullmatch(value):
+            raise QueueLogLineError(
+                f"{entry.event} of {entry.call_id}: not an IVR {name}: {value[:20]!r}")
     if any(isinstance(fact, IvrVariablesSet) for fact in story.facts):
         return []
-    return [IvrVariablesSet(entry.call_id, (("outcome", outcome),), _at(entry.epoch))]
+    # An empty value is a variable the IVR left unset (no key pressed, failed open early).
+    return [IvrVariablesSet(entry.call_id, tuple((name, value) for name, value in pairs if value),
+                            _at(entry.epoch))]
 
 
 def _hang_up(entry: QueueLogEntry) -> CallEnded:

@@ -58,6 +58,11 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     # timeout (a primary killed mid-write) left the connection mid-protocol, and the COMMIT
     # after it fails so. The write did not happen: spooled, its facts are written later.
     asyncpg.exceptions.InternalClientError,
+    # The server takes no writes now: an admin's default_transaction_read_only, or a primary
+    # demoted to a replica behind a single-host DSN or address. Nothing is wrong with what is
+    # being written; treated as a refusal of the facts, every fact of every call in the
+    # meantime went to the spool's rejected file and was never written (seen in the lab).
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
 # Of a multi-host DSN (telephony/core/dsn.py), the node that last took a connection, tried

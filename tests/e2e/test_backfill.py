@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,14 +26,17 @@ from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line, running_line
 from telephony.asterisk.queue_log import parse_line
 from telephony.calls.history import queue_log_path
+from telephony.db.connection import Database
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
+from telephony.lab.line import LineServer
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
-from tests.support.net import own_lab
+from tests.support.net import own_lab, spare_port
 from tests.support.polling import eventually
+from tests.support.relay import Relay
 
 pytestmark = pytest.mark.e2e
 
@@ -71,17 +75,18 @@ async def settled(line: Line) -> None:
     await eventually("the listener's backlog written", empty, within=10)
 
 
-async def place(settings: Settings, caller_id: str, number: str, stay: float) -> sipp.SippResult:
+async def place(settings: Settings, caller_id: str, number: str, stay: float,
+                dtmf: str = "") -> sipp.SippResult:
     async with sipp.caller(settings.sip_host, settings.sip_port, number, caller_id=caller_id,
-                           talk_seconds=stay, audio=True) as caller:
+                           talk_seconds=stay, audio=True, dtmf=dtmf) as caller:
         return await caller.wait()
 
 
-async def row(line: Line, sql: str, *args: Any) -> asyncpg.Record | None:
+async def row(line: Line | Database, sql: str, *args: Any) -> asyncpg.Record | None:
     async def work(connection: asyncpg.Connection) -> asyncpg.Record | None:
         found: asyncpg.Record | None = await connection.fetchrow(sql, *args)
         return found
-    return await line.database.run(work)
+    return await (line.database if isinstance(line, Line) else line).run(work)
 
 
 async def events_of(line: Line, call_ids: list[str]) -> list[tuple[str, str, str]]:
@@ -290,3 +295,143 @@ async def test_a_call_that_ended_while_serve_was_down_is_backfilled_not_vanished
     assert record["backfilled"] is True and record["vanished"] is False
     assert (record["hangup_cause"], record["hangup_cause_text"]) == (16, "Normal Clearing")
     assert "call_vanished" not in kinds, kinds
+
+
+async def test_calls_live_when_serve_is_killed_are_recorded_whole_and_once(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    # serve SIGKILLed (its call path child with it, nothing flushed on the way out) with one
+    # caller talking, one waiting in a queue and one in the IVR's menu, then started again
+    # while all three are still on the line.
+    async with serving(settings) as line:
+        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+        queues = await desk.log_in(OPERATOR, SKILLS)
+    talking, waiting, choosing = (unique_caller("0811") for _ in range(3))
+    process = LineServer(replace(settings, http_port=spare_port("backfill-test")))
+    placed: list[asyncio.Task[sipp.SippResult]] = []
+    try:
+        await process.start()
+        db = Database(settings)  # the store, read beside the line server's process
+        try:
+            placed.append(asyncio.create_task(place(settings, talking, "119", stay=25)))
+            await eventually("the first caller talking", lambda: row(
+                db, CALL + " AND answered_at IS NOT NULL", talking), within=20)
+            # The one operator is taken: the next caller waits in the queue.
+            placed.append(asyncio.create_task(place(settings, waiting, "119", stay=22)))
+            await eventually("the second caller queued", lambda: row(
+                db, CALL + " AND queue_joined_at IS NOT NULL", waiting), within=20)
+            placed.append(asyncio.create_task(place(settings, choosing, "112", stay=20)))
+            await eventually("the third caller in the menu", lambda: row(
+                db, CALL + " AND ivr_outcome IS NULL", choosing), within=10)
+            process.kill()  # in the menu: the dialplan fails the caller open
+            async with asyncio.timeout(10):
+                await process.wait()
+            await process.start()
+            results = await asyncio.gather(*placed)
+            assert all(r.ok for r in results), results
+
+            async def ended() -> list[asyncpg.Record] | None:
+                rows = await db.run(lambda c: c.fetch(
+                    "SELECT * FROM calls WHERE caller_number = ANY($1::text[])",
+                    [talking, waiting, choosing]))
+                return rows if len(rows) == 3 and all(r["ended_at"] for r in rows) else None
+
+            rows = {r["caller_number"]: r for r in await eventually("the three ends", ended)}
+            events = await db.run(lambda c: c.fetch(
+                "SELECT call_id, kind, count(*) AS n FROM call_events"
+                " WHERE call_id = ANY($1::text[]) GROUP BY call_id, kind",
+                [r["call_id"] for r in rows.values()]))
+        finally:
+            await db.close()
+    finally:
+        await process.stop()
+        for task in placed:
+            await caller_gone(task)
+        async with serving(settings) as line:
+            await desk_log_out(line, settings, queues)
+    for record in rows.values():
+        assert record["arrived_at"] is not None and record["queue"] is not None, dict(record)
+        assert record["ivr_outcome"] is not None, dict(record)
+        assert record["hangup_cause"] is not None and not record["vanished"], dict(record)
+        assert record["arrived_at"] <= record["ended_at"], dict(record)
+    assert rows[talking]["answered_at"] is not None, [
+        (r["caller_number"] == talking, r["call_id"], r["queue"], r["answered_at"], r["operator"],
+         r["ivr_outcome"], r["backfilled"]) for r in rows.values()]
+    assert rows[talking]["talk_seconds"] >= 15, dict(rows[talking])  # 25 s less the IVR
+    assert rows[waiting]["queue"] == "medical" and rows[waiting]["queue_position"] == 1, {
+        k: v for k, v in rows[waiting].items() if v is not None}
+    # It hung up waiting, or was answered once the first caller was done.
+    assert (rows[waiting]["abandoned_at"] is None) != (rows[waiting]["answered_at"] is None), {
+        k: v for k, v in rows[waiting].items() if v is not None}
+    assert rows[choosing]["ivr_outcome"] == "failopen", dict(rows[choosing])
+    once = {"call_started", "call_ended", "operator_answered", "operator_completed",
+            "queue_abandoned", "call_backfilled"}
+    assert not [dict(e) for e in events if e["kind"] in once and e["n"] > 1], events
+
+
+async def test_calls_that_begin_or_end_while_the_ami_session_is_cut_are_recorded_whole(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    # The line's AMI session runs through a relay the test cuts (a network fault, a manager
+    # restart) while Asterisk and the IVR carry on: a talking caller hangs up, another calls
+    # and hangs up waiting, a third calls and is still waiting when the session is back.
+    talking, gone, waiting = (unique_caller("0810") for _ in range(3))
+    placed: list[asyncio.Task[sipp.SippResult]] = []
+    async with Relay(("127.0.0.1", settings.ami_port), port=spare_port("backfill-test"),
+                     source="127.0.0.1") as relay:
+        try:
+            async with serving(replace(settings, ami_port=relay.port)) as line:
+                desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+                queues = await desk.log_in(OPERATOR, SKILLS)
+                placed.append(asyncio.create_task(place(settings, talking, "119", stay=12)))
+                await eventually("the first caller talking", lambda: row(
+                    line, CALL + " AND answered_at IS NOT NULL", talking), within=20)
+                await relay.cut()
+                # Nobody in the information queue: these two wait there.
+                placed.append(asyncio.create_task(
+                    place(settings, gone, "112", stay=7, dtmf="3")))
+                placed.append(asyncio.create_task(
+                    place(settings, waiting, "112", stay=25, dtmf="3")))
+                async with asyncio.timeout(30):
+                    done = await asyncio.gather(placed[0], placed[1])
+                assert all(r.ok for r in done), done
+                await relay.restore()
+
+                async def ended() -> list[asyncpg.Record] | None:
+                    rows = await line.database.run(lambda c: c.fetch(
+                        "SELECT * FROM calls WHERE caller_number = ANY($1::text[])",
+                        [talking, gone, waiting]))
+                    return rows if len(rows) == 3 and all(r["ended_at"] for r in rows) \
+                        else None
+
+                assert (await placed[2]).ok
+                rows = {r["caller_number"]: r
+                        for r in await eventually("the three ends", ended, within=20)}
+                await settled(line)
+                events = await events_of(line, [r["call_id"] for r in rows.values()])
+                await desk_log_out(line, settings, queues)
+        finally:
+            for task in placed:
+                await caller_gone(task)
+    for record in rows.values():
+        shown = {k: v for k, v in record.items() if v is not None}
+        assert record["ivr_outcome"] is not None and record["queue"] is not None, shown
+        assert record["hangup_cause"] == 16 and not record["vanished"], shown
+    assert rows[talking]["answered_at"] is not None
+    assert rows[talking]["talk_seconds"] is not None, dict(rows[talking])
+    for number in (gone, waiting):
+        shown = {k: v for k, v in rows[number].items() if v is not None}
+        assert rows[number]["queue"] == "information", shown
+        # Hung up waiting, or answered once the operator's first call ended.
+        assert (rows[number]["abandoned_at"] is None) != (rows[number]["answered_at"] is None), \
+            shown
+        # What the caller chose, which the IVR told Asterisk while the session was cut:
+        # from the queue_log for a call the line never saw.
+        assert (rows[number]["ivr_choice"], rows[number]["ivr_category"],
+                rows[number]["ivr_skill"]) == ("3", "information", "general"), shown
+    once = {"call_started", "call_ended", "operator_answered", "operator_completed",
+            "queue_abandoned", "call_backfilled"}
+    counts: dict[tuple[str, str], int] = {}
+    for call_id, kind, _ in events:
+        counts[call_id, kind] = counts.get((call_id, kind), 0) + 1
+    assert not {k: n for k, n in counts.items() if k[1] in once and n > 1}, counts

@@ -14,6 +14,9 @@ Each test runs the line on a cluster of its own (stopped and started here).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -194,3 +197,142 @@ async def test_a_call_made_while_neither_the_database_nor_the_spool_takes_facts_
     assert (row["ivr_outcome"], row["queue"]) == ("chosen", "information")
     assert row["abandoned_at"] is not None and row["arrived_at"] is not None
     assert events >= 5  # started, the IVR's variables, the queue join and abandon, the end
+
+
+async def set_read_only(cluster: EmbeddedPostgres, read_only: bool) -> None:
+    """Make the whole server refuse writes (as an admin's maintenance switch, or a primary
+    demoted behind a single-host DSN does), or take them again; every session follows at the
+    reload."""
+    connection = await asyncpg.connect(cluster.dsn())
+    try:
+        await connection.execute(
+            f"ALTER SYSTEM SET default_transaction_read_only = {'on' if read_only else 'off'}")
+        await connection.fetchval("SELECT pg_reload_conf()")
+    finally:
+        await connection.close()
+
+
+async def test_a_call_made_while_the_database_refuses_writes_is_recorded_once_it_takes_them(
+    lab: Lab, settings: Settings, own_cluster: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    line_settings = on_own_cluster(settings, own_cluster, tmp_path)
+    caller_id = unique_caller("0818")
+    async with running_line(line_settings) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        await set_read_only(own_cluster, True)
+        try:
+            # Nobody answers: the caller waits in the information queue, then hangs up.
+            async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                                   caller_id=caller_id, dtmf="3", talk_seconds=4) as caller:
+                result = await caller.wait()
+            assert result.ok, result
+
+            async def spooled() -> bool | None:
+                return True if line.recorder.pending() and not line.listener.facts_waiting \
+                    else None
+
+            # A database that refuses writes is away, not a refusal of what the facts say.
+            await eventually("the call's facts spooled", spooled, 10)
+        finally:
+            await set_read_only(own_cluster, False)
+
+        async def recorded() -> list[asyncpg.Record] | None:
+            rows = await calls_of(own_cluster, caller_id)
+            return rows if rows and rows[0]["ended_at"] and line.recorder.pending() == 0 \
+                else None
+
+        rows = await eventually("the call recorded", recorded, BOUND_SECONDS)
+        rejected = line_settings.spool_dir / "rejected.jsonl"
+        assert not rejected.exists(), rejected.read_text()
+    assert len(rows) == 1 and not rows[0]["vanished"]
+    connection = await asyncpg.connect(own_cluster.dsn())
+    try:
+        row = await connection.fetchrow(
+            "SELECT ivr_outcome, queue, abandoned_at, hangup_cause FROM calls "
+            "WHERE call_id = $1", rows[0]["call_id"])
+    finally:
+        await connection.close()
+    assert row is not None
+    assert (row["ivr_outcome"], row["queue"]) == ("chosen", "information")
+    assert row["abandoned_at"] is not None and row["hangup_cause"] is not None
+
+
+async def kill_postgres(cluster: EmbeddedPostgres) -> None:
+    """SIGKILL the cluster's postmaster and every backend at once, as the server's machine
+    or the OOM killer would end them: no shutdown checkpoint, a crash recovery at the next
+    start. Returns once the postmaster is reaped (until then ``pg_ctl`` counts it running)."""
+    pid = int((cluster.data_dir / "postmaster.pid").read_text(encoding="ascii").split()[0])
+    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _parent_of(p) == pid]
+    for victim in (pid, *children):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+
+    async def gone() -> bool | None:
+        return None if Path(f"/proc/{pid}").exists() else True
+
+    await eventually("the killed postmaster reaped", gone, 10)
+
+
+def _parent_of(proc: Path) -> int | None:
+    try:
+        # The command name in parentheses may hold spaces: the fields after its ")" are fixed.
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+async def test_calls_live_across_a_postgres_kill_and_restart_are_recorded_whole_once(
+    lab: Lab, settings: Settings, own_cluster: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    line_settings = on_own_cluster(settings, own_cluster, tmp_path)
+    caller_id = unique_caller("0819")
+
+    async def stored() -> list[asyncpg.Record] | None:
+        rows = await calls_of(own_cluster, caller_id)
+        return rows if rows else None
+
+    async with running_line(line_settings) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        # Callers wait in the information queue (nobody in it) across the crash, then hang up.
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                               dtmf="3", talk_seconds=12, calls=CALLS, rate=5) as callers:
+            # Killed as the first call is stored: the others' starts and menus come while
+            # the server is gone, and are spooled.
+            await eventually("the first call in the store", stored, 10)
+            await kill_postgres(own_cluster)
+
+            async def noticed() -> bool | None:
+                return True if line.recorder.pending() else None
+
+            await eventually("facts spooled", noticed, 10)
+            await asyncio.to_thread(own_cluster.start)  # crash recovery, while calls go on
+            result = await callers.wait()
+        assert result.successful == CALLS, result
+
+        async def recorded() -> list[asyncpg.Record] | None:
+            rows = await calls_of(own_cluster, caller_id)
+            return rows if rows and len(rows) == CALLS and all(r["ended_at"] for r in rows) \
+                and line.recorder.pending() == 0 else None
+
+        rows = await eventually("the calls recorded", recorded, BOUND_SECONDS + 10)
+        rejected = line_settings.spool_dir / "rejected.jsonl"
+        assert not rejected.exists(), rejected.read_text()
+    connection = await asyncpg.connect(own_cluster.dsn())
+    try:
+        calls = await connection.fetch(
+            "SELECT call_id, ivr_outcome, queue, abandoned_at, hangup_cause, vanished "
+            "FROM calls WHERE caller_number = $1", caller_id)
+        twice = await connection.fetch(
+            "SELECT call_id, kind, count(*) FROM call_events WHERE call_id = ANY($1::text[]) "
+            "AND kind IN ('call_started', 'call_ended', 'queue_joined', 'queue_abandoned') "
+            "GROUP BY call_id, kind HAVING count(*) > 1", [r["call_id"] for r in rows])
+    finally:
+        await connection.close()
+    for call in calls:
+        assert (call["ivr_outcome"], call["queue"]) == ("chosen", "information"), dict(call)
+        assert call["abandoned_at"] is not None and call["hangup_cause"] is not None, dict(call)
+        assert not call["vanished"], dict(call)
+    assert not twice, [dict(r) for r in twice]

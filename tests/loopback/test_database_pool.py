@@ -10,7 +10,7 @@ from dataclasses import replace
 import asyncpg
 import pytest
 
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.settings import Settings
 
 
@@ -44,3 +44,20 @@ async def test_a_connection_goes_back_reset_only_when_the_pool_resets(
     resets = [query for query in sent if "pg_advisory_unlock_all" in query]
     assert len(resets) == (1 if reset_sessions else 0), sent
     assert any(query == "SELECT 1" for query in sent)
+
+
+async def test_a_server_refusing_writes_is_unavailable_not_a_refusal_of_the_work(
+        settings: Settings, database_dsn: str) -> None:
+    # As a server in read-only mode refuses any write (an admin's switch, a demoted primary):
+    # the callers (the call recorder first) must keep the work for later, not drop it as bad.
+    database = Database(replace(settings, database_dsn=database_dsn), max_size=1)
+
+    async def write(connection: asyncpg.Connection) -> None:
+        async with connection.transaction(readonly=True):
+            await connection.execute("CREATE TEMPORARY TABLE refused (n int)")
+
+    try:
+        with pytest.raises(DatabaseUnavailable, match="read-only"):
+            await database.run(write)
+    finally:
+        await database.close()

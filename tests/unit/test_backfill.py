@@ -514,8 +514,27 @@ def test_every_outcome_the_line_knows_is_kept(outcome: str) -> None:
     assert IvrVariablesSet(UID, (("outcome", outcome),), at(1796449112)) in plan.written
 
 
+def test_what_the_caller_chose_is_kept_as_the_dialplan_logs_it() -> None:
+    # The choice, category, skill and queue the IVR set; empty where it set nothing.
+    chosen = f"1796449112|{UID}|NONE|NONE|SIAGAIVR|chosen|1|emergency|fire|emergency-fire"
+    silent = f"1796449112|{UID}|NONE|NONE|SIAGAIVR|no_input||emergency|general|emergency-general"
+    for line, expected in (
+        (chosen, (("outcome", "chosen"), ("choice", "1"), ("category", "emergency"),
+                  ("skill", "fire"), ("queue", "emergency-fire"))),
+        (silent, (("outcome", "no_input"), ("category", "emergency"), ("skill", "general"),
+                  ("queue", "emergency-general"))),
+    ):
+        plan = plan_backfill(entries([line]), end=Cursor(7, 1), live=set(), recorded={},
+                             now=NOW)
+        assert IvrVariablesSet(UID, expected, at(1796449112)) in plan.written
+
+
 @pytest.mark.parametrize("odd", [
     "SIAGAIVR|", "SIAGAIVR|${SHELL(id)}", "SIAGAIVR|chosen|extra", "SIAGAIVR|CHOSEN",
+    "SIAGAIVR|chosen|12|emergency|fire|emergency-fire",
+    "SIAGAIVR|chosen|1|Emergency|fire|emergency-fire",
+    "SIAGAIVR|chosen|1|emergency|${SHELL(id)}|emergency-fire",
+    "SIAGAIVR|chosen|1|emergency|fire|emergency-fire|extra",
     "SIAGAEND|", "SIAGAEND|x16", "SIAGAEND|16|16", "SIAGAEND|128", "SIAGAEND|-1",
     "SIAGAEND|9999999999",
 ])
