@@ -65,6 +65,26 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ReadOnlySQLTransactionError,
 )
 
+
+class _OutageInOneLine(logging.Filter):
+    """asyncpg's pool logs every failed attempt to restore its connection floor with the whole
+    traceback (``exc_info=True``): during a database outage, a screenful every few seconds,
+    where the line's own log says "database away" once. An outage is no bug: the record
+    keeps asyncpg's sentence and gains the reason, on one line. Anything else keeps its
+    traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, TRANSIENT_ERRORS):
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}: {exc}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OutageInOneLine())
+
 # Of a multi-host DSN (telephony/core/dsn.py), the node that last took a connection, tried
 # first next time: after a failover the first connection finds the new primary and every
 # later one goes straight to it, not through the dead node's timeout each time.
