@@ -390,3 +390,44 @@ async def test_no_merge_is_offered_for_a_call_whose_incident_was_worked_on(
     await console.client.app[CONTEXT].dispatches.dispatch(repeat, "damkar", actor="op1")
     assert (await desk(operator))["related"] == []
     assert related_ids((await operator.get(f"/console/incidents/{repeat}"))[1]) == []
+
+
+async def test_a_refused_details_form_names_the_field_to_fix_in_words(console: Console
+                                                                        ) -> None:
+    """The refusal is shown at the top of the page, away from the form: it said "Isian
+    mengandung karakter yang tidak diizinkan." for a tab pasted into the location from a
+    spreadsheet, and "Isian location_text ..." for a bidi control, so the operator could not
+    tell which field to fix."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    page = f"/console/incidents/{fire}"
+    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
+    form = {"version": str(version), "report_type": "fire", "priority": "2",
+            "village_code": "", "location_text": "Jl. Trunojoyo 12", "description": ""}
+    before = await incident_state(console.dsn)
+    refusals = [
+        ({"location_text": "Jl. Trunojoyo 12\tRT 03"},
+         "Lokasi mengandung karakter yang tidak diizinkan (satu baris saja: tanpa tab atau "
+         "baris baru)."),
+        ({"location_text": "x" * 501}, "Lokasi terlalu panjang (maksimal 500 karakter)."),
+        ({"description": "Asap tebal\x07"},
+         "Uraian mengandung karakter yang tidak diizinkan."),
+        ({"description": "x" * 4001}, "Uraian terlalu panjang (maksimal 4000 karakter)."),
+    ]
+    for fields, text in refusals:
+        assert await operator.flash(await operator.post(f"{page}/details",
+                                                        {**form, **fields})) == (
+            "error", text), fields
+    kind, text = await operator.flash(await operator.post(
+        f"{page}/details", {**form, "location_text": spoofed("Jl. Trunojoyo 12")}))
+    assert kind == "error" and text.startswith("Lokasi tidak boleh berisi karakter "
+                                               "pengatur arah teks"), text
+    assert await incident_state(console.dsn) == before
+    # A 2,000-character description, typed on several lines, is taken whole.
+    long = ("Penelepon panik, bicara cepat. " * 70)[:1999] + "."
+    kind, text = await operator.flash(await operator.post(
+        f"{page}/details", {**form, "description": long}))
+    assert kind == "ok", text
+    row = (await fetch(console.dsn, "SELECT description FROM incidents WHERE incident_id = $1",
+                       fire))[0]
+    assert row["description"] == long.strip()
