@@ -361,11 +361,12 @@ async def test_what_the_operator_typed_survives_a_conflict_a_double_click_and_a_
     await expect(typed).to_have_value(description)
 
     async def stored() -> asyncpg.Record:
-        row: asyncpg.Record = await line.database.run(lambda c: c.fetchrow(
+        row: asyncpg.Record | None = await line.database.run(lambda c: c.fetchrow(
             "SELECT report_type, priority, location_text, description, version, "
             "(SELECT count(*) FROM incident_events e WHERE e.incident_id = i.incident_id "
             "AND kind = 'details') AS edits FROM incidents i WHERE incident_id = $1",
             incident_id))
+        assert row is not None
         return row
 
     row = await stored()
