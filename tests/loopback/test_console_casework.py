@@ -431,3 +431,34 @@ async def test_a_refused_details_form_names_the_field_to_fix_in_words(console: C
     row = (await fetch(console.dsn, "SELECT description FROM incidents WHERE incident_id = $1",
                        fire))[0]
     assert row["description"] == long.strip()
+
+
+async def test_the_open_incidents_list_goes_on_past_its_first_page(console: Console) -> None:
+    """It stopped at 200 without a word: the 201st open incident was on no page."""
+    operator = await console.user("op1", "operator", desk=True)
+    await console.database.run(lambda c: c.executemany(
+        "INSERT INTO calls (call_id, caller_number, caller_key, line, arrived_at) "
+        "VALUES ($1, '081355500009', '6281355500009', '112', now())",
+        [(f"1700001{n:03d}.1",) for n in range(201)]))
+    incidents = console.client.app[CONTEXT].incidents
+    ids = [(await incidents.create_for_call(f"1700001{n:03d}.1")).incident_id
+           for n in range(201)]
+
+    def listed(html: str) -> list[int]:
+        return [int(n) for n in re.findall(r'<a href="/console/incidents/(\d+)">', html)]
+
+    status, html, _ = await operator.get("/console/incidents")
+    assert status == 200 and len(listed(html)) == 200
+    assert "insiden ke-1 s.d. ke-200" in html
+    assert 'href="/console/incidents?halaman=2" rel="next"' in html and 'rel="prev"' not in html
+    status, second, _ = await operator.get("/console/incidents?halaman=2")
+    assert status == 200 and "insiden ke-201 s.d. ke-201" in second
+    assert 'href="/console/incidents?halaman=1" rel="prev"' in second and 'rel="next"' not in second
+    assert sorted(listed(html) + listed(second)) == ids  # every one, once
+    # A page number typed wrong is the first page; one past the end says so.
+    for odd in ("0", "-1", "abc", "2.5", "%20", "9" * 40):
+        status, shown, _ = await operator.get(f"/console/incidents?halaman={odd}")
+        assert status == 200 and listed(shown) == listed(html), odd
+    status, shown, _ = await operator.get("/console/incidents?halaman=9")
+    assert status == 200 and "Tidak ada insiden terbuka di halaman ini." in shown
+    assert 'href="/console/incidents?halaman=8" rel="prev"' in shown
