@@ -403,6 +403,22 @@ async def test_what_the_operator_typed_survives_a_conflict_a_double_click_and_a_
     after = await stored()
     assert (after["description"], after["edits"]) == (description[:1000], row["edits"] + 1)
 
+    # A tab comes along with an address pasted from a spreadsheet: the refusal names the
+    # location, which is marked, focused and still holds what was pasted.
+    await location.fill("Gg. Melati 3\tRT 02/RW 05")
+    await page.click('button:has-text("Simpan rincian")')
+    await expect(page.locator("#flash")).to_have_text(
+        "Lokasi mengandung karakter yang tidak diizinkan (satu baris saja: tanpa tab atau "
+        "baris baru).", timeout=WAIT_MS)
+    await expect(location).to_be_focused()
+    await expect(location).to_have_attribute("aria-invalid", "true")
+    await expect(location).to_have_value("Gg. Melati 3\tRT 02/RW 05")
+    await shoot(page, shots, "22-lokasi-ditolak")
+    await location.fill("Gg. Melati 3, RT 02/RW 05")
+    await expect(location).not_to_have_attribute("aria-invalid", "true")
+    await page.click('button:has-text("Simpan rincian")')
+    await flash(page, "Rincian insiden disimpan.")
+
     # The session ends during a call (expired, or signed out elsewhere): the text comes back
     # once the operator has logged in again and opens the incident.
     await typed.fill("Korban dua orang, satu lansia.")

@@ -418,6 +418,11 @@ async def test_a_refused_details_form_names_the_field_to_fix_in_words(console: C
         assert await operator.flash(await operator.post(f"{page}/details",
                                                         {**form, **fields})) == (
             "error", text), fields
+    # The message names the field for the page's script to mark (forms.js).
+    response = await operator.post(f"{page}/details", {**form, "location_text": "a\tb"})
+    html = (await operator.get(response.headers["Location"]))[1]
+    assert '<p class="flash flash-error" role="alert" id="flash" data-field="location_text">' \
+        in html
     kind, text = await operator.flash(await operator.post(
         f"{page}/details", {**form, "location_text": spoofed("Jl. Trunojoyo 12")}))
     assert kind == "error" and text.startswith("Lokasi tidak boleh berisi karakter "

@@ -15,6 +15,9 @@
 // back into the form otherwise (after a refusal, after logging in again, after another form
 // of the page was sent), with a note and a way to discard it. Only the fields the operator
 // changed are kept, so what another operator saved meanwhile in the other fields stays.
+//
+// A refusal is shown at the top of the page; the field it names (data-field on the message)
+// is marked invalid, described by the message, and focused, so the operator lands on it.
 "use strict";
 
 (function () {
@@ -108,17 +111,37 @@
     restored[0].focus();
   }
 
+  // The field a refusal names (data-field on the message): marked invalid, described by the
+  // message at the top of the page, and focused, in the form that was sent.
+  function markRefused(flash, action) {
+    const form = Array.from(document.querySelectorAll("form")).find(
+      function (candidate) { return candidate.getAttribute("action") === action; });
+    const field = form && form.elements.namedItem(flash.dataset.field);
+    if (!field || typeof field.focus !== "function") return;
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", "flash");
+    field.addEventListener("input", function () {
+      field.removeAttribute("aria-invalid");
+      field.removeAttribute("aria-describedby");
+    }, { once: true });
+    field.focus();
+  }
+
   const store = storage();
-  let pending = null;
+  let pending = { draft: null, action: null };
   if (store !== null) {
-    pending = store.getItem(PENDING);
+    try {
+      pending = Object.assign(pending, JSON.parse(store.getItem(PENDING) || "{}"));
+    } catch (error) {
+      // Not ours (an older page's plain key): nothing was pending.
+    }
     store.removeItem(PENDING);
   }
   const flash = document.getElementById("flash");
   const taken = flash !== null && flash.classList.contains("flash-ok");
   for (const form of document.querySelectorAll("form[data-draft]")) {
     const key = form.dataset.draft;
-    if (taken && pending === key) {
+    if (taken && pending.draft === key) {
       if (store !== null) store.removeItem(DRAFT + key);
     } else {
       const draft = read(key);
@@ -126,6 +149,9 @@
     }
     form.addEventListener("input", function () { save(form); });
     form.addEventListener("change", function () { save(form); });
+  }
+  if (flash !== null && flash.dataset.field && pending.action) {
+    markRefused(flash, pending.action);
   }
 
   // Bubbling to the document, after any script of the page that handles its form itself
@@ -145,7 +171,11 @@
     }, RESEND_AFTER_MS);
     if (form.dataset.draft) save(form);
     try {
-      if (store !== null) store.setItem(PENDING, form.dataset.draft || "");
+      if (store !== null) {
+        store.setItem(PENDING, JSON.stringify({
+          draft: form.dataset.draft || null, action: form.getAttribute("action"),
+        }));
+      }
     } catch (error) {
       // Storage full: the draft is then kept, and shown again, until discarded.
     }
