@@ -155,10 +155,12 @@
   }
 
   // Bubbling to the document, after any script of the page that handles its form itself
-  // (and prevents the default): those posts are theirs.
+  // (and prevents the default): those posts are theirs. Only posts change anything: a
+  // report's period form (a GET) may be sent again at once with other dates.
   document.addEventListener("submit", function (event) {
     const form = event.target;
     if (event.defaultPrevented || !(form instanceof HTMLFormElement)) return;
+    if (form.method !== "post") return;
     if (form.dataset.sending) {
       event.preventDefault();
       return;
