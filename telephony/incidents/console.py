@@ -40,6 +40,9 @@ from telephony.web.routing import CASEWORK, PLAYBACK, SESSION, Route
 # Where a label form may send the operator back to: their screen or an incident page.
 _BACK: Final = re.compile(r"/console/(operator|incidents/[1-9][0-9]{0,17})")
 _INCIDENT_ID: Final = re.compile(r"[1-9][0-9]{0,17}")
+# How many open incidents a page of the list shows, and the page numbers it takes.
+INCIDENTS_PER_PAGE: Final = 200
+_PAGE_NUMBER: Final = re.compile(r"[1-9][0-9]{0,5}")
 # What each kind of incident timeline entry is called on the page.
 TIMELINE_LABELS: Final[Mapping[str, str]] = {
     "created": "Dibuat", "status": "Status diubah", "details": "Rincian diubah",
@@ -125,13 +128,29 @@ async def label_call(request: web.Request, form: Form) -> Done:
 # -- incidents ---------------------------------------------------------------------------------
 
 
+def _page_number(request: web.Request) -> int:
+    """The list's page (``?halaman=``); anything but a page number (typed or cut off in the
+    address bar) is the first page."""
+    raw = request.query.get("halaman", "1")
+    return int(raw) if _PAGE_NUMBER.fullmatch(raw) else 1
+
+
 async def incidents_page(request: web.Request) -> web.StreamResponse:
-    """Open incidents, most urgent first."""
+    """Open incidents, most urgent first, a page at a time.
+
+    The list stopped at 200 without a word: on a night of floods the 201st open incident was
+    on no page, and the list read as if it were all. One more than a page is read to know
+    whether another page follows."""
     ctx = context_of(request)
     now = datetime.now(UTC)
-    incidents = await ctx.incidents.open_incidents(limit=200)
-    rows = [(incident, ctx.dispatches.sla_clock(incident, now)) for incident in incidents]
-    return page(request, "incidents.html", title="Insiden terbuka", rows=rows)
+    number = _page_number(request)
+    first = (number - 1) * INCIDENTS_PER_PAGE
+    incidents = await ctx.incidents.open_incidents(limit=INCIDENTS_PER_PAGE + 1, offset=first)
+    rows = [(incident, ctx.dispatches.sla_clock(incident, now))
+            for incident in incidents[:INCIDENTS_PER_PAGE]]
+    return page(request, "incidents.html", title="Insiden terbuka", rows=rows,
+                page_number=number, first=first + 1, last=first + len(rows),
+                has_next=len(incidents) > INCIDENTS_PER_PAGE)
 
 
 async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:

@@ -200,6 +200,17 @@ def check_escalation(current: EscalationLevel, target: EscalationLevel, reason: 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CONTROL_ANY = re.compile(r"[\x00-\x1f\x7f]")
+# What each free-text field is called in a refusal. A console form's refusal is shown at the
+# top of the page, away from the field: "Isian mengandung karakter ..." left the operator
+# guessing which of the location and the description to fix, and the code name
+# ("location_text") is no word of theirs.
+TEXT_FIELD_NAMES: Final[Mapping[str, str]] = {
+    "location_text": "Lokasi", "description": "Uraian", "note": "Catatan",
+    "reason": "Alasan", "actor": "Pelaku", "name": "Nama", "contact": "Kontak",
+    "role": "Peran", "filename": "Nama berkas"}
+# One-line fields are also refused a tab or a line break, which a paste from a spreadsheet or
+# a chat message brings along unseen: say so, or the operator cannot find what to remove.
+_ONE_LINE: Final = " (satu baris saja: tanpa tab atau baris baru)"
 
 
 def clean_text(field: str, value: object, *, max_length: int, multiline: bool = False) -> str:
@@ -213,18 +224,20 @@ def clean_text(field: str, value: object, *, max_length: int, multiline: bool = 
     report over a character nobody can see. The console shows each such text in a block of
     its own, isolated (``unicode-bidi: isolate``), so an override cannot reach past it.
     """
+    named = TEXT_FIELD_NAMES.get(field, "Isian")
     if not isinstance(value, str):
-        raise ValidationError(field, "Isian harus berupa teks.")
+        raise ValidationError(field, f"{named} harus berupa teks.")
     # A browser posts a textarea's line breaks as CRLF (HTML's form encoding), which the
     # control check below would refuse: every description typed on two lines in the console.
     text = (value.replace("\r\n", "\n").replace("\r", "\n") if multiline else value).strip()
     if not multiline and bidi_control(text):
-        raise ValidationError(field, f"Isian {field} {BIDI_MESSAGE}.")
+        raise ValidationError(field, f"{named} {BIDI_MESSAGE}.")
     if (_CONTROL if multiline else _CONTROL_ANY).search(text) or (
             not multiline and unsafe_line(text)):
-        raise ValidationError(field, "Isian mengandung karakter yang tidak diizinkan.")
+        raise ValidationError(field, f"{named} mengandung karakter yang tidak diizinkan"
+                                     f"{_ONE_LINE if not multiline else ''}.")
     if len(text) > max_length:
-        raise ValidationError(field, f"Isian terlalu panjang (maksimal {max_length} karakter).")
+        raise ValidationError(field, f"{named} terlalu panjang (maksimal {max_length} karakter).")
     return text
 
 

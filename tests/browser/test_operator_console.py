@@ -19,13 +19,18 @@ Its own lab instance and ports, so it can run beside the end-to-end modules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import asyncpg
 import pytest
 from playwright.async_api import (
+    Error as PlaywrightError,
+)
+from playwright.async_api import (
     Locator,
     Page,
+    Route,
     expect,
 )
 
@@ -35,6 +40,7 @@ from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
 from telephony.calls.ids import parse_caller_id
 from telephony.desks.service import assign_desk
+from telephony.incidents.edits import parse_patch
 from telephony.lab import sipp
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
@@ -58,6 +64,7 @@ BASE = Settings(
 OPERATOR = "PJSIP/op1001"
 PASSWORD = "kata-sandi-operator"
 WAIT_MS = 30_000
+TYPED_CALL = "1600000200.1"  # the call whose incident the typing test works on
 HOSTILE_PLACE = "Jl. Trunojoyo <img src=x onerror=alert(1)> depan masjid"
 
 
@@ -304,6 +311,133 @@ async def test_an_operator_takes_a_call_and_dispatches_the_fire_brigade_in_the_b
     assert ("recording.play", source.rsplit("/", 2)[1]) in entries
     assert [a for a, _ in entries if a.startswith("desk.")] == [
         "desk.join", "desk.pause", "desk.resume", "desk.leave"]
+
+
+async def test_what_the_operator_typed_survives_a_conflict_a_double_click_and_a_lost_session(
+    line: Line, settings: Settings, console_page: ConsolePage
+) -> None:
+    """A night-shift operator types a long report while a colleague changes the same incident:
+    the refused form used to come back empty (2,000 characters of description gone), a double
+    click on Simpan showed the colleague-changed refusal for the operator's own second post,
+    and a session that ended during the call lost the text too."""
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("dewi", "operator", PASSWORD, actor="test")
+    await assign_desk(line.database, load_menu(settings.menu_file), "dewi", "PJSIP/op1002",
+                      {"general": 3})
+    await line.database.run(lambda c: c.execute(
+        "INSERT INTO calls (call_id, caller_number, caller_key, line, arrived_at, answered_at,"
+        " ended_at) VALUES ($1, '+62 812-3456-7890', '6281234567890', '112', now(), now(), "
+        "now())", TYPED_CALL))
+    incident_id = (await line.incidents.create_for_call(TYPED_CALL, actor="dewi")).incident_id
+    page, problems, shots = console_page.page, console_page.problems, console_page.shots
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    await console_page.log_in("dewi", PASSWORD, landing="/console/operator")
+    await page.goto(f"/console/incidents/{incident_id}")
+    description = ("Rumah terbakar di belakang pasar, api membesar, warga panik; "
+                   * 40)[:1999] + "."
+    location = page.locator('input[name="location_text"]')
+    typed = page.locator('textarea[name="description"]')
+    await location.fill("Gg. Melati 3, RT 02/RW 05")
+    await typed.fill(description)
+    await page.select_option('select[name="priority"]', "1")
+    # Meanwhile a colleague says the report is a flood.
+    await line.incidents.update_details(incident_id, parse_patch({"report_type": "flood"}),
+                                        actor="budi")
+    await page.click('button:has-text("Simpan rincian")')
+    await expect(page.locator("#flash")).to_contain_text("diubah petugas lain",
+                                                         timeout=WAIT_MS)
+    # What the operator typed is back, marked, with a note; the colleague's change stays.
+    await expect(typed).to_have_value(description)
+    await expect(location).to_have_value("Gg. Melati 3, RT 02/RW 05")
+    await expect(page.locator('select[name="priority"]')).to_have_value("1")
+    await expect(page.locator('select[name="report_type"]')).to_have_value("flood")
+    await expect(page.locator("#details-form .draft-note")).to_contain_text("dikembalikan")
+    await expect(page.locator('select[name="priority"]')).to_be_focused()  # first restored
+    await shoot(page, shots, "21-isian-dikembalikan")
+    await page.click('button:has-text("Simpan rincian")')
+    await flash(page, "Rincian insiden disimpan.")
+    await expect(page.locator("#details-form .draft-note")).to_have_count(0)
+    await expect(typed).to_have_value(description)
+
+    async def stored() -> asyncpg.Record:
+        row: asyncpg.Record | None = await line.database.run(lambda c: c.fetchrow(
+            "SELECT report_type, priority, location_text, description, version, "
+            "(SELECT count(*) FROM incident_events e WHERE e.incident_id = i.incident_id "
+            "AND kind = 'details') AS edits FROM incidents i WHERE incident_id = $1",
+            incident_id))
+        assert row is not None
+        return row
+
+    row = await stored()
+    assert (row["report_type"], row["priority"], row["location_text"], row["description"]) \
+        == ("flood", 1, "Gg. Melati 3, RT 02/RW 05", description)
+
+    # A second click while the post is on its way (a slow night's network: the request held
+    # until the operator has clicked again) posts nothing more: the operator reads
+    # "disimpan", not a refusal for a change someone else made.
+    await typed.fill(description[:1000])
+    posts.clear()
+    held: list[Route] = []
+    second = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        held.append(route)
+        if len(held) > 1:
+            second.set()
+        else:
+            # The first post waits (at most 2 s) for a second one to be sent.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(second.wait(), 2)
+        # The first post is cancelled by the browser once a second one replaced it.
+        with contextlib.suppress(PlaywrightError):
+            await route.continue_()
+
+    await page.route("**/details", hold)
+    await page.locator('button:has-text("Simpan rincian")').evaluate(
+        "button => { button.click(); setTimeout(() => button.click(), 50); }")
+    await flash(page, "Rincian insiden disimpan.")
+    await page.unroute("**/details")
+    assert [u for u in posts if u.endswith("/details")] == [
+        f"{line.web.url}/console/incidents/{incident_id}/details"], posts
+    after = await stored()
+    assert (after["description"], after["edits"]) == (description[:1000], row["edits"] + 1)
+
+    # A tab comes along with an address pasted from a spreadsheet: the refusal names the
+    # location, which is marked, focused and still holds what was pasted.
+    await location.fill("Gg. Melati 3\tRT 02/RW 05")
+    await page.click('button:has-text("Simpan rincian")')
+    await expect(page.locator("#flash")).to_have_text(
+        "Lokasi mengandung karakter yang tidak diizinkan (satu baris saja: tanpa tab atau "
+        "baris baru).", timeout=WAIT_MS)
+    await expect(location).to_be_focused()
+    await expect(location).to_have_attribute("aria-invalid", "true")
+    await expect(location).to_have_value("Gg. Melati 3\tRT 02/RW 05")
+    await shoot(page, shots, "22-lokasi-ditolak")
+    await location.fill("Gg. Melati 3, RT 02/RW 05")
+    await expect(location).not_to_have_attribute("aria-invalid", "true")
+    await page.click('button:has-text("Simpan rincian")')
+    await flash(page, "Rincian insiden disimpan.")
+
+    # The session ends during a call (expired, or signed out elsewhere): the text comes back
+    # once the operator has logged in again and opens the incident.
+    await typed.fill("Korban dua orang, satu lansia.")
+    await line.database.run(lambda c: c.execute(
+        "DELETE FROM sessions WHERE account_id = "
+        "(SELECT account_id FROM accounts WHERE username = 'dewi')"))
+    await page.click('button:has-text("Simpan rincian")')
+    await page.wait_for_url("**/console/login")
+    await expect(page.locator("#flash")).to_contain_text("Silakan masuk")
+    await console_page.log_in("dewi", PASSWORD, landing="/console/operator")
+    await page.goto(f"/console/incidents/{incident_id}")
+    await expect(typed).to_have_value("Korban dua orang, satu lansia.")
+    await page.click('button:has-text("Simpan rincian")')
+    await flash(page, "Rincian insiden disimpan.")
+    assert (await stored())["description"] == "Korban dua orang, satu lansia."
+    # Saved: the next visit shows what is stored, no draft.
+    await page.reload()
+    await expect(page.locator(".draft-note")).to_have_count(0)
+    assert problems == []
 
 
 async def panel_call_id(page: Page) -> str:

@@ -390,3 +390,80 @@ async def test_no_merge_is_offered_for_a_call_whose_incident_was_worked_on(
     await console.client.app[CONTEXT].dispatches.dispatch(repeat, "damkar", actor="op1")
     assert (await desk(operator))["related"] == []
     assert related_ids((await operator.get(f"/console/incidents/{repeat}"))[1]) == []
+
+
+async def test_a_refused_details_form_names_the_field_to_fix_in_words(console: Console
+                                                                        ) -> None:
+    """The refusal is shown at the top of the page, away from the form: it said "Isian
+    mengandung karakter yang tidak diizinkan." for a tab pasted into the location from a
+    spreadsheet, and "Isian location_text ..." for a bidi control, so the operator could not
+    tell which field to fix."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    page = f"/console/incidents/{fire}"
+    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
+    form = {"version": str(version), "report_type": "fire", "priority": "2",
+            "village_code": "", "location_text": "Jl. Trunojoyo 12", "description": ""}
+    before = await incident_state(console.dsn)
+    refusals = [
+        ({"location_text": "Jl. Trunojoyo 12\tRT 03"},
+         "Lokasi mengandung karakter yang tidak diizinkan (satu baris saja: tanpa tab atau "
+         "baris baru)."),
+        ({"location_text": "x" * 501}, "Lokasi terlalu panjang (maksimal 500 karakter)."),
+        ({"description": "Asap tebal\x07"},
+         "Uraian mengandung karakter yang tidak diizinkan."),
+        ({"description": "x" * 4001}, "Uraian terlalu panjang (maksimal 4000 karakter)."),
+    ]
+    for fields, text in refusals:
+        assert await operator.flash(await operator.post(f"{page}/details",
+                                                        {**form, **fields})) == (
+            "error", text), fields
+    # The message names the field for the page's script to mark (forms.js).
+    response = await operator.post(f"{page}/details", {**form, "location_text": "a\tb"})
+    html = (await operator.get(response.headers["Location"]))[1]
+    assert '<p class="flash flash-error" role="alert" id="flash" data-field="location_text">' \
+        in html
+    kind, text = await operator.flash(await operator.post(
+        f"{page}/details", {**form, "location_text": spoofed("Jl. Trunojoyo 12")}))
+    assert kind == "error" and text.startswith("Lokasi tidak boleh berisi karakter "
+                                               "pengatur arah teks"), text
+    assert await incident_state(console.dsn) == before
+    # A 2,000-character description, typed on several lines, is taken whole.
+    long = ("Penelepon panik, bicara cepat. " * 70)[:1999] + "."
+    kind, text = await operator.flash(await operator.post(
+        f"{page}/details", {**form, "description": long}))
+    assert kind == "ok", text
+    row = (await fetch(console.dsn, "SELECT description FROM incidents WHERE incident_id = $1",
+                       fire))[0]
+    assert row["description"] == long.strip()
+
+
+async def test_the_open_incidents_list_goes_on_past_its_first_page(console: Console) -> None:
+    """It stopped at 200 without a word: the 201st open incident was on no page."""
+    operator = await console.user("op1", "operator", desk=True)
+    await console.database.run(lambda c: c.executemany(
+        "INSERT INTO calls (call_id, caller_number, caller_key, line, arrived_at) "
+        "VALUES ($1, '081355500009', '6281355500009', '112', now())",
+        [(f"1700001{n:03d}.1",) for n in range(201)]))
+    incidents = console.client.app[CONTEXT].incidents
+    ids = [(await incidents.create_for_call(f"1700001{n:03d}.1")).incident_id
+           for n in range(201)]
+
+    def listed(html: str) -> list[int]:
+        return [int(n) for n in re.findall(r'<a href="/console/incidents/(\d+)">', html)]
+
+    status, html, _ = await operator.get("/console/incidents")
+    assert status == 200 and len(listed(html)) == 200
+    assert "insiden ke-1 s.d. ke-200" in html
+    assert 'href="/console/incidents?halaman=2" rel="next"' in html and 'rel="prev"' not in html
+    status, second, _ = await operator.get("/console/incidents?halaman=2")
+    assert status == 200 and "insiden ke-201 s.d. ke-201" in second
+    assert 'href="/console/incidents?halaman=1" rel="prev"' in second and 'rel="next"' not in second
+    assert sorted(listed(html) + listed(second)) == ids  # every one, once
+    # A page number typed wrong is the first page; one past the end says so.
+    for odd in ("0", "-1", "abc", "2.5", "%20", "9" * 40):
+        status, shown, _ = await operator.get(f"/console/incidents?halaman={odd}")
+        assert status == 200 and listed(shown) == listed(html), odd
+    status, shown, _ = await operator.get("/console/incidents?halaman=9")
+    assert status == 200 and "Tidak ada insiden terbuka di halaman ini." in shown
+    assert 'href="/console/incidents?halaman=8" rel="prev"' in shown

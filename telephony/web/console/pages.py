@@ -78,7 +78,7 @@ def form_action(back: Back, action: Action) -> Handler:
             if error is None or error.status in (401, 403):
                 raise
             log_refusal(request, error)
-            return redirect(request, back_to, Flash("error", error.message))
+            return redirect(request, back_to, Flash("error", error.message, error.field))
         if done.shown_once is not None:
             return page(request, "shown_once.html", title="Catat sekarang",
                         message=done.message, secret=done.shown_once,

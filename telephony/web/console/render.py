@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ HOME: Final = f"{PREFIX}/"
 OPERATOR_SCREEN: Final = f"{PREFIX}/operator"
 FLASH_COOKIE: Final = "siaga112_flash"
 _FLASH_MAX: Final = 600
+_FIELD_NAME: Final = re.compile(r"[a-z_]{1,40}")
 
 # What a page or a form post answers, as the route table documents it.
 PAGE: Final = Reply(200, None, {"text/html": {}}, "Halaman")
@@ -116,6 +118,9 @@ class Flash:
 
     kind: str  # ok or error
     text: str
+    # The form field a refusal is about (its name), so the page can mark and focus it: the
+    # message is shown at the top, away from the field.
+    field: str = ""
 
 
 def _read_flash(request: web.Request) -> Flash | None:
@@ -131,7 +136,9 @@ def _read_flash(request: web.Request) -> Flash | None:
     if (not isinstance(data, dict) or data.get("kind") not in ("ok", "error")
             or not isinstance(data.get("text"), str)):
         return None
-    return Flash(data["kind"], data["text"][:_FLASH_MAX])
+    field = data.get("field", "")
+    return Flash(data["kind"], data["text"][:_FLASH_MAX],
+                 field if isinstance(field, str) and _FIELD_NAME.fullmatch(field) else "")
 
 
 def page(request: web.Request, template: str, *, status: int = 200,
@@ -162,7 +169,8 @@ def redirect(request: web.Request, location: str, flash: Flash | None = None) ->
     """See other: ``location`` (a path of ours), with a message for the page there."""
     response = web.Response(status=303, headers={"Location": location})
     if flash is not None:
-        text = json.dumps({"kind": flash.kind, "text": flash.text[:_FLASH_MAX]},
+        text = json.dumps({"kind": flash.kind, "text": flash.text[:_FLASH_MAX],
+                           **({"field": flash.field} if flash.field else {})},
                           ensure_ascii=False)
         response.set_cookie(FLASH_COOKIE, quote(text), path=PREFIX, max_age=60,
                             httponly=True, samesite="Strict",
