@@ -38,6 +38,17 @@ async def cases(console: Console) -> tuple[int, int, int]:
     return fire.incident_id, repeat.incident_id, medical.incident_id
 
 
+async def details_form(console: Console) -> tuple[Browser, int, str, dict[str, str]]:
+    """An operator at the fire incident's page, with its details form as the page holds it."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    page = f"/console/incidents/{fire}"
+    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
+    return operator, fire, page, {
+        "version": str(version), "report_type": "fire", "priority": "2", "village_code": "",
+        "location_text": "Jl. Trunojoyo 12", "description": ""}
+
+
 def related_ids(html: str) -> list[int]:
     """The incidents the page offers to merge into, in the order shown."""
     section = html.split('id="related"', 1)
@@ -240,12 +251,7 @@ async def add_recording(console: Console, call_id: str, kind: str, state: str,
 async def test_the_details_form_refuses_a_bidi_control_in_the_location_only(
     console: Console
 ) -> None:
-    operator = await console.user("op1", "operator", desk=True)
-    fire, _, _ = await cases(console)
-    page = f"/console/incidents/{fire}"
-    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
-    form = {"version": str(version), "report_type": "fire", "priority": "2",
-            "village_code": "", "location_text": "Jl. Trunojoyo 12", "description": ""}
+    operator, fire, page, form = await details_form(console)
     before = await incident_state(console.dsn)
     for control in BIDI_CONTROLS:
         kind, shown = await operator.flash(await operator.post(
@@ -267,14 +273,9 @@ async def test_the_details_form_refuses_a_bidi_control_in_the_location_only(
 async def test_a_description_typed_on_several_lines_is_saved(console: Console) -> None:
     """A browser posts a textarea's line breaks as CRLF; they were refused as control
     characters. Stored with plain line breaks."""
-    operator = await console.user("op1", "operator", desk=True)
-    fire, _, _ = await cases(console)
-    page = f"/console/incidents/{fire}"
-    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
+    operator, fire, page, form = await details_form(console)
     kind, shown = await operator.flash(await operator.post(f"{page}/details", {
-        "version": str(version), "report_type": "fire", "priority": "2", "village_code": "",
-        "location_text": "Jl. Trunojoyo 12",
-        "description": "Asap tebal dari gudang.\r\nDua orang terjebak.\rLantai 2."}))
+        **form, "description": "Asap tebal dari gudang.\r\nDua orang terjebak.\rLantai 2."}))
     assert kind == "ok", shown
     row = (await fetch(console.dsn, "SELECT description FROM incidents WHERE incident_id = $1",
                        fire))[0]
@@ -398,12 +399,7 @@ async def test_a_refused_details_form_names_the_field_to_fix_in_words(console: C
     mengandung karakter yang tidak diizinkan." for a tab pasted into the location from a
     spreadsheet, and "Isian location_text ..." for a bidi control, so the operator could not
     tell which field to fix."""
-    operator = await console.user("op1", "operator", desk=True)
-    fire, _, _ = await cases(console)
-    page = f"/console/incidents/{fire}"
-    version = int(re.findall(r'name="version" value="(\d+)"', (await operator.get(page))[1])[0])
-    form = {"version": str(version), "report_type": "fire", "priority": "2",
-            "village_code": "", "location_text": "Jl. Trunojoyo 12", "description": ""}
+    operator, fire, page, form = await details_form(console)
     before = await incident_state(console.dsn)
     refusals = [
         ({"location_text": "Jl. Trunojoyo 12\tRT 03"},
