@@ -113,6 +113,14 @@ async def error_of(response: aiohttp.ClientResponse) -> dict[str, Any]:
     return dict(body["error"])
 
 
+async def fire_incident(api: Api) -> tuple[dict[str, str], str]:
+    """An operator's headers, and the path of the incident they opened for the fire call."""
+    op = await api.account("op1", "operator")
+    created = await (await api.client.post("/api/incidents", json={"call_id": FIRE_CALL},
+                                           headers=op)).json()
+    return op, f"/api/incidents/{created['incident_id']}"
+
+
 # -- sessions, roles, CSRF -------------------------------------------------------------------
 
 
@@ -376,11 +384,8 @@ async def test_unknown_incidents_are_404_and_change_nothing(api: Api) -> None:
 async def test_invalid_changes_are_refused_with_a_reason_and_change_nothing(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
-    op = await api.account("op1", "operator")
+    op, path = await fire_incident(api)
     client = api.client
-    created = await (await client.post("/api/incidents", json={"call_id": FIRE_CALL},
-                                       headers=op)).json()
-    path = f"/api/incidents/{created['incident_id']}"
     before = await incident_state(api.dsn)
     cases: list[tuple[str, str, Any, int, str]] = [
         ("POST", f"{path}/status", {"status": "resolved"}, 409, "invalid_transition"),
@@ -430,11 +435,8 @@ async def test_invalid_changes_are_refused_with_a_reason_and_change_nothing(
 async def test_a_bidi_control_is_refused_in_a_location_and_kept_in_free_text(api: Api) -> None:
     """The location is one line shown beside others: an override would show it reversed.
     The description and notes are what the operator took down; they keep what was typed."""
-    op = await api.account("op1", "operator")
+    op, path = await fire_incident(api)
     client = api.client
-    created = await (await client.post("/api/incidents", json={"call_id": FIRE_CALL},
-                                       headers=op)).json()
-    path = f"/api/incidents/{created['incident_id']}"
     before = await incident_state(api.dsn)
     for control in BIDI_CONTROLS:
         response = await client.patch(path, headers=op, json={
