@@ -68,6 +68,7 @@ _IMEI_URN = "urn:gsma:imei:"
 # Some networks deliver a SIM-less call's identity as "IMEI" + the digits, sometimes with a
 # colon or a space between (the words after the prefix are separators, not identity).
 _IMEI_PREFIX = "imei"
+_SVN_PARAM: Final = re.compile(r"svn=[0-9]{2}")
 _SEPARATORS = str.maketrans("", "", " -().")
 # Indonesian numbers in E.164 are 62 + 8..12 digits (landline area code + subscriber, or 8xx
 # mobile); nationally they are 0 + the same 8..12 digits.
@@ -114,7 +115,8 @@ def parse_caller_id(raw: str) -> CallerId:
 
     Numbers become E.164 digits without ``+`` (``0812…``, ``+62812…`` and a mobile number
     without its trunk 0, ``812…``, are one caller; :func:`national_mobile`). A
-    SIM-less phone's IMEI, passed as ``urn:gsma:imei:…``, as ``IMEI`` + digits, or as 15
+    SIM-less phone's IMEI, passed as ``urn:gsma:imei:…`` (with RFC 7254's ``;svn=NN`` for an
+    IMEISV), as ``IMEI`` + digits, or as 15
     Luhn-valid digits (no Indonesian number is that long), becomes ``imei:`` + its 14 identity
     digits, so an IMEI and the IMEISV of the same handset share a history. The URN and the
     ``IMEI`` prefix name the identifier outright, so their digits are keyed as delivered (14-16
@@ -127,7 +129,14 @@ def parse_caller_id(raw: str) -> CallerId:
         return CallerId(raw, CallerIdKind.WITHHELD, None)
     for prefix in (_IMEI_URN, _IMEI_PREFIX):
         if lowered.startswith(prefix):
-            digits = lowered[len(prefix):].lstrip(":").translate(_SEPARATORS)
+            digits = lowered[len(prefix):].lstrip(":")
+            if prefix == _IMEI_URN:
+                # RFC 7254 adds the software version as a parameter, ";svn=42": the IMEISV of
+                # the same handset, whose identity is the digits before it.
+                digits, _, params = digits.partition(";")
+                if params and not _SVN_PARAM.fullmatch(params):
+                    return CallerId(raw, CallerIdKind.MALFORMED, None)
+            digits = digits.translate(_SEPARATORS)
             if ascii_digits(digits) and len(digits) in (14, 15, 16):
                 return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
             return CallerId(raw, CallerIdKind.MALFORMED, None)

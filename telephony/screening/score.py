@@ -496,7 +496,16 @@ def _terms(values: Values, config: ScoreConfig, terms: dict[str, float]) -> None
     weights = config.weights
     for name, value in values:
         code = REASON_OF[name]
-        terms[code] = terms.get(code, 0.0) + getattr(weights, name) * value
+        contribution = getattr(weights, name) * value
+        # An admin's extreme but valid file (a weight of 1e308, a conversation_seconds of
+        # 1e-300) can overflow a term to infinity, and opposite infinities sum to NaN: the score
+        # would read NaN as "certain prank", and an infinite contribution is no JSON the
+        # post-call store accepts. Each term is capped at the log-odds the score saturates at
+        # anyway; a weight of 0 times an infinite value weighs nothing.
+        if math.isnan(contribution):
+            contribution = 0.0
+        contribution = max(-_MAX_LOG_ODDS, min(_MAX_LOG_ODDS, contribution))
+        terms[code] = terms.get(code, 0.0) + contribution
 
 
 def _finish(log_odds: float, terms: dict[str, float], pre: PreQueueFeatures,

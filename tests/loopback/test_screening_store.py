@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -14,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from ivr.flow import IvrResult, Outcome
+from ivr.menu import Route
 from telephony.calls.facts import (
     CallCut,
     CallEnded,
@@ -33,6 +36,7 @@ from telephony.screening.features import (
     PastCall,
     summarise_history,
 )
+from telephony.screening.ivr import PreQueueScreener
 from telephony.screening.score import ScoreConfig, pre_queue_score
 from telephony.screening.service import (
     SCORING_MAX_AGE,
@@ -661,3 +665,35 @@ async def test_an_upgrade_queues_what_the_window_scan_would_have_scored(
         await connection.close()
         await database.close()
         await drop_database(pg_cluster, owner)
+
+
+async def test_a_history_query_held_by_a_lock_fails_open_within_the_budget(
+    connection: asyncpg.Connection, service: ScreeningService, database_dsn: str,
+) -> None:
+    """The IVR's 300 ms: a history query that PostgreSQL holds (here behind a lock on
+    ``calls``) yields no verdict in time, closing the screener does not wait for the query,
+    and the next caller is scored once the lock is gone."""
+    await CallRepository(CALENDAR).apply(connection, call_facts("l.1", "081277770000", at=T0))
+    result = IvrResult(Route("emergency", "general", "emergency-general"), Outcome.CHOSEN, "1",
+                       16000, 0)
+    locker = await asyncpg.connect(database_dsn)
+    try:
+        locked = locker.transaction()
+        await locked.start()
+        await locker.execute("LOCK TABLE calls IN ACCESS EXCLUSIVE MODE")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        screener = PreQueueScreener(service, "119", "081277770000", timeout=0.3)
+        assert await screener.verdict(result) is None
+        await screener.close()
+        # The budget and a scheduling margin; the query itself would wait for ever.
+        assert loop.time() - started < 0.3 + 0.2
+        await locked.rollback()
+    finally:
+        await locker.close()
+    screener = PreQueueScreener(service, "119", "081277770000", timeout=5.0)
+    try:
+        verdict = await screener.verdict(result)
+    finally:
+        await screener.close()
+    assert verdict is not None and verdict.priority >= service.config().priority_floor

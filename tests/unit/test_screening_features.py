@@ -81,6 +81,9 @@ def test_withheld_numbers_have_no_history_key(raw: str) -> None:
         "352099001761482",  # 15 digits failing the Luhn check
         "+0812345678",  # international form cannot start with 0
         "urn:gsma:imei:12-34",
+        "urn:gsma:imei:35209900-176148-1;svn=2",  # RFC 7254: the svn is two digits
+        "urn:gsma:imei:35209900-176148-1;foo=23",
+        "urn:gsma:imei:35209900-176148-1;svn=23;svn=24",
         "IMEI12345",  # too short for an IMEI
         "IMEI35209900176148x",
         "IMEI\u0663\u0665\u0662\u0660\u0669\u0669\u0660\u0660\u0661\u0667\u0666\u0661\u0664\u0668",
@@ -125,6 +128,8 @@ def test_luhn() -> None:
         "IMEI 35209900-176148-1",
         "IMEI3520990017614823",
         "IMEI35209900176148",  # 14 identity digits, no check digit: keyed as delivered
+        "urn:gsma:imei:35209900-176148-1;svn=23",  # RFC 7254's IMEISV: the URN + its svn
+        "URN:GSMA:IMEI:35209900-176148-1;SVN=23",
     ],
 )
 def test_simless_phones_are_keyed_by_their_imei(raw: str) -> None:

@@ -241,6 +241,44 @@ def test_score_stays_within_zero_and_one_at_extremes() -> None:
     assert 0.0 < pre_queue_score(pre(), low).value < 1.0
 
 
+# An admin's file may hold any finite numbers; these overflow a term (a weight of 1e308 times
+# log1p(calls), a speech time divided by 1e-300 s) or multiply an infinite value by a weight of 0.
+OVERFLOWING = [
+    {"weights": {"nuisance_hour": 1e308, "genuine_labels": -1e308}},
+    {"weights": {"nuisance_hour": 1e308, "calls_hour": 1e308, "genuine_labels": -1e308}},
+    {"conversation_seconds": 5e-324},
+    {"conversation_seconds": 5e-324, "weights": {"conversation": 0.0}},
+]
+
+
+@pytest.mark.parametrize("document", OVERFLOWING)
+def test_an_overflowing_configuration_gives_finite_scores_and_reasons(
+        document: dict[str, object]) -> None:
+    config = ScoreConfig.from_mapping(document)
+    # Nuisance calls in the hour and a genuine label: terms of both signs, each overflowing.
+    history = dataclasses.replace(silent_burst(3, 2), genuine_calls=1,
+                                  seconds_since_last_genuine=60.0)
+    for score in (pre_queue_score(pre(history), config),
+                  post_call_score(pre(history), REAL_CALL, config)):
+        assert 0.0 <= score.value <= 1.0
+        assert all(math.isfinite(r.contribution) for r in score.reasons), score
+        # What the post-call store writes: jsonb refuses Infinity and NaN.
+        json.dumps([r.contribution for r in score.reasons], allow_nan=False)
+        decision = decide(score, "112", "emergency", config)
+        assert decision.priority >= config.priority_floor
+
+
+def test_opposite_overflows_do_not_read_as_a_certain_prank() -> None:
+    # Infinity minus infinity is NaN, which the clamp to the log-odds bounds read as +30. Capped,
+    # the two enormous weights of opposite signs cancel out.
+    config = ScoreConfig.from_mapping(OVERFLOWING[0])
+    neither = ScoreConfig.from_mapping({"weights": {"nuisance_hour": 0.0, "genuine_labels": 0.0}})
+    history = dataclasses.replace(silent_burst(3, 2), genuine_calls=1,
+                                  seconds_since_last_genuine=60.0)
+    assert math.isclose(pre_queue_score(pre(history), config).value,
+                        pre_queue_score(pre(history), neither).value)
+
+
 # -- post-call -----------------------------------------------------------------------------------
 
 
@@ -501,3 +539,12 @@ def test_the_post_call_score_reads_the_calls_own_keys() -> None:
     assert post_call_score(wrong, REAL_CALL, MENU_CONFIG) == post_call_score(
         pre(), REAL_CALL, MENU_CONFIG)
     assert "prompt_key" in codes(post_call_score(pre(), REAL_CALL, MENU_CONFIG))
+
+
+def test_a_zero_weight_ignores_an_overflowing_value() -> None:
+    # 0 x infinity is NaN, which read as "certain prank" after a long genuine call.
+    zero = {"weights": {"conversation": 0.0}}
+    overflowing = ScoreConfig.from_mapping({**zero, "conversation_seconds": 5e-324})
+    ordinary = ScoreConfig.from_mapping(zero)
+    assert math.isclose(post_call_score(pre(), REAL_CALL, overflowing).value,
+                        post_call_score(pre(), REAL_CALL, ordinary).value)
