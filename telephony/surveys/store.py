@@ -15,13 +15,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from telephony.calls.store import OPEN_CALL_HORIZON
 from telephony.db.rows import from_row
 from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
-
-# No emergency call lasts this long: a call of a caller's still open after it lost its end
-# (the line was down when it hung up, and nothing backfilled it), and must not keep their
-# survey from ever being placed.
-OPEN_CALL_HORIZON = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
