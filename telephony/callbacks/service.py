@@ -56,7 +56,7 @@ from telephony.callbacks.model import (
 from telephony.callbacks.store import CallbackRepository
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
-from telephony.calls.store import LegRepository
+from telephony.calls.store import OPEN_CALL_HORIZON, LegRepository
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
 from telephony.desks.store import Assignment
@@ -252,6 +252,14 @@ class CallbackService:
                 if entry.in_flight is not None:
                     raise CallbackBusy(f"Penelepon ini sedang dihubungi kembali oleh "
                                        f"{entry.in_flight.actor}.")
+                # Their new call reaches an operator through the queue; a call-back now
+                # would ring a phone that is on an emergency call (call waiting, or busy).
+                # A call open past the horizon lost its end and holds nothing up.
+                key = entry.call.caller_key
+                if key is not None and await self._repo.on_the_line(
+                        connection, key, since=self._clock() - OPEN_CALL_HORIZON):
+                    raise CallbackBusy("Penelepon ini sedang menelepon 112 saat ini; "
+                                       "panggilannya akan dijawab lewat antrean.")
                 leg_id = await self._legs.open(
                     connection, kind=LegKind.CALLBACK, call_id=entry.call.call_id,
                     incident_id=entry.incident_id, operator=desk.interface,

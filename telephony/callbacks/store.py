@@ -124,6 +124,17 @@ class CallbackRepository:
                                         call_id)
         return (False, None) if row is None else (True, row["caller_key"])
 
+    async def on_the_line(self, connection: asyncpg.Connection, key: str, *,
+                          since: datetime) -> bool:
+        """Whether a call of the caller ``key``, arrived since ``since``, has not ended: they
+        are calling the line right now."""
+        return bool(await connection.fetchval(
+            """
+            SELECT EXISTS (SELECT 1 FROM calls WHERE caller_key = $1 AND arrived_at >= $2
+                                                 AND ended_at IS NULL)
+            """,
+            key, since))
+
     async def lock_caller(self, connection: asyncpg.Connection, key: str) -> None:
         """Hold the caller's entry until the transaction ends: two operators calling the
         same caller back, or a call-back and a closing, take turns."""

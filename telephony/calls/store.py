@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -49,6 +49,11 @@ from telephony.db.rows import from_row
 from telephony.settings import ShiftDefinition
 
 log = logging.getLogger("telephony.db")
+
+# No emergency call lasts this long: a caller's call still open after it is one whose end went
+# unrecorded (the line was down when it hung up, and nothing backfilled it). What holds back a
+# call-back or a rating survey while the caller is on the line ignores it.
+OPEN_CALL_HORIZON = timedelta(hours=3)
 
 _INT4_MAX = 2**31 - 1
 

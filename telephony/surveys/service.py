@@ -276,7 +276,11 @@ class SurveyService:
                 if room <= 0:
                     return []
                 calls = []
-                for due in await self._repo.claim_due(connection, now, limit=room):
+                # The survey's own wait after a resolution is also how long it waits after
+                # any call of the caller ends: a caller just off a new emergency call is not
+                # asked to rate the old one (and an operator may be calling them back).
+                for due in await self._repo.claim_due(connection, now, limit=room,
+                                                      quiet=config.delay):
                     if due.incident_rating is not None:
                         # Rated meanwhile (say, a survey whose last step was cut short by a
                         # crash): no call is needed.

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
+from telephony.calls.store import OPEN_CALL_HORIZON
 from telephony.db.rows import from_row
 from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
 
@@ -147,19 +148,33 @@ class SurveyRepository:
         return int(value)
 
     async def claim_due(
-        self, connection: asyncpg.Connection, now: datetime, *, limit: int
+        self, connection: asyncpg.Connection, now: datetime, *, limit: int,
+        quiet: timedelta = timedelta(0),
     ) -> list[DueSurvey]:
-        """Scheduled surveys due at ``now``, locked (skipping any another worker holds)."""
+        """Scheduled surveys due at ``now``, locked (skipping any another worker holds).
+
+        A survey whose caller is on the line now (a call of theirs, by ``caller_key``, so
+        ``0812…`` and ``+62812…`` alike, that has not ended), or whose call ended less than
+        ``quiet`` ago, is left scheduled for a later pass: a rating call must never ring a
+        phone that is on a new emergency call, nor follow one at once. A call arrived more
+        than :data:`OPEN_CALL_HORIZON` ago and never marked ended (its end went unrecorded)
+        holds nothing up.
+        """
         rows = await connection.fetch(
             """
             SELECT s.survey_id, s.incident_id, s.number, s.attempts, i.rating AS incident_rating
             FROM surveys s JOIN incidents i USING (incident_id)
             WHERE s.state = 'scheduled' AND s.next_attempt_at <= $1
+              AND NOT EXISTS (
+                  SELECT 1 FROM calls o JOIN calls c ON c.caller_key = o.caller_key
+                  WHERE o.call_id = s.call_id
+                    AND ((c.ended_at IS NULL AND c.arrived_at >= $1 - $3::interval)
+                         OR c.ended_at > $1 - $4::interval))
             ORDER BY s.next_attempt_at
             LIMIT $2
             FOR UPDATE OF s SKIP LOCKED
             """,
-            now, limit,
+            now, limit, OPEN_CALL_HORIZON, quiet,
         )
         return [from_row(DueSurvey, row) for row in rows]
 

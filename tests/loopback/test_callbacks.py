@@ -27,7 +27,7 @@ from telephony.callbacks import service as callback_service
 from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
 from telephony.callbacks.service import CallbackConfig, CallbackService
-from telephony.calls.facts import CallFact, LegProgressed
+from telephony.calls.facts import CallEnded, CallFact, LegProgressed, QueueAbandoned
 from telephony.calls.legs import LegKind, LegOutcome
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
@@ -250,6 +250,30 @@ async def test_an_operator_on_a_call_or_without_a_desk_sends_nothing(bench: Benc
 
 
 # -- closing, and leaving the list -----------------------------------------------------------------
+
+
+async def test_a_caller_calling_the_line_right_now_is_not_called_back(bench: Bench) -> None:
+    await gave_up(bench, minutes=20)
+    # They ring again (written +62…) and wait in the queue: not answered, not ended.
+    waiting = [fact for fact in call_facts("1790000000.6", "+62 812-3456-7890",
+                                           at=ago(seconds=30), answered_at=None)
+               if not isinstance(fact, QueueAbandoned | CallEnded)]
+    await bench.happen(*waiting)
+    operator = await bench.account("op1001", "operator", desk=True)
+
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+
+    assert response.status == 409
+    error = await error_of(response)
+    assert (error["code"], error["message"]) == (
+        "callback_busy",
+        "Penelepon ini sedang menelepon 112 saat ini; panggilannya akan dijawab lewat antrean.")
+    assert bench.originates() == [] and await bench.legs() == []
+    # That call ends unanswered: they are called back as usual.
+    await bench.happen(CallEnded("1790000000.6", 16, "Normal Clearing", ago(seconds=1)))
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert response.status == 202, await response.text()
+    assert len(bench.originates()) == 1
 
 
 async def test_a_supervisor_closes_an_entry_with_a_reason(bench: Bench) -> None:

@@ -21,7 +21,7 @@ from telephony.agi.protocol import AgiEnvironment, AgiReply
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.testing import ListSink, fake_asterisk, render
-from telephony.calls.facts import CallFact, CallStarted, OperatorAnswered
+from telephony.calls.facts import CallEnded, CallFact, CallStarted, OperatorAnswered
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
@@ -119,20 +119,28 @@ def surveys(database: Database, ami: FakeAmi, incidents: IncidentService,
     return make_surveys(database, ami, incidents, clock)
 
 
-async def add_call(dsn: str, caller: str) -> str:
-    """An answered call from ``caller``; returns its id."""
+async def add_call(dsn: str, caller: str, *, start: datetime | None = None,
+                   ended: bool = True) -> str:
+    """An answered call from ``caller`` (ended two minutes later unless told otherwise);
+    returns its id."""
     call_id = f"call.{uuid.uuid4().hex[:8]}"
-    start = datetime.now(UTC) - timedelta(minutes=5)
+    start = start or datetime.now(UTC) - timedelta(minutes=5)
     facts: list[CallFact] = [
         CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", caller, "", "112", start),
         OperatorAnswered(call_id, "fire", "PJSIP/op1001", 10, 2, start + timedelta(seconds=20)),
     ]
+    if ended:
+        facts.append(CallEnded(call_id, 16, "Normal Clearing", start + timedelta(minutes=2)))
+    await apply_facts(dsn, facts)
+    return call_id
+
+
+async def apply_facts(dsn: str, facts: Sequence[CallFact]) -> None:
     connection = await asyncpg.connect(dsn)
     try:
-        await CallRepository(CALENDAR).apply(connection, facts)
+        await CallRepository(CALENDAR).apply(connection, list(facts))
     finally:
         await connection.close()
-    return call_id
 
 
 async def resolved_incident(dsn: str, incidents: IncidentService, *callers: str) -> int:
@@ -414,6 +422,47 @@ async def test_no_attempt_is_spent_while_ami_is_down_or_outside_the_call_window(
     assert await surveys.originate_response(response(ami.actions[-1], 5))
     survey = await survey_of(surveys, incident_id)
     assert survey.next_attempt_at == (morning + timedelta(days=1)).astimezone(UTC)
+
+
+async def test_a_caller_on_a_new_emergency_call_is_not_rung_for_a_survey(
+    database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    incident_id = await resolved_incident(database_dsn, incidents, "081234567896")
+    await surveys.upkeep()
+    survey = await survey_of(surveys, incident_id)
+    # The survey falls due while the same caller, presented as +62…, is on a new 112 call.
+    clock.now = survey.resolved_at + CONFIG.delay
+    new_call = await add_call(database_dsn, "+6281234567896", start=clock.now, ended=False)
+    await surveys.upkeep()
+    assert ami.actions == []
+    clock.advance(minutes=20)  # a long emergency call: still never rung
+    await surveys.upkeep()
+    assert ami.actions == []
+    survey = await survey_of(surveys, incident_id)
+    assert (survey.state, survey.attempts) == (SurveyState.SCHEDULED, 0)
+    # The call ends: the survey waits its delay again, then calls.
+    await apply_facts(database_dsn, [CallEnded(new_call, 16, "Normal Clearing", clock.now)])
+    await surveys.upkeep()
+    assert ami.actions == []
+    clock.advance(seconds=CONFIG.delay.total_seconds() + 1)
+    await surveys.upkeep()
+    (action,) = ami.actions
+    assert action["Channel"] == "PJSIP/081234567896@carrier-callback"
+
+
+async def test_a_call_whose_end_was_never_recorded_does_not_hold_a_survey_forever(
+    database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    incident_id = await resolved_incident(database_dsn, incidents, "081234567897")
+    await surveys.upkeep()
+    survey = await survey_of(surveys, incident_id)
+    clock.now = survey.resolved_at + CONFIG.delay
+    await add_call(database_dsn, "081234567897", start=clock.now - timedelta(hours=4),
+                   ended=False)
+    await surveys.upkeep()
+    assert len(ami.actions) == 1
 
 
 async def test_an_unconfirmed_originate_waits_for_its_deadline(
