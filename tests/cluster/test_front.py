@@ -274,3 +274,27 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
         and row["cause_text"] == "hilang bersama node node1" for row in unrecorded)
     assert not [row for row in records
                 if row["cut_reason"] == "node_lost" and row not in unrecorded]
+
+
+async def test_a_restarted_front_keeps_its_calls_and_its_operators_reachable(
+        cluster: Cluster, cluster_dsn: str) -> None:
+    """The front restarted (an upgrade, a crash its supervisor recovers) with calls talking:
+    those go on without it (no Record-Route) and are recorded once each, and the calls after
+    it still reach an operator, whose phone registered before the restart and has not
+    registered since (a phone registers again only near its expiry, minutes away)."""
+    assert cluster.kamailio is not None
+    talking, after = caller_prefix(), caller_prefix()
+    async with callers(cluster, talking, calls=4, rate=4, talk_seconds=10) as during:
+        await eventually("calls up on both nodes",
+                         lambda: _calls_on_both(cluster_dsn, talking), 15)
+        await cluster.kamailio.stop()
+        await cluster.kamailio.start()
+        async with callers(cluster, after, calls=2, rate=2) as run:
+            assert (await run.wait()).ok
+        rows = await ended_calls(cluster_dsn, after, 2)
+        assert all(row["operator"] is not None for row in rows), [dict(r) for r in rows]
+        assert (await during.wait()).ok
+    rows = await ended_calls(cluster_dsn, talking, 4)
+    assert len(rows) == 4 and all(row["operator"] is not None for row in rows)
+    await eventually("one record for each call through the restart",
+                     lambda: _one_record_each(cluster_dsn, [talking, after]), 30)
