@@ -75,6 +75,8 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     # reconciled and delete what is past its retention (telephony/cluster/front_store.py,
     # 0026, 0029).
     "front_calls": (S, U, D),
+    # The SIP front's registrations (0035): the front's alone, as the Asterisk role.
+    "front_location": (),
     "incident_attachments": (S, INS),
     "incident_calls": (S, INS, U),
     "incident_events": (S, INS),

@@ -211,7 +211,8 @@ class DeskRepository:
                                  password: str) -> None:
         """Create (or update) the role Asterisk reads the phones with: it logs in with
         ``password`` and may SELECT the ps_* views and kamailio_subscribers, and INSERT into
-        front_calls (the SIP front's accounting), nothing else. Needs CREATEROLE."""
+        front_calls (the SIP front's accounting), and keep the front's registrations in
+        front_location, nothing else. Needs CREATEROLE."""
         exists = await connection.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role)
         verb = "ALTER" if exists else "CREATE"
@@ -227,7 +228,10 @@ class DeskRepository:
                          "kamailio_subscribers TO %I",
                          # The front's record of every call it dispatches (0026): written,
                          # never read back, as this role.
-                         "GRANT INSERT ON front_calls TO %I"):
+                         "GRANT INSERT ON front_calls TO %I",
+                         # The phones' registrations at the front, which a restarted front
+                         # loads back (0035): the front's alone.
+                         "GRANT SELECT, INSERT, UPDATE, DELETE ON front_location TO %I"):
             grant = await connection.fetchval("SELECT format($1::text, $2::text)",
                                               template, role)
             await connection.execute(grant)

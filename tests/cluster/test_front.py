@@ -3,7 +3,9 @@ address of its own, not the front's) are spread over both and taken for the carr
 front's mark (nobody else's are), every call reaches an operator whose phone registered at
 the front, the one
 database holds each call once and complete whichever node took it, and a node killed with
-``kill -9`` (its Asterisk and its line server) stops getting calls within seconds; the calls it
+``kill -9`` (its Asterisk and its line server) stops getting calls within seconds; a
+front restarted with calls talking lets them go on and loads the phones' registrations back
+(calls after it reach an operator at once); the calls it
 had taken and not yet recorded still get a record, from the front's own record of dispatching
 them (telephony/cluster/reconcile.py), ended "hilang bersama node node1".
 
@@ -190,6 +192,30 @@ async def _reconciled(dsn: str, prefix: str, count: int) -> list[asyncpg.Record]
     return rows if len(rows) >= count else None
 
 
+async def test_a_restarted_front_keeps_its_calls_and_its_operators_reachable(
+        cluster: Cluster, cluster_dsn: str) -> None:
+    """The front restarted (an upgrade, a crash its supervisor recovers) with calls talking
+    (before the kill below, which leaves node1 without its line server):
+    those go on without it (no Record-Route) and are recorded once each, and the calls after
+    it still reach an operator, whose phone registered before the restart and has not
+    registered since (a phone registers again only near its expiry, minutes away)."""
+    assert cluster.kamailio is not None
+    talking, after = caller_prefix(), caller_prefix()
+    async with callers(cluster, talking, calls=4, rate=4, talk_seconds=10) as during:
+        await eventually("calls up on both nodes",
+                         lambda: _calls_on_both(cluster_dsn, talking), 15)
+        await cluster.kamailio.stop()
+        await cluster.kamailio.start()
+        async with callers(cluster, after, calls=2, rate=2) as run:
+            assert (await run.wait()).ok
+        rows = await ended_calls(cluster_dsn, after, 2)
+        assert all(row["operator"] is not None for row in rows), [dict(r) for r in rows]
+        assert (await during.wait()).ok
+    rows = await ended_calls(cluster_dsn, talking, 4)
+    assert len(rows) == 4 and all(row["operator"] is not None for row in rows)
+    await eventually("one record for each call through the restart",
+                     lambda: _one_record_each(cluster_dsn, [talking, after]), 30)
+
 async def test_a_killed_node_gets_no_new_call_within_seconds(
         cluster: Cluster, cluster_dsn: str) -> None:
     victim, survivor = cluster.node("node1"), cluster.node("node2")
@@ -274,3 +300,4 @@ async def test_a_killed_node_gets_no_new_call_within_seconds(
         and row["cause_text"] == "hilang bersama node node1" for row in unrecorded)
     assert not [row for row in records
                 if row["cut_reason"] == "node_lost" and row not in unrecorded]
+
