@@ -91,7 +91,8 @@ def browser_args(tone_wav: Path) -> Sequence[str]:
 @pytest.fixture(scope="module")
 def joining_operators() -> tuple[str, ...]:
     """The browser desks join through the console."""
-    return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", DESK_PHONE)
+    return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", "PJSIP/op2005",
+            DESK_PHONE)
 
 
 async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
@@ -243,6 +244,41 @@ async def test_a_lost_network_shows_at_once_and_the_softphone_registers_again(
     await lab.wait_cli("pjsip show contacts", lambda out: "op2003/sip:" in out)
     print(f"\nnetwork cut -> shown on the page: {shown * 1000:.0f} ms; network back -> "
           f"registered again: {registered_again:.1f} s")
+    assert console_page.problems == []
+
+
+# A microphone the browser refuses (the operator once clicked "Block", or a policy), as
+# getUserMedia answers then: the switches grant it for the whole module, so the page refuses it.
+REFUSE_MICROPHONE_JS = """() => {
+  navigator.mediaDevices.getUserMedia = () =>
+    Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+}"""
+
+
+async def test_a_microphone_the_browser_refuses_is_told_and_the_caller_goes_on_waiting(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
+    await browser_desk(line, settings, "wulan", "PJSIP/op2005")
+    page = console_page.page
+    softphone = await registered(console_page, "wulan")
+    await joined(page)
+    await page.evaluate(REFUSE_MICROPHONE_JS)
+    caller = unique_caller("0859")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=2) as call:
+        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await softphone.locator('[data-part="answer"]').click()
+        await expect(softphone).to_have_attribute("data-call-problem", "microphone",
+                                                  timeout=WAIT_MS)
+        await expect(softphone.locator('[data-part="call"]')).to_have_text(
+            "Mikrofon ditolak browser; panggilan tidak dapat dijawab. Izinkan mikrofon untuk "
+            "situs ini, lalu muat ulang halaman.")
+        await page.screenshot(path=str(console_page.shots / "softphone-05-mikrofon.png"))
+        # The caller is not lost: Asterisk rings the operator again, and the problem shown
+        # gives way to the new call.
+        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        assert await softphone.get_attribute("data-call-problem") is None
+        await call.stop()
+    await expect(softphone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
     assert console_page.problems == []
 
 

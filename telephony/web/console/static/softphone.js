@@ -39,6 +39,8 @@
     talking: "Tersambung",
     held: "Ditahan",
   };
+  const MICROPHONE_DENIED = "Mikrofon ditolak browser; panggilan tidak dapat dijawab. Izinkan " +
+    "mikrofon untuk situs ini, lalu muat ulang halaman.";
   const DTMF_KEYS = "123456789*0#";
   let ua = null;
   let session = null;
@@ -70,6 +72,7 @@
   function showCall(state, caller) {
     callState = state;
     parts.call.textContent = CALL_TEXT[state];
+    delete root.dataset.callProblem;
     if (caller !== undefined) {
       parts.caller.textContent = caller;
     }
@@ -231,7 +234,16 @@
       }
     }
     rtc.on("ended", ended);
-    rtc.on("failed", ended);
+    rtc.on("failed", function (e) {
+      ended();
+      // The browser refused the microphone at the answer (a permission denied once, or a
+      // policy): JsSIP fails the call and Asterisk offers the caller to someone else, so the
+      // operator saw only "Tidak ada panggilan" and would refuse every call the same way.
+      if (session === null && e.cause === JsSIP.C.causes.USER_DENIED_MEDIA_ACCESS) {
+        parts.call.textContent = MICROPHONE_DENIED;
+        root.dataset.callProblem = "microphone";
+      }
+    });
     showCall("ringing", callerText(event.request));
   }
 
