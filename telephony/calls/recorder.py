@@ -28,11 +28,16 @@ import asyncpg
 from telephony.calls.facts import CallFact
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository
-from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.db.connection import Database, DatabaseConflict, DatabaseUnavailable, DatabaseWork
 
 log = logging.getLogger("telephony.calls.recorder")
 
 _BATCH = 500
+# A batch the server rolled back against another transaction (a deadlock with another
+# node's recorder, a serialization failure) is tried again at once this many times in all,
+# a little later each time; then it waits in the spool like an outage's, never rejected.
+_CONFLICT_TRIES = 3
+_CONFLICT_PAUSE_SECONDS = 0.05
 
 
 class CallRecorder:
@@ -192,13 +197,29 @@ class CallRecorder:
             return await self._repository.apply(connection, facts)
 
         try:
-            await self._database.run(apply)
+            await self._run_through_conflicts(apply)
         except asyncpg.PostgresError as exc:
             if len(facts) == 1:
                 self._spool.reject(facts[0], f"{type(exc).__name__}: {exc}")
                 return
             for fact in facts:
                 await self._write([fact])
+
+    async def _run_through_conflicts(self, apply: DatabaseWork[int]) -> None:
+        """``apply`` in the database, done again when a concurrent transaction made the server
+        roll it back; :class:`DatabaseConflict` (a :class:`DatabaseUnavailable`) if it still
+        is after the last try."""
+        for attempt in range(1, _CONFLICT_TRIES + 1):
+            try:
+                await self._database.run(apply)
+            except DatabaseConflict as exc:
+                if attempt == _CONFLICT_TRIES:
+                    raise
+                log.warning("call facts rolled back (%s); writing them again", exc)
+                # The other transaction holds its locks until it ends: let it.
+                await asyncio.sleep(_CONFLICT_PAUSE_SECONDS * attempt)
+            else:
+                return
 
     async def run_flusher(self) -> None:
         """Drain the spool whenever something is in it, retrying at a steady pace."""

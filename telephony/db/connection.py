@@ -43,6 +43,18 @@ class DatabaseUnavailable(Unavailable, ConnectionError):
         self.message = "Basis data sedang tidak tersedia. Coba lagi sebentar lagi."
 
 
+class DatabaseConflict(DatabaseUnavailable):
+    """The server rolled the work back against a concurrent transaction (a deadlock, a
+    serialization failure): nothing was written, and the same work may be done again at
+    once, where an outage's should wait."""
+
+    retry_after_seconds = 1
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.message = "Basis data sedang sibuk. Coba lagi."
+
+
 # Errors that mean "the server or the connection is not there right now", as opposed to a bug
 # in our SQL, which must surface loudly instead of being spooled and retried forever.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -63,6 +75,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     # being written; treated as a refusal of the facts, every fact of every call in the
     # meantime went to the spool's rejected file and was never written (seen in the lab).
     asyncpg.exceptions.ReadOnlySQLTransactionError,
+    # A deadlock or a serialization failure: the server rolled the transaction back for no
+    # fault of what it wrote (two nodes projecting one operator's row in opposite order, say),
+    # and the same work succeeds when done again. Not a bug to keep in the rejected file.
+    asyncpg.exceptions.TransactionRollbackError,
 )
 
 
@@ -259,6 +275,8 @@ class Database:
             async with pool.acquire(timeout=self._acquire_timeout) as proxy:
                 # The pool hands out a proxy that forwards every Connection method.
                 return await work(cast(asyncpg.Connection, proxy))
+        except asyncpg.exceptions.TransactionRollbackError as exc:
+            raise DatabaseConflict(f"PostgreSQL rolled the work back: {exc}") from exc
         except TRANSIENT_ERRORS as exc:
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 

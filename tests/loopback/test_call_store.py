@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from telephony.calls.facts import (
     CallEnded,
@@ -28,7 +29,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import IVR_COLUMNS, CallRepository, IvrColumn, LegRepository
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseConflict
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
 from telephony.settings import DEFAULT_SHIFTS, Settings
@@ -287,6 +288,77 @@ async def test_a_fact_the_database_refuses_costs_only_itself(
     assert record.talk_seconds == 30
     assert spool.is_empty()
     assert '"position":1099511627776' in spool.rejected_path.read_text(encoding="utf-8")
+
+
+async def _roll_back_event_writes(owner_dsn: str, times: int) -> None:
+    """The next ``times`` writes of a call event are rolled back by the server itself, as a
+    deadlock's victim is: PostgreSQL's own deadlock_detected error through asyncpg. The
+    sequence counts across the rollbacks, which undo everything else."""
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        await owner.execute(f"""
+            CREATE SEQUENCE event_write_tries;
+            CREATE FUNCTION roll_back_event_write() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('event_write_tries') <= {times} THEN
+                    RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER roll_back_event_write BEFORE INSERT ON call_events
+                FOR EACH ROW EXECUTE FUNCTION roll_back_event_write();
+            GRANT USAGE ON SEQUENCE event_write_tries TO PUBLIC;
+        """)
+    finally:
+        await owner.close()
+
+
+async def test_a_deadlocked_batch_is_written_again_not_rejected(
+    database_dsn: str, database_owner_dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """A batch the server rolled back against another transaction is done again at once:
+    every fact is written, none kept as refused (each used to go one by one, and the first
+    to meet the deadlock again was rejected, never to be written)."""
+    await _roll_back_event_writes(database_owner_dsn, times=2)
+    database = Database(replace(settings, database_dsn=database_dsn))
+    spool = FactSpool(tmp_path / "spool")
+    recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.1)
+    try:
+        await recorder.record(answered_call("dead.1"))
+        record = await database.run(lambda c: CallRepository(CALENDAR).call_record(c, "dead.1"))
+    finally:
+        await database.close()
+    assert spool.is_empty()
+    assert not spool.rejected_path.exists()
+    assert record is not None and record.talk_seconds == 30
+
+
+async def test_a_batch_still_deadlocked_after_its_tries_waits_in_the_spool(
+    database_dsn: str, database_owner_dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """Past its tries the batch is spooled like an outage's, and written once the
+    conflict is over; nothing is rejected."""
+    await _roll_back_event_writes(database_owner_dsn, times=1000)
+    database = Database(replace(settings, database_dsn=database_dsn))
+    spool = FactSpool(tmp_path / "spool")
+    recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.1)
+    facts = answered_call("dead.2")
+    try:
+        with pytest.raises(DatabaseConflict):
+            await database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))
+        await recorder.record(facts)
+        assert spool.pending_count() == len(facts)
+        owner = await asyncpg.connect(database_owner_dsn)
+        try:
+            await owner.execute("DROP TRIGGER roll_back_event_write ON call_events")
+        finally:
+            await owner.close()
+        assert await recorder.flush() == len(facts)
+        record = await database.run(lambda c: CallRepository(CALENDAR).call_record(c, "dead.2"))
+    finally:
+        await database.close()
+    assert not spool.rejected_path.exists()
+    assert record is not None and record.talk_seconds == 30
 
 
 async def test_leg_progress_fills_the_leg_once(database_dsn: str) -> None:
