@@ -25,9 +25,11 @@ Format (app_queue's ``ast_queue_log``): ``epoch|callid|queue|agent|event|data1|d
   BLINDTRANSFER    extension|context|holdtime|calltime|origposition
   ATTENDEDTRANSFER method|target...|holdtime|calltime|origposition
   SIAGALINE        line                             (our dialplan's QueueLog(), at arrival)
-  SIAGAIVR         IVR_OUTCOME|IVR_CHOICE|IVR_CATEGORY|IVR_SKILL|IVR_QUEUE
+  SIAGAIVR         IVR_OUTCOME|IVR_CHOICE|IVR_CATEGORY|IVR_SKILL|IVR_QUEUE|
+                   IVR_FIRST_KEY_MS|IVR_INVALID_KEYS|IVR_SCORE|IVR_PRIORITY|IVR_SCREENING
                                                     (ours, as the call enters the queues;
-                                                    an older dialplan: IVR_OUTCOME only)
+                                                    an older dialplan: IVR_OUTCOME only,
+                                                    or its first five fields)
   SIAGAEND         HANGUPCAUSE                      (ours, from the caller's hang-up handler)
 
 The caller ID (ENTERQUEUE) is whatever the carrier sent and may itself contain ``|``: it is

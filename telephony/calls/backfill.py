@@ -49,6 +49,7 @@ from ivr.flow import Outcome
 from telephony.asterisk.causes import MAX_CAUSE, cause_text
 from telephony.asterisk.queue_log import Cursor, QueueLogEntry, QueueLogLineError
 from telephony.calls.facts import (
+    IVR_VALUES,
     CallBackfilled,
     CallEnded,
     CallFact,
@@ -76,7 +77,14 @@ IVR_OUTCOMES = frozenset({*(outcome.value for outcome in Outcome), "failopen"})
 # say what the caller chose, each with the shape it must have. Without them a call the line
 # did not see live (serve down, the AMI session cut, a cluster node's line dead while another
 # node's IVR served its calls) kept only its outcome, its caller's choice lost.
-IVR_LOGGED = ("outcome", "choice", "category", "skill", "queue")
+# Then how the caller used the keypad and what the screening made of the call, checked as the
+# store parses them (:data:`IVR_VALUES`): without them such a call had no score, priority or
+# first key, and counted as unscored in the reports. (The reasons' free text is not logged: a
+# "|" in it would split it.)
+IVR_LOGGED = ("outcome", "choice", "category", "skill", "queue",
+              "first_key_ms", "invalid_keys", "score", "priority", "screening")
+# The fields an older dialplan logged: the outcome alone, then the caller's choice.
+_IVR_OLDER = (1, 5)
 _NAME_VALUE = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _IVR_SHAPES: Mapping[str, re.Pattern[str]] = {
     "choice": re.compile(r"[0-9*#]"),  # the main menu's one key
@@ -213,16 +221,17 @@ def _ivr_outcome(story: Story, entry: QueueLogEntry) -> list[CallFact]:
     Logged again when a failed transfer sends the caller back to the queues: the variables did
     not change, so only the first says anything (the tracker, too, gives nothing new then).
 
-    ``<outcome>|<choice>|<category>|<skill>|<queue>`` (:data:`IVR_LOGGED`, empty where the IVR
-    set nothing); an older dialplan logs the outcome alone."""
+    ``<outcome>|<choice>|<category>|<skill>|<queue>|<first_key_ms>|<invalid_keys>|<score>|
+    <priority>|<screening>`` (:data:`IVR_LOGGED`, empty where the IVR set nothing); an older
+    dialplan logs the outcome alone, or the first five."""
     data = entry.data
-    outcome = data[0] if len(data) in (1, len(IVR_LOGGED)) else ""
+    outcome = data[0] if len(data) in (*_IVR_OLDER, len(IVR_LOGGED)) else ""
     if outcome not in IVR_OUTCOMES:
         raise QueueLogLineError(
             f"{entry.event} of {entry.call_id}: not an IVR outcome: {'|'.join(data)[:20]!r}")
     pairs = tuple(zip(IVR_LOGGED, data, strict=False))
     for name, value in pairs[1:]:
-        if value and not _IVR_SHAPES[name].fullmatch(value):
+        if value and not _ivr_value_fits(name, value):
             raise QueueLogLineError(
                 f"{entry.event} of {entry.call_id}: not an IVR {name}: {value[:20]!r}")
     if any(isinstance(fact, IvrVariablesSet) for fact in story.facts):
@@ -230,6 +239,17 @@ def _ivr_outcome(story: Story, entry: QueueLogEntry) -> list[CallFact]:
     # An empty value is a variable the IVR left unset (no key pressed, failed open early).
     return [IvrVariablesSet(entry.call_id, tuple((name, value) for name, value in pairs if value),
                             _at(entry.epoch))]
+
+
+def _ivr_value_fits(name: str, value: str) -> bool:
+    shape = _IVR_SHAPES.get(name)
+    if shape is not None:
+        return shape.fullmatch(value) is not None
+    try:
+        IVR_VALUES[name](value)
+    except ValueError:
+        return False
+    return True
 
 
 def _hang_up(entry: QueueLogEntry) -> CallEnded:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Final
@@ -382,6 +384,58 @@ def _variables(value: object) -> Variables:
             raise TypeError("variables: expected [name, value] pairs of strings")
         pairs.append((pair[0], pair[1]))
     return tuple(pairs)
+
+
+# What an IVR variable's text must be (name lower case, without IVR_), and the value it stands
+# for: the store writes it to its column, the backfill checks the queue_log's copy. Each raises
+# ValueError for a malformed text; "" is unknown.
+_INT4_MAX = 2**31 - 1  # PostgreSQL's integer
+
+
+def _text(value: str) -> str | None:
+    return value or None
+
+
+def _count(value: str) -> int | None:
+    """A non-negative whole number that fits an ``integer`` column; "" is unknown."""
+    if not value:
+        return None
+    number = int(value)  # ValueError for anything but an optional sign and digits
+    if not 0 <= number <= _INT4_MAX:
+        raise ValueError("out of range")
+    return number
+
+
+def _share(value: str) -> float | None:
+    """A score in [0, 1]; "" is unknown."""
+    if not value:
+        return None
+    number = float(value)
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ValueError("not within [0, 1]")
+    return number
+
+
+def _screening(value: str) -> str | None:
+    """How the caller passed the screening prompt, as the dialplan sets it."""
+    if value and value not in ("pressed", "spoke", "timeout"):
+        raise ValueError("not pressed, spoke or timeout")
+    return value or None
+
+
+IVR_VALUES: Final[Mapping[str, Callable[[str], object]]] = {
+    "choice": _text,
+    "outcome": _text,
+    "category": _text,
+    "skill": _text,
+    "queue": _text,
+    "first_key_ms": _count,
+    "invalid_keys": _count,
+    "score": _share,
+    "reasons": _text,
+    "priority": _count,
+    "screening": _screening,
+}
 
 
 def ivr_variables(fact: IvrVariableSet | IvrVariablesSet) -> Variables:

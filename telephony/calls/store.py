@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from telephony.calls.facts import (
+    IVR_VALUES,
     AsteriskReturned,
     AsteriskShutdown,
     CallBackfilled,
@@ -55,38 +55,6 @@ log = logging.getLogger("telephony.db")
 # call-back or a rating survey while the caller is on the line ignores it.
 OPEN_CALL_HORIZON = timedelta(hours=3)
 
-_INT4_MAX = 2**31 - 1
-
-
-def _text(value: str) -> str | None:
-    return value or None
-
-
-def _count(value: str) -> int | None:
-    """A non-negative whole number that fits an ``integer`` column; "" is unknown."""
-    if not value:
-        return None
-    number = int(value)  # ValueError for anything but an optional sign and digits
-    if not 0 <= number <= _INT4_MAX:
-        raise ValueError("out of range")
-    return number
-
-
-def _share(value: str) -> float | None:
-    """A score in [0, 1]; "" is unknown."""
-    if not value:
-        return None
-    number = float(value)
-    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise ValueError("not within [0, 1]")
-    return number
-
-
-def _screening(value: str) -> str | None:
-    """How the caller passed the screening prompt, as the dialplan sets it."""
-    if value and value not in ("pressed", "spoke", "timeout"):
-        raise ValueError("not pressed, spoke or timeout")
-    return value or None
 
 
 @dataclass(frozen=True)
@@ -98,19 +66,21 @@ class IvrColumn:
 
 
 # IVR variable name (lower case, without IVR_) -> column. Anything else stays in the event log.
-IVR_COLUMNS = {
-    "choice": IvrColumn("ivr_choice", _text),
-    "outcome": IvrColumn("ivr_outcome", _text),
-    "category": IvrColumn("ivr_category", _text),
-    "skill": IvrColumn("ivr_skill", _text),
-    "queue": IvrColumn("ivr_queue", _text),
-    "first_key_ms": IvrColumn("ivr_first_key_ms", _count),
-    "invalid_keys": IvrColumn("ivr_invalid_keys", _count),
-    "score": IvrColumn("prank_score", _share),
-    "reasons": IvrColumn("prank_reasons", _text),
-    "priority": IvrColumn("queue_priority", _count),
-    "screening": IvrColumn("screening", _screening),
+_IVR_COLUMN_NAMES = {
+    "choice": "ivr_choice",
+    "outcome": "ivr_outcome",
+    "category": "ivr_category",
+    "skill": "ivr_skill",
+    "queue": "ivr_queue",
+    "first_key_ms": "ivr_first_key_ms",
+    "invalid_keys": "ivr_invalid_keys",
+    "score": "prank_score",
+    "reasons": "prank_reasons",
+    "priority": "queue_priority",
+    "screening": "screening",
 }
+IVR_COLUMNS = {name: IvrColumn(column, IVR_VALUES[name])
+               for name, column in _IVR_COLUMN_NAMES.items()}
 
 
 def dedupe_key(fact: CallFact) -> str:

@@ -429,6 +429,10 @@ async def test_calls_that_begin_or_end_while_the_ami_session_is_cut_are_recorded
         # from the queue_log for a call the line never saw.
         assert (rows[number]["ivr_choice"], rows[number]["ivr_category"],
                 rows[number]["ivr_skill"]) == ("3", "information", "general"), shown
+        # How the caller used the keys, and what the screening made of the call.
+        assert rows[number]["ivr_first_key_ms"] is not None, shown
+        assert rows[number]["prank_score"] is not None, shown
+        assert rows[number]["queue_priority"] is not None, shown
     once = {"call_started", "call_ended", "operator_answered", "operator_completed",
             "queue_abandoned", "call_backfilled"}
     counts: dict[tuple[str, str], int] = {}

@@ -529,8 +529,31 @@ def test_what_the_caller_chose_is_kept_as_the_dialplan_logs_it() -> None:
         assert IvrVariablesSet(UID, expected, at(1796449112)) in plan.written
 
 
+def test_how_the_caller_used_the_keys_and_the_screening_are_kept() -> None:
+    # The keypad and the screening's figures after the choice; an empty field is unset.
+    logged = (f"1796449112|{UID}|NONE|NONE|SIAGAIVR|chosen|1|emergency|fire|emergency-fire"
+              "|2140|1|0.73|5|pressed")
+    unscored = f"1796449112|{UID}|NONE|NONE|SIAGAIVR|failopen|||||||||"
+    for line, expected in (
+        (logged, (("outcome", "chosen"), ("choice", "1"), ("category", "emergency"),
+                  ("skill", "fire"), ("queue", "emergency-fire"), ("first_key_ms", "2140"),
+                  ("invalid_keys", "1"), ("score", "0.73"), ("priority", "5"),
+                  ("screening", "pressed"))),
+        (unscored, (("outcome", "failopen"),)),
+    ):
+        plan = plan_backfill(entries([line]), end=Cursor(7, 1), live=set(), recorded={},
+                             now=NOW)
+        assert IvrVariablesSet(UID, expected, at(1796449112)) in plan.written
+
+
 @pytest.mark.parametrize("odd", [
     "SIAGAIVR|", "SIAGAIVR|${SHELL(id)}", "SIAGAIVR|chosen|extra", "SIAGAIVR|CHOSEN",
+    "SIAGAIVR|chosen|1|emergency|fire|emergency-fire|2140|1|1.5|5|pressed",
+    "SIAGAIVR|chosen|1|emergency|fire|emergency-fire|2140|1|nan|5|pressed",
+    "SIAGAIVR|chosen|1|emergency|fire|emergency-fire|-3|1|0.7|5|pressed",
+    "SIAGAIVR|chosen|1|emergency|fire|emergency-fire|2140|1|0.7|99999999999|pressed",
+    "SIAGAIVR|chosen|1|emergency|fire|emergency-fire|2140|1|0.7|5|PRESSED",
+    "SIAGAIVR|chosen|1|emergency|fire|emergency-fire|2140|1|0.7|5|pressed|extra",
     "SIAGAIVR|chosen|12|emergency|fire|emergency-fire",
     "SIAGAIVR|chosen|1|Emergency|fire|emergency-fire",
     "SIAGAIVR|chosen|1|emergency|${SHELL(id)}|emergency-fire",
