@@ -42,6 +42,7 @@ from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
 from telephony.web.context import ApiContext
+from telephony.web.request import instant_json
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
 from tests.support.calls import CALENDAR
@@ -180,6 +181,43 @@ async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> N
         assert data["operators"][0]["state"] == "paused"
         assert data["operators"][0]["reason_label"] == "Istirahat"
         assert data["today"]["figures"]["offered"] == 1
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+
+
+async def test_a_restart_after_reconnections_keeps_each_operators_time_in_state(
+        board: Board) -> None:
+    """Each login to Asterisk lists every member again with the resync's instant (as the
+    listener records it): an operator on break since 25 minutes before the restart is shown
+    on break that long, not since the last reconnection."""
+    now = datetime.now(UTC)
+    began = now - timedelta(minutes=25)
+    connection = await asyncpg.connect(board.dsn)
+    try:
+        repository = CallRepository(CALENDAR)
+        await repository.apply(connection, [
+            OperatorStateChanged(OP, "medical", "paused", True, "break", began)])
+        for minutes in (15, 5):  # two reconnections: the same state, reported again
+            await repository.apply(connection, [OperatorStateChanged(
+                OP, "medical", "paused", True, "break", now - timedelta(minutes=minutes))])
+    finally:
+        await connection.close()
+    database = Database(replace(Settings(), database_dsn=board.dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig())
+    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.dispatches)
+    running = asyncio.create_task(fresh.run())
+    try:
+        deadline = time.monotonic() + 10
+        while not fresh.snapshot().board.operators:
+            assert time.monotonic() < deadline, "the wallboard was not seeded"
+            await asyncio.sleep(0.05)
+        # The restarted line's own resync reports the same state once more.
+        fresh.recorded([OperatorStateChanged(OP, "medical", "paused", True, "break", now)])
+        data = wallboard_http.wallboard_json(fresh.snapshot())
+        assert [(o["state"], o["since"]) for o in data["operators"]] == [
+            ("paused", instant_json(began))]
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
