@@ -13,6 +13,9 @@
   const clock = new Intl.DateTimeFormat("id-ID", {
     timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
   });
+  const hourMinute = new Intl.DateTimeFormat("id-ID", {
+    timeZone: zone, hour: "2-digit", minute: "2-digit", hour12: false,
+  });
   const status = document.getElementById("status");
   // Only a supervisor's page has these: the buttons to listen in on an operator's call.
   const supervision = document.querySelector('meta[name="supervision"]');
@@ -65,9 +68,22 @@
     return (serverNow() - Date.parse(instant)) / 1000;
   }
 
+  // Which shift the tiles count, and since when "today" counts: after midnight the
+  // operational day is still the one that began at the first shift's start the day before.
+  function drawPeriods(data) {
+    const shift = data.shift;
+    setText("shift-name", shift ? "Sif " + shift.name + " " +
+      hourMinute.format(new Date(shift.started_at)) + "–" +
+      hourMinute.format(new Date(shift.ends_at)) : "Sif -");
+    const today = data.today;
+    setText("today-since", today ? today.day.slice(8, 10) + "-" + today.day.slice(5, 7) + " " +
+      hourMinute.format(new Date(today.started_at)) : "-");
+  }
+
   function drawCounters(data) {
     const shift = data.shift;
     const f = shift ? shift.figures : null;
+    drawPeriods(data);
     setText("shift-answered", f ? String(f.answered) : "-");
     setText("shift-abandoned", f ? String(f.abandoned) : "-");
     (f ? f.service_levels : []).forEach(function (level) {
