@@ -76,6 +76,7 @@ def wallboard_json(snapshot: WallboardSnapshot) -> dict[str, Any]:
             "figures": figures_json(counters.day_figures)},
         "counters_at": instant_json(counters.at) if counters is not None else None,
         "counters_stale": snapshot.counters_stale,
+        "refreshed_at": instant_json(snapshot.refreshed_at),
         "callbacks": None if snapshot.callbacks is None else {
             "waiting": snapshot.callbacks.waiting,
             "not_possible": snapshot.callbacks.not_possible,

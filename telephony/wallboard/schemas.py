@@ -55,7 +55,11 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
             "required": ["day", "started_at", "figures"], "additionalProperties": False},
         "counters_at": NULLABLE_DATETIME,
         "counters_stale": {"type": "boolean",
-                           "description": "Basis data tidak terjangkau; angka lebih lama"},
+                           "description": "Basis data tidak terjangkau: nama operator, insiden "
+                                          "lewat target dan panggilan balik dari refreshed_at "
+                                          "(angka sif dan hari ini tetap dari Asterisk)"},
+        "refreshed_at": {**NULLABLE_DATETIME,
+                         "description": "Terakhir kali bagian dari basis data terbaca utuh"},
         "callbacks": ref("CallbackBacklog"),
         "overdue_incidents": {"type": "array", "items": all_required({
             "incident_id": {"type": "integer"}, "report_type": {"type": "string"},

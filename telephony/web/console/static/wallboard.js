@@ -270,8 +270,9 @@
       notes.push("Asterisk tidak tersambung: antrean dan operator mungkin tidak terkini");
     }
     if (data.counters_stale) {
-      notes.push("basis data tidak terjangkau: angka sif dari " +
-        (data.counters_at ? clock.format(new Date(data.counters_at)) : "-"));
+      // The shift's figures go on from Asterisk's events; what the database gives does not.
+      notes.push("basis data tidak terjangkau: insiden lewat target dan panggilan balik per " +
+        (data.refreshed_at ? clock.format(new Date(data.refreshed_at)) : "-"));
     }
     status.textContent = notes.join(" · ");
     status.dataset.state = data.connected && !data.counters_stale ? "live" : "degraded";
