@@ -211,7 +211,7 @@ async def test_a_restart_after_reconnections_keeps_each_operators_time_in_state(
     running = asyncio.create_task(fresh.run())
     try:
         deadline = time.monotonic() + 10
-        while not fresh.snapshot().board.operators:
+        while not (snapshot := fresh.snapshot()).board.operators or snapshot.counters is None:
             assert time.monotonic() < deadline, "the wallboard was not seeded"
             await asyncio.sleep(0.05)
         # The restarted line's own resync reports the same state once more.
