@@ -52,6 +52,12 @@ class ShiftCalendar:
             raise ValueError("at least one shift is needed")
         self._shifts = sorted(shifts, key=lambda s: s.start)
 
+    def frozen(self) -> ShiftCalendar:
+        """A calendar of the roster in force now that a later :meth:`redefine` leaves alone:
+        for work that reads the roster again after waiting (a report cut by one roster, not
+        by two, or by a shift dropped meanwhile)."""
+        return ShiftCalendar(self._shifts, self._zone.key)
+
     def slot_for(self, instant: datetime) -> ShiftSlot:
         """The shift in which ``instant`` (timezone-aware) falls."""
         if instant.tzinfo is None:

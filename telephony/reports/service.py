@@ -91,33 +91,38 @@ class ReportService:
         """The operational day now: the date the current shift started on."""
         return self._calendar.slot_for(self._clock()).day
 
-    def _closed(self, slots: list[ShiftSlot], now: datetime) -> list[ShiftSlot]:
-        """Those of ``slots`` final enough to roll up: ended longer ago than a wrap-up pause
-        can still start and end in the reports' window. A later fact invalidates a rollup
-        anyway; this only keeps live pause changes from invalidating a rollup every time."""
+    @staticmethod
+    def _closed(calendar: ShiftCalendar, slots: list[ShiftSlot], now: datetime
+                ) -> list[ShiftSlot]:
+        """Those of ``slots`` (of ``calendar``'s roster) final enough to roll up: ended longer
+        ago than a wrap-up pause can still start and end in the reports' window. A later fact
+        invalidates a rollup anyway; this only keeps live pause changes from invalidating a
+        rollup every time."""
         return [slot for slot in slots
-                if self._calendar.bounds(slot)[1] + WRAPUP_PAUSE_GRACE + WRAPUP_LOOKAHEAD <= now]
+                if calendar.bounds(slot)[1] + WRAPUP_PAUSE_GRACE + WRAPUP_LOOKAHEAD <= now]
 
     async def shift_report(self, period: Period) -> ShiftReport:
         """The figures of ``period`` in total, per shift, per operator and per queue.
         :class:`~telephony.reports.model.InvalidPeriod` if it cannot be reported."""
-        check_period(period, self._calendar.names)
-        roster_slots = shift_slots(self._calendar, period)
+        # The roster as asked: an admin may change it while the report waits for its turn.
+        calendar = self._calendar.frozen()
+        check_period(period, calendar.names)
+        roster_slots = shift_slots(calendar, period)
         slots = roster_slots
         wrapup = self._config.wrapup_seconds
         async with self._gate.turn("shift report") as turn:
             await turn.clear()
             if period.shift is None:
                 strays = await self._database.run(lambda c: self._repo.stray_slots(
-                    c, period.first, period.last, self._calendar.names))
-                slots = with_stray_slots(self._calendar, roster_slots, strays)
+                    c, period.first, period.last, calendar.names))
+                slots = with_stray_slots(calendar, roster_slots, strays)
             # The report's instant is taken after any wait: its current shift is as of now.
             now = self._clock()
             # Only the roster's slots have bounds to tell whether they are closed; a stray
             # one (a shift renamed or dropped since) is computed from its calls each time.
+            closed = self._closed(calendar, roster_slots, now)
             unrolled = await self._database.run(
-                lambda c: self._repo.unrolled_slots(c, self._closed(roster_slots, now),
-                                                    wrapup))
+                lambda c: self._repo.unrolled_slots(c, closed, wrapup))
             for start in range(0, len(unrolled), _ROLLUPS_PER_TURN):
                 if start:
                     await turn.clear()
@@ -179,9 +184,9 @@ class ReportService:
         slot = self._calendar.slot_for(now)
         recent = shift_slots(self._calendar, Period(
             slot.day - timedelta(days=MAX_REPORT_DAYS), slot.day))
+        closed = self._closed(self._calendar, recent, now)[::-1]
         return await self._database.run(lambda c: self._repo.refresh_rollups(
-            c, self._closed(recent, now)[::-1], now, self._config.wrapup_seconds,
-            limit=_ROLLUPS_PER_READ))
+            c, closed, now, self._config.wrapup_seconds, limit=_ROLLUPS_PER_READ))
 
     async def live_picture(self) -> LivePicture:
         """What the database believes is live now (the wallboard's start before a resync)."""

@@ -48,7 +48,7 @@ from telephony.calls.facts import (
     QueueLeft,
 )
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
-from telephony.reports.model import SERVICE_LEVEL_SECONDS, Figures, LiveCall, Ratio
+from telephony.reports.model import SERVICE_LEVEL_SECONDS, Figures, LiveCall, Ratio, day_bounds
 from telephony.screening.features import NUISANCE
 
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -70,6 +70,12 @@ class LiveCounters:
     shift_figures: Figures
     day_figures: Figures
     names: Mapping[str, str]  # operator interface -> display name
+    # When the shift began and ends, and when its operational day began: after midnight the
+    # day's figures are still those since the first shift's start the day before, and the
+    # board says so.
+    shift_started: datetime
+    shift_ends: datetime
+    day_started: datetime
 
 
 class _Share(NamedTuple):
@@ -323,8 +329,9 @@ class ShiftCounters:
             self._recount(slot.day)
         # (A clock set back shows no shift of the day before: its calls are forgotten.)
         shift = (self._shifts.get(slot.name) if slot.day == self._day else None) or _Sums()
+        started, ends = self._calendar.bounds(slot)
         return LiveCounters(now, slot, shift.figures(now), self._whole_day.figures(now),
-                            dict(names))
+                            dict(names), started, ends, day_bounds(self._calendar, slot.day)[0])
 
     def __len__(self) -> int:
         """How many calls are kept."""

@@ -67,11 +67,16 @@ def wallboard_json(snapshot: WallboardSnapshot) -> dict[str, Any]:
             "queue": longest[0], "wait_seconds": rounded(longest[1])},
         "shift": None if counters is None else {
             "day": counters.shift.day.isoformat(), "name": counters.shift.name,
+            "started_at": instant_json(counters.shift_started),
+            "ends_at": instant_json(counters.shift_ends),
             "figures": figures_json(counters.shift_figures)},
         "today": None if counters is None else {
-            "day": counters.shift.day.isoformat(), "figures": figures_json(counters.day_figures)},
+            "day": counters.shift.day.isoformat(),
+            "started_at": instant_json(counters.day_started),
+            "figures": figures_json(counters.day_figures)},
         "counters_at": instant_json(counters.at) if counters is not None else None,
         "counters_stale": snapshot.counters_stale,
+        "refreshed_at": instant_json(snapshot.refreshed_at),
         "callbacks": None if snapshot.callbacks is None else {
             "waiting": snapshot.callbacks.waiting,
             "not_possible": snapshot.callbacks.not_possible,

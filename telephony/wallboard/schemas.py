@@ -44,14 +44,22 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
             "required": ["queue", "wait_seconds"], "additionalProperties": False},
         "shift": {"type": ["object", "null"], "properties": {
             "day": {"type": "string", "format": "date"}, "name": {"type": "string"},
+            "started_at": DATETIME, "ends_at": DATETIME, "figures": ref("Figures")},
+            "required": ["day", "name", "started_at", "ends_at", "figures"],
+            "additionalProperties": False},
+        "today": {"type": ["object", "null"], "description":
+                  "Hari operasional: sejak awal sif pertama (setelah tengah malam masih hari "
+                  "operasional kemarin)", "properties": {
+            "day": {"type": "string", "format": "date"}, "started_at": DATETIME,
             "figures": ref("Figures")},
-            "required": ["day", "name", "figures"], "additionalProperties": False},
-        "today": {"type": ["object", "null"], "properties": {
-            "day": {"type": "string", "format": "date"}, "figures": ref("Figures")},
-            "required": ["day", "figures"], "additionalProperties": False},
+            "required": ["day", "started_at", "figures"], "additionalProperties": False},
         "counters_at": NULLABLE_DATETIME,
         "counters_stale": {"type": "boolean",
-                           "description": "Basis data tidak terjangkau; angka lebih lama"},
+                           "description": "Basis data tidak terjangkau: nama operator, insiden "
+                                          "lewat target dan panggilan balik dari refreshed_at "
+                                          "(angka sif dan hari ini tetap dari Asterisk)"},
+        "refreshed_at": {**NULLABLE_DATETIME,
+                         "description": "Terakhir kali bagian dari basis data terbaca utuh"},
         "callbacks": ref("CallbackBacklog"),
         "overdue_incidents": {"type": "array", "items": all_required({
             "incident_id": {"type": "integer"}, "report_type": {"type": "string"},

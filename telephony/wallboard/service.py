@@ -80,6 +80,9 @@ class WallboardSnapshot:
     overdue: list[SlaBreach]
     connected: bool  # the listener is logged in to Asterisk: the live part is current
     callbacks: Backlog | None = None  # callers waiting for a call-back (None: not read yet)
+    # When the database's part (names, overdue incidents, call-backs) was last read whole:
+    # while it cannot be (``counters_stale``) that part is as of then, the counters are not.
+    refreshed_at: datetime | None = None
 
 
 class WallboardService:
@@ -111,6 +114,7 @@ class WallboardService:
         self._names: Mapping[str, str] = {}
         self._overdue: list[SlaBreach] = []
         self._stale = False
+        self._refreshed_at: datetime | None = None
         self._journal: deque[CallFact] = deque(maxlen=JOURNAL_FACTS)
         self._seeded_slot: ShiftSlot | None = None
         self._reseed = True  # the counters' next seed is due
@@ -169,7 +173,8 @@ class WallboardService:
         return WallboardSnapshot(
             board=self._board.view(now), counters=self._counters.live(now, self._names),
             counters_stale=self._stale, overdue=list(self._overdue),
-            connected=self._connected(), callbacks=self._backlog)
+            connected=self._connected(), callbacks=self._backlog,
+            refreshed_at=self._refreshed_at)
 
     def subscribe(self) -> asyncio.Event:
         """An event set whenever the wallboard changes (clear it after reading)."""
@@ -350,6 +355,7 @@ class WallboardService:
         """Read the operator names, overdue incidents and call-back backlog again (and, if
         ``periodic``, roll up a few closed shifts for the reports); on an outage keep the old
         ones."""
+        began = self._clock()
         try:
             names = await self._reports.operator_names()
             overdue = await self._dispatches.sla_breaches()
@@ -365,5 +371,5 @@ class WallboardService:
             self._stale = True
         else:
             self._names, self._overdue, self._stale = names, overdue, False
-            self._backlog = callbacks
+            self._backlog, self._refreshed_at = callbacks, began
         self._changed()

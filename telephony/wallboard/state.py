@@ -99,7 +99,14 @@ class Member:
     state: str  # the tracker's device state
     paused: bool
     reason: str
-    at: datetime
+    at: datetime  # the last report (the newest report of the operator's queues wins)
+    since: datetime  # the report that began this state: the same state reported again
+    # (every resync lists every member anew) is no new start
+
+    def same_state(self, fact: OperatorStateChanged) -> bool:
+        """Whether ``fact`` reports the state this membership is in."""
+        return (self.state, self.paused, self.reason) == (
+            fact.state, fact.paused, fact.pause_reason)
 
 
 @dataclass(frozen=True)
@@ -350,7 +357,7 @@ class LiveBoard:
                 old = before.get(operator, {}).get(queue)
                 if old is not None and (old.state, old.paused, old.reason) == (
                         now.state, now.paused, now.reason):
-                    queues[queue] = old
+                    queues[queue] = replace(now, since=min(old.since, now.since))
 
     def _join(self, fact: QueueJoined) -> None:
         line = self._queues.setdefault(fact.queue, [])
@@ -379,7 +386,8 @@ class LiveBoard:
         known = queues.get(fact.queue)
         if known is not None and known.at > fact.at:
             return  # an older report arriving late (a resync racing an event)
-        queues[fact.queue] = Member(fact.state, fact.paused, fact.pause_reason, fact.at)
+        since = known.since if known is not None and known.same_state(fact) else fact.at
+        queues[fact.queue] = Member(fact.state, fact.paused, fact.pause_reason, fact.at, since)
 
     # -- output -------------------------------------------------------------------------------
 
@@ -393,14 +401,14 @@ class LiveBoard:
             return OperatorView(operator, OperatorState.TALKING, "", since, [])
         latest = max(queues.values(), key=lambda m: m.at)
         state = _DEVICE.get(latest.state, OperatorState.UNAVAILABLE)
-        since = latest.at
+        since = latest.since
         reason = ""
         if state is OperatorState.IDLE:
             paused = [m for m in queues.values() if m.paused]
             completed = self._completed.get(operator)
             if len(paused) == len(queues):
                 newest = max(paused, key=lambda m: m.at)
-                reason, since = newest.reason, newest.at
+                reason, since = newest.reason, newest.since
                 state = (OperatorState.WRAPUP if is_wrapup_reason(reason)
                          else OperatorState.PAUSED)
             elif completed is not None and completed <= now < completed + self._wrapup:

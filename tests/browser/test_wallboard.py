@@ -1,7 +1,8 @@
 """The supervisor's wallboard in headless Chromium against the whole line: the real server,
 real PostgreSQL, the real Asterisk lab and sipp.
 
-A supervisor logs in and opens the wallboard. A sipp caller rings 119 and waits in the medical
+A supervisor logs in and opens the wallboard: it names the shift its tiles count and since
+when "today" counts, in the centre's time. A sipp caller rings 119 and waits in the medical
 queue, where nobody is logged in: the wallboard shows them waiting, first in line, their wait
 running. An operator logs in, their sipp phone answers, and the same page (never reloaded:
 no navigation, and a marker set in the page survives) shows the queue empty, the operator
@@ -15,6 +16,7 @@ Its own lab instance and ports, so it can run beside the end-to-end and other br
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,9 +26,11 @@ from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
+from telephony.calls.shifts import ShiftCalendar
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
+from telephony.reports.model import day_bounds
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.browser import ConsolePage
@@ -93,6 +97,14 @@ async def test_the_wallboard_shows_a_waiting_caller_then_the_answer_without_a_re
                                                             timeout=WAIT_MS)
     answered = page.locator('[data-field="shift-answered"]')
     await expect(answered).to_have_text("0", timeout=WAIT_MS)
+    # Which shift the tiles count, and since when "today" counts, in the centre's time.
+    calendar = ShiftCalendar(settings.shifts, settings.timezone)
+    slot = calendar.slot_for(datetime.now(UTC))
+    began, ends = calendar.bounds(slot)
+    await expect(page.locator('[data-field="shift-name"]')).to_have_text(
+        f"Sif {slot.name} {began:%H.%M}\u2013{ends:%H.%M}")
+    await expect(page.locator('[data-field="today-since"]')).to_have_text(
+        f"{day_bounds(calendar, slot.day)[0]:%d-%m %H.%M}")
     await page.evaluate("window.sameDocument = true")
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
 

@@ -292,6 +292,37 @@ async def test_reports_give_way_while_the_call_records_trail(day: Day) -> None:
     assert (DAY - timedelta(days=1), "malam") in await rolled_up_slots(day.dsn)
 
 
+async def test_a_report_asked_before_an_admin_renames_a_shift_is_cut_by_one_roster(
+        day: Day) -> None:
+    """An admin renames siang to sore (the calendar the line holds, at once) while a report
+    waits for its turn: the report is cut by the roster it was asked under, whole, instead
+    of failing (a 500) on a shift the roster no longer has."""
+    lag = [5.0]
+    probes: list[float] = []
+
+    def trailing() -> float:
+        probes.append(lag[0])
+        return lag[0]
+
+    calendar = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
+    reports = ReportService(day.database, calendar, ReportConfig(wrapup_seconds=5),
+                            gate=ReportGate(trailing, GateConfig(max_wait_seconds=60)),
+                            clock=lambda: local(16, 30, day=DAY + timedelta(days=2)))
+    for shift in (None, "siang"):
+        probes.clear()
+        asked = asyncio.create_task(reports.shift_report(Period(DAY, DAY, shift)))
+        await eventually(lambda: len(probes) >= 2)  # waiting at the gate
+        assert not asked.done()
+        calendar.redefine([ShiftDefinition("pagi", time(7)), ShiftDefinition("sore", time(15)),
+                           ShiftDefinition("malam", time(23))])
+        lag[0] = 0.0
+        report = await asyncio.wait_for(asked, 10)
+        assert [(slot.name, f.calls) for slot, f in report.shifts] == (
+            [("pagi", 4), ("siang", 1), ("malam", 1)] if shift is None else [("siang", 1)])
+        calendar.redefine(DEFAULT_SHIFTS)
+        lag[0] = 5.0
+
+
 async def test_reports_share_the_time_while_calls_are_recorded(day: Day) -> None:
     """Back to back while calls are being recorded, a report rests after the one before
     (share 0.01: 99 times its turn, a second or more), and the wallboard's roll-up skips its

@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from telephony.callbacks.model import Backlog
 from telephony.calls.facts import (
     CallFact,
     CallStarted,
@@ -31,7 +32,7 @@ from telephony.calls.facts import (
     QueueLeft,
 )
 from telephony.calls.store import CallRepository
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.reports.console import ReportPages
 from telephony.reports.http import ReportApi
 from telephony.reports.service import ReportConfig, ReportService
@@ -42,6 +43,7 @@ from telephony.wallboard.http import WallboardApi
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
 from telephony.web.context import ApiContext
+from telephony.web.request import instant_json
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
 from tests.support.calls import CALENDAR
@@ -183,6 +185,83 @@ async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> N
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+
+
+async def test_a_restart_after_reconnections_keeps_each_operators_time_in_state(
+        board: Board) -> None:
+    """Each login to Asterisk lists every member again with the resync's instant (as the
+    listener records it): an operator on break since 25 minutes before the restart is shown
+    on break that long, not since the last reconnection."""
+    now = datetime.now(UTC)
+    began = now - timedelta(minutes=25)
+    connection = await asyncpg.connect(board.dsn)
+    try:
+        repository = CallRepository(CALENDAR)
+        await repository.apply(connection, [
+            OperatorStateChanged(OP, "medical", "paused", True, "break", began)])
+        for minutes in (15, 5):  # two reconnections: the same state, reported again
+            await repository.apply(connection, [OperatorStateChanged(
+                OP, "medical", "paused", True, "break", now - timedelta(minutes=minutes))])
+    finally:
+        await connection.close()
+    database = Database(replace(Settings(), database_dsn=board.dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig())
+    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.dispatches)
+    running = asyncio.create_task(fresh.run())
+    try:
+        deadline = time.monotonic() + 10
+        while not (snapshot := fresh.snapshot()).board.operators or snapshot.counters is None:
+            assert time.monotonic() < deadline, "the wallboard was not seeded"
+            await asyncio.sleep(0.05)
+        # The restarted line's own resync reports the same state once more.
+        fresh.recorded([OperatorStateChanged(OP, "medical", "paused", True, "break", now)])
+        data = wallboard_http.wallboard_json(fresh.snapshot())
+        assert [(o["state"], o["since"]) for o in data["operators"]] == [
+            ("paused", instant_json(began))]
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+
+
+async def test_while_the_database_is_away_the_board_says_what_is_older_and_since_when(
+        board: Board) -> None:
+    """The shift's figures go on from the facts while the database is away; what only the
+    database gives (overdue incidents, call-backs, names) is as of its last whole read, and
+    the board says that instant, not the current one."""
+    down = [False]
+    clock = [datetime.now(UTC)]
+
+    async def callbacks() -> Backlog:
+        if down[0]:
+            raise DatabaseUnavailable("connection refused")
+        return Backlog(0, 0, None)
+
+    database = Database(replace(Settings(), database_dsn=board.dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig())
+    wallboard = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.dispatches,
+                                 callbacks=callbacks, clock=lambda: clock[0])
+    try:
+        assert await wallboard.seed_counters()
+        await wallboard.refresh()
+        read = clock[0]
+        assert wallboard_http.wallboard_json(wallboard.snapshot())["refreshed_at"] == (
+            instant_json(read))
+        down[0] = True
+        clock[0] = read + timedelta(minutes=3)
+        call_id = "1741600070.1"
+        wallboard.recorded([
+            CallStarted(call_id, call_id, "PJSIP/c", "0812", "", "112",
+                        clock[0] - timedelta(seconds=30)),
+            QueueJoined(call_id, "medical", 1, clock[0] - timedelta(seconds=25)),
+            OperatorAnswered(call_id, "medical", OP, 5, 1, clock[0] - timedelta(seconds=20))])
+        await wallboard.refresh()
+        data = wallboard_http.wallboard_json(wallboard.snapshot())
+        conforms(data, "Wallboard")
+        assert (data["counters_stale"], data["refreshed_at"]) == (True, instant_json(read))
+        assert data["shift"]["figures"]["answered"] == 1
+    finally:
         await database.close()
 
 

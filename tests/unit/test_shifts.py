@@ -1,4 +1,4 @@
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -60,3 +60,14 @@ def test_custom_two_shift_roster() -> None:
     )
     instant = datetime(2026, 11, 2, 3, 0, tzinfo=ZoneInfo("Asia/Makassar"))
     assert roster.slot_for(instant) == ShiftSlot(datetime(2026, 11, 1).date(), "night")
+
+
+def test_a_frozen_calendar_keeps_the_roster_it_was_taken_with() -> None:
+    calendar = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Makassar")
+    frozen = calendar.frozen()
+    calendar.redefine([ShiftDefinition("siang", time(8)), ShiftDefinition("malam", time(20))])
+    assert frozen.names == ("pagi", "siang", "malam")
+    assert calendar.names == ("siang", "malam")
+    instant = datetime(2025, 3, 10, 7, 30, tzinfo=ZoneInfo("Asia/Makassar"))
+    assert frozen.slot_for(instant) == ShiftSlot(date(2025, 3, 10), "pagi")
+    assert calendar.slot_for(instant) == ShiftSlot(date(2025, 3, 9), "malam")

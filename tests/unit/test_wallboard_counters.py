@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -24,8 +25,9 @@ from telephony.calls.facts import (
     QueueAbandoned,
     QueueJoined,
 )
-from telephony.calls.shifts import ShiftSlot
+from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.reports.model import CallRow, LiveCall, day_bounds, figures
+from telephony.settings import DEFAULT_SHIFTS
 from telephony.wallboard.counters import LiveCounters, ShiftCounters
 from tests.support.report_histories import (
     CALENDAR,
@@ -238,6 +240,25 @@ def test_a_new_day_starts_from_its_own_calls() -> None:
     assert live(counters, at(8, day=DAY + timedelta(days=1))).day_figures.answered == 0
     # Yesterday's calls are forgotten: the late answer keeps a call of no shift, and today's.
     assert len(counters) == 2
+
+
+def test_after_midnight_the_board_says_since_when_its_shift_and_day_count() -> None:
+    """A centre in Jayapura (WIT, UTC+9) on a machine whose clock is UTC: at 00:30 local on
+    the 11th the night shift began at 23:00 on the 10th and ends at 07:00, and "today" is
+    still the operational day that began at 07:00 on the 10th, not the calendar day."""
+    wit = ZoneInfo("Asia/Jayapura")
+    counters = ShiftCounters(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jayapura"))
+    counters.seed(DAY, [])
+    counters.apply([started("1", datetime(2025, 3, 10, 22, 0, tzinfo=wit)),
+                    started("2", datetime(2025, 3, 11, 0, 10, tzinfo=wit))])
+    now = datetime(2025, 3, 10, 15, 30, tzinfo=UTC)  # 00:30 on the 11th in Jayapura
+    board = counters.live(now, {})
+    assert board is not None
+    assert board.shift == ShiftSlot(DAY, "malam")
+    assert (board.shift_started, board.shift_ends, board.day_started) == (
+        datetime(2025, 3, 10, 23, tzinfo=wit), datetime(2025, 3, 11, 7, tzinfo=wit),
+        datetime(2025, 3, 10, 7, tzinfo=wit))
+    assert (board.shift_figures.calls, board.day_figures.calls) == (1, 2)
 
 
 def test_ends_abandons_vanishes_and_cuts_as_the_store_writes_them() -> None:

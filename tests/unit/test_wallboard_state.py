@@ -171,6 +171,30 @@ def test_a_resync_replaces_what_changed_while_away_and_keeps_running_clocks() ->
     assert [(o.operator, o.since) for o in view.operators] == [(A, at(0))]
 
 
+def test_a_reconnection_keeps_each_operators_time_in_an_unchanged_state() -> None:
+    # As the listener hands a resync over: its facts first (every member listed again,
+    # stamped with the resync's instant), then the whole picture. Only a change of state
+    # starts a new "since": a supervisor watching "jeda 25:00" must not see 0:00 after a
+    # reconnection, nor after a second one.
+    replies = resync_replies(FIXTURES / "ami_synthetic_resync.txt")
+    clock = [T0]
+    tracker = CallTracker(clock=lambda: clock[0])
+    b = board()
+    for minutes in (0, 4, 9):
+        clock[0] = T0 + timedelta(minutes=minutes)
+        outcome = tracker.resync(*replies)
+        b.apply(outcome.facts)
+        b.resync(outcome.queues)
+    assert {(o.operator, o.state, o.since) for o in b.view(clock[0]).operators} == {
+        (A, OperatorState.TALKING, T0), (B, OperatorState.PAUSED, T0),
+        ("PJSIP/op1003", OperatorState.UNAVAILABLE, T0)}
+    # A new state starts its own clock; the same state reported again live keeps it.
+    b.apply([member(A, "medical", "idle", 600), member(A, "all-operators", "idle", 600),
+             member(A, "medical", "idle", 620), member(A, "all-operators", "idle", 620)])
+    assert (b.operator_view(A, at(630)).state, b.operator_view(A, at(630)).since) == (
+        OperatorState.IDLE, at(600))
+
+
 def test_a_resync_that_could_not_be_trusted_keeps_the_board() -> None:
     b = board()
     b.apply([QueueJoined("1", "medical", 1, at(1))])

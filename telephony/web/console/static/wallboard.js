@@ -13,6 +13,9 @@
   const clock = new Intl.DateTimeFormat("id-ID", {
     timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
   });
+  const hourMinute = new Intl.DateTimeFormat("id-ID", {
+    timeZone: zone, hour: "2-digit", minute: "2-digit", hour12: false,
+  });
   const status = document.getElementById("status");
   // Only a supervisor's page has these: the buttons to listen in on an operator's call.
   const supervision = document.querySelector('meta[name="supervision"]');
@@ -65,9 +68,22 @@
     return (serverNow() - Date.parse(instant)) / 1000;
   }
 
+  // Which shift the tiles count, and since when "today" counts: after midnight the
+  // operational day is still the one that began at the first shift's start the day before.
+  function drawPeriods(data) {
+    const shift = data.shift;
+    setText("shift-name", shift ? "Sif " + shift.name + " " +
+      hourMinute.format(new Date(shift.started_at)) + "–" +
+      hourMinute.format(new Date(shift.ends_at)) : "Sif -");
+    const today = data.today;
+    setText("today-since", today ? today.day.slice(8, 10) + "-" + today.day.slice(5, 7) + " " +
+      hourMinute.format(new Date(today.started_at)) : "-");
+  }
+
   function drawCounters(data) {
     const shift = data.shift;
     const f = shift ? shift.figures : null;
+    drawPeriods(data);
     setText("shift-answered", f ? String(f.answered) : "-");
     setText("shift-abandoned", f ? String(f.abandoned) : "-");
     (f ? f.service_levels : []).forEach(function (level) {
@@ -254,8 +270,9 @@
       notes.push("Asterisk tidak tersambung: antrean dan operator mungkin tidak terkini");
     }
     if (data.counters_stale) {
-      notes.push("basis data tidak terjangkau: angka sif dari " +
-        (data.counters_at ? clock.format(new Date(data.counters_at)) : "-"));
+      // The shift's figures go on from Asterisk's events; what the database gives does not.
+      notes.push("basis data tidak terjangkau: insiden lewat target dan panggilan balik per " +
+        (data.refreshed_at ? clock.format(new Date(data.refreshed_at)) : "-"));
     }
     status.textContent = notes.join(" · ");
     status.dataset.state = data.connected && !data.counters_stale ? "live" : "degraded";
