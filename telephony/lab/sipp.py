@@ -45,8 +45,9 @@ AUDIO_PCAP_MS = 7000  # g711a.pcap holds 7.05 s of A-law
 DTMF_PCAP_MS = 300  # each dtmf_2833 pcap lasts 0.14 s; leave a gap between digits
 DTMF_BURST_GAP_MS = 50  # "1+2": the 2 starts this long after the 1 ended (dtmf_burst_pcap)
 DTMF_NAMES = {str(d): str(d) for d in range(10)} | {"*": "star", "#": "pound"}
+INFO_CSEQ = 2  # the caller's first SIP INFO key; its BYE's CSeq (caller.xml) is above them all
 _SIPP_EVENTS_HEADER = "The following events occurred:"
-_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:]*")
+_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:;=]*")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
@@ -217,16 +218,33 @@ def _talk_steps(seconds: float, first_step: int) -> tuple[str, dict[str, bytes],
 
 def _check_header_text(name: str, value: str) -> str:
     if not _SAFE_HEADER_TEXT.fullmatch(value):
-        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@: only")
+        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@:;= only")
     return value
 
 
+def _xml_info(digit: str, cseq: int) -> str:
+    """One key sent as a SIP INFO (``application/dtmf-relay``), as some carriers relay keys
+    instead of RFC 4733 events; Asterisk's 200 awaited."""
+    return (
+        "  <send>\n    <![CDATA[\n"
+        "      INFO [next_url] SIP/2.0\n"
+        "      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        "      [last_From:]\n      [last_To:]\n      Call-ID: [call_id]\n"
+        f"      CSeq: {cseq} INFO\n      Max-Forwards: 70\n"
+        "      Content-Type: application/dtmf-relay\n      Content-Length: [len]\n\n"
+        f"      Signal={digit}\n      Duration=160\n"
+        "    ]]>\n  </send>\n"
+        '  <recv response="200"/>\n'
+    )
+
+
 def _dtmf_steps(
-    dtmf: str, delay: float, gap: float
+    dtmf: str, delay: float, gap: float, *, info: bool = False
 ) -> tuple[list[str], dict[str, bytes], int]:
     """Wait ``delay`` s after the answer, then send ``dtmf`` one digit every ``gap`` s (a ``,``
-    presses nothing for one gap). Returns the XML steps, the pcap files they play, and the
-    number of the next step label."""
+    presses nothing for one gap); as SIP INFO requests if ``info`` (CSeq 2 onwards, below
+    the caller's BYE's), else as RFC 4733 events. Returns the XML steps, the pcap files they
+    play, and the number of the next step label."""
     if not re.fullmatch(r"(?:[^,+](?:\+[^,+])*|,)*", dtmf):
         raise ValueError(f"cannot send DTMF {dtmf!r}: a '+' joins two digits")
     for digit in dtmf:
@@ -241,7 +259,11 @@ def _dtmf_steps(
         gap_ms = int(max(gap * 1000, DTMF_PCAP_MS))
         press = 0
         for group in re.findall(r"[^,+](?:\+[^,+])*|,", dtmf):
-            if group != ",":
+            if group != "," and info:
+                for digit in group.replace("+", ""):
+                    steps.append(_xml_info(digit, INFO_CSEQ + press))
+                    press += 1
+            elif group != ",":
                 digits = group.replace("+", "")
                 name = f"dtmf-{press}.pcap"
                 files[name] = (dtmf_pcap(digits, press) if len(digits) == 1
@@ -266,6 +288,7 @@ def render_caller(
     continuous: bool = False,
     numbered: bool = False,
     headers: Mapping[str, str] | None = None,
+    info_dtmf: bool = False,
 ) -> Scenario:
     """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
     every ``dtmf_gap`` s (a ``,`` presses nothing for one gap, ``1+2`` presses 2 right after
@@ -278,8 +301,9 @@ def render_caller(
     caller id is ``caller_id`` followed by sipp's call number, so a run of many calls comes
     from as many callers (one number calling hundreds of times is what screening lowers).
     ``headers`` are added to the INVITE as they are (e.g. the cluster front's carrier mark).
+    ``info_dtmf``: the keys go as SIP INFO requests instead of RFC 4733 events.
     """
-    steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap)
+    steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap, info=info_dtmf)
     talk_left = talk_seconds
     if audio and continuous:
         xml, talk, talk_left = _talk_steps(talk_seconds, step)
@@ -581,6 +605,7 @@ def caller(
     trace_messages: bool = False,
     host: str = "127.0.0.1",
     headers: Mapping[str, str] | None = None,
+    info_dtmf: bool = False,
 ) -> Sipp:
     """Callers dialling ``number`` at the lab: ``calls`` calls at ``rate`` per second, at most
     ``concurrent`` (default: all of them) at once, sent from ``host`` (the carrier's address:
@@ -604,6 +629,7 @@ def caller(
         continuous=continuous,
         numbered=numbered,
         headers=headers,
+        info_dtmf=info_dtmf,
     )
     if timeout is None:
         timeout = calls / rate + dtmf_delay + len(dtmf) * dtmf_gap + talk_seconds + 30

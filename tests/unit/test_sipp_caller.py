@@ -73,3 +73,11 @@ def test_extra_headers_go_into_the_invite_and_nothing_spliced() -> None:
     for name, value in (("X-A\nVia", "x"), ("X-A:", "x"), ("X-A", "x\r\nVia: y"), ("X-A", "<x>")):
         with pytest.raises(ValueError):
             sipp.render_caller(caller_id="08991", headers={name: value})
+
+
+def test_keys_as_sip_info_are_requests_numbered_below_the_bye() -> None:
+    scenario = sipp.render_caller(caller_id="08991", dtmf="1,2", info_dtmf=True)
+    assert scenario.files == {}  # no RFC 4733 events
+    assert "Signal=1" in scenario.xml and "CSeq: 2 INFO" in scenario.xml
+    assert "Signal=2" in scenario.xml and "CSeq: 3 INFO" in scenario.xml
+    assert "CSeq: 1000 BYE" in scenario.xml
