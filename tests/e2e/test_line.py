@@ -337,6 +337,22 @@ async def test_keys_relayed_as_sip_info_reach_the_ivr(
         "chosen", "1", "fire", "fire")
 
 
+async def test_keys_sent_in_band_reach_the_ivr(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """A carrier that offers no RFC 4733 events (a media gateway passing the caller's tones
+    in the audio): the caller who pressed 1 then 2 reaches the fire queue, not the no-key
+    default, and is not taken for a caller who pressed nothing."""
+    await staff("PJSIP/op1015")
+    caller_id = unique_caller("0813")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="12", inband_dtmf=True, talk_seconds=4) as caller:
+        assert (await caller.wait()).ok
+    record = await ended_call(line, caller_id)
+    assert (record.ivr_outcome, record.ivr_choice, record.ivr_skill, record.queue) == (
+        "chosen", "1", "fire", "fire")
+
+
 async def test_a_simless_caller_written_unescaped_keeps_its_imei(
     line: Line, settings: Settings, staff: Staff
 ) -> None:
