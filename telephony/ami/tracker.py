@@ -11,8 +11,9 @@ created with the caller as requestor, so Asterisk gives it the caller's ``Linked
 channel that started the call has ``Linkedid == Uniqueid``. A ``Newchannel`` is therefore a
 new call when ``Uniqueid == Linkedid`` *and* its ``Context`` is the carrier trunk's
 (``from-carrier``): the second test keeps out anything an operator's phone might originate.
-The line is ``Exten`` when it is 112 or 119; the dialplan routes every other number the
-carrier hands over (0112, +62112, none at all) to 112, and so does the tracker. On resync the
+The line is ``Exten`` when it is 112 or 119, or 119 in a national or E.164 form (0119,
++62119, ...: :func:`line_of`); the dialplan routes every other number the carrier hands over
+(0112, +62112, sos, none at all) to 112, and so does the tracker. On resync the
 dialplan has usually moved the channel to another context, so a live channel with
 ``Linkedid == Uniqueid`` also counts when its ``IVR_LINE`` variable names a line, or when the
 call is already known (to this tracker, or open in the database).
@@ -43,6 +44,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from telephony.calls.backfill import arrival_of
 from telephony.calls.facts import (
@@ -75,6 +77,18 @@ AmiEvent = Mapping[str, str | list[str]]
 CARRIER_CONTEXT = "from-carrier"  # asterisk-conf/extensions.conf
 LINES = ("112", "119")
 FALLBACK_LINE = "112"  # where the dialplan sends any other number
+# The forms of 119 the dialplan takes as the 119 line (from-carrier): a carrier may write the
+# dialled number nationally or in E.164. Any other form of any other number is 112.
+_LINE_FORMS: Final = {form: "119" for form in ("0119", "+119", "62119", "+62119", "0062119")}
+
+
+def line_of(exten: str) -> str:
+    """The line the dialplan gives a call the carrier sent to ``exten``: 112 or 119 as they
+    are, 119 in its national and E.164 forms, 112 for anything else. Options after a ";"
+    (``119;phone-context=+62``) are not part of the number: Asterisk cuts them off
+    (pjsip.conf's ignore_uri_user_options), so the line does too."""
+    number = exten.partition(";")[0]
+    return number if number in LINES else _LINE_FORMS.get(number, FALLBACK_LINE)
 IVR_PREFIX = "IVR_"
 SIP_CALL_ID = "sip_call_id"  # IVR_SIP_CALL_ID: carried by the call's CallStarted
 
@@ -425,7 +439,7 @@ class CallTracker:
             channel=f.ident("Channel"),
             caller_number=caller_id_text(f.text("CallerIDNum")),
             caller_name=caller_id_text(f.text("CallerIDName")),
-            line=exten if exten in LINES else FALLBACK_LINE,
+            line=line_of(exten),
             at=f.at(),
         )
         self._adopt(uid)
@@ -829,7 +843,7 @@ class CallTracker:
         if uid != linked or uid in self._ended or not (ivr_line in LINES or in_carrier_context):
             return None
         exten = chan.text("Exten")
-        line = ivr_line if ivr_line in LINES else exten if exten in LINES else FALLBACK_LINE
+        line = ivr_line if ivr_line in LINES else line_of(exten)
         age = timedelta()
         duration = _DURATION.fullmatch(chan.text("Duration"))
         if duration is not None:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from telephony.ami.tracker import FALLBACK_LINE, LINES, caller_id_text
+from telephony.ami.tracker import caller_id_text, line_of
 from telephony.calls.facts import CallLost
 from telephony.calls.ids import node_of, valid_call_id, valid_sip_call_id
 from telephony.settings import ClusterNode
@@ -138,7 +138,7 @@ def lost_call(row: FrontCall, nodes: Sequence[ClusterNode]) -> CallLost:
     call_id = f"{node.name}-{int(at.timestamp())}.{LOST_SEQ_BASE + row.id}"
     if not valid_call_id(call_id):
         raise FrontRowError(f"front call {row.id}: node {node.name[:40]!r} gives no call id")
-    line = row.line if row.line in LINES else FALLBACK_LINE  # as the dialplan routes it
+    line = line_of(row.line or "")  # as the dialplan routes it
     return CallLost(call_id=call_id, sip_call_id=row.callid, node=node.name,
                     caller_number=caller_id_text(row.caller or ""), line=line,
                     reply=reply_text(row), at=at)

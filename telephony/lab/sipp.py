@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import math
 import os
 import re
 import shutil
@@ -45,8 +46,9 @@ AUDIO_PCAP_MS = 7000  # g711a.pcap holds 7.05 s of A-law
 DTMF_PCAP_MS = 300  # each dtmf_2833 pcap lasts 0.14 s; leave a gap between digits
 DTMF_BURST_GAP_MS = 50  # "1+2": the 2 starts this long after the 1 ended (dtmf_burst_pcap)
 DTMF_NAMES = {str(d): str(d) for d in range(10)} | {"*": "star", "#": "pound"}
+INFO_CSEQ = 2  # the caller's first SIP INFO key; its BYE's CSeq (caller.xml) is above them all
 _SIPP_EVENTS_HEADER = "The following events occurred:"
-_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:]*")
+_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:;=]*")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
@@ -130,6 +132,61 @@ def dtmf_pcap(digit: str, press: int) -> bytes:
     """
     data = (PCAP_DIR / f"dtmf_2833_{DTMF_NAMES[digit]}.pcap").read_bytes()
     return _renumbered(data, _DTMF_SEQ_BASE + press * 100, _DTMF_TS_BASE + press * 16000)
+
+
+# The DTMF frequency pairs (ITU-T Q.23): row, column.
+_DTMF_ROWS = {"1": 697, "2": 697, "3": 697, "4": 770, "5": 770, "6": 770,
+              "7": 852, "8": 852, "9": 852, "*": 941, "0": 941, "#": 941}
+_DTMF_COLUMNS = {"1": 1209, "4": 1209, "7": 1209, "*": 1209, "2": 1336, "5": 1336, "8": 1336,
+                 "0": 1336, "3": 1477, "6": 1477, "9": 1477, "#": 1477}
+INBAND_TONE_MS = 120  # each key's tone; then as much silence, so two presses stay apart
+_FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+
+
+def _alaw(sample: int) -> int:
+    """One 16-bit linear sample as G.711 A-law (ITU-T G.711)."""
+    sign = 0x80 if sample >= 0 else 0x00
+    magnitude = min(abs(sample), 32767) >> 3  # A-law encodes 13 bits
+    if magnitude < 32:
+        code = magnitude >> 1
+    else:
+        exponent = magnitude.bit_length() - 5
+        code = (exponent << 4) | ((magnitude >> exponent) & 0x0F)
+    return (code | sign) ^ 0x55
+
+
+def inband_dtmf_pcap(digit: str, press: int) -> bytes:
+    """``digit`` as an in-band tone pair in A-law RTP (payload type 8), as a caller's keys
+    reach the line over a carrier that relays no RFC 4733 events; renumbered as the
+    ``press``-th digit of a call (see :func:`dtmf_pcap`). Built on the headers of sipp's
+    A-law pcap (its addresses and ports are sipp's to replace)."""
+    template = AUDIO_PCAP.read_bytes()
+    (captured,) = struct.unpack_from("<I", template, 24 + 8)
+    first = template[24 + 16:24 + 16 + captured]
+    ip_header = (first[14] & 0x0F) * 4
+    headers = bytearray(first[:14 + ip_header + 8 + 12])
+    udp = 14 + ip_header
+    struct.pack_into(">H", headers, 14 + 2, ip_header + 8 + 12 + _FRAME_SAMPLES)  # IP length
+    struct.pack_into(">H", headers, udp + 4, 8 + 12 + _FRAME_SAMPLES)  # UDP length
+    struct.pack_into(">H", headers, udp + 6, 0)  # no UDP checksum
+    headers[udp + 8 + 1] = 8  # PCMA, no marker
+    low, high = _DTMF_ROWS[digit], _DTMF_COLUMNS[digit]
+    tone = INBAND_TONE_MS * 8
+    samples = [round(8000 * (math.sin(2 * math.pi * low * n / 8000)
+                             + math.sin(2 * math.pi * high * n / 8000))) if n < tone else 0
+               for n in range(2 * tone)]
+    out = bytearray(template[:24])
+    for frame in range(len(samples) // _FRAME_SAMPLES):
+        packet = bytearray(headers)
+        struct.pack_into(">HI", packet, udp + 8 + 2, _DTMF_SEQ_BASE + press * 100 + frame,
+                         _DTMF_TS_BASE + press * 16000 + frame * _FRAME_SAMPLES)
+        chunk = samples[frame * _FRAME_SAMPLES:(frame + 1) * _FRAME_SAMPLES]
+        packet += bytes(_alaw(sample) for sample in chunk)
+        micros = frame * 20_000
+        out += struct.pack("<IIII", micros // 1_000_000, micros % 1_000_000, len(packet),
+                           len(packet))
+        out += packet
+    return bytes(out)
 
 
 def dtmf_burst_pcap(digits: str, press: int) -> bytes:
@@ -217,16 +274,35 @@ def _talk_steps(seconds: float, first_step: int) -> tuple[str, dict[str, bytes],
 
 def _check_header_text(name: str, value: str) -> str:
     if not _SAFE_HEADER_TEXT.fullmatch(value):
-        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@: only")
+        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@:;= only")
     return value
 
 
+def _xml_info(digit: str, cseq: int) -> str:
+    """One key sent as a SIP INFO (``application/dtmf-relay``), as some carriers relay keys
+    instead of RFC 4733 events; Asterisk's 200 awaited."""
+    return (
+        "  <send>\n    <![CDATA[\n"
+        "      INFO [next_url] SIP/2.0\n"
+        "      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+        "      [last_From:]\n      [last_To:]\n      Call-ID: [call_id]\n"
+        f"      CSeq: {cseq} INFO\n      Max-Forwards: 70\n"
+        "      Content-Type: application/dtmf-relay\n      Content-Length: [len]\n\n"
+        f"      Signal={digit}\n      Duration=160\n"
+        "    ]]>\n  </send>\n"
+        '  <recv response="200"/>\n'
+    )
+
+
 def _dtmf_steps(
-    dtmf: str, delay: float, gap: float
+    dtmf: str, delay: float, gap: float, *, info: bool = False, inband: bool = False
 ) -> tuple[list[str], dict[str, bytes], int]:
     """Wait ``delay`` s after the answer, then send ``dtmf`` one digit every ``gap`` s (a ``,``
-    presses nothing for one gap). Returns the XML steps, the pcap files they play, and the
-    number of the next step label."""
+    presses nothing for one gap); as SIP INFO requests if ``info`` (CSeq 2 onwards, below
+    the caller's BYE's), as in-band tones if ``inband``, else as RFC 4733 events. Returns the
+    XML steps, the pcap files they play, and the number of the next step label."""
+    if inband and "+" in dtmf:
+        raise ValueError("in-band keys are sent one at a time: no '+'")
     if not re.fullmatch(r"(?:[^,+](?:\+[^,+])*|,)*", dtmf):
         raise ValueError(f"cannot send DTMF {dtmf!r}: a '+' joins two digits")
     for digit in dtmf:
@@ -241,11 +317,18 @@ def _dtmf_steps(
         gap_ms = int(max(gap * 1000, DTMF_PCAP_MS))
         press = 0
         for group in re.findall(r"[^,+](?:\+[^,+])*|,", dtmf):
-            if group != ",":
+            if group != "," and info:
+                for digit in group.replace("+", ""):
+                    steps.append(_xml_info(digit, INFO_CSEQ + press))
+                    press += 1
+            elif group != ",":
                 digits = group.replace("+", "")
                 name = f"dtmf-{press}.pcap"
-                files[name] = (dtmf_pcap(digits, press) if len(digits) == 1
-                               else dtmf_burst_pcap(digits, press))
+                if inband:
+                    files[name] = inband_dtmf_pcap(digits, press)
+                else:
+                    files[name] = (dtmf_pcap(digits, press) if len(digits) == 1
+                                   else dtmf_burst_pcap(digits, press))
                 steps.append(_xml_play(name))
                 press += len(digits)
             steps.append(_xml_wait(step, gap_ms * max(len(group) // 2 + 1, 1)))
@@ -266,6 +349,8 @@ def render_caller(
     continuous: bool = False,
     numbered: bool = False,
     headers: Mapping[str, str] | None = None,
+    info_dtmf: bool = False,
+    inband_dtmf: bool = False,
 ) -> Scenario:
     """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
     every ``dtmf_gap`` s (a ``,`` presses nothing for one gap, ``1+2`` presses 2 right after
@@ -278,8 +363,11 @@ def render_caller(
     caller id is ``caller_id`` followed by sipp's call number, so a run of many calls comes
     from as many callers (one number calling hundreds of times is what screening lowers).
     ``headers`` are added to the INVITE as they are (e.g. the cluster front's carrier mark).
+    ``info_dtmf``: the keys go as SIP INFO requests instead of RFC 4733 events;
+    ``inband_dtmf``: as tones in the audio, and the call offers no telephone-event.
     """
-    steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap)
+    steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap, info=info_dtmf,
+                                     inband=inband_dtmf)
     talk_left = talk_seconds
     if audio and continuous:
         xml, talk, talk_left = _talk_steps(talk_seconds, step)
@@ -301,6 +389,9 @@ def render_caller(
         + ("[call_number]" if numbered else ""),
         from_name=_check_header_text("caller_name", caller_name),
         extra_headers=lines,
+        event_payload="" if inband_dtmf else " 101",
+        event_lines="" if inband_dtmf else (
+            "      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-15\n"),
         steps="".join(steps),
         talk_ms=max(int(talk_left * 1000), 1),
     )
@@ -581,6 +672,8 @@ def caller(
     trace_messages: bool = False,
     host: str = "127.0.0.1",
     headers: Mapping[str, str] | None = None,
+    info_dtmf: bool = False,
+    inband_dtmf: bool = False,
 ) -> Sipp:
     """Callers dialling ``number`` at the lab: ``calls`` calls at ``rate`` per second, at most
     ``concurrent`` (default: all of them) at once, sent from ``host`` (the carrier's address:
@@ -604,6 +697,8 @@ def caller(
         continuous=continuous,
         numbered=numbered,
         headers=headers,
+        info_dtmf=info_dtmf,
+        inband_dtmf=inband_dtmf,
     )
     if timeout is None:
         timeout = calls / rate + dtmf_delay + len(dtmf) * dtmf_gap + talk_seconds + 30

@@ -116,6 +116,9 @@ class CallShape:
     talk_seconds: float | None = None
     caller_ended: bool = True  # the caller, not the operator, hung up
     silence_share: float | None = None
+    # The call joined a queue (the IVR routed it, or failed open): whether answered or not, it
+    # waited for a human there.
+    queued: bool = False
 
     def __post_init__(self) -> None:
         if self.duration_seconds < 0:
@@ -151,15 +154,18 @@ class CallFeatures:
     def looks_silent(self) -> bool:
         """Nobody was heard from: no key pressed, and no speech reached an operator.
 
-        This is what the line itself can tell about a call nobody labelled. A caller who never
-        reached an operator and pressed nothing counts as silent, which a genuine caller who gave
-        up in the queue sometimes is too: the score weighs silence, it never acts on it alone.
+        This is what the line itself can tell about a call nobody labelled. A caller who
+        pressed nothing and left in the IVR counts as silent. A caller who waited in a queue and
+        was never answered does not: nobody was there to hear them (the line did not answer,
+        which says nothing of the caller), and a 119 caller has no key to press at all. Counted
+        silent, the caller who gave up in a busy queue and rang straight back, the very caller
+        the call-back worklist lists, had that call lowered as a nuisance number's.
         """
         if self.ivr.pressed_a_key:
             return False
         shape = self.shape
         if not shape.answered:
-            return True
+            return not shape.queued
         if shape.hung_up_on_answer:
             return True
         return shape.silence_share is not None and shape.silence_share >= SILENT_RECORDING_SHARE

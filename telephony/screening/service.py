@@ -102,13 +102,14 @@ def call_features(call: EndedCall) -> CallFeatures:
     """The ended call's own features, from its stored row (pure, and total: any row will do).
 
     The rule of ``CallFeatures.looks_silent`` on these features, without the recording, is the
-    generated column ``calls.looks_silent`` (migration 0004); keep the two in step:
+    generated column ``calls.looks_silent`` (migration 0004, remade by 0036); keep the two in step:
 
     - a key was pressed exactly when ``ivr_first_key_ms`` is set; invalid keys only count then
       (a malformed first-key time was stored as NULL, so the keys cannot be placed);
     - answered exactly when ``answered_at`` is set; the talk time is AgentComplete's, else the
       time from the answer to the end;
-    - the caller ended the call unless AgentComplete said otherwise.
+    - the caller ended the call unless AgentComplete said otherwise;
+    - queued exactly when ``queue`` is set (the first queue it joined).
     """
     first_key_ms = call.ivr_first_key_ms
     pressed = first_key_ms is not None
@@ -134,6 +135,7 @@ def call_features(call: EndedCall) -> CallFeatures:
         talk_seconds=talk,
         caller_ended=call.ended_by in (None, "caller"),
         silence_share=call.silence_share,
+        queued=call.queue is not None,
     )
     return CallFeatures(ivr, shape)
 

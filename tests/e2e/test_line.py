@@ -295,6 +295,64 @@ async def test_odd_caller_ids_are_kept_as_sent(
         assert record.disposition == "answered"
 
 
+async def test_numbers_as_carriers_write_them_reach_their_line(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """A carrier may write the dialled 119 nationally, in E.164 or with RFC 3966's
+    phone-context: it is still the health line (its greeting, the medical queue, recorded on
+    119). A name instead of a number (sos, as some networks route emergency calls) is not
+    refused: it is 112. A caller number with user options (;cpc=ordinary) is the number."""
+    await staff("PJSIP/op1011", "PJSIP/op1012", "PJSIP/op1013")
+    health = {number: unique_caller("0813") for number in ("+62119", "119;phone-context=+62")}
+    named = unique_caller("0813")
+    optioned = unique_caller("0813")
+    results = await asyncio.gather(
+        *(call(settings, caller, number=number, stay=12) for number, caller in health.items()),
+        call(settings, named, number="sos", dtmf="3", stay=4),
+        call(settings, f"{optioned};cpc=ordinary", dtmf="3", stay=4))
+    assert all(r.ok for r in results), [r.errors for r in results]
+    for caller in health.values():
+        record = await ended_call(line, caller)
+        assert (record.line, record.ivr_outcome, record.queue, record.disposition) == (
+            "119", "direct", "medical", "answered")
+    record = await ended_call(line, named)
+    assert (record.line, record.queue, record.disposition) == ("112", "information", "answered")
+    record = await ended_call(line, optioned)
+    assert (record.queue, record.disposition) == ("information", "answered")
+    assert await caller_key(line, record.call_id) == "62" + optioned[1:]
+
+
+async def test_keys_relayed_as_sip_info_reach_the_ivr(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """A carrier that relays the caller's keys as SIP INFO rather than RFC 4733 events: the
+    caller who pressed 1 then 2 reaches the fire queue, not the no-key default."""
+    await staff("PJSIP/op1014")
+    caller_id = unique_caller("0813")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="12", info_dtmf=True, talk_seconds=4) as caller:
+        assert (await caller.wait()).ok
+    record = await ended_call(line, caller_id)
+    assert (record.ivr_outcome, record.ivr_choice, record.ivr_skill, record.queue) == (
+        "chosen", "1", "fire", "fire")
+
+
+async def test_keys_sent_in_band_reach_the_ivr(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """A carrier that offers no RFC 4733 events (a media gateway passing the caller's tones
+    in the audio): the caller who pressed 1 then 2 reaches the fire queue, not the no-key
+    default, and is not taken for a caller who pressed nothing."""
+    await staff("PJSIP/op1015")
+    caller_id = unique_caller("0813")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="12", inband_dtmf=True, talk_seconds=4) as caller:
+        assert (await caller.wait()).ok
+    record = await ended_call(line, caller_id)
+    assert (record.ivr_outcome, record.ivr_choice, record.ivr_skill, record.queue) == (
+        "chosen", "1", "fire", "fire")
+
+
 async def test_a_simless_caller_written_unescaped_keeps_its_imei(
     line: Line, settings: Settings, staff: Staff
 ) -> None:

@@ -93,8 +93,8 @@ async def screened_call(line: Line, caller_id: str, since: datetime) -> Screened
 
 
 async def call(settings: Settings, caller_id: str, *, dtmf: str = "", talk_seconds: float,
-               audio: bool = False) -> None:
-    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+               audio: bool = False, number: str = "112") -> None:
+    async with sipp.caller(settings.sip_host, settings.sip_port, number, caller_id=caller_id,
                            dtmf=dtmf, dtmf_delay=1.0, talk_seconds=talk_seconds,
                            audio=audio) as caller:
         result = await caller.wait()
@@ -161,6 +161,32 @@ async def test_caller_who_speaks_passes_the_screening(line: Line, settings: Sett
     await call(settings, caller_id, dtmf="2", talk_seconds=12.0, audio=True)
     screened = await screened_call(line, caller_id, since)
     assert (screened.screening, screened.record.operator) == ("spoke", OPERATOR)
+
+
+async def test_a_caller_who_gave_up_in_the_queue_is_not_lowered_when_ringing_back(
+    line: Line, settings: Settings
+) -> None:
+    """A 119 caller (no key to press) waits in the medical queue nobody answers, gives up and
+    rings straight back: the call they gave up is no silent call, and the new one joins at
+    the normal priority. Counted silent, it was lowered to the floor as a nuisance number's
+    ("100% dari 1 panggilan sebelumnya diam atau iseng")."""
+    caller_id = unique_caller("0857")
+    await line.listener.send_action(
+        {"Action": "QueuePause", "Interface": OPERATOR, "Paused": "true"})
+    try:
+        # The greeting (6 s), then about 6 s in the queue.
+        await call(settings, caller_id, number="119", talk_seconds=12.0)
+    finally:
+        await line.listener.send_action(
+            {"Action": "QueuePause", "Interface": OPERATOR, "Paused": "false"})
+    gave_up = await ended_call(line, caller_id)
+    assert (gave_up.queue, gave_up.disposition) == ("medical", "abandoned")
+    since = datetime.now(UTC)
+    await call(settings, caller_id, number="119", talk_seconds=10.0)
+    screened = await screened_call(line, caller_id, since)
+    assert (screened.record.queue, screened.record.operator) == ("medical", OPERATOR)
+    assert screened.queue_priority == 10, screened.prank_reasons
+    assert "diam" not in (screened.prank_reasons or "")
 
 
 async def test_database_unreachable_routes_normally_and_loses_nothing(

@@ -323,7 +323,9 @@ def test_a_supervisors_chanspy_leg_is_no_call_and_leaves_the_call_as_it_was() ->
 
 @pytest.mark.parametrize(
     ("exten", "line"),
-    [("112", "112"), ("119", "119"), ("0112", "112"), ("+62112", "112"), ("s", "112")],
+    [("112", "112"), ("119", "119"), ("0112", "112"), ("+62112", "112"), ("s", "112"),
+     ("sos", "112"), ("0119", "119"), ("+119", "119"), ("62119", "119"), ("+62119", "119"),
+     ("0062119", "119"), ("119;phone-context=+62", "119"), ("1190", "112"), ("00119", "112")],
 )
 def test_every_carrier_number_is_a_call_on_the_line_the_dialplan_gives_it(
     exten: str, line: str

@@ -77,7 +77,8 @@ def test_an_odd_caller_is_cleaned_as_the_tracker_cleans_one(caller: str | None,
 
 
 @pytest.mark.parametrize(("line", "stored"), [("112", "112"), ("119", "119"), ("0112", "112"),
-                                              ("", "112"), (None, "112"), ("1'19", "112")])
+                                              ("", "112"), (None, "112"), ("1'19", "112"),
+                                              ("+62119", "119"), ("0119", "119")])
 def test_the_line_is_the_one_the_dialplan_gives(line: str | None, stored: str) -> None:
     assert lost_call(row(line=line), NODES).line == stored
 

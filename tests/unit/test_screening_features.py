@@ -223,6 +223,10 @@ NO_KEY = IvrBehaviour(menu_offered=True, no_input=True)
          False),
         (NO_KEY, CallShape(60.0, talk_seconds=40.0, caller_ended=False), False),
         (KEY, CallShape(20.0), False),  # pressed a key: somebody was there
+        # Waited in a queue nobody answered: nobody was there to hear them (112 or 119).
+        (NO_KEY, CallShape(40.0, queued=True), False),
+        (IvrBehaviour(menu_offered=False), CallShape(40.0, queued=True), False),
+        (IvrBehaviour(menu_offered=False), CallShape(5.0), True),  # 119, left in the greeting
         (IvrBehaviour(menu_offered=False), CallShape(90.0, talk_seconds=80.0,
                                                      silence_share=0.3), False),
     ],

@@ -73,3 +73,23 @@ def test_extra_headers_go_into_the_invite_and_nothing_spliced() -> None:
     for name, value in (("X-A\nVia", "x"), ("X-A:", "x"), ("X-A", "x\r\nVia: y"), ("X-A", "<x>")):
         with pytest.raises(ValueError):
             sipp.render_caller(caller_id="08991", headers={name: value})
+
+
+def test_keys_as_sip_info_are_requests_numbered_below_the_bye() -> None:
+    scenario = sipp.render_caller(caller_id="08991", dtmf="1,2", info_dtmf=True)
+    assert scenario.files == {}  # no RFC 4733 events
+    assert "Signal=1" in scenario.xml and "CSeq: 2 INFO" in scenario.xml
+    assert "Signal=2" in scenario.xml and "CSeq: 3 INFO" in scenario.xml
+    assert "CSeq: 1000 BYE" in scenario.xml
+
+
+def test_keys_in_band_are_tones_and_the_call_offers_no_events() -> None:
+    scenario = sipp.render_caller(caller_id="08991", dtmf="1,2", inband_dtmf=True)
+    assert "rtpmap:101" not in scenario.xml and "RTP/AVP 8 0\n" in scenario.xml
+    assert sorted(scenario.files) == ["dtmf-0.pcap", "dtmf-1.pcap"]
+    with pytest.raises(ValueError, match="one at a time"):
+        sipp.render_caller(caller_id="08991", dtmf="1+2", inband_dtmf=True)
+
+
+def test_alaw_encodes_as_g711_says() -> None:
+    assert [sipp._alaw(v) for v in (0, 1000, 32767, -32768)] == [0xD5, 0xFA, 0xAA, 0x2A]
