@@ -102,7 +102,7 @@ def call_features(call: EndedCall) -> CallFeatures:
     """The ended call's own features, from its stored row (pure, and total: any row will do).
 
     The rule of ``CallFeatures.looks_silent`` on these features, without the recording, is the
-    generated column ``calls.looks_silent`` (migration 0004, remade by 0036); keep the two in step:
+    generated column ``calls.looks_silent`` (migration 0004, remade by 0037); keep the two in step:
 
     - a key was pressed exactly when ``ivr_first_key_ms`` is set; invalid keys only count then
       (a malformed first-key time was stored as NULL, so the keys cannot be placed);

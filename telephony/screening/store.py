@@ -1,7 +1,7 @@
 """SQL for prank screening: a caller's history, operator labels, and post-call scores.
 
 Tables (migration 0004): the screening columns of ``calls`` (``caller_key``, what the IVR
-published, and the generated ``looks_silent``, remade by 0036), the append-only ``call_labels``, and
+published, and the generated ``looks_silent``, remade by 0037), the append-only ``call_labels``, and
 ``call_screening`` with each ended call's post-call result; and (migration 0032)
 ``call_screening_due``, the calls whose post-call score is due, queued by triggers on ``calls``
 and ``recordings`` and drained by :meth:`ScreeningRepository.due_calls`.
