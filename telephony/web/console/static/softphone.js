@@ -11,6 +11,14 @@
 // "siaga112:softphone" event on the document (the operator screen polls the call's details
 // at once when a call rings). window.siaga112Softphone gives the live call's
 // RTCPeerConnection to whoever measures it.
+//
+// The page holding the softphone is not left: leaving it ends the softphone (JsSIP hangs up
+// as the page goes, and a reload cannot take a WebRTC call back), and an unregistered phone
+// takes the desk out of its queues after softphone_lost_grace_seconds. So on this page the
+// forms are sent in the background and their message is shown here; another console page
+// (the incident form, the menu's pages) opens in one work tab beside it; a session that ends
+// during a call leaves for the login form only once the call has ended; logging out waits for
+// the end of a call; and the browser asks before a page with a call up is reloaded or closed.
 "use strict";
 
 (function () {
@@ -42,6 +50,12 @@
   const MICROPHONE_DENIED = "Mikrofon ditolak browser; panggilan tidak dapat dijawab. Izinkan " +
     "mikrofon untuk situs ini, lalu muat ulang halaman.";
   const DTMF_KEYS = "123456789*0#";
+  const LOGIN_PATH = "/console/login";
+  const WORK_TAB = "siaga112-kerja"; // the one tab the console's other pages open in
+  const SESSION_ENDED = "Sesi Anda berakhir. Panggilan tetap tersambung; halaman masuk " +
+    "dibuka setelah panggilan selesai.";
+  const LOGOUT_DURING_CALL = "Selesaikan panggilan dulu: keluar sekarang memutus penelepon.";
+  const NOT_SENT = "Gagal mengirim ke server; coba lagi.";
   let ua = null;
   let session = null;
   let networks = [];
@@ -49,6 +63,7 @@
   let callState = "idle";
   let muted = false;
   let held = false;
+  let loginAfterCall = false;
   const remoteAudio = new Audio();
   remoteAudio.autoplay = true;
 
@@ -80,6 +95,9 @@
       parts.caller.textContent = "";
       muted = false;
       held = false;
+      if (loginAfterCall) {
+        window.location.assign(LOGIN_PATH);
+      }
     }
     parts.answer.disabled = state !== "ringing";
     parts.hangup.disabled = state === "idle";
@@ -311,6 +329,113 @@
     return body;
   }
 
+  // -- the page stays ------------------------------------------------------------------------
+
+  function talking() {
+    return callState === "talking" || callState === "held";
+  }
+
+  // A message at the top of the page, as the server's redirect shows one (the same element).
+  function showFlash(kind, text, from) {
+    let flash = from ? document.importNode(from, true) : document.createElement("p");
+    if (!from) {
+      flash.className = "flash flash-" + kind;
+      flash.setAttribute("role", kind === "error" ? "alert" : "status");
+      flash.textContent = text;
+    }
+    flash.id = "flash";
+    const shown = document.getElementById("flash");
+    if (shown) {
+      shown.replaceWith(flash);
+    } else {
+      document.querySelector("main").before(flash);
+    }
+  }
+
+  // The session ended (expired, or signed out elsewhere): the login form, but not through a
+  // call, which leaving the page would cut off.
+  function sessionEnded() {
+    if (callState === "idle") {
+      window.location.assign(LOGIN_PATH);
+      return;
+    }
+    loginAfterCall = true;
+    showFlash("error", SESSION_ENDED);
+  }
+
+  // A form of this page, sent without leaving it. Its answer is this page with the message
+  // (shown here; the operator screen polls at once for what changed), the login form (the
+  // session ended), or another page (opened in the work tab).
+  async function sendHere(form, submitter) {
+    if (form.dataset.sending) {
+      return; // a double click: one post
+    }
+    form.dataset.sending = "1";
+    form.setAttribute("aria-busy", "true");
+    try {
+      const response = await fetch(form.action, {
+        method: "POST", credentials: "same-origin",
+        body: new URLSearchParams(new FormData(form, submitter)),
+      });
+      const landed = new URL(response.url);
+      if (landed.pathname === LOGIN_PATH) {
+        sessionEnded();
+      } else if (landed.pathname !== window.location.pathname) {
+        window.open(response.url, WORK_TAB);
+      } else {
+        const answer = new DOMParser().parseFromString(await response.text(), "text/html");
+        const flash = answer.getElementById("flash");
+        if (flash) {
+          showFlash("", "", flash);
+        } else if (!response.ok) {
+          showFlash("error", NOT_SENT + " (HTTP " + response.status + ")");
+        }
+        document.dispatchEvent(new CustomEvent("siaga112:changed"));
+      }
+    } catch (error) {
+      showFlash("error", NOT_SENT);
+    } finally {
+      delete form.dataset.sending;
+      form.removeAttribute("aria-busy");
+    }
+  }
+
+  // Before forms.js (on the document): what is sent here is not a page's post.
+  function keepPage() {
+    window.addEventListener("submit", function (event) {
+      const form = event.target;
+      if (!(form instanceof HTMLFormElement) || form.method !== "post" ||
+          form.getAttribute("action") === "/console/logout") {
+        return;
+      }
+      if (form.hasAttribute("data-opens-page")) {
+        form.target = WORK_TAB;
+        return;
+      }
+      event.preventDefault();
+      sendHere(form, event.submitter);
+    }, true);
+    // The console's other pages open in the work tab; this page's own address (and the
+    // console's root, which leads here) reload it, which the browser asks about during a call.
+    document.addEventListener("click", function (event) {
+      const link = event.target instanceof Element ? event.target.closest("a[href]") : null;
+      if (link === null || link.target) {
+        return;
+      }
+      const to = new URL(link.href);
+      if (to.origin === window.location.origin && to.pathname !== window.location.pathname &&
+          to.pathname !== "/console/" && to.pathname !== "/console") {
+        link.target = WORK_TAB;
+      }
+    }, true);
+    window.addEventListener("beforeunload", function (event) {
+      if (talking()) {
+        event.preventDefault();
+        event.returnValue = "";
+      }
+    });
+  }
+
   // Logging out of the console unregisters first (the secret stops working right after).
   function stopFirst(form) {
     form.addEventListener("submit", function (event) {
@@ -318,6 +443,10 @@
         return;
       }
       event.preventDefault();
+      if (talking()) {
+        showFlash("error", LOGOUT_DURING_CALL);
+        return;
+      }
       form.dataset.softphoneStopped = "1";
       let sent = false;
       const done = function () {
@@ -370,8 +499,10 @@
   for (const form of document.querySelectorAll('form[action="/console/logout"]')) {
     stopFirst(form);
   }
+  keepPage();
   window.siaga112Softphone = {
     connection: function () { return session === null ? null : session.connection; },
+    sessionEnded: sessionEnded,
   };
 
   buildKeypad();
