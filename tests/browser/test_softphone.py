@@ -92,7 +92,7 @@ def browser_args(tone_wav: Path) -> Sequence[str]:
 def joining_operators() -> tuple[str, ...]:
     """The browser desks join through the console."""
     return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", "PJSIP/op2005",
-            "PJSIP/op2006", "PJSIP/op2007", DESK_PHONE)
+            "PJSIP/op2006", "PJSIP/op2007", "PJSIP/op2008", DESK_PHONE)
 
 
 async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
@@ -244,6 +244,39 @@ async def test_a_lost_network_shows_at_once_and_the_softphone_registers_again(
     await lab.wait_cli("pjsip show contacts", lambda out: "op2003/sip:" in out)
     print(f"\nnetwork cut -> shown on the page: {shown * 1000:.0f} ms; network back -> "
           f"registered again: {registered_again:.1f} s")
+    assert console_page.problems == []
+
+
+async def test_a_call_through_a_network_blip_ends_in_the_browser_when_the_caller_hangs_up(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
+    """The browser's network drops for a moment during a call and comes back: the media
+    (straight to Asterisk) goes on, but the caller's hang-up went to the WebSocket that had
+    closed, so the softphone showed the call up for good and refused every next call as
+    busy."""
+    interface = "PJSIP/op2008"
+    await browser_desk(line, settings, "yoga", interface)
+    page = console_page.page
+    softphone = await registered(console_page, "yoga")
+    await joined(page)
+    caller = unique_caller("0854")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=15) as call:
+        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await softphone.locator('[data-part="answer"]').click()
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await network.cut()
+        await expect(softphone).to_have_attribute("data-registration", "offline",
+                                                  timeout=2_000)
+        await network.restore()
+        await expect(softphone).to_have_attribute("data-registration", "registered",
+                                                  timeout=WAIT_MS)
+        await expect(softphone).to_have_attribute("data-call", "talking")
+        result = await call.wait()
+    assert result.ok, result.errors
+    # The caller hung up: the call ends in the browser too.
+    await expect(softphone).to_have_attribute("data-call", "idle", timeout=15_000)
+    record = await ended_call(line, caller)
+    assert (record.operator, record.disposition) == (interface, "answered")
     assert console_page.problems == []
 
 

@@ -64,6 +64,8 @@
   let muted = false;
   let held = false;
   let loginAfterCall = false;
+  let socketLost = false; // the live call outlived the WebSocket it was set up over
+  let probeTimer = 0;
   const remoteAudio = new Audio();
   remoteAudio.autoplay = true;
 
@@ -247,6 +249,8 @@
     function ended() {
       if (session === rtc) {
         session = null;
+        socketLost = false;
+        window.clearTimeout(probeTimer);
         remoteAudio.srcObject = null;
         showCall("idle");
       }
@@ -263,6 +267,39 @@
       }
     });
     showCall("ringing", callerText(event.request));
+  }
+
+  // A call that outlived its WebSocket (the network dropped and came back): Asterisk's
+  // requests in the call, the caller's hang-up among them, went to the socket that had closed,
+  // so the softphone showed the call up for good and refused every next call as busy. Once the
+  // softphone is connected again it asks Asterisk about the call every few seconds, with an
+  // empty INFO in the call's dialog: a live call answers 200; a refusal ("481 Call/Transaction
+  // Does Not Exist", or "500 Unhandled by dialog usages" while Asterisk's dialog outlives the
+  // call) ends the call here.
+  const PROBE_MS = 3000;
+
+  function probeCall() {
+    window.clearTimeout(probeTimer);
+    if (session === null || !socketLost) {
+      return;
+    }
+    probeTimer = window.setTimeout(probeCall, PROBE_MS);
+    if (!ua.isConnected() || !session.isEstablished()) {
+      return;
+    }
+    const probed = session;
+    probed.once("newInfo", function (event) {
+      event.info.on("failed", function () {
+        if (session === probed && !probed.isEnded()) {
+          probed.terminate();
+        }
+      });
+    });
+    try {
+      probed.sendInfo("application/siaga112-probe", "");
+    } catch (error) {
+      // Between states (a hold being agreed): the next probe asks.
+    }
   }
 
   function answer() {
@@ -301,8 +338,14 @@
         showRegistration("connecting");
       }
     });
-    ua.on("connected", function () { showRegistration("connected"); });
-    ua.on("disconnected", function () { showRegistration("offline"); });
+    ua.on("connected", function () {
+      showRegistration("connected");
+      probeCall();
+    });
+    ua.on("disconnected", function () {
+      socketLost = session !== null;
+      showRegistration("offline");
+    });
     ua.on("registered", function () { showRegistration("registered"); });
     ua.on("unregistered", function () {
       if (registration !== "offline") {
