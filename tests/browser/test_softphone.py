@@ -92,7 +92,7 @@ def browser_args(tone_wav: Path) -> Sequence[str]:
 def joining_operators() -> tuple[str, ...]:
     """The browser desks join through the console."""
     return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", "PJSIP/op2005",
-            "PJSIP/op2006", "PJSIP/op2007", "PJSIP/op2008", DESK_PHONE)
+            "PJSIP/op2006", "PJSIP/op2007", "PJSIP/op2008", "PJSIP/op2009", DESK_PHONE)
 
 
 async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
@@ -277,6 +277,54 @@ async def test_a_call_through_a_network_blip_ends_in_the_browser_when_the_caller
     await expect(softphone).to_have_attribute("data-call", "idle", timeout=15_000)
     record = await ended_call(line, caller)
     assert (record.operator, record.disposition) == (interface, "answered")
+    assert console_page.problems == []
+
+
+async def test_a_second_tab_takes_the_softphone_and_the_first_says_so(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
+    """The operator opens the screen in a second tab: each page gets a fresh secret and
+    Asterisk keeps one contact, so calls rang only in the newer tab while the first still said
+    "Terdaftar — siap menerima panggilan" (and a minute later "Pendaftaran ditolak"). A call
+    up in the first tab must stay up."""
+    await browser_desk(line, settings, "vina", "PJSIP/op2009")
+    first = console_page.page
+    first_phone = await registered(console_page, "vina")
+    await joined(first)
+    caller = unique_caller("0851")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=10) as call:
+        await expect(first_phone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await first_phone.locator('[data-part="answer"]').click()
+        await expect(first_phone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        # A new tab of the same browser (the page's own context: a popup is its only way).
+        async with first.context.expect_page(timeout=WAIT_MS) as opened:
+            await first.evaluate(
+                "() => { window.open('/console/operator', '_blank', 'noopener'); }")
+        second = await opened.value
+        second_phone = second.locator("#softphone")
+        await expect(second_phone).to_have_attribute("data-registration", "registered",
+                                                     timeout=WAIT_MS)
+        # The first tab says where the phone is now, and keeps its call.
+        await expect(first_phone).to_have_attribute("data-registration", "elsewhere")
+        await expect(first_phone.locator('[data-part="registration"]')).to_have_text(
+            "Softphone dipakai di tab lain; panggilan berdering di sana. Muat ulang halaman "
+            "ini untuk memakainya di sini.")
+        await first.screenshot(path=str(console_page.shots / "softphone-08-tab-lain.png"))
+        await expect(first_phone).to_have_attribute("data-call", "talking")
+        first_call = await call.wait()
+    assert first_call.ok, first_call.errors
+    await expect(first_phone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
+    # The next call rings in the second tab only.
+    caller = unique_caller("0851")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=2) as call:
+        await expect(second_phone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await second_phone.locator('[data-part="answer"]').click()
+        await expect(second_phone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        assert await first_phone.get_attribute("data-call") == "idle"
+        assert await first_phone.get_attribute("data-registration") == "elsewhere"
+        second_call = await call.wait()
+    assert second_call.ok, second_call.errors
     assert console_page.problems == []
 
 

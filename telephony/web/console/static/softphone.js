@@ -40,6 +40,8 @@
     refused: "Pendaftaran ditolak server telepon",
     unregistered: "Tidak terdaftar",
     failed: "Softphone tidak dapat dimulai",
+    elsewhere: "Softphone dipakai di tab lain; panggilan berdering di sana. Muat ulang " +
+      "halaman ini untuk memakainya di sini.",
   };
   const CALL_TEXT = {
     idle: "Tidak ada panggilan",
@@ -80,6 +82,9 @@
   }
 
   function showRegistration(state, detail) {
+    if (registration === "elsewhere") {
+      return; // what the stopped softphone still reports is not this tab's phone any more
+    }
     registration = state;
     parts.registration.textContent = REGISTRATION_TEXT[state] + (detail ? ": " + detail : "");
     parts.registration.className = "softphone-registration state-" + state;
@@ -253,6 +258,9 @@
         window.clearTimeout(probeTimer);
         remoteAudio.srcObject = null;
         showCall("idle");
+        if (registration === "elsewhere") {
+          ua.stop();
+        }
       }
     }
     rtc.on("ended", ended);
@@ -316,6 +324,9 @@
   // -- registration -------------------------------------------------------------------------
 
   function start(credentials) {
+    if (registration === "elsewhere") {
+      return; // a newer page took the phone while this one asked for its secret
+    }
     networks = credentials.ice_networks;
     const socket = new JsSIP.WebSocketInterface(credentials.ws_url);
     ua = new JsSIP.UA({
@@ -479,6 +490,46 @@
     });
   }
 
+  // -- one softphone per browser -----------------------------------------------------------
+  //
+  // Each page gets a fresh secret and Asterisk keeps one contact per desk, so a second tab of
+  // the screen takes the phone: the first still said "Terdaftar — siap menerima panggilan"
+  // while calls rang only in the other (and a minute later "Pendaftaran ditolak"). A page
+  // that starts tells the others (before it asks for its secret, so theirs still unregisters
+  // cleanly); the newest page keeps the phone, the others stop, once a call of theirs has
+  // ended, and say where the phone is.
+  const opened = { at: performance.timeOrigin + performance.now(), id: Math.random() };
+
+  function newer(a, b) {
+    return a.at > b.at || (a.at === b.at && a.id > b.id);
+  }
+
+  function takenElsewhere() {
+    showRegistration("elsewhere");
+    if (ua !== null && session === null) {
+      ua.stop();
+    }
+  }
+
+  function oneSoftphone() {
+    if (typeof BroadcastChannel === "undefined") {
+      return;
+    }
+    const tabs = new BroadcastChannel("siaga112-softphone");
+    tabs.addEventListener("message", function (event) {
+      const other = event.data;
+      if (other === null || typeof other.at !== "number" || registration === "elsewhere") {
+        return;
+      }
+      if (newer(other, opened)) {
+        takenElsewhere();
+      } else {
+        tabs.postMessage(opened); // an older page started late: this one keeps the phone
+      }
+    });
+    tabs.postMessage(opened);
+  }
+
   // Logging out of the console unregisters first (the secret stops working right after).
   function stopFirst(form) {
     form.addEventListener("submit", function (event) {
@@ -543,6 +594,9 @@
     stopFirst(form);
   }
   keepPage();
+  if (window.name === WORK_TAB) {
+    window.name = ""; // the screen opened in the work tab: the next pages open beside it
+  }
   window.siaga112Softphone = {
     connection: function () { return session === null ? null : session.connection; },
     sessionEnded: sessionEnded,
@@ -555,6 +609,7 @@
     showRegistration("failed", "pustaka SIP tidak termuat");
     return;
   }
+  oneSoftphone();
   credentials().then(start).catch(function (error) {
     showRegistration("failed", error.message);
   });
