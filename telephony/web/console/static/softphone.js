@@ -391,7 +391,7 @@
 
   // A message at the top of the page, as the server's redirect shows one (the same element).
   function showFlash(kind, text, from) {
-    let flash = from ? document.importNode(from, true) : document.createElement("p");
+    const flash = from ? document.importNode(from, true) : document.createElement("p");
     if (!from) {
       flash.className = "flash flash-" + kind;
       flash.setAttribute("role", kind === "error" ? "alert" : "status");
