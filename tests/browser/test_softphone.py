@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Dialog, Locator, Page, expect
 
 from ivr.menu import load_menu
 from recordings.domain import CALL_KINDS, Kind
@@ -31,7 +31,7 @@ from tests.support.audio import stored_audio, stored_recordings, tone_share
 from tests.support.browser import ConsolePage, first_audio, kill_chromium, softphone_args
 from tests.support.db import fetch
 from tests.support.net import own_lab, spare_port
-from tests.support.polling import eventually
+from tests.support.polling import eventually, throughout
 from tests.support.relay import Relay
 from tests.support.web import CHEAP_HASHER
 
@@ -92,7 +92,7 @@ def browser_args(tone_wav: Path) -> Sequence[str]:
 def joining_operators() -> tuple[str, ...]:
     """The browser desks join through the console."""
     return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", "PJSIP/op2005",
-            DESK_PHONE)
+            "PJSIP/op2006", "PJSIP/op2007", "PJSIP/op2008", "PJSIP/op2009", DESK_PHONE)
 
 
 async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
@@ -247,6 +247,87 @@ async def test_a_lost_network_shows_at_once_and_the_softphone_registers_again(
     assert console_page.problems == []
 
 
+async def test_a_call_through_a_network_blip_ends_in_the_browser_when_the_caller_hangs_up(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
+    """The browser's network drops for a moment during a call and comes back: the media
+    (straight to Asterisk) goes on, but the caller's hang-up went to the WebSocket that had
+    closed, so the softphone showed the call up for good and refused every next call as
+    busy."""
+    interface = "PJSIP/op2008"
+    await browser_desk(line, settings, "yoga", interface)
+    page = console_page.page
+    softphone = await registered(console_page, "yoga")
+    await joined(page)
+    caller = unique_caller("0854")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=15) as call:
+        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await softphone.locator('[data-part="answer"]').click()
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await network.cut()
+        await expect(softphone).to_have_attribute("data-registration", "offline",
+                                                  timeout=2_000)
+        await network.restore()
+        await expect(softphone).to_have_attribute("data-registration", "registered",
+                                                  timeout=WAIT_MS)
+        await expect(softphone).to_have_attribute("data-call", "talking")
+        result = await call.wait()
+    assert result.ok, result.errors
+    # The caller hung up: the call ends in the browser too.
+    await expect(softphone).to_have_attribute("data-call", "idle", timeout=15_000)
+    record = await ended_call(line, caller)
+    assert (record.operator, record.disposition) == (interface, "answered")
+    assert console_page.problems == []
+
+
+async def test_a_second_tab_takes_the_softphone_and_the_first_says_so(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
+    """The operator opens the screen in a second tab: each page gets a fresh secret and
+    Asterisk keeps one contact, so calls rang only in the newer tab while the first still said
+    "Terdaftar — siap menerima panggilan" (and a minute later "Pendaftaran ditolak"). A call
+    up in the first tab must stay up."""
+    await browser_desk(line, settings, "vina", "PJSIP/op2009")
+    first = console_page.page
+    first_phone = await registered(console_page, "vina")
+    await joined(first)
+    caller = unique_caller("0851")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=10) as call:
+        await expect(first_phone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await first_phone.locator('[data-part="answer"]').click()
+        await expect(first_phone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        # A new tab of the same browser (the page's own context: a popup is its only way).
+        async with first.context.expect_page(timeout=WAIT_MS) as opened:
+            await first.evaluate(
+                "() => { window.open('/console/operator', '_blank', 'noopener'); }")
+        second = await opened.value
+        second_phone = second.locator("#softphone")
+        await expect(second_phone).to_have_attribute("data-registration", "registered",
+                                                     timeout=WAIT_MS)
+        # The first tab says where the phone is now, and keeps its call.
+        await expect(first_phone).to_have_attribute("data-registration", "elsewhere")
+        await expect(first_phone.locator('[data-part="registration"]')).to_have_text(
+            "Softphone dipakai di tab lain; panggilan berdering di sana. Muat ulang halaman "
+            "ini untuk memakainya di sini.")
+        await first.screenshot(path=str(console_page.shots / "softphone-08-tab-lain.png"))
+        await expect(first_phone).to_have_attribute("data-call", "talking")
+        first_call = await call.wait()
+    assert first_call.ok, first_call.errors
+    await expect(first_phone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
+    # The next call rings in the second tab only.
+    caller = unique_caller("0851")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=2) as call:
+        await expect(second_phone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await second_phone.locator('[data-part="answer"]').click()
+        await expect(second_phone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        assert await first_phone.get_attribute("data-call") == "idle"
+        assert await first_phone.get_attribute("data-registration") == "elsewhere"
+        second_call = await call.wait()
+    assert second_call.ok, second_call.errors
+    assert console_page.problems == []
+
+
 # A microphone the browser refuses (the operator once clicked "Block", or a policy), as
 # getUserMedia answers then: the switches grant it for the whole module, so the page refuses it.
 REFUSE_MICROPHONE_JS = """() => {
@@ -280,6 +361,119 @@ async def test_a_microphone_the_browser_refuses_is_told_and_the_caller_goes_on_w
         await call.stop()
     await expect(softphone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
     assert console_page.problems == []
+
+
+async def test_the_operator_works_on_the_call_and_the_caller_stays_on_the_line(
+        line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
+        network: Relay) -> None:
+    """The softphone lives in the operator's page: labelling the call, opening its incident
+    form, logging out or reloading left the page, and JsSIP hung up the 112 caller as it
+    went; after the call, an operator working on the incident form in that tab was out of
+    every queue once the grace had passed."""
+    interface = "PJSIP/op2006"
+    await browser_desk(line, settings, "yanti", interface)
+    page = console_page.page
+    softphone = await registered(console_page, "yanti")
+    await joined(page)
+    caller = unique_caller("0856")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=25) as call:
+        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await softphone.locator('[data-part="answer"]').click()
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        panel = page.locator("#call")
+        await expect(panel).to_have_attribute("data-state", "talking", timeout=WAIT_MS)
+
+        # A label from the screen: its message on the page, the call still up.
+        await panel.locator('.label-form button[value="genuine"]').click()
+        await expect(page.locator("#flash")).to_have_text(
+            "Panggilan diberi label: Asli.", timeout=WAIT_MS)
+        await expect(softphone).to_have_attribute("data-call", "talking")
+
+        # The incident form opens in the work tab beside the softphone.
+        async with page.context.expect_page(timeout=WAIT_MS) as opened:
+            await panel.locator('button:has-text("Buka formulir insiden")').click()
+        work = await opened.value
+        await work.wait_for_url("**/console/incidents/*", timeout=WAIT_MS)
+        await expect(work.locator("#flash")).to_contain_text("Insiden #")
+        await expect(softphone).to_have_attribute("data-call", "talking")
+
+        # Logging out waits for the end of the call.
+        await page.click('form[action="/console/logout"] button')
+        await expect(page.locator("#flash")).to_have_text(
+            "Selesaikan panggilan dulu: keluar sekarang memutus penelepon.")
+        await page.screenshot(path=str(console_page.shots / "softphone-06-keluar-ditahan.png"))
+        await expect(softphone).to_have_attribute("data-call", "talking")
+
+        # Reloading (or closing) the page: the browser asks first, and the operator stays.
+        asked: list[str] = []
+
+        async def stay(dialog: Dialog) -> None:
+            asked.append(dialog.type)
+            await dialog.dismiss()
+
+        async def was_asked() -> bool | None:
+            return True if asked == ["beforeunload"] else None
+
+        page.once("dialog", stay)
+        await page.evaluate("() => { window.location.reload(); }")
+        await eventually("the browser asking", was_asked)
+        console_page.problems.remove("dialog: ")
+        await expect(softphone).to_have_attribute("data-call", "talking")
+        result = await call.wait()
+    assert result.ok, result.errors
+    await expect(softphone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
+    record = await ended_call(line, caller)
+    assert (record.operator, record.disposition) == (interface, "answered")
+    assert record.talk_seconds is not None and record.talk_seconds >= 20, record
+
+    # The operator goes on with the incident in the work tab: the softphone stays
+    # registered and the desk in its queues past the grace.
+    await work.locator('textarea[name="description"]').fill("Sesak napas, lansia.")
+
+    async def still_there() -> bool:
+        out = await lab.acli("pjsip show contacts")
+        return f"{interface[6:]}/sip:" in out and bool(await members(line, interface))
+
+    await throughout("the softphone registered and the desk in its queues", still_there,
+                     settings.softphone_lost_grace_seconds + 3)
+    assert console_page.problems == []
+
+
+async def test_a_session_that_ends_during_a_call_leaves_the_caller_on_the_line(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
+    """The session ends while the operator talks (expired, or signed out elsewhere): the
+    screen's poll took the page to the login form at once, and the caller was cut off."""
+    await browser_desk(line, settings, "yuni", "PJSIP/op2007")
+    page = console_page.page
+    softphone = await registered(console_page, "yuni")
+    await joined(page)
+    caller = unique_caller("0855")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=12) as call:
+        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await softphone.locator('[data-part="answer"]').click()
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await line.database.run(lambda c: c.execute(
+            "DELETE FROM sessions WHERE account_id = "
+            "(SELECT account_id FROM accounts WHERE username = 'yuni')"))
+        await expect(page.locator("#flash")).to_have_text(
+            "Sesi Anda berakhir. Panggilan tetap tersambung; halaman masuk dibuka setelah "
+            "panggilan selesai.", timeout=WAIT_MS)
+        await page.screenshot(path=str(console_page.shots / "softphone-07-sesi-berakhir.png"))
+        await expect(softphone).to_have_attribute("data-call", "talking")
+        result = await call.wait()
+    assert result.ok, result.errors
+    # Once the call has ended, the login form.
+    await page.wait_for_url("**/console/login", timeout=WAIT_MS)
+    record = await ended_call(line, caller)
+    assert record.talk_seconds is not None and record.talk_seconds >= 10, record
+    # The browser logs the refused polls (the screen's and the transfer panel's), then they
+    # stop.
+    assert set(console_page.problems) == {
+        "console: Failed to load resource: the server responded with a status of 401 "
+        "(Unauthorized)"}, console_page.problems
+    assert len(console_page.problems) <= 2, console_page.problems
 
 
 async def test_an_operator_whose_browser_dies_leaves_the_queues_and_callers_go_elsewhere(

@@ -22,3 +22,15 @@ async def eventually(what: str, probe: Callable[[], Awaitable[T | None]],
             return found
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(interval)
+
+
+async def throughout(what: str, probe: Callable[[], Awaitable[bool]], seconds: float,
+                     interval: float = 0.5) -> None:
+    """``probe()`` holds at every poll for ``seconds``; fails naming ``what`` at the first
+    poll it does not."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert await probe(), f"no longer true: {what}"
+        if time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(interval)

@@ -235,7 +235,12 @@
         credentials: "same-origin", headers: { Accept: "application/json" },
       });
       if (response.status === 401) {
-        window.location.assign("/console/login");
+        // With a softphone on the page, not through a call (leaving would cut it off).
+        if (window.siaga112Softphone) {
+          window.siaga112Softphone.sessionEnded();
+        } else {
+          window.location.assign("/console/login");
+        }
         return;
       }
       const body = await response.json();
@@ -261,5 +266,7 @@
       poll();
     }
   });
+  // A form the softphone sent without leaving the page: show what it changed now.
+  document.addEventListener("siaga112:changed", poll);
   poll();
 })();

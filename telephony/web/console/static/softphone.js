@@ -11,6 +11,14 @@
 // "siaga112:softphone" event on the document (the operator screen polls the call's details
 // at once when a call rings). window.siaga112Softphone gives the live call's
 // RTCPeerConnection to whoever measures it.
+//
+// The page holding the softphone is not left: leaving it ends the softphone (JsSIP hangs up
+// as the page goes, and a reload cannot take a WebRTC call back), and an unregistered phone
+// takes the desk out of its queues after softphone_lost_grace_seconds. So on this page the
+// forms are sent in the background and their message is shown here; another console page
+// (the incident form, the menu's pages) opens in one work tab beside it; a session that ends
+// during a call leaves for the login form only once the call has ended; logging out waits for
+// the end of a call; and the browser asks before a page with a call up is reloaded or closed.
 "use strict";
 
 (function () {
@@ -32,6 +40,8 @@
     refused: "Pendaftaran ditolak server telepon",
     unregistered: "Tidak terdaftar",
     failed: "Softphone tidak dapat dimulai",
+    elsewhere: "Softphone dipakai di tab lain; panggilan berdering di sana. Muat ulang " +
+      "halaman ini untuk memakainya di sini.",
   };
   const CALL_TEXT = {
     idle: "Tidak ada panggilan",
@@ -42,6 +52,12 @@
   const MICROPHONE_DENIED = "Mikrofon ditolak browser; panggilan tidak dapat dijawab. Izinkan " +
     "mikrofon untuk situs ini, lalu muat ulang halaman.";
   const DTMF_KEYS = "123456789*0#";
+  const LOGIN_PATH = "/console/login";
+  const WORK_TAB = "siaga112-kerja"; // the one tab the console's other pages open in
+  const SESSION_ENDED = "Sesi Anda berakhir. Panggilan tetap tersambung; halaman masuk " +
+    "dibuka setelah panggilan selesai.";
+  const LOGOUT_DURING_CALL = "Selesaikan panggilan dulu: keluar sekarang memutus penelepon.";
+  const NOT_SENT = "Gagal mengirim ke server; coba lagi.";
   let ua = null;
   let session = null;
   let networks = [];
@@ -49,6 +65,9 @@
   let callState = "idle";
   let muted = false;
   let held = false;
+  let loginAfterCall = false;
+  let socketLost = false; // the live call outlived the WebSocket it was set up over
+  let probeTimer = 0;
   const remoteAudio = new Audio();
   remoteAudio.autoplay = true;
 
@@ -63,6 +82,9 @@
   }
 
   function showRegistration(state, detail) {
+    if (registration === "elsewhere") {
+      return; // what the stopped softphone still reports is not this tab's phone any more
+    }
     registration = state;
     parts.registration.textContent = REGISTRATION_TEXT[state] + (detail ? ": " + detail : "");
     parts.registration.className = "softphone-registration state-" + state;
@@ -80,6 +102,9 @@
       parts.caller.textContent = "";
       muted = false;
       held = false;
+      if (loginAfterCall) {
+        window.location.assign(LOGIN_PATH);
+      }
     }
     parts.answer.disabled = state !== "ringing";
     parts.hangup.disabled = state === "idle";
@@ -229,8 +254,13 @@
     function ended() {
       if (session === rtc) {
         session = null;
+        socketLost = false;
+        window.clearTimeout(probeTimer);
         remoteAudio.srcObject = null;
         showCall("idle");
+        if (registration === "elsewhere") {
+          ua.stop();
+        }
       }
     }
     rtc.on("ended", ended);
@@ -247,6 +277,39 @@
     showCall("ringing", callerText(event.request));
   }
 
+  // A call that outlived its WebSocket (the network dropped and came back): Asterisk's
+  // requests in the call, the caller's hang-up among them, went to the socket that had closed,
+  // so the softphone showed the call up for good and refused every next call as busy. Once the
+  // softphone is connected again it asks Asterisk about the call every few seconds, with an
+  // empty INFO in the call's dialog: a live call answers 200; a refusal ("481 Call/Transaction
+  // Does Not Exist", or "500 Unhandled by dialog usages" while Asterisk's dialog outlives the
+  // call) ends the call here.
+  const PROBE_MS = 3000;
+
+  function probeCall() {
+    window.clearTimeout(probeTimer);
+    if (session === null || !socketLost) {
+      return;
+    }
+    probeTimer = window.setTimeout(probeCall, PROBE_MS);
+    if (!ua.isConnected() || !session.isEstablished()) {
+      return;
+    }
+    const probed = session;
+    probed.once("newInfo", function (event) {
+      event.info.on("failed", function () {
+        if (session === probed && !probed.isEnded()) {
+          probed.terminate();
+        }
+      });
+    });
+    try {
+      probed.sendInfo("application/siaga112-probe", "");
+    } catch (error) {
+      // Between states (a hold being agreed): the next probe asks.
+    }
+  }
+
   function answer() {
     if (session === null || callState !== "ringing") {
       return;
@@ -261,6 +324,9 @@
   // -- registration -------------------------------------------------------------------------
 
   function start(credentials) {
+    if (registration === "elsewhere") {
+      return; // a newer page took the phone while this one asked for its secret
+    }
     networks = credentials.ice_networks;
     const socket = new JsSIP.WebSocketInterface(credentials.ws_url);
     ua = new JsSIP.UA({
@@ -283,8 +349,14 @@
         showRegistration("connecting");
       }
     });
-    ua.on("connected", function () { showRegistration("connected"); });
-    ua.on("disconnected", function () { showRegistration("offline"); });
+    ua.on("connected", function () {
+      showRegistration("connected");
+      probeCall();
+    });
+    ua.on("disconnected", function () {
+      socketLost = session !== null;
+      showRegistration("offline");
+    });
     ua.on("registered", function () { showRegistration("registered"); });
     ua.on("unregistered", function () {
       if (registration !== "offline") {
@@ -311,6 +383,153 @@
     return body;
   }
 
+  // -- the page stays ------------------------------------------------------------------------
+
+  function talking() {
+    return callState === "talking" || callState === "held";
+  }
+
+  // A message at the top of the page, as the server's redirect shows one (the same element).
+  function showFlash(kind, text, from) {
+    const flash = from ? document.importNode(from, true) : document.createElement("p");
+    if (!from) {
+      flash.className = "flash flash-" + kind;
+      flash.setAttribute("role", kind === "error" ? "alert" : "status");
+      flash.textContent = text;
+    }
+    flash.id = "flash";
+    const shown = document.getElementById("flash");
+    if (shown) {
+      shown.replaceWith(flash);
+    } else {
+      document.querySelector("main").before(flash);
+    }
+  }
+
+  // The session ended (expired, or signed out elsewhere): the login form, but not through a
+  // call, which leaving the page would cut off.
+  function sessionEnded() {
+    if (callState === "idle") {
+      window.location.assign(LOGIN_PATH);
+      return;
+    }
+    loginAfterCall = true;
+    showFlash("error", SESSION_ENDED);
+  }
+
+  // A form of this page, sent without leaving it. Its answer is this page with the message
+  // (shown here; the operator screen polls at once for what changed), the login form (the
+  // session ended), or another page (opened in the work tab).
+  async function sendHere(form, submitter) {
+    if (form.dataset.sending) {
+      return; // a double click: one post
+    }
+    form.dataset.sending = "1";
+    form.setAttribute("aria-busy", "true");
+    try {
+      const response = await fetch(form.action, {
+        method: "POST", credentials: "same-origin",
+        body: new URLSearchParams(new FormData(form, submitter)),
+      });
+      const landed = new URL(response.url);
+      if (landed.pathname === LOGIN_PATH) {
+        sessionEnded();
+      } else if (landed.pathname !== window.location.pathname) {
+        window.open(response.url, WORK_TAB);
+      } else {
+        const answer = new DOMParser().parseFromString(await response.text(), "text/html");
+        const flash = answer.getElementById("flash");
+        if (flash) {
+          showFlash("", "", flash);
+        } else if (!response.ok) {
+          showFlash("error", NOT_SENT + " (HTTP " + response.status + ")");
+        }
+        document.dispatchEvent(new CustomEvent("siaga112:changed"));
+      }
+    } catch (error) {
+      showFlash("error", NOT_SENT);
+    } finally {
+      delete form.dataset.sending;
+      form.removeAttribute("aria-busy");
+    }
+  }
+
+  // Before forms.js (on the document): what is sent here is not a page's post.
+  function keepPage() {
+    window.addEventListener("submit", function (event) {
+      const form = event.target;
+      if (!(form instanceof HTMLFormElement) || form.method !== "post" ||
+          form.getAttribute("action") === "/console/logout") {
+        return;
+      }
+      if (form.hasAttribute("data-opens-page")) {
+        form.target = WORK_TAB;
+        return;
+      }
+      event.preventDefault();
+      sendHere(form, event.submitter);
+    }, true);
+    // The console's other pages open in the work tab; this page's own address (and the
+    // console's root, which leads here) reload it, which the browser asks about during a call.
+    document.addEventListener("click", function (event) {
+      const link = event.target instanceof Element ? event.target.closest("a[href]") : null;
+      if (link === null || link.target) {
+        return;
+      }
+      const to = new URL(link.href);
+      if (to.origin === window.location.origin && to.pathname !== window.location.pathname &&
+          to.pathname !== "/console/" && to.pathname !== "/console") {
+        link.target = WORK_TAB;
+      }
+    }, true);
+    window.addEventListener("beforeunload", function (event) {
+      if (talking()) {
+        event.preventDefault();
+        event.returnValue = "";
+      }
+    });
+  }
+
+  // -- one softphone per browser -----------------------------------------------------------
+  //
+  // Each page gets a fresh secret and Asterisk keeps one contact per desk, so a second tab of
+  // the screen takes the phone: the first still said "Terdaftar — siap menerima panggilan"
+  // while calls rang only in the other (and a minute later "Pendaftaran ditolak"). A page
+  // that starts tells the others (before it asks for its secret, so theirs still unregisters
+  // cleanly); the newest page keeps the phone, the others stop, once a call of theirs has
+  // ended, and say where the phone is.
+  const opened = { at: performance.timeOrigin + performance.now(), id: Math.random() };
+
+  function newer(a, b) {
+    return a.at > b.at || (a.at === b.at && a.id > b.id);
+  }
+
+  function takenElsewhere() {
+    showRegistration("elsewhere");
+    if (ua !== null && session === null) {
+      ua.stop();
+    }
+  }
+
+  function oneSoftphone() {
+    if (typeof BroadcastChannel === "undefined") {
+      return;
+    }
+    const tabs = new BroadcastChannel("siaga112-softphone");
+    tabs.addEventListener("message", function (event) {
+      const other = event.data;
+      if (other === null || typeof other.at !== "number" || registration === "elsewhere") {
+        return;
+      }
+      if (newer(other, opened)) {
+        takenElsewhere();
+      } else {
+        tabs.postMessage(opened); // an older page started late: this one keeps the phone
+      }
+    });
+    tabs.postMessage(opened);
+  }
+
   // Logging out of the console unregisters first (the secret stops working right after).
   function stopFirst(form) {
     form.addEventListener("submit", function (event) {
@@ -318,6 +537,10 @@
         return;
       }
       event.preventDefault();
+      if (talking()) {
+        showFlash("error", LOGOUT_DURING_CALL);
+        return;
+      }
       form.dataset.softphoneStopped = "1";
       let sent = false;
       const done = function () {
@@ -370,8 +593,13 @@
   for (const form of document.querySelectorAll('form[action="/console/logout"]')) {
     stopFirst(form);
   }
+  keepPage();
+  if (window.name === WORK_TAB) {
+    window.name = ""; // the screen opened in the work tab: the next pages open beside it
+  }
   window.siaga112Softphone = {
     connection: function () { return session === null ? null : session.connection; },
+    sessionEnded: sessionEnded,
   };
 
   buildKeypad();
@@ -381,6 +609,7 @@
     showRegistration("failed", "pustaka SIP tidak termuat");
     return;
   }
+  oneSoftphone();
   credentials().then(start).catch(function (error) {
     showRegistration("failed", error.message);
   });

@@ -139,6 +139,9 @@
       const response = await fetch("/api/desk/transfers", {
         credentials: "same-origin", headers: { Accept: "application/json" },
       });
+      if (response.status === 401) {
+        return; // the session ended: the desk's own poll tells the operator, once
+      }
       if (response.ok) {
         const body = await response.json();
         const active = body.legs.some((leg) => leg.phase !== "ended" &&
