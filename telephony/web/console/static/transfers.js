@@ -17,6 +17,12 @@
   const modes = document.getElementById("transfer-modes");
   const legs = document.getElementById("transfer-legs");
   const status = document.getElementById("transfer-status");
+  // The centre's time zone, as every other time on the screen: the browser's own may differ
+  // (a supervisor's laptop set to another zone).
+  const zone = document.querySelector('meta[name="timezone"]').content;
+  const timeFormat = new Intl.DateTimeFormat("id-ID", {
+    timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+  });
   let numbersKey = "";
   let modesKey = "";
   let busy = false;
@@ -94,7 +100,7 @@
   }
 
   function time(value) {
-    return value ? new Date(value).toLocaleTimeString("id-ID") : "-";
+    return value ? timeFormat.format(new Date(value)) : "-";
   }
 
   function renderLegs(list, stepLabels) {
