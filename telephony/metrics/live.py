@@ -55,7 +55,8 @@ class AmiCollector:
 
 class SpoolCollector:
     """Call facts waiting on disk for the database; those no spool directory took, held in
-    memory (an alarm); and those lost because even the memory bound was passed. The recorder
+    memory (an alarm); those lost because even the memory bound was passed; and those the
+    database refused, kept aside in the rejected files. The recorder
     runs on the AMI listener's thread; these are plain reads of its state."""
 
     def __init__(self, recorder: CallRecorder) -> None:
@@ -76,6 +77,10 @@ class SpoolCollector:
         yield CounterMetricFamily("siaga112_spool_facts_dropped",
                                   "Call facts lost because the memory bound was passed while "
                                   "nothing could take them", value=recorder.dropped)
+        yield GaugeMetricFamily("siaga112_spool_facts_rejected",
+                                "Call facts kept in the spool's rejected.jsonl (refused by "
+                                "PostgreSQL, or undecodable), not in the call records",
+                                value=recorder.rejected)
 
 
 class ReportGateCollector:

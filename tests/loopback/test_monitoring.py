@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -101,6 +102,7 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     assert value(after, "siaga112_fact_lag_seconds") == 0
     assert value(after, "siaga112_facts_overflowed_total") == 0
     assert value(after, "siaga112_spool_facts") == 0
+    assert value(after, "siaga112_spool_facts_rejected") == 0
     assert value(after, "siaga112_report_waits_total") == 0
     assert value(after, "siaga112_report_wait_seconds_total") == 0
     assert value(after, "siaga112_recordings_quarantined") == 0
@@ -115,6 +117,52 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     # The alert rules watch only series the line really exposes.
     watched = set(re.findall(r"\b(siaga112_\w+)", ALERTS.read_text()))
     assert watched <= {name for name, _ in after}, watched - {name for name, _ in after}
+
+
+async def refuse_queue_joins(owner_dsn: str) -> None:
+    """The database refuses every queue-join fact from now on (a constraint the facts break,
+    as a schema a fact does not fit would): the recorder keeps each one aside."""
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        await owner.execute("""
+            CREATE FUNCTION refuse_queue_join() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.kind = 'queue_joined' THEN
+                    RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_queue_join BEFORE INSERT ON call_events
+                FOR EACH ROW EXECUTE FUNCTION refuse_queue_join();
+        """)
+    finally:
+        await owner.close()
+
+
+async def test_facts_the_database_refused_are_counted_until_moved_away(
+    line_settings: Settings, asterisk: FakeAsterisk, http: aiohttp.ClientSession,
+    database_dsn: str, database_owner_dsn: str
+) -> None:
+    # One refused before this start (the file outlives the process), one refused now. They
+    # used to show nowhere but the log: the call records were incomplete and no alert said so.
+    settings = replace(line_settings, ami_username=USERNAME, ami_secret=SECRET)
+    rejected = settings.spool_dir / "rejected.jsonl"
+    rejected.parent.mkdir(parents=True, exist_ok=True)
+    rejected.write_text('{"kind": "call_started", "call_id": "cut sh\n', encoding="utf-8")
+    async with running_line(settings) as line:
+        await eventually(lambda: line.listener.logged_in)
+        assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 1
+        await refuse_queue_joins(database_owner_dsn)
+        await asterisk.send_frames(ANSWERED)
+        async with asyncio.timeout(5):
+            # Polling, not an Event: the condition is in the database.
+            while not await fetch(database_dsn, "SELECT call_id FROM calls WHERE ended_at "  # noqa: ASYNC110
+                                                "IS NOT NULL"):
+                await asyncio.sleep(0.02)
+        assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 2
+        # The engineer dealt with them and moved the file away: the alert clears.
+        rejected.rename(settings.spool_dir.parent / "rejected-handled.jsonl")
+        assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 0
 
 
 async def test_readiness_names_what_is_down_and_metrics_still_answer(
