@@ -13,8 +13,9 @@ began (a file retention removes in between is the one exception; the restore the
 it as missing in its final count, never silently).
 
 ``restore``: reads the manifest and verifies every file's size and SHA-256 before anything
-changes; refuses a backup of a newer schema, a database that already holds records (calls,
-incidents, recordings, accounts, audit) and files that would be overwritten with other
+changes; refuses a database a line is still connected to (even with ``force``), a backup of
+a newer schema, a database that already holds records (calls, incidents, recordings,
+accounts, audit) and files that would be overwritten with other
 content, unless ``force``. The database is then replaced in one transaction (``pg_restore``
 to SQL, relayed into ``psql --single-transaction`` after dropping the ``public`` schema, whose
 input ends, and so commits, only if pg_restore succeeded), so a restore that fails leaves the
@@ -172,6 +173,19 @@ async def tables_with_records(connection: asyncpg.Connection) -> list[str]:
         if await connection.fetchval(query):
             found.append(table)
     return found
+
+
+async def line_sessions(connection: asyncpg.Connection, role: str) -> list[str]:
+    """Who else is connected to this database as the line's ``role``: a running line (or a
+    cluster node's), by application name and address. Visible to every role in
+    ``pg_stat_activity``."""
+    rows = await connection.fetch(
+        "SELECT coalesce(nullif(application_name, ''), 'siaga112') AS name,"
+        " coalesce(host(client_addr), 'lokal') AS address, count(*) AS sessions"
+        " FROM pg_stat_activity"
+        " WHERE datname = current_database() AND usename = $1 AND pid <> pg_backend_pid()"
+        " GROUP BY 1, 2 ORDER BY 1, 2", role)
+    return [f"{row['name']} dari {row['address']} ({row['sessions']} sesi)" for row in rows]
 
 
 # ------------------------------------------------------------------ files
@@ -401,8 +415,20 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
     connection = await connect_owner(settings)
     try:
         holding = await tables_with_records(connection)
+        role = line_role(settings)
+        # The line connects as the owner itself when there is no separate owner.
+        running = await line_sessions(connection, role.name if role is not None
+                                      else str(await connection.fetchval("SELECT current_user")))
     finally:
         await connection.close()
+    if running:
+        # A line still connected keeps recording calls into the database being replaced:
+        # what it writes before the swap is dropped with the old schema, and what it holds in
+        # memory (the wallboard, open calls) no longer matches. --force does not override this.
+        raise BackupError(
+            "Layanan siaga112 masih tersambung ke basis data tujuan "
+            f"({'; '.join(running)}); tidak ada yang diubah. Hentikan layanan (serve) di "
+            "setiap node dulu, lalu ulangi pemulihan.")
     if holding and not force:
         raise BackupError(
             f"Basis data tujuan sudah berisi data ({', '.join(holding)}); tidak ada yang "
