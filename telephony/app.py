@@ -76,7 +76,7 @@ from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentService
 from telephony.incidents.services import IncidentServices
 from telephony.metrics.agi import AgiTimings
-from telephony.metrics.backlogs import OutboxBacklogs, RecordingsBacklog
+from telephony.metrics.backlogs import LastBackup, OutboxBacklogs, RecordingsBacklog
 from telephony.metrics.calls import CallCounter
 from telephony.metrics.health import Readiness
 from telephony.metrics.http import MonitoringApi
@@ -199,13 +199,15 @@ def monitoring(settings: Settings, database: Database, *, listener: ThreadedList
     readiness = Readiness.of_line(database, listener, agi, recorder)
     recordings = RecordingsBacklog(database, settings.recordings_quarantine_dir)
     outbox = OutboxBacklogs(database)
+    backups = LastBackup(database)
     for collector in (AmiCollector(listener), SpoolCollector(recorder),
                       WallboardCollector(wallboard, menus.current),
-                      ReportGateCollector(reports.gate), readiness, recordings, outbox):
+                      ReportGateCollector(reports.gate), readiness, recordings, outbox, backups):
         metrics.add(collector)
     metrics.add_refresher("readiness", readiness.refresh)
     metrics.add_refresher("recordings", recordings.refresh)
     metrics.add_refresher("notifications", outbox.refresh)
+    metrics.add_refresher("backups", backups.refresh)
     metrics.add(DiskCollector({
         "state": settings.state_dir, "spool": settings.spool_dir,
         **({} if settings.spool_fallback_dir is None

@@ -37,7 +37,14 @@ from telephony.db.connection import Database
 from telephony.db.embedded import SUPERUSER, EmbeddedPostgres
 from telephony.settings import Settings
 from tests.support.calls import add_calls, call_facts
-from tests.support.db import create_empty_database, drop_database, fetch, line_dsn
+from tests.support.db import (
+    create_database,
+    create_empty_database,
+    drop_database,
+    fetch,
+    line_dsn,
+    owner_dsn,
+)
 from tests.support.incidents import make_service
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -254,6 +261,24 @@ async def test_a_database_with_records_is_kept_unless_forced(site: Site, tmp_pat
     report = await restore(site.settings, target, force=True)
     assert report.files == 2
     assert await site_state(site.settings.database_dsn) == before
+
+
+async def test_a_new_site_its_nightly_job_backed_up_still_takes_a_backup_unforced(
+    site: Site, settings: Settings, pg_cluster: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    # Each backup is noted in the audit log (the line's backup-age metric reads it); that
+    # note alone must not make a new site's database one "with records".
+    dsn = await create_database(pg_cluster)
+    new = replace(settings, database_dsn=dsn, database_owner_dsn=owner_dsn(pg_cluster, dsn),
+                  state_dir=tmp_path / "site-c")
+    try:
+        await back_up(new, tmp_path / "new-site-nightly")
+        target = tmp_path / "backup"
+        await back_up(site.settings, target)
+        await restore(new, target)
+        assert len((await site_state(dsn))[0]) == len(CALLS)
+    finally:
+        await drop_database(pg_cluster, dsn)
 
 
 async def test_a_restore_onto_a_running_line_is_refused_even_forced_and_nothing_changes(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, Fields, fake_asterisk
 from telephony.app import Line, running_line
+from telephony.backup.service import back_up
 from telephony.settings import Settings
 from tests.support.ami import ABANDONED, ANSWERED, eventually
 from tests.support.db import fetch
@@ -163,6 +165,21 @@ async def test_facts_the_database_refused_are_counted_until_moved_away(
         # The engineer dealt with them and moved the file away: the alert clears.
         rejected.rename(settings.spool_dir.parent / "rejected-handled.jsonl")
         assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 0
+
+
+async def test_the_newest_backup_is_a_figure_so_a_site_without_one_is_told(
+    line_settings: Settings, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # Backups that stopped (a cron job gone, a full backup disk) were seen only on the day a
+    # restore was needed: no figure said when the last one was written.
+    async with running_line(line_settings) as line:
+        never = value(await scrape(http, line), "siaga112_backup_last_success_timestamp_seconds")
+        assert never == 0
+        # Taken while the line runs, as a nightly job does.
+        manifest = await back_up(line_settings, tmp_path / "nightly")
+        figure = value(await scrape(http, line), "siaga112_backup_last_success_timestamp_seconds")
+    assert figure is not None
+    assert manifest.created_at.timestamp() <= figure <= time.time()
 
 
 async def test_readiness_names_what_is_down_and_metrics_still_answer(
