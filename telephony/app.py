@@ -83,6 +83,7 @@ from telephony.metrics.http import MonitoringApi
 from telephony.metrics.live import (
     AmiCollector,
     DiskCollector,
+    PeersCollector,
     ReportGateCollector,
     SpoolCollector,
     WallboardCollector,
@@ -489,6 +490,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     menus = line_menu_source(settings)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     peers = watch_peers(settings, stack, listener, database, repository)
+    if peers is not None:
+        metrics.add(PeersCollector(peers))
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
     in_background(
         stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),

@@ -13,6 +13,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from ivr.menu import IvrMenu
 from telephony.ami.threaded import ThreadedListener
 from telephony.calls.recorder import CallRecorder
+from telephony.cluster.watch import PeerWatch
 from telephony.desks.operators import OVERFLOW_QUEUE
 from telephony.reports.gate import ReportGate
 from telephony.wallboard.service import WallboardService
@@ -174,6 +175,23 @@ class WallboardCollector:
             operators = set().union(*(by_queue.get(q, set()) for q in line_queues(menu, line)))
             family.add_metric([line], len(operators))
         return family
+
+
+class PeersCollector:
+    """A cluster node's peers: each answers this node's SIP qualify or not
+    (telephony/cluster/watch.py). A dead peer's calls in progress were cut, and its operators
+    take calls through this node until it returns."""
+
+    def __init__(self, peers: PeerWatch) -> None:
+        self._peers = peers
+
+    def collect(self) -> Iterable[Metric]:
+        """Each peer's liveness now."""
+        family = GaugeMetricFamily("siaga112_cluster_peer_up", "1 while the peer node answers "
+                                   "this node's SIP qualify", labels=["peer"])
+        for peer in sorted(self._peers.peers):
+            family.add_metric([peer], 1.0 if self._peers.alive(peer) else 0.0)
+        yield family
 
 
 class DiskCollector:
