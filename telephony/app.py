@@ -209,12 +209,14 @@ def monitoring(settings: Settings, database: Database, *, listener: ThreadedList
     metrics.add_refresher("recordings", recordings.refresh)
     metrics.add_refresher("notifications", outbox.refresh)
     metrics.add_refresher("backups", backups.refresh)
-    metrics.add(DiskCollector({
+    disk = DiskCollector({
         "state": settings.state_dir, "spool": settings.spool_dir,
         **({} if settings.spool_fallback_dir is None
            else {"spool_fallback": settings.spool_fallback_dir}),
         "recordings": settings.recordings_dir,
-        "recordings_incoming": AsteriskSite.from_settings(settings).monitor_dir}))
+        "recordings_incoming": AsteriskSite.from_settings(settings).monitor_dir})
+    metrics.add(disk)
+    metrics.add_refresher("disk", disk.refresh)
     return MonitoringApi(metrics, readiness, parse_networks(settings.metrics_allowed_addresses))
 
 

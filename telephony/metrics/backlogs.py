@@ -10,6 +10,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from recordings.store import Backlog, RecordingRepository
 from telephony.backup.store import last_backup_at
+from telephony.core.threads import OneAtATime
 from telephony.db.connection import Database
 from telephony.incidents.outbox import OutboxBacklog
 from telephony.incidents.outbox_store import OutboxStore
@@ -25,21 +26,25 @@ class RecordingsBacklog:
 
     def __init__(self, database: Database, quarantine_dir: Path) -> None:
         self._database = database
-        self._quarantine_dir = quarantine_dir
+        # Off the main loop: the quarantine may be on a mount that hangs (see DiskCollector).
+        self._count_quarantined = OneAtATime(lambda: _count_files(quarantine_dir),
+                                             "quarantine-count")
         self._backlog: Backlog | None = None
-        self._quarantined = 0
+        self._quarantined: int | None = None
 
     async def refresh(self) -> None:
         """Read the backlog; on failure its figures are left out, not shown stale."""
-        self._quarantined = _count_files(self._quarantine_dir)
+        self._quarantined = None
         self._backlog = None
+        self._quarantined = await self._count_quarantined()
         self._backlog = await self._database.run(RecordingRepository().backlog)
 
     def collect(self) -> Iterable[Metric]:
         """The last refresh's figures."""
-        yield GaugeMetricFamily("siaga112_recordings_quarantined",
-                                "Recording files the worker could not process, kept in "
-                                "quarantine", value=self._quarantined)
+        if self._quarantined is not None:
+            yield GaugeMetricFamily("siaga112_recordings_quarantined",
+                                    "Recording files the worker could not process, kept in "
+                                    "quarantine", value=self._quarantined)
         if self._backlog is not None:
             yield GaugeMetricFamily("siaga112_recordings_backlog",
                                     "Recordings waiting for the worker or being processed",

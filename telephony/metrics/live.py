@@ -14,6 +14,7 @@ from ivr.menu import IvrMenu
 from telephony.ami.threaded import ThreadedListener
 from telephony.calls.recorder import CallRecorder
 from telephony.cluster.watch import PeerWatch
+from telephony.core.threads import OneAtATime
 from telephony.desks.operators import OVERFLOW_QUEUE
 from telephony.reports.gate import ReportGate
 from telephony.wallboard.service import WallboardService
@@ -195,26 +196,46 @@ class PeersCollector:
 
 
 class DiskCollector:
-    """Free and total bytes of the file systems holding the line's files."""
+    """Free and total bytes of the file systems holding the line's files, measured off the
+    main loop before each scrape: a hung mount (the recordings on a dead NFS server) would
+    otherwise hold the console, the wallboard and the API with the scrape. Measured within
+    the scrape's bound or left out (``siaga112_metrics_source_up{source="disk"}`` 0)."""
 
     def __init__(self, paths: Mapping[str, Path]) -> None:
         self._paths = dict(paths)
+        self._measure = OneAtATime(self._usage_now, "disk-usage")
+        self._usage: dict[str, tuple[int, int]] | None = None
 
-    def collect(self) -> Iterable[Metric]:
-        """``shutil.disk_usage`` of each path (the nearest existing parent if not made yet)."""
-        free = GaugeMetricFamily("siaga112_disk_free_bytes", "Bytes free (to the line's "
-                                 "user) on the file system holding the path", labels=["path"])
-        size = GaugeMetricFamily("siaga112_disk_size_bytes", "Size of the file system "
-                                 "holding the path", labels=["path"])
+    async def refresh(self) -> None:
+        """Measure every path; on failure or timeout the figures are left out, not stale."""
+        self._usage = None
+        self._usage = await self._measure()
+
+    def _usage_now(self) -> dict[str, tuple[int, int]]:
+        """``shutil.disk_usage`` of each path (the nearest existing parent if not made yet):
+        free bytes, size."""
+        usage: dict[str, tuple[int, int]] = {}
         for name, path in sorted(self._paths.items()):
             existing = next((p for p in (path, *path.parents) if p.exists()), None)
             if existing is None:
                 continue
             try:
-                usage = shutil.disk_usage(existing)
+                measured = shutil.disk_usage(existing)
             except OSError as exc:
                 log.warning("disk usage of %s unavailable: %s", existing, exc)
                 continue
-            free.add_metric([name], usage.free)
-            size.add_metric([name], usage.total)
+            usage[name] = (measured.free, measured.total)
+        return usage
+
+    def collect(self) -> Iterable[Metric]:
+        """The last refresh's figures."""
+        if self._usage is None:
+            return
+        free = GaugeMetricFamily("siaga112_disk_free_bytes", "Bytes free (to the line's "
+                                 "user) on the file system holding the path", labels=["path"])
+        size = GaugeMetricFamily("siaga112_disk_size_bytes", "Size of the file system "
+                                 "holding the path", labels=["path"])
+        for name, (free_bytes, total) in sorted(self._usage.items()):
+            free.add_metric([name], free_bytes)
+            size.add_metric([name], total)
         yield from (free, size)

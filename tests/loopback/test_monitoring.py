@@ -5,11 +5,15 @@ the AMI port, the FastAGI server listening): a call's facts travel AMI -> listen
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -20,6 +24,7 @@ from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, Fields, fake_a
 from telephony.app import Line, running_line
 from telephony.backup.service import back_up
 from telephony.settings import Settings
+from tests.support import polling
 from tests.support.ami import ABANDONED, ANSWERED, eventually
 from tests.support.db import fetch
 from tests.support.net import free_port
@@ -182,6 +187,48 @@ async def test_the_newest_backup_is_a_figure_so_a_site_without_one_is_told(
         figure = value(await scrape(http, line), "siaga112_backup_last_success_timestamp_seconds")
     assert figure is not None
     assert manifest.created_at.timestamp() <= figure <= time.time()
+
+
+async def test_a_hung_file_system_holds_neither_the_scrape_nor_the_console(
+    line_settings: Settings, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A recordings volume on an NFS server that stopped answering: statfs never returns. The
+    # scrape measured it on the main loop, so the console, the wallboard and the API stood
+    # still with it, scrape after scrape.
+    release = threading.Event()
+    measure = shutil.disk_usage
+
+    def hung(path: str | os.PathLike[str]) -> Any:
+        release.wait(8)  # bounded: without the fix the test fails on time, not by hanging
+        return measure(path)
+
+    monkeypatch.setattr(shutil, "disk_usage", hung)
+    loop = asyncio.get_running_loop()
+    try:
+        async with running_line(line_settings) as line:
+            started = loop.time()
+            probing = asyncio.create_task(scrape(http, line))
+            await asyncio.sleep(0.3)  # the scrape is measuring by now
+            async with http.get(f"{line.web.url}/healthz") as response:
+                assert response.status == 200
+            assert loop.time() - started < 2.0  # not held until the mount answers
+            samples = await probing
+            assert loop.time() - started < 5.0  # the scrape's bound, not the mount's
+            assert value(samples, "siaga112_metrics_source_up", source="disk") == 0
+            assert value(samples, "siaga112_disk_free_bytes", path="recordings") is None
+            assert value(samples, "siaga112_ami_up") is not None  # the rest is there
+            # Another scrape waits on the same measurement: one thread held, not one a scrape.
+            await scrape(http, line)
+            assert sum(t.name == "disk-usage" for t in threading.enumerate()) == 1
+            release.set()
+
+            async def measured() -> float | None:
+                return value(await scrape(http, line), "siaga112_disk_free_bytes",
+                             path="recordings")
+
+            assert await polling.eventually("the disk figures back", measured, within=5) > 0
+    finally:
+        release.set()
 
 
 async def test_readiness_names_what_is_down_and_metrics_still_answer(
