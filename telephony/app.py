@@ -83,6 +83,7 @@ from telephony.metrics.http import MonitoringApi
 from telephony.metrics.live import (
     AmiCollector,
     DiskCollector,
+    FrontCollector,
     PeersCollector,
     ReportGateCollector,
     SpoolCollector,
@@ -217,6 +218,10 @@ def monitoring(settings: Settings, database: Database, *, listener: ThreadedList
         "recordings_incoming": AsteriskSite.from_settings(settings).monitor_dir})
     metrics.add(disk)
     metrics.add_refresher("disk", disk.refresh)
+    if settings.kamailio_front is not None:  # a cluster node behind the front
+        front = FrontCollector(settings.kamailio_host, settings.kamailio_port)
+        metrics.add(front)
+        metrics.add_refresher("sip_front", front.refresh)
     return MonitoringApi(metrics, readiness, parse_networks(settings.metrics_allowed_addresses))
 
 

@@ -13,6 +13,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from ivr.menu import IvrMenu
 from telephony.ami.threaded import ThreadedListener
 from telephony.calls.recorder import CallRecorder
+from telephony.cluster.front_probe import front_answers
 from telephony.cluster.watch import PeerWatch
 from telephony.core.threads import OneAtATime
 from telephony.desks.operators import OVERFLOW_QUEUE
@@ -193,6 +194,28 @@ class PeersCollector:
         for peer in sorted(self._peers.peers):
             family.add_metric([peer], 1.0 if self._peers.alive(peer) else 0.0)
         yield family
+
+
+class FrontCollector:
+    """Whether the cluster's SIP front answers this node (telephony/cluster/front_probe.py),
+    asked before each scrape."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host = host
+        self._port = port
+        self._up: bool | None = None
+
+    async def refresh(self) -> None:
+        """Ask the front; on failure the figure is left out, not shown stale."""
+        self._up = None
+        self._up = await front_answers(self._host, self._port)
+
+    def collect(self) -> Iterable[Metric]:
+        """The last answer."""
+        if self._up is not None:
+            yield GaugeMetricFamily("siaga112_sip_front_up", "1 if the cluster's SIP front "
+                                    "(Kamailio) answered an OPTIONS within 1 s",
+                                    value=1.0 if self._up else 0.0)
 
 
 class DiskCollector:

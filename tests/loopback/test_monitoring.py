@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, Fields, fake_asterisk
 from telephony.app import Line, running_line
 from telephony.backup.service import back_up
-from telephony.settings import Settings
+from telephony.metrics.live import FrontCollector
+from telephony.settings import ClusterNode, Settings
 from tests.support import polling
 from tests.support.ami import ABANDONED, ANSWERED, eventually
 from tests.support.db import fetch
@@ -31,7 +32,7 @@ from tests.support.net import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 ALERTS = Path(__file__).resolve().parents[2] / "docker" / "prometheus" / "alerts.yml"
-CLUSTER_ONLY = {"siaga112_cluster_peer_up"}
+CLUSTER_ONLY = {"siaga112_cluster_peer_up", "siaga112_sip_front_up"}
 
 
 @pytest.fixture
@@ -229,6 +230,76 @@ async def test_a_hung_file_system_holds_neither_the_scrape_nor_the_console(
             assert await polling.eventually("the disk figures back", measured, within=5) > 0
     finally:
         release.set()
+
+
+class FakeFront(asyncio.DatagramProtocol):
+    """Answers each OPTIONS as kamailio.cfg does (its Via, From, To, Call-ID and CSeq back),
+    with ``status``; silent when ``status`` is None."""
+
+    def __init__(self) -> None:
+        self.status: bytes | None = b"200 OK"
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        head = data.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert head[0].startswith(b"OPTIONS sip:127.0.0.1:") and head[0].endswith(b" SIP/2.0")
+        assert self.transport is not None
+        if self.status is None:
+            return
+        echoed = [line for line in head[1:] if line.split(b":")[0] in (
+            b"Via", b"From", b"To", b"Call-ID", b"CSeq")]
+        for status in (b"100 Trying", self.status):  # a provisional reply is not an answer
+            self.transport.sendto(b"\r\n".join([b"SIP/2.0 " + status, *echoed,
+                                                 b"Content-Length: 0", b"", b""]), addr)
+
+
+async def test_the_sip_front_answering_or_not_is_a_figure() -> None:
+    # The cluster's front (Kamailio) down refuses every new call of the site before it
+    # reaches a node, yet a node's line showed nothing: its Asterisk, AMI and FastAGI were up.
+    loop = asyncio.get_running_loop()
+    transport, front = await loop.create_datagram_endpoint(FakeFront,
+                                                           local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    collector = FrontCollector("127.0.0.1", port)
+
+    async def up() -> float | None:
+        await collector.refresh()
+        return next((sample.value for family in collector.collect()
+                     for sample in family.samples), None)
+
+    try:
+        assert await up() == 1
+        front.status = b"404 Not Here"  # its SIP stack answers: up
+        assert await up() == 1
+        front.status = None  # hung: no answer within the bound
+        started = loop.time()
+        assert await up() == 0
+        assert loop.time() - started < 2.0  # within the scrape's bound
+    finally:
+        transport.close()
+    assert await up() == 0  # nothing listens there any more
+
+
+async def test_a_cluster_node_shows_its_peers_and_its_front(
+    line_settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(FakeFront, local_addr=("127.0.0.1", 0))
+    settings = replace(line_settings, asterisk_systemname="node1",
+                       cluster_nodes=(ClusterNode("node1", "127.0.0.11", 5061, 4574),
+                                      ClusterNode("node2", "127.0.0.12", 5062, 4575)),
+                       kamailio_port=transport.get_extra_info("sockname")[1])
+    try:
+        async with running_line(settings) as line:
+            samples = await scrape(http, line)
+    finally:
+        transport.close()
+    assert value(samples, "siaga112_sip_front_up") == 1
+    assert value(samples, "siaga112_cluster_peer_up", peer="node2") == 1
+    assert value(samples, "siaga112_metrics_source_up", source="sip_front") == 1
 
 
 async def test_readiness_names_what_is_down_and_metrics_still_answer(
