@@ -202,11 +202,13 @@ def monitoring(settings: Settings, database: Database, *, listener: ThreadedList
     recordings = RecordingsBacklog(database, settings.recordings_quarantine_dir)
     outbox = OutboxBacklogs(database)
     backups = LastBackup(database)
-    for collector in (AmiCollector(listener), SpoolCollector(recorder),
+    spool = SpoolCollector(recorder)
+    for collector in (AmiCollector(listener), spool,
                       WallboardCollector(wallboard, menus.current),
                       ReportGateCollector(reports.gate), readiness, recordings, outbox, backups):
         metrics.add(collector)
     metrics.add_refresher("readiness", readiness.refresh)
+    metrics.add_refresher("spool", spool.refresh)
     metrics.add_refresher("recordings", recordings.refresh)
     metrics.add_refresher("notifications", outbox.refresh)
     metrics.add_refresher("backups", backups.refresh)

@@ -59,18 +59,36 @@ class AmiCollector:
 class SpoolCollector:
     """Call facts waiting on disk for the database; those no spool directory took, held in
     memory (an alarm); those lost because even the memory bound was passed; and those the
-    database refused, kept aside in the rejected files. The recorder
-    runs on the AMI listener's thread; these are plain reads of its state."""
+    database refused, kept aside in the rejected files. The recorder runs on the AMI
+    listener's thread; its state is read plainly, and its files are counted off the main loop
+    before each scrape, as the disk figures are (the spool's fallback directory is there for
+    a mount that fails, and a failing mount may hang)."""
 
     def __init__(self, recorder: CallRecorder) -> None:
         self._recorder = recorder
+        self._count = OneAtATime(self._files_now, "spool-count")
+        self._files: tuple[int, int] | None = None
+
+    async def refresh(self) -> None:
+        """Count the spooled and the rejected facts; left out if not counted in time."""
+        self._files = None
+        self._files = await self._count()
+
+    def _files_now(self) -> tuple[int, int]:
+        return self._recorder.pending(), self._recorder.rejected
 
     def collect(self) -> Iterable[Metric]:
         """The spool's depth now (it is empty unless the database was away)."""
         recorder = self._recorder
-        yield GaugeMetricFamily("siaga112_spool_facts",
-                                "Call facts spooled (on disk, or held in memory), waiting for "
-                                "PostgreSQL", value=recorder.pending())
+        if self._files is not None:
+            pending, rejected = self._files
+            yield GaugeMetricFamily("siaga112_spool_facts",
+                                    "Call facts spooled (on disk, or held in memory), waiting "
+                                    "for PostgreSQL", value=pending)
+            yield GaugeMetricFamily("siaga112_spool_facts_rejected",
+                                    "Call facts kept in the spool's rejected.jsonl (refused by "
+                                    "PostgreSQL, or undecodable), not in the call records",
+                                    value=rejected)
         yield GaugeMetricFamily("siaga112_spool_failing",
                                 "1 while call facts are held only in memory: neither "
                                 "PostgreSQL nor a spool directory takes them",
@@ -80,10 +98,6 @@ class SpoolCollector:
         yield CounterMetricFamily("siaga112_spool_facts_dropped",
                                   "Call facts lost because the memory bound was passed while "
                                   "nothing could take them", value=recorder.dropped)
-        yield GaugeMetricFamily("siaga112_spool_facts_rejected",
-                                "Call facts kept in the spool's rejected.jsonl (refused by "
-                                "PostgreSQL, or undecodable), not in the call records",
-                                value=recorder.rejected)
 
 
 class ReportGateCollector:

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, Fields, fake_asterisk
 from telephony.app import Line, running_line
 from telephony.backup.service import back_up
+from telephony.calls.spool import FactSpool
 from telephony.metrics.live import FrontCollector
 from telephony.settings import ClusterNode, Settings
 from tests.support import polling
@@ -204,6 +205,13 @@ async def test_a_hung_file_system_holds_neither_the_scrape_nor_the_console(
         return measure(path)
 
     monkeypatch.setattr(shutil, "disk_usage", hung)
+    counted = FactSpool.rejected_count
+
+    def hung_count(spool: FactSpool) -> int:  # the spool's fallback on that mount
+        release.wait(8)
+        return counted(spool)
+
+    monkeypatch.setattr(FactSpool, "rejected_count", hung_count)
     loop = asyncio.get_running_loop()
     try:
         async with running_line(line_settings) as line:
@@ -217,10 +225,14 @@ async def test_a_hung_file_system_holds_neither_the_scrape_nor_the_console(
             assert loop.time() - started < 5.0  # the scrape's bound, not the mount's
             assert value(samples, "siaga112_metrics_source_up", source="disk") == 0
             assert value(samples, "siaga112_disk_free_bytes", path="recordings") is None
+            assert value(samples, "siaga112_metrics_source_up", source="spool") == 0
+            assert value(samples, "siaga112_spool_facts_rejected") is None
+            assert value(samples, "siaga112_spool_failing") == 0  # memory: still there
             assert value(samples, "siaga112_ami_up") is not None  # the rest is there
             # Another scrape waits on the same measurement: one thread held, not one a scrape.
             await scrape(http, line)
-            assert sum(t.name == "disk-usage" for t in threading.enumerate()) == 1
+            for name in ("disk-usage", "spool-count"):
+                assert sum(t.name == name for t in threading.enumerate()) == 1
             release.set()
 
             async def measured() -> float | None:
@@ -228,6 +240,7 @@ async def test_a_hung_file_system_holds_neither_the_scrape_nor_the_console(
                              path="recordings")
 
             assert await polling.eventually("the disk figures back", measured, within=5) > 0
+            assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 0
     finally:
         release.set()
 
