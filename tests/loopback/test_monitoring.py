@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from recordings.files import incoming_sources
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, Fields, fake_asterisk
 from telephony.app import Line, running_line
 from telephony.backup.service import back_up
@@ -241,6 +242,38 @@ async def test_a_hung_file_system_holds_neither_the_scrape_nor_the_console(
 
             assert await polling.eventually("the disk figures back", measured, within=5) > 0
             assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 0
+    finally:
+        release.set()
+
+
+async def test_a_hung_monitor_directory_holds_one_thread_not_one_a_scrape(
+    line_settings: Settings, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scan for recordings without a call took a thread of the AMI loop's executor at
+    # every scrape and never gave it back while the directory hung: the queue_log reads of
+    # the backfill, on the same executor, then waited forever.
+    release = threading.Event()
+    scans: list[float] = []
+    listed = incoming_sources
+
+    def hung(directory: Path) -> Any:
+        scans.append(time.monotonic())
+        release.wait(15)
+        return listed(directory)
+
+    monkeypatch.setattr("telephony.calls.history.incoming_sources", hung)
+    try:
+        async with running_line(line_settings) as line:
+            for _ in range(3):
+                samples = await scrape(http, line)
+                assert value(samples, "siaga112_metrics_source_up", source="backfill") == 0
+            assert len(scans) == 1
+            release.set()
+
+            async def answered() -> float | None:
+                return value(await scrape(http, line), "siaga112_recordings_without_call")
+
+            assert await polling.eventually("the scan's figure", answered, within=5) == 0
     finally:
         release.set()
 
