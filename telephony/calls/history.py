@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from recordings.files import incoming_sources
 from telephony.asterisk.queue_log import Cursor
@@ -301,9 +301,10 @@ class HistoryCollector:
         await self._refresh()
 
     def collect(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily("siaga112_calls_backfilled",
-                                "Calls rebuilt from Asterisk's queue_log since the line started",
-                                value=self._history.backfilled_total)
+        # A count since the start: a counter, so rate() and increase() see the restarts.
+        yield CounterMetricFamily("siaga112_calls_backfilled",
+                                  "Calls rebuilt from Asterisk's queue_log since the line "
+                                  "started", value=self._history.backfilled_total)
         if self._history.orphans is not None:
             yield GaugeMetricFamily("siaga112_recordings_without_call",
                                     "Recording files in Asterisk's monitor directory older "

@@ -114,6 +114,7 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     assert value(after, "siaga112_facts_overflowed_total") == 0
     assert value(after, "siaga112_spool_facts") == 0
     assert value(after, "siaga112_spool_facts_rejected") == 0
+    assert value(after, "siaga112_calls_backfilled_total") == 0  # a counter, named as one
     assert value(after, "siaga112_report_waits_total") == 0
     assert value(after, "siaga112_report_wait_seconds_total") == 0
     assert value(after, "siaga112_recordings_quarantined") == 0
