@@ -76,13 +76,15 @@ from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentService
 from telephony.incidents.services import IncidentServices
 from telephony.metrics.agi import AgiTimings
-from telephony.metrics.backlogs import OutboxBacklogs, RecordingsBacklog
+from telephony.metrics.backlogs import LastBackup, OutboxBacklogs, RecordingsBacklog
 from telephony.metrics.calls import CallCounter
 from telephony.metrics.health import Readiness
 from telephony.metrics.http import MonitoringApi
 from telephony.metrics.live import (
     AmiCollector,
     DiskCollector,
+    FrontCollector,
+    PeersCollector,
     ReportGateCollector,
     SpoolCollector,
     WallboardCollector,
@@ -199,19 +201,29 @@ def monitoring(settings: Settings, database: Database, *, listener: ThreadedList
     readiness = Readiness.of_line(database, listener, agi, recorder)
     recordings = RecordingsBacklog(database, settings.recordings_quarantine_dir)
     outbox = OutboxBacklogs(database)
-    for collector in (AmiCollector(listener), SpoolCollector(recorder),
+    backups = LastBackup(database)
+    spool = SpoolCollector(recorder)
+    for collector in (AmiCollector(listener), spool,
                       WallboardCollector(wallboard, menus.current),
-                      ReportGateCollector(reports.gate), readiness, recordings, outbox):
+                      ReportGateCollector(reports.gate), readiness, recordings, outbox, backups):
         metrics.add(collector)
     metrics.add_refresher("readiness", readiness.refresh)
+    metrics.add_refresher("spool", spool.refresh)
     metrics.add_refresher("recordings", recordings.refresh)
     metrics.add_refresher("notifications", outbox.refresh)
-    metrics.add(DiskCollector({
+    metrics.add_refresher("backups", backups.refresh)
+    disk = DiskCollector({
         "state": settings.state_dir, "spool": settings.spool_dir,
         **({} if settings.spool_fallback_dir is None
            else {"spool_fallback": settings.spool_fallback_dir}),
         "recordings": settings.recordings_dir,
-        "recordings_incoming": AsteriskSite.from_settings(settings).monitor_dir}))
+        "recordings_incoming": AsteriskSite.from_settings(settings).monitor_dir})
+    metrics.add(disk)
+    metrics.add_refresher("disk", disk.refresh)
+    if settings.kamailio_front is not None:  # a cluster node behind the front
+        front = FrontCollector(settings.kamailio_host, settings.kamailio_port)
+        metrics.add(front)
+        metrics.add_refresher("sip_front", front.refresh)
     return MonitoringApi(metrics, readiness, parse_networks(settings.metrics_allowed_addresses))
 
 
@@ -487,6 +499,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     menus = line_menu_source(settings)
     listener.observe(CallCounter(metrics.registry, lambda: menus.current().lines))
     peers = watch_peers(settings, stack, listener, database, repository)
+    if peers is not None:
+        metrics.add(PeersCollector(peers))
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
     in_background(
         stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),

@@ -13,8 +13,9 @@ began (a file retention removes in between is the one exception; the restore the
 it as missing in its final count, never silently).
 
 ``restore``: reads the manifest and verifies every file's size and SHA-256 before anything
-changes; refuses a backup of a newer schema, a database that already holds records (calls,
-incidents, recordings, accounts, audit) and files that would be overwritten with other
+changes; refuses a database a line is still connected to (even with ``force``), a backup of
+a newer schema, a database that already holds records (calls, incidents, recordings,
+accounts, audit) and files that would be overwritten with other
 content, unless ``force``. The database is then replaced in one transaction (``pg_restore``
 to SQL, relayed into ``psql --single-transaction`` after dropping the ``public`` schema, whose
 input ends, and so commits, only if pg_restore succeeded), so a restore that fails leaves the
@@ -57,9 +58,16 @@ from telephony.backup.model import (
     Manifest,
     check_schema_level,
 )
+from telephony.backup.store import OBJECT_TYPE as BACKUP_OBJECT
+from telephony.backup.store import record_backup
 from telephony.core.storage import StoredFileError, fsync_dir, stored_file
 from telephony.core.text import os_reason
-from telephony.db.connection import connect_owner, line_role, resolve_owner_dsn
+from telephony.db.connection import (
+    DatabaseUnavailable,
+    connect_owner,
+    line_role,
+    resolve_owner_dsn,
+)
 from telephony.db.embedded import EmbeddedDatabaseError, find_postgres_bindir
 from telephony.db.migrate import bundled_migrations
 from telephony.db.roles import prepare_schema
@@ -167,11 +175,27 @@ async def tables_with_records(connection: asyncpg.Connection) -> list[str]:
     for table in RECORD_TABLES:
         if await connection.fetchval("SELECT to_regclass($1)", f"public.{table}") is None:
             continue
+        # A backup's own audit entry is not a record: a new site backed up by its nightly job
+        # before the old site's backup is restored into it still takes that backup unforced.
+        where = f" WHERE object_type <> '{BACKUP_OBJECT}'" if table == "audit_log" else ""
         # The name is one of RECORD_TABLES, never input.
-        query = f"SELECT EXISTS (SELECT 1 FROM public.{table})"  # noqa: S608
+        query = f"SELECT EXISTS (SELECT 1 FROM public.{table}{where})"  # noqa: S608
         if await connection.fetchval(query):
             found.append(table)
     return found
+
+
+async def line_sessions(connection: asyncpg.Connection, role: str) -> list[str]:
+    """Who else is connected to this database as the line's ``role``: a running line (or a
+    cluster node's), by application name and address. Visible to every role in
+    ``pg_stat_activity``."""
+    rows = await connection.fetch(
+        "SELECT coalesce(nullif(application_name, ''), 'siaga112') AS name,"
+        " coalesce(host(client_addr), 'lokal') AS address, count(*) AS sessions"
+        " FROM pg_stat_activity"
+        " WHERE datname = current_database() AND usename = $1 AND pid <> pg_backend_pid()"
+        " GROUP BY 1, 2 ORDER BY 1, 2", role)
+    return [f"{row['name']} dari {row['address']} ({row['sessions']} sesi)" for row in rows]
 
 
 # ------------------------------------------------------------------ files
@@ -314,9 +338,26 @@ async def back_up(settings: Settings, target: Path) -> Manifest:
         # in one line rather than a traceback (nothing half-written is left).
         raise BackupError(f"Cadangan tidak dapat ditulis ke {target}: "
                           f"{os_reason(exc)}.") from exc
+    await _note_backup(settings, target, manifest)
     log.info("backup written to %s: schema %d, %d files", target, manifest.schema_version,
              len(manifest.files))
     return manifest
+
+
+async def _note_backup(settings: Settings, target: Path, manifest: Manifest) -> None:
+    """The audit log's entry the line's backup-age metric reads (telephony/backup/store.py).
+    A backup it could not note is whole, but the site's alert would say it is missing: the
+    command fails, so a scheduled run is seen to fail too."""
+    try:
+        connection = await connect_owner(settings)
+        try:
+            await record_backup(connection, str(target), manifest)
+        finally:
+            await connection.close()
+    except (DatabaseUnavailable, asyncpg.PostgresError, OSError) as exc:
+        raise BackupError(f"Cadangan ditulis utuh ke {target}, tetapi tidak tercatat di basis "
+                          f"data ({exc}); peringatan cadangan terlambat tetap akan berbunyi. "
+                          "Ulangi pencadangan.") from exc
 
 
 async def _write_backup(settings: Settings, into: Path) -> Manifest:
@@ -401,8 +442,20 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
     connection = await connect_owner(settings)
     try:
         holding = await tables_with_records(connection)
+        role = line_role(settings)
+        # The line connects as the owner itself when there is no separate owner.
+        running = await line_sessions(connection, role.name if role is not None
+                                      else str(await connection.fetchval("SELECT current_user")))
     finally:
         await connection.close()
+    if running:
+        # A line still connected keeps recording calls into the database being replaced:
+        # what it writes before the swap is dropped with the old schema, and what it holds in
+        # memory (the wallboard, open calls) no longer matches. --force does not override this.
+        raise BackupError(
+            "Layanan siaga112 masih tersambung ke basis data tujuan "
+            f"({'; '.join(running)}); tidak ada yang diubah. Hentikan layanan (serve) di "
+            "setiap node dulu, lalu ulangi pemulihan.")
     if holding and not force:
         raise BackupError(
             f"Basis data tujuan sudah berisi data ({', '.join(holding)}); tidak ada yang "

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from recordings.files import incoming_sources
 from telephony.asterisk.queue_log import Cursor
@@ -42,6 +42,7 @@ from telephony.calls.backfill import (
 )
 from telephony.calls.store import CallRepository
 from telephony.core.loops import run_passes
+from telephony.core.threads import OneAtATime
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.settings import Settings
 
@@ -129,6 +130,7 @@ class CallHistory:
         self._lock = asyncio.Lock()
         self.backfilled_total = 0  # calls backfilled since start
         self.orphans: int | None = None  # recordings without a call at the last look
+        self._scan = OneAtATime(self._old_sources, "orphan-scan")
         self._reported: frozenset[str] = frozenset()  # logged once, not at every scrape
 
     @classmethod
@@ -243,22 +245,25 @@ class CallHistory:
         """:meth:`advance` every ``every`` seconds, forever."""
         await run_passes("queue_log cursor", self.advance, lambda: asyncio.sleep(every), log)
 
+    def _old_sources(self) -> list[str]:
+        """The recordings in the monitor directory older than :data:`ORPHAN_AFTER`."""
+        now = time.time()
+        found = []
+        for source in incoming_sources(self._monitor_dir):
+            try:
+                mtime = (self._monitor_dir / f"{source.call_id}.wav").stat().st_mtime
+            except OSError:
+                continue
+            if now - mtime >= ORPHAN_AFTER:
+                found.append(source.call_id)
+        return sorted(set(found))
+
     async def report_orphans(self) -> None:
         """Count (and name a few of) the recordings whose call has no row."""
-        now = time.time()
-
-        def old_sources() -> list[str]:
-            found = []
-            for source in incoming_sources(self._monitor_dir):
-                try:
-                    mtime = (self._monitor_dir / f"{source.call_id}.wav").stat().st_mtime
-                except OSError:
-                    continue
-                if now - mtime >= ORPHAN_AFTER:
-                    found.append(source.call_id)
-            return sorted(set(found))
-
-        candidates = await asyncio.to_thread(old_sources)
+        # One scan at a time, on a thread of its own: a monitor directory on a mount that
+        # hangs holds that one, not one of the executor's threads a scrape, which the
+        # queue_log reads of the backfill share (it would stop when they were all taken).
+        candidates = await self._scan()
         if not candidates:
             self.orphans = 0
             return
@@ -296,9 +301,10 @@ class HistoryCollector:
         await self._refresh()
 
     def collect(self) -> Iterable[Metric]:
-        yield GaugeMetricFamily("siaga112_calls_backfilled",
-                                "Calls rebuilt from Asterisk's queue_log since the line started",
-                                value=self._history.backfilled_total)
+        # A count since the start: a counter, so rate() and increase() see the restarts.
+        yield CounterMetricFamily("siaga112_calls_backfilled",
+                                  "Calls rebuilt from Asterisk's queue_log since the line "
+                                  "started", value=self._history.backfilled_total)
         if self._history.orphans is not None:
             yield GaugeMetricFamily("siaga112_recordings_without_call",
                                     "Recording files in Asterisk's monitor directory older "

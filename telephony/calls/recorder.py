@@ -89,6 +89,11 @@ class CallRecorder:
         """Facts lost since start because even the memory bound was passed."""
         return self._spool.held.dropped_total
 
+    @property
+    def rejected(self) -> int:
+        """Facts kept in the spool's rejected files: refused by the database or undecodable."""
+        return self._spool.rejected_count()
+
     async def record(self, facts: Sequence[CallFact]) -> None:
         """Record ``facts`` in order. Never raises for a database outage."""
         if not facts:

@@ -265,3 +265,16 @@ class FactSpool:
                     # thread than the flusher's (telephony/ami/threaded.py).
                     continue
         return total
+
+    def rejected_count(self) -> int:
+        """Facts kept in the rejected files (the database refused them, or they could not be
+        decoded): records missing from the database until an engineer deals with them, so
+        counted from the files, which outlive the process, not since start."""
+        total = 0
+        for directory in self._directories:
+            try:
+                with (directory / _REJECTED).open("rb") as handle:
+                    total += sum(1 for line in handle if line.strip())
+            except OSError:  # none kept there (or a vanished fallback, which holds none)
+                continue
+        return total

@@ -68,6 +68,16 @@ class PeerWatch:
         ContactStatus then), so every peer's contact is looked at once."""
         self._moves.put_nowait(None)
 
+    @property
+    def peers(self) -> frozenset[str]:
+        """The peer nodes watched."""
+        return self._liveness.peers
+
+    def alive(self, peer: str) -> bool:
+        """Whether ``peer`` answers this node's qualify (so far as the last status said; a
+        peer is alive until one says otherwise). A plain read: safe from another thread."""
+        return peer not in self._liveness.dead
+
     def on_liveness(self, hook: Callable[[str, bool], None]) -> None:
         """Also call ``hook(peer, alive)`` when a peer dies or answers again (at once, before
         this node's Asterisk is told; it must return at once)."""

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("telephony.threads")
 
@@ -117,3 +117,32 @@ class LoopThread:
         self._stop = asyncio.Event()
         started.set_result(asyncio.get_running_loop())
         await self._stop.wait()
+
+
+class OneAtATime(Generic[T]):
+    """Blocking work the main loop must never wait on (a file system's figures: a hung mount,
+    an NFS server gone, holds a stat or a directory walk forever) run on a daemon thread of its
+    own, one at a time: a call while the last run is still going waits for that run instead of
+    starting another, so a hung mount holds one thread, never one per call (nor the default
+    executor's, which the rest of the line shares). Cancelling a wait leaves the run going."""
+
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self._work = work
+        self._name = name
+        self._running: concurrent.futures.Future[T] | None = None
+
+    async def __call__(self) -> T:
+        """The result of a run started now, or of the one still going."""
+        if self._running is None or self._running.done():
+            running: concurrent.futures.Future[T] = concurrent.futures.Future()
+            running.set_running_or_notify_cancel()  # a cancelled wait cannot cancel it
+            threading.Thread(target=self._run, args=(running,), name=self._name,
+                             daemon=True).start()
+            self._running = running
+        return await asyncio.wrap_future(self._running)
+
+    def _run(self, running: concurrent.futures.Future[T]) -> None:
+        try:
+            running.set_result(self._work())
+        except BaseException as exc:  # the waiter reports it
+            running.set_exception(exc)

@@ -1,5 +1,5 @@
 """Sources read from the database and the disk before each scrape: the recordings waiting
-for the worker and those quarantined, and the notification outbox."""
+for the worker and those quarantined, the notification outbox, and the newest backup."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from recordings.store import Backlog, RecordingRepository
+from telephony.backup.store import last_backup_at
+from telephony.core.threads import OneAtATime
 from telephony.db.connection import Database
 from telephony.incidents.outbox import OutboxBacklog
 from telephony.incidents.outbox_store import OutboxStore
@@ -24,21 +26,25 @@ class RecordingsBacklog:
 
     def __init__(self, database: Database, quarantine_dir: Path) -> None:
         self._database = database
-        self._quarantine_dir = quarantine_dir
+        # Off the main loop: the quarantine may be on a mount that hangs (see DiskCollector).
+        self._count_quarantined = OneAtATime(lambda: _count_files(quarantine_dir),
+                                             "quarantine-count")
         self._backlog: Backlog | None = None
-        self._quarantined = 0
+        self._quarantined: int | None = None
 
     async def refresh(self) -> None:
         """Read the backlog; on failure its figures are left out, not shown stale."""
-        self._quarantined = _count_files(self._quarantine_dir)
+        self._quarantined = None
         self._backlog = None
+        self._quarantined = await self._count_quarantined()
         self._backlog = await self._database.run(RecordingRepository().backlog)
 
     def collect(self) -> Iterable[Metric]:
         """The last refresh's figures."""
-        yield GaugeMetricFamily("siaga112_recordings_quarantined",
-                                "Recording files the worker could not process, kept in "
-                                "quarantine", value=self._quarantined)
+        if self._quarantined is not None:
+            yield GaugeMetricFamily("siaga112_recordings_quarantined",
+                                    "Recording files the worker could not process, kept in "
+                                    "quarantine", value=self._quarantined)
         if self._backlog is not None:
             yield GaugeMetricFamily("siaga112_recordings_backlog",
                                     "Recordings waiting for the worker or being processed",
@@ -74,3 +80,27 @@ class OutboxBacklogs:
         yield GaugeMetricFamily("siaga112_notifications_failed",
                                 "Notifications given up after the last attempt",
                                 value=backlog.failed)
+
+
+class LastBackup:
+    """When the newest backup of the site's database was finished (``siaga112 backup`` notes
+    it in the audit log): a site whose backups stopped is told before it needs one."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._known = False
+        self._timestamp = 0.0
+
+    async def refresh(self) -> None:
+        """Read the audit log; on failure the figure is left out, not shown stale."""
+        self._known = False
+        finished = await self._database.run(last_backup_at)
+        self._timestamp = 0.0 if finished is None else finished.timestamp()
+        self._known = True
+
+    def collect(self) -> Iterable[Metric]:
+        """The last refresh's figure."""
+        if self._known:
+            yield GaugeMetricFamily("siaga112_backup_last_success_timestamp_seconds",
+                                    "When the newest whole backup was written (Unix time; 0: "
+                                    "never)", value=self._timestamp)

@@ -65,6 +65,9 @@ class CallCounter:
         for line in lines():
             self._started.labels(line)
             self._failopen.labels(line)
+        # A fail-open of a call whose start this process did not see is counted under
+        # UNKNOWN_LINE: from zero too, or the alert's increase() would miss the first.
+        self._failopen.labels(UNKNOWN_LINE)
         for reason in CutReason:
             self._cut.labels(reason.value)
         for kind in OutageKind:

@@ -13,6 +13,9 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from ivr.menu import IvrMenu
 from telephony.ami.threaded import ThreadedListener
 from telephony.calls.recorder import CallRecorder
+from telephony.cluster.front_probe import front_answers
+from telephony.cluster.watch import PeerWatch
+from telephony.core.threads import OneAtATime
 from telephony.desks.operators import OVERFLOW_QUEUE
 from telephony.reports.gate import ReportGate
 from telephony.wallboard.service import WallboardService
@@ -55,18 +58,37 @@ class AmiCollector:
 
 class SpoolCollector:
     """Call facts waiting on disk for the database; those no spool directory took, held in
-    memory (an alarm); and those lost because even the memory bound was passed. The recorder
-    runs on the AMI listener's thread; these are plain reads of its state."""
+    memory (an alarm); those lost because even the memory bound was passed; and those the
+    database refused, kept aside in the rejected files. The recorder runs on the AMI
+    listener's thread; its state is read plainly, and its files are counted off the main loop
+    before each scrape, as the disk figures are (the spool's fallback directory is there for
+    a mount that fails, and a failing mount may hang)."""
 
     def __init__(self, recorder: CallRecorder) -> None:
         self._recorder = recorder
+        self._count = OneAtATime(self._files_now, "spool-count")
+        self._files: tuple[int, int] | None = None
+
+    async def refresh(self) -> None:
+        """Count the spooled and the rejected facts; left out if not counted in time."""
+        self._files = None
+        self._files = await self._count()
+
+    def _files_now(self) -> tuple[int, int]:
+        return self._recorder.pending(), self._recorder.rejected
 
     def collect(self) -> Iterable[Metric]:
         """The spool's depth now (it is empty unless the database was away)."""
         recorder = self._recorder
-        yield GaugeMetricFamily("siaga112_spool_facts",
-                                "Call facts spooled (on disk, or held in memory), waiting for "
-                                "PostgreSQL", value=recorder.pending())
+        if self._files is not None:
+            pending, rejected = self._files
+            yield GaugeMetricFamily("siaga112_spool_facts",
+                                    "Call facts spooled (on disk, or held in memory), waiting "
+                                    "for PostgreSQL", value=pending)
+            yield GaugeMetricFamily("siaga112_spool_facts_rejected",
+                                    "Call facts kept in the spool's rejected.jsonl (refused by "
+                                    "PostgreSQL, or undecodable), not in the call records",
+                                    value=rejected)
         yield GaugeMetricFamily("siaga112_spool_failing",
                                 "1 while call facts are held only in memory: neither "
                                 "PostgreSQL nor a spool directory takes them",
@@ -171,27 +193,86 @@ class WallboardCollector:
         return family
 
 
+class PeersCollector:
+    """A cluster node's peers: each answers this node's SIP qualify or not
+    (telephony/cluster/watch.py). A dead peer's calls in progress were cut, and its operators
+    take calls through this node until it returns."""
+
+    def __init__(self, peers: PeerWatch) -> None:
+        self._peers = peers
+
+    def collect(self) -> Iterable[Metric]:
+        """Each peer's liveness now."""
+        family = GaugeMetricFamily("siaga112_cluster_peer_up", "1 while the peer node answers "
+                                   "this node's SIP qualify", labels=["peer"])
+        for peer in sorted(self._peers.peers):
+            family.add_metric([peer], 1.0 if self._peers.alive(peer) else 0.0)
+        yield family
+
+
+class FrontCollector:
+    """Whether the cluster's SIP front answers this node (telephony/cluster/front_probe.py),
+    asked before each scrape."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._host = host
+        self._port = port
+        self._up: bool | None = None
+
+    async def refresh(self) -> None:
+        """Ask the front; on failure the figure is left out, not shown stale."""
+        self._up = None
+        self._up = await front_answers(self._host, self._port)
+
+    def collect(self) -> Iterable[Metric]:
+        """The last answer."""
+        if self._up is not None:
+            yield GaugeMetricFamily("siaga112_sip_front_up", "1 if the cluster's SIP front "
+                                    "(Kamailio) answered an OPTIONS within 1 s",
+                                    value=1.0 if self._up else 0.0)
+
+
 class DiskCollector:
-    """Free and total bytes of the file systems holding the line's files."""
+    """Free and total bytes of the file systems holding the line's files, measured off the
+    main loop before each scrape: a hung mount (the recordings on a dead NFS server) would
+    otherwise hold the console, the wallboard and the API with the scrape. Measured within
+    the scrape's bound or left out (``siaga112_metrics_source_up{source="disk"}`` 0)."""
 
     def __init__(self, paths: Mapping[str, Path]) -> None:
         self._paths = dict(paths)
+        self._measure = OneAtATime(self._usage_now, "disk-usage")
+        self._usage: dict[str, tuple[int, int]] | None = None
 
-    def collect(self) -> Iterable[Metric]:
-        """``shutil.disk_usage`` of each path (the nearest existing parent if not made yet)."""
-        free = GaugeMetricFamily("siaga112_disk_free_bytes", "Bytes free (to the line's "
-                                 "user) on the file system holding the path", labels=["path"])
-        size = GaugeMetricFamily("siaga112_disk_size_bytes", "Size of the file system "
-                                 "holding the path", labels=["path"])
+    async def refresh(self) -> None:
+        """Measure every path; on failure or timeout the figures are left out, not stale."""
+        self._usage = None
+        self._usage = await self._measure()
+
+    def _usage_now(self) -> dict[str, tuple[int, int]]:
+        """``shutil.disk_usage`` of each path (the nearest existing parent if not made yet):
+        free bytes, size."""
+        usage: dict[str, tuple[int, int]] = {}
         for name, path in sorted(self._paths.items()):
             existing = next((p for p in (path, *path.parents) if p.exists()), None)
             if existing is None:
                 continue
             try:
-                usage = shutil.disk_usage(existing)
+                measured = shutil.disk_usage(existing)
             except OSError as exc:
                 log.warning("disk usage of %s unavailable: %s", existing, exc)
                 continue
-            free.add_metric([name], usage.free)
-            size.add_metric([name], usage.total)
+            usage[name] = (measured.free, measured.total)
+        return usage
+
+    def collect(self) -> Iterable[Metric]:
+        """The last refresh's figures."""
+        if self._usage is None:
+            return
+        free = GaugeMetricFamily("siaga112_disk_free_bytes", "Bytes free (to the line's "
+                                 "user) on the file system holding the path", labels=["path"])
+        size = GaugeMetricFamily("siaga112_disk_size_bytes", "Size of the file system "
+                                 "holding the path", labels=["path"])
+        for name, (free_bytes, total) in sorted(self._usage.items()):
+            free.add_metric([name], free_bytes)
+            size.add_metric([name], total)
         yield from (free, size)

@@ -28,6 +28,7 @@ from recordings.domain import State
 from recordings.library import RecordingLibrary
 from recordings.store import RecordingRepository
 from recordings.worker import RecordingsConfig, RecordingWorker
+from telephony.app import running_line
 from telephony.backup import service as backup_service
 from telephony.backup.errors import BackupError
 from telephony.backup.model import MANIFEST_NAME, Manifest
@@ -36,7 +37,14 @@ from telephony.db.connection import Database
 from telephony.db.embedded import SUPERUSER, EmbeddedPostgres
 from telephony.settings import Settings
 from tests.support.calls import add_calls, call_facts
-from tests.support.db import create_empty_database, drop_database, fetch, line_dsn
+from tests.support.db import (
+    create_database,
+    create_empty_database,
+    drop_database,
+    fetch,
+    line_dsn,
+    owner_dsn,
+)
 from tests.support.incidents import make_service
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -105,9 +113,10 @@ async def site(settings: Settings, database_dsn: str, database_owner_dsn: str,
         attachment = configured.attachments_dir / "2025" / "01" / "scene.png"
         attachment.parent.mkdir(parents=True)
         attachment.write_bytes(ATTACHMENT)
-        yield Site(configured, recording.recording_id, stored.read_bytes(), incident_ids)
     finally:
+        # The line is stopped before a restore, and a restore refuses while it is connected.
         await database.close()
+    yield Site(configured, recording.recording_id, stored.read_bytes(), incident_ids)
 
 
 @pytest.fixture
@@ -252,6 +261,48 @@ async def test_a_database_with_records_is_kept_unless_forced(site: Site, tmp_pat
     report = await restore(site.settings, target, force=True)
     assert report.files == 2
     assert await site_state(site.settings.database_dsn) == before
+
+
+async def test_a_new_site_its_nightly_job_backed_up_still_takes_a_backup_unforced(
+    site: Site, settings: Settings, pg_cluster: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    # Each backup is noted in the audit log (the line's backup-age metric reads it); that
+    # note alone must not make a new site's database one "with records".
+    dsn = await create_database(pg_cluster)
+    new = replace(settings, database_dsn=dsn, database_owner_dsn=owner_dsn(pg_cluster, dsn),
+                  state_dir=tmp_path / "site-c")
+    try:
+        await back_up(new, tmp_path / "new-site-nightly")
+        target = tmp_path / "backup"
+        await back_up(site.settings, target)
+        await restore(new, target)
+        assert len((await site_state(dsn))[0]) == len(CALLS)
+    finally:
+        await drop_database(pg_cluster, dsn)
+
+
+async def test_a_restore_onto_a_running_line_is_refused_even_forced_and_nothing_changes(
+    site: Site, line_settings: Settings, tmp_path: Path
+) -> None:
+    # The line kept recording into the database being replaced: a call it recorded meanwhile
+    # was dropped with the old schema, and its wallboard and open calls no longer matched.
+    target = tmp_path / "backup"
+    await back_up(site.settings, target)
+    assert site.settings.database_dsn is not None
+    await add_calls(site.settings.database_dsn, call_facts("1750000009.9", "081200000009"))
+    calls = (await site_state(site.settings.database_dsn))[0]
+    async with running_line(replace(line_settings, state_dir=tmp_path / "line")):
+        with pytest.raises(BackupError, match=r"masih tersambung ke basis data tujuan \(.*sesi"):
+            await restore(site.settings, target, force=True)
+        done = siaga112(site.settings, "restore", "--force", str(target))
+        assert done.returncode == 1
+        assert "Hentikan layanan" in done.stderr and "Traceback" not in done.stderr
+    # The call recorded after the backup is still there (the running line's own upkeep may
+    # have touched the incidents meanwhile: not compared).
+    assert (await site_state(site.settings.database_dsn))[0] == calls
+    # Stopped, the same restore goes through.
+    await restore(site.settings, target, force=True)
+    assert len((await site_state(site.settings.database_dsn))[0]) == len(CALLS)
 
 
 async def test_a_dump_pg_restore_cannot_read_leaves_the_database_as_it_was(

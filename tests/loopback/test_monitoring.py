@@ -5,24 +5,36 @@ the AMI port, the FastAGI server listening): a call's facts travel AMI -> listen
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
+import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from recordings.files import incoming_sources
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, Fields, fake_asterisk
 from telephony.app import Line, running_line
-from telephony.settings import Settings
+from telephony.backup.service import back_up
+from telephony.calls.spool import FactSpool
+from telephony.metrics.live import FrontCollector
+from telephony.settings import ClusterNode, Settings
+from tests.support import polling
 from tests.support.ami import ABANDONED, ANSWERED, eventually
 from tests.support.db import fetch
 from tests.support.net import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 ALERTS = Path(__file__).resolve().parents[2] / "docker" / "prometheus" / "alerts.yml"
+CLUSTER_ONLY = {"siaga112_cluster_peer_up", "siaga112_sip_front_up"}
 
 
 @pytest.fixture
@@ -101,6 +113,8 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     assert value(after, "siaga112_fact_lag_seconds") == 0
     assert value(after, "siaga112_facts_overflowed_total") == 0
     assert value(after, "siaga112_spool_facts") == 0
+    assert value(after, "siaga112_spool_facts_rejected") == 0
+    assert value(after, "siaga112_calls_backfilled_total") == 0  # a counter, named as one
     assert value(after, "siaga112_report_waits_total") == 0
     assert value(after, "siaga112_report_wait_seconds_total") == 0
     assert value(after, "siaga112_recordings_quarantined") == 0
@@ -112,9 +126,227 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     free = value(after, "siaga112_disk_free_bytes", path="recordings")
     assert free is not None and free > 0
     assert value(after, "siaga112_metrics_source_up", source="recordings") == 1
-    # The alert rules watch only series the line really exposes.
-    watched = set(re.findall(r"\b(siaga112_\w+)", ALERTS.read_text()))
+    # The alert rules watch only series the line really exposes (a cluster node's only on a
+    # cluster node).
+    watched = set(re.findall(r"\b(siaga112_\w+)", ALERTS.read_text())) - CLUSTER_ONLY
     assert watched <= {name for name, _ in after}, watched - {name for name, _ in after}
+
+
+async def refuse_queue_joins(owner_dsn: str) -> None:
+    """The database refuses every queue-join fact from now on (a constraint the facts break,
+    as a schema a fact does not fit would): the recorder keeps each one aside."""
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        await owner.execute("""
+            CREATE FUNCTION refuse_queue_join() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.kind = 'queue_joined' THEN
+                    RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_queue_join BEFORE INSERT ON call_events
+                FOR EACH ROW EXECUTE FUNCTION refuse_queue_join();
+        """)
+    finally:
+        await owner.close()
+
+
+async def test_facts_the_database_refused_are_counted_until_moved_away(
+    line_settings: Settings, asterisk: FakeAsterisk, http: aiohttp.ClientSession,
+    database_dsn: str, database_owner_dsn: str
+) -> None:
+    # One refused before this start (the file outlives the process), one refused now. They
+    # used to show nowhere but the log: the call records were incomplete and no alert said so.
+    settings = replace(line_settings, ami_username=USERNAME, ami_secret=SECRET)
+    rejected = settings.spool_dir / "rejected.jsonl"
+    rejected.parent.mkdir(parents=True, exist_ok=True)
+    rejected.write_text('{"kind": "call_started", "call_id": "cut sh\n', encoding="utf-8")
+    async with running_line(settings) as line:
+        await eventually(lambda: line.listener.logged_in)
+        assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 1
+        await refuse_queue_joins(database_owner_dsn)
+        await asterisk.send_frames(ANSWERED)
+        async with asyncio.timeout(5):
+            # Polling, not an Event: the condition is in the database.
+            while not await fetch(database_dsn, "SELECT call_id FROM calls WHERE ended_at "  # noqa: ASYNC110
+                                                "IS NOT NULL"):
+                await asyncio.sleep(0.02)
+        assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 2
+        # The engineer dealt with them and moved the file away: the alert clears.
+        rejected.rename(settings.spool_dir.parent / "rejected-handled.jsonl")
+        assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 0
+
+
+async def test_the_newest_backup_is_a_figure_so_a_site_without_one_is_told(
+    line_settings: Settings, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # Backups that stopped (a cron job gone, a full backup disk) were seen only on the day a
+    # restore was needed: no figure said when the last one was written.
+    async with running_line(line_settings) as line:
+        never = value(await scrape(http, line), "siaga112_backup_last_success_timestamp_seconds")
+        assert never == 0
+        # Taken while the line runs, as a nightly job does.
+        manifest = await back_up(line_settings, tmp_path / "nightly")
+        figure = value(await scrape(http, line), "siaga112_backup_last_success_timestamp_seconds")
+    assert figure is not None
+    assert manifest.created_at.timestamp() <= figure <= time.time()
+
+
+async def test_a_hung_file_system_holds_neither_the_scrape_nor_the_console(
+    line_settings: Settings, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A recordings volume on an NFS server that stopped answering: statfs never returns. The
+    # scrape measured it on the main loop, so the console, the wallboard and the API stood
+    # still with it, scrape after scrape.
+    release = threading.Event()
+    measure = shutil.disk_usage
+
+    def hung(path: str | os.PathLike[str]) -> Any:
+        release.wait(8)  # bounded: without the fix the test fails on time, not by hanging
+        return measure(path)
+
+    monkeypatch.setattr(shutil, "disk_usage", hung)
+    counted = FactSpool.rejected_count
+
+    def hung_count(spool: FactSpool) -> int:  # the spool's fallback on that mount
+        release.wait(8)
+        return counted(spool)
+
+    monkeypatch.setattr(FactSpool, "rejected_count", hung_count)
+    loop = asyncio.get_running_loop()
+    try:
+        async with running_line(line_settings) as line:
+            started = loop.time()
+            probing = asyncio.create_task(scrape(http, line))
+            await asyncio.sleep(0.3)  # the scrape is measuring by now
+            async with http.get(f"{line.web.url}/healthz") as response:
+                assert response.status == 200
+            assert loop.time() - started < 2.0  # not held until the mount answers
+            samples = await probing
+            assert loop.time() - started < 5.0  # the scrape's bound, not the mount's
+            assert value(samples, "siaga112_metrics_source_up", source="disk") == 0
+            assert value(samples, "siaga112_disk_free_bytes", path="recordings") is None
+            assert value(samples, "siaga112_metrics_source_up", source="spool") == 0
+            assert value(samples, "siaga112_spool_facts_rejected") is None
+            assert value(samples, "siaga112_spool_failing") == 0  # memory: still there
+            assert value(samples, "siaga112_ami_up") is not None  # the rest is there
+            # Another scrape waits on the same measurement: one thread held, not one a scrape.
+            await scrape(http, line)
+            for name in ("disk-usage", "spool-count"):
+                assert sum(t.name == name for t in threading.enumerate()) == 1
+            release.set()
+
+            async def measured() -> float | None:
+                return value(await scrape(http, line), "siaga112_disk_free_bytes",
+                             path="recordings")
+
+            assert await polling.eventually("the disk figures back", measured, within=5) > 0
+            assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 0
+    finally:
+        release.set()
+
+
+async def test_a_hung_monitor_directory_holds_one_thread_not_one_a_scrape(
+    line_settings: Settings, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scan for recordings without a call took a thread of the AMI loop's executor at
+    # every scrape and never gave it back while the directory hung: the queue_log reads of
+    # the backfill, on the same executor, then waited forever.
+    release = threading.Event()
+    scans: list[float] = []
+    listed = incoming_sources
+
+    def hung(directory: Path) -> Any:
+        scans.append(time.monotonic())
+        release.wait(15)
+        return listed(directory)
+
+    monkeypatch.setattr("telephony.calls.history.incoming_sources", hung)
+    try:
+        async with running_line(line_settings) as line:
+            for _ in range(3):
+                samples = await scrape(http, line)
+                assert value(samples, "siaga112_metrics_source_up", source="backfill") == 0
+            assert len(scans) == 1
+            release.set()
+
+            async def answered() -> float | None:
+                return value(await scrape(http, line), "siaga112_recordings_without_call")
+
+            assert await polling.eventually("the scan's figure", answered, within=5) == 0
+    finally:
+        release.set()
+
+
+class FakeFront(asyncio.DatagramProtocol):
+    """Answers each OPTIONS as kamailio.cfg does (its Via, From, To, Call-ID and CSeq back),
+    with ``status``; silent when ``status`` is None."""
+
+    def __init__(self) -> None:
+        self.status: bytes | None = b"200 OK"
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        head = data.split(b"\r\n\r\n")[0].split(b"\r\n")
+        assert head[0].startswith(b"OPTIONS sip:127.0.0.1:") and head[0].endswith(b" SIP/2.0")
+        assert self.transport is not None
+        if self.status is None:
+            return
+        echoed = [line for line in head[1:] if line.split(b":")[0] in (
+            b"Via", b"From", b"To", b"Call-ID", b"CSeq")]
+        for status in (b"100 Trying", self.status):  # a provisional reply is not an answer
+            self.transport.sendto(b"\r\n".join([b"SIP/2.0 " + status, *echoed,
+                                                 b"Content-Length: 0", b"", b""]), addr)
+
+
+async def test_the_sip_front_answering_or_not_is_a_figure() -> None:
+    # The cluster's front (Kamailio) down refuses every new call of the site before it
+    # reaches a node, yet a node's line showed nothing: its Asterisk, AMI and FastAGI were up.
+    loop = asyncio.get_running_loop()
+    transport, front = await loop.create_datagram_endpoint(FakeFront,
+                                                           local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    collector = FrontCollector("127.0.0.1", port)
+
+    async def up() -> float | None:
+        await collector.refresh()
+        return next((sample.value for family in collector.collect()
+                     for sample in family.samples), None)
+
+    try:
+        assert await up() == 1
+        front.status = b"404 Not Here"  # its SIP stack answers: up
+        assert await up() == 1
+        front.status = None  # hung: no answer within the bound
+        started = loop.time()
+        assert await up() == 0
+        assert loop.time() - started < 2.0  # within the scrape's bound
+    finally:
+        transport.close()
+    assert await up() == 0  # nothing listens there any more
+
+
+async def test_a_cluster_node_shows_its_peers_and_its_front(
+    line_settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(FakeFront, local_addr=("127.0.0.1", 0))
+    settings = replace(line_settings, asterisk_systemname="node1",
+                       cluster_nodes=(ClusterNode("node1", "127.0.0.11", 5061, 4574),
+                                      ClusterNode("node2", "127.0.0.12", 5062, 4575)),
+                       kamailio_port=transport.get_extra_info("sockname")[1])
+    try:
+        async with running_line(settings) as line:
+            samples = await scrape(http, line)
+    finally:
+        transport.close()
+    assert value(samples, "siaga112_sip_front_up") == 1
+    assert value(samples, "siaga112_cluster_peer_up", peer="node2") == 1
+    assert value(samples, "siaga112_metrics_source_up", source="sip_front") == 1
 
 
 async def test_readiness_names_what_is_down_and_metrics_still_answer(

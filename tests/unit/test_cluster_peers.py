@@ -1,11 +1,14 @@
-"""A node's peers (telephony/cluster/peers.py): when a peer counts as dead or back, and the
-PUBLISH that makes this node's Asterisk forget a dead peer's device states."""
+"""A node's peers (telephony/cluster/peers.py): when a peer counts as dead or back, the
+PUBLISH that makes this node's Asterisk forget a dead peer's device states, and each peer's
+liveness as a metric."""
 
 from __future__ import annotations
 
 import json
+from typing import Any, cast
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from telephony.cluster.peers import (
     LINE_PUBLISHER,
@@ -18,6 +21,8 @@ from telephony.cluster.peers import (
     peer_aor,
     peer_of_aor,
 )
+from telephony.cluster.watch import PeerWatch
+from telephony.metrics.live import PeersCollector
 
 
 def test_a_peers_aor_names_it() -> None:
@@ -63,3 +68,22 @@ def test_only_an_operator_device_is_published(device: str) -> None:
     with pytest.raises(ValueError, match="not an operator device"):
         forget_request(device=device, peer="node1", target=("127.0.0.1", 5060),
                        source=("127.0.0.1", 5061))
+
+
+def test_each_peers_liveness_is_a_metric() -> None:
+    # A peer node down (its calls cut, its operators' calls now through this node) showed in
+    # no figure: only a log line of this node's said so.
+    watch = PeerWatch(cast(Any, None), peers=["node2", "node3"], own_host="192.0.2.1",
+                      sip_port=5060)
+    registry = CollectorRegistry()
+    registry.register(PeersCollector(watch))
+
+    def up(peer: str) -> float | None:
+        return registry.get_sample_value("siaga112_cluster_peer_up", {"peer": peer})
+
+    assert (up("node2"), up("node3")) == (1, 1)
+    watch.contact_status({"AOR": "peer-node2", "ContactStatus": "Unreachable"})
+    assert (up("node2"), up("node3")) == (0, 1)
+    watch.contact_status({"AOR": "peer-node2", "ContactStatus": "Reachable"})
+    assert up("node2") == 1
+    assert up("node9") is None  # only the configured peers: a bounded label

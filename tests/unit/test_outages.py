@@ -19,6 +19,7 @@ from telephony.calls.facts import (
     CallFact,
     CallStarted,
     CallVanished,
+    IvrVariableSet,
     OperatorAnswered,
     OperatorCompleted,
     QueueJoined,
@@ -237,3 +238,13 @@ def test_every_cut_reason_and_outage_kind_is_counted_from_zero() -> None:
     for kind in OutageKind:
         assert registry.get_sample_value(
             "siaga112_asterisk_outages_total", {"kind": kind.value}) == 0
+
+
+def test_a_fail_open_of_a_call_not_seen_starting_is_counted_from_zero() -> None:
+    # Its line is unknown; that series appeared at 1, so the fail-open alert (an increase())
+    # missed it.
+    registry = CollectorRegistry()
+    counter = CallCounter(registry, lambda: ["112"])
+    assert registry.get_sample_value("siaga112_ivr_failopen_total", {"line": "unknown"}) == 0
+    counter.recorded([IvrVariableSet("gone.1", "outcome", "failopen", s(1))])
+    assert registry.get_sample_value("siaga112_ivr_failopen_total", {"line": "unknown"}) == 1

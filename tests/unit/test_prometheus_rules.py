@@ -46,4 +46,6 @@ def test_every_alert_has_a_test() -> None:
             "Siaga112AmiDisconnected", "Siaga112SpoolNotDraining",
             "Siaga112RecordingsQuarantined", "Siaga112DiskNearlyFull", "Siaga112LineDown",
             "Siaga112NotReady", "Siaga112RecordingsBacklog", "Siaga112NotificationsDelayed",
-            "Siaga112CallsCut", "Siaga112MetricsSourceDown"} <= alerts
+            "Siaga112CallsCut", "Siaga112MetricsSourceDown", "Siaga112CallFactsRejected",
+            "Siaga112BackupMissing", "Siaga112ClusterPeerDown",
+            "Siaga112SipFrontDown"} <= alerts

@@ -1,6 +1,7 @@
 """LoopThread (telephony/core/threads.py): an event loop on a thread of its own, driven from
 the main loop: work runs there in the order handed over, a stop cancels what still runs
-there, and a thread stopped starts again with a new loop."""
+there, and a thread stopped starts again with a new loop. OneAtATime: blocking work on a
+thread of its own, never two runs at once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import threading
 
 import pytest
 
-from telephony.core.threads import LoopThread
+from telephony.core.threads import LoopThread, OneAtATime
 
 
 async def test_work_runs_on_the_thread_in_the_order_handed_over() -> None:
@@ -103,3 +104,31 @@ async def test_a_failing_preparation_fails_the_start() -> None:
     assert thread.loop is None
     with pytest.raises(OSError, match="refused"):  # not "already running": nothing is left
         await thread.start()
+
+
+async def test_one_at_a_time_waits_on_the_run_still_going_and_outlives_a_cancelled_wait(
+) -> None:
+    release = threading.Event()
+    runs: list[str] = []
+
+    def blocking() -> int:
+        runs.append(threading.current_thread().name)
+        assert release.wait(5)
+        return len(runs)
+
+    work = OneAtATime(blocking, "unit-once")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await work()  # the wait is given up; the run goes on
+    second = asyncio.create_task(work())  # waits on that same run
+    await asyncio.sleep(0)  # the task has asked by now
+    assert runs == ["unit-once"]
+    release.set()
+    assert await second == 1
+    assert await work() == 2  # the last one done: a new run
+
+    def broken() -> int:
+        raise OSError("stale file handle")
+
+    with pytest.raises(OSError, match="stale file handle"):
+        await OneAtATime(broken, "unit-broken")()

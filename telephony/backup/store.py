@@ -1,0 +1,37 @@
+"""Where a site keeps the fact that a backup was taken: the audit log (an entry by ``cli``,
+``backup.write``), which the line's role may read. The line reads the newest one for its
+metrics (``siaga112_backup_last_success_timestamp_seconds``), so a site whose backups stopped
+is told by its alerts, not on the day it needs one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+import asyncpg
+
+from telephony.accounts.service import CLI_ACTOR
+from telephony.accounts.store import AccountRepository
+from telephony.backup.model import Manifest
+
+OBJECT_TYPE: Final = "backup"
+WRITTEN: Final = "backup.write"
+
+
+async def record_backup(connection: asyncpg.Connection, target: str, manifest: Manifest) -> None:
+    """Note in the audit log that a whole backup of this database now exists at ``target``."""
+    await AccountRepository().append_audit(
+        connection, actor=CLI_ACTOR, action=WRITTEN, object_type=OBJECT_TYPE,
+        object_id=target, remote_address="",
+        detail={"created_at": manifest.created_at.isoformat(),
+                "schema_version": manifest.schema_version, "files": len(manifest.files),
+                "bytes": sum(entry.size for entry in manifest.every_file)})
+
+
+async def last_backup_at(connection: asyncpg.Connection) -> datetime | None:
+    """When the newest backup of this database was finished; ``None`` if none ever was."""
+    # object_type leads an index of the audit log: this reads the backups' entries only.
+    found: datetime | None = await connection.fetchval(
+        "SELECT max(at) FROM audit_log WHERE object_type = $1 AND action = $2",
+        OBJECT_TYPE, WRITTEN)
+    return found
