@@ -6,6 +6,8 @@
 #                     stops it (a 'siaga112 migrate' first would stop it too, and keep it
 #                     down, whenever PostgreSQL is down at start: no call fact spooled)
 #   asterisk-config   render asterisk-conf/ and install the prompts for the Asterisk container
+#   healthcheck       the compose files' health check: the line answers and its own parts
+#                     (FastAGI, the spool) are up; not the database's (telephony/metrics/probe.py)
 #   anything else     a siaga112 command (account create ..., backup, ...)
 set -eu
 if [ -z "${SIAGA112_CONFIG:-}" ] && [ -f /etc/siaga112/siaga112.toml ]; then
@@ -18,6 +20,9 @@ case "${1:-serve}" in
     asterisk-config)
         shift
         exec siaga112 asterisk-config --instance-dir /srv/siaga112/site "$@"
+        ;;
+    healthcheck)
+        exec python3 -m telephony.metrics.probe
         ;;
     *)
         exec siaga112 "$@"

@@ -1,7 +1,9 @@
 """A site from docker/, as a regency would run it: a carrier call through the published SIP
 port reaches an operator's phone and shows in the HTTPS API; the line restarts mid-call and
 loses nothing; /metrics counts the calls; with the line stopped calls fail open and the
-fail-open alert fires; ``down`` then ``up`` keeps every call and recording.
+fail-open alert fires; ``down`` then ``up`` keeps every call and recording; every service's
+health check says healthy, a hung Asterisk or line unhealthy, and a line without its database
+healthy (it still takes calls).
 
 The tests run in order on one site (module scope) and build on each other's calls.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import signal
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +34,33 @@ OPERATOR: Final = "petugas1"
 PHONE: Final = "op1001"
 SKILLS: Final = ("general", "medical", "fire", "security", "disaster")
 ASTERISK_CONF: Final = "/srv/siaga112/site/etc/asterisk.conf"
+# The long-running services, each with a health check (the compose file's).
+CHECKED: Final = ("postgres", "asterisk", "line", "nginx", "prometheus")
+
+
+async def health(site: docker.Site, service: str, status: str,
+                 within: float = 120.0) -> dict[str, Any]:
+    """The service's health once its status is ``status`` (its checks run every 10 s)."""
+    async def probe() -> dict[str, Any] | None:
+        found = await asyncio.to_thread(site.health, service)
+        return found if found["Status"] == status else None
+    return await eventually(f"{service} {status}", probe, within, interval=1.0)
+
+
+def checks_of(site: docker.Site, service: str) -> set[str]:
+    """When the service's last few health checks started (each one's mark)."""
+    return {check["Start"] for check in site.health(service)["Log"]}
+
+
+async def checks_since(site: docker.Site, service: str, seen: set[str],
+                       count: int = 2) -> list[dict[str, Any]]:
+    """The service's first ``count`` health checks not in ``seen``."""
+    async def probe() -> list[dict[str, Any]] | None:
+        log = (await asyncio.to_thread(site.health, service))["Log"]
+        new = [check for check in log if check["Start"] not in seen]
+        return new if len(new) >= count else None
+    return await eventually(f"{count} more health checks of {service}", probe, within=60,
+                            interval=1.0)
 
 
 def caller_number(tag: int) -> str:
@@ -188,6 +218,18 @@ async def call(site_ports: dict[str, int], number: str, talk: float = 5.0
 CALLS: dict[str, str] = {}  # caller number -> call id, across the module's tests
 
 
+async def test_every_service_becomes_healthy(site: docker.Site) -> None:
+    """`docker-compose ps` tells a working site from one that only runs: each long-running
+    service has a health check (pg_isready, Asterisk's CLI, the line's probe, nginx's HTTPS,
+    Prometheus' /-/ready) and each reaches "healthy"."""
+    for service in CHECKED:
+        await health(site, service, "healthy", within=180)
+    listed = site.compose("ps").stdout
+    for service in CHECKED:
+        row = [line for line in listed.splitlines() if f"_{service}_" in line]
+        assert len(row) == 1 and "(healthy)" in row[0], listed
+
+
 async def test_a_carrier_call_reaches_the_operator_and_shows_in_the_https_api(
         api: Api, site_ports: dict[str, int], phones: sipp.Sipp) -> None:
     number = caller_number(1)
@@ -339,3 +381,50 @@ async def test_down_then_up_keeps_every_call_and_recording(
         recording = await api.stored_recording(call_id, within=30)
         assert await api.audio_sha256(recording) == sha256 == recording["sha256"]
 
+
+
+async def test_a_hung_asterisk_is_unhealthy_and_a_line_without_its_database_is_not(
+        site: docker.Site, site_ports: dict[str, int]) -> None:
+    """PostgreSQL stopped: the line still takes calls and spools their facts, so its health
+    check keeps passing while its /readyz says the database is down (an "unhealthy" line
+    would point at the wrong container, and anything acting on it would take the calls away).
+    Asterisk hung (SIGSTOP, as a deadlock leaves it, the container still running): its CLI
+    does not answer within the check's timeout and it turns unhealthy; healthy again once it
+    runs on."""
+    async def database_down() -> bool | None:
+        async with (aiohttp.ClientSession(f"http://127.0.0.1:{site_ports['http']}") as http,
+                    http.get("/readyz") as response):
+            body = await response.json()
+        return True if response.status == 503 and "database" in body["down"] else None
+
+    site.compose("stop", "postgres", timeout=120)
+    site.signal_main_process("asterisk", signal.SIGSTOP)
+    try:
+        await eventually("the line's /readyz: database down", database_down, within=60)
+        seen = checks_of(site, "line")
+        hung = await health(site, "asterisk", "unhealthy")
+        assert all(check["ExitCode"] != 0 for check in hung["Log"][-3:]), hung
+        line_checks = await checks_since(site, "line", seen, count=3)
+        assert all(check["ExitCode"] == 0 for check in line_checks), line_checks
+        assert site.health("line")["Status"] == "healthy"
+    finally:
+        site.signal_main_process("asterisk", signal.SIGCONT)
+        site.compose("start", "postgres", timeout=120)
+    await health(site, "asterisk", "healthy", within=60)
+    await health(site, "postgres", "healthy", within=60)
+
+
+async def test_a_hung_line_is_unhealthy_and_the_front_stays_healthy(site: docker.Site) -> None:
+    """The line's main process hung (SIGSTOP: its HTTP server takes connections and never
+    answers) turns unhealthy, saying why; nginx's check is answered by nginx itself, so the
+    front stays healthy meanwhile. Healthy again once the line runs on."""
+    seen = checks_of(site, "nginx")
+    site.signal_main_process("line", signal.SIGSTOP)
+    try:
+        hung = await health(site, "line", "unhealthy")
+        assert "did not answer" in hung["Log"][-1]["Output"], hung["Log"][-1]
+        front = await checks_since(site, "nginx", seen, count=3)
+        assert all(check["ExitCode"] == 0 for check in front), front
+    finally:
+        site.signal_main_process("line", signal.SIGCONT)
+    await health(site, "line", "healthy", within=60)

@@ -13,15 +13,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from telephony.lab.chroot import DEBIAN_SUITE, debian_mirror
 
@@ -41,7 +43,7 @@ _INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf
                   "docker/Dockerfile.nginx", "docker/Dockerfile.prometheus",
                   "docker/line-entrypoint.sh", "docker/asterisk-entrypoint.sh",
                   "docker/postgres-entrypoint.sh", "docker/nginx/render-site",
-                  "docker/nginx/entrypoint",
+                  "docker/nginx/entrypoint", "docker/nginx/healthcheck",
                   "docker/prometheus-entrypoint.sh", "docker/docker-compose.yml")
 # And those of the cluster's compose file (docker-compose.cluster.yml), on top.
 CLUSTER_INPUTS: Final = ("docker/Dockerfile.kamailio",
@@ -254,6 +256,34 @@ class Site:
             report.append(f"--- {name} ({status}); health checks:\n{health[-1500:]}"
                           f"\nlog:\n{(logs.stdout + logs.stderr)[-4000:]}")
         return "\n".join(report)
+
+    def container(self, service: str) -> str:
+        """The id of the service's container."""
+        found = self.compose("ps", "-q", service).stdout.split()
+        if len(found) != 1:
+            raise DockerError(f"{service}: containers {found}")
+        return found[0]
+
+    def health(self, service: str) -> dict[str, Any]:
+        """The service's container's health: ``Status`` (starting, healthy, unhealthy) and
+        ``Log``, its last five checks (``Start``, ``ExitCode``, ``Output``)."""
+        done = run(["docker", "inspect", "--format", "{{json .State.Health}}",
+                    self.container(service)])
+        health: dict[str, Any] | None = json.loads(done.stdout)
+        if health is None:
+            raise DockerError(f"{service} has no health check")
+        return health
+
+    def signal_main_process(self, service: str, signum: signal.Signals) -> None:
+        """Send ``signum`` to the service's own process (tini's child, the container's PID 1
+        being tini), from the host: SIGSTOP makes it hang as a deadlocked one does, with
+        the container still running."""
+        tini = run(["docker", "inspect", "--format", "{{.State.Pid}}",
+                    self.container(service)]).stdout.strip()
+        children = Path(f"/proc/{tini}/task/{tini}/children").read_text().split()
+        if len(children) != 1:
+            raise DockerError(f"{service}: tini's children {children}")
+        os.kill(int(children[0]), signum)
 
     def logs(self, service: str = "", tail: int = 60) -> str:
         """The last lines of a service's (or every service's) log, for a failure message."""
