@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
 import signal
 import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -36,31 +38,6 @@ SKILLS: Final = ("general", "medical", "fire", "security", "disaster")
 ASTERISK_CONF: Final = "/srv/siaga112/site/etc/asterisk.conf"
 # The long-running services, each with a health check (the compose file's).
 CHECKED: Final = ("postgres", "asterisk", "line", "nginx", "prometheus")
-
-
-async def health(site: docker.Site, service: str, status: str,
-                 within: float = 120.0) -> dict[str, Any]:
-    """The service's health once its status is ``status`` (its checks run every 10 s)."""
-    async def probe() -> dict[str, Any] | None:
-        found = await asyncio.to_thread(site.health, service)
-        return found if found["Status"] == status else None
-    return await eventually(f"{service} {status}", probe, within, interval=1.0)
-
-
-def checks_of(site: docker.Site, service: str) -> set[str]:
-    """When the service's last few health checks started (each one's mark)."""
-    return {check["Start"] for check in site.health(service)["Log"]}
-
-
-async def checks_since(site: docker.Site, service: str, seen: set[str],
-                       count: int = 2) -> list[dict[str, Any]]:
-    """The service's first ``count`` health checks not in ``seen``."""
-    async def probe() -> list[dict[str, Any]] | None:
-        log = (await asyncio.to_thread(site.health, service))["Log"]
-        new = [check for check in log if check["Start"] not in seen]
-        return new if len(new) >= count else None
-    return await eventually(f"{count} more health checks of {service}", probe, within=60,
-                            interval=1.0)
 
 
 def caller_number(tag: int) -> str:
@@ -218,16 +195,53 @@ async def call(site_ports: dict[str, int], number: str, talk: float = 5.0
 CALLS: dict[str, str] = {}  # caller number -> call id, across the module's tests
 
 
+def test_a_settings_file_missing_on_the_host_is_refused_in_one_line(
+        site_images: dict[str, str], tmp_path: Path) -> None:
+    """No settings file where SITE_SETTINGS points: `up` stops, naming it, and leaves no
+    directory there (docker made one for a short-syntax mount, and the line and Asterisk's
+    configuration then ran on the built-in settings, "Up" and wrong). A directory an older
+    compose file left there: the line refuses it in one log line."""
+    missing = tmp_path / "siaga112.toml"
+    nowhere = docker.Site("siaga112-deploynosettings",
+                          {**site_images, "SITE_SETTINGS": str(missing)})
+    try:
+        done = nowhere.compose("up", "-d", "asterisk-config", check=False, timeout=120)
+    finally:
+        nowhere.compose("down", "--volumes", "--remove-orphans", check=False)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert f"bind source path does not exist: {missing}" in done.stderr, done.stderr
+    assert not missing.exists()
+    missing.mkdir()
+    done = docker.run(["docker", "run", "--rm", "-v", f"{missing}:/etc/siaga112/siaga112.toml:ro",
+                       f"siaga112/line:{site_images['SITE_TAG']}", "serve"],
+                      check=False, timeout=120)
+    said = done.stderr.splitlines()
+    assert done.returncode == 2 and len(said) == 1, done.stdout + done.stderr
+    assert "is a directory" in said[0] and "SITE_SETTINGS" in said[0], said
+
+
 async def test_every_service_becomes_healthy(site: docker.Site) -> None:
     """`docker-compose ps` tells a working site from one that only runs: each long-running
     service has a health check (pg_isready, Asterisk's CLI, the line's probe, nginx's HTTPS,
     Prometheus' /-/ready) and each reaches "healthy"."""
     for service in CHECKED:
-        await health(site, service, "healthy", within=180)
+        await docker.health_of(site, service, "healthy", within=180)
     listed = site.compose("ps").stdout
     for service in CHECKED:
         row = [line for line in listed.splitlines() if f"_{service}_" in line]
         assert len(row) == 1 and "(healthy)" in row[0], listed
+
+
+def test_every_containers_log_is_rotated(site: docker.Site) -> None:
+    """docker's json-file log without max-size grows for as long as the line runs: months of
+    a 24-hour line's log filled the disk that PostgreSQL and the recordings are on."""
+    for service in ("asterisk-config", *CHECKED):
+        found = docker.run(["docker", "inspect", "--format", "{{json .HostConfig.LogConfig}}",
+                            site.container(service)]).stdout
+        config = json.loads(found)
+        assert config["Type"] == "json-file" and config["Config"].get("max-size"), (service,
+                                                                                    config)
+        assert int(config["Config"].get("max-file", "1")) > 1, (service, config)
 
 
 async def test_a_carrier_call_reaches_the_operator_and_shows_in_the_https_api(
@@ -401,30 +415,30 @@ async def test_a_hung_asterisk_is_unhealthy_and_a_line_without_its_database_is_n
     site.signal_main_process("asterisk", signal.SIGSTOP)
     try:
         await eventually("the line's /readyz: database down", database_down, within=60)
-        seen = checks_of(site, "line")
-        hung = await health(site, "asterisk", "unhealthy")
+        seen = docker.checks_of(site, "line")
+        hung = await docker.health_of(site, "asterisk", "unhealthy")
         assert all(check["ExitCode"] != 0 for check in hung["Log"][-3:]), hung
-        line_checks = await checks_since(site, "line", seen, count=3)
+        line_checks = await docker.checks_since(site, "line", seen, count=3)
         assert all(check["ExitCode"] == 0 for check in line_checks), line_checks
         assert site.health("line")["Status"] == "healthy"
     finally:
         site.signal_main_process("asterisk", signal.SIGCONT)
         site.compose("start", "postgres", timeout=120)
-    await health(site, "asterisk", "healthy", within=60)
-    await health(site, "postgres", "healthy", within=60)
+    await docker.health_of(site, "asterisk", "healthy", within=60)
+    await docker.health_of(site, "postgres", "healthy", within=60)
 
 
 async def test_a_hung_line_is_unhealthy_and_the_front_stays_healthy(site: docker.Site) -> None:
     """The line's main process hung (SIGSTOP: its HTTP server takes connections and never
     answers) turns unhealthy, saying why; nginx's check is answered by nginx itself, so the
     front stays healthy meanwhile. Healthy again once the line runs on."""
-    seen = checks_of(site, "nginx")
+    seen = docker.checks_of(site, "nginx")
     site.signal_main_process("line", signal.SIGSTOP)
     try:
-        hung = await health(site, "line", "unhealthy")
+        hung = await docker.health_of(site, "line", "unhealthy")
         assert "did not answer" in hung["Log"][-1]["Output"], hung["Log"][-1]
-        front = await checks_since(site, "nginx", seen, count=3)
+        front = await docker.checks_since(site, "nginx", seen, count=3)
         assert all(check["ExitCode"] == 0 for check in front), front
     finally:
         site.signal_main_process("line", signal.SIGCONT)
-    await health(site, "line", "healthy", within=60)
+    await docker.health_of(site, "line", "healthy", within=60)

@@ -10,6 +10,7 @@ builds nothing, and dockerd keeps the images and their layers between runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from telephony.lab.chroot import DEBIAN_SUITE, debian_mirror
+from tests.support.polling import eventually
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 DOCKER_DIR: Final = ROOT / "docker"
@@ -289,3 +291,29 @@ class Site:
         """The last lines of a service's (or every service's) log, for a failure message."""
         args = ["logs", "--no-color", f"--tail={tail}"] + ([service] if service else [])
         return self.compose(*args, check=False).stdout
+
+
+async def health_of(site: Site, service: str, status: str,
+                    within: float = 120.0) -> dict[str, Any]:
+    """The service's health (:meth:`Site.health`) once its status is ``status`` (the
+    compose files' checks run every 5 or 10 s)."""
+    async def probe() -> dict[str, Any] | None:
+        found = await asyncio.to_thread(site.health, service)
+        return found if found["Status"] == status else None
+    return await eventually(f"{service} {status}", probe, within, interval=1.0)
+
+
+def checks_of(site: Site, service: str) -> set[str]:
+    """When the service's last few health checks started (each one's mark)."""
+    return {check["Start"] for check in site.health(service)["Log"]}
+
+
+async def checks_since(site: Site, service: str, seen: set[str],
+                       count: int = 2) -> list[dict[str, Any]]:
+    """The service's first ``count`` health checks not in ``seen``."""
+    async def probe() -> list[dict[str, Any]] | None:
+        log = (await asyncio.to_thread(site.health, service))["Log"]
+        new = [check for check in log if check["Start"] not in seen]
+        return new if len(new) >= count else None
+    return await eventually(f"{count} more health checks of {service}", probe, within=60,
+                            interval=1.0)
