@@ -48,7 +48,7 @@ _INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf
                   "docker/nginx/entrypoint", "docker/nginx/healthcheck",
                   "docker/prometheus-entrypoint.sh", "docker/docker-compose.yml")
 # And those of the cluster's compose file (docker-compose.cluster.yml), on top.
-CLUSTER_INPUTS: Final = ("docker/Dockerfile.kamailio",
+CLUSTER_INPUTS: Final = ("docker/Dockerfile.kamailio", "docker/kamailio-healthcheck.sh",
                          "docker/Dockerfile.patroni", "docker/patroni-entrypoint.sh",
                          "docker/docker-compose.cluster.yml")
 ASTERISK_SUITE: Final = DEBIAN_SUITE  # the lab's: the first Debian suite with Asterisk 22
