@@ -143,6 +143,15 @@ def database(cluster: docker.Site, cluster_ports: dict[str, int],
             "?target_session_attrs=read-write")
 
 
+async def test_every_service_becomes_healthy(cluster: docker.Site) -> None:
+    """Each long-running service has a health check (etcd's and Patroni's /health,
+    Asterisk's CLI, each line's probe, the front's answer to a SIP OPTIONS, nginx's HTTPS)
+    and each reaches "healthy"."""
+    for service in ("etcd", "pg1", "pg2", "asterisk1", "asterisk2", "line1", "line2",
+                    "kamailio", "nginx"):
+        await docker.health_of(cluster, service, "healthy", within=120)
+
+
 async def test_calls_through_the_front_reach_the_ivr_on_both_nodes(
         cluster: docker.Site, cluster_ports: dict[str, int], database: str) -> None:
     prefix = caller_prefix()

@@ -1,7 +1,9 @@
 """A site from docker/, as a regency would run it: a carrier call through the published SIP
 port reaches an operator's phone and shows in the HTTPS API; the line restarts mid-call and
 loses nothing; /metrics counts the calls; with the line stopped calls fail open and the
-fail-open alert fires; ``down`` then ``up`` keeps every call and recording.
+fail-open alert fires; ``down`` then ``up`` keeps every call and recording; every service's
+health check says healthy, a hung Asterisk or line unhealthy, and a line without its database
+healthy (it still takes calls).
 
 The tests run in order on one site (module scope) and build on each other's calls.
 """
@@ -10,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import re
+import signal
 import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import aiohttp
@@ -31,6 +36,8 @@ OPERATOR: Final = "petugas1"
 PHONE: Final = "op1001"
 SKILLS: Final = ("general", "medical", "fire", "security", "disaster")
 ASTERISK_CONF: Final = "/srv/siaga112/site/etc/asterisk.conf"
+# The long-running services, each with a health check (the compose file's).
+CHECKED: Final = ("postgres", "asterisk", "line", "nginx", "prometheus")
 
 
 def caller_number(tag: int) -> str:
@@ -188,6 +195,55 @@ async def call(site_ports: dict[str, int], number: str, talk: float = 5.0
 CALLS: dict[str, str] = {}  # caller number -> call id, across the module's tests
 
 
+def test_a_settings_file_missing_on_the_host_is_refused_in_one_line(
+        site_images: dict[str, str], tmp_path: Path) -> None:
+    """No settings file where SITE_SETTINGS points: `up` stops, naming it, and leaves no
+    directory there (docker made one for a short-syntax mount, and the line and Asterisk's
+    configuration then ran on the built-in settings, "Up" and wrong). A directory an older
+    compose file left there: the line refuses it in one log line."""
+    missing = tmp_path / "siaga112.toml"
+    nowhere = docker.Site("siaga112-deploynosettings",
+                          {**site_images, "SITE_SETTINGS": str(missing)})
+    try:
+        done = nowhere.compose("up", "-d", "asterisk-config", check=False, timeout=120)
+    finally:
+        nowhere.compose("down", "--volumes", "--remove-orphans", check=False)
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert f"bind source path does not exist: {missing}" in done.stderr, done.stderr
+    assert not missing.exists()
+    missing.mkdir()
+    done = docker.run(["docker", "run", "--rm", "-v", f"{missing}:/etc/siaga112/siaga112.toml:ro",
+                       f"siaga112/line:{site_images['SITE_TAG']}", "serve"],
+                      check=False, timeout=120)
+    said = done.stderr.splitlines()
+    assert done.returncode == 2 and len(said) == 1, done.stdout + done.stderr
+    assert "is a directory" in said[0] and "SITE_SETTINGS" in said[0], said
+
+
+async def test_every_service_becomes_healthy(site: docker.Site) -> None:
+    """`docker-compose ps` tells a working site from one that only runs: each long-running
+    service has a health check (pg_isready, Asterisk's CLI, the line's probe, nginx's HTTPS,
+    Prometheus' /-/ready) and each reaches "healthy"."""
+    for service in CHECKED:
+        await docker.health_of(site, service, "healthy", within=180)
+    listed = site.compose("ps").stdout
+    for service in CHECKED:
+        row = [line for line in listed.splitlines() if f"_{service}_" in line]
+        assert len(row) == 1 and "(healthy)" in row[0], listed
+
+
+def test_every_containers_log_is_rotated(site: docker.Site) -> None:
+    """docker's json-file log without max-size grows for as long as the line runs: months of
+    a 24-hour line's log filled the disk that PostgreSQL and the recordings are on."""
+    for service in ("asterisk-config", *CHECKED):
+        found = docker.run(["docker", "inspect", "--format", "{{json .HostConfig.LogConfig}}",
+                            site.container(service)]).stdout
+        config = json.loads(found)
+        assert config["Type"] == "json-file" and config["Config"].get("max-size"), (service,
+                                                                                    config)
+        assert int(config["Config"].get("max-file", "1")) > 1, (service, config)
+
+
 async def test_a_carrier_call_reaches_the_operator_and_shows_in_the_https_api(
         api: Api, site_ports: dict[str, int], phones: sipp.Sipp) -> None:
     number = caller_number(1)
@@ -339,3 +395,50 @@ async def test_down_then_up_keeps_every_call_and_recording(
         recording = await api.stored_recording(call_id, within=30)
         assert await api.audio_sha256(recording) == sha256 == recording["sha256"]
 
+
+
+async def test_a_hung_asterisk_is_unhealthy_and_a_line_without_its_database_is_not(
+        site: docker.Site, site_ports: dict[str, int]) -> None:
+    """PostgreSQL stopped: the line still takes calls and spools their facts, so its health
+    check keeps passing while its /readyz says the database is down (an "unhealthy" line
+    would point at the wrong container, and anything acting on it would take the calls away).
+    Asterisk hung (SIGSTOP, as a deadlock leaves it, the container still running): its CLI
+    does not answer within the check's timeout and it turns unhealthy; healthy again once it
+    runs on."""
+    async def database_down() -> bool | None:
+        async with (aiohttp.ClientSession(f"http://127.0.0.1:{site_ports['http']}") as http,
+                    http.get("/readyz") as response):
+            body = await response.json()
+        return True if response.status == 503 and "database" in body["down"] else None
+
+    site.compose("stop", "postgres", timeout=120)
+    site.signal_main_process("asterisk", signal.SIGSTOP)
+    try:
+        await eventually("the line's /readyz: database down", database_down, within=60)
+        seen = docker.checks_of(site, "line")
+        hung = await docker.health_of(site, "asterisk", "unhealthy")
+        assert all(check["ExitCode"] != 0 for check in hung["Log"][-3:]), hung
+        line_checks = await docker.checks_since(site, "line", seen, count=3)
+        assert all(check["ExitCode"] == 0 for check in line_checks), line_checks
+        assert site.health("line")["Status"] == "healthy"
+    finally:
+        site.signal_main_process("asterisk", signal.SIGCONT)
+        site.compose("start", "postgres", timeout=120)
+    await docker.health_of(site, "asterisk", "healthy", within=60)
+    await docker.health_of(site, "postgres", "healthy", within=60)
+
+
+async def test_a_hung_line_is_unhealthy_and_the_front_stays_healthy(site: docker.Site) -> None:
+    """The line's main process hung (SIGSTOP: its HTTP server takes connections and never
+    answers) turns unhealthy, saying why; nginx's check is answered by nginx itself, so the
+    front stays healthy meanwhile. Healthy again once the line runs on."""
+    seen = docker.checks_of(site, "nginx")
+    site.signal_main_process("line", signal.SIGSTOP)
+    try:
+        hung = await docker.health_of(site, "line", "unhealthy")
+        assert "did not answer" in hung["Log"][-1]["Output"], hung["Log"][-1]
+        front = await docker.checks_since(site, "nginx", seen, count=3)
+        assert all(check["ExitCode"] == 0 for check in front), front
+    finally:
+        site.signal_main_process("line", signal.SIGCONT)
+    await docker.health_of(site, "line", "healthy", within=60)

@@ -10,20 +10,24 @@ builds nothing, and dockerd keeps the images and their layers between runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from telephony.lab.chroot import DEBIAN_SUITE, debian_mirror
+from tests.support.polling import eventually
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 DOCKER_DIR: Final = ROOT / "docker"
@@ -41,10 +45,10 @@ _INPUTS: Final = ("pyproject.toml", "README.md", ".dockerignore", "asterisk-conf
                   "docker/Dockerfile.nginx", "docker/Dockerfile.prometheus",
                   "docker/line-entrypoint.sh", "docker/asterisk-entrypoint.sh",
                   "docker/postgres-entrypoint.sh", "docker/nginx/render-site",
-                  "docker/nginx/entrypoint",
+                  "docker/nginx/entrypoint", "docker/nginx/healthcheck",
                   "docker/prometheus-entrypoint.sh", "docker/docker-compose.yml")
 # And those of the cluster's compose file (docker-compose.cluster.yml), on top.
-CLUSTER_INPUTS: Final = ("docker/Dockerfile.kamailio",
+CLUSTER_INPUTS: Final = ("docker/Dockerfile.kamailio", "docker/kamailio-healthcheck.sh",
                          "docker/Dockerfile.patroni", "docker/patroni-entrypoint.sh",
                          "docker/docker-compose.cluster.yml")
 ASTERISK_SUITE: Final = DEBIAN_SUITE  # the lab's: the first Debian suite with Asterisk 22
@@ -255,7 +259,61 @@ class Site:
                           f"\nlog:\n{(logs.stdout + logs.stderr)[-4000:]}")
         return "\n".join(report)
 
+    def container(self, service: str) -> str:
+        """The id of the service's container."""
+        found = self.compose("ps", "-q", service).stdout.split()
+        if len(found) != 1:
+            raise DockerError(f"{service}: containers {found}")
+        return found[0]
+
+    def health(self, service: str) -> dict[str, Any]:
+        """The service's container's health: ``Status`` (starting, healthy, unhealthy) and
+        ``Log``, its last five checks (``Start``, ``ExitCode``, ``Output``)."""
+        done = run(["docker", "inspect", "--format", "{{json .State.Health}}",
+                    self.container(service)])
+        health: dict[str, Any] | None = json.loads(done.stdout)
+        if health is None:
+            raise DockerError(f"{service} has no health check")
+        return health
+
+    def signal_main_process(self, service: str, signum: signal.Signals) -> None:
+        """Send ``signum`` to the service's own process (tini's child, the container's PID 1
+        being tini), from the host: SIGSTOP makes it hang as a deadlocked one does, with
+        the container still running."""
+        tini = run(["docker", "inspect", "--format", "{{.State.Pid}}",
+                    self.container(service)]).stdout.strip()
+        children = Path(f"/proc/{tini}/task/{tini}/children").read_text().split()
+        if len(children) != 1:
+            raise DockerError(f"{service}: tini's children {children}")
+        os.kill(int(children[0]), signum)
+
     def logs(self, service: str = "", tail: int = 60) -> str:
         """The last lines of a service's (or every service's) log, for a failure message."""
         args = ["logs", "--no-color", f"--tail={tail}"] + ([service] if service else [])
         return self.compose(*args, check=False).stdout
+
+
+async def health_of(site: Site, service: str, status: str,
+                    within: float = 120.0) -> dict[str, Any]:
+    """The service's health (:meth:`Site.health`) once its status is ``status`` (the
+    compose files' checks run every 5 or 10 s)."""
+    async def probe() -> dict[str, Any] | None:
+        found = await asyncio.to_thread(site.health, service)
+        return found if found["Status"] == status else None
+    return await eventually(f"{service} {status}", probe, within, interval=1.0)
+
+
+def checks_of(site: Site, service: str) -> set[str]:
+    """When the service's last few health checks started (each one's mark)."""
+    return {check["Start"] for check in site.health(service)["Log"]}
+
+
+async def checks_since(site: Site, service: str, seen: set[str],
+                       count: int = 2) -> list[dict[str, Any]]:
+    """The service's first ``count`` health checks not in ``seen``."""
+    async def probe() -> list[dict[str, Any]] | None:
+        log = (await asyncio.to_thread(site.health, service))["Log"]
+        new = [check for check in log if check["Start"] not in seen]
+        return new if len(new) >= count else None
+    return await eventually(f"{count} more health checks of {service}", probe, within=60,
+                            interval=1.0)
