@@ -346,6 +346,11 @@ def _ending(leg: Leg, taken: Sequence[tuple[Step, str, datetime]]) -> str:
             return "Dibatalkan operator setelah bicara; penelepon kembali ke operator"
         if leg.kind is LegKind.BLIND_TRANSFER:
             return "Penelepon tersambung langsung ke instansi"
+        if transfer:
+            # The agency or the caller hung up during the consult (or the line missed
+            # Asterisk's report of a hand-over): the operator spoke to the agency, and the
+            # record holds no hand-over. "Tersambung" read as the caller put through.
+            return "Operator bicara dengan instansi; tidak ada serah terima tercatat"
         return "Tersambung"
     back = ("penelepon kembali ke operator" if leg.kind is LegKind.BLIND_TRANSFER
             else "operator kembali ke penelepon")

@@ -197,6 +197,11 @@ def test_a_leg_holds_its_call_until_handed_over_ended_or_forgotten() -> None:
     (leg(ended=0.1, outcome=LegOutcome.FAILED, status="ditolak: Channel not found"), (),
      "Ditolak Asterisk: Channel not found"),
     (leg(rang=0.1), (), "Sedang berlangsung"),
+    # The agency hung up during the consult: the operator is back with the caller.
+    (leg(rang=0.1, answered=3, ended=9, outcome=LegOutcome.ANSWERED), (),
+     "Operator bicara dengan instansi; tidak ada serah terima tercatat"),
+    (leg(LegKind.CALLBACK, rang=0.1, answered=3, ended=9, outcome=LegOutcome.ANSWERED), (),
+     "Tersambung"),
 ])
 def test_timeline_rows(record: Leg, steps: tuple[Step, ...], ending: str) -> None:
     # Steps taken as the operator takes them: after the answer, if there was one.
