@@ -441,11 +441,14 @@ class TransferService:
         and :meth:`_handed_over` read the leg before its answer was stored: the same step.)
         Otherwise a conference (``join``: the operator's channel) is joined."""
         try:
-            leg = await self._leg(leg_id)
-            handed = self._handed.get(leg.leg.call_id)
-            if (leg.mode is not TransferMode.BLIND and not leg.steps
-                    and leg_id not in self._stepping and handed is not None
-                    and handed >= leg.leg.requested_at):
+            # Not a transfer leg (a call-back), or no hand-over since the line started:
+            # nothing to look at.
+            leg = (await self._database.run(lambda c: self._store.leg(c, leg_id))
+                   if self._handed else None)
+            handed = self._handed.get(leg.leg.call_id) if leg is not None else None
+            if (leg is not None and handed is not None
+                    and leg.mode is not TransferMode.BLIND and not leg.steps
+                    and leg_id not in self._stepping and handed >= leg.leg.requested_at):
                 if await self._hung_up_hand_over(leg_id, handed, ringing=handed < answered):
                     log.info("leg %d of call %s: the operator %s hung up while the agency rang;"
                              " it answered and has the caller", leg_id, leg.leg.call_id,

@@ -6,6 +6,7 @@ nothing and change nothing."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from telephony.desks.service import DeskService, assign_desk
 from telephony.incidents.model import Status
 from telephony.incidents.store import IncidentRepository
 from telephony.settings import Settings
-from telephony.transfers.model import Phase, Step, phase, timeline_row
+from telephony.transfers.model import MAX_LEG_ID, Phase, Step, phase, timeline_row
 from telephony.transfers.service import TransferService
 from tests.support.ami import listener
 from tests.support.calls import OPERATOR, add_calls, answered, call_facts
@@ -313,7 +314,7 @@ async def test_an_operator_who_hangs_up_after_the_agency_answered_hands_the_call
 
 @pytest.mark.parametrize("mode", ["attended", "conference"])
 async def test_an_operator_who_hangs_up_while_the_agency_rings_hands_over_at_its_answer(
-    world: World, mode: str
+    world: World, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The operator hangs up while the agency still rings: Asterisk reports the caller
     handed over at once (a "blond" transfer, to the ringing agency) and joins them when the
@@ -363,6 +364,12 @@ async def test_an_operator_who_hangs_up_while_the_agency_rings_hands_over_at_its
     assert ended.steps == ()
     assert timeline_row(ended.leg, ended.steps).ending == (
         "Tidak diangkat; operator kembali ke penelepon")
+    # A call-back's answer (no transfer leg) is not looked at: no error in the log.
+    caplog.clear()
+    world.service.recorded([LegProgressed(MAX_LEG_ID, "answered", "", "1700000000.78",
+                                          datetime.now(UTC))])
+    await world.service.close()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def _keys(world: World, count: int) -> bool | None:
