@@ -15,8 +15,9 @@ Kinds
     and ``<call_id>-line.wav`` (what it sent: IVR prompts and the operator). Each leg is a
     recording of its own, named, stored, processed and retained like the mixed one.
     An operator's call-back of the caller (a ``callback`` leg of the call, ``call_legs``) is
-    recorded on the operator's channel as ``<call_id>-callback<leg_id>.wav``: a recording of
-    that call too, one per call-back, filed and retained with the call's own.
+    recorded from the caller's answer, on the caller's channel, as
+    ``<call_id>-callback<leg_id>.wav``: a recording of that call too, one per call-back the
+    caller answered, filed and retained with the call's own.
 
 States
     ``pending`` (the file is complete and waits) -> ``processing`` (claimed by a worker under a
@@ -296,7 +297,7 @@ def pair_callback(
     missing_after_seconds: float,
 ) -> Pairing | None:
     """The row an ended call-back gets now, from its file's modification time (``None``: no
-    file); None to look again later. Only a call-back the operator answered is recorded (the
+    file); None to look again later. Only a call-back the caller answered is recorded (the
     dialplan starts MixMonitor then), so only such call-backs are paired at all."""
     if mtime is not None:
         return Pairing(Kind.CALLBACK, State.PENDING) if is_settled(

@@ -173,16 +173,16 @@ class RecordingRepository:
         self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
         node: str | None = None,
     ) -> list[EndedCallback]:
-        """Call-backs that ended within ``lookback_hours`` after the operator answered (the
-        dialplan reports ``dialling`` right after it starts recording) and have no recording
-        row, oldest first."""
+        """Call-backs that ended within ``lookback_hours`` after the caller answered (the
+        dialplan starts recording at that answer, before it reports it) and have no
+        recording row, oldest first."""
         rows = await connection.fetch(
             """
             SELECT l.leg_id, l.call_id,
                    COALESCE(c.arrived_at, l.requested_at) AS started_at,
                    extract(epoch FROM now() - l.ended_at)::float8 AS ended_seconds_ago
             FROM call_legs l JOIN calls c USING (call_id)
-            WHERE l.kind = 'callback' AND l.rang_at IS NOT NULL AND l.ended_at IS NOT NULL
+            WHERE l.kind = 'callback' AND l.answered_at IS NOT NULL AND l.ended_at IS NOT NULL
               AND l.ended_at > now() - make_interval(hours => $1)
               AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.leg_id = l.leg_id)
               AND ($3::text IS NULL OR starts_with(l.call_id, $3 || '-'))

@@ -6,7 +6,7 @@ How a recording travels
        with separate legs on also ``<call_id>-caller.wav`` and ``<call_id>-line.wav``.
     2. Every ``poll_seconds`` the worker looks for calls that have ended (``calls.ended_at``)
        and have no recording row, and for operators' call-backs of callers (``call_legs`` of
-       kind ``callback``) that the operator answered and that have ended: each is recorded
+       kind ``callback``) that the caller answered and that have ended: each is recorded
        as ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
        Once the call's files have stopped changing, it gets a ``pending`` row per file, in
        one transaction (:func:`recordings.domain.pair_files`); a call that ended long enough

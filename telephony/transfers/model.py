@@ -320,8 +320,9 @@ class TimelineRow:
     steps: tuple[tuple[Step, str, datetime], ...]
 
 
-def _ending(leg: Leg, steps: Sequence[Step]) -> str:
+def _ending(leg: Leg, taken: Sequence[tuple[Step, str, datetime]]) -> str:
     transfer = leg.kind in TRANSFER_KINDS
+    steps = [step for step, _, _ in taken]
     if leg.outcome is None:
         if leg.ended_at is None:
             return "Sedang berlangsung"
@@ -334,11 +335,22 @@ def _ending(leg: Leg, steps: Sequence[Step]) -> str:
         if Step.JOIN in steps:
             return "Konferensi tiga pihak"
         if Step.HAND_OVER in steps:
+            # Only the operator's hang-up hands over before the answer (Asterisk then joins
+            # the caller to the agency when it answers; "Serahkan" waits for the answer).
+            handed = next(at for step, _, at in taken if step is Step.HAND_OVER)
+            if leg.answered_at is not None and handed < leg.answered_at:
+                return ("Diserahkan ke instansi: operator menutup telepon saat instansi masih "
+                        "berdering, instansi lalu mengangkat")
             return "Diserahkan ke instansi setelah operator bicara"
         if Step.CANCEL in steps:
             return "Dibatalkan operator setelah bicara; penelepon kembali ke operator"
         if leg.kind is LegKind.BLIND_TRANSFER:
             return "Penelepon tersambung langsung ke instansi"
+        if transfer:
+            # The agency or the caller hung up during the consult (or the line missed
+            # Asterisk's report of a hand-over): the operator spoke to the agency, and the
+            # record holds no hand-over. "Tersambung" read as the caller put through.
+            return "Operator bicara dengan instansi; tidak ada serah terima tercatat"
         return "Tersambung"
     back = ("penelepon kembali ke operator" if leg.kind is LegKind.BLIND_TRANSFER
             else "operator kembali ke penelepon")
@@ -353,7 +365,6 @@ def _ending(leg: Leg, steps: Sequence[Step]) -> str:
 def timeline_row(leg: Leg, steps: Sequence[tuple[Step, str, datetime]] = ()) -> TimelineRow:
     """``leg`` as the incident's timeline shows it, derived from its ``call_legs`` row and the
     operator's steps."""
-    taken = [step for step, _, _ in steps]
     ring = None
     if leg.answered_at is not None:
         ring = (leg.answered_at - leg.requested_at).total_seconds()
@@ -366,5 +377,5 @@ def timeline_row(leg: Leg, steps: Sequence[tuple[Step, str, datetime]] = ()) -> 
         requested_at=leg.requested_at, rang_at=leg.rang_at, answered_at=leg.answered_at,
         ended_at=leg.ended_at, ring_seconds=None if ring is None else max(ring, 0.0),
         talk_seconds=None if talk is None else max(talk.total_seconds(), 0.0),
-        outcome=leg.outcome, ending=_ending(leg, taken), steps=tuple(steps),
+        outcome=leg.outcome, ending=_ending(leg, steps), steps=tuple(steps),
     )

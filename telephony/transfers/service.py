@@ -28,7 +28,12 @@ An operator who hangs up once the agency answered hands the caller over as "Sera
 Asterisk completes the transfer either way (bridge_basic: the transferer's hang-up and the
 complete key are the same stimulus) and says so with an ``AttendedTransfer``. A leg still
 consulting when Asterisk reports its caller handed over, with no step of the operator's
-being sent, is recorded as handed over by them.
+being sent, is recorded as handed over by them. So is one whose operator hung up while the
+agency still rang, once the agency answers: Asterisk reported the caller handed over at the
+hang-up (bridge_basic's "blond" transfer joins the caller to the ringing agency), and the
+answer is when the caller reaches the agency; the step is dated at the hang-up, before the
+answer, which the timeline tells apart. Until the answer such a leg is left to Asterisk's
+recall (above).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,6 +93,7 @@ _CHANNEL: Final = re.compile(r"PJSIP/[A-Za-z0-9_.-]{1,64}-[0-9a-f]{8}")
 KEY_GAP_SECONDS: Final = 0.1  # between the two digits of a key (featuredigittimeout is 1 s)
 # The steps whose record says what became of the caller: taken only while the caller is on.
 _WITH_CALLER: Final = frozenset({Step.HAND_OVER, Step.JOIN, Step.LEAVE})
+MAX_HANDED: Final = 1024  # calls remembered as handed over by Asterisk (see recorded)
 
 
 class TransferUnavailable(AsteriskUnavailable):
@@ -147,6 +154,9 @@ class TransferService:
         # Legs whose step's keys are being sent: Asterisk's AttendedTransfer for "Serahkan"
         # can come before the step is recorded, and is the operator's step, not a hang-up.
         self._stepping: set[int] = set()
+        # Calls whose caller Asterisk handed over (AttendedTransfer), with when: a leg whose
+        # operator hung up while the agency rang is handed over once the agency answers.
+        self._handed: OrderedDict[str, datetime] = OrderedDict()
 
     # -- agency numbers ----------------------------------------------------------------------
 
@@ -340,10 +350,15 @@ class TransferService:
     # -- conferences join when the agency answers (the listener's facts) -----------------------
 
     def recorded(self, facts: Sequence[CallFact]) -> None:
-        """The listener recorded ``facts``: a conference leg that was answered is joined; a
-        leg dialled again after it ended has its caller taken back (see the module)."""
+        """The listener recorded ``facts``: a leg answered after its operator hung up is
+        handed over, a conference leg that was answered is joined; a leg dialled again after
+        it ended has its caller taken back (see the module)."""
         for fact in facts:
             if isinstance(fact, CallTransferred):
+                self._handed[fact.call_id] = fact.at
+                self._handed.move_to_end(fact.call_id)
+                while len(self._handed) > MAX_HANDED:
+                    self._handed.popitem(last=False)
                 # Decided now, before anything is awaited: a step being sent is in
                 # _stepping until it is recorded (see _handed_over).
                 self._spawn(self._handed_over(fact, frozenset(self._stepping)),
@@ -351,12 +366,12 @@ class TransferService:
                 continue
             if not isinstance(fact, LegProgressed):
                 continue
-            if (fact.leg_id in self._joins
-                    and fact.state in (LegState.ANSWERED.value, LegState.ENDED.value)):
-                channel = self._joins.pop(fact.leg_id)
-                if fact.state == LegState.ANSWERED.value:
-                    self._spawn(self._join(fact.leg_id, channel),
-                                f"conference-join-{fact.leg_id}")
+            if fact.state == LegState.ANSWERED.value:
+                self._spawn(self._answered(fact.leg_id, fact.at,
+                                           self._joins.pop(fact.leg_id, None)),
+                            f"transfer-answered-{fact.leg_id}")
+            elif fact.state == LegState.ENDED.value:
+                self._joins.pop(fact.leg_id, None)
             elif fact.state == LegState.DIALLING.value and fact.leg_id not in self._rescued:
                 self._spawn(self._rescue(fact.leg_id), f"transfer-rescue-{fact.leg_id}")
 
@@ -411,24 +426,67 @@ class TransferService:
             for leg in legs:
                 if leg.leg.leg_id in stepping or phase(leg) is not Phase.CONSULTING:
                     continue
-                leg_id, actor = leg.leg.leg_id, leg.leg.actor
-
-                async def record(connection: asyncpg.Connection, leg_id: int = leg_id,
-                                 actor: str = actor) -> None:
-                    await self._store.add_step(connection, leg_id, Step.HAND_OVER, actor)
-
-                await self._database.run(record)
-                log.info("leg %d of call %s: the operator %s hung up in the consult; Asterisk "
-                         "handed the caller over to %s", leg_id, fact.call_id,
-                         leg.leg.operator, fact.target)
-                await self._audit.audit(
-                    actor=leg.leg.actor, action=f"transfer.{Step.HAND_OVER.value}",
-                    object_type="call", object_id=fact.call_id, remote_address="",
-                    detail={"leg_id": leg_id, "mode": leg.mode.value,
-                            "operator_hung_up": True})
+                if await self._hung_up_hand_over(leg.leg.leg_id, None):
+                    log.info("leg %d of call %s: the operator %s hung up in the consult; "
+                             "Asterisk handed the caller over to %s", leg.leg.leg_id,
+                             fact.call_id, leg.leg.operator, fact.target)
         except (SiagaError, asyncpg.PostgresError, OSError) as exc:
             log.error("call %s handed over by the operator's hang-up: could not record it "
                       "(%s)", fact.call_id, exc)
+
+    async def _answered(self, leg_id: int, answered: datetime, join: str | None) -> None:
+        """The agency answered ``leg_id``. If Asterisk handed its caller over since the leg
+        was requested and nobody took a step on it, the operator hung up while it rang: the
+        caller is with the agency now, handed over by that hang-up. (Or just after the answer,
+        and :meth:`_handed_over` read the leg before its answer was stored: the same step.)
+        Otherwise a conference (``join``: the operator's channel) is joined."""
+        try:
+            # Not a transfer leg (a call-back), or no hand-over since the line started:
+            # nothing to look at.
+            leg = (await self._database.run(lambda c: self._store.leg(c, leg_id))
+                   if self._handed else None)
+            handed = self._handed.get(leg.leg.call_id) if leg is not None else None
+            if (leg is not None and handed is not None
+                    and leg.mode is not TransferMode.BLIND and not leg.steps
+                    and leg_id not in self._stepping and handed >= leg.leg.requested_at):
+                if await self._hung_up_hand_over(leg_id, handed, ringing=handed < answered):
+                    log.info("leg %d of call %s: the operator %s hung up while the agency rang;"
+                             " it answered and has the caller", leg_id, leg.leg.call_id,
+                             leg.leg.operator)
+                return
+        except (SiagaError, asyncpg.PostgresError, OSError) as exc:
+            log.error("leg %d answered: could not tell whether the operator had hung up (%s)",
+                      leg_id, exc)
+        if join is not None:
+            await self._join(leg_id, join)
+
+    async def _hung_up_hand_over(self, leg_id: int, at: datetime | None, *,
+                                 ringing: bool = False) -> bool:
+        """Record the operator's hang-up as "Serahkan" on ``leg_id`` (at ``at``, else now;
+        ``ringing``: while the agency still rang), unless a step was recorded on it
+        meanwhile (the two ways here, or the operator's own); audit it. Whether it was
+        recorded."""
+
+        async def work(connection: asyncpg.Connection) -> TransferLeg | None:
+            async with connection.transaction():
+                leg = await self._store.leg(connection, leg_id, lock=True)
+                if leg is None or leg.steps:
+                    return None
+                await self._store.add_step(connection, leg_id, Step.HAND_OVER, leg.leg.actor,
+                                           at)
+                return leg
+
+        leg = await self._database.run(work)
+        if leg is None:
+            return False
+        detail: dict[str, object] = {"leg_id": leg_id, "mode": leg.mode.value,
+                                     "operator_hung_up": True}
+        if ringing:
+            detail["while_ringing"] = True
+        await self._audit.audit(
+            actor=leg.leg.actor, action=f"transfer.{Step.HAND_OVER.value}", object_type="call",
+            object_id=leg.leg.call_id, remote_address="", detail=detail)
+        return True
 
     async def _join(self, leg_id: int, channel: str) -> None:
         try:

@@ -306,3 +306,52 @@ async def test_the_dialplan_refuses_an_extension_it_did_not_expect(
     assert str(hangup["Channel"]).startswith(OPERATOR)
     assert "INVITE" not in messages
     assert set(lab.monitor_dir.glob("*callback*")) == before
+
+
+
+async def test_a_busy_caller_is_tried_again_and_leaves_no_recording_to_quarantine(
+    line: Line, settings: Settings, http: aiohttp.ClientSession, lab: Lab
+) -> None:
+    """The caller's phone is busy (refused at once): the attempt is listed as "Sibuk", the
+    caller stays on the list and the operator is free to try again. MixMonitor started
+    before the dial left a file of a few milliseconds, often with no audio at all, which the
+    recordings worker quarantined as failed (the quarantine alert fired for busy callers an
+    operator tried), or stored as a recording of nothing. Recording starts at the caller's
+    answer: the next attempt, answered, is recorded; the busy one has no file and no
+    recording row."""
+    caller_id = unique_caller("0817")
+    call_id = await give_up_in_the_queue(line, settings, caller_id)
+    operator = await account(line, http, "op1001", "operator", desk=OPERATOR)
+    await listed(http, operator, call_id)
+    legs = []
+    tries: list[dict[str, Any]] = [{"refuse": 486}, {"hold_seconds": 3}]
+    for options in tries:
+        async with sipp.callee(settings.carrier_sip_port, max_calls=1, **options) as phone:
+            leg = await json_of(await http.post(f"/api/callbacks/{call_id}/call",
+                                                headers=operator), 202)
+            assert (await phone.wait(within=30)).ok
+        legs.append(leg["leg_id"])
+
+        async def attempt(leg_id: int = leg["leg_id"]) -> dict[str, Any] | None:
+            found = entry_of(await entries(http, operator), call_id)
+            done = [a for a in found["attempts"] if a["leg_id"] == leg_id and a["ended_at"]
+                    ] if found is not None else []
+            return done[0] if done else None
+
+        if "refuse" in options:
+            tried = await eventually("the busy attempt listed", attempt, within=20)
+            assert (tried["outcome"], tried["outcome_label"]) == ("busy", "Sibuk")
+            assert (await json_of(await http.get("/api/desk", headers=operator)))[
+                "call"] is None
+    busy, answered = legs
+
+    async def recorded() -> list[Any] | None:
+        rows = await line.database.run(lambda c: c.fetch(
+            "SELECT leg_id, state FROM recordings WHERE call_id = $1 AND kind = 'callback'",
+            call_id))
+        return [tuple(r) for r in rows] if any(r["state"] == "done" for r in rows) else None
+
+    # The worker takes call-backs oldest first: the busy one was looked at before.
+    assert await eventually("the answered call-back recorded", recorded, within=60) == [
+        (answered, "done")]
+    assert not list(lab.monitor_dir.glob(f"{call_id}-callback{busy}.*"))

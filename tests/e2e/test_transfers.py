@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -467,7 +467,9 @@ async def test_a_caller_who_hung_up_is_not_recorded_as_handed_over(
     ended = await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
     assert ended["steps"] == steps["steps"]  # nothing more than the conference's join
     (row,) = await timeline(desk, call["incident_id"])
-    assert row["ending"] == ("Tersambung" if mode == "attended" else "Konferensi tiga pihak")
+    assert row["ending"] == (
+        "Operator bicara dengan instansi; tidak ada serah terima tercatat" if mode == "attended"
+        else "Konferensi tiga pihak")
 
 
 async def test_an_operator_who_hangs_up_after_the_agency_answered_hands_the_caller_over(
@@ -526,6 +528,68 @@ async def test_a_caller_left_to_asterisks_recall_goes_back_to_the_queues(
             await phones.start()
         await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
         assert (await caller.wait(within=60)).ok  # the caller hung up itself
+
+
+@pytest.mark.parametrize("mode", ["attended", "conference"])
+async def test_an_agency_that_hangs_up_first_leaves_the_operator_with_the_caller(
+    line: Line, settings: Settings, desk: Desk, mode: str
+) -> None:
+    """The agency hangs up during the consult, or in the conference: the operator is with
+    the caller again and may transfer once more. The consult's timeline said "Tersambung",
+    read as the caller put through to the agency; it says the operator spoke to it."""
+    caller_id = unique_caller("0816")
+    async with caller_and_agency(settings, caller_id, hold_seconds=3) as (caller, agency):
+        call = await talking_call(desk)
+        started, _ = await start_transfer(desk, mode)
+        leg_id = started["leg"]["leg_id"]
+        await leg_of(desk, leg_id, phase="consulting" if mode == "attended" else "conference")
+        assert (await agency.wait(within=30)).ok
+        await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
+        transfers = await desk.get("/api/desk/transfers")
+        assert transfers["talking"] and transfers["call_id"] == call["call_id"]
+        (caller_channel,) = named(await channels_of(line, call["call_id"]), "PJSIP/carrier-0")
+        await line.listener.send_action({"Action": "Hangup", "Channel": caller_channel.channel})
+        await caller.wait(within=10)
+    (row,) = await timeline(desk, call["incident_id"])
+    assert row["ending"] == ("Operator bicara dengan instansi; tidak ada serah terima tercatat"
+                             if mode == "attended" else "Konferensi tiga pihak")
+    assert 2 <= row["talk_seconds"] <= 5
+
+
+async def test_an_operator_who_hangs_up_while_the_agency_rings_hands_the_caller_over(
+    line: Line, settings: Settings, desk: Desk
+) -> None:
+    """The operator hangs up while the agency still rings, and the agency then answers:
+    Asterisk joins the caller to it. The leg ended "Tersambung" with no hand-over on the
+    timeline or in the audit; it is handed over by the operator's hang-up, dated then."""
+    caller_id = unique_caller("0816")
+    async with caller_and_agency(settings, caller_id, ring_seconds=3, hold_seconds=6
+                                 ) as (caller, agency):
+        call = await talking_call(desk)
+        started, _ = await start_transfer(desk, "attended")
+        leg_id = started["leg"]["leg_id"]
+        await leg_of(desk, leg_id, rang_at_set=True)
+        (operator,) = named(await channels_of(line, call["call_id"]), OPERATOR)
+        hung_up = datetime.now(UTC)
+        await line.listener.send_action({"Action": "Hangup", "Channel": operator.channel})
+        await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
+        leg = await leg_of(desk, leg_id, phase="handed_over")
+        assert [(s["step"], s["actor"]) for s in leg["steps"]] == [("hand_over", "op1")]
+        handed = datetime.fromisoformat(leg["steps"][0]["at"])
+        assert leg["answered_at"] is not None
+        assert hung_up - timedelta(seconds=1) < handed < datetime.fromisoformat(
+            leg["answered_at"])
+        assert (await agency.wait(within=30)).ok
+        await caller.wait(within=10)
+    await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+    (row,) = await timeline(desk, call["incident_id"])
+    assert row["ending"] == ("Diserahkan ke instansi: operator menutup telepon saat instansi "
+                             "masih berdering, instansi lalu mengangkat")
+    audited = await line.database.run(lambda c: c.fetch(
+        "SELECT actor, detail ->> 'while_ringing' AS ringing FROM audit_log"
+        " WHERE action = 'transfer.hand_over' AND object_id = $1", call["call_id"]))
+    assert [(r["actor"], r["ringing"]) for r in audited] == [("op1", "true")]
 
 
 async def _no_operator(line: Line, call: dict[str, Any]) -> bool | None:

@@ -489,16 +489,18 @@ async def test_restart_sweeps_leg_sources_of_stored_legs_only(
 # ----------------------------------------------------------------- call-backs
 
 
-async def ended_callback(database: Database, call_id: str, *, answered_by_operator: bool = True
-                         ) -> int:
-    """An operator's call-back of the call's caller that has ended (the operator answered it,
-    so the dialplan recorded it, unless not ``answered_by_operator``); returns the leg."""
+async def ended_callback(database: Database, call_id: str, *, answered: bool = True,
+                         dialled: bool = True) -> int:
+    """An operator's call-back of the call's caller that has ended: the caller answered it, so
+    the dialplan recorded it, unless not ``answered`` (busy, no answer; not even ``dialled``:
+    the operator did not answer their phone); returns the leg."""
     leg_id = await database.run(lambda c: LegRepository().open(
         c, kind=LegKind.CALLBACK, call_id=call_id, incident_id=None, operator="PJSIP/op1001",
         actor="op1001", number="081234567890", target="penelepon"))
     now = datetime.now(UTC)
-    states = ["dialling", "ended"] if answered_by_operator else ["ended"]
-    facts = [LegProgressed(leg_id, state, "NOANSWER" if state == "ended" else "", "1.99",
+    states = [*(["dialling"] if dialled else []), *(["answered"] if answered else []), "ended"]
+    status = "ANSWER" if answered else "BUSY"
+    facts = [LegProgressed(leg_id, state, status if state == "ended" else "", "1.99",
                            now - timedelta(seconds=2)) for state in states]
     await database.run(lambda c: CALLS.apply(c, facts))
     return leg_id
@@ -511,8 +513,10 @@ async def test_call_backs_are_recordings_of_the_called_back_call_one_per_call_ba
     started = await ended_call(database, call_id)
     speech_like(config.incoming_dir / source_name(call_id))
     first, second = [await ended_callback(database, call_id) for _ in range(2)]
-    # A call-back the operator never answered was not recorded and is not looked for.
-    await ended_callback(database, call_id, answered_by_operator=False)
+    # A call-back the caller (or the operator) never answered was not recorded and is not
+    # looked for.
+    await ended_callback(database, call_id, answered=False)
+    await ended_callback(database, call_id, answered=False, dialled=False)
     for leg_id in (first, second):
         speech_like(config.incoming_dir / source_name(call_id, Kind.CALLBACK, leg_id))
     worker = RecordingWorker(database, config)
@@ -545,11 +549,13 @@ async def test_a_call_back_without_its_file_is_missing_once_it_is_long_over(
     await ended_call(database, call_id, ago=60)
     speech_like(config.incoming_dir / source_name(call_id))
     leg_id = await ended_callback(database, call_id)
+    # Busy: the dialplan records from the caller's answer, so it has no file to miss.
+    busy = await ended_callback(database, call_id, answered=False)
     worker = RecordingWorker(database, config)
     assert [(o.kind, o.state) for o in await worker.enqueue()] == [(Kind.MIXED, State.PENDING)]
     await database.run(lambda c: c.execute(
-        "UPDATE call_legs SET ended_at = now() - interval '60 seconds' WHERE leg_id = $1",
-        leg_id))
+        "UPDATE call_legs SET ended_at = now() - interval '60 seconds'"
+        " WHERE leg_id = ANY($1::bigint[])", [leg_id, busy]))
 
     assert [(o.kind, o.leg_id, o.state) for o in await worker.enqueue()] == [
         (Kind.CALLBACK, leg_id, State.MISSING)]

@@ -6,6 +6,7 @@ nothing and change nothing."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from telephony.desks.service import DeskService, assign_desk
 from telephony.incidents.model import Status
 from telephony.incidents.store import IncidentRepository
 from telephony.settings import Settings
-from telephony.transfers.model import Phase, Step, phase, timeline_row
+from telephony.transfers.model import MAX_LEG_ID, Phase, Step, phase, timeline_row
 from telephony.transfers.service import TransferService
 from tests.support.ami import listener
 from tests.support.calls import OPERATOR, add_calls, answered, call_facts
@@ -268,8 +269,7 @@ async def test_an_operator_who_hangs_up_after_the_agency_answered_hands_the_call
 ) -> None:
     """The operator hangs up in the consult once the agency answered: Asterisk joins the
     caller and the agency (AttendedTransfer). The leg stayed "consulting" and its timeline
-    said "Tersambung"; it is handed over by the operator, as "Serahkan" records it. Hanging
-    up while the agency still rings is left to Asterisk's recall (and the rescue), and a
+    said "Tersambung"; it is handed over by the operator, as "Serahkan" records it. A
     "Serahkan" whose AttendedTransfer comes while or after its keys are sent is recorded
     once."""
     call_id = await world.call()
@@ -277,11 +277,10 @@ async def test_an_operator_who_hangs_up_after_the_agency_answered_hands_the_call
                                         remote_address="x")
     leg_id = started.leg.leg.leg_id
     await progress(world, leg_id, "dialling")
-    transferred = CallTransferred(call_id, "PJSIP/carrier-out-0000000b", datetime.now(UTC))
-    world.service.recorded([transferred])  # still ringing: the recall's to handle
+    await progress(world, leg_id, "answered")
     await world.service.close()
     assert (await world.service._leg(leg_id)).steps == ()
-    await progress(world, leg_id, "answered")
+    transferred = CallTransferred(call_id, "PJSIP/carrier-out-0000000b", datetime.now(UTC))
     world.service.recorded([transferred])
     await world.service.close()
     leg = await world.service._leg(leg_id)
@@ -311,6 +310,66 @@ async def test_an_operator_who_hangs_up_after_the_agency_answered_hands_the_call
     world.service.recorded([transferred])  # Asterisk's report after the step was recorded
     await world.service.close()
     assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.HAND_OVER]
+
+
+@pytest.mark.parametrize("mode", ["attended", "conference"])
+async def test_an_operator_who_hangs_up_while_the_agency_rings_hands_over_at_its_answer(
+    world: World, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator hangs up while the agency still rings: Asterisk reports the caller
+    handed over at once (a "blond" transfer, to the ringing agency) and joins them when the
+    agency answers. That report came while the leg rang, so nothing was recorded, and the
+    answered leg ended "Tersambung" with no hand-over on the timeline or in the audit. It is
+    recorded at the answer, dated at the hang-up; a conference is not joined (the
+    operator's channel is gone). Had the agency not answered, nothing is recorded: the leg
+    is Asterisk's recall's."""
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, mode,
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "dialling")
+    hung_up = datetime.now(UTC)
+    transferred = CallTransferred(call_id, "Local/1#@siaga112-consult-00000001;1", hung_up)
+    await add_calls(world.dsn, [transferred])
+    world.service.recorded([transferred])
+    await world.service.close()
+    assert (await world.service._leg(leg_id)).steps == ()  # ringing: maybe the recall's
+    await progress(world, leg_id, "answered")
+    await world.service.close()
+    leg = await world.service._leg(leg_id)
+    assert [(step, actor, at) for step, actor, at in leg.steps] == [
+        (Step.HAND_OVER, "op1", hung_up)]
+    assert phase(leg) is Phase.HANDED_OVER
+    assert world.audit.entries[-1] == {
+        "actor": "op1", "action": "transfer.hand_over", "object_id": call_id,
+        "detail": {"leg_id": leg_id, "mode": mode, "operator_hung_up": True,
+                   "while_ringing": True}}
+    assert world.sent("PlayDTMF") == []
+    await progress(world, leg_id, "ended", "ANSWER")
+    ended = await world.service._leg(leg_id)
+    assert timeline_row(ended.leg, ended.steps).ending == (
+        "Diserahkan ke instansi: operator menutup telepon saat instansi masih berdering, "
+        "instansi lalu mengangkat")
+
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, mode,
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "dialling")
+    world.service.recorded([CallTransferred(call_id, "Local/2#@siaga112-consult-00000002;1",
+                                            datetime.now(UTC))])
+    await progress(world, leg_id, "ended", "NOANSWER")
+    await world.service.close()
+    ended = await world.service._leg(leg_id)
+    assert ended.steps == ()
+    assert timeline_row(ended.leg, ended.steps).ending == (
+        "Tidak diangkat; operator kembali ke penelepon")
+    # A call-back's answer (no transfer leg) is not looked at: no error in the log.
+    caplog.clear()
+    world.service.recorded([LegProgressed(MAX_LEG_ID, "answered", "", "1700000000.78",
+                                          datetime.now(UTC))])
+    await world.service.close()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def _keys(world: World, count: int) -> bool | None:

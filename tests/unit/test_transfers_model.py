@@ -197,9 +197,16 @@ def test_a_leg_holds_its_call_until_handed_over_ended_or_forgotten() -> None:
     (leg(ended=0.1, outcome=LegOutcome.FAILED, status="ditolak: Channel not found"), (),
      "Ditolak Asterisk: Channel not found"),
     (leg(rang=0.1), (), "Sedang berlangsung"),
+    # The agency hung up during the consult: the operator is back with the caller.
+    (leg(rang=0.1, answered=3, ended=9, outcome=LegOutcome.ANSWERED), (),
+     "Operator bicara dengan instansi; tidak ada serah terima tercatat"),
+    (leg(LegKind.CALLBACK, rang=0.1, answered=3, ended=9, outcome=LegOutcome.ANSWERED), (),
+     "Tersambung"),
 ])
 def test_timeline_rows(record: Leg, steps: tuple[Step, ...], ending: str) -> None:
-    row = timeline_row(record, [(step, "op1", T0) for step in steps])
+    # Steps taken as the operator takes them: after the answer, if there was one.
+    taken = record.answered_at or T0
+    row = timeline_row(record, [(step, "op1", taken) for step in steps])
     assert row.ending == ending
     assert (row.actor, row.target, row.number, row.kind) == (
         "op1", "Damkar - Pos Kota", "0275321113", record.kind)
@@ -211,3 +218,16 @@ def test_timeline_rows(record: Leg, steps: tuple[Step, ...], ending: str) -> Non
         assert row.ring_seconds == (record.ended_at - T0).total_seconds()
     else:
         assert row.ring_seconds is None and row.talk_seconds is None
+
+
+def test_a_hand_over_before_the_answer_is_the_operators_hang_up_while_it_rang() -> None:
+    """Only the operator's hang-up hands over before the agency answers ("Serahkan" waits for
+    the answer): the timeline says so, not that the operator spoke to the agency first."""
+    record = leg(rang=0.1, answered=5, ended=40, outcome=LegOutcome.ANSWERED)
+    row = timeline_row(record, [(Step.HAND_OVER, "op1", T0 + timedelta(seconds=2))])
+    assert row.ending == ("Diserahkan ke instansi: operator menutup telepon saat instansi "
+                          "masih berdering, instansi lalu mengangkat")
+    conference = leg(LegKind.CONFERENCE, rang=0.1, answered=5, ended=40,
+                     outcome=LegOutcome.ANSWERED)
+    assert timeline_row(conference, [(Step.HAND_OVER, "op1", T0 + timedelta(seconds=2))]
+                        ).ending == row.ending
