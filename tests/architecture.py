@@ -88,6 +88,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.cluster.listening", ADAPTERS),  # the LISTEN loop every follower shares
     ("telephony.cluster.admin_sync", ADAPTERS),  # an admin's queues, menus, settings on every node
     ("telephony.cluster.publish", ADAPTERS),  # the line's device-state PUBLISHes (SIP, UDP)
+    ("telephony.cluster.front_probe", ADAPTERS),  # asks the SIP front for OPTIONS (UDP)
     ("telephony.cluster.wrapup", DOMAIN),  # an operator's wrap-up on every node: rules
     ("telephony.cluster.wrapup_store", ADAPTERS),  # its NOTIFY, the queue's stored wrap-up
     ("telephony.cluster.wrapup_sync", ADAPTERS),  # AgentComplete, LISTEN, PUBLISH the holds
