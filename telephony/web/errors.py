@@ -67,7 +67,10 @@ def api_error(exc: BaseException) -> ApiError | None:
         return ApiError.of(exc) if exc.is_refusal else None
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_TEXT.get(exc.status, ("http_error", exc.reason))
-        return ApiError(exc.status, code, message)
+        # A 405 names the methods the path serves (RFC 9110 15.5.6); aiohttp's other
+        # headers (its text/plain Content-Type) are not ours to send.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return ApiError(exc.status, code, message, headers=allow)
     return None
 
 

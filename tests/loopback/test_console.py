@@ -48,8 +48,9 @@ async def test_every_console_page_and_form_without_a_session_leads_to_the_login_
     routes = [r for r in console.client.app[ROUTE_TABLE].routes
               if not r.path.startswith("/api/")]
     public = {(r.method, r.path) for r in routes if r.access.public}
-    assert public == {("GET", "/"), ("GET", "/console/static/{name}"),
-                      ("GET", "/console/login"), ("POST", "/console/login")}
+    assert public == {(method, path) for method in ("GET", "HEAD")
+                      for path in ("/", "/console/static/{name}", "/console/login")} | {
+                          ("POST", "/console/login")}
     for route in routes:
         if route.access.public:
             continue

@@ -130,7 +130,7 @@ async def test_every_route_but_login_is_refused_without_a_session(api: Api) -> N
     public = {(r.method, r.path) for r in table.routes
               if r.access.public and r.path.startswith("/api/")}
     assert public == {("POST", "/api/session")}
-    registered = [r for r in api.client.app.router.routes() if r.method != "HEAD"]
+    registered = list(api.client.app.router.routes())
     assert len(registered) == len(table.routes)
     for route in registered:
         info = route.resource.get_info() if route.resource else {}
@@ -141,7 +141,36 @@ async def test_every_route_but_login_is_refused_without_a_session(api: Api) -> N
         for headers in ({}, {"Authorization": "Bearer not-a-session"}, {"Authorization": "x"}):
             response = await api.client.request(route.method, concrete(path), headers=headers)
             assert response.status == 401, (route.method, path, headers)
-            assert (await error_of(response))["code"] == "unauthenticated"
+            if route.method != "HEAD":  # a HEAD's answer has no body
+                assert (await error_of(response))["code"] == "unauthenticated"
+
+
+async def test_every_get_route_answers_head_as_its_get_without_a_body(api: Api) -> None:
+    """A HEAD on any GET route (an uptime checker, a proxy, curl -I) answers with the GET's
+    status and headers and no body, behind the same access policy; not 405."""
+    table = api.client.app[ROUTE_TABLE]
+    gets = [r for r in table.routes if r.method == "GET"]
+    assert {r.path for r in table.routes if r.method == "HEAD"} == {r.path for r in gets}
+    headers = {role: await api.account(f"head-{role}", role)
+               for role in ("operator", "supervisor", "admin")}
+    for route in gets:
+        path = concrete(route.path)
+        who = {} if route.access.public else headers[min(route.access.roles).value]
+        get = await api.client.get(path, headers=who, allow_redirects=False)
+        await get.read()
+        head = await api.client.head(path, headers=who, allow_redirects=False)
+        assert (path, head.status) == (path, get.status)
+        assert await head.read() == b""
+        assert head.headers.get("Content-Type") == get.headers.get("Content-Type"), path
+        assert head.headers.get("Location") == get.headers.get("Location"), path
+    # Behind the same access policy: no live session, a 401 without a body.
+    response = await api.client.head("/api/incidents", headers={"Authorization": "Bearer x"})
+    assert response.status == 401 and await response.read() == b""
+    assert (await api.client.head("/api/audit", headers=headers["operator"])).status == 403
+    # HEAD is not a change: it needs no CSRF token with the cookie, and DELETE is still 405.
+    response = await api.client.delete("/api/incidents", headers=headers["operator"])
+    assert response.status == 405
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
 
 
 async def test_a_handler_added_outside_the_route_table_is_unreachable(
@@ -786,7 +815,13 @@ async def test_openapi_documents_exactly_the_routed_api(api: Api) -> None:
         if path is not None and path.startswith("/api/"):  # the console is not the API
             routed.add((route.method, path))
     assert documented == routed
-    assert documented == {(r.method, r.path) for r in api_routes()}
+    declared = {(r.method, r.path) for r in api_routes()}
+    # Each GET documented with its HEAD (a WebSocket's aside), the same operation but a body.
+    assert documented == declared | {("HEAD", path) for method, path in declared
+                                     if method == "GET"}
+    head = document["paths"]["/api/incidents"]["head"]
+    assert head["operationId"] == "list_incidents_head"
+    assert all("content" not in answer for answer in head["responses"].values())
     # Every reference resolves.
     text = json.dumps(document)
     for name in set(re.findall(r"#/components/schemas/(\w+)", text)):
