@@ -150,13 +150,15 @@ def query_of(request: web.Request) -> Mapping[str, str]:
     return request.query
 
 
-def query_int(query: Mapping[str, str], name: str, default: int, high: int) -> int:
-    """A whole number 1..``high``; ``default`` when absent."""
+def query_int(query: Mapping[str, str], name: str, default: int, high: int, *,
+              low: int = 1) -> int:
+    """A whole number ``low``..``high``; ``default`` when absent."""
     raw = query.get(name)
     if raw is None:
         return default
-    if not ascii_digits(raw) or not 1 <= int(raw) <= high:
-        raise ApiError(422, "invalid", f"{name} harus bilangan 1-{high}.", field=name)
+    # The digits' count first: int() of a 5,000-digit string is refused by Python itself.
+    if not ascii_digits(raw) or len(raw) > 18 or not low <= int(raw) <= high:
+        raise ApiError(422, "invalid", f"{name} harus bilangan {low}-{high}.", field=name)
     return int(raw)
 
 

@@ -80,6 +80,13 @@ def limit_param(high: int) -> Param:
                  "Jumlah maksimal baris")
 
 
+def offset_param(high: int) -> Param:
+    """The ``offset`` query parameter of a paged list: rows to skip, 0..``high`` (the page's
+    answer names the next one, so a client follows it rather than counting)."""
+    return Param("offset", {"type": "integer", "minimum": 0, "maximum": high},
+                 "Jumlah baris yang dilewati (dari next_offset halaman sebelumnya)")
+
+
 @dataclass(frozen=True)
 class Body:
     """A request body: JSON checked against the registry's ``schema``, or an upload."""

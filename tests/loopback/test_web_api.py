@@ -364,7 +364,7 @@ async def test_incident_workflow_through_the_api(api: Api) -> None:
         "escalated", "call_linked"]
     assert {e["actor"] for e in detail["timeline"][1:]} == {"op1"}
     listed = await (await client.get("/api/incidents", headers=op)).json()
-    conforms(listed, "IncidentList")
+    conforms(listed, "IncidentPage")
     assert [i["incident_id"] for i in listed["incidents"]] == [number]
     # Rated once resolved.
     response = await client.post(f"{path}/rating", headers=op, json={"rating": 4})
@@ -375,6 +375,55 @@ async def test_incident_workflow_through_the_api(api: Api) -> None:
     call = await (await client.get(f"/api/calls/{SECOND_CALL}", headers=op)).json()
     conforms(call, "CallDetail")
     assert call["incident_id"] == number and call["call"]["caller_number"] == "082222222222"
+
+
+async def test_open_incidents_are_paged_by_offset_and_the_page_names_the_next(
+    api: Api
+) -> None:
+    """A client follows next_offset until null and gets every open incident once, in the
+    list's order; the list had no offset, so the 201st open incident was out of reach."""
+    op = await api.account("op1", "operator")
+    for call_id in (FIRE_CALL, SECOND_CALL, OTHER_CALL):
+        response = await api.client.post("/api/incidents", json={"call_id": call_id},
+                                          headers=op)
+        assert response.status == 201
+    whole = await (await api.client.get("/api/incidents", headers=op)).json()
+    conforms(whole, "IncidentPage")
+    assert len(whole["incidents"]) == 3 and whole["next_offset"] is None
+    followed: list[int] = []
+    offsets: list[int | None] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = await (await api.client.get(f"/api/incidents?limit=2&offset={offset}",
+                                           headers=op)).json()
+        conforms(page, "IncidentPage")
+        followed += [i["incident_id"] for i in page["incidents"]]
+        offset = page["next_offset"]
+        offsets.append(offset)
+    assert followed == [i["incident_id"] for i in whole["incidents"]]
+    assert offsets == [2, None]
+    # Past the end: an empty last page, not an error.
+    page = await (await api.client.get("/api/incidents?offset=50", headers=op)).json()
+    assert page == {"incidents": [], "next_offset": None}
+    # Bad values are refused with the parameter named, and its bounds.
+    for query, field, bounds in (("offset=-1", "offset", "0-100000"),
+                                 ("offset=x", "offset", "0-100000"),
+                                 ("offset=100001", "offset", "0-100000"),
+                                 ("offset=" + "9" * 5000, "offset", "0-100000"),
+                                 ("offset=1.5", "offset", "0-100000"),
+                                 ("limit=0", "limit", "1-500"),
+                                 ("limit=" + "9" * 5000, "limit", "1-500"),
+                                 ("page=2", "page", "")):
+        response = await api.client.get(f"/api/incidents?{query}", headers=op)
+        assert response.status == 422, query
+        error = await error_of(response)
+        assert error["field"] == field and bounds in error["message"], (query, error)
+    # The OpenAPI document says so.
+    document = await (await api.client.get("/api/openapi.json", headers=op)).json()
+    parameters = {p["name"]: p["schema"]
+                  for p in document["paths"]["/api/incidents"]["get"]["parameters"]}
+    assert parameters["offset"] == {"type": "integer", "minimum": 0, "maximum": 100_000}
+    assert parameters["limit"] == {"type": "integer", "minimum": 1, "maximum": 500}
 
 
 async def test_unknown_incidents_are_404_and_change_nothing(api: Api) -> None:
