@@ -324,3 +324,42 @@ async def test_no_route_answers_hostile_input_with_a_500(
     assert set(changed) <= {"config_versions", "config_publications", "site_settings"}, (
         sorted(changed))
     assert all(",system," in row for row in changed.get("config_publications", [])), changed
+
+
+# Requests that are not readable HTTP: aiohttp refuses them itself, before any route.
+UNREADABLE: Final = {
+    "a header name with a space": b"GET /api/incidents HTTP/1.1\r\nHost: x\r\nX A: 1\r\n",
+    "an unknown HTTP version": b"GET /api/incidents HTTP/9.1\r\nHost: x\r\n",
+    "too many headers": b"GET /api/incidents HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-%d: 1\r\n" % i for i in range(200)),
+    "a request line past 9 KB": b"GET /api/incidents?q=" + b"x" * 9_300 + b" HTTP/1.1\r\n",
+    "Content-Length with chunked": b"POST /api/session HTTP/1.1\r\nHost: x\r\n"
+                                   b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+}
+
+
+async def test_an_unreadable_request_is_one_warning_line_and_what_the_front_passes_is_read(
+        line: Line, caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp answers a request it cannot parse with its own 400 and logged each as an
+    ERROR with a traceback: any client could fill the log. One warning line now, naming the
+    client and the reason. And a request line or header the HTTPS front lets through (its
+    buffers are 8 KB, and it appends to X-Forwarded-For) is read by the line, which answers
+    in its own words, where aiohttp's limit (8190 bytes) answered English plain text."""
+    caplog.set_level(logging.DEBUG, logger="telephony.web")
+    caplog.set_level(logging.DEBUG, logger="aiohttp")
+    for why, request in UNREADABLE.items():
+        status, _ = await raw_request(line, request + b"Connection: close\r\n\r\n")
+        assert (why, status) == (why, 400)
+    logged = [r for r in caplog.records if r.name.startswith(("telephony.web", "aiohttp"))]
+    assert [r for r in logged if r.exc_info or r.levelno >= logging.ERROR] == []
+    refused = [r.getMessage() for r in logged if "not readable HTTP" in r.getMessage()]
+    assert len(refused) == len(UNREADABLE), refused
+    assert all("127.0.0.1: 400 " in message and "\n" not in message for message in refused)
+    # Just inside what nginx passes: the line's own refusal, in JSON (an unknown parameter;
+    # no session).
+    long_query = "/api/incidents?q=" + "x" * 8_150
+    long_header = "X-Forwarded-For: " + "1" * 8_150 + ", 127.0.0.1"
+    for passed in (f"GET {long_query} HTTP/1.1\r\nHost: x\r\n",
+                   f"GET /api/incidents HTTP/1.1\r\nHost: x\r\n{long_header}\r\n"):
+        status, body = await raw_request(line, (passed + "Connection: close\r\n\r\n").encode())
+        assert status == 401 and ok_refusal("/api/incidents", status, body), (status, body)

@@ -163,6 +163,8 @@ async def test_every_get_route_answers_head_as_its_get_without_a_body(api: Api) 
         assert await head.read() == b""
         assert head.headers.get("Content-Type") == get.headers.get("Content-Type"), path
         assert head.headers.get("Location") == get.headers.get("Location"), path
+        # Nor does any answer name the server's software and version.
+        assert head.headers["Server"] == get.headers["Server"] == "siaga112"
     # Behind the same access policy: no live session, a 401 without a body.
     response = await api.client.head("/api/incidents", headers={"Authorization": "Bearer x"})
     assert response.status == 401 and await response.read() == b""
