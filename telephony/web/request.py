@@ -27,7 +27,7 @@ from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import ROUTE_TABLE, SESSION, Route
 from telephony.web.schemas import too_deep, validate
-from telephony.web.security import FORM_TYPE
+from telephony.web.security import FORM_TYPE, read_form
 
 UPLOAD_CHUNK: Final = 64 * 1024
 # The days and instants a query may name: enough for any record or report of the line, and
@@ -127,12 +127,14 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ApiError(415, "unsupported_media_type",
                        "Kirim isi permintaan sebagai application/json.")
     try:
-        data = loads_unique(await request.text())
+        # UTF-8 whatever charset the Content-Type names: JSON exchanged between systems is
+        # UTF-8 (RFC 8259 8.1), and an unknown charset made aiohttp's text() a LookupError.
+        data = loads_unique((await request.read()).decode("utf-8"))
     except DuplicateKey as exc:
         raise ApiError(422, "invalid", f"Isi permintaan tidak sah: {exc}.") from exc
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: nested deeper than the decoder goes (hostile, not a bug of ours).
-        raise ApiError(400, "bad_json", "Isi permintaan bukan JSON yang sah.") from exc
+        raise ApiError(400, "bad_json", "Isi permintaan bukan JSON (UTF-8) yang sah.") from exc
     if too_deep(data):
         raise ApiError(400, "bad_json", "Isi permintaan bersarang terlalu dalam.")
     validate(data, request.app[ROUTE_TABLE].schemas[body.schema])
@@ -221,7 +223,7 @@ async def form_of(request: web.Request) -> Form:
     if request.content_type != FORM_TYPE:
         raise ApiError(415, "unsupported_media_type", "Kirim formulir sebagai "
                                                       f"{FORM_TYPE}.")
-    posted = await request.post()
+    posted = await read_form(request)
     form: MultiDict[str] = MultiDict(
         (name, value) for name, value in posted.items() if isinstance(value, str))
     for name, value in form.items():

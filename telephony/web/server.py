@@ -63,11 +63,15 @@ class UnreadableRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, web.RequestPayloadError):
+            # A body it cannot decode, met again as aiohttp drains it after our 400.
+            error = error.__cause__
         if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
             reason = " ".join(str(error.message).split())[:160]
+            # "Error handling request from %s" names the client; a drained body does not.
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else "-"
             record.msg = "refused a request that is not readable HTTP from %s: %d %s"
-            record.args = (*(record.args if isinstance(record.args, tuple) else ()),
-                           error.code, reason)
+            record.args = (client, error.code, reason)
             if record.levelno > logging.WARNING:
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
