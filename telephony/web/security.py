@@ -16,8 +16,7 @@ import logging
 from typing import Final
 
 from aiohttp import web
-from aiohttp.web_request import FileField
-from multidict import MultiDictProxy
+from multidict import MultiMapping
 
 from telephony.accounts.model import Session
 from telephony.core.text import unsafe_text
@@ -61,7 +60,7 @@ def clear_session_cookies(response: web.StreamResponse) -> None:
         response.del_cookie(name, path="/")
 
 
-async def read_form(request: web.Request) -> MultiDictProxy[str | bytes | FileField]:
+async def read_form(request: web.Request) -> MultiMapping[object]:
     """The posted url-encoded form, decoded as UTF-8 (what the console's pages send). aiohttp
     would decode it in whatever charset the Content-Type names, and an unknown one is a
     LookupError (a 500): any other charset is refused (415)."""
