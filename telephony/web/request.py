@@ -143,12 +143,17 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 def query_of(request: web.Request) -> Mapping[str, str]:
-    """The query string, refusing parameters the route does not document."""
+    """The query string, refusing parameters the route does not document, and one sent
+    twice: every parameter is one value, and ``?limit=1&limit=500`` silently used the first
+    (a client meant one of them, and could not tell which counted)."""
     known = {param.name for param in _route(request).query}
     for name in request.query:
         if name not in known:
             raise ApiError(422, "invalid", f"Parameter tidak dikenal: {name[:40]!r}.",
                            field=name[:40])
+        if len(request.query.getall(name)) > 1:
+            raise ApiError(422, "invalid", f"Parameter {name} dikirim lebih dari sekali.",
+                           field=name)
     return request.query
 
 
@@ -174,8 +179,11 @@ def query_instant(query: Mapping[str, str], name: str) -> datetime | None:
     except ValueError:
         instant = None
     if instant is None or instant.tzinfo is None:
+        # An unescaped "+" of the offset arrives as a space: the example alone would read
+        # as if it had been sent right.
         raise ApiError(422, "invalid", f"{name} harus waktu ISO 8601 dengan zona waktu, "
-                                       "mis. 2025-01-31T08:00:00+07:00.", field=name)
+                                       "mis. 2025-01-31T08:00:00+07:00 (di alamat, tulis + "
+                                       "sebagai %2B).", field=name)
     if not FIRST_DAY <= instant.date() <= LAST_DAY:
         raise _out_of_range(name)
     return instant

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from telephony.accounts.model import ThrottlePolicy
 from telephony.calls.store import CallRepository
@@ -416,7 +417,10 @@ async def test_open_incidents_are_paged_by_offset_and_the_page_names_the_next(
                                  ("offset=1.5", "offset", "0-100000"),
                                  ("limit=0", "limit", "1-500"),
                                  ("limit=" + "9" * 5000, "limit", "1-500"),
-                                 ("page=2", "page", "")):
+                                 ("page=2", "page", ""),
+                                 # Sent twice: the first silently counted.
+                                 ("limit=1&limit=500", "limit", "lebih dari sekali"),
+                                 ("offset=0&offset=2", "offset", "lebih dari sekali")):
         response = await api.client.get(f"/api/incidents?{query}", headers=op)
         assert response.status == 422, query
         error = await error_of(response)
@@ -594,6 +598,14 @@ async def test_calls_are_listed_with_filters(api: Api) -> None:
                    {"since": "2025-01-01T00:00:00"}, {"colour": "red"}):
         response = await api.client.get("/api/calls", headers=op, params=params)
         assert response.status == 422, params
+    # A "+" not escaped in the address arrives as a space: the reason says how to send it.
+    response = await api.client.get(URL("/api/calls?since=2025-01-01T00:00:00+07:00",
+                                        encoded=True), headers=op)
+    error = await error_of(response)
+    assert response.status == 422 and "%2B" in error["message"]
+    # A parameter sent twice is refused, not read as its first value.
+    response = await api.client.get("/api/calls?line=112&line=119", headers=op)
+    assert (response.status, (await error_of(response))["field"]) == (422, "line")
 
 
 async def test_looking_up_calls_is_audited(api: Api) -> None:
