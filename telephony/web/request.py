@@ -21,7 +21,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 from multidict import MultiDict, MultiMapping
 
 from telephony.calls.ids import valid_call_id
-from telephony.core.text import ascii_digits, unsafe_text
+from telephony.core.text import unsafe_text, whole_number
 from telephony.incidents.attachment_meta import check_filename
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
@@ -163,10 +163,10 @@ def query_int(query: Mapping[str, str], name: str, default: int, high: int, *,
     raw = query.get(name)
     if raw is None:
         return default
-    # The digits' count first: int() of a 5,000-digit string is refused by Python itself.
-    if not ascii_digits(raw) or len(raw) > 18 or not low <= int(raw) <= high:
+    number = whole_number(raw)
+    if number is None or not low <= number <= high:
         raise ApiError(422, "invalid", f"{name} harus bilangan {low}-{high}.", field=name)
-    return int(raw)
+    return number
 
 
 def query_instant(query: Mapping[str, str], name: str) -> datetime | None:
