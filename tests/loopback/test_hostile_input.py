@@ -34,10 +34,11 @@ from tests.support.web import PASSWORD
 # (not valid UTF-8), a newline, digits of another script, a huge number, a dot path.
 HOSTILE_IDS: Final = ("1%00", "%ED%A0%80", "1%0A", "%D9%A1%D9%A2", "9" * 40, "%FF%FE",
                       "-1", "0", "1.5", "--x", "%E2%80%AE1", "%C3%A9", "9223372036854775808")
+# "9" * 5000: past 4300 digits Python's int() refuses the text with a ValueError of its own.
 HOSTILE_VALUES: Final = ("a%00b", "%ED%A0%80", "9999-12-31", "9999-12-31T23:59:59%2B00:00",
-                         "0001-01-01T00:00:00-23:59", "9" * 30)
+                         "0001-01-01T00:00:00-23:59", "9" * 30, "9" * 5000)
 HOSTILE_TEXTS: Final = ("a\x00b", "\ud800", "9999-12-31", "PJSIP/op1001\n", "--x", "-f",
-                        "nama\nbaris", "\u202eanirS", "\u0661\u0662", "x" * 100_000)
+                        "nama\nbaris", "\u202eanirS", "\u0661\u0662", "x" * 100_000, "9" * 5000)
 # Values of the wrong type, put in every field of a body in turn.
 WRONG_TYPES: Final[tuple[Any, ...]] = (None, True, -1, 10 ** 30, 1.5, -0.0, [], {}, ["x"],
                                        {"x": 1}, "")
