@@ -605,6 +605,10 @@ async def test_calls_are_listed_with_filters(api: Api) -> None:
                                         encoded=True), headers=op)
     error = await error_of(response)
     assert response.status == 422 and "%2B" in error["message"]
+    # A window that ends before it starts matches nothing: refused, not an empty list.
+    response = await api.client.get("/api/calls", headers=op, params={
+        "since": "2025-02-01T00:00:00+07:00", "until": "2025-01-01T00:00:00+07:00"})
+    assert (response.status, (await error_of(response))["field"]) == (422, "until")
     # A parameter sent twice is refused, not read as its first value.
     response = await api.client.get("/api/calls?line=112&line=119", headers=op)
     assert (response.status, (await error_of(response))["field"]) == (422, "line")
