@@ -66,7 +66,9 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     await ctx.accounts.audit(
         actor=actor_of(request), action="recording.play", object_type="recording",
         object_id=str(recording.recording_id), remote_address=remote_of(request),
-        detail={"call_id": recording.call_id, "range": request.headers.get("Range")})
+        # HEAD too (the same handler; no audio sent, but the access is the same), told apart.
+        detail={"call_id": recording.call_id, "range": request.headers.get("Range"),
+                "method": request.method})
     return response
 
 

@@ -369,7 +369,9 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
     await ctx.accounts.audit(
         actor=actor_of(request), action="attachment.download", object_type="attachment",
         object_id=str(attachment_id), remote_address=remote_of(request),
-        detail={"incident_id": incident_id, "range": request.headers.get("Range")})
+        # HEAD too (the same handler; no bytes sent, but the access is the same), told apart.
+        detail={"incident_id": incident_id, "range": request.headers.get("Range"),
+                "method": request.method})
     return response
 
 

@@ -728,16 +728,21 @@ async def test_recordings_stream_with_range_and_every_playback_is_audited(api: A
     response = await api.client.get(url, headers={**supervisor, "Range": "bytes=-0"})
     assert response.status == 416 and response.headers["Content-Range"] == "bytes */5000"
     assert (await response.json())["error"]["code"] == "range_not_satisfiable"
+    # HEAD: the GET's headers, no audio; audited as an access, and told apart from a play.
+    response = await api.client.head(url, headers=supervisor)
+    assert response.status == 200 and await response.read() == b""
+    assert response.headers["Content-Length"] == "5000"
     plays = await api.audit("recording.play")
-    assert [(r["actor"], r["object_id"]) for r in plays] == [("sup1", str(number))] * 4
+    assert [(r["actor"], r["object_id"]) for r in plays] == [("sup1", str(number))] * 5
     assert [json.loads(r["detail"])["range"] for r in plays] == [
-        None, "bytes=100-199", "bytes=-10", "bytes=9000-"]
+        None, "bytes=100-199", "bytes=-10", "bytes=9000-", None]
+    assert [json.loads(r["detail"])["method"] for r in plays] == ["GET"] * 4 + ["HEAD"]
     assert {r["remote_address"] for r in plays} == {"127.0.0.1"}
     listed = await (await api.client.get("/api/audit", headers=supervisor, params={
         "object_type": "recording", "object_id": str(number)})).json()
     conforms(listed, "AuditList")
     assert [e["detail"]["range"] for e in listed["entries"]] == [
-        "bytes=9000-", "bytes=-10", "bytes=100-199", None]
+        None, "bytes=9000-", "bytes=-10", "bytes=100-199", None]
     # And the call shows its recording.
     call = await (await api.client.get(f"/api/calls/{FIRE_CALL}", headers=supervisor)).json()
     assert [r["recording_id"] for r in call["recordings"]] == [number]
