@@ -9,14 +9,16 @@ never builds an error response itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, BodyPartReader, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 from multidict import MultiDict, MultiMapping
 
@@ -246,6 +248,41 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
+@contextlib.contextmanager
+def _disposition_checked() -> Iterator[None]:
+    """Refuse (422) a Content-Disposition aiohttp cannot read (no disposition type, a
+    filename* in an unknown charset ...): aiohttp only warns and drops it, so the upload would
+    be refused for a missing name with the client's header in a warning on stderr (or, where
+    warnings are errors, a 500)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BadContentDispositionHeader)
+        warnings.simplefilter("error", BadContentDispositionParam)
+        try:
+            yield
+        except (BadContentDispositionHeader, BadContentDispositionParam) as exc:
+            raise ApiError(422, "invalid", "Header Content-Disposition tidak sah; kirim nama "
+                                           "berkas sebagai filename=\"nama.jpg\".",
+                           field="filename") from exc
+
+
+async def _multipart_file(request: web.Request) -> tuple[str, AsyncIterator[bytes]]:
+    """The ``file`` part of a multipart form; a body that is not multipart as its
+    Content-Type says (no boundary, no such boundary in the body) is refused (400): aiohttp
+    raises a ValueError, which was a 500."""
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                with _disposition_checked():
+                    filename = part.filename
+                return check_filename(filename), _part_chunks(part)
+            await part.release()
+    except ValueError as exc:
+        raise ApiError(400, "bad_multipart", "Unggahan multipart tidak sah: batas (boundary) "
+                                             "tidak ada atau tidak ditemukan.") from exc
+    raise ApiError(422, "invalid", "Unggahan tidak berisi bagian 'file'.", field="file")
+
+
 async def read_upload(request: web.Request, max_bytes: int
                       ) -> tuple[str, AsyncIterator[bytes]]:
     """The client's file name and the file's bytes, from a multipart form (field ``file``)
@@ -255,19 +292,15 @@ async def read_upload(request: web.Request, max_bytes: int
         if declared is not None and declared > max_bytes + MULTIPART_OVERHEAD:
             raise ApiError(413, "too_large", f"Berkas terlalu besar (maksimal "
                                              f"{max_bytes / 1_048_576:.0f} MB).")
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                return check_filename(part.filename), _part_chunks(part)
-            await part.release()
-        raise ApiError(422, "invalid", "Unggahan tidak berisi bagian 'file'.", field="file")
+        return await _multipart_file(request)
     if declared is not None and declared > max_bytes:
         raise ApiError(413, "too_large",
                        f"Berkas terlalu besar (maksimal {max_bytes / 1_048_576:.0f} MB).")
     name = query_of(request).get("filename")
     if name is None and (disposition := request.headers.get("Content-Disposition")):
-        name = content_disposition_filename(parse_content_disposition(disposition)[1],
-                                            "filename")
+        with _disposition_checked():
+            name = content_disposition_filename(parse_content_disposition(disposition)[1],
+                                                "filename")
     return check_filename(name), request.content.iter_chunked(UPLOAD_CHUNK)
 
 

@@ -859,6 +859,18 @@ async def test_bad_uploads_keep_nothing(api: Api) -> None:
             await refused(await api.client.post(url, data=form, headers=op), 422)
     await refused(await api.client.post(url, data=PNG, headers={
         **op, "Content-Disposition": 'attachment; filename="../secret.png"'}), 422)
+    # A Content-Disposition aiohttp cannot read (no disposition type; a filename* in an
+    # unknown charset): aiohttp only warned and dropped it (a 500 where warnings are errors).
+    for disposition in (';;;="\\', "attachment; filename*=x-bogus''a%FF.png"):
+        await refused(await api.client.post(url, data=PNG, headers={
+            **op, "Content-Disposition": disposition}), 422)
+    # Multipart that is not: no boundary, a boundary the body lacks, an empty body (each a
+    # ValueError of aiohttp's, which was a 500).
+    for content_type, body in (("multipart/form-data", PNG),
+                               ("multipart/form-data; boundary=zz", b"--yy\r\n\r\n" + PNG),
+                               ("multipart/form-data; boundary=zz", b"")):
+        await refused(await api.client.post(url, data=body, headers={
+            **op, "Content-Type": content_type}), 400)
     # No name at all, an empty file, no file part.
     await refused(await api.client.post(url, data=PNG, headers=op), 422)
     await refused(await api.client.post(url, params={"filename": "kosong.txt"}, data=b"",
