@@ -127,9 +127,10 @@ class Route:
 
 
 _ERROR_TEXT: Final[Mapping[int, str]] = {
-    400: "Permintaan tidak sah", 401: "Belum masuk atau sesi berakhir",
+    400: "Isi permintaan tidak dapat dibaca (bukan JSON, multipart, atau kompresi yang sah)",
+    401: "Belum masuk atau sesi berakhir",
     403: "Tidak berhak (peran, atau token CSRF tidak ada)", 404: "Tidak ditemukan",
-    409: "Bertentangan dengan keadaan saat ini", 413: "Berkas terlalu besar",
+    409: "Bertentangan dengan keadaan saat ini", 413: "Berkas atau permintaan terlalu besar",
     415: "Jenis isi harus application/json", 416: "Rentang byte tidak dapat dipenuhi",
     422: "Isian tidak sah", 429: "Terlalu banyak percobaan masuk",
     502: "Asterisk tidak menerima perubahan", 503: "Basis data sedang tidak tersedia",
@@ -282,6 +283,10 @@ def _operation(route: Route) -> dict[str, Any]:
         errors.add(404)
     if route.body is not None or route.query:
         errors.add(422)
+    if route.body is not None:
+        # A body that cannot be read (not JSON, a broken multipart or Content-Encoding), and
+        # one past the server's limit, whatever the route.
+        errors |= {400, 413}
     if route.body is not None and route.body.schema is not None:
         errors.add(415)
     for status in sorted(errors):
