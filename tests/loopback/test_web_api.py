@@ -433,6 +433,36 @@ async def test_open_incidents_are_paged_by_offset_and_the_page_names_the_next(
     assert parameters["limit"] == {"type": "integer", "minimum": 1, "maximum": 500}
 
 
+async def test_the_audit_log_is_paged_by_a_cursor_that_new_entries_do_not_shift(
+    api: Api
+) -> None:
+    """/api/audit gave the newest 500 entries and nothing older: an auditor could not reach
+    last month's. Each page names next_before; new entries meanwhile do not shift it."""
+    supervisor = await api.account("sup1", "supervisor")
+    for _ in range(4):
+        await api.login("sup1")
+    whole = await (await api.client.get("/api/audit", headers=supervisor)).json()
+    conforms(whole, "AuditList")
+    ids = [e["audit_id"] for e in whole["entries"]]
+    assert len(ids) >= 5 and whole["next_before"] is None  # the account, its logins
+    followed: list[int] = []
+    query = "limit=2"
+    while True:
+        page = await (await api.client.get(f"/api/audit?{query}", headers=supervisor)).json()
+        conforms(page, "AuditList")
+        followed += [e["audit_id"] for e in page["entries"]]
+        if page["next_before"] is None:
+            break
+        await api.login("sup1")  # a newer entry: the next page is still the older ones
+        query = f"limit=2&before={page['next_before']}"
+    assert followed == ids
+    for bad in ("before=0", "before=-1", "before=x", "before=" + "9" * 19,
+                "before=1&before=2"):
+        response = await api.client.get(f"/api/audit?{bad}", headers=supervisor)
+        assert response.status == 422, bad
+        assert (await error_of(response))["field"] == "before"
+
+
 async def test_unknown_incidents_are_404_and_change_nothing(api: Api) -> None:
     op = await api.account("op1", "operator")
     client = api.client
