@@ -16,6 +16,7 @@ from telephony.web.request import (
     actor_of,
     context_of,
     file_response,
+    head_mark,
     instant_json,
     json_response,
     path_id,
@@ -66,9 +67,8 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     await ctx.accounts.audit(
         actor=actor_of(request), action="recording.play", object_type="recording",
         object_id=str(recording.recording_id), remote_address=remote_of(request),
-        # HEAD too (the same handler; no audio sent, but the access is the same), told apart.
         detail={"call_id": recording.call_id, "range": request.headers.get("Range"),
-                "method": request.method})
+                **head_mark(request)})
     return response
 
 

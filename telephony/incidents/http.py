@@ -33,6 +33,7 @@ from telephony.web.request import (
     actor_of,
     context_of,
     file_response,
+    head_mark,
     instant_json,
     json_body,
     json_response,
@@ -369,9 +370,8 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
     await ctx.accounts.audit(
         actor=actor_of(request), action="attachment.download", object_type="attachment",
         object_id=str(attachment_id), remote_address=remote_of(request),
-        # HEAD too (the same handler; no bytes sent, but the access is the same), told apart.
         detail={"incident_id": incident_id, "range": request.headers.get("Range"),
-                "method": request.method})
+                **head_mark(request)})
     return response
 
 

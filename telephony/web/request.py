@@ -304,6 +304,13 @@ async def read_upload(request: web.Request, max_bytes: int
     return check_filename(name), request.content.iter_chunked(UPLOAD_CHUNK)
 
 
+def head_mark(request: web.Request) -> dict[str, str]:
+    """What an audit entry of a file's read adds for a HEAD: the same handler answers it
+    (the same access, but no bytes sent), and an auditor must not read a link checker's HEAD
+    as a playback or a download. Nothing for a GET, whose entries stay as they were."""
+    return {"method": "HEAD"} if request.method == "HEAD" else {}
+
+
 def file_response(request: web.Request, path: Path, headers: Mapping[str, str]
                   ) -> web.FileResponse:
     """A file (a recording, an attachment) answered with HTTP Range as aiohttp does it, except
