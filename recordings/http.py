@@ -16,6 +16,7 @@ from telephony.web.request import (
     actor_of,
     context_of,
     file_response,
+    head_mark,
     instant_json,
     json_response,
     path_id,
@@ -66,7 +67,8 @@ async def play_recording(request: web.Request) -> web.StreamResponse:
     await ctx.accounts.audit(
         actor=actor_of(request), action="recording.play", object_type="recording",
         object_id=str(recording.recording_id), remote_address=remote_of(request),
-        detail={"call_id": recording.call_id, "range": request.headers.get("Range")})
+        detail={"call_id": recording.call_id, "range": request.headers.get("Range"),
+                **head_mark(request)})
     return response
 
 

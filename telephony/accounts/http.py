@@ -6,13 +6,14 @@ Logging in is the one public route. The console's login form is the console shel
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 
 from telephony.accounts.model import Session, account_json
 from telephony.accounts.store import AuditEntry
 from telephony.calls.archive import MAX_LIMIT
+from telephony.core.text import MAX_DIGITS
 from telephony.web.request import (
     context_of,
     instant_json,
@@ -35,6 +36,9 @@ from telephony.web.routing import (
     limit_param,
 )
 from telephony.web.security import clear_session_cookies, set_session_cookies
+
+# The largest audit_id a query may name: any whole number a query parameter can carry.
+MAX_AUDIT_ID: Final = 10**MAX_DIGITS - 1
 
 
 def session_json(session: Session, token: str | None = None) -> dict[str, Any]:
@@ -83,16 +87,19 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def list_audit(request: web.Request) -> web.StreamResponse:
-    """The newest audit log entries, optionally about one object or by one actor."""
+    """A page of the audit log, newest first, optionally about one object or by one actor;
+    the next page is asked for with ``?before=`` the page's ``next_before``."""
     query = query_of(request)
-    entries = await context_of(request).accounts.audit_entries(
+    found = await context_of(request).accounts.audit_page(
         request[SESSION].account.role,
         object_type=query_text(query, "object_type", 40),
         object_id=query_text(query, "object_id", 64),
         actor=query_text(query, "actor", 64),
         limit=query_int(query, "limit", 100, MAX_LIMIT),
+        before=query_int(query, "before", 0, MAX_AUDIT_ID) or None,  # absent: the newest
     )
-    return json_response({"entries": [audit_json(entry) for entry in entries]})
+    return json_response({"entries": [audit_json(entry) for entry in found.entries],
+                          "next_before": found.next_before})
 
 
 def routes() -> list[Route]:
@@ -109,5 +116,8 @@ def routes() -> list[Route]:
                   Param("object_type", {"type": "string", "maxLength": 40}, "Jenis objek"),
                   Param("object_id", {"type": "string", "maxLength": 64}, "Nomor objek"),
                   Param("actor", {"type": "string", "maxLength": 64}, "Pelaku"),
-                  limit_param(MAX_LIMIT))),
+                  limit_param(MAX_LIMIT),
+                  Param("before", {"type": "integer", "minimum": 1, "maximum": MAX_AUDIT_ID},
+                        "Hanya entri yang lebih lama dari audit_id ini (next_before halaman "
+                        "sebelumnya)"))),
     ]

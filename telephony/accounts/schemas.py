@@ -7,7 +7,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from telephony.web.schemas import DATETIME, Schema, all_required, object_schema, ref, text
+from telephony.web.schemas import (
+    DATETIME,
+    NULLABLE_INT,
+    Schema,
+    all_required,
+    object_schema,
+    ref,
+    text,
+)
 
 SCHEMAS: Final[Mapping[str, Schema]] = {
     "Account": all_required({
@@ -34,5 +42,11 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "object_id": {"type": "string"}, "remote_address": {"type": "string"},
         "detail": {"type": "object"},
     }),
-    "AuditList": all_required({"entries": {"type": "array", "items": ref("AuditEntry")}}),
+    "AuditList": all_required({
+        "entries": {"type": "array", "items": ref("AuditEntry")},
+        "next_before": {**NULLABLE_INT, "description":
+                        "Kirim sebagai ?before= untuk halaman berikutnya (lebih lama); null "
+                        "bila ini halaman terakhir"},
+    }, "Satu halaman log audit, terbaru dahulu. Log hanya bertambah: halaman yang dibaca "
+       "dengan before tidak bergeser oleh entri baru."),
 }

@@ -41,7 +41,7 @@ from telephony.accounts.model import (
     token_digest,
 )
 from telephony.accounts.passwords import PasswordHasher
-from telephony.accounts.store import AccountRepository, AuditEntry
+from telephony.accounts.store import AccountRepository, AuditEntry, AuditPage
 from telephony.db.connection import Database
 from telephony.settings import Settings
 
@@ -278,22 +278,34 @@ class AccountService:
         self, reader: Role, *, object_type: str | None = None, object_id: str | None = None,
         actor: str | None = None, limit: int = 100,
     ) -> list[AuditEntry]:
-        """The newest audit entries first, optionally about one object or by one actor, as
-        ``reader`` may see them: callers' data masked for a role that may not see it (an
-        admin), and entries whose object is caller data never found by that object (the
-        search itself would tell whether a number was looked up)."""
+        """The newest audit entries first (see :meth:`audit_page`)."""
+        return (await self.audit_page(reader, object_type=object_type, object_id=object_id,
+                                      actor=actor, limit=limit)).entries
+
+    async def audit_page(
+        self, reader: Role, *, object_type: str | None = None, object_id: str | None = None,
+        actor: str | None = None, limit: int = 100, before: int | None = None,
+    ) -> AuditPage:
+        """A page of the audit log, newest first, optionally about one object or by one
+        actor, older than the entry ``before``, as ``reader`` may see it: callers' data
+        masked for a role that may not see it (an admin), and entries whose object is caller
+        data never found by that object (the search itself would tell whether a number was
+        looked up). The next page starts past the last entry read, whether or not it was
+        shown (one row past the page tells whether there is one)."""
 
         async def work(connection: asyncpg.Connection) -> list[AuditEntry]:
             return await self._repo.audit_entries(connection, object_type=object_type,
                                                   object_id=object_id, actor=actor,
-                                                  limit=limit)
+                                                  limit=limit + 1, before=before)
 
         entries = await self._database.run(work)
+        next_before = entries[limit - 1].audit_id if len(entries) > limit else None
+        entries = entries[:limit]
         if sees_caller_data(reader):
-            return entries
+            return AuditPage(entries, next_before)
         if object_id is not None:
             entries = [entry for entry in entries if not masks_object(entry.action)]
-        return [self._masked(entry) for entry in entries]
+        return AuditPage([self._masked(entry) for entry in entries], next_before)
 
     @staticmethod
     def _masked(entry: AuditEntry) -> AuditEntry:

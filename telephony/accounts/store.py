@@ -32,6 +32,15 @@ class AuditEntry:
     detail: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class AuditPage:
+    """A page of the audit log, newest first, and where the next (older) one starts: the
+    ``before`` to ask for, or ``None`` after the oldest entry."""
+
+    entries: list[AuditEntry]
+    next_before: int | None
+
+
 class AccountRepository:
     """Reads and writes the account tables. Holds no connection: callers pass one in."""
 
@@ -221,17 +230,21 @@ class AccountRepository:
     async def audit_entries(
         self, connection: asyncpg.Connection, *, object_type: str | None = None,
         object_id: str | None = None, actor: str | None = None, limit: int = 100,
+        before: int | None = None,
     ) -> list[AuditEntry]:
-        """The newest entries first, optionally about one object or by one actor."""
+        """The newest entries first, optionally about one object or by one actor, and only
+        those older than the entry ``before`` (the log only grows, so a page read by this
+        cursor never shifts as new entries arrive)."""
         rows = await connection.fetch(
             """
             SELECT * FROM audit_log
             WHERE ($1::text IS NULL OR object_type = $1)
               AND ($2::text IS NULL OR object_id = $2)
               AND ($3::text IS NULL OR actor = $3)
+              AND ($5::bigint IS NULL OR audit_id < $5)
             ORDER BY audit_id DESC
             LIMIT $4
             """,
-            object_type, object_id, actor, limit,
+            object_type, object_id, actor, limit, before,
         )
         return [from_row(AuditEntry, row, detail=json.loads(row["detail"])) for row in rows]

@@ -39,7 +39,7 @@ from telephony.admin.versions import (
     menu_tree,
     screening_document,
 )
-from telephony.core.text import ascii_digits
+from telephony.core.text import ascii_digits, whole_number
 from telephony.desks.commands import phone_secret_text
 from telephony.desks.operators import MAX_LEVEL, skill_queues
 from telephony.desks.phones import PhoneKind, phone_kind
@@ -221,7 +221,8 @@ class AdminPages:
         skills: dict[str, int] = {}
         for name, raw in form.items():
             if name.startswith("skill.") and raw not in ("", "0"):
-                skills[name[len("skill."):]] = int(raw) if ascii_digits(raw) else -1
+                number = whole_number(raw)
+                skills[name[len("skill."):]] = -1 if number is None else number
         interface = form.get("interface", "").strip()
         raw_phone = form.get("phone")
         phone = None if raw_phone is None else phone_kind(raw_phone)

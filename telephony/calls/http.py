@@ -13,6 +13,7 @@ from aiohttp import web
 from recordings.http import recording_json
 from telephony.calls.archive import DISPOSITIONS, LINES, MAX_LIMIT, CallFilter
 from telephony.calls.store import CallRecord
+from telephony.web.errors import ApiError
 from telephony.web.request import (
     actor_of,
     context_of,
@@ -48,6 +49,9 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
         disposition=query_choice(query, "disposition", DISPOSITIONS),
         limit=query_int(query, "limit", 100, MAX_LIMIT),
     )
+    if which.since is not None and which.until is not None and which.until < which.since:
+        # Nothing can match: a client that swapped the two would read "no calls".
+        raise ApiError(422, "invalid", "until tidak boleh sebelum since.", field="until")
     ctx = context_of(request)
     records = await ctx.calls.recent(which)
     # Who looked up whose calls: searching a number is the privacy-relevant act.

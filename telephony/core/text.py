@@ -88,6 +88,17 @@ def ascii_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+# No number a person or client gives us (an id, a level, a priority, a page) has more digits;
+# past 4300 Python's int() refuses the text with a ValueError, where the caller expects a
+# number or a refusal of its own (a 500 in the API).
+MAX_DIGITS: Final = 18
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` as a whole number when it is 1-18 ASCII digits; ``None`` otherwise."""
+    return int(text) if ascii_digits(text) and len(text) <= MAX_DIGITS else None
+
+
 # The reasons an administrator meets when the line cannot read or write a file, in the
 # language of the rest of the message. ``strerror`` is the C library's, in English; any errno
 # not named here keeps it, which is still one readable line.

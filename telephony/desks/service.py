@@ -37,7 +37,7 @@ from telephony.accounts.model import Account, AccountNotFound, Role, clean_usern
 from telephony.accounts.store import AccountRepository
 from telephony.ami.actions import AmiActionError, AmiActions, AsteriskUnavailable
 from telephony.core.errors import Conflict, Invalid, SiagaError
-from telephony.core.text import ascii_digits
+from telephony.core.text import whole_number
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.db.migrate import hold_schema_lock
 from telephony.desks.operators import (
@@ -209,12 +209,13 @@ def parse_skill_levels(raw: Sequence[str]) -> dict[str, int]:
     for item in raw:
         skill, _, level = item.partition("=")
         skill = skill.strip().lower()
-        if not skill or not ascii_digits(level.strip()) or not 1 <= int(level) <= MAX_LEVEL:
+        number = whole_number(level.strip())
+        if not skill or number is None or not 1 <= number <= MAX_LEVEL:
             raise InvalidDeskInput("skill", f"Keahlian harus berbentuk NAMA=1..{MAX_LEVEL}, "
                                             f"bukan {item[:40]!r}.")
         if skill in skills:
             raise InvalidDeskInput("skill", f"Keahlian {skill[:40]} disebut dua kali.")
-        skills[skill] = int(level)
+        skills[skill] = number
     return skills
 
 

@@ -33,6 +33,7 @@ from telephony.web.request import (
     actor_of,
     context_of,
     file_response,
+    head_mark,
     instant_json,
     json_body,
     json_response,
@@ -51,9 +52,14 @@ from telephony.web.routing import (
     Reply,
     Route,
     limit_param,
+    offset_param,
 )
 
 log = logging.getLogger("telephony.web")
+
+# How far a client may page into the open incidents: far past any real backlog, short of the
+# deep OFFSET scans a hostile client could ask PostgreSQL for.
+MAX_OFFSET: Final = 100_000
 
 _UPLOAD: Final = Body(None, {
     "multipart/form-data": {"type": "object", "properties": {
@@ -178,12 +184,17 @@ def incident_sla_json(ctx: ApiContext, incident: Incident) -> dict[str, Any]:
 
 
 async def list_incidents(request: web.Request) -> web.StreamResponse:
-    """Open incidents, most urgent first, then oldest first."""
+    """A page of the open incidents, most urgent first, then oldest first, with the offset
+    of the next page (``null`` on the last): one row past the page tells whether it is."""
     ctx = context_of(request)
-    limit = query_int(query_of(request), "limit", 200, MAX_LIMIT)
-    incidents = await ctx.incidents.open_incidents(limit=limit)
-    return json_response({"incidents": [incident_sla_json(ctx, incident)
-                                        for incident in incidents]})
+    query = query_of(request)
+    limit = query_int(query, "limit", 200, MAX_LIMIT)
+    offset = query_int(query, "offset", 0, MAX_OFFSET, low=0)
+    incidents = await ctx.incidents.open_incidents(limit=limit + 1, offset=offset)
+    return json_response({
+        "incidents": [incident_sla_json(ctx, incident) for incident in incidents[:limit]],
+        "next_offset": offset + limit if len(incidents) > limit else None,
+    })
 
 
 async def overdue_incidents(request: web.Request) -> web.StreamResponse:
@@ -359,7 +370,8 @@ async def download_attachment(request: web.Request) -> web.StreamResponse:
     await ctx.accounts.audit(
         actor=actor_of(request), action="attachment.download", object_type="attachment",
         object_id=str(attachment_id), remote_address=remote_of(request),
-        detail={"incident_id": incident_id, "range": request.headers.get("Range")})
+        detail={"incident_id": incident_id, "range": request.headers.get("Range"),
+                **head_mark(request)})
     return response
 
 
@@ -383,8 +395,10 @@ def routes() -> list[Route]:
     """The incidents' routes, with who may call them."""
     incident = "/api/incidents/{incident_id}"
     return [
-        Route("GET", "/api/incidents", list_incidents, CASEWORK, "Insiden terbuka",
-              "insiden", Reply(200, "IncidentList"), query=(limit_param(MAX_LIMIT),)),
+        Route("GET", "/api/incidents", list_incidents, CASEWORK,
+              "Insiden terbuka, per halaman (ikuti next_offset)", "insiden",
+              Reply(200, "IncidentPage"),
+              query=(limit_param(MAX_LIMIT), offset_param(MAX_OFFSET))),
         Route("POST", "/api/incidents", create_incident, CASEWORK,
               "Buka insiden untuk sebuah panggilan", "insiden", Reply(201, "Incident"),
               Body("CreateIncident"), errors=(404, 409)),

@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any, Final, TypeVar
 
 from telephony.core.labels import LabelledIntEnum, LabelledStrEnum
-from telephony.core.text import BIDI_MESSAGE, ascii_digits, bidi_control, unsafe_line
+from telephony.core.text import BIDI_MESSAGE, bidi_control, unsafe_line, whole_number
 from telephony.incidents.errors import InvalidTransition, ValidationError
 
 # --------------------------------------------------------------------------------------------
@@ -145,8 +145,7 @@ def parse_priority(value: object) -> Priority:
         text = value.strip().lower()
         if text in _PRIORITY_NAMES:
             return _PRIORITY_NAMES[text]
-        if ascii_digits(text):
-            number = int(text)
+        number = whole_number(text)
     if number is not None and number in {p.value for p in Priority}:
         return Priority(number)
     raise ValidationError(
@@ -438,8 +437,8 @@ class IncidentEvent:
 
 def parse_rating(value: object) -> int:
     """A caller's rating: a whole number 1-5 (DTMF digits arrive as strings)."""
-    if isinstance(value, str) and ascii_digits(value.strip()):
-        value = int(value.strip())
+    if isinstance(value, str) and (number := whole_number(value.strip())) is not None:
+        value = number
     if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5:
         return value
     raise ValidationError("rating", "Penilaian harus angka 1 sampai 5.")

@@ -53,6 +53,14 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "sla": ref("SlaClock"),
     }),
     "IncidentList": all_required({"incidents": {"type": "array", "items": ref("Incident")}}),
+    "IncidentPage": all_required({
+        "incidents": {"type": "array", "items": ref("Incident")},
+        "next_offset": {**NULLABLE_INT, "description":
+                        "Offset halaman berikutnya (kirim sebagai ?offset=); null bila ini "
+                        "halaman terakhir"},
+    }, "Satu halaman insiden terbuka. Urutan tetap (prioritas, waktu dibuat, id), tetapi "
+       "daftar berubah selagi dibaca: insiden yang ditutup atau berganti prioritas dapat "
+       "menggeser batas halaman."),
     "TimelineEvent": all_required({
         "event_id": {"type": "integer"}, "at": DATETIME, "actor": {"type": "string"},
         "kind": {"type": "string"}, "detail": {"type": "object"},

@@ -63,16 +63,13 @@ class MonitoringApi:
 
     def routes(self) -> list[Route]:
         """The three routes, public in the table (see the module's note on /metrics); the
-        two probes answer HEAD too, since uptime checkers and load balancers probe with it
-        (aiohttp adds HEAD only to routes registered with add_get, not the table's)."""
-        probes = [(method, path, handler, summary, errors)
-                  for method in ("GET", "HEAD")
-                  for path, handler, summary, errors in (
-                      ("/healthz", self.healthz, "Proses hidup", ()),
-                      ("/readyz", self.readyz, "Siap menerima panggilan", (503,)))]
+        table answers HEAD on each as on its GET, which uptime checkers and load balancers
+        probe with."""
         return [
             Route("GET", "/metrics", self.metrics, PUBLIC, "Metrik Prometheus", TAG,
                   Reply(200, None, _TEXT), errors=(403,)),
-            *(Route(method, path, handler, PUBLIC, summary, TAG, Reply(200, None, _STATUS),
-                    errors=errors) for method, path, handler, summary, errors in probes),
+            Route("GET", "/healthz", self.healthz, PUBLIC, "Proses hidup", TAG,
+                  Reply(200, None, _STATUS)),
+            Route("GET", "/readyz", self.readyz, PUBLIC, "Siap menerima panggilan", TAG,
+                  Reply(200, None, _STATUS), errors=(503,)),
         ]

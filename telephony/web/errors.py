@@ -65,9 +65,17 @@ def api_error(exc: BaseException) -> ApiError | None:
     if isinstance(exc, SiagaError):
         # Our own faults (status 500) are answered like a bug, never with their text.
         return ApiError.of(exc) if exc.is_refusal else None
+    if isinstance(exc, web.RequestPayloadError):
+        # The body could not be read as sent: its Content-Encoding (gzip, deflate) is corrupt
+        # or its chunked framing broken. The client's fault, not a bug of ours.
+        return ApiError(400, "bad_body", "Isi permintaan tidak dapat dibaca: kompresinya "
+                                         "(Content-Encoding) atau pemotongannya rusak.")
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         code, message = _HTTP_TEXT.get(exc.status, ("http_error", exc.reason))
-        return ApiError(exc.status, code, message)
+        # A 405 names the methods the path serves (RFC 9110 15.5.6); aiohttp's other
+        # headers (its text/plain Content-Type) are not ours to send.
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return ApiError(exc.status, code, message, headers=allow)
     return None
 
 

@@ -9,25 +9,27 @@ never builds an error response itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, BodyPartReader, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 from multidict import MultiDict, MultiMapping
 
 from telephony.calls.ids import valid_call_id
-from telephony.core.text import ascii_digits, unsafe_text
+from telephony.core.text import unsafe_text, whole_number
 from telephony.incidents.attachment_meta import check_filename
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, dumps
 from telephony.web.routing import ROUTE_TABLE, SESSION, Route
 from telephony.web.schemas import too_deep, validate
-from telephony.web.security import FORM_TYPE
+from telephony.web.security import FORM_TYPE, read_form
 
 UPLOAD_CHUNK: Final = 64 * 1024
 # The days and instants a query may name: enough for any record or report of the line, and
@@ -127,12 +129,14 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise ApiError(415, "unsupported_media_type",
                        "Kirim isi permintaan sebagai application/json.")
     try:
-        data = loads_unique(await request.text())
+        # UTF-8 whatever charset the Content-Type names: JSON exchanged between systems is
+        # UTF-8 (RFC 8259 8.1), and an unknown charset made aiohttp's text() a LookupError.
+        data = loads_unique((await request.read()).decode("utf-8"))
     except DuplicateKey as exc:
         raise ApiError(422, "invalid", f"Isi permintaan tidak sah: {exc}.") from exc
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: nested deeper than the decoder goes (hostile, not a bug of ours).
-        raise ApiError(400, "bad_json", "Isi permintaan bukan JSON yang sah.") from exc
+        raise ApiError(400, "bad_json", "Isi permintaan bukan JSON (UTF-8) yang sah.") from exc
     if too_deep(data):
         raise ApiError(400, "bad_json", "Isi permintaan bersarang terlalu dalam.")
     validate(data, request.app[ROUTE_TABLE].schemas[body.schema])
@@ -141,23 +145,30 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 def query_of(request: web.Request) -> Mapping[str, str]:
-    """The query string, refusing parameters the route does not document."""
+    """The query string, refusing parameters the route does not document, and one sent
+    twice: every parameter is one value, and ``?limit=1&limit=500`` silently used the first
+    (a client meant one of them, and could not tell which counted)."""
     known = {param.name for param in _route(request).query}
     for name in request.query:
         if name not in known:
             raise ApiError(422, "invalid", f"Parameter tidak dikenal: {name[:40]!r}.",
                            field=name[:40])
+        if len(request.query.getall(name)) > 1:
+            raise ApiError(422, "invalid", f"Parameter {name} dikirim lebih dari sekali.",
+                           field=name)
     return request.query
 
 
-def query_int(query: Mapping[str, str], name: str, default: int, high: int) -> int:
-    """A whole number 1..``high``; ``default`` when absent."""
+def query_int(query: Mapping[str, str], name: str, default: int, high: int, *,
+              low: int = 1) -> int:
+    """A whole number ``low``..``high``; ``default`` when absent."""
     raw = query.get(name)
     if raw is None:
         return default
-    if not ascii_digits(raw) or not 1 <= int(raw) <= high:
-        raise ApiError(422, "invalid", f"{name} harus bilangan 1-{high}.", field=name)
-    return int(raw)
+    number = whole_number(raw)
+    if number is None or not low <= number <= high:
+        raise ApiError(422, "invalid", f"{name} harus bilangan {low}-{high}.", field=name)
+    return number
 
 
 def query_instant(query: Mapping[str, str], name: str) -> datetime | None:
@@ -170,8 +181,11 @@ def query_instant(query: Mapping[str, str], name: str) -> datetime | None:
     except ValueError:
         instant = None
     if instant is None or instant.tzinfo is None:
+        # An unescaped "+" of the offset arrives as a space: the example alone would read
+        # as if it had been sent right.
         raise ApiError(422, "invalid", f"{name} harus waktu ISO 8601 dengan zona waktu, "
-                                       "mis. 2025-01-31T08:00:00+07:00.", field=name)
+                                       "mis. 2025-01-31T08:00:00+07:00 (di alamat, tulis + "
+                                       "sebagai %2B).", field=name)
     if not FIRST_DAY <= instant.date() <= LAST_DAY:
         raise _out_of_range(name)
     return instant
@@ -219,7 +233,7 @@ async def form_of(request: web.Request) -> Form:
     if request.content_type != FORM_TYPE:
         raise ApiError(415, "unsupported_media_type", "Kirim formulir sebagai "
                                                       f"{FORM_TYPE}.")
-    posted = await request.post()
+    posted = await read_form(request)
     form: MultiDict[str] = MultiDict(
         (name, value) for name, value in posted.items() if isinstance(value, str))
     for name, value in form.items():
@@ -234,6 +248,41 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
+@contextlib.contextmanager
+def _disposition_checked() -> Iterator[None]:
+    """Refuse (422) a Content-Disposition aiohttp cannot read (no disposition type, a
+    filename* in an unknown charset ...): aiohttp only warns and drops it, so the upload would
+    be refused for a missing name with the client's header in a warning on stderr (or, where
+    warnings are errors, a 500)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BadContentDispositionHeader)
+        warnings.simplefilter("error", BadContentDispositionParam)
+        try:
+            yield
+        except (BadContentDispositionHeader, BadContentDispositionParam) as exc:
+            raise ApiError(422, "invalid", "Header Content-Disposition tidak sah; kirim nama "
+                                           "berkas sebagai filename=\"nama.jpg\".",
+                           field="filename") from exc
+
+
+async def _multipart_file(request: web.Request) -> tuple[str, AsyncIterator[bytes]]:
+    """The ``file`` part of a multipart form; a body that is not multipart as its
+    Content-Type says (no boundary, no such boundary in the body) is refused (400): aiohttp
+    raises a ValueError, which was a 500."""
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                with _disposition_checked():
+                    filename = part.filename
+                return check_filename(filename), _part_chunks(part)
+            await part.release()
+    except ValueError as exc:
+        raise ApiError(400, "bad_multipart", "Unggahan multipart tidak sah: batas (boundary) "
+                                             "tidak ada atau tidak ditemukan.") from exc
+    raise ApiError(422, "invalid", "Unggahan tidak berisi bagian 'file'.", field="file")
+
+
 async def read_upload(request: web.Request, max_bytes: int
                       ) -> tuple[str, AsyncIterator[bytes]]:
     """The client's file name and the file's bytes, from a multipart form (field ``file``)
@@ -243,20 +292,23 @@ async def read_upload(request: web.Request, max_bytes: int
         if declared is not None and declared > max_bytes + MULTIPART_OVERHEAD:
             raise ApiError(413, "too_large", f"Berkas terlalu besar (maksimal "
                                              f"{max_bytes / 1_048_576:.0f} MB).")
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                return check_filename(part.filename), _part_chunks(part)
-            await part.release()
-        raise ApiError(422, "invalid", "Unggahan tidak berisi bagian 'file'.", field="file")
+        return await _multipart_file(request)
     if declared is not None and declared > max_bytes:
         raise ApiError(413, "too_large",
                        f"Berkas terlalu besar (maksimal {max_bytes / 1_048_576:.0f} MB).")
     name = query_of(request).get("filename")
     if name is None and (disposition := request.headers.get("Content-Disposition")):
-        name = content_disposition_filename(parse_content_disposition(disposition)[1],
-                                            "filename")
+        with _disposition_checked():
+            name = content_disposition_filename(parse_content_disposition(disposition)[1],
+                                                "filename")
     return check_filename(name), request.content.iter_chunked(UPLOAD_CHUNK)
+
+
+def head_mark(request: web.Request) -> dict[str, str]:
+    """What an audit entry of a file's read adds for a HEAD: the same handler answers it
+    (the same access, but no bytes sent), and an auditor must not read a link checker's HEAD
+    as a playback or a download. Nothing for a GET, whose entries stay as they were."""
+    return {"method": "HEAD"} if request.method == "HEAD" else {}
 
 
 def file_response(request: web.Request, path: Path, headers: Mapping[str, str]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from aiohttp import web
@@ -80,6 +80,13 @@ def limit_param(high: int) -> Param:
                  "Jumlah maksimal baris")
 
 
+def offset_param(high: int) -> Param:
+    """The ``offset`` query parameter of a paged list: rows to skip, 0..``high`` (the page's
+    answer names the next one, so a client follows it rather than counting)."""
+    return Param("offset", {"type": "integer", "minimum": 0, "maximum": high},
+                 "Jumlah baris yang dilewati (dari next_offset halaman sebelumnya)")
+
+
 @dataclass(frozen=True)
 class Body:
     """A request body: JSON checked against the registry's ``schema``, or an upload."""
@@ -120,21 +127,43 @@ class Route:
 
 
 _ERROR_TEXT: Final[Mapping[int, str]] = {
-    400: "Permintaan tidak sah", 401: "Belum masuk atau sesi berakhir",
+    400: "Isi permintaan tidak dapat dibaca (bukan JSON, multipart, atau kompresi yang sah)",
+    401: "Belum masuk atau sesi berakhir",
     403: "Tidak berhak (peran, atau token CSRF tidak ada)", 404: "Tidak ditemukan",
-    409: "Bertentangan dengan keadaan saat ini", 413: "Berkas terlalu besar",
+    409: "Bertentangan dengan keadaan saat ini", 413: "Berkas atau permintaan terlalu besar",
     415: "Jenis isi harus application/json", 416: "Rentang byte tidak dapat dipenuhi",
     422: "Isian tidak sah", 429: "Terlalu banyak percobaan masuk",
     502: "Asterisk tidak menerima perubahan", 503: "Basis data sedang tidak tersedia",
 }
 
 
+def answers_head(route: Route) -> bool:
+    """Whether ``route`` is a GET that HEAD answers too: every one but a WebSocket's (whose
+    upgrade HEAD cannot make)."""
+    return route.method == "GET" and route.reply.status != 101
+
+
+def _head_of(route: Route) -> Route:
+    """The HEAD of a GET route: its handler and access, its answer without a body (aiohttp
+    sends a HEAD response's headers only, Content-Length as the GET's would be)."""
+    reply = Reply(route.reply.status, description=f"{route.reply.description} (tanpa isi)")
+    return replace(route, method="HEAD", reply=reply)
+
+
 class RouteTable:
     """The application's routes and the schemas their JSON bodies name; install them once,
-    then look up a request's policy."""
+    then look up a request's policy.
+
+    Every GET route answers HEAD as well (HTTP requires it; uptime checkers, proxies and
+    download tools probe with it): the table adds the HEAD itself, with the GET's handler
+    and access, so a feature declares GETs only and no GET can miss its HEAD."""
 
     def __init__(self, routes: Iterable[Route], schemas: Mapping[str, Schema]) -> None:
-        self.routes: tuple[Route, ...] = tuple(routes)
+        declared = tuple(routes)
+        if any(route.method == "HEAD" for route in declared):
+            raise ValueError("HEAD routes come from the table itself, one per GET route")
+        self.routes: tuple[Route, ...] = (
+            *declared, *(_head_of(route) for route in declared if answers_head(route)))
         self.schemas: Mapping[str, Schema] = schemas
         seen = [(r.method, r.path) for r in self.routes]
         if len(set(seen)) != len(seen):
@@ -171,7 +200,9 @@ class RouteTable:
                     "API JSON layanan 112/119. Masuk dengan POST /api/session; kirim token "
                     "sebagai 'Authorization: Bearer <token>', atau pakai cookie sesi dan "
                     f"sertakan header {CSRF_HEADER} pada setiap POST/PUT/PATCH/DELETE. Setiap "
-                    "pemutaran rekaman dan unduhan lampiran dicatat di log audit."),
+                    "pemutaran rekaman dan unduhan lampiran dicatat di log audit. Setiap GET "
+                    "(kecuali WebSocket) juga menjawab HEAD: status dan header yang sama, "
+                    "tanpa isi."),
             },
             "paths": paths,
             "components": {
@@ -221,8 +252,10 @@ def path_conforms(name: str, raw: str) -> bool:
 def _operation(route: Route) -> dict[str, Any]:
     access = route.access
     roles = ", ".join(r.label for r in sorted(access.roles))
+    head = route.method == "HEAD"
     operation: dict[str, Any] = {
-        "operationId": route.handler.__name__,
+        # Unique per operation, as OpenAPI requires: a HEAD shares its GET's handler.
+        "operationId": route.handler.__name__ + ("_head" if head else ""),
         "summary": route.summary,
         "tags": [route.tag],
         "description": "Tanpa sesi." if access.public else f"Peran: {roles}.",
@@ -250,9 +283,15 @@ def _operation(route: Route) -> dict[str, Any]:
         errors.add(404)
     if route.body is not None or route.query:
         errors.add(422)
+    if route.body is not None:
+        # A body that cannot be read (not JSON, a broken multipart or Content-Encoding), and
+        # one past the server's limit, whatever the route.
+        errors |= {400, 413}
     if route.body is not None and route.body.schema is not None:
         errors.add(415)
     for status in sorted(errors):
-        responses[str(status)] = {"description": _ERROR_TEXT[status], **_json("Error")}
+        # A HEAD's refusal has the headers of the GET's, and no body.
+        responses[str(status)] = {"description": _ERROR_TEXT[status],
+                                  **({} if head else _json("Error"))}
     operation["responses"] = responses
     return operation

@@ -16,6 +16,7 @@ import logging
 from typing import Final
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from telephony.accounts.model import Session
 from telephony.core.text import unsafe_text
@@ -59,6 +60,16 @@ def clear_session_cookies(response: web.StreamResponse) -> None:
         response.del_cookie(name, path="/")
 
 
+async def read_form(request: web.Request) -> MultiMapping[object]:
+    """The posted url-encoded form, decoded as UTF-8 (what the console's pages send). aiohttp
+    would decode it in whatever charset the Content-Type names, and an unknown one is a
+    LookupError (a 500): any other charset is refused (415)."""
+    if (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"Kirim formulir dalam UTF-8 ({FORM_TYPE}; charset=utf-8).")
+    return await request.post()
+
+
 def _unauthenticated(message: str) -> ApiError:
     return ApiError(401, "unauthenticated", message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -91,7 +102,7 @@ async def check_csrf(request: web.Request, session: Session) -> None:
     if sent is None and request.content_type == FORM_TYPE:
         # Only a small url-encoded form is read here (aiohttp keeps it for the handler);
         # a multipart upload must stream, so it has to use the header.
-        field = (await request.post()).get(CSRF_FIELD)
+        field = (await read_form(request)).get(CSRF_FIELD)
         sent = field if isinstance(field, str) else None
     if not hmac.compare_digest((sent or "").encode(), session.csrf_token.encode()):
         raise ApiError(403, "csrf", f"Token CSRF tidak ada atau salah (header {CSRF_HEADER}). "

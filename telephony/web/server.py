@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 
 from aiohttp import web
+from aiohttp.http import HttpProcessingError
 
 from recordings import http as recordings_http
 from recordings import schemas as recordings_schemas
@@ -44,6 +45,40 @@ log = logging.getLogger("telephony.web")
 
 # Requests in flight (an audio stream) get this long to finish when the line stops.
 SHUTDOWN_SECONDS = 3.0
+# The longest request line and header line the server reads. The HTTPS front refuses (in
+# our JSON) a line past its own 8 KB buffers; whatever it passes on must not trip the
+# server's English plain-text 400 instead (aiohttp's default, 8190 bytes, is just below what
+# nginx passes, and nginx appends to X-Forwarded-For).
+MAX_LINE_BYTES = 8192 + 1024
+# The server's own log of requests it cannot read (below).
+PROTOCOL_LOG = logging.getLogger("telephony.web.protocol")
+
+
+class UnreadableRequests(logging.Filter):
+    """aiohttp answers a request it cannot parse as HTTP (a request line or header past its
+    limits, a malformed chunk, Content-Length with Transfer-Encoding ...) itself, before any
+    route or middleware, and logs it as an error with a traceback. That is the client's fault,
+    not ours: one warning line, naming the client and the reason (newlines folded: the reason
+    quotes the client's bytes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, web.RequestPayloadError):
+            # A body it cannot decode, met again as aiohttp drains it after our 400.
+            error = error.__cause__
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            reason = " ".join(str(error.message).split())[:160]
+            # "Error handling request from %s" names the client; a drained body does not.
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else "-"
+            record.msg = "refused a request that is not readable HTTP from %s: %d %s"
+            record.args = (client, error.code, reason)
+            if record.levelno > logging.WARNING:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+PROTOCOL_LOG.addFilter(UnreadableRequests())
 
 
 async def openapi(request: web.Request) -> web.StreamResponse:
@@ -114,6 +149,8 @@ async def _security_headers(_: web.Request, response: web.StreamResponse) -> Non
     headers.setdefault("Referrer-Policy", "no-referrer")
     # Caller data and recordings must not linger in shared or browser caches.
     headers.setdefault("Cache-Control", "no-store")
+    # aiohttp's default names Python's and its own version: which advisories apply.
+    headers["Server"] = "siaga112"
 
 
 def build_app(context: ApiContext, routes: Iterable[Route] = ()) -> web.Application:
@@ -141,8 +178,14 @@ class WebServer:
 
     async def start(self) -> None:
         """Bind and serve; raises ``OSError`` if the address cannot be bound."""
+        # A request aiohttp cannot parse never reaches the application: aiohttp answers it
+        # with its own English text/plain 400 from RequestHandler.handle_error, which no
+        # public hook can change (no middleware runs, nor on_response_prepare: the request
+        # has no route; the handler class is fixed in aiohttp's Server). Its log line is
+        # ours (``logger``, a documented parameter), and the limits sit above the front's.
         runner = web.AppRunner(self._app, access_log=None, handle_signals=False,
-                               shutdown_timeout=SHUTDOWN_SECONDS)
+                               shutdown_timeout=SHUTDOWN_SECONDS, logger=PROTOCOL_LOG,
+                               max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
         await runner.setup()
         try:
             await web.TCPSite(runner, self._host, self._port).start()

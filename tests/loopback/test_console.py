@@ -48,8 +48,9 @@ async def test_every_console_page_and_form_without_a_session_leads_to_the_login_
     routes = [r for r in console.client.app[ROUTE_TABLE].routes
               if not r.path.startswith("/api/")]
     public = {(r.method, r.path) for r in routes if r.access.public}
-    assert public == {("GET", "/"), ("GET", "/console/static/{name}"),
-                      ("GET", "/console/login"), ("POST", "/console/login")}
+    assert public == {(method, path) for method in ("GET", "HEAD")
+                      for path in ("/", "/console/static/{name}", "/console/login")} | {
+                          ("POST", "/console/login")}
     for route in routes:
         if route.access.public:
             continue
@@ -147,6 +148,24 @@ async def test_a_form_without_the_sessions_csrf_token_changes_nothing(
         "username": "op1", "password": PASSWORD, "login_token": "made-up"}, csrf=False)
     assert response.status == 403 and "kedaluwarsa" in await response.text()
     assert stranger.cookie(SESSION_COOKIE) is None
+
+
+async def test_a_form_in_a_charset_other_than_utf8_is_refused_with_a_page(
+    console: Console
+) -> None:
+    """aiohttp decodes a form in the charset its Content-Type names: an unknown one was a
+    LookupError, a 500 (before the CSRF check, on every form, the login form's too)."""
+    operator = await console.user("op1", "operator")
+    token = operator.cookie(CSRF_COOKIE) or ""
+    for path in ("/console/logout", "/console/login"):
+        for charset in ("x-bogus", "latin-1"):
+            response = await operator.http.post(
+                path, data=f"username=op1&csrf_token={token}".encode(), allow_redirects=False,
+                headers={"Content-Type": f"application/x-www-form-urlencoded; charset={charset}"})
+            assert response.status == 415, (path, charset)
+            assert "Kirim formulir dalam UTF-8" in await response.text()
+    status, _, _ = await operator.get("/api/session")
+    assert status == 200  # still logged in
 
 
 async def test_logging_out_ends_the_session(console: Console) -> None:

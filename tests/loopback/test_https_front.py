@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import ssl
@@ -212,6 +213,47 @@ async def test_browser_softphones_reach_asterisks_websocket_at_the_sites_origin(
             assert message.data == "/ws REGISTER sip:siaga112 SIP/2.0"
     finally:
         await runner.cleanup()
+
+
+async def test_the_fronts_own_refusals_are_json_in_indonesian_and_name_no_version(
+    front_settings: Settings, running_nginx: Front, browser: aiohttp.ClientSession
+) -> None:
+    """nginx refuses a request line or a header past its buffers before the line sees it: an
+    API client got nginx's English HTML page, and every answer (those pages too) named
+    nginx's version. No line runs here: nginx answers all of these itself."""
+    refusals = {
+        "/api/incidents?q=" + "x" * 10_000: ({}, 414, "uri_too_long"),
+        "/api/incidents": ({"X-Long": "y" * 10_000}, 400, "bad_request"),
+        "/metrics": ({}, 404, "not_found"),
+    }
+    for path, (headers, status, code) in refusals.items():
+        async with browser.get(path, headers=headers) as response:
+            assert (path[:20], response.status) == (path[:20], status)
+            assert response.content_type == "application/json"
+            error = (await response.json())["error"]
+            assert error["code"] == code and error["field"] is None
+            assert "terlalu" in error["message"] or "tidak" in error["message"]
+            assert response.headers["Server"] == "nginx"
+    # A body past client_max_body_size (the line's limit and the multipart framing): nginx
+    # refuses it on its Content-Length, before a byte of it is sent.
+    context = ssl.create_default_context(cafile=str(running_nginx.certificate))
+    reader, writer = await asyncio.open_connection("127.0.0.1", running_nginx.https_port,
+                                                   ssl=context)
+    try:
+        writer.write(f"POST /api/incidents/1/attachments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Content-Length: {front_settings.attachment_max_bytes + 100_000}\r\n"
+                     "Content-Type: application/octet-stream\r\n\r\n".encode())
+        await writer.drain()
+        head, _, body = (await asyncio.wait_for(reader.read(4096), WAIT)).partition(
+            b"\r\n\r\n")
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 413 "), head
+    assert json.loads(body)["error"]["code"] == "too_large"
+    # Its own pages (the line down: 502) name no version either.
+    async with browser.get("/console/") as response:
+        assert response.headers["Server"] == "nginx"
+        assert "nginx/" not in await response.text()
 
 
 async def test_plain_http_is_sent_to_https(running_nginx: Front) -> None:

@@ -4,6 +4,7 @@ streamed with Range and audited, uploads streamed within their limit."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
 from telephony.accounts.model import ThrottlePolicy
 from telephony.calls.store import CallRepository
@@ -130,7 +132,7 @@ async def test_every_route_but_login_is_refused_without_a_session(api: Api) -> N
     public = {(r.method, r.path) for r in table.routes
               if r.access.public and r.path.startswith("/api/")}
     assert public == {("POST", "/api/session")}
-    registered = [r for r in api.client.app.router.routes() if r.method != "HEAD"]
+    registered = list(api.client.app.router.routes())
     assert len(registered) == len(table.routes)
     for route in registered:
         info = route.resource.get_info() if route.resource else {}
@@ -141,7 +143,38 @@ async def test_every_route_but_login_is_refused_without_a_session(api: Api) -> N
         for headers in ({}, {"Authorization": "Bearer not-a-session"}, {"Authorization": "x"}):
             response = await api.client.request(route.method, concrete(path), headers=headers)
             assert response.status == 401, (route.method, path, headers)
-            assert (await error_of(response))["code"] == "unauthenticated"
+            if route.method != "HEAD":  # a HEAD's answer has no body
+                assert (await error_of(response))["code"] == "unauthenticated"
+
+
+async def test_every_get_route_answers_head_as_its_get_without_a_body(api: Api) -> None:
+    """A HEAD on any GET route (an uptime checker, a proxy, curl -I) answers with the GET's
+    status and headers and no body, behind the same access policy; not 405."""
+    table = api.client.app[ROUTE_TABLE]
+    gets = [r for r in table.routes if r.method == "GET"]
+    assert {r.path for r in table.routes if r.method == "HEAD"} == {r.path for r in gets}
+    headers = {role: await api.account(f"head-{role}", role)
+               for role in ("operator", "supervisor", "admin")}
+    for route in gets:
+        path = concrete(route.path)
+        who = {} if route.access.public else headers[min(route.access.roles).value]
+        get = await api.client.get(path, headers=who, allow_redirects=False)
+        await get.read()
+        head = await api.client.head(path, headers=who, allow_redirects=False)
+        assert (path, head.status) == (path, get.status)
+        assert await head.read() == b""
+        assert head.headers.get("Content-Type") == get.headers.get("Content-Type"), path
+        assert head.headers.get("Location") == get.headers.get("Location"), path
+        # Nor does any answer name the server's software and version.
+        assert head.headers["Server"] == get.headers["Server"] == "siaga112"
+    # Behind the same access policy: no live session, a 401 without a body.
+    response = await api.client.head("/api/incidents", headers={"Authorization": "Bearer x"})
+    assert response.status == 401 and await response.read() == b""
+    assert (await api.client.head("/api/audit", headers=headers["operator"])).status == 403
+    # HEAD is not a change: it needs no CSRF token with the cookie, and DELETE is still 405.
+    response = await api.client.delete("/api/incidents", headers=headers["operator"])
+    assert response.status == 405
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
 
 
 async def test_a_handler_added_outside_the_route_table_is_unreachable(
@@ -335,7 +368,7 @@ async def test_incident_workflow_through_the_api(api: Api) -> None:
         "escalated", "call_linked"]
     assert {e["actor"] for e in detail["timeline"][1:]} == {"op1"}
     listed = await (await client.get("/api/incidents", headers=op)).json()
-    conforms(listed, "IncidentList")
+    conforms(listed, "IncidentPage")
     assert [i["incident_id"] for i in listed["incidents"]] == [number]
     # Rated once resolved.
     response = await client.post(f"{path}/rating", headers=op, json={"rating": 4})
@@ -346,6 +379,88 @@ async def test_incident_workflow_through_the_api(api: Api) -> None:
     call = await (await client.get(f"/api/calls/{SECOND_CALL}", headers=op)).json()
     conforms(call, "CallDetail")
     assert call["incident_id"] == number and call["call"]["caller_number"] == "082222222222"
+
+
+async def test_open_incidents_are_paged_by_offset_and_the_page_names_the_next(
+    api: Api
+) -> None:
+    """A client follows next_offset until null and gets every open incident once, in the
+    list's order; the list had no offset, so the 201st open incident was out of reach."""
+    op = await api.account("op1", "operator")
+    for call_id in (FIRE_CALL, SECOND_CALL, OTHER_CALL):
+        response = await api.client.post("/api/incidents", json={"call_id": call_id},
+                                          headers=op)
+        assert response.status == 201
+    whole = await (await api.client.get("/api/incidents", headers=op)).json()
+    conforms(whole, "IncidentPage")
+    assert len(whole["incidents"]) == 3 and whole["next_offset"] is None
+    followed: list[int] = []
+    offsets: list[int | None] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = await (await api.client.get(f"/api/incidents?limit=2&offset={offset}",
+                                           headers=op)).json()
+        conforms(page, "IncidentPage")
+        followed += [i["incident_id"] for i in page["incidents"]]
+        offset = page["next_offset"]
+        offsets.append(offset)
+    assert followed == [i["incident_id"] for i in whole["incidents"]]
+    assert offsets == [2, None]
+    # Past the end: an empty last page, not an error.
+    page = await (await api.client.get("/api/incidents?offset=50", headers=op)).json()
+    assert page == {"incidents": [], "next_offset": None}
+    # Bad values are refused with the parameter named, and its bounds.
+    for query, field, bounds in (("offset=-1", "offset", "0-100000"),
+                                 ("offset=x", "offset", "0-100000"),
+                                 ("offset=100001", "offset", "0-100000"),
+                                 ("offset=" + "9" * 5000, "offset", "0-100000"),
+                                 ("offset=1.5", "offset", "0-100000"),
+                                 ("limit=0", "limit", "1-500"),
+                                 ("limit=" + "9" * 5000, "limit", "1-500"),
+                                 ("page=2", "page", ""),
+                                 # Sent twice: the first silently counted.
+                                 ("limit=1&limit=500", "limit", "lebih dari sekali"),
+                                 ("offset=0&offset=2", "offset", "lebih dari sekali")):
+        response = await api.client.get(f"/api/incidents?{query}", headers=op)
+        assert response.status == 422, query
+        error = await error_of(response)
+        assert error["field"] == field and bounds in error["message"], (query, error)
+    # The OpenAPI document says so.
+    document = await (await api.client.get("/api/openapi.json", headers=op)).json()
+    parameters = {p["name"]: p["schema"]
+                  for p in document["paths"]["/api/incidents"]["get"]["parameters"]}
+    assert parameters["offset"] == {"type": "integer", "minimum": 0, "maximum": 100_000}
+    assert parameters["limit"] == {"type": "integer", "minimum": 1, "maximum": 500}
+
+
+async def test_the_audit_log_is_paged_by_a_cursor_that_new_entries_do_not_shift(
+    api: Api
+) -> None:
+    """/api/audit gave the newest 500 entries and nothing older: an auditor could not reach
+    last month's. Each page names next_before; new entries meanwhile do not shift it."""
+    supervisor = await api.account("sup1", "supervisor")
+    for _ in range(4):
+        await api.login("sup1")
+    whole = await (await api.client.get("/api/audit", headers=supervisor)).json()
+    conforms(whole, "AuditList")
+    ids = [e["audit_id"] for e in whole["entries"]]
+    assert len(ids) >= 5 and whole["next_before"] is None  # the account, its logins
+    followed: list[int] = []
+    query = "limit=2"
+    while True:
+        page = await (await api.client.get(f"/api/audit?{query}", headers=supervisor)).json()
+        conforms(page, "AuditList")
+        followed += [e["audit_id"] for e in page["entries"]]
+        if page["next_before"] is None:
+            break
+        await api.login("sup1")  # a newer entry: the next page is still the older ones
+        query = f"limit=2&before={page['next_before']}"
+    assert followed == ids
+    for bad in ("before=0", "before=-1", "before=x", "before=" + "9" * 19,
+                "before=1&before=2"):
+        response = await api.client.get(f"/api/audit?{bad}", headers=supervisor)
+        assert response.status == 422, bad
+        assert (await error_of(response))["field"] == "before"
 
 
 async def test_unknown_incidents_are_404_and_change_nothing(api: Api) -> None:
@@ -402,6 +517,8 @@ async def test_invalid_changes_are_refused_with_a_reason_and_change_nothing(
         ("PATCH", path, {"village_code": "35.29.99.9999"}, 422, "invalid"),
         ("PATCH", path, {"latitude": 50, "longitude": 110}, 422, "invalid"),
         ("PATCH", path, {"password": "x"}, 422, "invalid"),
+        # Past 4300 digits Python's int() itself refuses the text: it was a 500.
+        ("PATCH", path, {"priority": "9" * 5000}, 422, "invalid"),
         ("POST", "/api/incidents", {"call_id": FIRE_CALL}, 409, "call_already_linked"),
         ("POST", "/api/incidents", {"call_id": 1700000000.1}, 422, "invalid"),
     ]
@@ -429,6 +546,41 @@ async def test_invalid_changes_are_refused_with_a_reason_and_change_nothing(
     response = await client.post(f"{path}/status", data=b"status=verified", headers={
         **op, "Content-Type": "application/x-www-form-urlencoded"})
     assert response.status == 415
+    assert await incident_state(api.dsn) == before
+
+
+async def test_a_body_in_another_charset_or_compressed_is_read_or_refused_never_a_500(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JSON body is UTF-8 whatever charset its Content-Type names (an unknown one was a
+    LookupError, a 500), and a body whose Content-Encoding is corrupt is a 400 (it was a
+    500 with a traceback); a well-compressed one is read."""
+    op, path = await fire_incident(api)
+    before = await incident_state(api.dsn)
+    status = b'{"status": "verified", "expected_version": 99}'
+    cases: list[tuple[dict[str, str], bytes, int, str]] = [
+        ({"Content-Type": "application/json; charset=x-bogus"}, status, 409, "stale"),
+        ({"Content-Type": "application/json; charset=latin-1"}, status, 409, "stale"),
+        ({"Content-Type": "application/json; charset=utf-16"}, status, 409, "stale"),
+        ({"Content-Type": "application/json", "Content-Encoding": "gzip"},
+         gzip.compress(status), 409, "stale"),
+        ({"Content-Type": "application/json; charset=latin-1"},
+         '{"status": "verifié"}'.encode("latin-1"), 400, "bad_json"),
+        ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, status, 400,
+         "bad_body"),
+        ({"Content-Type": "application/json", "Content-Encoding": "deflate"},
+         b"\x78\x9c" + status, 400, "bad_body"),
+    ]
+    with caplog.at_level(logging.WARNING, logger="telephony.web"):
+        for headers, body, code_status, code in cases:
+            response = await api.client.post(f"{path}/status", data=body, headers={
+                **op, **headers, "Connection": "close"})
+            assert response.status == code_status, (headers, await response.text())
+            assert (await error_of(response))["code"] == code, headers
+    # (aiohttp's own log of the corrupt body, drained after the answer, is the line's
+    # server's to fold into one line: test_hostile_input.)
+    assert [r for r in caplog.records if r.name.startswith("telephony")
+            and (r.levelno >= logging.ERROR or r.exc_info)] == []
     assert await incident_state(api.dsn) == before
 
 
@@ -478,6 +630,18 @@ async def test_calls_are_listed_with_filters(api: Api) -> None:
                    {"since": "2025-01-01T00:00:00"}, {"colour": "red"}):
         response = await api.client.get("/api/calls", headers=op, params=params)
         assert response.status == 422, params
+    # A "+" not escaped in the address arrives as a space: the reason says how to send it.
+    response = await api.client.get(URL("/api/calls?since=2025-01-01T00:00:00+07:00",
+                                        encoded=True), headers=op)
+    error = await error_of(response)
+    assert response.status == 422 and "%2B" in error["message"]
+    # A window that ends before it starts matches nothing: refused, not an empty list.
+    response = await api.client.get("/api/calls", headers=op, params={
+        "since": "2025-02-01T00:00:00+07:00", "until": "2025-01-01T00:00:00+07:00"})
+    assert (response.status, (await error_of(response))["field"]) == (422, "until")
+    # A parameter sent twice is refused, not read as its first value.
+    response = await api.client.get("/api/calls?line=112&line=119", headers=op)
+    assert (response.status, (await error_of(response))["field"]) == (422, "line")
 
 
 async def test_looking_up_calls_is_audited(api: Api) -> None:
@@ -594,16 +758,21 @@ async def test_recordings_stream_with_range_and_every_playback_is_audited(api: A
     response = await api.client.get(url, headers={**supervisor, "Range": "bytes=-0"})
     assert response.status == 416 and response.headers["Content-Range"] == "bytes */5000"
     assert (await response.json())["error"]["code"] == "range_not_satisfiable"
+    # HEAD: the GET's headers, no audio; audited as an access, and told apart from a play.
+    response = await api.client.head(url, headers=supervisor)
+    assert response.status == 200 and await response.read() == b""
+    assert response.headers["Content-Length"] == "5000"
     plays = await api.audit("recording.play")
-    assert [(r["actor"], r["object_id"]) for r in plays] == [("sup1", str(number))] * 4
+    assert [(r["actor"], r["object_id"]) for r in plays] == [("sup1", str(number))] * 5
     assert [json.loads(r["detail"])["range"] for r in plays] == [
-        None, "bytes=100-199", "bytes=-10", "bytes=9000-"]
+        None, "bytes=100-199", "bytes=-10", "bytes=9000-", None]
+    assert [json.loads(r["detail"]).get("method") for r in plays] == [None] * 4 + ["HEAD"]
     assert {r["remote_address"] for r in plays} == {"127.0.0.1"}
     listed = await (await api.client.get("/api/audit", headers=supervisor, params={
         "object_type": "recording", "object_id": str(number)})).json()
     conforms(listed, "AuditList")
     assert [e["detail"]["range"] for e in listed["entries"]] == [
-        "bytes=9000-", "bytes=-10", "bytes=100-199", None]
+        None, "bytes=9000-", "bytes=-10", "bytes=100-199", None]
     # And the call shows its recording.
     call = await (await api.client.get(f"/api/calls/{FIRE_CALL}", headers=supervisor)).json()
     assert [r["recording_id"] for r in call["recordings"]] == [number]
@@ -720,6 +889,18 @@ async def test_bad_uploads_keep_nothing(api: Api) -> None:
             await refused(await api.client.post(url, data=form, headers=op), 422)
     await refused(await api.client.post(url, data=PNG, headers={
         **op, "Content-Disposition": 'attachment; filename="../secret.png"'}), 422)
+    # A Content-Disposition aiohttp cannot read (no disposition type; a filename* in an
+    # unknown charset): aiohttp only warned and dropped it (a 500 where warnings are errors).
+    for disposition in (';;;="\\', "attachment; filename*=x-bogus''a%FF.png"):
+        await refused(await api.client.post(url, data=PNG, headers={
+            **op, "Content-Disposition": disposition}), 422)
+    # Multipart that is not: no boundary, a boundary the body lacks, an empty body (each a
+    # ValueError of aiohttp's, which was a 500).
+    for content_type, body in (("multipart/form-data", PNG),
+                               ("multipart/form-data; boundary=zz", b"--yy\r\n\r\n" + PNG),
+                               ("multipart/form-data; boundary=zz", b"")):
+        await refused(await api.client.post(url, data=body, headers={
+            **op, "Content-Type": content_type}), 400)
     # No name at all, an empty file, no file part.
     await refused(await api.client.post(url, data=PNG, headers=op), 422)
     await refused(await api.client.post(url, params={"filename": "kosong.txt"}, data=b"",
@@ -786,11 +967,22 @@ async def test_openapi_documents_exactly_the_routed_api(api: Api) -> None:
         if path is not None and path.startswith("/api/"):  # the console is not the API
             routed.add((route.method, path))
     assert documented == routed
-    assert documented == {(r.method, r.path) for r in api_routes()}
+    declared = {(r.method, r.path) for r in api_routes()}
+    # Each GET documented with its HEAD (a WebSocket's aside), the same operation but a body.
+    assert documented == declared | {("HEAD", path) for method, path in declared
+                                     if method == "GET"}
+    head = document["paths"]["/api/incidents"]["head"]
+    assert head["operationId"] == "list_incidents_head"
+    assert all("content" not in answer for answer in head["responses"].values())
     # Every reference resolves.
     text = json.dumps(document)
     for name in set(re.findall(r"#/components/schemas/(\w+)", text)):
         assert name in document["components"]["schemas"], name
+    # Every body can be unreadable (400) or too large (413), as every route answers them.
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                assert {"400", "413"} <= set(operation["responses"]), (method, path)
     operation = document["paths"]["/api/recordings/{recording_id}/audio"]["get"]
     assert operation["x-roles"] == ["operator", "supervisor"]
     assert {"401", "403", "404"} <= set(operation["responses"])

@@ -17,6 +17,7 @@ from telephony.core.text import (
     os_reason,
     unsafe_line,
     unsafe_text,
+    whole_number,
 )
 from tests.support.web import BIDI_CONTROLS, spoofed
 
@@ -52,6 +53,14 @@ def test_a_deep_document_of_safe_text_is_walked_without_recursion() -> None:
     ("1a", False), (" 1", False), ("-1", False), ("\uff11", False)])
 def test_a_number_we_parse_is_ascii_digits(text: str, expected: bool) -> None:
     assert ascii_digits(text) is expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0", 0), ("2026", 2026), ("9" * 18, int("9" * 18)), ("9" * 19, None),
+    # Past 4300 digits int() raises a ValueError of its own, where a number or None is owed.
+    ("9" * 5000, None), ("", None), ("\u0661", None), ("-1", None)])
+def test_a_whole_number_is_at_most_18_ascii_digits(text: str, expected: int | None) -> None:
+    assert whole_number(text) == expected
 
 
 @pytest.mark.parametrize(("error", "expected"), [

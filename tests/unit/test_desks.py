@@ -45,7 +45,7 @@ def test_skill_levels_are_name_equals_level() -> None:
 
 
 @pytest.mark.parametrize("raw", [["fire"], ["fire=0"], ["fire=6"], ["=3"], ["fire=x"],
-                                 ["fire=5", "fire=4"]])
+                                 ["fire=5", "fire=4"], ["fire=" + "9" * 5000]])
 def test_bad_skill_levels_are_refused(raw: list[str]) -> None:
     with pytest.raises(InvalidDeskInput):
         parse_skill_levels(raw)

@@ -157,7 +157,8 @@ def test_priority_by_number_or_name(raw: object, expected: Priority) -> None:
     assert parse_priority(raw) is expected
 
 
-@pytest.mark.parametrize("raw", [0, 5, "5", True, 1.0, "urgent", None, "", "\u0662", "\u00b2"])
+@pytest.mark.parametrize("raw", [0, 5, "5", True, 1.0, "urgent", None, "", "\u0662", "\u00b2",
+                                 "9" * 5000, "0" * 5000 + "1"])
 def test_invalid_priority(raw: object) -> None:
     with pytest.raises(ValidationError, match="Prioritas harus 1-4"):
         parse_priority(raw)
@@ -356,7 +357,8 @@ def test_valid_ratings(raw: object, value: int) -> None:
     assert parse_rating(raw) == value
 
 
-@pytest.mark.parametrize("raw", [0, 6, -1, True, 4.0, "4.5", "", None, "#", "\u0664", "\u00b3"])
+@pytest.mark.parametrize("raw", [0, 6, -1, True, 4.0, "4.5", "", None, "#", "\u0664", "\u00b3",
+                                 "9" * 5000])
 def test_invalid_ratings(raw: object) -> None:
     with pytest.raises(ValidationError, match="1 sampai 5"):
         parse_rating(raw)
