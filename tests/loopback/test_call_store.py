@@ -33,6 +33,7 @@ from telephony.db.connection import Database, DatabaseConflict
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.db.migrate import migrate
 from telephony.settings import DEFAULT_SHIFTS, Settings
+from tests.support.db import allow_event_writes, refuse_event_writes
 from tests.support.net import free_port
 
 T0 = datetime(2026, 11, 23, 7, 59, 50, tzinfo=UTC)  # 14:59:50 in Jakarta: end of "pagi"
@@ -290,36 +291,14 @@ async def test_a_fact_the_database_refuses_costs_only_itself(
     assert '"position":1099511627776' in spool.rejected_path.read_text(encoding="utf-8")
 
 
-async def _roll_back_event_writes(owner_dsn: str, times: int) -> None:
-    """The next ``times`` writes of a call event are rolled back by the server itself, as a
-    deadlock's victim is: PostgreSQL's own deadlock_detected error through asyncpg. The
-    sequence counts across the rollbacks, which undo everything else."""
-    owner = await asyncpg.connect(owner_dsn)
-    try:
-        await owner.execute(f"""
-            CREATE SEQUENCE event_write_tries;
-            CREATE FUNCTION roll_back_event_write() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF nextval('event_write_tries') <= {times} THEN
-                    RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected';
-                END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER roll_back_event_write BEFORE INSERT ON call_events
-                FOR EACH ROW EXECUTE FUNCTION roll_back_event_write();
-            GRANT USAGE ON SEQUENCE event_write_tries TO PUBLIC;
-        """)
-    finally:
-        await owner.close()
-
-
 async def test_a_deadlocked_batch_is_written_again_not_rejected(
     database_dsn: str, database_owner_dsn: str, settings: Settings, tmp_path: Path
 ) -> None:
     """A batch the server rolled back against another transaction is done again at once:
     every fact is written, none kept as refused (each used to go one by one, and the first
     to meet the deadlock again was rejected, never to be written)."""
-    await _roll_back_event_writes(database_owner_dsn, times=2)
+    # The server itself rolls back the next two writes, as a deadlock's victim.
+    await refuse_event_writes(database_owner_dsn, "deadlock_detected", times=2)
     database = Database(replace(settings, database_dsn=database_dsn))
     spool = FactSpool(tmp_path / "spool")
     recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.1)
@@ -338,7 +317,7 @@ async def test_a_batch_still_deadlocked_after_its_tries_waits_in_the_spool(
 ) -> None:
     """Past its tries the batch is spooled like an outage's, and written once the
     conflict is over; nothing is rejected."""
-    await _roll_back_event_writes(database_owner_dsn, times=1000)
+    await refuse_event_writes(database_owner_dsn, "deadlock_detected")
     database = Database(replace(settings, database_dsn=database_dsn))
     spool = FactSpool(tmp_path / "spool")
     recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.1)
@@ -348,11 +327,7 @@ async def test_a_batch_still_deadlocked_after_its_tries_waits_in_the_spool(
             await database.run(lambda c: CallRepository(CALENDAR).apply(c, facts))
         await recorder.record(facts)
         assert spool.pending_count() == len(facts)
-        owner = await asyncpg.connect(database_owner_dsn)
-        try:
-            await owner.execute("DROP TRIGGER roll_back_event_write ON call_events")
-        finally:
-            await owner.close()
+        await allow_event_writes(database_owner_dsn)
         assert await recorder.flush() == len(facts)
         record = await database.run(lambda c: CallRepository(CALENDAR).call_record(c, "dead.2"))
     finally:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
-import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -29,7 +28,7 @@ from telephony.metrics.live import FrontCollector
 from telephony.settings import ClusterNode, Settings
 from tests.support import polling
 from tests.support.ami import ABANDONED, ANSWERED, eventually
-from tests.support.db import fetch
+from tests.support.db import fetch, refuse_event_writes
 from tests.support.net import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -132,26 +131,6 @@ async def test_a_calls_facts_are_counted_and_the_line_is_ready(
     assert watched <= {name for name, _ in after}, watched - {name for name, _ in after}
 
 
-async def refuse_queue_joins(owner_dsn: str) -> None:
-    """The database refuses every queue-join fact from now on (a constraint the facts break,
-    as a schema a fact does not fit would): the recorder keeps each one aside."""
-    owner = await asyncpg.connect(owner_dsn)
-    try:
-        await owner.execute("""
-            CREATE FUNCTION refuse_queue_join() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.kind = 'queue_joined' THEN
-                    RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation';
-                END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER refuse_queue_join BEFORE INSERT ON call_events
-                FOR EACH ROW EXECUTE FUNCTION refuse_queue_join();
-        """)
-    finally:
-        await owner.close()
-
-
 async def test_facts_the_database_refused_are_counted_until_moved_away(
     line_settings: Settings, asterisk: FakeAsterisk, http: aiohttp.ClientSession,
     database_dsn: str, database_owner_dsn: str
@@ -165,7 +144,8 @@ async def test_facts_the_database_refused_are_counted_until_moved_away(
     async with running_line(settings) as line:
         await eventually(lambda: line.listener.logged_in)
         assert value(await scrape(http, line), "siaga112_spool_facts_rejected") == 1
-        await refuse_queue_joins(database_owner_dsn)
+        # A constraint the fact breaks, as a schema a fact does not fit would: kept aside.
+        await refuse_event_writes(database_owner_dsn, "check_violation", kind="queue_joined")
         await asterisk.send_frames(ANSWERED)
         async with asyncio.timeout(5):
             # Polling, not an Event: the condition is in the database.

@@ -108,6 +108,48 @@ async def fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
         await connection.close()
 
 
+async def refuse_event_writes(owner_dsn: str, errcode: str, *, kind: str | None = None,
+                              times: int | None = None) -> None:
+    """From now on PostgreSQL itself refuses writing call events (of ``kind``, or any) with
+    the SQLSTATE condition ``errcode`` (``check_violation`` for a fact the schema does not
+    take, ``deadlock_detected`` for a deadlock's victim), the next ``times`` writes or all.
+    The count is a sequence's, which the refused transactions' rollbacks do not undo.
+    :func:`allow_event_writes` ends it."""
+    kind_matches = "true" if kind is None else f"NEW.kind = {_literal(kind)}"
+    counted = "true" if times is None else f"nextval('refused_event_writes') <= {int(times)}"
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        await owner.execute(f"""
+            CREATE SEQUENCE refused_event_writes;
+            GRANT USAGE ON SEQUENCE refused_event_writes TO PUBLIC;
+            CREATE FUNCTION refuse_event_write() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF {kind_matches} AND {counted} THEN
+                    RAISE EXCEPTION 'refused by the test' USING ERRCODE = {_literal(errcode)};
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_event_write BEFORE INSERT ON call_events
+                FOR EACH ROW EXECUTE FUNCTION refuse_event_write();
+        """)
+    finally:
+        await owner.close()
+
+
+async def allow_event_writes(owner_dsn: str) -> None:
+    """Undo :func:`refuse_event_writes`."""
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        await owner.execute("DROP TRIGGER refuse_event_write ON call_events")
+    finally:
+        await owner.close()
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (a test's own constants, but quoted all the same)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 async def incident_state(dsn: str) -> tuple[list[dict[str, Any]], ...]:
     """Everything the incident tables hold, to show a refusal changed nothing."""
     state = []
