@@ -122,6 +122,23 @@ async def joined(page: Page) -> None:
     await expect(page.locator("#flash")).to_contain_text("Masuk antrean", timeout=WAIT_MS)
 
 
+async def staffed(line: Line, settings: Settings, console_page: ConsolePage, username: str,
+                  interface: str) -> Locator:
+    """An operator whose desk's phone is the browser, logged in, registered and in the
+    queues of the desk's skills; returns the softphone."""
+    await browser_desk(line, settings, username, interface)
+    softphone = await registered(console_page, username)
+    await joined(console_page.page)
+    return softphone
+
+
+async def answered(softphone: Locator) -> None:
+    """The call ringing in ``softphone``, answered there, is up."""
+    await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+    await softphone.locator('[data-part="answer"]').click()
+    await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+
+
 # Whether the microphone's track is on (JsSIP's mute disables it).
 SENDING_JS = """() => window.siaga112Softphone.connection().getSenders()
   .filter((sender) => sender.track && sender.track.kind === "audio")
@@ -155,10 +172,8 @@ async def test_the_browser_answers_a_112_call_and_both_sides_are_recorded(
         line: Line, lab: Lab, settings: Settings, console_page: ConsolePage,
         network: Relay) -> None:
     interface = "PJSIP/op2002"
-    await browser_desk(line, settings, "sari", interface)
+    softphone = await staffed(line, settings, console_page, "sari", interface)
     page = console_page.page
-    softphone = await registered(console_page, "sari")
-    await joined(page)
     caller = unique_caller("0857")
     # 1 emergency, 1 ambulance (barging in on the prompts): the medical queue at once; then
     # the caller talks (sipp's A-law pcap) while the browser answers.
@@ -254,16 +269,11 @@ async def test_a_call_through_a_network_blip_ends_in_the_browser_when_the_caller
     closed, so the softphone showed the call up for good and refused every next call as
     busy."""
     interface = "PJSIP/op2008"
-    await browser_desk(line, settings, "yoga", interface)
-    page = console_page.page
-    softphone = await registered(console_page, "yoga")
-    await joined(page)
+    softphone = await staffed(line, settings, console_page, "yoga", interface)
     caller = unique_caller("0854")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
                            dtmf="11", talk_seconds=15) as call:
-        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
-        await softphone.locator('[data-part="answer"]').click()
-        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await answered(softphone)
         await network.cut()
         await expect(softphone).to_have_attribute("data-registration", "offline",
                                                   timeout=2_000)
@@ -286,16 +296,12 @@ async def test_a_second_tab_takes_the_softphone_and_the_first_says_so(
     Asterisk keeps one contact, so calls rang only in the newer tab while the first still said
     "Terdaftar — siap menerima panggilan" (and a minute later "Pendaftaran ditolak"). A call
     up in the first tab must stay up."""
-    await browser_desk(line, settings, "vina", "PJSIP/op2009")
+    first_phone = await staffed(line, settings, console_page, "vina", "PJSIP/op2009")
     first = console_page.page
-    first_phone = await registered(console_page, "vina")
-    await joined(first)
     caller = unique_caller("0851")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
                            dtmf="11", talk_seconds=10) as call:
-        await expect(first_phone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
-        await first_phone.locator('[data-part="answer"]').click()
-        await expect(first_phone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await answered(first_phone)
         # A new tab of the same browser (the page's own context: a popup is its only way).
         async with first.context.expect_page(timeout=WAIT_MS) as opened:
             await first.evaluate(
@@ -318,9 +324,7 @@ async def test_a_second_tab_takes_the_softphone_and_the_first_says_so(
     caller = unique_caller("0851")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
                            dtmf="11", talk_seconds=2) as call:
-        await expect(second_phone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
-        await second_phone.locator('[data-part="answer"]').click()
-        await expect(second_phone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await answered(second_phone)
         assert await first_phone.get_attribute("data-call") == "idle"
         assert await first_phone.get_attribute("data-registration") == "elsewhere"
         second_call = await call.wait()
@@ -338,10 +342,8 @@ REFUSE_MICROPHONE_JS = """() => {
 
 async def test_a_microphone_the_browser_refuses_is_told_and_the_caller_goes_on_waiting(
         line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
-    await browser_desk(line, settings, "wulan", "PJSIP/op2005")
+    softphone = await staffed(line, settings, console_page, "wulan", "PJSIP/op2005")
     page = console_page.page
-    softphone = await registered(console_page, "wulan")
-    await joined(page)
     await page.evaluate(REFUSE_MICROPHONE_JS)
     caller = unique_caller("0859")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
@@ -371,16 +373,12 @@ async def test_the_operator_works_on_the_call_and_the_caller_stays_on_the_line(
     went; after the call, an operator working on the incident form in that tab was out of
     every queue once the grace had passed."""
     interface = "PJSIP/op2006"
-    await browser_desk(line, settings, "yanti", interface)
+    softphone = await staffed(line, settings, console_page, "yanti", interface)
     page = console_page.page
-    softphone = await registered(console_page, "yanti")
-    await joined(page)
     caller = unique_caller("0856")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
                            dtmf="11", talk_seconds=25) as call:
-        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
-        await softphone.locator('[data-part="answer"]').click()
-        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await answered(softphone)
         panel = page.locator("#call")
         await expect(panel).to_have_attribute("data-state", "talking", timeout=WAIT_MS)
 
@@ -444,16 +442,12 @@ async def test_a_session_that_ends_during_a_call_leaves_the_caller_on_the_line(
         line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
     """The session ends while the operator talks (expired, or signed out elsewhere): the
     screen's poll took the page to the login form at once, and the caller was cut off."""
-    await browser_desk(line, settings, "yuni", "PJSIP/op2007")
+    softphone = await staffed(line, settings, console_page, "yuni", "PJSIP/op2007")
     page = console_page.page
-    softphone = await registered(console_page, "yuni")
-    await joined(page)
     caller = unique_caller("0855")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
                            dtmf="11", talk_seconds=12) as call:
-        await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
-        await softphone.locator('[data-part="answer"]').click()
-        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+        await answered(softphone)
         await line.database.run(lambda c: c.execute(
             "DELETE FROM sessions WHERE account_id = "
             "(SELECT account_id FROM accounts WHERE username = 'yuni')"))
