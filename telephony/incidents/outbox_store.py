@@ -14,6 +14,7 @@ import asyncpg
 
 from telephony.db.rows import from_row
 from telephony.incidents.outbox import Notification, OutboxBacklog
+from telephony.incidents.store import OPEN
 
 
 class OutboxStore:
@@ -47,6 +48,23 @@ class OutboxStore:
         assert row is not None  # an aggregate always answers one row
         return from_row(OutboxBacklog, row)
 
+    async def withdraw_closed(self, connection: asyncpg.Connection) -> int:
+        """Withdraw the notifications still pending of incidents no longer open; returns how
+        many. An agency told of an incident already cancelled (a prank), resolved or closed
+        would send a team out for nothing: a gateway down for an hour delivers its backlog
+        the moment it is back."""
+        status = await connection.execute(
+            """
+            UPDATE notification_outbox o SET
+                state = 'withdrawn', last_error = 'withdrawn: the incident is ' || i.status
+            FROM incidents i
+            WHERE i.incident_id = o.incident_id AND o.state = 'pending'
+              AND NOT i.status = ANY($1::text[])
+            """,
+            OPEN,
+        )
+        return int(status.split()[-1])
+
     async def claim_notifications(
         self, connection: asyncpg.Connection, *, limit: int, lease: timedelta
     ) -> list[Notification]:
@@ -63,13 +81,16 @@ class OutboxStore:
             WHERE o.notification_id IN (
                 SELECT notification_id FROM notification_outbox
                 WHERE state = 'pending' AND next_attempt_at <= now()
+                  -- Closed since the last withdrawal: left for the next one.
+                  AND incident_id IN (SELECT incident_id FROM incidents
+                                      WHERE status = ANY($3::text[]))
                 ORDER BY next_attempt_at, notification_id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING o.notification_id, o.attempts AS attempt, o.payload
             """,
-            limit, lease,
+            limit, lease, OPEN,
         )
         claimed = [from_row(Notification, row, payload=json.loads(row["payload"]))
                    for row in rows]
@@ -103,10 +124,10 @@ class OutboxStore:
         )
 
     async def outbox_counts(self, connection: asyncpg.Connection) -> dict[str, int]:
-        """How many notifications are pending, sent and failed."""
+        """How many notifications are pending, sent, failed and withdrawn."""
         rows = await connection.fetch(
             "SELECT state, count(*) AS n FROM notification_outbox GROUP BY state"
         )
-        counts = {"pending": 0, "sent": 0, "failed": 0}
+        counts = {"pending": 0, "sent": 0, "failed": 0, "withdrawn": 0}
         counts.update({row["state"]: row["n"] for row in rows})
         return counts

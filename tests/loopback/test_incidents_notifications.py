@@ -101,7 +101,8 @@ async def test_webhook_fails_then_succeeds_from_the_outbox(
     assert (body["incident_id"], body["agency"]["code"], body["recipient"]["name"]) == (
         incident_id, "damkar", "Kabid Damkar")
     assert body["message"].startswith(f"[112] Insiden #{incident_id} - Kebakaran")
-    assert await service.outbox.outbox_counts() == {"pending": 0, "sent": 1, "failed": 0}
+    assert await service.outbox.outbox_counts() == {"pending": 0, "sent": 1, "failed": 0,
+                                                    "withdrawn": 0}
 
 
 async def test_unreachable_and_stalled_endpoints_are_retried_then_given_up(
@@ -135,7 +136,8 @@ async def test_unreachable_and_stalled_endpoints_are_retried_then_given_up(
             await stalled.close()
     last = (await outbox(database_dsn))[-1]
     assert last["state"] == "pending" and "TimeoutError" in last["last_error"]
-    assert await service.outbox.outbox_counts() == {"pending": 1, "sent": 0, "failed": 1}
+    assert await service.outbox.outbox_counts() == {"pending": 1, "sent": 0, "failed": 1,
+                                                    "withdrawn": 0}
 
 
 @dataclass
@@ -181,3 +183,37 @@ async def test_log_notifier_logs_the_message(
     await dispatched_fire(database_dsn, service, "log.1")
     assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
     assert "to Kepala Dinas (0811): [112] Insiden #1 - Kebakaran" in caplog.text
+
+
+async def test_a_notification_not_yet_delivered_is_withdrawn_once_the_incident_is_cancelled(
+    database_dsn: str, database: Database
+) -> None:
+    # The fire brigade's gateway is down when the operator dispatches; minutes later the
+    # report turns out to be a prank. When the gateway is back, the brigade must not be sent
+    # out to it: what was not delivered yet is withdrawn (kept, and counted apart from the
+    # failures the engineers are alerted to). A dispatch to an incident still open is sent.
+    async with webhook([503]) as hook:
+        notifier = WebhookNotifier(hook.url, timeout=2.0)
+        service = make_service(database, notifier, notify_retry_seconds=0.05)
+        try:
+            await service.directory.add_recipient("damkar", name="Kabid Damkar",
+                                                  contact="081200000001")
+            prank = await dispatched_fire(database_dsn, service, "prank.1")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=1)
+            await service.incidents.change_status(prank, "prank", actor="spv01")
+            real = await dispatched_fire(database_dsn, service, "real.1")
+            await asyncio.sleep(0.1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport(
+                sent=1, withdrawn=1)
+            await asyncio.sleep(0.1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport()
+        finally:
+            await notifier.close()
+    assert [r["body"]["incident_id"] for r in hook.received] == [prank, real]
+    withdrawn, sent = await outbox(database_dsn)
+    assert (withdrawn["incident_id"], withdrawn["state"], withdrawn["attempts"]) == (
+        prank, "withdrawn", 1)
+    assert withdrawn["last_error"] == "withdrawn: the incident is prank"
+    assert (sent["incident_id"], sent["state"]) == (real, "sent")
+    assert await service.outbox.outbox_counts() == {
+        "pending": 0, "sent": 1, "failed": 0, "withdrawn": 1}
