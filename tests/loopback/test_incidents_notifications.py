@@ -22,26 +22,35 @@ from tests.support.net import free_port
 
 @dataclass
 class Webhook:
-    """A local endpoint answering with the queued statuses, then 200."""
+    """A local endpoint answering with the queued statuses, then 200; or, ``moved``, with a
+    redirect to a page that answers 200 to anything."""
 
     statuses: list[int]
     received: list[dict[str, Any]] = field(default_factory=list)
     stall: asyncio.Event | None = None
+    moved: bool = False
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append({"body": await request.json(),
                               "key": request.headers.get("Idempotency-Key")})
+        if self.moved:
+            raise web.HTTPFound("/page")
         if self.stall is not None:
             await self.stall.wait()
         return web.json_response({}, status=self.statuses.pop(0) if self.statuses else 200)
 
+    async def page(self, _: web.Request) -> web.Response:
+        return web.Response(text="<html>Masuk</html>", content_type="text/html")
+
 
 @contextlib.asynccontextmanager
-async def webhook(statuses: list[int], *, stall: bool = False) -> AsyncIterator[Webhook]:
-    hook = Webhook(list(statuses), stall=asyncio.Event() if stall else None)
+async def webhook(statuses: list[int], *, stall: bool = False, moved: bool = False
+                  ) -> AsyncIterator[Webhook]:
+    hook = Webhook(list(statuses), stall=asyncio.Event() if stall else None, moved=moved)
     app = web.Application()
     app.router.add_post("/notify", hook.handle)
+    app.router.add_route("*", "/page", hook.page)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -217,3 +226,24 @@ async def test_a_notification_not_yet_delivered_is_withdrawn_once_the_incident_i
     assert (sent["incident_id"], sent["state"]) == (real, "sent")
     assert await service.outbox.outbox_counts() == {
         "pending": 0, "sent": 1, "failed": 0, "withdrawn": 1}
+
+
+async def test_a_redirect_from_the_gateway_is_no_delivery(
+    database_dsn: str, database: Database
+) -> None:
+    # A gateway moved (http to https, a new path) answers every POST with a redirect; a
+    # client that follows it turns the POST into a GET of a page that answers 200, and the
+    # notification the agency never got was marked sent. A redirect is a failed attempt,
+    # retried, with the status in the error for the engineer who fixes the URL.
+    async with webhook([], moved=True) as hook:
+        notifier = WebhookNotifier(hook.url, timeout=2.0)
+        service = make_service(database, notifier, notify_retry_seconds=60)
+        try:
+            await service.directory.add_recipient("damkar", name="Kabid Damkar",
+                                                  contact="081200000001")
+            await dispatched_fire(database_dsn, service, "moved.1")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=1)
+        finally:
+            await notifier.close()
+    (row,) = await outbox(database_dsn)
+    assert (row["state"], row["last_error"]) == ("pending", f"HTTP 302 from {hook.url}")
