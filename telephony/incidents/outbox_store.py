@@ -49,17 +49,26 @@ class OutboxStore:
         return from_row(OutboxBacklog, row)
 
     async def withdraw_closed(self, connection: asyncpg.Connection) -> int:
-        """Withdraw the notifications still pending of incidents no longer open; returns how
-        many. An agency told of an incident already cancelled (a prank), resolved or closed
-        would send a team out for nothing: a gateway down for an hour delivers its backlog
-        the moment it is back."""
+        """Withdraw the notifications still pending of incidents no longer open, or of
+        dispatches cancelled; returns how many. An agency told of an incident already
+        cancelled (a prank), resolved or closed, or of a dispatch called off, would send a
+        team out for nothing: a gateway down for an hour delivers its backlog the moment it
+        is back."""
         status = await connection.execute(
             """
-            UPDATE notification_outbox o SET
-                state = 'withdrawn', last_error = 'withdrawn: the incident is ' || i.status
-            FROM incidents i
-            WHERE i.incident_id = o.incident_id AND o.state = 'pending'
-              AND NOT i.status = ANY($1::text[])
+            WITH called_off AS (
+                SELECT o.notification_id,
+                       CASE WHEN NOT i.status = ANY($1::text[])
+                            THEN 'withdrawn: the incident is ' || i.status
+                            ELSE 'withdrawn: the dispatch is cancelled' END AS why
+                FROM notification_outbox o
+                JOIN incidents i USING (incident_id)
+                LEFT JOIN dispatches d USING (dispatch_id)
+                WHERE o.state = 'pending'
+                  AND (NOT i.status = ANY($1::text[]) OR d.state = 'cancelled')
+            )
+            UPDATE notification_outbox o SET state = 'withdrawn', last_error = c.why
+            FROM called_off c WHERE o.notification_id = c.notification_id
             """,
             OPEN,
         )
@@ -81,9 +90,12 @@ class OutboxStore:
             WHERE o.notification_id IN (
                 SELECT notification_id FROM notification_outbox
                 WHERE state = 'pending' AND next_attempt_at <= now()
-                  -- Closed since the last withdrawal: left for the next one.
+                  -- Closed or cancelled since the last withdrawal: left for the next one.
                   AND incident_id IN (SELECT incident_id FROM incidents
                                       WHERE status = ANY($3::text[]))
+                  AND NOT EXISTS (SELECT 1 FROM dispatches d
+                                  WHERE d.dispatch_id = notification_outbox.dispatch_id
+                                    AND d.state = 'cancelled')
                 ORDER BY next_attempt_at, notification_id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED
