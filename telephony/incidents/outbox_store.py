@@ -49,23 +49,28 @@ class OutboxStore:
         return from_row(OutboxBacklog, row)
 
     async def withdraw_closed(self, connection: asyncpg.Connection) -> int:
-        """Withdraw the notifications still pending of incidents no longer open, or of
-        dispatches cancelled; returns how many. An agency told of an incident already
-        cancelled (a prank), resolved or closed, or of a dispatch called off, would send a
-        team out for nothing: a gateway down for an hour delivers its backlog the moment it
-        is back."""
+        """Withdraw the notifications still pending of incidents no longer open, of
+        dispatches cancelled, or to recipients stopped; returns how many. An agency told of
+        an incident already cancelled (a prank), resolved or closed, or of a dispatch called
+        off, would send a team out for nothing: a gateway down for an hour delivers its
+        backlog the moment it is back. A recipient is stopped when the person left or the
+        number went to someone else: the caller's number and place are not theirs to get."""
         status = await connection.execute(
             """
             WITH called_off AS (
                 SELECT o.notification_id,
                        CASE WHEN NOT i.status = ANY($1::text[])
                             THEN 'withdrawn: the incident is ' || i.status
-                            ELSE 'withdrawn: the dispatch is cancelled' END AS why
+                            WHEN d.state = 'cancelled'
+                            THEN 'withdrawn: the dispatch is cancelled'
+                            ELSE 'withdrawn: the recipient is stopped' END AS why
                 FROM notification_outbox o
                 JOIN incidents i USING (incident_id)
                 LEFT JOIN dispatches d USING (dispatch_id)
+                LEFT JOIN agency_recipients r USING (recipient_id)
                 WHERE o.state = 'pending'
-                  AND (NOT i.status = ANY($1::text[]) OR d.state = 'cancelled')
+                  AND (NOT i.status = ANY($1::text[]) OR d.state = 'cancelled'
+                       OR NOT r.active)
             )
             UPDATE notification_outbox o SET state = 'withdrawn', last_error = c.why
             FROM called_off c WHERE o.notification_id = c.notification_id
@@ -96,6 +101,9 @@ class OutboxStore:
                   AND NOT EXISTS (SELECT 1 FROM dispatches d
                                   WHERE d.dispatch_id = notification_outbox.dispatch_id
                                     AND d.state = 'cancelled')
+                  AND NOT EXISTS (SELECT 1 FROM agency_recipients r
+                                  WHERE r.recipient_id = notification_outbox.recipient_id
+                                    AND NOT r.active)
                 ORDER BY next_attempt_at, notification_id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED

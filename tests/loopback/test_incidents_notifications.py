@@ -247,3 +247,33 @@ async def test_a_redirect_from_the_gateway_is_no_delivery(
             await notifier.close()
     (row,) = await outbox(database_dsn)
     assert (row["state"], row["last_error"]) == ("pending", f"HTTP 302 from {hook.url}")
+
+
+async def test_a_recipient_stopped_before_delivery_is_not_sent_the_notification(
+    database_dsn: str, database: Database
+) -> None:
+    # The fire brigade's duty officer left; his number now belongs to someone else. The admin
+    # stops him while a notification to him waits for the gateway: it is withdrawn, not sent
+    # to a stranger with the caller's number and place. His colleague still gets hers.
+    async with webhook([503, 503]) as hook:
+        notifier = WebhookNotifier(hook.url, timeout=2.0)
+        service = make_service(database, notifier, notify_retry_seconds=0.05)
+        try:
+            left = await service.directory.add_recipient("damkar", name="Piket lama",
+                                                         contact="081200000001")
+            await service.directory.add_recipient("damkar", name="Piket baru",
+                                                  contact="081200000002")
+            await dispatched_fire(database_dsn, service, "stopped.1")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=2)
+            await service.directory.set_recipient_active(left.recipient_id, False)
+            await asyncio.sleep(0.1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport(
+                sent=1, withdrawn=1)
+        finally:
+            await notifier.close()
+    assert sorted(r["body"]["recipient"]["name"] for r in hook.received) == [
+        "Piket baru", "Piket baru", "Piket lama"]
+    stopped, sent = await outbox(database_dsn)
+    assert (stopped["state"], stopped["last_error"]) == (
+        "withdrawn", "withdrawn: the recipient is stopped")
+    assert sent["state"] == "sent"
