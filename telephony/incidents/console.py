@@ -50,7 +50,7 @@ _PAGE_NUMBER: Final = re.compile(r"[1-9][0-9]{0,5}")
 # What each kind of incident timeline entry is called on the page.
 TIMELINE_LABELS: Final[Mapping[str, str]] = {
     "created": "Dibuat", "status": "Status diubah", "details": "Rincian diubah",
-    "dispatch": "Diteruskan ke instansi", "call_linked": "Panggilan dikaitkan",
+    "dispatch": "Tahap instansi", "call_linked": "Panggilan dikaitkan",
     "escalated": "Eskalasi", "rating": "Penilaian penelepon", "attachment": "Lampiran"}
 # The incident fields an edit's timeline entry names.
 FIELD_LABELS: Final[Mapping[str, str]] = {

@@ -283,8 +283,11 @@ async def test_a_dispatch_is_stepped_or_cancelled_from_the_incident_page(console
     assert (await ctx.incidents.get(fire)).status.value == "dispatched"
     html = (await operator.get(page))[1]
     assert f'action="{step}"' not in html  # cancelled: no step left
-    assert "Diberitahu → Dibatalkan" in html
-    assert "catatan: Polsek menolak: tidak ada patroli" in html
+    # The entry says what happened to the agency, not "forwarded" for a cancellation.
+    entry = html.split("<strong>Tahap instansi</strong> oleh op1")[3].split("</li>", 1)[0]
+    assert re.findall(r'<span class="detail">([^<]+)</span>', entry) == [
+        "Diberitahu → Dibatalkan", "instansi: polisi", f"pengiriman #{police.dispatch_id}",
+        "catatan: Polsek menolak: tidak ada patroli"]
     assert "Diterima" in html
     # The police can be dispatched again from the page's own form.
     version = int(re.findall(r'name="version" value="(\d+)"', html)[0])
