@@ -441,6 +441,17 @@ def test_attachment_metadata_checked(content_type: str, size: object, sha: str,
     assert caught.value.field == field
 
 
+def test_an_empty_file_and_a_long_name_are_refused_saying_so() -> None:
+    with pytest.raises(ValidationError, match=r"^Berkas kosong \(0 bita\)"):
+        parse_attachment("b.jpg", "image/jpeg", 0, SHA, "a/b.jpg", max_bytes=100)
+    with pytest.raises(ValidationError, match=r"^Nama berkas terlalu panjang \(maksimal 200"):
+        parse_attachment("x" * 197 + ".jpg", "image/jpeg", 10, SHA, "a/b.jpg", max_bytes=100)
+    # At the limits: accepted.
+    meta = parse_attachment("x" * 196 + ".jpg", "image/jpeg", 100, SHA, "a/b.jpg",
+                            max_bytes=100)
+    assert (len(meta.filename), meta.size_bytes) == (200, 100)
+
+
 def test_oversized_attachment_names_the_limit() -> None:
     with pytest.raises(ValidationError, match="maksimal 25 MB"):
         parse_attachment("v.mp4", "video/mp4", 26 * 1024 * 1024, SHA, "v.mp4",
