@@ -64,7 +64,8 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
     "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
     "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
     "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
-    "priority": "prioritas: {}", "by_phone": "lewat telepon"}
+    "priority": "prioritas: {}", "by_phone": "lewat telepon",
+    "dispatch_clock_restarted": "tidak ada instansi lain: target pengiriman dihitung lagi"}
 
 
 # The words for the codes a timeline entry carries, by (kind of entry, detail key).

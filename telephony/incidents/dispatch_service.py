@@ -117,6 +117,8 @@ class DispatchService:
                 if next_status is not None:
                     await self._ledger.set_status(connection, current, next_status, who,
                                                   {"dispatch_id": dispatch_id})
+                else:
+                    await self._ledger.repo.stamp_dispatched(connection, checked)
                 incident = await self._ledger.fetch(connection, checked)
                 recipients = await self._directory.recipients_for(connection, code,
                                                                   incident.report_type)
@@ -141,7 +143,9 @@ class DispatchService:
 
         Or cancel it, with the reason in ``note`` (the agency declined or did not answer),
         before its team is on scene: the incident's status stays, the agency may be
-        dispatched again, and its notifications not delivered yet are withdrawn.
+        dispatched again, and its notifications not delivered yet are withdrawn. Once every
+        dispatch of the incident is cancelled its dispatch clock runs from the answer again
+        (``dispatched_at`` is cleared; the next dispatch stamps it).
         ``incident_id``: the incident the caller saw the dispatch on; refused as not found
         if it belongs to another.
         """
@@ -160,10 +164,16 @@ class DispatchService:
                 current = await self._fetch(connection, checked, lock=True)
                 why = check_dispatch_step(current.state, target, note)
                 await self._repo.set_dispatch_state(connection, checked, target)
+                # The only agency sent declined: the incident waits for one again, and the
+                # supervisor's overdue list must say so rather than count it dispatched.
+                restarted = (target is DispatchState.CANCELLED
+                             and await self._ledger.repo.restart_dispatch_clock(connection,
+                                                                                incident_id))
                 await self._ledger.record(connection, incident_id, who, "dispatch", {
                     "dispatch_id": checked, "agency": current.agency_code,
                     "from": current.state.value, "to": target.value,
                     **({"note": why} if why else {}),
+                    **({"dispatch_clock_restarted": True} if restarted else {}),
                 })
                 incident = await self._ledger.fetch(connection, incident_id)
                 next_status = status_after_dispatch_step(incident.status, target)

@@ -433,6 +433,43 @@ async def test_sla_breaches(database_dsn: str, database: Database,
     assert await make_service(database, dispatch_targets={}).dispatches.sla_breaches() == []
 
 
+async def test_when_the_only_agency_declines_the_dispatch_target_counts_again(
+    database_dsn: str, service: IncidentServices
+) -> None:
+    # A fire answered two minutes ago is dispatched at once to the fire brigade, which
+    # declines. Counted as dispatched on time, it never showed among the overdue, though no
+    # agency was on its way: the clock runs from the answer again until one is dispatched.
+    await add_calls(database_dsn, call_facts("declined.fire", answered_at=ago(minutes=2),
+                                             talk=None))
+    iid = (await service.incidents.create_for_call("declined.fire")).incident_id
+    await service.incidents.change_status(iid, "verified", actor="op1001")
+    damkar = await service.dispatches.dispatch(iid, "damkar", actor="op1001")
+    pdam = await service.dispatches.dispatch(iid, "pdam", actor="op1001")
+    # Another agency still on its way: the incident stays dispatched when it was.
+    await service.dispatches.advance_dispatch(pdam.dispatch_id, "cancelled", actor="op1001",
+                                              note="Salah pilih instansi")
+    kept = await service.incidents.get(iid)
+    assert kept.dispatched_at is not None
+    await service.dispatches.advance_dispatch(damkar.dispatch_id, "cancelled", actor="op1001",
+                                              note="Semua unit sedang keluar")
+    waiting = await service.incidents.get(iid)
+    assert (waiting.status, waiting.dispatched_at) == (Status.DISPATCHED, None)
+    assert waiting.version == kept.version + 1
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert iid in {b.incident.incident_id for b in await service.dispatches.sla_breaches(later)}
+    events = [e for e in await service.incidents.timeline(iid) if e.kind == "dispatch"]
+    assert [e.detail.get("dispatch_clock_restarted") for e in events] == [
+        None, None, None, True]
+
+    again = await service.dispatches.dispatch(iid, "damkar", actor="op1002")
+    dispatched = await service.incidents.get(iid)
+    assert dispatched.dispatched_at is not None
+    assert dispatched.dispatched_at >= again.notified_at
+    assert dispatched.version == waiting.version + 1
+    clock = service.dispatches.sla_clock(dispatched, later)
+    assert clock is not None and not clock.breached
+
+
 async def test_rating(database_dsn: str, service: IncidentServices) -> None:
     await answered(database_dsn, "rate.1")
     incident = await service.incidents.create_for_call("rate.1")
