@@ -22,7 +22,7 @@ class DispatchState(LabelledStrEnum):
     ON_SCENE = "on_scene", "Di lokasi"
     DONE = "done", "Selesai"
     # The agency declined, did not answer, or the operator sent it by mistake: no team of it
-    # is coming. Not a step forward: an agency is never on the way and cancelled at once.
+    # is coming. Not a step of the order below: it ends the dispatch from where it stood.
     CANCELLED = "cancelled", "Dibatalkan"
 
 

@@ -1,6 +1,7 @@
 """The operator console's casework forms on a loopback socket over a real PostgreSQL: linking
 a repeat caller's call to an open incident (from the incident page and the operator screen),
-escalation with its reason, the rating and the worded timeline, playing a call's recording
+escalation with its reason, a dispatch's steps and its cancellation (an agency that
+declines), the rating and the worded timeline, playing a call's recording
 through the audited streaming endpoint, and the audit trail of the desk's queue actions.
 
 Every new form is refused without the session's CSRF token and for a role it does not serve,
