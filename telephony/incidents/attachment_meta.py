@@ -45,9 +45,12 @@ _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 
 
 def _path_segment(field: str, value: str, what: str) -> str:
+    # Said apart from the rest: a name cut from a long page title is no attack, and "tidak
+    # sah" left the field team guessing what to change.
+    if len(value) > 200:
+        raise ValidationError(field, f"{what} terlalu panjang (maksimal 200 karakter).")
     if (not value or value != value.strip() or value.startswith(".")
-            or _UNSAFE_NAME.search(value) or len(value) > 200
-            or holds_invisible(value)):
+            or _UNSAFE_NAME.search(value) or holds_invisible(value)):
         raise ValidationError(field, f"{what} tidak sah: {value[:60]!r}.")
     return value
 
@@ -77,8 +80,12 @@ def parse_attachment(
     name = check_filename(filename)
     if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type.lower()):
         raise ValidationError("content_type", "Jenis berkas (content type) tidak sah.")
-    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes <= 0:
+    if isinstance(size_bytes, bool) or not isinstance(size_bytes, int) or size_bytes < 0:
         raise ValidationError("size_bytes", "Ukuran berkas tidak sah.")
+    if size_bytes == 0:
+        # What a phone sends when the photo was not ready yet, or an upload cut short.
+        raise ValidationError("size_bytes", "Berkas kosong (0 bita); pilih berkasnya lagi lalu "
+                                            "unggah ulang.")
     if size_bytes > max_bytes:
         raise ValidationError(
             "size_bytes",

@@ -18,7 +18,11 @@ from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.desks.operators import SKILL_LABELS
-from telephony.incidents.dispatches import DispatchState, status_for_dispatch
+from telephony.incidents.dispatches import (
+    DispatchState,
+    next_dispatch_steps,
+    status_for_dispatch,
+)
 from telephony.incidents.edits import parse_patch
 from telephony.incidents.errors import CallAlreadyLinked, InvalidTransition, ValidationError
 from telephony.incidents.model import (
@@ -46,7 +50,7 @@ _PAGE_NUMBER: Final = re.compile(r"[1-9][0-9]{0,5}")
 # What each kind of incident timeline entry is called on the page.
 TIMELINE_LABELS: Final[Mapping[str, str]] = {
     "created": "Dibuat", "status": "Status diubah", "details": "Rincian diubah",
-    "dispatch": "Diteruskan ke instansi", "call_linked": "Panggilan dikaitkan",
+    "dispatch": "Tahap instansi", "call_linked": "Panggilan dikaitkan",
     "escalated": "Eskalasi", "rating": "Penilaian penelepon", "attachment": "Lampiran"}
 # The incident fields an edit's timeline entry names.
 FIELD_LABELS: Final[Mapping[str, str]] = {
@@ -60,7 +64,8 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
     "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
     "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
     "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
-    "priority": "prioritas: {}", "by_phone": "lewat telepon"}
+    "priority": "prioritas: {}", "by_phone": "lewat telepon",
+    "dispatch_clock_restarted": "tidak ada instansi lain: target pengiriman dihitung lagi"}
 
 
 # The words for the codes a timeline entry carries, by (kind of entry, detail key).
@@ -81,11 +86,15 @@ RECORDING_STATES: Final[Mapping[State, str]] = {
     State.MISSING: "berkasnya tidak ditemukan", State.EXPIRED: "sudah dihapus (masa simpan habis)"}
 
 
-def _incident_id(request: web.Request) -> int:
-    raw = request.match_info["incident_id"]
+def _path_id(request: web.Request, name: str, what: str) -> int:
+    raw = request.match_info[name]
     if not _INCIDENT_ID.fullmatch(raw):
-        raise ApiError(404, "not_found", f"Insiden {raw[:40]!r} tidak ditemukan.")
+        raise ApiError(404, "not_found", f"{what} {raw[:40]!r} tidak ditemukan.")
     return int(raw)
+
+
+def _incident_id(request: web.Request) -> int:
+    return _path_id(request, "incident_id", "Insiden")
 
 
 def _version(form: Form) -> int:
@@ -185,10 +194,12 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
     related = (await ctx.incidents.merge_candidates(call_ids[0])
                if len(call_ids) == 1 else [])
     levels = list(EscalationLevel)
+    dispatches = await ctx.dispatches.dispatches(incident_id)
     return page(
         request, "incident.html", title=f"Insiden #{incident_id}", incident=incident,
         sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
-        dispatches=await ctx.dispatches.dispatches(incident_id),
+        dispatches=dispatches,
+        dispatch_steps={d.dispatch_id: next_dispatch_steps(d.state) for d in dispatches},
         timeline=await ctx.incidents.timeline(incident_id),
         legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],
         agencies=[a for a in await ctx.directory.agencies() if a.active],
@@ -277,6 +288,16 @@ async def dispatch(request: web.Request, form: Form) -> Done:
     return Done(f"Diteruskan ke {sent.agency_name}.")
 
 
+async def dispatch_step(request: web.Request, form: Form) -> Done:
+    """Record a dispatch's next step, or cancel it with the reason (the agency declined or
+    did not answer): the agency can then be dispatched again, or another one."""
+    sent = await context_of(request).dispatches.advance_dispatch(
+        _path_id(request, "dispatch_id", "Pengiriman"), form.get("state", ""),
+        actor=actor_of(request), note=form.get("note", ""),
+        incident_id=_incident_id(request))
+    return Done(f"{sent.agency_name}: {sent.state.label}.")
+
+
 async def escalate(request: web.Request, form: Form) -> Done:
     """Raise the incident to the level chosen (desa → kecamatan → kabupaten → provinsi),
     with the reason."""
@@ -319,6 +340,9 @@ def routes() -> list[Route]:
               CASEWORK, "Ubah status insiden", tag, SEE_OTHER),
         Route("POST", f"{incident}/dispatches", form_action(_to_incident, dispatch),
               CASEWORK, "Teruskan ke instansi", tag, SEE_OTHER),
+        Route("POST", f"{incident}/dispatches/{{dispatch_id}}/state",
+              form_action(_to_incident, dispatch_step), CASEWORK,
+              "Catat tahap pengiriman atau batalkan", tag, SEE_OTHER),
         Route("POST", f"{incident}/escalation", form_action(_to_incident, escalate),
               CASEWORK, "Naikkan tingkat eskalasi", tag, SEE_OTHER),
         Route("POST", f"{incident}/calls", form_action(_back, link_call), CASEWORK,

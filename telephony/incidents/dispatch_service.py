@@ -32,8 +32,15 @@ from telephony.incidents.dispatches import (
     status_for_dispatch,
 )
 from telephony.incidents.errors import DispatchNotFound, InvalidTransition, ValidationError
-from telephony.incidents.ledger import NOTE_MAX, IncidentLedger
-from telephony.incidents.model import Incident, ReportType, check_id, clean_actor, clean_text
+from telephony.incidents.ledger import IncidentLedger
+from telephony.incidents.model import (
+    NOTE_MAX,
+    Incident,
+    ReportType,
+    check_id,
+    clean_actor,
+    clean_text,
+)
 from telephony.incidents.outbox import notification_payload
 from telephony.incidents.outbox_store import OutboxStore
 from telephony.incidents.store import IncidentRepository
@@ -110,6 +117,8 @@ class DispatchService:
                 if next_status is not None:
                     await self._ledger.set_status(connection, current, next_status, who,
                                                   {"dispatch_id": dispatch_id})
+                else:
+                    await self._ledger.repo.stamp_dispatched(connection, checked)
                 incident = await self._ledger.fetch(connection, checked)
                 recipients = await self._directory.recipients_for(connection, code,
                                                                   incident.report_type)
@@ -125,28 +134,46 @@ class DispatchService:
         return dispatch
 
     async def advance_dispatch(
-        self, dispatch_id: int, state: DispatchState | str, *, actor: str
+        self, dispatch_id: int, state: DispatchState | str, *, actor: str, note: str = "",
+        incident_id: int | None = None,
     ) -> Dispatch:
         """Record a dispatch's next step (acknowledged, on scene, done); steps the field team
         did not report may be skipped, none may be repeated or undone. The first team on
-        scene puts a dispatched incident on scene."""
+        scene puts a dispatched incident on scene.
+
+        Or cancel it, with the reason in ``note`` (the agency declined or did not answer),
+        before its team is on scene: the incident's status stays, the agency may be
+        dispatched again, and its notifications not delivered yet are withdrawn. Once every
+        dispatch of the incident is cancelled its dispatch clock runs from the answer again
+        (``dispatched_at`` is cleared; the next dispatch stamps it).
+        ``incident_id``: the incident the caller saw the dispatch on; refused as not found
+        if it belongs to another.
+        """
         checked = check_id("dispatch_id", dispatch_id)
         target = parse_dispatch_state(state)
         who = clean_actor(actor)
+        seen_on = None if incident_id is None else check_id("incident_id", incident_id)
 
         async def work(connection: asyncpg.Connection) -> Dispatch:
             async with connection.transaction():
                 incident_id = await self._repo.dispatch_incident_id(connection, checked)
-                if incident_id is None:
+                if incident_id is None or seen_on not in (None, incident_id):
                     raise DispatchNotFound(checked)
                 # Incident first, then dispatch: the same order as dispatch().
                 await self._ledger.repo.lock_incidents(connection, [incident_id])
                 current = await self._fetch(connection, checked, lock=True)
-                check_dispatch_step(current.state, target)
+                why = check_dispatch_step(current.state, target, note)
                 await self._repo.set_dispatch_state(connection, checked, target)
+                # The only agency sent declined: the incident waits for one again, and the
+                # supervisor's overdue list must say so rather than count it dispatched.
+                restarted = (target is DispatchState.CANCELLED
+                             and await self._ledger.repo.restart_dispatch_clock(connection,
+                                                                                incident_id))
                 await self._ledger.record(connection, incident_id, who, "dispatch", {
                     "dispatch_id": checked, "agency": current.agency_code,
                     "from": current.state.value, "to": target.value,
+                    **({"note": why} if why else {}),
+                    **({"dispatch_clock_restarted": True} if restarted else {}),
                 })
                 incident = await self._ledger.fetch(connection, incident_id)
                 next_status = status_after_dispatch_step(incident.status, target)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from telephony.db.rows import from_row
-from telephony.incidents.dispatches import Dispatch, DispatchState
+from telephony.incidents.dispatches import FINISHED_DISPATCH_STATES, Dispatch, DispatchState
 from telephony.incidents.model import Incident, ReportType
 from telephony.incidents.store import OPEN, incident_from_row
 
@@ -49,11 +49,11 @@ class DispatchStore:
     async def active_dispatch_id(
         self, connection: asyncpg.Connection, incident_id: int, agency_code: str
     ) -> int | None:
-        """The agency's dispatch to the incident that is not done yet, if any."""
+        """The agency's dispatch to the incident that is not done or cancelled, if any."""
         value = await connection.fetchval(
             "SELECT dispatch_id FROM dispatches "
-            "WHERE incident_id = $1 AND agency_code = $2 AND state <> 'done'",
-            incident_id, agency_code,
+            "WHERE incident_id = $1 AND agency_code = $2 AND NOT state = ANY($3::text[])",
+            incident_id, agency_code, sorted(FINISHED_DISPATCH_STATES),
         )
         return int(value) if value is not None else None
 
@@ -90,7 +90,8 @@ class DispatchStore:
                 acknowledged_at = CASE WHEN $2 = 'acknowledged' THEN now()
                                        ELSE acknowledged_at END,
                 on_scene_at = CASE WHEN $2 = 'on_scene' THEN now() ELSE on_scene_at END,
-                done_at = CASE WHEN $2 = 'done' THEN now() ELSE done_at END
+                done_at = CASE WHEN $2 = 'done' THEN now() ELSE done_at END,
+                cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE cancelled_at END
             WHERE dispatch_id = $1
             """,
             dispatch_id, state.value,

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from telephony.core.labels import LabelledStrEnum
-from telephony.incidents.errors import InvalidTransition
-from telephony.incidents.model import Status, parse_enum
+from telephony.incidents.errors import InvalidTransition, ValidationError
+from telephony.incidents.model import NOTE_MAX, Status, clean_text, parse_enum
 
 
 class DispatchState(LabelledStrEnum):
@@ -21,9 +21,19 @@ class DispatchState(LabelledStrEnum):
     ACKNOWLEDGED = "acknowledged", "Diterima"
     ON_SCENE = "on_scene", "Di lokasi"
     DONE = "done", "Selesai"
+    # The agency declined, did not answer, or the operator sent it by mistake: no team of it
+    # is coming. Not a step of the order below: it ends the dispatch from where it stood.
+    CANCELLED = "cancelled", "Dibatalkan"
 
 
-_DISPATCH_ORDER: Final = list(DispatchState)
+# The steps of a dispatch that goes ahead, in order.
+_DISPATCH_ORDER: Final = [DispatchState.NOTIFIED, DispatchState.ACKNOWLEDGED,
+                          DispatchState.ON_SCENE, DispatchState.DONE]
+# A dispatch over: the agency may be dispatched to the incident again.
+FINISHED_DISPATCH_STATES: Final = frozenset({DispatchState.DONE, DispatchState.CANCELLED})
+# A team on scene is not called off but finishes ("done"): what it did there is on record.
+CANCELLABLE_DISPATCH_STATES: Final = frozenset({DispatchState.NOTIFIED,
+                                                DispatchState.ACKNOWLEDGED})
 
 
 def parse_dispatch_state(value: object) -> DispatchState:
@@ -44,6 +54,7 @@ class Dispatch:
     acknowledged_at: datetime | None
     on_scene_at: datetime | None
     done_at: datetime | None
+    cancelled_at: datetime | None
     dispatched_by: str
     note: str
     by_phone: bool = False  # the operator handed the caller to the agency by phone
@@ -67,12 +78,31 @@ def status_for_dispatch(status: Status) -> Status | None:
     )
 
 
-def check_dispatch_step(current: DispatchState, target: DispatchState) -> None:
-    """A dispatch only moves forward; a step the field team did not report may be skipped."""
-    if _DISPATCH_ORDER.index(target) <= _DISPATCH_ORDER.index(current):
+def next_dispatch_steps(current: DispatchState) -> list[DispatchState]:
+    """The steps a dispatch in ``current`` may take next, in order (for a picker)."""
+    if current in FINISHED_DISPATCH_STATES:
+        return []
+    ahead = _DISPATCH_ORDER[_DISPATCH_ORDER.index(current) + 1:]
+    return ahead + ([DispatchState.CANCELLED] if current in CANCELLABLE_DISPATCH_STATES
+                    else [])
+
+
+def check_dispatch_step(current: DispatchState, target: DispatchState, reason: object = ""
+                        ) -> str:
+    """A dispatch only moves forward (a step the field team did not report may be skipped),
+    or is cancelled before its team is on scene, saying why; returns the cleaned reason."""
+    if target not in next_dispatch_steps(current):
+        if target is DispatchState.CANCELLED and current is DispatchState.ON_SCENE:
+            raise InvalidTransition("Tim instansi sudah di lokasi: tandai 'Selesai', bukan "
+                                    "dibatalkan.")
         raise InvalidTransition(
             f"Tahap pengiriman tidak dapat diubah dari '{current.label}' ke '{target.label}'."
         )
+    why = clean_text("note", reason, max_length=NOTE_MAX, multiline=True)
+    if target is DispatchState.CANCELLED and not why:
+        raise ValidationError("note", "Alasan pembatalan pengiriman wajib diisi (mis. instansi "
+                                      "menolak atau tidak menjawab).")
+    return why
 
 
 def status_after_dispatch_step(status: Status, state: DispatchState) -> Status | None:

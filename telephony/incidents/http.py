@@ -141,6 +141,7 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
         "acknowledged_at": instant_json(dispatch.acknowledged_at),
         "on_scene_at": instant_json(dispatch.on_scene_at),
         "done_at": instant_json(dispatch.done_at),
+        "cancelled_at": instant_json(dispatch.cancelled_at),
         "dispatched_by": dispatch.dispatched_by,
         "note": dispatch.note,
         "by_phone": dispatch.by_phone,
@@ -301,12 +302,14 @@ async def create_dispatch(request: web.Request) -> web.StreamResponse:
 
 
 async def advance_dispatch(request: web.Request) -> web.StreamResponse:
-    """Record a dispatch's next step (acknowledged, on scene, done)."""
+    """Record a dispatch's next step (acknowledged, on scene, done), or cancel it with the
+    reason in ``note``."""
     ctx = context_of(request)
     dispatch_id = path_id(request, "dispatch_id", "Pengiriman")
     data = await json_body(request)
     dispatch = await ctx.dispatches.advance_dispatch(dispatch_id, data["state"],
-                                                    actor=actor_of(request))
+                                                    actor=actor_of(request),
+                                                    note=data.get("note", ""))
     return json_response(dispatch_json(dispatch))
 
 

@@ -15,8 +15,6 @@ from telephony.incidents.errors import IncidentNotFound, StaleIncident
 from telephony.incidents.model import Incident, Status, check_transition
 from telephony.incidents.store import IncidentRepository
 
-NOTE_MAX = 1000  # the longest note an operator may add to a change
-
 
 class IncidentLedger:
     """Incident reads, locks, status moves and timeline entries on a caller's connection."""

@@ -210,6 +210,7 @@ TEXT_FIELD_NAMES: Final[Mapping[str, str]] = {
 # One-line fields are also refused a tab or a line break, which a paste from a spreadsheet or
 # a chat message brings along unseen: say so, or the operator cannot find what to remove.
 _ONE_LINE: Final = " (satu baris saja: tanpa tab atau baris baru)"
+NOTE_MAX: Final = 1000  # the longest note an operator may add to a change
 
 
 def clean_text(field: str, value: object, *, max_length: int, multiline: bool = False) -> str:

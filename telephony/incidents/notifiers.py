@@ -49,7 +49,8 @@ class WebhookNotifier:
 
     The body is the payload plus ``notification_id`` and ``attempt``; the id is also sent as
     ``Idempotency-Key`` because a notification may arrive twice (a worker that died after
-    delivering but before recording it). Any 2xx status is success.
+    delivering but before recording it). Any 2xx status is success; anything else, a redirect
+    too, is a failed attempt.
     """
 
     def __init__(self, url: str, *, timeout: float) -> None:
@@ -72,7 +73,11 @@ class WebhookNotifier:
         headers = {"Idempotency-Key": f"siaga112-notification-{notification.notification_id}"}
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._client().post(self._url, json=body, headers=headers) as reply:
+                # Not followed: a client following a redirect re-sends a POST as a GET (302,
+                # 303), and the page it lands on answering 200 counted a notification
+                # nobody received as delivered. A moved gateway is for the site to fix.
+                async with self._client().post(self._url, json=body, headers=headers,
+                                               allow_redirects=False) as reply:
                     if not 200 <= reply.status < 300:
                         raise NotificationFailed(f"HTTP {reply.status} from {self._url}")
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -78,3 +78,4 @@ class DeliveryReport:
     sent: int = 0
     retried: int = 0  # failed, due again later
     failed: int = 0  # failed for the last allowed time; kept in the outbox as failed
+    withdrawn: int = 0  # not sent: the incident was no longer open (kept as withdrawn)

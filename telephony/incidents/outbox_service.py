@@ -42,12 +42,17 @@ class NotificationOutbox:
         """Drain the outbox: deliver every due notification once, recording each outcome.
 
         A failure is retried later with a doubling delay; after the last allowed attempt the
-        notification stays in the outbox as failed. Delivery is at least once.
+        notification stays in the outbox as failed. Delivery is at least once. What is still
+        undelivered of an incident no longer open is withdrawn instead
+        (:meth:`~telephony.incidents.outbox_store.OutboxStore.withdraw_closed`).
         """
         config = self._config
         # Long enough that a claimed notification is not claimed again while still in flight.
         lease = timedelta(seconds=config.notify_timeout + _NOTIFIER_GRACE_SECONDS + 30)
         outcomes: list[Outcome] = []
+        withdrawn = await self._database.run(self._repo.withdraw_closed)
+        if withdrawn:
+            log.info("%d notification(s) of incidents no longer open withdrawn", withdrawn)
 
         async def claim(connection: asyncpg.Connection) -> list[Notification]:
             return await self._repo.claim_notifications(
@@ -66,7 +71,7 @@ class NotificationOutbox:
                 outcomes.append(result)
             if len(claimed) < config.notify_batch:
                 return DeliveryReport(outcomes.count("sent"), outcomes.count("retried"),
-                                      outcomes.count("failed"))
+                                      outcomes.count("failed"), withdrawn)
 
     async def _deliver(self, notification: Notification) -> Outcome:
         config = self._config
@@ -98,5 +103,5 @@ class NotificationOutbox:
         return "sent"
 
     async def outbox_counts(self) -> dict[str, int]:
-        """How many notifications are pending, sent and failed."""
+        """How many notifications are pending, sent, failed and withdrawn."""
         return await self._database.run(self._repo.outbox_counts)

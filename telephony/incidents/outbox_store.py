@@ -14,6 +14,7 @@ import asyncpg
 
 from telephony.db.rows import from_row
 from telephony.incidents.outbox import Notification, OutboxBacklog
+from telephony.incidents.store import OPEN
 
 
 class OutboxStore:
@@ -47,6 +48,37 @@ class OutboxStore:
         assert row is not None  # an aggregate always answers one row
         return from_row(OutboxBacklog, row)
 
+    async def withdraw_closed(self, connection: asyncpg.Connection) -> int:
+        """Withdraw the notifications still pending of incidents no longer open, of
+        dispatches cancelled, or to recipients stopped; returns how many. An agency told of
+        an incident already cancelled (a prank), resolved or closed, or of a dispatch called
+        off, would send a team out for nothing: a gateway down for an hour delivers its
+        backlog the moment it is back. A recipient is stopped when the person left or the
+        number went to someone else: the caller's number and place are not theirs to get."""
+        status = await connection.execute(
+            """
+            WITH called_off AS (
+                SELECT o.notification_id,
+                       CASE WHEN NOT i.status = ANY($1::text[])
+                            THEN 'withdrawn: the incident is ' || i.status
+                            WHEN d.state = 'cancelled'
+                            THEN 'withdrawn: the dispatch is cancelled'
+                            ELSE 'withdrawn: the recipient is stopped' END AS why
+                FROM notification_outbox o
+                JOIN incidents i USING (incident_id)
+                LEFT JOIN dispatches d USING (dispatch_id)
+                LEFT JOIN agency_recipients r USING (recipient_id)
+                WHERE o.state = 'pending'
+                  AND (NOT i.status = ANY($1::text[]) OR d.state = 'cancelled'
+                       OR NOT r.active)
+            )
+            UPDATE notification_outbox o SET state = 'withdrawn', last_error = c.why
+            FROM called_off c WHERE o.notification_id = c.notification_id
+            """,
+            OPEN,
+        )
+        return int(status.split()[-1])
+
     async def claim_notifications(
         self, connection: asyncpg.Connection, *, limit: int, lease: timedelta
     ) -> list[Notification]:
@@ -63,13 +95,22 @@ class OutboxStore:
             WHERE o.notification_id IN (
                 SELECT notification_id FROM notification_outbox
                 WHERE state = 'pending' AND next_attempt_at <= now()
+                  -- Closed or cancelled since the last withdrawal: left for the next one.
+                  AND incident_id IN (SELECT incident_id FROM incidents
+                                      WHERE status = ANY($3::text[]))
+                  AND NOT EXISTS (SELECT 1 FROM dispatches d
+                                  WHERE d.dispatch_id = notification_outbox.dispatch_id
+                                    AND d.state = 'cancelled')
+                  AND NOT EXISTS (SELECT 1 FROM agency_recipients r
+                                  WHERE r.recipient_id = notification_outbox.recipient_id
+                                    AND NOT r.active)
                 ORDER BY next_attempt_at, notification_id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING o.notification_id, o.attempts AS attempt, o.payload
             """,
-            limit, lease,
+            limit, lease, OPEN,
         )
         claimed = [from_row(Notification, row, payload=json.loads(row["payload"]))
                    for row in rows]
@@ -103,10 +144,10 @@ class OutboxStore:
         )
 
     async def outbox_counts(self, connection: asyncpg.Connection) -> dict[str, int]:
-        """How many notifications are pending, sent and failed."""
+        """How many notifications are pending, sent, failed and withdrawn."""
         rows = await connection.fetch(
             "SELECT state, count(*) AS n FROM notification_outbox GROUP BY state"
         )
-        counts = {"pending": 0, "sent": 0, "failed": 0}
+        counts = {"pending": 0, "sent": 0, "failed": 0, "withdrawn": 0}
         counts.update({row["state"]: row["n"] for row in rows})
         return counts

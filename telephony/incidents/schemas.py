@@ -71,6 +71,7 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "state": {"type": "string"}, "state_label": {"type": "string"},
         "notified_at": DATETIME, "acknowledged_at": NULLABLE_DATETIME,
         "on_scene_at": NULLABLE_DATETIME, "done_at": NULLABLE_DATETIME,
+        "cancelled_at": NULLABLE_DATETIME,
         "dispatched_by": {"type": "string"}, "note": {"type": "string"},
         "by_phone": {"type": "boolean",
                      "description": "Diteruskan lewat telepon (alih panggilan ke instansi)"},
@@ -122,5 +123,7 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
                             ("rating",)),
     "NewDispatch": object_schema({"agency": text(32), "note": text(1000),
                                   "expected_version": VERSION}, ("agency",)),
-    "DispatchStep": object_schema({"state": text(40)}, ("state",)),
+    "DispatchStep": object_schema({"state": text(40), "note": text(1000)}, ("state",),
+                                  "Tahap berikutnya; 'cancelled' (instansi menolak atau tidak "
+                                  "menjawab) wajib dengan alasan di note."),
 }

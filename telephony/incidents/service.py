@@ -34,8 +34,9 @@ from telephony.incidents.errors import (
     IncidentNotFound,
     ValidationError,
 )
-from telephony.incidents.ledger import NOTE_MAX, IncidentLedger
+from telephony.incidents.ledger import IncidentLedger
 from telephony.incidents.model import (
+    NOTE_MAX,
     SYSTEM_ACTOR,
     EscalationLevel,
     Incident,

@@ -211,6 +211,34 @@ class IncidentRepository:
             incident_id, status.value,
         )
 
+    async def restart_dispatch_clock(
+        self, connection: asyncpg.Connection, incident_id: int
+    ) -> bool:
+        """Forget when the incident was dispatched if every dispatch of it was cancelled:
+        no agency is on its way, so its dispatch target counts from the answer again.
+        ``True`` if it was forgotten."""
+        status = await connection.execute(
+            """
+            UPDATE incidents SET dispatched_at = NULL, version = version + 1, updated_at = now()
+            WHERE incident_id = $1 AND dispatched_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM dispatches
+                              WHERE incident_id = $1 AND state <> 'cancelled')
+            """,
+            incident_id,
+        )
+        return status == "UPDATE 1"
+
+    async def stamp_dispatched(self, connection: asyncpg.Connection, incident_id: int) -> None:
+        """Stamp ``dispatched_at`` now unless it is set (an agency dispatched again after
+        every earlier one was cancelled)."""
+        await connection.execute(
+            """
+            UPDATE incidents SET dispatched_at = now(), version = version + 1, updated_at = now()
+            WHERE incident_id = $1 AND dispatched_at IS NULL
+            """,
+            incident_id,
+        )
+
     async def write_details(
         self, connection: asyncpg.Connection, incident_id: int, details: IncidentDetails
     ) -> None:

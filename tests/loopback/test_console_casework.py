@@ -1,6 +1,7 @@
 """The operator console's casework forms on a loopback socket over a real PostgreSQL: linking
 a repeat caller's call to an open incident (from the incident page and the operator screen),
-escalation with its reason, the rating and the worded timeline, playing a call's recording
+escalation with its reason, a dispatch's steps and its cancellation (an agency that
+declines), the rating and the worded timeline, playing a call's recording
 through the audited streaming endpoint, and the audit trail of the desk's queue actions.
 
 Every new form is refused without the session's CSRF token and for a role it does not serve,
@@ -228,6 +229,72 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
         ("op1", "Petugas di lokasi → Selesai ditangani")]
     assert all(re.fullmatch(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d", at) for at, _, _ in steps)
     assert "Penilaian penelepon</strong> oleh survey" in html and "nilai 4 dari 5" in html
+
+
+# -- dispatches --------------------------------------------------------------------------------
+
+
+async def test_a_dispatch_is_stepped_or_cancelled_from_the_incident_page(console: Console
+                                                                         ) -> None:
+    """The page listed each agency's dispatch with no way to record its next step: an
+    agency that declined stayed 'Diberitahu' for good and could never be dispatched to the
+    incident again ("sudah diteruskan ... dan belum selesai")."""
+    operator = await console.user("op1", "operator", desk=True)
+    admin = await console.user("admin1", "admin")
+    fire, _, medical = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    await ctx.incidents.change_status(fire, "verified", actor="op1")
+    damkar = await ctx.dispatches.dispatch(fire, "damkar", actor="op1")
+    police = await ctx.dispatches.dispatch(fire, "polisi", actor="op1")
+    page = f"/console/incidents/{fire}"
+    html = (await operator.get(page))[1]
+    step = f"{page}/dispatches/{police.dispatch_id}/state"
+    assert f'action="{step}"' in html
+    row = html.split(f'data-dispatch-id="{police.dispatch_id}"', 1)[1].split("</tr>", 1)[0]
+    assert re.findall(r'<option value="(\w+)">', row) == [
+        "acknowledged", "on_scene", "done", "cancelled"]
+
+    before = await incident_state(console.dsn)
+    form = {"state": "cancelled", "note": "Polsek menolak: tidak ada patroli"}
+    assert (await operator.post(step, form, csrf=False)).status == 403
+    assert (await admin.post(step, form)).status == 403
+    refusals = [
+        ({**form, "note": " "}, "Alasan pembatalan pengiriman wajib diisi"),
+        ({**form, "state": "dibatalkan"}, "Tahap pengiriman tidak dikenal"),
+        ({**form, "state": "notified"}, "Tahap pengiriman tidak dapat diubah"),
+    ]
+    for fields, text in refusals:
+        kind, shown = await operator.flash(await operator.post(step, fields))
+        assert kind == "error" and text in shown, (fields, shown)
+    # The dispatch of one incident through another's page, or an id that is none.
+    for path in (f"/console/incidents/{medical}/dispatches/{police.dispatch_id}/state",
+                 f"{page}/dispatches/0/state", f"{page}/dispatches/x/state"):
+        response = await operator.post(path, form)
+        assert response.status in (303, 404), path
+        if response.status == 303:
+            kind, shown = await operator.flash(response)
+            assert kind == "error" and "tidak ditemukan" in shown, (path, shown)
+    assert await incident_state(console.dsn) == before
+
+    kind, text = await operator.flash(await operator.post(step, form))
+    assert (kind, text) == ("ok", "Polisi: Dibatalkan.")
+    kind, text = await operator.flash(await operator.post(
+        f"{page}/dispatches/{damkar.dispatch_id}/state", {"state": "acknowledged", "note": ""}))
+    assert kind == "ok"
+    assert (await ctx.incidents.get(fire)).status.value == "dispatched"
+    html = (await operator.get(page))[1]
+    assert f'action="{step}"' not in html  # cancelled: no step left
+    # The entry says what happened to the agency, not "forwarded" for a cancellation.
+    entry = html.split("<strong>Tahap instansi</strong> oleh op1")[3].split("</li>", 1)[0]
+    assert re.findall(r'<span class="detail">([^<]+)</span>', entry) == [
+        "Diberitahu → Dibatalkan", "instansi: polisi", f"pengiriman #{police.dispatch_id}",
+        "catatan: Polsek menolak: tidak ada patroli"]
+    assert "Diterima" in html
+    # The police can be dispatched again from the page's own form.
+    version = int(re.findall(r'name="version" value="(\d+)"', html)[0])
+    kind, text = await operator.flash(await operator.post(
+        f"{page}/dispatches", {"version": str(version), "agency": "polisi", "note": ""}))
+    assert (kind, text) == ("ok", "Diteruskan ke Polisi.")
 
 
 # -- recordings --------------------------------------------------------------------------------

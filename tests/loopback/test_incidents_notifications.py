@@ -22,26 +22,35 @@ from tests.support.net import free_port
 
 @dataclass
 class Webhook:
-    """A local endpoint answering with the queued statuses, then 200."""
+    """A local endpoint answering with the queued statuses, then 200; or, ``moved``, with a
+    redirect to a page that answers 200 to anything."""
 
     statuses: list[int]
     received: list[dict[str, Any]] = field(default_factory=list)
     stall: asyncio.Event | None = None
+    moved: bool = False
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append({"body": await request.json(),
                               "key": request.headers.get("Idempotency-Key")})
+        if self.moved:
+            raise web.HTTPFound("/page")
         if self.stall is not None:
             await self.stall.wait()
         return web.json_response({}, status=self.statuses.pop(0) if self.statuses else 200)
 
+    async def page(self, _: web.Request) -> web.Response:
+        return web.Response(text="<html>Masuk</html>", content_type="text/html")
+
 
 @contextlib.asynccontextmanager
-async def webhook(statuses: list[int], *, stall: bool = False) -> AsyncIterator[Webhook]:
-    hook = Webhook(list(statuses), stall=asyncio.Event() if stall else None)
+async def webhook(statuses: list[int], *, stall: bool = False, moved: bool = False
+                  ) -> AsyncIterator[Webhook]:
+    hook = Webhook(list(statuses), stall=asyncio.Event() if stall else None, moved=moved)
     app = web.Application()
     app.router.add_post("/notify", hook.handle)
+    app.router.add_route("*", "/page", hook.page)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -101,7 +110,8 @@ async def test_webhook_fails_then_succeeds_from_the_outbox(
     assert (body["incident_id"], body["agency"]["code"], body["recipient"]["name"]) == (
         incident_id, "damkar", "Kabid Damkar")
     assert body["message"].startswith(f"[112] Insiden #{incident_id} - Kebakaran")
-    assert await service.outbox.outbox_counts() == {"pending": 0, "sent": 1, "failed": 0}
+    assert await service.outbox.outbox_counts() == {"pending": 0, "sent": 1, "failed": 0,
+                                                    "withdrawn": 0}
 
 
 async def test_unreachable_and_stalled_endpoints_are_retried_then_given_up(
@@ -135,7 +145,8 @@ async def test_unreachable_and_stalled_endpoints_are_retried_then_given_up(
             await stalled.close()
     last = (await outbox(database_dsn))[-1]
     assert last["state"] == "pending" and "TimeoutError" in last["last_error"]
-    assert await service.outbox.outbox_counts() == {"pending": 1, "sent": 0, "failed": 1}
+    assert await service.outbox.outbox_counts() == {"pending": 1, "sent": 0, "failed": 1,
+                                                    "withdrawn": 0}
 
 
 @dataclass
@@ -181,3 +192,88 @@ async def test_log_notifier_logs_the_message(
     await dispatched_fire(database_dsn, service, "log.1")
     assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
     assert "to Kepala Dinas (0811): [112] Insiden #1 - Kebakaran" in caplog.text
+
+
+async def test_a_notification_not_yet_delivered_is_withdrawn_once_the_incident_is_cancelled(
+    database_dsn: str, database: Database
+) -> None:
+    # The fire brigade's gateway is down when the operator dispatches; minutes later the
+    # report turns out to be a prank. When the gateway is back, the brigade must not be sent
+    # out to it: what was not delivered yet is withdrawn (kept, and counted apart from the
+    # failures the engineers are alerted to). A dispatch to an incident still open is sent.
+    async with webhook([503]) as hook:
+        notifier = WebhookNotifier(hook.url, timeout=2.0)
+        service = make_service(database, notifier, notify_retry_seconds=0.05)
+        try:
+            await service.directory.add_recipient("damkar", name="Kabid Damkar",
+                                                  contact="081200000001")
+            prank = await dispatched_fire(database_dsn, service, "prank.1")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=1)
+            await service.incidents.change_status(prank, "prank", actor="spv01")
+            real = await dispatched_fire(database_dsn, service, "real.1")
+            await asyncio.sleep(0.1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport(
+                sent=1, withdrawn=1)
+            await asyncio.sleep(0.1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport()
+        finally:
+            await notifier.close()
+    assert [r["body"]["incident_id"] for r in hook.received] == [prank, real]
+    withdrawn, sent = await outbox(database_dsn)
+    assert (withdrawn["incident_id"], withdrawn["state"], withdrawn["attempts"]) == (
+        prank, "withdrawn", 1)
+    assert withdrawn["last_error"] == "withdrawn: the incident is prank"
+    assert (sent["incident_id"], sent["state"]) == (real, "sent")
+    assert await service.outbox.outbox_counts() == {
+        "pending": 0, "sent": 1, "failed": 0, "withdrawn": 1}
+
+
+async def test_a_redirect_from_the_gateway_is_no_delivery(
+    database_dsn: str, database: Database
+) -> None:
+    # A gateway moved (http to https, a new path) answers every POST with a redirect; a
+    # client that follows it turns the POST into a GET of a page that answers 200, and the
+    # notification the agency never got was marked sent. A redirect is a failed attempt,
+    # retried, with the status in the error for the engineer who fixes the URL.
+    async with webhook([], moved=True) as hook:
+        notifier = WebhookNotifier(hook.url, timeout=2.0)
+        service = make_service(database, notifier, notify_retry_seconds=60)
+        try:
+            await service.directory.add_recipient("damkar", name="Kabid Damkar",
+                                                  contact="081200000001")
+            await dispatched_fire(database_dsn, service, "moved.1")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=1)
+        finally:
+            await notifier.close()
+    (row,) = await outbox(database_dsn)
+    assert (row["state"], row["last_error"]) == ("pending", f"HTTP 302 from {hook.url}")
+
+
+async def test_a_recipient_stopped_before_delivery_is_not_sent_the_notification(
+    database_dsn: str, database: Database
+) -> None:
+    # The fire brigade's duty officer left; his number now belongs to someone else. The admin
+    # stops him while a notification to him waits for the gateway: it is withdrawn, not sent
+    # to a stranger with the caller's number and place. His colleague still gets hers.
+    async with webhook([503, 503]) as hook:
+        notifier = WebhookNotifier(hook.url, timeout=2.0)
+        service = make_service(database, notifier, notify_retry_seconds=0.05)
+        try:
+            left = await service.directory.add_recipient("damkar", name="Piket lama",
+                                                         contact="081200000001")
+            await service.directory.add_recipient("damkar", name="Piket baru",
+                                                  contact="081200000002")
+            await dispatched_fire(database_dsn, service, "stopped.1")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=2)
+            await service.directory.set_recipient_active(left.recipient_id, False)
+            await asyncio.sleep(0.1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport(
+                sent=1, withdrawn=1)
+        finally:
+            await notifier.close()
+    assert sorted(r["body"]["recipient"]["name"] for r in hook.received) == [
+        "Piket baru", "Piket baru", "Piket lama"]
+    stopped, sent = await outbox(database_dsn)
+    assert (stopped["state"], stopped["last_error"]) == (
+        "withdrawn", "withdrawn: the recipient is stopped")
+    assert sent["state"] == "sent"

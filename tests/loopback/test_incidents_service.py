@@ -21,6 +21,7 @@ from telephony.incidents.errors import (
     ValidationError,
 )
 from telephony.incidents.model import EscalationLevel, Priority, ReportType, Status
+from telephony.incidents.outbox import DeliveryReport
 from telephony.incidents.services import IncidentServices
 from tests.support.calls import add_calls, ago, answered, call_facts
 from tests.support.db import fetch, incident_state
@@ -202,6 +203,60 @@ async def test_full_timeline_with_dispatch(database_dsn: str, service: IncidentS
     assert closed.version == 1 + 5  # one per status change
 
 
+async def test_an_agency_that_declines_is_cancelled_with_its_reason_and_dispatched_again(
+    database_dsn: str, service: IncidentServices
+) -> None:
+    # A fire: the fire brigade and the police are dispatched; the police post answers that
+    # it has no patrol free. The operator cancels that dispatch saying so: the incident stays
+    # dispatched (nobody is on scene yet), the police post's message not yet delivered is not
+    # sent, and the police are dispatched again once a patrol is free. Marking the dispatch
+    # "done" instead had put the incident "on scene" with nobody there.
+    await service.directory.add_recipient("polisi", name="Piket Polres", contact="0271110")
+    await answered(database_dsn, "decline.1")
+    iid = (await service.incidents.create_for_call("decline.1")).incident_id
+    await service.incidents.change_status(iid, "verified", actor="op1001")
+    await service.dispatches.dispatch(iid, "damkar", actor="op1001")
+    police = await service.dispatches.dispatch(iid, "polisi", actor="op1001")
+    before = await incident_state(database_dsn)
+    with pytest.raises(ValidationError, match="Alasan pembatalan pengiriman wajib diisi"):
+        await service.dispatches.advance_dispatch(police.dispatch_id, "cancelled",
+                                                  actor="op1001", note="  ")
+    with pytest.raises(DispatchNotFound):  # seen on another incident's page
+        await service.dispatches.advance_dispatch(police.dispatch_id, "cancelled",
+                                                  actor="op1001", note="Menolak",
+                                                  incident_id=iid + 1)
+    assert await incident_state(database_dsn) == before
+
+    cancelled = await service.dispatches.advance_dispatch(
+        police.dispatch_id, "cancelled", actor="op1002",
+        note="Polsek menolak: tidak ada patroli", incident_id=iid)
+    assert (cancelled.state, cancelled.done_at) == (DispatchState.CANCELLED, None)
+    assert cancelled.cancelled_at is not None
+    incident = await service.incidents.get(iid)
+    assert incident.status is Status.DISPATCHED
+    with pytest.raises(InvalidTransition, match="Dibatalkan"):
+        await service.dispatches.advance_dispatch(police.dispatch_id, "acknowledged",
+                                                  actor="op1002")
+    assert await service.outbox.deliver_notifications() == DeliveryReport(withdrawn=1)
+
+    again = await service.dispatches.dispatch(iid, "polisi", actor="op1002", note="Patroli 2")
+    assert again.state is DispatchState.NOTIFIED
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+    assert [(d.agency_code, d.state) for d in await service.dispatches.dispatches(iid)] == [
+        ("damkar", DispatchState.NOTIFIED), ("polisi", DispatchState.CANCELLED),
+        ("polisi", DispatchState.NOTIFIED)]
+    steps = [(e.actor, e.detail["agency"], e.detail.get("from"), e.detail["to"],
+              e.detail["note"]) for e in await service.incidents.timeline(iid)
+             if e.kind == "dispatch"]
+    assert steps == [
+        ("op1001", "damkar", None, "notified", ""), ("op1001", "polisi", None, "notified", ""),
+        ("op1002", "polisi", "notified", "cancelled", "Polsek menolak: tidak ada patroli"),
+        ("op1002", "polisi", None, "notified", "Patroli 2")]
+    (outbox,) = await fetch(database_dsn, "SELECT state, last_error FROM notification_outbox "
+                                          "WHERE dispatch_id = $1", police.dispatch_id)
+    assert tuple(outbox) == ("withdrawn", "withdrawn: the dispatch is cancelled")
+
+
 async def test_invalid_transition_changes_nothing(database_dsn: str,
                                                   service: IncidentServices) -> None:
     await answered(database_dsn, "x.1")
@@ -376,6 +431,43 @@ async def test_sla_breaches(database_dsn: str, database: Database,
     later = await service.dispatches.sla_breaches(now + timedelta(minutes=10))
     assert ids["fresh.fire"] in {b.incident.incident_id for b in later}
     assert await make_service(database, dispatch_targets={}).dispatches.sla_breaches() == []
+
+
+async def test_when_the_only_agency_declines_the_dispatch_target_counts_again(
+    database_dsn: str, service: IncidentServices
+) -> None:
+    # A fire answered two minutes ago is dispatched at once to the fire brigade, which
+    # declines. Counted as dispatched on time, it never showed among the overdue, though no
+    # agency was on its way: the clock runs from the answer again until one is dispatched.
+    await add_calls(database_dsn, call_facts("declined.fire", answered_at=ago(minutes=2),
+                                             talk=None))
+    iid = (await service.incidents.create_for_call("declined.fire")).incident_id
+    await service.incidents.change_status(iid, "verified", actor="op1001")
+    damkar = await service.dispatches.dispatch(iid, "damkar", actor="op1001")
+    pdam = await service.dispatches.dispatch(iid, "pdam", actor="op1001")
+    # Another agency still on its way: the incident stays dispatched when it was.
+    await service.dispatches.advance_dispatch(pdam.dispatch_id, "cancelled", actor="op1001",
+                                              note="Salah pilih instansi")
+    kept = await service.incidents.get(iid)
+    assert kept.dispatched_at is not None
+    await service.dispatches.advance_dispatch(damkar.dispatch_id, "cancelled", actor="op1001",
+                                              note="Semua unit sedang keluar")
+    waiting = await service.incidents.get(iid)
+    assert (waiting.status, waiting.dispatched_at) == (Status.DISPATCHED, None)
+    assert waiting.version == kept.version + 1
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    assert iid in {b.incident.incident_id for b in await service.dispatches.sla_breaches(later)}
+    events = [e for e in await service.incidents.timeline(iid) if e.kind == "dispatch"]
+    assert [e.detail.get("dispatch_clock_restarted") for e in events] == [
+        None, None, None, True]
+
+    again = await service.dispatches.dispatch(iid, "damkar", actor="op1002")
+    dispatched = await service.incidents.get(iid)
+    assert dispatched.dispatched_at is not None
+    assert dispatched.dispatched_at >= again.notified_at
+    assert dispatched.version == waiting.version + 1
+    clock = service.dispatches.sla_clock(dispatched, later)
+    assert clock is not None and not clock.breached
 
 
 async def test_rating(database_dsn: str, service: IncidentServices) -> None:

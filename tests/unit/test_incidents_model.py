@@ -12,6 +12,7 @@ from telephony.incidents.dispatches import (
     DispatchState,
     check_dispatch_step,
     dispatch_clock,
+    next_dispatch_steps,
     status_after_dispatch_step,
     status_for_dispatch,
 )
@@ -100,17 +101,39 @@ def test_dispatch_from_new_says_verify_first() -> None:
         status_for_dispatch(S.NEW)
 
 
-ORDER = list(DispatchState)
+D = DispatchState
+ORDER = [D.NOTIFIED, D.ACKNOWLEDGED, D.ON_SCENE, D.DONE]
 
 
 @pytest.mark.parametrize(("current", "target"),
                          list(itertools.product(DispatchState, DispatchState)))
 def test_every_dispatch_step(current: DispatchState, target: DispatchState) -> None:
-    if ORDER.index(target) > ORDER.index(current):
-        check_dispatch_step(current, target)
+    forward = current in ORDER and target in ORDER and ORDER.index(target) > ORDER.index(
+        current)
+    cancel = target is D.CANCELLED and current in (D.NOTIFIED, D.ACKNOWLEDGED)
+    if forward or cancel:
+        assert check_dispatch_step(current, target, " Tidak menjawab \r\n ") == (
+            "Tidak menjawab")
     else:
         with pytest.raises(InvalidTransition):
-            check_dispatch_step(current, target)
+            check_dispatch_step(current, target, "Tidak menjawab")
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "\n"])
+def test_a_dispatch_is_cancelled_only_with_a_reason(reason: str) -> None:
+    # The agency declined or did not answer: the timeline says which, for the review.
+    with pytest.raises(ValidationError, match="Alasan pembatalan pengiriman wajib diisi"):
+        check_dispatch_step(D.NOTIFIED, D.CANCELLED, reason)
+    assert check_dispatch_step(D.NOTIFIED, D.ACKNOWLEDGED, reason) == ""
+
+
+def test_a_team_on_scene_is_finished_not_cancelled() -> None:
+    with pytest.raises(InvalidTransition, match="tandai 'Selesai'"):
+        check_dispatch_step(D.ON_SCENE, D.CANCELLED, "Salah kirim")
+    assert next_dispatch_steps(D.ON_SCENE) == [D.DONE]
+    assert next_dispatch_steps(D.NOTIFIED) == [D.ACKNOWLEDGED, D.ON_SCENE, D.DONE,
+                                               D.CANCELLED]
+    assert next_dispatch_steps(D.DONE) == next_dispatch_steps(D.CANCELLED) == []
 
 
 @pytest.mark.parametrize(("status", "state"), list(itertools.product(Status, DispatchState)))
@@ -418,6 +441,17 @@ def test_attachment_metadata_checked(content_type: str, size: object, sha: str,
     with pytest.raises(ValidationError) as caught:
         parse_attachment("b.jpg", content_type, size, sha, "a/b.jpg", max_bytes=100)
     assert caught.value.field == field
+
+
+def test_an_empty_file_and_a_long_name_are_refused_saying_so() -> None:
+    with pytest.raises(ValidationError, match=r"^Berkas kosong \(0 bita\)"):
+        parse_attachment("b.jpg", "image/jpeg", 0, SHA, "a/b.jpg", max_bytes=100)
+    with pytest.raises(ValidationError, match=r"^Nama berkas terlalu panjang \(maksimal 200"):
+        parse_attachment("x" * 197 + ".jpg", "image/jpeg", 10, SHA, "a/b.jpg", max_bytes=100)
+    # At the limits: accepted.
+    meta = parse_attachment("x" * 196 + ".jpg", "image/jpeg", 100, SHA, "a/b.jpg",
+                            max_bytes=100)
+    assert (len(meta.filename), meta.size_bytes) == (200, 100)
 
 
 def test_oversized_attachment_names_the_limit() -> None:
