@@ -87,9 +87,12 @@ def test_every_queue_of_the_menu_and_the_overflow_is_rendered() -> None:
     assert fire.splitlines() == [
         "strategy = fewestcalls", "timeout = 20", "retry = 2", "wrapuptime = 10",
         "announce-frequency = 30", "announce-position = yes", "announce-holdtime = no"]
-    overflow = text.split("[all-operators](queue)\n")[1].split("\n\n")[0]
+    # Only the overflow keeps callers with nobody to answer them (queues.conf's templates).
+    overflow = text.split("[all-operators](overflow)\n")[1].split("\n\n")[0]
     assert overflow.startswith("strategy = ringall\ntimeout = 15\nretry = 1\nwrapuptime = 5\n")
     assert "[medical](queue)\nstrategy = leastrecent\n" in text
+    assert text.count("](overflow)\n") == 1
+    assert text.count("](queue)\n") == len(KNOWN) - 1
     assert max_wait_key("fire") == "max_wait.fire"
 
 
