@@ -285,3 +285,16 @@ def member_changes(interface: str, current: Sequence[Member], planned: Mapping[s
     changes += [MemberChange("remove", queue, interface)
                 for queue in sorted(mine) if queue not in planned]
     return changes
+
+
+def dropped_members(current: Sequence[Member], kept: Collection[str]) -> list[MemberChange]:
+    """The QueueRemove actions that empty every queue a new configuration drops (those not in
+    ``kept``), to be sent before the reload that drops them.
+
+    app_queue keeps a dropped queue alive, members and all, for the callers waiting in it,
+    where no action can reach it by name any more: they would wait out their max wait for
+    operators who no longer take that queue. Emptied first, the queue lets them go at once
+    (leavewhenempty, queues.conf) and the dialplan takes them to all-operators.
+    """
+    return [MemberChange("remove", m.queue, m.interface) for m in current
+            if m.dynamic and m.queue not in kept]

@@ -21,6 +21,7 @@ Its own lab instance and ports, so it can run beside the other end-to-end module
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import wave
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ import pytest
 from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
+from telephony.ami.actions import AmiActionError
 from telephony.app import Line
 from telephony.desks.operators import OperatorDesk, PauseReason
 from telephony.lab import sipp
@@ -401,6 +403,67 @@ async def test_a_caller_waiting_for_a_skill_moves_on_when_its_last_operator_leav
     assert fire_callers() == 0
     record = await ended_call(line, waiting)
     assert (record.disposition, record.queue, record.ivr_skill) == ("answered", "fire", "fire")
+
+
+async def test_a_queue_removed_while_a_caller_waits_in_it_sends_them_on(
+        line: Line, settings: Settings, http: aiohttp.ClientSession) -> None:
+    """Dewi, the only Madurese operator, is on a call and a second Madurese caller waits for
+    her. An admin publishes a menu without Madurese: the waiting caller is not left in a
+    queue that no longer exists until its max wait (60 s) but goes on to all-operators, where
+    op1001 answers, within seconds; Dewi's call goes on. The menu before is put back."""
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("dewi", "operator", PASSWORD, actor="test")
+    await json_of(await http.put("/api/admin/operators/dewi", json={
+        "interface": "PJSIP/op1002", "skills": {"madurese": 5}}))
+    desk = OperatorDesk(line.listener, load_menu())
+    joined = await desk.log_in("PJSIP/op1002", {"madurese": 5})
+    versions = await json_of(await http.get("/api/admin/menu/versions"))
+    live = versions["live_version_id"]
+    document = (await json_of(await http.get(f"/api/admin/versions/{live}")))["document"]
+    del document["menus"]["utama"]["options"]["9"]
+    document["known_queues"].remove("madurese")
+    saved = await json_of(await http.post("/api/admin/menu/versions", json={
+        "document": document, "based_on": live, "note": "tanpa bahasa Madura"}), 201)
+    talking, waiting = unique_caller("0821"), unique_caller("0821")
+    try:
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=talking,
+                               dtmf="9", dtmf_delay=2.0, talk_seconds=40) as first:
+            assert await eventually("Dewi talking", lambda: answered_by(settings, talking),
+                                    within=30) == "PJSIP/op1002"
+            async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                                   caller_id=waiting, dtmf="9", dtmf_delay=2.0,
+                                   talk_seconds=30) as second:
+
+                async def in_madurese() -> bool | None:
+                    row = await fetch_row(
+                        str(settings.database_dsn),
+                        "SELECT v.queue FROM queue_visits v JOIN calls c USING (call_id) "
+                        "WHERE c.caller_number = $1 AND v.left_at IS NULL", waiting)
+                    return True if row is not None and row["queue"] == "madurese" else None
+
+                await eventually("the second caller waiting in madurese", in_madurese,
+                                 within=30)
+                await json_of(await http.post(
+                    f"/api/admin/versions/{saved['version']['version_id']}/publish",
+                    json={"note": "uji"}))
+                published = datetime.now(UTC)
+                operator = await eventually(
+                    "the waiting caller answered", lambda: answered_by(settings, waiting),
+                    within=25)
+                results = [await second.wait(), await first.wait()]
+    finally:
+        await json_of(await http.post(f"/api/admin/versions/{live}/publish",
+                                      json={"note": "kembali"}))
+        for queue in joined:
+            with contextlib.suppress(AmiActionError):  # the publication took her out
+                await desk.log_out("PJSIP/op1002", [queue])
+    assert all(r.ok for r in results), [r.errors for r in results]
+    madurese, overflow = await visits_of(settings, waiting, 2)
+    assert (madurese["queue"], overflow["queue"]) == ("madurese", "all-operators")
+    assert (operator, overflow["answered_queue"]) == ("PJSIP/op1001", "all-operators")
+    after = (overflow["answered_at"] - published).total_seconds()
+    assert after <= 5, after
+    assert (await ended_call(line, talking)).operator == "PJSIP/op1002"
 
 
 def odd_but_valid(document: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from telephony.admin.queues import (
     Member,
     MemberChange,
     QueueDefaults,
+    dropped_members,
     effective_settings,
     max_wait_key,
     member_changes,
@@ -165,3 +166,14 @@ def test_dispatch_targets_and_shifts_as_an_admin_sets_them() -> None:
             ([{"name": "a", "start": "06:00"}, {"name": "b", "start": "06:00"}], "jam yang sama")):
         with pytest.raises(InvalidConfig, match=message):
             parse_shifts(bad_roster)
+
+
+def test_a_dropped_queue_is_emptied_of_operators_but_not_of_static_members() -> None:
+    current = [member("madurese"), member("all-operators"),
+               member("madurese", interface="PJSIP/op1002"),
+               member("madurese", interface="PJSIP/op1009", dynamic=False)]
+    kept = {"all-operators", "fire"}
+    assert dropped_members(current, kept) == [
+        MemberChange("remove", "madurese", "PJSIP/op1001"),
+        MemberChange("remove", "madurese", "PJSIP/op1002")]
+    assert dropped_members(current, {"all-operators", "madurese"}) == []
