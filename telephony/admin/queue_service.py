@@ -42,6 +42,7 @@ from telephony.admin.queues import (
     MemberChange,
     QueueDefaults,
     QueueSettings,
+    dropped_members,
     effective_settings,
     max_wait_key,
     member_changes,
@@ -149,6 +150,7 @@ class QueueService:
             text = render_queues_conf(queues)
             reloaded = False
             if text != self._applied:
+                await self._release_dropped({settings.queue for settings in queues})
                 self._asterisk.write_queues_conf(text)
                 await self._asterisk.reload_queues()
                 self._applied = text
@@ -159,6 +161,21 @@ class QueueService:
         if reloaded:
             log.info("queues applied to Asterisk: %s", ", ".join(q.queue for q in queues))
         return reloaded
+
+    async def _release_dropped(self, kept: Collection[str]) -> None:
+        """Take the operators out of the queues about to be dropped, so the callers waiting
+        there go on to all-operators now (:func:`dropped_members`). Fails open: the new
+        queues are applied regardless, and such a caller then waits at most its max wait."""
+        try:
+            changes = dropped_members(await self._asterisk.members(), kept)
+            for change in changes:
+                await self._asterisk.change_member(change)
+        except ApplyFailed as exc:
+            log.warning("operators not taken out of the dropped queues first: %s", exc.message)
+            return
+        if changes:
+            log.info("operators taken out of the queues the menu no longer has: %s",
+                     ", ".join(sorted({f"{c.interface} {c.queue}" for c in changes})))
 
     def asterisk_restarted(self) -> None:
         """A new AMI session began: that Asterisk may have booted with other queues."""

@@ -1,7 +1,7 @@
 """The call-back worklist in headless Chromium against the whole line: the real server, real
 PostgreSQL, the real Asterisk lab and sipp.
 
-A caller gives up in the fire queue (nobody is in it); an operator logs in through the form,
+A caller chooses fire and gives up waiting (nobody is logged in); an operator logs in by the form,
 opens Panggilan balik from the menu, sees the caller and clicks "Hubungi kembali": their phone
 (the lab's operator UAS) answers, the line dials the caller through the carrier (a sipp callee
 answers), and the page, polling the API, drops the caller by itself once reached. A withheld
@@ -53,7 +53,7 @@ def base_settings() -> Settings:
 
 
 async def give_up(line: Line, settings: Settings, caller_id: str) -> str:
-    """A real caller hanging up in the fire queue; the call's id."""
+    """A real caller choosing fire and hanging up while queued; the call's id."""
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                            dtmf="12", talk_seconds=8) as caller:
         result = await caller.wait()

@@ -2,14 +2,14 @@
 real PostgreSQL, the real Asterisk lab and sipp.
 
 A supervisor logs in and opens the wallboard: it names the shift its tiles count and since
-when "today" counts, in the centre's time. A sipp caller rings 119 and waits in the medical
-queue, where nobody is logged in: the wallboard shows them waiting, first in line, their wait
-running. An operator logs in, their sipp phone answers, and the same page (never reloaded:
-no navigation, and a marker set in the page survives) shows the queue empty, the operator
-talking and the call answered in this shift's figures; the supervisor listens in on that
-call from the operator's card (their phone rings into ChanSpy). Screenshots at 1366x768 of
-those moments go to the test's tmp path and to /tmp/wallboard-shots/; no page raises a
-script error, a CSP violation or a dialog on the way.
+when "today" counts, in the centre's time. A sipp caller rings 119 (the medical queue) while
+nobody is logged in, so they wait in all-operators: the wallboard shows them waiting there,
+first in line, their wait running. An operator logs in, their sipp phone answers, and the
+same page (never reloaded: no navigation, and a marker set in the page survives) shows the
+queue empty, the operator talking and the call answered in this shift's figures; the
+supervisor listens in on that call from the operator's card (their phone rings into ChanSpy).
+Screenshots at 1366x768 of those moments go to the test's tmp path and to
+/tmp/wallboard-shots/; no page raises a script error, a CSP violation or a dialog on the way.
 
 Its own lab instance and ports, so it can run beside the end-to-end and other browser modules.
 """
@@ -108,17 +108,17 @@ async def test_the_wallboard_shows_a_waiting_caller_then_the_answer_without_a_re
     await page.evaluate("window.sameDocument = true")
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
 
-    # A caller rings 119 and waits in the medical queue: nobody is logged in.
-    medical = page.locator('.wb-queue[data-queue="medical"]')
+    # A caller rings 119 (medical) while nobody is logged in: they wait in all-operators.
+    waiting = page.locator('.wb-queue[data-queue="all-operators"]')
     desk = OperatorDesk(line.listener, menu)
     async with sipp.caller(settings.sip_host, settings.sip_port, "119",
                            caller_id=unique_caller("0817"), talk_seconds=25) as call:
-        await expect(medical.locator(".wb-caller")).to_have_count(1, timeout=WAIT_MS)
-        await expect(medical.locator(".wb-position")).to_have_text("#1")
+        await expect(waiting.locator(".wb-caller")).to_have_count(1, timeout=WAIT_MS)
+        await expect(waiting.locator(".wb-position")).to_have_text("#1")
         await expect(page.locator('[data-field="waiting"]')).to_have_text("1")
         await expect(page.locator("#tile-waiting")).to_have_class("tile alert")
         await expect(page.locator('[data-field="longest-queue"]')).to_contain_text(
-            "medical")
+            "all-operators")
         await shoot(page, shots, "01-menunggu")
 
         # An operator logs in; their phone answers; the same page follows.
@@ -126,7 +126,7 @@ async def test_the_wallboard_shows_a_waiting_caller_then_the_answer_without_a_re
         operator = page.locator(f'.wb-operator[data-operator="{OPERATOR}"]')
         await expect(operator).to_have_attribute("data-state", "talking",
                                                  timeout=WAIT_MS)
-        await expect(medical.locator(".wb-caller")).to_have_count(0)
+        await expect(waiting.locator(".wb-caller")).to_have_count(0)
         await expect(page.locator('[data-field="waiting"]')).to_have_text("0")
         await expect(answered).to_have_text("1", timeout=WAIT_MS)
         await expect(page.locator('[data-field="shift-level-20"]')).not_to_have_text(

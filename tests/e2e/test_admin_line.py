@@ -9,7 +9,11 @@ over the HTTP API as the console makes them:
   one caller talks to an operator and another waits for one: app_queue is reloaded, the
   dialplan's live setting holds the new wait, nobody is dropped, the operator stays logged
   in, and the waiting caller is answered once the operator is free;
-- an admin changes a logged-in operator's skill level: the penalty changes at once.
+- an admin changes a logged-in operator's skill level: the penalty changes at once;
+- a caller choosing a skill nobody of which can take the call (nobody logged in, the last one
+  logs out or pauses while the caller waits) goes on to all-operators at once, where a free
+  operator of another skill answers, instead of waiting the skill queue's max wait; one who
+  waits for a skilled operator on a call waits the max wait an admin set.
 
 Its own lab instance and ports, so it can run beside the other end-to-end modules.
 """
@@ -17,10 +21,11 @@ Its own lab instance and ports, so it can run beside the other end-to-end module
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import wave
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +36,9 @@ import pytest
 from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
+from telephony.ami.actions import AmiActionError
 from telephony.app import Line
-from telephony.desks.operators import OperatorDesk
+from telephony.desks.operators import OperatorDesk, PauseReason
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
@@ -262,37 +268,202 @@ async def test_a_new_skill_level_moves_a_logged_in_operator(
         await desk.log_out("PJSIP/op1004", joined)
 
 
-async def test_a_new_wait_before_overflow_applies_to_the_next_round(
-        line: Line, settings: Settings, http: aiohttp.ClientSession) -> None:
-    """Nobody speaks Javanese on this line: a caller choosing it waits the javanese queue's
-    max wait, read by the dialplan from the line's live setting, then reaches op1001 through
-    the overflow."""
-    await json_of(await http.put("/api/admin/queues/javanese", json={
-        "strategy": "leastrecent", "ring_timeout_seconds": 5, "retry_seconds": 1,
-        "wrapup_seconds": 0, "announce_position": False, "announce_holdtime": False,
-        "announce_frequency_seconds": 0, "max_wait_seconds": 10}))
-    caller_id = unique_caller("0817")
-    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
-                           dtmf="8", dtmf_delay=2.0, talk_seconds=25) as caller:
-        result = await caller.wait()
-    assert result.ok, result.errors
+async def visits_of(settings: Settings, caller_id: str, count: int) -> list[asyncpg.Record]:
+    """The caller's ``count`` queue visits, in order, once all of them have ended."""
 
-    async def visits() -> list[asyncpg.Record] | None:
+    async def probe() -> list[asyncpg.Record] | None:
         connection = await asyncpg.connect(str(settings.database_dsn))
         try:
             rows = await connection.fetch(
-                "SELECT v.queue, v.joined_at, v.left_at, c.operator FROM queue_visits v "
+                "SELECT v.queue, v.joined_at, v.left_at, c.operator, c.answered_queue, "
+                "c.answered_at, c.queue_joined_at, c.ivr_queue FROM queue_visits v "
                 "JOIN calls c USING (call_id) WHERE c.caller_number = $1 "
                 "ORDER BY v.joined_at", caller_id)
         finally:
             await connection.close()
-        return rows if len(rows) == 2 and all(r["left_at"] for r in rows) else None
+        return rows if len(rows) >= count and all(r["left_at"] for r in rows) else None
 
-    javanese, overflow = await eventually("both queue visits", visits, within=30)
+    rows = await eventually(f"the queue visits of {caller_id}", probe, within=60)
+    assert len(rows) == count, [dict(r) for r in rows]
+    return rows
+
+
+async def test_a_new_wait_before_overflow_applies_to_the_next_round(
+        line: Line, settings: Settings, http: aiohttp.ClientSession) -> None:
+    """The one operator who speaks Javanese is on a call: a caller choosing Javanese waits for
+    them the javanese queue's max wait, read by the dialplan from the line's live setting,
+    then reaches op1001 through the overflow."""
+    await json_of(await http.put("/api/admin/queues/javanese", json={
+        "strategy": "leastrecent", "ring_timeout_seconds": 5, "retry_seconds": 1,
+        "wrapup_seconds": 0, "announce_position": False, "announce_holdtime": False,
+        "announce_frequency_seconds": 0, "max_wait_seconds": 10}))
+    desk = OperatorDesk(line.listener, load_menu())
+    joined = await desk.log_in("PJSIP/op1005", {"javanese": 5})
+    busy, caller_id = unique_caller("0817"), unique_caller("0817")
+    try:
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=busy,
+                               dtmf="8", dtmf_delay=2.0, talk_seconds=45) as talking:
+            await eventually("op1005 talking", lambda: answered_by(settings, busy), within=30)
+            async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                                   caller_id=caller_id, dtmf="8", dtmf_delay=2.0,
+                                   talk_seconds=25) as caller:
+                result = await caller.wait()
+            assert result.ok, result.errors
+            await talking.wait()
+    finally:
+        await desk.log_out("PJSIP/op1005", joined)
+    assert await answered_by(settings, busy) == "PJSIP/op1005"
+
+    javanese, overflow = await visits_of(settings, caller_id, 2)
     assert (javanese["queue"], overflow["queue"]) == ("javanese", "all-operators")
     waited = (javanese["left_at"] - javanese["joined_at"]).total_seconds()
     assert 9 <= waited <= 12, waited  # not the default 60 s
     assert overflow["operator"] == "PJSIP/op1001"
+
+
+async def answered_by(settings: Settings, caller_id: str) -> str | None:
+    """The operator who answered the caller, once one has."""
+    row = await fetch_row(str(settings.database_dsn),
+                          "SELECT operator FROM calls WHERE caller_number = $1 "
+                          "AND answered_at IS NOT NULL", caller_id)
+    return None if row is None else str(row["operator"])
+
+
+async def test_a_skill_nobody_can_take_sends_the_caller_to_every_operator_at_once(
+        line: Line, settings: Settings) -> None:
+    """Nobody who speaks Madurese is logged in, and op1001 (general) is free: a caller
+    choosing Madurese does not wait the madurese queue's max wait (60 s) but rings op1001
+    through all-operators at once, and the line records the IVR's choice and the one visit
+    the caller made."""
+    caller_id = unique_caller("0819")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="9", dtmf_delay=2.0, talk_seconds=20) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+
+    (visit,) = await visits_of(settings, caller_id, 1)
+    assert (visit["ivr_queue"], visit["queue"]) == ("madurese", "all-operators")
+    assert (visit["operator"], visit["answered_queue"]) == ("PJSIP/op1001", "all-operators")
+    waited = (visit["answered_at"] - visit["queue_joined_at"]).total_seconds()
+    assert waited <= 3, waited
+    record = await ended_call(line, caller_id)
+    assert (record.disposition, record.ivr_skill) == ("answered", "madurese")
+
+
+@pytest.mark.parametrize("leaving", ["logs out", "pauses"])
+async def test_a_caller_waiting_for_a_skill_moves_on_when_its_last_operator_leaves(
+        line: Line, lab: Lab, settings: Settings, leaving: str) -> None:
+    """op1003, the only fire operator, is on a call and a second fire caller waits for them
+    (op1001, general, is free but not theirs). op1003 logs out (or pauses) while still on the
+    call: the waiting caller leaves the fire queue within a retry and op1001 answers them
+    through all-operators, not after fire's max wait (60 s). The wallboard showed them in fire
+    and shows nobody waiting after."""
+    desk = OperatorDesk(line.listener, load_menu())
+    joined = await desk.log_in("PJSIP/op1003", {"fire": 5})
+    talking, waiting = unique_caller("0820"), unique_caller("0820")
+
+    def fire_callers() -> int:
+        board = line.wallboard.snapshot().board
+        return sum(len(q.callers) for q in board.queues if q.queue == "fire")
+
+    try:
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=talking,
+                               dtmf="12", talk_seconds=40) as first:
+            assert await eventually("op1003 talking", lambda: answered_by(settings, talking),
+                                    within=30) == "PJSIP/op1003"
+            async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                                   caller_id=waiting, dtmf="12", talk_seconds=25) as second:
+
+                async def in_fire() -> bool | None:
+                    shown = await lab.acli("queue show fire")
+                    return True if "fire has 1 call" in shown and fire_callers() == 1 else None
+
+                await eventually("the second caller waiting in fire", in_fire, within=30)
+                if leaving == "logs out":
+                    await desk.log_out("PJSIP/op1003", joined)
+                    joined = []
+                else:
+                    await desk.pause("PJSIP/op1003", PauseReason.BREAK)
+                left = datetime.now(UTC)
+                operator = await eventually(
+                    "the waiting caller answered", lambda: answered_by(settings, waiting),
+                    within=20)
+                results = [await second.wait(), await first.wait()]
+    finally:
+        if joined:  # paused, not logged out
+            await desk.resume("PJSIP/op1003")
+            await desk.log_out("PJSIP/op1003", joined)
+    assert all(r.ok for r in results), [r.errors for r in results]
+
+    fire, overflow = await visits_of(settings, waiting, 2)
+    assert (fire["queue"], overflow["queue"]) == ("fire", "all-operators")
+    assert (operator, overflow["answered_queue"]) == ("PJSIP/op1001", "all-operators")
+    after = (overflow["answered_at"] - left).total_seconds()
+    assert after <= 4, after
+    assert fire_callers() == 0
+    record = await ended_call(line, waiting)
+    assert (record.disposition, record.queue, record.ivr_skill) == ("answered", "fire", "fire")
+
+
+async def test_a_queue_removed_while_a_caller_waits_in_it_sends_them_on(
+        line: Line, settings: Settings, http: aiohttp.ClientSession) -> None:
+    """Dewi, the only Madurese operator, is on a call and a second Madurese caller waits for
+    her. An admin publishes a menu without Madurese: the waiting caller is not left in a
+    queue that no longer exists until its max wait (60 s) but goes on to all-operators, where
+    op1001 answers, within seconds; Dewi's call goes on. The menu before is put back."""
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("dewi", "operator", PASSWORD, actor="test")
+    await json_of(await http.put("/api/admin/operators/dewi", json={
+        "interface": "PJSIP/op1002", "skills": {"madurese": 5}}))
+    desk = OperatorDesk(line.listener, load_menu())
+    joined = await desk.log_in("PJSIP/op1002", {"madurese": 5})
+    versions = await json_of(await http.get("/api/admin/menu/versions"))
+    live = versions["live_version_id"]
+    document = (await json_of(await http.get(f"/api/admin/versions/{live}")))["document"]
+    del document["menus"]["utama"]["options"]["9"]
+    document["known_queues"].remove("madurese")
+    saved = await json_of(await http.post("/api/admin/menu/versions", json={
+        "document": document, "based_on": live, "note": "tanpa bahasa Madura"}), 201)
+    talking, waiting = unique_caller("0821"), unique_caller("0821")
+    try:
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=talking,
+                               dtmf="9", dtmf_delay=2.0, talk_seconds=40) as first:
+            assert await eventually("Dewi talking", lambda: answered_by(settings, talking),
+                                    within=30) == "PJSIP/op1002"
+            async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                                   caller_id=waiting, dtmf="9", dtmf_delay=2.0,
+                                   talk_seconds=30) as second:
+
+                async def in_madurese() -> bool | None:
+                    row = await fetch_row(
+                        str(settings.database_dsn),
+                        "SELECT v.queue FROM queue_visits v JOIN calls c USING (call_id) "
+                        "WHERE c.caller_number = $1 AND v.left_at IS NULL", waiting)
+                    return True if row is not None and row["queue"] == "madurese" else None
+
+                await eventually("the second caller waiting in madurese", in_madurese,
+                                 within=30)
+                await json_of(await http.post(
+                    f"/api/admin/versions/{saved['version']['version_id']}/publish",
+                    json={"note": "uji"}))
+                published = datetime.now(UTC)
+                operator = await eventually(
+                    "the waiting caller answered", lambda: answered_by(settings, waiting),
+                    within=25)
+                results = [await second.wait(), await first.wait()]
+    finally:
+        await json_of(await http.post(f"/api/admin/versions/{live}/publish",
+                                      json={"note": "kembali"}))
+        for queue in joined:
+            with contextlib.suppress(AmiActionError):  # the publication took her out
+                await desk.log_out("PJSIP/op1002", [queue])
+    assert all(r.ok for r in results), [r.errors for r in results]
+    madurese, overflow = await visits_of(settings, waiting, 2)
+    assert (madurese["queue"], overflow["queue"]) == ("madurese", "all-operators")
+    assert (operator, overflow["answered_queue"]) == ("PJSIP/op1001", "all-operators")
+    after = (overflow["answered_at"] - published).total_seconds()
+    assert after <= 5, after
+    assert (await ended_call(line, talking)).operator == "PJSIP/op1002"
 
 
 def odd_but_valid(document: dict[str, Any]) -> dict[str, Any]:
@@ -336,7 +507,7 @@ async def test_odd_documents_are_refused_and_odd_valid_ones_run_with_callers_on_
     refused with a reason (422, in Bahasa Indonesia) and changes nothing; an odd valid one is
     published while a caller is in the IVR, and then two publications race (a rollback and
     the odd version again): one of them is live, the file the line runs is that one, and
-    every caller reaches the operator."""
+    every caller reaches an operator."""
     listed = await json_of(await http.get("/api/admin/menu/versions"))
     live = listed["live_version_id"]
     document = (await json_of(await http.get(f"/api/admin/versions/{live}")))["document"]
@@ -358,21 +529,30 @@ async def test_odd_documents_are_refused_and_odd_valid_ones_run_with_callers_on_
         "document": odd_but_valid(document), "based_on": live, "note": "tombol # dan *"}), 201)
     odd_id = saved["version"]["version_id"]
     in_ivr, pound, later = (unique_caller("0818") for _ in range(3))
-    # Callers who press nothing stay past the IVR (about 15 s) until the operator answers.
-    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=in_ivr,
-                           talk_seconds=25) as first:
-        await arrived(settings, in_ivr)  # in the IVR of the version before
-        await json_of(await http.post(f"/api/admin/versions/{odd_id}/publish",
-                                      json={"note": "uji"}))
-        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=pound,
-                               dtmf="#", dtmf_delay=1.0, talk_seconds=2) as second:
-            results = [await first.wait(), await second.wait()]
+    # Two operators for these two callers, so each is answered whichever comes first: a
+    # publication made under load can outlast the first caller's IVR (about 9 s with the
+    # first test's menu), and with one operator the second caller would find them busy.
+    desk = OperatorDesk(line.listener, load_menu())
+    joined = await desk.log_in("PJSIP/op1005", {"general": 5})
+    try:
+        # Callers who press nothing stay past the IVR until an operator answers.
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=in_ivr,
+                               talk_seconds=25) as first:
+            await arrived(settings, in_ivr)  # in the IVR of the version before
+            await json_of(await http.post(f"/api/admin/versions/{odd_id}/publish",
+                                          json={"note": "uji"}))
+            async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                                   caller_id=pound, dtmf="#", dtmf_delay=1.0,
+                                   talk_seconds=2) as second:
+                results = [await first.wait(), await second.wait()]
+    finally:
+        await desk.log_out("PJSIP/op1005", joined)
     assert all(r.ok for r in results), [r.errors for r in results]
+    both = {"PJSIP/op1001", "PJSIP/op1005"}
     record = await ended_call(line, pound)
-    assert (record.ivr_choice, record.queue, record.operator) == (
-        "#", "information", "PJSIP/op1001")
-    record = await ended_call(line, in_ivr)
-    assert record.operator == "PJSIP/op1001"
+    assert (record.ivr_choice, record.queue) == ("#", "information")
+    assert record.operator in both, record
+    assert (await ended_call(line, in_ivr)).operator in both
 
     # Two admins at once: a rollback to the version before, and the odd one again.
     raced = await asyncio.gather(*(

@@ -100,15 +100,16 @@ async def json_of(response: aiohttp.ClientResponse, status: int = 200) -> Any:
 
 
 async def give_up_in_the_queue(line: Line, settings: Settings, caller_id: str) -> str:
-    """A real call: emergency, then fire, then hanging up while queued (nobody is in the fire
-    queue); returns its id once the line has recorded it as abandoned."""
+    """A real call: emergency, then fire, then hanging up while queued (nobody is logged in,
+    so it waits in all-operators); returns its id once the line has recorded it as
+    abandoned."""
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                            dtmf="12", talk_seconds=8) as caller:
         result = await caller.wait()
     assert result.ok, result.errors
     record = await ended_call(line, caller_id)
-    assert (record.disposition, record.queue, record.ivr_category) == (
-        "abandoned", "fire", "emergency"), record
+    assert (record.disposition, record.queue, record.ivr_category, record.ivr_skill) == (
+        "abandoned", "all-operators", "emergency", "fire"), record
     return record.call_id
 
 

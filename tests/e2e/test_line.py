@@ -166,7 +166,8 @@ async def test_hang_up_in_the_ivr(line: Line, settings: Settings) -> None:
 
 
 async def test_abandons_keep_original_and_final_positions(line: Line, settings: Settings) -> None:
-    """Nobody is logged in: two callers wait in the information queue and give up."""
+    """Nobody is logged in: two callers choose information, wait (in all-operators: nobody
+    can take them in information, so they do not wait there) and give up."""
     first, second = unique_caller("0812"), unique_caller("0812")
 
     async def later() -> sipp.SippResult:
@@ -176,7 +177,7 @@ async def test_abandons_keep_original_and_final_positions(line: Line, settings: 
     results = await asyncio.gather(call(settings, first, dtmf="3", stay=7), later())
     assert all(r.ok for r in results)
     one, two = await ended_call(line, first), await ended_call(line, second)
-    assert (one.disposition, one.queue, one.queue_position) == ("abandoned", "information", 1)
+    assert (one.disposition, one.queue, one.queue_position) == ("abandoned", "all-operators", 1)
     assert (one.abandon_original_position, one.abandon_final_position) == (1, 1)
     assert (two.disposition, two.queue_position) == ("abandoned", 2)
     # The first caller left, so the second moved up before hanging up.

@@ -98,7 +98,7 @@ async def test_calls_ended_while_the_database_and_the_line_were_down_are_closed(
             return None
         return rows
 
-    # Callers that would wait for minutes (press 3: the information queue, nobody in it).
+    # Callers that would wait for minutes (press 3: information; nobody is logged in).
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                            dtmf="3", talk_seconds=240, calls=CALLS, rate=5) as callers:
         async with running_line(line_settings) as line:
@@ -152,7 +152,7 @@ async def test_a_call_made_while_neither_the_database_nor_the_spool_takes_facts_
             assert (await ready_parts(line.web.url))["spool"] == "ok"
             filler = fill_up(spool)  # nothing is spooled while the database is up
             own_cluster.stop()
-            # Nobody answers: the caller waits in the information queue, then hangs up.
+            # Nobody answers: the caller waits (in all-operators), then hangs up.
             async with sipp.caller(settings.sip_host, settings.sip_port, "112",
                                    caller_id=caller_id, dtmf="3", talk_seconds=4) as caller:
                 await caller.wait()
@@ -187,14 +187,16 @@ async def test_a_call_made_while_neither_the_database_nor_the_spool_takes_facts_
     connection = await asyncpg.connect(own_cluster.dsn())
     try:
         row = await connection.fetchrow(
-            "SELECT ivr_outcome, queue, abandoned_at, hangup_cause, arrived_at FROM calls "
-            "WHERE call_id = $1", rows[0]["call_id"])
+            "SELECT ivr_outcome, ivr_queue, queue, abandoned_at, hangup_cause, arrived_at "
+            "FROM calls WHERE call_id = $1", rows[0]["call_id"])
         events = await connection.fetchval(
             "SELECT count(*) FROM call_events WHERE call_id = $1", rows[0]["call_id"])
     finally:
         await connection.close()
     assert row is not None
-    assert (row["ivr_outcome"], row["queue"]) == ("chosen", "information")
+    # Nobody is logged in: the caller waited in all-operators, not in information.
+    assert (row["ivr_outcome"], row["ivr_queue"], row["queue"]) == (
+        "chosen", "information", "all-operators")
     assert row["abandoned_at"] is not None and row["arrived_at"] is not None
     assert events >= 5  # started, the IVR's variables, the queue join and abandon, the end
 
@@ -222,7 +224,7 @@ async def test_a_call_made_while_the_database_refuses_writes_is_recorded_once_it
             await line.listener.wait_ready()
         await set_read_only(own_cluster, True)
         try:
-            # Nobody answers: the caller waits in the information queue, then hangs up.
+            # Nobody answers: the caller waits (in all-operators), then hangs up.
             async with sipp.caller(settings.sip_host, settings.sip_port, "112",
                                    caller_id=caller_id, dtmf="3", talk_seconds=4) as caller:
                 result = await caller.wait()
@@ -249,12 +251,14 @@ async def test_a_call_made_while_the_database_refuses_writes_is_recorded_once_it
     connection = await asyncpg.connect(own_cluster.dsn())
     try:
         row = await connection.fetchrow(
-            "SELECT ivr_outcome, queue, abandoned_at, hangup_cause FROM calls "
+            "SELECT ivr_outcome, ivr_queue, queue, abandoned_at, hangup_cause FROM calls "
             "WHERE call_id = $1", rows[0]["call_id"])
     finally:
         await connection.close()
     assert row is not None
-    assert (row["ivr_outcome"], row["queue"]) == ("chosen", "information")
+    # Nobody is logged in: the caller waited in all-operators, not in information.
+    assert (row["ivr_outcome"], row["ivr_queue"], row["queue"]) == (
+        "chosen", "information", "all-operators")
     assert row["abandoned_at"] is not None and row["hangup_cause"] is not None
 
 
@@ -296,7 +300,7 @@ async def test_calls_live_across_a_postgres_kill_and_restart_are_recorded_whole_
     async with running_line(line_settings) as line:
         async with asyncio.timeout(10):
             await line.listener.wait_ready()
-        # Callers wait in the information queue (nobody in it) across the crash, then hang up.
+        # Callers wait (nobody is logged in) across the crash, then hang up.
         async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                                dtmf="3", talk_seconds=12, calls=CALLS, rate=5) as callers:
             # Killed as the first call is stored: the others' starts and menus come while
@@ -323,7 +327,7 @@ async def test_calls_live_across_a_postgres_kill_and_restart_are_recorded_whole_
     connection = await asyncpg.connect(own_cluster.dsn())
     try:
         calls = await connection.fetch(
-            "SELECT call_id, ivr_outcome, queue, abandoned_at, hangup_cause, vanished "
+            "SELECT call_id, ivr_outcome, ivr_queue, queue, abandoned_at, hangup_cause, vanished "
             "FROM calls WHERE caller_number = $1", caller_id)
         twice = await connection.fetch(
             "SELECT call_id, kind, count(*) FROM call_events WHERE call_id = ANY($1::text[]) "
@@ -332,7 +336,8 @@ async def test_calls_live_across_a_postgres_kill_and_restart_are_recorded_whole_
     finally:
         await connection.close()
     for call in calls:
-        assert (call["ivr_outcome"], call["queue"]) == ("chosen", "information"), dict(call)
+        assert (call["ivr_outcome"], call["ivr_queue"], call["queue"]) == (
+            "chosen", "information", "all-operators"), dict(call)
         assert call["abandoned_at"] is not None and call["hangup_cause"] is not None, dict(call)
         assert not call["vanished"], dict(call)
     assert not twice, [dict(r) for r in twice]

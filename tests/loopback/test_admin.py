@@ -293,7 +293,8 @@ async def test_queue_settings_are_stored_rendered_and_reloaded(admin: Admin) -> 
     assert stored.updated_by == "admin" and stored.strategy == "rrmemory"
     text = (admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
     assert "[fire](queue)\nstrategy = rrmemory\ntimeout = 20\nretry = 3\nwrapuptime = 15\n" in text
-    assert [a["Action"] for a in admin.ami.actions[:1]] == ["QueueReload"]
+    # Who is in a queue the new file would drop is asked first (nobody: nothing removed).
+    assert [a["Action"] for a in admin.ami.actions[:2]] == ["QueueStatus", "QueueReload"]
     live = admin.asterisk.etc_dir / "siaga112-live"
     puts = {path.name: path.read_text() for path in live.iterdir()}
     assert puts["max_wait.fire"] == "45" and puts["max_wait.medical"] == "60"
@@ -321,6 +322,33 @@ async def test_a_queue_change_asterisk_misses_is_kept_and_applied_later(admin: A
     assert await admin.queues.apply() is True
     assert "[medical](queue)\nstrategy = rrmemory" in (
         admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
+
+
+async def test_operators_leave_a_queue_the_menu_drops_before_the_reload(admin: Admin) -> None:
+    """app_queue keeps a dropped queue for the callers waiting in it, members and all, out of
+    reach by name after the reload: its members are taken out first, so those callers go on
+    to all-operators at once. Other queues' members stay; Asterisk refusing changes nothing
+    else (the queues are applied all the same)."""
+    menu = admin.menus.current()
+    without = replace(menu, known_queues=menu.known_queues - {"madurese"})
+    admin.ami.members = [
+        {"Queue": q, "Location": i, "Name": "Sari", "Penalty": "0", "Membership": m,
+         "Paused": "0", "PausedReason": "", "InCall": "1"}
+        for q, i, m in (("madurese", "PJSIP/op1001", "dynamic"),
+                        ("all-operators", "PJSIP/op1001", "dynamic"),
+                        ("madurese", "PJSIP/op1009", "static"))]
+    assert await admin.queues.apply(without) is True
+    assert [(a["Action"], a.get("Queue"), a.get("Interface")) for a in admin.ami.actions] == [
+        ("QueueStatus", None, None), ("QueueRemove", "madurese", "PJSIP/op1001"),
+        ("QueueReload", None, None)]
+    assert "[madurese]" not in (admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
+
+    admin.ami.actions.clear()
+    admin.ami.refuse = {"QueueRemove"}
+    assert await admin.queues.apply(menu) is True  # madurese back: nothing to drop
+    assert await admin.queues.apply(without) is True  # refused: applied all the same
+    assert [a["Action"] for a in admin.ami.actions] == [
+        "QueueStatus", "QueueReload", "QueueStatus", "QueueReload"]
 
 
 async def add_operator(admin: Admin, username: str) -> None:

@@ -16,6 +16,7 @@ from telephony.admin.queues import (
     Member,
     MemberChange,
     QueueDefaults,
+    dropped_members,
     effective_settings,
     max_wait_key,
     member_changes,
@@ -87,9 +88,12 @@ def test_every_queue_of_the_menu_and_the_overflow_is_rendered() -> None:
     assert fire.splitlines() == [
         "strategy = fewestcalls", "timeout = 20", "retry = 2", "wrapuptime = 10",
         "announce-frequency = 30", "announce-position = yes", "announce-holdtime = no"]
-    overflow = text.split("[all-operators](queue)\n")[1].split("\n\n")[0]
+    # Only the overflow keeps callers with nobody to answer them (queues.conf's templates).
+    overflow = text.split("[all-operators](overflow)\n")[1].split("\n\n")[0]
     assert overflow.startswith("strategy = ringall\ntimeout = 15\nretry = 1\nwrapuptime = 5\n")
     assert "[medical](queue)\nstrategy = leastrecent\n" in text
+    assert text.count("](overflow)\n") == 1
+    assert text.count("](queue)\n") == len(KNOWN) - 1
     assert max_wait_key("fire") == "max_wait.fire"
 
 
@@ -162,3 +166,14 @@ def test_dispatch_targets_and_shifts_as_an_admin_sets_them() -> None:
             ([{"name": "a", "start": "06:00"}, {"name": "b", "start": "06:00"}], "jam yang sama")):
         with pytest.raises(InvalidConfig, match=message):
             parse_shifts(bad_roster)
+
+
+def test_a_dropped_queue_is_emptied_of_operators_but_not_of_static_members() -> None:
+    current = [member("madurese"), member("all-operators"),
+               member("madurese", interface="PJSIP/op1002"),
+               member("madurese", interface="PJSIP/op1009", dynamic=False)]
+    kept = {"all-operators", "fire"}
+    assert dropped_members(current, kept) == [
+        MemberChange("remove", "madurese", "PJSIP/op1001"),
+        MemberChange("remove", "madurese", "PJSIP/op1002")]
+    assert dropped_members(current, {"all-operators", "madurese"}) == []
