@@ -26,7 +26,9 @@ growing event queue is logged.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -112,6 +114,16 @@ class _Resync:
     """Queue marker: resync before the events after it, if the login is still current."""
 
     generation: int
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether a failed connection attempt was refused by every address tried: a host name
+    with several addresses (``localhost``: ::1 and 127.0.0.1) fails with one plain OSError
+    naming each attempt's error, not a ConnectionRefusedError."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    codes = re.findall(r"\[Errno (\d+)\]", str(exc)) if isinstance(exc, OSError) else []
+    return bool(codes) and all(int(code) == errno.ECONNREFUSED for code in codes)
 
 
 @dataclass(frozen=True)
@@ -483,7 +495,7 @@ class AmiListener:
                 self._settings.ami_reconnect_seconds,
             )
         self._failing = "connect"
-        self._refusal(isinstance(exc, ConnectionRefusedError))
+        self._refusal(refused(exc))
 
     def _refusal(self, refused: bool) -> None:
         """Count a streak of refused connections: Asterisk's host says nothing listens on its

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from telephony.ami.listener import AmiListener
+from telephony.ami.listener import AmiListener, refused
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, ListSink, fake_asterisk
 from telephony.ami.tracker import CallTracker
 from telephony.calls.facts import AsteriskReturned, CallCut, CallStarted, CallVanished
@@ -99,6 +99,16 @@ async def test_an_asterisk_that_refuses_every_reconnection_has_its_calls_cut() -
             assert len(sink.of(CallCut)) == 1 and len(sink.of(CallVanished)) == 1
         finally:
             await server.close()
+
+
+def test_only_a_connection_refused_at_every_address_says_asterisk_is_gone() -> None:
+    assert refused(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5038)"))
+    assert refused(OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 5038, "
+                           "0, 0), [Errno 111] Connect call failed ('127.0.0.1', 5038)"))
+    assert not refused(OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', "
+                               "5038, 0, 0), [Errno 113] No route to host"))
+    assert not refused(TimeoutError())
+    assert not refused(OSError(113, "No route to host"))
 
 
 async def test_a_resync_refused_while_asterisk_loads_its_modules_is_retried_soon(
