@@ -285,7 +285,8 @@ class Settings:
     spool_fallback_dir: Path | None = None
     # How often calls the database still has open are checked against Asterisk's channels
     # (and at once when the database comes back), so that a call whose hang-up was missed
-    # while the database was away is closed as vanished.
+    # while the database was away is closed as vanished. Also how long an Asterisk refusing
+    # every AMI reconnection may stay away before its calls are recorded cut (outages.py).
     vanish_check_seconds: float = 60.0
     # A primary with a streaming replica, failed over by Patroni (telephony/db/patroni.py
     # renders each node's config: ``python -m telephony patroni-config``). The line reaches

@@ -26,7 +26,9 @@ growing event queue is logged.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -42,7 +44,7 @@ from telephony.ami.framing import AmiProtocol
 from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
 from telephony.calls.backfill import Backfill, History
 from telephony.calls.backlog import DEFAULT_BOUND, FactBacklog
-from telephony.calls.facts import CallFact
+from telephony.calls.facts import CallFact, CallVanished
 from telephony.calls.outages import OutageWatch
 from telephony.secrets import ami_secret
 from telephony.settings import Settings
@@ -112,6 +114,22 @@ class _Resync:
     """Queue marker: resync before the events after it, if the login is still current."""
 
     generation: int
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether a failed connection attempt was refused by every address tried: a host name
+    with several addresses (``localhost``: ::1 and 127.0.0.1) fails with one plain OSError
+    naming each attempt's error, not a ConnectionRefusedError."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    codes = re.findall(r"\[Errno (\d+)\]", str(exc)) if isinstance(exc, OSError) else []
+    return bool(codes) and all(int(code) == errno.ECONNREFUSED for code in codes)
+
+
+@dataclass(frozen=True)
+class _Gone:
+    """Queue marker: Asterisk is gone (see ``AmiListener._connect_failed``); its calls are cut
+    after the events before it, unless a session came back meanwhile."""
 
 
 class _Stop:
@@ -289,7 +307,7 @@ class AmiListener:
         self._action_timeout = action_timeout
         self._ping_interval = ping_interval
         self._auth_retry_seconds = auth_retry_seconds
-        self._events: asyncio.Queue[Message | _Resync | _Stop] = asyncio.Queue()
+        self._events: asyncio.Queue[Message | _Resync | _Gone | _Stop] = asyncio.Queue()
         self._manager: _Manager | None = None
         self._consumer: asyncio.Task[None] | None = None
         self._logged_in = asyncio.Event()
@@ -297,6 +315,10 @@ class AmiListener:
         self._generation = 0
         self._inflight: set[asyncio.Future[Any]] = set()
         self._failing: str | None = None  # "connect" or "login" while attempts keep failing
+        # Since when (monotonic) every connection attempt was refused, after a lost session;
+        # None while Asterisk may be there. Whether its calls were declared cut since.
+        self._refused_since: float | None = None
+        self._declared_gone = False
         self._subscribers: dict[str, list[Callable[[Message], None]]] = {}
         self._observers: list[FactObserver] = []
         self._persisted_hooks: list[Callable[[Sequence[CallFact]], None]] = []
@@ -473,6 +495,25 @@ class AmiListener:
                 self._settings.ami_reconnect_seconds,
             )
         self._failing = "connect"
+        self._refusal(refused(exc))
+
+    def _refusal(self, refused: bool) -> None:
+        """Count a streak of refused connections: Asterisk's host says nothing listens on its
+        AMI port, which a live Asterisk always does. Once the streak has lasted
+        ``vanish_check_seconds``, the calls the lost session carried are cut now rather than at
+        Asterisk's return (telephony/calls/outages.py): a supervisor sees them ended and their
+        callers on the call-back worklist. Anything else (a timeout: a frozen or unreachable
+        host, whose calls may be alive) ends the streak."""
+        if not refused:
+            self._refused_since = None
+            return
+        now = time.monotonic()
+        if self._refused_since is None:
+            self._refused_since = now
+        if (not self._declared_gone and not self._logged_in.is_set()
+                and now - self._refused_since >= self._settings.vanish_check_seconds):
+            self._declared_gone = True
+            self._events.put_nowait(_Gone())
 
     def _login_failed(self, response: Message) -> None:
         """Log a refused login, once per streak of refusals."""
@@ -493,6 +534,8 @@ class AmiListener:
         if not manager.authenticated or manager.protocol.closed:
             return
         self._failing = None
+        self._refused_since = None
+        self._declared_gone = False
         self._generation += 1
         self._logged_in.set()
         logger.info(
@@ -564,7 +607,11 @@ class AmiListener:
                     if isinstance(item, _Stop):
                         stopping = True
                         break
-                    if isinstance(item, _Resync):
+                    if isinstance(item, _Gone):
+                        self._hand_over(facts)
+                        facts = []
+                        self._asterisk_gone()
+                    elif isinstance(item, _Resync):
                         self._hand_over(facts)
                         facts = []
                         self._tracked_events(taken)
@@ -586,6 +633,20 @@ class AmiListener:
             self._more.set()
             if self._persister is not None:
                 await self._persister
+
+    def _asterisk_gone(self) -> None:
+        if self._logged_in.is_set():
+            return  # Asterisk answered again meanwhile: its greeting and resync decide
+        self._outages.gone()
+        facts = self._tracker.asterisk_gone()
+        calls = sum(isinstance(fact, CallVanished) for fact in facts)
+        if calls:
+            logger.warning(
+                "Asterisk at %s:%s has refused every connection for %.0f s: the %d calls it "
+                "carried are recorded as cut, their callers on the call-back worklist",
+                self._settings.ami_host, self._settings.ami_port,
+                self._settings.vanish_check_seconds, calls)
+        self._hand_over(facts)
 
     def _tracked_events(self, count: int) -> None:
         for _ in range(min(count, len(self._arrivals))):

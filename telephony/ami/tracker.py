@@ -729,10 +729,7 @@ class CallTracker:
         if channels_whole:
             # A call whose Hangup we saw may still look open to a store that is spooling.
             for uid in sorted(known - callers.keys() - self._ended.keys()):
-                outcome.facts.extend(self._started(uid, ("resync", now)))
-                outcome.facts.extend(self._release(uid, now))
-                outcome.facts.append(CallVanished(uid, now))
-                self._forget(uid)
+                outcome.facts.extend(self._vanish(uid, now))
         else:
             outcome.rejected.append(
                 AmiEventError("CoreShowChannels reply not whole: no call declared vanished")
@@ -749,6 +746,23 @@ class CallTracker:
             del self._released[uid]
         self._resync_queues(queue_status, now, outcome)
         return outcome
+
+    def asterisk_gone(self) -> list[CallFact]:
+        """``CallVanished`` for every call followed: Asterisk is known to be gone (its process
+        refuses every connection), and no channel outlives its Asterisk. What a resync
+        against an empty channel list would give, without one."""
+        now = self._clock()
+        facts: list[CallFact] = []
+        for uid in list(self._live):
+            facts.extend(self._vanish(uid, now))
+        return facts
+
+    def _vanish(self, uid: str, now: datetime) -> list[CallFact]:
+        """The call is no more: what was held back of it, then its ``CallVanished``."""
+        facts = [*self._started(uid, ("resync", now)), *self._release(uid, now),
+                 CallVanished(uid, now)]
+        self._forget(uid)
+        return facts
 
     def vanished(
         self, channels: Sequence[AmiEvent], open_call_ids: Collection[str]

@@ -33,6 +33,18 @@ ran before the greeting (Asterisk accepts AMI logins before it is fully booted) 
 vanished them at its own time: their cut then carries the last-seen instant, and the store
 moves the vanished call's end back to it.
 
+An Asterisk that stays away. Its calls cannot wait for its return to be known cut: a process
+that is not coming back soon (a crash loop, a broken package, an engineer's ``kill``) would
+leave them open on the wallboard and off the call-back worklist meanwhile. When the listener
+knows Asterisk is gone, not merely unreachable (every connection refused, the lost session's
+host answering that nothing listens there, for ``vanish_check_seconds``), :meth:`gone` makes
+every call still live cut now, as the greeting would have: the tracker's ``CallVanished`` for
+each gets the call's last-seen instant, then its :class:`CallCut`. The greeting, when Asterisk
+is back, counts them in its :class:`AsteriskReturned`. Should the same Asterisk answer again
+after all (only its AMI port was closed), a call that was in fact alive is ended by its own
+hang-up later (a real end replaces a vanish) and keeps its cut: a needless call-back rather
+than a missed one.
+
 The outage itself: :class:`AsteriskShutdown` (the event, at once) and, when Asterisk is back,
 :class:`AsteriskReturned` (kind, began, lost, new start, greeting, calls cut). The greetings
 (:class:`AsteriskBooted`) themselves go no further than the watch.
@@ -130,7 +142,7 @@ class OutageWatch:
         self._boot: datetime | None = None  # the current Asterisk's start, once greeted
         self._lost: tuple[datetime, datetime] | None = None  # (lost at, alive until)
         self._shutdown: AsteriskShutdown | None = None  # seen since the last greeting
-        self._burst = 0  # calls the shutdown's burst cut
+        self._burst = 0  # calls cut before the greeting: the shutdown's burst, or gone()
 
     @property
     def live_calls(self) -> frozenset[str]:
@@ -147,6 +159,20 @@ class OutageWatch:
         greeting counts: reconnection attempts in between learn nothing."""
         if self._lost is None:
             self._lost = (at, min(alive_until, at))
+
+    def gone(self) -> None:
+        """Asterisk is known gone (see the module): the ``CallVanished`` the caller hands over
+        next for each call still live become that call's cut, at its last-seen instant. Only
+        after a lost session or a ``Shutdown`` (else nothing is known of an end)."""
+        if self._lost is None and self._shutdown is None:
+            return
+        alive = self._lost[1] if self._lost is not None else None
+        for call_id, seen in self._seen.items():
+            self._pending[call_id] = seen if alive is None else max(seen, alive)
+        self._burst += len(self._seen)
+        self._seen.clear()
+        self._pending_reason = (CutReason.ASTERISK_CRASH if self._shutdown is None
+                                else CutReason.ASTERISK_RESTART)
 
     def follow(self, facts: Sequence[CallFact]) -> list[CallFact]:
         """``facts``, in order, with what the outage rules add (see the module)."""

@@ -18,6 +18,9 @@ its address, with its carrier mark; the operator's phone registered at the front
 * The wallboard is the centre's: a caller waiting on node2 is on the board node1's line serves
   (its JSON API), and leaves it once answered (node1's line follows node2's calls from the
   database: telephony/wallboard/service.py).
+* A node's Asterisk killed alone (its line server lives on): the call it carried is recorded
+  cut, its caller on the call-back worklist, within ``vanish_check_seconds``, while Asterisk is
+  still down (telephony/calls/outages.py); its return records nothing twice.
 * A node killed (``kill -9`` its Asterisk and line server) while an operator talks through it:
   the operator is offered calls on the other node within seconds (its line sees the peer's
   qualify fail and makes its Asterisk forget the dead node's device states), where without
@@ -35,6 +38,7 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from telephony.db.embedded import EmbeddedPostgres
@@ -57,13 +61,14 @@ from tests.support.cluster import (
     two_nodes,
     waiting_callers,
 )
+from tests.support.db import fetch
 from tests.support.polling import eventually
 from tests.support.web import PASSWORD
 
 pytestmark = pytest.mark.cluster
 
 BASE = Settings(lab_instance="n2n-test", lab_operators=2, queue_wrapup_seconds=0,
-                ami_reconnect_seconds=0.5, db_retry_seconds=0.5)
+                ami_reconnect_seconds=0.5, db_retry_seconds=0.5, vanish_check_seconds=5)
 OPERATOR = "PJSIP/op1001"
 # Registered at the front, logged in by no CLI: only through a line's API.
 DESK_OPERATOR = "PJSIP/op1002"
@@ -72,6 +77,9 @@ RTP_BASE = 14000  # 14000..17998: apart from every other module's ports (test_fr
 # test prints it); the bound only proves that it happens, since Asterisk alone never lets go
 # of a dead peer's "In use". 6 s was once too short with the other test worker busy.
 FORGET_WITHIN_SECONDS = 20.0
+# Beyond vanish_check_seconds for the cut of a killed Asterisk's calls: the reconnection
+# attempts' pace (0.5 s) and the write, on a loaded machine.
+CUT_MARGIN_SECONDS = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -436,6 +444,70 @@ async def test_a_node_that_comes_back_learns_who_is_busy_on_the_other(cluster: C
     await two.line.wait_ready()  # its line server logged in to the new Asterisk again
     print(f"\nnode2 restarted with the operator on a call on node1: in use on node2 "
           f"{learned:.2f} s after its start began")
+
+
+async def rows(dsn: str, query: str, *args: object) -> list[asyncpg.Record] | None:
+    """For :func:`eventually`: the query's rows once there are any."""
+    return await fetch(dsn, query, *args) or None
+
+
+async def cut_calls(dsn: str, caller: str) -> list[asyncpg.Record] | None:
+    """The caller's call records once every one has ended cut, else ``None``."""
+    rows = await fetch(dsn, "SELECT call_id, ended_at, vanished, cut_reason FROM calls "
+                            "WHERE caller_number LIKE $1 || '%'", caller)
+    return rows if rows and all(row["cut_reason"] for row in rows) else None
+
+
+async def test_a_nodes_asterisk_killed_alone_has_its_calls_cut_before_it_returns(
+        cluster: Cluster, cluster_dsn: str) -> None:
+    """Only node1's Asterisk dies (its line server lives on, refused at every reconnection):
+    the call it carried is recorded cut, its caller on the call-back worklist, within
+    vanish_check_seconds, not at Asterisk's return; the return records nothing twice."""
+    one = cluster.node("node1")
+    caller = unique_caller("0817")
+    async with hung_up_after(one.lab), node_callers(one.settings, caller, talk_seconds=60):
+        await eventually("the operator answering node1's call",
+                         lambda: equals(operator_channels(one.lab, OPERATOR), 1), within=15)
+        await eventually("node1's line recording the call",
+                         lambda: rows(cluster_dsn, "SELECT 1 FROM calls WHERE caller_number "
+                                                   "LIKE $1 || '%'", caller), within=15)
+        await asyncio.to_thread(one.lab.crash)
+        killed = time.monotonic()
+        try:
+            (row,) = await eventually(
+                "the call recorded cut while node1's Asterisk is away",
+                lambda: cut_calls(cluster_dsn, caller),
+                within=BASE.vanish_check_seconds + CUT_MARGIN_SECONDS, interval=0.2)
+            cut_after = time.monotonic() - killed
+            assert one.lab.is_running() is False  # decided before Asterisk's return
+        finally:
+            await asyncio.to_thread(one.lab.start, fresh=False)
+            await one.lab.acli(f"queue add member {OPERATOR} to all-operators")
+            await one.line.wait_ready()
+    assert row["cut_reason"] == "asterisk_crash" and row["vanished"], row
+    records = await fetch(cluster_dsn, "SELECT 1 FROM calls WHERE caller_number LIKE $1 || '%'",
+                          caller)
+    assert len(records) == 1  # Asterisk's return adds no second record
+    (after,) = await fetch(cluster_dsn, "SELECT ended_at, cut_reason FROM calls WHERE "
+                                        "call_id = $1", row["call_id"])
+    assert after["ended_at"] == row["ended_at"] and after["cut_reason"] == "asterisk_crash"
+    await account(cluster, "sekar", PASSWORD, "supervisor")
+    async with aiohttp.ClientSession() as http:
+        headers = await bearer(http, cluster.node("node2").settings, "sekar", PASSWORD)
+        response = await http.get(f"{console_url(cluster.node('node2').settings)}/api/callbacks",
+                                  headers=headers)
+        assert response.status == 200, await response.text()
+        listed = [entry for entry in (await response.json())["entries"]
+                  if entry["call_id"] == row["call_id"]]
+    assert [entry["reason"] for entry in listed] == ["cut"], listed
+    outage = await eventually(
+        "the outage recorded at node1's return",
+        lambda: rows(cluster_dsn, "SELECT calls_cut FROM asterisk_outages WHERE kind = "
+                                  "'crash' AND back_at > now() - interval '5 minutes' AND "
+                                  "calls_cut > 0"), within=20)
+    assert outage
+    print(f"\nnode1's Asterisk killed alone with a call in talk: recorded cut {cut_after:.2f} s "
+          "after the kill")
 
 
 async def test_a_dead_nodes_operator_is_offered_calls_on_the_survivor(cluster: Cluster

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from telephony.ami.listener import AmiListener
-from telephony.ami.testing import SECRET, USERNAME, ListSink, fake_asterisk
+from telephony.ami.listener import AmiListener, refused
+from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, ListSink, fake_asterisk
 from telephony.ami.tracker import CallTracker
 from telephony.calls.facts import AsteriskReturned, CallCut, CallStarted, CallVanished
 from telephony.calls.outages import CutReason, OutageKind
@@ -55,6 +55,60 @@ async def test_a_session_lost_under_a_call(restarted: bool) -> None:
         else:
             assert sink.of(AsteriskReturned) == [] and sink.of(CallCut) == []
             assert vanished.at > after  # an ordinary vanish: when the resync noticed
+
+
+async def test_an_asterisk_that_refuses_every_reconnection_has_its_calls_cut() -> None:
+    """Asterisk killed and not back: once every reconnection has been refused for
+    vanish_check_seconds, the live call is cut at the loss, without waiting for Asterisk; its
+    return (a new process) counts it and cuts nothing twice."""
+    sink = ListSink()
+    server = FakeAsterisk()
+    await server.start()
+    port = server.port
+    settings = Settings(ami_host="127.0.0.1", ami_port=port, ami_username=USERNAME,
+                        ami_secret=SECRET, ami_reconnect_seconds=0.05, vanish_check_seconds=5)
+    async with AmiListener(settings, sink, tracker=CallTracker(), action_timeout=2.0,
+                           auth_retry_seconds=0.1) as ami:
+        try:
+            async with asyncio.timeout(5):
+                await ami.wait_ready()
+            await server.send_frames(ABANDONED[:3])
+            await eventually(lambda: bool(sink.of(CallStarted)))
+            (started,) = sink.of(CallStarted)
+            before = datetime.now(UTC)
+            await server.close()  # nothing listens on the port any more: refused
+            after = datetime.now(UTC)
+            await eventually(lambda: bool(sink.of(CallCut)), 15.0)
+            cut_at = datetime.now(UTC)
+            assert (cut_at - after).total_seconds() >= 4.5  # not before the bound
+            (vanished,) = sink.of(CallVanished)
+            assert sink.of(CallCut) == [
+                CallCut(started.call_id, CutReason.ASTERISK_CRASH.value, vanished.at)]
+            assert before <= vanished.at <= after  # ended at the loss
+            assert sink.of(AsteriskReturned) == []  # Asterisk is not back
+        finally:
+            server = FakeAsterisk()
+            server.uptime = 0  # a new process
+            await server.start(port)
+        try:
+            await eventually(lambda: bool(sink.of(AsteriskReturned)), 10.0)
+            (returned,) = sink.of(AsteriskReturned)
+            assert (returned.outage, returned.calls_cut) == (OutageKind.CRASH.value, 1)
+            async with asyncio.timeout(5):
+                await ami.wait_ready()
+            assert len(sink.of(CallCut)) == 1 and len(sink.of(CallVanished)) == 1
+        finally:
+            await server.close()
+
+
+def test_only_a_connection_refused_at_every_address_says_asterisk_is_gone() -> None:
+    assert refused(ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5038)"))
+    assert refused(OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', 5038, "
+                           "0, 0), [Errno 111] Connect call failed ('127.0.0.1', 5038)"))
+    assert not refused(OSError("Multiple exceptions: [Errno 111] Connect call failed ('::1', "
+                               "5038, 0, 0), [Errno 113] No route to host"))
+    assert not refused(TimeoutError())
+    assert not refused(OSError(113, "No route to host"))
 
 
 async def test_a_resync_refused_while_asterisk_loads_its_modules_is_retried_soon(

@@ -135,6 +135,41 @@ def test_a_crash_cuts_every_live_call_at_the_end_of_the_lost_session() -> None:
         CallVanished("wait", s(50)), CallCut("wait", CutReason.ASTERISK_CRASH.value, s(50))]
 
 
+def test_an_asterisk_that_stays_away_has_its_calls_cut_before_it_returns() -> None:
+    """Killed, and every reconnection refused: the tracker vanishes its calls (gone); each is
+    cut at the end of the lost session, and the return counts them without cutting again."""
+    watch = watching(started("talk", 1), started("ivr", 2))
+    watch.lost(s(50), s(50))
+    watch.gone()
+    assert watch.follow([CallVanished("talk", s(110)), CallVanished("ivr", s(110))]) == [
+        CallVanished("talk", s(50)), CallCut("talk", CutReason.ASTERISK_CRASH.value, s(50)),
+        CallVanished("ivr", s(50)), CallCut("ivr", CutReason.ASTERISK_CRASH.value, s(50))]
+    assert watch.live_calls == frozenset()
+    (returned,) = extra(watch, [greeting(300, s(299))])
+    assert returned == AsteriskReturned(OutageKind.CRASH.value, s(50), s(50), s(299), 2, s(300))
+    # The new Asterisk's resync knows nothing more of them: a late vanish changes nothing.
+    assert extra(watch, [CallVanished("talk", s(301))]) == []
+
+
+def test_gone_without_a_lost_session_cuts_nothing() -> None:
+    watch = watching(started("talk", 1))
+    watch.gone()  # the listener never had a session to lose: nothing known of its calls
+    assert extra(watch, [CallVanished("talk", s(9))]) == []
+    assert watch.live_calls == frozenset()
+
+
+def test_tracker_vanishes_every_call_it_follows_when_asterisk_is_gone() -> None:
+    tracker = CallTracker(clock=lambda: s(100))
+    tracker.handle({"Event": "Newchannel", "Uniqueid": "node1-1.1", "Linkedid": "node1-1.1",
+                    "Channel": "PJSIP/carrier-00000001", "CallerIDNum": "0812",
+                    "CallerIDName": "", "Exten": "112", "Context": "from-carrier"})
+    assert tracker.live_calls == {"node1-1.1"}
+    facts = tracker.asterisk_gone()
+    assert facts[-1] == CallVanished("node1-1.1", s(100))
+    assert tracker.live_calls == frozenset()
+    assert tracker.asterisk_gone() == []
+
+
 def test_a_silent_session_dates_the_cut_from_the_last_thing_heard() -> None:
     watch = watching(started("talk", 1))
     watch.lost(s(70), s(48))  # dropped for an unanswered Ping; last heard at 48
