@@ -166,8 +166,9 @@ async def test_caller_who_speaks_passes_the_screening(line: Line, settings: Sett
 async def test_a_caller_who_gave_up_in_the_queue_is_not_lowered_when_ringing_back(
     line: Line, settings: Settings
 ) -> None:
-    """A 119 caller (no key to press) waits in the medical queue nobody answers, gives up and
-    rings straight back: the call they gave up is no silent call, and the new one joins at
+    """A 119 caller (no key to press) waits in a queue nobody answers (the only operator
+    paused: the medical queue sends them on to all-operators at once), gives up and rings
+    straight back: the call they gave up is no silent call, and the new one joins at
     the normal priority. Counted silent, it was lowered to the floor as a nuisance number's
     ("100% dari 1 panggilan sebelumnya diam atau iseng")."""
     caller_id = unique_caller("0857")
@@ -180,7 +181,7 @@ async def test_a_caller_who_gave_up_in_the_queue_is_not_lowered_when_ringing_bac
         await line.listener.send_action(
             {"Action": "QueuePause", "Interface": OPERATOR, "Paused": "false"})
     gave_up = await ended_call(line, caller_id)
-    assert (gave_up.queue, gave_up.disposition) == ("medical", "abandoned")
+    assert (gave_up.queue, gave_up.disposition) == ("all-operators", "abandoned")
     since = datetime.now(UTC)
     await call(settings, caller_id, number="119", talk_seconds=10.0)
     screened = await screened_call(line, caller_id, since)
