@@ -5,6 +5,7 @@ sessions; who may see what; the reports as JSON and CSV; the pages render."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import itertools
@@ -40,7 +41,7 @@ from telephony.settings import Settings
 from telephony.wallboard import console as wallboard_console
 from telephony.wallboard import http as wallboard_http
 from telephony.wallboard.http import WallboardApi
-from telephony.wallboard.service import WallboardService
+from telephony.wallboard.service import WallboardService, WallboardSnapshot
 from telephony.wallboard.state import LiveBoard
 from telephony.web.context import ApiContext
 from telephony.web.request import instant_json
@@ -156,6 +157,27 @@ async def test_a_waiting_caller_then_the_answer_appear_without_a_reload(board: B
         assert done["today"]["figures"]["offered"] == 1
 
 
+
+@contextlib.asynccontextmanager
+async def restarted_wallboard(board: Board, seeded: Callable[[WallboardSnapshot], object]
+                              ) -> AsyncIterator[WallboardService]:
+    """A wallboard started afresh on the board's database, as a restarted line's, once
+    ``seeded`` holds of its snapshot and its counters are read; stopped afterwards."""
+    database = Database(replace(Settings(), database_dsn=board.dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig())
+    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.dispatches)
+    running = asyncio.create_task(fresh.run())
+    try:
+        deadline = time.monotonic() + 10
+        while not seeded(snapshot := fresh.snapshot()) or snapshot.counters is None:
+            assert time.monotonic() < deadline, "the wallboard was not seeded"
+            await asyncio.sleep(0.05)
+        yield fresh
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+
 async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> None:
     now = datetime.now(UTC)
     call_id = "1741600050.1"
@@ -167,25 +189,13 @@ async def test_a_restarted_wallboard_starts_from_the_database(board: Board) -> N
             OperatorStateChanged(OP, "medical", "paused", True, "break", now)])
     finally:
         await connection.close()
-    database = Database(replace(Settings(), database_dsn=board.dsn))
-    reports = ReportService(database, CALENDAR, ReportConfig())
-    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.dispatches)
-    running = asyncio.create_task(fresh.run())
-    try:
-        deadline = time.monotonic() + 10
-        while not (snapshot := fresh.snapshot()).board.queues or snapshot.counters is None:
-            assert time.monotonic() < deadline, "the wallboard was not seeded"
-            await asyncio.sleep(0.05)
-        data = wallboard_http.wallboard_json(snapshot)
-        conforms(data, "Wallboard")
-        assert [(c["position"], c["line"]) for c in callers(data, "medical")] == [(1, "119")]
-        assert data["operators"][0]["state"] == "paused"
-        assert data["operators"][0]["reason_label"] == "Istirahat"
-        assert data["today"]["figures"]["offered"] == 1
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await database.close()
+    async with restarted_wallboard(board, lambda s: s.board.queues) as fresh:
+        data = wallboard_http.wallboard_json(fresh.snapshot())
+    conforms(data, "Wallboard")
+    assert [(c["position"], c["line"]) for c in callers(data, "medical")] == [(1, "119")]
+    assert data["operators"][0]["state"] == "paused"
+    assert data["operators"][0]["reason_label"] == "Istirahat"
+    assert data["today"]["figures"]["offered"] == 1
 
 
 async def test_a_restart_after_reconnections_keeps_each_operators_time_in_state(
@@ -205,24 +215,12 @@ async def test_a_restart_after_reconnections_keeps_each_operators_time_in_state(
                 OP, "medical", "paused", True, "break", now - timedelta(minutes=minutes))])
     finally:
         await connection.close()
-    database = Database(replace(Settings(), database_dsn=board.dsn))
-    reports = ReportService(database, CALENDAR, ReportConfig())
-    fresh = WallboardService(LiveBoard(wrapup_seconds=0), reports, board.context.dispatches)
-    running = asyncio.create_task(fresh.run())
-    try:
-        deadline = time.monotonic() + 10
-        while not (snapshot := fresh.snapshot()).board.operators or snapshot.counters is None:
-            assert time.monotonic() < deadline, "the wallboard was not seeded"
-            await asyncio.sleep(0.05)
+    async with restarted_wallboard(board, lambda s: s.board.operators) as fresh:
         # The restarted line's own resync reports the same state once more.
         fresh.recorded([OperatorStateChanged(OP, "medical", "paused", True, "break", now)])
         data = wallboard_http.wallboard_json(fresh.snapshot())
-        assert [(o["state"], o["since"]) for o in data["operators"]] == [
-            ("paused", instant_json(began))]
-    finally:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        await database.close()
+    assert [(o["state"], o["since"]) for o in data["operators"]] == [
+        ("paused", instant_json(began))]
 
 
 async def test_while_the_database_is_away_the_board_says_what_is_older_and_since_when(
