@@ -28,6 +28,11 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
   wrap-up lasts until that pause ends.
 - **prank share**: calls whose current label is prank or silent, over the labelled calls (an
   unlabelled call is unknown, not genuine).
+- **incidents** (the daily summary's report types and villages): those of the day's calls,
+  except the ones an operator marked a prank report or cancelled (:data:`NOT_INCIDENTS`).
+  Every answered call opens an incident, a prank's too, pre-filled from the IVR: counted, a
+  child's "fire" would be a fire in a village for the regency head. Their calls still count
+  under their IVR category and their label.
 """
 
 from __future__ import annotations
@@ -43,11 +48,14 @@ from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.core.errors import Invalid
 from telephony.desks.operators import PauseReason
+from telephony.incidents.model import Status
 from telephony.screening.features import NUISANCE, Label
 
 SERVICE_LEVEL_SECONDS: Final = (10, 20)
 MAX_REPORT_DAYS: Final = 31
 WRAPUP_PAUSE_GRACE: Final = timedelta(seconds=60)
+# Incidents the daily summary does not count (see the definitions above).
+NOT_INCIDENTS: Final = frozenset({Status.PRANK, Status.CANCELLED})
 
 K = TypeVar("K", bound=Hashable)
 

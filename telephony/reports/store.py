@@ -36,6 +36,7 @@ from telephony.calls.shifts import ShiftSlot
 from telephony.db.rows import from_row
 from telephony.desks.operators import PauseReason
 from telephony.reports.model import (
+    NOT_INCIDENTS,
     SERVICE_LEVEL_SECONDS,
     WRAPUP_PAUSE_GRACE,
     CallInfo,
@@ -480,6 +481,7 @@ EMPTY: Final = Figures(
 
 
 _NUISANCE: Final = sorted(label.value for label in NUISANCE)
+_NOT_INCIDENTS: Final = sorted(status.value for status in NOT_INCIDENTS)
 
 
 async def _aggregate(connection: asyncpg.Connection, query: str, *args: Any
@@ -760,7 +762,8 @@ class ReportRepository:
 
     async def report_types(self, connection: asyncpg.Connection, day: date
                            ) -> list[CategoryCount]:
-        """Incidents of the day's calls by report type, with how many of the calls each has."""
+        """Incidents of the day's calls by report type, with how many of the calls each has
+        (not those marked a prank or cancelled: model.NOT_INCIDENTS)."""
         rows = await connection.fetch(
             """
             SELECT i.report_type AS code, count(DISTINCT i.incident_id) AS incidents,
@@ -768,17 +771,17 @@ class ReportRepository:
             FROM calls c
             JOIN incident_calls ic USING (call_id)
             JOIN incidents i USING (incident_id)
-            WHERE c.shift_day = $1
+            WHERE c.shift_day = $1 AND i.status <> ALL($2::text[])
             GROUP BY i.report_type
             ORDER BY calls DESC, i.report_type
             """,
-            day,
+            day, _NOT_INCIDENTS,
         )
         return [from_row(CategoryCount, row) for row in rows]
 
     async def villages(self, connection: asyncpg.Connection, day: date) -> list[VillageCount]:
         """The day's calls by the village of their incident (or its sub-district only, or no
-        place yet)."""
+        place yet); not those of incidents marked a prank or cancelled."""
         rows = await connection.fetch(
             """
             SELECT v.code AS village_code, v.name AS village_name,
@@ -790,11 +793,11 @@ class ReportRepository:
             LEFT JOIN villages v ON v.code = i.village_code
             LEFT JOIN sub_districts s
                    ON s.code = COALESCE(v.sub_district_code, i.sub_district_code)
-            WHERE c.shift_day = $1
+            WHERE c.shift_day = $1 AND i.status <> ALL($2::text[])
             GROUP BY v.code, v.name, s.name
             ORDER BY calls DESC, s.name NULLS LAST, v.name NULLS LAST
             """,
-            day,
+            day, _NOT_INCIDENTS,
         )
         return [from_row(VillageCount, row) for row in rows]
 

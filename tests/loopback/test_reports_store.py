@@ -34,6 +34,7 @@ from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.edits import parse_patch
+from telephony.incidents.model import Status
 from telephony.incidents.service import IncidentService
 from telephony.reports import store as report_store
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv
@@ -246,6 +247,27 @@ async def test_daily_summary_by_category_village_label_and_rating(day: Day) -> N
     assert result.labels == {"genuine": 1, "prank": 1, "silent": 1, "accidental": 0,
                              "test": 0, "": 3}
     assert (result.ratings.total, result.ratings.mean) == (1, 4.0)
+
+
+async def test_daily_summary_counts_no_prank_or_cancelled_incident(day: Day) -> None:
+    """Every answered call opens an incident, the pranks' too: one the operator marked a
+    prank report, or cancelled, is no fire in a village for the regency head. Its calls
+    still count under their IVR category and label; the incident tables leave it out."""
+    real = await day.incidents.create_for_call("1741572000.1", actor="sari")
+    prank = await day.incidents.create_for_call("1741575600.2", actor="sari")
+    cancelled = await day.incidents.create_for_call("1741601400.5", actor="sari")
+    for incident in (real, prank, cancelled):
+        await day.incidents.update_details(
+            incident.incident_id, parse_patch({"village_code": "35.29.01.1016"}), actor="sari")
+    await day.incidents.change_status(prank.incident_id, Status.PRANK, actor="sari")
+    await day.incidents.change_status(cancelled.incident_id, Status.CANCELLED, actor="sari")
+    result = await day.reports.daily_summary(DAY)
+    assert [(c.code, c.calls, c.incidents) for c in result.report_types] == [
+        (real.report_type.value, 1, 1)]
+    assert [(v.village_name, v.calls, v.incidents) for v in result.villages] == [
+        ("Pajagalan", 1, 1)]
+    assert result.figures.calls == 6
+    assert sum(c.calls for c in result.categories) == 6
 
 
 async def test_the_live_counters_start_from_the_days_calls(day: Day) -> None:
