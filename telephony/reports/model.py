@@ -382,16 +382,21 @@ def shift_slots(calendar: ShiftCalendar, period: Period) -> list[ShiftSlot]:
 
 
 def with_stray_slots(calendar: ShiftCalendar, slots: Sequence[ShiftSlot],
-                     strays: Sequence[tuple[ShiftSlot, datetime | None]]) -> list[ShiftSlot]:
-    """``slots`` (the roster's, from :func:`shift_slots`) and the slots of the period whose
-    calls carry a shift name the roster no longer has (``strays``, each with its first call's
-    arrival), in time order: a stray slot goes where its first call arrived. A shift renamed
-    or dropped by an admin still holds the calls that arrived in it; leaving its slots out
-    would leave those calls out of the report's total."""
+                     called: Sequence[tuple[ShiftSlot, datetime | None]]) -> list[ShiftSlot]:
+    """``slots`` (the roster's, from :func:`shift_slots`) and the slots of the period that
+    hold calls (``called``, each with the arrival of one of its calls), in time order.
+
+    A shift renamed or dropped by an admin still holds the calls that arrived in it (a stray
+    slot); leaving its slots out would leave those calls out of the report's total. And a
+    slot with calls goes where its calls arrived, not where the roster in force now starts
+    it: a call belongs to the slot it arrived in, so this is the order the shifts ran in,
+    also on the days before an admin moved a shift (malam moved from 23:00 to 15:00 would
+    otherwise come before the old siang of those days). A slot without calls goes where the
+    roster starts it; a stray slot without a known arrival last in its day."""
+    arrival = dict(called)
     timed: list[tuple[date, datetime | None, int, ShiftSlot]] = [
-        (slot.day, calendar.bounds(slot)[0], 0, slot) for slot in slots]
-    timed += [(slot.day, first, 1, slot) for slot, first in strays if slot not in slots]
-    # Within a day by start; a stray slot without a known arrival last in its day.
+        (slot.day, arrival.get(slot) or calendar.bounds(slot)[0], 0, slot) for slot in slots]
+    timed += [(slot.day, first, 1, slot) for slot, first in called if slot not in slots]
     timed.sort(key=lambda item: (item[0], item[1] is None,
                                  item[1].timestamp() if item[1] is not None else 0.0,
                                  item[2], item[3].name))

@@ -184,6 +184,21 @@ async def test_a_shift_renamed_since_keeps_its_calls_in_the_report(day: Day) -> 
                                               DAY - timedelta(days=1)))).total.calls == 0
 
 
+async def test_a_day_before_the_roster_changed_lists_its_shifts_as_they_ran(day: Day) -> None:
+    """After DAY the roster became pagi 07:00 and malam 15:00 (siang dropped, malam
+    earlier). On DAY siang ran from 15:00 (its call at 16:10) and malam from 23:00 (its call
+    at 06:59:59 the next morning): the shift table, its CSV and charts list them in that
+    order, not malam first because the new roster starts it at 15:00."""
+    two = ShiftCalendar([ShiftDefinition("pagi", time(7)), ShiftDefinition("malam", time(15))],
+                        "Asia/Jakarta")
+    reports = ReportService(day.database, two, ReportConfig(wrapup_seconds=5),
+                            clock=lambda: local(16, 30, day=DAY + timedelta(days=2)))
+    report = await reports.shift_report(Period(DAY, DAY + timedelta(days=1)))
+    assert [(slot.day, slot.name, f.calls) for slot, f in report.shifts] == [
+        (DAY, "pagi", 4), (DAY, "siang", 1), (DAY, "malam", 1),
+        (DAY + timedelta(days=1), "pagi", 1), (DAY + timedelta(days=1), "malam", 0)]
+
+
 async def test_the_report_rows_become_figures_off_the_event_loop(
     day: Day, monkeypatch: pytest.MonkeyPatch
 ) -> None:
