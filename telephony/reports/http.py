@@ -101,9 +101,12 @@ def daily_json(summary: DailySummary) -> dict[str, Any]:
 
 
 def category_label(code: str | None) -> str:
-    """An IVR category as people read it (a call that ended before choosing has none)."""
+    """An IVR category as people read it. A call has none when the caller hung up before
+    choosing, and also when the IVR failed open (its server down or stalled: the dialplan
+    queues the caller at once, extensions.conf), so the label names both: after an IVR
+    outage those are answered calls, not callers who gave up."""
     if code is None:
-        return "Tanpa kategori (berakhir sebelum memilih)"
+        return "Tanpa kategori (IVR gangguan, atau berakhir sebelum memilih)"
     return CATEGORY_LABELS.get(code, code)
 
 

@@ -28,6 +28,11 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
   wrap-up lasts until that pause ends.
 - **prank share**: calls whose current label is prank or silent, over the labelled calls (an
   unlabelled call is unknown, not genuine).
+- **incidents** (the daily summary's report types and villages): those of the day's calls,
+  except the ones an operator marked a prank report or cancelled (:data:`NOT_INCIDENTS`).
+  Every answered call opens an incident, a prank's too, pre-filled from the IVR: counted, a
+  child's "fire" would be a fire in a village for the regency head. Their calls still count
+  under their IVR category and their label.
 """
 
 from __future__ import annotations
@@ -43,11 +48,14 @@ from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.core.errors import Invalid
 from telephony.desks.operators import PauseReason
+from telephony.incidents.model import Status
 from telephony.screening.features import NUISANCE, Label
 
 SERVICE_LEVEL_SECONDS: Final = (10, 20)
 MAX_REPORT_DAYS: Final = 31
 WRAPUP_PAUSE_GRACE: Final = timedelta(seconds=60)
+# Incidents the daily summary does not count (see the definitions above).
+NOT_INCIDENTS: Final = frozenset({Status.PRANK, Status.CANCELLED})
 
 K = TypeVar("K", bound=Hashable)
 
@@ -374,16 +382,21 @@ def shift_slots(calendar: ShiftCalendar, period: Period) -> list[ShiftSlot]:
 
 
 def with_stray_slots(calendar: ShiftCalendar, slots: Sequence[ShiftSlot],
-                     strays: Sequence[tuple[ShiftSlot, datetime | None]]) -> list[ShiftSlot]:
-    """``slots`` (the roster's, from :func:`shift_slots`) and the slots of the period whose
-    calls carry a shift name the roster no longer has (``strays``, each with its first call's
-    arrival), in time order: a stray slot goes where its first call arrived. A shift renamed
-    or dropped by an admin still holds the calls that arrived in it; leaving its slots out
-    would leave those calls out of the report's total."""
+                     called: Sequence[tuple[ShiftSlot, datetime | None]]) -> list[ShiftSlot]:
+    """``slots`` (the roster's, from :func:`shift_slots`) and the slots of the period that
+    hold calls (``called``, each with the arrival of one of its calls), in time order.
+
+    A shift renamed or dropped by an admin still holds the calls that arrived in it (a stray
+    slot); leaving its slots out would leave those calls out of the report's total. And a
+    slot with calls goes where its calls arrived, not where the roster in force now starts
+    it: a call belongs to the slot it arrived in, so this is the order the shifts ran in,
+    also on the days before an admin moved a shift (malam moved from 23:00 to 15:00 would
+    otherwise come before the old siang of those days). A slot without calls goes where the
+    roster starts it; a stray slot without a known arrival last in its day."""
+    arrival = dict(called)
     timed: list[tuple[date, datetime | None, int, ShiftSlot]] = [
-        (slot.day, calendar.bounds(slot)[0], 0, slot) for slot in slots]
-    timed += [(slot.day, first, 1, slot) for slot, first in strays if slot not in slots]
-    # Within a day by start; a stray slot without a known arrival last in its day.
+        (slot.day, arrival.get(slot) or calendar.bounds(slot)[0], 0, slot) for slot in slots]
+    timed += [(slot.day, first, 1, slot) for slot, first in called if slot not in slots]
     timed.sort(key=lambda item: (item[0], item[1] is None,
                                  item[1].timestamp() if item[1] is not None else 0.0,
                                  item[2], item[3].name))

@@ -16,6 +16,9 @@ from telephony.web.schemas import (
     ref,
 )
 
+_INCIDENTS: Final = ("Insiden dari panggilan hari itu, tanpa yang ditandai laporan iseng atau "
+                     "dibatalkan")
+
 SCHEMAS: Final[Mapping[str, Schema]] = {
     "Share": all_required({
         "count": {"type": "integer"}, "of": {"type": "integer"},
@@ -56,11 +59,12 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
             "calls": {"type": "integer"}})},
         "report_types": {"type": "array", "items": all_required({
             "report_type": NULLABLE_TEXT, "report_type_label": {"type": "string"},
-            "calls": {"type": "integer"}, "incidents": {"type": "integer"}})},
+            "calls": {"type": "integer"}, "incidents": {"type": "integer"}}),
+            "description": _INCIDENTS},
         "villages": {"type": "array", "items": all_required({
             "village_code": NULLABLE_TEXT, "village_name": NULLABLE_TEXT,
             "sub_district_name": NULLABLE_TEXT, "calls": {"type": "integer"},
-            "incidents": {"type": "integer"}})},
+            "incidents": {"type": "integer"}}), "description": _INCIDENTS},
         "labels": {"type": "array", "items": all_required({
             "label": NULLABLE_TEXT, "label_text": {"type": "string"},
             "calls": {"type": "integer"}})},

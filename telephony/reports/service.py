@@ -113,9 +113,9 @@ class ReportService:
         async with self._gate.turn("shift report") as turn:
             await turn.clear()
             if period.shift is None:
-                strays = await self._database.run(lambda c: self._repo.stray_slots(
-                    c, period.first, period.last, calendar.names))
-                slots = with_stray_slots(calendar, roster_slots, strays)
+                called = await self._database.run(lambda c: self._repo.called_slots(
+                    c, period.first, period.last))
+                slots = with_stray_slots(calendar, roster_slots, called)
             # The report's instant is taken after any wait: its current shift is as of now.
             now = self._clock()
             # Only the roster's slots have bounds to tell whether they are closed; a stray

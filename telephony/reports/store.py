@@ -36,6 +36,7 @@ from telephony.calls.shifts import ShiftSlot
 from telephony.db.rows import from_row
 from telephony.desks.operators import PauseReason
 from telephony.reports.model import (
+    NOT_INCIDENTS,
     SERVICE_LEVEL_SECONDS,
     WRAPUP_PAUSE_GRACE,
     CallInfo,
@@ -480,6 +481,7 @@ EMPTY: Final = Figures(
 
 
 _NUISANCE: Final = sorted(label.value for label in NUISANCE)
+_NOT_INCIDENTS: Final = sorted(status.value for status in NOT_INCIDENTS)
 
 
 async def _aggregate(connection: asyncpg.Connection, query: str, *args: Any
@@ -627,37 +629,33 @@ class ReportRepository:
         # and the AMI listener's facts. A pure function of the rows.
         return await asyncio.to_thread(period_figures_of, rows)
 
-    async def stray_slots(self, connection: asyncpg.Connection, first: date, last: date,
-                          names: Sequence[str]) -> list[tuple[ShiftSlot, datetime]]:
-        """The slots of the shift days ``first``..``last`` whose calls carry a shift name not
-        in ``names`` (the roster in force), each with its first call's arrival: calls keep the
-        shift they arrived in, so after an admin renamed or dropped a shift the days before
-        still hold the old names, and a report cut by the new roster alone would leave those
-        calls out of its total. A skip scan of ``calls_report_idx``: one probe per slot, not
-        a read of the period's calls."""
+    async def called_slots(self, connection: asyncpg.Connection, first: date, last: date
+                           ) -> list[tuple[ShiftSlot, datetime | None]]:
+        """The slots of the shift days ``first``..``last`` that hold calls, each with the
+        arrival of one of its calls (see ``model.with_stray_slots``): calls keep the shift
+        they arrived in, so after an admin renamed, dropped or moved a shift the days before
+        still hold the old names and times. A skip scan of ``calls_report_idx``: one probe
+        per slot, not a read of the period's calls. Any call's arrival, not the first's: a
+        slot's calls all arrived while it ran, so any one places it among the others, and
+        the first would read every call of the slot (``arrived_at`` is not in the index)."""
         rows = await connection.fetch(
             """
             WITH RECURSIVE found AS (
-                (SELECT shift_day, shift_name FROM calls
+                (SELECT shift_day, shift_name, arrived_at FROM calls
                  WHERE shift_day BETWEEN $1 AND $2 AND shift_name IS NOT NULL
                  ORDER BY shift_day, shift_name LIMIT 1)
                 UNION ALL
-                SELECT later.shift_day, later.shift_name FROM found f
+                SELECT later.shift_day, later.shift_name, later.arrived_at FROM found f
                 CROSS JOIN LATERAL (
-                    SELECT c.shift_day, c.shift_name FROM calls c
+                    SELECT c.shift_day, c.shift_name, c.arrived_at FROM calls c
                     WHERE (c.shift_day, c.shift_name) > (f.shift_day, f.shift_name)
                       AND c.shift_day <= $2 AND c.shift_name IS NOT NULL
                     ORDER BY c.shift_day, c.shift_name LIMIT 1) later
             )
-            SELECT f.shift_day, f.shift_name,
-                   (SELECT min(c.arrived_at) FROM calls c
-                    WHERE c.shift_day = f.shift_day AND c.shift_name = f.shift_name)
-                       AS first_arrival
-            FROM found f WHERE f.shift_name <> ALL($3::text[])
-            ORDER BY f.shift_day, first_arrival NULLS LAST, f.shift_name
+            SELECT shift_day, shift_name, arrived_at FROM found
             """,
-            first, last, list(names))
-        return [(ShiftSlot(row["shift_day"], row["shift_name"]), row["first_arrival"])
+            first, last)
+        return [(ShiftSlot(row["shift_day"], row["shift_name"]), row["arrived_at"])
                 for row in rows]
 
     async def day_figures(self, connection: asyncpg.Connection, day: date, now: datetime
@@ -760,7 +758,8 @@ class ReportRepository:
 
     async def report_types(self, connection: asyncpg.Connection, day: date
                            ) -> list[CategoryCount]:
-        """Incidents of the day's calls by report type, with how many of the calls each has."""
+        """Incidents of the day's calls by report type, with how many of the calls each has
+        (not those marked a prank or cancelled: model.NOT_INCIDENTS)."""
         rows = await connection.fetch(
             """
             SELECT i.report_type AS code, count(DISTINCT i.incident_id) AS incidents,
@@ -768,17 +767,17 @@ class ReportRepository:
             FROM calls c
             JOIN incident_calls ic USING (call_id)
             JOIN incidents i USING (incident_id)
-            WHERE c.shift_day = $1
+            WHERE c.shift_day = $1 AND i.status <> ALL($2::text[])
             GROUP BY i.report_type
             ORDER BY calls DESC, i.report_type
             """,
-            day,
+            day, _NOT_INCIDENTS,
         )
         return [from_row(CategoryCount, row) for row in rows]
 
     async def villages(self, connection: asyncpg.Connection, day: date) -> list[VillageCount]:
         """The day's calls by the village of their incident (or its sub-district only, or no
-        place yet)."""
+        place yet); not those of incidents marked a prank or cancelled."""
         rows = await connection.fetch(
             """
             SELECT v.code AS village_code, v.name AS village_name,
@@ -790,11 +789,11 @@ class ReportRepository:
             LEFT JOIN villages v ON v.code = i.village_code
             LEFT JOIN sub_districts s
                    ON s.code = COALESCE(v.sub_district_code, i.sub_district_code)
-            WHERE c.shift_day = $1
+            WHERE c.shift_day = $1 AND i.status <> ALL($2::text[])
             GROUP BY v.code, v.name, s.name
             ORDER BY calls DESC, s.name NULLS LAST, v.name NULLS LAST
             """,
-            day,
+            day, _NOT_INCIDENTS,
         )
         return [from_row(VillageCount, row) for row in rows]
 

@@ -156,3 +156,25 @@ async def test_two_callers_about_one_fire_end_in_one_incident_with_both_recordin
                 for e in reversed(audit["entries"])] == [
             ("supervisor1", "recording.play", played["call_id"], None),
             ("supervisor1", "recording.play", played["call_id"], "bytes=0-3")]
+
+        # The supervisor's reports count the two calls as the line recorded them, and the
+        # regency head's summary one fire: the merged-away incident holds no call.
+        days = sorted({call["shift_day"] for call in calls})
+        report = await json_of(await http.get("/api/reports/shifts", headers=auth,
+                                              params={"from": days[0], "to": days[-1]}))
+        total = report["total"]
+        assert (total["calls"], total["offered"], total["answered"]) == (2, 2, 2)
+        assert [(q["queue"], q["figures"]["answered"]) for q in report["queues"]] == [
+            ("fire", 2)]
+        assert sum(o["figures"]["answered"] for o in report["operators"]) == 2
+        response = await http.get("/api/reports/shifts.csv", headers=auth, params={
+            "from": days[0], "to": days[-1], "table": "queues"})
+        assert response.status == 200 and response.content_type == "text/csv"
+        body = await response.read()
+        assert body.startswith(b"\xef\xbb\xbfAntrean;")  # UTF-8 with its BOM, for Excel
+        assert body.decode("utf-8").splitlines()[1].startswith("fire;2;2;2;0;")
+        summary = await json_of(await http.get("/api/reports/daily", headers=auth,
+                                               params={"day": days[0]}))
+        if days == [days[0]]:
+            assert [(t["report_type"], t["calls"], t["incidents"])
+                    for t in summary["report_types"]] == [("fire", 2, 1)]

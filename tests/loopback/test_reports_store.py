@@ -34,6 +34,7 @@ from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.edits import parse_patch
+from telephony.incidents.model import Status
 from telephony.incidents.service import IncidentService
 from telephony.reports import store as report_store
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv
@@ -183,6 +184,21 @@ async def test_a_shift_renamed_since_keeps_its_calls_in_the_report(day: Day) -> 
                                               DAY - timedelta(days=1)))).total.calls == 0
 
 
+async def test_a_day_before_the_roster_changed_lists_its_shifts_as_they_ran(day: Day) -> None:
+    """After DAY the roster became pagi 07:00 and malam 15:00 (siang dropped, malam
+    earlier). On DAY siang ran from 15:00 (its call at 16:10) and malam from 23:00 (its call
+    at 06:59:59 the next morning): the shift table, its CSV and charts list them in that
+    order, not malam first because the new roster starts it at 15:00."""
+    two = ShiftCalendar([ShiftDefinition("pagi", time(7)), ShiftDefinition("malam", time(15))],
+                        "Asia/Jakarta")
+    reports = ReportService(day.database, two, ReportConfig(wrapup_seconds=5),
+                            clock=lambda: local(16, 30, day=DAY + timedelta(days=2)))
+    report = await reports.shift_report(Period(DAY, DAY + timedelta(days=1)))
+    assert [(slot.day, slot.name, f.calls) for slot, f in report.shifts] == [
+        (DAY, "pagi", 4), (DAY, "siang", 1), (DAY, "malam", 1),
+        (DAY + timedelta(days=1), "pagi", 1), (DAY + timedelta(days=1), "malam", 0)]
+
+
 async def test_the_report_rows_become_figures_off_the_event_loop(
     day: Day, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -246,6 +262,27 @@ async def test_daily_summary_by_category_village_label_and_rating(day: Day) -> N
     assert result.labels == {"genuine": 1, "prank": 1, "silent": 1, "accidental": 0,
                              "test": 0, "": 3}
     assert (result.ratings.total, result.ratings.mean) == (1, 4.0)
+
+
+async def test_daily_summary_counts_no_prank_or_cancelled_incident(day: Day) -> None:
+    """Every answered call opens an incident, the pranks' too: one the operator marked a
+    prank report, or cancelled, is no fire in a village for the regency head. Its calls
+    still count under their IVR category and label; the incident tables leave it out."""
+    real = await day.incidents.create_for_call("1741572000.1", actor="sari")
+    prank = await day.incidents.create_for_call("1741575600.2", actor="sari")
+    cancelled = await day.incidents.create_for_call("1741601400.5", actor="sari")
+    for incident in (real, prank, cancelled):
+        await day.incidents.update_details(
+            incident.incident_id, parse_patch({"village_code": "35.29.01.1016"}), actor="sari")
+    await day.incidents.change_status(prank.incident_id, Status.PRANK, actor="sari")
+    await day.incidents.change_status(cancelled.incident_id, Status.CANCELLED, actor="sari")
+    result = await day.reports.daily_summary(DAY)
+    assert [(c.code, c.calls, c.incidents) for c in result.report_types] == [
+        (real.report_type.value, 1, 1)]
+    assert [(v.village_name, v.calls, v.incidents) for v in result.villages] == [
+        ("Pajagalan", 1, 1)]
+    assert result.figures.calls == 6
+    assert sum(c.calls for c in result.categories) == 6
 
 
 async def test_the_live_counters_start_from_the_days_calls(day: Day) -> None:

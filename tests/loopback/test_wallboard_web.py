@@ -451,7 +451,14 @@ async def test_reports_as_json_and_csv(board: Board) -> None:
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=";"))
     assert rows[0][0] == "Antrean" and rows[1][:4] == ["medical", "1", "1", "1"]
     daily = await board.client.get("/api/reports/daily", headers=headers)
-    conforms(await daily.json(), "DailySummary")
+    summary = await daily.json()
+    conforms(summary, "DailySummary")
+    # Queued and answered without an IVR category, as every call is while the IVR fails
+    # open: its label must not say the caller hung up before choosing.
+    (uncategorised,) = summary["categories"]
+    assert (uncategorised["category"], uncategorised["calls"]) == (None, 1)
+    assert uncategorised["category_label"] == (
+        "Tanpa kategori (IVR gangguan, atau berakhir sebelum memilih)")
     villages = await board.client.get("/api/reports/daily.csv", headers=headers)
     assert (await villages.text()).lstrip("\ufeff").startswith("Kode desa;")
 
