@@ -50,6 +50,19 @@ class NoSupervisorPhone(Conflict, SupervisionError):
                          "admin menjalankan: siaga112 account desk NAMA PJSIP/...")
 
 
+class PhoneBusy(Conflict, SupervisionError):
+    """The supervisor's phone is in a call or ringing already (still listening, say, or a
+    second click): ringing it again would only be a call waiting, and the audit log would
+    name a mode they never heard."""
+
+    code = "phone_busy"
+
+    def __init__(self, phone: str) -> None:
+        super().__init__(f"Telepon Anda ({phone}) sedang dipakai atau berdering. Tutup dulu "
+                         "panggilan itu (juga bila Anda masih mendengarkan), lalu pilih lagi.",
+                         "phone")
+
+
 class NoLiveCall(Conflict, SupervisionError):
     """The operator is not on an answered call now (or not on the call named)."""
 
