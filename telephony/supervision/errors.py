@@ -63,6 +63,18 @@ class PhoneBusy(Conflict, SupervisionError):
                          "phone")
 
 
+class PhoneUnreachable(Conflict, SupervisionError):
+    """Asterisk could not ring the supervisor's phone at all (not registered, refused at once):
+    said while they still wait for the answer, rather than promising a ring that never comes.
+    The audit log has the attempt and its ``supervision.failed``."""
+
+    code = "phone_unreachable"
+
+    def __init__(self, phone: str, why: str) -> None:
+        super().__init__(f"Telepon Anda ({phone}) tidak dapat dihubungi ({why}). Pastikan "
+                         "telepon menyala dan terdaftar, lalu pilih lagi.", "phone")
+
+
 class NoLiveCall(Conflict, SupervisionError):
     """The operator is not on an answered call now (or not on the call named)."""
 

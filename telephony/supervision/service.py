@@ -21,7 +21,10 @@ In this order, so that nothing is heard that the audit log does not name:
 A supervisor's phone that is in a call or ringing already (still listening, or a second click
 on the wallboard) is refused before step 3: ringing it again would only be a call waiting, and
 the audit log would name a mode that was never heard. Requests are taken one at a time, so
-two clicks cannot both find the phone free.
+two clicks cannot both find the phone free. After step 4 the request waits a moment
+(``answer_wait_seconds``) for Asterisk to say the phone cannot be rung at all (not
+registered, refusing): that comes within milliseconds, and the supervisor is told so (409)
+instead of being promised a ring.
 
 Needs the AMI classes ``reporting`` (CoreShowChannels) and ``originate`` (an Originate of
 ChanSpy: Asterisk asks for ``system`` only for applications that reach a shell).
@@ -42,7 +45,7 @@ import asyncpg
 from telephony.accounts.model import Account, Role
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.channels import LiveChannel, live_channels, operator_channel
-from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable
+from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
 from telephony.calls.ids import valid_call_id
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
@@ -52,6 +55,7 @@ from telephony.supervision.errors import (
     NoSupervisorPhone,
     NotSupervisor,
     PhoneBusy,
+    PhoneUnreachable,
     SupervisionUnavailable,
     UnknownOperator,
 )
@@ -86,9 +90,11 @@ class SupervisionAmi(AmiListActions, Protocol):
 
 @dataclass(frozen=True)
 class SupervisionConfig:
-    """How long the supervisor's phone rings before the attempt is given up."""
+    """How long the supervisor's phone rings before the attempt is given up, and how long a
+    request waits for Asterisk to say it could not ring it at all."""
 
     ring_seconds: float = 30.0
+    answer_wait_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class _Ringing:
     remote_address: str
     detail: dict[str, str]
     sent_at: float  # monotonic
+    # Set once the OriginateResponse is applied: None if answered, else why not in words.
+    outcome: asyncio.Future[str | None]
 
 
 @dataclass(frozen=True)
@@ -161,12 +169,22 @@ class SupervisionService:
             raise UnknownOperator(interface)
         # One request at a time: the phone found free stays free until the Originate is out.
         async with self._serial:
-            return await self._ring(account, chosen, interface=interface, username=username,
-                                    phone=phone, call_id=call_id,
-                                    remote_address=remote_address)
+            started, ringing = await self._ring(
+                account, chosen, interface=interface, username=username, phone=phone,
+                call_id=call_id, remote_address=remote_address)
+        try:
+            async with asyncio.timeout(self._config.answer_wait_seconds):
+                # Shielded: the outcome is still applied after the wait gives up.
+                why = await asyncio.shield(ringing.outcome)
+        except TimeoutError:
+            return started  # ringing
+        if why is not None:
+            raise PhoneUnreachable(phone, why)
+        return started
 
     async def _ring(self, account: Account, chosen: SpyMode, *, interface: str, username: str,
-                    phone: str, call_id: str | None, remote_address: str) -> Supervision:
+                    phone: str, call_id: str | None, remote_address: str
+                    ) -> tuple[Supervision, _Ringing]:
         """Steps 2 to 4, for a supervisor with a phone and an operator at ``interface``."""
         try:
             channels = await live_channels(self._ami)
@@ -200,8 +218,9 @@ class SupervisionService:
                                 remote_address=remote_address, detail=detail)
         # Kept before sending: a phone that cannot be reached answers at once, possibly
         # before the action's own reply.
-        self._ringing[action["ActionID"]] = _Ringing(account.username, interface,
-                                                     remote_address, detail, time.monotonic())
+        ringing = _Ringing(account.username, interface, remote_address, detail,
+                           time.monotonic(), asyncio.get_running_loop().create_future())
+        self._ringing[action["ActionID"]] = ringing
         try:
             reply = await self._ami.send_action(action)
         except AmiActionError as exc:
@@ -217,7 +236,7 @@ class SupervisionService:
         # listener hands it to no subscriber then).
         if printable(reply.get("Event")) == ORIGINATE_RESPONSE:
             await self.originate_response(reply)
-        return started
+        return started, ringing
 
     def _phone_busy(self, phone: str, channels: Sequence[LiveChannel]) -> bool:
         """Whether the supervisor's ``phone`` has a channel now (talking, listening, ringing)
@@ -265,12 +284,17 @@ class SupervisionService:
         if ringing is None:
             return False
         if printable(event.get("Response")) == "Success":
+            ringing.outcome.set_result(None)
             return True
-        reason = failure_reason(parse_code(printable(event.get("Reason"))))
+        code = parse_code(printable(event.get("Reason")))
+        reason = failure_reason(code)
         log.warning("%s's %s of %s: %s", ringing.actor, ringing.detail["mode"],
                     ringing.interface, reason)
-        await self._failed(ringing.actor, ringing.interface, ringing.remote_address,
-                           {**ringing.detail, "reason": reason})
+        try:
+            await self._failed(ringing.actor, ringing.interface, ringing.remote_address,
+                               {**ringing.detail, "reason": reason})
+        finally:
+            ringing.outcome.set_result(reason_label(code))
         return True
 
     async def _failed(self, actor: str, interface: str, remote_address: str,

@@ -4,9 +4,9 @@ through the API, listens, whispers and barges, hanging up in between. Each time 
 the supervisor's phone (another lab endpoint, answered by the same UAS) into ChanSpy on exactly
 the operator's channel, after the audit entry was written. An operator asking the same is
 refused and nothing is originated; so is a second click while the supervisor's phone is still
-in ChanSpy. A supervisor whose phone is not registered gets a second audit entry saying so.
-The last ChanSpy leg ends with the call, and the call tracker and the wallboard see one call
-answered by the operator, nothing of the supervisor's phone.
+in ChanSpy. A supervisor whose phone is not registered is told so, and a second audit entry
+records it. The last ChanSpy leg ends with the call, and the call tracker and the wallboard see
+one call answered by the operator, nothing of the supervisor's phone.
 
 Its own lab instance and ports, so it can run beside the other end-to-end modules.
 """
@@ -173,19 +173,18 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_live_call_audited_f
         assert [c for c in created if c.startswith(SUPERVISOR_PHONE + "-")] == legs
 
         # A supervisor whose phone is not registered: Asterisk queues the Originate, then
-        # says it failed; a second entry records it.
+        # says at once it failed. The supervisor is told so, not promised a ring; a second
+        # entry records it.
         response = await api.post("/api/supervision", headers=await bearer(api, "budi"),
                                   json={"operator": OPERATOR, "mode": "listen"})
-        assert response.status == 202, await response.text()
-
-        async def failed() -> list[Any] | None:
-            found = await fetch(settings.database_dsn or "",
-                                "SELECT actor, detail FROM audit_log "
-                                "WHERE action = 'supervision.failed'")
-            return found or None
-
-        [failure] = await eventually("the unregistered phone's failure recorded", failed, 10.0)
-        assert failure["actor"] == "budi"
+        assert response.status == 409, await response.text()
+        assert (await response.json())["error"]["code"] == "phone_unreachable"
+        attempt, failure = await fetch(settings.database_dsn or "",
+                                       "SELECT actor, action, detail FROM audit_log "
+                                       "WHERE actor = 'budi' AND action LIKE "
+                                       "'supervision.%' ORDER BY audit_id")
+        assert [(e["actor"], e["action"]) for e in (attempt, failure)] == [
+            ("budi", "supervision.listen"), ("budi", "supervision.failed")]
         assert json.loads(failure["detail"])["reason"].startswith("Telepon supervisor "), failure
 
         entries = await fetch(settings.database_dsn or "",

@@ -98,6 +98,9 @@ class Setup:
     service: SupervisionService
     dsn: str
     resync_actions: int = 0  # the listener's own CoreShowChannels, sent at its login
+    # How the supervisor's phone takes each Originate at once (OriginateResponse's Response
+    # and Reason); None: it rings on, and the test answers later (respond).
+    answer: tuple[str, int] | None = ("Success", 4)
 
     async def login(self, username: str) -> Mapping[str, str]:
         response = await self.client.post("/api/session",
@@ -118,17 +121,27 @@ class Setup:
         return [a["action"] for a in self.asterisk.actions
                 if a["action"] in ("CoreShowChannels", "Originate")][self.resync_actions:]
 
+    def answered(self, originate: dict[str, str]) -> list[Fields]:
+        """What Asterisk says at once after queueing ``originate``, per :attr:`answer`."""
+        if self.answer is None:
+            return []
+        return [originate_response(originate, *self.answer)]
+
     async def respond(self, response: str, reason: int) -> None:
-        """Asterisk's OriginateResponse to the last Originate (Success: the supervisor
-        answered), once the service has applied it."""
-        last = originates(self.asterisk)[-1]
-        await self.asterisk.send_frames([(
-            ("Event", "OriginateResponse"), ("ActionID", last["actionid"]),
-            ("Response", response), ("Channel", last["channel"]),
-            ("Application", "ChanSpy"), ("Data", last["data"]), ("Reason", str(reason)),
-            ("Uniqueid", "<unknown>"), ("CallerIDNum", "op2001"),
-            ("CallerIDName", last["callerid"]))])
+        """Asterisk's OriginateResponse to the last Originate, later (Failure 3: nobody
+        answered the ringing phone), once the service has applied it."""
+        await self.asterisk.send_frames([
+            originate_response(originates(self.asterisk)[-1], response, reason)])
         await eventually(lambda: self.service.awaiting_response == 0)
+
+
+def originate_response(originate: dict[str, str], response: str, reason: int) -> Fields:
+    """How Asterisk says an Async Originate of ChanSpy went (manager.c, fast_originate)."""
+    return (("Event", "OriginateResponse"), ("ActionID", originate["actionid"]),
+            ("Response", response), ("Channel", originate["channel"]),
+            ("Application", "ChanSpy"), ("Data", originate["data"]), ("Reason", str(reason)),
+            ("Uniqueid", "<unknown>"), ("CallerIDNum", "op2001"),
+            ("CallerIDName", originate["callerid"]))
 
 
 @pytest.fixture
@@ -156,6 +169,7 @@ async def setup(database_dsn: str, settings: Settings) -> AsyncIterator[Setup]:
         try:
             await eventually(lambda: ami.logged_in)
             setup = Setup(client, asterisk, audit, context.accounts, service, database_dsn)
+            asterisk.follow_ups["originate"] = setup.answered
             # The listener's resync sends a CoreShowChannels of its own on login.
             await eventually(lambda: any(a["action"] == "CoreShowChannels"
                                          for a in asterisk.actions))
@@ -189,7 +203,6 @@ async def test_a_supervisor_listens_in_audited_before_the_originate(setup: Setup
         "channel": PHONE, "application": "ChanSpy", "data": f"{OPERATOR_CHANNEL},qEu",
         "callerid": '"Dengarkan op2001" <op2001>', "async": "true", "timeout": "30000"}
     assert originate["actionid"].startswith("siaga112-spy-")
-    await setup.respond("Success", 4)  # the supervisor answered: nothing more to record
     [entry] = await setup.entries()
     assert (entry["actor"], entry["action"], entry["object_type"], entry["object_id"]) == (
         "kepala", "supervision.listen", "desk", OPERATOR)
@@ -202,7 +215,6 @@ async def test_a_supervisor_listens_in_audited_before_the_originate(setup: Setup
                                              "call_id": CALL})
         assert response.status == 202, await response.text()
         assert originates(setup.asterisk)[-1]["data"] == f"{OPERATOR_CHANNEL},{options}"
-        await setup.respond("Success", 4)
     assert [e["action"] for e in await setup.entries()] == [
         "supervision.listen", "supervision.whisper", "supervision.barge"]
     assert setup.audit.seen == [("supervision.listen", 0), ("supervision.whisper", 1),
@@ -309,6 +321,7 @@ async def test_a_supervisors_phone_in_a_call_or_ringing_is_not_rung_again(setup:
     # A double click: the first rings the phone; the second, before Asterisk lists the
     # phone's channel, is refused all the same.
     setup.asterisk.channels = live_operator()
+    setup.answer = None  # ringing
     first, second = await asyncio.gather(
         setup.post(kepala, {"operator": OPERATOR, "mode": "listen"}),
         setup.post(kepala, {"operator": OPERATOR, "mode": "listen"}))
@@ -320,24 +333,39 @@ async def test_a_supervisors_phone_in_a_call_or_ringing_is_not_rung_again(setup:
 async def test_a_phone_that_does_not_take_the_call_is_a_second_entry(setup: Setup) -> None:
     setup.asterisk.channels = live_operator()
     kepala = await setup.login("kepala")
-    for mode, reason, text in (("listen", 5, "Telepon supervisor sibuk (Reason 5)"),
-                               ("whisper", 3, "Telepon supervisor tidak diangkat (Reason 3)"),
-                               ("barge", 0, "Telepon supervisor gagal (Reason 0)")):
-        # Asterisk queues the Originate (202); then says the phone did not take it.
+    # Not registered, or refusing at once: Asterisk says so within milliseconds, and the
+    # supervisor is told while waiting for the answer; both entries are written.
+    for mode, reason, why, text in (
+            ("listen", 0, "gagal", "Telepon supervisor gagal (Reason 0)"),
+            ("whisper", 5, "sibuk", "Telepon supervisor sibuk (Reason 5)")):
+        setup.answer = ("Failure", reason)
         response = await setup.post(kepala, {"operator": OPERATOR, "mode": mode})
-        assert response.status == 202, await response.text()
-        await setup.respond("Failure", reason)
+        assert response.status == 409, await response.text()
+        error = (await response.json())["error"]
+        assert (error["code"], error["message"]) == (
+            "phone_unreachable", f"Telepon Anda (PJSIP/sup01) tidak dapat dihubungi ({why}). "
+                                 "Pastikan telepon menyala dan terdaftar, lalu pilih lagi.")
         attempted, failed = (await setup.entries())[-2:]
         assert (attempted["action"], failed["action"]) == (f"supervision.{mode}",
                                                            "supervision.failed")
         assert (failed["actor"], failed["object_id"]) == ("kepala", OPERATOR)
         assert json.loads(failed["detail"]) == {**json.loads(attempted["detail"]),
                                                 "reason": text}
+    # A phone that rings on (202), and is not answered in the ring time: the second entry
+    # comes then.
+    setup.answer = None
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "barge"})
+    assert response.status == 202, await response.text()
+    await setup.respond("Failure", 3)
+    attempted, failed = (await setup.entries())[-2:]
+    assert json.loads(failed["detail"]) == {**json.loads(attempted["detail"]),
+                                            "reason": "Telepon supervisor tidak diangkat "
+                                                      "(Reason 3)"}
     # The same response again records nothing more (the events are applied in order: the
     # next attempt's answer comes after it).
-    await setup.respond("Failure", 5)
+    await setup.respond("Failure", 3)
+    setup.answer = ("Success", 4)
     response = await setup.post(kepala, {"operator": OPERATOR, "mode": "listen"})
     assert response.status == 202, await response.text()
-    await setup.respond("Success", 4)
     assert [e["action"] for e in await setup.entries()][-3:] == [
         "supervision.barge", "supervision.failed", "supervision.listen"]
