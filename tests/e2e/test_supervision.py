@@ -4,9 +4,10 @@ through the API, listens, whispers and barges, hanging up in between. Each time 
 the supervisor's phone (another lab endpoint, answered by the same UAS) into ChanSpy on exactly
 the operator's channel, after the audit entry was written. An operator asking the same is
 refused and nothing is originated; so is a second click while the supervisor's phone is still
-in ChanSpy. A supervisor whose phone is not registered is told so, and a second audit entry
-records it. The last ChanSpy leg ends with the call, and the call tracker and the wallboard see
-one call answered by the operator, nothing of the supervisor's phone.
+in ChanSpy. A second supervisor listens in beside the first. A supervisor whose phone is not
+registered is told so, and a second audit entry records it. The last ChanSpy legs end with
+the call, and the call tracker and the wallboard see one call answered by the operator,
+nothing of the supervisors' phones.
 
 Its own lab instance and ports, so it can run beside the other end-to-end modules.
 """
@@ -47,6 +48,7 @@ BASE = Settings(
 )
 OPERATOR = "PJSIP/op1001"
 SUPERVISOR_PHONE = "PJSIP/op1002"  # a lab endpoint like any other: it rings the same UAS
+SECOND_SUPERVISOR_PHONE = "PJSIP/op1003"
 UNREGISTERED_PHONE = "PJSIP/sup02"  # a registering desk phone that never registered
 TALK_SECONDS = 40.0
 
@@ -76,11 +78,13 @@ async def api(line: Line, settings: Settings) -> AsyncIterator[aiohttp.ClientSes
     menu = load_menu(settings.menu_file)
     await accounts.create("kepala", "supervisor", PASSWORD, actor="test")
     await accounts.create("budi", "supervisor", PASSWORD, actor="test")
+    await accounts.create("sari", "supervisor", PASSWORD, actor="test")
     await accounts.create("wati", "operator", PASSWORD, actor="test")
     await assign_desk(line.database, menu, "wati", OPERATOR, {"fire": 5})
     await assign_desk(line.database, menu, "kepala", SUPERVISOR_PHONE, {})
     await assign_desk(line.database, menu, "budi", UNREGISTERED_PHONE, {},
                       realm=settings.sip_realm)
+    await assign_desk(line.database, menu, "sari", SECOND_SUPERVISOR_PHONE, {})
     assert line.web.url is not None
     async with aiohttp.ClientSession(base_url=line.web.url) as http:
         yield http
@@ -171,6 +175,20 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_live_call_audited_f
             await eventually("the supervisor's leg ending", hung_up, 10.0)
             assert operator_channel(await live_channels(line.listener), OPERATOR) == operator
         assert [c for c in created if c.startswith(SUPERVISOR_PHONE + "-")] == legs
+
+        # A second supervisor listens in on the same call while the first barges.
+        response = await api.post("/api/supervision", headers=await bearer(api, "sari"),
+                                  json={"operator": OPERATOR, "mode": "listen"})
+        assert response.status == 202, await response.text()
+
+        async def both() -> list[Mapping[str, Any]] | None:
+            found = await spies(line)
+            return found if len(found) == 2 else None
+
+        pair = await eventually("two supervisors in ChanSpy", both, 15.0)
+        assert sorted((str(s["Channel"]).rpartition("-")[0], s["ApplicationData"])
+                      for s in pair) == [(SUPERVISOR_PHONE, f"{operator.channel},qEuB"),
+                                         (SECOND_SUPERVISOR_PHONE, f"{operator.channel},qEu")]
 
         # A supervisor whose phone is not registered: Asterisk queues the Originate, then
         # says at once it failed. The supervisor is told so, not promised a ring; a second
