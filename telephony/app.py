@@ -302,13 +302,15 @@ def start_call_handling(
                                 ring_seconds=settings.transfer_ring_seconds)
     listener.observe(transfers)
     stack.push_async_callback(transfers.close)
-    supervision = SupervisionApi(SupervisionService(database, listener, accounts))
+    # Listening in records how each supervisor's Originate went (their phone busy, ...).
+    supervision = SupervisionService(database, listener, accounts)
+    in_background(stack, supervision.run(), "supervision")
     callbacks = CallbackService(database, listener, desks, accounts,
                                 CallbackConfig.from_settings(settings))
     in_background(stack, callbacks.run(), "callbacks")
     return CallHandling(desks, transfers, callbacks, [
         *TransferApi(transfers).routes(), *TransferPages(transfers, incidents.directory).routes(),
-        *supervision.routes(), *CallbackApi(callbacks).routes(),
+        *SupervisionApi(supervision).routes(), *CallbackApi(callbacks).routes(),
         *CallbackPages(callbacks).routes()])
 
 

@@ -17,7 +17,7 @@ follows that code's protocol (``telephony.ami.framing``) and types.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final, TypeVar
@@ -72,9 +72,10 @@ class FakeAsterisk:
     Asterisk does), ``Ping`` (unless ``answer_pings`` is off: a half-open connection),
     ``CoreShowChannels``/``Status``/``QueueStatus`` with the events in :attr:`channels`,
     :attr:`status` and :attr:`queues` (their ``ActionID`` added, the ``...Complete`` event
-    counted), and the actions in :attr:`accepts` (``QueueAdd``; add e.g. ``reload``); those in
-    :attr:`unknown` get "Invalid/unknown command" (a module still loading); every other action
-    is refused with "Interface not found".
+    counted), and the actions in :attr:`accepts` (``QueueAdd``; add e.g. ``reload``), followed
+    by the events :attr:`follow_ups` gives for them; those in :attr:`unknown` get
+    "Invalid/unknown command" (a module still loading); every other action is refused with
+    "Interface not found".
     Every action received is kept in :attr:`actions` (keys lower-cased).
 
     Use ``async with fake_asterisk() as server:``, or :meth:`start` and :meth:`close`.
@@ -91,6 +92,9 @@ class FakeAsterisk:
         self.actions: list[dict[str, str]] = []
         # Actions (lower-cased) answered with Success, and their message.
         self.accepts: dict[str, str] = {"queueadd": "Added interface to queue"}
+        # The events that follow an accepted action's response (lower-cased name -> the
+        # events for that action), e.g. how an Async Originate went (OriginateResponse).
+        self.follow_ups: dict[str, Callable[[dict[str, str]], list[Fields]]] = {}
         # Actions (lower-cased) no module has registered yet, as while Asterisk boots.
         self.unknown: set[str] = set()
         # With a queue app: QueueAdd/QueueRemove/QueuePause/QueuePenalty change its members and
@@ -212,6 +216,9 @@ class FakeAsterisk:
                     writer.write(self._list_reply(name, aid))
                 elif name in self.accepts:
                     writer.write(self._response(aid, "Success", self.accepts[name]))
+                    follow_up = self.follow_ups.get(name)
+                    for event in follow_up(action) if follow_up is not None else []:
+                        writer.write(render(event))
                 else:
                     writer.write(self._response(aid, "Error", "Interface not found"))
                 await writer.drain()

@@ -273,6 +273,12 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
                 return None, False
             current = await repo.phone(connection, interface)
             kind = phone or (current.kind if current is not None else PhoneKind.DESK)
+            if account.role is Role.SUPERVISOR and kind is PhoneKind.BROWSER:
+                # A browser phone registers only while its operator's desk page is open, and
+                # a supervisor has none: their phone would never ring to listen in.
+                raise InvalidDeskInput("phone", f"Akun {name} adalah supervisor: tanpa "
+                                                "halaman meja untuk softphone di browser, "
+                                                "teleponnya harus telepon meja (--phone desk).")
             changed = current is None or current.kind is not kind
             if not (new_secret or changed):
                 return None, False

@@ -50,6 +50,31 @@ class NoSupervisorPhone(Conflict, SupervisionError):
                          "admin menjalankan: siaga112 account desk NAMA PJSIP/...")
 
 
+class PhoneBusy(Conflict, SupervisionError):
+    """The supervisor's phone is in a call or ringing already (still listening, say, or a
+    second click): ringing it again would only be a call waiting, and the audit log would
+    name a mode they never heard."""
+
+    code = "phone_busy"
+
+    def __init__(self, phone: str) -> None:
+        super().__init__(f"Telepon Anda ({phone}) sedang dipakai atau berdering. Tutup dulu "
+                         "panggilan itu (juga bila Anda masih mendengarkan), lalu pilih lagi.",
+                         "phone")
+
+
+class PhoneUnreachable(Conflict, SupervisionError):
+    """Asterisk could not ring the supervisor's phone at all (not registered, refused at once):
+    said while they still wait for the answer, rather than promising a ring that never comes.
+    The audit log has the attempt and its ``supervision.failed``."""
+
+    code = "phone_unreachable"
+
+    def __init__(self, phone: str, why: str) -> None:
+        super().__init__(f"Telepon Anda ({phone}) tidak dapat dihubungi ({why}). Pastikan "
+                         "telepon menyala dan terdaftar, lalu pilih lagi.", "phone")
+
+
 class NoLiveCall(Conflict, SupervisionError):
     """The operator is not on an answered call now (or not on the call named)."""
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from telephony.ami.originate import reason_label
 from telephony.core.labels import LabelledStrEnum
 from telephony.desks.operators import check_interface
 
@@ -32,8 +33,11 @@ AUDIT_PREFIX: Final = "supervision."
 # The second audit line of an attempt Asterisk did not carry out (the first one stands).
 FAILED_ACTION: Final = "supervision.failed"
 SHARED_OPTIONS: Final = "qEu"
+# The ActionID of a supervisor's Originate: its OriginateResponse carries it back.
+ACTION_PREFIX: Final = "siaga112-spy-"
 # chan_pjsip names a channel "PJSIP/<endpoint>-<8 hex digits>".
 _CHANNEL_SUFFIX: Final = re.compile(r"-[0-9a-f]{8}")
+_TOKEN: Final = re.compile(r"[0-9a-f]{32}")
 
 
 class SpyMode(LabelledStrEnum):
@@ -89,18 +93,34 @@ def endpoint_of(interface: str) -> str:
     return operator_interface(interface).partition("/")[2]
 
 
+def action_id(token: str) -> str:
+    """The ActionID of the Originate ``token`` (32 hex digits, e.g. a uuid4's) names."""
+    if _TOKEN.fullmatch(token) is None:
+        raise SupervisionInputError(f"not a token: {token[:40]!r}")
+    return ACTION_PREFIX + token
+
+
+def is_ours(action: str) -> bool:
+    """Whether ``action`` (an event's ActionID) is one of a supervisor's Originates."""
+    return (action.startswith(ACTION_PREFIX)
+            and _TOKEN.fullmatch(action[len(ACTION_PREFIX):]) is not None)
+
+
 def originate_action(*, phone: str, channel: str, operator: str, mode: SpyMode,
-                     ring_seconds: float) -> dict[str, str]:
+                     ring_seconds: float, token: str) -> dict[str, str]:
     """The ``Originate`` that rings the supervisor's ``phone`` and, once answered, spies on
     ``channel`` (the operator's, at ``operator``) in ``mode``.
 
     ``Async``: the action returns once Asterisk has queued the call, not after the
-    supervisor answered (that may take ``ring_seconds``). The phone shows the mode and the
-    operator as the caller, e.g. ``Dengarkan op2001``."""
+    supervisor answered (that may take ``ring_seconds``); whether the phone answered, was
+    busy or could not be reached comes later as an ``OriginateResponse`` carrying the
+    ActionID made of ``token``. The phone shows the mode and the operator as the caller,
+    e.g. ``Dengarkan op2001``."""
     spied = spied_channel(channel, operator)
     endpoint = endpoint_of(operator)
     return {
         "Action": "Originate",
+        "ActionID": action_id(token),
         "Channel": operator_interface(phone),
         "Application": "ChanSpy",
         "Data": f"{spied},{mode.options}",
@@ -108,3 +128,10 @@ def originate_action(*, phone: str, channel: str, operator: str, mode: SpyMode,
         "CallerID": f'"{mode.label} {endpoint}" <{endpoint}>',
         "Async": "true",
     }
+
+
+def failure_reason(code: int | None) -> str:
+    """Why the supervisor's phone did not take the call, from its OriginateResponse's
+    ``Reason`` (busy, not answered, unreachable ...), for the ``supervision.failed`` entry."""
+    return f"Telepon supervisor {reason_label(code)}" + (
+        f" (Reason {code})" if code is not None else "")

@@ -14,7 +14,17 @@ In this order, so that nothing is heard that the audit log does not name:
 4. ``Originate`` rings the supervisor's phone into ``ChanSpy`` on exactly that channel
    (``telephony.supervision.model``). If Asterisk refuses it or does not answer, a second
    entry (``supervision.failed``) says so; the first one stands (it was attempted), and the
-   supervisor is told to try again (503).
+   supervisor is told to try again (503). The Originate is ``Async``: Asterisk queues it at
+   once, and only its ``OriginateResponse`` tells whether the phone answered. One that did
+   not (busy, not answered, not registered) gets the same second entry, with the reason.
+
+A supervisor's phone that is in a call or ringing already (still listening, or a second click
+on the wallboard) is refused before step 3: ringing it again would only be a call waiting, and
+the audit log would name a mode that was never heard. Requests are taken one at a time, so
+two clicks cannot both find the phone free. After step 4 the request waits a moment
+(``answer_wait_seconds``) for Asterisk to say the phone cannot be rung at all (not
+registered, refusing): that comes within milliseconds, and the supervisor is told so (409)
+instead of being promised a ring.
 
 Needs the AMI classes ``reporting`` (CoreShowChannels) and ``originate`` (an Originate of
 ChanSpy: Asterisk asks for ``system`` only for applications that reach a shell).
@@ -22,14 +32,20 @@ ChanSpy: Asterisk asks for ``system`` only for applications that reach a shell).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import asyncpg
 
 from telephony.accounts.model import Account, Role
 from telephony.ami.actions import AmiActionError, AmiListActions
-from telephony.ami.channels import live_channels, operator_channel
+from telephony.ami.channels import LiveChannel, live_channels, operator_channel
+from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
 from telephony.calls.ids import valid_call_id
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
@@ -38,6 +54,8 @@ from telephony.supervision.errors import (
     NoLiveCall,
     NoSupervisorPhone,
     NotSupervisor,
+    PhoneBusy,
+    PhoneUnreachable,
     SupervisionUnavailable,
     UnknownOperator,
 )
@@ -45,6 +63,8 @@ from telephony.supervision.model import (
     FAILED_ACTION,
     SpyMode,
     SupervisionInputError,
+    failure_reason,
+    is_ours,
     operator_interface,
     originate_action,
     parse_mode,
@@ -54,13 +74,41 @@ from telephony.supervision.store import SupervisionRepository
 log = logging.getLogger("telephony.supervision")
 
 AUDIT_OBJECT = "desk"  # as the desk's own entries (join, pause ...): the operator's interface
+# How long after its ring time an Originate whose OriginateResponse never came (an AMI
+# reconnect lost it) still keeps the supervisor's phone counted as ringing.
+RESPONSE_GRACE_SECONDS = 10.0
+
+
+class SupervisionAmi(AmiListActions, Protocol):
+    """What the service needs of AMI (``AmiListener``): actions, the live channels, and the
+    events that tell how an Originate went."""
+
+    def subscribe(self, event: str, handler: Callable[[Mapping[str, Any]], None]) -> None:
+        """Hand every ``event`` to ``handler`` as it arrives."""
+        ...
 
 
 @dataclass(frozen=True)
 class SupervisionConfig:
-    """How long the supervisor's phone rings before the attempt is given up."""
+    """How long the supervisor's phone rings before the attempt is given up, and how long a
+    request waits for Asterisk to say it could not ring it at all."""
 
     ring_seconds: float = 30.0
+    answer_wait_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class _Ringing:
+    """A supervisor's Originate Asterisk has queued whose OriginateResponse has not come:
+    what its ``supervision.failed`` entry needs, should the phone not take the call."""
+
+    actor: str
+    interface: str  # the operator's
+    remote_address: str
+    detail: dict[str, str]
+    sent_at: float  # monotonic
+    # Set once the OriginateResponse is applied: None if answered, else why not in words.
+    outcome: asyncio.Future[str | None]
 
 
 @dataclass(frozen=True)
@@ -78,7 +126,7 @@ class Supervision:
 class SupervisionService:
     """Starts a supervisor's listening-in, audited before Asterisk hears of it."""
 
-    def __init__(self, database: Database, ami: AmiListActions, audit: AuditLog, *,
+    def __init__(self, database: Database, ami: SupervisionAmi, audit: AuditLog, *,
                  config: SupervisionConfig | None = None,
                  repository: SupervisionRepository | None = None) -> None:
         self._database = database
@@ -86,6 +134,10 @@ class SupervisionService:
         self._audit = audit
         self._config = config or SupervisionConfig()
         self._repo = repository or SupervisionRepository()
+        self._ringing: dict[str, _Ringing] = {}  # by ActionID
+        self._serial = asyncio.Lock()
+        self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+        ami.subscribe(ORIGINATE_RESPONSE, self._on_originate_response)
 
     async def start(self, account: Account, *, operator: str, mode: str,
                     call_id: str | None = None, remote_address: str) -> Supervision:
@@ -115,18 +167,43 @@ class SupervisionService:
             raise NoSupervisorPhone(account.username)
         if username is None:
             raise UnknownOperator(interface)
+        # One request at a time: the phone found free stays free until the Originate is out.
+        async with self._serial:
+            started, ringing = await self._ring(
+                account, chosen, interface=interface, username=username, phone=phone,
+                call_id=call_id, remote_address=remote_address)
+        try:
+            async with asyncio.timeout(self._config.answer_wait_seconds):
+                # Shielded: the outcome is still applied after the wait gives up.
+                why = await asyncio.shield(ringing.outcome)
+        except TimeoutError:
+            return started  # ringing
+        if why is not None:
+            raise PhoneUnreachable(phone, why)
+        return started
+
+    async def _ring(self, account: Account, chosen: SpyMode, *, interface: str, username: str,
+                    phone: str, call_id: str | None, remote_address: str
+                    ) -> tuple[Supervision, _Ringing]:
+        """Steps 2 to 4, for a supervisor with a phone and an operator at ``interface``."""
         try:
             channels = await live_channels(self._ami)
         except AmiActionError as exc:
             log.error("CoreShowChannels for %s's %s of %s failed: %s", account.username,
                       chosen.value, interface, exc)
             raise SupervisionUnavailable() from exc
+        if self._phone_busy(phone, channels):
+            log.info("%s's %s of %s refused: their phone %s is busy", account.username,
+                     chosen.value, interface, phone)
+            raise PhoneBusy(phone)
         live = operator_channel(channels, interface, call_id)
         if live is None:
             raise NoLiveCall(interface)
+        token = uuid.uuid4().hex
         try:
             action = originate_action(phone=phone, channel=live.channel, operator=interface,
-                                      mode=chosen, ring_seconds=self._config.ring_seconds)
+                                      mode=chosen, ring_seconds=self._config.ring_seconds,
+                                      token=token)
         except SupervisionInputError as exc:
             # Asterisk's own channel name, but not shaped as chan_pjsip names them.
             log.warning("not spying on %s for %s: %s", interface, account.username, exc)
@@ -139,26 +216,94 @@ class SupervisionService:
         await self._audit.audit(actor=account.username, action=chosen.audit_action,
                                 object_type=AUDIT_OBJECT, object_id=interface,
                                 remote_address=remote_address, detail=detail)
+        # Kept before sending: a phone that cannot be reached answers at once, possibly
+        # before the action's own reply.
+        ringing = _Ringing(account.username, interface, remote_address, detail,
+                           time.monotonic(), asyncio.get_running_loop().create_future())
+        self._ringing[action["ActionID"]] = ringing
         try:
-            await self._ami.send_action(action)
+            reply = await self._ami.send_action(action)
         except AmiActionError as exc:
             log.error("Originate of %s's %s of %s (call %s) failed: %s", account.username,
                       chosen.value, interface, started.call_id, exc)
-            await self._failed(account, interface, remote_address,
-                               {**detail, "reason": exc.message[:200]})
+            if self._ringing.pop(action["ActionID"], None) is not None:
+                await self._failed(account.username, interface, remote_address,
+                                   {**detail, "reason": exc.message[:200]})
             raise SupervisionUnavailable() from exc
         log.info("%s (%s) %s %s on call %s", account.username, phone, chosen.value,
                  interface, started.call_id)
-        return started
+        # An outcome that came before the action's own reply answers the action (the
+        # listener hands it to no subscriber then).
+        if printable(reply.get("Event")) == ORIGINATE_RESPONSE:
+            await self.originate_response(reply)
+        return started, ringing
 
-    async def _failed(self, account: Account, interface: str, remote_address: str,
+    def _phone_busy(self, phone: str, channels: Sequence[LiveChannel]) -> bool:
+        """Whether the supervisor's ``phone`` has a channel now (talking, listening, ringing)
+        or an Originate of ours to it has not been answered yet (Asterisk may not have made
+        its channel yet). Forgets Originates whose answer can no longer come."""
+        horizon = time.monotonic() - self._config.ring_seconds - RESPONSE_GRACE_SECONDS
+        for aid, ringing in list(self._ringing.items()):
+            if ringing.sent_at < horizon:
+                log.warning("no OriginateResponse for %s's %s of %s: its outcome is unknown",
+                            ringing.actor, ringing.detail["mode"], ringing.interface)
+                del self._ringing[aid]
+        return (any(channel.interface == phone for channel in channels)
+                or any(r.detail["phone"] == phone for r in self._ringing.values()))
+
+    @property
+    def awaiting_response(self) -> int:
+        """How many Originates Asterisk queued have no OriginateResponse yet (their phone
+        still ringing, or its answer not yet applied)."""
+        return len(self._ringing)
+
+    # -- what Asterisk reports -----------------------------------------------------------------
+
+    def _on_originate_response(self, event: Mapping[str, Any]) -> None:
+        """Keep the OriginateResponses of supervisors' Originates (runs inside the listener's
+        data callback: queue, return)."""
+        if is_ours(printable(event.get("ActionID"))):
+            self._events.put_nowait(event)
+
+    async def run(self) -> None:
+        """Forever: record how the supervisors' Originates went, as Asterisk reports it."""
+        while True:
+            event = await self._events.get()
+            try:
+                await self.originate_response(event)
+            except Exception:
+                log.exception("OriginateResponse of %s not applied",
+                              printable(event.get("ActionID")))
+
+    async def originate_response(self, event: Mapping[str, Any]) -> bool:
+        """Apply a supervisor's OriginateResponse; ``False`` if it is none of ours (or its
+        attempt already has its outcome). Answered: the listening runs, the first entry says
+        all. Not: the phone was busy, not answered or not reachable, and a
+        ``supervision.failed`` entry says so."""
+        ringing = self._ringing.pop(printable(event.get("ActionID")), None)
+        if ringing is None:
+            return False
+        if printable(event.get("Response")) == "Success":
+            ringing.outcome.set_result(None)
+            return True
+        code = parse_code(printable(event.get("Reason")))
+        reason = failure_reason(code)
+        log.warning("%s's %s of %s: %s", ringing.actor, ringing.detail["mode"],
+                    ringing.interface, reason)
+        try:
+            await self._failed(ringing.actor, ringing.interface, ringing.remote_address,
+                               {**ringing.detail, "reason": reason})
+        finally:
+            ringing.outcome.set_result(reason_label(code))
+        return True
+
+    async def _failed(self, actor: str, interface: str, remote_address: str,
                       detail: dict[str, str]) -> None:
         """The second entry of an attempt Asterisk did not carry out."""
         try:
-            await self._audit.audit(actor=account.username, action=FAILED_ACTION,
+            await self._audit.audit(actor=actor, action=FAILED_ACTION,
                                     object_type=AUDIT_OBJECT, object_id=interface,
                                     remote_address=remote_address, detail=detail)
         except DatabaseUnavailable as exc:
             # The attempt itself is on record; the supervisor still hears it failed.
-            log.error("audit entry %s for %s not written: %s", FAILED_ACTION,
-                      account.username, exc)
+            log.error("audit entry %s for %s not written: %s", FAILED_ACTION, actor, exc)

@@ -165,6 +165,12 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
     assert [r["kind"] for r in await rows(database_dsn, "SELECT kind FROM phone_secrets")] == [
         "browser"]
     # A supervisor's phone (to listen in on operators' calls): no skills, a secret all the same.
+    # Not the browser: a supervisor has no desk page for it to register from.
+    assert await cli("desk", "spv", "PJSIP/sup01", "--phone", "browser") == 1
+    assert ("Akun spv adalah supervisor: tanpa halaman meja untuk softphone di browser, "
+            "teleponnya harus telepon meja (--phone desk).") in capsys.readouterr().err
+    assert await rows(database_dsn, "SELECT operator FROM account_operators "
+                                    "WHERE operator = 'PJSIP/sup01'") == []
     assert await cli("desk", "spv", "PJSIP/sup01") == 0
     shown = capsys.readouterr().out.strip().splitlines()
     assert shown[0] == "Akun spv bekerja di PJSIP/sup01; keahlian: -."

@@ -1,10 +1,13 @@
 """Listening in over the HTTP API with a real PostgreSQL and the AMI listener talking to the fake
 Asterisk: the audit entry is written before the Originate goes out; every refusal (role, no
-phone, unknown operator, no live call, hostile input, an audit log that cannot be written)
-changes nothing and sends no Originate; a refused Originate is a 503 and a second entry."""
+phone, unknown operator, no live call, the supervisor's phone busy, hostile input, an audit log
+that cannot be written) changes nothing and sends no Originate; a refused Originate is a 503
+and a second entry, and so is one whose OriginateResponse says the phone did not take it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +38,7 @@ OPERATOR = "PJSIP/op2001"
 PHONE = "PJSIP/sup01"
 CALL = "1732345678.0"
 OPERATOR_CHANNEL = "PJSIP/op2001-0000002a"
+PHONE_CHANNEL = "PJSIP/sup01-0000002c"
 
 
 def live_operator(channel: str = OPERATOR_CHANNEL, call_id: str = CALL,
@@ -75,14 +79,28 @@ def originates(asterisk: FakeAsterisk) -> list[dict[str, str]]:
     return [a for a in asterisk.actions if a.get("action") == "Originate"]
 
 
+def spying() -> Fields:
+    """The supervisor's phone in ChanSpy on the operator's channel, as CoreShowChannels
+    lists it once they answered."""
+    return (("Event", "CoreShowChannel"), ("Channel", PHONE_CHANNEL), ("ChannelState", "6"),
+            ("ChannelStateDesc", "Up"), ("CallerIDNum", "op2001"), ("Context", "default"),
+            ("Uniqueid", "1732345701.9"), ("Linkedid", "1732345701.9"), ("BridgeId", ""),
+            ("Application", "ChanSpy"), ("ApplicationData", f"{OPERATOR_CHANNEL},qEu"),
+            ("Duration", "00:00:03"))
+
+
 @dataclass
 class Setup:
     client: TestClient[web.Request, web.Application]
     asterisk: FakeAsterisk
     audit: OrderedAudit
     accounts: AccountService
+    service: SupervisionService
     dsn: str
     resync_actions: int = 0  # the listener's own CoreShowChannels, sent at its login
+    # How the supervisor's phone takes each Originate at once (OriginateResponse's Response
+    # and Reason); None: it rings on, and the test answers later (respond).
+    answer: tuple[str, int] | None = ("Success", 4)
 
     async def login(self, username: str) -> Mapping[str, str]:
         response = await self.client.post("/api/session",
@@ -103,6 +121,28 @@ class Setup:
         return [a["action"] for a in self.asterisk.actions
                 if a["action"] in ("CoreShowChannels", "Originate")][self.resync_actions:]
 
+    def answered(self, originate: dict[str, str]) -> list[Fields]:
+        """What Asterisk says at once after queueing ``originate``, per :attr:`answer`."""
+        if self.answer is None:
+            return []
+        return [originate_response(originate, *self.answer)]
+
+    async def respond(self, response: str, reason: int) -> None:
+        """Asterisk's OriginateResponse to the last Originate, later (Failure 3: nobody
+        answered the ringing phone), once the service has applied it."""
+        await self.asterisk.send_frames([
+            originate_response(originates(self.asterisk)[-1], response, reason)])
+        await eventually(lambda: self.service.awaiting_response == 0)
+
+
+def originate_response(originate: dict[str, str], response: str, reason: int) -> Fields:
+    """How Asterisk says an Async Originate of ChanSpy went (manager.c, fast_originate)."""
+    return (("Event", "OriginateResponse"), ("ActionID", originate["actionid"]),
+            ("Response", response), ("Channel", originate["channel"]),
+            ("Application", "ChanSpy"), ("Data", originate["data"]), ("Reason", str(reason)),
+            ("Uniqueid", "<unknown>"), ("CallerIDNum", "op2001"),
+            ("CallerIDName", originate["callerid"]))
+
 
 @pytest.fixture
 async def setup(database_dsn: str, settings: Settings) -> AsyncIterator[Setup]:
@@ -120,19 +160,25 @@ async def setup(database_dsn: str, settings: Settings) -> AsyncIterator[Setup]:
         ami: AmiListener = listener(asterisk.port, ListSink())
         await ami.start()
         audit = OrderedAudit(context.accounts, asterisk)
-        api = SupervisionApi(SupervisionService(database, ami, audit))
+        service = SupervisionService(database, ami, audit)
+        responses = asyncio.create_task(service.run())
+        api = SupervisionApi(service)
         client = TestClient(TestServer(build_app(context, [*api.routes(),
                                                           *wallboard_console.routes()])))
         await client.start_server()
         try:
             await eventually(lambda: ami.logged_in)
-            setup = Setup(client, asterisk, audit, context.accounts, database_dsn)
+            setup = Setup(client, asterisk, audit, context.accounts, service, database_dsn)
+            asterisk.follow_ups["originate"] = setup.answered
             # The listener's resync sends a CoreShowChannels of its own on login.
             await eventually(lambda: any(a["action"] == "CoreShowChannels"
                                          for a in asterisk.actions))
             setup.resync_actions = len(setup.sent())
             yield setup
         finally:
+            responses.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await responses
             await client.close()
             await ami.stop()
             await database.close()
@@ -156,6 +202,7 @@ async def test_a_supervisor_listens_in_audited_before_the_originate(setup: Setup
                                       "timeout")} == {
         "channel": PHONE, "application": "ChanSpy", "data": f"{OPERATOR_CHANNEL},qEu",
         "callerid": '"Dengarkan op2001" <op2001>', "async": "true", "timeout": "30000"}
+    assert originate["actionid"].startswith("siaga112-spy-")
     [entry] = await setup.entries()
     assert (entry["actor"], entry["action"], entry["object_type"], entry["object_id"]) == (
         "kepala", "supervision.listen", "desk", OPERATOR)
@@ -256,3 +303,69 @@ async def test_only_a_supervisors_wallboard_has_the_buttons(setup: Setup) -> Non
         assert ('<meta name="supervision" content="/api/supervision">' in html) is shown
         assert ('id="supervision-result"' in html) is shown
         assert ('<meta name="csrf-token"' in html) is shown
+
+
+async def test_a_supervisors_phone_in_a_call_or_ringing_is_not_rung_again(setup: Setup) -> None:
+    kepala = await setup.login("kepala")
+    # Still listening (their phone in ChanSpy): a click on Sela is refused, nothing recorded
+    # or sent; they hang up first.
+    setup.asterisk.channels = [*live_operator(), spying()]
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "barge"})
+    assert response.status == 409, await response.text()
+    error = (await response.json())["error"]
+    assert (error["code"], error["message"]) == (
+        "phone_busy", "Telepon Anda (PJSIP/sup01) sedang dipakai atau berdering. Tutup dulu "
+                      "panggilan itu (juga bila Anda masih mendengarkan), lalu pilih lagi.")
+    assert setup.sent() == ["CoreShowChannels"] and await setup.entries() == []
+
+    # A double click: the first rings the phone; the second, before Asterisk lists the
+    # phone's channel, is refused all the same.
+    setup.asterisk.channels = live_operator()
+    setup.answer = None  # ringing
+    first, second = await asyncio.gather(
+        setup.post(kepala, {"operator": OPERATOR, "mode": "listen"}),
+        setup.post(kepala, {"operator": OPERATOR, "mode": "listen"}))
+    assert sorted([first.status, second.status]) == [202, 409]
+    assert len(originates(setup.asterisk)) == 1
+    assert [e["action"] for e in await setup.entries()] == ["supervision.listen"]
+
+
+async def test_a_phone_that_does_not_take_the_call_is_a_second_entry(setup: Setup) -> None:
+    setup.asterisk.channels = live_operator()
+    kepala = await setup.login("kepala")
+    # Not registered, or refusing at once: Asterisk says so within milliseconds, and the
+    # supervisor is told while waiting for the answer; both entries are written.
+    for mode, reason, why, text in (
+            ("listen", 0, "gagal", "Telepon supervisor gagal (Reason 0)"),
+            ("whisper", 5, "sibuk", "Telepon supervisor sibuk (Reason 5)")):
+        setup.answer = ("Failure", reason)
+        response = await setup.post(kepala, {"operator": OPERATOR, "mode": mode})
+        assert response.status == 409, await response.text()
+        error = (await response.json())["error"]
+        assert (error["code"], error["message"]) == (
+            "phone_unreachable", f"Telepon Anda (PJSIP/sup01) tidak dapat dihubungi ({why}). "
+                                 "Pastikan telepon menyala dan terdaftar, lalu pilih lagi.")
+        attempted, failed = (await setup.entries())[-2:]
+        assert (attempted["action"], failed["action"]) == (f"supervision.{mode}",
+                                                           "supervision.failed")
+        assert (failed["actor"], failed["object_id"]) == ("kepala", OPERATOR)
+        assert json.loads(failed["detail"]) == {**json.loads(attempted["detail"]),
+                                                "reason": text}
+    # A phone that rings on (202), and is not answered in the ring time: the second entry
+    # comes then.
+    setup.answer = None
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "barge"})
+    assert response.status == 202, await response.text()
+    await setup.respond("Failure", 3)
+    attempted, failed = (await setup.entries())[-2:]
+    assert json.loads(failed["detail"]) == {**json.loads(attempted["detail"]),
+                                            "reason": "Telepon supervisor tidak diangkat "
+                                                      "(Reason 3)"}
+    # The same response again records nothing more (the events are applied in order: the
+    # next attempt's answer comes after it).
+    await setup.respond("Failure", 3)
+    setup.answer = ("Success", 4)
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "listen"})
+    assert response.status == 202, await response.text()
+    assert [e["action"] for e in await setup.entries()][-3:] == [
+        "supervision.barge", "supervision.failed", "supervision.listen"]

@@ -8,6 +8,9 @@ import pytest
 from telephony.supervision.model import (
     SpyMode,
     SupervisionInputError,
+    action_id,
+    failure_reason,
+    is_ours,
     operator_interface,
     originate_action,
     parse_mode,
@@ -15,6 +18,7 @@ from telephony.supervision.model import (
 )
 
 CHANNEL = "PJSIP/op2001-0000002a"
+TOKEN = "0123456789abcdef0123456789abcdef"
 
 
 def test_each_mode_has_its_label_and_chanspy_options() -> None:
@@ -32,11 +36,27 @@ def test_each_mode_has_its_label_and_chanspy_options() -> None:
 
 def test_the_originate_rings_the_supervisor_into_chanspy_on_that_one_channel() -> None:
     action = originate_action(phone="PJSIP/sup01", channel=CHANNEL, operator="PJSIP/op2001",
-                              mode=SpyMode.WHISPER, ring_seconds=25)
+                              mode=SpyMode.WHISPER, ring_seconds=25, token=TOKEN)
     assert action == {
-        "Action": "Originate", "Channel": "PJSIP/sup01", "Application": "ChanSpy",
-        "Data": "PJSIP/op2001-0000002a,qEuw", "Timeout": "25000",
+        "Action": "Originate", "ActionID": f"siaga112-spy-{TOKEN}", "Channel": "PJSIP/sup01",
+        "Application": "ChanSpy", "Data": "PJSIP/op2001-0000002a,qEuw", "Timeout": "25000",
         "CallerID": '"Bisikkan op2001" <op2001>', "Async": "true"}
+
+
+def test_its_outcome_is_told_by_its_action_id_and_reason() -> None:
+    assert is_ours(action_id(TOKEN))
+    for other in ("siaga112-callback-12", "siaga112-survey-3-1", f"siaga112-spy-{TOKEN}x",
+                  "siaga112-spy-", "", TOKEN):
+        assert not is_ours(other), other
+    for token in ("", TOKEN.upper(), TOKEN + "\r\nAction: Command", TOKEN[:-1]):
+        with pytest.raises(SupervisionInputError):
+            action_id(token)
+    assert [failure_reason(code) for code in (5, 3, 8, 0, 1, None, 77)] == [
+        "Telepon supervisor sibuk (Reason 5)", "Telepon supervisor tidak diangkat (Reason 3)",
+        "Telepon supervisor ditolak atau tidak terjangkau (Reason 8)",
+        "Telepon supervisor gagal (Reason 0)",
+        "Telepon supervisor ditutup sebelum diangkat (Reason 1)",
+        "Telepon supervisor tanpa alasan", "Telepon supervisor alasan 77 (Reason 77)"]
 
 
 @pytest.mark.parametrize("interface", [
@@ -66,7 +86,7 @@ def test_only_a_channel_of_the_operators_phone_reaches_chanspy(channel: str,
         spied_channel(channel, interface)
     with pytest.raises(SupervisionInputError):
         originate_action(phone="PJSIP/sup01", channel=channel, operator=interface,
-                         mode=SpyMode.LISTEN, ring_seconds=30)
+                         mode=SpyMode.LISTEN, ring_seconds=30, token=TOKEN)
 
 
 def test_a_channel_of_the_operators_phone_is_taken_as_it_is() -> None:
@@ -75,4 +95,5 @@ def test_a_channel_of_the_operators_phone_is_taken_as_it_is() -> None:
         "PJSIP/op-desk.2_b-ffffffff")
     with pytest.raises(SupervisionInputError):
         originate_action(phone="PJSIP/sup01\r\nAction: Command", channel=CHANNEL,
-                         operator="PJSIP/op2001", mode=SpyMode.LISTEN, ring_seconds=30)
+                         operator="PJSIP/op2001", mode=SpyMode.LISTEN, ring_seconds=30,
+                         token=TOKEN)
