@@ -28,7 +28,7 @@ from telephony.admin.forms import (
 )
 from telephony.admin.http import audit_change, version_json
 from telephony.admin.queue_service import QueueService
-from telephony.admin.queues import Strategy
+from telephony.admin.queues import Strategy, parse_seen
 from telephony.admin.site import shifts_value
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import (
@@ -206,8 +206,11 @@ class AdminPages:
                      "announce_frequency_seconds", "max_wait_seconds"):
             raw = form.get(name, "").strip()
             values[name] = int(raw) if ascii_digits(raw) and len(raw) < 7 else raw
+        # The page's copy of the settings: refused if another admin stored over them since.
+        seen_raw = form.get("expected_updated_at")
+        seen = None if seen_raw is None else parse_seen(seen_raw or None)
         try:
-            await self._queues.update(queue, values, actor_of(request))
+            await self._queues.update(queue, values, actor_of(request), seen)
         except ApplyFailed:  # stored, not applied
             await audit_change(request, "queue.update", "queue", queue,
                                {**values, "applied": False})

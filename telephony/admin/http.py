@@ -17,7 +17,7 @@ from aiohttp import web
 from telephony.admin.configs import MAX_RECORDING_BYTES, ConfigService, Preview
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queue_service import QueueService
-from telephony.admin.queues import Member, MemberChange, QueueSettings, Strategy
+from telephony.admin.queues import Member, MemberChange, QueueSettings, Strategy, parse_seen
 from telephony.admin.site import shifts_value
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import (
@@ -244,8 +244,10 @@ class AdminApi:
         """Change a queue's settings and apply them to the running Asterisk."""
         queue = _named(request, "queue", QUEUE_NAME, "Antrean")
         data = await json_body(request)
+        seen = (parse_seen(data.pop("expected_updated_at"))
+                if "expected_updated_at" in data else None)
         try:
-            stored = await self._queues.update(queue, data, actor_of(request))
+            stored = await self._queues.update(queue, data, actor_of(request), seen)
         except ApplyFailed:
             await audit_change(request, "queue.update", "queue", queue,
                                {**data, "applied": False})
@@ -422,7 +424,8 @@ class AdminApi:
                   Reply(200, "QueueOverview")),
             Route("PUT", "/api/admin/queues/{queue}", self.update_queue, ADMIN,
                   "Ubah pengaturan antrean (langsung diterapkan di Asterisk)", "admin-antrean",
-                  Reply(200, "QueueSettings"), Body("QueueSettingsInput"), errors=(502,)),
+                  Reply(200, "QueueSettings"), Body("QueueSettingsInput"),
+                  errors=(409, 502)),
             Route("GET", "/api/admin/operators", self.list_operators, ADMIN,
                   "Akun operator, telepon dan keahliannya", "admin-antrean",
                   Reply(200, "OperatorList")),

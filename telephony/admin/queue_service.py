@@ -42,6 +42,8 @@ from telephony.admin.queues import (
     MemberChange,
     QueueDefaults,
     QueueSettings,
+    Seen,
+    check_unchanged,
     dropped_members,
     effective_settings,
     max_wait_key,
@@ -118,19 +120,24 @@ class QueueService:
             members = None
         return QueueOverview(queues, members)
 
-    async def update(self, queue: str, values: Mapping[str, object], actor: str
-                     ) -> QueueSettings:
+    async def update(self, queue: str, values: Mapping[str, object], actor: str,
+                     seen: Seen | None = None) -> QueueSettings:
         """Validate and store an admin's settings for ``queue``, then apply every queue.
 
-        A refused value changes nothing. If Asterisk does not take the change,
-        :class:`ApplyFailed` says the settings are stored and will be applied again when
-        Asterisk reconnects (or the admin saves again).
+        A refused value changes nothing; so does a form made from settings stored over since
+        (``seen``, :class:`~telephony.admin.errors.StaleSettings`; ``None``: not checked). If
+        Asterisk does not take the change, :class:`ApplyFailed` says the settings are stored
+        and will be applied again when Asterisk reconnects (or the admin saves again).
         """
         menu = self._menus.current()
         settings = parse_queue_settings(queue, values, {*menu.known_queues, OVERFLOW_QUEUE})
 
         async def work(connection: asyncpg.Connection) -> QueueSettings:
-            return await self._repo.save_queue_settings(connection, settings, actor)
+            async with connection.transaction():
+                stored = await self._repo.lock_queue_settings(connection, queue)
+                if seen is not None:
+                    check_unchanged(queue, stored, seen)
+                return await self._repo.save_queue_settings(connection, settings, actor)
 
         stored = await self._database.run(work)
         log.info("queue %s settings changed by %s", queue, actor)

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 from ivr.menu import IvrMenu
-from telephony.admin.errors import InvalidConfig
+from telephony.admin.errors import InvalidConfig, StaleSettings
 from telephony.admin.versions import QUEUE_NAME
 from telephony.core.labels import LabelledStrEnum
 from telephony.desks.operators import OVERFLOW_QUEUE, skill_queues
@@ -176,6 +176,43 @@ def parse_queue_settings(queue: str, raw: Mapping[str, Any], known: Iterable[str
         raise InvalidConfig("Lama tunggu sebelum dialihkan tidak boleh lebih singkat dari lama "
                             "dering per operator.", "max_wait_seconds")
     return settings
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The state of a queue's settings an admin's form was made from: when they had been
+    stored (``None``: still the defaults). Two admins with the page open must not undo each
+    other's change unseen: the form carries the full settings, an older copy of them too."""
+
+    updated_at: datetime | None
+
+
+def parse_seen(raw: object) -> Seen:
+    """``expected_updated_at`` as a client sends it: the ``updated_at`` it read (ISO 8601 with
+    its offset), or null for a queue it saw on the defaults."""
+    if raw is None:
+        return Seen(None)
+    instant = None
+    if isinstance(raw, str):
+        try:
+            instant = datetime.fromisoformat(raw)
+        except ValueError:
+            instant = None
+    if instant is None or instant.tzinfo is None:
+        raise InvalidConfig("expected_updated_at harus waktu ISO 8601 dengan zona waktu (nilai "
+                            "updated_at yang dibaca), atau null.", "expected_updated_at")
+    return Seen(instant)
+
+
+def check_unchanged(queue: str, stored: QueueSettings | None, seen: Seen) -> None:
+    """Refuse a change made from settings stored over since (:class:`Seen`)."""
+    now = None if stored is None else stored.updated_at
+    if now == seen.updated_at:
+        return
+    by = f" oleh {stored.updated_by}" if stored is not None and stored.updated_by else ""
+    raise StaleSettings(f"Pengaturan antrean {queue} baru saja diubah{by} sejak halaman ini "
+                        "dibuka; perubahan Anda tidak disimpan agar perubahan itu tidak "
+                        "tertimpa. Muat ulang, lalu ulangi.", "expected_updated_at")
 
 
 def effective_settings(queues: Iterable[str], stored: Mapping[str, QueueSettings],

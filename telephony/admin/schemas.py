@@ -137,6 +137,11 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "announce_holdtime": {"type": "boolean"},
         "announce_frequency_seconds": {"type": "integer"},
         "max_wait_seconds": {"type": "integer"},
+        "expected_updated_at": {
+            **NULLABLE_DATETIME,
+            "description": "updated_at antrean yang dibaca klien (null: masih bawaan); "
+                           "perubahan ditolak (409) bila antrean diubah sejak itu. Tanpa "
+                           "isian ini: tidak diperiksa."},
     }, ("strategy", "ring_timeout_seconds", "retry_seconds", "wrapup_seconds",
         "announce_position", "announce_holdtime", "announce_frequency_seconds",
         "max_wait_seconds")),

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 import wave
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -45,7 +46,7 @@ from telephony.screening.score import ScoreConfig
 from telephony.screening.service import line_screening_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.web.console.render import FLASH_COOKIE
-from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
+from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
 from tests.support.ami import RecordingAmi as FakeAmi
 from tests.support.ami import eventually
@@ -772,6 +773,61 @@ async def test_an_admin_changes_queues_operators_and_reference_data_in_the_conso
     assert kind == "ok" and "dihentikan" in text
     _, html, _ = await web_admin.get("/console/admin/reference")
     assert "Tagana &lt;i&gt;x&lt;/i&gt;" in html and 'value="4"' in html
+
+
+async def test_two_admins_with_the_queues_page_open_do_not_undo_each_others_change(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    """Two admins have the Antrean page open. One (through the API) gives fire a 30 s
+    wrap-up; the other then changes fire's strategy on the page loaded before, whose form
+    still carries the old wrap-up: refused with who changed it, nothing stored or applied,
+    instead of putting the wrap-up back unseen. Reloaded, their change goes through and
+    keeps the 30 s. The API refuses a stale expected_updated_at alike (409)."""
+    web_admin = browsers["admin1"]
+
+    async def fire_form() -> dict[str, str]:
+        """The fire form's hidden and number fields as the page shows them now."""
+        _, html, _ = await web_admin.get("/console/admin/queues")
+        form = re.search(r'action="/console/admin/queues/fire".*?</form>', html, re.S)
+        assert form is not None
+        fields = re.findall(r'type="(?:hidden|number)" name="(\w+)"[^>]*value="([^"]*)"',
+                            form.group(0))
+        return {name: value for name, value in fields if name != "csrf_token"}
+
+    page = await fire_form()
+    assert page["expected_updated_at"] == "" and page["wrapup_seconds"] == "5"
+
+    headers = {CSRF_HEADER: web_admin.cookie(CSRF_COOKIE) or ""}
+    listed = await (await web_admin.http.get("/api/admin/queues")).json()
+    fire = next(q for q in listed["queues"] if q["queue"] == "fire")
+    other = await web_admin.http.put("/api/admin/queues/fire", headers=headers, json={
+        **QUEUE_VALUES, "strategy": fire["strategy"], "wrapup_seconds": 30,
+        "expected_updated_at": fire["updated_at"]})
+    assert other.status == 200, await other.text()
+    stored = await admin.fetch("SELECT * FROM queue_settings")
+    admin.ami.actions.clear()
+
+    kind, text = await web_admin.flash(await web_admin.post("/console/admin/queues/fire",
+                                                            {**page, "strategy": "ringall"}))
+    assert kind == "error" and "baru saja diubah oleh admin1" in text, text
+    assert await admin.fetch("SELECT * FROM queue_settings") == stored
+    assert admin.ami.named("QueueReload") == []  # nothing applied either
+    again = await web_admin.http.put("/api/admin/queues/fire", headers=headers, json={
+        **QUEUE_VALUES, "expected_updated_at": fire["updated_at"]})
+    assert again.status == 409 and (await again.json())["error"]["code"] == "stale"
+    odd = await web_admin.http.put("/api/admin/queues/fire", headers=headers, json={
+        **QUEUE_VALUES, "expected_updated_at": "kemarin"})
+    assert odd.status == 422 and (await odd.json())["error"]["field"] == "expected_updated_at"
+    assert await admin.fetch("SELECT * FROM queue_settings") == stored
+
+    page = await fire_form()
+    assert page["wrapup_seconds"] == "30"
+    kind, _ = await web_admin.flash(await web_admin.post("/console/admin/queues/fire",
+                                                         {**page, "strategy": "ringall"}))
+    assert kind == "ok"
+    (row,) = await admin.fetch("SELECT strategy, wrapup_seconds FROM queue_settings")
+    assert (row["strategy"], row["wrapup_seconds"]) == ("ringall", 30)
+    assert "[fire](queue)\nstrategy = ringall" in (
+        admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
 
 
 # -- hostile input (issue 13, items 9 and 10) ---------------------------------------------------
