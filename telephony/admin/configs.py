@@ -366,7 +366,13 @@ class ConfigService:
         async with self._publishing:
             version = await self.version(version_id)
             kind = version.kind
-            await self._prepare(version, move_members=True)
+            try:
+                await self._prepare(version, move_members=True)
+            except ApplyFailed as exc:
+                # What the admin must know first: whether callers now get this version.
+                raise ApplyFailed(f"Versi #{version_id} belum diterbitkan: {exc.message}. "
+                                  "Penelepon tetap mendapat versi yang berjalan; terbitkan "
+                                  "lagi setelah masalahnya beres.") from exc
             await self._write_live(version, actor, cleaned)
         log.info("%s version %d published by %s", kind.value, version_id, actor)
         return await self.version(version_id)

@@ -219,6 +219,39 @@ async def test_a_publish_the_line_refuses_changes_nothing(admin: Admin) -> None:
     assert not (await configs.version(draft.version_id)).last_published_at
 
 
+async def test_a_publish_while_asterisk_is_down_says_nothing_was_published(
+        admin: Admin) -> None:
+    """Asterisk is down (no AMI session) when an admin publishes a menu that drops a queue:
+    the refusal says in Bahasa Indonesia that the version was not published, that callers
+    still get the one running, and why (Asterisk not reached), not the listener's English;
+    nothing is recorded and the live file is untouched. Once Asterisk is back, the same
+    version publishes."""
+    first = (await admin.configs.versions(ConfigKind.MENU))[0]
+    document = edited_menu((await admin.configs.version(first.version_id)).document)
+    del document["menus"]["utama"]["options"]["9"]
+    document["known_queues"].remove("madurese")
+    draft = await admin.configs.save(ConfigKind.MENU, document, actor="admin")
+    admin.ami.down = True
+    with pytest.raises(ApplyFailed) as refused:
+        await admin.configs.publish(draft.version_id, actor="admin")
+    message = refused.value.message
+    assert message.startswith(f"Versi #{draft.version_id} belum diterbitkan: Asterisk tidak "
+                              "tersambung atau tidak menjawab (QueueReload tidak terkirim)")
+    assert "Penelepon tetap mendapat versi yang berjalan" in message
+    assert "not logged in" not in message
+    assert not admin.settings.live_menu_file.exists()
+    assert admin.menus.current().version == first.version_id
+    assert not (await admin.configs.version(draft.version_id)).last_published_at
+    with pytest.raises(ApplyFailed, match="Status antrean tidak dapat dibaca: Asterisk tidak "
+                                          "tersambung"):
+        await AsteriskAdmin(admin.ami, admin.asterisk).members()
+
+    admin.ami.down = False
+    await admin.configs.publish(draft.version_id, actor="admin")
+    assert admin.menus.current().version == draft.version_id
+    assert "[madurese]" not in (admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
+
+
 async def test_a_recorded_prompt_replaces_the_voice(admin: Admin) -> None:
     first = (await admin.configs.versions(ConfigKind.MENU))[0]
     with pytest.raises(InvalidConfig, match="bukan audio"):
