@@ -100,6 +100,7 @@ class AdminPages:
         version = await self._configs.version(path_id(request, "version_id", "Versi"))
         values: dict[str, Any] = {
             "version": _shown(version), "document": version.document,
+            "live_version_id": await self._configs.live_version_id(version.kind),
             "json_text": json.dumps(version.document, ensure_ascii=False, indent=2),
             "list_page": _LIST_PAGES[version.kind],
         }
@@ -175,8 +176,14 @@ class AdminPages:
     async def publish(self, request: web.Request, form: Form) -> Done:
         """Publish the version (or roll back to it)."""
         version_id = path_id(request, "version_id", "Versi")
+        # The live version the page showed: refused if another admin published since.
+        seen_raw = form.get("expected_live_version_id")
+        seen = None if seen_raw is None else whole_number(seen_raw)
+        if seen_raw is not None and seen is None:
+            raise InvalidConfig("Versi yang berjalan tidak terbaca: muat ulang halaman ini.",
+                                "expected_live_version_id")
         version = await self._configs.publish(version_id, actor=actor_of(request),
-                                              note=form.get("note", ""))
+                                              note=form.get("note", ""), expected_live=seen)
         await audit_change(request, "config.publish", version.kind.value, version_id,
                            {"note": form.get("note", "")})
         return Done(f"Versi #{version_id} diterbitkan: berlaku untuk panggilan berikutnya.")

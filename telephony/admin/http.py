@@ -224,7 +224,8 @@ class AdminApi:
         """Publish (or roll back to) a version: live from the next call."""
         data = await json_body(request)
         version = await self._configs.publish(_version_id(request), actor=actor_of(request),
-                                              note=data.get("note", ""))
+                                              note=data.get("note", ""),
+                                              expected_live=data.get("expected_live_version_id"))
         await audit_change(request, "config.publish", version.kind.value, version.version_id,
                            {"note": data.get("note", "")})
         return json_response(version_json(version))
@@ -418,7 +419,7 @@ class AdminApi:
                   errors=(413,)),
             Route("POST", f"{version}/publish", self.publish_version, ADMIN,
                   "Terbitkan versi (juga untuk kembali ke versi lama)", "admin-ivr",
-                  Reply(200, "ConfigVersion"), Body("PublishVersion"), errors=(502,)),
+                  Reply(200, "ConfigVersion"), Body("PublishVersion"), errors=(409, 502)),
             Route("GET", "/api/admin/queues", self.list_queues, ADMIN,
                   "Pengaturan dan anggota setiap antrean", "admin-antrean",
                   Reply(200, "QueueOverview")),

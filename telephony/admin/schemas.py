@@ -128,7 +128,13 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "drop_recordings": {"type": "array", "items": text(40), "maxItems": 50},
     }, ("document",), "Versi baru (belum terbit); rekaman versi asal ikut, kecuali yang "
                       "disebut di drop_recordings."),
-    "PublishVersion": object_schema({"note": text(500)}, (),
+    "PublishVersion": object_schema({
+        "note": text(500),
+        "expected_live_version_id": {
+            "type": "integer", "minimum": 1,
+            "description": "Versi yang berjalan menurut klien; ditolak (409) bila admin lain "
+                           "sudah menerbitkan versi lain sejak itu. Tanpa isian ini: tidak "
+                           "diperiksa."}}, (),
                                     "Terbitkan versi ini (juga untuk kembali ke versi lama)."),
     "QueueSettingsInput": object_schema({
         "strategy": text(20),

@@ -863,6 +863,52 @@ async def test_two_admins_with_the_queues_page_open_do_not_undo_each_others_chan
         admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
 
 
+async def test_a_publish_from_a_page_opened_before_another_admins_publish_is_refused(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    """Two admins each made a draft from the live menu. One publishes theirs while the other
+    has their own draft's page open: publishing from that page would drop the first one's
+    edits unseen, so it is refused (saying which version now runs and who published it),
+    and nothing changes; the API refuses a stale expected_live_version_id alike (409).
+    Reloaded, the page publishes: the admin has seen what runs now."""
+    web_admin = browsers["admin1"]
+    first = (await admin.configs.versions(ConfigKind.MENU))[0]
+    base = await admin.configs.version(first.version_id)
+    theirs = await admin.configs.save(ConfigKind.MENU, edited_menu(base.document),
+                                      actor="admin2", based_on=first.version_id)
+    mine = await admin.configs.save(ConfigKind.MENU, {**base.document, "default_line": "119"},
+                                    actor="admin1", based_on=first.version_id)
+
+    async def publish_form() -> dict[str, str]:
+        _, html, _ = await web_admin.get(f"/console/admin/versions/{mine.version_id}")
+        form = re.search(r'id="publish-form".*?</form>', html, re.S)
+        assert form is not None
+        fields = re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', form.group(0))
+        return {name: value for name, value in fields if name != "csrf_token"}
+
+    page = await publish_form()
+    assert page == {"expected_live_version_id": str(first.version_id)}
+    await admin.configs.publish(theirs.version_id, actor="admin2")
+    kind, text = await web_admin.flash(await web_admin.post(
+        f"/console/admin/versions/{mine.version_id}/publish", {**page, "note": "uji"}))
+    assert kind == "error", text
+    assert f"sudah berganti menjadi versi #{theirs.version_id} (diterbitkan admin2)" in text
+    assert admin.menus.current().version == theirs.version_id
+    assert not (await admin.configs.version(mine.version_id)).last_published_at
+    stale = await web_admin.http.post(
+        f"/api/admin/versions/{mine.version_id}/publish",
+        headers={CSRF_HEADER: web_admin.cookie(CSRF_COOKIE) or ""},
+        json={"expected_live_version_id": first.version_id})
+    assert stale.status == 409 and (await stale.json())["error"]["code"] == "stale"
+    assert admin.menus.current().version == theirs.version_id
+
+    page = await publish_form()
+    assert page == {"expected_live_version_id": str(theirs.version_id)}
+    kind, _ = await web_admin.flash(await web_admin.post(
+        f"/console/admin/versions/{mine.version_id}/publish", {**page, "note": "uji"}))
+    assert kind == "ok"
+    assert admin.menus.current().version == mine.version_id
+
+
 # -- hostile input (issue 13, items 9 and 10) ---------------------------------------------------
 
 
