@@ -64,7 +64,9 @@ class Strategy(LabelledStrEnum):
 
 # Bounds an admin may set, with the reason for each in the messages below.
 RING_TIMEOUT: Final = (5, 120)
-RETRY: Final = (0, 60)
+# app_queue reads a retry of 0 (or less) as its default of 5 s: the shortest wait between
+# two rounds of ringing an admin can have is 1 s, and a 0 would give them five.
+RETRY: Final = (1, 60)
 WRAPUP: Final = (0, 600)
 ANNOUNCE_FREQUENCY: Final = (15, 600)  # or 0: no announcements
 MAX_WAIT: Final = (10, 3600)
