@@ -27,7 +27,7 @@ from telephony.admin.forms import (
     screening_from_form,
 )
 from telephony.admin.http import audit_change, version_json
-from telephony.admin.queue_service import QueueService
+from telephony.admin.queue_service import QueueService, revision_of
 from telephony.admin.queues import Strategy, parse_seen
 from telephony.admin.site import shifts_value
 from telephony.admin.site_service import SiteService
@@ -197,10 +197,12 @@ class AdminPages:
         for member in overview.members or []:
             members.setdefault(member.queue, []).append(member)
         skills = sorted(skill_queues(self._configs.live_menu()))
+        operators = await self._queues.operators()
         return page(request, "admin_queues.html", title="Antrean dan operator",
                     queues=overview.queues, members=members,
                     members_known=overview.members is not None, strategies=Strategy.labels(),
-                    operators=await self._queues.operators(), skills=skills,
+                    operators=operators, skills=skills,
+                    revisions={a.username: revision_of(a) for a in operators},
                     levels=range(MAX_LEVEL + 1), phone_kinds=PhoneKind.labels())
 
     async def update_queue(self, request: web.Request, form: Form) -> Done:
@@ -240,7 +242,7 @@ class AdminPages:
                                   "phone": raw_phone}
         try:
             _, changes, secret, phone_note = await self._queues.assign_operator(
-                username, interface, skills, phone)
+                username, interface, skills, phone, form.get("expected_revision"))
         except ApplyFailed:  # stored, not applied
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})

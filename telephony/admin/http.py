@@ -16,7 +16,7 @@ from aiohttp import web
 
 from telephony.admin.configs import MAX_RECORDING_BYTES, ConfigService, Preview
 from telephony.admin.errors import ApplyFailed
-from telephony.admin.queue_service import QueueService
+from telephony.admin.queue_service import QueueService, revision_of
 from telephony.admin.queues import Member, MemberChange, QueueSettings, Strategy, parse_seen
 from telephony.admin.site import shifts_value
 from telephony.admin.site_service import SiteService
@@ -124,7 +124,8 @@ def operator_json(account: OperatorAccount) -> dict[str, Any]:
     return {"username": account.username, "display_name": account.display_name,
             "active": account.active, "interface": account.interface,
             "skills": dict(account.skills),
-            "phone": None if account.phone is None else account.phone.value}
+            "phone": None if account.phone is None else account.phone.value,
+            "revision": revision_of(account)}
 
 
 def _change_json(change: MemberChange) -> dict[str, Any]:
@@ -271,7 +272,8 @@ class AdminApi:
                   "phone": None if phone is None else phone.value}
         try:
             account, changes, secret, phone_note = await self._queues.assign_operator(
-                username, data["interface"], data["skills"], phone)
+                username, data["interface"], data["skills"], phone,
+                data.get("expected_revision"))
         except ApplyFailed:
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})

@@ -43,11 +43,13 @@ from telephony.admin.queues import (
     QueueDefaults,
     QueueSettings,
     Seen,
+    check_operator_unchanged,
     check_unchanged,
     dropped_members,
     effective_settings,
     max_wait_key,
     member_changes,
+    operator_revision,
     parse_queue_settings,
     planned_membership,
     render_queues_conf,
@@ -83,6 +85,12 @@ class QueueOverview:
 
     queues: list[QueueSettings]
     members: list[Member] | None
+
+
+def revision_of(account: OperatorAccount) -> str:
+    """The :func:`operator_revision` of ``account`` as stored now."""
+    return operator_revision(account.interface, account.skills,
+                             None if account.phone is None else account.phone.value)
 
 
 class QueueService:
@@ -213,19 +221,27 @@ class QueueService:
         return None
 
     async def assign_operator(self, username: str, interface: str, skills: Mapping[str, Any],
-                              phone: PhoneKind | None = None
+                              phone: PhoneKind | None = None, expected_revision: str | None = None
                               ) -> tuple[OperatorAccount, list[MemberChange], str | None,
                                          str | None]:
         """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level
         1-5); if that operator is in queues now, their queues and penalties follow at once
         (QueueAdd/QueueRemove/QueuePenalty). Returns the account, what was changed, the
         phone's new SIP secret if it had none (shown once), and, if a new secret was stored
-        and Asterisk did not reload PJSIP, what to tell the admin (:meth:`apply_phones`)."""
+        and Asterisk did not reload PJSIP, what to tell the admin (:meth:`apply_phones`).
+
+        ``expected_revision`` is the :func:`operator_revision` the admin's form was made
+        from (``None``: not checked): changed since, nothing is done
+        (:class:`~telephony.admin.errors.StaleSettings`)."""
         for skill, level in skills.items():
             if isinstance(level, bool) or not isinstance(level, int) or not (
                     1 <= level <= MAX_LEVEL):
                 raise InvalidConfig(f"Tingkat keahlian {str(skill)[:40]} harus 1-{MAX_LEVEL}.",
                                     "skills")
+        if expected_revision is not None:
+            current = next((a for a in await self.operators() if a.username == username), None)
+            if current is not None:  # no such account: assign_desk says so
+                check_operator_unchanged(username, revision_of(current), expected_revision)
         menu = self._menus.current()
         assignment = await assign_desk(self._database, menu, username, interface, skills,
                                        realm=self.realm, phone=phone)

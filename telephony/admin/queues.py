@@ -22,6 +22,8 @@ reports to the planned one, without logging anyone out.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -215,6 +217,24 @@ def check_unchanged(queue: str, stored: QueueSettings | None, seen: Seen) -> Non
     raise StaleSettings(f"Pengaturan antrean {queue} baru saja diubah{by} sejak halaman ini "
                         "dibuka; perubahan Anda tidak disimpan agar perubahan itu tidak "
                         "tertimpa. Muat ulang, lalu ulangi.", "expected_updated_at")
+
+
+def operator_revision(interface: str | None, skills: Mapping[str, int],
+                      phone: str | None) -> str:
+    """A short fingerprint of an operator's desk, phone kind and skills as an admin's form
+    shows them. Desks carry no time of change; the form posts all three whole, so one made
+    before another admin's change would put it back unseen (:class:`Seen` for queues)."""
+    shown = json.dumps([interface, sorted(skills.items()), phone], ensure_ascii=True)
+    return hashlib.sha256(shown.encode("ascii")).hexdigest()[:16]
+
+
+def check_operator_unchanged(username: str, revision: str, expected: str) -> None:
+    """Refuse a change of ``username``'s desk made from a form older than ``revision``."""
+    if revision != expected:
+        raise StaleSettings(f"Telepon atau keahlian {username} baru saja diubah admin lain "
+                            "sejak halaman ini dibuka; perubahan Anda tidak disimpan agar "
+                            "perubahan itu tidak tertimpa. Muat ulang, lalu ulangi.",
+                            "expected_revision")
 
 
 def effective_settings(queues: Iterable[str], stored: Mapping[str, QueueSettings],

@@ -93,7 +93,10 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "active": {"type": "boolean"}, "interface": NULLABLE_TEXT,
         "skills": {"type": "object", "description": "keahlian -> tingkat 1-5"},
         "phone": {"type": ["string", "null"], "enum": ["desk", "browser", None],
-                  "description": "Telepon meja, atau softphone di browser"}}),
+                  "description": "Telepon meja, atau softphone di browser"},
+        "revision": {"type": "string",
+                     "description": "Sidik telepon dan keahlian ini; kirim kembali sebagai "
+                                    "expected_revision saat mengubahnya"}}),
     "OperatorList": all_required({
         "operators": {"type": "array", "items": ref("OperatorAccount")},
         "skills": {"type": "array", "items": {"type": "string"},
@@ -157,6 +160,9 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "phone": {"type": "string", "enum": ["desk", "browser"],
                   "description": "Yang berdering di meja: telepon meja (bawaan untuk meja "
                                  "baru) atau softphone di browser; tanpa ini: seperti semula"},
+        "expected_revision": {**text(32), "description": (
+            "revision akun yang dibaca klien; ditolak (409) bila telepon atau keahliannya "
+            "diubah sejak itu. Tanpa isian ini: tidak diperiksa.")},
     }, ("interface", "skills")),
     "AgencyInput": object_schema({"code": text(32), "name": text(100),
                                   "active": {"type": "boolean"}}, ("code", "name")),

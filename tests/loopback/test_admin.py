@@ -863,6 +863,47 @@ async def test_two_admins_with_the_queues_page_open_do_not_undo_each_others_chan
         admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
 
 
+async def test_an_operators_skills_changed_by_another_admin_are_not_undone_unseen(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    """The operator form posts the desk and every skill level whole: one made before another
+    admin gave Sari her desk and fire skill is refused (nothing stored), not allowed to put
+    her back without them; a stale expected_revision over the API likewise (409)."""
+    web_admin = browsers["admin1"]
+    await add_operator(admin, "sari")
+
+    async def sari_form() -> str:
+        _, html, _ = await web_admin.get("/console/admin/queues")
+        found = re.search(r'action="/console/admin/operators/sari".*?'
+                          r'name="expected_revision" value="(\w+)"', html, re.S)
+        assert found is not None
+        return found.group(1)
+
+    seen = await sari_form()
+    headers = {CSRF_HEADER: web_admin.cookie(CSRF_COOKIE) or ""}
+    listed = await (await web_admin.http.get("/api/admin/operators")).json()
+    sari = next(o for o in listed["operators"] if o["username"] == "sari")
+    assert sari["revision"] == seen
+    other = await web_admin.http.put("/api/admin/operators/sari", headers=headers, json={
+        "interface": "PJSIP/op1002", "skills": {"fire": 4}, "expected_revision": seen})
+    assert other.status == 200, await other.text()
+    assigned = await admin.queues.operators()
+
+    kind, text = await web_admin.flash(await web_admin.post("/console/admin/operators/sari", {
+        "expected_revision": seen, "interface": "PJSIP/op1003", "skill.medical": "3"}))
+    assert kind == "error" and "baru saja diubah admin lain" in text, text
+    stale = await web_admin.http.put("/api/admin/operators/sari", headers=headers, json={
+        "interface": "PJSIP/op1003", "skills": {"medical": 3}, "expected_revision": seen})
+    assert stale.status == 409 and (await stale.json())["error"]["code"] == "stale"
+    assert await admin.queues.operators() == assigned
+
+    kind, _ = await web_admin.flash(await web_admin.post("/console/admin/operators/sari", {
+        "expected_revision": await sari_form(), "interface": "PJSIP/op1002",
+        "skill.fire": "4", "skill.medical": "3"}))
+    assert kind == "ok"
+    assert {a.username: a.skills for a in await admin.queues.operators()}["sari"] == {
+        "fire": 4, "medical": 3}
+
+
 async def test_a_publish_from_a_page_opened_before_another_admins_publish_is_refused(
         admin: Admin, browsers: dict[str, Browser]) -> None:
     """Two admins each made a draft from the live menu. One publishes theirs while the other
