@@ -49,6 +49,7 @@ from telephony.admin.queues import (
     effective_settings,
     max_wait_key,
     member_changes,
+    moved_members,
     operator_revision,
     parse_queue_settings,
     planned_membership,
@@ -238,10 +239,10 @@ class QueueService:
                     1 <= level <= MAX_LEVEL):
                 raise InvalidConfig(f"Tingkat keahlian {str(skill)[:40]} harus 1-{MAX_LEVEL}.",
                                     "skills")
-        if expected_revision is not None:
-            current = next((a for a in await self.operators() if a.username == username), None)
-            if current is not None:  # no such account: assign_desk says so
-                check_operator_unchanged(username, revision_of(current), expected_revision)
+        current = next((a for a in await self.operators() if a.username == username), None)
+        if expected_revision is not None and current is not None:  # none: assign_desk says
+            check_operator_unchanged(username, revision_of(current), expected_revision)
+        previous = None if current is None else current.interface
         menu = self._menus.current()
         assignment = await assign_desk(self._database, menu, username, interface, skills,
                                        realm=self.realm, phone=phone)
@@ -253,12 +254,27 @@ class QueueService:
             phone_note = await self.apply_phones()
             await self._announce_phones()
         try:
-            changes = await self.reconcile(menu, menu, {assignment.interface})
+            changes: list[MemberChange] = []
+            if previous is not None and previous != assignment.interface:
+                changes += await self._move_desk(previous, assignment.interface)
+            changes += await self.reconcile(menu, menu, {assignment.interface})
         except ApplyFailed as exc:
             raise ApplyFailed("Keahlian tersimpan, tetapi antrean operator belum diubah di "
                               f"Asterisk: {exc.message}") from exc
         account = next(a for a in await self.operators() if a.interface == assignment.interface)
         return account, changes, assignment.phone_secret, phone_note
+
+    async def _move_desk(self, previous: str, interface: str) -> list[MemberChange]:
+        """An operator's desk moved to another phone: the queues the old phone is in follow
+        them to the new one (:func:`moved_members`)."""
+        async with desk_changes(self._changes, [previous, interface]):
+            changes = moved_members(await self._asterisk.members(), previous, interface)
+            for change in changes:
+                await self._asterisk.change_member(change)
+        if changes:
+            log.info("desk moved from %s to %s with its queues: %s", previous, interface,
+                     ", ".join(sorted({c.queue for c in changes})))
+        return changes
 
     async def renew_phone_secret(self, username: str) -> tuple[Assignment, str | None]:
         """A new SIP secret for the phone at ``username``'s desk (the old one stops

@@ -346,6 +346,21 @@ def member_changes(interface: str, current: Sequence[Member], planned: Mapping[s
     return changes
 
 
+def moved_members(current: Sequence[Member], previous: str, interface: str
+                  ) -> list[MemberChange]:
+    """The QueueAdd/QueueRemove actions that move a logged-in operator whose desk the admin
+    put at another phone: every queue ``previous`` is a dynamic member of is joined by
+    ``interface`` with the same penalty and pause, then left by ``previous``. Left there,
+    the old phone would go on being rung for them (an empty desk, a ring timeout lost each
+    round), and their desk, which now names the new phone, could not take it out."""
+    there = {m.queue for m in current if m.interface == interface}
+    mine = [m for m in current if m.interface == previous and m.dynamic]
+    changes = [MemberChange("add", m.queue, interface, m.penalty, m.paused, m.pause_reason,
+                            m.name) for m in mine if m.queue not in there]
+    changes += [MemberChange("remove", m.queue, previous) for m in mine]
+    return changes
+
+
 def dropped_members(current: Sequence[Member], kept: Collection[str]) -> list[MemberChange]:
     """The QueueRemove actions that empty every queue a new configuration drops (those not in
     ``kept``), to be sent before the reload that drops them.

@@ -414,6 +414,33 @@ async def test_new_skill_levels_move_a_logged_in_operator(admin: Admin) -> None:
     assert (await admin.queues.operators())[0].skills == {"fire": 2, "security": 5}
 
 
+async def test_a_logged_in_operators_desk_moved_to_another_phone_takes_their_queues(
+        admin: Admin) -> None:
+    """Sari is in fire and the overflow at op1001, on a break, when an admin puts her desk at
+    op1002: op1002 joins her queues with her penalties and her pause, then op1001 leaves
+    them (not left to be rung for nobody, nor out of her desk's reach)."""
+    await add_operator(admin, "sari")
+    await admin.queues.assign_operator("sari", "PJSIP/op1001", {"fire": 5, "medical": 3})
+    admin.ami.members = [
+        {"Queue": q, "Location": "PJSIP/op1001", "Name": "Sari", "Penalty": str(p),
+         "Membership": "dynamic", "Paused": "1", "PausedReason": "break", "InCall": "0"}
+        for q, p in (("fire", 0), ("all-operators", 4))]
+    admin.ami.actions.clear()
+    _, changes, _, _ = await admin.queues.assign_operator("sari", "PJSIP/op1002",
+                                                          {"fire": 5, "medical": 3})
+    moves = [a for a in admin.ami.actions if a["Action"] in ("QueueAdd", "QueueRemove")]
+    assert moves == [
+        {"Action": "QueueAdd", "Queue": "fire", "Interface": "PJSIP/op1002", "Penalty": "0",
+         "MemberName": "Sari", "Paused": "true", "Reason": "break"},
+        {"Action": "QueueAdd", "Queue": "all-operators", "Interface": "PJSIP/op1002",
+         "Penalty": "4", "MemberName": "Sari", "Paused": "true", "Reason": "break"},
+        {"Action": "QueueRemove", "Queue": "fire", "Interface": "PJSIP/op1001"},
+        {"Action": "QueueRemove", "Queue": "all-operators", "Interface": "PJSIP/op1001"}]
+    assert [(c.action, c.queue) for c in changes] == [
+        ("add", "fire"), ("add", "all-operators"), ("remove", "fire"),
+        ("remove", "all-operators")]
+
+
 PJSIP_RELOAD = {"Action": "Reload", "Module": "res_pjsip.so"}
 
 
