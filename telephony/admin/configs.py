@@ -62,7 +62,7 @@ from telephony.admin.versions import (
     versioned_prompt,
 )
 from telephony.core.text import os_reason
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.model import clean_text
 from telephony.screening.score import ScoreConfig
 
@@ -382,16 +382,34 @@ class ConfigService:
             kind = version.kind
             if expected_live is not None:
                 await self._check_live(version, expected_live)
+            running = self._menus.current()
             try:
-                await self._prepare(version, move_members=True)
-            except ApplyFailed as exc:
-                # What the admin must know first: whether callers now get this version.
-                raise ApplyFailed(f"Versi #{version_id} belum diterbitkan: {exc.message}. "
-                                  "Penelepon tetap mendapat versi yang berjalan; terbitkan "
-                                  "lagi setelah masalahnya beres.") from exc
-            await self._write_live(version, actor, cleaned)
+                try:
+                    await self._prepare(version, move_members=True)
+                except ApplyFailed as exc:
+                    # What the admin must know first: whether callers now get this version.
+                    raise ApplyFailed(f"Versi #{version_id} belum diterbitkan: {exc.message}. "
+                                      "Penelepon tetap mendapat versi yang berjalan; "
+                                      "terbitkan lagi setelah masalahnya beres.") from exc
+                await self._write_live(version, actor, cleaned)
+            except Exception:
+                if kind is ConfigKind.MENU:
+                    await self._restore_queues(running)
+                raise
         log.info("%s version %d published by %s", kind.value, version_id, actor)
         return await self.version(version_id)
+
+    async def _restore_queues(self, running: IvrMenu) -> None:
+        """A publish that failed after its menu's queues were applied (a later AMI action,
+        the database, the line refusing the file): bring Asterisk's queues back to the menu
+        still running, else its callers would find the queues it routes to gone (failing
+        open to the line's emergency queue). A no-op when Asterisk never took the new ones;
+        if it cannot be done now, the next AMI session applies the running menu's queues."""
+        try:
+            await self._queues.apply(running)
+        except (ApplyFailed, DatabaseUnavailable) as exc:
+            log.warning("queues not brought back to the running menu after a failed publish "
+                        "(applied again at the next AMI session): %s", exc)
 
     async def _check_live(self, version: ConfigVersion, expected_live: int) -> None:
         """Refuse to publish ``version`` if the live version is no longer ``expected_live``."""

@@ -219,6 +219,28 @@ async def test_a_publish_the_line_refuses_changes_nothing(admin: Admin) -> None:
     assert not (await configs.version(draft.version_id)).last_published_at
 
 
+async def test_a_publish_that_fails_after_its_queues_were_applied_puts_them_back(
+        admin: Admin) -> None:
+    """The new menu drops madurese; its queues were applied (madurese gone from Asterisk)
+    when the line refused the file: the old menu still runs, so its queues come back
+    (madurese's callers would otherwise find no queue and fail open elsewhere)."""
+    stuck = StuckMenu(admin.menus.current())
+    configs, queues, _, _ = build(admin.settings, admin.database, admin.ami, admin.asterisk,
+                                  stuck)
+    await queues.apply()
+    first = (await configs.versions(ConfigKind.MENU))[0]
+    document = edited_menu((await configs.version(first.version_id)).document)
+    del document["menus"]["utama"]["options"]["9"]
+    document["known_queues"].remove("madurese")
+    draft = await configs.save(ConfigKind.MENU, document, actor="admin")
+    admin.ami.actions.clear()
+    with pytest.raises(ApplyFailed, match="versi sebelumnya tetap berjalan"):
+        await configs.publish(draft.version_id, actor="admin")
+    assert len(admin.ami.named("QueueReload")) == 2  # the new menu's queues, then back
+    assert "[madurese](queue)" in (admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
+    assert not (await configs.version(draft.version_id)).last_published_at
+
+
 async def test_a_publish_while_asterisk_is_down_says_nothing_was_published(
         admin: Admin) -> None:
     """Asterisk is down (no AMI session) when an admin publishes a menu that drops a queue:
