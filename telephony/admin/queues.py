@@ -355,8 +355,10 @@ def moved_members(current: Sequence[Member], previous: str, interface: str
     round), and their desk, which now names the new phone, could not take it out."""
     there = {m.queue for m in current if m.interface == interface}
     mine = [m for m in current if m.interface == previous and m.dynamic]
+    # A member named by its phone (no display name at login) is named by the new one.
     changes = [MemberChange("add", m.queue, interface, m.penalty, m.paused, m.pause_reason,
-                            m.name) for m in mine if m.queue not in there]
+                            interface if m.name in ("", previous) else m.name)
+               for m in mine if m.queue not in there]
     changes += [MemberChange("remove", m.queue, previous) for m in mine]
     return changes
 
