@@ -29,7 +29,7 @@ from pathlib import Path
 
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queues import LIVE_SETTINGS_DIR, QUEUES_CONF, Member, MemberChange
-from telephony.ami.actions import AmiActionError, AmiListActions
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiListActions
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.asterisk.site import AsteriskSite
 from telephony.core.text import os_reason
@@ -50,6 +50,16 @@ def _member(event: Mapping[str, str]) -> Member:
     )
 
 
+def _not_done(name: str, exc: AmiActionError) -> str:
+    """Why Asterisk did not carry out the action ``name``, for the admin: its refusal in its
+    own words, or (no AMI session, no answer in time) that it could not be reached, which
+    the listener's English would only blur ("menolak ...: not logged in to Asterisk"; the
+    listener logs its connection's troubles itself)."""
+    if isinstance(exc, AmiActionRefusedError):
+        return f"Asterisk menolak {name}: {exc}"
+    return f"Asterisk tidak tersambung atau tidak menjawab ({name} tidak terkirim)"
+
+
 class AsteriskAdmin:
     """Applies admin changes to one running Asterisk."""
 
@@ -62,7 +72,7 @@ class AsteriskAdmin:
         try:
             await self._ami.send_action(action)
         except AmiActionError as exc:
-            raise ApplyFailed(f"Asterisk menolak {action['Action']}: {exc}") from exc
+            raise ApplyFailed(_not_done(action["Action"], exc)) from exc
 
     async def install_prompts(self, src_dir: Path) -> list[str]:
         """Install the prompt audio in ``src_dir`` into Asterisk's sounds."""
@@ -117,7 +127,8 @@ class AsteriskAdmin:
         try:
             events = await self._ami.send_list_action({"Action": "QueueStatus"})
         except AmiActionError as exc:
-            raise ApplyFailed(f"Status antrean tidak dapat dibaca dari Asterisk: {exc}") from exc
+            raise ApplyFailed("Status antrean tidak dapat dibaca: "
+                              f"{_not_done('QueueStatus', exc)}") from exc
         return [_member(event) for event in events if event.get("Event") == "QueueMember"]
 
     async def change_member(self, change: MemberChange) -> None:

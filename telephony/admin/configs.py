@@ -42,7 +42,7 @@ import asyncpg
 from ivr.menu import IvrMenu
 from ivr.prompts import PromptError, PromptReport, build_prompts
 from telephony.admin.asterisk import AsteriskAdmin
-from telephony.admin.errors import ApplyFailed, ConfigNotFound, InvalidConfig
+from telephony.admin.errors import ApplyFailed, ConfigNotFound, InvalidConfig, StaleSettings
 from telephony.admin.files import ConfigFiles, replace_text
 from telephony.admin.queues import NORMAL_PRIORITY_KEY, MemberChange
 from telephony.admin.store import ConfigVersionRepository
@@ -62,7 +62,7 @@ from telephony.admin.versions import (
     versioned_prompt,
 )
 from telephony.core.text import os_reason
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.model import clean_text
 from telephony.screening.score import ScoreConfig
 
@@ -359,17 +359,72 @@ class ConfigService:
 
     # -- publishing ----------------------------------------------------------------------------
 
-    async def publish(self, version_id: int, *, actor: str, note: object = "") -> ConfigVersion:
+    async def live_version_id(self, kind: ConfigKind) -> int | None:
+        """The version of ``kind`` the line runs (published last)."""
+
+        async def work(connection: asyncpg.Connection) -> int | None:
+            return await self._repo.live_version_id(connection, kind)
+
+        return await self._database.run(work)
+
+    async def publish(self, version_id: int, *, actor: str, note: object = "",
+                      expected_live: int | None = None) -> ConfigVersion:
         """Make ``version_id`` the version the line runs from its next call (a rollback when
-        it is an earlier one). See the module's description for the steps."""
+        it is an earlier one). See the module's description for the steps.
+
+        ``expected_live`` is the live version the admin saw (``None``: not checked): if
+        another admin published since, :class:`StaleSettings` and nothing is done, so a
+        draft made before their version cannot silently undo it.
+        """
         cleaned = _note(note)
         async with self._publishing:
             version = await self.version(version_id)
             kind = version.kind
-            await self._prepare(version, move_members=True)
-            await self._write_live(version, actor, cleaned)
+            if expected_live is not None:
+                await self._check_live(version, expected_live)
+            running = self._menus.current()
+            try:
+                try:
+                    await self._prepare(version, move_members=True)
+                except ApplyFailed as exc:
+                    # What the admin must know first: whether callers now get this version.
+                    raise ApplyFailed(f"Versi #{version_id} belum diterbitkan: {exc.message}. "
+                                      "Penelepon tetap mendapat versi yang berjalan; "
+                                      "terbitkan lagi setelah masalahnya beres.") from exc
+                await self._write_live(version, actor, cleaned)
+            except Exception:
+                if kind is ConfigKind.MENU:
+                    await self._restore_queues(running)
+                raise
         log.info("%s version %d published by %s", kind.value, version_id, actor)
         return await self.version(version_id)
+
+    async def _restore_queues(self, running: IvrMenu) -> None:
+        """A publish that failed after its menu's queues were applied (a later AMI action,
+        the database, the line refusing the file): bring Asterisk's queues back to the menu
+        still running, else its callers would find the queues it routes to gone (failing
+        open to the line's emergency queue). A no-op when Asterisk never took the new ones;
+        if it cannot be done now, the next AMI session applies the running menu's queues."""
+        try:
+            await self._queues.apply(running)
+        except (ApplyFailed, DatabaseUnavailable) as exc:
+            log.warning("queues not brought back to the running menu after a failed publish "
+                        "(applied again at the next AMI session): %s", exc)
+
+    async def _check_live(self, version: ConfigVersion, expected_live: int) -> None:
+        """Refuse to publish ``version`` if the live version is no longer ``expected_live``."""
+
+        async def work(connection: asyncpg.Connection) -> tuple[int, str] | None:
+            return await self._repo.live_publication(connection, version.kind)
+
+        live = await self._database.run(work)
+        if live is None or live[0] == expected_live:
+            return
+        raise StaleSettings(
+            f"{version.kind.label} yang berjalan sudah berganti menjadi versi #{live[0]} "
+            f"(diterbitkan {live[1]}) sejak halaman ini dibuka; versi #{version.version_id} "
+            "belum diterbitkan. Periksa dulu, lalu terbitkan lagi bila memang dimaksud.",
+            "expected_live_version_id")
 
     async def follow(self) -> list[ConfigKind]:
         """A cluster node: run the versions last published through any node's line (the

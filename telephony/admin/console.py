@@ -27,8 +27,8 @@ from telephony.admin.forms import (
     screening_from_form,
 )
 from telephony.admin.http import audit_change, version_json
-from telephony.admin.queue_service import QueueService
-from telephony.admin.queues import Strategy
+from telephony.admin.queue_service import QueueService, revision_of
+from telephony.admin.queues import Strategy, parse_seen
 from telephony.admin.site import shifts_value
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import (
@@ -100,6 +100,7 @@ class AdminPages:
         version = await self._configs.version(path_id(request, "version_id", "Versi"))
         values: dict[str, Any] = {
             "version": _shown(version), "document": version.document,
+            "live_version_id": await self._configs.live_version_id(version.kind),
             "json_text": json.dumps(version.document, ensure_ascii=False, indent=2),
             "list_page": _LIST_PAGES[version.kind],
         }
@@ -175,8 +176,14 @@ class AdminPages:
     async def publish(self, request: web.Request, form: Form) -> Done:
         """Publish the version (or roll back to it)."""
         version_id = path_id(request, "version_id", "Versi")
+        # The live version the page showed: refused if another admin published since.
+        seen_raw = form.get("expected_live_version_id")
+        seen = None if seen_raw is None else whole_number(seen_raw)
+        if seen_raw is not None and seen is None:
+            raise InvalidConfig("Versi yang berjalan tidak terbaca: muat ulang halaman ini.",
+                                "expected_live_version_id")
         version = await self._configs.publish(version_id, actor=actor_of(request),
-                                              note=form.get("note", ""))
+                                              note=form.get("note", ""), expected_live=seen)
         await audit_change(request, "config.publish", version.kind.value, version_id,
                            {"note": form.get("note", "")})
         return Done(f"Versi #{version_id} diterbitkan: berlaku untuk panggilan berikutnya.")
@@ -190,10 +197,12 @@ class AdminPages:
         for member in overview.members or []:
             members.setdefault(member.queue, []).append(member)
         skills = sorted(skill_queues(self._configs.live_menu()))
+        operators = await self._queues.operators()
         return page(request, "admin_queues.html", title="Antrean dan operator",
                     queues=overview.queues, members=members,
                     members_known=overview.members is not None, strategies=Strategy.labels(),
-                    operators=await self._queues.operators(), skills=skills,
+                    operators=operators, skills=skills,
+                    revisions={a.username: revision_of(a) for a in operators},
                     levels=range(MAX_LEVEL + 1), phone_kinds=PhoneKind.labels())
 
     async def update_queue(self, request: web.Request, form: Form) -> Done:
@@ -206,8 +215,11 @@ class AdminPages:
                      "announce_frequency_seconds", "max_wait_seconds"):
             raw = form.get(name, "").strip()
             values[name] = int(raw) if ascii_digits(raw) and len(raw) < 7 else raw
+        # The page's copy of the settings: refused if another admin stored over them since.
+        seen_raw = form.get("expected_updated_at")
+        seen = None if seen_raw is None else parse_seen(seen_raw or None)
         try:
-            await self._queues.update(queue, values, actor_of(request))
+            await self._queues.update(queue, values, actor_of(request), seen)
         except ApplyFailed:  # stored, not applied
             await audit_change(request, "queue.update", "queue", queue,
                                {**values, "applied": False})
@@ -230,7 +242,7 @@ class AdminPages:
                                   "phone": raw_phone}
         try:
             _, changes, secret, phone_note = await self._queues.assign_operator(
-                username, interface, skills, phone)
+                username, interface, skills, phone, form.get("expected_revision"))
         except ApplyFailed:  # stored, not applied
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})

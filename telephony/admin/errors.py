@@ -6,7 +6,7 @@ A refused request has changed nothing, except :class:`ApplyFailed`, which says w
 
 from __future__ import annotations
 
-from telephony.core.errors import Invalid, NotFound, SiagaError
+from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
 
 
 class AdminError(SiagaError):
@@ -22,6 +22,13 @@ class InvalidConfig(Invalid, AdminError):
 
 class ConfigNotFound(NotFound, AdminError):
     """No such version, prompt or queue."""
+
+
+class StaleSettings(Conflict, AdminError):
+    """Another admin stored the settings since this admin's form was made from them
+    (optimistic concurrency): storing this form would undo their change unseen."""
+
+    code = "stale"
 
 
 class ApplyFailed(AdminError):

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from telephony.admin.configs import MAX_RECORDING_BYTES, ConfigService, Preview
 from telephony.admin.errors import ApplyFailed
-from telephony.admin.queue_service import QueueService
-from telephony.admin.queues import Member, MemberChange, QueueSettings, Strategy
+from telephony.admin.queue_service import QueueService, revision_of
+from telephony.admin.queues import Member, MemberChange, QueueSettings, Strategy, parse_seen
 from telephony.admin.site import shifts_value
 from telephony.admin.site_service import SiteService
 from telephony.admin.versions import (
@@ -124,7 +124,8 @@ def operator_json(account: OperatorAccount) -> dict[str, Any]:
     return {"username": account.username, "display_name": account.display_name,
             "active": account.active, "interface": account.interface,
             "skills": dict(account.skills),
-            "phone": None if account.phone is None else account.phone.value}
+            "phone": None if account.phone is None else account.phone.value,
+            "revision": revision_of(account)}
 
 
 def _change_json(change: MemberChange) -> dict[str, Any]:
@@ -224,7 +225,8 @@ class AdminApi:
         """Publish (or roll back to) a version: live from the next call."""
         data = await json_body(request)
         version = await self._configs.publish(_version_id(request), actor=actor_of(request),
-                                              note=data.get("note", ""))
+                                              note=data.get("note", ""),
+                                              expected_live=data.get("expected_live_version_id"))
         await audit_change(request, "config.publish", version.kind.value, version.version_id,
                            {"note": data.get("note", "")})
         return json_response(version_json(version))
@@ -244,8 +246,10 @@ class AdminApi:
         """Change a queue's settings and apply them to the running Asterisk."""
         queue = _named(request, "queue", QUEUE_NAME, "Antrean")
         data = await json_body(request)
+        seen = (parse_seen(data.pop("expected_updated_at"))
+                if "expected_updated_at" in data else None)
         try:
-            stored = await self._queues.update(queue, data, actor_of(request))
+            stored = await self._queues.update(queue, data, actor_of(request), seen)
         except ApplyFailed:
             await audit_change(request, "queue.update", "queue", queue,
                                {**data, "applied": False})
@@ -268,7 +272,8 @@ class AdminApi:
                   "phone": None if phone is None else phone.value}
         try:
             account, changes, secret, phone_note = await self._queues.assign_operator(
-                username, data["interface"], data["skills"], phone)
+                username, data["interface"], data["skills"], phone,
+                data.get("expected_revision"))
         except ApplyFailed:
             await audit_change(request, "operator.skills", "account", username,
                                {**detail, "applied": False})
@@ -416,13 +421,14 @@ class AdminApi:
                   errors=(413,)),
             Route("POST", f"{version}/publish", self.publish_version, ADMIN,
                   "Terbitkan versi (juga untuk kembali ke versi lama)", "admin-ivr",
-                  Reply(200, "ConfigVersion"), Body("PublishVersion"), errors=(502,)),
+                  Reply(200, "ConfigVersion"), Body("PublishVersion"), errors=(409, 502)),
             Route("GET", "/api/admin/queues", self.list_queues, ADMIN,
                   "Pengaturan dan anggota setiap antrean", "admin-antrean",
                   Reply(200, "QueueOverview")),
             Route("PUT", "/api/admin/queues/{queue}", self.update_queue, ADMIN,
                   "Ubah pengaturan antrean (langsung diterapkan di Asterisk)", "admin-antrean",
-                  Reply(200, "QueueSettings"), Body("QueueSettingsInput"), errors=(502,)),
+                  Reply(200, "QueueSettings"), Body("QueueSettingsInput"),
+                  errors=(409, 502)),
             Route("GET", "/api/admin/operators", self.list_operators, ADMIN,
                   "Akun operator, telepon dan keahliannya", "admin-antrean",
                   Reply(200, "OperatorList")),

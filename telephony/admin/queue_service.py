@@ -42,10 +42,15 @@ from telephony.admin.queues import (
     MemberChange,
     QueueDefaults,
     QueueSettings,
+    Seen,
+    check_operator_unchanged,
+    check_unchanged,
     dropped_members,
     effective_settings,
     max_wait_key,
     member_changes,
+    moved_members,
+    operator_revision,
     parse_queue_settings,
     planned_membership,
     render_queues_conf,
@@ -83,6 +88,12 @@ class QueueOverview:
     members: list[Member] | None
 
 
+def revision_of(account: OperatorAccount) -> str:
+    """The :func:`operator_revision` of ``account`` as stored now."""
+    return operator_revision(account.interface, account.skills,
+                             None if account.phone is None else account.phone.value)
+
+
 class QueueService:
     """The admin's queues and the operators' memberships on the running Asterisk."""
 
@@ -118,19 +129,24 @@ class QueueService:
             members = None
         return QueueOverview(queues, members)
 
-    async def update(self, queue: str, values: Mapping[str, object], actor: str
-                     ) -> QueueSettings:
+    async def update(self, queue: str, values: Mapping[str, object], actor: str,
+                     seen: Seen | None = None) -> QueueSettings:
         """Validate and store an admin's settings for ``queue``, then apply every queue.
 
-        A refused value changes nothing. If Asterisk does not take the change,
-        :class:`ApplyFailed` says the settings are stored and will be applied again when
-        Asterisk reconnects (or the admin saves again).
+        A refused value changes nothing; so does a form made from settings stored over since
+        (``seen``, :class:`~telephony.admin.errors.StaleSettings`; ``None``: not checked). If
+        Asterisk does not take the change, :class:`ApplyFailed` says the settings are stored
+        and will be applied again when Asterisk reconnects (or the admin saves again).
         """
         menu = self._menus.current()
         settings = parse_queue_settings(queue, values, {*menu.known_queues, OVERFLOW_QUEUE})
 
         async def work(connection: asyncpg.Connection) -> QueueSettings:
-            return await self._repo.save_queue_settings(connection, settings, actor)
+            async with connection.transaction():
+                stored = await self._repo.lock_queue_settings(connection, queue)
+                if seen is not None:
+                    check_unchanged(queue, stored, seen)
+                return await self._repo.save_queue_settings(connection, settings, actor)
 
         stored = await self._database.run(work)
         log.info("queue %s settings changed by %s", queue, actor)
@@ -206,19 +222,27 @@ class QueueService:
         return None
 
     async def assign_operator(self, username: str, interface: str, skills: Mapping[str, Any],
-                              phone: PhoneKind | None = None
+                              phone: PhoneKind | None = None, expected_revision: str | None = None
                               ) -> tuple[OperatorAccount, list[MemberChange], str | None,
                                          str | None]:
         """Put an operator account at ``interface`` with exactly ``skills`` (skill -> level
         1-5); if that operator is in queues now, their queues and penalties follow at once
         (QueueAdd/QueueRemove/QueuePenalty). Returns the account, what was changed, the
         phone's new SIP secret if it had none (shown once), and, if a new secret was stored
-        and Asterisk did not reload PJSIP, what to tell the admin (:meth:`apply_phones`)."""
+        and Asterisk did not reload PJSIP, what to tell the admin (:meth:`apply_phones`).
+
+        ``expected_revision`` is the :func:`operator_revision` the admin's form was made
+        from (``None``: not checked): changed since, nothing is done
+        (:class:`~telephony.admin.errors.StaleSettings`)."""
         for skill, level in skills.items():
             if isinstance(level, bool) or not isinstance(level, int) or not (
                     1 <= level <= MAX_LEVEL):
                 raise InvalidConfig(f"Tingkat keahlian {str(skill)[:40]} harus 1-{MAX_LEVEL}.",
                                     "skills")
+        current = next((a for a in await self.operators() if a.username == username), None)
+        if expected_revision is not None and current is not None:  # none: assign_desk says
+            check_operator_unchanged(username, revision_of(current), expected_revision)
+        previous = None if current is None else current.interface
         menu = self._menus.current()
         assignment = await assign_desk(self._database, menu, username, interface, skills,
                                        realm=self.realm, phone=phone)
@@ -230,12 +254,27 @@ class QueueService:
             phone_note = await self.apply_phones()
             await self._announce_phones()
         try:
-            changes = await self.reconcile(menu, menu, {assignment.interface})
+            changes: list[MemberChange] = []
+            if previous is not None and previous != assignment.interface:
+                changes += await self._move_desk(previous, assignment.interface)
+            changes += await self.reconcile(menu, menu, {assignment.interface})
         except ApplyFailed as exc:
             raise ApplyFailed("Keahlian tersimpan, tetapi antrean operator belum diubah di "
                               f"Asterisk: {exc.message}") from exc
         account = next(a for a in await self.operators() if a.interface == assignment.interface)
         return account, changes, assignment.phone_secret, phone_note
+
+    async def _move_desk(self, previous: str, interface: str) -> list[MemberChange]:
+        """An operator's desk moved to another phone: the queues the old phone is in follow
+        them to the new one (:func:`moved_members`)."""
+        async with desk_changes(self._changes, [previous, interface]):
+            changes = moved_members(await self._asterisk.members(), previous, interface)
+            for change in changes:
+                await self._asterisk.change_member(change)
+        if changes:
+            log.info("desk moved from %s to %s with its queues: %s", previous, interface,
+                     ", ".join(sorted({c.queue for c in changes})))
+        return changes
 
     async def renew_phone_secret(self, username: str) -> tuple[Assignment, str | None]:
         """A new SIP secret for the phone at ``username``'s desk (the old one stops

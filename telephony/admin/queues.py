@@ -22,13 +22,15 @@ reports to the planned one, without logging anyone out.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
 from ivr.menu import IvrMenu
-from telephony.admin.errors import InvalidConfig
+from telephony.admin.errors import InvalidConfig, StaleSettings
 from telephony.admin.versions import QUEUE_NAME
 from telephony.core.labels import LabelledStrEnum
 from telephony.desks.operators import OVERFLOW_QUEUE, skill_queues
@@ -64,7 +66,9 @@ class Strategy(LabelledStrEnum):
 
 # Bounds an admin may set, with the reason for each in the messages below.
 RING_TIMEOUT: Final = (5, 120)
-RETRY: Final = (0, 60)
+# app_queue reads a retry of 0 (or less) as its default of 5 s: the shortest wait between
+# two rounds of ringing an admin can have is 1 s, and a 0 would give them five.
+RETRY: Final = (1, 60)
 WRAPUP: Final = (0, 600)
 ANNOUNCE_FREQUENCY: Final = (15, 600)  # or 0: no announcements
 MAX_WAIT: Final = (10, 3600)
@@ -178,6 +182,61 @@ def parse_queue_settings(queue: str, raw: Mapping[str, Any], known: Iterable[str
     return settings
 
 
+@dataclass(frozen=True)
+class Seen:
+    """The state of a queue's settings an admin's form was made from: when they had been
+    stored (``None``: still the defaults). Two admins with the page open must not undo each
+    other's change unseen: the form carries the full settings, an older copy of them too."""
+
+    updated_at: datetime | None
+
+
+def parse_seen(raw: object) -> Seen:
+    """``expected_updated_at`` as a client sends it: the ``updated_at`` it read (ISO 8601 with
+    its offset), or null for a queue it saw on the defaults."""
+    if raw is None:
+        return Seen(None)
+    instant = None
+    if isinstance(raw, str):
+        try:
+            instant = datetime.fromisoformat(raw)
+        except ValueError:
+            instant = None
+    if instant is None or instant.tzinfo is None:
+        raise InvalidConfig("expected_updated_at harus waktu ISO 8601 dengan zona waktu (nilai "
+                            "updated_at yang dibaca), atau null.", "expected_updated_at")
+    return Seen(instant)
+
+
+def check_unchanged(queue: str, stored: QueueSettings | None, seen: Seen) -> None:
+    """Refuse a change made from settings stored over since (:class:`Seen`)."""
+    now = None if stored is None else stored.updated_at
+    if now == seen.updated_at:
+        return
+    by = f" oleh {stored.updated_by}" if stored is not None and stored.updated_by else ""
+    raise StaleSettings(f"Pengaturan antrean {queue} baru saja diubah{by} sejak halaman ini "
+                        "dibuka; perubahan Anda tidak disimpan agar perubahan itu tidak "
+                        "tertimpa. Muat ulang, lalu ulangi.", "expected_updated_at")
+
+
+def operator_revision(interface: str | None, skills: Mapping[str, int],
+                      phone: str | None) -> str:
+    """A short fingerprint of an operator's desk, phone kind and skills as an admin's form
+    shows them. Desks carry no time of change; the form posts all three whole, so one made
+    before another admin's change would put it back unseen (:class:`Seen` for queues)."""
+    shown = json.dumps([interface, sorted(skills.items()), phone], ensure_ascii=True)
+    return hashlib.sha256(shown.encode("ascii")).hexdigest()[:16]
+
+
+def check_operator_unchanged(username: str, revision: str, expected: str) -> None:
+    """Refuse a change of ``username``'s desk made from a form older than ``revision``."""
+    if revision != expected:
+        raise StaleSettings(f"Telepon atau keahlian {username} baru saja diubah admin lain "
+                            "sejak halaman ini dibuka; perubahan Anda tidak disimpan agar "
+                            "perubahan itu tidak tertimpa. Muat ulang, lalu ulangi.",
+                            "expected_revision")
+
+
 def effective_settings(queues: Iterable[str], stored: Mapping[str, QueueSettings],
                        defaults: QueueDefaults) -> list[QueueSettings]:
     """The settings of every queue in ``queues`` and the overflow queue, by name: an admin's
@@ -284,6 +343,23 @@ def member_changes(interface: str, current: Sequence[Member], planned: Mapping[s
                 if queue in mine and mine[queue].penalty != penalty]
     changes += [MemberChange("remove", queue, interface)
                 for queue in sorted(mine) if queue not in planned]
+    return changes
+
+
+def moved_members(current: Sequence[Member], previous: str, interface: str
+                  ) -> list[MemberChange]:
+    """The QueueAdd/QueueRemove actions that move a logged-in operator whose desk the admin
+    put at another phone: every queue ``previous`` is a dynamic member of is joined by
+    ``interface`` with the same penalty and pause, then left by ``previous``. Left there,
+    the old phone would go on being rung for them (an empty desk, a ring timeout lost each
+    round), and their desk, which now names the new phone, could not take it out."""
+    there = {m.queue for m in current if m.interface == interface}
+    mine = [m for m in current if m.interface == previous and m.dynamic]
+    # A member named by its phone (no display name at login) is named by the new one.
+    changes = [MemberChange("add", m.queue, interface, m.penalty, m.paused, m.pause_reason,
+                            interface if m.name in ("", previous) else m.name)
+               for m in mine if m.queue not in there]
+    changes += [MemberChange("remove", m.queue, previous) for m in mine]
     return changes
 
 

@@ -93,7 +93,10 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "active": {"type": "boolean"}, "interface": NULLABLE_TEXT,
         "skills": {"type": "object", "description": "keahlian -> tingkat 1-5"},
         "phone": {"type": ["string", "null"], "enum": ["desk", "browser", None],
-                  "description": "Telepon meja, atau softphone di browser"}}),
+                  "description": "Telepon meja, atau softphone di browser"},
+        "revision": {"type": "string",
+                     "description": "Sidik telepon dan keahlian ini; kirim kembali sebagai "
+                                    "expected_revision saat mengubahnya"}}),
     "OperatorList": all_required({
         "operators": {"type": "array", "items": ref("OperatorAccount")},
         "skills": {"type": "array", "items": {"type": "string"},
@@ -128,7 +131,13 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "drop_recordings": {"type": "array", "items": text(40), "maxItems": 50},
     }, ("document",), "Versi baru (belum terbit); rekaman versi asal ikut, kecuali yang "
                       "disebut di drop_recordings."),
-    "PublishVersion": object_schema({"note": text(500)}, (),
+    "PublishVersion": object_schema({
+        "note": text(500),
+        "expected_live_version_id": {
+            "type": "integer", "minimum": 1,
+            "description": "Versi yang berjalan menurut klien; ditolak (409) bila admin lain "
+                           "sudah menerbitkan versi lain sejak itu. Tanpa isian ini: tidak "
+                           "diperiksa."}}, (),
                                     "Terbitkan versi ini (juga untuk kembali ke versi lama)."),
     "QueueSettingsInput": object_schema({
         "strategy": text(20),
@@ -137,6 +146,11 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "announce_holdtime": {"type": "boolean"},
         "announce_frequency_seconds": {"type": "integer"},
         "max_wait_seconds": {"type": "integer"},
+        "expected_updated_at": {
+            **NULLABLE_DATETIME,
+            "description": "updated_at antrean yang dibaca klien (null: masih bawaan); "
+                           "perubahan ditolak (409) bila antrean diubah sejak itu. Tanpa "
+                           "isian ini: tidak diperiksa."},
     }, ("strategy", "ring_timeout_seconds", "retry_seconds", "wrapup_seconds",
         "announce_position", "announce_holdtime", "announce_frequency_seconds",
         "max_wait_seconds")),
@@ -146,6 +160,9 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "phone": {"type": "string", "enum": ["desk", "browser"],
                   "description": "Yang berdering di meja: telepon meja (bawaan untuk meja "
                                  "baru) atau softphone di browser; tanpa ini: seperti semula"},
+        "expected_revision": {**text(32), "description": (
+            "revision akun yang dibaca klien; ditolak (409) bila telepon atau keahliannya "
+            "diubah sejak itu. Tanpa isian ini: tidak diperiksa.")},
     }, ("interface", "skills")),
     "AgencyInput": object_schema({"code": text(32), "name": text(100),
                                   "active": {"type": "boolean"}}, ("code", "name")),

@@ -206,6 +206,15 @@ class AdminSettingsRepository:
         rows = await connection.fetch("SELECT * FROM queue_settings ORDER BY queue")
         return {row["queue"]: from_row(QueueSettings, row) for row in rows}
 
+    async def lock_queue_settings(self, connection: asyncpg.Connection, queue: str
+                                  ) -> QueueSettings | None:
+        """Serialise changes to ``queue``'s settings until the transaction ends (a row that
+        does not exist yet cannot be locked with FOR UPDATE); returns them as stored now."""
+        await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))",
+                                 f"queue_settings:{queue}")
+        row = await connection.fetchrow("SELECT * FROM queue_settings WHERE queue = $1", queue)
+        return None if row is None else from_row(QueueSettings, row)
+
     async def save_queue_settings(self, connection: asyncpg.Connection,
                                   settings: QueueSettings, actor: str) -> QueueSettings:
         """Store one queue's settings; returns them as stored (with who and when)."""

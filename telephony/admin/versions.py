@@ -32,6 +32,11 @@ from telephony.screening.score import ScoreConfig, ScoreConfigError
 PROMPT_NAME: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 # Queue names: the menu's own pattern (skills are held to it too).
 QUEUE_NAME: Final = NAME
+# app_queue reads queues.conf's [general] as its own settings, never as a queue, however often
+# it appears: a queue of that name would be accepted here and rendered, and then never exist
+# in Asterisk (its callers fail open elsewhere, every QueueAdd to it is refused, and with it
+# the login of each operator whose skill goes there).
+RESERVED_QUEUES: Final = frozenset({"general"})
 MAX_PROMPT_TEXT: Final = 1000  # espeak-ng reads it aloud: a minute of speech at most
 MAX_QUEUES: Final = 40
 NOTE_MAX: Final = 500
@@ -110,6 +115,10 @@ def check_menu(document: Any) -> IvrMenu:
         if not QUEUE_NAME.fullmatch(queue):
             raise InvalidConfig(f"Nama antrean {queue[:40]!r} tidak sah: huruf kecil dan '-', "
                                 "paling banyak 40 karakter.", "document")
+        if queue in RESERVED_QUEUES:
+            raise InvalidConfig(f"Nama antrean {queue!r} dipakai Asterisk untuk pengaturan "
+                                "umumnya (queues.conf), bukan untuk antrean: pilih nama lain, "
+                                "mis. 'umum'.", "document")
     return menu
 
 

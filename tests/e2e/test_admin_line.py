@@ -9,7 +9,8 @@ over the HTTP API as the console makes them:
   one caller talks to an operator and another waits for one: app_queue is reloaded, the
   dialplan's live setting holds the new wait, nobody is dropped, the operator stays logged
   in, and the waiting caller is answered once the operator is free;
-- an admin changes a logged-in operator's skill level: the penalty changes at once;
+- an admin changes a logged-in operator's skill level: the penalty changes at once; moves a
+  logged-in operator's desk to another phone: the new phone takes the old one's queues;
 - a caller choosing a skill nobody of which can take the call (nobody logged in, the last one
   logs out or pauses while the caller waits) goes on to all-operators at once, where a free
   operator of another skill answers, instead of waiting the skill queue's max wait; one who
@@ -498,6 +499,11 @@ ODD_AND_REFUSED: list[tuple[str, Any, str]] = [
     ("a number as a greeting", lambda d: d["lines"]["112"].update(greeting=112),
      "harus teks"),
     ("a number as a queue", lambda d: d["known_queues"].append(7), "harus teks"),
+    # app_queue takes [general] for its own settings: such a queue would never exist.
+    ("a queue named general",
+     lambda d: (d["known_queues"].append("general"),
+                d["menus"]["utama"]["options"]["2"]["route"].update(queue="general")),
+     "dipakai Asterisk untuk pengaturan umumnya"),
 ]
 
 
@@ -572,3 +578,29 @@ async def test_odd_documents_are_refused_and_odd_valid_ones_run_with_callers_on_
         result = await third.wait()
     assert result.ok, result.errors
     assert (await ended_call(line, later)).operator == "PJSIP/op1001"
+
+
+async def test_a_logged_in_operators_desk_moved_to_another_phone_takes_their_queues(
+        line: Line, lab: Lab, http: aiohttp.ClientSession) -> None:
+    """Tono is logged in (fire) at op1005 when an admin puts his desk at op1003: in
+    Asterisk op1003 takes his place in fire, and op1005 is in no queue to be rung for him."""
+    accounts = AccountService(line.database, PasswordHasher(), AccountConfig())
+    await accounts.create("tono", "operator", PASSWORD, actor="test")
+    await json_of(await http.put("/api/admin/operators/tono", json={
+        "interface": "PJSIP/op1005", "skills": {"fire": 4}}))
+    desk = OperatorDesk(line.listener, load_menu())
+    joined = await desk.log_in("PJSIP/op1005", {"fire": 4})
+    try:
+        moved = await json_of(await http.put("/api/admin/operators/tono", json={
+            "interface": "PJSIP/op1003", "skills": {"fire": 4}}))
+        assert moved["operator"]["interface"] == "PJSIP/op1003"
+        assert joined == ["all-operators", "fire"]
+        for queue, penalty in (("fire", 1), ("all-operators", 4)):
+            shown = await lab.acli(f"queue show {queue}")
+            assert "PJSIP/op1005" not in shown, shown
+            assert f"with penalty {penalty}" in member_line(shown, "PJSIP/op1003"), shown
+    finally:
+        for interface in ("PJSIP/op1003", "PJSIP/op1005"):
+            for queue in joined:
+                with contextlib.suppress(AmiActionError):
+                    await desk.log_out(interface, [queue])

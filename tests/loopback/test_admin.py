@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import io
 import json
+import re
 import wave
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
@@ -45,7 +46,7 @@ from telephony.screening.score import ScoreConfig
 from telephony.screening.service import line_screening_source
 from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.web.console.render import FLASH_COOKIE
-from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
+from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
 from tests.support.ami import RecordingAmi as FakeAmi
 from tests.support.ami import eventually
@@ -218,6 +219,61 @@ async def test_a_publish_the_line_refuses_changes_nothing(admin: Admin) -> None:
     assert not (await configs.version(draft.version_id)).last_published_at
 
 
+async def test_a_publish_that_fails_after_its_queues_were_applied_puts_them_back(
+        admin: Admin) -> None:
+    """The new menu drops madurese; its queues were applied (madurese gone from Asterisk)
+    when the line refused the file: the old menu still runs, so its queues come back
+    (madurese's callers would otherwise find no queue and fail open elsewhere)."""
+    stuck = StuckMenu(admin.menus.current())
+    configs, queues, _, _ = build(admin.settings, admin.database, admin.ami, admin.asterisk,
+                                  stuck)
+    await queues.apply()
+    first = (await configs.versions(ConfigKind.MENU))[0]
+    document = edited_menu((await configs.version(first.version_id)).document)
+    del document["menus"]["utama"]["options"]["9"]
+    document["known_queues"].remove("madurese")
+    draft = await configs.save(ConfigKind.MENU, document, actor="admin")
+    admin.ami.actions.clear()
+    with pytest.raises(ApplyFailed, match="versi sebelumnya tetap berjalan"):
+        await configs.publish(draft.version_id, actor="admin")
+    assert len(admin.ami.named("QueueReload")) == 2  # the new menu's queues, then back
+    assert "[madurese](queue)" in (admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
+    assert not (await configs.version(draft.version_id)).last_published_at
+
+
+async def test_a_publish_while_asterisk_is_down_says_nothing_was_published(
+        admin: Admin) -> None:
+    """Asterisk is down (no AMI session) when an admin publishes a menu that drops a queue:
+    the refusal says in Bahasa Indonesia that the version was not published, that callers
+    still get the one running, and why (Asterisk not reached), not the listener's English;
+    nothing is recorded and the live file is untouched. Once Asterisk is back, the same
+    version publishes."""
+    first = (await admin.configs.versions(ConfigKind.MENU))[0]
+    document = edited_menu((await admin.configs.version(first.version_id)).document)
+    del document["menus"]["utama"]["options"]["9"]
+    document["known_queues"].remove("madurese")
+    draft = await admin.configs.save(ConfigKind.MENU, document, actor="admin")
+    admin.ami.down = True
+    with pytest.raises(ApplyFailed) as refused:
+        await admin.configs.publish(draft.version_id, actor="admin")
+    message = refused.value.message
+    assert message.startswith(f"Versi #{draft.version_id} belum diterbitkan: Asterisk tidak "
+                              "tersambung atau tidak menjawab (QueueReload tidak terkirim)")
+    assert "Penelepon tetap mendapat versi yang berjalan" in message
+    assert "not logged in" not in message
+    assert not admin.settings.live_menu_file.exists()
+    assert admin.menus.current().version == first.version_id
+    assert not (await admin.configs.version(draft.version_id)).last_published_at
+    with pytest.raises(ApplyFailed, match="Status antrean tidak dapat dibaca: Asterisk tidak "
+                                          "tersambung"):
+        await AsteriskAdmin(admin.ami, admin.asterisk).members()
+
+    admin.ami.down = False
+    await admin.configs.publish(draft.version_id, actor="admin")
+    assert admin.menus.current().version == draft.version_id
+    assert "[madurese]" not in (admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
+
+
 async def test_a_recorded_prompt_replaces_the_voice(admin: Admin) -> None:
     first = (await admin.configs.versions(ConfigKind.MENU))[0]
     with pytest.raises(InvalidConfig, match="bukan audio"):
@@ -378,6 +434,33 @@ async def test_new_skill_levels_move_a_logged_in_operator(admin: Admin) -> None:
         with pytest.raises(error):
             await admin.queues.assign_operator("sari", "PJSIP/op1001", skills)
     assert (await admin.queues.operators())[0].skills == {"fire": 2, "security": 5}
+
+
+async def test_a_logged_in_operators_desk_moved_to_another_phone_takes_their_queues(
+        admin: Admin) -> None:
+    """Sari is in fire and the overflow at op1001, on a break, when an admin puts her desk at
+    op1002: op1002 joins her queues with her penalties and her pause, then op1001 leaves
+    them (not left to be rung for nobody, nor out of her desk's reach)."""
+    await add_operator(admin, "sari")
+    await admin.queues.assign_operator("sari", "PJSIP/op1001", {"fire": 5, "medical": 3})
+    admin.ami.members = [
+        {"Queue": q, "Location": "PJSIP/op1001", "Name": "Sari", "Penalty": str(p),
+         "Membership": "dynamic", "Paused": "1", "PausedReason": "break", "InCall": "0"}
+        for q, p in (("fire", 0), ("all-operators", 4))]
+    admin.ami.actions.clear()
+    _, changes, _, _ = await admin.queues.assign_operator("sari", "PJSIP/op1002",
+                                                          {"fire": 5, "medical": 3})
+    moves = [a for a in admin.ami.actions if a["Action"] in ("QueueAdd", "QueueRemove")]
+    assert moves == [
+        {"Action": "QueueAdd", "Queue": "fire", "Interface": "PJSIP/op1002", "Penalty": "0",
+         "MemberName": "Sari", "Paused": "true", "Reason": "break"},
+        {"Action": "QueueAdd", "Queue": "all-operators", "Interface": "PJSIP/op1002",
+         "Penalty": "4", "MemberName": "Sari", "Paused": "true", "Reason": "break"},
+        {"Action": "QueueRemove", "Queue": "fire", "Interface": "PJSIP/op1001"},
+        {"Action": "QueueRemove", "Queue": "all-operators", "Interface": "PJSIP/op1001"}]
+    assert [(c.action, c.queue) for c in changes] == [
+        ("add", "fire"), ("add", "all-operators"), ("remove", "fire"),
+        ("remove", "all-operators")]
 
 
 PJSIP_RELOAD = {"Action": "Reload", "Module": "res_pjsip.so"}
@@ -772,6 +855,148 @@ async def test_an_admin_changes_queues_operators_and_reference_data_in_the_conso
     assert kind == "ok" and "dihentikan" in text
     _, html, _ = await web_admin.get("/console/admin/reference")
     assert "Tagana &lt;i&gt;x&lt;/i&gt;" in html and 'value="4"' in html
+
+
+async def test_two_admins_with_the_queues_page_open_do_not_undo_each_others_change(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    """Two admins have the Antrean page open. One (through the API) gives fire a 30 s
+    wrap-up; the other then changes fire's strategy on the page loaded before, whose form
+    still carries the old wrap-up: refused with who changed it, nothing stored or applied,
+    instead of putting the wrap-up back unseen. Reloaded, their change goes through and
+    keeps the 30 s. The API refuses a stale expected_updated_at alike (409)."""
+    web_admin = browsers["admin1"]
+
+    async def fire_form() -> dict[str, str]:
+        """The fire form's hidden and number fields as the page shows them now."""
+        _, html, _ = await web_admin.get("/console/admin/queues")
+        form = re.search(r'action="/console/admin/queues/fire".*?</form>', html, re.S)
+        assert form is not None
+        fields = re.findall(r'type="(?:hidden|number)" name="(\w+)"[^>]*value="([^"]*)"',
+                            form.group(0))
+        return {name: value for name, value in fields if name != "csrf_token"}
+
+    page = await fire_form()
+    assert page["expected_updated_at"] == "" and page["wrapup_seconds"] == "5"
+
+    headers = {CSRF_HEADER: web_admin.cookie(CSRF_COOKIE) or ""}
+    listed = await (await web_admin.http.get("/api/admin/queues")).json()
+    fire = next(q for q in listed["queues"] if q["queue"] == "fire")
+    other = await web_admin.http.put("/api/admin/queues/fire", headers=headers, json={
+        **QUEUE_VALUES, "strategy": fire["strategy"], "wrapup_seconds": 30,
+        "expected_updated_at": fire["updated_at"]})
+    assert other.status == 200, await other.text()
+    stored = await admin.fetch("SELECT * FROM queue_settings")
+    admin.ami.actions.clear()
+
+    kind, text = await web_admin.flash(await web_admin.post("/console/admin/queues/fire",
+                                                            {**page, "strategy": "ringall"}))
+    assert kind == "error" and "baru saja diubah oleh admin1" in text, text
+    assert await admin.fetch("SELECT * FROM queue_settings") == stored
+    assert admin.ami.named("QueueReload") == []  # nothing applied either
+    again = await web_admin.http.put("/api/admin/queues/fire", headers=headers, json={
+        **QUEUE_VALUES, "expected_updated_at": fire["updated_at"]})
+    assert again.status == 409 and (await again.json())["error"]["code"] == "stale"
+    odd = await web_admin.http.put("/api/admin/queues/fire", headers=headers, json={
+        **QUEUE_VALUES, "expected_updated_at": "kemarin"})
+    assert odd.status == 422 and (await odd.json())["error"]["field"] == "expected_updated_at"
+    assert await admin.fetch("SELECT * FROM queue_settings") == stored
+
+    page = await fire_form()
+    assert page["wrapup_seconds"] == "30"
+    kind, _ = await web_admin.flash(await web_admin.post("/console/admin/queues/fire",
+                                                         {**page, "strategy": "ringall"}))
+    assert kind == "ok"
+    (row,) = await admin.fetch("SELECT strategy, wrapup_seconds FROM queue_settings")
+    assert (row["strategy"], row["wrapup_seconds"]) == ("ringall", 30)
+    assert "[fire](queue)\nstrategy = ringall" in (
+        admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
+
+
+async def test_an_operators_skills_changed_by_another_admin_are_not_undone_unseen(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    """The operator form posts the desk and every skill level whole: one made before another
+    admin gave Sari her desk and fire skill is refused (nothing stored), not allowed to put
+    her back without them; a stale expected_revision over the API likewise (409)."""
+    web_admin = browsers["admin1"]
+    await add_operator(admin, "sari")
+
+    async def sari_form() -> str:
+        _, html, _ = await web_admin.get("/console/admin/queues")
+        found = re.search(r'action="/console/admin/operators/sari".*?'
+                          r'name="expected_revision" value="(\w+)"', html, re.S)
+        assert found is not None
+        return found.group(1)
+
+    seen = await sari_form()
+    headers = {CSRF_HEADER: web_admin.cookie(CSRF_COOKIE) or ""}
+    listed = await (await web_admin.http.get("/api/admin/operators")).json()
+    sari = next(o for o in listed["operators"] if o["username"] == "sari")
+    assert sari["revision"] == seen
+    other = await web_admin.http.put("/api/admin/operators/sari", headers=headers, json={
+        "interface": "PJSIP/op1002", "skills": {"fire": 4}, "expected_revision": seen})
+    assert other.status == 200, await other.text()
+    assigned = await admin.queues.operators()
+
+    kind, text = await web_admin.flash(await web_admin.post("/console/admin/operators/sari", {
+        "expected_revision": seen, "interface": "PJSIP/op1003", "skill.medical": "3"}))
+    assert kind == "error" and "baru saja diubah admin lain" in text, text
+    stale = await web_admin.http.put("/api/admin/operators/sari", headers=headers, json={
+        "interface": "PJSIP/op1003", "skills": {"medical": 3}, "expected_revision": seen})
+    assert stale.status == 409 and (await stale.json())["error"]["code"] == "stale"
+    assert await admin.queues.operators() == assigned
+
+    kind, _ = await web_admin.flash(await web_admin.post("/console/admin/operators/sari", {
+        "expected_revision": await sari_form(), "interface": "PJSIP/op1002",
+        "skill.fire": "4", "skill.medical": "3"}))
+    assert kind == "ok"
+    assert {a.username: a.skills for a in await admin.queues.operators()}["sari"] == {
+        "fire": 4, "medical": 3}
+
+
+async def test_a_publish_from_a_page_opened_before_another_admins_publish_is_refused(
+        admin: Admin, browsers: dict[str, Browser]) -> None:
+    """Two admins each made a draft from the live menu. One publishes theirs while the other
+    has their own draft's page open: publishing from that page would drop the first one's
+    edits unseen, so it is refused (saying which version now runs and who published it),
+    and nothing changes; the API refuses a stale expected_live_version_id alike (409).
+    Reloaded, the page publishes: the admin has seen what runs now."""
+    web_admin = browsers["admin1"]
+    first = (await admin.configs.versions(ConfigKind.MENU))[0]
+    base = await admin.configs.version(first.version_id)
+    theirs = await admin.configs.save(ConfigKind.MENU, edited_menu(base.document),
+                                      actor="admin2", based_on=first.version_id)
+    mine = await admin.configs.save(ConfigKind.MENU, {**base.document, "default_line": "119"},
+                                    actor="admin1", based_on=first.version_id)
+
+    async def publish_form() -> dict[str, str]:
+        _, html, _ = await web_admin.get(f"/console/admin/versions/{mine.version_id}")
+        form = re.search(r'id="publish-form".*?</form>', html, re.S)
+        assert form is not None
+        fields = re.findall(r'type="hidden" name="(\w+)" value="([^"]*)"', form.group(0))
+        return {name: value for name, value in fields if name != "csrf_token"}
+
+    page = await publish_form()
+    assert page == {"expected_live_version_id": str(first.version_id)}
+    await admin.configs.publish(theirs.version_id, actor="admin2")
+    kind, text = await web_admin.flash(await web_admin.post(
+        f"/console/admin/versions/{mine.version_id}/publish", {**page, "note": "uji"}))
+    assert kind == "error", text
+    assert f"sudah berganti menjadi versi #{theirs.version_id} (diterbitkan admin2)" in text
+    assert admin.menus.current().version == theirs.version_id
+    assert not (await admin.configs.version(mine.version_id)).last_published_at
+    stale = await web_admin.http.post(
+        f"/api/admin/versions/{mine.version_id}/publish",
+        headers={CSRF_HEADER: web_admin.cookie(CSRF_COOKIE) or ""},
+        json={"expected_live_version_id": first.version_id})
+    assert stale.status == 409 and (await stale.json())["error"]["code"] == "stale"
+    assert admin.menus.current().version == theirs.version_id
+
+    page = await publish_form()
+    assert page == {"expected_live_version_id": str(theirs.version_id)}
+    kind, _ = await web_admin.flash(await web_admin.post(
+        f"/console/admin/versions/{mine.version_id}/publish", {**page, "note": "uji"}))
+    assert kind == "ok"
+    assert admin.menus.current().version == mine.version_id
 
 
 # -- hostile input (issue 13, items 9 and 10) ---------------------------------------------------

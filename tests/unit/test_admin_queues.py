@@ -56,7 +56,8 @@ def test_valid_settings_are_taken_as_given() -> None:
     ("fire", {"strategy": "linear"}, "strategy", "tidak dikenal"),
     ("fire", {"ring_timeout_seconds": 2}, "ring_timeout_seconds", "5-120"),
     ("fire", {"ring_timeout_seconds": True}, "ring_timeout_seconds", "bilangan bulat"),
-    ("fire", {"retry_seconds": -1}, "retry_seconds", "0-60"),
+    ("fire", {"retry_seconds": -1}, "retry_seconds", "1-60"),
+    ("fire", {"retry_seconds": 0}, "retry_seconds", "1-60"),  # Asterisk: 0 is 5 s
     ("fire", {"wrapup_seconds": 601}, "wrapup_seconds", "0-600"),
     ("fire", {"announce_position": "ya"}, "announce_position", "ya atau tidak"),
     ("fire", {"announce_frequency_seconds": 0}, "announce_frequency_seconds", "selang"),

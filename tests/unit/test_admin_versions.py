@@ -49,6 +49,9 @@ def test_the_packaged_menu_is_a_valid_admin_document() -> None:
     (lambda d: d["prompts"].update({"Salam-Besar": "teks"}), "Nama rekaman suara"),
     (lambda d: d["prompts"].update({"menu-utama": "x" * 1001}), "terlalu panjang"),
     (lambda d: d["known_queues"].append("Bad_Queue"), "Nama antrean"),
+    (lambda d: (d["known_queues"].append("general"),
+                d["menus"]["utama"]["options"]["2"]["route"].update(queue="general")),
+     "dipakai Asterisk untuk pengaturan umumnya"),
     (lambda d: d.pop("prompts"), "'prompts' tidak ada"),
 ])
 def test_a_broken_menu_is_refused_with_a_reason(edit: Any, message: str) -> None:
