@@ -339,18 +339,22 @@ class RecordingRepository:
         return bool(updated)
 
     async def release(
-        self, connection: asyncpg.Connection, job: Job, reason: str, retry_seconds: float
+        self, connection: asyncpg.Connection, job: Job, reason: str, retry_seconds: float,
+        *, counted: bool = True,
     ) -> bool:
-        """Hand the job back for a retry in ``retry_seconds``, noting why this attempt failed."""
+        """Hand the job back for a retry in ``retry_seconds``, noting why this attempt failed;
+        not ``counted``: the attempt failed for a reason outside the recording (a full disk),
+        so it does not bring the job closer to being given up."""
         updated = await connection.fetchval(
             """
             UPDATE recordings SET
                 state = 'pending', reason = $3, claim_token = NULL,
+                attempts = attempts - CASE WHEN $6 THEN 0 ELSE 1 END,
                 lease_until = now() + make_interval(secs => $4), updated_at = now()
             WHERE recording_id = $1 AND claim_token = $2 AND state = ANY($5::text[])
             RETURNING true
             """,
-            job.recording_id, job.token, reason, retry_seconds, _states(State.PENDING),
+            job.recording_id, job.token, reason, retry_seconds, _states(State.PENDING), counted,
         )
         return bool(updated)
 

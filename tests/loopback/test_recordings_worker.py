@@ -30,6 +30,7 @@ from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
+from tests.support.disk import fill_up, tiny_tmpfs
 from tests.support.polling import eventually
 from tests.support.recording_worker import (
     children_of,
@@ -256,6 +257,52 @@ async def test_transient_errors_are_retried_then_the_file_is_quarantined(
     assert (row.state, row.attempts) == (State.FAILED, 3)
     assert row.quarantine_path == str(config.quarantine_dir / f"{call_id}.wav")
     assert not source.exists() and Path(row.quarantine_path).exists()
+
+
+async def test_a_full_disk_keeps_recordings_waiting_uncounted_until_there_is_room(
+    database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full storage disk is the site's, not the recording's: however long it lasts, the
+    calls wait (their sources where Asterisk left them, no attempt counted, one log line) and
+    are stored once there is room, never given up on and quarantined."""
+    calls = [new_call_id() for _ in range(2)]
+    for call_id in calls:
+        await ended_call(database, call_id)
+        speech_like(config.incoming_dir / f"{call_id}.wav")
+    with tiny_tmpfs(config.storage_dir, size_kb=256):
+        filler = fill_up(config.storage_dir)
+        worker = RecordingWorker(database, config)
+        with caplog.at_level(logging.WARNING, logger="recordings"):
+            for _ in range(config.max_attempts + 2):
+                outcomes = await worker.run_once()
+                # One job tried per pass: the others would fail alike.
+                assert [o.state for o in outcomes if not o.detail.endswith(".wav")] == [
+                    State.PENDING], outcomes
+                for call_id in calls:
+                    await time_passes(database, call_id)
+        rows = [await recording_of(database, call_id) for call_id in calls]
+        assert [(r.state, r.attempts, r.quarantine_path) for r in rows] == [
+            (State.PENDING, 0, None)] * 2
+        # The oldest job is the one tried each time; the other was not even started.
+        assert [(r.reason or "")[:8] for r in rows] == ["no space", ""]
+        assert all((config.incoming_dir / f"{call_id}.wav").exists() for call_id in calls)
+        assert files_under(config.quarantine_dir) == []
+        assert [f for f in files_under(config.storage_dir) if f != filler] == []
+        full = [r for r in caplog.records if "no space" in r.getMessage()]
+        assert len(full) == 1, [r.getMessage() for r in full]
+
+        filler.unlink()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="recordings"):
+            outcomes = await worker.run_once()
+        assert sorted(o.call_id for o in outcomes if o.state is State.DONE) == sorted(calls)
+        assert any("room" in r.getMessage() for r in caplog.records)
+        for call_id in calls:
+            row = await recording_of(database, call_id)
+            assert (row.state, row.attempts, row.reason) == (State.DONE, 1, None)
+            assert row.storage_path is not None
+            assert row.sha256 == sha256(config.storage_dir / row.storage_path)
+        assert files_under(config.incoming_dir) == []
 
 
 async def test_crash_mid_file_then_restart_processes_it_exactly_once(
