@@ -199,7 +199,8 @@ class RecordingRepository:
         kind: Kind = Kind.MIXED, leg_id: int | None = None,
     ) -> bool:
         """Create the call's recording row of ``kind`` (a call-back's: of its ``leg_id``) in
-        ``state``; False if it has one."""
+        ``state``; False if it has one. A legal hold is on the call: a row added after it (a
+        call-back recorded days later) is held too."""
         if state not in INITIAL_STATES:
             raise ValueError(f"a recording cannot start as {state}")
         if (kind is Kind.CALLBACK) != (leg_id is not None):
@@ -210,8 +211,9 @@ class RecordingRepository:
         inserted = await connection.fetchval(
             f"""
             INSERT INTO recordings (call_id, kind, state, source_file, started_at, reason,
-                                    leg_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                    leg_id, legal_hold)
+            VALUES ($1, $2, $3, $4, $5, $6, $7,
+                    EXISTS (SELECT 1 FROM recordings h WHERE h.call_id = $1 AND h.legal_hold))
             ON CONFLICT {conflict} DO NOTHING
             RETURNING true
             """,  # noqa: S608 - one of two constant clauses
@@ -429,17 +431,21 @@ class RecordingRepository:
     async def retention_candidates(
         self, connection: asyncpg.Connection, *, started_before: datetime
     ) -> list[RetentionCandidate]:
-        """Stored recordings without a legal hold that started before ``started_before``.
+        """Stored recordings of calls without a legal hold that started before
+        ``started_before``.
 
-        A call's legs share its start, category and hold, so they come right after its mixed
-        recording and expire with it.
+        A hold is on the call: any of its recordings held keeps them all, whatever a row's own
+        flag says (a call-back paired while the hold was being set may have missed it). A call's
+        legs share its start, category and hold, so they come right after its mixed recording
+        and expire with it.
         """
         rows = await connection.fetch(
             """
             SELECT r.recording_id, r.call_id, r.kind, c.ivr_category AS category,
                    r.started_at, r.storage_path, r.size_bytes, r.legal_hold
             FROM recordings r JOIN calls c USING (call_id)
-            WHERE r.state = 'done' AND NOT r.legal_hold AND r.started_at < $1
+            WHERE r.state = 'done' AND r.started_at < $1 AND NOT EXISTS (
+                SELECT 1 FROM recordings h WHERE h.call_id = r.call_id AND h.legal_hold)
             ORDER BY r.started_at, r.call_id, r.kind <> 'mixed', r.kind
             """,
             started_before,
@@ -449,14 +455,16 @@ class RecordingRepository:
     async def hold_for_expiry(
         self, connection: asyncpg.Connection, candidate: RetentionCandidate
     ) -> bool:
-        """Lock a candidate's row if it is still stored and not on hold (inside a transaction).
+        """Lock a candidate's row if it is still stored and its call not on hold (inside a
+        transaction).
 
         A legal hold set after the candidates were listed wins: the row is re-read under lock.
         """
         held = await connection.fetchval(
             """
-            SELECT true FROM recordings
-            WHERE recording_id = $1 AND state = ANY($2::text[]) AND NOT legal_hold
+            SELECT true FROM recordings r
+            WHERE r.recording_id = $1 AND r.state = ANY($2::text[]) AND NOT EXISTS (
+                SELECT 1 FROM recordings h WHERE h.call_id = r.call_id AND h.legal_hold)
             FOR UPDATE
             """,
             candidate.recording_id, _states(State.EXPIRED),
