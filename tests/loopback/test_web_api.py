@@ -816,6 +816,36 @@ async def test_recording_paths_outside_the_storage_root_are_never_served(
     assert await api.audit("recording.play") == []
 
 
+async def test_a_stored_recording_cut_short_or_emptied_is_refused_not_played_as_whole(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file that no longer holds what the worker stored (emptied, cut short by a failed
+    restore or a disk fault) would play as a shorter call, or as nothing, with no word of why:
+    it is refused in words, logged for the admin, and no play is recorded."""
+    operator = await api.account("op1", "operator")
+    stored = api.settings.recordings_dir / "2025/01/31" / f"{FIRE_CALL}.opus"
+    stored.parent.mkdir(parents=True)
+    number = await add_recording(api, FIRE_CALL, f"2025/01/31/{FIRE_CALL}.opus",
+                                 size_bytes=5000)
+    url = f"/api/recordings/{number}/audio"
+    for damaged in (b"", os.urandom(2000)):
+        stored.write_bytes(damaged)
+        for method in ("GET", "HEAD"):
+            with caplog.at_level(logging.ERROR, logger="recordings.library"):
+                response = await api.client.request(method, url, headers=operator)
+            assert response.status == 404, (len(damaged), method)
+        response = await api.client.get(url, headers={**operator, "Range": "bytes=0-"})
+        error = await error_of(response)
+        assert error["code"] == "recording_unavailable"
+        assert error["message"] == (
+            f"Berkas rekaman #{number} rusak (ukurannya {len(damaged)} byte, seharusnya 5000 "
+            "byte); minta admin memulihkannya dari cadangan.")
+    assert any(str(stored.name) in r.getMessage() for r in caplog.records)
+    assert await api.audit("recording.play") == []
+    stored.write_bytes(os.urandom(5000))
+    assert (await api.client.get(url, headers=operator)).status == 200
+
+
 # -- attachments -----------------------------------------------------------------------------
 
 
