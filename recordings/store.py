@@ -18,6 +18,7 @@ is a job of its own, so a leg that cannot be processed never holds up the mixed 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,14 +144,17 @@ class RecordingRepository:
 
     async def calls_awaiting_recording(
         self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
-        node: str | None = None,
+        node: str | None = None, with_files: Sequence[str] = (),
     ) -> list[EndedCall]:
-        """Calls that ended within ``lookback_hours`` and have no recording row, oldest first;
-        only those of the cluster node ``node`` (its systemname), if given: another node's
-        files are in that node's monitor directory.
+        """Calls that ended within ``lookback_hours``, or at any time if their file is in the
+        monitor directory (``with_files``, their ids), and have no recording row, oldest
+        first; only those of the cluster node ``node`` (its systemname), if given: another
+        node's files are in that node's monitor directory.
 
         The lookback bounds the scan, and keeps a first start on an old database from reporting
-        every call made before recording began as missing.
+        every call made before recording began as missing. It must not hide a file: a line
+        down longer than the lookback while Asterisk went on recording finds, once the
+        backfill has written them, calls that ended before it with their files waiting.
         """
         rows = await connection.fetch(
             """
@@ -158,22 +162,24 @@ class RecordingRepository:
                    extract(epoch FROM now() - c.ended_at)::float8 AS ended_seconds_ago
             FROM calls c
             WHERE c.ended_at IS NOT NULL
-              AND c.ended_at > now() - make_interval(hours => $1)
+              AND (c.ended_at > now() - make_interval(hours => $1)
+                   OR c.call_id = ANY($4::text[]))
               AND NOT EXISTS (SELECT 1 FROM recordings r
                               WHERE r.call_id = c.call_id AND r.kind = 'mixed')
               AND ($3::text IS NULL OR starts_with(c.call_id, $3 || '-'))
             ORDER BY c.ended_at
             LIMIT $2
             """,
-            lookback_hours, limit, node,
+            lookback_hours, limit, node, list(with_files),
         )
         return [from_row(EndedCall, row) for row in rows]
 
     async def callbacks_awaiting_recording(
         self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
-        node: str | None = None,
+        node: str | None = None, with_files: Sequence[int] = (),
     ) -> list[EndedCallback]:
-        """Call-backs that ended within ``lookback_hours`` after the caller answered (the
+        """Call-backs that ended within ``lookback_hours``, or at any time if their file is in
+        the monitor directory (``with_files``, their leg ids), after the caller answered (the
         dialplan starts recording at that answer, before it reports it) and have no
         recording row, oldest first."""
         rows = await connection.fetch(
@@ -183,13 +189,14 @@ class RecordingRepository:
                    extract(epoch FROM now() - l.ended_at)::float8 AS ended_seconds_ago
             FROM call_legs l JOIN calls c USING (call_id)
             WHERE l.kind = 'callback' AND l.answered_at IS NOT NULL AND l.ended_at IS NOT NULL
-              AND l.ended_at > now() - make_interval(hours => $1)
+              AND (l.ended_at > now() - make_interval(hours => $1)
+                   OR l.leg_id = ANY($4::bigint[]))
               AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.leg_id = l.leg_id)
               AND ($3::text IS NULL OR starts_with(l.call_id, $3 || '-'))
             ORDER BY l.ended_at
             LIMIT $2
             """,
-            lookback_hours, limit, node,
+            lookback_hours, limit, node, list(with_files),
         )
         return [from_row(EndedCallback, row) for row in rows]
 

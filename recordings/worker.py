@@ -5,9 +5,11 @@ How a recording travels
        lasts (the dialplan starts it right after Answer, so this needs nothing of ours), and
        with separate legs on also ``<call_id>-caller.wav`` and ``<call_id>-line.wav``.
     2. Every ``poll_seconds`` the worker looks for calls that have ended (``calls.ended_at``)
-       and have no recording row, and for operators' call-backs of callers (``call_legs`` of
-       kind ``callback``) that the caller answered and that have ended: each is recorded
-       as ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
+       within ``lookback_hours``, or at any time if their file is in the monitor directory
+       (a line down longer than that while Asterisk recorded), and have no recording row,
+       and for operators' call-backs of callers (``call_legs`` of kind ``callback``) that the
+       caller answered and that have ended, alike: each is recorded as
+       ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
        Once the call's files have stopped changing, it gets a ``pending`` row per file, in
        one transaction (:func:`recordings.domain.pair_files`); a call that ended long enough
        ago without a file, or a leg absent when legs are recorded, gets a ``missing`` row,
@@ -241,9 +243,11 @@ class RecordingWorker:
     async def enqueue(self) -> list[Outcome]:
         """Create the rows of ended calls whose files are complete, missing or refused."""
         config = self._config
+        waiting = await asyncio.to_thread(incoming_sources, config.incoming_dir)
         calls = await self._database.run(functools.partial(
             self._repository.calls_awaiting_recording,
             lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,
+            with_files=sorted({s.call_id for s in waiting if s.kind is not Kind.CALLBACK}),
         ))
         now = time.time()
         outcomes = []
@@ -258,15 +262,18 @@ class RecordingWorker:
                     log.warning("call %s ended %.0f s ago without %s in %s", call.call_id,
                                 call.ended_seconds_ago, _file_of(row.kind), config.incoming_dir)
                 outcomes.append(Outcome(call.call_id, row.state, row.reason or name, row.kind))
-        outcomes += await self._enqueue_callbacks(now)
+        outcomes += await self._enqueue_callbacks(
+            now, sorted({s.leg_id for s in waiting if s.leg_id is not None}))
         return outcomes
 
-    async def _enqueue_callbacks(self, now: float) -> list[Outcome]:
-        """Create the rows of ended call-backs whose files are complete or missing."""
+    async def _enqueue_callbacks(self, now: float, with_files: list[int]) -> list[Outcome]:
+        """Create the rows of ended call-backs whose files are complete or missing
+        (``with_files``: the legs whose files are in the monitor directory)."""
         config = self._config
         ended = await self._database.run(functools.partial(
             self._repository.callbacks_awaiting_recording,
             lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,
+            with_files=with_files,
         ))
         outcomes = []
         for callback in ended:

@@ -589,6 +589,37 @@ async def test_call_backs_are_recordings_of_the_called_back_call_one_per_call_ba
     assert (await recording_of(database, call_id)).kind is Kind.MIXED
 
 
+async def test_files_of_calls_that_ended_before_the_lookback_are_still_stored(
+    database: Database, config: RecordingsConfig
+) -> None:
+    """The line was down longer than ``lookback_hours`` while Asterisk went on answering and
+    recording (the backfill then writes those calls with their real ends): their files, and
+    their call-backs', are stored, not left in the monitor directory for good with nobody
+    told. Calls that old without a file are still not reported missing."""
+    long_ago = (config.lookback_hours + 24) * 3600.0
+    call_id, fileless = new_call_id(), new_call_id()
+    started = await ended_call(database, call_id, ago=long_ago)
+    await ended_call(database, fileless, ago=long_ago)
+    speech_like(config.incoming_dir / source_name(call_id))
+    leg_id = await ended_callback(database, call_id)
+    await database.run(lambda c: c.execute(
+        "UPDATE call_legs SET ended_at = now() - make_interval(secs => $2) WHERE leg_id = $1",
+        leg_id, long_ago))
+    speech_like(config.incoming_dir / source_name(call_id, Kind.CALLBACK, leg_id))
+    worker = RecordingWorker(database, config)
+
+    outcomes = await worker.run_once()
+
+    assert sorted(o.kind for o in outcomes if o.state is State.DONE) == [
+        Kind.CALLBACK, Kind.MIXED]
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id, fileless]))
+    assert [(r.call_id, r.kind, r.leg_id, r.state, r.started_at) for r in rows] == [
+        (call_id, Kind.MIXED, None, State.DONE, started),
+        (call_id, Kind.CALLBACK, leg_id, State.DONE, started)]
+    assert files_under(config.incoming_dir) == []
+    assert await worker.run_once() == []
+
+
 async def test_a_call_back_without_its_file_is_missing_once_it_is_long_over(
     database: Database, config: RecordingsConfig
 ) -> None:
