@@ -19,6 +19,7 @@ from telephony.calls.store import CallRepository, LegRepository
 from telephony.cli import main
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
+from tests.support.disk import read_only, tiny_tmpfs
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()
@@ -134,6 +135,33 @@ async def test_retention_and_hold_commands(
     assert await asyncio.to_thread(main, [*common, "recordings", "retention", "--dry-run"]) == 0
     assert capsys.readouterr().out.strip() == (
         "Retensi: tidak ada rekaman yang melewati masa simpannya.")
+
+
+async def test_files_that_cannot_be_removed_are_named_kept_and_tried_again(
+    database: Database, database_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recordings disk the kernel remounted read-only (a failing disk): retention says which
+    recordings it could not remove and why, in one line each, marks none of them removed,
+    goes on with the others, and removes them on a later run."""
+    state = tmp_path / "state"
+    storage = state / "recordings"
+    common = ["--set", f"database_dsn={database_dsn}", "--set", f"state_dir={state}"]
+    with tiny_tmpfs(storage, size_kb=256):
+        first, first_file = await stored_recording(database, storage, "information", 400)
+        second, second_file = await stored_recording(database, storage, "information", 401)
+        with read_only(storage):
+            assert await asyncio.to_thread(main, [*common, "recordings", "retention"]) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out[0] == "Retensi: 2 rekaman tidak dapat dihapus (dicoba lagi berikutnya):"
+        assert sorted(line.split()[0] for line in out[1:]) == sorted([first, second])
+        assert all(line.endswith(": sistem berkas hanya-baca") for line in out[1:]), out
+        assert first_file.exists() and second_file.exists()
+        rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [first, second]))
+        assert [r.state for r in rows] == [State.DONE, State.DONE]
+
+        assert await asyncio.to_thread(main, [*common, "recordings", "retention"]) == 0
+        assert capsys.readouterr().out.splitlines()[0] == "Retensi: 2 rekaman (0.0 MB) dihapus:"
+        assert not first_file.exists() and not second_file.exists()
 
 
 async def stored_legs(database: Database, storage: Path, call_id: str) -> list[Path]:
