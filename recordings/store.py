@@ -146,33 +146,40 @@ class RecordingRepository:
         self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
         node: str | None = None, with_files: Sequence[str] = (),
     ) -> list[EndedCall]:
-        """Calls that ended within ``lookback_hours``, or at any time if their file is in the
+        """Calls that ended within ``lookback_hours``, or before that if their file is in the
         monitor directory (``with_files``, their ids), and have no recording row, oldest
-        first; only those of the cluster node ``node`` (its systemname), if given: another
-        node's files are in that node's monitor directory.
+        first (up to ``limit`` of each); only those of the cluster node ``node`` (its
+        systemname), if given: another node's files are in that node's monitor directory.
 
         The lookback bounds the scan, and keeps a first start on an old database from reporting
         every call made before recording began as missing. It must not hide a file: a line
         down longer than the lookback while Asterisk went on recording finds, once the
         backfill has written them, calls that ended before it with their files waiting.
+        Two statements, each on its own index (``calls.ended_at``, the call ids): one with
+        both conditions OR-ed read every call ever made on each pass. The worker names only
+        files that have not changed for the lookback, so the second is rarely run at all.
         """
-        rows = await connection.fetch(
-            """
+        awaiting = """
             SELECT c.call_id, COALESCE(c.arrived_at, c.ended_at) AS started_at,
                    extract(epoch FROM now() - c.ended_at)::float8 AS ended_seconds_ago
             FROM calls c
-            WHERE c.ended_at IS NOT NULL
-              AND (c.ended_at > now() - make_interval(hours => $1)
-                   OR c.call_id = ANY($4::text[]))
+            WHERE {which}
               AND NOT EXISTS (SELECT 1 FROM recordings r
                               WHERE r.call_id = c.call_id AND r.kind = 'mixed')
               AND ($3::text IS NULL OR starts_with(c.call_id, $3 || '-'))
             ORDER BY c.ended_at
             LIMIT $2
-            """,
+            """
+        older = await connection.fetch(awaiting.format(which="""
+            c.call_id = ANY($4::text[])
+              AND c.ended_at <= now() - make_interval(hours => $1)"""),
             lookback_hours, limit, node, list(with_files),
+        ) if with_files else []
+        recent = await connection.fetch(awaiting.format(which="""
+            c.ended_at IS NOT NULL AND c.ended_at > now() - make_interval(hours => $1)"""),
+            lookback_hours, limit, node,
         )
-        return [from_row(EndedCall, row) for row in rows]
+        return [from_row(EndedCall, row) for row in [*older, *recent]]
 
     async def callbacks_awaiting_recording(
         self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,

@@ -5,8 +5,9 @@ How a recording travels
        lasts (the dialplan starts it right after Answer, so this needs nothing of ours), and
        with separate legs on also ``<call_id>-caller.wav`` and ``<call_id>-line.wav``.
     2. Every ``poll_seconds`` the worker looks for calls that have ended (``calls.ended_at``)
-       within ``lookback_hours``, or at any time if their file is in the monitor directory
-       (a line down longer than that while Asterisk recorded), and have no recording row,
+       within ``lookback_hours``, or before that if their file is in the monitor directory
+       (unchanged that long: a line down longer than that while Asterisk recorded), and have
+       no recording row,
        and for operators' call-backs of callers (``call_legs`` of kind ``callback``) that the
        caller answered and that have ended, alike: each is recorded as
        ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
@@ -88,7 +89,13 @@ from recordings.domain import (
     storage_relpath,
     temp_name,
 )
-from recordings.files import discard, incoming_sources, put_in_place, quarantine
+from recordings.files import (
+    discard,
+    incoming_sources,
+    put_in_place,
+    quarantine,
+    unchanged_sources,
+)
 from recordings.holder import process_started, this_process
 from recordings.store import EndedCall, EndedCallback, Job, Processed, RecordingRepository
 from telephony.asterisk.site import AsteriskSite
@@ -243,7 +250,9 @@ class RecordingWorker:
     async def enqueue(self) -> list[Outcome]:
         """Create the rows of ended calls whose files are complete, missing or refused."""
         config = self._config
-        waiting = await asyncio.to_thread(incoming_sources, config.incoming_dir)
+        # Files unchanged for the lookback: their calls ended before it (none, as a rule).
+        waiting = await asyncio.to_thread(unchanged_sources, config.incoming_dir,
+                                          config.lookback_hours * 3600.0)
         calls = await self._database.run(functools.partial(
             self._repository.calls_awaiting_recording,
             lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,

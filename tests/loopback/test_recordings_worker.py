@@ -606,6 +606,9 @@ async def test_files_of_calls_that_ended_before_the_lookback_are_still_stored(
         "UPDATE call_legs SET ended_at = now() - make_interval(secs => $2) WHERE leg_id = $1",
         leg_id, long_ago))
     speech_like(config.incoming_dir / source_name(call_id, Kind.CALLBACK, leg_id))
+    # Asterisk wrote them last as the calls ended.
+    for name in (source_name(call_id), source_name(call_id, Kind.CALLBACK, leg_id)):
+        os.utime(config.incoming_dir / name, (time.time() - long_ago,) * 2)
     worker = RecordingWorker(database, config)
 
     outcomes = await worker.run_once()
