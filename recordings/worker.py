@@ -84,6 +84,7 @@ from recordings.domain import (
     holder_is_gone,
     pair_callback,
     pair_files,
+    processing_bound,
     source_name,
     state_after_error,
     storage_relpath,
@@ -573,8 +574,13 @@ class RecordingWorker:
                 return
 
     async def _transcode(self, source: Path, target: Path) -> Measurements:
-        """Run the child process on one file; bounded by ``process_timeout``."""
-        timeout = self._config.process_timeout
+        """Run the child process on one file; bounded by ``process_timeout`` and the file's
+        length (:func:`recordings.domain.processing_bound`)."""
+        try:
+            size = (await asyncio.to_thread(source.stat)).st_size
+        except OSError:
+            size = 0  # gone meanwhile: the child says so at once
+        timeout = processing_bound(self._config.process_timeout, size)
         process = await asyncio.create_subprocess_exec(
             *self._config.transcoder, str(source), str(target), self._config.fmt,
             f"{timeout:g}",
@@ -589,7 +595,7 @@ class RecordingWorker:
             async with asyncio.timeout(timeout):
                 stdout, stderr = await process.communicate()
         except TimeoutError as exc:
-            raise TranscodeError(f"processing took longer than {timeout:g} s") from exc
+            raise TranscodeError(f"processing took longer than {timeout:.0f} s") from exc
         finally:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -401,7 +401,7 @@ class Settings:
     # worker's job is taken over within the lease (recordings/worker.py says why 30 and 10).
     recordings_lease_seconds: float = 30.0
     recordings_heartbeat_seconds: float = 10.0
-    recordings_process_timeout: float = 300.0  # one file
+    recordings_process_timeout: float = 300.0  # one file, plus its length (a long call)
     recordings_max_attempts: int = 3
     # Also record each leg alone (MixMonitor r()/t()): <call_id>-caller.wav, what the line
     # received, and <call_id>-line.wav, what it sent; processed and kept like the mixed file.

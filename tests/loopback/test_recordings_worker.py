@@ -814,6 +814,28 @@ async def test_the_heartbeat_keeps_a_job_longer_than_its_lease(
     assert (row.state, row.attempts) == (State.DONE, 1)
 
 
+async def test_a_long_call_slow_to_transcode_is_given_time_by_its_length(
+    database: Database, config: RecordingsConfig, tmp_path: Path
+) -> None:
+    """The transcoder runs at the lowest priority: on a machine busy with calls it gets a few
+    per cent of a core, and an hour-long call (53 s of CPU alone) takes many minutes. A flat
+    bound per file (``process_timeout``, 300 s) then cut every long call during a surge, three
+    times, and quarantined it. Each file gets the bound plus its own length: here an ffmpeg
+    as slow as the call itself (6 s; it cannot be quicker) under a bound of 5 s still stores
+    it, at the first try."""
+    call_id, shims = await slow_job(database, config, tmp_path, 6)
+    slow = with_path_first(replace(config, process_timeout=5.0), shims)
+    worker = RecordingWorker(database, slow)
+    assert [o.state for o in await worker.enqueue()] == [State.PENDING]
+
+    outcome = await worker.process_next()
+
+    assert outcome is not None and outcome.state is State.DONE, outcome
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts, row.reason) == (State.DONE, 1, None)
+    assert row.duration_seconds == pytest.approx(6.0, abs=0.05)
+
+
 async def test_a_worker_whose_lease_is_taken_kills_its_child_and_stores_nothing(
     database: Database, config: RecordingsConfig, tmp_path: Path
 ) -> None:
