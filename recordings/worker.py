@@ -7,10 +7,9 @@ How a recording travels
     2. Every ``poll_seconds`` the worker looks for calls that have ended (``calls.ended_at``)
        within ``lookback_hours``, or before that if their file is in the monitor directory
        (unchanged that long: a line down longer than that while Asterisk recorded), and have
-       no recording row,
-       and for operators' call-backs of callers (``call_legs`` of kind ``callback``) that the
-       caller answered and that have ended, alike: each is recorded as
-       ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
+       no recording row, and for operators' call-backs of callers (``call_legs`` of kind
+       ``callback``) that the caller answered and that have ended, alike: each is recorded
+       as ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
        Once the call's files have stopped changing, it gets a ``pending`` row per file, in
        one transaction (:func:`recordings.domain.pair_files`); a call that ended long enough
        ago without a file, or a leg absent when legs are recorded, gets a ``missing`` row,
