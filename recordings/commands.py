@@ -62,9 +62,16 @@ async def retention(settings: Settings, *, dry_run: bool, now: datetime | None =
         )
     finally:
         await database.close()
+    failed = [r for r in removed if r.error is not None]
+    removed = [r for r in removed if r.error is None]
+    if failed:
+        print(f"Retensi: {len(failed)} rekaman tidak dapat dihapus (dicoba lagi berikutnya):")
+        for removal in failed:
+            print(f"{format_removal(removal, settings.timezone)}: {removal.error}")
     if not removed:
-        print("Retensi: tidak ada rekaman yang melewati masa simpannya.")
-        return 0
+        if not failed:
+            print("Retensi: tidak ada rekaman yang melewati masa simpannya.")
+        return 1 if failed else 0
     size_mb = sum(r.size_bytes or 0 for r in removed) / 1_000_000
     if dry_run:
         print(f"Retensi (uji coba, tidak ada yang dihapus): {len(removed)} rekaman "
@@ -73,7 +80,7 @@ async def retention(settings: Settings, *, dry_run: bool, now: datetime | None =
         print(f"Retensi: {len(removed)} rekaman ({size_mb:.1f} MB) dihapus:")
     for removal in removed:
         print(format_removal(removal, settings.timezone))
-    return 0
+    return 1 if failed else 0
 
 
 async def hold(settings: Settings, call_id: str, *, release: bool) -> int:

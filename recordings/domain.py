@@ -307,6 +307,22 @@ def pair_callback(
     return Pairing(Kind.CALLBACK, State.MISSING, "the call-back ended without a recording file")
 
 
+# What MixMonitor writes to a .wav: 8 kHz, 16-bit, mono.
+WAV_BYTES_PER_SECOND = 16_000
+
+
+def processing_bound(base_seconds: float, source_bytes: int) -> float:
+    """How long measuring and transcoding a source of ``source_bytes`` may take: the
+    ``process_timeout`` of every file, plus the call's own length.
+
+    The transcoder runs at the lowest priority, so on a machine busy with calls it gets a few
+    per cent of a core: an hour of audio, 53 s of CPU alone (measured 2026-12-07), then takes
+    some 20 minutes. A bound that ignored the length cut every long call during a surge, three
+    times, and quarantined it; slower than the call itself, something is wrong.
+    """
+    return base_seconds + max(source_bytes, 0) / WAV_BYTES_PER_SECOND
+
+
 CATEGORIES = ("emergency", "complaint", "information")
 
 

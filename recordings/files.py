@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from recordings.domain import Kind, Source, is_temp_of, parse_source
+from recordings.domain import Kind, Source, is_temp_of, parse_source, source_name
 from telephony.core.storage import fsync_dir, move_durably
 
 
@@ -53,3 +54,18 @@ def incoming_sources(incoming_dir: Path) -> list[Source]:
         return []
     return sorted(found for entry in incoming_dir.iterdir()
                   if (found := parse_source(entry.name)) is not None)
+
+
+def unchanged_sources(incoming_dir: Path, seconds: float) -> list[Source]:
+    """The MixMonitor files in ``incoming_dir`` that have not changed for ``seconds``: their
+    calls ended at least that long ago (Asterisk writes a call's file until it ends)."""
+    before = time.time() - seconds
+    found = []
+    for source in incoming_sources(incoming_dir):
+        try:
+            mtime = (incoming_dir / source_name(*source)).stat().st_mtime
+        except OSError:
+            continue  # gone meanwhile: stored by another worker
+        if mtime <= before:
+            found.append(source)
+    return found

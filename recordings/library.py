@@ -83,16 +83,25 @@ class RecordingLibrary:
         return await self._database.run(work)
 
     def audio(self, recording: Recording) -> AudioFile:
-        """The recording's stored file; :class:`RecordingUnavailable` if it has none, or if
-        its stored path is unsafe (logged: that row was not written by our worker)."""
+        """The recording's stored file; :class:`RecordingUnavailable` if it has none, if its
+        stored path is unsafe (logged: that row was not written by our worker), or if the file
+        is not as long as the one stored (logged: emptied or cut short since, it would play as
+        a shorter call, or as nothing, with no word of why)."""
         number = recording.recording_id
         if recording.state is not State.DONE or recording.storage_path is None:
             text = _STATE_TEXT.get(recording.state, "belum tersimpan")
             raise RecordingUnavailable(f"Rekaman #{number} {text}.")
         try:
             path = stored_file(self._storage_dir, recording.storage_path)
-        except StoredFileError as exc:
+            size = path.stat().st_size
+        except (StoredFileError, OSError) as exc:
             log.error("recording %d not served: %s", number, exc)
             raise RecordingUnavailable(f"Berkas rekaman #{number} tidak tersedia.") from exc
+        if recording.size_bytes is not None and size != recording.size_bytes:
+            log.error("recording %d not served: %s holds %d bytes, %d were stored", number,
+                      path, size, recording.size_bytes)
+            raise RecordingUnavailable(
+                f"Berkas rekaman #{number} rusak (ukurannya {size} byte, seharusnya "
+                f"{recording.size_bytes} byte); minta admin memulihkannya dari cadangan.")
         return AudioFile(path, CONTENT_TYPES.get(recording.format or "",
                                                  "application/octet-stream"))

@@ -8,6 +8,10 @@ never removed here: somebody has to look at them.
 
 A call's legs have its start, its category and its legal hold, so they expire in the same run as
 its mixed recording (listed right after it) and a hold keeps them all.
+
+A file that cannot be removed (a disk the kernel remounted read-only, a directory the user
+running retention may not write) is named with the reason in one log line and its row stays
+``done``, so the next run tries it again; the run goes on with the others.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import asyncpg
 
 from recordings.domain import Kind, RetentionPolicy, describe
 from recordings.store import RecordingRepository, RetentionCandidate
+from telephony.core.errors import SiagaError
 from telephony.core.storage import StoredFileError, checked_relpath
+from telephony.core.text import os_reason
 from telephony.db.connection import Database
 from telephony.settings import Settings
 
@@ -50,6 +56,13 @@ class Removal:
     size_bytes: int | None
     file_found: bool  # False: the file was already gone, only the row was marked
     kind: Kind = Kind.MIXED
+    # Why the file could not be removed (in Bahasa Indonesia): nothing was, its row stays
+    # 'done' for the next run.
+    error: str | None = None
+
+
+class _NotRemoved(SiagaError):
+    """The file is there and could not be removed; the transaction marking it rolls back."""
 
 
 def _remove_file(path: Path) -> bool:
@@ -57,6 +70,9 @@ def _remove_file(path: Path) -> bool:
         path.unlink()
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        # Raised as ours: the database layer reads any OSError as the server gone.
+        raise _NotRemoved(os_reason(exc)) from exc
     return True
 
 
@@ -69,7 +85,8 @@ async def apply_retention(
     dry_run: bool = False,
     repository: RecordingRepository | None = None,
 ) -> list[Removal]:
-    """Remove every stored recording that has expired at ``now``; returns what was removed."""
+    """Remove every stored recording that has expired at ``now``; returns what was removed,
+    and what could not be (its ``error`` set)."""
     repo = repository or RecordingRepository()
 
     async def candidates(connection: asyncpg.Connection) -> list[RetentionCandidate]:
@@ -101,7 +118,14 @@ async def apply_retention(
                 await repo.mark_expired(connection, candidate)
                 return found
 
-        found = await database.run(expire)
+        try:
+            found = await database.run(expire)
+        except _NotRemoved as exc:
+            log.error("retention could not remove %s (the %s of call %s): %s; it stays for "
+                      "the next run", path, describe(candidate.kind), candidate.call_id,
+                      exc.__cause__)
+            removed.append(_removal(candidate, True, error=exc.message))
+            continue
         if found is None:
             continue
         log.info("retention removed the %s of call %s (%s, started %s)",
@@ -111,6 +135,6 @@ async def apply_retention(
     return removed
 
 
-def _removal(candidate: RetentionCandidate, found: bool) -> Removal:
+def _removal(candidate: RetentionCandidate, found: bool, error: str | None = None) -> Removal:
     return Removal(candidate.call_id, candidate.category, candidate.started_at,
-                   candidate.storage_path, candidate.size_bytes, found, candidate.kind)
+                   candidate.storage_path, candidate.size_bytes, found, candidate.kind, error)

@@ -18,6 +18,7 @@ is a job of its own, so a leg that cannot be processed never holds up the mixed 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -143,37 +144,49 @@ class RecordingRepository:
 
     async def calls_awaiting_recording(
         self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
-        node: str | None = None,
+        node: str | None = None, with_files: Sequence[str] = (),
     ) -> list[EndedCall]:
-        """Calls that ended within ``lookback_hours`` and have no recording row, oldest first;
-        only those of the cluster node ``node`` (its systemname), if given: another node's
-        files are in that node's monitor directory.
+        """Calls that ended within ``lookback_hours``, or before that if their file is in the
+        monitor directory (``with_files``, their ids), and have no recording row, oldest
+        first (up to ``limit`` of each); only those of the cluster node ``node`` (its
+        systemname), if given: another node's files are in that node's monitor directory.
 
         The lookback bounds the scan, and keeps a first start on an old database from reporting
-        every call made before recording began as missing.
+        every call made before recording began as missing. It must not hide a file: a line
+        down longer than the lookback while Asterisk went on recording finds, once the
+        backfill has written them, calls that ended before it with their files waiting.
+        Two statements, each on its own index (``calls.ended_at``, the call ids): one with
+        both conditions OR-ed read every call ever made on each pass. The worker names only
+        files that have not changed for the lookback, so the second is rarely run at all.
         """
-        rows = await connection.fetch(
-            """
+        awaiting = """
             SELECT c.call_id, COALESCE(c.arrived_at, c.ended_at) AS started_at,
                    extract(epoch FROM now() - c.ended_at)::float8 AS ended_seconds_ago
             FROM calls c
-            WHERE c.ended_at IS NOT NULL
-              AND c.ended_at > now() - make_interval(hours => $1)
+            WHERE {which}
               AND NOT EXISTS (SELECT 1 FROM recordings r
                               WHERE r.call_id = c.call_id AND r.kind = 'mixed')
               AND ($3::text IS NULL OR starts_with(c.call_id, $3 || '-'))
             ORDER BY c.ended_at
             LIMIT $2
-            """,
+            """
+        older = await connection.fetch(awaiting.format(which="""
+            c.call_id = ANY($4::text[])
+              AND c.ended_at <= now() - make_interval(hours => $1)"""),
+            lookback_hours, limit, node, list(with_files),
+        ) if with_files else []
+        recent = await connection.fetch(awaiting.format(which="""
+            c.ended_at IS NOT NULL AND c.ended_at > now() - make_interval(hours => $1)"""),
             lookback_hours, limit, node,
         )
-        return [from_row(EndedCall, row) for row in rows]
+        return [from_row(EndedCall, row) for row in [*older, *recent]]
 
     async def callbacks_awaiting_recording(
         self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
-        node: str | None = None,
+        node: str | None = None, with_files: Sequence[int] = (),
     ) -> list[EndedCallback]:
-        """Call-backs that ended within ``lookback_hours`` after the caller answered (the
+        """Call-backs that ended within ``lookback_hours``, or at any time if their file is in
+        the monitor directory (``with_files``, their leg ids), after the caller answered (the
         dialplan starts recording at that answer, before it reports it) and have no
         recording row, oldest first."""
         rows = await connection.fetch(
@@ -183,13 +196,14 @@ class RecordingRepository:
                    extract(epoch FROM now() - l.ended_at)::float8 AS ended_seconds_ago
             FROM call_legs l JOIN calls c USING (call_id)
             WHERE l.kind = 'callback' AND l.answered_at IS NOT NULL AND l.ended_at IS NOT NULL
-              AND l.ended_at > now() - make_interval(hours => $1)
+              AND (l.ended_at > now() - make_interval(hours => $1)
+                   OR l.leg_id = ANY($4::bigint[]))
               AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.leg_id = l.leg_id)
               AND ($3::text IS NULL OR starts_with(l.call_id, $3 || '-'))
             ORDER BY l.ended_at
             LIMIT $2
             """,
-            lookback_hours, limit, node,
+            lookback_hours, limit, node, list(with_files),
         )
         return [from_row(EndedCallback, row) for row in rows]
 
@@ -199,7 +213,8 @@ class RecordingRepository:
         kind: Kind = Kind.MIXED, leg_id: int | None = None,
     ) -> bool:
         """Create the call's recording row of ``kind`` (a call-back's: of its ``leg_id``) in
-        ``state``; False if it has one."""
+        ``state``; False if it has one. A legal hold is on the call: a row added after it (a
+        call-back recorded days later) is held too."""
         if state not in INITIAL_STATES:
             raise ValueError(f"a recording cannot start as {state}")
         if (kind is Kind.CALLBACK) != (leg_id is not None):
@@ -210,8 +225,9 @@ class RecordingRepository:
         inserted = await connection.fetchval(
             f"""
             INSERT INTO recordings (call_id, kind, state, source_file, started_at, reason,
-                                    leg_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                    leg_id, legal_hold)
+            VALUES ($1, $2, $3, $4, $5, $6, $7,
+                    EXISTS (SELECT 1 FROM recordings h WHERE h.call_id = $1 AND h.legal_hold))
             ON CONFLICT {conflict} DO NOTHING
             RETURNING true
             """,  # noqa: S608 - one of two constant clauses
@@ -339,18 +355,22 @@ class RecordingRepository:
         return bool(updated)
 
     async def release(
-        self, connection: asyncpg.Connection, job: Job, reason: str, retry_seconds: float
+        self, connection: asyncpg.Connection, job: Job, reason: str, retry_seconds: float,
+        *, counted: bool = True,
     ) -> bool:
-        """Hand the job back for a retry in ``retry_seconds``, noting why this attempt failed."""
+        """Hand the job back for a retry in ``retry_seconds``, noting why this attempt failed;
+        not ``counted``: the attempt failed for a reason outside the recording (a full disk),
+        so it does not bring the job closer to being given up."""
         updated = await connection.fetchval(
             """
             UPDATE recordings SET
                 state = 'pending', reason = $3, claim_token = NULL,
+                attempts = attempts - CASE WHEN $6 THEN 0 ELSE 1 END,
                 lease_until = now() + make_interval(secs => $4), updated_at = now()
             WHERE recording_id = $1 AND claim_token = $2 AND state = ANY($5::text[])
             RETURNING true
             """,
-            job.recording_id, job.token, reason, retry_seconds, _states(State.PENDING),
+            job.recording_id, job.token, reason, retry_seconds, _states(State.PENDING), counted,
         )
         return bool(updated)
 
@@ -425,17 +445,21 @@ class RecordingRepository:
     async def retention_candidates(
         self, connection: asyncpg.Connection, *, started_before: datetime
     ) -> list[RetentionCandidate]:
-        """Stored recordings without a legal hold that started before ``started_before``.
+        """Stored recordings of calls without a legal hold that started before
+        ``started_before``.
 
-        A call's legs share its start, category and hold, so they come right after its mixed
-        recording and expire with it.
+        A hold is on the call: any of its recordings held keeps them all, whatever a row's own
+        flag says (a call-back paired while the hold was being set may have missed it). A call's
+        legs share its start, category and hold, so they come right after its mixed recording
+        and expire with it.
         """
         rows = await connection.fetch(
             """
             SELECT r.recording_id, r.call_id, r.kind, c.ivr_category AS category,
                    r.started_at, r.storage_path, r.size_bytes, r.legal_hold
             FROM recordings r JOIN calls c USING (call_id)
-            WHERE r.state = 'done' AND NOT r.legal_hold AND r.started_at < $1
+            WHERE r.state = 'done' AND r.started_at < $1 AND NOT EXISTS (
+                SELECT 1 FROM recordings h WHERE h.call_id = r.call_id AND h.legal_hold)
             ORDER BY r.started_at, r.call_id, r.kind <> 'mixed', r.kind
             """,
             started_before,
@@ -445,14 +469,16 @@ class RecordingRepository:
     async def hold_for_expiry(
         self, connection: asyncpg.Connection, candidate: RetentionCandidate
     ) -> bool:
-        """Lock a candidate's row if it is still stored and not on hold (inside a transaction).
+        """Lock a candidate's row if it is still stored and its call not on hold (inside a
+        transaction).
 
         A legal hold set after the candidates were listed wins: the row is re-read under lock.
         """
         held = await connection.fetchval(
             """
-            SELECT true FROM recordings
-            WHERE recording_id = $1 AND state = ANY($2::text[]) AND NOT legal_hold
+            SELECT true FROM recordings r
+            WHERE r.recording_id = $1 AND r.state = ANY($2::text[]) AND NOT EXISTS (
+                SELECT 1 FROM recordings h WHERE h.call_id = r.call_id AND h.legal_hold)
             FOR UPDATE
             """,
             candidate.recording_id, _states(State.EXPIRED),

@@ -5,8 +5,10 @@ How a recording travels
        lasts (the dialplan starts it right after Answer, so this needs nothing of ours), and
        with separate legs on also ``<call_id>-caller.wav`` and ``<call_id>-line.wav``.
     2. Every ``poll_seconds`` the worker looks for calls that have ended (``calls.ended_at``)
-       and have no recording row, and for operators' call-backs of callers (``call_legs`` of
-       kind ``callback``) that the caller answered and that have ended: each is recorded
+       within ``lookback_hours``, or before that if their file is in the monitor directory
+       (unchanged that long: a line down longer than that while Asterisk recorded), and have
+       no recording row, and for operators' call-backs of callers (``call_legs`` of kind
+       ``callback``) that the caller answered and that have ended, alike: each is recorded
        as ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
        Once the call's files have stopped changing, it gets a ``pending`` row per file, in
        one transaction (:func:`recordings.domain.pair_files`); a call that ended long enough
@@ -29,6 +31,11 @@ How a recording travels
     5. A file that cannot be decoded, or that failed ``max_attempts`` times, is moved to the
        quarantine directory and its row marked ``failed`` with the reason. Nothing of a caller's
        recording is ever deleted here. Each leg is a job of its own: a broken leg fails alone.
+    6. A disk that is full (the storage's, or the temporary directory's) is the site's
+       trouble, not the recording's, and may last hours before anybody frees room: the job goes
+       back to ``pending`` without counting the attempt, so no recording is given up on for
+       it; the worker says so in one log line, then tries one job per ``retry_seconds`` (each
+       try decodes a whole call, which costs a line busy with callers CPU) until one is stored.
 
 Cancelling :meth:`RecordingWorker.run` (the line stopping) kills and reaps a running child and
 leaves its job as a crash would: the next worker takes it over. A worker killed outright takes
@@ -60,7 +67,13 @@ from pathlib import Path
 
 import asyncpg
 
-from recordings.audio import EXIT_BAD_AUDIO, WORKER_PID_ENV, BadAudio, Measurements
+from recordings.audio import (
+    EXIT_BAD_AUDIO,
+    EXIT_NO_SPACE,
+    WORKER_PID_ENV,
+    BadAudio,
+    Measurements,
+)
 from recordings.domain import (
     CALL_KINDS,
     Kind,
@@ -70,12 +83,19 @@ from recordings.domain import (
     holder_is_gone,
     pair_callback,
     pair_files,
+    processing_bound,
     source_name,
     state_after_error,
     storage_relpath,
     temp_name,
 )
-from recordings.files import discard, incoming_sources, put_in_place, quarantine
+from recordings.files import (
+    discard,
+    incoming_sources,
+    put_in_place,
+    quarantine,
+    unchanged_sources,
+)
 from recordings.holder import process_started, this_process
 from recordings.store import EndedCall, EndedCallback, Job, Processed, RecordingRepository
 from telephony.asterisk.site import AsteriskSite
@@ -93,6 +113,10 @@ _OUTPUT_LIMIT = 64 * 1024  # of the child's stdout and stderr kept for a report
 
 class TranscodeError(SiagaError, RuntimeError):
     """Processing failed in a way a retry may fix (timeout, disk, a crashed decoder)."""
+
+
+class NoSpace(TranscodeError):
+    """A disk the transcoder writes to is full: the job waits for room, uncounted."""
 
 
 class LeaseLost(SiagaError, RuntimeError):
@@ -175,6 +199,8 @@ class RecordingWorker:
         self._repository = repository or RecordingRepository()
         self._trouble: str | None = None  # the problem last logged, so a pass repeats no log
         self._holder = this_process()
+        # While a disk is full: when the next job may be tried (None: there is room).
+        self._room_wait_until: float | None = None
 
     # ----------------------------------------------------------------- loop
 
@@ -215,6 +241,8 @@ class RecordingWorker:
             if outcome is None:
                 break
             outcomes.append(outcome)
+            if self._room_wait_until is not None:
+                break  # the disk is full: the next jobs would fail alike
         return outcomes
 
     # ----------------------------------------------------------------- pairing
@@ -222,9 +250,13 @@ class RecordingWorker:
     async def enqueue(self) -> list[Outcome]:
         """Create the rows of ended calls whose files are complete, missing or refused."""
         config = self._config
+        # Files unchanged for the lookback: their calls ended before it (none, as a rule).
+        waiting = await asyncio.to_thread(unchanged_sources, config.incoming_dir,
+                                          config.lookback_hours * 3600.0)
         calls = await self._database.run(functools.partial(
             self._repository.calls_awaiting_recording,
             lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,
+            with_files=sorted({s.call_id for s in waiting if s.kind is not Kind.CALLBACK}),
         ))
         now = time.time()
         outcomes = []
@@ -239,15 +271,18 @@ class RecordingWorker:
                     log.warning("call %s ended %.0f s ago without %s in %s", call.call_id,
                                 call.ended_seconds_ago, _file_of(row.kind), config.incoming_dir)
                 outcomes.append(Outcome(call.call_id, row.state, row.reason or name, row.kind))
-        outcomes += await self._enqueue_callbacks(now)
+        outcomes += await self._enqueue_callbacks(
+            now, sorted({s.leg_id for s in waiting if s.leg_id is not None}))
         return outcomes
 
-    async def _enqueue_callbacks(self, now: float) -> list[Outcome]:
-        """Create the rows of ended call-backs whose files are complete or missing."""
+    async def _enqueue_callbacks(self, now: float, with_files: list[int]) -> list[Outcome]:
+        """Create the rows of ended call-backs whose files are complete or missing
+        (``with_files``: the legs whose files are in the monitor directory)."""
         config = self._config
         ended = await self._database.run(functools.partial(
             self._repository.callbacks_awaiting_recording,
             lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,
+            with_files=with_files,
         ))
         outcomes = []
         for callback in ended:
@@ -369,7 +404,10 @@ class RecordingWorker:
         return reclaimed
 
     async def process_next(self) -> Outcome | None:
-        """Claim one job and see it through; None when there is nothing to claim."""
+        """Claim one job and see it through; None when there is nothing to claim, or while
+        a full disk's retry delay lasts."""
+        if self._room_wait_until is not None and time.monotonic() < self._room_wait_until:
+            return None
         token = uuid.uuid4()
         job = await self._database.run(functools.partial(
             self._repository.claim, token=token, lease_seconds=self._config.lease_seconds,
@@ -407,6 +445,9 @@ class RecordingWorker:
                         _subject(job))
             return Outcome(job.call_id, State.PROCESSING, "taken over by another worker",
                            job.kind, job.leg_id)
+        except NoSpace as exc:
+            discard(temporary)
+            return await self._wait_for_room(job, str(exc))
         except (BadAudio, TranscodeError) as exc:
             discard(temporary)
             if state_after_error(job.attempts, config.max_attempts,
@@ -420,6 +461,19 @@ class RecordingWorker:
             ))
             return Outcome(job.call_id, State.PENDING, str(exc), job.kind, job.leg_id)
         return await self._store(job, source, temporary, final, measured)
+
+    async def _wait_for_room(self, job: Job, reason: str) -> Outcome:
+        """Hand a job that found a disk full back, its attempt not counted (module doc, 6)."""
+        if self._room_wait_until is None:
+            log.warning("no space to store recordings (%s): they wait where Asterisk left "
+                        "them, none is given up on, until there is room; one is tried every "
+                        "%g s: %s", self._config.storage_dir, self._config.retry_seconds, reason)
+        self._room_wait_until = time.monotonic() + self._config.retry_seconds
+        await self._database.run(functools.partial(
+            self._repository.release, job=job, reason=reason,
+            retry_seconds=self._config.retry_seconds, counted=False,
+        ))
+        return Outcome(job.call_id, State.PENDING, reason, job.kind, job.leg_id)
 
     def _absent_source(self, job: Job, source: Path) -> tuple[str, Path | None] | None:
         """Why the job has no source to process (reason, where it was kept), or None."""
@@ -460,6 +514,9 @@ class RecordingWorker:
                            job.kind, job.leg_id)
         # Stored and recorded: Asterisk's copy can go. A stop right here leaves it for the sweep.
         discard(source)
+        if self._room_wait_until is not None:
+            log.info("there is room to store recordings again: the waiting ones go on")
+            self._room_wait_until = None
         if measured.header_repaired:
             log.warning("%s: the WAV header was never finalised (Asterisk stopped mid-call); "
                         "its sizes were recomputed from the file's length", _subject(job))
@@ -516,8 +573,13 @@ class RecordingWorker:
                 return
 
     async def _transcode(self, source: Path, target: Path) -> Measurements:
-        """Run the child process on one file; bounded by ``process_timeout``."""
-        timeout = self._config.process_timeout
+        """Run the child process on one file; bounded by ``process_timeout`` and the file's
+        length (:func:`recordings.domain.processing_bound`)."""
+        try:
+            size = (await asyncio.to_thread(source.stat)).st_size
+        except OSError:
+            size = 0  # gone meanwhile: the child says so at once
+        timeout = processing_bound(self._config.process_timeout, size)
         process = await asyncio.create_subprocess_exec(
             *self._config.transcoder, str(source), str(target), self._config.fmt,
             f"{timeout:g}",
@@ -532,7 +594,7 @@ class RecordingWorker:
             async with asyncio.timeout(timeout):
                 stdout, stderr = await process.communicate()
         except TimeoutError as exc:
-            raise TranscodeError(f"processing took longer than {timeout:g} s") from exc
+            raise TranscodeError(f"processing took longer than {timeout:.0f} s") from exc
         finally:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -551,6 +613,8 @@ class RecordingWorker:
         error = report.get("error") or stderr[-2000:].decode("utf-8", errors="replace").strip()
         if process.returncode == EXIT_BAD_AUDIO:
             raise BadAudio(error)
+        if process.returncode == EXIT_NO_SPACE:
+            raise NoSpace(f"no space to store it, waiting for room: {error}")
         raise TranscodeError(f"processing exited with {process.returncode}: {error}")
 
 

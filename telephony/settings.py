@@ -395,12 +395,13 @@ class Settings:
     recordings_poll_seconds: float = 2.0
     recordings_settle_seconds: float = 3.0  # unchanged this long after the call: complete
     recordings_missing_after_seconds: float = 120.0  # ended this long ago, no file: missing
-    recordings_lookback_hours: int = 48  # only calls that ended this recently are paired
+    # Calls that ended longer ago are paired only with a file: none is reported missing.
+    recordings_lookback_hours: int = 48
     # A job's claim: short, renewed by its worker every heartbeat while it works, so a crashed
     # worker's job is taken over within the lease (recordings/worker.py says why 30 and 10).
     recordings_lease_seconds: float = 30.0
     recordings_heartbeat_seconds: float = 10.0
-    recordings_process_timeout: float = 300.0  # one file
+    recordings_process_timeout: float = 300.0  # one file, plus its length (a long call)
     recordings_max_attempts: int = 3
     # Also record each leg alone (MixMonitor r()/t()): <call_id>-caller.wav, what the line
     # received, and <call_id>-line.wav, what it sent; processed and kept like the mixed file.

@@ -18,7 +18,13 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from aiohttp import BadContentDispositionHeader, BadContentDispositionParam, BodyPartReader, web
+from aiohttp import (
+    BadContentDispositionHeader,
+    BadContentDispositionParam,
+    BodyPartReader,
+    hdrs,
+    web,
+)
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 from multidict import MultiDict, MultiMapping
 
@@ -311,17 +317,45 @@ def head_mark(request: web.Request) -> dict[str, str]:
     return {"method": "HEAD"} if request.method == "HEAD" else {}
 
 
+def _range_refused(request: web.Request, size: int, mtime: float) -> str | None:
+    """Why aiohttp's FileResponse would answer the request's Range with 416, or None: a range
+    that starts at or past the end, the last zero bytes (``bytes=-0``, which aiohttp reads as
+    the whole file), or a header that is not one byte range. Mirrors its own reading, so that
+    the refusal is ours, said before anything is audited."""
+    header = request.headers.get(hdrs.RANGE)
+    if header is None:
+        return None
+    if (if_range := request.if_range) is not None and mtime > if_range.timestamp():
+        return None  # a stale If-Range: the whole file is sent, the Range ignored
+    if _EMPTY_SUFFIX.fullmatch(header):
+        return "Rentang byte yang diminta di luar berkas."
+    try:
+        wanted = request.http_range
+    except ValueError:
+        return ("Header Range tidak dapat dipenuhi: kirim satu rentang byte, "
+                "mis. bytes=0-1023.")
+    start = wanted.start
+    if start is None:
+        return None
+    if start < 0 and wanted.stop is None:  # the last -start bytes: some, unless it is empty
+        return "Rentang byte yang diminta di luar berkas." if size == 0 else None
+    return "Rentang byte yang diminta di luar berkas." if start >= size else None
+
+
 def file_response(request: web.Request, path: Path, headers: Mapping[str, str]
                   ) -> web.FileResponse:
     """A file (a recording, an attachment) answered with HTTP Range as aiohttp does it, except
-    that ``Range: bytes=-0`` (the last zero bytes) is unsatisfiable (416, RFC 9110 14.1.3)
-    rather than the whole file. Call it before auditing the read: a refused range is no read."""
-    if _EMPTY_SUFFIX.fullmatch(request.headers.get("Range", "")):
-        try:
-            size: int | None = path.stat().st_size
-        except OSError:
-            size = None
-        raise ApiError(416, "range_not_satisfiable", "Rentang byte yang diminta di luar berkas.",
-                       headers={"Content-Range": f"bytes */{size}"} if size is not None
-                       else None)
+    that what aiohttp refuses with an empty body is refused here first, in our words: a Range
+    it cannot satisfy (416, with ``bytes=-0``, the last zero bytes, among them rather than the
+    whole file, RFC 9110 14.1.3), and a file gone since the caller found it (404). Call it
+    before auditing the read: a refused request is no read."""
+    try:
+        found = path.stat()
+    except OSError as exc:
+        raise ApiError(404, "not_found", "Berkas tidak ada lagi (mungkin baru saja dihapus)."
+                       ) from exc
+    refused = _range_refused(request, found.st_size, found.st_mtime)
+    if refused is not None:
+        raise ApiError(416, "range_not_satisfiable", refused,
+                       headers={"Content-Range": f"bytes */{found.st_size}"})
     return web.FileResponse(path, headers=headers)

@@ -13,11 +13,13 @@ from recordings.domain import CALL_KINDS, LEGS, Kind, RetentionPolicy, State
 from recordings.retention import apply_retention
 from recordings.store import Processed, RecordingRepository
 from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet
+from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
-from telephony.calls.store import CallRepository
+from telephony.calls.store import CallRepository, LegRepository
 from telephony.cli import main
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
+from tests.support.disk import read_only, tiny_tmpfs
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()
@@ -135,6 +137,33 @@ async def test_retention_and_hold_commands(
         "Retensi: tidak ada rekaman yang melewati masa simpannya.")
 
 
+async def test_files_that_cannot_be_removed_are_named_kept_and_tried_again(
+    database: Database, database_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recordings disk the kernel remounted read-only (a failing disk): retention says which
+    recordings it could not remove and why, in one line each, marks none of them removed,
+    goes on with the others, and removes them on a later run."""
+    state = tmp_path / "state"
+    storage = state / "recordings"
+    common = ["--set", f"database_dsn={database_dsn}", "--set", f"state_dir={state}"]
+    with tiny_tmpfs(storage, size_kb=256):
+        first, first_file = await stored_recording(database, storage, "information", 400)
+        second, second_file = await stored_recording(database, storage, "information", 401)
+        with read_only(storage):
+            assert await asyncio.to_thread(main, [*common, "recordings", "retention"]) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out[0] == "Retensi: 2 rekaman tidak dapat dihapus (dicoba lagi berikutnya):"
+        assert sorted(line.split()[0] for line in out[1:]) == sorted([first, second])
+        assert all(line.endswith(": sistem berkas hanya-baca") for line in out[1:]), out
+        assert first_file.exists() and second_file.exists()
+        rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [first, second]))
+        assert [r.state for r in rows] == [State.DONE, State.DONE]
+
+        assert await asyncio.to_thread(main, [*common, "recordings", "retention"]) == 0
+        assert capsys.readouterr().out.splitlines()[0] == "Retensi: 2 rekaman (0.0 MB) dihapus:"
+        assert not first_file.exists() and not second_file.exists()
+
+
 async def stored_legs(database: Database, storage: Path, call_id: str) -> list[Path]:
     """Both legs of a call with a stored recording, stored next to it."""
     mixed = await database.run(lambda c: RECORDINGS.recording(c, call_id))
@@ -179,3 +208,58 @@ async def test_legs_are_removed_with_their_mix_and_held_with_it(
     assert sorted((r.call_id, r.kind, r.state, r.legal_hold) for r in rows) == sorted(
         [(expired, kind, State.EXPIRED, False) for kind in CALL_KINDS]
         + [(held, kind, State.DONE, True) for kind in CALL_KINDS])
+
+
+async def stored_callback(database: Database, storage: Path, call_id: str) -> Path:
+    """An operator's call-back of the call's caller, recorded and stored next to the call's
+    recording (filed and dated by the call, as the worker does)."""
+    mixed = await database.run(lambda c: RECORDINGS.recording(c, call_id))
+    assert mixed is not None and mixed.storage_path is not None
+    mixed_path, started = mixed.storage_path, mixed.started_at
+
+    async def work(connection: asyncpg.Connection) -> str:
+        leg_id = await LegRepository().open(
+            connection, kind=LegKind.CALLBACK, call_id=call_id, incident_id=None,
+            operator="PJSIP/op1001", actor="op1001", number="0812", target="penelepon")
+        relpath = mixed_path.replace(".opus", f"-callback{leg_id}.opus")
+        (storage / relpath).write_bytes(b"OggS call-back stand-in")
+        await RECORDINGS.add(connection, call_id, State.PENDING, kind=Kind.CALLBACK,
+                             leg_id=leg_id, started_at=started,
+                             source_file=f"{call_id}-callback{leg_id}.wav")
+        job = await RECORDINGS.claim(connection, uuid.uuid4(), 60)
+        assert job is not None and (job.call_id, job.leg_id) == (call_id, leg_id)
+        assert await RECORDINGS.mark_done(connection, job, Processed(
+            30.0, 0.1, -20.0, "opus", relpath, 23, "ef" * 32))
+        return relpath
+
+    return storage / await database.run(work)
+
+
+async def test_a_call_back_recorded_after_the_hold_is_held_with_the_call(
+    database: Database, tmp_path: Path
+) -> None:
+    """A hold is on the call: an operator's call-back of its caller, recorded days after the
+    hold was set, is evidence of the same case and must not expire from under it."""
+    storage = tmp_path / "store"
+    held, held_file = await stored_recording(database, storage, "information", 400)
+    assert await database.run(lambda c: RECORDINGS.set_legal_hold(c, held, True))
+    later = await stored_callback(database, storage, held)
+    # The hold command and the call-back's pairing may cross: the row's own flag missed it.
+    crossed = await stored_callback(database, storage, held)
+    await database.run(lambda c: c.execute(
+        "UPDATE recordings SET legal_hold = false WHERE storage_path = $1",
+        crossed.relative_to(storage).as_posix()))
+
+    assert await apply_retention(database, POLICY, storage, NOW, dry_run=True) == []
+    assert await apply_retention(database, POLICY, storage, NOW) == []
+
+    assert held_file.exists() and later.exists() and crossed.exists()
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [held]))
+    assert [(r.kind, r.state, r.legal_hold) for r in rows] == [
+        (Kind.MIXED, State.DONE, True), (Kind.CALLBACK, State.DONE, True),
+        (Kind.CALLBACK, State.DONE, False)]
+    # Lifting the hold lets the policy apply to all of them.
+    assert await database.run(lambda c: RECORDINGS.set_legal_hold(c, held, False))
+    removed = await apply_retention(database, POLICY, storage, NOW)
+    assert [r.kind for r in removed] == [Kind.MIXED, Kind.CALLBACK, Kind.CALLBACK]
+    assert not any(p.exists() for p in (held_file, later, crossed))

@@ -30,6 +30,7 @@ from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
+from tests.support.disk import fill_up, tiny_tmpfs
 from tests.support.polling import eventually
 from tests.support.recording_worker import (
     children_of,
@@ -256,6 +257,52 @@ async def test_transient_errors_are_retried_then_the_file_is_quarantined(
     assert (row.state, row.attempts) == (State.FAILED, 3)
     assert row.quarantine_path == str(config.quarantine_dir / f"{call_id}.wav")
     assert not source.exists() and Path(row.quarantine_path).exists()
+
+
+async def test_a_full_disk_keeps_recordings_waiting_uncounted_until_there_is_room(
+    database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full storage disk is the site's, not the recording's: however long it lasts, the
+    calls wait (their sources where Asterisk left them, no attempt counted, one log line) and
+    are stored once there is room, never given up on and quarantined."""
+    calls = [new_call_id() for _ in range(2)]
+    for call_id in calls:
+        await ended_call(database, call_id)
+        speech_like(config.incoming_dir / f"{call_id}.wav")
+    with tiny_tmpfs(config.storage_dir, size_kb=256):
+        filler = fill_up(config.storage_dir)
+        worker = RecordingWorker(database, config)
+        with caplog.at_level(logging.WARNING, logger="recordings"):
+            for _ in range(config.max_attempts + 2):
+                outcomes = await worker.run_once()
+                # One job tried per pass: the others would fail alike.
+                assert [o.state for o in outcomes if not o.detail.endswith(".wav")] == [
+                    State.PENDING], outcomes
+                for call_id in calls:
+                    await time_passes(database, call_id)
+        rows = [await recording_of(database, call_id) for call_id in calls]
+        assert [(r.state, r.attempts, r.quarantine_path) for r in rows] == [
+            (State.PENDING, 0, None)] * 2
+        # The oldest job is the one tried each time; the other was not even started.
+        assert [(r.reason or "")[:8] for r in rows] == ["no space", ""]
+        assert all((config.incoming_dir / f"{call_id}.wav").exists() for call_id in calls)
+        assert files_under(config.quarantine_dir) == []
+        assert [f for f in files_under(config.storage_dir) if f != filler] == []
+        full = [r for r in caplog.records if "no space" in r.getMessage()]
+        assert len(full) == 1, [r.getMessage() for r in full]
+
+        filler.unlink()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="recordings"):
+            outcomes = await worker.run_once()
+        assert sorted(o.call_id for o in outcomes if o.state is State.DONE) == sorted(calls)
+        assert any("room" in r.getMessage() for r in caplog.records)
+        for call_id in calls:
+            row = await recording_of(database, call_id)
+            assert (row.state, row.attempts, row.reason) == (State.DONE, 1, None)
+            assert row.storage_path is not None
+            assert row.sha256 == sha256(config.storage_dir / row.storage_path)
+        assert files_under(config.incoming_dir) == []
 
 
 async def test_crash_mid_file_then_restart_processes_it_exactly_once(
@@ -542,6 +589,40 @@ async def test_call_backs_are_recordings_of_the_called_back_call_one_per_call_ba
     assert (await recording_of(database, call_id)).kind is Kind.MIXED
 
 
+async def test_files_of_calls_that_ended_before_the_lookback_are_still_stored(
+    database: Database, config: RecordingsConfig
+) -> None:
+    """The line was down longer than ``lookback_hours`` while Asterisk went on answering and
+    recording (the backfill then writes those calls with their real ends): their files, and
+    their call-backs', are stored, not left in the monitor directory for good with nobody
+    told. Calls that old without a file are still not reported missing."""
+    long_ago = (config.lookback_hours + 24) * 3600.0
+    call_id, fileless = new_call_id(), new_call_id()
+    started = await ended_call(database, call_id, ago=long_ago)
+    await ended_call(database, fileless, ago=long_ago)
+    speech_like(config.incoming_dir / source_name(call_id))
+    leg_id = await ended_callback(database, call_id)
+    await database.run(lambda c: c.execute(
+        "UPDATE call_legs SET ended_at = now() - make_interval(secs => $2) WHERE leg_id = $1",
+        leg_id, long_ago))
+    speech_like(config.incoming_dir / source_name(call_id, Kind.CALLBACK, leg_id))
+    # Asterisk wrote them last as the calls ended.
+    for name in (source_name(call_id), source_name(call_id, Kind.CALLBACK, leg_id)):
+        os.utime(config.incoming_dir / name, (time.time() - long_ago,) * 2)
+    worker = RecordingWorker(database, config)
+
+    outcomes = await worker.run_once()
+
+    assert sorted(o.kind for o in outcomes if o.state is State.DONE) == [
+        Kind.CALLBACK, Kind.MIXED]
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id, fileless]))
+    assert [(r.call_id, r.kind, r.leg_id, r.state, r.started_at) for r in rows] == [
+        (call_id, Kind.MIXED, None, State.DONE, started),
+        (call_id, Kind.CALLBACK, leg_id, State.DONE, started)]
+    assert files_under(config.incoming_dir) == []
+    assert await worker.run_once() == []
+
+
 async def test_a_call_back_without_its_file_is_missing_once_it_is_long_over(
     database: Database, config: RecordingsConfig
 ) -> None:
@@ -731,6 +812,28 @@ async def test_the_heartbeat_keeps_a_job_longer_than_its_lease(
     assert claims == 0
     row = await recording_of(database, call_id)
     assert (row.state, row.attempts) == (State.DONE, 1)
+
+
+async def test_a_long_call_slow_to_transcode_is_given_time_by_its_length(
+    database: Database, config: RecordingsConfig, tmp_path: Path
+) -> None:
+    """The transcoder runs at the lowest priority: on a machine busy with calls it gets a few
+    per cent of a core, and an hour-long call (53 s of CPU alone) takes many minutes. A flat
+    bound per file (``process_timeout``, 300 s) then cut every long call during a surge, three
+    times, and quarantined it. Each file gets the bound plus its own length: here an ffmpeg
+    as slow as the call itself (6 s; it cannot be quicker) under a bound of 5 s still stores
+    it, at the first try."""
+    call_id, shims = await slow_job(database, config, tmp_path, 6)
+    slow = with_path_first(replace(config, process_timeout=5.0), shims)
+    worker = RecordingWorker(database, slow)
+    assert [o.state for o in await worker.enqueue()] == [State.PENDING]
+
+    outcome = await worker.process_next()
+
+    assert outcome is not None and outcome.state is State.DONE, outcome
+    row = await recording_of(database, call_id)
+    assert (row.state, row.attempts, row.reason) == (State.DONE, 1, None)
+    assert row.duration_seconds == pytest.approx(6.0, abs=0.05)
 
 
 async def test_a_worker_whose_lease_is_taken_kills_its_child_and_stores_nothing(

@@ -721,13 +721,13 @@ async def test_reference_data(api: Api) -> None:
 # -- recordings ------------------------------------------------------------------------------
 
 
-async def add_recording(api: Api, call_id: str, storage_path: str, *, state: str = "done"
-                        ) -> int:
+async def add_recording(api: Api, call_id: str, storage_path: str, *, state: str = "done",
+                        size_bytes: int = 10) -> int:
     rows = await fetch(api.dsn, """
         INSERT INTO recordings (call_id, state, started_at, format, storage_path, size_bytes,
                                 sha256, duration_seconds)
-        VALUES ($1, $2, now(), 'opus', $3, 10, repeat('0', 64), 1.0)
-        RETURNING recording_id""", call_id, state, storage_path)
+        VALUES ($1, $2, now(), 'opus', $3, $4, repeat('0', 64), 1.0)
+        RETURNING recording_id""", call_id, state, storage_path, size_bytes)
     return int(rows[0]["recording_id"])
 
 
@@ -737,7 +737,8 @@ async def test_recordings_stream_with_range_and_every_playback_is_audited(api: A
     stored = api.settings.recordings_dir / "2025/01/31" / f"{FIRE_CALL}.opus"
     stored.parent.mkdir(parents=True)
     stored.write_bytes(audio)
-    number = await add_recording(api, FIRE_CALL, f"2025/01/31/{FIRE_CALL}.opus")
+    number = await add_recording(api, FIRE_CALL, f"2025/01/31/{FIRE_CALL}.opus",
+                                 size_bytes=len(audio))
     meta = await (await api.client.get(f"/api/recordings/{number}", headers=supervisor)).json()
     conforms(meta, "Recording")
     assert meta["audio_url"] == f"/api/recordings/{number}/audio"
@@ -752,12 +753,18 @@ async def test_recordings_stream_with_range_and_every_playback_is_audited(api: A
     assert response.headers["Content-Range"] == "bytes 100-199/5000"
     response = await api.client.get(url, headers={**supervisor, "Range": "bytes=-10"})
     assert response.status == 206 and await response.read() == audio[-10:]
-    response = await api.client.get(url, headers={**supervisor, "Range": "bytes=9000-"})
-    assert response.status == 416
-    # The last zero bytes: nothing to send, not the whole file; and no play is recorded.
-    response = await api.client.get(url, headers={**supervisor, "Range": "bytes=-0"})
-    assert response.status == 416 and response.headers["Content-Range"] == "bytes */5000"
-    assert (await response.json())["error"]["code"] == "range_not_satisfiable"
+    # A range past the end, the last zero bytes, one that is no range: nothing is sent, the
+    # refusal says why in our words, and no play is recorded.
+    for refused in ("bytes=9000-", "bytes=5000-", "bytes=-0", "bytes=100-50", "bytes=0-1,5-6",
+                    "bytes=abc"):
+        response = await api.client.get(url, headers={**supervisor, "Range": refused})
+        assert response.status == 416, refused
+        assert response.headers["Content-Range"] == "bytes */5000"
+        assert (await error_of(response))["code"] == "range_not_satisfiable"
+    # A stale If-Range: the whole file, not the range (RFC 9110 13.1.5).
+    response = await api.client.get(url, headers={
+        **supervisor, "Range": "bytes=4000-", "If-Range": "Wed, 01 Jan 2020 00:00:00 GMT"})
+    assert response.status == 200 and await response.read() == audio
     # HEAD: the GET's headers, no audio; audited as an access, and told apart from a play.
     response = await api.client.head(url, headers=supervisor)
     assert response.status == 200 and await response.read() == b""
@@ -765,14 +772,14 @@ async def test_recordings_stream_with_range_and_every_playback_is_audited(api: A
     plays = await api.audit("recording.play")
     assert [(r["actor"], r["object_id"]) for r in plays] == [("sup1", str(number))] * 5
     assert [json.loads(r["detail"])["range"] for r in plays] == [
-        None, "bytes=100-199", "bytes=-10", "bytes=9000-", None]
+        None, "bytes=100-199", "bytes=-10", "bytes=4000-", None]
     assert [json.loads(r["detail"]).get("method") for r in plays] == [None] * 4 + ["HEAD"]
     assert {r["remote_address"] for r in plays} == {"127.0.0.1"}
     listed = await (await api.client.get("/api/audit", headers=supervisor, params={
         "object_type": "recording", "object_id": str(number)})).json()
     conforms(listed, "AuditList")
     assert [e["detail"]["range"] for e in listed["entries"]] == [
-        None, "bytes=9000-", "bytes=-10", "bytes=100-199", None]
+        None, "bytes=4000-", "bytes=-10", "bytes=100-199", None]
     # And the call shows its recording.
     call = await (await api.client.get(f"/api/calls/{FIRE_CALL}", headers=supervisor)).json()
     assert [r["recording_id"] for r in call["recordings"]] == [number]
@@ -807,6 +814,36 @@ async def test_recording_paths_outside_the_storage_root_are_never_served(
     assert response.status == 404
     assert "menunggu" in (await error_of(response))["message"]
     assert await api.audit("recording.play") == []
+
+
+async def test_a_stored_recording_cut_short_or_emptied_is_refused_not_played_as_whole(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file that no longer holds what the worker stored (emptied, cut short by a failed
+    restore or a disk fault) would play as a shorter call, or as nothing, with no word of why:
+    it is refused in words, logged for the admin, and no play is recorded."""
+    operator = await api.account("op1", "operator")
+    stored = api.settings.recordings_dir / "2025/01/31" / f"{FIRE_CALL}.opus"
+    stored.parent.mkdir(parents=True)
+    number = await add_recording(api, FIRE_CALL, f"2025/01/31/{FIRE_CALL}.opus",
+                                 size_bytes=5000)
+    url = f"/api/recordings/{number}/audio"
+    for damaged in (b"", os.urandom(2000)):
+        stored.write_bytes(damaged)
+        for method in ("GET", "HEAD"):
+            with caplog.at_level(logging.ERROR, logger="recordings.library"):
+                response = await api.client.request(method, url, headers=operator)
+            assert response.status == 404, (len(damaged), method)
+        response = await api.client.get(url, headers={**operator, "Range": "bytes=0-"})
+        error = await error_of(response)
+        assert error["code"] == "recording_unavailable"
+        assert error["message"] == (
+            f"Berkas rekaman #{number} rusak (ukurannya {len(damaged)} byte, seharusnya 5000 "
+            "byte); minta admin memulihkannya dari cadangan.")
+    assert any(str(stored.name) in r.getMessage() for r in caplog.records)
+    assert await api.audit("recording.play") == []
+    stored.write_bytes(os.urandom(5000))
+    assert (await api.client.get(url, headers=operator)).status == 200
 
 
 # -- attachments -----------------------------------------------------------------------------
@@ -987,3 +1024,4 @@ async def test_openapi_documents_exactly_the_routed_api(api: Api) -> None:
     assert operation["x-roles"] == ["operator", "supervisor"]
     assert {"401", "403", "404"} <= set(operation["responses"])
     assert document["paths"]["/api/session"]["post"]["security"] == []
+

@@ -25,6 +25,19 @@ def tiny_tmpfs(path: Path, size_kb: int = 64) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
+@contextlib.contextmanager
+def read_only(mounted: Path) -> Iterator[Path]:
+    """A mount of :func:`tiny_tmpfs` read-only (as a file system with errors is remounted by
+    the kernel), writable again afterwards."""
+    subprocess.run(["mount", "-o", "remount,ro", str(mounted)], check=True,
+                   capture_output=True)
+    try:
+        yield mounted
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(mounted)], capture_output=True,
+                       check=False)
+
+
 def fill_up(directory: Path) -> Path:
     """Write a filler file into ``directory`` until its file system is full (ENOSPC); delete
     the file it returns to free the space again."""

@@ -24,6 +24,7 @@ from recordings.domain import (
     pair_callback,
     pair_files,
     parse_source,
+    processing_bound,
     silence_share,
     source_name,
     sources_of,
@@ -323,3 +324,9 @@ def test_a_holder_is_gone_when_its_pid_is_free_or_reused(
     claimed: int | None, running: int | None, gone: bool
 ) -> None:
     assert holder_is_gone(claimed, running) is gone
+
+
+def test_a_file_may_take_the_bound_plus_its_own_length() -> None:
+    # An hour as MixMonitor writes it (8 kHz, 16-bit, mono, after its 44-byte header).
+    assert processing_bound(300.0, 44 + 3600 * 16_000) == pytest.approx(3900.0, abs=0.01)
+    assert processing_bound(300.0, 0) == 300.0
