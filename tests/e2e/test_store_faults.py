@@ -7,6 +7,10 @@
   again with the database still down, so its resync cannot know which calls the store has
   open; when the database comes back, a resync closes them, with the end Asterisk's queue_log
   gives (backfilled) or else as vanished.
+- A caller who hangs up while both the line's AMI session (cut through a relay) and
+  PostgreSQL are away: the resync at the session's return closes the call as vanished (it
+  cannot read the queue_log then); once the database is back, the queue_log gives it its own
+  end.
 
 Each test runs the line on a cluster of its own (stopped and started here).
 """
