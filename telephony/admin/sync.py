@@ -42,7 +42,10 @@ class AsteriskSync:
         self._due.set()
 
     async def run(self) -> None:
-        """Forever: apply once due, again after a failure."""
+        """Forever: apply once due, again after a failure. A failure is logged once, not at
+        every retry: an AMI session that begins during a database outage retries every few
+        seconds for as long as the outage lasts."""
+        failing: type[Exception] | None = None  # what the last failed attempt met
         while True:
             await self._due.wait()
             self._due.clear()
@@ -54,7 +57,13 @@ class AsteriskSync:
                 await self._configs.restore()
             except (ApplyFailed, DatabaseUnavailable) as exc:
                 message = exc.message if isinstance(exc, ApplyFailed) else str(exc)
-                log.error("stored queue settings not applied to Asterisk, retrying in %.0f s: %s",
-                          self._retry_seconds, message)
+                if type(exc) is not failing:
+                    log.error("stored queue settings not applied to Asterisk, retrying every "
+                              "%.0f s: %s", self._retry_seconds, message)
+                failing = type(exc)
                 await asyncio.sleep(self._retry_seconds)
                 self._due.set()
+            else:
+                if failing is not None:
+                    log.info("stored queue settings applied to Asterisk after all")
+                failing = None

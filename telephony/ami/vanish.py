@@ -97,4 +97,15 @@ class VanishWatch:
             if done and waiting:
                 log.info("vanish check made again after the store or AMI came back")
             waiting = not done
-            await asyncio.sleep(self._interval if done else self._retry)
+            await self._pause(self._interval if done else self._retry)
+
+    async def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less once a resync could not read the store (the AMI session
+        came back while the database was away): the store may be back long before the next
+        period, and that resync's backfill and vanishing wait for the watch to ask again."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, self._retry))
+            if self._listener.resync_incomplete:
+                return

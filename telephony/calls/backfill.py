@@ -124,6 +124,15 @@ class Recorded:
     ended: bool
     facts: frozenset[tuple[str, str, str]] = frozenset()
     started_at: datetime | None = None  # calls.arrived_at: its start, to the sub-second
+    # Closed as vanished: the line lost sight of it (its end is a guess, no cause, no talk).
+    vanished: bool = False
+
+    def settled(self, end_logged: bool) -> bool:
+        """Nothing the log says can add to the call: it ended by its own hang-up, or it
+        vanished and the log has no hang-up of it either (Asterisk died with it). A call the
+        resync closed as vanished while the log could not be read (the AMI session cut
+        while the database was away) gets its logged end: a real end replaces a vanish."""
+        return self.ended and not (self.vanished and end_logged)
 
 
 def not_before(fact: CallFact, start: datetime | None) -> CallFact:
@@ -356,7 +365,7 @@ def plan_backfill(
             if now - _at(story.first_epoch) < MAX_PIN and (pin is None or story.first < pin):
                 pin = story.first
             continue
-        if have is not None and have.ended:
+        if have is not None and have.settled(story.end is not None):
             continue  # the line saw it end: nothing was missed
         if have is not None and not story.over:
             # The line knew the call and the log never finished it: Asterisk went away with
@@ -380,6 +389,14 @@ def plan_backfill(
     # A live call's first line may be in the rotated file: reading resumes there (by inode).
     plan.cursor = Cursor(*pin) if pin is not None else end
     return plan
+
+
+def settled_calls(entries: Sequence[tuple[int, QueueLogEntry]],
+                  recorded: Mapping[str, Recorded]) -> set[str]:
+    """The calls of ``recorded`` that the log's ``entries`` can add nothing to (see
+    :meth:`Recorded.settled`): the cursor may move past them."""
+    logged = {entry.call_id for _, entry in entries if entry.event == END_EVENT}
+    return {uid for uid, seen in recorded.items() if seen.settled(uid in logged)}
 
 
 def settled_cursor(

@@ -38,6 +38,7 @@ from telephony.calls.backfill import (
     caller_channels,
     member_interfaces,
     plan_backfill,
+    settled_calls,
     settled_cursor,
 )
 from telephony.calls.store import CallRepository
@@ -87,18 +88,18 @@ async def recorded_calls(
                array_agg(ARRAY[e.kind, COALESCE(e.body ->> 'queue', ''),
                                COALESCE(e.body ->> 'operator', '')])
                    FILTER (WHERE e.kind IS NOT NULL) AS facts,
-               c.arrived_at
+               c.arrived_at, c.vanished
         FROM calls c LEFT JOIN call_events e USING (call_id)
         WHERE c.call_id = ANY($1::text[])
-        GROUP BY c.call_id, c.ended_at, c.arrived_at
+        GROUP BY c.call_id, c.ended_at, c.arrived_at, c.vanished
         UNION ALL
-        SELECT w.call_id, true, NULL, NULL FROM withdrawn_offers w
+        SELECT w.call_id, true, NULL, NULL, false FROM withdrawn_offers w
         WHERE w.call_id = ANY($1::text[])
           AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.call_id = w.call_id)
         """, list(call_ids))
     return {row["call_id"]: Recorded(row["ended"], frozenset(
                 (kind, queue, operator) for kind, queue, operator in row["facts"] or ()),
-                row["arrived_at"])
+                row["arrived_at"], row["vanished"])
             for row in rows}
 
 
@@ -231,8 +232,7 @@ class CallHistory:
             if call_ids:
                 async def read(connection: asyncpg.Connection) -> dict[str, Recorded]:
                     return await recorded_calls(connection, call_ids)
-                ended = {uid for uid, seen in (await self._database.run(read)).items()
-                         if seen.ended}
+                ended = settled_calls(chunk.entries, await self._database.run(read))
             moved = settled_cursor(chunk.entries, end=chunk.end, ended=ended,
                                    now=datetime.now(UTC))
             if moved != cursor:

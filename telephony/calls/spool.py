@@ -70,15 +70,19 @@ class FactSpool:
                  memory_bound: int = DEFAULT_MEMORY_BOUND) -> None:
         self.directory = directory
         self.fallback = fallback
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if fallback is not None:
-            try:
-                fallback.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:  # it is only needed when the spool fails; tried again then
-                log.error("spool fallback directory %s not usable: %s", fallback, exc)
         self.rejected_path = directory / _REJECTED
         self.held = HeldFacts(memory_bound)
         self._failing: set[Path] = set()  # directories whose last write failed
+        # A directory that cannot be made now (a file in its place, a read-only or missing
+        # mount) must not stop the line: it is only needed while the database is away, and
+        # every write makes it again. Said once here; its first failed write says nothing more.
+        for path in self._directories:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.error("spool directory %s not usable (%s): call facts are held in memory "
+                          "while the database is away, until it can be written", path, exc)
+                self._failing.add(path)
         # True while nothing was written since a look found the directories empty. The recorder
         # asks before every batch, and the glob of two directories was 5 % of the AMI thread's
         # samples in a profile of a 50/s surge. Only this process writes segments (above).

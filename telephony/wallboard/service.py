@@ -118,6 +118,7 @@ class WallboardService:
         self._journal: deque[CallFact] = deque(maxlen=JOURNAL_FACTS)
         self._seeded_slot: ShiftSlot | None = None
         self._reseed = True  # the counters' next seed is due
+        self._seed_failing = False  # the last seed met a database outage (logged once)
         self._node = node  # a cluster node's systemname: follow the other nodes' calls
         self._follow_seconds = follow_seconds
         self._follow_overlap = timedelta(seconds=follow_overlap_seconds)
@@ -254,11 +255,15 @@ class WallboardService:
         return max(0.0, wait)
 
     async def _seed_board(self) -> None:
+        failed = False  # said once: a line started during an outage retries until its end
         while True:
             try:
                 picture = await self._reports.live_picture()
             except DatabaseUnavailable as exc:
-                log.warning("wallboard not seeded from the database (%s); retrying", exc)
+                if not failed:
+                    log.warning("wallboard not seeded from the database (%s); retrying every "
+                                "%.0f s", exc, self._seed_retry)
+                failed = True
                 await asyncio.sleep(self._seed_retry)
                 continue
             if self._board.seed(picture, node=self._node):
@@ -283,12 +288,15 @@ class WallboardService:
                          if self._node is not None else None)
                 calls = await self._reports.live_calls(slot.day)
             except Exception as exc:  # an outage, or a bug: the wallboard must keep going
-                if isinstance(exc, DatabaseUnavailable):
-                    log.warning("wallboard counters not seeded from the database (%s)", exc)
-                else:
+                if not isinstance(exc, DatabaseUnavailable):
                     log.exception("wallboard counters not seeded")
+                elif not self._seed_failing:  # retried every few seconds until it is back
+                    log.warning("wallboard counters not seeded from the database (%s); "
+                                "retrying every %.0f s", exc, self._seed_retry)
+                self._seed_failing = isinstance(exc, DatabaseUnavailable)
                 self._reseed = True
                 return False
+            self._seed_failing = False
             self._counters.seed(slot.day, calls)
             self._counters.apply(self._journal)
             self._seeded_slot = slot

@@ -7,6 +7,10 @@
   again with the database still down, so its resync cannot know which calls the store has
   open; when the database comes back, a resync closes them, with the end Asterisk's queue_log
   gives (backfilled) or else as vanished.
+- A caller who hangs up while both the line's AMI session (cut through a relay) and
+  PostgreSQL are away: the resync at the session's return closes the call as vanished (it
+  cannot read the queue_log then); once the database is back, the queue_log gives it its own
+  end.
 
 Each test runs the line on a cluster of its own (stopped and started here).
 """
@@ -33,8 +37,9 @@ from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
 from tests.support.disk import fill_up, tiny_tmpfs
-from tests.support.net import own_lab
+from tests.support.net import own_lab, spare_port
 from tests.support.polling import eventually
+from tests.support.relay import Relay
 
 pytestmark = pytest.mark.e2e
 
@@ -341,3 +346,54 @@ async def test_calls_live_across_a_postgres_kill_and_restart_are_recorded_whole_
         assert call["abandoned_at"] is not None and call["hangup_cause"] is not None, dict(call)
         assert not call["vanished"], dict(call)
     assert not twice, [dict(r) for r in twice]
+
+
+async def test_a_call_that_ends_while_the_ami_session_and_the_database_are_away_keeps_its_end(
+    lab: Lab, settings: Settings, own_cluster: EmbeddedPostgres, tmp_path: Path
+) -> None:
+    # The line followed the call live; then its AMI session was cut while the database was
+    # away, and the caller hung up meanwhile. The resync at the session's return could not
+    # read the queue_log (the store away) and closed the call as vanished; the backfill
+    # once the database was back took it for ended, and the call kept no cause and a
+    # made-up end for good.
+    line_settings = on_own_cluster(settings, own_cluster, tmp_path)
+    caller_id = unique_caller("0815")
+
+    async def queued() -> list[asyncpg.Record] | None:
+        rows = await calls_of(own_cluster, caller_id)
+        return rows if rows else None
+
+    relay = Relay(("127.0.0.1", settings.ami_port), port=spare_port("vanish-test"),
+                  source="127.0.0.1")
+    async with relay, running_line(replace(line_settings, ami_port=relay.port)) as line:
+        async with asyncio.timeout(10):
+            await line.listener.wait_ready()
+        # Nobody answers: the caller waits (in all-operators), then hangs up.
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                               caller_id=caller_id, dtmf="3", talk_seconds=8) as caller:
+            await eventually("the call in the store", queued, 10)
+            await asyncio.to_thread(own_cluster.stop)
+            await relay.cut()
+            assert (await caller.wait()).ok
+        await relay.restore()
+        async with asyncio.timeout(20):
+            await line.listener.wait_ready()
+        await asyncio.to_thread(own_cluster.start)
+
+        async def ended() -> list[asyncpg.Record] | None:
+            rows = await calls_of(own_cluster, caller_id)
+            return rows if rows and rows[0]["ended_at"] and not rows[0]["vanished"] else None
+
+        rows = await eventually("the call's own end recorded", ended, BOUND_SECONDS + 10)
+    assert len(rows) == 1
+    connection = await asyncpg.connect(own_cluster.dsn())
+    try:
+        row = await connection.fetchrow(
+            "SELECT vanished, hangup_cause, abandoned_at, ended_at, queue FROM calls "
+            "WHERE call_id = $1", rows[0]["call_id"])
+    finally:
+        await connection.close()
+    assert row is not None
+    assert (row["vanished"], row["hangup_cause"], row["queue"]) == (
+        False, 16, "all-operators"), dict(row)
+    assert row["abandoned_at"] is not None and row["abandoned_at"] <= row["ended_at"], dict(row)

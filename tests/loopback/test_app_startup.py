@@ -36,7 +36,7 @@ def taken_port() -> Iterator[int]:
 
 def files_under(root: Path) -> set[Path]:
     """The files (spooled facts, recordings ...) under ``root``. Directories do not count:
-    the spool makes its own as the line starts, so an unwritable one fails the start."""
+    the spool makes its own as the line starts."""
     return {path for path in root.rglob("*") if path.is_file()} if root.exists() else set()
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from telephony.calls.facts import CallStarted
+from telephony.calls.facts import CallStarted, CallVanished
 from telephony.calls.history import ORPHAN_AFTER, CallHistory
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
@@ -204,3 +204,31 @@ async def test_the_catch_up_waits_for_the_spool_to_drain(
     waiting[0] = 0
     plan = await history.catch_up(WHOLE_EMPTY)
     assert plan is not None and plan.backfilled == [UID] and not history.postponed
+
+
+async def test_a_call_closed_as_vanished_gets_its_logged_end(
+    history: CallHistory, database: Database, repository: CallRepository, tmp_path: Path
+) -> None:
+    # The AMI session was cut while the database was away: the resync could not read the
+    # log, and closed the call it no longer saw as vanished. The log has its real end.
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    await history.catch_up(WHOLE_EMPTY)
+    started = CallStarted(UID, UID, "PJSIP/carrier-1", "0812555", "Budi", "112",
+                          datetime.fromtimestamp(T, UTC))
+
+    async def seen(connection: asyncpg.Connection) -> int:
+        return await repository.apply(connection, [
+            started, CallVanished(UID, datetime.fromtimestamp(T + 60, UTC))])
+    await database.run(seen)
+    append(log, [*ANSWERED, f"{T + 8}|{UID}|NONE|NONE|SIAGAEND|16"])
+    held = await history.advance()  # its end is not in the database: its lines are kept
+    assert held is not None and held.offset == 0
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == [UID]
+    row = (await fetch(database, "SELECT * FROM calls"))[0]
+    assert (row["vanished"], row["hangup_cause"], row["ended_at"], row["talk_seconds"],
+            row["operator"]) == (False, 16, datetime.fromtimestamp(T + 8, UTC), 4,
+                                 "PJSIP/op1008")
+    moved = await history.advance()
+    assert moved is not None and moved.offset == log.stat().st_size

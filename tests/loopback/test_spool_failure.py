@@ -14,6 +14,7 @@ from typing import Protocol
 
 import pytest
 
+from telephony.app import running_line
 from telephony.calls.facts import CallFact
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.spool import FactSpool
@@ -210,3 +211,40 @@ async def test_a_spool_directory_replaced_by_a_file_holds_facts_until_it_is_back
     rig.database.down = False
     await eventually(rig.spool.is_empty)
     assert await stored_keys(database_dsn) == keys([f for call in calls for f in call])
+
+
+async def test_a_spool_directory_that_is_a_file_at_start_holds_facts_until_it_can_be_made(
+    rig_factory: RigFactory, database_dsn: str, tmp_path: Path
+) -> None:
+    """The spool's path is a plain file before the line even starts (a botched mount or
+    clean-up): the spool is made all the same, holds facts in memory while the database is
+    away, and writes them to a directory made there once the file is gone."""
+    directory = tmp_path / "spool"
+    directory.write_bytes(b"not a directory")
+    rig = rig_factory(directory)
+    calls = batches(2)
+    await rig.recorder.record(calls[0])
+    assert rig.recorder.failing and rig.recorder.held == len(calls[0])
+    directory.unlink()
+    await eventually(lambda: not rig.recorder.failing)
+    assert directory.is_dir() and rig.spool.pending_count() == len(calls[0])
+    await rig.recorder.record(calls[1])
+    rig.database.down = False
+    await eventually(rig.spool.is_empty)
+    assert await stored_keys(database_dsn) == keys([f for call in calls for f in call])
+
+
+async def test_the_line_starts_with_a_file_where_its_spool_directory_should_be(
+    line_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not a crash with a traceback (no IVR for any caller until an engineer comes): the line
+    takes calls, and says once what is wrong."""
+    caplog.set_level(logging.INFO, "telephony")
+    line_settings.spool_dir.parent.mkdir(parents=True, exist_ok=True)
+    line_settings.spool_dir.write_bytes(b"not a directory")
+    async with running_line(line_settings) as line:
+        assert line.callpath.serving
+        assert line.recorder.pending() == 0 and not line.recorder.failing
+    said = [r for r in caplog.records if str(line_settings.spool_dir) in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.ERROR and said[0].exc_info is None, [
+        r.getMessage() for r in said]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -50,6 +51,8 @@ from tests.support.report_histories import (
 )
 from tests.support.reports_oracle import reference_day
 from tests.support.web import make_context
+
+T = TypeVar("T")
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -238,6 +241,48 @@ async def test_a_failed_follow_is_logged_once_and_retried(
                 if record.name == "telephony.wallboard"]
     assert sum("other nodes' calls not read" in message for message in messages) == 1
     assert sum("following the other nodes' calls again" in message for message in messages) == 1
+
+
+async def test_a_seed_that_meets_a_database_outage_is_logged_once_and_retried(
+        database_dsn: str, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A line started during a database outage, or resynced in one, tries the seeds again
+    # every few seconds for as long as it lasts: one line each said so at every try.
+    database = Database(replace(settings, database_dsn=database_dsn))
+    reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
+    real_picture, real_calls = reports.live_picture, reports.live_calls
+    failures = {"board": 0, "counters": 0}
+
+    def down(name: str, real: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        async def read(*args: object) -> T:
+            if failures[name] < 5:
+                failures[name] += 1
+                raise DatabaseUnavailable("PostgreSQL unavailable: test")
+            return await real(*args)
+        return read
+
+    monkeypatch.setattr(reports, "live_picture", down("board", real_picture))
+    monkeypatch.setattr(reports, "live_calls", down("counters", real_calls))
+    wallboard = WallboardService(
+        LiveBoard(wrapup_seconds=0), reports,
+        make_context(replace(settings, database_dsn=database_dsn), database).dispatches,
+        seed_retry_seconds=0.01, min_refresh_seconds=0.01)
+    running = asyncio.create_task(wallboard.run())
+    try:
+        async def seeded() -> bool | None:
+            return True if wallboard.snapshot().counters is not None else None
+
+        await eventually("the counters seeded after the outage", seeded, within=5,
+                         interval=0.05)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await database.close()
+    assert failures == {"board": 5, "counters": 5}
+    messages = [record.getMessage() for record in caplog.records
+                if record.name == "telephony.wallboard"]
+    assert sum("wallboard not seeded" in message for message in messages) == 1, messages
+    assert sum("counters not seeded" in message for message in messages) == 1, messages
 
 
 async def queue_callers(wallboard: WallboardService, queue: str, count: int

@@ -29,6 +29,7 @@ from telephony.calls.backfill import (
     fact_slot,
     member_interfaces,
     plan_backfill,
+    settled_calls,
     settled_cursor,
 )
 from telephony.calls.facts import (
@@ -611,3 +612,35 @@ def test_a_call_seen_open_until_the_crash_gets_its_logged_end() -> None:
     kinds = [fact.kind for fact in plan.written]
     assert "ivr_variables" not in kinds and "call_started" not in kinds
     assert kinds[-2:] == ["call_ended", "call_backfilled"]
+
+
+def test_a_call_closed_as_vanished_gets_the_end_its_log_gives() -> None:
+    """Its AMI session cut while the database was away, the line lost sight of the call, and
+    the resync closed it as vanished (the queue_log could not be read for it then): its own
+    hang-up, logged by the dialplan, replaces the vanish, with what the line missed."""
+    seen = {UID: Recorded(ended=True, vanished=True, facts=frozenset({
+        ("call_started", "", ""), ("ivr_variables", "", ""),
+        ("queue_joined", "information", ""), ("call_vanished", "", "")}))}
+    plan = plan_backfill(entries(LOGGED_WHOLE), end=Cursor(7, 1), live=set(), recorded=seen,
+                         now=NOW)
+    assert [fact.kind for fact in plan.written] == [
+        "operator_rung", "operator_rung", "queue_left", "operator_answered",
+        "operator_completed", "call_ended", "call_backfilled"]
+    assert plan.written[-2] == CallEnded(UID, 16, cause_text(16), at(1796449119))
+    assert plan.backfilled == [UID]
+    # Vanished with no hang-up logged (Asterisk died with it): nothing to add.
+    plan = plan_backfill(entries(ANSWERED), end=Cursor(7, 1), live=set(), recorded=seen,
+                         now=NOW)
+    assert plan.written == [] and plan.backfilled == []
+
+
+def test_the_cursor_waits_for_the_logged_end_of_a_call_closed_as_vanished() -> None:
+    found = entries([*LOGGED_WHOLE, *ABANDONED])
+    recorded = {UID: Recorded(ended=True, vanished=True),
+                "1796449120.60": Recorded(ended=True)}
+    assert settled_cursor(found, end=Cursor(7, 900), ended=settled_calls(found, recorded),
+                          now=NOW) == Cursor(7, 0)
+    gone = {**recorded, UID: Recorded(ended=True, vanished=True)}
+    assert settled_cursor(entries([*ANSWERED, *ABANDONED]), end=Cursor(7, 900),
+                          ended=settled_calls(entries([*ANSWERED, *ABANDONED]), gone),
+                          now=NOW) == Cursor(7, 900)

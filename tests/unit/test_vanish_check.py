@@ -148,3 +148,20 @@ async def test_nothing_is_checked_before_the_sessions_resync_has_run() -> None:
     assert not await watch.check() and port.asked == 0 and port.checked == []
     port.resynced = True
     assert await watch.check() and port.checked == [{"7.1"}]
+
+
+async def test_a_resync_that_could_not_read_the_store_is_seen_before_the_next_period() -> None:
+    # The AMI session came back while the database was away, between two periodic checks:
+    # the store back seconds later, the watch asked for the resync at once, not up to a
+    # period (a minute) later.
+    port, store = Port(), Store()
+    store.open = set()
+    watch = VanishWatch(port, store.open_calls, interval=60, retry=0.01)
+    task = asyncio.create_task(watch.run())
+    try:
+        await eventually(lambda: store.asked == 1)  # checked; the next period is a minute away
+        port.resync_incomplete = True
+        await eventually(lambda: port.resyncs_requested == 1, 1.0)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
