@@ -188,7 +188,9 @@ class RecordingRepository:
         """Call-backs that ended within ``lookback_hours``, or at any time if their file is in
         the monitor directory (``with_files``, their leg ids), after the caller answered (the
         dialplan starts recording at that answer, before it reports it) and have no
-        recording row, oldest first."""
+        recording row, oldest first; only those the cluster node ``node`` placed, if given:
+        the file is in the monitor directory of the node whose Asterisk dialled the caller,
+        which need not be the node that took the call."""
         rows = await connection.fetch(
             """
             SELECT l.leg_id, l.call_id,
@@ -199,7 +201,9 @@ class RecordingRepository:
               AND (l.ended_at > now() - make_interval(hours => $1)
                    OR l.leg_id = ANY($4::bigint[]))
               AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.leg_id = l.leg_id)
-              AND ($3::text IS NULL OR starts_with(l.call_id, $3 || '-'))
+              -- The node that placed the call-back (its channels' ids name it) has its
+              -- file, whichever node took the call.
+              AND ($3::text IS NULL OR starts_with(COALESCE(l.channel_id, l.call_id), $3 || '-'))
             ORDER BY l.ended_at
             LIMIT $2
             """,
@@ -253,7 +257,8 @@ class RecordingRepository:
         """Claim the oldest pending job, or one whose worker's lease ran out; None if none.
 
         ``holder`` is the claiming process (None: one that cannot be judged, which only the
-        lease bounds); ``node``: only a job of that cluster node's calls (its files)."""
+        lease bounds); ``node``: only a job of that cluster node's calls and call-backs (its
+        files)."""
         row = await connection.fetchrow(
             """
             UPDATE recordings r SET
@@ -266,7 +271,11 @@ class RecordingRepository:
                 -- is when its worker's claim runs out.
                 WHERE state IN ('pending', 'processing')
                   AND (lease_until IS NULL OR lease_until < now())
-                  AND ($6::text IS NULL OR starts_with(call_id, $6 || '-'))
+                  -- A call-back's file is on the node that placed it (see
+                  -- callbacks_awaiting_recording), any other on the call's node.
+                  AND ($6::text IS NULL OR starts_with(COALESCE(
+                      (SELECT l.channel_id FROM call_legs l
+                       WHERE l.leg_id = recordings.leg_id), call_id), $6 || '-'))
                 ORDER BY recording_id
                 FOR UPDATE SKIP LOCKED
                 LIMIT 1

@@ -309,6 +309,34 @@ async def test_the_dialplan_refuses_an_extension_it_did_not_expect(
     assert set(lab.monitor_dir.glob("*callback*")) == before
 
 
+async def test_the_dialplan_calls_back_a_cluster_nodes_call(
+    line: Line, settings: Settings, lab: Lab
+) -> None:
+    """A call taken on a cluster node has its node's name in its id (``node1-<epoch>.<seq>``,
+    with a "-" of its own); a call-back of it, placed by any node, must still dial the caller
+    and record under that id, not hang up on the operator who answered."""
+    call_id, leg_id, number = "node1-1790000000.7", 987654321, unique_caller("0813")
+    recording = lab.monitor_dir / f"{call_id}-callback{leg_id}.wav"
+    try:
+        async with sipp.callee(settings.carrier_sip_port, hold_seconds=2, max_calls=1,
+                               trace_messages=True) as phone:
+            await line.listener.send_action({
+                "Action": "Originate", "Channel": OPERATOR, "Context": "siaga112-callback",
+                "Exten": f"{leg_id}-{call_id}-{number}", "Priority": "1",
+                "Timeout": "10000", "Async": "true"})
+            result = await phone.wait(within=30)
+            messages = phone.messages
+        assert result.ok, result.errors
+        assert f"INVITE sip:{number}@127.0.0.1:{settings.carrier_sip_port}" in messages
+
+        async def recorded() -> bool | None:
+            return True if recording.exists() else None
+
+        await eventually("the call-back's recording under the node's call id", recorded,
+                         within=10)
+    finally:
+        recording.unlink(missing_ok=True)
+
 
 async def test_a_busy_caller_is_tried_again_and_leaves_no_recording_to_quarantine(
     line: Line, settings: Settings, http: aiohttp.ClientSession, lab: Lab

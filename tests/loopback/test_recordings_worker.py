@@ -537,17 +537,18 @@ async def test_restart_sweeps_leg_sources_of_stored_legs_only(
 
 
 async def ended_callback(database: Database, call_id: str, *, answered: bool = True,
-                         dialled: bool = True) -> int:
+                         dialled: bool = True, channel_id: str = "1.99") -> int:
     """An operator's call-back of the call's caller that has ended: the caller answered it, so
     the dialplan recorded it, unless not ``answered`` (busy, no answer; not even ``dialled``:
-    the operator did not answer their phone); returns the leg."""
+    the operator did not answer their phone); returns the leg. ``channel_id``: the Uniqueid
+    of the channel that reported it (on a cluster, of the node that placed it)."""
     leg_id = await database.run(lambda c: LegRepository().open(
         c, kind=LegKind.CALLBACK, call_id=call_id, incident_id=None, operator="PJSIP/op1001",
         actor="op1001", number="081234567890", target="penelepon"))
     now = datetime.now(UTC)
     states = [*(["dialling"] if dialled else []), *(["answered"] if answered else []), "ended"]
     status = "ANSWER" if answered else "BUSY"
-    facts = [LegProgressed(leg_id, state, status if state == "ended" else "", "1.99",
+    facts = [LegProgressed(leg_id, state, status if state == "ended" else "", channel_id,
                            now - timedelta(seconds=2)) for state in states]
     await database.run(lambda c: CALLS.apply(c, facts))
     return leg_id
@@ -935,3 +936,30 @@ async def test_a_cluster_nodes_worker_takes_only_its_own_calls(
     assert (await recording_of(database, mine)).state is State.DONE
     # node2's call has no row yet: its file is node2's worker's to pair.
     assert await database.run(lambda c: RECORDINGS.recording(c, theirs)) is None
+
+
+async def test_a_call_back_placed_by_another_node_is_that_nodes_to_store(
+    database: Database, config: RecordingsConfig, tmp_path: Path
+) -> None:
+    """node1 took the call and went away; an operator called the caller back through node2,
+    whose Asterisk recorded the call-back into its own monitor directory. node2's worker stores
+    it (filed with node1's call); node1's, whose directory has no such file, neither calls it
+    missing nor takes its job."""
+    call_id = f"node1-{new_call_id()}"
+    await ended_call(database, call_id)
+    leg_id = await ended_callback(database, call_id, channel_id="node2-1790000001.5")
+    node2_dir = tmp_path / "node2-monitor"
+    node2_dir.mkdir()
+    speech_like(node2_dir / source_name(call_id, Kind.CALLBACK, leg_id))
+    node1 = RecordingWorker(database, replace(config, node="node1"))
+    node2 = RecordingWorker(database, replace(config, node="node2", incoming_dir=node2_dir))
+
+    assert [o for o in await node1.run_once() if o.kind is Kind.CALLBACK] == []
+    outcomes = await node2.run_once()
+
+    assert [(o.kind, o.leg_id, o.state) for o in outcomes if o.state is State.DONE] == [
+        (Kind.CALLBACK, leg_id, State.DONE)]
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id]))
+    assert [(r.kind, r.state) for r in rows if r.kind is Kind.CALLBACK] == [
+        (Kind.CALLBACK, State.DONE)]
+    assert [o for o in await node1.run_once() if o.kind is Kind.CALLBACK] == []

@@ -302,10 +302,12 @@ def test_the_dialplan_accepts_the_extensions_the_line_builds_and_nothing_else() 
                   if part.startswith("[siaga112-callback]")]
     (pattern,) = re.findall(r'REGEX\("([^"]*)" \$\{EXTEN\}\)', context)
     for leg_id, call_id, number in ((1, "1.2", "112"), (10**17, "1795430334.123456", CALLER),
-                                    (42, "1795430334.0", "+6281234567890")):
+                                    (42, "1795430334.0", "+6281234567890"),
+                                    (7, "node_2-1795430334.9", CALLER)):  # a cluster node's
         exten = originate_action(leg_id=leg_id, call_id=call_id, number=number,
                                  interface="PJSIP/op1001", ring_seconds=30)["Exten"]
         assert re.fullmatch(pattern, exten), exten
     for hostile in ("0-1.2-0812345", "1-1.2-0812&PJSIP/x", "1-1.2-0812,1", "1-../x-0812345",
-                    "1-1.2-0812345-9", "1-1.2-+", "1-1.2-08123\n", "x1-1.2-0812345"):
+                    "1-1.2-0812345-9", "1-1.2-+", "1-1.2-08123\n", "x1-1.2-0812345",
+                    "1-Node1-1.2-0812345", "1-a-b-1.2-0812345", "1-node1--1.2-0812345"):
         assert not re.fullmatch(pattern, hostile), hostile
