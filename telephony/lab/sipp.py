@@ -48,7 +48,8 @@ DTMF_BURST_GAP_MS = 50  # "1+2": the 2 starts this long after the 1 ended (dtmf_
 DTMF_NAMES = {str(d): str(d) for d in range(10)} | {"*": "star", "#": "pound"}
 INFO_CSEQ = 2  # the caller's first SIP INFO key; its BYE's CSeq (caller.xml) is above them all
 _SIPP_EVENTS_HEADER = "The following events occurred:"
-_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:;=]*")
+# "%": a URI's escaped characters (sip:0812%0D%0A...), which PJSIP unescapes.
+_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:;=%]*")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
@@ -274,7 +275,7 @@ def _talk_steps(seconds: float, first_step: int) -> tuple[str, dict[str, bytes],
 
 def _check_header_text(name: str, value: str) -> str:
     if not _SAFE_HEADER_TEXT.fullmatch(value):
-        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@:;= only")
+        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@:;=% only")
     return value
 
 
