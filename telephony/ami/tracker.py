@@ -75,6 +75,10 @@ AmiEvent = Mapping[str, str | list[str]]
 """One AMI message: header -> value, or -> list of values when the header repeats."""
 
 CARRIER_CONTEXT = "from-carrier"  # asterisk-conf/extensions.conf
+# The dialplan's first step for a caller, which drops control characters from a caller number
+# (asterisk-conf/extensions.conf): its NewCallerid is the first readable event of a channel
+# whose Newchannel such a number made unreadable.
+CALLER_ID_CONTEXT = "siaga112-caller-id"
 LINES = ("112", "119")
 FALLBACK_LINE = "112"  # where the dialplan sends any other number
 # The forms of 119 the dialplan takes as the 119 line (from-carrier): a carrier may write the
@@ -432,27 +436,40 @@ class CallTracker:
         uid, linked = f.ident("Uniqueid"), f.ident("Linkedid")
         if uid != linked or f.text("Context") != self._carrier_context:
             return []
-        exten = f.text("Exten")
+        self._arrived(f, uid)
+        return []
+
+    def _arrived(self, f: _Fields, uid: str) -> None:
+        """A caller's channel arrived: its CallStarted waits to be given out."""
         fact = CallStarted(
             call_id=uid,
-            linked_id=linked,
+            linked_id=uid,
             channel=f.ident("Channel"),
             caller_number=caller_id_text(f.text("CallerIDNum")),
             caller_name=caller_id_text(f.text("CallerIDName")),
-            line=line_of(exten),
+            line=line_of(f.text("Exten")),
             at=f.at(),
         )
         self._adopt(uid)
         self._pending[uid] = fact
-        return []
 
     def _new_caller_id(self, f: _Fields) -> list[CallFact]:
         """The dialplan corrected a caller's id as the call arrived (a SIM-less phone's IMEI
         the carrier wrote unescaped, ``siaga112-simless-id``), before anything gave the call
         out: the call starts with the corrected id. A change after that (none of the line's
-        own) is not the id the caller arrived with, and is left alone."""
+        own) is not the id the caller arrived with, and is left alone.
+
+        A caller number with a CR or LF (which PJSIP unescapes from ``%0D%0A``) cuts every
+        event of the channel in two, its Newchannel included, and the line never sees the
+        call start; the dialplan's first step (:data:`CALLER_ID_CONTEXT`) drops such
+        characters, and this event, the channel's first readable one, starts the call as
+        Newchannel would have (its line from ``IVR_LINE``, set next)."""
         uid = f.ident("Uniqueid")
         fact = self._pending.get(uid)
+        if (fact is None and f.text("Context") == CALLER_ID_CONTEXT
+                and uid == f.ident("Linkedid") and not self._known(uid)):
+            self._arrived(f, uid)
+            return []
         if fact is not None:
             self._pending[uid] = replace(
                 fact, caller_number=caller_id_text(f.text("CallerIDNum")),

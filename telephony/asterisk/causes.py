@@ -66,6 +66,22 @@ CAUSE_TEXTS: Final[dict[int, str]] = {
 
 MAX_CAUSE: Final = 127  # Q.850 codes are 7 bits; 0 is Asterisk's "not defined"
 
+# Q.850 causes that say the network lost the call, not that someone hung up (the call-back
+# worklist calls such callers back; screening does not count such a call as the caller's):
+#   27 destination out of order (SIP 502: the path to the caller broke)
+#   34 no circuit/channel available (SIP 503 from a trunk out of capacity)
+#   38 network out of order (the carrier's own failure indication)
+#   41 temporary failure (SIP 500/503: a transient failure along the way)
+#   42 switching equipment congestion (an overloaded exchange)
+#   44 requested circuit/channel not available
+#   47 resource unavailable, unspecified
+#  102 recovery on timer expiry (SIP 408/504: the caller's side stopped answering, e.g. lost
+#      coverage, and a timer ran out)
+# Not: 16 normal clearing and 31 normal unspecified (how ordinary hang-ups end; Asterisk uses
+# 31 for many of them), 17 busy, 18/19 no answer, 21 rejected (not meaningful for a caller's
+# own leg), 1/3/28 number problems (the number, not the network).
+NETWORK_CAUSES: Final = frozenset({27, 34, 38, 41, 42, 44, 47, 102})
+
 
 def cause_text(cause: int) -> str:
     """The text Asterisk gives ``cause`` in a ``Hangup`` event's ``Cause-txt``."""

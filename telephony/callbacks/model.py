@@ -6,7 +6,8 @@ On the worklist (the calls that arrived within the window, ``callback_window_hou
 - **cut**: the line itself ended it, whatever the caller was doing: Asterisk restarted or
   crashed under the call (``calls.cut_reason``, :mod:`telephony.calls.outages`), mid-talk, in
   the queue or in the IVR. Nothing the caller did ended it, so they are called back;
-- **dropped**: answered, then ended by a network cause (:data:`NETWORK_CAUSES`);
+- **dropped**: answered, then ended by a network cause
+  (:data:`telephony.asterisk.causes.NETWORK_CAUSES`);
 - **network**: lost to a network cause before any operator answered, wherever it was;
 - **abandoned**: queued, and hung up (or lost) before an operator answered;
 - **ivr_emergency**: the caller chose an emergency in the IVR, and the call ended before
@@ -40,27 +41,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.errors import InvalidClosure
 from telephony.calls.ids import CallerIdKind, national_mobile, parse_caller_id, valid_call_id
 from telephony.calls.legs import LegOutcome, check_number
 from telephony.core.labels import LabelledStrEnum
 from telephony.core.text import invisible
 from telephony.desks.operators import check_interface
-
-# Q.850 causes that say the network lost the call, not that someone hung up:
-#   27 destination out of order (SIP 502: the path to the caller broke)
-#   34 no circuit/channel available (SIP 503 from a trunk out of capacity)
-#   38 network out of order (the carrier's own failure indication)
-#   41 temporary failure (SIP 500/503: a transient failure along the way)
-#   42 switching equipment congestion (an overloaded exchange)
-#   44 requested circuit/channel not available
-#   47 resource unavailable, unspecified
-#  102 recovery on timer expiry (SIP 408/504: the caller's side stopped answering, e.g. lost
-#      coverage, and a timer ran out)
-# Not: 16 normal clearing and 31 normal unspecified (how ordinary hang-ups end; Asterisk uses
-# 31 for many of them), 17 busy, 18/19 no answer, 21 rejected (not meaningful for a caller's
-# own leg), 1/3/28 number problems (the number, not the network).
-NETWORK_CAUSES: Final = frozenset({27, 34, 38, 41, 42, 44, 47, 102})
 
 EMERGENCY: Final = "emergency"  # calls.ivr_category of an emergency route
 CALLBACK_CONTEXT: Final = "siaga112-callback"  # asterisk-conf/extensions.conf

@@ -17,9 +17,9 @@ from datetime import datetime
 
 import asyncpg
 
+from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.model import (
     EMERGENCY,
-    NETWORK_CAUSES,
     Attempt,
     Closure,
     ClosureReason,

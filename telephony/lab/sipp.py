@@ -48,7 +48,8 @@ DTMF_BURST_GAP_MS = 50  # "1+2": the 2 starts this long after the 1 ended (dtmf_
 DTMF_NAMES = {str(d): str(d) for d in range(10)} | {"*": "star", "#": "pound"}
 INFO_CSEQ = 2  # the caller's first SIP INFO key; its BYE's CSeq (caller.xml) is above them all
 _SIPP_EVENTS_HEADER = "The following events occurred:"
-_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:;=]*")
+# "%": a URI's escaped characters (sip:0812%0D%0A...), which PJSIP unescapes.
+_SAFE_HEADER_TEXT = re.compile(r"[\w .+\-@:;=%]*")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
@@ -274,7 +275,7 @@ def _talk_steps(seconds: float, first_step: int) -> tuple[str, dict[str, bytes],
 
 def _check_header_text(name: str, value: str) -> str:
     if not _SAFE_HEADER_TEXT.fullmatch(value):
-        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@:;= only")
+        raise ValueError(f"{name} {value!r}: use letters, digits, space and .+-@:;=% only")
     return value
 
 
@@ -351,6 +352,7 @@ def render_caller(
     headers: Mapping[str, str] | None = None,
     info_dtmf: bool = False,
     inband_dtmf: bool = False,
+    bye_cause: int | None = None,
 ) -> Scenario:
     """The caller scenario: after the answer wait ``dtmf_delay`` s, send ``dtmf`` one digit
     every ``dtmf_gap`` s (a ``,`` presses nothing for one gap, ``1+2`` presses 2 right after
@@ -365,6 +367,8 @@ def render_caller(
     ``headers`` are added to the INVITE as they are (e.g. the cluster front's carrier mark).
     ``info_dtmf``: the keys go as SIP INFO requests instead of RFC 4733 events;
     ``inband_dtmf``: as tones in the audio, and the call offers no telephone-event.
+    ``bye_cause``: the caller's BYE says this Q.850 cause (``Reason: Q.850;cause=N``), as a
+    carrier's does when its network lost the caller.
     """
     steps, files, step = _dtmf_steps(dtmf, dtmf_delay, dtmf_gap, info=info_dtmf,
                                      inband=inband_dtmf)
@@ -389,6 +393,7 @@ def render_caller(
         + ("[call_number]" if numbered else ""),
         from_name=_check_header_text("caller_name", caller_name),
         extra_headers=lines,
+        bye_headers="" if bye_cause is None else f"      Reason: Q.850;cause={int(bye_cause)}\n",
         event_payload="" if inband_dtmf else " 101",
         event_lines="" if inband_dtmf else (
             "      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-15\n"),
@@ -674,6 +679,7 @@ def caller(
     headers: Mapping[str, str] | None = None,
     info_dtmf: bool = False,
     inband_dtmf: bool = False,
+    bye_cause: int | None = None,
 ) -> Sipp:
     """Callers dialling ``number`` at the lab: ``calls`` calls at ``rate`` per second, at most
     ``concurrent`` (default: all of them) at once, sent from ``host`` (the carrier's address:
@@ -699,6 +705,7 @@ def caller(
         headers=headers,
         info_dtmf=info_dtmf,
         inband_dtmf=inband_dtmf,
+        bye_cause=bye_cause,
     )
     if timeout is None:
         timeout = calls / rate + dtmf_delay + len(dtmf) * dtmf_gap + talk_seconds + 30

@@ -114,7 +114,9 @@ class CallShape:
 
     duration_seconds: float
     talk_seconds: float | None = None
-    caller_ended: bool = True  # the caller, not the operator, hung up
+    # The caller hung up: not the operator, nor the network or the line (a network cause, an
+    # Asterisk restart or crash cut the call), which leave no sign of what the caller did.
+    caller_ended: bool = True
     silence_share: float | None = None
     # The call joined a queue (the IVR routed it, or failed open): whether answered or not, it
     # waited for a human there.
@@ -159,13 +161,15 @@ class CallFeatures:
         was never answered does not: nobody was there to hear them (the line did not answer,
         which says nothing of the caller), and a 119 caller has no key to press at all. Counted
         silent, the caller who gave up in a busy queue and rang straight back, the very caller
-        the call-back worklist lists, had that call lowered as a nuisance number's.
+        the call-back worklist lists, had that call lowered as a nuisance number's. Nor does
+        a call the network or the line cut before anyone heard the caller (not
+        ``caller_ended``): the caller did not leave, and the worklist lists them too.
         """
         if self.ivr.pressed_a_key:
             return False
         shape = self.shape
         if not shape.answered:
-            return not shape.queued
+            return not shape.queued and shape.caller_ended
         if shape.hung_up_on_answer:
             return True
         return shape.silence_share is not None and shape.silence_share >= SILENT_RECORDING_SHARE

@@ -24,6 +24,7 @@ from typing import Protocol
 
 import asyncpg
 
+from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.calls.ids import parse_caller_id
 from telephony.core.errors import SiagaError
 from telephony.core.loops import run_passes
@@ -102,18 +103,22 @@ def call_features(call: EndedCall) -> CallFeatures:
     """The ended call's own features, from its stored row (pure, and total: any row will do).
 
     The rule of ``CallFeatures.looks_silent`` on these features, without the recording, is the
-    generated column ``calls.looks_silent`` (migration 0004, remade by 0037); keep the two in step:
+    generated column ``calls.looks_silent`` (migration 0004, remade by 0037 and 0041); keep the
+    two in step:
 
     - a key was pressed exactly when ``ivr_first_key_ms`` is set; invalid keys only count then
       (a malformed first-key time was stored as NULL, so the keys cannot be placed);
     - answered exactly when ``answered_at`` is set; the talk time is AgentComplete's, else the
       time from the answer to the end;
-    - the caller ended the call unless AgentComplete said otherwise;
+    - the caller ended the call unless AgentComplete said otherwise, or the network or the
+      line cut it (a network hang-up cause, ``NETWORK_CAUSES``; ``cut_reason`` set): then
+      nothing says the caller left, in the IVR or on the answer;
     - queued exactly when ``queue`` is set (the first queue it joined).
     """
     first_key_ms = call.ivr_first_key_ms
     pressed = first_key_ms is not None
     outcome = call.ivr_outcome
+    lost = call.cut_reason is not None or call.hangup_cause in NETWORK_CAUSES
     ivr = IvrBehaviour(
         # A menu ran unless the line routes directly or the IVR failed open (no menu heard).
         menu_offered=pressed or outcome not in ("direct", "failopen"),
@@ -121,7 +126,7 @@ def call_features(call: EndedCall) -> CallFeatures:
         invalid_keys=(call.ivr_invalid_keys or 0) if pressed else 0,
         # The IVR publishes its outcome when it routes the call: none and no queue means the
         # caller left while the IVR was still asking.
-        hung_up_in_ivr=outcome is None and call.queue is None,
+        hung_up_in_ivr=outcome is None and call.queue is None and not lost,
         first_key_seconds=None if first_key_ms is None else first_key_ms / 1000,
     )
     talk: float | None = None
@@ -133,7 +138,7 @@ def call_features(call: EndedCall) -> CallFeatures:
         # Event clocks and rounded talk times may disagree by a second: the talk time wins.
         duration_seconds=max(elapsed, talk or 0.0, 0.0),
         talk_seconds=talk,
-        caller_ended=call.ended_by in (None, "caller"),
+        caller_ended=call.ended_by in (None, "caller") and not lost,
         silence_share=call.silence_share,
         queued=call.queue is not None,
     )

@@ -1,10 +1,11 @@
 """SQL for prank screening: a caller's history, operator labels, and post-call scores.
 
 Tables (migration 0004): the screening columns of ``calls`` (``caller_key``, what the IVR
-published, and the generated ``looks_silent``, remade by 0037), the append-only ``call_labels``, and
-``call_screening`` with each ended call's post-call result; and (migration 0032)
-``call_screening_due``, the calls whose post-call score is due, queued by triggers on ``calls``
-and ``recordings`` and drained by :meth:`ScreeningRepository.due_calls`.
+published, and the generated ``looks_silent``, remade by 0037 and 0041), the append-only
+``call_labels``, and ``call_screening`` with each ended call's post-call result; and
+(migrations 0032, 0041) ``call_screening_due``, the calls whose post-call score is due, queued
+by triggers on ``calls`` and ``recordings`` and drained by
+:meth:`ScreeningRepository.due_calls`.
 
 :meth:`ScreeningRepository.history` is the SQL twin of
 :func:`telephony.screening.features.summarise_history`: one query, three index-only range scans
@@ -85,6 +86,8 @@ class EndedCall:
     ivr_invalid_keys: int | None
     queue: str | None
     silence_share: float | None  # of the call's recording, once measured
+    hangup_cause: int | None = None  # Q.850, of the caller's channel
+    cut_reason: str | None = None  # the line cut it (telephony.calls.outages.CutReason)
 
 
 HISTORY_SQL = """
@@ -197,7 +200,7 @@ per_call AS (
 )
 SELECT d.due_ids, c.call_id, c.caller_number, c.line, c.arrived_at, c.ended_at,
        c.answered_at, c.talk_seconds, c.ended_by, c.ivr_outcome, c.ivr_first_key_ms,
-       c.ivr_invalid_keys, c.queue,
+       c.ivr_invalid_keys, c.queue, c.hangup_cause, c.cut_reason,
        -- One probe of recordings_call_kind_idx per call, whatever the planner guesses of the
        -- queue (as a join, it once hashed every recording). A mixed recording has no leg_id
        -- (recordings_leg_check), but only this condition lets the partial index serve.

@@ -296,6 +296,27 @@ async def test_odd_caller_ids_are_kept_as_sent(
         assert record.disposition == "answered"
 
 
+async def test_a_caller_number_with_a_line_break_is_followed_live_through_the_menu(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """A carrier that escapes a CR LF into the caller's From user (0812%0D%0A...): PJSIP
+    unescapes it, and Asterisk wrote it as it was into every AMI event of the channel (each
+    refused by the line, the call invisible until a restart's backfill) and the AGI
+    environment (the IVR refused: failed open, no menu). The dialplan drops the line break
+    first of all: the caller hears the menu, is recorded live under the number's key, and
+    reaches the queue they chose."""
+    await staff("PJSIP/op1016")
+    number = unique_caller("0813")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                           caller_id=f"{number[:6]}%0D%0A{number[6:]}", dtmf="3",
+                           talk_seconds=4) as caller:
+        assert (await caller.wait()).ok
+    record = await ended_call(line, number, within=20)
+    assert (record.ivr_outcome, record.queue, record.disposition) == (
+        "chosen", "information", "answered")
+    assert await caller_key(line, record.call_id) == "62" + number[1:]
+
+
 async def test_numbers_as_carriers_write_them_reach_their_line(
     line: Line, settings: Settings, staff: Staff
 ) -> None:

@@ -93,10 +93,10 @@ async def screened_call(line: Line, caller_id: str, since: datetime) -> Screened
 
 
 async def call(settings: Settings, caller_id: str, *, dtmf: str = "", talk_seconds: float,
-               audio: bool = False, number: str = "112") -> None:
+               audio: bool = False, number: str = "112", bye_cause: int | None = None) -> None:
     async with sipp.caller(settings.sip_host, settings.sip_port, number, caller_id=caller_id,
                            dtmf=dtmf, dtmf_delay=1.0, talk_seconds=talk_seconds,
-                           audio=audio) as caller:
+                           audio=audio, bye_cause=bye_cause) as caller:
         result = await caller.wait()
     assert result.ok, result.errors
 
@@ -184,6 +184,26 @@ async def test_a_caller_who_gave_up_in_the_queue_is_not_lowered_when_ringing_bac
     assert (gave_up.queue, gave_up.disposition) == ("all-operators", "abandoned")
     since = datetime.now(UTC)
     await call(settings, caller_id, number="119", talk_seconds=10.0)
+    screened = await screened_call(line, caller_id, since)
+    assert (screened.record.queue, screened.record.operator) == ("medical", OPERATOR)
+    assert screened.queue_priority == 10, screened.prank_reasons
+    assert "diam" not in (screened.prank_reasons or "")
+
+
+async def test_a_caller_the_network_dropped_in_the_menu_is_not_lowered_when_ringing_back(
+    line: Line, settings: Settings
+) -> None:
+    """The carrier's network loses a 112 caller during the greeting, before any key (its BYE
+    says Q.850 38, network out of order), and they ring 119 straight back: the dropped call
+    is no silent call of theirs, and the new one joins at the normal priority. Counted
+    silent, it was lowered to the floor as a nuisance number's ("100% dari 1 panggilan
+    sebelumnya diam atau iseng"), while the call-back worklist listed the dropped call."""
+    caller_id = unique_caller("0857")
+    await call(settings, caller_id, talk_seconds=2.0, bye_cause=38)
+    dropped = await ended_call(line, caller_id)
+    assert (dropped.hangup_cause, dropped.disposition) == (38, "ended_in_ivr")
+    since = datetime.now(UTC)
+    await call(settings, caller_id, number="119", talk_seconds=9.0)
     screened = await screened_call(line, caller_id, since)
     assert (screened.record.queue, screened.record.operator) == ("medical", OPERATOR)
     assert screened.queue_priority == 10, screened.prank_reasons

@@ -86,6 +86,7 @@ async def service(database_dsn: str, settings: Settings) -> AsyncIterator[Screen
 CALL_COLUMNS = (
     "call_id", "caller_number", "caller_key", "line", "arrived_at", "ended_at", "answered_at",
     "talk_seconds", "ended_by", "ivr_outcome", "ivr_first_key_ms", "ivr_invalid_keys", "queue",
+    "hangup_cause", "cut_reason",
 )
 # Offsets from "now" that sit on or next to a window's edge.
 EDGE = timedelta(microseconds=1)
@@ -127,12 +128,15 @@ def random_row(rng: random.Random, call_id: str, key: str, arrived: datetime,
     outcome = rng.choice([None, "chosen", "no_input", "invalid", "direct", "failopen"])
     queue = rng.choice([None, "fire", "emergency-general"])
     line = rng.choice(["112", "119"])
+    # Ordinary hang-ups, network ones (27, 38, 102) and none; now and then a cut.
+    cause = rng.choice([None, 16, 16, 31, 27, 38, 102])
+    cut = rng.choice([None] * 9 + ["asterisk_crash"])
     values = (call_id, key, key, line, arrived, ended_at, answered_at, talk, ended_by, outcome,
-              first_key, invalid, queue)
+              first_key, invalid, queue, cause, cut)
     ended = None
     if ended_at is not None:
         ended = EndedCall(call_id, key, line, arrived, ended_at, answered_at, talk, ended_by,
-                          outcome, first_key, invalid, queue, None)
+                          outcome, first_key, invalid, queue, None, cause, cut)
     return StoredRow(values, ended)
 
 
@@ -309,6 +313,40 @@ async def test_withheld_number_needs_no_database(settings: Settings) -> None:
             await service.pre_queue("112", "081234567890", T0)
     finally:
         await down.close()
+
+
+async def test_a_caller_the_network_cut_in_the_menu_is_not_lowered_when_ringing_back(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """The network dropped the caller in the menu (BYE with Q.850 38) before a key; they ring
+    straight back: the new call is not lowered as a nuisance number's, before the queue or
+    once the dropped call's post-call score is in. Nor is a caller a crash cut there. A
+    caller who hung up there themselves (16) still is."""
+    calls = CallRepository(CALENDAR)
+    at = datetime.now(UTC) - timedelta(minutes=2)  # within the post-call upkeep's reach
+    for number, cause in (("081277770038", 38), ("081277770016", 16)):
+        facts = call_facts(f"n.{cause}", number, at=at, skill=None)
+        ended = facts[-1]
+        assert isinstance(ended, CallEnded)
+        facts[-1] = replace(ended, cause=cause, cause_text="")
+        await calls.apply(connection, facts)
+    # The cut is known once Asterisk is back, after the call's end was written.
+    await calls.apply(connection, call_facts("n.cut", "081277770099", at=at, skill=None))
+    await calls.apply(connection, [CallCut("n.cut", "asterisk_crash", at)])
+    now = at + timedelta(seconds=40)
+    config = service.config()
+    for scored in (False, True):
+        dropped = await service.pre_queue("119", "081277770038", now)
+        cut = await service.pre_queue("119", "081277770099", now)
+        left = await service.pre_queue("119", "081277770016", now)
+        assert dropped.value < config.lower_priority_threshold, (scored, dropped.reasons)
+        assert cut.value < config.lower_priority_threshold, (scored, cut.reasons)
+        assert left.value >= config.lower_priority_threshold
+        if not scored:
+            assert await service.rescore_ended_calls() == 3
+    silent = await connection.fetch(
+        "SELECT call_id FROM call_screening WHERE looked_silent ORDER BY call_id")
+    assert [row["call_id"] for row in silent] == ["n.16"]
 
 
 async def test_silent_burst_counts_before_any_post_call_scoring(

@@ -355,6 +355,29 @@ def test_caller_id_is_sanitised_not_rejected() -> None:
     assert started.caller_name == "BudiX: y"
 
 
+def test_a_caller_whose_newchannel_was_unreadable_starts_at_the_cleaned_caller_id() -> None:
+    """A CR LF in the caller number cut the channel's Newchannel in two (refused by the
+    decoder); siaga112-caller-id drops it, and the NewCallerid it causes starts the call."""
+    uid = "1732345678.9"
+    t = tracker()
+    cleaned = snapshot(uid, CallerIDNum="0812345678901", Context="siaga112-caller-id",
+                       Exten="s")
+    assert t.handle(ev("NewCallerid", **cleaned, **{"CID-CallingPres": "0"})) == []
+    (started,) = t.handle(ev("VarSet", **snapshot(uid), Variable="IVR_SIP_CALL_ID",
+                             Value="a84b4c76e66710@pc33"))
+    assert isinstance(started, CallStarted)
+    assert (started.call_id, started.caller_number, started.channel) == (
+        uid, "0812345678901", f"PJSIP/carrier-{uid[-4:]}")
+    # Once known, a later NewCallerid there does not start it again; an operator's leg (not
+    # its own Linkedid) and other contexts' channels are no calls.
+    assert t.handle(ev("NewCallerid", **cleaned)) == []
+    assert t.handle(ev("NewCallerid", **snapshot("1732345679.1", "1732345678.9",
+                                                 Context="siaga112-caller-id"))) == []
+    assert t.handle(ev("NewCallerid", **snapshot("1732345679.2", Context="operators"))) == []
+    assert t.handle(ev("VarSet", **snapshot("1732345679.2"), Variable="IVR_LINE",
+                       Value="112")) == []
+
+
 def test_a_caller_id_the_dialplan_corrects_on_arrival_is_the_one_the_call_starts_with() -> None:
     """A SIM-less phone's From user IMEI:<digits> reaches Asterisk as caller id "IMEI";
     siaga112-simless-id sets IMEI<digits> before the call is given out (NewCallerid)."""

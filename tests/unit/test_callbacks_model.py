@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.asterisk.config import CONF_DIR as CONF
 from telephony.callbacks.errors import InvalidClosure
 from telephony.callbacks.model import (
-    NETWORK_CAUSES,
     Attempt,
     CallbackReason,
     Closure,

@@ -26,8 +26,9 @@ APPLICATION_MODULES = {
 }
 FUNCTION_MODULES = {
     "CALLERID": "func_callerid", "CHANNEL": "func_channel", "CUT": "func_cut",
-    "FIELDQTY": "func_strings", "FILE": "func_env", "IF": "func_logic", "ISNULL": "func_logic",
-    "LEN": "func_strings", "LOCAL": "app_stack", "PJSIP_HEADER": "res_pjsip_header_funcs",
+    "FIELDQTY": "func_strings", "FILE": "func_env", "FILTER": "func_strings", "IF": "func_logic",
+    "ISNULL": "func_logic", "LEN": "func_strings", "LOCAL": "app_stack",
+    "PJSIP_HEADER": "res_pjsip_header_funcs",
     "PJSIP_PARSE_URI_FROM": "chan_pjsip", "QUEUE_EXISTS": "app_queue",
     "REGEX": "func_strings", "STRFTIME": "func_strings", "TALK_DETECT": "func_talkdetect",
     "TIMEOUT": "func_timeout",

@@ -7,12 +7,15 @@ import json
 import logging
 import os
 import random
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from telephony.asterisk.causes import NETWORK_CAUSES
+from telephony.db.migrate import bundled_migrations
 from telephony.screening.score import ScoreConfig, ScoreConfigError
 from telephony.screening.service import call_features, screening_config_source
 from telephony.screening.store import EndedCall
@@ -44,6 +47,37 @@ def test_hung_up_in_the_ivr_without_a_key() -> None:
     features = call_features(ended(ivr_outcome=None, ivr_first_key_ms=None, queue=None))
     assert features.ivr.hung_up_in_ivr and not features.ivr.no_input
     assert features.looks_silent
+
+
+@pytest.mark.parametrize("lost", [{"hangup_cause": 38}, {"hangup_cause": 102},
+                                  {"cut_reason": "asterisk_crash"}])
+def test_a_call_the_network_or_the_line_cut_is_not_the_callers_doing(
+        lost: dict[str, object]) -> None:
+    """Cut in the IVR before a key, or on the answer: the caller did not leave, so the call
+    is neither silent nor a hang-up in the menu or on the answer (the call-back worklist
+    lists such a caller; counted silent, their call back was lowered as a nuisance)."""
+    in_ivr = call_features(ended(ivr_outcome=None, ivr_first_key_ms=None, queue=None, **lost))
+    assert not in_ivr.ivr.hung_up_in_ivr and not in_ivr.looks_silent
+    on_answer = call_features(ended(ivr_outcome="no_input", ivr_first_key_ms=None,
+                                    answered_at=T0 + timedelta(seconds=20),
+                                    ended_at=T0 + timedelta(seconds=23), **lost))
+    assert not on_answer.shape.hung_up_on_answer and not on_answer.looks_silent
+    # What the recording heard still counts: nobody spoke before the network cut it.
+    assert call_features(ended(ivr_first_key_ms=None, answered_at=T0 + timedelta(seconds=5),
+                               talk_seconds=50, silence_share=0.95, **lost)).looks_silent
+    # An ordinary hang-up (16, 31) is the caller's.
+    for cause in (16, 31):
+        assert call_features(ended(ivr_outcome=None, ivr_first_key_ms=None, queue=None,
+                                   hangup_cause=cause)).looks_silent
+
+
+def test_the_generated_silence_column_knows_the_network_causes() -> None:
+    """Migration 0040 spells NETWORK_CAUSES out in ``calls.looks_silent``; the loopback
+    test of the column checks the rule, this one that the list is the same."""
+    [sql] = [m.sql for m in bundled_migrations() if m.name == "lost_calls_not_silent"]
+    lists = {frozenset(int(n) for n in found.split(","))
+             for found in re.findall(r"hangup_cause (?:NOT )?IN \(([0-9, ]+)\)", sql)}
+    assert lists == {NETWORK_CAUSES}
 
 
 def test_no_input_routed_and_hung_up_on_answer() -> None:
