@@ -72,7 +72,7 @@ def test_a_call_the_network_or_the_line_cut_is_not_the_callers_doing(
 
 
 def test_the_generated_silence_column_knows_the_network_causes() -> None:
-    """Migration 0040 spells NETWORK_CAUSES out in ``calls.looks_silent``; the loopback
+    """Migration 0041 spells NETWORK_CAUSES out in ``calls.looks_silent``; the loopback
     test of the column checks the rule, this one that the list is the same."""
     [sql] = [m.sql for m in bundled_migrations() if m.name == "lost_calls_not_silent"]
     lists = {frozenset(int(n) for n in found.split(","))
