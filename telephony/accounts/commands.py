@@ -1,4 +1,4 @@
-"""``siaga112 account create|list|disable|password``: how the first admin comes to exist, and
+"""``siaga112 account create|list|disable|enable|password``: how the first admin comes to exist, and
 how accounts are kept when the console is out of reach.
 
 Passwords are read from the terminal (twice, not echoed) or, when standard input is not a
@@ -72,6 +72,14 @@ async def disable(settings: Settings, username: str) -> int:
     account = await _with_service(
         settings, lambda service: service.disable(username, actor=CLI_ACTOR))
     print(f"Akun {account.username} dinonaktifkan; semua sesinya diakhiri.")
+    return 0
+
+
+async def enable(settings: Settings, username: str) -> int:
+    """Let a disabled account log in again."""
+    account = await _with_service(
+        settings, lambda service: service.enable(username, actor=CLI_ACTOR))
+    print(f"Akun {account.username} diaktifkan kembali; masuk dengan kata sandinya yang lama.")
     return 0
 
 

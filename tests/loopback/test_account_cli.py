@@ -7,10 +7,13 @@ import asyncpg
 import pytest
 
 from telephony.accounts import commands
-from telephony.accounts.model import InvalidAccountInput
+from telephony.accounts.model import InvalidAccountInput, LoginRefused
+from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, fake_asterisk
 from telephony.cli import main
+from telephony.db.connection import Database
 from telephony.desks.phones import digest
+from tests.support.web import CHEAP_HASHER, PASSWORD
 
 
 class Stdin(io.StringIO):
@@ -64,6 +67,35 @@ async def test_create_list_password_disable(
     audit = await rows(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
     assert [(r["actor"], r["action"]) for r in audit] == [
         ("cli", "account.create"), ("cli", "account.password"), ("cli", "account.disable")]
+
+
+async def test_a_disabled_account_is_enabled_again_with_its_password(
+    database: Database, database_dsn: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Disabling was for good: the name stays taken (create refuses it), so an operator back
+    from leave, or the only admin disabled by mistake, could never log in under it again."""
+    async def cli(*argv: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", Stdin(stdin))
+        return await asyncio.to_thread(
+            main, ["--set", f"database_dsn={database_dsn}", "account", *argv])
+
+    service = AccountService(database, CHEAP_HASHER, AccountConfig())
+    await service.create("kepala", "admin", PASSWORD, actor="test")
+    assert await cli("disable", "kepala") == 0
+    with pytest.raises(LoginRefused):
+        await service.login("kepala", PASSWORD, remote_address="10.0.0.1")
+    capsys.readouterr()
+    assert await cli("enable", "KEPALA") == 0
+    assert "Akun kepala diaktifkan kembali" in capsys.readouterr().out
+    new = await service.login("kepala", PASSWORD, remote_address="10.0.0.1")
+    assert new.session.account.active
+    assert await cli("enable", "nobody") == 1
+    assert capsys.readouterr().err.strip() == "siaga112: gagal: Akun nobody tidak ditemukan."
+    audit = await rows(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
+    assert [(r["actor"], r["action"]) for r in audit] == [
+        ("test", "account.create"), ("cli", "account.disable"), ("cli", "account.enable"),
+        ("kepala", "login")]
 
 
 def test_a_password_typed_at_the_terminal_is_asked_twice(
