@@ -18,6 +18,7 @@ from telephony.accounts.model import InvalidAccountInput
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import CLI_ACTOR, AccountConfig, AccountService
 from telephony.db.connection import Database
+from telephony.desks.service import revoke_browser_phone
 from telephony.settings import Settings
 
 T = TypeVar("T")
@@ -68,11 +69,26 @@ async def list_accounts(settings: Settings) -> int:
 
 
 async def disable(settings: Settings, username: str) -> int:
-    """Disable an account; its sessions end."""
+    """Disable an account; its sessions end, and its browser softphone's secret."""
     account = await _with_service(
         settings, lambda service: service.disable(username, actor=CLI_ACTOR))
     print(f"Akun {account.username} dinonaktifkan; semua sesinya diakhiri.")
+    await _revoke_softphone(settings, account.username)
     return 0
+
+
+async def _revoke_softphone(settings: Settings, username: str) -> None:
+    """As at a logout, the softphone of a browser desk stops registering: the sessions just
+    ended, but a desk page left open (or credentials copied out of it) would otherwise keep
+    its phone registered, and in its queues, with the secret it was given."""
+    database = Database(settings)
+    try:
+        interface = await revoke_browser_phone(database, username, settings.sip_realm)
+    finally:
+        await database.close()
+    if interface is not None:
+        print(f"Softphone {interface} tidak dapat mendaftar lagi; mejanya keluar dari antrean "
+              "begitu pendaftarannya habis.")
 
 
 async def enable(settings: Settings, username: str) -> int:
@@ -88,4 +104,5 @@ async def set_password(settings: Settings, username: str, password: str) -> int:
     account = await _with_service(
         settings, lambda service: service.set_password(username, password, actor=CLI_ACTOR))
     print(f"Kata sandi akun {account.username} diganti; semua sesinya diakhiri.")
+    await _revoke_softphone(settings, account.username)
     return 0

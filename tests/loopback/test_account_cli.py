@@ -6,13 +6,15 @@ import io
 import asyncpg
 import pytest
 
+from ivr.menu import load_menu
 from telephony.accounts import commands
 from telephony.accounts.model import InvalidAccountInput, LoginRefused
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, fake_asterisk
 from telephony.cli import main
 from telephony.db.connection import Database
-from telephony.desks.phones import digest
+from telephony.desks.phones import PhoneKind, digest
+from telephony.desks.service import assign_desk
 from tests.support.web import CHEAP_HASHER, PASSWORD
 
 
@@ -96,6 +98,47 @@ async def test_a_disabled_account_is_enabled_again_with_its_password(
     assert [(r["actor"], r["action"]) for r in audit] == [
         ("test", "account.create"), ("cli", "account.disable"), ("cli", "account.enable"),
         ("kepala", "login")]
+
+
+async def test_a_new_password_or_disabling_stops_the_browser_softphone_registering(
+    database: Database, database_dsn: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The softphone's secret was the one its desk page got when it opened: a page left open
+    after the sessions ended (or credentials copied out of it) kept registering, and stayed
+    in the queues, as a disabled operator or as whoever had stolen the old password."""
+    async def cli(*argv: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", Stdin(stdin))
+        return await asyncio.to_thread(
+            main, ["--set", f"database_dsn={database_dsn}", "account", *argv])
+
+    async def secrets() -> dict[str, str]:
+        found = await rows(database_dsn, "SELECT operator, md5_cred FROM phone_secrets")
+        return {r["operator"]: r["md5_cred"] for r in found}
+
+    service = AccountService(database, CHEAP_HASHER, AccountConfig())
+    for name, interface, kind in (("op1", "PJSIP/op2001", PhoneKind.BROWSER),
+                                  ("op2", "PJSIP/op1002", PhoneKind.DESK)):
+        await service.create(name, "operator", PASSWORD, actor="test")
+        await assign_desk(database, load_menu(None), name, interface, {"fire": 5},
+                          realm="siaga112", phone=kind)
+    first = await secrets()
+    assert await cli("password", "op1", stdin="kata-sandi-baru-22\n") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Kata sandi akun op1 diganti; semua sesinya diakhiri.",
+        "Softphone PJSIP/op2001 tidak dapat mendaftar lagi; mejanya keluar dari antrean "
+        "begitu pendaftarannya habis."]
+    second = await secrets()
+    assert second["PJSIP/op2001"] != first["PJSIP/op2001"]
+    assert await cli("disable", "op1") == 0
+    assert "Softphone PJSIP/op2001 tidak dapat" in capsys.readouterr().out
+    third = await secrets()
+    assert third["PJSIP/op2001"] not in (first["PJSIP/op2001"], second["PJSIP/op2001"])
+    # A desk phone rings whoever sits at the desk: its secret, typed into it, stays.
+    assert await cli("disable", "op2") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Akun op2 dinonaktifkan; semua sesinya diakhiri."]
+    assert third["PJSIP/op1002"] == (await secrets())["PJSIP/op1002"] == first["PJSIP/op1002"]
 
 
 def test_a_password_typed_at_the_terminal_is_asked_twice(
