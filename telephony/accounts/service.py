@@ -8,6 +8,7 @@ one sees the failures before it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import secrets
@@ -48,6 +49,12 @@ from telephony.settings import Settings
 log = logging.getLogger("telephony.accounts")
 
 CLI_ACTOR = "cli"
+# Logins checked at once. Each holds a pooled connection while its password is hashed (a
+# third of a second of CPU, by design), and those from one address wait for each other
+# holding theirs: unbounded, a burst of logins (a guesser's, or a shift's) took the whole
+# pool the console, the API and the incident workers share, and every logged-in operator's
+# screen stalled. Two keep both cores hashing; further logins wait here, holding nothing.
+LOGINS_AT_ONCE = 2
 # A session's last use is written at most this often.
 _TOUCH_EVERY = timedelta(minutes=1)
 
@@ -87,6 +94,7 @@ class AccountService:
         self._hasher = hasher
         self._config = config
         self._repo = repository or AccountRepository()
+        self._logins = asyncio.Semaphore(LOGINS_AT_ONCE)
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -234,7 +242,8 @@ class AccountService:
                 return NewSession(token, session)
 
         try:
-            outcome = await self._database.run(work)
+            async with self._logins:
+                outcome = await self._database.run(work)
         except LoginThrottled as exc:
             log.warning("login refused for %r from %s: throttled for %d s more", key,
                         remote_address, exc.retry_after_seconds)
