@@ -18,6 +18,7 @@ from telephony.accounts.model import InvalidAccountInput
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import CLI_ACTOR, AccountConfig, AccountService
 from telephony.db.connection import Database
+from telephony.desks.commands import leave_queues
 from telephony.desks.service import revoke_browser_phone
 from telephony.settings import Settings
 
@@ -78,17 +79,27 @@ async def disable(settings: Settings, username: str) -> int:
 
 
 async def _revoke_softphone(settings: Settings, username: str) -> None:
-    """As at a logout, the softphone of a browser desk stops registering: the sessions just
-    ended, but a desk page left open (or credentials copied out of it) would otherwise keep
-    its phone registered, and in its queues, with the secret it was given."""
+    """As at a logout, the softphone of a browser desk stops registering and leaves its
+    queues: the sessions just ended, but a desk page left open (or credentials copied out of
+    it) would otherwise keep its phone registered, and ringing with callers, with the secret
+    it was given."""
     database = Database(settings)
     try:
-        interface = await revoke_browser_phone(database, username, settings.sip_realm)
+        revoked = await revoke_browser_phone(database, username, settings.sip_realm)
     finally:
         await database.close()
-    if interface is not None:
-        print(f"Softphone {interface} tidak dapat mendaftar lagi; mejanya keluar dari antrean "
-              "begitu pendaftarannya habis.")
+    if revoked is None:
+        return
+    interface, queues = revoked
+    print(f"Softphone {interface} tidak dapat mendaftar lagi.")
+    if not queues:
+        return
+    failed = await leave_queues(settings, interface, queues)
+    if failed is None:
+        print(f"{interface} keluar dari antrean {', '.join(queues)}.")
+    else:
+        print(f"{interface} belum keluar dari antrean ({failed}); keluar begitu "
+              "pendaftarannya habis.")
 
 
 async def enable(settings: Settings, username: str) -> int:

@@ -335,27 +335,32 @@ async def _revoke_browser_phone(repo: DeskRepository, connection: asyncpg.Connec
     return desk.interface
 
 
-async def revoke_browser_phone(database: Database, username: str, realm: str) -> str | None:
+async def revoke_browser_phone(database: Database, username: str, realm: str
+                               ) -> tuple[str, list[str]] | None:
     """What a logout does to a browser desk's phone (:meth:`DeskService.sign_out`), for an
     account disabled or given a new password from the CLI: its secret is replaced by one
     nobody knows, so a softphone holding the old one (a desk page left open, credentials
-    copied out of it) cannot register again. Its registration lapses at its next REGISTER
-    and the line's watcher then takes the desk out of its queues. Returns the interface, or
-    ``None`` if the account has no browser desk (a desk phone rings whoever sits there)."""
+    copied out of it) cannot register again. Returns the interface and the queues it is in
+    (for the caller to take it out of), or ``None`` if the account has no browser desk (a
+    desk phone rings whoever sits at the desk)."""
     name = clean_username(username)
     repo = DeskRepository()
 
-    async def work(connection: asyncpg.Connection) -> str | None:
+    async def work(connection: asyncpg.Connection) -> tuple[str, list[str]] | None:
         async with connection.transaction():
             found = await AccountRepository().account_with_hash(connection, name)
             if found is None:
                 return None
-            return await _revoke_browser_phone(repo, connection, found[0].account_id, realm)
+            interface = await _revoke_browser_phone(repo, connection, found[0].account_id,
+                                                    realm)
+            if interface is None:
+                return None
+            return interface, [m.queue for m in await repo.memberships(connection, interface)]
 
-    interface = await database.run(work)
-    if interface is not None:
-        log.info("account %s: the softphone of %s may no longer register", name, interface)
-    return interface
+    revoked = await database.run(work)
+    if revoked is not None:
+        log.info("account %s: the softphone of %s may no longer register", name, revoked[0])
+    return revoked
 
 
 async def grant_phone_reader(database: Database, role: str, password: str) -> bool:
