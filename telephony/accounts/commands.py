@@ -74,11 +74,11 @@ async def disable(settings: Settings, username: str) -> int:
     account = await _with_service(
         settings, lambda service: service.disable(username, actor=CLI_ACTOR))
     print(f"Akun {account.username} dinonaktifkan; semua sesinya diakhiri.")
-    await _revoke_softphone(settings, account.username)
+    await _revoke_softphone(settings, account.username, "disable")
     return 0
 
 
-async def _revoke_softphone(settings: Settings, username: str) -> None:
+async def _revoke_softphone(settings: Settings, username: str, why: str) -> None:
     """As at a logout, the softphone of a browser desk stops registering and leaves its
     queues: the sessions just ended, but a desk page left open (or credentials copied out of
     it) would otherwise keep its phone registered, and ringing with callers, with the secret
@@ -96,6 +96,10 @@ async def _revoke_softphone(settings: Settings, username: str) -> None:
         return
     failed = await leave_queues(settings, interface, queues)
     if failed is None:
+        # Audited as a logout's is (desks.service.DeskService.sign_out), once Asterisk did it.
+        await _with_service(settings, lambda service: service.audit(
+            actor=CLI_ACTOR, action="desk.leave", object_type="desk", object_id=interface,
+            remote_address="", detail={"queues": queues, "why": why}))
         print(f"{interface} keluar dari antrean {', '.join(queues)}.")
     else:
         print(f"{interface} belum keluar dari antrean ({failed}); keluar begitu "
@@ -115,5 +119,5 @@ async def set_password(settings: Settings, username: str, password: str) -> int:
     account = await _with_service(
         settings, lambda service: service.set_password(username, password, actor=CLI_ACTOR))
     print(f"Kata sandi akun {account.username} diganti; semua sesinya diakhiri.")
-    await _revoke_softphone(settings, account.username)
+    await _revoke_softphone(settings, account.username, "password")
     return 0

@@ -2,6 +2,7 @@
 
 import asyncio
 import io
+import json
 
 import asyncpg
 import pytest
@@ -172,6 +173,13 @@ async def test_a_new_password_or_disabling_signs_the_browser_softphone_out(
         assert third["PJSIP/op1002"] == (await secrets())["PJSIP/op1002"] == first[
             "PJSIP/op1002"]
         assert removed() == asked
+    audit = await rows(database_dsn, "SELECT actor, action, object_id, detail FROM audit_log "
+                                     "WHERE action LIKE 'desk.%' OR actor = 'cli' "
+                                     "ORDER BY audit_id")
+    assert [(r["actor"], r["action"], r["object_id"]) for r in audit] == [
+        ("cli", "account.password", "op1"), ("cli", "desk.leave", "PJSIP/op2001"),
+        ("cli", "account.disable", "op1"), ("cli", "account.disable", "op2")]
+    assert json.loads(audit[1]["detail"]) == {"queues": ["fire", "overflow"], "why": "password"}
 
 
 def test_a_password_typed_at_the_terminal_is_asked_twice(
