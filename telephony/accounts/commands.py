@@ -14,7 +14,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO, TypeVar
 
-from telephony.accounts.model import InvalidAccountInput
+from telephony.accounts.model import InvalidAccountInput, Role
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import CLI_ACTOR, AccountConfig, AccountService
 from telephony.db.connection import Database
@@ -74,6 +74,14 @@ async def disable(settings: Settings, username: str) -> int:
     account = await _with_service(
         settings, lambda service: service.disable(username, actor=CLI_ACTOR))
     print(f"Akun {account.username} dinonaktifkan; semua sesinya diakhiri.")
+    if account.role is Role.ADMIN:
+        accounts = await _with_service(settings, lambda service: service.accounts())
+        if not any(other.active and other.role is Role.ADMIN for other in accounts):
+            # Allowed (whoever runs this can make an admin again), but never unnoticed: the
+            # console's admin pages are now closed to everyone.
+            print("Peringatan: tidak ada lagi admin yang aktif. Aktifkan kembali dengan "
+                  f"siaga112 account enable {account.username}, atau buat yang baru dengan "
+                  "siaga112 account create NAMA --role admin.")
     await _revoke_softphone(settings, account.username, "disable")
     return 0
 

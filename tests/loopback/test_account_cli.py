@@ -93,7 +93,13 @@ async def test_a_disabled_account_is_enabled_again_with_its_password(
 
     service = AccountService(database, CHEAP_HASHER, AccountConfig())
     await service.create("kepala", "admin", PASSWORD, actor="test")
+    capsys.readouterr()
     assert await cli("disable", "kepala") == 0
+    # The last admin: allowed, and said so.
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "Peringatan: tidak ada lagi admin yang aktif. Aktifkan kembali dengan siaga112 "
+        "account enable kepala, atau buat yang baru dengan siaga112 account create NAMA "
+        "--role admin."]
     with pytest.raises(LoginRefused):
         await service.login("kepala", PASSWORD, remote_address="10.0.0.1")
     capsys.readouterr()
@@ -103,10 +109,15 @@ async def test_a_disabled_account_is_enabled_again_with_its_password(
     assert new.session.account.active
     assert await cli("enable", "nobody") == 1
     assert capsys.readouterr().err.strip() == "siaga112: gagal: Akun nobody tidak ditemukan."
+    # Another admin stays active: nothing to warn of.
+    await service.create("wakil", "admin", PASSWORD, actor="test")
+    assert await cli("disable", "wakil") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Akun wakil dinonaktifkan; semua sesinya diakhiri."]
     audit = await rows(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
     assert [(r["actor"], r["action"]) for r in audit] == [
         ("test", "account.create"), ("cli", "account.disable"), ("cli", "account.enable"),
-        ("kepala", "login")]
+        ("kepala", "login"), ("test", "account.create"), ("cli", "account.disable")]
 
 
 async def test_a_new_password_or_disabling_signs_the_browser_softphone_out(
