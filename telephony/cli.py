@@ -218,6 +218,8 @@ def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(account_commands.list_accounts(settings))
     if args.action == "disable":
         return asyncio.run(account_commands.disable(settings, args.username))
+    if args.action == "enable":
+        return asyncio.run(account_commands.enable(settings, args.username))
     if args.action == "desk":
         return asyncio.run(desk_commands.desk(settings, args.username, args.interface,
                                               args.skill, new_secret=args.new_secret,
@@ -291,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="", help="display name")
     account_actions.add_parser("list", help="list every account")
     for action, text in (("disable", "disable an account and end its sessions"),
+                         ("enable", "let a disabled account log in again"),
                          ("password", "set a new password (read from the terminal or stdin)")):
         account_actions.add_parser(action, help=text).add_argument("username")
     desk_commands.add_parser(account_actions)

@@ -1,4 +1,4 @@
-"""``siaga112 account create|list|disable|password``: how the first admin comes to exist, and
+"""``siaga112 account create|list|disable|enable|password``: how the first admin comes to exist, and
 how accounts are kept when the console is out of reach.
 
 Passwords are read from the terminal (twice, not echoed) or, when standard input is not a
@@ -14,10 +14,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO, TypeVar
 
-from telephony.accounts.model import InvalidAccountInput
+from telephony.accounts.model import InvalidAccountInput, Role
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import CLI_ACTOR, AccountConfig, AccountService
 from telephony.db.connection import Database
+from telephony.desks.commands import leave_queues
+from telephony.desks.service import revoke_browser_phone
 from telephony.settings import Settings
 
 T = TypeVar("T")
@@ -68,10 +70,55 @@ async def list_accounts(settings: Settings) -> int:
 
 
 async def disable(settings: Settings, username: str) -> int:
-    """Disable an account; its sessions end."""
+    """Disable an account; its sessions end, and its browser softphone's secret."""
     account = await _with_service(
         settings, lambda service: service.disable(username, actor=CLI_ACTOR))
     print(f"Akun {account.username} dinonaktifkan; semua sesinya diakhiri.")
+    if account.role is Role.ADMIN:
+        accounts = await _with_service(settings, lambda service: service.accounts())
+        if not any(other.active and other.role is Role.ADMIN for other in accounts):
+            # Allowed (whoever runs this can make an admin again), but never unnoticed: the
+            # console's admin pages are now closed to everyone.
+            print("Peringatan: tidak ada lagi admin yang aktif. Aktifkan kembali dengan "
+                  f"siaga112 account enable {account.username}, atau buat yang baru dengan "
+                  "siaga112 account create NAMA --role admin.")
+    await _revoke_softphone(settings, account.username, "disable")
+    return 0
+
+
+async def _revoke_softphone(settings: Settings, username: str, why: str) -> None:
+    """As at a logout, the softphone of a browser desk stops registering and leaves its
+    queues: the sessions just ended, but a desk page left open (or credentials copied out of
+    it) would otherwise keep its phone registered, and ringing with callers, with the secret
+    it was given."""
+    database = Database(settings)
+    try:
+        revoked = await revoke_browser_phone(database, username, settings.sip_realm)
+    finally:
+        await database.close()
+    if revoked is None:
+        return
+    interface, queues = revoked
+    print(f"Softphone {interface} tidak dapat mendaftar lagi.")
+    if not queues:
+        return
+    failed = await leave_queues(settings, interface, queues)
+    if failed is None:
+        # Audited as a logout's is (desks.service.DeskService.sign_out), once Asterisk did it.
+        await _with_service(settings, lambda service: service.audit(
+            actor=CLI_ACTOR, action="desk.leave", object_type="desk", object_id=interface,
+            remote_address="", detail={"queues": queues, "why": why}))
+        print(f"{interface} keluar dari antrean {', '.join(queues)}.")
+    else:
+        print(f"{interface} belum keluar dari antrean ({failed}); keluar begitu "
+              "pendaftarannya habis.")
+
+
+async def enable(settings: Settings, username: str) -> int:
+    """Let a disabled account log in again."""
+    account = await _with_service(
+        settings, lambda service: service.enable(username, actor=CLI_ACTOR))
+    print(f"Akun {account.username} diaktifkan kembali; masuk dengan kata sandinya yang lama.")
     return 0
 
 
@@ -80,4 +127,5 @@ async def set_password(settings: Settings, username: str, password: str) -> int:
     account = await _with_service(
         settings, lambda service: service.set_password(username, password, actor=CLI_ACTOR))
     print(f"Kata sandi akun {account.username} diganti; semua sesinya diakhiri.")
+    await _revoke_softphone(settings, account.username, "password")
     return 0

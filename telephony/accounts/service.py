@@ -8,6 +8,7 @@ one sees the failures before it.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import secrets
@@ -48,6 +49,12 @@ from telephony.settings import Settings
 log = logging.getLogger("telephony.accounts")
 
 CLI_ACTOR = "cli"
+# Logins checked at once. Each holds a pooled connection while its password is hashed (a
+# third of a second of CPU, by design), and those from one address wait for each other
+# holding theirs: unbounded, a burst of logins (a guesser's, or a shift's) took the whole
+# pool the console, the API and the incident workers share, and every logged-in operator's
+# screen stalled. Two keep both cores hashing; further logins wait here, holding nothing.
+LOGINS_AT_ONCE = 2
 # A session's last use is written at most this often.
 _TOUCH_EVERY = timedelta(minutes=1)
 
@@ -87,6 +94,7 @@ class AccountService:
         self._hasher = hasher
         self._config = config
         self._repo = repository or AccountRepository()
+        self._logins = asyncio.Semaphore(LOGINS_AT_ONCE)
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -123,22 +131,37 @@ class AccountService:
 
     async def disable(self, username: str, *, actor: str, remote_address: str = "") -> Account:
         """Disable an account and end its sessions at once."""
+        return await self._set_active(username, False, actor=actor,
+                                      remote_address=remote_address)
+
+    async def enable(self, username: str, *, actor: str, remote_address: str = "") -> Account:
+        """Let a disabled account log in again (with the password it had): a disabled name
+        stays taken, so without this its owner could never come back under it, nor the last
+        admin, once disabled."""
+        return await self._set_active(username, True, actor=actor,
+                                      remote_address=remote_address)
+
+    async def _set_active(self, username: str, active: bool, *, actor: str,
+                          remote_address: str) -> Account:
         name = clean_username(username)
+        action = "account.enable" if active else "account.disable"
 
         async def work(connection: asyncpg.Connection) -> Account:
             async with connection.transaction():
-                account = await self._repo.set_active(connection, name, False)
+                account = await self._repo.set_active(connection, name, active)
                 if account is None:
                     raise AccountNotFound(name)
-                ended = await self._repo.delete_sessions_of(connection, account.account_id)
+                # A disabled account's sessions end; an enabled one has none to keep.
+                ended = 0 if active else await self._repo.delete_sessions_of(
+                    connection, account.account_id)
                 await self._repo.append_audit(
-                    connection, actor=actor, action="account.disable", object_type="account",
+                    connection, actor=actor, action=action, object_type="account",
                     object_id=name, remote_address=remote_address,
-                    detail={"sessions_ended": ended})
+                    detail={} if active else {"sessions_ended": ended})
                 return account
 
         account = await self._database.run(work)
-        log.info("account %s disabled by %s", name, actor)
+        log.info("account %s %s by %s", name, "enabled" if active else "disabled", actor)
         return account
 
     async def set_password(
@@ -219,7 +242,8 @@ class AccountService:
                 return NewSession(token, session)
 
         try:
-            outcome = await self._database.run(work)
+            async with self._logins:
+                outcome = await self._database.run(work)
         except LoginThrottled as exc:
             log.warning("login refused for %r from %s: throttled for %d s more", key,
                         remote_address, exc.retry_after_seconds)

@@ -173,17 +173,23 @@ class AccountRepository:
     async def failures(
         self, connection: asyncpg.Connection, key: str, remote_address: str, window: timedelta
     ) -> tuple[Failures, Failures, datetime]:
-        """Failures within ``window`` under the name from the address, and from the address
-        under any name; and the time now."""
+        """Failures within ``window`` under the name from the address since the name's
+        password last changed (guesses at the old one, or its owner's tries when they forgot
+        it, do not keep them out of a new one), and from the address under any name; and the
+        time now."""
         row = await connection.fetchrow(
             """
-            SELECT count(*) FILTER (WHERE username = $1) AS by_name,
-                   max(at) FILTER (WHERE username = $1) AS by_name_last,
+            WITH changed AS (
+                SELECT coalesce(max(password_changed_at), '-infinity') AS at
+                FROM accounts WHERE username = $1
+            )
+            SELECT count(*) FILTER (WHERE f.username = $1 AND f.at > c.at) AS by_name,
+                   max(f.at) FILTER (WHERE f.username = $1 AND f.at > c.at) AS by_name_last,
                    count(*) AS by_address,
-                   max(at) AS by_address_last,
+                   max(f.at) AS by_address_last,
                    now() AS now
-            FROM login_failures
-            WHERE remote_address = $2 AND at > now() - $3::interval
+            FROM login_failures f CROSS JOIN changed c
+            WHERE f.remote_address = $2 AND f.at > now() - $3::interval
             """,
             key, remote_address, window,
         )

@@ -16,13 +16,14 @@ line says so, and the line's next AMI session reloads PJSIP (``telephony.admin.s
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ivr.menu import load_menu
-from telephony.ami.actions import AmiActionError
+from telephony.ami.actions import AmiActionError, AmiActions
 from telephony.ami.listener import AmiListener
 from telephony.calls.facts import CallFact
 from telephony.db.connection import Database
+from telephony.desks.operators import OperatorDesk
 from telephony.desks.phones import PhoneKind, phone_username
 from telephony.desks.service import assign_desk, parse_skill_levels
 from telephony.settings import Settings
@@ -88,18 +89,35 @@ class _NoCalls:
         return set()
 
 
-async def reload_phones(settings: Settings, *, wait_seconds: float = 10.0) -> str | None:
-    """Ask Asterisk to reload PJSIP (``Reload`` of ``res_pjsip.so``) over a short AMI
-    session; returns ``None``, or why it did not."""
+async def _over_ami(settings: Settings, work: Callable[[AmiActions], Awaitable[object]],
+                    wait_seconds: float) -> str | None:
+    """Run ``work`` over a short AMI session; returns ``None``, or why it failed."""
     listener = AmiListener(settings, _NoCalls(), action_timeout=wait_seconds)
     await listener.start()
     try:
-        await listener.send_action({"Action": "Reload", "Module": "res_pjsip.so"})
+        await work(listener)
     except AmiActionError as exc:
         return exc.message
     finally:
         await listener.stop()
     return None
+
+
+async def reload_phones(settings: Settings, *, wait_seconds: float = 10.0) -> str | None:
+    """Ask Asterisk to reload PJSIP (``Reload`` of ``res_pjsip.so``) over a short AMI
+    session; returns ``None``, or why it did not."""
+    return await _over_ami(settings, lambda ami: ami.send_action(
+        {"Action": "Reload", "Module": "res_pjsip.so"}), wait_seconds)
+
+
+async def leave_queues(settings: Settings, interface: str, queues: list[str], *,
+                       wait_seconds: float = 10.0) -> str | None:
+    """Take ``interface`` out of ``queues`` (``QueueRemove``) over a short AMI session, as a
+    logout does; returns ``None``, or why it did not. The serving line sees Asterisk's
+    events and records the desk as out."""
+    menu = load_menu(settings.menu_file)
+    return await _over_ami(settings, lambda ami: OperatorDesk(ami, menu).log_out(
+        interface, queues), wait_seconds)
 
 
 def phone_secret_text(interface: str, realm: str, secret: str) -> str:

@@ -322,6 +322,47 @@ async def renew_phone_secret(database: Database, username: str, realm: str) -> A
     return assignment
 
 
+async def _revoke_browser_phone(repo: DeskRepository, connection: asyncpg.Connection,
+                                account_id: int, realm: str) -> str | None:
+    """Replace the secret of the account's browser desk phone by one nobody knows; its
+    interface, or ``None`` if its desk (if any) has no browser phone."""
+    desk = await repo.assignment(connection, account_id)
+    phone = None if desk is None else await repo.phone(connection, desk.interface)
+    if desk is None or phone is None or phone.kind is not PhoneKind.BROWSER:
+        return None
+    made = new_phone_secret(desk.interface, realm, length=BROWSER_SECRET_LENGTH)
+    await repo.set_phone_secret(connection, desk.interface, realm, made.md5_cred)
+    return desk.interface
+
+
+async def revoke_browser_phone(database: Database, username: str, realm: str
+                               ) -> tuple[str, list[str]] | None:
+    """What a logout does to a browser desk's phone (:meth:`DeskService.sign_out`), for an
+    account disabled or given a new password from the CLI: its secret is replaced by one
+    nobody knows, so a softphone holding the old one (a desk page left open, credentials
+    copied out of it) cannot register again. Returns the interface and the queues it is in
+    (for the caller to take it out of), or ``None`` if the account has no browser desk (a
+    desk phone rings whoever sits at the desk)."""
+    name = clean_username(username)
+    repo = DeskRepository()
+
+    async def work(connection: asyncpg.Connection) -> tuple[str, list[str]] | None:
+        async with connection.transaction():
+            found = await AccountRepository().account_with_hash(connection, name)
+            if found is None:
+                return None
+            interface = await _revoke_browser_phone(repo, connection, found[0].account_id,
+                                                    realm)
+            if interface is None:
+                return None
+            return interface, [m.queue for m in await repo.memberships(connection, interface)]
+
+    revoked = await database.run(work)
+    if revoked is not None:
+        log.info("account %s: the softphone of %s may no longer register", name, revoked[0])
+    return revoked
+
+
 async def grant_phone_reader(database: Database, role: str, password: str) -> bool:
     """Let Asterisk read the registering phones as ``role`` with ``password``; returns
     whether it could. Done as the schema's owner (the line's role may create no role): an
@@ -584,18 +625,13 @@ class DeskService:
 
         async def work(connection: asyncpg.Connection) -> tuple[str, list[str]] | None:
             async with connection.transaction():
-                desk = await self._repo.assignment(connection, account.account_id)
-                phone = None if desk is None else await self._repo.phone(connection,
-                                                                         desk.interface)
-                if desk is None or phone is None or phone.kind is not PhoneKind.BROWSER:
+                interface = await _revoke_browser_phone(self._repo, connection,
+                                                        account.account_id, config.realm)
+                if interface is None:
                     return None
-                made = new_phone_secret(desk.interface, config.realm,
-                                        length=BROWSER_SECRET_LENGTH)
-                await self._repo.set_phone_secret(connection, desk.interface, config.realm,
-                                                  made.md5_cred)
                 queues = [m.queue for m in await self._repo.memberships(connection,
-                                                                        desk.interface)]
-                return desk.interface, queues
+                                                                        interface)]
+                return interface, queues
 
         found = await self._database.run(work)
         if found is None:

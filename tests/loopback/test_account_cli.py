@@ -2,15 +2,21 @@
 
 import asyncio
 import io
+import json
 
 import asyncpg
 import pytest
 
+from ivr.menu import load_menu
 from telephony.accounts import commands
-from telephony.accounts.model import InvalidAccountInput
+from telephony.accounts.model import InvalidAccountInput, LoginRefused
+from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, fake_asterisk
 from telephony.cli import main
-from telephony.desks.phones import digest
+from telephony.db.connection import Database
+from telephony.desks.phones import PhoneKind, digest
+from telephony.desks.service import assign_desk
+from tests.support.web import CHEAP_HASHER, PASSWORD
 
 
 class Stdin(io.StringIO):
@@ -23,6 +29,14 @@ class Stdin(io.StringIO):
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+async def execute(dsn: str, query: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(query)
+    finally:
+        await connection.close()
 
 
 async def rows(dsn: str, query: str) -> list[asyncpg.Record]:
@@ -64,6 +78,119 @@ async def test_create_list_password_disable(
     audit = await rows(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
     assert [(r["actor"], r["action"]) for r in audit] == [
         ("cli", "account.create"), ("cli", "account.password"), ("cli", "account.disable")]
+
+
+async def test_a_disabled_account_is_enabled_again_with_its_password(
+    database: Database, database_dsn: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Disabling was for good: the name stays taken (create refuses it), so an operator back
+    from leave, or the only admin disabled by mistake, could never log in under it again."""
+    async def cli(*argv: str, stdin: str = "") -> int:
+        monkeypatch.setattr("sys.stdin", Stdin(stdin))
+        return await asyncio.to_thread(
+            main, ["--set", f"database_dsn={database_dsn}", "account", *argv])
+
+    service = AccountService(database, CHEAP_HASHER, AccountConfig())
+    await service.create("kepala", "admin", PASSWORD, actor="test")
+    capsys.readouterr()
+    assert await cli("disable", "kepala") == 0
+    # The last admin: allowed, and said so.
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        "Peringatan: tidak ada lagi admin yang aktif. Aktifkan kembali dengan siaga112 "
+        "account enable kepala, atau buat yang baru dengan siaga112 account create NAMA "
+        "--role admin."]
+    with pytest.raises(LoginRefused):
+        await service.login("kepala", PASSWORD, remote_address="10.0.0.1")
+    capsys.readouterr()
+    assert await cli("enable", "KEPALA") == 0
+    assert "Akun kepala diaktifkan kembali" in capsys.readouterr().out
+    new = await service.login("kepala", PASSWORD, remote_address="10.0.0.1")
+    assert new.session.account.active
+    assert await cli("enable", "nobody") == 1
+    assert capsys.readouterr().err.strip() == "siaga112: gagal: Akun nobody tidak ditemukan."
+    # Another admin stays active: nothing to warn of.
+    await service.create("wakil", "admin", PASSWORD, actor="test")
+    assert await cli("disable", "wakil") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Akun wakil dinonaktifkan; semua sesinya diakhiri."]
+    audit = await rows(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
+    assert [(r["actor"], r["action"]) for r in audit] == [
+        ("test", "account.create"), ("cli", "account.disable"), ("cli", "account.enable"),
+        ("kepala", "login"), ("test", "account.create"), ("cli", "account.disable")]
+
+
+async def test_a_new_password_or_disabling_signs_the_browser_softphone_out(
+    database: Database, database_dsn: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The softphone's secret was the one its desk page got when it opened: a page left open
+    after the sessions ended (or credentials copied out of it) kept registering, and stayed
+    in the queues taking calls, as a disabled operator or as whoever had stolen the old
+    password. Now both do what a logout does: a secret nobody knows, and out of the queues."""
+    async with fake_asterisk() as asterisk:
+        asterisk.accepts["queueremove"] = "Removed interface from queue"
+
+        async def cli(*argv: str, stdin: str = "") -> int:
+            monkeypatch.setattr("sys.stdin", Stdin(stdin))
+            return await asyncio.to_thread(
+                main, ["--set", f"database_dsn={database_dsn}",
+                       "--set", f"ami_port={asterisk.port}", "--set", f"ami_username={USERNAME}",
+                       "--set", f"ami_secret={SECRET}", "account", *argv])
+
+        async def secrets() -> dict[str, str]:
+            found = await rows(database_dsn, "SELECT operator, md5_cred FROM phone_secrets")
+            return {r["operator"]: r["md5_cred"] for r in found}
+
+        def removed() -> list[tuple[str, str]]:
+            return [(a["queue"], a["interface"]) for a in asterisk.actions
+                    if a.get("action") == "QueueRemove"]
+
+        service = AccountService(database, CHEAP_HASHER, AccountConfig())
+        for name, interface, kind in (("op1", "PJSIP/op2001", PhoneKind.BROWSER),
+                                      ("op2", "PJSIP/op1002", PhoneKind.DESK)):
+            await service.create(name, "operator", PASSWORD, actor="test")
+            await assign_desk(database, load_menu(None), name, interface, {"fire": 5},
+                              realm="siaga112", phone=kind)
+        # The desk page joined its queues (as the line records them from Asterisk's events).
+        await execute(database_dsn, "INSERT INTO queue_members (operator, queue, state, "
+                      "paused, since) VALUES ('PJSIP/op2001', 'fire', 'idle', false, now()), "
+                      "('PJSIP/op2001', 'overflow', 'idle', false, now())")
+        first = await secrets()
+        assert await cli("password", "op1", stdin="kata-sandi-baru-22\n") == 0
+        assert capsys.readouterr().out.splitlines() == [
+            "Kata sandi akun op1 diganti; semua sesinya diakhiri.",
+            "Softphone PJSIP/op2001 tidak dapat mendaftar lagi.",
+            "PJSIP/op2001 keluar dari antrean fire, overflow."]
+        assert removed() == [("fire", "PJSIP/op2001"), ("overflow", "PJSIP/op2001")]
+        second = await secrets()
+        assert second["PJSIP/op2001"] != first["PJSIP/op2001"]
+        # Asterisk refuses (or is away): the secret is replaced all the same, and one line
+        # says the desk leaves the queues once its registration runs out.
+        del asterisk.accepts["queueremove"]
+        assert await cli("disable", "op1") == 0
+        assert capsys.readouterr().out.splitlines()[1:] == [
+            "Softphone PJSIP/op2001 tidak dapat mendaftar lagi.",
+            "PJSIP/op2001 belum keluar dari antrean (QueueRemove refused: Interface not "
+            "found); keluar begitu pendaftarannya habis."]
+        third = await secrets()
+        assert third["PJSIP/op2001"] not in (first["PJSIP/op2001"], second["PJSIP/op2001"])
+        # A desk phone rings whoever sits at the desk: its secret, typed into it, stays, and
+        # so does the desk in its queues.
+        asked = removed()
+        assert await cli("disable", "op2") == 0
+        assert capsys.readouterr().out.splitlines() == [
+            "Akun op2 dinonaktifkan; semua sesinya diakhiri."]
+        assert third["PJSIP/op1002"] == (await secrets())["PJSIP/op1002"] == first[
+            "PJSIP/op1002"]
+        assert removed() == asked
+    audit = await rows(database_dsn, "SELECT actor, action, object_id, detail FROM audit_log "
+                                     "WHERE action LIKE 'desk.%' OR actor = 'cli' "
+                                     "ORDER BY audit_id")
+    assert [(r["actor"], r["action"], r["object_id"]) for r in audit] == [
+        ("cli", "account.password", "op1"), ("cli", "desk.leave", "PJSIP/op2001"),
+        ("cli", "account.disable", "op1"), ("cli", "account.disable", "op2")]
+    assert json.loads(audit[1]["detail"]) == {"queues": ["fire", "overflow"], "why": "password"}
 
 
 def test_a_password_typed_at_the_terminal_is_asked_twice(

@@ -11,6 +11,7 @@ from telephony.accounts.model import LoginRefused, LoginThrottled, Role, Throttl
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.db.connection import Database
+from tests.support.ami import eventually
 
 PASSWORD = "kata-sandi-rahasia-112"
 CHEAP = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
@@ -52,6 +53,46 @@ async def test_parallel_guesses_under_many_names_from_one_address_are_limited(
     assert sum(isinstance(r, LoginThrottled) for r in results) == 20
 
 
+class HeldHasher(PasswordHasher):
+    """Checks passwords only once the test lets them go: logins caught mid-check."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost_kib=64, parallelism=1)
+        self.checking = 0
+        self.release = asyncio.Event()
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        self.checking += 1
+        await self.release.wait()
+        return await super().verify(stored_hash, password)
+
+
+async def test_a_flood_of_logins_leaves_the_database_to_everyone_else(
+        database: Database) -> None:
+    """Each login holds a pooled connection while its password is hashed (a third of a second
+    each here), and those from one address wait for each other holding theirs: a burst of
+    logins, a guesser's or a shift's, took every connection of the pool the console, the API
+    and the incident workers share, and every logged-in operator's screen stalled, then was
+    refused (503), until the burst was through."""
+    hasher = HeldHasher()
+    accounts = service(database, hasher, ThrottlePolicy(max_failures=100,
+                                                        max_failures_per_address=100))
+    await accounts.create("op1", "operator", PASSWORD, actor="test")
+    hasher.release.set()
+    working = await accounts.login("op1", PASSWORD, remote_address="10.0.0.1")
+    hasher.release.clear()
+    guesses = [asyncio.ensure_future(accounts.login(
+        f"nama{n}", "tebakan-salah", remote_address=f"203.0.113.{n % 3}")) for n in range(30)]
+    try:
+        await eventually(lambda: hasher.checking > 1)
+        # The operator who is logged in goes on working meanwhile.
+        assert await asyncio.wait_for(accounts.session(working.token), timeout=2) is not None
+    finally:
+        hasher.release.set()
+        results = await asyncio.gather(*guesses, return_exceptions=True)
+    assert all(isinstance(r, LoginRefused) for r in results), results
+
+
 async def test_guesses_from_elsewhere_never_keep_the_owner_out(database: Database) -> None:
     accounts = service(database, throttle=ThrottlePolicy(
         max_failures=3, max_failures_per_address=100, first_delay=timedelta(minutes=5)))
@@ -74,6 +115,26 @@ async def test_guesses_from_elsewhere_never_keep_the_owner_out(database: Databas
     for _ in range(2):
         with pytest.raises(LoginRefused):
             await accounts.login("admin1", "salah-ketik", remote_address="10.0.0.20")
+
+
+async def test_a_new_password_lets_a_locked_out_owner_in_at_once(database: Database) -> None:
+    """An operator who forgot the password and locked their name out asks the admin for a
+    new one: it works at once, not once the lockout (up to the window, an hour) has run out.
+    Failures before it were not at it: the name's count starts again."""
+    accounts = service(database, throttle=ThrottlePolicy(
+        max_failures=3, max_failures_per_address=100, first_delay=timedelta(minutes=5)))
+    await accounts.create("op1", "operator", PASSWORD, actor="test")
+    for _ in range(3):
+        with pytest.raises(LoginRefused):
+            await accounts.login("op1", "lupa-sandinya", remote_address="10.0.0.9")
+    with pytest.raises(LoginThrottled):
+        await accounts.login("op1", PASSWORD, remote_address="10.0.0.9")
+    await accounts.set_password("op1", "kata-sandi-baru-sekali", actor="admin")
+    for _ in range(2):
+        with pytest.raises(LoginRefused):
+            await accounts.login("op1", "lupa-lagi", remote_address="10.0.0.9")
+    new = await accounts.login("op1", "kata-sandi-baru-sekali", remote_address="10.0.0.9")
+    assert await accounts.session(new.token) is not None
 
 
 async def test_a_weaker_hash_is_upgraded_at_login_without_changing_the_password_date(
