@@ -130,6 +130,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.ami.listener", ADAPTERS),
     ("telephony.ami.threaded", ADAPTERS),  # the listener on its own thread, for the main loop
     ("telephony.ami.vanish", ADAPTERS),  # re-checks open calls against Asterisk's channels
+    ("telephony.ami.responses", ADAPTERS),  # a service's OriginateResponses, applied in order
     ("telephony.ami.testing", ADAPTERS),  # a fake Asterisk on a socket, for tests
     ("ivr.prompts", ADAPTERS),
     ("ivr.source", ADAPTERS),

@@ -30,6 +30,7 @@ from telephony.accounts.model import Account
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.channels import live_channels
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
+from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.callbacks.errors import (
     CallbackBusy,
     CallbackUnavailable,
@@ -57,7 +58,7 @@ from telephony.callbacks.store import CallbackRepository
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.calls.store import OPEN_CALL_HORIZON, LegRepository
-from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.db.connection import Database
 from telephony.desks.service import AuditLog
 from telephony.desks.store import Assignment
 from telephony.settings import Settings
@@ -96,13 +97,9 @@ class CallbackConfig:
                    ring_seconds=settings.callback_ring_seconds)
 
 
-class CallbackAmi(AmiListActions, Protocol):
+class CallbackAmi(AmiListActions, EventSource, Protocol):
     """What the service needs of AMI (``AmiListener``): actions, the live channels, and the
     events that tell how an Originate went."""
-
-    def subscribe(self, event: str, handler: Callable[[Mapping[str, Any]], None]) -> None:
-        """Hand every ``event`` to ``handler`` as it arrives."""
-        ...
 
 
 class Desks(Protocol):
@@ -148,9 +145,9 @@ class CallbackService:
         self._repo = repository or CallbackRepository()
         self._legs = LegRepository()
         self._clock = clock
-        self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
         self._reading: tuple[datetime, list[Entry]] | None = None
-        ami.subscribe(ORIGINATE_RESPONSE, self._on_originate_response)
+        self._responses = OriginateResponses(
+            ami, lambda action: leg_of_action(action) is not None)
 
     @property
     def config(self) -> CallbackConfig:
@@ -326,25 +323,11 @@ class CallbackService:
 
     # -- what Asterisk reports -----------------------------------------------------------------
 
-    def _on_originate_response(self, event: Mapping[str, Any]) -> None:
-        """Keep the OriginateResponses of call-backs (runs inside the listener's data
-        callback: queue, return)."""
-        if leg_of_action(printable(event.get("ActionID"))) is not None:
-            self._events.put_nowait(event)
-
     async def run(self) -> None:
-        """Forever: apply the call-backs' OriginateResponses as they come."""
-        while True:
-            event = await self._events.get()
-            try:
-                await self.originate_response(event)
-            except DatabaseUnavailable as exc:
-                # The leg stays open; the worklist stops counting it as ringing in time.
-                log.error("OriginateResponse of %s not recorded, database unavailable: %s",
-                          printable(event.get("ActionID")), exc)
-            except Exception:
-                log.exception("OriginateResponse of %s not applied",
-                              printable(event.get("ActionID")))
+        """Forever: apply the call-backs' OriginateResponses as they come (a leg whose
+        response could not be recorded stays open; the worklist stops counting it as ringing
+        in time)."""
+        await self._responses.run(self.originate_response)
 
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply a call-back's OriginateResponse; ``False`` if it is none of ours. A success

@@ -36,7 +36,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ from telephony.accounts.model import Account, Role
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.channels import LiveChannel, live_channels, operator_channel
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
+from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.calls.ids import valid_call_id
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
@@ -79,13 +80,9 @@ AUDIT_OBJECT = "desk"  # as the desk's own entries (join, pause ...): the operat
 RESPONSE_GRACE_SECONDS = 10.0
 
 
-class SupervisionAmi(AmiListActions, Protocol):
+class SupervisionAmi(AmiListActions, EventSource, Protocol):
     """What the service needs of AMI (``AmiListener``): actions, the live channels, and the
     events that tell how an Originate went."""
-
-    def subscribe(self, event: str, handler: Callable[[Mapping[str, Any]], None]) -> None:
-        """Hand every ``event`` to ``handler`` as it arrives."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -136,8 +133,7 @@ class SupervisionService:
         self._repo = repository or SupervisionRepository()
         self._ringing: dict[str, _Ringing] = {}  # by ActionID
         self._serial = asyncio.Lock()
-        self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
-        ami.subscribe(ORIGINATE_RESPONSE, self._on_originate_response)
+        self._responses = OriginateResponses(ami, is_ours)
 
     async def start(self, account: Account, *, operator: str, mode: str,
                     call_id: str | None = None, remote_address: str) -> Supervision:
@@ -259,21 +255,9 @@ class SupervisionService:
 
     # -- what Asterisk reports -----------------------------------------------------------------
 
-    def _on_originate_response(self, event: Mapping[str, Any]) -> None:
-        """Keep the OriginateResponses of supervisors' Originates (runs inside the listener's
-        data callback: queue, return)."""
-        if is_ours(printable(event.get("ActionID"))):
-            self._events.put_nowait(event)
-
     async def run(self) -> None:
         """Forever: record how the supervisors' Originates went, as Asterisk reports it."""
-        while True:
-            event = await self._events.get()
-            try:
-                await self.originate_response(event)
-            except Exception:
-                log.exception("OriginateResponse of %s not applied",
-                              printable(event.get("ActionID")))
+        await self._responses.run(self.originate_response)
 
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply a supervisor's OriginateResponse; ``False`` if it is none of ours (or its
