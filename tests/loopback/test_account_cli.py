@@ -4,7 +4,6 @@ import asyncio
 import io
 import json
 
-import asyncpg
 import pytest
 
 from ivr.menu import load_menu
@@ -16,6 +15,7 @@ from telephony.cli import main
 from telephony.db.connection import Database
 from telephony.desks.phones import PhoneKind, digest
 from telephony.desks.service import assign_desk
+from tests.support.db import execute, fetch
 from tests.support.web import CHEAP_HASHER, PASSWORD
 
 
@@ -31,22 +31,6 @@ class Terminal(io.StringIO):
         return True
 
 
-async def execute(dsn: str, query: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(query)
-    finally:
-        await connection.close()
-
-
-async def rows(dsn: str, query: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(dsn)
-    try:
-        return await connection.fetch(query)
-    finally:
-        await connection.close()
-
-
 async def test_create_list_password_disable(
     database_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,7 +43,7 @@ async def test_create_list_password_disable(
     assert await cli("create", "kepala", "--role", "admin", "--name", "Kepala Pusat",
                      stdin="kata-sandi-admin-1\n") == 0
     assert "Akun kepala (Administrator) dibuat." in capsys.readouterr().out
-    [account] = await rows(database_dsn, "SELECT * FROM accounts")
+    [account] = await fetch(database_dsn, "SELECT * FROM accounts")
     assert account["password_hash"].startswith("$argon2id$")
     assert "kata-sandi-admin-1" not in account["password_hash"]
     assert (account["role"], account["display_name"]) == ("admin", "Kepala Pusat")
@@ -75,7 +59,7 @@ async def test_create_list_password_disable(
     assert await cli("disable", "kepala") == 0
     assert await cli("disable", "nobody") == 1
     assert "Akun nobody tidak ditemukan." in capsys.readouterr().err
-    audit = await rows(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
+    audit = await fetch(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
     assert [(r["actor"], r["action"]) for r in audit] == [
         ("cli", "account.create"), ("cli", "account.password"), ("cli", "account.disable")]
 
@@ -114,7 +98,7 @@ async def test_a_disabled_account_is_enabled_again_with_its_password(
     assert await cli("disable", "wakil") == 0
     assert capsys.readouterr().out.splitlines() == [
         "Akun wakil dinonaktifkan; semua sesinya diakhiri."]
-    audit = await rows(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
+    audit = await fetch(database_dsn, "SELECT actor, action FROM audit_log ORDER BY audit_id")
     assert [(r["actor"], r["action"]) for r in audit] == [
         ("test", "account.create"), ("cli", "account.disable"), ("cli", "account.enable"),
         ("kepala", "login"), ("test", "account.create"), ("cli", "account.disable")]
@@ -139,7 +123,7 @@ async def test_a_new_password_or_disabling_signs_the_browser_softphone_out(
                        "--set", f"ami_secret={SECRET}", "account", *argv])
 
         async def secrets() -> dict[str, str]:
-            found = await rows(database_dsn, "SELECT operator, md5_cred FROM phone_secrets")
+            found = await fetch(database_dsn, "SELECT operator, md5_cred FROM phone_secrets")
             return {r["operator"]: r["md5_cred"] for r in found}
 
         def removed() -> list[tuple[str, str]]:
@@ -184,7 +168,7 @@ async def test_a_new_password_or_disabling_signs_the_browser_softphone_out(
         assert third["PJSIP/op1002"] == (await secrets())["PJSIP/op1002"] == first[
             "PJSIP/op1002"]
         assert removed() == asked
-    audit = await rows(database_dsn, "SELECT actor, action, object_id, detail FROM audit_log "
+    audit = await fetch(database_dsn, "SELECT actor, action, object_id, detail FROM audit_log "
                                      "WHERE action LIKE 'desk.%' OR actor = 'cli' "
                                      "ORDER BY audit_id")
     assert [(r["actor"], r["action"], r["object_id"]) for r in audit] == [
@@ -238,7 +222,7 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
                                "pengguna op1001, realm siaga112, sandi: ")
     secret = shown[1].rsplit(" ", 1)[1]
     assert len(shown) == 3  # and nothing says the phone is pending: PJSIP was reloaded
-    stored = await rows(database_dsn, "SELECT realm, md5_cred FROM phone_secrets")
+    stored = await fetch(database_dsn, "SELECT realm, md5_cred FROM phone_secrets")
     assert [tuple(r) for r in stored] == [("siaga112", digest("op1001", "siaga112", secret))]
     # The new phone made Asterisk reload PJSIP (without it the queues would never ring it).
     assert [(a["action"], a["module"]) for a in reloads()] == [("Reload", "res_pjsip.so")]
@@ -256,9 +240,9 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
         "Telepon tersimpan, tetapi belum diterapkan di Asterisk (Reload refused: Interface "
         "not found); diterapkan saat line tersambung kembali ke Asterisk.")
     assert len(reloads()) == 2
-    renewed = await rows(database_dsn, "SELECT md5_cred FROM phone_secrets")
+    renewed = await fetch(database_dsn, "SELECT md5_cred FROM phone_secrets")
     assert [r["md5_cred"] for r in renewed] != [r["md5_cred"] for r in stored]
-    skills = await rows(database_dsn, "SELECT operator, skill, level FROM operator_skills")
+    skills = await fetch(database_dsn, "SELECT operator, skill, level FROM operator_skills")
     assert [tuple(r) for r in skills] == [("PJSIP/op1001", "medical", 4)]
     refusals = {
         ("op2", "PJSIP/op1001", "fire=5"): "PJSIP/op1001 sudah dipakai akun lain.",
@@ -272,7 +256,7 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
     for (name, interface, skill), message in refusals.items():
         assert await cli("desk", name, interface, "--skill", skill) == 1
         assert message in capsys.readouterr().err
-    desks = await rows(database_dsn, "SELECT operator FROM account_operators")
+    desks = await fetch(database_dsn, "SELECT operator FROM account_operators")
     assert [r["operator"] for r in desks] == ["PJSIP/op1001"]
 
     # The desk's phone becomes the browser: no secret to type (its page makes its own), the
@@ -282,27 +266,27 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
                      "--phone", "browser") == 0
     out = capsys.readouterr().out
     assert "softphone di browser" in out and "sandi: " not in out
-    browser = await rows(database_dsn, "SELECT kind, md5_cred FROM phone_secrets")
+    browser = await fetch(database_dsn, "SELECT kind, md5_cred FROM phone_secrets")
     assert [r["kind"] for r in browser] == ["browser"]
     assert browser[0]["md5_cred"] not in [r["md5_cred"] for r in renewed]
     assert len(reloads()) == 3
     with pytest.raises(SystemExit) as refused:  # argparse refuses an unknown kind
         await cli("desk", "op1", "PJSIP/op1001", "--skill", "medical=4", "--phone", "webrtc;x")
     assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
-    assert [r["kind"] for r in await rows(database_dsn, "SELECT kind FROM phone_secrets")] == [
+    assert [r["kind"] for r in await fetch(database_dsn, "SELECT kind FROM phone_secrets")] == [
         "browser"]
     # A supervisor's phone (to listen in on operators' calls): no skills, a secret all the same.
     # Not the browser: a supervisor has no desk page for it to register from.
     assert await cli("desk", "spv", "PJSIP/sup01", "--phone", "browser") == 1
     assert ("Akun spv adalah supervisor: tanpa halaman meja untuk softphone di browser, "
             "teleponnya harus telepon meja (--phone desk).") in capsys.readouterr().err
-    assert await rows(database_dsn, "SELECT operator FROM account_operators "
+    assert await fetch(database_dsn, "SELECT operator FROM account_operators "
                                     "WHERE operator = 'PJSIP/sup01'") == []
     assert await cli("desk", "spv", "PJSIP/sup01") == 0
     shown = capsys.readouterr().out.strip().splitlines()
     assert shown[0] == "Akun spv bekerja di PJSIP/sup01; keahlian: -."
     assert shown[1].startswith("Telepon PJSIP/sup01 mendaftar (REGISTER) dengan nama pengguna "
                                "sup01, ")
-    skills = await rows(database_dsn, "SELECT skill FROM operator_skills "
+    skills = await fetch(database_dsn, "SELECT skill FROM operator_skills "
                                       "WHERE operator = 'PJSIP/sup01'")
     assert skills == []

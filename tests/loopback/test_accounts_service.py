@@ -12,6 +12,7 @@ from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.db.connection import Database
 from tests.support.ami import eventually
+from tests.support.db import execute
 
 PASSWORD = "kata-sandi-rahasia-112"
 CHEAP = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
@@ -20,14 +21,6 @@ CHEAP = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
 def service(database: Database, hasher: PasswordHasher = CHEAP,
             throttle: ThrottlePolicy | None = None) -> AccountService:
     return AccountService(database, hasher, AccountConfig(throttle=throttle or ThrottlePolicy()))
-
-
-async def execute(dsn: str, query: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(query)
-    finally:
-        await connection.close()
 
 
 async def test_parallel_guesses_each_see_the_failures_before_them(database: Database) -> None:

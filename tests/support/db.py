@@ -108,6 +108,15 @@ async def fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
         await connection.close()
 
 
+async def execute(dsn: str, query: str, *args: object) -> None:
+    """One statement, on a connection of its own."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(query, *args)
+    finally:
+        await connection.close()
+
+
 async def refuse_event_writes(owner_dsn: str, errcode: str, *, kind: str | None = None,
                               times: int | None = None) -> None:
     """From now on PostgreSQL itself refuses writing call events (of ``kind``, or any) with
