@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from telephony.calls.facts import CallStarted, CallVanished
+from telephony.calls.facts import CallFact, CallStarted, CallVanished
 from telephony.calls.history import ORPHAN_AFTER, CallHistory
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository
@@ -107,19 +107,27 @@ async def test_a_rotation_between_two_catch_ups_loses_nothing(
     assert [tuple(r) for r in rows] == [(UID, 4, None), (OTHER, None, 9)]
 
 
-async def test_a_call_seen_live_until_a_crash_gets_only_what_it_missed(
-    history: CallHistory, database: Database, repository: CallRepository, tmp_path: Path
-) -> None:
+async def seen_live(history: CallHistory, database: Database, repository: CallRepository,
+                    tmp_path: Path, *facts: CallFact) -> Path:
+    """An empty queue_log the history has caught up with, and ``facts`` the line recorded
+    live; returns the log."""
     log = tmp_path / "queue_log"
     log.write_text("")
     await history.catch_up(WHOLE_EMPTY)
+
+    async def seen(connection: asyncpg.Connection) -> int:
+        return await repository.apply(connection, list(facts))
+    await database.run(seen)
+    return log
+
+
+async def test_a_call_seen_live_until_a_crash_gets_only_what_it_missed(
+    history: CallHistory, database: Database, repository: CallRepository, tmp_path: Path
+) -> None:
     started = CallStarted(UID, UID, "PJSIP/carrier-1", "0812555", "Budi", "112",
                           datetime.fromisoformat(
                               "2026-12-05T04:38:31.250+00:00"))
-
-    async def seen(connection: asyncpg.Connection) -> int:
-        return await repository.apply(connection, [started])
-    await database.run(seen)
+    log = await seen_live(history, database, repository, tmp_path, started)
     append(log, ANSWERED)
     plan = await history.catch_up(WHOLE_EMPTY)
     assert plan is not None and not any(isinstance(f, CallStarted) for f in plan.written)
@@ -211,16 +219,10 @@ async def test_a_call_closed_as_vanished_gets_its_logged_end(
 ) -> None:
     # The AMI session was cut while the database was away: the resync could not read the
     # log, and closed the call it no longer saw as vanished. The log has its real end.
-    log = tmp_path / "queue_log"
-    log.write_text("")
-    await history.catch_up(WHOLE_EMPTY)
     started = CallStarted(UID, UID, "PJSIP/carrier-1", "0812555", "Budi", "112",
                           datetime.fromtimestamp(T, UTC))
-
-    async def seen(connection: asyncpg.Connection) -> int:
-        return await repository.apply(connection, [
-            started, CallVanished(UID, datetime.fromtimestamp(T + 60, UTC))])
-    await database.run(seen)
+    log = await seen_live(history, database, repository, tmp_path, started,
+                          CallVanished(UID, datetime.fromtimestamp(T + 60, UTC)))
     append(log, [*ANSWERED, f"{T + 8}|{UID}|NONE|NONE|SIAGAEND|16"])
     held = await history.advance()  # its end is not in the database: its lines are kept
     assert held is not None and held.offset == 0
