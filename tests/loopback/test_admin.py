@@ -413,14 +413,20 @@ async def add_operator(admin: Admin, username: str) -> None:
                                   display_name="Sari")
 
 
+def sari_in_fire(pause_reason: str | None = None) -> list[dict[str, str]]:
+    """QueueStatus's members after Sari joined at op1001 with fire at level 5: fire and the
+    overflow (paused, if ``pause_reason``)."""
+    paused = "0" if pause_reason is None else "1"
+    return [{"Queue": q, "Location": "PJSIP/op1001", "Name": "Sari", "Penalty": str(p),
+             "Membership": "dynamic", "Paused": paused, "PausedReason": pause_reason or "",
+             "InCall": "0"} for q, p in (("fire", 0), ("all-operators", 4))]
+
+
 async def test_new_skill_levels_move_a_logged_in_operator(admin: Admin) -> None:
     await add_operator(admin, "sari")
     await admin.queues.assign_operator("sari", "PJSIP/op1001", {"fire": 5, "medical": 3})
     # Sari joined fire (and with it the overflow), not medical.
-    admin.ami.members = [
-        {"Queue": q, "Location": "PJSIP/op1001", "Name": "Sari", "Penalty": str(p),
-         "Membership": "dynamic", "Paused": "0", "PausedReason": "", "InCall": "0"}
-        for q, p in (("fire", 0), ("all-operators", 4))]
+    admin.ami.members = sari_in_fire()
     admin.ami.actions.clear()
     account, changes, _, _ = await admin.queues.assign_operator(
         "sari", "PJSIP/op1001", {"fire": 2, "security": 5})
@@ -443,10 +449,7 @@ async def test_a_logged_in_operators_desk_moved_to_another_phone_takes_their_que
     them (not left to be rung for nobody, nor out of her desk's reach)."""
     await add_operator(admin, "sari")
     await admin.queues.assign_operator("sari", "PJSIP/op1001", {"fire": 5, "medical": 3})
-    admin.ami.members = [
-        {"Queue": q, "Location": "PJSIP/op1001", "Name": "Sari", "Penalty": str(p),
-         "Membership": "dynamic", "Paused": "1", "PausedReason": "break", "InCall": "0"}
-        for q, p in (("fire", 0), ("all-operators", 4))]
+    admin.ami.members = sari_in_fire(pause_reason="break")
     admin.ami.actions.clear()
     _, changes, _, _ = await admin.queues.assign_operator("sari", "PJSIP/op1002",
                                                           {"fire": 5, "medical": 3})
