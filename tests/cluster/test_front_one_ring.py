@@ -10,14 +10,17 @@ No Asterisk here: the two "nodes" are SIP clients on the addresses and ports of 
 ``cluster_nodes`` (tests/support/sip_node.py), the operator's phone is a sipp UAS registered
 at the front that rings 2 s, then answers. Without the front's check both INVITEs ring the
 phone, and the test fails at its first assertion.
+
+The same stand-ins try a phone gone without unregistering: a node's qualify of it must go
+unanswered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import replace
 
 import pytest
@@ -40,6 +43,7 @@ pytestmark = pytest.mark.cluster
 USER = operator_names(1)[0]
 RING_SECONDS = 2.0  # the phone rings this long, then answers
 HOLD = 1.0  # kamailio.cfg's RING_HOLD: the least time a just-answered phone is refused
+QUALIFY_TIMEOUT = 3.0  # Asterisk's qualify_timeout (the ps_aors views leave its default)
 
 
 def front_settings(line: Settings) -> Settings:
@@ -84,10 +88,11 @@ async def cancelled(node: SipNode, invite: Invite) -> None:
     node.ack(invite, final)
 
 
-async def test_an_operator_rings_for_one_call_at_a_time(
-        pg_cluster: EmbeddedPostgres, cluster_dsn: str,
-        nodes: tuple[Settings, SipNode, SipNode]) -> None:
-    front, node1, node2 = nodes
+@asynccontextmanager
+async def front_with_phone(pg_cluster: EmbeddedPostgres, cluster_dsn: str,
+                           front: Settings) -> AsyncIterator[tuple[Front, int]]:
+    """The front running on ``cluster_dsn`` with :data:`USER`'s phone registered at it from
+    ``PHONE_HOST``; the front and the phone's port (nobody answers there yet)."""
     owner = owner_dsn(pg_cluster, cluster_dsn)
     line = replace(front, database_dsn=cluster_dsn, database_owner_dsn=owner)
     database = Database(line, prepare=schema_preparation(line))
@@ -99,9 +104,43 @@ async def test_an_operator_rings_for_one_call_at_a_time(
     async with Front(line) as kamailio:
         # Registered from the port the phone then answers on (as running_cluster does).
         await register_phones(line, owner, [USER], phone_port=phone_port)
-        async with sipp.operator(phone_port, host=PHONE_HOST,
-                                 ring_seconds=RING_SECONDS):
-            await one_ring(kamailio, node1, node2)
+        yield kamailio, phone_port
+
+
+async def test_an_operator_rings_for_one_call_at_a_time(
+        pg_cluster: EmbeddedPostgres, cluster_dsn: str,
+        nodes: tuple[Settings, SipNode, SipNode]) -> None:
+    front, node1, node2 = nodes
+    async with front_with_phone(pg_cluster, cluster_dsn, front) as (kamailio, phone_port), \
+            sipp.operator(phone_port, host=PHONE_HOST, ring_seconds=RING_SECONDS):
+        await one_ring(kamailio, node1, node2)
+
+
+async def test_a_phone_gone_without_unregistering_is_unreachable_to_the_nodes(
+        pg_cluster: EmbeddedPostgres, cluster_dsn: str,
+        nodes: tuple[Settings, SipNode, SipNode]) -> None:
+    """A desk phone unplugged (or its network cut) stays registered at the front until its
+    registration expires (up to 600 s). A node's qualify of it must go unanswered, so that
+    the node marks it unreachable within its qualify timeout (3 s) and its queues stop
+    offering it calls, as a node the phone registered with would. The front used to answer
+    the qualify itself with 408 after its node timeout (1 s), which Asterisk takes for the
+    phone's reply: "Reachable", rung for every caller in its queues until the expiry."""
+    front, node1, _ = nodes
+    async with front_with_phone(pg_cluster, cluster_dsn, front) as (kamailio, _):
+        try:
+            reply: Reply | None = await asyncio.to_thread(node1.options, USER,
+                                                          within=QUALIFY_TIMEOUT + 1)
+        except AssertionError:  # no reply within the node's wait: unreachable
+            reply = None
+        assert reply is None, f"the front answered a gone phone's qualify: {reply.text}"
+        # A call offered to it meanwhile (before the node's next qualify) is refused within
+        # the node timeout, not left ringing: the queue goes on to another operator.
+        started = time.monotonic()
+        invite = node1.invite(USER)
+        final = await asyncio.to_thread(node1.reply, invite.call_id, final=True)
+        assert final.status == 408, final.text
+        assert time.monotonic() - started < QUALIFY_TIMEOUT, kamailio.log_text()[-2000:]
+        node1.ack(invite, final)
 
 
 async def one_ring(kamailio: Front, node1: SipNode, node2: SipNode) -> None:
@@ -152,3 +191,4 @@ async def one_ring(kamailio: Front, node1: SipNode, node2: SipNode) -> None:
     assert time.monotonic() - answered >= HOLD
     await cancelled(ringing, sixth)
     assert (await asyncio.to_thread(other.bye, fourth, answer)).status == 200
+
