@@ -11,8 +11,9 @@ No Asterisk here: the two "nodes" are SIP clients on the addresses and ports of 
 at the front that rings 2 s, then answers. Without the front's check both INVITEs ring the
 phone, and the test fails at its first assertion.
 
-The same stand-ins try a phone gone without unregistering: a node's qualify of it must go
-unanswered.
+The same stand-ins try what else reaches the front about a phone: a phone gone without
+unregistering (a node's qualify of it must go unanswered), a phone with a wrong secret and a
+stranger's flood (each refusal logged once, the phone not locked out).
 """
 
 from __future__ import annotations
@@ -29,8 +30,16 @@ from telephony.app import prepare_database, schema_preparation
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.lab import sipp
-from telephony.lab.chroot import operator_names
-from telephony.lab.cluster import CARRIER_HOST, FRONT_HOST, PHONE_HOST, node_host, register_phones
+from telephony.lab.chroot import LabError, operator_names
+from telephony.lab.cluster import (
+    CARRIER_HOST,
+    FRONT_HOST,
+    PHONE_HOST,
+    STRANGER_HOST,
+    node_host,
+    register,
+    register_phones,
+)
 from telephony.lab.kamailio import Front
 from telephony.settings import ClusterNode, Settings
 from tests.support.db import owner_dsn
@@ -192,3 +201,30 @@ async def one_ring(kamailio: Front, node1: SipNode, node2: SipNode) -> None:
     await cancelled(ringing, sixth)
     assert (await asyncio.to_thread(other.bye, fourth, answer)).status == 200
 
+
+async def test_refusals_are_logged_once_and_lock_nobody_out(
+        pg_cluster: EmbeddedPostgres, cluster_dsn: str,
+        nodes: tuple[Settings, SipNode, SipNode]) -> None:
+    """A desk phone typed in with a wrong secret retries every few seconds, and a scanner on
+    the network sends INVITEs by the thousand: the front's log says so once each (it said
+    nothing of the phone, and a line for each of the scanner's requests), and the phone,
+    its secret corrected, registers at once (the desks often share one NAT address)."""
+    async with front_with_phone(pg_cluster, cluster_dsn, nodes[0]) as (kamailio, _):
+        line = kamailio.settings
+        port = sipp.free_udp_port(PHONE_HOST)
+        for _attempt in range(5):
+            with pytest.raises(LabError, match=r"could not register at the front: SIP/2\.0 401"):
+                await asyncio.to_thread(register, line, [USER], host=PHONE_HOST, port=port,
+                                        secret="not-the-secret")
+        with SipNode(STRANGER_HOST, sipp.free_udp_port(STRANGER_HOST),
+                     kamailio.address) as stranger:
+            for _attempt in range(20):
+                invite = stranger.invite(USER)
+                final = await asyncio.to_thread(stranger.reply, invite.call_id, final=True)
+                assert final.status == 403, final.text
+                stranger.ack(invite, final)
+        await asyncio.to_thread(register, line, [USER], host=PHONE_HOST, port=port)
+        log = kamailio.log_text()
+    wrong = f"refused REGISTER of {USER} from {PHONE_HOST}: wrong secret"
+    scanner = f"refused INVITE from {STRANGER_HOST} (neither the carrier nor a node)"
+    assert log.count(wrong) == 1 and log.count(scanner) == 1, log[-3000:]
