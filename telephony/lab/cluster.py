@@ -50,6 +50,9 @@ PHONE_HOST = "127.0.0.2"  # the phones' address: neither the front's nor the car
 # The carrier's address (Settings.carrier_address): not the front's, so every call through the
 # front shows that a node takes the carrier's calls by the front's mark, not by address.
 CARRIER_HOST = "127.0.0.5"
+# Someone else on the network (a scanner, a misconfigured device): neither the front's, the
+# carrier's, a node's nor the phones' address.
+STRANGER_HOST = "127.0.0.6"
 
 
 def node_host(index: int) -> str:
@@ -144,9 +147,10 @@ async def register_phones(front: Settings, owner_dsn: str, users: Sequence[str],
 
 
 def register(front: Settings, users: Sequence[str], *, host: str, port: int,
-             expires: int = 600, timeout: float = 2.0) -> None:
+             expires: int = 600, timeout: float = 2.0, secret: str | None = None) -> None:
     """REGISTER each of ``users`` at the front from ``host:port`` (the contact), answering
-    its digest challenge (RFC 2617, MD5, qop auth) with the lab's secret: hundreds of phones
+    its digest challenge (RFC 2617, MD5, qop auth) with the lab's secret (or ``secret``, a
+    phone typed in wrong): hundreds of phones
     in a second, where a sipp phone per operator (``sipp.phone``, as tests/e2e/test_phones.py
     registers one) would take minutes. Raises :class:`LabError` unless each ends with 200."""
     target = (front.kamailio_host, front.kamailio_port)
@@ -162,7 +166,7 @@ def register(front: Settings, users: Sequence[str], *, host: str, port: int,
                 challenge = _header(reply, "WWW-Authenticate")
                 reply = _exchange(sock, target, _register_request(
                     front, user, (host, port), call_id=call_id, cseq=2, expires=expires,
-                    authorization=_digest_response(front, user, challenge)))
+                    authorization=_digest_response(front, user, challenge, secret)))
             if not reply.startswith("SIP/2.0 200"):
                 raise LabError(f"{user} could not register at the front: "
                                f"{reply.splitlines()[0] if reply else 'no reply'}")
@@ -208,12 +212,13 @@ def _header(message: str, name: str) -> str:
     return ""
 
 
-def _digest_response(front: Settings, user: str, challenge: str) -> str:
-    """The Authorization header answering ``challenge`` for ``user``."""
+def _digest_response(front: Settings, user: str, challenge: str, secret: str | None) -> str:
+    """The Authorization header answering ``challenge`` for ``user`` with ``secret`` (None:
+    the lab's)."""
     params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge.removeprefix("Digest ")))
     realm, nonce = params.get("realm", front.sip_realm), params.get("nonce", "")
     uri = f"sip:{front.kamailio_host}:{front.kamailio_port}"
-    ha1 = digest(user, realm, phone_secret(user))
+    ha1 = digest(user, realm, phone_secret(user) if secret is None else secret)
     ha2 = hashlib.md5(f"REGISTER:{uri}".encode(), usedforsecurity=False).hexdigest()
     fields = [f'username="{user}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
               "algorithm=MD5"]

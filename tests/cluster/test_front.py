@@ -29,7 +29,7 @@ from telephony.db.embedded import EmbeddedPostgres
 from telephony.kamailio import CARRIER_MARK_HEADER, CARRIER_MARK_VALUE
 from telephony.lab import sipp
 from telephony.lab.chroot import LabError, operator_names
-from telephony.lab.cluster import PHONE_HOST, Cluster, register, register_phones
+from telephony.lab.cluster import PHONE_HOST, STRANGER_HOST, Cluster, register, register_phones
 from telephony.lab.line import LineServer
 from telephony.settings import Settings
 from tests.support.cluster import caller_prefix, ended_calls, two_nodes
@@ -58,7 +58,6 @@ BASE = Settings(
 OPERATORS = operator_names(6)
 RTP_BASE = 10000  # 10000..13998: no other module's fixed ports nor RTP (tests run two at a time)
 FAILOVER_TARGET_SECONDS = 5.0
-STRANGER = "127.0.0.6"  # neither the front's, the carrier's, a node's nor the phones' address
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +101,7 @@ async def _refused(call: sipp.Sipp) -> str:
 async def test_the_carriers_calls_are_known_by_the_fronts_mark_and_nobody_elses(
         cluster: Cluster, cluster_dsn: str) -> None:
     front, node = cluster.front, cluster.nodes[0].settings
-    assert front.carrier_address not in (front.kamailio_host, node.sip_host, STRANGER)
+    assert front.carrier_address not in (front.kamailio_host, node.sip_host, STRANGER_HOST)
     forged, good = caller_prefix(), caller_prefix()
     mark = {CARRIER_MARK_HEADER: CARRIER_MARK_VALUE}
 
@@ -113,12 +112,13 @@ async def test_the_carriers_calls_are_known_by_the_fronts_mark_and_nobody_elses(
 
     # Through the front with a forged mark: it relays the carrier's INVITEs alone, and would
     # strip the mark from anything else.
-    through = await _refused(attempt(front.kamailio_host, front.kamailio_port, "1", STRANGER,
+    through = await _refused(attempt(front.kamailio_host, front.kamailio_port, "1", STRANGER_HOST,
                                      marked=True))
     assert "SIP/2.0 403" in through, through
     # Straight at a node with a forged mark: the carrier endpoint is taken from the front and
     # the carrier alone (its ACL), so the request is unidentified, challenged.
-    straight = await _refused(attempt(node.sip_host, node.sip_port, "2", STRANGER, marked=True))
+    straight = await _refused(attempt(node.sip_host, node.sip_port, "2", STRANGER_HOST,
+                                      marked=True))
     assert "SIP/2.0 401" in straight, straight
     # Straight at a node from the carrier's own address, without the front's mark: behind a
     # front, a node no longer knows the carrier by its address.

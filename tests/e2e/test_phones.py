@@ -1,7 +1,8 @@
 """A registering operator phone against the real Asterisk lab: the secret generated when an
 admin assigns the desk registers (digest, 200) and a wrong one is refused; a new secret
 takes over at once, and the old one stops working. Asterisk reads the phone from the line's
-database through PJSIP realtime (asterisk-conf/sorcery.conf) as the read-only role."""
+database through PJSIP realtime (asterisk-conf/sorcery.conf) as the read-only role. A device
+on the phones' network cannot pass for the carrier by its From user."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ BASE = Settings(
     lab_operators=2,
 )
 PHONE = "PJSIP/op2001"
+PHONE_HOST = "127.0.0.2"  # where sipp.phone registers from: not the carrier's address
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +89,21 @@ async def test_a_phone_registers_with_the_secret_of_its_desk(
     assert renewed.phone_secret is not None
     await register(settings, secret, registered=False)
     await register(settings, renewed.phone_secret, registered=True)
+
+
+async def test_a_device_calling_in_the_carriers_name_is_challenged_not_a_call(
+        lab: Lab, settings: Settings) -> None:
+    """Anyone on the phones' network (a desk phone, a scanner) sending an INVITE with the
+    From user ``carrier`` was taken for the carrier by that name (Asterisk identifies an
+    endpoint by its From user unless told otherwise), unauthenticated: an emergency call into
+    the queues with whatever caller number its P-Asserted-Identity claimed. The carrier is
+    known by its address alone: from anywhere else the INVITE is challenged (401), as any
+    unknown device's is."""
+    assert settings.carrier_address != PHONE_HOST
+    async with sipp.caller(settings.sip_host, settings.sip_port, caller_id="carrier",
+                           asserted_id="081299990000", host=PHONE_HOST, talk_seconds=1,
+                           timeout=15, trace_messages=True) as run:
+        result = await run.wait()
+        messages = run.messages
+    assert result.failed == 1 and result.successful == 0, f"{result}\n{messages}"
+    assert "SIP/2.0 401" in messages and "SIP/2.0 200" not in messages, messages

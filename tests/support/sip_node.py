@@ -125,14 +125,15 @@ class SipNode:
             call_id=invite.call_id, cseq="2 BYE"))
         return self.reply(invite.call_id, "BYE", final=True)
 
-    def options(self, user: str) -> Reply:
-        """A qualify of ``user``'s phone through the front; its final reply."""
+    def options(self, user: str, *, within: float | None = None) -> Reply:
+        """A qualify of ``user``'s phone through the front; its final reply (AssertionError
+        if none comes within ``within`` s, default the socket's timeout)."""
         call_id = f"{uuid.uuid4().hex}@{self.host}"
         self._send(self._request("OPTIONS", self._uri(user),
                                  branch=f"z9hG4bK{uuid.uuid4().hex[:16]}",
                                  from_tag=uuid.uuid4().hex[:8], to=f"<{self._uri(user)}>",
                                  call_id=call_id, cseq="1 OPTIONS"))
-        return self.reply(call_id, "OPTIONS", final=True)
+        return self.reply(call_id, "OPTIONS", final=True, within=within)
 
     @staticmethod
     def _contact(reply: Reply) -> str:
