@@ -27,6 +27,8 @@ from telephony.incidents.edits import parse_patch
 from telephony.incidents.errors import CallAlreadyLinked, InvalidTransition, ValidationError
 from telephony.incidents.model import (
     EDITABLE_STATUSES,
+    SEARCH_LIMIT,
+    SEARCH_MAX,
     TRANSITIONS,
     EscalationLevel,
     Priority,
@@ -152,6 +154,8 @@ async def incidents_page(request: web.Request) -> web.StreamResponse:
     whether another page follows."""
     ctx = context_of(request)
     now = datetime.now(UTC)
+    if "cari" in request.query:
+        return await _search_page(request, request.query["cari"], now)
     number = _page_number(request)
     first = (number - 1) * INCIDENTS_PER_PAGE
     incidents = await ctx.incidents.open_incidents(limit=INCIDENTS_PER_PAGE + 1, offset=first)
@@ -159,7 +163,31 @@ async def incidents_page(request: web.Request) -> web.StreamResponse:
             for incident in incidents[:INCIDENTS_PER_PAGE]]
     return page(request, "incidents.html", title="Insiden terbuka", rows=rows,
                 page_number=number, first=first + 1, last=first + len(rows),
-                has_next=len(incidents) > INCIDENTS_PER_PAGE)
+                has_next=len(incidents) > INCIDENTS_PER_PAGE, query="", search_error="")
+
+
+async def _search_page(request: web.Request, query: str, now: datetime) -> web.StreamResponse:
+    """The incidents, open or closed, a caller's number or a place's name finds (``?cari=``):
+    the list held open incidents only, so the earlier report of a caller who rings again
+    after it was closed, or of the village a new call names, could not be found at all.
+    A search that cannot be run says why, by the field, and finds nothing (422)."""
+    ctx = context_of(request)
+    try:
+        found = await ctx.incidents.search(query, limit=SEARCH_LIMIT + 1)
+    except ValidationError as exc:
+        return page(request, "incidents.html", status=exc.status, title="Cari insiden", rows=[],
+                    page_number=1, first=1, last=0, has_next=False, query=query[:SEARCH_MAX],
+                    search_error=exc.message)
+    # Who looked up whose incidents: searching a number is the privacy-relevant act (the
+    # incident pages found are audited as they are opened).
+    await ctx.accounts.audit(
+        actor=actor_of(request), action="incident.search", object_type="incident",
+        object_id=query, remote_address=remote_of(request), detail={"found": len(found)})
+    rows = [(incident, ctx.dispatches.sla_clock(incident, now))
+            for incident in found[:SEARCH_LIMIT]]
+    return page(request, "incidents.html", title="Cari insiden", rows=rows, page_number=1,
+                first=1, last=len(rows), has_next=len(found) > SEARCH_LIMIT, query=query,
+                search_error="")
 
 
 async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:
