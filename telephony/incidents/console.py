@@ -24,7 +24,12 @@ from telephony.incidents.dispatches import (
     status_for_dispatch,
 )
 from telephony.incidents.edits import parse_patch
-from telephony.incidents.errors import CallAlreadyLinked, InvalidTransition, ValidationError
+from telephony.incidents.errors import (
+    CallAlreadyLinked,
+    IncidentNotFound,
+    InvalidTransition,
+    ValidationError,
+)
 from telephony.incidents.model import (
     EDITABLE_STATUSES,
     SEARCH_LIMIT,
@@ -349,6 +354,36 @@ async def link_call(request: web.Request, form: Form) -> Done:
                 f"{PREFIX}/incidents/{incident_id}")
 
 
+async def merge_into(request: web.Request, form: Form) -> Done:
+    """Merge this incident (a repeat caller's, holding their one call) into the open incident
+    whose number the operator typed: the page offers only the five newest open incidents,
+    and on a busy night the one the caller is about is often not among them. Its call moves
+    there and this incident is cancelled as merged, as with the offered ones."""
+    source = _incident_id(request)
+    raw = form.get("into", "").strip().removeprefix("#").strip()
+    if not _INCIDENT_ID.fullmatch(raw):
+        raise ValidationError("into", "Nomor insiden tujuan tidak sah: tulis angkanya saja, "
+                                      "mis. 123.")
+    target = int(raw)
+    if target == source:
+        raise ValidationError("into", "Tulis nomor insiden lain: insiden ini tidak dapat "
+                                      "digabungkan ke dirinya sendiri.")
+    incidents = context_of(request).incidents
+    try:
+        into = await incidents.get(target)
+    except IncidentNotFound:
+        raise ValidationError("into", f"Insiden #{target} tidak ditemukan.") from None
+    if not into.is_open:
+        raise ValidationError("into", f"Insiden #{target} berstatus '{into.status.label}': "
+                                      "hanya insiden yang masih terbuka dapat menerima gabungan.")
+    call_ids = await incidents.call_ids(source)
+    if len(call_ids) != 1:
+        raise InvalidTransition("Insiden ini memegang lebih dari satu panggilan; gabungkan "
+                                "panggilan lain ke insiden ini, bukan sebaliknya.")
+    await incidents.link_call(target, call_ids[0], actor=actor_of(request))
+    return Done(f"Panggilan digabungkan ke insiden #{target}.", f"{PREFIX}/incidents/{target}")
+
+
 def routes() -> list[Route]:
     """The incident pages and the call and incident forms, with who may use them."""
     incident = f"{PREFIX}/incidents/{{incident_id}}"
@@ -375,4 +410,6 @@ def routes() -> list[Route]:
               CASEWORK, "Naikkan tingkat eskalasi", tag, SEE_OTHER),
         Route("POST", f"{incident}/calls", form_action(_back, link_call), CASEWORK,
               "Gabungkan panggilan ke insiden", tag, SEE_OTHER),
+        Route("POST", f"{incident}/merge", form_action(_to_incident, merge_into), CASEWORK,
+              "Gabungkan insiden ke insiden bernomor", tag, SEE_OTHER),
     ]

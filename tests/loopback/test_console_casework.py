@@ -581,3 +581,45 @@ async def test_an_earlier_incident_is_found_by_the_callers_number_or_the_village
                            "WHERE action = 'incident.search' AND actor = 'op1' "
                            "AND object_id = '0813-5550-0001'")
     assert [json.loads(row["detail"]) for row in searched] == [{"found": 1}]
+
+
+async def test_a_repeat_callers_incident_is_merged_into_one_not_offered_by_its_number(
+        console: Console) -> None:
+    """The page offered the five newest open incidents only: on a night of fires the one a
+    repeat caller was about, opened earlier, was not among them and could not be merged."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, repeat, medical = await cases(console)
+    for n in range(6):  # six newer fires elsewhere
+        await record(console, call_facts(f"1700000900.{n}", f"08135550010{n}"))
+        await console.client.app[CONTEXT].incidents.create_for_call(f"1700000900.{n}")
+    page = f"/console/incidents/{repeat}"
+    status, html, _ = await operator.get(page)
+    assert status == 200 and fire not in related_ids(html) and len(related_ids(html)) == 5
+    assert f'action="/console/incidents/{repeat}/merge"' in html
+
+    # What cannot be merged into says why, naming the number field, and changes nothing.
+    incidents = console.client.app[CONTEXT].incidents
+    await incidents.change_status(medical, "prank", actor="op1")
+    before = await incident_state(console.dsn)
+    for into, text in [
+            ("api", "Nomor insiden tujuan tidak sah: tulis angkanya saja, mis. 123."),
+            ("", "Nomor insiden tujuan tidak sah: tulis angkanya saja, mis. 123."),
+            ("99999", "Insiden #99999 tidak ditemukan."),
+            (str(repeat), "Tulis nomor insiden lain: insiden ini tidak dapat digabungkan ke "
+                          "dirinya sendiri."),
+            (str(medical), f"Insiden #{medical} berstatus &#39;Laporan iseng&#39;: hanya "
+                           "insiden yang masih terbuka dapat menerima gabungan.")]:
+        response = await operator.post(f"{page}/merge", {"into": into})
+        assert response.headers["Location"] == page
+        assert await operator.flash(response) == ("error", text), into
+    response = await operator.post(f"{page}/merge", {"into": "api"})
+    status, html, _ = await operator.get(response.headers["Location"])
+    assert 'id="flash" data-field="into"' in html  # the page marks and focuses the field
+    assert await incident_state(console.dsn) == before
+
+    # Typed as the list shows it (#12): the call moves there, this one is cancelled as merged.
+    response = await operator.post(f"{page}/merge", {"into": f" #{fire} "})
+    assert response.headers["Location"] == f"/console/incidents/{fire}"
+    assert await operator.flash(response) == ("ok", f"Panggilan digabungkan ke insiden #{fire}.")
+    assert await incidents.call_ids(fire) == [FIRE, REPEAT]
+    assert (await incidents.get(repeat)).status.value == "cancelled"
