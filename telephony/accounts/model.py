@@ -99,10 +99,12 @@ class Role(LabelledStrEnum):
 # PLAYBACK, which serve calls and recordings, are these roles).
 CALLER_DATA_ROLES: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR})
 # Where the audit log holds callers' data, by action: the number searched (call.search: its
-# object and its query), the number called back (callback.call), an operator's note on a
-# call-back (callback.close). Each path is "object_id" or "detail" and keys into it.
+# object and its query; incident.search: its object, a number or a place), the number called
+# back (callback.call), an operator's note on a call-back (callback.close). Each path is
+# "object_id" or "detail" and keys into it.
 AUDIT_CALLER_DATA: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = {
     "call.search": (("object_id",), ("detail", "query", "caller_number")),
+    "incident.search": (("object_id",),),
     "callback.call": (("detail", "number"),),
     "callback.close": (("detail", "note"),),
 }

@@ -24,9 +24,16 @@ from telephony.incidents.dispatches import (
     status_for_dispatch,
 )
 from telephony.incidents.edits import parse_patch
-from telephony.incidents.errors import CallAlreadyLinked, InvalidTransition, ValidationError
+from telephony.incidents.errors import (
+    CallAlreadyLinked,
+    IncidentNotFound,
+    InvalidTransition,
+    ValidationError,
+)
 from telephony.incidents.model import (
     EDITABLE_STATUSES,
+    SEARCH_LIMIT,
+    SEARCH_MAX,
     TRANSITIONS,
     EscalationLevel,
     Priority,
@@ -152,6 +159,8 @@ async def incidents_page(request: web.Request) -> web.StreamResponse:
     whether another page follows."""
     ctx = context_of(request)
     now = datetime.now(UTC)
+    if "cari" in request.query:
+        return await _search_page(request, request.query["cari"], now)
     number = _page_number(request)
     first = (number - 1) * INCIDENTS_PER_PAGE
     incidents = await ctx.incidents.open_incidents(limit=INCIDENTS_PER_PAGE + 1, offset=first)
@@ -159,7 +168,33 @@ async def incidents_page(request: web.Request) -> web.StreamResponse:
             for incident in incidents[:INCIDENTS_PER_PAGE]]
     return page(request, "incidents.html", title="Insiden terbuka", rows=rows,
                 page_number=number, first=first + 1, last=first + len(rows),
-                has_next=len(incidents) > INCIDENTS_PER_PAGE)
+                has_next=len(incidents) > INCIDENTS_PER_PAGE, query="", search_error="")
+
+
+async def _search_page(request: web.Request, query: str, now: datetime) -> web.StreamResponse:
+    """The incidents, open or closed, a caller's number or a place's name finds (``?cari=``):
+    the list held open incidents only, so the earlier report of a caller who rings again
+    after it was closed, or of the village a new call names, could not be found at all.
+    A search that cannot be run says why, by the field, and finds nothing (422)."""
+    ctx = context_of(request)
+    try:
+        found = await ctx.incidents.search(query, limit=SEARCH_LIMIT + 1)
+    except ValidationError as exc:
+        return page(request, "incidents.html", status=exc.status, title="Cari insiden", rows=[],
+                    page_number=1, first=1, last=0, has_next=False, query=query[:SEARCH_MAX],
+                    search_error=exc.message)
+    # Who looked up whose incidents: searching a number is the privacy-relevant act (the
+    # incident pages found are audited as they are opened).
+    await ctx.accounts.audit(
+        actor=actor_of(request), action="incident.search", object_type="incident",
+        object_id=query, remote_address=remote_of(request), detail={"found": len(found)})
+    # A closed incident has no dispatch target left to meet (one cancelled before any
+    # dispatch would read as late).
+    rows = [(incident, ctx.dispatches.sla_clock(incident, now) if incident.is_open else None)
+            for incident in found[:SEARCH_LIMIT]]
+    return page(request, "incidents.html", title="Cari insiden", rows=rows, page_number=1,
+                first=1, last=len(rows), has_next=len(found) > SEARCH_LIMIT, query=query,
+                search_error="")
 
 
 async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:
@@ -321,6 +356,36 @@ async def link_call(request: web.Request, form: Form) -> Done:
                 f"{PREFIX}/incidents/{incident_id}")
 
 
+async def merge_into(request: web.Request, form: Form) -> Done:
+    """Merge this incident (a repeat caller's, holding their one call) into the open incident
+    whose number the operator typed: the page offers only the five newest open incidents,
+    and on a busy night the one the caller is about is often not among them. Its call moves
+    there and this incident is cancelled as merged, as with the offered ones."""
+    source = _incident_id(request)
+    raw = form.get("into", "").strip().removeprefix("#").strip()
+    if not _INCIDENT_ID.fullmatch(raw):
+        raise ValidationError("into", "Nomor insiden tujuan tidak sah: tulis angkanya saja, "
+                                      "mis. 123.")
+    target = int(raw)
+    if target == source:
+        raise ValidationError("into", "Tulis nomor insiden lain: insiden ini tidak dapat "
+                                      "digabungkan ke dirinya sendiri.")
+    incidents = context_of(request).incidents
+    try:
+        into = await incidents.get(target)
+    except IncidentNotFound:
+        raise ValidationError("into", f"Insiden #{target} tidak ditemukan.") from None
+    if not into.is_open:
+        raise ValidationError("into", f"Insiden #{target} berstatus '{into.status.label}': "
+                                      "hanya insiden yang masih terbuka dapat menerima gabungan.")
+    call_ids = await incidents.call_ids(source)
+    if len(call_ids) != 1:
+        raise InvalidTransition("Insiden ini memegang lebih dari satu panggilan; gabungkan "
+                                "panggilan lain ke insiden ini, bukan sebaliknya.")
+    await incidents.link_call(target, call_ids[0], actor=actor_of(request))
+    return Done(f"Panggilan digabungkan ke insiden #{target}.", f"{PREFIX}/incidents/{target}")
+
+
 def routes() -> list[Route]:
     """The incident pages and the call and incident forms, with who may use them."""
     incident = f"{PREFIX}/incidents/{{incident_id}}"
@@ -347,4 +412,6 @@ def routes() -> list[Route]:
               CASEWORK, "Naikkan tingkat eskalasi", tag, SEE_OTHER),
         Route("POST", f"{incident}/calls", form_action(_back, link_call), CASEWORK,
               "Gabungkan panggilan ke insiden", tag, SEE_OTHER),
+        Route("POST", f"{incident}/merge", form_action(_to_incident, merge_into), CASEWORK,
+              "Gabungkan insiden ke insiden bernomor", tag, SEE_OTHER),
     ]

@@ -458,3 +458,49 @@ def rating_is_new(status: Status, existing: int | None, rating: int) -> bool:
     if existing == rating:
         return False
     raise InvalidTransition(f"Insiden ini sudah dinilai {existing}.")
+
+
+# -- finding an earlier incident ---------------------------------------------------------------
+
+SEARCH_MIN: Final = 3
+SEARCH_MAX: Final = 100
+SEARCH_LIMIT: Final = 50  # the newest matches a search shows
+# A number as an operator types it from a note: digits with spaces, dashes, dots, brackets,
+# maybe a leading +.
+_NUMBER_LIKE: Final = re.compile(r"\+?[0-9][0-9 .()\-]*")
+
+
+@dataclass(frozen=True)
+class IncidentSearch:
+    """What an operator looks an earlier incident up by: a caller's number (``digits``, and
+    ``caller_key`` when it is a whole number, which finds the caller however the carrier
+    wrote it) or a place (part of the village's, sub-district's or location's name)."""
+
+    text: str
+    digits: str | None
+    caller_key: str | None
+
+    @property
+    def place(self) -> str | None:
+        """The place name to look for; ``None`` for a number."""
+        return None if self.digits is not None else self.text
+
+
+def parse_search(raw: object, caller_key: str | None) -> IncidentSearch:
+    """The operator's search as typed (``caller_key``: its history key if it reads as a
+    caller's number, see ``telephony.calls.ids.parse_caller_id``); refused with a reason when
+    too short, too long or holding control characters."""
+    if not isinstance(raw, str):
+        raise ValidationError("cari", "Isi pencarian harus berupa teks.")
+    text = " ".join(raw.split())
+    if _CONTROL_ANY.search(text) or bidi_control(text):
+        raise ValidationError("cari", "Isi pencarian mengandung karakter yang tidak diizinkan.")
+    if len(text) > SEARCH_MAX:
+        raise ValidationError("cari", f"Isi pencarian terlalu panjang (maksimal {SEARCH_MAX} "
+                                      "karakter).")
+    number = _NUMBER_LIKE.fullmatch(text) is not None
+    digits = re.sub(r"[^0-9]", "", text) if number else None
+    if len(digits if digits is not None else text) < SEARCH_MIN:
+        raise ValidationError("cari", f"Ketik sedikitnya {SEARCH_MIN} huruf nama desa atau "
+                                      f"lokasi, atau {SEARCH_MIN} angka nomor penelepon.")
+    return IncidentSearch(text, digits, caller_key if number else None)

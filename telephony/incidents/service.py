@@ -22,6 +22,7 @@ import logging
 
 import asyncpg
 
+from telephony.calls.ids import parse_caller_id
 from telephony.db.connection import Database
 from telephony.incidents.attachment_meta import Attachment, parse_attachment
 from telephony.incidents.config import IncidentConfig
@@ -37,6 +38,7 @@ from telephony.incidents.errors import (
 from telephony.incidents.ledger import IncidentLedger
 from telephony.incidents.model import (
     NOTE_MAX,
+    SEARCH_LIMIT,
     SYSTEM_ACTOR,
     EscalationLevel,
     Incident,
@@ -48,6 +50,7 @@ from telephony.incidents.model import (
     clean_text,
     parse_escalation_level,
     parse_rating,
+    parse_search,
     parse_status,
     prefill_from_call,
     rating_is_new,
@@ -244,6 +247,18 @@ class IncidentService:
 
         async def work(connection: asyncpg.Connection) -> list[Incident]:
             return await self._repo.open_incidents(connection, limit=limit, offset=offset)
+
+        return await self._database.run(work)
+
+    async def search(self, text: object, *, limit: int = SEARCH_LIMIT) -> list[Incident]:
+        """Incidents of any status, newest first, found by a caller's number (however the
+        carrier wrote it, or a part of its digits) or by part of a place's name: the earlier
+        report a caller or a village refers to, open or closed."""
+        search = parse_search(text, parse_caller_id(text).key if isinstance(text, str)
+                              else None)
+
+        async def work(connection: asyncpg.Connection) -> list[Incident]:
+            return await self._repo.search(connection, search, limit=limit)
 
         return await self._database.run(work)
 

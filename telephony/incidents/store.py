@@ -27,6 +27,7 @@ from telephony.incidents.model import (
     Incident,
     IncidentDetails,
     IncidentEvent,
+    IncidentSearch,
     NewIncident,
     ReportType,
     Status,
@@ -172,6 +173,36 @@ class IncidentRepository:
             ORDER BY priority, created_at, incident_id LIMIT $2 OFFSET $3
             """,
             OPEN, limit, offset,
+        )
+        return [incident_from_row(row) for row in rows]
+
+    async def search(
+        self, connection: asyncpg.Connection, search: IncidentSearch, *, limit: int
+    ) -> list[Incident]:
+        """Incidents of every status matching ``search``, newest first: a number matches any
+        of an incident's callers (by history key, or its digits within theirs); a place, part
+        of the village's, sub-district's or location's name, in any case."""
+        place = search.place
+        pattern = None if place is None else "%" + (
+            place.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")) + "%"
+        digits = None if search.digits is None else f"%{search.digits}%"
+        rows = await connection.fetch(
+            r"""
+            SELECT * FROM incident_overview o
+            WHERE ($1::text IS NULL
+                   OR regexp_replace(o.caller_number, '[^0-9]', '', 'g') LIKE $1
+                   OR EXISTS (SELECT 1 FROM incident_calls ic JOIN calls c USING (call_id)
+                               WHERE ic.incident_id = o.incident_id
+                                 AND (c.caller_key = $2
+                                      OR regexp_replace(c.caller_number, '[^0-9]', '', 'g')
+                                         LIKE $1)))
+              AND ($3::text IS NULL
+                   OR o.village_name ILIKE $3 OR o.sub_district_name ILIKE $3
+                   OR o.location_text ILIKE $3)
+            ORDER BY o.created_at DESC, o.incident_id DESC
+            LIMIT $4
+            """,
+            digits, search.caller_key, pattern, limit,
         )
         return [incident_from_row(row) for row in rows]
 

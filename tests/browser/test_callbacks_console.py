@@ -108,14 +108,22 @@ async def test_an_operator_calls_back_and_a_supervisor_closes_in_the_browser(
     await page.goto("/console/callbacks")
     await expect(hidden.locator("button.call-back")).to_have_count(0)
     form = hidden.locator("form.close-form")
+    # "Other" without its note is refused: the page came back with the first reason chosen
+    # in its place, which the supervisor's next click (note typed) recorded instead.
     await form.locator('select[name="reason"]').select_option("other")
+    await form.locator('button:has-text("Tutup")').click()
+    await expect(page.locator("#flash")).to_have_text("Tulis alasan penutupan.",
+                                                      timeout=WAIT_MS)
+    await expect(form.locator('select[name="reason"]')).to_have_value("other")
+    await expect(form.locator('input[name="note"]')).to_be_focused()
     await form.locator('input[name="note"]').fill("Nomor disembunyikan, <b>tidak</b> dilacak")
     await page.screenshot(path=str(shots / "callbacks-4-closing.png"))
     await form.locator('button:has-text("Tutup")').click()
     await expect(page.locator("#flash")).to_have_text(
         "Entri ditutup: Lainnya (tulis alasannya).", timeout=WAIT_MS)
     await expect(hidden).to_have_count(0)
-    note = await line.database.run(lambda c: c.fetchval(
-        "SELECT note FROM callback_closures WHERE call_id = $1", hidden_id))
-    assert note == "Nomor disembunyikan, <b>tidak</b> dilacak"
+    closed = await line.database.run(lambda c: c.fetchrow(
+        "SELECT reason, note FROM callback_closures WHERE call_id = $1", hidden_id))
+    assert closed is not None and (closed["reason"], closed["note"]) == (
+        "other", "Nomor disembunyikan, <b>tidak</b> dilacak")
     assert console_page.problems == []

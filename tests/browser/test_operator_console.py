@@ -354,6 +354,9 @@ async def test_what_the_operator_typed_survives_a_conflict_a_double_click_and_a_
     await expect(page.locator('select[name="report_type"]')).to_have_value("flood")
     await expect(page.locator("#details-form .draft-note")).to_contain_text("dikembalikan")
     await expect(page.locator('select[name="priority"]')).to_be_focused()  # first restored
+    # Its discard button can be read (it had the menu bar's white text on the pale note).
+    await expect(page.locator("#details-form .draft-note button")).not_to_have_css(
+        "color", "rgb(255, 255, 255)")
     await shoot(page, shots, "21-isian-dikembalikan")
     await page.click('button:has-text("Simpan rincian")')
     await flash(page, "Rincian insiden disimpan.")
@@ -437,6 +440,55 @@ async def test_what_the_operator_typed_survives_a_conflict_a_double_click_and_a_
     # Saved: the next visit shows what is stored, no draft.
     await page.reload()
     await expect(page.locator(".draft-note")).to_have_count(0)
+
+    # The status and dispatch forms keep their note through a refusal too: a colleague's
+    # change meanwhile sent the note typed on verifying or dispatching away with the page.
+    for form, choice, note, done in [
+            ("#status-form", "verified", "Dikonfirmasi ulang: asap terlihat dari jalan raya.",
+             "Status insiden: Terverifikasi."),
+            ("#dispatch-form", "ambulans", "Dua korban luka bakar, satu lansia.",
+             "Diteruskan ke Ambulans / PSC 119.")]:
+        await page.select_option(f"{form} select", choice)
+        await page.locator(f'{form} input[name="note"]').fill(note)
+        await line.incidents.update_details(
+            incident_id, parse_patch({"location_text": f"Gg. Melati 3 ({choice})"}),
+            actor="budi")
+        await page.click(f"{form} button[type=submit]")
+        await expect(page.locator("#flash")).to_contain_text("diubah petugas lain",
+                                                             timeout=WAIT_MS)
+        await expect(page.locator(f'{form} input[name="note"]')).to_have_value(note)
+        await expect(page.locator(f"{form} select")).to_have_value(choice)
+        await expect(page.locator(f"{form} .draft-note")).to_contain_text("dikembalikan")
+        await page.click(f"{form} button[type=submit]")
+        await flash(page, done)
+    events = await line.database.run(lambda c: c.fetch(
+        "SELECT kind, detail->>'note' AS note FROM incident_events WHERE incident_id = $1 "
+        "AND kind IN ('status', 'dispatch') ORDER BY event_id", incident_id))
+    assert [(e["kind"], e["note"]) for e in events][:2] == [
+        ("status", "Dikonfirmasi ulang: asap terlihat dari jalan raya."),
+        ("dispatch", "Dua korban luka bakar, satu lansia.")], events
+
+    # A colleague closes the incident (a duplicate of another) while the operator types: the
+    # refused form is no longer drawn, and what was typed was nowhere to be seen. It is shown
+    # to be copied into the incident that goes on, until discarded.
+    more = "Dua rumah lagi terbakar.\nAkses jalan sempit, mobil pemadam lewat utara."
+    await typed.fill(more)
+    await line.incidents.change_status(incident_id, "cancelled", actor="budi",
+                                       note="sama dengan insiden lain")
+    await page.click('button:has-text("Simpan rincian")')
+    await expect(page.locator("#flash")).to_contain_text("diubah petugas lain",
+                                                         timeout=WAIT_MS)
+    await expect(page.locator("#details-form")).to_have_count(0)
+    left = page.locator("#details-left")
+    await expect(left).to_be_visible()
+    await expect(left.locator('[data-name="description"] dd')).to_have_text(more)
+    await expect(left.locator('[data-name="location_text"]')).to_be_hidden()
+    await expect(left.locator("button")).not_to_have_css("color", "rgb(255, 255, 255)")
+    await shoot(page, shots, "23-isian-tertinggal")
+    await left.locator("button").click()
+    await expect(left).to_be_hidden()
+    await page.reload()
+    await expect(page.locator("#details-left")).to_be_hidden()
     assert problems == []
 
 

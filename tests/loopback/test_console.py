@@ -126,14 +126,14 @@ async def test_a_form_without_the_sessions_csrf_token_changes_nothing(
     await record(console, call_facts(CALL, CALLER))
     forms = [r.path for r in console.client.app[ROUTE_TABLE].routes
              if r.method == "POST" and r.path.startswith("/console/") and not r.access.public]
-    assert len(forms) == 13
+    assert len(forms) == 14
     forged = {"": None, "wrong": "x" * 43, "another session's": other.cookie(CSRF_COOKIE)}
     for why, token in forged.items():
         for path in forms:
             # Each form's own fields, filled in as a real post would be.
             form = {"skill": "fire", "reason": "break", "label": "prank", "version": "1",
                     "status": "verified", "agency": "damkar", "report_type": "fire",
-                    "call_id": CALL, "level": "regency",
+                    "call_id": CALL, "level": "regency", "into": "1",
                     **({"csrf_token": token} if token else {})}
             response = await operator.post(concrete(path), form, csrf=False)
             assert response.status == 403, (why, path)

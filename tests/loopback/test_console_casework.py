@@ -14,7 +14,9 @@ import json
 import os
 import re
 from typing import Any
+from urllib.parse import quote
 
+from telephony.incidents.edits import parse_patch
 from telephony.web.context import CONTEXT
 from tests.support.calls import OPERATOR, call_facts
 from tests.support.console import HOSTILE, Console, record
@@ -530,3 +532,95 @@ async def test_the_open_incidents_list_goes_on_past_its_first_page(console: Cons
     status, shown, _ = await operator.get("/console/incidents?halaman=9")
     assert status == 200 and "Tidak ada insiden terbuka di halaman ini." in shown
     assert 'href="/console/incidents?halaman=8" rel="prev"' in shown
+
+
+async def test_an_earlier_incident_is_found_by_the_callers_number_or_the_village(
+        console: Console) -> None:
+    """The list held open incidents only, and had no search: a caller who rang again about a
+    fire whose incident was already closed, or a new call naming the same village, left the
+    operator no way to find the earlier report."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, repeat, medical = await cases(console)
+    incidents = console.client.app[CONTEXT].incidents
+    await incidents.update_details(fire, parse_patch({
+        "village_code": "35.29.02.2003", "location_text": "Gg. Melati 3, 50% terbakar"}),
+        actor="op1")
+    await incidents.update_details(medical, parse_patch({"location_text": "Pasar Anom"}),
+                                   actor="op1")
+    await incidents.change_status(fire, "cancelled", actor="op1", note="sudah padam")
+
+    def listed(html: str) -> list[int]:
+        return [int(n) for n in re.findall(r'<a href="/console/incidents/(\d+)">', html)]
+
+    status, html, _ = await operator.get("/console/incidents")
+    assert status == 200 and fire not in listed(html) and 'name="cari"' in html
+    # The number however it is written, or a part of it; the village's name in any case;
+    # the sub-district's; the location's.
+    for query, found in [("0813-5550-0001", [fire]), ("+62 813 5550 0001", [fire]),
+                         ("5550 0002", [repeat]), ("0813555000", [repeat, medical, fire]),
+                         ("marengan", [fire]), ("KALIANGET", [fire]), ("pasar anom", [medical]),
+                         ("50%", [fire]), ("Pinggirpapas", [])]:
+        status, html, _ = await operator.get(f"/console/incidents?cari={quote(query)}")
+        assert status == 200 and listed(html) == found, (query, listed(html))
+        assert f'value="{query}"' in html.replace("&#43;", "+")
+    status, html, _ = await operator.get("/console/incidents?cari=marengan")
+    # A closed one says so, and has no dispatch target left to miss.
+    assert re.search(r"<td>Dibatalkan</td>.*?<td class=\"\">-</td>\s*</tr>", html, re.S), html
+    status, html, _ = await operator.get(f"/console/incidents?cari={quote('Pinggirpapas')}")
+    assert "Tidak ada insiden yang cocok dengan «Pinggirpapas»." in html
+    # What cannot be searched says why, naming the search, and finds nothing.
+    for query, reason in [("ab", "Ketik sedikitnya 3 huruf"), ("08", "Ketik sedikitnya 3"),
+                          ("a" * 101, "terlalu panjang"),
+                          ("Ko\u202elor", "tidak diizinkan")]:
+        status, html, _ = await operator.get(f"/console/incidents?cari={quote(query)}")
+        assert status == 422 and reason in html and listed(html) == [], query
+        assert 'aria-invalid="true"' in html and 'id="search-error"' in html
+    status, html, _ = await operator.get(f"/console/incidents?cari={quote(HOSTILE)}")
+    assert status == 200 and "<script>" not in html
+    # Who looked up which number is audited, as a search of calls is.
+    searched = await fetch(console.dsn, "SELECT object_id, detail FROM audit_log "
+                           "WHERE action = 'incident.search' AND actor = 'op1' "
+                           "AND object_id = '0813-5550-0001'")
+    assert [json.loads(row["detail"]) for row in searched] == [{"found": 1}]
+
+
+async def test_a_repeat_callers_incident_is_merged_into_one_not_offered_by_its_number(
+        console: Console) -> None:
+    """The page offered the five newest open incidents only: on a night of fires the one a
+    repeat caller was about, opened earlier, was not among them and could not be merged."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, repeat, medical = await cases(console)
+    for n in range(6):  # six newer fires elsewhere
+        await record(console, call_facts(f"1700000900.{n}", f"08135550010{n}"))
+        await console.client.app[CONTEXT].incidents.create_for_call(f"1700000900.{n}")
+    page = f"/console/incidents/{repeat}"
+    status, html, _ = await operator.get(page)
+    assert status == 200 and fire not in related_ids(html) and len(related_ids(html)) == 5
+    assert f'action="/console/incidents/{repeat}/merge"' in html
+
+    # What cannot be merged into says why, naming the number field, and changes nothing.
+    incidents = console.client.app[CONTEXT].incidents
+    await incidents.change_status(medical, "prank", actor="op1")
+    before = await incident_state(console.dsn)
+    for into, text in [
+            ("api", "Nomor insiden tujuan tidak sah: tulis angkanya saja, mis. 123."),
+            ("", "Nomor insiden tujuan tidak sah: tulis angkanya saja, mis. 123."),
+            ("99999", "Insiden #99999 tidak ditemukan."),
+            (str(repeat), "Tulis nomor insiden lain: insiden ini tidak dapat digabungkan ke "
+                          "dirinya sendiri."),
+            (str(medical), f"Insiden #{medical} berstatus &#39;Laporan iseng&#39;: hanya "
+                           "insiden yang masih terbuka dapat menerima gabungan.")]:
+        response = await operator.post(f"{page}/merge", {"into": into})
+        assert response.headers["Location"] == page
+        assert await operator.flash(response) == ("error", text), into
+    response = await operator.post(f"{page}/merge", {"into": "api"})
+    status, html, _ = await operator.get(response.headers["Location"])
+    assert 'id="flash" data-field="into"' in html  # the page marks and focuses the field
+    assert await incident_state(console.dsn) == before
+
+    # Typed as the list shows it (#12): the call moves there, this one is cancelled as merged.
+    response = await operator.post(f"{page}/merge", {"into": f" #{fire} "})
+    assert response.headers["Location"] == f"/console/incidents/{fire}"
+    assert await operator.flash(response) == ("ok", f"Panggilan digabungkan ke insiden #{fire}.")
+    assert await incidents.call_ids(fire) == [FIRE, REPEAT]
+    assert (await incidents.get(repeat)).status.value == "cancelled"

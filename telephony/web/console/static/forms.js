@@ -14,7 +14,9 @@
 // draft is dropped once that very form's post comes back with an "ok" message, and is put
 // back into the form otherwise (after a refusal, after logging in again, after another form
 // of the page was sent), with a note and a way to discard it. Only the fields the operator
-// changed are kept, so what another operator saved meanwhile in the other fields stays.
+// changed are kept, so what another operator saved meanwhile in the other fields stays. A
+// draft whose form the page no longer has (the incident was closed meanwhile) is shown as
+// text where the page marks it (data-draft-left="key"), to be copied elsewhere.
 //
 // A refusal is shown at the top of the page; the field it names (data-field on the message)
 // is marked invalid, described by the message, and focused, so the operator lands on it.
@@ -149,6 +151,27 @@
     }
     form.addEventListener("input", function () { save(form); });
     form.addEventListener("change", function () { save(form); });
+  }
+  // A draft whose form is gone: the incident was closed meanwhile (a colleague merged it
+  // into another, or cancelled it) and its details form is no longer drawn, so the text the
+  // operator typed could not be put back anywhere. It is shown to be copied, until discarded.
+  for (const left of document.querySelectorAll("[data-draft-left]")) {
+    const key = left.dataset.draftLeft;
+    const draft = read(key);
+    let shown = false;
+    for (const item of left.querySelectorAll("[data-name]")) {
+      const value = draft === null ? null : draft[item.dataset.name];
+      item.hidden = typeof value !== "string" || value === "";
+      if (!item.hidden) {
+        item.querySelector("dd").textContent = value;
+        shown = true;
+      }
+    }
+    left.hidden = !shown;
+    left.querySelector("button").addEventListener("click", function () {
+      if (store !== null) store.removeItem(DRAFT + key);
+      left.hidden = true;
+    });
   }
   if (flash !== null && flash.dataset.field && pending.action) {
     markRefused(flash, pending.action);
