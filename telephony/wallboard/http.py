@@ -27,7 +27,7 @@ from telephony.reports.http import figures_json, rounded
 from telephony.wallboard.service import WallboardService, WallboardSnapshot
 from telephony.wallboard.state import OperatorState
 from telephony.web.errors import ApiError, dumps
-from telephony.web.request import instant_json, json_response
+from telephony.web.request import instant_json, json_response, query_of
 from telephony.web.routing import OVERSIGHT, Reply, Route
 from telephony.web.security import authenticate
 
@@ -115,10 +115,12 @@ class WallboardApi:
 
     async def wallboard(self, request: web.Request) -> web.StreamResponse:
         """The wallboard now: callers waiting, operators, the shift's and day's figures."""
+        query_of(request)  # it takes none: ``?queue=medical`` must not look like a filter
         return json_response(wallboard_json(self._wallboard.snapshot()))
 
     async def wallboard_live(self, request: web.Request) -> web.StreamResponse:
         """The wallboard over a WebSocket: the snapshot now, then on every change."""
+        query_of(request)  # refused before the upgrade, as on the snapshot
         if not _same_origin(request):
             raise ApiError(403, "forbidden", "Papan dinding hanya dapat dibuka dari konsol ini.")
         socket = web.WebSocketResponse(heartbeat=30.0)
@@ -179,10 +181,10 @@ class WallboardApi:
         return [
             Route("GET", "/api/wallboard", self.wallboard, OVERSIGHT,
                   "Papan dinding: antrean, operator, angka sif dan hari ini", "supervisor",
-                  Reply(200, "Wallboard")),
+                  Reply(200, "Wallboard"), errors=(422,)),
             Route("GET", "/api/wallboard/live", self.wallboard_live, OVERSIGHT,
                   "Papan dinding lewat WebSocket: cuplikan sekarang, lalu setiap perubahan "
                   f"(paling sering tiap {PUSH_INTERVAL} detik)", "supervisor",
                   Reply(101, None, description="WebSocket; setiap pesan teks adalah objek "
-                                               "Wallboard dalam JSON")),
+                                               "Wallboard dalam JSON"), errors=(422,)),
         ]

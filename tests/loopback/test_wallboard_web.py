@@ -426,6 +426,25 @@ async def test_who_may_see_the_wallboard_and_reports(board: Board,
         assert foreign.value.status == 403
 
 
+@pytest.mark.parametrize("query", ["queue=medical", "shift=malam&day=2026-12-01",
+                                   "x=%3Cscript%3Ealert(1)%3C/script%3E"])
+async def test_the_wallboard_refuses_query_parameters_it_does_not_take(
+        board: Board, query: str) -> None:
+    # The board takes none: ``?queue=medical`` answered the whole board, as if filtered.
+    headers = {"Authorization": f"Bearer {await board.login('sari', 'supervisor')}"}
+    response = await board.client.get(f"/api/wallboard?{query}", headers=headers)
+    assert response.status == 422
+    body = await response.json()
+    conforms(body, "Error")
+    assert body["error"]["message"].startswith("Parameter tidak dikenal")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await board.client.ws_connect(f"/api/wallboard/live?{query}", headers=headers)
+    assert refused.value.status == 422
+    document = await (await board.client.get("/api/openapi.json", headers=headers)).json()
+    for path in ("/api/wallboard", "/api/wallboard/live"):
+        assert "422" in document["paths"][path]["get"]["responses"], path
+
+
 async def test_reports_as_json_and_csv(board: Board) -> None:
     headers = {"Authorization": f"Bearer {await board.login('sari', 'supervisor')}"}
     now = datetime.now(UTC)
