@@ -8,8 +8,8 @@ page of another origin (the cookie would otherwise let any site a supervisor vis
 board), sends the snapshot at once, then again on every change, at most every
 :data:`PUSH_INTERVAL` seconds (a surge of events becomes one message), and at least every
 :data:`HEARTBEAT_SECONDS` (waits and counters move with time). It re-checks the session every
-:data:`SESSION_CHECK_SECONDS` and closes (code 4401) once the session has ended, and closes
-(1001) when the line stops.
+:data:`SESSION_CHECK_SECONDS` and closes (code 4401) once the session has ended (a database
+outage is no ended session: the board stays open), and closes (1001) when the line stops.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from telephony.calls.archive import CATEGORY_LABELS
+from telephony.db.connection import DatabaseUnavailable
 from telephony.desks.operators import pause_label
 from telephony.reports.http import figures_json, rounded
 from telephony.wallboard.service import WallboardService, WallboardSnapshot
@@ -170,10 +171,16 @@ class WallboardApi:
 
     @staticmethod
     async def _session_alive(request: web.Request) -> bool:
+        """Whether the session is still live; while the database is away it cannot be told,
+        and the board (whose counters go on from the facts) stays open: the next check
+        decides. Raised here, the outage cut every open wallboard and wrote an HTTP error
+        into the upgraded socket."""
         try:
             await authenticate(request)
         except ApiError:
             return False
+        except DatabaseUnavailable:
+            pass  # cannot be told now: the next check decides
         return True
 
     def routes(self) -> list[Route]:
