@@ -8,8 +8,8 @@ page of another origin (the cookie would otherwise let any site a supervisor vis
 board), sends the snapshot at once, then again on every change, at most every
 :data:`PUSH_INTERVAL` seconds (a surge of events becomes one message), and at least every
 :data:`HEARTBEAT_SECONDS` (waits and counters move with time). It re-checks the session every
-:data:`SESSION_CHECK_SECONDS` and closes (code 4401) once the session has ended, and closes
-(1001) when the line stops.
+:data:`SESSION_CHECK_SECONDS` and closes (code 4401) once the session has ended (a database
+outage is no ended session: the board stays open), and closes (1001) when the line stops.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from telephony.calls.archive import CATEGORY_LABELS
+from telephony.db.connection import DatabaseUnavailable
 from telephony.desks.operators import pause_label
 from telephony.reports.http import figures_json, rounded
 from telephony.wallboard.service import WallboardService, WallboardSnapshot
 from telephony.wallboard.state import OperatorState
 from telephony.web.errors import ApiError, dumps
-from telephony.web.request import instant_json, json_response
+from telephony.web.request import instant_json, json_response, query_of
 from telephony.web.routing import OVERSIGHT, Reply, Route
 from telephony.web.security import authenticate
 
@@ -115,10 +116,12 @@ class WallboardApi:
 
     async def wallboard(self, request: web.Request) -> web.StreamResponse:
         """The wallboard now: callers waiting, operators, the shift's and day's figures."""
+        query_of(request)  # it takes none: ``?queue=medical`` must not look like a filter
         return json_response(wallboard_json(self._wallboard.snapshot()))
 
     async def wallboard_live(self, request: web.Request) -> web.StreamResponse:
         """The wallboard over a WebSocket: the snapshot now, then on every change."""
+        query_of(request)  # refused before the upgrade, as on the snapshot
         if not _same_origin(request):
             raise ApiError(403, "forbidden", "Papan dinding hanya dapat dibuka dari konsol ini.")
         socket = web.WebSocketResponse(heartbeat=30.0)
@@ -168,10 +171,16 @@ class WallboardApi:
 
     @staticmethod
     async def _session_alive(request: web.Request) -> bool:
+        """Whether the session is still live; while the database is away it cannot be told,
+        and the board (whose counters go on from the facts) stays open: the next check
+        decides. Raised here, the outage cut every open wallboard and wrote an HTTP error
+        into the upgraded socket."""
         try:
             await authenticate(request)
         except ApiError:
             return False
+        except DatabaseUnavailable:
+            pass  # cannot be told now: the next check decides
         return True
 
     def routes(self) -> list[Route]:
@@ -179,10 +188,10 @@ class WallboardApi:
         return [
             Route("GET", "/api/wallboard", self.wallboard, OVERSIGHT,
                   "Papan dinding: antrean, operator, angka sif dan hari ini", "supervisor",
-                  Reply(200, "Wallboard")),
+                  Reply(200, "Wallboard"), errors=(422,)),
             Route("GET", "/api/wallboard/live", self.wallboard_live, OVERSIGHT,
                   "Papan dinding lewat WebSocket: cuplikan sekarang, lalu setiap perubahan "
                   f"(paling sering tiap {PUSH_INTERVAL} detik)", "supervisor",
                   Reply(101, None, description="WebSocket; setiap pesan teks adalah objek "
-                                               "Wallboard dalam JSON")),
+                                               "Wallboard dalam JSON"), errors=(422,)),
         ]

@@ -8,6 +8,11 @@ first in line, their wait running. An operator logs in, their sipp phone answers
 same page (never reloaded: no navigation, and a marker set in the page survives) shows the
 queue empty, the operator talking and the call answered in this shift's figures; the
 supervisor listens in on that call from the operator's card (their phone rings into ChanSpy).
+Then the network between the page and the line goes silent (no message, no close): the page
+stops showing its picture as live within a few heartbeats, says so in Bahasa Indonesia, and
+comes back live by itself on a new connection, still without a reload. Last, the supervisor's
+session ends while the connection is away: the page's next handshake is refused, and it goes
+to the login page rather than retrying for ever.
 Screenshots at 1366x768 of those moments go to the test's tmp path and to
 /tmp/wallboard-shots/; no page raises a script error, a CSP violation or a dialog on the way.
 
@@ -16,6 +21,7 @@ Its own lab instance and ports, so it can run beside the end-to-end and other br
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +39,7 @@ from telephony.lab import sipp
 from telephony.reports.model import day_bounds
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
-from tests.support.browser import ConsolePage
+from tests.support.browser import ConsolePage, SilentNetwork
 from tests.support.net import own_lab
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +94,8 @@ async def test_the_wallboard_shows_a_waiting_caller_then_the_answer_without_a_re
     await assign_desk(line.database, menu, "sari", SUPERVISOR_PHONE, {})
     page, problems, shots = console_page.page, console_page.problems, console_page.shots
     navigations: list[str] = []
+    network = SilentNetwork()
+    await network.attach(page, "**/api/wallboard/live")
 
     # Log in; open the wallboard from the menu; it connects and shows the counters.
     await console_page.log_in("sari", PASSWORD)
@@ -143,8 +151,30 @@ async def test_the_wallboard_shows_a_waiting_caller_then_the_answer_without_a_re
             timeout=WAIT_MS)
         await shoot(page, shots, "03-dengarkan")
         result = await call.wait()
+
+    # The network goes silent: the server's pushes (at least every 5 s) stop coming and the
+    # socket stays open. The page dims its old picture and says since when it is as it was,
+    # then reconnects by itself.
+    status = page.locator("#status")
+    stale = re.compile(r"\bstale\b")
+    await expect(status).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    network.silence()
+    await expect(status).to_have_attribute("data-state", "disconnected", timeout=20_000)
+    await expect(status).to_contain_text("papan tidak terkini, keadaan pukul")
+    await expect(page.locator("main")).to_have_class(stale)
+    await shoot(page, shots, "04-terputus")
+    await expect(status).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    await expect(page.locator("main")).not_to_have_class(stale)
+    assert network.opened >= 2
     assert navigations == []
     assert await page.evaluate("window.sameDocument") is True
-
     assert result.ok, result.errors
     assert problems == []
+
+    # The session ends (logged out in another tab), then the connection drops: the socket
+    # never sees the 4401 an open one gets, and the handshake's 401 shows the page nothing.
+    assert await page.evaluate("""() => fetch("/api/session", {method: "DELETE",
+        headers: {"X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content}})
+        .then((response) => response.status)""") == 204
+    await network.drop()
+    await page.wait_for_url("**/console/login", timeout=WAIT_MS)

@@ -48,6 +48,7 @@ from telephony.web.request import instant_json
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
 from tests.support.calls import CALENDAR
+from tests.support.db import OutageDatabase
 from tests.support.web import PASSWORD, conforms, make_context
 
 OP = "PJSIP/op1001"
@@ -59,6 +60,7 @@ class Board:
     context: ApiContext
     wallboard: WallboardService
     dsn: str
+    database: OutageDatabase  # the line's: it can be made to look away
 
     async def login(self, username: str, role: str) -> str:
         """Create an account and log in (the client keeps the cookie); the bearer token."""
@@ -83,7 +85,7 @@ class Board:
 @pytest.fixture
 async def board(database_dsn: str, settings: Settings) -> AsyncIterator[Board]:
     configured = replace(settings, database_dsn=database_dsn)
-    database = Database(configured)
+    database = OutageDatabase(configured)
     context = make_context(configured, database)
     reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
     wallboard = WallboardService(LiveBoard(wrapup_seconds=0), reports, context.dispatches,
@@ -93,7 +95,7 @@ async def board(database_dsn: str, settings: Settings) -> AsyncIterator[Board]:
     client = TestClient(TestServer(app))
     await client.start_server()
     running = asyncio.create_task(wallboard.run())
-    yield Board(client, context, wallboard, database_dsn)
+    yield Board(client, context, wallboard, database_dsn, database)
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
     await client.close()
@@ -386,6 +388,35 @@ async def test_the_socket_closes_when_the_session_ends(board: Board,
         assert socket.close_code == wallboard_http.CLOSE_SESSION_ENDED
 
 
+async def test_an_open_wallboard_stays_live_through_a_database_outage(
+        board: Board, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session check cannot read the sessions while the database is away: that is no
+    ended session. The board goes on from the facts (what only the database gives marked
+    stale) instead of every open wallboard being cut at its next check, unable to reconnect
+    until the database is back."""
+    monkeypatch.setattr(wallboard_http, "SESSION_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(wallboard_http, "HEARTBEAT_SECONDS", 0.2)
+    await board.login("sari", "supervisor")
+    async with board.client.ws_connect("/api/wallboard/live") as socket:
+        # The start's read of the database done (a late one would undo the outage's mark).
+        await until(socket, "the database read once", lambda d: d["refreshed_at"] is not None)
+        board.database.down = True
+        await board.wallboard.refresh()  # as its periodic one would: the database is away
+        board.wallboard.recorded([QueueJoined("1741600200.1", "fire", 1, datetime.now(UTC))])
+        data = await until(socket, "the caller who joined during the outage, marked stale",
+                           lambda d: bool(callers(d, "fire")) and d["counters_stale"])
+        # Several session checks later, still open and pushing.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            message = await socket.receive(timeout=5)
+            assert message.type == aiohttp.WSMsgType.TEXT, message
+        board.database.down = False
+        joined = QueueJoined("1741600200.1", "fire", 1, datetime.now(UTC))
+        board.wallboard.persisted([joined])  # the listener wrote facts: read the rest again
+        data = await until(socket, "the database back", lambda d: not d["counters_stale"])
+        assert len(callers(data, "fire")) == 1
+
+
 async def test_open_wallboards_are_closed_when_the_line_stops(board: Board) -> None:
     await board.login("sari", "supervisor")
     async with board.client.ws_connect("/api/wallboard/live") as socket:
@@ -424,6 +455,25 @@ async def test_who_may_see_the_wallboard_and_reports(board: Board,
             await board.client.ws_connect("/api/wallboard/live", headers={
                 **admin, "Origin": "https://evil.example"})
         assert foreign.value.status == 403
+
+
+@pytest.mark.parametrize("query", ["queue=medical", "shift=malam&day=2026-12-01",
+                                   "x=%3Cscript%3Ealert(1)%3C/script%3E"])
+async def test_the_wallboard_refuses_query_parameters_it_does_not_take(
+        board: Board, query: str) -> None:
+    # The board takes none: ``?queue=medical`` answered the whole board, as if filtered.
+    headers = {"Authorization": f"Bearer {await board.login('sari', 'supervisor')}"}
+    response = await board.client.get(f"/api/wallboard?{query}", headers=headers)
+    assert response.status == 422
+    body = await response.json()
+    conforms(body, "Error")
+    assert body["error"]["message"].startswith("Parameter tidak dikenal")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await board.client.ws_connect(f"/api/wallboard/live?{query}", headers=headers)
+    assert refused.value.status == 422
+    document = await (await board.client.get("/api/openapi.json", headers=headers)).json()
+    for path in ("/api/wallboard", "/api/wallboard/live"):
+        assert "422" in document["paths"][path]["get"]["responses"], path
 
 
 async def test_reports_as_json_and_csv(board: Board) -> None:

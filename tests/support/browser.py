@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from playwright.async_api import ConsoleMessage, Page, ViewportSize, async_playwright
+from playwright.async_api import (
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    WebSocketRoute,
+    async_playwright,
+)
 
 CHROMIUM: Final = "/usr/bin/chromium"
 VIEWPORT: Final[ViewportSize] = {"width": 1366, "height": 768}
@@ -106,6 +112,50 @@ async def open_console(base_url: str, shots: Path, args: Sequence[str] = ()
             yield ConsolePage(page, problems, shots)
         finally:
             await browser.close()
+
+
+class SilentNetwork:
+    """Relays a page's WebSockets (those :meth:`attach` names) to the server and can make
+    the ones open now go silent: no message either way and no close, as a network that went
+    away without a word (a pulled cable, a stalled proxy) leaves a socket open for minutes;
+    or drop them (:meth:`drop`). Sockets the page opens afterwards are relayed again."""
+
+    def __init__(self) -> None:
+        self.opened = 0
+        self._silent_up_to = 0
+        self._open: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    async def attach(self, page: Page, url: str) -> None:
+        """Relay the page's WebSockets to ``url`` (a glob) from now on."""
+        await page.route_web_socket(url, self._relay)
+
+    def silence(self) -> None:
+        """The sockets open now carry nothing more."""
+        self._silent_up_to = self.opened
+
+    async def drop(self) -> None:
+        """The sockets open now are cut, both ends closed."""
+        open_now, self._open = self._open, []
+        for page_side, server in open_now:
+            await server.close()
+            await page_side.close()
+
+    def _relay(self, route: WebSocketRoute) -> None:
+        self.opened += 1
+        number = self.opened
+        server = route.connect_to_server()
+        self._open.append((route, server))
+
+        def to_page(message: str | bytes) -> None:
+            if number > self._silent_up_to:
+                route.send(message)
+
+        def to_server(message: str | bytes) -> None:
+            if number > self._silent_up_to:
+                server.send(message)
+
+        server.on_message(to_page)
+        route.on_message(to_server)
 
 
 # Where the live call's media goes: the remote end of the ICE candidate pair its transport

@@ -8,6 +8,10 @@
 (function () {
   const TICK_MS = 1000;
   const RETRY_MS = [1000, 2000, 5000, 10000];
+  // The server pushes at least every 5 s (HEARTBEAT_SECONDS). A network gone silent (a
+  // cable, a sleeping laptop, a proxy that stalls) closes nothing for minutes: without a
+  // message for this long the board is no longer live, whatever the socket says.
+  const SILENT_MS = 12000;
   const SESSION_ENDED = 4401;
   const zone = document.querySelector('meta[name="timezone"]').content;
   const clock = new Intl.DateTimeFormat("id-ID", {
@@ -23,6 +27,7 @@
   let board = null;
   let skew = 0; // server clock minus ours, from the last message
   let attempts = 0;
+  let live = false; // a message came on the open socket: the picture is current
 
   function field(name) {
     return document.querySelector('[data-field="' + name + '"]');
@@ -227,8 +232,8 @@
   }
 
   function tick() {
-    if (!board) {
-      return;
+    if (!board || !live) {
+      return; // an old picture keeps the waits it had: they would run as if it were live
     }
     let waiting = 0;
     let longest = null;
@@ -259,6 +264,8 @@
 
   function draw(data) {
     board = data;
+    live = true;
+    document.querySelector("main").classList.remove("stale");
     skew = Date.parse(data.generated_at) - Date.now();
     drawCounters(data);
     drawQueues(data);
@@ -278,26 +285,82 @@
     status.dataset.state = data.connected && !data.counters_stale ? "live" : "degraded";
   }
 
+  // The picture on the page is no longer live: it is dimmed, its clocks stop, and the status
+  // says since when it is as it was.
+  function lost(wait) {
+    live = false;
+    document.querySelector("main").classList.add("stale");
+    status.dataset.state = "disconnected";
+    status.textContent = "Sambungan terputus" + (board ? "; papan tidak terkini, keadaan pukul " +
+      clock.format(new Date(board.generated_at)) : "") + "; menyambung lagi dalam " +
+      (wait / 1000) + " detik…";
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(scheme + location.host + "/api/wallboard/live");
+    let over = false; // this socket is done with: a late event of it changes nothing
+    let heard = false; // the server sends the board at once: nothing heard, no handshake
+    let silence = null;
+
+    function retry() {
+      if (over) {
+        return;
+      }
+      over = true;
+      clearTimeout(silence);
+      const wait = RETRY_MS[Math.min(attempts, RETRY_MS.length - 1)];
+      attempts += 1;
+      lost(wait);
+      setTimeout(connect, wait);
+    }
+
+    // Also while connecting: an attempt that hangs is retried like a silent socket.
+    function listen() {
+      clearTimeout(silence);
+      silence = setTimeout(function () {
+        retry();
+        socket.close();
+      }, SILENT_MS);
+    }
+
+    listen();
     socket.onopen = function () {
       attempts = 0;
     };
     socket.onmessage = function (event) {
+      if (over) {
+        return;
+      }
+      heard = true;
+      listen();
       draw(JSON.parse(event.data));
     };
     socket.onclose = function (event) {
       if (event.code === SESSION_ENDED) {
+        over = true;
+        clearTimeout(silence);
         location.assign("/console/login");
         return;
       }
-      const wait = RETRY_MS[Math.min(attempts, RETRY_MS.length - 1)];
-      attempts += 1;
-      status.dataset.state = "disconnected";
-      status.textContent = "Sambungan terputus; menyambung lagi dalam " + (wait / 1000) + " detik…";
-      setTimeout(connect, wait);
+      if (!heard) {
+        loggedOut();
+      }
+      retry();
     };
+  }
+
+  // A refused handshake shows the page no status: a session that ended while the line or the
+  // network was away (4401 comes only on an open socket) would have it retry for ever. The
+  // session says whether to log in again; an unreachable line keeps the retries going.
+  function loggedOut() {
+    fetch("/api/session", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (response.status === 401) {
+          location.assign("/console/login");
+        }
+      })
+      .catch(function () {});
   }
 
   if (supervision) {
