@@ -2,7 +2,8 @@
 closing of an entry, and what Asterisk reports of the call-backs it was asked to place.
 
 A call-back, in order: the operator must be at a desk and not on a call (Asterisk's live
-channels say so, at that moment); the caller's entry is locked and read again, and must be on
+channels say so, at that moment; on a cluster, the records and this node's Asterisk's device
+state, for a call through another node); the caller's entry is locked and read again, and must be on
 the list, callable, and not being called back already; a ``callback`` leg is opened for the
 entry's latest call (and its incident) and the request is audited; then the AMI
 ``Originate`` rings the operator's phone and, once they answer, the dialplan
@@ -57,12 +58,16 @@ from telephony.callbacks.store import CallbackRepository
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.calls.store import OPEN_CALL_HORIZON, LegRepository
+from telephony.cluster.peers import DEVICE
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
 from telephony.desks.store import Assignment
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.callbacks")
+
+# DEVICE_STATE() values of a phone on a call (main/devicestate.c's names).
+IN_USE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD", "RINGINUSE"})
 
 
 def _utcnow() -> datetime:
@@ -241,7 +246,8 @@ class CallbackService:
         except AmiActionError as exc:
             log.error("call-back by %s: live channels not read: %s", account.username, exc)
             raise CallbackUnavailable from exc
-        if any(channel.interface == desk.interface for channel in channels):
+        if any(channel.interface == desk.interface for channel in channels) or \
+                await self._talking_elsewhere(desk.interface):
             raise CallbackBusy("Telepon Anda sedang dipakai; selesaikan panggilan itu dahulu.")
 
         async def work(connection: asyncpg.Connection) -> _Request:
@@ -345,6 +351,30 @@ class CallbackService:
             except Exception:
                 log.exception("OriginateResponse of %s not applied",
                               printable(event.get("ActionID")))
+
+    async def _talking_elsewhere(self, interface: str) -> bool:
+        """Whether the operator is on a call through another cluster node: this node's
+        Asterisk has no channel of it, and without this check the call-back rang the phone
+        in the middle of an emergency call (the front lets a second call ring a phone 1-2 s
+        after its answer). Both must say so: the records (an answered call or a call-back not
+        ended: not a wrap-up, which other nodes also see as "in use") and this node's
+        Asterisk, which has every node's device state (not a call left open by a node that
+        died, whose states it forgot). A state it cannot read holds nothing up: the caller is
+        called back."""
+        since = self._clock() - OPEN_CALL_HORIZON
+        if not await self._database.run(
+                lambda c: self._repo.operator_talking(c, interface, since=since)):
+            return False
+        if not DEVICE.fullmatch(interface):
+            return False
+        try:
+            reply = await self._ami.send_action({
+                "Action": "Getvar", "Variable": f"DEVICE_STATE({interface})"})
+        except AmiActionError as exc:
+            log.warning("call-back: device state of %s not read (%s); not held up",
+                        interface, exc)
+            return False
+        return printable(reply.get("Value")) in IN_USE_STATES
 
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply a call-back's OriginateResponse; ``False`` if it is none of ours. A success
