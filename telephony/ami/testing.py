@@ -73,7 +73,9 @@ class FakeAsterisk:
     ``CoreShowChannels``/``Status``/``QueueStatus`` with the events in :attr:`channels`,
     :attr:`status` and :attr:`queues` (their ``ActionID`` added, the ``...Complete`` event
     counted), and the actions in :attr:`accepts` (``QueueAdd``; add e.g. ``reload``), followed
-    by the events :attr:`follow_ups` gives for them; those in :attr:`unknown` get
+    by the events :attr:`follow_ups` gives for them; ``Getvar`` of a name in
+    :attr:`variables` with its value (e.g. ``DEVICE_STATE(PJSIP/op1001)``, every node's
+    device state as Asterisk aggregates it); those in :attr:`unknown` get
     "Invalid/unknown command" (a module still loading); every other action is refused with
     "Interface not found".
     Every action received is kept in :attr:`actions` (keys lower-cased).
@@ -89,6 +91,7 @@ class FakeAsterisk:
         self.channels: list[Fields] = []  # CoreShowChannel events
         self.status: list[Fields] = []  # Status events
         self.queues: list[Fields] = []  # QueueParams/QueueMember/QueueEntry events
+        self.variables: dict[str, str] = {}  # Getvar's answers (functions too), by name
         self.actions: list[dict[str, str]] = []
         # Actions (lower-cased) answered with Success, and their message.
         self.accepts: dict[str, str] = {"queueadd": "Added interface to queue"}
@@ -212,6 +215,8 @@ class FakeAsterisk:
                 elif self.queue_app is not None and name in QueueApp.ACTIONS:
                     ok, message = self.queue_app.act(action)
                     writer.write(self._response(aid, "Success" if ok else "Error", message))
+                elif name == "getvar" and action.get("variable", "") in self.variables:
+                    writer.write(self._value(aid, action["variable"]))
                 elif name in _LISTS:
                     writer.write(self._list_reply(name, aid))
                 elif name in self.accepts:
@@ -229,6 +234,10 @@ class FakeAsterisk:
     @staticmethod
     def _response(aid: str, response: str, message: str) -> bytes:
         return f"Response: {response}\r\nActionID: {aid}\r\nMessage: {message}\r\n\r\n".encode()
+
+    def _value(self, aid: str, variable: str) -> bytes:
+        return (f"Response: Success\r\nActionID: {aid}\r\nVariable: {variable}\r\n"
+                f"Value: {self.variables[variable]}\r\n\r\n").encode()
 
     def _list_reply(self, name: str, aid: str) -> bytes:
         attribute, complete, message = _LISTS[name]

@@ -2,10 +2,11 @@
 closing of an entry, and what Asterisk reports of the call-backs it was asked to place.
 
 A call-back, in order: the operator must be at a desk and not on a call (Asterisk's live
-channels say so, at that moment); the caller's entry is locked and read again, and must be on
-the list, callable, and not being called back already; a ``callback`` leg is opened for the
-entry's latest call (and its incident) and the request is audited; then the AMI
-``Originate`` rings the operator's phone and, once they answer, the dialplan
+channels say so, at that moment; on a cluster, the records and this node's Asterisk's
+device state, for a call through another node); the caller's entry is locked and read again,
+and must be on the list, callable, and not being called back already; a ``callback`` leg is
+opened for the entry's latest call (and its incident) and the request is audited; then the
+AMI ``Originate`` rings the operator's phone and, once they answer, the dialplan
 (``[siaga112-callback]``) records, presents the line's number and dials the caller through
 the carrier, reporting the leg's progress (``UserEvent SiagaLeg`` -> ``call_legs``). An
 Originate Asterisk refuses, or an AMI that is away, ends the leg as refused and answers 503;
@@ -58,12 +59,16 @@ from telephony.callbacks.store import CallbackRepository
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.calls.store import OPEN_CALL_HORIZON, LegRepository
+from telephony.cluster.peers import DEVICE
 from telephony.db.connection import Database
 from telephony.desks.service import AuditLog
 from telephony.desks.store import Assignment
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.callbacks")
+
+# DEVICE_STATE() values of a phone on a call (main/devicestate.c's names).
+IN_USE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD", "RINGINUSE"})
 
 
 def _utcnow() -> datetime:
@@ -238,7 +243,8 @@ class CallbackService:
         except AmiActionError as exc:
             log.error("call-back by %s: live channels not read: %s", account.username, exc)
             raise CallbackUnavailable from exc
-        if any(channel.interface == desk.interface for channel in channels):
+        if any(channel.interface == desk.interface for channel in channels) or \
+                await self._talking_elsewhere(desk.interface):
             raise CallbackBusy("Telepon Anda sedang dipakai; selesaikan panggilan itu dahulu.")
 
         async def work(connection: asyncpg.Connection) -> _Request:
@@ -328,6 +334,30 @@ class CallbackService:
         response could not be recorded stays open; the worklist stops counting it as ringing
         in time)."""
         await self._responses.run(self.originate_response)
+
+    async def _talking_elsewhere(self, interface: str) -> bool:
+        """Whether the operator is on a call through another cluster node: this node's
+        Asterisk has no channel of it, and without this check the call-back rang the phone
+        in the middle of an emergency call (the front lets a second call ring a phone 1-2 s
+        after its answer). Both must say so: the records (an answered call or a call-back not
+        ended: not a wrap-up, which other nodes also see as "in use") and this node's
+        Asterisk, which has every node's device state (not a call left open by a node that
+        died, whose states it forgot). A state it cannot read holds nothing up: the caller is
+        called back."""
+        since = self._clock() - OPEN_CALL_HORIZON
+        if not await self._database.run(
+                lambda c: self._repo.operator_talking(c, interface, since=since)):
+            return False
+        if not DEVICE.fullmatch(interface):
+            return False
+        try:
+            reply = await self._ami.send_action({
+                "Action": "Getvar", "Variable": f"DEVICE_STATE({interface})"})
+        except AmiActionError as exc:
+            log.warning("call-back: device state of %s not read (%s); not held up",
+                        interface, exc)
+            return False
+        return printable(reply.get("Value")) in IN_USE_STATES
 
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply a call-back's OriginateResponse; ``False`` if it is none of ours. A success

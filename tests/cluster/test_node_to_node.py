@@ -5,7 +5,8 @@ its address, with its carrier mark; the operator's phone registered at the front
 
 * Distributed device state: an operator on a call through node1 is in use on node2 too
   (res_pjsip_publish_asterisk: node1 PUBLISHes PJSIP/op1001's state to node2), so node2's
-  queue does not ring them while they talk, and does once they hang up.
+  queue does not ring them while they talk, and does once they hang up; a call-back asked of
+  node2's line meanwhile is refused (node2's Asterisk has no channel of the call).
 * A second FastAGI server: with node1's line server stalled (SIGSTOP: after the dialplan's
   first-command deadline) or killed (SIGKILL: at once), node1's calls run the IVR on node2's
   line server, not the fail-open path; with both gone they still fail open at once.
@@ -46,6 +47,7 @@ from telephony.lab.chroot import Lab
 from telephony.lab.cluster import Cluster
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
+from tests.support.calls import add_calls, ago, call_facts
 from tests.support.cluster import (
     account,
     bearer,
@@ -250,10 +252,17 @@ async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
           f"node2's live menu after {menu_followed:.2f} s")
 
 
-async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: Cluster
-                                                                       ) -> None:
+async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(
+        cluster: Cluster, cluster_dsn: str) -> None:
+    """Also for a call-back asked of the other node's line (nginx spreads the console's
+    requests): it is refused, not rung into the operator's emergency call."""
     one, two = cluster.node("node1"), cluster.node("node2")
-    async with hung_up_after(one.lab, two.lab):
+    await operator_desk(cluster, "budi", PASSWORD, OPERATOR, {"general": 5})
+    gave_up = f"node2-{int(time.time()) - 600}.7"
+    await add_calls(cluster_dsn, call_facts(gave_up, unique_caller("0813"), answered_at=None,
+                                            at=ago(minutes=10)))
+    async with hung_up_after(one.lab, two.lab), aiohttp.ClientSession() as http:
+        on_two = await bearer(http, two.settings, "budi", PASSWORD)
         await eventually("the operator free on node2",
                          lambda: equals(member_state(two.lab, OPERATOR), "Not in use"), within=10)
         async with node_callers(one.settings, unique_caller("0813"), talk_seconds=8) as on_one:
@@ -264,6 +273,10 @@ async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(cluster: C
                              lambda: equals(member_state(two.lab, OPERATOR), "In use"), within=5,
                              interval=0.02)
             published = time.monotonic() - in_use_on_one
+            response = await http.post(
+                f"{console_url(two.settings)}/api/callbacks/{gave_up}/call", headers=on_two)
+            assert response.status == 409, await response.text()
+            assert (await response.json())["error"]["code"] == "callback_busy"
             async with node_callers(two.settings, unique_caller("0813"), talk_seconds=20):
                 await eventually("node2's caller waiting",
                                  lambda: equals(waiting_callers(two.lab), 1), within=15)

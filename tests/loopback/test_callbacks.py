@@ -249,6 +249,48 @@ async def test_an_operator_on_a_call_or_without_a_desk_sends_nothing(bench: Benc
     assert bench.originates() == [] and await bench.legs() == []
 
 
+async def test_an_operator_talking_through_another_cluster_node_is_not_rung(bench: Bench
+                                                                          ) -> None:
+    """On a cluster the operator's call may be on node1 while nginx hands their call-back to
+    node2's line, whose Asterisk has no channel of it: node2's Asterisk knows the phone is in
+    use (every node's device state), and the records say they answered a call still going
+    on. A call-back then rang their phone in the middle of that emergency call."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    await bench.happen(*call_facts("node1-1790000009.3", "0813777777777",
+                                   at=ago(minutes=2), talk=None))
+    device = f"DEVICE_STATE({OPERATOR})"
+    bench.asterisk.variables[device] = "INUSE"
+
+    busy = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+
+    assert busy.status == 409, await busy.text()
+    assert (await error_of(busy))["code"] == "callback_busy"
+    assert bench.originates() == [] and await bench.legs() == []
+    # node1 died with that call (its record stays open until it is back) and node2's Asterisk
+    # forgot its states: the phone is free, and the caller is called back.
+    bench.asterisk.variables[device] = "NOT_INUSE"
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert response.status == 202, await response.text()
+    assert len(bench.originates()) == 1
+
+
+async def test_a_wrapup_held_for_another_node_does_not_stop_a_call_back(bench: Bench) -> None:
+    """After a call on node1 ends, node2's Asterisk holds the operator "in use" for the
+    queue's wrap-up (telephony/cluster/wrapup.py); node1 lets them call back meanwhile, and so
+    does node2: the records say the call has ended."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    await bench.happen(*call_facts("node1-1790000009.3", "0813777777777",
+                                   at=ago(minutes=2), talk=5))
+    bench.asterisk.variables[f"DEVICE_STATE({OPERATOR})"] = "INUSE"
+
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+
+    assert response.status == 202, await response.text()
+    assert len(bench.originates()) == 1
+
+
 # -- closing, and leaving the list -----------------------------------------------------------------
 
 
