@@ -267,6 +267,12 @@ async def test_a_call_made_while_the_database_refuses_writes_is_recorded_once_it
     assert row["abandoned_at"] is not None and row["hangup_cause"] is not None
 
 
+async def some_calls_of(cluster: EmbeddedPostgres, caller_id: str
+                        ) -> list[asyncpg.Record] | None:
+    """The caller's call rows once there is one (a probe for ``eventually``)."""
+    return await calls_of(cluster, caller_id) or None
+
+
 async def kill_postgres(cluster: EmbeddedPostgres) -> None:
     """SIGKILL the cluster's postmaster and every backend at once, as the server's machine
     or the OOM killer would end them: no shutdown checkpoint, a crash recovery at the next
@@ -298,10 +304,6 @@ async def test_calls_live_across_a_postgres_kill_and_restart_are_recorded_whole_
     line_settings = on_own_cluster(settings, own_cluster, tmp_path)
     caller_id = unique_caller("0819")
 
-    async def stored() -> list[asyncpg.Record] | None:
-        rows = await calls_of(own_cluster, caller_id)
-        return rows if rows else None
-
     async with running_line(line_settings) as line:
         async with asyncio.timeout(10):
             await line.listener.wait_ready()
@@ -310,7 +312,8 @@ async def test_calls_live_across_a_postgres_kill_and_restart_are_recorded_whole_
                                dtmf="3", talk_seconds=12, calls=CALLS, rate=5) as callers:
             # Killed as the first call is stored: the others' starts and menus come while
             # the server is gone, and are spooled.
-            await eventually("the first call in the store", stored, 10)
+            await eventually("the first call in the store",
+                             lambda: some_calls_of(own_cluster, caller_id), 10)
             await kill_postgres(own_cluster)
 
             async def noticed() -> bool | None:
@@ -359,10 +362,6 @@ async def test_a_call_that_ends_while_the_ami_session_and_the_database_are_away_
     line_settings = on_own_cluster(settings, own_cluster, tmp_path)
     caller_id = unique_caller("0815")
 
-    async def queued() -> list[asyncpg.Record] | None:
-        rows = await calls_of(own_cluster, caller_id)
-        return rows if rows else None
-
     relay = Relay(("127.0.0.1", settings.ami_port), port=spare_port("vanish-test"),
                   source="127.0.0.1")
     async with relay, running_line(replace(line_settings, ami_port=relay.port)) as line:
@@ -371,7 +370,8 @@ async def test_a_call_that_ends_while_the_ami_session_and_the_database_are_away_
         # Nobody answers: the caller waits (in all-operators), then hangs up.
         async with sipp.caller(settings.sip_host, settings.sip_port, "112",
                                caller_id=caller_id, dtmf="3", talk_seconds=8) as caller:
-            await eventually("the call in the store", queued, 10)
+            await eventually("the call in the store",
+                             lambda: some_calls_of(own_cluster, caller_id), 10)
             await asyncio.to_thread(own_cluster.stop)
             await relay.cut()
             assert (await caller.wait()).ok
