@@ -163,6 +163,18 @@ async def test_caller_who_speaks_passes_the_screening(line: Line, settings: Sett
     assert (screened.screening, screened.record.operator) == ("spoke", OPERATOR)
 
 
+async def rings_119_unlowered(line: Line, settings: Settings, caller_id: str, *,
+                              talk_seconds: float) -> None:
+    """``caller_id`` rings 119 now and joins the medical queue at the normal priority, held
+    as no silent caller, and its operator answers."""
+    since = datetime.now(UTC)
+    await call(settings, caller_id, number="119", talk_seconds=talk_seconds)
+    screened = await screened_call(line, caller_id, since)
+    assert (screened.record.queue, screened.record.operator) == ("medical", OPERATOR)
+    assert screened.queue_priority == 10, screened.prank_reasons
+    assert "diam" not in (screened.prank_reasons or "")
+
+
 async def test_a_caller_who_gave_up_in_the_queue_is_not_lowered_when_ringing_back(
     line: Line, settings: Settings
 ) -> None:
@@ -182,12 +194,7 @@ async def test_a_caller_who_gave_up_in_the_queue_is_not_lowered_when_ringing_bac
             {"Action": "QueuePause", "Interface": OPERATOR, "Paused": "false"})
     gave_up = await ended_call(line, caller_id)
     assert (gave_up.queue, gave_up.disposition) == ("all-operators", "abandoned")
-    since = datetime.now(UTC)
-    await call(settings, caller_id, number="119", talk_seconds=10.0)
-    screened = await screened_call(line, caller_id, since)
-    assert (screened.record.queue, screened.record.operator) == ("medical", OPERATOR)
-    assert screened.queue_priority == 10, screened.prank_reasons
-    assert "diam" not in (screened.prank_reasons or "")
+    await rings_119_unlowered(line, settings, caller_id, talk_seconds=10.0)
 
 
 async def test_a_caller_the_network_dropped_in_the_menu_is_not_lowered_when_ringing_back(
@@ -202,12 +209,7 @@ async def test_a_caller_the_network_dropped_in_the_menu_is_not_lowered_when_ring
     await call(settings, caller_id, talk_seconds=2.0, bye_cause=38)
     dropped = await ended_call(line, caller_id)
     assert (dropped.hangup_cause, dropped.disposition) == (38, "ended_in_ivr")
-    since = datetime.now(UTC)
-    await call(settings, caller_id, number="119", talk_seconds=9.0)
-    screened = await screened_call(line, caller_id, since)
-    assert (screened.record.queue, screened.record.operator) == ("medical", OPERATOR)
-    assert screened.queue_priority == 10, screened.prank_reasons
-    assert "diam" not in (screened.prank_reasons or "")
+    await rings_119_unlowered(line, settings, caller_id, talk_seconds=9.0)
 
 
 async def test_database_unreachable_routes_normally_and_loses_nothing(
