@@ -55,6 +55,7 @@ from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, sync_shifts
 from telephony.cluster.admin_sync import AdminSync
+from telephony.cluster.forward import LineForwarder
 from telephony.cluster.member_sync import MemberSync
 from telephony.cluster.reconcile import FrontReconciler
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
@@ -314,6 +315,16 @@ def start_call_handling(
         *CallbackPages(callbacks).routes()])
 
 
+def forward_to_nodes(settings: Settings, stack: contextlib.AsyncExitStack
+                     ) -> LineForwarder | None:
+    """A cluster node's console requests that act on a call another node carries are
+    answered by that node's line (telephony/cluster/forward.py); ``None`` on a single node."""
+    forwarder = LineForwarder.from_settings(settings)
+    if forwarder is not None:
+        stack.push_async_callback(forwarder.close)
+    return forwarder
+
+
 def watch_peers(settings: Settings, stack: contextlib.AsyncExitStack,
                 listener: ThreadedListener, database: Database,
                 repository: CallRepository) -> PeerWatch | None:
@@ -558,7 +569,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         transfers=tools.transfers,
     ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(), *tools.routes,
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
-        *monitor.routes()]),
+        *monitor.routes()], nodes=forward_to_nodes(settings, stack)),
         settings.http_host, settings.http_port)
     # The listener outlives the FastAGI server: the events of the last IVR sessions, and
     # the ends of their calls, still reach the recorder while the server drains. (Its own

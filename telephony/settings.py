@@ -26,6 +26,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from telephony.core.addresses import ANY_ADDRESS
 from telephony.core.dsn import multi_host_refusal
 from telephony.core.errors import SiagaError
 
@@ -85,16 +86,25 @@ DEFAULT_DISPATCH_TARGETS = (DispatchTarget("fire", 300), DispatchTarget("medical
 class ClusterNode:
     """One Asterisk node of a cluster (``cluster_nodes``): its name (its own
     ``asterisk_systemname``), its IP address, the port its Asterisk takes SIP on (the front
-    sends calls there, the other nodes their device state) and the port its line server takes
-    FastAGI on (the other nodes' second FastAGI server)."""
+    sends calls there, the other nodes their device state), the port its line server takes
+    FastAGI on (the other nodes' second FastAGI server) and, optionally, the port its line
+    server takes HTTP on at that address (the other lines forward it what acts on its calls:
+    telephony/cluster/forward.py)."""
 
     name: str
     host: str
     sip_port: int
     agi_port: int
+    http_port: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.name}={self.host}:{self.sip_port}:{self.agi_port}"
+        http = "" if self.http_port is None else f":{self.http_port}"
+        return f"{self.name}={self.host}:{self.sip_port}:{self.agi_port}{http}"
+
+    @property
+    def http_url(self) -> str | None:
+        """``http://address:port`` of its line server's HTTP API, if listed."""
+        return None if self.http_port is None else f"http://{self.host}:{self.http_port}"
 
     @property
     def sip_address(self) -> str:
@@ -654,16 +664,19 @@ def _parse_networks(name: str, raw: Any) -> tuple[str, ...]:
     return tuple(networks)
 
 
-_NODE = re.compile(r"(?P<name>[^=]+)=(?P<host>.+):(?P<sip>[0-9]{1,5}):(?P<agi>[0-9]{1,5})")
+_NODE = re.compile(r"(?P<name>[^=]+)=(?P<host>\[[^\]]*\]|[^:\[\]]+):(?P<sip>[0-9]{1,5})"
+                   r":(?P<agi>[0-9]{1,5})(?::(?P<http>[0-9]{1,5}))?")
+_NODE_FORM = "name=address:sip_port:agi_port[:http_port]"
 
 
 def _parse_nodes(raw: Any) -> tuple[ClusterNode, ...]:
-    """Nodes as a TOML list or ``"node1=10.0.0.2:5060:4573,node2=..."``; each address an IP
-    address (Kamailio must not wait on DNS to route an emergency call), IPv6 in brackets."""
+    """Nodes as a TOML list or ``"node1=10.0.0.2:5060:4573:8112,node2=..."``; each address an
+    IP address (Kamailio must not wait on DNS to route an emergency call), IPv6 in brackets;
+    the line server's HTTP port last, optionally."""
     if isinstance(raw, str):
         raw = [item for item in raw.split(",") if item.strip()]
     if not isinstance(raw, list | tuple):
-        raise SettingsError("cluster_nodes: expected a list of name=address:sip_port:agi_port")
+        raise SettingsError(f"cluster_nodes: expected a list of {_NODE_FORM}")
     nodes = []
     for item in raw:
         match = _NODE.fullmatch(str(item).strip())  # a ClusterNode's text form too
@@ -672,10 +685,12 @@ def _parse_nodes(raw: Any) -> tuple[ClusterNode, ...]:
                 raise ValueError(item)
             address = ipaddress.ip_address(match["host"].strip("[]"))
         except ValueError as exc:
-            raise SettingsError(f"cluster_nodes: expected name=address:sip_port:agi_port with "
-                                f"an IP address, got {item!r}") from exc
+            raise SettingsError(f"cluster_nodes: expected {_NODE_FORM} with an IP address, "
+                                f"got {item!r}") from exc
         host = f"[{address}]" if address.version == 6 else str(address)
-        nodes.append(ClusterNode(match["name"], host, int(match["sip"]), int(match["agi"])))
+        http = None if match["http"] is None else int(match["http"])
+        nodes.append(ClusterNode(match["name"], host, int(match["sip"]), int(match["agi"]),
+                                 http))
     return tuple(nodes)
 
 
@@ -921,6 +936,15 @@ def _validate_cluster_nodes(settings: Settings) -> None:
     if me is not None and (me.sip_port, me.agi_port) != (settings.sip_port, settings.agi_port):
         raise SettingsError(f"cluster_nodes: this node ({me.name}) is listed with other ports "
                             "than its sip_port and agi_port")
+    if me is not None and me.http_port is not None and (
+            me.http_port != settings.http_port
+            or (settings.http_host != me.host.strip("[]")
+                and settings.http_host not in ANY_ADDRESS)):
+        # The other lines forward to the listed address what acts on this node's calls.
+        raise SettingsError(f"cluster_nodes: this node ({me.name}) is listed with HTTP at "
+                            f"{me.host}:{me.http_port}, but its line serves HTTP at "
+                            f"{settings.http_host}:{settings.http_port} (http_host, "
+                            "http_port)")
     if nodes:
         try:
             ipaddress.ip_address(settings.carrier_address)
@@ -934,7 +958,8 @@ def _validate_cluster_nodes(settings: Settings) -> None:
         if not _SYSTEMNAME.fullmatch(node.name):
             raise SettingsError(f"cluster_nodes: {node.name!r}: a name as asterisk_systemname "
                                 "(1-32 of a-z, 0-9 and _)")
-        if not (0 < node.sip_port < 65536 and 0 < node.agi_port < 65536):
+        if not (0 < node.sip_port < 65536 and 0 < node.agi_port < 65536
+                and 0 < (node.http_port or 1) < 65536):
             raise SettingsError(f"cluster_nodes: {node.name}: ports must be 1..65535")
         if node.host.strip("[]") == settings.carrier_address:
             # Every node takes the carrier endpoint's requests from the carrier's address (its

@@ -38,6 +38,12 @@ def node_of(call_id: str) -> str:
     return head if sep else ""
 
 
+def node_name(call_id: str | None) -> str | None:
+    """The cluster node carrying the call ``call_id`` (or the call-back leg whose channel's
+    Uniqueid it is), ``None`` for none or a single node's."""
+    return node_of(call_id) or None if call_id is not None else None
+
+
 # The SIP Call-ID the carrier's INVITE came with (RFC 3261 ``callid = word [ "@" word ]``):
 # what ties a call the cluster's front dispatched to the call record a node made of it. Only
 # the characters of an RFC ``word``, bounded: a value of any other shape is no Call-ID of a

@@ -72,7 +72,8 @@ def cluster_settings(base: Settings, names: Sequence[str], *, rtp_base: int,
     """The front's settings and each node's, on free loopback ports; node ``i`` has its own
     address (:func:`node_host`: its SIP and FastAGI listen there), takes the RTP ports
     ``rtp_base + i * rtp_span`` onwards and keeps its state in ``base.state_dir / name``.
-    The carrier calls the front from :data:`CARRIER_HOST`.
+    The carrier calls the front from :data:`CARRIER_HOST`. Each node's line serves HTTP on
+    the node's address too, where the other lines forward what acts on its calls.
     Every one of them knows the front and all nodes (``cluster_nodes``): the nodes share
     their operators' device state and each other's FastAGI servers. Browser softphones
     register at the front's WebSocket (``kamailio_ws_port``); a node's media for them is on
@@ -81,17 +82,19 @@ def cluster_settings(base: Settings, names: Sequence[str], *, rtp_base: int,
     hosts = [node_host(index) for index in range(len(names))]
     sip_ports = [sipp.free_udp_port(host) for host in hosts]
     agi_ports = [_free_tcp_port(host) for host in hosts]
+    http_ports = [_free_tcp_port(host) for host in hosts]
     front = replace(base, kamailio_host=FRONT_HOST, carrier_address=CARRIER_HOST,
                     kamailio_port=sipp.free_udp_port(FRONT_HOST),
                     kamailio_ws_port=_free_tcp_port(FRONT_HOST),
                     cluster_nodes=tuple(
-                        ClusterNode(name, hosts[index], sip_ports[index], agi_ports[index])
+                        ClusterNode(name, hosts[index], sip_ports[index], agi_ports[index],
+                                    http_ports[index])
                         for index, name in enumerate(names)))
     nodes = [
         replace(front, asterisk_systemname=name, lab_instance=f"{base.lab_instance}-{name}",
                 state_dir=base.state_dir / name, sip_host=hosts[index],
                 sip_port=sip_ports[index], agi_host=hosts[index], agi_port=agi_ports[index],
-                ami_port=_free_tcp_port(), http_port=_free_tcp_port(),
+                ami_port=_free_tcp_port(), http_host=hosts[index], http_port=http_ports[index],
                 asterisk_http_port=_free_tcp_port(), asterisk_https_port=_free_tcp_port(),
                 rtp_port_start=rtp_base + index * rtp_span,
                 rtp_port_end=rtp_base + (index + 1) * rtp_span - 2,

@@ -20,6 +20,7 @@ from urllib.error import HTTPError
 from urllib.request import urlopen
 
 from telephony.lab.chroot import LabError
+from telephony.metrics.probe import readyz_url
 from telephony.settings import ENV_PREFIX, Settings
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,10 @@ class LineServer:
 
     def parts_up(self) -> set[str]:
         """What ``/readyz`` says is up now (nothing if it does not answer)."""
-        url = f"http://127.0.0.1:{self.settings.http_port}/readyz"
+        url = readyz_url({"SIAGA112_HTTP_HOST": self.settings.http_host,
+                          "SIAGA112_HTTP_PORT": str(self.settings.http_port)})
         try:
-            with urlopen(url, timeout=2) as reply:
+            with urlopen(url, timeout=2) as reply:  # noqa: S310 (http:// from readyz_url)
                 body = reply.read()
         except HTTPError as exc:  # 503: some part down; the body says which
             body = exc.read()

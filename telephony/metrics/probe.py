@@ -26,11 +26,11 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Final
 
+from telephony.core.addresses import ANY_ADDRESS
+
 # The /readyz parts that are another container's, and which one.
 ELSEWHERE: Final = {"database": "postgres", "ami": "asterisk"}
 TIMEOUT: Final = 3.0
-# A line listening on every address (never bound here: asked on loopback instead).
-_ANY_ADDRESS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104
 
 
 def readyz_url(environ: Mapping[str, str]) -> str:
@@ -38,7 +38,7 @@ def readyz_url(environ: Mapping[str, str]) -> str:
     sets (SIAGA112_HTTP_HOST, SIAGA112_HTTP_PORT), loopback when it listens on every
     address."""
     host = environ.get("SIAGA112_HTTP_HOST", "127.0.0.1").strip()
-    if host in _ANY_ADDRESS:
+    if host in ANY_ADDRESS:  # never bound here: asked on loopback instead
         host = "127.0.0.1"
     elif ":" in host and not host.startswith("["):
         host = f"[{host}]"

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from telephony.calls.ids import node_name
 from telephony.supervision.service import Supervision, SupervisionService
 from telephony.web.request import json_body, json_response, remote_of
 from telephony.web.routing import SESSION, SUPERVISION, Body, Reply, Route
@@ -38,6 +39,12 @@ class SupervisionApi:
             call_id=data.get("call_id"), remote_address=remote_of(request))
         return json_response(supervision_json(started), status=202)
 
+    async def call_node(self, request: web.Request) -> str | None:
+        """The node carrying the operator's live call (the listening is spied there)."""
+        data = await json_body(request)
+        return node_name(await self._supervision.live_call(data["operator"],
+                                                           data.get("call_id")))
+
     def routes(self) -> list[Route]:
         """The route, with who may call it."""
         return [
@@ -45,5 +52,5 @@ class SupervisionApi:
                   "Dengarkan, bisikkan, atau sela panggilan operator (ChanSpy ke telepon "
                   "supervisor; dicatat di log audit)", "supervisor",
                   Reply(202, "SupervisionStarted"), Body("SupervisionRequest"),
-                  errors=(400, 404, 409)),
+                  errors=(400, 404, 409), runs_on=self.call_node),
         ]

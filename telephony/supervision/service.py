@@ -178,6 +178,18 @@ class SupervisionService:
             raise PhoneUnreachable(phone, why)
         return started
 
+    async def live_call(self, operator: object, call_id: object = None) -> str | None:
+        """The call (or call-back leg's channel) the operator at ``operator`` is answering
+        now as the records have it: ``call_id`` when it names one, else the latest answered
+        and not ended; ``None`` for none, or for a request :meth:`start` will refuse."""
+        if isinstance(call_id, str) and valid_call_id(call_id):
+            return call_id
+        try:
+            interface = operator_interface(str(operator))
+        except SupervisionInputError:
+            return None
+        return await self._database.run(lambda c: self._repo.live_call(c, interface))
+
     async def _ring(self, account: Account, chosen: SpyMode, *, interface: str, username: str,
                     phone: str, call_id: str | None, remote_address: str
                     ) -> tuple[Supervision, _Ringing]:

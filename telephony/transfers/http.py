@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from telephony.admin.http import audit_change
+from telephony.calls.ids import node_name
 from telephony.incidents.http import dispatch_json
 from telephony.transfers.model import (
     AgencyNumber,
@@ -146,6 +147,15 @@ class TransferApi:
         rows = await self._service.timeline(incident_id)
         return json_response({"legs": [timeline_json(row) for row in rows]})
 
+    async def desk_node(self, request: web.Request) -> str | None:
+        """The node carrying the call in front of the operator (a transfer's)."""
+        return node_name(await self._service.desk_call(request[SESSION].account))
+
+    async def leg_node(self, request: web.Request) -> str | None:
+        """The node carrying the call of the leg a step is taken on."""
+        return node_name(await self._service.leg_call(
+            path_id(request, "leg_id", "Alih panggilan")))
+
     def routes(self) -> list[Route]:
         """The transfer routes, with who may call them."""
         return [
@@ -164,11 +174,11 @@ class TransferApi:
             Route("POST", "/api/desk/transfers", self.start, DESK,
                   "Alihkan penelepon ke instansi (langsung, setelah bicara, konferensi)",
                   "alih-panggilan", Reply(201, "TransferStarted"), Body("StartTransfer"),
-                  errors=_DESK_ERRORS),
+                  errors=_DESK_ERRORS, runs_on=self.desk_node),
             Route("POST", "/api/desk/transfers/{leg_id}/steps", self.step, DESK,
                   "Serahkan, gabungkan, batalkan, atau keluar dari konferensi",
                   "alih-panggilan", Reply(200, "TransferLeg"), Body("TransferStepInput"),
-                  errors=_DESK_ERRORS),
+                  errors=_DESK_ERRORS, runs_on=self.leg_node),
             Route("GET", "/api/incidents/{incident_id}/legs", self.incident_legs, CASEWORK,
                   "Kaki panggilan insiden: alih, konferensi, panggilan balik", "insiden",
                   Reply(200, "LegTimeline")),

@@ -335,6 +335,18 @@ class TransferService:
             detail={"leg_id": leg_id, "mode": leg.mode.value})
         return await self._leg(leg_id)
 
+    # -- the call a request acts on (run on the node carrying it: telephony/web/nodes.py) -----
+
+    async def desk_call(self, account: Account) -> str | None:
+        """The call in front of the operator, if any: a transfer acts on their channel on it."""
+        current = (await self._desks.state(account)).current
+        return None if current is None else current.call.call_id
+
+    async def leg_call(self, leg_id: int) -> str | None:
+        """The call of transfer leg ``leg_id``; ``None`` if there is no such leg."""
+        leg = await self._database.run(lambda c: self._store.leg(c, leg_id))
+        return None if leg is None else leg.leg.call_id
+
     # -- the incident's timeline -----------------------------------------------------------------
 
     async def timeline(self, incident_id: int) -> list[TimelineRow]:

@@ -51,7 +51,12 @@ class WebConfig:
             session_lifetime=timedelta(hours=settings.http_session_hours),
             attachment_max_bytes=settings.attachment_max_bytes,
             timezone=settings.timezone,
-            trusted_proxies=parse_networks(settings.http_trusted_proxies),
+            # A cluster's other lines forward requests about their calls here, naming the
+            # client (telephony/cluster/forward.py).
+            trusted_proxies=parse_networks([
+                *settings.http_trusted_proxies,
+                *(node.host.strip("[]") for node in settings.cluster_peers
+                  if settings.cluster_self is not None)]),
             softphone_origin=(None if settings.live_softphone_ws_url is None
                               else softphone_origin(settings.live_softphone_ws_url)),
         )

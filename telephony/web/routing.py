@@ -24,6 +24,9 @@ from telephony.accounts.model import Role, Session
 from telephony.web.schemas import CALL_ID, Schema, matches_pattern
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The cluster node whose Asterisk carries what a request acts on (an operator's live channel);
+# ``None``: this line's (telephony/web/nodes.py).
+NodeOf = Callable[[web.Request], Awaitable[str | None]]
 
 SESSION_COOKIE: Final = "siaga112_session"
 CSRF_COOKIE: Final = "siaga112_csrf"
@@ -119,6 +122,9 @@ class Route:
     body: Body | None = None
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()  # statuses beyond those every route of its kind may return
+    # A route that acts on a live call through Asterisk's AMI runs on the node carrying it:
+    # the front spreads the console's requests over the lines (telephony/web/nodes.py).
+    runs_on: NodeOf | None = None
 
     @property
     def path_params(self) -> list[str]:

@@ -36,6 +36,7 @@ from telephony.web.console.render import console_refusal, is_console
 from telephony.web.context import CONTEXT, ApiContext
 from telephony.web.errors import ApiError, error_middleware, error_response
 from telephony.web.forwarded import forwarded_middleware
+from telephony.web.nodes import NODE_FORWARDER, NodeForwarder, node_middleware
 from telephony.web.request import json_response
 from telephony.web.routing import EVERYONE, ROUTE_TABLE, Reply, Route, RouteTable
 from telephony.web.schemas import SHELL_SCHEMAS, Schema, registry
@@ -153,15 +154,20 @@ async def _security_headers(_: web.Request, response: web.StreamResponse) -> Non
     headers["Server"] = "siaga112"
 
 
-def build_app(context: ApiContext, routes: Iterable[Route] = ()) -> web.Application:
+def build_app(context: ApiContext, routes: Iterable[Route] = (), *,
+              nodes: NodeForwarder | None = None) -> web.Application:
     """The application: the JSON API, the console's pages and ``routes``, every one behind
     the security middleware and its access policy, in one route table with every feature's
     schemas (a route naming a schema none declares is refused here, before serving).
-    Refusals are answered by one middleware: pages on the console, JSON elsewhere."""
+    Refusals are answered by one middleware: pages on the console, JSON elsewhere. On a
+    cluster node, ``nodes`` hands a request acting on another node's call to that node's
+    line, once it has passed the security checks here."""
     # The client's address is settled first, so refusals and their log lines name it too.
     app = web.Application(middlewares=[forwarded_middleware, error_middleware(_answer),
-                                       security_middleware])
+                                       security_middleware, node_middleware])
     app[CONTEXT] = context
+    if nodes is not None:
+        app[NODE_FORWARDER] = nodes
     RouteTable([*api_routes(), *console_routes(), *routes], api_schemas()).install(app)
     app.on_response_prepare.append(_security_headers)
     return app

@@ -42,7 +42,10 @@ import aiohttp
 import asyncpg
 import pytest
 
+from ivr.menu import load_menu
+from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
+from telephony.desks.service import assign_desk
 from telephony.lab.chroot import Lab
 from telephony.lab.cluster import Cluster
 from telephony.settings import Settings
@@ -69,11 +72,13 @@ from tests.support.web import PASSWORD
 
 pytestmark = pytest.mark.cluster
 
-BASE = Settings(lab_instance="n2n-test", lab_operators=2, queue_wrapup_seconds=0,
+BASE = Settings(lab_instance="n2n-test", lab_operators=3, queue_wrapup_seconds=0,
                 ami_reconnect_seconds=0.5, db_retry_seconds=0.5, vanish_check_seconds=5)
 OPERATOR = "PJSIP/op1001"
 # Registered at the front, logged in by no CLI: only through a line's API.
 DESK_OPERATOR = "PJSIP/op1002"
+# A supervisor's desk phone, registered at the front (answered by the lab's phones).
+SUPERVISOR_PHONE = "PJSIP/op1003"
 RTP_BASE = 14000  # 14000..17998: apart from every other module's ports (test_front: 10000..13998)
 # Kill -> the operator offered a call on the survivor. About 1-2 s on a quiet machine (the
 # test prints it); the bound only proves that it happens, since Asterisk alone never lets go
@@ -88,8 +93,16 @@ CUT_MARGIN_SECONDS = 20.0
 @pytest.fixture(scope="module")
 async def cluster(pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> AsyncIterator[Cluster]:
     async with two_nodes(pg_cluster, cluster_dsn, BASE, rtp_base=RTP_BASE,
-                         operators=["op1001", "op1002"], logged_in=["op1001"]) as running:
+                         operators=["op1001", "op1002", "op1003"], logged_in=["op1001"]
+                         ) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+async def budi(cluster: Cluster) -> str:
+    """The operator account at the CLI's operator's phone (op1001)."""
+    await operator_desk(cluster, "budi", PASSWORD, OPERATOR, {"general": 5})
+    return "budi"
 
 
 async def test_an_operator_who_joined_through_one_line_is_rung_by_either_node(
@@ -253,16 +266,15 @@ async def test_an_admins_queue_settings_and_menu_through_node1_run_on_node2(
 
 
 async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(
-        cluster: Cluster, cluster_dsn: str) -> None:
+        cluster: Cluster, cluster_dsn: str, budi: str) -> None:
     """Also for a call-back asked of the other node's line (nginx spreads the console's
     requests): it is refused, not rung into the operator's emergency call."""
     one, two = cluster.node("node1"), cluster.node("node2")
-    await operator_desk(cluster, "budi", PASSWORD, OPERATOR, {"general": 5})
     gave_up = f"node2-{int(time.time()) - 600}.7"
     await add_calls(cluster_dsn, call_facts(gave_up, unique_caller("0813"), answered_at=None,
                                             at=ago(minutes=10)))
     async with hung_up_after(one.lab, two.lab), aiohttp.ClientSession() as http:
-        on_two = await bearer(http, two.settings, "budi", PASSWORD)
+        on_two = await bearer(http, two.settings, budi, PASSWORD)
         await eventually("the operator free on node2",
                          lambda: equals(member_state(two.lab, OPERATOR), "Not in use"), within=10)
         async with node_callers(one.settings, unique_caller("0813"), talk_seconds=8) as on_one:
@@ -303,6 +315,59 @@ async def test_an_operator_on_a_call_on_one_node_is_busy_on_the_other(
                 offered_again = time.monotonic() - hung_up
     print(f"\ndevice state node1 -> node2: in use after {published * 1000:.0f} ms; node2's "
           f"caller reached the operator {offered_again:.2f} s after node1's call ended")
+
+
+async def test_a_listen_in_and_a_transfer_asked_of_the_other_line_run_where_the_call_is(
+        cluster: Cluster, cluster_dsn: str, budi: str) -> None:
+    """nginx spreads the console's requests over both lines, and only node1's Asterisk has
+    the operator's channel on node1's call: a listen-in and a transfer asked of node2's line
+    are carried out by node1's (node2's found no channel and refused both, 409)."""
+    one, two = cluster.node("node1"), cluster.node("node2")
+    await account(cluster, "kepala", PASSWORD, "supervisor")
+    database = Database(one.settings)
+    try:
+        await assign_desk(database, load_menu(one.settings.menu_file), "kepala",
+                          SUPERVISOR_PHONE, {})
+    finally:
+        await database.close()
+    [number] = await fetch(cluster_dsn, """
+        INSERT INTO agency_numbers (agency_code, label, number) VALUES ('damkar', 'Pos', $1)
+        ON CONFLICT (agency_code, number) DO UPDATE SET active = true RETURNING number_id""",
+                           "0275321113")
+    async with hung_up_after(one.lab, two.lab), aiohttp.ClientSession() as http:
+        operator = await bearer(http, two.settings, budi, PASSWORD)
+        supervisor = await bearer(http, two.settings, "kepala", PASSWORD)
+        api = f"{console_url(two.settings)}/api"
+
+        async def talking() -> bool | None:
+            response = await http.get(f"{api}/desk/transfers", headers=operator)
+            desk = await response.json()
+            return True if desk["talking"] and desk["call_id"].startswith("node1-") else None
+
+        async with node_callers(one.settings, unique_caller("0815"), talk_seconds=25):
+            await eventually("the operator talking on node1's call, as recorded", talking,
+                             within=20)
+            response = await http.post(f"{api}/supervision", headers=supervisor,
+                                       json={"operator": OPERATOR, "mode": "listen"})
+            assert response.status == 202, await response.text()
+            assert (await response.json())["call_id"].startswith("node1-")
+            await eventually("the supervisor's phone spying on node1",
+                             lambda: equals(operator_channels(one.lab, SUPERVISOR_PHONE), 1),
+                             within=15)
+
+            response = await http.post(f"{api}/desk/transfers", headers=operator,
+                                       json={"number_id": number["number_id"], "mode": "blind"})
+            assert response.status == 201, await response.text()
+            leg = (await response.json())["leg"]
+            assert leg["call_id"].startswith("node1-")
+
+            async def dialled() -> bool | None:
+                rows = await fetch(cluster_dsn, "SELECT rang_at, ended_at FROM call_legs "
+                                   "WHERE leg_id = $1", leg["leg_id"])
+                return True if rows[0]["rang_at"] or rows[0]["ended_at"] else None
+
+            # node1's dialplan dialled the agency for the leg (BlindTransfer on its channel).
+            await eventually("the leg dialled by node1", dialled, within=15)
 
 
 async def board_callers(http: aiohttp.ClientSession, node: Settings, headers: dict[str, str]

@@ -139,9 +139,16 @@ def cluster_ports(cluster_images: dict[str, str]) -> dict[str, int]:
              "etcd": free_port(), "etcd_peer": free_port(), "front_ws": free_port()}
     for node, host in CLUSTER_NODES.items():
         ports |= {f"sip{node}": sipp.free_udp_port(host), f"agi{node}": free_port(),
-                  f"ami{node}": free_port(), f"http{node}": free_port(),
+                  f"ami{node}": free_port(), f"http{node}": free_port_on((host,)),
                   f"ws{node}": free_port()}
     return ports
+
+
+@pytest.fixture(scope="module")
+def cluster_lines(cluster_ports: dict[str, int]) -> dict[int, str]:
+    """Each node's line server's HTTP API, on the node's address (``http://host:port``)."""
+    return {node: f"http://{host}:{cluster_ports[f'http{node}']}"
+            for node, host in CLUSTER_NODES.items()}
 
 
 

@@ -98,7 +98,8 @@ async def reachable_through_nginx(ports: dict[str, int]) -> bool | None:
 
 
 @pytest.fixture(scope="module")
-async def cluster(cluster_site: docker.Site, cluster_ports: dict[str, int]) -> docker.Site:
+async def cluster(cluster_site: docker.Site, cluster_ports: dict[str, int],
+                  cluster_lines: dict[int, str]) -> docker.Site:
     """The cluster once both lines are ready (database, AMI and FastAGI: /readyz), the front
     answers SIP and nginx reaches a line."""
     started = time.monotonic()
@@ -107,7 +108,7 @@ async def cluster(cluster_site: docker.Site, cluster_ports: dict[str, int]) -> d
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
             for node in (1, 2):
                 try:
-                    url = f"http://127.0.0.1:{cluster_ports[f'http{node}']}/readyz"
+                    url = f"{cluster_lines[node]}/readyz"
                     async with http.get(url) as response:
                         if response.status != 200:
                             return None

@@ -1,0 +1,126 @@
+"""A console request that acts on a call another node carries is answered by that node's line
+(telephony/web/nodes.py decides which requests; this module sends them).
+
+The front spreads the console's requests over the lines, and an operator's channel is in one
+node's Asterisk only: a transfer or a listen-in asked of the other line found no channel and
+was refused ("Telepon Anda tidak sedang tersambung dengan penelepon ini"), about half the
+time. The request is sent on, as it came (its method, path, body, session and CSRF token), to
+the line of the node carrying the call, listed with its HTTP port in ``cluster_nodes``; that
+line checks it again as any request and its answer is the answer. The client's address goes
+along in ``X-Forwarded-For``, which the other line believes of the nodes' addresses
+(:meth:`telephony.web.context.WebConfig.from_settings`).
+
+A node whose line does not answer is said so (503): the request is not carried out here,
+where Asterisk has no channel of the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+import aiohttp
+from aiohttp import hdrs, web
+
+from telephony.core.errors import Unavailable
+from telephony.settings import Settings
+from telephony.web.forwarded import FORWARDED_FOR, FORWARDED_PROTO
+from telephony.web.nodes import FORWARDED_BY
+
+log = logging.getLogger("telephony.cluster")
+
+# What a forwarded request takes along: who is asking (a session's cookie or bearer token,
+# the CSRF token) and what the body is; nothing that describes the hop to this line.
+_REQUEST_HEADERS: Final = (hdrs.AUTHORIZATION, hdrs.COOKIE, "X-CSRF-Token", hdrs.CONTENT_TYPE,
+                           hdrs.ACCEPT, hdrs.ACCEPT_LANGUAGE, hdrs.USER_AGENT)
+_ANSWER_HEADERS: Final = (hdrs.CONTENT_TYPE, hdrs.RETRY_AFTER, hdrs.WWW_AUTHENTICATE)
+# Beyond a transfer's and a listen-in's own waits on Asterisk (AMI actions, the
+# supervisor's phone's first answer).
+TIMEOUT_SECONDS: Final = 30.0
+CONNECT_SECONDS: Final = 3.0
+MAX_ANSWER_BYTES: Final = 1024 * 1024  # the routes forwarded answer a few kilobytes of JSON
+
+
+class NodeUnreachable(Unavailable):
+    """The line of the node carrying the call did not answer."""
+
+    code = "node_unreachable"
+    logged = True  # with the node's address and why, by the forwarder
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"Permintaan ini dijalankan oleh server {node}, tempat panggilan ini "
+                         "berjalan, tetapi layanan di server itu tidak menjawab. Coba lagi "
+                         "sebentar lagi.")
+
+
+class LineForwarder:
+    """Sends requests on to the other nodes' lines (telephony/web/nodes.py's
+    ``NodeForwarder``)."""
+
+    def __init__(self, me: str, lines: Mapping[str, str], *,
+                 timeout: float = TIMEOUT_SECONDS) -> None:
+        self._me = me
+        self._lines = dict(lines)  # node -> http://address:port of its line
+        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=CONNECT_SECONDS)
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LineForwarder | None:
+        """The forwarder of a cluster node (``cluster_nodes`` and ``asterisk_systemname``
+        set); ``None`` on a single node. A peer listed without its HTTP port gets nothing
+        forwarded: its calls' transfers and listen-ins asked here are refused here."""
+        me = settings.cluster_self
+        if me is None:
+            return None
+        lines = {node.name: node.http_url for node in settings.cluster_peers
+                 if node.http_url is not None}
+        if missing := [node.name for node in settings.cluster_peers if node.http_port is None]:
+            log.warning("cluster_nodes lists no HTTP port for %s: transfers and listening in "
+                        "on their calls work only through their own lines", ", ".join(missing))
+        return cls(me.name, lines)
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use: a ClientSession belongs to the running event loop. No
+        # cookie jar: each request carries its own client's session, never another's.
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout,
+                                                  cookie_jar=aiohttp.DummyCookieJar())
+        return self._session
+
+    async def forward(self, request: web.Request, node: str) -> web.StreamResponse | None:
+        """``node``'s line's answer to ``request``; ``None`` for this node or one whose line
+        is not listed. Raises :class:`NodeUnreachable` if that line does not answer."""
+        base = self._lines.get(node)
+        if node == self._me or base is None:
+            return None
+        headers = {name: request.headers[name] for name in _REQUEST_HEADERS
+                   if name in request.headers}
+        headers[FORWARDED_FOR] = request.remote or ""
+        headers[FORWARDED_PROTO] = request.scheme
+        headers[FORWARDED_BY] = self._me
+        body = await request.read()
+        try:
+            async with self._client().request(
+                    request.method, base + request.rel_url.raw_path_qs, data=body,
+                    headers=headers, allow_redirects=False) as reply:
+                content = await reply.content.read(MAX_ANSWER_BYTES + 1)
+                if len(content) > MAX_ANSWER_BYTES:
+                    raise ValueError(f"an answer over {MAX_ANSWER_BYTES} bytes")
+                answer = web.Response(status=reply.status, body=content, headers={
+                    name: reply.headers[name] for name in _ANSWER_HEADERS
+                    if name in reply.headers})
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.error("%s %s for %s: the line of %s (%s) did not answer: %s", request.method,
+                      request.rel_url.path, request.remote, node, base,
+                      str(exc) or type(exc).__name__)
+            raise NodeUnreachable(node) from exc
+        log.info("%s %s for %s: carried out by %s's line (%d)", request.method,
+                 request.rel_url.path, request.remote, node, answer.status)
+        return answer
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
