@@ -959,7 +959,7 @@ def _validate_cluster_nodes(settings: Settings) -> None:
             raise SettingsError(f"cluster_nodes: {node.name!r}: a name as asterisk_systemname "
                                 "(1-32 of a-z, 0-9 and _)")
         if not (0 < node.sip_port < 65536 and 0 < node.agi_port < 65536
-                and 0 < (node.http_port or 1) < 65536):
+                and (node.http_port is None or 0 < node.http_port < 65536)):
             raise SettingsError(f"cluster_nodes: {node.name}: ports must be 1..65535")
         if node.host.strip("[]") == settings.carrier_address:
             # Every node takes the carrier endpoint's requests from the carrier's address (its

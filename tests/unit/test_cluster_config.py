@@ -21,6 +21,7 @@ from telephony.kamailio.config import (
 from telephony.lab.cluster import cluster_settings
 from telephony.lab.line import settings_environment
 from telephony.settings import ClusterNode, Settings, SettingsError, load_settings
+from telephony.web.context import WebConfig, parse_networks
 
 NODES = "node1=127.0.0.11:5060:4573,node2=127.0.0.12:5060:4573"
 
@@ -54,8 +55,37 @@ def test_nodes_are_read_from_text_and_lists(tmp_path: Path) -> None:
     assert [peer.name for peer in listed.cluster_peers] == ["a"]
 
 
+def test_a_nodes_line_may_be_listed_with_its_http_port() -> None:
+    settings = load_settings(environ={
+        "SIAGA112_CLUSTER_NODES": "node1=127.0.0.11:5060:4573:8112,node2=127.0.0.12:5060:4573",
+        "SIAGA112_ASTERISK_SYSTEMNAME": "node2", "SIAGA112_HTTP_HOST": "127.0.0.12"})
+    one, two = settings.cluster_nodes
+    assert one == ClusterNode("node1", "127.0.0.11", 5060, 4573, 8112)
+    assert (str(one), one.http_url) == ("node1=127.0.0.11:5060:4573:8112",
+                                        "http://127.0.0.11:8112")
+    assert (two.http_port, two.http_url) == (None, None)
+    [six] = load_settings(environ={}, overrides={
+        "cluster_nodes": "b=[::1]:5062:4574:8113", "agi_allowed_peers": "::1/128"}).cluster_nodes
+    assert six.http_url == "http://[::1]:8113"
+
+
+def test_a_node_listed_with_http_serves_it_on_its_listed_address_and_port() -> None:
+    # The other lines forward what acts on this node's calls to the address listed.
+    listed = {"SIAGA112_CLUSTER_NODES": "node1=127.0.0.11:5060:4573:8112",
+              "SIAGA112_ASTERISK_SYSTEMNAME": "node1"}
+    assert load_settings(environ={**listed, "SIAGA112_HTTP_HOST": "127.0.0.11"})
+    assert load_settings(environ={**listed, "SIAGA112_HTTP_HOST": "0.0.0.0"})
+    for refused in ({"SIAGA112_HTTP_HOST": "127.0.0.1"},
+                    {"SIAGA112_HTTP_HOST": "127.0.0.11", "SIAGA112_HTTP_PORT": "8113"}):
+        with pytest.raises(SettingsError, match=r"listed with HTTP at 127\.0\.0\.11:8112"):
+            load_settings(environ={**listed, **refused})
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("cluster_nodes", "a=asterisk.example:5060:4573"),  # no DNS on the call path
+    ("cluster_nodes", "a=127.0.0.3:5060:4573:0"),  # an HTTP port of 0
+    ("cluster_nodes", "a=127.0.0.3:5060:4573:8112:1"),
+    ("cluster_nodes", "a=::1:5060:4573"),  # IPv6 without brackets: where do the ports start?
     ("cluster_nodes", "a=127.0.0.3:5060"),  # both ports
     ("cluster_nodes", "a=127.0.0.3:0:4573"),
     ("cluster_nodes", "a=127.0.0.3:70000:4573"),
@@ -258,3 +288,16 @@ def test_a_node_behind_a_front_rings_its_phones_through_it(site: Settings) -> No
                    cluster_nodes=nodes(NODES))
     assert node.kamailio_front == "10.0.0.10:5070"
     assert replace(node, kamailio_host="fd00::10").kamailio_front == "[fd00::10]:5070"
+
+
+def test_a_nodes_line_believes_the_other_nodes_forwarded_for() -> None:
+    """The other lines forward requests about their calls naming the client
+    (telephony/cluster/forward.py); a single node believes only its configured fronts."""
+    settings = load_settings(environ={
+        "SIAGA112_CLUSTER_NODES": "node1=127.0.0.11:5060:4573:8112,node2=127.0.0.12:5060:4573",
+        "SIAGA112_ASTERISK_SYSTEMNAME": "node1", "SIAGA112_HTTP_HOST": "127.0.0.11",
+        "SIAGA112_HTTP_TRUSTED_PROXIES": "127.0.0.1"})
+    assert WebConfig.from_settings(settings).trusted_proxies == parse_networks(
+        ["127.0.0.1", "127.0.0.12"])
+    single = load_settings(environ={"SIAGA112_HTTP_TRUSTED_PROXIES": "127.0.0.1"})
+    assert WebConfig.from_settings(single).trusted_proxies == parse_networks(["127.0.0.1"])

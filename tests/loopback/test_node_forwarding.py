@@ -1,0 +1,157 @@
+"""A request acting on a call another cluster node carries is answered by that node's line
+(telephony/web/nodes.py, telephony/cluster/forward.py): two lines' web applications on
+loopback sockets over one real PostgreSQL, as two nodes share it. The route that acts on a call
+here is listening in's, its node the one of the call named (``node1-...``), as the line's own
+routes find it (the desk's call, a leg's, the operator's as recorded).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any, Final
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from telephony.calls.ids import node_name
+from telephony.cluster.forward import LineForwarder
+from telephony.db.connection import Database
+from telephony.settings import Settings
+from telephony.web.context import parse_networks
+from telephony.web.request import json_body, json_response
+from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER, EVERYONE, SESSION, Body, Reply, Route
+from telephony.web.server import build_app
+from tests.support.web import PASSWORD, make_context
+
+Client = TestClient[web.Request, web.Application]
+CLIENT: Final = "203.0.113.9"  # the console's browser, as the HTTPS front names it
+PATH: Final = "/api/supervision"  # a route the test serves with its own handler
+
+
+def node_routes(node: str, served: list[dict[str, Any]]) -> list[Route]:
+    """The route acting on a call: it runs on the node the body names; its handler says
+    which line ran it, for whom, seen from where."""
+
+    async def act(request: web.Request) -> web.StreamResponse:
+        data = await json_body(request)
+        served.append({"node": node, "user": request[SESSION].account.username,
+                       "remote": request.remote, "data": data})
+        return json_response({"served_by": node, "call_id": data["call_id"]}, status=202)
+
+    async def call_node(request: web.Request) -> str | None:
+        return node_name((await json_body(request))["call_id"])
+
+    return [Route("POST", PATH, act, EVERYONE, "Tindakan pada panggilan", "uji",
+                  Reply(202), Body("SupervisionRequest"), runs_on=call_node)]
+
+
+def on(call_id: str) -> dict[str, str]:
+    """A request about the call ``call_id``."""
+    return {"operator": "PJSIP/op1001", "mode": "listen", "call_id": call_id}
+
+
+class Nodes:
+    """node1's and node2's lines; node2 forwards to node1's address."""
+
+    def __init__(self, one: Client, two: Client, served: list[dict[str, Any]]) -> None:
+        self.one, self.two, self.served = one, two, served
+
+    async def bearer(self) -> dict[str, str]:
+        response = await self.two.post("/api/session",
+                                       json={"username": "op1", "password": PASSWORD})
+        assert response.status == 201, await response.text()
+        return {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+
+@pytest.fixture
+async def nodes(database: Database, settings: Settings) -> AsyncIterator[Nodes]:
+    context = make_context(settings, database)
+    await context.accounts.create("op1", "operator", PASSWORD, actor="test")
+    # Both believe the front's X-Forwarded-For (the test client and the other line connect
+    # from 127.0.0.1: node1 believes node2 as a peer, node2 the front).
+    context = replace(context, config=replace(context.config,
+                                              trusted_proxies=parse_networks(["127.0.0.1"])))
+    served: list[dict[str, Any]] = []
+    one = TestClient(TestServer(build_app(context, node_routes("node1", served))))
+    await one.start_server()
+    forwarder = LineForwarder("node2", {"node1": str(one.make_url("")).rstrip("/"),
+                                        "node3": "http://127.0.0.1:9"})
+    two = TestClient(TestServer(build_app(context, node_routes("node2", served),
+                                          nodes=forwarder)))
+    await two.start_server()
+    try:
+        yield Nodes(one, two, served)
+    finally:
+        await two.close()
+        await forwarder.close()
+        await one.close()
+
+
+async def test_a_request_about_another_nodes_call_is_answered_by_that_nodes_line(
+        nodes: Nodes) -> None:
+    headers = {**await nodes.bearer(), "X-Forwarded-For": CLIENT, "X-Other": "not sent on"}
+    response = await nodes.two.post(PATH, headers=headers, json=on("node1-1795430334.7"))
+    assert response.status == 202, await response.text()
+    assert await response.json() == {"served_by": "node1", "call_id": "node1-1795430334.7"}
+    assert response.headers["Content-Type"].startswith("application/json")
+    # node1's line checked the session itself, and sees the browser, not node2.
+    assert nodes.served == [{"node": "node1", "user": "op1", "remote": CLIENT,
+                             "data": on("node1-1795430334.7")}]
+
+
+async def test_a_console_session_is_carried_with_its_csrf_token(nodes: Nodes) -> None:
+    login = await nodes.two.post("/api/session", json={"username": "op1", "password": PASSWORD})
+    assert login.status == 201
+    csrf = nodes.two.session.cookie_jar.filter_cookies(nodes.two.make_url(""))[CSRF_COOKIE]
+    response = await nodes.two.post(PATH, headers={CSRF_HEADER: csrf.value},
+                                    json=on("node1-1795430334.8"))
+    assert response.status == 202, await response.text()
+    assert [entry["node"] for entry in nodes.served] == ["node1"]
+    # Without the token node2 refuses it itself: nothing reaches node1.
+    response = await nodes.two.post(PATH, json=on("node1-1795430334.9"))
+    assert response.status == 403
+    assert len(nodes.served) == 1
+
+
+@pytest.mark.parametrize("call_id", ["node2-1795430334.1", "node9-1795430334.1",
+                                     "1795430334.1"])
+async def test_this_nodes_call_or_an_unlisted_nodes_is_handled_here(nodes: Nodes, call_id: str
+                                                                    ) -> None:
+    response = await nodes.two.post(PATH, headers=await nodes.bearer(), json=on(call_id))
+    assert response.status == 202
+    assert [entry["node"] for entry in nodes.served] == ["node2"]
+
+
+async def test_a_forwarded_request_is_never_forwarded_again(nodes: Nodes) -> None:
+    """A request another line forwarded is handled where it lands, whatever its body names:
+    two lines whose records disagree cannot hand it back and forth."""
+    headers = {**await nodes.bearer(), "X-Siaga112-Forwarded-By": "node1"}
+    response = await nodes.two.post(PATH, headers=headers, json=on("node1-1795430334.1"))
+    assert response.status == 202
+    assert [entry["node"] for entry in nodes.served] == ["node2"]
+
+
+async def test_a_node_whose_line_does_not_answer_is_a_503_and_nothing_runs_here(
+        nodes: Nodes, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "telephony")
+    response = await nodes.two.post(PATH, headers=await nodes.bearer(),
+                                    json=on("node3-1795430334.1"))
+    assert response.status == 503
+    error = (await response.json())["error"]
+    assert error["code"] == "node_unreachable"
+    assert "server node3" in error["message"] and "tidak menjawab" in error["message"]
+    assert response.headers["Retry-After"]
+    assert nodes.served == []
+    lines = [r for r in caplog.records if "node3" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.ERROR
+
+
+async def test_an_unauthenticated_request_is_refused_here_not_forwarded(nodes: Nodes) -> None:
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(nodes.two.make_url(PATH), json=on("node1-1795430334.1"))
+        assert response.status == 401
+    assert nodes.served == []
