@@ -92,6 +92,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.cluster.wrapup", DOMAIN),  # an operator's wrap-up on every node: rules
     ("telephony.cluster.wrapup_store", ADAPTERS),  # its NOTIFY, the queue's stored wrap-up
     ("telephony.cluster.wrapup_sync", ADAPTERS),  # AgentComplete, LISTEN, PUBLISH the holds
+    ("telephony.cluster.forward", ADAPTERS),  # hands a request to the call's node's line (HTTP)
     ("telephony.cluster", DOMAIN),
     ("telephony.admin.versions", DOMAIN),
     ("telephony.admin.queues", DOMAIN),
