@@ -110,11 +110,24 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _national(digits: str) -> bool:
+    """An Indonesian number in its national form: the trunk 0, then 8-12 digits, not 00."""
+    return (digits.startswith("0") and len(digits) - 1 in _ID_NATIONAL_DIGITS
+            and digits[1] != "0")
+
+
+def _imei(digits: str) -> bool:
+    """Fifteen digits with a valid Luhn check digit: an IMEI (no Indonesian number is that
+    long)."""
+    return len(digits) == _IMEI_DIGITS and luhn_valid(digits)
+
+
 def parse_caller_id(raw: str) -> CallerId:
     """Classify a presented caller number and normalise it to a history key.
 
-    Numbers become E.164 digits without ``+`` (``0812…``, ``+62812…`` and a mobile number
-    without its trunk 0, ``812…``, are one caller; :func:`national_mobile`). A
+    Numbers become E.164 digits without ``+`` (``0812…``, ``+62812…``, ``+62 (0)812…`` with
+    the trunk 0 kept after the country code, and a mobile number without its trunk 0,
+    ``812…``, are one caller; :func:`national_mobile`). A
     SIM-less phone's IMEI, passed as ``urn:gsma:imei:…`` (with RFC 7254's ``;svn=NN`` for an
     IMEISV), as ``IMEI`` + digits, or as 15
     Luhn-valid digits (no Indonesian number is that long), becomes ``imei:`` + its 14 identity
@@ -149,15 +162,25 @@ def parse_caller_id(raw: str) -> CallerId:
     # isascii: str.isdigit also accepts Arabic-Indic and superscript digits.
     if not ascii_digits(compact):
         return CallerId(raw, CallerIdKind.MALFORMED, None)
-    if compact.startswith("62") and len(compact) - 2 in _ID_NATIONAL_DIGITS:
+    if compact.startswith("620"):
+        # The trunk 0 kept after the country code ("+62 (0)812…", "620812…", as some trunks
+        # present it): no Indonesian number starts with 0 after 62, so this is the national
+        # number 0812… and the same caller, with the same history. Fifteen bare digits that
+        # pass the Luhn check stay an IMEI, as below.
+        national = compact[2:]
+        if _national(national) and (international or not _imei(compact)):
+            return CallerId(raw, CallerIdKind.NUMBER, "62" + national[1:])
+        if international:
+            return CallerId(raw, CallerIdKind.MALFORMED, None)
+    elif compact.startswith("62") and len(compact) - 2 in _ID_NATIONAL_DIGITS:
         return CallerId(raw, CallerIdKind.NUMBER, compact)
     if international:
         if len(compact) in _E164_DIGITS and compact[0] != "0":
             return CallerId(raw, CallerIdKind.NUMBER, compact)
         return CallerId(raw, CallerIdKind.MALFORMED, None)
-    if len(compact) == _IMEI_DIGITS and luhn_valid(compact):
+    if _imei(compact):
         return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + compact[:14])
-    if compact.startswith("0") and len(compact) - 1 in _ID_NATIONAL_DIGITS and compact[1] != "0":
+    if _national(compact):
         return CallerId(raw, CallerIdKind.NUMBER, "62" + compact[1:])
     if _MOBILE_NSN.fullmatch(compact):
         return CallerId(raw, CallerIdKind.NUMBER, "62" + compact)

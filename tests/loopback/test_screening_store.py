@@ -367,6 +367,68 @@ async def test_silent_burst_counts_before_any_post_call_scoring(
         r.text for r in score.reasons]
 
 
+async def test_one_caller_in_several_spellings_has_one_history(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """A trunk that keeps the trunk 0 after the country code presents 0812... as
+    620812...: the pranks an operator labelled on those calls count when the same phone
+    calls again as 0812... or +62812..., and the other way round."""
+    calls = CallRepository(CALENDAR)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    spellings = ("620812 4444 0000", "+62 (0) 812-4444-0000")
+    for n, spelling in enumerate(spellings):
+        await calls.apply(connection, call_facts(
+            f"s.{n}", spelling, at=start + timedelta(minutes=n), key="1",
+            answered_at=start + timedelta(minutes=n, seconds=10), talk=20))
+        await service.label(f"s.{n}", "prank", "op1001")
+    now = datetime.now(UTC)
+    for spelling in ("081244440000", "+6281244440000", *spellings):
+        features = await service.pre_queue_features("112", spelling, now)
+        assert (features.history.calls, features.history.prank_calls) == (2, 2), spelling
+
+
+async def test_an_upgrade_joins_the_histories_split_by_the_trunk_zero(
+    pg_cluster: EmbeddedPostgres, settings: Settings,
+) -> None:
+    """Migration 0042: calls, labels and post-call results keyed 620812... before it are the
+    caller's 62812... history after it; a 620 key that identifies nobody is cleared."""
+    owner = await create_database_before(pg_cluster, 42)
+    database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
+    connection = await asyncpg.connect(owner)
+    try:
+        at = datetime.now(UTC) - timedelta(hours=1)
+        # As the line keyed them before: the trunk 0 kept, the national form, nobody.
+        keyed = (("x.620", "620812 5555 0000", "62081255550000"),
+                 ("x.0", "081255550000", "6281255550000"),
+                 ("x.bad", "+62008125555", "62008125555"))
+        await connection.executemany(
+            "INSERT INTO calls (call_id, caller_number, caller_key, arrived_at, ended_at) "
+            "VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz + interval '1 minute')",
+            [(*row, at) for row in keyed])
+        await connection.execute(
+            "INSERT INTO call_labels (call_id, caller_key, label, labelled_by) "
+            "SELECT call_id, caller_key, 'prank', 'op1001' FROM calls")
+        await connection.execute(
+            "INSERT INTO call_screening (call_id, caller_key, arrived_at, looked_silent, "
+            "post_score, post_reasons) SELECT call_id, caller_key, arrived_at, false, 0.1, '[]' "
+            "FROM calls")
+        await upgrade_database(pg_cluster, owner)
+        for table in ("calls", "call_labels", "call_screening"):
+            keys = {row["call_id"]: row["caller_key"] for row in await connection.fetch(
+                f"SELECT call_id, caller_key FROM {table}")}
+            assert keys == {"x.620": "6281255550000", "x.0": "6281255550000", "x.bad": None}
+        # Still append-only for everyone else.
+        with pytest.raises(asyncpg.RaiseError):
+            await connection.execute("UPDATE call_labels SET note = 'x'")
+        service = ScreeningService(database, FixedConfig(), "Asia/Jakarta")
+        features = await service.pre_queue_features("112", "0812 5555 0000", datetime.now(UTC))
+        assert (features.history.calls, features.history.prank_calls) == (2, 2)
+    finally:
+        await connection.close()
+        await database.close()
+        await drop_database(pg_cluster, owner)
+
+
 async def test_prank_label_corrected_to_genuine(
     connection: asyncpg.Connection, service: ScreeningService,
 ) -> None:

@@ -41,6 +41,12 @@ def ago(**delta: float) -> datetime:
         ("0062 812-3456-7890", "6281234567890"),
         ("(024) 7654321", "62247654321"),  # a Semarang landline
         ("+6591234567", "6591234567"),  # a roaming Singapore number
+        # The trunk 0 kept after the country code, as some trunks present it and people
+        # write it: the national number, not another caller.
+        ("+62 (0) 812-3456-7890", "6281234567890"),
+        ("6208123456 7890", "6281234567890"),
+        ("0062 0812 3456 7890", "6281234567890"),
+        ("+62 (0)24 7654321", "62247654321"),
         # Mobile numbers some carriers present without the trunk 0 (the national significant
         # number): 9 to 12 digits starting 8 and a non-zero digit.
         ("81234567890", "6281234567890"),
@@ -89,6 +95,9 @@ def test_withheld_numbers_have_no_history_key(raw: str) -> None:
         "IMEI\u0663\u0665\u0662\u0660\u0669\u0669\u0660\u0660\u0661\u0667\u0666\u0661\u0664\u0668",
         "0\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19",  # full-width digits
         "0012",
+        "+6200812345678",  # 0 twice after the country code
+        "6200812345678",
+        "+620812345",  # the trunk 0 and too few digits for a national number
         # Not mobile numbers without their trunk 0: too short or long, toll-free/premium 80x,
         # landlines without the 0 (cannot be told from local numbers), short codes.
         "81234567",  # 8 digits
