@@ -44,6 +44,14 @@ from telephony.screening.features import CallFeatures, PreQueueFeatures
 FLOOR_LINES = frozenset({"119"})
 FLOOR_CATEGORIES = frozenset({"emergency"})
 
+# The highest queue priority a configuration may give (asterisk-conf/extensions.conf): a caller
+# an agency did not answer comes back from the transfer at 999, ahead of every caller waiting,
+# and the dialplan takes IVR_PRIORITY only as 1-3 digits. A normal priority of 1000 put every
+# new call ahead of those callers; a lowered one of 1000 or more was ignored, the call
+# queued at the normal priority, and screening lowered nothing while the admin saw it
+# published.
+MAX_PRIORITY = 998
+
 # Past this log-odds the score is 1 - 1e-13: keeps exp() finite and the score below 1, so a
 # threshold of 1.0 disables an effect.
 _MAX_LOG_ODDS = 30.0
@@ -197,6 +205,11 @@ class ScoreConfig:
             raise ScoreConfigError(
                 "prioritas harus memenuhi "
                 "0 <= lowered_priority <= priority_floor <= normal_priority"
+            )
+        if self.normal_priority > MAX_PRIORITY:
+            raise ScoreConfigError(
+                f"normal_priority paling tinggi {MAX_PRIORITY}: prioritas {MAX_PRIORITY + 1} "
+                "untuk penelepon yang kembali dari transfer, di depan semua yang menunggu"
             )
         positive = ("genuine_recency_hours", "nuisance_recency_hours", "conversation_seconds",
                     "short_talk_seconds", "share_min_calls", "max_reasons")
