@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from telephony.core.text import ascii_digits
+from telephony.core.text import ascii_digits, holds_invisible, invisible
 
 # A cluster node's Uniqueids start with its systemname (Settings.asterisk_systemname).
 CALL_ID_PATTERN: Final = r"(?:[a-z0-9][a-z0-9_]{0,31}-)?[0-9]+\.[0-9]+"
@@ -136,7 +136,15 @@ def parse_caller_id(raw: str) -> CallerId:
     digits; no check digit is required of them). This is the one place that decides a caller is
     SIM-less: screening marks it, the call-back worklist never dials it.
     """
-    text = raw.strip()
+    text = raw
+    if holds_invisible(text):
+        # What the call store keeps of a caller id (telephony.ami.tracker.caller_id_text):
+        # without control and format characters. The IVR reads the same caller id raw from
+        # the AGI environment; with a zero-width space or a direction mark in it, it found no
+        # key while the calls were stored, and labelled, under the number's: the history an
+        # operator built was never read before the queue.
+        text = "".join(char for char in text if not invisible(char))
+    text = text.strip()
     lowered = text.lower()
     if lowered in _WITHHELD_TEXTS:
         return CallerId(raw, CallerIdKind.WITHHELD, None)

@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from telephony.ami.tracker import caller_id_text
 from telephony.calls.ids import CallerIdKind, luhn_valid, parse_caller_id
 from telephony.screening.features import (
     FIRST_TIME,
@@ -65,6 +66,21 @@ def test_numbers_are_normalised_to_one_history_key(raw: str, key: str) -> None:
     assert caller.kind is CallerIdKind.NUMBER
     assert caller.key == key
     assert caller.raw == raw
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ("0812\u200b3456\u200b7890", "6281234567890"),  # zero-width spaces
+    ("\u2066+62 812 3456 7890\u2069", "6281234567890"),  # a direction isolate around it
+    ("\ufeff0812\u00ad34567890", "6281234567890"),  # a byte-order mark, a soft hyphen
+    ("IMEI\u200e352099001761481", "imei:35209900176148"),
+    ("anonymous\u200b", None),
+    ("0812\u200b34", None),
+])
+def test_the_ivr_keys_a_caller_id_as_the_call_store_does(raw: str, key: str | None) -> None:
+    """The IVR parses the caller id from the AGI environment as it came; the call store keeps
+    it without control and format characters (``caller_id_text``), and its calls and labels
+    are the history under that key: both must find the same one."""
+    assert parse_caller_id(raw).key == parse_caller_id(caller_id_text(raw)).key == key
 
 
 @pytest.mark.parametrize("raw", ["", "  ", "anonymous", "Anonymous", "<unknown>", "Restricted",
