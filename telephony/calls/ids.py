@@ -88,8 +88,9 @@ _IMEI_DIGITS = 15
 class CallerId:
     """A presented caller id, what kind it is, and the identity its history is kept under.
 
-    ``key`` is ``None`` when the id cannot identify a caller (withheld or malformed): such a call
-    has no history, rather than sharing one with every other caller who presented "0".
+    ``key`` is ``None`` when the id cannot identify a caller (withheld, malformed, or a
+    placeholder IMEI, see :func:`imei_key`): such a call has no history, rather than sharing
+    one with every other caller who presented "0".
     """
 
     raw: str
@@ -108,6 +109,19 @@ def luhn_valid(digits: str) -> bool:
                 value -= 9
         total += value
     return total % 10 == 0
+
+
+def imei_key(digits: str) -> str | None:
+    """The history key of a SIM-less phone whose IMEI (or IMEISV) is ``digits``: ``imei:`` and
+    its 14 identity digits; ``None`` for what a handset without a real IMEI reports (a
+    counterfeit or badly repaired phone, the kind an IMEI block leaves able to call 112 only):
+    a type allocation code of zeros, or one digit repeated. Many unrelated phones present the
+    same such number, so it identifies nobody: one child's silent calls would have lowered
+    every other null-IMEI caller's emergency."""
+    identity = digits[:14]
+    if identity.startswith("00000000") or len(set(identity)) == 1:
+        return None
+    return "imei:" + identity
 
 
 def _national(digits: str) -> bool:
@@ -159,7 +173,7 @@ def parse_caller_id(raw: str) -> CallerId:
                     return CallerId(raw, CallerIdKind.MALFORMED, None)
             digits = digits.translate(_SEPARATORS)
             if ascii_digits(digits) and len(digits) in (14, 15, 16):
-                return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
+                return CallerId(raw, CallerIdKind.SIMLESS, imei_key(digits))
             return CallerId(raw, CallerIdKind.MALFORMED, None)
     compact = text.translate(_SEPARATORS)
     international = compact.startswith("+")
@@ -187,7 +201,7 @@ def parse_caller_id(raw: str) -> CallerId:
             return CallerId(raw, CallerIdKind.NUMBER, compact)
         return CallerId(raw, CallerIdKind.MALFORMED, None)
     if _imei(compact):
-        return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + compact[:14])
+        return CallerId(raw, CallerIdKind.SIMLESS, imei_key(compact))
     if _national(compact):
         return CallerId(raw, CallerIdKind.NUMBER, "62" + compact[1:])
     if _MOBILE_NSN.fullmatch(compact):

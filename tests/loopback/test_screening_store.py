@@ -393,7 +393,8 @@ async def test_an_upgrade_joins_the_histories_split_by_the_trunk_zero(
     pg_cluster: EmbeddedPostgres, settings: Settings,
 ) -> None:
     """Migration 0042: calls, labels and post-call results keyed 620812... before it are the
-    caller's 62812... history after it; a 620 key that identifies nobody is cleared."""
+    caller's 62812... history after it; a 620 key that identifies nobody is cleared, and so
+    is a placeholder IMEI's, which unrelated phones shared."""
     owner = await create_database_before(pg_cluster, 42)
     database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
     connection = await asyncpg.connect(owner)
@@ -402,7 +403,10 @@ async def test_an_upgrade_joins_the_histories_split_by_the_trunk_zero(
         # As the line keyed them before: the trunk 0 kept, the national form, nobody.
         keyed = (("x.620", "620812 5555 0000", "62081255550000"),
                  ("x.0", "081255550000", "6281255550000"),
-                 ("x.bad", "+62008125555", "62008125555"))
+                 ("x.bad", "+62008125555", "62008125555"),
+                 ("x.null", "IMEI000000000000000", "imei:00000000000000"),
+                 ("x.ones", "IMEI11111111111111", "imei:11111111111111"),
+                 ("x.imei", "IMEI352099001761481", "imei:35209900176148"))
         await connection.executemany(
             "INSERT INTO calls (call_id, caller_number, caller_key, arrived_at, ended_at) "
             "VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz + interval '1 minute')",
@@ -418,7 +422,8 @@ async def test_an_upgrade_joins_the_histories_split_by_the_trunk_zero(
         for table in ("calls", "call_labels", "call_screening"):
             keys = {row["call_id"]: row["caller_key"] for row in await connection.fetch(
                 f"SELECT call_id, caller_key FROM {table}")}
-            assert keys == {"x.620": "6281255550000", "x.0": "6281255550000", "x.bad": None}
+            assert keys == {"x.620": "6281255550000", "x.0": "6281255550000", "x.bad": None,
+                            "x.null": None, "x.ones": None, "x.imei": "imei:35209900176148"}
         # Still append-only for everyone else.
         with pytest.raises(asyncpg.RaiseError):
             await connection.execute("UPDATE call_labels SET note = 'x'")

@@ -163,6 +163,21 @@ def test_simless_phones_are_keyed_by_their_imei(raw: str) -> None:
     assert caller.key == "imei:35209900176148"
 
 
+@pytest.mark.parametrize("raw", [
+    "IMEI000000000000000",
+    "urn:gsma:imei:00000000-000000-0",
+    "IMEI00000000123456",  # a type allocation code of zeros
+    "IMEI11111111111111",
+    "999999999999994",  # one digit repeated, Luhn-valid
+])
+def test_a_placeholder_imei_is_simless_but_identifies_nobody(raw: str) -> None:
+    """What phones without a real IMEI report: many unrelated handsets share it, so it keys
+    no history (one child's silent calls would lower every other such caller)."""
+    caller = parse_caller_id(raw)
+    assert (caller.kind, caller.key) == (CallerIdKind.SIMLESS, None)
+    assert PreQueueFeatures("112", caller, 14).history.first_time
+
+
 # -- hour ----------------------------------------------------------------------------------------
 
 
