@@ -147,8 +147,10 @@ def parse_caller_id(raw: str) -> CallerId:
     Luhn-valid digits (no Indonesian number is that long), becomes ``imei:`` + its 14 identity
     digits, so an IMEI and the IMEISV of the same handset share a history. The URN and the
     ``IMEI`` prefix name the identifier outright, so their digits are keyed as delivered (14-16
-    digits; no check digit is required of them). This is the one place that decides a caller is
-    SIM-less: screening marks it, the call-back worklist never dials it.
+    digits; no check digit is required of them); a placeholder IMEI keys nothing
+    (:func:`imei_key`). This is the one place that decides a caller is SIM-less: screening
+    marks it, the call-back worklist never dials it. Control and format characters (a
+    zero-width space) are not part of the id, as the call store keeps it.
     """
     text = raw
     if holds_invisible(text):
