@@ -37,7 +37,7 @@ from typing import Any
 from telephony.calls.ids import CallerIdKind
 from telephony.core.errors import SiagaError
 from telephony.core.text import os_reason
-from telephony.screening.features import CallFeatures, PreQueueFeatures
+from telephony.screening.features import DEFAULT_LOOKBACK, CallFeatures, PreQueueFeatures
 
 # Calls that are never deprioritised below the floor: the 119 line, and whatever the IVR
 # routed as an emergency (which includes every caller who pressed nothing on 112).
@@ -376,7 +376,11 @@ def _reason_text(code: str, pre: PreQueueFeatures, call: CallFeatures | None,
                 return f"{span}: jam ramai panggilan iseng"
             return f"{span}: jam sepi panggilan iseng"
         case "first_time":
-            return "Belum ada panggilan sebelumnya dari nomor ini"
+            # Within the line's lookback only (the service's, DEFAULT_LOOKBACK): the operator
+            # screen lists the caller's earlier calls however old, and "no earlier call" beside
+            # last spring's calls read as a wrong reason.
+            return (f"Belum ada panggilan dari nomor ini dalam {DEFAULT_LOOKBACK.days} "
+                    "hari terakhir")
     menu = pre.menu
     match code:
         case "no_input":

@@ -283,6 +283,22 @@ async def test_first_time_caller(
     assert [r.code for r in score.reasons][-1] == "first_time"
 
 
+async def test_a_caller_seen_before_the_lookback_is_told_so(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """The operator screen lists the caller's earlier calls however old (the desk's caller
+    history); the screening reason beside it said "no earlier call from this number" when the
+    last one was four months ago. It says what the score looked at: the last 90 days."""
+    calls = CallRepository(CALENDAR)
+    await calls.apply(connection, call_facts("o.1", "081255556666", at=T0 - timedelta(days=120),
+                                             skill=None))
+    features = await service.pre_queue_features("112", "081255556666", T0)
+    assert features.history.first_time
+    score = await service.pre_queue("112", "081255556666", T0)
+    assert [r.text for r in score.reasons if r.code == "first_time"] == [
+        "Belum ada panggilan dari nomor ini dalam 90 hari terakhir"]
+
+
 async def test_the_history_is_read_before_the_keys_and_scored_with_them(
     connection: asyncpg.Connection, service: ScreeningService,
 ) -> None:

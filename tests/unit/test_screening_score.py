@@ -68,7 +68,7 @@ def test_first_time_caller_scores_low_and_says_why() -> None:
     score = pre_queue_score(pre(), CONFIG)
     assert score.value == pytest.approx(1 / (1 + math.exp(-CONFIG.bias)))
     assert score.value < CONFIG.lower_priority_threshold
-    assert texts(score) == ["Belum ada panggilan sebelumnya dari nomor ini"]
+    assert texts(score) == ["Belum ada panggilan dari nomor ini dalam 90 hari terakhir"]
     assert decide(score, "112", "emergency", CONFIG).effect is Effect.NONE
 
 
@@ -310,7 +310,7 @@ def test_post_call_score_uses_the_calls_own_behaviour() -> None:
         "Rekaman 98% hening",
         "Menutup telepon 3 detik setelah dijawab operator",
         "Tidak menekan tombol apa pun di menu",
-        "Belum ada panggilan sebelumnya dari nomor ini",
+        "Belum ada panggilan dari nomor ini dalam 90 hari terakhir",
     ]
     assert "Berbicara 3 menit dengan operator" in texts(real)
     assert "Memilih dari menu setelah mendengarkan pilihan (6 detik)" in texts(real)
