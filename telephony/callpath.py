@@ -18,8 +18,9 @@ that ends, or sends nothing for :data:`HANG_SECONDS`, is killed and started agai
 line, later and later if it keeps failing (:func:`restart_delay`). Meanwhile Asterisk finds no
 FastAGI server and the dialplan fails open. A child started again gets the line's current
 menu and screening configuration, to start from if their files do not load then (an edit the
-line refused and kept its last good value against must not keep the IVR down). Nothing of the line waits on the child: frames are
-read and written by the event loop, and a survey's question is answered on the main loop.
+line refused and kept its last good value against must not keep the IVR down). Nothing of
+the line waits on the child: frames are read and written by the event loop, and a survey's
+question is answered on the main loop.
 """
 
 from __future__ import annotations
