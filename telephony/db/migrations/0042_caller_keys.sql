@@ -14,7 +14,9 @@
 --    code of zeros, or one digit repeated, which many unrelated phones without a real IMEI
 --    present. Their calls shared one history; the key becomes NULL.
 --
--- The bounds are ranges on the key, so the indexes by caller_key find the few rows.
+-- The bounds are ranges on the key, so the indexes by caller_key find the few rows; they
+-- hold whatever the database's collation (one that weighs ":" as nothing still orders the
+-- digits after "imei:"), and the regular expressions decide.
 -- Labels are append-only for everyone else; the key is a copy of the call's, not the label.
 ALTER TABLE call_labels DISABLE TRIGGER call_labels_append_only;
 
@@ -29,13 +31,13 @@ UPDATE call_labels SET caller_key = CASE WHEN caller_key ~ '^620[1-9][0-9]{7,11}
 WHERE caller_key >= '620' AND caller_key < '621';
 
 UPDATE calls SET caller_key = NULL
-WHERE caller_key >= 'imei:' AND caller_key < 'imei;'
+WHERE caller_key BETWEEN 'imei:00000000000000' AND 'imei:99999999999999'
   AND caller_key ~ '^imei:(0{8}[0-9]{6}|([0-9])\2{13})$';
 UPDATE call_screening SET caller_key = NULL
-WHERE caller_key >= 'imei:' AND caller_key < 'imei;'
+WHERE caller_key BETWEEN 'imei:00000000000000' AND 'imei:99999999999999'
   AND caller_key ~ '^imei:(0{8}[0-9]{6}|([0-9])\2{13})$';
 UPDATE call_labels SET caller_key = NULL
-WHERE caller_key >= 'imei:' AND caller_key < 'imei;'
+WHERE caller_key BETWEEN 'imei:00000000000000' AND 'imei:99999999999999'
   AND caller_key ~ '^imei:(0{8}[0-9]{6}|([0-9])\2{13})$';
 
 ALTER TABLE call_labels ENABLE TRIGGER call_labels_append_only;
