@@ -26,13 +26,16 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 from ivr.channel import CallerHungUp, Channel, ChannelError, MenuChannel
 from ivr.keys import Answer, KeyTrace, key_program, prompt_file
 from ivr.menu import IvrMenu, LineEntry, Menu, Route
 
 log = logging.getLogger("ivr.flow")
+
+# IVR_REASONS is the verdict's reasons joined with this; the console splits them on it.
+REASON_SEPARATOR: Final = "; "
 
 
 class Outcome(StrEnum):
@@ -247,7 +250,7 @@ async def publish(channel: Channel, result: IvrResult, menu: IvrMenu) -> None:
     verdict = result.screening
     if verdict is not None:
         values += [("IVR_SCORE", f"{verdict.score:.3f}"),
-                   ("IVR_REASONS", "; ".join(verdict.reasons)),
+                   ("IVR_REASONS", REASON_SEPARATOR.join(verdict.reasons)),
                    ("IVR_PRIORITY", str(verdict.priority))]
         if verdict.screen and menu.screening is not None:
             values.append(("IVR_SCREEN_PROMPT", prompt_file(menu.screening.prompt)))

@@ -17,9 +17,10 @@ from telephony.settings import Settings
 log = logging.getLogger("ivr.menu")
 
 
-def menu_source(path: Path | None, *, missing_is_default: bool = False
-                ) -> WatchedFile[IvrMenu]:
-    """The menu at ``path`` (``None``: the packaged default); the first load must succeed.
+def menu_source(path: Path | None, *, missing_is_default: bool = False,
+                last_good: IvrMenu | None = None) -> WatchedFile[IvrMenu]:
+    """The menu at ``path`` (``None``: the packaged default); the first load must succeed,
+    unless ``last_good`` (the running line's menu) is given to start from (``WatchedFile``).
 
     With ``missing_is_default`` the packaged default also stands in while ``path`` does not
     exist (the state directory's file, until an admin's first publish writes it).
@@ -31,10 +32,13 @@ def menu_source(path: Path | None, *, missing_is_default: bool = False
         return load_menu(current)
 
     return WatchedFile(path, load, MenuError, what="menu", logger=log,
-                       describe=lambda menu: f"version {menu.version}")
+                       describe=lambda menu: f"version {menu.version}", last_good=last_good)
 
 
-def line_menu_source(settings: Settings) -> WatchedFile[IvrMenu]:
+def line_menu_source(settings: Settings, last_good: IvrMenu | None = None
+                     ) -> WatchedFile[IvrMenu]:
     """The menu the line runs: ``menu_file`` if set, else the state directory's copy an admin
-    published (the packaged default until then)."""
-    return menu_source(settings.live_menu_file, missing_is_default=settings.menu_file is None)
+    published (the packaged default until then); ``last_good``: the running line's, for the
+    IVR's process it starts."""
+    return menu_source(settings.live_menu_file, missing_is_default=settings.menu_file is None,
+                       last_good=last_good)

@@ -486,11 +486,15 @@ async def start_recording(settings: Settings, stack: contextlib.AsyncExitStack, 
 
 
 def call_path(settings: Settings, metrics: LineMetrics, stalls: LoopStalls, *,
-              surveys: SurveyService) -> CallPath:
+              surveys: SurveyService, menus: WatchedFile[IvrMenu],
+              scoring: WatchedFile[ScoreConfig]) -> CallPath:
     """The IVR in a process of its own (telephony/callpath.py), not yet started; its AGI
-    timings and the stalls of its loop are the line's metrics."""
+    timings and the stalls of its loop are the line's metrics. Each process it starts gets
+    the line's current menu and screening configuration, to start from if their files do not
+    load then."""
     return CallPath(settings, surveys=surveys, observer=AgiTimings(metrics.registry),
-                    stalls=stalls)
+                    stalls=stalls, last_good=lambda: {"menu": menus.current(),
+                                                      "screening": scoring.current()})
 
 
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
@@ -529,7 +533,8 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                             SurveyConfig.from_settings(settings))
     in_background(
         stack, surveys.run_upkeep(settings.incident_upkeep_seconds), "survey-upkeep")
-    callpath = call_path(settings, metrics, stalls, surveys=surveys)
+    callpath = call_path(settings, metrics, stalls, surveys=surveys, menus=menus,
+                         scoring=scoring)
     in_background(
         stack, screening.run_upkeep(settings.screening_upkeep_seconds), "screening-upkeep")
     # Reports give way while the call records trail: tracked facts not yet written, or AMI

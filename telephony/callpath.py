@@ -16,8 +16,11 @@ child's stdin closing is a parent-death signal for free.
 How it fails: the child dies with the line (``PR_SET_PDEATHSIG`` and its stdin's end); a child
 that ends, or sends nothing for :data:`HANG_SECONDS`, is killed and started again with one log
 line, later and later if it keeps failing (:func:`restart_delay`). Meanwhile Asterisk finds no
-FastAGI server and the dialplan fails open. Nothing of the line waits on the child: frames are
-read and written by the event loop, and a survey's question is answered on the main loop.
+FastAGI server and the dialplan fails open. A child started again gets the line's current
+menu and screening configuration, to start from if their files do not load then (an edit the
+line refused and kept its last good value against must not keep the IVR down). Nothing of
+the line waits on the child: frames are read and written by the event loop, and a survey's
+question is answered on the main loop.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -196,8 +199,12 @@ class CallPath:
     """
 
     def __init__(self, settings: Settings, *, surveys: SurveyAnswers,
-                 observer: AgiObserver, stalls: LoopStalls | None = None) -> None:
+                 observer: AgiObserver, stalls: LoopStalls | None = None,
+                 last_good: Callable[[], Mapping[str, object]] = dict) -> None:
         self._settings = settings
+        # The line's current menu and screening configuration, read at each start: a child
+        # started after an edit the line refused starts from them (Start.last_good).
+        self._last_good = last_good
         self._surveys = surveys
         self._observer = observer
         self._stalls = stalls
@@ -280,7 +287,7 @@ class CallPath:
         reason = ""
         try:
             child.send(Start(settings, logging.getLogger().getEffectiveLevel(),
-                             self.instrument))
+                             self.instrument, self._last_good()))
             if self._probe is not None:
                 child.send(Probe(self._probe[0]))
             try:

@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
@@ -57,6 +58,7 @@ from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.metrics.loops import PROBE_INTERVAL, probe
 from telephony.screening.ivr import PreQueueScoring, PreQueueScreener
+from telephony.screening.score import ScoreConfig
 from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.settings import Settings
 from telephony.surveys.route import SurveyApplication
@@ -319,11 +321,18 @@ def raise_priority(settings: Settings) -> None:
 
 
 def fastagi_server(settings: Settings, database: Database, surveys: SurveysOverPipe,
-                   figures: FigureBatch) -> FastAgiServer:
-    """The IVR and the survey route over this process's pool and watched files."""
-    screening = ScreeningService(database, line_screening_source(settings), settings.timezone)
-    ivr = IvrApplication(line_menu_source(settings), screening,
-                         settings.screening_timeout_ms / 1000)
+                   figures: FigureBatch, last_good: Mapping[str, object] | None = None
+                   ) -> FastAgiServer:
+    """The IVR and the survey route over this process's pool and watched files; each file
+    that does not load now starts from the line's value in ``last_good`` (Start.last_good)."""
+    held = last_good or {}
+    config = held.get("screening")
+    menu = held.get("menu")
+    scoring = line_screening_source(
+        settings, last_good=config if isinstance(config, ScoreConfig) else None)
+    screening = ScreeningService(database, scoring, settings.timezone)
+    menus = line_menu_source(settings, last_good=menu if isinstance(menu, IvrMenu) else None)
+    ivr = IvrApplication(menus, screening, settings.screening_timeout_ms / 1000)
     survey = SurveyApplication(surveys)
     # Every session opens with the GOSUB that lifts the dialplan's first-command deadline (the
     # menu's routine runs it itself).
@@ -377,7 +386,7 @@ async def serve(start: Start, rest: list[object], decoder: FrameDecoder, out: in
         database = Database(settings, max_size=CALLPATH_POOL_SIZE)
         for name in start.instrument:
             importlib.import_module(name).instrument()
-        agi = fastagi_server(settings, database, surveys, figures)
+        agi = fastagi_server(settings, database, surveys, figures, start.last_good)
     except Exception as exc:
         log.exception("the call path could not start")
         return await refuse(channel, stop, database, StartFailed(None, str(exc)))

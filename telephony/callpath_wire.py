@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -44,6 +45,10 @@ class Start:
     settings: Settings
     log_level: int
     instrument: tuple[str, ...] = ()
+    # The line's current value of each file the child watches ("menu": an IvrMenu,
+    # "screening": a ScoreConfig): what the child starts with if the file does not load now,
+    # an edit the line refused and kept its last good value against.
+    last_good: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

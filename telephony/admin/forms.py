@@ -115,7 +115,7 @@ def menu_from_form(document: Mapping[str, Any], form: Mapping[str, str]) -> dict
 SCREENING_FIELDS: Final[tuple[tuple[str, str, type], ...]] = (
     ("lower_priority_threshold", "Skor untuk menurunkan prioritas (0-1)", float),
     ("screening_threshold", "Skor untuk memutar pesan penyaringan (0-1)", float),
-    ("normal_priority", "Prioritas antrean normal", int),
+    ("normal_priority", "Prioritas antrean normal (paling tinggi 998)", int),
     ("lowered_priority", "Prioritas yang diturunkan", int),
     ("priority_floor", "Prioritas terendah panggilan darurat dan 119", int),
 )

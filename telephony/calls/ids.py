@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from telephony.core.text import ascii_digits
+from telephony.core.text import ascii_digits, holds_invisible, invisible
 
 # A cluster node's Uniqueids start with its systemname (Settings.asterisk_systemname).
 CALL_ID_PATTERN: Final = r"(?:[a-z0-9][a-z0-9_]{0,31}-)?[0-9]+\.[0-9]+"
@@ -94,8 +94,9 @@ _IMEI_DIGITS = 15
 class CallerId:
     """A presented caller id, what kind it is, and the identity its history is kept under.
 
-    ``key`` is ``None`` when the id cannot identify a caller (withheld or malformed): such a call
-    has no history, rather than sharing one with every other caller who presented "0".
+    ``key`` is ``None`` when the id cannot identify a caller (withheld, malformed, or a
+    placeholder IMEI, see :func:`imei_key`): such a call has no history, rather than sharing
+    one with every other caller who presented "0".
     """
 
     raw: str
@@ -116,20 +117,56 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def imei_key(digits: str) -> str | None:
+    """The history key of a SIM-less phone whose IMEI (or IMEISV) is ``digits``: ``imei:`` and
+    its 14 identity digits; ``None`` for what a handset without a real IMEI reports (a
+    counterfeit or badly repaired phone, the kind an IMEI block leaves able to call 112 only):
+    a type allocation code of zeros, or one digit repeated. Many unrelated phones present the
+    same such number, so it identifies nobody: one child's silent calls would have lowered
+    every other null-IMEI caller's emergency."""
+    identity = digits[:14]
+    if identity.startswith("00000000") or len(set(identity)) == 1:
+        return None
+    return "imei:" + identity
+
+
+def _national(digits: str) -> bool:
+    """An Indonesian number in its national form: the trunk 0, then 8-12 digits, not 00."""
+    return (digits.startswith("0") and len(digits) - 1 in _ID_NATIONAL_DIGITS
+            and digits[1] != "0")
+
+
+def _imei(digits: str) -> bool:
+    """Fifteen digits with a valid Luhn check digit: an IMEI (no Indonesian number is that
+    long)."""
+    return len(digits) == _IMEI_DIGITS and luhn_valid(digits)
+
+
 def parse_caller_id(raw: str) -> CallerId:
     """Classify a presented caller number and normalise it to a history key.
 
-    Numbers become E.164 digits without ``+`` (``0812…``, ``+62812…`` and a mobile number
-    without its trunk 0, ``812…``, are one caller; :func:`national_mobile`). A
+    Numbers become E.164 digits without ``+`` (``0812…``, ``+62812…``, ``+62 (0)812…`` with
+    the trunk 0 kept after the country code, and a mobile number without its trunk 0,
+    ``812…``, are one caller; :func:`national_mobile`). A
     SIM-less phone's IMEI, passed as ``urn:gsma:imei:…`` (with RFC 7254's ``;svn=NN`` for an
     IMEISV), as ``IMEI`` + digits, or as 15
     Luhn-valid digits (no Indonesian number is that long), becomes ``imei:`` + its 14 identity
     digits, so an IMEI and the IMEISV of the same handset share a history. The URN and the
     ``IMEI`` prefix name the identifier outright, so their digits are keyed as delivered (14-16
-    digits; no check digit is required of them). This is the one place that decides a caller is
-    SIM-less: screening marks it, the call-back worklist never dials it.
+    digits; no check digit is required of them); a placeholder IMEI keys nothing
+    (:func:`imei_key`). This is the one place that decides a caller is SIM-less: screening
+    marks it, the call-back worklist never dials it. Control and format characters (a
+    zero-width space) are not part of the id, as the call store keeps it.
     """
-    text = raw.strip()
+    text = raw
+    if holds_invisible(text):
+        # What the call store keeps of a caller id (telephony.ami.tracker.caller_id_text):
+        # without control and format characters. The IVR reads the same caller id raw from
+        # the AGI environment; with a zero-width space or a direction mark in it, it found no
+        # key while the calls were stored, and labelled, under the number's: the history an
+        # operator built was never read before the queue.
+        text = "".join(char for char in text if not invisible(char))
+    text = text.strip()
     lowered = text.lower()
     if lowered in _WITHHELD_TEXTS:
         return CallerId(raw, CallerIdKind.WITHHELD, None)
@@ -144,7 +181,7 @@ def parse_caller_id(raw: str) -> CallerId:
                     return CallerId(raw, CallerIdKind.MALFORMED, None)
             digits = digits.translate(_SEPARATORS)
             if ascii_digits(digits) and len(digits) in (14, 15, 16):
-                return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + digits[:14])
+                return CallerId(raw, CallerIdKind.SIMLESS, imei_key(digits))
             return CallerId(raw, CallerIdKind.MALFORMED, None)
     compact = text.translate(_SEPARATORS)
     international = compact.startswith("+")
@@ -155,15 +192,25 @@ def parse_caller_id(raw: str) -> CallerId:
     # isascii: str.isdigit also accepts Arabic-Indic and superscript digits.
     if not ascii_digits(compact):
         return CallerId(raw, CallerIdKind.MALFORMED, None)
-    if compact.startswith("62") and len(compact) - 2 in _ID_NATIONAL_DIGITS:
+    if compact.startswith("620"):
+        # The trunk 0 kept after the country code ("+62 (0)812…", "620812…", as some trunks
+        # present it): no Indonesian number starts with 0 after 62, so this is the national
+        # number 0812… and the same caller, with the same history. Fifteen bare digits that
+        # pass the Luhn check stay an IMEI, as below.
+        national = compact[2:]
+        if _national(national) and (international or not _imei(compact)):
+            return CallerId(raw, CallerIdKind.NUMBER, "62" + national[1:])
+        if international:
+            return CallerId(raw, CallerIdKind.MALFORMED, None)
+    elif compact.startswith("62") and len(compact) - 2 in _ID_NATIONAL_DIGITS:
         return CallerId(raw, CallerIdKind.NUMBER, compact)
     if international:
         if len(compact) in _E164_DIGITS and compact[0] != "0":
             return CallerId(raw, CallerIdKind.NUMBER, compact)
         return CallerId(raw, CallerIdKind.MALFORMED, None)
-    if len(compact) == _IMEI_DIGITS and luhn_valid(compact):
-        return CallerId(raw, CallerIdKind.SIMLESS, "imei:" + compact[:14])
-    if compact.startswith("0") and len(compact) - 1 in _ID_NATIONAL_DIGITS and compact[1] != "0":
+    if _imei(compact):
+        return CallerId(raw, CallerIdKind.SIMLESS, imei_key(compact))
+    if _national(compact):
         return CallerId(raw, CallerIdKind.NUMBER, "62" + compact[1:])
     if _MOBILE_NSN.fullmatch(compact):
         return CallerId(raw, CallerIdKind.NUMBER, "62" + compact)

@@ -24,6 +24,11 @@ class WatchedFile(Generic[T]):
     first load must succeed: a line started with a broken file is refused at start, when
     someone is watching. ``refused`` are the errors ``load`` raises for a bad file; anything
     else is a bug and propagates. ``describe`` names a loaded value in the log ("version 3").
+
+    ``last_good``: the value a running line already holds (the IVR's process, started again
+    while the line runs, gets the line's). A first load that is refused then starts from it,
+    with one log line, as a later refused edit would keep it: a bad edit the line refused must
+    not stop a process the line starts after it.
     """
 
     def __init__(
@@ -35,6 +40,7 @@ class WatchedFile(Generic[T]):
         what: str,
         logger: logging.Logger,
         describe: Callable[[T], str] = lambda _: "",
+        last_good: T | None = None,
     ) -> None:
         self._path = path
         self._load = load
@@ -42,8 +48,15 @@ class WatchedFile(Generic[T]):
         self._what = what
         self._log = logger
         self._describe = describe
-        self._value = load(path)
         self._stamp = self._current_stamp()
+        try:
+            self._value = load(path)
+        except refused as exc:
+            if last_good is None:
+                raise
+            self._value = last_good
+            logger.error("%s does not load, starting with the last good one%s: %s",
+                         what, self._named(last_good), exc)
         # Threads may read the value as the main loop does: one reload at a time, and no
         # reader sees the new stamp with the old value.
         self._reloading = threading.Lock()

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from ivr.flow import REASON_SEPARATOR
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.desks.operators import SKILL_LABELS, pause_label
 from telephony.desks.service import PHONE_LOST_TEXT, DeskState
@@ -27,7 +28,6 @@ MEMBER_STATE_LABELS: Final[Mapping[str, str]] = {
     "paused": "Jeda"}
 CALL_STATE_LABELS: Final[Mapping[str, str]] = {
     "ringing": "Berdering", "talking": "Tersambung", "ended": "Selesai"}
-REASON_SEPARATOR: Final = "; "  # IVR_REASONS joins the reasons with it
 # Where a desk page's softphone asks for its credentials.
 SOFTPHONE_CREDENTIALS: Final = "/api/desk/softphone"
 

@@ -18,11 +18,33 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from ivr.flow import IvrResult, Outcome, ScreeningVerdict
+from ivr.flow import REASON_SEPARATOR, IvrResult, Outcome, ScreeningVerdict
+from telephony.ami.tracker import MAX_TEXT
 from telephony.screening.features import IvrBehaviour, PreQueueFeatures
 from telephony.screening.score import Effect, ScoreConfig, decide, pre_queue_score
 
 log = logging.getLogger("telephony.screening")
+
+
+def fitting_reasons(texts: tuple[str, ...], limit: int = MAX_TEXT) -> tuple[str, ...]:
+    """The reasons, largest first, that fit ``limit`` characters once joined: whole ones only.
+
+    The IVR publishes them as one channel variable, IVR_REASONS (``ivr.flow.publish``), and
+    the line stores at most :data:`~telephony.ami.tracker.MAX_TEXT` characters of a
+    variable's value.
+
+    A serial nuisance caller with mixed labels has four long reasons (about 300 characters);
+    cut by the store, the operator read the last one broken off mid-word ("... ditandai
+    iseng oleh op"). A reason that does not fit is left out, a shorter one after it may stay.
+    """
+    kept: list[str] = []
+    used = 0
+    for text in texts:
+        cost = len(text) + (len(REASON_SEPARATOR) if kept else 0)
+        if used + cost <= limit:
+            kept.append(text)
+            used += cost
+    return tuple(kept)
 
 
 class PreQueueScoring(Protocol):
@@ -94,7 +116,7 @@ class PreQueueScreener:
             return None
         return ScreeningVerdict(
             score=score.value,
-            reasons=tuple(reason.text for reason in score.reasons),
+            reasons=fitting_reasons(tuple(reason.text for reason in score.reasons)),
             priority=decision.priority,
             screen=decision.effect is Effect.SCREENING_PROMPT,
         )

@@ -37,12 +37,20 @@ from typing import Any
 from telephony.calls.ids import CallerIdKind
 from telephony.core.errors import SiagaError
 from telephony.core.text import os_reason
-from telephony.screening.features import CallFeatures, PreQueueFeatures
+from telephony.screening.features import DEFAULT_LOOKBACK, CallFeatures, PreQueueFeatures
 
 # Calls that are never deprioritised below the floor: the 119 line, and whatever the IVR
 # routed as an emergency (which includes every caller who pressed nothing on 112).
 FLOOR_LINES = frozenset({"119"})
 FLOOR_CATEGORIES = frozenset({"emergency"})
+
+# The highest queue priority a configuration may give (asterisk-conf/extensions.conf): a caller
+# an agency did not answer comes back from the transfer at 999, ahead of every caller waiting,
+# and the dialplan takes IVR_PRIORITY only as 1-3 digits. A normal priority of 1000 put every
+# new call ahead of those callers; a lowered one of 1000 or more was ignored, the call
+# queued at the normal priority, and screening lowered nothing while the admin saw it
+# published.
+MAX_PRIORITY = 998
 
 # Past this log-odds the score is 1 - 1e-13: keeps exp() finite and the score below 1, so a
 # threshold of 1.0 disables an effect.
@@ -197,6 +205,11 @@ class ScoreConfig:
             raise ScoreConfigError(
                 "prioritas harus memenuhi "
                 "0 <= lowered_priority <= priority_floor <= normal_priority"
+            )
+        if self.normal_priority > MAX_PRIORITY:
+            raise ScoreConfigError(
+                f"normal_priority paling tinggi {MAX_PRIORITY}: prioritas {MAX_PRIORITY + 1} "
+                "untuk penelepon yang kembali dari transfer, di depan semua yang menunggu"
             )
         positive = ("genuine_recency_hours", "nuisance_recency_hours", "conversation_seconds",
                     "short_talk_seconds", "share_min_calls", "max_reasons")
@@ -363,7 +376,11 @@ def _reason_text(code: str, pre: PreQueueFeatures, call: CallFeatures | None,
                 return f"{span}: jam ramai panggilan iseng"
             return f"{span}: jam sepi panggilan iseng"
         case "first_time":
-            return "Belum ada panggilan sebelumnya dari nomor ini"
+            # Within the line's lookback only (the service's, DEFAULT_LOOKBACK): the operator
+            # screen lists the caller's earlier calls however old, and "no earlier call" beside
+            # last spring's calls read as a wrong reason.
+            return (f"Belum ada panggilan dari nomor ini dalam {DEFAULT_LOOKBACK.days} "
+                    "hari terakhir")
     menu = pre.menu
     match code:
         case "no_input":

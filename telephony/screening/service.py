@@ -77,11 +77,13 @@ def load_screening_config(path: Path | None) -> ScoreConfig:
     return ScoreConfig() if path is None else load_score_config(path)
 
 
-def screening_config_source(path: Path | None, *, missing_is_default: bool = False
-                            ) -> WatchedFile[ScoreConfig]:
+def screening_config_source(path: Path | None, *, missing_is_default: bool = False,
+                            last_good: ScoreConfig | None = None) -> WatchedFile[ScoreConfig]:
     """The configuration at ``path`` (``Settings.screening_file``), re-read when it changes;
     an invalid edit is refused and the last good configuration stays. With
-    ``missing_is_default`` the built-in defaults stand in while ``path`` does not exist."""
+    ``missing_is_default`` the built-in defaults stand in while ``path`` does not exist;
+    ``last_good`` is the running line's configuration, kept if ``path`` does not load now
+    (see ``WatchedFile``)."""
 
     def load(current: Path | None) -> ScoreConfig:
         if current is not None and missing_is_default and not current.exists():
@@ -89,14 +91,17 @@ def screening_config_source(path: Path | None, *, missing_is_default: bool = Fal
         return load_screening_config(current)
 
     return WatchedFile(path, load, ScoreConfigError, what="screening configuration",
-                       logger=log)
+                       logger=log, last_good=last_good)
 
 
-def line_screening_source(settings: Settings) -> WatchedFile[ScoreConfig]:
+def line_screening_source(settings: Settings, last_good: ScoreConfig | None = None
+                          ) -> WatchedFile[ScoreConfig]:
     """The configuration the line runs: ``screening_file`` if set, else the state
-    directory's copy an admin published (the built-in defaults until then)."""
+    directory's copy an admin published (the built-in defaults until then); ``last_good``:
+    the running line's, for the IVR's process it starts."""
     return screening_config_source(settings.live_screening_file,
-                                   missing_is_default=settings.screening_file is None)
+                                   missing_is_default=settings.screening_file is None,
+                                   last_good=last_good)
 
 
 def call_features(call: EndedCall) -> CallFeatures:

@@ -283,6 +283,22 @@ async def test_first_time_caller(
     assert [r.code for r in score.reasons][-1] == "first_time"
 
 
+async def test_a_caller_seen_before_the_lookback_is_told_so(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """The operator screen lists the caller's earlier calls however old (the desk's caller
+    history); the screening reason beside it said "no earlier call from this number" when the
+    last one was four months ago. It says what the score looked at: the last 90 days."""
+    calls = CallRepository(CALENDAR)
+    await calls.apply(connection, call_facts("o.1", "081255556666", at=T0 - timedelta(days=120),
+                                             skill=None))
+    features = await service.pre_queue_features("112", "081255556666", T0)
+    assert features.history.first_time
+    score = await service.pre_queue("112", "081255556666", T0)
+    assert [r.text for r in score.reasons if r.code == "first_time"] == [
+        "Belum ada panggilan dari nomor ini dalam 90 hari terakhir"]
+
+
 async def test_the_history_is_read_before_the_keys_and_scored_with_them(
     connection: asyncpg.Connection, service: ScreeningService,
 ) -> None:
@@ -365,6 +381,75 @@ async def test_silent_burst_counts_before_any_post_call_scoring(
     assert score.value >= service.config().screening_threshold
     assert "6 panggilan dalam 1 jam terakhir, 6 di antaranya diam" in [
         r.text for r in score.reasons]
+
+
+async def test_one_caller_in_several_spellings_has_one_history(
+    connection: asyncpg.Connection, service: ScreeningService,
+) -> None:
+    """A trunk that keeps the trunk 0 after the country code presents 0812... as
+    620812...: the pranks an operator labelled on those calls count when the same phone
+    calls again as 0812... or +62812..., and the other way round; and when the IVR reads
+    the caller id with a zero-width space the call store left out."""
+    calls = CallRepository(CALENDAR)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    spellings = ("620812 4444 0000", "+62 (0) 812-4444-0000")
+    for n, spelling in enumerate(spellings):
+        await calls.apply(connection, call_facts(
+            f"s.{n}", spelling, at=start + timedelta(minutes=n), key="1",
+            answered_at=start + timedelta(minutes=n, seconds=10), talk=20))
+        await service.label(f"s.{n}", "prank", "op1001")
+    now = datetime.now(UTC)
+    for spelling in ("081244440000", "+6281244440000", "0812\u200b4444\u200b0000",
+                     *spellings):
+        features = await service.pre_queue_features("112", spelling, now)
+        assert (features.history.calls, features.history.prank_calls) == (2, 2), spelling
+
+
+async def test_an_upgrade_joins_the_histories_split_by_the_trunk_zero(
+    pg_cluster: EmbeddedPostgres, settings: Settings,
+) -> None:
+    """Migration 0042: calls, labels and post-call results keyed 620812... before it are the
+    caller's 62812... history after it; a 620 key that identifies nobody is cleared, and so
+    is a placeholder IMEI's, which unrelated phones shared."""
+    owner = await create_database_before(pg_cluster, 42)
+    database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
+    connection = await asyncpg.connect(owner)
+    try:
+        at = datetime.now(UTC) - timedelta(hours=1)
+        # As the line keyed them before: the trunk 0 kept, the national form, nobody.
+        keyed = (("x.620", "620812 5555 0000", "62081255550000"),
+                 ("x.0", "081255550000", "6281255550000"),
+                 ("x.bad", "+62008125555", "62008125555"),
+                 ("x.null", "IMEI000000000000000", "imei:00000000000000"),
+                 ("x.ones", "IMEI11111111111111", "imei:11111111111111"),
+                 ("x.imei", "IMEI352099001761481", "imei:35209900176148"))
+        await connection.executemany(
+            "INSERT INTO calls (call_id, caller_number, caller_key, arrived_at, ended_at) "
+            "VALUES ($1, $2, $3, $4::timestamptz, $4::timestamptz + interval '1 minute')",
+            [(*row, at) for row in keyed])
+        await connection.execute(
+            "INSERT INTO call_labels (call_id, caller_key, label, labelled_by) "
+            "SELECT call_id, caller_key, 'prank', 'op1001' FROM calls")
+        await connection.execute(
+            "INSERT INTO call_screening (call_id, caller_key, arrived_at, looked_silent, "
+            "post_score, post_reasons) SELECT call_id, caller_key, arrived_at, false, 0.1, '[]' "
+            "FROM calls")
+        await upgrade_database(pg_cluster, owner)
+        for table in ("calls", "call_labels", "call_screening"):
+            keys = {row["call_id"]: row["caller_key"] for row in await connection.fetch(
+                f"SELECT call_id, caller_key FROM {table}")}
+            assert keys == {"x.620": "6281255550000", "x.0": "6281255550000", "x.bad": None,
+                            "x.null": None, "x.ones": None, "x.imei": "imei:35209900176148"}
+        # Still append-only for everyone else.
+        with pytest.raises(asyncpg.RaiseError):
+            await connection.execute("UPDATE call_labels SET note = 'x'")
+        service = ScreeningService(database, FixedConfig(), "Asia/Jakarta")
+        features = await service.pre_queue_features("112", "0812 5555 0000", datetime.now(UTC))
+        assert (features.history.calls, features.history.prank_calls) == (2, 2)
+    finally:
+        await connection.close()
+        await database.close()
+        await drop_database(pg_cluster, owner)
 
 
 async def test_prank_label_corrected_to_genuine(

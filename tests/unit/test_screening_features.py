@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from telephony.ami.tracker import caller_id_text
 from telephony.calls.ids import CallerIdKind, luhn_valid, parse_caller_id
 from telephony.screening.features import (
     FIRST_TIME,
@@ -41,6 +42,12 @@ def ago(**delta: float) -> datetime:
         ("0062 812-3456-7890", "6281234567890"),
         ("(024) 7654321", "62247654321"),  # a Semarang landline
         ("+6591234567", "6591234567"),  # a roaming Singapore number
+        # The trunk 0 kept after the country code, as some trunks present it and people
+        # write it: the national number, not another caller.
+        ("+62 (0) 812-3456-7890", "6281234567890"),
+        ("6208123456 7890", "6281234567890"),
+        ("0062 0812 3456 7890", "6281234567890"),
+        ("+62 (0)24 7654321", "62247654321"),
         # Mobile numbers some carriers present without the trunk 0 (the national significant
         # number): 9 to 12 digits starting 8 and a non-zero digit.
         ("81234567890", "6281234567890"),
@@ -59,6 +66,21 @@ def test_numbers_are_normalised_to_one_history_key(raw: str, key: str) -> None:
     assert caller.kind is CallerIdKind.NUMBER
     assert caller.key == key
     assert caller.raw == raw
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ("0812\u200b3456\u200b7890", "6281234567890"),  # zero-width spaces
+    ("\u2066+62 812 3456 7890\u2069", "6281234567890"),  # a direction isolate around it
+    ("\ufeff0812\u00ad34567890", "6281234567890"),  # a byte-order mark, a soft hyphen
+    ("IMEI\u200e352099001761481", "imei:35209900176148"),
+    ("anonymous\u200b", None),
+    ("0812\u200b34", None),
+])
+def test_the_ivr_keys_a_caller_id_as_the_call_store_does(raw: str, key: str | None) -> None:
+    """The IVR parses the caller id from the AGI environment as it came; the call store keeps
+    it without control and format characters (``caller_id_text``), and its calls and labels
+    are the history under that key: both must find the same one."""
+    assert parse_caller_id(raw).key == parse_caller_id(caller_id_text(raw)).key == key
 
 
 @pytest.mark.parametrize("raw", ["", "  ", "anonymous", "Anonymous", "<unknown>", "Restricted",
@@ -89,6 +111,9 @@ def test_withheld_numbers_have_no_history_key(raw: str) -> None:
         "IMEI\u0663\u0665\u0662\u0660\u0669\u0669\u0660\u0660\u0661\u0667\u0666\u0661\u0664\u0668",
         "0\uff18\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19",  # full-width digits
         "0012",
+        "+6200812345678",  # 0 twice after the country code
+        "6200812345678",
+        "+620812345",  # the trunk 0 and too few digits for a national number
         # Not mobile numbers without their trunk 0: too short or long, toll-free/premium 80x,
         # landlines without the 0 (cannot be told from local numbers), short codes.
         "81234567",  # 8 digits
@@ -136,6 +161,21 @@ def test_simless_phones_are_keyed_by_their_imei(raw: str) -> None:
     caller = parse_caller_id(raw)
     assert caller.kind is CallerIdKind.SIMLESS
     assert caller.key == "imei:35209900176148"
+
+
+@pytest.mark.parametrize("raw", [
+    "IMEI000000000000000",
+    "urn:gsma:imei:00000000-000000-0",
+    "IMEI00000000123456",  # a type allocation code of zeros
+    "IMEI11111111111111",
+    "999999999999994",  # one digit repeated, Luhn-valid
+])
+def test_a_placeholder_imei_is_simless_but_identifies_nobody(raw: str) -> None:
+    """What phones without a real IMEI report: many unrelated handsets share it, so it keys
+    no history (one child's silent calls would lower every other such caller)."""
+    caller = parse_caller_id(raw)
+    assert (caller.kind, caller.key) == (CallerIdKind.SIMLESS, None)
+    assert PreQueueFeatures("112", caller, 14).history.first_time
 
 
 # -- hour ----------------------------------------------------------------------------------------

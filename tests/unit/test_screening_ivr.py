@@ -11,11 +11,12 @@ from datetime import datetime
 
 import pytest
 
-from ivr.flow import IvrResult, Outcome
+from ivr.flow import REASON_SEPARATOR, IvrResult, Outcome
 from ivr.menu import Route
+from telephony.ami.tracker import MAX_TEXT
 from telephony.calls.ids import parse_caller_id
 from telephony.screening.features import CallerHistory, IvrBehaviour, PreQueueFeatures
-from telephony.screening.ivr import PreQueueScreener, menu_behaviour
+from telephony.screening.ivr import PreQueueScreener, fitting_reasons, menu_behaviour
 from telephony.screening.score import ScoreConfig, pre_queue_score
 from tests.support.screening import HAND_SET
 
@@ -103,6 +104,36 @@ async def test_the_keys_move_the_score_taken_before_the_queue() -> None:
         assert verdict is not None
         scores.append(verdict.score)
     assert scores[0] < 0.6 < min(scores[1:])
+
+
+async def test_the_reasons_published_are_whole_and_fit_what_the_line_stores() -> None:
+    """A serial nuisance caller of every kind, with wrong keys: four long reasons, 330
+    characters joined. The line stores IVR_REASONS cut to MAX_TEXT: the operator read the
+    third reason broken off mid-word and not the fourth. Published now: whole reasons only,
+    as many as fit."""
+    mixed = CallerHistory(
+        calls_last_hour=24, silent_last_hour=6, prank_last_hour=6, accidental_last_hour=6,
+        suspected_last_hour=6, calls_last_day=24, silent_last_day=6, prank_last_day=6,
+        accidental_last_day=6, suspected_last_day=6, calls_last_week=40, silent_last_week=10,
+        prank_last_week=10, accidental_last_week=10, suspected_last_week=10, calls=40,
+        silent_calls=10, prank_calls=10, accidental_calls=10, suspected_calls=10,
+        seconds_since_last_nuisance=60.0)
+    scoring = Scoring(0.9, history=mixed)
+    result = routed(first_key_ms=1000, invalid_keys=12)
+    every = pre_queue_score(
+        dataclasses.replace(scoring._features("112", "081234567890", 10),
+                            menu=menu_behaviour(result)), scoring.config())
+    assert len(REASON_SEPARATOR.join(r.text for r in every.reasons)) > MAX_TEXT
+    screener = PreQueueScreener(scoring, "112", "081234567890", timeout=1.0)
+    verdict = await screener.verdict(result)
+    await screener.close()
+    assert verdict is not None
+    published = REASON_SEPARATOR.join(verdict.reasons)
+    assert len(published) <= MAX_TEXT
+    assert published.split(REASON_SEPARATOR) == [
+        r.text for r in every.reasons if r.text in verdict.reasons]
+    assert verdict.reasons[0] == every.reasons[0].text and len(verdict.reasons) == 3
+    assert fitting_reasons(("a" * 10, "b" * 10, "c"), limit=13) == ("a" * 10, "c")
 
 
 def test_menu_behaviour_reads_the_ivr_result_as_the_stored_call_is_read() -> None:

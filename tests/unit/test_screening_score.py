@@ -3,10 +3,12 @@
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 
+from telephony.asterisk.config import CONF_DIR
 from telephony.calls.ids import parse_caller_id
 from telephony.screening.features import (
     FIRST_TIME,
@@ -19,6 +21,7 @@ from telephony.screening.features import (
 from telephony.screening.score import (
     DEFAULT_HOUR_WEIGHTS,
     LOWERING_WEIGHTS,
+    MAX_PRIORITY,
     Decision,
     Effect,
     Score,
@@ -65,7 +68,7 @@ def test_first_time_caller_scores_low_and_says_why() -> None:
     score = pre_queue_score(pre(), CONFIG)
     assert score.value == pytest.approx(1 / (1 + math.exp(-CONFIG.bias)))
     assert score.value < CONFIG.lower_priority_threshold
-    assert texts(score) == ["Belum ada panggilan sebelumnya dari nomor ini"]
+    assert texts(score) == ["Belum ada panggilan dari nomor ini dalam 90 hari terakhir"]
     assert decide(score, "112", "emergency", CONFIG).effect is Effect.NONE
 
 
@@ -307,7 +310,7 @@ def test_post_call_score_uses_the_calls_own_behaviour() -> None:
         "Rekaman 98% hening",
         "Menutup telepon 3 detik setelah dijawab operator",
         "Tidak menekan tombol apa pun di menu",
-        "Belum ada panggilan sebelumnya dari nomor ini",
+        "Belum ada panggilan dari nomor ini dalam 90 hari terakhir",
     ]
     assert "Berbicara 3 menit dengan operator" in texts(real)
     assert "Memilih dari menu setelah mendengarkan pilihan (6 detik)" in texts(real)
@@ -451,6 +454,9 @@ def test_config_file(tmp_path: Path) -> None:
         ('{"lowered_priority": 6}', "prioritas"),
         ('{"priority_floor": 11}', "prioritas"),
         ('{"lowered_priority": -1, "priority_floor": 0}', "prioritas"),
+        ('{"normal_priority": 1000}', "normal_priority paling tinggi 998"),
+        ('{"normal_priority": 5000, "priority_floor": 3000, "lowered_priority": 2000}',
+         "normal_priority paling tinggi 998"),
         ('{"genuine_recency_hours": 0}', "genuine_recency_hours harus > 0"),
         ('{"share_min_calls": 0}', "share_min_calls harus > 0"),
         ('{"screening_timeout_seconds": -1}', "screening_timeout_seconds harus >= 0"),
@@ -460,6 +466,23 @@ def test_config_file(tmp_path: Path) -> None:
 def test_config_refuses_bad_documents(document: str, message: str) -> None:
     with pytest.raises(ScoreConfigError, match=message):
         ScoreConfig.from_json(document)
+
+
+def test_every_priority_a_config_allows_is_one_the_dialplan_takes() -> None:
+    """The dialplan sets IVR_PRIORITY only when its REGEX takes it, the live normal priority
+    likewise, and brings a caller back from a transfer at a priority above them all: the
+    highest a configuration allows must pass both and stay below that one."""
+    dialplan = (CONF_DIR / "extensions.conf").read_text(encoding="utf-8")
+    (screened,) = re.findall(r'REGEX\("([^"]*)" \$\{IVR_PRIORITY\}\)', dialplan)
+    (live,) = re.findall(r'REGEX\("([^"]*)" \$\{VALUE\}\)', dialplan)
+    (back,) = re.findall(r"QUEUE_PRIO=([0-9]+)\)", dialplan)
+    highest = ScoreConfig(normal_priority=MAX_PRIORITY, priority_floor=MAX_PRIORITY,
+                          lowered_priority=MAX_PRIORITY)
+    for priority in (0, highest.lowered_priority, highest.normal_priority):
+        assert re.fullmatch(screened, str(priority)) and re.fullmatch(live, str(priority))
+    assert int(back) > MAX_PRIORITY
+    with pytest.raises(ScoreConfigError):
+        ScoreConfig(normal_priority=MAX_PRIORITY + 1)
 
 
 def test_default_weights_have_the_documented_signs() -> None:

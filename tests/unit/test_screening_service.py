@@ -163,3 +163,21 @@ def test_a_broken_file_at_start_is_refused(tmp_path: Path) -> None:
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(ScoreConfigError):
         screening_config_source(path)
+
+
+def test_a_broken_file_starts_from_the_running_line_s_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The IVR's process, started again while the line runs, gets the line's configuration:
+    a file the line refused an edit of starts it from that one, and the next good edit
+    loads."""
+    path = tmp_path / "screening.json"
+    _write(path, {"weights": {"silence": "x"}}, 1)
+    running = ScoreConfig(screening_threshold=0.9)
+    caplog.set_level(logging.ERROR, "telephony.screening")
+    source = screening_config_source(path, last_good=running)
+    assert source.current() is running
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "screening configuration does not load, starting with the last good one"]
+    _write(path, {"screening_threshold": 0.8}, 2)
+    assert source.current().screening_threshold == 0.8
