@@ -98,10 +98,14 @@ def line_screening_source(settings: Settings, last_good: ScoreConfig | None = No
                           ) -> WatchedFile[ScoreConfig]:
     """The configuration the line runs: ``screening_file`` if set, else the state
     directory's copy an admin published (the built-in defaults until then); ``last_good``:
-    the running line's, for the IVR's process it starts."""
-    return screening_config_source(settings.live_screening_file,
-                                   missing_is_default=settings.screening_file is None,
-                                   last_good=last_good)
+    the running line's, for the IVR's process it starts. A published copy that no longer
+    loads at the line's start (a rule added by an upgrade since it was published: a priority
+    the dialplan cannot honour) starts the line on the built-in defaults, with one error
+    line, rather than stopping it; a site's own ``screening_file`` is refused at start."""
+    published = settings.screening_file is None
+    return screening_config_source(
+        settings.live_screening_file, missing_is_default=published,
+        last_good=ScoreConfig() if last_good is None and published else last_good)
 
 
 def call_features(call: EndedCall) -> CallFeatures:

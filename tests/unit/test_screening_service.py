@@ -17,8 +17,13 @@ import pytest
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.db.migrate import bundled_migrations
 from telephony.screening.score import ScoreConfig, ScoreConfigError
-from telephony.screening.service import call_features, screening_config_source
+from telephony.screening.service import (
+    call_features,
+    line_screening_source,
+    screening_config_source,
+)
 from telephony.screening.store import EndedCall
+from telephony.settings import load_settings
 
 T0 = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
@@ -163,6 +168,21 @@ def test_a_broken_file_at_start_is_refused(tmp_path: Path) -> None:
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(ScoreConfigError):
         screening_config_source(path)
+
+
+def test_a_published_copy_an_upgrade_refuses_starts_the_line_on_the_defaults(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An admin's published configuration whose priority an upgrade now refuses (above 998)
+    does not stop the line; a site's own screening_file still does."""
+    settings = load_settings(environ={}, overrides={"state_dir": str(tmp_path)})
+    settings.live_screening_file.parent.mkdir()
+    _write(settings.live_screening_file, {"normal_priority": 1000}, 1)
+    caplog.set_level(logging.ERROR, "telephony.screening")
+    assert line_screening_source(settings).current() == ScoreConfig()
+    assert len(caplog.records) == 1 and "does not load" in caplog.records[0].getMessage()
+    with pytest.raises(ScoreConfigError):
+        line_screening_source(replace(settings, screening_file=settings.live_screening_file))
 
 
 def test_a_broken_file_starts_from_the_running_line_s_config(
