@@ -130,6 +130,11 @@ def originate_action(*, phone: str, channel: str, operator: str, mode: SpyMode,
     }
 
 
+# Why a supervisor's ringing phone was hung up by the line: the call it was to listen to
+# ended before they answered (telephony/supervision/service.py).
+SPIED_CALL_ENDED: Final = "Panggilan operator sudah berakhir sebelum telepon supervisor diangkat"
+
+
 def failure_reason(code: int | None) -> str:
     """Why the supervisor's phone did not take the call, from its OriginateResponse's
     ``Reason`` (busy, not answered, unreachable ...), for the ``supervision.failed`` entry."""

@@ -24,7 +24,9 @@ the audit log would name a mode that was never heard. Requests are taken one at 
 two clicks cannot both find the phone free. After step 4 the request waits a moment
 (``answer_wait_seconds``) for Asterisk to say the phone cannot be rung at all (not
 registered, refusing): that comes within milliseconds, and the supervisor is told so (409)
-instead of being promised a ring.
+instead of being promised a ring. If the operator's call ends while the supervisor's phone
+still rings, the line hangs the phone up (it would ring on for ``ring_seconds`` into a
+listening of nothing), and the second entry says the call had ended.
 
 Needs the AMI classes ``reporting`` (CoreShowChannels) and ``originate`` (an Originate of
 ChanSpy: Asterisk asks for ``system`` only for applications that reach a shell).
@@ -44,7 +46,7 @@ import asyncpg
 
 from telephony.accounts.model import Account, Role
 from telephony.ami.actions import AmiActionError, AmiListActions
-from telephony.ami.channels import LiveChannel, live_channels, operator_channel
+from telephony.ami.channels import UP, LiveChannel, live_channels, operator_channel
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
 from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.calls.ids import valid_call_id
@@ -62,6 +64,7 @@ from telephony.supervision.errors import (
 )
 from telephony.supervision.model import (
     FAILED_ACTION,
+    SPIED_CALL_ENDED,
     SpyMode,
     SupervisionInputError,
     failure_reason,
@@ -74,6 +77,7 @@ from telephony.supervision.store import SupervisionRepository
 
 log = logging.getLogger("telephony.supervision")
 
+HANGUP = "Hangup"  # the AMI event of a channel hung up
 AUDIT_OBJECT = "desk"  # as the desk's own entries (join, pause ...): the operator's interface
 # How long after its ring time an Originate whose OriginateResponse never came (an AMI
 # reconnect lost it) still keeps the supervisor's phone counted as ringing.
@@ -134,6 +138,11 @@ class SupervisionService:
         self._ringing: dict[str, _Ringing] = {}  # by ActionID
         self._serial = asyncio.Lock()
         self._responses = OriginateResponses(ami, is_ours)
+        # Ringing attempts whose spied channel hung up (the operator's call ended), by
+        # ActionID: their ringing is stopped (run) and their failure says why.
+        self._spied_gone: set[str] = set()
+        self._stop: asyncio.Queue[str] = asyncio.Queue()
+        ami.subscribe(HANGUP, self._hung_up)
 
     async def start(self, account: Account, *, operator: str, mode: str,
                     call_id: str | None = None, remote_address: str) -> Supervision:
@@ -268,22 +277,59 @@ class SupervisionService:
     # -- what Asterisk reports -----------------------------------------------------------------
 
     async def run(self) -> None:
-        """Forever: record how the supervisors' Originates went, as Asterisk reports it."""
-        await self._responses.run(self.originate_response)
+        """Forever: record how the supervisors' Originates went, as Asterisk reports it, and
+        stop the ringing of those whose operator's call ended meanwhile."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._responses.run(self.originate_response))
+            group.create_task(self._stop_ringing())
+
+    def _hung_up(self, event: Mapping[str, Any]) -> None:
+        """A channel hung up (inside the listener's callback: note it, return). The spied
+        channel of a supervisor's phone still ringing: the phone would ring on for up to
+        ``ring_seconds`` into a listening of nothing."""
+        channel = printable(event.get("Channel"))
+        for aid, ringing in self._ringing.items():
+            if ringing.detail["channel"] == channel and aid not in self._spied_gone:
+                self._spied_gone.add(aid)
+                self._stop.put_nowait(aid)
+
+    async def _stop_ringing(self) -> None:
+        """Forever: hang up the ringing phone of each attempt whose spied call ended."""
+        while True:
+            aid = await self._stop.get()
+            ringing = self._ringing.get(aid)
+            if ringing is None:
+                self._spied_gone.discard(aid)
+                continue  # answered or given up meanwhile
+            phone = ringing.detail["phone"]
+            try:
+                for channel in await live_channels(self._ami):
+                    if channel.interface == phone and channel.state != UP:
+                        await self._ami.send_action({"Action": "Hangup",
+                                                     "Channel": channel.channel})
+                        log.info("%s's %s of %s: the operator's call ended while %s rang; "
+                                 "its ringing stopped", ringing.actor, ringing.detail["mode"],
+                                 ringing.interface, phone)
+            except AmiActionError as exc:
+                log.warning("the ringing of %s (the operator's call ended) not stopped: %s",
+                            phone, exc)
 
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply a supervisor's OriginateResponse; ``False`` if it is none of ours (or its
         attempt already has its outcome). Answered: the listening runs, the first entry says
         all. Not: the phone was busy, not answered or not reachable, and a
         ``supervision.failed`` entry says so."""
-        ringing = self._ringing.pop(printable(event.get("ActionID")), None)
+        aid = printable(event.get("ActionID"))
+        ringing = self._ringing.pop(aid, None)
         if ringing is None:
             return False
+        spied_gone = aid in self._spied_gone
+        self._spied_gone.discard(aid)
         if printable(event.get("Response")) == "Success":
             ringing.outcome.set_result(None)
             return True
         code = parse_code(printable(event.get("Reason")))
-        reason = failure_reason(code)
+        reason = SPIED_CALL_ENDED if spied_gone else failure_reason(code)
         log.warning("%s's %s of %s: %s", ringing.actor, ringing.detail["mode"],
                     ringing.interface, reason)
         try:

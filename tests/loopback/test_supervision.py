@@ -369,3 +369,46 @@ async def test_a_phone_that_does_not_take_the_call_is_a_second_entry(setup: Setu
     assert response.status == 202, await response.text()
     assert [e["action"] for e in await setup.entries()][-3:] == [
         "supervision.barge", "supervision.failed", "supervision.listen"]
+
+
+def ringing_phone() -> Fields:
+    """The supervisor's phone ringing for the Originate, as CoreShowChannels lists it."""
+    return (("Event", "CoreShowChannel"), ("Channel", PHONE_CHANNEL), ("ChannelState", "5"),
+            ("ChannelStateDesc", "Ringing"), ("CallerIDNum", "sup01"), ("Context", "default"),
+            ("Uniqueid", "1732345701.9"), ("Linkedid", "1732345701.9"), ("BridgeId", ""),
+            ("Application", "AppDial2"), ("ApplicationData", "(Outgoing Line)"),
+            ("Duration", "00:00:04"))
+
+
+async def test_a_phone_ringing_for_a_call_that_ended_stops_ringing(setup: Setup) -> None:
+    """The operator's call ends while the supervisor's phone rings: the line hangs the phone
+    up (it rang on for up to 30 s into a listening of nothing), and the second entry says
+    why."""
+    setup.asterisk.channels = live_operator()
+    kepala = await setup.login("kepala")
+    setup.answer = None  # ringing
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "listen"})
+    assert response.status == 202, await response.text()
+    setup.asterisk.channels = [ringing_phone()]
+    await setup.asterisk.send_frames([(("Event", "Hangup"), ("Channel", OPERATOR_CHANNEL),
+                                       ("Uniqueid", "1732345690.7"), ("Cause", "16"))])
+    await eventually(lambda: any(a["action"] == "Hangup" for a in setup.asterisk.actions))
+    [hangup] = [a for a in setup.asterisk.actions if a["action"] == "Hangup"]
+    assert hangup["channel"] == PHONE_CHANNEL
+    await setup.respond("Failure", 1)
+    attempted, failed = (await setup.entries())[-2:]
+    assert json.loads(failed["detail"]) == {
+        **json.loads(attempted["detail"]),
+        "reason": "Panggilan operator sudah berakhir sebelum telepon supervisor diangkat"}
+    # Another channel's hang-up, or the spied one's once answered, stops nothing.
+    setup.asterisk.channels = live_operator()
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "listen"})
+    assert response.status == 202
+    setup.asterisk.channels = [*live_operator(), ringing_phone()]
+    await setup.asterisk.send_frames([(("Event", "Hangup"), ("Channel", "PJSIP/op2002-01"),
+                                       ("Uniqueid", "1732345690.8"), ("Cause", "16"))])
+    await setup.respond("Success", 4)
+    await setup.asterisk.send_frames([(("Event", "Hangup"), ("Channel", OPERATOR_CHANNEL),
+                                       ("Uniqueid", "1732345690.7"), ("Cause", "16"))])
+    await setup.respond("Success", 4)  # a frame after both: they were read
+    assert [a["action"] for a in setup.asterisk.actions].count("Hangup") == 1
