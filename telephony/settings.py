@@ -579,15 +579,27 @@ def _parse_shifts(raw: Any) -> tuple[ShiftDefinition, ...]:
         pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
         if any(len(pair) != 2 for pair in pairs):
             raise SettingsError(f"shifts: expected name=HH:MM,..., got {raw!r}")
+        names = [name.strip() for name, _ in pairs]
+        if len(set(names)) != len(names):
+            # A dict keeps the last one: "pagi=07:00,pagi=15:00" silently lost a shift.
+            raise SettingsError(f"shifts: two shifts named the same, got {raw!r}")
         raw = {name.strip(): start.strip() for name, start in pairs}
     if not isinstance(raw, Mapping) or not raw:
         raise SettingsError("shifts: expected a non-empty table of name = HH:MM")
     shifts = []
     for name, start in raw.items():
+        if not str(name).strip():
+            raise SettingsError(f"shifts: a shift without a name, starting at {start!r}")
         try:
             parsed = start if isinstance(start, time) else time.fromisoformat(str(start))
         except ValueError as exc:
             raise SettingsError(f"shifts: {name}: invalid time {start!r}") from exc
+        if parsed.tzinfo is not None:
+            # A start is a wall-clock time in the ``timezone`` setting. With an offset
+            # ("07:00+08:00" for WITA) it could not be compared with the local clock: every
+            # call's shift attribution failed with a TypeError once the line ran.
+            raise SettingsError(f"shifts: {name}: {start!r} has a UTC offset; write the local "
+                                f"time (HH:MM) and set timezone (Asia/Makassar for WITA)")
         shifts.append(ShiftDefinition(str(name), parsed))
     starts = [s.start for s in shifts]
     if len(set(starts)) != len(starts):
