@@ -245,12 +245,13 @@ class Administration:
 
 
 async def start_administration(
-    settings: Settings, database: Database, *, listener: ThreadedListener,
-    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentServices,
-    calendar: ShiftCalendar, members: MemberSync | None = None,
+    settings: Settings, database: Database, stack: contextlib.AsyncExitStack, *,
+    listener: ThreadedListener, menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig],
+    incidents: IncidentServices, calendar: ShiftCalendar, members: MemberSync | None = None,
 ) -> Administration:
     """Build the admin's services over the line's; an admin's dispatch targets and shifts
-    apply from the start, the stored queue settings once AMI greets the line."""
+    apply from the start (or once the database is back), the stored queue settings once AMI
+    greets the line."""
     asterisk = AsteriskAdmin(listener, AsteriskSite.from_settings(settings))
     queues = QueueService(database, asterisk, listener, menus=menus,
                           defaults=QueueDefaults.from_settings(settings),
@@ -261,7 +262,9 @@ async def start_administration(
     try:
         await site.restore()
     except DatabaseUnavailable as exc:
-        log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
+        log.error("admin's dispatch targets and shifts not read, the settings' stand until "
+                  "the database is back: %s", exc)
+        in_background(stack, site.restore_when_back(), "site-restore")
     sync = AsteriskSync(queues, configs)
     listener.subscribe("FullyBooted", sync.booted)
     cluster = None
@@ -536,9 +539,9 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     wallboard = start_wallboard(settings, stack, listener=listener, reports=reports,
                                 incidents=incidents, callbacks=tools.callbacks,
                                 screening=screening, peers=peers)
-    admin = await start_administration(settings, database, listener=listener, menus=menus,
-                                       scoring=scoring, incidents=incidents, calendar=calendar,
-                                       members=members)
+    admin = await start_administration(settings, database, stack, listener=listener,
+                                       menus=menus, scoring=scoring, incidents=incidents,
+                                       calendar=calendar, members=members)
     in_background(stack, admin.sync.run(), "admin-sync")
     if admin.cluster is not None:
         in_background(stack, admin.cluster.run(), "cluster-admin")

@@ -1,0 +1,54 @@
+"""The shift roster a site runs on, over a real PostgreSQL and a whole line: the admin's
+stored roster wins over the settings file's, also for a line that started while the database
+was away."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import pytest
+
+from telephony.admin.site_service import SHIFTS, SiteService
+from telephony.admin.store import AdminSettingsRepository
+from telephony.app import running_line
+from telephony.calls.shifts import ShiftSlot
+from telephony.db.connection import DatabaseUnavailable
+from telephony.settings import Settings
+from tests.support.ami import eventually
+
+WITA = ZoneInfo("Asia/Makassar")
+
+
+async def test_a_line_started_while_the_database_was_away_takes_the_admins_roster_when_it_is_back(
+    line_settings: Settings, database_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A WITA site whose admin moved the shifts to 06:00 and 18:00 in the console.
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await AdminSettingsRepository().save_site_setting(
+            connection, SHIFTS, [{"name": "pagi", "start": "06:00"},
+                                 {"name": "malam", "start": "18:00"}], "admin")
+    finally:
+        await connection.close()
+    restore = SiteService.restore
+    tries = 0
+
+    async def away_at_first(site: SiteService) -> None:
+        nonlocal tries
+        tries += 1
+        if tries == 1:  # the line's start: PostgreSQL not up yet (a host's reboot)
+            raise DatabaseUnavailable("PostgreSQL unavailable: connection refused (test)")
+        await restore(site)
+
+    monkeypatch.setattr(SiteService, "restore", away_at_first)
+    async with running_line(replace(line_settings, timezone="Asia/Makassar")) as line:
+        calendar = line.reports.calendar
+        # The settings file's roster stood at the start (pagi, siang, malam); the admin's
+        # once the database answers: a call at 06:30 WITA is the morning's, not the night's.
+        await eventually(lambda: calendar.names == ("pagi", "malam"))
+        assert calendar.slot_for(datetime(2026, 12, 7, 6, 30, tzinfo=WITA)) == ShiftSlot(
+            date(2026, 12, 7), "pagi")
+        assert tries == 2
