@@ -41,6 +41,8 @@ CONFIG_ENV = "SIAGA112_CONFIG"
 
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
 _SYSTEMNAME = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
+# POSIX signs: Etc/GMT+8 is eight hours *behind* UTC, the opposite of what it reads as.
+_SIGNED_GMT = re.compile(r"Etc/GMT(?P<sign>[+-])0*(?P<hours>[1-9][0-9]?)")
 
 # libpq's own variables; any of them means "an operator pointed us at a real server".
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
@@ -891,6 +893,14 @@ def _validate_process(settings: Settings) -> None:
         # ValueError: a key that is not a relative path of the zone database ("../x", "").
         raise SettingsError(f"timezone: an IANA time zone such as Asia/Jakarta, got "
                             f"{settings.timezone!r}") from exc
+    signed = _SIGNED_GMT.fullmatch(settings.timezone)
+    if signed is not None:
+        # A WITA site writing Etc/GMT+8 for UTC+8 would run 16 hours off: every call in the
+        # wrong shift and day, every console time wrong, and nothing looking broken.
+        offset = f"UTC{'-' if signed['sign'] == '+' else '+'}{int(signed['hours']):02d}:00"
+        raise SettingsError(f"timezone: {settings.timezone} is {offset} (POSIX inverts the "
+                            f"sign); use the centre's zone: Asia/Jakarta (WIB), "
+                            f"Asia/Makassar (WITA) or Asia/Jayapura (WIT)")
 
 
 def _validate_cluster(settings: Settings) -> None:

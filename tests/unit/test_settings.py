@@ -58,6 +58,9 @@ def test_shifts_from_environment_string() -> None:
         ({"SIAGA112_LOG_LEVEL": "verbose"}, "log_level: one of DEBUG"),
         ({"SIAGA112_TIMEZONE": "Asia/Jogja"}, "timezone: an IANA time zone"),
         ({"SIAGA112_TIMEZONE": "../../etc/localtime"}, "timezone: an IANA time zone"),
+        # Meant as WITA (UTC+8), it is UTC-8: calls 16 hours off, in the wrong shift and day.
+        ({"SIAGA112_TIMEZONE": "Etc/GMT+8"}, "Etc/GMT\\+8 is UTC-08:00 .*Asia/Makassar"),
+        ({"SIAGA112_TIMEZONE": "Etc/GMT-9"}, "Etc/GMT-9 is UTC\\+09:00 .*Asia/Jayapura"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
