@@ -38,7 +38,7 @@ from telephony.admin.files import ConfigFiles
 from telephony.admin.http import AdminApi
 from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QueueDefaults
-from telephony.admin.site_service import SiteService
+from telephony.admin.site_service import SiteService, mirror_shifts
 from telephony.admin.sync import AsteriskSync
 from telephony.ami.listener import AmiListener
 from telephony.ami.threaded import ThreadedListener
@@ -53,7 +53,7 @@ from telephony.calls.history import CallHistory, HistoryCollector
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
-from telephony.calls.store import CallRepository, sync_shifts
+from telephony.calls.store import CallRepository
 from telephony.cluster.admin_sync import AdminSync
 from telephony.cluster.member_sync import MemberSync
 from telephony.cluster.reconcile import FrontReconciler
@@ -159,16 +159,16 @@ async def start_web(web: WebServer) -> None:
 def schema_preparation(settings: Settings) -> DatabaseWork[None]:
     """What the line does, as the schema's owner, before every new connection pool: apply
     the migrations, grant the line's role (telephony/db/roles.py) and mirror the shift
-    roster. An upgrade is therefore migrated, and the line's role granted its new tables,
-    before the line writes a single fact, whether the database is up at start or comes up
-    later."""
+    roster in force (the admin's, else the settings file's). An upgrade is therefore
+    migrated, and the line's role granted its new tables, before the line writes a single
+    fact, whether the database is up at start or comes up later."""
     role = line_role(settings)
 
     async def work(connection: asyncpg.Connection) -> None:
         await connection.execute("SELECT pg_advisory_lock($1)", PREPARE_LOCK)
         try:
             await prepare_schema(connection, role)
-            await sync_shifts(connection, settings.shifts)
+            await mirror_shifts(connection, settings.shifts)
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", PREPARE_LOCK)
 

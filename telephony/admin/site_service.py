@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from telephony.admin.errors import InvalidConfig
 from telephony.admin.site import (
     dispatch_targets_value,
     parse_dispatch_targets,
@@ -34,6 +35,24 @@ RESTORE_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 DISPATCH_TARGETS = "dispatch_targets"
 SHIFTS = "shifts"
+
+
+async def mirror_shifts(connection: asyncpg.Connection,
+                        configured: tuple[ShiftDefinition, ...],
+                        repository: AdminSettingsRepository | None = None) -> None:
+    """Make the ``shifts`` table hold the roster in force: the admin's stored one, else
+    ``configured`` (the settings file's). Each pool's preparation runs this (the line's,
+    then its AMI thread's, another node's at its start): with the file's roster only, a
+    later one put the file's shifts back over the admin's, and the table said 07:00 while
+    calls were attributed by the admin's 06:00."""
+    stored = await (repository or AdminSettingsRepository()).site_setting(connection, SHIFTS)
+    roster = configured
+    if stored is not None:
+        try:
+            roster = parse_shifts(stored)
+        except InvalidConfig as exc:  # not as an admin saved it: the file's, said once here
+            log.error("stored shifts unreadable, the settings file's mirrored: %s", exc.message)
+    await sync_shifts(connection, roster)
 
 
 class SiteService:

@@ -5,7 +5,7 @@ was away."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -13,26 +13,52 @@ import pytest
 
 from telephony.admin.site_service import SHIFTS, SiteService
 from telephony.admin.store import AdminSettingsRepository
-from telephony.app import running_line
+from telephony.app import running_line, schema_preparation
 from telephony.calls.shifts import ShiftSlot
 from telephony.db.connection import DatabaseUnavailable
 from telephony.settings import Settings
 from tests.support.ami import eventually
 
 WITA = ZoneInfo("Asia/Makassar")
+ADMINS = [{"name": "pagi", "start": "06:00"}, {"name": "malam", "start": "18:00"}]
+
+
+async def store_admins_roster(dsn: str) -> None:
+    """An admin moved the shifts to 06:00 and 18:00 in the console, through a line before."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await AdminSettingsRepository().save_site_setting(connection, SHIFTS, ADMINS, "admin")
+    finally:
+        await connection.close()
+
+
+async def shifts_table(dsn: str) -> list[tuple[str, time]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT name, starts_at FROM shifts ORDER BY starts_at")
+    finally:
+        await connection.close()
+    return [(row["name"], row["starts_at"]) for row in rows]
+
+
+async def test_the_shifts_table_holds_the_admins_roster_whichever_pool_opens_last(
+    line_settings: Settings, database_dsn: str
+) -> None:
+    """Each pool's preparation mirrors the roster into the ``shifts`` table (the line's
+    pool, its AMI thread's, another node's at its start); it used to be the settings
+    file's, put back over the admin's by whichever opened after the admin's was applied."""
+    await store_admins_roster(database_dsn)
+    async with running_line(line_settings) as line:
+        assert line.reports.calendar.names == ("pagi", "malam")
+        assert await shifts_table(database_dsn) == [("pagi", time(6)), ("malam", time(18))]
+        await line.database.run_as_owner(schema_preparation(line_settings))
+        assert await shifts_table(database_dsn) == [("pagi", time(6)), ("malam", time(18))]
 
 
 async def test_a_line_started_while_the_database_was_away_takes_the_admins_roster_when_it_is_back(
     line_settings: Settings, database_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A WITA site whose admin moved the shifts to 06:00 and 18:00 in the console.
-    connection = await asyncpg.connect(database_dsn)
-    try:
-        await AdminSettingsRepository().save_site_setting(
-            connection, SHIFTS, [{"name": "pagi", "start": "06:00"},
-                                 {"name": "malam", "start": "18:00"}], "admin")
-    finally:
-        await connection.close()
+    await store_admins_roster(database_dsn)  # a WITA site's
     restore = SiteService.restore
     tries = 0
 
