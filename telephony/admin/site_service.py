@@ -91,6 +91,10 @@ class SiteService:
                 await self.restore()
             except DatabaseUnavailable:
                 continue
+            except Exception:  # not an outage: said now, not at the line's stop
+                log.exception("admin's dispatch targets and shifts not applied; the settings "
+                              "file's stand")
+                return
             log.info("admin's dispatch targets and shifts read now that the database is back")
             return
 

@@ -4,6 +4,7 @@ was away."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
@@ -11,13 +12,16 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
+from telephony.admin import site_service
 from telephony.admin.site_service import SHIFTS, SiteService
 from telephony.admin.store import AdminSettingsRepository
 from telephony.app import running_line, schema_preparation
-from telephony.calls.shifts import ShiftSlot
+from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.db.connection import DatabaseUnavailable
-from telephony.settings import Settings
+from telephony.settings import DEFAULT_SHIFTS, Settings
 from tests.support.ami import eventually
+from tests.support.db import OutageDatabase, execute
+from tests.support.web import make_context
 
 WITA = ZoneInfo("Asia/Makassar")
 ADMINS = [{"name": "pagi", "start": "06:00"}, {"name": "malam", "start": "18:00"}]
@@ -78,3 +82,31 @@ async def test_a_line_started_while_the_database_was_away_takes_the_admins_roste
         assert calendar.slot_for(datetime(2026, 12, 7, 6, 30, tzinfo=WITA)) == ShiftSlot(
             date(2026, 12, 7), "pagi")
         assert tries == 2
+
+
+async def test_a_restore_that_fails_for_another_reason_says_so_at_once_and_stops(
+    database_dsn: str, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not an outage (a stored value that no longer reads): one log line now, the file's
+    values stand, and no failed task left for the line's stop to trip over."""
+    await execute(database_dsn, "INSERT INTO site_settings (name, value, updated_by) "
+                                "VALUES ('shifts', '[{\"name\": \"Pagi\"}]', 'admin')")
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+    calendar = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Makassar")
+    site = SiteService(database, make_context(settings, database).dispatches, calendar)
+    monkeypatch.setattr(site_service, "RESTORE_RETRY_SECONDS", (0.01,))
+    database.down = True
+    try:
+        restoring = asyncio.create_task(site.restore_when_back())
+        await asyncio.sleep(0.05)  # retrying through the outage
+        assert not restoring.done()
+        with caplog.at_level("ERROR", "telephony.admin"):
+            database.down = False
+            async with asyncio.timeout(5):
+                await restoring
+        assert [r.getMessage() for r in caplog.records] == [
+            "admin's dispatch targets and shifts not applied; the settings file's stand"]
+        assert calendar.names == ("pagi", "siang", "malam")
+    finally:
+        await database.close()
