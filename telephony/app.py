@@ -156,19 +156,21 @@ async def start_web(web: WebServer) -> None:
         log.error("HTTP API not started, the line runs without it: %s", exc)
 
 
-def schema_preparation(settings: Settings) -> DatabaseWork[None]:
+def schema_preparation(settings: Settings,
+                       calendar: ShiftCalendar | None = None) -> DatabaseWork[None]:
     """What the line does, as the schema's owner, before every new connection pool: apply
     the migrations, grant the line's role (telephony/db/roles.py) and mirror the shift
-    roster in force (the admin's, else the settings file's). An upgrade is therefore
-    migrated, and the line's role granted its new tables, before the line writes a single
-    fact, whether the database is up at start or comes up later."""
+    roster in force (the admin's, else the settings file's; the line's ``calendar`` takes
+    it if it has none yet: ``mirror_shifts``). An upgrade is therefore migrated, and the
+    line's role granted its new tables, before the line writes a single fact, whether the
+    database is up at start or comes up later."""
     role = line_role(settings)
 
     async def work(connection: asyncpg.Connection) -> None:
         await connection.execute("SELECT pg_advisory_lock($1)", PREPARE_LOCK)
         try:
             await prepare_schema(connection, role)
-            await mirror_shifts(connection, settings.shifts)
+            await mirror_shifts(connection, settings.shifts, calendar)
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", PREPARE_LOCK)
 
@@ -447,7 +449,8 @@ async def start_recording(settings: Settings, stack: contextlib.AsyncExitStack, 
     # Without the pool's reset: what runs here (the recorder's transactions, the backfill and
     # the vanish watch's reads) sets no session state, and the reset was one more round trip
     # per recorded batch (3 % of this thread's samples in a profile of a 50/s surge).
-    database = Database(settings, max_size=AMI_POOL_SIZE, prepare=schema_preparation(settings),
+    database = Database(settings, max_size=AMI_POOL_SIZE,
+                        prepare=schema_preparation(settings, repository.calendar),
                         reset_sessions=False)
     stack.push_async_callback(lambda: thread.run(database.close()))
     recorder = CallRecorder(
@@ -487,10 +490,10 @@ def call_path(settings: Settings, metrics: LineMetrics, stalls: LoopStalls, *,
 
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
     """Start the line's parts, each registering its stop on ``stack``."""
-    database = Database(settings, prepare=schema_preparation(settings))
+    calendar = ShiftCalendar(settings.shifts, settings.timezone)
+    database = Database(settings, prepare=schema_preparation(settings, calendar))
     stack.push_async_callback(database.close)
     await prepare_database(database, settings)
-    calendar = ShiftCalendar(settings.shifts, settings.timezone)
     repository = CallRepository(calendar)
     metrics = LineMetrics()
     # How late each loop runs: the main one here, the others on their threads.

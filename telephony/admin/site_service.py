@@ -39,12 +39,19 @@ SHIFTS = "shifts"
 
 async def mirror_shifts(connection: asyncpg.Connection,
                         configured: tuple[ShiftDefinition, ...],
+                        calendar: ShiftCalendar | None = None,
                         repository: AdminSettingsRepository | None = None) -> None:
     """Make the ``shifts`` table hold the roster in force: the admin's stored one, else
     ``configured`` (the settings file's). Each pool's preparation runs this (the line's,
     then its AMI thread's, another node's at its start): with the file's roster only, a
     later one put the file's shifts back over the admin's, and the table said 07:00 while
-    calls were attributed by the admin's 06:00."""
+    calls were attributed by the admin's 06:00.
+
+    ``calendar`` (the line's) still on ``configured`` takes the stored roster too: a line
+    that started while the database was away has not read it yet (:meth:`SiteService.
+    restore_when_back` reads it later), and this runs before the pool's first write, so the
+    calls spooled during the outage are put in the admin's shifts, not the file's. A
+    calendar already on another roster (an admin's, applied) is left alone."""
     stored = await (repository or AdminSettingsRepository()).site_setting(connection, SHIFTS)
     roster = configured
     if stored is not None:
@@ -53,6 +60,8 @@ async def mirror_shifts(connection: asyncpg.Connection,
         except InvalidConfig as exc:  # not as an admin saved it: the file's, said once here
             log.error("stored shifts unreadable, the settings file's mirrored: %s", exc.message)
     await sync_shifts(connection, roster)
+    if calendar is not None and calendar.definitions == configured:
+        calendar.redefine(roster)
 
 
 class SiteService:
