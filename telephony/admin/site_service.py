@@ -91,11 +91,9 @@ class SiteService:
         an outage ran on the settings file's roster and targets (the start logged it) and
         kept them until restarted: every call since was put in the file's shifts, not the
         admin's, and the SLA clocks ran on the file's targets."""
-        attempt = 0
+        delays = iter(RESTORE_RETRY_SECONDS)
         while True:
-            await asyncio.sleep(RESTORE_RETRY_SECONDS[min(attempt, len(RESTORE_RETRY_SECONDS)
-                                                          - 1)])
-            attempt += 1
+            await asyncio.sleep(next(delays, RESTORE_RETRY_SECONDS[-1]))
             try:
                 await self.restore()
             except DatabaseUnavailable:
