@@ -38,7 +38,7 @@ from telephony.admin.files import ConfigFiles
 from telephony.admin.http import AdminApi
 from telephony.admin.queue_service import QueueService
 from telephony.admin.queues import QueueDefaults
-from telephony.admin.site_service import SiteService
+from telephony.admin.site_service import SiteService, mirror_shifts
 from telephony.admin.sync import AsteriskSync
 from telephony.ami.listener import AmiListener
 from telephony.ami.threaded import ThreadedListener
@@ -53,7 +53,7 @@ from telephony.calls.history import CallHistory, HistoryCollector
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
-from telephony.calls.store import CallRepository, sync_shifts
+from telephony.calls.store import CallRepository
 from telephony.cluster.admin_sync import AdminSync
 from telephony.cluster.forward import LineForwarder
 from telephony.cluster.member_sync import MemberSync
@@ -157,19 +157,21 @@ async def start_web(web: WebServer) -> None:
         log.error("HTTP API not started, the line runs without it: %s", exc)
 
 
-def schema_preparation(settings: Settings) -> DatabaseWork[None]:
+def schema_preparation(settings: Settings,
+                       calendar: ShiftCalendar | None = None) -> DatabaseWork[None]:
     """What the line does, as the schema's owner, before every new connection pool: apply
     the migrations, grant the line's role (telephony/db/roles.py) and mirror the shift
-    roster. An upgrade is therefore migrated, and the line's role granted its new tables,
-    before the line writes a single fact, whether the database is up at start or comes up
-    later."""
+    roster in force (the admin's, else the settings file's; the line's ``calendar`` takes
+    it if it has none yet: ``mirror_shifts``). An upgrade is therefore migrated, and the
+    line's role granted its new tables, before the line writes a single fact, whether the
+    database is up at start or comes up later."""
     role = line_role(settings)
 
     async def work(connection: asyncpg.Connection) -> None:
         await connection.execute("SELECT pg_advisory_lock($1)", PREPARE_LOCK)
         try:
             await prepare_schema(connection, role)
-            await sync_shifts(connection, settings.shifts)
+            await mirror_shifts(connection, settings.shifts, calendar)
         finally:
             await connection.execute("SELECT pg_advisory_unlock($1)", PREPARE_LOCK)
 
@@ -246,12 +248,13 @@ class Administration:
 
 
 async def start_administration(
-    settings: Settings, database: Database, *, listener: ThreadedListener,
-    menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig], incidents: IncidentServices,
-    calendar: ShiftCalendar, members: MemberSync | None = None,
+    settings: Settings, database: Database, stack: contextlib.AsyncExitStack, *,
+    listener: ThreadedListener, menus: WatchedFile[IvrMenu], scoring: WatchedFile[ScoreConfig],
+    incidents: IncidentServices, calendar: ShiftCalendar, members: MemberSync | None = None,
 ) -> Administration:
     """Build the admin's services over the line's; an admin's dispatch targets and shifts
-    apply from the start, the stored queue settings once AMI greets the line."""
+    apply from the start (or once the database is back), the stored queue settings once AMI
+    greets the line."""
     asterisk = AsteriskAdmin(listener, AsteriskSite.from_settings(settings))
     queues = QueueService(database, asterisk, listener, menus=menus,
                           defaults=QueueDefaults.from_settings(settings),
@@ -262,7 +265,9 @@ async def start_administration(
     try:
         await site.restore()
     except DatabaseUnavailable as exc:
-        log.error("admin's dispatch targets and shifts not read, the settings' stand: %s", exc)
+        log.error("admin's dispatch targets and shifts not read, the settings' stand until "
+                  "the database is back: %s", exc)
+        in_background(stack, site.restore_when_back(), "site-restore")
     sync = AsteriskSync(queues, configs)
     listener.subscribe("FullyBooted", sync.booted)
     cluster = None
@@ -455,7 +460,8 @@ async def start_recording(settings: Settings, stack: contextlib.AsyncExitStack, 
     # Without the pool's reset: what runs here (the recorder's transactions, the backfill and
     # the vanish watch's reads) sets no session state, and the reset was one more round trip
     # per recorded batch (3 % of this thread's samples in a profile of a 50/s surge).
-    database = Database(settings, max_size=AMI_POOL_SIZE, prepare=schema_preparation(settings),
+    database = Database(settings, max_size=AMI_POOL_SIZE,
+                        prepare=schema_preparation(settings, repository.calendar),
                         reset_sessions=False)
     stack.push_async_callback(lambda: thread.run(database.close()))
     recorder = CallRecorder(
@@ -499,10 +505,10 @@ def call_path(settings: Settings, metrics: LineMetrics, stalls: LoopStalls, *,
 
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
     """Start the line's parts, each registering its stop on ``stack``."""
-    database = Database(settings, prepare=schema_preparation(settings))
+    calendar = ShiftCalendar(settings.shifts, settings.timezone)
+    database = Database(settings, prepare=schema_preparation(settings, calendar))
     stack.push_async_callback(database.close)
     await prepare_database(database, settings)
-    calendar = ShiftCalendar(settings.shifts, settings.timezone)
     repository = CallRepository(calendar)
     metrics = LineMetrics()
     # How late each loop runs: the main one here, the others on their threads.
@@ -552,9 +558,9 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     wallboard = start_wallboard(settings, stack, listener=listener, reports=reports,
                                 incidents=incidents, callbacks=tools.callbacks,
                                 screening=screening, peers=peers)
-    admin = await start_administration(settings, database, listener=listener, menus=menus,
-                                       scoring=scoring, incidents=incidents, calendar=calendar,
-                                       members=members)
+    admin = await start_administration(settings, database, stack, listener=listener,
+                                       menus=menus, scoring=scoring, incidents=incidents,
+                                       calendar=calendar, members=members)
     in_background(stack, admin.sync.run(), "admin-sync")
     if admin.cluster is not None:
         in_background(stack, admin.cluster.run(), "cluster-admin")

@@ -42,6 +42,8 @@ CONFIG_ENV = "SIAGA112_CONFIG"
 
 _CALLER_ID = re.compile(r"\+?[0-9]{1,20}")
 _SYSTEMNAME = re.compile(r"[a-z0-9][a-z0-9_]{0,31}")
+# POSIX signs: Etc/GMT+8 is eight hours *behind* UTC, the opposite of what it reads as.
+_SIGNED_GMT = re.compile(r"Etc/GMT(?P<sign>[+-])0*(?P<hours>[1-9][0-9]?)")
 
 # libpq's own variables; any of them means "an operator pointed us at a real server".
 LIBPQ_ENV = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE")
@@ -589,15 +591,27 @@ def _parse_shifts(raw: Any) -> tuple[ShiftDefinition, ...]:
         pairs = [item.split("=", 1) for item in raw.split(",") if item.strip()]
         if any(len(pair) != 2 for pair in pairs):
             raise SettingsError(f"shifts: expected name=HH:MM,..., got {raw!r}")
+        names = [name.strip() for name, _ in pairs]
+        if len(set(names)) != len(names):
+            # A dict keeps the last one: "pagi=07:00,pagi=15:00" silently lost a shift.
+            raise SettingsError(f"shifts: two shifts named the same, got {raw!r}")
         raw = {name.strip(): start.strip() for name, start in pairs}
     if not isinstance(raw, Mapping) or not raw:
         raise SettingsError("shifts: expected a non-empty table of name = HH:MM")
     shifts = []
     for name, start in raw.items():
+        if not str(name).strip():
+            raise SettingsError(f"shifts: a shift without a name, starting at {start!r}")
         try:
             parsed = start if isinstance(start, time) else time.fromisoformat(str(start))
         except ValueError as exc:
             raise SettingsError(f"shifts: {name}: invalid time {start!r}") from exc
+        if parsed.tzinfo is not None:
+            # A start is a wall-clock time in the ``timezone`` setting. With an offset
+            # ("07:00+08:00" for WITA) it could not be compared with the local clock: every
+            # call's shift attribution failed with a TypeError once the line ran.
+            raise SettingsError(f"shifts: {name}: {start!r} has a UTC offset; write the local "
+                                f"time (HH:MM) and set timezone (Asia/Makassar for WITA)")
         shifts.append(ShiftDefinition(str(name), parsed))
     starts = [s.start for s in shifts]
     if len(set(starts)) != len(starts):
@@ -894,6 +908,14 @@ def _validate_process(settings: Settings) -> None:
         # ValueError: a key that is not a relative path of the zone database ("../x", "").
         raise SettingsError(f"timezone: an IANA time zone such as Asia/Jakarta, got "
                             f"{settings.timezone!r}") from exc
+    signed = _SIGNED_GMT.fullmatch(settings.timezone)
+    if signed is not None:
+        # A WITA site writing Etc/GMT+8 for UTC+8 would run 16 hours off: every call in the
+        # wrong shift and day, every console time wrong, and nothing looking broken.
+        offset = f"UTC{'-' if signed['sign'] == '+' else '+'}{int(signed['hours']):02d}:00"
+        raise SettingsError(f"timezone: {settings.timezone} is {offset} (POSIX inverts the "
+                            f"sign); use the centre's zone: Asia/Jakarta (WIB), "
+                            f"Asia/Makassar (WITA) or Asia/Jayapura (WIT)")
 
 
 def _validate_cluster(settings: Settings) -> None:

@@ -99,6 +99,11 @@ class CallRepository:
     def __init__(self, shifts: ShiftCalendar) -> None:
         self._shifts = shifts
 
+    @property
+    def calendar(self) -> ShiftCalendar:
+        """The shifts the calls it writes are attributed to."""
+        return self._shifts
+
     async def apply(self, connection: asyncpg.Connection, facts: Sequence[CallFact]) -> int:
         """Apply ``facts`` in order, atomically, in one round trip; returns how many were new.
 

@@ -68,6 +68,7 @@ def report_json(report: ShiftReport) -> dict[str, Any]:
     return {
         "from": period.first.isoformat(), "to": period.last.isoformat(),
         "shift": period.shift, "generated_at": instant_json(report.generated_at),
+        "ends_at": instant_json(report.ends_at), "complete": report.complete,
         "total": figures_json(report.total),
         "shifts": [{"day": slot.day.isoformat(), "shift": slot.name, "figures": figures_json(f)}
                    for slot, f in report.shifts],
@@ -81,6 +82,7 @@ def daily_json(summary: DailySummary) -> dict[str, Any]:
     """The daily summary."""
     return {
         "day": summary.day.isoformat(), "generated_at": instant_json(summary.generated_at),
+        "ends_at": instant_json(summary.ends_at), "complete": summary.complete,
         "figures": figures_json(summary.figures),
         "lines": [{"line": line, "calls": n} for line, n in sorted(summary.lines.items())],
         "categories": [{"category": c.code, "category_label": category_label(c.code),
@@ -137,6 +139,12 @@ def daily_csv(summary: DailySummary, table: str) -> str:
 
 
 
+def _partial(report: ShiftReport | DailySummary) -> str:
+    """A CSV's file name says when its figures are of shifts not over yet: the file is what
+    gets forwarded (to the regency head), without the page that says so."""
+    return "" if report.complete else "-sementara"
+
+
 def _csv(body: str, filename: str) -> web.Response:
     return web.Response(text=body, content_type="text/csv", charset="utf-8", headers={
         "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"})
@@ -167,7 +175,7 @@ class ReportApi:
         period = self._period(request)
         report = await self._reports.shift_report(period)
         suffix = f"-{period.shift}" if period.shift else ""
-        name = f"laporan-{table}-{period.first}_{period.last}{suffix}.csv"
+        name = f"laporan-{table}-{period.first}_{period.last}{suffix}{_partial(report)}.csv"
         return _csv(report_csv(report, table), name)
 
     async def daily_summary(self, request: web.Request) -> web.StreamResponse:
@@ -181,7 +189,8 @@ class ReportApi:
         day = query_day(query, "day", self._reports.today())
         table = query_choice(query, "table", DAILY_TABLES) or "villages"
         summary = await self._reports.daily_summary(day)
-        return _csv(daily_csv(summary, table), f"ringkasan-{table}-{day}.csv")
+        return _csv(daily_csv(summary, table),
+                    f"ringkasan-{table}-{day}{_partial(summary)}.csv")
 
     def routes(self) -> list[Route]:
         """The reports' routes, with who may call them."""

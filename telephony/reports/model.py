@@ -410,6 +410,14 @@ def day_bounds(calendar: ShiftCalendar, day: date) -> tuple[datetime, datetime]:
                                                                 calendar.names[0]))[0]
 
 
+def period_end(calendar: ShiftCalendar, period: Period) -> datetime:
+    """When the last shift of ``period`` (a checked one) ends: figures read before are of
+    shifts still running, or not begun."""
+    if period.shift is not None:
+        return calendar.bounds(ShiftSlot(period.last, period.shift))[1]
+    return day_bounds(calendar, period.last)[1]
+
+
 @dataclass(frozen=True)
 class ShiftReport:
     """A period's figures: in total, per shift, per operator and per queue."""
@@ -420,6 +428,14 @@ class ShiftReport:
     shifts: list[tuple[ShiftSlot, Figures]]
     operators: list[tuple[str, str, Figures]]  # interface, display name, figures
     queues: list[tuple[str, Figures]]
+    # When the period's last shift ends (:func:`period_end`): a report generated before is
+    # of shifts not over yet, and says so (exported at 20:00, "today" misses the night).
+    ends_at: datetime
+
+    @property
+    def complete(self) -> bool:
+        """Every shift of the period had ended when the report was generated."""
+        return self.generated_at >= self.ends_at
 
 
 @dataclass(frozen=True)
@@ -446,9 +462,9 @@ def period_figures(rows: Sequence[CallRow], now: datetime, wrapups: Mapping[str,
 
 
 def shift_report(period: Period, slots: Sequence[ShiftSlot], figured: PeriodFigures, *,
-                 names: Mapping[str, str], now: datetime) -> ShiftReport:
+                 names: Mapping[str, str], now: datetime, ends_at: datetime) -> ShiftReport:
     """Put a period's figures together; ``names`` maps operator interfaces to display names.
-    A slot without calls gets the figures of no calls."""
+    A slot without calls gets the figures of no calls; ``ends_at``: :func:`period_end`."""
     empty = figures([], now, {})
     return ShiftReport(
         period=period,
@@ -458,6 +474,7 @@ def shift_report(period: Period, slots: Sequence[ShiftSlot], figured: PeriodFigu
         operators=[(op, names.get(op) or op, figured.operators[op])
                    for op in sorted(figured.operators)],
         queues=[(queue, figured.queues[queue]) for queue in sorted(figured.queues)],
+        ends_at=ends_at,
     )
 
 
@@ -515,6 +532,12 @@ class DailySummary:
     villages: list[VillageCount]
     labels: Mapping[str, int]  # label (or "" for unlabelled) -> calls
     ratings: RatingSummary
+    ends_at: datetime  # the operational day's end: a summary generated before is partial
+
+    @property
+    def complete(self) -> bool:
+        """The day had ended when the summary was generated."""
+        return self.generated_at >= self.ends_at
 
 
 @dataclass(frozen=True)
@@ -541,8 +564,9 @@ def day_figures(rows: Sequence[CallRow], now: datetime) -> DayFigures:
 
 def daily_summary(day: date, counted: DayFigures, *, report_types: list[CategoryCount],
                   villages: list[VillageCount], ratings: Mapping[int, int],
-                  now: datetime) -> DailySummary:
-    """Put the day's summary together from its figures and the incident tallies."""
+                  now: datetime, ends_at: datetime) -> DailySummary:
+    """Put the day's summary together from its figures and the incident tallies;
+    ``ends_at``: the day's end (:func:`day_bounds`)."""
     labels: dict[str, int] = {label.value: 0 for label in Label}
     labels[""] = 0
     for label, n in counted.labels.items():
@@ -554,4 +578,5 @@ def daily_summary(day: date, counted: DayFigures, *, report_types: list[Category
                           key=lambda c: (-c.calls, c.code or "")),
         report_types=report_types, villages=villages, labels=labels,
         ratings=RatingSummary({r: ratings.get(r, 0) for r in range(1, 6)}),
+        ends_at=ends_at,
     )

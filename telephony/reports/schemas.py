@@ -16,6 +16,9 @@ from telephony.web.schemas import (
     ref,
 )
 
+_ENDS: Final = {**DATETIME, "description": "Akhir sif terakhir periode (hari operasional)"}
+_COMPLETE: Final = {"type": "boolean",
+                    "description": "false: dibuat sebelum periode berakhir, angka sementara"}
 _INCIDENTS: Final = ("Insiden dari panggilan hari itu, tanpa yang ditandai laporan iseng atau "
                      "dibatalkan")
 
@@ -39,7 +42,8 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
     }),
     "ShiftReport": all_required({
         "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
-        "shift": NULLABLE_TEXT, "generated_at": DATETIME, "total": ref("Figures"),
+        "shift": NULLABLE_TEXT, "generated_at": DATETIME, "ends_at": _ENDS,
+        "complete": _COMPLETE, "total": ref("Figures"),
         "shifts": {"type": "array", "items": all_required({
             "day": {"type": "string", "format": "date"}, "shift": {"type": "string"},
             "figures": ref("Figures")})},
@@ -51,7 +55,7 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
     }),
     "DailySummary": all_required({
         "day": {"type": "string", "format": "date"}, "generated_at": DATETIME,
-        "figures": ref("Figures"),
+        "ends_at": _ENDS, "complete": _COMPLETE, "figures": ref("Figures"),
         "lines": {"type": "array", "items": all_required({
             "line": {"type": "string"}, "calls": {"type": "integer"}})},
         "categories": {"type": "array", "items": all_required({

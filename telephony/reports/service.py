@@ -30,6 +30,7 @@ from telephony.reports.model import (
     check_period,
     daily_summary,
     day_bounds,
+    period_end,
     shift_report,
     shift_slots,
     with_stray_slots,
@@ -132,7 +133,8 @@ class ReportService:
             await turn.clear()
             figured, names = await self._database.run(
                 lambda c: self._figures_and_names(c, slots, now))
-        return shift_report(period, slots, figured, names=names, now=now)
+        return shift_report(period, slots, figured, names=names, now=now,
+                            ends_at=period_end(calendar, period))
 
     async def _figures_and_names(self, connection: asyncpg.Connection,
                                  slots: list[ShiftSlot], now: datetime
@@ -154,7 +156,7 @@ class ReportService:
                     report_types=await self._repo.report_types(connection, day),
                     villages=await self._repo.villages(connection, day),
                     ratings=await self._repo.ratings(connection, since, until),
-                    now=now)
+                    now=now, ends_at=until)
 
             return await self._database.run(work)
 

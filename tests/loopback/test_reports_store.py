@@ -162,6 +162,18 @@ async def test_shift_report_in_total_per_shift_operator_and_queue(day: Day) -> N
     assert pagi.total.calls == 4
 
 
+async def test_figures_read_before_their_shifts_end_say_so(day: Day) -> None:
+    """At 16:30 on DAY, pagi is over, siang is running and the operational day ends at
+    07:00 the next morning: the day's summary and a report of DAY are provisional."""
+    summary = await day.reports.daily_summary(DAY)
+    assert (summary.ends_at, summary.complete) == (local(7, day=DAY + timedelta(days=1)), False)
+    assert (await day.reports.daily_summary(DAY - timedelta(days=1))).complete
+    assert (await day.reports.shift_report(Period(DAY, DAY, "pagi"))).complete
+    siang = await day.reports.shift_report(Period(DAY, DAY, "siang"))
+    assert (siang.ends_at, siang.complete) == (local(23), False)
+    assert not (await day.reports.shift_report(Period(DAY - timedelta(days=1), DAY))).complete
+
+
 async def test_a_shift_renamed_since_keeps_its_calls_in_the_report(day: Day) -> None:
     """An admin went from three shifts to two (pagi 07:00, malam 19:00) after DAY: its calls
     keep the shift they arrived in, siang among them. The report of DAY, cut by the new

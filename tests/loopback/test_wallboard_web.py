@@ -36,6 +36,7 @@ from telephony.calls.store import CallRepository
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.reports.console import ReportPages
 from telephony.reports.http import ReportApi
+from telephony.reports.model import day_bounds
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.settings import Settings
 from telephony.wallboard import console as wallboard_console
@@ -491,12 +492,18 @@ async def test_reports_as_json_and_csv(board: Board) -> None:
     conforms(report, "ShiftReport")
     assert report["total"]["answered"] == 1
     assert len(report["shifts"]) == 3
+    # The operational day is not over: the figures, and the file forwarded, say so.
+    assert report["complete"] is False
+    assert datetime.fromisoformat(report["ends_at"]) == day_bounds(
+        CALENDAR, CALENDAR.slot_for(now).day)[1]
     assert report["operators"][0]["operator"] == OP
     response = await board.client.get("/api/reports/shifts.csv", headers=headers,
                                       params={"from": day, "table": "queues"})
     assert response.status == 200
     assert response.content_type == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
+    assert response.headers["Content-Disposition"].endswith(
+        f"laporan-queues-{day}_{day}-sementara.csv")
     text = await response.text()
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=";"))
     assert rows[0][0] == "Antrean" and rows[1][:4] == ["medical", "1", "1", "1"]
@@ -509,8 +516,20 @@ async def test_reports_as_json_and_csv(board: Board) -> None:
     assert (uncategorised["category"], uncategorised["calls"]) == (None, 1)
     assert uncategorised["category_label"] == (
         "Tanpa kategori (IVR gangguan, atau berakhir sebelum memilih)")
+    assert summary["complete"] is False
     villages = await board.client.get("/api/reports/daily.csv", headers=headers)
     assert (await villages.text()).lstrip("\ufeff").startswith("Kode desa;")
+    assert villages.headers["Content-Disposition"].endswith(
+        f"ringkasan-villages-{day}-sementara.csv")
+    # A day that is over: final figures, and a file name without the mark.
+    past = await (await board.client.get("/api/reports/daily", headers=headers,
+                                         params={"day": "2025-01-01"})).json()
+    conforms(past, "DailySummary")
+    assert past["complete"] is True
+    past_csv = await board.client.get("/api/reports/shifts.csv", headers=headers,
+                                      params={"from": "2025-01-01", "table": "queues"})
+    assert past_csv.headers["Content-Disposition"].endswith(
+        "laporan-queues-2025-01-01_2025-01-01.csv")
 
 
 @pytest.mark.parametrize(("params", "field"), [
@@ -563,6 +582,7 @@ async def test_the_pages_render_for_a_supervisor(board: Board) -> None:
     html = await reports.text()
     assert reports.status == 200
     assert 'id="table-shifts"' in html and "<svg" in html and "shifts.csv" in html
+    assert "Sementara: sif terakhir periode ini berakhir" in html
     assert "style=" not in html  # the CSP would block it
     refused = await board.client.get("/console/reports", params={"from": "2025-01-31",
                                                                  "to": "2025-01-01"})
@@ -570,7 +590,13 @@ async def test_the_pages_render_for_a_supervisor(board: Board) -> None:
     assert "Tanggal akhir tidak boleh sebelum tanggal awal." in await refused.text()
     daily = await board.client.get("/console/daily")
     assert daily.status == 200
-    assert 'id="table-villages"' in await daily.text()
+    html = await daily.text()
+    assert 'id="table-villages"' in html
+    assert 'id="partial"' in html and "Sementara: hari operasional ini berakhir" in html
+    assert 'id="partial"' not in await (await board.client.get(
+        "/console/daily", params={"day": "2025-01-01"})).text()
+    assert 'id="partial"' not in await (await board.client.get(
+        "/console/reports", params={"from": "2025-01-01"})).text()
     # A date past the calendar's end (the next day, or the day's next shift, does not
     # exist) or before the line's is refused as the API refuses it, not a server error.
     for path, name in (("/console/reports", "from"), ("/console/reports", "to"),

@@ -26,6 +26,7 @@ from telephony.reports.model import (
     figures,
     operator_figures,
     p90,
+    period_end,
     period_figures,
     service_level,
     shift_report,
@@ -40,6 +41,7 @@ CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=JAKARTA)
 NOW = T0 + timedelta(hours=1)
 DAY = date(2025, 3, 10)
+DAY_ENDS = datetime(2025, 3, 11, 7, 0, tzinfo=JAKARTA)
 
 
 def row(call_id: str, *, wait: float | None = None, disposition: str = "answered",
@@ -209,6 +211,22 @@ def test_the_operational_day_runs_from_the_first_shift_to_the_next_days() -> Non
     assert CALENDAR.slot_for(start.astimezone(UTC)) == ShiftSlot(DAY, "pagi")
 
 
+def test_a_period_ends_when_its_last_shift_does() -> None:
+    """A report generated before that is of shifts still running (or not begun): at 00:30
+    WITA "today" (the operational day that began at 07:00) still has its night to come."""
+    wita = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Makassar")
+    makassar = ZoneInfo("Asia/Makassar")
+    assert period_end(wita, Period(DAY, DAY)) == datetime(2025, 3, 11, 7, tzinfo=makassar)
+    assert period_end(wita, Period(DAY - timedelta(days=2), DAY, "siang")) == datetime(
+        2025, 3, 10, 23, tzinfo=makassar)
+    report = shift_report(Period(DAY, DAY), shift_slots(wita, Period(DAY, DAY)),
+                          period_figures([], NOW, {}), names={},
+                          now=datetime(2025, 3, 11, 0, 30, tzinfo=makassar),
+                          ends_at=period_end(wita, Period(DAY, DAY)))
+    assert not report.complete
+    assert replace(report, generated_at=period_end(wita, Period(DAY, DAY))).complete
+
+
 def test_periods_that_cannot_be_reported_are_refused() -> None:
     names = CALENDAR.names
     assert check_period(Period(DAY, DAY), names) == Period(DAY, DAY)
@@ -227,7 +245,8 @@ def test_a_report_has_every_shift_of_its_period_and_groups_by_first_queue() -> N
     rows = [row("a", wait=4), row("b", wait=9, queue="fire"),
             replace(row("c", wait=2), shift_name="siang")]
     report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)),
-                          period_figures(rows, NOW, {}), names={"PJSIP/op1001": "Sari"}, now=NOW)
+                          period_figures(rows, NOW, {}), names={"PJSIP/op1001": "Sari"}, now=NOW,
+                          ends_at=DAY_ENDS)
     assert [(slot.name, f.calls) for slot, f in report.shifts] == [
         ("pagi", 2), ("siang", 1), ("malam", 0)]
     assert [(queue, f.offered) for queue, f in report.queues] == [("fire", 1), ("medical", 2)]
@@ -241,7 +260,7 @@ def test_the_daily_summary_counts_categories_lines_labels_and_ratings() -> None:
                     line="119")]
     summary = daily_summary(DAY, day_figures(rows, NOW),
                             report_types=[CategoryCount("fire", 2, 1)],
-                            villages=[], ratings={5: 2, 3: 1}, now=NOW)
+                            villages=[], ratings={5: 2, 3: 1}, now=NOW, ends_at=DAY_ENDS)
     assert [(c.code, c.calls) for c in summary.categories] == [("emergency", 2), (None, 1)]
     assert summary.lines == {"112": 2, "119": 1}
     assert summary.labels["genuine"] == 1 and summary.labels["prank"] == 1
@@ -264,7 +283,7 @@ def test_csv_escapes_separators_quotes_line_breaks_and_formulas() -> None:
     rows = [row("a", wait=4.5, operator="=HYPERLINK(\"x\")"), row("b", wait=6)]
     report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)),
                           period_figures(rows, NOW, {}),
-                          names={"=HYPERLINK(\"x\")": hostile}, now=NOW)
+                          names={"=HYPERLINK(\"x\")": hostile}, now=NOW, ends_at=DAY_ENDS)
     text = report_csv(report, "operators")
     table = parse(text)
     assert table[0] == ["Operator", "Nama", *FIGURE_HEADERS]
@@ -287,7 +306,7 @@ def test_text_cells_that_look_like_formulas_are_defused() -> None:
 def test_every_table_has_a_header_rows_and_a_total() -> None:
     report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)),
                           period_figures([row("a", wait=4)], NOW, {"a": 12.0}), names={},
-                          now=NOW)
+                          now=NOW, ends_at=DAY_ENDS)
     shifts = parse(report_csv(report, "shifts"))
     assert shifts[0][:2] == ["Tanggal", "Sif"]
     assert [line[1] for line in shifts[1:]] == ["pagi", "siang", "malam", ""]

@@ -46,11 +46,21 @@ def test_shifts_from_environment_string() -> None:
         ({"SIAGA112_AGI_PORT": "70000"}, "not a TCP/UDP port"),
         ({"SIAGA112_SHIFTS": "pagi=25:00"}, "invalid time"),
         ({"SIAGA112_SHIFTS": "a=07:00,b=07:00"}, "same time"),
+        # An offset would make every call's shift attribution fail once the line ran.
+        ({"SIAGA112_SHIFTS": "pagi=07:00+08:00,siang=15:00+08:00,malam=23:00+08:00"},
+         "pagi: '07:00\\+08:00' has a UTC offset"),
+        ({"SIAGA112_SHIFTS": "pagi=07:00,malam=23:00Z"}, "malam: '23:00Z' has a UTC offset"),
+        # Not the last one silently: the morning shift would be gone.
+        ({"SIAGA112_SHIFTS": "pagi=07:00,pagi=15:00,malam=23:00"}, "two shifts named the same"),
+        ({"SIAGA112_SHIFTS": "=07:00,siang=15:00"}, "a shift without a name"),
         ({"SIAGA112_RTP_PORT_START": "30000"}, "rtp_port_start"),
         ({"SIAGA112_FRONT_CALLS_RETENTION_DAYS": "0"}, "front_calls_retention_days"),
         ({"SIAGA112_LOG_LEVEL": "verbose"}, "log_level: one of DEBUG"),
         ({"SIAGA112_TIMEZONE": "Asia/Jogja"}, "timezone: an IANA time zone"),
         ({"SIAGA112_TIMEZONE": "../../etc/localtime"}, "timezone: an IANA time zone"),
+        # Meant as WITA (UTC+8), it is UTC-8: calls 16 hours off, in the wrong shift and day.
+        ({"SIAGA112_TIMEZONE": "Etc/GMT+8"}, "Etc/GMT\\+8 is UTC-08:00 .*Asia/Makassar"),
+        ({"SIAGA112_TIMEZONE": "Etc/GMT-9"}, "Etc/GMT-9 is UTC\\+09:00 .*Asia/Jayapura"),
     ],
 )
 def test_bad_values_are_refused_with_a_clear_message(
