@@ -16,6 +16,7 @@ from importlib import resources
 import asyncpg
 
 from telephony.core.errors import SiagaError
+from telephony.db.transient import TRANSIENT_ERRORS
 
 log = logging.getLogger("telephony.db")
 
@@ -61,6 +62,17 @@ def bundled_migrations() -> list[Migration]:
     return found
 
 
+def cannot_apply(migration: Migration, exc: asyncpg.PostgresError) -> str:
+    """Why ``migration`` cannot apply to this database, for the site engineer: the server's
+    words and its detail, which names what is in the way (a view of the site's own on a column
+    the migration changes, rows a new constraint refuses)."""
+    # One line: str(exc) adds the detail and PostgreSQL's hint (CASCADE) on lines of their own.
+    return (f"Migrasi {migration.version:04d}_{migration.name} tidak dapat diterapkan "
+            f"(transaksinya dibatalkan, migrasi sebelumnya tetap): {exc.message}"
+            + (f" ({exc.detail})" if exc.detail else "")
+            + ". Perbaiki basis datanya, lalu jalankan lagi 'siaga112 migrate'.")
+
+
 async def migrate(connection: asyncpg.Connection,
                   migrations: Sequence[Migration] | None = None) -> list[Migration]:
     """Apply every pending migration of ``migrations`` (by default the bundled ones, which
@@ -100,7 +112,12 @@ async def migrate(connection: asyncpg.Connection,
                         "applied; add a new migration instead"
                     )
                 continue
-            await connection.execute(migration.sql)
+            try:
+                await connection.execute(migration.sql)
+            except asyncpg.PostgresError as exc:
+                if isinstance(exc, TRANSIENT_ERRORS):
+                    raise  # the server went away meanwhile: an outage, retried as one
+                raise MigrationError(cannot_apply(migration, exc)) from exc
             await connection.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                 migration.version, migration.name, migration.checksum,

@@ -1,0 +1,110 @@
+"""A site engineer's upgrade against a real PostgreSQL: a database of the previous version,
+with calls in it and a view of the site's own over ``calls`` (a report tool's), meets a
+migration that cannot apply while the view is there.
+
+``siaga112 migrate`` and ``serve`` say so in one line naming the migration and what is in the
+way, the schema stays where it was, and the same command applies it once the view is gone;
+a line that was already running keeps its call facts in the spool meanwhile instead of
+refusing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from telephony.app import running_line, schema_preparation
+from telephony.calls.recorder import CallRecorder
+from telephony.calls.spool import FactSpool
+from telephony.calls.store import CallRepository
+from telephony.cli import main
+from telephony.db.connection import Database, SchemaNotPrepared
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import bundled_migrations
+from telephony.settings import Settings
+from tests.support.calls import CALENDAR, add_calls, call_facts
+from tests.support.db import create_database_before, drop_database, execute, fetch, line_dsn
+
+# The migration that remakes calls.looks_silent, and a site's view that reads that column.
+REMADE = 41
+SITE_VIEW = "CREATE VIEW site_report AS SELECT call_id, looks_silent FROM calls"
+
+
+@pytest.fixture
+async def older_site(pg_cluster: EmbeddedPostgres, settings: Settings
+                     ) -> AsyncIterator[Settings]:
+    """A site's database as it was before the upgrade: migrated up to the migration before
+    REMADE, holding a call, with the site's view over calls; the line's role connects, the
+    owner migrates."""
+    owner = await create_database_before(pg_cluster, REMADE)
+    await add_calls(owner, call_facts("1750000001.1"))
+    await execute(owner, SITE_VIEW)
+    yield replace(settings, database_dsn=line_dsn(pg_cluster, owner), database_owner_dsn=owner)
+    await drop_database(pg_cluster, owner)
+
+
+async def schema_level(settings: Settings) -> int:
+    assert settings.database_owner_dsn is not None
+    [row] = await fetch(settings.database_owner_dsn, "SELECT max(version) FROM schema_migrations")
+    return int(row[0])
+
+
+async def test_a_migration_that_cannot_apply_is_one_line_and_applies_once_fixed(
+    older_site: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to be asyncpg's traceback, from 'migrate' and from 'serve' alike.
+    async def migrate() -> int:
+        assert older_site.database_owner_dsn is not None
+        return await asyncio.to_thread(main, [
+            "--set", f"database_dsn={older_site.database_dsn}",
+            "--set", f"database_owner_dsn={older_site.database_owner_dsn}",
+            "--set", f"state_dir={older_site.state_dir}", "migrate"])
+
+    assert await migrate() == 1
+    said = capsys.readouterr().err
+    assert said.count("\n") == 1 and "Traceback" not in said, said
+    assert said.startswith(f"siaga112: gagal: Migrasi {REMADE:04d}_")
+    assert "view site_report depends on column looks_silent" in said
+    assert await schema_level(older_site) == REMADE - 1
+
+    # The line's start stops the same way, before any part of it runs.
+    with pytest.raises(SchemaNotPrepared, match="site_report"):
+        async with running_line(older_site):
+            pytest.fail("the line started on a schema it could not prepare")
+
+    # The engineer moves the view out of the way: the same command applies the rest, and a
+    # second run has nothing left to do. The call is still there.
+    assert older_site.database_owner_dsn is not None
+    await execute(older_site.database_owner_dsn, "DROP VIEW site_report")
+    assert await migrate() == 0
+    pending = len([m for m in bundled_migrations() if m.version >= REMADE])
+    assert f"{pending} migrasi baru diterapkan" in capsys.readouterr().out
+    assert await migrate() == 0
+    assert "0 migrasi baru diterapkan" in capsys.readouterr().out
+    assert await schema_level(older_site) == bundled_migrations()[-1].version
+    assert len(await fetch(older_site.database_owner_dsn, "SELECT call_id FROM calls")) == 1
+
+
+async def test_a_running_line_keeps_its_call_facts_while_the_schema_cannot_be_prepared(
+    older_site: Settings, tmp_path: Path
+) -> None:
+    # The database came up after the line (or its pool was reopened) on a schema a migration
+    # cannot move: each batch of call facts went to rejected.jsonl, never written again.
+    database = Database(older_site, prepare=schema_preparation(older_site))
+    spool = FactSpool(tmp_path / "spool")
+    recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.05)
+    try:
+        await recorder.record(call_facts("1750000002.2"))
+        facts = len(call_facts("x"))
+        assert (recorder.rejected, recorder.pending()) == (0, facts)
+        assert older_site.database_owner_dsn is not None
+        await execute(older_site.database_owner_dsn, "DROP VIEW site_report")
+        assert await recorder.flush() == facts
+    finally:
+        await database.close()
+    assert await schema_level(older_site) == bundled_migrations()[-1].version
+    assert len(await fetch(older_site.database_owner_dsn, "SELECT call_id FROM calls")) == 2
