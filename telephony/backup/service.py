@@ -57,6 +57,7 @@ from telephony.backup.model import (
     FileEntry,
     Manifest,
     check_schema_level,
+    human_size,
 )
 from telephony.backup.store import OBJECT_TYPE as BACKUP_OBJECT
 from telephony.backup.store import record_backup
@@ -245,7 +246,10 @@ def _mismatch(entry: FileEntry, path: Path) -> str | None:
     """Why ``path`` is not ``entry``'s file, or None when it is."""
     if path.is_symlink() or not path.is_file():
         return f"{entry.path}: tidak ada"
-    digest, size = file_digest(path)
+    try:
+        digest, size = file_digest(path)
+    except OSError as exc:  # a backup disk failing (EIO), a copy only root may read
+        return f"{entry.path}: tidak dapat dibaca ({os_reason(exc)})"
     if size != entry.size:
         return f"{entry.path}: ukuran {size}, manifes {entry.size}"
     if digest != entry.sha256:
@@ -431,6 +435,43 @@ def _conflicting_files(areas: SiteAreas, manifest: Manifest) -> list[str]:
     return conflicts
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or the closest of its ancestors that exists (a fresh site has no areas yet)."""
+    while not (path.exists() or path.is_symlink()) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _unwritable(areas: SiteAreas, manifest: Manifest) -> list[str]:
+    """Why the site cannot take the backup's files, found before anything changes: a place
+    where a directory must go that is something else, or a file system without room for
+    what is copied onto it. Otherwise the database was replaced first and the restore died
+    among the files (a fresh machine's smaller recordings disk), with a traceback."""
+    problems: list[str] = []
+    needed: dict[int, int] = {}  # bytes by file system (st_dev)
+    room: dict[int, tuple[Path, int]] = {}
+    for entry in manifest.files:
+        destination = areas.destination(entry)
+        if destination.is_dir():
+            problems.append(f"{destination} adalah direktori")
+            continue
+        existing = _nearest_existing(destination.parent)
+        if not existing.is_dir():
+            problems.append(f"{existing} bukan direktori")
+            continue
+        device = existing.stat().st_dev
+        # Every file is copied through a temporary name, an identical one included.
+        needed[device] = needed.get(device, 0) + entry.size
+        if device not in room:
+            room[device] = (existing, shutil.disk_usage(existing).free)
+    for device, size in needed.items():
+        where, free = room[device]
+        if size > free:
+            problems.append(f"ruang disk di {where} tidak cukup: perlu {human_size(size)}, "
+                            f"tersedia {human_size(free)}")
+    return problems
+
+
 async def restore(settings: Settings, source: Path, *, force: bool = False) -> RestoreReport:
     """Restore the backup in ``source`` into the site ``settings`` describe."""
     source = await asyncio.to_thread(source.absolute)
@@ -465,13 +506,28 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
         raise BackupError(
             f"{len(conflicts)} berkas di situs ini akan tertimpa dengan isi lain (misalnya "
             f"{conflicts[0]}); tidak ada yang diubah. Pakai --force untuk menimpanya.")
+    try:
+        unwritable = await asyncio.to_thread(_unwritable, areas, manifest)
+    except OSError as exc:
+        unwritable = [f"{exc.filename or 'situs'}: {os_reason(exc)}"]
+    if unwritable:
+        raise BackupError(f"Berkas cadangan tidak dapat ditulis ke situs ini "
+                          f"({'; '.join(unwritable[:3])}); tidak ada yang diubah.")
     await _restore_database(settings, source / DUMP_NAME)
-    await asyncio.to_thread(_restore_files, areas, source, manifest)
+    # Migrated and granted before the files: a restore that fails among them still leaves
+    # a database the line can use, and its message says how to finish.
     connection = await connect_owner(settings)
     try:
         applied = await prepare_schema(connection, line_role(settings))
     finally:
         await connection.close()
+    try:
+        await asyncio.to_thread(_restore_files, areas, source, manifest)
+    except OSError as exc:
+        where = f" ke {exc.filename}" if exc.filename else ""
+        raise BackupError(f"Basis data sudah dipulihkan, tetapi berkas cadangan tidak dapat "
+                          f"ditulis{where}: {os_reason(exc)}. Perbaiki, lalu ulangi pemulihan "
+                          "dengan --force.") from exc
     log.info("backup %s restored: schema %d (+%d migrations), %d files", source,
              manifest.schema_version, applied, len(manifest.files))
     return RestoreReport(manifest, len(manifest.files), applied)

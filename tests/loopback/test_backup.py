@@ -10,6 +10,7 @@ that already holds records and a half-written backup are refused or never appear
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -357,6 +358,53 @@ async def test_a_failed_backup_leaves_nothing_that_looks_whole(
     monkeypatch.undo()
     with pytest.raises(BackupError, match="sudah berisi"):
         await back_up(site.settings, target)
+
+
+async def test_a_site_that_cannot_take_the_files_is_refused_before_anything_changes(
+    site: Site, fresh: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database was replaced first and the restore then died among the files with a
+    # traceback: a fresh machine whose attachments volume was mounted as a file, or whose
+    # recordings disk is smaller than the old one's.
+    target = tmp_path / "backup"
+    await back_up(site.settings, target)
+    assert fresh.database_dsn is not None
+    fresh.attachments_dir.parent.mkdir(parents=True)
+    fresh.attachments_dir.write_text("not a directory")
+    done = siaga112(fresh, "restore", str(target))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{fresh.attachments_dir} bukan direktori" in done.stderr
+    assert "tidak ada yang diubah" in done.stderr
+    assert await fetch(fresh.database_dsn,
+                       "SELECT 1 FROM pg_tables WHERE schemaname = 'public'") == []
+    fresh.attachments_dir.unlink()
+
+    # A file system with less room than the files take: refused, unchanged.
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1024))
+    with pytest.raises(BackupError, match=r"ruang disk di .* tidak cukup: perlu .*tersedia "
+                                          r"1\.0 KiB\); tidak ada yang diubah"):
+        await restore(fresh, target)
+    assert await fetch(fresh.database_dsn,
+                       "SELECT 1 FROM pg_tables WHERE schemaname = 'public'") == []
+    assert files_under(fresh.state_dir) == []
+    monkeypatch.undo()
+
+    # Room that runs out during the copy all the same (another writer on that disk): said in
+    # one sentence, and the restored database is already migrated and granted to the line.
+    def full(source: Path, target: Path) -> tuple[str, int]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(backup_service, "copy_hashed", full)
+    with pytest.raises(BackupError, match=r"Basis data sudah dipulihkan, tetapi berkas cadangan "
+                                          r"tidak dapat ditulis: ruang disk habis.*--force"):
+        await restore(fresh, target)
+    assert len(await fetch(fresh.database_dsn, "SELECT call_id FROM calls")) == len(CALLS)
+    monkeypatch.undo()
+    report = await restore(fresh, target, force=True)
+    assert report.files == 2
+    assert (fresh.attachments_dir / "2025" / "01" / "scene.png").read_bytes() == ATTACHMENT
 
 
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:

@@ -16,6 +16,7 @@ from telephony.backup.model import (
     Manifest,
     check_schema_level,
     checked_path,
+    human_size,
 )
 from telephony.backup.service import read_manifest
 
@@ -81,3 +82,11 @@ def test_a_manifest_that_cannot_be_read_is_told_in_one_line(tmp_path: Path) -> N
     (tmp_path / MANIFEST_NAME).write_bytes(b"\xff\xfe{")
     with pytest.raises(BackupError, match="bukan teks UTF-8"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(("total", "shown"), [
+    (0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (5 * 1024**3 // 2, "2.5 GiB"),
+    (3 * 1024**4, "3.0 TiB")])
+def test_sizes_read_as_the_it_staff_expect(total: int, shown: str) -> None:
+    # Whole units only, before: 1.5 KiB said "1.0 KiB", a 2.5 GiB backup "2.0 GiB".
+    assert human_size(total) == shown
