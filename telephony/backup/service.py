@@ -9,8 +9,9 @@ its name is not the one asked for).
 
 The dump comes first and the files after: the worker stores a recording's file before it
 marks the recording done, so every file the dump points to was on disk before the copy
-began (a file retention removes in between is the one exception; the restore then reports
-it as missing in its final count, never silently).
+began. The one exception is a file removed in between (retention's run beside a nightly
+backup): it is left out, logged, and the restored site's row of it finds no file, as the old
+site's would have a moment later.
 
 ``restore``: reads the manifest and verifies every file's size and SHA-256 before anything
 changes; refuses a database a line is still connected to (even with ``force``), a backup of
@@ -401,7 +402,16 @@ def _copy_areas(areas: SiteAreas, into: Path) -> list[FileEntry]:
             relative = source.relative_to(root)
             copy = into / area / relative
             copy.parent.mkdir(parents=True, exist_ok=True)
-            digest, size = copy_hashed(source, copy)
+            try:
+                digest, size = copy_hashed(source, copy)
+            except FileNotFoundError as exc:
+                if exc.filename != str(source):
+                    raise
+                # Removed since it was listed: retention's run, or an engineer moving a
+                # quarantined file away, beside a nightly backup of a line that runs. No
+                # longer part of the site; the whole backup used to fail for it.
+                log.info("%s was removed while the backup was written; left out", source)
+                continue
             files.append(FileEntry((Path(area) / relative).as_posix(), digest, size))
     return files
 

@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -405,6 +405,32 @@ async def test_a_site_that_cannot_take_the_files_is_refused_before_anything_chan
     report = await restore(fresh, target, force=True)
     assert report.files == 2
     assert (fresh.attachments_dir / "2025" / "01" / "scene.png").read_bytes() == ATTACHMENT
+
+
+async def test_a_file_removed_while_the_backup_copies_is_left_out_and_the_backup_is_whole(
+    site: Site, fresh: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retention (or an engineer clearing the quarantine) removed a file after the backup
+    # listed its area and before it was copied: the whole nightly backup failed, "berkas
+    # atau direktori tidak ada", and the site had none that night.
+    listed = backup_service.area_files
+    removed = site.settings.attachments_dir / "2025" / "01" / "scene.png"
+
+    def removed_meanwhile(root: Path) -> Iterator[Path]:
+        found = list(listed(root))
+        if removed in found:
+            removed.unlink()
+        yield from found
+
+    monkeypatch.setattr(backup_service, "area_files", removed_meanwhile)
+    target = tmp_path / "backup"
+    manifest = await back_up(site.settings, target)
+    assert [entry.area for entry in manifest.files] == ["recordings"]
+    assert not (target / "attachments" / "2025" / "01" / "scene.png").exists()
+    report = await restore(fresh, target)
+    assert report.files == 1
+    assert (fresh.recordings_dir / manifest.files[0].within_area).read_bytes() == \
+        site.recording_bytes
 
 
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
