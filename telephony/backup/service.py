@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -151,15 +152,37 @@ def connection_target(dsn: str | None) -> tuple[list[str], dict[str, str]]:
     return [f"--dbname={urlunsplit(parts._replace(netloc=netloc))}"], env
 
 
+_ERROR_LINE = re.compile(r"\b(error|ERROR|FATAL|PANIC):")
+_DETAIL_LINE = re.compile(r"\b(detail|DETAIL|HINT):")
+
+
+def tool_reason(stderr: str) -> str:
+    """Why a PostgreSQL tool failed, in one line: its first error and the detail lines right
+    after it. Its last line alone was often only the detail ("Query was: LOCK TABLE ...")
+    and never said the error (permission denied for that table, a server newer than the
+    client)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    if not lines:
+        return "tanpa pesan"
+    first = next((i for i, line in enumerate(lines) if _ERROR_LINE.search(line)), None)
+    if first is None:
+        return lines[-1]
+    details = []
+    for line in lines[first + 1:]:
+        if not _DETAIL_LINE.search(line):
+            break
+        details.append(line)
+    return lines[first] + (f" ({'; '.join(details)})" if details else "")
+
+
 async def _run_tool(argv: list[str], env: Mapping[str, str], what: str) -> str:
     process = await asyncio.create_subprocess_exec(
         *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await process.communicate()
     if process.returncode != 0:
-        reason = stderr.decode(errors="replace").strip().splitlines()
         raise BackupError(f"{what} gagal ({process.returncode}): "
-                          f"{reason[-1] if reason else 'tanpa pesan'}")
+                          f"{tool_reason(stderr.decode(errors='replace'))}")
     return stdout.decode(errors="replace")
 
 
@@ -560,7 +583,7 @@ async def _restore_database(settings: Settings, dump: Path) -> None:
 
     produced, applied, reason = await asyncio.to_thread(_pipe, to_sql, apply_sql, env)
     if produced != 0 or applied != 0:
-        last = reason.splitlines()[-1] if reason else "tanpa pesan"
+        last = tool_reason(reason)
         raise BackupError(f"Pemulihan basis data gagal, basis data tidak berubah: {last}")
 
 

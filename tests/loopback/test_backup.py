@@ -433,6 +433,20 @@ async def test_a_file_removed_while_the_backup_copies_is_left_out_and_the_backup
         site.recording_bytes
 
 
+async def test_a_backup_by_a_role_that_cannot_read_everything_says_which_table(
+    site: Site, tmp_path: Path
+) -> None:
+    # A site with the line's own role and no database_owner_dsn: pg_dump stops at the first
+    # table the role may not read, and the command said only "Query was: LOCK TABLE ...".
+    as_line = replace(site.settings, database_owner_dsn=None)
+    done = siaga112(as_line, "backup", str(tmp_path / "backup"))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "pg_dump gagal (1): pg_dump: error: query failed: ERROR:  permission denied for " \
+           "table " in done.stderr
+    assert list(tmp_path.glob("*backup*")) == []
+
+
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
     args, env = connection_target("postgresql://siaga:s%40cret@127.0.0.1:5432/siaga112")
     assert args == ["--dbname=postgresql://siaga@127.0.0.1:5432/siaga112"]
