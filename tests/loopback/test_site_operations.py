@@ -1,20 +1,28 @@
-"""A site engineer's upgrade against a real PostgreSQL: a database of the previous version,
-with calls in it and a view of the site's own over ``calls`` (a report tool's), meets a
-migration that cannot apply while the view is there.
+"""What a site engineer does to a site's database, against a real PostgreSQL.
 
+An upgrade: a database of the previous version, with calls in it and a view of the site's own
+over ``calls`` (a report tool's), meets a migration that cannot apply while the view is there.
 ``siaga112 migrate`` and ``serve`` say so in one line naming the migration and what is in the
-way, the schema stays where it was, and the same command applies it once the view is gone;
-a line that was already running keeps its call facts in the spool meanwhile instead of
-refusing them.
+way, the schema stays where it was, and the same command applies it once the view is gone; a
+line that was already running keeps its call facts in the spool meanwhile instead of refusing
+them.
+
+The embedded cluster (a checkout's database): its first start failing on a port that was
+taken is said in the server's own words, and the next start, on another port, finishes it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import socket
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from telephony.app import running_line, schema_preparation
@@ -23,7 +31,7 @@ from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository
 from telephony.cli import main
 from telephony.db.connection import Database, SchemaNotPrepared
-from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres, free_loopback_port
 from telephony.db.migrate import bundled_migrations
 from telephony.settings import Settings
 from tests.support.calls import CALENDAR, add_calls, call_facts
@@ -108,3 +116,35 @@ async def test_a_running_line_keeps_its_call_facts_while_the_schema_cannot_be_pr
         await database.close()
     assert await schema_level(older_site) == bundled_migrations()[-1].version
     assert len(await fetch(older_site.database_owner_dsn, "SELECT call_id FROM calls")) == 2
+
+
+async def test_an_embedded_cluster_whose_first_start_failed_is_finished_by_the_next() -> None:
+    # The port was taken at the first start: pg_ctl said only "could not start server /
+    # Examine the log output." on two lines; the application database was never created, so
+    # every later command failed on it; and the port written at creation stayed the one the
+    # server listened on, whatever embedded_pg_port said afterwards.
+    root = Path(tempfile.mkdtemp(prefix="siaga112-test-embedded-"))
+    root.chmod(0o755)  # the cluster runs as the postgres user, which must get in
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(EmbeddedDatabaseError) as failed:
+            await asyncio.to_thread(EmbeddedPostgres(root / "pgdata", port).ensure_initialized)
+        said = failed.value.message
+        assert "\n" not in said and "Address already in use" in said, said
+        assert f"127.0.0.1:{port}" in said and str(root / "pgdata" / "server.log") in said
+
+        cluster = EmbeddedPostgres(root / "pgdata", free_loopback_port())
+        await asyncio.to_thread(cluster.ensure_initialized)
+        connection = await asyncpg.connect(cluster.dsn())
+        try:
+            assert await connection.fetchval("SELECT current_database()") == "siaga112"
+        finally:
+            await connection.close()
+    finally:
+        taken.close()
+        with contextlib.suppress(EmbeddedDatabaseError):
+            await asyncio.to_thread(EmbeddedPostgres(root / "pgdata", port).stop)
+        shutil.rmtree(root, ignore_errors=True)
