@@ -330,6 +330,18 @@ def _check_target(target: Path) -> None:
                           "atau kosong.")
 
 
+def _refuse_inside_areas(areas: SiteAreas, target: Path) -> None:
+    """A backup written into an area it copies (the recordings volume, the biggest disk of a
+    site) is copied again by the next backup, which is copied by the one after: each night's
+    holds every earlier one, until the disk is full."""
+    where = target.resolve()
+    for area, root in areas.directories.items():
+        if where.is_relative_to(root.resolve()):
+            raise BackupError(f"{target} ada di dalam area cadangan {area} ({root}): cadangan "
+                              "berikutnya akan ikut menyalinnya. Tulis cadangan di luar "
+                              "direktori itu, sebaiknya di disk lain.")
+
+
 def _open_partial(target: Path) -> Path:
     """A hidden sibling of ``target`` to write the backup into (same file system, so the
     final rename is one step)."""
@@ -353,6 +365,7 @@ def _seal(partial: Path, target: Path) -> None:
 async def back_up(settings: Settings, target: Path) -> Manifest:
     """Write a whole backup of the site to ``target`` (new or empty), atomically."""
     target = await asyncio.to_thread(target.absolute)
+    await asyncio.to_thread(_refuse_inside_areas, SiteAreas.from_settings(settings), target)
     try:
         partial = await asyncio.to_thread(_open_partial, target)
         try:

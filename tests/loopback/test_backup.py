@@ -447,6 +447,17 @@ async def test_a_backup_by_a_role_that_cannot_read_everything_says_which_table(
     assert list(tmp_path.glob("*backup*")) == []
 
 
+async def test_a_backup_into_an_area_it_copies_is_refused(site: Site) -> None:
+    # Written onto the recordings volume (a site's biggest disk), each night's backup copied
+    # every earlier one again, as recordings, until the disk was full.
+    target = site.settings.recordings_dir / "cadangan" / "malam-ini"
+    before = files_under(site.settings.recordings_dir)
+    with pytest.raises(BackupError, match=r"di dalam area cadangan recordings"):
+        await back_up(site.settings, target)
+    assert files_under(site.settings.recordings_dir) == before
+    assert not target.parent.exists()
+
+
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
     args, env = connection_target("postgresql://siaga:s%40cret@127.0.0.1:5432/siaga112")
     assert args == ["--dbname=postgresql://siaga@127.0.0.1:5432/siaga112"]
