@@ -374,6 +374,8 @@ async def back_up(settings: Settings, target: Path) -> Manifest:
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
+    except DatabaseUnavailable:
+        raise  # an OSError too (ConnectionError), but nothing wrong with where it is written
     except OSError as exc:
         # A parent that is a file or not writable, a full disk: the IT staff's to fix, said
         # in one line rather than a traceback (nothing half-written is left).

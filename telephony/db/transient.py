@@ -34,4 +34,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     # fault of what it wrote (two nodes projecting one operator's row in opposite order, say),
     # and the same work succeeds when done again. Not a bug to keep in the rejected file.
     asyncpg.exceptions.TransactionRollbackError,
+    # Refused at connection: a password or pg_hba.conf that does not match (the secret
+    # rotated on the server, a typo in the DSN), a database not created yet. Only ever raised
+    # while connecting, so never a refusal of what is written: as refusals, every call fact
+    # went to the spool's rejected file and every command ended in asyncpg's traceback.
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.InvalidCatalogNameError,
 )

@@ -7,6 +7,9 @@ way, the schema stays where it was, and the same command applies it once the vie
 line that was already running keeps its call facts in the spool meanwhile instead of refusing
 them.
 
+A password the server refuses (a secret rotated on one side only, a typo): every command
+says so in one line, and a running line spools its call facts rather than refusing them.
+
 The embedded cluster (a checkout's database): its first start failing on a port that was
 taken is said in the server's own words, and the next start, on another port, finishes it.
 """
@@ -21,11 +24,13 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
 from telephony.app import running_line, schema_preparation
+from telephony.backup.service import back_up
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository
@@ -148,3 +153,41 @@ async def test_an_embedded_cluster_whose_first_start_failed_is_finished_by_the_n
         with contextlib.suppress(EmbeddedDatabaseError):
             await asyncio.to_thread(EmbeddedPostgres(root / "pgdata", port).stop)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def with_password(dsn: str, password: str) -> str:
+    """``dsn`` with another password."""
+    parts = urlsplit(dsn)
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{parts.netloc.rpartition('@')[2]}"))
+
+
+async def test_a_password_the_server_refuses_is_one_line_and_spools_the_call_facts(
+    settings: Settings, database_dsn: str, database_owner_dsn: str,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    right = replace(settings, database_dsn=database_dsn, database_owner_dsn=database_owner_dsn)
+    await back_up(right, tmp_path / "taken")
+    wrong = replace(right, database_dsn=with_password(database_dsn, "salah"),
+                    database_owner_dsn=with_password(database_owner_dsn, "salah"))
+    for command in (["account", "list"], ["migrate"], ["backup", str(tmp_path / "backup")],
+                    ["restore", str(tmp_path / "taken")]):
+        assert await asyncio.to_thread(main, [
+            "--set", f"database_dsn={wrong.database_dsn}",
+            "--set", f"database_owner_dsn={wrong.database_owner_dsn}",
+            "--set", f"state_dir={tmp_path / 'state'}", *command]) == 1
+        said = capsys.readouterr().err
+        assert said.count("\n") == 1 and "Traceback" not in said, said
+        assert "cannot connect to PostgreSQL: password authentication failed" in said, said
+    assert list(tmp_path.glob("*backup*")) == []
+
+    # The line's facts are kept to be written once the password is right again, not refused
+    # as if they were wrong.
+    database = Database(replace(wrong, database_owner_dsn=None))
+    recorder = CallRecorder(database, CallRepository(CALENDAR), FactSpool(tmp_path / "spool"),
+                            retry_seconds=0.05)
+    try:
+        await recorder.record(call_facts("1750000003.3"))
+        assert (recorder.rejected, recorder.pending()) == (0, len(call_facts("x")))
+    finally:
+        await database.close()
