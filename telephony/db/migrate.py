@@ -22,6 +22,8 @@ log = logging.getLogger("telephony.db")
 
 # Any constant shared by our processes; pg_advisory_xact_lock takes a bigint.
 _MIGRATION_LOCK = 112_119
+# How long a migration waits for a table another session holds before it gives way.
+MIGRATION_LOCK_TIMEOUT = "5s"
 
 
 async def hold_schema_lock(connection: asyncpg.Connection) -> None:
@@ -112,8 +114,20 @@ async def migrate(connection: asyncpg.Connection,
                         "applied; add a new migration instead"
                     )
                 continue
+            # After the schema lock, whose wait is another line's migrations and must not
+            # time out. A table lock held elsewhere (a backup's pg_dump holds one on every
+            # table until it ends) is waited for this long only: the migration's queued
+            # request would hold every read and write of that table, a running node's
+            # included, behind it for the whole dump. It is tried again on the next use.
+            await connection.execute(
+                f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'")
             try:
                 await connection.execute(migration.sql)
+            except asyncpg.exceptions.LockNotAvailableError:
+                log.warning("migration %04d_%s waited %s for a table another session holds "
+                            "(a backup's pg_dump, a long report); tried again later",
+                            migration.version, migration.name, MIGRATION_LOCK_TIMEOUT)
+                raise
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, TRANSIENT_ERRORS):
                     raise  # the server went away meanwhile: an outage, retried as one

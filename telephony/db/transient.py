@@ -40,4 +40,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     # went to the spool's rejected file and every command ended in asyncpg's traceback.
     asyncpg.exceptions.InvalidAuthorizationSpecificationError,
     asyncpg.exceptions.InvalidCatalogNameError,
+    # A lock another session holds, past the lock_timeout our SQL set (a migration meeting a
+    # backup's pg_dump, telephony/db/migrate.py): the same work succeeds once it is released.
+    asyncpg.exceptions.LockNotAvailableError,
 )

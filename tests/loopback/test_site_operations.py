@@ -51,11 +51,9 @@ SITE_VIEW = "CREATE VIEW site_report AS SELECT call_id, looks_silent FROM calls"
 async def older_site(pg_cluster: EmbeddedPostgres, settings: Settings
                      ) -> AsyncIterator[Settings]:
     """A site's database as it was before the upgrade: migrated up to the migration before
-    REMADE, holding a call, with the site's view over calls; the line's role connects, the
-    owner migrates."""
+    REMADE, holding a call; the line's role connects, the owner migrates."""
     owner = await create_database_before(pg_cluster, REMADE)
     await add_calls(owner, call_facts("1750000001.1"))
-    await execute(owner, SITE_VIEW)
     yield replace(settings, database_dsn=line_dsn(pg_cluster, owner), database_owner_dsn=owner)
     await drop_database(pg_cluster, owner)
 
@@ -66,9 +64,17 @@ async def schema_level(settings: Settings) -> int:
     return int(row[0])
 
 
+async def with_site_view(site: Settings) -> str:
+    """Add the site's own view over calls; the owner's DSN."""
+    assert site.database_owner_dsn is not None
+    await execute(site.database_owner_dsn, SITE_VIEW)
+    return site.database_owner_dsn
+
+
 async def test_a_migration_that_cannot_apply_is_one_line_and_applies_once_fixed(
     older_site: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    owner = await with_site_view(older_site)
     # It used to be asyncpg's traceback, from 'migrate' and from 'serve' alike.
     async def migrate() -> int:
         assert older_site.database_owner_dsn is not None
@@ -91,15 +97,14 @@ async def test_a_migration_that_cannot_apply_is_one_line_and_applies_once_fixed(
 
     # The engineer moves the view out of the way: the same command applies the rest, and a
     # second run has nothing left to do. The call is still there.
-    assert older_site.database_owner_dsn is not None
-    await execute(older_site.database_owner_dsn, "DROP VIEW site_report")
+    await execute(owner, "DROP VIEW site_report")
     assert await migrate() == 0
     pending = len([m for m in bundled_migrations() if m.version >= REMADE])
     assert f"{pending} migrasi baru diterapkan" in capsys.readouterr().out
     assert await migrate() == 0
     assert "0 migrasi baru diterapkan" in capsys.readouterr().out
     assert await schema_level(older_site) == bundled_migrations()[-1].version
-    assert len(await fetch(older_site.database_owner_dsn, "SELECT call_id FROM calls")) == 1
+    assert len(await fetch(owner, "SELECT call_id FROM calls")) == 1
 
 
 async def test_a_running_line_keeps_its_call_facts_while_the_schema_cannot_be_prepared(
@@ -107,6 +112,7 @@ async def test_a_running_line_keeps_its_call_facts_while_the_schema_cannot_be_pr
 ) -> None:
     # The database came up after the line (or its pool was reopened) on a schema a migration
     # cannot move: each batch of call facts went to rejected.jsonl, never written again.
+    owner = await with_site_view(older_site)
     database = Database(older_site, prepare=schema_preparation(older_site))
     spool = FactSpool(tmp_path / "spool")
     recorder = CallRecorder(database, CallRepository(CALENDAR), spool, retry_seconds=0.05)
@@ -114,13 +120,12 @@ async def test_a_running_line_keeps_its_call_facts_while_the_schema_cannot_be_pr
         await recorder.record(call_facts("1750000002.2"))
         facts = len(call_facts("x"))
         assert (recorder.rejected, recorder.pending()) == (0, facts)
-        assert older_site.database_owner_dsn is not None
-        await execute(older_site.database_owner_dsn, "DROP VIEW site_report")
+        await execute(owner, "DROP VIEW site_report")
         assert await recorder.flush() == facts
     finally:
         await database.close()
     assert await schema_level(older_site) == bundled_migrations()[-1].version
-    assert len(await fetch(older_site.database_owner_dsn, "SELECT call_id FROM calls")) == 2
+    assert len(await fetch(owner, "SELECT call_id FROM calls")) == 2
 
 
 async def test_an_embedded_cluster_whose_first_start_failed_is_finished_by_the_next() -> None:
@@ -153,6 +158,44 @@ async def test_an_embedded_cluster_whose_first_start_failed_is_finished_by_the_n
         with contextlib.suppress(EmbeddedDatabaseError):
             await asyncio.to_thread(EmbeddedPostgres(root / "pgdata", port).stop)
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_an_upgrade_during_a_backup_gives_way_instead_of_holding_every_write(
+    older_site: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pg_dump holds a share lock on every table until the dump ends (an hour, on a big site).
+    # The upgrade's migration queued for its exclusive lock on calls, and every read and write
+    # of calls queued behind it, a running node's and the console's, for the whole dump;
+    # the upgraded line itself sat in its start, every call failing open unrecorded.
+    monkeypatch.setattr("telephony.db.migrate.MIGRATION_LOCK_TIMEOUT", "200ms")
+    assert older_site.database_owner_dsn is not None
+    dump = await asyncpg.connect(older_site.database_owner_dsn)
+    try:
+        async with dump.transaction(isolation="repeatable_read"):
+            await dump.execute("LOCK TABLE calls IN ACCESS SHARE MODE")  # as pg_dump does
+            database = Database(older_site, prepare=schema_preparation(older_site))
+            recorder = CallRecorder(database, CallRepository(CALENDAR),
+                                    FactSpool(tmp_path / "spool"), retry_seconds=0.05)
+            try:
+                async with asyncio.timeout(5):
+                    await recorder.record(call_facts("1750000004.4"))
+                    # The running node's reads meanwhile: not held.
+                    await fetch(older_site.database_owner_dsn, "SELECT count(*) FROM calls")
+                assert (recorder.rejected, recorder.pending()) == (0, len(call_facts("x")))
+                assert await schema_level(older_site) == REMADE - 1
+            finally:
+                await database.close()
+        # The dump ended: the next use migrates and writes what was kept.
+        database = Database(older_site, prepare=schema_preparation(older_site))
+        recorder = CallRecorder(database, CallRepository(CALENDAR),
+                                FactSpool(tmp_path / "spool"), retry_seconds=0.05)
+        try:
+            assert await recorder.flush() == len(call_facts("x"))
+        finally:
+            await database.close()
+    finally:
+        await dump.close()
+    assert await schema_level(older_site) == bundled_migrations()[-1].version
 
 
 def with_password(dsn: str, password: str) -> str:
