@@ -497,6 +497,7 @@ def _unwritable(areas: SiteAreas, manifest: Manifest) -> list[str]:
     among the files (a fresh machine's smaller recordings disk), with a traceback."""
     problems: list[str] = []
     needed: dict[int, int] = {}  # bytes by file system (st_dev)
+    beside: dict[int, int] = {}
     room: dict[int, tuple[Path, int]] = {}
     for entry in manifest.files:
         destination = areas.destination(entry)
@@ -508,12 +509,19 @@ def _unwritable(areas: SiteAreas, manifest: Manifest) -> list[str]:
             problems.append(f"{existing} bukan direktori")
             continue
         device = existing.stat().st_dev
-        # Every file is copied through a temporary name, an identical one included.
-        needed[device] = needed.get(device, 0) + entry.size
+        # What the file system holds more at the end, and at the worst moment: a file that
+        # replaces one there is copied beside it first (the largest such copy). A restore
+        # over the same recordings (--force after a database failure) needs little room.
+        old = destination.stat().st_size if destination.is_file() else None
+        grows = entry.size if old is None else max(0, entry.size - old)
+        needed[device] = needed.get(device, 0) + grows
+        if old is not None:
+            beside[device] = max(beside.get(device, 0), entry.size)
         if device not in room:
             room[device] = (existing, shutil.disk_usage(existing).free)
-    for device, size in needed.items():
-        where, free = room[device]
+    for device, where_free in room.items():
+        where, free = where_free
+        size = needed.get(device, 0) + beside.get(device, 0)
         if size > free:
             problems.append(f"ruang disk di {where} tidak cukup: perlu {human_size(size)}, "
                             f"tersedia {human_size(free)}")
