@@ -451,15 +451,17 @@ async def test_a_backup_by_a_role_that_cannot_read_everything_says_which_table(
     assert list(tmp_path.glob("*backup*")) == []
 
 
-async def test_a_backup_into_an_area_it_copies_is_refused(site: Site) -> None:
+async def test_a_backup_into_an_area_it_copies_is_refused(settings: Settings) -> None:
     # Written onto the recordings volume (a site's biggest disk), each night's backup copied
-    # every earlier one again, as recordings, until the disk was full.
-    target = site.settings.recordings_dir / "cadangan" / "malam-ini"
-    before = files_under(site.settings.recordings_dir)
+    # every earlier one again, as recordings, until the disk was full. Refused before the
+    # database is asked anything.
+    stored = settings.recordings_dir / "2025" / "06" / "01" / "1750000001.1.opus"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"opus")
+    target = settings.recordings_dir / "cadangan" / "malam-ini"
     with pytest.raises(BackupError, match=r"di dalam area cadangan recordings"):
-        await back_up(site.settings, target)
-    assert files_under(site.settings.recordings_dir) == before
-    assert not target.parent.exists()
+        await back_up(settings, target)
+    assert files_under(settings.recordings_dir) == [stored]
 
 
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
