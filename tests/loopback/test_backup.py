@@ -438,11 +438,11 @@ async def test_a_file_removed_while_the_backup_copies_is_left_out_and_the_backup
 
 
 async def test_a_backup_by_a_role_that_cannot_read_everything_says_which_table(
-    site: Site, tmp_path: Path
+    settings: Settings, database_dsn: str, tmp_path: Path
 ) -> None:
     # A site with the line's own role and no database_owner_dsn: pg_dump stops at the first
     # table the role may not read, and the command said only "Query was: LOCK TABLE ...".
-    as_line = replace(site.settings, database_owner_dsn=None)
+    as_line = replace(settings, database_dsn=database_dsn)
     done = siaga112(as_line, "backup", str(tmp_path / "backup"))
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
