@@ -72,7 +72,7 @@ from telephony.db.connection import (
     resolve_owner_dsn,
 )
 from telephony.db.embedded import EmbeddedDatabaseError, find_postgres_bindir
-from telephony.db.migrate import bundled_migrations
+from telephony.db.migrate import MigrationError, bundled_migrations
 from telephony.db.roles import prepare_schema
 from telephony.settings import Settings
 
@@ -570,20 +570,32 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
         raise BackupError(f"Berkas cadangan tidak dapat ditulis ke situs ini "
                           f"({'; '.join(unwritable[:3])}); tidak ada yang diubah.")
     await _restore_database(settings, source / DUMP_NAME)
-    # Migrated and granted before the files: a restore that fails among them still leaves
-    # a database the line can use, and its message says how to finish.
+    # The files come back whatever happens next to the database, and the database is migrated
+    # and granted whatever happened to the files: either failing, the other half is done and
+    # the message says how to finish (a migration that cannot apply is fixed in the database
+    # and 'migrate' run again: a second restore would bring back what stopped it).
+    try:
+        await asyncio.to_thread(_restore_files, areas, source, manifest)
+        files_failure = None
+    except OSError as exc:
+        where = f" ke {exc.filename}" if exc.filename else ""
+        files_failure = (f"berkas cadangan tidak dapat ditulis{where}: {os_reason(exc)}. "
+                         "Perbaiki, lalu ulangi pemulihan dengan --force.")
+    except BackupError as exc:  # a file that read back other than it was written
+        files_failure = f"{exc.message}. Ulangi pemulihan dengan --force."
     connection = await connect_owner(settings)
     try:
         applied = await prepare_schema(connection, line_role(settings))
+    except MigrationError as exc:
+        raise BackupError(
+            f"Basis data (skema versi {manifest.schema_version}) "
+            + ("dipulihkan, tetapi " + files_failure if files_failure else
+               f"dan {len(manifest.files)} berkas dipulihkan")
+            + f"; migrasinya belum selesai: {exc}") from exc
     finally:
         await connection.close()
-    try:
-        await asyncio.to_thread(_restore_files, areas, source, manifest)
-    except OSError as exc:
-        where = f" ke {exc.filename}" if exc.filename else ""
-        raise BackupError(f"Basis data sudah dipulihkan, tetapi berkas cadangan tidak dapat "
-                          f"ditulis{where}: {os_reason(exc)}. Perbaiki, lalu ulangi pemulihan "
-                          "dengan --force.") from exc
+    if files_failure is not None:
+        raise BackupError(f"Basis data sudah dipulihkan, tetapi {files_failure}")
     log.info("backup %s restored: schema %d (+%d migrations), %d files", source,
              manifest.schema_version, applied, len(manifest.files))
     return RestoreReport(manifest, len(manifest.files), applied)

@@ -30,7 +30,8 @@ import asyncpg
 import pytest
 
 from telephony.app import running_line, schema_preparation
-from telephony.backup.service import back_up
+from telephony.backup.errors import BackupError
+from telephony.backup.service import back_up, restore
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository
@@ -40,7 +41,14 @@ from telephony.db.embedded import EmbeddedDatabaseError, EmbeddedPostgres, free_
 from telephony.db.migrate import bundled_migrations
 from telephony.settings import Settings
 from tests.support.calls import CALENDAR, add_calls, call_facts
-from tests.support.db import create_database_before, drop_database, execute, fetch, line_dsn
+from tests.support.db import (
+    create_database_before,
+    create_empty_database,
+    drop_database,
+    execute,
+    fetch,
+    line_dsn,
+)
 
 # The migration that remakes calls.looks_silent, and a site's view that reads that column.
 REMADE = 41
@@ -158,6 +166,35 @@ async def test_an_embedded_cluster_whose_first_start_failed_is_finished_by_the_n
         with contextlib.suppress(EmbeddedDatabaseError):
             await asyncio.to_thread(EmbeddedPostgres(root / "pgdata", port).stop)
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_an_older_backup_whose_migration_cannot_apply_still_restores_its_files(
+    older_site: Settings, pg_cluster: EmbeddedPostgres, settings: Settings, tmp_path: Path
+) -> None:
+    # A backup from before the upgrade, of a site with its own view over calls: the restore
+    # replaced the database, then stopped at the migration, and its files were never copied
+    # back; the message said to fix the database and run 'migrate', which left them missing.
+    await with_site_view(older_site)
+    attachment = older_site.attachments_dir / "2025" / "scene.png"
+    attachment.parent.mkdir(parents=True)
+    attachment.write_bytes(b"photo")
+    await back_up(older_site, tmp_path / "before-upgrade")
+    empty = await create_empty_database(pg_cluster)
+    fresh = replace(settings, database_dsn=line_dsn(pg_cluster, empty), database_owner_dsn=empty,
+                    state_dir=tmp_path / "fresh")
+    try:
+        with pytest.raises(BackupError, match=rf"skema versi {REMADE - 1}\) dan 1 berkas "
+                                              r"dipulihkan; migrasinya belum selesai: Migrasi "
+                                              rf"{REMADE:04d}_.*site_report"):
+            await restore(fresh, tmp_path / "before-upgrade")
+        assert (fresh.attachments_dir / "2025" / "scene.png").read_bytes() == b"photo"
+        await execute(empty, "DROP VIEW site_report")
+        assert await asyncio.to_thread(main, [
+            "--set", f"database_dsn={fresh.database_dsn}", "--set", f"database_owner_dsn={empty}",
+            "--set", f"state_dir={fresh.state_dir}", "migrate"]) == 0
+        assert len(await fetch(empty, "SELECT call_id FROM calls")) == 1
+    finally:
+        await drop_database(pg_cluster, empty)
 
 
 async def test_an_upgrade_during_a_backup_gives_way_instead_of_holding_every_write(
