@@ -450,6 +450,14 @@ def _copy_areas(areas: SiteAreas, into: Path) -> list[FileEntry]:
                 # longer part of the site; the whole backup used to fail for it.
                 log.info("%s was removed while the backup was written; left out", source)
                 continue
+            except OSError as exc:
+                if exc.filename != str(source):
+                    raise  # the backup's side: its disk full, its directory not writable
+                # A site file the backup cannot read (Asterisk's 0600 recording moved to the
+                # quarantine, run as another user): named, where the message said the backup
+                # could not be written to its own directory.
+                raise BackupError(f"Berkas situs {source} tidak dapat dibaca: "
+                                  f"{os_reason(exc)}; tidak ada cadangan yang ditulis.") from exc
             files.append(FileEntry((Path(area) / relative).as_posix(), digest, size))
     return files
 

@@ -345,6 +345,15 @@ async def test_a_failed_backup_leaves_nothing_that_looks_whole(
     with pytest.raises(BackupError, match=r"tidak dapat ditulis ke .*tonight: disk full"):
         await back_up(site.settings, target)
     assert list((tmp_path / "backups").iterdir()) == []
+    # A site file the backup may not read is named: "cannot be written to tonight" it said.
+    def unreadable(source: Path, target: Path) -> tuple[str, int]:
+        raise PermissionError(errno.EACCES, "Permission denied", str(source))
+
+    monkeypatch.setattr(backup_service, "copy_hashed", unreadable)
+    with pytest.raises(BackupError, match=r"Berkas situs .*/recordings/.* tidak dapat dibaca: "
+                                          r"izin ditolak; tidak ada cadangan yang ditulis"):
+        await back_up(site.settings, target)
+    assert list((tmp_path / "backups").iterdir()) == []
     # A target the system refuses is one line and exit 1 on the command line, no traceback.
     (tmp_path / "a-file").write_text("x")
     done = siaga112(site.settings, "backup", str(tmp_path / "a-file" / "tonight"))
