@@ -138,4 +138,18 @@ async def migrate(connection: asyncpg.Connection,
             )
             log.info("applied migration %04d_%s", migration.version, migration.name)
             applied_now.append(migration)
+    if migrations is None:
+        await _warn_if_newer(connection)
     return applied_now
+
+
+async def _warn_if_newer(connection: asyncpg.Connection) -> None:
+    """Say so when a newer siaga112 has migrated this database (an upgrade rolled back to the
+    previous image): this software then runs on tables it may not understand, and its writes
+    may be refused. Not refused here: going back is how a site gets out of a bad upgrade."""
+    newest = await connection.fetchval("SELECT max(version) FROM schema_migrations")
+    known = bundled_migrations()[-1].version
+    if newest is not None and newest > known:
+        log.warning("the database's schema is at migration %04d, newer than this software's "
+                    "%04d: a newer siaga112 migrated it; upgrade again, or restore a backup "
+                    "taken before that upgrade", newest, known)

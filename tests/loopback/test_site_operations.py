@@ -115,6 +115,23 @@ async def test_a_migration_that_cannot_apply_is_one_line_and_applies_once_fixed(
     assert len(await fetch(owner, "SELECT call_id FROM calls")) == 1
 
 
+async def test_a_schema_a_newer_version_migrated_is_said_when_an_upgrade_is_rolled_back(
+    settings: Settings, database_dsn: str, database_owner_dsn: str,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    # The previous image started on a database the new one had migrated, and nothing said
+    # that it now ran on tables it might not understand.
+    newest = bundled_migrations()[-1].version
+    await execute(database_owner_dsn, "INSERT INTO schema_migrations (version, name, checksum) "
+                                      "VALUES ($1, 'from_the_future', 'x')", newest + 1)
+    assert await asyncio.to_thread(main, [
+        "--set", f"database_dsn={database_dsn}",
+        "--set", f"database_owner_dsn={database_owner_dsn}",
+        "--set", f"state_dir={settings.state_dir}", "migrate"]) == 0
+    assert f"schema is at migration {newest + 1:04d}, newer than this software's " \
+           f"{newest:04d}" in caplog.text
+
+
 async def test_a_running_line_keeps_its_call_facts_while_the_schema_cannot_be_prepared(
     older_site: Settings, tmp_path: Path
 ) -> None:
