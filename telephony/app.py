@@ -62,7 +62,13 @@ from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
 from telephony.cluster.wrapup_sync import AGENT_COMPLETE, WrapUpSync
 from telephony.core.threads import LoopThread
 from telephony.core.watched import WatchedFile
-from telephony.db.connection import Database, DatabaseUnavailable, DatabaseWork, line_role
+from telephony.db.connection import (
+    Database,
+    DatabaseUnavailable,
+    DatabaseWork,
+    SchemaNotPrepared,
+    line_role,
+)
 from telephony.db.roles import prepare_schema
 from telephony.desks.service import (
     DeskConfig,
@@ -183,6 +189,10 @@ async def prepare_database(database: Database, settings: Settings) -> None:
     even if it is down, and migrates it when it comes back."""
     try:
         await database.pool()
+    except SchemaNotPrepared:
+        # Not an outage to wait out: the engineer upgrading is there to read why, in one line
+        # (cli.main), and Asterisk fails the calls open meanwhile.
+        raise
     except DatabaseUnavailable as exc:
         log.error("database not ready at start, calls are spooled until it is: %s", exc)
         return

@@ -30,8 +30,12 @@ def read_password(stdin: TextIO | None = None) -> str:
     source = stdin or sys.stdin
     if not source.isatty():
         return source.readline().removesuffix("\n").removesuffix("\r")
-    first = getpass.getpass("Kata sandi baru: ")
-    if getpass.getpass("Ulangi kata sandi: ") != first:
+    try:
+        first = getpass.getpass("Kata sandi baru: ")
+        again = getpass.getpass("Ulangi kata sandi: ")
+    except EOFError:  # Ctrl-D at the prompt: the admin gave up, said in one line
+        raise InvalidAccountInput("password", "Kata sandi tidak dimasukkan.") from None
+    if again != first:
         raise InvalidAccountInput("password", "Kedua kata sandi tidak sama.")
     return first
 

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from telephony.backup.model import human_size
 from telephony.backup.service import back_up, restore
 from telephony.settings import Settings
-
-
-def _size(total: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if total < 1024:
-            return f"{total:.0f} {unit}" if unit == "B" else f"{total:.1f} {unit}"
-        total //= 1024
-    return f"{total} TiB"
 
 
 async def backup(settings: Settings, target: Path) -> int:
@@ -21,7 +14,7 @@ async def backup(settings: Settings, target: Path) -> int:
     manifest = await back_up(settings, target)
     total = sum(entry.size for entry in manifest.every_file)
     print(f"Cadangan ditulis ke {target}: basis data (skema versi "
-          f"{manifest.schema_version}) dan {len(manifest.files)} berkas, {_size(total)}.")
+          f"{manifest.schema_version}) dan {len(manifest.files)} berkas, {human_size(total)}.")
     return 0
 
 

@@ -160,6 +160,16 @@ class Manifest:
                    str(document.get("software", "")), str(document.get("pg_dump", "")))
 
 
+def human_size(total: int) -> str:
+    """``total`` bytes as the IT staff read them: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    amount = float(total)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024:
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} TiB"
+
+
 def check_schema_level(backup: int, known: int) -> None:
     """A backup of a newer schema than this software knows cannot be restored by it (the
     older code would run on tables it does not understand); an older one is migrated

@@ -9,8 +9,9 @@ its name is not the one asked for).
 
 The dump comes first and the files after: the worker stores a recording's file before it
 marks the recording done, so every file the dump points to was on disk before the copy
-began (a file retention removes in between is the one exception; the restore then reports
-it as missing in its final count, never silently).
+began. The one exception is a file removed in between (retention's run beside a nightly
+backup): it is left out, logged, and the restored site's row of it finds no file, as the old
+site's would have a moment later.
 
 ``restore``: reads the manifest and verifies every file's size and SHA-256 before anything
 changes; refuses a database a line is still connected to (even with ``force``), a backup of
@@ -36,6 +37,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -57,6 +59,7 @@ from telephony.backup.model import (
     FileEntry,
     Manifest,
     check_schema_level,
+    human_size,
 )
 from telephony.backup.store import OBJECT_TYPE as BACKUP_OBJECT
 from telephony.backup.store import record_backup
@@ -69,7 +72,7 @@ from telephony.db.connection import (
     resolve_owner_dsn,
 )
 from telephony.db.embedded import EmbeddedDatabaseError, find_postgres_bindir
-from telephony.db.migrate import bundled_migrations
+from telephony.db.migrate import MigrationError, bundled_migrations
 from telephony.db.roles import prepare_schema
 from telephony.settings import Settings
 
@@ -149,15 +152,37 @@ def connection_target(dsn: str | None) -> tuple[list[str], dict[str, str]]:
     return [f"--dbname={urlunsplit(parts._replace(netloc=netloc))}"], env
 
 
+_ERROR_LINE = re.compile(r"\b(error|ERROR|FATAL|PANIC):")
+_DETAIL_LINE = re.compile(r"\b(detail|DETAIL|HINT):")
+
+
+def tool_reason(stderr: str) -> str:
+    """Why a PostgreSQL tool failed, in one line: its first error and the detail lines right
+    after it. Its last line alone was often only the detail ("Query was: LOCK TABLE ...")
+    and never said the error (permission denied for that table, a server newer than the
+    client)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    if not lines:
+        return "tanpa pesan"
+    first = next((i for i, line in enumerate(lines) if _ERROR_LINE.search(line)), None)
+    if first is None:
+        return lines[-1]
+    details = []
+    for line in lines[first + 1:]:
+        if not _DETAIL_LINE.search(line):
+            break
+        details.append(line)
+    return lines[first] + (f" ({'; '.join(details)})" if details else "")
+
+
 async def _run_tool(argv: list[str], env: Mapping[str, str], what: str) -> str:
     process = await asyncio.create_subprocess_exec(
         *argv, env=dict(env), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await process.communicate()
     if process.returncode != 0:
-        reason = stderr.decode(errors="replace").strip().splitlines()
         raise BackupError(f"{what} gagal ({process.returncode}): "
-                          f"{reason[-1] if reason else 'tanpa pesan'}")
+                          f"{tool_reason(stderr.decode(errors='replace'))}")
     return stdout.decode(errors="replace")
 
 
@@ -245,7 +270,10 @@ def _mismatch(entry: FileEntry, path: Path) -> str | None:
     """Why ``path`` is not ``entry``'s file, or None when it is."""
     if path.is_symlink() or not path.is_file():
         return f"{entry.path}: tidak ada"
-    digest, size = file_digest(path)
+    try:
+        digest, size = file_digest(path)
+    except OSError as exc:  # a backup disk failing (EIO), a copy only root may read
+        return f"{entry.path}: tidak dapat dibaca ({os_reason(exc)})"
     if size != entry.size:
         return f"{entry.path}: ukuran {size}, manifes {entry.size}"
     if digest != entry.sha256:
@@ -302,6 +330,18 @@ def _check_target(target: Path) -> None:
                           "atau kosong.")
 
 
+def _refuse_inside_areas(areas: SiteAreas, target: Path) -> None:
+    """A backup written into an area it copies (the recordings volume, the biggest disk of a
+    site) is copied again by the next backup, which is copied by the one after: each night's
+    holds every earlier one, until the disk is full."""
+    where = target.resolve()
+    for area, root in areas.directories.items():
+        if where.is_relative_to(root.resolve()):
+            raise BackupError(f"{target} ada di dalam area cadangan {area} ({root}): cadangan "
+                              "berikutnya akan ikut menyalinnya. Tulis cadangan di luar "
+                              "direktori itu, sebaiknya di disk lain.")
+
+
 def _open_partial(target: Path) -> Path:
     """A hidden sibling of ``target`` to write the backup into (same file system, so the
     final rename is one step)."""
@@ -325,6 +365,7 @@ def _seal(partial: Path, target: Path) -> None:
 async def back_up(settings: Settings, target: Path) -> Manifest:
     """Write a whole backup of the site to ``target`` (new or empty), atomically."""
     target = await asyncio.to_thread(target.absolute)
+    await asyncio.to_thread(_refuse_inside_areas, SiteAreas.from_settings(settings), target)
     try:
         partial = await asyncio.to_thread(_open_partial, target)
         try:
@@ -333,6 +374,8 @@ async def back_up(settings: Settings, target: Path) -> Manifest:
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
+    except DatabaseUnavailable:
+        raise  # an OSError too (ConnectionError), but nothing wrong with where it is written
     except OSError as exc:
         # A parent that is a file or not writable, a full disk: the IT staff's to fix, said
         # in one line rather than a traceback (nothing half-written is left).
@@ -397,7 +440,24 @@ def _copy_areas(areas: SiteAreas, into: Path) -> list[FileEntry]:
             relative = source.relative_to(root)
             copy = into / area / relative
             copy.parent.mkdir(parents=True, exist_ok=True)
-            digest, size = copy_hashed(source, copy)
+            try:
+                digest, size = copy_hashed(source, copy)
+            except FileNotFoundError as exc:
+                if exc.filename != str(source):
+                    raise
+                # Removed since it was listed: retention's run, or an engineer moving a
+                # quarantined file away, beside a nightly backup of a line that runs. No
+                # longer part of the site; the whole backup used to fail for it.
+                log.info("%s was removed while the backup was written; left out", source)
+                continue
+            except OSError as exc:
+                if exc.filename != str(source):
+                    raise  # the backup's side: its disk full, its directory not writable
+                # A site file the backup cannot read (Asterisk's 0600 recording moved to the
+                # quarantine, run as another user): named, where the message said the backup
+                # could not be written to its own directory.
+                raise BackupError(f"Berkas situs {source} tidak dapat dibaca: "
+                                  f"{os_reason(exc)}; tidak ada cadangan yang ditulis.") from exc
             files.append(FileEntry((Path(area) / relative).as_posix(), digest, size))
     return files
 
@@ -429,6 +489,51 @@ def _conflicting_files(areas: SiteAreas, manifest: Manifest) -> list[str]:
         if exists and _mismatch(entry, destination) is not None:
             conflicts.append(str(destination))
     return conflicts
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or the closest of its ancestors that exists (a fresh site has no areas yet)."""
+    while not (path.exists() or path.is_symlink()) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _unwritable(areas: SiteAreas, manifest: Manifest) -> list[str]:
+    """Why the site cannot take the backup's files, found before anything changes: a place
+    where a directory must go that is something else, or a file system without room for
+    what is copied onto it. Otherwise the database was replaced first and the restore died
+    among the files (a fresh machine's smaller recordings disk), with a traceback."""
+    problems: list[str] = []
+    needed: dict[int, int] = {}  # bytes by file system (st_dev)
+    beside: dict[int, int] = {}
+    room: dict[int, tuple[Path, int]] = {}
+    for entry in manifest.files:
+        destination = areas.destination(entry)
+        if destination.is_dir():
+            problems.append(f"{destination} adalah direktori")
+            continue
+        existing = _nearest_existing(destination.parent)
+        if not existing.is_dir():
+            problems.append(f"{existing} bukan direktori")
+            continue
+        device = existing.stat().st_dev
+        # What the file system holds more at the end, and at the worst moment: a file that
+        # replaces one there is copied beside it first (the largest such copy). A restore
+        # over the same recordings (--force after a database failure) needs little room.
+        old = destination.stat().st_size if destination.is_file() else None
+        grows = entry.size if old is None else max(0, entry.size - old)
+        needed[device] = needed.get(device, 0) + grows
+        if old is not None:
+            beside[device] = max(beside.get(device, 0), entry.size)
+        if device not in room:
+            room[device] = (existing, shutil.disk_usage(existing).free)
+    for device, where_free in room.items():
+        where, free = where_free
+        size = needed.get(device, 0) + beside.get(device, 0)
+        if size > free:
+            problems.append(f"ruang disk di {where} tidak cukup: perlu {human_size(size)}, "
+                            f"tersedia {human_size(free)}")
+    return problems
 
 
 async def restore(settings: Settings, source: Path, *, force: bool = False) -> RestoreReport:
@@ -465,13 +570,40 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
         raise BackupError(
             f"{len(conflicts)} berkas di situs ini akan tertimpa dengan isi lain (misalnya "
             f"{conflicts[0]}); tidak ada yang diubah. Pakai --force untuk menimpanya.")
+    try:
+        unwritable = await asyncio.to_thread(_unwritable, areas, manifest)
+    except OSError as exc:
+        unwritable = [f"{exc.filename or 'situs'}: {os_reason(exc)}"]
+    if unwritable:
+        raise BackupError(f"Berkas cadangan tidak dapat ditulis ke situs ini "
+                          f"({'; '.join(unwritable[:3])}); tidak ada yang diubah.")
     await _restore_database(settings, source / DUMP_NAME)
-    await asyncio.to_thread(_restore_files, areas, source, manifest)
+    # The files come back whatever happens next to the database, and the database is migrated
+    # and granted whatever happened to the files: either failing, the other half is done and
+    # the message says how to finish (a migration that cannot apply is fixed in the database
+    # and 'migrate' run again: a second restore would bring back what stopped it).
+    try:
+        await asyncio.to_thread(_restore_files, areas, source, manifest)
+        files_failure = None
+    except OSError as exc:
+        where = f" ke {exc.filename}" if exc.filename else ""
+        files_failure = (f"berkas cadangan tidak dapat ditulis{where}: {os_reason(exc)}. "
+                         "Perbaiki, lalu ulangi pemulihan dengan --force.")
+    except BackupError as exc:  # a file that read back other than it was written
+        files_failure = f"{exc.message}. Ulangi pemulihan dengan --force."
     connection = await connect_owner(settings)
     try:
         applied = await prepare_schema(connection, line_role(settings))
+    except MigrationError as exc:
+        raise BackupError(
+            f"Basis data (skema versi {manifest.schema_version}) "
+            + ("dipulihkan, tetapi " + files_failure if files_failure else
+               f"dan {len(manifest.files)} berkas dipulihkan")
+            + f"; migrasinya belum selesai: {exc}") from exc
     finally:
         await connection.close()
+    if files_failure is not None:
+        raise BackupError(f"Basis data sudah dipulihkan, tetapi {files_failure}")
     log.info("backup %s restored: schema %d (+%d migrations), %d files", source,
              manifest.schema_version, applied, len(manifest.files))
     return RestoreReport(manifest, len(manifest.files), applied)
@@ -494,7 +626,7 @@ async def _restore_database(settings: Settings, dump: Path) -> None:
 
     produced, applied, reason = await asyncio.to_thread(_pipe, to_sql, apply_sql, env)
     if produced != 0 or applied != 0:
-        last = reason.splitlines()[-1] if reason else "tanpa pesan"
+        last = tool_reason(reason)
         raise BackupError(f"Pemulihan basis data gagal, basis data tidak berubah: {last}")
 
 

@@ -41,7 +41,18 @@ def _port(text: str) -> int:
 
 def dsn_hosts(dsn: str) -> tuple[tuple[str, int], ...]:
     """The ``(host, port)`` pairs of ``dsn``, in the order they are tried; empty when it
-    names none (libpq's defaults or ``PG*`` variables decide)."""
+    names none (libpq's defaults or ``PG*`` variables decide). :class:`DsnError` if it
+    cannot be read."""
+    try:
+        return _hosts(dsn)
+    except DsnError:
+        raise
+    except ValueError as exc:  # urlsplit's "Invalid IPv6 URL", shlex's "No closing quotation"
+        # Else the settings' check of the DSN ended every command in a traceback.
+        raise DsnError(f"cannot be read: {exc}") from exc
+
+
+def _hosts(dsn: str) -> tuple[tuple[str, int], ...]:
     if "://" in dsn:
         netloc = urlsplit(dsn).netloc.rpartition("@")[2]
         pairs: list[tuple[str, int]] = []

@@ -21,7 +21,9 @@ import asyncpg
 from telephony.core.dsn import dsn_hosts
 from telephony.core.errors import Unavailable
 from telephony.db.embedded import EmbeddedPostgres
+from telephony.db.migrate import MigrationError
 from telephony.db.roles import LineRole
+from telephony.db.transient import TRANSIENT_ERRORS as TRANSIENT_ERRORS  # noqa: PLC0414 (re-export)
 from telephony.secrets import database_dsn as site_database_dsn
 from telephony.secrets import database_owner_dsn as site_database_owner_dsn
 from telephony.settings import Settings
@@ -43,6 +45,13 @@ class DatabaseUnavailable(Unavailable, ConnectionError):
         self.message = "Basis data sedang tidak tersedia. Coba lagi sebentar lagi."
 
 
+class SchemaNotPrepared(DatabaseUnavailable):
+    """The owner could not bring the schema to this software's (a migration that cannot
+    apply, telephony/db/migrate.py). At start the line stops with it (app.prepare_database);
+    once running, the work waits as in an outage (call facts spooled, not refused) until an
+    engineer clears what is in the way and the next use prepares the schema again."""
+
+
 class DatabaseConflict(DatabaseUnavailable):
     """The server rolled the work back against a concurrent transaction (a deadlock, a
     serialization failure): nothing was written, and the same work may be done again at
@@ -53,33 +62,6 @@ class DatabaseConflict(DatabaseUnavailable):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.message = "Basis data sedang sibuk. Coba lagi."
-
-
-# Errors that mean "the server or the connection is not there right now", as opposed to a bug
-# in our SQL, which must surface loudly instead of being spooled and retried forever.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,  # the connection broke or could not be made
-    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, crashed
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
-    asyncpg.InterfaceError,  # "connection is closed" and the like, from the client side
-    # A multi-host DSN while no node takes writes yet (both replicas during a switchover).
-    asyncpg.exceptions.TargetServerAttributeNotMatched,
-    # "cannot switch to state ...; another operation is in progress": a query cut off by its
-    # timeout (a primary killed mid-write) left the connection mid-protocol, and the COMMIT
-    # after it fails so. The write did not happen: spooled, its facts are written later.
-    asyncpg.exceptions.InternalClientError,
-    # The server takes no writes now: an admin's default_transaction_read_only, or a primary
-    # demoted to a replica behind a single-host DSN or address. Nothing is wrong with what is
-    # being written; treated as a refusal of the facts, every fact of every call in the
-    # meantime went to the spool's rejected file and was never written (seen in the lab).
-    asyncpg.exceptions.ReadOnlySQLTransactionError,
-    # A deadlock or a serialization failure: the server rolled the transaction back for no
-    # fault of what it wrote (two nodes projecting one operator's row in opposite order, say),
-    # and the same work succeeds when done again. Not a bug to keep in the rejected file.
-    asyncpg.exceptions.TransactionRollbackError,
-)
 
 
 class _OutageInOneLine(logging.Filter):
@@ -258,7 +240,10 @@ class Database:
             if self._pool is None:
                 if self._prepare is not None:
                     # Not kept when it fails: the next use prepares again.
-                    await run_as_owner(self._settings, self._prepare)
+                    try:
+                        await run_as_owner(self._settings, self._prepare)
+                    except MigrationError as exc:
+                        raise SchemaNotPrepared(str(exc)) from exc
                 self._pool = await create_pool(self._settings, max_size=self._max_size,
                                                reset_sessions=self._reset_sessions)
             return self._pool

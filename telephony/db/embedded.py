@@ -62,6 +62,9 @@ class EmbeddedPostgres:
         self._bindir = bindir
         self._password_file = self.data_dir.parent / f"{self.data_dir.name}.password"
         self._line_password_file = self.data_dir.parent / f"{self.data_dir.name}.line-password"
+        # Written once the application database exists: the last step of the creation, so a
+        # creation cut short (the port taken at the first start) is finished by the next one.
+        self._created_file = self.data_dir.parent / f"{self.data_dir.name}.created"
 
     @property
     def bindir(self) -> Path:
@@ -138,6 +141,13 @@ class EmbeddedPostgres:
     def ensure_initialized(self) -> None:
         """Create the cluster and its application database if they do not exist yet."""
         if self.initialized():
+            if not self._created_file.exists() and self._password_file.exists():
+                # initdb ran but the first start failed (its port was taken), so the
+                # application database was never made: every later command failed on it.
+                # A cluster of before this mark gets it here too (createdb finds it there).
+                self.start()
+                self._create_database(
+                    self._password_file.read_text(encoding="ascii").strip())
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)
@@ -184,7 +194,9 @@ class EmbeddedPostgres:
         try:
             subprocess.run(command, capture_output=True, text=True, timeout=60, check=True, env=env)
         except subprocess.CalledProcessError as exc:
-            raise EmbeddedDatabaseError(f"createdb failed: {exc.stderr.strip()}") from exc
+            if "already exists" not in exc.stderr:
+                raise EmbeddedDatabaseError(f"createdb failed: {exc.stderr.strip()}") from exc
+        self._created_file.touch()
 
     def is_running(self) -> bool:
         """True when the cluster's postmaster is up."""
@@ -201,10 +213,20 @@ class EmbeddedPostgres:
         if self.is_running():
             return
         log_file = self.data_dir / "server.log"
-        self._run_as_owner(
-            ["pg_ctl", "start", "-D", str(self.data_dir), "-l", str(log_file), "-w", "-t", "60"],
-            timeout=90,
-        )
+        try:
+            # The port on the command line: the settings' port, even after it was changed
+            # (the one written at creation in postgresql.auto.conf had the cluster listen
+            # where the line no longer looked).
+            self._run_as_owner(
+                ["pg_ctl", "start", "-D", str(self.data_dir), "-l", str(log_file),
+                 "-o", f"-p {self.port}", "-w", "-t", "60"],
+                timeout=90,
+            )
+        except EmbeddedDatabaseError as exc:
+            # pg_ctl says only "could not start server / Examine the log output."
+            raise EmbeddedDatabaseError(
+                f"PostgreSQL tertanam tidak dapat dijalankan di 127.0.0.1:{self.port}: "
+                f"{_server_failure(log_file) or exc} (log: {log_file})") from exc
 
     def stop(self) -> None:
         """Stop the cluster quickly (fast shutdown: open sessions are rolled back)."""
@@ -213,6 +235,28 @@ class EmbeddedPostgres:
                 ["pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60"],
                 timeout=90,
             )
+
+
+def _server_failure(log_file: Path) -> str:
+    """The server's own words for its last failed start, from its log: what it said from
+    "starting PostgreSQL" to its FATAL line ("could not bind IPv4 address ...: Address
+    already in use; ... could not create any TCP/IP sockets"), or '' if it said nothing."""
+    try:
+        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    said: list[str] = []
+    for line in lines:
+        if "starting PostgreSQL" in line:
+            said = []
+            continue
+        for level in ("LOG:", "WARNING:", "ERROR:", "FATAL:"):
+            if f"] {level}" in line:
+                said.append(line.split(f"] {level}", 1)[1].strip())
+                break
+        if "] FATAL:" in line:
+            return "; ".join(said[-3:])
+    return ""
 
 
 def free_loopback_port() -> int:

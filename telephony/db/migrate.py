@@ -16,11 +16,14 @@ from importlib import resources
 import asyncpg
 
 from telephony.core.errors import SiagaError
+from telephony.db.transient import TRANSIENT_ERRORS
 
 log = logging.getLogger("telephony.db")
 
 # Any constant shared by our processes; pg_advisory_xact_lock takes a bigint.
 _MIGRATION_LOCK = 112_119
+# How long a migration waits for a table another session holds before it gives way.
+MIGRATION_LOCK_TIMEOUT = "5s"
 
 
 async def hold_schema_lock(connection: asyncpg.Connection) -> None:
@@ -59,6 +62,17 @@ def bundled_migrations() -> list[Migration]:
     if len({m.version for m in found}) != len(found):
         raise MigrationError("two migration files share a version number")
     return found
+
+
+def cannot_apply(migration: Migration, exc: asyncpg.PostgresError) -> str:
+    """Why ``migration`` cannot apply to this database, for the site engineer: the server's
+    words and its detail, which names what is in the way (a view of the site's own on a column
+    the migration changes, rows a new constraint refuses)."""
+    # One line: str(exc) adds the detail and PostgreSQL's hint (CASCADE) on lines of their own.
+    return (f"Migrasi {migration.version:04d}_{migration.name} tidak dapat diterapkan "
+            f"(transaksinya dibatalkan, migrasi sebelumnya tetap): {exc.message}"
+            + (f" ({exc.detail})" if exc.detail else "")
+            + ". Perbaiki basis datanya, lalu jalankan lagi 'siaga112 migrate'.")
 
 
 async def migrate(connection: asyncpg.Connection,
@@ -100,11 +114,42 @@ async def migrate(connection: asyncpg.Connection,
                         "applied; add a new migration instead"
                     )
                 continue
-            await connection.execute(migration.sql)
+            # After the schema lock, whose wait is another line's migrations and must not
+            # time out. A table lock held elsewhere (a backup's pg_dump holds one on every
+            # table until it ends) is waited for this long only: the migration's queued
+            # request would hold every read and write of that table, a running node's
+            # included, behind it for the whole dump. It is tried again on the next use.
+            await connection.execute(
+                f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'")
+            try:
+                await connection.execute(migration.sql)
+            except asyncpg.exceptions.LockNotAvailableError:
+                log.warning("migration %04d_%s waited %s for a table another session holds "
+                            "(a backup's pg_dump, a long report); tried again later",
+                            migration.version, migration.name, MIGRATION_LOCK_TIMEOUT)
+                raise
+            except asyncpg.PostgresError as exc:
+                if isinstance(exc, TRANSIENT_ERRORS):
+                    raise  # the server went away meanwhile: an outage, retried as one
+                raise MigrationError(cannot_apply(migration, exc)) from exc
             await connection.execute(
                 "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                 migration.version, migration.name, migration.checksum,
             )
             log.info("applied migration %04d_%s", migration.version, migration.name)
             applied_now.append(migration)
+    if migrations is None:
+        await _warn_if_newer(connection)
     return applied_now
+
+
+async def _warn_if_newer(connection: asyncpg.Connection) -> None:
+    """Say so when a newer siaga112 has migrated this database (an upgrade rolled back to the
+    previous image): this software then runs on tables it may not understand, and its writes
+    may be refused. Not refused here: going back is how a site gets out of a bad upgrade."""
+    newest = await connection.fetchval("SELECT max(version) FROM schema_migrations")
+    known = bundled_migrations()[-1].version
+    if newest is not None and newest > known:
+        log.warning("the database's schema is at migration %04d, newer than this software's "
+                    "%04d: a newer siaga112 migrated it; upgrade again, or restore a backup "
+                    "taken before that upgrade", newest, known)

@@ -189,6 +189,21 @@ def test_a_password_typed_at_the_terminal_is_asked_twice(
     assert commands.read_password(Stdin("dari-pipa-123\r\nlainnya")) == "dari-pipa-123"
 
 
+async def test_ctrl_d_at_the_password_prompt_is_one_line_not_a_traceback(
+    database_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def end_of_input(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", end_of_input)
+    monkeypatch.setattr("sys.stdin", Terminal())
+    for action in (["create", "kepala", "--role", "admin"], ["password", "kepala"]):
+        assert await asyncio.to_thread(
+            main, ["--set", f"database_dsn={database_dsn}", "account", *action]) == 1
+        assert capsys.readouterr().err == "siaga112: gagal: Kata sandi tidak dimasukkan.\n"
+    assert await fetch(database_dsn, "SELECT * FROM accounts") == []
+
+
 async def test_desk_puts_an_operator_at_a_phone_with_skills(
     database_dsn: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

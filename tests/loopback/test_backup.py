@@ -10,13 +10,14 @@ that already holds records and a half-written backup are refused or never appear
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,15 @@ async def test_a_failed_backup_leaves_nothing_that_looks_whole(
     with pytest.raises(BackupError, match=r"tidak dapat ditulis ke .*tonight: disk full"):
         await back_up(site.settings, target)
     assert list((tmp_path / "backups").iterdir()) == []
+    # A site file the backup may not read is named: "cannot be written to tonight" it said.
+    def unreadable(source: Path, target: Path) -> tuple[str, int]:
+        raise PermissionError(errno.EACCES, "Permission denied", str(source))
+
+    monkeypatch.setattr(backup_service, "copy_hashed", unreadable)
+    with pytest.raises(BackupError, match=r"Berkas situs .*/recordings/.* tidak dapat dibaca: "
+                                          r"izin ditolak; tidak ada cadangan yang ditulis"):
+        await back_up(site.settings, target)
+    assert list((tmp_path / "backups").iterdir()) == []
     # A target the system refuses is one line and exit 1 on the command line, no traceback.
     (tmp_path / "a-file").write_text("x")
     done = siaga112(site.settings, "backup", str(tmp_path / "a-file" / "tonight"))
@@ -357,6 +367,110 @@ async def test_a_failed_backup_leaves_nothing_that_looks_whole(
     monkeypatch.undo()
     with pytest.raises(BackupError, match="sudah berisi"):
         await back_up(site.settings, target)
+
+
+async def test_a_site_that_cannot_take_the_files_is_refused_before_anything_changes(
+    site: Site, fresh: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database was replaced first and the restore then died among the files with a
+    # traceback: a fresh machine whose attachments volume was mounted as a file, or whose
+    # recordings disk is smaller than the old one's.
+    target = tmp_path / "backup"
+    await back_up(site.settings, target)
+    assert fresh.database_dsn is not None
+    fresh.attachments_dir.parent.mkdir(parents=True)
+    fresh.attachments_dir.write_text("not a directory")
+    done = siaga112(fresh, "restore", str(target))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"{fresh.attachments_dir} bukan direktori" in done.stderr
+    assert "tidak ada yang diubah" in done.stderr
+    assert await fetch(fresh.database_dsn,
+                       "SELECT 1 FROM pg_tables WHERE schemaname = 'public'") == []
+    fresh.attachments_dir.unlink()
+
+    # A file system with less room than the files take: refused, unchanged.
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1024))
+    with pytest.raises(BackupError, match=r"ruang disk di .* tidak cukup: perlu .*tersedia "
+                                          r"1\.0 KiB\); tidak ada yang diubah"):
+        await restore(fresh, target)
+    assert await fetch(fresh.database_dsn,
+                       "SELECT 1 FROM pg_tables WHERE schemaname = 'public'") == []
+    assert files_under(fresh.state_dir) == []
+    monkeypatch.undo()
+
+    # Room that runs out during the copy all the same (another writer on that disk): said in
+    # one sentence, and the restored database is already migrated and granted to the line.
+    def full(source: Path, target: Path) -> tuple[str, int]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(backup_service, "copy_hashed", full)
+    with pytest.raises(BackupError, match=r"Basis data sudah dipulihkan, tetapi berkas cadangan "
+                                          r"tidak dapat ditulis: ruang disk habis.*--force"):
+        await restore(fresh, target)
+    assert len(await fetch(fresh.database_dsn, "SELECT call_id FROM calls")) == len(CALLS)
+    monkeypatch.undo()
+    report = await restore(fresh, target, force=True)
+    assert report.files == 2
+    assert (fresh.attachments_dir / "2025" / "01" / "scene.png").read_bytes() == ATTACHMENT
+    # Over the same files again, the room of the largest one's copy is enough.
+    largest = max(entry.size for entry in report.manifest.files)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=largest))
+    assert (await restore(fresh, target, force=True)).files == 2
+
+
+async def test_a_file_removed_while_the_backup_copies_is_left_out_and_the_backup_is_whole(
+    site: Site, fresh: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Retention (or an engineer clearing the quarantine) removed a file after the backup
+    # listed its area and before it was copied: the whole nightly backup failed, "berkas
+    # atau direktori tidak ada", and the site had none that night.
+    listed = backup_service.area_files
+    removed = site.settings.attachments_dir / "2025" / "01" / "scene.png"
+
+    def removed_meanwhile(root: Path) -> Iterator[Path]:
+        found = list(listed(root))
+        if removed in found:
+            removed.unlink()
+        yield from found
+
+    monkeypatch.setattr(backup_service, "area_files", removed_meanwhile)
+    target = tmp_path / "backup"
+    manifest = await back_up(site.settings, target)
+    assert [entry.area for entry in manifest.files] == ["recordings"]
+    assert not (target / "attachments" / "2025" / "01" / "scene.png").exists()
+    report = await restore(fresh, target)
+    assert report.files == 1
+    assert (fresh.recordings_dir / manifest.files[0].within_area).read_bytes() == \
+        site.recording_bytes
+
+
+async def test_a_backup_by_a_role_that_cannot_read_everything_says_which_table(
+    settings: Settings, database_dsn: str, tmp_path: Path
+) -> None:
+    # A site with the line's own role and no database_owner_dsn: pg_dump stops at the first
+    # table the role may not read, and the command said only "Query was: LOCK TABLE ...".
+    as_line = replace(settings, database_dsn=database_dsn)
+    done = siaga112(as_line, "backup", str(tmp_path / "backup"))
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "pg_dump gagal (1): pg_dump: error: query failed: ERROR:  permission denied for " \
+           "table " in done.stderr
+    assert list(tmp_path.glob("*backup*")) == []
+
+
+async def test_a_backup_into_an_area_it_copies_is_refused(settings: Settings) -> None:
+    # Written onto the recordings volume (a site's biggest disk), each night's backup copied
+    # every earlier one again, as recordings, until the disk was full. Refused before the
+    # database is asked anything.
+    stored = settings.recordings_dir / "2025" / "06" / "01" / "1750000001.1.opus"
+    stored.parent.mkdir(parents=True)
+    stored.write_bytes(b"opus")
+    target = settings.recordings_dir / "cadangan" / "malam-ini"
+    with pytest.raises(BackupError, match=r"di dalam area cadangan recordings"):
+        await back_up(settings, target)
+    assert files_under(settings.recordings_dir) == [stored]
 
 
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:

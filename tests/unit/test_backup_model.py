@@ -16,8 +16,9 @@ from telephony.backup.model import (
     Manifest,
     check_schema_level,
     checked_path,
+    human_size,
 )
-from telephony.backup.service import read_manifest
+from telephony.backup.service import read_manifest, tool_reason
 
 DIGEST = "ab" * 32
 MANIFEST = Manifest(
@@ -81,3 +82,31 @@ def test_a_manifest_that_cannot_be_read_is_told_in_one_line(tmp_path: Path) -> N
     (tmp_path / MANIFEST_NAME).write_bytes(b"\xff\xfe{")
     with pytest.raises(BackupError, match="bukan teks UTF-8"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(("total", "shown"), [
+    (0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (5 * 1024**3 // 2, "2.5 GiB"),
+    (3 * 1024**4, "3.0 TiB")])
+def test_sizes_read_as_the_it_staff_expect(total: int, shown: str) -> None:
+    # Whole units only, before: 1.5 KiB said "1.0 KiB", a 2.5 GiB backup "2.0 GiB".
+    assert human_size(total) == shown
+
+
+@pytest.mark.parametrize(("stderr", "said"), [
+    # The last line was all a site engineer read: the query, never why it failed.
+    ("pg_dump: error: query failed: ERROR:  permission denied for table calls\n"
+     "pg_dump: detail: Query was: LOCK TABLE public.calls IN ACCESS SHARE MODE\n",
+     "pg_dump: error: query failed: ERROR:  permission denied for table calls "
+     "(pg_dump: detail: Query was: LOCK TABLE public.calls IN ACCESS SHARE MODE)"),
+    ("pg_dump: error: aborting because of server version mismatch\n"
+     "pg_dump: detail: server version: 16.4; pg_dump version: 15.8\n",
+     "pg_dump: error: aborting because of server version mismatch "
+     "(pg_dump: detail: server version: 16.4; pg_dump version: 15.8)"),
+    ("NOTICE:  drop cascades to 40 other objects\npsql:<stdin>:12: ERROR:  must be owner of "
+     "schema public\nCONTEXT:  SQL statement\n",
+     "psql:<stdin>:12: ERROR:  must be owner of schema public"),
+    ("something odd\nand its last word\n", "and its last word"),
+    ("", "tanpa pesan"),
+])
+def test_a_tool_s_failure_is_said_by_its_error_line(stderr: str, said: str) -> None:
+    assert tool_reason(stderr) == said

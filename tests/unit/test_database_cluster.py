@@ -35,6 +35,16 @@ def test_hosts_of_a_keyword_dsn() -> None:
         dsn_hosts("postgresql://u@a:99999/x")
 
 
+@pytest.mark.parametrize("dsn", ["postgresql://u@[::1/x", "host='db1 dbname=x"])
+def test_a_dsn_that_cannot_be_read_is_a_clear_refusal(dsn: str) -> None:
+    # It was urlsplit's or shlex's ValueError, through load_settings: every command's
+    # traceback, for a bracket or a quote left open.
+    with pytest.raises(DsnError, match="cannot be read"):
+        dsn_hosts(dsn)
+    with pytest.raises(SettingsError, match="database_dsn: cannot be read"):
+        load_settings(environ={"SIAGA112_DATABASE_DSN": dsn})
+
+
 def test_several_hosts_need_a_writable_target() -> None:
     assert multi_host_refusal("database_dsn", PAIR) is None
     assert multi_host_refusal("database_dsn", "postgresql://u@one/x") is None
