@@ -156,9 +156,12 @@ class SurveyRepository:
         A survey whose caller is on the line now (a call of theirs, by ``caller_key``, so
         ``0812…`` and ``+62812…`` alike, that has not ended), or whose call ended less than
         ``quiet`` ago, is left scheduled for a later pass: a rating call must never ring a
-        phone that is on a new emergency call, nor follow one at once. A call arrived more
-        than :data:`OPEN_CALL_HORIZON` ago and never marked ended (its end went unrecorded)
-        holds nothing up.
+        phone that is on a new emergency call, nor follow one at once. An operator's call-back
+        of one of their calls (a ``callback`` leg) is such a call too, though the line keeps
+        no ``calls`` row of it: without it, the survey rang in as call waiting while the
+        caller told the operator what happened. A call (or call-back) asked for more than
+        :data:`OPEN_CALL_HORIZON` ago and never marked ended (its end went unrecorded) holds
+        nothing up.
         """
         rows = await connection.fetch(
             """
@@ -169,7 +172,12 @@ class SurveyRepository:
                   SELECT 1 FROM calls o JOIN calls c ON c.caller_key = o.caller_key
                   WHERE o.call_id = s.call_id
                     AND ((c.ended_at IS NULL AND c.arrived_at >= $1 - $3::interval)
-                         OR c.ended_at > $1 - $4::interval))
+                         OR c.ended_at > $1 - $4::interval
+                         OR EXISTS (
+                             SELECT 1 FROM call_legs l
+                             WHERE l.call_id = c.call_id AND l.kind = 'callback'
+                               AND ((l.ended_at IS NULL AND l.requested_at >= $1 - $3::interval)
+                                    OR l.ended_at > $1 - $4::interval))))
             ORDER BY s.next_attempt_at
             LIMIT $2
             FOR UPDATE OF s SKIP LOCKED

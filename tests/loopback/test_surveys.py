@@ -21,9 +21,16 @@ from telephony.agi.protocol import AgiEnvironment, AgiReply
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.testing import ListSink, fake_asterisk, render
-from telephony.calls.facts import CallEnded, CallFact, CallStarted, OperatorAnswered
+from telephony.calls.facts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    LegProgressed,
+    OperatorAnswered,
+)
+from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
-from telephony.calls.store import CallRepository
+from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.model import Status
@@ -449,6 +456,44 @@ async def test_a_caller_on_a_new_emergency_call_is_not_rung_for_a_survey(
     await surveys.upkeep()
     (action,) = ami.actions
     assert action["Channel"] == "PJSIP/081234567896@carrier-callback"
+
+
+async def test_a_caller_talking_to_an_operator_on_a_call_back_is_not_rung_for_a_survey(
+    database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    incident_id = await resolved_incident(database_dsn, incidents, "081234567893")
+    await surveys.upkeep()
+    survey = await survey_of(surveys, incident_id)
+    clock.now = survey.resolved_at + CONFIG.delay
+    # The caller rang again (as +62…) and gave up long ago; an operator calls them back now:
+    # a call-back is no call of the line (no `calls` row), but it is an emergency call all the
+    # same, and a survey ringing in would be call waiting in the middle of it.
+    given_up = await add_call(database_dsn, "+6281234567893",
+                              start=clock.now - timedelta(minutes=30))
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        leg = await LegRepository().open(
+            connection, kind=LegKind.CALLBACK, call_id=given_up, incident_id=None,
+            operator="PJSIP/op1001", actor="op1001", number="081234567893",
+            target="penelepon")
+    finally:
+        await connection.close()
+    await surveys.upkeep()  # asked for, ringing the operator's phone and then the caller's
+    assert ami.actions == []
+    await apply_facts(database_dsn, [LegProgressed(leg, "answered", "", "1790.5", clock.now)])
+    clock.advance(minutes=20)  # a long talk: never rung
+    await surveys.upkeep()
+    assert ami.actions == []
+    assert (await survey_of(surveys, incident_id)).state is SurveyState.SCHEDULED
+    # The call-back ends: the survey waits its delay after it, as after any call, then calls.
+    await apply_facts(database_dsn, [LegProgressed(leg, "ended", "ANSWER", "1790.5", clock.now)])
+    await surveys.upkeep()
+    assert ami.actions == []
+    clock.advance(seconds=CONFIG.delay.total_seconds() + 1)
+    await surveys.upkeep()
+    (action,) = ami.actions
+    assert action["Channel"] == "PJSIP/081234567893@carrier-callback"
 
 
 async def test_a_call_whose_end_was_never_recorded_does_not_hold_a_survey_forever(
