@@ -219,8 +219,8 @@ class SurveyService:
                 connection, since=now - config.lookback, limit=config.batch)
             for incident in candidates:
                 calls = await self._repo.caller_numbers(connection, incident.incident_id)
-                number = callback_number(n for _, n in calls)
-                if number is None:
+                first = callback_number(calls)
+                if first is None:
                     survey_id = await self._repo.insert_survey(
                         connection, incident_id=incident.incident_id,
                         call_id=calls[0][0] if calls else None, number="",
@@ -229,10 +229,11 @@ class SurveyService:
                         resolved_at=incident.resolved_at, now=now)
                     what = "not possible (no dialable number)"
                 else:
+                    call_id, number = first
                     due = self._in_window(max(incident.resolved_at + config.delay, now))
                     survey_id = await self._repo.insert_survey(
                         connection, incident_id=incident.incident_id,
-                        call_id=next(c for c, n in calls if n == number), number=number,
+                        call_id=call_id, number=number,
                         state=SurveyState.SCHEDULED, next_attempt_at=due, detail="",
                         resolved_at=incident.resolved_at, now=now)
                     what = f"scheduled for {due:%Y-%m-%d %H:%M:%S} UTC"

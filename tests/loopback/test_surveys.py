@@ -302,15 +302,20 @@ async def test_the_first_dialable_caller_is_called_back_and_a_withheld_one_is_no
     withheld = await resolved_incident(database_dsn, incidents, "anonymous")
     repeat = await resolved_incident(database_dsn, incidents, "", "082233445566",
                                      "081100000000")
+    # A number with a tel URI's separators is a caller's number (the call-back worklist rings
+    # it), not a withheld one: it was recorded as "disembunyikan" and never asked.
+    spelled = await resolved_incident(database_dsn, incidents, "+62-813-3344-5577")
     await surveys.upkeep()
     survey = await survey_of(surveys, withheld)
     assert (survey.state, survey.number, survey.next_attempt_at) == (
         SurveyState.NOT_POSSIBLE, "", None)
     assert survey.finished_at is not None and "disembunyikan" in survey.detail
     assert (await survey_of(surveys, repeat)).number == "082233445566"
+    assert (await survey_of(surveys, spelled)).number == "+6281333445577"
     clock.advance(seconds=61)
     await surveys.upkeep()
-    assert [a["Channel"] for a in ami.actions] == ["PJSIP/082233445566@carrier-callback"]
+    assert sorted(a["Channel"] for a in ami.actions) == [
+        "PJSIP/+6281333445577@carrier-callback", "PJSIP/082233445566@carrier-callback"]
     assert (await survey_of(surveys, withheld)).attempts == 0
 
 

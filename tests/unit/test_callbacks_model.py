@@ -22,14 +22,13 @@ from telephony.callbacks.model import (
     Entry,
     backlog,
     check_closure,
-    dial_number,
     find_entry,
     leg_of_action,
     originate_action,
     reason_for,
     worklist,
 )
-from telephony.calls.legs import LegOutcome
+from telephony.calls.legs import LegOutcome, dial_number
 from telephony.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
