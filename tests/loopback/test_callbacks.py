@@ -195,6 +195,42 @@ async def test_asterisk_refusing_the_originate_ends_the_leg_and_answers_503(benc
     assert not entry["ringing"] and entry["attempts"][0]["outcome"] == "failed"
 
 
+async def test_an_originate_asterisk_took_but_did_not_answer_counts_as_ringing(bench: Bench
+                                                                             ) -> None:
+    """An Originate sent whose answer never came (Asterisk slow in a surge, or the connection
+    lost right after it) may still ring the operator and dial the caller. It was ended as
+    refused with "try again": the retry (or another operator) dialled the caller a second
+    time, in the middle of the first call-back."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    bench.asterisk.silent.add("originate")
+
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+
+    assert response.status == 503
+    error = await error_of(response)
+    assert error["code"] == "asterisk_unavailable" and "mungkin" in error["message"]
+    (row,) = await bench.legs()
+    assert (row["ended_at"], row["outcome"]) == (None, None)
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert entry["ringing"]
+    again = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert again.status == 409 and (await error_of(again))["code"] == "callback_busy"
+    assert len(bench.originates()) == 1
+    # Its OriginateResponse, late, says how it went: the operator never answered.
+    await bench.asterisk.send(render((
+        ("Event", "OriginateResponse"), ("ActionID", f"siaga112-callback-{row['leg_id']}"),
+        ("Response", "Failure"), ("Channel", OPERATOR), ("Context", "siaga112-callback"),
+        ("Reason", "3"), ("Uniqueid", "<unknown>"))))
+
+    async def free() -> dict[str, Any] | None:
+        (entry,) = (await worklist(bench, operator))["entries"]
+        return None if entry["ringing"] else entry
+
+    assert (await eventually("the leg ended", free, within=5))["attempts"][0]["outcome"] == (
+        "failed")
+
+
 async def test_the_operator_phone_never_answering_ends_the_leg(bench: Bench) -> None:
     await gave_up(bench)
     operator = await bench.account("op1001", "operator", desk=True)
