@@ -37,7 +37,7 @@ from telephony.web.context import CONTEXT
 from telephony.web.server import build_app
 from tests.support.ami import listener
 from tests.support.calls import CALENDAR, ago, call_facts
-from tests.support.db import fetch
+from tests.support.db import execute, fetch
 from tests.support.polling import eventually
 from tests.support.web import PASSWORD, Browser, conforms, make_context
 
@@ -472,6 +472,28 @@ async def test_the_console_page_and_its_forms(bench: Bench) -> None:
             await browser.post(f"/console/callbacks/{HIDDEN}/call", {}))
         assert kind == "error" and "disembunyikan" in text
     assert len(bench.originates()) == 1
+
+
+async def test_a_call_back_whose_end_went_unreported_is_not_shown_going_on(bench: Bench
+                                                                           ) -> None:
+    """A call-back whose report never came (Asterisk or the line away meanwhile) stops
+    counting as ringing at its ring limit; the list said "berlangsung" (going on) beside it
+    for the rest of the day, next to a "Hubungi kembali" button."""
+    await gave_up(bench, minutes=30)
+    await bench.accounts.create("op1001", "operator", PASSWORD, actor="test")
+    await assign_desk(bench.database, load_menu(), "op1001", OPERATOR, {"fire": 5})
+    await execute(bench.dsn, """
+        INSERT INTO call_legs (kind, call_id, operator, actor, number, target, requested_at)
+        VALUES ('callback', $1, $2, 'op1001', $3, 'penelepon', now() - interval '10 minutes')
+        """, GAVE_UP, OPERATOR, CALLER)
+    async with aiohttp.ClientSession(base_url=bench.client.make_url(""),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browser(http)
+        assert (await browser.log_in("op1001")).status == 303
+        status, html, _ = await browser.get("/console/callbacks")
+    assert status == 200
+    assert f'action="/console/callbacks/{GAVE_UP}/call"' in html
+    assert "op1001: tanpa kabar dari Asterisk" in html and "berlangsung" not in html
 
 
 async def test_the_backlog_for_the_wallboard(bench: Bench) -> None:
