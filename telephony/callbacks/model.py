@@ -106,10 +106,18 @@ class Attempt:
     operator: str
     actor: str
     requested_at: datetime
+    rang_at: datetime | None  # the dialplan began dialling the caller (the operator answered)
     answered_at: datetime | None
     ended_at: datetime | None
     outcome: LegOutcome | None
     status: str
+
+    @property
+    def caller_not_dialled(self) -> bool:
+        """Whether it ended before the caller's phone was dialled: the operator's phone did not
+        take it (busy, not answered) or Asterisk refused it. Such an attempt says nothing of
+        whether the caller can be reached."""
+        return self.ended_at is not None and self.rang_at is None and self.answered_at is None
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,16 @@ async def test_the_operator_phone_never_answering_ends_the_leg(bench: Bench) -> 
     row = await eventually("the leg ended", ended, within=5)
     assert (row["outcome"], row["status"]) == (
         "failed", "Telepon operator tidak diangkat (Reason 3)")
+    # The list says the caller was never dialled: a plain "Gagal" read as a caller who
+    # cannot be reached, and a supervisor closed such entries as unreachable.
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert entry["attempts"][0]["rang_at"] is None
+    async with aiohttp.ClientSession(base_url=bench.client.make_url(""),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browser(http)
+        assert (await browser.log_in("op1001")).status == 303
+        _, html, _ = await browser.get("/console/callbacks")
+    assert "op1001: Gagal di telepon operator, penelepon tidak ditelepon" in html
 
 
 async def test_a_withheld_number_sends_nothing(bench: Bench) -> None:
