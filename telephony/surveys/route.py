@@ -60,5 +60,6 @@ class SurveyApplication:
         try:
             await self._surveys.finish(survey_id, attempt, rating)
         except DatabaseUnavailable as exc:
-            log.error("survey %d attempt %d: rating %s not stored, database unavailable "
-                      "(the caller is asked again later): %s", survey_id, attempt, rating, exc)
+            log.error("survey %d attempt %d: rating %s not stored yet, database unavailable "
+                      "(stored when it is back, unless the line restarts first): %s",
+                      survey_id, attempt, rating, exc)

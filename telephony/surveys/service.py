@@ -11,6 +11,9 @@ The upkeep loop (:meth:`SurveyService.run_upkeep`), in each pass:
 3. claims due surveys (``FOR UPDATE SKIP LOCKED``), records each attempt *before* sending its
    ``Originate`` (``Async``, ActionID ``siaga112-survey-<survey>-<attempt>``), then sends it.
 
+Before all that it stores the answers callers gave while the database was away
+(:meth:`SurveyService.finish` holds them).
+
 Between passes it applies the AMI events about its callbacks that the listener hands over:
 ``OriginateResponse`` (answered, rang out, failed...) and the callback channel's ``Hangup``,
 whose cause tells a busy callee from a failure. The attempt is found by its id (the
@@ -156,6 +159,9 @@ class SurveyService:
         self._clock = clock
         self._zone = ZoneInfo(config.timezone)
         self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+        # Answers the database could not take (survey and attempt -> rating or None), stored
+        # by the next upkeep pass that reaches it.
+        self._held: dict[tuple[int, int], int | None] = {}
         for event in (ORIGINATE_RESPONSE, HANGUP):
             ami.subscribe(event, self._on_ami_event)
 
@@ -177,7 +183,8 @@ class SurveyService:
                          lambda: self._apply_events_for(interval), log)
 
     async def upkeep(self) -> None:
-        """One pass: open surveys, end lost attempts, place due calls."""
+        """One pass: store held answers, open surveys, end lost attempts, place due calls."""
+        await self.store_held_answers()
         await self.open_surveys()
         await self.expire_attempts()
         await self.place_due_calls()
@@ -493,7 +500,42 @@ class SurveyService:
 
     async def finish(self, survey_id: int, attempt: int, rating: int | None) -> Survey | None:
         """The caller went through the survey: store ``rating`` (1-5, or ``None`` for none)
-        on the incident and close the survey. Returns the survey, ``None`` if unknown."""
+        on the incident and close the survey. Returns the survey, ``None`` if unknown.
+
+        With the database away the answer is held and :class:`DatabaseUnavailable` raised:
+        the next upkeep pass that reaches the database stores it before it ends attempts
+        past their deadline, so the caller's answer stands and they are not rung again to
+        give it twice. (A restart meanwhile forgets it: the attempt then ends as lost and is
+        retried, as before.)
+        """
+        try:
+            return await self._finish(survey_id, attempt, rating)
+        except DatabaseUnavailable:
+            self._held[(survey_id, attempt)] = rating
+            raise
+
+    async def store_held_answers(self) -> int:
+        """Store the answers :meth:`finish` held while the database was away; returns how
+        many. Raises :class:`DatabaseUnavailable` (keeping the rest) while it still is."""
+        stored = 0
+        for (survey_id, attempt), rating in list(self._held.items()):
+            try:
+                await self._finish(survey_id, attempt, rating)
+            except DatabaseUnavailable:
+                raise
+            except Exception:
+                # Not the outage: holding it would fail every pass after it.
+                log.exception("survey %d attempt %d: the answer held while the database was "
+                              "away not stored", survey_id, attempt)
+            else:
+                stored += 1
+                log.info("survey %d attempt %d: the answer held while the database was away "
+                         "is stored", survey_id, attempt)
+            del self._held[(survey_id, attempt)]
+        return stored
+
+    async def _finish(self, survey_id: int, attempt: int, rating: int | None
+                      ) -> Survey | None:
         now = self._clock()
         survey = await self.survey(survey_id)
         if survey is None:

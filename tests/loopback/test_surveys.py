@@ -31,11 +31,11 @@ from telephony.calls.facts import (
 from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository, LegRepository
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.model import Status
 from telephony.incidents.service import IncidentService
-from telephony.settings import DEFAULT_SHIFTS
+from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.surveys.model import AttemptOutcome, CallWindow, SurveyState
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import RING_GRACE, SurveyConfig, SurveyService
@@ -43,6 +43,7 @@ from telephony.surveys.store import Survey
 from tests.support.agi import FakeAsterisk
 from tests.support.agi import environment as agi_environment
 from tests.support.ami import eventually, listener
+from tests.support.db import OutageDatabase
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -378,6 +379,43 @@ async def test_a_survey_ended_by_a_crash_after_the_rating_is_not_called_again(
     assert len(ami.actions) == 1
     survey = await survey_of(surveys, incident_id)
     assert (survey.state, survey.rating) == (SurveyState.RATED, 5)
+
+
+async def test_a_rating_given_while_the_database_is_away_is_stored_when_it_returns(
+    database_dsn: str, settings: Settings, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    """The caller pressed 4 while the database was away: the rating was dropped, the attempt
+    ended as lost at its deadline, and the caller was rung again half an hour later to be
+    asked the same question."""
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+    surveys = make_surveys(database, ami, IncidentService(database, IncidentConfig()), clock)
+    try:
+        incident_id = await resolved_incident(database_dsn, incidents, "081234567894")
+        clock.advance(seconds=61)
+        await surveys.upkeep()
+        (action,) = ami.actions
+        assert await surveys.originate_response(response(action, 4))
+        survey = await survey_of(surveys, incident_id)
+        assert await surveys.begin(survey.survey_id, 1)
+        database.down = True
+        with pytest.raises(DatabaseUnavailable):
+            await surveys.finish(survey.survey_id, 1, 4)
+        clock.advance(minutes=5)  # past the attempt's deadline
+        with pytest.raises(DatabaseUnavailable):
+            await surveys.upkeep()
+        database.down = False
+        await surveys.upkeep()
+        survey = await survey_of(surveys, incident_id)
+        assert (survey.state, survey.rating) == (SurveyState.RATED, 4)
+        (attempt,) = await surveys.attempts(survey.survey_id)
+        assert attempt.outcome is AttemptOutcome.RATED
+        assert (await incidents.get(incident_id)).rating == 4
+        clock.advance(seconds=CONFIG.retry.total_seconds() + 1)
+        await surveys.upkeep()
+        assert ami.actions == [action]  # never asked again
+    finally:
+        await database.close()
 
 
 async def test_an_answered_survey_without_rating_is_final(
