@@ -418,6 +418,33 @@ async def test_a_rating_given_while_the_database_is_away_is_stored_when_it_retur
         await database.close()
 
 
+async def test_a_caller_who_picks_up_while_the_database_is_away_is_asked_all_the_same(
+    database_dsn: str, settings: Settings, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    """The survey's call was placed and the database went away before the caller picked up:
+    the caller heard nothing and the line hung up on them, then rang again later."""
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+    surveys = make_surveys(database, ami, IncidentService(database, IncidentConfig()), clock)
+    try:
+        incident_id = await resolved_incident(database_dsn, incidents, "081234567892")
+        clock.advance(seconds=61)
+        await surveys.upkeep()
+        survey = await survey_of(surveys, incident_id)
+        database.down = True
+        session = FakeSession([str(survey.survey_id), "1"], ["5"])
+        await SurveyApplication(surveys).handle(cast(AgiSession, session))
+        assert [c[0] for c in session.commands] == ["STREAM FILE", "GET DATA", "STREAM FILE"]
+        database.down = False
+        clock.advance(minutes=5)  # past the attempt's deadline
+        await surveys.upkeep()
+        assert (await survey_of(surveys, incident_id)).rating == 5
+        assert (await incidents.get(incident_id)).rating == 5
+        assert len(ami.actions) == 1
+    finally:
+        await database.close()
+
+
 async def test_an_answered_survey_without_rating_is_final(
     database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
     clock: Clock,
