@@ -75,6 +75,7 @@ class DueSurvey:
     number: str
     attempts: int
     incident_rating: int | None  # a rating already on the incident: no call is needed
+    caller_key: str | None  # whom it rings (telephony.calls.ids), however the number is written
 
 
 class SurveyRepository:
@@ -161,13 +162,24 @@ class SurveyRepository:
         no ``calls`` row of it: without it, the survey rang in as call waiting while the
         caller told the operator what happened. A call (or call-back) asked for more than
         :data:`OPEN_CALL_HORIZON` ago and never marked ended (its end went unrecorded) holds
-        nothing up.
+        nothing up. Nor is a survey placed while another survey's call to the same caller
+        rings or runs, or ended less than ``quiet`` ago: a caller with two incidents resolved
+        together was rung twice at once (the second call busy, or call waiting); of two due
+        in one pass only the first is returned.
         """
         rows = await connection.fetch(
             """
-            SELECT s.survey_id, s.incident_id, s.number, s.attempts, i.rating AS incident_rating
+            SELECT s.survey_id, s.incident_id, s.number, s.attempts, i.rating AS incident_rating,
+                   (SELECT o.caller_key FROM calls o WHERE o.call_id = s.call_id) AS caller_key
             FROM surveys s JOIN incidents i USING (incident_id)
             WHERE s.state = 'scheduled' AND s.next_attempt_at <= $1
+              AND NOT EXISTS (
+                  SELECT 1 FROM calls o JOIN calls c ON c.caller_key = o.caller_key
+                  JOIN surveys other ON other.call_id = c.call_id
+                  JOIN survey_attempts a ON a.survey_id = other.survey_id
+                  WHERE o.call_id = s.call_id AND other.survey_id <> s.survey_id
+                    AND (a.outcome IS NULL OR a.outcome = 'answered'
+                         OR a.ended_at > $1 - $4::interval))
               AND NOT EXISTS (
                   SELECT 1 FROM calls o JOIN calls c ON c.caller_key = o.caller_key
                   WHERE o.call_id = s.call_id
@@ -184,7 +196,11 @@ class SurveyRepository:
             """,
             now, limit, OPEN_CALL_HORIZON, quiet,
         )
-        return [from_row(DueSurvey, row) for row in rows]
+        due: list[DueSurvey] = []
+        for survey in (from_row(DueSurvey, row) for row in rows):
+            if survey.caller_key is None or all(survey.caller_key != d.caller_key for d in due):
+                due.append(survey)
+        return due
 
     async def start_attempt(
         self, connection: asyncpg.Connection, *, survey_id: int, attempt: int, action_id: str,

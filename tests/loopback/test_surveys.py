@@ -566,6 +566,34 @@ async def test_a_caller_talking_to_an_operator_on_a_call_back_is_not_rung_for_a_
     assert action["Channel"] == "PJSIP/081234567893@carrier-callback"
 
 
+async def test_a_caller_with_two_resolved_incidents_gets_one_rating_call_at_a_time(
+    database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    """Two incidents of one caller (written two ways), resolved together: both surveys fell
+    due in one pass and the caller's phone rang twice at once, the second call as call waiting
+    or busy (then rung again, as unreached)."""
+    first = await resolved_incident(database_dsn, incidents, "081234567880")
+    second = await resolved_incident(database_dsn, incidents, "+6281234567880")
+    clock.advance(seconds=61)
+    await surveys.upkeep()
+    (action,) = ami.actions
+    assert action["Channel"] == "PJSIP/081234567880@carrier-callback"
+    await surveys.upkeep()
+    assert len(ami.actions) == 1  # not while the first rings
+    (rung,) = [s for s in [await survey_of(surveys, first), await survey_of(surveys, second)]
+               if s.state is SurveyState.CALLING]
+    assert await surveys.originate_response(response(action, 4))
+    assert await surveys.begin(rung.survey_id, 1)
+    await surveys.finish(rung.survey_id, 1, 5)
+    await surveys.upkeep()
+    assert len(ami.actions) == 1  # nor at once after it
+    clock.advance(seconds=CONFIG.delay.total_seconds() + 1)
+    await surveys.upkeep()
+    assert [a["Channel"] for a in ami.actions] == [
+        "PJSIP/081234567880@carrier-callback", "PJSIP/+6281234567880@carrier-callback"]
+
+
 async def test_a_call_whose_end_was_never_recorded_does_not_hold_a_survey_forever(
     database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
     clock: Clock,
