@@ -41,6 +41,7 @@ import asyncpg
 
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiActions
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable
+from telephony.calls.legs import dial_number
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.errors import IncidentError
@@ -67,6 +68,7 @@ from telephony.surveys.store import Attempt, Survey, SurveyRepository
 log = logging.getLogger("telephony.surveys")
 
 HANGUP = "Hangup"
+NOT_POSSIBLE_DETAIL = "Nomor penelepon disembunyikan atau tidak dapat dihubungi."
 # Past the ring time Asterisk still has to give up on the carrier (SIP timer B is 32 s) and
 # report; past the FastAGI session limit the survey has ended one way or another.
 RING_GRACE = timedelta(seconds=35)
@@ -232,7 +234,7 @@ class SurveyService:
                         connection, incident_id=incident.incident_id,
                         call_id=calls[0][0] if calls else None, number="",
                         state=SurveyState.NOT_POSSIBLE, next_attempt_at=None,
-                        detail="Nomor penelepon disembunyikan atau tidak dapat dihubungi.",
+                        detail=NOT_POSSIBLE_DETAIL,
                         resolved_at=incident.resolved_at, now=now)
                     what = "not possible (no dialable number)"
                 else:
@@ -296,6 +298,13 @@ class SurveyService:
                             connection, due.survey_id, SurveyState.RATED, now=now,
                             rating=due.incident_rating,
                             detail="Penilaian sudah tercatat pada insiden.")
+                        continue
+                    if dial_number(due.number) is None:
+                        # Scheduled under the older rule, which took short codes and
+                        # malformed ids for numbers: no call-back may dial it, nor may this.
+                        await self._repo.set_state(connection, due.survey_id,
+                                                   SurveyState.NOT_POSSIBLE, now=now,
+                                                   detail=NOT_POSSIBLE_DETAIL)
                         continue
                     attempt = due.attempts + 1
                     await self._repo.start_attempt(

@@ -43,7 +43,7 @@ from telephony.surveys.store import Survey
 from tests.support.agi import FakeAsterisk
 from tests.support.agi import environment as agi_environment
 from tests.support.ami import eventually, listener
-from tests.support.db import OutageDatabase
+from tests.support.db import OutageDatabase, execute
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -317,6 +317,17 @@ async def test_the_first_dialable_caller_is_called_back_and_a_withheld_one_is_no
     await surveys.upkeep()
     assert sorted(a["Channel"] for a in ami.actions) == [
         "PJSIP/+6281333445577@carrier-callback", "PJSIP/082233445566@carrier-callback"]
+    # A survey scheduled under the older rule, for a short code it took for a number: never
+    # dialled, closed as not possible (not a failed Originate at every pass).
+    short = await resolved_incident(database_dsn, incidents, "081100000001")
+    await surveys.open_surveys()
+    await execute(database_dsn, "UPDATE surveys SET number = '12345' WHERE incident_id = $1",
+                  short)
+    clock.advance(seconds=61)
+    await surveys.upkeep()
+    survey = await survey_of(surveys, short)
+    assert (survey.state, survey.attempts) == (SurveyState.NOT_POSSIBLE, 0)
+    assert "disembunyikan" in survey.detail and len(ami.actions) == 2
     assert (await survey_of(surveys, withheld)).attempts == 0
 
 
