@@ -874,3 +874,13 @@ class AmiListener:
             raise AmiActionError(f"{name}: no answer within {self._action_timeout} s") from exc
         except ConnectionError as exc:
             raise AmiActionError(f"{name}: {exc}") from exc
+        finally:
+            if future.cancelled():
+                # panoramisk keeps an action it got no answer for and hands it every later
+                # message with its ActionID, for good: a late answer and, for an Async
+                # Originate, its OriginateResponse, which then never reached the service
+                # waiting for how its call-back or survey call went.
+                protocol = manager.protocol
+                for key in [k for k, pending in protocol.responses.items()
+                            if pending.future is future]:
+                    del protocol.responses[key]

@@ -76,7 +76,8 @@ class FakeAsterisk:
     by the events :attr:`follow_ups` gives for them; ``Getvar`` of a name in
     :attr:`variables` with its value (e.g. ``DEVICE_STATE(PJSIP/op1001)``, every node's
     device state as Asterisk aggregates it); those in :attr:`unknown` get
-    "Invalid/unknown command" (a module still loading); every other action is refused with
+    "Invalid/unknown command" (a module still loading); those in :attr:`silent` get no answer at
+    all (an Asterisk too busy to answer in time); every other action is refused with
     "Interface not found".
     Every action received is kept in :attr:`actions` (keys lower-cased).
 
@@ -100,6 +101,9 @@ class FakeAsterisk:
         self.follow_ups: dict[str, Callable[[dict[str, str]], list[Fields]]] = {}
         # Actions (lower-cased) no module has registered yet, as while Asterisk boots.
         self.unknown: set[str] = set()
+        # Actions (lower-cased) taken and never answered, as by an Asterisk too busy to
+        # answer within the line's action timeout.
+        self.silent: set[str] = set()
         # With a queue app: QueueAdd/QueueRemove/QueuePause/QueuePenalty change its members and
         # QueueStatus lists them (after :attr:`queues`), as app_queue does.
         self.queue_app: QueueApp | None = None
@@ -187,21 +191,10 @@ class FakeAsterisk:
                 self.actions.append(action)
                 name, aid = action.get("action", "").lower(), action.get("actionid", "")
                 if name == "login":
-                    self.logins += 1
-                    self.login_times.append(asyncio.get_running_loop().time())
-                    if (action.get("username") != self.username
-                            or action.get("secret") != self.secret):
-                        writer.write(self._response(aid, "Error", "Authentication failed"))
+                    authenticated = self._login(action, aid, writer)
+                    if not authenticated:
                         await writer.drain()
                         return  # Asterisk ends the session after a failed login
-                    authenticated = True
-                    self._session = writer
-                    writer.write(self._response(aid, "Success", "Authentication accepted"))
-                    writer.write(
-                        f"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: {self.uptime}"
-                        f"\r\nLastReload: {self.uptime}\r\nStatus: Fully Booted\r\n\r\n"
-                        .encode()
-                    )
                 elif not authenticated:
                     writer.write(self._response(aid, "Error", "Permission denied"))
                 elif name == "ping":
@@ -210,6 +203,8 @@ class FakeAsterisk:
                             f"Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\n"
                             f"Timestamp: 1732345678.000000\r\n\r\n".encode()
                         )
+                elif name in self.silent:
+                    pass
                 elif name in self.unknown:
                     writer.write(self._response(aid, "Error", "Invalid/unknown command"))
                 elif self.queue_app is not None and name in QueueApp.ACTIONS:
@@ -230,6 +225,21 @@ class FakeAsterisk:
         finally:
             writer.close()
             self._writers.discard(writer)
+
+    def _login(self, action: dict[str, str], aid: str, writer: asyncio.StreamWriter) -> bool:
+        """Answer a Login; ``True`` if it was accepted (the session is then this one)."""
+        self.logins += 1
+        self.login_times.append(asyncio.get_running_loop().time())
+        if action.get("username") != self.username or action.get("secret") != self.secret:
+            writer.write(self._response(aid, "Error", "Authentication failed"))
+            return False
+        self._session = writer
+        writer.write(self._response(aid, "Success", "Authentication accepted"))
+        writer.write(
+            f"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: {self.uptime}"
+            f"\r\nLastReload: {self.uptime}\r\nStatus: Fully Booted\r\n\r\n".encode()
+        )
+        return True
 
     @staticmethod
     def _response(aid: str, response: str, message: str) -> bytes:

@@ -60,8 +60,18 @@ class CallbackBusy(Conflict, CallbackError):
 
 
 class CallbackUnavailable(AsteriskUnavailable, CallbackError):
-    """Asterisk did not take the call-back (no AMI session, refused, no answer)."""
+    """Asterisk did not take the call-back (no AMI session, refused)."""
+
+    def __init__(self, message: str = "Asterisk tidak menjalankan panggilan balik (tidak "
+                                      "terhubung atau menolak). Coba lagi sebentar lagi.") -> None:
+        super().__init__(message)
+
+
+class CallbackUnconfirmed(CallbackUnavailable):
+    """Asterisk was sent the call-back and did not answer in time: it may be under way, so the
+    caller counts as being called back until it reports or its ring time is over."""
 
     def __init__(self) -> None:
-        super().__init__("Asterisk tidak menjalankan panggilan balik (tidak terhubung atau "
-                         "menolak). Coba lagi sebentar lagi.")
+        super().__init__("Asterisk belum menjawab perintah panggilan balik: telepon Anda "
+                         "mungkin tetap berdering sebentar lagi. Bila tidak, coba lagi setelah "
+                         "daftar tidak lagi menulis penelepon ini sedang dihubungi.")

@@ -24,6 +24,7 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
     return {
         "leg_id": attempt.leg_id, "actor": attempt.actor,
         "requested_at": instant_json(attempt.requested_at),
+        "rang_at": instant_json(attempt.rang_at),
         "answered_at": instant_json(attempt.answered_at),
         "ended_at": instant_json(attempt.ended_at),
         "outcome": attempt.outcome.value if attempt.outcome else None,

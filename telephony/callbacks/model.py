@@ -43,8 +43,8 @@ from typing import Final
 
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.errors import InvalidClosure
-from telephony.calls.ids import CallerIdKind, national_mobile, parse_caller_id, valid_call_id
-from telephony.calls.legs import LegOutcome, check_number
+from telephony.calls.ids import valid_call_id
+from telephony.calls.legs import LegOutcome, check_number, dial_number
 from telephony.core.labels import LabelledStrEnum
 from telephony.core.text import invisible
 from telephony.desks.operators import check_interface
@@ -55,7 +55,6 @@ ACTION_PREFIX: Final = "siaga112-callback-"
 TARGET: Final = "penelepon"  # call_legs.target of a call-back: whom it is for
 MAX_NOTE: Final = 300
 _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
-_SEPARATORS = re.compile(r"[ \-().]")
 
 
 class CallbackReason(LabelledStrEnum):
@@ -107,10 +106,18 @@ class Attempt:
     operator: str
     actor: str
     requested_at: datetime
+    rang_at: datetime | None  # the dialplan began dialling the caller (the operator answered)
     answered_at: datetime | None
     ended_at: datetime | None
     outcome: LegOutcome | None
     status: str
+
+    @property
+    def caller_not_dialled(self) -> bool:
+        """Whether it ended before the caller's phone was dialled: the operator's phone did not
+        take it (busy, not answered) or Asterisk refused it. Such an attempt says nothing of
+        whether the caller can be reached."""
+        return self.ended_at is not None and self.rang_at is None and self.answered_at is None
 
 
 @dataclass(frozen=True)
@@ -190,18 +197,6 @@ def reason_for(call: EndedCall) -> CallbackReason | None:
     if call.ivr_category == EMERGENCY:
         return CallbackReason.IVR_EMERGENCY
     return None
-
-
-def dial_number(caller_number: str) -> str | None:
-    """The number a call-back dials for this caller id (as the carrier presented it, without
-    separators; a mobile number presented without its trunk 0 gets it back), or ``None`` when
-    there is none: withheld, malformed, a SIM-less phone."""
-    if parse_caller_id(caller_number).kind is not CallerIdKind.NUMBER:
-        return None
-    try:
-        return check_number(national_mobile(_SEPARATORS.sub("", caller_number.strip())))
-    except ValueError:
-        return None
 
 
 def entry_key(caller_key: str | None, call_id: str) -> str:

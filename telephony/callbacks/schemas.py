@@ -28,7 +28,11 @@ _OUTCOME: Final[Schema] = {"type": ["string", "null"],
 SCHEMAS: Final[Mapping[str, Schema]] = {
     "CallbackAttempt": all_required({
         "leg_id": {"type": "integer"}, "actor": {"type": "string"},
-        "requested_at": DATETIME, "answered_at": NULLABLE_DATETIME,
+        "requested_at": DATETIME,
+        "rang_at": {"type": ["string", "null"], "format": "date-time",
+                    "description": "Penelepon mulai ditelepon; null bila tidak pernah (telepon "
+                                   "operator tidak mengangkat, atau Asterisk menolak)"},
+        "answered_at": NULLABLE_DATETIME,
         "ended_at": NULLABLE_DATETIME, "outcome": _OUTCOME, "outcome_label": NULLABLE_TEXT,
         "status": {"type": "string"},
     }, "Satu panggilan balik yang sudah dicoba"),

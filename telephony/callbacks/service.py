@@ -9,8 +9,10 @@ opened for the entry's latest call (and its incident) and the request is audited
 AMI ``Originate`` rings the operator's phone and, once they answer, the dialplan
 (``[siaga112-callback]``) records, presents the line's number and dials the caller through
 the carrier, reporting the leg's progress (``UserEvent SiagaLeg`` -> ``call_legs``). An
-Originate Asterisk refuses, or an AMI that is away, ends the leg as refused and answers 503;
-an ``OriginateResponse`` saying the operator never answered ends it the same way.
+Originate Asterisk refuses ends the leg as refused and answers 503; an ``OriginateResponse``
+saying the operator never answered ends it the same way. One sent and not answered in time
+may be under way: its leg stays open (the caller counts as being called back until Asterisk
+reports it or the ring limit passes) and the answer is a 503 that says so.
 
 Nothing is sent for a refused request: a withheld number, a call not (or no longer) on the
 list, a call-back already ringing, an operator on a call.
@@ -28,13 +30,14 @@ from typing import Any, Protocol
 import asyncpg
 
 from telephony.accounts.model import Account
-from telephony.ami.actions import AmiActionError, AmiListActions
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiListActions
 from telephony.ami.channels import live_channels
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
 from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.callbacks.errors import (
     CallbackBusy,
     CallbackUnavailable,
+    CallbackUnconfirmed,
     NotOnList,
     NotPossible,
     UnknownCall,
@@ -283,13 +286,22 @@ class CallbackService:
             interface=desk.interface, ring_seconds=self._config.ring_seconds)
         try:
             reply = await self._ami.send_action(action)
-        except AmiActionError as exc:
+        except AmiActionRefusedError as exc:
             log.error("call-back %d of call %s by %s: Originate not taken: %s",
                       request.leg_id, entry.call.call_id, account.username, exc)
             why = f"AMI: {exc}"
             await self._database.run(lambda c: self._legs.refused(c, request.leg_id, why))
             self._reading = None
             raise CallbackUnavailable from exc
+        except AmiActionError as exc:
+            # Sent, and no answer (Asterisk slow in a surge, or the session lost after it):
+            # Asterisk may have queued it, and the phones may ring yet. The leg stays open, so
+            # the caller counts as being called back until its OriginateResponse or the ring
+            # limit; ended as refused, the retry it invited dialled the caller a second time.
+            log.warning("call-back %d of call %s by %s: Originate unconfirmed (%s); counted as "
+                        "ringing until Asterisk reports it or its ring time is over",
+                        request.leg_id, entry.call.call_id, account.username, exc)
+            raise CallbackUnconfirmed from exc
         log.info("call-back %d of call %s (%s) by %s at %s: ringing the operator",
                  request.leg_id, entry.call.call_id, entry.reason.value, account.username,
                  desk.interface)

@@ -88,7 +88,7 @@ class CallbackRepository:
         rows = await connection.fetch(
             """
             SELECT l.leg_id, l.call_id, c.caller_key, l.operator, l.actor, l.requested_at,
-                   l.answered_at, l.ended_at, l.outcome, l.status
+                   l.rang_at, l.answered_at, l.ended_at, l.outcome, l.status
             FROM call_legs l JOIN calls c USING (call_id)
             WHERE l.kind = 'callback' AND l.requested_at >= $1
               AND ($2::text IS NULL OR c.caller_key = $2)

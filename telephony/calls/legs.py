@@ -16,10 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from telephony.calls.ids import CallerIdKind, national_mobile, parse_caller_id
 from telephony.core.labels import LabelledStrEnum
 
 LEG_EVENT: Final = "SiagaLeg"  # the UserEvent name the dialplan reports legs with
 _NUMBER = re.compile(r"\+?[0-9]{3,20}")
+# The visual separators a presented number may carry (RFC 3966 allows "-", "." and "()").
+_SEPARATORS = re.compile(r"[ \-().]")
 
 
 class LegKind(LabelledStrEnum):
@@ -74,6 +77,19 @@ def check_number(number: str) -> str:
     if not _NUMBER.fullmatch(number):
         raise ValueError(f"not a dialable number: {number[:40]!r}")
     return number
+
+
+def dial_number(caller_number: str) -> str | None:
+    """The number the line dials to call this caller back (an operator's call-back, a rating
+    survey): as the carrier presented it, without separators; a mobile number presented
+    without its trunk 0 gets it back. ``None`` when there is none: withheld, malformed, a
+    SIM-less phone (whose IMEI dialled out is a stranger's number abroad)."""
+    if parse_caller_id(caller_number).kind is not CallerIdKind.NUMBER:
+        return None
+    try:
+        return check_number(national_mobile(_SEPARATORS.sub("", caller_number.strip())))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

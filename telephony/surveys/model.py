@@ -26,7 +26,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 from telephony.ami.originate import OriginateReason
-from telephony.calls.ids import CallerIdKind, national_mobile, parse_caller_id
+from telephony.calls.legs import dial_number
 
 
 class SurveyState(StrEnum):
@@ -83,27 +83,18 @@ CALLBACK_ENDPOINT: Final = "carrier-callback"
 ACTION_PREFIX: Final = "siaga112-survey-"
 SURVEY_ACTOR: Final = "survey"  # who stores the rating in the incident's timeline
 
-# E.164 allows 15 digits; fewer than 5 are service codes (112, 119) or extensions, and every
-# withheld form ("", "anonymous", "unknown", "restricted", ...) has no digits at all.
-_DIALABLE = re.compile(r"\+?[0-9]{5,15}")
 _WINDOW = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
 _ID = re.compile(r"[1-9][0-9]{0,17}")
 
 
-def is_dialable(number: str) -> bool:
-    """Whether ``number`` is a caller identity the carrier can be asked to call back.
-
-    Not a SIM-less phone's IMEI (telephony/calls/ids.py decides which ids are): 15 bare
-    Luhn-valid digits pass the pattern, and dialled through the carrier they are a stranger's
-    number abroad (356938035643809 starts with Malta's 356), not the handset that called.
-    """
-    return (_DIALABLE.fullmatch(number) is not None
-            and parse_caller_id(number).kind is not CallerIdKind.SIMLESS)
-
-
-def callback_number(numbers: Iterable[str]) -> str | None:
-    """The first dialable number of an incident's calls (first caller first), if any."""
-    return next((n for n in numbers if is_dialable(n)), None)
+def callback_number(calls: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
+    """The first of an incident's calls (call id, caller number; first caller first) whose
+    caller can be called back, with the number to dial, if any. The rule is an operator's
+    call-back's (:func:`telephony.calls.legs.dial_number`): a caller the worklist can ring is
+    never recorded here as withheld, and a service code, a malformed id or a SIM-less phone's
+    IMEI is never dialled."""
+    return next(((call_id, dialled) for call_id, number in calls
+                 if (dialled := dial_number(number)) is not None), None)
 
 
 def outcome_for_reason(
@@ -196,14 +187,15 @@ def originate_action(
     Hangup event can be told apart too. The survey id and attempt ride along as channel
     variables for the dialplan.
     """
-    if not is_dialable(number):
+    dialled = dial_number(number)
+    if dialled is None:
         raise ValueError(f"not a dialable number: {number!r}")
     return {
         "Action": "Originate",
         "ActionID": action_id(survey_id, attempt),
         # The carrier dials national numbers: a mobile number presented without its trunk 0
-        # (812…) gets it back.
-        "Channel": f"PJSIP/{national_mobile(number)}@{CALLBACK_ENDPOINT}",
+        # (812…) gets it back, and separators go.
+        "Channel": f"PJSIP/{dialled}@{CALLBACK_ENDPOINT}",
         "Context": SURVEY_CONTEXT,
         "Exten": "s",
         "Priority": "1",

@@ -2,7 +2,8 @@
 
 The dialplan (``[siaga112-survey]``) passes the survey id and the attempt as the AGI
 arguments (the channel variables the Originate set). Anything else is refused with one log
-line and nothing changed; the dialplan then hangs up.
+line and nothing changed; the dialplan then hangs up. With the database away the caller who
+picked up is asked all the same; the service holds the answer until it is back.
 """
 
 from __future__ import annotations
@@ -53,12 +54,15 @@ class SurveyApplication:
                          "has its answer)", survey_id, attempt)
                 return
         except DatabaseUnavailable as exc:
-            log.error("survey %d attempt %d not asked, database unavailable (retried later): "
-                      "%s", survey_id, attempt, exc)
-            return
+            # The caller picked up: ask all the same rather than hang up on them in silence
+            # and ring again later. The answer is stored once the database is back, and a
+            # survey that had its answer meanwhile keeps it (a rating is stored once).
+            log.warning("survey %d attempt %d: database unavailable (%s); asked all the same, "
+                        "the answer is stored when it is back", survey_id, attempt, exc)
         rating = await run_survey(AgiChannel(session))
         try:
             await self._surveys.finish(survey_id, attempt, rating)
         except DatabaseUnavailable as exc:
-            log.error("survey %d attempt %d: rating %s not stored, database unavailable "
-                      "(the caller is asked again later): %s", survey_id, attempt, rating, exc)
+            log.error("survey %d attempt %d: rating %s not stored yet, database unavailable "
+                      "(stored when it is back, unless the line restarts first): %s",
+                      survey_id, attempt, rating, exc)

@@ -11,6 +11,9 @@ The upkeep loop (:meth:`SurveyService.run_upkeep`), in each pass:
 3. claims due surveys (``FOR UPDATE SKIP LOCKED``), records each attempt *before* sending its
    ``Originate`` (``Async``, ActionID ``siaga112-survey-<survey>-<attempt>``), then sends it.
 
+Before all that it stores the answers callers gave while the database was away
+(:meth:`SurveyService.finish` holds them).
+
 Between passes it applies the AMI events about its callbacks that the listener hands over:
 ``OriginateResponse`` (answered, rang out, failed...) and the callback channel's ``Hangup``,
 whose cause tells a busy callee from a failure. The attempt is found by its id (the
@@ -38,6 +41,7 @@ import asyncpg
 
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiActions
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable
+from telephony.calls.legs import dial_number
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.errors import IncidentError
@@ -64,6 +68,7 @@ from telephony.surveys.store import Attempt, Survey, SurveyRepository
 log = logging.getLogger("telephony.surveys")
 
 HANGUP = "Hangup"
+NOT_POSSIBLE_DETAIL = "Nomor penelepon disembunyikan atau tidak dapat dihubungi."
 # Past the ring time Asterisk still has to give up on the carrier (SIP timer B is 32 s) and
 # report; past the FastAGI session limit the survey has ended one way or another.
 RING_GRACE = timedelta(seconds=35)
@@ -156,6 +161,9 @@ class SurveyService:
         self._clock = clock
         self._zone = ZoneInfo(config.timezone)
         self._events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+        # Answers the database could not take (survey and attempt -> rating or None), stored
+        # by the next upkeep pass that reaches it.
+        self._held: dict[tuple[int, int], int | None] = {}
         for event in (ORIGINATE_RESPONSE, HANGUP):
             ami.subscribe(event, self._on_ami_event)
 
@@ -177,7 +185,8 @@ class SurveyService:
                          lambda: self._apply_events_for(interval), log)
 
     async def upkeep(self) -> None:
-        """One pass: open surveys, end lost attempts, place due calls."""
+        """One pass: store held answers, open surveys, end lost attempts, place due calls."""
+        await self.store_held_answers()
         await self.open_surveys()
         await self.expire_attempts()
         await self.place_due_calls()
@@ -219,20 +228,21 @@ class SurveyService:
                 connection, since=now - config.lookback, limit=config.batch)
             for incident in candidates:
                 calls = await self._repo.caller_numbers(connection, incident.incident_id)
-                number = callback_number(n for _, n in calls)
-                if number is None:
+                first = callback_number(calls)
+                if first is None:
                     survey_id = await self._repo.insert_survey(
                         connection, incident_id=incident.incident_id,
                         call_id=calls[0][0] if calls else None, number="",
                         state=SurveyState.NOT_POSSIBLE, next_attempt_at=None,
-                        detail="Nomor penelepon disembunyikan atau tidak dapat dihubungi.",
+                        detail=NOT_POSSIBLE_DETAIL,
                         resolved_at=incident.resolved_at, now=now)
                     what = "not possible (no dialable number)"
                 else:
+                    call_id, number = first
                     due = self._in_window(max(incident.resolved_at + config.delay, now))
                     survey_id = await self._repo.insert_survey(
                         connection, incident_id=incident.incident_id,
-                        call_id=next(c for c, n in calls if n == number), number=number,
+                        call_id=call_id, number=number,
                         state=SurveyState.SCHEDULED, next_attempt_at=due, detail="",
                         resolved_at=incident.resolved_at, now=now)
                     what = f"scheduled for {due:%Y-%m-%d %H:%M:%S} UTC"
@@ -288,6 +298,13 @@ class SurveyService:
                             connection, due.survey_id, SurveyState.RATED, now=now,
                             rating=due.incident_rating,
                             detail="Penilaian sudah tercatat pada insiden.")
+                        continue
+                    if dial_number(due.number) is None:
+                        # Scheduled under the older rule, which took short codes and
+                        # malformed ids for numbers: no call-back may dial it, nor may this.
+                        await self._repo.set_state(connection, due.survey_id,
+                                                   SurveyState.NOT_POSSIBLE, now=now,
+                                                   detail=NOT_POSSIBLE_DETAIL)
                         continue
                     attempt = due.attempts + 1
                     await self._repo.start_attempt(
@@ -492,7 +509,42 @@ class SurveyService:
 
     async def finish(self, survey_id: int, attempt: int, rating: int | None) -> Survey | None:
         """The caller went through the survey: store ``rating`` (1-5, or ``None`` for none)
-        on the incident and close the survey. Returns the survey, ``None`` if unknown."""
+        on the incident and close the survey. Returns the survey, ``None`` if unknown.
+
+        With the database away the answer is held and :class:`DatabaseUnavailable` raised:
+        the next upkeep pass that reaches the database stores it before it ends attempts
+        past their deadline, so the caller's answer stands and they are not rung again to
+        give it twice. (A restart meanwhile forgets it: the attempt then ends as lost and is
+        retried, as before.)
+        """
+        try:
+            return await self._finish(survey_id, attempt, rating)
+        except DatabaseUnavailable:
+            self._held[(survey_id, attempt)] = rating
+            raise
+
+    async def store_held_answers(self) -> int:
+        """Store the answers :meth:`finish` held while the database was away; returns how
+        many. Raises :class:`DatabaseUnavailable` (keeping the rest) while it still is."""
+        stored = 0
+        for (survey_id, attempt), rating in list(self._held.items()):
+            try:
+                await self._finish(survey_id, attempt, rating)
+            except DatabaseUnavailable:
+                raise
+            except Exception:
+                # Not the outage: holding it would fail every pass after it.
+                log.exception("survey %d attempt %d: the answer held while the database was "
+                              "away not stored", survey_id, attempt)
+            else:
+                stored += 1
+                log.info("survey %d attempt %d: the answer held while the database was away "
+                         "is stored", survey_id, attempt)
+            del self._held[(survey_id, attempt)]
+        return stored
+
+    async def _finish(self, survey_id: int, attempt: int, rating: int | None
+                      ) -> Survey | None:
         now = self._clock()
         survey = await self.survey(survey_id)
         if survey is None:

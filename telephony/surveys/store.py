@@ -75,6 +75,7 @@ class DueSurvey:
     number: str
     attempts: int
     incident_rating: int | None  # a rating already on the incident: no call is needed
+    caller_key: str | None  # whom it rings (telephony.calls.ids), however the number is written
 
 
 class SurveyRepository:
@@ -156,27 +157,50 @@ class SurveyRepository:
         A survey whose caller is on the line now (a call of theirs, by ``caller_key``, so
         ``0812…`` and ``+62812…`` alike, that has not ended), or whose call ended less than
         ``quiet`` ago, is left scheduled for a later pass: a rating call must never ring a
-        phone that is on a new emergency call, nor follow one at once. A call arrived more
-        than :data:`OPEN_CALL_HORIZON` ago and never marked ended (its end went unrecorded)
-        holds nothing up.
+        phone that is on a new emergency call, nor follow one at once. An operator's call-back
+        of one of their calls (a ``callback`` leg) is such a call too, though the line keeps
+        no ``calls`` row of it: without it, the survey rang in as call waiting while the
+        caller told the operator what happened. A call (or call-back) asked for more than
+        :data:`OPEN_CALL_HORIZON` ago and never marked ended (its end went unrecorded) holds
+        nothing up. Nor is a survey placed while another survey's call to the same caller
+        rings or runs, or ended less than ``quiet`` ago: a caller with two incidents resolved
+        together was rung twice at once (the second call busy, or call waiting); of two due
+        in one pass only the first is returned.
         """
         rows = await connection.fetch(
             """
-            SELECT s.survey_id, s.incident_id, s.number, s.attempts, i.rating AS incident_rating
+            SELECT s.survey_id, s.incident_id, s.number, s.attempts, i.rating AS incident_rating,
+                   (SELECT o.caller_key FROM calls o WHERE o.call_id = s.call_id) AS caller_key
             FROM surveys s JOIN incidents i USING (incident_id)
             WHERE s.state = 'scheduled' AND s.next_attempt_at <= $1
               AND NOT EXISTS (
                   SELECT 1 FROM calls o JOIN calls c ON c.caller_key = o.caller_key
+                  JOIN surveys other ON other.call_id = c.call_id
+                  JOIN survey_attempts a ON a.survey_id = other.survey_id
+                  WHERE o.call_id = s.call_id AND other.survey_id <> s.survey_id
+                    AND (a.outcome IS NULL OR a.outcome = 'answered'
+                         OR a.ended_at > $1 - $4::interval))
+              AND NOT EXISTS (
+                  SELECT 1 FROM calls o JOIN calls c ON c.caller_key = o.caller_key
                   WHERE o.call_id = s.call_id
                     AND ((c.ended_at IS NULL AND c.arrived_at >= $1 - $3::interval)
-                         OR c.ended_at > $1 - $4::interval))
+                         OR c.ended_at > $1 - $4::interval
+                         OR EXISTS (
+                             SELECT 1 FROM call_legs l
+                             WHERE l.call_id = c.call_id AND l.kind = 'callback'
+                               AND ((l.ended_at IS NULL AND l.requested_at >= $1 - $3::interval)
+                                    OR l.ended_at > $1 - $4::interval))))
             ORDER BY s.next_attempt_at
             LIMIT $2
             FOR UPDATE OF s SKIP LOCKED
             """,
             now, limit, OPEN_CALL_HORIZON, quiet,
         )
-        return [from_row(DueSurvey, row) for row in rows]
+        due: list[DueSurvey] = []
+        for survey in (from_row(DueSurvey, row) for row in rows):
+            if survey.caller_key is None or all(survey.caller_key != d.caller_key for d in due):
+                due.append(survey)
+        return due
 
     async def start_attempt(
         self, connection: asyncpg.Connection, *, survey_id: int, attempt: int, action_id: str,

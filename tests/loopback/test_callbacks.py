@@ -37,7 +37,7 @@ from telephony.web.context import CONTEXT
 from telephony.web.server import build_app
 from tests.support.ami import listener
 from tests.support.calls import CALENDAR, ago, call_facts
-from tests.support.db import fetch
+from tests.support.db import execute, fetch
 from tests.support.polling import eventually
 from tests.support.web import PASSWORD, Browser, conforms, make_context
 
@@ -195,6 +195,42 @@ async def test_asterisk_refusing_the_originate_ends_the_leg_and_answers_503(benc
     assert not entry["ringing"] and entry["attempts"][0]["outcome"] == "failed"
 
 
+async def test_an_originate_asterisk_took_but_did_not_answer_counts_as_ringing(bench: Bench
+                                                                             ) -> None:
+    """An Originate sent whose answer never came (Asterisk slow in a surge, or the connection
+    lost right after it) may still ring the operator and dial the caller. It was ended as
+    refused with "try again": the retry (or another operator) dialled the caller a second
+    time, in the middle of the first call-back."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    bench.asterisk.silent.add("originate")
+
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+
+    assert response.status == 503
+    error = await error_of(response)
+    assert error["code"] == "asterisk_unavailable" and "mungkin" in error["message"]
+    (row,) = await bench.legs()
+    assert (row["ended_at"], row["outcome"]) == (None, None)
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert entry["ringing"]
+    again = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert again.status == 409 and (await error_of(again))["code"] == "callback_busy"
+    assert len(bench.originates()) == 1
+    # Its OriginateResponse, late, says how it went: the operator never answered.
+    await bench.asterisk.send(render((
+        ("Event", "OriginateResponse"), ("ActionID", f"siaga112-callback-{row['leg_id']}"),
+        ("Response", "Failure"), ("Channel", OPERATOR), ("Context", "siaga112-callback"),
+        ("Reason", "3"), ("Uniqueid", "<unknown>"))))
+
+    async def free() -> dict[str, Any] | None:
+        (entry,) = (await worklist(bench, operator))["entries"]
+        return None if entry["ringing"] else entry
+
+    assert (await eventually("the leg ended", free, within=5))["attempts"][0]["outcome"] == (
+        "failed")
+
+
 async def test_the_operator_phone_never_answering_ends_the_leg(bench: Bench) -> None:
     await gave_up(bench)
     operator = await bench.account("op1001", "operator", desk=True)
@@ -218,6 +254,16 @@ async def test_the_operator_phone_never_answering_ends_the_leg(bench: Bench) -> 
     row = await eventually("the leg ended", ended, within=5)
     assert (row["outcome"], row["status"]) == (
         "failed", "Telepon operator tidak diangkat (Reason 3)")
+    # The list says the caller was never dialled: a plain "Gagal" read as a caller who
+    # cannot be reached, and a supervisor closed such entries as unreachable.
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert entry["attempts"][0]["rang_at"] is None
+    async with aiohttp.ClientSession(base_url=bench.client.make_url(""),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browser(http)
+        assert (await browser.log_in("op1001")).status == 303
+        _, html, _ = await browser.get("/console/callbacks")
+    assert "op1001: Gagal di telepon operator, penelepon tidak ditelepon" in html
 
 
 async def test_a_withheld_number_sends_nothing(bench: Bench) -> None:
@@ -436,6 +482,28 @@ async def test_the_console_page_and_its_forms(bench: Bench) -> None:
             await browser.post(f"/console/callbacks/{HIDDEN}/call", {}))
         assert kind == "error" and "disembunyikan" in text
     assert len(bench.originates()) == 1
+
+
+async def test_a_call_back_whose_end_went_unreported_is_not_shown_going_on(bench: Bench
+                                                                           ) -> None:
+    """A call-back whose report never came (Asterisk or the line away meanwhile) stops
+    counting as ringing at its ring limit; the list said "berlangsung" (going on) beside it
+    for the rest of the day, next to a "Hubungi kembali" button."""
+    await gave_up(bench, minutes=30)
+    await bench.accounts.create("op1001", "operator", PASSWORD, actor="test")
+    await assign_desk(bench.database, load_menu(), "op1001", OPERATOR, {"fire": 5})
+    await execute(bench.dsn, """
+        INSERT INTO call_legs (kind, call_id, operator, actor, number, target, requested_at)
+        VALUES ('callback', $1, $2, 'op1001', $3, 'penelepon', now() - interval '10 minutes')
+        """, GAVE_UP, OPERATOR, CALLER)
+    async with aiohttp.ClientSession(base_url=bench.client.make_url(""),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        browser = Browser(http)
+        assert (await browser.log_in("op1001")).status == 303
+        status, html, _ = await browser.get("/console/callbacks")
+    assert status == 200
+    assert f'action="/console/callbacks/{GAVE_UP}/call"' in html
+    assert "op1001: tanpa kabar dari Asterisk" in html and "berlangsung" not in html
 
 
 async def test_the_backlog_for_the_wallboard(bench: Bench) -> None:

@@ -21,14 +21,21 @@ from telephony.agi.protocol import AgiEnvironment, AgiReply
 from telephony.agi.server import AgiSession, FastAgiConfig, FastAgiServer
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.testing import ListSink, fake_asterisk, render
-from telephony.calls.facts import CallEnded, CallFact, CallStarted, OperatorAnswered
+from telephony.calls.facts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    LegProgressed,
+    OperatorAnswered,
+)
+from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
-from telephony.calls.store import CallRepository
-from telephony.db.connection import Database
+from telephony.calls.store import CallRepository, LegRepository
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.model import Status
 from telephony.incidents.service import IncidentService
-from telephony.settings import DEFAULT_SHIFTS
+from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.surveys.model import AttemptOutcome, CallWindow, SurveyState
 from telephony.surveys.route import SurveyApplication
 from telephony.surveys.service import RING_GRACE, SurveyConfig, SurveyService
@@ -36,6 +43,7 @@ from telephony.surveys.store import Survey
 from tests.support.agi import FakeAsterisk
 from tests.support.agi import environment as agi_environment
 from tests.support.ami import eventually, listener
+from tests.support.db import OutageDatabase, execute
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -295,15 +303,31 @@ async def test_the_first_dialable_caller_is_called_back_and_a_withheld_one_is_no
     withheld = await resolved_incident(database_dsn, incidents, "anonymous")
     repeat = await resolved_incident(database_dsn, incidents, "", "082233445566",
                                      "081100000000")
+    # A number with a tel URI's separators is a caller's number (the call-back worklist rings
+    # it), not a withheld one: it was recorded as "disembunyikan" and never asked.
+    spelled = await resolved_incident(database_dsn, incidents, "+62-813-3344-5577")
     await surveys.upkeep()
     survey = await survey_of(surveys, withheld)
     assert (survey.state, survey.number, survey.next_attempt_at) == (
         SurveyState.NOT_POSSIBLE, "", None)
     assert survey.finished_at is not None and "disembunyikan" in survey.detail
     assert (await survey_of(surveys, repeat)).number == "082233445566"
+    assert (await survey_of(surveys, spelled)).number == "+6281333445577"
     clock.advance(seconds=61)
     await surveys.upkeep()
-    assert [a["Channel"] for a in ami.actions] == ["PJSIP/082233445566@carrier-callback"]
+    assert sorted(a["Channel"] for a in ami.actions) == [
+        "PJSIP/+6281333445577@carrier-callback", "PJSIP/082233445566@carrier-callback"]
+    # A survey scheduled under the older rule, for a short code it took for a number: never
+    # dialled, closed as not possible (not a failed Originate at every pass).
+    short = await resolved_incident(database_dsn, incidents, "081100000001")
+    await surveys.open_surveys()
+    await execute(database_dsn, "UPDATE surveys SET number = '12345' WHERE incident_id = $1",
+                  short)
+    clock.advance(seconds=61)
+    await surveys.upkeep()
+    survey = await survey_of(surveys, short)
+    assert (survey.state, survey.attempts) == (SurveyState.NOT_POSSIBLE, 0)
+    assert "disembunyikan" in survey.detail and len(ami.actions) == 2
     assert (await survey_of(surveys, withheld)).attempts == 0
 
 
@@ -366,6 +390,70 @@ async def test_a_survey_ended_by_a_crash_after_the_rating_is_not_called_again(
     assert len(ami.actions) == 1
     survey = await survey_of(surveys, incident_id)
     assert (survey.state, survey.rating) == (SurveyState.RATED, 5)
+
+
+async def test_a_rating_given_while_the_database_is_away_is_stored_when_it_returns(
+    database_dsn: str, settings: Settings, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    """The caller pressed 4 while the database was away: the rating was dropped, the attempt
+    ended as lost at its deadline, and the caller was rung again half an hour later to be
+    asked the same question."""
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+    surveys = make_surveys(database, ami, IncidentService(database, IncidentConfig()), clock)
+    try:
+        incident_id = await resolved_incident(database_dsn, incidents, "081234567894")
+        clock.advance(seconds=61)
+        await surveys.upkeep()
+        (action,) = ami.actions
+        assert await surveys.originate_response(response(action, 4))
+        survey = await survey_of(surveys, incident_id)
+        assert await surveys.begin(survey.survey_id, 1)
+        database.down = True
+        with pytest.raises(DatabaseUnavailable):
+            await surveys.finish(survey.survey_id, 1, 4)
+        clock.advance(minutes=5)  # past the attempt's deadline
+        with pytest.raises(DatabaseUnavailable):
+            await surveys.upkeep()
+        database.down = False
+        await surveys.upkeep()
+        survey = await survey_of(surveys, incident_id)
+        assert (survey.state, survey.rating) == (SurveyState.RATED, 4)
+        (attempt,) = await surveys.attempts(survey.survey_id)
+        assert attempt.outcome is AttemptOutcome.RATED
+        assert (await incidents.get(incident_id)).rating == 4
+        clock.advance(seconds=CONFIG.retry.total_seconds() + 1)
+        await surveys.upkeep()
+        assert ami.actions == [action]  # never asked again
+    finally:
+        await database.close()
+
+
+async def test_a_caller_who_picks_up_while_the_database_is_away_is_asked_all_the_same(
+    database_dsn: str, settings: Settings, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    """The survey's call was placed and the database went away before the caller picked up:
+    the caller heard nothing and the line hung up on them, then rang again later."""
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+    surveys = make_surveys(database, ami, IncidentService(database, IncidentConfig()), clock)
+    try:
+        incident_id = await resolved_incident(database_dsn, incidents, "081234567892")
+        clock.advance(seconds=61)
+        await surveys.upkeep()
+        survey = await survey_of(surveys, incident_id)
+        database.down = True
+        session = FakeSession([str(survey.survey_id), "1"], ["5"])
+        await SurveyApplication(surveys).handle(cast(AgiSession, session))
+        assert [c[0] for c in session.commands] == ["STREAM FILE", "GET DATA", "STREAM FILE"]
+        database.down = False
+        clock.advance(minutes=5)  # past the attempt's deadline
+        await surveys.upkeep()
+        assert (await survey_of(surveys, incident_id)).rating == 5
+        assert (await incidents.get(incident_id)).rating == 5
+        assert len(ami.actions) == 1
+    finally:
+        await database.close()
 
 
 async def test_an_answered_survey_without_rating_is_final(
@@ -449,6 +537,72 @@ async def test_a_caller_on_a_new_emergency_call_is_not_rung_for_a_survey(
     await surveys.upkeep()
     (action,) = ami.actions
     assert action["Channel"] == "PJSIP/081234567896@carrier-callback"
+
+
+async def test_a_caller_talking_to_an_operator_on_a_call_back_is_not_rung_for_a_survey(
+    database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    incident_id = await resolved_incident(database_dsn, incidents, "081234567893")
+    await surveys.upkeep()
+    survey = await survey_of(surveys, incident_id)
+    clock.now = survey.resolved_at + CONFIG.delay
+    # The caller rang again (as +62…) and gave up long ago; an operator calls them back now:
+    # a call-back is no call of the line (no `calls` row), but it is an emergency call all the
+    # same, and a survey ringing in would be call waiting in the middle of it.
+    given_up = await add_call(database_dsn, "+6281234567893",
+                              start=clock.now - timedelta(minutes=30))
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        leg = await LegRepository().open(
+            connection, kind=LegKind.CALLBACK, call_id=given_up, incident_id=None,
+            operator="PJSIP/op1001", actor="op1001", number="081234567893",
+            target="penelepon")
+    finally:
+        await connection.close()
+    await surveys.upkeep()  # asked for, ringing the operator's phone and then the caller's
+    assert ami.actions == []
+    await apply_facts(database_dsn, [LegProgressed(leg, "answered", "", "1790.5", clock.now)])
+    clock.advance(minutes=20)  # a long talk: never rung
+    await surveys.upkeep()
+    assert ami.actions == []
+    assert (await survey_of(surveys, incident_id)).state is SurveyState.SCHEDULED
+    # The call-back ends: the survey waits its delay after it, as after any call, then calls.
+    await apply_facts(database_dsn, [LegProgressed(leg, "ended", "ANSWER", "1790.5", clock.now)])
+    await surveys.upkeep()
+    assert ami.actions == []
+    clock.advance(seconds=CONFIG.delay.total_seconds() + 1)
+    await surveys.upkeep()
+    (action,) = ami.actions
+    assert action["Channel"] == "PJSIP/081234567893@carrier-callback"
+
+
+async def test_a_caller_with_two_resolved_incidents_gets_one_rating_call_at_a_time(
+    database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    """Two incidents of one caller (written two ways), resolved together: both surveys fell
+    due in one pass and the caller's phone rang twice at once, the second call as call waiting
+    or busy (then rung again, as unreached)."""
+    first = await resolved_incident(database_dsn, incidents, "081234567880")
+    second = await resolved_incident(database_dsn, incidents, "+6281234567880")
+    clock.advance(seconds=61)
+    await surveys.upkeep()
+    (action,) = ami.actions
+    assert action["Channel"] == "PJSIP/081234567880@carrier-callback"
+    await surveys.upkeep()
+    assert len(ami.actions) == 1  # not while the first rings
+    (rung,) = [s for s in [await survey_of(surveys, first), await survey_of(surveys, second)]
+               if s.state is SurveyState.CALLING]
+    assert await surveys.originate_response(response(action, 4))
+    assert await surveys.begin(rung.survey_id, 1)
+    await surveys.finish(rung.survey_id, 1, 5)
+    await surveys.upkeep()
+    assert len(ami.actions) == 1  # nor at once after it
+    clock.advance(seconds=CONFIG.delay.total_seconds() + 1)
+    await surveys.upkeep()
+    assert [a["Channel"] for a in ami.actions] == [
+        "PJSIP/081234567880@carrier-callback", "PJSIP/+6281234567880@carrier-callback"]
 
 
 async def test_a_call_whose_end_was_never_recorded_does_not_hold_a_survey_forever(

@@ -22,14 +22,13 @@ from telephony.callbacks.model import (
     Entry,
     backlog,
     check_closure,
-    dial_number,
     find_entry,
     leg_of_action,
     originate_action,
     reason_for,
     worklist,
 )
-from telephony.calls.legs import LegOutcome
+from telephony.calls.legs import LegOutcome, dial_number
 from telephony.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -62,7 +61,7 @@ def attempt(call_id: str, *, minutes_ago: float, answered: bool = False, ended: 
     asked = NOW - timedelta(minutes=minutes_ago)
     return Attempt(
         leg_id=leg_id, call_id=call_id, caller_key=key, operator="PJSIP/op1001",
-        actor="op1001", requested_at=asked,
+        actor="op1001", requested_at=asked, rang_at=asked + timedelta(seconds=5),
         answered_at=asked + timedelta(seconds=25) if answered else None,
         ended_at=asked + timedelta(minutes=1) if ended else None,
         outcome=(LegOutcome.ANSWERED if answered else LegOutcome.NO_ANSWER) if ended else None,

@@ -17,7 +17,6 @@ from telephony.surveys.model import (
     after_survey,
     after_unreached,
     callback_number,
-    is_dialable,
     originate_action,
     outcome_for_reason,
     parse_call_window,
@@ -28,25 +27,41 @@ from telephony.surveys.service import SurveyConfig
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
 
-@pytest.mark.parametrize("number", ["081234567890", "+6281234567890", "0313021112", "12345"])
-def test_dialable_numbers(number: str) -> None:
-    assert is_dialable(number)
+@pytest.mark.parametrize(("number", "dialled"), [
+    ("081234567890", "081234567890"), ("+6281234567890", "+6281234567890"),
+    ("0313021112", "0313021112"), ("81234567890", "081234567890"),
+    # Separators as a tel URI may carry them: the worklist calls this caller back, so the
+    # survey does too (it recorded them as withheld).
+    ("0812 3456 789", "08123456789"), ("+62-812-3456-7890", "+6281234567890"),
+    ("(031) 302-1112", "0313021112"),
+])
+def test_dialable_numbers(number: str, dialled: str) -> None:
+    assert callback_number([("1.1", number)]) == ("1.1", dialled)
+    action = originate_action(survey_id=1, attempt=1, number=number, caller_id="112",
+                              ring_seconds=25)
+    assert action["Channel"] == f"PJSIP/{dialled}@carrier-callback"
 
 
 @pytest.mark.parametrize("number", [
-    "", "anonymous", "unknown", "<unknown>", "Restricted", "112", "1234", "0812 3456 789",
-    "0812-345-6789", "+", "++6281234", "1" * 16, "٠٨١٢٣٤٥٦٧٨", "0812345\n6789", "sip:0812@x",
+    "", "anonymous", "unknown", "<unknown>", "Restricted", "112", "1234", "+", "++6281234",
+    "1" * 16, "٠٨١٢٣٤٥٦٧٨", "0812345\n6789", "sip:0812@x",
+    "12345", "14045",  # service codes and the like: no caller's number
     "356938035643809",  # a SIM-less phone's IMEI (telephony/calls/ids.py)
 ])
 def test_withheld_or_unusable_numbers(number: str) -> None:
-    assert not is_dialable(number)
+    assert callback_number([("1.1", number)]) is None
+    with pytest.raises(ValueError, match="dialable"):
+        originate_action(survey_id=1, attempt=1, number=number, caller_id="112",
+                         ring_seconds=25)
 
 
 def test_the_first_dialable_caller_is_called_back() -> None:
-    assert callback_number(["anonymous", "", "081111111111", "082222222222"]) == "081111111111"
+    assert callback_number([("1.1", "anonymous"), ("1.2", ""), ("1.3", "081111111111"),
+                            ("1.4", "082222222222")]) == ("1.3", "081111111111")
     # A SIM-less phone's bare IMEI (15 Luhn-valid digits) is no number to call back.
-    assert callback_number(["356938035643809", "081111111111"]) == "081111111111"
-    assert callback_number(["anonymous", "112"]) is None
+    assert callback_number([("1.1", "356938035643809"), ("1.2", "081111111111")]) == (
+        "1.2", "081111111111")
+    assert callback_number([("1.1", "anonymous"), ("1.2", "112")]) is None
     assert callback_number([]) is None
 
 
