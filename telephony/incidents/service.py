@@ -174,8 +174,15 @@ class IncidentService:
         require_open(target.status)
         if await self._repo.call_snapshot(connection, call_id) is None:
             raise CallNotFound(call_id)
+        # Read again under the locks: another operator may have merged the same repeat call
+        # since (two screens, or one double click). Read before, the second was refused as
+        # "already in #<the incident it had just left, cancelled as merged>" though the call
+        # was where both wanted it.
+        owner = await self._repo.incident_of_call(connection, call_id)
         if owner == target_id:
             return target
+        if owner is not None and owner not in found:
+            raise CallAlreadyLinked(call_id, owner)
         if owner is None:
             await self._repo.link_call(connection, target_id, call_id, actor)
             await self._ledger.record(connection, target_id, actor, "call_linked",
