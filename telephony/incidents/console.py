@@ -188,9 +188,7 @@ async def _search_page(request: web.Request, query: str, now: datetime) -> web.S
     await ctx.accounts.audit(
         actor=actor_of(request), action="incident.search", object_type="incident",
         object_id=query, remote_address=remote_of(request), detail={"found": len(found)})
-    # A closed incident has no dispatch target left to meet (one cancelled before any
-    # dispatch would read as late).
-    rows = [(incident, ctx.dispatches.sla_clock(incident, now) if incident.is_open else None)
+    rows = [(incident, ctx.dispatches.sla_clock(incident, now))
             for incident in found[:SEARCH_LIMIT]]
     return page(request, "incidents.html", title="Cari insiden", rows=rows, page_number=1,
                 first=1, last=len(rows), has_next=len(found) > SEARCH_LIMIT, query=query,

@@ -214,10 +214,11 @@ class DispatchService:
         self._targets = dict(targets)
 
     def sla_clock(self, incident: Incident, now: datetime) -> SlaClock | None:
-        """The incident's dispatch clock, or ``None`` if its report type has no target."""
+        """The incident's dispatch clock, or ``None`` if there is none to meet (see
+        :func:`~telephony.incidents.dispatches.dispatch_clock`)."""
         return dispatch_clock(
             answered_at=incident.answered_at, dispatched_at=incident.dispatched_at,
-            target=self._targets.get(incident.report_type), now=now,
+            target=self._targets.get(incident.report_type), now=now, is_open=incident.is_open,
         )
 
     async def sla_breaches(self, now: datetime | None = None) -> list[SlaBreach]:
@@ -234,7 +235,7 @@ class DispatchService:
         for incident, target in await self._database.run(work):
             clock = dispatch_clock(answered_at=incident.answered_at,
                                    dispatched_at=incident.dispatched_at, target=target,
-                                   now=instant)
+                                   now=instant, is_open=incident.is_open)
             if clock is not None and clock.breached:
                 breaches.append(SlaBreach(incident, clock))
         return breaches

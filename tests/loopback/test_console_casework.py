@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from telephony.incidents.edits import parse_patch
 from telephony.web.context import CONTEXT
-from tests.support.calls import OPERATOR, call_facts
+from tests.support.calls import OPERATOR, ago, call_facts
 from tests.support.console import HOSTILE, Console, record
 from tests.support.db import fetch, incident_state
 from tests.support.web import BIDI_CONTROLS, Browser, spoofed
@@ -624,3 +624,33 @@ async def test_a_repeat_callers_incident_is_merged_into_one_not_offered_by_its_n
     assert await operator.flash(response) == ("ok", f"Panggilan digabungkan ke insiden #{fire}.")
     assert await incidents.call_ids(fire) == [FIRE, REPEAT]
     assert (await incidents.get(repeat)).status.value == "cancelled"
+
+
+async def test_an_incident_ended_without_a_dispatch_has_no_target_left_to_miss(
+        console: Console) -> None:
+    """A fire reported as a prank ten minutes after the answer: its page, and the API, said
+    "Target kirim ... (terlambat)", overdue by the hour, for as long as anyone looked at it.
+    One dispatched in time keeps its target, met, once resolved."""
+    operator = await console.user("op1", "operator", desk=True)
+    await record(console, call_facts(FIRE, "081355500001", answered_at=ago(minutes=10)))
+    await record(console, call_facts(MEDICAL, "081355500003", skill="medical"))
+    ctx = console.client.app[CONTEXT]
+    prank = (await ctx.incidents.create_for_call(FIRE, actor="op1")).incident_id
+    await ctx.incidents.change_status(prank, "prank", actor="op1")
+    medical = (await ctx.incidents.create_for_call(MEDICAL, actor="op1")).incident_id
+    await ctx.incidents.change_status(medical, "verified", actor="op1")
+    await ctx.dispatches.dispatch(medical, "ambulans", actor="op1")
+    for status in ("on_scene", "resolved"):
+        await ctx.incidents.change_status(medical, status, actor="op1")
+
+    async def target(incident_id: int) -> tuple[list[str], Any]:
+        html = (await operator.get(f"/console/incidents/{incident_id}"))[1]
+        response = await operator.http.get(f"/api/incidents/{incident_id}")
+        assert response.status == 200
+        shown = re.findall(r"<dt>Target kirim</dt><dd[^>]*>([^<]*)</dd>", html)
+        return shown, (await response.json())["incident"]["sla"]
+
+    assert await target(prank) == ([], None)
+    shown, sla = await target(medical)
+    assert len(shown) == 1 and "terlambat" not in shown[0]
+    assert (sla["target_seconds"], sla["breached"]) == (300, False)

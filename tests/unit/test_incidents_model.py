@@ -359,15 +359,27 @@ def test_dispatch_clock(
 ) -> None:
     dispatched = ANSWER + dispatched_after if dispatched_after is not None else None
     clock = dispatch_clock(answered_at=ANSWER, dispatched_at=dispatched, target=FIVE,
-                           now=ANSWER + now_after)
+                           now=ANSWER + now_after, is_open=True)
     assert clock is not None
     assert (clock.due_at, clock.breached, clock.overdue) == (ANSWER + FIVE, breached, overdue)
+    # Once the incident is resolved or closed, a dispatch keeps its verdict.
+    if dispatched is not None:
+        assert dispatch_clock(answered_at=ANSWER, dispatched_at=dispatched, target=FIVE,
+                              now=ANSWER + now_after, is_open=False) == clock
 
 
 def test_no_clock_without_target_or_answer() -> None:
     assert dispatch_clock(answered_at=ANSWER, dispatched_at=None, target=None,
-                          now=ANSWER) is None
-    assert dispatch_clock(answered_at=None, dispatched_at=None, target=FIVE, now=ANSWER) is None
+                          now=ANSWER, is_open=True) is None
+    assert dispatch_clock(answered_at=None, dispatched_at=None, target=FIVE, now=ANSWER,
+                          is_open=True) is None
+
+
+def test_no_clock_for_an_incident_ended_without_a_dispatch() -> None:
+    """A prank, a cancelled or a merged incident was never to be dispatched: its page said
+    "terlambat", later by the hour, for as long as anyone looked."""
+    assert dispatch_clock(answered_at=ANSWER, dispatched_at=None, target=FIVE,
+                          now=ANSWER + timedelta(hours=3), is_open=False) is None
 
 
 def test_retry_delay_doubles_up_to_the_cap() -> None:
