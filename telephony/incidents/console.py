@@ -6,7 +6,7 @@ call shown on the operator screen or an incident page (open its incident, label 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -18,6 +18,7 @@ from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.desks.operators import SKILL_LABELS
+from telephony.incidents.directory import Agency, Place
 from telephony.incidents.dispatches import (
     DispatchState,
     next_dispatch_steps,
@@ -228,6 +229,8 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
                if len(call_ids) == 1 else [])
     levels = list(EscalationLevel)
     dispatches = await ctx.dispatches.dispatches(incident_id)
+    agencies = await ctx.directory.agencies()  # inactive ones too: the timeline names them
+    places = await ctx.directory.places()
     return page(
         request, "incident.html", title=f"Insiden #{incident_id}", incident=incident,
         sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
@@ -235,8 +238,8 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         dispatch_steps={d.dispatch_id: next_dispatch_steps(d.state) for d in dispatches},
         timeline=await ctx.incidents.timeline(incident_id),
         legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],
-        agencies=[a for a in await ctx.directory.agencies() if a.active],
-        places=await ctx.directory.places(),
+        agencies=[a for a in agencies if a.active], places=places,
+        code_names=code_names(agencies, places),
         next_statuses=sorted(TRANSITIONS[incident.status], key=list(Status).index),
         editable=incident.status in EDITABLE_STATUSES,
         can_dispatch=_can_dispatch(incident.status),
@@ -263,13 +266,54 @@ def _shown(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def event_lines(kind: str, detail: Mapping[str, Any]) -> list[str]:
+def _priority_text(value: object) -> str:
+    """A priority as the form and the list show it ("2 · Tinggi")."""
+    labels = {str(number): label for number, label in Priority.labels().items()}
+    return f"{value} · {labels[str(value)]}" if str(value) in labels else _shown(value)
+
+
+def _point_text(value: object) -> str:
+    """A point as "latitude, longitude" (the event log keeps it as an object)."""
+    if isinstance(value, Mapping) and {"latitude", "longitude"} <= value.keys():
+        return f"{value['latitude']}, {value['longitude']}"
+    return _shown(value)
+
+
+def code_names(agencies: Iterable[Agency], places: Iterable[Place]) -> dict[str, str]:
+    """The names of the codes a timeline entry may carry: agencies' and the gazetteer's
+    villages and sub-districts (the two kinds of code never look alike)."""
+    names = {agency.code: agency.name for agency in agencies}
+    for place in places:
+        names[place.village_code] = place.village_name
+        names[place.sub_district_code] = place.sub_district_name
+    return names
+
+
+def event_lines(kind: str, detail: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
     """A timeline entry's detail as short lines in words: a step as "old → new" first (a
     status, an escalation level, a dispatch's stage), an edit as "field: old → new", then
-    the rest; empty notes are left out."""
+    the rest; empty notes are left out. Codes are shown by their words: a report type's
+    label, a priority's, and the names (``names``, see :func:`code_names`) of an agency, a
+    village or a sub-district; an edit read "jenis: fire → medical", "desa: - →
+    35.29.01.1015" and a point as a Python dict."""
 
     def text(key: str, value: Any) -> str:
+        if (kind, key) == ("created", "priority"):
+            return _priority_text(value)
+        if (kind, key) == ("dispatch", "agency"):
+            return names.get(str(value), _shown(value))
         return _CODE_TEXT.get((kind, key), {}).get(str(value), _shown(value))
+
+    def changed(field: str, value: object) -> str:
+        if field == "report_type":
+            return ReportType.labels().get(str(value), _shown(value))
+        if field == "priority":
+            return _priority_text(value)
+        if field == "coordinates":
+            return _point_text(value)
+        if field in ("village_code", "sub_district_code"):
+            return names.get(str(value), _shown(value))
+        return _shown(value)
 
     lines = []
     if "to" in detail:
@@ -279,9 +323,9 @@ def event_lines(kind: str, detail: Mapping[str, Any]) -> list[str]:
         if key in ("from", "to") or value in ("", None):
             continue
         if key == "changes" and isinstance(value, Mapping):
-            lines += [f"{FIELD_LABELS.get(name, name)}: {_shown(change.get('from'))} → "
-                      f"{_shown(change.get('to'))}" for name, change in sorted(value.items())
-                      if isinstance(change, Mapping)]
+            lines += [f"{FIELD_LABELS.get(name, name)}: {changed(name, change.get('from'))} → "
+                      f"{changed(name, change.get('to'))}"
+                      for name, change in sorted(value.items()) if isinstance(change, Mapping)]
         else:
             lines.append(DETAIL_TEXT.get(key, f"{key}: {{}}").format(text(key, value)))
     return lines

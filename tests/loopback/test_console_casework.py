@@ -289,7 +289,7 @@ async def test_a_dispatch_is_stepped_or_cancelled_from_the_incident_page(console
     # The entry says what happened to the agency, not "forwarded" for a cancellation.
     entry = html.split("<strong>Tahap instansi</strong> oleh op1")[3].split("</li>", 1)[0]
     assert re.findall(r'<span class="detail">([^<]+)</span>', entry) == [
-        "Diberitahu → Dibatalkan", "instansi: polisi", f"pengiriman #{police.dispatch_id}",
+        "Diberitahu → Dibatalkan", "instansi: Polisi", f"pengiriman #{police.dispatch_id}",
         "catatan: Polsek menolak: tidak ada patroli"]
     assert "Diterima" in html
     # The police can be dispatched again from the page's own form.
@@ -298,6 +298,32 @@ async def test_a_dispatch_is_stepped_or_cancelled_from_the_incident_page(console
         f"{page}/dispatches", {"version": str(version), "agency": "polisi", "note": ""}))
     assert (kind, text) == ("ok", "Diteruskan ke Polisi.")
 
+
+
+async def test_an_edit_on_the_timeline_reads_in_words_not_codes(console: Console) -> None:
+    """The timeline showed an operator's edit as "jenis: fire → fallen_tree", "desa: - →
+    35.29.01.1015", the point as a Python dict ("{'latitude': -7.0, ...}"), and a dispatch as
+    "instansi: satpol_pp": the codes the database keeps, not the words on the form."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    await ctx.incidents.update_details(fire, parse_patch({
+        "report_type": "fallen_tree", "priority": "1", "village_code": "35.29.01.1015",
+        "latitude": -7.0125, "longitude": 113.8631}), actor="op1")
+    await ctx.incidents.change_status(fire, "verified", actor="op1")
+    await ctx.dispatches.dispatch(fire, "satpol_pp", actor="op1")
+    html = (await operator.get(f"/console/incidents/{fire}"))[1]
+
+    def entry(label: str) -> list[str]:
+        item = html.split(f"<strong>{label}</strong> oleh op1", 1)[1].split("</li>", 1)[0]
+        return re.findall(r'<span class="detail">([^<]+)</span>', item)
+
+    assert entry("Dibuat")[1] == "prioritas: 2 · Tinggi"
+    assert entry("Rincian diubah") == [
+        "koordinat: - → -7.0125, 113.8631", "prioritas: 2 · Tinggi → 1 · Kritis",
+        "jenis: Kebakaran → Pohon tumbang", "kecamatan: - → Kota Sumenep",
+        "desa: - → Kepanjin"]
+    assert entry("Tahap instansi")[1] == "instansi: Satpol PP"
 
 # -- recordings --------------------------------------------------------------------------------
 
