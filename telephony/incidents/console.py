@@ -52,6 +52,8 @@ from telephony.web.routing import CASEWORK, PLAYBACK, SESSION, Route
 # Where a label form may send the operator back to: their screen or an incident page.
 _BACK: Final = re.compile(r"/console/(operator|incidents/[1-9][0-9]{0,17})")
 _INCIDENT_ID: Final = re.compile(r"[1-9][0-9]{0,17}")
+# The list's ``?daftar=`` for the incidents resolved and waiting to be closed.
+RESOLVED_LIST: Final = "selesai"
 # How many open incidents a page of the list shows, and the page numbers it takes.
 INCIDENTS_PER_PAGE: Final = 200
 _PAGE_NUMBER: Final = re.compile(r"[1-9][0-9]{0,5}")
@@ -153,23 +155,30 @@ def _page_number(request: web.Request) -> int:
 
 
 async def incidents_page(request: web.Request) -> web.StreamResponse:
-    """Open incidents, most urgent first, a page at a time.
+    """Open incidents, most urgent first, a page at a time; or (``?daftar=selesai``) those
+    resolved and waiting to be closed.
 
     The list stopped at 200 without a word: on a night of floods the 201st open incident was
     on no page, and the list read as if it were all. One more than a page is read to know
-    whether another page follows."""
+    whether another page follows. A resolved incident is no longer open, and was on no list
+    at all: a supervisor closing the shift's incidents could find them only one by one, by a
+    caller's number or a village."""
     ctx = context_of(request)
     now = datetime.now(UTC)
     if "cari" in request.query:
         return await _search_page(request, request.query["cari"], now)
+    resolved = request.query.get("daftar") == RESOLVED_LIST
     number = _page_number(request)
     first = (number - 1) * INCIDENTS_PER_PAGE
-    incidents = await ctx.incidents.open_incidents(limit=INCIDENTS_PER_PAGE + 1, offset=first)
+    incidents = await ctx.incidents.open_incidents(limit=INCIDENTS_PER_PAGE + 1, offset=first,
+                                                   resolved=resolved)
     rows = [(incident, ctx.dispatches.sla_clock(incident, now))
             for incident in incidents[:INCIDENTS_PER_PAGE]]
-    return page(request, "incidents.html", title="Insiden terbuka", rows=rows,
+    return page(request, "incidents.html",
+                title="Menunggu ditutup" if resolved else "Insiden terbuka", rows=rows,
                 page_number=number, first=first + 1, last=first + len(rows),
-                has_next=len(incidents) > INCIDENTS_PER_PAGE, query="", search_error="")
+                has_next=len(incidents) > INCIDENTS_PER_PAGE, query="", search_error="",
+                resolved=resolved)
 
 
 async def _search_page(request: web.Request, query: str, now: datetime) -> web.StreamResponse:
@@ -183,7 +192,7 @@ async def _search_page(request: web.Request, query: str, now: datetime) -> web.S
     except ValidationError as exc:
         return page(request, "incidents.html", status=exc.status, title="Cari insiden", rows=[],
                     page_number=1, first=1, last=0, has_next=False, query=query[:SEARCH_MAX],
-                    search_error=exc.message)
+                    search_error=exc.message, resolved=False)
     # Who looked up whose incidents: searching a number is the privacy-relevant act (the
     # incident pages found are audited as they are opened).
     await ctx.accounts.audit(
@@ -193,7 +202,7 @@ async def _search_page(request: web.Request, query: str, now: datetime) -> web.S
             for incident in found[:SEARCH_LIMIT]]
     return page(request, "incidents.html", title="Cari insiden", rows=rows, page_number=1,
                 first=1, last=len(rows), has_next=len(found) > SEARCH_LIMIT, query=query,
-                search_error="")
+                search_error="", resolved=False)
 
 
 async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:

@@ -249,11 +249,14 @@ class IncidentService:
 
         return await self._database.run(work)
 
-    async def open_incidents(self, *, limit: int = 200, offset: int = 0) -> list[Incident]:
-        """Open incidents, most urgent first, then oldest first, skipping ``offset``."""
+    async def open_incidents(self, *, limit: int = 200, offset: int = 0,
+                             resolved: bool = False) -> list[Incident]:
+        """Open incidents (``resolved``: those resolved, waiting for a supervisor to close
+        them), most urgent first, then oldest first, skipping ``offset``."""
 
         async def work(connection: asyncpg.Connection) -> list[Incident]:
-            return await self._repo.open_incidents(connection, limit=limit, offset=offset)
+            return await self._repo.open_incidents(connection, limit=limit, offset=offset,
+                                                   resolved=resolved)
 
         return await self._database.run(work)
 

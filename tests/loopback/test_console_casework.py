@@ -560,6 +560,38 @@ async def test_the_open_incidents_list_goes_on_past_its_first_page(console: Cons
     assert 'href="/console/incidents?halaman=8" rel="prev"' in shown
 
 
+async def test_the_incidents_resolved_and_waiting_to_be_closed_are_listed(console: Console
+                                                                         ) -> None:
+    """A resolved incident waits for a supervisor to close it, but it was on no list: the
+    open incidents' list leaves it out, so at the end of a shift it could be found only one
+    by one, by a caller's number or a village, and resolved incidents were never closed."""
+    supervisor = await console.user("spv1", "supervisor")
+    fire, repeat, medical = await cases(console)
+    incidents = console.client.app[CONTEXT].incidents
+    for incident_id in (fire, medical):
+        for step in ("verified", "dispatched", "on_scene", "resolved"):
+            await incidents.change_status(incident_id, step, actor="op1")
+
+    def listed(html: str) -> list[int]:
+        return [int(n) for n in re.findall(r'<a href="/console/incidents/(\d+)">', html)]
+
+    status, html, _ = await supervisor.get("/console/incidents")
+    assert status == 200 and listed(html) == [repeat]
+    assert '<a href="/console/incidents?daftar=selesai">Menunggu ditutup</a>' in html
+    status, html, _ = await supervisor.get("/console/incidents?daftar=selesai")
+    assert status == 200 and sorted(listed(html)) == sorted([fire, medical])
+    assert "<h1>Menunggu ditutup</h1>" in html and "<td>Selesai ditangani</td>" in html
+    # Closed from its page, it leaves the list.
+    page = f"/console/incidents/{fire}"
+    version = int(re.findall(r'name="version" value="(\d+)"', (await supervisor.get(page))[1])[0])
+    kind, text = await supervisor.flash(await supervisor.post(f"{page}/status", {
+        "version": str(version), "status": "closed", "note": "dicek supervisor"}))
+    assert (kind, text) == ("ok", "Status insiden: Ditutup.")
+    assert listed((await supervisor.get("/console/incidents?daftar=selesai"))[1]) == [medical]
+    await incidents.change_status(medical, "closed", actor="spv1")
+    html = (await supervisor.get("/console/incidents?daftar=selesai"))[1]
+    assert listed(html) == [] and "Tidak ada insiden yang menunggu ditutup." in html
+
 async def test_an_earlier_incident_is_found_by_the_callers_number_or_the_village(
         console: Console) -> None:
     """The list held open incidents only, and had no search: a caller who rang again about a
