@@ -40,6 +40,7 @@ from telephony.incidents.model import (
     Priority,
     ReportType,
     Status,
+    parse_status,
 )
 from telephony.screening.features import Label
 from telephony.web.console.pages import Done, form_action
@@ -249,7 +250,8 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],
         agencies=[a for a in agencies if a.active], places=places,
         code_names=code_names(agencies, places),
-        next_statuses=sorted(TRANSITIONS[incident.status], key=list(Status).index),
+        next_statuses=sorted(TRANSITIONS[incident.status] - {Status.DISPATCHED},
+                             key=list(Status).index),
         editable=incident.status in EDITABLE_STATUSES,
         can_dispatch=_can_dispatch(incident.status),
         higher_levels=(levels[levels.index(incident.escalation_level) + 1:]
@@ -359,7 +361,19 @@ async def save_details(request: web.Request, form: Form) -> Done:
 
 
 async def change_status(request: web.Request, form: Form) -> Done:
-    """Move the incident to the status chosen."""
+    """Move the incident to the status chosen; not to "dispatched", which only dispatching
+    an agency does.
+
+    The form offered "Diteruskan ke instansi" (first, so preselected, once the report was
+    verified): one click recorded the incident as forwarded, with no agency told and its
+    dispatch target met, while the fire brigade never heard of it."""
+    chosen = form.get("status", "")
+    if not chosen.strip():
+        raise ValidationError("status", "Pilih status barunya.")
+    if parse_status(chosen) is Status.DISPATCHED:
+        raise ValidationError("status", "Pilih instansinya di formulir 'Teruskan ke instansi': "
+                                        "status menjadi 'Diteruskan ke instansi' begitu "
+                                        "instansi diberi tahu.")
     incident = await context_of(request).incidents.change_status(
         _incident_id(request), form.get("status", ""), actor=actor_of(request),
         note=form.get("note", ""), expected_version=_version(form))

@@ -213,12 +213,16 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
                       html) == ["regency", "province"]
     assert "Eskalasi</strong> oleh op1" in html and "Desa → Kecamatan" in html
 
-    # Worked to the end by the form, then rated by the caller: every step, who and when.
+    # Worked to the end by the forms, then rated by the caller: every step, who and when.
     incidents = console.client.app[CONTEXT].incidents
-    for status in ("verified", "dispatched", "on_scene", "resolved"):
+    for action, field, value in [("status", "status", "verified"),
+                                 ("dispatches", "agency", "damkar"),
+                                 ("status", "status", "on_scene"),
+                                 ("status", "status", "resolved")]:
         version = (await incidents.get(fire)).version
-        await operator.flash(await operator.post(f"{page}/status", {
-            "version": str(version), "status": status, "note": ""}))
+        kind, text = await operator.flash(await operator.post(f"{page}/{action}", {
+            "version": str(version), field: value, "note": ""}))
+        assert kind == "ok", text
     await incidents.record_rating(fire, 4, actor="survey")
     html = (await operator.get(page))[1]
     assert 'id="escalation-form"' not in html  # resolved: no longer open
@@ -299,6 +303,39 @@ async def test_a_dispatch_is_stepped_or_cancelled_from_the_incident_page(console
     assert (kind, text) == ("ok", "Diteruskan ke Polisi.")
 
 
+
+async def test_the_status_form_does_not_forward_an_incident_no_agency_was_told_of(
+        console: Console) -> None:
+    """Once a report was verified the status form offered "Diteruskan ke instansi" first,
+    so preselected: one click recorded the fire as forwarded, with no agency in its
+    dispatches, nobody notified, and its dispatch target counted as met."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    await ctx.incidents.change_status(fire, "verified", actor="op1")
+    page = f"/console/incidents/{fire}"
+    html = (await operator.get(page))[1]
+    form = html.split('id="status-form"', 1)[1].split("</form>", 1)[0]
+    assert re.findall(r'<option value="(\w*)"', form) == ["", "cancelled", "prank"]
+    assert 'id="dispatch-form"' in html
+
+    before = await incident_state(console.dsn)
+    version = (await ctx.incidents.get(fire)).version
+    for status in ("dispatched", "Dispatched ", ""):
+        kind, text = await operator.flash(await operator.post(f"{page}/status", {
+            "version": str(version), "status": status, "note": ""}))
+        assert kind == "error", (status, text)
+    assert text == "Pilih status barunya."
+    kind, text = await operator.flash(await operator.post(f"{page}/status", {
+        "version": str(version), "status": "dispatched", "note": ""}))
+    assert text == ("Pilih instansinya di formulir &#39;Teruskan ke instansi&#39;: status "
+                    "menjadi &#39;Diteruskan ke instansi&#39; begitu instansi diberi tahu.")
+    assert await incident_state(console.dsn) == before
+    # Dispatching the agency forwards it.
+    kind, text = await operator.flash(await operator.post(f"{page}/dispatches", {
+        "version": str(version), "agency": "damkar", "note": ""}))
+    assert (kind, text) == ("ok", "Diteruskan ke Pemadam Kebakaran (Damkar).")
+    assert (await ctx.incidents.get(fire)).status.value == "dispatched"
 
 async def test_an_edit_on_the_timeline_reads_in_words_not_codes(console: Console) -> None:
     """The timeline showed an operator's edit as "jenis: fire → fallen_tree", "desa: - →
