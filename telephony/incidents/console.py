@@ -42,6 +42,7 @@ from telephony.incidents.model import (
     Status,
     parse_status,
 )
+from telephony.incidents.outbox import notices_text
 from telephony.screening.features import Label
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import HOME, PAGE, PREFIX, SEE_OTHER, page
@@ -239,6 +240,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
                if len(call_ids) == 1 else [])
     levels = list(EscalationLevel)
     dispatches = await ctx.dispatches.dispatches(incident_id)
+    notices = await ctx.dispatches.notifications(incident_id)
     agencies = await ctx.directory.agencies()  # inactive ones too: the timeline names them
     places = await ctx.directory.places()
     return page(
@@ -246,6 +248,8 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
         dispatches=dispatches,
         dispatch_steps={d.dispatch_id: next_dispatch_steps(d.state) for d in dispatches},
+        notices={d.dispatch_id: notices_text(notices.get(d.dispatch_id), by_phone=d.by_phone)
+                 for d in dispatches},
         timeline=await ctx.incidents.timeline(incident_id),
         legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],
         agencies=[a for a in agencies if a.active], places=places,
@@ -381,7 +385,7 @@ async def change_status(request: web.Request, form: Form) -> Done:
 
 
 async def dispatch(request: web.Request, form: Form) -> Done:
-    """Dispatch the agency chosen."""
+    """Dispatch the agency chosen (the page it returns to says whom the line notified)."""
     sent = await context_of(request).dispatches.dispatch(
         _incident_id(request), form.get("agency", ""), actor=actor_of(request),
         note=form.get("note", ""), expected_version=_version(form))

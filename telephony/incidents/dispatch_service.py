@@ -194,6 +194,17 @@ class DispatchService:
 
         return await self._database.run(work)
 
+    async def notifications(self, incident_id: int) -> dict[int, dict[str, int]]:
+        """How many notifications of each of the incident's dispatches are pending, sent,
+        failed or withdrawn (see :func:`~telephony.incidents.outbox.notices_text`); a
+        dispatch that notified nobody is absent."""
+        checked = check_id("incident_id", incident_id)
+
+        async def work(connection: asyncpg.Connection) -> dict[int, dict[str, int]]:
+            return await self._outbox.dispatch_notifications(connection, checked)
+
+        return await self._database.run(work)
+
     async def _fetch(
         self, connection: asyncpg.Connection, dispatch_id: int, *, lock: bool = False
     ) -> Dispatch:

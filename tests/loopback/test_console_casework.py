@@ -21,6 +21,7 @@ from telephony.web.context import CONTEXT
 from tests.support.calls import OPERATOR, ago, call_facts
 from tests.support.console import HOSTILE, Console, record
 from tests.support.db import fetch, incident_state
+from tests.support.incidents import make_service
 from tests.support.web import BIDI_CONTROLS, Browser, spoofed
 
 FIRE = "1700000600.1"  # the first caller about a fire
@@ -336,6 +337,32 @@ async def test_the_status_form_does_not_forward_an_incident_no_agency_was_told_o
         "version": str(version), "agency": "damkar", "note": ""}))
     assert (kind, text) == ("ok", "Diteruskan ke Pemadam Kebakaran (Damkar).")
     assert (await ctx.incidents.get(fire)).status.value == "dispatched"
+
+async def test_a_dispatch_says_whom_the_line_notified_and_when_it_notified_nobody(
+        console: Console) -> None:
+    """A dispatch to an agency with no recipient for the report type read 'Diberitahu' on the
+    page, as one delivered did: the line had told nobody, and the operator, believing the
+    police informed, did not phone them."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    await ctx.directory.add_recipient("damkar", name="Kepala Dinas", contact="0811")
+    await ctx.directory.add_recipient("damkar", name="Piket Damkar", contact="0812")
+    await ctx.incidents.change_status(fire, "verified", actor="op1")
+    damkar = await ctx.dispatches.dispatch(fire, "damkar", actor="op1")
+    police = await ctx.dispatches.dispatch(fire, "polisi", actor="op1")
+    page = f"/console/incidents/{fire}"
+
+    async def notices() -> dict[int, str]:
+        html = (await operator.get(page))[1]
+        return {int(n): text for n, text in re.findall(
+            r'<tr data-dispatch-id="(\d+)">.*?<td class="notices">([^<]*)</td>', html)}
+
+    assert await notices() == {
+        damkar.dispatch_id: "2 menunggu dikirim",
+        police.dispatch_id: "tidak ada penerima pemberitahuan: hubungi instansi lewat telepon"}
+    assert (await make_service(console.database).outbox.deliver_notifications()).sent == 2
+    assert (await notices())[damkar.dispatch_id] == "2 terkirim"
 
 async def test_an_edit_on_the_timeline_reads_in_words_not_codes(console: Console) -> None:
     """The timeline showed an operator's edit as "jenis: fire → fallen_tree", "desa: - →

@@ -50,7 +50,12 @@ from telephony.incidents.model import (
     require_editable,
     require_open,
 )
-from telephony.incidents.outbox import notification_message, notification_payload, retry_delay
+from telephony.incidents.outbox import (
+    notices_text,
+    notification_message,
+    notification_payload,
+    retry_delay,
+)
 
 S = Status
 # The timeline as the issue states it, written out independently of the module's table.
@@ -538,3 +543,13 @@ def test_unset_is_not_none() -> None:
     assert patch.touches_place
     assert patch.sub_district_code is UNSET
     assert not IncidentPatch(description="x").touches_place
+
+
+def test_a_dispatchs_notifications_in_words() -> None:
+    assert notices_text({"sent": 2, "failed": 1, "pending": 0}) == "2 terkirim, 1 gagal dikirim"
+    assert notices_text({"withdrawn": 1, "pending": 3}) == "3 menunggu dikirim, 1 ditarik"
+    nobodies: list[dict[str, int] | None] = [None, {}]
+    for nobody in nobodies:
+        assert notices_text(nobody) == ("tidak ada penerima pemberitahuan: hubungi instansi "
+                                        "lewat telepon")
+        assert notices_text(nobody, by_phone=True) == "lewat telepon"
