@@ -645,6 +645,17 @@ async def test_the_incidents_resolved_and_waiting_to_be_closed_are_listed(consol
     status, html, _ = await supervisor.get("/console/incidents?daftar=selesai")
     assert status == 200 and sorted(listed(html)) == sorted([fire, medical])
     assert "<h1>Menunggu ditutup</h1>" in html and "<td>Selesai ditangani</td>" in html
+    # The API lists them too.
+    for query, found in [("", [repeat]), ("?status=open", [repeat]),
+                         ("?status=resolved", [fire, medical])]:
+        response = await supervisor.http.get(f"/api/incidents{query}")
+        assert response.status == 200, query
+        body = await response.json()
+        assert sorted(i["incident_id"] for i in body["incidents"]) == sorted(found), query
+    response = await supervisor.http.get("/api/incidents?status=closed")
+    assert response.status == 422
+    assert (await response.json())["error"]["message"] == ("status harus salah satu dari: "
+                                                           "open, resolved.")
     # Closed from its page, it leaves the list.
     page = f"/console/incidents/{fire}"
     version = int(re.findall(r'name="version" value="(\d+)"', (await supervisor.get(page))[1])[0])
