@@ -219,8 +219,13 @@ async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg
 
 async def incident_page(request: web.Request) -> web.StreamResponse:
     """One incident: its calls with their screening, labels and recordings, the form,
-    dispatches, escalation, rating and timeline; and, while its one call could still be
-    merged, the open incidents a repeat caller's call may belong to."""
+    dispatches, escalation, rating, the field teams' attachments and the timeline; and, while
+    its one call could still be merged, the open incidents a repeat caller's call may belong
+    to.
+
+    The attachments were on no page: a field team's photo of the scene, uploaded through
+    the API, showed only as a timeline entry (name, size, SHA-256) the supervisor could not
+    open. Each is now listed with a link to the audited download."""
     ctx = context_of(request)
     incident_id = _incident_id(request)
     incident = await ctx.incidents.get(incident_id)
@@ -251,6 +256,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         notices={d.dispatch_id: notices_text(notices.get(d.dispatch_id), by_phone=d.by_phone)
                  for d in dispatches},
         timeline=await ctx.incidents.timeline(incident_id),
+        attachments=await ctx.incidents.attachments(incident_id), size_text=size_text,
         legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],
         agencies=[a for a in agencies if a.active], places=places,
         code_names=code_names(agencies, places),
@@ -275,6 +281,13 @@ def _can_dispatch(status: Status) -> bool:
     except InvalidTransition:
         return False
     return True
+
+
+def size_text(size_bytes: int) -> str:
+    """A file's size as people read it: "830 KB", "2,4 MB" (a decimal comma)."""
+    if size_bytes < 1024 * 1024:
+        return f"{max(1, round(size_bytes / 1024))} KB"
+    return f"{size_bytes / (1024 * 1024):.1f} MB".replace(".", ",")
 
 
 def _shown(value: object) -> str:

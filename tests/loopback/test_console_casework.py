@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -363,6 +364,37 @@ async def test_a_dispatch_says_whom_the_line_notified_and_when_it_notified_nobod
         police.dispatch_id: "tidak ada penerima pemberitahuan: hubungi instansi lewat telepon"}
     assert (await make_service(console.database).outbox.deliver_notifications()).sent == 2
     assert (await notices())[damkar.dispatch_id] == "2 terkirim"
+
+async def test_the_field_teams_attachments_are_listed_and_open_from_the_incident_page(
+        console: Console) -> None:
+    """A field team's photo, uploaded through the API, was on no page: the incident showed
+    only a timeline entry (name, size, SHA-256) that the supervisor could not open."""
+    supervisor = await console.user("spv1", "supervisor")
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    photo = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield photo
+
+    page = f"/console/incidents/{fire}"
+    assert "Belum ada lampiran dari lapangan." in (await supervisor.get(page))[1]
+    stored = await ctx.attachments.receive(fire, chunks(), max_bytes=1 << 20)
+    attachment = await ctx.incidents.add_attachment(
+        fire, filename="Foto api — Pasar Anom.png", content_type=stored.content_type,
+        size_bytes=stored.size_bytes, sha256=stored.sha256, stored_path=stored.stored_path,
+        actor="damkar-pos1")
+    html = (await supervisor.get(page))[1]
+    row = html.split(f'data-attachment-id="{attachment.attachment_id}"', 1)[1].split("</tr>")[0]
+    link = f"/api/incidents/{fire}/attachments/{attachment.attachment_id}"
+    assert f'<a href="{link}" download><bdi>Foto api — Pasar Anom.png</bdi></a>' in row
+    assert re.findall(r"<td[^>]*>([^<]+)</td>", row)[:2] == ["image/png", "2 KB"]
+    assert "damkar-pos1" in row
+    response = await supervisor.http.get(link)
+    assert response.status == 200 and await response.read() == photo
+    downloads = await fetch(console.dsn, "SELECT actor FROM audit_log "
+                                         "WHERE action = 'attachment.download'")
+    assert [r["actor"] for r in downloads] == ["spv1"]
 
 async def test_an_edit_on_the_timeline_reads_in_words_not_codes(console: Console) -> None:
     """The timeline showed an operator's edit as "jenis: fire → fallen_tree", "desa: - →
