@@ -473,6 +473,24 @@ async def test_a_description_typed_on_several_lines_is_saved(console: Console) -
     assert row["description"] == "Asap tebal dari gudang.\nDua orang terjebak.\nLantai 2."
 
 
+async def test_a_village_set_back_to_unknown_takes_its_sub_district_with_it(
+        console: Console) -> None:
+    """An operator who picked the wrong village and set it back to "belum diketahui" kept
+    its sub-district: the form has no field for it, the page still read "-, Kota Sumenep",
+    and the agencies dispatched next were told "Kec. Kota Sumenep"."""
+    operator, fire, page, form = await details_form(console)
+    for village, shown in [("35.29.01.1015", "Kepanjin, Kota Sumenep — Jl. Trunojoyo 12"),
+                           ("", "- — Jl. Trunojoyo 12")]:
+        version = (await console.client.app[CONTEXT].incidents.get(fire)).version
+        kind, text = await operator.flash(await operator.post(f"{page}/details", {
+            **form, "version": str(version), "village_code": village}))
+        assert kind == "ok", text
+        html = (await operator.get(page))[1]
+        assert re.findall(r'<dd id="incident-place">([^<]*)</dd>', html) == [shown]
+    row = (await fetch(console.dsn, "SELECT village_code, sub_district_code FROM incidents "
+                                    "WHERE incident_id = $1", fire))[0]
+    assert (row["village_code"], row["sub_district_code"]) == (None, None)
+
 async def test_the_recording_plays_from_the_incident_page_and_every_playback_is_audited(
     console: Console
 ) -> None:

@@ -301,6 +301,16 @@ def test_new_sub_district_drops_a_village_elsewhere() -> None:
     assert (settled.village_code, settled.sub_district_code) == (None, "35.29.02")
 
 
+def test_a_village_cleared_takes_its_sub_district_unless_one_is_named() -> None:
+    current = _placed("35.29.01.1016", "35.29.01")
+    assert _placed(None, None) == apply_patch(current, IncidentPatch(village_code=None))
+    kept = apply_patch(current, IncidentPatch(village_code=None, sub_district_code="35.29.01"))
+    assert (kept.village_code, kept.sub_district_code) == (None, "35.29.01")
+    # No village to clear (a sub-district alone, as the API may set it): it stays.
+    alone = _placed(None, "35.29.02")
+    assert apply_patch(alone, IncidentPatch(village_code=None)) == alone
+
+
 def test_unknown_places_are_refused() -> None:
     patch = IncidentPatch(village_code="35.29.99.2001")
     with pytest.raises(ValidationError, match="tidak ada di gazetir") as caught:
