@@ -73,6 +73,9 @@ FIELD_LABELS: Final[Mapping[str, str]] = {
 DETAIL_TEXT: Final[Mapping[str, str]] = {
     "note": "catatan: {}", "reason": "alasan: {}", "call_id": "panggilan {}",
     "merged_into": "digabungkan ke insiden #{}", "merged_from": "dipindah dari insiden #{}",
+    "merged_location": "lokasi menurut penelepon ini: {}",
+    "merged_village": "desa menurut penelepon ini: {}",
+    "merged_description": "uraian dari penelepon ini: {}",
     "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
     "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
     "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
@@ -328,7 +331,7 @@ def event_lines(kind: str, detail: Mapping[str, Any], names: Mapping[str, str]) 
     def text(key: str, value: Any) -> str:
         if (kind, key) == ("created", "priority"):
             return _priority_text(value)
-        if (kind, key) == ("dispatch", "agency"):
+        if (kind, key) in (("dispatch", "agency"), ("call_linked", "merged_village")):
             return names.get(str(value), _shown(value))
         return _CODE_TEXT.get((kind, key), {}).get(str(value), _shown(value))
 

@@ -199,8 +199,14 @@ class IncidentService:
             "from": source.status.value, "to": Status.CANCELLED.value,
             "reason": "merged", "merged_into": target_id, "call_id": call_id,
         })
+        # What an operator had taken down on the merged incident goes with its call: it was
+        # left on the cancelled incident, out of sight of whoever works this one ("dua orang
+        # terjebak di lantai 2" typed while the repeat caller spoke).
+        taken_down = {key: value for key, value in (
+            ("merged_location", source.location_text), ("merged_village", source.village_code),
+            ("merged_description", source.description)) if value}
         await self._ledger.record(connection, target_id, actor, "call_linked",
-                                  {"call_id": call_id, "merged_from": owner})
+                                  {"call_id": call_id, "merged_from": owner, **taken_down})
         return await self._ledger.fetch(connection, target_id)
 
     async def _movable(self, connection: asyncpg.Connection, source: Incident, call_id: str

@@ -112,6 +112,29 @@ async def test_a_repeat_callers_call_is_merged_into_the_open_incident(console: C
     assert (await desk(operator))["related"] == []
 
 
+async def test_what_was_taken_down_on_a_merged_incident_shows_on_the_one_it_joined(
+        console: Console) -> None:
+    """The second operator typed what the repeat caller said into the caller's own incident
+    ("dua orang terjebak di lantai 2"), then merged it into the fire: the text stayed on the
+    cancelled incident, out of sight of whoever worked the fire."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, repeat, _ = await cases(console)
+    incidents = console.client.app[CONTEXT].incidents
+    await incidents.update_details(repeat, parse_patch({
+        "village_code": "35.29.01.1015", "location_text": "Gudang mebel, belakang pasar",
+        "description": "Dua orang terjebak di lantai 2.\nAsap hitam."}), actor="op2")
+    kind, text = await operator.flash(await operator.post(
+        f"/console/incidents/{fire}/calls",
+        {"call_id": REPEAT, "next": f"/console/incidents/{repeat}"}))
+    assert (kind, text) == ("ok", f"Panggilan digabungkan ke insiden #{fire}.")
+    html = (await operator.get(f"/console/incidents/{fire}"))[1]
+    entry = html.split("<strong>Panggilan dikaitkan</strong> oleh op1", 1)[1].split("</li>")[0]
+    assert re.findall(r'<span class="detail">([^<]+)</span>', entry) == [
+        f"panggilan {REPEAT}", "uraian dari penelepon ini: Dua orang terjebak di lantai 2.\n"
+        "Asap hitam.", f"dipindah dari insiden #{repeat}",
+        "lokasi menurut penelepon ini: Gudang mebel, belakang pasar",
+        "desa menurut penelepon ini: Kepanjin"]
+
 async def test_the_link_form_refuses_forgery_other_roles_and_bad_input(console: Console
                                                                         ) -> None:
     operator = await console.user("op1", "operator", desk=True)
