@@ -63,7 +63,8 @@ _PAGE_NUMBER: Final = re.compile(r"[1-9][0-9]{0,5}")
 TIMELINE_LABELS: Final[Mapping[str, str]] = {
     "created": "Dibuat", "status": "Status diubah", "details": "Rincian diubah",
     "dispatch": "Tahap instansi", "call_linked": "Panggilan dikaitkan",
-    "escalated": "Eskalasi", "rating": "Penilaian penelepon", "attachment": "Lampiran"}
+    "escalated": "Eskalasi", "rating": "Penilaian penelepon", "attachment": "Lampiran",
+    "call_split": "Panggilan dipisahkan"}
 # The incident fields an edit's timeline entry names.
 FIELD_LABELS: Final[Mapping[str, str]] = {
     "report_type": "jenis", "priority": "prioritas", "location_text": "lokasi",
@@ -73,6 +74,7 @@ FIELD_LABELS: Final[Mapping[str, str]] = {
 DETAIL_TEXT: Final[Mapping[str, str]] = {
     "note": "catatan: {}", "reason": "alasan: {}", "call_id": "panggilan {}",
     "merged_into": "digabungkan ke insiden #{}", "merged_from": "dipindah dari insiden #{}",
+    "split_to": "dipisahkan ke insiden baru #{}", "split_from": "dipisahkan dari insiden #{}",
     "merged_location": "lokasi menurut penelepon ini: {}",
     "merged_village": "desa menurut penelepon ini: {}",
     "merged_description": "uraian dari penelepon ini: {}",
@@ -441,6 +443,19 @@ async def link_call(request: web.Request, form: Form) -> Done:
                 f"{PREFIX}/incidents/{incident_id}")
 
 
+async def split_call(request: web.Request, form: Form) -> Done:
+    """Take a call merged into this incident by mistake back out, into a new incident of
+    its own (see :meth:`~telephony.incidents.service.IncidentService.split_call`)."""
+    call_id = request.match_info["call_id"]
+    if not valid_call_id(call_id):
+        raise ValidationError("call_id", "Panggilan yang akan dipisahkan tidak sah; muat "
+                                         "ulang halaman.")
+    split = await context_of(request).incidents.split_call(
+        _incident_id(request), call_id, actor=actor_of(request), expected_version=_version(form))
+    return Done(f"Panggilan dipisahkan ke insiden baru #{split.incident_id}.",
+                f"{PREFIX}/incidents/{split.incident_id}")
+
+
 async def merge_into(request: web.Request, form: Form) -> Done:
     """Merge this incident (a repeat caller's, holding their one call) into the open incident
     whose number the operator typed: the page offers only the five newest open incidents,
@@ -499,4 +514,7 @@ def routes() -> list[Route]:
               "Gabungkan panggilan ke insiden", tag, SEE_OTHER),
         Route("POST", f"{incident}/merge", form_action(_to_incident, merge_into), CASEWORK,
               "Gabungkan insiden ke insiden bernomor", tag, SEE_OTHER),
+        Route("POST", f"{incident}/calls/{{call_id}}/split",
+              form_action(_to_incident, split_call), CASEWORK,
+              "Pisahkan panggilan ke insiden baru", tag, SEE_OTHER),
     ]

@@ -33,6 +33,7 @@ from telephony.incidents.errors import (
     CallAlreadyLinked,
     CallNotFound,
     IncidentNotFound,
+    InvalidTransition,
     ValidationError,
 )
 from telephony.incidents.ledger import IncidentLedger
@@ -208,6 +209,49 @@ class IncidentService:
         await self._ledger.record(connection, target_id, actor, "call_linked",
                                   {"call_id": call_id, "merged_from": owner, **taken_down})
         return await self._ledger.fetch(connection, target_id)
+
+    async def split_call(
+        self, incident_id: int, call_id: str, *, actor: str, expected_version: int | None = None
+    ) -> Incident:
+        """Take a call linked to an open incident by mistake (merged into the wrong one, a
+        typed number off by a digit) back out, into a new incident pre-filled from it; the
+        new incident is returned. The call that opened the incident stays: it is the
+        incident's own. Without this a wrong merge was for good: the call's own incident
+        cancelled as merged, and the call held by an incident it had nothing to do with.
+        """
+        checked = check_id("incident_id", incident_id)
+        who = clean_actor(actor)
+
+        async def work(connection: asyncpg.Connection) -> Incident:
+            async with connection.transaction():
+                current = await self._ledger.locked(connection, checked, expected_version)
+                require_open(current.status)
+                calls = await self._repo.call_ids(connection, checked)
+                if call_id not in calls:
+                    raise InvalidTransition(f"Panggilan {call_id} tidak tercatat pada insiden "
+                                            f"#{checked}.")
+                if calls[0] == call_id:
+                    raise InvalidTransition("Panggilan pertama, yang membuka insiden ini, "
+                                            "tidak dapat dipisahkan darinya.")
+                call = await self._repo.call_snapshot(connection, call_id)
+                if call is None:
+                    raise CallNotFound(call_id)
+                new = prefill_from_call(call)
+                split_id = await self._repo.insert_incident(connection, new, who)
+                await self._repo.move_call(connection, call_id, checked, split_id, who)
+                await self._ledger.record(connection, split_id, who, "created", {
+                    "call_id": call_id, "status": Status.NEW.value,
+                    "report_type": new.report_type.value, "priority": int(new.priority),
+                    "split_from": checked,
+                })
+                await self._ledger.record(connection, checked, who, "call_split",
+                                          {"call_id": call_id, "split_to": split_id})
+                return await self._ledger.fetch(connection, split_id)
+
+        incident = await self._database.run(work)
+        log.info("call %s split from incident #%d into #%d by %s", call_id, checked,
+                 incident.incident_id, who)
+        return incident
 
     async def _movable(self, connection: asyncpg.Connection, source: Incident, call_id: str
                        ) -> bool:

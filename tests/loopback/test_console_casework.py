@@ -135,6 +135,57 @@ async def test_what_was_taken_down_on_a_merged_incident_shows_on_the_one_it_join
         "lokasi menurut penelepon ini: Gudang mebel, belakang pasar",
         "desa menurut penelepon ini: Kepanjin"]
 
+async def test_a_call_merged_into_the_wrong_incident_is_taken_back_out(console: Console
+                                                                      ) -> None:
+    """A repeat caller's fire call merged into the medical incident by a number typed one
+    off: its own incident cancelled as merged, the call held by an incident it had nothing
+    to do with, and no way back. It now goes out into a new incident of its own."""
+    operator = await console.user("op1", "operator", desk=True)
+    admin = await console.user("admin1", "admin")
+    fire, repeat, medical = await cases(console)
+    incidents = console.client.app[CONTEXT].incidents
+    await operator.flash(await operator.post(f"/console/incidents/{repeat}/merge",
+                                             {"into": str(medical)}))
+    assert await incidents.call_ids(medical) == [MEDICAL, REPEAT]
+    page = f"/console/incidents/{medical}"
+    html = (await operator.get(page))[1]
+    split = f"{page}/calls/{REPEAT}/split"
+    assert re.findall(r'action="(/console/incidents/\d+/calls/[^/"]+/split)"', html) == [split]
+    version = str((await incidents.get(medical)).version)
+
+    before = await incident_state(console.dsn)
+    assert (await operator.post(split, {"version": version}, csrf=False)).status == 403
+    assert (await admin.post(split, {"version": version})).status == 403
+    for path, fields, text in [
+            (f"{page}/calls/{MEDICAL}/split", {"version": version},
+             "Panggilan pertama, yang membuka insiden ini, tidak dapat dipisahkan darinya."),
+            (f"{page}/calls/{FIRE}/split", {"version": version},
+             f"Panggilan {FIRE} tidak tercatat pada insiden #{medical}."),
+            (split, {"version": str(int(version) + 1)}, "baru saja diubah petugas lain")]:
+        kind, shown = await operator.flash(await operator.post(path, fields))
+        assert kind == "error" and text in shown, (path, shown)
+    assert await incident_state(console.dsn) == before
+
+    response = await operator.post(split, {"version": version})
+    (own,) = [row["incident_id"] for row in await fetch(
+        console.dsn, "SELECT incident_id FROM incident_calls WHERE call_id = $1", REPEAT)]
+    assert own not in (fire, repeat, medical)
+    assert response.headers["Location"] == f"/console/incidents/{own}"
+    assert await operator.flash(response) == ("ok", f"Panggilan dipisahkan ke insiden baru "
+                                                    f"#{own}.")
+    assert await incidents.call_ids(medical) == [MEDICAL]
+    split_off = await incidents.get(own)
+    assert (split_off.status.value, split_off.report_type.value, split_off.caller_number) == (
+        "new", "fire", "081355500002")
+    html = (await operator.get(page))[1]
+    assert "Panggilan dipisahkan</strong> oleh op1" in html
+    assert f"dipisahkan ke insiden baru #{own}" in html
+    assert f"dipisahkan dari insiden #{medical}" in (await operator.get(
+        f"/console/incidents/{own}"))[1]
+    # Now in the right one.
+    await incidents.link_call(fire, REPEAT, actor="op1")
+    assert await incidents.call_ids(fire) == [FIRE, REPEAT]
+
 async def test_the_link_form_refuses_forgery_other_roles_and_bad_input(console: Console
                                                                         ) -> None:
     operator = await console.user("op1", "operator", desk=True)
