@@ -35,6 +35,7 @@ from telephony.incidents.model import (
     EDITABLE_STATUSES,
     SEARCH_LIMIT,
     SEARCH_MAX,
+    SYSTEM_ACTOR,
     TRANSITIONS,
     EscalationLevel,
     Priority,
@@ -44,6 +45,7 @@ from telephony.incidents.model import (
 )
 from telephony.incidents.outbox import notices_text
 from telephony.screening.features import Label
+from telephony.surveys.model import SURVEY_ACTOR
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import HOME, PAGE, PREFIX, SEE_OTHER, page
 from telephony.web.context import ApiContext
@@ -65,6 +67,9 @@ TIMELINE_LABELS: Final[Mapping[str, str]] = {
     "dispatch": "Tahap instansi", "call_linked": "Panggilan dikaitkan",
     "escalated": "Eskalasi", "rating": "Penilaian penelepon", "attachment": "Lampiran",
     "call_split": "Panggilan dipisahkan"}
+# The line's own actors as the timeline names them: "Dibuat oleh system" on every incident
+# the line opened was English on an Indonesian page. (Accounts' names are shown as they are.)
+ACTOR_NAMES: Final[Mapping[str, str]] = {SYSTEM_ACTOR: "sistem", SURVEY_ACTOR: "survei"}
 # The incident fields an edit's timeline entry names.
 FIELD_LABELS: Final[Mapping[str, str]] = {
     "report_type": "jenis", "priority": "prioritas", "location_text": "lokasi",
@@ -274,7 +279,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         related=related, can_play=can_play, recordings=recordings,
         call_backs=await call_backs(ctx, call_ids),
         recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
-        timeline_labels=TIMELINE_LABELS, event_lines=event_lines,
+        timeline_labels=TIMELINE_LABELS, event_lines=event_lines, actor_names=ACTOR_NAMES,
         report_types=list(ReportType), priorities=list(Priority), labels=Label.labels(),
         categories=CATEGORY_LABELS, skill_labels=SKILL_LABELS, dispositions=DISPOSITION_LABELS,
     )

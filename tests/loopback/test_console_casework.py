@@ -248,7 +248,7 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
 ) -> None:
     operator = await console.user("op1", "operator", desk=True)
     admin = await console.user("admin1", "admin")
-    fire, _, _ = await cases(console)
+    fire, repeat, _ = await cases(console)
     page = f"/console/incidents/{fire}"
     html = (await operator.get(page))[1]
     assert 'id="incident-escalation">Desa' in html
@@ -310,7 +310,10 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
         ("op1", "Diteruskan ke instansi → Petugas di lokasi"),
         ("op1", "Petugas di lokasi → Selesai ditangani")]
     assert all(re.fullmatch(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d", at) for at, _, _ in steps)
-    assert "Penilaian penelepon</strong> oleh survey" in html and "nilai 4 dari 5" in html
+    assert "Penilaian penelepon</strong> oleh survei" in html and "nilai 4 dari 5" in html
+    # The incident the line opened says so in words ("oleh system" was English).
+    assert "<strong>Dibuat</strong> oleh sistem" in (await operator.get(
+        f"/console/incidents/{repeat}"))[1]
 
 
 # -- dispatches --------------------------------------------------------------------------------
