@@ -6,7 +6,7 @@ call shown on the operator screen or an incident page (open its incident, label 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -18,6 +18,7 @@ from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.desks.operators import SKILL_LABELS
+from telephony.incidents.directory import Agency, Place
 from telephony.incidents.dispatches import (
     DispatchState,
     next_dispatch_steps,
@@ -34,13 +35,17 @@ from telephony.incidents.model import (
     EDITABLE_STATUSES,
     SEARCH_LIMIT,
     SEARCH_MAX,
+    SYSTEM_ACTOR,
     TRANSITIONS,
     EscalationLevel,
     Priority,
     ReportType,
     Status,
+    parse_status,
 )
+from telephony.incidents.outbox import notices_text
 from telephony.screening.features import Label
+from telephony.surveys.model import SURVEY_ACTOR
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import HOME, PAGE, PREFIX, SEE_OTHER, page
 from telephony.web.context import ApiContext
@@ -51,6 +56,8 @@ from telephony.web.routing import CASEWORK, PLAYBACK, SESSION, Route
 # Where a label form may send the operator back to: their screen or an incident page.
 _BACK: Final = re.compile(r"/console/(operator|incidents/[1-9][0-9]{0,17})")
 _INCIDENT_ID: Final = re.compile(r"[1-9][0-9]{0,17}")
+# The list's ``?daftar=`` for the incidents resolved and waiting to be closed.
+RESOLVED_LIST: Final = "selesai"
 # How many open incidents a page of the list shows, and the page numbers it takes.
 INCIDENTS_PER_PAGE: Final = 200
 _PAGE_NUMBER: Final = re.compile(r"[1-9][0-9]{0,5}")
@@ -58,7 +65,11 @@ _PAGE_NUMBER: Final = re.compile(r"[1-9][0-9]{0,5}")
 TIMELINE_LABELS: Final[Mapping[str, str]] = {
     "created": "Dibuat", "status": "Status diubah", "details": "Rincian diubah",
     "dispatch": "Tahap instansi", "call_linked": "Panggilan dikaitkan",
-    "escalated": "Eskalasi", "rating": "Penilaian penelepon", "attachment": "Lampiran"}
+    "escalated": "Eskalasi", "rating": "Penilaian penelepon", "attachment": "Lampiran",
+    "call_split": "Panggilan dipisahkan"}
+# The line's own actors as the timeline names them: "Dibuat oleh system" on every incident
+# the line opened was English on an Indonesian page. (Accounts' names are shown as they are.)
+ACTOR_NAMES: Final[Mapping[str, str]] = {SYSTEM_ACTOR: "sistem", SURVEY_ACTOR: "survei"}
 # The incident fields an edit's timeline entry names.
 FIELD_LABELS: Final[Mapping[str, str]] = {
     "report_type": "jenis", "priority": "prioritas", "location_text": "lokasi",
@@ -68,6 +79,10 @@ FIELD_LABELS: Final[Mapping[str, str]] = {
 DETAIL_TEXT: Final[Mapping[str, str]] = {
     "note": "catatan: {}", "reason": "alasan: {}", "call_id": "panggilan {}",
     "merged_into": "digabungkan ke insiden #{}", "merged_from": "dipindah dari insiden #{}",
+    "split_to": "dipisahkan ke insiden baru #{}", "split_from": "dipisahkan dari insiden #{}",
+    "merged_location": "lokasi menurut penelepon ini: {}",
+    "merged_village": "desa menurut penelepon ini: {}",
+    "merged_description": "uraian dari penelepon ini: {}",
     "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
     "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
     "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
@@ -152,23 +167,30 @@ def _page_number(request: web.Request) -> int:
 
 
 async def incidents_page(request: web.Request) -> web.StreamResponse:
-    """Open incidents, most urgent first, a page at a time.
+    """Open incidents, most urgent first, a page at a time; or (``?daftar=selesai``) those
+    resolved and waiting to be closed.
 
     The list stopped at 200 without a word: on a night of floods the 201st open incident was
     on no page, and the list read as if it were all. One more than a page is read to know
-    whether another page follows."""
+    whether another page follows. A resolved incident is no longer open, and was on no list
+    at all: a supervisor closing the shift's incidents could find them only one by one, by a
+    caller's number or a village."""
     ctx = context_of(request)
     now = datetime.now(UTC)
     if "cari" in request.query:
         return await _search_page(request, request.query["cari"], now)
+    resolved = request.query.get("daftar") == RESOLVED_LIST
     number = _page_number(request)
     first = (number - 1) * INCIDENTS_PER_PAGE
-    incidents = await ctx.incidents.open_incidents(limit=INCIDENTS_PER_PAGE + 1, offset=first)
+    incidents = await ctx.incidents.open_incidents(limit=INCIDENTS_PER_PAGE + 1, offset=first,
+                                                   resolved=resolved)
     rows = [(incident, ctx.dispatches.sla_clock(incident, now))
             for incident in incidents[:INCIDENTS_PER_PAGE]]
-    return page(request, "incidents.html", title="Insiden terbuka", rows=rows,
+    return page(request, "incidents.html",
+                title="Menunggu ditutup" if resolved else "Insiden terbuka", rows=rows,
                 page_number=number, first=first + 1, last=first + len(rows),
-                has_next=len(incidents) > INCIDENTS_PER_PAGE, query="", search_error="")
+                has_next=len(incidents) > INCIDENTS_PER_PAGE, query="", search_error="",
+                resolved=resolved)
 
 
 async def _search_page(request: web.Request, query: str, now: datetime) -> web.StreamResponse:
@@ -182,19 +204,17 @@ async def _search_page(request: web.Request, query: str, now: datetime) -> web.S
     except ValidationError as exc:
         return page(request, "incidents.html", status=exc.status, title="Cari insiden", rows=[],
                     page_number=1, first=1, last=0, has_next=False, query=query[:SEARCH_MAX],
-                    search_error=exc.message)
+                    search_error=exc.message, resolved=False)
     # Who looked up whose incidents: searching a number is the privacy-relevant act (the
     # incident pages found are audited as they are opened).
     await ctx.accounts.audit(
         actor=actor_of(request), action="incident.search", object_type="incident",
         object_id=query, remote_address=remote_of(request), detail={"found": len(found)})
-    # A closed incident has no dispatch target left to meet (one cancelled before any
-    # dispatch would read as late).
-    rows = [(incident, ctx.dispatches.sla_clock(incident, now) if incident.is_open else None)
+    rows = [(incident, ctx.dispatches.sla_clock(incident, now))
             for incident in found[:SEARCH_LIMIT]]
     return page(request, "incidents.html", title="Cari insiden", rows=rows, page_number=1,
                 first=1, last=len(rows), has_next=len(found) > SEARCH_LIMIT, query=query,
-                search_error="")
+                search_error="", resolved=False)
 
 
 async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:
@@ -209,8 +229,13 @@ async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg
 
 async def incident_page(request: web.Request) -> web.StreamResponse:
     """One incident: its calls with their screening, labels and recordings, the form,
-    dispatches, escalation, rating and timeline; and, while its one call could still be
-    merged, the open incidents a repeat caller's call may belong to."""
+    dispatches, escalation, rating, the field teams' attachments and the timeline; and, while
+    its one call could still be merged, the open incidents a repeat caller's call may belong
+    to.
+
+    The attachments were on no page: a field team's photo of the scene, uploaded through
+    the API, showed only as a timeline entry (name, size, SHA-256) the supervisor could not
+    open. Each is now listed with a link to the audited download."""
     ctx = context_of(request)
     incident_id = _incident_id(request)
     incident = await ctx.incidents.get(incident_id)
@@ -230,16 +255,23 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
                if len(call_ids) == 1 else [])
     levels = list(EscalationLevel)
     dispatches = await ctx.dispatches.dispatches(incident_id)
+    notices = await ctx.dispatches.notifications(incident_id)
+    agencies = await ctx.directory.agencies()  # inactive ones too: the timeline names them
+    places = await ctx.directory.places()
     return page(
         request, "incident.html", title=f"Insiden #{incident_id}", incident=incident,
         sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
         dispatches=dispatches,
         dispatch_steps={d.dispatch_id: next_dispatch_steps(d.state) for d in dispatches},
+        notices={d.dispatch_id: notices_text(notices.get(d.dispatch_id), by_phone=d.by_phone)
+                 for d in dispatches},
         timeline=await ctx.incidents.timeline(incident_id),
+        attachments=await ctx.incidents.attachments(incident_id), size_text=size_text,
         legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],
-        agencies=[a for a in await ctx.directory.agencies() if a.active],
-        places=await ctx.directory.places(),
-        next_statuses=sorted(TRANSITIONS[incident.status], key=list(Status).index),
+        agencies=[a for a in agencies if a.active], places=places,
+        code_names=code_names(agencies, places),
+        next_statuses=sorted(TRANSITIONS[incident.status] - {Status.DISPATCHED},
+                             key=list(Status).index),
         editable=incident.status in EDITABLE_STATUSES,
         can_dispatch=_can_dispatch(incident.status),
         higher_levels=(levels[levels.index(incident.escalation_level) + 1:]
@@ -247,7 +279,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         related=related, can_play=can_play, recordings=recordings,
         call_backs=await call_backs(ctx, call_ids),
         recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
-        timeline_labels=TIMELINE_LABELS, event_lines=event_lines,
+        timeline_labels=TIMELINE_LABELS, event_lines=event_lines, actor_names=ACTOR_NAMES,
         report_types=list(ReportType), priorities=list(Priority), labels=Label.labels(),
         categories=CATEGORY_LABELS, skill_labels=SKILL_LABELS, dispositions=DISPOSITION_LABELS,
     )
@@ -261,17 +293,65 @@ def _can_dispatch(status: Status) -> bool:
     return True
 
 
+def size_text(size_bytes: int) -> str:
+    """A file's size as people read it: "830 KB", "2,4 MB" (a decimal comma)."""
+    if size_bytes < 1024 * 1024:
+        return f"{max(1, round(size_bytes / 1024))} KB"
+    return f"{size_bytes / (1024 * 1024):.1f} MB".replace(".", ",")
+
+
 def _shown(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-def event_lines(kind: str, detail: Mapping[str, Any]) -> list[str]:
+def _priority_text(value: object) -> str:
+    """A priority as the form and the list show it ("2 · Tinggi")."""
+    labels = {str(number): label for number, label in Priority.labels().items()}
+    return f"{value} · {labels[str(value)]}" if str(value) in labels else _shown(value)
+
+
+def _point_text(value: object) -> str:
+    """A point as "latitude, longitude" (the event log keeps it as an object)."""
+    if isinstance(value, Mapping) and {"latitude", "longitude"} <= value.keys():
+        return f"{value['latitude']}, {value['longitude']}"
+    return _shown(value)
+
+
+def code_names(agencies: Iterable[Agency], places: Iterable[Place]) -> dict[str, str]:
+    """The names of the codes a timeline entry may carry: agencies' and the gazetteer's
+    villages and sub-districts (the two kinds of code never look alike)."""
+    names = {agency.code: agency.name for agency in agencies}
+    for place in places:
+        names[place.village_code] = place.village_name
+        names[place.sub_district_code] = place.sub_district_name
+    return names
+
+
+def event_lines(kind: str, detail: Mapping[str, Any], names: Mapping[str, str]) -> list[str]:
     """A timeline entry's detail as short lines in words: a step as "old → new" first (a
     status, an escalation level, a dispatch's stage), an edit as "field: old → new", then
-    the rest; empty notes are left out."""
+    the rest; empty notes are left out. Codes are shown by their words: a report type's
+    label, a priority's, and the names (``names``, see :func:`code_names`) of an agency, a
+    village or a sub-district; an edit read "jenis: fire → medical", "desa: - →
+    35.29.01.1015" and a point as a Python dict."""
 
     def text(key: str, value: Any) -> str:
+        if (kind, key) == ("created", "priority"):
+            return _priority_text(value)
+        if (kind, key) in (("dispatch", "agency"), ("call_linked", "merged_village")):
+            return names.get(str(value), _shown(value))
         return _CODE_TEXT.get((kind, key), {}).get(str(value), _shown(value))
+
+    def changed(field: str, value: object) -> str:
+        if field == "report_type":
+            return ReportType.labels().get(str(value), _shown(value))
+        if field == "priority":
+            return _priority_text(value)
+        if field == "coordinates":
+            return _point_text(value)
+        if field in ("village_code", "sub_district_code"):
+            return names.get(str(value), _shown(value))
+        return _shown(value)
 
     lines = []
     if "to" in detail:
@@ -281,9 +361,9 @@ def event_lines(kind: str, detail: Mapping[str, Any]) -> list[str]:
         if key in ("from", "to") or value in ("", None):
             continue
         if key == "changes" and isinstance(value, Mapping):
-            lines += [f"{FIELD_LABELS.get(name, name)}: {_shown(change.get('from'))} → "
-                      f"{_shown(change.get('to'))}" for name, change in sorted(value.items())
-                      if isinstance(change, Mapping)]
+            lines += [f"{FIELD_LABELS.get(name, name)}: {changed(name, change.get('from'))} → "
+                      f"{changed(name, change.get('to'))}"
+                      for name, change in sorted(value.items()) if isinstance(change, Mapping)]
         else:
             lines.append(DETAIL_TEXT.get(key, f"{key}: {{}}").format(text(key, value)))
     return lines
@@ -308,7 +388,19 @@ async def save_details(request: web.Request, form: Form) -> Done:
 
 
 async def change_status(request: web.Request, form: Form) -> Done:
-    """Move the incident to the status chosen."""
+    """Move the incident to the status chosen; not to "dispatched", which only dispatching
+    an agency does.
+
+    The form offered "Diteruskan ke instansi" (first, so preselected, once the report was
+    verified): one click recorded the incident as forwarded, with no agency told and its
+    dispatch target met, while the fire brigade never heard of it."""
+    chosen = form.get("status", "")
+    if not chosen.strip():
+        raise ValidationError("status", "Pilih status barunya.")
+    if parse_status(chosen) is Status.DISPATCHED:
+        raise ValidationError("status", "Pilih instansinya di formulir 'Teruskan ke instansi': "
+                                        "status menjadi 'Diteruskan ke instansi' begitu "
+                                        "instansi diberi tahu.")
     incident = await context_of(request).incidents.change_status(
         _incident_id(request), form.get("status", ""), actor=actor_of(request),
         note=form.get("note", ""), expected_version=_version(form))
@@ -316,7 +408,7 @@ async def change_status(request: web.Request, form: Form) -> Done:
 
 
 async def dispatch(request: web.Request, form: Form) -> Done:
-    """Dispatch the agency chosen."""
+    """Dispatch the agency chosen (the page it returns to says whom the line notified)."""
     sent = await context_of(request).dispatches.dispatch(
         _incident_id(request), form.get("agency", ""), actor=actor_of(request),
         note=form.get("note", ""), expected_version=_version(form))
@@ -354,6 +446,19 @@ async def link_call(request: web.Request, form: Form) -> Done:
     await context_of(request).incidents.link_call(incident_id, call_id, actor=actor_of(request))
     return Done(f"Panggilan digabungkan ke insiden #{incident_id}.",
                 f"{PREFIX}/incidents/{incident_id}")
+
+
+async def split_call(request: web.Request, form: Form) -> Done:
+    """Take a call merged into this incident by mistake back out, into a new incident of
+    its own (see :meth:`~telephony.incidents.service.IncidentService.split_call`)."""
+    call_id = request.match_info["call_id"]
+    if not valid_call_id(call_id):
+        raise ValidationError("call_id", "Panggilan yang akan dipisahkan tidak sah; muat "
+                                         "ulang halaman.")
+    split = await context_of(request).incidents.split_call(
+        _incident_id(request), call_id, actor=actor_of(request), expected_version=_version(form))
+    return Done(f"Panggilan dipisahkan ke insiden baru #{split.incident_id}.",
+                f"{PREFIX}/incidents/{split.incident_id}")
 
 
 async def merge_into(request: web.Request, form: Form) -> Done:
@@ -414,4 +519,7 @@ def routes() -> list[Route]:
               "Gabungkan panggilan ke insiden", tag, SEE_OTHER),
         Route("POST", f"{incident}/merge", form_action(_to_incident, merge_into), CASEWORK,
               "Gabungkan insiden ke insiden bernomor", tag, SEE_OTHER),
+        Route("POST", f"{incident}/calls/{{call_id}}/split",
+              form_action(_to_incident, split_call), CASEWORK,
+              "Pisahkan panggilan ke insiden baru", tag, SEE_OTHER),
     ]

@@ -194,6 +194,17 @@ class DispatchService:
 
         return await self._database.run(work)
 
+    async def notifications(self, incident_id: int) -> dict[int, dict[str, int]]:
+        """How many notifications of each of the incident's dispatches are pending, sent,
+        failed or withdrawn (see :func:`~telephony.incidents.outbox.notices_text`); a
+        dispatch that notified nobody is absent."""
+        checked = check_id("incident_id", incident_id)
+
+        async def work(connection: asyncpg.Connection) -> dict[int, dict[str, int]]:
+            return await self._outbox.dispatch_notifications(connection, checked)
+
+        return await self._database.run(work)
+
     async def _fetch(
         self, connection: asyncpg.Connection, dispatch_id: int, *, lock: bool = False
     ) -> Dispatch:
@@ -214,10 +225,11 @@ class DispatchService:
         self._targets = dict(targets)
 
     def sla_clock(self, incident: Incident, now: datetime) -> SlaClock | None:
-        """The incident's dispatch clock, or ``None`` if its report type has no target."""
+        """The incident's dispatch clock, or ``None`` if there is none to meet (see
+        :func:`~telephony.incidents.dispatches.dispatch_clock`)."""
         return dispatch_clock(
             answered_at=incident.answered_at, dispatched_at=incident.dispatched_at,
-            target=self._targets.get(incident.report_type), now=now,
+            target=self._targets.get(incident.report_type), now=now, is_open=incident.is_open,
         )
 
     async def sla_breaches(self, now: datetime | None = None) -> list[SlaBreach]:
@@ -234,7 +246,7 @@ class DispatchService:
         for incident, target in await self._database.run(work):
             clock = dispatch_clock(answered_at=incident.answered_at,
                                    dispatched_at=incident.dispatched_at, target=target,
-                                   now=instant)
+                                   now=instant, is_open=incident.is_open)
             if clock is not None and clock.breached:
                 breaches.append(SlaBreach(incident, clock))
         return breaches

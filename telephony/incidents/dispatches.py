@@ -133,10 +133,14 @@ def dispatch_clock(
     dispatched_at: datetime | None,
     target: timedelta | None,
     now: datetime,
+    is_open: bool,
 ) -> SlaClock | None:
-    """The dispatch clock, or ``None`` when the report type has no target or no call was
-    answered yet. Dispatching exactly at the due instant meets the target."""
-    if target is None or answered_at is None:
+    """The dispatch clock, or ``None`` when the report type has no target, no call was
+    answered yet, or the incident ended (cancelled, a prank, merged into another) with no
+    agency dispatched: no target is left to meet, and a clock still running from the answer
+    showed a prank's page "terlambat", later by the hour. Dispatching exactly at the due
+    instant meets the target."""
+    if target is None or answered_at is None or (dispatched_at is None and not is_open):
         return None
     due_at = answered_at + target
     reference = dispatched_at if dispatched_at is not None else now

@@ -147,17 +147,27 @@ def parse_patch(raw: Mapping[str, object]) -> IncidentPatch:
 
 
 def apply_patch(current: IncidentDetails, patch: IncidentPatch) -> IncidentDetails:
-    """The details after the edit, before the gazetteer check of :func:`settle_place`."""
+    """The details after the edit, before the gazetteer check of :func:`settle_place`.
+
+    A village cleared takes its sub-district with it (as choosing one brings it), unless
+    the edit names a sub-district: an operator who picked the wrong village and set it
+    back to "belum diketahui" kept its sub-district, which the console form does not show
+    and so could not clear, and the incident (and the agencies notified of it) read "Kec."
+    of a place the operator had taken back.
+    """
 
     def pick(new: Any, old: Any) -> Any:
         return old if new is UNSET else new
 
+    village_cleared = patch.village_code is None and current.village_code is not None
+    sub_district = (None if village_cleared and patch.sub_district_code is UNSET
+                    else pick(patch.sub_district_code, current.sub_district_code))
     return IncidentDetails(
         report_type=pick(patch.report_type, current.report_type),
         priority=pick(patch.priority, current.priority),
         location_text=pick(patch.location_text, current.location_text),
         village_code=pick(patch.village_code, current.village_code),
-        sub_district_code=pick(patch.sub_district_code, current.sub_district_code),
+        sub_district_code=sub_district,
         coordinates=pick(patch.coordinates, current.coordinates),
         description=pick(patch.description, current.description),
     )

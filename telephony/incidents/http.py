@@ -26,7 +26,7 @@ from telephony.incidents.attachment_meta import Attachment
 from telephony.incidents.directory import Agency, Place
 from telephony.incidents.dispatches import Dispatch, SlaClock
 from telephony.incidents.edits import parse_patch
-from telephony.incidents.model import Incident, IncidentEvent
+from telephony.incidents.model import Incident, IncidentEvent, Status
 from telephony.web.context import ApiContext
 from telephony.web.errors import ApiError
 from telephony.web.request import (
@@ -38,6 +38,7 @@ from telephony.web.request import (
     json_body,
     json_response,
     path_id,
+    query_choice,
     query_int,
     query_of,
     query_text,
@@ -57,6 +58,9 @@ from telephony.web.routing import (
 
 log = logging.getLogger("telephony.web")
 
+# The lists GET /api/incidents gives: the open incidents, or those resolved and waiting to
+# be closed.
+LISTS: Final = ("open", Status.RESOLVED.value)
 # How far a client may page into the open incidents: far past any real backlog, short of the
 # deep OFFSET scans a hostile client could ask PostgreSQL for.
 MAX_OFFSET: Final = 100_000
@@ -185,13 +189,16 @@ def incident_sla_json(ctx: ApiContext, incident: Incident) -> dict[str, Any]:
 
 
 async def list_incidents(request: web.Request) -> web.StreamResponse:
-    """A page of the open incidents, most urgent first, then oldest first, with the offset
-    of the next page (``null`` on the last): one row past the page tells whether it is."""
+    """A page of the open incidents (``?status=resolved``: those resolved and waiting to be
+    closed, which no list held), most urgent first, then oldest first, with the offset of
+    the next page (``null`` on the last): one row past the page tells whether it is."""
     ctx = context_of(request)
     query = query_of(request)
     limit = query_int(query, "limit", 200, MAX_LIMIT)
     offset = query_int(query, "offset", 0, MAX_OFFSET, low=0)
-    incidents = await ctx.incidents.open_incidents(limit=limit + 1, offset=offset)
+    resolved = query_choice(query, "status", LISTS) == Status.RESOLVED.value
+    incidents = await ctx.incidents.open_incidents(limit=limit + 1, offset=offset,
+                                                   resolved=resolved)
     return json_response({
         "incidents": [incident_sla_json(ctx, incident) for incident in incidents[:limit]],
         "next_offset": offset + limit if len(incidents) > limit else None,
@@ -399,9 +406,12 @@ def routes() -> list[Route]:
     incident = "/api/incidents/{incident_id}"
     return [
         Route("GET", "/api/incidents", list_incidents, CASEWORK,
-              "Insiden terbuka, per halaman (ikuti next_offset)", "insiden",
+              "Insiden terbuka (atau yang selesai ditangani, menunggu ditutup), per halaman "
+              "(ikuti next_offset)", "insiden",
               Reply(200, "IncidentPage"),
-              query=(limit_param(MAX_LIMIT), offset_param(MAX_OFFSET))),
+              query=(limit_param(MAX_LIMIT), offset_param(MAX_OFFSET),
+                     Param("status", {"type": "string", "enum": list(LISTS)},
+                           "open (bawaan): yang terbuka; resolved: menunggu ditutup"))),
         Route("POST", "/api/incidents", create_incident, CASEWORK,
               "Buka insiden untuk sebuah panggilan", "insiden", Reply(201, "Incident"),
               Body("CreateIncident"), errors=(404, 409)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from telephony.incidents.directory import Agency, Recipient
 from telephony.incidents.model import Incident, place_text
@@ -46,6 +46,30 @@ def notification_payload(
         "description": incident.description,
         "message": notification_message(incident, agency),
     }
+
+
+# What each state of a dispatch's notifications is called on the incident page, in order.
+NOTICE_STATES: Final[Mapping[str, str]] = {
+    "sent": "terkirim", "pending": "menunggu dikirim", "failed": "gagal dikirim",
+    "withdrawn": "ditarik"}
+# A dispatch with no notification: the agency has no recipient (for this report type), so
+# the line told nobody, and the operator must.
+NOBODY_NOTIFIED: Final = "tidak ada penerima pemberitahuan: hubungi instansi lewat telepon"
+
+
+def notices_text(counts: Mapping[str, int] | None, *, by_phone: bool = False) -> str:
+    """A dispatch's notifications in words ("2 terkirim, 1 gagal dikirim"), from how many
+    are in each state; ``None`` or empty: nobody was notified, and the text says so (or,
+    ``by_phone``, that the operator handed the caller to the agency by phone).
+
+    The page showed a dispatch to an agency with no recipient as 'Diberitahu', the same as
+    one delivered, though the line had told nobody: the operator, thinking the fire brigade
+    informed, did not phone it."""
+    parts = [f"{counts[state]} {text}" for state, text in NOTICE_STATES.items()
+             if counts and counts.get(state)]
+    if parts:
+        return ", ".join(parts)
+    return "lewat telepon" if by_phone else NOBODY_NOTIFIED
 
 
 @dataclass(frozen=True)

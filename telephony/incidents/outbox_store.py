@@ -143,6 +143,19 @@ class OutboxStore:
             notification_id, error[:1000], retry_in,
         )
 
+    async def dispatch_notifications(self, connection: asyncpg.Connection, incident_id: int
+                                     ) -> dict[int, dict[str, int]]:
+        """How many notifications of each of the incident's dispatches are in each state
+        (pending, sent, failed, withdrawn); a dispatch that notified nobody is absent."""
+        rows = await connection.fetch(
+            "SELECT dispatch_id, state, count(*) AS n FROM notification_outbox "
+            "WHERE incident_id = $1 AND dispatch_id IS NOT NULL GROUP BY dispatch_id, state",
+            incident_id)
+        counts: dict[int, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row["dispatch_id"], {})[row["state"]] = row["n"]
+        return counts
+
     async def outbox_counts(self, connection: asyncpg.Connection) -> dict[str, int]:
         """How many notifications are pending, sent, failed and withdrawn."""
         rows = await connection.fetch(

@@ -33,6 +33,7 @@ from telephony.incidents.errors import (
     CallAlreadyLinked,
     CallNotFound,
     IncidentNotFound,
+    InvalidTransition,
     ValidationError,
 )
 from telephony.incidents.ledger import IncidentLedger
@@ -174,8 +175,15 @@ class IncidentService:
         require_open(target.status)
         if await self._repo.call_snapshot(connection, call_id) is None:
             raise CallNotFound(call_id)
+        # Read again under the locks: another operator may have merged the same repeat call
+        # since (two screens, or one double click). Read before, the second was refused as
+        # "already in #<the incident it had just left, cancelled as merged>" though the call
+        # was where both wanted it.
+        owner = await self._repo.incident_of_call(connection, call_id)
         if owner == target_id:
             return target
+        if owner is not None and owner not in found:
+            raise CallAlreadyLinked(call_id, owner)
         if owner is None:
             await self._repo.link_call(connection, target_id, call_id, actor)
             await self._ledger.record(connection, target_id, actor, "call_linked",
@@ -192,9 +200,58 @@ class IncidentService:
             "from": source.status.value, "to": Status.CANCELLED.value,
             "reason": "merged", "merged_into": target_id, "call_id": call_id,
         })
+        # What an operator had taken down on the merged incident goes with its call: it was
+        # left on the cancelled incident, out of sight of whoever works this one ("dua orang
+        # terjebak di lantai 2" typed while the repeat caller spoke).
+        taken_down = {key: value for key, value in (
+            ("merged_location", source.location_text), ("merged_village", source.village_code),
+            ("merged_description", source.description)) if value}
         await self._ledger.record(connection, target_id, actor, "call_linked",
-                                  {"call_id": call_id, "merged_from": owner})
+                                  {"call_id": call_id, "merged_from": owner, **taken_down})
         return await self._ledger.fetch(connection, target_id)
+
+    async def split_call(
+        self, incident_id: int, call_id: str, *, actor: str, expected_version: int | None = None
+    ) -> Incident:
+        """Take a call linked to an open incident by mistake (merged into the wrong one, a
+        typed number off by a digit) back out, into a new incident pre-filled from it; the
+        new incident is returned. The call that opened the incident stays: it is the
+        incident's own. Without this a wrong merge was for good: the call's own incident
+        cancelled as merged, and the call held by an incident it had nothing to do with.
+        """
+        checked = check_id("incident_id", incident_id)
+        who = clean_actor(actor)
+
+        async def work(connection: asyncpg.Connection) -> Incident:
+            async with connection.transaction():
+                current = await self._ledger.locked(connection, checked, expected_version)
+                require_open(current.status)
+                calls = await self._repo.call_ids(connection, checked)
+                if call_id not in calls:
+                    raise InvalidTransition(f"Panggilan {call_id} tidak tercatat pada insiden "
+                                            f"#{checked}.")
+                if calls[0] == call_id:
+                    raise InvalidTransition("Panggilan pertama, yang membuka insiden ini, "
+                                            "tidak dapat dipisahkan darinya.")
+                call = await self._repo.call_snapshot(connection, call_id)
+                if call is None:
+                    raise CallNotFound(call_id)
+                new = prefill_from_call(call)
+                split_id = await self._repo.insert_incident(connection, new, who)
+                await self._repo.move_call(connection, call_id, checked, split_id, who)
+                await self._ledger.record(connection, split_id, who, "created", {
+                    "call_id": call_id, "status": Status.NEW.value,
+                    "report_type": new.report_type.value, "priority": int(new.priority),
+                    "split_from": checked,
+                })
+                await self._ledger.record(connection, checked, who, "call_split",
+                                          {"call_id": call_id, "split_to": split_id})
+                return await self._ledger.fetch(connection, split_id)
+
+        incident = await self._database.run(work)
+        log.info("call %s split from incident #%d into #%d by %s", call_id, checked,
+                 incident.incident_id, who)
+        return incident
 
     async def _movable(self, connection: asyncpg.Connection, source: Incident, call_id: str
                        ) -> bool:
@@ -242,11 +299,14 @@ class IncidentService:
 
         return await self._database.run(work)
 
-    async def open_incidents(self, *, limit: int = 200, offset: int = 0) -> list[Incident]:
-        """Open incidents, most urgent first, then oldest first, skipping ``offset``."""
+    async def open_incidents(self, *, limit: int = 200, offset: int = 0,
+                             resolved: bool = False) -> list[Incident]:
+        """Open incidents (``resolved``: those resolved, waiting for a supervisor to close
+        them), most urgent first, then oldest first, skipping ``offset``."""
 
         async def work(connection: asyncpg.Connection) -> list[Incident]:
-            return await self._repo.open_incidents(connection, limit=limit, offset=offset)
+            return await self._repo.open_incidents(connection, limit=limit, offset=offset,
+                                                   resolved=resolved)
 
         return await self._database.run(work)
 

@@ -163,16 +163,18 @@ class IncidentRepository:
         return incident_from_row(row) if row is not None else None
 
     async def open_incidents(
-        self, connection: asyncpg.Connection, *, limit: int = 200, offset: int = 0
+        self, connection: asyncpg.Connection, *, limit: int = 200, offset: int = 0,
+        resolved: bool = False,
     ) -> list[Incident]:
-        """Open incidents, most urgent first, then oldest first (then by id: a page boundary
-        must fall between the same two incidents at every read), skipping ``offset``."""
+        """Open incidents (``resolved``: those resolved, waiting to be closed), most urgent
+        first, then oldest first (then by id: a page boundary must fall between the same two
+        incidents at every read), skipping ``offset``."""
         rows = await connection.fetch(
             """
             SELECT * FROM incident_overview WHERE status = ANY($1::text[])
             ORDER BY priority, created_at, incident_id LIMIT $2 OFFSET $3
             """,
-            OPEN, limit, offset,
+            [Status.RESOLVED.value] if resolved else OPEN, limit, offset,
         )
         return [incident_from_row(row) for row in rows]
 

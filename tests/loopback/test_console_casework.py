@@ -13,14 +13,16 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 from telephony.incidents.edits import parse_patch
 from telephony.web.context import CONTEXT
-from tests.support.calls import OPERATOR, call_facts
+from tests.support.calls import OPERATOR, ago, call_facts
 from tests.support.console import HOSTILE, Console, record
 from tests.support.db import fetch, incident_state
+from tests.support.incidents import make_service
 from tests.support.web import BIDI_CONTROLS, Browser, spoofed
 
 FIRE = "1700000600.1"  # the first caller about a fire
@@ -110,6 +112,80 @@ async def test_a_repeat_callers_call_is_merged_into_the_open_incident(console: C
     assert (await desk(operator))["related"] == []
 
 
+async def test_what_was_taken_down_on_a_merged_incident_shows_on_the_one_it_joined(
+        console: Console) -> None:
+    """The second operator typed what the repeat caller said into the caller's own incident
+    ("dua orang terjebak di lantai 2"), then merged it into the fire: the text stayed on the
+    cancelled incident, out of sight of whoever worked the fire."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, repeat, _ = await cases(console)
+    incidents = console.client.app[CONTEXT].incidents
+    await incidents.update_details(repeat, parse_patch({
+        "village_code": "35.29.01.1015", "location_text": "Gudang mebel, belakang pasar",
+        "description": "Dua orang terjebak di lantai 2.\nAsap hitam."}), actor="op2")
+    kind, text = await operator.flash(await operator.post(
+        f"/console/incidents/{fire}/calls",
+        {"call_id": REPEAT, "next": f"/console/incidents/{repeat}"}))
+    assert (kind, text) == ("ok", f"Panggilan digabungkan ke insiden #{fire}.")
+    html = (await operator.get(f"/console/incidents/{fire}"))[1]
+    entry = html.split("<strong>Panggilan dikaitkan</strong> oleh op1", 1)[1].split("</li>")[0]
+    assert re.findall(r'<span class="detail">([^<]+)</span>', entry) == [
+        f"panggilan {REPEAT}", "uraian dari penelepon ini: Dua orang terjebak di lantai 2.\n"
+        "Asap hitam.", f"dipindah dari insiden #{repeat}",
+        "lokasi menurut penelepon ini: Gudang mebel, belakang pasar",
+        "desa menurut penelepon ini: Kepanjin"]
+
+async def test_a_call_merged_into_the_wrong_incident_is_taken_back_out(console: Console
+                                                                      ) -> None:
+    """A repeat caller's fire call merged into the medical incident by a number typed one
+    off: its own incident cancelled as merged, the call held by an incident it had nothing
+    to do with, and no way back. It now goes out into a new incident of its own."""
+    operator = await console.user("op1", "operator", desk=True)
+    admin = await console.user("admin1", "admin")
+    fire, repeat, medical = await cases(console)
+    incidents = console.client.app[CONTEXT].incidents
+    await operator.flash(await operator.post(f"/console/incidents/{repeat}/merge",
+                                             {"into": str(medical)}))
+    assert await incidents.call_ids(medical) == [MEDICAL, REPEAT]
+    page = f"/console/incidents/{medical}"
+    html = (await operator.get(page))[1]
+    split = f"{page}/calls/{REPEAT}/split"
+    assert re.findall(r'action="(/console/incidents/\d+/calls/[^/"]+/split)"', html) == [split]
+    version = str((await incidents.get(medical)).version)
+
+    before = await incident_state(console.dsn)
+    assert (await operator.post(split, {"version": version}, csrf=False)).status == 403
+    assert (await admin.post(split, {"version": version})).status == 403
+    for path, fields, text in [
+            (f"{page}/calls/{MEDICAL}/split", {"version": version},
+             "Panggilan pertama, yang membuka insiden ini, tidak dapat dipisahkan darinya."),
+            (f"{page}/calls/{FIRE}/split", {"version": version},
+             f"Panggilan {FIRE} tidak tercatat pada insiden #{medical}."),
+            (split, {"version": str(int(version) + 1)}, "baru saja diubah petugas lain")]:
+        kind, shown = await operator.flash(await operator.post(path, fields))
+        assert kind == "error" and text in shown, (path, shown)
+    assert await incident_state(console.dsn) == before
+
+    response = await operator.post(split, {"version": version})
+    (own,) = [row["incident_id"] for row in await fetch(
+        console.dsn, "SELECT incident_id FROM incident_calls WHERE call_id = $1", REPEAT)]
+    assert own not in (fire, repeat, medical)
+    assert response.headers["Location"] == f"/console/incidents/{own}"
+    assert await operator.flash(response) == ("ok", f"Panggilan dipisahkan ke insiden baru "
+                                                    f"#{own}.")
+    assert await incidents.call_ids(medical) == [MEDICAL]
+    split_off = await incidents.get(own)
+    assert (split_off.status.value, split_off.report_type.value, split_off.caller_number) == (
+        "new", "fire", "081355500002")
+    html = (await operator.get(page))[1]
+    assert "Panggilan dipisahkan</strong> oleh op1" in html
+    assert f"dipisahkan ke insiden baru #{own}" in html
+    assert f"dipisahkan dari insiden #{medical}" in (await operator.get(
+        f"/console/incidents/{own}"))[1]
+    # Now in the right one.
+    await incidents.link_call(fire, REPEAT, actor="op1")
+    assert await incidents.call_ids(fire) == [FIRE, REPEAT]
+
 async def test_the_link_form_refuses_forgery_other_roles_and_bad_input(console: Console
                                                                         ) -> None:
     operator = await console.user("op1", "operator", desk=True)
@@ -172,7 +248,7 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
 ) -> None:
     operator = await console.user("op1", "operator", desk=True)
     admin = await console.user("admin1", "admin")
-    fire, _, _ = await cases(console)
+    fire, repeat, _ = await cases(console)
     page = f"/console/incidents/{fire}"
     html = (await operator.get(page))[1]
     assert 'id="incident-escalation">Desa' in html
@@ -213,12 +289,16 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
                       html) == ["regency", "province"]
     assert "Eskalasi</strong> oleh op1" in html and "Desa → Kecamatan" in html
 
-    # Worked to the end by the form, then rated by the caller: every step, who and when.
+    # Worked to the end by the forms, then rated by the caller: every step, who and when.
     incidents = console.client.app[CONTEXT].incidents
-    for status in ("verified", "dispatched", "on_scene", "resolved"):
+    for action, field, value in [("status", "status", "verified"),
+                                 ("dispatches", "agency", "damkar"),
+                                 ("status", "status", "on_scene"),
+                                 ("status", "status", "resolved")]:
         version = (await incidents.get(fire)).version
-        await operator.flash(await operator.post(f"{page}/status", {
-            "version": str(version), "status": status, "note": ""}))
+        kind, text = await operator.flash(await operator.post(f"{page}/{action}", {
+            "version": str(version), field: value, "note": ""}))
+        assert kind == "ok", text
     await incidents.record_rating(fire, 4, actor="survey")
     html = (await operator.get(page))[1]
     assert 'id="escalation-form"' not in html  # resolved: no longer open
@@ -230,7 +310,10 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
         ("op1", "Diteruskan ke instansi → Petugas di lokasi"),
         ("op1", "Petugas di lokasi → Selesai ditangani")]
     assert all(re.fullmatch(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d", at) for at, _, _ in steps)
-    assert "Penilaian penelepon</strong> oleh survey" in html and "nilai 4 dari 5" in html
+    assert "Penilaian penelepon</strong> oleh survei" in html and "nilai 4 dari 5" in html
+    # The incident the line opened says so in words ("oleh system" was English).
+    assert "<strong>Dibuat</strong> oleh sistem" in (await operator.get(
+        f"/console/incidents/{repeat}"))[1]
 
 
 # -- dispatches --------------------------------------------------------------------------------
@@ -289,7 +372,7 @@ async def test_a_dispatch_is_stepped_or_cancelled_from_the_incident_page(console
     # The entry says what happened to the agency, not "forwarded" for a cancellation.
     entry = html.split("<strong>Tahap instansi</strong> oleh op1")[3].split("</li>", 1)[0]
     assert re.findall(r'<span class="detail">([^<]+)</span>', entry) == [
-        "Diberitahu → Dibatalkan", "instansi: polisi", f"pengiriman #{police.dispatch_id}",
+        "Diberitahu → Dibatalkan", "instansi: Polisi", f"pengiriman #{police.dispatch_id}",
         "catatan: Polsek menolak: tidak ada patroli"]
     assert "Diterima" in html
     # The police can be dispatched again from the page's own form.
@@ -298,6 +381,122 @@ async def test_a_dispatch_is_stepped_or_cancelled_from_the_incident_page(console
         f"{page}/dispatches", {"version": str(version), "agency": "polisi", "note": ""}))
     assert (kind, text) == ("ok", "Diteruskan ke Polisi.")
 
+
+
+async def test_the_status_form_does_not_forward_an_incident_no_agency_was_told_of(
+        console: Console) -> None:
+    """Once a report was verified the status form offered "Diteruskan ke instansi" first,
+    so preselected: one click recorded the fire as forwarded, with no agency in its
+    dispatches, nobody notified, and its dispatch target counted as met."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    await ctx.incidents.change_status(fire, "verified", actor="op1")
+    page = f"/console/incidents/{fire}"
+    html = (await operator.get(page))[1]
+    form = html.split('id="status-form"', 1)[1].split("</form>", 1)[0]
+    assert re.findall(r'<option value="(\w*)"', form) == ["", "cancelled", "prank"]
+    assert 'id="dispatch-form"' in html
+
+    before = await incident_state(console.dsn)
+    version = (await ctx.incidents.get(fire)).version
+    for status in ("dispatched", "Dispatched ", ""):
+        kind, text = await operator.flash(await operator.post(f"{page}/status", {
+            "version": str(version), "status": status, "note": ""}))
+        assert kind == "error", (status, text)
+    assert text == "Pilih status barunya."
+    kind, text = await operator.flash(await operator.post(f"{page}/status", {
+        "version": str(version), "status": "dispatched", "note": ""}))
+    assert text == ("Pilih instansinya di formulir &#39;Teruskan ke instansi&#39;: status "
+                    "menjadi &#39;Diteruskan ke instansi&#39; begitu instansi diberi tahu.")
+    assert await incident_state(console.dsn) == before
+    # Dispatching the agency forwards it.
+    kind, text = await operator.flash(await operator.post(f"{page}/dispatches", {
+        "version": str(version), "agency": "damkar", "note": ""}))
+    assert (kind, text) == ("ok", "Diteruskan ke Pemadam Kebakaran (Damkar).")
+    assert (await ctx.incidents.get(fire)).status.value == "dispatched"
+
+async def test_a_dispatch_says_whom_the_line_notified_and_when_it_notified_nobody(
+        console: Console) -> None:
+    """A dispatch to an agency with no recipient for the report type read 'Diberitahu' on the
+    page, as one delivered did: the line had told nobody, and the operator, believing the
+    police informed, did not phone them."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    await ctx.directory.add_recipient("damkar", name="Kepala Dinas", contact="0811")
+    await ctx.directory.add_recipient("damkar", name="Piket Damkar", contact="0812")
+    await ctx.incidents.change_status(fire, "verified", actor="op1")
+    damkar = await ctx.dispatches.dispatch(fire, "damkar", actor="op1")
+    police = await ctx.dispatches.dispatch(fire, "polisi", actor="op1")
+    page = f"/console/incidents/{fire}"
+
+    async def notices() -> dict[int, str]:
+        html = (await operator.get(page))[1]
+        return {int(n): text for n, text in re.findall(
+            r'<tr data-dispatch-id="(\d+)">.*?<td class="notices">([^<]*)</td>', html)}
+
+    assert await notices() == {
+        damkar.dispatch_id: "2 menunggu dikirim",
+        police.dispatch_id: "tidak ada penerima pemberitahuan: hubungi instansi lewat telepon"}
+    assert (await make_service(console.database).outbox.deliver_notifications()).sent == 2
+    assert (await notices())[damkar.dispatch_id] == "2 terkirim"
+
+async def test_the_field_teams_attachments_are_listed_and_open_from_the_incident_page(
+        console: Console) -> None:
+    """A field team's photo, uploaded through the API, was on no page: the incident showed
+    only a timeline entry (name, size, SHA-256) that the supervisor could not open."""
+    supervisor = await console.user("spv1", "supervisor")
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    photo = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield photo
+
+    page = f"/console/incidents/{fire}"
+    assert "Belum ada lampiran dari lapangan." in (await supervisor.get(page))[1]
+    stored = await ctx.attachments.receive(fire, chunks(), max_bytes=1 << 20)
+    attachment = await ctx.incidents.add_attachment(
+        fire, filename="Foto api — Pasar Anom.png", content_type=stored.content_type,
+        size_bytes=stored.size_bytes, sha256=stored.sha256, stored_path=stored.stored_path,
+        actor="damkar-pos1")
+    html = (await supervisor.get(page))[1]
+    row = html.split(f'data-attachment-id="{attachment.attachment_id}"', 1)[1].split("</tr>")[0]
+    link = f"/api/incidents/{fire}/attachments/{attachment.attachment_id}"
+    assert f'<a href="{link}" download><bdi>Foto api — Pasar Anom.png</bdi></a>' in row
+    assert re.findall(r"<td[^>]*>([^<]+)</td>", row)[:2] == ["image/png", "2 KB"]
+    assert "damkar-pos1" in row
+    response = await supervisor.http.get(link)
+    assert response.status == 200 and await response.read() == photo
+    downloads = await fetch(console.dsn, "SELECT actor FROM audit_log "
+                                         "WHERE action = 'attachment.download'")
+    assert [r["actor"] for r in downloads] == ["spv1"]
+
+async def test_an_edit_on_the_timeline_reads_in_words_not_codes(console: Console) -> None:
+    """The timeline showed an operator's edit as "jenis: fire → fallen_tree", "desa: - →
+    35.29.01.1015", the point as a Python dict ("{'latitude': -7.0, ...}"), and a dispatch as
+    "instansi: satpol_pp": the codes the database keeps, not the words on the form."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    await ctx.incidents.update_details(fire, parse_patch({
+        "report_type": "fallen_tree", "priority": "1", "village_code": "35.29.01.1015",
+        "latitude": -7.0125, "longitude": 113.8631}), actor="op1")
+    await ctx.incidents.change_status(fire, "verified", actor="op1")
+    await ctx.dispatches.dispatch(fire, "satpol_pp", actor="op1")
+    html = (await operator.get(f"/console/incidents/{fire}"))[1]
+
+    def entry(label: str) -> list[str]:
+        item = html.split(f"<strong>{label}</strong> oleh op1", 1)[1].split("</li>", 1)[0]
+        return re.findall(r'<span class="detail">([^<]+)</span>', item)
+
+    assert entry("Dibuat")[1] == "prioritas: 2 · Tinggi"
+    assert entry("Rincian diubah") == [
+        "koordinat: - → -7.0125, 113.8631", "prioritas: 2 · Tinggi → 1 · Kritis",
+        "jenis: Kebakaran → Pohon tumbang", "kecamatan: - → Kota Sumenep",
+        "desa: - → Kepanjin"]
+    assert entry("Tahap instansi")[1] == "instansi: Satpol PP"
 
 # -- recordings --------------------------------------------------------------------------------
 
@@ -350,6 +549,24 @@ async def test_a_description_typed_on_several_lines_is_saved(console: Console) -
                        fire))[0]
     assert row["description"] == "Asap tebal dari gudang.\nDua orang terjebak.\nLantai 2."
 
+
+async def test_a_village_set_back_to_unknown_takes_its_sub_district_with_it(
+        console: Console) -> None:
+    """An operator who picked the wrong village and set it back to "belum diketahui" kept
+    its sub-district: the form has no field for it, the page still read "-, Kota Sumenep",
+    and the agencies dispatched next were told "Kec. Kota Sumenep"."""
+    operator, fire, page, form = await details_form(console)
+    for village, shown in [("35.29.01.1015", "Kepanjin, Kota Sumenep — Jl. Trunojoyo 12"),
+                           ("", "- — Jl. Trunojoyo 12")]:
+        version = (await console.client.app[CONTEXT].incidents.get(fire)).version
+        kind, text = await operator.flash(await operator.post(f"{page}/details", {
+            **form, "version": str(version), "village_code": village}))
+        assert kind == "ok", text
+        html = (await operator.get(page))[1]
+        assert re.findall(r'<dd id="incident-place">([^<]*)</dd>', html) == [shown]
+    row = (await fetch(console.dsn, "SELECT village_code, sub_district_code FROM incidents "
+                                    "WHERE incident_id = $1", fire))[0]
+    assert (row["village_code"], row["sub_district_code"]) == (None, None)
 
 async def test_the_recording_plays_from_the_incident_page_and_every_playback_is_audited(
     console: Console
@@ -534,6 +751,49 @@ async def test_the_open_incidents_list_goes_on_past_its_first_page(console: Cons
     assert 'href="/console/incidents?halaman=8" rel="prev"' in shown
 
 
+async def test_the_incidents_resolved_and_waiting_to_be_closed_are_listed(console: Console
+                                                                         ) -> None:
+    """A resolved incident waits for a supervisor to close it, but it was on no list: the
+    open incidents' list leaves it out, so at the end of a shift it could be found only one
+    by one, by a caller's number or a village, and resolved incidents were never closed."""
+    supervisor = await console.user("spv1", "supervisor")
+    fire, repeat, medical = await cases(console)
+    incidents = console.client.app[CONTEXT].incidents
+    for incident_id in (fire, medical):
+        for step in ("verified", "dispatched", "on_scene", "resolved"):
+            await incidents.change_status(incident_id, step, actor="op1")
+
+    def listed(html: str) -> list[int]:
+        return [int(n) for n in re.findall(r'<a href="/console/incidents/(\d+)">', html)]
+
+    status, html, _ = await supervisor.get("/console/incidents")
+    assert status == 200 and listed(html) == [repeat]
+    assert '<a href="/console/incidents?daftar=selesai">Menunggu ditutup</a>' in html
+    status, html, _ = await supervisor.get("/console/incidents?daftar=selesai")
+    assert status == 200 and sorted(listed(html)) == sorted([fire, medical])
+    assert "<h1>Menunggu ditutup</h1>" in html and "<td>Selesai ditangani</td>" in html
+    # The API lists them too.
+    for query, found in [("", [repeat]), ("?status=open", [repeat]),
+                         ("?status=resolved", [fire, medical])]:
+        response = await supervisor.http.get(f"/api/incidents{query}")
+        assert response.status == 200, query
+        body = await response.json()
+        assert sorted(i["incident_id"] for i in body["incidents"]) == sorted(found), query
+    response = await supervisor.http.get("/api/incidents?status=closed")
+    assert response.status == 422
+    assert (await response.json())["error"]["message"] == ("status harus salah satu dari: "
+                                                           "open, resolved.")
+    # Closed from its page, it leaves the list.
+    page = f"/console/incidents/{fire}"
+    version = int(re.findall(r'name="version" value="(\d+)"', (await supervisor.get(page))[1])[0])
+    kind, text = await supervisor.flash(await supervisor.post(f"{page}/status", {
+        "version": str(version), "status": "closed", "note": "dicek supervisor"}))
+    assert (kind, text) == ("ok", "Status insiden: Ditutup.")
+    assert listed((await supervisor.get("/console/incidents?daftar=selesai"))[1]) == [medical]
+    await incidents.change_status(medical, "closed", actor="spv1")
+    html = (await supervisor.get("/console/incidents?daftar=selesai"))[1]
+    assert listed(html) == [] and "Tidak ada insiden yang menunggu ditutup." in html
+
 async def test_an_earlier_incident_is_found_by_the_callers_number_or_the_village(
         console: Console) -> None:
     """The list held open incidents only, and had no search: a caller who rang again about a
@@ -624,3 +884,33 @@ async def test_a_repeat_callers_incident_is_merged_into_one_not_offered_by_its_n
     assert await operator.flash(response) == ("ok", f"Panggilan digabungkan ke insiden #{fire}.")
     assert await incidents.call_ids(fire) == [FIRE, REPEAT]
     assert (await incidents.get(repeat)).status.value == "cancelled"
+
+
+async def test_an_incident_ended_without_a_dispatch_has_no_target_left_to_miss(
+        console: Console) -> None:
+    """A fire reported as a prank ten minutes after the answer: its page, and the API, said
+    "Target kirim ... (terlambat)", overdue by the hour, for as long as anyone looked at it.
+    One dispatched in time keeps its target, met, once resolved."""
+    operator = await console.user("op1", "operator", desk=True)
+    await record(console, call_facts(FIRE, "081355500001", answered_at=ago(minutes=10)))
+    await record(console, call_facts(MEDICAL, "081355500003", skill="medical"))
+    ctx = console.client.app[CONTEXT]
+    prank = (await ctx.incidents.create_for_call(FIRE, actor="op1")).incident_id
+    await ctx.incidents.change_status(prank, "prank", actor="op1")
+    medical = (await ctx.incidents.create_for_call(MEDICAL, actor="op1")).incident_id
+    await ctx.incidents.change_status(medical, "verified", actor="op1")
+    await ctx.dispatches.dispatch(medical, "ambulans", actor="op1")
+    for status in ("on_scene", "resolved"):
+        await ctx.incidents.change_status(medical, status, actor="op1")
+
+    async def target(incident_id: int) -> tuple[list[str], Any]:
+        html = (await operator.get(f"/console/incidents/{incident_id}"))[1]
+        response = await operator.http.get(f"/api/incidents/{incident_id}")
+        assert response.status == 200
+        shown = re.findall(r"<dt>Target kirim</dt><dd[^>]*>([^<]*)</dd>", html)
+        return shown, (await response.json())["incident"]["sla"]
+
+    assert await target(prank) == ([], None)
+    shown, sla = await target(medical)
+    assert len(shown) == 1 and "terlambat" not in shown[0]
+    assert (sla["target_seconds"], sla["breached"]) == (300, False)

@@ -3,6 +3,7 @@ and dispatch timelines, edits, concurrency, service levels, ratings and attachme
 
 import asyncio
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -23,9 +24,11 @@ from telephony.incidents.errors import (
 from telephony.incidents.model import EscalationLevel, Priority, ReportType, Status
 from telephony.incidents.outbox import DeliveryReport
 from telephony.incidents.services import IncidentServices
+from telephony.settings import Settings
 from tests.support.calls import add_calls, ago, answered, call_facts
 from tests.support.db import fetch, incident_state
 from tests.support.incidents import make_service
+from tests.support.polling import eventually
 
 
 @pytest.fixture
@@ -113,6 +116,72 @@ async def test_two_calls_about_one_event(database_dsn: str, service: IncidentSer
     with pytest.raises(CallAlreadyLinked):
         await service.incidents.link_call(other.incident_id, "first.1", actor="op1001")
     assert await incident_state(database_dsn) == before
+
+
+async def test_two_operators_merging_one_repeat_call_into_one_incident_both_succeed(
+        database_dsn: str, settings: Settings, service: IncidentServices) -> None:
+    """Two operators (or one double click) merge the same repeat caller's call into the
+    same fire at once. The second was refused with "already in #<the repeat caller's own
+    incident>": the one the first had just cancelled as merged, while the call was where
+    both wanted it. A merge into another incident meanwhile names where the call is now."""
+    await answered(database_dsn, "fire.1")
+    await answered(database_dsn, "other.1")
+    await answered(database_dsn, "repeat.1", caller="087700000002")
+    await answered(database_dsn, "repeat.2", caller="087700000003")
+    fire = (await service.incidents.create_for_call("fire.1")).incident_id
+    other = (await service.incidents.create_for_call("other.1")).incident_id
+    repeat = (await service.incidents.create_for_call("repeat.1")).incident_id
+    late = (await service.incidents.create_for_call("repeat.2")).incident_id
+    # The second operator's request, on a pool of its own (as on another line node).
+    second_pool = Database(replace(settings, database_dsn=database_dsn))
+    services = [service, make_service(second_pool)]
+    # Each pool's connection opened before the lock is taken: one opened while it is held
+    # did not get as far as the link's first query.
+    for each in services:
+        await each.incidents.get(fire)
+
+    async def both_wait_for(incident_id: int, *links: tuple[int, str]) -> list[object]:
+        """The links, each started while ``incident_id`` is held locked (both lock it), and
+        so each having read where the call is before the first of them moves it."""
+        holder = await asyncpg.connect(database_dsn)
+        try:
+            async with holder.transaction():
+                await holder.execute("SELECT 1 FROM incidents WHERE incident_id = $1 "
+                                     "FOR UPDATE", incident_id)
+                pairs = enumerate(zip(services, links, strict=True))
+                tasks = [asyncio.create_task(by.incidents.link_call(target, call,
+                                                                    actor=f"op100{n}"))
+                         for n, (by, (target, call)) in pairs]
+
+                async def waiting() -> bool | None:
+                    count = await holder.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()")
+                    return True if count == len(links) else None
+
+                await eventually("the links waiting for the incident", waiting, within=10)
+        finally:
+            await holder.close()
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    try:
+        first, second = await both_wait_for(fire, (fire, "repeat.1"), (fire, "repeat.1"))
+        assert [getattr(r, "incident_id", r) for r in (first, second)] == [fire, fire]
+        assert await service.incidents.call_ids(fire) == ["fire.1", "repeat.1"]
+        assert [e.kind for e in await service.incidents.timeline(fire)] == [
+            "created", "call_linked"]
+        assert [e.detail.get("to") for e in await service.incidents.timeline(repeat)] == [
+            None, "cancelled"]
+
+        # Whichever gets the lock first takes the call; the other is told where it went.
+        results = await both_wait_for(late, (fire, "repeat.2"), (other, "repeat.2"))
+        (won,) = [r for r in results if not isinstance(r, BaseException)]
+        (refused,) = [r for r in results if isinstance(r, CallAlreadyLinked)]
+        assert refused.incident_id == getattr(won, "incident_id", None), refused
+        assert "repeat.2" in await service.incidents.call_ids(refused.incident_id)
+        assert (await service.incidents.get(late)).status is Status.CANCELLED
+    finally:
+        await second_pool.close()
 
 
 async def test_link_refusals_change_nothing(database_dsn: str,

@@ -50,7 +50,12 @@ from telephony.incidents.model import (
     require_editable,
     require_open,
 )
-from telephony.incidents.outbox import notification_message, notification_payload, retry_delay
+from telephony.incidents.outbox import (
+    notices_text,
+    notification_message,
+    notification_payload,
+    retry_delay,
+)
 
 S = Status
 # The timeline as the issue states it, written out independently of the module's table.
@@ -296,6 +301,16 @@ def test_new_sub_district_drops_a_village_elsewhere() -> None:
     assert (settled.village_code, settled.sub_district_code) == (None, "35.29.02")
 
 
+def test_a_village_cleared_takes_its_sub_district_unless_one_is_named() -> None:
+    current = _placed("35.29.01.1016", "35.29.01")
+    assert _placed(None, None) == apply_patch(current, IncidentPatch(village_code=None))
+    kept = apply_patch(current, IncidentPatch(village_code=None, sub_district_code="35.29.01"))
+    assert (kept.village_code, kept.sub_district_code) == (None, "35.29.01")
+    # No village to clear (a sub-district alone, as the API may set it): it stays.
+    alone = _placed(None, "35.29.02")
+    assert apply_patch(alone, IncidentPatch(village_code=None)) == alone
+
+
 def test_unknown_places_are_refused() -> None:
     patch = IncidentPatch(village_code="35.29.99.2001")
     with pytest.raises(ValidationError, match="tidak ada di gazetir") as caught:
@@ -359,15 +374,27 @@ def test_dispatch_clock(
 ) -> None:
     dispatched = ANSWER + dispatched_after if dispatched_after is not None else None
     clock = dispatch_clock(answered_at=ANSWER, dispatched_at=dispatched, target=FIVE,
-                           now=ANSWER + now_after)
+                           now=ANSWER + now_after, is_open=True)
     assert clock is not None
     assert (clock.due_at, clock.breached, clock.overdue) == (ANSWER + FIVE, breached, overdue)
+    # Once the incident is resolved or closed, a dispatch keeps its verdict.
+    if dispatched is not None:
+        assert dispatch_clock(answered_at=ANSWER, dispatched_at=dispatched, target=FIVE,
+                              now=ANSWER + now_after, is_open=False) == clock
 
 
 def test_no_clock_without_target_or_answer() -> None:
     assert dispatch_clock(answered_at=ANSWER, dispatched_at=None, target=None,
-                          now=ANSWER) is None
-    assert dispatch_clock(answered_at=None, dispatched_at=None, target=FIVE, now=ANSWER) is None
+                          now=ANSWER, is_open=True) is None
+    assert dispatch_clock(answered_at=None, dispatched_at=None, target=FIVE, now=ANSWER,
+                          is_open=True) is None
+
+
+def test_no_clock_for_an_incident_ended_without_a_dispatch() -> None:
+    """A prank, a cancelled or a merged incident was never to be dispatched: its page said
+    "terlambat", later by the hour, for as long as anyone looked."""
+    assert dispatch_clock(answered_at=ANSWER, dispatched_at=None, target=FIVE,
+                          now=ANSWER + timedelta(hours=3), is_open=False) is None
 
 
 def test_retry_delay_doubles_up_to_the_cap() -> None:
@@ -526,3 +553,13 @@ def test_unset_is_not_none() -> None:
     assert patch.touches_place
     assert patch.sub_district_code is UNSET
     assert not IncidentPatch(description="x").touches_place
+
+
+def test_a_dispatchs_notifications_in_words() -> None:
+    assert notices_text({"sent": 2, "failed": 1, "pending": 0}) == "2 terkirim, 1 gagal dikirim"
+    assert notices_text({"withdrawn": 1, "pending": 3}) == "3 menunggu dikirim, 1 ditarik"
+    nobodies: list[dict[str, int] | None] = [None, {}]
+    for nobody in nobodies:
+        assert notices_text(nobody) == ("tidak ada penerima pemberitahuan: hubungi instansi "
+                                        "lewat telepon")
+        assert notices_text(nobody, by_phone=True) == "lewat telepon"
