@@ -6,6 +6,7 @@ a caller reached or closed, who may do what, and hostile input that changes noth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -67,6 +68,15 @@ class Bench:
                                           json={"username": username, "password": PASSWORD})
         assert response.status == 201, await response.text()
         return {"Authorization": f"Bearer {(await response.json())['token']}"}
+
+    @contextlib.asynccontextmanager
+    async def console(self, username: str) -> AsyncIterator[Browser]:
+        """A browser on the console, logged in as ``username``."""
+        async with aiohttp.ClientSession(base_url=self.client.make_url(""),
+                                         cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            browser = Browser(http)
+            assert (await browser.log_in(username)).status == 303
+            yield browser
 
     def originates(self) -> list[dict[str, str]]:
         return [a for a in self.asterisk.actions if a.get("action") == "Originate"]
@@ -258,10 +268,7 @@ async def test_the_operator_phone_never_answering_ends_the_leg(bench: Bench) -> 
     # cannot be reached, and a supervisor closed such entries as unreachable.
     (entry,) = (await worklist(bench, operator))["entries"]
     assert entry["attempts"][0]["rang_at"] is None
-    async with aiohttp.ClientSession(base_url=bench.client.make_url(""),
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        browser = Browser(http)
-        assert (await browser.log_in("op1001")).status == 303
+    async with bench.console("op1001") as browser:
         _, html, _ = await browser.get("/console/callbacks")
     assert "op1001: Gagal di telepon operator, penelepon tidak ditelepon" in html
 
@@ -466,10 +473,7 @@ async def test_the_console_page_and_its_forms(bench: Bench) -> None:
     await bench.happen(*call_facts(HIDDEN, "anonymous", at=ago(minutes=8), answered_at=None))
     await bench.accounts.create("op1001", "operator", PASSWORD, actor="test")
     await assign_desk(bench.database, load_menu(), "op1001", OPERATOR, {"fire": 5})
-    async with aiohttp.ClientSession(base_url=bench.client.make_url(""),
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        browser = Browser(http)
-        assert (await browser.log_in("op1001")).status == 303
+    async with bench.console("op1001") as browser:
         status, html, _ = await browser.get("/console/callbacks")
         assert status == 200
         assert f'action="/console/callbacks/{GAVE_UP}/call"' in html
@@ -496,10 +500,7 @@ async def test_a_call_back_whose_end_went_unreported_is_not_shown_going_on(bench
         INSERT INTO call_legs (kind, call_id, operator, actor, number, target, requested_at)
         VALUES ('callback', $1, $2, 'op1001', $3, 'penelepon', now() - interval '10 minutes')
         """, GAVE_UP, OPERATOR, CALLER)
-    async with aiohttp.ClientSession(base_url=bench.client.make_url(""),
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        browser = Browser(http)
-        assert (await browser.log_in("op1001")).status == 303
+    async with bench.console("op1001") as browser:
         status, html, _ = await browser.get("/console/callbacks")
     assert status == 200
     assert f'action="/console/callbacks/{GAVE_UP}/call"' in html

@@ -23,7 +23,7 @@ from telephony import callpath
 from telephony.app import running_line
 from telephony.settings import Settings
 from tests.support.agi import WAIT, environment
-from tests.support.callpath import alive, holds_listener
+from tests.support.callpath import alive, holds_listener, killed_and_replaced
 from tests.support.net import free_port
 from tests.support.polling import eventually
 
@@ -95,15 +95,7 @@ async def test_a_killed_call_path_process_is_replaced_and_serves_the_next_call(
     line_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with running_line(line_settings) as line:
-        killed = line.callpath.pid
-        assert killed is not None
-        os.kill(killed, signal.SIGKILL)
-
-        async def replaced() -> int | None:
-            pid = line.callpath.pid
-            return pid if line.callpath.serving and pid != killed else None
-
-        pid = await eventually("a new call path process", replaced, within=20)
+        killed, pid = await killed_and_replaced(line.callpath)
         assert holds_listener(pid, line.callpath.port)
         await served_by_the_ivr(line.callpath.port)
     restarts = [r.getMessage() for r in caplog.records if r.name == "telephony.callpath"

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 
 from telephony.app import running_line
 from telephony.settings import Settings
-from tests.support.polling import eventually
+from tests.support.callpath import killed_and_replaced
 
 
 async def test_an_ivr_process_replaced_after_a_bad_edit_starts_from_the_last_good_files(
@@ -34,15 +32,8 @@ async def test_an_ivr_process_replaced_after_a_bad_edit_starts_from_the_last_goo
     async with running_line(settings) as line:
         screening.write_text("{not json", encoding="utf-8")
         menu.write_text('{"version": "x"}', encoding="utf-8")
-        killed = line.callpath.pid
-        assert killed is not None
-        os.kill(killed, signal.SIGKILL)
-
-        async def replaced() -> int | None:
-            pid = line.callpath.pid
-            return pid if line.callpath.serving and pid != killed else None
-
-        await eventually("a new call path process despite the bad edits", replaced, within=20)
+        await killed_and_replaced(line.callpath, "a new call path process despite the bad "
+                                                 "edits")
     started = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
                and "does not load, starting with the last good one" in r.getMessage()]
     assert len(started) == 2, started

@@ -512,6 +512,17 @@ async def test_no_attempt_is_spent_while_ami_is_down_or_outside_the_call_window(
     assert survey.next_attempt_at == (morning + timedelta(days=1)).astimezone(UTC)
 
 
+async def rung_after_the_delay(surveys: SurveyService, ami: FakeAmi, clock: Clock) -> str:
+    """The caller's call just ended: no survey at once, one the survey delay after it; the
+    channel it rings."""
+    await surveys.upkeep()
+    assert ami.actions == []
+    clock.advance(seconds=CONFIG.delay.total_seconds() + 1)
+    await surveys.upkeep()
+    (action,) = ami.actions
+    return str(action["Channel"])
+
+
 async def test_a_caller_on_a_new_emergency_call_is_not_rung_for_a_survey(
     database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
     clock: Clock,
@@ -531,12 +542,7 @@ async def test_a_caller_on_a_new_emergency_call_is_not_rung_for_a_survey(
     assert (survey.state, survey.attempts) == (SurveyState.SCHEDULED, 0)
     # The call ends: the survey waits its delay again, then calls.
     await apply_facts(database_dsn, [CallEnded(new_call, 16, "Normal Clearing", clock.now)])
-    await surveys.upkeep()
-    assert ami.actions == []
-    clock.advance(seconds=CONFIG.delay.total_seconds() + 1)
-    await surveys.upkeep()
-    (action,) = ami.actions
-    assert action["Channel"] == "PJSIP/081234567896@carrier-callback"
+    assert await rung_after_the_delay(surveys, ami, clock) == "PJSIP/081234567896@carrier-callback"
 
 
 async def test_a_caller_talking_to_an_operator_on_a_call_back_is_not_rung_for_a_survey(
@@ -569,12 +575,7 @@ async def test_a_caller_talking_to_an_operator_on_a_call_back_is_not_rung_for_a_
     assert (await survey_of(surveys, incident_id)).state is SurveyState.SCHEDULED
     # The call-back ends: the survey waits its delay after it, as after any call, then calls.
     await apply_facts(database_dsn, [LegProgressed(leg, "ended", "ANSWER", "1790.5", clock.now)])
-    await surveys.upkeep()
-    assert ami.actions == []
-    clock.advance(seconds=CONFIG.delay.total_seconds() + 1)
-    await surveys.upkeep()
-    (action,) = ami.actions
-    assert action["Channel"] == "PJSIP/081234567893@carrier-callback"
+    assert await rung_after_the_delay(surveys, ami, clock) == "PJSIP/081234567893@carrier-callback"
 
 
 async def test_a_caller_with_two_resolved_incidents_gets_one_rating_call_at_a_time(

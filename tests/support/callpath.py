@@ -1,5 +1,6 @@
 """The call path's process (telephony/callpath.py) seen from outside: who holds the FastAGI
-socket, and a stand-in line that runs nothing but a call path, to be killed.
+socket, its process killed and replaced, and a stand-in line that runs nothing but a call
+path, to be killed.
 
 ``python -m tests.support.callpath PORT STATE_DIR`` starts a call path on PORT, prints its
 process id and waits until killed.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -16,8 +18,24 @@ from pathlib import Path
 from telephony.callpath import CallPath
 from telephony.settings import Settings, load_settings
 from telephony.surveys.store import Survey
+from tests.support.polling import eventually
 
 LISTEN = "0A"  # the TCP state in /proc/net/tcp
+
+
+async def killed_and_replaced(path: CallPath, what: str = "a new call path process"
+                              ) -> tuple[int, int]:
+    """SIGKILL the call path's process; the process that replaces it, once it serves: (the
+    killed pid, the new one)."""
+    killed = path.pid
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+
+    async def replaced() -> int | None:
+        pid = path.pid
+        return pid if path.serving and pid != killed else None
+
+    return killed, await eventually(what, replaced, within=20)
 
 
 def listening_inodes(port: int) -> set[str]:
