@@ -43,7 +43,7 @@ from telephony.incidents.model import (
     Status,
     parse_status,
 )
-from telephony.incidents.outbox import notices_text
+from telephony.incidents.outbox import notices_text, stand_down_text
 from telephony.screening.features import Label
 from telephony.surveys.model import SURVEY_ACTOR
 from telephony.web.console.pages import Done, form_action
@@ -87,7 +87,10 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
     "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
     "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
     "priority": "prioritas: {}", "by_phone": "lewat telepon",
-    "dispatch_clock_restarted": "tidak ada instansi lain: target pengiriman dihitung lagi"}
+    "dispatch_clock_restarted": "tidak ada instansi lain: target pengiriman dihitung lagi",
+    "stood_down": "dibatalkan karena {}",
+    "stand_down_notices": "pemberitahuan pembatalan ke instansi: {} pesan",
+    "phone_agency": "instansi tidak dapat diberi tahu lewat pesan: batalkan lewat telepon"}
 
 
 # The words for the codes a timeline entry carries, by (kind of entry, detail key).
@@ -98,6 +101,8 @@ _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
     ("created", "report_type"): ReportType.labels(),
     **{("escalated", key): EscalationLevel.labels() for key in ("from", "to")},
     **{("dispatch", key): DispatchState.labels() for key in ("from", "to")},
+    ("dispatch", "stood_down"): {Status.PRANK.value: "insiden ditandai laporan iseng",
+                                 Status.CANCELLED.value: "insiden dibatalkan"},
 }
 RECORDING_KINDS: Final[Mapping[Kind, str]] = {
     Kind.MIXED: "Rekaman panggilan", Kind.CALLER: "Suara penelepon saja",
@@ -256,6 +261,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
     levels = list(EscalationLevel)
     dispatches = await ctx.dispatches.dispatches(incident_id)
     notices = await ctx.dispatches.notifications(incident_id)
+    stand_downs = await ctx.dispatches.stand_downs(incident_id)
     agencies = await ctx.directory.agencies()  # inactive ones too: the timeline names them
     places = await ctx.directory.places()
     return page(
@@ -264,7 +270,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         dispatches=dispatches,
         dispatch_steps={d.dispatch_id: next_dispatch_steps(d.state) for d in dispatches},
         notices={d.dispatch_id: notices_text(notices.get(d.dispatch_id), by_phone=d.by_phone)
-                 for d in dispatches},
+                 + stand_down_text(stand_downs.get(d.dispatch_id)) for d in dispatches},
         timeline=await ctx.incidents.timeline(incident_id),
         attachments=await ctx.incidents.attachments(incident_id), size_text=size_text,
         legs=await ctx.transfers.timeline(incident_id) if ctx.transfers else [],

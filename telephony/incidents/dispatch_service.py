@@ -22,6 +22,7 @@ from telephony.incidents.directory import clean_agency_code
 from telephony.incidents.directory_store import DirectoryStore
 from telephony.incidents.dispatch_store import DispatchStore
 from telephony.incidents.dispatches import (
+    STAND_DOWN_STATUSES,
     Dispatch,
     DispatchState,
     SlaClock,
@@ -37,15 +38,56 @@ from telephony.incidents.model import (
     NOTE_MAX,
     Incident,
     ReportType,
+    Status,
     check_id,
     clean_actor,
     clean_text,
 )
-from telephony.incidents.outbox import notification_payload
+from telephony.incidents.outbox import notification_payload, stand_down_payload
 from telephony.incidents.outbox_store import OutboxStore
 from telephony.incidents.store import IncidentRepository
 
 log = logging.getLogger("telephony.incidents")
+
+
+async def stand_down_dispatches(
+    connection: asyncpg.Connection, ledger: IncidentLedger, incident_id: int, status: Status,
+    *, actor: str, note: str,
+) -> None:
+    """Call off the dispatches still under way of an incident that just ended ``status``
+    (cancelled, a prank), inside the transaction that ended it, the incident locked.
+
+    Each becomes cancelled, on the incident's timeline; each recipient its notification
+    reached is sent a stand-down through the outbox. A recipient never reached is not told:
+    what is still pending to them is withdrawn by the outbox. Until this a fire crew kept
+    driving to a report the supervisor had marked a prank, and its dispatch read
+    "Diterima". Once: the incident leaves its open states once, and the dispatches are
+    cancelled with it.
+    """
+    if status not in STAND_DOWN_STATUSES:
+        return
+    dispatches, outbox = DispatchStore(), OutboxStore()
+    for dispatch in await dispatches.called_off_candidates(connection, incident_id):
+        await dispatches.set_dispatch_state(connection, dispatch.dispatch_id,
+                                            DispatchState.CANCELLED)
+        reached = await outbox.delivered_call_outs(connection, dispatch.dispatch_id)
+        for recipient_id, payload in reached:
+            await outbox.enqueue_notification(connection, incident_id, dispatch.dispatch_id,
+                                              recipient_id,
+                                              stand_down_payload(payload, status, note))
+        # The agency may know without a message (it said it accepted, or was called): the
+        # line cannot tell it, the operator must.
+        phone = not reached and (dispatch.by_phone
+                                 or dispatch.state is DispatchState.ACKNOWLEDGED)
+        await ledger.record(connection, incident_id, actor, "dispatch", {
+            "dispatch_id": dispatch.dispatch_id, "agency": dispatch.agency_code,
+            "from": dispatch.state.value, "to": DispatchState.CANCELLED.value,
+            "stood_down": status.value, "stand_down_notices": len(reached),
+            **({"phone_agency": True} if phone else {}),
+        })
+        log.info("incident #%d %s: dispatch %d to %s called off, %d stand-down(s) queued",
+                 incident_id, status.value, dispatch.dispatch_id, dispatch.agency_code,
+                 len(reached))
 
 
 @dataclass(frozen=True)
@@ -202,6 +244,17 @@ class DispatchService:
 
         async def work(connection: asyncpg.Connection) -> dict[int, dict[str, int]]:
             return await self._outbox.dispatch_notifications(connection, checked)
+
+        return await self._database.run(work)
+
+    async def stand_downs(self, incident_id: int) -> dict[int, dict[str, int]]:
+        """How many of the messages calling off each of the incident's dispatches are in
+        each state, as :meth:`notifications` counts the call-outs."""
+        checked = check_id("incident_id", incident_id)
+
+        async def work(connection: asyncpg.Connection) -> dict[int, dict[str, int]]:
+            return await self._outbox.dispatch_notifications(connection, checked,
+                                                             stand_downs=True)
 
         return await self._database.run(work)
 

@@ -11,7 +11,12 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from telephony.db.rows import from_row
-from telephony.incidents.dispatches import FINISHED_DISPATCH_STATES, Dispatch, DispatchState
+from telephony.incidents.dispatches import (
+    CANCELLABLE_DISPATCH_STATES,
+    FINISHED_DISPATCH_STATES,
+    Dispatch,
+    DispatchState,
+)
 from telephony.incidents.model import Incident, ReportType
 from telephony.incidents.store import OPEN, incident_from_row
 
@@ -56,6 +61,17 @@ class DispatchStore:
             incident_id, agency_code, sorted(FINISHED_DISPATCH_STATES),
         )
         return int(value) if value is not None else None
+
+    async def called_off_candidates(
+        self, connection: asyncpg.Connection, incident_id: int
+    ) -> list[Dispatch]:
+        """The incident's dispatches whose team may still be on its way (notified or
+        acknowledged), their rows locked for this transaction."""
+        rows = await connection.fetch(
+            _DISPATCH_SELECT + " WHERE d.incident_id = $1 AND d.state = ANY($2::text[]) "
+                               "ORDER BY d.dispatch_id FOR UPDATE OF d",
+            incident_id, sorted(CANCELLABLE_DISPATCH_STATES))
+        return [from_row(Dispatch, row) for row in rows]
 
     async def mark_by_phone(self, connection: asyncpg.Connection, dispatch_id: int) -> None:
         """The dispatch was (also) made by phone."""

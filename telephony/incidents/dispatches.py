@@ -35,6 +35,10 @@ FINISHED_DISPATCH_STATES: Final = frozenset({DispatchState.DONE, DispatchState.C
 CANCELLABLE_DISPATCH_STATES: Final = frozenset({DispatchState.NOTIFIED,
                                                 DispatchState.ACKNOWLEDGED})
 
+# The ends of an incident that call off its dispatches still under way: nothing happened for
+# a team to attend. (A resolved incident's last teams finish; a merge takes no dispatches.)
+STAND_DOWN_STATUSES: Final = frozenset({Status.CANCELLED, Status.PRANK})
+
 
 def parse_dispatch_state(value: object) -> DispatchState:
     """A dispatch state from its code."""

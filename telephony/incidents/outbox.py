@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from telephony.incidents.directory import Agency, Recipient
-from telephony.incidents.model import Incident, place_text
+from telephony.incidents.model import Incident, Status, place_text
 
 
 def notification_message(incident: Incident, agency: Agency) -> str:
@@ -48,6 +48,34 @@ def notification_payload(
     }
 
 
+# Why an agency is told to stand down, by the status its incident ended in.
+_STAND_DOWN_WHY: Final[Mapping[Status, str]] = {
+    Status.PRANK: "laporan iseng (tidak benar)", Status.CANCELLED: "insiden dibatalkan"}
+
+
+def stand_down_payload(dispatched: Mapping[str, Any], status: Status, note: str = ""
+                       ) -> dict[str, Any]:
+    """The message calling off a dispatch, for the recipient ``dispatched`` (the payload of
+    the dispatch notification delivered to them) was sent: same incident, agency and
+    recipient, so the gateway delivers it where the call-out went. ``note``: the reason the
+    operator gave, if any."""
+    line = f"[{dispatched.get('line')}] " if dispatched.get("line") else ""
+    agency = dispatched.get("agency") or {}
+    why = _STAND_DOWN_WHY.get(status, f"insiden berstatus {status.label}")
+    remark = f" Keterangan: {note}." if note else ""
+    message = (
+        f"{line}PEMBATALAN Insiden #{dispatched.get('incident_id')} - "
+        f"{dispatched.get('report_type_label')} di {dispatched.get('location')}: {why}. "
+        f"{agency.get('name', 'Instansi')} tidak perlu datang; tim yang sudah berangkat "
+        f"harap kembali.{remark}"
+    )
+    keep = ("incident_id", "dispatch_id", "agency", "recipient", "report_type",
+            "report_type_label", "line", "location")
+    return {**{key: dispatched.get(key) for key in keep}, "kind": "stand_down",
+            "status": status.value, "status_label": status.label, "reason": note,
+            "message": message}
+
+
 # What each state of a dispatch's notifications is called on the incident page, in order.
 NOTICE_STATES: Final[Mapping[str, str]] = {
     "sent": "terkirim", "pending": "menunggu dikirim", "failed": "gagal dikirim",
@@ -70,6 +98,12 @@ def notices_text(counts: Mapping[str, int] | None, *, by_phone: bool = False) ->
     if parts:
         return ", ".join(parts)
     return "lewat telepon" if by_phone else NOBODY_NOTIFIED
+
+
+def stand_down_text(counts: Mapping[str, int] | None) -> str:
+    """The messages calling a dispatch off, in words, to follow :func:`notices_text`
+    ("; pembatalan: 1 terkirim"); empty when none was written."""
+    return f"; pembatalan: {notices_text(counts)}" if counts else ""
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,21 @@ class OutboxStore:
             incident_id, dispatch_id, recipient_id, json.dumps(payload, ensure_ascii=False),
         )
 
+    async def delivered_call_outs(self, connection: asyncpg.Connection, dispatch_id: int
+                                  ) -> list[tuple[int, dict[str, Any]]]:
+        """The recipients a dispatch's notification reached, each with the payload they got
+        (one each, the earliest)."""
+        rows = await connection.fetch(
+            """
+            SELECT DISTINCT ON (recipient_id) recipient_id, payload
+            FROM notification_outbox
+            WHERE dispatch_id = $1 AND state = 'sent' AND recipient_id IS NOT NULL
+              AND payload->>'kind' IS DISTINCT FROM 'stand_down'
+            ORDER BY recipient_id, notification_id
+            """,
+            dispatch_id)
+        return [(int(row["recipient_id"]), json.loads(row["payload"])) for row in rows]
+
     async def backlog(self, connection: asyncpg.Connection) -> OutboxBacklog:
         """What waits in the outbox (for the line's metrics)."""
         row = await connection.fetchrow(
@@ -59,7 +74,9 @@ class OutboxStore:
             """
             WITH called_off AS (
                 SELECT o.notification_id,
-                       CASE WHEN NOT i.status = ANY($1::text[])
+                       CASE WHEN NOT r.active AND o.payload->>'kind' = 'stand_down'
+                            THEN 'withdrawn: the recipient is stopped'
+                            WHEN NOT i.status = ANY($1::text[])
                             THEN 'withdrawn: the incident is ' || i.status
                             WHEN d.state = 'cancelled'
                             THEN 'withdrawn: the dispatch is cancelled'
@@ -69,8 +86,11 @@ class OutboxStore:
                 LEFT JOIN dispatches d USING (dispatch_id)
                 LEFT JOIN agency_recipients r USING (recipient_id)
                 WHERE o.state = 'pending'
+                  -- A stand-down is for a called-off dispatch of an ended incident: only
+                  -- a stopped recipient withdraws it.
                   AND (NOT i.status = ANY($1::text[]) OR d.state = 'cancelled'
                        OR NOT r.active)
+                  AND (o.payload->>'kind' IS DISTINCT FROM 'stand_down' OR NOT r.active)
             )
             UPDATE notification_outbox o SET state = 'withdrawn', last_error = c.why
             FROM called_off c WHERE o.notification_id = c.notification_id
@@ -95,12 +115,14 @@ class OutboxStore:
             WHERE o.notification_id IN (
                 SELECT notification_id FROM notification_outbox
                 WHERE state = 'pending' AND next_attempt_at <= now()
-                  -- Closed or cancelled since the last withdrawal: left for the next one.
-                  AND incident_id IN (SELECT incident_id FROM incidents
-                                      WHERE status = ANY($3::text[]))
-                  AND NOT EXISTS (SELECT 1 FROM dispatches d
-                                  WHERE d.dispatch_id = notification_outbox.dispatch_id
-                                    AND d.state = 'cancelled')
+                  -- Closed or cancelled since the last withdrawal: left for the next one
+                  -- (but a stand-down is sent just then).
+                  AND (payload->>'kind' = 'stand_down'
+                       OR (incident_id IN (SELECT incident_id FROM incidents
+                                           WHERE status = ANY($3::text[]))
+                           AND NOT EXISTS (SELECT 1 FROM dispatches d
+                                           WHERE d.dispatch_id = notification_outbox.dispatch_id
+                                             AND d.state = 'cancelled')))
                   AND NOT EXISTS (SELECT 1 FROM agency_recipients r
                                   WHERE r.recipient_id = notification_outbox.recipient_id
                                     AND NOT r.active)
@@ -143,14 +165,18 @@ class OutboxStore:
             notification_id, error[:1000], retry_in,
         )
 
-    async def dispatch_notifications(self, connection: asyncpg.Connection, incident_id: int
-                                     ) -> dict[int, dict[str, int]]:
+    async def dispatch_notifications(
+        self, connection: asyncpg.Connection, incident_id: int, *, stand_downs: bool = False
+    ) -> dict[int, dict[str, int]]:
         """How many notifications of each of the incident's dispatches are in each state
-        (pending, sent, failed, withdrawn); a dispatch that notified nobody is absent."""
+        (pending, sent, failed, withdrawn); a dispatch that notified nobody is absent.
+        ``stand_downs``: count the messages calling the dispatches off instead."""
         rows = await connection.fetch(
             "SELECT dispatch_id, state, count(*) AS n FROM notification_outbox "
-            "WHERE incident_id = $1 AND dispatch_id IS NOT NULL GROUP BY dispatch_id, state",
-            incident_id)
+            "WHERE incident_id = $1 AND dispatch_id IS NOT NULL "
+            "  AND (payload->>'kind' IS NOT DISTINCT FROM 'stand_down') = $2 "
+            "GROUP BY dispatch_id, state",
+            incident_id, stand_downs)
         counts: dict[int, dict[str, int]] = {}
         for row in rows:
             counts.setdefault(row["dispatch_id"], {})[row["state"]] = row["n"]

@@ -27,6 +27,7 @@ from telephony.db.connection import Database
 from telephony.incidents.attachment_meta import Attachment, parse_attachment
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.directory_store import DirectoryStore
+from telephony.incidents.dispatch_service import stand_down_dispatches
 from telephony.incidents.dispatch_store import DispatchStore
 from telephony.incidents.edits import IncidentPatch, apply_patch, changed_fields, settle_place
 from telephony.incidents.errors import (
@@ -358,6 +359,8 @@ class IncidentService:
             async with connection.transaction():
                 current = await self._ledger.locked(connection, checked, expected_version)
                 await self._ledger.set_status(connection, current, target, who, {"note": remark})
+                await stand_down_dispatches(connection, self._ledger, checked, target,
+                                            actor=who, note=remark)
                 return await self._ledger.fetch(connection, checked)
 
         return await self._database.run(work)

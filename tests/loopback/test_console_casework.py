@@ -442,6 +442,48 @@ async def test_a_dispatch_says_whom_the_line_notified_and_when_it_notified_nobod
     assert (await make_service(console.database).outbox.deliver_notifications()).sent == 2
     assert (await notices())[damkar.dispatch_id] == "2 terkirim"
 
+
+async def test_a_prank_calls_off_the_agencies_on_their_way_on_the_incident_page(
+        console: Console) -> None:
+    """An incident marked a prank kept its dispatches 'Diterima' and told no agency: the
+    fire brigade, notified, kept driving to it. The page now shows each dispatch called
+    off, the brigade's stand-down messages, and that the police, who accepted with no
+    recipient on the line, must be phoned."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    ctx = console.client.app[CONTEXT]
+    await ctx.directory.add_recipient("damkar", name="Piket Damkar", contact="0812")
+    await ctx.incidents.change_status(fire, "verified", actor="op1")
+    damkar = await ctx.dispatches.dispatch(fire, "damkar", actor="op1")
+    police = await ctx.dispatches.dispatch(fire, "polisi", actor="op1")
+    await ctx.dispatches.advance_dispatch(police.dispatch_id, "acknowledged", actor="op1")
+    assert (await make_service(console.database).outbox.deliver_notifications()).sent == 1
+    page = f"/console/incidents/{fire}"
+    version = (await ctx.incidents.get(fire)).version
+    kind, text = await operator.flash(await operator.post(f"{page}/status", {
+        "version": str(version), "status": "prank", "note": "penelepon mengaku iseng"}))
+    assert (kind, text) == ("ok", "Status insiden: Laporan iseng.")
+
+    html = (await operator.get(page))[1]
+    rows = {int(n): (state, notices) for n, state, notices in re.findall(
+        r'<tr data-dispatch-id="(\d+)"><td>[^<]*</td><td>([^<]*)</td>'
+        r'.*?<td class="notices">([^<]*)</td>', html)}
+    assert rows == {
+        damkar.dispatch_id: ("Dibatalkan", "1 terkirim; pembatalan: 1 menunggu dikirim"),
+        police.dispatch_id: ("Dibatalkan", "tidak ada penerima pemberitahuan: hubungi "
+                                           "instansi lewat telepon")}
+    entries = [re.findall(r'<span class="detail">([^<]+)</span>', entry.split("</li>", 1)[0])
+               for entry in html.split("<strong>Tahap instansi</strong> oleh op1")[1:]]
+    assert [
+        "Diterima → Dibatalkan", "instansi: Polisi", f"pengiriman #{police.dispatch_id}",
+        "instansi tidak dapat diberi tahu lewat pesan: batalkan lewat telepon",
+        "pemberitahuan pembatalan ke instansi: 0 pesan",
+        "dibatalkan karena insiden ditandai laporan iseng"] in entries
+    assert [
+        "Diberitahu → Dibatalkan", "instansi: Pemadam Kebakaran (Damkar)",
+        f"pengiriman #{damkar.dispatch_id}", "pemberitahuan pembatalan ke instansi: 1 pesan",
+        "dibatalkan karena insiden ditandai laporan iseng"] in entries
+
 async def test_the_field_teams_attachments_are_listed_and_open_from_the_incident_page(
         console: Console) -> None:
     """A field team's photo, uploaded through the API, was on no page: the incident showed

@@ -3,6 +3,7 @@ fails, refuses, stalls and then works."""
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from telephony.db.connection import Database
+from telephony.incidents.errors import InvalidTransition
 from telephony.incidents.notifiers import LogNotifier, WebhookNotifier
 from telephony.incidents.outbox import DeliveryReport, Notification
 from telephony.incidents.services import IncidentServices
@@ -277,3 +279,90 @@ async def test_a_recipient_stopped_before_delivery_is_not_sent_the_notification(
     assert (stopped["state"], stopped["last_error"]) == (
         "withdrawn", "withdrawn: the recipient is stopped")
     assert sent["state"] == "sent"
+
+
+async def test_agencies_on_their_way_are_told_to_stand_down_when_the_report_is_a_prank(
+    database_dsn: str, database: Database
+) -> None:
+    # A fire is dispatched to the fire brigade (told, and it accepted), the ambulance (told,
+    # came and finished), the police (no recipient: accepted on the phone) and the water
+    # utility (its gateway down: never told). Then the caller admits it was a prank. The
+    # brigade's crew kept driving and its dispatch read "Diterima": now the brigade is told
+    # to stand down, once, the police's dispatch says to phone them, the water utility's
+    # pending call-out is withdrawn, not followed by a stand-down, and the ambulance that
+    # finished is left alone.
+    async with webhook([200, 200, 503]) as hook:
+        notifier = WebhookNotifier(hook.url, timeout=2.0)
+        service = make_service(database, notifier, notify_retry_seconds=0.05)
+        try:
+            for agency in ("damkar", "ambulans", "pdam"):
+                await service.directory.add_recipient(agency, name=f"Piket {agency}",
+                                                      contact="081200000001")
+            prank = await dispatched_fire(database_dsn, service, "standdown.1")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+            damkar, = await service.dispatches.dispatches(prank)
+            await service.dispatches.advance_dispatch(damkar.dispatch_id, "acknowledged",
+                                                      actor="op1001")
+            ambulans = await service.dispatches.dispatch(prank, "ambulans", actor="op1001")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+            for step in ("on_scene", "done"):
+                await service.dispatches.advance_dispatch(ambulans.dispatch_id, step,
+                                                          actor="op1001")
+            polisi = await service.dispatches.dispatch(prank, "polisi", actor="op1001")
+            await service.dispatches.advance_dispatch(polisi.dispatch_id, "acknowledged",
+                                                      actor="op1001")
+            await service.dispatches.dispatch(prank, "pdam", actor="op1001")
+            assert await service.outbox.deliver_notifications() == DeliveryReport(retried=1)
+
+            await service.incidents.change_status(prank, "prank", actor="spv01",
+                                                  note="penelepon mengaku iseng")
+            states = {d.agency_code: d.state.value
+                      for d in await service.dispatches.dispatches(prank)}
+            assert states == {"damkar": "cancelled", "ambulans": "done",
+                              "polisi": "cancelled", "pdam": "cancelled"}
+            await asyncio.sleep(0.1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport(
+                sent=1, withdrawn=1)
+            # A retried request changes nothing and sends nothing again.
+            with pytest.raises(InvalidTransition):
+                await service.incidents.change_status(prank, "prank", actor="spv01")
+            await asyncio.sleep(0.1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport()
+            stand_downs = await service.dispatches.stand_downs(prank)
+        finally:
+            await notifier.close()
+    told = [r["body"] for r in hook.received if r["body"]["kind"] == "stand_down"]
+    assert len(told) == 1
+    (body,) = told
+    assert (body["agency"]["code"], body["recipient"]["name"], body["dispatch_id"]) == (
+        "damkar", "Piket damkar", damkar.dispatch_id)
+    assert body["message"].startswith(f"[112] PEMBATALAN Insiden #{prank} - Kebakaran")
+    assert "laporan iseng" in body["message"]
+    assert "tidak perlu datang" in body["message"]
+    assert body["message"].endswith("Keterangan: penelepon mengaku iseng.")
+    assert stand_downs == {damkar.dispatch_id: {"sent": 1}}
+    called_off = {e.detail["agency"]: e.detail for e in await service.incidents.timeline(prank)
+                  if e.kind == "dispatch" and "stood_down" in e.detail}
+    assert set(called_off) == {"damkar", "polisi", "pdam"}
+    assert called_off["damkar"]["from"] == "acknowledged"
+    assert called_off["damkar"]["stand_down_notices"] == 1
+    assert called_off["polisi"]["phone_agency"] is True
+    assert (called_off["pdam"]["stand_down_notices"], "phone_agency" in called_off["pdam"]) == (
+        0, False)
+
+
+async def test_two_supervisors_calling_off_at_once_stand_the_agency_down_once(
+    database_dsn: str, database: Database
+) -> None:
+    service = make_service(database)
+    await service.directory.add_recipient("damkar", name="Piket", contact="081200000001")
+    incident_id = await dispatched_fire(database_dsn, service, "standdown.2")
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+    results = await asyncio.gather(
+        service.incidents.change_status(incident_id, "prank", actor="spv01"),
+        service.incidents.change_status(incident_id, "cancelled", actor="spv02"),
+        return_exceptions=True)
+    assert sorted(type(r).__name__ for r in results) == ["Incident", "InvalidTransition"]
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+    kinds = [row["payload"] for row in await outbox(database_dsn)]
+    assert [json.loads(p)["kind"] for p in kinds] == ["dispatch", "stand_down"]
