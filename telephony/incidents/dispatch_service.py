@@ -70,11 +70,8 @@ async def stand_down_dispatches(
     for dispatch in await dispatches.called_off_candidates(connection, incident_id):
         await dispatches.set_dispatch_state(connection, dispatch.dispatch_id,
                                             DispatchState.CANCELLED)
-        reached = await outbox.delivered_call_outs(connection, dispatch.dispatch_id)
-        for recipient_id, payload in reached:
-            await outbox.enqueue_notification(connection, incident_id, dispatch.dispatch_id,
-                                              recipient_id,
-                                              stand_down_payload(payload, status, note))
+        reached = await _tell_stand_down(connection, outbox, incident_id, dispatch.dispatch_id,
+                                         status=status, note=note)
         # The agency may know without a message (it said it accepted, or was called): the
         # line cannot tell it, the operator must.
         phone = not reached and (dispatch.by_phone
@@ -82,12 +79,24 @@ async def stand_down_dispatches(
         await ledger.record(connection, incident_id, actor, "dispatch", {
             "dispatch_id": dispatch.dispatch_id, "agency": dispatch.agency_code,
             "from": dispatch.state.value, "to": DispatchState.CANCELLED.value,
-            "stood_down": status.value, "stand_down_notices": len(reached),
+            "stood_down": status.value, "stand_down_notices": reached,
             **({"phone_agency": True} if phone else {}),
         })
         log.info("incident #%d %s: dispatch %d to %s called off, %d stand-down(s) queued",
                  incident_id, status.value, dispatch.dispatch_id, dispatch.agency_code,
-                 len(reached))
+                 reached)
+
+
+async def _tell_stand_down(
+    connection: asyncpg.Connection, outbox: OutboxStore, incident_id: int, dispatch_id: int,
+    *, status: Status, note: str,
+) -> int:
+    """Queue a stand-down to every recipient the dispatch's call-out reached; how many."""
+    reached = await outbox.delivered_call_outs(connection, dispatch_id)
+    for recipient_id, payload in reached:
+        await outbox.enqueue_notification(connection, incident_id, dispatch_id, recipient_id,
+                                          stand_down_payload(payload, status, note))
+    return len(reached)
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,8 @@ class DispatchService:
 
         Or cancel it, with the reason in ``note`` (the agency declined or did not answer),
         before its team is on scene: the incident's status stays, the agency may be
-        dispatched again, and its notifications not delivered yet are withdrawn. Once every
+        dispatched again, its notifications not delivered yet are withdrawn, and each
+        recipient one reached is sent a stand-down through the outbox. Once every
         dispatch of the incident is cancelled its dispatch clock runs from the answer again
         (``dispatched_at`` is cleared; the next dispatch stamps it).
         ``incident_id``: the incident the caller saw the dispatch on; refused as not found
@@ -211,11 +221,19 @@ class DispatchService:
                 restarted = (target is DispatchState.CANCELLED
                              and await self._ledger.repo.restart_dispatch_clock(connection,
                                                                                 incident_id))
+                told = 0
+                if target is DispatchState.CANCELLED:
+                    # Sent by mistake, or the agency declined: whoever the call-out reached
+                    # is told not to come (a crew had set out on the message).
+                    status = (await self._ledger.fetch(connection, incident_id)).status
+                    told = await _tell_stand_down(connection, self._outbox, incident_id,
+                                                  checked, status=status, note=why)
                 await self._ledger.record(connection, incident_id, who, "dispatch", {
                     "dispatch_id": checked, "agency": current.agency_code,
                     "from": current.state.value, "to": target.value,
                     **({"note": why} if why else {}),
                     **({"dispatch_clock_restarted": True} if restarted else {}),
+                    **({"stand_down_notices": told} if told else {}),
                 })
                 incident = await self._ledger.fetch(connection, incident_id)
                 next_status = status_after_dispatch_step(incident.status, target)

@@ -57,11 +57,13 @@ def stand_down_payload(dispatched: Mapping[str, Any], status: Status, note: str 
                        ) -> dict[str, Any]:
     """The message calling off a dispatch, for the recipient ``dispatched`` (the payload of
     the dispatch notification delivered to them) was sent: same incident, agency and
-    recipient, so the gateway delivers it where the call-out went. ``note``: the reason the
-    operator gave, if any."""
+    recipient, so the gateway delivers it where the call-out went. ``status``: the
+    incident's, which says why (a prank, cancelled; open: the dispatch alone was called
+    off). ``note``: the reason the operator gave, if any."""
     line = f"[{dispatched.get('line')}] " if dispatched.get("line") else ""
     agency = dispatched.get("agency") or {}
-    why = _STAND_DOWN_WHY.get(status, f"insiden berstatus {status.label}")
+    # An incident still open: the operator called this agency's dispatch off alone.
+    why = _STAND_DOWN_WHY.get(status, "pengiriman ke instansi ini dibatalkan")
     remark = f" Keterangan: {note}." if note else ""
     message = (
         f"{line}PEMBATALAN Insiden #{dispatched.get('incident_id')} - "

@@ -18,8 +18,14 @@ import asyncpg
 from telephony.db.connection import Database
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.errors import NotificationFailed
+from telephony.incidents.model import parse_status
 from telephony.incidents.notifiers import Notifier
-from telephony.incidents.outbox import DeliveryReport, Notification, retry_delay
+from telephony.incidents.outbox import (
+    DeliveryReport,
+    Notification,
+    retry_delay,
+    stand_down_payload,
+)
 from telephony.incidents.outbox_store import OutboxStore
 
 log = logging.getLogger("telephony.incidents")
@@ -97,7 +103,20 @@ class NotificationOutbox:
             return "failed" if give_up else "retried"
 
         async def sent(connection: asyncpg.Connection) -> None:
-            await self._repo.mark_sent(connection, notification.notification_id)
+            async with connection.transaction():
+                await self._repo.lock_notification_dispatch(connection,
+                                                            notification.notification_id)
+                await self._repo.mark_sent(connection, notification.notification_id)
+                # Called off while this was in flight: the agency just got a call-out the
+                # stand-down did not cover (it saw nothing delivered yet).
+                late = await self._repo.late_call_out(connection, notification.notification_id)
+                if late is not None:
+                    incident_id, dispatch_id, recipient_id, payload, status = late
+                    await self._repo.enqueue_notification(
+                        connection, incident_id, dispatch_id, recipient_id,
+                        stand_down_payload(payload, parse_status(status)))
+                    log.info("notification %d delivered after its dispatch was called off: "
+                             "stand-down queued", notification.notification_id)
 
         await self._database.run(sent)
         return "sent"

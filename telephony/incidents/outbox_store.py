@@ -138,6 +138,39 @@ class OutboxStore:
                    for row in rows]
         return sorted(claimed, key=lambda n: n.notification_id)
 
+    async def lock_notification_dispatch(self, connection: asyncpg.Connection,
+                                         notification_id: int) -> None:
+        """Lock the dispatch of a notification for this transaction: one calling the
+        dispatch off then waits, or is waited for, and each sees what the other did."""
+        await connection.execute(
+            "SELECT 1 FROM dispatches WHERE dispatch_id = (SELECT dispatch_id "
+            "FROM notification_outbox WHERE notification_id = $1) FOR UPDATE", notification_id)
+
+    async def late_call_out(self, connection: asyncpg.Connection, notification_id: int
+                            ) -> tuple[int, int, int, dict[str, Any], str] | None:
+        """A call-out delivered after its dispatch was called off (it was in flight), with
+        no stand-down to its recipient yet: its incident, dispatch, recipient, payload and
+        the incident's status; else ``None``."""
+        row = await connection.fetchrow(
+            """
+            SELECT o.incident_id, o.dispatch_id, o.recipient_id, o.payload, i.status
+            FROM notification_outbox o
+            JOIN dispatches d ON d.dispatch_id = o.dispatch_id
+            JOIN incidents i ON i.incident_id = o.incident_id
+            WHERE o.notification_id = $1 AND d.state = 'cancelled'
+              AND o.recipient_id IS NOT NULL
+              AND o.payload->>'kind' IS DISTINCT FROM 'stand_down'
+              AND NOT EXISTS (SELECT 1 FROM notification_outbox s
+                              WHERE s.dispatch_id = o.dispatch_id
+                                AND s.recipient_id = o.recipient_id
+                                AND s.payload->>'kind' = 'stand_down')
+            """,
+            notification_id)
+        if row is None:
+            return None
+        return (int(row["incident_id"]), int(row["dispatch_id"]), int(row["recipient_id"]),
+                json.loads(row["payload"]), str(row["status"]))
+
     async def mark_sent(self, connection: asyncpg.Connection, notification_id: int) -> None:
         """The recipient's endpoint accepted the notification."""
         await connection.execute(

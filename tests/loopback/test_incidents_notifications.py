@@ -20,6 +20,7 @@ from tests.support.calls import answered
 from tests.support.db import fetch
 from tests.support.incidents import make_service
 from tests.support.net import free_port
+from tests.support.polling import eventually
 
 
 @dataclass
@@ -366,3 +367,58 @@ async def test_two_supervisors_calling_off_at_once_stand_the_agency_down_once(
     assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
     kinds = [row["payload"] for row in await outbox(database_dsn)]
     assert [json.loads(p)["kind"] for p in kinds] == ["dispatch", "stand_down"]
+
+
+async def test_a_call_out_in_flight_when_the_incident_is_called_off_is_followed_by_a_stand_down(
+    database_dsn: str, database: Database
+) -> None:
+    # The gateway is slow: the brigade's call-out is on its way when the supervisor marks the
+    # report a prank. Nothing was delivered yet, so nobody was told to stand down; then the
+    # gateway delivers the call-out, and the crew set out. It is followed by a stand-down.
+    async with webhook([], stall=True) as hook:
+        assert hook.stall is not None
+        notifier = WebhookNotifier(hook.url, timeout=5.0)
+        service = make_service(database, notifier, notify_timeout=5.0)
+        try:
+            await service.directory.add_recipient("damkar", name="Piket", contact="0812")
+            incident_id = await dispatched_fire(database_dsn, service, "standdown.3")
+            drain = asyncio.create_task(service.outbox.deliver_notifications())
+
+            async def in_flight() -> bool | None:
+                return True if hook.received else None
+
+            await eventually("the call-out reaching the gateway", in_flight, within=5.0,
+                             interval=0.02)
+            await service.incidents.change_status(incident_id, "prank", actor="spv01")
+            hook.stall.set()
+            assert await drain == DeliveryReport(sent=1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+            assert await service.outbox.deliver_notifications() == DeliveryReport()
+        finally:
+            await notifier.close()
+    kinds = [r["body"]["kind"] for r in hook.received]
+    assert kinds == ["dispatch", "stand_down"]
+    assert "laporan iseng" in hook.received[1]["body"]["message"]
+
+
+async def test_a_dispatch_cancelled_by_the_operator_tells_the_agency_not_to_come(
+    database_dsn: str, database: Database
+) -> None:
+    # The operator sent the fire brigade by mistake (it was the police's case); the brigade's
+    # duty officer already has the message. Cancelling the dispatch tells him not to come.
+    service = make_service(database)
+    await service.directory.add_recipient("damkar", name="Piket", contact="0812")
+    incident_id = await dispatched_fire(database_dsn, service, "standdown.4")
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+    damkar, = await service.dispatches.dispatches(incident_id)
+    await service.dispatches.advance_dispatch(damkar.dispatch_id, "cancelled", actor="op1001",
+                                              note="salah instansi")
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+    _, stand_down = await outbox(database_dsn)
+    payload = json.loads(stand_down["payload"])
+    assert payload["kind"] == "stand_down"
+    assert "pengiriman ke instansi ini dibatalkan" in payload["message"]
+    assert payload["message"].endswith("Keterangan: salah instansi.")
+    (event,) = [e.detail for e in await service.incidents.timeline(incident_id)
+                if e.kind == "dispatch" and e.detail.get("to") == "cancelled"]
+    assert event["stand_down_notices"] == 1
