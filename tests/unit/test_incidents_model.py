@@ -55,6 +55,8 @@ from telephony.incidents.outbox import (
     notification_message,
     notification_payload,
     retry_delay,
+    stand_down_payload,
+    stand_down_text,
 )
 
 S = Status
@@ -546,6 +548,28 @@ def test_notification_text_and_payload() -> None:
                      caller_number="", line=None, coordinates=None)
     assert notification_message(bare, agency).endswith("Lokasi: belum diisi.")
     assert notification_payload(bare, agency, recipient, 7)["coordinates"] is None
+
+
+def test_stand_down_text_and_payload() -> None:
+    agency = Agency("damkar", "Pemadam Kebakaran (Damkar)", True)
+    recipient = Recipient(3, "damkar", None, "Kabid Damkar", "Kabid", "0812", True)
+    call_out = notification_payload(_incident(), agency, recipient, 7)
+    prank = stand_down_payload(call_out, Status.PRANK, "penelepon mengaku iseng")
+    assert prank["message"] == (
+        "[112] PEMBATALAN Insiden #12 - Kebakaran di Jl. Trunojoyo 5, Pajagalan, Kec. Kota "
+        "Sumenep: laporan iseng (tidak benar). Pemadam Kebakaran (Damkar) tidak perlu datang; "
+        "tim yang sudah berangkat harap kembali. Keterangan: penelepon mengaku iseng.")
+    # Where the call-out went, and nothing of the caller's: the agency no longer needs it.
+    assert (prank["kind"], prank["dispatch_id"], prank["recipient"], prank["status"]) == (
+        "stand_down", 7, call_out["recipient"], "prank")
+    assert "caller_number" not in prank
+    cancelled = stand_down_payload(call_out, Status.CANCELLED)
+    assert "insiden dibatalkan." in cancelled["message"]
+    assert cancelled["message"].endswith("harap kembali.")
+    alone = stand_down_payload(call_out, Status.DISPATCHED, "salah instansi")
+    assert ": pengiriman ke instansi ini dibatalkan." in alone["message"]
+    assert stand_down_text(None) == stand_down_text({}) == ""
+    assert stand_down_text({"sent": 1}) == "; pembatalan: 1 terkirim"
 
 
 def test_unset_is_not_none() -> None:
