@@ -16,6 +16,17 @@ from telephony.db.rows import from_row
 from telephony.incidents.outbox import Notification, OutboxBacklog
 from telephony.incidents.store import OPEN
 
+# A stand-down's agency was dispatched to the incident again since (the operator cancelled,
+# then sent it after all): the newer call-out stands, and a stand-down delivered with it, or
+# after it, would turn the crew back. ``{outbox}``: the notification row's alias.
+_SUPERSEDED = """EXISTS (
+    SELECT 1 FROM dispatches called_off
+    JOIN dispatches again ON again.incident_id = called_off.incident_id
+                         AND again.agency_code = called_off.agency_code
+                         AND again.dispatch_id > called_off.dispatch_id
+    WHERE called_off.dispatch_id = {outbox}.dispatch_id
+      AND again.state NOT IN ('done', 'cancelled'))"""
+
 
 class OutboxStore:
     """Reads and writes the notification outbox. Holds no connection: callers pass one in."""
@@ -74,8 +85,10 @@ class OutboxStore:
             """
             WITH called_off AS (
                 SELECT o.notification_id,
-                       CASE WHEN NOT r.active AND o.payload->>'kind' = 'stand_down'
+                       CASE WHEN o.payload->>'kind' = 'stand_down' AND NOT r.active
                             THEN 'withdrawn: the recipient is stopped'
+                            WHEN o.payload->>'kind' = 'stand_down'
+                            THEN 'withdrawn: the agency is dispatched again'
                             WHEN NOT i.status = ANY($1::text[])
                             THEN 'withdrawn: the incident is ' || i.status
                             WHEN d.state = 'cancelled'
@@ -86,15 +99,16 @@ class OutboxStore:
                 LEFT JOIN dispatches d USING (dispatch_id)
                 LEFT JOIN agency_recipients r USING (recipient_id)
                 WHERE o.state = 'pending'
-                  -- A stand-down is for a called-off dispatch of an ended incident: only
-                  -- a stopped recipient withdraws it.
-                  AND (NOT i.status = ANY($1::text[]) OR d.state = 'cancelled'
-                       OR NOT r.active)
-                  AND (o.payload->>'kind' IS DISTINCT FROM 'stand_down' OR NOT r.active)
+                  -- A stand-down is for a called-off dispatch, often of an ended incident:
+                  -- only a stopped recipient, or the agency sent again since, withdraws it.
+                  AND CASE WHEN o.payload->>'kind' = 'stand_down'
+                           THEN NOT r.active OR {superseded}
+                           ELSE NOT i.status = ANY($1::text[]) OR d.state = 'cancelled'
+                                OR NOT r.active END
             )
             UPDATE notification_outbox o SET state = 'withdrawn', last_error = c.why
             FROM called_off c WHERE o.notification_id = c.notification_id
-            """,
+            """.replace("{superseded}", _SUPERSEDED.format(outbox="o")),
             OPEN,
         )
         return int(status.split()[-1])
@@ -117,8 +131,10 @@ class OutboxStore:
                 WHERE state = 'pending' AND next_attempt_at <= now()
                   -- Closed or cancelled since the last withdrawal: left for the next one
                   -- (but a stand-down is sent just then).
-                  AND (payload->>'kind' = 'stand_down'
-                       OR (incident_id IN (SELECT incident_id FROM incidents
+                  AND ((payload->>'kind' = 'stand_down'
+                        AND NOT {superseded})
+                       OR (payload->>'kind' IS DISTINCT FROM 'stand_down'
+                           AND incident_id IN (SELECT incident_id FROM incidents
                                            WHERE status = ANY($3::text[]))
                            AND NOT EXISTS (SELECT 1 FROM dispatches d
                                            WHERE d.dispatch_id = notification_outbox.dispatch_id
@@ -131,7 +147,7 @@ class OutboxStore:
                 FOR UPDATE SKIP LOCKED
             )
             RETURNING o.notification_id, o.attempts AS attempt, o.payload
-            """,
+            """.replace("{superseded}", _SUPERSEDED.format(outbox="notification_outbox")),
             limit, lease, OPEN,
         )
         claimed = [from_row(Notification, row, payload=json.loads(row["payload"]))

@@ -422,3 +422,26 @@ async def test_a_dispatch_cancelled_by_the_operator_tells_the_agency_not_to_come
     (event,) = [e.detail for e in await service.incidents.timeline(incident_id)
                 if e.kind == "dispatch" and e.detail.get("to") == "cancelled"]
     assert event["stand_down_notices"] == 1
+
+
+async def test_an_agency_dispatched_again_is_not_turned_back_by_the_earlier_stand_down(
+    database_dsn: str, database: Database
+) -> None:
+    # The operator cancels the brigade's dispatch (it did not answer), then the brigade calls
+    # back and is dispatched again before the outbox runs: the old stand-down and the new
+    # call-out went out together, and the crew, in whichever order they arrived, might turn
+    # back. The newer call-out stands; the stand-down is withdrawn.
+    service = make_service(database)
+    await service.directory.add_recipient("damkar", name="Piket", contact="0812")
+    incident_id = await dispatched_fire(database_dsn, service, "standdown.5")
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+    damkar, = await service.dispatches.dispatches(incident_id)
+    await service.dispatches.advance_dispatch(damkar.dispatch_id, "cancelled", actor="op1001",
+                                              note="tidak menjawab")
+    await service.dispatches.dispatch(incident_id, "damkar", actor="op1001")
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1, withdrawn=1)
+    rows = await outbox(database_dsn)
+    assert [(json.loads(r["payload"])["kind"], r["state"], r["last_error"]) for r in rows] == [
+        ("dispatch", "sent", ""),
+        ("stand_down", "withdrawn", "withdrawn: the agency is dispatched again"),
+        ("dispatch", "sent", "")]
