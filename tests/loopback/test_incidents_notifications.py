@@ -321,13 +321,11 @@ async def test_agencies_on_their_way_are_told_to_stand_down_when_the_report_is_a
                       for d in await service.dispatches.dispatches(prank)}
             assert states == {"damkar": "cancelled", "ambulans": "done",
                               "polisi": "cancelled", "pdam": "cancelled"}
-            await asyncio.sleep(0.1)
             assert await service.outbox.deliver_notifications() == DeliveryReport(
                 sent=1, withdrawn=1)
             # A retried request changes nothing and sends nothing again.
             with pytest.raises(InvalidTransition):
                 await service.incidents.change_status(prank, "prank", actor="spv01")
-            await asyncio.sleep(0.1)
             assert await service.outbox.deliver_notifications() == DeliveryReport()
             stand_downs = await service.dispatches.stand_downs(prank)
         finally:
