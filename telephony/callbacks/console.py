@@ -12,7 +12,7 @@ from typing import Final
 from aiohttp import web
 
 from telephony.callbacks.http import SUPERVISION
-from telephony.callbacks.model import ClosureReason, backlog
+from telephony.callbacks.model import ClosureReason, Pending, backlog
 from telephony.callbacks.service import CallbackService
 from telephony.calls.ids import valid_call_id
 from telephony.web.console.pages import Done, form_action
@@ -47,7 +47,7 @@ class CallbackPages:
         return page(request, "callbacks.html", title="Panggilan balik", entries=entries,
                     summary=backlog(entries), closure_reasons=ClosureReason.labels(),
                     window_hours=self._callbacks.config.window.total_seconds() / 3600,
-                    role=request[SESSION].account.role.value)
+                    role=request[SESSION].account.role.value, pending=Pending)
 
     async def call_back(self, request: web.Request, form: Form) -> Done:
         """Call the caller back from the operator's phone."""

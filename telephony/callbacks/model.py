@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.errors import InvalidClosure
@@ -75,6 +75,46 @@ class ClosureReason(LabelledStrEnum):
     HANDLED = "handled", "Kejadiannya sudah ditangani"
     PRANK = "prank", "Panggilan iseng atau tidak disengaja"
     OTHER = "other", "Lainnya (tulis alasannya)"
+
+
+class Pending(LabelledStrEnum):
+    """How a call-back Asterisk has not yet reported the end of reads (the worklist's and the
+    incident page's words for it)."""
+
+    RINGING = "ringing", "berlangsung"
+    TALKING = "talking", "tersambung"
+    UNREPORTED = "unreported", "tanpa kabar dari Asterisk"
+
+
+class Placed(Protocol):
+    """The times of a call-back as recorded (an :class:`Attempt`, a ``Leg``)."""
+
+    @property
+    def requested_at(self) -> datetime:
+        """When it was asked for."""
+        ...
+
+    @property
+    def answered_at(self) -> datetime | None:
+        """When the caller answered."""
+        ...
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When Asterisk reported its end."""
+        ...
+
+
+def pending(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> Pending | None:
+    """How a call-back that has not ended reads at ``now`` (``None`` once it ended): one
+    neither answered nor ended ``ring_limit`` after it was asked for is no longer ringing,
+    its end went unreported (Asterisk or the line away); shown as going on, it sent
+    operators asking around who was still calling the caller."""
+    if call_back.ended_at is not None:
+        return None
+    if call_back.answered_at is not None:
+        return Pending.TALKING
+    return Pending.RINGING if now - call_back.requested_at < ring_limit else Pending.UNREPORTED
 
 
 @dataclass(frozen=True)
@@ -253,8 +293,8 @@ def worklist(
         opened = open_calls[-1].arrived_at
         recent = sorted((a for a in tried.get(key, ()) if a.requested_at >= opened),
                         key=lambda a: a.requested_at, reverse=True)
-        ringing = next((a for a in recent if a.ended_at is None and a.answered_at is None
-                        and now - a.requested_at < ring_limit), None)
+        ringing = next((a for a in recent if pending(a, now=now, ring_limit=ring_limit)
+                        is Pending.RINGING), None)
         entries.append(Entry(key, open_calls, members[0][1],
                              dial_number(open_calls[0].caller_number), tuple(recent), ringing))
     entries.sort(key=lambda entry: (not entry.possible, entry.waiting_since))

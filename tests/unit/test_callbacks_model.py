@@ -20,11 +20,13 @@ from telephony.callbacks.model import (
     ClosureReason,
     EndedCall,
     Entry,
+    Pending,
     backlog,
     check_closure,
     find_entry,
     leg_of_action,
     originate_action,
+    pending,
     reason_for,
     worklist,
 )
@@ -159,6 +161,18 @@ def test_a_call_back_ringing_now_is_in_flight_until_its_ring_limit() -> None:
     # Its end went unreported (the line was away): after the limit it no longer counts.
     (entry,) = entries([dropped], attempts=[attempt("1.1", minutes_ago=5, ended=False)])
     assert entry.in_flight is None
+
+
+def test_how_a_call_back_not_yet_ended_reads() -> None:
+    """One rule for the list and the incident page: going on within the ring limit, no word
+    from Asterisk past it, talking once answered, nothing to say once ended."""
+    def reads(**options: Any) -> Pending | None:
+        return pending(attempt("1.1", **options), now=NOW, ring_limit=RING)
+
+    assert reads(minutes_ago=1, ended=False) is Pending.RINGING
+    assert reads(minutes_ago=5, ended=False) is Pending.UNREPORTED
+    assert reads(minutes_ago=5, ended=False, answered=True) is Pending.TALKING
+    assert reads(minutes_ago=5) is None
 
 
 def test_a_later_answered_call_from_the_same_caller_takes_them_off() -> None:
