@@ -47,7 +47,8 @@ class CallbackPages:
         return page(request, "callbacks.html", title="Panggilan balik", entries=entries,
                     summary=backlog(entries), closure_reasons=ClosureReason.labels(),
                     window_hours=self._callbacks.config.window.total_seconds() / 3600,
-                    role=request[SESSION].account.role.value, pending=Pending)
+                    role=request[SESSION].account.role.value, pending=Pending,
+                    now=self._callbacks.now())
 
     async def call_back(self, request: web.Request, form: Form) -> Done:
         """Call the caller back from the operator's phone."""
