@@ -95,6 +95,11 @@ class Placed(Protocol):
         ...
 
     @property
+    def rang_at(self) -> datetime | None:
+        """When the dialplan began dialling the caller (the operator answered)."""
+        ...
+
+    @property
     def answered_at(self) -> datetime | None:
         """When the caller answered."""
         ...
@@ -102,6 +107,11 @@ class Placed(Protocol):
     @property
     def ended_at(self) -> datetime | None:
         """When Asterisk reported its end."""
+        ...
+
+    @property
+    def outcome(self) -> LegOutcome | None:
+        """How it ended."""
         ...
 
 
@@ -115,6 +125,27 @@ def pending(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> Pendi
     if call_back.answered_at is not None:
         return Pending.TALKING
     return Pending.RINGING if now - call_back.requested_at < ring_limit else Pending.UNREPORTED
+
+
+def caller_not_dialled(call_back: Placed) -> bool:
+    """Whether it ended before the caller's phone was dialled: the operator's phone did not
+    take it (busy, not answered) or Asterisk refused it. Such a call-back says nothing of
+    whether the caller can be reached."""
+    return call_back.ended_at is not None and call_back.rang_at is None \
+        and call_back.answered_at is None
+
+
+def how_it_went(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> str:
+    """How a call-back went, in the words of the call-back list and the incident page. One
+    the operator's phone never took says so: three plain "Gagal" read as a caller who cannot
+    be reached, and were closed as such."""
+    if caller_not_dialled(call_back):
+        failed = call_back.outcome.label if call_back.outcome else LegOutcome.FAILED.label
+        return f"{failed} di telepon operator, penelepon tidak ditelepon"
+    if call_back.outcome is not None:
+        return call_back.outcome.label
+    unfinished = pending(call_back, now=now, ring_limit=ring_limit)
+    return unfinished.label if unfinished is not None else "Selesai"
 
 
 @dataclass(frozen=True)
@@ -151,13 +182,6 @@ class Attempt:
     ended_at: datetime | None
     outcome: LegOutcome | None
     status: str
-
-    @property
-    def caller_not_dialled(self) -> bool:
-        """Whether it ended before the caller's phone was dialled: the operator's phone did not
-        take it (busy, not answered) or Asterisk refused it. Such an attempt says nothing of
-        whether the caller can be reached."""
-        return self.ended_at is not None and self.rang_at is None and self.answered_at is None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from recordings.domain import Kind, State
 from recordings.http import recording_json
-from telephony.callbacks.model import Pending, pending
+from telephony.callbacks.model import how_it_went
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
@@ -219,16 +219,16 @@ async def _search_page(request: web.Request, query: str, now: datetime) -> web.S
 
 
 async def call_backs(ctx: ApiContext, call_ids: list[str], now: datetime
-                     ) -> dict[str, list[tuple[Leg, Pending | None]]]:
+                     ) -> dict[str, list[tuple[Leg, str]]]:
     """The call-backs of each of these calls (``callback`` legs), oldest first, each with how
-    it reads while it has not ended (the call-back list's rule): what the incident page lists
-    under each call (transfers have the legs section)."""
-    legs: dict[str, list[tuple[Leg, Pending | None]]] = {}
+    it went in the call-back list's words: what the incident page lists under each call
+    (transfers have the legs section)."""
+    legs: dict[str, list[tuple[Leg, str]]] = {}
     limit = ctx.config.callback_ring_limit
     for leg in await ctx.calls.legs(call_ids):
         if leg.kind is LegKind.CALLBACK:
             legs.setdefault(leg.call_id, []).append(
-                (leg, pending(leg, now=now, ring_limit=limit)))
+                (leg, how_it_went(leg, now=now, ring_limit=limit)))
     return legs
 
 

@@ -24,6 +24,7 @@ from telephony.callbacks.model import (
     backlog,
     check_closure,
     find_entry,
+    how_it_went,
     leg_of_action,
     originate_action,
     pending,
@@ -173,6 +174,20 @@ def test_how_a_call_back_not_yet_ended_reads() -> None:
     assert reads(minutes_ago=5, ended=False) is Pending.UNREPORTED
     assert reads(minutes_ago=5, ended=False, answered=True) is Pending.TALKING
     assert reads(minutes_ago=5) is None
+
+
+def test_how_a_call_back_went_in_words() -> None:
+    def went(call_back: Attempt) -> str:
+        return how_it_went(call_back, now=NOW, ring_limit=RING)
+
+    assert went(attempt("1.1", minutes_ago=5)) == "Tidak diangkat"
+    assert went(attempt("1.1", minutes_ago=5, ended=False)) == "tanpa kabar dari Asterisk"
+    refused = replace(attempt("1.1", minutes_ago=5), rang_at=None,
+                      outcome=LegOutcome.FAILED)
+    assert went(refused) == "Gagal di telepon operator, penelepon tidak ditelepon"
+    assert went(replace(refused, outcome=None)) == (
+        "Gagal di telepon operator, penelepon tidak ditelepon")
+    assert went(replace(attempt("1.1", minutes_ago=5), outcome=None)) == "Selesai"
 
 
 def test_a_later_answered_call_from_the_same_caller_takes_them_off() -> None:
