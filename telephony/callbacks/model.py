@@ -43,7 +43,7 @@ from typing import Final, Protocol
 
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.errors import InvalidClosure
-from telephony.calls.ids import valid_call_id
+from telephony.calls.ids import CallerIdKind, parse_caller_id, valid_call_id
 from telephony.calls.legs import LegOutcome, check_number, dial_number
 from telephony.core.labels import LabelledStrEnum
 from telephony.core.text import invisible
@@ -55,6 +55,12 @@ ACTION_PREFIX: Final = "siaga112-callback-"
 TARGET: Final = "penelepon"  # call_legs.target of a call-back: whom it is for
 MAX_NOTE: Final = 300
 _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
+WITHHELD: Final = "(nomor disembunyikan)"
+# Why a caller with a number shown cannot be called back (a withheld one says so in its place).
+_NOT_DIALLABLE: Final = {
+    CallerIdKind.SIMLESS: "ponsel tanpa kartu SIM (nomor IMEI)",
+    CallerIdKind.MALFORMED: "nomor penelepon tidak valid",
+}
 
 
 class CallbackReason(LabelledStrEnum):
@@ -223,6 +229,23 @@ class Entry:
     def possible(self) -> bool:
         """Whether the caller can be called back at all."""
         return self.number is not None
+
+    @property
+    def caller_shown(self) -> str:
+        """The caller as the list names them: the number presented, or that it was withheld
+        (not Asterisk's "anonymous")."""
+        caller = self.call.caller_number
+        return WITHHELD if parse_caller_id(caller).kind is CallerIdKind.WITHHELD else caller
+
+    @property
+    def why_not_possible(self) -> str:
+        """Why a caller who cannot be called back cannot, beyond a withheld number (which
+        :attr:`caller_shown` says): a SIM-less phone's IMEI or a malformed number read as a
+        number to try elsewhere. Empty when nothing more is to be said."""
+        if self.possible or self.caller_shown == WITHHELD:
+            return ""
+        kind = parse_caller_id(self.call.caller_number).kind
+        return _NOT_DIALLABLE.get(kind, "nomor tidak dapat ditelepon dari jalur ini")
 
     @property
     def waiting_since(self) -> datetime:

@@ -490,6 +490,24 @@ async def test_the_console_page_and_its_forms(bench: Bench) -> None:
     assert len(bench.originates()) == 1
 
 
+async def test_a_caller_who_cannot_be_called_back_is_named_in_words(bench: Bench) -> None:
+    """A withheld caller was listed as Asterisk's "anonymous", and a SIM-less phone as its raw
+    IMEI with a bare "tidak bisa dihubungi", which read as a number to try by hand."""
+    await bench.happen(*call_facts(HIDDEN, "anonymous", at=ago(minutes=8), answered_at=None))
+    await bench.happen(*call_facts("1790000000.8", "urn:gsma:imei:35-209900-176148-1",
+                                   at=ago(minutes=7), answered_at=None))
+    await bench.accounts.create("spv1", "supervisor", PASSWORD, actor="test")
+    async with bench.console("spv1") as browser:
+        status, html, _ = await browser.get("/console/callbacks")
+    assert status == 200
+    cells = [re.sub(r"<[^>]+>", " ", cell).split() for cell in
+             re.findall(r'<td class="caller-number">(.*?)</td>', html, re.S)]
+    assert [" ".join(words) for words in cells] == [
+        "(nomor disembunyikan) tidak bisa dihubungi",
+        "urn:gsma:imei:35-209900-176148-1 tidak bisa dihubungi: ponsel tanpa kartu SIM "
+        "(nomor IMEI)"], cells
+
+
 async def test_a_call_back_whose_end_went_unreported_is_not_shown_going_on(bench: Bench
                                                                            ) -> None:
     """A call-back whose report never came (Asterisk or the line away meanwhile) stops

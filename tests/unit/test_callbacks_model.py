@@ -190,6 +190,18 @@ def test_how_a_call_back_went_in_words() -> None:
     assert went(replace(attempt("1.1", minutes_ago=5), outcome=None)) == "Selesai"
 
 
+@pytest.mark.parametrize(("caller", "shown", "why"), [
+    (CALLER, CALLER, ""),
+    ("anonymous", "(nomor disembunyikan)", ""),
+    ("", "(nomor disembunyikan)", ""),
+    ("IMEI 352099001761481", "IMEI 352099001761481", "ponsel tanpa kartu SIM (nomor IMEI)"),
+    ("12ab", "12ab", "nomor penelepon tidak valid"),
+])
+def test_a_caller_is_named_in_words(caller: str, shown: str, why: str) -> None:
+    (entry,) = entries([abandoned("1.1", caller=caller, key=None)])
+    assert (entry.caller_shown, entry.why_not_possible) == (shown, why)
+
+
 def test_a_later_answered_call_from_the_same_caller_takes_them_off() -> None:
     gave_up = abandoned("1.1", minutes_ago=30)
     rang_again = call("1.2", minutes_ago=10, queue="medical", answered=True)
