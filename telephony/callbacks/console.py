@@ -12,7 +12,7 @@ from typing import Final
 from aiohttp import web
 
 from telephony.callbacks.http import SUPERVISION
-from telephony.callbacks.model import ClosureReason, backlog
+from telephony.callbacks.model import Attempt, ClosureReason, backlog, how_it_went
 from telephony.callbacks.service import CallbackService
 from telephony.calls.ids import valid_call_id
 from telephony.web.console.pages import Done, form_action
@@ -44,10 +44,16 @@ class CallbackPages:
     async def callbacks_page(self, request: web.Request) -> web.StreamResponse:
         """Callers to call back."""
         entries = await self._callbacks.worklist()
+        now = self._callbacks.now()
+        limit = self._callbacks.config.ring_limit
+
+        def went(attempt: Attempt) -> str:
+            return how_it_went(attempt, now=now, ring_limit=limit)
+
         return page(request, "callbacks.html", title="Panggilan balik", entries=entries,
                     summary=backlog(entries), closure_reasons=ClosureReason.labels(),
                     window_hours=self._callbacks.config.window.total_seconds() / 3600,
-                    role=request[SESSION].account.role.value)
+                    role=request[SESSION].account.role.value, now=now, went=went)
 
     async def call_back(self, request: web.Request, form: Form) -> Done:
         """Call the caller back from the operator's phone."""

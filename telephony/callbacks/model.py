@@ -39,11 +39,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.errors import InvalidClosure
-from telephony.calls.ids import valid_call_id
+from telephony.calls.ids import CallerIdKind, parse_caller_id, valid_call_id
 from telephony.calls.legs import LegOutcome, check_number, dial_number
 from telephony.core.labels import LabelledStrEnum
 from telephony.core.text import invisible
@@ -55,6 +55,12 @@ ACTION_PREFIX: Final = "siaga112-callback-"
 TARGET: Final = "penelepon"  # call_legs.target of a call-back: whom it is for
 MAX_NOTE: Final = 300
 _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
+WITHHELD: Final = "(nomor disembunyikan)"
+# Why a caller with a number shown cannot be called back (a withheld one says so in its place).
+_NOT_DIALLABLE: Final = {
+    CallerIdKind.SIMLESS: "ponsel tanpa kartu SIM (nomor IMEI)",
+    CallerIdKind.MALFORMED: "nomor penelepon tidak valid",
+}
 
 
 class CallbackReason(LabelledStrEnum):
@@ -75,6 +81,77 @@ class ClosureReason(LabelledStrEnum):
     HANDLED = "handled", "Kejadiannya sudah ditangani"
     PRANK = "prank", "Panggilan iseng atau tidak disengaja"
     OTHER = "other", "Lainnya (tulis alasannya)"
+
+
+class Pending(LabelledStrEnum):
+    """How a call-back Asterisk has not yet reported the end of reads (the worklist's and the
+    incident page's words for it)."""
+
+    RINGING = "ringing", "berlangsung"
+    TALKING = "talking", "tersambung"
+    UNREPORTED = "unreported", "tanpa kabar dari Asterisk"
+
+
+class Placed(Protocol):
+    """The times of a call-back as recorded (an :class:`Attempt`, a ``Leg``)."""
+
+    @property
+    def requested_at(self) -> datetime:
+        """When it was asked for."""
+        ...
+
+    @property
+    def rang_at(self) -> datetime | None:
+        """When the dialplan began dialling the caller (the operator answered)."""
+        ...
+
+    @property
+    def answered_at(self) -> datetime | None:
+        """When the caller answered."""
+        ...
+
+    @property
+    def ended_at(self) -> datetime | None:
+        """When Asterisk reported its end."""
+        ...
+
+    @property
+    def outcome(self) -> LegOutcome | None:
+        """How it ended."""
+        ...
+
+
+def pending(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> Pending | None:
+    """How a call-back that has not ended reads at ``now`` (``None`` once it ended): one
+    neither answered nor ended ``ring_limit`` after it was asked for is no longer ringing,
+    its end went unreported (Asterisk or the line away); shown as going on, it sent
+    operators asking around who was still calling the caller."""
+    if call_back.ended_at is not None:
+        return None
+    if call_back.answered_at is not None:
+        return Pending.TALKING
+    return Pending.RINGING if now - call_back.requested_at < ring_limit else Pending.UNREPORTED
+
+
+def caller_not_dialled(call_back: Placed) -> bool:
+    """Whether it ended before the caller's phone was dialled: the operator's phone did not
+    take it (busy, not answered) or Asterisk refused it. Such a call-back says nothing of
+    whether the caller can be reached."""
+    return call_back.ended_at is not None and call_back.rang_at is None \
+        and call_back.answered_at is None
+
+
+def how_it_went(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> str:
+    """How a call-back went, in the words of the call-back list and the incident page. One
+    the operator's phone never took says so: three plain "Gagal" read as a caller who cannot
+    be reached, and were closed as such."""
+    if caller_not_dialled(call_back):
+        failed = call_back.outcome.label if call_back.outcome else LegOutcome.FAILED.label
+        return f"{failed} di telepon operator, penelepon tidak ditelepon"
+    if call_back.outcome is not None:
+        return call_back.outcome.label
+    unfinished = pending(call_back, now=now, ring_limit=ring_limit)
+    return unfinished.label if unfinished is not None else "Selesai"
 
 
 @dataclass(frozen=True)
@@ -111,13 +188,6 @@ class Attempt:
     ended_at: datetime | None
     outcome: LegOutcome | None
     status: str
-
-    @property
-    def caller_not_dialled(self) -> bool:
-        """Whether it ended before the caller's phone was dialled: the operator's phone did not
-        take it (busy, not answered) or Asterisk refused it. Such an attempt says nothing of
-        whether the caller can be reached."""
-        return self.ended_at is not None and self.rang_at is None and self.answered_at is None
 
 
 @dataclass(frozen=True)
@@ -159,6 +229,23 @@ class Entry:
     def possible(self) -> bool:
         """Whether the caller can be called back at all."""
         return self.number is not None
+
+    @property
+    def caller_shown(self) -> str:
+        """The caller as the list names them: the number presented, or that it was withheld
+        (not Asterisk's "anonymous")."""
+        caller = self.call.caller_number
+        return WITHHELD if parse_caller_id(caller).kind is CallerIdKind.WITHHELD else caller
+
+    @property
+    def why_not_possible(self) -> str:
+        """Why a caller who cannot be called back cannot, beyond a withheld number (which
+        :attr:`caller_shown` says): a SIM-less phone's IMEI or a malformed number read as a
+        number to try elsewhere. Empty when nothing more is to be said."""
+        if self.possible or self.caller_shown == WITHHELD:
+            return ""
+        kind = parse_caller_id(self.call.caller_number).kind
+        return _NOT_DIALLABLE.get(kind, "nomor tidak dapat ditelepon dari jalur ini")
 
     @property
     def waiting_since(self) -> datetime:
@@ -253,8 +340,8 @@ def worklist(
         opened = open_calls[-1].arrived_at
         recent = sorted((a for a in tried.get(key, ()) if a.requested_at >= opened),
                         key=lambda a: a.requested_at, reverse=True)
-        ringing = next((a for a in recent if a.ended_at is None and a.answered_at is None
-                        and now - a.requested_at < ring_limit), None)
+        ringing = next((a for a in recent if pending(a, now=now, ring_limit=ring_limit)
+                        is Pending.RINGING), None)
         entries.append(Entry(key, open_calls, members[0][1],
                              dial_number(open_calls[0].caller_number), tuple(recent), ringing))
     entries.sort(key=lambda entry: (not entry.possible, entry.waiting_since))

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from recordings.domain import Kind, State
 from recordings.http import recording_json
+from telephony.callbacks.model import how_it_went
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
@@ -222,13 +223,17 @@ async def _search_page(request: web.Request, query: str, now: datetime) -> web.S
                 search_error="", resolved=False)
 
 
-async def call_backs(ctx: ApiContext, call_ids: list[str]) -> dict[str, list[Leg]]:
-    """The call-backs of each of these calls' callers (``callback`` legs), oldest first: what
-    the incident page lists under each call (transfers have the legs section)."""
-    legs: dict[str, list[Leg]] = {}
+async def call_backs(ctx: ApiContext, call_ids: list[str], now: datetime
+                     ) -> dict[str, list[tuple[Leg, str]]]:
+    """The call-backs of each of these calls (``callback`` legs), oldest first, each with how
+    it went in the call-back list's words: what the incident page lists under each call
+    (transfers have the legs section)."""
+    legs: dict[str, list[tuple[Leg, str]]] = {}
+    limit = ctx.config.callback_ring_limit
     for leg in await ctx.calls.legs(call_ids):
         if leg.kind is LegKind.CALLBACK:
-            legs.setdefault(leg.call_id, []).append(leg)
+            legs.setdefault(leg.call_id, []).append(
+                (leg, how_it_went(leg, now=now, ring_limit=limit)))
     return legs
 
 
@@ -283,7 +288,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         higher_levels=(levels[levels.index(incident.escalation_level) + 1:]
                        if incident.is_open else []),
         related=related, can_play=can_play, recordings=recordings,
-        call_backs=await call_backs(ctx, call_ids),
+        call_backs=await call_backs(ctx, call_ids, datetime.now(UTC)),
         recording_kinds=RECORDING_KINDS, recording_states=RECORDING_STATES,
         timeline_labels=TIMELINE_LABELS, event_lines=event_lines, actor_names=ACTOR_NAMES,
         report_types=list(ReportType), priorities=list(Priority), labels=Label.labels(),

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from recordings.library import RecordingLibrary
 from telephony.accounts.service import AccountService
+from telephony.callbacks.service import CallbackConfig
 from telephony.calls.archive import CallArchive
 from telephony.desks.service import DeskService
 from telephony.incidents.attachments import AttachmentStore
@@ -42,6 +43,9 @@ class WebConfig:
     trusted_proxies: tuple[Network, ...] = ()
     # The origin (ws[s]://host[:port]) of Asterisk's WebSocket that softphones connect to.
     softphone_origin: str | None = None
+    # How long a call-back with no report may still be ringing (the incident page says
+    # "tanpa kabar dari Asterisk" past it, as the call-back list does).
+    callback_ring_limit: timedelta = CallbackConfig().ring_limit
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebConfig:
@@ -51,6 +55,7 @@ class WebConfig:
             session_lifetime=timedelta(hours=settings.http_session_hours),
             attachment_max_bytes=settings.attachment_max_bytes,
             timezone=settings.timezone,
+            callback_ring_limit=CallbackConfig.from_settings(settings).ring_limit,
             # A cluster's other lines forward requests about their calls here, naming the
             # client (telephony/cluster/forward.py).
             trusted_proxies=parse_networks([

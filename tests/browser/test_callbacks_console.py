@@ -14,6 +14,8 @@ Its own lab instance and ports, so it can run beside the end-to-end modules.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.async_api import expect
 
@@ -89,6 +91,15 @@ async def test_an_operator_calls_back_and_a_supervisor_closes_in_the_browser(
                                                              timeout=WAIT_MS)
     await expect(hidden.locator("button.call-back")).to_have_count(0)
     await expect(page.locator('[data-field="waiting"]')).to_have_text("1")
+    # "terlama sejak" reads the same after the script's refresh as the server wrote it (it
+    # turned into the browser's "07/12/2026, 08.03.23" at the first refresh).
+    await page.reload()
+    oldest = page.locator('[data-field="oldest"]')
+    rendered = await oldest.text_content()
+    assert rendered is not None and re.fullmatch(r"\d\d-\d\d-\d{4} \d\d:\d\d:\d\d",
+                                                 rendered), rendered
+    await oldest.evaluate("element => { element.textContent = ''; }")
+    await expect(oldest).to_have_text(rendered, timeout=WAIT_MS)
     await page.screenshot(path=str(shots / "callbacks-1-worklist.png"))
 
     async with sipp.callee(settings.carrier_sip_port, hold_seconds=3, max_calls=1) as phone:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
@@ -488,6 +490,24 @@ async def test_the_console_page_and_its_forms(bench: Bench) -> None:
     assert len(bench.originates()) == 1
 
 
+async def test_a_caller_who_cannot_be_called_back_is_named_in_words(bench: Bench) -> None:
+    """A withheld caller was listed as Asterisk's "anonymous", and a SIM-less phone as its raw
+    IMEI with a bare "tidak bisa dihubungi", which read as a number to try by hand."""
+    await bench.happen(*call_facts(HIDDEN, "anonymous", at=ago(minutes=8), answered_at=None))
+    await bench.happen(*call_facts("1790000000.8", "urn:gsma:imei:35-209900-176148-1",
+                                   at=ago(minutes=7), answered_at=None))
+    await bench.accounts.create("spv1", "supervisor", PASSWORD, actor="test")
+    async with bench.console("spv1") as browser:
+        status, html, _ = await browser.get("/console/callbacks")
+    assert status == 200
+    cells = [re.sub(r"<[^>]+>", " ", cell).split() for cell in
+             re.findall(r'<td class="caller-number">(.*?)</td>', html, re.S)]
+    assert [" ".join(words) for words in cells] == [
+        "(nomor disembunyikan) tidak bisa dihubungi",
+        "urn:gsma:imei:35-209900-176148-1 tidak bisa dihubungi: ponsel tanpa kartu SIM "
+        "(nomor IMEI)"], cells
+
+
 async def test_a_call_back_whose_end_went_unreported_is_not_shown_going_on(bench: Bench
                                                                            ) -> None:
     """A call-back whose report never came (Asterisk or the line away meanwhile) stops
@@ -505,6 +525,43 @@ async def test_a_call_back_whose_end_went_unreported_is_not_shown_going_on(bench
     assert status == 200
     assert f'action="/console/callbacks/{GAVE_UP}/call"' in html
     assert "op1001: tanpa kabar dari Asterisk" in html and "berlangsung" not in html
+
+
+async def test_the_lists_times_carry_their_date_when_not_today(bench: Bench) -> None:
+    """The list spans a day, and its calls and call-backs showed the time alone: a caller who
+    gave up at 23:50 yesterday and again at 23:50 today read as two calls at one time, and
+    yesterday's unanswered call-back as one just tried. Times not of today carry their date
+    (in the centre's zone)."""
+    await gave_up(bench, minutes=23 * 60 + 50)
+    await gave_up(bench, "1790000000.7", minutes=10)
+    await bench.accounts.create("op1001", "operator", PASSWORD, actor="test")
+    await execute(bench.dsn, """
+        INSERT INTO call_legs (kind, call_id, operator, actor, number, target, requested_at)
+        VALUES ('callback', $1, $2, 'op1001', $3, 'penelepon',
+                now() - interval '23 hours 45 minutes')
+        """, GAVE_UP, OPERATOR, CALLER)
+    zone = ZoneInfo("Asia/Jakarta")
+    today = datetime.now(zone).date()
+
+    def shown(at: datetime) -> str:
+        local = at.astimezone(zone)
+        return local.strftime("%H:%M" if local.date() == today else "%d-%m %H:%M")
+
+    (early, late), (asked,) = (
+        [row["arrived_at"] for row in await fetch(
+            bench.dsn, "SELECT arrived_at FROM calls ORDER BY arrived_at")],
+        [row["requested_at"] for row in await bench.legs()])
+    async with bench.console("op1001") as browser:
+        status, html, _ = await browser.get("/console/callbacks")
+    assert status == 200
+    details = [" ".join(text.split()) for text in
+               re.findall(r'<span class="detail">(.*?)</span>', html, re.S)]
+    reason = "Menutup telepon saat menunggu di antrean"
+    assert details == [f"{shown(late)} · {reason}", f"{shown(early)} · {reason}",
+                       f"{shown(asked)} op1001: tanpa kabar dari Asterisk"], details
+    # Yesterday's, unless the test runs in the ten minutes before midnight (Jakarta).
+    if early.astimezone(zone).date() != today:
+        assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d", shown(early))
 
 
 async def test_the_backlog_for_the_wallboard(bench: Bench) -> None:

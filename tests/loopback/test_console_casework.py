@@ -21,7 +21,7 @@ from telephony.incidents.edits import parse_patch
 from telephony.web.context import CONTEXT
 from tests.support.calls import OPERATOR, ago, call_facts
 from tests.support.console import HOSTILE, Console, record
-from tests.support.db import fetch, incident_state
+from tests.support.db import execute, fetch, incident_state
 from tests.support.incidents import make_service
 from tests.support.web import BIDI_CONTROLS, Browser, spoofed
 
@@ -956,3 +956,36 @@ async def test_an_incident_ended_without_a_dispatch_has_no_target_left_to_miss(
     shown, sla = await target(medical)
     assert len(shown) == 1 and "terlambat" not in shown[0]
     assert (sla["target_seconds"], sla["breached"]) == (300, False)
+
+
+async def test_a_call_back_whose_end_went_unreported_reads_so_on_the_incident_page(
+        console: Console) -> None:
+    """A call-back whose end Asterisk never reported (Asterisk or the line away) read
+    "berlangsung" (going on) under its call for ever, while the call-back list said "tanpa
+    kabar dari Asterisk" past its ring limit and offered to call again. The page now reads
+    as the list does: going on within the ring limit, no word from Asterisk past it; and
+    one the operator's phone never took says the caller was not dialled."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)
+    for minutes, number in ((10, "081355500001"), (0, "081355500009")):
+        await execute(console.dsn, """
+            INSERT INTO call_legs (kind, call_id, operator, actor, number, target,
+                                   requested_at)
+            VALUES ('callback', $1, $2, 'op1', $3, 'penelepon',
+                    now() - make_interval(mins => $4))
+            """, FIRE, OPERATOR, number, minutes)
+    # One the operator's phone never took: "Gagal" alone read as a caller not reachable.
+    await execute(console.dsn, """
+        INSERT INTO call_legs (kind, call_id, operator, actor, number, target, requested_at,
+                               ended_at, outcome, status)
+        VALUES ('callback', $1, $2, 'op1', '081355500007', 'penelepon', now(), now(),
+                'failed', 'Telepon operator sibuk (Reason 5)')
+        """, FIRE, OPERATOR)
+    html = (await operator.get(f"/console/incidents/{fire}"))[1]
+    shown = [" ".join(re.sub(r"<[^>]+>", "", item).split()) for item in
+             re.findall(r'<li class="call-leg".*?</li>', html, re.S)]
+    assert len(shown) == 3, shown
+    assert shown[0].endswith("ke 081355500001 oleh op1 · tanpa kabar dari Asterisk"), shown
+    assert shown[1].endswith("ke 081355500009 oleh op1 · berlangsung"), shown
+    assert shown[2].endswith("ke 081355500007 oleh op1 · Gagal di telepon operator, "
+                             "penelepon tidak ditelepon"), shown

@@ -20,11 +20,14 @@ from telephony.callbacks.model import (
     ClosureReason,
     EndedCall,
     Entry,
+    Pending,
     backlog,
     check_closure,
     find_entry,
+    how_it_went,
     leg_of_action,
     originate_action,
+    pending,
     reason_for,
     worklist,
 )
@@ -159,6 +162,44 @@ def test_a_call_back_ringing_now_is_in_flight_until_its_ring_limit() -> None:
     # Its end went unreported (the line was away): after the limit it no longer counts.
     (entry,) = entries([dropped], attempts=[attempt("1.1", minutes_ago=5, ended=False)])
     assert entry.in_flight is None
+
+
+def test_how_a_call_back_not_yet_ended_reads() -> None:
+    """One rule for the list and the incident page: going on within the ring limit, no word
+    from Asterisk past it, talking once answered, nothing to say once ended."""
+    def reads(**options: Any) -> Pending | None:
+        return pending(attempt("1.1", **options), now=NOW, ring_limit=RING)
+
+    assert reads(minutes_ago=1, ended=False) is Pending.RINGING
+    assert reads(minutes_ago=5, ended=False) is Pending.UNREPORTED
+    assert reads(minutes_ago=5, ended=False, answered=True) is Pending.TALKING
+    assert reads(minutes_ago=5) is None
+
+
+def test_how_a_call_back_went_in_words() -> None:
+    def went(call_back: Attempt) -> str:
+        return how_it_went(call_back, now=NOW, ring_limit=RING)
+
+    assert went(attempt("1.1", minutes_ago=5)) == "Tidak diangkat"
+    assert went(attempt("1.1", minutes_ago=5, ended=False)) == "tanpa kabar dari Asterisk"
+    refused = replace(attempt("1.1", minutes_ago=5), rang_at=None,
+                      outcome=LegOutcome.FAILED)
+    assert went(refused) == "Gagal di telepon operator, penelepon tidak ditelepon"
+    assert went(replace(refused, outcome=None)) == (
+        "Gagal di telepon operator, penelepon tidak ditelepon")
+    assert went(replace(attempt("1.1", minutes_ago=5), outcome=None)) == "Selesai"
+
+
+@pytest.mark.parametrize(("caller", "shown", "why"), [
+    (CALLER, CALLER, ""),
+    ("anonymous", "(nomor disembunyikan)", ""),
+    ("", "(nomor disembunyikan)", ""),
+    ("IMEI 352099001761481", "IMEI 352099001761481", "ponsel tanpa kartu SIM (nomor IMEI)"),
+    ("12ab", "12ab", "nomor penelepon tidak valid"),
+])
+def test_a_caller_is_named_in_words(caller: str, shown: str, why: str) -> None:
+    (entry,) = entries([abandoned("1.1", caller=caller, key=None)])
+    assert (entry.caller_shown, entry.why_not_possible) == (shown, why)
 
 
 def test_a_later_answered_call_from_the_same_caller_takes_them_off() -> None:

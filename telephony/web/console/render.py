@@ -101,6 +101,16 @@ def _local(value: datetime | None, zone: str, pattern: str = "%d-%m-%Y %H:%M:%S"
     return "-" if value is None else value.astimezone(ZoneInfo(zone)).strftime(pattern)
 
 
+def _local_clock(value: datetime, zone: str, now: datetime) -> str:
+    """An instant of a list that spans more than today (the call-back list's day): its time
+    alone if it is today in the centre's zone, else with its date. Times alone read the same
+    for 23:50 yesterday and 23:50 today."""
+    tz = ZoneInfo(zone)
+    local = value.astimezone(tz)
+    return local.strftime("%H:%M" if local.date() == now.astimezone(tz).date()
+                          else "%d-%m %H:%M")
+
+
 ENV: Final = jinja2.Environment(
     loader=jinja2.PackageLoader("telephony.web.console", "templates"),
     autoescape=True,
@@ -109,6 +119,7 @@ ENV: Final = jinja2.Environment(
     lstrip_blocks=True,
 )
 ENV.filters["local"] = _local
+ENV.filters["local_clock"] = _local_clock
 ENV.globals["asset"] = asset_url
 
 

@@ -9,8 +9,19 @@
   const zone = document.querySelector('meta[name="timezone"]').content;
   const dateTime = new Intl.DateTimeFormat("id-ID", {
     timeZone: zone, day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit",
-    minute: "2-digit", second: "2-digit", hour12: false,
+    minute: "2-digit", second: "2-digit", hourCycle: "h23",
   });
+
+  // An instant as the server writes it on this page (DD-MM-YYYY HH:MM:SS in the centre's
+  // zone): the browser's own "07/12/2026, 08.03.23" replaced it at the first refresh.
+  function local(instant) {
+    const part = {};
+    dateTime.formatToParts(new Date(instant)).forEach(function (p) {
+      part[p.type] = p.value;
+    });
+    return part.day + "-" + part.month + "-" + part.year + " " + part.hour + ":" +
+      part.minute + ":" + part.second;
+  }
   const notice = document.getElementById("callback-changed");
 
   function setText(name, text) {
@@ -55,7 +66,7 @@
         setText("waiting", String(data.waiting));
         setText("not-possible", String(data.not_possible));
         if (data.oldest_at) {
-          setText("oldest", dateTime.format(new Date(data.oldest_at)));
+          setText("oldest", local(data.oldest_at));
         }
         if (current(data) !== shown()) {
           if (typing()) {
