@@ -7,8 +7,11 @@ was refused ("Telepon Anda tidak sedang tersambung dengan penelepon ini"), about
 time. The request is sent on, as it came (its method, path, body, session and CSRF token), to
 the line of the node carrying the call, listed with its HTTP port in ``cluster_nodes``; that
 line checks it again as any request and its answer is the answer. The client's address goes
-along in ``X-Forwarded-For``, which the other line believes of the nodes' addresses
-(:meth:`telephony.web.context.WebConfig.from_settings`).
+along in ``X-Forwarded-For``, which the other line believes of the nodes' listed addresses
+(:meth:`telephony.web.context.WebConfig.from_settings`); so the request leaves from this
+node's listed address, not from whichever one the kernel picks (a second address on the
+interface, 127.0.0.1 on one host): from any other, the other line took the hop for the
+client, and its audit log named this node instead of the browser.
 
 A node whose line does not answer is said so (503): the request is not carried out here,
 where Asterisk has no channel of the call.
@@ -58,10 +61,11 @@ class LineForwarder:
     """Sends requests on to the other nodes' lines (telephony/web/nodes.py's
     ``NodeForwarder``)."""
 
-    def __init__(self, me: str, lines: Mapping[str, str], *,
+    def __init__(self, me: str, lines: Mapping[str, str], *, source: str | None = None,
                  timeout: float = TIMEOUT_SECONDS) -> None:
         self._me = me
         self._lines = dict(lines)  # node -> http://address:port of its line
+        self._source = source  # the address requests leave from (this node's listed one)
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=CONNECT_SECONDS)
         self._session: aiohttp.ClientSession | None = None
 
@@ -78,13 +82,15 @@ class LineForwarder:
         if missing := [node.name for node in settings.cluster_peers if node.http_port is None]:
             log.warning("cluster_nodes lists no HTTP port for %s: transfers and listening in "
                         "on their calls work only through their own lines", ", ".join(missing))
-        return cls(me.name, lines)
+        return cls(me.name, lines, source=me.host.strip("[]"))
 
     def _client(self) -> aiohttp.ClientSession:
         # Created on first use: a ClientSession belongs to the running event loop. No
         # cookie jar: each request carries its own client's session, never another's.
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout,
+            connector = aiohttp.TCPConnector(
+                local_addr=None if self._source is None else (self._source, 0))
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector,
                                                   cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from telephony.calls.ids import node_name
 from telephony.cluster.forward import LineForwarder
 from telephony.db.connection import Database
-from telephony.settings import Settings
+from telephony.settings import ClusterNode, Settings
 from telephony.web.context import parse_networks
 from telephony.web.request import json_body, json_response
 from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER, EVERYONE, SESSION, Body, Reply, Route
@@ -155,3 +155,43 @@ async def test_an_unauthenticated_request_is_refused_here_not_forwarded(nodes: N
         response = await http.post(nodes.two.make_url(PATH), json=on("node1-1795430334.1"))
         assert response.status == 401
     assert nodes.served == []
+
+
+async def test_the_other_line_sees_the_browser_when_the_nodes_have_addresses_of_their_own(
+        database: Database, settings: Settings) -> None:
+    """Each line believes X-Forwarded-For of the other nodes' listed addresses only (as
+    WebConfig.from_settings makes it): node2's forward must leave from node2's listed address,
+    not from the one the kernel picks (127.0.0.1 here, another address of the interface on a
+    real host), or node1 took the hop for the client and audited node2's address."""
+    one_host, two_host = "127.0.0.11", "127.0.0.12"
+    context = make_context(settings, database)
+    await context.accounts.create("op1", "operator", PASSWORD, actor="test")
+    served: list[dict[str, Any]] = []
+
+    def trusting(*networks: str) -> Any:
+        return replace(context, config=replace(context.config,
+                                               trusted_proxies=parse_networks(list(networks))))
+
+    one = TestClient(TestServer(build_app(trusting(two_host), node_routes("node1", served)),
+                                host=one_host))
+    await one.start_server()
+    assert one.port is not None
+    cluster = replace(settings, asterisk_systemname="node2", cluster_nodes=(
+        ClusterNode("node1", one_host, 5060, 4573, one.port),
+        ClusterNode("node2", two_host, 5060, 4573, 8112)))
+    forwarder = LineForwarder.from_settings(cluster)
+    assert forwarder is not None
+    # node2 believes the front (the test client, on 127.0.0.1).
+    two = TestClient(TestServer(build_app(trusting("127.0.0.1"), node_routes("node2", served),
+                                          nodes=forwarder), host=two_host))
+    await two.start_server()
+    try:
+        nodes = Nodes(one, two, served)
+        headers = {**await nodes.bearer(), "X-Forwarded-For": CLIENT}
+        response = await two.post(PATH, headers=headers, json=on("node1-1795430334.7"))
+        assert response.status == 202, await response.text()
+        assert [(entry["node"], entry["remote"]) for entry in served] == [("node1", CLIENT)]
+    finally:
+        await two.close()
+        await forwarder.close()
+        await one.close()
