@@ -13,8 +13,12 @@ node's listed address, not from whichever one the kernel picks (a second address
 interface, 127.0.0.1 on one host): from any other, the other line took the hop for the
 client, and its audit log named this node instead of the browser.
 
-A node whose line does not answer is said so (503): the request is not carried out here,
-where Asterisk has no channel of the call.
+A node whose line cannot be reached is said so (503, try again): the request is not carried
+out here, where Asterisk has no channel of the call. One that took the request and gave no
+answer in time may have carried it out (a transfer dialled, a supervisor's phone rung): that
+is said too (503 without Retry-After), and the operator looks before asking again. The wait
+for the answer is longer than the routes' own bounds (their AMI actions), never shorter: a
+forward given up while the other line still worked told of a failure that was a success.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Final
 import aiohttp
 from aiohttp import hdrs, web
 
-from telephony.core.errors import Unavailable
+from telephony.core.errors import SiagaError, Unavailable
 from telephony.settings import Settings
 from telephony.web.forwarded import FORWARDED_FOR, FORWARDED_PROTO
 from telephony.web.nodes import FORWARDED_BY
@@ -38,15 +42,18 @@ log = logging.getLogger("telephony.cluster")
 _REQUEST_HEADERS: Final = (hdrs.AUTHORIZATION, hdrs.COOKIE, "X-CSRF-Token", hdrs.CONTENT_TYPE,
                            hdrs.ACCEPT, hdrs.ACCEPT_LANGUAGE, hdrs.USER_AGENT)
 _ANSWER_HEADERS: Final = (hdrs.CONTENT_TYPE, hdrs.RETRY_AFTER, hdrs.WWW_AUTHENTICATE)
-# Beyond a transfer's and a listen-in's own waits on Asterisk (AMI actions, the
-# supervisor's phone's first answer).
-TIMEOUT_SECONDS: Final = 30.0
+# Beyond the routes' own waits on Asterisk: each AMI action waits up to 10 s for a login and
+# 10 s for its answer (AmiListener's action_timeout); a transfer sends up to three
+# (CoreShowChannels, Setvar, Atxfer), a step up to three, and a listen-in two after waiting
+# its turn behind another supervisor's two. Well within the HTTPS front's 5 minutes.
+TIMEOUT_SECONDS: Final = 120.0
 CONNECT_SECONDS: Final = 3.0
 MAX_ANSWER_BYTES: Final = 1024 * 1024  # the routes forwarded answer a few kilobytes of JSON
 
 
 class NodeUnreachable(Unavailable):
-    """The line of the node carrying the call did not answer."""
+    """The line of the node carrying the call could not be reached: nothing was carried
+    out, and the request may be tried again."""
 
     code = "node_unreachable"
     logged = True  # with the node's address and why, by the forwarder
@@ -55,6 +62,20 @@ class NodeUnreachable(Unavailable):
         super().__init__(f"Permintaan ini dijalankan oleh server {node}, tempat panggilan ini "
                          "berjalan, tetapi layanan di server itu tidak menjawab. Coba lagi "
                          "sebentar lagi.")
+
+
+class NodeNoAnswer(SiagaError):
+    """The line of the node carrying the call took the request but its answer did not come:
+    it may have been carried out, so no Retry-After invites the client to send it again."""
+
+    status = 503
+    code = "node_no_answer"
+    logged = True  # with the node's address and why, by the forwarder
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"Permintaan ini sudah dikirim ke server {node}, tempat panggilan ini "
+                         "berjalan, tetapi jawabannya tidak datang; mungkin sudah dijalankan. "
+                         "Periksa keadaan panggilan sebelum mengulanginya.")
 
 
 class LineForwarder:
@@ -116,11 +137,17 @@ class LineForwarder:
                 answer = web.Response(status=reply.status, body=content, headers={
                     name: reply.headers[name] for name in _ANSWER_HEADERS
                     if name in reply.headers})
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            log.error("%s %s for %s: the line of %s (%s) did not answer: %s", request.method,
-                      request.rel_url.path, request.remote, node, base,
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Not connected: the request never left.
+            log.error("%s %s for %s: the line of %s (%s) cannot be reached: %s",
+                      request.method, request.rel_url.path, request.remote, node, base,
                       str(exc) or type(exc).__name__)
             raise NodeUnreachable(node) from exc
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            log.error("%s %s for %s: the line of %s (%s) took it but did not answer: %s",
+                      request.method, request.rel_url.path, request.remote, node, base,
+                      str(exc) or type(exc).__name__)
+            raise NodeNoAnswer(node) from exc
         log.info("%s %s for %s: carried out by %s's line (%d)", request.method,
                  request.rel_url.path, request.remote, node, answer.status)
         return answer

@@ -7,6 +7,7 @@ routes find it (the desk's call, a leg's, the operator's as recorded).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -192,6 +193,51 @@ async def test_the_other_line_sees_the_browser_when_the_nodes_have_addresses_of_
         assert response.status == 202, await response.text()
         assert [(entry["node"], entry["remote"]) for entry in served] == [("node1", CLIENT)]
     finally:
+        await two.close()
+        await forwarder.close()
+        await one.close()
+
+
+async def test_a_request_the_other_line_took_but_did_not_answer_in_time_may_have_run(
+        database: Database, settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    """node1's line took the request (a transfer dialled, say) and its answer is late: the
+    operator is not told to try again as if nothing happened, but that it may have run."""
+    context = make_context(settings, database)
+    await context.accounts.create("op1", "operator", PASSWORD, actor="test")
+    released = asyncio.Event()
+    served: list[str] = []
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        served.append("node1")
+        async with asyncio.timeout(10):  # bounded: released once node2 has answered
+            await released.wait()
+        return json_response({}, status=202)
+
+    async def call_node(request: web.Request) -> str | None:
+        return node_name((await json_body(request))["call_id"])
+
+    route = Route("POST", PATH, slow, EVERYONE, "Tindakan pada panggilan", "uji",
+                  Reply(202), Body("SupervisionRequest"), runs_on=call_node)
+    one = TestClient(TestServer(build_app(context, [route])))
+    await one.start_server()
+    forwarder = LineForwarder("node2", {"node1": str(one.make_url("")).rstrip("/")},
+                              timeout=0.5)
+    two = TestClient(TestServer(build_app(context, node_routes("node2", []), nodes=forwarder)))
+    await two.start_server()
+    try:
+        nodes = Nodes(one, two, [])
+        response = await two.post(PATH, headers=await nodes.bearer(),
+                                  json=on("node1-1795430334.2"))
+        assert response.status == 503
+        error = (await response.json())["error"]
+        assert error["code"] == "node_no_answer"
+        assert "server node1" in error["message"]
+        assert "mungkin sudah dijalankan" in error["message"]
+        assert "Retry-After" not in response.headers
+        assert served == ["node1"]
+        assert any("took it but did not answer" in r.getMessage() for r in caplog.records)
+    finally:
+        released.set()
         await two.close()
         await forwarder.close()
         await one.close()
