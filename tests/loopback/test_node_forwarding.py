@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import aiohttp
 import pytest
@@ -22,6 +22,8 @@ from telephony.calls.ids import node_name
 from telephony.cluster.forward import LineForwarder
 from telephony.db.connection import Database
 from telephony.settings import ClusterNode, Settings
+from telephony.transfers.http import TransferApi
+from telephony.transfers.service import TransferService
 from telephony.web.context import parse_networks
 from telephony.web.request import json_body, json_response
 from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER, EVERYONE, SESSION, Body, Reply, Route
@@ -241,3 +243,49 @@ async def test_a_request_the_other_line_took_but_did_not_answer_in_time_may_have
         await two.close()
         await forwarder.close()
         await one.close()
+
+
+class CallOnNodeOne:
+    """The transfer service as the resolvers see it: the operator's call and every leg are
+    node1's; nothing is carried out here (a forward or a refusal comes first)."""
+
+    async def desk_call(self, account: object) -> str:
+        return "node1-1795430334.5"
+
+    async def leg_call(self, leg_id: int) -> str:
+        return "node1-1795430334.5"
+
+
+@pytest.mark.parametrize(("path", "body", "status"), [
+    ("/api/desk/transfers", '{"mode": "blind"}', 422),
+    ("/api/desk/transfers", '{"number_id": 1, "mode": "lempar"}', 422),
+    ("/api/desk/transfers", "{bukan json", 400),
+    ("/api/desk/transfers/7/steps", '{"step": "lompat"}', 422),
+    ("/api/desk/transfers/7/steps", "[]", 422),
+])
+async def test_a_transfer_request_refused_for_its_body_is_refused_here(
+        database: Database, settings: Settings, path: str, body: str, status: int) -> None:
+    """A body the handler refuses is refused where it lands, with its own 4xx: it was sent
+    on to the call's node, and with that node's line down the operator read 503 'tidak
+    menjawab, coba lagi' for a request that could never succeed."""
+    context = make_context(settings, database)
+    await context.accounts.create("op1", "operator", PASSWORD, actor="test")
+    forwarder = LineForwarder("node2", {"node1": "http://127.0.0.1:9"})
+    app = build_app(context, TransferApi(cast(TransferService, CallOnNodeOne())).routes(),
+                    nodes=forwarder)
+    try:
+        async with TestClient(TestServer(app)) as two:
+            login = await two.post("/api/session",
+                                   json={"username": "op1", "password": PASSWORD})
+            headers = {"Authorization": f"Bearer {(await login.json())['token']}",
+                       "Content-Type": "application/json"}
+            response = await two.post(path, headers=headers, data=body)
+            assert response.status == status, await response.text()
+            # A sound body is sent on, to node1's line (down here).
+            sound = '{"number_id": 1, "mode": "blind"}' if path.endswith("transfers") \
+                else '{"step": "cancel"}'
+            response = await two.post(path, headers=headers, data=sound)
+            assert response.status == 503
+            assert (await response.json())["error"]["code"] == "node_unreachable"
+    finally:
+        await forwarder.close()
