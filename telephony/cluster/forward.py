@@ -131,10 +131,14 @@ class LineForwarder:
             async with self._client().request(
                     request.method, base + request.rel_url.raw_path_qs, data=body,
                     headers=headers, allow_redirects=False) as reply:
-                content = await reply.content.read(MAX_ANSWER_BYTES + 1)
-                if len(content) > MAX_ANSWER_BYTES:
-                    raise ValueError(f"an answer over {MAX_ANSWER_BYTES} bytes")
-                answer = web.Response(status=reply.status, body=content, headers={
+                # To its end: one read(n) gives only what has arrived so far, and an answer
+                # longer than a segment or two was relayed cut short.
+                content = bytearray()
+                async for piece in reply.content.iter_any():
+                    content += piece
+                    if len(content) > MAX_ANSWER_BYTES:
+                        raise ValueError(f"an answer over {MAX_ANSWER_BYTES} bytes")
+                answer = web.Response(status=reply.status, body=bytes(content), headers={
                     name: reply.headers[name] for name in _ANSWER_HEADERS
                     if name in reply.headers})
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:

@@ -289,3 +289,37 @@ async def test_a_transfer_request_refused_for_its_body_is_refused_here(
             assert (await response.json())["error"]["code"] == "node_unreachable"
     finally:
         await forwarder.close()
+
+
+async def test_an_answer_arriving_in_pieces_is_relayed_whole(
+        database: Database, settings: Settings) -> None:
+    """The other line's answer is read to its end: one read gave only what had arrived, so
+    an answer longer than a TCP segment or two could reach the operator cut short (broken
+    JSON). A large answer arrives in many pieces even on loopback."""
+    context = make_context(settings, database)
+    await context.accounts.create("op1", "operator", PASSWORD, actor="test")
+    answer = {"served_by": "node1", "steps": ["langkah"] * 60_000}
+
+    async def act(request: web.Request) -> web.StreamResponse:
+        return json_response(answer, status=202)
+
+    async def call_node(request: web.Request) -> str | None:
+        return node_name((await json_body(request))["call_id"])
+
+    route = Route("POST", PATH, act, EVERYONE, "Tindakan pada panggilan", "uji",
+                  Reply(202), Body("SupervisionRequest"), runs_on=call_node)
+    one = TestClient(TestServer(build_app(context, [route])))
+    await one.start_server()
+    forwarder = LineForwarder("node2", {"node1": str(one.make_url("")).rstrip("/")})
+    two = TestClient(TestServer(build_app(context, node_routes("node2", []), nodes=forwarder)))
+    await two.start_server()
+    try:
+        nodes = Nodes(one, two, [])
+        response = await two.post(PATH, headers=await nodes.bearer(),
+                                  json=on("node1-1795430334.3"))
+        assert response.status == 202
+        assert await response.json() == answer
+    finally:
+        await two.close()
+        await forwarder.close()
+        await one.close()
