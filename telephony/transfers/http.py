@@ -159,7 +159,7 @@ class TransferApi:
         """The node carrying the call of the leg a step is taken on."""
         leg_id = path_id(request, "leg_id", "Alih panggilan")
         await json_body(request)
-        return node_name(await self._service.leg_call(leg_id))
+        return node_name(await self._service.leg_call(request[SESSION].account, leg_id))
 
     def routes(self) -> list[Route]:
         """The transfer routes, with who may call them."""

@@ -18,9 +18,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from ivr.menu import load_menu
+from telephony.ami.actions import AmiListActions
 from telephony.calls.ids import node_name
 from telephony.cluster.forward import LineForwarder
 from telephony.db.connection import Database
+from telephony.desks.service import assign_desk
 from telephony.settings import ClusterNode, Settings
 from telephony.transfers.http import TransferApi
 from telephony.transfers.service import TransferService
@@ -28,7 +31,9 @@ from telephony.web.context import parse_networks
 from telephony.web.request import json_body, json_response
 from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER, EVERYONE, SESSION, Body, Reply, Route
 from telephony.web.server import build_app
-from tests.support.web import PASSWORD, make_context
+from tests.support.calls import OPERATOR, answered
+from tests.support.db import execute, fetch
+from tests.support.web import PASSWORD, NoAmi, make_context
 
 Client = TestClient[web.Request, web.Application]
 CLIENT: Final = "203.0.113.9"  # the console's browser, as the HTTPS front names it
@@ -252,7 +257,7 @@ class CallOnNodeOne:
     async def desk_call(self, account: object) -> str:
         return "node1-1795430334.5"
 
-    async def leg_call(self, leg_id: int) -> str:
+    async def leg_call(self, account: object, leg_id: int) -> str:
         return "node1-1795430334.5"
 
 
@@ -323,3 +328,40 @@ async def test_an_answer_arriving_in_pieces_is_relayed_whole(
         await two.close()
         await forwarder.close()
         await one.close()
+
+
+async def test_a_step_on_another_operators_leg_is_refused_here(
+        database: Database, database_dsn: str, settings: Settings) -> None:
+    """Only the operator who took a leg takes its steps: another's is refused where it lands
+    (404, as node1 would), not sent on; with node1's line down it read 503 'coba lagi', and
+    which leg ids exist (and on which node) showed through the difference."""
+    context = make_context(settings, database)
+    for name, interface in (("op1", "PJSIP/op1002"), ("op2", OPERATOR)):
+        await context.accounts.create(name, "operator", PASSWORD, actor="test")
+        await assign_desk(database, load_menu(settings.menu_file), name, interface,
+                          {"general": 5})
+    service = TransferService(database, cast(AmiListActions, NoAmi()), context.desks,
+                              incidents=context.incidents, dispatches=context.dispatches,
+                              audit=context.accounts, ring_seconds=20)
+    number = await service.save_number("damkar", "Pos Damkar", "0275321113")
+    await answered(database_dsn, "node1-1795430334.5")
+    [leg] = await fetch(database_dsn, """
+        INSERT INTO call_legs (kind, call_id, operator, actor, number)
+        VALUES ('attended_transfer', 'node1-1795430334.5', $1, 'op2', '0275321113')
+        RETURNING leg_id""", OPERATOR)
+    await execute(database_dsn, "INSERT INTO transfer_legs (leg_id, number_id, "
+                  "operator_channel) VALUES ($1, $2, 'PJSIP/op1001-00000001')",
+                  leg["leg_id"], number.number_id)
+    forwarder = LineForwarder("node2", {"node1": "http://127.0.0.1:9"})
+    app = build_app(context, TransferApi(service).routes(), nodes=forwarder)
+    path = f"/api/desk/transfers/{leg['leg_id']}/steps"
+    try:
+        async with TestClient(TestServer(app)) as two:
+            for name, status in (("op1", 404), ("op2", 503)):
+                login = await two.post("/api/session",
+                                       json={"username": name, "password": PASSWORD})
+                headers = {"Authorization": f"Bearer {(await login.json())['token']}"}
+                response = await two.post(path, headers=headers, json={"step": "cancel"})
+                assert response.status == status, await response.text()
+    finally:
+        await forwarder.close()
