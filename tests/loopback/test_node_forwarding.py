@@ -31,7 +31,7 @@ from telephony.web.context import parse_networks
 from telephony.web.request import json_body, json_response
 from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER, EVERYONE, SESSION, Body, Reply, Route
 from telephony.web.server import build_app
-from tests.support.calls import OPERATOR, answered
+from tests.support.calls import OPERATOR, add_calls, answered, call_facts
 from tests.support.db import execute, fetch
 from tests.support.web import PASSWORD, NoAmi, make_context
 
@@ -330,11 +330,22 @@ async def test_an_answer_arriving_in_pieces_is_relayed_whole(
         await one.close()
 
 
-async def test_a_step_on_another_operators_leg_is_refused_here(
-        database: Database, database_dsn: str, settings: Settings) -> None:
-    """Only the operator who took a leg takes its steps: another's is refused where it lands
-    (404, as node1 would), not sent on; with node1's line down it read 503 'coba lagi', and
-    which leg ids exist (and on which node) showed through the difference."""
+class DeskLine:
+    """node2's line with the real transfer routes over the test database; node1's line, where
+    the calls here are, is down (a request sent on is a 503)."""
+
+    def __init__(self, service: TransferService, two: Client) -> None:
+        self.service, self.two = service, two
+
+    async def bearer(self, name: str) -> dict[str, str]:
+        login = await self.two.post("/api/session", json={"username": name, "password": PASSWORD})
+        assert login.status == 201, await login.text()
+        return {"Authorization": f"Bearer {(await login.json())['token']}"}
+
+
+@pytest.fixture
+async def desk_line(database: Database, settings: Settings) -> AsyncIterator[DeskLine]:
+    """op1 at PJSIP/op1002 and op2 at OPERATOR, the calls' operator."""
     context = make_context(settings, database)
     for name, interface in (("op1", "PJSIP/op1002"), ("op2", OPERATOR)):
         await context.accounts.create(name, "operator", PASSWORD, actor="test")
@@ -343,7 +354,21 @@ async def test_a_step_on_another_operators_leg_is_refused_here(
     service = TransferService(database, cast(AmiListActions, NoAmi()), context.desks,
                               incidents=context.incidents, dispatches=context.dispatches,
                               audit=context.accounts, ring_seconds=20)
-    number = await service.save_number("damkar", "Pos Damkar", "0275321113")
+    forwarder = LineForwarder("node2", {"node1": "http://127.0.0.1:9"})
+    app = build_app(context, TransferApi(service).routes(), nodes=forwarder)
+    try:
+        async with TestClient(TestServer(app)) as two:
+            yield DeskLine(service, two)
+    finally:
+        await forwarder.close()
+
+
+async def test_a_step_on_another_operators_leg_is_refused_here(
+        desk_line: DeskLine, database_dsn: str) -> None:
+    """Only the operator who took a leg takes its steps: another's is refused where it lands
+    (404, as node1 would), not sent on; with node1's line down it read 503 'coba lagi', and
+    which leg ids exist (and on which node) showed through the difference."""
+    number = await desk_line.service.save_number("damkar", "Pos Damkar", "0275321113")
     await answered(database_dsn, "node1-1795430334.5")
     [leg] = await fetch(database_dsn, """
         INSERT INTO call_legs (kind, call_id, operator, actor, number)
@@ -352,16 +377,26 @@ async def test_a_step_on_another_operators_leg_is_refused_here(
     await execute(database_dsn, "INSERT INTO transfer_legs (leg_id, number_id, "
                   "operator_channel) VALUES ($1, $2, 'PJSIP/op1001-00000001')",
                   leg["leg_id"], number.number_id)
-    forwarder = LineForwarder("node2", {"node1": "http://127.0.0.1:9"})
-    app = build_app(context, TransferApi(service).routes(), nodes=forwarder)
     path = f"/api/desk/transfers/{leg['leg_id']}/steps"
-    try:
-        async with TestClient(TestServer(app)) as two:
-            for name, status in (("op1", 404), ("op2", 503)):
-                login = await two.post("/api/session",
-                                       json={"username": name, "password": PASSWORD})
-                headers = {"Authorization": f"Bearer {(await login.json())['token']}"}
-                response = await two.post(path, headers=headers, json={"step": "cancel"})
-                assert response.status == status, await response.text()
-    finally:
-        await forwarder.close()
+    for name, status in (("op1", 404), ("op2", 503)):
+        response = await desk_line.two.post(path, headers=await desk_line.bearer(name),
+                                            json={"step": "cancel"})
+        assert response.status == status, await response.text()
+
+
+async def test_a_transfer_of_a_call_that_has_ended_is_refused_here(
+        desk_line: DeskLine, database_dsn: str) -> None:
+    """The caller hung up and the operator clicks Alihkan on the page still showing the call:
+    refused where it lands (409 'tidak sedang bicara', as node1 would), not sent on to the
+    ended call's node (a 503 'coba lagi' while its line is down)."""
+    number = await desk_line.service.save_number("damkar", "Pos Damkar", "0275321113")
+    await add_calls(database_dsn, call_facts("node1-1795430334.6", talk=30))
+    headers = await desk_line.bearer("op2")
+    body = {"number_id": number.number_id, "mode": "blind"}
+    response = await desk_line.two.post("/api/desk/transfers", headers=headers, json=body)
+    assert response.status == 409, await response.text()
+    assert "tidak sedang bicara" in (await response.json())["error"]["message"]
+    # Talking on node1's call, it is sent on (node1's line, down here).
+    await answered(database_dsn, "node1-1795430334.7")
+    response = await desk_line.two.post("/api/desk/transfers", headers=headers, json=body)
+    assert response.status == 503
