@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any, Final, cast
 
@@ -20,11 +20,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr.menu import load_menu
 from telephony.ami.actions import AmiListActions
+from telephony.ami.responses import AmiEvent
 from telephony.calls.ids import node_name
 from telephony.cluster.forward import LineForwarder
 from telephony.db.connection import Database
 from telephony.desks.service import assign_desk
 from telephony.settings import ClusterNode, Settings
+from telephony.supervision.http import SupervisionApi
+from telephony.supervision.service import SupervisionAmi, SupervisionService
 from telephony.transfers.http import TransferApi
 from telephony.transfers.service import TransferService
 from telephony.web.context import parse_networks
@@ -400,3 +403,43 @@ async def test_a_transfer_of_a_call_that_has_ended_is_refused_here(
     await answered(database_dsn, "node1-1795430334.7")
     response = await desk_line.two.post("/api/desk/transfers", headers=headers, json=body)
     assert response.status == 503
+
+
+class QuietAmi(NoAmi):
+    """No Asterisk here, and no events to hear."""
+
+    def subscribe(self, event: str, handler: Callable[[AmiEvent], None]) -> None:
+        """Nothing arrives."""
+
+
+@pytest.mark.parametrize(("supervisor", "operator", "status"), [
+    ("baru", OPERATOR, 409),  # no phone of their own to ring: no_supervisor_phone
+    ("kepala", "PJSIP/op9999", 404),  # no operator works there: unknown_operator
+    ("kepala", OPERATOR, 503),  # sound: sent on to node1's line, down here
+])
+async def test_a_listen_in_the_handler_refuses_is_refused_here(
+        database: Database, database_dsn: str, settings: Settings, supervisor: str,
+        operator: str, status: int) -> None:
+    """A listen-in the handler refuses before asking Asterisk (no phone, no such operator) is
+    refused where it lands, with its own 4xx: it was sent on to the node of the operator's
+    call, and with that node's line down the supervisor read 503 'coba lagi'."""
+    context = make_context(settings, database)
+    menu = load_menu(settings.menu_file)
+    for name, role in (("kepala", "supervisor"), ("baru", "supervisor"), ("op2", "operator")):
+        await context.accounts.create(name, role, PASSWORD, actor="test")
+    await assign_desk(database, menu, "op2", OPERATOR, {"general": 5})
+    await assign_desk(database, menu, "kepala", "PJSIP/sup3001", {})
+    await answered(database_dsn, "node1-1795430334.8")
+    service = SupervisionService(database, cast(SupervisionAmi, QuietAmi()), context.accounts)
+    forwarder = LineForwarder("node2", {"node1": "http://127.0.0.1:9"})
+    app = build_app(context, SupervisionApi(service).routes(), nodes=forwarder)
+    try:
+        async with TestClient(TestServer(app)) as two:
+            login = await two.post("/api/session",
+                                   json={"username": supervisor, "password": PASSWORD})
+            headers = {"Authorization": f"Bearer {(await login.json())['token']}"}
+            response = await two.post(PATH, headers=headers,
+                                      json={"operator": operator, "mode": "listen"})
+            assert response.status == status, await response.text()
+    finally:
+        await forwarder.close()
