@@ -109,15 +109,21 @@ class LineForwarder:
         # Created on first use: a ClientSession belongs to the running event loop. No
         # cookie jar: each request carries its own client's session, never another's.
         if self._session is None or self._session.closed:
+            # A connection of its own per forward (force_close): one kept alive could have
+            # been closed by the other line's restart as the next request went out, and that
+            # request, never taken, was told of as "took it but did not answer". The routes
+            # forwarded are a few clicks a minute.
             connector = aiohttp.TCPConnector(
-                local_addr=None if self._source is None else (self._source, 0))
+                local_addr=None if self._source is None else (self._source, 0),
+                force_close=True)
             self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector,
                                                   cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def forward(self, request: web.Request, node: str) -> web.StreamResponse | None:
         """``node``'s line's answer to ``request``; ``None`` for this node or one whose line
-        is not listed. Raises :class:`NodeUnreachable` if that line does not answer."""
+        is not listed. Raises :class:`NodeUnreachable` if that line cannot be reached,
+        :class:`NodeNoAnswer` if it took the request and gave no (whole) answer in time."""
         base = self._lines.get(node)
         if node == self._me or base is None:
             return None
