@@ -42,8 +42,9 @@ class SupervisionApi:
     async def call_node(self, request: web.Request) -> str | None:
         """The node carrying the operator's live call (the listening is spied there)."""
         data = await json_body(request)
-        return node_name(await self._supervision.live_call(data["operator"],
-                                                           data.get("call_id")))
+        return node_name(await self._supervision.live_call(
+            request[SESSION].account, operator=data["operator"], mode=data["mode"],
+            call_id=data.get("call_id")))
 
     def routes(self) -> list[Route]:
         """The route, with who may call it."""

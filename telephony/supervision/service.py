@@ -148,6 +148,27 @@ class SupervisionService:
                     call_id: str | None = None, remote_address: str) -> Supervision:
         """Listen in (or whisper, or barge) on the call the operator at ``operator`` is
         answering now (``call_id``, when given, must be that call)."""
+        chosen, interface, phone, username = await self._checked(
+            account, operator=operator, mode=mode, call_id=call_id)
+        # One request at a time: the phone found free stays free until the Originate is out.
+        async with self._serial:
+            started, ringing = await self._ring(
+                account, chosen, interface=interface, username=username, phone=phone,
+                call_id=call_id, remote_address=remote_address)
+        try:
+            async with asyncio.timeout(self._config.answer_wait_seconds):
+                # Shielded: the outcome is still applied after the wait gives up.
+                why = await asyncio.shield(ringing.outcome)
+        except TimeoutError:
+            return started  # ringing
+        if why is not None:
+            raise PhoneUnreachable(phone, why)
+        return started
+
+    async def _checked(self, account: Account, *, operator: str, mode: str,
+                       call_id: str | None) -> tuple[SpyMode, str, str, str]:
+        """Step 1: the mode, the operator's interface, the supervisor's phone and the
+        operator's username; raises the refusal of a request that cannot be carried out."""
         if account.role is not Role.SUPERVISOR:
             raise NotSupervisor()
         try:
@@ -172,31 +193,19 @@ class SupervisionService:
             raise NoSupervisorPhone(account.username)
         if username is None:
             raise UnknownOperator(interface)
-        # One request at a time: the phone found free stays free until the Originate is out.
-        async with self._serial:
-            started, ringing = await self._ring(
-                account, chosen, interface=interface, username=username, phone=phone,
-                call_id=call_id, remote_address=remote_address)
-        try:
-            async with asyncio.timeout(self._config.answer_wait_seconds):
-                # Shielded: the outcome is still applied after the wait gives up.
-                why = await asyncio.shield(ringing.outcome)
-        except TimeoutError:
-            return started  # ringing
-        if why is not None:
-            raise PhoneUnreachable(phone, why)
-        return started
+        return chosen, interface, phone, username
 
-    async def live_call(self, operator: object, call_id: object = None) -> str | None:
+    async def live_call(self, account: Account, *, operator: str, mode: str,
+                        call_id: str | None = None) -> str | None:
         """The call (or call-back leg's channel) the operator at ``operator`` is answering
-        now as the records have it: ``call_id`` when it names one, else the latest answered
-        and not ended; ``None`` for none, or for a request :meth:`start` will refuse."""
-        if isinstance(call_id, str) and valid_call_id(call_id):
+        now as the records have it: ``call_id`` when given, else the latest answered and not
+        ended; ``None`` for none. A request :meth:`start` refuses (step 1) is refused here
+        with its own refusal: on a cluster it is not sent on to the call's node for that
+        (telephony/web/nodes.py), nor a 503 while that node's line is down."""
+        _, interface, _, _ = await self._checked(account, operator=operator, mode=mode,
+                                                 call_id=call_id)
+        if call_id is not None:
             return call_id
-        try:
-            interface = operator_interface(str(operator))
-        except SupervisionInputError:
-            return None
         return await self._database.run(lambda c: self._repo.live_call(c, interface))
 
     async def _ring(self, account: Account, chosen: SpyMode, *, interface: str, username: str,

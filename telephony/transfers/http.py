@@ -147,14 +147,19 @@ class TransferApi:
         rows = await self._service.timeline(incident_id)
         return json_response({"legs": [timeline_json(row) for row in rows]})
 
+    # The body is checked first, as the handler will: one it refuses is refused here with its
+    # own 4xx, not sent on (and not a 503 while the call's node's line is down).
+
     async def desk_node(self, request: web.Request) -> str | None:
         """The node carrying the call in front of the operator (a transfer's)."""
+        await json_body(request)
         return node_name(await self._service.desk_call(request[SESSION].account))
 
     async def leg_node(self, request: web.Request) -> str | None:
         """The node carrying the call of the leg a step is taken on."""
-        return node_name(await self._service.leg_call(
-            path_id(request, "leg_id", "Alih panggilan")))
+        leg_id = path_id(request, "leg_id", "Alih panggilan")
+        await json_body(request)
+        return node_name(await self._service.leg_call(request[SESSION].account, leg_id))
 
     def routes(self) -> list[Route]:
         """The transfer routes, with who may call them."""

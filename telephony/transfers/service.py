@@ -338,14 +338,17 @@ class TransferService:
     # -- the call a request acts on (run on the node carrying it: telephony/web/nodes.py) -----
 
     async def desk_call(self, account: Account) -> str | None:
-        """The call in front of the operator, if any: a transfer acts on their channel on it."""
+        """The call the operator is talking on, if any: a transfer acts on their channel on
+        it. ``None`` for a call ringing or ended (:meth:`start` refuses it: refused where it
+        lands, not sent on)."""
         current = (await self._desks.state(account)).current
-        return None if current is None else current.call.call_id
+        return None if current is None or current.state != "talking" else current.call.call_id
 
-    async def leg_call(self, leg_id: int) -> str | None:
-        """The call of transfer leg ``leg_id``; ``None`` if there is no such leg."""
+    async def leg_call(self, account: Account, leg_id: int) -> str | None:
+        """The call of transfer leg ``leg_id``; ``None`` if there is no such leg, or it is
+        another operator's (:meth:`step` refuses it: refused where it lands, not sent on)."""
         leg = await self._database.run(lambda c: self._store.leg(c, leg_id))
-        return None if leg is None else leg.leg.call_id
+        return None if leg is None or leg.leg.actor != account.username else leg.leg.call_id
 
     # -- the incident's timeline -----------------------------------------------------------------
 

@@ -3,14 +3,17 @@ front rendered from the settings, and a node's settings handed to its line serve
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from recordings.domain import Kind, Source, parse_source, source_name
+from telephony.ami.listener import AmiListener
 from telephony.asterisk.config import install_config
 from telephony.calls.ids import node_of, valid_call_id
+from telephony.cluster import forward
 from telephony.kamailio.config import (
     DISPATCHER_LIST,
     KamailioConfigError,
@@ -21,6 +24,7 @@ from telephony.kamailio.config import (
 from telephony.lab.cluster import cluster_settings
 from telephony.lab.line import settings_environment
 from telephony.settings import ClusterNode, Settings, SettingsError, load_settings
+from telephony.supervision.service import SupervisionConfig
 from telephony.web.context import WebConfig, parse_networks
 
 NODES = "node1=127.0.0.11:5060:4573,node2=127.0.0.12:5060:4573"
@@ -301,3 +305,13 @@ def test_a_nodes_line_believes_the_other_nodes_forwarded_for() -> None:
         ["127.0.0.1", "127.0.0.12"])
     single = load_settings(environ={"SIAGA112_HTTP_TRUSTED_PROXIES": "127.0.0.1"})
     assert WebConfig.from_settings(single).trusted_proxies == parse_networks(["127.0.0.1"])
+
+
+def test_a_forward_waits_longer_than_the_routes_it_forwards_can_take() -> None:
+    """A forward given up while the other line still works reports a failure that may be a
+    success: its wait covers a listen-in queued behind another (four AMI actions, each
+    waiting for a login and for its answer, then the phone's first answer), and a transfer's
+    three actions, within the HTTPS front's 5 minutes."""
+    action = inspect.signature(AmiListener.__init__).parameters["action_timeout"].default
+    listen_in = 4 * 2 * action + SupervisionConfig().answer_wait_seconds
+    assert listen_in < forward.TIMEOUT_SECONDS < 300
