@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from telephony.db.connection import Database
+from telephony.incidents.dispatches import Dispatch
 from telephony.incidents.errors import InvalidTransition
 from telephony.incidents.notifiers import LogNotifier, WebhookNotifier
 from telephony.incidents.outbox import DeliveryReport, Notification
@@ -74,6 +75,17 @@ async def dispatched_fire(database_dsn: str, service: IncidentServices, call_id:
     await service.incidents.change_status(incident.incident_id, "verified", actor="op1001")
     await service.dispatches.dispatch(incident.incident_id, "damkar", actor="op1001")
     return incident.incident_id
+
+
+async def brigade_told(database_dsn: str, service: IncidentServices, call_id: str
+                       ) -> tuple[int, Dispatch]:
+    """A fire dispatched to the fire brigade, whose duty officer has the call-out: the
+    incident's id and the dispatch."""
+    await service.directory.add_recipient("damkar", name="Piket", contact="0812")
+    incident_id = await dispatched_fire(database_dsn, service, call_id)
+    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
+    damkar, = await service.dispatches.dispatches(incident_id)
+    return incident_id, damkar
 
 
 async def outbox(database_dsn: str) -> list[dict[str, Any]]:
@@ -405,10 +417,7 @@ async def test_a_dispatch_cancelled_by_the_operator_tells_the_agency_not_to_come
     # The operator sent the fire brigade by mistake (it was the police's case); the brigade's
     # duty officer already has the message. Cancelling the dispatch tells him not to come.
     service = make_service(database)
-    await service.directory.add_recipient("damkar", name="Piket", contact="0812")
-    incident_id = await dispatched_fire(database_dsn, service, "standdown.4")
-    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
-    damkar, = await service.dispatches.dispatches(incident_id)
+    incident_id, damkar = await brigade_told(database_dsn, service, "standdown.4")
     await service.dispatches.advance_dispatch(damkar.dispatch_id, "cancelled", actor="op1001",
                                               note="salah instansi")
     assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
@@ -430,10 +439,7 @@ async def test_an_agency_dispatched_again_is_not_turned_back_by_the_earlier_stan
     # call-out went out together, and the crew, in whichever order they arrived, might turn
     # back. The newer call-out stands; the stand-down is withdrawn.
     service = make_service(database)
-    await service.directory.add_recipient("damkar", name="Piket", contact="0812")
-    incident_id = await dispatched_fire(database_dsn, service, "standdown.5")
-    assert await service.outbox.deliver_notifications() == DeliveryReport(sent=1)
-    damkar, = await service.dispatches.dispatches(incident_id)
+    incident_id, damkar = await brigade_told(database_dsn, service, "standdown.5")
     await service.dispatches.advance_dispatch(damkar.dispatch_id, "cancelled", actor="op1001",
                                               note="tidak menjawab")
     await service.dispatches.dispatch(incident_id, "damkar", actor="op1001")
