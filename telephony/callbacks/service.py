@@ -61,7 +61,7 @@ from telephony.callbacks.model import (
 from telephony.callbacks.store import CallbackRepository
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
-from telephony.calls.store import OPEN_CALL_HORIZON, LegRepository
+from telephony.calls.store import OPEN_CALL_HORIZON, LegRepository, operator_open_call
 from telephony.cluster.peers import DEVICE
 from telephony.db.connection import Database
 from telephony.desks.service import AuditLog
@@ -358,7 +358,8 @@ class CallbackService:
         called back."""
         since = self._clock() - OPEN_CALL_HORIZON
         if not await self._database.run(
-                lambda c: self._repo.operator_talking(c, interface, since=since)):
+                lambda c: operator_open_call(c, interface, since=since,
+                                             answered_only=False)):
             return False
         if not DEVICE.fullmatch(interface):
             return False

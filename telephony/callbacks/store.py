@@ -135,22 +135,6 @@ class CallbackRepository:
             """,
             key, since))
 
-    async def operator_talking(self, connection: asyncpg.Connection, interface: str, *,
-                               since: datetime) -> bool:
-        """Whether the operator at ``interface`` has a call the records say they answered, or a
-        call-back, answered or asked for since ``since`` and not ended, on any node: on a
-        cluster it may be on another node than the one asked for a call-back, whose Asterisk
-        has no channel of it."""
-        return bool(await connection.fetchval(
-            """
-            SELECT EXISTS (SELECT 1 FROM calls
-                           WHERE operator = $1 AND answered_at >= $2 AND ended_at IS NULL)
-                OR EXISTS (SELECT 1 FROM call_legs
-                           WHERE kind = 'callback' AND operator = $1 AND ended_at IS NULL
-                             AND requested_at >= $2)
-            """,
-            interface, since))
-
     async def lock_caller(self, connection: asyncpg.Connection, key: str) -> None:
         """Hold the caller's entry until the transaction ends: two operators calling the
         same caller back, or a call-back and a closing, take turns."""

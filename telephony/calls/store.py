@@ -56,6 +56,33 @@ log = logging.getLogger("telephony.db")
 OPEN_CALL_HORIZON = timedelta(hours=3)
 
 
+async def operator_open_call(connection: asyncpg.Connection, interface: str, *,
+                             since: datetime, answered_only: bool) -> str | None:
+    """What the operator at ``interface`` is on as the records have it, on any cluster node:
+    the latest call they answered since ``since`` that has not ended, or call-back leg of
+    theirs asked for since then and not ended (the Uniqueid of its channel, whose node placed
+    it; the called-back call's id until the channel reported); ``None`` if none. With
+    ``answered_only``, a call-back not yet answered (their phone ringing) does not count.
+    On a cluster, another node's Asterisk has no channel of it: what a line asked about an
+    operator on such a call reads here."""
+    found: str | None = await connection.fetchval(
+        """
+        SELECT id FROM (
+            SELECT call_id AS id, answered_at AS at FROM calls
+            WHERE operator = $1 AND answered_at >= $2 AND ended_at IS NULL
+            UNION ALL
+            SELECT COALESCE(channel_id, call_id), COALESCE(answered_at, requested_at)
+            FROM call_legs
+            WHERE kind = 'callback' AND operator = $1 AND ended_at IS NULL
+              AND requested_at >= $2 AND (answered_at IS NOT NULL OR NOT $3)
+        ) live
+        ORDER BY at DESC
+        LIMIT 1
+        """,
+        interface, since, answered_only)
+    return found
+
+
 
 @dataclass(frozen=True)
 class IvrColumn:

@@ -40,6 +40,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
@@ -50,6 +51,7 @@ from telephony.ami.channels import UP, LiveChannel, live_channels, operator_chan
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
 from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.calls.ids import valid_call_id
+from telephony.calls.store import OPEN_CALL_HORIZON, operator_open_call
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
 from telephony.supervision.errors import (
@@ -206,7 +208,9 @@ class SupervisionService:
                                                  call_id=call_id)
         if call_id is not None:
             return call_id
-        return await self._database.run(lambda c: self._repo.live_call(c, interface))
+        since = datetime.now(UTC) - OPEN_CALL_HORIZON
+        return await self._database.run(
+            lambda c: operator_open_call(c, interface, since=since, answered_only=True))
 
     async def _ring(self, account: Account, chosen: SpyMode, *, interface: str, username: str,
                     phone: str, call_id: str | None, remote_address: str
