@@ -600,8 +600,11 @@ async def test_a_dead_nodes_operator_is_offered_calls_on_the_survivor(cluster: C
         await eventually("the operator in use on node2",
                          lambda: equals(member_state(survivor.lab, OPERATOR), "In use"),
                          within=5)
-        # A caller waits at node2 for the busy operator.
-        async with node_callers(survivor.settings, unique_caller("0816"), talk_seconds=30):
+        # A caller waits at node2 for the busy operator, longer than the two waits below may
+        # take together: with 30 s, a full run on a loaded machine once freed the operator
+        # after the caller had hung up, and nobody was left to ring them.
+        async with node_callers(survivor.settings, unique_caller("0816"),
+                                talk_seconds=2 * FORGET_WITHIN_SECONDS + 15):
             await eventually("node2's caller waiting",
                              lambda: equals(waiting_callers(survivor.lab), 1), within=15)
             killed = time.monotonic()
