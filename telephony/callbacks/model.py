@@ -43,7 +43,13 @@ from typing import Final, Protocol
 
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.errors import InvalidClosure
-from telephony.calls.ids import CallerIdKind, parse_caller_id, valid_call_id
+from telephony.calls.ids import (
+    WITHHELD_TEXT,
+    CallerIdKind,
+    caller_shown,
+    parse_caller_id,
+    valid_call_id,
+)
 from telephony.calls.legs import LegOutcome, check_number, dial_number
 from telephony.core.labels import LabelledStrEnum
 from telephony.core.text import invisible
@@ -55,7 +61,6 @@ ACTION_PREFIX: Final = "siaga112-callback-"
 TARGET: Final = "penelepon"  # call_legs.target of a call-back: whom it is for
 MAX_NOTE: Final = 300
 _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
-WITHHELD: Final = "(nomor disembunyikan)"
 # Why a caller with a number shown cannot be called back (a withheld one says so in its place).
 _NOT_DIALLABLE: Final = {
     CallerIdKind.SIMLESS: "ponsel tanpa kartu SIM (nomor IMEI)",
@@ -234,15 +239,14 @@ class Entry:
     def caller_shown(self) -> str:
         """The caller as the list names them: the number presented, or that it was withheld
         (not Asterisk's "anonymous")."""
-        caller = self.call.caller_number
-        return WITHHELD if parse_caller_id(caller).kind is CallerIdKind.WITHHELD else caller
+        return caller_shown(self.call.caller_number)
 
     @property
     def why_not_possible(self) -> str:
         """Why a caller who cannot be called back cannot, beyond a withheld number (which
         :attr:`caller_shown` says): a SIM-less phone's IMEI or a malformed number read as a
         number to try elsewhere. Empty when nothing more is to be said."""
-        if self.possible or self.caller_shown == WITHHELD:
+        if self.possible or self.caller_shown == WITHHELD_TEXT:
             return ""
         kind = parse_caller_id(self.call.caller_number).kind
         return _NOT_DIALLABLE.get(kind, "nomor tidak dapat ditelepon dari jalur ini")

@@ -217,6 +217,18 @@ def parse_caller_id(raw: str) -> CallerId:
     return CallerId(raw, CallerIdKind.MALFORMED, None)
 
 
+# How every page names a caller who hid their number: not as Asterisk's "anonymous" (English,
+# and a code an operator read as a name) nor as a blank.
+WITHHELD_TEXT: Final = "(nomor disembunyikan)"
+
+
+def caller_shown(raw: str) -> str:
+    """The caller as the console names them: the number presented, or that it was withheld
+    (:data:`WITHHELD_TEXT`) when :func:`parse_caller_id` finds it so. The one wording of the
+    call-back list, the incident pages and the operator's desk."""
+    return WITHHELD_TEXT if parse_caller_id(raw).kind is CallerIdKind.WITHHELD else raw
+
+
 def national_mobile(number: str) -> str:
     """``number`` with its trunk 0 back when it is a mobile number presented without it
     (``812…`` becomes ``0812…``), else ``number`` unchanged: the form the carrier is asked to

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ivr.flow import REASON_SEPARATOR
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
+from telephony.calls.ids import caller_shown
 from telephony.desks.operators import SKILL_LABELS, pause_label
 from telephony.desks.service import PHONE_LOST_TEXT, DeskState
 from telephony.desks.store import CallView
@@ -41,6 +42,7 @@ def call_view_json(call: CallView) -> dict[str, Any]:
     label = Label(call.label) if call.label is not None else None
     return {
         "call_id": call.call_id, "line": call.line, "caller_number": call.caller_number,
+        "caller_shown": caller_shown(call.caller_number),
         "arrived_at": instant_json(call.arrived_at), "answered_at": instant_json(call.answered_at),
         "ended_at": instant_json(call.ended_at), "ivr_choice": call.ivr_choice,
         "ivr_outcome": call.ivr_outcome, "ivr_category": call.ivr_category,

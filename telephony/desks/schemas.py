@@ -22,7 +22,10 @@ from telephony.web.schemas import (
 # A call as the console shows it (``CallView``); the desk's call adds where it stands.
 _CALL_VIEW: Final[Schema] = {
     "call_id": {"type": "string"}, "line": NULLABLE_TEXT,
-    "caller_number": {"type": "string"}, "arrived_at": NULLABLE_DATETIME,
+    "caller_number": {"type": "string"},
+    "caller_shown": {"type": "string", "description": "Penelepon seperti yang ditampilkan: "
+                                                      "nomornya, atau (nomor disembunyikan)"},
+    "arrived_at": NULLABLE_DATETIME,
     "answered_at": NULLABLE_DATETIME, "ended_at": NULLABLE_DATETIME,
     "ivr_choice": NULLABLE_TEXT, "ivr_outcome": NULLABLE_TEXT,
     "ivr_category": NULLABLE_TEXT, "ivr_category_label": NULLABLE_TEXT,

@@ -989,3 +989,26 @@ async def test_a_call_back_whose_end_went_unreported_reads_so_on_the_incident_pa
     assert shown[1].endswith("ke 081355500009 oleh op1 · berlangsung"), shown
     assert shown[2].endswith("ke 081355500007 oleh op1 · Gagal di telepon operator, "
                              "penelepon tidak ditelepon"), shown
+
+
+async def test_a_withheld_caller_is_named_in_words_on_the_incident_pages_and_the_desk(
+        console: Console) -> None:
+    """A caller who hid their number read as Asterisk's "anonymous" on the incident page,
+    the open list and the operator's desk, while the call-back list named them in words:
+    every page now says it as that list does (``calls.ids.caller_shown``)."""
+    operator = await console.user("op1", "operator", desk=True)
+    hidden = "1700000900.4"
+    await record(console, call_facts(hidden, "anonymous"))
+    incident = await console.client.app[CONTEXT].incidents.create_for_call(hidden)
+    html = (await operator.get(f"/console/incidents/{incident.incident_id}"))[1]
+    assert '<strong class="mono caller">(nomor disembunyikan)</strong>' in html
+    listed = (await operator.get("/console/incidents"))[1]
+    assert '<td class="mono">(nomor disembunyikan)</td>' in listed
+    assert "anonymous" not in html and "anonymous" not in listed
+    shown = await desk(operator)
+    assert shown["call"]["call_id"] == hidden
+    assert shown["call"]["caller_shown"] == "(nomor disembunyikan)"
+    assert shown["call"]["caller_number"] == "anonymous"  # the record as the carrier sent it
+    # A number shown is shown as it is.
+    await record(console, call_facts("1700000901.5", "081355500011"))
+    assert (await desk(operator))["call"]["caller_shown"] == "081355500011"

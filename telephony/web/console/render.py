@@ -24,6 +24,7 @@ import jinja2
 from aiohttp import web
 
 from telephony.accounts.model import Role, Session
+from telephony.calls.ids import caller_shown
 from telephony.web.context import CONTEXT
 from telephony.web.errors import ApiError
 from telephony.web.routing import SESSION, Reply
@@ -120,6 +121,7 @@ ENV: Final = jinja2.Environment(
 )
 ENV.filters["local"] = _local
 ENV.filters["local_clock"] = _local_clock
+ENV.filters["caller"] = caller_shown  # a withheld caller in words, as every page names them
 ENV.globals["asset"] = asset_url
 
 

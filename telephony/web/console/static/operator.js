@@ -152,7 +152,7 @@
       state_label: call.state_label,
       line: call.line || "-",
       arrived_at: time(call.arrived_at, timeFormat),
-      caller_number: call.caller_number || "(nomor disembunyikan)",
+      caller_number: call.caller_shown,
       ivr: ivrText(call),
       queue: call.queue || "-",
       answered_at: time(call.answered_at, timeFormat),
