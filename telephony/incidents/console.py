@@ -34,6 +34,8 @@ from telephony.incidents.errors import (
 )
 from telephony.incidents.model import (
     EDITABLE_STATUSES,
+    LABEL_DISMISSED,
+    LABEL_WITHDRAWN,
     SEARCH_LIMIT,
     SEARCH_MAX,
     SYSTEM_ACTOR,
@@ -84,7 +86,8 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
     "merged_location": "lokasi menurut penelepon ini: {}",
     "merged_village": "desa menurut penelepon ini: {}",
     "merged_description": "uraian dari penelepon ini: {}",
-    "dispatch_id": "pengiriman #{}", "agency": "instansi: {}", "rating": "nilai {} dari 5",
+    "label": "label panggilan: {}", "dispatch_id": "pengiriman #{}", "agency": "instansi: {}",
+    "rating": "nilai {} dari 5",
     "attachment_id": "lampiran #{}", "filename": "berkas: {}", "size_bytes": "{} bita",
     "sha256": "SHA-256 {}", "status": "status: {}", "report_type": "jenis: {}",
     "priority": "prioritas: {}", "by_phone": "lewat telepon",
@@ -97,7 +100,10 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
 # The words for the codes a timeline entry carries, by (kind of entry, detail key).
 _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
     **{("status", key): Status.labels() for key in ("from", "to")},
-    ("status", "reason"): {"merged": "penelepon berulang, digabungkan"},
+    ("status", "reason"): {"merged": "penelepon berulang, digabungkan",
+                           LABEL_DISMISSED: "panggilannya diberi label gangguan",
+                           LABEL_WITHDRAWN: "label gangguan panggilannya diganti"},
+    ("status", "label"): Label.labels(),
     ("created", "status"): Status.labels(),
     ("created", "report_type"): ReportType.labels(),
     **{("escalated", key): EscalationLevel.labels() for key in ("from", "to")},
@@ -155,11 +161,17 @@ async def open_incident(request: web.Request, form: Form) -> Done:
 
 
 async def label_call(request: web.Request, form: Form) -> Done:
-    """Label the call (genuine, prank, silent, accidental, test)."""
-    stored = await context_of(request).screening.label(
-        request.match_info["call_id"], form.get("label", ""), actor_of(request),
-        form.get("note", ""))
-    return Done(f"Panggilan diberi label: {stored.label.label}.")
+    """Label the call (genuine, prank, silent, accidental, test); the incident the line
+    opened for it follows a nuisance label, or its withdrawal, if nobody worked on it
+    (``IncidentService.settle_labelled_call``), and the message says so."""
+    ctx = context_of(request)
+    call_id = request.match_info["call_id"]
+    stored = await ctx.screening.label(call_id, form.get("label", ""), actor_of(request),
+                                       form.get("note", ""))
+    moved = await ctx.incidents.settle_labelled_call(call_id)
+    followed = "" if moved is None else (
+        f" Insiden #{moved.incident_id} otomatis berstatus {moved.status.label}.")
+    return Done(f"Panggilan diberi label: {stored.label.label}.{followed}")
 
 
 # -- incidents ---------------------------------------------------------------------------------

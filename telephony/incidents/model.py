@@ -12,7 +12,7 @@ have modules of their own.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -21,6 +21,7 @@ from typing import Any, Final, TypeVar
 from telephony.core.labels import LabelledIntEnum, LabelledStrEnum
 from telephony.core.text import BIDI_MESSAGE, bidi_control, unsafe_line, whole_number
 from telephony.incidents.errors import InvalidTransition, ValidationError
+from telephony.screening.features import Label
 
 # --------------------------------------------------------------------------------------------
 # Vocabularies
@@ -430,6 +431,51 @@ class IncidentEvent:
     actor: str
     kind: str  # created, status, details, call_linked, escalated, dispatch, rating, attachment
     detail: Mapping[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# A nuisance call's automatic incident
+
+# The line opens an incident for every answered call, a prank's too (see
+# ``IncidentService.create_for_answered_calls``). When the operator labels the call a nuisance
+# and nothing else was done on its incident, the incident goes with the label: a prank to
+# "Laporan iseng", a silent or accidental call (no report at all, not a prank) to
+# "Dibatalkan". Both statuses already mean "not an incident" to the open list, merging and
+# the daily summary (``reports.model.NOT_INCIDENTS``), so no reader needs a rule of its own.
+# The move is the system's, recorded with :data:`LABEL_DISMISSED` as its reason, so a wrong
+# label taken back (relabelled genuine or test, say) brings the incident back to "Baru" with
+# :data:`LABEL_WITHDRAWN`: the one way out of those two statuses, and only for an incident
+# the label alone had closed.
+NUISANCE_STATUSES: Final[Mapping[str, Status]] = {
+    Label.PRANK.value: Status.PRANK, Label.SILENT.value: Status.CANCELLED,
+    Label.ACCIDENTAL.value: Status.CANCELLED}
+LABEL_DISMISSED: Final = "nuisance_label"  # a status event's reason: the call's label closed it
+LABEL_WITHDRAWN: Final = "label_withdrawn"  # ... and reopened it when the label changed
+_LABEL_REASONS: Final = frozenset({LABEL_DISMISSED, LABEL_WITHDRAWN})
+
+
+def _by_label(event: IncidentEvent) -> bool:
+    return event.kind == "status" and event.detail.get("reason") in _LABEL_REASONS
+
+
+def status_for_label(incident: Incident, *, call_id: str, calls: Sequence[str],
+                     events: Sequence[IncidentEvent], dispatched: bool,
+                     label: str | None) -> Status | None:
+    """Where the label ``label`` (``None``: unlabelled) of ``call_id`` puts its incident, or
+    ``None`` to leave it. Only an incident the line opened for that call alone, never
+    dispatched and with nothing on its timeline but its creation and earlier moves by label
+    (no edit, escalation, linked call, attachment or operator's status change), follows its
+    call's label: to the label's nuisance status, or back to "Baru" from one the label had
+    put it in."""
+    if (incident.created_by != SYSTEM_ACTOR or list(calls) != [call_id] or dispatched
+            or not all(e.kind == "created" or _by_label(e) for e in events)):
+        return None
+    wanted = NUISANCE_STATUSES.get(label or "", Status.NEW)
+    if incident.status is wanted:
+        return None
+    if incident.status is Status.NEW or (events and _by_label(events[-1])):
+        return wanted
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import logging
 import asyncpg
 
 from telephony.calls.ids import parse_caller_id
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.incidents.attachment_meta import Attachment, parse_attachment
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.directory_store import DirectoryStore
@@ -39,6 +39,8 @@ from telephony.incidents.errors import (
 )
 from telephony.incidents.ledger import IncidentLedger
 from telephony.incidents.model import (
+    LABEL_DISMISSED,
+    LABEL_WITHDRAWN,
     NOTE_MAX,
     SEARCH_LIMIT,
     SYSTEM_ACTOR,
@@ -58,6 +60,7 @@ from telephony.incidents.model import (
     rating_is_new,
     require_editable,
     require_open,
+    status_for_label,
 )
 from telephony.incidents.store import IncidentRepository
 
@@ -136,6 +139,67 @@ class IncidentService:
             "report_type": new.report_type.value, "priority": int(new.priority),
         })
         return await self._ledger.fetch(connection, incident_id)
+
+    async def settle_labelled_call(self, call_id: str) -> Incident | None:
+        """Move the incident the line opened for ``call_id`` as the call's current label says
+        (``model.status_for_label``): closed as a prank or cancelled when labelled a nuisance,
+        back to "Baru" when that label is taken back. Returns the incident moved, or ``None``
+        when nothing moved (no incident, one an operator worked on, the label agreeing).
+        Reads the label under the incident's lock, so two quick relabellings settle on the
+        later one whichever finishes first."""
+
+        async def work(connection: asyncpg.Connection) -> Incident | None:
+            async with connection.transaction():
+                owner = await self._repo.incident_of_call(connection, call_id)
+                if owner is None:
+                    return None
+                current = await self._ledger.locked(connection, owner, None)
+                label = await self._repo.call_label(connection, call_id)
+                target = status_for_label(
+                    current, call_id=call_id, calls=await self._repo.call_ids(connection, owner),
+                    events=await self._repo.events(connection, owner),
+                    dispatched=await self._dispatches.has_dispatches(connection, owner),
+                    label=label)
+                if target is None:
+                    return None
+                await self._repo.set_status(connection, owner, target)
+                await self._ledger.record(connection, owner, SYSTEM_ACTOR, "status", {
+                    "from": current.status.value, "to": target.value, "call_id": call_id,
+                    "reason": LABEL_DISMISSED if target is not Status.NEW else LABEL_WITHDRAWN,
+                    "label": label or ""})
+                return await self._ledger.fetch(connection, owner)
+
+        try:
+            incident = await self._database.run(work)
+        except DatabaseUnavailable:
+            # The label is stored: the incident upkeep settles it once the database is back.
+            log.warning("incident of call %s not settled by its label yet: database "
+                        "unavailable", call_id)
+            return None
+        if incident is not None:
+            log.info("incident #%d %s after call %s was labelled", incident.incident_id,
+                     incident.status.value, call_id)
+        return incident
+
+    async def settle_labelled_calls(self) -> list[Incident]:
+        """:meth:`settle_labelled_call` for every recent call whose label may move its
+        incident: the labels given through the API, and any a database outage kept from
+        settling at once. Idempotent: safe to run again, or in two workers at once."""
+        moved: list[Incident] = []
+        batch = self._config.auto_create_batch
+
+        async def candidates(connection: asyncpg.Connection) -> list[str]:
+            return await self._repo.calls_to_settle_by_label(
+                connection, max_age=self._config.auto_create_max_age, limit=batch)
+
+        while True:
+            call_ids = await self._database.run(candidates)
+            settled = [await self.settle_labelled_call(call_id) for call_id in call_ids]
+            moved += [incident for incident in settled if incident is not None]
+            # A candidate the rules leave where it is stays one: stop rather than read it
+            # again for ever.
+            if len(call_ids) < batch or None in settled:
+                return moved
 
     async def link_call(
         self, incident_id: int, call_id: str, *, actor: str, expected_version: int | None = None

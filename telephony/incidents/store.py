@@ -20,7 +20,11 @@ from telephony.db.rows import from_row
 from telephony.incidents.attachment_meta import Attachment, AttachmentMeta
 from telephony.incidents.model import (
     INFORMATION_CATEGORY,
+    LABEL_DISMISSED,
+    LABEL_WITHDRAWN,
+    NUISANCE_STATUSES,
     OPEN_STATUSES,
+    SYSTEM_ACTOR,
     CallSnapshot,
     Coordinates,
     EscalationLevel,
@@ -118,6 +122,50 @@ class IncidentRepository:
             "SELECT call_id FROM incident_calls WHERE incident_id = $1 "
             "ORDER BY linked_at, call_id",
             incident_id,
+        )
+        return [row["call_id"] for row in rows]
+
+    async def call_label(self, connection: asyncpg.Connection, call_id: str) -> str | None:
+        """The call's current label (its latest, as the screening keeps them), if any."""
+        label: str | None = await connection.fetchval(
+            "SELECT label FROM call_labels WHERE call_id = $1 "
+            "ORDER BY labelled_at DESC, label_id DESC LIMIT 1", call_id)
+        return label
+
+    async def calls_to_settle_by_label(
+        self, connection: asyncpg.Connection, *, max_age: timedelta, limit: int
+    ) -> list[str]:
+        """Calls whose label may move the incident the line opened for them, as
+        ``model.status_for_label`` has it (this reads the same rules, so what it finds moves):
+        an incident of that call alone, never dispatched, with nothing on its timeline but its
+        creation and moves by label, "Baru" while its call is labelled a nuisance, or closed
+        by label while its call's label no longer puts it there; recent ones only, oldest
+        first."""
+        rows = await connection.fetch(
+            """
+            SELECT ic.call_id FROM incidents i
+            JOIN incident_calls ic USING (incident_id)
+            LEFT JOIN LATERAL (
+                SELECT l.label FROM call_labels l WHERE l.call_id = ic.call_id
+                ORDER BY l.labelled_at DESC, l.label_id DESC LIMIT 1) l ON true
+            WHERE i.created_by = $1 AND i.created_at >= now() - $2::interval
+              AND (i.status = 'new' OR i.status = ANY($3::text[]))
+              AND i.status IS DISTINCT FROM COALESCE($4::jsonb ->> l.label, 'new')
+              AND NOT EXISTS (SELECT 1 FROM incident_calls o
+                              WHERE o.incident_id = i.incident_id AND o.call_id <> ic.call_id)
+              AND NOT EXISTS (SELECT 1 FROM dispatches d WHERE d.incident_id = i.incident_id)
+              AND NOT EXISTS (SELECT 1 FROM incident_events e
+                              WHERE e.incident_id = i.incident_id AND e.kind <> 'created'
+                                AND (e.kind <> 'status'
+                                     OR (e.detail ->> 'reason') IS DISTINCT FROM $5
+                                        AND (e.detail ->> 'reason') IS DISTINCT FROM $6))
+            ORDER BY i.created_at, i.incident_id
+            LIMIT $7
+            """,
+            SYSTEM_ACTOR, max_age,
+            sorted({status.value for status in NUISANCE_STATUSES.values()}),
+            json.dumps({label: status.value for label, status in NUISANCE_STATUSES.items()}),
+            LABEL_DISMISSED, LABEL_WITHDRAWN, limit,
         )
         return [row["call_id"] for row in rows]
 

@@ -30,12 +30,17 @@ def label_json(stored: StoredLabel) -> dict[str, Any]:
 
 async def label_call(request: web.Request) -> web.StreamResponse:
     """Label a call (genuine, prank, silent, accidental, test); a new label corrects the
-    last one. Labels feed the prank screening of the caller's later calls."""
+    last one. Labels feed the prank screening of the caller's later calls, and move the
+    call's automatic incident nobody worked on (a nuisance closes it, a correction reopens
+    it)."""
     ctx = context_of(request)
     call_id = path_call_id(request)
     data = await json_body(request)
     stored = await ctx.screening.label(call_id, data["label"], actor_of(request),
                                        data.get("note", ""))
+    # The call's automatic incident follows a nuisance label at once (the incident upkeep
+    # would within seconds), as it does from the console's label buttons.
+    await ctx.incidents.settle_labelled_call(call_id)
     return json_response(label_json(stored), status=201)
 
 

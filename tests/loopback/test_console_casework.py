@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from telephony.incidents.edits import parse_patch
+from telephony.reports.store import ReportRepository
 from telephony.web.context import CONTEXT
 from tests.support.calls import OPERATOR, ago, call_facts
 from tests.support.console import HOSTILE, Console, record
@@ -1012,3 +1013,85 @@ async def test_a_withheld_caller_is_named_in_words_on_the_incident_pages_and_the
     # A number shown is shown as it is.
     await record(console, call_facts("1700000901.5", "081355500011"))
     assert (await desk(operator))["call"]["caller_shown"] == "081355500011"
+
+
+async def test_a_nuisance_label_closes_the_untouched_automatic_incident_and_undoes(
+        console: Console) -> None:
+    """Labelling a call Iseng, Diam or Tidak sengaja left the incident the line had opened
+    for it "Baru": the next shift's open list filled with them, and the daily summary
+    counted each under its report type (a child's "fire" a fire). An automatic incident
+    nobody worked on now follows its call's label: a prank to "Laporan iseng", a silent or
+    accidental call to "Dibatalkan"; a wrong label taken back brings it back. One an
+    operator worked on stays as it is."""
+    operator = await console.user("op1", "operator", desk=True)
+    ctx = console.client.app[CONTEXT]
+    prank, silent, worked = "1700001000.6", "1700001100.7", "1700001200.8"
+    for call_id, caller in ((prank, "081355500021"), (silent, "081355500022"),
+                            (worked, "081355500023")):
+        await record(console, call_facts(call_id, caller))
+    await ctx.incidents.create_for_answered_calls()
+    ids = {call_id: (await fetch(console.dsn, "SELECT incident_id FROM incident_calls "
+                                              "WHERE call_id = $1", call_id))[0][0]
+           for call_id in (prank, silent, worked)}
+    await ctx.incidents.update_details(ids[worked], parse_patch({"location_text": "Pasar"}),
+                                       actor="op1")
+
+    async def status(call_id: str) -> str:
+        return str((await ctx.incidents.get(ids[call_id])).status.label)
+
+    async def open_ids() -> set[int]:
+        html = (await operator.get("/console/incidents"))[1]
+        return {int(n) for n in re.findall(r'href="/console/incidents/(\d+)"', html)}
+
+    async def counted() -> int:
+        """The incidents the daily summary counts by report type (the three calls' day)."""
+        (day,) = {r["shift_day"] for r in await fetch(
+            console.dsn, "SELECT shift_day FROM calls WHERE call_id = $1", prank)}
+        found = await console.database.run(
+            lambda connection: ReportRepository().report_types(connection, day))
+        return sum(c.incidents for c in found)
+
+    assert await open_ids() >= set(ids.values()) and await counted() == 3
+
+    # From the incident page's label buttons: at once, and the message says so.
+    page = f"/console/incidents/{ids[prank]}"
+    response = await operator.post(f"/console/calls/{prank}/label",
+                                   {"label": "prank", "next": page})
+    assert await operator.flash(response) == (
+        "ok", f"Panggilan diberi label: Iseng. Insiden #{ids[prank]} otomatis berstatus "
+              "Laporan iseng.")
+    assert await status(prank) == "Laporan iseng"
+    html = (await operator.get(page))[1]
+    assert "Baru → Laporan iseng" in html
+    assert "alasan: panggilannya diberi label gangguan" in html
+    assert "label panggilan: Iseng" in html
+    # Through the API, or a label the database kept from settling: the upkeep settles it.
+    await ctx.screening.label(silent, "silent", "op1")
+    await ctx.incidents.settle_labelled_calls()
+    assert await status(silent) == "Dibatalkan"
+    # One an operator worked on stays: they decide what it is.
+    response = await operator.post(f"/console/calls/{worked}/label",
+                                   {"label": "prank", "next": "/console/operator"})
+    assert await operator.flash(response) == ("ok", "Panggilan diberi label: Iseng.")
+    assert await status(worked) == "Baru"
+    shown = await open_ids()
+    assert ids[prank] not in shown and ids[silent] not in shown and ids[worked] in shown
+    assert await counted() == 1
+
+    # A wrong label taken back brings the incident back, and the timeline says why.
+    response = await operator.post(f"/console/calls/{prank}/label",
+                                   {"label": "genuine", "next": page})
+    assert (await operator.flash(response))[1].endswith(
+        f"Insiden #{ids[prank]} otomatis berstatus Baru.")
+    assert await status(prank) == "Baru"
+    html = (await operator.get(page))[1]
+    assert "Laporan iseng → Baru" in html
+    assert "alasan: label gangguan panggilannya diganti" in html
+    # Back to a nuisance, then corrected from silent to accidental by the API path.
+    await ctx.screening.label(silent, "genuine", "op1")
+    await ctx.screening.label(silent, "accidental", "op1")
+    assert await ctx.incidents.settle_labelled_calls() == []  # still closed, as it should be
+    assert await status(silent) == "Dibatalkan"
+    assert ids[prank] in await open_ids() and await counted() == 2
+    # Nothing left for the upkeep to settle: a pass reads and moves nothing.
+    assert await ctx.incidents.settle_labelled_calls() == []

@@ -27,12 +27,16 @@ from telephony.incidents.edits import (
 )
 from telephony.incidents.errors import InvalidTransition, ValidationError
 from telephony.incidents.model import (
+    LABEL_DISMISSED,
+    LABEL_WITHDRAWN,
     OPEN_STATUSES,
+    SYSTEM_ACTOR,
     CallSnapshot,
     Coordinates,
     EscalationLevel,
     Incident,
     IncidentDetails,
+    IncidentEvent,
     Priority,
     ReportType,
     Status,
@@ -49,6 +53,7 @@ from telephony.incidents.model import (
     rating_is_new,
     require_editable,
     require_open,
+    status_for_label,
 )
 from telephony.incidents.outbox import (
     notices_text,
@@ -587,3 +592,51 @@ def test_a_dispatchs_notifications_in_words() -> None:
         assert notices_text(nobody) == ("tidak ada penerima pemberitahuan: hubungi instansi "
                                         "lewat telepon")
         assert notices_text(nobody, by_phone=True) == "lewat telepon"
+
+
+def _event(kind: str, **detail: object) -> IncidentEvent:
+    return IncidentEvent(event_id=1, incident_id=1, at=ANSWER, actor=SYSTEM_ACTOR, kind=kind,
+                         detail=detail)
+
+
+CREATED = _event("created", call_id="1.1")
+BY_LABEL = _event("status", reason=LABEL_DISMISSED)
+
+
+@pytest.mark.parametrize(("status", "events", "label", "moved"), [
+    (Status.NEW, [CREATED], "prank", Status.PRANK),
+    (Status.NEW, [CREATED], "silent", Status.CANCELLED),
+    (Status.NEW, [CREATED], "accidental", Status.CANCELLED),
+    (Status.NEW, [CREATED], "genuine", None),
+    (Status.NEW, [CREATED], "test", None),
+    (Status.NEW, [CREATED], None, None),
+    (Status.PRANK, [CREATED, BY_LABEL], "genuine", Status.NEW),  # a wrong label taken back
+    (Status.PRANK, [CREATED, BY_LABEL], "silent", Status.CANCELLED),
+    (Status.PRANK, [CREATED, BY_LABEL], "prank", None),
+    (Status.NEW, [CREATED, BY_LABEL, _event("status", reason=LABEL_WITHDRAWN)], "prank",
+     Status.PRANK),
+    # An operator's own work keeps the incident where they put it.
+    (Status.NEW, [CREATED, _event("details", changes={})], "prank", None),
+    (Status.NEW, [CREATED, _event("call_linked", call_id="1.2")], "prank", None),
+    (Status.PRANK, [CREATED, _event("status", note="")], "genuine", None),
+    (Status.CANCELLED, [CREATED, _event("status", reason="merged")], "genuine", None),
+    (Status.VERIFIED, [CREATED, _event("status", note="")], "prank", None),
+])
+def test_an_untouched_automatic_incident_follows_its_calls_label(
+        status: Status, events: list[IncidentEvent], label: str | None,
+        moved: Status | None) -> None:
+    assert status_for_label(_incident(status=status), call_id="1.1", calls=["1.1"], events=events,
+                            dispatched=False, label=label) is moved
+
+
+def test_an_incident_worked_on_does_not_follow_its_calls_label() -> None:
+    new = _incident(status=Status.NEW)
+    assert status_for_label(new, call_id="1.1", calls=["1.1"], events=[CREATED],
+                            dispatched=True, label="prank") is None
+    assert status_for_label(new, call_id="1.1", calls=["1.1", "1.2"], events=[CREATED],
+                            dispatched=False, label="prank") is None
+    assert status_for_label(new, call_id="1.2", calls=["1.1"], events=[CREATED],
+                            dispatched=False, label="prank") is None
+    assert status_for_label(_incident(status=Status.NEW, created_by="op1"), call_id="1.1",
+                            calls=["1.1"], events=[CREATED], dispatched=False,
+                            label="prank") is None
