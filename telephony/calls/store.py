@@ -478,6 +478,21 @@ class LegRepository:
             "SELECT * FROM call_legs WHERE call_id = ANY($1::text[]) ORDER BY leg_id", call_ids)
         return [from_row(Leg, row) for row in rows]
 
+    async def operator_callback(self, connection: asyncpg.Connection, operator: str,
+                                within: timedelta) -> Leg | None:
+        """The latest call-back the operator at ``operator`` took on their phone (the
+        dialplan began dialling the caller) within ``within``, ended or not."""
+        row = await connection.fetchrow(
+            """
+            SELECT * FROM call_legs
+            WHERE kind = 'callback' AND operator = $1 AND rang_at IS NOT NULL
+              AND requested_at > now() - $2::interval
+            ORDER BY rang_at DESC, leg_id DESC
+            LIMIT 1
+            """,
+            operator, within)
+        return from_row(Leg, row) if row is not None else None
+
     async def leg(self, connection: asyncpg.Connection, leg_id: int) -> Leg | None:
         """One leg by its id."""
         row = await connection.fetchrow("SELECT * FROM call_legs WHERE leg_id = $1", leg_id)

@@ -13,6 +13,7 @@ from aiohttp import web
 from ivr.flow import REASON_SEPARATOR
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import caller_shown
+from telephony.calls.legs import Leg, LegOutcome
 from telephony.desks.operators import SKILL_LABELS, pause_label
 from telephony.desks.service import PHONE_LOST_TEXT, DeskState
 from telephony.desks.store import CallView
@@ -31,6 +32,18 @@ CALL_STATE_LABELS: Final[Mapping[str, str]] = {
     "ringing": "Berdering", "talking": "Tersambung", "ended": "Selesai"}
 # Where a desk page's softphone asks for its credentials.
 SOFTPHONE_CREDENTIALS: Final = "/api/desk/softphone"
+
+
+def callback_label(leg: Leg) -> str:
+    """Where the call-back on the operator's desk stands: dialling the caller, speaking with
+    them, over, or why the caller was not reached ("Tidak diangkat", "Sibuk")."""
+    if leg.ended_at is None:
+        where = "tersambung" if leg.answered_at is not None else "memanggil penelepon"
+    elif leg.answered_at is not None or leg.outcome in (None, LegOutcome.ANSWERED):
+        where = "selesai"
+    else:
+        where = leg.outcome.label
+    return f"Panggilan balik · {where}"
 
 
 def _labelled(labels: Mapping[str, str], code: str | None) -> str | None:
@@ -74,7 +87,12 @@ def desk_json(desk: DeskState) -> dict[str, Any]:
                     "since": instant_json(m.since)} for m in desk.memberships],
         "call": None if current is None else {
             **call_view_json(current.call), "state": current.state,
-            "state_label": CALL_STATE_LABELS[current.state]},
+            "state_label": (CALL_STATE_LABELS[current.state] if current.callback is None
+                            else callback_label(current.callback)),
+            "callback": None if current.callback is None else {
+                "leg_id": current.callback.leg_id, "number": current.callback.number,
+                "answered_at": instant_json(current.callback.answered_at),
+                "ended_at": instant_json(current.callback.ended_at)}},
         "history": [call_view_json(call) for call in desk.history],
         "phone": None if desk.phone is None else {
             "kind": desk.phone.kind.value, "kind_label": desk.phone.kind.label,

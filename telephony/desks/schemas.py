@@ -48,6 +48,12 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         **_CALL_VIEW,
         "state": {"type": "string", "enum": ["ringing", "talking", "ended"]},
         "state_label": {"type": "string"},
+        "callback": {"oneOf": [all_required({
+            "leg_id": {"type": "integer"}, "number": {"type": "string"},
+            "answered_at": NULLABLE_DATETIME, "ended_at": NULLABLE_DATETIME}),
+            {"type": "null"}],
+            "description": "Panggilan balik yang sedang (atau terakhir) dilakukan operator "
+                           "untuk panggilan ini; null untuk panggilan masuk"},
     }),
     "Desk": all_required({
         "operator": {"type": "string", "description": "Antarmuka Asterisk, mis. PJSIP/op1001"},

@@ -36,6 +36,8 @@ from ivr.menu import IvrMenu
 from telephony.accounts.model import Account, AccountNotFound, Role, clean_username
 from telephony.accounts.store import AccountRepository
 from telephony.ami.actions import AmiActionError, AmiActions, AsteriskUnavailable
+from telephony.calls.legs import Leg
+from telephony.calls.store import LegRepository
 from telephony.core.errors import Conflict, Invalid, SiagaError
 from telephony.core.text import whole_number
 from telephony.db.connection import Database, DatabaseUnavailable
@@ -180,6 +182,9 @@ class DeskCall:
 
     call: CallView
     state: str
+    # The call-back the operator is on (or last was) for ``call``: the desk shows the call it
+    # calls back, so the conversation gets its incident from there as any call does.
+    callback: Leg | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,12 @@ class DeskState:
     current: DeskCall | None
     history: list[CallView]
     phone: Phone | None = None  # a phone that registers (None: one listed by hand)
+
+
+def callback_state(leg: Leg) -> str:
+    """talking (dialling the caller or speaking with them) or ended: a call-back leg on the
+    operator's phone."""
+    return "ended" if leg.ended_at is not None else "talking"
 
 
 def call_state(call: CallView, interface: str) -> str:
@@ -479,21 +490,35 @@ class DeskService:
         config = self._config
 
         async def work(connection: asyncpg.Connection
-                       ) -> tuple[list[Membership], CallView | None, list[CallView],
+                       ) -> tuple[list[Membership], DeskCall | None, list[CallView],
                                   Phone | None]:
             memberships = await self._repo.memberships(connection, desk.interface)
             phone = await self._repo.phone(connection, desk.interface)
-            call = (await self._repo.ringing_call(connection, desk.interface, config.ring_window)
-                    or await self._repo.answered_call(connection, desk.interface,
-                                                      config.call_memory))
+            call = await self._repo.ringing_call(connection, desk.interface, config.ring_window)
+            callback: Leg | None = None
+            if call is None:
+                call = await self._repo.answered_call(connection, desk.interface,
+                                                      config.call_memory)
+                # A call-back taken after the last answered call is what the operator is
+                # on: without it the desk showed the previous caller's call, and a fire
+                # reported on a call-back got no incident from the desk.
+                callback = await LegRepository().operator_callback(
+                    connection, desk.interface, config.call_memory)
+                called_back = (await self._repo.calls(connection, [callback.call_id])
+                               if callback is not None and callback.rang_at is not None and (
+                                   call is None or call.answered_at is None
+                                   or callback.rang_at > call.answered_at) else [])
+                call, callback = (called_back[0], callback) if called_back else (call, None)
             history: list[CallView] = []
             if call is not None and call.caller_key is not None:
                 history = await self._repo.caller_calls(connection, call.caller_key,
                                                         call.call_id, config.history_limit)
-            return memberships, call, history, phone
+            current = None if call is None else DeskCall(
+                call, call_state(call, desk.interface) if callback is None
+                else callback_state(callback), callback)
+            return memberships, current, history, phone
 
-        memberships, call, history, phone = await self._database.run(work)
-        current = DeskCall(call, call_state(call, desk.interface)) if call is not None else None
+        memberships, current, history, phone = await self._database.run(work)
         return DeskState(desk.interface, desk.skills, memberships, current, history, phone)
 
     async def join(self, account: Account, skills: Sequence[str], *, remote_address: str

@@ -211,8 +211,10 @@ class TransferService:
             return await self._store.legs_of_call(connection, call.call_id)
 
         legs = await self._database.run(work)
-        return DeskTransfers(call.call_id, current.state == "talking", call.incident_id, legs,
-                             numbers)
+        # A call-back on the desk (DeskCall.callback) is the operator's own leg, not the
+        # caller's call: nothing to hand over from here.
+        return DeskTransfers(call.call_id, current.state == "talking" and current.callback is None,
+                             call.incident_id, legs, numbers)
 
     async def start(self, account: Account, number_id: object, mode: object, *,
                     dispatch_by_phone: bool = False, remote_address: str) -> Started:
@@ -224,6 +226,9 @@ class TransferService:
         current = state.current
         if current is None or current.state != "talking":
             raise TransferConflict("Anda tidak sedang bicara dengan penelepon.")
+        if current.callback is not None:
+            raise TransferConflict("Panggilan balik tidak dapat dialihkan ke instansi; "
+                                   "teruskan insidennya ke instansi dari halaman insiden.")
         call = current.call
         if dispatch_by_phone:
             await self._check_dispatchable(call.incident_id)

@@ -1095,3 +1095,48 @@ async def test_a_nuisance_label_closes_the_untouched_automatic_incident_and_undo
     assert ids[prank] in await open_ids() and await counted() == 2
     # Nothing left for the upkeep to settle: a pass reads and moves nothing.
     assert await ctx.incidents.settle_labelled_calls() == []
+
+
+async def test_the_desk_shows_the_call_back_the_operator_is_on_and_opens_its_incident(
+        console: Console) -> None:
+    """An operator calling back a caller who gave up in the queue hears of a fire: the desk
+    showed the previous caller's call (the last one answered there), and the call-back's
+    entry had left the call-back list once answered, so the fire could get no incident from
+    the console. The desk now shows the call being called back, with the call-back's
+    progress, and opens (or merges) its incident as for any call."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)  # the last call answered at the desk is REPEAT's
+    gave_up = "1700000500.9"
+    await record(console, call_facts(gave_up, "081355500031", at=ago(minutes=10),
+                                     answered_at=None))
+    assert (await desk(operator))["call"]["call_id"] == REPEAT
+    leg_id = (await fetch(console.dsn, """
+        INSERT INTO call_legs (kind, call_id, operator, actor, number, target, rang_at,
+                               answered_at)
+        VALUES ('callback', $1, $2, 'op1', '081355500031', 'penelepon', now(), now())
+        RETURNING leg_id""", gave_up, OPERATOR))[0][0]
+
+    shown = await desk(operator)
+    call = shown["call"]
+    assert (call["call_id"], call["state"], call["state_label"]) == (
+        gave_up, "talking", "Panggilan balik · tersambung")
+    assert call["callback"]["leg_id"] == leg_id and call["incident_id"] is None
+    assert fire in [i["incident_id"] for i in shown["related"]]  # to merge into, if it is
+    response = await operator.post(f"/console/calls/{gave_up}/incident",
+                                   {"next": "/console/operator"})
+    (incident_id,) = await fetch(console.dsn, "SELECT incident_id FROM incident_calls "
+                                              "WHERE call_id = $1", gave_up)
+    assert response.headers["Location"] == f"/console/incidents/{incident_id[0]}"
+    assert (await desk(operator))["call"]["incident_id"] == incident_id[0]
+
+    # The call-back over, the desk says so until the operator's next call.
+    await execute(console.dsn, "UPDATE call_legs SET ended_at = now(), outcome = 'answered' "
+                               "WHERE leg_id = $1", leg_id)
+    call = (await desk(operator))["call"]
+    assert (call["call_id"], call["state"], call["state_label"]) == (
+        gave_up, "ended", "Panggilan balik · selesai")
+    await record(console, call_facts("1700002000.1", "081355500032", answered_at=ago(seconds=0),
+                                     talk=None))
+    call = (await desk(operator))["call"]
+    assert (call["call_id"], call["callback"], call["state"]) == (
+        "1700002000.1", None, "talking")
