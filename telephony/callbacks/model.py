@@ -51,6 +51,7 @@ from telephony.calls.ids import (
     valid_call_id,
 )
 from telephony.calls.legs import LegOutcome, check_number, dial_number
+from telephony.calls.outages import OPEN_CALL_HORIZON
 from telephony.core.labels import LabelledStrEnum
 from telephony.core.text import invisible
 from telephony.desks.operators import check_interface
@@ -95,6 +96,7 @@ class Pending(LabelledStrEnum):
     RINGING = "ringing", "berlangsung"
     TALKING = "talking", "tersambung"
     UNREPORTED = "unreported", "tanpa kabar dari Asterisk"
+    TALK_UNREPORTED = "talk_unreported", "tersambung; akhirnya tidak dilaporkan Asterisk"
 
 
 class Placed(Protocol):
@@ -126,15 +128,23 @@ class Placed(Protocol):
         ...
 
 
-def pending(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> Pending | None:
+def pending(call_back: Placed, *, now: datetime, ring_limit: timedelta,
+            outlived: bool = False) -> Pending | None:
     """How a call-back that has not ended reads at ``now`` (``None`` once it ended): one
     neither answered nor ended ``ring_limit`` after it was asked for is no longer ringing,
     its end went unreported (Asterisk or the line away); shown as going on, it sent
-    operators asking around who was still calling the caller."""
+    operators asking around who was still calling the caller.
+
+    One answered is over, its end unreported, once its operator has moved on
+    (``outlived``: they answered a call, or took another call-back, after this one was
+    answered; nobody does while still on it) or :data:`OPEN_CALL_HORIZON` after the answer
+    (no call lasts that long). Read "tersambung" for good, it told a supervisor the
+    operator was still with the caller days later."""
     if call_back.ended_at is not None:
         return None
     if call_back.answered_at is not None:
-        return Pending.TALKING
+        over = outlived or now - call_back.answered_at >= OPEN_CALL_HORIZON
+        return Pending.TALK_UNREPORTED if over else Pending.TALKING
     return Pending.RINGING if now - call_back.requested_at < ring_limit else Pending.UNREPORTED
 
 
@@ -146,16 +156,17 @@ def caller_not_dialled(call_back: Placed) -> bool:
         and call_back.answered_at is None
 
 
-def how_it_went(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> str:
+def how_it_went(call_back: Placed, *, now: datetime, ring_limit: timedelta,
+                outlived: bool = False) -> str:
     """How a call-back went, in the words of the call-back list and the incident page. One
     the operator's phone never took says so: three plain "Gagal" read as a caller who cannot
-    be reached, and were closed as such."""
+    be reached, and were closed as such. ``outlived``: see :func:`pending`."""
     if caller_not_dialled(call_back):
         failed = call_back.outcome.label if call_back.outcome else LegOutcome.FAILED.label
         return f"{failed} di telepon operator, penelepon tidak ditelepon"
     if call_back.outcome is not None:
         return call_back.outcome.label
-    unfinished = pending(call_back, now=now, ring_limit=ring_limit)
+    unfinished = pending(call_back, now=now, ring_limit=ring_limit, outlived=outlived)
     return unfinished.label if unfinished is not None else "Selesai"
 
 

@@ -61,7 +61,8 @@ from telephony.callbacks.model import (
 from telephony.callbacks.store import CallbackRepository
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
-from telephony.calls.store import OPEN_CALL_HORIZON, LegRepository, operator_open_call
+from telephony.calls.outages import OPEN_CALL_HORIZON
+from telephony.calls.store import LegRepository, operator_open_call
 from telephony.cluster.peers import DEVICE
 from telephony.db.connection import Database
 from telephony.desks.service import AuditLog

@@ -92,3 +92,12 @@ class CallArchive:
             return await LegRepository().legs(connection, call_ids)
 
         return await self._database.run(work)
+
+    async def outlived_call_backs(self, legs: list[Leg]) -> set[int]:
+        """Which of these call-backs, answered with no end reported, their operator has
+        since moved on from (``LegRepository.outlived_call_backs``)."""
+
+        async def work(connection: asyncpg.Connection) -> set[int]:
+            return await LegRepository().outlived_call_backs(connection, legs)
+
+        return await self._database.run(work)

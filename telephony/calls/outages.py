@@ -72,6 +72,11 @@ from telephony.calls.facts import (
 )
 from telephony.core.labels import LabelledStrEnum
 
+# No emergency call lasts this long: a caller's call (or an operator's call-back) still open
+# after it is one whose end went unrecorded (the line was down when it hung up, and nothing
+# backfilled it). What holds back a call-back or a rating survey while the caller is on the
+# line ignores it, and the incident page no longer reads such a call-back as going on.
+OPEN_CALL_HORIZON: Final = timedelta(hours=3)
 SHUTDOWN_WINDOW: Final = timedelta(seconds=5)  # the burst's last hang-up -> Shutdown
 BURST_GAP: Final = timedelta(seconds=1)  # between consecutive hang-ups of one burst
 BOOT_TOLERANCE: Final = timedelta(seconds=2)  # Uptime is whole seconds, read with a delay

@@ -50,10 +50,6 @@ from telephony.settings import ShiftDefinition
 
 log = logging.getLogger("telephony.db")
 
-# No emergency call lasts this long: a caller's call still open after it is one whose end went
-# unrecorded (the line was down when it hung up, and nothing backfilled it). What holds back a
-# call-back or a rating survey while the caller is on the line ignores it.
-OPEN_CALL_HORIZON = timedelta(hours=3)
 
 
 async def operator_open_call(connection: asyncpg.Connection, interface: str, *,
@@ -477,6 +473,28 @@ class LegRepository:
         rows = await connection.fetch(
             "SELECT * FROM call_legs WHERE call_id = ANY($1::text[]) ORDER BY leg_id", call_ids)
         return [from_row(Leg, row) for row in rows]
+
+    async def outlived_call_backs(self, connection: asyncpg.Connection,
+                                  legs: Sequence[Leg]) -> set[int]:
+        """Which of these call-backs, answered and never reported ended, their operator has
+        since moved on from: they answered a call, or took another call-back, after it was
+        answered (nobody does while still on one; ``callbacks.model.pending``)."""
+        open_ids = [leg.leg_id for leg in legs
+                    if leg.answered_at is not None and leg.ended_at is None]
+        if not open_ids:
+            return set()
+        rows = await connection.fetch(
+            """
+            SELECT l.leg_id FROM call_legs l
+            WHERE l.leg_id = ANY($1::bigint[])
+              AND (EXISTS (SELECT 1 FROM calls c
+                           WHERE c.operator = l.operator AND c.answered_at > l.answered_at)
+                   OR EXISTS (SELECT 1 FROM call_legs o
+                              WHERE o.kind = 'callback' AND o.operator = l.operator
+                                AND o.requested_at > l.answered_at AND o.rang_at IS NOT NULL))
+            """,
+            open_ids)
+        return {row["leg_id"] for row in rows}
 
     async def operator_callback(self, connection: asyncpg.Connection, operator: str,
                                 within: timedelta) -> Leg | None:

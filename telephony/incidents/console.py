@@ -242,10 +242,11 @@ async def call_backs(ctx: ApiContext, call_ids: list[str], now: datetime
     (transfers have the legs section)."""
     legs: dict[str, list[tuple[Leg, str]]] = {}
     limit = ctx.config.callback_ring_limit
-    for leg in await ctx.calls.legs(call_ids):
-        if leg.kind is LegKind.CALLBACK:
-            legs.setdefault(leg.call_id, []).append(
-                (leg, how_it_went(leg, now=now, ring_limit=limit)))
+    found = [leg for leg in await ctx.calls.legs(call_ids) if leg.kind is LegKind.CALLBACK]
+    outlived = await ctx.calls.outlived_call_backs(found)
+    for leg in found:
+        legs.setdefault(leg.call_id, []).append(
+            (leg, how_it_went(leg, now=now, ring_limit=limit, outlived=leg.leg_id in outlived)))
     return legs
 
 

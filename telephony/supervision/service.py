@@ -51,7 +51,8 @@ from telephony.ami.channels import UP, LiveChannel, live_channels, operator_chan
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
 from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.calls.ids import valid_call_id
-from telephony.calls.store import OPEN_CALL_HORIZON, operator_open_call
+from telephony.calls.outages import OPEN_CALL_HORIZON
+from telephony.calls.store import operator_open_call
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
 from telephony.supervision.errors import (

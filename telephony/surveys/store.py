@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from telephony.calls.store import OPEN_CALL_HORIZON
+from telephony.calls.outages import OPEN_CALL_HORIZON
 from telephony.db.rows import from_row
 from telephony.surveys.model import FINAL_STATES, AttemptOutcome, SurveyState
 

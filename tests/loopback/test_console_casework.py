@@ -992,6 +992,33 @@ async def test_a_call_back_whose_end_went_unreported_reads_so_on_the_incident_pa
                              "penelepon tidak ditelepon"), shown
 
 
+async def test_an_answered_call_back_whose_end_went_unreported_is_not_connected_for_good(
+        console: Console) -> None:
+    """An answered call-back whose end Asterisk never reported (it restarted mid-call) read
+    "tersambung" under its call for ever. It is over once its operator answered another
+    call (or took another call-back) after it, or once no call could still be going on
+    (OPEN_CALL_HORIZON); until then it is still "tersambung"."""
+    operator = await console.user("op1", "operator", desk=True)
+    fire, _, _ = await cases(console)  # op1001 answered calls a minute ago
+    for minutes, number, phone in ((240, "081355500041", OPERATOR),  # past the horizon
+                                   (5, "081355500042", OPERATOR),  # op1001 moved on since
+                                   (0, "081355500043", OPERATOR),  # on it now
+                                   (5, "081355500044", "PJSIP/op1002")):  # still on it
+        await execute(console.dsn, """
+            INSERT INTO call_legs (kind, call_id, operator, actor, number, target,
+                                   requested_at, rang_at, answered_at)
+            VALUES ('callback', $1, $2, 'op1', $3, 'penelepon',
+                    now() - make_interval(mins => $4), now() - make_interval(mins => $4),
+                    now() - make_interval(mins => $4))
+            """, FIRE, phone, number, minutes)
+    html = (await operator.get(f"/console/incidents/{fire}"))[1]
+    shown = [" ".join(re.sub(r"<[^>]+>", "", item).split()) for item in
+             re.findall(r'<li class="call-leg".*?</li>', html, re.S)]
+    assert [line.rsplit(" · ", 1)[1] for line in shown] == [
+        "tersambung; akhirnya tidak dilaporkan Asterisk",
+        "tersambung; akhirnya tidak dilaporkan Asterisk", "tersambung", "tersambung"], shown
+
+
 async def test_a_withheld_caller_is_named_in_words_on_the_incident_pages_and_the_desk(
         console: Console) -> None:
     """A caller who hid their number read as Asterisk's "anonymous" on the incident page,

@@ -32,6 +32,7 @@ from telephony.callbacks.model import (
     worklist,
 )
 from telephony.calls.legs import LegOutcome, dial_number
+from telephony.calls.outages import OPEN_CALL_HORIZON
 from telephony.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
@@ -174,6 +175,24 @@ def test_how_a_call_back_not_yet_ended_reads() -> None:
     assert reads(minutes_ago=5, ended=False) is Pending.UNREPORTED
     assert reads(minutes_ago=5, ended=False, answered=True) is Pending.TALKING
     assert reads(minutes_ago=5) is None
+
+
+def test_an_answered_call_back_whose_end_went_unreported_is_not_talking_for_good() -> None:
+    """An answered call-back Asterisk never reported ended (it restarted mid-call) read
+    "tersambung" for good: over once its operator moved on to another call, or once no call
+    could still be going on."""
+    def reads(minutes_ago: float, *, outlived: bool = False) -> Pending | None:
+        return pending(attempt("1.1", minutes_ago=minutes_ago, answered=True, ended=False),
+                       now=NOW, ring_limit=RING, outlived=outlived)
+
+    assert reads(30) is Pending.TALKING
+    assert reads(30, outlived=True) is Pending.TALK_UNREPORTED
+    hours = OPEN_CALL_HORIZON / timedelta(minutes=1)
+    assert reads(hours - 1) is Pending.TALKING
+    assert reads(hours + 1) is Pending.TALK_UNREPORTED
+    assert how_it_went(attempt("1.1", minutes_ago=hours + 1, answered=True, ended=False),
+                       now=NOW, ring_limit=RING) == (
+        "tersambung; akhirnya tidak dilaporkan Asterisk")
 
 
 def test_how_a_call_back_went_in_words() -> None:
