@@ -139,16 +139,18 @@ class IncidentRepository:
         ``model.status_for_label`` has it (this reads the same rules, so what it finds moves):
         an incident of that call alone, never dispatched, with nothing on its timeline but its
         creation and moves by label, "Baru" while its call is labelled a nuisance, or closed
-        by label while its call's label no longer puts it there; recent ones only, oldest
-        first."""
+        by label while its call's label no longer puts it there; of the calls answered
+        within ``max_age`` (the automatic ones' window: ``calls_needing_incident``, read
+        through the same index rather than every incident ever closed), oldest first."""
         rows = await connection.fetch(
             """
-            SELECT ic.call_id FROM incidents i
-            JOIN incident_calls ic USING (incident_id)
+            SELECT ic.call_id FROM calls c
+            JOIN incident_calls ic USING (call_id)
+            JOIN incidents i USING (incident_id)
             LEFT JOIN LATERAL (
                 SELECT l.label FROM call_labels l WHERE l.call_id = ic.call_id
                 ORDER BY l.labelled_at DESC, l.label_id DESC LIMIT 1) l ON true
-            WHERE i.created_by = $1 AND i.created_at >= now() - $2::interval
+            WHERE c.answered_at >= now() - $2::interval AND i.created_by = $1
               AND (i.status = 'new' OR i.status = ANY($3::text[]))
               AND i.status IS DISTINCT FROM COALESCE($4::jsonb ->> l.label, 'new')
               AND NOT EXISTS (SELECT 1 FROM incident_calls o
@@ -159,7 +161,7 @@ class IncidentRepository:
                                 AND (e.kind <> 'status'
                                      OR (e.detail ->> 'reason') IS DISTINCT FROM $5
                                         AND (e.detail ->> 'reason') IS DISTINCT FROM $6))
-            ORDER BY i.created_at, i.incident_id
+            ORDER BY c.answered_at, ic.call_id
             LIMIT $7
             """,
             SYSTEM_ACTOR, max_age,
