@@ -199,6 +199,15 @@ class DeskState:
     phone: Phone | None = None  # a phone that registers (None: one listed by hand)
 
 
+def callback_is_newer(answered: CallView | None, callback: Leg) -> bool:
+    """Whether the operator took ``callback`` on their phone after the last call answered at
+    their desk: it is what they are on. Without this the desk showed the previous caller's
+    call, and a fire reported on a call-back got no incident from the desk."""
+    return callback.rang_at is not None and (
+        answered is None or answered.answered_at is None
+        or callback.rang_at > answered.answered_at)
+
+
 def callback_state(leg: Leg) -> str:
     """talking (dialling the caller or speaking with them) or ended: a call-back leg on the
     operator's phone."""
@@ -499,15 +508,11 @@ class DeskService:
             if call is None:
                 call = await self._repo.answered_call(connection, desk.interface,
                                                       config.call_memory)
-                # A call-back taken after the last answered call is what the operator is
-                # on: without it the desk showed the previous caller's call, and a fire
-                # reported on a call-back got no incident from the desk.
                 callback = await LegRepository().operator_callback(
                     connection, desk.interface, config.call_memory)
                 called_back = (await self._repo.calls(connection, [callback.call_id])
-                               if callback is not None and callback.rang_at is not None and (
-                                   call is None or call.answered_at is None
-                                   or callback.rang_at > call.answered_at) else [])
+                               if callback is not None and callback_is_newer(call, callback)
+                               else [])
                 call, callback = (called_back[0], callback) if called_back else (call, None)
             history: list[CallView] = []
             if call is not None and call.caller_key is not None:
