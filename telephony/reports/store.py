@@ -764,7 +764,8 @@ class ReportRepository:
 
     async def operator_names(self, connection: asyncpg.Connection) -> dict[str, str]:
         """Operator interface -> display name, for those that have one: the name of the
-        account working at that desk, else the operator's own."""
+        account working at that desk now, else the operator's own. The live wallboard's;
+        a report names who worked there then (:meth:`operators_named`)."""
         rows = await connection.fetch(
             """
             SELECT o.operator,
