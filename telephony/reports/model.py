@@ -14,6 +14,10 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
   an operator). Per queue, a call counts in the *first* queue it joined (the one the IVR chose),
   so the queues add up to the total even when calls overflowed to ``all-operators``. Per
   operator, a call counts as offered to every operator whose phone rang for it.
+- **operator**: the account working at a phone when it rang for the call, or answered it
+  (recorded then: after a desk swap last night's calls stay last night's operator's); a
+  phone whose account was not recorded counts as an operator of its own
+  (:data:`UNRECORDED_OPERATOR`), never as whoever works there now.
 - **answered** / **abandoned**: ``call_outcomes.disposition`` (an answer wins over an abandon).
 - **wait**: from joining the first queue to the answer (overflow included), answered calls only;
   Asterisk's own hold time (which restarts in each queue) only when the join was not seen.
@@ -23,7 +27,9 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
   calls whose fate at T is known: answered, or no longer waiting, or still waiting past T (that
   caller is already a miss). A caller who is still waiting and joined less than T ago is not
   yet counted either way; a call answered with an unknown wait is left out.
-- **wrap-up**: after each answered call the operator is not rung for the queue's wrap-up time;
+- **wrap-up**: after each answered call the operator is not rung for the wrap-up time of the
+  queue that call was answered in (as app_queue does), as an admin had set it when the call
+  was answered, else the settings file's;
   if they pause with a wrap-up reason within :data:`WRAPUP_PAUSE_GRACE` of the call's end, the
   wrap-up lasts until that pause ends.
 - **prank share**: calls whose current label is prank or silent, over the labelled calls (an
@@ -52,6 +58,9 @@ from telephony.incidents.model import Status
 from telephony.screening.features import NUISANCE, Label
 
 SERVICE_LEVEL_SECONDS: Final = (10, 20)
+# Whom a report names for a phone's calls when who worked there then is not recorded (calls
+# from before migration 0044 without a desk.join logged for that phone).
+UNRECORDED_OPERATOR: Final = "Operator tidak tercatat"
 MAX_REPORT_DAYS: Final = 31
 WRAPUP_PAUSE_GRACE: Final = timedelta(seconds=60)
 # Incidents the daily summary does not count (see the definitions above).
@@ -150,7 +159,7 @@ class CallRow:
     queue: str | None  # the first queue joined; None: never offered
     joined_at: datetime | None
     answered_at: datetime | None
-    operator: str | None  # who answered
+    operator: str | None  # who answered (see the definitions)
     hold_seconds: int | None  # Asterisk's HoldTime in the answering queue
     talk_seconds: int | None
     completed_at: datetime | None
@@ -158,6 +167,7 @@ class CallRow:
     disposition: str  # call_outcomes.disposition
     label: Label | None  # the current operator label
     rung: frozenset[str] = frozenset()  # operators whose phone rang for this call
+    desk: str | None = None  # the phone that answered: its pauses are the wrap-up's
 
     @property
     def offered(self) -> bool:

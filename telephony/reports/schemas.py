@@ -48,7 +48,10 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
             "day": {"type": "string", "format": "date"}, "shift": {"type": "string"},
             "figures": ref("Figures")})},
         "operators": {"type": "array", "items": all_required({
-            "operator": {"type": "string"}, "name": {"type": "string"},
+            "operator": {"type": "string", "description": (
+                "Nama pengguna akun yang bekerja di telepon itu saat panggilan berdering atau "
+                "dijawab; antarmuka telepon bila akunnya tidak tercatat")},
+            "name": {"type": "string"},
             "figures": ref("Figures")})},
         "queues": {"type": "array", "items": all_required({
             "queue": {"type": "string"}, "figures": ref("Figures")})},

@@ -7,6 +7,7 @@ layer to answer 503).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +55,9 @@ def _utcnow() -> datetime:
 class ReportConfig:
     """The tunables reports need."""
 
-    wrapup_seconds: float = 5.0  # the queues' automatic wrap-up (queues.conf wrapuptime)
+    # The automatic wrap-up of a queue no admin set one for (queues.conf wrapuptime); a
+    # call answered in a queue with one recorded it (migration 0044).
+    wrapup_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReportConfig:
@@ -141,7 +144,12 @@ class ReportService:
                                  ) -> tuple[PeriodFigures, dict[str, str]]:
         figured = await self._repo.period_figures(connection, slots, now,
                                                   self._config.wrapup_seconds)
-        return figured, await self._repo.operator_names(connection)
+        # Operators by the key of who worked at the phone then; shown by user name (an
+        # account) or interface (a phone whose operator was not recorded).
+        shown = await self._repo.operators_named(connection, list(figured.operators))
+        operators = {shown[key][0]: f for key, f in figured.operators.items()}
+        return (dataclasses.replace(figured, operators=operators),
+                {label: name for label, name in shown.values()})
 
     async def daily_summary(self, day: date) -> DailySummary:
         """The regency head's summary of the operational day ``day``."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final
 
@@ -38,6 +38,7 @@ from telephony.desks.operators import PauseReason
 from telephony.reports.model import (
     NOT_INCIDENTS,
     SERVICE_LEVEL_SECONDS,
+    UNRECORDED_OPERATOR,
     WRAPUP_PAUSE_GRACE,
     CallInfo,
     CategoryCount,
@@ -64,13 +65,18 @@ _MICROS: Final = 1_000_000
 log = logging.getLogger("telephony.reports")
 
 # One call of the period as the figures see it ($1..$3: first day, last day, shift or NULL).
+# ``operator`` is who answered (model.CallRow.operator): the account working at the phone
+# then (migration 0044), :func:`account_key`; the phone itself (``desk``) where that is not
+# known. ``wrapup_us``: the answering queue's wrap-up an admin had set then, or NULL.
 # wait_us: the definition of CallRow.wait_seconds, in whole microseconds (exact: date_part's
 # float8 is rounded back to the microseconds the timestamps hold, far below 2**53; it is a
 # quarter cheaper than extract's numeric over a month of calls).
 _PERIOD_CALLS: Final = """
-    SELECT c.call_id, c.shift_day, c.shift_name, c.queue, c.operator, c.line,
-           c.ivr_category, c.rung_operators, c.current_label AS label, c.talk_seconds,
-           c.completed_at, c.queue_joined_at AS joined_at, c.disposition,
+    SELECT c.call_id, c.shift_day, c.shift_name, c.queue, c.operator AS desk,
+           COALESCE('#' || c.answered_account, c.operator) AS operator, c.line,
+           c.ivr_category, c.rung_operators, c.rung_accounts, c.current_label AS label,
+           c.talk_seconds, c.completed_at, c.queue_joined_at AS joined_at, c.disposition,
+           c.wrapup_seconds * 1000000::bigint AS wrapup_us,
            CASE WHEN c.disposition <> 'answered' THEN NULL
                 WHEN c.queue_joined_at IS NOT NULL AND c.answered_at IS NOT NULL
                 THEN greatest(0, round(date_part('epoch', c.answered_at - c.queue_joined_at)
@@ -88,12 +94,16 @@ _PERIOD_CALLS: Final = """
 # Two window passes instead of a probe per call: per change, the next change that is not a
 # wrap-up pause (its end); per call end, the first wrap-up pause at or after it (changes sort
 # before call ends at the same instant: ``completed_at <= at`` counts).
-# $4: grace interval, $5: lookahead interval, $6: automatic wrap-up in microseconds,
-# $7: the wrap-up pause reason.
+# Pauses are the phone's (``desk``): a call's automatic wrap-up is its answering queue's
+# (``wrapup_us``), else the settings file's.
+# $4: grace interval, $5: lookahead interval, $6: automatic wrap-up in microseconds (the
+# settings file's), $7: the wrap-up pause reason.
 _WRAPUPS: Final = """
     done AS (
-        SELECT call_id, operator, completed_at, shift_day, shift_name, queue FROM period
-        WHERE completed_at IS NOT NULL AND operator IS NOT NULL
+        SELECT call_id, desk AS operator, completed_at, shift_day, shift_name, queue,
+               COALESCE(wrapup_us, $6::bigint) AS automatic_us
+        FROM period
+        WHERE completed_at IS NOT NULL AND desk IS NOT NULL
     ),
     bounds AS (
         SELECT min(completed_at) AS lo, max(completed_at) + $4 + $5 AS hi FROM done
@@ -116,24 +126,26 @@ _WRAPUPS: Final = """
     timeline AS (
         SELECT operator, at, 0 AS k, NULL::text AS call_id,
                CASE WHEN wrap THEN ARRAY[at, end_at] END AS pause,
-               NULL::date AS shift_day, NULL::text AS shift_name, NULL::text AS queue
+               NULL::date AS shift_day, NULL::text AS shift_name, NULL::text AS queue,
+               NULL::bigint AS automatic_us
         FROM pauses
         UNION ALL
-        SELECT operator, completed_at, 1, call_id, NULL, shift_day, shift_name, queue
+        SELECT operator, completed_at, 1, call_id, NULL, shift_day, shift_name, queue,
+               automatic_us
         FROM done
     ),
     next_pause AS (
         SELECT call_id, at AS completed_at, k, operator, shift_day, shift_name, queue,
-               min(pause) OVER (PARTITION BY operator ORDER BY at DESC, k
+               automatic_us, min(pause) OVER (PARTITION BY operator ORDER BY at DESC, k
                                 ROWS UNBOUNDED PRECEDING) AS pause
         FROM timeline
     ),
     wrapups AS (
         SELECT call_id, operator, shift_day, shift_name, queue,
                CASE WHEN pause[1] < completed_at + $4 AND pause[2] < completed_at + $4 + $5
-                    THEN greatest($6::bigint, round(date_part('epoch', pause[2] - completed_at)
-                                                   * 1000000)::bigint)
-                    ELSE $6::bigint
+                    THEN greatest(automatic_us, round(date_part('epoch', pause[2] - completed_at)
+                                                      * 1000000)::bigint)
+                    ELSE automatic_us
                END AS wrap_us
         FROM next_pause WHERE k = 1
     )
@@ -186,10 +198,13 @@ _OFFERED_TO: Final = """
                count(*) FILTER (WHERE p.queue IS NOT NULL AND p.disposition = 'abandoned')
                    AS abandoned
         FROM period p
-        -- rung_operators is distinct (0015); the answering operator is added if not rung.
-        CROSS JOIN LATERAL unnest(
-            CASE WHEN NULLIF(p.operator, '') IS NULL OR p.operator = ANY(p.rung_operators)
-                 THEN p.rung_operators ELSE p.rung_operators || p.operator END
+        -- Every phone rung, as the account working at it then (0044), and who answered;
+        -- each once.
+        CROSS JOIN LATERAL (
+            SELECT COALESCE('#' || r.account, r.desk)
+            FROM unnest(p.rung_operators, p.rung_accounts) AS r (desk, account)
+            UNION
+            SELECT p.operator WHERE NULLIF(p.operator, '') IS NOT NULL
         ) AS o (operator)
         GROUP BY o.operator
     ),
@@ -449,6 +464,12 @@ def _waiting(rows: Sequence[asyncpg.Record]
     waiting = [QueueJoined(row["call_id"], row["queue"], row["join_position"],
                            row["joined_at"]) for row in rows]
     return waiting, {row["call_id"]: from_row(CallInfo, row) for row in rows}
+
+
+def account_key(account_id: int) -> str:
+    """The reports' key of an operator known by their account: ``#`` and its id (a phone's
+    interface, the key where the account is not known, never starts so)."""
+    return f"#{account_id}"
 
 
 def _seconds(micros: int | None, count: int | None = None) -> float | None:
@@ -743,7 +764,8 @@ class ReportRepository:
 
     async def operator_names(self, connection: asyncpg.Connection) -> dict[str, str]:
         """Operator interface -> display name, for those that have one: the name of the
-        account working at that desk, else the operator's own."""
+        account working at that desk now, else the operator's own. The live wallboard's;
+        a report names who worked there then (:meth:`operators_named`)."""
         rows = await connection.fetch(
             """
             SELECT o.operator,
@@ -755,6 +777,22 @@ class ReportRepository:
             """
         )
         return {row["operator"]: row["name"] for row in rows if row["name"]}
+
+    async def operators_named(self, connection: asyncpg.Connection, keys: Collection[str]
+                              ) -> dict[str, tuple[str, str]]:
+        """Per operator key of a report (``_PERIOD_CALLS``' ``operator``), what to show: for
+        an account, its user name and display name; for a phone whose operator was not
+        recorded, its interface and a note that says so (not whoever works there now)."""
+        ids = [int(key[1:]) for key in keys if key.startswith("#") and key[1:].isdigit()]
+        rows = await connection.fetch(
+            """
+            SELECT account_id, username,
+                   COALESCE(NULLIF(display_name, ''), username) AS name
+            FROM accounts WHERE account_id = ANY($1::bigint[])
+            """, ids)
+        accounts = {account_key(row["account_id"]): (row["username"], row["name"])
+                    for row in rows}
+        return {key: accounts.get(key) or (key, UNRECORDED_OPERATOR) for key in keys}
 
     async def report_types(self, connection: asyncpg.Connection, day: date
                            ) -> list[CategoryCount]:

@@ -82,6 +82,11 @@ async def test_sql_figures_equal_the_reference_on_random_histories(
     try:
         await build_history(connection, rng, 400, now)
         await compare_everything(connection, now)
+        figured = await ReportRepository().period_figures(connection, ALL_SLOTS, now,
+                                                          AUTOMATIC)
+        # Both kinds of operator were compared: accounts at phones, and phones with none.
+        assert {key.split("/")[0] for key in figured.operators} >= {"PJSIP"}
+        assert any(key.startswith("#") for key in figured.operators)
     finally:
         await connection.close()
 

@@ -17,6 +17,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
+from ivr.menu import load_menu
+from telephony.accounts.model import Role
+from telephony.accounts.store import AccountRepository
+from telephony.admin.queues import QueueDefaults
+from telephony.admin.store import AdminSettingsRepository
 from telephony.calls.facts import (
     CallEnded,
     CallFact,
@@ -32,6 +37,8 @@ from telephony.calls.facts import (
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
+from telephony.db.embedded import EmbeddedPostgres
+from telephony.desks.service import assign_desk
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.edits import parse_patch
 from telephony.incidents.model import Status
@@ -39,12 +46,13 @@ from telephony.incidents.service import IncidentService
 from telephony.reports import store as report_store
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv
 from telephony.reports.gate import GateConfig, ReportGate
-from telephony.reports.model import Figures, InvalidPeriod, Period
+from telephony.reports.model import UNRECORDED_OPERATOR, Figures, InvalidPeriod, Period
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings, ShiftDefinition
 from telephony.wallboard.counters import ShiftCounters
 from tests.support.ami import eventually
+from tests.support.db import create_database_before, drop_database, line_dsn, upgrade_database
 from tests.support.report_histories import same
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -156,7 +164,10 @@ async def test_shift_report_in_total_per_shift_operator_and_queue(day: Day) -> N
         ("fire", 1, 1, 0), ("medical", 4, 3, 1)]
     operators = {op: (name, f.offered, f.answered, f.abandoned, f.mean_wrapup)
                  for op, name, f in report.operators}
-    assert operators == {A: (A, 4, 2, 1, 47.5), B: ("Budi", 2, 2, 0, 5.0)}
+    # These calls were recorded with no account at either phone: each phone is an operator
+    # of its own, not named after whoever works there now (the phone's name, Budi).
+    assert operators == {A: (UNRECORDED_OPERATOR, 4, 2, 1, 47.5),
+                         B: (UNRECORDED_OPERATOR, 2, 2, 0, 5.0)}
     pagi = await day.reports.shift_report(Period(DAY, DAY, "pagi"))
     assert [slot for slot, _ in pagi.shifts] == [ShiftSlot(DAY, "pagi")]
     assert pagi.total.calls == 4
@@ -235,7 +246,7 @@ async def test_shift_report_csv_opens_in_an_indonesian_spreadsheet(day: Day) -> 
     assert text.startswith(BOM)
     rows = list(csv.reader(io.StringIO(text[1:]), delimiter=";"))
     assert rows[0] == ["Operator", "Nama", *FIGURE_HEADERS]
-    assert rows[2][:6] == [B, "Budi", "2", "2", "2", "0"]
+    assert rows[2][:6] == [B, UNRECORDED_OPERATOR, "2", "2", "2", "0"]
     wait = FIGURE_HEADERS.index("Rata-rata tunggu (detik)") + 2
     assert rows[2][wait] == "20,0"
     assert rows[-1][0] == "Jumlah"
@@ -441,3 +452,95 @@ async def test_the_live_picture_after_a_restart(day: Day) -> None:
     members = {(m.operator, m.queue): m.state for m in picture.members}
     assert members[(A, "medical")] == "talking"
     assert (B, "fire") not in members
+
+
+async def test_a_report_names_who_answered_then_and_takes_each_queues_wrapup(
+        database_dsn: str, settings: Settings) -> None:
+    """Budi and Sari swap desks at 10:00; an admin gave the fire queue a 30 s wrap-up, and
+    60 s at 10:00. The morning's report gives each call to whoever worked at the phone when
+    it rang or was answered, and each answered call its queue's wrap-up as it was then."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+    calls = CallRepository(CALENDAR)
+    queues = AdminSettingsRepository()
+    defaults = QueueDefaults(wrapup_seconds=5, max_wait_seconds=300)
+    spare = "PJSIP/op1003"
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        for username, name in (("budi", "Budi Santoso"), ("sari", "")):
+            await AccountRepository().insert_account(connection, username, name,
+                                                     Role.OPERATOR, "x")
+        await queues.save_queue_settings(
+            connection, replace(defaults.for_queue("fire"), wrapup_seconds=30), "admin")
+        await assign_desk(database, load_menu(), "budi", A, {"medical": 3})
+        await assign_desk(database, load_menu(), "sari", B, {"fire": 5})
+        await calls.apply(connection, [
+            *call("1741572000.1", local(8), wait=7, talk=120, rung=(A,)),
+            *call("1741573800.2", local(8, 30), queue="fire", wait=15, operator=B,
+                  rung=(A, B))])
+        for username, desk in (("budi", spare), ("sari", A), ("budi", B)):
+            await assign_desk(database, load_menu(), username, desk, {"medical": 3})
+        await queues.save_queue_settings(
+            connection, replace(defaults.for_queue("fire"), wrapup_seconds=60), "admin")
+        await calls.apply(connection, [
+            *call("1741579200.3", local(10), queue="fire", wait=4, talk=30, rung=(A,)),
+            *call("1741581000.4", local(10, 30), abandon_after=20, rung=(B,))])
+        reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                                clock=lambda: local(16, 30))
+        report = await reports.shift_report(Period(DAY, DAY, "pagi"))
+        operators = {op: (name, f.offered, f.answered, f.abandoned, f.mean_wrapup)
+                     for op, name, f in report.operators}
+        assert operators == {
+            # Rung for 1 (answered, medical's 5 s), 2 at A and 4 at B (abandoned).
+            "budi": ("Budi Santoso", 3, 1, 1, 5.0),
+            # Answered 2 at B (fire's 30 s then) and 3 at A (fire's 60 s since).
+            "sari": ("sari", 2, 2, 0, 45.0)}
+        assert [(queue, f.answered, f.mean_wrapup) for queue, f in report.queues] == [
+            ("fire", 2, 45.0), ("medical", 1, 5.0)]
+    finally:
+        await connection.close()
+        await database.close()
+
+
+async def test_an_upgrade_names_earlier_calls_by_the_desks_joins(
+        pg_cluster: EmbeddedPostgres, settings: Settings) -> None:
+    """Migration 0044 on calls recorded before it: a call's operator is the account whose
+    desk.join at that phone came last before the answer (or, rung, the queue join); a phone
+    with no desk.join logged stays unrecorded; a queue's wrap-up is the one set now."""
+    owner = await create_database_before(pg_cluster, 44)
+    database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
+    connection = await asyncpg.connect(owner)
+    try:
+        for username in ("budi", "sari"):
+            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
+                                                     "x")
+        await connection.executemany(
+            "INSERT INTO audit_log (at, actor, action, object_type, object_id) "
+            "VALUES ($1, $2, 'desk.join', 'desk', $3)",
+            [(local(7, 5), "budi", A), (local(12), "sari", A), (local(7), "sari", "PJSIP/x")])
+        await AdminSettingsRepository().save_queue_settings(connection, replace(
+            QueueDefaults(5, 300).for_queue("fire"), wrapup_seconds=30), "admin")
+        await CallRepository(CALENDAR).apply(connection, [
+            *call("1741572000.1", local(8), wait=7, talk=60, rung=(A, B)),
+            *call("1741575600.2", local(9), queue="fire", wait=5, operator=B, rung=(B,)),
+            *call("1741590000.3", local(13), queue="fire", wait=5, talk=30, rung=(A,))])
+        await upgrade_database(pg_cluster, owner)
+        rows = await connection.fetch(
+            "SELECT a.username, c.rung_operators, c.rung_accounts, c.wrapup_seconds "
+            "FROM calls c LEFT JOIN accounts a ON a.account_id = c.answered_account "
+            "ORDER BY c.call_id")
+        budi, sari = [await connection.fetchval(
+            "SELECT account_id FROM accounts WHERE username = $1", name)
+            for name in ("budi", "sari")]
+        assert [tuple(row) for row in rows] == [
+            ("budi", [A, B], [budi, None], None),
+            (None, [B], [None], 30),
+            ("sari", [A], [sari], 30)]
+        reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                                clock=lambda: local(16, 30))
+        report = await reports.shift_report(Period(DAY, DAY))
+        assert [(op, name, f.offered, f.answered) for op, name, f in report.operators] == [
+            (B, UNRECORDED_OPERATOR, 2, 1), ("budi", "budi", 1, 1), ("sari", "sari", 1, 1)]
+    finally:
+        await connection.close()
+        await database.close()
+        await drop_database(pg_cluster, owner)

@@ -173,19 +173,52 @@ def random_history(rng: random.Random, calls: int, now: datetime) -> History:
     return history
 
 
+# Queues an admin gave a wrap-up of their own (the others: the settings file's).
+QUEUE_WRAPUPS: Final = {"fire": 30, "security": 0}
+
+
 async def build_history(connection: asyncpg.Connection, rng: random.Random, calls: int,
                         now: datetime) -> History:
-    """A :func:`random_history`, stored."""
+    """A :func:`random_history`, stored; answered in the queue joined or the overflow, with
+    accounts moving between the phones (some at none) while its calls are recorded."""
     history = random_history(rng, calls, now)
+    for row in history.calls:
+        row["answered_queue"] = (rng.choice([row["queue"], "all-operators"])
+                                 if row["operator"] is not None else None)
+    await connection.executemany(
+        "INSERT INTO queue_settings (queue, strategy, ring_timeout_seconds, retry_seconds, "
+        "wrapup_seconds, announce_position, announce_holdtime, announce_frequency_seconds, "
+        "max_wait_seconds, updated_by) VALUES ($1, 'ringall', 15, 1, $2, false, false, 0, "
+        "300, 'admin')", list(QUEUE_WRAPUPS.items()))
+    # Phones no call rings: where an account waits while the desks change hands (parked), or
+    # works at no queue phone (away).
+    parked = [f"PJSIP/parked{n}" for n in range(4)]
+    away = [f"PJSIP/away{n}" for n in range(2)]
+    await connection.executemany(
+        "INSERT INTO operators (operator) VALUES ($1) ON CONFLICT DO NOTHING",
+        [(operator,) for operator in [*OPERATORS, *parked, *away]])
+    accounts = [await connection.fetchval(
+        "INSERT INTO accounts (username, role, password_hash) VALUES ($1, 'operator', 'x') "
+        "RETURNING account_id", f"op{n}") for n in range(4)]
+    await connection.executemany(
+        "INSERT INTO account_operators (account_id, operator) VALUES ($1, $2)",
+        list(zip(accounts, parked, strict=True)))
     insert_event = ("INSERT INTO call_events (dedupe_key, call_id, kind, at, body) "
                     "VALUES ($1, $2, $3, $4, $5::jsonb)")
     # Some calls are first seen through a later fact: their rung events come before the row.
     await connection.executemany(insert_event, history.early_events)
     columns = list(history.calls[0])
-    await connection.executemany(
-        f"INSERT INTO calls ({', '.join(columns)}) "
-        f"VALUES ({', '.join(f'${i + 1}' for i in range(len(columns)))})",
-        [tuple(row[c] for c in columns) for row in history.calls])
+    chunk = max(1, len(history.calls) // 4)
+    for start in range(0, len(history.calls), chunk):
+        # The desks change hands between the calls recorded before and after.
+        move = "UPDATE account_operators SET operator = $2 WHERE account_id = $1"
+        await connection.executemany(move, list(zip(accounts, parked, strict=True)))
+        await connection.executemany(move, list(zip(
+            accounts, rng.sample([*OPERATORS, *away], len(accounts)), strict=True)))
+        await connection.executemany(
+            f"INSERT INTO calls ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'${i + 1}' for i in range(len(columns)))})",
+            [tuple(row[c] for c in columns) for row in history.calls[start:start + chunk]])
     await connection.executemany(insert_event, history.events)
     await connection.executemany(
         "INSERT INTO call_labels (call_id, label, labelled_by, labelled_at) "

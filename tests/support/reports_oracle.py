@@ -3,7 +3,9 @@ functions over one row per call) from the source tables, as the reports did befo
 aggregated in SQL. Tests compare the SQL figures with these on random histories.
 
 It reads ``call_labels`` and ``call_events`` themselves, not the copies migration 0015 keeps
-on ``calls``, so a comparison also checks the triggers that keep those copies.
+on ``calls``, so a comparison also checks the triggers that keep those copies. Who worked at
+a phone is only known from the copies of migration 0044 (``answered_account``, and
+``rung_accounts`` beside ``rung_operators``): those it takes as they are.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from telephony.reports.model import (
     period_figures,
     wrapup_seconds,
 )
-from telephony.reports.store import WRAPUP_LOOKAHEAD
+from telephony.reports.store import WRAPUP_LOOKAHEAD, account_key
 
 
 async def call_rows(connection: asyncpg.Connection, period: Period) -> list[CallRow]:
@@ -34,7 +36,8 @@ async def call_rows(connection: asyncpg.Connection, period: Period) -> list[Call
     rows = await connection.fetch(
         """
         SELECT c.call_id, c.line, c.shift_day, c.shift_name, c.ivr_category AS category,
-               c.queue, c.queue_joined_at AS joined_at, c.answered_at, c.operator,
+               c.queue, c.queue_joined_at AS joined_at, c.answered_at, c.operator AS desk,
+               c.answered_account, c.rung_operators AS rung_copy, c.rung_accounts,
                c.wait_seconds AS hold_seconds, c.talk_seconds, c.completed_at,
                c.ended_at, c.disposition, l.label, r.rung
         FROM call_outcomes c
@@ -54,7 +57,19 @@ async def call_rows(connection: asyncpg.Connection, period: Period) -> list[Call
         """,
         period.first, period.last, period.shift,
     )
-    return [from_row(CallRow, row, rung=frozenset(row["rung"] or ())) for row in rows]
+    return [from_row(CallRow, row, rung=_rung(row), operator=_operator(
+        row["desk"], row["answered_account"])) for row in rows]
+
+
+def _operator(desk: str | None, account: int | None) -> str | None:
+    """Who worked at ``desk`` (model's definitions): the account, else the phone."""
+    return account_key(account) if account is not None else desk
+
+
+def _rung(row: asyncpg.Record) -> frozenset[str]:
+    """The operators rung: each phone of the call's rung events, as the account at it."""
+    accounts = dict(zip(row["rung_copy"], row["rung_accounts"], strict=False))
+    return frozenset(_operator(desk, accounts.get(desk)) or desk for desk in row["rung"] or ())
 
 
 async def state_changes(connection: asyncpg.Connection, operators: Collection[str],
@@ -80,18 +95,24 @@ async def state_changes(connection: asyncpg.Connection, operators: Collection[st
 
 async def wrapups(connection: asyncpg.Connection, rows: list[CallRow],
                   automatic: float) -> dict[str, float]:
-    """Answered call id -> its operator's wrap-up seconds."""
-    done = [(r.call_id, r.operator, r.completed_at) for r in rows
-            if r.completed_at is not None and r.operator is not None]
+    """Answered call id -> its operator's wrap-up seconds: the pauses of the phone that
+    answered, at least the answering queue's wrap-up as recorded with the call, else
+    ``automatic``."""
+    done = [(r.call_id, r.desk, r.completed_at) for r in rows
+            if r.completed_at is not None and r.desk is not None]
     if not done:
         return {}
+    recorded = {row["call_id"]: row["wrapup_seconds"] for row in await connection.fetch(
+        "SELECT call_id, wrapup_seconds FROM calls WHERE call_id = ANY($1::text[])",
+        [call_id for call_id, _, _ in done])}
     changes = await state_changes(connection, {op for _, op, _ in done},
                                   min(at for _, _, at in done), max(at for _, _, at in done))
     # A call's wrap-up pause is looked for up to the lookahead past its own end, whatever the
     # period, so a shift's wrap-ups are the same in every report (and in its rollup).
     return {call_id: wrapup_seconds(at, [c for c in changes.get(op, [])
                                          if c.at < at + WRAPUP_PAUSE_GRACE + WRAPUP_LOOKAHEAD],
-                                    automatic)
+                                    automatic if recorded.get(call_id) is None
+                                    else float(recorded[call_id]))
             for call_id, op, at in done}
 
 
