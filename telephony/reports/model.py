@@ -122,6 +122,8 @@ class LiveCall:
     talk_seconds: int | None
     label: str | None  # the current operator label
     operator: str | None = None  # who answered (a board follows another node's wrap-ups)
+    # The answering queue's wrap-up an admin had set when it was answered; None: the file's.
+    wrapup_seconds: int | None = None
 
 
 @dataclass(frozen=True)

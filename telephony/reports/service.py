@@ -183,6 +183,10 @@ class ReportService:
         """Operator interface -> display name, for the wallboard."""
         return await self._database.run(self._repo.operator_names)
 
+    async def queue_wrapups(self) -> dict[str, int]:
+        """Queue -> the wrap-up seconds an admin set for it, for the wallboard."""
+        return await self._database.run(self._repo.queue_wrapups)
+
     async def roll_up_recent(self) -> int:
         """Roll up a few closed shifts of the last month, newest first, that have no rollup
         yet; how many. The wallboard calls it now and then: a month's report then finds them

@@ -445,7 +445,8 @@ _SETTLE_PAUSES: Final = (0.002, 0.1)
 _LIVE_CALL_COLUMNS: Final = """
     c.call_id, c.arrived_at, c.shift_day, c.shift_name, c.queue, c.queue_joined_at AS joined_at,
     c.answered_at, c.completed_at, c.abandoned_at, c.ended_at, c.vanished,
-    c.wait_seconds AS hold_seconds, c.talk_seconds, c.current_label AS label, c.operator
+    c.wait_seconds AS hold_seconds, c.talk_seconds, c.current_label AS label, c.operator,
+    c.wrapup_seconds
 """
 
 # A caller waiting in a queue as the wallboard shows one (model.LivePicture's waiting, with
@@ -777,6 +778,12 @@ class ReportRepository:
             """
         )
         return {row["operator"]: row["name"] for row in rows if row["name"]}
+
+    async def queue_wrapups(self, connection: asyncpg.Connection) -> dict[str, int]:
+        """Queue -> the wrap-up seconds an admin set for it (``queue_settings``); a queue not
+        in it takes the settings file's. The live wallboard's, for calls completing now."""
+        rows = await connection.fetch("SELECT queue, wrapup_seconds FROM queue_settings")
+        return {row["queue"]: row["wrapup_seconds"] for row in rows}
 
     async def operators_named(self, connection: asyncpg.Connection, keys: Collection[str]
                               ) -> dict[str, tuple[str, str]]:

@@ -360,12 +360,13 @@ class WallboardService:
             self._changed()
 
     async def refresh(self, *, periodic: bool = False) -> None:
-        """Read the operator names, overdue incidents and call-back backlog again (and, if
-        ``periodic``, roll up a few closed shifts for the reports); on an outage keep the old
-        ones."""
+        """Read the operator names, queues' wrap-ups, overdue incidents and call-back backlog
+        again (and, if ``periodic``, roll up a few closed shifts for the reports); on an
+        outage keep the old ones."""
         began = self._clock()
         try:
             names = await self._reports.operator_names()
+            wrapups = await self._reports.queue_wrapups()
             overdue = await self._dispatches.sla_breaches()
             callbacks = await self._callbacks() if self._callbacks is not None else None
             if periodic:
@@ -379,5 +380,6 @@ class WallboardService:
             self._stale = True
         else:
             self._names, self._overdue, self._stale = names, overdue, False
+            self._board.set_wrapups(wrapups)
             self._backlog, self._refreshed_at = callbacks, began
         self._changed()

@@ -36,7 +36,7 @@ and answers :meth:`LiveBoard.view` for an instant it is given. It never reads a 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
@@ -187,11 +187,15 @@ class LiveBoard:
     """Callers waiting per queue and operators' states, kept from call facts."""
 
     def __init__(self, *, wrapup_seconds: float) -> None:
-        self._wrapup = timedelta(seconds=wrapup_seconds)
+        self._wrapup = timedelta(seconds=wrapup_seconds)  # the settings file's, for every queue
+        # An admin's own wrap-up per queue (queue_settings): app_queue keeps an operator
+        # from ringing for the wrap-up of the queue they answered in, so the board does too.
+        self._queue_wrapups: dict[str, timedelta] = {}
         self._calls: dict[str, CallInfo] = {}
         self._queues: dict[str, list[Waiting]] = {}
         self._members: dict[str, dict[str, Member]] = {}
-        self._completed: dict[str, datetime] = {}  # operator -> end of their last call
+        # operator -> the end of their last call, and the end of its wrap-up
+        self._completed: dict[str, tuple[datetime, datetime]] = {}
         # operator -> {call id: answered at}: answered queue calls not yet completed or ended
         self._talking: dict[str, dict[str, datetime]] = {}
         self._resynced = False
@@ -225,8 +229,7 @@ class LiveBoard:
                 self._answered(fact.operator, fact.call_id, fact.at)
             case OperatorCompleted():
                 self._hung_up(fact.call_id, fact.operator)
-                self._completed[fact.operator] = max(
-                    fact.at, self._completed.get(fact.operator, fact.at))
+                self._done(fact.operator, fact.at, self.wrapup_of(fact.queue))
             case CallEnded() | CallVanished():
                 self._calls.pop(fact.call_id, None)
                 self._hung_up(fact.call_id)
@@ -281,11 +284,29 @@ class LiveBoard:
         moved = self._follow_calls(calls, changed.waiting, changed.info)
         for row in changed.calls:  # a call completed on its node: the operator's wrap-up
             if row.operator in self._members and row.completed_at is not None:
-                done = self._completed.get(row.operator)
-                if done is None or row.completed_at > done:
-                    self._completed[row.operator] = row.completed_at
-                    moved = True
+                # The wrap-up recorded with the answer (calls.wrapup_seconds), else the file's.
+                wrapup = (self._wrapup if row.wrapup_seconds is None
+                          else timedelta(seconds=row.wrapup_seconds))
+                moved = self._done(row.operator, row.completed_at, wrapup) or moved
         return moved
+
+    def set_wrapups(self, seconds: Mapping[str, int]) -> None:
+        """The wrap-up an admin set per queue (the queues not named take the settings
+        file's); applies to calls completed from now on, as app_queue's does."""
+        self._queue_wrapups = {queue: timedelta(seconds=value)
+                               for queue, value in seconds.items()}
+
+    def wrapup_of(self, queue: str) -> timedelta:
+        """The wrap-up after a call answered in ``queue``."""
+        return self._queue_wrapups.get(queue, self._wrapup)
+
+    def _done(self, operator: str, at: datetime, wrapup: timedelta) -> bool:
+        """``operator``'s call ended at ``at``; whether that is their latest call."""
+        known = self._completed.get(operator)
+        if known is not None and known[0] >= at:
+            return False
+        self._completed[operator] = (at, at + wrapup)
+        return True
 
     def _follow_calls(self, calls: set[str], waiting: Sequence[QueueJoined],
                       info: dict[str, CallInfo]) -> bool:
@@ -411,14 +432,13 @@ class LiveBoard:
                 reason, since = newest.reason, newest.since
                 state = (OperatorState.WRAPUP if is_wrapup_reason(reason)
                          else OperatorState.PAUSED)
-            elif completed is not None and completed <= now < completed + self._wrapup:
-                state, since = OperatorState.WRAPUP, completed
+            elif completed is not None and completed[0] <= now < completed[1]:
+                state, since = OperatorState.WRAPUP, completed[0]
         return OperatorView(operator, state, reason, since, sorted(queues))
 
     def next_change(self, now: datetime) -> datetime | None:
         """The next instant the view changes with no new fact (a wrap-up time running out)."""
-        ends = [done + self._wrapup for done in self._completed.values()
-                if done + self._wrapup > now]
+        ends = [ends for _, ends in self._completed.values() if ends > now]
         return min(ends, default=None)
 
     def view(self, now: datetime) -> BoardView:

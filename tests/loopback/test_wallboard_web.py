@@ -22,12 +22,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from telephony.admin.queues import QueueDefaults
+from telephony.admin.store import AdminSettingsRepository
 from telephony.callbacks.model import Backlog
 from telephony.calls.facts import (
     CallFact,
     CallStarted,
     IvrVariableSet,
     OperatorAnswered,
+    OperatorCompleted,
     OperatorStateChanged,
     QueueJoined,
     QueueLeft,
@@ -71,15 +74,21 @@ class Board:
         assert response.status == 201
         return str((await response.json())["token"])
 
+    @contextlib.asynccontextmanager
+    async def database_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of its own to the line's database (as an admin's change is made)."""
+        connection = await asyncpg.connect(self.dsn)
+        try:
+            yield connection
+        finally:
+            await connection.close()
+
     async def happen(self, *facts: CallFact) -> None:
         """What the listener does with facts: tell its observers, record them, then call
         its after-persisted hooks."""
         self.wallboard.recorded(facts)
-        connection = await asyncpg.connect(self.dsn)
-        try:
+        async with self.database_connection() as connection:
             await CallRepository(CALENDAR).apply(connection, facts)
-        finally:
-            await connection.close()
         self.wallboard.persisted(facts)
 
 
@@ -304,6 +313,30 @@ async def test_an_operator_who_answers_after_logging_out_is_on_the_wall(board: B
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
         await database.close()
+
+
+async def test_an_operator_wraps_up_for_the_answering_queues_own_time(board: Board) -> None:
+    """An admin gave the fire queue 30 s of wrap-up (the file's is 0 here): Asterisk will not
+    ring the operator for 30 s after a fire call, so the wall says "Menyelesaikan", not ready."""
+    await board.login("sari", "supervisor")
+    async with board.database_connection() as connection:
+        await AdminSettingsRepository().save_queue_settings(connection, replace(
+            QueueDefaults(0, 300).for_queue("fire"), wrapup_seconds=30), "admin")
+    await board.wallboard.refresh()
+    now = datetime.now(UTC)
+    call_id = "1741600090.1"
+    answered, done = now - timedelta(seconds=20), now - timedelta(seconds=5)
+    await board.happen(
+        CallStarted(call_id, call_id, "PJSIP/carrier-1", "081234567890", "", "112",
+                    answered - timedelta(seconds=5)),
+        QueueJoined(call_id, "fire", 1, answered - timedelta(seconds=3)),
+        OperatorAnswered(call_id, "fire", OP, 3, 2, answered),
+        OperatorStateChanged(OP, "fire", "talking", False, "", answered),
+        OperatorCompleted(call_id, "fire", OP, 3, 15, "caller", done),
+        OperatorStateChanged(OP, "fire", "idle", False, "", done))
+    async with board.client.ws_connect("/api/wallboard/live") as socket:
+        data = await until(socket, "the operator's wrap-up", lambda d: operator(d) == "wrapup")
+        assert data["operator_counts"]["idle"] == 0
 
 
 async def test_the_counters_follow_facts_before_the_database_has_them(board: Board) -> None:

@@ -3,6 +3,7 @@ their queues, wrap-up, and a picture that stays right across a reconnection or a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from telephony.ami.tracker import AmiEvent, CallTracker, QueueSnapshot
@@ -132,6 +133,25 @@ def test_wrapup_after_a_call_runs_out_by_itself() -> None:
     assert b.operator_view(A, at(65)).state is OperatorState.IDLE
     assert b.next_change(at(65)) is None
     assert b.view(at(62)).queues[0].available == 0
+
+
+def test_wrapup_is_the_answering_queues_own_when_an_admin_set_one() -> None:
+    # app_queue does not ring an operator for the wrap-up of the queue they answered in: a
+    # fire queue with 30 s is 30 s on the board too, the other queues keep the file's 5 s.
+    b = board()
+    b.set_wrapups({"fire": 30})
+    b.apply([member(A, "fire", "talking", 0), member(B, "medical", "talking", 0)])
+    b.apply([OperatorCompleted("1", "fire", A, 3, 60, "caller", at(60)),
+             OperatorCompleted("2", "medical", B, 3, 60, "caller", at(60)),
+             member(A, "fire", "idle", 60), member(B, "medical", "idle", 60)])
+    assert b.operator_view(A, at(80)).state is OperatorState.WRAPUP
+    assert b.operator_view(B, at(80)).state is OperatorState.IDLE
+    assert b.next_change(at(62)) == at(65)
+    assert b.next_change(at(66)) == at(90)
+    assert b.operator_view(A, at(90)).state is OperatorState.IDLE
+    # A change applies to calls completed from then on, as app_queue's does.
+    b.set_wrapups({})
+    assert b.operator_view(A, at(85)).state is OperatorState.WRAPUP
 
 
 def test_a_wrapup_pause_shows_as_wrapup() -> None:
@@ -344,6 +364,10 @@ def test_a_call_completed_on_another_node_starts_its_operators_wrapup_here() -> 
     assert b.operator_view(A, at(62)).state is OperatorState.WRAPUP
     assert b.next_change(at(62)) == at(65)
     assert not b.follow(ChangedCalls(at(62), [done]))  # read again: nothing moves
+    # The wrap-up recorded with the call's answer (its queue's, set by an admin) counts.
+    later = replace(done, call_id="node2-1.3", completed_at=at(70), wrapup_seconds=30)
+    assert b.follow(ChangedCalls(at(71), [later]))
+    assert b.next_change(at(71)) == at(100)
     # An operator not on this board (not in its queues) is not made up.
     other = LiveCall("node2-1.2", at(0), None, None, "fire", at(1), at(2), at(60), None,
                      at(60), False, 1, 58, None, B)
