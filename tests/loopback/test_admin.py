@@ -595,7 +595,7 @@ async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin)
 
         table = app[ROUTE_TABLE]
         admin_routes = [r for r in table.routes if r.path.startswith("/api/admin/")]
-        assert len([r for r in admin_routes if r.method != "HEAD"]) == 22
+        assert len([r for r in admin_routes if r.method != "HEAD"]) == 24
         assert all(r.access.roles == {"admin"} for r in admin_routes)
         for who in ("op1", "sup1"):
             headers = await bearer(who)
