@@ -16,6 +16,8 @@ without a restart.
   (which gives app_queue the phone's device state) learns realtime AORs and endpoints only
   at a load or reload, so without one a new phone stays Unavailable and is never rung. The
   reload re-reads pjsip.conf and sorcery; calls up and registrations (in AstDB) stay.
+- ``PJSIPShowEndpoint`` and ``DBDel`` (class ``system``) end a phone's registration when its
+  secret is renewed: the phone may be lost or stolen, and must not keep ringing.
 
 Library and OS errors become :class:`~telephony.admin.errors.ApplyFailed`.
 """
@@ -33,6 +35,7 @@ from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiList
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.asterisk.site import AsteriskSite
 from telephony.core.text import os_reason
+from telephony.desks.phones import end_registration
 
 log = logging.getLogger("telephony.admin")
 
@@ -110,6 +113,14 @@ class AsteriskAdmin:
     async def reload_phones(self) -> None:
         """Make PJSIP learn the registering phones stored now (calls and registrations stay)."""
         await self._send({"Action": "Reload", "Module": "res_pjsip.so"})
+
+    async def end_registration(self, interface: str) -> list[str]:
+        """End the phone's current registration now (a renewed secret: the phone may be
+        lost or stolen); the contacts it had (:func:`~telephony.desks.phones.end_registration`)."""
+        try:
+            return await end_registration(self._ami, interface)
+        except AmiActionError as exc:
+            raise ApplyFailed(_not_done("DBDel", exc)) from exc
 
     def write_number(self, key: str, value: int) -> None:
         """Set the live setting ``key``, which the dialplan reads on every use."""

@@ -488,6 +488,36 @@ async def test_a_new_phone_is_followed_by_a_pjsip_reload(admin: Admin) -> None:
     assert admin.ami.named("Reload") == [PJSIP_RELOAD, PJSIP_RELOAD]
 
 
+async def test_a_renewed_secret_ends_the_phones_registration_before_the_reload(
+        admin: Admin) -> None:
+    """A secret is renewed when a phone is lost or stolen: the registration the old secret
+    made kept the phone ringing with callers until it expired. Its contact is deleted (the
+    permanent one, a cluster front's, is configuration: left alone), then PJSIP reloaded."""
+    await add_operator(admin, "sari")
+    await admin.queues.assign_operator("sari", "PJSIP/op1002", {"fire": 5})
+    admin.ami.lists["PJSIPShowEndpoint"] = [
+        {"Event": "EndpointDetail", "ObjectName": "op1002"},
+        {"Event": "ContactStatusDetail", "AOR": "op1002", "ID": "op1002;@5e1f",
+         "URI": "sip:op1002@192.0.2.7:5060"},
+        {"Event": "ContactStatusDetail", "AOR": "op1002", "ID": "op1002@@9a0c",
+         "URI": "sip:192.0.2.1:5060"}]
+    admin.ami.actions.clear()
+    _, pending = await admin.queues.renew_phone_secret("sari")
+    assert pending is None
+    assert [a["Action"] for a in admin.ami.actions] == [
+        "PJSIPShowEndpoint", "DBDel", "Reload"]
+    assert admin.ami.actions[0]["Endpoint"] == "op1002"
+    assert admin.ami.named("DBDel") == [
+        {"Action": "DBDel", "Family": "registrar/contact", "Key": "op1002;@5e1f"}]
+    # Asterisk refuses (no system class): the secret is renewed all the same, and the admin
+    # is told the phone may ring until its registration runs out.
+    admin.ami.refuse.add("DBDel")
+    assignment, pending = await admin.queues.renew_phone_secret("sari")
+    assert assignment.phone_secret is not None
+    assert pending is not None and "belum diakhiri" in pending and "berdering" in pending
+    assert admin.ami.named("Reload") == [PJSIP_RELOAD, PJSIP_RELOAD]
+
+
 async def test_a_desk_whose_phone_is_the_browser_has_no_secret_to_type(
         admin: Admin, browsers: dict[str, Browser]) -> None:
     """The console's softphone makes its own secret whenever its page opens: the admin only
