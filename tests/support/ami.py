@@ -163,5 +163,9 @@ class RecordingAmi:
             return list(self.lists[action["Action"]])
         return [{"Event": "QueueMember", **m} for m in self.members]
 
+    @property
+    def logged_in(self) -> bool:
+        return not self.down
+
     def named(self, name: str) -> list[dict[str, str]]:
         return [a for a in self.actions if a["Action"] == name]
