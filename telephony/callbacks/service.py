@@ -62,7 +62,7 @@ from telephony.callbacks.store import CallbackRepository
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.calls.store import OPEN_CALL_HORIZON, LegRepository, operator_open_call
-from telephony.cluster.peers import DEVICE
+from telephony.cluster.peers import DEVICE, IN_USE_STATES
 from telephony.db.connection import Database
 from telephony.desks.service import AuditLog
 from telephony.desks.store import Assignment
@@ -70,8 +70,6 @@ from telephony.settings import Settings
 
 log = logging.getLogger("telephony.callbacks")
 
-# DEVICE_STATE() values of a phone on a call (main/devicestate.c's names).
-IN_USE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD", "RINGINUSE"})
 
 
 def _utcnow() -> datetime:
