@@ -30,11 +30,21 @@ async def accounts_page(request: web.Request) -> web.StreamResponse:
                 interfaces=await ctx.desks.interfaces(), role_labels=Role.labels())
 
 
+def _edited(form: Form, name: str) -> str | None:
+    """A field's value if the admin changed it on the page (it differs from the ``seen.``
+    value the page was made with), else ``None``: a page opened before another admin's
+    change then carries back only its own edit, and never undoes theirs unseen."""
+    value = form.get(name, "")
+    return None if value == form.get(f"seen.{name}") else value
+
+
 async def change_account(request: web.Request, form: Form) -> Done:
-    """Save an account's display name and role, together (a refused role keeps the name)."""
+    """Save what the admin changed of an account's display name and role, together (a
+    refused role keeps the name as it was too)."""
     change = await context_of(request).accounts.change(
-        request.match_info["username"], display_name=form.get("display_name", ""),
-        role=form.get("role", ""), actor=actor_of(request), remote_address=remote_of(request))
+        request.match_info["username"], display_name=_edited(form, "display_name"),
+        role=_edited(form, "role"), actor=actor_of(request),
+        remote_address=remote_of(request))
     account, before = change.account, change.before
     if change.role_changed:
         dropped = (f" Keahlian {', '.join(sorted(change.skills_dropped))} dilepas."

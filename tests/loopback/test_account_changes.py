@@ -129,3 +129,24 @@ async def test_changes_the_accounts_state_does_not_allow_are_refused_and_change_
     status, body = await patch(operator, "op1", {"role": "supervisor"})
     assert status == 403
 
+
+
+async def test_a_page_opened_before_another_admins_change_does_not_undo_it(
+        console: Console) -> None:
+    """The accounts page posts the name and the role together: one opened before another
+    admin promoted the account, used to correct its name, put the old role back unseen."""
+    first = await console.user("admin1", "admin")
+    second = await console.user("admin2", "admin")
+    await console.user("op2", "operator")
+    html = (await first.get("/console/accounts"))[1]
+    form = html.split('action="/console/accounts/op2"', 1)[1].split("</form>", 1)[0]
+    assert 'name="seen.role" value="operator"' in form
+    assert (await patch(second, "op2", {"role": "supervisor"}))[0] == 200
+
+    kind, text = await first.flash(await first.post("/console/accounts/op2", {
+        "display_name": "Sari Dewi", "role": "operator",
+        "seen.display_name": "", "seen.role": "operator"}))
+    assert (kind, text) == ("ok", "Nama tampilan akun op2 disimpan.")
+    [account] = await fetch(console.dsn, "SELECT role, display_name FROM accounts "
+                                         "WHERE username = 'op2'")
+    assert (account["role"], account["display_name"]) == ("supervisor", "Sari Dewi")
