@@ -6,8 +6,10 @@ silence is CPU work that must not stall the FastAGI server and AMI listener of a
 corrupt file that crashes a decoder takes only the child with it, and a cancelled or stuck job
 is ended by killing the child. The child prints one JSON object with the measurements and exits
 0; it exits :data:`EXIT_BAD_AUDIO` when the source cannot be decoded (that will not get better
-on a retry), :data:`EXIT_NO_SPACE` when a disk it writes to is full (that is the site's, not the
-recording's: the worker waits for room without counting the attempt) and 1 on anything else.
+on a retry), :data:`EXIT_NO_SPACE` when a disk it writes to is full, :data:`EXIT_READ_ONLY` when
+it is read-only (the kernel remounts a disk with errors so, or it was mounted so: both are the
+site's, not the recording's: the worker waits without counting the attempt) and 1 on anything
+else.
 
 A WAV whose header Asterisk never finalised (it crashed mid-call) is decoded from a copy whose
 header sizes are recomputed from the file's length (:mod:`recordings.wavheader`), in memory:
@@ -50,6 +52,7 @@ from telephony.core.text import ascii_digits
 
 EXIT_BAD_AUDIO = 3
 EXIT_NO_SPACE = 4
+EXIT_READ_ONLY = 5
 # A write refused for want of room: the storage disk, or the temporary directory pydub uses.
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -204,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_AUDIO
     except OSError as exc:
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        if exc.errno == errno.EROFS:
+            return EXIT_READ_ONLY
         return EXIT_NO_SPACE if exc.errno in _NO_SPACE else 1
     except Exception as exc:  # reported to the parent, which retries
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))

@@ -31,11 +31,14 @@ How a recording travels
     5. A file that cannot be decoded, or that failed ``max_attempts`` times, is moved to the
        quarantine directory and its row marked ``failed`` with the reason. Nothing of a caller's
        recording is ever deleted here. Each leg is a job of its own: a broken leg fails alone.
-    6. A disk that is full (the storage's, or the temporary directory's) is the site's
-       trouble, not the recording's, and may last hours before anybody frees room: the job goes
-       back to ``pending`` without counting the attempt, so no recording is given up on for
-       it; the worker says so in one log line, then tries one job per ``retry_seconds`` (each
-       try decodes a whole call, which costs a line busy with callers CPU) until one is stored.
+    6. A disk that is full or read-only (the storage's, or the temporary directory's; the
+       kernel remounts a disk with errors read-only) is the site's trouble, not the
+       recording's, and may last hours before anybody frees room or repairs it: the job goes
+       back to ``pending`` without counting the attempt, so no recording is given up on and
+       quarantined for it; the worker says so in one log line, then tries one job per
+       ``retry_seconds`` (each try decodes a whole call, which costs a line busy with callers
+       CPU) until one is stored. Meanwhile the backlog grows on the metrics
+       (``siaga112_recordings_backlog``, ``..._oldest_seconds``).
 
 Cancelling :meth:`RecordingWorker.run` (the line stopping) kills and reaps a running child and
 leaves its job as a crash would: the next worker takes it over. A worker killed outright takes
@@ -53,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import json
 import logging
@@ -70,6 +74,7 @@ import asyncpg
 from recordings.audio import (
     EXIT_BAD_AUDIO,
     EXIT_NO_SPACE,
+    EXIT_READ_ONLY,
     WORKER_PID_ENV,
     BadAudio,
     Measurements,
@@ -109,6 +114,8 @@ log = logging.getLogger("recordings")
 ENQUEUE_BATCH = 500  # calls looked at per pass
 PROCESS_BATCH = 20  # jobs per pass, so that newly ended calls are not kept waiting
 _OUTPUT_LIMIT = 64 * 1024  # of the child's stdout and stderr kept for a report
+# The storage refusing a write for the site's reasons (full, over quota, read-only).
+_UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 class TranscodeError(SiagaError, RuntimeError):
@@ -116,7 +123,7 @@ class TranscodeError(SiagaError, RuntimeError):
 
 
 class NoSpace(TranscodeError):
-    """A disk the transcoder writes to is full: the job waits for room, uncounted."""
+    """A disk the recording is written to is full or read-only: the job waits, uncounted."""
 
 
 class LeaseLost(SiagaError, RuntimeError):
@@ -446,7 +453,8 @@ class RecordingWorker:
             return Outcome(job.call_id, State.PROCESSING, "taken over by another worker",
                            job.kind, job.leg_id)
         except NoSpace as exc:
-            discard(temporary)
+            with contextlib.suppress(OSError):  # read-only: its next attempt removes it
+                discard(temporary)
             return await self._wait_for_room(job, str(exc))
         except (BadAudio, TranscodeError) as exc:
             discard(temporary)
@@ -465,9 +473,10 @@ class RecordingWorker:
     async def _wait_for_room(self, job: Job, reason: str) -> Outcome:
         """Hand a job that found a disk full back, its attempt not counted (module doc, 6)."""
         if self._room_wait_until is None:
-            log.warning("no space to store recordings (%s): they wait where Asterisk left "
-                        "them, none is given up on, until there is room; one is tried every "
-                        "%g s: %s", self._config.storage_dir, self._config.retry_seconds, reason)
+            log.warning("recordings cannot be stored (%s): they wait where Asterisk left "
+                        "them, none is given up on, until they can be written; one is tried "
+                        "every %g s: %s", self._config.storage_dir, self._config.retry_seconds,
+                        reason)
         self._room_wait_until = time.monotonic() + self._config.retry_seconds
         await self._database.run(functools.partial(
             self._repository.release, job=job, reason=reason,
@@ -507,7 +516,16 @@ class RecordingWorker:
                                         job.leg_id)
                 return await self._repository.mark_done(connection, job, result)
 
-        if not await self._database.run(commit):
+        try:
+            committed = await self._database.run(commit)
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE:
+                raise
+            # The disk filled up, or went read-only, between the transcoding and the rename.
+            with contextlib.suppress(OSError):  # read-only: its next attempt removes it
+                discard(temporary)
+            return await self._wait_for_room(job, f"cannot be put in place: {exc}")
+        if not committed:
             discard(temporary)
             log.warning("%s was taken over by another worker (lease ran out)", _subject(job))
             return Outcome(job.call_id, State.PROCESSING, "taken over by another worker",
@@ -615,6 +633,8 @@ class RecordingWorker:
             raise BadAudio(error)
         if process.returncode == EXIT_NO_SPACE:
             raise NoSpace(f"no space to store it, waiting for room: {error}")
+        if process.returncode == EXIT_READ_ONLY:
+            raise NoSpace(f"its storage is read-only, waiting until it can be written: {error}")
         raise TranscodeError(f"processing exited with {process.returncode}: {error}")
 
 

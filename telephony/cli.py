@@ -18,7 +18,7 @@ from ivr.menu import MenuError, load_menu
 from ivr.prompts import PromptError, build_line_prompts
 from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
-from telephony.accounts.model import AccountError, Role
+from telephony.accounts.model import AccountError
 from telephony.app import serve
 from telephony.asterisk.config import check_site_dirs, install_site_config
 from telephony.asterisk.errors import AsteriskSiteError
@@ -220,6 +220,10 @@ def _cmd_account(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(account_commands.disable(settings, args.username))
     if args.action == "enable":
         return asyncio.run(account_commands.enable(settings, args.username))
+    if args.action == "rename":
+        return asyncio.run(account_commands.rename(settings, args.username, args.name))
+    if args.action == "role":
+        return asyncio.run(account_commands.set_role(settings, args.username, args.role))
     if args.action == "desk":
         return asyncio.run(desk_commands.desk(settings, args.username, args.interface,
                                               args.skill, new_secret=args.new_secret,
@@ -286,16 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     recordings.set_defaults(handler=_cmd_recordings)
     account = commands.add_parser("account", help="accounts of the API and console users")
     account_actions = account.add_subparsers(dest="action", required=True)
-    create = account_actions.add_parser(
-        "create", help="create an account; the password is read from the terminal or stdin")
-    create.add_argument("username")
-    create.add_argument("--role", required=True, choices=[role.value for role in Role])
-    create.add_argument("--name", default="", help="display name")
-    account_actions.add_parser("list", help="list every account")
-    for action, text in (("disable", "disable an account and end its sessions"),
-                         ("enable", "let a disabled account log in again"),
-                         ("password", "set a new password (read from the terminal or stdin)")):
-        account_actions.add_parser(action, help=text).add_argument("username")
+    account_commands.add_parsers(account_actions)
     desk_commands.add_parser(account_actions)
     account.set_defaults(handler=_cmd_account)
     backup = commands.add_parser(

@@ -53,6 +53,8 @@ class SettingsError(SiagaError, ValueError):
     """A setting could not be read or has an invalid value."""
 
 
+log = logging.getLogger("telephony.settings")
+
 def _default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "siaga112"
 
@@ -64,6 +66,10 @@ class ShiftDefinition:
     name: str
     start: time
 
+
+# A shift's name as the admin's roster form takes it (telephony/admin/site.py) and as calls
+# are recorded under it: lower-case, for reports' and CSV files' names.
+SHIFT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,19}")
 
 DEFAULT_SHIFTS = (
     ShiftDefinition("pagi", time(7, 0)),
@@ -616,7 +622,29 @@ def _parse_shifts(raw: Any) -> tuple[ShiftDefinition, ...]:
     starts = [s.start for s in shifts]
     if len(set(starts)) != len(starts):
         raise SettingsError("shifts: two shifts start at the same time")
-    return tuple(sorted(shifts, key=lambda s: s.start))
+    return tuple(sorted(_lower_case_shifts(shifts), key=lambda s: s.start))
+
+
+def _lower_case_shifts(shifts: list[ShiftDefinition]) -> list[ShiftDefinition]:
+    """The shifts under lower-case names. A settings file's ``Pagi`` was taken as written, and
+    the admin's roster form, which takes lower-case names only (:data:`SHIFT_NAME`), then
+    refused the very roster it showed; refusing it here would stop a site that has run for
+    years. Its calls recorded under the old name stay in the reports (a renamed shift's
+    slots). Two names that differ only in case are kept as written: either would be lost.
+    Said in one log line; a name the form refuses for other reasons is named too."""
+    lowered = [ShiftDefinition(s.name.strip().lower(), s.start) for s in shifts]
+    if len({s.name for s in lowered}) != len(lowered):
+        lowered = shifts
+    renamed = [f"{old.name} -> {new.name}" for old, new in zip(shifts, lowered, strict=True)
+               if old.name != new.name]
+    refused = [s.name for s in lowered if not SHIFT_NAME.fullmatch(s.name)]
+    if renamed or refused:
+        log.warning("shifts: %s%s%s", f"taken as {', '.join(renamed)}" if renamed else "",
+                    "; " if renamed and refused else "",
+                    f"the admin's roster form refuses {', '.join(map(repr, refused))} (lower-"
+                    "case letters, digits, '_' or '-', at most 20): rename in the settings "
+                    "file" if refused else "")
+    return lowered
 
 
 def _parse_dispatch_targets(raw: Any) -> tuple[DispatchTarget, ...]:

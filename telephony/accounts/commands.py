@@ -1,5 +1,5 @@
-"""``siaga112 account create|list|disable|enable|password``: how the first admin comes to exist, and
-how accounts are kept when the console is out of reach.
+"""``siaga112 account create|list|disable|enable|password|rename|role``: how the first admin
+comes to exist, and how accounts are kept when the console is out of reach.
 
 Passwords are read from the terminal (twice, not echoed) or, when standard input is not a
 terminal, from its first line, so scripts can pipe one in; never from the command line, where
@@ -9,6 +9,7 @@ other users of the machine could read it. Output is in Bahasa Indonesia; a refus
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import sys
 from collections.abc import Awaitable, Callable
@@ -132,4 +133,51 @@ async def set_password(settings: Settings, username: str, password: str) -> int:
         settings, lambda service: service.set_password(username, password, actor=CLI_ACTOR))
     print(f"Kata sandi akun {account.username} diganti; semua sesinya diakhiri.")
     await _revoke_softphone(settings, account.username, "password")
+    return 0
+
+
+def add_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The arguments of the ``account`` actions but ``desk`` (telephony.desks.commands)."""
+    create = actions.add_parser(
+        "create", help="create an account; the password is read from the terminal or stdin")
+    create.add_argument("username")
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.add_argument("--name", default="", help="display name")
+    actions.add_parser("list", help="list every account")
+    for action, text in (("disable", "disable an account and end its sessions"),
+                         ("enable", "let a disabled account log in again"),
+                         ("password", "set a new password (read from the terminal or stdin)")):
+        actions.add_parser(action, help=text).add_argument("username")
+    rename_parser = actions.add_parser("rename", help="give an account a new display name")
+    rename_parser.add_argument("username")
+    rename_parser.add_argument("name", help="the new display name")
+    role_parser = actions.add_parser(
+        "role", help="give an account another role (its sessions end); an operator made a "
+                     "supervisor keeps the phone, without skills (out of the queues first)")
+    role_parser.add_argument("username")
+    role_parser.add_argument("role", choices=[kind.value for kind in Role])
+
+
+async def rename(settings: Settings, username: str, display_name: str) -> int:
+    """Give an account a new display name."""
+    account = await _with_service(settings, lambda service: service.rename(
+        username, display_name, actor=CLI_ACTOR))
+    print(f"Nama tampilan akun {account.username}: {account.display_name or '-'}.")
+    return 0
+
+
+async def set_role(settings: Settings, username: str, role: str) -> int:
+    """Give an account another role; its sessions end."""
+    change = await _with_service(settings, lambda service: service.set_role(
+        username, role, actor=CLI_ACTOR))
+    account = change.account
+    if not change.role_changed:
+        print(f"Akun {account.username} sudah berperan {account.role.label}; tidak ada yang "
+              "diubah.")
+        return 0
+    print(f"Akun {account.username}: peran {change.before.role.label} -> {account.role.label}; "
+          "semua sesinya diakhiri (masuk lagi dengan peran baru).")
+    if change.skills_dropped:
+        print(f"Keahlian {', '.join(sorted(change.skills_dropped))} dilepas: telepon "
+              "supervisor hanya untuk mendengarkan, tidak masuk antrean.")
     return 0

@@ -1,4 +1,5 @@
-"""The accounts' HTTP routes: logging in and out of the API, the session, and the audit log.
+"""The accounts' HTTP routes: logging in and out of the API, the session, the audit log, and
+the admin's list of accounts with a name or role changed.
 
 Logging in is the one public route. The console's login form is the console shell's
 (``telephony.web.console.pages``); both set the same session cookies (``web.security``).
@@ -10,11 +11,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from telephony.accounts.model import Session, account_json
+from telephony.accounts.model import InvalidAccountInput, Session, account_json
+from telephony.accounts.service import AccountChange
 from telephony.accounts.store import AuditEntry
 from telephony.calls.archive import MAX_LIMIT
 from telephony.core.text import MAX_DIGITS
 from telephony.web.request import (
+    actor_of,
     context_of,
     instant_json,
     json_body,
@@ -25,6 +28,7 @@ from telephony.web.request import (
     remote_of,
 )
 from telephony.web.routing import (
+    ADMIN,
     EVERYONE,
     OVERSIGHT,
     PUBLIC,
@@ -102,6 +106,29 @@ async def list_audit(request: web.Request) -> web.StreamResponse:
                           "next_before": found.next_before})
 
 
+def account_change_json(change: AccountChange) -> dict[str, Any]:
+    """An account after an admin's change, and what the change ended."""
+    return {"account": account_json(change.account), "sessions_ended": change.sessions_ended,
+            "skills_dropped": dict(change.skills_dropped)}
+
+
+async def list_accounts(request: web.Request) -> web.StreamResponse:
+    """Every account, by username."""
+    accounts = await context_of(request).accounts.accounts()
+    return json_response({"accounts": [account_json(account) for account in accounts]})
+
+
+async def change_account(request: web.Request) -> web.StreamResponse:
+    """Give an account a new display name or another role (its sessions end then)."""
+    data = await json_body(request)
+    if "display_name" not in data and "role" not in data:
+        raise InvalidAccountInput("role", "Kirim display_name, role, atau keduanya.")
+    change = await context_of(request).accounts.change(
+        request.match_info["username"], display_name=data.get("display_name"),
+        role=data.get("role"), actor=actor_of(request), remote_address=remote_of(request))
+    return json_response(account_change_json(change))
+
+
 def routes() -> list[Route]:
     """The session and audit log routes, with who may call them."""
     return [
@@ -111,6 +138,12 @@ def routes() -> list[Route]:
               Reply(200, "Session")),
         Route("DELETE", "/api/session", logout, EVERYONE, "Keluar (logout)", "sesi",
               Reply(204, None, description="Sesi diakhiri")),
+        Route("GET", "/api/admin/accounts", list_accounts, ADMIN, "Semua akun", "admin-akun",
+              Reply(200, "AccountList")),
+        Route("PATCH", "/api/admin/accounts/{username}", change_account, ADMIN,
+              "Ubah nama tampilan atau peran akun (ganti peran mengakhiri semua sesinya)",
+              "admin-akun", Reply(200, "AccountChange"), Body("AccountPatch"),
+              errors=(404, 409)),
         Route("GET", "/api/audit", list_audit, OVERSIGHT, "Log audit", "audit",
               Reply(200, "AuditList"), query=(
                   Param("object_type", {"type": "string", "maxLength": 40}, "Jenis objek"),

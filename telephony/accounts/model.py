@@ -52,6 +52,13 @@ class AccountNotFound(NotFound, AccountError):
         super().__init__(f"Akun {username} tidak ditemukan.")
 
 
+class RoleChangeRefused(Conflict, AccountError):
+    """A role change the account's present state does not allow (its desk, or the last
+    admin); nothing was changed."""
+
+    code = "role_change_refused"
+
+
 class LoginRefused(AccountError):
     """Wrong username or password, or a disabled account (the caller is not told which)."""
 
@@ -250,6 +257,45 @@ def login_password(value: object) -> str | None:
 def token_digest(token: str) -> str:
     """What the sessions table stores of a token: its SHA-256, hex."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DeskHeld:
+    """What an account holds at its phone, as a role change must weigh it: the interface,
+    its skills, whether the phone is the browser's softphone, and the queues it is in."""
+
+    interface: str
+    skills: Mapping[str, int]
+    browser: bool
+    queues: tuple[str, ...]
+
+
+def check_role_change(username: str, old: Role, new: Role, desk: DeskHeld | None, *,
+                      other_admins: int) -> None:
+    """Refuse (:class:`RoleChangeRefused`) a change from ``old`` to ``new`` that would leave
+    the account, or the centre, in a state no role has: an admin at a phone (admins see no
+    caller data and never take or hear a call), a supervisor in queues or at a browser
+    softphone (their phone is only for listening in, and a softphone registers only from an
+    operator's desk page), or no active admin left to run the system. A supervisor's phone
+    keeps no skills: the operator's skills are dropped by the change itself."""
+    if old is Role.ADMIN and new is not Role.ADMIN and other_admins == 0:
+        raise RoleChangeRefused(
+            f"Akun {username} adalah admin aktif terakhir: jadikan akun lain admin dahulu.")
+    if desk is None or new is old:
+        return
+    if new is Role.ADMIN:
+        raise RoleChangeRefused(
+            f"Akun {username} bekerja di telepon {desk.interface}; admin tidak memakai "
+            "telepon dan tidak melihat data penelepon. Buat akun admin tersendiri.")
+    if new is Role.SUPERVISOR and desk.queues:
+        raise RoleChangeRefused(
+            f"Akun {username} masih di antrean {', '.join(desk.queues)}: keluarkan dari "
+            "antrean dahulu (Keluar di layar operator), lalu ulangi.")
+    if new is Role.SUPERVISOR and desk.browser:
+        raise RoleChangeRefused(
+            f"Telepon {desk.interface} milik {username} adalah softphone di browser; "
+            "supervisor mendengarkan lewat telepon meja: ubah dahulu dengan siaga112 "
+            f"account desk {username} {desk.interface} --phone desk, lalu ulangi.")
 
 
 def account_json(account: Account) -> dict[str, Any]:

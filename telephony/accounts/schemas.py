@@ -25,6 +25,20 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "role_label": {"type": "string"},
         "active": {"type": "boolean"},
     }),
+    "AccountList": all_required({"accounts": {"type": "array", "items": ref("Account")}}),
+    "AccountPatch": object_schema({
+        "display_name": {**text(100), "description": "Nama tampilan baru"},
+        "role": {"type": "string", "enum": ["operator", "supervisor", "admin"],
+                 "description": "Peran baru; semua sesi akun berakhir (masuk lagi dengan "
+                                "peran baru). Operator yang dijadikan supervisor tetap di "
+                                "teleponnya, tanpa keahlian."},
+    }),
+    "AccountChange": all_required({
+        "account": ref("Account"),
+        "sessions_ended": {"type": "integer", "description": "Sesi akun yang diakhiri"},
+        "skills_dropped": {"type": "object",
+                           "description": "Keahlian yang dilepas (operator menjadi supervisor)"},
+    }),
     "Login": object_schema({"username": text(64), "password": text(256)},
                            ("username", "password")),
     "Session": all_required({

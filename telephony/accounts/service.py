@@ -23,6 +23,7 @@ from telephony.accounts.model import (
     Account,
     AccountExists,
     AccountNotFound,
+    DeskHeld,
     LoginRefused,
     LoginThrottled,
     NewSession,
@@ -31,6 +32,7 @@ from telephony.accounts.model import (
     ThrottlePolicy,
     check_not_throttled,
     check_password,
+    check_role_change,
     clean_display_name,
     clean_username,
     login_password,
@@ -44,6 +46,8 @@ from telephony.accounts.model import (
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.store import AccountRepository, AuditEntry, AuditPage
 from telephony.db.connection import Database
+from telephony.desks.phones import PhoneKind
+from telephony.desks.store import DeskRepository
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.accounts")
@@ -94,6 +98,7 @@ class AccountService:
         self._hasher = hasher
         self._config = config
         self._repo = repository or AccountRepository()
+        self._desks = DeskRepository()
         self._logins = asyncio.Semaphore(LOGINS_AT_ONCE)
 
     # -- accounts ------------------------------------------------------------------------------
@@ -189,6 +194,109 @@ class AccountService:
         account = await self._database.run(work)
         log.info("password of account %s changed by %s", name, actor)
         return account
+
+    async def rename(self, username: str, display_name: str, *, actor: str,
+                     remote_address: str = "") -> Account:
+        """Give an account a new display name (see :meth:`change`)."""
+        return (await self.change(username, display_name=display_name, actor=actor,
+                                  remote_address=remote_address)).account
+
+    async def set_role(self, username: str, role: Role | str, *, actor: str,
+                       remote_address: str = "") -> AccountChange:
+        """Give an account another role (see :meth:`change`)."""
+        return await self.change(username, role=role, actor=actor,
+                                 remote_address=remote_address)
+
+    async def change(self, username: str, *, display_name: str | None = None,
+                     role: Role | str | None = None, actor: str, remote_address: str = ""
+                     ) -> AccountChange:
+        """Give an account a new display name, another role, or both, in one transaction
+        (a refused role leaves the name as it was too); ``None``: kept. Each part that
+        changes is one audit entry (``account.rename``, ``account.role``); what is already
+        so changes nothing.
+
+        A new name goes to the account's desk too (the queues' and the reports' name for
+        it). Its sessions stay: whose they are and what they may do are unchanged.
+
+        A new role (promoting an operator to supervisor, or demoting one) ends every
+        session of the account: a page or a wallboard opened under the old role must not go
+        on with its rights; the owner logs in again, under the new one. An operator made a
+        supervisor keeps the phone, to listen in on, and loses the skills (a supervisor's
+        phone never joins a queue). Refused (:func:`check_role_change`): one still in
+        queues or at a browser softphone becoming a supervisor, any account at a phone
+        becoming an admin, and demoting the last active admin."""
+        name = clean_username(username)
+        shown = None if display_name is None else clean_display_name(display_name)
+        new = None if role is None else parse_role(role)
+
+        async def work(connection: asyncpg.Connection) -> AccountChange:
+            async with connection.transaction():
+                before = await self._repo.lock_account(connection, name)
+                if before is None:
+                    raise AccountNotFound(name)
+                account, ended = before, 0
+                dropped: Mapping[str, int] = {}
+                if new is not None and new is not before.role:
+                    account, ended, dropped = await self._new_role(
+                        connection, before, new, actor=actor, remote_address=remote_address)
+                if shown is not None and shown != before.display_name:
+                    account = await self._new_name(connection, before, shown, actor=actor,
+                                                   remote_address=remote_address)
+                return AccountChange(account, before, ended, dropped)
+
+        change = await self._database.run(work)
+        before, after = change.before, change.account
+        if after.role is not before.role:
+            log.info("account %s: role %s -> %s by %s (%d sessions ended)", name,
+                     before.role.value, after.role.value, actor, change.sessions_ended)
+        if after.display_name != before.display_name:
+            log.info("account %s renamed from %r to %r by %s", name, before.display_name,
+                     after.display_name, actor)
+        return change
+
+    async def _new_role(self, connection: asyncpg.Connection, account: Account, new: Role, *,
+                        actor: str, remote_address: str
+                        ) -> tuple[Account, int, Mapping[str, int]]:
+        held = await self._desk_held(connection, account)
+        others = (await self._repo.other_active_admins(connection, account.account_id)
+                  if account.role is Role.ADMIN and account.active else 1)
+        check_role_change(account.username, account.role, new, held, other_admins=others)
+        changed = await self._repo.set_role(connection, account.account_id, new)
+        dropped: Mapping[str, int] = {}
+        if held is not None and new is Role.SUPERVISOR and held.skills:
+            dropped = held.skills
+            await self._desks.assign(connection, account.account_id, held.interface,
+                                     account.display_name, {})
+        ended = await self._repo.delete_sessions_of(connection, account.account_id)
+        await self._repo.append_audit(
+            connection, actor=actor, action="account.role", object_type="account",
+            object_id=account.username, remote_address=remote_address,
+            detail={"from": account.role.value, "to": new.value, "sessions_ended": ended,
+                    "skills_dropped": dict(dropped)})
+        return changed, ended, dropped
+
+    async def _new_name(self, connection: asyncpg.Connection, account: Account, shown: str,
+                        *, actor: str, remote_address: str) -> Account:
+        renamed = await self._repo.set_display_name(connection, account.account_id, shown)
+        desk = await self._desks.assignment(connection, account.account_id)
+        if desk is not None:
+            await self._desks.rename(connection, desk.interface, shown)
+        await self._repo.append_audit(
+            connection, actor=actor, action="account.rename", object_type="account",
+            object_id=account.username, remote_address=remote_address,
+            detail={"from": account.display_name, "to": shown})
+        return renamed
+
+    async def _desk_held(self, connection: asyncpg.Connection, account: Account
+                         ) -> DeskHeld | None:
+        desk = await self._desks.assignment(connection, account.account_id)
+        if desk is None:
+            return None
+        phone = await self._desks.phone(connection, desk.interface)
+        queues = await self._desks.memberships(connection, desk.interface)
+        return DeskHeld(desk.interface, desk.skills,
+                        phone is not None and phone.kind is PhoneKind.BROWSER,
+                        tuple(m.queue for m in queues))
 
     # -- logins and sessions -------------------------------------------------------------------
 
@@ -335,6 +443,22 @@ class AccountService:
     def _masked(entry: AuditEntry) -> AuditEntry:
         object_id, detail = masked_audit(entry.action, entry.object_id, entry.detail)
         return dataclasses.replace(entry, object_id=object_id, detail=detail)
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """An account after :meth:`AccountService.change`, as it was before, how many of its
+    sessions ended, and the skills its desk lost (an operator made a supervisor)."""
+
+    account: Account
+    before: Account
+    sessions_ended: int
+    skills_dropped: Mapping[str, int]
+
+    @property
+    def role_changed(self) -> bool:
+        """Whether the role is another than before."""
+        return self.account.role is not self.before.role
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,46 @@ class AccountRepository:
         row = await connection.fetchrow("SELECT * FROM accounts WHERE username = $1", username)
         return (from_row(Account, row), row["password_hash"]) if row is not None else None
 
+    async def lock_account(self, connection: asyncpg.Connection, username: str
+                           ) -> Account | None:
+        """The account, its row locked until the transaction ends (a change of its name,
+        role or desk waits for another one in flight); ``None`` if there is none."""
+        row = await connection.fetchrow(
+            "SELECT * FROM accounts WHERE username = $1 FOR UPDATE", username)
+        return from_row(Account, row) if row is not None else None
+
+    async def other_active_admins(self, connection: asyncpg.Connection, account_id: int
+                                  ) -> int:
+        """How many active admins there are besides ``account_id``, their rows locked until
+        the transaction ends (two admins demoting each other at once cannot both see the
+        other still an admin)."""
+        rows = await connection.fetch(
+            """
+            SELECT account_id FROM accounts
+            WHERE role = 'admin' AND active AND account_id <> $1
+            ORDER BY account_id FOR UPDATE
+            """,
+            account_id)
+        return len(rows)
+
+    async def set_display_name(self, connection: asyncpg.Connection, account_id: int,
+                               display_name: str) -> Account:
+        """Store the account's new display name."""
+        row = await connection.fetchrow(
+            "UPDATE accounts SET display_name = $2 WHERE account_id = $1 RETURNING *",
+            account_id, display_name)
+        assert row is not None  # the caller holds the row's lock
+        return from_row(Account, row)
+
+    async def set_role(self, connection: asyncpg.Connection, account_id: int, role: Role
+                       ) -> Account:
+        """Store the account's new role."""
+        row = await connection.fetchrow(
+            "UPDATE accounts SET role = $2 WHERE account_id = $1 RETURNING *",
+            account_id, role.value)
+        assert row is not None  # the caller holds the row's lock
+        return from_row(Account, row)
+
     async def accounts(self, connection: asyncpg.Connection) -> list[Account]:
         """Every account, by username."""
         rows = await connection.fetch("SELECT * FROM accounts ORDER BY username")

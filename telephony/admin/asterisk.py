@@ -16,6 +16,8 @@ without a restart.
   (which gives app_queue the phone's device state) learns realtime AORs and endpoints only
   at a load or reload, so without one a new phone stays Unavailable and is never rung. The
   reload re-reads pjsip.conf and sorcery; calls up and registrations (in AstDB) stay.
+- ``PJSIPShowEndpoint`` and ``DBDel`` (class ``system``) end a phone's registration when its
+  secret is renewed: the phone may be lost or stolen, and must not keep ringing.
 
 Library and OS errors become :class:`~telephony.admin.errors.ApplyFailed`.
 """
@@ -26,6 +28,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.queues import LIVE_SETTINGS_DIR, QUEUES_CONF, Member, MemberChange
@@ -33,6 +36,7 @@ from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiList
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.asterisk.site import AsteriskSite
 from telephony.core.text import os_reason
+from telephony.desks.phones import end_registration
 
 log = logging.getLogger("telephony.admin")
 
@@ -60,15 +64,40 @@ def _not_done(name: str, exc: AmiActionError) -> str:
     return f"Asterisk tidak tersambung atau tidak menjawab ({name} tidak terkirim)"
 
 
-class AsteriskAdmin:
-    """Applies admin changes to one running Asterisk."""
+class AdminAmi(AmiListActions, Protocol):
+    """What the admin needs of AMI (``AmiListener``): actions, and whether a session is up."""
 
-    def __init__(self, ami: AmiListActions, site: AsteriskSite) -> None:
+    @property
+    def logged_in(self) -> bool:
+        """True while an AMI session is up."""
+        ...
+
+
+class AsteriskAdmin:
+    """Applies admin changes to one running Asterisk.
+
+    Without an AMI session every action fails at once (:class:`ApplyFailed`): the listener
+    would hold each one up to its action timeout waiting for a login, and an admin's change
+    that needs a few actions (a publish: the queues, their reload, bringing them back) hung
+    for 20 s or more before saying Asterisk was down. What was stored is applied again at
+    the next AMI session either way."""
+
+    def __init__(self, ami: AdminAmi, site: AsteriskSite) -> None:
         self._ami = ami
         self._site = site
         self._conf_dir = site.etc_dir
 
+    @property
+    def connected(self) -> bool:
+        """Whether an AMI session to this Asterisk is up now."""
+        return self._ami.logged_in
+
+    def _check_connected(self, name: str) -> None:
+        if not self._ami.logged_in:
+            raise ApplyFailed(_not_done(name, AmiActionError(f"{name}: not logged in")))
+
     async def _send(self, action: Mapping[str, str]) -> None:
+        self._check_connected(action["Action"])
         try:
             await self._ami.send_action(action)
         except AmiActionError as exc:
@@ -111,6 +140,15 @@ class AsteriskAdmin:
         """Make PJSIP learn the registering phones stored now (calls and registrations stay)."""
         await self._send({"Action": "Reload", "Module": "res_pjsip.so"})
 
+    async def end_registration(self, interface: str) -> list[str]:
+        """End the phone's current registration now (a renewed secret: the phone may be
+        lost or stolen); the contacts it had (:func:`~telephony.desks.phones.end_registration`)."""
+        self._check_connected("PJSIPShowEndpoint")
+        try:
+            return await end_registration(self._ami, interface)
+        except AmiActionError as exc:
+            raise ApplyFailed(_not_done("DBDel", exc)) from exc
+
     def write_number(self, key: str, value: int) -> None:
         """Set the live setting ``key``, which the dialplan reads on every use."""
         path = self._conf_dir / LIVE_SETTINGS_DIR / key
@@ -125,7 +163,10 @@ class AsteriskAdmin:
     async def members(self) -> list[Member]:
         """Every queue member, as QueueStatus reports them now."""
         try:
+            self._check_connected("QueueStatus")
             events = await self._ami.send_list_action({"Action": "QueueStatus"})
+        except ApplyFailed as exc:
+            raise ApplyFailed(f"Status antrean tidak dapat dibaca: {exc.message}") from exc
         except AmiActionError as exc:
             raise ApplyFailed("Status antrean tidak dapat dibaca: "
                               f"{_not_done('QueueStatus', exc)}") from exc

@@ -42,7 +42,13 @@ import asyncpg
 from ivr.menu import IvrMenu
 from ivr.prompts import PromptError, PromptReport, build_prompts
 from telephony.admin.asterisk import AsteriskAdmin
-from telephony.admin.errors import ApplyFailed, ConfigNotFound, InvalidConfig, StaleSettings
+from telephony.admin.errors import (
+    ApplyFailed,
+    AsteriskDown,
+    ConfigNotFound,
+    InvalidConfig,
+    StaleSettings,
+)
 from telephony.admin.files import ConfigFiles, replace_text
 from telephony.admin.queues import NORMAL_PRIORITY_KEY, MemberChange
 from telephony.admin.store import ConfigVersionRepository
@@ -382,6 +388,13 @@ class ConfigService:
             kind = version.kind
             if expected_live is not None:
                 await self._check_live(version, expected_live)
+            if kind is ConfigKind.MENU and not self._asterisk.connected:
+                # Refused at once: each AMI action would otherwise wait for a session first,
+                # and the admin waited 20 s or more to hear the same.
+                raise AsteriskDown(f"Versi #{version_id} belum diterbitkan: Asterisk tidak "
+                                   "tersambung dengan line. Penelepon tetap mendapat versi "
+                                   "yang berjalan; terbitkan lagi setelah Asterisk tersambung "
+                                   "kembali.")
             running = self._menus.current()
             try:
                 try:

@@ -6,7 +6,7 @@ A refused request has changed nothing, except :class:`ApplyFailed`, which says w
 
 from __future__ import annotations
 
-from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError
+from telephony.core.errors import Conflict, Invalid, NotFound, SiagaError, Unavailable
 
 
 class AdminError(SiagaError):
@@ -36,3 +36,10 @@ class ApplyFailed(AdminError):
 
     status = 502  # Asterisk, a dependency, did not follow: the admin may apply again
     code = "apply_failed"
+
+
+class AsteriskDown(Unavailable, AdminError):
+    """Asterisk has no AMI session with the line now: a change it must carry out is refused
+    at once (503, try again shortly), having changed nothing."""
+
+    code = "asterisk_unavailable"

@@ -277,12 +277,33 @@ class QueueService:
         return changes
 
     async def renew_phone_secret(self, username: str) -> tuple[Assignment, str | None]:
-        """A new SIP secret for the phone at ``username``'s desk (the old one stops
-        working), returned once; and what to tell the admin if PJSIP was not reloaded."""
+        """A new SIP secret for the phone at ``username``'s desk, returned once; and what to
+        tell the admin if the phone's registration was not ended or PJSIP not reloaded.
+
+        The old secret stops working, and the registration it made ends at once: a secret is
+        renewed when a phone is lost or stolen, and that phone must not go on ringing with
+        callers until its registration runs out. The phone registers again with the new
+        secret."""
         assignment = await renew_phone_secret(self._database, username, self.realm)
-        note = await self.apply_phones()
+        notes = []
+        try:
+            ended = await self._asterisk.end_registration(assignment.interface)
+        except ApplyFailed as exc:
+            log.warning("the registration of %s not ended after its new secret: %s",
+                        assignment.interface, exc.message)
+            notes.append(f"Pendaftaran telepon {assignment.interface} yang sekarang belum "
+                         f"diakhiri: {exc.message}. Sandi lama tidak dapat mendaftar lagi, "
+                         "tetapi telepon itu masih dapat berdering sampai pendaftarannya "
+                         "habis.")
+        else:
+            if ended:
+                log.info("the registration of %s ended (%s): it registers again with its new "
+                         "secret", assignment.interface, ", ".join(ended))
+        reloaded = await self.apply_phones()
+        if reloaded is not None:
+            notes.append(reloaded)
         await self._announce_phones()
-        return assignment, note
+        return assignment, " ".join(notes) or None
 
     async def _announce_phones(self) -> None:
         """Tell every line a phone was stored (on a cluster each node's Asterisk must reload

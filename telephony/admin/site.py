@@ -11,11 +11,10 @@ from typing import Any, Final
 
 from telephony.admin.errors import InvalidConfig
 from telephony.incidents.model import ReportType
-from telephony.settings import ShiftDefinition
+from telephony.settings import SHIFT_NAME, ShiftDefinition
 
 TARGET_SECONDS: Final = (60, 24 * 3600)  # a minute to a day
 MAX_SHIFTS: Final = 6
-_SHIFT_NAME: Final = re.compile(r"[a-z][a-z0-9_-]{0,19}")
 _CLOCK: Final = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
@@ -54,7 +53,7 @@ def parse_shifts(raw: Any) -> tuple[ShiftDefinition, ...]:
         if not isinstance(item, Mapping):
             raise InvalidConfig("Setiap shift berupa nama dan jam mulai.", "shifts")
         name, start = item.get("name"), item.get("start")
-        if not isinstance(name, str) or not _SHIFT_NAME.fullmatch(name):
+        if not isinstance(name, str) or not SHIFT_NAME.fullmatch(name):
             raise InvalidConfig(f"Nama shift {str(name)[:30]!r} tidak sah: huruf kecil, angka, "
                                 "'_' atau '-', paling banyak 20 karakter.", "shifts")
         if not isinstance(start, str) or not _CLOCK.fullmatch(start):

@@ -63,7 +63,7 @@ from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.calls.outages import OPEN_CALL_HORIZON
 from telephony.calls.store import LegRepository, operator_open_call
-from telephony.cluster.peers import DEVICE
+from telephony.cluster.peers import DEVICE, IN_USE_STATES
 from telephony.db.connection import Database
 from telephony.desks.service import AuditLog
 from telephony.desks.store import Assignment
@@ -71,8 +71,6 @@ from telephony.settings import Settings
 
 log = logging.getLogger("telephony.callbacks")
 
-# DEVICE_STATE() values of a phone on a call (main/devicestate.c's names).
-IN_USE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD", "RINGINUSE"})
 
 
 def _utcnow() -> datetime:

@@ -38,6 +38,10 @@ NO_STATE = "UNKNOWN"
 # wrap-up after a call on another node (telephony/cluster/wrapup.py).
 BUSY_STATE = "INUSE"
 PUBLISHED_STATES = frozenset({NO_STATE, BUSY_STATE})
+# DEVICE_STATE() values of a phone on a call (main/devicestate.c's names), as a node's
+# Asterisk aggregates them from every node's: a phone on a call through another node is one.
+IN_USE_STATES = frozenset({"INUSE", "BUSY", "ONHOLD", "RINGINUSE"})
+RINGING_STATE = "RINGING"
 # An entity id as Asterisk writes one (six bytes, hex, colons).
 EID = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 

@@ -7,6 +7,8 @@ into the phone, and only its digest is kept. A browser phone (``--phone browser`
 console's softphone) gets no secret to type: its desk page makes one each time it opens.
 A refusal is printed by the CLI as one line.
 
+A renewed secret (``--new-secret``) also ends the phone's current registration at once, as
+the console does (the phone may be lost or stolen): it registers again with the new secret.
 The phone stored, the command asks the running Asterisk over AMI to reload PJSIP, as the
 console does (``telephony.admin.asterisk``): without it a phone added after Asterisk started
 is never rung by a queue. If Asterisk is out of reach or refuses, the phone stays stored, one
@@ -19,12 +21,12 @@ import argparse
 from collections.abc import Awaitable, Callable, Sequence
 
 from ivr.menu import load_menu
-from telephony.ami.actions import AmiActionError, AmiActions
+from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.listener import AmiListener
 from telephony.calls.facts import CallFact
 from telephony.db.connection import Database
 from telephony.desks.operators import OperatorDesk
-from telephony.desks.phones import PhoneKind, phone_username
+from telephony.desks.phones import PhoneKind, end_registration, phone_username
 from telephony.desks.service import assign_desk, parse_skill_levels
 from telephony.settings import Settings
 
@@ -66,6 +68,14 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
     if assignment.phone_secret is not None:
         print(phone_secret_text(assignment.interface, settings.sip_realm,
                                 assignment.phone_secret))
+    if new_secret:
+        # A renewed secret: the phone may be lost or stolen, and its registration (made with
+        # the old one) must not go on ringing it with callers until it expires.
+        failed = await _over_ami(settings, lambda ami: end_registration(ami, interface), 10.0)
+        if failed is not None:
+            print(f"Pendaftaran {interface} yang sekarang belum diakhiri ({failed}): sandi "
+                  "lama tidak dapat mendaftar lagi, tetapi telepon itu masih dapat berdering "
+                  "sampai pendaftarannya habis.")
     if assignment.phone_secret is not None or assignment.phone_changed:
         # A new secret or kind: a phone Asterisk may not know yet, or new credentials.
         failed = await reload_phones(settings)
@@ -89,7 +99,7 @@ class _NoCalls:
         return set()
 
 
-async def _over_ami(settings: Settings, work: Callable[[AmiActions], Awaitable[object]],
+async def _over_ami(settings: Settings, work: Callable[[AmiListActions], Awaitable[object]],
                     wait_seconds: float) -> str | None:
     """Run ``work`` over a short AMI session; returns ``None``, or why it failed."""
     listener = AmiListener(settings, _NoCalls(), action_timeout=wait_seconds)

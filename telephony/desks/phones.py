@@ -18,6 +18,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from telephony.ami.actions import AmiActionRefusedError, AmiListActions
 from telephony.core.errors import SiagaError
 from telephony.core.labels import LabelledStrEnum
 
@@ -80,3 +81,40 @@ def new_phone_secret(interface: str, realm: str, *,
     secret = "".join(secrets.choice(alphabet) for _ in range(length))
     username = phone_username(interface)
     return PhoneSecret(username, realm, secret, digest(username, realm, secret))
+
+
+# Where Asterisk keeps the phones' registrations: AstDB, family ``registrar/contact``
+# (res_pjsip's default sorcery wizard for contacts; asterisk-conf/sorcery.conf sets none),
+# each contact under its id, ``<aor>;@<hash>`` (a permanent contact, such as a cluster
+# front's, is ``<aor>@@<hash>`` and lives in the configuration, not here).
+CONTACTS_FAMILY = "registrar/contact"
+_REGISTERED_ID = ";@"
+_GONE = "Database entry not found"  # DBDel's refusal of a key that is not there
+
+
+async def end_registration(ami: AmiListActions, interface: str) -> list[str]:
+    """End the current registration of the phone at ``interface`` at once; the contacts (their
+    URIs) it had. A renewed secret is what an admin does about a lost or stolen phone: the
+    old credentials stop at the next REGISTER, but the registration they made would go on
+    ringing that phone with callers until it expires (an hour, a phone asking so). Asterisk
+    has no action that removes a registered contact, so its AstDB entry is deleted
+    (``DBDel``, class ``system``); the PJSIP reload that follows a stored secret then tells
+    the queues the phone is unreachable until it registers again, with the new secret.
+    Raises :class:`~telephony.ami.actions.AmiActionError` if Asterisk could not be asked."""
+    aor = phone_username(interface)
+    events = await ami.send_list_action({"Action": "PJSIPShowEndpoint", "Endpoint": aor})
+    ended: list[str] = []
+    for event in events:
+        contact = str(event.get("ID", ""))
+        if (str(event.get("Event", "")) != "ContactStatusDetail"
+                or str(event.get("AOR", "")) != aor or _REGISTERED_ID not in contact):
+            continue
+        try:
+            await ami.send_action({"Action": "DBDel", "Family": CONTACTS_FAMILY,
+                                   "Key": contact})
+        except AmiActionRefusedError as exc:
+            if _GONE not in exc.message:
+                raise
+            continue  # expired (or unregistered) meanwhile: nothing left to end
+        ended.append(str(event.get("URI", "")))
+    return ended

@@ -272,10 +272,11 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
 
     async def work(connection: asyncpg.Connection) -> tuple[str | None, bool]:
         async with connection.transaction():
-            found = await AccountRepository().account_with_hash(connection, name)
-            if found is None:
+            # Locked: a role change in flight (AccountService.set_role) is done first, so a
+            # supervisor made now never gets an operator's skills.
+            account = await AccountRepository().lock_account(connection, name)
+            if account is None:
                 raise AccountNotFound(name)
-            account = found[0]
             # A supervisor's phone is what they listen in on (telephony.supervision); they
             # never join queues, so it carries no skills.
             if account.role is Role.SUPERVISOR and skills:

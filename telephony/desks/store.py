@@ -154,6 +154,13 @@ class DeskRepository:
             "INSERT INTO operator_skills (operator, skill, level) VALUES ($1, $2, $3)",
             [(interface, skill, level) for skill, level in sorted(skills.items())])
 
+    async def rename(self, connection: asyncpg.Connection, interface: str,
+                     display_name: str) -> None:
+        """The desk at ``interface`` now goes by its account's new display name."""
+        await connection.execute(
+            "UPDATE operators SET display_name = $2 WHERE operator = $1",
+            interface, display_name)
+
     async def has_phone_secret(self, connection: asyncpg.Connection, interface: str) -> bool:
         """Whether the phone at ``interface`` has a secret (and may register)."""
         return bool(await connection.fetchval(

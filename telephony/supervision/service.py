@@ -19,9 +19,10 @@ In this order, so that nothing is heard that the audit log does not name:
    not (busy, not answered, not registered) gets the same second entry, with the reason.
 
 A supervisor's phone that is in a call or ringing already (still listening, or a second click
-on the wallboard) is refused before step 3: ringing it again would only be a call waiting, and
-the audit log would name a mode that was never heard. Requests are taken one at a time, so
-two clicks cannot both find the phone free. After step 4 the request waits a moment
+on the wallboard; on a cluster also through another node, as this node's Asterisk has every
+node's device state of it) is refused before step 3: ringing it again would only be a call
+waiting, and the audit log would name a mode that was never heard. Requests are taken one at
+a time, so two clicks cannot both find the phone free. After step 4 the request waits a moment
 (``answer_wait_seconds``) for Asterisk to say the phone cannot be rung at all (not
 registered, refusing): that comes within milliseconds, and the supervisor is told so (409)
 instead of being promised a ring. If the operator's call ends while the supervisor's phone
@@ -53,6 +54,7 @@ from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.calls.ids import valid_call_id
 from telephony.calls.outages import OPEN_CALL_HORIZON
 from telephony.calls.store import operator_open_call
+from telephony.cluster.peers import DEVICE, IN_USE_STATES, RINGING_STATE
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
 from telephony.supervision.errors import (
@@ -223,7 +225,7 @@ class SupervisionService:
             log.error("CoreShowChannels for %s's %s of %s failed: %s", account.username,
                       chosen.value, interface, exc)
             raise SupervisionUnavailable() from exc
-        if self._phone_busy(phone, channels):
+        if self._phone_busy(phone, channels) or await self._busy_elsewhere(phone):
             log.info("%s's %s of %s refused: their phone %s is busy", account.username,
                      chosen.value, interface, phone)
             raise PhoneBusy(phone)
@@ -281,6 +283,24 @@ class SupervisionService:
                 del self._ringing[aid]
         return (any(channel.interface == phone for channel in channels)
                 or any(r.detail["phone"] == phone for r in self._ringing.values()))
+
+    async def _busy_elsewhere(self, phone: str) -> bool:
+        """Whether the supervisor's ``phone`` is in a call or ringing through another cluster
+        node (listening in on a call there): this node's Asterisk lists no channel of it, but
+        has every node's device state of it (res_pjsip_publish_asterisk, the cluster's
+        ``^PJSIP/`` devices). Without this a second listen-in, to a call on this node, rang
+        the phone again in the middle of the first. On a single node it says what the
+        channels say. A state that cannot be read holds nothing up: the phone is rung."""
+        if not DEVICE.fullmatch(phone):
+            return False
+        try:
+            reply = await self._ami.send_action({
+                "Action": "Getvar", "Variable": f"DEVICE_STATE({phone})"})
+        except AmiActionError as exc:
+            log.warning("device state of the supervisor's phone %s not read (%s); rung "
+                        "regardless", phone, exc)
+            return False
+        return printable(reply.get("Value")) in IN_USE_STATES | {RINGING_STATE}
 
     @property
     def awaiting_response(self) -> int:

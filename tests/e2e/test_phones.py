@@ -12,6 +12,7 @@ import pytest
 
 from ivr.menu import load_menu
 from telephony.db.connection import Database
+from telephony.desks import commands as desk_commands
 from telephony.desks.service import assign_desk, grant_phone_reader, renew_phone_secret
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
@@ -53,8 +54,9 @@ async def lab(settings: Settings, database: Database) -> AsyncIterator[Lab]:
         yield lab
 
 
-async def register(settings: Settings, secret: str, *, registered: bool) -> sipp.SippResult:
-    async with sipp.phone(settings.sip_host, settings.sip_port, "op2001", secret,
+async def register(settings: Settings, secret: str, *, registered: bool,
+                   user: str = "op2001") -> sipp.SippResult:
+    async with sipp.phone(settings.sip_host, settings.sip_port, user, secret,
                           registered=registered, trace_messages=True) as uac:
         result = await uac.wait()
         assert result.ok, f"{result}\n{uac.messages}"
@@ -89,6 +91,35 @@ async def test_a_phone_registers_with_the_secret_of_its_desk(
     assert renewed.phone_secret is not None
     await register(settings, secret, registered=False)
     await register(settings, renewed.phone_secret, registered=True)
+
+
+async def test_a_renewed_secret_ends_the_phones_registration_at_once(
+        lab: Lab, settings: Settings, database: Database,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A secret is renewed when a phone is lost or stolen; the old secret could not register
+    again, but the registration it had made went on (Asterisk kept the contact until it
+    expired: an hour, a phone asking so), and the queues rang that phone with callers. Now
+    the registration ends at once; the phone registers again with the new secret."""
+    await make_context(settings, database).accounts.create(
+        "tono", "operator", PASSWORD, actor="test")
+    desk = await assign_desk(database, load_menu(settings.menu_file), "tono", "PJSIP/op2002",
+                             {"medical": 5}, realm=settings.sip_realm)
+    assert desk.phone_secret is not None
+    await register(settings, desk.phone_secret, registered=True, user="op2002")
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2002/sip:" in out)
+    capsys.readouterr()
+    assert await desk_commands.desk(settings, "tono", "PJSIP/op2002", ["medical=5"],
+                                    new_secret=True) == 0
+    out = capsys.readouterr().out
+    assert "belum" not in out, out  # ended, and reloaded
+    renewed = out.split("sandi: ", 1)[1].split()[0]
+    # Gone at once: not a minute later, when a re-REGISTER would have been refused.
+    contacts = await lab.acli("pjsip show contacts")
+    assert "op2002/sip:" not in contacts, contacts
+    await lab.wait_cli("pjsip show endpoint op2002", lambda out: "Unavailable" in out)
+    await register(settings, desk.phone_secret, registered=False, user="op2002")
+    await register(settings, renewed, registered=True, user="op2002")
+    await lab.wait_cli("pjsip show contacts", lambda out: "op2002/sip:" in out)
 
 
 async def test_a_device_calling_in_the_carriers_name_is_challenged_not_a_call(

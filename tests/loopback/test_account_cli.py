@@ -305,3 +305,40 @@ async def desk_scenario(database_dsn: str, asterisk: FakeAsterisk,
     skills = await fetch(database_dsn, "SELECT skill FROM operator_skills "
                                       "WHERE operator = 'PJSIP/sup01'")
     assert skills == []
+
+
+async def test_rename_and_role_change_an_account_from_the_command_line(
+    database: Database, database_dsn: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without them an operator's name, typed wrong at create, stayed wrong for good, and an
+    operator made a supervisor needed a second account (with a second phone)."""
+    async def cli(*argv: str) -> int:
+        monkeypatch.setattr("sys.stdin", Stdin(""))
+        return await asyncio.to_thread(
+            main, ["--set", f"database_dsn={database_dsn}", "account", *argv])
+
+    service = AccountService(database, CHEAP_HASHER, AccountConfig())
+    await service.create("op1", "operator", PASSWORD, actor="test")
+    await assign_desk(database, load_menu(None), "op1", "PJSIP/op1001", {"fire": 5})
+    session = await service.login("op1", PASSWORD, remote_address="10.0.0.1")
+    assert await cli("rename", "op1", "Budi Santoso") == 0
+    assert capsys.readouterr().out == "Nama tampilan akun op1: Budi Santoso.\n"
+    assert await service.session(session.token) is not None  # a name ends no session
+    assert await cli("role", "op1", "supervisor") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Akun op1: peran Operator -> Supervisor; semua sesinya diakhiri (masuk lagi dengan "
+        "peran baru).",
+        "Keahlian fire dilepas: telepon supervisor hanya untuk mendengarkan, tidak masuk "
+        "antrean."]
+    assert await service.session(session.token) is None
+    assert await cli("role", "op1", "supervisor") == 0
+    assert "sudah berperan Supervisor" in capsys.readouterr().out
+    # Refused in one line: an account at a phone is no admin's.
+    assert await cli("role", "op1", "admin") == 1
+    assert capsys.readouterr().err.strip() == (
+        "siaga112: gagal: Akun op1 bekerja di telepon PJSIP/op1001; admin tidak memakai "
+        "telepon dan tidak melihat data penelepon. Buat akun admin tersendiri.")
+    audit = await fetch(database_dsn, "SELECT actor, action FROM audit_log "
+                                      "WHERE actor = 'cli' ORDER BY audit_id")
+    assert [r["action"] for r in audit] == ["account.rename", "account.role"]

@@ -24,10 +24,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ivr.menu import IvrMenu
 from ivr.source import line_menu_source
-from telephony.admin.asterisk import AsteriskAdmin
+from telephony.admin.asterisk import AdminAmi, AsteriskAdmin
 from telephony.admin.configs import ConfigService
 from telephony.admin.console import AdminPages
-from telephony.admin.errors import ApplyFailed, ConfigNotFound, InvalidConfig
+from telephony.admin.errors import ApplyFailed, AsteriskDown, ConfigNotFound, InvalidConfig
 from telephony.admin.files import ConfigFiles
 from telephony.admin.http import AdminApi
 from telephony.admin.queue_service import QueueService
@@ -35,6 +35,7 @@ from telephony.admin.queues import QUEUES_CONF, QueueDefaults
 from telephony.admin.site_service import SiteService
 from telephony.admin.sync import AsteriskSync
 from telephony.admin.versions import ConfigKind
+from telephony.ami.testing import ListSink
 from telephony.asterisk.site import AsteriskSite
 from telephony.calls.shifts import ShiftCalendar
 from telephony.core.watched import WatchedFile
@@ -50,6 +51,8 @@ from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER, ROUTE_TABLE
 from telephony.web.server import build_app
 from tests.support.ami import RecordingAmi as FakeAmi
 from tests.support.ami import eventually
+from tests.support.ami import listener as ami_listener
+from tests.support.net import free_port
 from tests.support.web import BIDI_CONTROLS, PASSWORD, Browser, conforms, make_context, spoofed
 
 
@@ -75,7 +78,7 @@ class Admin:
             await connection.close()
 
 
-def build(settings: Settings, database: Database, ami: FakeAmi, site: AsteriskSite,
+def build(settings: Settings, database: Database, ami: AdminAmi, site: AsteriskSite,
           menus: Any = None) -> tuple[ConfigService, QueueService, Any, Any]:
     menus = menus or line_menu_source(settings)
     scoring = line_screening_source(settings)
@@ -254,13 +257,15 @@ async def test_a_publish_while_asterisk_is_down_says_nothing_was_published(
     document["known_queues"].remove("madurese")
     draft = await admin.configs.save(ConfigKind.MENU, document, actor="admin")
     admin.ami.down = True
-    with pytest.raises(ApplyFailed) as refused:
+    with pytest.raises(AsteriskDown) as refused:
         await admin.configs.publish(draft.version_id, actor="admin")
+    assert refused.value.status == 503
     message = refused.value.message
     assert message.startswith(f"Versi #{draft.version_id} belum diterbitkan: Asterisk tidak "
-                              "tersambung atau tidak menjawab (QueueReload tidak terkirim)")
+                              "tersambung dengan line.")
     assert "Penelepon tetap mendapat versi yang berjalan" in message
     assert "not logged in" not in message
+    assert admin.ami.actions == []
     assert not admin.settings.live_menu_file.exists()
     assert admin.menus.current().version == first.version_id
     assert not (await admin.configs.version(draft.version_id)).last_published_at
@@ -272,6 +277,33 @@ async def test_a_publish_while_asterisk_is_down_says_nothing_was_published(
     await admin.configs.publish(draft.version_id, actor="admin")
     assert admin.menus.current().version == draft.version_id
     assert "[madurese]" not in (admin.asterisk.etc_dir / QUEUES_CONF).read_text("utf-8")
+
+
+async def test_an_admin_change_while_asterisk_is_down_is_answered_at_once(
+        admin: Admin, settings: Settings) -> None:
+    """With the line's real AMI listener and no Asterisk behind it, a publish waited for an
+    AMI session before each action (the queues' status, their reload, bringing them back)
+    and said Asterisk was down some 20 s later; the console's form hung as long. Now it is
+    refused at once (503, nothing published), and a queue's settings are stored and said to
+    be applied when Asterisk is back, at once too."""
+    listener = ami_listener(free_port(), ListSink(), action_timeout=10.0)
+    await listener.start()
+    try:
+        configs, queues, _, _ = build(admin.settings, admin.database, listener,
+                                      admin.asterisk)
+        first = (await configs.versions(ConfigKind.MENU))[0]
+        document = edited_menu((await configs.version(first.version_id)).document)
+        draft = await configs.save(ConfigKind.MENU, document, actor="admin")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(AsteriskDown, match="belum diterbitkan"):
+            await configs.publish(draft.version_id, actor="admin")
+        with pytest.raises(ApplyFailed, match="tersimpan, tetapi belum diterapkan"):
+            await queues.update("fire", QUEUE_VALUES, "admin")
+        assert loop.time() - began < 2.0
+        assert not (await configs.version(draft.version_id)).last_published_at
+    finally:
+        await listener.stop()
 
 
 async def test_a_recorded_prompt_replaces_the_voice(admin: Admin) -> None:
@@ -488,6 +520,36 @@ async def test_a_new_phone_is_followed_by_a_pjsip_reload(admin: Admin) -> None:
     assert admin.ami.named("Reload") == [PJSIP_RELOAD, PJSIP_RELOAD]
 
 
+async def test_a_renewed_secret_ends_the_phones_registration_before_the_reload(
+        admin: Admin) -> None:
+    """A secret is renewed when a phone is lost or stolen: the registration the old secret
+    made kept the phone ringing with callers until it expired. Its contact is deleted (the
+    permanent one, a cluster front's, is configuration: left alone), then PJSIP reloaded."""
+    await add_operator(admin, "sari")
+    await admin.queues.assign_operator("sari", "PJSIP/op1002", {"fire": 5})
+    admin.ami.lists["PJSIPShowEndpoint"] = [
+        {"Event": "EndpointDetail", "ObjectName": "op1002"},
+        {"Event": "ContactStatusDetail", "AOR": "op1002", "ID": "op1002;@5e1f",
+         "URI": "sip:op1002@192.0.2.7:5060"},
+        {"Event": "ContactStatusDetail", "AOR": "op1002", "ID": "op1002@@9a0c",
+         "URI": "sip:192.0.2.1:5060"}]
+    admin.ami.actions.clear()
+    _, pending = await admin.queues.renew_phone_secret("sari")
+    assert pending is None
+    assert [a["Action"] for a in admin.ami.actions] == [
+        "PJSIPShowEndpoint", "DBDel", "Reload"]
+    assert admin.ami.actions[0]["Endpoint"] == "op1002"
+    assert admin.ami.named("DBDel") == [
+        {"Action": "DBDel", "Family": "registrar/contact", "Key": "op1002;@5e1f"}]
+    # Asterisk refuses (no system class): the secret is renewed all the same, and the admin
+    # is told the phone may ring until its registration runs out.
+    admin.ami.refuse.add("DBDel")
+    assignment, pending = await admin.queues.renew_phone_secret("sari")
+    assert assignment.phone_secret is not None
+    assert pending is not None and "belum diakhiri" in pending and "berdering" in pending
+    assert admin.ami.named("Reload") == [PJSIP_RELOAD, PJSIP_RELOAD]
+
+
 async def test_a_desk_whose_phone_is_the_browser_has_no_secret_to_type(
         admin: Admin, browsers: dict[str, Browser]) -> None:
     """The console's softphone makes its own secret whenever its page opens: the admin only
@@ -595,7 +657,7 @@ async def test_the_admin_api_serves_admins_only_and_audits_changes(admin: Admin)
 
         table = app[ROUTE_TABLE]
         admin_routes = [r for r in table.routes if r.path.startswith("/api/admin/")]
-        assert len([r for r in admin_routes if r.method != "HEAD"]) == 22
+        assert len([r for r in admin_routes if r.method != "HEAD"]) == 24
         assert all(r.access.roles == {"admin"} for r in admin_routes)
         for who in ("op1", "sup1"):
             headers = await bearer(who)

@@ -35,7 +35,8 @@ CALLER = "081355500001"
 
 def concrete(path: str) -> str:
     return (path.replace("{incident_id}", "1").replace("{call_id}", CALL)
-            .replace("{dispatch_id}", "1").replace("{name}", "console.css"))
+            .replace("{dispatch_id}", "1").replace("{name}", "console.css")
+            .replace("{username}", "op1"))
 
 
 # -- sessions and roles ------------------------------------------------------------------------
@@ -126,14 +127,14 @@ async def test_a_form_without_the_sessions_csrf_token_changes_nothing(
     await record(console, call_facts(CALL, CALLER))
     forms = [r.path for r in console.client.app[ROUTE_TABLE].routes
              if r.method == "POST" and r.path.startswith("/console/") and not r.access.public]
-    assert len(forms) == 15
+    assert len(forms) == 16
     forged = {"": None, "wrong": "x" * 43, "another session's": other.cookie(CSRF_COOKIE)}
     for why, token in forged.items():
         for path in forms:
             # Each form's own fields, filled in as a real post would be.
             form = {"skill": "fire", "reason": "break", "label": "prank", "version": "1",
                     "status": "verified", "agency": "damkar", "report_type": "fire",
-                    "call_id": CALL, "level": "regency", "into": "1",
+                    "call_id": CALL, "level": "regency", "into": "1", "role": "admin",
                     **({"csrf_token": token} if token else {})}
             response = await operator.post(concrete(path), form, csrf=False)
             assert response.status == 403, (why, path)
@@ -141,6 +142,7 @@ async def test_a_form_without_the_sessions_csrf_token_changes_nothing(
     assert console.asterisk.actions == []
     assert await fetch(console.dsn, "SELECT * FROM call_labels") == []
     assert await fetch(console.dsn, "SELECT * FROM incident_calls") == []
+    assert await fetch(console.dsn, "SELECT * FROM accounts WHERE role <> 'operator'") == []
     assert (await operator.get("/console/operator"))[0] == 200  # still logged in
     # The login form has its own token, bound to a cookie set with the form.
     stranger = await console.make_browser()

@@ -30,7 +30,7 @@ from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
-from tests.support.disk import fill_up, tiny_tmpfs
+from tests.support.disk import fill_up, read_only, tiny_tmpfs
 from tests.support.polling import eventually
 from tests.support.recording_worker import (
     children_of,
@@ -303,6 +303,39 @@ async def test_a_full_disk_keeps_recordings_waiting_uncounted_until_there_is_roo
             assert row.storage_path is not None
             assert row.sha256 == sha256(config.storage_dir / row.storage_path)
         assert files_under(config.incoming_dir) == []
+
+
+async def test_a_read_only_storage_keeps_recordings_waiting_not_quarantined(
+    database: Database, config: RecordingsConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A storage disk the kernel remounted read-only (errors on it), or one mounted so: every
+    attempt failed alike, was counted, and after max_attempts each call's recording was
+    quarantined and marked failed, as if the recording were bad, though nothing was wrong
+    with any of them. They wait uncounted, as on a full disk, and are stored once it can be
+    written again."""
+    call_id = new_call_id()
+    await ended_call(database, call_id)
+    speech_like(config.incoming_dir / f"{call_id}.wav")
+    with tiny_tmpfs(config.storage_dir, size_kb=4096):
+        worker = RecordingWorker(database, config)
+        with read_only(config.storage_dir), caplog.at_level(logging.WARNING,
+                                                            logger="recordings"):
+            for _ in range(config.max_attempts + 2):
+                outcomes = await worker.run_once()
+                assert [o.state for o in outcomes if not o.detail.endswith(".wav")] == [
+                    State.PENDING], outcomes
+                await time_passes(database, call_id)
+            row = await recording_of(database, call_id)
+            assert (row.state, row.attempts, row.quarantine_path) == (State.PENDING, 0, None)
+            assert (row.reason or "").startswith("its storage is read-only")
+            assert files_under(config.quarantine_dir) == []
+            said = [r for r in caplog.records if "read-only" in r.getMessage()]
+            assert len(said) == 1, [r.getMessage() for r in said]
+        outcomes = await worker.run_once()
+        assert [o.state for o in outcomes] == [State.DONE], outcomes
+        row = await recording_of(database, call_id)
+        assert (row.state, row.attempts, row.reason) == (State.DONE, 1, None)
+        assert row.sha256 == sha256(config.storage_dir / (row.storage_path or ""))
 
 
 async def test_crash_mid_file_then_restart_processes_it_exactly_once(

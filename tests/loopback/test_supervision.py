@@ -157,6 +157,8 @@ async def setup(database_dsn: str, settings: Settings) -> AsyncIterator[Setup]:
     await assign_desk(database, menu, "kepala", PHONE, {})
     async with fake_asterisk() as asterisk:
         asterisk.accepts["originate"] = "Originate successfully queued"
+        # The supervisor's phone as every node's Asterisk publishes it: free.
+        asterisk.variables[f"DEVICE_STATE({PHONE})"] = "NOT_INUSE"
         ami: AmiListener = listener(asterisk.port, ListSink())
         await ami.start()
         audit = OrderedAudit(context.accounts, asterisk)
@@ -328,6 +330,28 @@ async def test_a_supervisors_phone_in_a_call_or_ringing_is_not_rung_again(setup:
     assert sorted([first.status, second.status]) == [202, 409]
     assert len(originates(setup.asterisk)) == 1
     assert [e["action"] for e in await setup.entries()] == ["supervision.listen"]
+
+
+async def test_a_supervisor_listening_in_through_another_node_is_not_rung_again(
+        setup: Setup) -> None:
+    """On a cluster a supervisor listening in on a call of node1 asked for a second listen-in,
+    to a call on node2: node2's line saw no channel of the phone in its own Asterisk, recorded
+    the second listen-in and rang the phone again in the middle of the first. Node2's
+    Asterisk has the phone's device state from every node (what this fake reports for
+    DEVICE_STATE): in use or ringing there is phone_busy here too, nothing recorded or rung."""
+    kepala = await setup.login("kepala")
+    setup.asterisk.channels = live_operator()  # no channel of the phone on this node
+    for state in ("INUSE", "RINGING"):
+        setup.asterisk.variables[f"DEVICE_STATE({PHONE})"] = state
+        response = await setup.post(kepala, {"operator": OPERATOR, "mode": "listen"})
+        assert response.status == 409, await response.text()
+        assert (await response.json())["error"]["code"] == "phone_busy"
+    assert originates(setup.asterisk) == [] and await setup.entries() == []
+    # Hung up over there: the listen-in here goes ahead.
+    setup.asterisk.variables[f"DEVICE_STATE({PHONE})"] = "NOT_INUSE"
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "listen"})
+    assert response.status == 202, await response.text()
+    assert len(originates(setup.asterisk)) == 1
 
 
 async def test_a_phone_that_does_not_take_the_call_is_a_second_entry(setup: Setup) -> None:

@@ -138,12 +138,14 @@ async def eventually(predicate: Callable[[], bool], within: float = 5.0) -> None
 
 
 class RecordingAmi:
-    """Records actions; answers QueueStatus with ``members``; fails while ``down``, and
-    refuses the actions named in ``refuse`` (as Asterisk refuses a class the user lacks)."""
+    """Records actions; answers QueueStatus with ``members`` (and another list action with its
+    ``lists`` events, if any); fails while ``down``, and refuses the actions named in
+    ``refuse`` (as Asterisk refuses a class the user lacks)."""
 
     def __init__(self) -> None:
         self.actions: list[dict[str, str]] = []
         self.members: list[dict[str, str]] = []
+        self.lists: dict[str, list[dict[str, str]]] = {}  # by action name
         self.down = False
         self.refuse: set[str] = set()
 
@@ -157,7 +159,13 @@ class RecordingAmi:
 
     async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
         await self.send_action(action)
+        if action["Action"] in self.lists:
+            return list(self.lists[action["Action"]])
         return [{"Event": "QueueMember", **m} for m in self.members]
+
+    @property
+    def logged_in(self) -> bool:
+        return not self.down
 
     def named(self, name: str) -> list[dict[str, str]]:
         return [a for a in self.actions if a["Action"] == name]

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from telephony.admin.site import parse_shifts, shifts_value
 from telephony.settings import SettingsError, load_settings
 
 
@@ -114,3 +115,29 @@ def test_a_settings_file_not_in_utf8_is_one_clear_refusal(tmp_path: Path) -> Non
     config.write_bytes('# Kabupaten Sumenep\nstate_dir = "/srv/siaga"\n'.encode("utf-16"))
     with pytest.raises(SettingsError, match=f"cannot read settings file {config}: not UTF-8"):
         load_settings(config_file=config, environ={})
+
+
+def test_capitalised_shift_names_are_taken_in_lower_case_as_the_roster_form_takes_them(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A settings file's ``Pagi`` was taken as written, and the admin's roster form (lower-case
+    names only) refused the very roster it showed: the Referensi page could not save any
+    change of shifts. Refusing it at load would stop a site that has run for years."""
+    settings = load_settings(environ={"SIAGA112_SHIFTS": "Pagi=07:00,SIANG=15:00,malam=23:00"})
+    assert [s.name for s in settings.shifts] == ["pagi", "siang", "malam"]
+    assert parse_shifts(shifts_value(settings.shifts)) == settings.shifts
+    [line] = [r.getMessage() for r in caplog.records if r.name == "telephony.settings"]
+    assert line == "shifts: taken as Pagi -> pagi, SIANG -> siang"
+    caplog.clear()
+    # A name the form refuses for more than its case is named in the same one line; two names
+    # differing only in case stay as written (either would be lost).
+    settings = load_settings(environ={"SIAGA112_SHIFTS": "Shift Pagi=07:00,siang=15:00"})
+    assert [s.name for s in settings.shifts] == ["shift pagi", "siang"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "telephony.settings"]
+    assert line.startswith("shifts: taken as Shift Pagi -> shift pagi; the admin's roster "
+                           "form refuses 'shift pagi' (lower-case")
+    caplog.clear()
+    settings = load_settings(environ={"SIAGA112_SHIFTS": "Pagi=07:00,pagi=15:00"})
+    assert [s.name for s in settings.shifts] == ["Pagi", "pagi"]
+    caplog.clear()
+    load_settings(environ={})
+    assert [r for r in caplog.records if r.name == "telephony.settings"] == []
