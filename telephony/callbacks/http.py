@@ -30,6 +30,8 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "outcome": attempt.outcome.value if attempt.outcome else None,
         "outcome_label": attempt.outcome.label if attempt.outcome else None,
         "status": attempt.status,
+        "cut": attempt.cut.value if attempt.cut else None,
+        "cut_label": attempt.cut.label if attempt.cut else None,
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from telephony.callbacks.model import MAX_NOTE, CallbackReason, ClosureReason
+from telephony.callbacks.model import MAX_NOTE, CallbackReason, ClosureReason, CutShort
 from telephony.calls.legs import LegOutcome
 from telephony.web.schemas import (
     DATETIME,
@@ -35,6 +35,10 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "answered_at": NULLABLE_DATETIME,
         "ended_at": NULLABLE_DATETIME, "outcome": _OUTCOME, "outcome_label": NULLABLE_TEXT,
         "status": {"type": "string"},
+        "cut": {"type": ["string", "null"], "enum": [*CutShort.labels(), None],
+                "description": "Diangkat, tetapi tidak sampai ke penelepon (terputus, terlalu "
+                               "singkat, atau ditandai operator): penelepon tetap di daftar"},
+        "cut_label": NULLABLE_TEXT,
     }, "Satu panggilan balik yang sudah dicoba"),
     "CallbackEntry": all_required({
         "call_id": {"type": "string", "description": "Panggilan terakhir penelepon ini: "

@@ -219,6 +219,8 @@ class LegProgressed:
     status: str
     channel_id: str  # the Uniqueid of the channel that reported it
     at: datetime
+    # On ``ended``: the reporting channel's HANGUPCAUSE; 0 (Asterisk's "not defined") if none.
+    cause: int = 0
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,13 @@ from telephony.callbacks import service as callback_service
 from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
 from telephony.callbacks.service import CallbackConfig, CallbackService
-from telephony.calls.facts import CallEnded, CallFact, LegProgressed, QueueAbandoned
+from telephony.calls.facts import (
+    AsteriskShutdown,
+    CallEnded,
+    CallFact,
+    LegProgressed,
+    QueueAbandoned,
+)
 from telephony.calls.legs import LegKind, LegOutcome
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
@@ -406,6 +412,88 @@ async def test_a_caller_answered_on_a_later_call_leaves_the_list(bench: Bench) -
     assert len((await worklist(bench, supervisor))["entries"]) == 1
     await bench.happen(*call_facts("1790000000.5", "+62 812-3456-7890", at=ago(minutes=5)))
     assert (await worklist(bench, supervisor))["entries"] == []
+
+
+async def called_back(bench: Bench, headers: dict[str, str], *, answered: datetime
+                     ) -> int:
+    """A call-back of GAVE_UP placed and answered by the caller at ``answered``: its leg."""
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=headers)
+    assert response.status == 202, await response.text()
+    leg_id: int = (await response.json())["leg_id"]
+    await bench.happen(LegProgressed(leg_id, "dialling", "", "1.9", answered),
+                       LegProgressed(leg_id, "answered", "", "1.10", answered))
+    assert (await worklist(bench, headers))["entries"] == []  # talking: off the list
+    return leg_id
+
+
+@pytest.mark.parametrize(("ends", "cut", "cause"), [
+    # The caller's phone lost its network: its channel ends with a network cause, the
+    # operator's (ended by the bridge) with a normal one after it.
+    (((40, 41, "1.10"), (40, 16, "1.9")), "network", 41),
+    # The operator's phone failed: its channel reports first, the caller's normally after.
+    (((40, 16, "1.10"), (39, 102, "1.9")), "network", 102),
+    # Answered, and gone at "halo" (or an announcement the operator hung up on).
+    (((57, 16, "1.10"), (57, 16, "1.9")), "short", 16),
+])
+async def test_a_call_back_cut_short_puts_the_caller_back_on_the_list(
+    bench: Bench, ends: tuple[tuple[int, int, str], ...], cut: str, cause: int
+) -> None:
+    """A call-back answered and then cut short leaves the caller waiting as a dropped call
+    does: back on the list, the reason in words, the attempt saying why. Before, the
+    caller's answer cleared the entry whatever happened next."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    answered = datetime.now(UTC) - timedelta(seconds=60)
+    leg_id = await called_back(bench, operator, answered=answered)
+    for seconds_ago, reported, channel in ends:
+        await bench.happen(LegProgressed(leg_id, "ended", "ANSWER", channel,
+                                         datetime.now(UTC) - timedelta(seconds=seconds_ago),
+                                         reported))
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert (entry["call_id"], entry["reason"], entry["reason_label"]) == (
+        GAVE_UP, "callback_cut", "Panggilan balik terputus atau tidak sampai ke penelepon")
+    (attempt,) = entry["attempts"]
+    assert (attempt["leg_id"], attempt["outcome"], attempt["cut"]) == (leg_id, "answered", cut)
+    (row,) = await bench.legs()
+    assert row["hangup_cause"] == cause
+    async with bench.console("op1001") as browser:
+        _, html, _ = await browser.get("/console/callbacks")
+    assert "Panggilan balik terputus atau tidak sampai ke penelepon" in html
+    assert attempt["cut_label"] in html
+    # The operator may call them again.
+    again = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert again.status == 202, await again.text()
+
+
+async def test_a_call_back_asterisk_went_away_under_puts_the_caller_back(bench: Bench) -> None:
+    """Asterisk restarted (or crashed) while the operator talked with the caller: the
+    call-back's end came in the restart's burst of hang-ups, or never came."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    leg_id = await called_back(bench, operator,
+                               answered=datetime.now(UTC) - timedelta(seconds=60))
+    await bench.happen(AsteriskShutdown(True, datetime.now(UTC) - timedelta(seconds=10)))
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert (entry["reason"], entry["attempts"][0]["cut"]) == ("callback_cut", "outage")
+    assert entry["attempts"][0]["cut_label"] == (
+        "Panggilan balik terputus karena gangguan sistem (Asterisk)")
+    await bench.happen(LegProgressed(leg_id, "ended", "ANSWER", "1.10",
+                                     datetime.now(UTC) - timedelta(seconds=11), 16))
+    assert [e["reason"] for e in (await worklist(bench, operator))["entries"]] == [
+        "callback_cut"]
+
+
+async def test_a_call_back_that_talked_and_ended_normally_keeps_the_caller_off(bench: Bench
+                                                                              ) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    leg_id = await called_back(bench, operator,
+                               answered=datetime.now(UTC) - timedelta(seconds=60))
+    await bench.happen(LegProgressed(leg_id, "ended", "ANSWER", "1.10",
+                                     datetime.now(UTC) - timedelta(seconds=5), 16))
+    # An outage long after it ended cut nothing.
+    await bench.happen(AsteriskShutdown(True, datetime.now(UTC)))
+    assert (await worklist(bench, operator))["entries"] == []
 
 
 # -- who may do what, and input that must change nothing ---------------------------------------
