@@ -137,6 +137,31 @@ class _Request:
     number: str
 
 
+async def caller_entries(
+    connection: asyncpg.Connection, config: CallbackConfig, *, key: str | None, call_id: str,
+    now: datetime, repository: CallbackRepository | None = None,
+) -> list[Entry]:
+    """The worklist of one caller at ``now``: all the calls of caller ``key``, or the call
+    ``call_id`` alone for a caller without a key."""
+    repo = repository or CallbackRepository()
+    since = now - config.window
+    only = None if key is not None else call_id
+    return worklist(
+        await repo.ended_calls(connection, since=since, key=key, call_id=only),
+        answered=(await repo.answered_calls(connection, [key], since=since)
+                  if key is not None else ()),
+        attempts=await repo.attempts(connection, since=since, key=key, call_id=only),
+        closures=await repo.closures(connection, since=since, key=key, call_id=only),
+        now=now, ring_limit=config.ring_limit)
+
+
+async def waiting_for_call_back(connection: asyncpg.Connection, config: CallbackConfig,
+                                key: str, *, now: datetime) -> bool:
+    """Whether caller ``key`` is on the call-back list at ``now``: a caller the line owes a
+    call-back (a rating survey must not ring them first, telephony/surveys/)."""
+    return bool(await caller_entries(connection, config, key=key, call_id="", now=now))
+
+
 class CallbackService:
     """The worklist of callers to call back, and the call-backs."""
 
@@ -219,17 +244,8 @@ class CallbackService:
         if not found:
             raise UnknownCall
         await self._repo.lock_caller(connection, entry_key(key, call_id))
-        now = self._clock()
-        since = now - self._config.window
-        # A caller with a key is all their calls; one without is the call alone.
-        only = None if key is not None else call_id
-        entries = worklist(
-            await self._repo.ended_calls(connection, since=since, key=key, call_id=only),
-            answered=(await self._repo.answered_calls(connection, [key], since=since)
-                      if key is not None else ()),
-            attempts=await self._repo.attempts(connection, since=since, key=key, call_id=only),
-            closures=await self._repo.closures(connection, since=since, key=key, call_id=only),
-            now=now, ring_limit=self._config.ring_limit)
+        entries = await caller_entries(connection, self._config, key=key, call_id=call_id,
+                                       now=self._clock(), repository=self._repo)
         entry = find_entry(entries, call_id)
         if entry is None:
             raise NotOnList
