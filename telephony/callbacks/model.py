@@ -29,7 +29,9 @@ one of these clears them:
   as a cut call's), it ended within :data:`MIN_TALK` of the answer (a line that dropped at
   "halo", an announcement or a voicemail the operator hung up on), or the operator said it
   did not reach the caller ("tidak tersambung dengan penelepon": a voicemail, a carrier's
-  announcement, a stranger). The caller stays on the list, the entry's reason saying so;
+  announcement, a stranger: any operator or supervisor may say so of a call-back the list
+  shows as having reached its caller, :func:`reached`). The caller stays on (or comes back
+  to) the list, the entry's reason saying so;
 - a later call from the same caller that an operator answered (and that was not itself
   dropped): it covers the calls that arrived before it;
 - a supervisor's closing, with a reason: it covers the closed call and those before it.
@@ -65,6 +67,7 @@ _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
 # An answered call-back that ended sooner than this reached nobody to talk to: the operator's
 # greeting alone ("Selamat pagi, ini 112, tadi Anda menelepon...") takes about five seconds.
 MIN_TALK: Final = timedelta(seconds=8)
+REACHED_SHOWN: Final = 20  # call-backs that reached their caller, listed for marking
 WITHHELD: Final = "(nomor disembunyikan)"
 # Why a caller with a number shown cannot be called back (a withheld one says so in its place).
 _NOT_DIALLABLE: Final = {
@@ -249,6 +252,7 @@ class Attempt:
     unreached_at: datetime | None = None
     unreached_by: str | None = None
     outage_at: datetime | None = None  # the first outage that began after its answer
+    number: str = ""  # what it dialled
 
     @property
     def cut(self) -> CutShort | None:
@@ -415,6 +419,14 @@ def worklist(
                              dial_number(open_calls[0].caller_number), tuple(recent), ringing))
     entries.sort(key=lambda entry: (not entry.possible, entry.waiting_since))
     return entries
+
+
+def reached(attempts: Iterable[Attempt], *, limit: int = REACHED_SHOWN) -> list[Attempt]:
+    """The latest call-backs that count as having reached their caller (answered, not cut
+    short), newest first: where an operator who hung up on a voicemail finds theirs to say
+    it did not reach the caller (the caller has left the list meanwhile)."""
+    return sorted((a for a in attempts if a.answered_at is not None and a.cut is None),
+                  key=lambda a: a.requested_at, reverse=True)[:limit]
 
 
 def find_entry(entries: Iterable[Entry], call_id: str) -> Entry | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import threading
 from collections.abc import AsyncIterator
@@ -494,6 +495,70 @@ async def test_a_call_back_that_talked_and_ended_normally_keeps_the_caller_off(b
     # An outage long after it ended cut nothing.
     await bench.happen(AsteriskShutdown(True, datetime.now(UTC)))
     assert (await worklist(bench, operator))["entries"] == []
+
+
+async def test_an_operator_says_a_call_back_reached_a_voicemail_and_the_caller_is_back(
+    bench: Bench
+) -> None:
+    """A voicemail (or a carrier's announcement, or a stranger) answered the call-back and the
+    operator talked past it: the caller left the list as reached. The operator finds the
+    call-back among those that reached their caller and says "tidak tersambung dengan
+    penelepon": the caller is back on the list, audited; said twice, the first word stands."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    supervisor = await bench.account("spv1", "supervisor")
+    leg_id = await called_back(bench, operator,
+                               answered=datetime.now(UTC) - timedelta(seconds=60))
+    await bench.happen(LegProgressed(leg_id, "ended", "ANSWER", "1.10",
+                                     datetime.now(UTC) - timedelta(seconds=30), 16))
+    listed = await worklist(bench, operator)
+    assert listed["entries"] == []
+    (reached,) = listed["reached"]
+    assert (reached["leg_id"], reached["call_id"], reached["number"], reached["cut"]) == (
+        leg_id, GAVE_UP, CALLER, None)
+    async with bench.console("op1001") as browser:
+        _, html, _ = await browser.get("/console/callbacks")
+        assert f'action="/console/callbacks/attempts/{leg_id}/unreached"' in html
+        kind, text = await browser.flash(
+            await browser.post(f"/console/callbacks/attempts/{leg_id}/unreached", {}))
+    assert kind == "ok" and CALLER in text
+    listed = await worklist(bench, supervisor)
+    (entry,) = listed["entries"]
+    assert (entry["call_id"], entry["reason"]) == (GAVE_UP, "callback_cut")
+    assert (entry["attempts"][0]["cut"], entry["attempts"][0]["unreached_by"]) == (
+        "unreached", "op1001")
+    assert entry["attempts"][0]["cut_label"] == (
+        "Tidak tersambung dengan penelepon (ditandai operator)")
+    assert listed["reached"] == []
+    # Said again (by the supervisor too): nothing changes, nothing more is audited.
+    again = await bench.client.post(f"/api/callbacks/attempts/{leg_id}/unreached",
+                                    headers=supervisor)
+    assert again.status == 200, await again.text()
+    body = await again.json()
+    conforms(body, "CallbackLeg")
+    assert body["unreached_by"] == "op1001"
+    (audit,) = await fetch(bench.dsn,
+                           "SELECT * FROM audit_log WHERE action = 'callback.unreached'")
+    assert (audit["actor"], audit["object_id"], json.loads(audit["detail"])["leg_id"]) == (
+        "op1001", GAVE_UP, leg_id)
+
+
+async def test_only_an_answered_call_back_can_be_said_not_to_have_reached(bench: Bench
+                                                                         ) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    leg_id = (await response.json())["leg_id"]
+    ringing = await bench.client.post(f"/api/callbacks/attempts/{leg_id}/unreached",
+                                      headers=operator)
+    assert ringing.status == 409
+    assert (await error_of(ringing))["code"] == "callback_not_answered"
+    for unknown in ("999999", "0", "abc", "1e3"):
+        missing = await bench.client.post(f"/api/callbacks/attempts/{unknown}/unreached",
+                                          headers=operator)
+        assert missing.status == 404, unknown
+    (row,) = await bench.legs()
+    assert row["unreached_at"] is None
 
 
 # -- who may do what, and input that must change nothing ---------------------------------------
