@@ -66,7 +66,9 @@ MAX_NOTE: Final = 300
 _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
 # An answered call-back that ended sooner than this reached nobody to talk to: the operator's
 # greeting alone ("Selamat pagi, ini 112, tadi Anda menelepon...") takes about five seconds.
-MIN_TALK: Final = timedelta(seconds=8)
+# Not longer: a caller who answers "sudah aman, terima kasih" is done in six or seven, and an
+# operator cannot take an entry off the list again (a supervisor's closing can).
+MIN_TALK: Final = timedelta(seconds=5)
 REACHED_SHOWN: Final = 20  # call-backs that reached their caller, listed for marking
 WITHHELD: Final = "(nomor disembunyikan)"
 # Why a caller with a number shown cannot be called back (a withheld one says so in its place).

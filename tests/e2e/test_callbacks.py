@@ -175,10 +175,10 @@ async def test_an_abandoned_caller_is_called_back_from_the_worklist(
                                              json={"call_id": call_id}), 201)
     incident_id = incident["incident_id"]
 
-    # The caller's phone, on the carrier side, answers, talks and hangs up after 10 s (a
+    # The caller's phone, on the carrier side, answers, talks and hangs up after 8 s (a
     # call-back over within a few seconds of the answer reached nobody: the caller stays on
     # the list, telephony.callbacks.model.MIN_TALK).
-    async with sipp.callee(settings.carrier_sip_port, hold_seconds=10, max_calls=1,
+    async with sipp.callee(settings.carrier_sip_port, hold_seconds=8, max_calls=1,
                            trace_messages=True) as phone:
         leg = await json_of(await http.post(f"/api/callbacks/{call_id}/call",
                                             headers=operator), 202)

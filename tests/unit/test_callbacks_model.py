@@ -155,7 +155,7 @@ def cut_short_attempts() -> dict[CutShort, Attempt]:
     return {
         CutShort.NETWORK: replace(answered, hangup_cause=41),
         CutShort.OUTAGE: replace(answered, outage_at=answered.ended_at + timedelta(seconds=2)),
-        CutShort.SHORT: replace(answered, ended_at=answered.answered_at + timedelta(seconds=5)),
+        CutShort.SHORT: replace(answered, ended_at=answered.answered_at + timedelta(seconds=4)),
         CutShort.UNREACHED: replace(answered, unreached_at=NOW, unreached_by="op1001"),
     }
 
@@ -186,8 +186,10 @@ def test_a_call_back_that_talked_is_not_cut_short() -> None:
     """A normal end after a real conversation, an outage long after it ended, a network
     cause on a call-back that was never answered: none of them puts the caller back."""
     talked = attempt("1.1", minutes_ago=10, answered=True)
-    assert talked.ended_at is not None
+    assert talked.ended_at is not None and talked.answered_at is not None
     assert talked.cut is None
+    # "Sudah aman, terima kasih": a short exchange, but one.
+    assert replace(talked, ended_at=talked.answered_at + timedelta(seconds=6)).cut is None
     assert replace(talked, outage_at=talked.ended_at + timedelta(seconds=6)).cut is None
     assert replace(talked, ended_at=None).cut is None  # still talking
     assert replace(talked, ended_at=None, outage_at=NOW).cut is CutShort.OUTAGE
