@@ -48,7 +48,7 @@ class CallbackPages:
         limit = self._callbacks.config.ring_limit
 
         def went(attempt: Attempt) -> str:
-            return how_it_went(attempt, now=now, ring_limit=limit, outage_at=attempt.outage_at)
+            return how_it_went(attempt, now=now, ring_limit=limit)
 
         return page(request, "callbacks.html", title="Panggilan balik", entries=entries,
                     reached=await self._callbacks.reached(),

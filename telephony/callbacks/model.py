@@ -53,7 +53,6 @@ from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.errors import InvalidClosure
 from telephony.calls.ids import CallerIdKind, parse_caller_id, valid_call_id
 from telephony.calls.legs import LegOutcome, check_number, dial_number
-from telephony.calls.outages import SHUTDOWN_WINDOW
 from telephony.core.labels import LabelledStrEnum
 from telephony.core.text import invisible
 from telephony.desks.operators import check_interface
@@ -156,6 +155,11 @@ class Placed(Protocol):
         """When an operator said it did not reach the caller."""
         ...
 
+    @property
+    def cut_reason(self) -> str | None:
+        """Why Asterisk's end cut it (``telephony.calls.outages.CutReason``), if it did."""
+        ...
+
 
 def pending(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> Pending | None:
     """How a call-back that has not ended reads at ``now`` (``None`` once it ended): one
@@ -177,19 +181,18 @@ def caller_not_dialled(call_back: Placed) -> bool:
         and call_back.answered_at is None
 
 
-def cut_short(call_back: Placed, *, outage_at: datetime | None = None) -> CutShort | None:
+def cut_short(call_back: Placed) -> CutShort | None:
     """Why a call-back the caller's phone answered did not reach the caller, or ``None``
-    (it did, it is still talking, or it was never answered). ``outage_at``: when the first
-    Asterisk outage that began after its answer began, if any; an outage cut it if its end
-    went unreported or came with the outage's burst of hang-ups (a restart hangs up every
-    channel in the seconds before its ``Shutdown``, :mod:`telephony.calls.outages`)."""
+    (it did, it is still talking, or it was never answered). Asterisk's end cut it when its
+    end came in a restart's burst of hang-ups or never came (:mod:`telephony.calls.outages`,
+    ``call_legs.cut_reason``)."""
     if call_back.answered_at is None:
         return None
     if call_back.unreached_at is not None:
         return CutShort.UNREACHED
-    ended = call_back.ended_at
-    if outage_at is not None and (ended is None or ended >= outage_at - SHUTDOWN_WINDOW):
+    if call_back.cut_reason is not None:
         return CutShort.OUTAGE
+    ended = call_back.ended_at
     if ended is None:
         return None
     if call_back.hangup_cause in NETWORK_CAUSES:
@@ -199,13 +202,12 @@ def cut_short(call_back: Placed, *, outage_at: datetime | None = None) -> CutSho
     return None
 
 
-def how_it_went(call_back: Placed, *, now: datetime, ring_limit: timedelta,
-                outage_at: datetime | None = None) -> str:
+def how_it_went(call_back: Placed, *, now: datetime, ring_limit: timedelta) -> str:
     """How a call-back went, in the words of the call-back list and the incident page. One
     the operator's phone never took says so: three plain "Gagal" read as a caller who cannot
     be reached, and were closed as such; one answered and cut short says why the caller is
     still on the list."""
-    if (cut := cut_short(call_back, outage_at=outage_at)) is not None:
+    if (cut := cut_short(call_back)) is not None:
         return cut.label
     if caller_not_dialled(call_back):
         failed = call_back.outcome.label if call_back.outcome else LegOutcome.FAILED.label
@@ -253,13 +255,13 @@ class Attempt:
     hangup_cause: int | None = None
     unreached_at: datetime | None = None
     unreached_by: str | None = None
-    outage_at: datetime | None = None  # the first outage that began after its answer
+    cut_reason: str | None = None  # telephony.calls.outages.CutReason
     number: str = ""  # what it dialled
 
     @property
     def cut(self) -> CutShort | None:
         """Why it did not reach the caller though answered (:func:`cut_short`)."""
-        return cut_short(self, outage_at=self.outage_at)
+        return cut_short(self)
 
 
 @dataclass(frozen=True)

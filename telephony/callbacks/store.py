@@ -84,16 +84,12 @@ class CallbackRepository:
         call_id: str | None = None,
     ) -> list[Attempt]:
         """The call-backs asked for since ``since`` (of caller ``key``, or of the call
-        ``call_id``, when given), with the key of the caller each was for and, for one
-        answered, the first Asterisk outage that began after its answer (which may have cut
-        it: :func:`~telephony.callbacks.model.cut_short`)."""
+        ``call_id``, when given), with the key of the caller each was for."""
         rows = await connection.fetch(
             """
             SELECT l.leg_id, l.call_id, c.caller_key, l.operator, l.actor, l.requested_at,
                    l.rang_at, l.answered_at, l.ended_at, l.outcome, l.status,
-                   l.hangup_cause, l.unreached_at, l.unreached_by, l.number,
-                   (SELECT min(o.began_at) FROM asterisk_outages o
-                    WHERE o.began_at >= l.answered_at) AS outage_at
+                   l.hangup_cause, l.unreached_at, l.unreached_by, l.cut_reason, l.number
             FROM call_legs l JOIN calls c USING (call_id)
             WHERE l.kind = 'callback' AND l.requested_at >= $1
               AND ($2::text IS NULL OR c.caller_key = $2)

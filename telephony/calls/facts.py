@@ -250,6 +250,18 @@ class CallCut:
 
 
 @dataclass(frozen=True)
+class LegCut:
+    """Asterisk's end cut a leg the line placed (a call-back, a transfer) that had not ended
+    before it: its end came in the restart's burst of hang-ups, or never came (a crash); see
+    :mod:`telephony.calls.outages`. ``at``: its end, or the last moment it was known alive."""
+
+    kind: ClassVar[str] = "leg_cut"
+    leg_id: int
+    reason: str  # telephony.calls.outages.CutReason
+    at: datetime
+
+
+@dataclass(frozen=True)
 class AsteriskShutdown:
     """Asterisk announced its end (AMI ``Shutdown``): ``restart`` for ``core restart``."""
 
@@ -303,6 +315,7 @@ CallFact = (
     | LegProgressed
     | CallTransferred
     | CallCut
+    | LegCut
     | AsteriskShutdown
     | AsteriskBooted
     | AsteriskReturned
@@ -328,6 +341,7 @@ FACT_TYPES: dict[str, type[CallFact]] = {
         LegProgressed,
         CallTransferred,
         CallCut,
+        LegCut,
         AsteriskShutdown,
         AsteriskBooted,
         AsteriskReturned,

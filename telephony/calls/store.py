@@ -32,6 +32,7 @@ from telephony.calls.facts import (
     CallVanished,
     IvrVariableSet,
     IvrVariablesSet,
+    LegCut,
     LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
@@ -412,6 +413,8 @@ class FactBatch:
                           calls_cut=fact.calls_cut)
             case CallCut():
                 self._row("cuts", n, call_id=fact.call_id, reason=fact.reason, at=fact.at)
+            case LegCut():
+                self._row("leg_cuts", n, leg_id=fact.leg_id, reason=fact.reason, at=fact.at)
             case CallBackfilled():
                 self._row("backfilled", n, call_id=fact.call_id)
         return ""

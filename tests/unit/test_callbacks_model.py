@@ -154,7 +154,7 @@ def cut_short_attempts() -> dict[CutShort, Attempt]:
     assert answered.answered_at is not None and answered.ended_at is not None
     return {
         CutShort.NETWORK: replace(answered, hangup_cause=41),
-        CutShort.OUTAGE: replace(answered, outage_at=answered.ended_at + timedelta(seconds=2)),
+        CutShort.OUTAGE: replace(answered, cut_reason="asterisk_restart"),
         CutShort.SHORT: replace(answered, ended_at=answered.answered_at + timedelta(seconds=4)),
         CutShort.UNREACHED: replace(answered, unreached_at=NOW, unreached_by="op1001"),
     }
@@ -171,8 +171,7 @@ def test_a_call_back_cut_short_leaves_the_caller_on_saying_so(cut: CutShort) -> 
     (entry,) = entries([dropped], attempts=[cut_back])
     assert (entry.reason, entry.attempts) == (CallbackReason.CALLBACK_CUT, (cut_back,))
     assert entry.reason.label == "Panggilan balik terputus atau tidak sampai ke penelepon"
-    assert how_it_went(cut_back, now=NOW, ring_limit=RING,
-                       outage_at=cut_back.outage_at) == cut.label
+    assert how_it_went(cut_back, now=NOW, ring_limit=RING) == cut.label
     # A later call-back that reached them takes them off.
     reached = replace(attempt("1.1", minutes_ago=5, answered=True, leg_id=2))
     assert entries([dropped], attempts=[cut_back, reached]) == []
@@ -190,10 +189,9 @@ def test_a_call_back_that_talked_is_not_cut_short() -> None:
     assert talked.cut is None
     # "Sudah aman, terima kasih": a short exchange, but one.
     assert replace(talked, ended_at=talked.answered_at + timedelta(seconds=6)).cut is None
-    assert replace(talked, outage_at=talked.ended_at + timedelta(seconds=6)).cut is None
     assert replace(talked, ended_at=None).cut is None  # still talking
-    assert replace(talked, ended_at=None, outage_at=NOW).cut is CutShort.OUTAGE
     assert replace(attempt("1.1", minutes_ago=10), hangup_cause=41).cut is None
+    assert replace(attempt("1.1", minutes_ago=10), cut_reason="asterisk_crash").cut is None
 
 
 def test_an_unanswered_call_back_leaves_the_caller_on_with_the_attempt_shown() -> None:

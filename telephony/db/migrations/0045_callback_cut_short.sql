@@ -9,15 +9,20 @@
 -- hangup_cause: the Q.850 cause of the leg's end as the dialplan reports it (both channels
 --   of a call-back report their end, HANGUPCAUSE of each): a network cause, if either end
 --   had one (the side that lost its network), else the first reported.
+-- cut_reason: Asterisk's end cut the leg, as a call's calls.cut_reason (telephony/calls/
+--   outages.py, LegCut): its end came in a restart's burst, or never came (a crash); the cut
+--   gives a leg with no end one.
 -- unreached_by / unreached_at: an operator said the call-back did not reach the caller
 --   (voicemail, an announcement, a stranger): "tidak tersambung dengan penelepon".
 ALTER TABLE call_legs
     ADD COLUMN hangup_cause integer CHECK (hangup_cause BETWEEN 0 AND 127),
+    ADD COLUMN cut_reason text CHECK (cut_reason IN ('asterisk_restart', 'asterisk_crash')),
     ADD COLUMN unreached_by text,
     ADD COLUMN unreached_at timestamptz,
     ADD CHECK ((unreached_by IS NULL) = (unreached_at IS NULL));
 
--- record_call_facts (0033) again, its legs step also writing the end's hang-up cause.
+-- record_call_facts (0033) again, its legs step also writing the end's hang-up cause, and a
+-- step for the legs Asterisk's end cut.
 CREATE OR REPLACE FUNCTION record_call_facts(
     p_keys text[], p_call_ids text[], p_kinds text[], p_ats timestamptz[], p_bodies text[],
     p_ensures boolean[], p_operators text[], p_lines text[], p_rows jsonb
@@ -347,6 +352,21 @@ BEGIN
                     END),
                 updated_at = now()
             WHERE call_id = r.call_id;
+        END LOOP;
+    END IF;
+
+    -- Legs Asterisk's end cut (after their own reports): the first cut stands; one whose end
+    -- went unreported ends then, answered if it was.
+    IF p_rows ? 'leg_cuts' THEN
+        FOR r IN SELECT * FROM jsonb_to_recordset(p_rows -> 'leg_cuts') AS x(
+                     n int, leg_id bigint, reason text, at timestamptz)
+                 WHERE v_fresh[x.n] ORDER BY x.n LOOP
+            UPDATE call_legs SET
+                cut_reason = COALESCE(cut_reason, r.reason),
+                ended_at = COALESCE(ended_at, r.at),
+                outcome = COALESCE(outcome, CASE WHEN answered_at IS NOT NULL THEN 'answered'
+                                                 ELSE 'failed' END)
+            WHERE leg_id = r.leg_id;
         END LOOP;
     END IF;
 
