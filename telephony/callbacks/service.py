@@ -1,5 +1,6 @@
 """The call-back service: the worklist, an operator's call-back of a caller, a supervisor's
-closing of an entry, and what Asterisk reports of the call-backs it was asked to place.
+closing of an entry, an operator's word that a call-back did not reach the caller (a
+voicemail, an announcement), and what Asterisk reports of the call-backs it was asked to place.
 
 A call-back, in order: the operator must be at a desk and not on a call (Asterisk's live
 channels say so, at that moment; on a cluster, the records and this node's Asterisk's
