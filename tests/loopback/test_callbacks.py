@@ -70,12 +70,12 @@ class Bench:
     database: Database
     dsn: str
 
-    async def account(self, username: str, role: str, *, desk: bool = False
-                      ) -> dict[str, str]:
-        """An account (an operator at OPERATOR if ``desk``), logged in: bearer headers."""
+    async def account(self, username: str, role: str, *, desk: bool = False,
+                      at: str = OPERATOR) -> dict[str, str]:
+        """An account (an operator at ``at`` if ``desk``), logged in: bearer headers."""
         await self.accounts.create(username, role, PASSWORD, actor="test")
         if desk:
-            await assign_desk(self.database, load_menu(), username, OPERATOR, {"fire": 5})
+            await assign_desk(self.database, load_menu(), username, at, {"fire": 5})
         response = await self.client.post("/api/session",
                                           json={"username": username, "password": PASSWORD})
         assert response.status == 201, await response.text()
@@ -561,6 +561,24 @@ async def test_an_operator_says_a_call_back_reached_a_voicemail_and_the_caller_i
                            "SELECT * FROM audit_log WHERE action = 'callback.unreached'")
     assert (audit["actor"], audit["object_id"], json.loads(audit["detail"])["leg_id"]) == (
         "op1001", GAVE_UP, leg_id)
+
+
+async def test_two_operators_calling_one_caller_back_at_once_ring_them_once(bench: Bench
+                                                                           ) -> None:
+    """Two operators click "Hubungi kembali" on the same caller in the same instant: one
+    call-back is placed, the other is told who is calling them."""
+    await gave_up(bench)
+    first = await bench.account("op1001", "operator", desk=True)
+    second = await bench.account("op1002", "operator", desk=True, at="PJSIP/op1002")
+    responses = await asyncio.gather(*(
+        bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=headers)
+        for headers in (first, second)))
+    assert sorted(r.status for r in responses) == [202, 409]
+    (refused,) = [r for r in responses if r.status == 409]
+    error = await error_of(refused)
+    assert error["code"] == "callback_busy" and "sedang dihubungi kembali oleh" in error[
+        "message"]
+    assert len(bench.originates()) == 1 and len(await bench.legs()) == 1
 
 
 async def test_only_an_answered_call_back_can_be_said_not_to_have_reached(bench: Bench
