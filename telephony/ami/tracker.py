@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from telephony.asterisk.causes import MAX_CAUSE
 from telephony.calls.backfill import arrival_of
 from telephony.calls.facts import (
     AsteriskBooted,
@@ -531,7 +532,12 @@ class CallTracker:
         status = f.text("Status") if state is LegState.ENDED else ""
         if not _LEG_STATUS.fullmatch(status):
             raise f.reject(f"Status is malformed: {status[:40]!r}")
-        return [LegProgressed(leg, state.value, status, f.ident("Uniqueid"), f.at())]
+        # The reporting channel's HANGUPCAUSE; none (or not a cause) records the end without
+        # one rather than losing the end itself.
+        cause_text = f.text("Cause") if state is LegState.ENDED else ""
+        cause = int(cause_text) if _NUMBER.fullmatch(cause_text) \
+            and int(cause_text) <= MAX_CAUSE else 0
+        return [LegProgressed(leg, state.value, status, f.ident("Uniqueid"), f.at(), cause)]
 
     def _attended_transfer(self, f: _Fields) -> list[CallFact]:
         """A caller the line follows was handed over by an attended transfer: joined with

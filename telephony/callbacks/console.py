@@ -18,7 +18,7 @@ from telephony.calls.ids import valid_call_id
 from telephony.web.console.pages import Done, form_action
 from telephony.web.console.render import PAGE, PREFIX, SEE_OTHER, page
 from telephony.web.errors import ApiError
-from telephony.web.request import Form, remote_of
+from telephony.web.request import Form, path_id, remote_of
 from telephony.web.routing import CASEWORK, DESK, SESSION, Route
 
 CALLBACKS: Final = f"{PREFIX}/callbacks"
@@ -51,6 +51,7 @@ class CallbackPages:
             return how_it_went(attempt, now=now, ring_limit=limit)
 
         return page(request, "callbacks.html", title="Panggilan balik", entries=entries,
+                    reached=await self._callbacks.reached(),
                     summary=backlog(entries), closure_reasons=ClosureReason.labels(),
                     window_hours=self._callbacks.config.window.total_seconds() / 3600,
                     role=request[SESSION].account.role.value, now=now, went=went)
@@ -60,6 +61,14 @@ class CallbackPages:
         leg = await self._callbacks.call_back(request[SESSION].account, _call_id(request),
                                               remote_address=remote_of(request))
         return Done(f"Telepon Anda berdering: angkat untuk menghubungi {leg.number}.")
+
+    async def mark_unreached(self, request: web.Request, form: Form) -> Done:
+        """Say that a call-back did not reach the caller: back on the list."""
+        leg = await self._callbacks.mark_unreached(
+            request[SESSION].account, path_id(request, "leg_id", "Panggilan balik"),
+            remote_address=remote_of(request))
+        return Done(f"Ditandai tidak tersambung: {leg.number} kembali ke daftar panggilan "
+                    "balik.")
 
     async def close(self, request: web.Request, form: Form) -> Done:
         """Take the caller off the list with a reason."""
@@ -77,6 +86,9 @@ class CallbackPages:
                   PAGE),
             Route("POST", f"{entry}/call", form_action(_to_list, self.call_back), DESK,
                   "Hubungi kembali", tag, SEE_OTHER),
+            Route("POST", f"{CALLBACKS}/attempts/{{leg_id}}/unreached",
+                  form_action(_to_list, self.mark_unreached), CASEWORK,
+                  "Tandai panggilan balik tidak tersambung", tag, SEE_OTHER),
             Route("POST", f"{entry}/close", form_action(_to_list, self.close), SUPERVISION,
                   "Tutup entri panggilan balik", tag, SEE_OTHER),
         ]

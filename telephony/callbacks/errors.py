@@ -59,6 +59,22 @@ class CallbackBusy(Conflict, CallbackError):
     code = "callback_busy"
 
 
+class UnknownCallBack(NotFound, CallbackError):
+    """No call-back has this id."""
+
+    code = "callback_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Panggilan balik tidak ditemukan.")
+
+
+class NotReached(Conflict, CallbackError):
+    """A call-back that cannot be marked as not having reached its caller: it was never
+    answered (the caller is still on the list), or it is older than the list's window."""
+
+    code = "callback_not_answered"
+
+
 class CallbackUnavailable(AsteriskUnavailable, CallbackError):
     """Asterisk did not take the call-back (no AMI session, refused)."""
 

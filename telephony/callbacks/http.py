@@ -12,7 +12,14 @@ from telephony.accounts.model import Role
 from telephony.callbacks.model import Attempt, ClosureReason, Entry, backlog
 from telephony.callbacks.service import CallbackService
 from telephony.calls.legs import Leg
-from telephony.web.request import instant_json, json_body, json_response, path_call_id, remote_of
+from telephony.web.request import (
+    instant_json,
+    json_body,
+    json_response,
+    path_call_id,
+    path_id,
+    remote_of,
+)
 from telephony.web.routing import CASEWORK, DESK, SESSION, Access, Body, Reply, Route
 
 # Closing an entry is a supervisor's decision: the caller is not called back.
@@ -22,7 +29,8 @@ SUPERVISION: Final = Access.to(Role.SUPERVISOR)
 def attempt_json(attempt: Attempt) -> dict[str, Any]:
     """A call-back tried for an entry."""
     return {
-        "leg_id": attempt.leg_id, "actor": attempt.actor,
+        "leg_id": attempt.leg_id, "call_id": attempt.call_id, "number": attempt.number,
+        "actor": attempt.actor,
         "requested_at": instant_json(attempt.requested_at),
         "rang_at": instant_json(attempt.rang_at),
         "answered_at": instant_json(attempt.answered_at),
@@ -30,6 +38,9 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "outcome": attempt.outcome.value if attempt.outcome else None,
         "outcome_label": attempt.outcome.label if attempt.outcome else None,
         "status": attempt.status,
+        "cut": attempt.cut.value if attempt.cut else None,
+        "cut_label": attempt.cut.label if attempt.cut else None,
+        "unreached_by": attempt.unreached_by,
     }
 
 
@@ -59,6 +70,7 @@ def leg_json(leg: Leg) -> dict[str, Any]:
         "answered_at": instant_json(leg.answered_at), "ended_at": instant_json(leg.ended_at),
         "outcome": leg.outcome.value if leg.outcome else None,
         "outcome_label": leg.outcome.label if leg.outcome else None, "status": leg.status,
+        "unreached_by": leg.unreached_by, "unreached_at": instant_json(leg.unreached_at),
     }
 
 
@@ -79,6 +91,7 @@ class CallbackApi:
             "oldest_at": instant_json(summary.oldest_at),
             "closure_reasons": ClosureReason.labels(),
             "entries": [entry_json(entry) for entry in entries],
+            "reached": [attempt_json(attempt) for attempt in await self._callbacks.reached()],
         })
 
     async def call_back_caller(self, request: web.Request) -> web.StreamResponse:
@@ -86,6 +99,13 @@ class CallbackApi:
         leg = await self._callbacks.call_back(
             request[SESSION].account, path_call_id(request), remote_address=remote_of(request))
         return json_response(leg_json(leg), status=202)
+
+    async def mark_unreached(self, request: web.Request) -> web.StreamResponse:
+        """Say that a call-back, answered, did not reach the caller: back on the list."""
+        leg = await self._callbacks.mark_unreached(
+            request[SESSION].account, path_id(request, "leg_id", "Panggilan balik"),
+            remote_address=remote_of(request))
+        return json_response(leg_json(leg))
 
     async def close_callback(self, request: web.Request) -> web.StreamResponse:
         """Take the caller off the list with a reason."""
@@ -108,6 +128,10 @@ class CallbackApi:
                   "Hubungi kembali penelepon dari telepon operator (telepon operator "
                   "berdering dahulu)", tag,
                   Reply(202, "CallbackLeg", description="Dikirim ke Asterisk"), errors=(409,)),
+            Route("POST", "/api/callbacks/attempts/{leg_id}/unreached", self.mark_unreached,
+                  CASEWORK, "Tandai panggilan balik tidak tersambung dengan penelepon (kotak "
+                  "suara, pengumuman operator seluler, orang lain): penelepon kembali ke daftar",
+                  tag, Reply(200, "CallbackLeg"), errors=(409,)),
             Route("POST", "/api/callbacks/{call_id}/close", self.close_callback, SUPERVISION,
                   "Tutup entri dengan alasan", tag, Reply(200, "CallbackClosure"),
                   Body("CloseCallback"), errors=(409,)),

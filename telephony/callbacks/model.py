@@ -22,8 +22,16 @@ One entry per caller (their ``caller_key``): a caller who gave up three times is
 once. An entry holds the caller's calls since they were last cleared; it leaves the list when
 one of these clears them:
 
-- a call-back (a ``callback`` leg) that the caller answered: it covers the calls that arrived
-  before it was placed;
+- a call-back (a ``callback`` leg) that reached the caller: it covers the calls that arrived
+  before it was placed. One answered and then cut short did not (:func:`cut_short`): the
+  caller's or the operator's phone lost its network (a network hang-up cause on either end,
+  as a dropped call's), Asterisk went away under it (an outage that began while it talked,
+  as a cut call's), it ended within :data:`MIN_TALK` of the answer (a line that dropped at
+  "halo", an announcement or a voicemail the operator hung up on), or the operator said it
+  did not reach the caller ("tidak tersambung dengan penelepon": a voicemail, a carrier's
+  announcement, a stranger: any operator or supervisor may say so of a call-back the list
+  shows as having reached its caller, :func:`reached`). The caller stays on (or comes back
+  to) the list, the entry's reason saying so;
 - a later call from the same caller that an operator answered (and that was not itself
   dropped): it covers the calls that arrived before it;
 - a supervisor's closing, with a reason: it covers the closed call and those before it.
@@ -62,6 +70,12 @@ ACTION_PREFIX: Final = "siaga112-callback-"
 TARGET: Final = "penelepon"  # call_legs.target of a call-back: whom it is for
 MAX_NOTE: Final = 300
 _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
+# An answered call-back that ended sooner than this reached nobody to talk to: the operator's
+# greeting alone ("Selamat pagi, ini 112, tadi Anda menelepon...") takes about five seconds.
+# Not longer: a caller who answers "sudah aman, terima kasih" is done in six or seven, and an
+# operator cannot take an entry off the list again (a supervisor's closing can).
+MIN_TALK: Final = timedelta(seconds=5)
+REACHED_SHOWN: Final = 20  # call-backs that reached their caller, listed for marking
 # Why a caller with a number shown cannot be called back (a withheld one says so in its place).
 _NOT_DIALLABLE: Final = {
     CallerIdKind.SIMLESS: "ponsel tanpa kartu SIM (nomor IMEI)",
@@ -77,6 +91,17 @@ class CallbackReason(LabelledStrEnum):
     NETWORK = "network", "Terputus karena gangguan jaringan"
     ABANDONED = "abandoned", "Menutup telepon saat menunggu di antrean"
     IVR_EMERGENCY = "ivr_emergency", "Menutup telepon di IVR setelah memilih darurat"
+    # The entry's, not a call's: its latest call-back was answered and cut short (CutShort).
+    CALLBACK_CUT = "callback_cut", "Panggilan balik terputus atau tidak sampai ke penelepon"
+
+
+class CutShort(LabelledStrEnum):
+    """Why an answered call-back did not reach the caller (:func:`cut_short`)."""
+
+    OUTAGE = "outage", "Panggilan balik terputus karena gangguan sistem (Asterisk)"
+    NETWORK = "network", "Panggilan balik terputus karena gangguan jaringan"
+    SHORT = "short", "Panggilan balik terputus sesaat setelah diangkat"
+    UNREACHED = "unreached", "Tidak tersambung dengan penelepon (ditandai operator)"
 
 
 class ClosureReason(LabelledStrEnum):
@@ -127,6 +152,21 @@ class Placed(Protocol):
         """How it ended."""
         ...
 
+    @property
+    def hangup_cause(self) -> int | None:
+        """The Q.850 cause of its end (a network cause if either end had one)."""
+        ...
+
+    @property
+    def unreached_at(self) -> datetime | None:
+        """When an operator said it did not reach the caller."""
+        ...
+
+    @property
+    def cut_reason(self) -> str | None:
+        """Why Asterisk's end cut it (``telephony.calls.outages.CutReason``), if it did."""
+        ...
+
 
 def pending(call_back: Placed, *, now: datetime, ring_limit: timedelta,
             outlived: bool = False) -> Pending | None:
@@ -156,11 +196,35 @@ def caller_not_dialled(call_back: Placed) -> bool:
         and call_back.answered_at is None
 
 
+def cut_short(call_back: Placed) -> CutShort | None:
+    """Why a call-back the caller's phone answered did not reach the caller, or ``None``
+    (it did, it is still talking, or it was never answered). Asterisk's end cut it when its
+    end came in a restart's burst of hang-ups or never came (:mod:`telephony.calls.outages`,
+    ``call_legs.cut_reason``)."""
+    if call_back.answered_at is None:
+        return None
+    if call_back.unreached_at is not None:
+        return CutShort.UNREACHED
+    if call_back.cut_reason is not None:
+        return CutShort.OUTAGE
+    ended = call_back.ended_at
+    if ended is None:
+        return None
+    if call_back.hangup_cause in NETWORK_CAUSES:
+        return CutShort.NETWORK
+    if ended - call_back.answered_at < MIN_TALK:
+        return CutShort.SHORT
+    return None
+
+
 def how_it_went(call_back: Placed, *, now: datetime, ring_limit: timedelta,
                 outlived: bool = False) -> str:
     """How a call-back went, in the words of the call-back list and the incident page. One
     the operator's phone never took says so: three plain "Gagal" read as a caller who cannot
-    be reached, and were closed as such. ``outlived``: see :func:`pending`."""
+    be reached, and were closed as such; one answered and cut short says why the caller is
+    still on the list. ``outlived``: see :func:`pending`."""
+    if (cut := cut_short(call_back)) is not None:
+        return cut.label
     if caller_not_dialled(call_back):
         failed = call_back.outcome.label if call_back.outcome else LegOutcome.FAILED.label
         return f"{failed} di telepon operator, penelepon tidak ditelepon"
@@ -204,6 +268,16 @@ class Attempt:
     ended_at: datetime | None
     outcome: LegOutcome | None
     status: str
+    hangup_cause: int | None = None
+    unreached_at: datetime | None = None
+    unreached_by: str | None = None
+    cut_reason: str | None = None  # telephony.calls.outages.CutReason
+    number: str = ""  # what it dialled
+
+    @property
+    def cut(self) -> CutShort | None:
+        """Why it did not reach the caller though answered (:func:`cut_short`)."""
+        return cut_short(self)
 
 
 @dataclass(frozen=True)
@@ -225,7 +299,7 @@ class Entry:
 
     key: str
     calls: tuple[EndedCall, ...]  # the caller's open calls, newest first
-    reason: CallbackReason  # the latest call's
+    reason: CallbackReason  # the latest call's, or its call-back's that was cut short
     number: str | None  # what a call-back dials; None: not possible
     attempts: tuple[Attempt, ...]  # call-backs since the entry opened, newest first
     in_flight: Attempt | None  # a call-back ringing now
@@ -335,7 +409,7 @@ def worklist(
     for attempt in attempts:
         key = entry_key(attempt.caller_key, attempt.call_id)
         tried.setdefault(key, []).append(attempt)
-        if attempt.answered_at is not None:
+        if attempt.answered_at is not None and attempt.cut is None:
             clear(key, attempt.requested_at)
     for closure in closures:
         clear(entry_key(closure.caller_key, closure.call_id), closure.arrived_at)
@@ -357,10 +431,21 @@ def worklist(
                         key=lambda a: a.requested_at, reverse=True)
         ringing = next((a for a in recent if pending(a, now=now, ring_limit=ring_limit)
                         is Pending.RINGING), None)
-        entries.append(Entry(key, open_calls, members[0][1],
+        # Called back and cut short since their latest call: that is why they are listed.
+        reason = CallbackReason.CALLBACK_CUT if recent and recent[0].cut is not None \
+            and recent[0].requested_at > open_calls[0].arrived_at else members[0][1]
+        entries.append(Entry(key, open_calls, reason,
                              dial_number(open_calls[0].caller_number), tuple(recent), ringing))
     entries.sort(key=lambda entry: (not entry.possible, entry.waiting_since))
     return entries
+
+
+def reached(attempts: Iterable[Attempt], *, limit: int = REACHED_SHOWN) -> list[Attempt]:
+    """The latest call-backs that count as having reached their caller (answered, not cut
+    short), newest first: where an operator who hung up on a voicemail finds theirs to say
+    it did not reach the caller (the caller has left the list meanwhile)."""
+    return sorted((a for a in attempts if a.answered_at is not None and a.cut is None),
+                  key=lambda a: a.requested_at, reverse=True)[:limit]
 
 
 def find_entry(entries: Iterable[Entry], call_id: str) -> Entry | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from telephony.callbacks.model import MAX_NOTE, CallbackReason, ClosureReason
+from telephony.callbacks.model import MAX_NOTE, CallbackReason, ClosureReason, CutShort
 from telephony.calls.legs import LegOutcome
 from telephony.web.schemas import (
     DATETIME,
@@ -27,7 +27,8 @@ _OUTCOME: Final[Schema] = {"type": ["string", "null"],
 
 SCHEMAS: Final[Mapping[str, Schema]] = {
     "CallbackAttempt": all_required({
-        "leg_id": {"type": "integer"}, "actor": {"type": "string"},
+        "leg_id": {"type": "integer"}, "call_id": {"type": "string"},
+        "number": {"type": "string"}, "actor": {"type": "string"},
         "requested_at": DATETIME,
         "rang_at": {"type": ["string", "null"], "format": "date-time",
                     "description": "Penelepon mulai ditelepon; null bila tidak pernah (telepon "
@@ -35,6 +36,12 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "answered_at": NULLABLE_DATETIME,
         "ended_at": NULLABLE_DATETIME, "outcome": _OUTCOME, "outcome_label": NULLABLE_TEXT,
         "status": {"type": "string"},
+        "cut": {"type": ["string", "null"], "enum": [*CutShort.labels(), None],
+                "description": "Diangkat, tetapi tidak sampai ke penelepon (terputus, terlalu "
+                               "singkat, atau ditandai operator): penelepon tetap di daftar"},
+        "cut_label": NULLABLE_TEXT,
+        "unreached_by": {"type": ["string", "null"],
+                         "description": "Yang menandai tidak tersambung dengan penelepon"},
     }, "Satu panggilan balik yang sudah dicoba"),
     "CallbackEntry": all_required({
         "call_id": {"type": "string", "description": "Panggilan terakhir penelepon ini: "
@@ -62,6 +69,10 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "oldest_at": NULLABLE_DATETIME,
         "closure_reasons": {"type": "object", "additionalProperties": {"type": "string"}},
         "entries": {"type": "array", "items": ref("CallbackEntry")},
+        "reached": {"type": "array", "items": ref("CallbackAttempt"),
+                    "description": "Panggilan balik terakhir yang tersambung dengan penelepon "
+                                   "(terbaru dahulu): yang ternyata kotak suara atau "
+                                   "pengumuman dapat ditandai tidak tersambung"},
     }),
     "CallbackLeg": all_required({
         "leg_id": {"type": "integer"}, "call_id": {"type": "string"},
@@ -70,6 +81,7 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "requested_at": DATETIME, "rang_at": NULLABLE_DATETIME,
         "answered_at": NULLABLE_DATETIME, "ended_at": NULLABLE_DATETIME,
         "outcome": _OUTCOME, "outcome_label": NULLABLE_TEXT, "status": {"type": "string"},
+        "unreached_by": NULLABLE_TEXT, "unreached_at": NULLABLE_DATETIME,
     }, "Panggilan balik yang dikirim ke Asterisk: telepon operator berdering dahulu"),
     "CloseCallback": object_schema({
         "reason": {"type": "string", "enum": list(ClosureReason.labels())},

@@ -1,5 +1,6 @@
 """The call-back service: the worklist, an operator's call-back of a caller, a supervisor's
-closing of an entry, and what Asterisk reports of the call-backs it was asked to place.
+closing of an entry, an operator's word that a call-back did not reach the caller (a
+voicemail, an announcement), and what Asterisk reports of the call-backs it was asked to place.
 
 A call-back, in order: the operator must be at a desk and not on a call (Asterisk's live
 channels say so, at that moment; on a cluster, the records and this node's Asterisk's
@@ -40,7 +41,9 @@ from telephony.callbacks.errors import (
     CallbackUnconfirmed,
     NotOnList,
     NotPossible,
+    NotReached,
     UnknownCall,
+    UnknownCallBack,
 )
 from telephony.callbacks.model import (
     TARGET,
@@ -56,6 +59,7 @@ from telephony.callbacks.model import (
     find_entry,
     leg_of_action,
     originate_action,
+    reached,
     worklist,
 )
 from telephony.callbacks.store import CallbackRepository
@@ -128,12 +132,46 @@ class _Window:
 
 
 @dataclass(frozen=True)
+class _Reading:
+    """The worklist as read at ``at``, and the call-backs that reached their caller."""
+
+    at: datetime
+    entries: list[Entry]
+    reached: list[Attempt]
+
+
+@dataclass(frozen=True)
 class _Request:
     """A call-back recorded and about to be placed."""
 
     leg_id: int
     entry: Entry
     number: str
+
+
+async def caller_entries(
+    connection: asyncpg.Connection, config: CallbackConfig, *, key: str | None, call_id: str,
+    now: datetime, repository: CallbackRepository | None = None,
+) -> list[Entry]:
+    """The worklist of one caller at ``now``: all the calls of caller ``key``, or the call
+    ``call_id`` alone for a caller without a key."""
+    repo = repository or CallbackRepository()
+    since = now - config.window
+    only = None if key is not None else call_id
+    return worklist(
+        await repo.ended_calls(connection, since=since, key=key, call_id=only),
+        answered=(await repo.answered_calls(connection, [key], since=since)
+                  if key is not None else ()),
+        attempts=await repo.attempts(connection, since=since, key=key, call_id=only),
+        closures=await repo.closures(connection, since=since, key=key, call_id=only),
+        now=now, ring_limit=config.ring_limit)
+
+
+async def waiting_for_call_back(connection: asyncpg.Connection, config: CallbackConfig,
+                                key: str, *, now: datetime) -> bool:
+    """Whether caller ``key`` is on the call-back list at ``now``: a caller the line owes a
+    call-back (a rating survey must not ring them first, telephony/surveys/)."""
+    return bool(await caller_entries(connection, config, key=key, call_id="", now=now))
 
 
 class CallbackService:
@@ -152,7 +190,7 @@ class CallbackService:
         self._repo = repository or CallbackRepository()
         self._legs = LegRepository()
         self._clock = clock
-        self._reading: tuple[datetime, list[Entry]] | None = None
+        self._reading: _Reading | None = None
         self._responses = OriginateResponses(
             ami, lambda action: leg_of_action(action) is not None)
 
@@ -170,11 +208,19 @@ class CallbackService:
     async def worklist(self) -> list[Entry]:
         """Every caller on the list now (as of at most ``cache_seconds`` ago): callable ones
         first, longest waiting first."""
+        return (await self._read()).entries
+
+    async def reached(self) -> list[Attempt]:
+        """The latest call-backs that reached their caller, newest first (as of the same
+        reading as the worklist)."""
+        return (await self._read()).reached
+
+    async def _read(self) -> _Reading:
         now = self._clock()
         if self._reading is not None and (
-                timedelta(0) <= now - self._reading[0]
+                timedelta(0) <= now - self._reading.at
                 < timedelta(seconds=self._config.cache_seconds)):
-            return self._reading[1]
+            return self._reading
         since = now - self._config.window
 
         async def work(connection: asyncpg.Connection) -> _Window:
@@ -192,8 +238,8 @@ class CallbackService:
         entries = await asyncio.to_thread(
             worklist, window.calls, answered=window.answered, attempts=window.attempts,
             closures=window.closures, now=now, ring_limit=self._config.ring_limit)
-        self._reading = (now, entries)
-        return entries
+        self._reading = _Reading(now, entries, reached(window.attempts))
+        return self._reading
 
     async def backlog(self) -> Backlog:
         """How many callers wait for a call-back, and since when the longest has (for the
@@ -218,17 +264,8 @@ class CallbackService:
         if not found:
             raise UnknownCall
         await self._repo.lock_caller(connection, entry_key(key, call_id))
-        now = self._clock()
-        since = now - self._config.window
-        # A caller with a key is all their calls; one without is the call alone.
-        only = None if key is not None else call_id
-        entries = worklist(
-            await self._repo.ended_calls(connection, since=since, key=key, call_id=only),
-            answered=(await self._repo.answered_calls(connection, [key], since=since)
-                      if key is not None else ()),
-            attempts=await self._repo.attempts(connection, since=since, key=key, call_id=only),
-            closures=await self._repo.closures(connection, since=since, key=key, call_id=only),
-            now=now, ring_limit=self._config.ring_limit)
+        entries = await caller_entries(connection, self._config, key=key, call_id=call_id,
+                                       now=self._clock(), repository=self._repo)
         entry = find_entry(entries, call_id)
         if entry is None:
             raise NotOnList
@@ -337,6 +374,45 @@ class CallbackService:
         log.info("call-back entry of call %s closed by %s: %s", entry.call.call_id,
                  account.username, why.value)
         return entry, why, text
+
+    # -- an operator's word that a call-back did not reach the caller -------------------------
+
+    async def mark_unreached(self, account: Account, leg_id: int, *,
+                             remote_address: str) -> Leg:
+        """Say that call-back ``leg_id``, answered, did not reach its caller (a voicemail, a
+        carrier's announcement, a stranger): the caller is back on the list. Returns the leg
+        as recorded. Said twice, the first word stands."""
+
+        async def work(connection: asyncpg.Connection) -> tuple[Leg, bool]:
+            async with connection.transaction():
+                leg = await self._legs.leg(connection, leg_id)
+                if leg is None or leg.kind is not LegKind.CALLBACK:
+                    raise UnknownCallBack
+                _, key = await self._repo.caller_key(connection, leg.call_id)
+                # Beside a call-back or a closing of the same caller, in turn.
+                await self._repo.lock_caller(connection, entry_key(key, leg.call_id))
+                if leg.answered_at is None:
+                    raise NotReached("Panggilan balik ini tidak diangkat: penelepon masih "
+                                     "ada di daftar panggilan balik.")
+                if leg.requested_at < self._clock() - self._config.window:
+                    raise NotReached("Panggilan balik ini sudah lewat jendela waktu daftar "
+                                     "panggilan balik.")
+                marked = await self._repo.mark_unreached(connection, leg_id,
+                                                         by=account.username)
+                found = await self._legs.leg(connection, leg_id)
+                assert found is not None  # read above; legs are never deleted
+                return found, marked
+
+        leg, marked = await self._database.run(work)
+        self._reading = None
+        if marked:
+            await self._audit.audit(
+                actor=account.username, action="callback.unreached", object_type="call",
+                object_id=leg.call_id, remote_address=remote_address,
+                detail={"leg_id": leg.leg_id, "number": leg.number, "placed_by": leg.actor})
+            log.info("call-back %d of call %s: %s says it did not reach the caller",
+                     leg.leg_id, leg.call_id, account.username)
+        return leg
 
     # -- what Asterisk reports -----------------------------------------------------------------
 

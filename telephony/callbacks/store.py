@@ -88,7 +88,8 @@ class CallbackRepository:
         rows = await connection.fetch(
             """
             SELECT l.leg_id, l.call_id, c.caller_key, l.operator, l.actor, l.requested_at,
-                   l.rang_at, l.answered_at, l.ended_at, l.outcome, l.status
+                   l.rang_at, l.answered_at, l.ended_at, l.outcome, l.status,
+                   l.hangup_cause, l.unreached_at, l.unreached_by, l.cut_reason, l.number
             FROM call_legs l JOIN calls c USING (call_id)
             WHERE l.kind = 'callback' AND l.requested_at >= $1
               AND ($2::text IS NULL OR c.caller_key = $2)
@@ -156,3 +157,17 @@ class CallbackRepository:
             call_id, reason.value, note, closed_by,
         )
         return bool(inserted)
+
+    async def mark_unreached(self, connection: asyncpg.Connection, leg_id: int, *,
+                             by: str) -> bool:
+        """Record that call-back ``leg_id`` did not reach its caller, said by ``by``;
+        ``False`` if it was said already (the first word stands)."""
+        marked = await connection.fetchval(
+            """
+            UPDATE call_legs SET unreached_by = $2, unreached_at = now()
+            WHERE leg_id = $1 AND kind = 'callback' AND unreached_at IS NULL
+            RETURNING true
+            """,
+            leg_id, by,
+        )
+        return bool(marked)

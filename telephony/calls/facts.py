@@ -219,6 +219,8 @@ class LegProgressed:
     status: str
     channel_id: str  # the Uniqueid of the channel that reported it
     at: datetime
+    # On ``ended``: the reporting channel's HANGUPCAUSE; 0 (Asterisk's "not defined") if none.
+    cause: int = 0
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,18 @@ class CallCut:
 
     kind: ClassVar[str] = "call_cut"
     call_id: str
+    reason: str  # telephony.calls.outages.CutReason
+    at: datetime
+
+
+@dataclass(frozen=True)
+class LegCut:
+    """Asterisk's end cut a leg the line placed (a call-back, a transfer) that had not ended
+    before it: its end came in the restart's burst of hang-ups, or never came (a crash); see
+    :mod:`telephony.calls.outages`. ``at``: its end, or the last moment it was known alive."""
+
+    kind: ClassVar[str] = "leg_cut"
+    leg_id: int
     reason: str  # telephony.calls.outages.CutReason
     at: datetime
 
@@ -301,6 +315,7 @@ CallFact = (
     | LegProgressed
     | CallTransferred
     | CallCut
+    | LegCut
     | AsteriskShutdown
     | AsteriskBooted
     | AsteriskReturned
@@ -326,6 +341,7 @@ FACT_TYPES: dict[str, type[CallFact]] = {
         LegProgressed,
         CallTransferred,
         CallCut,
+        LegCut,
         AsteriskShutdown,
         AsteriskBooted,
         AsteriskReturned,

@@ -111,6 +111,10 @@ class Leg:
     ended_at: datetime | None
     outcome: LegOutcome | None
     status: str  # Dial()'s status or the refusal, as reported
+    hangup_cause: int | None = None  # of its end (a network cause if either end had one)
+    unreached_by: str | None = None  # a call-back an operator said did not reach the caller
+    unreached_at: datetime | None = None
+    cut_reason: str | None = None  # Asterisk's end cut it (telephony.calls.outages.CutReason)
 
     @property
     def talk_time(self) -> timedelta | None:

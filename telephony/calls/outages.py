@@ -45,6 +45,12 @@ after all (only its AMI port was closed), a call that was in fact alive is ended
 hang-up later (a real end replaces a vanish) and keeps its cut: a needless call-back rather
 than a missed one.
 
+The legs the line placed (call-backs of dropped callers, transfers; the dialplan's ``SiagaLeg``
+reports, :class:`LegProgressed`) go by the same rules: a leg whose end came in a restart's burst,
+or that had not ended when a new Asterisk greeted the line, gets a :class:`LegCut` (the end
+the store gives a leg that had none). A call-back cut so did not reach its caller, who is
+called back again (:mod:`telephony.callbacks.model`).
+
 The outage itself: :class:`AsteriskShutdown` (the event, at once) and, when Asterisk is back,
 :class:`AsteriskReturned` (kind, began, lost, new start, greeting, calls cut). The greetings
 (:class:`AsteriskBooted`) themselves go no further than the watch.
@@ -58,7 +64,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 
 from telephony.calls.facts import (
     AsteriskBooted,
@@ -68,15 +74,21 @@ from telephony.calls.facts import (
     CallEnded,
     CallFact,
     CallVanished,
+    LegCut,
+    LegProgressed,
     OperatorCompleted,
 )
+from telephony.calls.legs import LegState
 from telephony.core.labels import LabelledStrEnum
+
+_K = TypeVar("_K")
 
 # No emergency call lasts this long: a caller's call (or an operator's call-back) still open
 # after it is one whose end went unrecorded (the line was down when it hung up, and nothing
 # backfilled it). What holds back a call-back or a rating survey while the caller is on the
 # line ignores it, and the incident page no longer reads such a call-back as going on.
 OPEN_CALL_HORIZON: Final = timedelta(hours=3)
+
 SHUTDOWN_WINDOW: Final = timedelta(seconds=5)  # the burst's last hang-up -> Shutdown
 BURST_GAP: Final = timedelta(seconds=1)  # between consecutive hang-ups of one burst
 BOOT_TOLERANCE: Final = timedelta(seconds=2)  # Uptime is whole seconds, read with a delay
@@ -107,13 +119,14 @@ class OutageKind(LabelledStrEnum):
     CRASH = "crash", "Asterisk mati mendadak"
 
 
-def burst_before(ends: Iterable[tuple[str, datetime]], shutdown_at: datetime
-                 ) -> list[tuple[str, datetime]]:
-    """The calls of ``ends`` (call, ended at) that the hang-up burst before a ``Shutdown`` at
-    ``shutdown_at`` ended, latest first (see the module's rule); none if no end is close."""
+def burst_before(ends: Iterable[tuple[_K, datetime]], shutdown_at: datetime
+                 ) -> list[tuple[_K, datetime]]:
+    """The calls (or legs) of ``ends`` (call, ended at) that the hang-up burst before a
+    ``Shutdown`` at ``shutdown_at`` ended, latest first (see the module's rule); none if no
+    end is close."""
     candidates = sorted(((call, at) for call, at in ends if at <= shutdown_at),
                         key=lambda end: end[1], reverse=True)
-    burst: list[tuple[str, datetime]] = []
+    burst: list[tuple[_K, datetime]] = []
     for call, at in candidates:
         reference = burst[-1][1] if burst else shutdown_at
         if reference - at > (BURST_GAP if burst else SHUTDOWN_WINDOW):
@@ -148,6 +161,11 @@ class OutageWatch:
         self._lost: tuple[datetime, datetime] | None = None  # (lost at, alive until)
         self._shutdown: AsteriskShutdown | None = None  # seen since the last greeting
         self._burst = 0  # calls cut before the greeting: the shutdown's burst, or gone()
+        # The legs the line placed (call-backs, transfers), by the dialplan's reports: the
+        # same rules cut them (their channels are Asterisk's as the calls' are).
+        self._legs: dict[int, datetime] = {}  # not ended -> its latest report's instant
+        self._leg_ends: OrderedDict[int, datetime] = OrderedDict()  # leg -> its end
+        self._legs_cut: OrderedDict[int, None] = OrderedDict()
 
     @property
     def live_calls(self) -> frozenset[str]:
@@ -195,6 +213,9 @@ class OutageWatch:
             case AsteriskBooted():
                 # Consumed: every session begins with one; what it establishes is the outage.
                 return self._greeted(fact)
+            case LegProgressed():
+                self._leg(fact)
+                return [fact]
             case CallVanished() if fact.call_id in self._pending:
                 seen = self._pending.pop(fact.call_id)
                 self._end(fact.call_id, seen)
@@ -232,6 +253,28 @@ class OutageWatch:
             if len(self._ended) > RECENT_ENDS:
                 self._ended.popitem(last=False)
 
+    def _leg(self, fact: LegProgressed) -> None:
+        if fact.state == LegState.ENDED.value:
+            self._legs.pop(fact.leg_id, None)
+            if fact.leg_id not in self._leg_ends:
+                self._leg_ends[fact.leg_id] = fact.at
+                if len(self._leg_ends) > RECENT_ENDS:
+                    self._leg_ends.popitem(last=False)
+            return
+        if fact.leg_id in self._leg_ends:
+            return  # a late report of a leg that ended
+        if fact.leg_id not in self._legs and len(self._legs) >= MAX_LIVE:
+            del self._legs[min(self._legs, key=self._legs.__getitem__)]
+        self._legs[fact.leg_id] = max(fact.at, self._legs.get(fact.leg_id, fact.at))
+
+    def _cut_leg(self, leg_id: int, reason: CutReason, at: datetime) -> list[CallFact]:
+        if leg_id in self._legs_cut:
+            return []
+        self._legs_cut[leg_id] = None
+        if len(self._legs_cut) > RECENT_ENDS:
+            self._legs_cut.popitem(last=False)
+        return [LegCut(leg_id, reason.value, at)]
+
     def _cut_call(self, call_id: str, reason: CutReason, at: datetime) -> list[CallFact]:
         if call_id in self._cut:
             return []
@@ -246,6 +289,8 @@ class OutageWatch:
         for call_id, ended in reversed(burst_before(self._ended.items(), fact.at)):
             cuts.extend(self._cut_call(call_id, CutReason.ASTERISK_RESTART, ended))
         self._burst += len(cuts)
+        for leg_id, ended in reversed(burst_before(self._leg_ends.items(), fact.at)):
+            cuts.extend(self._cut_leg(leg_id, CutReason.ASTERISK_RESTART, ended))
         return cuts
 
     def _greeted(self, fact: AsteriskBooted) -> list[CallFact]:
@@ -277,5 +322,10 @@ class OutageWatch:
         cuts: list[CallFact] = []
         for call_id, seen in unexplained.items():
             cuts.extend(self._cut_call(call_id, reason, seen))  # the store moves its end back
+        # A leg has no resync to vanish it: one not ended by then is cut here, its end the
+        # last moment it was known alive.
+        legs: list[CallFact] = []
+        for leg_id in [leg for leg, seen in self._legs.items() if seen < booted]:
+            legs.extend(self._cut_leg(leg_id, reason, max(self._legs.pop(leg_id), alive)))
         return [AsteriskReturned(kind.value, began, lost_at, booted,
-                                 burst + len(old) + len(cuts), fact.at), *cuts]
+                                 burst + len(old) + len(cuts), fact.at), *cuts, *legs]

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.calls.facts import (
     IVR_VALUES,
     AsteriskReturned,
@@ -31,6 +32,7 @@ from telephony.calls.facts import (
     CallVanished,
     IvrVariableSet,
     IvrVariablesSet,
+    LegCut,
     LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
@@ -396,7 +398,8 @@ class FactBatch:
                 self._row("legs", n, leg_id=fact.leg_id, channel_id=fact.channel_id,
                           state=LegState(fact.state).value, at=fact.at,
                           unanswered=leg_outcome(fact.status, answered=False).value,
-                          status=fact.status)
+                          status=fact.status, cause=fact.cause or None,
+                          lost=fact.cause in NETWORK_CAUSES)
             case AsteriskShutdown():
                 kind = OutageKind.RESTART if fact.restart else OutageKind.STOP
                 self._row("shutdowns", n, kind=kind.value, at=fact.at)
@@ -406,6 +409,8 @@ class FactBatch:
                           calls_cut=fact.calls_cut)
             case CallCut():
                 self._row("cuts", n, call_id=fact.call_id, reason=fact.reason, at=fact.at)
+            case LegCut():
+                self._row("leg_cuts", n, leg_id=fact.leg_id, reason=fact.reason, at=fact.at)
             case CallBackfilled():
                 self._row("backfilled", n, call_id=fact.call_id)
         return ""

@@ -434,7 +434,7 @@ def render_operator(
             'next="bye_received"/>\n'
         )
     xml = ConfTemplate((SCENARIO_DIR / "operator.xml").read_text(encoding="utf-8")).substitute(
-        ringing=ringing, steps=steps, talk_wait=talk_wait
+        ringing=ringing, steps=steps, talk_wait=talk_wait, bye_headers=""
     )
     return Scenario(xml)
 
@@ -452,13 +452,15 @@ def render_callee(
     dtmf_delay: float = 1.0,
     audio: bool = False,
     hold_seconds: float = 30.0,
+    bye_cause: int | None = None,
 ) -> Scenario:
     """The callee scenario (a caller's phone the line calls back, or an agency the line
     transfers a caller to): ring, then refuse the call with SIP status ``refuse``; or ring
     until cancelled if not ``answer``; or ring ``ring_seconds`` s (a CANCEL meanwhile is
     accepted), answer, send ``dtmf`` as :func:`render_caller` does, talk (the A-law pcap, if
     ``audio``), and wait until ``hold_seconds`` s after the answer for Asterisk's BYE before
-    hanging up itself.
+    hanging up itself (its BYE saying the Q.850 ``bye_cause``, if given: the caller's network
+    lost the call, as :func:`render_caller`'s).
 
     It is the operator phone's scenario (a UAS that answers what Asterisk sends) with its own
     ringing and steps.
@@ -495,7 +497,8 @@ def render_callee(
         'ontimeout="hangup" next="bye_received"/>\n'
     )
     xml = ConfTemplate((SCENARIO_DIR / "operator.xml").read_text(encoding="utf-8")).substitute(
-        ringing=ringing, steps="".join(steps), talk_wait=talk_wait
+        ringing=ringing, steps="".join(steps), talk_wait=talk_wait,
+        bye_headers="" if bye_cause is None else f"      Reason: Q.850;cause={int(bye_cause)}\n",
     )
     return Scenario(xml, files)
 
@@ -775,6 +778,7 @@ def callee(
     dtmf_delay: float = 1.0,
     audio: bool = False,
     hold_seconds: float = 30.0,
+    bye_cause: int | None = None,
     max_calls: int | None = None,
     timeout: float = 300.0,
     trace_messages: bool = False,
@@ -787,6 +791,6 @@ def callee(
     argv = [] if max_calls is None else ["-m", str(max_calls)]
     scenario = render_callee(refuse=refuse, answer=answer, ring_seconds=ring_seconds,
                              dtmf=dtmf, dtmf_delay=dtmf_delay, audio=audio,
-                             hold_seconds=hold_seconds)
+                             hold_seconds=hold_seconds, bye_cause=bye_cause)
     return Sipp("callee", scenario, argv, timeout=timeout, sip_port=sip_port,
                 trace_messages=trace_messages)

@@ -10,6 +10,9 @@ The upkeep loop (:meth:`SurveyService.run_upkeep`), in each pass:
    reported, or the survey never finished) and schedules a retry or gives up;
 3. claims due surveys (``FOR UPDATE SKIP LOCKED``), records each attempt *before* sending its
    ``Originate`` (``Async``, ActionID ``siaga112-survey-<survey>-<attempt>``), then sends it.
+   A survey whose caller waits on the call-back list (a call of theirs dropped, and no
+   operator has reached them since: :mod:`telephony.callbacks`) is put off: the call-back
+   comes first, the survey the delay after it.
 
 Before all that it stores the answers callers gave while the database was away
 (:meth:`SurveyService.finish` holds them).
@@ -32,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -41,6 +44,7 @@ import asyncpg
 
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiActions
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable
+from telephony.callbacks.service import CallbackConfig, waiting_for_call_back
 from telephony.calls.legs import dial_number
 from telephony.core.loops import run_passes
 from telephony.db.connection import Database, DatabaseUnavailable
@@ -73,6 +77,8 @@ NOT_POSSIBLE_DETAIL = "Nomor penelepon disembunyikan atau tidak dapat dihubungi.
 # report; past the FastAGI session limit the survey has ended one way or another.
 RING_GRACE = timedelta(seconds=35)
 SESSION_GRACE = timedelta(seconds=15)
+# How soon a survey put off for a caller waiting on the call-back list looks again, at least.
+WAITING_RECHECK = timedelta(minutes=1)
 
 
 def _utcnow() -> datetime:
@@ -95,6 +101,8 @@ class SurveyConfig:
     session_seconds: float = 90.0
     max_in_flight: int = 10  # calls ringing or in the survey at once
     batch: int = 50
+    # The call-back list's window and ring time: a caller waiting on it is not surveyed.
+    callbacks: CallbackConfig = field(default_factory=CallbackConfig)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SurveyConfig:
@@ -114,6 +122,7 @@ class SurveyConfig:
             timezone=settings.timezone,
             lookback=timedelta(hours=settings.survey_lookback_hours),
             session_seconds=settings.agi_session_timeout,
+            callbacks=CallbackConfig.from_settings(settings),
         )
 
 
@@ -305,6 +314,21 @@ class SurveyService:
                         await self._repo.set_state(connection, due.survey_id,
                                                    SurveyState.NOT_POSSIBLE, now=now,
                                                    detail=NOT_POSSIBLE_DETAIL)
+                        continue
+                    if due.caller_key is not None and await waiting_for_call_back(
+                            connection, config.callbacks, due.caller_key, now=now):
+                        # A call of theirs dropped and they wait for an operator to call
+                        # back: a rating call first reads as the line ringing to ask how it
+                        # went while their emergency waits. Asked again after the survey's
+                        # delay; once called back, after the delay since the call-back
+                        # ended (claim_due).
+                        later = self._in_window(now + max(config.delay, WAITING_RECHECK))
+                        await self._repo.set_state(connection, due.survey_id,
+                                                   SurveyState.SCHEDULED, now=now,
+                                                   next_attempt_at=later)
+                        log.info("survey %d: the caller waits on the call-back list; "
+                                 "put off to %s UTC", due.survey_id,
+                                 f"{later:%Y-%m-%d %H:%M:%S}")
                         continue
                     attempt = due.attempts + 1
                     await self._repo.start_attempt(

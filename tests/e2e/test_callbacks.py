@@ -175,8 +175,10 @@ async def test_an_abandoned_caller_is_called_back_from_the_worklist(
                                              json={"call_id": call_id}), 201)
     incident_id = incident["incident_id"]
 
-    # The caller's phone, on the carrier side, answers and hangs up after 3 s.
-    async with sipp.callee(settings.carrier_sip_port, hold_seconds=3, max_calls=1,
+    # The caller's phone, on the carrier side, answers, talks and hangs up after 8 s (a
+    # call-back over within a few seconds of the answer reached nobody: the caller stays on
+    # the list, telephony.callbacks.model.MIN_TALK).
+    async with sipp.callee(settings.carrier_sip_port, hold_seconds=8, max_calls=1,
                            trace_messages=True) as phone:
         leg = await json_of(await http.post(f"/api/callbacks/{call_id}/call",
                                             headers=operator), 202)
@@ -347,13 +349,15 @@ async def test_a_busy_caller_is_tried_again_and_leaves_no_recording_to_quarantin
     recordings worker quarantined as failed (the quarantine alert fired for busy callers an
     operator tried), or stored as a recording of nothing. Recording starts at the caller's
     answer: the next attempt, answered, is recorded; the busy one has no file and no
-    recording row."""
+    recording row. That one is cut by the caller's network (their carrier's BYE says a
+    network cause): the caller comes back on the list, as a dropped call does, the attempt
+    saying why."""
     caller_id = unique_caller("0817")
     call_id = await give_up_in_the_queue(line, settings, caller_id)
     operator = await account(line, http, "op1001", "operator", desk=OPERATOR)
     await listed(http, operator, call_id)
     legs = []
-    tries: list[dict[str, Any]] = [{"refuse": 486}, {"hold_seconds": 3}]
+    tries: list[dict[str, Any]] = [{"refuse": 486}, {"hold_seconds": 3, "bye_cause": 41}]
     for options in tries:
         async with sipp.callee(settings.carrier_sip_port, max_calls=1, **options) as phone:
             leg = await json_of(await http.post(f"/api/callbacks/{call_id}/call",
@@ -373,6 +377,18 @@ async def test_a_busy_caller_is_tried_again_and_leaves_no_recording_to_quarantin
             assert (await json_of(await http.get("/api/desk", headers=operator)))[
                 "call"] is None
     busy, answered = legs
+
+    async def back_on_the_list() -> dict[str, Any] | None:
+        found = entry_of(await entries(http, operator), call_id)
+        return found if found is not None and found["attempts"][0]["cut"] else None
+
+    entry = await eventually("the cut call-back's caller back on the list", back_on_the_list,
+                             within=20)
+    assert (entry["reason"], entry["attempts"][0]["leg_id"], entry["attempts"][0]["cut"]) == (
+        "callback_cut", answered, "network")
+    (row,) = await line.database.run(lambda c: c.fetch(
+        "SELECT hangup_cause, outcome FROM call_legs WHERE leg_id = $1", answered))
+    assert (row["hangup_cause"], row["outcome"]) == (41, "answered")
 
     async def recorded() -> list[Any] | None:
         rows = await line.database.run(lambda c: c.fetch(

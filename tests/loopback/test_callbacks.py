@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import threading
 from collections.abc import AsyncIterator
@@ -30,8 +31,17 @@ from telephony.callbacks import service as callback_service
 from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
 from telephony.callbacks.service import CallbackConfig, CallbackService
-from telephony.calls.facts import CallEnded, CallFact, LegProgressed, QueueAbandoned
+from telephony.calls.facts import (
+    AsteriskBooted,
+    AsteriskShutdown,
+    CallEnded,
+    CallFact,
+    LegCut,
+    LegProgressed,
+    QueueAbandoned,
+)
 from telephony.calls.legs import LegKind, LegOutcome
+from telephony.calls.outages import OutageWatch
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database
 from telephony.desks.service import assign_desk
@@ -60,12 +70,12 @@ class Bench:
     database: Database
     dsn: str
 
-    async def account(self, username: str, role: str, *, desk: bool = False
-                      ) -> dict[str, str]:
-        """An account (an operator at OPERATOR if ``desk``), logged in: bearer headers."""
+    async def account(self, username: str, role: str, *, desk: bool = False,
+                      at: str = OPERATOR) -> dict[str, str]:
+        """An account (an operator at ``at`` if ``desk``), logged in: bearer headers."""
         await self.accounts.create(username, role, PASSWORD, actor="test")
         if desk:
-            await assign_desk(self.database, load_menu(), username, OPERATOR, {"fire": 5})
+            await assign_desk(self.database, load_menu(), username, at, {"fire": 5})
         response = await self.client.post("/api/session",
                                           json={"username": username, "password": PASSWORD})
         assert response.status == 201, await response.text()
@@ -406,6 +416,187 @@ async def test_a_caller_answered_on_a_later_call_leaves_the_list(bench: Bench) -
     assert len((await worklist(bench, supervisor))["entries"]) == 1
     await bench.happen(*call_facts("1790000000.5", "+62 812-3456-7890", at=ago(minutes=5)))
     assert (await worklist(bench, supervisor))["entries"] == []
+
+
+async def called_back(bench: Bench, headers: dict[str, str], *, answered: datetime
+                     ) -> int:
+    """A call-back of GAVE_UP placed and answered by the caller at ``answered``: its leg."""
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=headers)
+    assert response.status == 202, await response.text()
+    leg_id: int = (await response.json())["leg_id"]
+    await bench.happen(LegProgressed(leg_id, "dialling", "", "1.9", answered),
+                       LegProgressed(leg_id, "answered", "", "1.10", answered))
+    assert (await worklist(bench, headers))["entries"] == []  # talking: off the list
+    return leg_id
+
+
+@pytest.mark.parametrize(("ends", "cut", "cause"), [
+    # The caller's phone lost its network: its channel ends with a network cause, the
+    # operator's (ended by the bridge) with a normal one after it.
+    (((40, 41, "1.10"), (40, 16, "1.9")), "network", 41),
+    # The operator's phone failed: its channel reports first, the caller's normally after.
+    (((40, 16, "1.10"), (39, 102, "1.9")), "network", 102),
+    # Answered, and gone at "halo" (or an announcement the operator hung up on).
+    (((57, 16, "1.10"), (57, 16, "1.9")), "short", 16),
+])
+async def test_a_call_back_cut_short_puts_the_caller_back_on_the_list(
+    bench: Bench, ends: tuple[tuple[int, int, str], ...], cut: str, cause: int
+) -> None:
+    """A call-back answered and then cut short leaves the caller waiting as a dropped call
+    does: back on the list, the reason in words, the attempt saying why. Before, the
+    caller's answer cleared the entry whatever happened next."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    answered = datetime.now(UTC) - timedelta(seconds=60)
+    leg_id = await called_back(bench, operator, answered=answered)
+    for seconds_ago, reported, channel in ends:
+        await bench.happen(LegProgressed(leg_id, "ended", "ANSWER", channel,
+                                         datetime.now(UTC) - timedelta(seconds=seconds_ago),
+                                         reported))
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert (entry["call_id"], entry["reason"], entry["reason_label"]) == (
+        GAVE_UP, "callback_cut", "Panggilan balik terputus atau tidak sampai ke penelepon")
+    (attempt,) = entry["attempts"]
+    assert (attempt["leg_id"], attempt["outcome"], attempt["cut"]) == (leg_id, "answered", cut)
+    (row,) = await bench.legs()
+    assert row["hangup_cause"] == cause
+    async with bench.console("op1001") as browser:
+        _, html, _ = await browser.get("/console/callbacks")
+    assert "Panggilan balik terputus atau tidak sampai ke penelepon" in html
+    assert attempt["cut_label"] in html
+    # The operator may call them again.
+    again = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert again.status == 202, await again.text()
+
+
+@pytest.mark.parametrize("outage", ["restart", "crash"])
+async def test_a_call_back_asterisk_went_away_under_puts_the_caller_back(bench: Bench,
+                                                                        outage: str) -> None:
+    """Asterisk restarted while the operator talked with the caller (the call-back's end came
+    in the restart's burst of hang-ups, with a normal cause and a long talk), or crashed (its
+    end never came): the listener's outage watch cuts the leg as it cuts the calls, and the
+    caller is back on the list. Before, the call-back counted as having reached them (and a
+    crashed one stayed "tersambung", holding the operator and any survey for three hours)."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    now = datetime.now(UTC)
+    booted = now - timedelta(hours=2)
+    watch = OutageWatch()
+    watch.follow([AsteriskBooted(int((now - booted).total_seconds()) - 120,
+                                 now - timedelta(seconds=120))])
+    leg_id = await called_back(bench, operator, answered=now - timedelta(seconds=60))
+    watch.follow([LegProgressed(leg_id, "dialling", "", "1.9", now - timedelta(seconds=60)),
+                  LegProgressed(leg_id, "answered", "", "1.10", now - timedelta(seconds=60))])
+    if outage == "restart":
+        facts = watch.follow([
+            LegProgressed(leg_id, "ended", "ANSWER", "1.10", now - timedelta(seconds=3), 16),
+            AsteriskShutdown(True, now - timedelta(seconds=2))])
+    else:
+        watch.lost(now - timedelta(seconds=10), now - timedelta(seconds=10))
+        facts = watch.follow([AsteriskBooted(1, now)])
+    assert LegCut(leg_id, f"asterisk_{outage}", now - timedelta(seconds=3 if outage == "restart"
+                                                                else 10)) in facts
+    await bench.happen(*facts)
+    (entry,) = (await worklist(bench, operator))["entries"]
+    assert (entry["reason"], entry["attempts"][0]["cut"]) == ("callback_cut", "outage")
+    assert entry["attempts"][0]["cut_label"] == (
+        "Panggilan balik terputus karena gangguan sistem (Asterisk)")
+    (row,) = await bench.legs()
+    assert (row["cut_reason"], row["outcome"]) == (f"asterisk_{outage}", "answered")
+    assert row["ended_at"] is not None
+
+
+async def test_a_call_back_that_talked_and_ended_normally_keeps_the_caller_off(bench: Bench
+                                                                              ) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    leg_id = await called_back(bench, operator,
+                               answered=datetime.now(UTC) - timedelta(seconds=60))
+    await bench.happen(LegProgressed(leg_id, "ended", "ANSWER", "1.10",
+                                     datetime.now(UTC) - timedelta(seconds=5), 16))
+    assert (await worklist(bench, operator))["entries"] == []
+
+
+async def test_an_operator_says_a_call_back_reached_a_voicemail_and_the_caller_is_back(
+    bench: Bench
+) -> None:
+    """A voicemail (or a carrier's announcement, or a stranger) answered the call-back and the
+    operator talked past it: the caller left the list as reached. The operator finds the
+    call-back among those that reached their caller and says "tidak tersambung dengan
+    penelepon": the caller is back on the list, audited; said twice, the first word stands."""
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    supervisor = await bench.account("spv1", "supervisor")
+    leg_id = await called_back(bench, operator,
+                               answered=datetime.now(UTC) - timedelta(seconds=60))
+    await bench.happen(LegProgressed(leg_id, "ended", "ANSWER", "1.10",
+                                     datetime.now(UTC) - timedelta(seconds=30), 16))
+    listed = await worklist(bench, operator)
+    assert listed["entries"] == []
+    (reached,) = listed["reached"]
+    assert (reached["leg_id"], reached["call_id"], reached["number"], reached["cut"]) == (
+        leg_id, GAVE_UP, CALLER, None)
+    async with bench.console("op1001") as browser:
+        _, html, _ = await browser.get("/console/callbacks")
+        assert f'action="/console/callbacks/attempts/{leg_id}/unreached"' in html
+        kind, text = await browser.flash(
+            await browser.post(f"/console/callbacks/attempts/{leg_id}/unreached", {}))
+    assert kind == "ok" and CALLER in text
+    listed = await worklist(bench, supervisor)
+    (entry,) = listed["entries"]
+    assert (entry["call_id"], entry["reason"]) == (GAVE_UP, "callback_cut")
+    assert (entry["attempts"][0]["cut"], entry["attempts"][0]["unreached_by"]) == (
+        "unreached", "op1001")
+    assert entry["attempts"][0]["cut_label"] == (
+        "Tidak tersambung dengan penelepon (ditandai operator)")
+    assert listed["reached"] == []
+    # Said again (by the supervisor too): nothing changes, nothing more is audited.
+    again = await bench.client.post(f"/api/callbacks/attempts/{leg_id}/unreached",
+                                    headers=supervisor)
+    assert again.status == 200, await again.text()
+    body = await again.json()
+    conforms(body, "CallbackLeg")
+    assert body["unreached_by"] == "op1001"
+    (audit,) = await fetch(bench.dsn,
+                           "SELECT * FROM audit_log WHERE action = 'callback.unreached'")
+    assert (audit["actor"], audit["object_id"], json.loads(audit["detail"])["leg_id"]) == (
+        "op1001", GAVE_UP, leg_id)
+
+
+async def test_two_operators_calling_one_caller_back_at_once_ring_them_once(bench: Bench
+                                                                           ) -> None:
+    """Two operators click "Hubungi kembali" on the same caller in the same instant: one
+    call-back is placed, the other is told who is calling them."""
+    await gave_up(bench)
+    first = await bench.account("op1001", "operator", desk=True)
+    second = await bench.account("op1002", "operator", desk=True, at="PJSIP/op1002")
+    responses = await asyncio.gather(*(
+        bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=headers)
+        for headers in (first, second)))
+    assert sorted(r.status for r in responses) == [202, 409]
+    (refused,) = [r for r in responses if r.status == 409]
+    error = await error_of(refused)
+    assert error["code"] == "callback_busy" and "sedang dihubungi kembali oleh" in error[
+        "message"]
+    assert len(bench.originates()) == 1 and len(await bench.legs()) == 1
+
+
+async def test_only_an_answered_call_back_can_be_said_not_to_have_reached(bench: Bench
+                                                                         ) -> None:
+    await gave_up(bench)
+    operator = await bench.account("op1001", "operator", desk=True)
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    leg_id = (await response.json())["leg_id"]
+    ringing = await bench.client.post(f"/api/callbacks/attempts/{leg_id}/unreached",
+                                      headers=operator)
+    assert ringing.status == 409
+    assert (await error_of(ringing))["code"] == "callback_not_answered"
+    for unknown in ("999999", "0", "abc", "1e3"):
+        missing = await bench.client.post(f"/api/callbacks/attempts/{unknown}/unreached",
+                                          headers=operator)
+        assert missing.status == 404, unknown
+    (row,) = await bench.legs()
+    assert row["unreached_at"] is None
 
 
 # -- who may do what, and input that must change nothing ---------------------------------------

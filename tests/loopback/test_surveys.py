@@ -43,6 +43,7 @@ from telephony.surveys.store import Survey
 from tests.support.agi import FakeAsterisk
 from tests.support.agi import environment as agi_environment
 from tests.support.ami import eventually, listener
+from tests.support.calls import call_facts
 from tests.support.db import OutageDatabase, execute
 
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
@@ -576,6 +577,59 @@ async def test_a_caller_talking_to_an_operator_on_a_call_back_is_not_rung_for_a_
     # The call-back ends: the survey waits its delay after it, as after any call, then calls.
     await apply_facts(database_dsn, [LegProgressed(leg, "ended", "ANSWER", "1790.5", clock.now)])
     assert await rung_after_the_delay(surveys, ami, clock) == "PJSIP/081234567893@carrier-callback"
+
+
+async def test_a_caller_waiting_on_the_call_back_list_is_not_rung_for_a_survey(
+    database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
+    clock: Clock,
+) -> None:
+    """The caller rang again after their incident was resolved and gave up in the queue: they
+    wait for an operator to call them back. The survey's delay after that call passed and the
+    rating call rang them first, asking how their last emergency went while the new one
+    waited. It waits until an operator's call-back reaches them (one cut by their network
+    does not), then the survey's delay after that call-back."""
+    incident_id = await resolved_incident(database_dsn, incidents, "081234567891")
+    await surveys.upkeep()
+    survey = await survey_of(surveys, incident_id)
+    clock.now = survey.resolved_at + CONFIG.delay
+    gave_up = "1790000001.1"
+    await apply_facts(database_dsn, call_facts(gave_up, "+6281234567891",
+                                               at=clock.now - timedelta(seconds=30),
+                                               answered_at=None))
+    clock.advance(minutes=30)  # long past the survey's delay after that call
+    await surveys.upkeep()
+    assert ami.actions == []
+    survey = await survey_of(surveys, incident_id)
+    assert (survey.state, survey.attempts) == (SurveyState.SCHEDULED, 0)
+    assert survey.next_attempt_at is not None and survey.next_attempt_at > clock.now
+
+    async def call_back(*, cause: int) -> None:
+        connection = await asyncpg.connect(database_dsn)
+        try:
+            leg = await LegRepository().open(
+                connection, kind=LegKind.CALLBACK, call_id=gave_up, incident_id=None,
+                operator="PJSIP/op1001", actor="op1001", number="081234567891",
+                target="penelepon")
+            # Asked for now by the test's clock (the database's own is behind it).
+            await connection.execute("UPDATE call_legs SET requested_at = $2 WHERE leg_id = $1",
+                                     leg, clock.now)
+        finally:
+            await connection.close()
+        answered = clock.now
+        clock.advance(minutes=2)
+        await apply_facts(database_dsn, [
+            LegProgressed(leg, "dialling", "", "1790.5", answered),
+            LegProgressed(leg, "answered", "", "1790.6", answered),
+            LegProgressed(leg, "ended", "ANSWER", "1790.6", clock.now, cause)])
+
+    # Called back, and the caller's network cut it: still waiting, still not surveyed.
+    await call_back(cause=41)
+    clock.advance(minutes=30)
+    await surveys.upkeep()
+    assert ami.actions == []
+    # Called back and reached: surveyed the delay after that call-back.
+    await call_back(cause=16)
+    assert await rung_after_the_delay(surveys, ami, clock) == "PJSIP/081234567891@carrier-callback"
 
 
 async def test_a_caller_with_two_resolved_incidents_gets_one_rating_call_at_a_time(

@@ -22,6 +22,7 @@ from telephony.calls.facts import (
     CallTransferred,
     CallVanished,
     IvrVariablesSet,
+    LegCut,
     LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
@@ -133,7 +134,8 @@ def test_synthetic_answered_call() -> None:
     ), next(f.at for f in facts if isinstance(f, QueueJoined)))]
     call = [f for f in facts
             if not isinstance(f, IvrVariablesSet | OperatorStateChanged | LegProgressed
-                              | AsteriskBooted | AsteriskShutdown | AsteriskReturned | CallCut)]
+                              | AsteriskBooted | AsteriskShutdown | AsteriskReturned | CallCut
+                              | LegCut)]
     assert [type(f) for f in call] == [
         CallStarted,
         QueueJoined,

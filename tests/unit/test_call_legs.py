@@ -29,6 +29,20 @@ def test_dialplan_leg_reports_become_facts() -> None:
     assert fact_from_json(fact_to_json(ended[0])) == ended[0]
 
 
+@pytest.mark.parametrize(("cause", "kept"), [
+    ("41", 41), ("16", 16), ("", 0), ("abc", 0), ("999", 0)])
+def test_a_leg_end_carries_its_hangup_cause(cause: str, kept: int) -> None:
+    """The reporting channel's HANGUPCAUSE: a call-back whose caller's phone lost its network
+    comes back on the list by it. A cause missing or not a Q.850 code still records the end."""
+    (ended,) = CallTracker().handle(leg_event(Leg="17", State="ended", Status="ANSWER",
+                                              Cause=cause))
+    assert ended == LegProgressed(17, "ended", "ANSWER", "1732345600.7", AT, kept)
+    assert fact_from_json(fact_to_json(ended)) == ended
+    # Only an end carries one.
+    assert CallTracker().handle(leg_event(Leg="17", State="dialling", Cause="41")) == [
+        LegProgressed(17, "dialling", "", "1732345600.7", AT)]
+
+
 def test_other_user_events_are_not_the_lines() -> None:
     assert CallTracker().handle(leg_event(UserEvent="Other", Leg="x", State="?")) == []
 

@@ -18,6 +18,7 @@ from telephony.callbacks.model import (
     CallbackReason,
     Closure,
     ClosureReason,
+    CutShort,
     EndedCall,
     Entry,
     Pending,
@@ -146,6 +147,52 @@ def test_an_answered_call_back_takes_the_caller_off() -> None:
     # Answered while still talking: off at once.
     assert entries([dropped], attempts=[
         attempt("1.1", minutes_ago=1, answered=True, ended=False)]) == []
+
+
+def cut_short_attempts() -> dict[CutShort, Attempt]:
+    """A call-back answered 10 minutes ago, cut short each way."""
+    answered = attempt("1.1", minutes_ago=10, answered=True)
+    assert answered.answered_at is not None and answered.ended_at is not None
+    return {
+        CutShort.NETWORK: replace(answered, hangup_cause=41),
+        CutShort.OUTAGE: replace(answered, cut_reason="asterisk_restart"),
+        CutShort.SHORT: replace(answered, ended_at=answered.answered_at + timedelta(seconds=4)),
+        CutShort.UNREACHED: replace(answered, unreached_at=NOW, unreached_by="op1001"),
+    }
+
+
+@pytest.mark.parametrize("cut", list(CutShort))
+def test_a_call_back_cut_short_leaves_the_caller_on_saying_so(cut: CutShort) -> None:
+    """The caller's or the operator's phone lost its network, Asterisk went away, the line
+    dropped at "halo", or the operator said a voicemail answered: the caller was not reached
+    and stays on the list, as a dropped incoming call does, the reason in words."""
+    dropped = abandoned("1.1", minutes_ago=30)
+    cut_back = cut_short_attempts()[cut]
+    assert cut_back.cut is cut
+    (entry,) = entries([dropped], attempts=[cut_back])
+    assert (entry.reason, entry.attempts) == (CallbackReason.CALLBACK_CUT, (cut_back,))
+    assert entry.reason.label == "Panggilan balik terputus atau tidak sampai ke penelepon"
+    assert how_it_went(cut_back, now=NOW, ring_limit=RING) == cut.label
+    # A later call-back that reached them takes them off.
+    reached = replace(attempt("1.1", minutes_ago=5, answered=True, leg_id=2))
+    assert entries([dropped], attempts=[cut_back, reached]) == []
+    # A later call of theirs that dropped again is listed for its own reason.
+    again = abandoned("1.2", minutes_ago=2)
+    (entry,) = entries([dropped, again], attempts=[cut_back])
+    assert entry.reason is CallbackReason.ABANDONED
+
+
+def test_a_call_back_that_talked_is_not_cut_short() -> None:
+    """A normal end after a real conversation, an outage long after it ended, a network
+    cause on a call-back that was never answered: none of them puts the caller back."""
+    talked = attempt("1.1", minutes_ago=10, answered=True)
+    assert talked.ended_at is not None and talked.answered_at is not None
+    assert talked.cut is None
+    # "Sudah aman, terima kasih": a short exchange, but one.
+    assert replace(talked, ended_at=talked.answered_at + timedelta(seconds=6)).cut is None
+    assert replace(talked, ended_at=None).cut is None  # still talking
+    assert replace(attempt("1.1", minutes_ago=10), hangup_cause=41).cut is None
+    assert replace(attempt("1.1", minutes_ago=10), cut_reason="asterisk_crash").cut is None
 
 
 def test_an_unanswered_call_back_leaves_the_caller_on_with_the_attempt_shown() -> None:

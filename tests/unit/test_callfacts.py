@@ -17,6 +17,7 @@ from telephony.calls.facts import (
     FactDecodeError,
     IvrVariableSet,
     IvrVariablesSet,
+    LegCut,
     OperatorStateChanged,
     QueueAbandoned,
     fact_from_json,
@@ -37,6 +38,7 @@ AT = datetime(2026, 11, 23, 3, 0, 1, 250000, tzinfo=UTC)
         IvrVariablesSet("1.1", (("line", "112"), ("reasons", "a; b ☎"), ("queue", "fire")), AT),
         IvrVariablesSet("1.1", (), AT),
         CallCut("1.1", "asterisk_crash", AT),
+        LegCut(7, "asterisk_restart", AT),
         CallTransferred("1.1", "PJSIP/carrier-out-0000000a", AT),
         AsteriskShutdown(True, AT),
         AsteriskBooted(12, AT),
@@ -53,7 +55,7 @@ def test_round_trip(fact: CallFact) -> None:
 
 
 def test_every_kind_is_registered_once() -> None:
-    assert len(FACT_TYPES) == 20
+    assert len(FACT_TYPES) == 21
 
 
 def test_a_call_start_without_its_sip_call_id_serialises_as_before_it_had_one() -> None:

@@ -20,6 +20,8 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariableSet,
+    LegCut,
+    LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
     QueueJoined,
@@ -115,6 +117,38 @@ def test_calls_still_live_at_a_shutdown_are_cut_when_asterisk_is_back() -> None:
     assert isinstance(returned, AsteriskReturned) and returned.calls_cut == 1
     assert extra(watch, [CallVanished("stuck", s(41))]) == [
         CallVanished("stuck", s(30)), CallCut("stuck", CutReason.ASTERISK_RESTART.value, s(30))]
+
+
+# -- the legs the line placed (call-backs, transfers) ------------------------------------------
+
+
+def leg(leg_id: int, state: str, at: float, cause: int = 0) -> LegProgressed:
+    return LegProgressed(leg_id, state, "ANSWER" if state == "ended" else "", f"ch{leg_id}",
+                         s(at), cause)
+
+
+def test_a_restart_cuts_the_legs_hung_up_in_its_burst() -> None:
+    """A call-back talking when ``core restart now`` hung every channel up: its end came in
+    the burst, as the calls' did; one that ended by itself earlier is not cut."""
+    watch = watching(leg(7, "dialling", 1), leg(7, "answered", 3),
+                     leg(8, "dialling", 2), leg(8, "answered", 4), leg(8, "ended", 20, 16))
+    assert extra(watch, [leg(7, "ended", 60, 16)]) == []
+    shutdown = AsteriskShutdown(True, s(61))
+    assert extra(watch, [shutdown]) == [LegCut(7, CutReason.ASTERISK_RESTART.value, s(60))]
+    assert extra(watch, [shutdown]) == []  # replayed: cut once
+
+
+def test_a_crash_cuts_the_legs_not_ended_at_the_end_of_the_lost_session() -> None:
+    watch = watching(leg(7, "dialling", 1), leg(7, "answered", 3),
+                     leg(9, "dialling", 2), leg(9, "ended", 5))
+    watch.lost(s(50), s(50))
+    returned, cut = extra(watch, [greeting(53, s(52.6))])
+    assert isinstance(returned, AsteriskReturned) and returned.calls_cut == 0
+    assert cut == LegCut(7, CutReason.ASTERISK_CRASH.value, s(50))
+    # A new session of the same Asterisk (only the connection was lost) cuts nothing.
+    watch = watching(leg(7, "answered", 3))
+    watch.lost(s(50), s(50))
+    assert extra(watch, [greeting(53, BOOT)]) == []
 
 
 # -- a crash: the session lost, a new Asterisk at the next greeting ----------------------------
