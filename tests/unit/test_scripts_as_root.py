@@ -64,10 +64,10 @@ def test_a_user_with_sudo_runs_the_whole_script_as_root_with_its_settings(
     done = run([*AS_USER, str(tree / "scripts" / script), "-k", "some test"],
                f"{tree / 'bin'}:/usr/bin:/bin",
                {"SIAGA112_HTTP_PORT": "18112", "SIAGA112_LAB_INSTANCE": "mine",
-                "UNRELATED": "not passed"})
+                "PYTEST_ADDOPTS": "-x --maxfail 1", "UNRELATED": "not passed"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "sudo was asked to run:", "--", "env",
+        "sudo was asked to run:", "--", "env", "PYTEST_ADDOPTS=-x --maxfail 1",
         "SIAGA112_HTTP_PORT=18112", "SIAGA112_LAB_INSTANCE=mine",
         str(tree / "scripts" / script), "-k", "some test",
     ]
