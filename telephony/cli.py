@@ -311,9 +311,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Root's own tools the line runs live in the sbin directories: runuser (the embedded
+# PostgreSQL's owner), chroot (the lab), nginx, kamailio. Debian's `su` without `-` keeps the
+# user's PATH, which has none of them, and every command then failed on the first of them.
+ROOT_PATH_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def path_for_root(path: str) -> str:
+    """``path`` with root's sbin directories it lacks added at its end."""
+    present = path.split(os.pathsep) if path else []
+    return os.pathsep.join([*present, *(d for d in ROOT_PATH_DIRS if d not in present)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``siaga112`` console script."""
     args = build_parser().parse_args(argv)
+    if os.geteuid() == 0:
+        os.environ["PATH"] = path_for_root(os.environ.get("PATH", ""))
     try:
         settings = load_settings(args.config, overrides=_overrides(args.set))
         check_settings(settings)

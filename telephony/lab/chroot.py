@@ -95,20 +95,58 @@ def operator_names(count: int) -> list[str]:
     return [f"op{OPERATOR_FIRST + i}" for i in range(count)]
 
 
-def debian_mirror(sources: Path = Path("/etc/apt/sources.list.d/debian.sources")) -> str:
-    """The host's Debian mirror (first non-security ``URIs:`` of a deb822 file), or the default."""
-    try:
-        lines = sources.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return DEFAULT_MIRROR
-    for line in lines:
+def debian_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The host's Debian mirror, the one its apt already reaches, or the default.
+
+    Debian 12's cloud images list it in the deb822 ``sources.list.d/debian.sources``; its
+    installer writes the one-line ``sources.list`` (``deb http://mirror/debian bookworm
+    main``), with the mirror chosen at install time: a site whose machines reach only a local
+    mirror (or an apt cache) must build the lab from it too, not from the default.
+    """
+    for name, parse in (("sources.list.d/debian.sources", _deb822_mirror),
+                        ("sources.list", _one_line_mirror)):
+        try:
+            text = (apt_dir / name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        mirror = parse(text)
+        if mirror is not None:
+            return mirror
+    return DEFAULT_MIRROR
+
+
+def _is_mirror(uri: str) -> bool:
+    # The security archive carries only updates; an installer's cdrom: entry is no mirror.
+    return "security" not in uri and not uri.startswith("cdrom:")
+
+
+def _deb822_mirror(text: str) -> str | None:
+    """The first non-security ``URIs:`` of a deb822 sources file."""
+    for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip().lower() != "uris":
             continue
         for uri in value.split():
-            if "security" not in uri:
+            if _is_mirror(uri):
                 return uri
-    return DEFAULT_MIRROR
+    return None
+
+
+def _one_line_mirror(text: str) -> str | None:
+    """The URI of the first non-security ``deb`` line of a one-line ``sources.list``
+    (``deb [options] URI suite components``; ``deb-src`` and comments are not mirrors)."""
+    for line in text.splitlines():
+        words = line.partition("#")[0].split()
+        if not words or words[0] != "deb":
+            continue
+        words = words[1:]
+        if words and words[0].startswith("["):  # options, which may hold spaces
+            while words and not words[0].endswith("]"):
+                words = words[1:]
+            words = words[1:]
+        if words and _is_mirror(words[0]):
+            return words[0]
+    return None
 
 
 def _require_root(what: str) -> None:

@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ivr.menu import load_menu
 from telephony.app import Line, running_line
+from telephony.callpath import LineStartError
 from telephony.calls.store import CallRecord, QueueFigures
+from telephony.core.text import os_reason
 from telephony.desks.operators import OperatorDesk
 from telephony.lab.chroot import Lab
 from telephony.lab.sipp import SippResult, caller, operator
@@ -130,7 +133,27 @@ async def run_demo(settings: Settings, *, keep_running: bool = False) -> int:
             loop.remove_signal_handler(signum)
 
 
+def _refuse_while_a_line_runs(settings: Settings) -> None:
+    """A demo left running (``--keep-running``) or ``siaga112 serve`` holds the line's FastAGI
+    port, and its Asterisk is this lab instance: starting the lab restarted that Asterisk
+    under it, then the new line failed on the port and stopped the lab, leaving the running
+    demo's console without an Asterisk. Refused first, the lab untouched. (An Asterisk a
+    killed demo left behind holds no FastAGI port, and the lab still restarts it.)"""
+    family = socket.AF_INET6 if ":" in settings.agi_host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.agi_host, settings.agi_port))
+        except OSError as exc:
+            raise LineStartError(
+                f"FastAGI {settings.agi_host}:{settings.agi_port} sudah dipakai "
+                f"({os_reason(exc)}): demo lain atau 'siaga112 serve' masih berjalan? "
+                "Asterisk lab tidak disentuh; hentikan proses itu dulu (Ctrl-C), lalu ulangi."
+            ) from exc
+
+
 async def _run_demo(settings: Settings, *, keep_running: bool) -> int:
+    _refuse_while_a_line_runs(settings)
     lab = Lab(settings)
     print("Menyalakan Asterisk lab ...")
     # A stop during the boot lets the boot finish (it is bounded), so the stop below finds

@@ -93,7 +93,8 @@ def site(site_images: dict[str, str], site_ports: dict[str, int],
         "SITE_HTTP_PORT": str(p["http"]), "SITE_HTTPS_LISTEN": f"127.0.0.1:{p['https']}",
         "SITE_REDIRECT_LISTEN": f"127.0.0.1:{p['redirect']}",
         "SITE_PG_PORT": str(p["pg"]), "SITE_PROMETHEUS_PORT": str(p["prometheus"]),
-        "SITE_HOSTNAME": "siaga112.test"})
+        "SITE_HOSTNAME": "siaga112.test",
+        "SITE_BACKUPS": str(tmp_path_factory.mktemp("backups"))})
     with site.running():
         yield site
     print(f"\ndeploy tier timings (s): {site.timings}")

@@ -16,6 +16,7 @@ import json
 import re
 import signal
 import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -396,6 +397,43 @@ async def test_down_then_up_keeps_every_call_and_recording(
         assert await api.audio_sha256(recording) == sha256 == recording["sha256"]
 
 
+
+def admin_command(site: docker.Site, *args: str,
+                  check: bool = True) -> subprocess.CompletedProcess[str]:
+    """A siaga112 command as the README's Docker section has an engineer run it: in a one-off
+    container of the admin service (the line's image, settings and volumes, and the host's
+    backup directory SITE_BACKUPS as /backups)."""
+    return site.compose("run", "--rm", "-T", "admin", *args, timeout=300, check=check)
+
+
+async def test_a_backup_restores_as_the_readme_says(site: docker.Site, api: Api) -> None:
+    """The README's steps: a backup taken while the line runs lands in the host's backup
+    directory (one in the container's own files would go with the container); the restore
+    is refused while the line runs (it would go on recording into the database being
+    replaced), then done with the line stopped; the line starts again on the restored
+    database and every call is there, with its recording."""
+    admin_command(site, "backup", "/backups/site-1")
+    backup = Path(site.variables["SITE_BACKUPS"]) / "site-1"
+    manifest = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
+    assert any(entry["path"].startswith("recordings/") for entry in manifest["files"]), manifest
+
+    refused = admin_command(site, "restore", "--force", "/backups/site-1", check=False)
+    assert refused.returncode != 0, refused.stdout + refused.stderr
+    assert "masih tersambung" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+
+    site.compose("stop", "line", timeout=120)
+    try:
+        restored = admin_command(site, "restore", "--force", "/backups/site-1")
+    finally:
+        site.compose("start", "line", timeout=120)
+    assert "dipulihkan" in restored.stdout, restored.stdout + restored.stderr
+    await eventually("the site's HTTPS API again", api.reachable, within=180)
+    await api.login()
+    for number, call_id in CALLS.items():
+        found = await api.ended_call(number, within=30)
+        assert found["call_id"] == call_id
+        recording = await api.stored_recording(call_id, within=30)
+        assert await api.audio_sha256(recording) == recording["sha256"]
 
 async def test_a_hung_asterisk_is_unhealthy_and_a_line_without_its_database_is_not(
         site: docker.Site, site_ports: dict[str, int]) -> None:
