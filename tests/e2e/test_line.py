@@ -317,6 +317,25 @@ async def test_a_caller_number_with_a_line_break_is_followed_live_through_the_me
     assert await caller_key(line, record.call_id) == "62" + number[1:]
 
 
+async def test_a_caller_number_that_is_not_utf8_hears_the_menu_and_is_recorded_escaped(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """A carrier that writes bytes that are not UTF-8 into the caller's From user
+    (0813%C3%28...): PJSIP unescapes them, and the IVR refused the AGI environment that held
+    them (failed open: the caller reached a human without the menu's choice). The caller
+    hears the menu and reaches the queue they chose; the number is recorded with the bytes
+    escaped, the same text the IVR and the queue_log reader see."""
+    await staff("PJSIP/op1017")
+    number = unique_caller("0813")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                           caller_id=f"{number[:6]}%C3%28{number[6:]}", dtmf="3",
+                           talk_seconds=4) as caller:
+        assert (await caller.wait()).ok
+    record = await ended_call(line, f"{number[:6]}\\xc3({number[6:]}", within=20)
+    assert (record.ivr_outcome, record.queue, record.disposition) == (
+        "chosen", "information", "answered")
+
+
 async def test_numbers_as_carriers_write_them_reach_their_line(
     line: Line, settings: Settings, staff: Staff
 ) -> None:

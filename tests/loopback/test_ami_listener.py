@@ -229,9 +229,9 @@ async def test_garbage_frames_are_logged_once_each_and_the_listener_keeps_going(
     frames = [w for w in warnings if w.startswith("rejected AMI frame: ")]
     assert len(frames) == 3, warnings
     assert "exceeds 65536 bytes" in frames[2]
-    # Invalid UTF-8 is replaced, not dropped: one line says so, and the frame goes on.
+    # Invalid UTF-8 is escaped, not dropped: one line says so, and the frame goes on.
     assert [w for w in warnings if w.startswith("AMI frame kept: ")] == [
-        "AMI frame kept: invalid UTF-8 at byte 17 of line 2 replaced: "
+        "AMI frame kept: invalid UTF-8 at byte 17 of line 2 escaped: "
         "b'CallerIDName: caf\\xe9'"
     ]
     assert [w for w in warnings if w.startswith("rejected AMI event: ")] == [
