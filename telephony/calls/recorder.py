@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from telephony.calls.facts import CallFact
-from telephony.calls.spool import FactSpool
+from telephony.calls.spool import FactSpool, SpooledCall
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database, DatabaseConflict, DatabaseUnavailable, DatabaseWork
 
@@ -138,6 +138,11 @@ class CallRecorder:
             # Spooled only to keep order behind earlier facts: drain now. While the database
             # is down, the flusher retries on its own pace instead of once per event.
             self._wake.set()
+
+    def spooled_calls(self) -> dict[str, SpooledCall]:
+        """The calls facts waiting in the spool for the database name (see
+        :meth:`FactSpool.calls`)."""
+        return self._spool.calls()
 
     async def open_call_ids(self) -> set[str]:
         """Calls the database believes are in progress.
