@@ -30,6 +30,7 @@ from telephony.calls.recorder import CallRecorder
 from telephony.calls.spool import FactSpool, SpooledCall
 from telephony.calls.store import CallRepository
 from telephony.settings import Settings
+from tests.support import polling
 from tests.support.ami import (
     ABANDONED,
     ANSWERED,
@@ -233,6 +234,56 @@ async def test_a_line_restarted_while_the_database_is_away_starts_a_live_call_on
         await database.close()
     assert kinds.count("call_started") == 1, kinds
     assert kinds.count("queue_joined") == 1, kinds
+    assert call["ended_at"] is not None
+    assert call["arrived_at"].timestamp() == pytest.approx(1732345678.1)  # seen live
+
+
+async def test_a_start_stored_before_the_outage_is_not_stored_again_after_a_restart(
+    database_dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The call's start reached the database; then the database went away and the line
+    restarted with nothing of the call in its spool. Its resync cannot know the database
+    has the call and starts it again: on the database's return that second start is left
+    out (the first, seen live, stands), not written as a second call_started that moves the
+    arrival to the Uniqueid's whole second."""
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+
+    def recorder() -> CallRecorder:
+        return CallRecorder(database, CallRepository(CALENDAR), FactSpool(tmp_path / "spool"),
+                            retry_seconds=0.05)
+
+    split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
+    first = recorder()
+    try:
+        async with fake_asterisk() as server:
+            async with listener(server.port, first) as ami:
+                async with asyncio.timeout(5):
+                    await ami.wait_ready()
+                await server.send_frames(ANSWERED[:split])
+
+                async def stored() -> bool | None:
+                    return bool(await fetch(database_dsn, "SELECT 1 FROM call_events WHERE "
+                                            "call_id = $1 AND kind = 'queue_joined'",
+                                            CALLER)) or None
+
+                await polling.eventually("the call's join stored", stored, 5)
+            database.down = True
+            server.channels, server.status, server.queues = live_call_snapshot(CALLER)
+            second = recorder()
+            async with listener(server.port, second) as ami:
+                async with asyncio.timeout(5):
+                    await ami.wait_ready()
+                await server.send_frames(ANSWERED[split:])
+                await eventually(lambda: CALLER not in ami.live_calls and second.pending() > 0)
+        database.down = False
+        await second.flush()
+        kinds = [r["kind"] for r in await fetch(
+            database_dsn, "SELECT kind FROM call_events WHERE call_id = $1", CALLER)]
+        (call,) = await fetch(database_dsn, "SELECT arrived_at, ended_at FROM calls "
+                              "WHERE call_id = $1", CALLER)
+    finally:
+        await database.close()
+    assert kinds.count("call_started") == 1, kinds
     assert call["ended_at"] is not None
     assert call["arrived_at"].timestamp() == pytest.approx(1732345678.1)  # seen live
 
