@@ -23,7 +23,7 @@ yields no verdict and the call queues as if unscored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Final, Protocol
@@ -197,6 +197,43 @@ def decide(menu: IvrMenu, entry: LineEntry, trace: KeyTrace) -> Decision:
     consistent = not replay.short and replay.left_over() == 0
     return Decision(route, outcome, choice, keys.first_key_ms, keys.invalid_keys, asked,
                     consistent)
+
+
+# Besides the menu routine an IVR session spends a few AGI round trips (the opening GOSUB, the
+# IVR_* variables) and the screening's wait for a late score (its own setting): the longest a
+# menu may keep a caller is the session's guard less these.
+SESSION_OVERHEAD_SECONDS: Final = 2.0
+
+
+def _longest_ask_seconds(menu: Menu, lead_in: float, seconds: Mapping[str, float]) -> float:
+    """The longest :func:`_ask` of ``menu`` can take: every ask plays its prompts and waits
+    out the whole timeout (silence, or a key at its very end). After the first ask (``lead_in``
+    and the prompt), each silence but the last replays the prompt and each invalid key but
+    the last the invalid prompt and the prompt, before the last ask ends it."""
+    prompt, wait = seconds[menu.prompt], menu.timeout_ms / 1000
+    invalid = seconds[menu.invalid_prompt] if menu.invalid_prompt else 0.0
+    return (lead_in + prompt + wait + (menu.no_input_attempts - 1) * (prompt + wait)
+            + (menu.invalid_attempts - 1) * (invalid + prompt + wait))
+
+
+def longest_stay(menu: IvrMenu, seconds: Mapping[str, float]) -> tuple[str, float]:
+    """The line whose menu can keep a caller longest, and for how long (s), by the rules of
+    :func:`decide` (which the dialplan routine follows) and the prompts' lengths ``seconds``:
+    the main menu's longest, then its longest sub-menu's (a valid key at the last moment of
+    the last ask). A line that routes directly only plays its greeting."""
+    stays = []
+    for line, entry in sorted(menu.lines.items()):
+        greeting = seconds[entry.greeting] if entry.greeting else 0.0
+        if entry.menu is None:
+            stays.append((greeting, line))
+            continue
+        main = menu.menus[entry.menu]
+        subs = [_longest_ask_seconds(menu.menus[o.submenu], 0.0, seconds)
+                for o in main.options.values() if o.submenu is not None]
+        stays.append((_longest_ask_seconds(main, greeting, seconds) + max(subs, default=0.0),
+                      line))
+    longest, line = max(stays)
+    return line, longest
 
 
 async def run_ivr(

@@ -17,7 +17,10 @@ Kinds
     An operator's call-back of the caller (a ``callback`` leg of the call, ``call_legs``) is
     recorded from the caller's answer, on the caller's channel, as
     ``<call_id>-callback<leg_id>.wav``: a recording of that call too, one per call-back the
-    caller answered, filed and retained with the call's own.
+    caller answered, filed and retained with the call's own. The operator's talk with an
+    agency in an attended transfer or a conference (a leg the caller's recording does not
+    hear: they wait on hold) is recorded from the agency's answer, on the agency's channel,
+    as ``<call_id>-consult<leg_id>.wav``, likewise.
 
 States
     ``pending`` (the file is complete and waits) -> ``processing`` (claimed by a worker under a
@@ -45,7 +48,7 @@ SOURCE_SUFFIX = ".wav"  # MixMonitor(${UNIQUEID}.wav) in extensions.conf
 FORMATS = ("opus", "mp3")  # the compressed formats, each stored under its own extension
 # A unique id, then a leg's suffix, or a call-back's with its leg id, if any.
 _STEM = (rf"(?P<call_id>{CALL_ID_PATTERN})"
-         r"(?:-(?P<suffix>caller|line|callback[1-9][0-9]{0,17}))?")
+         r"(?:-(?P<suffix>caller|line|(?:callback|consult)[1-9][0-9]{0,17}))?")
 _SOURCE = re.compile(rf"(?P<stem>{_STEM})\.wav")
 _TEMP = re.compile(rf"\.(?P<stem>{_STEM})\.[0-9a-f]{{32}}\.tmp")
 
@@ -60,9 +63,14 @@ class Kind(LabelledStrEnum):
     LINE = "line", "layanan"
     # An operator's call-back of the caller, both parties (one per call-back).
     CALLBACK = "callback", "panggilan balik"
+    # The operator's talk with an agency before handing the caller over, or the conference
+    # (one per attended transfer or conference leg the agency answered).
+    CONSULT = "consult", "bicara dengan instansi"
 
 
 LEGS = (Kind.CALLER, Kind.LINE)
+# The recordings of a leg of the call (``call_legs``), one per leg, named with its id.
+LEG_KINDS = (Kind.CALLBACK, Kind.CONSULT)
 CALL_KINDS = (Kind.MIXED, *LEGS)  # the recordings of the call itself, one of each at most
 
 
@@ -88,10 +96,10 @@ def _checked(call_id: str) -> str:
 
 def _stem(call_id: str, kind: Kind, leg_id: int | None = None) -> str:
     """``<call_id>`` for the mixed recording, ``<call_id>-<leg>`` for a leg,
-    ``<call_id>-callback<leg_id>`` for a call-back."""
+    ``<call_id>-callback<leg_id>`` for a call-back (``consult`` likewise)."""
     checked = _checked(call_id)
-    if (kind is Kind.CALLBACK) != (leg_id is not None):
-        raise RecordingNameError(f"a call-back recording, and only one, names its leg: "
+    if (kind in LEG_KINDS) != (leg_id is not None):
+        raise RecordingNameError(f"a leg's recording, and only one, names its leg: "
                                  f"{kind.value} {leg_id!r}")
     if leg_id is not None and not (isinstance(leg_id, int) and 0 < leg_id < 10**18):
         raise RecordingNameError(f"not a leg id: {leg_id!r}")
@@ -113,16 +121,17 @@ def parse_source(name: str) -> Source | None:
         return None
     # By the groups, not the first dash: a cluster node's call ids have one of their own.
     call_id, suffix = match["call_id"], match["suffix"] or ""
-    if suffix.startswith(Kind.CALLBACK.value):
-        return Source(call_id, Kind.CALLBACK, int(suffix[len(Kind.CALLBACK.value):]))
+    for kind in LEG_KINDS:
+        if suffix.startswith(kind.value):
+            return Source(call_id, kind, int(suffix[len(kind.value):]))
     return Source(call_id, Kind(suffix) if suffix else Kind.MIXED)
 
 
 def describe(kind: Kind) -> str:
     """A recording of ``kind`` in a log line: ``recording``, ``caller leg``, ``line leg``,
-    ``callback recording``."""
-    if kind is Kind.CALLBACK:
-        return "callback recording"
+    ``callback recording``, ``consult recording``."""
+    if kind in LEG_KINDS:
+        return f"{kind.value} recording"
     return "recording" if kind is Kind.MIXED else f"{kind.value} leg"
 
 
@@ -292,19 +301,19 @@ def pair_files(
     return rows
 
 
-def pair_callback(
+def pair_leg(
     mtime: float | None, *, now: float, ended_seconds_ago: float, settle_seconds: float,
-    missing_after_seconds: float,
+    missing_after_seconds: float, kind: Kind = Kind.CALLBACK,
 ) -> Pairing | None:
-    """The row an ended call-back gets now, from its file's modification time (``None``: no
-    file); None to look again later. Only a call-back the caller answered is recorded (the
-    dialplan starts MixMonitor then), so only such call-backs are paired at all."""
+    """The row an ended leg's recording of ``kind`` (:data:`LEG_KINDS`) gets now, from its
+    file's modification time (``None``: no file); None to look again later. Only a leg that
+    was answered is recorded (the dialplan starts MixMonitor then: the caller's answer of a
+    call-back, the agency's of a consult), so only such legs are paired at all."""
     if mtime is not None:
-        return Pairing(Kind.CALLBACK, State.PENDING) if is_settled(
-            mtime, now, settle_seconds) else None
+        return Pairing(kind, State.PENDING) if is_settled(mtime, now, settle_seconds) else None
     if ended_seconds_ago < missing_after_seconds:
         return None
-    return Pairing(Kind.CALLBACK, State.MISSING, "the call-back ended without a recording file")
+    return Pairing(kind, State.MISSING, f"the leg ended without its {describe(kind)} file")
 
 
 # What MixMonitor writes to a .wav: 8 kHz, 16-bit, mono.

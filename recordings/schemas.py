@@ -19,11 +19,13 @@ from telephony.web.schemas import (
 SCHEMAS: Final[Mapping[str, Schema]] = {
     "Recording": all_required({
         "recording_id": {"type": "integer"}, "call_id": {"type": "string"},
-        "kind": {"type": "string", "enum": ["mixed", "caller", "line", "callback"],
+        "kind": {"type": "string", "enum": ["mixed", "caller", "line", "callback", "consult"],
                  "description": "mixed: kedua pihak; caller/line: satu arah saja; callback: "
-                                "panggilan balik operator ke penelepon (lihat leg_id)"},
+                                "panggilan balik operator ke penelepon; consult: operator "
+                                "bicara dengan instansi saat alih setelah bicara atau "
+                                "konferensi (lihat leg_id)"},
         "leg_id": {"type": ["integer", "null"],
-                   "description": "Panggilan balik yang direkam (hanya untuk callback)"},
+                   "description": "Leg yang direkam (hanya untuk callback dan consult)"},
         "state": {"type": "string"},
         "started_at": DATETIME, "duration_seconds": NULLABLE_NUMBER,
         "silence_share": NULLABLE_NUMBER, "loudness_dbfs": NULLABLE_NUMBER,

@@ -11,8 +11,10 @@ on the same host can take over at once the jobs of a holder that died
 (:meth:`RecordingRepository.expire`).
 
 A call has one row per kind (its mixed recording and, when legs are recorded, one per leg), and
-one per call-back an operator placed to its caller (kind ``callback``, with the leg's id); each
-is a job of its own, so a leg that cannot be processed never holds up the mixed recording.
+one per call-back an operator placed to its caller (kind ``callback``, with the leg's id) and
+per agency an operator spoke to before handing the caller over or joining them (kind
+``consult``, likewise); each is a job of its own, so a leg that cannot be processed never
+holds up the mixed recording.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from datetime import datetime
 
 import asyncpg
 
-from recordings.domain import INITIAL_STATES, Kind, Source, State, sources_of
+from recordings.domain import INITIAL_STATES, LEG_KINDS, Kind, Source, State, sources_of
 from recordings.holder import Holder
 from telephony.db.rows import from_row
 
@@ -39,14 +41,16 @@ class EndedCall:
 
 
 @dataclass(frozen=True)
-class EndedCallback:
-    """An operator's call-back of a caller, answered by the operator (so recorded) and ended,
-    that has no recording row yet."""
+class EndedLeg:
+    """A leg of a call that is recorded on its own (an operator's call-back of the caller, a
+    consult with an agency: :data:`recordings.domain.LEG_KINDS`), answered (so recorded) and
+    ended, that has no recording row yet."""
 
     leg_id: int
-    call_id: str  # the call whose caller was called back
-    started_at: datetime  # that call's: the call-back is filed and retained with it
+    call_id: str  # the call the leg belongs to
+    started_at: datetime  # that call's: the leg's recording is filed and retained with it
     ended_seconds_ago: float
+    kind: Kind  # the recording's
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ class Recording:
     legal_hold: bool
     processed_at: datetime | None
     expired_at: datetime | None
-    leg_id: int | None = None  # a call-back's leg (kind callback)
+    leg_id: int | None = None  # a leg's (kinds callback and consult)
 
 
 @dataclass(frozen=True)
@@ -181,23 +185,26 @@ class RecordingRepository:
         )
         return [from_row(EndedCall, row) for row in [*older, *recent]]
 
-    async def callbacks_awaiting_recording(
+    async def legs_awaiting_recording(
         self, connection: asyncpg.Connection, *, lookback_hours: int, limit: int,
         node: str | None = None, with_files: Sequence[int] = (),
-    ) -> list[EndedCallback]:
-        """Call-backs that ended within ``lookback_hours``, or at any time if their file is in
-        the monitor directory (``with_files``, their leg ids), after the caller answered (the
-        dialplan starts recording at that answer, before it reports it) and have no
-        recording row, oldest first; only those the cluster node ``node`` placed, if given:
-        the file is in the monitor directory of the node whose Asterisk dialled the caller,
-        which need not be the node that took the call."""
+    ) -> list[EndedLeg]:
+        """Call-backs, attended transfers and conferences that ended within
+        ``lookback_hours``, or at any time if their file is in the monitor directory
+        (``with_files``, their leg ids), after the called party answered (the dialplan starts
+        recording at that answer, before it reports it) and have no recording row, oldest
+        first; only those the cluster node ``node`` placed, if given: the file is in the
+        monitor directory of the node whose Asterisk dialled, which need not be the node that
+        took the call."""
         rows = await connection.fetch(
             """
             SELECT l.leg_id, l.call_id,
                    COALESCE(c.arrived_at, l.requested_at) AS started_at,
-                   extract(epoch FROM now() - l.ended_at)::float8 AS ended_seconds_ago
+                   extract(epoch FROM now() - l.ended_at)::float8 AS ended_seconds_ago,
+                   CASE l.kind WHEN 'callback' THEN 'callback' ELSE 'consult' END AS kind
             FROM call_legs l JOIN calls c USING (call_id)
-            WHERE l.kind = 'callback' AND l.answered_at IS NOT NULL AND l.ended_at IS NOT NULL
+            WHERE l.kind IN ('callback', 'attended_transfer', 'conference')
+              AND l.answered_at IS NOT NULL AND l.ended_at IS NOT NULL
               AND (l.ended_at > now() - make_interval(hours => $1)
                    OR l.leg_id = ANY($4::bigint[]))
               AND NOT EXISTS (SELECT 1 FROM recordings r WHERE r.leg_id = l.leg_id)
@@ -209,7 +216,7 @@ class RecordingRepository:
             """,
             lookback_hours, limit, node, list(with_files),
         )
-        return [from_row(EndedCallback, row) for row in rows]
+        return [from_row(EndedLeg, row) for row in rows]
 
     async def add(
         self, connection: asyncpg.Connection, call_id: str, state: State, *,
@@ -221,8 +228,8 @@ class RecordingRepository:
         call-back recorded days later) is held too."""
         if state not in INITIAL_STATES:
             raise ValueError(f"a recording cannot start as {state}")
-        if (kind is Kind.CALLBACK) != (leg_id is not None):
-            raise ValueError("a call-back recording, and only one, names its leg")
+        if (kind in LEG_KINDS) != (leg_id is not None):
+            raise ValueError("a leg's recording, and only one, names its leg")
         # The arbiter is the partial unique index of the row's own sort (0014_callbacks.sql).
         conflict = ("(leg_id) WHERE leg_id IS NOT NULL" if leg_id is not None
                     else "(call_id, kind) WHERE leg_id IS NULL")
@@ -271,8 +278,8 @@ class RecordingRepository:
                 -- is when its worker's claim runs out.
                 WHERE state IN ('pending', 'processing')
                   AND (lease_until IS NULL OR lease_until < now())
-                  -- A call-back's file is on the node that placed it (see
-                  -- callbacks_awaiting_recording), any other on the call's node.
+                  -- A leg's file is on the node that placed it (see
+                  -- legs_awaiting_recording), any other on the call's node.
                   AND ($6::text IS NULL OR starts_with(COALESCE(
                       (SELECT l.channel_id FROM call_legs l
                        WHERE l.leg_id = recordings.leg_id), call_id), $6 || '-'))

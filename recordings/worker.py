@@ -8,8 +8,10 @@ How a recording travels
        within ``lookback_hours``, or before that if their file is in the monitor directory
        (unchanged that long: a line down longer than that while Asterisk recorded), and have
        no recording row, and for operators' call-backs of callers (``call_legs`` of kind
-       ``callback``) that the caller answered and that have ended, alike: each is recorded
-       as ``<call_id>-callback<leg_id>.wav`` and becomes a recording of the called-back call.
+       ``callback``) that the caller answered and for attended transfers and conferences that
+       the agency answered (the operator's talk with the agency), once ended, alike: each is
+       recorded as ``<call_id>-callback<leg_id>.wav`` (``-consult<leg_id>``) and becomes a
+       recording of the call.
        Once the call's files have stopped changing, it gets a ``pending`` row per file, in
        one transaction (:func:`recordings.domain.pair_files`); a call that ended long enough
        ago without a file, or a leg absent when legs are recorded, gets a ``missing`` row,
@@ -86,8 +88,8 @@ from recordings.domain import (
     State,
     describe,
     holder_is_gone,
-    pair_callback,
     pair_files,
+    pair_leg,
     processing_bound,
     source_name,
     state_after_error,
@@ -102,7 +104,7 @@ from recordings.files import (
     unchanged_sources,
 )
 from recordings.holder import process_started, this_process
-from recordings.store import EndedCall, EndedCallback, Job, Processed, RecordingRepository
+from recordings.store import EndedCall, EndedLeg, Job, Processed, RecordingRepository
 from telephony.asterisk.site import AsteriskSite
 from telephony.calls.ids import valid_call_id
 from telephony.core.errors import SiagaError
@@ -263,7 +265,7 @@ class RecordingWorker:
         calls = await self._database.run(functools.partial(
             self._repository.calls_awaiting_recording,
             lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,
-            with_files=sorted({s.call_id for s in waiting if s.kind is not Kind.CALLBACK}),
+            with_files=sorted({s.call_id for s in waiting if s.leg_id is None}),
         ))
         now = time.time()
         outcomes = []
@@ -278,59 +280,58 @@ class RecordingWorker:
                     log.warning("call %s ended %.0f s ago without %s in %s", call.call_id,
                                 call.ended_seconds_ago, _file_of(row.kind), config.incoming_dir)
                 outcomes.append(Outcome(call.call_id, row.state, row.reason or name, row.kind))
-        outcomes += await self._enqueue_callbacks(
+        outcomes += await self._enqueue_legs(
             now, sorted({s.leg_id for s in waiting if s.leg_id is not None}))
         return outcomes
 
-    async def _enqueue_callbacks(self, now: float, with_files: list[int]) -> list[Outcome]:
-        """Create the rows of ended call-backs whose files are complete or missing
-        (``with_files``: the legs whose files are in the monitor directory)."""
+    async def _enqueue_legs(self, now: float, with_files: list[int]) -> list[Outcome]:
+        """Create the rows of ended call-backs and consults whose files are complete or
+        missing (``with_files``: the legs whose files are in the monitor directory)."""
         config = self._config
         ended = await self._database.run(functools.partial(
-            self._repository.callbacks_awaiting_recording,
+            self._repository.legs_awaiting_recording,
             lookback_hours=config.lookback_hours, limit=ENQUEUE_BATCH, node=config.node,
             with_files=with_files,
         ))
         outcomes = []
-        for callback in ended:
-            row = self._callback_pairing(callback, now)
+        for leg in ended:
+            row = self._leg_pairing(leg, now)
             if row is None:
                 continue
-            name = (source_name(callback.call_id, Kind.CALLBACK, callback.leg_id)
+            name = (source_name(leg.call_id, leg.kind, leg.leg_id)
                     if row.state is State.PENDING else "")
 
-            async def add(connection: asyncpg.Connection, callback: EndedCallback = callback,
+            async def add(connection: asyncpg.Connection, leg: EndedLeg = leg,
                           row: Pairing = row, name: str = name) -> bool:
                 return await self._repository.add(
-                    connection, callback.call_id, row.state, kind=Kind.CALLBACK,
-                    leg_id=callback.leg_id, started_at=callback.started_at, source_file=name,
-                    reason=row.reason)
+                    connection, leg.call_id, row.state, kind=leg.kind, leg_id=leg.leg_id,
+                    started_at=leg.started_at, source_file=name, reason=row.reason)
 
             if not await self._database.run(add):
                 continue  # another worker was quicker
             if row.state is State.MISSING:
-                log.warning("call-back %d of call %s ended %.0f s ago without a recording in "
-                            "%s", callback.leg_id, callback.call_id,
-                            callback.ended_seconds_ago, config.incoming_dir)
-            outcomes.append(Outcome(callback.call_id, row.state, row.reason or name,
-                                    Kind.CALLBACK, callback.leg_id))
+                log.warning("leg %d of call %s ended %.0f s ago without its %s in %s",
+                            leg.leg_id, leg.call_id, leg.ended_seconds_ago,
+                            describe(leg.kind), config.incoming_dir)
+            outcomes.append(Outcome(leg.call_id, row.state, row.reason or name, leg.kind,
+                                    leg.leg_id))
         return outcomes
 
-    def _callback_pairing(self, callback: EndedCallback, now: float) -> Pairing | None:
-        """The row an ended call-back gets now, or None to wait."""
-        if not valid_call_id(callback.call_id):  # call_legs references calls: cannot happen
-            log.error("call-back %d names call id %r: not an Asterisk unique id",
-                      callback.leg_id, callback.call_id)
+    def _leg_pairing(self, leg: EndedLeg, now: float) -> Pairing | None:
+        """The row an ended leg gets now, or None to wait."""
+        if not valid_call_id(leg.call_id):  # call_legs references calls: cannot happen
+            log.error("leg %d names call id %r: not an Asterisk unique id",
+                      leg.leg_id, leg.call_id)
             return None
         try:
             mtime: float | None = (self._config.incoming_dir / source_name(
-                callback.call_id, Kind.CALLBACK, callback.leg_id)).stat().st_mtime
+                leg.call_id, leg.kind, leg.leg_id)).stat().st_mtime
         except FileNotFoundError:
             mtime = None
         config = self._config
-        return pair_callback(mtime, now=now, ended_seconds_ago=callback.ended_seconds_ago,
-                             settle_seconds=config.settle_seconds,
-                             missing_after_seconds=config.missing_after_seconds)
+        return pair_leg(mtime, now=now, ended_seconds_ago=leg.ended_seconds_ago,
+                        settle_seconds=config.settle_seconds,
+                        missing_after_seconds=config.missing_after_seconds, kind=leg.kind)
 
     def _pairing(self, call: EndedCall, now: float) -> list[Pairing] | None:
         """The rows an ended call gets now, or None to wait."""

@@ -39,6 +39,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
+from ivr.flow import longest_stay
 from ivr.menu import IvrMenu
 from ivr.prompts import PromptError, PromptReport, build_prompts
 from telephony.admin.asterisk import AsteriskAdmin
@@ -396,6 +397,8 @@ class ConfigService:
                                    "yang berjalan; terbitkan lagi setelah Asterisk tersambung "
                                    "kembali.")
             running = self._menus.current()
+            if kind is ConfigKind.MENU:
+                await self._check_length(version)
             try:
                 try:
                     await self._prepare(version, move_members=True)
@@ -411,6 +414,26 @@ class ConfigService:
                 raise
         log.info("%s version %d published by %s", kind.value, version_id, actor)
         return await self.version(version_id)
+
+    async def _check_length(self, version: ConfigVersion) -> None:
+        """Refuse a menu version that can keep a caller past the IVR session's guard: the
+        dialplan fails open there, so its callers reach the queue, but cut off mid-prompt and
+        without the choice they were making. Timed with the version's own prompt audio (the
+        recordings it has, else the generated speech), by the flow's rules
+        (:func:`ivr.flow.longest_stay`). Checked before anything of the version is applied."""
+        menu = check_menu(version.document)
+        made = {r.name: r.seconds for r in await self._build_audio(version)}
+        vid = version.version_id
+        line, longest = longest_stay(
+            menu, {name: made[versioned_prompt(name, vid)] for name in menu.prompts})
+        allowed = self._files.menu_seconds
+        if longest > allowed:
+            raise InvalidConfig(
+                f"Versi #{vid} tidak diterbitkan: menu jalur {line} bisa menahan penelepon "
+                f"{longest:.0f} detik (menunggu tanpa menekan atau salah tekan sampai "
+                f"percobaan habis, dengan panjang rekaman suaranya), lebih dari "
+                f"{allowed:.0f} detik yang muat dalam batas sesi IVR. Kurangi timeout_ms, "
+                "jumlah percobaan atau panjang rekaman suara.", "document")
 
     async def _restore_queues(self, running: IvrMenu) -> None:
         """A publish that failed after its menu's queues were applied (a later AMI action,

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ivr.flow import SESSION_OVERHEAD_SECONDS
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.versions import ConfigKind
 from telephony.settings import Settings
@@ -39,6 +40,10 @@ class ConfigFiles:
     # Recorded prompts an admin dropped in by hand before the console existed; the first
     # version of the menu takes them over.
     recorded_prompts_dir: Path
+    # The longest a published menu may keep a caller (s): the IVR session's guard
+    # (agi_session_timeout), past which the dialplan fails open mid-prompt, less what the
+    # session spends besides the menu.
+    menu_seconds: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConfigFiles:
@@ -49,6 +54,8 @@ class ConfigFiles:
             work_dir=settings.state_dir / "admin",
             voice=settings.prompt_voice,
             recorded_prompts_dir=settings.prompt_overrides_dir,
+            menu_seconds=(settings.agi_session_timeout - settings.screening_timeout_ms / 1000
+                          - SESSION_OVERHEAD_SECONDS),
         )
 
     def live_file(self, kind: ConfigKind) -> Path:

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 
 from telephony.core.errors import SiagaError
-from telephony.core.text import ascii_digits
+from telephony.core.text import ascii_digits, escaped_utf8
 
 DEFAULT_MAX_FRAME_BYTES: Final = 16384
 # Asterisk sends ~22 lines plus one per AGI() argument, and splits at most 128 arguments.
@@ -298,17 +298,14 @@ class EnvironmentParser:
 
     def _add_lines_at_once(self, block: list[bytes]) -> bool:
         """Add ``block`` (lines, none blank) whole and say True, if the line-by-line path
-        would accept every one of them (within the bounds, UTF-8, no CR, ``agi_*: value``, no
+        would accept every one of them (within the bounds, no CR, ``agi_*: value``, no
         key repeated); else change nothing and say False."""
         if not block:
             return True
         size = self._block_bytes + sum(map(len, block)) + len(block)
         if size > self._max_bytes or self._line_count + len(block) > self._max_lines:
             return False
-        try:
-            text = b"\n".join(block).decode("utf-8")
-        except UnicodeDecodeError:
-            return False
+        text = escaped_utf8(b"\n".join(block))
         if "\r" in text:
             return False
         parts = [line.partition(": ") for line in text.split("\n")]
@@ -329,10 +326,10 @@ class EnvironmentParser:
         number = self._line_count
         if number > self._max_lines:
             raise AgiFrameTooLargeError(f"environment block longer than {self._max_lines} lines")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise AgiDecodeError(f"invalid UTF-8 in environment line {number}") from None
+        # A value is decoded as escaped_utf8 does: a caller number or name with bytes that are
+        # not UTF-8 is the caller's (the carrier's), and refusing it would skip the menu. A key
+        # with such bytes holds a backslash then, which no agi_* name does.
+        text = escaped_utf8(raw)
         key, separator, value = text.partition(": ")
         if not separator:
             raise AgiSyntaxError(f"environment line {number} has no ': ': {_shown(text)}")

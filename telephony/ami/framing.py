@@ -3,9 +3,10 @@
 :class:`AmiFrameDecoder` is sans-IO: bytes in, frames out. An AMI frame is a block of
 ``Key: value`` lines ended by a blank line. Keys may repeat (``Variable:`` in a ``Status``
 event, ``Output:`` in a command response), so a frame keeps its lines as ordered pairs.
-Every frame the decoder cannot accept (too big, too many lines, not UTF-8, not ``Key: value``,
+Every frame the decoder cannot accept (too big, too many lines, not ``Key: value``,
 neither an event nor a response) is reported as a :class:`RejectedFrame` and skipped; the
-stream continues with the next frame.
+stream continues with the next frame. Bytes that are not UTF-8 are escaped, not refused
+(:func:`telephony.core.text.escaped_utf8`).
 
 :class:`AmiProtocol` plugs the decoder into panoramisk (``Manager(protocol_factory=...)``).
 """
@@ -21,6 +22,8 @@ from typing import Any
 
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
+
+from telephony.core.text import escaped_utf8
 
 logger = logging.getLogger("telephony.ami")
 
@@ -76,7 +79,7 @@ class AmiFrame:
     """One decoded AMI message: its ``Key: value`` lines, in order, repeated keys kept."""
 
     fields: tuple[tuple[str, str], ...]
-    # Non-empty when invalid UTF-8 was replaced by U+FFFD: says where, for one log line.
+    # Non-empty when invalid UTF-8 was escaped (\xNN): says where, for one log line.
     repaired: str = ""
 
     def get(self, key: str, default: str = "") -> str:
@@ -306,12 +309,13 @@ class AmiFrameDecoder:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                # Asterisk passes caller names through as the carrier sent them. Dropping the
-                # frame would drop that call's events (its Newchannel, its Hangup): keep it,
-                # with the bad bytes visibly replaced, and say so once.
-                line = raw.decode("utf-8", errors="replace")
+                # Asterisk passes caller numbers and names through as the carrier sent them.
+                # Dropping the frame would drop that call's events (its Newchannel, its
+                # Hangup): keep it, the bad bytes escaped as the IVR and the queue_log reader
+                # escape them (escaped_utf8), and say so once.
+                line = escaped_utf8(raw)
                 repaired = repaired or (
-                    f"invalid UTF-8 at byte {exc.start} of line {number} replaced: {raw[:80]!r}"
+                    f"invalid UTF-8 at byte {exc.start} of line {number} escaped: {raw[:80]!r}"
                 )
             key, colon, value = line.partition(":")
             key = key.strip()

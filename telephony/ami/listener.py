@@ -42,10 +42,11 @@ from panoramisk.message import Message
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.ami.framing import AmiProtocol
 from telephony.ami.tracker import AmiEventError, CallTracker, QueueSnapshot
-from telephony.calls.backfill import Backfill, History
+from telephony.calls.backfill import Backfill, History, not_before
 from telephony.calls.backlog import DEFAULT_BOUND, FactBacklog
 from telephony.calls.facts import CallFact, CallVanished
 from telephony.calls.outages import OutageWatch
+from telephony.calls.spool import SpooledCall
 from telephony.secrets import ami_secret
 from telephony.settings import Settings
 
@@ -94,6 +95,15 @@ class FactSink(Protocol):
 
     async def open_call_ids(self) -> set[str]:
         """The call ids the store still considers live (no end and no vanish recorded)."""
+
+    def spooled_calls(self) -> Mapping[str, SpooledCall]:
+        """The calls the facts in the store's spool name, not yet written: what
+        :meth:`open_call_ids` cannot say while the database is away."""
+
+
+def _spooled_start(spooled: Mapping[str, SpooledCall], fact: CallFact) -> datetime | None:
+    call = spooled.get(str(getattr(fact, "call_id", "")))
+    return None if call is None else call.started_at
 
 
 class FactObserver(Protocol):
@@ -746,11 +756,15 @@ class AmiListener:
         self._resync_incomplete = False
         self._loading_retries = 0  # Asterisk answered every action: its modules are in
         backfill = await self._catch_up(channels)
+        spooled: Mapping[str, SpooledCall] = {}
         try:
             async with asyncio.timeout(self._action_timeout):
                 # What was tracked before is in the store first, as when the consumer wrote it
                 # itself: the store's open calls must include the calls it has just learned of.
                 await self._idle.wait()
+                # Read before the store: a start the spool hands to the database meanwhile
+                # is in one of the two.
+                spooled = self._sink.spooled_calls()
                 open_ids = await self._sink.open_call_ids()
         except Exception as exc:  # the store being down must not stop the tracking
             logger.warning(
@@ -763,10 +777,18 @@ class AmiListener:
             # written; vanished now, they would keep the worse end. The vanish watch asks for
             # another resync, which backfills first and vanishes what is left.
             open_ids = set()
-        outcome = self._tracker.resync(queues, channels, status, open_ids)
+        # A call the spool names (this line restarted while the database was away) was
+        # followed before: started again from Asterisk's snapshot it would have two starts
+        # (the second at the Uniqueid's whole second) and joins, and what the resync
+        # restores of it would be stamped before the start seen live.
+        outcome = self._tracker.resync(
+            queues, channels, status, open_ids,
+            spooled={call_id: call.waiting for call_id, call in spooled.items()})
         for rejected in outcome.rejected:
             logger.warning("resync: %s", rejected)
-        self._hand_over(outcome.facts if backfill is None else backfill.amend(outcome.facts))
+        facts = [not_before(fact, _spooled_start(spooled, fact))
+                 for fact in outcome.facts] if spooled else outcome.facts
+        self._hand_over(facts if backfill is None else backfill.amend(facts))
         self._resynced(outcome.queues)
         logger.info(
             "AMI resync: %d live calls, %d facts", len(self._tracker.live_calls), len(outcome.facts)

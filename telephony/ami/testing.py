@@ -24,6 +24,7 @@ from typing import Final, TypeVar
 
 from telephony.ami.framing import AmiFrame, AmiFrameDecoder
 from telephony.calls.facts import CallEnded, CallFact, CallStarted, CallVanished
+from telephony.calls.spool import SpooledCall
 
 Fields = tuple[tuple[str, str], ...]
 """One AMI frame's ``Key: value`` lines, in order, repeated keys kept (``AmiFrame.fields``)."""
@@ -371,6 +372,10 @@ class ListSink:
 
     def overflow(self, facts: Sequence[CallFact]) -> None:
         self.facts.extend(facts)
+
+    def spooled_calls(self) -> dict[str, SpooledCall]:
+        """None: this store takes every fact at once."""
+        return {}
 
     async def open_call_ids(self) -> set[str]:
         started = {f.call_id for f in self.facts if isinstance(f, CallStarted)}

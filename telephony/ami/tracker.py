@@ -706,12 +706,18 @@ class CallTracker:
         channels: Sequence[AmiEvent],
         status: Sequence[AmiEvent],
         open_call_ids: Collection[str] = frozenset(),
+        *,
+        spooled: Mapping[str, Collection[str]] | None = None,
     ) -> ResyncOutcome:
         """Restore the state after a (re)connection from Asterisk's own snapshots.
 
         ``queue_status``, ``channels`` and ``status`` are the whole replies (response, events,
         ``...Complete`` event) to ``QueueStatus``, ``CoreShowChannels`` and ``Status`` with
-        ``Variables: IVR_...``; ``open_call_ids`` are the calls the database still has open.
+        ``Variables: IVR_...``; ``open_call_ids`` are the calls the database still has open;
+        ``spooled`` the calls the store's spool names (facts it has yet to write), each with
+        the queues it waits in as the spool says: followed before, so neither started nor
+        joined there again (a line restarted while the database was away), and not declared
+        vanished on the spool's word (the queue_log may end them).
         Gives ``CallStarted`` for live calls nobody knew, one ``IvrVariablesSet`` with each
         one's ``IVR_*`` variables, ``QueueJoined`` for waits not yet known (joined ``Wait`` seconds
         ago), ``OperatorStateChanged`` for every queue member, and ``CallVanished`` for known
@@ -723,10 +729,12 @@ class CallTracker:
         variables = self._status_variables(status, outcome)
         chans, channels_whole = self._list_reply(channels, "CoreShowChannelsComplete", outcome)
         known = set(self._live) | set(open_call_ids)
+        spooled = spooled or {}
+        seen = known | spooled.keys()
         callers: dict[str, set[str]] = {}
         for chan in chans:
             try:
-                found = self._resync_channel(chan, variables, known, now)
+                found = self._resync_channel(chan, variables, seen, now)
             except AmiEventError as exc:
                 outcome.rejected.append(exc)
                 channels_whole = False
@@ -747,7 +755,7 @@ class CallTracker:
             if held:
                 outcome.facts.append(IvrVariablesSet(uid, tuple(held.items()),
                                                      _resync_instant(uid, now)))
-            callers[uid] = self._live.get(uid, set())
+            callers[uid] = self._live.get(uid) or set(spooled.get(uid, ()))
 
         if channels_whole:
             # A call whose Hangup we saw may still look open to a store that is spooling.

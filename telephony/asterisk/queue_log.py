@@ -51,7 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from telephony.core.errors import SiagaError
-from telephony.core.text import holds_invisible
+from telephony.core.text import escaped_utf8, holds_invisible
 
 log = logging.getLogger("telephony.asterisk")
 
@@ -106,11 +106,9 @@ def parse_line(raw: bytes, offset: int = 0) -> QueueLogEntry | None:
     not a queue_log line at all."""
     if len(raw) > MAX_LINE:
         raise QueueLogLineError(f"line at byte {offset} longer than {MAX_LINE} bytes")
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise QueueLogLineError(f"line at byte {offset} is not UTF-8") from None
-    line = line.removesuffix("\r")
+    # ENTERQUEUE carries the caller number as the carrier sent it: bytes that are not UTF-8
+    # are escaped as the AMI reader and the IVR escape them, not a reason to lose the call.
+    line = escaped_utf8(raw).removesuffix("\r")
     fields = line.split("|")
     if len(fields) < 5:
         raise QueueLogLineError(f"line at byte {offset} has {len(fields)} fields: {_safe(line)}")

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from telephony.calls.facts import CallFact
-from telephony.calls.spool import FactSpool
+from telephony.calls.facts import CallFact, CallStarted
+from telephony.calls.spool import FactSpool, SpooledCall
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database, DatabaseConflict, DatabaseUnavailable, DatabaseWork
 
@@ -139,6 +139,11 @@ class CallRecorder:
             # is down, the flusher retries on its own pace instead of once per event.
             self._wake.set()
 
+    def spooled_calls(self) -> dict[str, SpooledCall]:
+        """The calls facts waiting in the spool for the database name (see
+        :meth:`FactSpool.calls`)."""
+        return self._spool.calls()
+
     async def open_call_ids(self) -> set[str]:
         """Calls the database believes are in progress.
 
@@ -184,11 +189,29 @@ class CallRecorder:
                 written += await self._write_segment(segment)
 
     async def _write_segment(self, segment: int) -> int:
-        facts = self._spool.read(segment)
+        facts = await self._without_second_starts(self._spool.read(segment))
         for start in range(0, len(facts), _BATCH):
             await self._write(facts[start : start + _BATCH])
         self._spool.remove(segment)
         return len(facts)
+
+    async def _without_second_starts(self, facts: list[CallFact]) -> list[CallFact]:
+        """``facts`` without the starts of calls whose start is stored already. A line
+        restarted while the database was away resyncs from Asterisk without knowing which of
+        the live calls the database has (those the spool names it knows): it starts each
+        other one again, at its Uniqueid's whole second. The start stored first is the one
+        seen live; a second would put a second call_started in the event log and move the
+        arrival before the real one. Raises :class:`DatabaseUnavailable` as a write does."""
+        started = {fact.call_id for fact in facts if isinstance(fact, CallStarted)}
+        if not started:
+            return facts
+
+        async def stored(connection: asyncpg.Connection) -> set[str]:
+            return await self._repository.started_call_ids(connection, started)
+
+        known = await self._database.run(stored)
+        return [fact for fact in facts
+                if not (isinstance(fact, CallStarted) and fact.call_id in known)]
 
     async def _write(self, facts: Sequence[CallFact]) -> None:
         """Apply ``facts`` in one transaction.

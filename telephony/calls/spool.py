@@ -26,12 +26,25 @@ A line that cannot be decoded (e.g. cut short by a crash while being written) is
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Final
 
-from telephony.calls.facts import CallFact, FactDecodeError, fact_from_json, fact_to_json
+from telephony.calls.facts import (
+    CallFact,
+    CallStarted,
+    FactDecodeError,
+    QueueAbandoned,
+    QueueJoined,
+    QueueLeft,
+    fact_from_json,
+    fact_to_json,
+)
 from telephony.calls.holding import DEFAULT_MEMORY_BOUND, HeldFacts
 from telephony.core.text import ascii_digits
 
@@ -39,6 +52,51 @@ log = logging.getLogger("telephony.calls.spool")
 
 _SUFFIX = ".jsonl"
 _REJECTED = "rejected.jsonl"
+
+
+@dataclass
+class SpooledCall:
+    """What the spool says of one call: a call the line followed (the tracker gives a call's
+    facts only once it gave its start), its start if spooled (seen live, to the sub-second),
+    and the queues it joined and has not left, as far as the spool goes."""
+
+    started_at: datetime | None = None
+    waiting: set[str] = field(default_factory=set)
+
+
+# The kinds whose whole fact :func:`_note_line` needs; of the others only the call id.
+_NOTED: Final = {cls.kind for cls in (CallStarted, QueueJoined, QueueLeft, QueueAbandoned)}
+
+
+def _note_line(found: dict[str, SpooledCall], line: str) -> None:
+    """Note one spooled line in ``found``. Most lines only name their call: a long outage
+    spools many facts, and decoding each whole would hold the line's loop up. A line that
+    does not decode is left to :meth:`FactSpool.read`, which keeps it as rejected."""
+    try:
+        body = json.loads(line)
+    except ValueError:
+        return
+    if not isinstance(body, dict) or not isinstance(call_id := body.get("call_id"), str):
+        return
+    if body.get("kind") not in _NOTED:
+        found.setdefault(call_id, SpooledCall())
+        return
+    with contextlib.suppress(FactDecodeError):
+        _note(found, fact_from_json(line))
+
+
+def _note(found: dict[str, SpooledCall], fact: CallFact) -> None:
+    call_id = getattr(fact, "call_id", None)
+    if not isinstance(call_id, str):
+        return
+    call = found.setdefault(call_id, SpooledCall())
+    match fact:
+        case CallStarted() if call.started_at is None:
+            call.started_at = fact.at
+        case QueueJoined():
+            call.waiting.add(fact.queue)
+        case QueueLeft() | QueueAbandoned():
+            call.waiting.discard(fact.queue)
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -269,6 +327,22 @@ class FactSpool:
                     # thread than the flusher's (telephony/ami/threaded.py).
                     continue
         return total
+
+    def calls(self) -> dict[str, SpooledCall]:
+        """Every call a fact waiting here names (on disk or held in memory), by call id: what
+        the line knows of it that the database does not yet (see :class:`SpooledCall`)."""
+        found: dict[str, SpooledCall] = {}
+        for number in self._numbers():
+            for path in self.segment_paths(number):
+                try:
+                    with path.open("r", encoding="utf-8", errors="replace") as handle:
+                        for line in handle:
+                            _note_line(found, line)
+                except FileNotFoundError:
+                    continue  # written to the database and removed meanwhile
+            for fact in self.held.facts(number):
+                _note(found, fact)
+        return found
 
     def rejected_count(self) -> int:
         """Facts kept in the rejected files (the database refused them, or they could not be

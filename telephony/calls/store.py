@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -138,6 +138,14 @@ class CallRepository:
         batch = FactBatch(self._shifts, facts)
         fresh: list[bool] = await connection.fetchval(_RECORD, *batch.arguments())
         return len(batch.new_facts(fresh))
+
+    async def started_call_ids(self, connection: asyncpg.Connection,
+                               call_ids: Collection[str]) -> set[str]:
+        """Those of ``call_ids`` whose start is stored (a ``call_started`` event)."""
+        rows = await connection.fetch(
+            "SELECT DISTINCT call_id FROM call_events"
+            " WHERE kind = $2 AND call_id = ANY($1::text[])", list(call_ids), CallStarted.kind)
+        return {row["call_id"] for row in rows}
 
     async def open_call_ids(self, connection: asyncpg.Connection, *,
                             node: str | None = None) -> set[str]:

@@ -81,6 +81,19 @@ def holds_unsafe_text(value: object) -> bool:
     return False
 
 
+def escaped_utf8(raw: bytes) -> str:
+    """``raw`` decoded as UTF-8, each byte that is not part of valid UTF-8 written as ``\\xNN``.
+
+    Asterisk passes a caller's number and name through as the carrier sent them (PJSIP
+    unescapes ``%C3%28`` in the From user), into the AGI environment, every AMI event of the
+    channel and the queue_log alike. Each reader decodes them this one way, so the IVR runs its
+    menu for such a caller, the call is recorded with the number visible, and the IVR's
+    screening finds the history the recorder wrote under the same text. U+FFFD would hide
+    which bytes came, and two different numbers would read the same.
+    """
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def ascii_digits(text: str) -> bool:
     """Whether ``text`` is one or more of the digits 0-9. ``str.isdigit()`` and ``isdecimal()``
     also take other scripts' digits ("١٢") and, isdigit, superscripts ("²"), which ``int()``

@@ -24,6 +24,7 @@ from ivr.menu import load_menu
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.listener import AmiListener
 from telephony.calls.facts import CallFact
+from telephony.calls.spool import SpooledCall
 from telephony.db.connection import Database
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.phones import PhoneKind, end_registration, phone_username
@@ -93,6 +94,10 @@ class _NoCalls:
 
     def overflow(self, facts: Sequence[CallFact]) -> None:
         """Drop ``facts``."""
+
+    def spooled_calls(self) -> dict[str, SpooledCall]:
+        """None: this session records nothing."""
+        return {}
 
     async def open_call_ids(self) -> set[str]:
         """None: this session records nothing."""

@@ -113,7 +113,8 @@ _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
 }
 RECORDING_KINDS: Final[Mapping[Kind, str]] = {
     Kind.MIXED: "Rekaman panggilan", Kind.CALLER: "Suara penelepon saja",
-    Kind.LINE: "Suara saluran dan operator saja", Kind.CALLBACK: "Rekaman panggilan balik"}
+    Kind.LINE: "Suara saluran dan operator saja", Kind.CALLBACK: "Rekaman panggilan balik",
+    Kind.CONSULT: "Operator bicara dengan instansi"}
 RECORDING_STATES: Final[Mapping[State, str]] = {
     State.PENDING: "menunggu diproses", State.PROCESSING: "sedang diproses",
     State.DONE: "siap diputar", State.FAILED: "gagal diproses",

@@ -18,6 +18,8 @@ from typing import Final, TypeVar
 from ivr.menu import load_menu
 from ivr.prompts import build_line_prompts
 from telephony.app import Line, running_line
+from telephony.asterisk.queue_log import QueueLogLineError, parse_line
+from telephony.calls.history import queue_log_path
 from telephony.calls.store import CallRecord
 from telephony.db.connection import DatabaseUnavailable
 from telephony.desks.operators import OperatorDesk
@@ -95,3 +97,25 @@ async def ended_call(line: Line, caller_id: str, *, since: datetime | None = Non
 def unique_caller(prefix: str) -> str:
     """A mobile number no other test uses; ``prefix`` (e.g. "0812") tells modules apart."""
     return prefix + str(uuid.uuid4().int)[:8]
+
+
+async def logged_data(settings: Settings, call_id: str, event: str,
+                      within: float = 10.0) -> tuple[str, ...]:
+    """The data of the call's first ``event`` line in the lab's queue_log (e.g. ``SIAGAEND``,
+    whose data is the hang-up cause), once it is there."""
+
+    async def probe() -> tuple[str, ...] | None:
+        try:
+            lines = queue_log_path(settings).read_bytes().splitlines()
+        except FileNotFoundError:
+            return None
+        for raw in lines:
+            try:
+                entry = parse_line(raw)
+            except QueueLogLineError:
+                continue  # another test's hostile line
+            if entry is not None and entry.call_id == call_id and entry.event == event:
+                return entry.data
+        return None
+
+    return await eventually(f"{event} of {call_id} in the queue_log", probe, within)

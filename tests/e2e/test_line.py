@@ -30,7 +30,7 @@ from telephony.desks.operators import OperatorDesk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
+from tests.e2e.harness import ALL_SKILLS, ended_call, logged_data, unique_caller
 from tests.support.net import free_port, own_lab
 
 pytestmark = pytest.mark.e2e
@@ -163,6 +163,20 @@ async def test_hang_up_in_the_ivr(line: Line, settings: Settings) -> None:
     assert (record.disposition, record.queue, record.ivr_outcome) == ("ended_in_ivr", None, None)
     assert record.line == "112"
     assert (record.hangup_cause, record.hangup_cause_text) == (16, "Normal Clearing")
+
+
+async def test_a_hang_up_at_the_answer_keeps_its_cause(line: Line, settings: Settings) -> None:
+    """A caller whose BYE follows the answer within milliseconds (a pocket dial, a phone that
+    gives up as it connects): the hang-up handler that gives a caller's own BYE the bridge's
+    16 was pushed only after the answer (Answer() waits up to 500 ms for the caller's
+    media, and a hang-up then ends the dialplan at once), so the call was recorded with
+    cause 0 "Unknown", live and in the queue_log alike."""
+    caller_id = unique_caller("0812")
+    assert (await call(settings, caller_id, stay=0.02)).ok
+    record = await ended_call(line, caller_id)
+    assert record.disposition == "ended_in_ivr"
+    assert (record.hangup_cause, record.hangup_cause_text) == (16, "Normal Clearing")
+    assert await logged_data(settings, record.call_id, "SIAGAEND") == ("16",)
 
 
 async def test_abandons_keep_original_and_final_positions(line: Line, settings: Settings) -> None:
@@ -315,6 +329,25 @@ async def test_a_caller_number_with_a_line_break_is_followed_live_through_the_me
     assert (record.ivr_outcome, record.queue, record.disposition) == (
         "chosen", "information", "answered")
     assert await caller_key(line, record.call_id) == "62" + number[1:]
+
+
+async def test_a_caller_number_that_is_not_utf8_hears_the_menu_and_is_recorded_escaped(
+    line: Line, settings: Settings, staff: Staff
+) -> None:
+    """A carrier that writes bytes that are not UTF-8 into the caller's From user
+    (0813%C3%28...): PJSIP unescapes them, and the IVR refused the AGI environment that held
+    them (failed open: the caller reached a human without the menu's choice). The caller
+    hears the menu and reaches the queue they chose; the number is recorded with the bytes
+    escaped, the same text the IVR and the queue_log reader see."""
+    await staff("PJSIP/op1017")
+    number = unique_caller("0813")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                           caller_id=f"{number[:6]}%C3%28{number[6:]}", dtmf="3",
+                           talk_seconds=4) as caller:
+        assert (await caller.wait()).ok
+    record = await ended_call(line, f"{number[:6]}\\xc3({number[6:]}", within=20)
+    assert (record.ivr_outcome, record.queue, record.disposition) == (
+        "chosen", "information", "answered")
 
 
 async def test_numbers_as_carriers_write_them_reach_their_line(

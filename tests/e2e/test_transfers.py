@@ -210,11 +210,23 @@ def invite_time(messages: str) -> datetime:
 async def stored(line: Line, call_id: str) -> dict[Kind, Recording]:
     async def probe() -> dict[Kind, Recording] | None:
         rows = await line.database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id]))
+        rows = [row for row in rows if row.kind in CALL_KINDS]
         if len(rows) == len(CALL_KINDS) and all(r.state is State.DONE for r in rows):
             return {row.kind: row for row in rows}
         return None
 
     return await eventually(f"the recordings of {call_id}", probe, 60)
+
+
+async def consult_recording(line: Line, call_id: str, leg_id: int) -> Recording:
+    """The stored recording of the operator's talk with the agency on leg ``leg_id``."""
+
+    async def probe() -> Recording | None:
+        rows = await line.database.run(lambda c: RECORDINGS.recordings_of_calls(c, [call_id]))
+        return next((row for row in rows if row.kind is Kind.CONSULT and row.leg_id == leg_id
+                     and row.state is State.DONE), None)
+
+    return await eventually(f"the consult recording of leg {leg_id}", probe, 60)
 
 
 def audio(settings: Settings, row: Recording) -> AudioSegment:
@@ -436,6 +448,15 @@ async def test_attended_transfer_operator_speaks_first_then_hands_over(
     await check_recording(line, settings, caller_id, answered + 0.2, handed_at - 0.2)
     mixed = await check_recording(line, settings, caller_id, handed_at + 0.5, answered + 6.5)
     assert mixed >= answered + 11
+    # The operator's talk with the agency, which the caller's recording cannot hear (they
+    # wait on hold), is a recording of the call of its own: from the agency's answer to its
+    # hang-up, loud while the operator spoke to it.
+    spoken = await consult_recording(line, call["call_id"], leg_id)
+    assert spoken.duration_seconds is not None
+    agency_seconds = seconds_after(arrived, ended["ended_at"]) - answered
+    assert abs(spoken.duration_seconds - agency_seconds) <= 1.5, (spoken, agency_seconds)
+    talk = audio(settings, spoken)
+    assert loudness(talk, 0.2, handed_at - answered - 0.2) > LOUD_DBFS
     (row,) = await timeline(desk, call["incident_id"])
     assert (row["kind"], row["outcome"], [s["step"] for s in row["steps"]]) == (
         "attended_transfer", "answered", ["hand_over"])

@@ -222,6 +222,32 @@ async def test_a_publish_the_line_refuses_changes_nothing(admin: Admin) -> None:
     assert not (await configs.version(draft.version_id)).last_published_at
 
 
+async def test_a_menu_that_can_outlast_the_ivr_guard_is_not_published(admin: Admin) -> None:
+    """Each field within its bounds, but the whole too long: a caller who stays silent or
+    presses wrong keys until the attempts run out hears the prompts and waits past the IVR
+    session's guard (agi_session_timeout, 90 s), where the dialplan fails open and cuts
+    them off mid-prompt, without the choice they were making. Publishing refuses it with
+    the reason, timed with the version's own prompt audio; nothing changes for callers."""
+    first = (await admin.configs.versions(ConfigKind.MENU))[0]
+    document = edited_menu((await admin.configs.version(first.version_id)).document)
+    document["menus"]["utama"].update(timeout_ms=15000, no_input_attempts=3,
+                                      invalid_attempts=3)
+    draft = await admin.configs.save(ConfigKind.MENU, document, actor="admin")
+    admin.ami.actions.clear()
+    with pytest.raises(InvalidConfig, match=rf"Versi #{draft.version_id} tidak diterbitkan: "
+                       r"menu jalur 112 bisa menahan penelepon \d+ detik") as refused:
+        await admin.configs.publish(draft.version_id, actor="admin")
+    assert "lebih dari 88 detik" in refused.value.message  # 90 s less what else it does
+    assert refused.value.status == 422
+    assert admin.ami.actions == []  # no queue touched
+    assert not admin.settings.live_menu_file.exists()
+    assert not (await admin.configs.version(draft.version_id)).last_published_at
+    # The same menu with fewer tries fits, and publishes.
+    document["menus"]["utama"].update(no_input_attempts=1, invalid_attempts=2)
+    fitting = await admin.configs.save(ConfigKind.MENU, document, actor="admin")
+    assert (await admin.configs.publish(fitting.version_id, actor="admin")).live
+
+
 async def test_a_publish_that_fails_after_its_queues_were_applied_puts_them_back(
         admin: Admin) -> None:
     """The new menu drops madurese; its queues were applied (madurese gone from Asterisk)

@@ -154,6 +154,21 @@ async def test_environment_with_crlf_and_query_string() -> None:
     assert ivr.choices == [None]
 
 
+async def test_a_caller_id_that_is_not_utf8_runs_the_menu() -> None:
+    """A carrier's number or name with bytes that are not UTF-8: the session was refused, so
+    the caller skipped the menu (failed open). The menu runs for them."""
+    ivr = Ivr()
+    async with running({"ivr": ivr}) as server, await FakeAsterisk.connect(server.port) as ast:
+        await ast.send(environment().replace(b"agi_callerid: 0812", b"agi_callerid: 0812\xc3\x28")
+                       .replace(b"agi_calleridname: unknown", b"agi_calleridname: caf\xe9"))
+        assert (await ast.expect_command())[:2] == ["GET", "DATA"]
+        await ast.send(b"200 result=2\n")
+        assert await ast.expect_command() == ["SET", "VARIABLE", "IVR_CHOICE", "2"]
+        await ast.send(b"200 result=1\n")
+        assert await ast.wait_closed_by_server() == b""
+    assert ivr.choices == ["2"]
+
+
 async def test_many_concurrent_calls() -> None:
     ivr = Ivr()
     async with running({"ivr": ivr}) as server:
@@ -209,7 +224,7 @@ async def send_half_a_frame(asterisk: FakeAsterisk) -> None:
 
 
 async def send_invalid_utf8(asterisk: FakeAsterisk) -> None:
-    await asterisk.send(b"agi_network: yes\nagi_calleridname: \xc3\x28\n\n")
+    await asterisk.send(b"agi_network: yes\nagi_caller\xc3\x28: x\n\n")  # in a key
 
 
 async def send_unknown_route(asterisk: FakeAsterisk) -> None:
@@ -253,7 +268,7 @@ HOSTILE: list[tuple[Callable[[FakeAsterisk], Awaitable[None]], str]] = [
     (send_megabyte_line, "(protocol_error): environment line longer than 16384 bytes"),
     (send_megabyte_of_lines, "(protocol_error): environment block larger than 16384 bytes"),
     (send_half_a_frame, "(protocol_error): connection closed after 1 environment lines"),
-    (send_invalid_utf8, "(protocol_error): invalid UTF-8 in environment line 2"),
+    (send_invalid_utf8, "(protocol_error): environment line 2: key 'agi_caller\\\\xc3('"),
     (send_unknown_route, "(no_route): no route for script 'nope/../admin'"),
     (send_nothing, "(no_environment): no complete environment within 0.2 s"),
     (send_http_request, "(protocol_error): environment line 1 has no ': ': 'GET / HTTP/1.1'"),

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,6 +26,11 @@ from telephony.calls.facts import (
     OperatorAnswered,
     QueueJoined,
 )
+from telephony.calls.recorder import CallRecorder
+from telephony.calls.spool import FactSpool, SpooledCall
+from telephony.calls.store import CallRepository
+from telephony.settings import Settings
+from tests.support import polling
 from tests.support.ami import (
     ABANDONED,
     ANSWERED,
@@ -37,6 +43,8 @@ from tests.support.ami import (
     listener,
     live_call_snapshot,
 )
+from tests.support.calls import CALENDAR
+from tests.support.db import OutageDatabase, fetch
 
 CALLS = existing(
     "ami_call_answered.txt",
@@ -183,6 +191,103 @@ async def test_listener_restart_mid_call_resyncs() -> None:
         assert server.logins == 2
 
 
+async def test_a_line_restarted_while_the_database_is_away_starts_a_live_call_once(
+    database_dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The database is away; a caller waits in a queue; the line restarts. Its resync found
+    the call in Asterisk's channels, could not ask the store, and started it again (at the
+    Uniqueid's whole second) and joined it again: on the database's return the spool wrote
+    two call_started events, and the call's arrival moved to before its real start. The
+    spool says which calls the line followed: each fact is written once."""
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+    database.down = True
+
+    def recorder() -> CallRecorder:  # each process opens the spool it finds
+        return CallRecorder(database, CallRepository(CALENDAR), FactSpool(tmp_path / "spool"),
+                            retry_seconds=0.05)
+
+    split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
+    first = recorder()
+    try:
+        async with fake_asterisk() as server:
+            async with listener(server.port, first) as ami:
+                async with asyncio.timeout(5):
+                    await ami.wait_ready()
+                await server.send_frames(ANSWERED[:split])
+                await eventually(lambda: first.spooled_calls().get(CALLER, SpooledCall())
+                                 .waiting == {"medical"})
+            server.channels, server.status, server.queues = live_call_snapshot(CALLER)
+            second = recorder()
+            async with listener(server.port, second) as ami:
+                async with asyncio.timeout(5):
+                    await ami.wait_ready()
+                await server.send_frames(ANSWERED[split:])
+                await eventually(lambda: second.pending() >= len(expected_facts(ANSWERED)))
+        database.down = False
+        await second.flush()
+        kinds = [r["kind"] for r in await fetch(
+            database_dsn, "SELECT kind FROM call_events WHERE call_id = $1 ORDER BY at",
+            CALLER)]
+        (call,) = await fetch(database_dsn, "SELECT arrived_at, ended_at FROM calls "
+                              "WHERE call_id = $1", CALLER)
+    finally:
+        await database.close()
+    assert kinds.count("call_started") == 1, kinds
+    assert kinds.count("queue_joined") == 1, kinds
+    assert call["ended_at"] is not None
+    assert call["arrived_at"].timestamp() == pytest.approx(1732345678.1)  # seen live
+
+
+async def test_a_start_stored_before_the_outage_is_not_stored_again_after_a_restart(
+    database_dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The call's start reached the database; then the database went away and the line
+    restarted with nothing of the call in its spool. Its resync cannot know the database
+    has the call and starts it again: on the database's return that second start is left
+    out (the first, seen live, stands), not written as a second call_started that moves the
+    arrival to the Uniqueid's whole second."""
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+
+    def recorder() -> CallRecorder:
+        return CallRecorder(database, CallRepository(CALENDAR), FactSpool(tmp_path / "spool"),
+                            retry_seconds=0.05)
+
+    split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
+    first = recorder()
+    try:
+        async with fake_asterisk() as server:
+            async with listener(server.port, first) as ami:
+                async with asyncio.timeout(5):
+                    await ami.wait_ready()
+                await server.send_frames(ANSWERED[:split])
+
+                async def stored() -> bool | None:
+                    return bool(await fetch(database_dsn, "SELECT 1 FROM call_events WHERE "
+                                            "call_id = $1 AND kind = 'queue_joined'",
+                                            CALLER)) or None
+
+                await polling.eventually("the call's join stored", stored, 5)
+            database.down = True
+            server.channels, server.status, server.queues = live_call_snapshot(CALLER)
+            second = recorder()
+            async with listener(server.port, second) as ami:
+                async with asyncio.timeout(5):
+                    await ami.wait_ready()
+                await server.send_frames(ANSWERED[split:])
+                await eventually(lambda: CALLER not in ami.live_calls and second.pending() > 0)
+        database.down = False
+        await second.flush()
+        kinds = [r["kind"] for r in await fetch(
+            database_dsn, "SELECT kind FROM call_events WHERE call_id = $1", CALLER)]
+        (call,) = await fetch(database_dsn, "SELECT arrived_at, ended_at FROM calls "
+                              "WHERE call_id = $1", CALLER)
+    finally:
+        await database.close()
+    assert kinds.count("call_started") == 1, kinds
+    assert call["ended_at"] is not None
+    assert call["arrived_at"].timestamp() == pytest.approx(1732345678.1)  # seen live
+
+
 async def test_wrong_password_logs_one_error_and_keeps_retrying_slowly(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -229,9 +334,9 @@ async def test_garbage_frames_are_logged_once_each_and_the_listener_keeps_going(
     frames = [w for w in warnings if w.startswith("rejected AMI frame: ")]
     assert len(frames) == 3, warnings
     assert "exceeds 65536 bytes" in frames[2]
-    # Invalid UTF-8 is replaced, not dropped: one line says so, and the frame goes on.
+    # Invalid UTF-8 is escaped, not dropped: one line says so, and the frame goes on.
     assert [w for w in warnings if w.startswith("AMI frame kept: ")] == [
-        "AMI frame kept: invalid UTF-8 at byte 17 of line 2 replaced: "
+        "AMI frame kept: invalid UTF-8 at byte 17 of line 2 escaped: "
         "b'CallerIDName: caf\\xe9'"
     ]
     assert [w for w in warnings if w.startswith("rejected AMI event: ")] == [

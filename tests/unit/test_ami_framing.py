@@ -132,12 +132,13 @@ def test_too_many_lines() -> None:
     assert isinstance(items[1], AmiFrame)
 
 
-def test_invalid_utf8_is_replaced_and_the_frame_kept() -> None:
-    """A carrier's Latin-1 caller name must not make the call invisible."""
+def test_invalid_utf8_is_escaped_and_the_frame_kept() -> None:
+    """A carrier's Latin-1 caller name must not make the call invisible, and what it sent stays
+    readable (escaped as the IVR and the queue_log reader escape it, not U+FFFD)."""
     bad = b"Event: Newchannel\r\nCallerIDName: caf\xe9\r\n\r\n"
     first, second = frames_of(decode_all(bad + HANGUP))
-    assert first.get("CallerIDName") == "caf\ufffd"
-    assert "invalid UTF-8 at byte 17 of line 2 replaced" in first.repaired
+    assert first.get("CallerIDName") == "caf\\xe9"
+    assert "invalid UTF-8 at byte 17 of line 2 escaped" in first.repaired
     assert second.get("Uniqueid") == "1732345678.0" and not second.repaired
 
 

@@ -91,6 +91,14 @@ def test_a_caller_line_is_parsed_and_member_lines_are_not_kept() -> None:
     assert parse_line(b"1796449110|NONE|NONE|NONE|QUEUESTART|") is None
 
 
+def test_a_caller_number_that_is_not_utf8_is_read_escaped_as_the_ami_and_ivr_read_it() -> None:
+    """A carrier's number with bytes that are not UTF-8 (0813%C3%28... unescaped by PJSIP):
+    the line was refused, and a call backfilled from the log lost its queue visit."""
+    entry = parse_line(f"1796449112|{UID}|information|NONE|ENTERQUEUE||".encode()
+                       + b"0813\xc3\x281234|1", 40)
+    assert entry is not None and entry.data == ("", "0813\\xc3(1234", "1")
+
+
 def test_a_uniqueid_with_a_system_name_is_a_call_id() -> None:
     entry = parse_line(b"1796449112|pbx1-1796449111.57|fire|NONE|ENTERQUEUE||1|1")
     assert entry is not None and entry.call_id == "pbx1-1796449111.57"
@@ -106,7 +114,6 @@ def test_a_uniqueid_with_a_system_name_is_a_call_id() -> None:
     (b"1796449112|1796449111.57|fire|NONE|enterqueue||1|1", "event"),
     (b"1796449112|1796449111.57|fire|NONE|ENTERQUEUE||\x1b[31m|1", "unsafe"),
     ("1796449112|1796449111.57|fire|NONE|ENTERQUEUE||\u202e1|1".encode(), "unsafe"),
-    (b"1796449112|1796449111.57|fire|NONE|ENTERQUEUE||\xff\xfe|1", "UTF-8"),
     (b"1796449112|1796449111.57|fire|NONE|ENTERQUEUE||" + b"9" * 5000 + b"|1", "longer"),
 ])
 def test_hostile_lines_are_refused_with_one_clear_reason(raw: bytes, why: str) -> None:

@@ -1,13 +1,15 @@
 """IVR decisions over a scripted channel (the FastAGI channel is tested on its own)."""
 
+import json
 from collections.abc import Sequence
+from importlib import resources
 
 import pytest
 
 from ivr.channel import CallerHungUp, ChannelError
-from ivr.flow import IvrResult, Outcome, ScreeningVerdict, decide, run_ivr
+from ivr.flow import IvrResult, Outcome, ScreeningVerdict, decide, longest_stay, run_ivr
 from ivr.keys import Answer, KeyProgram, KeyTrace
-from ivr.menu import load_menu
+from ivr.menu import load_menu, parse_menu
 
 MENU = load_menu()
 
@@ -236,3 +238,34 @@ def test_a_wrong_key_in_the_sub_menu_keeps_the_category_general_queue() -> None:
     assert (decision.route.queue, decision.outcome, decision.invalid_keys) == (
         "emergency-general", Outcome.CHOSEN, 1)
     assert decision.consistent
+
+
+@pytest.mark.parametrize(("silent", "wrong"), [(1, 1), (3, 2), (5, 5), (2, 4)])
+def test_the_longest_stay_is_what_the_slowest_caller_hears_and_waits(
+        silent: int, wrong: int) -> None:
+    """longest_stay follows decide()'s rules: the slowest caller (a key at the end of every
+    wait) stays silent and presses wrong keys until one try is left of each, then picks the
+    emergency sub-menu and does the same there. What decide() asks them, prompt by prompt and
+    wait by wait, adds up to longest_stay."""
+    document = json.loads(resources.files("ivr").joinpath("menu.json").read_text("utf-8"))
+    for name in ("utama", "darurat"):
+        document["menus"][name].update(no_input_attempts=silent, invalid_attempts=wrong)
+    menu = parse_menu(document)
+    seconds = {name: 1.0 + n / 4 for n, name in enumerate(sorted(menu.prompts))}
+    slowest = [*[None] * (silent - 1), *["7"] * (wrong - 1), "1",
+               *[None] * (silent - 1), *["7"] * (wrong - 1), "2"]
+    decision = decide(menu, menu.entry_for("112"), trace(*slowest))
+    assert decision.route.queue == "fire" and decision.consistent
+    heard = sum(seconds[p.removeprefix("siaga112/")] for prompts, _ in decision.asked
+                for p in prompts)
+    waited = sum(wait for _, wait in decision.asked) / 1000
+    line, longest = longest_stay(menu, seconds)
+    assert line == "112" and longest == pytest.approx(heard + waited)
+
+
+def test_a_line_without_a_menu_stays_for_its_greeting() -> None:
+    document = json.loads(resources.files("ivr").joinpath("menu.json").read_text("utf-8"))
+    document["lines"] = {"119": document["lines"]["119"]}
+    document["default_line"] = "119"
+    menu = parse_menu(document)
+    assert longest_stay(menu, dict.fromkeys(menu.prompts, 4.5)) == ("119", 4.5)

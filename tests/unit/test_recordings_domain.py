@@ -21,8 +21,8 @@ from recordings.domain import (
     is_temp_of,
     loudness,
     mixmonitor_options,
-    pair_callback,
     pair_files,
+    pair_leg,
     parse_source,
     processing_bound,
     silence_share,
@@ -122,14 +122,31 @@ def test_legs_are_stored_next_to_the_mixed_recording() -> None:
     assert not is_temp_of(callback, "1.2")
 
 
-def test_a_call_back_is_paired_once_its_file_settles_or_is_long_missing() -> None:
-    timing = {"settle_seconds": 3.0, "missing_after_seconds": 120.0}
-    assert pair_callback(100.0, now=101.0, ended_seconds_ago=1.0, **timing) is None
-    assert pair_callback(100.0, now=104.0, ended_seconds_ago=4.0, **timing) == Pairing(
-        Kind.CALLBACK, State.PENDING)
-    assert pair_callback(None, now=104.0, ended_seconds_ago=4.0, **timing) is None
-    missing = pair_callback(None, now=300.0, ended_seconds_ago=200.0, **timing)
-    assert missing is not None and missing.state is State.MISSING
+@pytest.mark.parametrize("kind", [Kind.CALLBACK, Kind.CONSULT])
+def test_a_leg_is_paired_once_its_file_settles_or_is_long_missing(kind: Kind) -> None:
+    def pair(mtime: float | None, now: float, ago: float) -> Pairing | None:
+        return pair_leg(mtime, now=now, ended_seconds_ago=ago, settle_seconds=3.0,
+                        missing_after_seconds=120.0, kind=kind)
+
+    assert pair(100.0, 101.0, 1.0) is None
+    assert pair(100.0, 104.0, 4.0) == Pairing(kind, State.PENDING)
+    assert pair(None, 104.0, 4.0) is None
+    missing = pair(None, 300.0, 200.0)
+    assert missing is not None and (missing.kind, missing.state) == (kind, State.MISSING)
+    assert missing.reason == f"the leg ended without its {kind.value} recording file"
+
+
+def test_a_consult_with_an_agency_is_named_after_the_call_and_its_leg() -> None:
+    """The operator's talk with an agency (attended transfer, conference): the dialplan
+    writes <call>-consult<leg>.wav, a recording of the call, one per leg."""
+    assert source_name("1795430334.7", Kind.CONSULT, 12345) == "1795430334.7-consult12345.wav"
+    assert parse_source("1795430334.7-consult12345.wav") == Source(
+        "1795430334.7", Kind.CONSULT, 12345)
+    assert parse_source("pbx1-1795430334.7-consult3.wav") == Source(
+        "pbx1-1795430334.7", Kind.CONSULT, 3)
+    assert parse_source("1795430334.7-consult.wav") is None
+    with pytest.raises(RecordingNameError):
+        source_name("1795430334.7", Kind.CONSULT)
 
 
 def test_temporary_names_belong_to_one_call_and_one_claim() -> None:
