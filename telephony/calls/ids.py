@@ -66,8 +66,10 @@ class CallerIdKind(StrEnum):
     SIMLESS = "simless"  # a phone without SIM: the carrier passes the handset's IMEI
 
 
-# What carriers and Asterisk put in the caller number when the caller hid it.
-_WITHHELD_TEXTS = frozenset(
+# What carriers and Asterisk put in the caller number when the caller hid it. The browser
+# softphone is handed the same list (telephony/desks/console.py) to name the caller of the
+# call ringing as caller_shown does.
+WITHHELD_NUMBERS: Final = frozenset(
     {"", "anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable", "withheld"}
 )
 _IMEI_URN = "urn:gsma:imei:"
@@ -168,7 +170,7 @@ def parse_caller_id(raw: str) -> CallerId:
         text = "".join(char for char in text if not invisible(char))
     text = text.strip()
     lowered = text.lower()
-    if lowered in _WITHHELD_TEXTS:
+    if lowered in WITHHELD_NUMBERS:
         return CallerId(raw, CallerIdKind.WITHHELD, None)
     for prefix in (_IMEI_URN, _IMEI_PREFIX):
         if lowered.startswith(prefix):

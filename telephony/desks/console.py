@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from telephony.calls.ids import WITHHELD_NUMBERS, WITHHELD_TEXT
 from telephony.desks.http import SOFTPHONE_CREDENTIALS
 from telephony.desks.operators import SKILL_LABELS, PauseReason
 from telephony.desks.phones import PhoneKind
@@ -51,7 +52,8 @@ async def operator_screen(request: web.Request) -> web.StreamResponse:
     return page(request, "operator.html", title="Layar operator", desk=desk,
                 skill_labels=SKILL_LABELS, pause_reasons=PauseReason.labels(),
                 labels=Label.labels(), softphone=browser and problem is None,
-                softphone_missing=problem, softphone_url=SOFTPHONE_CREDENTIALS)
+                softphone_missing=problem, softphone_url=SOFTPHONE_CREDENTIALS,
+                withheld_numbers=sorted(WITHHELD_NUMBERS), withheld_text=WITHHELD_TEXT)
 
 
 def _to_screen(_: web.Request, __: Form) -> str:

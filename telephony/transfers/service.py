@@ -34,6 +34,12 @@ hang-up (bridge_basic's "blond" transfer joins the caller to the ringing agency)
 answer is when the caller reaches the agency; the step is dated at the hang-up, before the
 answer, which the timeline tells apart. Until the answer such a leg is left to Asterisk's
 recall (above).
+
+An operator who hangs up in a three-way call (or whose browser phone's page reloads) leaves
+it as "Keluar" does: Asterisk says nothing of it (a three-way call ends the attended
+transfer; the queue's talk ends with the call), but the operator's phone goes idle, and then
+their channel is gone with the caller's still up. Which operator is in which three-way call
+is kept in memory: after a restart of the line such a hang-up goes unrecorded.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ import asyncpg
 from telephony.accounts.model import Account
 from telephony.ami.actions import AmiActionError, AmiListActions, AsteriskUnavailable
 from telephony.ami.channels import UP, live_channels, operator_channel
-from telephony.calls.facts import CallFact, CallTransferred, LegProgressed
+from telephony.calls.facts import CallFact, CallTransferred, LegProgressed, OperatorStateChanged
 from telephony.calls.legs import LegState
 from telephony.calls.store import LegRepository
 from telephony.core.errors import NotFound, SiagaError
@@ -94,6 +100,9 @@ KEY_GAP_SECONDS: Final = 0.1  # between the two digits of a key (featuredigittim
 # The steps whose record says what became of the caller: taken only while the caller is on.
 _WITH_CALLER: Final = frozenset({Step.HAND_OVER, Step.JOIN, Step.LEAVE})
 MAX_HANDED: Final = 1024  # calls remembered as handed over by Asterisk (see recorded)
+# An operator's device states while their phone is still on a call: any other (idle,
+# unavailable, logged out ...) may be their hang-up (see _operator_left).
+_PHONE_IN_USE: Final = frozenset({"talking", "busy", "ringing", "ringing_in_use", "on_hold"})
 
 
 class TransferUnavailable(AsteriskUnavailable):
@@ -157,6 +166,9 @@ class TransferService:
         # Calls whose caller Asterisk handed over (AttendedTransfer), with when: a leg whose
         # operator hung up while the agency rang is handed over once the agency answers.
         self._handed: OrderedDict[str, datetime] = OrderedDict()
+        # Operators (interface) in a three-way call the line joined or they joined, and its
+        # leg: their hang-up leaves the caller with the agency, as "Keluar" does.
+        self._conferences: dict[str, int] = {}
 
     # -- agency numbers ----------------------------------------------------------------------
 
@@ -330,6 +342,10 @@ class TransferService:
                 self._joins.pop(leg_id, None)
             await self._database.run(
                 lambda c: self._store.add_step(c, leg_id, chosen, account.username))
+            if chosen is Step.JOIN:
+                self._conferences[leg.leg.operator] = leg_id
+            elif chosen is Step.LEAVE:
+                self._conferences.pop(leg.leg.operator, None)
         finally:
             self._stepping.discard(leg_id)
         log.info("%s (%s) %s on leg %d", account.username, state.interface, chosen.value,
@@ -371,9 +387,18 @@ class TransferService:
 
     def recorded(self, facts: Sequence[CallFact]) -> None:
         """The listener recorded ``facts``: a leg answered after its operator hung up is
-        handed over, a conference leg that was answered is joined; a leg dialled again after
-        it ended has its caller taken back (see the module)."""
+        handed over, a conference leg that was answered is joined, an operator who hung up in
+        a three-way call left it; a leg dialled again after it ended has its caller taken
+        back (see the module)."""
         for fact in facts:
+            if isinstance(fact, OperatorStateChanged):
+                if fact.state not in _PHONE_IN_USE and fact.operator in self._conferences:
+                    # One per operator: the fact comes once for each of their queues.
+                    leg_id = self._conferences.pop(fact.operator)
+                    self._spawn(self._operator_left(leg_id, fact.at,
+                                                    frozenset(self._stepping)),
+                                f"transfer-left-{leg_id}")
+                continue
             if isinstance(fact, CallTransferred):
                 self._handed[fact.call_id] = fact.at
                 self._handed.move_to_end(fact.call_id)
@@ -392,6 +417,8 @@ class TransferService:
                             f"transfer-answered-{fact.leg_id}")
             elif fact.state == LegState.ENDED.value:
                 self._joins.pop(fact.leg_id, None)
+                self._conferences = {operator: leg for operator, leg
+                                     in self._conferences.items() if leg != fact.leg_id}
             elif fact.state == LegState.DIALLING.value and fact.leg_id not in self._rescued:
                 self._spawn(self._rescue(fact.leg_id), f"transfer-rescue-{fact.leg_id}")
 
@@ -508,6 +535,47 @@ class TransferService:
             object_id=leg.leg.call_id, remote_address="", detail=detail)
         return True
 
+    async def _operator_left(self, leg_id: int, at: datetime, stepping: frozenset[int]
+                             ) -> None:
+        """The phone of the operator in the three-way call of ``leg_id`` is no longer in use:
+        if their channel is gone while the caller's is not, they hung up (or their browser's
+        page was reloaded) and left the caller with the agency, as "Keluar" does; recorded
+        and audited as it, dated ``at``. Until this the leg stayed "Konferensi tiga pihak"
+        with no word that the operator had left. "Keluar" being sent (``stepping``) is
+        recorded by :meth:`step`; a caller gone first left the operator with the agency,
+        which "Keluar" would not record either."""
+        if leg_id in stepping:
+            return
+        try:
+            leg = await self._leg(leg_id)
+            channels = await live_channels(self._ami)
+            if any(c.channel == leg.operator_channel for c in channels):
+                self._conferences.setdefault(leg.leg.operator, leg_id)  # still on it
+                return
+            if not any(c.uniqueid == leg.leg.call_id for c in channels):
+                return
+
+            async def work(connection: asyncpg.Connection) -> bool:
+                async with connection.transaction():
+                    locked = await self._store.leg(connection, leg_id, lock=True)
+                    if locked is None or phase(locked) is not Phase.CONFERENCE:
+                        return False
+                    await self._store.add_step(connection, leg_id, Step.LEAVE,
+                                               locked.leg.actor, at)
+                    return True
+
+            if not await self._database.run(work):
+                return
+            log.info("leg %d of call %s: the operator %s hung up in the three-way call; the "
+                     "caller stays with the agency", leg_id, leg.leg.call_id, leg.leg.operator)
+            await self._audit.audit(
+                actor=leg.leg.actor, action=f"transfer.{Step.LEAVE.value}", object_type="call",
+                object_id=leg.leg.call_id, remote_address="",
+                detail={"leg_id": leg_id, "mode": leg.mode.value, "operator_hung_up": True})
+        except (SiagaError, asyncpg.PostgresError, OSError) as exc:
+            log.error("leg %d: could not record the operator leaving the three-way call (%s)",
+                      leg_id, exc)
+
     async def _join(self, leg_id: int, channel: str) -> None:
         try:
             leg = await self._leg(leg_id)
@@ -516,6 +584,7 @@ class TransferService:
             await self._send_step(channel, Step.JOIN)
             await self._database.run(
                 lambda c: self._store.add_step(c, leg_id, Step.JOIN, leg.leg.actor))
+            self._conferences[leg.leg.operator] = leg_id
             log.info("conference leg %d answered: joined the caller, %s and the agency",
                      leg_id, channel)
         except (SiagaError, asyncpg.PostgresError, OSError) as exc:

@@ -18,6 +18,7 @@ from playwright.async_api import Dialog, Locator, Page, expect
 from ivr.menu import load_menu
 from recordings.domain import CALL_KINDS, Kind
 from telephony.accounts.service import AccountConfig, AccountService
+from telephony.ami.channels import live_channels
 from telephony.app import Line
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.phones import PhoneKind
@@ -345,10 +346,16 @@ async def test_a_microphone_the_browser_refuses_is_told_and_the_caller_goes_on_w
     softphone = await staffed(line, settings, console_page, "wulan", "PJSIP/op2005")
     page = console_page.page
     await page.evaluate(REFUSE_MICROPHONE_JS)
-    caller = unique_caller("0859")
-    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
-                           dtmf="11", talk_seconds=2) as call:
+    # A caller who hid their number: the softphone named them as Asterisk presents them,
+    # "Anonymous <anonymous>", while the call panel below said "(nomor disembunyikan)". The
+    # caller waits until they were rung again, then is hung up.
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id="anonymous",
+                           dtmf="11", talk_seconds=20) as call:
         await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
+        await expect(page.locator("#call .caller")).to_have_text("(nomor disembunyikan)",
+                                                                timeout=WAIT_MS)
+        await expect(softphone.locator('[data-part="caller"]')).to_have_text(
+            "(nomor disembunyikan)")
         await softphone.locator('[data-part="answer"]').click()
         await expect(softphone).to_have_attribute("data-call-problem", "microphone",
                                                   timeout=WAIT_MS)
@@ -360,7 +367,11 @@ async def test_a_microphone_the_browser_refuses_is_told_and_the_caller_goes_on_w
         # gives way to the new call.
         await expect(softphone).to_have_attribute("data-call", "ringing", timeout=WAIT_MS)
         assert await softphone.get_attribute("data-call-problem") is None
-        await call.stop()
+        for channel in await live_channels(line.listener):
+            if channel.caller_number == "anonymous":
+                await line.listener.send_action({"Action": "Hangup",
+                                                 "Channel": channel.channel})
+        await call.wait(within=10)
     await expect(softphone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
     assert console_page.problems == []
 

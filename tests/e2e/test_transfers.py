@@ -623,7 +623,10 @@ async def test_three_way_call_the_operator_can_leave(
 ) -> None:
     """Attended then "Gabungkan", or a conference the line joins at the agency's answer: the
     operator, the caller and the agency in one bridge; the operator leaves, the other two talk
-    on."""
+    on. From the attended transfer they leave with "Keluar"; from the conference by hanging
+    up their phone (or their browser's page reloading), which is leaving it too: that left no
+    "Keluar" on the timeline, nor any word that the operator had gone."""
+    hang_up = mode == "conference"
     caller_id = unique_caller("0816")
     async with caller_and_agency(settings, caller_id, hold_seconds=14) as (caller, agency):
         call = await talking_call(desk)
@@ -638,7 +641,12 @@ async def test_three_way_call_the_operator_can_leave(
         await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR,
                                "PJSIP/carrier-out-")
         await asyncio.sleep(1)
-        await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "leave"}, 200)
+        if hang_up:
+            (operator,) = named(await channels_of(line, call["call_id"]), OPERATOR)
+            await line.listener.send_action({"Action": "Hangup", "Channel": operator.channel})
+            await leg_of(desk, leg_id, phase="handed_over")
+        else:
+            await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "leave"}, 200)
         await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
         await eventually("the operator gone", lambda: _no_operator(line, call), 10)
         assert (await agency.wait(within=30)).ok
@@ -656,6 +664,11 @@ async def test_three_way_call_the_operator_can_leave(
     assert row["ending"] == ("Konferensi tiga pihak; operator keluar, penelepon tetap dengan "
                              "instansi")
     assert 13 <= row["talk_seconds"] <= 16
+    audited = await line.database.run(lambda c: c.fetch(
+        "SELECT actor, detail ->> 'operator_hung_up' AS hung_up FROM audit_log"
+        " WHERE action = 'transfer.leave' AND object_id = $1", call["call_id"]))
+    assert [(r["actor"], r["hung_up"]) for r in audited] == [
+        ("op1", "true" if hang_up else None)]
 
 
 async def test_incident_page_shows_the_legs(line: Line, desk: Desk) -> None:

@@ -291,6 +291,13 @@ async def test_escalation_goes_up_with_a_reason_and_the_timeline_says_who_and_wh
     assert re.findall(r'<option value="(\w+)">(?:Kecamatan|Kabupaten|Provinsi)</option>',
                       html) == ["regency", "province"]
     assert "Eskalasi</strong> oleh op1" in html and "Desa → Kecamatan" in html
+    # The open incidents list said nothing of it: a supervisor scanning it could not tell
+    # an incident raised to the sub-district from any other.
+    supervisor = await console.user("spv1", "supervisor")
+    listed = (await supervisor.get("/console/incidents"))[1]
+    levels = dict(re.findall(r'<a href="/console/incidents/(\d+)">.*?<td class="escalation">'
+                             r'(\w+)</td>', listed, re.S))
+    assert (levels[str(fire)], levels[str(repeat)]) == ("Kecamatan", "Desa")
 
     # Worked to the end by the forms, then rated by the caller: every step, who and when.
     incidents = console.client.app[CONTEXT].incidents

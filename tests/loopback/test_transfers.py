@@ -20,7 +20,7 @@ from telephony.accounts.model import Account
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.listener import AmiListener
 from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk
-from telephony.calls.facts import CallTransferred, LegProgressed
+from telephony.calls.facts import CallTransferred, LegProgressed, OperatorStateChanged
 from telephony.calls.legs import LegOutcome
 from telephony.core.errors import SiagaError
 from telephony.db.connection import Database
@@ -400,6 +400,66 @@ async def test_conference_is_joined_when_the_agency_answers(world: World) -> Non
     leg = await world.service._leg(leg_id)
     assert [s for s, actor, _ in leg.steps] == [Step.JOIN]
     assert [a["digit"] for a in world.sent("PlayDTMF")] == ["*", "3"]
+
+
+def phone_state(state: str, at: datetime) -> list[OperatorStateChanged]:
+    """The operator's device state, as the tracker reports it: once for each queue."""
+    return [OperatorStateChanged(OPERATOR, queue, state, False, "", at)
+            for queue in ("all-operators", "fire")]
+
+
+async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: World) -> None:
+    """The operator hangs up their phone in the conference (or their browser's page is
+    reloaded) rather than pressing "Keluar": the caller talks on with the agency, and the
+    leg stayed "Konferensi tiga pihak", with no word that the operator had left."""
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "conference",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    await world.service.close()  # joined
+    # A state change with the phone still on the call is not a hang-up.
+    world.service.recorded(phone_state("on_hold", datetime.now(UTC)))
+    world.service.recorded(phone_state("talking", datetime.now(UTC)))
+    await world.service.close()
+    assert phase(await world.service._leg(leg_id)) is Phase.CONFERENCE
+    left = datetime.now(UTC)
+    world.server.channels = [caller_channel(call_id)]  # the operator's channel is gone
+    world.service.recorded(phone_state("idle", left))
+    await world.service.close()
+    leg = await world.service._leg(leg_id)
+    assert [(s, actor, at) for s, actor, at in leg.steps][1:] == [(Step.LEAVE, "op1", left)]
+    assert phase(leg) is Phase.HANDED_OVER
+    assert world.sent("Hangup") == []
+    assert [(e["action"], e["detail"].get("operator_hung_up")) for e in world.audit.entries
+            ] == [("transfer.start", None), ("transfer.leave", True)]
+
+    # The caller hung up first: the operator talked on with the agency, then hung up. Not
+    # left with the agency: "Keluar" is refused for it too.
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "conference",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    await world.service.close()
+    world.server.channels = []
+    world.service.recorded(phone_state("idle", datetime.now(UTC)))
+    await world.service.close()
+    assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN]
+
+    # "Keluar" pressed: recorded once, by the step, not again at the phone's idle state.
+    call_id = await world.call()
+    started = await world.service.start(world.operator, world.number_id, "conference",
+                                        remote_address="x")
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "answered")
+    await world.service.close()
+    await world.service.step(world.operator, leg_id, "leave", remote_address="x")
+    world.server.channels = [caller_channel(call_id)]
+    world.service.recorded(phone_state("idle", datetime.now(UTC)))
+    await world.service.close()
+    assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN,
+                                                                          Step.LEAVE]
 
 
 async def test_dispatch_by_phone_is_recorded_with_the_transfer(world: World) -> None:

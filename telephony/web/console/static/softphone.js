@@ -208,14 +208,23 @@
     });
   }
 
+  // A withheld caller as the call panel names them (telephony/calls/ids.py caller_shown):
+  // Asterisk presents one as "Anonymous" <sip:anonymous@...>, which read "Anonymous
+  // <anonymous>" here while the panel below said "(nomor disembunyikan)".
+  const WITHHELD_NUMBERS = new Set(JSON.parse(root.dataset.withheldNumbers));
+  const WITHHELD_TEXT = root.dataset.withheldText;
+
   function callerText(request) {
     const from = request.from;
     const number = from.uri && from.uri.user ? from.uri.user : "";
     const name = from.display_name || "";
-    if (name && number && name !== number) {
+    if (WITHHELD_NUMBERS.has(number.trim().toLowerCase())) {
+      return WITHHELD_TEXT;
+    }
+    if (name && name !== number) {
       return name + " <" + number + ">";
     }
-    return number || name || "(nomor disembunyikan)";
+    return number;
   }
 
   function incoming(event) {
