@@ -4,7 +4,9 @@ Which recordings expire is :meth:`recordings.domain.RetentionPolicy.is_expired`;
 is removed under its row lock, re-read so that a legal hold set meanwhile still wins, and its
 row kept as ``expired`` with its measurements and checksum, so the record of the call says
 that a recording existed and when it was removed. Failed recordings (kept in quarantine) are
-never removed here: somebody has to look at them.
+never removed here: somebody has to look at them. A call's incident still being worked on keeps
+its recordings, and once it has ended their retention is counted from its end
+(:meth:`~recordings.domain.RetentionPolicy.is_expired`).
 
 A call's legs have its start, its category and its legal hold, so they expire in the same run as
 its mixed recording (listed right after it) and a hold keeps them all.
@@ -96,7 +98,9 @@ async def apply_retention(
     removed = []
     for candidate in await database.run(candidates):
         if not policy.is_expired(candidate.category, candidate.started_at,
-                                 candidate.legal_hold, now):
+                                 candidate.legal_hold, now,
+                                 incident_open=candidate.incident_open,
+                                 incident_ended_at=candidate.incident_ended_at):
             continue
         try:
             path = storage_dir / checked_relpath(candidate.storage_path)

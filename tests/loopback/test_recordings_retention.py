@@ -20,6 +20,7 @@ from telephony.cli import main
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
 from tests.support.disk import read_only, tiny_tmpfs
+from tests.support.incidents import make_service
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()
@@ -263,3 +264,74 @@ async def test_a_call_back_recorded_after_the_hold_is_held_with_the_call(
     removed = await apply_retention(database, POLICY, storage, NOW)
     assert [r.kind for r in removed] == [Kind.MIXED, Kind.CALLBACK, Kind.CALLBACK]
     assert not any(p.exists() for p in (held_file, later, crossed))
+
+
+async def test_an_incident_still_worked_on_keeps_its_calls_recordings(
+    database: Database, tmp_path: Path
+) -> None:
+    """A complaint two years old whose incident is still being worked on (a case in court, a
+    dispute over the response) keeps its recordings without anyone remembering to hold them;
+    once the incident has ended, its calls are kept for their category's retention counted
+    from that end, then removed as any other."""
+    storage = tmp_path / "store"
+    incidents = make_service(database).incidents
+    open_case, open_file = await stored_recording(database, storage, "complaint", 800)
+    open_incident = await incidents.create_for_call(open_case, actor="op1001")
+    linked, linked_file = await stored_recording(database, storage, "information", 400)
+    await incidents.link_call(open_incident.incident_id, linked, actor="op1001")
+    closed_lately, closed_lately_file = await stored_recording(
+        database, storage, "complaint", 800)
+    closed_long_ago, closed_long_ago_file = await stored_recording(
+        database, storage, "complaint", 800)
+    for call_id, days in ((closed_lately, 100), (closed_long_ago, 740)):
+        incident = await incidents.create_for_call(call_id, actor="op1001")
+
+        async def close(connection: asyncpg.Connection, incident_id: int = incident.incident_id,
+                        days: int = days) -> None:
+            await connection.execute(
+                "UPDATE incidents SET status = 'closed', status_changed_at = now() "
+                "- make_interval(days => $2) WHERE incident_id = $1", incident_id, days)
+
+        await database.run(close)
+
+    preview = await apply_retention(database, POLICY, storage, NOW, dry_run=True)
+    assert [r.call_id for r in preview] == [closed_long_ago]
+    removed = await apply_retention(database, POLICY, storage, NOW)
+
+    assert [r.call_id for r in removed] == [closed_long_ago]
+    assert not closed_long_ago_file.exists()
+    assert open_file.exists() and linked_file.exists() and closed_lately_file.exists()
+    # Resolved is not the end: it waits for closing (and the caller's rating).
+    await database.run(lambda c: c.execute(
+        "UPDATE incidents SET status = 'resolved', status_changed_at = now() - interval "
+        "'800 days' WHERE incident_id = $1", open_incident.incident_id))
+    assert await apply_retention(database, POLICY, storage, NOW) == []
+    await database.run(lambda c: c.execute(
+        "UPDATE incidents SET status = 'closed', status_changed_at = now() - interval "
+        "'800 days' WHERE incident_id = $1", open_incident.incident_id))
+    assert sorted(r.call_id for r in await apply_retention(database, POLICY, storage, NOW)) == (
+        sorted([open_case, linked]))
+
+
+async def test_a_call_linked_to_an_open_incident_after_the_listing_stays(
+    database: Database, tmp_path: Path
+) -> None:
+    """An operator links an old call to an open incident while retention is running: the
+    row re-read under lock sees the link, and the recording stays."""
+    storage = tmp_path / "store"
+    call_id, path = await stored_recording(database, storage, "information", 400)
+    other, _ = await stored_recording(database, storage, "emergency", 1)
+    candidates = await database.run(lambda c: RECORDINGS.retention_candidates(
+        c, started_before=NOW - timedelta(days=365)))
+    [candidate] = [c for c in candidates if c.call_id == call_id]
+    assert not candidate.incident_open
+    incidents = make_service(database).incidents
+    incident = await incidents.create_for_call(other, actor="op1001")
+    await incidents.link_call(incident.incident_id, call_id, actor="op1001")
+
+    async def hold(connection: asyncpg.Connection) -> bool:
+        async with connection.transaction():
+            return await RECORDINGS.hold_for_expiry(connection, candidate)
+
+    assert not await database.run(hold)
+    assert path.exists()
