@@ -370,6 +370,12 @@ class RetentionPolicy:
         counted_from = max(started_at, incident_ended_at or started_at)
         return self.expires_at(category, counted_from) <= now
 
+    def cutoffs(self, now: datetime) -> tuple[dict[str, datetime], datetime]:
+        """For each category, the start before which its recordings may have expired at
+        ``now``; and the same for calls without a known category."""
+        return ({category: now - timedelta(days=self.days_for(category))
+                 for category in CATEGORIES}, now - timedelta(days=self.default_days))
+
     def earliest_cutoff(self, now: datetime) -> datetime:
         """No recording that started after this instant can have expired at ``now``."""
         shortest = min(self.emergency_days, self.complaint_days, self.information_days,

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -29,6 +30,7 @@ import asyncpg
 from recordings.domain import Kind, RetentionPolicy, describe
 from recordings.store import RecordingRepository, RetentionCandidate
 from telephony.core.errors import SiagaError
+from telephony.core.loops import run_passes
 from telephony.core.storage import StoredFileError, checked_relpath
 from telephony.core.text import os_reason
 from telephony.db.connection import Database
@@ -92,8 +94,10 @@ async def apply_retention(
     repo = repository or RecordingRepository()
 
     async def candidates(connection: asyncpg.Connection) -> list[RetentionCandidate]:
+        by_category, others = policy.cutoffs(now)
         return await repo.retention_candidates(
-            connection, started_before=policy.earliest_cutoff(now))
+            connection, started_before=policy.earliest_cutoff(now), by_category=by_category,
+            others_before=others)
 
     removed = []
     for candidate in await database.run(candidates):
@@ -142,3 +146,28 @@ async def apply_retention(
 def _removal(candidate: RetentionCandidate, found: bool, error: str | None = None) -> Removal:
     return Removal(candidate.call_id, candidate.category, candidate.started_at,
                    candidate.storage_path, candidate.size_bytes, found, candidate.kind, error)
+
+
+async def run_retention(
+    database: Database, policy: RetentionPolicy, storage_dir: Path, interval_seconds: float,
+    *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Apply the policy at once, then every ``interval_seconds``, until cancelled.
+
+    The line does it itself: a site that had to remember a cron job for it found its disk full
+    of recordings past their retention a year or two on. Each removal is logged where it
+    happens; a pass that removed or failed to remove anything adds one line of totals. Nodes of
+    a cluster share the recordings and may each run it: a row is locked and re-read before its
+    file goes, so only one of them removes it.
+    """
+
+    async def one_pass() -> None:
+        outcome = await apply_retention(database, policy, storage_dir, clock())
+        failed = sum(1 for removal in outcome if removal.error is not None)
+        gone = [removal for removal in outcome if removal.error is None]
+        if gone or failed:
+            log.info("retention pass: %d recordings (%.1f MB) removed, %d could not be",
+                     len(gone), sum(r.size_bytes or 0 for r in gone) / 1_000_000, failed)
+
+    await run_passes("recordings retention", one_pass,
+                     lambda: asyncio.sleep(interval_seconds), log)

@@ -18,7 +18,7 @@ is a job of its own, so a leg that cannot be processed never holds up the mixed 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -462,16 +462,23 @@ class RecordingRepository:
         return bool(updated)
 
     async def retention_candidates(
-        self, connection: asyncpg.Connection, *, started_before: datetime
+        self, connection: asyncpg.Connection, *, started_before: datetime,
+        by_category: Mapping[str, datetime] | None = None, others_before: datetime | None = None,
     ) -> list[RetentionCandidate]:
         """Stored recordings of calls without a legal hold that started before
-        ``started_before``.
+        ``started_before``, and before their call's category's cutoff in ``by_category``
+        (a call of any other category, or of none: ``others_before``, if given).
+
+        The cutoffs by category keep a pass to what may have expired: with ``started_before``
+        alone (the shortest retention) every emergency call kept for ten years would be read
+        at every daily pass, millions of rows after a few years.
 
         A hold is on the call: any of its recordings held keeps them all, whatever a row's own
         flag says (a call-back paired while the hold was being set may have missed it). A call's
         legs share its start, category and hold, so they come right after its mixed recording
         and expire with it.
         """
+        cutoffs = dict(by_category or {})
         rows = await connection.fetch(
             """
             SELECT r.recording_id, r.call_id, r.kind, c.ivr_category AS category,
@@ -482,11 +489,17 @@ class RecordingRepository:
             FROM recordings r JOIN calls c USING (call_id)
             LEFT JOIN incident_calls ic USING (call_id)
             LEFT JOIN incidents i USING (incident_id)
-            WHERE r.state = 'done' AND r.started_at < $1 AND NOT EXISTS (
+            WHERE r.state = 'done' AND r.started_at < $1
+              AND r.started_at < COALESCE(
+                  (SELECT u.cutoff FROM unnest($3::text[], $4::timestamptz[]) AS u (category,
+                                                                                   cutoff)
+                   WHERE u.category = c.ivr_category), $5)
+              AND NOT EXISTS (
                 SELECT 1 FROM recordings h WHERE h.call_id = r.call_id AND h.legal_hold)
             ORDER BY r.started_at, r.call_id, r.kind <> 'mixed', r.kind
             """,
-            started_before, _ENDED,
+            started_before, _ENDED, list(cutoffs), list(cutoffs.values()),
+            others_before or started_before,
         )
         return [from_row(RetentionCandidate, row) for row in rows]
 

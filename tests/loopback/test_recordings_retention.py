@@ -1,6 +1,7 @@
 """Retention against a real PostgreSQL: expired recordings go, held and younger ones stay."""
 
 import asyncio
+import contextlib
 import functools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ import asyncpg
 import pytest
 
 from recordings.domain import CALL_KINDS, LEGS, Kind, RetentionPolicy, State
-from recordings.retention import apply_retention
+from recordings.retention import apply_retention, run_retention
 from recordings.store import Processed, RecordingRepository
 from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet
 from telephony.calls.legs import LegKind
@@ -21,6 +22,7 @@ from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
 from tests.support.disk import read_only, tiny_tmpfs
 from tests.support.incidents import make_service
+from tests.support.polling import eventually
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()
@@ -335,3 +337,35 @@ async def test_a_call_linked_to_an_open_incident_after_the_listing_stays(
 
     assert not await database.run(hold)
     assert path.exists()
+
+
+async def test_the_line_applies_retention_itself_at_start_and_every_interval(
+    database: Database, tmp_path: Path
+) -> None:
+    """serve runs retention itself (recordings_retention_interval_hours): nobody has to
+    remember a cron job before the disk fills. Each pass reads only what its category's
+    retention may have expired: not every emergency call kept for ten years."""
+    storage = tmp_path / "store"
+    expired, expired_file = await stored_recording(database, storage, "information", 400)
+    kept, kept_file = await stored_recording(database, storage, "emergency", 400)
+    by_category, others = POLICY.cutoffs(NOW)
+    candidates = await database.run(lambda c: RECORDINGS.retention_candidates(
+        c, started_before=POLICY.earliest_cutoff(NOW), by_category=by_category,
+        others_before=others))
+    assert {c.call_id for c in candidates} == {expired}
+
+    task = asyncio.create_task(run_retention(database, POLICY, storage, 0.2))
+    try:
+        await eventually("the first pass", lambda: asyncio.to_thread(
+            lambda: True if not expired_file.exists() else None), within=10)
+        later, later_file = await stored_recording(database, storage, "complaint", 800)
+        await eventually("a later pass", lambda: asyncio.to_thread(
+            lambda: True if not later_file.exists() else None), within=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert kept_file.exists()
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [expired, later, kept]))
+    assert sorted((r.call_id, r.state) for r in rows) == sorted(
+        [(expired, State.EXPIRED), (later, State.EXPIRED), (kept, State.DONE)])

@@ -319,6 +319,12 @@ def test_earliest_cutoff_is_the_shortest_retention() -> None:
     assert POLICY.earliest_cutoff(NOW) == NOW - timedelta(days=30)
 
 
+def test_cutoffs_by_category_and_for_the_others() -> None:
+    assert POLICY.cutoffs(NOW) == ({
+        "emergency": NOW - timedelta(days=3650), "complaint": NOW - timedelta(days=730),
+        "information": NOW - timedelta(days=30)}, NOW - timedelta(days=3650))
+
+
 def test_retention_days_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RetentionPolicy(emergency_days=0, complaint_days=1, information_days=1, default_days=1)
