@@ -366,10 +366,24 @@ class RetentionPolicy:
         return started_at + timedelta(days=self.days_for(category))
 
     def is_expired(
-        self, category: str | None, started_at: datetime, legal_hold: bool, now: datetime
+        self, category: str | None, started_at: datetime, legal_hold: bool, now: datetime,
+        *, incident_open: bool = False, incident_ended_at: datetime | None = None,
     ) -> bool:
-        """True if the recording must be removed now; a legal hold always keeps it."""
-        return not legal_hold and self.expires_at(category, started_at) <= now
+        """True if the recording must be removed now. A legal hold always keeps it, and so
+        does an incident of its call still being worked on (its recordings are the case's
+        evidence, whoever forgot to hold them); once the incident has ended, the retention
+        runs from that end, so a case that took years does not lose its calls the night it
+        closes."""
+        if legal_hold or incident_open:
+            return False
+        counted_from = max(started_at, incident_ended_at or started_at)
+        return self.expires_at(category, counted_from) <= now
+
+    def cutoffs(self, now: datetime) -> tuple[dict[str, datetime], datetime]:
+        """For each category, the start before which its recordings may have expired at
+        ``now``; and the same for calls without a known category."""
+        return ({category: now - timedelta(days=self.days_for(category))
+                 for category in CATEGORIES}, now - timedelta(days=self.default_days))
 
     def earliest_cutoff(self, now: datetime) -> datetime:
         """No recording that started after this instant can have expired at ``now``."""

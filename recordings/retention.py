@@ -4,7 +4,9 @@ Which recordings expire is :meth:`recordings.domain.RetentionPolicy.is_expired`;
 is removed under its row lock, re-read so that a legal hold set meanwhile still wins, and its
 row kept as ``expired`` with its measurements and checksum, so the record of the call says
 that a recording existed and when it was removed. Failed recordings (kept in quarantine) are
-never removed here: somebody has to look at them.
+never removed here: somebody has to look at them. A call's incident still being worked on keeps
+its recordings, and once it has ended their retention is counted from its end
+(:meth:`~recordings.domain.RetentionPolicy.is_expired`).
 
 A call's legs have its start, its category and its legal hold, so they expire in the same run as
 its mixed recording (listed right after it) and a hold keeps them all.
@@ -18,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -27,6 +30,7 @@ import asyncpg
 from recordings.domain import Kind, RetentionPolicy, describe
 from recordings.store import RecordingRepository, RetentionCandidate
 from telephony.core.errors import SiagaError
+from telephony.core.loops import run_passes
 from telephony.core.storage import StoredFileError, checked_relpath
 from telephony.core.text import os_reason
 from telephony.db.connection import Database
@@ -90,13 +94,17 @@ async def apply_retention(
     repo = repository or RecordingRepository()
 
     async def candidates(connection: asyncpg.Connection) -> list[RetentionCandidate]:
+        by_category, others = policy.cutoffs(now)
         return await repo.retention_candidates(
-            connection, started_before=policy.earliest_cutoff(now))
+            connection, started_before=policy.earliest_cutoff(now), by_category=by_category,
+            others_before=others)
 
     removed = []
     for candidate in await database.run(candidates):
         if not policy.is_expired(candidate.category, candidate.started_at,
-                                 candidate.legal_hold, now):
+                                 candidate.legal_hold, now,
+                                 incident_open=candidate.incident_open,
+                                 incident_ended_at=candidate.incident_ended_at):
             continue
         try:
             path = storage_dir / checked_relpath(candidate.storage_path)
@@ -138,3 +146,28 @@ async def apply_retention(
 def _removal(candidate: RetentionCandidate, found: bool, error: str | None = None) -> Removal:
     return Removal(candidate.call_id, candidate.category, candidate.started_at,
                    candidate.storage_path, candidate.size_bytes, found, candidate.kind, error)
+
+
+async def run_retention(
+    database: Database, policy: RetentionPolicy, storage_dir: Path, interval_seconds: float,
+    *, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Apply the policy at once, then every ``interval_seconds``, until cancelled.
+
+    The line does it itself: a site that had to remember a cron job for it found its disk full
+    of recordings past their retention a year or two on. Each removal is logged where it
+    happens; a pass that removed or failed to remove anything adds one line of totals. Nodes of
+    a cluster share the recordings and may each run it: a row is locked and re-read before its
+    file goes, so only one of them removes it.
+    """
+
+    async def one_pass() -> None:
+        outcome = await apply_retention(database, policy, storage_dir, clock())
+        failed = sum(1 for removal in outcome if removal.error is not None)
+        gone = [removal for removal in outcome if removal.error is None]
+        if gone or failed:
+            log.info("retention pass: %d recordings (%.1f MB) removed, %d could not be",
+                     len(gone), sum(r.size_bytes or 0 for r in gone) / 1_000_000, failed)
+
+    await run_passes("recordings retention", one_pass,
+                     lambda: asyncio.sleep(interval_seconds), log)

@@ -20,7 +20,7 @@ holds up the mixed recording.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +29,7 @@ import asyncpg
 from recordings.domain import INITIAL_STATES, LEG_KINDS, Kind, Source, State, sources_of
 from recordings.holder import Holder
 from telephony.db.rows import from_row
+from telephony.incidents.model import ENDED_STATUSES
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ class Recording:
     leg_id: int | None = None  # a leg's (kinds callback and consult)
 
 
+# Sorted: a stable parameter for the statements' plan cache.
+_ENDED = sorted(status.value for status in ENDED_STATUSES)
+
+
 @dataclass(frozen=True)
 class RetentionCandidate:
     """A stored recording old enough that retention must look at it."""
@@ -129,6 +134,11 @@ class RetentionCandidate:
     storage_path: str
     size_bytes: int | None
     legal_hold: bool
+    # The call's incident, if any: still being worked on (its calls' recordings are the
+    # case's evidence), or when it ended (closed, cancelled, a prank): the retention is
+    # counted from then.
+    incident_open: bool = False
+    incident_ended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -459,26 +469,44 @@ class RecordingRepository:
         return bool(updated)
 
     async def retention_candidates(
-        self, connection: asyncpg.Connection, *, started_before: datetime
+        self, connection: asyncpg.Connection, *, started_before: datetime,
+        by_category: Mapping[str, datetime] | None = None, others_before: datetime | None = None,
     ) -> list[RetentionCandidate]:
         """Stored recordings of calls without a legal hold that started before
-        ``started_before``.
+        ``started_before``, and before their call's category's cutoff in ``by_category``
+        (a call of any other category, or of none: ``others_before``, if given).
+
+        The cutoffs by category keep a pass to what may have expired: with ``started_before``
+        alone (the shortest retention) every emergency call kept for ten years would be read
+        at every daily pass, millions of rows after a few years.
 
         A hold is on the call: any of its recordings held keeps them all, whatever a row's own
         flag says (a call-back paired while the hold was being set may have missed it). A call's
         legs share its start, category and hold, so they come right after its mixed recording
         and expire with it.
         """
+        cutoffs = dict(by_category or {})
         rows = await connection.fetch(
             """
             SELECT r.recording_id, r.call_id, r.kind, c.ivr_category AS category,
-                   r.started_at, r.storage_path, r.size_bytes, r.legal_hold
+                   r.started_at, r.storage_path, r.size_bytes, r.legal_hold,
+                   COALESCE(i.status <> ALL($2::text[]), false) AS incident_open,
+                   CASE WHEN i.status = ANY($2::text[]) THEN i.status_changed_at END
+                       AS incident_ended_at
             FROM recordings r JOIN calls c USING (call_id)
-            WHERE r.state = 'done' AND r.started_at < $1 AND NOT EXISTS (
+            LEFT JOIN incident_calls ic USING (call_id)
+            LEFT JOIN incidents i USING (incident_id)
+            WHERE r.state = 'done' AND r.started_at < $1
+              AND r.started_at < COALESCE(
+                  (SELECT u.cutoff FROM unnest($3::text[], $4::timestamptz[]) AS u (category,
+                                                                                   cutoff)
+                   WHERE u.category = c.ivr_category), $5)
+              AND NOT EXISTS (
                 SELECT 1 FROM recordings h WHERE h.call_id = r.call_id AND h.legal_hold)
             ORDER BY r.started_at, r.call_id, r.kind <> 'mixed', r.kind
             """,
-            started_before,
+            started_before, _ENDED, list(cutoffs), list(cutoffs.values()),
+            others_before or started_before,
         )
         return [from_row(RetentionCandidate, row) for row in rows]
 
@@ -488,16 +516,22 @@ class RecordingRepository:
         """Lock a candidate's row if it is still stored and its call not on hold (inside a
         transaction).
 
-        A legal hold set after the candidates were listed wins: the row is re-read under lock.
+        A legal hold set after the candidates were listed wins: the row is re-read under lock;
+        so does an incident the call was linked to meanwhile, or one reopened by a new link.
         """
         held = await connection.fetchval(
             """
             SELECT true FROM recordings r
             WHERE r.recording_id = $1 AND r.state = ANY($2::text[]) AND NOT EXISTS (
                 SELECT 1 FROM recordings h WHERE h.call_id = r.call_id AND h.legal_hold)
-            FOR UPDATE
+              AND NOT EXISTS (
+                SELECT 1 FROM incident_calls ic JOIN incidents i USING (incident_id)
+                WHERE ic.call_id = r.call_id
+                  AND (i.status <> ALL($3::text[]) OR i.status_changed_at > $4))
+            FOR UPDATE OF r
             """,
-            candidate.recording_id, _states(State.EXPIRED),
+            candidate.recording_id, _states(State.EXPIRED), _ENDED,
+            candidate.incident_ended_at or candidate.started_at,
         )
         return bool(held)
 

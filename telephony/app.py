@@ -28,6 +28,7 @@ import asyncpg
 from ivr.menu import IvrMenu
 from ivr.source import line_menu_source
 from recordings.library import RecordingLibrary
+from recordings.retention import policy_from_settings, run_retention
 from recordings.worker import RecordingsConfig, RecordingWorker
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
@@ -513,6 +514,20 @@ def call_path(settings: Settings, metrics: LineMetrics, stalls: LoopStalls, *,
                                                       "screening": scoring.current()})
 
 
+def keep_recordings(settings: Settings, stack: contextlib.AsyncExitStack,
+                    database: Database) -> None:
+    """The recordings worker and, unless turned off, the retention passes."""
+    # Recording happens in Asterisk; this only pairs, processes and stores the files.
+    in_background(
+        stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
+        "recordings",
+    )
+    if settings.recordings_retention_interval_hours > 0:
+        in_background(stack, run_retention(
+            database, policy_from_settings(settings), settings.recordings_dir,
+            settings.recordings_retention_interval_hours * 3600), "recordings-retention")
+
+
 async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Line:
     """Start the line's parts, each registering its stop on ``stack``."""
     calendar = ShiftCalendar(settings.shifts, settings.timezone)
@@ -534,11 +549,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     peers = watch_peers(settings, stack, listener, database, repository)
     if peers is not None:
         metrics.add(PeersCollector(peers))
-    # Recording happens in Asterisk; this only pairs, processes and stores the files.
-    in_background(
-        stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
-        "recordings",
-    )
+    keep_recordings(settings, stack, database)
     notifier = notifier_from_settings(settings)
     stack.push_async_callback(notifier.close)
     incidents = IncidentServices.build(database, notifier,

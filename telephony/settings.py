@@ -429,6 +429,9 @@ class Settings:
     recordings_retention_complaint_days: int = 730
     recordings_retention_information_days: int = 365
     recordings_retention_default_days: int = 3650
+    # How often serve applies the retention above itself (hours); 0: never, only the
+    # `recordings retention` command.
+    recordings_retention_interval_hours: float = 24.0
 
     @property
     def live_secrets_dir(self) -> Path:
@@ -845,6 +848,7 @@ _RANGES: Final[dict[str, tuple[float, float]]] = {
     "front_reconcile_grace_seconds": (1, 86400),
     "front_reconcile_seconds": (1, 3600),
     "front_calls_retention_days": (1, 3650),
+    "recordings_retention_interval_hours": (0, 720),
     "callpath_rt_priority": (0, 99),
     "lab_asterisk_nice": (-20, 0),
     # Past a few minutes a container runtime kills the process anyway (docker: 10 s by

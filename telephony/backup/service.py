@@ -416,14 +416,68 @@ async def _write_backup(settings: Settings, into: Path) -> Manifest:
     version = (await _run_tool([pg_dump, "--version"], os.environ, "pg_dump --version")).strip()
     target_args, env = connection_target(resolve_owner_dsn(settings))
     dump = into / DUMP_NAME
+    await asyncio.to_thread(_check_room, settings, into)
     await _run_tool([pg_dump, "--format=custom", f"--file={dump}", *target_args], env,
                     "pg_dump")
+    await asyncio.to_thread(_check_room, settings, into)  # the dump took its share meanwhile
     digest, size = await asyncio.to_thread(file_digest, dump)
     database = FileEntry(DUMP_NAME, digest, size)
     files = await asyncio.to_thread(_copy_areas, SiteAreas.from_settings(settings), into)
     manifest = Manifest(created_at, level, database, tuple(files), _software_version(), version)
     await asyncio.to_thread(_write_manifest, into, manifest)
     return manifest
+
+
+# The disk alert's threshold (docker/prometheus/alerts.yml, Siaga112DiskNearlyFull): what a backup
+# leaves free on a file system the line itself writes to.
+LINE_DISK_RESERVE = 0.10
+
+
+def _line_devices(settings: Settings) -> set[int]:
+    """The file systems the line writes calls to: state (the spool, recordings, the embedded
+    database), and the spool's fallback."""
+    devices = set()
+    for directory in (settings.state_dir, settings.spool_dir, settings.spool_fallback_dir,
+                      settings.recordings_dir, settings.embedded_pg_dir):
+        if directory is None:
+            continue
+        try:
+            devices.add(directory.stat().st_dev)
+        except OSError:
+            continue  # not made yet (no fallback, an external database): nothing written there
+    return devices
+
+
+def _area_bytes(areas: SiteAreas) -> int:
+    total = 0
+    for root in areas.directories.values():
+        for path in area_files(root):
+            with contextlib.suppress(FileNotFoundError):  # retention's removal meanwhile
+                total += path.stat().st_size
+    return total
+
+
+def _check_room(settings: Settings, into: Path) -> None:
+    """Refuse, before writing it, a backup its file system has no room for, and one that would
+    leave a disk the line records calls on under the disk alert's threshold.
+
+    A nightly backup into a directory on the line's own disk (``/var/lib/siaga112/backups``)
+    used to fill it for the hours of its copy: PostgreSQL's writes failed, calls went to the
+    spool and then to memory, recordings waited, until the backup failed at the end and freed
+    the space again. Measured here: the files still to copy against the free space now."""
+    needed = _area_bytes(SiteAreas.from_settings(settings))
+    usage = shutil.disk_usage(into)
+    shared = into.stat().st_dev in _line_devices(settings)
+    reserve = int(usage.total * LINE_DISK_RESERVE) if shared else 0
+    if needed > usage.free:
+        raise BackupError(f"Cadangan tidak ditulis: ruang disk di {into.parent} tidak cukup: "
+                          f"perlu {human_size(needed)}, tersedia {human_size(usage.free)}.")
+    if needed + reserve > usage.free:
+        raise BackupError(
+            f"Cadangan tidak ditulis: disk {into.parent} juga dipakai saluran untuk merekam "
+            f"panggilan dan harus tetap menyisakan {human_size(reserve)} "
+            f"({LINE_DISK_RESERVE:.0%}); berkas perlu {human_size(needed)}, tersedia "
+            f"{human_size(usage.free)}. Tulis cadangan di disk lain.")
 
 
 def _write_manifest(into: Path, manifest: Manifest) -> None:

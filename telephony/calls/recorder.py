@@ -179,7 +179,7 @@ class CallRecorder:
         written = 0
         while True:
             async with self._lock:
-                segments = self._spool.seal()
+                segments = self._spool.seal(behind_waiting=True)
                 if not segments:
                     if self._database_down and written:
                         log.info("database back: wrote %d spooled call facts", written)

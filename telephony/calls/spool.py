@@ -4,7 +4,9 @@ Facts are appended as JSON lines to numbered segment files and fsync'd before ``
 returns. The writer always appends to the newest segment; the flusher first *seals* it (later
 appends start a new segment), then replays sealed segments oldest first and deletes each one
 only after the database accepted all of it. A crash mid-replay replays that segment again,
-which the database's dedupe key makes harmless.
+which the database's dedupe key makes harmless. While sealed segments still wait (the database
+is away), the flusher's tries leave the newest one open; it is closed at
+:data:`SEGMENT_BYTES`, so a days-long outage leaves a file a MiB, not one a try.
 
 A segment number can be *reserved* for facts still on their way to the database, so that facts
 spooled meanwhile (when the in-memory backlog overflows) go behind them: ``seal`` then stops
@@ -52,6 +54,10 @@ log = logging.getLogger("telephony.calls.spool")
 
 _SUFFIX = ".jsonl"
 _REJECTED = "rejected.jsonl"
+# A segment is closed past this size even while the database is away: a replay reads a whole
+# segment into memory (some 3,000 facts a MiB), and a segment of a days-long outage must not
+# take a gigabyte to replay.
+SEGMENT_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -148,6 +154,7 @@ class FactSpool:
         numbers = self._numbers()
         # Start a fresh segment: whatever a previous process left is sealed by definition.
         self._current = (max(numbers) + 1) if numbers else 1
+        self._current_bytes = 0  # written to the current segment's primary file
         self._reserved: int | None = None
 
     @property
@@ -185,7 +192,7 @@ class FactSpool:
         to the segments before it. Does nothing if a segment is already reserved."""
         if self._reserved is None:
             self._reserved = self._current
-            self._current += 1
+            self._next_segment()
 
     def fill(self, facts: Sequence[CallFact]) -> None:
         """Durably write ``facts`` to the reserved segment (or append them if none is) and end
@@ -208,12 +215,21 @@ class FactSpool:
         self._seen_empty = False
         data = "".join(fact_to_json(fact) + "\n" for fact in facts).encode("utf-8")
         written = self._write_disk(number, data, self._directories)
-        if written is not self.directory and number == self._current:
-            # The primary file of this segment must not get anything newer than what went
-            # elsewhere: later facts start a new segment.
-            self._current += 1
+        if number == self._current:
+            if written is not self.directory:
+                # The primary file of this segment must not get anything newer than what went
+                # elsewhere: later facts start a new segment.
+                self._next_segment()
+            else:
+                self._current_bytes += len(data)
+                if self._current_bytes >= SEGMENT_BYTES:
+                    self._next_segment()
         if written is None:
             self._hold(number, facts)
+
+    def _next_segment(self) -> None:
+        self._current += 1
+        self._current_bytes = 0
 
     def _write_disk(self, number: int, data: bytes, directories: Sequence[Path]
                     ) -> Path | None:
@@ -269,12 +285,26 @@ class FactSpool:
     def _has(self, number: int) -> bool:
         return bool(self.segment_paths(number)) or number in self.held.numbers()
 
-    def seal(self) -> list[int]:
-        """Close the current segment; return every sealed segment number, oldest first."""
-        if self._has(self._current):
-            self._current += 1
+    def seal(self, *, behind_waiting: bool = False) -> list[int]:
+        """Close the current segment; return every sealed segment number, oldest first.
+
+        ``behind_waiting`` (the flusher's every try): leave the current segment open while
+        sealed ones still wait before it. They mean the last try failed (the database is
+        away): the current segment goes on growing (up to :data:`SEGMENT_BYTES`) rather than a
+        new one being started at every try. It was a file per ``db_retry_seconds`` with facts
+        in it: 20,000 after half a day of an outage in busy hours, each try's look at them
+        49 ms on the AMI thread and the spool's metric 0.8 s, growing by the day. Once they are
+        written the flusher seals again and the current one follows them, in order.
+        """
         limit = self._current if self._reserved is None else self._reserved
-        return [number for number in self._numbers() if number < limit]
+        numbers = self._numbers()
+        if behind_waiting and any(number < limit for number in numbers):
+            return [number for number in numbers if number < limit]
+        if self._has(self._current):
+            self._next_segment()
+            limit = self._current if self._reserved is None else self._reserved
+            numbers = self._numbers()
+        return [number for number in numbers if number < limit]
 
     def read(self, number: int) -> list[CallFact]:
         """The facts of a sealed segment, in order; undecodable lines go to the rejected

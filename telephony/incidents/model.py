@@ -78,6 +78,11 @@ TRANSITIONS: Final[Mapping[Status, frozenset[Status]]] = {
     Status.PRANK: frozenset(),
 }
 
+# Ended: nothing can move it again (closed, cancelled, a prank). Until then an incident still
+# needs its calls' recordings; from then on they are kept for their own retention.
+ENDED_STATUSES: Final = frozenset(status for status, onward in TRANSITIONS.items()
+                                  if not onward)
+
 
 class Priority(LabelledIntEnum):
     """1 is the most urgent."""

@@ -473,6 +473,48 @@ async def test_a_backup_into_an_area_it_copies_is_refused(settings: Settings) ->
     assert files_under(settings.recordings_dir) == [stored]
 
 
+async def test_a_backup_that_would_fill_the_lines_disk_is_refused_before_it_is_written(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nightly backup into a directory on the disk the line records calls on: it used to
+    fill that disk for the hours of its copy (PostgreSQL failing, calls spooled, recordings
+    waiting), then fail. Refused at once, before the dump, when it would leave that disk under
+    the disk alert's 10%; the same room on another disk, or plenty here, is fine."""
+    target = tmp_path / "backups" / "tonight"
+    target.parent.mkdir()
+    files = sum(p.stat().st_size for p in files_under(site.settings.state_dir))
+    real = shutil.disk_usage
+    # Room for the files, but the disk (the state directory's: a shared device) has 1 GiB and
+    # only 50 MiB free: less than the 10% the line must keep.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(
+        total=1 << 30, free=50 << 20))
+    dumps: list[list[str]] = []
+    run_tool = backup_service._run_tool
+
+    async def counted(args: list[str], *rest: Any) -> str:
+        dumps.append(args)
+        return await run_tool(args, *rest)
+
+    monkeypatch.setattr(backup_service, "_run_tool", counted)
+    with pytest.raises(BackupError, match=r"juga dipakai saluran .* menyisakan 102\.4 MiB "
+                                          r"\(10%\).*Tulis cadangan di disk lain"):
+        await back_up(site.settings, target)
+    assert list(target.parent.iterdir()) == []
+    assert not any("--format=custom" in " ".join(args) for args in dumps)  # refused first
+
+    # A disk with no room for the files at all: said in one line, nothing left.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(
+        free=files // 2))
+    with pytest.raises(BackupError, match=r"ruang disk di .* tidak cukup: perlu"):
+        await back_up(site.settings, target)
+    assert list(target.parent.iterdir()) == []
+
+    # Plenty of room on the line's disk: written as before.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(
+        total=1 << 30, free=500 << 20))
+    assert len((await back_up(site.settings, target)).files) == 2
+
+
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
     args, env = connection_target("postgresql://siaga:s%40cret@127.0.0.1:5432/siaga112")
     assert args == ["--dbname=postgresql://siaga@127.0.0.1:5432/siaga112"]

@@ -1,6 +1,7 @@
 """Retention against a real PostgreSQL: expired recordings go, held and younger ones stay."""
 
 import asyncio
+import contextlib
 import functools
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ import asyncpg
 import pytest
 
 from recordings.domain import CALL_KINDS, LEGS, Kind, RetentionPolicy, State
-from recordings.retention import apply_retention
+from recordings.retention import apply_retention, run_retention
 from recordings.store import Processed, RecordingRepository
 from telephony.calls.facts import CallEnded, CallFact, CallStarted, IvrVariableSet
 from telephony.calls.legs import LegKind
@@ -20,6 +21,8 @@ from telephony.cli import main
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
 from tests.support.disk import read_only, tiny_tmpfs
+from tests.support.incidents import make_service
+from tests.support.polling import eventually
 
 CALLS = CallRepository(ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta"))
 RECORDINGS = RecordingRepository()
@@ -263,3 +266,106 @@ async def test_a_call_back_recorded_after_the_hold_is_held_with_the_call(
     removed = await apply_retention(database, POLICY, storage, NOW)
     assert [r.kind for r in removed] == [Kind.MIXED, Kind.CALLBACK, Kind.CALLBACK]
     assert not any(p.exists() for p in (held_file, later, crossed))
+
+
+async def test_an_incident_still_worked_on_keeps_its_calls_recordings(
+    database: Database, tmp_path: Path
+) -> None:
+    """A complaint two years old whose incident is still being worked on (a case in court, a
+    dispute over the response) keeps its recordings without anyone remembering to hold them;
+    once the incident has ended, its calls are kept for their category's retention counted
+    from that end, then removed as any other."""
+    storage = tmp_path / "store"
+    incidents = make_service(database).incidents
+    open_case, open_file = await stored_recording(database, storage, "complaint", 800)
+    open_incident = await incidents.create_for_call(open_case, actor="op1001")
+    linked, linked_file = await stored_recording(database, storage, "information", 400)
+    await incidents.link_call(open_incident.incident_id, linked, actor="op1001")
+    closed_lately, closed_lately_file = await stored_recording(
+        database, storage, "complaint", 800)
+    closed_long_ago, closed_long_ago_file = await stored_recording(
+        database, storage, "complaint", 800)
+    for call_id, days in ((closed_lately, 100), (closed_long_ago, 740)):
+        incident = await incidents.create_for_call(call_id, actor="op1001")
+
+        async def close(connection: asyncpg.Connection, incident_id: int = incident.incident_id,
+                        days: int = days) -> None:
+            await connection.execute(
+                "UPDATE incidents SET status = 'closed', status_changed_at = now() "
+                "- make_interval(days => $2) WHERE incident_id = $1", incident_id, days)
+
+        await database.run(close)
+
+    preview = await apply_retention(database, POLICY, storage, NOW, dry_run=True)
+    assert [r.call_id for r in preview] == [closed_long_ago]
+    removed = await apply_retention(database, POLICY, storage, NOW)
+
+    assert [r.call_id for r in removed] == [closed_long_ago]
+    assert not closed_long_ago_file.exists()
+    assert open_file.exists() and linked_file.exists() and closed_lately_file.exists()
+    # Resolved is not the end: it waits for closing (and the caller's rating).
+    await database.run(lambda c: c.execute(
+        "UPDATE incidents SET status = 'resolved', status_changed_at = now() - interval "
+        "'800 days' WHERE incident_id = $1", open_incident.incident_id))
+    assert await apply_retention(database, POLICY, storage, NOW) == []
+    await database.run(lambda c: c.execute(
+        "UPDATE incidents SET status = 'closed', status_changed_at = now() - interval "
+        "'800 days' WHERE incident_id = $1", open_incident.incident_id))
+    assert sorted(r.call_id for r in await apply_retention(database, POLICY, storage, NOW)) == (
+        sorted([open_case, linked]))
+
+
+async def test_a_call_linked_to_an_open_incident_after_the_listing_stays(
+    database: Database, tmp_path: Path
+) -> None:
+    """An operator links an old call to an open incident while retention is running: the
+    row re-read under lock sees the link, and the recording stays."""
+    storage = tmp_path / "store"
+    call_id, path = await stored_recording(database, storage, "information", 400)
+    other, _ = await stored_recording(database, storage, "emergency", 1)
+    candidates = await database.run(lambda c: RECORDINGS.retention_candidates(
+        c, started_before=NOW - timedelta(days=365)))
+    [candidate] = [c for c in candidates if c.call_id == call_id]
+    assert not candidate.incident_open
+    incidents = make_service(database).incidents
+    incident = await incidents.create_for_call(other, actor="op1001")
+    await incidents.link_call(incident.incident_id, call_id, actor="op1001")
+
+    async def hold(connection: asyncpg.Connection) -> bool:
+        async with connection.transaction():
+            return await RECORDINGS.hold_for_expiry(connection, candidate)
+
+    assert not await database.run(hold)
+    assert path.exists()
+
+
+async def test_the_line_applies_retention_itself_at_start_and_every_interval(
+    database: Database, tmp_path: Path
+) -> None:
+    """serve runs retention itself (recordings_retention_interval_hours): nobody has to
+    remember a cron job before the disk fills. Each pass reads only what its category's
+    retention may have expired: not every emergency call kept for ten years."""
+    storage = tmp_path / "store"
+    expired, expired_file = await stored_recording(database, storage, "information", 400)
+    kept, kept_file = await stored_recording(database, storage, "emergency", 400)
+    by_category, others = POLICY.cutoffs(NOW)
+    candidates = await database.run(lambda c: RECORDINGS.retention_candidates(
+        c, started_before=POLICY.earliest_cutoff(NOW), by_category=by_category,
+        others_before=others))
+    assert {c.call_id for c in candidates} == {expired}
+
+    task = asyncio.create_task(run_retention(database, POLICY, storage, 0.2))
+    try:
+        await eventually("the first pass", lambda: asyncio.to_thread(
+            lambda: True if not expired_file.exists() else None), within=10)
+        later, later_file = await stored_recording(database, storage, "complaint", 800)
+        await eventually("a later pass", lambda: asyncio.to_thread(
+            lambda: True if not later_file.exists() else None), within=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert kept_file.exists()
+    rows = await database.run(lambda c: RECORDINGS.recordings_of_calls(c, [expired, later, kept]))
+    assert sorted((r.call_id, r.state) for r in rows) == sorted(
+        [(expired, State.EXPIRED), (later, State.EXPIRED), (kept, State.DONE)])

@@ -15,10 +15,12 @@ from typing import Protocol
 import pytest
 
 from telephony.app import running_line
+from telephony.calls import spool as spool_module
 from telephony.calls.facts import CallFact
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.spool import FactSpool
 from telephony.calls.store import CallRepository, dedupe_key
+from telephony.db.connection import DatabaseUnavailable
 from telephony.metrics.live import SpoolCollector
 from telephony.settings import Settings
 from tests.support.ami import eventually
@@ -248,3 +250,30 @@ async def test_the_line_starts_with_a_file_where_its_spool_directory_should_be(
     said = [r for r in caplog.records if str(line_settings.spool_dir) in r.getMessage()]
     assert len(said) == 1 and said[0].levelno == logging.ERROR and said[0].exc_info is None, [
         r.getMessage() for r in said]
+
+
+async def test_a_long_outage_grows_few_bounded_segments_and_replays_them_in_order(
+    rig_factory: RigFactory, database_dsn: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Days without the database: the flusher tries every db_retry_seconds and each try used
+    to start a segment file of its own (20,000 after half a day of busy hours, every later try
+    and scrape slower by the file). Now the segment the first try sealed waits, the next one
+    grows, closed at its size bound so that a replay never reads days of facts at once, and
+    the replay is still oldest first, each fact once."""
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 16 * 1024)
+    rig = rig_factory(tmp_path / "spool")
+    calls = batches(120)
+    for call in calls:
+        await rig.recorder.record(call)
+        with pytest.raises(DatabaseUnavailable):
+            await rig.recorder.flush()  # the flusher's try, as every db_retry_seconds
+    segments = sorted(p for p in (tmp_path / "spool").glob("*.jsonl"))
+    sizes = [p.stat().st_size for p in segments]
+    total = sum(sizes)
+    # By size, not by try: about one file per bound, each within the bound and one batch.
+    assert len(segments) <= total // (16 * 1024) + 2, (len(segments), total)
+    assert max(sizes) < 16 * 1024 + 4096
+    rig.database.down = False
+    await eventually(rig.spool.is_empty)
+    assert await stored_keys(database_dsn) == keys([f for call in calls for f in call])

@@ -187,7 +187,7 @@ async def dump(dsn: str) -> list[list[dict[str, Any]]]:
 
 async def test_a_resolved_incident_is_called_back_and_rated(
     database_dsn: str, surveys: SurveyService, incidents: IncidentService, ami: FakeAmi,
-    clock: Clock,
+    clock: Clock, caplog: pytest.LogCaptureFixture,
 ) -> None:
     incident_id = await resolved_incident(database_dsn, incidents, "081234567890")
     await surveys.upkeep()
@@ -222,6 +222,10 @@ async def test_a_resolved_incident_is_called_back_and_rated(
     clock.advance(days=1)
     await surveys.upkeep()
     assert len(ami.actions) == 1  # rated: never called again
+    # The line's log is kept for months (and shipped off the host): a caller's number is
+    # not in it, the survey's id says which call it was.
+    assert "081234567890" not in caplog.text
+    assert f"survey {survey.survey_id} attempt 1: calling the caller" in caplog.text
 
 
 async def test_unreached_callbacks_are_retried_then_recorded_as_exhausted(

@@ -318,8 +318,28 @@ def test_expiry_boundary_and_legal_hold() -> None:
     assert POLICY.expires_at("complaint", started) == started + timedelta(days=730)
 
 
+def test_an_incident_keeps_its_calls_while_open_and_counts_from_its_end() -> None:
+    started = NOW - timedelta(days=999)
+    assert not POLICY.is_expired("information", started, legal_hold=False, now=NOW,
+                                 incident_open=True)
+    ended = NOW - timedelta(days=30)
+    assert POLICY.is_expired("information", started, legal_hold=False, now=NOW,
+                             incident_ended_at=ended)
+    assert not POLICY.is_expired("information", started, legal_hold=False, now=NOW,
+                                 incident_ended_at=ended + timedelta(seconds=1))
+    # An incident that ended before the call (a call linked to a closed case) changes nothing.
+    assert POLICY.is_expired("information", NOW - timedelta(days=31), legal_hold=False,
+                             now=NOW, incident_ended_at=NOW - timedelta(days=400))
+
+
 def test_earliest_cutoff_is_the_shortest_retention() -> None:
     assert POLICY.earliest_cutoff(NOW) == NOW - timedelta(days=30)
+
+
+def test_cutoffs_by_category_and_for_the_others() -> None:
+    assert POLICY.cutoffs(NOW) == ({
+        "emergency": NOW - timedelta(days=3650), "complaint": NOW - timedelta(days=730),
+        "information": NOW - timedelta(days=30)}, NOW - timedelta(days=3650))
 
 
 def test_retention_days_must_be_positive() -> None:

@@ -25,6 +25,14 @@ def test_defaults_store_opus_under_the_state_directory() -> None:
     assert policy.days_for("emergency") >= policy.days_for("information")
 
 
+def test_the_line_applies_retention_daily_unless_turned_off() -> None:
+    assert load_settings(environ={}).recordings_retention_interval_hours == 24
+    off = load_settings(environ={"SIAGA112_RECORDINGS_RETENTION_INTERVAL_HOURS": "0"})
+    assert off.recordings_retention_interval_hours == 0
+    with pytest.raises(SettingsError, match="recordings_retention_interval_hours"):
+        load_settings(environ={"SIAGA112_RECORDINGS_RETENTION_INTERVAL_HOURS": "-1"})
+
+
 def test_incoming_directory_defaults_to_the_lab_instance_monitor_directory(
     tmp_path: Path,
 ) -> None:
