@@ -201,11 +201,15 @@ class DeskState:
 
 def callback_is_newer(answered: CallView | None, callback: Leg) -> bool:
     """Whether the operator took ``callback`` on their phone after the last call answered at
-    their desk: it is what they are on. Without this the desk showed the previous caller's
-    call, and a fire reported on a call-back got no incident from the desk."""
-    return callback.rang_at is not None and (
-        answered is None or answered.answered_at is None
-        or callback.rang_at > answered.answered_at)
+    their desk, and it is still going on or reached the caller: it is what they are on, or
+    the conversation they just had. Without this the desk showed the previous caller's call,
+    and a fire reported on a call-back got no incident from the desk. One that ended without
+    reaching anybody (busy, no answer) leaves the desk free, as before it was placed."""
+    if callback.rang_at is None or (callback.ended_at is not None
+                                    and callback.answered_at is None):
+        return False
+    return (answered is None or answered.answered_at is None
+            or callback.rang_at > answered.answered_at)
 
 
 def callback_state(leg: Leg) -> str:

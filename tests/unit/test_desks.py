@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
+from telephony.calls.legs import Leg, LegKind, LegOutcome
 from telephony.db.connection import Database, DatabaseWork, T
 from telephony.desks.service import (
     InvalidDeskInput,
     call_state,
+    callback_is_newer,
     grant_phone_reader,
     parse_skill_levels,
 )
@@ -37,6 +39,26 @@ def test_a_call_is_ringing_until_answered_here_and_ended_once_hung_up() -> None:
     assert call_state(answered, "PJSIP/op1001") == "talking"
     assert call_state(replace(answered, ended_at=NOW), "PJSIP/op1001") == "ended"
     assert call_state(replace(CALL, ended_at=NOW), "PJSIP/op1001") == "ended"
+
+
+def test_the_desk_shows_a_call_back_going_on_or_that_reached_the_caller() -> None:
+    later = NOW + timedelta(minutes=5)
+    callback = Leg(leg_id=7, kind=LegKind.CALLBACK, call_id="1700000000.2", incident_id=None,
+                   operator="PJSIP/op1001", actor="budi", number="081234567890",
+                   target="penelepon", requested_at=later, channel_id=None, rang_at=later,
+                   answered_at=None, ended_at=None, outcome=None, status="")
+    answered = replace(CALL, operator="PJSIP/op1001", answered_at=NOW)
+    assert callback_is_newer(answered, callback)  # dialling the caller
+    assert callback_is_newer(None, callback)
+    talked = replace(callback, answered_at=later, ended_at=later + timedelta(minutes=1),
+                     outcome=LegOutcome.ANSWERED)
+    assert callback_is_newer(answered, talked)  # the conversation an incident may need
+    # Busy: the operator is free again and the desk as it was before the call-back.
+    busy = replace(callback, ended_at=later, outcome=LegOutcome.BUSY)
+    assert not callback_is_newer(answered, busy)
+    assert not callback_is_newer(answered, replace(callback, rang_at=None))  # phone not taken
+    assert not callback_is_newer(replace(answered, answered_at=later + timedelta(hours=1)),
+                                 callback)
 
 
 def test_skill_levels_are_name_equals_level() -> None:
