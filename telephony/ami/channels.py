@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from telephony.ami.actions import AmiListActions
+from telephony.ami.actions import AmiActions, AmiListActions
+from telephony.ami.originate import printable
 
 UP = "Up"  # ChannelStateDesc of an answered channel
 
@@ -69,3 +70,13 @@ def operator_channel(channels: Sequence[LiveChannel], interface: str,
                 and (call_id is None or channel.linkedid == call_id)):
             return channel
     return None
+
+
+async def device_state(ami: AmiActions, device: str) -> str:
+    """Asterisk's state of ``device`` (``PJSIP/op1001``) now, as ``DEVICE_STATE`` gives it:
+    INUSE, RINGING, NOT_INUSE ... On a cluster node it is the aggregate of every node's
+    (res_pjsip_publish_asterisk), which is why a phone busy through another node shows here.
+    Raises :class:`~telephony.ami.actions.AmiActionError` when it cannot be read: what an
+    unknown state holds up is the caller's to decide."""
+    reply = await ami.send_action({"Action": "Getvar", "Variable": f"DEVICE_STATE({device})"})
+    return printable(reply.get("Value"))

@@ -32,7 +32,7 @@ import asyncpg
 
 from telephony.accounts.model import Account
 from telephony.ami.actions import AmiActionError, AmiActionRefusedError, AmiListActions
-from telephony.ami.channels import live_channels
+from telephony.ami.channels import device_state, live_channels
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
 from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.callbacks.errors import (
@@ -439,13 +439,12 @@ class CallbackService:
         if not DEVICE.fullmatch(interface):
             return False
         try:
-            reply = await self._ami.send_action({
-                "Action": "Getvar", "Variable": f"DEVICE_STATE({interface})"})
+            state = await device_state(self._ami, interface)
         except AmiActionError as exc:
             log.warning("call-back: device state of %s not read (%s); not held up",
                         interface, exc)
             return False
-        return printable(reply.get("Value")) in IN_USE_STATES
+        return state in IN_USE_STATES
 
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply a call-back's OriginateResponse; ``False`` if it is none of ours. A success

@@ -48,7 +48,13 @@ import asyncpg
 
 from telephony.accounts.model import Account, Role
 from telephony.ami.actions import AmiActionError, AmiListActions
-from telephony.ami.channels import UP, LiveChannel, live_channels, operator_channel
+from telephony.ami.channels import (
+    UP,
+    LiveChannel,
+    device_state,
+    live_channels,
+    operator_channel,
+)
 from telephony.ami.originate import ORIGINATE_RESPONSE, parse_code, printable, reason_label
 from telephony.ami.responses import EventSource, OriginateResponses
 from telephony.calls.ids import valid_call_id
@@ -294,13 +300,12 @@ class SupervisionService:
         if not DEVICE.fullmatch(phone):
             return False
         try:
-            reply = await self._ami.send_action({
-                "Action": "Getvar", "Variable": f"DEVICE_STATE({phone})"})
+            state = await device_state(self._ami, phone)
         except AmiActionError as exc:
             log.warning("device state of the supervisor's phone %s not read (%s); rung "
                         "regardless", phone, exc)
             return False
-        return printable(reply.get("Value")) in IN_USE_STATES | {RINGING_STATE}
+        return state in IN_USE_STATES | {RINGING_STATE}
 
     @property
     def awaiting_response(self) -> int:
