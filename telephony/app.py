@@ -22,6 +22,7 @@ import sys
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -44,13 +45,14 @@ from telephony.admin.sync import AsteriskSync
 from telephony.ami.listener import AmiListener
 from telephony.ami.threaded import ThreadedListener
 from telephony.ami.vanish import VanishWatch
+from telephony.asterisk.log_rotation import LogRotation
 from telephony.asterisk.site import AsteriskSite
 from telephony.callbacks.console import CallbackPages
 from telephony.callbacks.http import CallbackApi
 from telephony.callbacks.service import CallbackConfig, CallbackService
 from telephony.callpath import CallPath
 from telephony.calls.archive import CallArchive
-from telephony.calls.history import CallHistory, HistoryCollector
+from telephony.calls.history import CallHistory, HistoryCollector, queue_log_path
 from telephony.calls.recorder import CallRecorder
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.spool import FactSpool
@@ -494,6 +496,12 @@ async def start_recording(settings: Settings, stack: contextlib.AsyncExitStack, 
                                         spooled=recorder.pending)
     listener.backfill_from(history)
     await on_thread(thread, stack, history.run_advancer(), "queue-log-cursor")
+    if settings.asterisk_log_rotate_hour >= 0:
+        # Next to the backfill that reads the rotated queue_log: the same log directory.
+        await on_thread(thread, stack, LogRotation(
+            listener, queue_log_path(settings).parent, keep_days=settings.asterisk_log_keep_days,
+            hour=settings.asterisk_log_rotate_hour, zone=ZoneInfo(settings.timezone)).run(),
+            "asterisk-log-rotation")
     figures = HistoryCollector(history, refresh=lambda: thread.run(history.report_orphans()))
     metrics.add(figures)
     metrics.add_refresher("backfill", figures.refresh)

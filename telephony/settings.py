@@ -143,6 +143,13 @@ class Settings:
     # Asterisk's queue_log (logger.conf), read to backfill the calls made while the line was
     # down (telephony/calls/history.py). None: the lab instance's log/queue_log.
     asterisk_queue_log: Path | None = None
+    # Asterisk rotates its logs (queue_log, messages.log) only when told to and never deletes
+    # them: serve sends LoggerRotate every day at this hour (site time; -1: never, the site
+    # rotates them itself) and deletes rotated files older than the days below, which must
+    # stay far above any time the line could be down (the backfill reads the previous
+    # queue_log after an outage; telephony/asterisk/log_rotation.py).
+    asterisk_log_rotate_hour: int = 3
+    asterisk_log_keep_days: int = 30
 
     # FastAGI: Asterisk connects to us. Loopback only unless an operator says otherwise.
     agi_host: str = "127.0.0.1"
@@ -849,6 +856,8 @@ _RANGES: Final[dict[str, tuple[float, float]]] = {
     "front_reconcile_seconds": (1, 3600),
     "front_calls_retention_days": (1, 3650),
     "recordings_retention_interval_hours": (0, 720),
+    "asterisk_log_rotate_hour": (-1, 23),
+    "asterisk_log_keep_days": (7, 3650),
     "callpath_rt_priority": (0, 99),
     "lab_asterisk_nice": (-20, 0),
     # Past a few minutes a container runtime kills the process anyway (docker: 10 s by

@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
+import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -24,6 +28,7 @@ from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line, running_line
+from telephony.asterisk.log_rotation import LogRotation
 from telephony.asterisk.queue_log import parse_line
 from telephony.calls.history import queue_log_path
 from telephony.db.connection import Database
@@ -439,3 +444,48 @@ async def test_calls_that_begin_or_end_while_the_ami_session_is_cut_are_recorded
     for call_id, kind, _ in events:
         counts[call_id, kind] = counts.get((call_id, kind), 0) + 1
     assert not {k: n for k, n in counts.items() if k[1] in once and n > 1}, counts
+
+
+async def test_a_call_logged_before_asterisk_rotated_its_log_is_backfilled(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    # Asterisk's logs grew for ever; serve now rotates them daily (LoggerRotate, timestamped
+    # names) and deletes the old ones. A call whose lines went into the previous file must
+    # still be backfilled from it, found by inode.
+    caller_id = unique_caller("0815")
+    log_dir = queue_log_path(settings).parent
+    stamped = re.compile(r"queue_log\.\d{10}")
+    async with serving(settings) as line:
+        queues = await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_in(
+            OPERATOR, SKILLS)
+    try:
+        assert (await place(settings, caller_id, "119", stay=1)).ok  # serve is down
+        await lab.acli("logger rotate")  # the daily rotation, before serve is back
+        rotated = [p for p in log_dir.iterdir() if stamped.fullmatch(p.name)]
+        assert any(caller_id in p.read_text(errors="replace") for p in rotated), rotated
+        assert caller_id not in queue_log_path(settings).read_text(errors="replace")
+        async with serving(settings) as line:
+            record = await eventually("the call backfilled", lambda: row(
+                line, CALL + " AND ended_at IS NOT NULL", caller_id), within=10)
+            assert record["backfilled"] is True and record["vanished"] is False
+            # serve's own rotation on the real Asterisk, with the line's AMI user: a new
+            # timestamped file, and the rotated files aged past the retention deleted.
+            # Timestamp names have whole seconds: a second rotation within the first's second
+            # would overwrite its file.
+            last = max(int(p.name.rsplit(".", 1)[1]) for p in rotated)
+
+            async def later() -> bool | None:
+                return True if time.time() >= last + 1 else None
+            await eventually("a later second", later, within=3)
+            aged = time.time() - (settings.asterisk_log_keep_days + 1) * 86400
+            for path in rotated:
+                os.utime(path, (aged, aged))
+            removed = await LogRotation(
+                line.listener, log_dir, keep_days=settings.asterisk_log_keep_days, hour=3,
+                zone=ZoneInfo(settings.timezone)).rotate()
+            assert set(rotated) <= set(removed), removed
+            assert [p for p in log_dir.iterdir() if stamped.fullmatch(p.name)], \
+                "LoggerRotate did not rotate the queue_log"
+    finally:
+        async with serving(settings) as line:
+            await desk_log_out(line, settings, queues)
