@@ -34,10 +34,10 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
 - **wrap-up**: after each answered call the operator is not rung for the wrap-up time of the
   queue that call was answered in (as app_queue does), as an admin had set it when the call
   was answered, else the settings file's; it starts at the end of their talk (after leaving a
-  three-way call too, though app_queue, for which the call stays theirs until it ends, offers
-  them no call before that end and its own wrap-up after it); if they pause with a wrap-up
-  reason within :data:`WRAPUP_PAUSE_GRACE` of that end, the wrap-up lasts until that pause
-  ends.
+  three-way call too: app_queue releases them then, its member no longer in the call and its
+  last call set while the caller talks on, though its AgentComplete comes at the call's end);
+  if they pause with a wrap-up reason within :data:`WRAPUP_PAUSE_GRACE` of that end, the
+  wrap-up lasts until that pause ends.
 - **prank share**: calls whose current label is prank or silent, over the labelled calls (an
   unlabelled call is unknown, not genuine).
 - **incidents** (the daily summary's report types and villages): those of the day's calls,
