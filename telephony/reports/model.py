@@ -27,10 +27,16 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
   calls whose fate at T is known: answered, or no longer waiting, or still waiting past T (that
   caller is already a miss). A caller who is still waiting and joined less than T ago is not
   yet counted either way; a call answered with an unknown wait is left out.
+- **talk**: from the operator's answer to the end of *their* part of the call
+  (``calls.talk_seconds``, ending at ``calls.completed_at``): the call's end or a hand-over
+  (Asterisk's ``AgentComplete``), or their leaving a three-way call with an agency ("Keluar"
+  or hanging up; the caller talks on with the agency, not with them: migration 0048).
 - **wrap-up**: after each answered call the operator is not rung for the wrap-up time of the
   queue that call was answered in (as app_queue does), as an admin had set it when the call
-  was answered, else the settings file's;
-  if they pause with a wrap-up reason within :data:`WRAPUP_PAUSE_GRACE` of the call's end, the
+  was answered, else the settings file's; it starts at the end of their talk (after leaving a
+  three-way call too: app_queue releases them then, its member no longer in the call and its
+  last call set while the caller talks on, though its AgentComplete comes at the call's end);
+  if they pause with a wrap-up reason within :data:`WRAPUP_PAUSE_GRACE` of that end, the
   wrap-up lasts until that pause ends.
 - **prank share**: calls whose current label is prank or silent, over the labelled calls (an
   unlabelled call is unknown, not genuine).

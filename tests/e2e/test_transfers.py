@@ -664,6 +664,20 @@ async def test_three_way_call_the_operator_can_leave(
     assert row["ending"] == ("Konferensi tiga pihak; operator keluar, penelepon tetap dengan "
                              "instansi")
     assert 13 <= row["talk_seconds"] <= 16
+    # The operator's own talk ended when they left, not with the call as Asterisk's queue
+    # reports it (AgentComplete at the caller's hang-up): reports and wrap-up start there.
+    await eventually("the queue's completion recorded", lambda: line.database.run(
+        lambda c: c.fetchval("SELECT true FROM call_events WHERE call_id = $1"
+                             " AND kind = 'operator_completed'", call["call_id"])), 10)
+    talk = await line.database.run(lambda c: c.fetchrow(
+        "SELECT c.talk_seconds, c.completed_at, c.ended_by, c.ended_at, s.at AS left_at,"
+        "       round(date_part('epoch', s.at - c.answered_at))::integer AS until_left"
+        " FROM calls c JOIN call_legs l USING (call_id) JOIN transfer_steps s USING (leg_id)"
+        " WHERE c.call_id = $1 AND s.step = 'leave'", call["call_id"]))
+    assert talk is not None
+    assert (talk["completed_at"], talk["talk_seconds"], talk["ended_by"]) == (
+        talk["left_at"], talk["until_left"], "agent")
+    assert talk["ended_at"] > talk["left_at"] + timedelta(seconds=5)
     audited = await line.database.run(lambda c: c.fetch(
         "SELECT actor, detail ->> 'operator_hung_up' AS hung_up FROM audit_log"
         " WHERE action = 'transfer.leave' AND object_id = $1", call["call_id"]))

@@ -100,10 +100,10 @@ async def rolled_up(connection: asyncpg.Connection) -> set[ShiftSlot]:
 async def late_facts(connection: asyncpg.Connection, rng: random.Random, now: datetime
                      ) -> set[ShiftSlot]:
     """Facts arriving after their slots were rolled up: a relabel, a pause change that ends
-    (or starts) a wrap-up, a rung event, a call's late end and a call first seen late. The
-    slots they must invalidate."""
+    (or starts) a wrap-up, a rung event, a call's late end, an operator's leaving a three-way
+    call mid-talk and a call first seen late. The slots they must invalidate."""
     calls = await connection.fetch(
-        "SELECT call_id, shift_day, shift_name, operator, completed_at, ended_at"
+        "SELECT call_id, shift_day, shift_name, operator, answered_at, completed_at, ended_at"
         " FROM report_rollups_probe ORDER BY call_id")
     touched: set[ShiftSlot] = set()
 
@@ -138,6 +138,18 @@ async def late_facts(connection: asyncpg.Connection, rng: random.Random, now: da
     await connection.execute(
         "UPDATE calls SET talk_seconds = coalesce(talk_seconds, 0) + 7, vanished = NOT vanished"
         " WHERE call_id = $1", ended["call_id"])
+    # The operator left the call's three-way call before its end: their talk ends there
+    # (migration 0048), so the slot's talk and wrap-up change.
+    left = rng.choice([row for row in done if row["answered_at"] is not None
+                       and row["completed_at"] - row["answered_at"] >= timedelta(seconds=4)])
+    touched.add(ShiftSlot(left["shift_day"], left["shift_name"]))
+    leg_id = await connection.fetchval(
+        "INSERT INTO call_legs (kind, call_id, operator, actor, number)"
+        " VALUES ('conference', $1, $2, 'sari', '0275321113') RETURNING leg_id",
+        left["call_id"], left["operator"])
+    await connection.execute(
+        "INSERT INTO transfer_steps (leg_id, step, actor, at) VALUES ($1, 'leave', 'sari', $2)",
+        leg_id, left["answered_at"] + (left["completed_at"] - left["answered_at"]) / 2)
     first_seen = pick()
     await connection.execute(
         "INSERT INTO calls (call_id, line, arrived_at, shift_day, shift_name, queue,"

@@ -10,7 +10,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +20,12 @@ from telephony.accounts.model import Account
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.listener import AmiListener
 from telephony.ami.testing import FakeAsterisk, ListSink, fake_asterisk
-from telephony.calls.facts import CallTransferred, LegProgressed, OperatorStateChanged
+from telephony.calls.facts import (
+    CallTransferred,
+    LegProgressed,
+    OperatorCompleted,
+    OperatorStateChanged,
+)
 from telephony.calls.legs import LegOutcome
 from telephony.core.errors import SiagaError
 from telephony.db.connection import Database
@@ -460,6 +465,65 @@ async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: Wor
     await world.service.close()
     assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN,
                                                                           Step.LEAVE]
+
+
+async def test_an_operator_who_left_the_three_way_call_talked_until_they_left(
+        world: World) -> None:
+    """Asterisk's queue reports the talk as ending with the call: an operator who left the
+    conference ("Keluar", or hanging up) 3 s in and a call that ended 9 s later was credited
+    with 12 s of talk, their wrap-up starting at the call's end, ended by the caller (a
+    short talk the caller ended is a prank's sign). Their talk ends where they left, whichever
+    the line records first, the leave or the queue's completion."""
+
+    async def conference() -> tuple[str, int]:
+        call_id = await world.call()
+        started = await world.service.start(world.operator, world.number_id, "conference",
+                                             remote_address="x")
+        leg_id = started.leg.leg.leg_id
+        await progress(world, leg_id, "answered")
+        await world.service.close()  # joined
+        return call_id, leg_id
+
+    async def talk(call_id: str) -> tuple[int | None, datetime | None, str | None, datetime]:
+        row = await world.database.run(lambda c: c.fetchrow(
+            "SELECT talk_seconds, completed_at, ended_by, answered_at FROM calls"
+            " WHERE call_id = $1", call_id))
+        assert row is not None
+        return row["talk_seconds"], row["completed_at"], row["ended_by"], row["answered_at"]
+
+    def completed(call_id: str, answered_at: datetime, at: datetime) -> OperatorCompleted:
+        return OperatorCompleted(call_id, "fire", OPERATOR, 40,
+                                 round((at - answered_at).total_seconds()), "caller", at)
+
+    # "Keluar", then the call ends 9 s later.
+    call_id, leg_id = await conference()
+    await world.service.step(world.operator, leg_id, "leave", remote_address="x")
+    left = (await world.service._leg(leg_id)).steps[-1][2]
+    seconds, done, by, answered_at = await talk(call_id)
+    until_left = round((left - answered_at).total_seconds())
+    assert (seconds, done, by) == (until_left, left, "agent")  # no longer talking
+    await add_calls(world.dsn, [completed(call_id, answered_at, left + timedelta(seconds=9))])
+    assert await talk(call_id) == (until_left, left, "agent", answered_at)
+
+    # Hanging up in the three-way call, the queue's completion recorded before the leave.
+    call_id, leg_id = await conference()
+    left = datetime.now(UTC)
+    answered_at = (await talk(call_id))[3]
+    await add_calls(world.dsn, [completed(call_id, answered_at, left + timedelta(seconds=9))])
+    assert (await talk(call_id))[1] == left + timedelta(seconds=9)
+    world.server.channels = [caller_channel(call_id)]  # the operator's channel is gone
+    world.service.recorded(phone_state("idle", left))
+    await world.service.close()
+    assert await talk(call_id) == (round((left - answered_at).total_seconds()), left, "agent",
+                                   answered_at)
+
+    # A conference the operator stayed in to the end keeps Asterisk's talk.
+    call_id, leg_id = await conference()
+    answered_at = (await talk(call_id))[3]
+    end = datetime.now(UTC)
+    await add_calls(world.dsn, [completed(call_id, answered_at, end)])
+    assert await talk(call_id) == (round((end - answered_at).total_seconds()), end, "caller",
+                                   answered_at)
 
 
 async def test_dispatch_by_phone_is_recorded_with_the_transfer(world: World) -> None:
