@@ -42,7 +42,7 @@ S, INS, U, D = "SELECT", "INSERT", "UPDATE", "DELETE"
 # What the line's SQL does to each table (grep the stores: telephony/**/store.py,
 # recordings/store.py). UPDATE also where the line upserts (ON CONFLICT DO UPDATE) or locks
 # rows (SELECT ... FOR UPDATE); DELETE where it deletes. Triggers run as the line, so their
-# writes count: call_events, call_labels and transfer_steps (0048) update calls; calls and
+# writes count: call_events, call_labels and transfer_steps (0047) update calls; calls and
 # operator_state_changes delete report_rollup_slots; calls and recordings insert into
 # call_screening_due. ON DELETE CASCADE runs as the owner and needs nothing here.
 LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {

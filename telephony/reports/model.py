@@ -30,7 +30,7 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
 - **talk**: from the operator's answer to the end of *their* part of the call
   (``calls.talk_seconds``, ending at ``calls.completed_at``): the call's end or a hand-over
   (Asterisk's ``AgentComplete``), or their leaving a three-way call with an agency ("Keluar"
-  or hanging up; the caller talks on with the agency, not with them: migration 0048).
+  or hanging up; the caller talks on with the agency, not with them: migration 0047).
 - **wrap-up**: after each answered call the operator is not rung for the wrap-up time of the
   queue that call was answered in (as app_queue does), as an admin had set it when the call
   was answered, else the settings file's; it starts at the end of their talk (after leaving a

@@ -139,7 +139,7 @@ async def late_facts(connection: asyncpg.Connection, rng: random.Random, now: da
         "UPDATE calls SET talk_seconds = coalesce(talk_seconds, 0) + 7, vanished = NOT vanished"
         " WHERE call_id = $1", ended["call_id"])
     # The operator left the call's three-way call before its end: their talk ends there
-    # (migration 0048), so the slot's talk and wrap-up change.
+    # (migration 0047), so the slot's talk and wrap-up change.
     left = rng.choice([row for row in done if row["answered_at"] is not None
                        and row["completed_at"] - row["answered_at"] >= timedelta(seconds=4)])
     touched.add(ShiftSlot(left["shift_day"], left["shift_name"]))
