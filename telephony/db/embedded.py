@@ -173,11 +173,13 @@ class EmbeddedPostgres:
             pwfile.unlink(missing_ok=True)
         self._password_file.write_text(password + "\n", encoding="ascii")
         self._password_file.chmod(0o600)
-        # Loopback only, small footprint; fsync stays on: call records are evidence.
+        # Loopback only, small footprint; fsync stays on: call records are evidence. 100
+        # connections: a line holds up to about 20 (its pools, the IVR process's, one LISTEN
+        # each for the cluster's followers), so a two-node lab on one server needs over 40.
         with (self.data_dir / "postgresql.auto.conf").open("a", encoding="utf-8") as conf:
             conf.write(
                 f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
-                "unix_socket_directories = ''\nmax_connections = 50\n"
+                "unix_socket_directories = ''\nmax_connections = 100\n"
                 "shared_buffers = '128MB'\n"
             )
         self.start()

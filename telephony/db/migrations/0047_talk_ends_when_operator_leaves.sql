@@ -60,7 +60,10 @@ $$;
 CREATE TRIGGER transfer_steps_operator_left AFTER INSERT ON transfer_steps
     FOR EACH ROW WHEN (NEW.step = 'leave') EXECUTE FUNCTION transfer_steps_operator_left();
 
--- Calls recorded before: their operators' talk ends where they left too.
+-- Calls recorded before: their operators' talk ends where they left too. Only the calls
+-- with a leave are looked at (a handful), not every call in the history.
 UPDATE calls c SET completed_at = c.completed_at
-WHERE c.completed_at IS NOT NULL
+WHERE c.call_id IN (SELECT l.call_id FROM transfer_steps s JOIN call_legs l USING (leg_id)
+                    WHERE s.step = 'leave')
+  AND c.completed_at IS NOT NULL
   AND operator_left_at(c.call_id, c.answered_at, c.completed_at) IS NOT NULL;
