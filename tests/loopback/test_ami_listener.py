@@ -191,6 +191,13 @@ async def test_listener_restart_mid_call_resyncs() -> None:
         assert server.logins == 2
 
 
+def spooling_recorder(database: OutageDatabase, tmp_path: Path) -> CallRecorder:
+    """A line's recorder over ``database`` with its spool in ``tmp_path``: a second one made
+    later is a restarted line finding the first one's spool."""
+    return CallRecorder(database, CallRepository(CALENDAR), FactSpool(tmp_path / "spool"),
+                        retry_seconds=0.05)
+
+
 async def test_a_line_restarted_while_the_database_is_away_starts_a_live_call_once(
     database_dsn: str, settings: Settings, tmp_path: Path
 ) -> None:
@@ -203,8 +210,7 @@ async def test_a_line_restarted_while_the_database_is_away_starts_a_live_call_on
     database.down = True
 
     def recorder() -> CallRecorder:  # each process opens the spool it finds
-        return CallRecorder(database, CallRepository(CALENDAR), FactSpool(tmp_path / "spool"),
-                            retry_seconds=0.05)
+        return spooling_recorder(database, tmp_path)
 
     split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
     first = recorder()
@@ -248,9 +254,8 @@ async def test_a_start_stored_before_the_outage_is_not_stored_again_after_a_rest
     arrival to the Uniqueid's whole second."""
     database = OutageDatabase(replace(settings, database_dsn=database_dsn))
 
-    def recorder() -> CallRecorder:
-        return CallRecorder(database, CallRepository(CALENDAR), FactSpool(tmp_path / "spool"),
-                            retry_seconds=0.05)
+    def recorder() -> CallRecorder:  # each process opens the spool it finds
+        return spooling_recorder(database, tmp_path)
 
     split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
     first = recorder()

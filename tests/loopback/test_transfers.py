@@ -90,6 +90,17 @@ class World:
             self.server.channels = [channel(interface, call_id), caller_channel(call_id)]
         return call_id
 
+    async def joined_conference(self) -> tuple[str, int]:
+        """A call (:meth:`call`) whose operator brought the agency in: the conference leg
+        answered and joined (the service's work done). The call's id and the leg's."""
+        call_id = await self.call()
+        started = await self.service.start(self.operator, self.number_id, "conference",
+                                           remote_address="x")
+        leg_id = started.leg.leg.leg_id
+        await progress(self, leg_id, "answered")
+        await self.service.close()  # joined
+        return call_id, leg_id
+
     async def legs(self, call_id: str) -> list[Any]:
         return await self.database.run(lambda c: self.service._store.legs_of_call(c, call_id))
 
@@ -417,12 +428,7 @@ async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: Wor
     """The operator hangs up their phone in the conference (or their browser's page is
     reloaded) rather than pressing "Keluar": the caller talks on with the agency, and the
     leg stayed "Konferensi tiga pihak", with no word that the operator had left."""
-    call_id = await world.call()
-    started = await world.service.start(world.operator, world.number_id, "conference",
-                                        remote_address="x")
-    leg_id = started.leg.leg.leg_id
-    await progress(world, leg_id, "answered")
-    await world.service.close()  # joined
+    call_id, leg_id = await world.joined_conference()
     # A state change with the phone still on the call is not a hang-up.
     world.service.recorded(phone_state("on_hold", datetime.now(UTC)))
     world.service.recorded(phone_state("talking", datetime.now(UTC)))
@@ -441,24 +447,14 @@ async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: Wor
 
     # The caller hung up first: the operator talked on with the agency, then hung up. Not
     # left with the agency: "Keluar" is refused for it too.
-    call_id = await world.call()
-    started = await world.service.start(world.operator, world.number_id, "conference",
-                                        remote_address="x")
-    leg_id = started.leg.leg.leg_id
-    await progress(world, leg_id, "answered")
-    await world.service.close()
+    call_id, leg_id = await world.joined_conference()
     world.server.channels = []
     world.service.recorded(phone_state("idle", datetime.now(UTC)))
     await world.service.close()
     assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN]
 
     # "Keluar" pressed: recorded once, by the step, not again at the phone's idle state.
-    call_id = await world.call()
-    started = await world.service.start(world.operator, world.number_id, "conference",
-                                        remote_address="x")
-    leg_id = started.leg.leg.leg_id
-    await progress(world, leg_id, "answered")
-    await world.service.close()
+    call_id, leg_id = await world.joined_conference()
     await world.service.step(world.operator, leg_id, "leave", remote_address="x")
     world.server.channels = [caller_channel(call_id)]
     world.service.recorded(phone_state("idle", datetime.now(UTC)))
@@ -475,15 +471,6 @@ async def test_an_operator_who_left_the_three_way_call_talked_until_they_left(
     short talk the caller ended is a prank's sign). Their talk ends where they left, whichever
     the line records first, the leave or the queue's completion."""
 
-    async def conference() -> tuple[str, int]:
-        call_id = await world.call()
-        started = await world.service.start(world.operator, world.number_id, "conference",
-                                             remote_address="x")
-        leg_id = started.leg.leg.leg_id
-        await progress(world, leg_id, "answered")
-        await world.service.close()  # joined
-        return call_id, leg_id
-
     async def talk(call_id: str) -> tuple[int | None, datetime | None, str | None, datetime]:
         row = await world.database.run(lambda c: c.fetchrow(
             "SELECT talk_seconds, completed_at, ended_by, answered_at FROM calls"
@@ -496,7 +483,7 @@ async def test_an_operator_who_left_the_three_way_call_talked_until_they_left(
                                  round((at - answered_at).total_seconds()), "caller", at)
 
     # "Keluar", then the call ends 9 s later.
-    call_id, leg_id = await conference()
+    call_id, leg_id = await world.joined_conference()
     await world.service.step(world.operator, leg_id, "leave", remote_address="x")
     left = (await world.service._leg(leg_id)).steps[-1][2]
     seconds, done, by, answered_at = await talk(call_id)
@@ -506,7 +493,7 @@ async def test_an_operator_who_left_the_three_way_call_talked_until_they_left(
     assert await talk(call_id) == (until_left, left, "agent", answered_at)
 
     # Hanging up in the three-way call, the queue's completion recorded before the leave.
-    call_id, leg_id = await conference()
+    call_id, leg_id = await world.joined_conference()
     left = datetime.now(UTC)
     answered_at = (await talk(call_id))[3]
     await add_calls(world.dsn, [completed(call_id, answered_at, left + timedelta(seconds=9))])
@@ -518,7 +505,7 @@ async def test_an_operator_who_left_the_three_way_call_talked_until_they_left(
                                    answered_at)
 
     # A conference the operator stayed in to the end keeps Asterisk's talk.
-    call_id, leg_id = await conference()
+    call_id, leg_id = await world.joined_conference()
     answered_at = (await talk(call_id))[3]
     end = datetime.now(UTC)
     await add_calls(world.dsn, [completed(call_id, answered_at, end)])
