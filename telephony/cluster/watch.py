@@ -12,6 +12,13 @@ refresh request, and the peer answers with its whole device state (a peer that r
 sends its own anyway; one that was only cut off did not know it had to). Either change is also
 told to whoever asked (:meth:`PeerWatch.on_liveness`: the wallboard drops a dead peer's
 waiting callers).
+
+Events alone are not enough, so every :data:`RECHECK_SECONDS` the watch also looks at every
+peer's contact and forgets each dead peer's states again: a forget can fail (its QueueStatus
+unanswered, a PUBLISH lost), a ContactStatus can go unseen, and an operator who joins a queue
+here after the peer died was never among the devices forgotten, while the dead peer's last
+"In use" for their phone still counts. Publishing ``UNKNOWN`` again changes nothing where it
+was taken, so the recheck is harmless when all went well.
 """
 
 from __future__ import annotations
@@ -33,14 +40,19 @@ log = logging.getLogger("telephony.cluster.watch")
 CONTACT_STATUS = "ContactStatus"
 FULLY_BOOTED = "FullyBooted"  # also sent to the line at every AMI login
 PUBLISH_MODULE = "res_pjsip_publish_asterisk.so"
+# Between two looks at every peer's contact and forgets of the dead ones' states (see the
+# module's docstring): an operator wrongly held busy here is offered calls within this.
+RECHECK_SECONDS = 5.0
 
 
 class PeerWatch:
     """Subscribed to the AMI listener's ContactStatus events (see the module's docstring)."""
 
     def __init__(self, ami: AmiListActions, *, peers: Sequence[str], own_host: str,
-                 sip_port: int, reply_timeout: float = 1.0) -> None:
+                 sip_port: int, reply_timeout: float = 1.0,
+                 recheck_seconds: float = RECHECK_SECONDS) -> None:
         self._ami = ami
+        self._recheck_seconds = recheck_seconds
         self._liveness = PeerLiveness(frozenset(peers))
         self._own_host = own_host.strip("[]")
         self._sip_port = sip_port
@@ -95,9 +107,17 @@ class PeerWatch:
                     log.exception("peer node %s: a liveness hook failed", peer)
 
     async def run(self) -> None:
-        """Forever: act on each peer's death and return."""
+        """Forever: act on each peer's death and return, and recheck them all every
+        ``recheck_seconds``."""
+        next_recheck = time.monotonic() + self._recheck_seconds
         while True:
-            item = await self._moves.get()
+            try:
+                async with asyncio.timeout(max(0.0, next_recheck - time.monotonic())):
+                    item = await self._moves.get()
+            except TimeoutError:
+                await self.recheck()
+                next_recheck = time.monotonic() + self._recheck_seconds
+                continue
             if item is None:
                 try:
                     await self.look()
@@ -114,6 +134,22 @@ class PeerWatch:
                 log.error("peer node %s: could not %s its device state: %s", peer,
                           move.value, exc)
 
+    async def recheck(self) -> None:
+        """Every peer's contact looked at again (a death or return seen here is acted on as
+        the events' are), and the states of each peer dead before and since forgotten again,
+        quietly unless that finds something to say."""
+        dead = set(self._liveness.dead)
+        try:
+            await self.look()
+        except AmiActionError as exc:
+            log.error("could not read the peer nodes' contacts: %s", exc)
+        for peer in sorted(dead & self._liveness.dead):
+            try:
+                await self.forget(peer, again=True)
+            except (AmiActionError, OSError) as exc:
+                log.error("peer node %s: could not forget its device state again: %s", peer,
+                          exc)
+
     async def look(self) -> None:
         """Every peer's contact status now (PJSIPShowContacts: ObjectName <aor>@@<id>)."""
         contacts = await self._ami.send_list_action({"Action": "PJSIPShowContacts"})
@@ -122,9 +158,10 @@ class PeerWatch:
                 aor = printable(contact.get("ObjectName")).partition("@@")[0]
                 self._seen(aor, printable(contact.get("Status")))
 
-    async def forget(self, peer: str) -> int:
+    async def forget(self, peer: str, *, again: bool = False) -> int:
         """Make this node's Asterisk forget ``peer``'s states of every queue member's device;
-        the number of devices it took."""
+        the number of devices it took. ``again``: a recheck's, logged only if a device's
+        PUBLISH went unanswered."""
         started = time.monotonic()
         devices = await member_devices(self._ami)
         eid = entity_id(peer)
@@ -132,9 +169,11 @@ class PeerWatch:
             publish_states, self._own_host, self._sip_port,
             [DeviceState(device, NO_STATE, eid) for device in devices],
             reply_timeout=self._reply_timeout))
+        if again and taken == len(devices):
+            return taken
         log.warning("peer node %s unreachable: its device states of %d operators no longer "
-                    "count here (%d taken, %.0f ms)", peer, len(devices), taken,
-                    (time.monotonic() - started) * 1000)
+                    "count here (%d taken, %.0f ms)%s", peer, len(devices), taken,
+                    (time.monotonic() - started) * 1000, " (again)" if again else "")
         return taken
 
     async def relearn(self, peer: str) -> None:

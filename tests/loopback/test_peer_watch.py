@@ -2,15 +2,21 @@
 a dead peer's ContactStatus makes it PUBLISH the forgetting of every queue member's device to
 its own Asterisk (here a UDP socket answering 200), once; a peer back makes it reload
 res_pjsip_publish_asterisk; every login looks at the peers' contacts. Each change is told to
-the liveness hooks (the wallboard's), a failing hook stopping nothing."""
+the liveness hooks (the wallboard's), a failing hook stopping nothing. Every recheck looks
+again and forgets a dead peer's states again: a failed forget, a missed ContactStatus and an
+operator who joined after the death are all caught within one."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+import pytest
+
+from telephony.ami.actions import AmiActionError
 from telephony.cluster.peers import NO_STATE, entity_id
 from telephony.cluster.watch import PeerWatch
 from tests.support.polling import eventually
@@ -26,8 +32,10 @@ class Asterisk(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # A cast, not isinstance: Python 3.11's selector datagram transport does not derive
+        # from asyncio.DatagramTransport, and the failing check left this fake answering
+        # nothing.
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         head, _, body = data.decode().partition("\r\n\r\n")
@@ -44,6 +52,8 @@ class Ami:
         self.actions: list[Mapping[str, str]] = []
         self.contacts = [{"Event": "ContactList", "ObjectName": "peer-node1@@1f2e",
                           "Status": "Unreachable"}]
+        self.extra_members: list[dict[str, str]] = []
+        self.failing_queue_status = 0  # this many QueueStatus actions time out
 
     async def send_action(self, action: Mapping[str, str]) -> object:
         self.actions.append(action)
@@ -53,7 +63,11 @@ class Ami:
         self.actions.append(action)
         if action["Action"] == "PJSIPShowContacts":
             return self.contacts
+        if self.failing_queue_status:
+            self.failing_queue_status -= 1
+            raise AmiActionError("QueueStatus: no answer")
         return [
+            *self.extra_members,
             {"Event": "QueueParams", "Queue": "all-operators"},
             {"Event": "QueueMember", "Queue": "all-operators", "StateInterface": "PJSIP/op1001"},
             {"Event": "QueueMember", "Queue": "fire", "StateInterface": "PJSIP/op1001"},
@@ -108,6 +122,59 @@ async def test_a_dead_peers_operators_are_forgotten_once_and_a_returning_one_rel
         await eventually("the forgetting after a login", again, 5)
         assert len(asterisk.bodies) == 4
         assert told == [("node1", False), ("node1", True), ("node1", False)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        transport.close()
+
+
+async def test_a_recheck_forgets_what_the_events_missed_and_is_quiet_when_all_went_well(
+        caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+    transport, asterisk = await loop.create_datagram_endpoint(Asterisk, local_addr=(HOST, 0))
+    port = transport.get_extra_info("sockname")[1]
+    ami = Ami()
+    ami.contacts = [{"Event": "ContactList", "ObjectName": "peer-node1@@1f2e",
+                     "Status": "Reachable"}]
+    ami.failing_queue_status = 1
+    watch = PeerWatch(ami, peers=["node1", "node3"], own_host=HOST, sip_port=port,
+                      recheck_seconds=0.2)
+    task = asyncio.create_task(watch.run())
+
+    def forgotten(device: str, peer: str) -> bool:
+        return {"device": device, "state": NO_STATE, "eid": entity_id(peer)} in [
+            {key: body[key] for key in ("device", "state", "eid")} for body in asterisk.bodies]
+
+    async def has(device: str, peer: str) -> bool | None:
+        return True if forgotten(device, peer) else None
+
+    try:
+        # node1 dies, and the forget's QueueStatus goes unanswered: the next recheck forgets.
+        ami.contacts[0]["Status"] = "Unreachable"
+        watch.contact_status({"AOR": "peer-node1", "ContactStatus": "Unreachable"})
+        await eventually("node1's states forgotten by a recheck",
+                         lambda: has("PJSIP/op1001", "node1"), 5, interval=0.05)
+        # An operator joins a queue here after node1 died: their phone is forgotten too.
+        ami.extra_members = [{"Event": "QueueMember", "Queue": "fire",
+                              "StateInterface": "PJSIP/op1007"}]
+        await eventually("the late operator's phone forgotten",
+                         lambda: has("PJSIP/op1007", "node1"), 5, interval=0.05)
+        # node3 died with no ContactStatus seen: the recheck's look finds it.
+        ami.contacts.append({"Event": "ContactList", "ObjectName": "peer-node3@@9a8b",
+                             "Status": "Unreachable"})
+        await eventually("node3's states forgotten", lambda: has("PJSIP/op1001", "node3"), 5,
+                         interval=0.05)
+        assert not watch.alive("node3")
+        # Rechecks that find everything taken say nothing.
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="telephony.cluster.watch"):
+            seen = len(asterisk.bodies)
+
+            async def rechecked_twice() -> bool | None:
+                return True if len(asterisk.bodies) >= seen + 2 * 3 * 2 else None
+
+            await eventually("two more rechecks", rechecked_twice, 5, interval=0.05)
+        assert caplog.records == []
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -26,7 +26,7 @@ from telephony.desks.service import assign_desk
 from telephony.kamailio import CARRIER_MARK_HEADER, CARRIER_MARK_VALUE
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab, LabError
-from telephony.lab.cluster import Cluster, cluster_settings, running_cluster
+from telephony.lab.cluster import Cluster, Node, cluster_settings, running_cluster
 from telephony.settings import Settings
 from tests.support.db import fetch, owner_dsn
 from tests.support.polling import eventually
@@ -203,6 +203,12 @@ async def waiting_callers(lab: Lab) -> int:
     """Callers waiting in any of ``lab``'s queues."""
     shown = await lab.acli("queue show")
     return sum(row.strip()[:1].isdigit() and ". " in row[:12] for row in shown.splitlines())
+
+
+def peer_watch_log(node: Node) -> str:
+    """What ``node``'s line logged about its peers (telephony/cluster/watch.py): for a failing
+    test's message, since a timed-out wait alone says nothing of why."""
+    return "\n".join(line for line in node.line.output().splitlines() if "peer node" in line)
 
 
 async def equals(value: Awaitable[object], expected: object) -> bool | None:
