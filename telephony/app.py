@@ -85,6 +85,7 @@ from telephony.incidents.config import IncidentConfig
 from telephony.incidents.notifiers import notifier_from_settings
 from telephony.incidents.service import IncidentService
 from telephony.incidents.services import IncidentServices
+from telephony.kamailio.registrar import FrontRegistrar
 from telephony.metrics.agi import AgiTimings
 from telephony.metrics.backlogs import LastBackup, OutboxBacklogs, RecordingsBacklog
 from telephony.metrics.calls import CallCounter
@@ -271,7 +272,8 @@ async def start_administration(
     asterisk = AsteriskAdmin(listener, AsteriskSite.from_settings(settings))
     queues = QueueService(database, asterisk, listener, menus=menus,
                           defaults=QueueDefaults.from_settings(settings),
-                          realm=settings.sip_realm, changes=members)
+                          realm=settings.sip_realm, changes=members,
+                          front=FrontRegistrar.from_settings(settings))
     configs = ConfigService(database, ConfigFiles.from_settings(settings), asterisk,
                             queues=queues, menus=menus, screening=scoring)
     site = SiteService(database, incidents.dispatches, calendar)

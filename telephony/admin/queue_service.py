@@ -59,7 +59,7 @@ from telephony.admin.store import AdminSettingsRepository, AdminTopic, announce
 from telephony.ami.actions import AmiActions
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, OperatorDesk
-from telephony.desks.phones import PhoneKind
+from telephony.desks.phones import PhoneKind, end_front_registration
 from telephony.desks.service import (
     DeskChanges,
     assign_desk,
@@ -67,6 +67,7 @@ from telephony.desks.service import (
     renew_phone_secret,
 )
 from telephony.desks.store import Assignment, DeskRepository, OperatorAccount
+from telephony.kamailio.registrar import FrontRegistrar
 
 log = logging.getLogger("telephony.admin")
 
@@ -102,6 +103,7 @@ class QueueService:
         menus: MenuSource, defaults: QueueDefaults,
         repository: AdminSettingsRepository | None = None, desks: DeskRepository | None = None,
         realm: str = "siaga112", changes: DeskChanges | None = None,
+        front: FrontRegistrar | None = None,
     ) -> None:
         self._database = database
         self._asterisk = asterisk
@@ -112,6 +114,7 @@ class QueueService:
         self._desks = desks or DeskRepository()
         self.realm = realm  # the SIP realm registering phones' secrets are hashed with
         self._changes = changes  # a cluster: the other nodes follow membership changes
+        self._front = front  # a cluster: phones register at its SIP front, not here
         self._lock = asyncio.Lock()
         self._applied: str | None = None  # the queues include this Asterisk has loaded
 
@@ -299,6 +302,11 @@ class QueueService:
             if ended:
                 log.info("the registration of %s ended (%s): it registers again with its new "
                          "secret", assignment.interface, ", ".join(ended))
+        if self._front is not None and assignment.phone_secret is not None:
+            front_note = await end_front_registration(self._front, assignment.interface,
+                                                      self.realm, assignment.phone_secret)
+            if front_note is not None:
+                notes.append(front_note)
         reloaded = await self.apply_phones()
         if reloaded is not None:
             notes.append(reloaded)

@@ -27,8 +27,14 @@ from telephony.calls.facts import CallFact
 from telephony.calls.spool import SpooledCall
 from telephony.db.connection import Database
 from telephony.desks.operators import OperatorDesk
-from telephony.desks.phones import PhoneKind, end_registration, phone_username
+from telephony.desks.phones import (
+    PhoneKind,
+    end_front_registration,
+    end_registration,
+    phone_username,
+)
 from telephony.desks.service import assign_desk, parse_skill_levels
+from telephony.kamailio.registrar import FrontRegistrar
 from telephony.settings import Settings
 
 
@@ -77,6 +83,12 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
             print(f"Pendaftaran {interface} yang sekarang belum diakhiri ({failed}): sandi "
                   "lama tidak dapat mendaftar lagi, tetapi telepon itu masih dapat berdering "
                   "sampai pendaftarannya habis.")
+        front = FrontRegistrar.from_settings(settings)
+        if front is not None and assignment.phone_secret is not None:
+            front_note = await end_front_registration(front, interface, settings.sip_realm,
+                                                      assignment.phone_secret)
+            if front_note is not None:
+                print(front_note)
     if assignment.phone_secret is not None or assignment.phone_changed:
         # A new secret or kind: a phone Asterisk may not know yet, or new credentials.
         failed = await reload_phones(settings)

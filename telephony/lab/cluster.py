@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import re
 import socket
 import time
 import uuid
@@ -37,6 +35,7 @@ from ivr.menu import load_menu
 from ivr.prompts import build_line_prompts
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.phones import digest
+from telephony.kamailio.registrar import authorization, header, registrar_uri
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab, LabError
 from telephony.lab.kamailio import Front
@@ -166,7 +165,7 @@ def register(front: Settings, users: Sequence[str], *, host: str, port: int,
                 front, user, (host, port), call_id=call_id, cseq=1, expires=expires,
                 authorization=""))
             if reply.startswith("SIP/2.0 401"):
-                challenge = _header(reply, "WWW-Authenticate")
+                challenge = header(reply, "WWW-Authenticate")
                 reply = _exchange(sock, target, _register_request(
                     front, user, (host, port), call_id=call_id, cseq=2, expires=expires,
                     authorization=_digest_response(front, user, challenge, secret)))
@@ -207,33 +206,13 @@ def _exchange(sock: socket.socket, target: tuple[str, int], request: str) -> str
     return ""
 
 
-def _header(message: str, name: str) -> str:
-    for line in message.split("\r\n"):
-        key, sep, value = line.partition(":")
-        if sep and key.strip().lower() == name.lower():
-            return value.strip()
-    return ""
-
-
 def _digest_response(front: Settings, user: str, challenge: str, secret: str | None) -> str:
     """The Authorization header answering ``challenge`` for ``user`` with ``secret`` (None:
     the lab's)."""
-    params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge.removeprefix("Digest ")))
-    realm, nonce = params.get("realm", front.sip_realm), params.get("nonce", "")
-    uri = f"sip:{front.kamailio_host}:{front.kamailio_port}"
-    ha1 = digest(user, realm, phone_secret(user) if secret is None else secret)
-    ha2 = hashlib.md5(f"REGISTER:{uri}".encode(), usedforsecurity=False).hexdigest()
-    fields = [f'username="{user}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
-              "algorithm=MD5"]
-    if "auth" in params.get("qop", "").split(","):
-        cnonce, count = uuid.uuid4().hex[:16], "00000001"
-        response = hashlib.md5(f"{ha1}:{nonce}:{count}:{cnonce}:auth:{ha2}".encode(),
-                               usedforsecurity=False).hexdigest()
-        fields += [f'cnonce="{cnonce}"', f"nc={count}", "qop=auth"]
-    else:
-        response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode(),
-                               usedforsecurity=False).hexdigest()
-    return "Digest " + ", ".join([*fields, f'response="{response}"'])
+    # The front challenges in its realm, the one the secrets are stored for.
+    return authorization(challenge, user, digest(user, front.sip_realm,
+                                                 phone_secret(user) if secret is None else secret),
+                         registrar_uri((front.kamailio_host, front.kamailio_port)))
 
 
 async def log_in(lab: Lab, interfaces: Sequence[str], skills: Mapping[str, int]) -> None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -32,10 +33,19 @@ from telephony.lab.chroot import LabError, operator_names
 from telephony.lab.cluster import PHONE_HOST, STRANGER_HOST, Cluster, register, register_phones
 from telephony.lab.line import LineServer
 from telephony.settings import Settings
-from tests.support.cluster import caller_prefix, ended_calls, two_nodes
+from tests.support.cluster import (
+    account,
+    bearer,
+    caller_prefix,
+    console_url,
+    ended_calls,
+    operator_desk,
+    two_nodes,
+)
 from tests.support.cluster import front_callers as callers
 from tests.support.db import fetch, owner_dsn
 from tests.support.polling import eventually
+from tests.support.web import PASSWORD
 
 pytestmark = pytest.mark.cluster
 
@@ -150,6 +160,36 @@ async def test_only_a_phone_with_its_secret_registers_at_the_front(
     # Once the desk has one (as an admin's assignment stores it), the same phone registers.
     await register_phones(cluster.front, owner_dsn(pg_cluster, cluster_dsn), ["op1008"],
                           phone_port=port)
+
+
+async def test_a_renewed_secret_ends_the_phones_registration_at_the_front(
+        cluster: Cluster, pg_cluster: EmbeddedPostgres, cluster_dsn: str) -> None:
+    """A phone lost or stolen: the admin renews its secret through a node's line, and the
+    registration the phone made at the front (where a cluster's phones register) ends at
+    once, not up to 10 min later; the old secret registers no more."""
+    port = sipp.free_udp_port(PHONE_HOST)
+    await operator_desk(cluster, "wulan", PASSWORD, "PJSIP/op1007", {"general": 3})
+    await register_phones(cluster.front, owner_dsn(pg_cluster, cluster_dsn), ["op1007"],
+                          phone_port=port)
+    registered = "SELECT contact FROM front_location WHERE username = 'op1007'"
+    owner = owner_dsn(pg_cluster, cluster_dsn)  # the front's table is not the line's to read
+    assert await fetch(owner, registered)
+    await account(cluster, "admin-front", PASSWORD, "admin")
+    node1 = cluster.node("node1").settings
+    async with aiohttp.ClientSession() as http:
+        headers = await bearer(http, node1, "admin-front", PASSWORD)
+        response = await http.post(
+            f"{console_url(node1)}/api/admin/operators/wulan/phone-secret", headers=headers)
+        assert response.status == 200, await response.text()
+        body = await response.json()
+    assert "front SIP" not in str(body), body  # no note: the front ended it
+
+    async def gone() -> bool | None:
+        return True if not await fetch(owner, registered) else None
+
+    await eventually("op1007's registration at the front ended", gone, within=5)
+    with pytest.raises(LabError, match="op1007 could not register"):  # the old secret
+        await asyncio.to_thread(register, cluster.front, ["op1007"], host=PHONE_HOST, port=port)
 
 
 async def _calls_on_both(dsn: str, prefix: str) -> bool | None:
