@@ -59,7 +59,7 @@ from telephony.admin.store import AdminSettingsRepository, AdminTopic, announce
 from telephony.ami.actions import AmiActions
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.operators import MAX_LEVEL, OVERFLOW_QUEUE, OperatorDesk
-from telephony.desks.phones import PhoneKind, end_front_registration
+from telephony.desks.phones import PhoneKind
 from telephony.desks.service import (
     DeskChanges,
     assign_desk,
@@ -67,7 +67,7 @@ from telephony.desks.service import (
     renew_phone_secret,
 )
 from telephony.desks.store import Assignment, DeskRepository, OperatorAccount
-from telephony.kamailio.registrar import FrontRegistrar
+from telephony.kamailio.registrar import FrontRegistrar, end_front_registration
 
 log = logging.getLogger("telephony.admin")
 

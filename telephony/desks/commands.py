@@ -27,14 +27,9 @@ from telephony.calls.facts import CallFact
 from telephony.calls.spool import SpooledCall
 from telephony.db.connection import Database
 from telephony.desks.operators import OperatorDesk
-from telephony.desks.phones import (
-    PhoneKind,
-    end_front_registration,
-    end_registration,
-    phone_username,
-)
+from telephony.desks.phones import PhoneKind, end_registration, phone_username
 from telephony.desks.service import assign_desk, parse_skill_levels
-from telephony.kamailio.registrar import FrontRegistrar
+from telephony.kamailio.registrar import FrontRegistrar, end_front_registration
 from telephony.settings import Settings
 
 

@@ -15,16 +15,12 @@ digest, so the old secret stops working at the phone's next REGISTER.
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 from dataclasses import dataclass
 
 from telephony.ami.actions import AmiActionRefusedError, AmiListActions
 from telephony.core.errors import SiagaError
 from telephony.core.labels import LabelledStrEnum
-from telephony.kamailio.registrar import FrontRegistrar, FrontRegistrationError
-
-log = logging.getLogger("telephony.desks.phones")
 
 INTERFACE_PREFIX = "PJSIP/"
 # A browser's secret is never typed: longer than a desk phone's, from the same alphabet.
@@ -123,21 +119,3 @@ async def end_registration(ami: AmiListActions, interface: str) -> list[str]:
         ended.append(str(event.get("URI", "")))
     return ended
 
-
-async def end_front_registration(front: FrontRegistrar, interface: str, realm: str,
-                                 secret: str) -> str | None:
-    """On a cluster, end the phone's registration at the SIP front too, where its phones
-    register (:mod:`telephony.kamailio.registrar`), answering the front's challenge with the
-    ``secret`` just stored; what to tell the admin if it could not be ended, else ``None``."""
-    username = phone_username(interface)
-    try:
-        await front.end_registration(username, digest(username, realm, secret))
-    except FrontRegistrationError as exc:
-        log.warning("the registration of %s at the front not ended after its new secret: %s",
-                    interface, exc.message)
-        return (f"Pendaftaran telepon {interface} di front SIP belum diakhiri ({exc.message}). "
-                "Sandi lama tidak dapat mendaftar lagi, tetapi telepon itu masih dapat "
-                "berdering sampai pendaftarannya habis (paling lama 10 menit).")
-    log.info("the registration of %s at the front ended: it registers again with its new "
-             "secret", interface)
-    return None

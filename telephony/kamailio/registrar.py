@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import socket
 import time
@@ -26,7 +27,10 @@ import uuid
 from dataclasses import dataclass
 
 from telephony.core.errors import SiagaError
+from telephony.desks.phones import digest, phone_username
 from telephony.settings import Settings
+
+log = logging.getLogger("telephony.kamailio.registrar")
 
 _CHALLENGE_FIELD = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,]*))')
 
@@ -98,6 +102,25 @@ class FrontRegistrar:
                     and header(text, "Call-ID") == call_id):
                 return text
         return ""
+
+
+async def end_front_registration(front: FrontRegistrar, interface: str, realm: str,
+                                 secret: str) -> str | None:
+    """On a cluster, end the phone's registration at the SIP front too, where its phones
+    register (:class:`FrontRegistrar`), answering the front's challenge with the
+    ``secret`` just stored; what to tell the admin if it could not be ended, else ``None``."""
+    username = phone_username(interface)
+    try:
+        await front.end_registration(username, digest(username, realm, secret))
+    except FrontRegistrationError as exc:
+        log.warning("the registration of %s at the front not ended after its new secret: %s",
+                    interface, exc.message)
+        return (f"Pendaftaran telepon {interface} di front SIP belum diakhiri ({exc.message}). "
+                "Sandi lama tidak dapat mendaftar lagi, tetapi telepon itu masih dapat "
+                "berdering sampai pendaftarannya habis (paling lama 10 menit).")
+    log.info("the registration of %s at the front ended: it registers again with its new "
+             "secret", interface)
+    return None
 
 
 def registrar_uri(target: tuple[str, int]) -> str:
