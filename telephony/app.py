@@ -205,7 +205,8 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         await grant_phone_reader(database, settings.asterisk_db_user,
                                  asterisk_db_password(settings))
         await set_browser_media_address(database, settings.softphone_media_address,
-                                        settings.kamailio_front)
+                                        settings.kamailio_front,
+                                        rtp_timeout=settings.softphone_rtp_timeout_seconds)
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 

@@ -249,6 +249,9 @@ class Settings:
     # A browser phone unreachable this long (its WebSocket closed, or qualify failing) is
     # paused and taken out of its queues by the line; a reloaded page re-registers sooner.
     softphone_lost_grace_seconds: float = 5.0
+    # A browser phone's call whose media has stopped this long (the browser died or lost its
+    # network mid-call, no BYE) is hung up by Asterisk, held or not (migration 0050).
+    softphone_rtp_timeout_seconds: int = 30
 
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.
     lab_operators: int = 50
@@ -1163,6 +1166,11 @@ def _validate_softphone(settings: Settings) -> None:
             raise SettingsError(f"{name}: an IP address, got {value!r}") from exc
     if not 0 < settings.softphone_lost_grace_seconds <= 600:
         raise SettingsError("softphone_lost_grace_seconds must be between 0 and 600")
+    # Under 5 s a live browser's STUN consent checks (every 4-6 s, all it may send while it
+    # holds without audio) could fall short of it; over 600 s a caller waits ten minutes on
+    # a dead line.
+    if not 5 <= settings.softphone_rtp_timeout_seconds <= 600:
+        raise SettingsError("softphone_rtp_timeout_seconds must be between 5 and 600")
 
 
 def _validate_database_cluster(settings: Settings) -> None:

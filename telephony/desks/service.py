@@ -421,14 +421,18 @@ async def grant_phone_reader(database: Database, role: str, password: str) -> bo
 
 
 async def set_browser_media_address(database: Database, address: str | None,
-                                    front: str | None = None) -> None:
+                                    front: str | None = None, *,
+                                    rtp_timeout: int) -> None:
     """Tell Asterisk (through the phones' views) where browser phones' media lives: the
-    site's ``softphone_media_address``, and on a cluster node the SIP front desk phones are
-    rung through (``host:port``), both set at every start of the line."""
+    site's ``softphone_media_address``, on a cluster node the SIP front desk phones are rung
+    through (``host:port``), and how long a browser's call may receive no media before it is
+    hung up, held or not (``softphone_rtp_timeout_seconds``), all set at every start of the
+    line."""
 
     async def work(connection: asyncpg.Connection) -> None:
         await DeskRepository().set_browser_media_address(connection, address)
         await DeskRepository().set_phone_front(connection, front)
+        await DeskRepository().set_browser_rtp_timeout(connection, rtp_timeout)
 
     await database.run(work)
 

@@ -209,6 +209,12 @@ class DeskRepository:
         await connection.execute(
             "UPDATE phone_site SET browser_media_address = $1::inet", address)
 
+    async def set_browser_rtp_timeout(self, connection: asyncpg.Connection,
+                                      seconds: int) -> None:
+        """How long a browser phone's call may receive nothing before Asterisk hangs it up,
+        held or not (migration 0050)."""
+        await connection.execute("UPDATE phone_site SET browser_rtp_timeout = $1", seconds)
+
     async def set_phone_front(self, connection: asyncpg.Connection, front: str | None) -> None:
         """The cluster's SIP front (``host:port``) desk phones register at and are rung
         through (``None``: no front; migration 0022)."""

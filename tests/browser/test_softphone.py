@@ -20,6 +20,7 @@ from recordings.domain import CALL_KINDS, Kind
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.channels import live_channels
 from telephony.app import Line
+from telephony.callbacks.model import CallbackReason, CutShort, Entry, find_entry
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.phones import PhoneKind
 from telephony.desks.service import assign_desk
@@ -53,6 +54,8 @@ BASE = Settings(
     # Media on loopback only, both ways: the only address lab traffic may use.
     softphone_media_address="127.0.0.1",
     softphone_ice_networks=("127.0.0.0/8",),
+    # A dead browser's call ends this soon (30 s on a site): the shortest the line allows.
+    softphone_rtp_timeout_seconds=5,
     # Through the relay (the browser's "network", which the tests cut) to Asterisk's WSS.
     softphone_ws_url=f"wss://127.0.0.1:{RELAY_PORT}/ws",
     http_port=0,
@@ -93,7 +96,8 @@ def browser_args(tone_wav: Path) -> Sequence[str]:
 def joining_operators() -> tuple[str, ...]:
     """The browser desks join through the console."""
     return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", "PJSIP/op2005",
-            "PJSIP/op2006", "PJSIP/op2007", "PJSIP/op2008", "PJSIP/op2009", DESK_PHONE)
+            "PJSIP/op2006", "PJSIP/op2007", "PJSIP/op2008", "PJSIP/op2009", "PJSIP/op2010",
+            "PJSIP/op2011", DESK_PHONE)
 
 
 async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
@@ -524,6 +528,116 @@ async def test_an_operator_whose_browser_dies_leaves_the_queues_and_callers_go_e
                        "SELECT body ->> 'operator' AS operator FROM call_events "
                        "WHERE call_id = $1 AND kind = 'operator_rung'", record.call_id)
     assert interface not in {row["operator"] for row in rung}
+
+
+async def test_a_call_whose_browser_dies_ends_and_its_caller_is_called_back(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay,
+        tone_wav: Path) -> None:
+    """The operator's browser dies mid-call (crashed, killed, its laptop asleep, its network
+    gone): no BYE, and its WebSocket closing ends no call, so the caller sat in silence on a
+    dead call until they hung up themselves, and the call read as an ordinary end. Asterisk
+    now ends the operator's leg once no media has come for ``softphone_rtp_timeout_seconds``,
+    as any dropped operator leg ends: a network cause, the caller on the call-back list. An
+    operator who holds the caller that long is not cut."""
+    timeout = settings.softphone_rtp_timeout_seconds
+    interface = "PJSIP/op2010"
+    softphone = await staffed(line, settings, console_page, "dewi", interface)
+    caller = unique_caller("0853")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=60) as call:
+        await answered(softphone)
+        hold = softphone.locator('[data-part="hold"]')
+        await hold.click()
+        await expect(softphone).to_have_attribute("data-call", "held", timeout=WAIT_MS)
+
+        async def held() -> bool:
+            return await softphone.get_attribute("data-call") == "held"
+
+        await throughout("the held call up", held, timeout + 3)
+        await hold.click()
+        await expect(softphone).to_have_attribute("data-call", "talking", timeout=WAIT_MS)
+
+        died = time.monotonic()
+        kill_chromium(str(tone_wav))
+        # Asterisk hangs up the caller too: sipp receives its BYE long before it would hang up.
+        result = await call.wait(within=timeout + 10)
+        ended = time.monotonic() - died
+    assert result.ok, result.errors
+    print(f"\nbrowser killed mid-call -> the caller's call ended: {ended:.1f} s "
+          f"(rtp timeout {timeout} s)")
+    assert ended < timeout + 5
+    record = await ended_call(line, caller)
+    assert (record.operator, record.disposition) == (interface, "answered")
+    # Asterisk's cause for a channel that stopped receiving media, a network cause.
+    assert (record.hangup_cause, record.hangup_cause_text) == (
+        44, "Requested channel not available"), record
+
+    async def on_the_worklist() -> Entry | None:
+        return find_entry(await line.callbacks.worklist(), record.call_id)
+
+    entry = await eventually(f"{record.call_id} on the call-back list", on_the_worklist,
+                             within=10)
+    assert dict((c.call_id, reason) for c, reason in entry.reasons)[record.call_id] \
+        is CallbackReason.DROPPED
+
+
+async def test_a_call_back_whose_browser_dies_ends_and_the_caller_stays_on_the_list(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay,
+        tone_wav: Path) -> None:
+    """An operator calls a caller back from the browser and the browser dies while they
+    talk: the caller's phone stayed connected to nobody until they hung up themselves, and
+    the call-back ended with no network cause, so it counted as having reached the caller and
+    took them off the list. Asterisk now ends it as it ends a call, with a network cause, and
+    the caller stays on the list, the call-back cut short."""
+    timeout = settings.softphone_rtp_timeout_seconds
+    interface = "PJSIP/op2011"
+    # A caller who chose an emergency in the IVR and hung up: on the call-back list.
+    caller = unique_caller("0852")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="1", talk_seconds=1) as call:
+        assert (await call.wait()).ok
+    record = await ended_call(line, caller)
+
+    async def on_the_worklist() -> Entry | None:
+        return find_entry(await line.callbacks.worklist(), record.call_id)
+
+    await eventually(f"{record.call_id} on the call-back list", on_the_worklist, within=10)
+    await browser_desk(line, settings, "eka", interface)
+    softphone = await registered(console_page, "eka")
+    account = next(a for a in await AccountService(
+        line.database, CHEAP_HASHER, AccountConfig()).accounts() if a.username == "eka")
+    # The caller's phone answers and would stay until Asterisk hangs up.
+    async with sipp.callee(settings.carrier_sip_port, hold_seconds=60, max_calls=1) as phone:
+        leg = await line.callbacks.call_back(account, record.call_id,
+                                             remote_address="127.0.0.1")
+        await answered(softphone)
+
+        async def caller_answered() -> bool | None:
+            rows = await fetch(settings.database_dsn or "",
+                               "SELECT answered_at FROM call_legs WHERE leg_id = $1",
+                               leg.leg_id)
+            return True if rows[0]["answered_at"] is not None else None
+
+        await eventually("the caller answering the call-back", caller_answered)
+        died = time.monotonic()
+        kill_chromium(str(tone_wav))
+        result = await phone.wait(within=timeout + 10)
+        ended = time.monotonic() - died
+    assert result.ok, result.errors
+    print(f"\nbrowser killed during a call-back -> the caller's phone hung up: {ended:.1f} s")
+    assert ended < timeout + 5
+
+    async def cut_short() -> Entry | None:
+        entry = await on_the_worklist()
+        return entry if entry is not None and entry.attempts \
+            and entry.attempts[0].ended_at is not None else None
+
+    entry = await eventually("the call-back cut short, the caller on the list", cut_short,
+                             within=10)
+    (attempt, *_) = entry.attempts
+    assert (attempt.leg_id, attempt.hangup_cause, attempt.cut) == (
+        leg.leg_id, 44, CutShort.NETWORK), attempt
+    assert entry.reason is CallbackReason.CALLBACK_CUT
 
 
 async def members(line: Line, interface: str) -> list[str] | None:

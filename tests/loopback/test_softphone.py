@@ -70,10 +70,13 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
                              {"medical": 5}, realm=realm)
     # A browser's secret is never shown to anyone; a desk phone's is, once.
     assert browser.phone_secret is None and desk.phone_secret is not None
-    await set_browser_media_address(console.database, "127.0.0.1")
+    await set_browser_media_address(console.database, "127.0.0.1", rtp_timeout=20)
     endpoints = {row["id"]: dict(row) for row in await fetch(
         asterisk_view, "SELECT * FROM ps_endpoints")}
     assert endpoints["op2001"]["webrtc"] == "yes"
+    # A browser whose media stopped (died mid-call, no BYE) is hung up, held or not (0050).
+    assert (endpoints["op2001"]["rtp_timeout"], endpoints["op2001"]["rtp_timeout_hold"]) == (
+        "20", "20")
     assert endpoints["op2001"]["dtls_auto_generate_cert"] == "yes"
     assert endpoints["op2001"]["transport"] is None  # the WebSocket it registered on
     assert endpoints["op2001"]["media_address"] == "127.0.0.1"
@@ -82,7 +85,7 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
     assert endpoints["op2002"] == {
         **endpoints["op2002"], "transport": "transport-udp", "webrtc": None,
         "dtls_auto_generate_cert": None, "media_address": None,
-        "bind_rtp_to_media_address": None}
+        "bind_rtp_to_media_address": None, "rtp_timeout": None, "rtp_timeout_hold": None}
     aors = {row["id"]: row["qualify_frequency"] for row in await fetch(
         asterisk_view, "SELECT * FROM ps_aors")}
     assert aors == {"op2001": "5", "op2002": "30"}
@@ -91,7 +94,8 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
     # browser's media binds to that transport's address, the node's own (one media address in
     # the shared views would be one node's), still WebRTC. No phone's Contact is rewritten to
     # the address its replies come from: that is the front's.
-    await set_browser_media_address(console.database, "127.0.0.1", "10.0.0.10:5060")
+    await set_browser_media_address(console.database, "127.0.0.1", "10.0.0.10:5060",
+                                    rtp_timeout=20)
     contacts = {row["id"]: row["contact"] for row in await fetch(
         asterisk_view, "SELECT * FROM ps_aors")}
     assert contacts == {"op2001": "sip:op2001@10.0.0.10:5060",
@@ -103,12 +107,13 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
         "bind_rtp_to_media_address": None, "rewrite_contact": None}
     assert clustered["op2002"] == {**endpoints["op2002"], "rewrite_contact": None}
     assert endpoints["op2002"]["rewrite_contact"] == "yes"  # without a front: NAT
-    await set_browser_media_address(console.database, None)
+    await set_browser_media_address(console.database, None, rtp_timeout=45)
     assert {row["contact"] for row in await fetch(asterisk_view, "SELECT * FROM ps_aors")} == {
         None}
-    rows = await fetch(asterisk_view, "SELECT media_address, bind_rtp_to_media_address "
-                                    "FROM ps_endpoints WHERE id = 'op2001'")
-    assert dict(rows[0]) == {"media_address": None, "bind_rtp_to_media_address": None}
+    rows = await fetch(asterisk_view, "SELECT media_address, bind_rtp_to_media_address, "
+                                    "rtp_timeout FROM ps_endpoints WHERE id = 'op2001'")
+    assert dict(rows[0]) == {"media_address": None, "bind_rtp_to_media_address": None,
+                             "rtp_timeout": "45"}
 
     # The desk phone becomes a browser: its typed secret stops working. And back: a new
     # secret to type, shown once.

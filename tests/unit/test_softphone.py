@@ -64,6 +64,10 @@ def test_hostile_or_odd_softphone_urls_are_refused(url: str) -> None:
     ("asterisk_https_port", "70000"),
     ("asterisk_http_port", "0"),
     ("softphone_lost_grace_seconds", "0"),
+    ("softphone_rtp_timeout_seconds", "0"),  # a dead browser's caller would wait for good
+    ("softphone_rtp_timeout_seconds", "4"),
+    ("softphone_rtp_timeout_seconds", "601"),
+    ("softphone_rtp_timeout_seconds", "30s"),
     ("asterisk_tls_cert", "/etc/asterisk/keys/a.crt"),  # without its key
 ])
 def test_bad_softphone_settings_are_refused(name: str, value: str) -> None:
@@ -79,6 +83,9 @@ def test_softphone_settings_are_read() -> None:
     assert settings.softphone_ice_networks == ("10.0.0.0/8", "192.0.2.7/32")
     assert settings.softphone_media_address == "10.1.2.3"
     assert settings.asterisk_tls_cert == Path("/k/a.crt")
+    assert settings.softphone_rtp_timeout_seconds == 30
+    assert load_settings(environ={"SIAGA112_SOFTPHONE_RTP_TIMEOUT_SECONDS": "45"}
+                         ).softphone_rtp_timeout_seconds == 45
 
 
 # -- Asterisk's configuration ---------------------------------------------------------------
