@@ -5,12 +5,14 @@ of the compose files); nothing removed the old ones, so the backup disk filled a
 backup after that was refused. After ``back_up`` has written and noted a backup, the
 directory that holds it is pruned: every sibling that is one of our backups and older than
 ``backup_keep_days`` (by its manifest's time) is removed, and so is the hidden
-``.NAME.partial-*`` directory a crashed backup left. What is ours is decided from what is on
-disk, never from a name alone:
+``.NAME.partial-*`` directory a crashed backup left. What is ours is decided from the
+database's own record and what is on disk, never from a name alone:
 
-- a backup: a real directory holding a manifest this software reads, and nothing but that
-  manifest, the files it lists and their directories. One an engineer put anything else in
-  (a note, a link) is kept, and named in the log line;
+- a backup: one this site's audit log says it wrote there, at that manifest time
+  (telephony/backup/store.py; a backup copied in from another site, an old host's waiting to
+  be restored, is not ours), in a real directory holding nothing but that manifest, the files
+  it lists and their directories. One an engineer put anything else in (a note, a link) is
+  kept, and named in the log line;
 - a half-written backup: a real hidden directory named as ``back_up`` names them, holding only
   regular files and directories under a backup's own names (the dump, the manifest, the
   areas), that no backup is writing any more (its writer holds its lock until the rename) and
@@ -27,6 +29,7 @@ still a backup the next run finishes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import re
@@ -36,10 +39,14 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Final
 
+import asyncpg
+
 from telephony.backup.errors import BackupError
 from telephony.backup.model import AREAS, DUMP_NAME, MANIFEST_NAME, Manifest, expired, human_size
 from telephony.backup.service import try_lock
+from telephony.backup.store import recorded_backups
 from telephony.core.text import os_reason
+from telephony.db.connection import DatabaseUnavailable, connect_owner
 from telephony.settings import Settings
 
 log = logging.getLogger("telephony.backup")
@@ -115,18 +122,35 @@ async def prune_backups(settings: Settings, written: Path) -> PruneReport:
     """Prune the directory holding the backup just ``written``; one log line says what went.
     Never raises for what it finds: what it leaves or cannot remove is in the report."""
     written = await asyncio.to_thread(written.absolute)
+    unrecorded = None
+    recorded: frozenset[tuple[str, datetime]] = frozenset()
+    if settings.backup_keep_days > 0:
+        try:
+            connection = await connect_owner(settings)
+            try:
+                recorded = await recorded_backups(connection, str(written.parent))
+            finally:
+                await connection.close()
+        except (DatabaseUnavailable, asyncpg.PostgresError, OSError) as exc:
+            # Gone since the backup was noted a moment ago: no backup is known to be ours,
+            # none is removed this time.
+            unrecorded = "basis data: " + " ".join(str(exc).split())
     report = await asyncio.to_thread(
         prune, written.parent, keep_days=settings.backup_keep_days, now=datetime.now(UTC),
-        written=written.name)
+        written=written.name, recorded=recorded)
+    if unrecorded is not None:
+        report = dataclasses.replace(report, failed=(*report.failed, unrecorded))
     # A warning when one could not be removed (the backup disk then fills); one an engineer
     # put a note in is kept on purpose.
     log.log(logging.WARNING if report.failed else logging.INFO, "%s", report.log_line())
     return report
 
 
-def prune(directory: Path, *, keep_days: int, now: datetime, written: str) -> PruneReport:
-    """Remove from ``directory`` our backups older than ``keep_days`` at ``now`` and the
-    half-written backups no one is writing, never the one named ``written``."""
+def prune(directory: Path, *, keep_days: int, now: datetime, written: str,
+          recorded: frozenset[tuple[str, datetime]]) -> PruneReport:
+    """Remove from ``directory`` our backups (``recorded``: by name and manifest time, as this
+    site noted writing them) older than ``keep_days`` at ``now``, and the half-written
+    backups no one is writing; never the one named ``written``."""
     removed: list[str] = []
     partials: list[str] = []
     kept: list[str] = []
@@ -147,7 +171,8 @@ def prune(directory: Path, *, keep_days: int, now: datetime, written: str) -> Pr
             partial = _PARTIAL.fullmatch(name) is not None
             try:
                 size = (_remove_partial(parent, name, now=time.time()) if partial
-                        else _remove_backup(parent, name, now=now, keep_days=keep_days))
+                        else _remove_backup(parent, name, now=now, keep_days=keep_days,
+                                            recorded=recorded))
             except _Kept as exc:
                 kept.append(f"{name}: {exc}")
                 continue
@@ -165,13 +190,15 @@ def prune(directory: Path, *, keep_days: int, now: datetime, written: str) -> Pr
                        tuple(kept), tuple(failed))
 
 
-def _remove_backup(parent: int, name: str, *, now: datetime, keep_days: int) -> int | None:
+def _remove_backup(parent: int, name: str, *, now: datetime, keep_days: int,
+                   recorded: frozenset[tuple[str, datetime]]) -> int | None:
     """Remove the backup ``name`` if it is ours and expired: the bytes freed, or None when it
     is left alone (not ours, or young enough). Raises :class:`_Kept`."""
     fd = os.open(name, _DIRECTORY, dir_fd=parent)
     try:
         manifest = _manifest(fd)
-        if manifest is None or not expired(manifest.created_at, now=now, keep_days=keep_days):
+        if manifest is None or (name, manifest.created_at) not in recorded or \
+                not expired(manifest.created_at, now=now, keep_days=keep_days):
             return None
         if not try_lock(fd):
             raise _Kept("sedang dipakai (dipulihkan)")

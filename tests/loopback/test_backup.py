@@ -36,6 +36,7 @@ from telephony.backup.errors import BackupError
 from telephony.backup.model import MANIFEST_NAME, Manifest
 from telephony.backup.pruning import prune
 from telephony.backup.service import back_up, connection_target, restore
+from telephony.backup.store import record_backup
 from telephony.db.connection import Database
 from telephony.db.embedded import SUPERUSER, EmbeddedPostgres
 from telephony.settings import Settings
@@ -527,22 +528,40 @@ def aged(backup: Path, days: float) -> Path:
     return backup
 
 
+async def written_days_ago(settings: Settings, backup: Path, days: float) -> Path:
+    """``backup`` as the site would have written it ``days`` ago: its manifest's time, and
+    the entry the site's audit log has of it (pruning removes only the site's own)."""
+    manifest = Manifest.from_json((aged(backup, days) / MANIFEST_NAME).read_text(
+        encoding="utf-8"))
+    assert settings.database_owner_dsn is not None
+    connection = await asyncpg.connect(settings.database_owner_dsn)
+    try:
+        await record_backup(connection, str(backup), manifest)
+    finally:
+        await connection.close()
+    return backup
+
+
 async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_else(
     site: Site, tmp_path: Path
 ) -> None:
     """A site that ran `siaga112 backup /backups/<date>` every night filled its backup disk:
     nothing removed the old ones. Now the command removes, once the new one is whole, the
     backups beside it older than backup_keep_days (7) and what a crashed backup left, says
-    so in one log line, and leaves everything else alone."""
+    so in one log line, and leaves everything else alone (an old host's backup copied in to
+    be restored included)."""
     backups = tmp_path / "backups"
     first = backups / "2025-05-01"
     await back_up(site.settings, first)
-    for name in ("2025-05-02", "2025-05-20", "catatan"):
+    for name in ("2025-05-02", "2025-05-20", "catatan", "situs-lama"):
         shutil.copytree(first, backups / name)
-    aged(first, 10)
-    aged(backups / "2025-05-02", 8)
-    aged(backups / "2025-05-20", 3)
-    (aged(backups / "catatan", 30) / "CATATAN.txt").write_text("sebelum upgrade, simpan")
+    await written_days_ago(site.settings, first, 10)
+    await written_days_ago(site.settings, backups / "2025-05-02", 8)
+    await written_days_ago(site.settings, backups / "2025-05-20", 3)
+    (await written_days_ago(site.settings, backups / "catatan", 30) / "CATATAN.txt"
+     ).write_text("sebelum upgrade, simpan")
+    # An old host's backup copied here to be restored: whole and old, but not this site's.
+    aged(backups / "situs-lama", 40)
     # A link to an old backup kept elsewhere, and the site's own things: not ours.
     elsewhere = tmp_path / "arsip" / "2025-01-01"
     shutil.copytree(first, elsewhere)
@@ -562,7 +581,7 @@ async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_el
 
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in backups.iterdir()) == [
-        "2025-05-20", "2025-05-21", "BACA.txt", "arsip", "catatan"]
+        "2025-05-20", "2025-05-21", "BACA.txt", "arsip", "catatan", "situs-lama"]
     assert Manifest.from_json((tonight / MANIFEST_NAME).read_text(encoding="utf-8"))
     assert {path: files_under(path) for path in untouched} == untouched
     assert all(path.read_bytes() == data for path, data in contents.items())
@@ -575,7 +594,7 @@ async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_el
             f"dari {backups}") in done.stdout
 
     # A site that prunes them itself: backup_keep_days = 0 removes nothing.
-    aged(backups / "2025-05-20", 30)
+    await written_days_ago(site.settings, backups / "2025-05-20", 30)
     done = siaga112(site.settings, "--set", "backup_keep_days=0", "backup",
                     str(backups / "2025-05-22"))
     assert done.returncode == 0, done.stderr
@@ -591,12 +610,14 @@ async def test_a_backup_being_restored_is_kept_however_old(
     backups = tmp_path / "backups"
     old = backups / "2025-04-01"
     await back_up(site.settings, old)
-    aged(old, 60)
+    recorded = frozenset({(old.name, Manifest.from_json(
+        (aged(old, 60) / MANIFEST_NAME).read_text(encoding="utf-8")).created_at)})
     pruned = []
     restore_database = backup_service._restore_database
 
     async def nightly_meanwhile(settings: Settings, dump: Path) -> None:
-        pruned.append(prune(backups, keep_days=7, now=datetime.now(UTC), written="tonight"))
+        pruned.append(prune(backups, keep_days=7, now=datetime.now(UTC), written="tonight",
+                            recorded=recorded))
         await restore_database(settings, dump)
 
     monkeypatch.setattr(backup_service, "_restore_database", nightly_meanwhile)
@@ -604,8 +625,8 @@ async def test_a_backup_being_restored_is_kept_however_old(
     assert pruned[0].removed == ()
     assert pruned[0].kept == ("2025-04-01: sedang dipakai (dipulihkan)",)
     # Once restored it is an old backup like any other.
-    assert prune(backups, keep_days=7, now=datetime.now(UTC), written="tonight").removed == \
-        ("2025-04-01",)
+    assert prune(backups, keep_days=7, now=datetime.now(UTC), written="tonight",
+                 recorded=recorded).removed == ("2025-04-01",)
 
 
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:

@@ -7,14 +7,16 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from telephony.backup.model import MANIFEST_NAME, FileEntry, Manifest, expired
-from telephony.backup.pruning import PARTIAL_GRACE_SECONDS, prune
+from telephony.backup.pruning import PARTIAL_GRACE_SECONDS, prune, prune_backups
 from telephony.settings import SettingsError, load_settings
+from tests.support.net import free_port
 
 NOW = datetime(2026, 12, 7, 2, 30, tzinfo=UTC)
 DIGEST = "ab" * 32
@@ -32,6 +34,13 @@ def write_backup(path: Path, days_old: float) -> Path:
                         "0.1.0", "pg_dump (PostgreSQL) 15.8")
     (path / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return path
+
+
+def noted(*backups: Path) -> frozenset[tuple[str, datetime]]:
+    """What the site's audit log says it wrote (telephony/backup/store.py): these backups."""
+    return frozenset(
+        (path.name, Manifest.from_json((path / MANIFEST_NAME).read_text(encoding="utf-8"))
+         .created_at) for path in backups)
 
 
 def tree(root: Path) -> dict[str, bytes | str]:
@@ -66,14 +75,16 @@ def test_only_our_expired_backups_go_and_never_the_one_just_written(tmp_path: Pa
     old = write_backup(backups / "2026-11-20", 17)
     recent = write_backup(backups / "2026-12-04", 3)
     # The one just written: whatever its manifest says, it is never a candidate.
-    write_backup(backups / "2026-12-07", 30)
+    tonight = write_backup(backups / "2026-12-07", 30)
+    # A backup of another site's, copied here to be restored: not in this site's record.
+    copied = write_backup(backups / "lama-situs-pusat", 60)
     # A removal cut short (a crash): the manifest, removed last, still says it is ours.
     interrupted = write_backup(backups / "2026-11-19", 18)
     (interrupted / "database.dump").unlink()
     (interrupted / "recordings" / "2026" / "12" / "01" / "1.1.opus").unlink()
     # Ours once, but an engineer added a note: kept, and said.
-    noted = write_backup(backups / "2026-11-18", 19)
-    (noted / "CATATAN.txt").write_text("cadangan sebelum upgrade, jangan dihapus")
+    annotated = write_backup(backups / "2026-11-18", 19)
+    (annotated / "CATATAN.txt").write_text("cadangan sebelum upgrade, jangan dihapus")
     # A link inside one, to the site's recordings: kept, and nothing followed.
     site = tmp_path / "site" / "recordings"
     (site / "2026").mkdir(parents=True)
@@ -100,7 +111,8 @@ def test_only_our_expired_backups_go_and_never_the_one_just_written(tmp_path: Pa
     freed = sum(path.stat().st_size for backup in (old, interrupted)
                 for path in backup.rglob("*") if path.is_file())
 
-    report = prune(backups, keep_days=7, now=NOW, written="2026-12-07")
+    report = prune(backups, keep_days=7, now=NOW, written="2026-12-07",
+                   recorded=noted(old, recent, tonight, interrupted, annotated, linked, elsewhere))
 
     assert report.removed == ("2026-11-19", "2026-11-20")
     assert report.freed == freed
@@ -109,10 +121,11 @@ def test_only_our_expired_backups_go_and_never_the_one_just_written(tmp_path: Pa
         "2026-11-18: berisi berkas yang bukan bagian cadangan (CATATAN.txt)")
     assert sorted(p.name for p in backups.iterdir()) == [
         "2026-11-17", "2026-11-18", "2026-12-04", "2026-12-07", "BACA.txt", "arsip", "lain",
-        "skrip"]
+        "lama-situs-pusat", "skrip"]
+    assert tree(copied)
     assert not old.exists() and recent.is_dir()
     assert {path: tree(path) for path in before} == before
-    assert (linked / "recordings").is_symlink() and "CATATAN.txt" in tree(noted)
+    assert (linked / "recordings").is_symlink() and "CATATAN.txt" in tree(annotated)
     line = report.log_line()
     assert line.startswith(f"backups in {backups} older than 7 days: 2 removed "
                            "(2026-11-19, 2026-11-20), ")
@@ -143,7 +156,8 @@ def test_half_written_backups_go_unless_written_now_or_not_ours(tmp_path: Path) 
     writer = os.open(being_written, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(writer, fcntl.LOCK_EX)  # as back_up holds it
-        report = prune(backups, keep_days=7, now=NOW, written="2026-12-07")
+        report = prune(backups, keep_days=7, now=NOW, written="2026-12-07",
+                       recorded=frozenset())
     finally:
         os.close(writer)
 
@@ -161,7 +175,7 @@ def test_a_backup_that_cannot_be_removed_is_named_and_the_next_run_finishes_it(
 ) -> None:
     backups = tmp_path / "backups"
     stuck = write_backup(backups / "2026-11-01", 36)
-    write_backup(backups / "2026-11-02", 35)
+    recorded = noted(stuck, write_backup(backups / "2026-11-02", 35))
     unlink = os.unlink
     refusals = [True]  # the first backup's recording (the oldest goes first)
 
@@ -172,7 +186,7 @@ def test_a_backup_that_cannot_be_removed_is_named_and_the_next_run_finishes_it(
         unlink(path, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "unlink", refused)
-    report = prune(backups, keep_days=7, now=NOW, written="2026-12-07")
+    report = prune(backups, keep_days=7, now=NOW, written="2026-12-07", recorded=recorded)
     assert report.removed == ("2026-11-02",)
     assert report.failed == ("2026-11-01: izin ditolak",)
     assert report.log_line().endswith("; 1 could not be removed (2026-11-01: izin ditolak)")
@@ -180,19 +194,42 @@ def test_a_backup_that_cannot_be_removed_is_named_and_the_next_run_finishes_it(
     # The manifest goes last: what is left is still a backup of ours, finished next time.
     assert (stuck / MANIFEST_NAME).is_file()
     monkeypatch.undo()
-    assert prune(backups, keep_days=7, now=NOW, written="2026-12-07").removed == \
-        ("2026-11-01",)
+    assert prune(backups, keep_days=7, now=NOW, written="2026-12-07",
+                 recorded=recorded).removed == ("2026-11-01",)
     assert list(backups.iterdir()) == []
 
 
 def test_keep_days_zero_removes_nothing(tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    write_backup(backups / "2020-01-01", 2000)
+    recorded = noted(write_backup(backups / "2020-01-01", 2000))
     crashed = backups / ".2020-01-02.partial-1-00000000"
     crashed.mkdir()
     os.utime(crashed, (0, 0))
-    report = prune(backups, keep_days=0, now=NOW, written="2026-12-07")
+    report = prune(backups, keep_days=0, now=NOW, written="2026-12-07", recorded=recorded)
     assert (report.removed, report.partials, report.kept) == ((), (), ())
     assert sorted(p.name for p in backups.iterdir()) == [crashed.name, "2020-01-01"]
     assert report.log_line() == f"backups in {backups}: none removed (backup_keep_days = 0)"
     assert report.summary() is None
+
+
+async def test_a_database_gone_since_the_backup_removes_no_backup_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Which backups are the site's own is the database's record: without it none is, and
+    # the command says why nothing went (a warning), not a traceback.
+    backups = tmp_path / "backups"
+    write_backup(backups / "2020-01-01", 2000)
+    crashed = backups / ".2020-01-02.partial-1-00000000"
+    crashed.mkdir()
+    os.utime(crashed, (0, 0))
+    nowhere = f"postgresql://siaga112@127.0.0.1:{free_port()}/siaga112"
+    settings = replace(load_settings(environ={}), state_dir=tmp_path / "state",
+                       database_dsn=nowhere, db_connect_timeout=2.0)
+    report = await prune_backups(settings, backups / "2026-12-07")
+    assert report.removed == () and report.partials == (crashed.name,)
+    (failure,) = report.failed
+    assert failure.startswith("basis data: cannot connect to PostgreSQL") and "\n" not in failure
+    (record,) = [r for r in caplog.records if r.name == "telephony.backup"]
+    assert record.levelname == "WARNING" and "could not be removed (basis data: " in \
+        record.getMessage()
+    assert (backups / "2020-01-01").is_dir()
