@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import os
 import re
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -239,10 +240,15 @@ def _manifest(fd: int) -> Manifest | None:
     """The manifest of the directory open as ``fd``; None when there is none we read (not a
     backup of ours: it is left alone)."""
     try:
-        handle = os.open(MANIFEST_NAME, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
+        # Not blocking: a FIFO by that name would hold the nightly backup for ever.
+        handle = os.open(MANIFEST_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK,
+                         dir_fd=fd)
     except OSError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            os.close(handle)
+            return None
         with os.fdopen(handle, "rb") as reader:
             text = reader.read(_MANIFEST_LIMIT + 1)
         if len(text) > _MANIFEST_LIMIT:

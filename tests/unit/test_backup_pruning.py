@@ -105,6 +105,9 @@ def test_only_our_expired_backups_go_and_never_the_one_just_written(tmp_path: Pa
     (backups / "BACA.txt").write_text("cadangan malam\n")
     (backups / "lain").mkdir()
     (backups / "lain" / MANIFEST_NAME).write_text('{"format": "lain", "created_at": "2020"}')
+    # A FIFO by the manifest's name: opening it to read used to wait for a writer for ever.
+    (backups / "antrean").mkdir()
+    os.mkfifo(backups / "antrean" / MANIFEST_NAME)
     before = {path: tree(path) for path in (tmp_path / "site", tmp_path / "arsip",
                                             backups / "skrip", backups / "lain")}
 
@@ -120,8 +123,8 @@ def test_only_our_expired_backups_go_and_never_the_one_just_written(tmp_path: Pa
         "2026-11-17: berisi tautan atau berkas khusus (recordings)",
         "2026-11-18: berisi berkas yang bukan bagian cadangan (CATATAN.txt)")
     assert sorted(p.name for p in backups.iterdir()) == [
-        "2026-11-17", "2026-11-18", "2026-12-04", "2026-12-07", "BACA.txt", "arsip", "lain",
-        "lama-situs-pusat", "skrip"]
+        "2026-11-17", "2026-11-18", "2026-12-04", "2026-12-07", "BACA.txt", "antrean", "arsip",
+        "lain", "lama-situs-pusat", "skrip"]
     assert tree(copied)
     assert not old.exists() and recent.is_dir()
     assert {path: tree(path) for path in before} == before
