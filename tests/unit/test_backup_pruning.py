@@ -4,6 +4,7 @@ keep days and half-written ones no one writes go; nothing else, and no link is f
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -15,6 +16,7 @@ import pytest
 
 from telephony.backup.model import MANIFEST_NAME, FileEntry, Manifest, expired
 from telephony.backup.pruning import PARTIAL_GRACE_SECONDS, prune, prune_backups
+from telephony.backup.service import try_lock
 from telephony.settings import SettingsError, load_settings
 from tests.support.net import free_port
 
@@ -236,3 +238,19 @@ async def test_a_database_gone_since_the_backup_removes_no_backup_and_says_so(
     assert record.levelname == "WARNING" and "could not be removed (basis data: " in \
         record.getMessage()
     assert (backups / "2020-01-01").is_dir()
+
+
+def test_a_file_system_without_locks_does_not_stop_a_backup_or_a_restore(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An NFS backup mount without its lock daemon: flock fails with ENOLCK, which came out of
+    # a restore as a traceback. Without locks they go on as before there were any.
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert try_lock(fd) and try_lock(fd, shared=True)
+    finally:
+        os.close(fd)
