@@ -151,6 +151,11 @@ class Settings:
     asterisk_log_rotate_hour: int = 3
     asterisk_log_keep_days: int = 30
 
+    # `siaga112 backup DIR` removes, once the new backup is whole, the backups beside it in
+    # DIR's parent older than this many days (and half-written ones a crash left): a nightly
+    # job used to fill its disk. 0: none removed, the site prunes them itself.
+    backup_keep_days: int = 7
+
     # FastAGI: Asterisk connects to us. Loopback only unless an operator says otherwise.
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
@@ -861,6 +866,7 @@ _RANGES: Final[dict[str, tuple[float, float]]] = {
     "recordings_retention_interval_hours": (0, 720),
     "asterisk_log_rotate_hour": (-1, 23),
     "asterisk_log_keep_days": (7, 3650),
+    "backup_keep_days": (0, 3650),
     "callpath_rt_priority": (0, 99),
     "lab_asterisk_nice": (-20, 0),
     # Past a few minutes a container runtime kills the process anyway (docker: 10 s by

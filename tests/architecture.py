@@ -151,6 +151,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.calls.history", ADAPTERS),  # the backfill's reading and writing
     ("telephony.calls.spool", ADAPTERS),
     ("telephony.accounts.passwords", ADAPTERS),  # hashes in a thread
+    ("telephony.backup.pruning", ADAPTERS),  # removes the old backups beside a new one
     ("telephony.admin.asterisk", ADAPTERS),
     ("telephony.admin.configs", ADAPTERS),
     ("telephony.admin.files", ADAPTERS),

@@ -1,20 +1,27 @@
-"""``siaga112 backup DIR`` and ``siaga112 restore DIR [--force]``: what the IT staff read."""
+"""``siaga112 backup DIR`` (then the old backups beside it pruned) and ``siaga112 restore DIR
+[--force]``: what the IT staff read."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from telephony.backup.model import human_size
+from telephony.backup.pruning import prune_backups
 from telephony.backup.service import back_up, restore
 from telephony.settings import Settings
 
 
 async def backup(settings: Settings, target: Path) -> int:
-    """Write a backup; print where and what it holds."""
+    """Write a backup, then remove the old ones beside it; print where and what it holds,
+    and what was removed. A backup that is whole exits 0 even when an old one could not be
+    removed (the line says which and why; the disk alert follows a backup disk filling)."""
     manifest = await back_up(settings, target)
     total = sum(entry.size for entry in manifest.every_file)
     print(f"Cadangan ditulis ke {target}: basis data (skema versi "
           f"{manifest.schema_version}) dan {len(manifest.files)} berkas, {human_size(total)}.")
+    summary = (await prune_backups(settings, target)).summary()
+    if summary is not None:
+        print(f"Cadangan lama: {summary}")
     return 0
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -178,3 +178,10 @@ def check_schema_level(backup: int, known: int) -> None:
         raise BackupError(
             f"Cadangan berasal dari skema versi {backup}, lebih baru dari yang dikenal perangkat "
             f"lunak ini ({known}); pulihkan dengan versi siaga112 yang sama atau lebih baru.")
+
+
+def expired(created_at: datetime, *, now: datetime, keep_days: int) -> bool:
+    """Whether a backup written at ``created_at`` is past the site's ``backup_keep_days`` at
+    ``now``. 0 keeps every backup (a site that prunes them by its own schedule); a backup
+    stamped in the future (a clock set back since) is not past anything."""
+    return keep_days > 0 and now - created_at > timedelta(days=keep_days)

@@ -5,7 +5,8 @@
 hashed as it is copied, then the manifest. It is all written into a hidden sibling directory
 and renamed into place at the end, so a backup that exists is whole; a crash leaves only a
 ``.NAME.partial-*`` directory that no restore accepts (it has no manifest until the end, and
-its name is not the one asked for).
+its name is not the one asked for), and that the next backup's pruning removes (the writer
+holds a lock on it until the rename; telephony/backup/pruning.py).
 
 The dump comes first and the files after: the worker stores a recording's file before it
 marks the recording done, so every file the dump points to was on disk before the copy
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -342,14 +344,34 @@ def _refuse_inside_areas(areas: SiteAreas, target: Path) -> None:
                               "direktori itu, sebaiknya di disk lain.")
 
 
-def _open_partial(target: Path) -> Path:
+def try_lock(fd: int, *, shared: bool = False) -> bool:
+    """Take the advisory lock of the directory open as ``fd`` unless another holds it (until
+    ``fd`` is closed). A backup being written holds its hidden directory's, a restore its
+    source's (shared), so the pruning of old backups beside a new one removes neither
+    (telephony/backup/pruning.py); a container on the same host sees the same lock."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        # A file system that keeps no locks (an NFS mount without its lock daemon: ENOLCK):
+        # backups and restores go on as they did before there were any, rather than fail.
+        log.debug("no lock on a backup directory: %s", exc)
+    return True
+
+
+def _open_partial(target: Path) -> tuple[Path, int]:
     """A hidden sibling of ``target`` to write the backup into (same file system, so the
-    final rename is one step)."""
+    final rename is one step), and a descriptor holding its lock while it is written."""
     _check_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.parent / f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     partial.mkdir(mode=0o700)
-    return partial
+    writing = os.open(partial, os.O_RDONLY | os.O_DIRECTORY)
+    # Pruning leaves a partial directory younger than its grace alone, so nobody holds this
+    # one yet.
+    try_lock(writing)
+    return partial, writing
 
 
 def _seal(partial: Path, target: Path) -> None:
@@ -367,13 +389,15 @@ async def back_up(settings: Settings, target: Path) -> Manifest:
     target = await asyncio.to_thread(target.absolute)
     await asyncio.to_thread(_refuse_inside_areas, SiteAreas.from_settings(settings), target)
     try:
-        partial = await asyncio.to_thread(_open_partial, target)
+        partial, writing = await asyncio.to_thread(_open_partial, target)
         try:
             manifest = await _write_backup(settings, partial)
             await asyncio.to_thread(_seal, partial, target)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
+        finally:
+            os.close(writing)
     except DatabaseUnavailable:
         raise  # an OSError too (ConnectionError), but nothing wrong with where it is written
     except OSError as exc:
@@ -594,6 +618,23 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> R
     """Restore the backup in ``source`` into the site ``settings`` describe."""
     source = await asyncio.to_thread(source.absolute)
     manifest = await asyncio.to_thread(read_manifest, source)
+    try:
+        reading = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise BackupError(f"Cadangan {source} tidak dapat dibuka: {os_reason(exc)}.") from exc
+    try:
+        # Held to the end: a nightly backup's pruning keeps a backup being restored, however
+        # old (a restore of last month's, the files half copied back, found it deleted).
+        if not try_lock(reading, shared=True):
+            raise BackupError(f"Cadangan {source} sedang dihapus oleh pencadangan lain "
+                              "(lebih tua dari batas simpannya); tidak ada yang diubah.")
+        return await _restore_locked(settings, source, manifest, force=force)
+    finally:
+        os.close(reading)
+
+
+async def _restore_locked(settings: Settings, source: Path, manifest: Manifest, *,
+                          force: bool) -> RestoreReport:
     _refuse_unverified(await asyncio.to_thread(verify, source, manifest),
                        "Cadangan ditolak, tidak ada yang diubah")
     check_schema_level(manifest.schema_version, bundled_migrations()[-1].version)

@@ -35,3 +35,26 @@ async def last_backup_at(connection: asyncpg.Connection) -> datetime | None:
         "SELECT max(at) FROM audit_log WHERE object_type = $1 AND action = $2",
         OBJECT_TYPE, WRITTEN)
     return found
+
+
+async def recorded_backups(connection: asyncpg.Connection, directory: str
+                           ) -> frozenset[tuple[str, datetime]]:
+    """The backups this database noted writing right inside ``directory`` (absolute, as
+    ``back_up`` notes it): each one's name there and the time its manifest holds. Pruning
+    removes only these: a backup copied in from another site (an old host's, waiting to be
+    restored on a new one) is not this site's to remove."""
+    prefix = directory.rstrip("/") + "/"
+    rows = await connection.fetch(
+        "SELECT object_id, detail->>'created_at' AS created_at FROM audit_log"
+        " WHERE object_type = $1 AND action = $2 AND starts_with(object_id, $3)",
+        OBJECT_TYPE, WRITTEN, prefix)
+    found = set()
+    for row in rows:
+        name = str(row["object_id"])[len(prefix):]
+        try:
+            created_at = datetime.fromisoformat(str(row["created_at"]))
+        except ValueError:
+            continue  # not written by record_backup: not one to prune
+        if name and "/" not in name and created_at.tzinfo is not None:
+            found.add((name, created_at))
+    return frozenset(found)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from telephony.app import running_line
 from telephony.backup import service as backup_service
 from telephony.backup.errors import BackupError
 from telephony.backup.model import MANIFEST_NAME, Manifest
+from telephony.backup.pruning import prune
 from telephony.backup.service import back_up, connection_target, restore
+from telephony.backup.store import record_backup
 from telephony.db.connection import Database
 from telephony.db.embedded import SUPERUSER, EmbeddedPostgres
 from telephony.settings import Settings
@@ -513,6 +516,117 @@ async def test_a_backup_that_would_fill_the_lines_disk_is_refused_before_it_is_w
     monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(
         total=1 << 30, free=500 << 20))
     assert len((await back_up(site.settings, target)).files) == 2
+
+
+def aged(backup: Path, days: float) -> Path:
+    """``backup`` as if it had been written ``days`` ago (its manifest's time; the manifest
+    is not among the files it checks)."""
+    path = backup / MANIFEST_NAME
+    document = json.loads(path.read_text(encoding="utf-8"))
+    document["created_at"] = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return backup
+
+
+async def written_days_ago(settings: Settings, backup: Path, days: float) -> Path:
+    """``backup`` as the site would have written it ``days`` ago: its manifest's time, and
+    the entry the site's audit log has of it (pruning removes only the site's own)."""
+    manifest = Manifest.from_json((aged(backup, days) / MANIFEST_NAME).read_text(
+        encoding="utf-8"))
+    assert settings.database_owner_dsn is not None
+    connection = await asyncpg.connect(settings.database_owner_dsn)
+    try:
+        await record_backup(connection, str(backup), manifest)
+    finally:
+        await connection.close()
+    return backup
+
+
+async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_else(
+    site: Site, tmp_path: Path
+) -> None:
+    """A site that ran `siaga112 backup /backups/<date>` every night filled its backup disk:
+    nothing removed the old ones. Now the command removes, once the new one is whole, the
+    backups beside it older than backup_keep_days (7) and what a crashed backup left, says
+    so in one log line, and leaves everything else alone (an old host's backup copied in to
+    be restored included)."""
+    backups = tmp_path / "backups"
+    first = backups / "2025-05-01"
+    await back_up(site.settings, first)
+    for name in ("2025-05-02", "2025-05-20", "catatan", "situs-lama"):
+        shutil.copytree(first, backups / name)
+    await written_days_ago(site.settings, first, 10)
+    await written_days_ago(site.settings, backups / "2025-05-02", 8)
+    await written_days_ago(site.settings, backups / "2025-05-20", 3)
+    (await written_days_ago(site.settings, backups / "catatan", 30) / "CATATAN.txt"
+     ).write_text("sebelum upgrade, simpan")
+    # An old host's backup copied here to be restored: whole and old, but not this site's.
+    aged(backups / "situs-lama", 40)
+    # A link to an old backup kept elsewhere, and the site's own things: not ours.
+    elsewhere = tmp_path / "arsip" / "2025-01-01"
+    shutil.copytree(first, elsewhere)
+    aged(elsewhere, 150)
+    (backups / "arsip").symlink_to(elsewhere, target_is_directory=True)
+    (backups / "BACA.txt").write_text("cadangan malam, disalin ke luar tiap Senin\n")
+    # A backup the machine crashed in the middle of (the line's disk, last night).
+    crashed = backups / ".2025-05-19.partial-4242-0badcafe"
+    crashed.mkdir()
+    (crashed / "database.dump").write_bytes((first / "database.dump").read_bytes()[:1000])
+    os.utime(crashed, (0, 0))
+    untouched = {path: files_under(path) for path in (elsewhere, site.settings.state_dir)}
+    contents = {path: path.read_bytes() for paths in untouched.values() for path in paths}
+
+    tonight = backups / "2025-05-21"
+    done = siaga112(site.settings, "backup", str(tonight))
+
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in backups.iterdir()) == [
+        "2025-05-20", "2025-05-21", "BACA.txt", "arsip", "catatan", "situs-lama"]
+    assert Manifest.from_json((tonight / MANIFEST_NAME).read_text(encoding="utf-8"))
+    assert {path: files_under(path) for path in untouched} == untouched
+    assert all(path.read_bytes() == data for path, data in contents.items())
+    (line,) = [line for line in done.stderr.splitlines() if "older than" in line]
+    assert f"backups in {backups} older than 7 days: 2 removed (2025-05-01, 2025-05-02), " \
+        f"1 half-written removed ({crashed.name}), " in line
+    assert "; 1 kept (catatan: berisi berkas yang bukan bagian cadangan (CATATAN.txt))" in line
+    assert "Traceback" not in done.stderr
+    assert (f"Cadangan lama: 2 cadangan lebih dari 7 hari dan 1 cadangan setengah jadi dihapus "
+            f"dari {backups}") in done.stdout
+
+    # A site that prunes them itself: backup_keep_days = 0 removes nothing.
+    await written_days_ago(site.settings, backups / "2025-05-20", 30)
+    done = siaga112(site.settings, "--set", "backup_keep_days=0", "backup",
+                    str(backups / "2025-05-22"))
+    assert done.returncode == 0, done.stderr
+    assert (backups / "2025-05-20").is_dir() and "Cadangan lama" not in done.stdout
+
+
+async def test_a_backup_being_restored_is_kept_however_old(
+    site: Site, fresh: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A restore of last month's backup while the nightly backup ran on that host: its pruning
+    # removed the backup under the restore, which then failed among the files with the
+    # database already replaced.
+    backups = tmp_path / "backups"
+    old = backups / "2025-04-01"
+    await back_up(site.settings, old)
+    recorded = frozenset({(old.name, Manifest.from_json(
+        (aged(old, 60) / MANIFEST_NAME).read_text(encoding="utf-8")).created_at)})
+    pruned = []
+    restore_database = backup_service._restore_database
+
+    async def nightly_meanwhile(settings: Settings, dump: Path) -> None:
+        pruned.append(prune(backups, keep_days=7, now=datetime.now(UTC), written="tonight",
+                            recorded=recorded))
+        await restore_database(settings, dump)
+
+    monkeypatch.setattr(backup_service, "_restore_database", nightly_meanwhile)
+    assert (await restore(fresh, old)).files == 2
+    assert pruned[0].removed == ()
+    assert pruned[0].kept == ("2025-04-01: sedang dipakai (dipulihkan)",)
+    # Once restored it is an old backup like any other.
+    assert prune(backups, keep_days=7, now=datetime.now(UTC), written="tonight",
+                 recorded=recorded).removed == ("2025-04-01",)
 
 
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
