@@ -153,8 +153,10 @@ class Settings:
 
     # `siaga112 backup DIR` removes, once the new backup is whole, the backups beside it in
     # DIR's parent older than this many days (and half-written ones a crash left): a nightly
-    # job used to fill its disk. 0: none removed, the site prunes them itself.
-    backup_keep_days: int = 7
+    # job used to fill its disk. 0: none removed, the site prunes them itself. A month, not a
+    # week: a site that pruned by its own schedule (as the README said before) upgrades
+    # without losing a longer history it may keep for its records.
+    backup_keep_days: int = 30
 
     # FastAGI: Asterisk connects to us. Loopback only unless an operator says otherwise.
     agi_host: str = "127.0.0.1"

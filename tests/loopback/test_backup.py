@@ -547,7 +547,7 @@ async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_el
 ) -> None:
     """A site that ran `siaga112 backup /backups/<date>` every night filled its backup disk:
     nothing removed the old ones. Now the command removes, once the new one is whole, the
-    backups beside it older than backup_keep_days (7) and what a crashed backup left, says
+    backups beside it older than backup_keep_days (30) and what a crashed backup left, says
     so in one log line, and leaves everything else alone (an old host's backup copied in to
     be restored included)."""
     backups = tmp_path / "backups"
@@ -555,13 +555,13 @@ async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_el
     await back_up(site.settings, first)
     for name in ("2025-05-02", "2025-05-20", "catatan", "situs-lama"):
         shutil.copytree(first, backups / name)
-    await written_days_ago(site.settings, first, 10)
-    await written_days_ago(site.settings, backups / "2025-05-02", 8)
-    await written_days_ago(site.settings, backups / "2025-05-20", 3)
-    (await written_days_ago(site.settings, backups / "catatan", 30) / "CATATAN.txt"
+    await written_days_ago(site.settings, first, 40)
+    await written_days_ago(site.settings, backups / "2025-05-02", 35)
+    await written_days_ago(site.settings, backups / "2025-05-20", 20)
+    (await written_days_ago(site.settings, backups / "catatan", 60) / "CATATAN.txt"
      ).write_text("sebelum upgrade, simpan")
     # An old host's backup copied here to be restored: whole and old, but not this site's.
-    aged(backups / "situs-lama", 40)
+    aged(backups / "situs-lama", 70)
     # A link to an old backup kept elsewhere, and the site's own things: not ours.
     elsewhere = tmp_path / "arsip" / "2025-01-01"
     shutil.copytree(first, elsewhere)
@@ -586,15 +586,15 @@ async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_el
     assert {path: files_under(path) for path in untouched} == untouched
     assert all(path.read_bytes() == data for path, data in contents.items())
     (line,) = [line for line in done.stderr.splitlines() if "older than" in line]
-    assert f"backups in {backups} older than 7 days: 2 removed (2025-05-01, 2025-05-02), " \
+    assert f"backups in {backups} older than 30 days: 2 removed (2025-05-01, 2025-05-02), " \
         f"1 half-written removed ({crashed.name}), " in line
     assert "; 1 kept (catatan: berisi berkas yang bukan bagian cadangan (CATATAN.txt))" in line
     assert "Traceback" not in done.stderr
-    assert (f"Cadangan lama: 2 cadangan lebih dari 7 hari dan 1 cadangan setengah jadi dihapus "
+    assert (f"Cadangan lama: 2 cadangan lebih dari 30 hari dan 1 cadangan setengah jadi dihapus "
             f"dari {backups}") in done.stdout
 
     # A site that prunes them itself: backup_keep_days = 0 removes nothing.
-    await written_days_ago(site.settings, backups / "2025-05-20", 30)
+    await written_days_ago(site.settings, backups / "2025-05-20", 60)
     done = siaga112(site.settings, "--set", "backup_keep_days=0", "backup",
                     str(backups / "2025-05-22"))
     assert done.returncode == 0, done.stderr

@@ -65,7 +65,7 @@ def test_a_backup_is_past_the_keep_days_by_its_manifest_time() -> None:
 
 
 def test_the_keep_days_default_to_a_week_and_are_checked() -> None:
-    assert load_settings(environ={}).backup_keep_days == 7
+    assert load_settings(environ={}).backup_keep_days == 30
     assert load_settings(environ={"SIAGA112_BACKUP_KEEP_DAYS": "0"}).backup_keep_days == 0
     for bad in ("-1", "3651"):
         with pytest.raises(SettingsError, match="backup_keep_days must be between 0 and 3650"):
