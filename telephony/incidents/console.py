@@ -21,6 +21,7 @@ from telephony.calls.legs import Leg, LegKind, LegOutcome
 from telephony.desks.operators import SKILL_LABELS
 from telephony.incidents.directory import Agency, Place
 from telephony.incidents.dispatches import (
+    NO_AGENCY_LEFT,
     DispatchState,
     next_dispatch_steps,
     status_for_dispatch,
@@ -102,6 +103,8 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
 _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
     **{("status", key): Status.labels() for key in ("from", "to")},
     ("status", "reason"): {"merged": "penelepon berulang, digabungkan",
+                           NO_AGENCY_LEFT: "semua pengiriman instansi dibatalkan, menunggu "
+                                           "instansi",
                            LABEL_DISMISSED: "panggilannya diberi label gangguan",
                            LABEL_WITHDRAWN: "label gangguan panggilannya diganti"},
     ("status", "label"): Label.labels(),

@@ -24,6 +24,7 @@ from telephony.incidents.directory_store import DirectoryStore
 from telephony.incidents.dispatch_store import DispatchStore
 from telephony.incidents.dispatches import (
     CANCELLABLE_DISPATCH_STATES,
+    NO_AGENCY_LEFT,
     STAND_DOWN_STATUSES,
     Dispatch,
     DispatchState,
@@ -251,8 +252,15 @@ class DispatchService:
             **({"stand_down_notices": told} if told else {}),
         })
         incident = await self._ledger.fetch(connection, incident_id)
-        next_status = status_after_dispatch_step(incident.status, target)
-        if next_status is not None:
+        next_status = status_after_dispatch_step(incident.status, target, none_left=restarted)
+        if next_status is Status.VERIFIED:
+            # A step back no operator takes (model.TRANSITIONS): the line's, as the dispatch
+            # clock's restart is, recorded as the cancellation's.
+            await self._ledger.repo.set_status(connection, incident_id, next_status)
+            await self._ledger.record(connection, incident_id, who, "status", {
+                "from": incident.status.value, "to": next_status.value,
+                "dispatch_id": checked, "reason": NO_AGENCY_LEFT})
+        elif next_status is not None:
             await self._ledger.set_status(connection, incident, next_status, who,
                                           {"dispatch_id": checked})
 

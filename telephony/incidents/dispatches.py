@@ -110,10 +110,22 @@ def check_dispatch_step(current: DispatchState, target: DispatchState, reason: o
     return why
 
 
-def status_after_dispatch_step(status: Status, state: DispatchState) -> Status | None:
-    """The first team on scene puts a dispatched incident on scene; ``None`` means unchanged."""
+# Why a dispatched incident went back to verified: every agency sent to it was called off.
+NO_AGENCY_LEFT: Final = "no_agency_left"
+
+
+def status_after_dispatch_step(status: Status, state: DispatchState, *, none_left: bool
+                               ) -> Status | None:
+    """The first team on scene puts a dispatched incident on scene; ``None`` means unchanged.
+
+    The last dispatch called off (``none_left``: every dispatch of the incident is cancelled)
+    puts a dispatched incident back to verified, waiting for an agency. It read "Diteruskan
+    ke instansi" on the list, the page and the wallboard's overdue incidents with no agency
+    on its way (the only one declined, or never answered the operator's call)."""
     if status is Status.DISPATCHED and state in (DispatchState.ON_SCENE, DispatchState.DONE):
         return Status.ON_SCENE
+    if status is Status.DISPATCHED and state is DispatchState.CANCELLED and none_left:
+        return Status.VERIFIED
     return None
 
 

@@ -408,8 +408,10 @@ async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(
             await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
             assert (await busy.wait(within=10)).ok
         unreached = await dispatches_of(desk, incident_id, [("cancelled", False)])
-        assert unreached["incident"]["dispatched_at"] is None  # the dispatch target counts again
-        event = unreached["timeline"][-1]
+        # No agency on its way: verified again, its dispatch target counting.
+        assert (unreached["incident"]["status"], unreached["incident"]["dispatched_at"]) == (
+            "verified", None)
+        event = unreached["timeline"][-2]
         assert (event["actor"], event["kind"], event["detail"]["phone_unanswered"]) == (
             "system", "dispatch", "busy")
         async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
@@ -429,6 +431,7 @@ async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(
     assert [(r["leg_id"], r["kind"], r["outcome"]) for r in rows] == [
         (first["leg_id"], "blind_transfer", "busy"), (leg_id, "attended_transfer", "answered")]
     reached = await dispatches_of(desk, incident_id, [("cancelled", False), ("notified", True)])
+    assert reached["incident"]["status"] == "dispatched"
     assert reached["incident"]["dispatched_at"] is not None
 
 

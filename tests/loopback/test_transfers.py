@@ -564,13 +564,18 @@ async def test_a_dispatch_by_phone_nobody_answered_is_called_off_and_made_again(
     (called_off,) = await dispatches.dispatches(incident)
     assert (called_off.state, called_off.by_phone) == (DispatchState.CANCELLED, False)
     waiting = await world.incidents.incidents.get(incident)
-    assert waiting.dispatched_at is None  # the dispatch target counts from the answer again
+    # No agency on its way: verified, its dispatch target counting from the answer again.
+    assert (waiting.status, waiting.dispatched_at) == (Status.VERIFIED, None)
     later = datetime.now(UTC) + timedelta(hours=1)
     assert incident in {b.incident.incident_id for b in await dispatches.sla_breaches(later)}
-    event = [e for e in await world.incidents.incidents.timeline(incident)
-             if e.kind == "dispatch"][-1]
-    assert (event.actor, event.detail["from"], event.detail["to"]) == (
-        "system", "notified", "cancelled")
+    *_, event, back = await world.incidents.incidents.timeline(incident)
+    assert (back.actor, back.kind, back.detail["reason"]) == ("system", "status",
+                                                             "no_agency_left")
+    assert event_lines(back.kind, back.detail, {})[0] == "Diteruskan ke instansi → Terverifikasi"
+    assert "alasan: semua pengiriman instansi dibatalkan, menunggu instansi" in event_lines(
+        back.kind, back.detail, {})
+    assert (event.actor, event.kind, event.detail["from"], event.detail["to"]) == (
+        "system", "dispatch", "notified", "cancelled")
     assert event.detail["phone_unanswered"] == "busy"
     assert event.detail["dispatch_clock_restarted"] is True
     assert event.detail["note"].startswith("Instansi tidak dapat dihubungi lewat telepon (sibuk)")
@@ -589,7 +594,8 @@ async def test_a_dispatch_by_phone_nobody_answered_is_called_off_and_made_again(
     assert await dispatches.settle_unanswered_phone() == 0
     assert [(d.state, d.by_phone) for d in await dispatches.dispatches(incident)] == [
         (DispatchState.CANCELLED, False), (DispatchState.NOTIFIED, True)]
-    assert (await world.incidents.incidents.get(incident)).dispatched_at is not None
+    again = await world.incidents.incidents.get(incident)
+    assert again.status is Status.DISPATCHED and again.dispatched_at is not None
 
 
 @pytest.mark.parametrize("case", ["messaged", "dispatched before", "acknowledged"])

@@ -176,7 +176,19 @@ def test_a_team_on_scene_is_finished_not_cancelled() -> None:
 @pytest.mark.parametrize(("status", "state"), list(itertools.product(Status, DispatchState)))
 def test_first_team_on_scene_moves_the_incident(status: Status, state: DispatchState) -> None:
     moves = status is S.DISPATCHED and state in (DispatchState.ON_SCENE, DispatchState.DONE)
-    assert status_after_dispatch_step(status, state) == (S.ON_SCENE if moves else None)
+    assert status_after_dispatch_step(status, state, none_left=False) == (
+        S.ON_SCENE if moves else None)
+
+
+@pytest.mark.parametrize(("status", "state"), list(itertools.product(Status, DispatchState)))
+def test_the_last_dispatch_called_off_puts_the_incident_back_to_verified(
+        status: Status, state: DispatchState) -> None:
+    # Every agency sent declined or was never reached: "Diteruskan ke instansi" with no
+    # agency on its way was a lie on the list and the wallboard.
+    expected = status_after_dispatch_step(status, state, none_left=False)
+    if status is S.DISPATCHED and state is DispatchState.CANCELLED:
+        expected = S.VERIFIED
+    assert status_after_dispatch_step(status, state, none_left=True) == expected
 
 
 LEVELS = list(EscalationLevel)
