@@ -228,8 +228,9 @@ class DispatchService:
     async def _step(self, connection: asyncpg.Connection, incident_id: int, current: Dispatch,
                     target: DispatchState, *, who: str, why: str,
                     detail: Mapping[str, object] | None = None) -> None:
-        """Move ``current`` (locked, as its incident is) to ``target``, checked, saying
-        ``why``; on the incident's timeline with ``detail`` besides."""
+        """Move ``current`` (locked, as its incident is) to ``target`` (a step the caller
+        checked), saying ``why``; on the incident's timeline with ``detail`` besides. The
+        last dispatch of a dispatched incident called off puts it back to verified."""
         checked = current.dispatch_id
         await self._repo.set_dispatch_state(connection, checked, target)
         # The only agency sent declined: the incident waits for one again, and the
@@ -269,9 +270,9 @@ class DispatchService:
         ended unanswered (rang out, busy, failed, called off): each is called off when the
         phone was the agency's only word of it, else kept; either way no longer "by phone",
         and the incident's timeline says the agency was not reached by phone and how the call
-        ended (:func:`~telephony.incidents.dispatches.settle_unanswered_phone`). The dispatch
-        target of an incident whose every dispatch is called off counts from the answer
-        again. How many were settled.
+        ended (:func:`~telephony.incidents.dispatches.settle_unanswered_phone`). An incident
+        whose every dispatch is called off is verified again, its dispatch target counting
+        from the answer. How many were settled.
 
         Run by the incident upkeep: the transfer's leg ends in Asterisk, which the listener
         records; a line that was down then settles it on its first pass. A call answered
@@ -293,10 +294,11 @@ class DispatchService:
             if incident_id is None:
                 return False
             # Incident first, then dispatch: the same order as dispatch().
-            await self._ledger.repo.lock_incidents(connection, [incident_id])
+            incident = await self._ledger.locked(connection, incident_id, None)
             current = await self._fetch(connection, dispatch_id, lock=True)
             phone = await self._repo.unanswered_phone(connection, dispatch_id)
-            if phone is None or current.state not in CANCELLABLE_DISPATCH_STATES:
+            if (phone is None or current.state not in CANCELLABLE_DISPATCH_STATES
+                    or not incident.is_open):
                 return False  # a call was answered, or it moved on, since it was listed
             target, why = settle_unanswered_phone(current.state, phone)
             await self._repo.clear_by_phone(connection, dispatch_id)
