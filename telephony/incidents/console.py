@@ -17,10 +17,11 @@ from recordings.http import recording_json
 from telephony.callbacks.model import how_it_went
 from telephony.calls.archive import CATEGORY_LABELS, DISPOSITION_LABELS
 from telephony.calls.ids import valid_call_id
-from telephony.calls.legs import Leg, LegKind
+from telephony.calls.legs import Leg, LegKind, LegOutcome
 from telephony.desks.operators import SKILL_LABELS
 from telephony.incidents.directory import Agency, Place
 from telephony.incidents.dispatches import (
+    NO_AGENCY_LEFT,
     DispatchState,
     next_dispatch_steps,
     status_for_dispatch,
@@ -94,13 +95,16 @@ DETAIL_TEXT: Final[Mapping[str, str]] = {
     "dispatch_clock_restarted": "tidak ada instansi lain: target pengiriman dihitung lagi",
     "stood_down": "dibatalkan karena {}",
     "stand_down_notices": "pemberitahuan pembatalan ke instansi: {} pesan",
-    "phone_agency": "instansi tidak dapat diberi tahu lewat pesan: batalkan lewat telepon"}
+    "phone_agency": "instansi tidak dapat diberi tahu lewat pesan: batalkan lewat telepon",
+    "phone_unanswered": "telepon ke instansi: {}"}
 
 
 # The words for the codes a timeline entry carries, by (kind of entry, detail key).
 _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
     **{("status", key): Status.labels() for key in ("from", "to")},
     ("status", "reason"): {"merged": "penelepon berulang, digabungkan",
+                           NO_AGENCY_LEFT: "semua pengiriman instansi dibatalkan, menunggu "
+                                           "instansi",
                            LABEL_DISMISSED: "panggilannya diberi label gangguan",
                            LABEL_WITHDRAWN: "label gangguan panggilannya diganti"},
     ("status", "label"): Label.labels(),
@@ -108,6 +112,7 @@ _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
     ("created", "report_type"): ReportType.labels(),
     **{("escalated", key): EscalationLevel.labels() for key in ("from", "to")},
     **{("dispatch", key): DispatchState.labels() for key in ("from", "to")},
+    ("dispatch", "phone_unanswered"): LegOutcome.labels(),
     ("dispatch", "stood_down"): {Status.PRANK.value: "insiden ditandai laporan iseng",
                                  Status.CANCELLED.value: "insiden dibatalkan"},
 }

@@ -9,6 +9,7 @@ reverse. Delivering them is :class:`~telephony.incidents.outbox_service.Notifica
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from telephony.incidents.directory import clean_agency_code
 from telephony.incidents.directory_store import DirectoryStore
 from telephony.incidents.dispatch_store import DispatchStore
 from telephony.incidents.dispatches import (
+    CANCELLABLE_DISPATCH_STATES,
+    NO_AGENCY_LEFT,
     STAND_DOWN_STATUSES,
     Dispatch,
     DispatchState,
@@ -29,6 +32,7 @@ from telephony.incidents.dispatches import (
     check_dispatch_step,
     dispatch_clock,
     parse_dispatch_state,
+    settle_unanswered_phone,
     status_after_dispatch_step,
     status_for_dispatch,
 )
@@ -36,6 +40,7 @@ from telephony.incidents.errors import DispatchNotFound, InvalidTransition, Vali
 from telephony.incidents.ledger import IncidentLedger
 from telephony.incidents.model import (
     NOTE_MAX,
+    SYSTEM_ACTOR,
     Incident,
     ReportType,
     Status,
@@ -215,34 +220,101 @@ class DispatchService:
                 await self._ledger.repo.lock_incidents(connection, [incident_id])
                 current = await self._fetch(connection, checked, lock=True)
                 why = check_dispatch_step(current.state, target, note)
-                await self._repo.set_dispatch_state(connection, checked, target)
-                # The only agency sent declined: the incident waits for one again, and the
-                # supervisor's overdue list must say so rather than count it dispatched.
-                restarted = (target is DispatchState.CANCELLED
-                             and await self._ledger.repo.restart_dispatch_clock(connection,
-                                                                                incident_id))
-                told = 0
-                if target is DispatchState.CANCELLED:
-                    # Sent by mistake, or the agency declined: whoever the call-out reached
-                    # is told not to come (a crew had set out on the message).
-                    status = (await self._ledger.fetch(connection, incident_id)).status
-                    told = await _tell_stand_down(connection, self._outbox, incident_id,
-                                                  checked, status=status, note=why)
-                await self._ledger.record(connection, incident_id, who, "dispatch", {
-                    "dispatch_id": checked, "agency": current.agency_code,
-                    "from": current.state.value, "to": target.value,
-                    **({"note": why} if why else {}),
-                    **({"dispatch_clock_restarted": True} if restarted else {}),
-                    **({"stand_down_notices": told} if told else {}),
-                })
-                incident = await self._ledger.fetch(connection, incident_id)
-                next_status = status_after_dispatch_step(incident.status, target)
-                if next_status is not None:
-                    await self._ledger.set_status(connection, incident, next_status, who,
-                                                  {"dispatch_id": checked})
+                await self._step(connection, incident_id, current, target, who=who, why=why)
                 return await self._fetch(connection, checked)
 
         return await self._database.run(work)
+
+    async def _step(self, connection: asyncpg.Connection, incident_id: int, current: Dispatch,
+                    target: DispatchState, *, who: str, why: str,
+                    detail: Mapping[str, object] | None = None) -> None:
+        """Move ``current`` (locked, as its incident is) to ``target`` (a step the caller
+        checked), saying ``why``; on the incident's timeline with ``detail`` besides. The
+        last dispatch of a dispatched incident called off puts it back to verified."""
+        checked = current.dispatch_id
+        await self._repo.set_dispatch_state(connection, checked, target)
+        # The only agency sent declined: the incident waits for one again, and the
+        # supervisor's overdue list must say so rather than count it dispatched.
+        restarted = (target is DispatchState.CANCELLED
+                     and await self._ledger.repo.restart_dispatch_clock(connection,
+                                                                        incident_id))
+        told = 0
+        if target is DispatchState.CANCELLED:
+            # Sent by mistake, or the agency declined: whoever the call-out reached is told
+            # not to come (a crew had set out on the message).
+            status = (await self._ledger.fetch(connection, incident_id)).status
+            told = await _tell_stand_down(connection, self._outbox, incident_id, checked,
+                                          status=status, note=why)
+        await self._ledger.record(connection, incident_id, who, "dispatch", {
+            "dispatch_id": checked, "agency": current.agency_code,
+            "from": current.state.value, "to": target.value,
+            **({"note": why} if why else {}), **(detail or {}),
+            **({"dispatch_clock_restarted": True} if restarted else {}),
+            **({"stand_down_notices": told} if told else {}),
+        })
+        incident = await self._ledger.fetch(connection, incident_id)
+        next_status = status_after_dispatch_step(incident.status, target, none_left=restarted)
+        if next_status is Status.VERIFIED:
+            # A step back no operator takes (model.TRANSITIONS): the line's, as the dispatch
+            # clock's restart is, recorded as the cancellation's.
+            await self._ledger.repo.set_status(connection, incident_id, next_status)
+            await self._ledger.record(connection, incident_id, who, "status", {
+                "from": incident.status.value, "to": next_status.value,
+                "dispatch_id": checked, "reason": NO_AGENCY_LEFT})
+        elif next_status is not None:
+            await self._ledger.set_status(connection, incident, next_status, who,
+                                          {"dispatch_id": checked})
+
+    async def settle_unanswered_phone(self) -> int:
+        """Settle the by-phone dispatches of open incidents whose every call to the agency
+        ended unanswered (rang out, busy, failed, called off): each is called off when the
+        phone was the agency's only word of it, else kept; either way no longer "by phone",
+        and the incident's timeline says the agency was not reached by phone and how the call
+        ended (:func:`~telephony.incidents.dispatches.settle_unanswered_phone`). An incident
+        whose every dispatch is called off is verified again, its dispatch target counting
+        from the answer. How many were settled.
+
+        Run by the incident upkeep: the transfer's leg ends in Asterisk, which the listener
+        records; a line that was down then settles it on its first pass. A call answered
+        (a retry the operator made meanwhile) leaves the dispatch as it is."""
+
+        async def candidates(connection: asyncpg.Connection) -> list[int]:
+            return await self._repo.unanswered_phone_dispatches(connection)
+
+        settled = 0
+        for dispatch_id in await self._database.run(candidates):
+            settle = functools.partial(self._settle_phone, dispatch_id=dispatch_id)
+            if await self._database.run(settle):
+                settled += 1
+        return settled
+
+    async def _settle_phone(self, connection: asyncpg.Connection, *, dispatch_id: int) -> bool:
+        async with connection.transaction():
+            incident_id = await self._repo.dispatch_incident_id(connection, dispatch_id)
+            if incident_id is None:
+                return False
+            # Incident first, then dispatch: the same order as dispatch().
+            incident = await self._ledger.locked(connection, incident_id, None)
+            current = await self._fetch(connection, dispatch_id, lock=True)
+            phone = await self._repo.unanswered_phone(connection, dispatch_id)
+            if (phone is None or current.state not in CANCELLABLE_DISPATCH_STATES
+                    or not incident.is_open):
+                return False  # a call was answered, or it moved on, since it was listed
+            target, why = settle_unanswered_phone(current.state, phone)
+            await self._repo.clear_by_phone(connection, dispatch_id)
+            detail = {"phone_unanswered": phone.outcome.value}
+            if target is not None:
+                check_dispatch_step(current.state, target, why)
+                await self._step(connection, incident_id, current, target, who=SYSTEM_ACTOR,
+                                 why=why, detail=detail)
+            else:
+                await self._ledger.record(connection, incident_id, SYSTEM_ACTOR, "dispatch", {
+                    "dispatch_id": dispatch_id, "agency": current.agency_code, "note": why,
+                    **detail})
+        log.warning("incident #%d: nobody at %s answered the operator's call (%s): dispatch "
+                    "%d %s", incident_id, current.agency_code, phone.outcome.value, dispatch_id,
+                    "called off" if target is not None else "kept, no longer by phone")
+        return True
 
     async def dispatches(self, incident_id: int) -> list[Dispatch]:
         """Every dispatch of an incident, in order."""

@@ -10,12 +10,14 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from telephony.calls.legs import LegOutcome
 from telephony.db.rows import from_row
 from telephony.incidents.dispatches import (
     CANCELLABLE_DISPATCH_STATES,
     FINISHED_DISPATCH_STATES,
     Dispatch,
     DispatchState,
+    UnansweredPhone,
 )
 from telephony.incidents.model import Incident, ReportType
 from telephony.incidents.store import OPEN, incident_from_row
@@ -77,6 +79,53 @@ class DispatchStore:
         """The dispatch was (also) made by phone."""
         await connection.execute(
             "UPDATE dispatches SET by_phone = true WHERE dispatch_id = $1", dispatch_id)
+
+    async def clear_by_phone(self, connection: asyncpg.Connection, dispatch_id: int) -> None:
+        """The agency was not reached by phone after all."""
+        await connection.execute(
+            "UPDATE dispatches SET by_phone = false WHERE dispatch_id = $1", dispatch_id)
+
+    async def unanswered_phone_dispatches(self, connection: asyncpg.Connection) -> list[int]:
+        """The by-phone dispatches still under way, of open incidents, every call of which to
+        the agency (the transfer legs that recorded or marked them) ended unanswered."""
+        rows = await connection.fetch(
+            """
+            SELECT d.dispatch_id FROM dispatches d JOIN incidents i USING (incident_id)
+            WHERE d.by_phone AND d.state = ANY($1::text[]) AND i.status = ANY($2::text[])
+              AND EXISTS (SELECT 1 FROM transfer_legs t WHERE t.dispatch_id = d.dispatch_id)
+              AND NOT EXISTS (SELECT 1 FROM transfer_legs t JOIN call_legs l USING (leg_id)
+                              WHERE t.dispatch_id = d.dispatch_id
+                                AND (l.answered_at IS NOT NULL OR l.ended_at IS NULL))
+            ORDER BY d.dispatch_id
+            """,
+            sorted(CANCELLABLE_DISPATCH_STATES), OPEN)
+        return [row["dispatch_id"] for row in rows]
+
+    async def unanswered_phone(self, connection: asyncpg.Connection, dispatch_id: int
+                               ) -> UnansweredPhone | None:
+        """What settling the by-phone dispatch takes, if every call of it to the agency
+        ended unanswered (read with its row locked: a call may have begun since); else
+        ``None``. It was made by the call if that call was asked for before it was recorded
+        (the transfer opens its leg, then dispatches); one marked was recorded before."""
+        row = await connection.fetchrow(
+            """
+            SELECT min(l.requested_at) <= d.notified_at AS made_by_phone,
+                   EXISTS (SELECT 1 FROM notification_outbox o
+                           WHERE o.dispatch_id = d.dispatch_id AND o.state <> 'withdrawn'
+                             AND o.payload->>'kind' IS DISTINCT FROM 'stand_down') AS messaged,
+                   (array_agg(COALESCE(l.outcome, 'failed') ORDER BY l.leg_id DESC))[1]
+                       AS outcome
+            FROM dispatches d
+            JOIN transfer_legs t ON t.dispatch_id = d.dispatch_id
+            JOIN call_legs l USING (leg_id)
+            WHERE d.dispatch_id = $1 AND d.by_phone
+            GROUP BY d.dispatch_id
+            HAVING bool_and(l.answered_at IS NULL AND l.ended_at IS NOT NULL)
+            """,
+            dispatch_id)
+        if row is None:
+            return None
+        return UnansweredPhone(row["made_by_phone"], row["messaged"], LegOutcome(row["outcome"]))
 
     async def dispatch_incident_id(
         self, connection: asyncpg.Connection, dispatch_id: int

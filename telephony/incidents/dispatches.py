@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from telephony.calls.legs import LegOutcome
 from telephony.core.labels import LabelledStrEnum
 from telephony.incidents.errors import InvalidTransition, ValidationError
 from telephony.incidents.model import NOTE_MAX, Status, clean_text, parse_enum
@@ -109,11 +110,54 @@ def check_dispatch_step(current: DispatchState, target: DispatchState, reason: o
     return why
 
 
-def status_after_dispatch_step(status: Status, state: DispatchState) -> Status | None:
-    """The first team on scene puts a dispatched incident on scene; ``None`` means unchanged."""
+# Why a dispatched incident went back to verified: every agency sent to it was called off.
+NO_AGENCY_LEFT: Final = "no_agency_left"
+
+
+def status_after_dispatch_step(status: Status, state: DispatchState, *, none_left: bool
+                               ) -> Status | None:
+    """The first team on scene puts a dispatched incident on scene; ``None`` means unchanged.
+
+    The last dispatch called off (``none_left``: every dispatch of the incident is cancelled)
+    puts a dispatched incident back to verified, waiting for an agency. It read "Diteruskan
+    ke instansi" on the list, the page and the wallboard's overdue incidents with no agency
+    on its way (the only one declined, or never answered the operator's call)."""
     if status is Status.DISPATCHED and state in (DispatchState.ON_SCENE, DispatchState.DONE):
         return Status.ON_SCENE
+    if status is Status.DISPATCHED and state is DispatchState.CANCELLED and none_left:
+        return Status.VERIFIED
     return None
+
+
+@dataclass(frozen=True)
+class UnansweredPhone:
+    """A dispatch made or marked "by phone" every call of which to the agency ended without
+    the agency answering (it rang out, was busy, the call failed or was called off)."""
+
+    made_by_phone: bool  # recorded with the call, not an earlier dispatch the call was about
+    messaged: bool  # a call-out to the agency's recipients is pending, sent or failed
+    outcome: LegOutcome  # how the last call to the agency ended
+
+
+def settle_unanswered_phone(state: DispatchState, phone: UnansweredPhone
+                            ) -> tuple[DispatchState | None, str]:
+    """What becomes of a by-phone dispatch nobody at the agency answered: the state it moves
+    to (``None``: it stays) and the note on the incident's timeline. Either way it is no
+    longer "by phone".
+
+    It is called off when the phone was the agency's only word of it: recorded with the call,
+    still only "notified" (nobody recorded the agency accepting), and no message to its
+    recipients. Until this such a dispatch stayed "Diberitahu" and the incident dispatched on
+    time, though the agency knew nothing: the operator may call again or dispatch another way.
+    A dispatch the line also sent a message for, or one recorded before the call, stays: a
+    stand-down would recall a crew the message may have set out.
+    """
+    how = phone.outcome.label.lower()
+    if phone.made_by_phone and not phone.messaged and state is DispatchState.NOTIFIED:
+        return DispatchState.CANCELLED, (
+            f"Instansi tidak dapat dihubungi lewat telepon ({how}): belum diteruskan. "
+            "Telepon lagi atau teruskan dengan cara lain.")
+    return None, f"Telepon ke instansi tidak tersambung ({how})."
 
 
 # --------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ class IncidentServices:
 
     async def run_upkeep(self, interval: float) -> None:
         """Forever: open incidents for newly answered calls, settle those whose call was
-        labelled a nuisance (or no longer is), deliver due notifications.
+        labelled a nuisance (or no longer is), settle the dispatches by phone the agency
+        never answered, deliver due notifications.
 
         A database outage is logged once and retried at the same pace; the calls wait in the
         database (or the call spool), the notifications in the outbox, and nothing is lost.
@@ -52,4 +53,5 @@ class IncidentServices:
     async def _upkeep_pass(self) -> None:
         await self.incidents.create_for_answered_calls()
         await self.incidents.settle_labelled_calls()
+        await self.dispatches.settle_unanswered_phone()
         await self.outbox.deliver_notifications()

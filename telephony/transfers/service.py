@@ -10,6 +10,8 @@ channel, with the leg's extension), then audited. A refusal sends nothing and ch
 an action Asterisk refuses marks the leg refused and is answered 503. With "by phone", the
 incident's dispatch to the agency is then recorded (or marked) through the incidents' own
 dispatch service; a dispatch it refuses leaves the transfer as it is and is said in the reply.
+One whose every call to the agency ends unanswered is settled by the incident upkeep
+(:meth:`~telephony.incidents.dispatch_service.DispatchService.settle_unanswered_phone`).
 
 A conference is an attended transfer the line joins into a three-way call once the agency
 answers: the service follows the legs' progress (it observes the listener's facts) and sends

@@ -289,6 +289,19 @@ async def timeline(desk: Desk, incident_id: int) -> list[dict[str, Any]]:
     return rows
 
 
+async def dispatches_of(desk: Desk, incident_id: int, expected: list[tuple[str, bool]]
+                        ) -> dict[str, Any]:
+    """The incident (its API view) once its dispatches' states and "by phone" marks are
+    ``expected``."""
+
+    async def probe() -> dict[str, Any] | None:
+        body: dict[str, Any] = await desk.get(f"/api/incidents/{incident_id}")
+        found = [(d["state"], d["by_phone"]) for d in body["dispatches"]]
+        return body if found == expected else None
+
+    return await eventually(f"incident {incident_id}'s dispatches {expected}", probe, 10)
+
+
 async def test_blind_transfer_hands_the_caller_to_the_agency_and_records_by_phone(
     line: Line, settings: Settings, desk: Desk
 ) -> None:
@@ -377,20 +390,34 @@ async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(
     not the queue); the operator, with the caller again, tries once more, attended: the
     agency rings and the operator speaks to it. The Dial() must give the operator's channel
     the transfer feature as Queue() does: without it Asterisk accepted the Atxfer, dialled
-    nothing and the leg stayed "ringing" (blocking any other transfer of the call)."""
+    nothing and the leg stayed "ringing" (blocking any other transfer of the call).
+
+    Both are dispatches by phone: the busy agency's is called off by the line (it stayed
+    "Diberitahu", the incident dispatched on time, though the agency never heard of it), the
+    one the agency answered stands."""
     caller_id = unique_caller("0816")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
                            dtmf="1", talk_seconds=40, audio=True, continuous=True) as caller:
         call = await talking_call(desk)
+        incident_id = call["incident_id"]
+        await line.incidents.change_status(incident_id, Status.VERIFIED, actor="op1")
         async with sipp.callee(settings.carrier_sip_port, refuse=486, max_calls=1) as busy:
-            started, _ = await start_transfer(desk, "blind")
+            started, _ = await start_transfer(desk, "blind", dispatch_by_phone=True)
+            assert started["dispatch"]["state"] == "notified"
             first = await leg_of(desk, started["leg"]["leg_id"], outcome="busy")
             await bridged_together(line, call["call_id"], "PJSIP/carrier-0", OPERATOR)
             assert (await busy.wait(within=10)).ok
+        unreached = await dispatches_of(desk, incident_id, [("cancelled", False)])
+        # No agency on its way: verified again, its dispatch target counting.
+        assert (unreached["incident"]["status"], unreached["incident"]["dispatched_at"]) == (
+            "verified", None)
+        event = unreached["timeline"][-2]
+        assert (event["actor"], event["kind"], event["detail"]["phone_unanswered"]) == (
+            "system", "dispatch", "busy")
         async with sipp.callee(settings.carrier_sip_port, ring_seconds=1, audio=True,
                                max_calls=1, hold_seconds=8) as agency:
             assert (await desk.get("/api/desk"))["call"]["state"] == "talking"
-            started, _ = await start_transfer(desk, "attended")
+            started, _ = await start_transfer(desk, "attended", dispatch_by_phone=True)
             leg_id = started["leg"]["leg_id"]
             leg = await leg_of(desk, leg_id, phase="consulting")
             assert leg["allowed_steps"] == ["hand_over", "join", "cancel"]
@@ -403,6 +430,9 @@ async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(
     rows = await timeline(desk, call["incident_id"])
     assert [(r["leg_id"], r["kind"], r["outcome"]) for r in rows] == [
         (first["leg_id"], "blind_transfer", "busy"), (leg_id, "attended_transfer", "answered")]
+    reached = await dispatches_of(desk, incident_id, [("cancelled", False), ("notified", True)])
+    assert reached["incident"]["status"] == "dispatched"
+    assert reached["incident"]["dispatched_at"] is not None
 
 
 async def test_attended_transfer_operator_speaks_first_then_hands_over(

@@ -521,9 +521,14 @@ async def test_when_the_only_agency_declines_the_dispatch_target_counts_again(
     assert kept.dispatched_at is not None
     await service.dispatches.advance_dispatch(damkar.dispatch_id, "cancelled", actor="op1001",
                                               note="Semua unit sedang keluar")
+    # Nobody on its way: no longer "Diteruskan ke instansi" but verified, waiting for one.
     waiting = await service.incidents.get(iid)
-    assert (waiting.status, waiting.dispatched_at) == (Status.DISPATCHED, None)
-    assert waiting.version == kept.version + 1
+    assert (waiting.status, waiting.dispatched_at) == (Status.VERIFIED, None)
+    assert waiting.version == kept.version + 2  # the clock, the status
+    back = (await service.incidents.timeline(iid))[-1]
+    assert (back.actor, back.kind, back.detail) == ("op1001", "status", {
+        "from": "dispatched", "to": "verified", "dispatch_id": damkar.dispatch_id,
+        "reason": "no_agency_left"})
     later = datetime.now(UTC) + timedelta(minutes=10)
     assert iid in {b.incident.incident_id for b in await service.dispatches.sla_breaches(later)}
     events = [e for e in await service.incidents.timeline(iid) if e.kind == "dispatch"]
@@ -532,7 +537,7 @@ async def test_when_the_only_agency_declines_the_dispatch_target_counts_again(
 
     again = await service.dispatches.dispatch(iid, "damkar", actor="op1002")
     dispatched = await service.incidents.get(iid)
-    assert dispatched.dispatched_at is not None
+    assert dispatched.status is Status.DISPATCHED and dispatched.dispatched_at is not None
     assert dispatched.dispatched_at >= again.notified_at
     assert dispatched.version == waiting.version + 1
     clock = service.dispatches.sla_clock(dispatched, later)

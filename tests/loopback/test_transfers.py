@@ -30,6 +30,8 @@ from telephony.calls.legs import LegOutcome
 from telephony.core.errors import SiagaError
 from telephony.db.connection import Database
 from telephony.desks.service import DeskService, assign_desk
+from telephony.incidents.console import event_lines
+from telephony.incidents.dispatches import DispatchState
 from telephony.incidents.model import Status
 from telephony.incidents.store import IncidentRepository
 from telephony.settings import Settings
@@ -530,6 +532,106 @@ async def test_dispatch_by_phone_is_recorded_with_the_transfer(world: World) -> 
     assert (started.dispatch.agency_code, started.dispatch.by_phone) == ("damkar", True)
     assert started.leg.dispatch_id == started.dispatch.dispatch_id
     assert (await world.incidents.incidents.get(incident)).status is Status.DISPATCHED
+
+
+async def verified_call(world: World) -> tuple[str, int]:
+    """A call (:meth:`World.call`) whose incident is verified: it may be dispatched."""
+    call_id = await world.call()
+    incident = await world.database.run(
+        lambda c: IncidentRepository().incident_of_call(c, call_id))
+    assert incident is not None
+    await world.incidents.incidents.change_status(incident, Status.VERIFIED, actor="op1")
+    return call_id, incident
+
+
+async def test_a_dispatch_by_phone_nobody_answered_is_called_off_and_made_again(
+    world: World,
+) -> None:
+    # The operator hands the caller to the fire brigade, "by phone"; its line is busy. The
+    # incident kept "Diberitahu" for the brigade and counted as dispatched on time, though
+    # nobody there knew: the supervisor's overdue list never showed it.
+    _, incident = await verified_call(world)
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None
+    first = started.leg.leg.leg_id
+    await progress(world, first, "dialling")
+    dispatches = world.incidents.dispatches
+    assert await dispatches.settle_unanswered_phone() == 0  # still ringing
+    await progress(world, first, "ended", "BUSY")
+    assert await dispatches.settle_unanswered_phone() == 1
+    assert await dispatches.settle_unanswered_phone() == 0  # once
+    (called_off,) = await dispatches.dispatches(incident)
+    assert (called_off.state, called_off.by_phone) == (DispatchState.CANCELLED, False)
+    waiting = await world.incidents.incidents.get(incident)
+    # No agency on its way: verified, its dispatch target counting from the answer again.
+    assert (waiting.status, waiting.dispatched_at) == (Status.VERIFIED, None)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert incident in {b.incident.incident_id for b in await dispatches.sla_breaches(later)}
+    *_, event, back = await world.incidents.incidents.timeline(incident)
+    assert (back.actor, back.kind, back.detail["reason"]) == ("system", "status",
+                                                             "no_agency_left")
+    assert event_lines(back.kind, back.detail, {})[0] == "Diteruskan ke instansi → Terverifikasi"
+    assert "alasan: semua pengiriman instansi dibatalkan, menunggu instansi" in event_lines(
+        back.kind, back.detail, {})
+    assert (event.actor, event.kind, event.detail["from"], event.detail["to"]) == (
+        "system", "dispatch", "notified", "cancelled")
+    assert event.detail["phone_unanswered"] == "busy"
+    assert event.detail["dispatch_clock_restarted"] is True
+    assert event.detail["note"].startswith("Instansi tidak dapat dihubungi lewat telepon (sibuk)")
+    # In words on the incident page, by "sistem".
+    lines = event_lines(event.kind, event.detail, {})
+    assert lines[0] == "Diberitahu → Dibatalkan" and "telepon ke instansi: Sibuk" in lines
+
+    # Back with the caller, the operator tries again, attended: the brigade answers.
+    started = await world.service.start(world.operator, world.number_id, "attended",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None and started.dispatch_error is None
+    second = started.leg.leg.leg_id
+    await progress(world, second, "dialling")
+    await progress(world, second, "answered")
+    await progress(world, second, "ended", "ANSWER")
+    assert await dispatches.settle_unanswered_phone() == 0
+    assert [(d.state, d.by_phone) for d in await dispatches.dispatches(incident)] == [
+        (DispatchState.CANCELLED, False), (DispatchState.NOTIFIED, True)]
+    again = await world.incidents.incidents.get(incident)
+    assert again.status is Status.DISPATCHED and again.dispatched_at is not None
+
+
+@pytest.mark.parametrize("case", ["messaged", "dispatched before", "acknowledged"])
+async def test_a_dispatch_the_agency_may_know_of_stays_when_its_phone_is_not_answered(
+    world: World, case: str,
+) -> None:
+    # The agency was also sent a message, was dispatched from the incident page before the
+    # operator phoned it, or was recorded accepting: calling the dispatch off would recall a
+    # crew that may be on its way. It stays, no longer "by phone", and the timeline says the
+    # call did not get through.
+    _, incident = await verified_call(world)
+    dispatches = world.incidents.dispatches
+    if case == "messaged":
+        await world.incidents.directory.add_recipient("damkar", name="Piket Damkar",
+                                                      contact="0271113")
+    elif case == "dispatched before":
+        await dispatches.dispatch(incident, "damkar", actor="op1")
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None
+    if case == "acknowledged":
+        await dispatches.advance_dispatch(started.dispatch.dispatch_id, "acknowledged",
+                                          actor="op1")
+    state = (await dispatches.dispatches(incident))[0].state
+    dispatched_at = (await world.incidents.incidents.get(incident)).dispatched_at
+    await progress(world, started.leg.leg.leg_id, "ended", "NOANSWER")
+    assert await dispatches.settle_unanswered_phone() == 1
+    (kept,) = await dispatches.dispatches(incident)
+    assert kept.state is state and kept.by_phone is False
+    assert (await world.incidents.incidents.get(incident)).dispatched_at == dispatched_at
+    event = [e for e in await world.incidents.incidents.timeline(incident)
+             if e.kind == "dispatch"][-1]
+    assert (event.actor, event.detail.get("to"), event.detail["phone_unanswered"]) == (
+        "system", None, "no_answer")
+    assert event.detail["note"] == "Telepon ke instansi tidak tersambung (tidak diangkat)."
+    assert await dispatches.settle_unanswered_phone() == 0
 
 
 @pytest.mark.parametrize("case", ["not talking", "ended call", "no live channel",

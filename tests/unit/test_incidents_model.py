@@ -6,13 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from telephony.calls.legs import LegOutcome
 from telephony.incidents.attachment_meta import parse_attachment
 from telephony.incidents.directory import Agency, Recipient, clean_agency_code, parse_recipient
 from telephony.incidents.dispatches import (
     DispatchState,
+    UnansweredPhone,
     check_dispatch_step,
     dispatch_clock,
     next_dispatch_steps,
+    settle_unanswered_phone,
     status_after_dispatch_step,
     status_for_dispatch,
 )
@@ -139,6 +142,28 @@ def test_a_dispatch_is_cancelled_only_with_a_reason(reason: str) -> None:
     assert check_dispatch_step(D.NOTIFIED, D.ACKNOWLEDGED, reason) == ""
 
 
+@pytest.mark.parametrize("outcome", [LegOutcome.NO_ANSWER, LegOutcome.BUSY, LegOutcome.FAILED,
+                                     LegOutcome.CANCELLED])
+def test_a_dispatch_only_the_unanswered_phone_made_is_called_off(outcome: LegOutcome) -> None:
+    # The operator's call was the agency's only word of the dispatch, and nobody answered:
+    # the agency knows nothing, the dispatch is called off, saying so and how the call ended.
+    target, why = settle_unanswered_phone(D.NOTIFIED, UnansweredPhone(True, False, outcome))
+    assert target is D.CANCELLED
+    assert why.startswith(f"Instansi tidak dapat dihubungi lewat telepon ({outcome.label.lower()})")
+    assert check_dispatch_step(D.NOTIFIED, D.CANCELLED, why) == why
+
+
+@pytest.mark.parametrize(("state", "made", "messaged"), [
+    (D.NOTIFIED, True, True),  # its recipients were messaged: a crew may have set out
+    (D.NOTIFIED, False, False),  # recorded before the call: the operator's own dispatch
+    (D.ACKNOWLEDGED, True, False),  # someone recorded the agency accepting
+])
+def test_a_dispatch_the_agency_may_know_of_stays(state: D, made: bool, messaged: bool) -> None:
+    target, why = settle_unanswered_phone(
+        state, UnansweredPhone(made, messaged, LegOutcome.BUSY))
+    assert (target, why) == (None, "Telepon ke instansi tidak tersambung (sibuk).")
+
+
 def test_a_team_on_scene_is_finished_not_cancelled() -> None:
     with pytest.raises(InvalidTransition, match="tandai 'Selesai'"):
         check_dispatch_step(D.ON_SCENE, D.CANCELLED, "Salah kirim")
@@ -151,7 +176,19 @@ def test_a_team_on_scene_is_finished_not_cancelled() -> None:
 @pytest.mark.parametrize(("status", "state"), list(itertools.product(Status, DispatchState)))
 def test_first_team_on_scene_moves_the_incident(status: Status, state: DispatchState) -> None:
     moves = status is S.DISPATCHED and state in (DispatchState.ON_SCENE, DispatchState.DONE)
-    assert status_after_dispatch_step(status, state) == (S.ON_SCENE if moves else None)
+    assert status_after_dispatch_step(status, state, none_left=False) == (
+        S.ON_SCENE if moves else None)
+
+
+@pytest.mark.parametrize(("status", "state"), list(itertools.product(Status, DispatchState)))
+def test_the_last_dispatch_called_off_puts_the_incident_back_to_verified(
+        status: Status, state: DispatchState) -> None:
+    # Every agency sent declined or was never reached: "Diteruskan ke instansi" with no
+    # agency on its way was a lie on the list and the wallboard.
+    expected = status_after_dispatch_step(status, state, none_left=False)
+    if status is S.DISPATCHED and state is DispatchState.CANCELLED:
+        expected = S.VERIFIED
+    assert status_after_dispatch_step(status, state, none_left=True) == expected
 
 
 LEVELS = list(EscalationLevel)
