@@ -110,6 +110,7 @@ from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.secrets import SecretsError, asterisk_db_password
 from telephony.settings import Settings
 from telephony.supervision.http import SupervisionApi
+from telephony.supervision.rights import ListeningRights
 from telephony.supervision.service import SupervisionService
 from telephony.surveys.service import SurveyConfig, SurveyService
 from telephony.transfers.console import TransferPages
@@ -321,8 +322,13 @@ def start_call_handling(
                                 ring_seconds=settings.transfer_ring_seconds)
     listener.observe(transfers)
     stack.push_async_callback(transfers.close)
+    # A supervisor who loses the right (another role, disabled) stops listening at once, on
+    # every node (telephony/supervision/rights.py).
+    rights = ListeningRights(database, listener, accounts)
+    listener.subscribe(FULLY_BOOTED, rights.booted)
+    in_background(stack, rights.run(), "listening-rights")
     # Listening in records how each supervisor's Originate went (their phone busy, ...).
-    supervision = SupervisionService(database, listener, accounts)
+    supervision = SupervisionService(database, listener, accounts, rights=rights)
     in_background(stack, supervision.run(), "supervision")
     callbacks = CallbackService(database, listener, desks, accounts,
                                 CallbackConfig.from_settings(settings))

@@ -135,7 +135,8 @@ class AccountService:
         return await self._database.run(self._repo.accounts)
 
     async def disable(self, username: str, *, actor: str, remote_address: str = "") -> Account:
-        """Disable an account and end its sessions at once."""
+        """Disable an account and end its sessions at once (and a supervisor's listening in
+        still running: :mod:`telephony.supervision.rights`)."""
         return await self._set_active(username, False, actor=actor,
                                       remote_address=remote_address)
 
@@ -159,6 +160,9 @@ class AccountService:
                 # A disabled account's sessions end; an enabled one has none to keep.
                 ended = 0 if active else await self._repo.delete_sessions_of(
                     connection, account.account_id)
+                if not active:
+                    # Its listening in still running ends too (telephony/supervision/rights.py).
+                    await self._repo.announce_rights(connection, name)
                 await self._repo.append_audit(
                     connection, actor=actor, action=action, object_type="account",
                     object_id=name, remote_address=remote_address,
@@ -220,7 +224,9 @@ class AccountService:
 
         A new role (promoting an operator to supervisor, or demoting one) ends every
         session of the account: a page or a wallboard opened under the old role must not go
-        on with its rights; the owner logs in again, under the new one. An operator made a
+        on with its rights; the owner logs in again, under the new one. A supervisor's
+        listening in still running ends as well (every line is told at commit:
+        :mod:`telephony.supervision.rights`). An operator made a
         supervisor keeps the phone, to listen in on, and loses the skills (a supervisor's
         phone never joins a queue). Refused (:func:`check_role_change`): one still in
         queues or at a browser softphone becoming a supervisor, any account at a phone
@@ -268,6 +274,9 @@ class AccountService:
             await self._desks.assign(connection, account.account_id, held.interface,
                                      account.display_name, {})
         ended = await self._repo.delete_sessions_of(connection, account.account_id)
+        # A supervisor made anything else stops listening in at once, not at their next
+        # click (telephony/supervision/rights.py).
+        await self._repo.announce_rights(connection, account.username)
         await self._repo.append_audit(
             connection, actor=actor, action="account.role", object_type="account",
             object_id=account.username, remote_address=remote_address,

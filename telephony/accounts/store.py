@@ -17,6 +17,12 @@ import asyncpg
 from telephony.accounts.model import Account, Failures, Role, Session
 from telephony.db.rows import from_row
 
+# NOTIFY channel of an account that lost rights (another role, disabled); the payload is its
+# username. Every line LISTENs here and ends that account's listening in still running on its
+# own Asterisk (telephony/supervision/rights.py). Delivered at commit: a change rolled back
+# announces nothing.
+RIGHTS_CHANNEL = "siaga112_account_rights"
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -108,6 +114,10 @@ class AccountRepository:
             account_id, role.value)
         assert row is not None  # the caller holds the row's lock
         return from_row(Account, row)
+
+    async def announce_rights(self, connection: asyncpg.Connection, username: str) -> None:
+        """Tell every line (at commit) that ``username``'s rights changed."""
+        await connection.execute("SELECT pg_notify($1, $2)", RIGHTS_CHANNEL, username)
 
     async def accounts(self, connection: asyncpg.Connection) -> list[Account]:
         """Every account, by username."""

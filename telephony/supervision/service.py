@@ -74,6 +74,7 @@ from telephony.supervision.errors import (
     UnknownOperator,
 )
 from telephony.supervision.model import (
+    AUDIT_OBJECT,
     FAILED_ACTION,
     SPIED_CALL_ENDED,
     SpyMode,
@@ -84,12 +85,12 @@ from telephony.supervision.model import (
     originate_action,
     parse_mode,
 )
+from telephony.supervision.rights import ListeningRights
 from telephony.supervision.store import SupervisionRepository
 
 log = logging.getLogger("telephony.supervision")
 
 HANGUP = "Hangup"  # the AMI event of a channel hung up
-AUDIT_OBJECT = "desk"  # as the desk's own entries (join, pause ...): the operator's interface
 # How long after its ring time an Originate whose OriginateResponse never came (an AMI
 # reconnect lost it) still keeps the supervisor's phone counted as ringing.
 RESPONSE_GRACE_SECONDS = 10.0
@@ -140,11 +141,14 @@ class SupervisionService:
 
     def __init__(self, database: Database, ami: SupervisionAmi, audit: AuditLog, *,
                  config: SupervisionConfig | None = None,
-                 repository: SupervisionRepository | None = None) -> None:
+                 repository: SupervisionRepository | None = None,
+                 rights: ListeningRights | None = None) -> None:
         self._database = database
         self._ami = ami
         self._audit = audit
         self._config = config or SupervisionConfig()
+        # Told of every answered listen-in: its supervisor may have lost the right meanwhile.
+        self._rights = rights
         self._repo = repository or SupervisionRepository()
         self._ringing: dict[str, _Ringing] = {}  # by ActionID
         self._serial = asyncio.Lock()
@@ -366,6 +370,10 @@ class SupervisionService:
         self._spied_gone.discard(aid)
         if printable(event.get("Response")) == "Success":
             ringing.outcome.set_result(None)
+            leg = printable(event.get("Channel"))
+            if self._rights is not None and leg:
+                # Its supervisor may have lost the right while the phone rang.
+                self._rights.answered(leg, ringing.detail["channel"], ringing.detail["mode"])
             return True
         code = parse_code(printable(event.get("Reason")))
         reason = SPIED_CALL_ENDED if spied_gone else failure_reason(code)
