@@ -302,6 +302,8 @@ class CallHandling:
     transfers: TransferService
     callbacks: CallbackService
     routes: list[Route]
+    # Every line hears an account's rights change here (telephony/supervision/rights.py).
+    rights: ListeningRights
 
 
 def start_call_handling(
@@ -336,7 +338,7 @@ def start_call_handling(
     return CallHandling(desks, transfers, callbacks, [
         *TransferApi(transfers).routes(), *TransferPages(transfers, incidents.directory).routes(),
         *SupervisionApi(supervision).routes(), *CallbackApi(callbacks).routes(),
-        *CallbackPages(callbacks).routes()])
+        *CallbackPages(callbacks).routes()], rights)
 
 
 def forward_to_nodes(settings: Settings, stack: contextlib.AsyncExitStack
@@ -391,6 +393,14 @@ def share_wrapups(settings: Settings, stack: contextlib.AsyncExitStack,
     listener.subscribe(AGENT_COMPLETE, wrapups.agent_complete)
     listener.subscribe(FULLY_BOOTED, wrapups.booted)
     in_background(stack, wrapups.run(), "cluster-wrapups")
+
+
+def wallboard_routes(wallboard: WallboardService, rights: ListeningRights) -> list[Route]:
+    """The wallboard's routes; a supervisor made an operator or disabled sees their open
+    board close at once (the line hears of it: telephony/supervision/rights.py)."""
+    api = WallboardApi(wallboard)
+    rights.on_change(api.rights_changed)
+    return api.routes()
 
 
 def start_wallboard(settings: Settings, stack: contextlib.AsyncExitStack, *,
@@ -613,7 +623,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         desks=tools.desks,
         config=WebConfig.from_settings(settings),
         transfers=tools.transfers,
-    ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(), *tools.routes,
+    ), [*wallboard_routes(wallboard, tools.rights), *ReportApi(reports).routes(), *tools.routes,
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
         *monitor.routes()], nodes=forward_to_nodes(settings, stack)),
         settings.http_host, settings.http_port)

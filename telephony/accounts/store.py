@@ -200,15 +200,33 @@ class AccountRepository:
         """End one session."""
         await connection.execute("DELETE FROM sessions WHERE token_sha256 = $1", token_sha256)
 
-    async def delete_sessions_of(self, connection: asyncpg.Connection, account_id: int) -> int:
-        """End every session of an account; returns how many there were."""
+    async def delete_sessions_of(self, connection: asyncpg.Connection, account_id: int, *,
+                                 reason: str) -> int:
+        """End every session of an account, keeping why for its owner's next request (as
+        long as each session would have lived); returns how many there were."""
         status = await connection.execute(
-            "DELETE FROM sessions WHERE account_id = $1", account_id)
+            """
+            WITH gone AS (DELETE FROM sessions WHERE account_id = $1
+                          RETURNING token_sha256, expires_at)
+            INSERT INTO ended_sessions (token_sha256, reason, expires_at)
+            SELECT token_sha256, $2, expires_at FROM gone
+            """,
+            account_id, reason)
         return int(status.split()[-1])
 
+    async def ended_reason(self, connection: asyncpg.Connection, token_sha256: str
+                           ) -> str | None:
+        """Why an admin's change ended the session with this digest; ``None`` if none did
+        (logged out, expired, unknown)."""
+        reason: str | None = await connection.fetchval(
+            "SELECT reason FROM ended_sessions WHERE token_sha256 = $1 AND expires_at > now()",
+            token_sha256)
+        return reason
+
     async def delete_expired_sessions(self, connection: asyncpg.Connection) -> None:
-        """Forget sessions past their expiry."""
+        """Forget sessions past their expiry, and why ended ones ended."""
         await connection.execute("DELETE FROM sessions WHERE expires_at <= now()")
+        await connection.execute("DELETE FROM ended_sessions WHERE expires_at <= now()")
 
     # -- login throttling ----------------------------------------------------------------------
 

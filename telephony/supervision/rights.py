@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
 from telephony.accounts.store import RIGHTS_CHANNEL
@@ -82,15 +82,24 @@ class ListeningRights:
         # Legs hung up and audited: one Asterisk keeps a while (a ChanSpy whose spied channel
         # carries no audio lingers: asterisk/asterisk#978) is hung up again, not audited again.
         self._hung: set[str] = set()
+        # Told the username of each change (the wallboard closes that account's boards).
+        self._watchers: list[Callable[[str], None]] = []
         self.rounds = 0  # rounds done with an AMI session (tests wait on them)
         self.ended = 0  # legs hung up and audited
 
     # -- what wakes a round ------------------------------------------------------------------
 
+    def on_change(self, watcher: Callable[[str], None]) -> None:
+        """Call ``watcher`` with the username of each account whose rights changed (inside
+        the LISTEN callback: it notes it and returns)."""
+        self._watchers.append(watcher)
+
     def notified(self, payload: str) -> None:
         """An account's rights changed (:class:`ChannelListener`; the round looks at all)."""
-        log.info("rights of account %r changed: its listening in is looked at",
-                 printable(payload)[:64])
+        username = printable(payload)[:64]
+        log.info("rights of account %r changed: its listening in is looked at", username)
+        for watcher in self._watchers:
+            watcher(username)
 
     def listening(self) -> None:
         """The LISTEN connection was (re)made: the round it wakes looks at every leg."""

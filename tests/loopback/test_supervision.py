@@ -454,6 +454,8 @@ async def test_a_supervisor_who_loses_the_right_stops_listening_at_once(
     other = "PJSIP/sup02-0000002d"
     setup.asterisk.channels = [*live_operator(), spying(), spying(other, options="qEuB")]
     rights = ListeningRights(setup.database, setup.ami, setup.accounts, interval=600)
+    changed: list[str] = []  # what the wallboard hears (it closes that account's boards)
+    rights.on_change(changed.append)
     following = asyncio.create_task(rights.run())
 
     def hung_up() -> list[str]:
@@ -471,7 +473,7 @@ async def test_a_supervisor_who_loses_the_right_stops_listening_at_once(
         change = await setup.accounts.set_role("kepala", "operator", actor="root1")
         assert change.role_changed
         await eventually(lambda: rights.ended == 1)
-        assert set(hung_up()) == {PHONE_CHANNEL}
+        assert set(hung_up()) == {PHONE_CHANNEL} and changed == ["kepala"]
         assert await revoked() == [{
             "actor": "system", "object_id": OPERATOR, "account": "kepala", "phone": PHONE,
             "leg": PHONE_CHANNEL, "channel": OPERATOR_CHANNEL, "mode": "listen",
