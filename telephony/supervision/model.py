@@ -137,6 +137,8 @@ def originate_action(*, phone: str, channel: str, operator: str, mode: SpyMode,
 # Why a supervisor's ringing phone was hung up by the line: the call it was to listen to
 # ended before they answered (telephony/supervision/service.py).
 SPIED_CALL_ENDED: Final = "Panggilan operator sudah berakhir sebelum telepon supervisor diangkat"
+# ... or its supervisor lost the right to listen in (another role, disabled) meanwhile.
+RIGHT_REVOKED: Final = "Hak mendengarkan supervisor dicabut sebelum teleponnya diangkat"
 
 
 def failure_reason(code: int | None) -> str:

@@ -501,3 +501,29 @@ async def test_a_supervisor_who_loses_the_right_stops_listening_at_once(
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await following
+
+
+async def test_a_phone_ringing_for_a_supervisor_who_lost_the_right_stops_ringing(
+        setup: Setup) -> None:
+    """Made an operator (or disabled) while their phone rings for a listen-in: the line hangs
+    the phone up rather than let it ring on into a listening they may no longer have, and
+    the second entry says why. Another account's change stops nothing."""
+    setup.asterisk.accepts["hangup"] = "Channel Hungup"
+    setup.asterisk.channels = live_operator()
+    kepala = await setup.login("kepala")
+    setup.answer = None  # ringing
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "whisper"})
+    assert response.status == 202, await response.text()
+    setup.asterisk.channels = [*live_operator(), ringing_phone()]
+    setup.service.rights_changed("baru")
+    setup.service.rights_changed("kepala")  # what the line hears as the change commits
+    await eventually(lambda: any(a["action"] == "Hangup" for a in setup.asterisk.actions))
+    [hangup] = [a for a in setup.asterisk.actions if a["action"] == "Hangup"]
+    assert hangup["channel"] == PHONE_CHANNEL
+    await setup.respond("Failure", 1)
+    attempted, failed = (await setup.entries())[-2:]
+    assert (attempted["action"], failed["action"]) == ("supervision.whisper",
+                                                       "supervision.failed")
+    assert json.loads(failed["detail"]) == {
+        **json.loads(attempted["detail"]),
+        "reason": "Hak mendengarkan supervisor dicabut sebelum teleponnya diangkat"}
