@@ -111,6 +111,7 @@ from telephony.screening.service import ScreeningService, line_screening_source
 from telephony.secrets import SecretsError, asterisk_db_password
 from telephony.settings import Settings
 from telephony.supervision.http import SupervisionApi
+from telephony.supervision.rights import ListeningRights
 from telephony.supervision.service import SupervisionService
 from telephony.surveys.service import SurveyConfig, SurveyService
 from telephony.transfers.console import TransferPages
@@ -304,6 +305,8 @@ class CallHandling:
     transfers: TransferService
     callbacks: CallbackService
     routes: list[Route]
+    # Every line hears an account's rights change here (telephony/supervision/rights.py).
+    rights: ListeningRights
 
 
 def start_call_handling(
@@ -324,8 +327,13 @@ def start_call_handling(
                                 ring_seconds=settings.transfer_ring_seconds)
     listener.observe(transfers)
     stack.push_async_callback(transfers.close)
+    # A supervisor who loses the right (another role, disabled) stops listening at once, on
+    # every node (telephony/supervision/rights.py).
+    rights = ListeningRights(database, listener, accounts)
+    listener.subscribe(FULLY_BOOTED, rights.booted)
+    in_background(stack, rights.run(), "listening-rights")
     # Listening in records how each supervisor's Originate went (their phone busy, ...).
-    supervision = SupervisionService(database, listener, accounts)
+    supervision = SupervisionService(database, listener, accounts, rights=rights)
     in_background(stack, supervision.run(), "supervision")
     callbacks = CallbackService(database, listener, desks, accounts,
                                 CallbackConfig.from_settings(settings))
@@ -333,7 +341,7 @@ def start_call_handling(
     return CallHandling(desks, transfers, callbacks, [
         *TransferApi(transfers).routes(), *TransferPages(transfers, incidents.directory).routes(),
         *SupervisionApi(supervision).routes(), *CallbackApi(callbacks).routes(),
-        *CallbackPages(callbacks).routes()])
+        *CallbackPages(callbacks).routes()], rights)
 
 
 def forward_to_nodes(settings: Settings, stack: contextlib.AsyncExitStack
@@ -388,6 +396,14 @@ def share_wrapups(settings: Settings, stack: contextlib.AsyncExitStack,
     listener.subscribe(AGENT_COMPLETE, wrapups.agent_complete)
     listener.subscribe(FULLY_BOOTED, wrapups.booted)
     in_background(stack, wrapups.run(), "cluster-wrapups")
+
+
+def wallboard_routes(wallboard: WallboardService, rights: ListeningRights) -> list[Route]:
+    """The wallboard's routes; a supervisor made an operator or disabled sees their open
+    board close at once (the line hears of it: telephony/supervision/rights.py)."""
+    api = WallboardApi(wallboard)
+    rights.on_change(api.rights_changed)
+    return api.routes()
 
 
 def start_wallboard(settings: Settings, stack: contextlib.AsyncExitStack, *,
@@ -610,7 +626,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
         desks=tools.desks,
         config=WebConfig.from_settings(settings),
         transfers=tools.transfers,
-    ), [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(), *tools.routes,
+    ), [*wallboard_routes(wallboard, tools.rights), *ReportApi(reports).routes(), *tools.routes,
         *wallboard_console.routes(), *ReportPages(reports).routes(), *admin.routes(),
         *monitor.routes()], nodes=forward_to_nodes(settings, stack)),
         settings.http_host, settings.http_port)

@@ -77,6 +77,7 @@ LAYER_TABLE: Final[tuple[tuple[str, int], ...]] = (
     ("telephony.desks.phones", DOMAIN),  # phone secrets and their digests
     ("telephony.desks.presence", DOMAIN),  # when a desk's phone counts as gone
     ("telephony.desks.watch", ADAPTERS),  # observes the listener, acts through the service
+    ("telephony.supervision.rights", ADAPTERS),  # LISTEN, hang up over AMI, audit
     ("telephony.cluster.peers", DOMAIN),  # a node's peers: liveness, forgetting a dead one
     ("telephony.cluster.watch", ADAPTERS),  # acts on the peers' ContactStatus (AMI, SIP)
     ("telephony.cluster.front", DOMAIN),  # calls the front dispatched and no node recorded

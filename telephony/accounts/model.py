@@ -270,6 +270,25 @@ class DeskHeld:
     queues: tuple[str, ...]
 
 
+_LISTENING_ENDED = " Mendengarkan panggilan yang sedang berjalan juga dihentikan."
+
+
+def ended_by_role(old: Role, new: Role) -> str:
+    """Why the sessions of an account given another role ended, told to its owner."""
+    return (f"Sesi Anda diakhiri: peran akun Anda diganti menjadi {new.label}. Masuk lagi "
+            "dengan peran baru." + (_LISTENING_ENDED if old is Role.SUPERVISOR else ""))
+
+
+def ended_by_disable(role: Role) -> str:
+    """Why the sessions of a disabled account ended, told to its owner."""
+    return ("Sesi Anda diakhiri: akun Anda dinonaktifkan oleh admin."
+            + (_LISTENING_ENDED if role is Role.SUPERVISOR else ""))
+
+
+ENDED_BY_RESET: Final = ("Sesi Anda diakhiri: kata sandi akun Anda diganti. Masuk dengan "
+                            "kata sandi baru.")
+
+
 def check_role_change(username: str, old: Role, new: Role, desk: DeskHeld | None, *,
                       other_admins: int) -> None:
     """Refuse (:class:`RoleChangeRefused`) a change from ``old`` to ``new`` that would leave

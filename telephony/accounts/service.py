@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 
 from telephony.accounts.model import (
+    ENDED_BY_RESET,
     Account,
     AccountExists,
     AccountNotFound,
@@ -35,6 +36,8 @@ from telephony.accounts.model import (
     check_role_change,
     clean_display_name,
     clean_username,
+    ended_by_disable,
+    ended_by_role,
     login_password,
     masked_audit,
     masks_object,
@@ -135,7 +138,8 @@ class AccountService:
         return await self._database.run(self._repo.accounts)
 
     async def disable(self, username: str, *, actor: str, remote_address: str = "") -> Account:
-        """Disable an account and end its sessions at once."""
+        """Disable an account and end its sessions at once (and a supervisor's listening in
+        still running: :mod:`telephony.supervision.rights`)."""
         return await self._set_active(username, False, actor=actor,
                                       remote_address=remote_address)
 
@@ -158,7 +162,10 @@ class AccountService:
                     raise AccountNotFound(name)
                 # A disabled account's sessions end; an enabled one has none to keep.
                 ended = 0 if active else await self._repo.delete_sessions_of(
-                    connection, account.account_id)
+                    connection, account.account_id, reason=ended_by_disable(account.role))
+                if not active:
+                    # Its listening in still running ends too (telephony/supervision/rights.py).
+                    await self._repo.announce_rights(connection, name)
                 await self._repo.append_audit(
                     connection, actor=actor, action=action, object_type="account",
                     object_id=name, remote_address=remote_address,
@@ -184,7 +191,8 @@ class AccountService:
                 account, _ = found
                 await self._repo.set_password_hash(connection, account.account_id,
                                                    password_hash, changed=True)
-                ended = await self._repo.delete_sessions_of(connection, account.account_id)
+                ended = await self._repo.delete_sessions_of(connection, account.account_id,
+                                                            reason=ENDED_BY_RESET)
                 await self._repo.append_audit(
                     connection, actor=actor, action="account.password", object_type="account",
                     object_id=name, remote_address=remote_address,
@@ -220,7 +228,9 @@ class AccountService:
 
         A new role (promoting an operator to supervisor, or demoting one) ends every
         session of the account: a page or a wallboard opened under the old role must not go
-        on with its rights; the owner logs in again, under the new one. An operator made a
+        on with its rights; the owner logs in again, under the new one. A supervisor's
+        listening in still running ends as well (every line is told at commit:
+        :mod:`telephony.supervision.rights`). An operator made a
         supervisor keeps the phone, to listen in on, and loses the skills (a supervisor's
         phone never joins a queue). Refused (:func:`check_role_change`): one still in
         queues or at a browser softphone becoming a supervisor, any account at a phone
@@ -267,7 +277,11 @@ class AccountService:
             dropped = held.skills
             await self._desks.assign(connection, account.account_id, held.interface,
                                      account.display_name, {})
-        ended = await self._repo.delete_sessions_of(connection, account.account_id)
+        ended = await self._repo.delete_sessions_of(
+            connection, account.account_id, reason=ended_by_role(account.role, new))
+        # A supervisor made anything else stops listening in at once, not at their next
+        # click (telephony/supervision/rights.py).
+        await self._repo.announce_rights(connection, account.username)
         await self._repo.append_audit(
             connection, actor=actor, action="account.role", object_type="account",
             object_id=account.username, remote_address=remote_address,
@@ -375,6 +389,12 @@ class AccountService:
             return found
 
         return await self._database.run(work)
+
+    async def ended_reason(self, token: str) -> str | None:
+        """Why an admin's change ended the session ``token`` opened (another role, the
+        account disabled, a new password), for its owner; ``None`` for any other token."""
+        digest = token_digest(token)
+        return await self._database.run(lambda c: self._repo.ended_reason(c, digest))
 
     async def logout(self, session: Session, *, remote_address: str) -> None:
         """End a session."""

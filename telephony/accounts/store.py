@@ -17,6 +17,12 @@ import asyncpg
 from telephony.accounts.model import Account, Failures, Role, Session
 from telephony.db.rows import from_row
 
+# NOTIFY channel of an account that lost rights (another role, disabled); the payload is its
+# username. Every line LISTENs here and ends that account's listening in still running on its
+# own Asterisk (telephony/supervision/rights.py). Delivered at commit: a change rolled back
+# announces nothing.
+RIGHTS_CHANNEL = "siaga112_account_rights"
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -109,6 +115,10 @@ class AccountRepository:
         assert row is not None  # the caller holds the row's lock
         return from_row(Account, row)
 
+    async def announce_rights(self, connection: asyncpg.Connection, username: str) -> None:
+        """Tell every line (at commit) that ``username``'s rights changed."""
+        await connection.execute("SELECT pg_notify($1, $2)", RIGHTS_CHANNEL, username)
+
     async def accounts(self, connection: asyncpg.Connection) -> list[Account]:
         """Every account, by username."""
         rows = await connection.fetch("SELECT * FROM accounts ORDER BY username")
@@ -190,15 +200,33 @@ class AccountRepository:
         """End one session."""
         await connection.execute("DELETE FROM sessions WHERE token_sha256 = $1", token_sha256)
 
-    async def delete_sessions_of(self, connection: asyncpg.Connection, account_id: int) -> int:
-        """End every session of an account; returns how many there were."""
+    async def delete_sessions_of(self, connection: asyncpg.Connection, account_id: int, *,
+                                 reason: str) -> int:
+        """End every session of an account, keeping why for its owner's next request (as
+        long as each session would have lived); returns how many there were."""
         status = await connection.execute(
-            "DELETE FROM sessions WHERE account_id = $1", account_id)
+            """
+            WITH gone AS (DELETE FROM sessions WHERE account_id = $1
+                          RETURNING token_sha256, expires_at)
+            INSERT INTO ended_sessions (token_sha256, reason, expires_at)
+            SELECT token_sha256, $2, expires_at FROM gone
+            """,
+            account_id, reason)
         return int(status.split()[-1])
 
+    async def ended_reason(self, connection: asyncpg.Connection, token_sha256: str
+                           ) -> str | None:
+        """Why an admin's change ended the session with this digest; ``None`` if none did
+        (logged out, expired, unknown)."""
+        reason: str | None = await connection.fetchval(
+            "SELECT reason FROM ended_sessions WHERE token_sha256 = $1 AND expires_at > now()",
+            token_sha256)
+        return reason
+
     async def delete_expired_sessions(self, connection: asyncpg.Connection) -> None:
-        """Forget sessions past their expiry."""
+        """Forget sessions past their expiry, and why ended ones ended."""
         await connection.execute("DELETE FROM sessions WHERE expires_at <= now()")
+        await connection.execute("DELETE FROM ended_sessions WHERE expires_at <= now()")
 
     # -- login throttling ----------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ class LiveChannel:
     application: str
     caller_number: str
     connected_number: str
+    # What the application runs with (ChanSpy's spied channel and options, for one).
+    application_data: str = ""
 
     @property
     def interface(self) -> str:
@@ -52,6 +54,7 @@ def parse_channels(events: Sequence[Any]) -> list[LiveChannel]:
             application=str(event.get("Application", "")),
             caller_number=str(event.get("CallerIDNum", "")),
             connected_number=str(event.get("ConnectedLineNum", "")),
+            application_data=str(event.get("ApplicationData", "")),
         ))
     return found
 

@@ -71,6 +71,8 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "config_publications": (S, INS),
     "config_versions": (S, INS),
     "dispatches": (S, INS, U),
+    # Why an admin's change ended a session, told to its owner; deleted once expired (0048).
+    "ended_sessions": (S, INS, D),
     # The SIP front writes it (as the Asterisk role); lines read it, mark what they
     # reconciled and delete what is past its retention (telephony/cluster/front_store.py,
     # 0026, 0029).

@@ -23,13 +23,17 @@ both hear them).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Final
 
+from telephony.accounts.model import Role
 from telephony.ami.originate import reason_label
 from telephony.core.labels import LabelledStrEnum
 from telephony.desks.operators import check_interface
 
 AUDIT_PREFIX: Final = "supervision."
+# Every entry of listening in is about the operator's desk, as the desk's own (join, pause ...).
+AUDIT_OBJECT: Final = "desk"
 # The second audit line of an attempt Asterisk did not carry out (the first one stands).
 FAILED_ACTION: Final = "supervision.failed"
 SHARED_OPTIONS: Final = "qEu"
@@ -133,6 +137,8 @@ def originate_action(*, phone: str, channel: str, operator: str, mode: SpyMode,
 # Why a supervisor's ringing phone was hung up by the line: the call it was to listen to
 # ended before they answered (telephony/supervision/service.py).
 SPIED_CALL_ENDED: Final = "Panggilan operator sudah berakhir sebelum telepon supervisor diangkat"
+# ... or its supervisor lost the right to listen in (another role, disabled) meanwhile.
+RIGHT_REVOKED: Final = "Hak mendengarkan supervisor dicabut sebelum teleponnya diangkat"
 
 
 def failure_reason(code: int | None) -> str:
@@ -140,3 +146,68 @@ def failure_reason(code: int | None) -> str:
     ``Reason`` (busy, not answered, unreachable ...), for the ``supervision.failed`` entry."""
     return f"Telepon supervisor {reason_label(code)}" + (
         f" (Reason {code})" if code is not None else "")
+
+
+# -- a right taken away ---------------------------------------------------------------------
+
+SPY_APPLICATION: Final = "ChanSpy"
+# The line hung up a listening in whose supervisor no longer may (telephony/supervision/rights.py).
+REVOKED_ACTION: Final = "supervision.revoked"
+
+
+@dataclass(frozen=True)
+class SpyLeg:
+    """The supervisor's phone channel of a listening in (running ChanSpy, or just answered to
+    run it): what ending it needs and its audit entry names."""
+
+    leg: str  # the supervisor's channel, PJSIP/sup01-0000002c
+    spied: str  # the operator's channel; "" when not known
+    mode: str  # SpyMode's value; "" when not known
+
+    @property
+    def phone(self) -> str:
+        """The supervisor's phone: ``PJSIP/sup01``."""
+        return self.leg.rpartition("-")[0]
+
+    @property
+    def operator(self) -> str:
+        """The spied operator's interface when the spied channel is one as chan_pjsip names
+        it (``PJSIP/op2001``); else the supervisor's phone (the entry is still about it)."""
+        interface = self.spied.rpartition("-")[0]
+        try:
+            spied_channel(self.spied, interface)
+        except SupervisionInputError:
+            return self.phone
+        return interface
+
+
+def spy_leg(channel: str, application: str, data: str) -> SpyLeg | None:
+    """The listening in a channel runs (``CoreShowChannel``'s Channel, Application and
+    ApplicationData), or ``None`` for a channel not in ChanSpy. Whichever way it was started:
+    a ChanSpy not started by this line is still someone listening in from that phone."""
+    if application != SPY_APPLICATION or not channel.rpartition("-")[0]:
+        return None
+    spied, _, options = data.partition(",")
+    mode = next((m.value for m in SpyMode if m.options == options), "")
+    return SpyLeg(channel, spied, mode)
+
+
+@dataclass(frozen=True)
+class PhoneHolder:
+    """The account working at a phone now."""
+
+    username: str
+    role: Role
+    active: bool
+
+
+def revoked_reason(holder: PhoneHolder | None) -> str | None:
+    """Why a listening in from a phone held by ``holder`` must end now (the audit entry's
+    reason), or ``None`` while an active supervisor holds it."""
+    if holder is None:
+        return "Telepon ini tidak lagi dipegang akun supervisor"
+    if not holder.active:
+        return f"Akun {holder.username} dinonaktifkan"
+    if holder.role is not Role.SUPERVISOR:
+        return f"Peran akun {holder.username} kini {holder.role.label}, bukan Supervisor"
+    return None

@@ -74,7 +74,9 @@ from telephony.supervision.errors import (
     UnknownOperator,
 )
 from telephony.supervision.model import (
+    AUDIT_OBJECT,
     FAILED_ACTION,
+    RIGHT_REVOKED,
     SPIED_CALL_ENDED,
     SpyMode,
     SupervisionInputError,
@@ -84,12 +86,12 @@ from telephony.supervision.model import (
     originate_action,
     parse_mode,
 )
+from telephony.supervision.rights import ListeningRights
 from telephony.supervision.store import SupervisionRepository
 
 log = logging.getLogger("telephony.supervision")
 
 HANGUP = "Hangup"  # the AMI event of a channel hung up
-AUDIT_OBJECT = "desk"  # as the desk's own entries (join, pause ...): the operator's interface
 # How long after its ring time an Originate whose OriginateResponse never came (an AMI
 # reconnect lost it) still keeps the supervisor's phone counted as ringing.
 RESPONSE_GRACE_SECONDS = 10.0
@@ -140,11 +142,17 @@ class SupervisionService:
 
     def __init__(self, database: Database, ami: SupervisionAmi, audit: AuditLog, *,
                  config: SupervisionConfig | None = None,
-                 repository: SupervisionRepository | None = None) -> None:
+                 repository: SupervisionRepository | None = None,
+                 rights: ListeningRights | None = None) -> None:
         self._database = database
         self._ami = ami
         self._audit = audit
         self._config = config or SupervisionConfig()
+        # Told of every answered listen-in: its supervisor may have lost the right meanwhile;
+        # and tells of each account whose rights changed, whose ringing then stops.
+        self._rights = rights
+        if rights is not None:
+            rights.on_change(self.rights_changed)
         self._repo = repository or SupervisionRepository()
         self._ringing: dict[str, _Ringing] = {}  # by ActionID
         self._serial = asyncio.Lock()
@@ -152,6 +160,9 @@ class SupervisionService:
         # Ringing attempts whose spied channel hung up (the operator's call ended), by
         # ActionID: their ringing is stopped (run) and their failure says why.
         self._spied_gone: set[str] = set()
+        # Ringing attempts whose supervisor lost the right meanwhile (another role,
+        # disabled), by ActionID: their ringing is stopped too, and their failure says why.
+        self._revoked: set[str] = set()
         self._stop: asyncio.Queue[str] = asyncio.Queue()
         ami.subscribe(HANGUP, self._hung_up)
 
@@ -332,26 +343,38 @@ class SupervisionService:
                 self._spied_gone.add(aid)
                 self._stop.put_nowait(aid)
 
+    def rights_changed(self, username: str) -> None:
+        """``username`` lost the right to listen in (another role, disabled: only such
+        changes are announced; :mod:`telephony.supervision.rights`): the phone of each of
+        its attempts still ringing stops ringing. One answered meanwhile is hung up there."""
+        for aid, ringing in self._ringing.items():
+            if ringing.actor == username and aid not in self._revoked:
+                self._revoked.add(aid)
+                self._stop.put_nowait(aid)
+
     async def _stop_ringing(self) -> None:
-        """Forever: hang up the ringing phone of each attempt whose spied call ended."""
+        """Forever: hang up the ringing phone of each attempt whose spied call ended, or
+        whose supervisor lost the right."""
         while True:
             aid = await self._stop.get()
             ringing = self._ringing.get(aid)
             if ringing is None:
                 self._spied_gone.discard(aid)
+                self._revoked.discard(aid)
                 continue  # answered or given up meanwhile
+            why = ("its supervisor lost the right" if aid in self._revoked
+                   else "the operator's call ended")
             phone = ringing.detail["phone"]
             try:
                 for channel in await live_channels(self._ami):
                     if channel.interface == phone and channel.state != UP:
                         await self._ami.send_action({"Action": "Hangup",
                                                      "Channel": channel.channel})
-                        log.info("%s's %s of %s: the operator's call ended while %s rang; "
-                                 "its ringing stopped", ringing.actor, ringing.detail["mode"],
-                                 ringing.interface, phone)
+                        log.info("%s's %s of %s: %s while %s rang; its ringing stopped",
+                                 ringing.actor, ringing.detail["mode"], ringing.interface,
+                                 why, phone)
             except AmiActionError as exc:
-                log.warning("the ringing of %s (the operator's call ended) not stopped: %s",
-                            phone, exc)
+                log.warning("the ringing of %s (%s) not stopped: %s", phone, why, exc)
 
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply a supervisor's OriginateResponse; ``False`` if it is none of ours (or its
@@ -362,13 +385,19 @@ class SupervisionService:
         ringing = self._ringing.pop(aid, None)
         if ringing is None:
             return False
-        spied_gone = aid in self._spied_gone
+        spied_gone, revoked = aid in self._spied_gone, aid in self._revoked
         self._spied_gone.discard(aid)
+        self._revoked.discard(aid)
         if printable(event.get("Response")) == "Success":
             ringing.outcome.set_result(None)
+            leg = printable(event.get("Channel"))
+            if self._rights is not None and leg:
+                # Its supervisor may have lost the right while the phone rang.
+                self._rights.answered(leg, ringing.detail["channel"], ringing.detail["mode"])
             return True
         code = parse_code(printable(event.get("Reason")))
-        reason = SPIED_CALL_ENDED if spied_gone else failure_reason(code)
+        reason = (RIGHT_REVOKED if revoked else SPIED_CALL_ENDED if spied_gone
+                  else failure_reason(code))
         log.warning("%s's %s of %s: %s", ringing.actor, ringing.detail["mode"],
                     ringing.interface, reason)
         try:

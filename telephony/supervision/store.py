@@ -5,7 +5,12 @@ phone). Plain reads only; the rules live in ``telephony.supervision.service``.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import asyncpg
+
+from telephony.db.rows import from_row
+from telephony.supervision.model import PhoneHolder
 
 
 class SupervisionRepository:
@@ -28,3 +33,15 @@ class SupervisionRepository:
             interface)
         return username
 
+
+    async def holders(self, connection: asyncpg.Connection, phones: Collection[str]
+                      ) -> dict[str, PhoneHolder]:
+        """The account at each of ``phones`` (a phone no account holds is left out)."""
+        rows = await connection.fetch(
+            """
+            SELECT d.operator, a.username, a.role, a.active
+            FROM account_operators d JOIN accounts a USING (account_id)
+            WHERE d.operator = ANY($1::text[])
+            """,
+            sorted(phones))
+        return {row["operator"]: from_row(PhoneHolder, row) for row in rows}

@@ -8,14 +8,17 @@ page of another origin (the cookie would otherwise let any site a supervisor vis
 board), sends the snapshot at once, then again on every change, at most every
 :data:`PUSH_INTERVAL` seconds (a surge of events becomes one message), and at least every
 :data:`HEARTBEAT_SECONDS` (waits and counters move with time). It re-checks the session every
-:data:`SESSION_CHECK_SECONDS` and closes (code 4401) once the session has ended (a database
-outage is no ended session: the board stays open), and closes (1001) when the line stops.
+:data:`SESSION_CHECK_SECONDS`, and at once when its account's rights changed (another role,
+disabled: :meth:`WallboardApi.rights_changed`), and closes (code 4401) once the session has
+ended (a database outage is no ended session: the board stays open), and closes (1001) when the
+line stops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -29,7 +32,7 @@ from telephony.wallboard.service import WallboardService, WallboardSnapshot
 from telephony.wallboard.state import OperatorState
 from telephony.web.errors import ApiError, dumps
 from telephony.web.request import instant_json, json_response, query_of
-from telephony.web.routing import OVERSIGHT, Reply, Route
+from telephony.web.routing import OVERSIGHT, SESSION, Reply, Route
 from telephony.web.security import authenticate
 
 PUSH_INTERVAL: Final = 0.5
@@ -113,6 +116,14 @@ class WallboardApi:
 
     def __init__(self, wallboard: WallboardService) -> None:
         self._wallboard = wallboard
+        # How often each account's rights changed (another role, disabled: every line hears
+        # it, telephony/supervision/rights.py): its open boards check their session at once,
+        # not up to SESSION_CHECK_SECONDS later with the listen-in buttons still on them.
+        self._rights_changes: Counter[str] = Counter()
+
+    def rights_changed(self, username: str) -> None:
+        """``username``'s rights changed: its open boards check their session now."""
+        self._rights_changes[username] += 1
 
     async def wallboard(self, request: web.Request) -> web.StreamResponse:
         """The wallboard now: callers waiting, operators, the shift's and day's figures."""
@@ -130,6 +141,8 @@ class WallboardApi:
         reader = asyncio.create_task(self._drain(socket))
         loop = asyncio.get_running_loop()
         checked = loop.time()
+        username = request[SESSION].account.username
+        changes = self._rights_changes[username]
         try:
             while not socket.closed:
                 if self._wallboard.closed:
@@ -146,8 +159,9 @@ class WallboardApi:
                     waiter.cancel()
                 if reader.done():
                     break
-                if loop.time() - checked >= SESSION_CHECK_SECONDS:
-                    checked = loop.time()
+                if (loop.time() - checked >= SESSION_CHECK_SECONDS
+                        or self._rights_changes[username] != changes):
+                    checked, changes = loop.time(), self._rights_changes[username]
                     if not await self._session_alive(request):
                         await socket.close(code=CLOSE_SESSION_ENDED,
                                            message=b"Sesi berakhir; silakan masuk lagi.")

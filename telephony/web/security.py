@@ -92,7 +92,11 @@ async def authenticate(request: web.Request) -> tuple[Session, bool]:
     if token and len(token) <= _TOKEN_MAX:
         session = await request.app[CONTEXT].accounts.session(token)
     if session is None:
-        raise _unauthenticated("Silakan masuk terlebih dahulu (sesi tidak ada atau berakhir).")
+        # A session an admin's change ended says why (the console's login form shows it).
+        why = await request.app[CONTEXT].accounts.ended_reason(token) if (
+            token and len(token) <= _TOKEN_MAX) else None
+        raise _unauthenticated(why or "Silakan masuk terlebih dahulu (sesi tidak ada atau "
+                                      "berakhir).")
     return session, by_cookie
 
 

@@ -4,7 +4,8 @@ through the API, listens, whispers and barges, hanging up in between. Each time 
 the supervisor's phone (another lab endpoint, answered by the same UAS) into ChanSpy on exactly
 the operator's channel, after the audit entry was written. An operator asking the same is
 refused and nothing is originated; so is a second click while the supervisor's phone is still
-in ChanSpy. A second supervisor listens in beside the first. A supervisor whose phone is not
+in ChanSpy. A second supervisor listens in beside the first, and stops at once when she
+loses the right (her account disabled, her role changed). A supervisor whose phone is not
 registered is told so, and a second audit entry records it. The last ChanSpy legs end with
 the call, and the call tracker and the wallboard see one call answered by the operator,
 nothing of the supervisors' phones.
@@ -23,6 +24,7 @@ import aiohttp
 import pytest
 
 from ivr.menu import load_menu
+from telephony.accounts import commands as account_commands
 from telephony.ami.channels import LiveChannel, live_channels, operator_channel
 from telephony.app import Line
 from telephony.desks.service import assign_desk
@@ -80,6 +82,7 @@ async def api(line: Line, settings: Settings) -> AsyncIterator[aiohttp.ClientSes
     await accounts.create("budi", "supervisor", PASSWORD, actor="test")
     await accounts.create("sari", "supervisor", PASSWORD, actor="test")
     await accounts.create("wati", "operator", PASSWORD, actor="test")
+    await accounts.create("pengelola", "admin", PASSWORD, actor="test")
     await assign_desk(line.database, menu, "wati", OPERATOR, {"fire": 5})
     await assign_desk(line.database, menu, "kepala", SUPERVISOR_PHONE, {})
     await assign_desk(line.database, menu, "budi", UNREGISTERED_PHONE, {},
@@ -189,6 +192,39 @@ async def test_a_supervisor_listens_whispers_and_barges_on_a_live_call_audited_f
         assert sorted((str(s["Channel"]).rpartition("-")[0], s["ApplicationData"])
                       for s in pair) == [(SUPERVISOR_PHONE, f"{operator.channel},qEuB"),
                                          (SECOND_SUPERVISOR_PHONE, f"{operator.channel},qEu")]
+
+        # Sari loses the right while she listens: her listening ends now, not at her next
+        # click, audited with the reason; kepala's barge goes on, and the caller and the
+        # operator talk on. First the CLI disables her; enabled again, she listens again,
+        # and an admin makes her an operator.
+        async def only_kepala() -> bool | None:
+            found = await spies(line)
+            return True if [str(s["Channel"]).rpartition("-")[0] for s in found] == [
+                SUPERVISOR_PHONE] else None
+
+        assert await account_commands.disable(settings, "sari") == 0
+        await eventually("sari's listening ended with her account disabled", only_kepala, 5.0)
+        assert await account_commands.enable(settings, "sari") == 0
+        response = await api.post("/api/supervision", headers=await bearer(api, "sari"),
+                                  json={"operator": OPERATOR, "mode": "whisper"})
+        assert response.status == 202, await response.text()
+        await eventually("sari whispering again", both, 15.0)
+        response = await api.patch("/api/admin/accounts/sari",
+                                   headers=await bearer(api, "pengelola"),
+                                   json={"role": "operator"})
+        assert response.status == 200, await response.text()
+        await eventually("sari's whisper ended with her new role", only_kepala, 5.0)
+        assert operator_channel(await live_channels(line.listener), OPERATOR) == operator
+        revoked = await fetch(settings.database_dsn or "",
+                              "SELECT actor, object_id, detail FROM audit_log "
+                              "WHERE action = 'supervision.revoked' ORDER BY audit_id")
+        assert [(e["actor"], e["object_id"],
+                 {k: v for k, v in json.loads(e["detail"]).items() if k != "leg"})
+                for e in revoked] == [
+            ("system", OPERATOR, {"account": "sari", "phone": SECOND_SUPERVISOR_PHONE,
+                                  "channel": operator.channel, "mode": mode, "reason": why})
+            for mode, why in (("listen", "Akun sari dinonaktifkan"),
+                              ("whisper", "Peran akun sari kini Operator, bukan Supervisor"))]
 
         # A supervisor whose phone is not registered: Asterisk queues the Originate, then
         # says at once it failed. The supervisor is told so, not promised a ring; a second

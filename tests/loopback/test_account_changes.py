@@ -80,10 +80,16 @@ async def test_a_demoted_supervisor_keeps_no_supervisor_rights_in_an_open_sessio
     conforms(body, "AccountChange")
     assert body["account"]["role"] == "operator" and body["sessions_ended"] == 2
 
-    # Neither the console's cookie nor the API's token goes on with the old rights.
+    # Neither the console's cookie nor the API's token goes on with the old rights, and both
+    # say why: the login form tells the supervisor, who saw their listening cut.
+    why = ("Sesi Anda diakhiri: peran akun Anda diganti menjadi Operator. Masuk lagi dengan "
+           "peran baru. Mendengarkan panggilan yang sedang berjalan juga dihentikan.")
     status, _, response = await supervisor.get("/console/audit")
     assert status == 303 and response.headers["Location"].startswith(LOGIN_PATH)
-    assert (await supervisor.http.get("/api/audit", headers=bearer)).status == 401
+    assert await supervisor.flash(response) == ("error", why)
+    refused = await supervisor.http.get("/api/audit", headers=bearer)
+    assert refused.status == 401
+    assert (await refused.json())["error"]["message"] == why
     assert (await supervisor.log_in("spv1")).status == 303
     assert (await supervisor.get("/console/audit"))[0] == 403
 

@@ -12,7 +12,7 @@ from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.db.connection import Database
 from tests.support.ami import eventually
-from tests.support.db import execute
+from tests.support.db import execute, fetch
 
 PASSWORD = "kata-sandi-rahasia-112"
 CHEAP = PasswordHasher(time_cost=1, memory_cost_kib=64, parallelism=1)
@@ -149,7 +149,7 @@ async def test_a_weaker_hash_is_upgraded_at_login_without_changing_the_password_
 
 
 async def test_sessions_end_when_they_expire_or_the_password_changes(
-    database: Database, database_dsn: str
+    database: Database, database_dsn: str, database_owner_dsn: str
 ) -> None:
     accounts = service(database)
     await accounts.create("op1", "operator", PASSWORD, actor="test")
@@ -163,6 +163,31 @@ async def test_sessions_end_when_they_expire_or_the_password_changes(
     assert await accounts.session(second.token) is None
     with pytest.raises(LoginRefused):
         await accounts.login("op1", PASSWORD, remote_address="10.0.0.9")
+    # Its owner is told why (an expired session needs no words), until the session would
+    # have expired: then it is forgotten with the expired sessions.
+    assert await accounts.ended_reason(second.token) == (
+        "Sesi Anda diakhiri: kata sandi akun Anda diganti. Masuk dengan kata sandi baru.")
+    assert await accounts.ended_reason(first.token) is None
+    await execute(database_owner_dsn, "UPDATE ended_sessions SET expires_at = now()")
+    assert await accounts.ended_reason(second.token) is None
+    await accounts.login("op1", "kata-sandi-baru-sekali", remote_address="10.0.0.9")
+    assert await fetch(database_dsn, "SELECT * FROM ended_sessions") == []
+
+
+async def test_a_disabled_supervisor_is_told_why_their_session_ended(
+        database: Database) -> None:
+    accounts = service(database)
+    await accounts.create("spv1", "supervisor", PASSWORD, actor="test")
+    await accounts.create("op1", "operator", PASSWORD, actor="test")
+    supervisor = await accounts.login("spv1", PASSWORD, remote_address="10.0.0.9")
+    operator = await accounts.login("op1", PASSWORD, remote_address="10.0.0.9")
+    await accounts.disable("spv1", actor="admin1")
+    await accounts.disable("op1", actor="admin1")
+    assert await accounts.ended_reason(supervisor.token) == (
+        "Sesi Anda diakhiri: akun Anda dinonaktifkan oleh admin. Mendengarkan panggilan yang "
+        "sedang berjalan juga dihentikan.")
+    assert await accounts.ended_reason(operator.token) == (
+        "Sesi Anda diakhiri: akun Anda dinonaktifkan oleh admin.")
 
 
 async def test_the_audit_log_is_append_only(database: Database, database_dsn: str,

@@ -27,6 +27,7 @@ from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import assign_desk
 from telephony.settings import Settings
 from telephony.supervision.http import SupervisionApi
+from telephony.supervision.rights import ListeningRights
 from telephony.supervision.service import SupervisionService
 from telephony.wallboard import console as wallboard_console
 from telephony.web.server import build_app
@@ -79,14 +80,15 @@ def originates(asterisk: FakeAsterisk) -> list[dict[str, str]]:
     return [a for a in asterisk.actions if a.get("action") == "Originate"]
 
 
-def spying() -> Fields:
+def spying(channel: str = PHONE_CHANNEL, application: str = "ChanSpy",
+           options: str = "qEu") -> Fields:
     """The supervisor's phone in ChanSpy on the operator's channel, as CoreShowChannels
-    lists it once they answered."""
-    return (("Event", "CoreShowChannel"), ("Channel", PHONE_CHANNEL), ("ChannelState", "6"),
+    lists it once they answered (``application``: the moment before ChanSpy starts)."""
+    return (("Event", "CoreShowChannel"), ("Channel", channel), ("ChannelState", "6"),
             ("ChannelStateDesc", "Up"), ("CallerIDNum", "op2001"), ("Context", "default"),
             ("Uniqueid", "1732345701.9"), ("Linkedid", "1732345701.9"), ("BridgeId", ""),
-            ("Application", "ChanSpy"), ("ApplicationData", f"{OPERATOR_CHANNEL},qEu"),
-            ("Duration", "00:00:03"))
+            ("Application", application),
+            ("ApplicationData", f"{OPERATOR_CHANNEL},{options}"), ("Duration", "00:00:03"))
 
 
 @dataclass
@@ -97,6 +99,8 @@ class Setup:
     accounts: AccountService
     service: SupervisionService
     dsn: str
+    database: Database
+    ami: AmiListener
     resync_actions: int = 0  # the listener's own CoreShowChannels, sent at its login
     # How the supervisor's phone takes each Originate at once (OriginateResponse's Response
     # and Reason); None: it rings on, and the test answers later (respond).
@@ -170,7 +174,8 @@ async def setup(database_dsn: str, settings: Settings) -> AsyncIterator[Setup]:
         await client.start_server()
         try:
             await eventually(lambda: ami.logged_in)
-            setup = Setup(client, asterisk, audit, context.accounts, service, database_dsn)
+            setup = Setup(client, asterisk, audit, context.accounts, service, database_dsn,
+                          database, ami)
             asterisk.follow_ups["originate"] = setup.answered
             # The listener's resync sends a CoreShowChannels of its own on login.
             await eventually(lambda: any(a["action"] == "CoreShowChannels"
@@ -436,3 +441,89 @@ async def test_a_phone_ringing_for_a_call_that_ended_stops_ringing(setup: Setup)
                                        ("Uniqueid", "1732345690.7"), ("Cause", "16"))])
     await setup.respond("Success", 4)  # a frame after both: they were read
     assert [a["action"] for a in setup.asterisk.actions].count("Hangup") == 1
+
+
+async def test_a_supervisor_who_loses_the_right_stops_listening_at_once(
+        setup: Setup, settings: Settings) -> None:
+    """Made an operator while listening: the line hangs the leg up as the change commits,
+    audited with the reason; another supervisor listening goes on. A leg Asterisk keeps a
+    moment longer is hung up again, not audited again. Disabled while the phone rang: the
+    leg its OriginateResponse named is hung up even before it shows ChanSpy."""
+    setup.asterisk.accepts["hangup"] = "Channel Hungup"
+    await assign_desk(setup.database, load_menu(settings.menu_file), "baru", "PJSIP/sup02", {})
+    other = "PJSIP/sup02-0000002d"
+    setup.asterisk.channels = [*live_operator(), spying(), spying(other, options="qEuB")]
+    rights = ListeningRights(setup.database, setup.ami, setup.accounts, interval=600)
+    changed: list[str] = []  # what the wallboard hears (it closes that account's boards)
+    rights.on_change(changed.append)
+    following = asyncio.create_task(rights.run())
+
+    def hung_up() -> list[str]:
+        return [a["channel"] for a in setup.asterisk.actions if a["action"] == "Hangup"]
+
+    async def revoked() -> list[dict[str, str]]:
+        rows = await fetch(setup.dsn, "SELECT actor, object_id, detail FROM audit_log "
+                                      "WHERE action = 'supervision.revoked' ORDER BY audit_id")
+        return [{"actor": r["actor"], "object_id": r["object_id"], **json.loads(r["detail"])}
+                for r in rows]
+
+    try:
+        await eventually(lambda: rights.rounds >= 1)  # both may listen: nothing hung up
+        assert hung_up() == []
+        change = await setup.accounts.set_role("kepala", "operator", actor="root1")
+        assert change.role_changed
+        await eventually(lambda: rights.ended == 1)
+        assert set(hung_up()) == {PHONE_CHANNEL} and changed == ["kepala"]
+        assert await revoked() == [{
+            "actor": "system", "object_id": OPERATOR, "account": "kepala", "phone": PHONE,
+            "leg": PHONE_CHANNEL, "channel": OPERATOR_CHANNEL, "mode": "listen",
+            "reason": "Peran akun kepala kini Operator, bukan Supervisor"}]
+        rounds, sent = rights.rounds, len(hung_up())
+        rights.booted({})  # a round with the leg still listed
+        await eventually(lambda: rights.rounds > rounds)
+        assert len(hung_up()) > sent and set(hung_up()) == {PHONE_CHANNEL}
+        assert len(await revoked()) == 1
+
+        # Baru's phone answered a whisper as his account was disabled: not in ChanSpy yet.
+        setup.asterisk.channels = [*live_operator(), spying(other, application="AppDial2")]
+        rounds = rights.rounds
+        await setup.accounts.disable("baru", actor="root1")
+        await eventually(lambda: rights.rounds > rounds)
+        assert other not in hung_up()  # an ordinary call to his phone is left alone
+        rights.answered(other, OPERATOR_CHANNEL, "whisper")
+        await eventually(lambda: rights.ended == 2)
+        assert other in hung_up()
+        assert (await revoked())[-1] == {
+            "actor": "system", "object_id": OPERATOR, "account": "baru",
+            "phone": "PJSIP/sup02", "leg": other, "channel": OPERATOR_CHANNEL,
+            "mode": "whisper", "reason": "Akun baru dinonaktifkan"}
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+
+
+async def test_a_phone_ringing_for_a_supervisor_who_lost_the_right_stops_ringing(
+        setup: Setup) -> None:
+    """Made an operator (or disabled) while their phone rings for a listen-in: the line hangs
+    the phone up rather than let it ring on into a listening they may no longer have, and
+    the second entry says why. Another account's change stops nothing."""
+    setup.asterisk.accepts["hangup"] = "Channel Hungup"
+    setup.asterisk.channels = live_operator()
+    kepala = await setup.login("kepala")
+    setup.answer = None  # ringing
+    response = await setup.post(kepala, {"operator": OPERATOR, "mode": "whisper"})
+    assert response.status == 202, await response.text()
+    setup.asterisk.channels = [*live_operator(), ringing_phone()]
+    setup.service.rights_changed("baru")
+    setup.service.rights_changed("kepala")  # what the line hears as the change commits
+    await eventually(lambda: any(a["action"] == "Hangup" for a in setup.asterisk.actions))
+    [hangup] = [a for a in setup.asterisk.actions if a["action"] == "Hangup"]
+    assert hangup["channel"] == PHONE_CHANNEL
+    await setup.respond("Failure", 1)
+    attempted, failed = (await setup.entries())[-2:]
+    assert (attempted["action"], failed["action"]) == ("supervision.whisper",
+                                                       "supervision.failed")
+    assert json.loads(failed["detail"]) == {
+        **json.loads(attempted["detail"]),
+        "reason": "Hak mendengarkan supervisor dicabut sebelum teleponnya diangkat"}

@@ -65,6 +65,7 @@ class Board:
     wallboard: WallboardService
     dsn: str
     database: OutageDatabase  # the line's: it can be made to look away
+    api: WallboardApi
 
     async def login(self, username: str, role: str) -> str:
         """Create an account and log in (the client keeps the cookie); the bearer token."""
@@ -100,12 +101,13 @@ async def board(database_dsn: str, settings: Settings) -> AsyncIterator[Board]:
     reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=0))
     wallboard = WallboardService(LiveBoard(wrapup_seconds=0), reports, context.dispatches,
                                  refresh_seconds=30.0, min_refresh_seconds=0.05)
-    app = build_app(context, [*WallboardApi(wallboard).routes(), *ReportApi(reports).routes(),
+    api = WallboardApi(wallboard)
+    app = build_app(context, [*api.routes(), *ReportApi(reports).routes(),
                               *wallboard_console.routes(), *ReportPages(reports).routes()])
     client = TestClient(TestServer(app))
     await client.start_server()
     running = asyncio.create_task(wallboard.run())
-    yield Board(client, context, wallboard, database_dsn, database)
+    yield Board(client, context, wallboard, database_dsn, database, api)
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
     await client.close()
@@ -415,6 +417,27 @@ async def test_the_socket_closes_when_the_session_ends(board: Board,
             board.client.make_url("/"))["siaga112_csrf"].value
         response = await board.client.delete("/api/session", headers={CSRF_HEADER: csrf})
         assert response.status == 204
+        deadline = time.monotonic() + 5
+        while (message := await socket.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
+            assert time.monotonic() < deadline
+        assert message.type == aiohttp.WSMsgType.CLOSE
+        assert socket.close_code == wallboard_http.CLOSE_SESSION_ENDED
+
+
+async def test_a_supervisor_who_loses_the_right_has_the_board_closed_at_once(
+        board: Board, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Made an operator: the board with its listen-in buttons closes at the line's word of
+    the change (telephony/supervision/rights.py), not at the next minute's session check;
+    the page then goes to the login form, which says why."""
+    monkeypatch.setattr(wallboard_http, "HEARTBEAT_SECONDS", 0.2)
+    await board.login("sari", "supervisor")
+    async with board.client.ws_connect("/api/wallboard/live") as socket:
+        await socket.receive(timeout=5)
+        board.api.rights_changed("wakil")  # another's change closes nothing of hers
+        await board.context.accounts.set_role("sari", "operator", actor="admin1")
+        for _ in range(3):
+            assert (await socket.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT
+        board.api.rights_changed("sari")
         deadline = time.monotonic() + 5
         while (message := await socket.receive(timeout=5)).type == aiohttp.WSMsgType.TEXT:
             assert time.monotonic() < deadline

@@ -1,11 +1,14 @@
-"""Listening in, the pure part: the modes' ChanSpy options and labels, and the strict checks of
-everything spliced into the Originate."""
+"""Listening in, the pure part: the modes' ChanSpy options and labels, the strict checks of
+everything spliced into the Originate, and which running listen-ins a lost right ends."""
 
 from __future__ import annotations
 
 import pytest
 
+from telephony.accounts.model import Role
 from telephony.supervision.model import (
+    PhoneHolder,
+    SpyLeg,
     SpyMode,
     SupervisionInputError,
     action_id,
@@ -14,7 +17,9 @@ from telephony.supervision.model import (
     operator_interface,
     originate_action,
     parse_mode,
+    revoked_reason,
     spied_channel,
+    spy_leg,
 )
 
 CHANNEL = "PJSIP/op2001-0000002a"
@@ -97,3 +102,28 @@ def test_a_channel_of_the_operators_phone_is_taken_as_it_is() -> None:
         originate_action(phone="PJSIP/sup01\r\nAction: Command", channel=CHANNEL,
                          operator="PJSIP/op2001", mode=SpyMode.LISTEN, ring_seconds=30,
                          token=TOKEN)
+
+
+def test_a_chanspy_leg_is_read_from_its_channel_whoever_started_it() -> None:
+    assert spy_leg("PJSIP/sup01-0000002c", "ChanSpy", f"{CHANNEL},qEuw") == SpyLeg(
+        "PJSIP/sup01-0000002c", CHANNEL, "whisper")
+    leg = spy_leg("PJSIP/sup01-0000002c", "ChanSpy", "PJSIP/op2001,q")  # not the line's
+    assert leg is not None and (leg.phone, leg.mode) == ("PJSIP/sup01", "")
+    # The audit entry is about the operator's desk when the spied channel is one, else
+    # about the supervisor's phone.
+    ours = spy_leg("PJSIP/sup01-0000002c", "ChanSpy", f"{CHANNEL},qEu")
+    assert ours is not None and ours.operator == "PJSIP/op2001"
+    assert leg.operator == "PJSIP/sup01"
+    assert spy_leg("PJSIP/op2001-0000002a", "AppQueue", "") is None
+    assert spy_leg("nodash", "ChanSpy", f"{CHANNEL},qEu") is None
+
+
+def test_only_an_active_supervisor_at_the_phone_keeps_listening() -> None:
+    assert revoked_reason(PhoneHolder("kepala", Role.SUPERVISOR, True)) is None
+    assert revoked_reason(PhoneHolder("kepala", Role.SUPERVISOR, False)) == (
+        "Akun kepala dinonaktifkan")
+    assert revoked_reason(PhoneHolder("kepala", Role.OPERATOR, True)) == (
+        "Peran akun kepala kini Operator, bukan Supervisor")
+    assert revoked_reason(PhoneHolder("kepala", Role.ADMIN, True)) == (
+        "Peran akun kepala kini Administrator, bukan Supervisor")
+    assert revoked_reason(None) == "Telepon ini tidak lagi dipegang akun supervisor"

@@ -13,6 +13,10 @@
   // message for this long the board is no longer live, whatever the socket says.
   const SILENT_MS = 12000;
   const SESSION_ENDED = 4401;
+  // A session that ended goes by the console's home, not straight to the login form: the
+  // line then redirects there saying why, when an admin's change ended it (another role,
+  // the account disabled: a listen-in running was hung up too).
+  const LOG_IN_AGAIN = "/console/";
   const zone = document.querySelector('meta[name="timezone"]').content;
   const clock = new Intl.DateTimeFormat("id-ID", {
     timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
@@ -200,7 +204,7 @@
         body: JSON.stringify({ operator: button.dataset.operator, mode: button.dataset.mode }),
       });
       if (response.status === 401) {
-        location.assign("/console/login");
+        location.assign(LOG_IN_AGAIN);
         return;
       }
       const body = await response.json();
@@ -340,7 +344,7 @@
       if (event.code === SESSION_ENDED) {
         over = true;
         clearTimeout(silence);
-        location.assign("/console/login");
+        location.assign(LOG_IN_AGAIN);
         return;
       }
       if (!heard) {
@@ -357,7 +361,7 @@
     fetch("/api/session", { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (response.status === 401) {
-          location.assign("/console/login");
+          location.assign(LOG_IN_AGAIN);
         }
       })
       .catch(function () {});
