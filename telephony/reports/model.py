@@ -130,6 +130,9 @@ class LiveCall:
     operator: str | None = None  # who answered (a board follows another node's wrap-ups)
     # The answering queue's wrap-up an admin had set when it was answered; None: the file's.
     wrapup_seconds: int | None = None
+    # When its operator left its three-way call with an agency, if the row's talk was ended
+    # there (migration 0047): Asterisk's completion applied again is capped there too.
+    left_at: datetime | None = None
 
 
 @dataclass(frozen=True)
