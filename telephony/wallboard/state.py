@@ -21,7 +21,8 @@ and answers :meth:`LiveBoard.view` for an instant it is given. It never reads a 
   or hanging up in it) has completed their call then, as the database records it (migration
   0047): they are off it and in the answering queue's wrap-up from the leave, though the
   caller talks on with the agency. Asterisk's completion at the call's end is then theirs no
-  more: it ends their talk at the leave, and starts no second wrap-up.
+  more: it ends their talk at the leave, and starts no second wrap-up; after a restart too, the
+  start-up seed naming the leaves of the calls not ended.
 - After a listener (re)connects, the whole ``QueueStatus`` picture replaces what the board
   believed, so callers answered and members removed while it was away do not linger. At
   start-up, before any resync, the database's open queue visits and members stand in.
@@ -283,6 +284,11 @@ class LiveBoard:
             others = [entry for entry in waiting if node_of(entry.call_id) != node]
             waiting = [entry for entry in waiting if node_of(entry.call_id) == node]
             self._follow_calls({entry.call_id for entry in others}, others, picture.calls)
+        for left in picture.left:  # left before a restart: the call's end is no new wrap-up
+            if node is None or node_of(left.call_id) == node:
+                self._left.setdefault(left.call_id, (left.operator, left.at))
+        while len(self._left) > MAX_LEFT:
+            self._left.popitem(last=False)
         if self._resynced:
             return False
         for call_id, info in picture.calls.items():

@@ -199,6 +199,21 @@ def test_an_operator_out_of_every_queue_who_leaves_a_three_way_call_is_off_the_b
     assert b.view(at(21)).operators == []
 
 
+def test_a_three_way_call_left_before_a_restart_ends_with_no_new_wrapup() -> None:
+    # The line restarted between the leave and the call's end: the database's picture says
+    # the operator left (their talk ended there), so Asterisk's completion starts no wrap-up.
+    b = board()
+    b.seed(LivePicture({}, [], [member(A, "fire", "idle", 40)], left=[Talking(A, "1", at(40))]))
+    b.apply([OperatorCompleted("1", "fire", A, 3, 90, "caller", at(100))])
+    assert b.operator_view(A, at(101)).state is OperatorState.IDLE
+    # On a cluster node, only this node's calls' leaves are its facts to cap.
+    b = board()
+    b.seed(LivePicture({}, [], [member(A, "fire", "idle", 40)],
+                       left=[Talking(A, "node2-1.1", at(40))]), node="node1")
+    b.apply([OperatorCompleted("node2-1.1", "fire", A, 3, 90, "caller", at(100))])
+    assert b.operator_view(A, at(101)).state is OperatorState.WRAPUP
+
+
 def test_a_wrapup_pause_shows_as_wrapup() -> None:
     b = board()
     b.apply([member(A, "medical", "paused", 0, paused=True, reason="wrapup")])
