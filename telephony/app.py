@@ -409,7 +409,8 @@ def wallboard_routes(wallboard: WallboardService, rights: ListeningRights) -> li
 def start_wallboard(settings: Settings, stack: contextlib.AsyncExitStack, *,
                     listener: ThreadedListener, reports: ReportService,
                     incidents: IncidentServices, callbacks: CallbackService,
-                    screening: ScreeningService, peers: PeerWatch | None) -> WallboardService:
+                    screening: ScreeningService, transfers: TransferService,
+                    peers: PeerWatch | None) -> WallboardService:
     """The live wallboard, fed by the listener's facts (and on a cluster node by the other
     nodes' calls in the database, and the peer watch's word on which nodes it reaches)."""
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
@@ -424,6 +425,7 @@ def start_wallboard(settings: Settings, stack: contextlib.AsyncExitStack, *,
     if peers is not None:  # a dead peer's waiting callers leave the board with it
         peers.on_liveness(wallboard.node_liveness)
     screening.on_labelled(wallboard.labelled)
+    transfers.on_left(wallboard.left)  # Asterisk tells nothing of a three-way call's leave
     in_background(stack, wallboard.run(), "wallboard")
     return wallboard
 
@@ -605,7 +607,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                                 accounts=accounts, incidents=incidents, members=members)
     wallboard = start_wallboard(settings, stack, listener=listener, reports=reports,
                                 incidents=incidents, callbacks=tools.callbacks,
-                                screening=screening, peers=peers)
+                                screening=screening, transfers=tools.transfers, peers=peers)
     admin = await start_administration(settings, database, stack, listener=listener,
                                        menus=menus, scoring=scoring, incidents=incidents,
                                        calendar=calendar, members=members)

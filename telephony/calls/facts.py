@@ -321,6 +321,28 @@ CallFact = (
     | AsteriskReturned
 )
 
+
+@dataclass(frozen=True)
+class OperatorLeft:
+    """The operator left the call's three-way call with an agency ("Keluar", or hanging up
+    their phone in it) at ``at``; the caller talks on with the agency. Asterisk says nothing of
+    it: its ``AgentComplete`` comes when the call ends, with the whole call's talk. The
+    transfer service establishes it and records it as the leg's ``leave`` step (migration 0047
+    ends the operator's talk there, and their wrap-up starts there), then tells the live views
+    (``telephony.transfers.service.TransferService.on_left``). Not a tracked fact: never
+    spooled nor written by the call store (the step is its record)."""
+
+    kind: ClassVar[str] = "operator_left"
+    call_id: str
+    operator: str  # the interface of the operator who left, e.g. PJSIP/op1001
+    at: datetime
+
+
+LiveFact = CallFact | OperatorLeft
+"""What the live views (the wallboard's board and counters) follow: the tracked facts, and
+the leaves the transfer service establishes."""
+
+
 FACT_TYPES: dict[str, type[CallFact]] = {
     cls.kind: cls
     for cls in (

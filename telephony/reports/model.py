@@ -96,6 +96,10 @@ class LivePicture:
     # Calls answered and not yet completed nor ended: an operator on one is talking even with
     # no queue membership left (they logged out while the call rang at their phone).
     talking: list[Talking] = field(default_factory=list)
+    # Calls not ended whose operator left their three-way call with an agency (migration
+    # 0047 completed them at the leave): their later completion is no new wrap-up. ``at``:
+    # the leave.
+    left: list[Talking] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,9 @@ class LiveCall:
     operator: str | None = None  # who answered (a board follows another node's wrap-ups)
     # The answering queue's wrap-up an admin had set when it was answered; None: the file's.
     wrapup_seconds: int | None = None
+    # When its operator left its three-way call with an agency, if the row's talk was ended
+    # there (migration 0047): Asterisk's completion applied again is capped there too.
+    left_at: datetime | None = None
 
 
 @dataclass(frozen=True)

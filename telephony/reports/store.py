@@ -446,7 +446,10 @@ _LIVE_CALL_COLUMNS: Final = """
     c.call_id, c.arrived_at, c.shift_day, c.shift_name, c.queue, c.queue_joined_at AS joined_at,
     c.answered_at, c.completed_at, c.abandoned_at, c.ended_at, c.vanished,
     c.wait_seconds AS hold_seconds, c.talk_seconds, c.current_label AS label, c.operator,
-    c.wrapup_seconds
+    c.wrapup_seconds,
+    -- Looked up only for a row a leave may have ended (migration 0047 says 'agent').
+    CASE WHEN c.ended_by = 'agent' AND c.completed_at IS NOT NULL
+         THEN operator_left_at(c.call_id, c.answered_at, c.completed_at) END AS left_at
 """
 
 # A caller waiting in a queue as the wallboard shows one (model.LivePicture's waiting, with
@@ -940,9 +943,19 @@ class ReportRepository:
             """,
             now - _LIVE_HORIZON,
         )
+        left = await connection.fetch(
+            """
+            SELECT operator, call_id, completed_at AS at FROM calls c
+            WHERE ended_at IS NULL AND ended_by = 'agent' AND completed_at IS NOT NULL
+              AND operator IS NOT NULL AND arrived_at > $1
+              AND operator_left_at(call_id, answered_at, completed_at) IS NOT NULL
+            """,
+            now - _LIVE_HORIZON,
+        )
         return LivePicture(
             calls={row["call_id"]: from_row(CallInfo, row) for row in calls},
             waiting=[from_row(QueueJoined, row) for row in visits],
             members=[from_row(OperatorStateChanged, row) for row in members],
             talking=[from_row(Talking, row) for row in talking],
+            left=[from_row(Talking, row) for row in left],
         )

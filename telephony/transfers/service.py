@@ -42,6 +42,10 @@ it as "Keluar" does: Asterisk says nothing of it (a three-way call ends the atte
 transfer; the queue's talk ends with the call), but the operator's phone goes idle, and then
 their channel is gone with the caller's still up. Which operator is in which three-way call
 is kept in memory: after a restart of the line such a hang-up goes unrecorded.
+
+A leave, pressed or hung up, is told to the live views once recorded (:meth:`on_left`, an
+``OperatorLeft`` fact): the wallboard has the operator's talk end, and their wrap-up start,
+there, as the records do.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -60,7 +64,13 @@ import asyncpg
 from telephony.accounts.model import Account
 from telephony.ami.actions import AmiActionError, AmiListActions, AsteriskUnavailable
 from telephony.ami.channels import UP, live_channels, operator_channel
-from telephony.calls.facts import CallFact, CallTransferred, LegProgressed, OperatorStateChanged
+from telephony.calls.facts import (
+    CallFact,
+    CallTransferred,
+    LegProgressed,
+    OperatorLeft,
+    OperatorStateChanged,
+)
 from telephony.calls.legs import LegState
 from telephony.calls.store import LegRepository
 from telephony.core.errors import NotFound, SiagaError
@@ -171,6 +181,20 @@ class TransferService:
         # Operators (interface) in a three-way call the line joined or they joined, and its
         # leg: their hang-up leaves the caller with the agency, as "Keluar" does.
         self._conferences: dict[str, int] = {}
+        self._left: list[Callable[[OperatorLeft], None]] = []
+
+    def on_left(self, hook: Callable[[OperatorLeft], None]) -> None:
+        """Call ``hook`` with each leave of a three-way call once it is recorded (the
+        wallboard follows it as a call fact: Asterisk tells nothing of it)."""
+        self._left.append(hook)
+
+    def _tell_left(self, leg: TransferLeg, at: datetime) -> None:
+        fact = OperatorLeft(leg.leg.call_id, leg.leg.operator, at)
+        for hook in self._left:
+            try:
+                hook(fact)
+            except Exception:  # one view's bug must not undo a recorded step
+                log.exception("leave of leg %d: hook %r failed", leg.leg.leg_id, hook)
 
     # -- agency numbers ----------------------------------------------------------------------
 
@@ -342,12 +366,13 @@ class TransferService:
                 raise TransferUnavailable() from exc
             if chosen is Step.CANCEL:
                 self._joins.pop(leg_id, None)
-            await self._database.run(
+            taken = await self._database.run(
                 lambda c: self._store.add_step(c, leg_id, chosen, account.username))
             if chosen is Step.JOIN:
                 self._conferences[leg.leg.operator] = leg_id
             elif chosen is Step.LEAVE:
                 self._conferences.pop(leg.leg.operator, None)
+                self._tell_left(leg, taken)
         finally:
             self._stepping.discard(leg_id)
         log.info("%s (%s) %s on leg %d", account.username, state.interface, chosen.value,
@@ -557,17 +582,18 @@ class TransferService:
             if not any(c.uniqueid == leg.leg.call_id for c in channels):
                 return
 
-            async def work(connection: asyncpg.Connection) -> bool:
+            async def work(connection: asyncpg.Connection) -> datetime | None:
                 async with connection.transaction():
                     locked = await self._store.leg(connection, leg_id, lock=True)
                     if locked is None or phase(locked) is not Phase.CONFERENCE:
-                        return False
-                    await self._store.add_step(connection, leg_id, Step.LEAVE,
-                                               locked.leg.actor, at)
-                    return True
+                        return None
+                    return await self._store.add_step(connection, leg_id, Step.LEAVE,
+                                                      locked.leg.actor, at)
 
-            if not await self._database.run(work):
+            taken = await self._database.run(work)
+            if taken is None:
                 return
+            self._tell_left(leg, taken)
             log.info("leg %d of call %s: the operator %s hung up in the three-way call; the "
                      "caller stays with the agency", leg_id, leg.leg.call_id, leg.leg.operator)
             await self._audit.audit(

@@ -91,13 +91,14 @@ class TransferStore:
             "UPDATE transfer_legs SET dispatch_id = $2 WHERE leg_id = $1", leg_id, dispatch_id)
 
     async def add_step(self, connection: asyncpg.Connection, leg_id: int, step: Step,
-                       actor: str, at: datetime | None = None) -> None:
+                       actor: str, at: datetime | None = None) -> datetime:
         """The operator took ``step`` (once Asterisk accepted it), now or at ``at`` (a step
-        learnt of later than it was taken)."""
-        await connection.execute(
+        learnt of later than it was taken); when it is recorded as taken."""
+        recorded: datetime = await connection.fetchval(
             "INSERT INTO transfer_steps (leg_id, step, actor, at)"
-            " VALUES ($1, $2, $3, COALESCE($4, now()))",
+            " VALUES ($1, $2, $3, COALESCE($4, now())) RETURNING at",
             leg_id, step.value, actor, at)
+        return recorded
 
     async def steps(self, connection: asyncpg.Connection, leg_ids: Sequence[int]
                     ) -> dict[int, tuple[tuple[Step, str, datetime], ...]]:

@@ -20,6 +20,13 @@ whatever the day's calls. Two figures are no sums and are kept apart:
   waited past the threshold, so the join instants of those callers are kept sorted and
   counted against ``now`` when the figures are read.
 
+An operator who leaves a three-way call with an agency (:class:`OperatorLeft`) has their
+talk ended there, as migration 0047 ends it in the ``calls`` row: the call is completed at the
+leave, with the talk from the answer to it, and Asterisk's completion at the call's end (the
+whole call's talk, the caller's with the agency too) is capped at the leave. A seed carries
+the leave of each call the database capped (``LiveCall.left_at``), so a completion applied
+again after it is capped as well.
+
 Memory follows the day's calls (one small record each; a new day starts afresh).
 """
 
@@ -36,13 +43,14 @@ from telephony.calls.facts import (
     CallBackfilled,
     CallCut,
     CallEnded,
-    CallFact,
     CallStarted,
     CallVanished,
     IvrVariableSet,
     IvrVariablesSet,
+    LiveFact,
     OperatorAnswered,
     OperatorCompleted,
+    OperatorLeft,
     QueueAbandoned,
     QueueJoined,
     QueueLeft,
@@ -113,6 +121,7 @@ class _Call:
     hold: int | None = None
     talk: int | None = None
     label: str | None = None
+    left_at: datetime | None = None  # the operator left its three-way call (the earliest)
     share: _Share | None = None  # what it adds now (None: nothing, it is in no group)
     counted_in: str | None = None  # the shift of the day it adds ``share`` to
 
@@ -130,6 +139,33 @@ class _Call:
         if self.ended_at is None:
             return "in_progress"
         return "ended_in_queue"
+
+    def leave(self, at: datetime) -> None:
+        """The operator left the call's three-way call at ``at``: migration 0047's
+        ``transfer_steps_operator_left`` (an answered call not completed by then is completed
+        at the leave), then its ``calls_talk_until_left``."""
+        if self.left_at is None or at < self.left_at:
+            self.left_at = at
+        if self.answered_at is not None and self.answered_at <= at and (
+                self.completed_at is None or self.completed_at > at):
+            self.completed_at = at
+            self.end_talk_at_leave()
+
+    def end_talk_at_leave(self) -> None:
+        """Migration 0047's ``calls_talk_until_left``, run whenever the row's answer or
+        completion is written: a completion at or after the operator's leave (not before the
+        answer) is moved to the leave, its talk ending there."""
+        left, completed, answered = self.left_at, self.completed_at, self.answered_at
+        if (left is None or completed is None or left > completed
+                or (answered is not None and left < answered)):
+            return
+        if answered is not None:
+            until_left = _epoch_seconds(left - answered)
+            self.talk = until_left if self.talk is None else min(self.talk, until_left)
+        else:
+            self.talk = (0 if self.talk is None
+                         else max(0, self.talk - _epoch_seconds(completed - left)))
+        self.completed_at = left
 
     def wait_us(self) -> int | None:
         """``CallRow.wait_seconds`` in whole microseconds (answered calls only)."""
@@ -252,7 +288,12 @@ def _call_of(row: LiveCall) -> _Call:
             if row.shift_day is not None and row.shift_name is not None else None)
     return _Call(row.call_id, row.arrived_at, slot, row.queue, row.joined_at, row.answered_at,
                  row.completed_at, row.abandoned_at, row.ended_at, row.vanished,
-                 row.hold_seconds, row.talk_seconds, row.label)
+                 row.hold_seconds, row.talk_seconds, row.label, row.left_at)
+
+
+def _epoch_seconds(span: timedelta) -> int:
+    """PostgreSQL's ``round(date_part('epoch', span))``: a double rounded half to even."""
+    return round(span.total_seconds())
 
 
 def _half_up_seconds(span: timedelta) -> int:
@@ -303,8 +344,9 @@ class ShiftCounters:
         self._update(call)
         return before != (call.share, call.counted_in)
 
-    def apply(self, facts: Iterable[CallFact]) -> None:
-        """Follow facts, in the order the listener established them."""
+    def apply(self, facts: Iterable[LiveFact]) -> None:
+        """Follow facts, in the order the listener (or the transfer service, for a leave)
+        established them."""
         for fact in facts:
             call = self._changed_by(fact)
             if call is not None:
@@ -368,7 +410,7 @@ class ShiftCounters:
             call = self._calls[call_id] = _Call(call_id)
         return call
 
-    def _changed_by(self, fact: CallFact) -> _Call | None:
+    def _changed_by(self, fact: LiveFact) -> _Call | None:
         """Apply ``fact`` to its call as the call store applies it to the row; the call."""
         match fact:
             case CallStarted():
@@ -392,6 +434,7 @@ class ShiftCounters:
                     call.hold = fact.wait_seconds
                 if call.answered_at is None or fact.at < call.answered_at:
                     call.answered_at = fact.at
+                call.end_talk_at_leave()
                 return call
             case OperatorCompleted():
                 call = self._ensure(fact.call_id)
@@ -400,7 +443,13 @@ class ShiftCounters:
                 if call.answered_at is None:
                     call.answered_at = fact.at - timedelta(seconds=fact.talk_seconds)
                 call.talk, call.completed_at = fact.talk_seconds, fact.at
+                call.end_talk_at_leave()
                 return call
+            case OperatorLeft():
+                known = self._calls.get(fact.call_id)  # the step updates only a row there
+                if known is not None:
+                    known.leave(fact.at)
+                return known
             case CallEnded():
                 call = self._ensure(fact.call_id)
                 call.ended_at, call.vanished = fact.at, False

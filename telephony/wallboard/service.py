@@ -10,7 +10,9 @@ reconnection may have missed facts: the database then has what the backfill rest
 reads the database behind the facts tracked so far, so every fact tracked since a while
 before it (:data:`JOURNAL_FACTS`, more than the listener holds unwritten) is applied again on
 top: a fact the calls already reflect changes nothing. Operator labels come from the
-screening service (:meth:`WallboardService.labelled`).
+screening service (:meth:`WallboardService.labelled`); an operator's leave of a three-way call
+with an agency, which Asterisk tells nothing of, from the transfer service
+(:meth:`WallboardService.left`), journalled with the listener's facts.
 
 On a cluster node (``node`` given: its systemname) the listener tracks only this node's calls,
 so the other nodes' calls are followed from the database: about every ``follow_seconds`` the
@@ -47,6 +49,8 @@ from telephony.calls.facts import (
     CallFact,
     IvrVariableSet,
     IvrVariablesSet,
+    LiveFact,
+    OperatorLeft,
     OperatorRung,
     OperatorStateChanged,
 )
@@ -115,7 +119,7 @@ class WallboardService:
         self._overdue: list[SlaBreach] = []
         self._stale = False
         self._refreshed_at: datetime | None = None
-        self._journal: deque[CallFact] = deque(maxlen=JOURNAL_FACTS)
+        self._journal: deque[LiveFact] = deque(maxlen=JOURNAL_FACTS)
         self._seeded_slot: ShiftSlot | None = None
         self._reseed = True  # the counters' next seed is due
         self._seed_failing = False  # the last seed met a database outage (logged once)
@@ -132,7 +136,7 @@ class WallboardService:
 
     # -- the listener's observer ----------------------------------------------------------
 
-    def recorded(self, facts: Sequence[CallFact]) -> None:
+    def recorded(self, facts: Sequence[LiveFact]) -> None:
         """Facts the listener just tracked: move the board and the counters."""
         self._board.apply(facts)
         self._counters.apply(facts)
@@ -155,6 +159,11 @@ class WallboardService:
         self._reseed = True
         self._refresh.set()
         self._changed()
+
+    def left(self, fact: OperatorLeft) -> None:
+        """An operator left a three-way call with an agency, as recorded
+        (``TransferService.on_left``): their talk ends and their wrap-up starts there."""
+        self.recorded([fact])
 
     def labelled(self, call_id: str, label: str) -> None:
         """An operator labelled a call (``ScreeningService.on_labelled``)."""

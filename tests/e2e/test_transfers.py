@@ -38,6 +38,7 @@ from telephony.incidents.model import Status
 from telephony.lab import sipp
 from telephony.secrets import ami_secret
 from telephony.settings import Settings
+from telephony.wallboard.counters import ShiftCounters
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 from tests.e2e.rawami import RawAmi
 from tests.support.db import fetch
@@ -708,6 +709,21 @@ async def test_three_way_call_the_operator_can_leave(
     assert (talk["completed_at"], talk["talk_seconds"], talk["ended_by"]) == (
         talk["left_at"], talk["until_left"], "agent")
     assert talk["ended_at"] > talk["left_at"] + timedelta(seconds=5)
+    # The wallboard's live talk figures follow the leave as the records do: the same as
+    # counters seeded from the database now (they had Asterisk's talk to the call's end).
+    calendar = line.reports.calendar
+
+    async def talk_as_recorded() -> bool | None:
+        now = datetime.now(UTC)
+        day = calendar.slot_for(now).day
+        recorded = ShiftCounters(calendar)
+        recorded.seed(day, await line.reports.live_calls(day))
+        live, reference = line.wallboard.snapshot().counters, recorded.live(now, {})
+        assert reference is not None
+        return (live is not None and (live.day_figures.answered, live.day_figures.mean_talk)
+                == (reference.day_figures.answered, reference.day_figures.mean_talk)) or None
+
+    await eventually("the wallboard's talk as recorded", talk_as_recorded, 10)
     audited = await line.database.run(lambda c: c.fetch(
         "SELECT actor, detail ->> 'operator_hung_up' AS hung_up FROM audit_log"
         " WHERE action = 'transfer.leave' AND object_id = $1", call["call_id"]))

@@ -34,8 +34,9 @@ from telephony.calls.facts import (
     QueueAbandoned,
     QueueJoined,
 )
+from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
-from telephony.calls.store import CallRepository
+from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.db.embedded import EmbeddedPostgres
 from telephony.desks.service import assign_desk
@@ -50,6 +51,8 @@ from telephony.reports.model import UNRECORDED_OPERATOR, Figures, InvalidPeriod,
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.screening.service import ScreeningService, screening_config_source
 from telephony.settings import DEFAULT_SHIFTS, Settings, ShiftDefinition
+from telephony.transfers.model import Step
+from telephony.transfers.store import TransferStore
 from telephony.wallboard.counters import ShiftCounters
 from tests.support.ami import eventually
 from tests.support.db import create_database_before, drop_database, line_dsn, upgrade_database
@@ -452,6 +455,33 @@ async def test_the_live_picture_after_a_restart(day: Day) -> None:
     members = {(m.operator, m.queue): m.state for m in picture.members}
     assert members[(A, "medical")] == "talking"
     assert (B, "fire") not in members
+
+
+async def test_the_live_picture_names_the_three_way_calls_their_operator_left(day: Day
+                                                                            ) -> None:
+    """An operator left a three-way call (its caller still with the agency): not talking on
+    it any more, and its leave is in the picture, so its later completion is no wrap-up."""
+    left_call, on_call = "1741599180.11", "1741599240.12"
+    connection = await asyncpg.connect(day.dsn)
+    try:
+        for call_id, arrived in ((left_call, local(16, 23)), (on_call, local(16, 24))):
+            await CallRepository(CALENDAR).apply(connection, [
+                CallStarted(call_id, call_id, "PJSIP/carrier-1", "0812", "", "112", arrived),
+                QueueJoined(call_id, "fire", 1, arrived + timedelta(seconds=5)),
+                OperatorAnswered(call_id, "fire", A, 3, 1, arrived + timedelta(seconds=8))])
+            leg_id = await LegRepository().open(
+                connection, kind=LegKind.CONFERENCE, call_id=call_id, incident_id=None,
+                operator=A, actor="sari", number="0275321113", target="")
+            if call_id == left_call:
+                await TransferStore().add_step(connection, leg_id, Step.LEAVE, "sari",
+                                               arrived + timedelta(seconds=40))
+    finally:
+        await connection.close()
+    picture = await day.reports.live_picture()
+    assert [(t.operator, t.call_id, t.at) for t in picture.left] == [
+        (A, left_call, local(16, 23, 40))]
+    assert on_call in {t.call_id for t in picture.talking}
+    assert left_call not in {t.call_id for t in picture.talking}
 
 
 async def test_a_report_names_who_answered_then_and_takes_each_queues_wrapup(

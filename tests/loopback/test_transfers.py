@@ -24,6 +24,7 @@ from telephony.calls.facts import (
     CallTransferred,
     LegProgressed,
     OperatorCompleted,
+    OperatorLeft,
     OperatorStateChanged,
 )
 from telephony.calls.legs import LegOutcome
@@ -429,7 +430,10 @@ def phone_state(state: str, at: datetime) -> list[OperatorStateChanged]:
 async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: World) -> None:
     """The operator hangs up their phone in the conference (or their browser's page is
     reloaded) rather than pressing "Keluar": the caller talks on with the agency, and the
-    leg stayed "Konferensi tiga pihak", with no word that the operator had left."""
+    leg stayed "Konferensi tiga pihak", with no word that the operator had left. Each leave
+    recorded is told to the live views (the wallboard), once, dated as recorded."""
+    told: list[OperatorLeft] = []
+    world.service.on_left(told.append)
     call_id, leg_id = await world.joined_conference()
     # A state change with the phone still on the call is not a hang-up.
     world.service.recorded(phone_state("on_hold", datetime.now(UTC)))
@@ -446,6 +450,7 @@ async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: Wor
     assert world.sent("Hangup") == []
     assert [(e["action"], e["detail"].get("operator_hung_up")) for e in world.audit.entries
             ] == [("transfer.start", None), ("transfer.leave", True)]
+    assert told == [OperatorLeft(call_id, OPERATOR, left)]
 
     # The caller hung up first: the operator talked on with the agency, then hung up. Not
     # left with the agency: "Keluar" is refused for it too.
@@ -454,6 +459,7 @@ async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: Wor
     world.service.recorded(phone_state("idle", datetime.now(UTC)))
     await world.service.close()
     assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN]
+    assert len(told) == 1
 
     # "Keluar" pressed: recorded once, by the step, not again at the phone's idle state.
     call_id, leg_id = await world.joined_conference()
@@ -461,8 +467,9 @@ async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: Wor
     world.server.channels = [caller_channel(call_id)]
     world.service.recorded(phone_state("idle", datetime.now(UTC)))
     await world.service.close()
-    assert [s for s, _, _ in (await world.service._leg(leg_id)).steps] == [Step.JOIN,
-                                                                          Step.LEAVE]
+    leg = await world.service._leg(leg_id)
+    assert [s for s, _, _ in leg.steps] == [Step.JOIN, Step.LEAVE]
+    assert told[1:] == [OperatorLeft(call_id, OPERATOR, leg.steps[-1][2])]
 
 
 async def test_an_operator_who_left_the_three_way_call_talked_until_they_left(

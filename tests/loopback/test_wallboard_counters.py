@@ -25,16 +25,21 @@ from telephony.calls.facts import (
     CallFact,
     CallStarted,
     OperatorAnswered,
+    OperatorCompleted,
+    OperatorLeft,
     QueueAbandoned,
     QueueJoined,
 )
+from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftSlot
-from telephony.calls.store import CallRepository
+from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.reports.model import ChangedCalls, Figures, LiveCall, Period, day_bounds
 from telephony.reports.service import ReportConfig, ReportService
 from telephony.reports.store import ReportRepository
 from telephony.settings import Settings
+from telephony.transfers.model import Step
+from telephony.transfers.store import TransferStore
 from telephony.wallboard.counters import ShiftCounters
 from telephony.wallboard.service import WallboardService
 from telephony.wallboard.state import LiveBoard
@@ -98,6 +103,59 @@ async def test_counters_kept_from_facts_equal_the_reports_over_the_stored_calls(
                     assert live is not None and live.shift == slot
                     same(live.day_figures, whole)
                     same(live.shift_figures, shift)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("completion_first", [False, True])
+async def test_a_three_way_call_the_operator_left_counts_as_the_database_records_it(
+        database_dsn: str, completion_first: bool) -> None:
+    """The operator leaves a three-way call 30.2 s after answering; Asterisk's completion
+    at the call's end says 120 s. The counters kept from the facts and the leave, and those
+    seeded from the rows (then given Asterisk's completion again, as the journal does), both
+    equal the reports over the rows migration 0047 ended at the leave, whichever of the leave
+    and the completion came first."""
+    call, operator = "1741570000.1", "PJSIP/op1001"
+    answered = START + timedelta(hours=2, seconds=8.4)
+    told: list[CallFact] = [
+        CallStarted(call, call, "PJSIP/carrier-1", "0812", "", "112", answered - timedelta(
+            seconds=8)),
+        QueueJoined(call, "fire", 1, answered - timedelta(seconds=3)),
+        OperatorAnswered(call, "fire", operator, 3, 1, answered)]
+    completed = OperatorCompleted(call, "fire", operator, 3, 120, "caller",
+                                  answered + timedelta(seconds=120))
+    store = CallRepository(CALENDAR)
+    from_facts = ShiftCounters(CALENDAR)
+    from_facts.seed(DAY, [])
+    from_facts.apply(told)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await store.apply(connection, told)
+        leg_id = await LegRepository().open(
+            connection, kind=LegKind.CONFERENCE, call_id=call, incident_id=None,
+            operator=operator, actor="sari", number="0275321113", target="")
+
+        async def leave() -> None:
+            at = await TransferStore().add_step(connection, leg_id, Step.LEAVE, "sari",
+                                                answered + timedelta(seconds=30.2))
+            from_facts.apply([OperatorLeft(call, operator, at)])
+
+        async def complete() -> None:
+            await store.apply(connection, [completed])
+            from_facts.apply([completed])
+
+        for step in (complete, leave) if completion_first else (leave, complete):
+            await step()
+        seeded = ShiftCounters(CALENDAR)
+        seeded.seed(DAY, await ReportRepository().live_calls(connection, DAY))
+        seeded.apply([completed])
+        now = answered + timedelta(minutes=5)
+        reference = (await reference_day(connection, Period(DAY, DAY), now)).figures
+        assert reference.mean_talk == 30.0
+        for counters in (from_facts, seeded):
+            live = counters.live(now, {})
+            assert live is not None
+            same(live.day_figures, reference)
     finally:
         await connection.close()
 

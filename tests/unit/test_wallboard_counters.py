@@ -20,8 +20,10 @@ from telephony.calls.facts import (
     CallFact,
     CallStarted,
     CallVanished,
+    LiveFact,
     OperatorAnswered,
     OperatorCompleted,
+    OperatorLeft,
     QueueAbandoned,
     QueueJoined,
 )
@@ -186,7 +188,7 @@ def at(hour: int, minute: int = 0, second: float = 0, day: date = DAY) -> dateti
         + timedelta(seconds=second)
 
 
-def seeded(*facts: CallFact, day: date = DAY) -> ShiftCounters:
+def seeded(*facts: LiveFact, day: date = DAY) -> ShiftCounters:
     counters = ShiftCounters(CALENDAR)
     counters.seed(day, [])
     counters.apply(facts)
@@ -282,3 +284,46 @@ def test_ends_abandons_vanishes_and_cuts_as_the_store_writes_them() -> None:
     counters.labelled("2", "genuine")
     figured = live(counters, at(10)).shift_figures
     assert (figured.labelled, figured.nuisance, figured.prank_share.percent) == (2, 0, 0.0)
+
+
+OP = "PJSIP/op1001"
+# A call answered at 9:00:08.4, its three-way call left at 9:00:38.6 (30.2 s of the
+# operator's talk), its caller with the agency until 9:02:08.4 (Asterisk's 120 s).
+THREE_WAY: tuple[LiveFact, ...] = (
+    started("1", at(9)), QueueJoined("1", "fire", 1, at(9, 0, 5)),
+    OperatorAnswered("1", "fire", OP, 3, 1, at(9, 0, 8.4)))
+LEAVE = OperatorLeft("1", OP, at(9, 0, 38.6))
+COMPLETE = OperatorCompleted("1", "fire", OP, 3, 120, "caller", at(9, 2, 8.4))
+
+
+@pytest.mark.parametrize("completion_first", [False, True])
+def test_an_operators_talk_ends_where_they_left_a_three_way_call(completion_first: bool
+                                                                 ) -> None:
+    # The talk figure is the operator's, as migration 0047 records it, not Asterisk's whole
+    # call (the caller's talk with the agency): from the leave on, whichever comes first.
+    counters = seeded(*THREE_WAY)
+    counters.apply([LEAVE] if not completion_first else [COMPLETE])
+    if not completion_first:
+        assert live(counters, at(9, 1)).shift_figures.mean_talk == 30.0
+    counters.apply([COMPLETE] if not completion_first else [LEAVE])
+    assert live(counters, at(9, 3)).shift_figures.mean_talk == 30.0
+    counters.apply([COMPLETE, LEAVE])  # applied again after a seed: nothing moves
+    assert live(counters, at(9, 3)).day_figures.mean_talk == 30.0
+
+
+def test_a_seeded_call_whose_talk_the_database_ended_at_the_leave_stays_capped() -> None:
+    # The seed's row has its talk ended at the leave; the journal then applies Asterisk's
+    # completion again (the leave itself may not be in it: told before a restart).
+    row = LiveCall("1", at(9), DAY, "pagi", "fire", at(9, 0, 5), at(9, 0, 8.4), at(9, 0, 38.6),
+                   None, None, False, 3, 30, None, OP, None, left_at=at(9, 0, 38.6))
+    counters = ShiftCounters(CALENDAR)
+    counters.seed(DAY, [row])
+    counters.apply([COMPLETE])
+    assert live(counters, at(9, 3)).shift_figures.mean_talk == 30.0
+
+
+def test_a_leave_after_the_completion_or_of_an_unknown_call_changes_nothing() -> None:
+    counters = seeded(*THREE_WAY, COMPLETE, OperatorLeft("1", OP, at(9, 3)))
+    assert live(counters, at(9, 4)).shift_figures.mean_talk == 120.0
+    counters.apply([OperatorLeft("2", OP, at(9, 3))])  # no such call: nothing
+    assert len(counters) == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from telephony.ami.tracker import AmiEvent, CallTracker, QueueSnapshot
+from telephony.ami.tracker import LOGGED_OUT, AmiEvent, CallTracker, QueueSnapshot
 from telephony.calls.facts import (
     CallEnded,
     CallStarted,
@@ -14,6 +14,7 @@ from telephony.calls.facts import (
     IvrVariableSet,
     OperatorAnswered,
     OperatorCompleted,
+    OperatorLeft,
     OperatorStateChanged,
     QueueAbandoned,
     QueueJoined,
@@ -152,6 +153,65 @@ def test_wrapup_is_the_answering_queues_own_when_an_admin_set_one() -> None:
     # A change applies to calls completed from then on, as app_queue's does.
     b.set_wrapups({})
     assert b.operator_view(A, at(85)).state is OperatorState.WRAPUP
+
+
+def test_an_operator_who_leaves_a_three_way_call_wraps_up_from_the_leave_once() -> None:
+    # "Keluar" (or a hang-up) in a three-way call: Asterisk frees the operator's phone there,
+    # while the caller talks on with the agency; its completion comes at the call's end. The
+    # board had them "Siap" until then, and then in a whole wrap-up from the call's end.
+    b = board()
+    b.set_wrapups({"fire": 30})
+    b.apply([member(A, "fire", "idle", 0), OperatorAnswered("1", "fire", A, 3, 1, at(10)),
+             member(A, "fire", "talking", 10)])
+    b.apply([member(A, "fire", "idle", 40), OperatorLeft("1", A, at(40))])
+    left = b.operator_view(A, at(45))
+    assert (left.state, left.since) == (OperatorState.WRAPUP, at(40))
+    assert b.next_change(at(45)) == at(70)  # the fire queue's 30 s, from the leave
+    assert b.view(at(45)).queues[0].available == 0
+    assert b.operator_view(A, at(70)).state is OperatorState.IDLE
+    b.apply([OperatorCompleted("1", "fire", A, 3, 90, "caller", at(100))])
+    assert b.operator_view(A, at(101)).state is OperatorState.IDLE
+    assert b.next_change(at(101)) is None
+
+
+def test_a_call_taken_after_leaving_a_three_way_call_keeps_its_own_wrapup() -> None:
+    # The operator left call 1 at 40 and took and completed call 2 while call 1's caller
+    # still talked to the agency: call 1's end does not restart (nor undo) call 2's wrap-up.
+    b = board()
+    b.apply([OperatorAnswered("1", "medical", A, 3, 1, at(10)),
+             member(A, "medical", "talking", 10), OperatorLeft("1", A, at(40)),
+             member(A, "medical", "idle", 40), OperatorAnswered("2", "medical", A, 3, 1, at(50)),
+             member(A, "medical", "talking", 50),
+             OperatorCompleted("2", "medical", A, 3, 10, "caller", at(60)),
+             member(A, "medical", "idle", 60),
+             OperatorCompleted("1", "medical", A, 3, 52, "caller", at(62))])
+    view = b.operator_view(A, at(63))
+    assert (view.state, view.since) == (OperatorState.WRAPUP, at(60))
+    assert b.next_change(at(63)) == at(65)
+
+
+def test_an_operator_out_of_every_queue_who_leaves_a_three_way_call_is_off_the_board() -> None:
+    b = board()
+    b.apply([member(A, "medical", "ringing", 0), member(A, "medical", LOGGED_OUT, 1),
+             OperatorAnswered("1", "medical", A, 3, 2, at(2))])
+    assert [op.operator for op in b.view(at(3)).operators] == [A]
+    b.apply([OperatorLeft("1", A, at(20))])
+    assert b.view(at(21)).operators == []
+
+
+def test_a_three_way_call_left_before_a_restart_ends_with_no_new_wrapup() -> None:
+    # The line restarted between the leave and the call's end: the database's picture says
+    # the operator left (their talk ended there), so Asterisk's completion starts no wrap-up.
+    b = board()
+    b.seed(LivePicture({}, [], [member(A, "fire", "idle", 40)], left=[Talking(A, "1", at(40))]))
+    b.apply([OperatorCompleted("1", "fire", A, 3, 90, "caller", at(100))])
+    assert b.operator_view(A, at(101)).state is OperatorState.IDLE
+    # On a cluster node, only this node's calls' leaves are its facts to cap.
+    b = board()
+    b.seed(LivePicture({}, [], [member(A, "fire", "idle", 40)],
+                       left=[Talking(A, "node2-1.1", at(40))]), node="node1")
+    b.apply([OperatorCompleted("node2-1.1", "fire", A, 3, 90, "caller", at(100))])
+    assert b.operator_view(A, at(101)).state is OperatorState.WRAPUP
 
 
 def test_a_wrapup_pause_shows_as_wrapup() -> None:
