@@ -408,10 +408,12 @@ def render_operator(
     ring_seconds: float = 0.0,
     talk_seconds: float | None = None,
     audio: bool = False,
+    audio_seconds: float = 60.0,
 ) -> Scenario:
     """The operator scenario: ring ``ring_seconds`` s (a CANCEL meanwhile is accepted), answer,
     keep RTP flowing if ``audio``, and hang up after ``talk_seconds`` s, or wait for Asterisk's
-    BYE if ``talk_seconds`` is None.
+    BYE if ``talk_seconds`` is None: then its audio lasts ``audio_seconds`` s, and after it the
+    phone sends nothing at all, as one whose power or network went mid-call.
     """
     ringing = ""
     if ring_seconds > 0:
@@ -423,7 +425,7 @@ def render_operator(
     if talk_seconds is None:
         if audio:
             # Media for as long as an IVR-to-queue test plausibly talks; the BYE ends it.
-            steps, _ = _audio_steps(60.0, 0)
+            steps, _ = _audio_steps(audio_seconds, 0)
         talk_wait = '  <recv request="BYE" next="bye_received"/>\n'
     else:
         left = talk_seconds
@@ -723,16 +725,18 @@ def operator(
     ring_seconds: float = 0.0,
     talk_seconds: float | None = None,
     audio: bool = False,
+    audio_seconds: float = 60.0,
     max_calls: int | None = None,
     timeout: float = 600.0,
     trace_messages: bool = False,
 ) -> Sipp:
     """The operator phones: one UAS on ``sip_port`` (``Settings.lab_operator_sip_port``) that
-    answers any number of INVITEs at once. It runs until stopped, ``max_calls`` calls ended,
-    or ``timeout`` s passed.
+    answers any number of INVITEs at once (each as :func:`render_operator` says). It runs until
+    stopped, ``max_calls`` calls ended, or ``timeout`` s passed.
     """
     argv = [] if max_calls is None else ["-m", str(max_calls)]
-    scenario = render_operator(ring_seconds=ring_seconds, talk_seconds=talk_seconds, audio=audio)
+    scenario = render_operator(ring_seconds=ring_seconds, talk_seconds=talk_seconds, audio=audio,
+                               audio_seconds=audio_seconds)
     return Sipp(
         "operator",
         scenario,
