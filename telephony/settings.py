@@ -1185,7 +1185,7 @@ def _validate_softphone(settings: Settings) -> None:
     # a dead line.
     if not 5 <= settings.softphone_rtp_timeout_seconds <= 600:
         raise SettingsError("softphone_rtp_timeout_seconds must be between 5 and 600")
-    # A talking desk phone sends 50 packets a second, and most send RTCP every 5 s even when
+    # A talking desk phone sends 50 packets a second, and many send RTCP every few s even when
     # silence suppression stops their audio; over 600 s a caller waits ten minutes on a dead
     # line. Held, a phone may send nothing at all: never less than the talking value, and at
     # most an hour (a dead phone's caller hears the hold music that long).

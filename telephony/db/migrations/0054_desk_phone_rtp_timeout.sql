@@ -5,7 +5,7 @@
 -- as it does a dead browser's, and the call ends as any call whose operator's leg dropped.
 --
 -- Unlike a browser, a SIP phone has no ICE: nothing keeps coming while it sends no audio.
--- Talking, it sends audio 50 times a second (and most send RTCP every 5 s, which Asterisk
+-- Talking, it sends audio 50 times a second (and many send RTCP every few s, which Asterisk
 -- counts as well, even when silence suppression pauses their audio); held (it sent sendonly
 -- or inactive, or Asterisk holds it), it may send nothing at all. So it has two values, the
 -- site's desk_phone_rtp_timeout_seconds (30) and desk_phone_rtp_timeout_hold_seconds (600),
