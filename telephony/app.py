@@ -73,6 +73,7 @@ from telephony.db.connection import (
     line_role,
 )
 from telephony.db.roles import prepare_schema
+from telephony.desks.phones import RtpTimeouts
 from telephony.desks.service import (
     DeskConfig,
     DeskService,
@@ -205,9 +206,11 @@ async def prepare_database(database: Database, settings: Settings) -> None:
         # Asterisk reads registering operator phones as this role (asterisk-conf/sorcery.conf).
         await grant_phone_reader(database, settings.asterisk_db_user,
                                  asterisk_db_password(settings))
+        timeouts = RtpTimeouts(browser=settings.softphone_rtp_timeout_seconds,
+                               desk=settings.desk_phone_rtp_timeout_seconds,
+                               desk_hold=settings.desk_phone_rtp_timeout_hold_seconds)
         await set_browser_media_address(database, settings.softphone_media_address,
-                                        settings.kamailio_front,
-                                        rtp_timeout=settings.softphone_rtp_timeout_seconds)
+                                        settings.kamailio_front, rtp_timeouts=timeouts)
     except (DatabaseUnavailable, SecretsError) as exc:
         log.error("the role Asterisk reads operator phones with was not set up: %s", exc)
 

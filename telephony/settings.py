@@ -259,6 +259,12 @@ class Settings:
     # A browser phone's call whose media has stopped this long (the browser died or lost its
     # network mid-call, no BYE) is hung up by Asterisk, held or not (migration 0050).
     softphone_rtp_timeout_seconds: int = 30
+    # Likewise a desk (SIP) phone's call, which lost its power or network mid-call: after
+    # desk_phone_rtp_timeout_seconds of no media, or desk_phone_rtp_timeout_hold_seconds
+    # while the call is held (a SIP phone without ICE may send nothing at all then).
+    # Migration 0054; pjsip.conf's [operator] for hand-listed phones.
+    desk_phone_rtp_timeout_seconds: int = 30
+    desk_phone_rtp_timeout_hold_seconds: int = 600
 
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.
     lab_operators: int = 50
@@ -1179,6 +1185,16 @@ def _validate_softphone(settings: Settings) -> None:
     # a dead line.
     if not 5 <= settings.softphone_rtp_timeout_seconds <= 600:
         raise SettingsError("softphone_rtp_timeout_seconds must be between 5 and 600")
+    # A talking desk phone sends 50 packets a second, and many send RTCP every few s even when
+    # silence suppression stops their audio; over 600 s a caller waits ten minutes on a dead
+    # line. Held, a phone may send nothing at all: never less than the talking value, and at
+    # most an hour (a dead phone's caller hears the hold music that long).
+    if not 5 <= settings.desk_phone_rtp_timeout_seconds <= 600:
+        raise SettingsError("desk_phone_rtp_timeout_seconds must be between 5 and 600")
+    if not (settings.desk_phone_rtp_timeout_seconds
+            <= settings.desk_phone_rtp_timeout_hold_seconds <= 3600):
+        raise SettingsError("desk_phone_rtp_timeout_hold_seconds must be between "
+                            "desk_phone_rtp_timeout_seconds and 3600")
 
 
 def _validate_database_cluster(settings: Settings) -> None:

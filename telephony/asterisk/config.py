@@ -132,6 +132,9 @@ def template_values(settings: Settings, instance_dir: str) -> dict[str, object]:
         "ami_username": s.ami_username,
         "ami_secret": ami_secret(s),
         "sip_realm": s.sip_realm,
+        # A desk phone's call with no media this long is hung up (pjsip.conf's [operator]).
+        "desk_rtp_timeout": s.desk_phone_rtp_timeout_seconds,
+        "desk_rtp_timeout_hold": s.desk_phone_rtp_timeout_hold_seconds,
         **phone_database(settings),
         # With the secret the FastAGI server checks (on a site; none in the lab).
         "agi_url": with_secret(s.agi_url, agi_secret(s)),

@@ -36,6 +36,19 @@ class PhoneKind(LabelledStrEnum):
 
 
 @dataclass(frozen=True)
+class RtpTimeouts:
+    """How long an operator phone's call may receive no media (no BYE: the phone died or lost
+    its network) before Asterisk hangs it up, in seconds, as the site's settings say: a
+    browser's, held or not (it sends ICE consent checks all call long), and a desk phone's,
+    talking and held (a SIP phone may send nothing while held). The endpoints'
+    ``rtp_timeout`` and ``rtp_timeout_hold`` (migrations 0050 and 0054)."""
+
+    browser: int
+    desk: int
+    desk_hold: int
+
+
+@dataclass(frozen=True)
 class PhoneSecret:
     """A freshly generated secret and the digest stored for it."""
 

@@ -55,6 +55,7 @@ from telephony.desks.phones import (
     BROWSER_SECRET_LENGTH,
     DESK_SECRET_LENGTH,
     PhoneKind,
+    RtpTimeouts,
     new_phone_secret,
     phone_username,
 )
@@ -422,17 +423,17 @@ async def grant_phone_reader(database: Database, role: str, password: str) -> bo
 
 async def set_browser_media_address(database: Database, address: str | None,
                                     front: str | None = None, *,
-                                    rtp_timeout: int) -> None:
+                                    rtp_timeouts: RtpTimeouts) -> None:
     """Tell Asterisk (through the phones' views) where browser phones' media lives: the
     site's ``softphone_media_address``, on a cluster node the SIP front desk phones are rung
-    through (``host:port``), and how long a browser's call may receive no media before it is
-    hung up, held or not (``softphone_rtp_timeout_seconds``), all set at every start of the
-    line."""
+    through (``host:port``), and how long a phone's call may receive no media before it is
+    hung up (``softphone_rtp_timeout_seconds``, ``desk_phone_rtp_timeout_seconds`` and
+    ``desk_phone_rtp_timeout_hold_seconds``), all set at every start of the line."""
 
     async def work(connection: asyncpg.Connection) -> None:
         await DeskRepository().set_browser_media_address(connection, address)
         await DeskRepository().set_phone_front(connection, front)
-        await DeskRepository().set_browser_rtp_timeout(connection, rtp_timeout)
+        await DeskRepository().set_rtp_timeouts(connection, rtp_timeouts)
 
     await database.run(work)
 

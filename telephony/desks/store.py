@@ -18,7 +18,7 @@ import asyncpg
 
 from telephony.ami.tracker import LOGGED_OUT
 from telephony.db.rows import from_row
-from telephony.desks.phones import PhoneKind
+from telephony.desks.phones import PhoneKind, RtpTimeouts
 
 
 @dataclass(frozen=True)
@@ -209,11 +209,14 @@ class DeskRepository:
         await connection.execute(
             "UPDATE phone_site SET browser_media_address = $1::inet", address)
 
-    async def set_browser_rtp_timeout(self, connection: asyncpg.Connection,
-                                      seconds: int) -> None:
-        """How long a browser phone's call may receive nothing before Asterisk hangs it up,
-        held or not (migration 0050)."""
-        await connection.execute("UPDATE phone_site SET browser_rtp_timeout = $1", seconds)
+    async def set_rtp_timeouts(self, connection: asyncpg.Connection,
+                               timeouts: RtpTimeouts) -> None:
+        """How long a phone's call may receive nothing before Asterisk hangs it up: a
+        browser's, held or not, and a desk phone's, talking and held (migrations 0050,
+        0054)."""
+        await connection.execute(
+            "UPDATE phone_site SET browser_rtp_timeout = $1, desk_rtp_timeout = $2, "
+            "desk_rtp_timeout_hold = $3", timeouts.browser, timeouts.desk, timeouts.desk_hold)
 
     async def set_phone_front(self, connection: asyncpg.Connection, front: str | None) -> None:
         """The cluster's SIP front (``host:port``) desk phones register at and are rung

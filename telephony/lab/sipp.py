@@ -403,16 +403,72 @@ def render_caller(
     return Scenario(xml, files)
 
 
+def _xml_reinvite(cseq: int, direction: str) -> str:
+    """The answering phone's own re-INVITE in its call (``sendonly``: it holds the call,
+    ``sendrecv``: it takes it back), with a new SDP version each time, and its ACK."""
+    return f"""  <send retrans="500">
+    <![CDATA[
+      INVITE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$local_party];tag=[pid]SIPpTag01[call_number]
+      To: [$remote_party]
+      Call-ID: [call_id]
+      CSeq: {cseq} INVITE
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=- 53655765 {2353687637 + cseq} IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8 0 101
+      a=rtpmap:8 PCMA/8000
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+      a=ptime:20
+      a={direction}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: [$local_party];tag=[pid]SIPpTag01[call_number]
+      To: [$remote_party]
+      Call-ID: [call_id]
+      CSeq: {cseq} ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+"""
+
+
 def render_operator(
     *,
     ring_seconds: float = 0.0,
     talk_seconds: float | None = None,
     audio: bool = False,
+    audio_seconds: float = 60.0,
+    held_seconds: float = 0.0,
 ) -> Scenario:
     """The operator scenario: ring ``ring_seconds`` s (a CANCEL meanwhile is accepted), answer,
     keep RTP flowing if ``audio``, and hang up after ``talk_seconds`` s, or wait for Asterisk's
-    BYE if ``talk_seconds`` is None.
+    BYE if ``talk_seconds`` is None: then its audio lasts ``audio_seconds`` s (in whole
+    stretches of the 7 s pcap), and after it the phone sends nothing at all, as one whose power
+    or network went mid-call. With ``held_seconds`` (and ``talk_seconds`` None) the phone first
+    holds the call that long as a desk phone's hold button does (a ``sendonly`` re-INVITE, and
+    no media at all meanwhile), then takes it back (``sendrecv``) and talks.
     """
+    if held_seconds and talk_seconds is not None:
+        raise ValueError("held_seconds: only for a phone that waits for Asterisk's BYE")
     ringing = ""
     if ring_seconds > 0:
         ringing = (
@@ -423,7 +479,10 @@ def render_operator(
     if talk_seconds is None:
         if audio:
             # Media for as long as an IVR-to-queue test plausibly talks; the BYE ends it.
-            steps, _ = _audio_steps(60.0, 0)
+            steps, _ = _audio_steps(audio_seconds, 0)
+        if held_seconds:
+            steps = (_xml_reinvite(1, "sendonly") + _xml_wait(1000, int(held_seconds * 1000))
+                     + _xml_reinvite(2, "sendrecv") + steps)
         talk_wait = '  <recv request="BYE" next="bye_received"/>\n'
     else:
         left = talk_seconds
@@ -723,16 +782,19 @@ def operator(
     ring_seconds: float = 0.0,
     talk_seconds: float | None = None,
     audio: bool = False,
+    audio_seconds: float = 60.0,
+    held_seconds: float = 0.0,
     max_calls: int | None = None,
     timeout: float = 600.0,
     trace_messages: bool = False,
 ) -> Sipp:
     """The operator phones: one UAS on ``sip_port`` (``Settings.lab_operator_sip_port``) that
-    answers any number of INVITEs at once. It runs until stopped, ``max_calls`` calls ended,
-    or ``timeout`` s passed.
+    answers any number of INVITEs at once (each as :func:`render_operator` says). It runs until
+    stopped, ``max_calls`` calls ended, or ``timeout`` s passed.
     """
     argv = [] if max_calls is None else ["-m", str(max_calls)]
-    scenario = render_operator(ring_seconds=ring_seconds, talk_seconds=talk_seconds, audio=audio)
+    scenario = render_operator(ring_seconds=ring_seconds, talk_seconds=talk_seconds, audio=audio,
+                               audio_seconds=audio_seconds, held_seconds=held_seconds)
     return Sipp(
         "operator",
         scenario,

@@ -46,10 +46,15 @@ BASE = Settings(
     recordings_settle_seconds=1.0,
     incident_upkeep_seconds=0.5,
     callback_ring_seconds=15,
+    # A dead desk phone's call ends this soon (30 s on a site): the shortest the line allows.
+    # The lab's own sipp phones keep none (they send no media); a registering phone has it.
+    desk_phone_rtp_timeout_seconds=5,
     http_port=0,  # any free port: Line.web says which
 )
 OPERATOR = "PJSIP/op1001"  # the desk that calls back
 ANSWERING = "PJSIP/op1002"  # in the fire queue for the caller who rings again
+DESK_PHONE = "PJSIP/op2001"  # a registering desk phone (the views), which dies mid-call
+DESK_PHONE_HOST = "127.0.0.2"  # where it registers from: not the carrier's address
 PASSWORD = "kata-sandi-panggilan-balik"
 
 
@@ -60,7 +65,7 @@ def base_settings() -> Settings:
 
 @pytest.fixture(scope="module")
 def joining_operators() -> Sequence[str]:
-    return (ANSWERING,)
+    return (ANSWERING, DESK_PHONE)
 
 
 @pytest.fixture(scope="module")
@@ -400,3 +405,68 @@ async def test_a_busy_caller_is_tried_again_and_leaves_no_recording_to_quarantin
     assert await eventually("the answered call-back recorded", recorded, within=60) == [
         (answered, "done")]
     assert not list(lab.monitor_dir.glob(f"{call_id}-callback{busy}.*"))
+
+
+async def test_a_call_whose_desk_phone_dies_ends_and_its_caller_is_called_back(
+    line: Line, settings: Settings, http: aiohttp.ClientSession, lab: Lab
+) -> None:
+    """The operator's desk phone loses its power or network mid-call: it sends no BYE, so the
+    caller sat in silence on a dead call until they hung up themselves, the call read as an
+    ordinary end (cause 16) and the caller was not on the call-back list. Asterisk now ends
+    the operator's leg once no media has come from the phone for
+    ``desk_phone_rtp_timeout_seconds``: a network cause, the caller on the call-back list as
+    any dropped call's. A phone that holds the call past that, sending nothing at all (as
+    most desk phones do while they hold), or talks past it, is not cut."""
+    timeout = settings.desk_phone_rtp_timeout_seconds
+    assert settings.desk_phone_rtp_timeout_hold_seconds > 60  # the site's default, 600
+    held = timeout + 2.0  # the phone holds the caller past the timeout, sending nothing
+    talking = 7.0  # then takes the call back and talks past it too (the pcap's 7 s), then dies
+    # The phone of a desk as an admin assigns it: registering, read from the views.
+    operator = await account(line, http, "sari", "operator")
+    assert operator
+    desk = await assign_desk(line.database, load_menu(settings.menu_file), "sari", DESK_PHONE,
+                             {"fire": 5}, realm=settings.sip_realm)
+    assert desk.phone_secret is not None
+    await line.listener.send_action({"Action": "Reload", "Module": "res_pjsip.so"})
+    user = DESK_PHONE.removeprefix("PJSIP/")
+    port = sipp.free_udp_port(DESK_PHONE_HOST)
+    async with sipp.phone(settings.sip_host, settings.sip_port, user, desk.phone_secret,
+                          host=DESK_PHONE_HOST, phone_port=port) as registering:
+        assert (await registering.wait()).ok
+    async with sipp.operator(port, host=DESK_PHONE_HOST, audio=True, audio_seconds=talking,
+                             held_seconds=held, trace_messages=True) as phone:
+        # Qualified by its own UAS (the first OPTIONS may have come before it ran).
+        await lab.acli(f"pjsip qualify {user}")
+        await lab.wait_cli("pjsip show contacts",
+                           lambda out: re.search(rf"{user}/sip:\S+ +\S+ +Avail\b", out)
+                           is not None)
+        await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_in(
+            DESK_PHONE, {"fire": 5})
+        caller_id = unique_caller("0817")
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                               caller_id=caller_id, dtmf="12", talk_seconds=60) as caller:
+            # Asterisk hangs up the caller too: sipp receives its BYE long before it would
+            # hang up itself.
+            result = await caller.wait(within=50)
+        assert result.ok, result.errors
+        assert phone.process is not None and phone.process.returncode is None
+        # It held and took the call back (Asterisk accepted both), and never hung up itself:
+        # the BYE came from Asterisk.
+        messages = phone.messages
+        assert "a=sendonly" in messages and "CSeq: 2 ACK" in messages, messages
+        sent = [m for m in messages.split("\n---") if "message sent" in m]
+        assert not any(re.search(r"^\s*BYE sip:", m, re.MULTILINE) for m in sent), messages
+        assert "Reason: Q.850;cause=44" in messages, messages
+    record = await ended_call(line, caller_id)
+    assert (record.operator, record.disposition) == (DESK_PHONE, "answered"), record
+    # Asterisk's cause for a channel that stopped receiving media, a network cause.
+    assert (record.hangup_cause, record.hangup_cause_text) == (
+        44, "Requested channel not available"), record
+    # Not cut while it held or talked; ended once it had been silent for the timeout.
+    assert record.talk_seconds is not None
+    print(f"\ndesk phone dead after {held:g} s held and {talking:g} s of talk -> the call "
+          f"ended after {record.talk_seconds} s of talk (rtp timeout {timeout} s)")
+    assert held + talking <= record.talk_seconds <= held + talking + timeout + 3, record
+    entry = await listed(http, operator, record.call_id)
+    assert (entry["reason"], entry["possible"], entry["number"]) == (
+        "dropped", True, caller_id)

@@ -18,7 +18,7 @@ from telephony.ami.actions import AmiActionError
 from telephony.ami.tracker import QueueSnapshot
 from telephony.calls.facts import OperatorStateChanged
 from telephony.desks.operators import PHONE_LOST_REASON
-from telephony.desks.phones import PhoneKind, digest
+from telephony.desks.phones import PhoneKind, RtpTimeouts, digest
 from telephony.desks.service import assign_desk, renew_phone_secret, set_browser_media_address
 from telephony.desks.watch import PhoneWatcher
 from telephony.web.context import CONTEXT
@@ -70,7 +70,8 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
                              {"medical": 5}, realm=realm)
     # A browser's secret is never shown to anyone; a desk phone's is, once.
     assert browser.phone_secret is None and desk.phone_secret is not None
-    await set_browser_media_address(console.database, "127.0.0.1", rtp_timeout=20)
+    timeouts = RtpTimeouts(browser=20, desk=25, desk_hold=300)
+    await set_browser_media_address(console.database, "127.0.0.1", rtp_timeouts=timeouts)
     endpoints = {row["id"]: dict(row) for row in await fetch(
         asterisk_view, "SELECT * FROM ps_endpoints")}
     assert endpoints["op2001"]["webrtc"] == "yes"
@@ -85,7 +86,11 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
     assert endpoints["op2002"] == {
         **endpoints["op2002"], "transport": "transport-udp", "webrtc": None,
         "dtls_auto_generate_cert": None, "media_address": None,
-        "bind_rtp_to_media_address": None, "rtp_timeout": None, "rtp_timeout_hold": None}
+        "bind_rtp_to_media_address": None}
+    # A desk phone whose media stopped (unplugged mid-call, no BYE) is hung up too, later
+    # while held: a SIP phone may send nothing then (0054).
+    assert (endpoints["op2002"]["rtp_timeout"], endpoints["op2002"]["rtp_timeout_hold"]) == (
+        "25", "300")
     aors = {row["id"]: row["qualify_frequency"] for row in await fetch(
         asterisk_view, "SELECT * FROM ps_aors")}
     assert aors == {"op2001": "5", "op2002": "30"}
@@ -95,7 +100,7 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
     # the shared views would be one node's), still WebRTC. No phone's Contact is rewritten to
     # the address its replies come from: that is the front's.
     await set_browser_media_address(console.database, "127.0.0.1", "10.0.0.10:5060",
-                                    rtp_timeout=20)
+                                    rtp_timeouts=timeouts)
     contacts = {row["id"]: row["contact"] for row in await fetch(
         asterisk_view, "SELECT * FROM ps_aors")}
     assert contacts == {"op2001": "sip:op2001@10.0.0.10:5060",
@@ -107,13 +112,17 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
         "bind_rtp_to_media_address": None, "rewrite_contact": None}
     assert clustered["op2002"] == {**endpoints["op2002"], "rewrite_contact": None}
     assert endpoints["op2002"]["rewrite_contact"] == "yes"  # without a front: NAT
-    await set_browser_media_address(console.database, None, rtp_timeout=45)
+    await set_browser_media_address(console.database, None,
+                                    rtp_timeouts=RtpTimeouts(browser=45, desk=40, desk_hold=90))
     assert {row["contact"] for row in await fetch(asterisk_view, "SELECT * FROM ps_aors")} == {
         None}
-    rows = await fetch(asterisk_view, "SELECT media_address, bind_rtp_to_media_address, "
-                                    "rtp_timeout FROM ps_endpoints WHERE id = 'op2001'")
-    assert dict(rows[0]) == {"media_address": None, "bind_rtp_to_media_address": None,
-                             "rtp_timeout": "45"}
+    rows = await fetch(asterisk_view, "SELECT id, media_address, bind_rtp_to_media_address, "
+                                    "rtp_timeout, rtp_timeout_hold FROM ps_endpoints")
+    assert {row["id"]: dict(row) for row in rows} == {
+        "op2001": {"id": "op2001", "media_address": None, "bind_rtp_to_media_address": None,
+                   "rtp_timeout": "45", "rtp_timeout_hold": "45"},
+        "op2002": {"id": "op2002", "media_address": None, "bind_rtp_to_media_address": None,
+                   "rtp_timeout": "40", "rtp_timeout_hold": "90"}}
 
     # The desk phone becomes a browser: its typed secret stops working. And back: a new
     # secret to type, shown once.

@@ -22,6 +22,7 @@ from telephony.asterisk.config import (
 )
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.desks.phones import digest, new_phone_secret
+from telephony.lab.chroot import Lab
 from telephony.secrets import (
     LAB_ASTERISK_DB_PASSWORD,
     SecretsError,
@@ -121,6 +122,41 @@ def test_asterisk_reads_the_phones_from_the_line_database_as_its_own_role(
     install_config(on_site, etc, "/srv/site")
     assert f"password = {password}\n" in (etc / "res_pgsql.conf").read_text()
     assert "endpoint = realtime,ps_endpoints" in (etc / "sorcery.conf").read_text()
+
+
+def test_a_desk_phone_that_dies_mid_call_is_hung_up_later_while_held(tmp_path: Path) -> None:
+    """A desk phone that dies mid-call sends no BYE: Asterisk ends its call after the site's
+    desk_phone_rtp_timeout_seconds of no media, or desk_phone_rtp_timeout_hold_seconds while
+    held (a SIP phone may send nothing then). Hand-listed phones get it from [operator] (the
+    registering ones from the views, migration 0054); the lab's sipp phones, which send no
+    media, keep none."""
+    settings = replace(load_settings(environ={
+        "SIAGA112_DESK_PHONE_RTP_TIMEOUT_SECONDS": "40",
+        "SIAGA112_DESK_PHONE_RTP_TIMEOUT_HOLD_SECONDS": "900"}), state_dir=tmp_path / "state")
+    install_config(settings, tmp_path / "etc", "/srv/x")
+    pjsip = (tmp_path / "etc" / "pjsip.conf").read_text()
+    operator = pjsip[pjsip.index("[operator](!)"):pjsip.index("[operator-aor](!)")]
+    assert "rtp_timeout = 40\n" in operator and "rtp_timeout_hold = 900\n" in operator
+    defaults = load_settings(environ={})
+    assert (defaults.desk_phone_rtp_timeout_seconds,
+            defaults.desk_phone_rtp_timeout_hold_seconds) == (30, 600)
+    lab_phones = Lab(defaults).operators_conf()
+    assert lab_phones.count("rtp_timeout = 0\n") == defaults.lab_operators
+    assert lab_phones.count("rtp_timeout_hold = 0\n") == defaults.lab_operators
+
+
+@pytest.mark.parametrize("values", [
+    {"DESK_PHONE_RTP_TIMEOUT_SECONDS": "0"},  # a dead phone's caller would wait for good
+    {"DESK_PHONE_RTP_TIMEOUT_SECONDS": "4"},
+    {"DESK_PHONE_RTP_TIMEOUT_SECONDS": "601"},
+    {"DESK_PHONE_RTP_TIMEOUT_SECONDS": "30s"},
+    {"DESK_PHONE_RTP_TIMEOUT_HOLD_SECONDS": "3601"},
+    # Held no sooner than talking: a held phone sends less, never more.
+    {"DESK_PHONE_RTP_TIMEOUT_SECONDS": "60", "DESK_PHONE_RTP_TIMEOUT_HOLD_SECONDS": "59"},
+])
+def test_desk_phone_rtp_timeouts_that_do_not_fit_are_refused(values: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="desk_phone_rtp_timeout"):
+        load_settings(environ={f"SIAGA112_{name}": value for name, value in values.items()})
 
 
 def test_a_phone_secret_is_kept_only_as_its_digest() -> None:
