@@ -262,8 +262,11 @@ class Settings:
     # Likewise a desk (SIP) phone's call, which lost its power or network mid-call: after
     # desk_phone_rtp_timeout_seconds of no media, or desk_phone_rtp_timeout_hold_seconds
     # while the call is held (a SIP phone without ICE may send nothing at all then).
-    # Migration 0054; pjsip.conf's [operator] for hand-listed phones.
-    desk_phone_rtp_timeout_seconds: int = 30
+    # Migration 0054; pjsip.conf's [operator] for hand-listed phones. 60 s, not the
+    # browser's 30: a browser's ICE consent checks prove it alive every few seconds, while a
+    # desk phone with silence suppression and no RTCP sends nothing as its operator listens,
+    # and cutting a live emergency call is worse than a dead one lasting 30 s longer.
+    desk_phone_rtp_timeout_seconds: int = 60
     desk_phone_rtp_timeout_hold_seconds: int = 600
 
     # Lab operators: op1001.. whose phones are one sipp UAS on this port.

@@ -139,7 +139,7 @@ def test_a_desk_phone_that_dies_mid_call_is_hung_up_later_while_held(tmp_path: P
     assert "rtp_timeout = 40\n" in operator and "rtp_timeout_hold = 900\n" in operator
     defaults = load_settings(environ={})
     assert (defaults.desk_phone_rtp_timeout_seconds,
-            defaults.desk_phone_rtp_timeout_hold_seconds) == (30, 600)
+            defaults.desk_phone_rtp_timeout_hold_seconds) == (60, 600)
     lab_phones = Lab(defaults).operators_conf()
     assert lab_phones.count("rtp_timeout = 0\n") == defaults.lab_operators
     assert lab_phones.count("rtp_timeout_hold = 0\n") == defaults.lab_operators

@@ -8,12 +8,12 @@
 -- Talking, it sends audio 50 times a second (and many send RTCP every few s, which Asterisk
 -- counts as well, even when silence suppression pauses their audio); held (it sent sendonly
 -- or inactive, or Asterisk holds it), it may send nothing at all. So it has two values, the
--- site's desk_phone_rtp_timeout_seconds (30) and desk_phone_rtp_timeout_hold_seconds (600),
+-- site's desk_phone_rtp_timeout_seconds (60) and desk_phone_rtp_timeout_hold_seconds (600),
 -- written by the line at every start beside the browsers' (the defaults are the settings',
 -- for a database migrated after the line's start). pjsip.conf's [operator] template gives
 -- hand-listed phones the same values.
 ALTER TABLE phone_site
-    ADD COLUMN desk_rtp_timeout integer NOT NULL DEFAULT 30
+    ADD COLUMN desk_rtp_timeout integer NOT NULL DEFAULT 60
         CHECK (desk_rtp_timeout BETWEEN 5 AND 600),
     ADD COLUMN desk_rtp_timeout_hold integer NOT NULL DEFAULT 600
         CHECK (desk_rtp_timeout_hold BETWEEN desk_rtp_timeout AND 3600);
