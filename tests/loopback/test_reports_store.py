@@ -656,3 +656,47 @@ async def test_an_upgrade_credits_each_operator_of_earlier_calls_with_their_part
         await connection.close()
         await database.close()
         await drop_database(pg_cluster, owner)
+
+
+async def test_each_operators_part_follows_the_answer_facts(database_dsn: str) -> None:
+    """call_answers (0052) from the facts as the call store records them: a completion the
+    tracker restates replaces the talk; an operator answering the call again from the queues
+    adds a talk; a fact recorded again changes nothing; an answer whose completion never
+    came is an answer with no talk; a completion alone gives its answer's instant."""
+    call_id, at = "1741572000.1", local(8)
+    answered, again = at + timedelta(seconds=10), at + timedelta(seconds=90)
+    facts: list[CallFact] = [
+        CallStarted(call_id, call_id, "PJSIP/carrier-1", "081234567890", "", "112", at),
+        QueueJoined(call_id, "medical", 1, at + timedelta(seconds=5)),
+        OperatorAnswered(call_id, "medical", A, 5, 1, answered),
+        OperatorCompleted(call_id, "medical", A, 5, 20, "transfer",
+                          answered + timedelta(seconds=20)),
+        OperatorCompleted(call_id, "medical", A, 5, 45, "transfer",
+                          answered + timedelta(seconds=50)),
+        QueueJoined(call_id, "medical", 1, again - timedelta(seconds=5)),
+        OperatorAnswered(call_id, "medical", A, 5, 1, again),
+        OperatorCompleted(call_id, "medical", A, 5, 20, "transfer",
+                          again + timedelta(seconds=20)),
+        QueueJoined(call_id, "medical", 1, again + timedelta(seconds=25)),
+        OperatorAnswered(call_id, "fire", B, 30, 1, again + timedelta(seconds=30)),
+        CallEnded(call_id, 16, "Normal Clearing", again + timedelta(seconds=60)),
+        # A call first seen through its completion (the listener restarted meanwhile).
+        OperatorCompleted("1741572600.2", "medical", B, 5, 30, "caller", local(8, 11)),
+    ]
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        calls = CallRepository(CALENDAR)
+        await calls.apply(connection, facts)
+        await calls.apply(connection, facts[3:5])  # recorded again: nothing changes
+        rows = await connection.fetch(
+            "SELECT call_id, operator, queue, answered_at, completed_at, talk_seconds,"
+            " talk_before FROM call_answers ORDER BY call_id, operator")
+        assert [tuple(row) for row in rows] == [
+            (call_id, A, "medical", answered, again + timedelta(seconds=20), 20, 45),
+            (call_id, B, "fire", again + timedelta(seconds=30), None, None, 0),
+            ("1741572600.2", B, "medical", local(8, 10, 30), local(8, 11), 30, 0)]
+        assert await connection.fetchval(
+            "SELECT array_agg(call_id ORDER BY call_id) FROM calls WHERE answers_shared"
+        ) == [call_id]
+    finally:
+        await connection.close()
