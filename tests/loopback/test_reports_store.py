@@ -643,15 +643,20 @@ async def test_an_upgrade_credits_each_operator_of_earlier_calls_with_their_part
         await connection.execute(
             "INSERT INTO audit_log (at, actor, action, object_type, object_id) "
             "VALUES ($1, 'sari', 'desk.join', 'desk', $2)", local(7), B)
-        await CallRepository(CALENDAR).apply(connection, handed_on("1741572000.1", local(8)))
+        await CallRepository(CALENDAR).apply(connection, [
+            *handed_on("1741572000.1", local(8)),
+            *call("1741575600.2", local(9), wait=3, talk=30)])  # his alone, as before
         await upgrade_database(pg_cluster, owner)
         reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
                                 clock=lambda: local(16, 30))
         report = await reports.shift_report(Period(DAY, DAY))
         # B rang with nobody recorded at it then (0044's copy, taken when it rang).
         assert [(op, f.offered, f.answered, f.mean_talk) for op, _, f in report.operators] == [
-            (B, 1, 0, None), ("budi", 1, 1, 20.0), ("sari", 1, 1, 90.0)]
-        assert (report.total.answered, report.total.mean_talk) == (1, 110.0)
+            (B, 1, 0, None), ("budi", 2, 2, 25.0), ("sari", 1, 1, 90.0)]
+        assert (report.total.answered, report.total.mean_talk) == (2, 70.0)
+        # Only the call two operators answered was replayed (the other reads its own row).
+        assert await connection.fetchval("SELECT count(DISTINCT call_id) FROM call_answers"
+                                         ) == 1
     finally:
         await connection.close()
         await database.close()

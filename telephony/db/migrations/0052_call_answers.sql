@@ -9,7 +9,8 @@
 --
 -- call_answers is kept from the answer facts themselves (call_events, every fact as it was
 -- learnt, including those a drained spool or a rebuilt call records late), by a trigger on
--- their insert: a replayed fact is not inserted again, so it changes nothing.
+-- their insert: a replayed fact is not inserted again, so it changes nothing. (Of the calls
+-- before this migration, only those the reports read it for: see the backfill below.)
 --   operator:         the answering phone (an interface, as calls.operator);
 --   answered_account: the account working at it when it answered (as 0044's copy);
 --   queue:            the queue it answered in; wrapup_seconds that queue's wrap-up an admin
@@ -114,15 +115,34 @@ CREATE TRIGGER call_answers_recorded AFTER INSERT ON call_events
     FOR EACH ROW WHEN (NEW.kind IN ('operator_answered', 'operator_completed'))
     EXECUTE FUNCTION call_answers_recorded();
 
--- The calls before: their answer facts replayed in the order they were learnt. Who worked
--- at each phone then is derived as 0044 did (the account of the phone's latest desk.join at
--- or before its answer; none logged: NULL, the phone counts as an operator of its own), and
--- where the call row kept its copies (0044) for its first operator, those are taken. The
--- queue's wrap-up is the one an admin has set now (no history of it is kept), as 0044.
-SELECT call_answers_from_event(e.call_id, e.kind, e.at, e.body)
-FROM call_events e
-WHERE e.kind IN ('operator_answered', 'operator_completed')
-ORDER BY e.event_id;
+-- The calls before: their answer facts replayed in the order they were learnt, for the calls
+-- the reports read call_answers of: those more than one operator answered, and the calls
+-- still open (a second operator may yet answer). A finished call one operator answered reads
+-- as before from its own row, and replaying a line's whole history of answers one by one
+-- would hold an upgrade for many minutes. Who worked at each phone then is derived as 0044
+-- did (the account of the phone's latest desk.join at or before its answer; none logged:
+-- NULL, the phone counts as an operator of its own), and where the call row kept its copies
+-- (0044) for its first operator, those are taken. The queue's wrap-up is the one an admin
+-- has set now (no history of it is kept), as 0044.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT e.call_id, e.kind, e.at, e.body FROM call_events e
+        WHERE e.kind IN ('operator_answered', 'operator_completed')
+          AND e.call_id IN (
+              SELECT a.call_id FROM call_events a
+              WHERE a.kind IN ('operator_answered', 'operator_completed')
+              GROUP BY a.call_id HAVING count(DISTINCT a.body ->> 'operator') > 1
+              UNION
+              SELECT c.call_id FROM calls c WHERE c.ended_at IS NULL)
+        ORDER BY e.event_id
+    LOOP
+        PERFORM call_answers_from_event(r.call_id, r.kind, r.at, r.body);
+    END LOOP;
+END
+$$;
 CREATE FUNCTION desk_account_at(p_desk text, p_at timestamptz) RETURNS bigint
 LANGUAGE sql STABLE AS $$
     SELECT a.account_id
