@@ -11,7 +11,10 @@ a visit each), of which about 75% are answered by one of 40 operators after ring
 two (wait 0-60 s, talk 30-300 s), 15% abandoned, the rest vanish or end in the queue; the
 others end in the IVR. 30% are labelled (a tenth relabelled later), 15% of those prank or
 silent. Half of the answered calls are followed by a wrap-up pause in two queues, ended 40 s
-later. ``call_events`` are not generated: the reports no longer read them.
+later. Each answer has its ``call_answers`` row (migration 0052); one answered call in fifty
+was answered by two operators (a blind transfer nobody took, the caller queued again), the
+first talking a third of the talk, the second the rest after 10 s. ``call_events`` are not
+generated: the reports no longer read them.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ async def grow_history(connection: asyncpg.Connection, calendar: ShiftCalendar,
 _COLUMNS = """call_id, line, caller_number, arrived_at, shift_day, shift_name,
     ivr_category, queue, queue_joined_at, answered_queue, answered_at, operator, wait_seconds,
     talk_seconds, completed_at, ended_by, abandoned_at, abandon_queue, ended_at, vanished,
-    rung_operators, current_label"""
+    rung_operators, current_label, answers_shared"""
 
 
 async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezone: str,
@@ -97,7 +100,9 @@ async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezo
                     WHEN fate < 0.82 THEN ARRAY[op] ELSE '{{}}' END AS rung_operators,
                CASE WHEN labelled < 0.3 THEN CASE WHEN labelled < 0.03 THEN 'prank'
                                                 WHEN labelled < 0.045 THEN 'silent'
-                                                ELSE 'genuine' END END AS current_label
+                                                ELSE 'genuine' END END AS current_label,
+               fate < 0.62 AND n % 50 = 2 AS answers_shared,
+               'PJSIP/op' || (1000 + 1 + (n + 11) % {OPERATORS}) AS second_operator
         FROM (
             SELECT n, $3::timestamptz - (n * $4 + random() * $4) * interval '1 second'
                        AS arrived,
@@ -112,6 +117,21 @@ async def _batch(connection: asyncpg.Connection, calendar: ShiftCalendar, timezo
         first, last, now, spacing)
     await connection.execute(f"INSERT INTO calls ({_COLUMNS}) "
                              f"SELECT {_COLUMNS} FROM batch")
+    await connection.execute(
+        """
+        INSERT INTO call_answers (call_id, operator, queue, answered_at, completed_at,
+                                  talk_seconds)
+        SELECT call_id, operator, answered_queue, answered_at,
+               CASE WHEN answers_shared THEN answered_at + talk_seconds / 3 * interval '1 s'
+                    ELSE completed_at END,
+               CASE WHEN answers_shared THEN talk_seconds / 3 ELSE talk_seconds END
+        FROM batch WHERE operator IS NOT NULL
+        UNION ALL
+        SELECT call_id, second_operator, answered_queue,
+               answered_at + (talk_seconds / 3 + 10) * interval '1 s', completed_at,
+               talk_seconds - talk_seconds / 3 - 10
+        FROM batch WHERE answers_shared
+        """)
     await connection.execute(
         """
         INSERT INTO queue_visits (call_id, queue, joined_at, join_position, left_at,

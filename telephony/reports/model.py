@@ -17,8 +17,12 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
 - **operator**: the account working at a phone when it rang for the call, or answered it
   (recorded then: after a desk swap last night's calls stay last night's operator's); a
   phone whose account was not recorded counts as an operator of its own
-  (:data:`UNRECORDED_OPERATOR`), never as whoever works there now.
+  (:data:`UNRECORDED_OPERATOR`), never as whoever works there now. A call more than one
+  operator answered (a blind transfer nobody took sent the caller back to the queues and
+  another operator answered; migration 0052) is answered by each of them: per operator it
+  counts among the calls they answered, with *their* talk and wrap-up (:class:`Answer`).
 - **answered** / **abandoned**: ``call_outcomes.disposition`` (an answer wins over an abandon).
+  In a total, a shift or a queue a call counts once, however many operators answered it.
 - **wait**: from joining the first queue to the answer (overflow included), answered calls only;
   Asterisk's own hold time (which restarts in each queue) only when the join was not seen.
 - **p90 wait**: nearest rank, so it is a wait some caller really had: 90% of answered callers
@@ -30,14 +34,17 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
 - **talk**: from the operator's answer to the end of *their* part of the call
   (``calls.talk_seconds``, ending at ``calls.completed_at``): the call's end or a hand-over
   (Asterisk's ``AgentComplete``), or their leaving a three-way call with an agency ("Keluar"
-  or hanging up; the caller talks on with the agency, not with them: migration 0047).
+  or hanging up; the caller talks on with the agency, not with them: migration 0047). A
+  call's talk, in a total, a shift or a queue, is the sum of its operators' talks (the time
+  the caller spent with the line's operators); per operator, their own.
 - **wrap-up**: after each answered call the operator is not rung for the wrap-up time of the
   queue that call was answered in (as app_queue does), as an admin had set it when the call
   was answered, else the settings file's; it starts at the end of their talk (after leaving a
   three-way call too: app_queue releases them then, its member no longer in the call and its
   last call set while the caller talks on, though its AgentComplete comes at the call's end);
   if they pause with a wrap-up reason within :data:`WRAPUP_PAUSE_GRACE` of that end, the
-  wrap-up lasts until that pause ends.
+  wrap-up lasts until that pause ends. Each operator who answered a call has their own
+  wrap-up after their part; a total's mean wrap-up is over those parts.
 - **prank share**: calls whose current label is prank or silent, over the labelled calls (an
   unlabelled call is unknown, not genuine).
 - **incidents** (the daily summary's report types and villages): those of the day's calls,
@@ -52,7 +59,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Final, TypeVar
 
@@ -159,6 +166,20 @@ class InvalidPeriod(Invalid, ValueError):
 
 
 @dataclass(frozen=True)
+class Answer:
+    """One operator's part of a call more than one operator answered (``call_answers``)."""
+
+    operator: str  # who answered (see the definitions)
+    desk: str  # the phone that answered: its pauses are the wrap-up's
+    talk_seconds: int | None  # their talk, all of it
+    completed_at: datetime | None  # the end of their talk
+
+
+# A wrap-up's key: the call and the phone whose part it follows.
+WrapKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
 class CallRow:
     """One call as the reports need it."""
 
@@ -179,6 +200,32 @@ class CallRow:
     label: Label | None  # the current operator label
     rung: frozenset[str] = frozenset()  # operators whose phone rang for this call
     desk: str | None = None  # the phone that answered: its pauses are the wrap-up's
+    # Every operator's part when more than one answered (then ``operator``, ``desk``,
+    # ``talk_seconds`` and ``completed_at`` are not read); empty: those are the one answer.
+    answers: tuple[Answer, ...] = ()
+
+    @property
+    def talk(self) -> float | None:
+        """The call's talk: its operators' talks added up; None when none is known."""
+        if not self.answers:
+            return float(self.talk_seconds) if self.talk_seconds is not None else None
+        known = [a.talk_seconds for a in self.answers if a.talk_seconds is not None]
+        return float(sum(known)) if known else None
+
+    def wrap_keys(self) -> list[WrapKey]:
+        """The keys of the wrap-ups after the call's parts."""
+        if not self.answers:
+            return [(self.call_id, self.desk)] if self.desk is not None else []
+        return [(self.call_id, a.desk) for a in self.answers]
+
+    def as_answered_by(self, operator: str) -> list[CallRow]:
+        """The call as ``operator`` answered it: each of their parts as a call with their
+        talk and end (the call's own row when one operator answered it, and it was them)."""
+        if not self.answers:
+            return [self] if self.operator == operator else []
+        return [replace(self, operator=a.operator, desk=a.desk, talk_seconds=a.talk_seconds,
+                        completed_at=a.completed_at, answers=())
+                for a in self.answers if a.operator == operator]
 
     @property
     def offered(self) -> bool:
@@ -310,15 +357,15 @@ class Figures:
 
 
 def figures(rows: Sequence[CallRow], now: datetime,
-            wrapups: Mapping[str, float] | None = None) -> Figures:
-    """The figures of ``rows``; ``wrapups`` maps answered call ids to their wrap-up seconds
-    (None: wrap-up not measured)."""
+            wrapups: Mapping[WrapKey, float] | None = None) -> Figures:
+    """The figures of ``rows``; ``wrapups`` maps each answered call's parts (call id, phone)
+    to their wrap-up seconds (None: wrap-up not measured)."""
     offered = [row for row in rows if row.offered]
     answered = [row for row in offered if row.answered]
     waits = [w for w in (row.wait_seconds for row in answered) if w is not None]
-    talks = [float(row.talk_seconds) for row in answered if row.talk_seconds is not None]
+    talks = [talk for talk in (row.talk for row in answered) if talk is not None]
     labelled = [row for row in rows if row.label is not None]
-    wraps = ([wrapups[row.call_id] for row in answered if row.call_id in wrapups]
+    wraps = ([wrapups[key] for row in answered for key in row.wrap_keys() if key in wrapups]
              if wrapups is not None else [])
     return Figures(
         calls=len(rows),
@@ -346,18 +393,23 @@ def grouped(rows: Iterable[CallRow], key: Callable[[CallRow], Iterable[K]]
 
 
 def operators_of(row: CallRow) -> frozenset[str]:
-    """The operators a call counts for: every one rung, and the one who answered."""
-    return row.rung | {row.operator} if row.operator else row.rung
+    """The operators a call counts for: every one rung, and every one who answered."""
+    answering = {a.operator for a in row.answers}
+    if not row.answers and row.operator:
+        answering.add(row.operator)
+    return row.rung | answering
 
 
-def operator_figures(rows: Sequence[CallRow], now: datetime, wrapups: Mapping[str, float]
+def operator_figures(rows: Sequence[CallRow], now: datetime, wrapups: Mapping[WrapKey, float]
                      ) -> dict[str, Figures]:
     """Per operator. Offered: rung for the call; answered, talk, wait and wrap-up: the calls
-    that operator answered; abandoned: offered to them and abandoned."""
+    that operator answered (each of them, when several did), with their own talk and
+    wrap-up; abandoned: offered to them and abandoned."""
     result = {}
     for operator, mine in grouped(rows, operators_of).items():
         base = figures(mine, now, wrapups)
-        theirs = figures([r for r in mine if r.operator == operator], now, wrapups)
+        theirs = figures([part for r in mine for part in r.as_answered_by(operator)], now,
+                         wrapups)
         result[operator] = Figures(
             calls=base.calls, offered=base.offered, answered=theirs.answered,
             abandoned=base.abandoned, service_levels=theirs.service_levels,
@@ -469,7 +521,7 @@ class PeriodFigures:
     operators: Mapping[str, Figures]
 
 
-def period_figures(rows: Sequence[CallRow], now: datetime, wrapups: Mapping[str, float]
+def period_figures(rows: Sequence[CallRow], now: datetime, wrapups: Mapping[WrapKey, float]
                    ) -> PeriodFigures:
     """Reference: a period's figures from its call rows."""
     by_shift = grouped(rows, lambda r: [ShiftSlot(r.shift_day, r.shift_name)]

@@ -11,7 +11,9 @@ A call's rung operators and current label are copies kept on its row by the trig
 migration 0015, so no per-call probe of ``call_events`` or ``call_labels`` is needed.
 
 The shift report reads per-shift rollups (migration 0016):
-a closed shift's figures per (first queue, answering operator), stored once by
+a closed shift's figures per first queue (kind 'fine', a call once) and per (first queue,
+answering operator) (kind 'answer', each operator's part of a call several answered,
+migration 0052), stored once by
 :meth:`ReportRepository.refresh_rollups` with the same SQL, and deleted by triggers when a
 late fact touches the shift; a shift without a valid rollup (the current one, or one just
 touched) is computed from its calls in the same statement. A month is then about a hundred
@@ -77,6 +79,7 @@ _PERIOD_CALLS: Final = """
            c.ivr_category, c.rung_operators, c.rung_accounts, c.current_label AS label,
            c.talk_seconds, c.completed_at, c.queue_joined_at AS joined_at, c.disposition,
            c.wrapup_seconds * 1000000::bigint AS wrapup_us,
+           c.answers_shared AND c.disposition = 'answered' AS shared,
            CASE WHEN c.disposition <> 'answered' THEN NULL
                 WHEN c.queue_joined_at IS NOT NULL AND c.answered_at IS NOT NULL
                 THEN greatest(0, round(date_part('epoch', c.answered_at - c.queue_joined_at)
@@ -87,6 +90,42 @@ _PERIOD_CALLS: Final = """
     WHERE c.shift_day BETWEEN $1 AND $2 AND ($3::text IS NULL OR c.shift_name = $3)
 """
 
+# The columns of a ``period`` row that are the call's whatever operator's part is read.
+_CALL_COLUMNS: Final = ("call_id", "shift_day", "shift_name", "queue", "line", "ivr_category",
+                        "label", "joined_at", "disposition", "wait_us")
+
+# ``answers``: each answering operator's part of the period's calls (model.CallRow.answers,
+# Answer): for an answered call more than one operator answered (``period.shared``: its
+# call_answers rows, migration 0052), one row per operator with their talk, end and wrap-up;
+# for any other call its own row (its one operator, or none). A handful of calls have
+# several: only theirs are looked up, each by call_answers' primary key.
+_SHARED: Final = f"""
+    shared AS MATERIALIZED (
+        SELECT {", ".join(f"p.{c}" for c in _CALL_COLUMNS)}, a.operator AS desk,
+               COALESCE('#' || a.answered_account, a.operator) AS operator,
+               CASE WHEN a.talk_seconds IS NULL AND a.talk_before = 0 THEN NULL
+                    ELSE a.talk_before + COALESCE(a.talk_seconds, 0) END AS talk_seconds,
+               a.completed_at, a.wrapup_seconds * 1000000::bigint AS wrapup_us
+        FROM period p
+        -- OFFSET 0: a probe per shared call, never a join that reads all of call_answers.
+        CROSS JOIN LATERAL (SELECT * FROM call_answers a WHERE a.call_id = p.call_id
+                            OFFSET 0) a
+        WHERE p.shared
+    )
+"""  # noqa: S608 - built from this module's constants only
+_ANSWERS: Final = f"""
+    {_SHARED},
+    answers AS (
+        SELECT {", ".join(f"p.{c}" for c in _CALL_COLUMNS)}, p.desk, p.operator,
+               p.talk_seconds, p.completed_at, p.wrapup_us, false AS shared
+        FROM period p WHERE NOT p.shared
+        UNION ALL
+        SELECT {", ".join(_CALL_COLUMNS)}, desk, operator, talk_seconds, completed_at,
+               wrapup_us, true
+        FROM shared
+    )
+"""  # noqa: S608 - built from this module's constants only
+
 # Each done call's wrap-up in microseconds (model.wrapup_seconds), from the operators' pause
 # changes read as the reference reads them: grouped by (operator, instant) over the
 # operators of the slots' done calls, from their first call's end to a while past their last
@@ -94,15 +133,16 @@ _PERIOD_CALLS: Final = """
 # Two window passes instead of a probe per call: per change, the next change that is not a
 # wrap-up pause (its end); per call end, the first wrap-up pause at or after it (changes sort
 # before call ends at the same instant: ``completed_at <= at`` counts).
-# Pauses are the phone's (``desk``): a call's automatic wrap-up is its answering queue's
-# (``wrapup_us``), else the settings file's.
+# Pauses are the phone's (``desk``), one wrap-up per operator's part of a call (``answers``):
+# its automatic wrap-up is the queue that operator answered in's (``wrapup_us``), else the
+# settings file's.
 # $4: grace interval, $5: lookahead interval, $6: automatic wrap-up in microseconds (the
 # settings file's), $7: the wrap-up pause reason.
 _WRAPUPS: Final = """
     done AS (
         SELECT call_id, desk AS operator, completed_at, shift_day, shift_name, queue,
                COALESCE(wrapup_us, $6::bigint) AS automatic_us
-        FROM period
+        FROM answers
         WHERE completed_at IS NOT NULL AND desk IS NOT NULL
     ),
     bounds AS (
@@ -198,13 +238,15 @@ _OFFERED_TO: Final = """
                count(*) FILTER (WHERE p.queue IS NOT NULL AND p.disposition = 'abandoned')
                    AS abandoned
         FROM period p
-        -- Every phone rung, as the account working at it then (0044), and who answered;
-        -- each once.
+        -- Every phone rung, as the account working at it then (0044), and who answered
+        -- (each operator, when several did: 0052); each once.
         CROSS JOIN LATERAL (
             SELECT COALESCE('#' || r.account, r.desk)
             FROM unnest(p.rung_operators, p.rung_accounts) AS r (desk, account)
             UNION
-            SELECT p.operator WHERE NULLIF(p.operator, '') IS NOT NULL
+            SELECT p.operator WHERE NULLIF(p.operator, '') IS NOT NULL AND NOT p.shared
+            UNION
+            SELECT s.operator FROM shared s WHERE p.shared AND s.call_id = p.call_id
         ) AS o (operator)
         GROUP BY o.operator
     ),
@@ -220,6 +262,24 @@ def _grouping_label(groups: tuple[str, ...], keys: list[str]) -> str:
     return f"CASE {cases} ELSE 'total' END" if cases else "'total'"
 
 
+def _call_level() -> str:
+    """``call_level``: one row per call of ``calls_wrapped`` (answers with their wrap-ups:
+    ``wrap_k`` how many, ``wrap_us`` their sum), a call's talk and wrap-ups those of all its
+    operators' parts added up (model.CallRow.talk), its operator NULL: the figures of a
+    total, a shift or a queue count a call once."""
+    columns = ", ".join(_CALL_COLUMNS)
+    return f"""
+        call_level AS (
+            SELECT {columns}, NULL::text AS operator, talk_seconds::bigint AS talk_seconds,
+                   wrap_k::bigint AS wrap_k, wrap_us::numeric AS wrap_us
+            FROM calls_wrapped WHERE NOT shared
+            UNION ALL
+            SELECT {columns}, NULL, sum(talk_seconds), sum(wrap_k), sum(wrap_us)
+            FROM calls_wrapped WHERE shared GROUP BY {columns}
+        )
+    """  # noqa: S608 - built from this module's constants only
+
+
 def _figures_query(groups: tuple[str, ...]) -> str:
     """The figures (no wrap-ups) of a period's calls under each of ``groups`` (names of
     :data:`_SETS`), one row per group with its name in ``grouped_by`` and its key columns,
@@ -229,13 +289,20 @@ def _figures_query(groups: tuple[str, ...]) -> str:
     label = _grouping_label(groups, keys)
     sets = ", ".join(f"({', '.join(_SETS[name])})" for name in groups)
     by_call = _figure_columns("$4", "$5") | {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
+    calls = ", ".join(_CALL_COLUMNS)
     # Two levels: the counts and sums once per finest group, then added up per set; the p90
     # is no sum, so it is taken per set over the waits alone.
     return f"""
         WITH period AS MATERIALIZED ({_PERIOD_CALLS}),
+        {_SHARED},
+        call_level AS (
+            SELECT {calls}, talk_seconds::bigint AS talk_seconds FROM period WHERE NOT shared
+            UNION ALL
+            SELECT {calls}, sum(talk_seconds) FROM shared GROUP BY {calls}
+        ),
         fine AS (
             SELECT {", ".join(keys)}, {", ".join(f"{e} AS {c}" for c, e in by_call.items())}
-            FROM period GROUP BY {", ".join(keys)}
+            FROM call_level GROUP BY {", ".join(keys)}
         ),
         rolled AS (
             SELECT {label} AS grouped_by, {", ".join(keys)},
@@ -266,6 +333,8 @@ def _figures_query(groups: tuple[str, ...]) -> str:
 # $8 the nuisance labels.
 
 _ROLLUP_KEYS: Final = ("shift_day", "shift_name", "queue", "operator")
+_KEY_TYPES: Final = {"shift_day": "date", "shift_name": "text", "queue": "text",
+                     "operator": "text"}
 
 
 def _slot_rows(source: str, *, wrapups: bool) -> str:
@@ -273,7 +342,7 @@ def _slot_rows(source: str, *, wrapups: bool) -> str:
     relation of (shift_day, shift_name) slots; defines the CTEs ``period``..``computed``."""
     columns = _figure_columns("$7", "$8")
     if wrapups:
-        columns |= {"wrap_n": "count(wrap_us) FILTER (WHERE queue IS NOT NULL)",
+        columns |= {"wrap_n": "COALESCE(sum(wrap_k) FILTER (WHERE queue IS NOT NULL), 0)",
                     "wrap_sum": "sum(wrap_us) FILTER (WHERE queue IS NOT NULL)"}
     else:
         columns |= {"wrap_n": "0::bigint", "wrap_sum": "NULL::numeric"}
@@ -285,23 +354,33 @@ def _slot_rows(source: str, *, wrapups: bool) -> str:
         f"JOIN {source} s ON s.shift_day = c.shift_day AND s.shift_name = c.shift_name")
     # _WRAPUPS numbers its parameters after the period's three: one fewer here.
     wrapup_ctes = re.sub(r"\$([4-7])", lambda m: f"${int(m[1]) - 1}", _WRAPUPS)
-    joined = ("SELECT p.*, w.wrap_us FROM period p LEFT JOIN wrapups w USING (call_id)"
-              if wrapups else "SELECT p.* FROM period p")
+    joined = ("SELECT a.*, (w.wrap_us IS NOT NULL)::int AS wrap_k, w.wrap_us FROM answers a"
+              " LEFT JOIN wrapups w ON w.call_id = a.call_id AND w.operator = a.desk"
+              if wrapups else "SELECT a.*, 0 AS wrap_k, NULL::bigint AS wrap_us FROM answers a")
+    waits = ("COALESCE(array_agg(wait_us) FILTER (WHERE queue IS NOT NULL AND disposition ="
+             " 'answered' AND wait_us IS NOT NULL), '{}') AS waits")
     per_slot_offered = _OFFERED_TO.replace("SELECT o.operator,", (
         "SELECT p.shift_day, p.shift_name, o.operator,")).replace(
         "GROUP BY o.operator", "GROUP BY p.shift_day, p.shift_name, o.operator")
     return f"""
         period AS MATERIALIZED ({period_calls}),
+        {_ANSWERS},
         {wrapup_ctes + "," if wrapups else ""}
         {per_slot_offered}
-        calls_wrapped AS ({joined}),
+        calls_wrapped AS MATERIALIZED ({joined}),
+        {_call_level()},
+        -- 'fine': per call (a total, a shift, a queue); 'answer': per answering operator's
+        -- part (the operators' figures).
         computed AS (
             SELECT 'fine' AS kind, {", ".join(_ROLLUP_KEYS)},
                    {", ".join(f"{e} AS {c}" for c, e in columns.items())},
-                   COALESCE(array_agg(wait_us) FILTER (
-                       WHERE queue IS NOT NULL AND disposition = 'answered'
-                         AND wait_us IS NOT NULL), '{{}}') AS waits
-            FROM calls_wrapped GROUP BY {", ".join(_ROLLUP_KEYS)}
+                   {waits}
+            FROM call_level GROUP BY {", ".join(_ROLLUP_KEYS)}
+            UNION ALL
+            SELECT 'answer' AS kind, {", ".join(_ROLLUP_KEYS)},
+                   {", ".join(f"{e} AS {c}" for c, e in columns.items())},
+                   {waits}
+            FROM calls_wrapped WHERE operator IS NOT NULL GROUP BY {", ".join(_ROLLUP_KEYS)}
             UNION ALL
             SELECT 'offered_to', {", ".join(offered)}, '{{}}'::bigint[] FROM offered_to
         )
@@ -315,9 +394,27 @@ def _rolled_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
     has a valid one (computed with the automatic wrap-up $5, or any when $5 is NULL), else
     from its calls. Parameters as :func:`_slot_rows`."""
     keys = sorted({column for name in groups for column in _SETS[name]})
-    label = _grouping_label(groups, keys)
-    sets = ", ".join(f"({', '.join(_SETS[name])})" for name in groups)
+    # The operators' figures from the rows per operator's part ('answer'), the others' from
+    # the rows per call ('fine'): each set over its own kind of row.
+    kinds = {name: "answer" if name == "operator" else "fine" for name in groups}
     sums = [*_figure_columns("$7", "$8"), "wrap_n", "wrap_sum"]
+
+    def over(kind: str, select: str, source: str) -> str:
+        mine = tuple(name for name in groups if kinds[name] == kind)
+        if not mine:
+            return ""
+        own = sorted({column for name in mine for column in _SETS[name]})
+        sets = ", ".join(f"({', '.join(_SETS[name])})" for name in mine)
+        columns = ", ".join(k if k in own else f"NULL::{_KEY_TYPES[k]} AS {k}" for k in keys)
+        return f"""
+            SELECT {_grouping_label(mine, own)} AS grouped_by, {columns}, {select}
+            FROM {source} AND kind = '{kind}' GROUP BY GROUPING SETS ({sets})
+        """  # noqa: S608 - built from this module's constants only
+
+    def both(select: str, source: str) -> str:
+        return " UNION ALL ".join(part for part in (over(kind, select, source)
+                                                    for kind in ("fine", "answer")) if part)
+
     stored = ["kind", *_ROLLUP_KEYS, *sums, "waits"]
     offered_part = f"""
         UNION ALL
@@ -347,18 +444,10 @@ def _rolled_query(groups: tuple[str, ...], *, wrapups: bool) -> str:
             FROM report_rollups r
             JOIN valid v ON v.shift_day = r.shift_day AND v.shift_name = r.shift_name
         ),
-        rolled AS (
-            SELECT {label} AS grouped_by, {", ".join(keys)},
-                   {", ".join(f"COALESCE(sum({c}), 0)::bigint AS {c}" for c in sums)}
-            FROM fine WHERE kind = 'fine' GROUP BY GROUPING SETS ({sets})
-        ),
-        tiles AS (
-            SELECT {label} AS grouped_by, {", ".join(keys)},
-                   percentile_disc(0.9) WITHIN GROUP (ORDER BY w.wait_us) AS wait_p90
-            FROM fine CROSS JOIN LATERAL unnest(fine.waits) AS w (wait_us)
-            WHERE kind = 'fine'
-            GROUP BY GROUPING SETS ({sets})
-        )
+        rolled AS ({both(", ".join(f"COALESCE(sum({c}), 0)::bigint AS {c}" for c in sums),
+                         "fine WHERE true")}),
+        tiles AS ({both("percentile_disc(0.9) WITHIN GROUP (ORDER BY w.wait_us) AS wait_p90",
+                        "fine CROSS JOIN LATERAL unnest(fine.waits) AS w (wait_us) WHERE true")})
         SELECT r.*, t.wait_p90
         FROM rolled r LEFT JOIN tiles t ON t.grouped_by = r.grouped_by
             AND {" AND ".join(f"t.{k} IS NOT DISTINCT FROM r.{k}" for k in keys)}
@@ -380,9 +469,19 @@ _SLOT_STATE: Final = f"""
                  AND queue_joined_at IS NOT NULL
                  AND $5 - queue_joined_at <= interval '{max(SERVICE_LEVEL_SECONDS)} seconds'
            ) AS in_progress,
-           min(completed_at) FILTER (WHERE operator IS NOT NULL) AS wrap_lo,
-           max(completed_at) FILTER (WHERE operator IS NOT NULL) + $3 + $4 AS wrap_hi
-    FROM call_outcomes WHERE shift_day = $1 AND shift_name = $2
+           -- The parts of calls several operators answered end where their operators' did
+           -- (0052): the window holds them too (LEAST and GREATEST pass over a NULL). It may
+           -- hold more than the wrap-ups read (an unanswered call's parts): never less.
+           LEAST(min(c.completed_at) FILTER (WHERE c.operator IS NOT NULL),
+                 min((SELECT min(a.completed_at) FROM call_answers a
+                      WHERE a.call_id = c.call_id)) FILTER (WHERE c.answers_shared))
+               AS wrap_lo,
+           GREATEST(max(c.completed_at) FILTER (WHERE c.operator IS NOT NULL),
+                    max((SELECT max(a.completed_at) FROM call_answers a
+                         WHERE a.call_id = c.call_id)) FILTER (WHERE c.answers_shared))
+               + $3 + $4 AS wrap_hi
+    FROM call_outcomes c
+    WHERE c.shift_day = $1 AND c.shift_name = $2
 """  # noqa: S608 - built from this module's constants only
 
 _STORE_ROLLUP: Final = f"""

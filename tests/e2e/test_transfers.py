@@ -382,6 +382,13 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
 
     talk = await eventually("the talk after the transfer counted", talk_counted, 10)
     assert talk <= (record.ended_at - arrived).total_seconds() - row["ring_seconds"] + 1
+    # The reports' answers (migration 0052): one operator answered, once, with that talk;
+    # the amended completion replaced the talk up to the transfer, added nothing to it.
+    answers = await line.database.run(lambda c: c.fetch(
+        "SELECT a.operator, a.talk_seconds, a.talk_before, c.answers_shared"
+        " FROM call_answers a JOIN calls c USING (call_id) WHERE a.call_id = $1",
+        call["call_id"]))
+    assert [tuple(a) for a in answers] == [(OPERATOR, talk, 0, False)]
 
 
 async def test_after_a_busy_agency_the_operator_can_transfer_again_attended(

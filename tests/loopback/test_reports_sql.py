@@ -87,6 +87,11 @@ async def test_sql_figures_equal_the_reference_on_random_histories(
         # Both kinds of operator were compared: accounts at phones, and phones with none.
         assert {key.split("/")[0] for key in figured.operators} >= {"PJSIP"}
         assert any(key.startswith("#") for key in figured.operators)
+        # Calls two operators answered were compared, one operator answering twice too.
+        shared = await connection.fetch(
+            "SELECT call_id, max(talk_before) > 0 AS again FROM call_answers"
+            " GROUP BY call_id HAVING count(*) > 1")
+        assert len(shared) > 5 and any(row["again"] for row in shared)
     finally:
         await connection.close()
 
@@ -101,9 +106,11 @@ async def late_facts(connection: asyncpg.Connection, rng: random.Random, now: da
                      ) -> set[ShiftSlot]:
     """Facts arriving after their slots were rolled up: a relabel, a pause change that ends
     (or starts) a wrap-up, a rung event, a call's late end, an operator's leaving a three-way
-    call mid-talk and a call first seen late. The slots they must invalidate."""
+    call mid-talk, a second operator's answer and a call first seen late. The slots they
+    must invalidate."""
     calls = await connection.fetch(
-        "SELECT call_id, shift_day, shift_name, operator, answered_at, completed_at, ended_at"
+        "SELECT call_id, shift_day, shift_name, operator, answered_at, completed_at, ended_at,"
+        " talk_seconds"
         " FROM report_rollups_probe ORDER BY call_id")
     touched: set[ShiftSlot] = set()
 
@@ -150,6 +157,22 @@ async def late_facts(connection: asyncpg.Connection, rng: random.Random, now: da
     await connection.execute(
         "INSERT INTO transfer_steps (leg_id, step, actor, at) VALUES ($1, 'leave', 'sari', $2)",
         leg_id, left["answered_at"] + (left["completed_at"] - left["answered_at"]) / 2)
+    # A second operator's answer of a call recorded late (a spool drained after an outage):
+    # that operator answered it too, with their talk and wrap-up.
+    shared = rng.choice([row for row in done if row["operator"] is not None])
+    touched.add(ShiftSlot(shared["shift_day"], shared["shift_name"]))
+    other = rng.choice([op for op in OPERATORS if op != shared["operator"]])
+    await connection.executemany(
+        "INSERT INTO call_events (dedupe_key, call_id, kind, at, body)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING",
+        [(f"late-{n}-{shared['call_id']}", shared["call_id"], kind, at,
+          json.dumps({"operator": op, "queue": "medical", "talk_seconds": talk}))
+         for n, (kind, op, at, talk) in enumerate((
+             ("operator_completed", shared["operator"], shared["completed_at"],
+              shared["talk_seconds"] or 0),
+             ("operator_answered", other, shared["completed_at"] + timedelta(seconds=9), None),
+             ("operator_completed", other, shared["completed_at"] + timedelta(seconds=70),
+              61)))])
     first_seen = pick()
     await connection.execute(
         "INSERT INTO calls (call_id, line, arrived_at, shift_day, shift_name, queue,"

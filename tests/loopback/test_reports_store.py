@@ -572,3 +572,164 @@ async def test_an_upgrade_names_earlier_calls_by_the_desks_joins(
         await connection.close()
         await database.close()
         await drop_database(pg_cluster, owner)
+
+
+def handed_on(call_id: str, arrived: datetime) -> list[CallFact]:
+    """A call A answered and blind-transferred to an agency that did not answer; A did not
+    take the caller back, who queued again and B answered (the tracker's facts)."""
+    joined = arrived + timedelta(seconds=5)
+    transferred = joined + timedelta(seconds=25)  # A answered after 5 s, talked 20 s
+    again = transferred + timedelta(seconds=40)  # the agency's ring, then A's phone's
+    answered = again + timedelta(seconds=10)
+    done = answered + timedelta(seconds=90)
+    return [
+        CallStarted(call_id, call_id, f"PJSIP/carrier-{call_id}", "081234567890", "", "112",
+                    arrived),
+        IvrVariableSet(call_id, "category", "emergency", arrived + timedelta(seconds=3)),
+        QueueJoined(call_id, "medical", 1, joined),
+        OperatorRung(call_id, "medical", A, joined + timedelta(seconds=1)),
+        OperatorAnswered(call_id, "medical", A, 5, 1, joined + timedelta(seconds=5)),
+        OperatorCompleted(call_id, "medical", A, 5, 20, "transfer", transferred),
+        QueueJoined(call_id, "medical", 1, again),
+        OperatorRung(call_id, "medical", B, again + timedelta(seconds=1)),
+        OperatorAnswered(call_id, "medical", B, 10, 1, answered),
+        OperatorCompleted(call_id, "medical", B, 10, 90, "caller", done),
+        CallEnded(call_id, 16, "Normal Clearing", done),
+    ]
+
+
+async def test_a_call_two_operators_answered_credits_each_with_their_own_part(
+        database_dsn: str, settings: Settings) -> None:
+    """Budi answers, blind-transfers to an agency that does not answer, does not take the
+    caller back; the caller queues again and Sari answers and talks. Each is credited with
+    an answer and their own talk and wrap-up (Budi's wrap-up pause after his part, Sari's
+    automatic); the shift counts the call once, its talk both talks. Another call Budi
+    talks on with after a transfer came back is his alone, its talk all of his."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        for username in ("budi", "sari"):
+            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
+                                                     "x")
+        await assign_desk(database, load_menu(), "budi", A, {"medical": 3})
+        await assign_desk(database, load_menu(), "sari", B, {"medical": 3})
+        first = handed_on("1741572000.1", local(8))
+        back = local(9)  # answered at 9:00:10, transferred at 9:00:20, talked again to 9:01
+        await CallRepository(CALENDAR).apply(connection, [
+            *first, *pause(A, local(8, 0, 40), True, "wrapup"),
+            *pause(A, local(8, 1, 20), False),
+            *call("1741575600.2", back, wait=5, talk=10, end=False)[:-1],
+            OperatorCompleted("1741575600.2", "medical", A, 5, 10, "transfer",
+                              back + timedelta(seconds=20)),
+            # The tracker's completion again, the talk after the caller came back added.
+            OperatorCompleted("1741575600.2", "medical", A, 5, 50, "transfer",
+                              back + timedelta(seconds=60)),
+            CallEnded("1741575600.2", 16, "Normal Clearing", back + timedelta(seconds=60))])
+        # Pagi running (computed from its calls), then over (from its rollup).
+        for now in (local(14, 59), local(18)):
+            reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                                    clock=lambda now=now: now)  # type: ignore[misc]
+            report = await reports.shift_report(Period(DAY, DAY, "pagi"))
+            operators = {op: (f.offered, f.answered, f.mean_talk, f.mean_wrapup)
+                         for op, _, f in report.operators}
+            assert operators == {"budi": (2, 2, 35.0, 27.5),  # talks 20, 50; wraps 50, 5
+                                 "sari": (1, 1, 90.0, 5.0)}
+            # Once per call; the talk of the first both operators' (110 s), of the second
+            # 50 s; a wrap-up after each operator's part (50, 5 and 5).
+            assert (report.total.calls, report.total.answered, report.total.mean_talk,
+                    report.total.mean_wrapup) == (2, 2, 80.0, 20.0)
+            assert [(q, f.answered, f.mean_talk) for q, f in report.queues] == [
+                ("medical", 2, 80.0)]
+        assert await connection.fetchval("SELECT count(*) FROM report_rollups"
+                                         " WHERE kind = 'answer'") == 2
+        summary = await reports.daily_summary(DAY)
+        assert (summary.figures.answered, summary.figures.mean_talk) == (2, 80.0)
+    finally:
+        await connection.close()
+        await database.close()
+
+
+async def test_an_upgrade_credits_each_operator_of_earlier_calls_with_their_part(
+        pg_cluster: EmbeddedPostgres, settings: Settings) -> None:
+    """Migration 0052 on a call two operators answered before it: each operator's part is
+    derived from the answer facts kept; the first operator's account is the call's own
+    copy (0044), the second's the account whose desk.join at that phone came last before
+    their answer."""
+    owner = await create_database_before(pg_cluster, 52)
+    database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
+    connection = await asyncpg.connect(owner)
+    try:
+        for username in ("budi", "sari"):
+            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
+                                                     "x")
+        # Budi at A as the desks page puts him (the line's role has no grants before the
+        # upgrade); Sari's join at B only in the audit log.
+        await connection.execute("INSERT INTO operators (operator) VALUES ($1)", A)
+        await connection.execute(
+            "INSERT INTO account_operators (account_id, operator) SELECT account_id, $1"
+            " FROM accounts WHERE username = 'budi'", A)
+        await connection.execute(
+            "INSERT INTO audit_log (at, actor, action, object_type, object_id) "
+            "VALUES ($1, 'sari', 'desk.join', 'desk', $2)", local(7), B)
+        await CallRepository(CALENDAR).apply(connection, [
+            *handed_on("1741572000.1", local(8)),
+            *call("1741575600.2", local(9), wait=3, talk=30)])  # his alone, as before
+        await upgrade_database(pg_cluster, owner)
+        reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                                clock=lambda: local(16, 30))
+        report = await reports.shift_report(Period(DAY, DAY))
+        # B rang with nobody recorded at it then (0044's copy, taken when it rang).
+        assert [(op, f.offered, f.answered, f.mean_talk) for op, _, f in report.operators] == [
+            (B, 1, 0, None), ("budi", 2, 2, 25.0), ("sari", 1, 1, 90.0)]
+        assert (report.total.answered, report.total.mean_talk) == (2, 70.0)
+        # Only the call two operators answered was replayed (the other reads its own row).
+        assert await connection.fetchval("SELECT count(DISTINCT call_id) FROM call_answers"
+                                         ) == 1
+    finally:
+        await connection.close()
+        await database.close()
+        await drop_database(pg_cluster, owner)
+
+
+async def test_each_operators_part_follows_the_answer_facts(database_dsn: str) -> None:
+    """call_answers (0052) from the facts as the call store records them: a completion the
+    tracker restates replaces the talk; an operator answering the call again from the queues
+    adds a talk; a fact recorded again changes nothing; an answer whose completion never
+    came is an answer with no talk; a completion alone gives its answer's instant."""
+    call_id, at = "1741572000.1", local(8)
+    answered, again = at + timedelta(seconds=10), at + timedelta(seconds=90)
+    facts: list[CallFact] = [
+        CallStarted(call_id, call_id, "PJSIP/carrier-1", "081234567890", "", "112", at),
+        QueueJoined(call_id, "medical", 1, at + timedelta(seconds=5)),
+        OperatorAnswered(call_id, "medical", A, 5, 1, answered),
+        OperatorCompleted(call_id, "medical", A, 5, 20, "transfer",
+                          answered + timedelta(seconds=20)),
+        OperatorCompleted(call_id, "medical", A, 5, 45, "transfer",
+                          answered + timedelta(seconds=50)),
+        QueueJoined(call_id, "medical", 1, again - timedelta(seconds=5)),
+        OperatorAnswered(call_id, "medical", A, 5, 1, again),
+        OperatorCompleted(call_id, "medical", A, 5, 20, "transfer",
+                          again + timedelta(seconds=20)),
+        QueueJoined(call_id, "medical", 1, again + timedelta(seconds=25)),
+        OperatorAnswered(call_id, "fire", B, 30, 1, again + timedelta(seconds=30)),
+        CallEnded(call_id, 16, "Normal Clearing", again + timedelta(seconds=60)),
+        # A call first seen through its completion (the listener restarted meanwhile).
+        OperatorCompleted("1741572600.2", "medical", B, 5, 30, "caller", local(8, 11)),
+    ]
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        calls = CallRepository(CALENDAR)
+        await calls.apply(connection, facts)
+        await calls.apply(connection, facts[3:5])  # recorded again: nothing changes
+        rows = await connection.fetch(
+            "SELECT call_id, operator, queue, answered_at, completed_at, talk_seconds,"
+            " talk_before FROM call_answers ORDER BY call_id, operator")
+        assert [tuple(row) for row in rows] == [
+            (call_id, A, "medical", answered, again + timedelta(seconds=20), 20, 45),
+            (call_id, B, "fire", again + timedelta(seconds=30), None, None, 0),
+            ("1741572600.2", B, "medical", local(8, 10, 30), local(8, 11), 30, 0)]
+        assert await connection.fetchval(
+            "SELECT array_agg(call_id ORDER BY call_id) FROM calls WHERE answers_shared"
+        ) == [call_id]
+    finally:
+        await connection.close()

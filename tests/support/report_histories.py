@@ -1,7 +1,8 @@
 """Random call histories for the reports' tests: overflowed, abandoned, vanished and
 still-waiting calls, answers with an unknown join, relabelled calls (ties included), rung
 events recorded before their call row, wrap-up pauses at the grace's edges and across
-queues, calls on both sides of shift boundaries.
+queues, calls on both sides of shift boundaries, calls two operators answered (a blind
+transfer nobody took, the caller queued again), one of them now and then twice.
 
 :func:`random_history` makes one (pure: the ``calls`` rows and the other rows as plain
 values), :func:`build_history` stores one in PostgreSQL, :func:`call_rows` gives the
@@ -67,6 +68,7 @@ class History:
     early_events: list[Event] = field(default_factory=list)  # ... and before it
     labels: list[tuple[str, str, datetime]] = field(default_factory=list)  # call, label, at
     changes: list[Change] = field(default_factory=list)  # operator state changes
+    answers: list[Event] = field(default_factory=list)  # answer facts of shared calls
 
 
 def seconds(rng: random.Random, low: float, high: float) -> timedelta:
@@ -141,6 +143,8 @@ def random_history(rng: random.Random, calls: int, now: datetime) -> History:
                     row["completed_at"] = done
                     row["ended_at"] = done
                     history.changes += wrapup_pause(rng, operator, done)
+                    if talk >= 12 and row["answered_at"] is not None and rng.random() < 0.2:
+                        history.answers += shared_answers(rng, history, row, answered, done)
                 elif row["answered_at"] is None:
                     row["answered_at"] = answered
             elif fate < 0.75:
@@ -171,6 +175,46 @@ def random_history(rng: random.Random, calls: int, now: datetime) -> History:
         history.changes += state(rng.choice(OPERATORS), at, rng.random() < 0.6,
                                  rng.choice(["wrapup", "break", ""]))
     return history
+
+
+def shared_answers(rng: random.Random, history: History, row: dict[str, Any],
+                   answered: datetime, done: datetime) -> list[Event]:
+    """The answer facts of a call its operator answered and blind-transferred, which another
+    operator answered from the queues afterwards (its row keeps the first operator and the
+    last talk, as the call store writes it): the first talk now and then amended (the
+    operator talked again with the caller the transfer brought back), the first operator
+    now and then answering it twice, the second one's talk now and then never completed."""
+    first, second = row["operator"], rng.choice([op for op in OPERATORS if op != row["operator"]])
+    call_id, queue = row["call_id"], row["queue"]
+    events: list[Event] = []
+
+    def fact(kind: str, operator: str, at: datetime, talk: int | None = None) -> None:
+        body: dict[str, Any] = {"kind": kind, "queue": queue, "operator": operator,
+                                "at": at.isoformat()}
+        if talk is not None:
+            body["talk_seconds"] = talk
+        events.append((f"{kind}-{call_id}-{len(events)}", call_id, kind, at, json.dumps(body)))
+
+    span = (done - answered).total_seconds()
+    first_done = answered + timedelta(seconds=rng.randint(1, int(span / 3)))
+    fact("operator_answered", first, answered)
+    fact("operator_completed", first, first_done, round((first_done - answered).total_seconds()))
+    if rng.random() < 0.3:  # amended: a talk after the transfer's return adds to it
+        amended = first_done + timedelta(seconds=rng.randint(1, 3))
+        fact("operator_completed", first, amended, round((amended - answered).total_seconds()))
+        first_done = amended
+    history.changes += wrapup_pause(rng, first, first_done)
+    second_answer = first_done + timedelta(seconds=rng.randint(1, int(span / 3)))
+    if rng.random() < 0.2:  # the first operator answers it again from the queues
+        again = second_answer
+        second_answer = again + timedelta(seconds=2)
+        fact("operator_answered", first, again)
+        fact("operator_completed", first, again + timedelta(seconds=1), 1)
+    fact("operator_answered", second, second_answer)
+    if rng.random() < 0.9:
+        fact("operator_completed", second, done, round((done - second_answer).total_seconds()))
+        history.changes += wrapup_pause(rng, second, done)
+    return events
 
 
 # Queues an admin gave a wrap-up of their own (the others: the settings file's).
@@ -215,10 +259,15 @@ async def build_history(connection: asyncpg.Connection, rng: random.Random, call
         await connection.executemany(move, list(zip(accounts, parked, strict=True)))
         await connection.executemany(move, list(zip(
             accounts, rng.sample([*OPERATORS, *away], len(accounts)), strict=True)))
+        chunk_calls = history.calls[start:start + chunk]
         await connection.executemany(
             f"INSERT INTO calls ({', '.join(columns)}) "
             f"VALUES ({', '.join(f'${i + 1}' for i in range(len(columns)))})",
-            [tuple(row[c] for c in columns) for row in history.calls[start:start + chunk]])
+            [tuple(row[c] for c in columns) for row in chunk_calls])
+        # Their answer facts are recorded as the call store records them, the desks as now.
+        ids = {row["call_id"] for row in chunk_calls}
+        await connection.executemany(insert_event, [
+            event for event in history.answers if event[1] in ids])
     await connection.executemany(insert_event, history.events)
     await connection.executemany(
         "INSERT INTO call_labels (call_id, label, labelled_by, labelled_at) "

@@ -5,7 +5,10 @@ aggregated in SQL. Tests compare the SQL figures with these on random histories.
 It reads ``call_labels`` and ``call_events`` themselves, not the copies migration 0015 keeps
 on ``calls``, so a comparison also checks the triggers that keep those copies. Who worked at
 a phone is only known from the copies of migration 0044 (``answered_account``, and
-``rung_accounts`` beside ``rung_operators``): those it takes as they are.
+``rung_accounts`` beside ``rung_operators``): those it takes as they are, and so it takes
+the operators' parts of a call several answered as ``call_answers`` holds them (0052; the
+trigger that keeps them from the answer facts is tested on its own in
+tests/loopback/test_reports_store.py).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import asyncpg
 from telephony.db.rows import from_row
 from telephony.reports.model import (
     WRAPUP_PAUSE_GRACE,
+    Answer,
     CallRow,
     DayFigures,
     Period,
     PeriodFigures,
     StateChange,
+    WrapKey,
     day_figures,
     period_figures,
     wrapup_seconds,
@@ -57,8 +62,29 @@ async def call_rows(connection: asyncpg.Connection, period: Period) -> list[Call
         """,
         period.first, period.last, period.shift,
     )
+    shared = await answers(connection, [row["call_id"] for row in rows
+                                        if row["disposition"] == "answered"])
     return [from_row(CallRow, row, rung=_rung(row), operator=_operator(
-        row["desk"], row["answered_account"])) for row in rows]
+        row["desk"], row["answered_account"]),
+        answers=tuple(part for part, _ in shared.get(row["call_id"], ()))) for row in rows]
+
+
+async def answers(connection: asyncpg.Connection, call_ids: list[str]
+                  ) -> dict[str, list[tuple[Answer, int | None]]]:
+    """Call id -> each operator's part and its queue's recorded wrap-up, for those of the
+    calls more than one operator answered."""
+    rows = await connection.fetch(
+        "SELECT * FROM call_answers WHERE call_id = ANY($1::text[])"
+        " ORDER BY call_id, answered_at NULLS LAST, operator", call_ids)
+    parts: dict[str, list[tuple[Answer, int | None]]] = defaultdict(list)
+    for row in rows:
+        talk = row["talk_seconds"]
+        if talk is not None or row["talk_before"]:
+            talk = row["talk_before"] + (talk or 0)
+        parts[row["call_id"]].append((Answer(
+            _operator(row["operator"], row["answered_account"]) or row["operator"],
+            row["operator"], talk, row["completed_at"]), row["wrapup_seconds"]))
+    return {call_id: mine for call_id, mine in parts.items() if len(mine) > 1}
 
 
 def _operator(desk: str | None, account: int | None) -> str | None:
@@ -94,25 +120,31 @@ async def state_changes(connection: asyncpg.Connection, operators: Collection[st
 
 
 async def wrapups(connection: asyncpg.Connection, rows: list[CallRow],
-                  automatic: float) -> dict[str, float]:
-    """Answered call id -> its operator's wrap-up seconds: the pauses of the phone that
-    answered, at least the answering queue's wrap-up as recorded with the call, else
-    ``automatic``."""
-    done = [(r.call_id, r.desk, r.completed_at) for r in rows
-            if r.completed_at is not None and r.desk is not None]
+                  automatic: float) -> dict[WrapKey, float]:
+    """(Answered call id, phone) -> that operator's wrap-up seconds after their part: the
+    pauses of the phone that answered, at least the answering queue's wrap-up as recorded
+    with the call (or the operator's part), else ``automatic``."""
+    recorded = {(row["call_id"], row["operator"]): row["wrapup_seconds"]
+                for row in await connection.fetch(
+                    "SELECT call_id, operator, wrapup_seconds FROM calls"
+                    " WHERE call_id = ANY($1::text[])", [r.call_id for r in rows])}
+    shared = await answers(connection, [r.call_id for r in rows if r.answers])
+    for call_id, parts in shared.items():
+        recorded |= {(call_id, part.desk): wrap for part, wrap in parts}
+    done = [(r.call_id, part.desk, part.completed_at) for r in rows
+            for part in (r.answers or (Answer("", r.desk or "", None, r.completed_at),))
+            if part.completed_at is not None and part.desk]
     if not done:
         return {}
-    recorded = {row["call_id"]: row["wrapup_seconds"] for row in await connection.fetch(
-        "SELECT call_id, wrapup_seconds FROM calls WHERE call_id = ANY($1::text[])",
-        [call_id for call_id, _, _ in done])}
     changes = await state_changes(connection, {op for _, op, _ in done},
                                   min(at for _, _, at in done), max(at for _, _, at in done))
     # A call's wrap-up pause is looked for up to the lookahead past its own end, whatever the
     # period, so a shift's wrap-ups are the same in every report (and in its rollup).
-    return {call_id: wrapup_seconds(at, [c for c in changes.get(op, [])
-                                         if c.at < at + WRAPUP_PAUSE_GRACE + WRAPUP_LOOKAHEAD],
-                                    automatic if recorded.get(call_id) is None
-                                    else float(recorded[call_id]))
+    return {(call_id, op): wrapup_seconds(
+                at, [c for c in changes.get(op, [])
+                     if c.at < at + WRAPUP_PAUSE_GRACE + WRAPUP_LOOKAHEAD],
+                automatic if recorded.get((call_id, op)) is None
+                else float(recorded[(call_id, op)]))
             for call_id, op, at in done}
 
 

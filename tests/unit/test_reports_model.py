@@ -14,6 +14,7 @@ import pytest
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv, text_cell
 from telephony.reports.model import (
+    Answer,
     CallRow,
     CategoryCount,
     InvalidPeriod,
@@ -39,6 +40,7 @@ from telephony.settings import DEFAULT_SHIFTS
 JAKARTA = ZoneInfo("Asia/Jakarta")
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=JAKARTA)
+OP1 = "PJSIP/op1001"
 NOW = T0 + timedelta(hours=1)
 DAY = date(2025, 3, 10)
 DAY_ENDS = datetime(2025, 3, 11, 7, 0, tzinfo=JAKARTA)
@@ -55,7 +57,8 @@ def row(call_id: str, *, wait: float | None = None, disposition: str = "answered
         call_id=call_id, line="112", shift_day=DAY, shift_name="pagi", category="emergency",
         queue=queue, joined_at=joined if queue else None,
         answered_at=answered_at if answered else None,
-        operator=operator if answered else None, hold_seconds=hold,
+        operator=operator if answered else None, desk=operator if answered else None,
+        hold_seconds=hold,
         talk_seconds=talk if answered else None,
         completed_at=answered_at + timedelta(seconds=talk or 0)
         if answered and answered_at else None,
@@ -128,7 +131,7 @@ def test_figures_of_a_group() -> None:
         row("e", queue=None, disposition="ended_in_ivr", label=Label.PRANK),
         row("f", queue=None, disposition="ended_in_ivr"),
     ]
-    f = figures(rows, NOW, {"a": 5.0, "b": 15.0})
+    f = figures(rows, NOW, {("a", OP1): 5.0, ("b", OP1): 15.0})
     assert (f.calls, f.offered, f.answered, f.abandoned) == (6, 4, 3, 1)
     assert f.mean_wait == pytest.approx(14.0)
     assert f.p90_wait == 30.0
@@ -151,12 +154,35 @@ def test_operators_are_offered_every_call_that_rang_them() -> None:
         row("3", disposition="abandoned", rung=frozenset({a})),  # rang a, caller gave up
         row("4", wait=2, operator=a, rung=frozenset()),  # answer seen, ring was not
     ]
-    per = operator_figures(rows, NOW, {"1": 7.0, "4": 9.0, "2": 5.0})
+    per = operator_figures(rows, NOW, {("1", a): 7.0, ("4", a): 9.0, ("2", b): 5.0})
     assert (per[a].offered, per[a].answered, per[a].abandoned) == (3, 2, 1)
     assert (per[b].offered, per[b].answered, per[b].abandoned) == (2, 1, 0)
     assert per[a].mean_wait == pytest.approx(3.5)
     assert per[a].mean_wrapup == pytest.approx(8.0)
     assert per[b].mean_wait == pytest.approx(12.0)
+
+
+def test_a_call_two_operators_answered_is_each_ones_with_their_own_talk() -> None:
+    """Operator a answered, blind-transferred; nobody took the transfer, the caller queued
+    again and b answered: each answered it, with their own talk and wrap-up; the shift
+    counts the call once, its talk both talks."""
+    a, b = "#1", "#2"
+    shared = replace(row("1", wait=5, operator=a, rung=frozenset({a, b})), answers=(
+        Answer(a, "PJSIP/op1001", 20, T0 + timedelta(seconds=25)),
+        Answer(b, "PJSIP/op1002", 90, T0 + timedelta(seconds=150))))
+    alone = row("2", wait=3, operator=a, talk=40)
+    wraps = {("1", "PJSIP/op1001"): 4.0, ("1", "PJSIP/op1002"): 8.0, ("2", a): 6.0}
+    per = operator_figures([shared, alone], NOW, wraps)
+    assert (per[a].offered, per[a].answered) == (2, 2)
+    assert (per[b].offered, per[b].answered) == (1, 1)
+    assert per[a].mean_talk == pytest.approx(30.0)  # 20 and 40
+    assert per[b].mean_talk == pytest.approx(90.0)
+    assert per[b].mean_wrapup == pytest.approx(8.0)
+    assert per[a].mean_wrapup == pytest.approx(5.0)  # 4 and 6
+    total = figures([shared, alone], NOW, wraps)
+    assert (total.calls, total.answered) == (2, 2)
+    assert total.mean_talk == pytest.approx(75.0)  # (20 + 90 + 40) / 2 calls
+    assert total.mean_wrapup == pytest.approx(6.0)  # per part: 4, 8 and 6
 
 
 # -- wrap-up -------------------------------------------------------------------------------
@@ -305,7 +331,7 @@ def test_text_cells_that_look_like_formulas_are_defused() -> None:
 
 def test_every_table_has_a_header_rows_and_a_total() -> None:
     report = shift_report(Period(DAY, DAY), shift_slots(CALENDAR, Period(DAY, DAY)),
-                          period_figures([row("a", wait=4)], NOW, {"a": 12.0}), names={},
+                          period_figures([row("a", wait=4)], NOW, {("a", OP1): 12.0}), names={},
                           now=NOW, ends_at=DAY_ENDS)
     shifts = parse(report_csv(report, "shifts"))
     assert shifts[0][:2] == ["Tanggal", "Sif"]
