@@ -11,7 +11,7 @@ a visit each), of which about 75% are answered by one of 40 operators after ring
 two (wait 0-60 s, talk 30-300 s), 15% abandoned, the rest vanish or end in the queue; the
 others end in the IVR. 30% are labelled (a tenth relabelled later), 15% of those prank or
 silent. Half of the answered calls are followed by a wrap-up pause in two queues, ended 40 s
-later. Each answer has its ``call_answers`` row (migration 0052); one answered call in fifty
+later. Each answer has its ``call_answers`` row (migration 0051); one answered call in fifty
 was answered by two operators (a blind transfer nobody took, the caller queued again), the
 first talking a third of the talk, the second the rest after 10 s. ``call_events`` are not
 generated: the reports no longer read them.

@@ -257,12 +257,12 @@ class Settings:
     # paused and taken out of its queues by the line; a reloaded page re-registers sooner.
     softphone_lost_grace_seconds: float = 5.0
     # A browser phone's call whose media has stopped this long (the browser died or lost its
-    # network mid-call, no BYE) is hung up by Asterisk, held or not (migration 0050).
+    # network mid-call, no BYE) is hung up by Asterisk, held or not (migration 0049).
     softphone_rtp_timeout_seconds: int = 30
     # Likewise a desk (SIP) phone's call, which lost its power or network mid-call: after
     # desk_phone_rtp_timeout_seconds of no media, or desk_phone_rtp_timeout_hold_seconds
     # while the call is held (a SIP phone without ICE may send nothing at all then).
-    # Migration 0054; pjsip.conf's [operator] for hand-listed phones. 60 s, not the
+    # Migration 0049; pjsip.conf's [operator] for hand-listed phones. 60 s, not the
     # browser's 30: a browser's ICE consent checks prove it alive every few seconds, while a
     # desk phone with silence suppression and no RTCP sends nothing as its operator listens,
     # and cutting a live emergency call is worse than a dead one lasting 30 s longer.

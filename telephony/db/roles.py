@@ -54,7 +54,7 @@ LINE_PRIVILEGES: Final[dict[str, tuple[str, ...]]] = {
     "asterisk_log_cursors": (S, INS, U),  # the backfill's place in the queue_log (upsert)
     "asterisk_outages": (S, INS, U),  # upserted as the outage's times arrive
     "audit_log": (S, INS),  # append-only: never UPDATE, DELETE or TRUNCATE
-    "call_answers": (S, INS, U),  # kept by a trigger on call_events (0052)
+    "call_answers": (S, INS, U),  # kept by a trigger on call_events (0051)
     "call_events": (S, INS),
     "call_labels": (S, INS),
     "call_legs": (S, INS, U),

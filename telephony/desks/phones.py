@@ -41,7 +41,7 @@ class RtpTimeouts:
     its network) before Asterisk hangs it up, in seconds, as the site's settings say: a
     browser's, held or not (it sends ICE consent checks all call long), and a desk phone's,
     talking and held (a SIP phone may send nothing while held). The endpoints'
-    ``rtp_timeout`` and ``rtp_timeout_hold`` (migrations 0050 and 0054)."""
+    ``rtp_timeout`` and ``rtp_timeout_hold`` (migration 0049)."""
 
     browser: int
     desk: int

@@ -212,8 +212,7 @@ class DeskRepository:
     async def set_rtp_timeouts(self, connection: asyncpg.Connection,
                                timeouts: RtpTimeouts) -> None:
         """How long a phone's call may receive nothing before Asterisk hangs it up: a
-        browser's, held or not, and a desk phone's, talking and held (migrations 0050,
-        0054)."""
+        browser's, held or not, and a desk phone's, talking and held (migration 0049)."""
         await connection.execute(
             "UPDATE phone_site SET browser_rtp_timeout = $1, desk_rtp_timeout = $2, "
             "desk_rtp_timeout_hold = $3", timeouts.browser, timeouts.desk, timeouts.desk_hold)

@@ -19,7 +19,7 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
   phone whose account was not recorded counts as an operator of its own
   (:data:`UNRECORDED_OPERATOR`), never as whoever works there now. A call more than one
   operator answered (a blind transfer nobody took sent the caller back to the queues and
-  another operator answered; migration 0052) is answered by each of them: per operator it
+  another operator answered; migration 0051) is answered by each of them: per operator it
   counts among the calls they answered, with *their* talk and wrap-up (:class:`Answer`).
 - **answered** / **abandoned**: ``call_outcomes.disposition`` (an answer wins over an abandon).
   In a total, a shift or a queue a call counts once, however many operators answered it.

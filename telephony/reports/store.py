@@ -13,7 +13,7 @@ migration 0015, so no per-call probe of ``call_events`` or ``call_labels`` is ne
 The shift report reads per-shift rollups (migration 0016):
 a closed shift's figures per first queue (kind 'fine', a call once) and per (first queue,
 answering operator) (kind 'answer', each operator's part of a call several answered,
-migration 0052), stored once by
+migration 0051), stored once by
 :meth:`ReportRepository.refresh_rollups` with the same SQL, and deleted by triggers when a
 late fact touches the shift; a shift without a valid rollup (the current one, or one just
 touched) is computed from its calls in the same statement. A month is then about a hundred
@@ -96,7 +96,7 @@ _CALL_COLUMNS: Final = ("call_id", "shift_day", "shift_name", "queue", "line", "
 
 # ``answers``: each answering operator's part of the period's calls (model.CallRow.answers,
 # Answer): for an answered call more than one operator answered (``period.shared``: its
-# call_answers rows, migration 0052), one row per operator with their talk, end and wrap-up;
+# call_answers rows, migration 0051), one row per operator with their talk, end and wrap-up;
 # for any other call its own row (its one operator, or none). A handful of calls have
 # several: only theirs are looked up, each by call_answers' primary key.
 _SHARED: Final = f"""
@@ -239,7 +239,7 @@ _OFFERED_TO: Final = """
                    AS abandoned
         FROM period p
         -- Every phone rung, as the account working at it then (0044), and who answered
-        -- (each operator, when several did: 0052); each once.
+        -- (each operator, when several did: 0051); each once.
         CROSS JOIN LATERAL (
             SELECT COALESCE('#' || r.account, r.desk)
             FROM unnest(p.rung_operators, p.rung_accounts) AS r (desk, account)
@@ -470,7 +470,7 @@ _SLOT_STATE: Final = f"""
                  AND $5 - queue_joined_at <= interval '{max(SERVICE_LEVEL_SECONDS)} seconds'
            ) AS in_progress,
            -- The parts of calls several operators answered end where their operators' did
-           -- (0052): the window holds them too (LEAST and GREATEST pass over a NULL). It may
+           -- (0051): the window holds them too (LEAST and GREATEST pass over a NULL). It may
            -- hold more than the wrap-ups read (an unanswered call's parts): never less.
            LEAST(min(c.completed_at) FILTER (WHERE c.operator IS NOT NULL),
                  min((SELECT min(a.completed_at) FROM call_answers a

@@ -382,7 +382,7 @@ async def test_no_answer_agency_returns_the_caller_to_the_operator(
 
     talk = await eventually("the talk after the transfer counted", talk_counted, 10)
     assert talk <= (record.ended_at - arrived).total_seconds() - row["ring_seconds"] + 1
-    # The reports' answers (migration 0052): one operator answered, once, with that talk;
+    # The reports' answers (migration 0051): one operator answered, once, with that talk;
     # the amended completion replaced the talk up to the transfer, added nothing to it.
     answers = await line.database.run(lambda c: c.fetch(
         "SELECT a.operator, a.talk_seconds, a.talk_before, c.answers_shared"

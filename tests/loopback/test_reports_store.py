@@ -651,11 +651,11 @@ async def test_a_call_two_operators_answered_credits_each_with_their_own_part(
 
 async def test_an_upgrade_credits_each_operator_of_earlier_calls_with_their_part(
         pg_cluster: EmbeddedPostgres, settings: Settings) -> None:
-    """Migration 0052 on a call two operators answered before it: each operator's part is
+    """Migration 0051 on a call two operators answered before it: each operator's part is
     derived from the answer facts kept; the first operator's account is the call's own
     copy (0044), the second's the account whose desk.join at that phone came last before
     their answer."""
-    owner = await create_database_before(pg_cluster, 52)
+    owner = await create_database_before(pg_cluster, 51)
     database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
     connection = await asyncpg.connect(owner)
     try:
@@ -692,7 +692,7 @@ async def test_an_upgrade_credits_each_operator_of_earlier_calls_with_their_part
 
 
 async def test_each_operators_part_follows_the_answer_facts(database_dsn: str) -> None:
-    """call_answers (0052) from the facts as the call store records them: a completion the
+    """call_answers (0051) from the facts as the call store records them: a completion the
     tracker restates replaces the talk; an operator answering the call again from the queues
     adds a talk; a fact recorded again changes nothing; an answer whose completion never
     came is an answer with no talk; a completion alone gives its answer's instant."""

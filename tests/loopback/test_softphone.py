@@ -75,7 +75,7 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
     endpoints = {row["id"]: dict(row) for row in await fetch(
         asterisk_view, "SELECT * FROM ps_endpoints")}
     assert endpoints["op2001"]["webrtc"] == "yes"
-    # A browser whose media stopped (died mid-call, no BYE) is hung up, held or not (0050).
+    # A browser whose media stopped (died mid-call, no BYE) is hung up, held or not (0049).
     assert (endpoints["op2001"]["rtp_timeout"], endpoints["op2001"]["rtp_timeout_hold"]) == (
         "20", "20")
     assert endpoints["op2001"]["dtls_auto_generate_cert"] == "yes"
@@ -88,7 +88,7 @@ async def test_a_browser_phone_is_a_webrtc_endpoint_and_a_desk_phone_stays_as_it
         "dtls_auto_generate_cert": None, "media_address": None,
         "bind_rtp_to_media_address": None}
     # A desk phone whose media stopped (unplugged mid-call, no BYE) is hung up too, later
-    # while held: a SIP phone may send nothing then (0054).
+    # while held: a SIP phone may send nothing then (0049).
     assert (endpoints["op2002"]["rtp_timeout"], endpoints["op2002"]["rtp_timeout_hold"]) == (
         "25", "300")
     aors = {row["id"]: row["qualify_frequency"] for row in await fetch(

@@ -6,7 +6,7 @@ It reads ``call_labels`` and ``call_events`` themselves, not the copies migratio
 on ``calls``, so a comparison also checks the triggers that keep those copies. Who worked at
 a phone is only known from the copies of migration 0044 (``answered_account``, and
 ``rung_accounts`` beside ``rung_operators``): those it takes as they are, and so it takes
-the operators' parts of a call several answered as ``call_answers`` holds them (0052; the
+the operators' parts of a call several answered as ``call_answers`` holds them (0051; the
 trigger that keeps them from the answer facts is tested on its own in
 tests/loopback/test_reports_store.py).
 """

@@ -128,7 +128,7 @@ def test_a_desk_phone_that_dies_mid_call_is_hung_up_later_while_held(tmp_path: P
     """A desk phone that dies mid-call sends no BYE: Asterisk ends its call after the site's
     desk_phone_rtp_timeout_seconds of no media, or desk_phone_rtp_timeout_hold_seconds while
     held (a SIP phone may send nothing then). Hand-listed phones get it from [operator] (the
-    registering ones from the views, migration 0054); the lab's sipp phones, which send no
+    registering ones from the views, migration 0049); the lab's sipp phones, which send no
     media, keep none."""
     settings = replace(load_settings(environ={
         "SIAGA112_DESK_PHONE_RTP_TIMEOUT_SECONDS": "40",
