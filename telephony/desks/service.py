@@ -290,11 +290,17 @@ async def assign_desk(database: Database, menu: IvrMenu, username: str, interfac
             if account.role not in (Role.OPERATOR, Role.SUPERVISOR):
                 raise InvalidDeskInput("username", f"Akun {name} bukan akun operator "
                                                    "atau supervisor.")
+            before = await repo.assignment(connection, account.account_id)
             try:
                 await repo.assign(connection, account.account_id, interface,
                                   account.display_name, skills)
             except asyncpg.UniqueViolationError:
                 raise DeskConflict(f"{interface} sudah dipakai akun lain.") from None
+            if before is not None and before.interface != interface:
+                # A listen-in running on the phone left behind is heard by whoever sits
+                # there now: it ends at commit, as after a role change, not at the next
+                # periodic check (telephony/supervision/rights.py).
+                await AccountRepository().announce_rights(connection, name)
             if realm is None:
                 return None, False
             current = await repo.phone(connection, interface)

@@ -5,7 +5,9 @@ account was disabled, kept the ChanSpy already running on their phone, and so ke
 callers after the admin had taken that right away. Now:
 
 - The account service announces the change at commit (``NOTIFY siaga112_account_rights``,
-  the username; the HTTP route and the CLI alike: :mod:`telephony.accounts.store`).
+  the username; the HTTP route and the CLI alike: :mod:`telephony.accounts.store`); so does
+  giving an account another phone (``assign_desk``: ``account desk``, the console's and the
+  API's desk assignment), whose old phone may be listening in.
 - Every line LISTENs on it (on a cluster each node's Asterisk carries its own listen-ins) and
   runs a round: Asterisk's channels (``CoreShowChannels``), those of a supervisor's phone in
   ChanSpy, and the account holding each phone now (``account_operators``). A leg whose phone
@@ -14,8 +16,7 @@ callers after the admin had taken that right away. Now:
 - A listen-in answered while the right was being taken away may not run ChanSpy yet when
   the round looks: the leg its OriginateResponse named is looked at too (and wakes a round).
 - A round also runs after every AMI login, when the LISTEN connection is made again, and
-  every ``interval`` seconds as a safety net (a notification lost, a phone given to another
-  account with ``account desk``).
+  every ``interval`` seconds as a safety net (a notification lost).
 
 The source of truth is what is stored: a round brings Asterisk to it, so a round too many
 costs one ``CoreShowChannels``. The supervisor's console needs nothing more: the same change

@@ -503,6 +503,38 @@ async def test_a_supervisor_who_loses_the_right_stops_listening_at_once(
             await following
 
 
+async def test_a_supervisor_given_another_phone_stops_listening_on_the_old_one_at_once(
+        setup: Setup, settings: Settings) -> None:
+    """Moved to another phone (``siaga112 account desk``, the console's or the API's desk
+    assignment) while listening: the phone left behind stops listening as the change
+    commits, not at the periodic check 30 s later, whoever sits there now. Given the same
+    phone again (new skills, a new secret), nothing is announced."""
+    setup.asterisk.accepts["hangup"] = "Channel Hungup"
+    setup.asterisk.channels = [*live_operator(), spying()]
+    rights = ListeningRights(setup.database, setup.ami, setup.accounts, interval=600)
+    changed: list[str] = []
+    rights.on_change(changed.append)
+    following = asyncio.create_task(rights.run())
+    menu = load_menu(settings.menu_file)
+    try:
+        await eventually(lambda: rights.rounds >= 1)
+        await assign_desk(setup.database, menu, "kepala", PHONE, {})  # the same phone
+        await assign_desk(setup.database, menu, "wati", OPERATOR, {"fire": 3})
+        await assign_desk(setup.database, menu, "kepala", "PJSIP/sup03", {})
+        await eventually(lambda: rights.ended == 1)
+        assert changed == ["kepala"]
+        assert [a["channel"] for a in setup.asterisk.actions
+                if a["action"] == "Hangup"] == [PHONE_CHANNEL]
+        [row] = await fetch(setup.dsn, "SELECT detail FROM audit_log "
+                                       "WHERE action = 'supervision.revoked'")
+        assert json.loads(row["detail"])["reason"] == (
+            "Telepon ini tidak lagi dipegang akun supervisor")
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+
+
 async def test_a_phone_ringing_for_a_supervisor_who_lost_the_right_stops_ringing(
         setup: Setup) -> None:
     """Made an operator (or disabled) while their phone rings for a listen-in: the line hangs
