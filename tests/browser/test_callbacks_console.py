@@ -6,7 +6,8 @@ opens Panggilan balik from the menu, sees the caller and clicks "Hubungi kembali
 (the lab's operator UAS) answers, the line dials the caller through the carrier (a sipp callee
 answers), and the page, polling the API, drops the caller by itself once reached. A withheld
 caller gives up too: a supervisor sees it as "tidak bisa dihubungi", without a call button,
-and closes it with a reason. Screenshots at 1366x768 go to the test's tmp path and to
+and closes it with a reason; given a new password by an admin, the page they have open
+goes to the login form, which says why. Screenshots at 1366x768 go to the test's tmp path and to
 /tmp/console-shots/; no page raises a script error, a CSP violation or a dialog on the way.
 
 Its own lab instance and ports, so it can run beside the end-to-end modules.
@@ -140,3 +141,14 @@ async def test_an_operator_calls_back_and_a_supervisor_closes_in_the_browser(
     assert closed is not None and (closed["reason"], closed["note"]) == (
         "other", "Nomor disembunyikan, <b>tidak</b> dilacak")
     assert console_page.problems == []
+
+    # An admin gives the supervisor a new password while the page is open: its poll hears
+    # the 401 and the login form it goes to says why (it said only "Silakan masuk").
+    await accounts.set_password("spv1", PASSWORD + "-baru", actor="admin")
+    await page.wait_for_url("**/console/login", timeout=WAIT_MS)
+    await expect(page.locator("#flash")).to_have_text(
+        "Sesi Anda diakhiri: kata sandi akun Anda diganti. Masuk dengan kata sandi baru.")
+    await page.screenshot(path=str(shots / "callbacks-5-session-ended.png"))
+    assert console_page.problems == [
+        "console: Failed to load resource: the server responded with a status of 401 "
+        "(Unauthorized)"], console_page.problems

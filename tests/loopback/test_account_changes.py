@@ -10,6 +10,7 @@ from typing import Any
 
 from telephony.calls.facts import OperatorStateChanged
 from telephony.web.console.render import LOGIN_PATH
+from telephony.web.context import CONTEXT
 from telephony.web.routing import CSRF_COOKIE, CSRF_HEADER
 from tests.support.calls import OPERATOR
 from tests.support.console import Console, record
@@ -156,3 +157,27 @@ async def test_a_page_opened_before_another_admins_change_does_not_undo_it(
     [account] = await fetch(console.dsn, "SELECT role, display_name FROM accounts "
                                          "WHERE username = 'op2'")
     assert (account["role"], account["display_name"]) == ("supervisor", "Sari Dewi")
+
+
+async def test_an_operator_disabled_with_the_screen_open_is_told_why_by_the_page(
+        console: Console) -> None:
+    """The operator screen (or the call-backs page) hears the end of its session as a 401
+    from its poll, and every console page then leaves by the console's home (session.js):
+    the line redirects from there to the login form saying why, even after a form the page
+    sent in the background already landed on that form and used up its one-shot message."""
+    operator = await console.user("op1", "operator", desk=True)
+    status, html, _ = await operator.get("/console/operator")
+    assert status == 200
+    # The shared way out comes before the page's own scripts (deferred: run in order).
+    assert html.index("session.js") < html.index("operator.js")
+    await console.client.app[CONTEXT].accounts.disable("op1", actor="admin1")
+
+    why = "Sesi Anda diakhiri: akun Anda dinonaktifkan oleh admin."
+    refused = await operator.http.get("/api/desk")
+    assert refused.status == 401 and (await refused.json())["error"]["message"] == why
+    # The softphone's background post lands on the login form, showing the message there.
+    assert await operator.flash(await operator.post("/console/desk/pause", {})) == (
+        "error", why)
+    status, _, response = await operator.get("/console/")
+    assert status == 303 and response.headers["Location"] == LOGIN_PATH
+    assert await operator.flash(response) == ("error", why)

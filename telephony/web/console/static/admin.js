@@ -20,6 +20,10 @@
           method: "POST", body: body, credentials: "same-origin",
           headers: { "X-CSRF-Token": token },
         });
+        if (response.status === 401) {
+          window.siaga112Session.ended();  // the login form, saying why
+          return;
+        }
         const answer = await response.json();
         if (!response.ok) {
           status.textContent = answer.error ? answer.error.message : "Unggahan ditolak.";

@@ -58,7 +58,7 @@
     try {
       const response = await fetch("/api/callbacks", {credentials: "same-origin"});
       if (response.status === 401) {
-        window.location.assign("/console/login");
+        window.siaga112Session.ended();  // the login form, saying why
         return;
       }
       if (response.ok) {

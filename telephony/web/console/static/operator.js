@@ -235,12 +235,8 @@
         credentials: "same-origin", headers: { Accept: "application/json" },
       });
       if (response.status === 401) {
-        // With a softphone on the page, not through a call (leaving would cut it off).
-        if (window.siaga112Softphone) {
-          window.siaga112Softphone.sessionEnded();
-        } else {
-          window.location.assign("/console/login");
-        }
+        // The login form, saying why (a softphone on a call holds it: session.js).
+        window.siaga112Session.ended();
         return;
       }
       const body = await response.json();

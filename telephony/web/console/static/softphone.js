@@ -103,7 +103,7 @@
       muted = false;
       held = false;
       if (loginAfterCall) {
-        window.location.assign(LOGIN_PATH);
+        window.siaga112Session.ended();
       }
     }
     parts.answer.disabled = state !== "ringing";
@@ -415,15 +415,18 @@
     }
   }
 
-  // The session ended (expired, or signed out elsewhere): the login form, but not through a
-  // call, which leaving the page would cut off.
-  function sessionEnded() {
+  // The session ended (expired, signed out elsewhere, an admin's change: session.js leaves
+  // for the login form, which says why): not through a call, which leaving the page would
+  // cut off.
+  function holdDuringCall() {
     if (callState === "idle") {
-      window.location.assign(LOGIN_PATH);
-      return;
+      return false;
     }
-    loginAfterCall = true;
-    showFlash("error", SESSION_ENDED);
+    if (!loginAfterCall) { // each poll that hears it stops and says so: one message
+      loginAfterCall = true;
+      showFlash("error", SESSION_ENDED);
+    }
+    return true;
   }
 
   // A form of this page, sent without leaving it. Its answer is this page with the message
@@ -442,7 +445,7 @@
       });
       const landed = new URL(response.url);
       if (landed.pathname === LOGIN_PATH) {
-        sessionEnded();
+        window.siaga112Session.ended();
       } else if (landed.pathname !== window.location.pathname) {
         window.open(response.url, WORK_TAB);
       } else {
@@ -608,8 +611,8 @@
   }
   window.siaga112Softphone = {
     connection: function () { return session === null ? null : session.connection; },
-    sessionEnded: sessionEnded,
   };
+  window.siaga112Session.hold(holdDuringCall);
 
   buildKeypad();
   showCall("idle");

@@ -37,6 +37,10 @@
                    "X-CSRF-Token": csrf },
         body: JSON.stringify(body),
       });
+      if (response.status === 401) {
+        window.siaga112Session.ended();
+        return;
+      }
       const answer = await response.json();
       if (!response.ok) {
         status.textContent = answer.error ? answer.error.message : "Permintaan ditolak.";
@@ -146,7 +150,8 @@
         credentials: "same-origin", headers: { Accept: "application/json" },
       });
       if (response.status === 401) {
-        return; // the session ended: the desk's own poll tells the operator, once
+        window.siaga112Session.ended();  // the login form, saying why
+        return;
       }
       if (response.ok) {
         const body = await response.json();

@@ -12,11 +12,9 @@
   // cable, a sleeping laptop, a proxy that stalls) closes nothing for minutes: without a
   // message for this long the board is no longer live, whatever the socket says.
   const SILENT_MS = 12000;
+  // The socket's close code for a session that ended: the login form, saying why
+  // (session.js; a listen-in running was hung up too).
   const SESSION_ENDED = 4401;
-  // A session that ended goes by the console's home, not straight to the login form: the
-  // line then redirects there saying why, when an admin's change ended it (another role,
-  // the account disabled: a listen-in running was hung up too).
-  const LOG_IN_AGAIN = "/console/";
   const zone = document.querySelector('meta[name="timezone"]').content;
   const clock = new Intl.DateTimeFormat("id-ID", {
     timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
@@ -204,7 +202,7 @@
         body: JSON.stringify({ operator: button.dataset.operator, mode: button.dataset.mode }),
       });
       if (response.status === 401) {
-        location.assign(LOG_IN_AGAIN);
+        window.siaga112Session.ended();
         return;
       }
       const body = await response.json();
@@ -344,7 +342,7 @@
       if (event.code === SESSION_ENDED) {
         over = true;
         clearTimeout(silence);
-        location.assign(LOG_IN_AGAIN);
+        window.siaga112Session.ended();
         return;
       }
       if (!heard) {
@@ -361,7 +359,7 @@
     fetch("/api/session", { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (response.status === 401) {
-          location.assign(LOG_IN_AGAIN);
+          window.siaga112Session.ended();
         }
       })
       .catch(function () {});
