@@ -155,6 +155,8 @@ class LiveAnswer:
     completed_at: datetime | None
     talk_seconds: int | None  # the talk in progress or last ended
     talk_before: int  # its earlier talks with this caller
+    # Its answering queue's wrap-up an admin had set when it answered; None: the file's.
+    wrapup_seconds: int | None = None
     # Its leaves of the call's three-way calls (a completion applied again is capped there).
     leaves: tuple[datetime, ...] = ()
 

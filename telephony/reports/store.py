@@ -574,7 +574,7 @@ async def _with_answers(connection: asyncpg.Connection, rows: Sequence[asyncpg.R
         for part in await connection.fetch(
                 """
                 SELECT a.call_id, a.operator, a.answered_at, a.completed_at, a.talk_seconds,
-                       a.talk_before,
+                       a.talk_before, a.wrapup_seconds,
                        ARRAY(SELECT s.at FROM transfer_steps s JOIN call_legs l USING (leg_id)
                              WHERE l.call_id = a.call_id AND l.operator = a.operator
                                AND s.step = 'leave' ORDER BY s.at) AS leaves
