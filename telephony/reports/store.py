@@ -1059,11 +1059,18 @@ class ReportRepository:
             FROM queue_members WHERE state <> 'logged_out'
             """
         )
+        # The row names its first operator, with the last completion: of a call more than
+        # one answered (call_answers, 0051), each phone whose part is still open.
         talking = await connection.fetch(
             """
             SELECT operator, call_id, answered_at AS at FROM calls
             WHERE ended_at IS NULL AND answered_at IS NOT NULL AND completed_at IS NULL
-              AND operator IS NOT NULL AND arrived_at > $1
+              AND operator IS NOT NULL AND arrived_at > $1 AND NOT answers_shared
+            UNION ALL
+            SELECT a.operator, a.call_id, a.answered_at
+            FROM calls c JOIN call_answers a USING (call_id)
+            WHERE c.ended_at IS NULL AND c.answers_shared AND a.completed_at IS NULL
+              AND c.arrived_at > $1
             """,
             now - _LIVE_HORIZON,
         )

@@ -482,6 +482,29 @@ async def test_the_live_picture_has_no_operator_talking_on_a_three_way_call_they
     assert left_call not in {t.call_id for t in picture.talking}
 
 
+async def test_the_live_picture_has_the_second_operator_of_a_call_talking_not_the_first(
+        day: Day) -> None:
+    """A answered and blind-transferred to an agency that did not answer; the caller queued
+    again and B answers and talks: after a restart the board has B on the call (an operator
+    out of every queue is listed from this alone), not A, whose part ended."""
+    call_id, arrived = "1741599300.13", local(16, 25)
+    connection = await asyncpg.connect(day.dsn)
+    try:
+        await CallRepository(CALENDAR).apply(connection, [
+            CallStarted(call_id, call_id, "PJSIP/carrier-1", "0812", "", "112", arrived),
+            QueueJoined(call_id, "fire", 1, arrived + timedelta(seconds=5)),
+            OperatorAnswered(call_id, "fire", A, 3, 1, arrived + timedelta(seconds=8)),
+            OperatorCompleted(call_id, "fire", A, 3, 20, "transfer",
+                              arrived + timedelta(seconds=28)),
+            QueueJoined(call_id, "fire", 1, arrived + timedelta(seconds=60)),
+            OperatorAnswered(call_id, "fire", B, 10, 1, arrived + timedelta(seconds=70))])
+    finally:
+        await connection.close()
+    picture = await day.reports.live_picture()
+    assert [(t.operator, t.at) for t in picture.talking if t.call_id == call_id] == [
+        (B, arrived + timedelta(seconds=70))]
+
+
 async def test_a_report_names_who_answered_then_and_takes_each_queues_wrapup(
         database_dsn: str, settings: Settings) -> None:
     """Budi and Sari swap desks at 10:00; an admin gave the fire queue a 30 s wrap-up, and
