@@ -140,6 +140,25 @@ class LiveCall:
     # When its operator left its three-way call with an agency, if the row's talk was ended
     # there (migration 0047): Asterisk's completion applied again is capped there too.
     left_at: datetime | None = None
+    # Each answering phone's part (``call_answers``, migration 0051): a call more than one
+    # answered counts their talks added up, and one answered so far may yet be answered by
+    # another (a blind transfer nobody took), whose part then adds to those kept here.
+    answers: tuple[LiveAnswer, ...] = ()
+
+
+@dataclass(frozen=True)
+class LiveAnswer:
+    """One answering phone's part of a live call as ``call_answers`` holds it (0051, 0053)."""
+
+    operator: str  # the phone's interface
+    answered_at: datetime | None
+    completed_at: datetime | None
+    talk_seconds: int | None  # the talk in progress or last ended
+    talk_before: int  # its earlier talks with this caller
+    # Its answering queue's wrap-up an admin had set when it answered; None: the file's.
+    wrapup_seconds: int | None = None
+    # Its leaves of the call's three-way calls (a completion applied again is capped there).
+    leaves: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Final
@@ -47,6 +48,7 @@ from telephony.reports.model import (
     ChangedCalls,
     DayFigures,
     Figures,
+    LiveAnswer,
     LiveCall,
     LivePicture,
     PeriodFigures,
@@ -561,6 +563,29 @@ _WAITING: Final = """
 """
 
 
+async def _with_answers(connection: asyncpg.Connection, rows: Sequence[asyncpg.Record]
+                        ) -> list[LiveCall]:
+    """``rows`` (of :data:`_LIVE_CALL_COLUMNS`) as live calls with their answering phones'
+    parts (``call_answers``), each with its leaves of the call's three-way calls (0053)."""
+    answered = [row["call_id"] for row in rows
+                if row["answered_at"] is not None or row["completed_at"] is not None]
+    parts: dict[str, list[LiveAnswer]] = defaultdict(list)
+    if answered:
+        for part in await connection.fetch(
+                """
+                SELECT a.call_id, a.operator, a.answered_at, a.completed_at, a.talk_seconds,
+                       a.talk_before, a.wrapup_seconds,
+                       ARRAY(SELECT s.at FROM transfer_steps s JOIN call_legs l USING (leg_id)
+                             WHERE l.call_id = a.call_id AND l.operator = a.operator
+                               AND s.step = 'leave' ORDER BY s.at) AS leaves
+                FROM call_answers a WHERE a.call_id = ANY($1::text[])
+                """, answered):
+            parts[part["call_id"]].append(from_row(LiveAnswer, part,
+                                                   leaves=tuple(part["leaves"])))
+    return [from_row(LiveCall, row, answers=tuple(parts.get(row["call_id"], ())))
+            for row in rows]
+
+
 def _waiting(rows: Sequence[asyncpg.Record]
              ) -> tuple[list[QueueJoined], dict[str, CallInfo]]:
     """Rows of :data:`_WAITING_COLUMNS` as the board takes them."""
@@ -970,7 +995,7 @@ class ReportRepository:
             """,  # noqa: S608 - built from this module's constants only
             day,
         )
-        return [from_row(LiveCall, row) for row in rows]
+        return await _with_answers(connection, rows)
 
     async def changed_calls(self, connection: asyncpg.Connection, node: str,
                             since: datetime | None) -> ChangedCalls:
@@ -1005,7 +1030,7 @@ class ReportRepository:
             WHERE {_WAITING} AND c.updated_at > $2 AND NOT starts_with(c.call_id, $1 || '-')
             """,  # noqa: S608 - built from this module's constants only
             node, since)
-        return ChangedCalls(at, [from_row(LiveCall, row) for row in rows], *_waiting(waiting))
+        return ChangedCalls(at, await _with_answers(connection, rows), *_waiting(waiting))
 
     async def live_picture(self, connection: asyncpg.Connection, now: datetime) -> LivePicture:
         """What the database believes is live: calls, callers waiting, logged-in members."""
@@ -1034,11 +1059,18 @@ class ReportRepository:
             FROM queue_members WHERE state <> 'logged_out'
             """
         )
+        # The row names its first operator, with the last completion: of a call more than
+        # one answered (call_answers, 0051), each phone whose part is still open.
         talking = await connection.fetch(
             """
             SELECT operator, call_id, answered_at AS at FROM calls
             WHERE ended_at IS NULL AND answered_at IS NOT NULL AND completed_at IS NULL
-              AND operator IS NOT NULL AND arrived_at > $1
+              AND operator IS NOT NULL AND arrived_at > $1 AND NOT answers_shared
+            UNION ALL
+            SELECT a.operator, a.call_id, a.answered_at
+            FROM calls c JOIN call_answers a USING (call_id)
+            WHERE c.ended_at IS NULL AND c.answers_shared AND a.completed_at IS NULL
+              AND c.arrived_at > $1
             """,
             now - _LIVE_HORIZON,
         )

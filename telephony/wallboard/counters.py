@@ -27,6 +27,13 @@ whole call's talk, the caller's with the agency too) is capped at the leave. A s
 the leave of each call the database capped (``LiveCall.left_at``), so a completion applied
 again after it is capped as well.
 
+A call more than one phone answered (a blind transfer nobody took sent the caller back to
+the queues and another operator answered) counts, as in the reports, with its talk the sum of
+its operators' talks: each answering phone's part is kept as migration 0051 keeps its
+``call_answers`` row from the answer facts, and capped at that operator's own leave of a
+three-way call as migration 0053 caps it. A seed carries the parts and their leaves
+(``LiveCall.answers``), so a second operator answering after a restart adds to the first's.
+
 Memory follows the day's calls (one small record each; a new day starts afresh).
 """
 
@@ -56,7 +63,14 @@ from telephony.calls.facts import (
     QueueLeft,
 )
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
-from telephony.reports.model import SERVICE_LEVEL_SECONDS, Figures, LiveCall, Ratio, day_bounds
+from telephony.reports.model import (
+    SERVICE_LEVEL_SECONDS,
+    Figures,
+    LiveAnswer,
+    LiveCall,
+    Ratio,
+    day_bounds,
+)
 from telephony.screening.features import NUISANCE
 
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -105,6 +119,83 @@ _ZEROS: Final = (0,) * len(_THRESHOLDS)
 
 
 @dataclass(slots=True)
+class _Part:
+    """One answering phone's part of a call: the ``call_answers`` row (migration 0051) its
+    answer facts make, capped at its operator's leave (0053)."""
+
+    answered_at: datetime | None
+    completed_at: datetime | None = None
+    talk: int | None = None
+    talk_before: int = 0
+    leaves: list[datetime] = field(default_factory=list)  # sorted
+
+    @property
+    def total(self) -> int | None:
+        """Its talks added up (the reports' part talk); None when none is known."""
+        if self.talk is None and self.talk_before == 0:
+            return None
+        return self.talk_before + (self.talk or 0)
+
+    def answered(self, at: datetime) -> None:
+        """``call_answers_from_event`` for an answer at ``at`` to an existing row."""
+        if self.answered_at is None or at < self.answered_at:
+            self.answered_at = at
+        if self.completed_at is not None and self.completed_at < at:
+            # Answered again after its talk ended: that talk is kept, a new one begins.
+            self.talk_before += self.talk or 0
+            self.completed_at = self.talk = None
+        self.end_talk_at_leave()
+
+    def completed(self, at: datetime, talk: int) -> None:
+        """``call_answers_from_event`` for a completion at ``at`` to an existing row."""
+        if self.answered_at is None:
+            self.answered_at = at - timedelta(seconds=talk)
+        if self.completed_at is None or self.completed_at <= at:
+            self.completed_at, self.talk = at, talk
+        self.end_talk_at_leave()
+
+    def leave(self, at: datetime) -> None:
+        """Migration 0053's ``transfer_steps_answer_left``: a talk open at ``at`` (or ended
+        after it) is ended at the leave."""
+        bisect.insort(self.leaves, at)
+        if self.answered_at is not None and self.answered_at <= at and (
+                self.completed_at is None or self.completed_at > at):
+            if self.completed_at is None:
+                self.completed_at = at
+            self.end_talk_at_leave()
+
+    def end_talk_at_leave(self) -> None:
+        """Migration 0053's ``call_answers_talk_until_left``, run whenever the row is written:
+        an ended talk its operator left before its end is ended at the (first such) leave."""
+        completed = self.completed_at
+        if completed is None:
+            return
+        since: datetime | None
+        if self.talk_before == 0:
+            since = self.answered_at
+        elif self.talk is None:
+            since = completed
+        else:
+            since = completed - timedelta(seconds=self.talk + 1)
+        left = next((at for at in self.leaves
+                     if at <= completed and (since is None or at >= since)), None)
+        if left is None:
+            return
+        if self.talk_before == 0 and self.answered_at is not None:
+            until_left = _epoch_seconds(left - self.answered_at)
+            self.talk = until_left if self.talk is None else min(self.talk, until_left)
+        else:
+            self.talk = (0 if self.talk is None
+                         else max(0, self.talk - _epoch_seconds(completed - left)))
+        self.completed_at = left
+
+
+def _part_of(row: LiveAnswer) -> _Part:
+    return _Part(row.answered_at, row.completed_at, row.talk_seconds, row.talk_before,
+                 sorted(row.leaves))
+
+
+@dataclass(slots=True)
 class _Call:
     """A call as the ``calls`` row (and ``call_outcomes``' disposition) the facts make."""
 
@@ -122,6 +213,12 @@ class _Call:
     talk: int | None = None
     label: str | None = None
     left_at: datetime | None = None  # the operator left its three-way call (the earliest)
+    parts: dict[str, _Part] = field(default_factory=dict)  # answering phone -> its part
+    # Leaves of phones with no part yet (a leave before the answer fact is applied).
+    early_leaves: dict[str, list[datetime]] = field(default_factory=dict)
+    # The answer facts applied to the parts: one tracked again is not recorded again
+    # (call_events' dedupe key), so it changes no part.
+    answer_facts: set[OperatorAnswered | OperatorCompleted] = field(default_factory=set)
     share: _Share | None = None  # what it adds now (None: nothing, it is in no group)
     counted_in: str | None = None  # the shift of the day it adds ``share`` to
 
@@ -167,6 +264,58 @@ class _Call:
                          else max(0, self.talk - _epoch_seconds(completed - left)))
         self.completed_at = left
 
+    def call_talk(self) -> int | None:
+        """``CallRow.talk``: the row's talk, or its parts' talks added up when more than one
+        phone answered it (``calls.answers_shared``)."""
+        if len(self.parts) < 2:
+            return self.talk
+        known = [talk for part in self.parts.values() if (talk := part.total) is not None]
+        return sum(known) if known else None
+
+    def answer_fact(self, fact: OperatorAnswered | OperatorCompleted) -> None:
+        """An answer fact applied to its phone's part; one applied before changes nothing."""
+        if fact in self.answer_facts:
+            return
+        self.answer_facts.add(fact)
+        if isinstance(fact, OperatorAnswered):
+            self.answered_by(fact.operator, fact.at)
+        else:
+            self.completed_by(fact.operator, fact.at, fact.talk_seconds)
+
+    def part_left(self, operator: str, at: datetime) -> None:
+        """``operator`` left the call's three-way call at ``at``: their part's talk ends there
+        (0053); a leave before their part is known is kept for it."""
+        part = self.parts.get(operator)
+        if part is not None:
+            part.leave(at)
+        else:
+            self.early_leaves.setdefault(operator, []).append(at)
+
+    def answered_by(self, operator: str, at: datetime) -> None:
+        """``call_answers_from_event`` of an answer (none recorded for no phone)."""
+        if not operator:
+            return
+        part = self.parts.get(operator)
+        if part is None:
+            part = self.parts[operator] = _Part(
+                at, leaves=sorted(self.early_leaves.pop(operator, [])))
+            part.end_talk_at_leave()
+        else:
+            part.answered(at)
+
+    def completed_by(self, operator: str, at: datetime, talk: int) -> None:
+        """``call_answers_from_event`` of a completion."""
+        if not operator:
+            return
+        part = self.parts.get(operator)
+        if part is None:
+            part = self.parts[operator] = _Part(
+                at - timedelta(seconds=talk), at, talk,
+                leaves=sorted(self.early_leaves.pop(operator, [])))
+            part.end_talk_at_leave()
+        else:
+            part.completed(at, talk)
+
     def wait_us(self) -> int | None:
         """``CallRow.wait_seconds`` in whole microseconds (answered calls only)."""
         if self.joined_at is not None and self.answered_at is not None:
@@ -187,7 +336,8 @@ class _Call:
             else:
                 hits = tuple(int(wait <= limit) for limit in _THRESHOLD_US)
                 counted = (1,) * len(_THRESHOLDS)
-            return _Share(1, 1, 0, hits, counted, None, wait, self.talk, labelled, nuisance)
+            return _Share(1, 1, 0, hits, counted, None, wait, self.call_talk(), labelled,
+                          nuisance)
         if disposition == "in_progress":
             return _Share(1, 0, 0, _ZEROS, _ZEROS, self.joined_at, None, None,
                           labelled, nuisance)
@@ -288,7 +438,8 @@ def _call_of(row: LiveCall) -> _Call:
             if row.shift_day is not None and row.shift_name is not None else None)
     return _Call(row.call_id, row.arrived_at, slot, row.queue, row.joined_at, row.answered_at,
                  row.completed_at, row.abandoned_at, row.ended_at, row.vanished,
-                 row.hold_seconds, row.talk_seconds, row.label, row.left_at)
+                 row.hold_seconds, row.talk_seconds, row.label, row.left_at,
+                 {part.operator: _part_of(part) for part in row.answers})
 
 
 def _epoch_seconds(span: timedelta) -> int:
@@ -435,6 +586,7 @@ class ShiftCounters:
                 if call.answered_at is None or fact.at < call.answered_at:
                     call.answered_at = fact.at
                 call.end_talk_at_leave()
+                call.answer_fact(fact)
                 return call
             case OperatorCompleted():
                 call = self._ensure(fact.call_id)
@@ -444,11 +596,13 @@ class ShiftCounters:
                     call.answered_at = fact.at - timedelta(seconds=fact.talk_seconds)
                 call.talk, call.completed_at = fact.talk_seconds, fact.at
                 call.end_talk_at_leave()
+                call.answer_fact(fact)
                 return call
             case OperatorLeft():
                 known = self._calls.get(fact.call_id)  # the step updates only a row there
                 if known is not None:
                     known.leave(fact.at)
+                    known.part_left(fact.operator, fact.at)
                 return known
             case CallEnded():
                 call = self._ensure(fact.call_id)

@@ -299,11 +299,17 @@ class LiveBoard:
         calls.update(entry.call_id for entry in changed.waiting)
         moved = self._follow_calls(calls, changed.waiting, changed.info)
         for row in changed.calls:  # a call completed on its node: the operator's wrap-up
-            if row.operator in self._members and row.completed_at is not None:
-                # The wrap-up recorded with the answer (calls.wrapup_seconds), else the file's.
-                wrapup = (self._wrapup if row.wrapup_seconds is None
-                          else timedelta(seconds=row.wrapup_seconds))
-                moved = self._done(row.operator, row.completed_at, wrapup) or moved
+            # Each answering phone's part when more than one answered (call_answers: the
+            # row's operator is the first, its completion the last one's), else the row.
+            parts = ([(part.operator, part.completed_at, part.wrapup_seconds)
+                      for part in row.answers] if len(row.answers) > 1
+                     else [(row.operator, row.completed_at, row.wrapup_seconds)])
+            for operator, completed, seconds in parts:
+                if operator in self._members and completed is not None:
+                    # The wrap-up recorded with the answer, else the file's.
+                    wrapup = (self._wrapup if seconds is None
+                              else timedelta(seconds=seconds))
+                    moved = self._done(operator, completed, wrapup) or moved
         return moved
 
     def set_wrapups(self, seconds: Mapping[str, int]) -> None:

@@ -482,6 +482,29 @@ async def test_the_live_picture_has_no_operator_talking_on_a_three_way_call_they
     assert left_call not in {t.call_id for t in picture.talking}
 
 
+async def test_the_live_picture_has_the_second_operator_of_a_call_talking_not_the_first(
+        day: Day) -> None:
+    """A answered and blind-transferred to an agency that did not answer; the caller queued
+    again and B answers and talks: after a restart the board has B on the call (an operator
+    out of every queue is listed from this alone), not A, whose part ended."""
+    call_id, arrived = "1741599300.13", local(16, 25)
+    connection = await asyncpg.connect(day.dsn)
+    try:
+        await CallRepository(CALENDAR).apply(connection, [
+            CallStarted(call_id, call_id, "PJSIP/carrier-1", "0812", "", "112", arrived),
+            QueueJoined(call_id, "fire", 1, arrived + timedelta(seconds=5)),
+            OperatorAnswered(call_id, "fire", A, 3, 1, arrived + timedelta(seconds=8)),
+            OperatorCompleted(call_id, "fire", A, 3, 20, "transfer",
+                              arrived + timedelta(seconds=28)),
+            QueueJoined(call_id, "fire", 1, arrived + timedelta(seconds=60)),
+            OperatorAnswered(call_id, "fire", B, 10, 1, arrived + timedelta(seconds=70))])
+    finally:
+        await connection.close()
+    picture = await day.reports.live_picture()
+    assert [(t.operator, t.at) for t in picture.talking if t.call_id == call_id] == [
+        (B, arrived + timedelta(seconds=70))]
+
+
 async def test_a_report_names_who_answered_then_and_takes_each_queues_wrapup(
         database_dsn: str, settings: Settings) -> None:
     """Budi and Sari swap desks at 10:00; an admin gave the fire queue a 30 s wrap-up, and
@@ -647,6 +670,95 @@ async def test_a_call_two_operators_answered_credits_each_with_their_own_part(
     finally:
         await connection.close()
         await database.close()
+
+
+async def sari_leaves_a_three_way_call(connection: asyncpg.Connection, call_id: str,
+                                       at: datetime) -> None:
+    """Sari (B) takes an agency into a three-way call on ``call_id`` and leaves it at
+    ``at`` ("Keluar")."""
+    leg_id = await LegRepository().open(
+        connection, kind=LegKind.CONFERENCE, call_id=call_id, incident_id=None, operator=B,
+        actor="sari", number="0275321113", target="")
+    await TransferStore().add_step(connection, leg_id, Step.LEAVE, "sari", at)
+
+
+async def assert_sari_ended_her_part_at_the_leave(database: Database) -> None:
+    """The call of :func:`handed_on` at 8:00 Sari left 30.4 s after answering it, her
+    wrap-up pause from 8:01:52 to 8:02:30.4: her talk is 30 s, her wrap-up 40 s from the
+    leave (not the automatic 5 s from the call's end, her pause long over by then); the
+    call's talk Budi's 20 s and her 30 s."""
+    for now in (local(14, 59), local(18)):  # computed from the calls, then from the rollup
+        reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                                clock=lambda now=now: now)  # type: ignore[misc]
+        report = await reports.shift_report(Period(DAY, DAY, "pagi"))
+        assert {op: (f.answered, f.mean_talk, f.mean_wrapup)
+                for op, _, f in report.operators} == {"budi": (1, 20.0, 5.0),
+                                                      "sari": (1, 30.0, 40.0)}
+        assert (report.total.answered, report.total.mean_talk) == (1, 50.0)
+
+
+@pytest.mark.parametrize("leave_first", [True, False])
+async def test_the_second_operator_who_leaves_a_three_way_call_ends_their_part_there(
+        database_dsn: str, settings: Settings, leave_first: bool) -> None:
+    """Migration 0053: a call two operators answered reads each one's part from
+    call_answers; the second, who left a three-way call with an agency, was credited with
+    Asterisk's whole talk to the call's end (the caller's with the agency too), and a
+    wrap-up from that end. Whichever of the leave and the completion is recorded first."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        for username in ("budi", "sari"):
+            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
+                                                     "x")
+        await assign_desk(database, load_menu(), "budi", A, {"medical": 3})
+        await assign_desk(database, load_menu(), "sari", B, {"medical": 3})
+        facts = handed_on("1741572000.1", local(8))
+        store = CallRepository(CALENDAR)
+        left = local(8, 1, 50) + timedelta(seconds=0.4)
+        await store.apply(connection, [*facts[:-2], *pause(B, local(8, 1, 52), True, "wrapup"),
+                                       *pause(B, local(8, 2, 30) + timedelta(seconds=0.4),
+                                              False)])
+        if leave_first:
+            await sari_leaves_a_three_way_call(connection, "1741572000.1", left)
+            await store.apply(connection, facts[-2:])
+        else:
+            await store.apply(connection, facts[-2:])
+            await sari_leaves_a_three_way_call(connection, "1741572000.1", left)
+        await assert_sari_ended_her_part_at_the_leave(database)
+    finally:
+        await connection.close()
+        await database.close()
+
+
+async def test_an_upgrade_ends_the_part_of_an_operator_who_left_before_it(
+        pg_cluster: EmbeddedPostgres, settings: Settings) -> None:
+    """Migration 0053 on a call recorded before it: the second operator's part ends at
+    their leave."""
+    owner = await create_database_before(pg_cluster, 53)
+    database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
+    connection = await asyncpg.connect(owner)
+    try:
+        for username in ("budi", "sari"):
+            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
+                                                     "x")
+        for username, desk in (("budi", A), ("sari", B)):
+            await connection.execute("INSERT INTO operators (operator) VALUES ($1)", desk)
+            await connection.execute(
+                "INSERT INTO account_operators (account_id, operator) SELECT account_id, $1"
+                " FROM accounts WHERE username = $2", desk, username)
+        await CallRepository(CALENDAR).apply(connection, [
+            *handed_on("1741572000.1", local(8)), *pause(B, local(8, 1, 52), True, "wrapup"),
+            *pause(B, local(8, 2, 30) + timedelta(seconds=0.4), False)])
+        await sari_leaves_a_three_way_call(connection, "1741572000.1",
+                                           local(8, 1, 50) + timedelta(seconds=0.4))
+        assert await connection.fetchval(
+            "SELECT talk_seconds FROM call_answers WHERE operator = $1", B) == 90
+        await upgrade_database(pg_cluster, owner)
+        await assert_sari_ended_her_part_at_the_leave(database)
+    finally:
+        await connection.close()
+        await database.close()
+        await drop_database(pg_cluster, owner)
 
 
 async def test_an_upgrade_credits_each_operator_of_earlier_calls_with_their_part(

@@ -160,6 +160,159 @@ async def test_a_three_way_call_the_operator_left_counts_as_the_database_records
         await connection.close()
 
 
+@pytest.mark.parametrize("completion_first", [False, True])
+async def test_a_call_two_operators_answered_counts_their_talks_added_up_as_the_reports(
+        database_dsn: str, completion_first: bool) -> None:
+    """A answers and blind-transfers the caller to an agency that does not answer (Asterisk
+    completes A's talk, 40 s); the caller queues again and B answers, takes an agency into a
+    three-way call and leaves it 30.2 s after answering; Asterisk's completion at the call's
+    end says 200 s. The reports count the call once with its talk A's and B's added up, B's
+    ended at the leave: 70 s. The counters kept from the facts, those seeded after A's part
+    (B's facts then followed live), those seeded at the end (Asterisk's completion applied
+    again) and those following the rows as another cluster node's all say the same."""
+    call, first, second = "1741570100.1", "PJSIP/op1001", "PJSIP/op1002"
+    answered = START + timedelta(hours=2, seconds=8.4)
+    again = answered + timedelta(seconds=80)
+    before: list[CallFact] = [
+        CallStarted(call, call, "PJSIP/carrier-1", "0812", "", "112", answered - timedelta(
+            seconds=8)),
+        QueueJoined(call, "fire", 1, answered - timedelta(seconds=3)),
+        OperatorAnswered(call, "fire", first, 3, 1, answered),
+        OperatorCompleted(call, "fire", first, 3, 40, "transfer",
+                          answered + timedelta(seconds=40)),
+        QueueJoined(call, "fire", 1, answered + timedelta(seconds=70)),
+        OperatorAnswered(call, "fire", second, 13, 1, again)]
+    completed = OperatorCompleted(call, "fire", second, 13, 200, "caller",
+                                  again + timedelta(seconds=200))
+    ended = CallEnded(call, 16, "Normal Clearing", again + timedelta(seconds=200))
+    store = CallRepository(CALENDAR)
+    from_facts = ShiftCounters(CALENDAR)
+    from_facts.seed(DAY, [])
+    from_facts.apply(before)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await store.apply(connection, before[:4])
+        # Restarted after A's part: the seed carries it, B's part is followed live.
+        restarted = ShiftCounters(CALENDAR)
+        restarted.seed(DAY, await ReportRepository().live_calls(connection, DAY))
+        restarted.apply(before[4:])
+        await store.apply(connection, before[4:])
+        leg_id = await LegRepository().open(
+            connection, kind=LegKind.CONFERENCE, call_id=call, incident_id=None,
+            operator=second, actor="budi", number="0275321113", target="")
+
+        async def leave() -> None:
+            at = await TransferStore().add_step(connection, leg_id, Step.LEAVE, "budi",
+                                                again + timedelta(seconds=30.2))
+            for counters in (from_facts, restarted):
+                counters.apply([OperatorLeft(call, second, at)])
+
+        async def complete() -> None:
+            await store.apply(connection, [completed, ended])
+            for counters in (from_facts, restarted):
+                counters.apply([completed, ended])
+
+        for step in (complete, leave) if completion_first else (leave, complete):
+            await step()
+        seeded = ShiftCounters(CALENDAR)
+        seeded.seed(DAY, await ReportRepository().live_calls(connection, DAY))
+        seeded.apply([completed, ended])
+        followed = ShiftCounters(CALENDAR)
+        followed.seed(DAY, [])
+        for row in (await ReportRepository().changed_calls(
+                connection, "node9", START - timedelta(days=1))).calls:
+            followed.follow(row)
+        now = again + timedelta(minutes=5)
+        reference = (await reference_day(connection, Period(DAY, DAY), now)).figures
+        assert (reference.answered, reference.mean_talk) == (1, 70.0)
+        for counters in (from_facts, restarted, seeded, followed):
+            live = counters.live(now, {})
+            assert live is not None
+            same(live.day_figures, reference)
+            same(live.shift_figures, reference)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("seed", range(2))
+async def test_random_answers_and_leaves_of_several_operators_count_as_the_reports(
+        database_dsn: str, seed: int) -> None:
+    """Calls answered by up to three phones in turn (each now and then answering again,
+    the tracker restating a completion, leaving a three-way call before or after Asterisk's
+    completion, answer facts tracked twice): the counters kept from the facts and those
+    seeded mid-way equal the reports' reference over what the database recorded."""
+    rng = random.Random(900 + seed)
+    store = CallRepository(CALENDAR)
+    from_facts = ShiftCounters(CALENDAR)
+    from_facts.seed(DAY, [])
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        steps: list[CallFact | OperatorLeft] = []
+        for n in range(12):
+            call = f"1741571000.{n}"
+            t = START + timedelta(hours=1, minutes=5 * n, microseconds=rng.randint(0, 10**6))
+            steps += [CallStarted(call, call, "PJSIP/c", "0812", "", "112", t),
+                      QueueJoined(call, "fire", 1, t + timedelta(seconds=2))]
+            t += timedelta(seconds=5)
+            for operator in rng.sample(["PJSIP/op1001", "PJSIP/op1002", "PJSIP/op1003"],
+                                       rng.randint(1, 3)):
+                for _ in range(rng.choice([1, 1, 2])):
+                    t += timedelta(microseconds=rng.randint(10**6, 20 * 10**6))
+                    answer = OperatorAnswered(call, "fire", operator, 3, 1, t)
+                    steps.append(answer)
+                    talk = timedelta(microseconds=rng.randint(5 * 10**6, 90 * 10**6))
+                    leave = t + talk * rng.random()
+                    done = t + talk
+                    # Left a three-way call: recorded before Asterisk's completion, after
+                    # it, or not at all.
+                    left = rng.choice(["before", "after", None])
+                    if left == "before":
+                        steps.append(OperatorLeft(call, operator, leave))
+                    completion = OperatorCompleted(call, "fire", operator, 3,
+                                                   round(talk.total_seconds()), "caller", done)
+                    steps.append(completion)
+                    if rng.random() < 0.2:  # restated by the tracker
+                        steps.append(replace(
+                            completion, talk_seconds=completion.talk_seconds + 3,
+                            at=done + timedelta(seconds=3)))
+                        done += timedelta(seconds=3)
+                    if left == "after":
+                        steps.append(OperatorLeft(call, operator, leave))
+                    if rng.random() < 0.2:
+                        steps.append(answer)  # tracked twice
+                    t = done
+            steps.append(CallEnded(call, 16, "", t))
+        restarted: ShiftCounters | None = None
+        middle = len(steps) // 2
+        for index, step in enumerate(steps):
+            if index == middle:
+                restarted = ShiftCounters(CALENDAR)
+                restarted.seed(DAY, await ReportRepository().live_calls(connection, DAY))
+            if isinstance(step, OperatorLeft):
+                leg_id = await LegRepository().open(
+                    connection, kind=LegKind.CONFERENCE, call_id=step.call_id,
+                    incident_id=None, operator=step.operator, actor="sari",
+                    number="0275321113", target="")
+                recorded = await TransferStore().add_step(connection, leg_id, Step.LEAVE,
+                                                          "sari", step.at)
+                told: CallFact | OperatorLeft = replace(step, at=recorded)
+            else:
+                await store.apply(connection, [step])
+                told = step
+            for counters in (from_facts, restarted):
+                if counters is not None:
+                    counters.apply([told])
+        now = START + timedelta(hours=3)
+        reference = (await reference_day(connection, Period(DAY, DAY), now)).figures
+        assert restarted is not None
+        for counters in (from_facts, restarted):
+            live = counters.live(now, {})
+            assert live is not None
+            same(live.day_figures, reference)
+    finally:
+        await connection.close()
+
+
 async def write(dsn: str, *facts: CallFact) -> None:
     """What a node's recorder does with its facts: the call store writes them."""
     connection = await asyncpg.connect(dsn)

@@ -20,7 +20,14 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
-from telephony.reports.model import CallInfo, ChangedCalls, LiveCall, LivePicture, Talking
+from telephony.reports.model import (
+    CallInfo,
+    ChangedCalls,
+    LiveAnswer,
+    LiveCall,
+    LivePicture,
+    Talking,
+)
 from telephony.wallboard.state import LiveBoard, OperatorState
 from tests.support.ami import FIXTURES, events, resync_replies
 
@@ -419,6 +426,22 @@ def test_a_call_completed_on_another_node_starts_its_operators_wrapup_here() -> 
                      at(60), False, 1, 58, None, B)
     assert not b.follow(ChangedCalls(at(61), [other]))
     assert [o.operator for o in b.view(at(62)).operators] == [A]
+
+
+def test_a_call_two_operators_answered_on_another_node_wraps_up_each_after_their_part(
+        ) -> None:
+    """A answered and blind-transferred (done at 40 s); the caller queued again and B
+    answered, done at 200 s. The row names A, with B's completion: A is not put back into
+    wrap-up at B's end, B wraps up after their part with their queue's recorded wrap-up."""
+    b = board()
+    b.apply([member(A, "medical", "idle", 0), member(B, "medical", "idle", 0)])
+    parts = (LiveAnswer(A, at(2), at(40), 38, 0), LiveAnswer(B, at(90), at(200), 110, 0, 30))
+    row = LiveCall("node2-1.4", at(0), None, None, "medical", at(1), at(2), at(200), None,
+                   at(200), False, 1, 110, None, A, answers=parts)
+    assert b.follow(ChangedCalls(at(201), [row]))
+    assert b.operator_view(B, at(202)).state is OperatorState.WRAPUP
+    assert b.next_change(at(202)) == at(230)
+    assert b.operator_view(A, at(202)).state is OperatorState.IDLE
 
 
 def answered_after_logging_out() -> list[AmiEvent]:
