@@ -148,7 +148,7 @@ class LiveCall:
 
 @dataclass(frozen=True)
 class LiveAnswer:
-    """One answering phone's part of a live call as ``call_answers`` holds it (0051, 0053)."""
+    """One answering phone's part of a live call as ``call_answers`` holds it (0051, 0052)."""
 
     operator: str  # the phone's interface
     answered_at: datetime | None

@@ -566,7 +566,7 @@ _WAITING: Final = """
 async def _with_answers(connection: asyncpg.Connection, rows: Sequence[asyncpg.Record]
                         ) -> list[LiveCall]:
     """``rows`` (of :data:`_LIVE_CALL_COLUMNS`) as live calls with their answering phones'
-    parts (``call_answers``), each with its leaves of the call's three-way calls (0053)."""
+    parts (``call_answers``), each with its leaves of the call's three-way calls (0052)."""
     answered = [row["call_id"] for row in rows
                 if row["answered_at"] is not None or row["completed_at"] is not None]
     parts: dict[str, list[LiveAnswer]] = defaultdict(list)

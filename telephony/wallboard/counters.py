@@ -31,7 +31,7 @@ A call more than one phone answered (a blind transfer nobody took sent the calle
 the queues and another operator answered) counts, as in the reports, with its talk the sum of
 its operators' talks: each answering phone's part is kept as migration 0051 keeps its
 ``call_answers`` row from the answer facts, and capped at that operator's own leave of a
-three-way call as migration 0053 caps it. A seed carries the parts and their leaves
+three-way call as migration 0052 caps it. A seed carries the parts and their leaves
 (``LiveCall.answers``), so a second operator answering after a restart adds to the first's.
 
 Memory follows the day's calls (one small record each; a new day starts afresh).
@@ -121,7 +121,7 @@ _ZEROS: Final = (0,) * len(_THRESHOLDS)
 @dataclass(slots=True)
 class _Part:
     """One answering phone's part of a call: the ``call_answers`` row (migration 0051) its
-    answer facts make, capped at its operator's leave (0053)."""
+    answer facts make, capped at its operator's leave (0052)."""
 
     answered_at: datetime | None
     completed_at: datetime | None = None
@@ -155,7 +155,7 @@ class _Part:
         self.end_talk_at_leave()
 
     def leave(self, at: datetime) -> None:
-        """Migration 0053's ``transfer_steps_answer_left``: a talk open at ``at`` (or ended
+        """Migration 0052's ``transfer_steps_answer_left``: a talk open at ``at`` (or ended
         after it) is ended at the leave."""
         bisect.insort(self.leaves, at)
         if self.answered_at is not None and self.answered_at <= at and (
@@ -165,7 +165,7 @@ class _Part:
             self.end_talk_at_leave()
 
     def end_talk_at_leave(self) -> None:
-        """Migration 0053's ``call_answers_talk_until_left``, run whenever the row is written:
+        """Migration 0052's ``call_answers_talk_until_left``, run whenever the row is written:
         an ended talk its operator left before its end is ended at the (first such) leave."""
         completed = self.completed_at
         if completed is None:
@@ -284,7 +284,7 @@ class _Call:
 
     def part_left(self, operator: str, at: datetime) -> None:
         """``operator`` left the call's three-way call at ``at``: their part's talk ends there
-        (0053); a leave before their part is known is kept for it."""
+        (0052); a leave before their part is known is kept for it."""
         part = self.parts.get(operator)
         if part is not None:
             part.leave(at)

@@ -700,7 +700,7 @@ async def assert_sari_ended_her_part_at_the_leave(database: Database) -> None:
 @pytest.mark.parametrize("leave_first", [True, False])
 async def test_the_second_operator_who_leaves_a_three_way_call_ends_their_part_there(
         database_dsn: str, settings: Settings, leave_first: bool) -> None:
-    """Migration 0053: a call two operators answered reads each one's part from
+    """Migration 0052: a call two operators answered reads each one's part from
     call_answers; the second, who left a three-way call with an agency, was credited with
     Asterisk's whole talk to the call's end (the caller's with the agency too), and a
     wrap-up from that end. Whichever of the leave and the completion is recorded first."""
@@ -732,9 +732,9 @@ async def test_the_second_operator_who_leaves_a_three_way_call_ends_their_part_t
 
 async def test_an_upgrade_ends_the_part_of_an_operator_who_left_before_it(
         pg_cluster: EmbeddedPostgres, settings: Settings) -> None:
-    """Migration 0053 on a call recorded before it: the second operator's part ends at
+    """Migration 0052 on a call recorded before it: the second operator's part ends at
     their leave."""
-    owner = await create_database_before(pg_cluster, 53)
+    owner = await create_database_before(pg_cluster, 52)
     database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
     connection = await asyncpg.connect(owner)
     try:
