@@ -104,7 +104,7 @@ async def listening(dsn: str, count: int) -> None:
         try:
             found = await connection.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = $1", LISTENER_NAME)
+                "AND starts_with(application_name, $1)", LISTENER_NAME)
         finally:
             await connection.close()
         return True if found == count else None
