@@ -169,6 +169,11 @@ async def test_calls_through_the_front_reach_the_ivr_on_both_nodes(
     relayed = await front_calls(database, prefix)
     assert sorted(row["callid"] for row in relayed) == sorted(
         row["sip_call_id"] for row in calls), [dict(row) for row in relayed]
+    # Each line's peer watch has looked at its peer's contact every 5 s meanwhile, in
+    # silence: no phone registers at a node here (the front takes them).
+    for node in (1, 2):
+        logged = cluster.logs(f"line{node}", tail=300)
+        assert "could not read the peer nodes' contacts" not in logged, logged[-3000:]
 
 
 async def test_a_killed_node_leaves_the_new_calls_to_the_other(
