@@ -31,7 +31,14 @@ from typing import Any
 
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.originate import printable
-from telephony.cluster.peers import DEVICE, NO_STATE, PeerLiveness, PeerMove, entity_id
+from telephony.cluster.peers import (
+    DEVICE,
+    NO_STATE,
+    PeerLiveness,
+    PeerMove,
+    entity_id,
+    peer_aor,
+)
 from telephony.cluster.publish import DeviceState, publish_states
 from telephony.settings import Settings
 
@@ -151,12 +158,26 @@ class PeerWatch:
                           exc)
 
     async def look(self) -> None:
-        """Every peer's contact status now (PJSIPShowContacts: ObjectName <aor>@@<id>)."""
-        contacts = await self._ami.send_list_action({"Action": "PJSIPShowContacts"})
-        for contact in contacts:
-            if contact.get("Event") == "ContactList":
-                aor = printable(contact.get("ObjectName")).partition("@@")[0]
-                self._seen(aor, printable(contact.get("Status")))
+        """Every peer's contact status now: its endpoint's ContactStatusDetail (AOR, Status).
+
+        Not PJSIPShowContacts: it lists only contacts that registered, never a peer's
+        (configured on its AOR), and answers "No Contacts found" when no phone registered
+        at this node (a cluster's phones register at the front): every recheck then failed,
+        logging an error every few seconds, and no dead peer was ever found by one.
+        A peer that cannot be looked at does not keep the others from being looked at."""
+        failures = []
+        for peer in sorted(self._liveness.peers):
+            try:
+                details = await self._ami.send_list_action(
+                    {"Action": "PJSIPShowEndpoint", "Endpoint": peer_aor(peer)})
+            except AmiActionError as exc:
+                failures.append(f"{peer}: {exc.message}")
+                continue
+            for detail in details:
+                if detail.get("Event") == "ContactStatusDetail":
+                    self._seen(printable(detail.get("AOR")), printable(detail.get("Status")))
+        if failures:
+            raise AmiActionError("; ".join(failures))
 
     async def forget(self, peer: str, *, again: bool = False) -> int:
         """Make this node's Asterisk forget ``peer``'s states of every queue member's device;

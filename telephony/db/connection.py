@@ -185,6 +185,15 @@ async def run_as_owner(settings: Settings, work: DatabaseWork[T]) -> T:
         await asyncio.wait_for(connection.close(), timeout=10)
 
 
+def session_name(settings: Settings, purpose: str = "siaga112") -> str:
+    """A line's ``application_name`` for a connection of ``purpose``, with its node's name
+    on a cluster: a restore refused for a line still connected (and ``pg_stat_activity``)
+    then says which node's, where the nodes' lines connect from one address (the Docker
+    cluster on one host) or an engineer does not know the nodes' addresses by heart."""
+    node = settings.asterisk_systemname
+    return f"{purpose} ({node})" if node else purpose
+
+
 async def _keep_session(connection: asyncpg.Connection) -> None:
     """A pool's reset that sends nothing: asyncpg still rolls back a transaction left open."""
 
@@ -207,6 +216,7 @@ async def create_pool(settings: Settings, *, max_size: int = 10,
             connect=cast(Any, connect_postgres),
             timeout=settings.db_connect_timeout,
             command_timeout=30,
+            server_settings={"application_name": session_name(settings)},
         )
     except TRANSIENT_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
@@ -274,7 +284,8 @@ class Database:
             return await connect_postgres(resolve_dsn(self._settings),
                                           timeout=self._settings.db_connect_timeout,
                                           command_timeout=30, server_settings={
-                                              "application_name": application_name})
+                                              "application_name": session_name(
+                                                  self._settings, application_name)})
         except TRANSIENT_ERRORS as exc:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
 

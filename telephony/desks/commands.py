@@ -13,19 +13,22 @@ The phone stored, the command asks the running Asterisk over AMI to reload PJSIP
 console does (``telephony.admin.asterisk``): without it a phone added after Asterisk started
 is never rung by a queue. If Asterisk is out of reach or refuses, the phone stays stored, one
 line says so, and the line's next AMI session reloads PJSIP (``telephony.admin.sync``).
+On a cluster the command tells every node's line instead, and each reloads its own node.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 
 from ivr.menu import load_menu
+from telephony.admin.store import AdminTopic, announce
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.listener import AmiListener
 from telephony.calls.facts import CallFact
 from telephony.calls.spool import SpooledCall
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.phones import PhoneKind, end_registration, phone_username
 from telephony.desks.service import assign_desk, parse_skill_levels
@@ -60,6 +63,9 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
         assignment = await assign_desk(database, load_menu(settings.menu_file), username,
                                        interface, levels, realm=settings.sip_realm,
                                        new_secret=new_secret, phone=kind)
+        if settings.cluster_nodes and (assignment.phone_secret is not None
+                                       or assignment.phone_changed):
+            await _announce_phone(database)
     finally:
         await database.close()
     shown = ", ".join(f"{skill} {level}" for skill, level in sorted(levels.items())) or "-"
@@ -84,13 +90,29 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
                                                       assignment.phone_secret)
             if front_note is not None:
                 print(front_note)
-    if assignment.phone_secret is not None or assignment.phone_changed:
+    if not settings.cluster_nodes and (assignment.phone_secret is not None
+                                       or assignment.phone_changed):
         # A new secret or kind: a phone Asterisk may not know yet, or new credentials.
         failed = await reload_phones(settings)
         if failed is not None:
             print(f"Telepon tersimpan, tetapi belum diterapkan di Asterisk ({failed}); "
                   "diterapkan saat line tersambung kembali ke Asterisk.")
     return 0
+
+
+async def _announce_phone(database: Database) -> None:
+    """On a cluster: tell every node's line a phone was stored, and each reloads PJSIP on
+    its own node (telephony/cluster/admin_sync.py), as the console's change is told. This
+    command has no node of its own to reload (the Docker cluster's admin service is none,
+    and this host's AMI would be one node's at most): untold, no node would ring the new
+    phone until its line's next AMI session."""
+    try:
+        await database.run(functools.partial(announce, topic=AdminTopic.PHONES))
+    except DatabaseUnavailable as exc:
+        print(f"Telepon tersimpan, tetapi node-node belum diberi tahu ({exc.message}); "
+              "diterapkan di setiap node saat line-nya tersambung kembali ke Asterisk.")
+        return
+    print("Telepon tersimpan; line di setiap node memuatnya ke Asterisk node itu.")
 
 
 class _NoCalls:

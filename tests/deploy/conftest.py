@@ -176,6 +176,7 @@ def cluster_site(cluster_images: dict[str, str], cluster_ports: dict[str, int],
         "CLUSTER_PG1_ADDRESS": CLUSTER_PG[1], "CLUSTER_PG2_ADDRESS": CLUSTER_PG[2],
         "CLUSTER_PG_PORT": str(p["pg"]), "CLUSTER_PG_REST_PORT": str(p["rest"]),
         "CLUSTER_ETCD_PORT": str(p["etcd"]), "CLUSTER_ETCD_PEER_PORT": str(p["etcd_peer"]),
+        "SITE_BACKUPS": str(tmp_path_factory.mktemp("cluster-backups")),
     }
     for node, host in CLUSTER_NODES.items():
         prefix = f"CLUSTER_NODE{node}_"

@@ -16,7 +16,6 @@ import json
 import re
 import signal
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -398,32 +397,24 @@ async def test_down_then_up_keeps_every_call_and_recording(
 
 
 
-def admin_command(site: docker.Site, *args: str,
-                  check: bool = True) -> subprocess.CompletedProcess[str]:
-    """A siaga112 command as the README's Docker section has an engineer run it: in a one-off
-    container of the admin service (the line's image, settings and volumes, and the host's
-    backup directory SITE_BACKUPS as /backups)."""
-    return site.compose("run", "--rm", "-T", "admin", *args, timeout=300, check=check)
-
-
 async def test_a_backup_restores_as_the_readme_says(site: docker.Site, api: Api) -> None:
     """The README's steps: a backup taken while the line runs lands in the host's backup
     directory (one in the container's own files would go with the container); the restore
     is refused while the line runs (it would go on recording into the database being
     replaced), then done with the line stopped; the line starts again on the restored
     database and every call is there, with its recording."""
-    admin_command(site, "backup", "/backups/site-1")
+    site.admin("backup", "/backups/site-1")
     backup = Path(site.variables["SITE_BACKUPS"]) / "site-1"
     manifest = json.loads((backup / "manifest.json").read_text(encoding="utf-8"))
     assert any(entry["path"].startswith("recordings/") for entry in manifest["files"]), manifest
 
-    refused = admin_command(site, "restore", "--force", "/backups/site-1", check=False)
+    refused = site.admin("restore", "--force", "/backups/site-1", check=False)
     assert refused.returncode != 0, refused.stdout + refused.stderr
     assert "masih tersambung" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
 
     site.compose("stop", "line", timeout=120)
     try:
-        restored = admin_command(site, "restore", "--force", "/backups/site-1")
+        restored = site.admin("restore", "--force", "/backups/site-1")
     finally:
         site.compose("start", "line", timeout=120)
     assert "dipulihkan" in restored.stdout, restored.stdout + restored.stderr

@@ -33,10 +33,11 @@ from telephony.calls.shifts import ShiftCalendar
 from telephony.cluster.admin_sync import LISTENER_NAME, AdminSync
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import Database
+from telephony.desks.commands import desk
 from telephony.incidents.model import ReportType
 from telephony.screening.score import ScoreConfig
 from telephony.screening.service import line_screening_source
-from telephony.settings import DEFAULT_SHIFTS, Settings
+from telephony.settings import DEFAULT_SHIFTS, ClusterNode, Settings
 from tests.support.ami import RecordingAmi
 from tests.support.polling import eventually
 from tests.support.web import CHEAP_HASHER, make_context
@@ -104,7 +105,7 @@ async def listening(dsn: str, count: int) -> None:
         try:
             found = await connection.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = $1", LISTENER_NAME)
+                "AND starts_with(application_name, $1)", LISTENER_NAME)
         finally:
             await connection.close()
         return True if found == count else None
@@ -219,6 +220,30 @@ async def test_screening_phones_and_site_settings_follow_too(nodes: tuple[Node, 
     assert secret is not None  # a new phone: stored, PJSIP reloaded on node1 ...
     await holds("... and on node2", lambda: two.ami.named("Reload") == [
         {"Action": "Reload", "Module": "res_pjsip.so"}])
+
+
+async def test_a_desk_phone_stored_with_the_cli_is_reloaded_on_every_node(
+        nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]) -> None:
+    """``siaga112 account desk`` on a cluster (the Docker cluster's admin service: no node
+    of its own) tells every line, as the console does, and each reloads PJSIP on its node:
+    untold, neither node rang the new phone until its line's next AMI session."""
+    one, two = nodes
+    database = Database(one.settings)
+    try:
+        await AccountService(database, CHEAP_HASHER, AccountConfig()).create(
+            "sari", "operator", "kata-sandi-panjang-1", actor="test", display_name="Sari")
+    finally:
+        await database.close()
+    cli = replace(one.settings, asterisk_systemname=None, cluster_nodes=(
+        ClusterNode("node1", "127.0.0.1", 5060, 4573),
+        ClusterNode("node2", "127.0.0.2", 5060, 4573)))
+    one.ami.actions.clear()
+    two.ami.actions.clear()
+    assert await desk(cli, "sari", "PJSIP/op1001", ["fire=5"]) == 0
+    for each in (one, two):
+        await holds(f"{each.name} reloads its phones", lambda each=each: each.ami.named(
+            "Reload") == [{"Action": "Reload", "Module": "res_pjsip.so"}])
+    assert "line di setiap node memuatnya" in capsys.readouterr().out
 
 
 async def test_a_hostile_notification_changes_nothing(nodes: tuple[Node, Node],

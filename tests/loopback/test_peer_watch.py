@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import pytest
 
-from telephony.ami.actions import AmiActionError
+from telephony.ami.actions import AmiActionError, AmiActionRefusedError
 from telephony.cluster.peers import NO_STATE, entity_id
 from telephony.cluster.watch import PeerWatch
 from tests.support.polling import eventually
@@ -46,12 +46,14 @@ class Asterisk(asyncio.DatagramProtocol):
 
 
 class Ami:
-    """The AMI port: QueueStatus and PJSIPShowContacts lists, and the actions sent."""
+    """The AMI port: QueueStatus and PJSIPShowEndpoint lists, and the actions sent. As
+    Asterisk 22's: PJSIPShowContacts lists registered contacts only, none here (a cluster's
+    phones register at the front), so it refuses; a peer's contact (configured on its AOR)
+    is in its endpoint's ContactStatusDetail."""
 
     def __init__(self) -> None:
         self.actions: list[Mapping[str, str]] = []
-        self.contacts = [{"Event": "ContactList", "ObjectName": "peer-node1@@1f2e",
-                          "Status": "Unreachable"}]
+        self.contacts = [{"AOR": "peer-node1", "Status": "Unreachable"}]
         self.extra_members: list[dict[str, str]] = []
         self.failing_queue_status = 0  # this many QueueStatus actions time out
 
@@ -62,7 +64,12 @@ class Ami:
     async def send_list_action(self, action: Mapping[str, str]) -> list[Any]:
         self.actions.append(action)
         if action["Action"] == "PJSIPShowContacts":
-            return self.contacts
+            raise AmiActionRefusedError("PJSIPShowContacts refused: No Contacts found")
+        if action["Action"] == "PJSIPShowEndpoint":
+            found = [{"Event": "ContactStatusDetail", "URI": "sip:127.0.0.9:5060", **contact}
+                     for contact in self.contacts if contact["AOR"] == action["Endpoint"]]
+            return [{"Event": "EndpointDetail", "ObjectName": action["Endpoint"]}, *found,
+                    {"Event": "EndpointDetailComplete", "EventList": "Complete"}]
         if self.failing_queue_status:
             self.failing_queue_status -= 1
             raise AmiActionError("QueueStatus: no answer")
@@ -134,8 +141,7 @@ async def test_a_recheck_forgets_what_the_events_missed_and_is_quiet_when_all_we
     transport, asterisk = await loop.create_datagram_endpoint(Asterisk, local_addr=(HOST, 0))
     port = transport.get_extra_info("sockname")[1]
     ami = Ami()
-    ami.contacts = [{"Event": "ContactList", "ObjectName": "peer-node1@@1f2e",
-                     "Status": "Reachable"}]
+    ami.contacts = [{"AOR": "peer-node1", "Status": "Reachable"}]
     ami.failing_queue_status = 1
     watch = PeerWatch(ami, peers=["node1", "node3"], own_host=HOST, sip_port=port,
                       recheck_seconds=0.2)
@@ -160,8 +166,7 @@ async def test_a_recheck_forgets_what_the_events_missed_and_is_quiet_when_all_we
         await eventually("the late operator's phone forgotten",
                          lambda: has("PJSIP/op1007", "node1"), 5, interval=0.05)
         # node3 died with no ContactStatus seen: the recheck's look finds it.
-        ami.contacts.append({"Event": "ContactList", "ObjectName": "peer-node3@@9a8b",
-                             "Status": "Unreachable"})
+        ami.contacts.append({"AOR": "peer-node3", "Status": "Unreachable"})
         await eventually("node3's states forgotten", lambda: has("PJSIP/op1001", "node3"), 5,
                          interval=0.05)
         assert not watch.alive("node3")

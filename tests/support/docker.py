@@ -203,6 +203,12 @@ class Site:
         return run(["docker-compose", "--profile", "metrics", *args], env=self.env(),
                    timeout=timeout, check=check, input_text=input_text)
 
+    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A siaga112 command as the README's Docker sections have an engineer run it: in a
+        one-off container of the admin service (the line's image, settings and volumes, and
+        the host's backup directory SITE_BACKUPS as /backups)."""
+        return self.compose("run", "--rm", "-T", "admin", *args, timeout=300, check=check)
+
     def build(self) -> None:
         """Build the images unless images with this inputs hash exist already."""
         tag = self.variables["SITE_TAG"]
