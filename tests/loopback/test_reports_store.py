@@ -505,6 +505,16 @@ async def test_the_live_picture_has_the_second_operator_of_a_call_talking_not_th
         (B, arrived + timedelta(seconds=70))]
 
 
+async def budi_and_sari(connection: asyncpg.Connection, database: Database | None = None
+                        ) -> None:
+    """Operators Budi and Sari; with ``database``, at desks A and B with the medical skill."""
+    for username in ("budi", "sari"):
+        await AccountRepository().insert_account(connection, username, "", Role.OPERATOR, "x")
+    if database is not None:
+        await assign_desk(database, load_menu(), "budi", A, {"medical": 3})
+        await assign_desk(database, load_menu(), "sari", B, {"medical": 3})
+
+
 async def test_a_report_names_who_answered_then_and_takes_each_queues_wrapup(
         database_dsn: str, settings: Settings) -> None:
     """Budi and Sari swap desks at 10:00; an admin gave the fire queue a 30 s wrap-up, and
@@ -561,9 +571,7 @@ async def test_an_upgrade_names_earlier_calls_by_the_desks_joins(
     database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
     connection = await asyncpg.connect(owner)
     try:
-        for username in ("budi", "sari"):
-            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
-                                                     "x")
+        await budi_and_sari(connection)
         await connection.executemany(
             "INSERT INTO audit_log (at, actor, action, object_type, object_id) "
             "VALUES ($1, $2, 'desk.join', 'desk', $3)",
@@ -631,11 +639,7 @@ async def test_a_call_two_operators_answered_credits_each_with_their_own_part(
     database = Database(replace(settings, database_dsn=database_dsn))
     connection = await asyncpg.connect(database_dsn)
     try:
-        for username in ("budi", "sari"):
-            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
-                                                     "x")
-        await assign_desk(database, load_menu(), "budi", A, {"medical": 3})
-        await assign_desk(database, load_menu(), "sari", B, {"medical": 3})
+        await budi_and_sari(connection, database)
         first = handed_on("1741572000.1", local(8))
         back = local(9)  # answered at 9:00:10, transferred at 9:00:20, talked again to 9:01
         await CallRepository(CALENDAR).apply(connection, [
@@ -707,11 +711,7 @@ async def test_the_second_operator_who_leaves_a_three_way_call_ends_their_part_t
     database = Database(replace(settings, database_dsn=database_dsn))
     connection = await asyncpg.connect(database_dsn)
     try:
-        for username in ("budi", "sari"):
-            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
-                                                     "x")
-        await assign_desk(database, load_menu(), "budi", A, {"medical": 3})
-        await assign_desk(database, load_menu(), "sari", B, {"medical": 3})
+        await budi_and_sari(connection, database)
         facts = handed_on("1741572000.1", local(8))
         store = CallRepository(CALENDAR)
         left = local(8, 1, 50) + timedelta(seconds=0.4)
@@ -738,9 +738,7 @@ async def test_an_upgrade_ends_the_part_of_an_operator_who_left_before_it(
     database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
     connection = await asyncpg.connect(owner)
     try:
-        for username in ("budi", "sari"):
-            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
-                                                     "x")
+        await budi_and_sari(connection)
         for username, desk in (("budi", A), ("sari", B)):
             await connection.execute("INSERT INTO operators (operator) VALUES ($1)", desk)
             await connection.execute(
@@ -771,9 +769,7 @@ async def test_an_upgrade_credits_each_operator_of_earlier_calls_with_their_part
     database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
     connection = await asyncpg.connect(owner)
     try:
-        for username in ("budi", "sari"):
-            await AccountRepository().insert_account(connection, username, "", Role.OPERATOR,
-                                                     "x")
+        await budi_and_sari(connection)
         # Budi at A as the desks page puts him (the line's role has no grants before the
         # upgrade); Sari's join at B only in the audit log.
         await connection.execute("INSERT INTO operators (operator) VALUES ($1)", A)
