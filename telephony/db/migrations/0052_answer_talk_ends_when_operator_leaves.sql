@@ -31,15 +31,10 @@ BEGIN
     IF v_left IS NULL THEN
         RETURN NEW;
     END IF;
-    -- As 0047: from the answer when it began the talk, else the talk less the time after the
-    -- leave; never more than Asterisk counted.
-    NEW.talk_seconds := CASE
-        WHEN NEW.talk_before = 0 AND NEW.answered_at IS NOT NULL THEN
-            LEAST(NEW.talk_seconds,
-                  round(date_part('epoch', v_left - NEW.answered_at))::integer)
-        ELSE GREATEST(0, NEW.talk_seconds
-                         - round(date_part('epoch', NEW.completed_at - v_left))::integer)
-    END;
+    -- 0047's rule; the answer began the talk only if nothing was talked before it.
+    NEW.talk_seconds := talk_until_left(
+        NEW.talk_seconds, CASE WHEN NEW.talk_before = 0 THEN NEW.answered_at END,
+        NEW.completed_at, v_left);
     NEW.completed_at := v_left;
     RETURN NEW;
 END
