@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Dialog, Locator, Page, expect
@@ -97,7 +98,7 @@ def joining_operators() -> tuple[str, ...]:
     """The browser desks join through the console."""
     return ("PJSIP/op2001", "PJSIP/op2002", "PJSIP/op2003", "PJSIP/op2004", "PJSIP/op2005",
             "PJSIP/op2006", "PJSIP/op2007", "PJSIP/op2008", "PJSIP/op2009", "PJSIP/op2010",
-            "PJSIP/op2011", DESK_PHONE)
+            "PJSIP/op2011", "PJSIP/op2012", DESK_PHONE)
 
 
 async def browser_desk(line: Line, settings: Settings, username: str, interface: str) -> None:
@@ -148,6 +149,37 @@ async def answered(softphone: Locator) -> None:
 SENDING_JS = """() => window.siaga112Softphone.connection().getSenders()
   .filter((sender) => sender.track && sender.track.kind === "audio")
   .every((sender) => sender.track.enabled)"""
+
+
+# The live call's ICE username fragment (a new one after each ICE restart) and the audio it has
+# received and sent so far.
+MEDIA_JS = """async () => {
+  const connection = window.siaga112Softphone.connection();
+  const counts = { received: 0, sent: 0,
+    ufrag: /a=ice-ufrag:(\\S+)/.exec(connection.localDescription.sdp)[1] };
+  (await connection.getStats()).forEach((report) => {
+    if (report.type === "inbound-rtp" && report.kind === "audio") {
+      counts.received += report.packetsReceived;
+    } else if (report.type === "outbound-rtp" && report.kind === "audio") {
+      counts.sent += report.packetsSent;
+    }
+  });
+  return counts;
+}"""
+
+
+async def media_flows(page: Page) -> dict[str, Any]:
+    """Waits until audio comes in and goes out of the live call (more RTP both ways than a
+    moment ago); returns the counts."""
+    before = await page.evaluate(MEDIA_JS)
+
+    async def more() -> dict[str, Any] | None:
+        now: dict[str, Any] = await page.evaluate(MEDIA_JS)
+        return now if now["received"] > before["received"] + 25 and \
+            now["sent"] > before["sent"] + 25 else None
+
+    flowing: dict[str, Any] = await eventually("audio both ways", more, within=5)
+    return flowing
 
 
 async def test_the_softphone_registers_when_the_operator_logs_in(
@@ -272,13 +304,22 @@ async def test_a_call_through_a_network_blip_ends_in_the_browser_when_the_caller
     """The browser's network drops for a moment during a call and comes back: the media
     (straight to Asterisk) goes on, but the caller's hang-up went to the WebSocket that had
     closed, so the softphone showed the call up for good and refused every next call as
-    busy."""
+    busy. And a network that came back as another one (a laptop on another Wi-Fi) left the
+    call's media on the old path, never tried again, until Asterisk cut the call for silence:
+    the softphone now restarts ICE after each, and the audio goes on both ways.
+
+    Loopback cannot change the browser's address: this proves the restart (new ICE
+    credentials, accepted by Asterisk, audio both ways after it) on each trigger but one
+    (ICE reporting the path failed), not a call carried across two real networks."""
     interface = "PJSIP/op2008"
     softphone = await staffed(line, settings, console_page, "yoga", interface)
+    page = console_page.page
     caller = unique_caller("0854")
     async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
-                           dtmf="11", talk_seconds=15) as call:
+                           dtmf="11", talk_seconds=14, audio=True,
+                           continuous=True) as call:
         await answered(softphone)
+        before = await media_flows(page)
         await network.cut()
         await expect(softphone).to_have_attribute("data-registration", "offline",
                                                   timeout=2_000)
@@ -286,12 +327,61 @@ async def test_a_call_through_a_network_blip_ends_in_the_browser_when_the_caller
         await expect(softphone).to_have_attribute("data-registration", "registered",
                                                   timeout=WAIT_MS)
         await expect(softphone).to_have_attribute("data-call", "talking")
+        # The softphone restarted ICE over the new WebSocket (a re-INVITE Asterisk accepted):
+        # fresh ICE credentials, and audio both ways on the restarted path.
+        await expect(softphone).to_have_attribute("data-ice-restarted", "1", timeout=WAIT_MS)
+        after_blip = await media_flows(page)
+        assert after_blip["ufrag"] != before["ufrag"], (before, after_blip)
+        # The browser reports a network change (a laptop on another Wi-Fi): the softphone
+        # opens its WebSocket anew, registers again and restarts ICE once more.
+        await page.evaluate("() => { window.dispatchEvent(new Event('online')); }")
+        await expect(softphone).to_have_attribute("data-ice-restarted", "2", timeout=WAIT_MS)
+        await expect(softphone).to_have_attribute("data-registration", "registered",
+                                                  timeout=WAIT_MS)
+        after_change = await media_flows(page)
+        assert after_change["ufrag"] != after_blip["ufrag"], (after_blip, after_change)
+        await expect(softphone).to_have_attribute("data-call", "talking")
         result = await call.wait()
     assert result.ok, result.errors
-    # The caller hung up: the call ends in the browser too.
+    # The caller hung up: the call ends in the browser too, as an ordinary end (the restart
+    # from the new WebSocket pointed Asterisk's dialog there: its BYE arrives, with no probe
+    # needed to find the call gone).
     await expect(softphone).to_have_attribute("data-call", "idle", timeout=15_000)
+    assert await softphone.get_attribute("data-call-problem") is None
     record = await ended_call(line, caller)
     assert (record.operator, record.disposition) == (interface, "answered")
+    assert console_page.problems == []
+
+
+# The call's media dies in the browser while the page and its WebSocket stay up, as when the
+# media's path breaks but the signalling's does not: nothing more reaches Asterisk, RTCP
+# included (which Asterisk counts as media too).
+STOP_MEDIA_JS = "() => { window.siaga112Softphone.connection().close(); }"
+
+
+async def test_a_call_cut_for_silence_tells_the_operator_why(
+        line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
+    """Asterisk ends a call whose browser sent no audio for softphone_rtp_timeout_seconds
+    (with Q.850 cause 44 on its BYE): the softphone said only "Tidak ada panggilan", so the
+    operator could not tell a dropped caller from one who had hung up."""
+    timeout = settings.softphone_rtp_timeout_seconds
+    softphone = await staffed(line, settings, console_page, "nina", "PJSIP/op2012")
+    page = console_page.page
+    caller = unique_caller("0859")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=40) as call:
+        await answered(softphone)
+        await page.evaluate(STOP_MEDIA_JS)
+        result = await call.wait(within=timeout + 10)
+    assert result.ok, result.errors
+    await expect(softphone).to_have_attribute("data-call-problem", "media", timeout=5_000)
+    await expect(softphone).to_have_attribute("data-call", "idle")
+    await expect(softphone.locator('[data-part="call"]')).to_have_text(
+        "Panggilan terputus: suara dari browser Anda tidak sampai ke server telepon (jaringan "
+        "atau Wi-Fi terputus). Penelepon masuk daftar panggil balik.")
+    await page.screenshot(path=str(console_page.shots / "softphone-09-terputus-senyap.png"))
+    record = await ended_call(line, caller)
+    assert record.hangup_cause == 44, record
     assert console_page.problems == []
 
 

@@ -49,8 +49,19 @@
     talking: "Tersambung",
     held: "Ditahan",
   };
-  const MICROPHONE_DENIED = "Mikrofon ditolak browser; panggilan tidak dapat dijawab. Izinkan " +
-    "mikrofon untuk situs ini, lalu muat ulang halaman.";
+  // Why a call ended other than by a hang-up of the caller or the operator: it is shown in
+  // place of "Tidak ada panggilan" (data-call-problem) until the next call rings, since the
+  // operator otherwise saw the call vanish and could not tell a dropped caller from one who
+  // hung up.
+  const ENDED_TEXT = {
+    microphone: "Mikrofon ditolak browser; panggilan tidak dapat dijawab. Izinkan " +
+      "mikrofon untuk situs ini, lalu muat ulang halaman.",
+    media: "Panggilan terputus: suara dari browser Anda tidak sampai ke server telepon " +
+      "(jaringan atau Wi-Fi terputus). Penelepon masuk daftar panggil balik.",
+    network: "Panggilan berakhir saat koneksi ke server telepon terputus.",
+    server: "Panggilan diputus server telepon",
+    browser: "Panggilan gagal di browser",
+  };
   const DTMF_KEYS = "123456789*0#";
   const LOGIN_PATH = "/console/login";
   const WORK_TAB = "siaga112-kerja"; // the one tab the console's other pages open in
@@ -237,6 +248,20 @@
       return;
     }
     session = rtc;
+    // JsSIP ends a call whenever the WebSocket closes under one of the call's requests (the
+    // probe's INFO, whose transaction lingers seconds after its answer, or a hold being
+    // agreed): a second network blip, or the softphone reopening its socket after a network
+    // change, cut the caller off although the media (straight to Asterisk) went on. An
+    // established call now stays; one really gone ends through the probe below or Asterisk's
+    // RTP timeout.
+    const endOnTransportError = rtc.onTransportError.bind(rtc);
+    rtc.onTransportError = function () {
+      if (rtc.isEstablished()) {
+        socketLost = true;
+      } else {
+        endOnTransportError();
+      }
+    };
     rtc.on("peerconnection", function (e) { attachRemoteAudio(e.peerconnection); });
     if (rtc.connection) {
       attachRemoteAudio(rtc.connection);
@@ -260,30 +285,193 @@
         showCall("talking");
       }
     });
-    function ended() {
+    rtc.on("peerconnection", function (e) { watchIce(rtc, e.peerconnection); });
+    if (rtc.connection) {
+      watchIce(rtc, rtc.connection);
+    }
+    function ended(e) {
       if (session === rtc) {
+        const problem = endedBecause(e, rtc.siaga112Lost);
         session = null;
         socketLost = false;
+        restartWanted = false;
         window.clearTimeout(probeTimer);
+        window.clearTimeout(restartTimer);
         remoteAudio.srcObject = null;
         showCall("idle");
+        if (problem !== null) {
+          parts.call.textContent = ENDED_TEXT[problem.kind] +
+            (problem.detail ? " (" + problem.detail + ")" : "") + (problem.kind === "server" ||
+              problem.kind === "browser" ? "." : "");
+          root.dataset.callProblem = problem.kind;
+        }
         if (registration === "elsewhere") {
           ua.stop();
         }
       }
     }
     rtc.on("ended", ended);
-    rtc.on("failed", function (e) {
-      ended();
+    rtc.on("failed", ended);
+    showCall("ringing", callerText(event.request));
+  }
+
+  // Q.850 causes (RFC 3326 Reason header; res_pjsip_rfc3326 puts the channel's hang-up
+  // cause on Asterisk's BYE) that mean the call was lost rather than ended by someone. 44 is
+  // what Asterisk gives a channel it hangs up for silence (rtp_timeout: no RTP from the
+  // browser for softphone_rtp_timeout_seconds).
+  const RTP_TIMEOUT_CAUSE = 44;
+  const LOST_CAUSES = new Set([27, 34, 38, 41, 42, 44, 47, 102]);
+
+  function q850(message) {
+    if (!message || typeof message.getHeaders !== "function") {
+      return null;
+    }
+    for (const reason of message.getHeaders("Reason")) {
+      const match = /^\s*Q\.850\s*;(?:.*;)?\s*cause\s*=\s*(\d+)/i.exec(reason);
+      if (match) {
+        return Number(match[1]);
+      }
+    }
+    return null;
+  }
+
+  // What the operator is told when a call ends (null: an ordinary end, said as "Tidak ada
+  // panggilan"): the caller or the operator hung up, the ringing stopped (the caller gave up,
+  // or Asterisk rang someone else).
+  function endedBecause(e, lost) {
+    const causes = JsSIP.C.causes;
+    if (lost) {
+      return { kind: "network" }; // the probe found Asterisk had ended it meanwhile
+    }
+    if (!e) {
+      return null;
+    }
+    if (e.cause === causes.USER_DENIED_MEDIA_ACCESS) {
       // The browser refused the microphone at the answer (a permission denied once, or a
       // policy): JsSIP fails the call and Asterisk offers the caller to someone else, so the
       // operator saw only "Tidak ada panggilan" and would refuse every call the same way.
-      if (session === null && e.cause === JsSIP.C.causes.USER_DENIED_MEDIA_ACCESS) {
-        parts.call.textContent = MICROPHONE_DENIED;
-        root.dataset.callProblem = "microphone";
+      return { kind: "microphone" };
+    }
+    if (e.originator === "remote" && e.cause === causes.BYE) {
+      const cause = q850(e.message);
+      if (cause === RTP_TIMEOUT_CAUSE) {
+        return { kind: "media" };
+      }
+      return LOST_CAUSES.has(cause) ? { kind: "server", detail: "sebab Q.850 " + cause } : null;
+    }
+    if (e.cause === causes.CONNECTION_ERROR || e.cause === causes.REQUEST_TIMEOUT ||
+        e.cause === causes.DIALOG_ERROR || e.cause === causes.NO_ACK ||
+        e.cause === causes.RTP_TIMEOUT) {
+      return { kind: "network" };
+    }
+    if (e.cause === causes.WEBRTC_ERROR || e.cause === causes.BAD_MEDIA_DESCRIPTION ||
+        e.cause === causes.INCOMPATIBLE_SDP || e.cause === causes.MISSING_SDP ||
+        e.cause === causes.INTERNAL_ERROR) {
+      return { kind: "browser", detail: e.cause };
+    }
+    return null;
+  }
+
+  // -- a call through a network change ------------------------------------------------------
+  //
+  // A laptop that changes Wi-Fi (or whose network drops and comes back) mid-call: the call's
+  // media path was bound to the old address, so no audio crossed any more and Asterisk cut
+  // the call at its RTP timeout although the browser was back within seconds. The softphone
+  // now restarts ICE (a re-INVITE with fresh ICE credentials and candidates, which Asterisk's
+  // WebRTC endpoints accept: webrtc = yes gives ice_support) whenever the path may have
+  // changed: the browser comes back online (the WebSocket is connected anew first: the old
+  // one may be bound to the vanished address), the WebSocket reconnected during a call, or
+  // ICE itself reports the path failed (or disconnected for longer than a blip). The
+  // re-INVITE from the new WebSocket also points Asterisk's dialog there, so the caller's
+  // hang-up reaches the browser again.
+  const ICE_DISCONNECTED_GRACE_MS = 2000; // "disconnected" often heals by itself
+  const RESTART_RETRY_MS = 1000;
+  const RESTART_REFUSALS = 3; // re-INVITEs Asterisk refused before the softphone stops trying
+  let restartWanted = false;
+  let restartTimer = 0;
+  let restarts = 0;
+
+  const watched = new WeakSet();
+
+  function watchIce(rtc, connection) {
+    if (watched.has(connection)) {
+      return;
+    }
+    watched.add(connection);
+    let disconnectedTimer = 0;
+    connection.addEventListener("iceconnectionstatechange", function () {
+      window.clearTimeout(disconnectedTimer);
+      if (connection.iceConnectionState === "failed") {
+        wantRestart(rtc);
+      } else if (connection.iceConnectionState === "disconnected") {
+        disconnectedTimer = window.setTimeout(function () {
+          if (connection.iceConnectionState === "disconnected") {
+            wantRestart(rtc);
+          }
+        }, ICE_DISCONNECTED_GRACE_MS);
       }
     });
-    showCall("ringing", callerText(event.request));
+  }
+
+  function wantRestart(rtc) {
+    if (session !== rtc || rtc.isEnded() || callState === "ringing") {
+      return;
+    }
+    restartWanted = true;
+    rtc.siaga112Refusals = 0;
+    restartIce();
+  }
+
+  // Sends the re-INVITE once it can go: over a connected WebSocket (one sent over a closed
+  // socket makes JsSIP end the call) and with no other offer under way (a hold being agreed).
+  function restartIce() {
+    window.clearTimeout(restartTimer);
+    const rtc = session;
+    if (!restartWanted || rtc === null || rtc.isEnded()) {
+      return;
+    }
+    if (!ua.isConnected() || !rtc.isEstablished() || !rtc.isReadyToReOffer()) {
+      restartTimer = window.setTimeout(restartIce, RESTART_RETRY_MS);
+      return;
+    }
+    restartWanted = false;
+    restarts += 1;
+    root.dataset.iceRestarts = String(restarts);
+    // JsSIP's public renegotiate() hangs the call up when Asterisk refuses the re-INVITE (a
+    // glare's 491, say): an emergency call must not end because a repair failed, so the
+    // re-INVITE is sent as renegotiate() sends it, with a failure that only tries again.
+    rtc._sendReinvite({
+      rtcOfferConstraints: { iceRestart: true },
+      eventHandlers: {
+        succeeded: function () { root.dataset.iceRestarted = String(restarts); },
+        failed: function () {
+          const connection = rtc.connection;
+          if (connection && connection.signalingState === "have-local-offer") {
+            connection.setLocalDescription({ type: "rollback" }).catch(function () {});
+          }
+          rtc.siaga112Refusals = (rtc.siaga112Refusals || 0) + 1;
+          if (session === rtc && rtc.siaga112Refusals < RESTART_REFUSALS) {
+            restartWanted = true;
+            restartTimer = window.setTimeout(restartIce, RESTART_RETRY_MS);
+          }
+        },
+      },
+    });
+  }
+
+  // The browser is online again (a network change): the WebSocket is opened anew, over the
+  // new network, and the call's media path restarted once it is connected.
+  function networkChanged() {
+    if (ua === null || registration === "elsewhere") {
+      return;
+    }
+    if (session !== null && !session.isEnded() && callState !== "ringing") {
+      restartWanted = true;
+    }
+    if (ua.isConnected()) {
+      ua.transport.disconnect();
+      ua.transport.connect();
+    }
   }
 
   // A call that outlived its WebSocket (the network dropped and came back): Asterisk's
@@ -308,6 +496,7 @@
     probed.once("newInfo", function (event) {
       event.info.on("failed", function () {
         if (session === probed && !probed.isEnded()) {
+          probed.siaga112Lost = true;
           probed.terminate();
         }
       });
@@ -361,6 +550,11 @@
     ua.on("connected", function () {
       showRegistration("connected");
       probeCall();
+      if (socketLost && session !== null) {
+        wantRestart(session);
+      } else {
+        restartIce();
+      }
     });
     ua.on("disconnected", function () {
       socketLost = session !== null;
@@ -597,6 +791,7 @@
     }
   });
   window.addEventListener("offline", function () { showRegistration("offline"); });
+  window.addEventListener("online", networkChanged);
   window.addEventListener("pagehide", function () {
     if (ua !== null) {
       ua.stop();
