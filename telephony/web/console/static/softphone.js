@@ -460,9 +460,11 @@
   }
 
   // The browser is online again (a network change): the WebSocket is opened anew, over the
-  // new network, and the call's media path restarted once it is connected.
+  // new network, and the call's media path restarted once it is connected. Not while a call
+  // rings: its answer must go back over the socket its INVITE came on (a socket that is
+  // really dead JsSIP reopens by itself).
   function networkChanged() {
-    if (ua === null || registration === "elsewhere") {
+    if (ua === null || registration === "elsewhere" || callState === "ringing") {
       return;
     }
     if (session !== null && !session.isEnded() && callState !== "ringing") {
