@@ -245,6 +245,9 @@ async def test_the_browser_answers_a_112_call_and_both_sides_are_recorded(
           f"audible {first.get('level')} ms")
     assert first.get("packets") is not None and first.get("level") is not None, first
     await expect(softphone).to_have_attribute("data-call", "idle", timeout=WAIT_MS)
+    # The caller hung up: an ordinary end, said as such.
+    await expect(softphone.locator('[data-part="call"]')).to_have_text("Tidak ada panggilan")
+    assert await softphone.get_attribute("data-call-problem") is None
 
     record = await ended_call(line, caller)
     assert (record.operator, record.queue, record.disposition) == (
@@ -362,8 +365,9 @@ STOP_MEDIA_JS = "() => { window.siaga112Softphone.connection().close(); }"
 async def test_a_call_cut_for_silence_tells_the_operator_why(
         line: Line, settings: Settings, console_page: ConsolePage, network: Relay) -> None:
     """Asterisk ends a call whose browser sent no audio for softphone_rtp_timeout_seconds
-    (with Q.850 cause 44 on its BYE): the softphone said only "Tidak ada panggilan", so the
-    operator could not tell a dropped caller from one who had hung up."""
+    (with Q.850 cause 44 on its BYE), or a carrier's network loses the caller: the softphone
+    said only "Tidak ada panggilan", so the operator could not tell a dropped caller from one
+    who had hung up."""
     timeout = settings.softphone_rtp_timeout_seconds
     softphone = await staffed(line, settings, console_page, "nina", "PJSIP/op2012")
     page = console_page.page
@@ -382,6 +386,17 @@ async def test_a_call_cut_for_silence_tells_the_operator_why(
     await page.screenshot(path=str(console_page.shots / "softphone-09-terputus-senyap.png"))
     record = await ended_call(line, caller)
     assert record.hangup_cause == 44, record
+
+    # A caller whose carrier lost them (its BYE with a network cause): the operator hears why.
+    caller = unique_caller("0859")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller,
+                           dtmf="11", talk_seconds=1, bye_cause=38) as call:
+        await answered(softphone)
+        result = await call.wait()
+    assert result.ok, result.errors
+    await expect(softphone).to_have_attribute("data-call-problem", "dropped", timeout=5_000)
+    await expect(softphone.locator('[data-part="call"]')).to_have_text(
+        "Panggilan terputus karena gangguan jaringan telepon (sebab Q.850 38).")
     assert console_page.problems == []
 
 

@@ -59,7 +59,9 @@
     media: "Panggilan terputus: suara dari browser Anda tidak sampai ke server telepon " +
       "(jaringan atau Wi-Fi terputus). Penelepon masuk daftar panggil balik.",
     network: "Panggilan berakhir saat koneksi ke server telepon terputus.",
-    server: "Panggilan diputus server telepon",
+    // Another Q.850 failure cause on the BYE: the bridge hands the operator's leg the cause of
+    // the caller's (a carrier whose network lost the caller) as well as Asterisk's own.
+    dropped: "Panggilan terputus karena gangguan jaringan telepon",
     browser: "Panggilan gagal di browser",
   };
   const DTMF_KEYS = "123456789*0#";
@@ -301,7 +303,7 @@
         showCall("idle");
         if (problem !== null) {
           parts.call.textContent = ENDED_TEXT[problem.kind] +
-            (problem.detail ? " (" + problem.detail + ")" : "") + (problem.kind === "server" ||
+            (problem.detail ? " (" + problem.detail + ")" : "") + (problem.kind === "dropped" ||
               problem.kind === "browser" ? "." : "");
           root.dataset.callProblem = problem.kind;
         }
@@ -357,7 +359,7 @@
       if (cause === RTP_TIMEOUT_CAUSE) {
         return { kind: "media" };
       }
-      return LOST_CAUSES.has(cause) ? { kind: "server", detail: "sebab Q.850 " + cause } : null;
+      return LOST_CAUSES.has(cause) ? { kind: "dropped", detail: "sebab Q.850 " + cause } : null;
     }
     if (e.cause === causes.CONNECTION_ERROR || e.cause === causes.REQUEST_TIMEOUT ||
         e.cause === causes.DIALOG_ERROR || e.cause === causes.NO_ACK ||
