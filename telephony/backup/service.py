@@ -64,7 +64,7 @@ from telephony.backup.model import (
     human_size,
 )
 from telephony.backup.store import OBJECT_TYPE as BACKUP_OBJECT
-from telephony.backup.store import record_backup
+from telephony.backup.store import record_backup, site_identity
 from telephony.core.storage import StoredFileError, fsync_dir, stored_file
 from telephony.core.text import os_reason
 from telephony.db.connection import (
@@ -398,7 +398,7 @@ async def back_up(settings: Settings, target: Path) -> Manifest:
     try:
         partial, writing = await asyncio.to_thread(_open_partial, target)
         try:
-            manifest = await _write_backup(settings, partial)
+            manifest = await _write_backup(settings, partial, target)
             await asyncio.to_thread(_seal, partial, target)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -434,10 +434,12 @@ async def _note_backup(settings: Settings, target: Path, manifest: Manifest) -> 
                           "Ulangi pencadangan.") from exc
 
 
-async def _write_backup(settings: Settings, into: Path) -> Manifest:
+async def _write_backup(settings: Settings, into: Path, target: Path) -> Manifest:
+    """The backup of ``target`` written into ``into`` (its hidden sibling)."""
     connection = await connect_owner(settings)
     try:
         level = await schema_level(connection)
+        site = await site_identity(connection)
     finally:
         await connection.close()
     if level == 0:
@@ -455,7 +457,8 @@ async def _write_backup(settings: Settings, into: Path) -> Manifest:
     digest, size = await asyncio.to_thread(file_digest, dump)
     database = FileEntry(DUMP_NAME, digest, size)
     files = await asyncio.to_thread(_copy_areas, SiteAreas.from_settings(settings), into)
-    manifest = Manifest(created_at, level, database, tuple(files), _software_version(), version)
+    manifest = Manifest(created_at, level, database, tuple(files), _software_version(), version,
+                        site, str(target))
     await asyncio.to_thread(_write_manifest, into, manifest)
     return manifest
 

@@ -602,6 +602,36 @@ async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_el
     assert (backups / "2025-05-20").is_dir() and "Cadangan lama" not in done.stdout
 
 
+async def test_the_backups_written_after_the_one_a_site_restored_are_pruned_too(
+    site: Site, tmp_path: Path
+) -> None:
+    """A site restored an old backup: its audit log is then the restored one's, which knows
+    neither that backup (its entry was written after its dump) nor the ones written after it,
+    so they were never pruned and the README told sites to remove them by hand. Each backup's
+    manifest now names the database that wrote it and where; nothing else is taken for ours."""
+    backups = tmp_path / "backups"
+    restored, later = backups / "2025-04-01", backups / "2025-04-20"
+    await back_up(site.settings, restored)
+    await back_up(site.settings, later)
+    aged(restored, 60)
+    aged(later, 40)
+    # Set aside by an engineer under another name, and another database's backup written
+    # here (another site's, a staging copy's): old, whole, but not this site's own.
+    shutil.copytree(later, backups / "sebelum-upgrade")
+    shutil.copytree(later, backups / "situs-lain")
+    document = json.loads((backups / "situs-lain" / MANIFEST_NAME).read_text("utf-8"))
+    document.update(site="7716588858512969982/16385", written_to=str(backups / "situs-lain"))
+    (backups / "situs-lain" / MANIFEST_NAME).write_text(json.dumps(document), "utf-8")
+    assert (await restore(site.settings, restored, force=True)).files == 2
+
+    done = siaga112(site.settings, "backup", str(backups / "2025-05-21"))
+
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in backups.iterdir()) == [
+        "2025-05-21", "sebelum-upgrade", "situs-lain"]
+    assert "2 removed (2025-04-01, 2025-04-20)" in done.stderr
+
+
 async def test_a_backup_being_restored_is_kept_however_old(
     site: Site, fresh: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
