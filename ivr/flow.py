@@ -23,6 +23,7 @@ yields no verdict and the call queues as if unscored.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -234,6 +235,21 @@ def longest_stay(menu: IvrMenu, seconds: Mapping[str, float]) -> tuple[str, floa
                       line))
     longest, line = max(stays)
     return line, longest
+
+
+def menu_too_long(menu: IvrMenu, seconds: Mapping[str, float], allowed: float) -> str | None:
+    """Why ``menu`` can keep a caller past the ``allowed`` seconds that fit in the IVR
+    session's guard (where the dialplan fails open, cutting the caller off mid-prompt and
+    without the choice they were making), or ``None`` when it cannot. ``seconds``: the
+    prompts' lengths; one it lacks (its audio not made yet) counts as none, so the waits and
+    attempts alone are still timed."""
+    line, longest = longest_stay(menu, defaultdict(float, seconds))
+    if longest <= allowed:
+        return None
+    return (f"menu jalur {line} bisa menahan penelepon {longest:.0f} detik (menunggu tanpa "
+            "menekan atau salah tekan sampai percobaan habis, dengan panjang rekaman "
+            f"suaranya), lebih dari {allowed:.0f} detik yang muat dalam batas sesi IVR. "
+            "Kurangi timeout_ms, jumlah percobaan atau panjang rekaman suara.")
 
 
 async def run_ivr(

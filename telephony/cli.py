@@ -14,8 +14,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ivr.flow import menu_too_long
 from ivr.menu import MenuError, load_menu
 from ivr.prompts import PromptError, build_line_prompts
+from ivr.source import menu_seconds
 from recordings import commands as recording_commands
 from telephony.accounts import commands as account_commands
 from telephony.accounts.model import AccountError
@@ -109,9 +111,18 @@ def _cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 def build_prompt_audio(settings: Settings) -> None:
     """Generate (or refresh) the prompt audio for the configured menu and the survey."""
     menu = load_menu(settings.menu_file)
-    for report in build_line_prompts(menu, settings.prompts_dir, settings.prompt_overrides_dir,
-                                     settings.prompt_voice):
+    reports = build_line_prompts(menu, settings.prompts_dir, settings.prompt_overrides_dir,
+                                 settings.prompt_voice)
+    for report in reports:
         print(f"  {report.name:16} {report.source:10} {report.seconds:5.1f} dtk")
+    # A hand-edited menu is timed at the line's load with this audio (ivr/source.py); said
+    # here too, where its prompts' lengths are first known. Not a failure: asterisk-config
+    # runs this at a site's start, and Asterisk must start whatever the menu.
+    too_long = menu_too_long(menu, {r.name: r.seconds for r in reports}, menu_seconds(settings))
+    if too_long is not None:
+        print(f"Peringatan: {too_long} Line menolak suntingan menu ini (menu terakhir yang "
+              "baik tetap berjalan); saat line mulai, penelepon menu ini diteruskan ke antrean "
+              "di batas sesi IVR.")
 
 
 def _cmd_prompts(settings: Settings, _: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from ivr.flow import longest_stay
+from ivr.flow import menu_too_long
 from ivr.menu import IvrMenu
 from ivr.prompts import PromptError, PromptReport, build_prompts
 from telephony.admin.asterisk import AsteriskAdmin
@@ -424,16 +424,11 @@ class ConfigService:
         menu = check_menu(version.document)
         made = {r.name: r.seconds for r in await self._build_audio(version)}
         vid = version.version_id
-        line, longest = longest_stay(
-            menu, {name: made[versioned_prompt(name, vid)] for name in menu.prompts})
-        allowed = self._files.menu_seconds
-        if longest > allowed:
-            raise InvalidConfig(
-                f"Versi #{vid} tidak diterbitkan: menu jalur {line} bisa menahan penelepon "
-                f"{longest:.0f} detik (menunggu tanpa menekan atau salah tekan sampai "
-                f"percobaan habis, dengan panjang rekaman suaranya), lebih dari "
-                f"{allowed:.0f} detik yang muat dalam batas sesi IVR. Kurangi timeout_ms, "
-                "jumlah percobaan atau panjang rekaman suara.", "document")
+        reason = menu_too_long(
+            menu, {name: made[versioned_prompt(name, vid)] for name in menu.prompts},
+            self._files.menu_seconds)
+        if reason is not None:
+            raise InvalidConfig(f"Versi #{vid} tidak diterbitkan: {reason}", "document")
 
     async def _restore_queues(self, running: IvrMenu) -> None:
         """A publish that failed after its menu's queues were applied (a later AMI action,

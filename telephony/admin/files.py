@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ivr.flow import SESSION_OVERHEAD_SECONDS
+from ivr.source import admin_work_dir, menu_seconds, version_audio_dir
 from telephony.admin.errors import ApplyFailed
 from telephony.admin.versions import ConfigKind
 from telephony.settings import Settings
@@ -51,11 +51,10 @@ class ConfigFiles:
         return cls(
             menu_file=settings.live_menu_file,
             screening_file=settings.live_screening_file,
-            work_dir=settings.state_dir / "admin",
+            work_dir=admin_work_dir(settings),
             voice=settings.prompt_voice,
             recorded_prompts_dir=settings.prompt_overrides_dir,
-            menu_seconds=(settings.agi_session_timeout - settings.screening_timeout_ms / 1000
-                          - SESSION_OVERHEAD_SECONDS),
+            menu_seconds=menu_seconds(settings),
         )
 
     def live_file(self, kind: ConfigKind) -> Path:
@@ -64,7 +63,7 @@ class ConfigFiles:
 
     def audio_dir(self, version_id: int) -> Path:
         """Where the prompt audio of a menu version is generated (preview and publish)."""
-        return self.work_dir / "prompts" / f"v{version_id}"
+        return version_audio_dir(self.work_dir, version_id)
 
     def recorded_dir(self, version_id: int) -> Path:
         """Where a menu version's uploaded recordings are put for the audio generation."""

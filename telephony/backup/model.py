@@ -104,6 +104,11 @@ class Manifest:
     files: tuple[FileEntry, ...]
     software: str  # siaga112's version that wrote it
     pg_dump: str  # pg_dump's own version line
+    # Whose backup it is, for pruning (telephony/backup/pruning.py): the database it was
+    # dumped from (:func:`telephony.backup.store.site_identity`) and the directory it was
+    # written as. Empty in a backup of an older version.
+    site: str = ""
+    written_to: str = ""
 
     @property
     def every_file(self) -> tuple[FileEntry, ...]:
@@ -119,6 +124,8 @@ class Manifest:
             "schema_version": self.schema_version,
             "software": self.software,
             "pg_dump": self.pg_dump,
+            "site": self.site,
+            "written_to": self.written_to,
             "database": self.database.to_json(),
             "files": [entry.to_json() for entry in sorted(self.files, key=lambda e: e.path)],
         }
@@ -157,7 +164,8 @@ class Manifest:
         if DUMP_NAME in paths or len(set(paths)) != len(paths):
             raise BackupError("Manifes mencantumkan satu berkas dua kali.")
         return cls(created_at, schema_version, database, files,
-                   str(document.get("software", "")), str(document.get("pg_dump", "")))
+                   str(document.get("software", "")), str(document.get("pg_dump", "")),
+                   str(document.get("site", "")), str(document.get("written_to", "")))
 
 
 def human_size(total: int) -> str:

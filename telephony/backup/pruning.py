@@ -10,9 +10,12 @@ database's own record and what is on disk, never from a name alone:
 
 - a backup: one this site's audit log says it wrote there, at that manifest time
   (telephony/backup/store.py; a backup copied in from another site, an old host's waiting to
-  be restored, is not ours), in a real directory holding nothing but that manifest, the files
-  it lists and their directories. One an engineer put anything else in (a note, a link) is
-  kept, and named in the log line;
+  be restored, is not ours), or whose manifest says this database wrote it at this very path
+  (:func:`~telephony.backup.store.site_identity`): the backups a site wrote after the one it
+  restored are not in the restored audit log, and were never removed. Either way in a real
+  directory holding nothing but that manifest, the files it lists and their directories. One
+  an engineer put anything else in (a note, a link) is kept, and named in the log line; a
+  copy under another name (one an engineer set aside) is not at the path its manifest names;
 - a half-written backup: a real hidden directory named as ``back_up`` names them, holding only
   regular files and directories under a backup's own names (the dump, the manifest, the
   areas), that no backup is writing any more (its writer holds its lock until the rename) and
@@ -45,7 +48,7 @@ import asyncpg
 from telephony.backup.errors import BackupError
 from telephony.backup.model import AREAS, DUMP_NAME, MANIFEST_NAME, Manifest, expired, human_size
 from telephony.backup.service import try_lock
-from telephony.backup.store import recorded_backups
+from telephony.backup.store import recorded_backups, site_identity
 from telephony.core.text import os_reason
 from telephony.db.connection import DatabaseUnavailable, connect_owner
 from telephony.settings import Settings
@@ -125,11 +128,13 @@ async def prune_backups(settings: Settings, written: Path) -> PruneReport:
     written = await asyncio.to_thread(written.absolute)
     unrecorded = None
     recorded: frozenset[tuple[str, datetime]] = frozenset()
+    site = None
     if settings.backup_keep_days > 0:
         try:
             connection = await connect_owner(settings)
             try:
                 recorded = await recorded_backups(connection, str(written.parent))
+                site = await site_identity(connection)
             finally:
                 await connection.close()
         except (DatabaseUnavailable, asyncpg.PostgresError, OSError) as exc:
@@ -138,7 +143,7 @@ async def prune_backups(settings: Settings, written: Path) -> PruneReport:
             unrecorded = "basis data: " + " ".join(str(exc).split())
     report = await asyncio.to_thread(
         prune, written.parent, keep_days=settings.backup_keep_days, now=datetime.now(UTC),
-        written=written.name, recorded=recorded)
+        written=written.name, recorded=recorded, site=site)
     if unrecorded is not None:
         report = dataclasses.replace(report, failed=(*report.failed, unrecorded))
     # A warning when one could not be removed (the backup disk then fills); one an engineer
@@ -148,10 +153,11 @@ async def prune_backups(settings: Settings, written: Path) -> PruneReport:
 
 
 def prune(directory: Path, *, keep_days: int, now: datetime, written: str,
-          recorded: frozenset[tuple[str, datetime]]) -> PruneReport:
+          recorded: frozenset[tuple[str, datetime]], site: str | None = None) -> PruneReport:
     """Remove from ``directory`` our backups (``recorded``: by name and manifest time, as this
-    site noted writing them) older than ``keep_days`` at ``now``, and the half-written
-    backups no one is writing; never the one named ``written``."""
+    site noted writing them; or written by the database ``site`` at their path, as their
+    manifest says) older than ``keep_days`` at ``now``, and the half-written backups no one
+    is writing; never the one named ``written``."""
     removed: list[str] = []
     partials: list[str] = []
     kept: list[str] = []
@@ -173,7 +179,8 @@ def prune(directory: Path, *, keep_days: int, now: datetime, written: str,
             try:
                 size = (_remove_partial(parent, name, now=time.time()) if partial
                         else _remove_backup(parent, name, now=now, keep_days=keep_days,
-                                            recorded=recorded))
+                                            recorded=recorded, site=site,
+                                            path=str(directory / name)))
             except _Kept as exc:
                 kept.append(f"{name}: {exc}")
                 continue
@@ -191,15 +198,25 @@ def prune(directory: Path, *, keep_days: int, now: datetime, written: str,
                        tuple(kept), tuple(failed))
 
 
+def _ours(manifest: Manifest, name: str, path: str, *,
+          recorded: frozenset[tuple[str, datetime]], site: str | None) -> bool:
+    """Whether the backup ``name`` (at ``path``) with ``manifest`` is this site's own: noted in
+    its audit log, or written by its database at that very path."""
+    if (name, manifest.created_at) in recorded:
+        return True
+    return site is not None and manifest.site == site and manifest.written_to == path
+
+
 def _remove_backup(parent: int, name: str, *, now: datetime, keep_days: int,
-                   recorded: frozenset[tuple[str, datetime]]) -> int | None:
-    """Remove the backup ``name`` if it is ours and expired: the bytes freed, or None when it
-    is left alone (not ours, or young enough). Raises :class:`_Kept`."""
+                   recorded: frozenset[tuple[str, datetime]], site: str | None,
+                   path: str) -> int | None:
+    """Remove the backup ``name`` (at ``path``) if it is ours and expired: the bytes freed,
+    or None when it is left alone (not ours, or young enough). Raises :class:`_Kept`."""
     fd = os.open(name, _DIRECTORY, dir_fd=parent)
     try:
         manifest = _manifest(fd)
-        if manifest is None or (name, manifest.created_at) not in recorded or \
-                not expired(manifest.created_at, now=now, keep_days=keep_days):
+        if manifest is None or not _ours(manifest, name, path, recorded=recorded, site=site) \
+                or not expired(manifest.created_at, now=now, keep_days=keep_days):
             return None
         if not try_lock(fd):
             raise _Kept("sedang dipakai (dipulihkan)")

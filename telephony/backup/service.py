@@ -64,12 +64,13 @@ from telephony.backup.model import (
     human_size,
 )
 from telephony.backup.store import OBJECT_TYPE as BACKUP_OBJECT
-from telephony.backup.store import record_backup
+from telephony.backup.store import record_backup, site_identity
 from telephony.core.storage import StoredFileError, fsync_dir, stored_file
 from telephony.core.text import os_reason
 from telephony.db.connection import (
     DatabaseUnavailable,
     connect_owner,
+    libpq_connect_timeout,
     line_role,
     resolve_owner_dsn,
 )
@@ -137,11 +138,17 @@ def postgres_tool(name: str) -> str:
     return found
 
 
-def connection_target(dsn: str | None) -> tuple[list[str], dict[str, str]]:
+def connection_target(dsn: str | None, *, connect_timeout: int
+                      ) -> tuple[list[str], dict[str, str]]:
     """The ``--dbname`` argument and environment for a libpq tool. The password moves from
     the URI into ``PGPASSWORD``, so it never shows in the process list; with no DSN libpq's
-    own ``PG*`` variables decide."""
+    own ``PG*`` variables decide. ``connect_timeout`` (seconds, each host's attempt) goes in
+    ``PGCONNECT_TIMEOUT`` unless the environment sets it (a DSN's own ``connect_timeout``
+    overrides both, as libpq has it): a cluster's backup whose first node's machine is off
+    used to wait about two minutes in pg_dump (a restore as long in psql) before libpq tried
+    the next node."""
     env = dict(os.environ)
+    env.setdefault("PGCONNECT_TIMEOUT", str(connect_timeout))
     if dsn is None:
         return [], env
     parts = urlsplit(dsn)
@@ -391,7 +398,7 @@ async def back_up(settings: Settings, target: Path) -> Manifest:
     try:
         partial, writing = await asyncio.to_thread(_open_partial, target)
         try:
-            manifest = await _write_backup(settings, partial)
+            manifest = await _write_backup(settings, partial, target)
             await asyncio.to_thread(_seal, partial, target)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
@@ -427,10 +434,12 @@ async def _note_backup(settings: Settings, target: Path, manifest: Manifest) -> 
                           "Ulangi pencadangan.") from exc
 
 
-async def _write_backup(settings: Settings, into: Path) -> Manifest:
+async def _write_backup(settings: Settings, into: Path, target: Path) -> Manifest:
+    """The backup of ``target`` written into ``into`` (its hidden sibling)."""
     connection = await connect_owner(settings)
     try:
         level = await schema_level(connection)
+        site = await site_identity(connection)
     finally:
         await connection.close()
     if level == 0:
@@ -438,7 +447,8 @@ async def _write_backup(settings: Settings, into: Path) -> Manifest:
     created_at = datetime.now(UTC)
     pg_dump = postgres_tool("pg_dump")
     version = (await _run_tool([pg_dump, "--version"], os.environ, "pg_dump --version")).strip()
-    target_args, env = connection_target(resolve_owner_dsn(settings))
+    target_args, env = connection_target(resolve_owner_dsn(settings),
+                                         connect_timeout=libpq_connect_timeout(settings))
     dump = into / DUMP_NAME
     await asyncio.to_thread(_check_room, settings, into)
     await _run_tool([pg_dump, "--format=custom", f"--file={dump}", *target_args], env,
@@ -447,7 +457,8 @@ async def _write_backup(settings: Settings, into: Path) -> Manifest:
     digest, size = await asyncio.to_thread(file_digest, dump)
     database = FileEntry(DUMP_NAME, digest, size)
     files = await asyncio.to_thread(_copy_areas, SiteAreas.from_settings(settings), into)
-    manifest = Manifest(created_at, level, database, tuple(files), _software_version(), version)
+    manifest = Manifest(created_at, level, database, tuple(files), _software_version(), version,
+                        site, str(target))
     await asyncio.to_thread(_write_manifest, into, manifest)
     return manifest
 
@@ -707,7 +718,8 @@ async def _restore_locked(settings: Settings, source: Path, manifest: Manifest, 
 async def _restore_database(settings: Settings, dump: Path) -> None:
     pg_restore = postgres_tool("pg_restore")
     psql = postgres_tool("psql")
-    target_args, env = connection_target(resolve_owner_dsn(settings))
+    target_args, env = connection_target(resolve_owner_dsn(settings),
+                                         connect_timeout=libpq_connect_timeout(settings))
     # Owners and grants are the old site's; here the owner owns what it restores, and the
     # line's role is granted afresh after it (restore).
     to_sql = [pg_restore, "--no-owner", "--no-acl", "--file=-", str(dump)]

@@ -28,6 +28,21 @@ async def record_backup(connection: asyncpg.Connection, target: str, manifest: M
                 "bytes": sum(entry.size for entry in manifest.every_file)})
 
 
+async def site_identity(connection: asyncpg.Connection) -> str:
+    """Which database this is, as a backup's manifest names it: its cluster's system
+    identifier (a streaming replica and the node promoted in a failover share it) and its
+    own OID there. A restore into it keeps both (it replaces the schema, not the database),
+    so the backups a site wrote after the one it restored are still known as its own once its
+    audit log is the restored one's; a database restored elsewhere (another host, another
+    site's staging copy) has its own, and never takes this one's backups for its own. Readable
+    by any role."""
+    identity = await connection.fetchrow(
+        "SELECT (SELECT system_identifier FROM pg_control_system()) AS cluster, oid"
+        " FROM pg_database WHERE datname = current_database()")
+    assert identity is not None  # the database connected to
+    return f"{identity['cluster']}/{identity['oid']}"
+
+
 async def last_backup_at(connection: asyncpg.Connection) -> datetime | None:
     """When the newest backup of this database was finished; ``None`` if none ever was."""
     # object_type leads an index of the audit log: this reads the backups' entries only.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit
@@ -120,6 +121,16 @@ async def connect_postgres(dsn: str | None = None, *,
         return connection
     assert failure is not None
     raise failure
+
+
+def libpq_connect_timeout(settings: Settings) -> int:
+    """``db_connect_timeout`` as libpq's ``connect_timeout`` (``PGCONNECT_TIMEOUT``) for the
+    programs that connect through libpq (Kamailio, pg_dump, psql): each host's attempt of a
+    multi-host DSN, as :func:`connect_postgres` bounds the line's. Without it a node whose
+    machine is switched off (no answer, not a refusal) holds the connection for the kernel's
+    SYN retries, about two minutes, before the next node is tried. libpq takes whole seconds
+    only and rounds anything under 2 up to 2."""
+    return max(2, math.ceil(settings.db_connect_timeout))
 
 
 def acquire_timeout(settings: Settings, dsn: str | None) -> float:

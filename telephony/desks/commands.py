@@ -9,6 +9,8 @@ A refusal is printed by the CLI as one line.
 
 A renewed secret (``--new-secret``) also ends the phone's current registration at once, as
 the console does (the phone may be lost or stolen): it registers again with the new secret.
+On a cluster that is the registration at the SIP front, the only one there is: no AMI is
+asked (the Docker cluster's admin container has none).
 The phone stored, the command asks the running Asterisk over AMI to reload PJSIP, as the
 console does (``telephony.admin.asterisk``): without it a phone added after Asterisk started
 is never rung by a queue. If Asterisk is out of reach or refuses, the phone stays stored, one
@@ -76,7 +78,8 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
     if assignment.phone_secret is not None:
         print(phone_secret_text(assignment.interface, settings.sip_realm,
                                 assignment.phone_secret))
-    if new_secret:
+    front = FrontRegistrar.from_settings(settings)
+    if new_secret and front is None:
         # A renewed secret: the phone may be lost or stolen, and its registration (made with
         # the old one) must not go on ringing it with callers until it expires.
         failed = await _over_ami(settings, lambda ami: end_registration(ami, interface), 10.0)
@@ -84,12 +87,15 @@ async def desk(settings: Settings, username: str, interface: str, skills: list[s
             print(f"Pendaftaran {interface} yang sekarang belum diakhiri ({failed}): sandi "
                   "lama tidak dapat mendaftar lagi, tetapi telepon itu masih dapat berdering "
                   "sampai pendaftarannya habis.")
-        front = FrontRegistrar.from_settings(settings)
-        if front is not None and assignment.phone_secret is not None:
-            front_note = await end_front_registration(front, interface, settings.sip_realm,
-                                                      assignment.phone_secret)
-            if front_note is not None:
-                print(front_note)
+    elif new_secret and front is not None and assignment.phone_secret is not None:
+        # Behind a cluster's front the phone registers there only (each node's endpoint has
+        # the front as its contact), so no Asterisk holds a registration to end. The Docker
+        # cluster's admin container has no AMI at all: asking one held the command 10 s
+        # before the front's note.
+        front_note = await end_front_registration(front, interface, settings.sip_realm,
+                                                  assignment.phone_secret)
+        print(front_note or f"Pendaftaran {interface} di front SIP diakhiri; telepon itu "
+                            "mendaftar lagi dengan sandi baru.")
     if not settings.cluster_nodes and (assignment.phone_secret is not None
                                        or assignment.phone_changed):
         # A new secret or kind: a phone Asterisk may not know yet, or new credentials.

@@ -17,13 +17,13 @@ register at the front over its WebSocket (``kamailio_ws_port``; migration 0023).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from urllib.parse import quote
 
 from telephony.asterisk.config import phone_database, render_template, write_atomic
 from telephony.asterisk.errors import AsteriskSiteError
 from telephony.core.errors import SiagaError
+from telephony.db.connection import libpq_connect_timeout
 from telephony.kamailio import CARRIER_MARK_HEADER, CARRIER_MARK_VALUE
 from telephony.settings import Settings
 
@@ -74,9 +74,8 @@ def db_url(settings: Settings) -> str:
     failover in which no phone can register anew (one already registered stays so).
     """
     db = phone_database(settings)
-    # libpq rounds a timeout under 2 s up to 2, and takes whole seconds only.
     options = (f"dbname={quote(str(db['asterisk_db_name']), safe='')}",
-               f"connect_timeout={max(2, math.ceil(settings.db_connect_timeout))}",
+               f"connect_timeout={libpq_connect_timeout(settings)}",
                "target_session_attrs=read-write")
     return (f"postgres://{quote(str(db['asterisk_db_user']), safe='')}:"
             f"{quote(str(db['asterisk_db_password']), safe='')}@{db['asterisk_db_host']}:"

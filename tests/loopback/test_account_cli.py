@@ -3,6 +3,9 @@
 import asyncio
 import io
 import json
+import socket
+import time
+from dataclasses import replace
 
 import pytest
 
@@ -13,9 +16,12 @@ from telephony.accounts.service import AccountConfig, AccountService
 from telephony.ami.testing import SECRET, USERNAME, FakeAsterisk, fake_asterisk
 from telephony.cli import main
 from telephony.db.connection import Database
+from telephony.desks.commands import desk
 from telephony.desks.phones import PhoneKind, digest
 from telephony.desks.service import assign_desk
+from telephony.settings import ClusterNode, Settings
 from tests.support.db import execute, fetch
+from tests.support.net import free_port
 from tests.support.web import CHEAP_HASHER, PASSWORD
 
 
@@ -342,3 +348,33 @@ async def test_rename_and_role_change_an_account_from_the_command_line(
     audit = await fetch(database_dsn, "SELECT actor, action FROM audit_log "
                                       "WHERE actor = 'cli' ORDER BY audit_id")
     assert [r["action"] for r in audit] == ["account.rename", "account.role"]
+
+
+async def test_a_new_secret_on_a_cluster_asks_the_front_and_no_ami(
+        settings: Settings, database_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The Docker cluster's admin container: no Asterisk (nothing at its AMI port), the phones
+    # registered at the front. The command waited 10 s for that AMI before the front's note.
+    database = Database(replace(settings, database_dsn=database_dsn))
+    try:
+        await AccountService(database, CHEAP_HASHER, AccountConfig()).create(
+            "sari", "operator", PASSWORD, actor="test", display_name="Sari")
+    finally:
+        await database.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as front:  # a front that is silent
+        front.bind(("127.0.0.1", 0))
+        admin = replace(settings, database_dsn=database_dsn, asterisk_systemname=None,
+                        ami_port=free_port(), kamailio_host="127.0.0.1",
+                        kamailio_port=front.getsockname()[1], cluster_nodes=(
+                            ClusterNode("node1", "127.0.0.1", 5060, 4573),
+                            ClusterNode("node2", "127.0.0.2", 5060, 4573)))
+        assert await desk(admin, "sari", "PJSIP/op1001", ["fire=5"]) == 0
+        capsys.readouterr()
+        started = time.monotonic()
+        assert await desk(admin, "sari", "PJSIP/op1001", ["fire=5"], new_secret=True) == 0
+        took = time.monotonic() - started
+        asked, _ = front.recvfrom(65535)
+    out = capsys.readouterr().out
+    assert asked.startswith(b"REGISTER ") and b"Expires: 0" in asked
+    assert "Pendaftaran telepon PJSIP/op1001 di front SIP belum diakhiri" in out
+    assert "yang sekarang belum diakhiri" not in out  # no AMI asked
+    assert took < 5  # the front's 2 s, not the AMI's 10 s before it

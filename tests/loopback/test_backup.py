@@ -40,6 +40,7 @@ from telephony.backup.store import record_backup
 from telephony.db.connection import Database
 from telephony.db.embedded import SUPERUSER, EmbeddedPostgres
 from telephony.settings import Settings
+from tests.support import net
 from tests.support.calls import add_calls, call_facts
 from tests.support.db import (
     create_database,
@@ -601,6 +602,36 @@ async def test_a_nightly_backup_removes_the_old_backups_beside_it_and_nothing_el
     assert (backups / "2025-05-20").is_dir() and "Cadangan lama" not in done.stdout
 
 
+async def test_the_backups_written_after_the_one_a_site_restored_are_pruned_too(
+    site: Site, tmp_path: Path
+) -> None:
+    """A site restored an old backup: its audit log is then the restored one's, which knows
+    neither that backup (its entry was written after its dump) nor the ones written after it,
+    so they were never pruned and the README told sites to remove them by hand. Each backup's
+    manifest now names the database that wrote it and where; nothing else is taken for ours."""
+    backups = tmp_path / "backups"
+    restored, later = backups / "2025-04-01", backups / "2025-04-20"
+    await back_up(site.settings, restored)
+    await back_up(site.settings, later)
+    aged(restored, 60)
+    aged(later, 40)
+    # Set aside by an engineer under another name, and another database's backup written
+    # here (another site's, a staging copy's): old, whole, but not this site's own.
+    shutil.copytree(later, backups / "sebelum-upgrade")
+    shutil.copytree(later, backups / "situs-lain")
+    document = json.loads((backups / "situs-lain" / MANIFEST_NAME).read_text("utf-8"))
+    document.update(site="7716588858512969982/16385", written_to=str(backups / "situs-lain"))
+    (backups / "situs-lain" / MANIFEST_NAME).write_text(json.dumps(document), "utf-8")
+    assert (await restore(site.settings, restored, force=True)).files == 2
+
+    done = siaga112(site.settings, "backup", str(backups / "2025-05-21"))
+
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in backups.iterdir()) == [
+        "2025-05-21", "sebelum-upgrade", "situs-lain"]
+    assert "2 removed (2025-04-01, 2025-04-20)" in done.stderr
+
+
 async def test_a_backup_being_restored_is_kept_however_old(
     site: Site, fresh: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -629,8 +660,32 @@ async def test_a_backup_being_restored_is_kept_however_old(
                  recorded=recorded).removed == ("2025-04-01",)
 
 
+async def test_a_cluster_whose_first_node_is_switched_off_backs_up_and_restores_in_seconds(
+        site: Site, fresh: Settings, tmp_path: Path) -> None:
+    # The cluster's owner DSN lists both nodes; the first one's machine is off (no answer,
+    # not a refusal). pg_dump and psql had no connect timeout: each spent the kernel's SYN
+    # retries, about two minutes, on the dead node before libpq tried the next.
+    with net.silent_port() as port:
+        backup = tmp_path / "backups" / "2026-12-07"
+        for settings, step in ((site.settings, back_up), (fresh, restore)):
+            assert settings.database_owner_dsn is not None
+            through_dead_node = replace(settings, db_connect_timeout=1.0,
+                                        database_owner_dsn=net.behind_silent_node(
+                                            settings.database_owner_dsn, port))
+            started = asyncio.get_running_loop().time()
+            async with asyncio.timeout(40):  # a failure in 40 s, not in minutes
+                await step(through_dead_node, backup)
+            # libpq's shortest timeout is 2 s: the dead node costs pg_dump (psql) that once.
+            assert asyncio.get_running_loop().time() - started < 15
+    calls = "SELECT call_id FROM calls ORDER BY 1"
+    assert await table(fresh.database_owner_dsn or "", calls) == \
+        await table(site.settings.database_owner_dsn or "", calls)
+
+
 def test_the_password_travels_in_the_environment_not_the_arguments() -> None:
-    args, env = connection_target("postgresql://siaga:s%40cret@127.0.0.1:5432/siaga112")
+    args, env = connection_target("postgresql://siaga:s%40cret@127.0.0.1:5432/siaga112",
+                                  connect_timeout=3)
     assert args == ["--dbname=postgresql://siaga@127.0.0.1:5432/siaga112"]
     assert env["PGPASSWORD"] == "s@cret"
-    assert connection_target(None)[0] == []
+    assert env["PGCONNECT_TIMEOUT"] == "3"
+    assert connection_target(None, connect_timeout=3)[0] == []

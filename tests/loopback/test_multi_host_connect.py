@@ -6,8 +6,6 @@ first host and never tries the second."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,44 +15,24 @@ import pytest
 
 from telephony.db.connection import Database, DatabaseUnavailable, connect_postgres
 from telephony.settings import Settings
+from tests.support import net
 
 
 @pytest.fixture
 def silent_port() -> Iterator[int]:
-    """A port whose connection attempts hang: a listener with a full accept queue (the
-    kernel drops further SYNs, as a host that is switched off answers nothing)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    port = int(server.getsockname()[1])
-    fillers = []
-    for _ in range(3):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    yield port
-    for filler in fillers:
-        filler.close()
-    server.close()
-
-
-def pair(dsn: str, silent_port: int) -> str:
-    """``dsn`` (one host) behind a silent first node, asking for the writable one."""
-    auth, _, rest = dsn.partition("@")
-    return f"{auth}@127.0.0.1:{silent_port},{rest}?target_session_attrs=read-write"
+    with net.silent_port() as port:
+        yield port
 
 
 async def test_asyncpg_alone_never_reaches_the_second_host(database_dsn: str,
                                                            silent_port: int) -> None:
     with pytest.raises(TimeoutError):
-        await asyncpg.connect(pair(database_dsn, silent_port), timeout=1.0)
+        await asyncpg.connect(net.behind_silent_node(database_dsn, silent_port), timeout=1.0)
 
 
 async def test_each_host_gets_its_own_timeout_and_the_one_that_worked_comes_first(
         database_dsn: str, silent_port: int) -> None:
-    dsn = pair(database_dsn, silent_port)
+    dsn = net.behind_silent_node(database_dsn, silent_port)
     started = time.monotonic()
     connection = await connect_postgres(dsn, timeout=1.0)
     try:
@@ -70,8 +48,8 @@ async def test_each_host_gets_its_own_timeout_and_the_one_that_worked_comes_firs
 
 async def test_the_line_pool_writes_through_a_silent_first_node(
         settings: Settings, database_dsn: str, silent_port: int) -> None:
-    database = Database(replace(settings, database_dsn=pair(database_dsn, silent_port),
-                                db_connect_timeout=1.0))
+    dsn = net.behind_silent_node(database_dsn, silent_port)
+    database = Database(replace(settings, database_dsn=dsn, db_connect_timeout=1.0))
     try:
         await database.ping()
     finally:

@@ -1,12 +1,18 @@
 """Prompt audio through the real tools: espeak-ng speaks, pydub converts, sox measures."""
 
+import json
+import re
 import subprocess
 import wave
+from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
 from ivr.prompts import PromptError, build_prompts
+from telephony.cli import build_prompt_audio
+from telephony.settings import Settings
 
 
 def wav_format(path: Path) -> tuple[int, int, int]:
@@ -56,3 +62,21 @@ def test_a_text_that_looks_like_an_option_is_spoken_not_obeyed(tmp_path: Path) -
     secret.write_text("kata sandi rahasia " * 60, encoding="utf-8")
     (report,) = build_prompts({"salam": f"-f{secret}"}, tmp_path / "out", tmp_path / "rec", "id")
     assert report.source == "generated" and report.seconds < 20.0
+
+
+def test_siaga112_prompts_says_when_the_menu_file_is_too_long_for_the_ivr_session(
+        settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A hand-edited menu_file and its recorded prompt: the prompts' lengths are known here
+    # first, and the menu can keep a caller past the IVR session's guard.
+    document = json.loads(resources.files("ivr").joinpath("menu.json").read_text("utf-8"))
+    document["menus"]["utama"]["timeout_ms"] = 19000
+    menu = tmp_path / "menu.json"
+    menu.write_text(json.dumps(document), encoding="utf-8")
+    configured = replace(settings, menu_file=menu)
+    configured.prompt_overrides_dir.mkdir(parents=True)
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", str(
+        configured.prompt_overrides_dir / "menu-utama.wav"), "synth", "30", "sine", "440"],
+        check=True)
+    build_prompt_audio(configured)
+    assert re.search(r"^Peringatan: menu jalur 112 bisa menahan penelepon \d+ detik",
+                     capsys.readouterr().out, re.MULTILINE)

@@ -10,7 +10,9 @@ held by one). ``free_port`` is for a server the test binds at once.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 from typing import Final, TypedDict
 
 
@@ -19,6 +21,37 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A port on 127.0.0.1 whose connection attempts hang, as a host that is switched off
+    answers nothing (no refusal): a listener with a full accept queue, so the kernel drops
+    further SYNs and a client waits for its own timeout or the kernel's SYN retries."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = int(server.getsockname()[1])
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    try:
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        server.close()
+
+
+def behind_silent_node(dsn: str, port: int) -> str:
+    """``dsn`` (one host, no query) behind a first node at the :func:`silent_port` ``port``,
+    asking for the writable one: a cluster's DSN whose first node's machine is off."""
+    auth, _, rest = dsn.partition("@")
+    return f"{auth}@127.0.0.1:{port},{rest}?target_session_attrs=read-write"
 
 
 class OwnLab(TypedDict):

@@ -25,7 +25,7 @@ MANIFEST = Manifest(
     datetime(2025, 6, 1, 1, 2, 3, tzinfo=UTC), 9, FileEntry("database.dump", DIGEST, 10),
     (FileEntry("recordings/2025/06/01/1.1.opus", DIGEST, 3),
      FileEntry("attachments/2025/06/x.png", DIGEST, 0)),
-    "0.1.0", "pg_dump (PostgreSQL) 15.8")
+    "0.1.0", "pg_dump (PostgreSQL) 15.8", "7716588858512969982/16385", "/backups/2025-06-01")
 
 
 def test_a_manifest_reads_back_as_written() -> None:
@@ -37,6 +37,12 @@ def test_a_manifest_reads_back_as_written() -> None:
                                                               key=lambda e: e.path)
     assert [e.area for e in again.every_file] == ["database.dump", "attachments", "recordings"]
     assert str(again.files[1].within_area) == "2025/06/01/1.1.opus"
+    assert (again.site, again.written_to) == ("7716588858512969982/16385", "/backups/2025-06-01")
+    # An older version's manifest names neither: read all the same, as nobody's.
+    older = json.loads(MANIFEST.to_json())
+    del older["site"], older["written_to"]
+    nobodys = Manifest.from_json(json.dumps(older))
+    assert (nobodys.site, nobodys.written_to) == ("", "")
 
 
 @pytest.mark.parametrize("path", [

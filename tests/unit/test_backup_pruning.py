@@ -22,18 +22,19 @@ from tests.support.net import free_port
 
 NOW = datetime(2026, 12, 7, 2, 30, tzinfo=UTC)
 DIGEST = "ab" * 32
+SITE = "7716588858512969982/16385"  # this site's database (telephony/backup/store.py)
 FILES = {"database.dump": b"PGDMP dump", "recordings/2026/12/01/1.1.opus": b"opus",
          "attachments/2026/12/x.png": b"png"}
 
 
-def write_backup(path: Path, days_old: float) -> Path:
+def write_backup(path: Path, days_old: float, *, site: str = "", written_to: str = "") -> Path:
     """A backup as back_up leaves one (the checksums do not matter to pruning)."""
     for relative, data in FILES.items():
         (path / relative).parent.mkdir(parents=True, exist_ok=True)
         (path / relative).write_bytes(data)
     entries = [FileEntry(relative, DIGEST, len(data)) for relative, data in FILES.items()]
     manifest = Manifest(NOW - timedelta(days=days_old), 47, entries[0], tuple(entries[1:]),
-                        "0.1.0", "pg_dump (PostgreSQL) 15.8")
+                        "0.1.0", "pg_dump (PostgreSQL) 15.8", site, written_to)
     (path / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
     return path
 
@@ -135,6 +136,23 @@ def test_only_our_expired_backups_go_and_never_the_one_just_written(tmp_path: Pa
     assert line.startswith(f"backups in {backups} older than 7 days: 2 removed "
                            "(2026-11-19, 2026-11-20), ")
     assert "; 2 kept (2026-11-17: " in line and "\n" not in line
+
+
+def test_a_backup_its_manifest_says_this_database_wrote_there_is_ours(tmp_path: Path) -> None:
+    # The backups written after the one a site restored: not in the restored audit log.
+    backups = tmp_path / "backups"
+    ours = write_backup(backups / "2026-11-01", 36, site=SITE,
+                        written_to=str(backups / "2026-11-01"))
+    write_backup(backups / "disimpan", 36, site=SITE, written_to=str(backups / "2026-11-02"))
+    write_backup(backups / "situs-lain", 36, site="1/2", written_to=str(backups / "situs-lain"))
+    write_backup(backups / "lama", 36)  # an older version's: names no database
+    left = tree(backups)
+    report = prune(backups, keep_days=30, now=NOW, written="2026-12-07", recorded=frozenset(),
+                   site=SITE)
+    assert report.removed == ("2026-11-01",)
+    assert not ours.exists()
+    assert tree(backups) == {name: data for name, data in left.items()
+                             if not name.startswith("2026-11-01")}
 
 
 def test_half_written_backups_go_unless_written_now_or_not_ours(tmp_path: Path) -> None:
