@@ -32,7 +32,10 @@ the queues and another operator answered) counts, as in the reports, with its ta
 its operators' talks: each answering phone's part is kept as migration 0051 keeps its
 ``call_answers`` row from the answer facts, and capped at that operator's own leave of a
 three-way call as migration 0052 caps it. A seed carries the parts and their leaves
-(``LiveCall.answers``), so a second operator answering after a restart adds to the first's.
+(``LiveCall.answers``), so a second operator answering after a restart adds to the first's;
+and, for a phone that answered the call again, its latest answer (from the answer facts), so
+the completion of its earlier talk, applied again from the journal after the seed, is not
+counted a second time.
 
 Memory follows the day's calls (one small record each; a new day starts afresh).
 """
