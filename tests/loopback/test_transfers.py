@@ -703,6 +703,35 @@ async def test_a_dispatch_by_phone_whose_call_end_went_unrecorded_is_settled(
                                                                       event.detail, {})
 
 
+async def test_a_closed_incidents_dispatch_by_phone_stops_ringing_and_is_kept(
+    world: World,
+) -> None:
+    # The brigade's phone rang while the line was down; the police handled the case, and the
+    # incident was resolved and closed. Its dispatch to the brigade read "sedang ditelepon"
+    # for good: settling skipped incidents no longer open. It is kept (nothing is called
+    # off on a closed incident), no longer by phone, and the timeline says why.
+    _, incident = await verified_call(world)
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None
+    await progress(world, started.leg.leg.leg_id, "dialling")
+    dispatches = world.incidents.dispatches
+    police = await dispatches.dispatch(incident, "polisi", actor="op1")
+    await dispatches.advance_dispatch(police.dispatch_id, "on_scene", actor="op1")
+    for status in (Status.RESOLVED, Status.CLOSED):
+        await world.incidents.incidents.change_status(incident, status, actor="op1")
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert await dispatches.settle_unanswered_phone(later) == 1
+    kept = [d for d in await dispatches.dispatches(incident) if d.agency_code == "damkar"]
+    assert [(d.state, d.phone) for d in kept] == [(DispatchState.NOTIFIED, None)]
+    assert (await world.incidents.incidents.get(incident)).status is Status.CLOSED
+    event = [e for e in await world.incidents.incidents.timeline(incident)
+             if e.kind == "dispatch"][-1]
+    assert (event.actor, event.detail["phone_unanswered"], event.detail["note"]) == (
+        "system", "unrecorded",
+        "Hasil telepon ke instansi tidak tercatat: pastikan instansi sudah menerima.")
+
+
 @pytest.mark.parametrize("case", ["not talking", "ended call", "no live channel",
                                   "foreign channel", "inactive number", "unknown number",
                                   "hostile number id", "hostile mode", "other operator"])
