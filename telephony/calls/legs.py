@@ -20,6 +20,10 @@ from telephony.calls.ids import CallerIdKind, national_mobile, parse_caller_id
 from telephony.core.labels import LabelledStrEnum
 
 LEG_EVENT: Final = "SiagaLeg"  # the UserEvent name the dialplan reports legs with
+# How long past its ring time a leg the dialplan did not report answered or ended may still
+# be ringing: Dial() gives up at the ring time, counted from a little after the line asked
+# (the AMI action, Atxfer's digits, the carrier's setup).
+LEG_REPORT_GRACE: Final = timedelta(seconds=30)
 _NUMBER = re.compile(r"\+?[0-9]{3,20}")
 # The visual separators a presented number may carry (RFC 3966 allows "-", "." and "()").
 _SEPARATORS = re.compile(r"[ \-().]")
@@ -69,6 +73,13 @@ def leg_outcome(status: str, *, answered: bool) -> LegOutcome:
     if answered:
         return LegOutcome.ANSWERED
     return _BY_STATUS.get(status.strip().upper(), LegOutcome.FAILED)
+
+
+def ring_over_before(now: datetime, ring_timeout: timedelta) -> datetime:
+    """A leg still not answered that began dialling (or was asked for, if the dialplan never
+    reported it) before this instant is no longer ringing: Dial() gave up on it, and its end
+    went unrecorded (the line was down then, or the report was lost)."""
+    return now - ring_timeout - LEG_REPORT_GRACE
 
 
 def check_number(number: str) -> str:

@@ -39,6 +39,9 @@ class IncidentConfig:
     auto_create_batch: int = 100
     # Delivered concurrently, so one claim stays well inside the pool and the lease.
     notify_batch: int = 10
+    # How long an agency's phone rings for a transfer (Dial()'s timeout): a by-phone
+    # dispatch whose call was not answered by then is settled even if its end went unrecorded.
+    transfer_ring: timedelta = timedelta(seconds=30)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IncidentConfig:
@@ -50,4 +53,5 @@ class IncidentConfig:
             notify_timeout=settings.notify_timeout,
             notify_retry_seconds=settings.notify_retry_seconds,
             notify_max_attempts=settings.notify_max_attempts,
+            transfer_ring=timedelta(seconds=settings.transfer_ring_seconds),
         )

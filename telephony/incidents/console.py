@@ -22,6 +22,7 @@ from telephony.desks.operators import SKILL_LABELS
 from telephony.incidents.directory import Agency, Place
 from telephony.incidents.dispatches import (
     NO_AGENCY_LEFT,
+    UNRECORDED_PHONE,
     DispatchState,
     next_dispatch_steps,
     status_for_dispatch,
@@ -35,6 +36,7 @@ from telephony.incidents.errors import (
 )
 from telephony.incidents.model import (
     EDITABLE_STATUSES,
+    ENDED_STATUSES,
     LABEL_DISMISSED,
     LABEL_WITHDRAWN,
     SEARCH_LIMIT,
@@ -112,7 +114,8 @@ _CODE_TEXT: Final[Mapping[tuple[str, str], Mapping[str, str]]] = {
     ("created", "report_type"): ReportType.labels(),
     **{("escalated", key): EscalationLevel.labels() for key in ("from", "to")},
     **{("dispatch", key): DispatchState.labels() for key in ("from", "to")},
-    ("dispatch", "phone_unanswered"): LegOutcome.labels(),
+    ("dispatch", "phone_unanswered"): {**LegOutcome.labels(),
+                                       UNRECORDED_PHONE: "hasil tidak tercatat"},
     ("dispatch", "stood_down"): {Status.PRANK.value: "insiden ditandai laporan iseng",
                                  Status.CANCELLED.value: "insiden dibatalkan"},
 }
@@ -292,8 +295,9 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
         request, "incident.html", title=f"Insiden #{incident_id}", incident=incident,
         sla=ctx.dispatches.sla_clock(incident, datetime.now(UTC)), calls=calls,
         dispatches=dispatches,
-        dispatch_steps={d.dispatch_id: next_dispatch_steps(d.state) for d in dispatches},
-        notices={d.dispatch_id: notices_text(notices.get(d.dispatch_id), by_phone=d.by_phone)
+        dispatch_steps={d.dispatch_id: next_dispatch_steps(
+            d.state, incident_ended=incident.status in ENDED_STATUSES) for d in dispatches},
+        notices={d.dispatch_id: notices_text(notices.get(d.dispatch_id), phone=d.phone)
                  + stand_down_text(stand_downs.get(d.dispatch_id)) for d in dispatches},
         timeline=await ctx.incidents.timeline(incident_id),
         attachments=await ctx.incidents.attachments(incident_id), size_text=size_text,

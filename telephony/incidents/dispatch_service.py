@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from telephony.calls.legs import ring_over_before
 from telephony.db.connection import Database
 from telephony.incidents.config import IncidentConfig
 from telephony.incidents.directory import clean_agency_code
@@ -26,6 +27,7 @@ from telephony.incidents.dispatches import (
     CANCELLABLE_DISPATCH_STATES,
     NO_AGENCY_LEFT,
     STAND_DOWN_STATUSES,
+    UNRECORDED_PHONE,
     Dispatch,
     DispatchState,
     SlaClock,
@@ -39,6 +41,7 @@ from telephony.incidents.dispatches import (
 from telephony.incidents.errors import DispatchNotFound, InvalidTransition, ValidationError
 from telephony.incidents.ledger import IncidentLedger
 from telephony.incidents.model import (
+    ENDED_STATUSES,
     NOTE_MAX,
     SYSTEM_ACTOR,
     Incident,
@@ -118,6 +121,7 @@ class DispatchService:
     def __init__(self, database: Database, config: IncidentConfig) -> None:
         self._database = database
         self._targets: Mapping[ReportType, timedelta] = dict(config.dispatch_targets)
+        self._transfer_ring = config.transfer_ring
         self._repo = DispatchStore()
         self._ledger = IncidentLedger(IncidentRepository())
         self._directory = DirectoryStore()
@@ -217,9 +221,10 @@ class DispatchService:
                 if incident_id is None or seen_on not in (None, incident_id):
                     raise DispatchNotFound(checked)
                 # Incident first, then dispatch: the same order as dispatch().
-                await self._ledger.repo.lock_incidents(connection, [incident_id])
+                incident = await self._ledger.locked(connection, incident_id, None)
                 current = await self._fetch(connection, checked, lock=True)
-                why = check_dispatch_step(current.state, target, note)
+                why = check_dispatch_step(current.state, target, note,
+                                          incident_ended=incident.status in ENDED_STATUSES)
                 await self._step(connection, incident_id, current, target, who=who, why=why)
                 return await self._fetch(connection, checked)
 
@@ -265,30 +270,38 @@ class DispatchService:
             await self._ledger.set_status(connection, incident, next_status, who,
                                           {"dispatch_id": checked})
 
-    async def settle_unanswered_phone(self) -> int:
-        """Settle the by-phone dispatches of open incidents whose every call to the agency
-        ended unanswered (rang out, busy, failed, called off): each is called off when the
-        phone was the agency's only word of it, else kept; either way no longer "by phone",
-        and the incident's timeline says the agency was not reached by phone and how the call
-        ended (:func:`~telephony.incidents.dispatches.settle_unanswered_phone`). An incident
+    async def settle_unanswered_phone(self, now: datetime | None = None) -> int:
+        """Settle the by-phone dispatches whose every call to the agency ended unanswered
+        (rang out, busy, failed, called off), or was not answered within its ring time and
+        never reported ended: each is called off, on an open incident, when the phone was
+        the agency's only word of it, else kept; either way no longer "by phone", and the
+        incident's timeline says the agency was not reached by phone and how the call ended
+        (:func:`~telephony.incidents.dispatches.settle_unanswered_phone`). An incident
         whose every dispatch is called off is verified again, its dispatch target counting
         from the answer. How many were settled.
 
         Run by the incident upkeep: the transfer's leg ends in Asterisk, which the listener
-        records; a line that was down then settles it on its first pass. A call answered
-        (a retry the operator made meanwhile) leaves the dispatch as it is."""
+        records; a line that was down then settles it on its first pass. A leg whose end the
+        line never heard (it was down as the leg ended, or the report was lost: Asterisk
+        keeps no record of legs the line could read back) is settled once it can no longer
+        ring. A call answered (a retry the operator made meanwhile) leaves the dispatch as
+        it is."""
+        cutoff = ring_over_before(now if now is not None else datetime.now(UTC),
+                                  self._transfer_ring)
 
         async def candidates(connection: asyncpg.Connection) -> list[int]:
-            return await self._repo.unanswered_phone_dispatches(connection)
+            return await self._repo.unanswered_phone_dispatches(connection, cutoff)
 
         settled = 0
         for dispatch_id in await self._database.run(candidates):
-            settle = functools.partial(self._settle_phone, dispatch_id=dispatch_id)
+            settle = functools.partial(self._settle_phone, dispatch_id=dispatch_id,
+                                       cutoff=cutoff)
             if await self._database.run(settle):
                 settled += 1
         return settled
 
-    async def _settle_phone(self, connection: asyncpg.Connection, *, dispatch_id: int) -> bool:
+    async def _settle_phone(self, connection: asyncpg.Connection, *, dispatch_id: int,
+                            cutoff: datetime) -> bool:
         async with connection.transaction():
             incident_id = await self._repo.dispatch_incident_id(connection, dispatch_id)
             if incident_id is None:
@@ -296,13 +309,14 @@ class DispatchService:
             # Incident first, then dispatch: the same order as dispatch().
             incident = await self._ledger.locked(connection, incident_id, None)
             current = await self._fetch(connection, dispatch_id, lock=True)
-            phone = await self._repo.unanswered_phone(connection, dispatch_id)
-            if (phone is None or current.state not in CANCELLABLE_DISPATCH_STATES
-                    or not incident.is_open):
+            phone = await self._repo.unanswered_phone(connection, dispatch_id, cutoff)
+            if phone is None or current.state not in CANCELLABLE_DISPATCH_STATES:
                 return False  # a call was answered, or it moved on, since it was listed
-            target, why = settle_unanswered_phone(current.state, phone)
+            target, why = settle_unanswered_phone(current.state, phone,
+                                                  incident_open=incident.is_open)
             await self._repo.clear_by_phone(connection, dispatch_id)
-            detail = {"phone_unanswered": phone.outcome.value}
+            how = UNRECORDED_PHONE if phone.outcome is None else phone.outcome.value
+            detail = {"phone_unanswered": how}
             if target is not None:
                 check_dispatch_step(current.state, target, why)
                 await self._step(connection, incident_id, current, target, who=SYSTEM_ACTOR,
@@ -312,7 +326,7 @@ class DispatchService:
                     "dispatch_id": dispatch_id, "agency": current.agency_code, "note": why,
                     **detail})
         log.warning("incident #%d: nobody at %s answered the operator's call (%s): dispatch "
-                    "%d %s", incident_id, current.agency_code, phone.outcome.value, dispatch_id,
+                    "%d %s", incident_id, current.agency_code, how, dispatch_id,
                     "called off" if target is not None else "kept, no longer by phone")
         return True
 

@@ -22,8 +22,17 @@ from telephony.incidents.dispatches import (
 from telephony.incidents.model import Incident, ReportType
 from telephony.incidents.store import OPEN, incident_from_row
 
+# Dispatch.phone_ringing: a by-phone dispatch whose call to the agency rings still, and no
+# call of it was answered (transfer_legs_dispatch_idx, migration 0050).
 _DISPATCH_SELECT = """
-    SELECT d.*, a.name AS agency_name
+    SELECT d.*, a.name AS agency_name,
+           d.by_phone
+           AND EXISTS (SELECT 1 FROM transfer_legs t JOIN call_legs l USING (leg_id)
+                       WHERE t.dispatch_id = d.dispatch_id
+                         AND l.answered_at IS NULL AND l.ended_at IS NULL)
+           AND NOT EXISTS (SELECT 1 FROM transfer_legs t JOIN call_legs l USING (leg_id)
+                           WHERE t.dispatch_id = d.dispatch_id
+                             AND l.answered_at IS NOT NULL) AS phone_ringing
     FROM dispatches d JOIN agencies a ON a.code = d.agency_code
 """
 
@@ -85,47 +94,59 @@ class DispatchStore:
         await connection.execute(
             "UPDATE dispatches SET by_phone = false WHERE dispatch_id = $1", dispatch_id)
 
-    async def unanswered_phone_dispatches(self, connection: asyncpg.Connection) -> list[int]:
-        """The by-phone dispatches still under way, of open incidents, every call of which to
-        the agency (the transfer legs that recorded or marked them) ended unanswered."""
+    async def unanswered_phone_dispatches(self, connection: asyncpg.Connection,
+                                          ring_over_before: datetime) -> list[int]:
+        """The by-phone dispatches still under way every call of which to the agency (the
+        transfer legs that recorded or marked them) ended unanswered, or was not answered
+        and began ringing before ``ring_over_before``, its end unrecorded
+        (:func:`~telephony.calls.legs.ring_over_before`). Of any incident: a closed one's
+        too, or its dispatch read "by phone", still ringing, for good."""
         rows = await connection.fetch(
             """
-            SELECT d.dispatch_id FROM dispatches d JOIN incidents i USING (incident_id)
-            WHERE d.by_phone AND d.state = ANY($1::text[]) AND i.status = ANY($2::text[])
+            SELECT d.dispatch_id FROM dispatches d
+            WHERE d.by_phone AND d.state = ANY($1::text[])
               AND EXISTS (SELECT 1 FROM transfer_legs t WHERE t.dispatch_id = d.dispatch_id)
               AND NOT EXISTS (SELECT 1 FROM transfer_legs t JOIN call_legs l USING (leg_id)
                               WHERE t.dispatch_id = d.dispatch_id
-                                AND (l.answered_at IS NOT NULL OR l.ended_at IS NULL))
+                                AND (l.answered_at IS NOT NULL
+                                     OR (l.ended_at IS NULL
+                                         AND COALESCE(l.rang_at, l.requested_at) >= $2)))
             ORDER BY d.dispatch_id
             """,
-            sorted(CANCELLABLE_DISPATCH_STATES), OPEN)
+            sorted(CANCELLABLE_DISPATCH_STATES), ring_over_before)
         return [row["dispatch_id"] for row in rows]
 
-    async def unanswered_phone(self, connection: asyncpg.Connection, dispatch_id: int
-                               ) -> UnansweredPhone | None:
+    async def unanswered_phone(self, connection: asyncpg.Connection, dispatch_id: int,
+                               ring_over_before: datetime) -> UnansweredPhone | None:
         """What settling the by-phone dispatch takes, if every call of it to the agency
-        ended unanswered (read with its row locked: a call may have begun since); else
-        ``None``. It was made by the call if that call was asked for before it was recorded
-        (the transfer opens its leg, then dispatches); one marked was recorded before."""
+        ended unanswered, or rang out with its end unrecorded (as
+        :meth:`unanswered_phone_dispatches`; read with its row locked: a call may have begun
+        since); else ``None``. It was made by the call if that call was asked for before it
+        was recorded (the transfer opens its leg, then dispatches); one marked was recorded
+        before. The last call's outcome is ``None`` when its end went unrecorded."""
         row = await connection.fetchrow(
             """
             SELECT min(l.requested_at) <= d.notified_at AS made_by_phone,
                    EXISTS (SELECT 1 FROM notification_outbox o
                            WHERE o.dispatch_id = d.dispatch_id AND o.state <> 'withdrawn'
                              AND o.payload->>'kind' IS DISTINCT FROM 'stand_down') AS messaged,
-                   (array_agg(COALESCE(l.outcome, 'failed') ORDER BY l.leg_id DESC))[1]
-                       AS outcome
+                   (array_agg(CASE WHEN l.ended_at IS NOT NULL
+                                   THEN COALESCE(l.outcome, 'failed') END
+                              ORDER BY l.leg_id DESC))[1] AS outcome
             FROM dispatches d
             JOIN transfer_legs t ON t.dispatch_id = d.dispatch_id
             JOIN call_legs l USING (leg_id)
             WHERE d.dispatch_id = $1 AND d.by_phone
             GROUP BY d.dispatch_id
-            HAVING bool_and(l.answered_at IS NULL AND l.ended_at IS NOT NULL)
+            HAVING bool_and(l.answered_at IS NULL
+                            AND (l.ended_at IS NOT NULL
+                                 OR COALESCE(l.rang_at, l.requested_at) < $2))
             """,
-            dispatch_id)
+            dispatch_id, ring_over_before)
         if row is None:
             return None
-        return UnansweredPhone(row["made_by_phone"], row["messaged"], LegOutcome(row["outcome"]))
+        outcome = None if row["outcome"] is None else LegOutcome(row["outcome"])
+        return UnansweredPhone(row["made_by_phone"], row["messaged"], outcome)
 
     async def dispatch_incident_id(
         self, connection: asyncpg.Connection, dispatch_id: int

@@ -46,6 +46,15 @@ def parse_dispatch_state(value: object) -> DispatchState:
     return parse_enum(DispatchState, value, "state", "Tahap pengiriman")
 
 
+class PhoneContact(LabelledStrEnum):
+    """A dispatch made by phone: the agency's phone still ringing, or the agency reached.
+    (One the agency never answered is settled by the incident upkeep and is no longer by
+    phone.) The page said "lewat telepon" while the phone still rang, as if the agency knew."""
+
+    RINGING = "ringing", "sedang ditelepon, instansi belum menjawab"
+    REACHED = "reached", "lewat telepon"
+
+
 @dataclass(frozen=True)
 class Dispatch:
     """One agency sent to one incident, with its own timeline."""
@@ -63,6 +72,16 @@ class Dispatch:
     dispatched_by: str
     note: str
     by_phone: bool = False  # the operator handed the caller to the agency by phone
+    # A call of it to the agency is still ringing (not answered, not ended) and none was
+    # answered: the agency has not heard of it yet.
+    phone_ringing: bool = False
+
+    @property
+    def phone(self) -> PhoneContact | None:
+        """How far the operator's call to the agency got, for a dispatch made by phone."""
+        if not self.by_phone:
+            return None
+        return PhoneContact.RINGING if self.phone_ringing else PhoneContact.REACHED
 
 
 def status_for_dispatch(status: Status) -> Status | None:
@@ -83,20 +102,32 @@ def status_for_dispatch(status: Status) -> Status | None:
     )
 
 
-def next_dispatch_steps(current: DispatchState) -> list[DispatchState]:
-    """The steps a dispatch in ``current`` may take next, in order (for a picker)."""
+def next_dispatch_steps(current: DispatchState, *, incident_ended: bool = False
+                        ) -> list[DispatchState]:
+    """The steps a dispatch in ``current`` may take next, in order (for a picker).
+
+    ``incident_ended``: the incident is closed (or cancelled, a prank): its dispatches may
+    still be recorded done, never called off. A cancel sent the agency a stand-down
+    ("PEMBATALAN Insiden #...") for an incident the centre had closed, after its teams had
+    come and gone; what a team did is recorded "Selesai" instead."""
     if current in FINISHED_DISPATCH_STATES:
         return []
     ahead = _DISPATCH_ORDER[_DISPATCH_ORDER.index(current) + 1:]
-    return ahead + ([DispatchState.CANCELLED] if current in CANCELLABLE_DISPATCH_STATES
-                    else [])
+    cancellable = current in CANCELLABLE_DISPATCH_STATES and not incident_ended
+    return ahead + ([DispatchState.CANCELLED] if cancellable else [])
 
 
-def check_dispatch_step(current: DispatchState, target: DispatchState, reason: object = ""
-                        ) -> str:
+def check_dispatch_step(current: DispatchState, target: DispatchState, reason: object = "",
+                        *, incident_ended: bool = False) -> str:
     """A dispatch only moves forward (a step the field team did not report may be skipped),
-    or is cancelled before its team is on scene, saying why; returns the cleaned reason."""
-    if target not in next_dispatch_steps(current):
+    or is cancelled before its team is on scene, saying why, while its incident has not
+    ended; returns the cleaned reason."""
+    if target not in next_dispatch_steps(current, incident_ended=incident_ended):
+        if (target is DispatchState.CANCELLED and incident_ended
+                and current in CANCELLABLE_DISPATCH_STATES):
+            raise InvalidTransition("Insiden sudah ditutup: pengiriman tidak dapat dibatalkan "
+                                    "dan instansi tidak diberi pesan pembatalan. Tandai "
+                                    "'Selesai' bila tim instansi sudah tidak bertugas.")
         if target is DispatchState.CANCELLED and current is DispatchState.ON_SCENE:
             raise InvalidTransition("Tim instansi sudah di lokasi: tandai 'Selesai', bukan "
                                     "dibatalkan.")
@@ -136,14 +167,29 @@ class UnansweredPhone:
 
     made_by_phone: bool  # recorded with the call, not an earlier dispatch the call was about
     messaged: bool  # a call-out to the agency's recipients is pending, sent or failed
-    outcome: LegOutcome  # how the last call to the agency ended
+    # How the last call to the agency ended; ``None``: its end was never recorded (the line
+    # was down when it ended, or the dialplan's report was lost) and its ring time is over.
+    outcome: LegOutcome | None
 
 
-def settle_unanswered_phone(state: DispatchState, phone: UnansweredPhone
-                            ) -> tuple[DispatchState | None, str]:
+# ``phone_unanswered`` on the timeline for a call whose end went unrecorded.
+UNRECORDED_PHONE: Final = "unrecorded"
+
+
+def settle_unanswered_phone(state: DispatchState, phone: UnansweredPhone, *,
+                            incident_open: bool = True) -> tuple[DispatchState | None, str]:
     """What becomes of a by-phone dispatch nobody at the agency answered: the state it moves
     to (``None``: it stays) and the note on the incident's timeline. Either way it is no
     longer "by phone".
+
+    A call whose end went unrecorded, no answer recorded either, long after it could still
+    ring (:func:`~telephony.calls.legs.ring_over_before`), counts as not answered: Asterisk
+    reports the answer as it happens, and a dispatch the agency may not know of is what
+    must not stay "Diberitahu" unseen; calling one off that it did know of costs a second
+    call. Until this such a dispatch stayed "by phone" and unsettled for good.
+
+    An incident no longer open (resolved, closed) keeps its dispatches: nothing is called
+    off there, the dispatch only stops reading "by phone".
 
     It is called off when the phone was the agency's only word of it: recorded with the call,
     still only "notified" (nobody recorded the agency accepting), and no message to its
@@ -152,8 +198,17 @@ def settle_unanswered_phone(state: DispatchState, phone: UnansweredPhone
     A dispatch the line also sent a message for, or one recorded before the call, stays: a
     stand-down would recall a crew the message may have set out.
     """
+    if phone.outcome is None:
+        if (incident_open and phone.made_by_phone and not phone.messaged
+                and state is DispatchState.NOTIFIED):
+            return DispatchState.CANCELLED, (
+                "Hasil telepon ke instansi tidak tercatat dan tidak ada jawaban yang tercatat: "
+                "dianggap belum diteruskan. Telepon lagi atau teruskan dengan cara lain.")
+        return None, ("Hasil telepon ke instansi tidak tercatat: pastikan instansi sudah "
+                      "menerima.")
     how = phone.outcome.label.lower()
-    if phone.made_by_phone and not phone.messaged and state is DispatchState.NOTIFIED:
+    if (incident_open and phone.made_by_phone and not phone.messaged
+            and state is DispatchState.NOTIFIED):
         return DispatchState.CANCELLED, (
             f"Instansi tidak dapat dihubungi lewat telepon ({how}): belum diteruskan. "
             "Telepon lagi atau teruskan dengan cara lain.")

@@ -149,6 +149,8 @@ def dispatch_json(dispatch: Dispatch) -> dict[str, Any]:
         "dispatched_by": dispatch.dispatched_by,
         "note": dispatch.note,
         "by_phone": dispatch.by_phone,
+        "phone": None if dispatch.phone is None else dispatch.phone.value,
+        "phone_label": None if dispatch.phone is None else dispatch.phone.label,
     }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from telephony.incidents.directory import Agency, Recipient
+from telephony.incidents.dispatches import PhoneContact
 from telephony.incidents.model import Incident, Status, place_text
 
 
@@ -87,19 +88,23 @@ NOTICE_STATES: Final[Mapping[str, str]] = {
 NOBODY_NOTIFIED: Final = "tidak ada penerima pemberitahuan: hubungi instansi lewat telepon"
 
 
-def notices_text(counts: Mapping[str, int] | None, *, by_phone: bool = False) -> str:
+def notices_text(counts: Mapping[str, int] | None, *, phone: PhoneContact | None = None
+                 ) -> str:
     """A dispatch's notifications in words ("2 terkirim, 1 gagal dikirim"), from how many
     are in each state; ``None`` or empty: nobody was notified, and the text says so (or,
-    ``by_phone``, that the operator handed the caller to the agency by phone).
+    ``phone``, how the operator's call handing the caller to the agency stands).
 
     The page showed a dispatch to an agency with no recipient as 'Diberitahu', the same as
     one delivered, though the line had told nobody: the operator, thinking the fire brigade
-    informed, did not phone it."""
+    informed, did not phone it. A phone still ringing comes first, whatever the messages:
+    the agency has not answered yet."""
     parts = [f"{counts[state]} {text}" for state, text in NOTICE_STATES.items()
              if counts and counts.get(state)]
+    if phone is PhoneContact.RINGING:
+        return "; ".join([phone.label, ", ".join(parts)] if parts else [phone.label])
     if parts:
         return ", ".join(parts)
-    return "lewat telepon" if by_phone else NOBODY_NOTIFIED
+    return phone.label if phone is not None else NOBODY_NOTIFIED
 
 
 def stand_down_text(counts: Mapping[str, int] | None) -> str:

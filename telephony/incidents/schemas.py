@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from telephony.incidents.dispatches import PhoneContact
 from telephony.web.schemas import (
     CALL_ID,
     DATETIME,
@@ -75,6 +76,11 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "dispatched_by": {"type": "string"}, "note": {"type": "string"},
         "by_phone": {"type": "boolean",
                      "description": "Diteruskan lewat telepon (alih panggilan ke instansi)"},
+        "phone": {"type": ["string", "null"], "enum": [*PhoneContact.labels(), None],
+                  "description": "Telepon ke instansi: ringing (masih berdering, instansi "
+                                 "belum menjawab) atau reached (tersambung); null bila tidak "
+                                 "lewat telepon"},
+        "phone_label": NULLABLE_TEXT,
     }),
     "Attachment": all_required({
         "attachment_id": {"type": "integer"}, "incident_id": {"type": "integer"},

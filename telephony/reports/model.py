@@ -159,6 +159,9 @@ class LiveAnswer:
     wrapup_seconds: int | None = None
     # Its leaves of the call's three-way calls (a completion applied again is capped there).
     leaves: tuple[datetime, ...] = ()
+    # Its latest answer, when it answered the call again after a talk (``talk_before``): a
+    # completion before it, applied again, is of a talk ``talk_before`` already holds.
+    answered_last: datetime | None = None
 
 
 @dataclass(frozen=True)

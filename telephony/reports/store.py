@@ -561,6 +561,14 @@ _WAITING_COLUMNS: Final = """
 _WAITING: Final = """
     v.left_at IS NULL AND c.ended_at IS NULL AND c.answered_at IS NULL
 """
+# The latest answer of the call {call} by the phone {operator}, from the answer facts
+# (call_events_call_idx): call_answers and the calls row keep the first. An operator who
+# answered the call again talks since then.
+_LAST_ANSWER: Final = """
+    (SELECT max(e.at) FROM call_events e
+     WHERE e.call_id = {call} AND e.kind = 'operator_answered'
+       AND e.body ->> 'operator' = {operator})
+"""
 
 
 async def _with_answers(connection: asyncpg.Connection, rows: Sequence[asyncpg.Record]
@@ -577,9 +585,12 @@ async def _with_answers(connection: asyncpg.Connection, rows: Sequence[asyncpg.R
                        a.talk_before, a.wrapup_seconds,
                        ARRAY(SELECT s.at FROM transfer_steps s JOIN call_legs l USING (leg_id)
                              WHERE l.call_id = a.call_id AND l.operator = a.operator
-                               AND s.step = 'leave' ORDER BY s.at) AS leaves
+                               AND s.step = 'leave' ORDER BY s.at) AS leaves,
+                       CASE WHEN a.talk_before > 0 THEN {last} END AS answered_last
                 FROM call_answers a WHERE a.call_id = ANY($1::text[])
-                """, answered):
+                """.format(last=_LAST_ANSWER.format(call="a.call_id",  # noqa: S608 - constants
+                                                    operator="a.operator")),
+                answered):
             parts[part["call_id"]].append(from_row(LiveAnswer, part,
                                                    leaves=tuple(part["leaves"])))
     return [from_row(LiveCall, row, answers=tuple(parts.get(row["call_id"], ())))
@@ -1060,18 +1071,28 @@ class ReportRepository:
             """
         )
         # The row names its first operator, with the last completion: of a call more than
-        # one answered (call_answers, 0051), each phone whose part is still open.
+        # one answered (call_answers, 0051), each phone whose part is still open. An
+        # operator who answered the call again (a blind transfer nobody took brought the
+        # caller back through the queues) talks since that answer: their part is open again
+        # though the row keeps the first talk's completion, and both keep the first answer.
         talking = await connection.fetch(
             """
-            SELECT operator, call_id, answered_at AS at FROM calls
-            WHERE ended_at IS NULL AND answered_at IS NOT NULL AND completed_at IS NULL
-              AND operator IS NOT NULL AND arrived_at > $1 AND NOT answers_shared
+            SELECT c.operator, c.call_id, COALESCE({last_of_row}, c.answered_at) AS at
+            FROM calls c
+            WHERE c.ended_at IS NULL AND c.answered_at IS NOT NULL
+              AND c.operator IS NOT NULL AND c.arrived_at > $1 AND NOT c.answers_shared
+              AND (c.completed_at IS NULL
+                   OR EXISTS (SELECT 1 FROM call_answers a
+                              WHERE a.call_id = c.call_id AND a.operator = c.operator
+                                AND a.completed_at IS NULL AND a.talk_before > 0))
             UNION ALL
-            SELECT a.operator, a.call_id, a.answered_at
+            SELECT a.operator, a.call_id, COALESCE({last_of_part}, a.answered_at)
             FROM calls c JOIN call_answers a USING (call_id)
             WHERE c.ended_at IS NULL AND c.answers_shared AND a.completed_at IS NULL
               AND c.arrived_at > $1
-            """,
+            """.format(  # noqa: S608 - built from this module's constants only
+                last_of_row=_LAST_ANSWER.format(call="c.call_id", operator="c.operator"),
+                last_of_part=_LAST_ANSWER.format(call="a.call_id", operator="a.operator")),
             now - _LIVE_HORIZON,
         )
         return LivePicture(

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from telephony.calls.legs import Leg, LegKind, LegOutcome, check_number
+from telephony.calls.legs import Leg, LegKind, LegOutcome, check_number, ring_over_before
 from telephony.core.errors import Conflict, Invalid, SiagaError
 from telephony.core.labels import LabelledStrEnum
 
@@ -291,7 +291,7 @@ def in_progress(leg: TransferLeg, now: datetime, ring_timeout: timedelta) -> boo
     counting once it could no longer be ringing."""
     if phase(leg) in (Phase.ENDED, Phase.HANDED_OVER):
         return False
-    forgotten = now - ring_timeout - timedelta(seconds=30)
+    forgotten = ring_over_before(now, ring_timeout)
     return leg.leg.rang_at is not None or leg.leg.requested_at >= forgotten
 
 

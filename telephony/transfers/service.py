@@ -680,4 +680,7 @@ class TransferService:
             return None, exc.message
         await self._database.run(
             lambda c: self._store.set_dispatch(c, leg_id, dispatch.dispatch_id))
-        return dispatch, None
+        # Read again, now that the leg names it: whether the agency's phone still rings.
+        again = [d for d in await self._dispatches.dispatches(incident_id)
+                 if d.dispatch_id == dispatch.dispatch_id]
+        return (again[0] if again else dispatch), None

@@ -32,7 +32,10 @@ the queues and another operator answered) counts, as in the reports, with its ta
 its operators' talks: each answering phone's part is kept as migration 0051 keeps its
 ``call_answers`` row from the answer facts, and capped at that operator's own leave of a
 three-way call as migration 0052 caps it. A seed carries the parts and their leaves
-(``LiveCall.answers``), so a second operator answering after a restart adds to the first's.
+(``LiveCall.answers``), so a second operator answering after a restart adds to the first's;
+and, for a phone that answered the call again, its latest answer (from the answer facts), so
+the completion of its earlier talk, applied again from the journal after the seed, is not
+counted a second time.
 
 Memory follows the day's calls (one small record each; a new day starts afresh).
 """
@@ -128,6 +131,8 @@ class _Part:
     talk: int | None = None
     talk_before: int = 0
     leaves: list[datetime] = field(default_factory=list)  # sorted
+    # Its latest answer (a seed's: the answer facts' latest, when it answered again).
+    answered_last: datetime | None = None
 
     @property
     def total(self) -> int | None:
@@ -140,6 +145,8 @@ class _Part:
         """``call_answers_from_event`` for an answer at ``at`` to an existing row."""
         if self.answered_at is None or at < self.answered_at:
             self.answered_at = at
+        if self.answered_last is None or at > self.answered_last:
+            self.answered_last = at
         if self.completed_at is not None and self.completed_at < at:
             # Answered again after its talk ended: that talk is kept, a new one begins.
             self.talk_before += self.talk or 0
@@ -147,7 +154,15 @@ class _Part:
         self.end_talk_at_leave()
 
     def completed(self, at: datetime, talk: int) -> None:
-        """``call_answers_from_event`` for a completion at ``at`` to an existing row."""
+        """``call_answers_from_event`` for a completion at ``at`` to an existing row.
+
+        One before the latest answer of a part answered again, its new talk not ended, is
+        of a talk ``talk_before`` holds: the database recorded it once (call_events'
+        dedupe key), and a seed's part applies it again only from the journal (the facts
+        of before the seed, applied again after it). It counted that talk twice."""
+        if (self.talk_before > 0 and self.completed_at is None
+                and self.answered_last is not None and at < self.answered_last):
+            return
         if self.answered_at is None:
             self.answered_at = at - timedelta(seconds=talk)
         if self.completed_at is None or self.completed_at <= at:
@@ -192,7 +207,7 @@ class _Part:
 
 def _part_of(row: LiveAnswer) -> _Part:
     return _Part(row.answered_at, row.completed_at, row.talk_seconds, row.talk_before,
-                 sorted(row.leaves))
+                 sorted(row.leaves), row.answered_last or row.answered_at)
 
 
 @dataclass(slots=True)
@@ -298,7 +313,7 @@ class _Call:
         part = self.parts.get(operator)
         if part is None:
             part = self.parts[operator] = _Part(
-                at, leaves=sorted(self.early_leaves.pop(operator, [])))
+                at, leaves=sorted(self.early_leaves.pop(operator, [])), answered_last=at)
             part.end_talk_at_leave()
         else:
             part.answered(at)

@@ -449,3 +449,33 @@ async def test_an_agency_dispatched_again_is_not_turned_back_by_the_earlier_stan
         ("dispatch", "sent", ""),
         ("stand_down", "withdrawn", "withdrawn: the agency is dispatched again"),
         ("dispatch", "sent", "")]
+
+
+async def test_a_dispatch_on_a_closed_incident_is_not_called_off_and_sends_no_stand_down(
+    database_dsn: str, database: Database
+) -> None:
+    # The police handled the fire's aftermath; the brigade's dispatch, its call-out
+    # delivered, was never updated, and the incident was resolved and closed. Tidying up,
+    # the operator cancelled the brigade's dispatch: the brigade's duty officer was sent
+    # "PEMBATALAN Insiden #..." for an incident the centre had closed, its crew long back.
+    # A closed incident's dispatch may be recorded done, never called off: refused in
+    # words, nothing written, nothing sent.
+    service = make_service(database)
+    incident_id, damkar = await brigade_told(database_dsn, service, "standdown.6")
+    polisi = await service.dispatches.dispatch(incident_id, "polisi", actor="op1001")
+    await service.dispatches.advance_dispatch(polisi.dispatch_id, "on_scene", actor="op1001")
+    for status in ("resolved", "closed"):
+        await service.incidents.change_status(incident_id, status, actor="op1001")
+    before = await service.incidents.timeline(incident_id)
+    with pytest.raises(InvalidTransition, match="Insiden sudah ditutup: pengiriman tidak "
+                                                "dapat dibatalkan"):
+        await service.dispatches.advance_dispatch(damkar.dispatch_id, "cancelled",
+                                                  actor="op1001", note="rapikan")
+    assert await service.outbox.deliver_notifications() == DeliveryReport()
+    assert [json.loads(r["payload"])["kind"] for r in await outbox(database_dsn)] == [
+        "dispatch"]
+    assert await service.incidents.timeline(incident_id) == before
+    # What the brigade did is recorded done instead.
+    done = await service.dispatches.advance_dispatch(damkar.dispatch_id, "done",
+                                                     actor="op1001")
+    assert done.state.value == "done"

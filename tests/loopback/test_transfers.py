@@ -27,13 +27,16 @@ from telephony.calls.facts import (
     OperatorLeft,
     OperatorStateChanged,
 )
-from telephony.calls.legs import LegOutcome
+from telephony.calls.legs import LEG_REPORT_GRACE, LegOutcome
 from telephony.core.errors import SiagaError
 from telephony.db.connection import Database
 from telephony.desks.service import DeskService, assign_desk
+from telephony.incidents.config import IncidentConfig
 from telephony.incidents.console import event_lines
-from telephony.incidents.dispatches import DispatchState
+from telephony.incidents.dispatches import DispatchState, PhoneContact
+from telephony.incidents.http import dispatch_json
 from telephony.incidents.model import Status
+from telephony.incidents.outbox import notices_text
 from telephony.incidents.store import IncidentRepository
 from telephony.settings import Settings
 from telephony.transfers.model import MAX_LEG_ID, Phase, Step, phase, timeline_row
@@ -639,6 +642,94 @@ async def test_a_dispatch_the_agency_may_know_of_stays_when_its_phone_is_not_ans
         "system", None, "no_answer")
     assert event.detail["note"] == "Telepon ke instansi tidak tersambung (tidak diangkat)."
     assert await dispatches.settle_unanswered_phone() == 0
+
+
+async def test_a_dispatch_by_phone_says_ringing_until_the_agency_answers(world: World) -> None:
+    # The operator hands the caller to the fire brigade "by phone"; its phone rings. The
+    # incident page read "lewat telepon", as if the brigade knew, before anyone answered.
+    _, incident = await verified_call(world)
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None and started.dispatch.phone is PhoneContact.RINGING
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "dialling")
+    (ringing,) = await world.incidents.dispatches.dispatches(incident)
+    assert ringing.phone is PhoneContact.RINGING
+    assert dispatch_json(ringing)["phone"] == "ringing"
+    assert notices_text(None, phone=ringing.phone).startswith("sedang ditelepon")
+    await progress(world, leg_id, "answered")
+    (reached,) = await world.incidents.dispatches.dispatches(incident)
+    assert (reached.phone, dispatch_json(reached)["phone_label"]) == (PhoneContact.REACHED,
+                                                                     "lewat telepon")
+
+
+@pytest.mark.parametrize("reported", ["dialling", "nothing", "answered"])
+async def test_a_dispatch_by_phone_whose_call_end_went_unrecorded_is_settled(
+    world: World, reported: str,
+) -> None:
+    # The line was down as the brigade's phone rang out (or the dialplan's report was lost):
+    # no end recorded. The by-phone dispatch stayed unsettled, "Diberitahu" and ringing, for
+    # good, the brigade perhaps never told. Once the phone can no longer ring it is settled
+    # as not answered; one whose answer was recorded stays as it is.
+    _, incident = await verified_call(world)
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None
+    leg_id = started.leg.leg.leg_id
+    if reported != "nothing":
+        await progress(world, leg_id, "dialling")
+    if reported == "answered":
+        await progress(world, leg_id, "answered")
+    dispatches = world.incidents.dispatches
+    ring = IncidentConfig().transfer_ring  # Dial() gives up then
+    now = datetime.now(UTC)
+    assert await dispatches.settle_unanswered_phone(now + ring) == 0  # may still ring
+    later = now + ring + LEG_REPORT_GRACE + timedelta(seconds=1)
+    if reported == "answered":
+        assert await dispatches.settle_unanswered_phone(later) == 0
+        (kept,) = await dispatches.dispatches(incident)
+        assert (kept.state, kept.phone) == (DispatchState.NOTIFIED, PhoneContact.REACHED)
+        return
+    assert await dispatches.settle_unanswered_phone(later) == 1
+    assert await dispatches.settle_unanswered_phone(later) == 0  # once
+    (called_off,) = await dispatches.dispatches(incident)
+    assert (called_off.state, called_off.phone) == (DispatchState.CANCELLED, None)
+    assert (await world.incidents.incidents.get(incident)).status is Status.VERIFIED
+    event = [e for e in await world.incidents.incidents.timeline(incident)
+             if e.kind == "dispatch"][-1]
+    assert (event.actor, event.detail["to"], event.detail["phone_unanswered"]) == (
+        "system", "cancelled", "unrecorded")
+    assert "telepon ke instansi: hasil tidak tercatat" in event_lines(event.kind,
+                                                                      event.detail, {})
+
+
+async def test_a_closed_incidents_dispatch_by_phone_stops_ringing_and_is_kept(
+    world: World,
+) -> None:
+    # The brigade's phone rang while the line was down; the police handled the case, and the
+    # incident was resolved and closed. Its dispatch to the brigade read "sedang ditelepon"
+    # for good: settling skipped incidents no longer open. It is kept (nothing is called
+    # off on a closed incident), no longer by phone, and the timeline says why.
+    _, incident = await verified_call(world)
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None
+    await progress(world, started.leg.leg.leg_id, "dialling")
+    dispatches = world.incidents.dispatches
+    police = await dispatches.dispatch(incident, "polisi", actor="op1")
+    await dispatches.advance_dispatch(police.dispatch_id, "on_scene", actor="op1")
+    for status in (Status.RESOLVED, Status.CLOSED):
+        await world.incidents.incidents.change_status(incident, status, actor="op1")
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    assert await dispatches.settle_unanswered_phone(later) == 1
+    kept = [d for d in await dispatches.dispatches(incident) if d.agency_code == "damkar"]
+    assert [(d.state, d.phone) for d in kept] == [(DispatchState.NOTIFIED, None)]
+    assert (await world.incidents.incidents.get(incident)).status is Status.CLOSED
+    event = [e for e in await world.incidents.incidents.timeline(incident)
+             if e.kind == "dispatch"][-1]
+    assert (event.actor, event.detail["phone_unanswered"], event.detail["note"]) == (
+        "system", "unrecorded",
+        "Hasil telepon ke instansi tidak tercatat: pastikan instansi sudah menerima.")
 
 
 @pytest.mark.parametrize("case", ["not talking", "ended call", "no live channel",

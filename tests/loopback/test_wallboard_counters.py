@@ -234,6 +234,92 @@ async def test_a_call_two_operators_answered_counts_their_talks_added_up_as_the_
         await connection.close()
 
 
+async def test_an_operator_who_answered_a_call_twice_counts_once_and_talks_since_the_last(
+        database_dsn: str) -> None:
+    """A answers and blind-transfers the caller to an agency that does not answer (Asterisk
+    completes A's talk, 40 s); the caller queues again, B answers (30 s) and tries another
+    agency, in vain; the caller queues again and A answers again. The line restarts (or
+    its AMI session resyncs): the counters are seeded from the rows and the journal's facts
+    applied again. Asterisk's completion of A's first talk, applied again, counted it a
+    second time (160 s for 120), and the board showed A talking since their first answer,
+    2 minutes too early. After A's second talk (50 s) the counters say what the reports say,
+    and the board has A talking since their second answer."""
+    call, first, second = "1741570200.1", "PJSIP/op1001", "PJSIP/op1002"
+    answered = START + timedelta(hours=2, seconds=8.4)
+    middle = answered + timedelta(seconds=60)
+    again = answered + timedelta(seconds=120)
+    journal: list[CallFact] = [
+        CallStarted(call, call, "PJSIP/carrier-1", "0812", "", "112", answered - timedelta(
+            seconds=8)),
+        QueueJoined(call, "fire", 1, answered - timedelta(seconds=3)),
+        OperatorAnswered(call, "fire", first, 3, 1, answered),
+        OperatorCompleted(call, "fire", first, 3, 40, "transfer",
+                          answered + timedelta(seconds=40)),
+        QueueJoined(call, "fire", 1, answered + timedelta(seconds=55)),
+        OperatorAnswered(call, "fire", second, 8, 1, middle),
+        OperatorCompleted(call, "fire", second, 8, 30, "transfer",
+                          middle + timedelta(seconds=30)),
+        QueueJoined(call, "fire", 1, middle + timedelta(seconds=45)),
+        OperatorAnswered(call, "fire", first, 13, 1, again)]
+    completed = OperatorCompleted(call, "fire", first, 13, 50, "caller",
+                                  again + timedelta(seconds=50))
+    ended = CallEnded(call, 16, "Normal Clearing", again + timedelta(seconds=50))
+    store = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await store.apply(connection, journal)
+        picture = await ReportRepository().live_picture(connection, again + timedelta(
+            seconds=5))
+        board = LiveBoard(wrapup_seconds=0)
+        board.seed(picture)
+        (talking,) = [view for view in board.view(again + timedelta(seconds=5)).operators
+                      if view.operator == first]
+        assert (talking.state.value, talking.since) == ("talking", again)
+        seeded = ShiftCounters(CALENDAR)
+        seeded.seed(DAY, await ReportRepository().live_calls(connection, DAY))
+        seeded.apply(journal)  # the journal's facts, applied again after the seed
+        await store.apply(connection, [completed, ended])
+        seeded.apply([completed, ended])
+        now = again + timedelta(minutes=5)
+        reference = (await reference_day(connection, Period(DAY, DAY), now)).figures
+        assert (reference.answered, reference.mean_talk) == (1, 120.0)
+        live = seeded.live(now, {})
+        assert live is not None
+        same(live.day_figures, reference)
+    finally:
+        await connection.close()
+
+
+async def test_an_operator_who_alone_answered_a_call_again_is_talking_after_a_restart(
+        database_dsn: str) -> None:
+    """A answers, a blind transfer nobody takes sends the caller back to the queues and A
+    answers again, out of every queue by then. After a restart the board did not list A at
+    all: the call's row keeps the first talk's completion. A is talking since the second
+    answer."""
+    call, operator = "1741570300.1", "PJSIP/op1001"
+    answered = START + timedelta(hours=2, seconds=8.4)
+    again = answered + timedelta(seconds=80)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await CallRepository(CALENDAR).apply(connection, [
+            CallStarted(call, call, "PJSIP/carrier-1", "0812", "", "112",
+                        answered - timedelta(seconds=8)),
+            QueueJoined(call, "fire", 1, answered - timedelta(seconds=3)),
+            OperatorAnswered(call, "fire", operator, 3, 1, answered),
+            OperatorCompleted(call, "fire", operator, 3, 40, "transfer",
+                              answered + timedelta(seconds=40)),
+            QueueJoined(call, "fire", 1, answered + timedelta(seconds=70)),
+            OperatorAnswered(call, "fire", operator, 13, 1, again)])
+        board = LiveBoard(wrapup_seconds=0)
+        board.seed(await ReportRepository().live_picture(connection,
+                                                         again + timedelta(seconds=5)))
+        views = board.view(again + timedelta(seconds=5)).operators
+        assert [(v.operator, v.state.value, v.since) for v in views] == [
+            (operator, "talking", again)]
+    finally:
+        await connection.close()
+
+
 @pytest.mark.parametrize("seed", range(2))
 async def test_random_answers_and_leaves_of_several_operators_count_as_the_reports(
         database_dsn: str, seed: int) -> None:

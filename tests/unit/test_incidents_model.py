@@ -10,7 +10,9 @@ from telephony.calls.legs import LegOutcome
 from telephony.incidents.attachment_meta import parse_attachment
 from telephony.incidents.directory import Agency, Recipient, clean_agency_code, parse_recipient
 from telephony.incidents.dispatches import (
+    Dispatch,
     DispatchState,
+    PhoneContact,
     UnansweredPhone,
     check_dispatch_step,
     dispatch_clock,
@@ -162,6 +164,35 @@ def test_a_dispatch_the_agency_may_know_of_stays(state: D, made: bool, messaged:
     target, why = settle_unanswered_phone(
         state, UnansweredPhone(made, messaged, LegOutcome.BUSY))
     assert (target, why) == (None, "Telepon ke instansi tidak tersambung (sibuk).")
+
+
+@pytest.mark.parametrize(("state", "made", "messaged", "is_open", "cancelled"), [
+    (D.NOTIFIED, True, False, True, True),  # the phone was its only word: unknown = unsent
+    (D.NOTIFIED, True, True, True, False),  # a message went too
+    (D.ACKNOWLEDGED, True, False, True, False),  # someone recorded the agency accepting
+    (D.NOTIFIED, True, False, False, False),  # the incident is resolved or closed
+])
+def test_a_phone_whose_end_went_unrecorded_is_settled_as_not_answered(
+        state: D, made: bool, messaged: bool, is_open: bool, cancelled: bool) -> None:
+    # The line was down as the agency's phone rang out: no end, no answer recorded. The
+    # dispatch read "by phone" for good, and the agency may never have heard of it.
+    target, why = settle_unanswered_phone(state, UnansweredPhone(made, messaged, None),
+                                          incident_open=is_open)
+    if cancelled:
+        assert target is D.CANCELLED
+        assert why.startswith("Hasil telepon ke instansi tidak tercatat dan tidak ada jawaban")
+    else:
+        assert (target, why) == (None, "Hasil telepon ke instansi tidak tercatat: pastikan "
+                                       "instansi sudah menerima.")
+
+
+def test_a_dispatch_of_a_closed_incident_is_finished_not_cancelled() -> None:
+    # Cancelling sent the agency a stand-down for an incident the centre had closed.
+    for state in (D.NOTIFIED, D.ACKNOWLEDGED):
+        assert D.CANCELLED not in next_dispatch_steps(state, incident_ended=True)
+        assert D.DONE in next_dispatch_steps(state, incident_ended=True)
+        with pytest.raises(InvalidTransition, match="Insiden sudah ditutup"):
+            check_dispatch_step(state, D.CANCELLED, "rapikan", incident_ended=True)
 
 
 def test_a_team_on_scene_is_finished_not_cancelled() -> None:
@@ -628,7 +659,25 @@ def test_a_dispatchs_notifications_in_words() -> None:
     for nobody in nobodies:
         assert notices_text(nobody) == ("tidak ada penerima pemberitahuan: hubungi instansi "
                                         "lewat telepon")
-        assert notices_text(nobody, by_phone=True) == "lewat telepon"
+        assert notices_text(nobody, phone=PhoneContact.REACHED) == "lewat telepon"
+        assert notices_text(nobody, phone=PhoneContact.RINGING) == (
+            "sedang ditelepon, instansi belum menjawab")
+    # A phone still ringing is said first, whatever the messages.
+    assert notices_text({"sent": 1}, phone=PhoneContact.RINGING) == (
+        "sedang ditelepon, instansi belum menjawab; 1 terkirim")
+    assert notices_text({"sent": 1}, phone=PhoneContact.REACHED) == "1 terkirim"
+
+
+@pytest.mark.parametrize(("by_phone", "ringing", "expected"), [
+    (False, False, None), (True, True, PhoneContact.RINGING),
+    (True, False, PhoneContact.REACHED)])
+def test_a_dispatch_by_phone_says_whether_the_agency_answered(
+        by_phone: bool, ringing: bool, expected: PhoneContact | None) -> None:
+    # A dispatch whose call to the agency still rang read "lewat telepon", as if the agency
+    # had been reached.
+    dispatch = Dispatch(1, 1, "damkar", "Damkar", DispatchState.NOTIFIED, ANSWER, None, None,
+                        None, None, "op1", "", by_phone=by_phone, phone_ringing=ringing)
+    assert dispatch.phone is expected
 
 
 def _event(kind: str, **detail: object) -> IncidentEvent:
