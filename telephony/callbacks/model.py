@@ -32,8 +32,10 @@ one of these clears them:
   announcement, a stranger: any operator or supervisor may say so of a call-back the list
   shows as having reached its caller, :func:`reached`). The caller stays on (or comes back
   to) the list, the entry's reason saying so;
-- a later call from the same caller that an operator answered (and that was not itself
-  dropped): it covers the calls that arrived before it;
+- a call from the same caller that an operator answered (and that was not itself
+  dropped): it covers the calls that arrived before its answer, a redial made while it still
+  waited (from a second phone, given up once it was answered) among them; a call made while
+  the caller talked to an operator is one of its own;
 - a supervisor's closing, with a reason: it covers the closed call and those before it.
 
 A withheld, malformed or SIM-less caller id has no number to dial: each such call is an entry
@@ -401,10 +403,13 @@ def worklist(
             cleared[key] = until
 
     for call in answered:
-        # A later answered call clears what came before it, unless it was dropped itself.
+        # An answered call clears what came before its answer, unless it was dropped itself:
+        # the caller's earlier calls, and a redial (a second phone) that waited while it was
+        # still queued and was given up once it was answered. Cleared only up to its
+        # arrival, that caller, who had reached an operator, stayed listed for a call-back.
         if call.answered_at is not None and call.caller_key is not None \
                 and reason_for(call) is None:
-            clear(call.caller_key, call.arrived_at - timedelta(microseconds=1))
+            clear(call.caller_key, call.answered_at - timedelta(microseconds=1))
     tried: dict[str, list[Attempt]] = {}
     for attempt in attempts:
         key = entry_key(attempt.caller_key, attempt.call_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
+from telephony.callbacks.service import CallbackConfig, caller_entries
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
@@ -282,6 +284,41 @@ async def test_a_caller_who_rang_again_and_was_answered_leaves_the_list(
 
     await gone(http, supervisor, call_id)
     await wallboard_matches(http, supervisor)
+
+
+async def test_a_redial_given_up_once_the_first_call_was_answered_is_not_listed(
+    line: Line, settings: Settings
+) -> None:
+    """The caller rings twice at once (a redial while the first call still waits, here the
+    number in its other form): the first is answered, the second waits behind it in the
+    queue and is given up. The caller reached an operator, and was listed for a call-back
+    all the same: an answered call cleared only the calls that arrived before it."""
+    queues = await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_in(
+        ANSWERING, {"fire": 5})
+    assert "fire" in queues
+    first = unique_caller("0817")
+    again = "+62" + first[1:]
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=first,
+                           dtmf="12", talk_seconds=9) as answered:
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=again,
+                               dtmf="12", dtmf_delay=1.5, talk_seconds=5) as redial:
+            assert (await redial.wait()).ok
+        assert (await answered.wait()).ok
+    talked, gave_up = await ended_call(line, first), await ended_call(line, again)
+    assert (talked.disposition, talked.operator) == ("answered", ANSWERING)
+    assert gave_up.disposition == "abandoned"
+    rows = await line.database.run(lambda c: c.fetch(
+        "SELECT call_id, caller_key, arrived_at, answered_at FROM calls "
+        "WHERE call_id = ANY($1::text[]) ORDER BY arrived_at",
+        [talked.call_id, gave_up.call_id]))
+    assert [row["call_id"] for row in rows] == [talked.call_id, gave_up.call_id]
+    # The redial arrived while the first call still waited, and one caller made both.
+    assert rows[1]["arrived_at"] < rows[0]["answered_at"]
+    key = rows[0]["caller_key"]
+    assert key is not None and rows[1]["caller_key"] == key
+    config = CallbackConfig.from_settings(settings)
+    assert await line.database.run(lambda c: caller_entries(
+        c, config, key=key, call_id=gave_up.call_id, now=datetime.now(UTC))) == []
 
 
 @pytest.mark.parametrize("exten", [

@@ -278,6 +278,24 @@ def test_a_later_answered_call_from_the_same_caller_takes_them_off() -> None:
     assert len(entries([gave_up], answered=[earlier, other])) == 1
 
 
+def test_a_redial_that_waited_while_the_first_call_was_answered_is_not_listed() -> None:
+    """The caller rang again (a second phone, or a redial) while their first call still
+    waited; the first was answered and they gave up the second: they reached an operator,
+    and were listed for a call-back all the same (the answer cleared only the calls that
+    arrived before the answered one)."""
+    first = call("1.1", minutes_ago=30, queue="medical", answered=True)  # answered 20 s in
+    redial = replace(abandoned("1.2", minutes_ago=30), arrived_at=first.arrived_at
+                     + timedelta(seconds=10))
+    assert entries([redial], answered=[first]) == []
+    # A call made once the first was being answered is a call of its own.
+    during_talk = replace(redial, call_id="1.3",
+                          arrived_at=first.arrived_at + timedelta(seconds=40))
+    assert [c.call_id for c in entries([during_talk], answered=[first])[0].calls] == ["1.3"]
+    # An answered call that was dropped itself clears nothing.
+    dropped = replace(first, hangup_cause=38)
+    assert len(entries([redial, dropped], answered=[dropped])) == 1
+
+
 def test_a_call_answered_then_dropped_does_not_clear_itself_or_the_earlier_one() -> None:
     gave_up = abandoned("1.1", minutes_ago=30)
     dropped = call("1.2", minutes_ago=10, queue="medical", answered=True, cause=38)
