@@ -464,7 +464,14 @@ class CallbackService:
         if started:
             task = asyncio.get_running_loop().create_task(self._call_off(started))
             self._calling_off.add(task)
-            task.add_done_callback(self._calling_off.discard)
+            task.add_done_callback(self._called_off)
+
+    def _called_off(self, task: asyncio.Task[None]) -> None:
+        self._calling_off.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # A bug, not Asterisk or the database away: said once, in one line; the call-back
+            # goes on as Asterisk reports it.
+            log.error("call-backs of callers who rang again not checked: %r", exc)
 
     async def _call_off(self, call_ids: Sequence[str]) -> None:
         since = self._clock() - self._config.ring_limit
