@@ -341,6 +341,8 @@ def start_call_handling(
     callbacks = CallbackService(database, listener, desks, accounts,
                                 CallbackConfig.from_settings(settings))
     in_background(stack, callbacks.run(), "callbacks")
+    # A caller ringing again while called back: the call-back is called off.
+    listener.after_persisted(callbacks.calls_started)
     return CallHandling(desks, transfers, callbacks, [
         *TransferApi(transfers).routes(), *TransferPages(transfers, incidents.directory).routes(),
         *SupervisionApi(supervision).routes(), *CallbackApi(callbacks).routes(),

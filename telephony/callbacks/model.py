@@ -32,8 +32,10 @@ one of these clears them:
   announcement, a stranger: any operator or supervisor may say so of a call-back the list
   shows as having reached its caller, :func:`reached`). The caller stays on (or comes back
   to) the list, the entry's reason saying so;
-- a later call from the same caller that an operator answered (and that was not itself
-  dropped): it covers the calls that arrived before it;
+- a call from the same caller that an operator answered (and that was not itself
+  dropped): it covers the calls that arrived before its answer, a redial made while it still
+  waited (from a second phone, given up once it was answered) among them; a call made while
+  the caller talked to an operator is one of its own;
 - a supervisor's closing, with a reason: it covers the closed call and those before it.
 
 A withheld, malformed or SIM-less caller id has no number to dial: each such call is an entry
@@ -49,6 +51,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
+from telephony.ami.channels import UP, LiveChannel
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.errors import InvalidClosure
 from telephony.calls.ids import (
@@ -76,6 +79,10 @@ _LEG_ID = re.compile(r"[1-9][0-9]{0,17}")
 # operator cannot take an entry off the list again (a supervisor's closing can).
 MIN_TALK: Final = timedelta(seconds=5)
 REACHED_SHOWN: Final = 20  # call-backs that reached their caller, listed for marking
+# A call-back's status (``call_legs.status``) when the line called it off because its caller
+# rang the line again before answering it (:func:`callback_channel`).
+CALLER_RANG: Final = "CALLERRANG"
+CALLER_RANG_TEXT: Final = "Dibatalkan: penelepon menelepon 112 lagi saat dihubungi kembali"
 # Why a caller with a number shown cannot be called back (a withheld one says so in its place).
 _NOT_DIALLABLE: Final = {
     CallerIdKind.SIMLESS: "ponsel tanpa kartu SIM (nomor IMEI)",
@@ -167,6 +174,11 @@ class Placed(Protocol):
         """Why Asterisk's end cut it (``telephony.calls.outages.CutReason``), if it did."""
         ...
 
+    @property
+    def status(self) -> str:
+        """Dial()'s status of its end, or why the line ended it."""
+        ...
+
 
 def pending(call_back: Placed, *, now: datetime, ring_limit: timedelta,
             outlived: bool = False) -> Pending | None:
@@ -225,6 +237,8 @@ def how_it_went(call_back: Placed, *, now: datetime, ring_limit: timedelta,
     still on the list. ``outlived``: see :func:`pending`."""
     if (cut := cut_short(call_back)) is not None:
         return cut.label
+    if call_back.answered_at is None and call_back.status == CALLER_RANG:
+        return CALLER_RANG_TEXT
     if caller_not_dialled(call_back):
         failed = call_back.outcome.label if call_back.outcome else LegOutcome.FAILED.label
         return f"{failed} di telepon operator, penelepon tidak ditelepon"
@@ -401,10 +415,13 @@ def worklist(
             cleared[key] = until
 
     for call in answered:
-        # A later answered call clears what came before it, unless it was dropped itself.
+        # An answered call clears what came before its answer, unless it was dropped itself:
+        # the caller's earlier calls, and a redial (a second phone) that waited while it was
+        # still queued and was given up once it was answered. Cleared only up to its
+        # arrival, that caller, who had reached an operator, stayed listed for a call-back.
         if call.answered_at is not None and call.caller_key is not None \
                 and reason_for(call) is None:
-            clear(call.caller_key, call.arrived_at - timedelta(microseconds=1))
+            clear(call.caller_key, call.answered_at - timedelta(microseconds=1))
     tried: dict[str, list[Attempt]] = {}
     for attempt in attempts:
         key = entry_key(attempt.caller_key, attempt.call_id)
@@ -476,6 +493,28 @@ def check_closure(reason: str, note: str) -> tuple[ClosureReason, str]:
     if why is ClosureReason.OTHER and len(text) < 3:
         raise InvalidClosure("note", "Tulis alasan penutupan.")
     return why, text
+
+
+def callback_channel(channels: Iterable[LiveChannel], *, leg_id: int, operator: str,
+                     number: str, channel_id: str | None) -> LiveChannel | None:
+    """The operator's channel of a call-back the caller has not answered, among the live
+    ``channels``: ringing the operator's phone (the Originate's channel, presenting the
+    caller's ``number``), or dialling the caller from the dialplan (the channel that reported
+    the leg, ``channel_id``, whose Dial() names the leg). Hanging it up ends the call-back.
+    ``None`` when this Asterisk has none (it ended, or another node placed it)."""
+    answered_routine = f"siaga112-callback-answered^{leg_id}^"
+    for channel in channels:
+        if channel.interface != operator:
+            continue
+        if (channel_id is not None and channel.uniqueid == channel_id) \
+                or answered_routine in channel.application_data:
+            return channel
+        # Its own call (a queue's offer of the caller's new call to this operator is linked
+        # to the caller's channel, and is never hung up).
+        if channel.state != UP and channel.linkedid == channel.uniqueid \
+                and channel.caller_number == number:
+            return channel
+    return None
 
 
 def action_id(leg_id: int) -> str:

@@ -22,6 +22,7 @@ list, a call-back already ringing, an operator on a call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from telephony.callbacks.model import (
     EndedCall,
     Entry,
     backlog,
+    callback_channel,
     check_closure,
     entry_key,
     find_entry,
@@ -63,12 +65,13 @@ from telephony.callbacks.model import (
     worklist,
 )
 from telephony.callbacks.store import CallbackRepository
+from telephony.calls.facts import CallFact, CallStarted
 from telephony.calls.ids import valid_call_id
 from telephony.calls.legs import Leg, LegKind
 from telephony.calls.outages import OPEN_CALL_HORIZON
 from telephony.calls.store import LegRepository, operator_open_call
 from telephony.cluster.peers import DEVICE, IN_USE_STATES
-from telephony.db.connection import Database
+from telephony.db.connection import Database, DatabaseUnavailable
 from telephony.desks.service import AuditLog
 from telephony.desks.store import Assignment
 from telephony.settings import Settings
@@ -193,6 +196,7 @@ class CallbackService:
         self._reading: _Reading | None = None
         self._responses = OriginateResponses(
             ami, lambda action: leg_of_action(action) is not None)
+        self._calling_off: set[asyncio.Task[None]] = set()
 
     @property
     def config(self) -> CallbackConfig:
@@ -420,7 +424,11 @@ class CallbackService:
         """Forever: apply the call-backs' OriginateResponses as they come (a leg whose
         response could not be recorded stays open; the worklist stops counting it as ringing
         in time)."""
-        await self._responses.run(self.originate_response)
+        try:
+            await self._responses.run(self.originate_response)
+        finally:
+            for task in list(self._calling_off):
+                task.cancel()
 
     async def _talking_elsewhere(self, interface: str) -> bool:
         """Whether the operator is on a call through another cluster node: this node's
@@ -445,6 +453,57 @@ class CallbackService:
                         interface, exc)
             return False
         return state in IN_USE_STATES
+
+    def calls_started(self, facts: Sequence[CallFact]) -> None:
+        """The listener's hook once a batch of facts is recorded: a caller who rings the line
+        while a call-back to them rings (the operator's phone, or theirs) reaches an operator
+        through the queue, and the call-back is called off. Placed all the same, it rang a
+        phone on an emergency call (call waiting: two operators on one caller) or found it
+        busy, read as a caller who could not be reached. Returns at once."""
+        started = [fact.call_id for fact in facts if isinstance(fact, CallStarted)]
+        if started:
+            task = asyncio.get_running_loop().create_task(self._call_off(started))
+            self._calling_off.add(task)
+            task.add_done_callback(self._called_off)
+
+    def _called_off(self, task: asyncio.Task[None]) -> None:
+        self._calling_off.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # A bug, not Asterisk or the database away: said once, in one line; the call-back
+            # goes on as Asterisk reports it.
+            log.error("call-backs of callers who rang again not checked: %r", exc)
+
+    async def _call_off(self, call_ids: Sequence[str]) -> None:
+        since = self._clock() - self._config.ring_limit
+        try:
+            legs = await self._database.run(
+                lambda c: self._repo.overtaken(c, call_ids, since=since))
+            if not legs:
+                return
+            channels = await live_channels(self._ami)
+            for leg in legs:
+                channel = callback_channel(channels, leg_id=leg.leg_id, operator=leg.operator,
+                                           number=leg.number, channel_id=leg.channel_id)
+                if channel is None:
+                    # Not (or no longer) on this Asterisk: it ends as Asterisk reports it.
+                    log.info("call-back %d of call %s: its caller rang again; no channel of it "
+                             "here to call off", leg.leg_id, leg.call_id)
+                    continue
+                # Recorded first: the end Asterisk reports for the hang-up keeps why.
+                if not await self._database.run(
+                        functools.partial(self._repo.call_off, leg_id=leg.leg_id)):
+                    continue
+                self._reading = None
+                await self._ami.send_action({"Action": "Hangup", "Channel": channel.channel})
+                log.info("call-back %d of call %s by %s called off: its caller rang the line "
+                         "again", leg.leg_id, leg.call_id, leg.actor)
+        except DatabaseUnavailable:
+            # The calls went to the spool: the outage is reported where it is noticed, and no
+            # call-back could be asked for meanwhile.
+            log.debug("call-backs of callers who rang again not checked: database away")
+        except AmiActionError as exc:
+            log.warning("call-backs of callers who rang again (calls %s) not checked: %s",
+                        ", ".join(call_ids[:5]), exc)
 
     async def originate_response(self, event: Mapping[str, Any]) -> bool:
         """Apply a call-back's OriginateResponse; ``False`` if it is none of ours. A success

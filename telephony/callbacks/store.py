@@ -12,19 +12,21 @@ that did not end with a network cause nor were cut, calls still going on).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import asyncpg
 
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.callbacks.model import (
+    CALLER_RANG,
     EMERGENCY,
     Attempt,
     Closure,
     ClosureReason,
     EndedCall,
 )
+from telephony.calls.legs import Leg
 from telephony.db.rows import from_row
 
 _CALL_COLUMNS = """
@@ -135,6 +137,35 @@ class CallbackRepository:
                                                  AND ended_at IS NULL)
             """,
             key, since))
+
+    async def overtaken(self, connection: asyncpg.Connection, call_ids: Sequence[str], *,
+                        since: datetime) -> list[Leg]:
+        """The call-backs asked for since ``since``, neither answered nor ended, whose caller
+        made one of the calls ``call_ids``: they rang the line again meanwhile."""
+        rows = await connection.fetch(
+            """
+            SELECT l.* FROM call_legs l
+            JOIN calls called USING (call_id)
+            WHERE l.kind = 'callback' AND l.requested_at >= $2
+              AND l.answered_at IS NULL AND l.ended_at IS NULL
+              AND EXISTS (SELECT 1 FROM calls c WHERE c.call_id = ANY($1::text[])
+                                                 AND c.call_id <> l.call_id
+                                                 AND c.caller_key = called.caller_key)
+            """,
+            list(call_ids), since)
+        return [from_row(Leg, row) for row in rows]
+
+    async def call_off(self, connection: asyncpg.Connection, leg_id: int) -> bool:
+        """End call-back ``leg_id`` as called off because its caller rang again (before
+        Asterisk reports its end, which then keeps this); ``False`` if it was answered or
+        ended meanwhile."""
+        return bool(await connection.fetchval(
+            """
+            UPDATE call_legs SET ended_at = now(), outcome = 'cancelled', status = $2
+            WHERE leg_id = $1 AND answered_at IS NULL AND ended_at IS NULL
+            RETURNING true
+            """,
+            leg_id, CALLER_RANG))
 
     async def lock_caller(self, connection: asyncpg.Connection, key: str) -> None:
         """Hold the caller's entry until the transaction ends: two operators calling the

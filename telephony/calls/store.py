@@ -471,11 +471,15 @@ class LegRepository:
         return leg_id
 
     async def refused(self, connection: asyncpg.Connection, leg_id: int, status: str) -> None:
-        """Asterisk would not dial the leg at all: it ends now, failed, with why."""
+        """Asterisk would not dial the leg at all: it ends now, failed, with why. A leg the
+        line ended itself keeps why (a call-back called off while the operator's phone rang
+        ends its Originate as failed)."""
         await connection.execute(
             """
             UPDATE call_legs SET ended_at = COALESCE(ended_at, now()),
-                                 outcome = COALESCE(outcome, 'failed'), status = $2
+                                 outcome = COALESCE(outcome, 'failed'),
+                                 status = CASE WHEN ended_at IS NULL OR status = '' THEN $2
+                                               ELSE status END
             WHERE leg_id = $1
             """,
             leg_id, status[:200],

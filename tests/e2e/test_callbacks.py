@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,9 @@ from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
 from telephony.app import Line
+from telephony.callbacks.model import CALLER_RANG, CALLER_RANG_TEXT, how_it_went
+from telephony.callbacks.service import CallbackConfig, caller_entries
+from telephony.calls.store import LegRepository
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.service import assign_desk
 from telephony.lab import sipp
@@ -282,6 +286,85 @@ async def test_a_caller_who_rang_again_and_was_answered_leaves_the_list(
 
     await gone(http, supervisor, call_id)
     await wallboard_matches(http, supervisor)
+
+
+async def test_a_redial_given_up_once_the_first_call_was_answered_is_not_listed(
+    line: Line, settings: Settings
+) -> None:
+    """The caller rings twice at once (a redial while the first call still waits, here the
+    number in its other form): the first is answered, the second waits behind it in the
+    queue and is given up. The caller reached an operator, and was listed for a call-back
+    all the same: an answered call cleared only the calls that arrived before it."""
+    queues = await OperatorDesk(line.listener, load_menu(settings.menu_file)).log_in(
+        ANSWERING, {"fire": 5})
+    assert "fire" in queues
+    first = unique_caller("0817")
+    again = "+62" + first[1:]
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=first,
+                           dtmf="12", talk_seconds=9) as answered:
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=again,
+                               dtmf="12", dtmf_delay=1.5, talk_seconds=5) as redial:
+            assert (await redial.wait()).ok
+        assert (await answered.wait()).ok
+    talked, gave_up = await ended_call(line, first), await ended_call(line, again)
+    assert (talked.disposition, talked.operator) == ("answered", ANSWERING)
+    assert gave_up.disposition == "abandoned"
+    rows = await line.database.run(lambda c: c.fetch(
+        "SELECT call_id, caller_key, arrived_at, answered_at FROM calls "
+        "WHERE call_id = ANY($1::text[]) ORDER BY arrived_at",
+        [talked.call_id, gave_up.call_id]))
+    assert [row["call_id"] for row in rows] == [talked.call_id, gave_up.call_id]
+    # The redial arrived while the first call still waited, and one caller made both.
+    assert rows[1]["arrived_at"] < rows[0]["answered_at"]
+    key = rows[0]["caller_key"]
+    assert key is not None and rows[1]["caller_key"] == key
+    config = CallbackConfig.from_settings(settings)
+    assert await line.database.run(lambda c: caller_entries(
+        c, config, key=key, call_id=gave_up.call_id, now=datetime.now(UTC))) == []
+
+
+async def test_a_call_back_is_called_off_when_its_caller_rings_again(
+    line: Line, settings: Settings, http: aiohttp.ClientSession
+) -> None:
+    """The caller rings the line again while an operator's call-back to them still rings:
+    their new call goes through the queue, and the call-back is called off at once,
+    recorded as such. It rang on: the caller's phone, on an emergency call, answered it
+    (call waiting), and two operators had one caller, or it was busy and read as a caller
+    who could not be reached."""
+    caller_id = unique_caller("0817")
+    call_id = await give_up_in_the_queue(line, settings, caller_id)
+    operator = await account(line, http, "op1001", "operator", desk=OPERATOR)
+    await listed(http, operator, call_id)
+    async with sipp.callee(settings.carrier_sip_port, ring_seconds=8, hold_seconds=4,
+                           max_calls=1, timeout=30):
+        leg = await json_of(await http.post(f"/api/callbacks/{call_id}/call",
+                                            headers=operator), 202)
+
+        async def row() -> Any:
+            return await line.database.run(lambda c: c.fetchrow(
+                "SELECT * FROM call_legs WHERE leg_id = $1", leg["leg_id"]))
+
+        async def dialling() -> Any:
+            found = await row()
+            return found if found["rang_at"] is not None else None
+
+        await eventually("the call-back ringing the caller", dialling, within=10)
+        async with sipp.caller(settings.sip_host, settings.sip_port, "112",
+                               caller_id=caller_id, dtmf="12", talk_seconds=4) as again:
+
+            async def called_off() -> Any:
+                found = await row()
+                return found if found["ended_at"] is not None else None
+
+            ended = await eventually("the call-back called off", called_off, within=6)
+            assert (await again.wait()).ok
+    assert (ended["outcome"], ended["status"], ended["answered_at"]) == (
+        "cancelled", CALLER_RANG, None)
+    recorded = await line.database.run(lambda c: LegRepository().leg(c, leg["leg_id"]))
+    assert recorded is not None and recorded.answered_at is None  # never answered after all
+    assert how_it_went(recorded, now=datetime.now(UTC),
+                       ring_limit=CallbackConfig.from_settings(settings).ring_limit
+                       ) == CALLER_RANG_TEXT
 
 
 @pytest.mark.parametrize("exten", [

@@ -383,6 +383,66 @@ async def test_a_caller_calling_the_line_right_now_is_not_called_back(bench: Ben
     assert len(bench.originates()) == 1
 
 
+async def test_a_call_back_is_called_off_when_its_caller_rings_again(bench: Bench) -> None:
+    """The caller rings the line (written +62…) while the operator's phone still rings for
+    their call-back: the line hangs that channel up and records the call-back as called off,
+    so it neither rings a phone on an emergency call nor reads as a caller not reached. A
+    call of another caller, or the operator's answered call, calls nothing off."""
+    await gave_up(bench, minutes=20)
+    operator = await bench.account("op1001", "operator", desk=True)
+    response = await bench.client.post(f"/api/callbacks/{GAVE_UP}/call", headers=operator)
+    assert response.status == 202, await response.text()
+    leg_id = (await response.json())["leg_id"]
+    bench.asterisk.accepts["hangup"] = "Channel Hungup"
+    ringing = (("Event", "CoreShowChannel"), ("Channel", f"{OPERATOR}-0000002b"),
+               ("Uniqueid", "1790000009.7"), ("Linkedid", "1790000009.7"),
+               ("ChannelStateDesc", "Ringing"), ("BridgeId", ""), ("Application", "AppDial2"),
+               ("CallerIDNum", CALLER), ("ConnectedLineNum", ""))
+    bench.asterisk.channels = [ringing]
+
+    def hangups() -> list[dict[str, str]]:
+        return [a for a in bench.asterisk.actions if a.get("action", "").lower() == "hangup"]
+
+    other = [fact for fact in call_facts("1790000000.7", "0813999999999", at=ago(seconds=2),
+                                         answered_at=None)
+             if not isinstance(fact, QueueAbandoned | CallEnded)]
+    await bench.happen(*other)
+    await bench.service._call_off(["1790000000.7"])
+    assert hangups() == [] and (await bench.legs())[0]["ended_at"] is None
+
+    again = [fact for fact in call_facts("1790000000.8", "+62 812-3456-7890",
+                                         at=ago(seconds=1), answered_at=None)
+             if not isinstance(fact, QueueAbandoned | CallEnded)]
+    await bench.happen(*again)
+    bench.service.calls_started(again)
+
+    async def called_off() -> list[dict[str, str]] | None:
+        return hangups() or None
+
+    (hangup,) = await eventually("the call-back's channel hung up", called_off, within=5)
+    assert hangup["channel"] == f"{OPERATOR}-0000002b"
+    (row,) = await bench.legs()
+    assert (row["leg_id"], row["outcome"], row["status"], row["answered_at"]) == (
+        leg_id, "cancelled", callback_model.CALLER_RANG, None)
+    # Asterisk's reports of the end, as the hang-up makes them, keep why: the Originate's
+    # failure (the operator's phone never answered) and the dialplan's end.
+    assert await bench.service.originate_response({
+        "Event": "OriginateResponse", "ActionID": f"siaga112-callback-{leg_id}",
+        "Response": "Failure", "Reason": "1"})
+    await bench.happen(LegProgressed(leg_id, "ended", "CANCEL", "1790000009.7",
+                                     datetime.now(UTC)))
+    (row,) = await bench.legs()
+    assert (row["outcome"], row["status"]) == ("cancelled", callback_model.CALLER_RANG)
+    # Called off once: the next call of theirs finds nothing to call off.
+    await bench.service._call_off(["1790000000.8"])
+    assert len(hangups()) == 1
+    # Their new call is the one an operator answers; the entry says what became of the
+    # call-back meanwhile.
+    async with bench.console("op1001") as browser:
+        status, html, _ = await browser.get("/console/callbacks")
+    assert status == 200 and callback_model.CALLER_RANG_TEXT in html
+
+
 async def test_a_supervisor_closes_an_entry_with_a_reason(bench: Bench) -> None:
     await gave_up(bench, minutes=20)
     await gave_up(bench, "1790000000.4", minutes=5)  # the same caller again

@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 
+from telephony.ami.channels import LiveChannel
 from telephony.asterisk.causes import NETWORK_CAUSES
 from telephony.asterisk.config import CONF_DIR as CONF
 from telephony.callbacks.errors import InvalidClosure
 from telephony.callbacks.model import (
+    CALLER_RANG,
+    CALLER_RANG_TEXT,
     Attempt,
     CallbackReason,
     Closure,
@@ -23,6 +26,7 @@ from telephony.callbacks.model import (
     Entry,
     Pending,
     backlog,
+    callback_channel,
     check_closure,
     find_entry,
     how_it_went,
@@ -256,6 +260,50 @@ def test_how_a_call_back_went_in_words() -> None:
     assert went(replace(attempt("1.1", minutes_ago=5), outcome=None)) == "Selesai"
 
 
+def test_a_call_back_called_off_because_its_caller_rang_again_says_so() -> None:
+    called_off = replace(attempt("1.1", minutes_ago=5), outcome=LegOutcome.CANCELLED,
+                         status=CALLER_RANG)
+    assert how_it_went(called_off, now=NOW, ring_limit=RING) == CALLER_RANG_TEXT
+    # Not before the operator's phone took it either ("Dibatalkan di telepon operator").
+    assert how_it_went(replace(called_off, rang_at=None), now=NOW, ring_limit=RING) == (
+        CALLER_RANG_TEXT)
+
+
+def live(channel: str, *, uniqueid: str, linkedid: str = "", state: str = "Ringing",
+         application: str = "AppDial2", data: str = "", number: str = CALLER) -> LiveChannel:
+    return LiveChannel(channel=channel, uniqueid=uniqueid, linkedid=linkedid or uniqueid,
+                       state=state, bridge_id="", application=application,
+                       caller_number=number, connected_number="", application_data=data)
+
+
+def test_the_channel_of_a_call_back_the_caller_has_not_answered() -> None:
+    def found(*channels: LiveChannel, channel_id: str | None = None) -> str | None:
+        channel = callback_channel(channels, leg_id=7, operator="PJSIP/op1001",
+                                   number=CALLER, channel_id=channel_id)
+        return None if channel is None else channel.channel
+
+    # The operator's phone still rings (the Originate's own channel, presenting the caller).
+    ringing = live("PJSIP/op1001-00000001", uniqueid="1.5")
+    assert found(ringing) == "PJSIP/op1001-00000001"
+    # A queue offering the caller's new call to the same operator is never it.
+    offered = live("PJSIP/op1001-00000002", uniqueid="1.6", linkedid="1.4",
+                   application="AppQueue")
+    assert found(offered) is None
+    # Dialling the caller: the channel that reported the leg, or whose Dial() names it.
+    dialling = live("PJSIP/op1001-00000003", uniqueid="1.7", state="Up", application="Dial",
+                    data=f"PJSIP/{CALLER}@carrier-out,15,U(siaga112-callback-answered^7^1.1)",
+                    number="02150000112")
+    assert found(dialling) == found(dialling, channel_id="1.7") == "PJSIP/op1001-00000003"
+    assert found(replace(dialling, application_data=""), channel_id="1.7") == (
+        "PJSIP/op1001-00000003")
+    # Another leg's, another operator's, or an answered call of the operator: not it.
+    other_leg = replace(dialling, application_data=dialling.application_data.replace(
+        "^7^", "^17^"))
+    assert found(other_leg, offered) is None
+    assert found(replace(ringing, channel="PJSIP/op1002-00000004")) is None
+    assert found(replace(ringing, state="Up")) is None
+
+
 @pytest.mark.parametrize(("caller", "shown", "why"), [
     (CALLER, CALLER, ""),
     ("anonymous", "(nomor disembunyikan)", ""),
@@ -276,6 +324,24 @@ def test_a_later_answered_call_from_the_same_caller_takes_them_off() -> None:
     earlier = call("1.0", minutes_ago=60, queue="medical", answered=True)
     other = call("1.3", minutes_ago=10, queue="medical", answered=True, key="62813000000")
     assert len(entries([gave_up], answered=[earlier, other])) == 1
+
+
+def test_a_redial_that_waited_while_the_first_call_was_answered_is_not_listed() -> None:
+    """The caller rang again (a second phone, or a redial) while their first call still
+    waited; the first was answered and they gave up the second: they reached an operator,
+    and were listed for a call-back all the same (the answer cleared only the calls that
+    arrived before the answered one)."""
+    first = call("1.1", minutes_ago=30, queue="medical", answered=True)  # answered 20 s in
+    redial = replace(abandoned("1.2", minutes_ago=30), arrived_at=first.arrived_at
+                     + timedelta(seconds=10))
+    assert entries([redial], answered=[first]) == []
+    # A call made once the first was being answered is a call of its own.
+    during_talk = replace(redial, call_id="1.3",
+                          arrived_at=first.arrived_at + timedelta(seconds=40))
+    assert [c.call_id for c in entries([during_talk], answered=[first])[0].calls] == ["1.3"]
+    # An answered call that was dropped itself clears nothing.
+    dropped = replace(first, hangup_cause=38)
+    assert len(entries([redial, dropped], answered=[dropped])) == 1
 
 
 def test_a_call_answered_then_dropped_does_not_clear_itself_or_the_earlier_one() -> None:
