@@ -36,6 +36,7 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
+from tests.support.db import cluster_processes
 from tests.support.disk import fill_up, tiny_tmpfs
 from tests.support.net import own_lab, spare_port
 from tests.support.polling import eventually
@@ -277,9 +278,7 @@ async def kill_postgres(cluster: EmbeddedPostgres) -> None:
     """SIGKILL the cluster's postmaster and every backend at once, as the server's machine
     or the OOM killer would end them: no shutdown checkpoint, a crash recovery at the next
     start. Returns once the postmaster is reaped (until then ``pg_ctl`` counts it running)."""
-    pid = int((cluster.data_dir / "postmaster.pid").read_text(encoding="ascii").split()[0])
-    children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
-                and _parent_of(p) == pid]
+    pid, *children = cluster_processes(cluster)
     for victim in (pid, *children):
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
@@ -288,14 +287,6 @@ async def kill_postgres(cluster: EmbeddedPostgres) -> None:
         return None if Path(f"/proc/{pid}").exists() else True
 
     await eventually("the killed postmaster reaped", gone, 10)
-
-
-def _parent_of(proc: Path) -> int | None:
-    try:
-        # The command name in parentheses may hold spaces: the fields after its ")" are fixed.
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 async def test_calls_live_across_a_postgres_kill_and_restart_are_recorded_whole_once(
