@@ -35,9 +35,12 @@ T = TypeVar("T")
 DatabaseWork = Callable[[asyncpg.Connection], Awaitable[T]]
 
 # How long work may run on a pooled connection before the line asks whether its server still
-# answers at all (a new connection to the same server, within db_connect_timeout), and again
-# at this pace while it runs: a slow query on a live server goes on.
+# answers at all (a new connection to the same server, within db_connect_timeout): a slow
+# query on a live server goes on. Asked again at the slower pace while it runs, so that work
+# waiting on a lock (an admin's open transaction) costs a connection every few seconds, not
+# every second.
 ANSWER_CHECK_SECONDS: Final = 1.0
+ANSWER_RECHECK_SECONDS: Final = 5.0
 
 
 class DatabaseUnavailable(Unavailable, ConnectionError):
@@ -373,7 +376,7 @@ class _AnswerWatch:
     async def _check(self) -> None:
         if await self._answers():
             self._look = None
-            self._timer = self._loop.call_later(ANSWER_CHECK_SECONDS, self._start_look)
+            self._timer = self._loop.call_later(ANSWER_RECHECK_SECONDS, self._start_look)
             return
         self.hung = True
         log.error("PostgreSQL does not answer: closing a connection whose work waits on it")
