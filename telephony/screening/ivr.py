@@ -20,6 +20,7 @@ from typing import Protocol
 
 from ivr.flow import REASON_SEPARATOR, IvrResult, Outcome, ScreeningVerdict
 from telephony.ami.tracker import MAX_TEXT
+from telephony.core.tasks import let_unwind
 from telephony.screening.features import IvrBehaviour, PreQueueFeatures
 from telephony.screening.score import Effect, ScoreConfig, decide, pre_queue_score
 
@@ -125,30 +126,6 @@ class PreQueueScreener:
         """Cancel the score if it is still running, without waiting for it to stop.
 
         The IVR closes the screener before its AGI session ends, so the caller goes on to the
-        queue only once this returns. A query cancelled on a hung PostgreSQL (its processes
-        stopped: connections accepted, nothing answered) unwinds only when the pool gives up
-        on the cancellation's acknowledgement, the pool's acquire timeout (3 s): every caller
-        waited that long in silence. The task unwinds on its own; what it raised is retrieved
-        there (asyncio would otherwise warn at collection), and it is kept referenced until
-        then."""
-        if self._score.done():
-            _retrieve(self._score)
-            return
-        self._score.cancel()
-        _UNWINDING.add(self._score)
-        self._score.add_done_callback(_unwound)
-
-
-# Cancelled history queries still unwinding: the event loop keeps only weak references.
-_UNWINDING: set[asyncio.Task[PreQueueFeatures]] = set()
-
-
-def _unwound(task: asyncio.Task[PreQueueFeatures]) -> None:
-    _UNWINDING.discard(task)
-    _retrieve(task)
-
-
-def _retrieve(task: asyncio.Task[PreQueueFeatures]) -> None:
-    """What ``task`` raised was logged by :meth:`PreQueueScreener.verdict`, or is moot."""
-    if not task.cancelled():
-        task.exception()
+        queue only once this returns: a read cancelled on a hung PostgreSQL held every caller
+        3 s more in silence (telephony/core/tasks.py)."""
+        let_unwind(self._score)
