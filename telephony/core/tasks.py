@@ -9,7 +9,10 @@ screening budget, a readiness check's) must not wait that long again for the can
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # Cancelled tasks still unwinding: the event loop keeps only weak references to tasks.
 _UNWINDING: set[asyncio.Task[Any]] = set()
@@ -24,6 +27,20 @@ def let_unwind(task: asyncio.Task[Any]) -> None:
     task.cancel()
     _UNWINDING.add(task)
     task.add_done_callback(_unwound)
+
+
+async def within(seconds: float, work: Awaitable[T]) -> T:
+    """What ``work`` returns (or raises), or :class:`TimeoutError` once ``seconds`` have
+    passed: then the work is cancelled and left to stop on its own (:func:`let_unwind`)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait([task], timeout=seconds)
+    finally:
+        if not task.done():
+            let_unwind(task)
+    if not task.done() or task.cancelled():
+        raise TimeoutError
+    return task.result()
 
 
 def _unwound(task: asyncio.Task[Any]) -> None:

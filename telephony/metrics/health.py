@@ -11,7 +11,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from telephony.ami.threaded import ThreadedListener
 from telephony.calls.recorder import CallRecorder
-from telephony.core.tasks import let_unwind
+from telephony.core.tasks import within
 from telephony.db.connection import Database
 
 CHECK_TIMEOUT: Final = 2.0
@@ -70,16 +70,8 @@ class Readiness:
         to stop on its own: a ping cancelled on a hung PostgreSQL unwound only at the pool's
         acquire timeout (3 s), so /readyz took 5 s and the container's health probe (3 s)
         failed, a line whose database hung counted unhealthy (telephony/metrics/probe.py)."""
-        check = asyncio.ensure_future(self._checks[name]())
         try:
-            done, _ = await asyncio.wait([check], timeout=self._timeout)
-        finally:
-            if not check.done():
-                let_unwind(check)
-        if not done:
-            return False
-        try:
-            return check.result()
+            return await within(self._timeout, self._checks[name]())
         except Exception:  # an unreachable part is the answer, not an error
             return False
 

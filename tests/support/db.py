@@ -9,6 +9,7 @@ are enough; :func:`owner_dsn` is the same database as the owner, for what only i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -74,6 +75,25 @@ def frozen(cluster: EmbeddedPostgres) -> Iterator[None]:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+class HungRead:
+    """A read on a hung PostgreSQL without the server: no answer ever, and once cancelled it
+    stops only after ``unwind`` seconds (asyncpg's pool waits for the cancellation's
+    acknowledgement, its acquire timeout), raising as the pool then does."""
+
+    def __init__(self, unwind: float) -> None:
+        self.unwind = unwind
+        self.stopped = False
+
+    async def __call__(self) -> bool:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(self.unwind)
+            self.stopped = True
+            raise DatabaseUnavailable("PostgreSQL unavailable: ") from None
+        return True
 
 
 def line_role(cluster: EmbeddedPostgres) -> LineRole:

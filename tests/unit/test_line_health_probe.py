@@ -15,6 +15,7 @@ from telephony.metrics.health import CHECK_TIMEOUT, Check, Readiness
 from telephony.metrics.http import MonitoringApi
 from telephony.metrics.probe import probe, readyz_url
 from telephony.metrics.registry import LineMetrics
+from tests.support.db import HungRead
 from tests.support.net import free_port
 from tests.support.polling import eventually
 
@@ -52,31 +53,12 @@ async def line_http() -> AsyncIterator[Serve]:
         await runner.cleanup()
 
 
-class HungPing:
-    """The database's check on a hung PostgreSQL: no answer ever, and once cancelled it stops
-    only after ``unwind`` seconds (asyncpg's pool waits for the cancellation's
-    acknowledgement, its acquire timeout)."""
-
-    def __init__(self, unwind: float) -> None:
-        self.unwind = unwind
-        self.stopped = False
-
-    async def __call__(self) -> bool:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            await asyncio.sleep(self.unwind)
-            self.stopped = True
-            raise
-        return True
-
-
 async def test_a_hung_database_is_down_within_the_bound_and_the_line_healthy(
         line_http: Serve) -> None:
     # Scaled down: the bound 2 s, the unwinding 3 s, the probe's timeout 3 s. /readyz waited
     # for the cancelled ping to stop, 5 s, and the probe said the line did not answer: a line
     # whose database hung counted unhealthy.
-    ping = HungPing(unwind=0.6)
+    ping = HungRead(unwind=0.6)
     url = await line_http(set(), bound=0.3, database=ping)
     assert await asyncio.to_thread(probe, url, 0.6) is None
 
