@@ -41,6 +41,8 @@ DatabaseWork = Callable[[asyncpg.Connection], Awaitable[T]]
 # every second.
 ANSWER_CHECK_SECONDS: Final = 1.0
 ANSWER_RECHECK_SECONDS: Final = 5.0
+# The probe connection's name in pg_stat_activity.
+PROBE_NAME: Final = "siaga112 answer check"
 
 
 class DatabaseUnavailable(Unavailable, ConnectionError):
@@ -307,7 +309,7 @@ class Database:
         try:
             probe = await asyncpg.connect(
                 dsn=resolve_dsn(self._settings), timeout=self._settings.db_connect_timeout,
-                server_settings={"application_name": session_name(self._settings, "probe")},
+                server_settings={"application_name": session_name(self._settings, PROBE_NAME)},
                 **where)
         except (OSError, TimeoutError):
             return False
