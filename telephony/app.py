@@ -420,7 +420,9 @@ def start_wallboard(settings: Settings, stack: contextlib.AsyncExitStack, *,
     nodes' calls in the database, and the peer watch's word on which nodes it reaches)."""
     wallboard = WallboardService(LiveBoard(wrapup_seconds=settings.queue_wrapup_seconds),
                                  reports, incidents.dispatches,
-                                 connected=lambda: listener.logged_in,
+                                 # Logged in and answering: a hung Asterisk keeps
+                                 # its session open and tells nothing.
+                                 connected=lambda: listener.logged_in and listener.answering,
                                  callbacks=callbacks.backlog,
                                  # A cluster node's listener sees only its own node's calls.
                                  node=(settings.asterisk_systemname

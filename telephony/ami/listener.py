@@ -78,6 +78,14 @@ PERSIST_LINGER_SECONDS = 0.02
 BACKLOG_WARNING = 10_000  # events waiting for the consumer; logged at each multiple
 # Asterisk's answer to an action no loaded module has registered (yet).
 UNKNOWN_ACTION = "Invalid/unknown command"
+# How often the session is pinged, and how long a Ping may go unanswered before the session
+# counts as not answering (the wallboard then says its picture may not be current). A hung
+# Asterisk (stopped, or its manager deadlocked) keeps the TCP session open and sends
+# nothing: with a Ping every ping interval (10 s) the board showed its old picture as live
+# for 10-20 s, until the session was dropped. The drop itself still waits the ping interval:
+# a resync in a surge costs more than a few seconds' doubt.
+PING_EVERY_SECONDS = 2.0
+PING_STALL_SECONDS = 2.0
 LOADING_RETRIES = 20  # resyncs refused so in a row before the slow pace (a module missing)
 HISTORY_TIMEOUT = 60.0  # seconds a resync's backfill may take (a 16 MB read at most)
 TRACK_CHUNK = 200  # events tracked before the observers hear of them and others get the loop
@@ -167,7 +175,10 @@ class _Manager(Manager):  # type: ignore[misc]  # panoramisk ships no type hints
         self.went_silent = False  # the last session was dropped for an unanswered Ping
         # panoramisk int()s these: 0.5 s would become 0 and reconnect or ping in a tight loop.
         self.reconnect_timeout = reconnect_seconds
-        self.ping_delay = self.ping_interval = ping_interval
+        self.ping_interval = ping_interval
+        self.ping_delay = self.ping_every = min(ping_interval, PING_EVERY_SECONDS)
+        # The Pings sent on this session and not answered yet, oldest first, with when.
+        self._unanswered: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._reconnect_seconds = reconnect_seconds
         self._auth_retry_seconds = auth_retry_seconds
         self._on_connect_failed = on_connect_failed
@@ -226,6 +237,7 @@ class _Manager(Manager):  # type: ignore[misc]  # panoramisk ships no type hints
         connection itself on that event and passes the event along as the "exception".
         """
         self._connected = False
+        self._unanswered.clear()
         if self.pinger is not None:
             self.pinger.cancel()
             self.pinger = None
@@ -240,20 +252,34 @@ class _Manager(Manager):  # type: ignore[misc]  # panoramisk ships no type hints
         panoramisk fires its Ping and forgets it: a half-open socket (Asterisk gone without a
         FIN) is never noticed, and every unanswered Ping stays in ``responses`` for good.
         """
-        self.pinger = self.loop.call_later(self.ping_interval, self.ping)
+        self.pinger = self.loop.call_later(self.ping_every, self.ping)
         protocol = self.protocol
         if protocol is None or protocol.closed:
             return
         pong = protocol.send({"Action": "Ping"})
         pong.add_done_callback(self._ponged)
+        self._unanswered.append((pong, time.monotonic()))
         self._timers["pong"] = self.loop.call_later(
             self.ping_interval, self._check_pong, protocol, pong
         )
 
     def _ponged(self, pong: asyncio.Future[Any]) -> None:
-        """Asterisk answered a Ping: it was alive just now (calls without events were too)."""
+        """Asterisk answered a Ping: it was alive just now (calls without events were too),
+        and the Pings sent before it are moot."""
+        while self._unanswered:
+            earlier, _sent = self._unanswered.popleft()
+            if earlier is pong:
+                break
         if not pong.cancelled() and pong.exception() is None:
             self._on_heard()
+
+    @property
+    def answering(self) -> bool:
+        """No Ping of this session has waited for its answer over :data:`PING_STALL_SECONDS`
+        (Asterisk answers them in order: the oldest unanswered one is the one that tells).
+        Read from other threads (the wallboard's): it only reads a copy."""
+        waiting = list(self._unanswered)
+        return not waiting or time.monotonic() - waiting[0][1] <= PING_STALL_SECONDS
 
     def _check_pong(self, protocol: AmiProtocol, pong: asyncio.Future[Any]) -> None:
         if pong.done() or protocol.closed:
@@ -358,6 +384,13 @@ class AmiListener:
     def logged_in(self) -> bool:
         """True while an authenticated AMI session is up."""
         return self._logged_in.is_set()
+
+    @property
+    def answering(self) -> bool:
+        """True unless Asterisk has left a Ping unanswered over :data:`PING_STALL_SECONDS`
+        (hung, its session still open): what the session tells may not be current."""
+        manager = self._manager
+        return manager is None or manager.answering
 
     @property
     def events_waiting(self) -> int:

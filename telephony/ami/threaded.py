@@ -168,6 +168,11 @@ class ThreadedListener:
         return self._listener.logged_in
 
     @property
+    def answering(self) -> bool:
+        """True unless Asterisk has left a Ping unanswered for a while (hung)."""
+        return self._listener.answering
+
+    @property
     def events_waiting(self) -> int:
         """Events received and not yet tracked."""
         return self._listener.events_waiting

@@ -11,10 +11,11 @@ embedded cluster's superuser). Without a separate owner the line's DSN is both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -33,6 +34,16 @@ log = logging.getLogger("telephony.db")
 
 T = TypeVar("T")
 DatabaseWork = Callable[[asyncpg.Connection], Awaitable[T]]
+
+# How long work may run on a pooled connection before the line asks whether its server still
+# answers at all (a new connection to the same server, within db_connect_timeout): a slow
+# query on a live server goes on. Asked again at the slower pace while it runs, so that work
+# waiting on a lock (an admin's open transaction) costs a connection every few seconds, not
+# every second.
+ANSWER_CHECK_SECONDS: Final = 1.0
+ANSWER_RECHECK_SECONDS: Final = 5.0
+# The probe connection's name in pg_stat_activity.
+PROBE_NAME: Final = "siaga112 answer check"
 
 
 class DatabaseUnavailable(Unavailable, ConnectionError):
@@ -275,16 +286,49 @@ class Database:
         return await run_as_owner(self._settings, work)
 
     async def run(self, work: DatabaseWork[T]) -> T:
-        """Run ``work(connection)``; driver connection errors become DatabaseUnavailable."""
+        """Run ``work(connection)``; driver connection errors become DatabaseUnavailable, and
+        so does a server that stops answering meanwhile (:class:`_AnswerWatch`)."""
         pool = await self.pool()
+        watch: _AnswerWatch | None = None
         try:
             async with pool.acquire(timeout=self._acquire_timeout) as proxy:
                 # The pool hands out a proxy that forwards every Connection method.
-                return await work(cast(asyncpg.Connection, proxy))
+                connection = cast(asyncpg.Connection, proxy)
+                watch = _AnswerWatch(connection, lambda: self._answers(connection))
+                try:
+                    return await work(connection)
+                finally:
+                    watch.stop()
         except asyncpg.exceptions.TransactionRollbackError as exc:
             raise DatabaseConflict(f"PostgreSQL rolled the work back: {exc}") from exc
         except TRANSIENT_ERRORS as exc:
+            if watch is not None and watch.hung:
+                raise DatabaseUnavailable(
+                    "PostgreSQL does not answer (a new connection got no answer within "
+                    f"{self._settings.db_connect_timeout:g} s): the work's connection was "
+                    "closed") from exc
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    async def _answers(self, connection: asyncpg.Connection) -> bool:
+        """Whether the server ``connection`` is on takes a new connection in time. Only no
+        answer at all counts: a refusal (too many connections, a password) is an answer."""
+        # The same host as the work's, not any of a multi-host DSN's: another node answering
+        # says nothing of the one the work waits on.
+        address = getattr(connection, "_addr", None)
+        where = {"host": address[0], "port": address[1]} \
+            if isinstance(address, tuple) and len(address) == 2 else {}
+        try:
+            probe = await asyncpg.connect(
+                dsn=resolve_dsn(self._settings), timeout=self._settings.db_connect_timeout,
+                server_settings={"application_name": session_name(self._settings, PROBE_NAME)},
+                **where)
+        except (OSError, TimeoutError):
+            return False
+        except Exception:  # any other refusal came from a server that answers
+            return True
+        with contextlib.suppress(Exception):  # it answered; how the probe ends is moot
+            await probe.close(timeout=self._settings.db_connect_timeout)
+        return True
 
     async def connect(self, application_name: str) -> asyncpg.Connection:
         """A connection of its own as the line's role, outside the pool (a LISTEN lives as
@@ -314,3 +358,46 @@ class Database:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.wait_for(pool.close(), timeout=10)
+
+
+class _AnswerWatch:
+    """Closes a pooled connection whose server stops answering while work runs on it.
+
+    A hung server (its processes stopped, a stalled disk or machine: the kernel still takes
+    connections, nothing answers) held each piece of work for the whole command timeout,
+    30 s: a console page waited that long for its 503, the call recorder that long before it
+    spooled. Work still running after :data:`ANSWER_CHECK_SECONDS` asks whether the server
+    takes a new connection; if it does not, the work's connection is closed at once (a
+    cancellation would wait for an acknowledgement that never comes), and the work fails as
+    the database being away. Costs nothing but a timer while work is quick.
+    """
+
+    def __init__(self, connection: asyncpg.Connection,
+                 answers: Callable[[], Awaitable[bool]]) -> None:
+        self.hung = False
+        self._connection = connection
+        self._answers = answers
+        self._loop = asyncio.get_running_loop()
+        self._look: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(
+            ANSWER_CHECK_SECONDS, self._start_look)
+
+    def _start_look(self) -> None:
+        self._timer = None
+        self._look = self._loop.create_task(self._check(), name="database-answer-check")
+
+    async def _check(self) -> None:
+        if await self._answers():
+            self._look = None
+            self._timer = self._loop.call_later(ANSWER_RECHECK_SECONDS, self._start_look)
+            return
+        self.hung = True
+        log.error("PostgreSQL does not answer: closing a connection whose work waits on it")
+        self._connection.terminate()
+
+    def stop(self) -> None:
+        """The work is over: no look any more."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._look is not None:
+            self._look.cancel()

@@ -558,6 +558,14 @@ class Lab:
             raise LabError(f"Asterisk pid {pid} survived SIGKILL")
         self._process = None
 
+    def send_signal(self, number: signal.Signals) -> None:
+        """Send ``number`` to this instance's Asterisk: SIGSTOP hangs it as a deadlock or a
+        stalled machine does (its sockets stay open, nothing answers), SIGCONT lets it go on."""
+        pid = self._process.pid if self._process is not None else self._instance_pid()
+        if pid is None or not self._pid_is_ours(pid):
+            raise LabError(f"lab {self.settings.lab_instance} is not running")
+        os.kill(pid, number)
+
     def crash(self) -> None:
         """Kill this instance's Asterisk with SIGKILL, as a crash would end it (no Shutdown,
         no hang-up), and return once it is gone; :meth:`start` with ``fresh=False`` brings it

@@ -13,6 +13,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from telephony.core.tasks import within
+
 log = logging.getLogger("telephony.metrics")
 
 Refresh = Callable[[], Awaitable[None]]
@@ -50,8 +52,9 @@ class LineMetrics:
 
     async def _refresh(self, name: str) -> bool:
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._refreshers[name]()
+            # Past the bound the figure is left out at once; a source's read cancelled on a
+            # hung PostgreSQL would hold the scrape until it unwound (telephony/core/tasks.py).
+            await within(self._timeout, self._refreshers[name]())
         except Exception as exc:  # a source's outage must not cost the other figures
             if self._up.get(name, True):
                 log.warning("metrics source %s unavailable: %s", name, exc or type(exc).__name__)

@@ -82,7 +82,7 @@ class WallboardSnapshot:
     counters: LiveCounters | None  # None until seeded from the database once
     counters_stale: bool  # the last read of the database failed; its part is older
     overdue: list[SlaBreach]
-    connected: bool  # the listener is logged in to Asterisk: the live part is current
+    connected: bool  # logged in to Asterisk, which answers its Pings: the live part is current
     callbacks: Backlog | None = None  # callers waiting for a call-back (None: not read yet)
     # When the database's part (names, overdue incidents, call-backs) was last read whole:
     # while it cannot be (``counters_stale``) that part is as of then, the counters are not.

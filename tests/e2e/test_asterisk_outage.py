@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from telephony.ami.listener import PING_EVERY_SECONDS, PING_STALL_SECONDS
 from telephony.app import Line
 from telephony.callbacks.model import CallbackReason, Entry, find_entry
 from telephony.calls.outage_store import AsteriskOutage, outages
@@ -210,4 +212,36 @@ async def test_a_crash_cuts_the_calls_at_the_last_moment_they_were_seen(
         assert call.ended_at < outage.booted_at
     assert one.answered_at is not None and two.answered_at is None
     await assert_on_worklist(line, one.call_id, two.call_id)
+    await assert_line_works(line, settings)
+
+
+async def test_a_hung_asterisk_shows_on_the_wallboard_and_its_session_lives_on(
+    line: Line, lab: Lab, settings: Settings
+) -> None:
+    """Asterisk hung a few seconds (SIGSTOP, as a deadlock or a stalled machine leaves it: its
+    AMI session open, nothing sent). The wallboard showed its old picture as live until the
+    unanswered Ping dropped the session, 10-20 s; now it says so within seconds, the session
+    lives on (no resync, no outage), and calls go on once Asterisk does."""
+    since = datetime.now(UTC)
+
+    def connected() -> bool:
+        return line.wallboard.snapshot().connected
+
+    async def not_live() -> bool | None:
+        return True if not connected() else None
+
+    async def live() -> bool | None:
+        return True if connected() else None
+
+    assert connected()
+    lab.send_signal(signal.SIGSTOP)
+    try:
+        await eventually("the wallboard not live", not_live,
+                         PING_EVERY_SECONDS + PING_STALL_SECONDS + 1, interval=0.1)
+        assert line.listener.logged_in
+    finally:
+        lab.send_signal(signal.SIGCONT)
+    await eventually("the wallboard live again", live, PING_EVERY_SECONDS + 1, interval=0.1)
+    assert line.listener.logged_in
+    assert not await line.database.run(lambda c: outages(c, since=since))
     await assert_line_works(line, settings)

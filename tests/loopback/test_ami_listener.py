@@ -389,6 +389,28 @@ async def test_unanswered_ping_drops_the_connection_and_reconnects(
     assert any("no answer to AMI Ping" in m for m in ami_records(caplog, logging.WARNING))
 
 
+async def test_a_hung_asterisk_is_not_answering_within_seconds_before_the_session_drops(
+) -> None:
+    # Asterisk hung (stopped, or its manager deadlocked) keeps its session open and sends
+    # nothing: the wallboard showed its old picture as live until the unanswered Ping dropped
+    # the session, 10-20 s. It is told within PING_EVERY + PING_STALL seconds now, while the
+    # session lives on (a resync costs more than a few seconds' doubt), and answering again
+    # once Asterisk answers.
+    sink = ListSink()
+    async with fake_asterisk() as server, listener(server.port, sink, ping_interval=10.0) as ami:
+        async with asyncio.timeout(5):
+            await ami.wait_ready()
+        await eventually(lambda: "Ping" in server.names(), within=3)
+        assert ami.answering
+        server.answer_pings = False
+        bound = listener_module.PING_EVERY_SECONDS + listener_module.PING_STALL_SECONDS
+        await eventually(lambda: not ami.answering, within=bound + 0.5)
+        assert ami.logged_in and server.logins == 1
+        server.answer_pings = True
+        await eventually(lambda: ami.answering, within=listener_module.PING_EVERY_SECONDS + 0.5)
+        assert ami.logged_in and server.logins == 1
+
+
 async def test_asterisk_not_up_yet(caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

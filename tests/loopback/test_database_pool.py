@@ -1,17 +1,21 @@
 """The line's pools on a real PostgreSQL: a connection goes back to the pool with asyncpg's
 reset query (advisory locks, cursors, LISTEN, settings) unless the pool was opened without it,
 as the AMI thread's is (telephony/app.py): there it was one more round trip per recorded
-batch."""
+batch. Work on a server that stops answering fails within seconds."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import asyncpg
 import pytest
 
-from telephony.db.connection import Database, DatabaseUnavailable
+from telephony.db.connection import ANSWER_CHECK_SECONDS, Database, DatabaseUnavailable
+from telephony.db.embedded import EmbeddedPostgres
 from telephony.settings import Settings
+from tests.support.db import frozen
+from tests.support.polling import eventually
 
 
 @pytest.mark.parametrize("reset_sessions", [True, False])
@@ -59,5 +63,32 @@ async def test_a_server_refusing_writes_is_unavailable_not_a_refusal_of_the_work
     try:
         with pytest.raises(DatabaseUnavailable, match="read-only"):
             await database.run(write)
+    finally:
+        await database.close()
+
+
+async def test_work_on_a_hung_server_fails_within_seconds_and_slow_work_on_a_live_one_goes_on(
+        settings: Settings, database_dsn: str, pg_cluster: EmbeddedPostgres) -> None:
+    # A hung server (its processes stopped: the kernel takes connections, nothing answers)
+    # held each piece of work for the whole command timeout, 30 s; a query that is only slow
+    # on a server that answers must not be cut for it.
+    configured = replace(settings, database_dsn=database_dsn, db_connect_timeout=1.0)
+    database = Database(configured, max_size=2)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        await database.run(lambda c: c.execute("SELECT pg_sleep(2.5)"))
+        assert loop.time() - started >= 2.5
+        with frozen(pg_cluster):
+            started = loop.time()
+            with pytest.raises(DatabaseUnavailable, match="does not answer"):
+                await database.run(lambda c: c.fetchval("SELECT 1"))
+            took = loop.time() - started
+        assert took < ANSWER_CHECK_SECONDS + configured.db_connect_timeout + 1.0, took
+
+        async def answered() -> bool | None:  # the pool recovers once the server does
+            return True if await database.run(lambda c: c.fetchval("SELECT 1")) == 1 else None
+
+        await eventually("work done again", answered, 10)
     finally:
         await database.close()

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from ivr.flow import IvrResult, Outcome
+from ivr.flow import IvrResult, Outcome, ScreeningVerdict
 from ivr.menu import Route
 from telephony.calls.facts import (
     CallCut,
@@ -52,8 +52,15 @@ from telephony.screening.store import (
 )
 from telephony.settings import Settings
 from tests.support.calls import CALENDAR, call_facts
-from tests.support.db import create_database_before, drop_database, line_dsn, upgrade_database
+from tests.support.db import (
+    create_database_before,
+    drop_database,
+    frozen,
+    line_dsn,
+    upgrade_database,
+)
 from tests.support.net import free_port
+from tests.support.polling import eventually
 from tests.support.screening import HeldPass
 
 T0 = datetime(2026, 11, 23, 7, 0, 0, tzinfo=UTC)  # 14:00 in Jakarta
@@ -820,3 +827,36 @@ async def test_a_history_query_held_by_a_lock_fails_open_within_the_budget(
     finally:
         await screener.close()
     assert verdict is not None and verdict.priority >= service.config().priority_floor
+
+
+async def test_a_history_query_on_a_hung_server_fails_open_within_the_budget(
+    service: ScreeningService, pg_cluster: EmbeddedPostgres,
+) -> None:
+    """PostgreSQL hung (its processes stopped: the kernel takes connections, nothing answers):
+    no verdict within the IVR's 300 ms, and closing the screener, which the caller's way to
+    the queue waits for, does not wait for the query's cancellation, which a hung server
+    never acknowledges (it waited the pool's acquire timeout, 3 s, for every caller)."""
+    result = IvrResult(Route("emergency", "general", "emergency-general"), Outcome.CHOSEN, "1",
+                       16000, 0)
+    warm = PreQueueScreener(service, "119", "081277770001", timeout=5.0)
+    try:  # the pool holds a live connection, as a line's does between calls
+        assert await warm.verdict(result) is not None
+    finally:
+        await warm.close()
+    loop = asyncio.get_running_loop()
+    with frozen(pg_cluster):
+        started = loop.time()
+        screener = PreQueueScreener(service, "119", "081277770001", timeout=0.3)
+        assert await screener.verdict(result) is None
+        await screener.close()
+        took = loop.time() - started
+    assert took < 0.3 + 0.2, f"the caller waited {took:.2f} s for the screening"
+
+    async def scored() -> ScreeningVerdict | None:  # the pool recovers once the server does
+        screener = PreQueueScreener(service, "119", "081277770001", timeout=5.0)
+        try:
+            return await screener.verdict(result)
+        finally:
+            await screener.close()
+
+    await eventually("the next caller scored", scored, 10)

@@ -4,6 +4,7 @@ streamed with Range and audited, uploads streamed within their limit."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import json
@@ -25,13 +26,15 @@ from yarl import URL
 
 from telephony.accounts.model import ThrottlePolicy
 from telephony.calls.store import CallRepository
-from telephony.db.connection import Database
+from telephony.db.connection import ANSWER_CHECK_SECONDS, Database
+from telephony.db.embedded import EmbeddedPostgres
 from telephony.settings import Settings
 from telephony.web.context import ApiContext
 from telephony.web.routing import CSRF_HEADER, ROUTE_TABLE, SESSION_COOKIE
 from telephony.web.server import api_routes, build_app
 from tests.support.calls import CALENDAR, call_facts
-from tests.support.db import fetch, incident_state
+from tests.support.db import fetch, frozen, incident_state
+from tests.support.polling import eventually
 from tests.support.web import BIDI_CONTROLS, PASSWORD, conforms, make_context, spoofed
 
 MAX_UPLOAD = 4096
@@ -320,6 +323,30 @@ async def test_a_disabled_account_loses_its_sessions(api: Api) -> None:
     response = await api.client.post("/api/session",
                                      json={"username": "op1", "password": PASSWORD})
     assert response.status == 401
+
+
+async def test_a_hung_database_gets_a_clear_503_within_seconds(
+        api: Api, pg_cluster: EmbeddedPostgres) -> None:
+    """PostgreSQL hung (its processes stopped: the kernel takes connections, nothing
+    answers): an operator's request waited the driver's command timeout, 30 s, for its 503;
+    the console's pages sat loading meanwhile."""
+    op = await api.account("op1", "operator")
+    assert (await api.client.get(f"/api/calls/{FIRE_CALL}", headers=op)).status == 200
+    loop = asyncio.get_running_loop()
+    with frozen(pg_cluster):
+        started = loop.time()
+        response = await api.client.get(f"/api/calls/{FIRE_CALL}", headers=op)
+        took = loop.time() - started
+        error = await error_of(response)
+    assert response.status == 503, error
+    assert error["message"] == "Basis data sedang tidak tersedia. Coba lagi sebentar lagi."
+    assert took < ANSWER_CHECK_SECONDS + api.settings.db_connect_timeout + 1.0, took
+
+    async def answered() -> bool | None:
+        response = await api.client.get(f"/api/calls/{FIRE_CALL}", headers=op)
+        return True if response.status == 200 else None
+
+    await eventually("the call shown again", answered, 10)
 
 
 # -- incidents -------------------------------------------------------------------------------

@@ -9,7 +9,13 @@ are enough; :func:`owner_dsn` is the same database as the owner, for what only i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -38,6 +44,56 @@ async def create_empty_database(cluster: EmbeddedPostgres) -> str:
     finally:
         await admin.close()
     return cluster.dsn().rsplit("/", 1)[0] + "/" + name
+
+
+def cluster_processes(cluster: EmbeddedPostgres) -> list[int]:
+    """The pids of ``cluster``'s postmaster, first, and of every backend and helper it runs."""
+    pid = int((cluster.data_dir / "postmaster.pid").read_text(encoding="ascii").split()[0])
+    return [pid, *(int(p.name) for p in Path("/proc").iterdir()
+                   if p.name.isdigit() and _parent_of(p) == pid)]
+
+
+def _parent_of(proc: Path) -> int | None:
+    try:
+        # The command name in parentheses may hold spaces: the fields after its ")" are fixed.
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextlib.contextmanager
+def frozen(cluster: EmbeddedPostgres) -> Iterator[None]:
+    """``cluster`` hung, as a server whose machine stalls (swap storm, a stuck disk, a
+    debugger) is: every process stopped (SIGSTOP), so the kernel still accepts TCP
+    connections and nothing ever answers; continued (SIGCONT) on leaving."""
+    pids = cluster_processes(cluster)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+class HungRead:
+    """A read on a hung PostgreSQL without the server: no answer ever, and once cancelled it
+    stops only after ``unwind`` seconds (asyncpg's pool waits for the cancellation's
+    acknowledgement, its acquire timeout), raising as the pool then does."""
+
+    def __init__(self, unwind: float) -> None:
+        self.unwind = unwind
+        self.stopped = False
+
+    async def __call__(self) -> bool:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(self.unwind)
+            self.stopped = True
+            raise DatabaseUnavailable("PostgreSQL unavailable: ") from None
+        return True
 
 
 def line_role(cluster: EmbeddedPostgres) -> LineRole:

@@ -11,14 +11,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from telephony.metrics.health import Check, Readiness
+from telephony.metrics.health import CHECK_TIMEOUT, Check, Readiness
 from telephony.metrics.http import MonitoringApi
 from telephony.metrics.probe import probe, readyz_url
 from telephony.metrics.registry import LineMetrics
+from tests.support.db import HungRead
 from tests.support.net import free_port
+from tests.support.polling import eventually
 
 PARTS = ("database", "ami", "fastagi", "spool")
-Serve = Callable[[set[str]], Awaitable[str]]
+Serve = Callable[..., Awaitable[str]]
 
 
 def state(up: bool) -> Check:
@@ -32,8 +34,10 @@ async def line_http() -> AsyncIterator[Serve]:
     """Serves the line's /readyz with the given parts down; returns its URL."""
     runners: list[web.AppRunner] = []
 
-    async def serve(down: set[str]) -> str:
-        readiness = Readiness({name: state(name not in down) for name in PARTS})
+    async def serve(down: set[str], *, bound: float = CHECK_TIMEOUT, **checks: Check) -> str:
+        """``checks`` replace the parts' own (named by part), ``bound`` bounds each."""
+        readiness = Readiness({name: checks.get(name, state(name not in down))
+                               for name in PARTS}, timeout=bound)
         api = MonitoringApi(LineMetrics(), readiness, ())
         app = web.Application()
         app.router.add_get("/readyz", api.readyz)
@@ -47,6 +51,21 @@ async def line_http() -> AsyncIterator[Serve]:
     yield serve
     for runner in runners:
         await runner.cleanup()
+
+
+async def test_a_hung_database_is_down_within_the_bound_and_the_line_healthy(
+        line_http: Serve) -> None:
+    # Scaled down: the bound 2 s, the unwinding 3 s, the probe's timeout 3 s. /readyz waited
+    # for the cancelled ping to stop, 5 s, and the probe said the line did not answer: a line
+    # whose database hung counted unhealthy.
+    ping = HungRead(unwind=0.6)
+    url = await line_http(set(), bound=0.3, database=ping)
+    assert await asyncio.to_thread(probe, url, 0.6) is None
+
+    async def stopped() -> bool | None:
+        return True if ping.stopped else None
+
+    await eventually("the cancelled ping stopped", stopped, 2)
 
 
 @pytest.mark.parametrize("down", [set(), {"database"}, {"ami"}, {"database", "ami"}])

@@ -18,6 +18,7 @@ from telephony.calls.ids import parse_caller_id
 from telephony.screening.features import CallerHistory, IvrBehaviour, PreQueueFeatures
 from telephony.screening.ivr import PreQueueScreener, fitting_reasons, menu_behaviour
 from telephony.screening.score import ScoreConfig, pre_queue_score
+from tests.support.polling import eventually
 from tests.support.screening import HAND_SET
 
 # Six silent calls within the hour: HAND_SET scores that 0.95 before the menu.
@@ -33,9 +34,13 @@ def _logit(p: float) -> float:
 class Scoring:
     def __init__(self, value: float = 0.9, *, delay: float = 0.0,
                  error: Exception | None = None, config_error: Exception | None = None,
-                 history: CallerHistory = BURST) -> None:
+                 history: CallerHistory = BURST, unwind: float = 0.0) -> None:
         self.value, self.delay, self.error, self.config_error = value, delay, error, config_error
         self.history = history
+        # How long a cancelled read takes to stop: asyncpg's wait for a hung server to
+        # acknowledge the cancellation, then a failure of its own.
+        self.unwind = unwind
+        self.unwound = False
         self.asked: list[tuple[str, str]] = []
         self.cancelled = False
 
@@ -58,6 +63,10 @@ class Scoring:
             await asyncio.sleep(self.delay)
         except asyncio.CancelledError:
             self.cancelled = True
+            if self.unwind:
+                await asyncio.sleep(self.unwind)
+                self.unwound = True
+                raise RuntimeError("PostgreSQL unavailable") from None
             raise
         if self.error is not None:
             raise self.error
@@ -182,7 +191,7 @@ async def test_a_late_score_yields_no_verdict_and_is_cancelled_on_close(
         assert await screener.verdict(routed()) is None
     assert "not ready within 50 ms" in caplog.text
     await screener.close()
-    assert scoring.cancelled
+    await eventually("the late score cancelled", lambda: cancelled(scoring), 1)
 
 
 async def test_a_caller_who_hangs_up_first_leaves_nothing_running() -> None:
@@ -190,7 +199,30 @@ async def test_a_caller_who_hangs_up_first_leaves_nothing_running() -> None:
     screener = PreQueueScreener(scoring, "112", "081234567890", timeout=1.0)
     await asyncio.sleep(0)
     await screener.close()
-    assert scoring.cancelled
+    await eventually("the score cancelled", lambda: cancelled(scoring), 1)
+
+
+async def cancelled(scoring: Scoring) -> bool | None:
+    return True if scoring.cancelled else None
+
+
+async def test_closing_does_not_wait_for_a_cancelled_read_to_unwind() -> None:
+    # A read on a hung PostgreSQL stops only when the pool gives up on the cancellation (its
+    # acquire timeout, 3 s); the caller went on to the queue only once the screener closed.
+    scoring = Scoring(delay=30.0, unwind=0.5)
+    screener = PreQueueScreener(scoring, "112", "081234567890", timeout=0.05)
+    assert await screener.verdict(routed()) is None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await screener.close()
+    assert loop.time() - started < 0.05
+    await eventually("the late score cancelled", lambda: cancelled(scoring), 1)
+
+    async def unwound() -> bool | None:
+        return True if scoring.unwound else None
+
+    # Its own failure, once it has unwound, is retrieved there (warnings are errors).
+    await eventually("the cancelled read unwound", unwound, 2)
 
 
 async def test_a_failure_nobody_asked_about_is_not_reported_as_unretrieved() -> None:
