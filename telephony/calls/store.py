@@ -147,6 +147,17 @@ class CallRepository:
             " WHERE kind = $2 AND call_id = ANY($1::text[])", list(call_ids), CallStarted.kind)
         return {row["call_id"] for row in rows}
 
+    async def open_visits(self, connection: asyncpg.Connection,
+                          call_ids: Collection[str]) -> set[tuple[str, str]]:
+        """(call id, queue) of each of ``call_ids``' stored queue visits not left yet: the
+        queues the store has them waiting in."""
+        if not call_ids:
+            return set()
+        rows = await connection.fetch(
+            "SELECT DISTINCT call_id, queue FROM queue_visits"
+            " WHERE call_id = ANY($1::text[]) AND left_at IS NULL", list(call_ids))
+        return {(row["call_id"], row["queue"]) for row in rows}
+
     async def open_call_ids(self, connection: asyncpg.Connection, *,
                             node: str | None = None) -> set[str]:
         """Calls the database believes are still in progress; only those of the cluster node

@@ -249,9 +249,11 @@ async def test_a_start_stored_before_the_outage_is_not_stored_again_after_a_rest
 ) -> None:
     """The call's start reached the database; then the database went away and the line
     restarted with nothing of the call in its spool. Its resync cannot know the database
-    has the call and starts it again: on the database's return that second start is left
-    out (the first, seen live, stands), not written as a second call_started that moves the
-    arrival to the Uniqueid's whole second."""
+    has the call and starts it again, and joins it again to the queue it waits in: on the
+    database's return that second start is left out (the first, seen live, stands), not
+    written as a second call_started that moves the arrival to the Uniqueid's whole second;
+    and so is the second join (it was written as a second queue_joined, the call's history
+    showing it queued twice)."""
     database = OutageDatabase(replace(settings, database_dsn=database_dsn))
 
     def recorder() -> CallRecorder:  # each process opens the spool it finds
@@ -289,6 +291,7 @@ async def test_a_start_stored_before_the_outage_is_not_stored_again_after_a_rest
     finally:
         await database.close()
     assert kinds.count("call_started") == 1, kinds
+    assert kinds.count("queue_joined") == 1, kinds
     assert call["ended_at"] is not None
     assert call["arrived_at"].timestamp() == pytest.approx(1732345678.1)  # seen live
 
