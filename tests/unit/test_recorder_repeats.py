@@ -37,8 +37,9 @@ def test_new_waits_and_other_calls_stay() -> None:
         QueueJoined(CALL, "medical", 1, T + timedelta(seconds=6)),  # back again: new
         QueueJoined(CALL, "medical", 1, T + timedelta(seconds=7)),  # that wait again
         QueueAbandoned(CALL, "medical", 1, 1, 3, T + timedelta(seconds=8)),
-        started(OTHER),  # its start is not stored: all of it stays
-        QueueJoined(OTHER, "fire", 1, T),
+        started(OTHER),  # its start is not stored: it stays
+        QueueJoined(OTHER, "fire", 1, T),  # a wait the store has: left out
+        QueueJoined(OTHER, "police", 1, T),
     ]
     assert without_repeats(facts, {CALL}, {(OTHER, "fire")}) == [
-        facts[1], facts[2], facts[3], facts[5], facts[6], facts[7]]
+        facts[1], facts[2], facts[3], facts[5], facts[6], facts[8]]
