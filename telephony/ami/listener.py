@@ -101,12 +101,13 @@ class FactSink(Protocol):
         """Keep ``facts`` durably, without waiting, behind everything handed to ``record``
         (the backlog in memory is full); they are stored in order later."""
 
-    async def open_call_ids(self) -> set[str]:
-        """The call ids the store still considers live (no end and no vanish recorded)."""
+    async def open_calls(self) -> Mapping[str, Collection[str]]:
+        """The calls the store still considers live (no end and no vanish recorded), each
+        with the queues it has them waiting in (joined, not left)."""
 
     def spooled_calls(self) -> Mapping[str, SpooledCall]:
         """The calls the facts in the store's spool name, not yet written: what
-        :meth:`open_call_ids` cannot say while the database is away."""
+        :meth:`open_calls` cannot say while the database is away."""
 
 
 def _spooled_start(spooled: Mapping[str, SpooledCall], fact: CallFact) -> datetime | None:
@@ -790,6 +791,7 @@ class AmiListener:
         self._loading_retries = 0  # Asterisk answered every action: its modules are in
         backfill = await self._catch_up(channels)
         spooled: Mapping[str, SpooledCall] = {}
+        open_calls: Mapping[str, Collection[str]] = {}
         try:
             async with asyncio.timeout(self._action_timeout):
                 # What was tracked before is in the store first, as when the consumer wrote it
@@ -798,7 +800,8 @@ class AmiListener:
                 # Read before the store: a start the spool hands to the database meanwhile
                 # is in one of the two.
                 spooled = self._sink.spooled_calls()
-                open_ids = await self._sink.open_call_ids()
+                open_calls = await self._sink.open_calls()
+            open_ids = set(open_calls)
         except Exception as exc:  # the store being down must not stop the tracking
             logger.warning(
                 "could not read open calls from the store (%s); resyncing from memory only", exc
@@ -814,9 +817,12 @@ class AmiListener:
         # followed before: started again from Asterisk's snapshot it would have two starts
         # (the second at the Uniqueid's whole second) and joins, and what the resync
         # restores of it would be stamped before the start seen live.
+        # A restarted line (its tracker empty) joining a call the store has waiting to that
+        # queue again would write a second queue_joined for the same wait.
         outcome = self._tracker.resync(
             queues, channels, status, open_ids,
-            spooled={call_id: call.waiting for call_id, call in spooled.items()})
+            spooled={call_id: call.waiting for call_id, call in spooled.items()},
+            waiting={call_id: open_calls[call_id] for call_id in open_ids})
         for rejected in outcome.rejected:
             logger.warning("resync: %s", rejected)
         facts = [not_before(fact, _spooled_start(spooled, fact))

@@ -377,7 +377,13 @@ class ListSink:
         """None: this store takes every fact at once."""
         return {}
 
+    async def open_calls(self) -> dict[str, set[str]]:
+        """The open calls; the queues they wait in are not kept (a restarted listener joins
+        them again)."""
+        return {call_id: set() for call_id in await self.open_call_ids()}
+
     async def open_call_ids(self) -> set[str]:
+        """The open calls' ids (as the recorder's ``stored_open_call_ids``)."""
         started = {f.call_id for f in self.facts if isinstance(f, CallStarted)}
         closed = {f.call_id for f in self.facts if isinstance(f, CallEnded | CallVanished)}
         return (started | self.preset_open) - closed

@@ -708,6 +708,7 @@ class CallTracker:
         open_call_ids: Collection[str] = frozenset(),
         *,
         spooled: Mapping[str, Collection[str]] | None = None,
+        waiting: Mapping[str, Collection[str]] | None = None,
     ) -> ResyncOutcome:
         """Restore the state after a (re)connection from Asterisk's own snapshots.
 
@@ -717,7 +718,8 @@ class CallTracker:
         ``spooled`` the calls the store's spool names (facts it has yet to write), each with
         the queues it waits in as the spool says: followed before, so neither started nor
         joined there again (a line restarted while the database was away), and not declared
-        vanished on the spool's word (the queue_log may end them).
+        vanished on the spool's word (the queue_log may end them); ``waiting`` the queues the
+        store has each of ``open_call_ids`` waiting in: not joined there again either.
         Gives ``CallStarted`` for live calls nobody knew, one ``IvrVariablesSet`` with each
         one's ``IVR_*`` variables, ``QueueJoined`` for waits not yet known (joined ``Wait`` seconds
         ago), ``OperatorStateChanged`` for every queue member, and ``CallVanished`` for known
@@ -755,7 +757,8 @@ class CallTracker:
             if held:
                 outcome.facts.append(IvrVariablesSet(uid, tuple(held.items()),
                                                      _resync_instant(uid, now)))
-            callers[uid] = self._live.get(uid) or set(spooled.get(uid, ()))
+            callers[uid] = self._live.get(uid) or {*spooled.get(uid, ()),
+                                                   *(waiting or {}).get(uid, ())}
 
         if channels_whole:
             # A call whose Hangup we saw may still look open to a store that is spooling.

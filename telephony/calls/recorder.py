@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from telephony.calls.facts import CallFact, CallStarted
+from telephony.calls.facts import CallFact, CallStarted, QueueAbandoned, QueueJoined, QueueLeft
 from telephony.calls.spool import FactSpool, SpooledCall
 from telephony.calls.store import CallRepository
 from telephony.db.connection import Database, DatabaseConflict, DatabaseUnavailable, DatabaseWork
@@ -144,13 +144,19 @@ class CallRecorder:
         :meth:`FactSpool.calls`)."""
         return self._spool.calls()
 
-    async def open_call_ids(self) -> set[str]:
-        """Calls the database believes are in progress.
+    async def open_calls(self) -> dict[str, set[str]]:
+        """Calls the database believes are in progress, each with the queues it has them
+        waiting in.
 
         Empty when the database cannot say: no call is declared vanished on a guess.
         """
-        known = await self.stored_open_call_ids()
-        return set() if known is None else known
+        try:
+            return await self._database.run(
+                lambda connection: self._repository.open_call_waits(connection,
+                                                                    node=self._node))
+        except DatabaseUnavailable as exc:
+            self._note_down(exc)
+            return {}
 
     async def stored_open_call_ids(self) -> set[str] | None:
         """Calls the database believes are in progress, or ``None`` if it cannot say."""
@@ -189,29 +195,34 @@ class CallRecorder:
                 written += await self._write_segment(segment)
 
     async def _write_segment(self, segment: int) -> int:
-        facts = await self._without_second_starts(self._spool.read(segment))
+        facts = await self._without_repeats(self._spool.read(segment))
         for start in range(0, len(facts), _BATCH):
             await self._write(facts[start : start + _BATCH])
         self._spool.remove(segment)
         return len(facts)
 
-    async def _without_second_starts(self, facts: list[CallFact]) -> list[CallFact]:
-        """``facts`` without the starts of calls whose start is stored already. A line
-        restarted while the database was away resyncs from Asterisk without knowing which of
-        the live calls the database has (those the spool names it knows): it starts each
-        other one again, at its Uniqueid's whole second. The start stored first is the one
-        seen live; a second would put a second call_started in the event log and move the
-        arrival before the real one. Raises :class:`DatabaseUnavailable` as a write does."""
+    async def _without_repeats(self, facts: list[CallFact]) -> list[CallFact]:
+        """``facts`` without what a restarted line's resync repeated of what is stored
+        already. A line restarted while the database was away resyncs from Asterisk without
+        knowing which of the live calls the database has (those the spool names it knows):
+        it starts each other one again, at its Uniqueid's whole second, and joins it again
+        to the queues it waits in, at an instant estimated from its wait. The start and the
+        join stored first are the ones seen live; a second start would put a second
+        call_started in the event log and move the arrival before the real one, a second
+        join a second queue_joined (the call's history showing it queued twice). Raises
+        :class:`DatabaseUnavailable` as a write does."""
         started = {fact.call_id for fact in facts if isinstance(fact, CallStarted)}
-        if not started:
+        joined = {fact.call_id for fact in facts if isinstance(fact, QueueJoined)}
+        if not started and not joined:
             return facts
 
-        async def stored(connection: asyncpg.Connection) -> set[str]:
-            return await self._repository.started_call_ids(connection, started)
+        async def stored(connection: asyncpg.Connection,
+                         ) -> tuple[set[str], set[tuple[str, str]]]:
+            return (await self._repository.started_call_ids(connection, started),
+                    await self._repository.open_visits(connection, joined))
 
-        known = await self._database.run(stored)
-        return [fact for fact in facts
-                if not (isinstance(fact, CallStarted) and fact.call_id in known)]
+        known, waiting = await self._database.run(stored)
+        return without_repeats(facts, known, waiting)
 
     async def _write(self, facts: Sequence[CallFact]) -> None:
         """Apply ``facts`` in one transaction.
@@ -293,3 +304,27 @@ class CallRecorder:
         if self._spool.failing:
             log.error("stopping with %d call facts neither written nor spooled: they are lost",
                       len(self._spool.held))
+
+
+def without_repeats(facts: Sequence[CallFact], stored_starts: set[str],
+                    stored_waits: set[tuple[str, str]]) -> list[CallFact]:
+    """``facts`` (spooled, in order) without the starts of the calls in ``stored_starts``
+    (their start is stored) and without the joins to a queue the call waits in, as the
+    store has it (``stored_waits``: call id and queue of each open visit) or as ``facts``
+    have it by then: the store takes such a join for that same wait (migration 0033's
+    visits), so what is left out changes no row, only the event log. A join after the call
+    left that queue is a new wait and stays. Pure."""
+    waits = set(stored_waits)
+    kept: list[CallFact] = []
+    for fact in facts:
+        match fact:
+            case CallStarted() if fact.call_id in stored_starts:
+                continue
+            case QueueJoined():
+                if (fact.call_id, fact.queue) in waits:
+                    continue
+                waits.add((fact.call_id, fact.queue))
+            case QueueLeft() | QueueAbandoned():
+                waits.discard((fact.call_id, fact.queue))
+        kept.append(fact)
+    return kept

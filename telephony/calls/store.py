@@ -147,6 +147,33 @@ class CallRepository:
             " WHERE kind = $2 AND call_id = ANY($1::text[])", list(call_ids), CallStarted.kind)
         return {row["call_id"] for row in rows}
 
+    async def open_visits(self, connection: asyncpg.Connection,
+                          call_ids: Collection[str]) -> set[tuple[str, str]]:
+        """(call id, queue) of each of ``call_ids``' stored queue visits not left yet: the
+        queues the store has them waiting in."""
+        if not call_ids:
+            return set()
+        rows = await connection.fetch(
+            "SELECT DISTINCT call_id, queue FROM queue_visits"
+            " WHERE call_id = ANY($1::text[]) AND left_at IS NULL", list(call_ids))
+        return {(row["call_id"], row["queue"]) for row in rows}
+
+    async def open_call_waits(self, connection: asyncpg.Connection, *,
+                              node: str | None = None) -> dict[str, set[str]]:
+        """:meth:`open_call_ids`, each with the queues the store has it waiting in (its
+        visits not left)."""
+        rows = await connection.fetch(
+            "SELECT c.call_id, v.queue FROM calls c"
+            " LEFT JOIN queue_visits v ON v.call_id = c.call_id AND v.left_at IS NULL"
+            " WHERE c.ended_at IS NULL"
+            " AND ($1::text IS NULL OR starts_with(c.call_id, $1 || '-'))", node)
+        waits: dict[str, set[str]] = {}
+        for row in rows:
+            queues = waits.setdefault(row["call_id"], set())
+            if row["queue"] is not None:
+                queues.add(row["queue"])
+        return waits
+
     async def open_call_ids(self, connection: asyncpg.Connection, *,
                             node: str | None = None) -> set[str]:
         """Calls the database believes are still in progress; only those of the cluster node

@@ -134,9 +134,9 @@ class _NoCalls:
         """None: this session records nothing."""
         return {}
 
-    async def open_call_ids(self) -> set[str]:
+    async def open_calls(self) -> dict[str, set[str]]:
         """None: this session records nothing."""
-        return set()
+        return {}
 
 
 async def _over_ami(settings: Settings, work: Callable[[AmiListActions], Awaitable[object]],

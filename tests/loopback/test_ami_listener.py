@@ -187,7 +187,7 @@ async def test_listener_restart_mid_call_resyncs() -> None:
             await server.send_frames(ANSWERED[split:])
             await eventually(lambda: bool(sink.of(CallEnded)))
         assert [type(f) for f in sink.of(OperatorAnswered)] == [OperatorAnswered]
-        assert await sink.open_call_ids() == set()
+        assert await sink.open_calls() == {}
         assert server.logins == 2
 
 
@@ -249,9 +249,11 @@ async def test_a_start_stored_before_the_outage_is_not_stored_again_after_a_rest
 ) -> None:
     """The call's start reached the database; then the database went away and the line
     restarted with nothing of the call in its spool. Its resync cannot know the database
-    has the call and starts it again: on the database's return that second start is left
-    out (the first, seen live, stands), not written as a second call_started that moves the
-    arrival to the Uniqueid's whole second."""
+    has the call and starts it again, and joins it again to the queue it waits in: on the
+    database's return that second start is left out (the first, seen live, stands), not
+    written as a second call_started that moves the arrival to the Uniqueid's whole second;
+    and so is the second join (it was written as a second queue_joined, the call's history
+    showing it queued twice)."""
     database = OutageDatabase(replace(settings, database_dsn=database_dsn))
 
     def recorder() -> CallRecorder:  # each process opens the spool it finds
@@ -289,8 +291,53 @@ async def test_a_start_stored_before_the_outage_is_not_stored_again_after_a_rest
     finally:
         await database.close()
     assert kinds.count("call_started") == 1, kinds
+    assert kinds.count("queue_joined") == 1, kinds
     assert call["ended_at"] is not None
     assert call["arrived_at"].timestamp() == pytest.approx(1732345678.1)  # seen live
+
+
+async def test_a_restarted_line_does_not_join_a_stored_waiting_call_again(
+    database_dsn: str, settings: Settings, tmp_path: Path
+) -> None:
+    """A caller waits in a queue, its start and join stored; the line restarts (the database
+    up). Its resync knew the call was open but not where it waited, and joined it again to
+    its queue at an instant estimated from its wait: a second queue_joined, the call's
+    history showing it queued twice. The store says which queues its open calls wait in."""
+    database = OutageDatabase(replace(settings, database_dsn=database_dsn))
+    split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
+    first = spooling_recorder(database, tmp_path)
+    try:
+        async with fake_asterisk() as server:
+            async with listener(server.port, first) as ami:
+                async with asyncio.timeout(5):
+                    await ami.wait_ready()
+                await server.send_frames(ANSWERED[:split])
+
+                async def stored() -> bool | None:
+                    return bool(await fetch(database_dsn, "SELECT 1 FROM call_events WHERE "
+                                            "call_id = $1 AND kind = 'queue_joined'",
+                                            CALLER)) or None
+
+                await polling.eventually("the call's join stored", stored, 5)
+            server.channels, server.status, server.queues = live_call_snapshot(CALLER)
+            second = spooling_recorder(database, tmp_path)
+            async with listener(server.port, second) as ami:
+                async with asyncio.timeout(5):
+                    await ami.wait_ready()
+                await server.send_frames(ANSWERED[split:])
+
+                async def ended() -> bool | None:
+                    return bool(await fetch(database_dsn, "SELECT 1 FROM calls WHERE "
+                                            "call_id = $1 AND ended_at IS NOT NULL",
+                                            CALLER)) or None
+
+                await polling.eventually("the call's end stored", ended, 5)
+        kinds = [r["kind"] for r in await fetch(
+            database_dsn, "SELECT kind FROM call_events WHERE call_id = $1", CALLER)]
+    finally:
+        await database.close()
+    assert kinds.count("queue_joined") == 1, kinds
+    assert kinds.count("call_started") == 1, kinds
 
 
 async def test_wrong_password_logs_one_error_and_keeps_retrying_slowly(

@@ -236,7 +236,7 @@ async def test_outage_spools_in_order_then_writes_exactly_once(
     for fact in facts:
         await recorder.record([fact])  # the database is down: nothing raises
     assert spool.pending_count() == len(facts)
-    assert await recorder.open_call_ids() == set()
+    assert await recorder.open_calls() == {}
 
     cluster.start()
     try:
@@ -390,6 +390,6 @@ async def test_a_cluster_nodes_open_calls_are_its_own(database_dsn: str, setting
     try:
         recorder = CallRecorder(database, repository, FactSpool(tmp_path / "spool"),
                                 retry_seconds=0.1, node="node2")
-        assert await recorder.open_call_ids() == {"node2-1700000000.1"}
+        assert await recorder.open_calls() == {"node2-1700000000.1": set()}
     finally:
         await database.close()
