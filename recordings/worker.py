@@ -15,7 +15,9 @@ How a recording travels
        Once the call's files have stopped changing, it gets a ``pending`` row per file, in
        one transaction (:func:`recordings.domain.pair_files`); a call that ended long enough
        ago without a file, or a leg absent when legs are recorded, gets a ``missing`` row,
-       reported once; a call id that is not an Asterisk unique id is refused (``failed``)
+       reported once; so does a file Asterisk left empty (its disk was full or read-only all
+       call long: :data:`recordings.domain.NOT_WRITTEN`), which is removed, not quarantined as
+       a broken recording; a call id that is not an Asterisk unique id is refused (``failed``)
        with one log line and never names a file. This is decoupled from AMI: a listener that
        was down, or a worker restarted, still finds every call in the database.
     3. Jobs are claimed from the table (``FOR UPDATE SKIP LOCKED``, with a lease), so several
@@ -83,6 +85,7 @@ from recordings.audio import (
 )
 from recordings.domain import (
     CALL_KINDS,
+    NOT_WRITTEN,
     Kind,
     Pairing,
     State,
@@ -276,7 +279,10 @@ class RecordingWorker:
             # Empty when another worker was quicker.
             added = await self._database.run(functools.partial(self._add, call=call, rows=rows))
             for row, name in added:
-                if row.state is State.MISSING:
+                if row.reason == NOT_WRITTEN:
+                    self._not_written(f"call {call.call_id}", row.kind,
+                                      source_name(call.call_id, row.kind))
+                elif row.state is State.MISSING:
                     log.warning("call %s ended %.0f s ago without %s in %s", call.call_id,
                                 call.ended_seconds_ago, _file_of(row.kind), config.incoming_dir)
                 outcomes.append(Outcome(call.call_id, row.state, row.reason or name, row.kind))
@@ -309,13 +315,24 @@ class RecordingWorker:
 
             if not await self._database.run(add):
                 continue  # another worker was quicker
-            if row.state is State.MISSING:
+            if row.reason == NOT_WRITTEN:
+                self._not_written(f"leg {leg.leg_id} of call {leg.call_id}", leg.kind,
+                                  source_name(leg.call_id, leg.kind, leg.leg_id))
+            elif row.state is State.MISSING:
                 log.warning("leg %d of call %s ended %.0f s ago without its %s in %s",
                             leg.leg_id, leg.call_id, leg.ended_seconds_ago,
                             describe(leg.kind), config.incoming_dir)
             outcomes.append(Outcome(leg.call_id, row.state, row.reason or name, leg.kind,
                                     leg.leg_id))
         return outcomes
+
+    def _not_written(self, whose: str, kind: Kind, name: str) -> None:
+        """Say that Asterisk wrote nothing of a recording, and remove its empty file (it holds
+        nothing to keep; left, it would lie in the monitor directory for good)."""
+        log.error("%s has no %s: %s; the call itself was answered as usual. Free space on the "
+                  "disk of %s", whose, describe(kind), NOT_WRITTEN, self._config.incoming_dir)
+        with contextlib.suppress(OSError):  # a read-only disk: the file stays, empty, harmless
+            discard(self._config.incoming_dir / name)
 
     def _leg_pairing(self, leg: EndedLeg, now: float) -> Pairing | None:
         """The row an ended leg gets now, or None to wait."""
@@ -324,14 +341,18 @@ class RecordingWorker:
                       leg.leg_id, leg.call_id)
             return None
         try:
-            mtime: float | None = (self._config.incoming_dir / source_name(
-                leg.call_id, leg.kind, leg.leg_id)).stat().st_mtime
+            stat = (self._config.incoming_dir / source_name(
+                leg.call_id, leg.kind, leg.leg_id)).stat()
         except FileNotFoundError:
-            mtime = None
+            mtime: float | None = None
+            empty = False
+        else:
+            mtime, empty = stat.st_mtime, stat.st_size == 0
         config = self._config
         return pair_leg(mtime, now=now, ended_seconds_ago=leg.ended_seconds_ago,
                         settle_seconds=config.settle_seconds,
-                        missing_after_seconds=config.missing_after_seconds, kind=leg.kind)
+                        missing_after_seconds=config.missing_after_seconds, kind=leg.kind,
+                        empty=empty)
 
     def _pairing(self, call: EndedCall, now: float) -> list[Pairing] | None:
         """The rows an ended call gets now, or None to wait."""
@@ -341,18 +362,21 @@ class RecordingWorker:
             return [Pairing(Kind.MIXED, State.FAILED,
                             "invalid recording name (not an Asterisk unique id)")]
         mtimes = {}
+        empty = set()
         for kind in CALL_KINDS:
             try:
                 stat = (self._config.incoming_dir / source_name(call.call_id, kind)).stat()
             except FileNotFoundError:
                 continue
             mtimes[kind] = stat.st_mtime
+            if stat.st_size == 0:
+                empty.add(kind)
         config = self._config
         return pair_files(
             mtimes, now=now, ended_seconds_ago=call.ended_seconds_ago,
             settle_seconds=config.settle_seconds,
             missing_after_seconds=config.missing_after_seconds,
-            separate_legs=config.separate_legs,
+            separate_legs=config.separate_legs, empty=frozenset(empty),
         )
 
     async def _add(
