@@ -19,6 +19,7 @@ from telephony.admin import schemas as admin_schemas
 from telephony.callbacks import schemas as callbacks_schemas
 from telephony.calls import http as calls_http
 from telephony.calls import schemas as calls_schemas
+from telephony.core.open_files import guard_accepts
 from telephony.desks import console as desks_console
 from telephony.desks import http as desks_http
 from telephony.desks import schemas as desks_schemas
@@ -193,6 +194,7 @@ class WebServer:
                                shutdown_timeout=SHUTDOWN_SECONDS, logger=PROTOCOL_LOG,
                                max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
         await runner.setup()
+        guard_accepts()  # a flood of connections: one log line, not 140 tracebacks a second
         try:
             await web.TCPSite(runner, self._host, self._port).start()
         except BaseException:
