@@ -213,6 +213,8 @@ class RecordingWorker:
         self._holder = this_process()
         # While a disk is full: when the next job may be tried (None: there is room).
         self._room_wait_until: float | None = None
+        # Recordings Asterisk wrote nothing of since start (siaga112_recordings_not_written).
+        self.not_written = 0
 
     # ----------------------------------------------------------------- loop
 
@@ -329,6 +331,7 @@ class RecordingWorker:
     def _not_written(self, whose: str, kind: Kind, name: str) -> None:
         """Say that Asterisk wrote nothing of a recording, and remove its empty file (it holds
         nothing to keep; left, it would lie in the monitor directory for good)."""
+        self.not_written += 1
         log.error("%s has no %s: %s; the call itself was answered as usual. Free space on the "
                   "disk of %s", whose, describe(kind), NOT_WRITTEN, self._config.incoming_dir)
         with contextlib.suppress(OSError):  # a read-only disk: the file stays, empty, harmless

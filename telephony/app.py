@@ -88,7 +88,12 @@ from telephony.incidents.service import IncidentService
 from telephony.incidents.services import IncidentServices
 from telephony.kamailio.registrar import FrontRegistrar
 from telephony.metrics.agi import AgiTimings
-from telephony.metrics.backlogs import LastBackup, OutboxBacklogs, RecordingsBacklog
+from telephony.metrics.backlogs import (
+    LastBackup,
+    OutboxBacklogs,
+    RecordingsBacklog,
+    RecordingsNotWritten,
+)
 from telephony.metrics.calls import CallCounter
 from telephony.metrics.health import Readiness
 from telephony.metrics.http import MonitoringApi
@@ -547,13 +552,13 @@ def call_path(settings: Settings, metrics: LineMetrics, stalls: LoopStalls, *,
 
 
 def keep_recordings(settings: Settings, stack: contextlib.AsyncExitStack,
-                    database: Database) -> None:
-    """The recordings worker and, unless turned off, the retention passes."""
+                    database: Database, metrics: LineMetrics) -> None:
+    """The recordings worker (its count of recordings Asterisk could not write is a metric)
+    and, unless turned off, the retention passes."""
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
-    in_background(
-        stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
-        "recordings",
-    )
+    worker = RecordingWorker(database, RecordingsConfig.from_settings(settings))
+    metrics.add(RecordingsNotWritten(lambda: worker.not_written))
+    in_background(stack, worker.run(), "recordings")
     if settings.recordings_retention_interval_hours > 0:
         in_background(stack, run_retention(
             database, policy_from_settings(settings), settings.recordings_dir,
@@ -581,7 +586,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     peers = watch_peers(settings, stack, listener, database, repository)
     if peers is not None:
         metrics.add(PeersCollector(peers))
-    keep_recordings(settings, stack, database)
+    keep_recordings(settings, stack, database, metrics)
     notifier = notifier_from_settings(settings)
     stack.push_async_callback(notifier.close)
     incidents = IncidentServices.build(database, notifier,

@@ -124,8 +124,8 @@ async def test_a_call_is_answered_while_asterisks_recording_disk_is_full_and_sai
 ) -> None:
     """The monitor directory's disk full: MixMonitor cannot write a byte (its file stays empty),
     yet the caller reaches the operator and the call is recorded as usual; the recording is
-    missing for that reason (not a broken file in quarantine) and the console says so. Once
-    there is room again, the next call is recorded."""
+    missing for that reason (not a broken file in quarantine), the console says so and the
+    metric behind the alert counts it. Once there is room again, the next call is recorded."""
     desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
     queues = await desk.log_in("PJSIP/op1001", ALL_SKILLS)
     try:
@@ -139,6 +139,8 @@ async def test_a_call_is_answered_while_asterisks_recording_disk_is_full_and_sai
         assert (row.state, row.reason, row.quarantine_path) == (
             State.MISSING, NOT_WRITTEN, None)
         assert recording_json(row)["unavailable_because"] == NOT_WRITTEN_TEXT
+        assert line.metrics.registry.get_sample_value(
+            "siaga112_recordings_not_written_total") == 1
         assert not (lab.monitor_dir / source_name(full.call_id)).exists()
         assert not settings.recordings_quarantine_dir.exists() or not any(
             settings.recordings_quarantine_dir.iterdir())
