@@ -23,7 +23,14 @@ from pathlib import Path
 import pytest
 
 from ivr.menu import load_menu
-from recordings.domain import NOT_WRITTEN, NOT_WRITTEN_TEXT, Kind, State, source_name
+from recordings.domain import (
+    NOT_CREATED,
+    NOT_WRITTEN,
+    NOT_WRITTEN_TEXT,
+    Kind,
+    State,
+    source_name,
+)
 from recordings.http import recording_json
 from telephony.app import Line
 from telephony.calls.store import CallRecord
@@ -33,7 +40,7 @@ from telephony.lab.chroot import Lab
 from telephony.settings import Settings
 from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, unique_caller
 from tests.support.audio import stored_recordings
-from tests.support.disk import fill_up, tiny_tmpfs
+from tests.support.disk import fill_up, read_only, tiny_tmpfs
 from tests.support.net import own_lab
 from tests.support.polling import eventually
 
@@ -55,6 +62,7 @@ def base_settings() -> Settings:
         db_retry_seconds=0.5,
         recordings_poll_seconds=0.5,
         recordings_settle_seconds=1.0,
+        recordings_missing_after_seconds=1.0,
     )
 
 
@@ -151,6 +159,27 @@ async def test_a_call_is_answered_while_asterisks_recording_disk_is_full_and_sai
         assert stored.duration_seconds is not None and stored.duration_seconds >= 2.0
     finally:
         await desk.log_out("PJSIP/op1001", queues)
+
+
+async def test_a_call_is_answered_while_asterisks_recording_disk_is_read_only_and_said_so(
+    line: Line, lab: Lab, settings: Settings
+) -> None:
+    """The monitor directory's disk read-only (as the kernel remounts one after errors):
+    MixMonitor cannot even create its file; the caller reaches the operator all the same and
+    the recording is missing for that reason, not as a file that went astray."""
+    desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+    queues = await desk.log_in("PJSIP/op1001", ALL_SKILLS)
+    before = line.metrics.registry.get_sample_value("siaga112_recordings_not_written_total")
+    try:
+        with read_only(lab.monitor_dir):
+            call = await answered_call(line, settings)
+            row = (await stored_recordings(line, call.call_id))[Kind.MIXED]
+    finally:
+        await desk.log_out("PJSIP/op1001", queues)
+    assert (row.state, row.reason, row.quarantine_path) == (State.MISSING, NOT_CREATED, None)
+    assert recording_json(row)["unavailable_because"] == NOT_WRITTEN_TEXT
+    assert line.metrics.registry.get_sample_value(
+        "siaga112_recordings_not_written_total") == (before or 0) + 1
 
 
 async def answered_call(line: Line, settings: Settings) -> CallRecord:
