@@ -63,6 +63,7 @@ from telephony.cluster.member_sync import MemberSync
 from telephony.cluster.reconcile import FrontReconciler
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
 from telephony.cluster.wrapup_sync import AGENT_COMPLETE, WrapUpSync
+from telephony.core.open_files import raise_open_files_limit
 from telephony.core.threads import LoopThread
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import (
@@ -474,6 +475,7 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
     Each part registers its stop right after it started, so a part that fails to start
     stops exactly the parts started before it (no task, pool or server is left behind).
     """
+    raise_open_files_limit()  # before any part opens a file: the console keeps to half of it
     async with contextlib.AsyncExitStack() as stack:
         yield await start_line(settings, stack)
 

@@ -64,6 +64,32 @@ class _AcceptGuard:
         self._unsaid = 0
 
 
+# Where the hard limit is unlimited, a soft limit of this many (the kernel's usual nr_open).
+UNLIMITED_SOFT: Final = 1 << 20
+
+
+def raise_open_files_limit() -> None:
+    """Raise the process's soft ``RLIMIT_NOFILE`` to its hard limit, as the line starts.
+
+    Why: a service's soft limit is 1,024 under systemd (the hard one 524,288), and the console
+    keeps to half of it (telephony/web/server.py): 512 connections, which a large call centre's
+    desks, wallboards and their keep-alive connections can reach. The limit is low only for
+    programs that use ``select()``; asyncio uses epoll, and the processes the line starts
+    close what they do not need.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = UNLIMITED_SOFT if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open files limit left at %d (cannot raise it to %d: %s)", soft, target,
+                    exc)
+        return
+    log.info("open files limit raised from %d to %d", soft, target)
+
+
 def guard_accepts(loop: asyncio.AbstractEventLoop | None = None,
                   clock: Callable[[], float] = time.monotonic) -> None:
     """Put the guard on ``loop`` (the running loop if None); once per loop."""

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 from typing import Any
 
 import pytest
 
-from telephony.core.open_files import ACCEPT_EXHAUSTED, REPEAT_SECONDS, guard_accepts
+from telephony.core.open_files import (
+    ACCEPT_EXHAUSTED,
+    REPEAT_SECONDS,
+    UNLIMITED_SOFT,
+    guard_accepts,
+    raise_open_files_limit,
+)
 
 
 def test_refused_accepts_are_one_line_a_minute_and_other_reports_go_on(
@@ -38,3 +45,23 @@ def test_refused_accepts_are_one_line_a_minute_and_other_reports_go_on(
         assert others == [{"message": "something else"}]
     finally:
         loop.close()
+
+
+def test_the_soft_open_files_limit_is_raised_to_the_hard_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(256, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        with caplog.at_level(logging.INFO, "telephony.open_files"):
+            raise_open_files_limit()
+            raised, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            raise_open_files_limit()  # already there: nothing to say
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    expected = UNLIMITED_SOFT if hard == resource.RLIM_INFINITY else hard
+    assert raised == expected
+    said = [r.getMessage() for r in caplog.records if r.name == "telephony.open_files"]
+    assert said == ([f"open files limit raised from {lowered} to {expected}"]
+                    if expected > lowered else [])
