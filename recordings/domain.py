@@ -264,6 +264,33 @@ def is_settled(mtime: float, now: float, settle_seconds: float) -> bool:
     return now - mtime >= settle_seconds
 
 
+# Why a call has no recording although Asterisk left a file for it: the file is empty. The
+# dialplan's MixMonitor writes the WAV header when it opens the file, at the answer, so a file
+# with not even that in it means every write was refused: the monitor directory's disk was full
+# (or read-only) for the whole call. The caller was answered all the same (a recording never
+# holds a call up); what is missing is the site's disk, not a broken recording, so it is no
+# case for quarantine.
+NOT_WRITTEN = ("Asterisk could not write the recording: its file is empty (the disk of its "
+               "monitor directory was full or read-only during the call)")
+# Why a call has no file at all while the monitor directory's file system takes no new file
+# (read-only, as the kernel remounts a disk after errors, or without a block or inode left)
+# when the line pairs it: MixMonitor could not even create it.
+NOT_CREATED = ("Asterisk could not create the recording file (the disk of its monitor "
+               "directory was read-only or full when the call was paired)")
+NOT_RECORDED = frozenset({NOT_WRITTEN, NOT_CREATED})
+# What the console and the API say of such a recording.
+NOT_WRITTEN_TEXT = ("tidak terekam: disk rekaman Asterisk penuh atau tidak dapat ditulis "
+                    "selama panggilan")
+
+
+def unavailable_because(state: State, reason: str | None) -> str | None:
+    """Why a recording cannot be played, in words for the console (Bahasa Indonesia), when
+    the line knows more than its state says; None otherwise."""
+    if state is State.MISSING and reason in NOT_RECORDED:
+        return NOT_WRITTEN_TEXT
+    return None
+
+
 @dataclass(frozen=True)
 class Pairing:
     """A recording row an ended call gets: its kind, its first state and, unless pending, why."""
@@ -276,6 +303,7 @@ class Pairing:
 def pair_files(
     mtimes: Mapping[Kind, float], *, now: float, ended_seconds_ago: float,
     settle_seconds: float, missing_after_seconds: float, separate_legs: bool,
+    empty: frozenset[Kind] = frozenset(), disk_refuses: bool = False,
 ) -> list[Pairing] | None:
     """The rows an ended call gets now, from the files Asterisk left for it (their modification
     times by kind); None to look again later.
@@ -284,6 +312,9 @@ def pair_files(
     it ends, so once the mixed file is complete a leg that is not there will never come: it is
     missing at once (if legs are recorded at all) and does not hold the mix up. A leg found
     while separate legs are off (just turned off, say) is a recording of the call all the same.
+    A file of a kind in ``empty`` holds nothing: that recording is missing (:data:`NOT_WRITTEN`);
+    one not there while the monitor directory ``disk_refuses`` new files was never created
+    (:data:`NOT_CREATED`).
     """
     if not all(is_settled(mtime, now, settle_seconds) for mtime in mtimes.values()):
         return None  # Asterisk may still be writing
@@ -291,29 +322,39 @@ def pair_files(
         return None
     rows = []
     for kind in CALL_KINDS:
-        if kind in mtimes:
+        if kind in empty and kind in mtimes:
+            rows.append(Pairing(kind, State.MISSING, NOT_WRITTEN))
+        elif kind in mtimes:
             rows.append(Pairing(kind, State.PENDING))
         elif kind is Kind.MIXED:
-            rows.append(Pairing(kind, State.MISSING, "the call ended without a recording file"))
+            rows.append(Pairing(kind, State.MISSING, NOT_CREATED if disk_refuses
+                                else "the call ended without a recording file"))
         elif separate_legs:
-            rows.append(Pairing(kind, State.MISSING,
-                                f"the call ended without its {describe(kind)}'s file"))
+            rows.append(Pairing(kind, State.MISSING, NOT_CREATED if disk_refuses
+                                else f"the call ended without its {describe(kind)}'s file"))
     return rows
 
 
 def pair_leg(
     mtime: float | None, *, now: float, ended_seconds_ago: float, settle_seconds: float,
-    missing_after_seconds: float, kind: Kind = Kind.CALLBACK,
+    missing_after_seconds: float, kind: Kind = Kind.CALLBACK, empty: bool = False,
+    disk_refuses: bool = False,
 ) -> Pairing | None:
     """The row an ended leg's recording of ``kind`` (:data:`LEG_KINDS`) gets now, from its
     file's modification time (``None``: no file); None to look again later. Only a leg that
     was answered is recorded (the dialplan starts MixMonitor then: the caller's answer of a
-    call-back, the agency's of a consult), so only such legs are paired at all."""
+    call-back, the agency's of a consult), so only such legs are paired at all. An ``empty``
+    file holds nothing: the recording is missing (:data:`NOT_WRITTEN`); none while the disk
+    refuses new files, :data:`NOT_CREATED`."""
     if mtime is not None:
-        return Pairing(kind, State.PENDING) if is_settled(mtime, now, settle_seconds) else None
+        if not is_settled(mtime, now, settle_seconds):
+            return None
+        return Pairing(kind, State.MISSING, NOT_WRITTEN) if empty else Pairing(kind,
+                                                                               State.PENDING)
     if ended_seconds_ago < missing_after_seconds:
         return None
-    return Pairing(kind, State.MISSING, f"the leg ended without its {describe(kind)} file")
+    return Pairing(kind, State.MISSING, NOT_CREATED if disk_refuses
+                   else f"the leg ended without its {describe(kind)} file")
 
 
 # What MixMonitor writes to a .wav: 8 kHz, 16-bit, mono.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -46,6 +47,18 @@ def quarantine(source: Path, quarantine_dir: Path) -> Path | None:
     kept = free_name(quarantine_dir / source.name)
     move_durably(source, kept)
     return kept
+
+
+def refuses_files(directory: Path) -> bool:
+    """The file system of ``directory`` takes no new file now: read-only, or no block or inode
+    left for an unprivileged writer (a file system that counts no inodes at all, as btrfs,
+    is not out of them)."""
+    try:
+        fs = os.statvfs(directory)
+    except OSError:
+        return False  # gone or hung: nothing to say of it
+    return (bool(fs.f_flag & os.ST_RDONLY) or (fs.f_blocks > 0 and fs.f_bavail == 0)
+            or (fs.f_files > 0 and fs.f_favail == 0))
 
 
 def incoming_sources(incoming_dir: Path) -> list[Source]:

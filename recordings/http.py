@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from recordings.domain import State
+from recordings.domain import State, unavailable_because
 from recordings.store import Recording
 from telephony.web.request import (
     actor_of,
@@ -48,6 +48,7 @@ def recording_json(recording: Recording) -> dict[str, Any]:
         "processed_at": instant_json(recording.processed_at),
         "expired_at": instant_json(recording.expired_at),
         "audio_url": f"/api/recordings/{recording.recording_id}/audio" if playable else None,
+        "unavailable_because": unavailable_because(recording.state, recording.reason),
     }
 
 

@@ -34,5 +34,9 @@ SCHEMAS: Final[Mapping[str, Schema]] = {
         "expired_at": NULLABLE_DATETIME,
         "audio_url": {"type": ["string", "null"],
                       "description": "Ada bila rekaman tersimpan dan dapat diputar"},
+        "unavailable_because": {"type": ["string", "null"],
+                                "description": "Mengapa rekaman tidak dapat diputar, bila "
+                                               "diketahui lebih dari statusnya (misalnya disk "
+                                               "rekaman penuh selama panggilan)"},
     }),
 }

@@ -15,9 +15,13 @@ How a recording travels
        Once the call's files have stopped changing, it gets a ``pending`` row per file, in
        one transaction (:func:`recordings.domain.pair_files`); a call that ended long enough
        ago without a file, or a leg absent when legs are recorded, gets a ``missing`` row,
-       reported once; a call id that is not an Asterisk unique id is refused (``failed``)
-       with one log line and never names a file. This is decoupled from AMI: a listener that
-       was down, or a worker restarted, still finds every call in the database.
+       reported once; so does a file Asterisk left empty (its disk was full or read-only all
+       call long: :data:`recordings.domain.NOT_WRITTEN`), which is removed, not quarantined as
+       a broken recording, and a file missing while that disk takes no new file
+       (:data:`recordings.domain.NOT_CREATED`); a call id that is not an Asterisk unique id is
+       refused (``failed``) with one log line and never names a file. This is decoupled from
+       AMI: a listener that was down, or a worker restarted, still finds every call in the
+       database.
     3. Jobs are claimed from the table (``FOR UPDATE SKIP LOCKED``, with a lease), so several
        workers may run. A child process (:mod:`recordings.audio`) measures the file with pydub
        and writes it, compressed, under a temporary name beside its final place. While the
@@ -83,6 +87,7 @@ from recordings.audio import (
 )
 from recordings.domain import (
     CALL_KINDS,
+    NOT_RECORDED,
     Kind,
     Pairing,
     State,
@@ -101,6 +106,7 @@ from recordings.files import (
     incoming_sources,
     put_in_place,
     quarantine,
+    refuses_files,
     unchanged_sources,
 )
 from recordings.holder import process_started, this_process
@@ -210,6 +216,8 @@ class RecordingWorker:
         self._holder = this_process()
         # While a disk is full: when the next job may be tried (None: there is room).
         self._room_wait_until: float | None = None
+        # Recordings Asterisk wrote nothing of since start (siaga112_recordings_not_written).
+        self.not_written = 0
 
     # ----------------------------------------------------------------- loop
 
@@ -276,7 +284,10 @@ class RecordingWorker:
             # Empty when another worker was quicker.
             added = await self._database.run(functools.partial(self._add, call=call, rows=rows))
             for row, name in added:
-                if row.state is State.MISSING:
+                if row.reason in NOT_RECORDED:
+                    self._not_written(f"call {call.call_id}", row.kind,
+                                      source_name(call.call_id, row.kind), row.reason)
+                elif row.state is State.MISSING:
                     log.warning("call %s ended %.0f s ago without %s in %s", call.call_id,
                                 call.ended_seconds_ago, _file_of(row.kind), config.incoming_dir)
                 outcomes.append(Outcome(call.call_id, row.state, row.reason or name, row.kind))
@@ -309,13 +320,26 @@ class RecordingWorker:
 
             if not await self._database.run(add):
                 continue  # another worker was quicker
-            if row.state is State.MISSING:
+            if row.reason in NOT_RECORDED:
+                self._not_written(f"leg {leg.leg_id} of call {leg.call_id}", leg.kind,
+                                  source_name(leg.call_id, leg.kind, leg.leg_id), row.reason)
+            elif row.state is State.MISSING:
                 log.warning("leg %d of call %s ended %.0f s ago without its %s in %s",
                             leg.leg_id, leg.call_id, leg.ended_seconds_ago,
                             describe(leg.kind), config.incoming_dir)
             outcomes.append(Outcome(leg.call_id, row.state, row.reason or name, leg.kind,
                                     leg.leg_id))
         return outcomes
+
+    def _not_written(self, whose: str, kind: Kind, name: str, reason: str) -> None:
+        """Say that Asterisk wrote nothing of a recording, and remove its empty file if any (it
+        holds nothing to keep; left, it would lie in the monitor directory for good)."""
+        self.not_written += 1
+        log.error("%s has no %s: %s; the call itself was answered as usual. Free space on the "
+                  "disk of %s, or repair its mount", whose, describe(kind), reason,
+                  self._config.incoming_dir)
+        with contextlib.suppress(OSError):  # a read-only disk: the file stays, empty, harmless
+            discard(self._config.incoming_dir / name)
 
     def _leg_pairing(self, leg: EndedLeg, now: float) -> Pairing | None:
         """The row an ended leg gets now, or None to wait."""
@@ -324,14 +348,19 @@ class RecordingWorker:
                       leg.leg_id, leg.call_id)
             return None
         try:
-            mtime: float | None = (self._config.incoming_dir / source_name(
-                leg.call_id, leg.kind, leg.leg_id)).stat().st_mtime
+            stat = (self._config.incoming_dir / source_name(
+                leg.call_id, leg.kind, leg.leg_id)).stat()
         except FileNotFoundError:
-            mtime = None
+            mtime: float | None = None
+            empty = False
+        else:
+            mtime, empty = stat.st_mtime, stat.st_size == 0
         config = self._config
         return pair_leg(mtime, now=now, ended_seconds_ago=leg.ended_seconds_ago,
                         settle_seconds=config.settle_seconds,
-                        missing_after_seconds=config.missing_after_seconds, kind=leg.kind)
+                        missing_after_seconds=config.missing_after_seconds, kind=leg.kind,
+                        empty=empty,
+                        disk_refuses=mtime is None and refuses_files(config.incoming_dir))
 
     def _pairing(self, call: EndedCall, now: float) -> list[Pairing] | None:
         """The rows an ended call gets now, or None to wait."""
@@ -341,18 +370,22 @@ class RecordingWorker:
             return [Pairing(Kind.MIXED, State.FAILED,
                             "invalid recording name (not an Asterisk unique id)")]
         mtimes = {}
+        empty = set()
         for kind in CALL_KINDS:
             try:
                 stat = (self._config.incoming_dir / source_name(call.call_id, kind)).stat()
             except FileNotFoundError:
                 continue
             mtimes[kind] = stat.st_mtime
+            if stat.st_size == 0:
+                empty.add(kind)
         config = self._config
         return pair_files(
             mtimes, now=now, ended_seconds_ago=call.ended_seconds_ago,
             settle_seconds=config.settle_seconds,
             missing_after_seconds=config.missing_after_seconds,
-            separate_legs=config.separate_legs,
+            separate_legs=config.separate_legs, empty=frozenset(empty),
+            disk_refuses=len(mtimes) < len(CALL_KINDS) and refuses_files(config.incoming_dir),
         )
 
     async def _add(

@@ -63,6 +63,7 @@ from telephony.cluster.member_sync import MemberSync
 from telephony.cluster.reconcile import FrontReconciler
 from telephony.cluster.watch import CONTACT_STATUS, FULLY_BOOTED, PeerWatch
 from telephony.cluster.wrapup_sync import AGENT_COMPLETE, WrapUpSync
+from telephony.core.open_files import raise_open_files_limit
 from telephony.core.threads import LoopThread
 from telephony.core.watched import WatchedFile
 from telephony.db.connection import (
@@ -88,7 +89,12 @@ from telephony.incidents.service import IncidentService
 from telephony.incidents.services import IncidentServices
 from telephony.kamailio.registrar import FrontRegistrar
 from telephony.metrics.agi import AgiTimings
-from telephony.metrics.backlogs import LastBackup, OutboxBacklogs, RecordingsBacklog
+from telephony.metrics.backlogs import (
+    LastBackup,
+    OutboxBacklogs,
+    RecordingsBacklog,
+    RecordingsNotWritten,
+)
 from telephony.metrics.calls import CallCounter
 from telephony.metrics.health import Readiness
 from telephony.metrics.http import MonitoringApi
@@ -473,6 +479,7 @@ async def running_line(settings: Settings) -> AsyncIterator[Line]:
     Each part registers its stop right after it started, so a part that fails to start
     stops exactly the parts started before it (no task, pool or server is left behind).
     """
+    raise_open_files_limit()  # before any part opens a file: the console keeps to half of it
     async with contextlib.AsyncExitStack() as stack:
         yield await start_line(settings, stack)
 
@@ -551,13 +558,13 @@ def call_path(settings: Settings, metrics: LineMetrics, stalls: LoopStalls, *,
 
 
 def keep_recordings(settings: Settings, stack: contextlib.AsyncExitStack,
-                    database: Database) -> None:
-    """The recordings worker and, unless turned off, the retention passes."""
+                    database: Database, metrics: LineMetrics) -> None:
+    """The recordings worker (its count of recordings Asterisk could not write is a metric)
+    and, unless turned off, the retention passes."""
     # Recording happens in Asterisk; this only pairs, processes and stores the files.
-    in_background(
-        stack, RecordingWorker(database, RecordingsConfig.from_settings(settings)).run(),
-        "recordings",
-    )
+    worker = RecordingWorker(database, RecordingsConfig.from_settings(settings))
+    metrics.add(RecordingsNotWritten(lambda: worker.not_written))
+    in_background(stack, worker.run(), "recordings")
     if settings.recordings_retention_interval_hours > 0:
         in_background(stack, run_retention(
             database, policy_from_settings(settings), settings.recordings_dir,
@@ -585,7 +592,7 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
     peers = watch_peers(settings, stack, listener, database, repository)
     if peers is not None:
         metrics.add(PeersCollector(peers))
-    keep_recordings(settings, stack, database)
+    keep_recordings(settings, stack, database, metrics)
     notifier = notifier_from_settings(settings)
     stack.push_async_callback(notifier.close)
     incidents = IncidentServices.build(database, notifier,

@@ -42,6 +42,7 @@ from telephony.agi.protocol import (
     encode_command,
 )
 from telephony.core.errors import SiagaError
+from telephony.core.open_files import guard_accepts
 from telephony.secrets import agi_secret
 from telephony.settings import Settings
 
@@ -491,6 +492,7 @@ class FastAgiServer:
         self._stopping = False
         limit = self._config.max_frame_bytes
         receive = memoryview(bytearray(_RECEIVE_BYTES))
+        guard_accepts()  # out of descriptors: one log line, not a traceback per refusal
         self._server = await asyncio.get_running_loop().create_server(
             lambda: _Connection(self, limit, receive),
             host=self._config.host,

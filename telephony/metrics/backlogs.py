@@ -3,10 +3,10 @@ for the worker and those quarantined, the notification outbox, and the newest ba
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from recordings.store import Backlog, RecordingRepository
 from telephony.backup.store import last_backup_at
@@ -52,6 +52,23 @@ class RecordingsBacklog:
             yield GaugeMetricFamily("siaga112_recordings_backlog_oldest_seconds",
                                     "How long the oldest waiting recording has waited",
                                     value=self._backlog.oldest_seconds or 0.0)
+
+
+class RecordingsNotWritten:
+    """Recordings Asterisk could not write a byte of (its disk full or read-only during the
+    call: recordings.domain.NOT_WRITTEN) that this line's worker found since it started. A
+    count, not a backlog: such a call has no recording to wait for, and once there is room
+    nothing else would show that calls went unrecorded meanwhile."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterable[Metric]:
+        """The count now."""
+        yield CounterMetricFamily("siaga112_recordings_not_written",
+                                  "Calls whose recording Asterisk could not write (its "
+                                  "recording disk full or read-only), since start",
+                                  value=self._count())
 
 
 class OutboxBacklogs:

@@ -3,9 +3,13 @@ rest of the line."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import resource
+import time
 from collections.abc import Iterable, Mapping
 from importlib import metadata
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.http import HttpProcessingError
@@ -19,6 +23,7 @@ from telephony.admin import schemas as admin_schemas
 from telephony.callbacks import schemas as callbacks_schemas
 from telephony.calls import http as calls_http
 from telephony.calls import schemas as calls_schemas
+from telephony.core.open_files import REPEAT_SECONDS, guard_accepts
 from telephony.desks import console as desks_console
 from telephony.desks import http as desks_http
 from telephony.desks import schemas as desks_schemas
@@ -173,8 +178,78 @@ def build_app(context: ApiContext, routes: Iterable[Route] = (), *,
     return app
 
 
+class _Refused(asyncio.Protocol):
+    """A connection past the cap: closed as soon as it is accepted, its descriptor freed."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+def open_descriptors() -> int | None:
+    """How many files this process has open (Linux), or None if it cannot be told: even the
+    listing needs a descriptor."""
+    try:
+        return sum(1 for _ in Path("/proc/self/fd").iterdir())
+    except OSError:
+        return None
+
+
+class _CappedSite(web.BaseSite):
+    """aiohttp's TCP site, refusing connections while the process has half of the files it
+    may open (``RLIMIT_NOFILE``) open.
+
+    Why: the console and the API share the process's file descriptors with what records the
+    calls: the pools' connections to PostgreSQL, the spool's files, the recordings worker's
+    pipes, AMI's reconnection. A flood of connections (a client opening sockets and never
+    closing them, hundreds of tabs) took them all: PostgreSQL could not be reached nor the
+    spool written for as long as the flood lasted. Past the mark a connection is closed as
+    soon as it is accepted, so the other half stays the line's. The process's own count, not
+    the server's: asyncio accepts a burst of connections before the first of them is
+    registered, and the line's own files come first anyway.
+    """
+
+    __slots__ = ("_host", "_port", "_said_at", "_unsaid")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int) -> None:
+        super().__init__(runner)
+        self._host = host
+        self._port = port
+        self._said_at: float | None = None  # when refusals were last logged
+        self._unsaid = 0  # refusals since
+
+    @property
+    def name(self) -> str:
+        return f"http://{self._host}:{self._port}"
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        server = self._runner.server
+        assert server is not None  # set up before any site starts
+        limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        opened = open_descriptors()
+        if opened is not None and opened < limit // 2:
+            return server()
+        # A flood comes back as fast as it is refused: one line a minute, with the count.
+        self._unsaid += 1
+        now = time.monotonic()
+        if self._said_at is None or now - self._said_at >= REPEAT_SECONDS:
+            log.error("HTTP connections refused: %s of the %d files this process may open "
+                      "are open, and the other half is kept for recording calls; a flood of "
+                      "connections (%d open), or clients that do not close them; %d refused "
+                      "since the last such line", opened if opened is not None else "all",
+                      limit, len(server.connections), self._unsaid)
+            self._said_at = now
+            self._unsaid = 0
+        return _Refused()
+
+    async def start(self) -> None:
+        await super().start()
+        self._server = await asyncio.get_running_loop().create_server(
+            self._protocol, self._host, self._port, backlog=self._backlog)
+
+
 class WebServer:
-    """Serves an application on ``host:port`` (port 0: any free port)."""
+    """Serves an application on ``host:port`` (port 0: any free port), refusing connections
+    while half of the process's files are open (:class:`_CappedSite`)."""
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
         self._app = app
@@ -193,8 +268,9 @@ class WebServer:
                                shutdown_timeout=SHUTDOWN_SECONDS, logger=PROTOCOL_LOG,
                                max_line_size=MAX_LINE_BYTES, max_field_size=MAX_LINE_BYTES)
         await runner.setup()
+        guard_accepts()  # a flood of connections: one log line, not 140 tracebacks a second
         try:
-            await web.TCPSite(runner, self._host, self._port).start()
+            await _CappedSite(runner, self._host, self._port).start()
         except BaseException:
             await runner.cleanup()
             raise

@@ -1,4 +1,6 @@
-"""A recording cut short by an Asterisk crash is stored, not quarantined.
+"""A recording cut short by an Asterisk crash is stored, not quarantined; a call recorded while
+Asterisk's recording disk is full still reaches an operator, and its recording is said missing
+for that reason.
 
 The lab's Asterisk is SIGKILLed while MixMonitor records a call in which the caller talks
 (waiting in the queue: nobody staffs it, as the restart empties Asterisk's queues). The
@@ -15,17 +17,30 @@ import os
 import signal
 import struct
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from recordings.domain import Kind, State
+from ivr.menu import load_menu
+from recordings.domain import (
+    NOT_CREATED,
+    NOT_WRITTEN,
+    NOT_WRITTEN_TEXT,
+    Kind,
+    State,
+    source_name,
+)
+from recordings.http import recording_json
 from telephony.app import Line
+from telephony.calls.store import CallRecord
+from telephony.desks.operators import OperatorDesk
 from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.settings import Settings
-from tests.e2e.harness import ended_call, unique_caller
+from tests.e2e.harness import ALL_SKILLS, ended_call, prompted_lab, unique_caller
 from tests.support.audio import stored_recordings
+from tests.support.disk import fill_up, read_only, tiny_tmpfs
 from tests.support.net import own_lab
 from tests.support.polling import eventually
 
@@ -47,7 +62,17 @@ def base_settings() -> Settings:
         db_retry_seconds=0.5,
         recordings_poll_seconds=0.5,
         recordings_settle_seconds=1.0,
+        recordings_missing_after_seconds=1.0,
     )
+
+
+@pytest.fixture(scope="module")
+async def lab(settings: Settings) -> AsyncIterator[Lab]:
+    """The lab with Asterisk's monitor directory on a file system of its own (a tmpfs, mounted
+    before Asterisk starts so that its mount namespace shares it), which a test can fill up."""
+    with tiny_tmpfs(Lab(settings).monitor_dir, size_kb=16 * 1024):
+        async with prompted_lab(settings) as lab:
+            yield lab
 
 
 async def growing_recording(monitor: Path, before: set[Path], seconds: float) -> Path:
@@ -99,3 +124,71 @@ async def test_a_recording_cut_by_an_asterisk_crash_is_repaired_and_stored(
     assert not wav.exists()  # stored: Asterisk's copy removed as for any recording
     print(f"\n{held_seconds:.2f} s of audio recovered from the crashed recording, stored "
           f"{recovered:.1f} s after the SIGKILL (Asterisk restart included)")
+
+
+
+async def test_a_call_is_answered_while_asterisks_recording_disk_is_full_and_said_unrecorded(
+    line: Line, lab: Lab, settings: Settings
+) -> None:
+    """The monitor directory's disk full: MixMonitor cannot write a byte (its file stays empty),
+    yet the caller reaches the operator and the call is recorded as usual; the recording is
+    missing for that reason (not a broken file in quarantine), the console says so and the
+    metric behind the alert counts it. Once there is room again, the next call is recorded."""
+    desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+    queues = await desk.log_in("PJSIP/op1001", ALL_SKILLS)
+    try:
+        filler = fill_up(lab.monitor_dir)
+        try:
+            full = await answered_call(line, settings)
+        finally:
+            filler.unlink()
+        rows = await stored_recordings(line, full.call_id)
+        row = rows[Kind.MIXED]
+        assert (row.state, row.reason, row.quarantine_path) == (
+            State.MISSING, NOT_WRITTEN, None)
+        assert recording_json(row)["unavailable_because"] == NOT_WRITTEN_TEXT
+        assert line.metrics.registry.get_sample_value(
+            "siaga112_recordings_not_written_total") == 1
+        assert not (lab.monitor_dir / source_name(full.call_id)).exists()
+        assert not settings.recordings_quarantine_dir.exists() or not any(
+            settings.recordings_quarantine_dir.iterdir())
+
+        again = await answered_call(line, settings)
+        stored = (await stored_recordings(line, again.call_id))[Kind.MIXED]
+        assert (stored.state, stored.reason) == (State.DONE, None)
+        assert stored.duration_seconds is not None and stored.duration_seconds >= 2.0
+    finally:
+        await desk.log_out("PJSIP/op1001", queues)
+
+
+async def test_a_call_is_answered_while_asterisks_recording_disk_is_read_only_and_said_so(
+    line: Line, lab: Lab, settings: Settings
+) -> None:
+    """The monitor directory's disk read-only (as the kernel remounts one after errors):
+    MixMonitor cannot even create its file; the caller reaches the operator all the same and
+    the recording is missing for that reason, not as a file that went astray."""
+    desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+    queues = await desk.log_in("PJSIP/op1001", ALL_SKILLS)
+    before = line.metrics.registry.get_sample_value("siaga112_recordings_not_written_total")
+    try:
+        with read_only(lab.monitor_dir):
+            call = await answered_call(line, settings)
+            row = (await stored_recordings(line, call.call_id))[Kind.MIXED]
+    finally:
+        await desk.log_out("PJSIP/op1001", queues)
+    assert (row.state, row.reason, row.quarantine_path) == (State.MISSING, NOT_CREATED, None)
+    assert recording_json(row)["unavailable_because"] == NOT_WRITTEN_TEXT
+    assert line.metrics.registry.get_sample_value(
+        "siaga112_recordings_not_written_total") == (before or 0) + 1
+
+
+async def answered_call(line: Line, settings: Settings) -> CallRecord:
+    """An emergency call the operator answers and the caller talks in; its ended record."""
+    caller_id = unique_caller("0817")
+    async with sipp.caller(settings.sip_host, settings.sip_port, "112", caller_id=caller_id,
+                           dtmf="11", talk_seconds=3, audio=True) as caller:
+        result = await caller.wait()
+    assert result.ok, result.errors
+    record = await ended_call(line, caller_id)
+    assert (record.disposition, record.operator) == ("answered", "PJSIP/op1001")
+    return record

@@ -21,6 +21,7 @@ import pytest
 from pydub import AudioSegment
 
 from recordings.domain import CALL_KINDS, Kind, State, source_name, storage_relpath, temp_name
+from recordings.files import refuses_files
 from recordings.holder import process_started
 from recordings.store import Job, Recording, RecordingRepository
 from recordings.worker import Outcome, RecordingsConfig, RecordingWorker
@@ -996,3 +997,17 @@ async def test_a_call_back_placed_by_another_node_is_that_nodes_to_store(
     assert [(r.kind, r.state) for r in rows if r.kind is Kind.CALLBACK] == [
         (Kind.CALLBACK, State.DONE)]
     assert [o for o in await node1.run_once() if o.kind is Kind.CALLBACK] == []
+
+
+def test_a_monitor_disk_full_or_read_only_is_told_from_one_with_room(tmp_path: Path) -> None:
+    """What pairing asks of Asterisk's monitor directory when a call has no file (a real file
+    system: a tiny tmpfs)."""
+    with tiny_tmpfs(tmp_path / "monitor") as monitor:
+        assert not refuses_files(monitor)
+        filler = fill_up(monitor)
+        assert refuses_files(monitor)
+        filler.unlink()
+        assert not refuses_files(monitor)
+        with read_only(monitor):
+            assert refuses_files(monitor)
+    assert not refuses_files(tmp_path / "gone")

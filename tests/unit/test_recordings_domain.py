@@ -8,6 +8,9 @@ import pytest
 from recordings.domain import (
     CALL_KINDS,
     INITIAL_STATES,
+    NOT_CREATED,
+    NOT_WRITTEN,
+    NOT_WRITTEN_TEXT,
     TRANSITIONS,
     Kind,
     Pairing,
@@ -31,6 +34,7 @@ from recordings.domain import (
     state_after_error,
     storage_relpath,
     temp_name,
+    unavailable_because,
 )
 from telephony.calls.ids import valid_call_id
 from telephony.core.storage import StoredFileError, checked_relpath
@@ -293,6 +297,42 @@ def test_without_the_mixed_file_the_call_waits_then_is_missing() -> None:
         Pairing(Kind.LINE, State.MISSING, "the call ended without its line leg's file")]
     assert pairing({}, ended_ago=120, separate_legs=False) == [
         Pairing(Kind.MIXED, State.MISSING, "the call ended without a recording file")]
+
+
+def test_an_empty_file_is_a_recording_asterisk_could_not_write_and_is_said_so() -> None:
+    """MixMonitor writes the WAV header at the answer: an empty file means every write was
+    refused (its disk full or read-only), not a broken recording to quarantine."""
+    done = NOW_S - 10
+    assert pair_files({Kind.MIXED: done, Kind.CALLER: done, Kind.LINE: done}, now=NOW_S,
+                      ended_seconds_ago=5, settle_seconds=3, missing_after_seconds=120,
+                      separate_legs=True, empty=frozenset({Kind.MIXED, Kind.LINE})) == [
+        Pairing(Kind.MIXED, State.MISSING, NOT_WRITTEN), Pairing(Kind.CALLER, State.PENDING),
+        Pairing(Kind.LINE, State.MISSING, NOT_WRITTEN)]
+    assert pair_leg(done, now=NOW_S, ended_seconds_ago=5, settle_seconds=3,
+                    missing_after_seconds=120, empty=True) == Pairing(
+        Kind.CALLBACK, State.MISSING, NOT_WRITTEN)
+    # Still being written: it may yet get its header.
+    assert pair_leg(NOW_S - 1, now=NOW_S, ended_seconds_ago=1, settle_seconds=3,
+                    missing_after_seconds=120, empty=True) is None
+    assert unavailable_because(State.MISSING, NOT_WRITTEN) == NOT_WRITTEN_TEXT
+    assert unavailable_because(State.MISSING, NOT_CREATED) == NOT_WRITTEN_TEXT
+    assert unavailable_because(State.MISSING, "the call ended without a recording file") is None
+    assert unavailable_because(State.DONE, None) is None
+
+
+def test_a_file_missing_while_the_disk_takes_none_was_never_created() -> None:
+    """A read-only (or full) monitor directory: MixMonitor could not create the files."""
+    assert pair_files({}, now=NOW_S, ended_seconds_ago=200, settle_seconds=3,
+                      missing_after_seconds=120, separate_legs=True, disk_refuses=True) == [
+        Pairing(Kind.MIXED, State.MISSING, NOT_CREATED),
+        Pairing(Kind.CALLER, State.MISSING, NOT_CREATED),
+        Pairing(Kind.LINE, State.MISSING, NOT_CREATED)]
+    # It still waits its time: the call may yet be written once the disk is back.
+    assert pair_files({}, now=NOW_S, ended_seconds_ago=5, settle_seconds=3,
+                      missing_after_seconds=120, separate_legs=False, disk_refuses=True) is None
+    assert pair_leg(None, now=NOW_S, ended_seconds_ago=200, settle_seconds=3,
+                    missing_after_seconds=120, disk_refuses=True) == Pairing(
+        Kind.CALLBACK, State.MISSING, NOT_CREATED)
 
 
 POLICY = RetentionPolicy(emergency_days=3650, complaint_days=730, information_days=30,
