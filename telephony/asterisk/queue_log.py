@@ -31,12 +31,17 @@ Format (app_queue's ``ast_queue_log``): ``epoch|callid|queue|agent|event|data1|d
                                                     an older dialplan: IVR_OUTCOME only,
                                                     or its first five fields)
   SIAGAEND         HANGUPCAUSE                      (ours, from the caller's hang-up handler)
+  SIAGALEG         leg|state|status|cause           (ours, [siaga112-leg]: a leg the line
+                                                    placed moved on; the call id is the
+                                                    reporting channel's Uniqueid, as the AMI's
+                                                    ``UserEvent SiagaLeg`` carries it)
 
 The caller ID (ENTERQUEUE) is whatever the carrier sent and may itself contain ``|``: it is
 read as everything between the first and the last data field. The file is written by Asterisk
 from what callers send, so every line is checked: a line that is not of this shape is skipped
-with one clear reason (:class:`QueueLogLineError`), never guessed at. The data of our own
-events is checked against what the line knows where they are read
+with one clear reason (:class:`QueueLogLineError`), never guessed at. ``SIAGALEG`` is checked
+whole here (:func:`check_leg`: it needs nothing the line knows but the leg's id); the data of
+our other own events is checked against what the line knows where they are read
 (:mod:`telephony.calls.backfill`), with the same one-line refusal.
 
 Pure: parsing only. Reading the file from a cursor, across rotations, is
@@ -64,6 +69,11 @@ _CALL_ID = re.compile(r"(?:[A-Za-z0-9_-]{1,64}-)?[0-9]{9,11}\.[0-9]{1,9}")
 _NAME = re.compile(r"[A-Za-z0-9_./@:+-]{1,128}")
 _EVENT = re.compile(r"[A-Z_]{1,32}")
 _NUMBER = re.compile(r"[0-9]{1,9}")
+LEG_LOGGED = "SIAGALEG"  # extensions.conf, [siaga112-leg]
+LEG_STATES = ("dialling", "answered", "ended")  # telephony.calls.legs.LegState
+_LEG_ID = re.compile(r"[1-9][0-9]{0,8}")  # the ids the line gives out (call_legs.leg_id)
+_LEG_STATUS = re.compile(r"[A-Z]{0,24}")  # Dial()'s DIALSTATUS, or the routine's ARG2
+_LEG_CAUSE = re.compile(r"[0-9]{0,3}")  # HANGUPCAUSE (Q.850), empty while there is none
 
 
 class QueueLogLineError(SiagaError, ValueError):
@@ -129,8 +139,26 @@ def parse_line(raw: bytes, offset: int = 0) -> QueueLogEntry | None:
         raise QueueLogLineError(f"line at byte {offset}: agent malformed: {_safe(agent)}")
     if any(len(value) > MAX_FIELD or holds_invisible(value) for value in data):
         raise QueueLogLineError(f"line at byte {offset}: a data field is unsafe: {_safe(line)}")
+    if event == LEG_LOGGED:
+        check_leg(data, f"line at byte {offset}: {LEG_LOGGED} of {call_id}")
     return QueueLogEntry(int(epoch), call_id, queue, "" if agent == "NONE" else agent, event,
                          tuple(data), offset)
+
+
+def check_leg(data: list[str] | tuple[str, ...], where: str) -> None:
+    """Refuse ``SIAGALEG`` data that is not ``<leg>|<state>|<status>|<cause>`` as the
+    dialplan writes it: a status and a cause on ``ended`` only (empty otherwise)."""
+    if len(data) != 4:
+        raise QueueLogLineError(f"{where}: {len(data)} data fields, not 4")
+    leg, state, status, cause = data
+    if not _LEG_ID.fullmatch(leg):
+        raise QueueLogLineError(f"{where}: leg id malformed: {_safe(leg)}")
+    if state not in LEG_STATES:
+        raise QueueLogLineError(f"{where}: not a leg state: {_safe(state)}")
+    if not _LEG_STATUS.fullmatch(status) or (status and state != "ended"):
+        raise QueueLogLineError(f"{where}: status malformed for {state}: {_safe(status)}")
+    if not _LEG_CAUSE.fullmatch(cause) or (cause and state != "ended"):
+        raise QueueLogLineError(f"{where}: cause malformed for {state}: {_safe(cause)}")
 
 
 @dataclass(frozen=True)

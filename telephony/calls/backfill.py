@@ -34,6 +34,17 @@ tracker stamps at the Uniqueid's second), are put no earlier than that start
 change, so neither do the facts. Facts of a kind (and queue,
 operator) the database already holds for the call are left out: a call the line followed
 live until it crashed gets only what it missed, never a second copy at another instant.
+
+Legs the line placed itself (transfers and conferences to agencies, call-backs) report their
+progress as ``UserEvent SiagaLeg``, and the same routine logs it (``SIAGALEG``, under the
+reporting channel's Uniqueid, as the event carries it). A leg the line was deaf to (down, or its
+AMI session cut) as it was answered or ended gets that progress from the log
+(:func:`leg_facts`): as the ``LegProgressed`` the tracker would have given, at the log's
+second, for each state the leg's row does not hold yet (a state the line heard live is never
+written twice; the store's content keys make a replay a no-op). A by-phone dispatch whose
+agency answered while the line was down is so settled as answered, not cancelled by the
+last-resort rule for legs nobody reported (``telephony/incidents``), which waits until the
+log was read past the leg's ring time (``asterisk_log_cursors.legs_read_at``).
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from typing import Protocol
 
 from ivr.flow import Outcome
 from telephony.asterisk.causes import MAX_CAUSE, cause_text
-from telephony.asterisk.queue_log import Cursor, QueueLogEntry, QueueLogLineError
+from telephony.asterisk.queue_log import LEG_LOGGED, Cursor, QueueLogEntry, QueueLogLineError
 from telephony.calls.facts import (
     IVR_VALUES,
     CallBackfilled,
@@ -56,6 +67,7 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariablesSet,
+    LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
     OperatorRung,
@@ -64,6 +76,7 @@ from telephony.calls.facts import (
     QueueLeft,
 )
 from telephony.calls.ids import valid_sip_call_id
+from telephony.calls.legs import LEG_REPORT_GRACE
 
 log = logging.getLogger("telephony.calls.backfill")
 
@@ -101,6 +114,23 @@ _ENDED_BY = {"COMPLETECALLER": "caller", "COMPLETEAGENT": "agent"}
 _TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER")
 _FINAL = frozenset({*_ENDED_BY, *_TRANSFERS, "ABANDON", END_EVENT})
 _EXITS = {"EXITWITHTIMEOUT": 0, "EXITEMPTY": 0, "EXITWITHKEY": 1}  # -> index of the position
+
+
+@dataclass(frozen=True)
+class LegRecorded:
+    """What the database holds of a leg: the states its row records (``dialling``,
+    ``answered``, ``ended``) and when it was asked for."""
+
+    states: frozenset[str]
+    requested_at: datetime
+
+
+# A leg's report logged earlier than this before the leg was asked for is not about it: leg
+# ids are the database's, and a log outlives a database restored or rebuilt (the lab's).
+LEG_CLOCK_SLACK = timedelta(seconds=5)
+# A leg report logged this long ago has reached the database by AMI if the line heard it: the
+# cursor's advancer applies only older ones (the catch-up, at a resync, applies all).
+LEG_SETTLE = LEG_REPORT_GRACE
 
 
 def arrival_of(call_id: str) -> datetime | None:
@@ -316,6 +346,67 @@ class Backfill:
         return kept + self.live
 
 
+def _reported_leg(entry: QueueLogEntry, legs: Mapping[int, LegRecorded]) -> LegRecorded | None:
+    """The leg a ``SIAGALEG`` entry is about, if the database holds it and it was asked for
+    by then."""
+    have = legs.get(int(entry.data[0]))
+    if have is None or _at(entry.epoch) < have.requested_at - LEG_CLOCK_SLACK:
+        return None
+    return have
+
+
+def leg_facts(
+    entries: Sequence[tuple[int, QueueLogEntry]],
+    legs: Mapping[int, LegRecorded],
+    *,
+    before: datetime | None = None,
+    report: bool = True,
+) -> tuple[list[LegProgressed], int]:
+    """The leg progress the log holds (``SIAGALEG``, logged before ``before`` if given) that
+    the database does not (``legs``: each leg the database holds). A leg the database does
+    not hold is no leg the line opened, and a report logged before the leg was asked for is
+    about another leg of that id (a database restored or rebuilt): refused, logged once. Only
+    the first report of a state counts, as in the store. And how many were refused.
+    ``report``: log each refusal (the cursor's advancer, which reads the same lines every
+    few minutes, does not: the catch-up does)."""
+    facts: list[LegProgressed] = []
+    refused = 0
+    seen: set[tuple[int, str]] = set()
+    for _, entry in entries:
+        if entry.event != LEG_LOGGED:
+            continue
+        # The parser checked the data whole (queue_log.check_leg).
+        leg, state, status, cause = int(entry.data[0]), entry.data[1], entry.data[2], \
+            int(entry.data[3] or 0)
+        at = _at(entry.epoch)
+        if before is not None and at >= before:
+            continue
+        have = _reported_leg(entry, legs)
+        if have is None:
+            refused += 1
+            if report:
+                log.warning("queue_log: skipped: %s of %s at %s: leg %d is no leg the line "
+                            "opened then", LEG_LOGGED, entry.call_id, at.isoformat(), leg)
+            continue
+        if state in have.states or (leg, state) in seen:
+            continue
+        seen.add((leg, state))
+        facts.append(LegProgressed(leg, state, status, entry.call_id, at,
+                                   cause if cause <= MAX_CAUSE else 0))
+    return facts, refused
+
+
+def calls_of(entries: Sequence[tuple[int, QueueLogEntry]]) -> list[tuple[int, QueueLogEntry]]:
+    """The entries about callers: without the legs' reports (their call id is the reporting
+    channel's, not a call's)."""
+    return [(inode, entry) for inode, entry in entries if entry.event != LEG_LOGGED]
+
+
+def legs_of(entries: Sequence[tuple[int, QueueLogEntry]]) -> list[int]:
+    """The leg ids the log reports on."""
+    return sorted({int(entry.data[0]) for _, entry in entries if entry.event == LEG_LOGGED})
+
+
 def plan_backfill(
     entries: Sequence[tuple[int, QueueLogEntry]],
     *,
@@ -325,6 +416,7 @@ def plan_backfill(
     now: datetime,
     members: Mapping[str, str] | None = None,
     more: bool = False,
+    legs: Mapping[int, LegRecorded] | None = None,
 ) -> Backfill:
     """The facts Asterisk's log adds to what the database holds (see the module's docstring).
 
@@ -337,8 +429,11 @@ def plan_backfill(
     ``more``: the read stopped before the end of the log (its budget ran out), so a call with
     no final event (completed, abandoned, transferred) may have one beyond ``end``: it waits,
     like a live call, for the next read.
+
+    ``legs``: what the database holds of the legs the log reports on (:func:`leg_facts`);
+    the progress it lacks is written now, whatever the calls' state.
     """
-    found, refused = stories(entries, members)
+    found, refused = stories(calls_of(entries), members)
     plan = Backfill(refused=refused)
     pin: tuple[int, int] | None = None
     for uid, story in found.items():
@@ -386,6 +481,9 @@ def plan_backfill(
                                        start))
         plan.written.append(CallBackfilled(uid, arrival))
         plan.backfilled.append(uid)
+    progress, refused_legs = leg_facts(entries, legs or {})
+    plan.written.extend(progress)
+    plan.refused += refused_legs
     # A live call's first line may be in the rotated file: reading resumes there (by inode).
     plan.cursor = Cursor(*pin) if pin is not None else end
     return plan
@@ -405,15 +503,25 @@ def settled_cursor(
     end: Cursor,
     ended: Collection[str],
     now: datetime,
+    legs: Mapping[int, LegRecorded] | None = None,
 ) -> Cursor:
     """Where the cursor may move while the line runs: past every call the database holds as
     ended, and no further than the first line of any other call (live, its end still on its
     way to the database, or missed altogether: the next resync's catch-up needs its lines),
     unless that line is older than :data:`MAX_PIN`. Moving it keeps the next catch-up short;
-    it writes nothing, so it cannot duplicate what the listener is writing."""
+    it writes nothing, so it cannot duplicate what the listener is writing.
+
+    A leg's report is past once the database holds its state (``legs``, as
+    :func:`leg_facts`), or it is refused there."""
     pin: tuple[int, int] | None = None
     for inode, entry in entries:
-        if entry.call_id in ended or now - _at(entry.epoch) >= MAX_PIN:
+        if now - _at(entry.epoch) >= MAX_PIN:
+            continue
+        if entry.event == LEG_LOGGED:
+            have = _reported_leg(entry, legs or {})
+            if have is None or entry.data[1] in have.states:
+                continue
+        elif entry.call_id in ended:
             continue
         pin = (inode, entry.offset)
         break  # entries are in log order: the first unsettled line is the earliest

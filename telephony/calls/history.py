@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,9 +34,14 @@ from telephony.asterisk.queue_log import Cursor
 from telephony.asterisk.queue_log_file import read_since
 from telephony.asterisk.site import lab_instance_dir
 from telephony.calls.backfill import (
+    LEG_SETTLE,
     Backfill,
+    LegRecorded,
     Recorded,
     caller_channels,
+    calls_of,
+    leg_facts,
+    legs_of,
     member_interfaces,
     plan_backfill,
     settled_calls,
@@ -68,13 +74,46 @@ async def _cursor(connection: asyncpg.Connection) -> Cursor | None:
     return Cursor(row["inode"], row["offset"]) if row is not None else None
 
 
-async def _save_cursor(connection: asyncpg.Connection, cursor: Cursor) -> None:
+async def _save_cursor(connection: asyncpg.Connection, cursor: Cursor,
+                       legs_read: datetime | None = None) -> None:
+    """Save the cursor and, if given, that the log's leg reports up to ``legs_read`` are
+    applied (never moved back)."""
     await connection.execute(
         """
-        INSERT INTO asterisk_log_cursors (source, inode, "offset") VALUES ($1, $2, $3)
+        INSERT INTO asterisk_log_cursors (source, inode, "offset", legs_read_at)
+        VALUES ($1, $2, $3, $4)
         ON CONFLICT (source) DO UPDATE SET inode = EXCLUDED.inode, "offset" = EXCLUDED."offset",
-                                           updated_at = now()
-        """, SOURCE, cursor.inode, cursor.offset)
+            updated_at = now(),
+            legs_read_at = GREATEST(asterisk_log_cursors.legs_read_at, EXCLUDED.legs_read_at)
+        """, SOURCE, cursor.inode, cursor.offset, legs_read)
+
+
+async def legs_read_at(connection: asyncpg.Connection) -> datetime | None:
+    """Until when the queue_log's leg reports (``SIAGALEG``) are applied; ``None`` if the log
+    was never read (then nothing can be waited for)."""
+    value: datetime | None = await connection.fetchval(
+        "SELECT legs_read_at FROM asterisk_log_cursors WHERE source = $1", SOURCE)
+    return value
+
+
+async def recorded_legs(
+    connection: asyncpg.Connection, leg_ids: Sequence[int]
+) -> dict[int, LegRecorded]:
+    """What the database holds of each of these legs (as
+    :func:`~telephony.calls.backfill.leg_facts` takes it); a leg it does not hold is
+    absent."""
+    if not leg_ids:
+        return {}
+    rows = await connection.fetch(
+        """
+        SELECT leg_id, rang_at IS NOT NULL AS dialling, answered_at IS NOT NULL AS answered,
+               ended_at IS NOT NULL AS ended, requested_at
+        FROM call_legs WHERE leg_id = ANY($1::bigint[])
+        """, list(leg_ids))
+    return {row["leg_id"]: LegRecorded(
+                frozenset(state for state in ("dialling", "answered", "ended") if row[state]),
+                row["requested_at"])
+            for row in rows}
 
 
 async def recorded_calls(
@@ -176,30 +215,35 @@ class CallHistory:
         chunk = await asyncio.to_thread(read_since, self._queue_log, cursor)
         if chunk is None:
             return None
-        call_ids = sorted({entry.call_id for _, entry in chunk.entries})
+        call_ids = sorted({entry.call_id for _, entry in calls_of(chunk.entries)})
+        leg_ids = legs_of(chunk.entries)
         recorded: dict[str, Recorded] = {}
         members: dict[str, str] = {}
-        if call_ids:
+        legs: dict[int, LegRecorded] = {}
+        # The log's leg reports are read up to now (unless the read stopped short of its end).
+        read_at = None if chunk.more else datetime.now(UTC)
+        if call_ids or leg_ids:
             async def read(
                 connection: asyncpg.Connection,
-            ) -> tuple[dict[str, Recorded], dict[str, str]]:
+            ) -> tuple[dict[str, Recorded], dict[str, str], dict[int, LegRecorded]]:
                 return (await recorded_calls(connection, call_ids),
-                        await operator_members(connection))
-            recorded, members = await self._database.run(read)
+                        await operator_members(connection),
+                        await recorded_legs(connection, leg_ids))
+            recorded, members, legs = await self._database.run(read)
         now = datetime.now(UTC)
         plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
-                             now=now, members=members, more=chunk.more)
+                             now=now, members=members, more=chunk.more, legs=legs)
         if chunk.more and plan.cursor == cursor:
             # Unfinished calls fill the whole read: waiting for their ends would never move
             # on, so they are written as far as they go.
             plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
-                                 now=now, members=members)
+                                 now=now, members=members, legs=legs)
         next_cursor = plan.cursor or chunk.end
 
         async def write(connection: asyncpg.Connection) -> int:
             async with connection.transaction():
                 new = await self._repository.apply(connection, plan.written)
-                await _save_cursor(connection, next_cursor)
+                await _save_cursor(connection, next_cursor, read_at)
             return new
 
         new = await self._database.run(write)
@@ -219,7 +263,11 @@ class CallHistory:
     async def advance(self) -> Cursor | None:
         """Move the cursor past the calls the database holds as ended (see
         :func:`~telephony.calls.backfill.settled_cursor`), so that a restart after weeks of
-        running reads only the last minutes of the log. ``None`` before the first catch-up."""
+        running reads only the last minutes of the log. ``None`` before the first catch-up.
+
+        Also apply the leg reports older than :data:`~telephony.calls.backfill.LEG_SETTLE`
+        that the database lacks: the AMI lost them while the line ran (a report the listener
+        hears reaches the database well within that time)."""
         async with self._lock:
             cursor = await self._database.run(_cursor)
             if cursor is None:
@@ -227,18 +275,34 @@ class CallHistory:
             chunk = await asyncio.to_thread(read_since, self._queue_log, cursor)
             if chunk is None:
                 return None
-            ended: set[str] = set()
-            call_ids = sorted({entry.call_id for _, entry in chunk.entries})
-            if call_ids:
-                async def read(connection: asyncpg.Connection) -> dict[str, Recorded]:
-                    return await recorded_calls(connection, call_ids)
-                ended = settled_calls(chunk.entries, await self._database.run(read))
-            moved = settled_cursor(chunk.entries, end=chunk.end, ended=ended,
-                                   now=datetime.now(UTC))
-            if moved != cursor:
-                async def save(connection: asyncpg.Connection) -> None:
-                    await _save_cursor(connection, moved)
-                await self._database.run(save)
+            now = datetime.now(UTC)
+            settle = now - LEG_SETTLE
+            call_ids = sorted({entry.call_id for _, entry in calls_of(chunk.entries)})
+            leg_ids = legs_of(chunk.entries)
+
+            async def read(connection: asyncpg.Connection,
+                           ) -> tuple[dict[str, Recorded], dict[int, LegRecorded]]:
+                return (await recorded_calls(connection, call_ids),
+                        await recorded_legs(connection, leg_ids))
+            recorded, legs = await self._database.run(read)
+            ended = settled_calls(chunk.entries, recorded)
+            progress, _ = leg_facts(chunk.entries, legs, before=settle, report=False)
+            applied = dict(legs)
+            for fact in progress:
+                have = applied[fact.leg_id]
+                applied[fact.leg_id] = replace(have, states=have.states | {fact.state})
+            moved = settled_cursor(chunk.entries, end=chunk.end, ended=ended, now=now,
+                                   legs=applied)
+
+            async def save(connection: asyncpg.Connection) -> int:
+                async with connection.transaction():
+                    new = await self._repository.apply(connection, progress)
+                    await _save_cursor(connection, moved, None if chunk.more else settle)
+                return new
+            if await self._database.run(save):
+                log.warning("queue_log: %d leg reports the line did not hear applied: %s",
+                            len(progress), " ".join(f"{fact.leg_id}:{fact.state}"
+                                                    for fact in progress[:10]))
             return moved
 
     async def run_advancer(self, every: float = ADVANCE_SECONDS) -> None:

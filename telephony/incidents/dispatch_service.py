@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from telephony.calls.history import legs_read_at
 from telephony.calls.legs import ring_over_before
 from telephony.db.connection import Database
 from telephony.incidents.config import IncidentConfig
@@ -281,19 +282,25 @@ class DispatchService:
         from the answer. How many were settled.
 
         Run by the incident upkeep: the transfer's leg ends in Asterisk, which the listener
-        records; a line that was down then settles it on its first pass. A leg whose end the
-        line never heard (it was down as the leg ended, or the report was lost: Asterisk
-        keeps no record of legs the line could read back) is settled once it can no longer
-        ring. A call answered (a retry the operator made meanwhile) leaves the dispatch as
-        it is."""
-        cutoff = ring_over_before(now if now is not None else datetime.now(UTC),
-                                  self._transfer_ring)
+        records; a line that was down then settles it on its first pass. The dialplan logs
+        each leg's progress to the queue_log too (``SIAGALEG``), and the backfill applies what
+        the line did not hear (``telephony/calls/history.py``). A leg whose end neither
+        reported (a dialplan older than that log line, or the log unreadable) is settled
+        once it can no longer ring, and only once the log was read past its ring time
+        (``legs_read_at``): an agency that answered while the line was down is then known
+        to have answered, not called off. A call answered (a retry the operator made
+        meanwhile) leaves the dispatch as it is."""
+        now = now if now is not None else datetime.now(UTC)
 
-        async def candidates(connection: asyncpg.Connection) -> list[int]:
-            return await self._repo.unanswered_phone_dispatches(connection, cutoff)
+        async def candidates(connection: asyncpg.Connection) -> tuple[datetime, list[int]]:
+            read = await legs_read_at(connection)
+            cutoff = ring_over_before(now if read is None else min(now, read),
+                                      self._transfer_ring)
+            return cutoff, await self._repo.unanswered_phone_dispatches(connection, cutoff)
 
         settled = 0
-        for dispatch_id in await self._database.run(candidates):
+        cutoff, dispatch_ids = await self._database.run(candidates)
+        for dispatch_id in dispatch_ids:
             settle = functools.partial(self._settle_phone, dispatch_id=dispatch_id,
                                        cutoff=cutoff)
             if await self._database.run(settle):

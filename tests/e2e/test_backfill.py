@@ -31,6 +31,8 @@ from telephony.app import Line, running_line
 from telephony.asterisk.log_rotation import LogRotation
 from telephony.asterisk.queue_log import parse_line
 from telephony.calls.history import queue_log_path
+from telephony.calls.legs import LegKind
+from telephony.calls.store import LegRepository
 from telephony.db.connection import Database
 from telephony.desks.operators import OperatorDesk
 from telephony.desks.service import assign_desk
@@ -39,6 +41,7 @@ from telephony.lab.chroot import Lab
 from telephony.lab.line import LineServer
 from telephony.settings import Settings
 from tests.e2e.harness import unique_caller
+from tests.support.calls import call_facts
 from tests.support.net import own_lab, spare_port
 from tests.support.polling import eventually
 from tests.support.relay import Relay
@@ -489,3 +492,48 @@ async def test_a_call_logged_before_asterisk_rotated_its_log_is_backfilled(
     finally:
         async with serving(settings) as line:
             await desk_log_out(line, settings, queues)
+
+
+async def test_a_call_back_answered_while_serve_was_down_is_recorded_from_the_log(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    """A call-back's progress reaches the line as ``UserEvent SiagaLeg``: one answered and
+    ended while ``serve`` was down stayed "dialling" for good. The dialplan logs it to the
+    queue_log too (``SIAGALEG``), and the line started again records it from there."""
+    call_id = f"{int(time.time()) - 120}.{os.getpid() % 100000}"
+    number = unique_caller("0815")
+    logged_before = queue_log_path(settings).stat().st_size
+    # The caller's phone rings 6 s: serve is down by then (it stops as the block ends).
+    async with sipp.callee(settings.carrier_sip_port, ring_seconds=6, hold_seconds=2,
+                           max_calls=1) as callee:
+        async with serving(settings) as line:
+            await line.database.run(lambda c: line.repository.apply(c, call_facts(call_id)))
+
+            async def open_leg(connection: asyncpg.Connection) -> int:
+                return await LegRepository().open(
+                    connection, kind=LegKind.CALLBACK, call_id=call_id, incident_id=None,
+                    operator=OPERATOR, actor="op1", number=number, target="penelepon")
+            leg_id = await line.database.run(open_leg)
+            # As the call-back desk does (telephony/callbacks): the operator's phone first.
+            await line.listener.send_action({
+                "Action": "Originate", "Channel": OPERATOR, "Context": "siaga112-callback",
+                "Exten": f"{leg_id}-{call_id}-{number}", "Priority": "1",
+                "Timeout": "10000", "Async": "true"})
+        assert (await callee.wait(within=30)).ok
+
+    async def ended_logged() -> bool | None:
+        with queue_log_path(settings).open("rb") as log:
+            log.seek(logged_before)  # leg ids restart with the lab's database
+            lines = log.read().splitlines()
+        return True if any(f"|SIAGALEG|{leg_id}|ended|".encode() in raw
+                           for raw in lines) else None
+    await eventually("the call-back's end in the queue_log", ended_logged, within=15)
+    async with serving(settings) as line:
+        leg = await row(line, "SELECT * FROM call_legs WHERE leg_id = $1", leg_id)
+        assert leg is not None
+        assert leg["rang_at"] is not None and leg["answered_at"] is not None
+        assert leg["ended_at"] is not None and leg["outcome"] == "answered"
+        assert leg["status"] == "ANSWER" and leg["channel_id"] is not None
+        assert leg["answered_at"] <= leg["ended_at"]
+        # From the log's whole seconds, not the AMI's (serve was down then).
+        assert leg["answered_at"].microsecond == 0 and leg["ended_at"].microsecond == 0

@@ -13,12 +13,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from telephony.calls.facts import CallFact, CallStarted, CallVanished
+from telephony.calls.facts import CallFact, CallStarted, CallVanished, LegProgressed
 from telephony.calls.history import ORPHAN_AFTER, CallHistory
+from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
-from telephony.calls.store import CallRepository
+from telephony.calls.store import CallRepository, LegRepository
 from telephony.db.connection import Database
 from telephony.settings import DEFAULT_SHIFTS
+from tests.support.calls import add_calls, call_facts
 
 # Ten minutes ago, not a fixed date: the cursor lets a live call older than MAX_PIN go, so
 # lines dated in the past would stop holding it back (this test failed once that date passed).
@@ -234,3 +236,78 @@ async def test_a_call_closed_as_vanished_gets_its_logged_end(
                                  "PJSIP/op1008")
     moved = await history.advance()
     assert moved is not None and moved.offset == log.stat().st_size
+
+
+async def callback_leg(database: Database, dsn: str) -> int:
+    """A call-back leg of the call UID (stored answered, ended), as the call-back desk opens
+    it (at T + 99), its dialling heard live."""
+    await add_calls(dsn, call_facts(UID, answered_at=datetime.fromtimestamp(T, UTC)))
+
+    async def open_leg(connection: asyncpg.Connection) -> int:
+        leg_id = await LegRepository().open(
+            connection, kind=LegKind.CALLBACK, call_id=UID, incident_id=None,
+            operator="PJSIP/op1008", actor="op1", number="0812555", target="penelepon")
+        # Asked for as the log's lines say (they are dated by T, ten minutes ago).
+        await connection.execute(
+            "UPDATE call_legs SET requested_at = to_timestamp($2) WHERE leg_id = $1",
+            leg_id, T + 99)
+        return leg_id
+    leg_id = await database.run(open_leg)
+    await add_calls(dsn, [LegProgressed(leg_id, "dialling", "", f"{T + 100}.90",
+                                                 datetime.fromtimestamp(T + 100.4, UTC))])
+    return leg_id
+
+
+def leg_lines(leg_id: int) -> list[str]:
+    return [f"{T + 100}|{T + 100}.90|NONE|NONE|SIAGALEG|{leg_id}|dialling||",
+            f"{T + 107}|{T + 101}.91|NONE|NONE|SIAGALEG|{leg_id}|answered||",
+            f"{T + 170}|{T + 100}.90|NONE|NONE|SIAGALEG|{leg_id}|ended|ANSWER|16"]
+
+
+async def test_a_call_backs_outcome_missed_while_the_line_was_down_is_recorded_once(
+    history: CallHistory, database: Database, database_dsn: str, tmp_path: Path
+) -> None:
+    # The operator called a dropped caller back; the line went down while they talked and
+    # came back after: the call-back stayed "dialling" for good, on nobody's list as reached.
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    await history.catch_up(WHOLE_EMPTY)
+    leg_id = await callback_leg(database, database_dsn)
+    append(log, leg_lines(leg_id))
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == []  # a leg's channel is no call
+    (leg,) = await fetch(database, "SELECT * FROM call_legs")
+    assert (leg["rang_at"], leg["answered_at"], leg["ended_at"], leg["outcome"], leg["status"],
+            leg["hangup_cause"]) == (
+        datetime.fromtimestamp(T + 100.4, UTC), datetime.fromtimestamp(T + 107, UTC),
+        datetime.fromtimestamp(T + 170, UTC), "answered", "ANSWER", 16)
+    assert [row["call_id"] for row in await fetch(database, "SELECT call_id FROM calls")] == [
+        UID]
+    events = await fetch(database, "SELECT dedupe_key FROM call_events ORDER BY event_id")
+
+    async def rewind(connection: asyncpg.Connection) -> None:
+        await connection.execute('UPDATE asterisk_log_cursors SET "offset" = 0')
+    await database.run(rewind)
+    again = await history.catch_up(WHOLE_EMPTY)
+    assert again is not None and again.written == []
+    assert await fetch(database, "SELECT * FROM call_legs") == [leg]
+    assert await fetch(database, "SELECT dedupe_key FROM call_events ORDER BY event_id") == events
+
+
+async def test_a_leg_report_the_ami_lost_while_the_line_ran_is_applied_by_the_advancer(
+    history: CallHistory, database: Database, database_dsn: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    await history.catch_up(WHOLE_EMPTY)
+    leg_id = await callback_leg(database, database_dsn)
+    lines = leg_lines(leg_id)
+    # The end was just logged: the listener may still be writing it, so it waits.
+    lines[2] = lines[2].replace(f"{T + 170}|", f"{int(time.time())}|")
+    append(log, lines)
+    held = await history.advance()
+    assert held is not None and held.offset == sum(len(line) + 1 for line in lines[:2])
+    (leg,) = await fetch(database, "SELECT answered_at, ended_at FROM call_legs")
+    assert tuple(leg) == (datetime.fromtimestamp(T + 107, UTC), None)
+    moved = await history.advance()  # nothing more until the end is old enough
+    assert moved == held

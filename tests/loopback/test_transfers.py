@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +28,10 @@ from telephony.calls.facts import (
     OperatorLeft,
     OperatorStateChanged,
 )
+from telephony.calls.history import CallHistory
 from telephony.calls.legs import LEG_REPORT_GRACE, LegOutcome
+from telephony.calls.shifts import ShiftCalendar
+from telephony.calls.store import CallRepository
 from telephony.core.errors import SiagaError
 from telephony.db.connection import Database
 from telephony.desks.service import DeskService, assign_desk
@@ -38,7 +42,7 @@ from telephony.incidents.http import dispatch_json
 from telephony.incidents.model import Status
 from telephony.incidents.outbox import notices_text
 from telephony.incidents.store import IncidentRepository
-from telephony.settings import Settings
+from telephony.settings import DEFAULT_SHIFTS, Settings
 from telephony.transfers.model import MAX_LEG_ID, Phase, Step, phase, timeline_row
 from telephony.transfers.service import TransferService
 from tests.support.ami import listener
@@ -701,6 +705,73 @@ async def test_a_dispatch_by_phone_whose_call_end_went_unrecorded_is_settled(
         "system", "cancelled", "unrecorded")
     assert "telepon ke instansi: hasil tidak tercatat" in event_lines(event.kind,
                                                                       event.detail, {})
+
+
+@pytest.mark.parametrize("logged", ["answered", "nothing"])
+async def test_a_dispatch_by_phone_answered_while_the_line_was_down_is_kept_from_the_log(
+    world: World, tmp_path: Path, logged: str,
+) -> None:
+    # The brigade's phone rang, the line went down, the brigade answered and talked with the
+    # caller, the line came back: nothing of the answer reached the line, and the last-resort
+    # rule called the dispatch off as "not answered, hasil tidak tercatat" though the
+    # brigade was on its way. The dialplan logs each leg's progress to the queue_log too: the
+    # rule waits until the log was read past the leg's ring time, and the backfill records
+    # the answer. A leg the log says nothing of is still settled by the rule.
+    _, incident = await verified_call(world)
+    started = await world.service.start(world.operator, world.number_id, "blind",
+                                        dispatch_by_phone=True, remote_address="x")
+    assert started.dispatch is not None
+    leg_id = started.leg.leg.leg_id
+    await progress(world, leg_id, "dialling")  # heard live; then the line went down
+    queue_log = tmp_path / "queue_log"
+    queue_log.write_text("")
+    (tmp_path / "monitor").mkdir()
+    history = CallHistory(world.database, CallRepository(ShiftCalendar(DEFAULT_SHIFTS,
+                                                                       "Asia/Jakarta")),
+                          queue_log, tmp_path / "monitor")
+    whole = [{"Event": "CoreShowChannelsComplete", "ListItems": "0"}]
+    assert await history.catch_up(whole) is not None  # the log read before the outage
+
+    async def shift(connection: Any) -> Any:
+        # An hour went by: the leg rang an hour ago, the log was last read before it rang.
+        await connection.execute(
+            "UPDATE call_legs SET requested_at = requested_at - interval '1 hour',"
+            " rang_at = rang_at - interval '1 hour' WHERE leg_id = $1", leg_id)
+        await connection.execute(
+            "UPDATE asterisk_log_cursors SET legs_read_at = legs_read_at - interval '2 hours'")
+        return await connection.fetchval("SELECT rang_at FROM call_legs WHERE leg_id = $1",
+                                         leg_id)
+    rang: datetime = await world.database.run(shift)
+    dispatches = world.incidents.dispatches
+    assert await dispatches.settle_unanswered_phone() == 0  # waits for the log
+    epoch = int(rang.timestamp())
+    agency = f"{epoch + 1}.88"
+    if logged == "answered":
+        queue_log.write_text(
+            f"{epoch + 6}|{agency}|NONE|NONE|SIAGALEG|{leg_id}|answered||\n"
+            f"{epoch + 95}|{agency}|NONE|NONE|SIAGALEG|{leg_id}|ended|ANSWER|16\n")
+    assert await history.catch_up(whole) is not None  # the line is back
+    if logged == "nothing":
+        assert await dispatches.settle_unanswered_phone() == 1  # the last resort
+        return
+    assert await dispatches.settle_unanswered_phone() == 0
+    (kept,) = await dispatches.dispatches(incident)
+    assert (kept.state, kept.phone) == (DispatchState.NOTIFIED, PhoneContact.REACHED)
+    leg = await world.database.run(
+        lambda c: c.fetchrow("SELECT * FROM call_legs WHERE leg_id = $1", leg_id))
+    assert leg is not None
+    assert (leg["answered_at"], leg["ended_at"], leg["outcome"], leg["hangup_cause"]) == (
+        datetime.fromtimestamp(epoch + 6, UTC), datetime.fromtimestamp(epoch + 95, UTC),
+        "answered", 16)
+    assert leg["rang_at"] == rang  # heard live: not written again
+
+    # Reading the same log again changes nothing.
+    await world.database.run(lambda c: c.execute(
+        'UPDATE asterisk_log_cursors SET "offset" = 0'))
+    assert await history.catch_up(whole) is not None
+    again = await world.database.run(
+        lambda c: c.fetchrow("SELECT * FROM call_legs WHERE leg_id = $1", leg_id))
+    assert again is not None and dict(again) == dict(leg)
 
 
 async def test_a_closed_incidents_dispatch_by_phone_stops_ringing_and_is_kept(

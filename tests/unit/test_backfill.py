@@ -13,6 +13,7 @@ import pytest
 from telephony.ami.tracker import CallTracker
 from telephony.asterisk.causes import cause_text
 from telephony.asterisk.queue_log import (
+    LEG_STATES,
     MAX_LOGGED,
     Chunk,
     Cursor,
@@ -23,10 +24,12 @@ from telephony.asterisk.queue_log import (
 )
 from telephony.asterisk.queue_log_file import read_since
 from telephony.calls.backfill import (
+    LegRecorded,
     Recorded,
     arrival_of,
     caller_channels,
     fact_slot,
+    leg_facts,
     member_interfaces,
     plan_backfill,
     settled_calls,
@@ -38,6 +41,7 @@ from telephony.calls.facts import (
     CallStarted,
     CallVanished,
     IvrVariablesSet,
+    LegProgressed,
     OperatorAnswered,
     OperatorCompleted,
     OperatorRung,
@@ -45,6 +49,7 @@ from telephony.calls.facts import (
     QueueJoined,
     QueueLeft,
 )
+from telephony.calls.legs import LegState
 
 UID = "1796449111.57"
 NOW = datetime.fromtimestamp(1796449200, UTC)
@@ -651,3 +656,112 @@ def test_the_cursor_waits_for_the_logged_end_of_a_call_closed_as_vanished() -> N
     assert settled_cursor(entries([*ANSWERED, *ABANDONED]), end=Cursor(7, 900),
                           ended=settled_calls(entries([*ANSWERED, *ABANDONED]), gone),
                           now=NOW) == Cursor(7, 900)
+
+
+# ---------------------------------------------------------------- legs the line placed
+
+# A transfer's leg 42 as the dialplan logs it ([siaga112-leg]): dialling on the caller's
+# channel, answered and ended on the agency's (recorded in the lab's queue_log).
+AGENCY = "1796449130.61"
+ASKED = at(1796449124)  # when the operator asked for leg 42
+
+
+def leg(*states: str) -> dict[int, LegRecorded]:
+    """Leg 42 as the database holds it, with these states recorded."""
+    return {42: LegRecorded(frozenset(states), ASKED)}
+
+
+LEG = [
+    f"1796449125|{UID}|NONE|NONE|SIAGALEG|42|dialling||",
+    f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|42|answered||",
+    f"1796449190|{AGENCY}|NONE|NONE|SIAGALEG|42|ended|ANSWER|16",
+]
+
+
+def test_a_leg_line_is_parsed() -> None:
+    entry = parse_line(LEG[2].encode(), 9)
+    assert entry == QueueLogEntry(1796449190, AGENCY, "NONE", "", "SIAGALEG",
+                                  ("42", "ended", "ANSWER", "16"), 9)
+
+
+def test_the_leg_states_are_the_lines() -> None:
+    assert tuple(state.value for state in LegState) == LEG_STATES
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|42|answered|", "3 data fields, not 4"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|42|answered|||", "5 data fields, not 4"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|0|answered||", "leg id malformed"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|4a2|answered||", "leg id malformed"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|1234567890|answered||", "leg id malformed"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG||answered||", "leg id malformed"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|\u0664\u0662|answered||", "leg id malformed"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|42|ringing||", "not a leg state"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|42|answered|ANSWER|", "status malformed"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|42|ended|answer;x|16", "status malformed"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|42|dialling||16", "cause malformed"),
+    (f"1796449131|{AGENCY}|NONE|NONE|SIAGALEG|42|ended|BUSY|1616", "cause malformed"),
+])
+def test_a_bad_leg_line_is_refused_with_one_clear_reason(raw: str, why: str) -> None:
+    with pytest.raises(QueueLogLineError, match=why) as caught:
+        parse_line(raw.encode(), 12)
+    assert "SIAGALEG" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_leg_progress_the_line_missed_is_the_trackers_and_makes_no_call() -> None:
+    """Leg lines carry a channel's Uniqueid, not a caller's: they are no call to rebuild."""
+    plan = plan_backfill(entries(LEG), end=Cursor(7, 500), live=set(), now=NOW,
+                         recorded={}, legs=leg())
+    assert plan.written == [
+        LegProgressed(42, "dialling", "", UID, at(1796449125)),
+        LegProgressed(42, "answered", "", AGENCY, at(1796449131)),
+        LegProgressed(42, "ended", "ANSWER", AGENCY, at(1796449190), 16),
+    ]
+    assert plan.backfilled == [] and plan.cursor == Cursor(7, 500)
+
+
+def test_leg_progress_the_line_heard_is_not_written_again() -> None:
+    plan = plan_backfill(entries(LEG), end=Cursor(7, 500), live=set(), now=NOW,
+                         recorded={}, legs=leg("dialling", "answered"))
+    assert plan.written == [LegProgressed(42, "ended", "ANSWER", AGENCY, at(1796449190), 16)]
+
+
+def test_a_leg_the_line_never_opened_is_refused_and_a_second_end_is_not_taken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lines = [*LEG, f"1796449191|{UID}|NONE|NONE|SIAGALEG|42|ended|FAILED|",
+             f"1796449192|{UID}|NONE|NONE|SIAGALEG|43|ended|BUSY|17"]
+    with caplog.at_level(logging.WARNING):
+        facts, refused = leg_facts(entries(lines), leg("dialling"))
+    assert [(fact.state, fact.status) for fact in facts] == [("answered", ""),
+                                                            ("ended", "ANSWER")]
+    assert refused == 1
+    assert "leg 43 is no leg the line opened" in caplog.text
+
+
+def test_a_report_logged_before_its_leg_was_asked_for_is_about_another_leg() -> None:
+    """Leg ids are the database's: a log kept across a database restored or rebuilt holds
+    reports of an older leg 42, which must not settle this one."""
+    older = [line.replace("17964491", "17964490") for line in LEG]  # 100 s earlier
+    facts, refused = leg_facts(entries(older), leg())
+    assert (facts, refused) == ([], 3)
+    assert settled_cursor(entries(older), end=Cursor(7, 999), ended=set(), now=NOW,
+                          legs=leg()) == Cursor(7, 999)
+
+
+def test_leg_reports_newer_than_the_settling_time_wait() -> None:
+    facts, _ = leg_facts(entries(LEG), leg(), before=at(1796449131))
+    assert [fact.state for fact in facts] == ["dialling"]
+
+
+def test_the_cursor_waits_for_leg_reports_the_database_lacks() -> None:
+    found = entries([*ABANDONED, *LEG])
+    waiting = settled_cursor(found, end=Cursor(7, 999), ended={"1796449120.60"}, now=NOW,
+                             legs=leg("dialling"))
+    assert waiting == Cursor(7, found[3][1].offset)
+    assert settled_cursor(found, end=Cursor(7, 999), ended={"1796449120.60"}, now=NOW,
+                          legs=leg("dialling", "answered", "ended")) \
+        == Cursor(7, 999)
+    # A leg the line never opened holds nothing back.
+    assert settled_cursor(found, end=Cursor(7, 999), ended={"1796449120.60"}, now=NOW,
+                          legs={}) == Cursor(7, 999)
