@@ -39,8 +39,11 @@ recall (above).
 
 An operator who hangs up in a three-way call (or whose browser phone's page reloads) leaves
 it as "Keluar" does: Asterisk says nothing of it (a three-way call ends the attended
-transfer; the queue's talk ends with the call), but the operator's phone goes idle, and then
-their channel is gone with the caller's still up. Which operator is in which three-way call
+transfer; the queue's AgentComplete comes at the call's end), but the operator's phone goes
+idle, and then their channel is gone with the caller's still up. app_queue counts that idle
+phone as the end of the operator's call (update_status: their last call is then, and the
+answering queue's wrap-up keeps them from ringing as after any call), so the line needs no
+pause of its own to give them their wrap-up. Which operator is in which three-way call
 is kept in memory: after a restart of the line such a hang-up goes unrecorded.
 
 A leave, pressed or hung up, is told to the live views once recorded (:meth:`on_left`, an
