@@ -715,6 +715,19 @@ async def wraps_up_from_the_leave(line: Line, left_at: datetime, waiting: str) -
     assert offered >= WRAPUP_SECONDS - 1
 
 
+async def desk_call_ended(desk: Desk, call_id: str) -> None:
+    """The operator's desk has ``call_id`` ended once they left its three-way call (the
+    caller still talks with the agency), and offers no transfer of it."""
+
+    async def ended() -> bool | None:
+        call = (await desk.get("/api/desk"))["call"]
+        transfers = await desk.get("/api/desk/transfers")
+        return (call["call_id"] == call_id and call["state"] == "ended"
+                and not transfers["talking"]) or None
+
+    await eventually("the call ended on the desk", ended, 5)
+
+
 async def _no_operator(line: Line, call: dict[str, Any]) -> bool | None:
     return named(await channels_of(line, call["call_id"]), OPERATOR) == [] or None
 
@@ -767,6 +780,7 @@ async def test_three_way_call_the_operator_can_leave(
             (operator,) = named(await channels_of(line, call["call_id"]), OPERATOR)
             await line.listener.send_action({"Action": "Hangup", "Channel": operator.channel})
             await leg_of(desk, leg_id, phase="handed_over")
+            await desk_call_ended(desk, call["call_id"])
         else:
             await eventually("the next caller waiting", lambda: line.database.run(
                 lambda c: c.fetchval("SELECT true FROM calls WHERE caller_number = $1"
@@ -774,6 +788,7 @@ async def test_three_way_call_the_operator_can_leave(
             left = await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "leave"},
                                    200)
             left_at = datetime.fromisoformat(left["steps"][-1]["at"])
+            await desk_call_ended(desk, call["call_id"])
             await wraps_up_from_the_leave(line, left_at, next_id)
         await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
         await eventually("the operator gone", lambda: _no_operator(line, call), 10)
