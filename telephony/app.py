@@ -397,7 +397,8 @@ def follow_members(settings: Settings, stack: contextlib.AsyncExitStack,
 
 
 def share_wrapups(settings: Settings, stack: contextlib.AsyncExitStack,
-                  listener: ThreadedListener, database: Database) -> None:
+                  listener: ThreadedListener, database: Database,
+                  transfers: TransferService) -> None:
     """A cluster node: an operator's wrap-up after a queue call this node carried holds on
     every other node, and one after another node's call holds here
     (telephony/cluster/wrapup_sync.py)."""
@@ -406,6 +407,8 @@ def share_wrapups(settings: Settings, stack: contextlib.AsyncExitStack,
         return
     listener.subscribe(AGENT_COMPLETE, wrapups.agent_complete)
     listener.subscribe(FULLY_BOOTED, wrapups.booted)
+    # A leave of a three-way call ends the operator's call for app_queue: their wrap-up.
+    transfers.on_left(wrapups.left)
     in_background(stack, wrapups.run(), "cluster-wrapups")
 
 
@@ -616,9 +619,9 @@ async def start_line(settings: Settings, stack: contextlib.AsyncExitStack) -> Li
                             gate=gate)
     accounts = AccountService(database, PasswordHasher(), AccountConfig.from_settings(settings))
     members = follow_members(settings, stack, listener, database)
-    share_wrapups(settings, stack, listener, database)
     tools = start_call_handling(settings, database, stack, listener=listener, menus=menus,
                                 accounts=accounts, incidents=incidents, members=members)
+    share_wrapups(settings, stack, listener, database, tools.transfers)
     wallboard = start_wallboard(settings, stack, listener=listener, reports=reports,
                                 incidents=incidents, callbacks=tools.callbacks,
                                 screening=screening, transfers=tools.transfers, peers=peers)

@@ -104,6 +104,17 @@ def completed_call(event: Mapping[str, str], node: str, now: float) -> WrapUp | 
     return WrapUp(node, device, queue, 0, ended)
 
 
+def left_call(operator: str, node: str, at: float) -> WrapUp | None:
+    """The wrap-up an operator's leave of a three-way call on this ``node`` starts at ``at``
+    (seconds since the epoch), its queue and seconds not yet known (the database says which
+    queue they answered the call in). app_queue ends the member's call when their phone goes
+    idle there (``update_status``), so their wrap-up runs from the leave, and the call's
+    ``AgentComplete`` at its end starts none. ``None`` if ``operator`` is not a PJSIP device."""
+    if not DEVICE.fullmatch(operator):
+        return None
+    return WrapUp(node, operator, "", 0, at)
+
+
 def timed(wrap: WrapUp, stored: int | None, default: int) -> WrapUp | None:
     """``wrap`` with its queue's wrap-up seconds: an admin's (``stored``), else the settings'
     ``default`` (as the rendered queues.conf has it); ``None`` when the queue has none (then

@@ -4,6 +4,13 @@ its Asterisk does not ring them during it (the rules and why: :mod:`telephony.cl
 - **Announcing.** When this node's Asterisk ends a queue call (AMI ``AgentComplete``), the
   line reads the queue's stored wrap-up seconds and sends ``NOTIFY siaga112_wrapup`` (node,
   device, queue, seconds, when the call ended). A queue without wrap-up announces nothing.
+  An operator who leaves a three-way call with an agency ("Keluar", or hanging up in it: the
+  transfer service's ``on_left``) has ended their call for this node's app_queue then (their
+  phone went idle: ``update_status``), though the caller talks on with the agency: their
+  wrap-up is announced at the leave, with the queue they answered the call in, and the
+  call's ``AgentComplete`` at its end announces none (app_queue starts none then either).
+  Before, the other nodes offered them their callers at once after the leave, and held them
+  after the call's end instead.
 - **Holding.** Every line LISTENs on a connection of its own
   (:class:`~telephony.cluster.listening.ChannelListener`); a peer's announcement makes it
   PUBLISH the device ``INUSE`` under the wrap-up entity id to its own Asterisk (the
@@ -28,14 +35,16 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
 
 from telephony.ami.actions import AmiActionError, AmiListActions
 from telephony.ami.originate import printable
+from telephony.calls.facts import OperatorLeft
 from telephony.cluster.listening import ChannelListener
+from telephony.cluster.members import valid_queue
 from telephony.cluster.publish import DeviceState, publish_states
 from telephony.cluster.watch import member_devices
 from telephony.cluster.wrapup import (
@@ -45,6 +54,7 @@ from telephony.cluster.wrapup import (
     WrapHolds,
     WrapUp,
     completed_call,
+    left_call,
     parse_wrapup,
     timed,
 )
@@ -59,6 +69,17 @@ AGENT_COMPLETE = "AgentComplete"
 LISTENER_NAME = "siaga112 wrap-ups"
 # Calls ended and not yet announced, at most (the database away): the oldest are dropped.
 MAX_WAITING = 1000
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A queue call's end on this node, to announce: its ``wrap`` (seconds not yet read),
+    the call, and whether it is the operator's leave of its three-way call (``left``: its
+    queue not yet read either) rather than Asterisk's ``AgentComplete``."""
+
+    wrap: WrapUp
+    call_id: str
+    left: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,7 +112,7 @@ class WrapUpSync:
         self._wall = wall_clock
         self._holds = WrapHolds(node, frozenset(peers))
         self._arrivals: dict[str, _Arrival] = {}
-        self._ended: asyncio.Queue[WrapUp] = asyncio.Queue(MAX_WAITING)
+        self._ended: asyncio.Queue[_Ended] = asyncio.Queue(MAX_WAITING)
         self._work = asyncio.Event()
         self._relearn = False
         self._channel = ChannelListener(database, CHANNEL, LISTENER_NAME, self,
@@ -113,17 +134,30 @@ class WrapUpSync:
     def agent_complete(self, event: Mapping[str, Any]) -> None:
         """``AgentComplete``: a queue call this node carried ended; announce its wrap-up."""
         fields = {name: printable(event.get(name)) for name in ("Interface", "Queue",
-                                                               "Timestamp")}
+                                                               "Timestamp", "Uniqueid",
+                                                               "DestLinkedid")}
         wrap = completed_call(fields, self._node, self._wall())
         if wrap is None:
             log.debug("AgentComplete of %r in %r: no operator's wrap-up to share",
                       fields["Interface"], fields["Queue"])
             return
+        # The caller's Uniqueid is the call's id (without a caller snapshot, the operator
+        # leg's DestLinkedid is: telephony/ami/tracker.py).
+        self._put(_Ended(wrap, fields["Uniqueid"] or fields["DestLinkedid"]))
+
+    def left(self, fact: OperatorLeft) -> None:
+        """The transfer service recorded an operator's leave of a three-way call this node
+        carries: announce their wrap-up from it."""
+        wrap = left_call(fact.operator, self._node, fact.at.timestamp())
+        if wrap is not None:
+            self._put(_Ended(wrap, fact.call_id, left=True))
+
+    def _put(self, ended: _Ended) -> None:
         if self._ended.full():
             dropped = self._ended.get_nowait()
-            log.error("wrap-up of %s after its call in %s not announced: too many waiting",
-                      dropped.device, dropped.queue)
-        self._ended.put_nowait(wrap)
+            log.error("wrap-up of %s after call %s not announced: too many waiting",
+                      dropped.wrap.device, dropped.call_id)
+        self._ended.put_nowait(ended)
 
     def booted(self, _event: Mapping[str, Any]) -> None:
         """``FullyBooted`` (a new AMI session): release what a previous line left held."""
@@ -172,19 +206,32 @@ class WrapUpSync:
 
     async def _announcing(self) -> None:
         while True:
-            wrap = await self._ended.get()
+            ended = await self._ended.get()
             try:
-                sent = await self._database.run(functools.partial(self._announce, wrap))
+                sent = await self._database.run(functools.partial(self._announce, ended))
             except (DatabaseUnavailable, asyncpg.PostgresError) as exc:
-                log.error("wrap-up of %s after its call in %s not announced to the other "
-                          "nodes (they may ring them meanwhile): %s", wrap.device, wrap.queue,
-                          exc)
+                log.error("wrap-up of %s after call %s not announced to the other nodes (they "
+                          "may ring them meanwhile): %s", ended.wrap.device, ended.call_id, exc)
                 continue
             if sent is not None:
-                log.info("wrap-up of %s after its call in %s announced: %d s", sent.device,
+                log.info("wrap-up of %s after %s in %s announced: %d s", sent.device,
+                         "their leave of a three-way call" if ended.left else "its call",
                          sent.queue, sent.seconds)
 
-    async def _announce(self, wrap: WrapUp, connection: asyncpg.Connection) -> WrapUp | None:
+    async def _announce(self, ended: _Ended, connection: asyncpg.Connection
+                        ) -> WrapUp | None:
+        wrap = ended.wrap
+        if ended.left:
+            queue = await self._repo.answered_queue(connection, ended.call_id, wrap.device)
+            if queue is None or not valid_queue(queue):
+                log.warning("leave of call %s by %s: the queue it was answered in is not "
+                            "known; no wrap-up announced", ended.call_id, wrap.device)
+                return None
+            wrap = replace(wrap, queue=queue)
+        elif ended.call_id and await self._repo.left(connection, ended.call_id, wrap.device):
+            log.info("call %s ended: %s left its three-way call before, where their wrap-up "
+                     "began; none announced now", ended.call_id, wrap.device)
+            return None
         sent = timed(wrap, await self._repo.wrapup_seconds(connection, wrap.queue),
                      self._default)
         if sent is not None:

@@ -220,8 +220,11 @@ def callback_state(leg: Leg) -> str:
 
 
 def call_state(call: CallView, interface: str) -> str:
-    """ringing, talking or ended, for the operator at ``interface``."""
-    if call.ended_at is not None:
+    """ringing, talking or ended, for the operator at ``interface``. A call whose three-way
+    call they left is ended for them, though the caller talks on with the agency: their
+    phone is free, their wrap-up runs (the desk showed "Tersambung" until the caller's end,
+    and offered a transfer of a call they were no longer on)."""
+    if call.ended_at is not None or (call.left_at is not None and call.operator == interface):
         return "ended"
     if call.answered_at is not None and call.operator == interface:
         return "talking"

@@ -94,6 +94,9 @@ class CallView:
     screening: str | None
     label: str | None
     incident_id: int | None
+    # When the answering operator left the call's three-way call with an agency ("Keluar",
+    # or hanging up in it): their part is over then, though the caller talks on.
+    left_at: datetime | None = None
 
 
 # ``call_outcomes`` (0001) froze the calls columns of its day; the screening columns come
@@ -106,7 +109,10 @@ _CALL_VIEW = """
            (SELECT l.label FROM call_labels l WHERE l.call_id = c.call_id
             ORDER BY l.labelled_at DESC, l.label_id DESC LIMIT 1) AS label,
            (SELECT ic.incident_id FROM incident_calls ic WHERE ic.call_id = c.call_id)
-               AS incident_id
+               AS incident_id,
+           (SELECT min(s.at) FROM transfer_steps s JOIN call_legs l USING (leg_id)
+            WHERE l.call_id = c.call_id AND l.operator = c.operator AND s.step = 'leave')
+               AS left_at
     FROM calls c JOIN call_outcomes o USING (call_id)
 """
 

@@ -103,6 +103,10 @@ class LivePicture:
     # Calls answered and not yet completed nor ended: an operator on one is talking even with
     # no queue membership left (they logged out while the call rang at their phone).
     talking: list[Talking] = field(default_factory=list)
+    # Calls not ended whose operator left their three-way call with an agency (migration
+    # 0047 completed them at the leave): their later completion is no new wrap-up. ``at``:
+    # the leave.
+    left: list[Talking] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

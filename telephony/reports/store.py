@@ -1095,9 +1095,19 @@ class ReportRepository:
                 last_of_part=_LAST_ANSWER.format(call="a.call_id", operator="a.operator")),
             now - _LIVE_HORIZON,
         )
+        left = await connection.fetch(
+            """
+            SELECT operator, call_id, completed_at AS at FROM calls c
+            WHERE ended_at IS NULL AND ended_by = 'agent' AND completed_at IS NOT NULL
+              AND operator IS NOT NULL AND arrived_at > $1
+              AND operator_left_at(call_id, answered_at, completed_at) IS NOT NULL
+            """,
+            now - _LIVE_HORIZON,
+        )
         return LivePicture(
             calls={row["call_id"]: from_row(CallInfo, row) for row in calls},
             waiting=[from_row(QueueJoined, row) for row in visits],
             members=[from_row(OperatorStateChanged, row) for row in members],
             talking=[from_row(Talking, row) for row in talking],
+            left=[from_row(Talking, row) for row in left],
         )

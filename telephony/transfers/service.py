@@ -39,9 +39,16 @@ recall (above).
 
 An operator who hangs up in a three-way call (or whose browser phone's page reloads) leaves
 it as "Keluar" does: Asterisk says nothing of it (a three-way call ends the attended
-transfer; the queue's talk ends with the call), but the operator's phone goes idle, and then
-their channel is gone with the caller's still up. Which operator is in which three-way call
-is kept in memory: after a restart of the line such a hang-up goes unrecorded.
+transfer; the queue's AgentComplete comes at the call's end), but the operator's phone goes
+idle, and then their channel is gone with the caller's still up. app_queue counts that idle
+phone as the end of the operator's call (update_status: their last call is then, and the
+answering queue's wrap-up keeps them from ringing as after any call), so the line needs no
+pause of its own to give them their wrap-up. Which operator is in which three-way call
+is kept in memory, and learnt again from the records at every resync with Asterisk (the line
+started again, or its AMI session came back): a hang-up the line missed meanwhile is recorded
+then, dated when the line learnt of it, and one still on the call is followed again. (Before,
+after a restart such a hang-up went unrecorded: the leg stayed a three-way call on the
+incident's timeline, and the operator's talk ran to the caller's end.)
 
 A leave, pressed or hung up, is told to the live views once recorded (:meth:`on_left`, an
 ``OperatorLeft`` fact): the wallboard has the operator's talk end, and their wrap-up start,
@@ -112,6 +119,8 @@ KEY_GAP_SECONDS: Final = 0.1  # between the two digits of a key (featuredigittim
 # The steps whose record says what became of the caller: taken only while the caller is on.
 _WITH_CALLER: Final = frozenset({Step.HAND_OVER, Step.JOIN, Step.LEAVE})
 MAX_HANDED: Final = 1024  # calls remembered as handed over by Asterisk (see recorded)
+# How far back a resync looks for three-way calls going on (none lasts half a day).
+RELEARN_HORIZON: Final = timedelta(hours=12)
 # An operator's device states while their phone is still on a call: any other (idle,
 # unavailable, logged out ...) may be their hang-up (see _operator_left).
 _PHONE_IN_USE: Final = frozenset({"talking", "busy", "ringing", "ringing_in_use", "on_hold"})
@@ -455,7 +464,22 @@ class TransferService:
         task.add_done_callback(self._tasks.discard)
 
     def resynced(self, queues: object) -> None:
-        """Nothing to do: a conference the line missed the answer of is joined by hand."""
+        """The listener (re)connected to Asterisk: learn the three-way calls going on again
+        (see the module). A conference the line missed the answer of is joined by hand."""
+        self._spawn(self._relearn_conferences(), "transfer-relearn-conferences")
+
+    async def _relearn_conferences(self) -> None:
+        try:
+            since = datetime.now(UTC) - RELEARN_HORIZON
+            legs = await self._database.run(lambda c: self._store.answered_legs(c, since))
+        except (SiagaError, asyncpg.PostgresError, OSError) as exc:
+            log.error("three-way calls going on not learnt again (a hang-up in one may go "
+                      "unrecorded): %s", exc)
+            return
+        now = datetime.now(UTC)
+        for leg in legs:
+            if phase(leg) is Phase.CONFERENCE:
+                await self._operator_left(leg.leg.leg_id, now, frozenset(self._stepping))
 
     async def close(self) -> None:
         """Wait for joins being sent (bounded by AMI's own timeouts)."""

@@ -118,6 +118,15 @@ class TransferStore:
         rows = await connection.fetch(_LEGS + " WHERE l.call_id = $1 ORDER BY l.leg_id", call_id)
         return await self._with_steps(connection, rows)
 
+    async def answered_legs(self, connection: asyncpg.Connection, since: datetime
+                            ) -> list[TransferLeg]:
+        """Legs requested since ``since``, answered and not ended (their phase says which
+        are three-way calls going on), oldest first."""
+        rows = await connection.fetch(
+            _LEGS + " WHERE l.requested_at > $1 AND l.answered_at IS NOT NULL"
+                    " AND l.ended_at IS NULL ORDER BY l.leg_id", since)
+        return await self._with_steps(connection, rows)
+
     async def leg(self, connection: asyncpg.Connection, leg_id: int, *, lock: bool = False
                   ) -> TransferLeg | None:
         """One transfer leg (its row locked for this transaction when asked)."""

@@ -18,12 +18,15 @@ and answers :meth:`LiveBoard.view` for an instant it is given. It never reads a 
 - Wrap-up is the queue's wrap-up time after each call the operator completed, or a pause whose
   reason means after-call work (see ``telephony.reports.model.is_wrapup_reason``).
 - An operator who leaves a three-way call with an agency (:class:`OperatorLeft`: "Keluar",
-  or hanging up in it) is off the call then, though the caller talks on with the agency: their
-  phone is free, and Asterisk may ring them at once. Their wrap-up is still the one Asterisk
-  holds them for, from the call's completion at its end (app_queue sets the member's last
-  call then; it knows nothing of the leave), unless they answered another call meanwhile,
-  whose own wrap-up then stands: the board shows whom Asterisk will ring. (The live talk
-  figures end at the leave, as the database's: telephony/wallboard/counters.py.)
+  or hanging up in it) has completed their call then, as the database records it (migration
+  0047): they are off it and in the answering queue's wrap-up from the leave, though the
+  caller talks on with the agency. So does app_queue hold them: their phone going idle while
+  app_queue still counts them on the call ends that call for it (``update_status`` calls
+  ``update_queue`` at the member's NOT_INUSE: their last call is the leave, the answering
+  queue's wrapuptime runs from it), and its ``AgentComplete`` at the call's end changes
+  nothing any more (``update_queue``'s starttime check). So Asterisk's completion is theirs
+  no more here either: it ends their talk at the leave, and starts no second wrap-up; after a
+  restart too, the start-up seed naming the leaves of the calls not ended.
 - After a listener (re)connects, the whole ``QueueStatus`` picture replaces what the board
   believed, so callers answered and members removed while it was away do not linger. At
   start-up, before any resync, the database's open queue visits and members stand in.
@@ -43,10 +46,11 @@ and answers :meth:`LiveBoard.view` for an instant it is given. It never reads a 
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, NamedTuple
 
 from telephony.ami.tracker import LOGGED_OUT, QueueSnapshot
 from telephony.calls.facts import (
@@ -76,6 +80,8 @@ from telephony.reports.model import (
 
 MAX_CALLS: Final = 10_000  # live calls remembered; only lost hang-ups could reach it
 _MAX_TALKING: Final = 4  # answered calls remembered per operator (as the tracker's MAX_OPEN)
+# Leaves remembered until their call's completion: more than three-way calls run at once.
+MAX_LEFT: Final = 1024
 
 
 class OperatorState(LabelledStrEnum):
@@ -115,6 +121,13 @@ class Member:
         """Whether ``fact`` reports the state this membership is in."""
         return (self.state, self.paused, self.reason) == (
             fact.state, fact.paused, fact.pause_reason)
+
+
+class _OnCall(NamedTuple):
+    """An answered queue call an operator is on."""
+
+    at: datetime  # the answer
+    queue: str | None  # the answering queue (None: not known, a seed from the database)
 
 
 @dataclass(frozen=True)
@@ -204,10 +217,10 @@ class LiveBoard:
         self._members: dict[str, dict[str, Member]] = {}
         # operator -> the end of their last call, and the end of its wrap-up
         self._completed: dict[str, tuple[datetime, datetime]] = {}
-        # operator -> {call id: answered at}: answered queue calls not yet completed or ended
-        self._talking: dict[str, dict[str, datetime]] = {}
-        # operator -> the call they answered last: only its completion is a wrap-up
-        self._latest: dict[str, str] = {}
+        # operator -> {call id: the answer}: answered queue calls not yet completed or ended
+        self._talking: dict[str, dict[str, _OnCall]] = {}
+        # call id -> (operator, when they left its three-way call), until its completion
+        self._left: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         self._resynced = False
         # Other cluster nodes' waiting callers: call id -> its open visits.
         self._remote: dict[str, tuple[_Remote, ...]] = {}
@@ -237,15 +250,16 @@ class LiveBoard:
                 self._leave(fact.call_id, fact.queue)
             case OperatorAnswered():
                 self._leave(fact.call_id, fact.queue)
-                self._answered(fact.operator, fact.call_id, fact.at)
+                self._answered(fact.operator, fact.call_id, fact.at, fact.queue)
             case OperatorCompleted():
                 self._hung_up(fact.call_id, fact.operator)
-                # As app_queue's update_queue: a call completed after the operator answered
-                # another (they left its three-way call first) sets no wrap-up of its own.
-                if self._latest.get(fact.operator, fact.call_id) == fact.call_id:
-                    self._done(fact.operator, fact.at, self.wrapup_of(fact.queue))
+                left = self._left.pop(fact.call_id, None)
+                # Their talk ended at the leave, where their wrap-up began (_operator_left).
+                end = (min(fact.at, left[1]) if left is not None and left[0] == fact.operator
+                       else fact.at)
+                self._done(fact.operator, end, self.wrapup_of(fact.queue))
             case OperatorLeft():
-                self._hung_up(fact.call_id, fact.operator)
+                self._operator_left(fact)
             case CallEnded() | CallVanished():
                 self._calls.pop(fact.call_id, None)
                 self._hung_up(fact.call_id)
@@ -274,6 +288,11 @@ class LiveBoard:
             others = [entry for entry in waiting if node_of(entry.call_id) != node]
             waiting = [entry for entry in waiting if node_of(entry.call_id) == node]
             self._follow_calls({entry.call_id for entry in others}, others, picture.calls)
+        for left in picture.left:  # left before a restart: the call's end is no new wrap-up
+            if node is None or node_of(left.call_id) == node:
+                self._left.setdefault(left.call_id, (left.operator, left.at))
+        while len(self._left) > MAX_LEFT:
+            self._left.popitem(last=False)
         if self._resynced:
             return False
         for call_id, info in picture.calls.items():
@@ -361,14 +380,30 @@ class LiveBoard:
         lost stay off the board: its line closes them as it comes back)."""
         self._lost.discard(node)
 
-    def _answered(self, operator: str, call_id: str, at: datetime) -> None:
+    def _answered(self, operator: str, call_id: str, at: datetime,
+                  queue: str | None = None) -> None:
         calls = self._talking.setdefault(operator, {})
         if call_id not in calls and len(calls) >= _MAX_TALKING:
             # More open calls than a phone carries means completions were lost (a
             # reconnect): the oldest are the stale ones, and memory stays bounded.
-            del calls[min(calls, key=calls.__getitem__)]
-        calls.setdefault(call_id, at)
-        self._latest[operator] = call_id
+            del calls[min(calls, key=lambda known: calls[known].at)]
+        calls.setdefault(call_id, _OnCall(at, queue))
+
+    def _operator_left(self, fact: OperatorLeft) -> None:
+        """The operator left the call's three-way call: off it, and in the wrap-up of the
+        queue they answered it in from the leave. (Had the call's completion come first, the
+        wrap-up from it stands: the two are a moment apart then.)"""
+        known = self._left.get(fact.call_id)
+        if known is not None and known[1] <= fact.at:
+            return  # the earliest leave is the call's, as the database's
+        self._left[fact.call_id] = (fact.operator, fact.at)
+        while len(self._left) > MAX_LEFT:  # completions lost (a restart of Asterisk)
+            self._left.popitem(last=False)
+        on_call = self._talking.get(fact.operator, {}).get(fact.call_id)
+        self._hung_up(fact.call_id, fact.operator)
+        queue = on_call.queue if on_call is not None else None
+        self._done(fact.operator, fact.at,
+                   self._wrapup if queue is None else self.wrapup_of(queue))
 
     def _hung_up(self, call_id: str, operator: str | None = None) -> None:
         for name in [operator] if operator is not None else list(self._talking):
@@ -441,7 +476,7 @@ class LiveBoard:
         if not queues:
             # In no queue, yet on an answered call (they logged out while it rang): talking,
             # since the answer, in none of the queues.
-            since = min(self._talking[operator].values())
+            since = min(call.at for call in self._talking[operator].values())
             return OperatorView(operator, OperatorState.TALKING, "", since, [])
         latest = max(queues.values(), key=lambda m: m.at)
         state = _DEVICE.get(latest.state, OperatorState.UNAVAILABLE)

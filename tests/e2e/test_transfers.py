@@ -39,6 +39,7 @@ from telephony.lab import sipp
 from telephony.secrets import ami_secret
 from telephony.settings import Settings
 from telephony.wallboard.counters import ShiftCounters
+from telephony.wallboard.state import OperatorState
 from tests.e2e.harness import ALL_SKILLS, ended_call, unique_caller
 from tests.e2e.rawami import RawAmi
 from tests.support.db import fetch
@@ -67,6 +68,8 @@ PASSWORD = "kata-sandi-operator-112"
 AGENCY_NUMBER = "0275321113"
 RECORDINGS = RecordingRepository()
 LOUD_DBFS = -50.0  # sipp's pcap, a tone or a prompt; digital silence is -inf
+WRAPUP_SECONDS = 5  # the answering queue's wrap-up while the operator leaves a three-way call
+LEFT_QUEUE = "emergency-general"  # where "1" and no second key take a caller (ivr/menu.json)
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +89,7 @@ class Desk:
     http: aiohttp.ClientSession
     auth: dict[str, str]
     number_id: int
+    admin: dict[str, str] | None = None  # admin1's, for queue settings
 
     async def get(self, path: str) -> Any:
         response = await self.http.get(path, headers=self.auth)
@@ -118,7 +122,31 @@ async def desk(line: Line, settings: Settings) -> AsyncIterator[Desk]:
         number = await admin.post("/api/admin/agency-numbers", {
             "agency": "damkar", "label": "Pos Damkar Purworejo Kota", "number": AGENCY_NUMBER,
             "active": True}, 200)
-        yield Desk(http, tokens["op1"], number["number_id"])
+        yield Desk(http, tokens["op1"], number["number_id"], tokens["admin1"])
+
+
+@contextlib.asynccontextmanager
+async def queue_wrapup(desk: Desk, queue: str, seconds: int) -> AsyncIterator[None]:
+    """``queue``'s wrap-up set to ``seconds`` (and its retry to 1 s, so a waiting caller is
+    offered the operator as soon as it ends) the way an admin sets it, then put back: the
+    module's other calls take the operator again at once."""
+    assert desk.admin is not None
+    response = await desk.http.get("/api/admin/queues", headers=desk.admin)
+    assert response.status == 200, await response.text()
+    (before,) = [q for q in (await response.json())["queues"] if q["queue"] == queue]
+    fields = ("strategy", "ring_timeout_seconds", "retry_seconds", "wrapup_seconds",
+              "announce_position", "announce_holdtime", "announce_frequency_seconds",
+              "max_wait_seconds")
+    kept = {name: before[name] for name in fields}
+    changed = await desk.http.put(f"/api/admin/queues/{queue}", headers=desk.admin, json={
+        **kept, "wrapup_seconds": seconds, "retry_seconds": 1})
+    assert changed.status == 200, await changed.text()
+    try:
+        yield
+    finally:
+        restored = await desk.http.put(f"/api/admin/queues/{queue}", headers=desk.admin,
+                                       json=kept)
+        assert restored.status == 200, await restored.text()
 
 
 @contextlib.asynccontextmanager
@@ -651,6 +679,55 @@ async def test_an_operator_who_hangs_up_while_the_agency_rings_hands_the_caller_
     assert [(r["actor"], r["ringing"]) for r in audited] == [("op1", "true")]
 
 
+async def wraps_up_from_the_leave(line: Line, left_at: datetime, waiting: str) -> None:
+    """The operator left a three-way call at ``left_at`` while caller ``waiting`` waited for
+    them: the wallboard has them in wrap-up from the leave, and Asterisk offers them that
+    caller only once the wrap-up is over (app_queue's last call is a whole second)."""
+
+    def on_board() -> Any:
+        return next(op for op in line.wallboard.snapshot().board.operators
+                    if op.operator == OPERATOR)
+
+    async def wrapping_up() -> bool | None:
+        view = on_board()
+        return (view.state is OperatorState.WRAPUP
+                and abs((view.since - left_at).total_seconds()) < 1) or None
+
+    await eventually("the operator in wrap-up from the leave", wrapping_up, 3)
+    members = await line.listener.send_list_action({"Action": "QueueStatus",
+                                                    "Member": OPERATOR})
+    # app_queue's own record: the operator's last call ended at the leave, in every queue
+    # (shared_lastcall), not at the caller's end still to come.
+    last_calls = [int(m.get("LastCall")) for m in members if m.get("Event") == "QueueMember"]
+    assert last_calls and all(abs(last - left_at.timestamp()) < 2 for last in last_calls), (
+        last_calls, left_at)
+
+    async def rung() -> datetime | None:
+        return await line.database.run(lambda c: c.fetchval(
+            "SELECT e.at FROM call_events e JOIN calls USING (call_id)"
+            " WHERE caller_number = $1 AND e.kind = 'operator_rung'", waiting))
+
+    rung_at = await eventually("the waiting caller offered to the operator", rung,
+                               WRAPUP_SECONDS + 6)
+    offered = (rung_at - left_at).total_seconds()
+    print(f"\nwaiting caller offered {offered:.1f} s after the leave "
+          f"(wrap-up {WRAPUP_SECONDS} s)")
+    assert offered >= WRAPUP_SECONDS - 1
+
+
+async def desk_call_ended(desk: Desk, call_id: str) -> None:
+    """The operator's desk has ``call_id`` ended once they left its three-way call (the
+    caller still talks with the agency), and offers no transfer of it."""
+
+    async def ended() -> bool | None:
+        call = (await desk.get("/api/desk"))["call"]
+        transfers = await desk.get("/api/desk/transfers")
+        return (call["call_id"] == call_id and call["state"] == "ended"
+                and not transfers["talking"]) or None
+
+    await eventually("the call ended on the desk", ended, 5)
+
+
 async def _no_operator(line: Line, call: dict[str, Any]) -> bool | None:
     return named(await channels_of(line, call["call_id"]), OPERATOR) == [] or None
 
@@ -663,10 +740,30 @@ async def test_three_way_call_the_operator_can_leave(
     operator, the caller and the agency in one bridge; the operator leaves, the other two talk
     on. From the attended transfer they leave with "Keluar"; from the conference by hanging
     up their phone (or their browser's page reloading), which is leaving it too: that left no
-    "Keluar" on the timeline, nor any word that the operator had gone."""
+    "Keluar" on the timeline, nor any word that the operator had gone.
+
+    With "Keluar", a second caller waits for the operator meanwhile and the answering queue
+    has a wrap-up: Asterisk offers them that caller only once the wrap-up from the leave is
+    over (app_queue ends the operator's call when their phone goes idle, not at the caller's
+    end), and the wallboard shows them in wrap-up from the leave, as Asterisk holds them. It
+    had them "Siap" until the caller's end, and in a wrap-up after it nobody holds them to."""
     hang_up = mode == "conference"
-    caller_id = unique_caller("0816")
-    async with caller_and_agency(settings, caller_id, hold_seconds=14) as (caller, agency):
+    caller_id, next_id = unique_caller("0816"), unique_caller("0816")
+    async with contextlib.AsyncExitStack() as stack:
+        if not hang_up:
+            await stack.enter_async_context(queue_wrapup(desk, LEFT_QUEUE, WRAPUP_SECONDS))
+        caller, agency = await stack.enter_async_context(
+            caller_and_agency(settings, caller_id, hold_seconds=14))
+        if not hang_up:
+            # The next caller, through the same IVR a few seconds behind: in the queue while
+            # the operator is on the first call.
+            await eventually("the first caller 3 s into the IVR", lambda: line.database.run(
+                lambda c: c.fetchval("SELECT true FROM calls WHERE caller_number = $1"
+                                     " AND arrived_at < now() - interval '3 s'", caller_id)),
+                             20)
+            following = await stack.enter_async_context(sipp.caller(
+                settings.sip_host, settings.sip_port, "112", caller_id=next_id, dtmf="1",
+                talk_seconds=28))  # the IVR, the wait, and a few seconds with the operator
         call = await talking_call(desk)
         started, clicked = await start_transfer(desk, mode)
         leg_id = started["leg"]["leg_id"]
@@ -683,13 +780,30 @@ async def test_three_way_call_the_operator_can_leave(
             (operator,) = named(await channels_of(line, call["call_id"]), OPERATOR)
             await line.listener.send_action({"Action": "Hangup", "Channel": operator.channel})
             await leg_of(desk, leg_id, phase="handed_over")
+            await desk_call_ended(desk, call["call_id"])
         else:
-            await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "leave"}, 200)
+            await eventually("the next caller waiting", lambda: line.database.run(
+                lambda c: c.fetchval("SELECT true FROM calls WHERE caller_number = $1"
+                                     " AND queue_joined_at IS NOT NULL", next_id)), 30)
+            left = await desk.post(f"/api/desk/transfers/{leg_id}/steps", {"step": "leave"},
+                                   200)
+            left_at = datetime.fromisoformat(left["steps"][-1]["at"])
+            await desk_call_ended(desk, call["call_id"])
+            await wraps_up_from_the_leave(line, left_at, next_id)
         await bridged_together(line, call["call_id"], "PJSIP/carrier-0", "PJSIP/carrier-out-")
         await eventually("the operator gone", lambda: _no_operator(line, call), 10)
         assert (await agency.wait(within=30)).ok
         await caller.wait(within=10)
-    ended = await leg_of(desk, leg_id, outcome="answered", ended_at_set=True)
+        if not hang_up:
+            assert (await following.wait(within=20)).ok
+    # The incident's timeline, not the desk's: the desk has the operator's next call now.
+
+    async def ended_leg() -> dict[str, Any] | None:
+        rows = await timeline(desk, call["incident_id"])
+        return next((r for r in rows if r["leg_id"] == leg_id and r["outcome"] == "answered"
+                     and r["ended_at"] is not None), None)
+
+    ended = await eventually(f"leg {leg_id} ended", ended_leg, 30)
     arrived = await arrived_at(line, call["call_id"])
     answered = seconds_after(arrived, ended["answered_at"])
     joined = seconds_after(arrived, ended["steps"][0]["at"])

@@ -457,10 +457,10 @@ async def test_the_live_picture_after_a_restart(day: Day) -> None:
     assert (B, "fire") not in members
 
 
-async def test_the_live_picture_has_no_operator_talking_on_a_three_way_call_they_left(
-        day: Day) -> None:
-    """An operator left a three-way call (its caller still with the agency): after a
-    restart the board does not put them back on it."""
+async def test_the_live_picture_names_the_three_way_calls_their_operator_left(day: Day
+                                                                            ) -> None:
+    """An operator left a three-way call (its caller still with the agency): not talking on
+    it any more, and its leave is in the picture, so its later completion is no wrap-up."""
     left_call, on_call = "1741599180.11", "1741599240.12"
     connection = await asyncpg.connect(day.dsn)
     try:
@@ -478,6 +478,8 @@ async def test_the_live_picture_has_no_operator_talking_on_a_three_way_call_they
     finally:
         await connection.close()
     picture = await day.reports.live_picture()
+    assert [(t.operator, t.call_id, t.at) for t in picture.left] == [
+        (A, left_call, local(16, 23, 40))]
     assert on_call in {t.call_id for t in picture.talking}
     assert left_call not in {t.call_id for t in picture.talking}
 

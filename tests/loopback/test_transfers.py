@@ -479,6 +479,53 @@ async def test_an_operator_who_hangs_up_in_the_three_way_call_left_it(world: Wor
     assert told[1:] == [OperatorLeft(call_id, OPERATOR, leg.steps[-1][2])]
 
 
+def restarted(world: World) -> TransferService:
+    """The line started again: a transfer service over the same database and Asterisk, with
+    nothing in memory."""
+    return TransferService(world.database, world.ami,
+                           DeskService(world.database, world.ami, NoMenus(), world.audit),
+                           incidents=world.incidents.incidents,
+                           dispatches=world.incidents.dispatches, audit=world.audit,
+                           ring_seconds=20)
+
+
+async def test_three_way_calls_are_learnt_again_when_the_line_starts_again(world: World
+                                                                          ) -> None:
+    """The line restarted during three-way calls. One operator is still on theirs: their
+    later hang-up is their leave, as before the restart (it went unrecorded: the leg stayed
+    a three-way call and their talk ran to the caller's end). Another hung up while the line
+    was down: recorded at the resync, dated then, and told to the live views."""
+    call_id, leg_id = await world.joined_conference()
+    line = restarted(world)
+    told: list[OperatorLeft] = []
+    line.on_left(told.append)
+    line.resynced(None)
+    await line.close()
+    assert phase(await line._leg(leg_id)) is Phase.CONFERENCE  # still on it
+    left = datetime.now(UTC)
+    world.server.channels = [caller_channel(call_id)]  # now they hang up
+    line.recorded(phone_state("idle", left))
+    await line.close()
+    leg = await line._leg(leg_id)
+    assert [(s, at) for s, _, at in leg.steps][1:] == [(Step.LEAVE, left)]
+    assert told == [OperatorLeft(call_id, OPERATOR, left)]
+
+    call_id, leg_id = await world.joined_conference()
+    world.server.channels = [caller_channel(call_id)]  # hung up while the line was down
+    line = restarted(world)
+    line.on_left(told.append)
+    before = datetime.now(UTC)
+    line.resynced(None)
+    await line.close()
+    leg = await line._leg(leg_id)
+    assert [s for s, _, _ in leg.steps] == [Step.JOIN, Step.LEAVE]
+    assert before <= leg.steps[-1][2] <= datetime.now(UTC)
+    assert told[1:] == [OperatorLeft(call_id, OPERATOR, leg.steps[-1][2])]
+    line.resynced(None)  # the next resync finds nothing more to do
+    await line.close()
+    assert len((await line._leg(leg_id)).steps) == 2
+
+
 async def test_an_operator_who_left_the_three_way_call_talked_until_they_left(
         world: World) -> None:
     """Asterisk's queue reports the talk as ending with the call: an operator who left the

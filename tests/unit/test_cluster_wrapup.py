@@ -15,6 +15,7 @@ from telephony.cluster.wrapup import (
     WrapHolds,
     WrapUp,
     completed_call,
+    left_call,
     parse_wrapup,
     timed,
 )
@@ -200,5 +201,11 @@ def test_an_agent_complete_is_queued_for_announcing_only_for_an_operator() -> No
     follower.agent_complete({"Interface": "PJSIP/op1001", "Queue": "fire",
                              "Timestamp": "1795427811.5"})
     assert follower._ended.qsize() == 1
-    assert follower._ended.get_nowait() == WrapUp(
+    assert follower._ended.get_nowait().wrap == WrapUp(
         "node2", "PJSIP/op1001", "fire", 0, 1795427811.5)
+
+
+def test_a_leave_starts_a_wrapup_whose_queue_is_not_known_yet() -> None:
+    assert left_call("PJSIP/op1001", "node2", 1795427811.5) == WrapUp(
+        "node2", "PJSIP/op1001", "", 0, 1795427811.5)
+    assert left_call("Local/1@x", "node2", 1795427811.5) is None

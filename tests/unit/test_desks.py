@@ -41,6 +41,13 @@ def test_a_call_is_ringing_until_answered_here_and_ended_once_hung_up() -> None:
     assert call_state(replace(CALL, ended_at=NOW), "PJSIP/op1001") == "ended"
 
 
+def test_a_call_whose_three_way_call_the_operator_left_is_ended_for_them() -> None:
+    # The caller talks on with the agency (no end yet); the operator's part is over.
+    left = replace(CALL, operator="PJSIP/op1001", answered_at=NOW, left_at=NOW)
+    assert call_state(left, "PJSIP/op1001") == "ended"
+    assert call_state(left, "PJSIP/op1002") == "ringing"  # as any call answered elsewhere
+
+
 def test_the_desk_shows_a_call_back_going_on_or_that_reached_the_caller() -> None:
     later = NOW + timedelta(minutes=5)
     callback = Leg(leg_id=7, kind=LegKind.CALLBACK, call_id="1700000000.2", incident_id=None,

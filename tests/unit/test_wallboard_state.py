@@ -162,24 +162,23 @@ def test_wrapup_is_the_answering_queues_own_when_an_admin_set_one() -> None:
     assert b.operator_view(A, at(85)).state is OperatorState.WRAPUP
 
 
-def test_an_operator_who_leaves_a_three_way_call_is_free_then_and_wraps_up_at_its_end(
-        ) -> None:
+def test_an_operator_who_leaves_a_three_way_call_wraps_up_from_the_leave_once() -> None:
     # "Keluar" (or a hang-up) in a three-way call: Asterisk frees the operator's phone there,
-    # while the caller talks on with the agency, and may ring them at once; app_queue holds
-    # them for the queue's wrap-up only from the completion at the call's end. The board shows
-    # what Asterisk will do.
+    # while the caller talks on with the agency; its completion comes at the call's end. The
+    # board had them "Siap" until then, and then in a whole wrap-up from the call's end.
     b = board()
     b.set_wrapups({"fire": 30})
     b.apply([member(A, "fire", "idle", 0), OperatorAnswered("1", "fire", A, 3, 1, at(10)),
              member(A, "fire", "talking", 10)])
     b.apply([member(A, "fire", "idle", 40), OperatorLeft("1", A, at(40))])
     left = b.operator_view(A, at(45))
-    assert left.state is OperatorState.IDLE
-    assert b.view(at(45)).queues[0].available == 1
+    assert (left.state, left.since) == (OperatorState.WRAPUP, at(40))
+    assert b.next_change(at(45)) == at(70)  # the fire queue's 30 s, from the leave
+    assert b.view(at(45)).queues[0].available == 0
+    assert b.operator_view(A, at(70)).state is OperatorState.IDLE
     b.apply([OperatorCompleted("1", "fire", A, 3, 90, "caller", at(100))])
-    done = b.operator_view(A, at(101))
-    assert (done.state, done.since) == (OperatorState.WRAPUP, at(100))
-    assert b.next_change(at(101)) == at(130)
+    assert b.operator_view(A, at(101)).state is OperatorState.IDLE
+    assert b.next_change(at(101)) is None
 
 
 def test_a_call_taken_after_leaving_a_three_way_call_keeps_its_own_wrapup() -> None:
@@ -205,6 +204,21 @@ def test_an_operator_out_of_every_queue_who_leaves_a_three_way_call_is_off_the_b
     assert [op.operator for op in b.view(at(3)).operators] == [A]
     b.apply([OperatorLeft("1", A, at(20))])
     assert b.view(at(21)).operators == []
+
+
+def test_a_three_way_call_left_before_a_restart_ends_with_no_new_wrapup() -> None:
+    # The line restarted between the leave and the call's end: the database's picture says
+    # the operator left (their talk ended there), so Asterisk's completion starts no wrap-up.
+    b = board()
+    b.seed(LivePicture({}, [], [member(A, "fire", "idle", 40)], left=[Talking(A, "1", at(40))]))
+    b.apply([OperatorCompleted("1", "fire", A, 3, 90, "caller", at(100))])
+    assert b.operator_view(A, at(101)).state is OperatorState.IDLE
+    # On a cluster node, only this node's calls' leaves are its facts to cap.
+    b = board()
+    b.seed(LivePicture({}, [], [member(A, "fire", "idle", 40)],
+                       left=[Talking(A, "node2-1.1", at(40))]), node="node1")
+    b.apply([OperatorCompleted("node2-1.1", "fire", A, 3, 90, "caller", at(100))])
+    assert b.operator_view(A, at(101)).state is OperatorState.WRAPUP
 
 
 def test_a_wrapup_pause_shows_as_wrapup() -> None:
