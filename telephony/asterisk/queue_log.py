@@ -57,6 +57,7 @@ from dataclasses import dataclass
 
 from telephony.core.errors import SiagaError
 from telephony.core.text import escaped_utf8, holds_invisible
+from telephony.settings import Settings
 
 log = logging.getLogger("telephony.asterisk")
 
@@ -159,6 +160,32 @@ def check_leg(data: list[str] | tuple[str, ...], where: str) -> None:
         raise QueueLogLineError(f"{where}: status malformed for {state}: {_safe(status)}")
     if not _LEG_CAUSE.fullmatch(cause) or (cause and state != "ended"):
         raise QueueLogLineError(f"{where}: cause malformed for {state}: {_safe(cause)}")
+
+
+# The row of asterisk_log_cursors a site of one node reads its queue_log from.
+SOURCE = "queue_log"
+
+
+def cursor_source(settings: Settings) -> str:
+    """This line's row of ``asterisk_log_cursors``: ``queue_log`` on a site of one node,
+    ``queue_log@<systemname>`` on a cluster.
+
+    Why per node: the nodes share the database and each reads its own Asterisk's queue_log.
+    With one row, each node took the other's cursor (another inode) for a rotation whose file
+    was gone: it warned so, read its whole log again at every pass, and with a log longer than
+    one read's budget never got past its first megabytes while the other node saved its own
+    cursor in between, so calls a node's line missed were never backfilled.
+    """
+    if not settings.cluster_nodes or settings.asterisk_systemname is None:
+        return SOURCE
+    return f"{SOURCE}@{settings.asterisk_systemname}"
+
+
+def cursor_sources(settings: Settings) -> tuple[str, ...]:
+    """Every node's row (:func:`cursor_source`): the site's logs, whoever reads them."""
+    if not settings.cluster_nodes:
+        return (SOURCE,)
+    return tuple(f"{SOURCE}@{node.name}" for node in settings.cluster_nodes)
 
 
 @dataclass(frozen=True)

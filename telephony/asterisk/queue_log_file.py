@@ -39,6 +39,17 @@ def _rotated(path: Path, inode: int) -> Path | None:
     return None
 
 
+def is_log_file(path: Path, inode: int) -> bool:
+    """Whether a cursor at ``inode`` was taken on ``path``: the file itself, or its rotated
+    predecessor still beside it."""
+    try:
+        if path.stat().st_ino == inode:
+            return True
+    except OSError:
+        return False
+    return _rotated(path, inode) is not None
+
+
 def read_since(path: Path, cursor: Cursor | None, *, budget: int = MAX_READ) -> Chunk | None:
     """Everything ``path`` gained since ``cursor``; ``None`` when the file cannot be read.
 

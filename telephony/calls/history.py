@@ -23,15 +23,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from recordings.files import incoming_sources
-from telephony.asterisk.queue_log import Cursor
-from telephony.asterisk.queue_log_file import read_since
+from telephony.asterisk.queue_log import SOURCE, Cursor, cursor_source
+from telephony.asterisk.queue_log_file import is_log_file, read_since
 from telephony.asterisk.site import lab_instance_dir
 from telephony.calls.backfill import (
     LEG_SETTLE,
@@ -55,7 +55,11 @@ from telephony.settings import Settings
 
 log = logging.getLogger("telephony.calls.history")
 
-SOURCE = "queue_log"
+# A node of a cluster whose cursor has not been read for this long is not waited for by the
+# rule that settles unreported legs (telephony/incidents/dispatch_service.py): a node reading
+# its log saves its cursor at every advance (ADVANCE_SECONDS), and a node switched off for good
+# must not hold every node's legs unsettled.
+STALE_CURSOR = timedelta(seconds=3 * 300)
 ADVANCE_SECONDS = 300.0  # how often the cursor moves past calls recorded live
 ORPHAN_AFTER = 600.0  # seconds: a file this old whose call has no row is reported
 ORPHANS_NAMED = 5  # ids named in the warning line
@@ -68,13 +72,13 @@ def queue_log_path(settings: Settings) -> Path:
     return settings.lab_rootfs / lab_instance_dir(settings).lstrip("/") / "log" / "queue_log"
 
 
-async def _cursor(connection: asyncpg.Connection) -> Cursor | None:
+async def _cursor(connection: asyncpg.Connection, source: str) -> Cursor | None:
     row = await connection.fetchrow(
-        'SELECT inode, "offset" FROM asterisk_log_cursors WHERE source = $1', SOURCE)
+        'SELECT inode, "offset" FROM asterisk_log_cursors WHERE source = $1', source)
     return Cursor(row["inode"], row["offset"]) if row is not None else None
 
 
-async def _save_cursor(connection: asyncpg.Connection, cursor: Cursor,
+async def _save_cursor(connection: asyncpg.Connection, source: str, cursor: Cursor,
                        legs_read: datetime | None = None) -> None:
     """Save the cursor and, if given, that the log's leg reports up to ``legs_read`` are
     applied (never moved back)."""
@@ -85,14 +89,20 @@ async def _save_cursor(connection: asyncpg.Connection, cursor: Cursor,
         ON CONFLICT (source) DO UPDATE SET inode = EXCLUDED.inode, "offset" = EXCLUDED."offset",
             updated_at = now(),
             legs_read_at = GREATEST(asterisk_log_cursors.legs_read_at, EXCLUDED.legs_read_at)
-        """, SOURCE, cursor.inode, cursor.offset, legs_read)
+        """, source, cursor.inode, cursor.offset, legs_read)
 
 
-async def legs_read_at(connection: asyncpg.Connection) -> datetime | None:
-    """Until when the queue_log's leg reports (``SIAGALEG``) are applied; ``None`` if the log
-    was never read (then nothing can be waited for)."""
+async def legs_read_at(connection: asyncpg.Connection,
+                       sources: Sequence[str] = (SOURCE,)) -> datetime | None:
+    """Until when the leg reports (``SIAGALEG``) of every log in ``sources`` are applied: the
+    earliest of them, leaving out a log whose cursor was not saved for :data:`STALE_CURSOR`
+    (a node switched off); ``None`` if none was read (then nothing can be waited for)."""
     value: datetime | None = await connection.fetchval(
-        "SELECT legs_read_at FROM asterisk_log_cursors WHERE source = $1", SOURCE)
+        """
+        SELECT min(legs_read_at) FROM asterisk_log_cursors
+        WHERE source = ANY($1::text[])
+          AND (cardinality($1::text[]) = 1 OR updated_at > now() - $2::interval)
+        """, list(sources), STALE_CURSOR)
     return value
 
 
@@ -157,8 +167,10 @@ class CallHistory:
     """The listener's :class:`~telephony.calls.backfill.History`: Asterisk's queue_log."""
 
     def __init__(self, database: Database, repository: CallRepository, queue_log: Path,
-                 monitor_dir: Path, *, spooled: Callable[[], int] = lambda: 0) -> None:
+                 monitor_dir: Path, *, spooled: Callable[[], int] = lambda: 0,
+                 source: str = SOURCE) -> None:
         self._database = database
+        self._source = source  # this log's cursor row (cursor_source)
         # Facts waiting in the spool are not in the store yet; a plan made before they are
         # written would take their calls for missed ones and add a second, made-up story of
         # each (duplicate events). So the catch-up waits until the spool is drained.
@@ -178,7 +190,21 @@ class CallHistory:
                       repository: CallRepository, monitor_dir: Path, *,
                       spooled: Callable[[], int] = lambda: 0) -> CallHistory:
         return cls(database, repository, queue_log_path(settings), monitor_dir,
-                   spooled=spooled)
+                   spooled=spooled, source=cursor_source(settings))
+
+    async def _read_cursor(self, connection: asyncpg.Connection) -> Cursor | None:
+        """This log's cursor. A node of a cluster that has none yet takes over the single
+        row of the line before cursors were per node, if it was taken on this node's file
+        (the last node to save it): the calls its Asterisk logged across the upgrade are
+        then still read. Any other node starts at its log's end, as a new line does."""
+        cursor = await _cursor(connection, self._source)
+        if cursor is not None or self._source == SOURCE:
+            return cursor
+        legacy = await _cursor(connection, SOURCE)
+        if legacy is not None and await asyncio.to_thread(is_log_file, self._queue_log,
+                                                          legacy.inode):
+            return legacy
+        return None
 
     @property
     def postponed(self) -> bool:
@@ -211,7 +237,7 @@ class CallHistory:
 
     async def _catch_up(self, live: set[str]) -> Backfill | None:
         began = time.monotonic()
-        cursor = await self._database.run(_cursor)
+        cursor = await self._database.run(self._read_cursor)
         chunk = await asyncio.to_thread(read_since, self._queue_log, cursor)
         if chunk is None:
             return None
@@ -243,7 +269,7 @@ class CallHistory:
         async def write(connection: asyncpg.Connection) -> int:
             async with connection.transaction():
                 new = await self._repository.apply(connection, plan.written)
-                await _save_cursor(connection, next_cursor, read_at)
+                await _save_cursor(connection, self._source, next_cursor, read_at)
             return new
 
         new = await self._database.run(write)
@@ -269,7 +295,7 @@ class CallHistory:
         that the database lacks: the AMI lost them while the line ran (a report the listener
         hears reaches the database well within that time)."""
         async with self._lock:
-            cursor = await self._database.run(_cursor)
+            cursor = await self._database.run(self._read_cursor)
             if cursor is None:
                 return None
             chunk = await asyncio.to_thread(read_since, self._queue_log, cursor)
@@ -297,7 +323,8 @@ class CallHistory:
             async def save(connection: asyncpg.Connection) -> int:
                 async with connection.transaction():
                     new = await self._repository.apply(connection, progress)
-                    await _save_cursor(connection, moved, None if chunk.more else settle)
+                    await _save_cursor(connection, self._source, moved,
+                                       None if chunk.more else settle)
                 return new
             if await self._database.run(save):
                 log.warning("queue_log: %d leg reports the line did not hear applied: %s",

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from telephony.asterisk.queue_log import cursor_sources
 from telephony.incidents.model import ReportType
 from telephony.settings import DEFAULT_DISPATCH_TARGETS, DispatchTarget, Settings, SettingsError
 
@@ -42,6 +43,9 @@ class IncidentConfig:
     # How long an agency's phone rings for a transfer (Dial()'s timeout): a by-phone
     # dispatch whose call was not answered by then is settled even if its end went unrecorded.
     transfer_ring: timedelta = timedelta(seconds=30)
+    # The queue_log cursors whose leg reports that rule waits for: every node's on a cluster
+    # (telephony/asterisk/queue_log.py cursor_sources).
+    queue_logs: tuple[str, ...] = ("queue_log",)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IncidentConfig:
@@ -54,4 +58,5 @@ class IncidentConfig:
             notify_retry_seconds=settings.notify_retry_seconds,
             notify_max_attempts=settings.notify_max_attempts,
             transfer_ring=timedelta(seconds=settings.transfer_ring_seconds),
+            queue_logs=cursor_sources(settings),
         )

@@ -123,6 +123,7 @@ class DispatchService:
         self._database = database
         self._targets: Mapping[ReportType, timedelta] = dict(config.dispatch_targets)
         self._transfer_ring = config.transfer_ring
+        self._queue_logs = config.queue_logs
         self._repo = DispatchStore()
         self._ledger = IncidentLedger(IncidentRepository())
         self._directory = DirectoryStore()
@@ -293,7 +294,7 @@ class DispatchService:
         now = now if now is not None else datetime.now(UTC)
 
         async def candidates(connection: asyncpg.Connection) -> tuple[datetime, list[int]]:
-            read = await legs_read_at(connection)
+            read = await legs_read_at(connection, self._queue_logs)
             cutoff = ring_over_before(now if read is None else min(now, read),
                                       self._transfer_ring)
             return cutoff, await self._repo.unanswered_phone_dispatches(connection, cutoff)

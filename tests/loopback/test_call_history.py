@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from telephony.calls.facts import CallFact, CallStarted, CallVanished, LegProgressed
-from telephony.calls.history import ORPHAN_AFTER, CallHistory
+from telephony.calls.history import ORPHAN_AFTER, CallHistory, legs_read_at
 from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
 from telephony.calls.store import CallRepository, LegRepository
@@ -107,6 +107,81 @@ async def test_a_rotation_between_two_catch_ups_loses_nothing(
     rows = await fetch(database, "SELECT call_id, talk_seconds, abandon_wait_seconds FROM calls "
                                  "ORDER BY call_id")
     assert [tuple(r) for r in rows] == [(UID, 4, None), (OTHER, None, 9)]
+
+
+async def test_each_node_of_a_cluster_reads_its_own_log_from_its_own_cursor(
+    database: Database, repository: CallRepository, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two nodes share the database, each reading its own Asterisk's queue_log. With one
+    # cursor row each took the other's (another inode) for a rotation whose file was gone,
+    # warned so and read its whole log again: a call either node's line missed after that
+    # was found again and again, or, with a log past one read's budget, never.
+    nodes = []
+    for name in ("node1", "node2"):
+        (tmp_path / name / "monitor").mkdir(parents=True)
+        (tmp_path / name / "queue_log").write_text("")
+        nodes.append(CallHistory(database, repository, tmp_path / name / "queue_log",
+                                 tmp_path / name / "monitor", source=f"queue_log@{name}"))
+    for node in nodes:
+        await node.catch_up(WHOLE_EMPTY)
+    append(tmp_path / "node1" / "queue_log", ANSWERED)
+    append(tmp_path / "node2" / "queue_log", ABANDONED)
+    with caplog.at_level(logging.WARNING):
+        first = await nodes[0].catch_up(WHOLE_EMPTY)
+        second = await nodes[1].catch_up(WHOLE_EMPTY)
+        again = [await node.catch_up(WHOLE_EMPTY) for node in nodes]
+    assert first is not None and first.backfilled == [UID]
+    assert second is not None and second.backfilled == [OTHER]
+    assert all(plan is not None and plan.written == [] for plan in again)
+    assert not [r for r in caplog.records if "rotated" in r.getMessage()]
+    cursors = await fetch(database, 'SELECT source, "offset" FROM asterisk_log_cursors '
+                                    "ORDER BY source")
+    assert [tuple(c) for c in cursors] == [
+        ("queue_log@node1", (tmp_path / "node1" / "queue_log").stat().st_size),
+        ("queue_log@node2", (tmp_path / "node2" / "queue_log").stat().st_size)]
+
+
+async def test_a_node_upgraded_to_its_own_cursor_takes_over_the_one_on_its_log(
+    history: CallHistory, database: Database, repository: CallRepository, tmp_path: Path
+) -> None:
+    # Before cursors were per node, one row served the cluster: the node whose file it was
+    # taken on goes on from it (the calls logged across the upgrade are read); the other
+    # starts at its log's end, as a new line does.
+    log = tmp_path / "queue_log"
+    log.write_text("")
+    await history.catch_up(WHOLE_EMPTY)  # the old single row, on this log
+    append(log, ANSWERED)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "queue_log").write_text("\n".join(ABANDONED) + "\n")
+    other = CallHistory(database, repository, tmp_path / "other" / "queue_log",
+                        tmp_path / "monitor", source="queue_log@node2")
+    plan = await other.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.written == []
+    upgraded = CallHistory(database, repository, log, tmp_path / "monitor",
+                           source="queue_log@node1")
+    plan = await upgraded.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == [UID]
+
+
+async def test_the_leg_rule_waits_for_the_slowest_node_that_still_reads_its_log(
+    database: Database
+) -> None:
+    async def read_at(connection: asyncpg.Connection) -> datetime | None:
+        await connection.execute(
+            """
+            INSERT INTO asterisk_log_cursors (source, inode, "offset", legs_read_at, updated_at)
+            VALUES ('queue_log@node1', 1, 0, now() - interval '1 minute', now()),
+                   ('queue_log@node2', 2, 0, now() - interval '3 minutes', now()),
+                   ('queue_log@node3', 3, 0, now() - interval '2 hours',
+                    now() - interval '1 hour')
+            """)
+        return await legs_read_at(connection, ["queue_log@node1", "queue_log@node2",
+                                               "queue_log@node3"])
+    read = await database.run(read_at)
+    # node3 (switched off an hour ago) holds nobody's legs; node2, reading, is waited for.
+    assert read is not None
+    assert timedelta(minutes=2) < datetime.now(UTC) - read < timedelta(minutes=4)
 
 
 async def seen_live(history: CallHistory, database: Database, repository: CallRepository,

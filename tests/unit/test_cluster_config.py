@@ -12,8 +12,10 @@ import pytest
 from recordings.domain import Kind, Source, parse_source, source_name
 from telephony.ami.listener import AmiListener
 from telephony.asterisk.config import install_config
+from telephony.asterisk.queue_log import cursor_source, cursor_sources
 from telephony.calls.ids import node_of, valid_call_id
 from telephony.cluster import forward
+from telephony.incidents.config import IncidentConfig
 from telephony.kamailio.config import (
     DISPATCHER_LIST,
     KamailioConfigError,
@@ -315,3 +317,15 @@ def test_a_forward_waits_longer_than_the_routes_it_forwards_can_take() -> None:
     action = inspect.signature(AmiListener.__init__).parameters["action_timeout"].default
     listen_in = 4 * 2 * action + SupervisionConfig().answer_wait_seconds
     assert listen_in < forward.TIMEOUT_SECONDS < 300
+
+
+def test_each_node_reads_its_queue_log_from_a_cursor_of_its_own() -> None:
+    nodes = (ClusterNode("node_1", "127.0.0.11", 5060, 4573),
+             ClusterNode("node_2", "127.0.0.12", 5070, 4574))
+    one = Settings(asterisk_systemname="node_1", cluster_nodes=nodes)
+    assert cursor_source(one) == "queue_log@node_1"
+    assert cursor_sources(one) == ("queue_log@node_1", "queue_log@node_2")
+    assert IncidentConfig.from_settings(one).queue_logs == cursor_sources(one)
+    # A site of one node keeps the row it had, with or without a systemname.
+    for single in (Settings(), Settings(asterisk_systemname="node_1")):
+        assert (cursor_source(single), cursor_sources(single)) == ("queue_log", ("queue_log",))
