@@ -172,9 +172,8 @@ def cursor_source(settings: Settings) -> str:
 
     Why per node: the nodes share the database and each reads its own Asterisk's queue_log.
     With one row, each node took the other's cursor (another inode) for a rotation whose file
-    was gone: it warned so, read its whole log again at every pass, and with a log longer than
-    one read's budget never got past its first megabytes while the other node saved its own
-    cursor in between, so calls a node's line missed were never backfilled.
+    was gone: it warned so and read its whole log again at every pass, and a log longer than
+    one read's budget from its start each time the other node had saved its cursor in between.
     """
     if not settings.cluster_nodes or settings.asterisk_systemname is None:
         return SOURCE
