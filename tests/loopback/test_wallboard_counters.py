@@ -49,7 +49,9 @@ from tests.support.report_histories import (
     DAY,
     SPAN,
     START,
+    browser_phone,
     call_facts,
+    dead_phone_calls,
     interleaved,
     random_history,
     same,
@@ -225,6 +227,55 @@ async def test_a_call_two_operators_answered_counts_their_talks_added_up_as_the_
         now = again + timedelta(minutes=5)
         reference = (await reference_day(connection, Period(DAY, DAY), now)).figures
         assert (reference.answered, reference.mean_talk) == (1, 70.0)
+        for counters in (from_facts, restarted, seeded, followed):
+            live = counters.live(now, {})
+            assert live is not None
+            same(live.day_figures, reference)
+            same(live.shift_figures, reference)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("hangup_first", [False, True])
+async def test_the_talk_of_a_phone_that_died_counts_as_the_database_records_it(
+        database_dsn: str, hangup_first: bool) -> None:
+    """A desk phone dies 40 s into a call and a browser 60 s into its part of a call handed
+    on (report_histories.dead_phone_calls): Asterisk counts 60 and 30 s more, up to its
+    hang-ups for silence (cause 44), and migration 0060 ends the rows' talks where the media
+    stopped. The counters kept from the facts, those seeded halfway (the rest followed
+    live), those seeded at the end (every fact applied again, as the journal does) and those
+    following the rows as another cluster node's all equal the reports over the rows,
+    whichever of the completions and the hang-ups came first."""
+    desk, browser = "PJSIP/op1001", "PJSIP/op1002"
+    talked, ends = dead_phone_calls(START + timedelta(hours=1), desk, browser)
+    first, rest = (ends, talked) if hangup_first else (talked, ends)
+    store = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await browser_phone(connection, browser)
+        timeouts = await ReportRepository().rtp_timeouts(connection)
+        from_facts = ShiftCounters(CALENDAR)
+        from_facts.seed(DAY, [], timeouts)
+        await store.apply(connection, first)
+        from_facts.apply(first)
+        restarted = ShiftCounters(CALENDAR)
+        restarted.seed(DAY, await ReportRepository().live_calls(connection, DAY), timeouts)
+        restarted.apply(first)
+        await store.apply(connection, rest)
+        for counters in (from_facts, restarted):
+            counters.apply(rest)
+        seeded = ShiftCounters(CALENDAR)
+        seeded.seed(DAY, await ReportRepository().live_calls(connection, DAY), timeouts)
+        seeded.apply([*talked, *ends])
+        followed = ShiftCounters(CALENDAR)
+        followed.seed(DAY, [])
+        for row in (await ReportRepository().changed_calls(
+                connection, "node9", START - timedelta(days=1))).calls:
+            followed.follow(row)
+        now = START + timedelta(hours=3)
+        reference = (await reference_day(connection, Period(DAY, DAY), now)).figures
+        # 40 s, and the second's 20 s and 60 s.
+        assert (reference.answered, reference.mean_talk) == (2, 60.0)
         for counters in (from_facts, restarted, seeded, followed):
             live = counters.live(now, {})
             assert live is not None
