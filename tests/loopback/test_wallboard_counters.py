@@ -376,16 +376,21 @@ async def test_random_answers_and_leaves_of_several_operators_count_as_the_repor
         database_dsn: str, seed: int) -> None:
     """Calls answered by up to three phones in turn (each now and then answering again,
     the tracker restating a completion, leaving a three-way call before or after Asterisk's
-    completion, answer facts tracked twice): the counters kept from the facts and those
-    seeded mid-way equal the reports' reference over what the database recorded."""
+    completion, answer facts tracked twice, half the calls ended by the last phone dying,
+    a browser or a desk phone, its hang-up for silence recorded before or after Asterisk's
+    completion): the counters kept from the facts and those seeded mid-way equal the
+    reports' reference over what the database recorded."""
     rng = random.Random(900 + seed)
     store = CallRepository(CALENDAR)
-    from_facts = ShiftCounters(CALENDAR)
-    from_facts.seed(DAY, [])
     connection = await asyncpg.connect(database_dsn)
     try:
+        await browser_phone(connection, "PJSIP/op1002")
+        timeouts = await ReportRepository().rtp_timeouts(connection)
+        from_facts = ShiftCounters(CALENDAR)
+        from_facts.seed(DAY, [], timeouts)
         steps: list[CallFact | OperatorLeft] = []
         for n in range(12):
+            dead = rng.random() < 0.5  # the last phone dies: its leg ends the call, cause 44
             call = f"1741571000.{n}"
             t = START + timedelta(hours=1, minutes=5 * n, microseconds=rng.randint(0, 10**6))
             steps += [CallStarted(call, call, "PJSIP/c", "0812", "", "112", t),
@@ -396,6 +401,7 @@ async def test_random_answers_and_leaves_of_several_operators_count_as_the_repor
                 for _ in range(rng.choice([1, 1, 2])):
                     t += timedelta(microseconds=rng.randint(10**6, 20 * 10**6))
                     answer = OperatorAnswered(call, "fire", operator, 3, 1, t)
+                    last = len(steps)  # the last talk's steps start here
                     steps.append(answer)
                     talk = timedelta(microseconds=rng.randint(5 * 10**6, 90 * 10**6))
                     leave = t + talk * rng.random()
@@ -406,7 +412,8 @@ async def test_random_answers_and_leaves_of_several_operators_count_as_the_repor
                     if left == "before":
                         steps.append(OperatorLeft(call, operator, leave))
                     completion = OperatorCompleted(call, "fire", operator, 3,
-                                                   round(talk.total_seconds()), "caller", done)
+                                                   round(talk.total_seconds()),
+                                                   "transfer" if dead else "caller", done)
                     steps.append(completion)
                     if rng.random() < 0.2:  # restated by the tracker
                         steps.append(replace(
@@ -418,13 +425,27 @@ async def test_random_answers_and_leaves_of_several_operators_count_as_the_repor
                     if rng.random() < 0.2:
                         steps.append(answer)  # tracked twice
                     t = done
-            steps.append(CallEnded(call, 16, "", t))
+            if not dead:
+                steps.append(CallEnded(call, 16, "", t))
+                continue
+            # The last completion (and its restatement) was the dead phone's leg ending it.
+            steps[last:] = [replace(step, ended_by="agent")
+                            if isinstance(step, OperatorCompleted) else step
+                            for step in steps[last:]]
+            ended = CallEnded(call, 44, "Requested channel not available", t)
+            if rng.random() < 0.5:  # the hang-up recorded before the completion
+                completed = next(i for i in range(last, len(steps))
+                                 if isinstance(steps[i], OperatorCompleted))
+                steps.insert(completed, ended)
+            else:
+                steps.append(ended)
         restarted: ShiftCounters | None = None
         middle = len(steps) // 2
         for index, step in enumerate(steps):
             if index == middle:
                 restarted = ShiftCounters(CALENDAR)
-                restarted.seed(DAY, await ReportRepository().live_calls(connection, DAY))
+                restarted.seed(DAY, await ReportRepository().live_calls(connection, DAY),
+                               timeouts)
             if isinstance(step, OperatorLeft):
                 leg_id = await LegRepository().open(
                     connection, kind=LegKind.CONFERENCE, call_id=step.call_id,
