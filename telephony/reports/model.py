@@ -69,6 +69,7 @@ from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.core.errors import Invalid
 from telephony.desks.operators import PauseReason
+from telephony.desks.phones import RtpTimeouts
 from telephony.incidents.model import Status
 from telephony.screening.features import NUISANCE, Label
 
@@ -93,16 +94,17 @@ RTP_TIMEOUT_CAUSE: Final = 44
 
 
 @dataclass(frozen=True)
-class RtpTimeouts:
-    """Each phone's talking rtp_timeout as ``phone_site`` and ``phone_secrets`` give it
+class PhoneTimeouts:
+    """Each phone's talking rtp_timeout as ``phone_secrets`` and ``phone_site`` give it
     (migration 0060's ``operator_rtp_timeout``): a browser phone's, else a desk phone's."""
 
     browsers: frozenset[str] = frozenset()  # the browser phones' interfaces
-    browser_seconds: int = 30
-    desk_seconds: int = 60
+    site: RtpTimeouts | None = None  # None: not known (no phone's talk is cut)
 
-    def of(self, operator: str) -> int:
-        return self.browser_seconds if operator in self.browsers else self.desk_seconds
+    def of(self, operator: str) -> int | None:
+        if self.site is None:
+            return None
+        return self.site.browser if operator in self.browsers else self.site.desk
 
 
 def media_stopped(talk: int, answered: datetime | None, completed: datetime,

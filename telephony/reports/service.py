@@ -27,7 +27,7 @@ from telephony.reports.model import (
     LivePicture,
     Period,
     PeriodFigures,
-    RtpTimeouts,
+    PhoneTimeouts,
     ShiftReport,
     check_period,
     daily_summary,
@@ -169,7 +169,7 @@ class ReportService:
 
             return await self._database.run(work)
 
-    async def rtp_timeouts(self) -> RtpTimeouts:
+    async def rtp_timeouts(self) -> PhoneTimeouts:
         """The phones' talking rtp_timeouts, as the wallboard's counters cut a dead phone's
         talk with them (migration 0060); read with the calls at each seed."""
         return await self._database.run(self._repo.rtp_timeouts)

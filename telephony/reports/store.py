@@ -38,6 +38,7 @@ from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.calls.shifts import ShiftSlot
 from telephony.db.rows import from_row
 from telephony.desks.operators import PauseReason
+from telephony.desks.phones import RtpTimeouts
 from telephony.reports.model import (
     NOT_INCIDENTS,
     SERVICE_LEVEL_SECONDS,
@@ -52,8 +53,8 @@ from telephony.reports.model import (
     LiveCall,
     LivePicture,
     PeriodFigures,
+    PhoneTimeouts,
     Ratio,
-    RtpTimeouts,
     Talking,
     VillageCount,
 )
@@ -1001,16 +1002,15 @@ class ReportRepository:
         )
         return {row["rating"]: row["n"] for row in rows}
 
-    async def rtp_timeouts(self, connection: asyncpg.Connection) -> RtpTimeouts:
+    async def rtp_timeouts(self, connection: asyncpg.Connection) -> PhoneTimeouts:
         """The phones' talking rtp_timeouts (migration 0060's ``operator_rtp_timeout``)."""
         site = await connection.fetchrow(
-            "SELECT browser_rtp_timeout, desk_rtp_timeout FROM phone_site")
+            "SELECT browser_rtp_timeout AS browser, desk_rtp_timeout AS desk,"
+            " desk_rtp_timeout_hold AS desk_hold FROM phone_site")
         browsers = await connection.fetch(
             "SELECT operator FROM phone_secrets WHERE kind = 'browser'")
-        if site is None:
-            return RtpTimeouts(frozenset(row["operator"] for row in browsers))
-        return RtpTimeouts(frozenset(row["operator"] for row in browsers),
-                           site["browser_rtp_timeout"], site["desk_rtp_timeout"])
+        return PhoneTimeouts(frozenset(row["operator"] for row in browsers),
+                             None if site is None else from_row(RtpTimeouts, site))
 
     async def live_calls(self, connection: asyncpg.Connection, day: date) -> list[LiveCall]:
         """The calls the wallboard's live counters start from: those of the operational day

@@ -40,7 +40,7 @@ counted a second time.
 A talk whose operator's phone died (Asterisk hung its leg up for silence: the completion's
 Reason 'agent', the caller's cause 44) ends where its media stopped, as migration 0060 ends
 it in the row and in that phone's part: the completion less the phone's rtp_timeout (read
-with each seed, :class:`~telephony.reports.model.RtpTimeouts`), once, whichever of the
+with each seed, :class:`~telephony.reports.model.PhoneTimeouts`), once, whichever of the
 completion and the hang-up comes first. A seed carries each call's cause, Reason and
 completing phone's timeout, so a completion applied again after it is cut again from
 Asterisk's end, as the row's trigger cuts it, and a hang-up applied again cuts nothing.
@@ -80,8 +80,8 @@ from telephony.reports.model import (
     Figures,
     LiveAnswer,
     LiveCall,
+    PhoneTimeouts,
     Ratio,
-    RtpTimeouts,
     day_bounds,
     media_stopped,
 )
@@ -328,7 +328,7 @@ class _Call:
                          else max(0, self.talk - _epoch_seconds(completed - left)))
         self.completed_at = left
 
-    def completed(self, fact: OperatorCompleted, timeout: int) -> None:
+    def completed(self, fact: OperatorCompleted, timeout: int | None) -> None:
         """The call store's completion of the row (``timeout``: the completing phone's
         rtp_timeout), then the row's triggers, and its phone's part."""
         if self.hold is None:
@@ -378,7 +378,8 @@ class _Call:
         known = [talk for part in self.parts.values() if (talk := part.total) is not None]
         return sum(known) if known else None
 
-    def answer_fact(self, fact: OperatorAnswered | OperatorCompleted, timeout: int) -> None:
+    def answer_fact(self, fact: OperatorAnswered | OperatorCompleted,
+                    timeout: int | None) -> None:
         """An answer fact applied to its phone's part (``timeout``: the phone's
         rtp_timeout); one applied before changes nothing."""
         if fact in self.answer_facts:
@@ -412,7 +413,7 @@ class _Call:
             part.answered(at)
 
     def completed_by(self, operator: str, at: datetime, talk: int, ended_by: str,
-                     timeout: int) -> None:
+                     timeout: int | None) -> None:
         """``call_answers_from_event`` of a completion (then 0052's and 0060's triggers)."""
         if not operator:
             return
@@ -573,7 +574,7 @@ class ShiftCounters:
 
     def __init__(self, calendar: ShiftCalendar) -> None:
         self._calendar = calendar
-        self._timeouts = RtpTimeouts()
+        self._timeouts = PhoneTimeouts()
         self._day: date | None = None  # None until seeded
         self._calls: dict[str, _Call] = {}
         self._shifts: dict[str, _Sums] = {}
@@ -582,7 +583,7 @@ class ShiftCounters:
     # -- input --------------------------------------------------------------------------------
 
     def seed(self, day: date, calls: Iterable[LiveCall],
-             timeouts: RtpTimeouts | None = None) -> None:
+             timeouts: PhoneTimeouts | None = None) -> None:
         """Start again from the database's calls of the operational day ``day`` (and the open
         ones not yet in a shift). Facts the database may not have had yet are applied again
         afterwards: every fact leaves a call as it would leave its row, so a fact applied to a

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
+from telephony.desks.phones import RtpTimeouts
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv, text_cell
 from telephony.reports.model import (
     Answer,
@@ -19,7 +20,7 @@ from telephony.reports.model import (
     CategoryCount,
     InvalidPeriod,
     Period,
-    RtpTimeouts,
+    PhoneTimeouts,
     StateChange,
     check_period,
     daily_summary,
@@ -361,5 +362,6 @@ def test_a_dead_phones_talk_ends_its_rtp_timeout_before_the_hang_up_not_before_i
     # Asterisk's whole seconds against a microsecond answer: the talk up to the cut rounds
     # as PostgreSQL rounds it.
     assert media_stopped(31, answered, done + timedelta(seconds=0.5), 30)[1] == 1
-    timeouts = RtpTimeouts(frozenset({"PJSIP/op1002"}), 20, 90)
+    timeouts = PhoneTimeouts(frozenset({"PJSIP/op1002"}), RtpTimeouts(20, 90, 600))
     assert (timeouts.of("PJSIP/op1002"), timeouts.of("PJSIP/op1001")) == (20, 90)
+    assert PhoneTimeouts(frozenset({"PJSIP/op1002"})).of("PJSIP/op1002") is None
