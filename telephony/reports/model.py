@@ -34,7 +34,9 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
 - **talk**: from the operator's answer to the end of *their* part of the call
   (``calls.talk_seconds``, ending at ``calls.completed_at``): the call's end or a hand-over
   (Asterisk's ``AgentComplete``), or their leaving a three-way call with an agency ("Keluar"
-  or hanging up; the caller talks on with the agency, not with them: migration 0047). A
+  or hanging up; the caller talks on with the agency, not with them: migration 0047), or,
+  their phone dead (Asterisk hung their leg up for silence, cause 44), where its media stopped:
+  the completion less that phone's rtp_timeout, never before the talk began (0060). A
   call's talk, in a total, a shift or a queue, is the sum of its operators' talks (the time
   the caller spent with the line's operators); per operator, their own.
 - **wrap-up**: after each answered call the operator is not rung for the wrap-up time of the
@@ -67,6 +69,7 @@ from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.core.errors import Invalid
 from telephony.desks.operators import PauseReason
+from telephony.desks.phones import RtpTimeouts
 from telephony.incidents.model import Status
 from telephony.screening.features import NUISANCE, Label
 
@@ -85,6 +88,38 @@ K = TypeVar("K", bound=Hashable)
 # The database's view of what is live, read by the report store and handed to the wallboard
 # at start-up (telephony.wallboard.state.LiveBoard.seed): here so that reports, the lower
 # feature, need nothing of the wallboard.
+# Asterisk's Q.850 cause for a leg it hung up for silence (its endpoint's rtp_timeout,
+# migration 0049), handed to the caller's channel as the bridge dissolves.
+RTP_TIMEOUT_CAUSE: Final = 44
+
+
+@dataclass(frozen=True)
+class PhoneTimeouts:
+    """Each phone's talking rtp_timeout as ``phone_secrets`` and ``phone_site`` give it
+    (migration 0060's ``operator_rtp_timeout``): a browser phone's, else a desk phone's."""
+
+    browsers: frozenset[str] = frozenset()  # the browser phones' interfaces
+    site: RtpTimeouts | None = None  # None: not known (no phone's talk is cut)
+
+    def of(self, operator: str) -> int | None:
+        if self.site is None:
+            return None
+        return self.site.browser if operator in self.browsers else self.site.desk
+
+
+def media_stopped(talk: int, answered: datetime | None, completed: datetime,
+                  timeout: int) -> tuple[datetime, int]:
+    """Migration 0060's ``media_stopped_at`` and the talk up to it: a talk of ``talk`` s
+    Asterisk completed at ``completed`` when it hung up a phone of rtp_timeout ``timeout``
+    for silence ended where the media stopped, never before the talk began (the answer, or
+    the completion less its talk, whichever is later)."""
+    began = completed - timedelta(seconds=talk)
+    stopped = max(completed - timedelta(seconds=timeout),
+                  began if answered is None else max(answered, began))
+    # 0047's talk_until_left with no answer: PostgreSQL's round() of a double, half to even.
+    return stopped, max(0, talk - round((completed - stopped).total_seconds()))
+
+
 @dataclass(frozen=True)
 class CallInfo:
     """What the board shows of a live call (no caller data: admins see the board too)."""
@@ -148,6 +183,12 @@ class LiveCall:
     # answered counts their talks added up, and one answered so far may yet be answered by
     # another (a blind transfer nobody took), whose part then adds to those kept here.
     answers: tuple[LiveAnswer, ...] = ()
+    # How it ended, for a talk its operator's dead phone ended (migration 0060): the caller's
+    # Q.850 cause, Asterisk's completion Reason, and the rtp_timeout of the phone whose
+    # completion the row holds (looked up only for a completion its operator's leg ended).
+    hangup_cause: int | None = None
+    ended_by: str | None = None
+    rtp_timeout: int | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +207,9 @@ class LiveAnswer:
     # Its latest answer, when it answered the call again after a talk (``talk_before``): a
     # completion before it, applied again, is of a talk ``talk_before`` already holds.
     answered_last: datetime | None = None
+    # Its completion's Reason, and its phone's rtp_timeout (migration 0060).
+    ended_by: str | None = None
+    rtp_timeout: int | None = None
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from telephony.reports.model import (
     LivePicture,
     Period,
     PeriodFigures,
+    PhoneTimeouts,
     ShiftReport,
     check_period,
     daily_summary,
@@ -167,6 +168,11 @@ class ReportService:
                     now=now, ends_at=until)
 
             return await self._database.run(work)
+
+    async def rtp_timeouts(self) -> PhoneTimeouts:
+        """The phones' talking rtp_timeouts, as the wallboard's counters cut a dead phone's
+        talk with them (migration 0060); read with the calls at each seed."""
+        return await self._database.run(self._repo.rtp_timeouts)
 
     async def live_calls(self, day: date) -> list[LiveCall]:
         """The calls of the operational day ``day`` (and the open ones not yet in a shift)

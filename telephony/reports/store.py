@@ -38,6 +38,7 @@ from telephony.calls.facts import OperatorStateChanged, QueueJoined
 from telephony.calls.shifts import ShiftSlot
 from telephony.db.rows import from_row
 from telephony.desks.operators import PauseReason
+from telephony.desks.phones import RtpTimeouts
 from telephony.reports.model import (
     NOT_INCIDENTS,
     SERVICE_LEVEL_SECONDS,
@@ -52,6 +53,7 @@ from telephony.reports.model import (
     LiveCall,
     LivePicture,
     PeriodFigures,
+    PhoneTimeouts,
     Ratio,
     Talking,
     VillageCount,
@@ -550,7 +552,11 @@ _LIVE_CALL_COLUMNS: Final = """
     c.wrapup_seconds,
     -- Looked up only for a row a leave may have ended (migration 0047 says 'agent').
     CASE WHEN c.ended_by = 'agent' AND c.completed_at IS NOT NULL
-         THEN operator_left_at(c.call_id, c.answered_at, c.completed_at) END AS left_at
+         THEN operator_left_at(c.call_id, c.answered_at, c.completed_at) END AS left_at,
+    -- A talk its dead phone ended (migration 0060): the phone's timeout only where it counts.
+    c.hangup_cause, c.ended_by,
+    CASE WHEN c.ended_by = 'agent' THEN call_rtp_timeout(c.call_id, c.operator) END
+        AS rtp_timeout
 """
 
 # A caller waiting in a queue as the wallboard shows one (model.LivePicture's waiting, with
@@ -586,7 +592,10 @@ async def _with_answers(connection: asyncpg.Connection, rows: Sequence[asyncpg.R
                        ARRAY(SELECT s.at FROM transfer_steps s JOIN call_legs l USING (leg_id)
                              WHERE l.call_id = a.call_id AND l.operator = a.operator
                                AND s.step = 'leave' ORDER BY s.at) AS leaves,
-                       CASE WHEN a.talk_before > 0 THEN {last} END AS answered_last
+                       CASE WHEN a.talk_before > 0 THEN {last} END AS answered_last,
+                       a.ended_by,
+                       CASE WHEN a.ended_by = 'agent' THEN operator_rtp_timeout(a.operator)
+                       END AS rtp_timeout
                 FROM call_answers a WHERE a.call_id = ANY($1::text[])
                 """.format(last=_LAST_ANSWER.format(call="a.call_id",  # noqa: S608 - constants
                                                     operator="a.operator")),
@@ -992,6 +1001,16 @@ class ReportRepository:
             since, until,
         )
         return {row["rating"]: row["n"] for row in rows}
+
+    async def rtp_timeouts(self, connection: asyncpg.Connection) -> PhoneTimeouts:
+        """The phones' talking rtp_timeouts (migration 0060's ``operator_rtp_timeout``)."""
+        site = await connection.fetchrow(
+            "SELECT browser_rtp_timeout AS browser, desk_rtp_timeout AS desk,"
+            " desk_rtp_timeout_hold AS desk_hold FROM phone_site")
+        browsers = await connection.fetch(
+            "SELECT operator FROM phone_secrets WHERE kind = 'browser'")
+        return PhoneTimeouts(frozenset(row["operator"] for row in browsers),
+                             None if site is None else from_row(RtpTimeouts, site))
 
     async def live_calls(self, connection: asyncpg.Connection, day: date) -> list[LiveCall]:
         """The calls the wallboard's live counters start from: those of the operational day

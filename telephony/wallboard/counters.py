@@ -37,6 +37,14 @@ and, for a phone that answered the call again, its latest answer (from the answe
 the completion of its earlier talk, applied again from the journal after the seed, is not
 counted a second time.
 
+A talk whose operator's phone died (Asterisk hung its leg up for silence: the completion's
+Reason 'agent', the caller's cause 44) ends where its media stopped, as migration 0060 ends
+it in the row and in that phone's part: the completion less the phone's rtp_timeout (read
+with each seed, :class:`~telephony.reports.model.PhoneTimeouts`), once, whichever of the
+completion and the hang-up comes first. A seed carries each call's cause, Reason and
+completing phone's timeout, so a completion applied again after it is cut again from
+Asterisk's end, as the row's trigger cuts it, and a hang-up applied again cuts nothing.
+
 Memory follows the day's calls (one small record each; a new day starts afresh).
 """
 
@@ -67,12 +75,15 @@ from telephony.calls.facts import (
 )
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
 from telephony.reports.model import (
+    RTP_TIMEOUT_CAUSE,
     SERVICE_LEVEL_SECONDS,
     Figures,
     LiveAnswer,
     LiveCall,
+    PhoneTimeouts,
     Ratio,
     day_bounds,
+    media_stopped,
 )
 from telephony.screening.features import NUISANCE
 
@@ -133,6 +144,8 @@ class _Part:
     leaves: list[datetime] = field(default_factory=list)  # sorted
     # Its latest answer (a seed's: the answer facts' latest, when it answered again).
     answered_last: datetime | None = None
+    ended_by: str | None = None  # its completion's Reason
+    rtp_timeout: int | None = None  # its phone's
 
     @property
     def total(self) -> int | None:
@@ -153,7 +166,7 @@ class _Part:
             self.completed_at = self.talk = None
         self.end_talk_at_leave()
 
-    def completed(self, at: datetime, talk: int) -> None:
+    def completed(self, at: datetime, talk: int, ended_by: str, dead: bool) -> None:
         """``call_answers_from_event`` for a completion at ``at`` to an existing row.
 
         One before the latest answer of a part answered again, its new talk not ended, is
@@ -165,9 +178,13 @@ class _Part:
             return
         if self.answered_at is None:
             self.answered_at = at - timedelta(seconds=talk)
+        before = self.completed_at
         if self.completed_at is None or self.completed_at <= at:
-            self.completed_at, self.talk = at, talk
+            self.completed_at, self.talk, self.ended_by = at, talk, ended_by
         self.end_talk_at_leave()
+        if dead and (before is None or (self.completed_at is not None
+                                        and self.completed_at > before)):
+            self.end_talk_where_media_stopped()
 
     def leave(self, at: datetime) -> None:
         """Migration 0052's ``transfer_steps_answer_left``: a talk open at ``at`` (or ended
@@ -178,6 +195,32 @@ class _Part:
             if self.completed_at is None:
                 self.completed_at = at
             self.end_talk_at_leave()
+
+    def end_talk_where_media_stopped(self) -> None:
+        """Migration 0060's cut of a talk whose phone Asterisk hung up for silence (the
+        call's cause is 44; the caller calls it): one its operator's leg ended, not ended by
+        a leave, ends its rtp_timeout before its completion."""
+        completed, talk = self.completed_at, self.talk
+        if (completed is None or talk is None or self.ended_by != "agent"
+                or self.rtp_timeout is None or self.left_at() is not None):
+            return
+        self.completed_at, self.talk = media_stopped(talk, self.answered_at, completed,
+                                                     self.rtp_timeout)
+
+    def left_at(self) -> datetime | None:
+        """The (first) leave of its operator within its ended talk (0052's search)."""
+        completed = self.completed_at
+        if completed is None:
+            return None
+        since: datetime | None
+        if self.talk_before == 0:
+            since = self.answered_at
+        elif self.talk is None:
+            since = completed
+        else:
+            since = completed - timedelta(seconds=self.talk + 1)
+        return next((at for at in self.leaves
+                     if at <= completed and (since is None or at >= since)), None)
 
     def end_talk_at_leave(self) -> None:
         """Migration 0052's ``call_answers_talk_until_left``, run whenever the row is written:
@@ -207,7 +250,8 @@ class _Part:
 
 def _part_of(row: LiveAnswer) -> _Part:
     return _Part(row.answered_at, row.completed_at, row.talk_seconds, row.talk_before,
-                 sorted(row.leaves), row.answered_last or row.answered_at)
+                 sorted(row.leaves), row.answered_last or row.answered_at, row.ended_by,
+                 row.rtp_timeout)
 
 
 @dataclass(slots=True)
@@ -236,6 +280,11 @@ class _Call:
     answer_facts: set[OperatorAnswered | OperatorCompleted] = field(default_factory=set)
     share: _Share | None = None  # what it adds now (None: nothing, it is in no group)
     counted_in: str | None = None  # the shift of the day it adds ``share`` to
+    # The caller's hang-up cause, the completion's Reason and its phone's rtp_timeout: a
+    # talk a dead phone ended ends where its media stopped (migration 0060).
+    cause: int | None = None
+    ended_by: str | None = None
+    rtp_timeout: int | None = None
 
     @property
     def disposition(self) -> str:
@@ -279,6 +328,48 @@ class _Call:
                          else max(0, self.talk - _epoch_seconds(completed - left)))
         self.completed_at = left
 
+    def completed(self, fact: OperatorCompleted, timeout: int | None) -> None:
+        """The call store's completion of the row (``timeout``: the completing phone's
+        rtp_timeout), then the row's triggers, and its phone's part."""
+        if self.hold is None:
+            self.hold = fact.wait_seconds
+        if self.answered_at is None:
+            self.answered_at = fact.at - timedelta(seconds=fact.talk_seconds)
+        self.talk, self.completed_at = fact.talk_seconds, fact.at
+        self.ended_by, self.rtp_timeout = fact.ended_by, timeout
+        self.end_talk_at_leave()
+        self.end_talk_where_media_stopped(cause_now=False)
+        self.answer_fact(fact, timeout)
+
+    def ended(self, fact: CallEnded) -> None:
+        """The caller's hang-up; its cause first 44 cuts a dead phone's talk (0060)."""
+        cause_now = fact.cause == RTP_TIMEOUT_CAUSE and self.cause != RTP_TIMEOUT_CAUSE
+        self.ended_at, self.vanished, self.cause = fact.at, False, fact.cause
+        if cause_now:
+            self.end_talk_where_media_stopped(cause_now=True)
+
+    def left_within(self) -> bool:
+        """``operator_left_at`` of the row's talk: its operator left it within it."""
+        left, completed, answered = self.left_at, self.completed_at, self.answered_at
+        return (left is not None and completed is not None and left <= completed
+                and (answered is None or left >= answered))
+
+    def end_talk_where_media_stopped(self, cause_now: bool) -> None:
+        """Migration 0060's ``calls_talk_until_media_stopped``, run when a completion is
+        written or the cause becomes 44 (``cause_now``: then the parts are cut too): a talk
+        the operator's leg ended ('agent') with cause 44, not ended by a leave, ends its
+        phone's rtp_timeout before the completion."""
+        completed, talk = self.completed_at, self.talk
+        if (completed is None or talk is None or self.cause != RTP_TIMEOUT_CAUSE
+                or self.ended_by != "agent" or self.left_within()):
+            return
+        if cause_now:
+            for part in self.parts.values():
+                part.end_talk_where_media_stopped()
+        if self.rtp_timeout is not None:
+            self.completed_at, self.talk = media_stopped(talk, self.answered_at, completed,
+                                                         self.rtp_timeout)
+
     def call_talk(self) -> int | None:
         """``CallRow.talk``: the row's talk, or its parts' talks added up when more than one
         phone answered it (``calls.answers_shared``)."""
@@ -287,15 +378,18 @@ class _Call:
         known = [talk for part in self.parts.values() if (talk := part.total) is not None]
         return sum(known) if known else None
 
-    def answer_fact(self, fact: OperatorAnswered | OperatorCompleted) -> None:
-        """An answer fact applied to its phone's part; one applied before changes nothing."""
+    def answer_fact(self, fact: OperatorAnswered | OperatorCompleted,
+                    timeout: int | None) -> None:
+        """An answer fact applied to its phone's part (``timeout``: the phone's
+        rtp_timeout); one applied before changes nothing."""
         if fact in self.answer_facts:
             return
         self.answer_facts.add(fact)
         if isinstance(fact, OperatorAnswered):
             self.answered_by(fact.operator, fact.at)
         else:
-            self.completed_by(fact.operator, fact.at, fact.talk_seconds)
+            self.completed_by(fact.operator, fact.at, fact.talk_seconds, fact.ended_by,
+                              timeout)
 
     def part_left(self, operator: str, at: datetime) -> None:
         """``operator`` left the call's three-way call at ``at``: their part's talk ends there
@@ -318,18 +412,24 @@ class _Call:
         else:
             part.answered(at)
 
-    def completed_by(self, operator: str, at: datetime, talk: int) -> None:
-        """``call_answers_from_event`` of a completion."""
+    def completed_by(self, operator: str, at: datetime, talk: int, ended_by: str,
+                     timeout: int | None) -> None:
+        """``call_answers_from_event`` of a completion (then 0052's and 0060's triggers)."""
         if not operator:
             return
+        dead = self.cause == RTP_TIMEOUT_CAUSE
         part = self.parts.get(operator)
         if part is None:
             part = self.parts[operator] = _Part(
                 at - timedelta(seconds=talk), at, talk,
-                leaves=sorted(self.early_leaves.pop(operator, [])))
+                leaves=sorted(self.early_leaves.pop(operator, [])), ended_by=ended_by,
+                rtp_timeout=timeout)
             part.end_talk_at_leave()
+            if dead:
+                part.end_talk_where_media_stopped()
         else:
-            part.completed(at, talk)
+            part.rtp_timeout = timeout
+            part.completed(at, talk, ended_by, dead)
 
     def wait_us(self) -> int | None:
         """``CallRow.wait_seconds`` in whole microseconds (answered calls only)."""
@@ -454,7 +554,8 @@ def _call_of(row: LiveCall) -> _Call:
     return _Call(row.call_id, row.arrived_at, slot, row.queue, row.joined_at, row.answered_at,
                  row.completed_at, row.abandoned_at, row.ended_at, row.vanished,
                  row.hold_seconds, row.talk_seconds, row.label, row.left_at,
-                 {part.operator: _part_of(part) for part in row.answers})
+                 {part.operator: _part_of(part) for part in row.answers},
+                 cause=row.hangup_cause, ended_by=row.ended_by, rtp_timeout=row.rtp_timeout)
 
 
 def _epoch_seconds(span: timedelta) -> int:
@@ -473,6 +574,7 @@ class ShiftCounters:
 
     def __init__(self, calendar: ShiftCalendar) -> None:
         self._calendar = calendar
+        self._timeouts = PhoneTimeouts()
         self._day: date | None = None  # None until seeded
         self._calls: dict[str, _Call] = {}
         self._shifts: dict[str, _Sums] = {}
@@ -480,11 +582,15 @@ class ShiftCounters:
 
     # -- input --------------------------------------------------------------------------------
 
-    def seed(self, day: date, calls: Iterable[LiveCall]) -> None:
+    def seed(self, day: date, calls: Iterable[LiveCall],
+             timeouts: PhoneTimeouts | None = None) -> None:
         """Start again from the database's calls of the operational day ``day`` (and the open
         ones not yet in a shift). Facts the database may not have had yet are applied again
         afterwards: every fact leaves a call as it would leave its row, so a fact applied to a
-        call that already has it changes nothing."""
+        call that already has it changes nothing. ``timeouts``: the phones' rtp_timeouts
+        now (kept until the next seed), for the completions that follow."""
+        if timeouts is not None:
+            self._timeouts = timeouts
         self._calls = {row.call_id: _call_of(row) for row in calls}
         self._recount(day)
 
@@ -601,17 +707,11 @@ class ShiftCounters:
                 if call.answered_at is None or fact.at < call.answered_at:
                     call.answered_at = fact.at
                 call.end_talk_at_leave()
-                call.answer_fact(fact)
+                call.answer_fact(fact, self._timeouts.of(fact.operator))
                 return call
             case OperatorCompleted():
                 call = self._ensure(fact.call_id)
-                if call.hold is None:
-                    call.hold = fact.wait_seconds
-                if call.answered_at is None:
-                    call.answered_at = fact.at - timedelta(seconds=fact.talk_seconds)
-                call.talk, call.completed_at = fact.talk_seconds, fact.at
-                call.end_talk_at_leave()
-                call.answer_fact(fact)
+                call.completed(fact, self._timeouts.of(fact.operator))
                 return call
             case OperatorLeft():
                 known = self._calls.get(fact.call_id)  # the step updates only a row there
@@ -621,7 +721,7 @@ class ShiftCounters:
                 return known
             case CallEnded():
                 call = self._ensure(fact.call_id)
-                call.ended_at, call.vanished = fact.at, False
+                call.ended(fact)
                 return call
             case CallVanished():
                 known = self._calls.get(fact.call_id)  # only a call the store has

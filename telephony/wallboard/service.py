@@ -296,6 +296,7 @@ class WallboardService:
                 start = (await self._reports.changed_calls(self._node, None)
                          if self._node is not None else None)
                 calls = await self._reports.live_calls(slot.day)
+                timeouts = await self._reports.rtp_timeouts()
             except Exception as exc:  # an outage, or a bug: the wallboard must keep going
                 if not isinstance(exc, DatabaseUnavailable):
                     log.exception("wallboard counters not seeded")
@@ -306,7 +307,7 @@ class WallboardService:
                 self._reseed = True
                 return False
             self._seed_failing = False
-            self._counters.seed(slot.day, calls)
+            self._counters.seed(slot.day, calls, timeouts)
             self._counters.apply(self._journal)
             self._seeded_slot = slot
             if start is not None:

@@ -56,7 +56,7 @@ from telephony.transfers.store import TransferStore
 from telephony.wallboard.counters import ShiftCounters
 from tests.support.ami import eventually
 from tests.support.db import create_database_before, drop_database, line_dsn, upgrade_database
-from tests.support.report_histories import same
+from tests.support.report_histories import browser_phone, dead_phone_calls, same
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 CALENDAR = ShiftCalendar(DEFAULT_SHIFTS, "Asia/Jakarta")
@@ -843,3 +843,77 @@ async def test_each_operators_part_follows_the_answer_facts(database_dsn: str) -
         ) == [call_id]
     finally:
         await connection.close()
+
+
+
+async def assert_cut_where_media_stopped(connection: asyncpg.Connection,
+                                         database: Database) -> None:
+    """The calls of :func:`dead_phone_calls` at 8:00, Budi's desk phone A and Sari's
+    browser B: each dead phone's talk ends its rtp_timeout before Asterisk's completion, in
+    the rows and the reports (computed from the calls, then from the rollup)."""
+    rows = {r["call_id"]: (r["completed_at"], r["talk_seconds"]) for r in
+            await connection.fetch("SELECT call_id, completed_at, talk_seconds FROM calls")}
+    assert rows == {"1741572000.1": (local(8, 0, 50), 40),
+                    "1741575600.2": (local(9, 2, 20), 60)}
+    parts = {(r["call_id"], r["operator"]): (r["completed_at"], r["talk_seconds"])
+             for r in await connection.fetch(
+                 "SELECT call_id, operator, completed_at, talk_seconds FROM call_answers")}
+    assert parts[("1741575600.2", A)] == (local(9, 0, 30), 20)  # handed on: kept
+    assert parts[("1741575600.2", B)] == (local(9, 2, 20), 60)
+    for now in (local(14, 59), local(18)):
+        reports = ReportService(database, CALENDAR, ReportConfig(wrapup_seconds=5),
+                                clock=lambda now=now: now)  # type: ignore[misc]
+        report = await reports.shift_report(Period(DAY, DAY, "pagi"))
+        # Talks 40 and 20 + 60; Budi's 40 and 20, Sari's 60.
+        assert (report.total.answered, report.total.mean_talk) == (2, 60.0)
+        assert {op: (f.answered, f.mean_talk) for op, _, f in report.operators} == {
+            "budi": (2, 30.0), "sari": (1, 60.0)}
+
+
+@pytest.mark.parametrize("hangup_first", [False, True])
+async def test_the_talk_of_a_phone_that_died_ends_where_its_media_stopped(
+        database_dsn: str, settings: Settings, hangup_first: bool) -> None:
+    """Migration 0060: Asterisk counts a dead phone's talk up to its hang-up for silence;
+    the rows, and so the reports, end it that phone's rtp_timeout earlier, once, whichever
+    of the completion and the hang-up is recorded first, and a replay changes nothing."""
+    database = Database(replace(settings, database_dsn=database_dsn))
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await budi_and_sari(connection, database)
+        await browser_phone(connection, B)
+        talked, ends = dead_phone_calls(local(8), A, B)
+        store = CallRepository(CALENDAR)
+        for batch in ([ends, talked] if hangup_first else [talked, ends]):
+            await store.apply(connection, batch)
+        await assert_cut_where_media_stopped(connection, database)
+        await store.apply(connection, [*talked, *ends])  # replayed: changes nothing
+        await assert_cut_where_media_stopped(connection, database)
+    finally:
+        await connection.close()
+        await database.close()
+
+
+async def test_an_upgrade_ends_the_talk_of_earlier_dead_phones_where_their_media_stopped(
+        pg_cluster: EmbeddedPostgres, settings: Settings) -> None:
+    """Migration 0060 on calls recorded before it: cut once, the reports with them."""
+    owner = await create_database_before(pg_cluster, 60)
+    database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
+    connection = await asyncpg.connect(owner)
+    try:
+        await budi_and_sari(connection)
+        for username, desk in (("budi", A), ("sari", B)):
+            await connection.execute("INSERT INTO operators (operator) VALUES ($1)", desk)
+            await connection.execute(
+                "INSERT INTO account_operators (account_id, operator) SELECT account_id, $1"
+                " FROM accounts WHERE username = $2", desk, username)
+        await browser_phone(connection, B)
+        talked, ends = dead_phone_calls(local(8), A, B)
+        await CallRepository(CALENDAR).apply(connection, [*talked, *ends])
+        assert await connection.fetchval(
+            "SELECT sum(talk_seconds) FROM calls") == 190  # 100 + 90: the dead air counted
+        await upgrade_database(pg_cluster, owner)
+        await assert_cut_where_media_stopped(connection, database)
+    finally:
+        await connection.close()
+        await database.close()
+        await drop_database(pg_cluster, owner)

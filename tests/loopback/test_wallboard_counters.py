@@ -49,7 +49,9 @@ from tests.support.report_histories import (
     DAY,
     SPAN,
     START,
+    browser_phone,
     call_facts,
+    dead_phone_calls,
     interleaved,
     random_history,
     same,
@@ -234,6 +236,55 @@ async def test_a_call_two_operators_answered_counts_their_talks_added_up_as_the_
         await connection.close()
 
 
+@pytest.mark.parametrize("hangup_first", [False, True])
+async def test_the_talk_of_a_phone_that_died_counts_as_the_database_records_it(
+        database_dsn: str, hangup_first: bool) -> None:
+    """A desk phone dies 40 s into a call and a browser 60 s into its part of a call handed
+    on (report_histories.dead_phone_calls): Asterisk counts 60 and 30 s more, up to its
+    hang-ups for silence (cause 44), and migration 0060 ends the rows' talks where the media
+    stopped. The counters kept from the facts, those seeded halfway (the rest followed
+    live), those seeded at the end (every fact applied again, as the journal does) and those
+    following the rows as another cluster node's all equal the reports over the rows,
+    whichever of the completions and the hang-ups came first."""
+    desk, browser = "PJSIP/op1001", "PJSIP/op1002"
+    talked, ends = dead_phone_calls(START + timedelta(hours=1), desk, browser)
+    first, rest = (ends, talked) if hangup_first else (talked, ends)
+    store = CallRepository(CALENDAR)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await browser_phone(connection, browser)
+        timeouts = await ReportRepository().rtp_timeouts(connection)
+        from_facts = ShiftCounters(CALENDAR)
+        from_facts.seed(DAY, [], timeouts)
+        await store.apply(connection, first)
+        from_facts.apply(first)
+        restarted = ShiftCounters(CALENDAR)
+        restarted.seed(DAY, await ReportRepository().live_calls(connection, DAY), timeouts)
+        restarted.apply(first)
+        await store.apply(connection, rest)
+        for counters in (from_facts, restarted):
+            counters.apply(rest)
+        seeded = ShiftCounters(CALENDAR)
+        seeded.seed(DAY, await ReportRepository().live_calls(connection, DAY), timeouts)
+        seeded.apply([*talked, *ends])
+        followed = ShiftCounters(CALENDAR)
+        followed.seed(DAY, [])
+        for row in (await ReportRepository().changed_calls(
+                connection, "node9", START - timedelta(days=1))).calls:
+            followed.follow(row)
+        now = START + timedelta(hours=3)
+        reference = (await reference_day(connection, Period(DAY, DAY), now)).figures
+        # 40 s, and the second's 20 s and 60 s.
+        assert (reference.answered, reference.mean_talk) == (2, 60.0)
+        for counters in (from_facts, restarted, seeded, followed):
+            live = counters.live(now, {})
+            assert live is not None
+            same(live.day_figures, reference)
+            same(live.shift_figures, reference)
+    finally:
+        await connection.close()
+
+
 async def test_an_operator_who_answered_a_call_twice_counts_once_and_talks_since_the_last(
         database_dsn: str) -> None:
     """A answers and blind-transfers the caller to an agency that does not answer (Asterisk
@@ -325,16 +376,21 @@ async def test_random_answers_and_leaves_of_several_operators_count_as_the_repor
         database_dsn: str, seed: int) -> None:
     """Calls answered by up to three phones in turn (each now and then answering again,
     the tracker restating a completion, leaving a three-way call before or after Asterisk's
-    completion, answer facts tracked twice): the counters kept from the facts and those
-    seeded mid-way equal the reports' reference over what the database recorded."""
+    completion, answer facts tracked twice, half the calls ended by the last phone dying,
+    a browser or a desk phone, its hang-up for silence recorded before or after Asterisk's
+    completion): the counters kept from the facts and those seeded mid-way equal the
+    reports' reference over what the database recorded."""
     rng = random.Random(900 + seed)
     store = CallRepository(CALENDAR)
-    from_facts = ShiftCounters(CALENDAR)
-    from_facts.seed(DAY, [])
     connection = await asyncpg.connect(database_dsn)
     try:
+        await browser_phone(connection, "PJSIP/op1002")
+        timeouts = await ReportRepository().rtp_timeouts(connection)
+        from_facts = ShiftCounters(CALENDAR)
+        from_facts.seed(DAY, [], timeouts)
         steps: list[CallFact | OperatorLeft] = []
         for n in range(12):
+            dead = rng.random() < 0.5  # the last phone dies: its leg ends the call, cause 44
             call = f"1741571000.{n}"
             t = START + timedelta(hours=1, minutes=5 * n, microseconds=rng.randint(0, 10**6))
             steps += [CallStarted(call, call, "PJSIP/c", "0812", "", "112", t),
@@ -345,6 +401,7 @@ async def test_random_answers_and_leaves_of_several_operators_count_as_the_repor
                 for _ in range(rng.choice([1, 1, 2])):
                     t += timedelta(microseconds=rng.randint(10**6, 20 * 10**6))
                     answer = OperatorAnswered(call, "fire", operator, 3, 1, t)
+                    last = len(steps)  # the last talk's steps start here
                     steps.append(answer)
                     talk = timedelta(microseconds=rng.randint(5 * 10**6, 90 * 10**6))
                     leave = t + talk * rng.random()
@@ -355,7 +412,8 @@ async def test_random_answers_and_leaves_of_several_operators_count_as_the_repor
                     if left == "before":
                         steps.append(OperatorLeft(call, operator, leave))
                     completion = OperatorCompleted(call, "fire", operator, 3,
-                                                   round(talk.total_seconds()), "caller", done)
+                                                   round(talk.total_seconds()),
+                                                   "transfer" if dead else "caller", done)
                     steps.append(completion)
                     if rng.random() < 0.2:  # restated by the tracker
                         steps.append(replace(
@@ -367,13 +425,27 @@ async def test_random_answers_and_leaves_of_several_operators_count_as_the_repor
                     if rng.random() < 0.2:
                         steps.append(answer)  # tracked twice
                     t = done
-            steps.append(CallEnded(call, 16, "", t))
+            if not dead:
+                steps.append(CallEnded(call, 16, "", t))
+                continue
+            # The last completion (and its restatement) was the dead phone's leg ending it.
+            steps[last:] = [replace(step, ended_by="agent")
+                            if isinstance(step, OperatorCompleted) else step
+                            for step in steps[last:]]
+            ended = CallEnded(call, 44, "Requested channel not available", t)
+            if rng.random() < 0.5:  # the hang-up recorded before the completion
+                completed = next(i for i in range(last, len(steps))
+                                 if isinstance(steps[i], OperatorCompleted))
+                steps.insert(completed, ended)
+            else:
+                steps.append(ended)
         restarted: ShiftCounters | None = None
         middle = len(steps) // 2
         for index, step in enumerate(steps):
             if index == middle:
                 restarted = ShiftCounters(CALENDAR)
-                restarted.seed(DAY, await ReportRepository().live_calls(connection, DAY))
+                restarted.seed(DAY, await ReportRepository().live_calls(connection, DAY),
+                               timeouts)
             if isinstance(step, OperatorLeft):
                 leg_id = await LegRepository().open(
                     connection, kind=LegKind.CONFERENCE, call_id=step.call_id,

@@ -40,6 +40,8 @@ from telephony.calls.facts import (
     QueueLeft,
 )
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
+from telephony.desks.phones import PhoneKind
+from telephony.desks.store import DeskRepository
 from telephony.reports.model import CallRow, Figures, LiveCall
 from telephony.reports.store import ReportRepository
 from telephony.screening.features import Label
@@ -476,3 +478,45 @@ async def refresh_at_the_gate(owner_dsn: str, refresher: asyncpg.Connection,
         yield refresh
     finally:
         await gate.open()
+
+
+async def browser_phone(connection: asyncpg.Connection, interface: str) -> None:
+    """The phone at ``interface`` is a browser softphone (rtp_timeout 30 s; a phone not so
+    registered is a desk phone, 60 s)."""
+    await connection.execute(
+        "INSERT INTO operators (operator) VALUES ($1) ON CONFLICT DO NOTHING", interface)
+    await DeskRepository().set_phone_secret(connection, interface, "asterisk", "0" * 32,
+                                            PhoneKind.BROWSER)
+
+
+def dead_phone_calls(at: datetime, desk: str, browser: str
+                     ) -> tuple[list[CallFact], list[CallFact]]:
+    """Two calls whose operator's phone died mid-call: Asterisk hung its leg up for silence,
+    so the operator's leg ended the talk ('agent') and the caller's channel ended with cause
+    44. The first arrives at ``at``: ``desk`` answers 10 s later and its phone dies, Asterisk
+    counting 100 s of talk (the media stopped 60 s before: 40 s). The second an hour later:
+    ``desk`` answers 10 s in and blind-transfers the caller 20 s later to an agency that does
+    not answer; the caller queues again at 70 s, ``browser`` answers at 80 s and its browser
+    dies, Asterisk counting 90 s (the media stopped 30 s before: 60 s). Each call's facts but
+    its end, and the ends."""
+    cause = (44, "Requested channel not available")
+    first, second = "1741572000.1", "1741575600.2"
+    done = at + timedelta(seconds=110)
+    later = at + timedelta(hours=1)
+    handed = later + timedelta(seconds=30)
+    again = later + timedelta(seconds=80)
+    dead = again + timedelta(seconds=90)
+    talked: list[CallFact] = [
+        CallStarted(first, first, f"PJSIP/carrier-{first}", "081234567890", "", "112", at),
+        QueueJoined(first, "medical", 1, at + timedelta(seconds=5)),
+        OperatorAnswered(first, "medical", desk, 5, 1, at + timedelta(seconds=10)),
+        OperatorCompleted(first, "medical", desk, 5, 100, "agent", done),
+        CallStarted(second, second, f"PJSIP/carrier-{second}", "081234567891", "", "112",
+                    later),
+        QueueJoined(second, "medical", 1, later + timedelta(seconds=5)),
+        OperatorAnswered(second, "medical", desk, 5, 1, later + timedelta(seconds=10)),
+        OperatorCompleted(second, "medical", desk, 5, 20, "transfer", handed),
+        QueueJoined(second, "medical", 1, later + timedelta(seconds=70)),
+        OperatorAnswered(second, "medical", browser, 10, 1, again),
+        OperatorCompleted(second, "medical", browser, 10, 90, "agent", dead)]
+    return talked, [CallEnded(first, *cause, done), CallEnded(second, *cause, dead)]

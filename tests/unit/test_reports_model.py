@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from telephony.calls.shifts import ShiftCalendar, ShiftSlot
+from telephony.desks.phones import RtpTimeouts
 from telephony.reports.csvexport import BOM, FIGURE_HEADERS, report_csv, text_cell
 from telephony.reports.model import (
     Answer,
@@ -19,12 +20,14 @@ from telephony.reports.model import (
     CategoryCount,
     InvalidPeriod,
     Period,
+    PhoneTimeouts,
     StateChange,
     check_period,
     daily_summary,
     day_bounds,
     day_figures,
     figures,
+    media_stopped,
     operator_figures,
     p90,
     period_end,
@@ -341,3 +344,24 @@ def test_every_table_has_a_header_rows_and_a_total() -> None:
     assert queues[0][0] == "Antrean" and queues[1][0] == "medical"
     with pytest.raises(ValueError, match="no such report table"):
         report_csv(report, "calls")
+
+
+def test_a_dead_phones_talk_ends_its_rtp_timeout_before_the_hang_up_not_before_it_began(
+        ) -> None:
+    """Migration 0060's rule: the completion less the phone's rtp_timeout; a talk shorter
+    than the timeout ends where it began (the answer, or the completion less its talk when
+    the row keeps an earlier answer), with no talk."""
+    answered = datetime(2025, 3, 10, 1, tzinfo=UTC)
+    done = answered + timedelta(seconds=100)
+    assert media_stopped(100, answered, done, 60) == (answered + timedelta(seconds=40), 40)
+    assert media_stopped(100, None, done, 30) == (answered + timedelta(seconds=70), 70)
+    assert media_stopped(100, answered, done, 600) == (answered, 0)
+    # A call row's first answer, an hour before the last completion's 20 s talk.
+    assert media_stopped(20, answered - timedelta(hours=1), done, 60) == (
+        done - timedelta(seconds=20), 0)
+    # Asterisk's whole seconds against a microsecond answer: the talk up to the cut rounds
+    # as PostgreSQL rounds it.
+    assert media_stopped(31, answered, done + timedelta(seconds=0.5), 30)[1] == 1
+    timeouts = PhoneTimeouts(frozenset({"PJSIP/op1002"}), RtpTimeouts(20, 90, 600))
+    assert (timeouts.of("PJSIP/op1002"), timeouts.of("PJSIP/op1001")) == (20, 90)
+    assert PhoneTimeouts(frozenset({"PJSIP/op1002"})).of("PJSIP/op1002") is None
