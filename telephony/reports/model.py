@@ -36,7 +36,7 @@ Definitions, in one place so the wallboard, the reports and their CSV agree:
   (Asterisk's ``AgentComplete``), or their leaving a three-way call with an agency ("Keluar"
   or hanging up; the caller talks on with the agency, not with them: migration 0047), or,
   their phone dead (Asterisk hung their leg up for silence, cause 44), where its media stopped:
-  the completion less that phone's rtp_timeout, never before the talk began (0060). A
+  the completion less that phone's rtp_timeout, never before the talk began (0055). A
   call's talk, in a total, a shift or a queue, is the sum of its operators' talks (the time
   the caller spent with the line's operators); per operator, their own.
 - **wrap-up**: after each answered call the operator is not rung for the wrap-up time of the
@@ -96,7 +96,7 @@ RTP_TIMEOUT_CAUSE: Final = 44
 @dataclass(frozen=True)
 class PhoneTimeouts:
     """Each phone's talking rtp_timeout as ``phone_secrets`` and ``phone_site`` give it
-    (migration 0060's ``operator_rtp_timeout``): a browser phone's, else a desk phone's."""
+    (migration 0055's ``operator_rtp_timeout``): a browser phone's, else a desk phone's."""
 
     browsers: frozenset[str] = frozenset()  # the browser phones' interfaces
     site: RtpTimeouts | None = None  # None: not known (no phone's talk is cut)
@@ -109,7 +109,7 @@ class PhoneTimeouts:
 
 def media_stopped(talk: int, answered: datetime | None, completed: datetime,
                   timeout: int) -> tuple[datetime, int]:
-    """Migration 0060's ``media_stopped_at`` and the talk up to it: a talk of ``talk`` s
+    """Migration 0055's ``media_stopped_at`` and the talk up to it: a talk of ``talk`` s
     Asterisk completed at ``completed`` when it hung up a phone of rtp_timeout ``timeout``
     for silence ended where the media stopped, never before the talk began (the answer, or
     the completion less its talk, whichever is later)."""
@@ -183,7 +183,7 @@ class LiveCall:
     # answered counts their talks added up, and one answered so far may yet be answered by
     # another (a blind transfer nobody took), whose part then adds to those kept here.
     answers: tuple[LiveAnswer, ...] = ()
-    # How it ended, for a talk its operator's dead phone ended (migration 0060): the caller's
+    # How it ended, for a talk its operator's dead phone ended (migration 0055): the caller's
     # Q.850 cause, Asterisk's completion Reason, and the rtp_timeout of the phone whose
     # completion the row holds (looked up only for a completion its operator's leg ended).
     hangup_cause: int | None = None
@@ -207,7 +207,7 @@ class LiveAnswer:
     # Its latest answer, when it answered the call again after a talk (``talk_before``): a
     # completion before it, applied again, is of a talk ``talk_before`` already holds.
     answered_last: datetime | None = None
-    # Its completion's Reason, and its phone's rtp_timeout (migration 0060).
+    # Its completion's Reason, and its phone's rtp_timeout (migration 0055).
     ended_by: str | None = None
     rtp_timeout: int | None = None
 

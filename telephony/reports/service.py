@@ -171,7 +171,7 @@ class ReportService:
 
     async def rtp_timeouts(self) -> PhoneTimeouts:
         """The phones' talking rtp_timeouts, as the wallboard's counters cut a dead phone's
-        talk with them (migration 0060); read with the calls at each seed."""
+        talk with them (migration 0055); read with the calls at each seed."""
         return await self._database.run(self._repo.rtp_timeouts)
 
     async def live_calls(self, day: date) -> list[LiveCall]:

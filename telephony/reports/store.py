@@ -553,7 +553,7 @@ _LIVE_CALL_COLUMNS: Final = """
     -- Looked up only for a row a leave may have ended (migration 0047 says 'agent').
     CASE WHEN c.ended_by = 'agent' AND c.completed_at IS NOT NULL
          THEN operator_left_at(c.call_id, c.answered_at, c.completed_at) END AS left_at,
-    -- A talk its dead phone ended (migration 0060): the phone's timeout only where it counts.
+    -- A talk its dead phone ended (migration 0055): the phone's timeout only where it counts.
     c.hangup_cause, c.ended_by,
     CASE WHEN c.ended_by = 'agent' THEN call_rtp_timeout(c.call_id, c.operator) END
         AS rtp_timeout
@@ -1003,7 +1003,7 @@ class ReportRepository:
         return {row["rating"]: row["n"] for row in rows}
 
     async def rtp_timeouts(self, connection: asyncpg.Connection) -> PhoneTimeouts:
-        """The phones' talking rtp_timeouts (migration 0060's ``operator_rtp_timeout``)."""
+        """The phones' talking rtp_timeouts (migration 0055's ``operator_rtp_timeout``)."""
         site = await connection.fetchrow(
             "SELECT browser_rtp_timeout AS browser, desk_rtp_timeout AS desk,"
             " desk_rtp_timeout_hold AS desk_hold FROM phone_site")

@@ -38,7 +38,7 @@ the completion of its earlier talk, applied again from the journal after the see
 counted a second time.
 
 A talk whose operator's phone died (Asterisk hung its leg up for silence: the completion's
-Reason 'agent', the caller's cause 44) ends where its media stopped, as migration 0060 ends
+Reason 'agent', the caller's cause 44) ends where its media stopped, as migration 0055 ends
 it in the row and in that phone's part: the completion less the phone's rtp_timeout (read
 with each seed, :class:`~telephony.reports.model.PhoneTimeouts`), once, whichever of the
 completion and the hang-up comes first. A seed carries each call's cause, Reason and
@@ -197,7 +197,7 @@ class _Part:
             self.end_talk_at_leave()
 
     def end_talk_where_media_stopped(self) -> None:
-        """Migration 0060's cut of a talk whose phone Asterisk hung up for silence (the
+        """Migration 0055's cut of a talk whose phone Asterisk hung up for silence (the
         call's cause is 44; the caller calls it): one its operator's leg ended, not ended by
         a leave, ends its rtp_timeout before its completion."""
         completed, talk = self.completed_at, self.talk
@@ -281,7 +281,7 @@ class _Call:
     share: _Share | None = None  # what it adds now (None: nothing, it is in no group)
     counted_in: str | None = None  # the shift of the day it adds ``share`` to
     # The caller's hang-up cause, the completion's Reason and its phone's rtp_timeout: a
-    # talk a dead phone ended ends where its media stopped (migration 0060).
+    # talk a dead phone ended ends where its media stopped (migration 0055).
     cause: int | None = None
     ended_by: str | None = None
     rtp_timeout: int | None = None
@@ -342,7 +342,7 @@ class _Call:
         self.answer_fact(fact, timeout)
 
     def ended(self, fact: CallEnded) -> None:
-        """The caller's hang-up; its cause first 44 cuts a dead phone's talk (0060)."""
+        """The caller's hang-up; its cause first 44 cuts a dead phone's talk (0055)."""
         cause_now = fact.cause == RTP_TIMEOUT_CAUSE and self.cause != RTP_TIMEOUT_CAUSE
         self.ended_at, self.vanished, self.cause = fact.at, False, fact.cause
         if cause_now:
@@ -355,7 +355,7 @@ class _Call:
                 and (answered is None or left >= answered))
 
     def end_talk_where_media_stopped(self, cause_now: bool) -> None:
-        """Migration 0060's ``calls_talk_until_media_stopped``, run when a completion is
+        """Migration 0055's ``calls_talk_until_media_stopped``, run when a completion is
         written or the cause becomes 44 (``cause_now``: then the parts are cut too): a talk
         the operator's leg ended ('agent') with cause 44, not ended by a leave, ends its
         phone's rtp_timeout before the completion."""
@@ -414,7 +414,7 @@ class _Call:
 
     def completed_by(self, operator: str, at: datetime, talk: int, ended_by: str,
                      timeout: int | None) -> None:
-        """``call_answers_from_event`` of a completion (then 0052's and 0060's triggers)."""
+        """``call_answers_from_event`` of a completion (then 0052's and 0055's triggers)."""
         if not operator:
             return
         dead = self.cause == RTP_TIMEOUT_CAUSE

@@ -546,7 +546,7 @@ async def test_a_call_whose_desk_phone_dies_ends_and_its_caller_is_called_back(
     assert (record.hangup_cause, record.hangup_cause_text) == (
         44, "Requested channel not available"), record
     # Not cut while it held or talked; ended once it had been silent for the timeout, its
-    # talk recorded up to where its media stopped (migration 0060: Asterisk's completion less
+    # talk recorded up to where its media stopped (migration 0055: Asterisk's completion less
     # the timeout; Asterisk's whole seconds and its check every few seconds around it).
     assert record.talk_seconds is not None
     print(f"\ndesk phone dead after {held:g} s held and {talking:g} s of talk -> the call "

@@ -873,7 +873,7 @@ async def assert_cut_where_media_stopped(connection: asyncpg.Connection,
 @pytest.mark.parametrize("hangup_first", [False, True])
 async def test_the_talk_of_a_phone_that_died_ends_where_its_media_stopped(
         database_dsn: str, settings: Settings, hangup_first: bool) -> None:
-    """Migration 0060: Asterisk counts a dead phone's talk up to its hang-up for silence;
+    """Migration 0055: Asterisk counts a dead phone's talk up to its hang-up for silence;
     the rows, and so the reports, end it that phone's rtp_timeout earlier, once, whichever
     of the completion and the hang-up is recorded first, and a replay changes nothing."""
     database = Database(replace(settings, database_dsn=database_dsn))
@@ -895,7 +895,7 @@ async def test_the_talk_of_a_phone_that_died_ends_where_its_media_stopped(
 
 async def test_an_upgrade_ends_the_talk_of_earlier_dead_phones_where_their_media_stopped(
         pg_cluster: EmbeddedPostgres, settings: Settings) -> None:
-    """Migration 0060 on calls recorded before it: cut once, the reports with them."""
+    """Migration 0055 on calls recorded before it: cut once, the reports with them."""
     owner = await create_database_before(pg_cluster, 60)
     database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
     connection = await asyncpg.connect(owner)

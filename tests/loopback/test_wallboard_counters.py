@@ -241,7 +241,7 @@ async def test_the_talk_of_a_phone_that_died_counts_as_the_database_records_it(
         database_dsn: str, hangup_first: bool) -> None:
     """A desk phone dies 40 s into a call and a browser 60 s into its part of a call handed
     on (report_histories.dead_phone_calls): Asterisk counts 60 and 30 s more, up to its
-    hang-ups for silence (cause 44), and migration 0060 ends the rows' talks where the media
+    hang-ups for silence (cause 44), and migration 0055 ends the rows' talks where the media
     stopped. The counters kept from the facts, those seeded halfway (the rest followed
     live), those seeded at the end (every fact applied again, as the journal does) and those
     following the rows as another cluster node's all equal the reports over the rows,

@@ -348,7 +348,7 @@ def test_every_table_has_a_header_rows_and_a_total() -> None:
 
 def test_a_dead_phones_talk_ends_its_rtp_timeout_before_the_hang_up_not_before_it_began(
         ) -> None:
-    """Migration 0060's rule: the completion less the phone's rtp_timeout; a talk shorter
+    """Migration 0055's rule: the completion less the phone's rtp_timeout; a talk shorter
     than the timeout ends where it began (the answer, or the completion less its talk when
     the row keeps an earlier answer), with no talk."""
     answered = datetime(2025, 3, 10, 1, tzinfo=UTC)
