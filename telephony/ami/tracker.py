@@ -65,6 +65,7 @@ from telephony.calls.facts import (
     QueueAbandoned,
     QueueJoined,
     QueueLeft,
+    with_back_talks,
 )
 from telephony.calls.ids import valid_sip_call_id
 from telephony.calls.legs import LEG_EVENT, LegState
@@ -676,10 +677,7 @@ class CallTracker:
             return []
         answered, ended = talk
         talks[channel] = (answered, ended or at)
-        extra = sum(max(0, round((end - start).total_seconds()))
-                    for start, end in talks.values() if end is not None)
-        return [replace(completed, talk_seconds=completed.talk_seconds + extra,
-                        at=max(completed.at, ended or at))]
+        return [with_back_talks(completed, talks.values(), ended or at)]
 
     # -- operators ----------------------------------------------------------------------------
 
