@@ -658,8 +658,10 @@ class CallTracker:
         the call's completion is given again, its talk time now the queue's up to the
         transfer plus every such talk: the talk a supervisor means, not the seconds before
         the transfer (the ring of the agency, with nobody talking, is not in it). Without
-        the transfer's completion (the listener restarted in between) nothing is given: the
-        queue's talk stands."""
+        the transfer's completion (the listener restarted in between) nothing is given
+        here: the dialplan logs the talk back to the queue_log too (``SIAGABACK``), and the
+        backfill's advancer gives the same completion from there
+        (:func:`telephony.calls.backfill.back_facts`)."""
         call_id, channel = f.ident("Call"), f.ident("Uniqueid")
         state, at = f.text("State"), f.at()
         if state not in ("answered", "ended"):
