@@ -554,7 +554,7 @@ async def test_the_talk_after_a_failed_blind_transfer_while_serve_was_down_is_co
     async with serving(settings) as line:
         desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
         queues = await desk.log_in(OPERATOR, SKILLS)
-        placed = asyncio.create_task(place(settings, caller_id, "119", stay=16))
+        placed = asyncio.create_task(place(settings, caller_id, "119", stay=13))
         record = await eventually("the call answered in the store", lambda: row(
             line, CALL + " AND answered_at IS NOT NULL", caller_id), within=20)
         call_id = record["call_id"]
@@ -583,7 +583,7 @@ async def test_the_talk_after_a_failed_blind_transfer_while_serve_was_down_is_co
             await settled(line)
             assert done["ended_by"] == "transfer"
             talked_back = (done["ended_at"] - transferred).total_seconds()
-            assert talked_back > 5  # what the talk before the transfer (0-1 s) cannot reach
+            assert talked_back > 4  # what the talk before the transfer (0-1 s) cannot reach
             assert done["talk_seconds"] >= talked_back - 2, (done["talk_seconds"], talked_back)
             assert done["completed_at"].microsecond == 0  # the log's second: serve was down
             answers = await line.database.run(lambda c: c.fetch(
