@@ -65,6 +65,7 @@ from telephony.calls.facts import (
     QueueAbandoned,
     QueueJoined,
     QueueLeft,
+    with_back_talks,
 )
 from telephony.calls.ids import valid_sip_call_id
 from telephony.calls.legs import LEG_EVENT, LegState
@@ -657,8 +658,10 @@ class CallTracker:
         the call's completion is given again, its talk time now the queue's up to the
         transfer plus every such talk: the talk a supervisor means, not the seconds before
         the transfer (the ring of the agency, with nobody talking, is not in it). Without
-        the transfer's completion (the listener restarted in between) nothing is given: the
-        queue's talk stands."""
+        the transfer's completion (the listener restarted in between) nothing is given
+        here: the dialplan logs the talk back to the queue_log too (``SIAGABACK``), and the
+        backfill's advancer gives the same completion from there
+        (:func:`telephony.calls.backfill.back_facts`)."""
         call_id, channel = f.ident("Call"), f.ident("Uniqueid")
         state, at = f.text("State"), f.at()
         if state not in ("answered", "ended"):
@@ -676,10 +679,7 @@ class CallTracker:
             return []
         answered, ended = talk
         talks[channel] = (answered, ended or at)
-        extra = sum(max(0, round((end - start).total_seconds()))
-                    for start, end in talks.values() if end is not None)
-        return [replace(completed, talk_seconds=completed.talk_seconds + extra,
-                        at=max(completed.at, ended or at))]
+        return [with_back_talks(completed, talks.values(), ended or at)]
 
     # -- operators ----------------------------------------------------------------------------
 

@@ -35,12 +35,20 @@ Format (app_queue's ``ast_queue_log``): ``epoch|callid|queue|agent|event|data1|d
                                                     placed moved on; the call id is the
                                                     reporting channel's Uniqueid, as the AMI's
                                                     ``UserEvent SiagaLeg`` carries it)
+  SIAGABACK        call|state                       (ours, [siaga112-back-answered]: the
+                                                    operator answered (state ``answered``)
+                                                    or left (``ended``) a caller a blind
+                                                    transfer nobody answered brought back;
+                                                    the call id is the operator channel's
+                                                    Uniqueid, ``call`` the caller's, as the
+                                                    AMI's ``UserEvent SiagaBack`` has them)
 
 The caller ID (ENTERQUEUE) is whatever the carrier sent and may itself contain ``|``: it is
 read as everything between the first and the last data field. The file is written by Asterisk
 from what callers send, so every line is checked: a line that is not of this shape is skipped
-with one clear reason (:class:`QueueLogLineError`), never guessed at. ``SIAGALEG`` is checked
-whole here (:func:`check_leg`: it needs nothing the line knows but the leg's id); the data of
+with one clear reason (:class:`QueueLogLineError`), never guessed at. ``SIAGALEG`` and
+``SIAGABACK`` are checked whole here (:func:`check_leg`, :func:`check_back`: they need nothing
+the line knows but the leg's id or the call's); the data of
 our other own events is checked against what the line knows where they are read
 (:mod:`telephony.calls.backfill`), with the same one-line refusal.
 
@@ -75,6 +83,8 @@ LEG_STATES = ("dialling", "answered", "ended")  # telephony.calls.legs.LegState
 _LEG_ID = re.compile(r"[1-9][0-9]{0,8}")  # the ids the line gives out (call_legs.leg_id)
 _LEG_STATUS = re.compile(r"[A-Z]{0,24}")  # Dial()'s DIALSTATUS, or the routine's ARG2
 _LEG_CAUSE = re.compile(r"[0-9]{0,3}")  # HANGUPCAUSE (Q.850), empty while there is none
+BACK_LOGGED = "SIAGABACK"  # extensions.conf, [siaga112-back-answered]
+BACK_STATES = ("answered", "ended")  # the states UserEvent SiagaBack reports
 
 
 class QueueLogLineError(SiagaError, ValueError):
@@ -142,6 +152,8 @@ def parse_line(raw: bytes, offset: int = 0) -> QueueLogEntry | None:
         raise QueueLogLineError(f"line at byte {offset}: a data field is unsafe: {_safe(line)}")
     if event == LEG_LOGGED:
         check_leg(data, f"line at byte {offset}: {LEG_LOGGED} of {call_id}")
+    if event == BACK_LOGGED:
+        check_back(data, f"line at byte {offset}: {BACK_LOGGED} of {call_id}")
     return QueueLogEntry(int(epoch), call_id, queue, "" if agent == "NONE" else agent, event,
                          tuple(data), offset)
 
@@ -185,6 +197,18 @@ def cursor_sources(settings: Settings) -> tuple[str, ...]:
     if not settings.cluster_nodes:
         return (SOURCE,)
     return tuple(f"{SOURCE}@{node.name}" for node in settings.cluster_nodes)
+
+
+def check_back(data: list[str] | tuple[str, ...], where: str) -> None:
+    """Refuse ``SIAGABACK`` data that is not ``<caller's Uniqueid>|<state>`` as the dialplan
+    writes it."""
+    if len(data) != 2:
+        raise QueueLogLineError(f"{where}: {len(data)} data fields, not 2")
+    call, state = data
+    if not _CALL_ID.fullmatch(call):
+        raise QueueLogLineError(f"{where}: call id malformed: {_safe(call)}")
+    if state not in BACK_STATES:
+        raise QueueLogLineError(f"{where}: not answered or ended: {_safe(state)}")
 
 
 @dataclass(frozen=True)

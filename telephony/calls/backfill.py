@@ -45,6 +45,17 @@ written twice; the store's content keys make a replay a no-op). A by-phone dispa
 agency answered while the line was down is so settled as answered, not cancelled by the
 last-resort rule for legs nobody reported (``telephony/incidents``), which waits until the
 log was read past the leg's ring time (``asterisk_log_cursors.legs_read_at``).
+
+A blind transfer nobody answered sends the caller back to the operator who transferred, and
+their talk then reaches the line as ``UserEvent SiagaBack`` (answered, ended), from which the
+tracker gives the transfer's completion again with that talk added. The same routine logs it
+(``SIAGABACK``, under the operator channel's Uniqueid, the caller's as its data):
+:func:`back_facts` gives that completion (:func:`~telephony.calls.facts.with_back_talks`, from
+the transfer's completion the database holds and the talks' logged seconds) for a call whose
+talk back ended and which the database holds no completion of the operator's for since
+(the line was down, deaf to the AMI, or restarted since the transfer, so its tracker no
+longer knew the transfer). A talk heard live is never written again, nor is one applied
+before (its completion is then held).
 """
 
 from __future__ import annotations
@@ -58,7 +69,13 @@ from typing import Protocol
 
 from ivr.flow import Outcome
 from telephony.asterisk.causes import MAX_CAUSE, cause_text
-from telephony.asterisk.queue_log import LEG_LOGGED, Cursor, QueueLogEntry, QueueLogLineError
+from telephony.asterisk.queue_log import (
+    BACK_LOGGED,
+    LEG_LOGGED,
+    Cursor,
+    QueueLogEntry,
+    QueueLogLineError,
+)
 from telephony.calls.facts import (
     IVR_VALUES,
     CallBackfilled,
@@ -74,6 +91,7 @@ from telephony.calls.facts import (
     QueueAbandoned,
     QueueJoined,
     QueueLeft,
+    with_back_talks,
 )
 from telephony.calls.ids import valid_sip_call_id
 from telephony.calls.legs import LEG_REPORT_GRACE
@@ -112,6 +130,8 @@ MAX_CALLER = 80
 _UNIQUEID = re.compile(r"(?:[A-Za-z0-9_-]{1,64}-)?([0-9]{9,11})\.[0-9]{1,9}")
 _ENDED_BY = {"COMPLETECALLER": "caller", "COMPLETEAGENT": "agent"}
 _TRANSFERS = ("BLINDTRANSFER", "ATTENDEDTRANSFER")
+TRANSFERRED = "transfer"  # OperatorCompleted.ended_by of a talk that ended in a transfer
+_OWN_REPORTS = frozenset({LEG_LOGGED, BACK_LOGGED})  # call id: a reporting channel's
 _FINAL = frozenset({*_ENDED_BY, *_TRANSFERS, "ABANDON", END_EVENT})
 _EXITS = {"EXITWITHTIMEOUT": 0, "EXITEMPTY": 0, "EXITWITHKEY": 1}  # -> index of the position
 
@@ -246,7 +266,7 @@ def _story_fact(
                                   _ENDED_BY[event], at)]
     if event in _TRANSFERS:
         return [OperatorCompleted(uid, queue, agent, entry.number(-3), entry.number(-2),
-                                  "transfer", at)]
+                                  TRANSFERRED, at)]
     if event == "ABANDON":
         return [QueueAbandoned(uid, queue, entry.number(1), entry.number(0), entry.number(2),
                                at)]
@@ -397,9 +417,82 @@ def leg_facts(
 
 
 def calls_of(entries: Sequence[tuple[int, QueueLogEntry]]) -> list[tuple[int, QueueLogEntry]]:
-    """The entries about callers: without the legs' reports (their call id is the reporting
-    channel's, not a call's)."""
-    return [(inode, entry) for inode, entry in entries if entry.event != LEG_LOGGED]
+    """The entries about callers: without the legs' and the talks back's reports (their call
+    id is the reporting channel's, not a call's)."""
+    return [(inode, entry) for inode, entry in entries if entry.event not in _OWN_REPORTS]
+
+
+def backs_of(entries: Sequence[tuple[int, QueueLogEntry]]) -> list[str]:
+    """The calls the log reports talks back of (``SIAGABACK``)."""
+    return sorted({entry.data[0] for _, entry in entries if entry.event == BACK_LOGGED})
+
+
+def _talks_back(
+    entries: Sequence[tuple[int, QueueLogEntry]], before: datetime | None = None,
+) -> dict[str, dict[str, list[datetime | None]]]:
+    """call -> operator channel -> [answered, ended] as ``SIAGABACK`` logged them (logged
+    before ``before`` if given; the first report of each wins, as in the tracker)."""
+    talks: dict[str, dict[str, list[datetime | None]]] = {}
+    for _, entry in entries:
+        if entry.event != BACK_LOGGED:
+            continue
+        at = _at(entry.epoch)
+        if before is not None and at >= before:
+            continue
+        # The parser checked the data whole (queue_log.check_back).
+        call, state = entry.data
+        talk = talks.setdefault(call, {}).setdefault(entry.call_id, [None, None])
+        if state == "answered":
+            talk[0] = talk[0] or at
+        elif talk[0] is not None:  # an end of a talk not logged answered: none to add
+            talk[1] = talk[1] or at
+    return talks
+
+
+def unsettled_backs(
+    entries: Sequence[tuple[int, QueueLogEntry]],
+    completions: Mapping[str, Sequence[OperatorCompleted]],
+) -> set[str]:
+    """The calls whose talks back the cursor may not move past yet: one still going (its
+    end, when logged, needs its answer), or one whose completion :func:`back_facts` still
+    gives."""
+    going = {call for call, by_channel in _talks_back(entries).items()
+             if any(start is not None and end is None for start, end in by_channel.values())}
+    return going | {fact.call_id for fact in back_facts(entries, completions)}
+
+
+def back_facts(
+    entries: Sequence[tuple[int, QueueLogEntry]],
+    completions: Mapping[str, Sequence[OperatorCompleted]],
+    *,
+    before: datetime | None = None,
+) -> list[OperatorCompleted]:
+    """The completions the tracker gives for the talks back the log holds (``SIAGABACK``,
+    logged before ``before`` if given) and the database does not (``completions``: each
+    call's completions it holds). Per call: the transfer's completion (the last the database
+    holds before the first talk back, to the log's second) with every talk back that ended
+    added (:func:`~telephony.calls.facts.with_back_talks`), at the last end; nothing if the
+    database holds a completion of that operator from that end on (the tracker's, heard live,
+    or this one applied before: the store keeps the last completion, so a replay changes
+    nothing), or no transfer's completion (the queue's talk stands, as in the tracker)."""
+    facts: list[OperatorCompleted] = []
+    for call, by_channel in _talks_back(entries, before).items():
+        answered = [(start, end) for start, end in by_channel.values() if start is not None]
+        ends = [end for _, end in answered if end is not None]
+        if not ends:
+            continue
+        # The log's second precedes the instant the AMI stamped the answer within it.
+        first = min(start for start, _ in answered) + timedelta(seconds=1)
+        held = completions.get(call, ())
+        transfers = [fact for fact in held if fact.ended_by == TRANSFERRED and fact.at < first]
+        if not transfers:
+            continue
+        base = max(transfers, key=lambda fact: fact.at)
+        last = max(ends)
+        if any(fact.operator == base.operator and fact.at >= last for fact in held):
+            continue
+        facts.append(with_back_talks(base, answered, last))
+    return facts
 
 
 def legs_of(entries: Sequence[tuple[int, QueueLogEntry]]) -> list[int]:
@@ -417,6 +510,7 @@ def plan_backfill(
     members: Mapping[str, str] | None = None,
     more: bool = False,
     legs: Mapping[int, LegRecorded] | None = None,
+    completions: Mapping[str, Sequence[OperatorCompleted]] | None = None,
 ) -> Backfill:
     """The facts Asterisk's log adds to what the database holds (see the module's docstring).
 
@@ -432,6 +526,10 @@ def plan_backfill(
 
     ``legs``: what the database holds of the legs the log reports on (:func:`leg_facts`);
     the progress it lacks is written now, whatever the calls' state.
+
+    ``completions``: the completions the database holds of the calls the log reports talks
+    back of (:func:`back_facts`); with those this plan writes, they give the completions the
+    talks back add, after them (a live call's follow its other facts).
     """
     found, refused = stories(calls_of(entries), members)
     plan = Backfill(refused=refused)
@@ -481,6 +579,13 @@ def plan_backfill(
                                        start))
         plan.written.append(CallBackfilled(uid, arrival))
         plan.backfilled.append(uid)
+    held: dict[str, list[OperatorCompleted]] = {
+        call: list(facts) for call, facts in (completions or {}).items()}
+    for fact in [*plan.written, *plan.live]:
+        if isinstance(fact, OperatorCompleted):
+            held.setdefault(fact.call_id, []).append(fact)
+    for back in back_facts(entries, held):
+        (plan.live if back.call_id in live else plan.written).append(back)
     progress, refused_legs = leg_facts(entries, legs or {})
     plan.written.extend(progress)
     plan.refused += refused_legs
@@ -504,6 +609,7 @@ def settled_cursor(
     ended: Collection[str],
     now: datetime,
     legs: Mapping[int, LegRecorded] | None = None,
+    backs: Collection[str] = frozenset(),
 ) -> Cursor:
     """Where the cursor may move while the line runs: past every call the database holds as
     ended, and no further than the first line of any other call (live, its end still on its
@@ -512,7 +618,8 @@ def settled_cursor(
     it writes nothing, so it cannot duplicate what the listener is writing.
 
     A leg's report is past once the database holds its state (``legs``, as
-    :func:`leg_facts`), or it is refused there."""
+    :func:`leg_facts`), or it is refused there. A talk back's report is past unless its call
+    is in ``backs`` (the calls :func:`back_facts` still has a completion for)."""
     pin: tuple[int, int] | None = None
     for inode, entry in entries:
         if now - _at(entry.epoch) >= MAX_PIN:
@@ -520,6 +627,9 @@ def settled_cursor(
         if entry.event == LEG_LOGGED:
             have = _reported_leg(entry, legs or {})
             if have is None or entry.data[1] in have.states:
+                continue
+        elif entry.event == BACK_LOGGED:
+            if entry.data[0] not in backs:
                 continue
         elif entry.call_id in ended:
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Final
@@ -132,6 +132,22 @@ class OperatorCompleted:
     talk_seconds: int
     ended_by: str
     at: datetime
+
+
+def with_back_talks(
+    completed: OperatorCompleted,
+    talks: Iterable[tuple[datetime, datetime | None]],
+    ended: datetime,
+) -> OperatorCompleted:
+    """A transfer's completion given again as a talk back with the caller ends at ``ended``
+    (a blind transfer nobody answered brought the caller back to the operator, UserEvent
+    ``SiagaBack``): its talk the queue's up to the transfer plus every ended talk back (each
+    as whole seconds, answered -> ended). The AMI tracker and the backfill (from the
+    queue_log's ``SIAGABACK``) both give it so."""
+    extra = sum(max(0, round((end - start).total_seconds()))
+                for start, end in talks if end is not None)
+    return dataclasses.replace(completed, talk_seconds=completed.talk_seconds + extra,
+                               at=max(completed.at, ended))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ from telephony.calls.backfill import (
     Backfill,
     LegRecorded,
     Recorded,
+    back_facts,
+    backs_of,
     caller_channels,
     calls_of,
     leg_facts,
@@ -46,7 +48,9 @@ from telephony.calls.backfill import (
     plan_backfill,
     settled_calls,
     settled_cursor,
+    unsettled_backs,
 )
+from telephony.calls.facts import OperatorCompleted, fact_from_json
 from telephony.calls.store import CallRepository
 from telephony.core.loops import run_passes
 from telephony.core.threads import OneAtATime
@@ -124,6 +128,26 @@ async def recorded_legs(
                 frozenset(state for state in ("dialling", "answered", "ended") if row[state]),
                 row["requested_at"])
             for row in rows}
+
+
+async def recorded_completions(
+    connection: asyncpg.Connection, call_ids: Sequence[str]
+) -> dict[str, list[OperatorCompleted]]:
+    """The completions the database holds of each of these calls (as
+    :func:`~telephony.calls.backfill.back_facts` takes them), as they were recorded."""
+    if not call_ids:
+        return {}
+    rows = await connection.fetch(
+        """
+        SELECT call_id, body::text AS body FROM call_events
+        WHERE call_id = ANY($1::text[]) AND kind = $2 ORDER BY event_id
+        """, list(call_ids), OperatorCompleted.kind)
+    found: dict[str, list[OperatorCompleted]] = {}
+    for row in rows:
+        fact = fact_from_json(row["body"])
+        if isinstance(fact, OperatorCompleted):
+            found.setdefault(row["call_id"], []).append(fact)
+    return found
 
 
 async def recorded_calls(
@@ -243,27 +267,32 @@ class CallHistory:
             return None
         call_ids = sorted({entry.call_id for _, entry in calls_of(chunk.entries)})
         leg_ids = legs_of(chunk.entries)
+        back_ids = backs_of(chunk.entries)
         recorded: dict[str, Recorded] = {}
         members: dict[str, str] = {}
         legs: dict[int, LegRecorded] = {}
+        completions: dict[str, list[OperatorCompleted]] = {}
         # The log's leg reports are read up to now (unless the read stopped short of its end).
         read_at = None if chunk.more else datetime.now(UTC)
-        if call_ids or leg_ids:
+        if call_ids or leg_ids or back_ids:
             async def read(
                 connection: asyncpg.Connection,
-            ) -> tuple[dict[str, Recorded], dict[str, str], dict[int, LegRecorded]]:
+            ) -> tuple[dict[str, Recorded], dict[str, str], dict[int, LegRecorded],
+                       dict[str, list[OperatorCompleted]]]:
                 return (await recorded_calls(connection, call_ids),
                         await operator_members(connection),
-                        await recorded_legs(connection, leg_ids))
-            recorded, members, legs = await self._database.run(read)
+                        await recorded_legs(connection, leg_ids),
+                        await recorded_completions(connection, back_ids))
+            recorded, members, legs, completions = await self._database.run(read)
         now = datetime.now(UTC)
         plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
-                             now=now, members=members, more=chunk.more, legs=legs)
+                             now=now, members=members, more=chunk.more, legs=legs,
+                             completions=completions)
         if chunk.more and plan.cursor == cursor:
             # Unfinished calls fill the whole read: waiting for their ends would never move
             # on, so they are written as far as they go.
             plan = plan_backfill(chunk.entries, end=chunk.end, live=live, recorded=recorded,
-                                 now=now, members=members, legs=legs)
+                                 now=now, members=members, legs=legs, completions=completions)
         next_cursor = plan.cursor or chunk.end
 
         async def write(connection: asyncpg.Connection) -> int:
@@ -291,9 +320,11 @@ class CallHistory:
         :func:`~telephony.calls.backfill.settled_cursor`), so that a restart after weeks of
         running reads only the last minutes of the log. ``None`` before the first catch-up.
 
-        Also apply the leg reports older than :data:`~telephony.calls.backfill.LEG_SETTLE`
-        that the database lacks: the AMI lost them while the line ran (a report the listener
-        hears reaches the database well within that time)."""
+        Also apply the leg reports and the talks back older than
+        :data:`~telephony.calls.backfill.LEG_SETTLE` that the database lacks: the AMI lost
+        them while the line ran, or the tracker, restarted since the transfer, could not add
+        the talk back (a report the listener hears reaches the database well within that
+        time)."""
         async with self._lock:
             cursor = await self._database.run(self._read_cursor)
             if cursor is None:
@@ -305,31 +336,41 @@ class CallHistory:
             settle = now - LEG_SETTLE
             call_ids = sorted({entry.call_id for _, entry in calls_of(chunk.entries)})
             leg_ids = legs_of(chunk.entries)
+            back_ids = backs_of(chunk.entries)
 
             async def read(connection: asyncpg.Connection,
-                           ) -> tuple[dict[str, Recorded], dict[int, LegRecorded]]:
+                           ) -> tuple[dict[str, Recorded], dict[int, LegRecorded],
+                                      dict[str, list[OperatorCompleted]]]:
                 return (await recorded_calls(connection, call_ids),
-                        await recorded_legs(connection, leg_ids))
-            recorded, legs = await self._database.run(read)
+                        await recorded_legs(connection, leg_ids),
+                        await recorded_completions(connection, back_ids))
+            recorded, legs, completions = await self._database.run(read)
             ended = settled_calls(chunk.entries, recorded)
             progress, _ = leg_facts(chunk.entries, legs, before=settle, report=False)
             applied = dict(legs)
             for fact in progress:
                 have = applied[fact.leg_id]
                 applied[fact.leg_id] = replace(have, states=have.states | {fact.state})
+            backs = back_facts(chunk.entries, completions, before=settle)
+            held = {call: list(facts) for call, facts in completions.items()}
+            for back in backs:
+                held.setdefault(back.call_id, []).append(back)
+            # Talks back still to be added once they are old enough hold the cursor.
+            pending = unsettled_backs(chunk.entries, held)
             moved = settled_cursor(chunk.entries, end=chunk.end, ended=ended, now=now,
-                                   legs=applied)
+                                   legs=applied, backs=pending)
 
             async def save(connection: asyncpg.Connection) -> int:
                 async with connection.transaction():
-                    new = await self._repository.apply(connection, progress)
+                    new = await self._repository.apply(connection, [*progress, *backs])
                     await _save_cursor(connection, self._source, moved,
                                        None if chunk.more else settle)
                 return new
             if await self._database.run(save):
-                log.warning("queue_log: %d leg reports the line did not hear applied: %s",
-                            len(progress), " ".join(f"{fact.leg_id}:{fact.state}"
-                                                    for fact in progress[:10]))
+                log.warning("queue_log: %d leg reports and %d talks back the line did not "
+                            "hear applied: %s", len(progress), len(backs),
+                            " ".join([*(f"{fact.leg_id}:{fact.state}" for fact in progress),
+                                      *(f"{fact.call_id}:back" for fact in backs)][:10]))
             return moved
 
     async def run_advancer(self, every: float = ADVANCE_SECONDS) -> None:

@@ -27,6 +27,7 @@ import pytest
 from ivr.menu import load_menu
 from telephony.accounts.passwords import PasswordHasher
 from telephony.accounts.service import AccountConfig, AccountService
+from telephony.ami.channels import LiveChannel, live_channels, operator_channel
 from telephony.app import Line, running_line
 from telephony.asterisk.log_rotation import LogRotation
 from telephony.asterisk.queue_log import parse_line
@@ -40,6 +41,7 @@ from telephony.lab import sipp
 from telephony.lab.chroot import Lab
 from telephony.lab.line import LineServer
 from telephony.settings import Settings
+from telephony.transfers.model import TRANSFER_CONTEXT
 from tests.e2e.harness import unique_caller
 from tests.support.calls import call_facts
 from tests.support.net import own_lab, spare_port
@@ -537,3 +539,60 @@ async def test_a_call_back_answered_while_serve_was_down_is_recorded_from_the_lo
         assert leg["answered_at"] <= leg["ended_at"]
         # From the log's whole seconds, not the AMI's (serve was down then).
         assert leg["answered_at"].microsecond == 0 and leg["ended_at"].microsecond == 0
+
+
+async def test_the_talk_after_a_failed_blind_transfer_while_serve_was_down_is_counted(
+    lab: Lab, phones: sipp.Sipp, settings: Settings
+) -> None:
+    """A blind transfer nobody answered brings the caller back to the operator
+    ([siaga112-transfer]'s ``back``, where an agency that does not answer sends the caller),
+    and their talk reaches the line as ``UserEvent SiagaBack``: with ``serve`` down from just
+    after the transfer, the call's talk stayed the second before it for good. The dialplan
+    logs the talk back to the queue_log too (``SIAGABACK``), and the line started again counts
+    it, once."""
+    caller_id = unique_caller("0817")
+    async with serving(settings) as line:
+        desk = OperatorDesk(line.listener, load_menu(settings.menu_file))
+        queues = await desk.log_in(OPERATOR, SKILLS)
+        placed = asyncio.create_task(place(settings, caller_id, "119", stay=13))
+        record = await eventually("the call answered in the store", lambda: row(
+            line, CALL + " AND answered_at IS NOT NULL", caller_id), within=20)
+        call_id = record["call_id"]
+
+        async def operator_up() -> LiveChannel | None:
+            return operator_channel(await live_channels(line.listener), OPERATOR, call_id)
+        channel = await eventually("the operator's channel", operator_up, within=10)
+        await line.listener.send_action({"Action": "BlindTransfer", "Channel": channel.channel,
+                                         "Context": TRANSFER_CONTEXT, "Exten": "back"})
+        transferred = datetime.now(UTC)
+    try:
+        assert (await placed).ok  # serve is down as the caller talks again and hangs up
+
+        async def ended_logged() -> list[str] | None:
+            entries = [entry for raw in queue_log_path(settings).read_bytes().splitlines()
+                       if (entry := parse_line(raw)) is not None
+                       and entry.event == "SIAGABACK" and entry.data[0] == call_id]
+            states = [entry.data[1] for entry in entries]
+            return states if "ended" in states else None
+        assert await eventually("the talk back's end in the queue_log", ended_logged,
+                                within=15) == ["answered", "ended"]
+        async with serving(settings) as line:
+            done = await eventually("the call's end", lambda: row(
+                line, "SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL",
+                call_id))
+            await settled(line)
+            assert done["ended_by"] == "transfer"
+            talked_back = (done["ended_at"] - transferred).total_seconds()
+            assert talked_back > 4  # what the talk before the transfer (0-1 s) cannot reach
+            assert done["talk_seconds"] >= talked_back - 2, (done["talk_seconds"], talked_back)
+            assert done["completed_at"].microsecond == 0  # the log's second: serve was down
+            answers = await line.database.run(lambda c: c.fetch(
+                "SELECT operator, talk_seconds FROM call_answers WHERE call_id = $1", call_id))
+            assert [tuple(a) for a in answers] == [(OPERATOR, done["talk_seconds"])]
+            before = await events_of(line, [call_id])
+        async with serving(settings) as line:  # read again from the cursor: nothing twice
+            await settled(line)
+            assert await events_of(line, [call_id]) == before
+            await desk_log_out(line, settings, queues)
+    finally:
+        await caller_gone(placed)

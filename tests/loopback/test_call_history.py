@@ -7,13 +7,23 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from telephony.calls.facts import CallFact, CallStarted, CallVanished, LegProgressed
+from telephony.calls.facts import (
+    CallEnded,
+    CallFact,
+    CallStarted,
+    CallVanished,
+    LegProgressed,
+    OperatorAnswered,
+    OperatorCompleted,
+    QueueJoined,
+)
 from telephony.calls.history import ORPHAN_AFTER, CallHistory, legs_read_at
 from telephony.calls.legs import LegKind
 from telephony.calls.shifts import ShiftCalendar
@@ -386,3 +396,101 @@ async def test_a_leg_report_the_ami_lost_while_the_line_ran_is_applied_by_the_ad
     assert tuple(leg) == (datetime.fromtimestamp(T + 107, UTC), None)
     moved = await history.advance()  # nothing more until the end is old enough
     assert moved == held
+
+
+# A blind transfer nobody answered (a call seen live up to it): the operator's talk until the
+# transfer (2 s), then [siaga112-back-answered]'s talk back (40 s) as the dialplan logs it.
+BACK_UID = f"{T + 200}.70"
+BACK_CHANNEL = f"{T + 210}.77"
+OP = "PJSIP/op1001"
+
+
+def until_transfer() -> list[CallFact]:
+    """What the line recorded live of the call, up to the transfer (the AMI's sub-seconds)."""
+    def sub(seconds: float) -> datetime:
+        return datetime.fromtimestamp(T + 200 + seconds, UTC)
+    return [CallStarted(BACK_UID, BACK_UID, "PJSIP/carrier-7", "0812777", "", "112", sub(0.25)),
+            QueueJoined(BACK_UID, "medical", 1, sub(1.3)),
+            OperatorAnswered(BACK_UID, "medical", OP, 2, 1, sub(3.4)),
+            OperatorCompleted(BACK_UID, "medical", OP, 2, 2, "transfer", sub(5.2))]
+
+
+def back_lines(answered: int = T + 210, ended: int = T + 250) -> list[str]:
+    return [f"{T + 200}|{BACK_UID}|NONE|NONE|SIAGALINE|112",
+            f"{T + 201}|{BACK_UID}|medical|NONE|ENTERQUEUE||0812777|1",
+            f"{T + 203}|{BACK_UID}|medical|{OP}|CONNECT|2|{T + 202}.71|1",
+            f"{T + 205}|{BACK_UID}|medical|{OP}|BLINDTRANSFER|9*0215550100|siaga112-transfer"
+            "|2|2|1",
+            f"{answered}|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|{BACK_UID}|answered",
+            f"{ended}|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|{BACK_UID}|ended",
+            f"{ended}|{BACK_UID}|NONE|NONE|SIAGAEND|16"]
+
+
+async def talk_of(database: Database) -> tuple[object, ...]:
+    (row,) = await fetch(database, "SELECT c.talk_seconds, c.completed_at, a.talk_seconds,"
+                                   " a.completed_at FROM calls c JOIN call_answers a USING"
+                                   f" (call_id) WHERE call_id = '{BACK_UID}'")
+    return tuple(row)
+
+
+async def test_a_talk_back_missed_while_the_line_was_down_is_added_once(
+    history: CallHistory, database: Database, repository: CallRepository, tmp_path: Path
+) -> None:
+    # The agency did not answer, the caller came back to the operator, who talked 40 s more;
+    # the line was down then: the call's talk stayed the 2 s before the transfer for good.
+    log = await seen_live(history, database, repository, tmp_path, *until_transfer())
+    append(log, back_lines())
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None and plan.backfilled == [BACK_UID]  # its end, from the log
+    end = datetime.fromtimestamp(T + 250, UTC)
+    assert await talk_of(database) == (42, end, 42, end)
+    assert [row["call_id"] for row in await fetch(database, "SELECT call_id FROM calls")] == [
+        BACK_UID]  # the operator's channel is no call
+    events = await fetch(database, "SELECT dedupe_key FROM call_events ORDER BY event_id")
+
+    async def rewind(connection: asyncpg.Connection) -> None:
+        await connection.execute('UPDATE asterisk_log_cursors SET "offset" = 0')
+    await database.run(rewind)
+    again = await history.catch_up(WHOLE_EMPTY)
+    assert again is not None and again.written == []
+    assert await fetch(database, "SELECT dedupe_key FROM call_events ORDER BY event_id") == events
+    assert await talk_of(database) == (42, end, 42, end)
+
+
+async def test_a_talk_back_heard_live_is_left_as_the_tracker_gave_it(
+    history: CallHistory, database: Database, repository: CallRepository, tmp_path: Path
+) -> None:
+    completed = until_transfer()[-1]
+    assert isinstance(completed, OperatorCompleted)
+    ended = datetime.fromtimestamp(T + 250.6, UTC)
+    heard = replace(completed, talk_seconds=41, at=ended)  # the AMI's own seconds
+    log = await seen_live(history, database, repository, tmp_path, *until_transfer(), heard,
+                          CallEnded(BACK_UID, 16, "Normal Clearing", ended))
+    append(log, back_lines())
+    plan = await history.catch_up(WHOLE_EMPTY)
+    assert plan is not None
+    assert not any(isinstance(fact, OperatorCompleted) for fact in plan.written)
+    assert await talk_of(database) == (41, ended, 41, ended)
+
+
+async def test_a_talk_back_the_restarted_tracker_could_not_add_is_applied_by_the_advancer(
+    history: CallHistory, database: Database, repository: CallRepository, tmp_path: Path
+) -> None:
+    # serve restarted while the caller rang the agency: its tracker no longer knew the
+    # transfer, and gave nothing for the talk back it heard.
+    log = await seen_live(history, database, repository, tmp_path, *until_transfer())
+    now = int(time.time())
+    lines = back_lines(ended=now)  # just ended: the listener may still be writing it
+    append(log, lines[4:6])
+    held = await history.advance()
+    assert held is not None and held.offset == 0
+    assert (await talk_of(database))[0] == 2
+    log.write_text("")
+    await history.catch_up(WHOLE_EMPTY)
+    append(log, back_lines()[4:6])  # ended long enough ago
+    moved = await history.advance()
+    assert moved is not None and moved.offset == log.stat().st_size
+    end = datetime.fromtimestamp(T + 250, UTC)
+    assert await talk_of(database) == (42, end, 42, end)
+    assert await history.advance() == moved
+    assert (await talk_of(database)) == (42, end, 42, end)

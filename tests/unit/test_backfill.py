@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from telephony.ami.tracker import CallTracker
 from telephony.asterisk.causes import cause_text
 from telephony.asterisk.queue_log import (
+    BACK_STATES,
     LEG_STATES,
     MAX_LOGGED,
     Chunk,
@@ -27,6 +29,7 @@ from telephony.calls.backfill import (
     LegRecorded,
     Recorded,
     arrival_of,
+    back_facts,
     caller_channels,
     fact_slot,
     leg_facts,
@@ -34,6 +37,7 @@ from telephony.calls.backfill import (
     plan_backfill,
     settled_calls,
     settled_cursor,
+    unsettled_backs,
 )
 from telephony.calls.facts import (
     CallBackfilled,
@@ -765,3 +769,110 @@ def test_the_cursor_waits_for_leg_reports_the_database_lacks() -> None:
     # A leg the line never opened holds nothing back.
     assert settled_cursor(found, end=Cursor(7, 999), ended={"1796449120.60"}, now=NOW,
                           legs={}) == Cursor(7, 999)
+
+
+# ---------------------------------------------------------------- talks after a failed transfer
+
+# A blind transfer nobody answered, as the lab logs it: Queue() completes the operator's talk
+# at the transfer (2 s), the agency does not answer, [siaga112-transfer] rings the operator
+# back and [siaga112-back-answered] logs their talk (40 s) under the operator channel's
+# Uniqueid, until the caller hangs up.
+BACK_CALL = "1732345678.0"
+BACK_CHANNEL = "1732345688.7"
+TRANSFER = f"1732345682|{BACK_CALL}|medical|PJSIP/op1001|BLINDTRANSFER|7*0215550100" \
+    "|siaga112-transfer|2|2|1"
+BACK = [
+    f"1732345688|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|{BACK_CALL}|answered",
+    f"1732345728|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|{BACK_CALL}|ended",
+]
+# The transfer's completion as the tracker gave it from AgentComplete (heard live).
+COMPLETED = OperatorCompleted(BACK_CALL, "medical", "PJSIP/op1001", 2, 2, "transfer",
+                              datetime.fromtimestamp(1732345682.2, UTC))
+
+
+def test_a_talk_back_line_is_parsed() -> None:
+    assert parse_line(BACK[1].encode(), 9) == QueueLogEntry(
+        1732345728, BACK_CHANNEL, "NONE", "", "SIAGABACK", (BACK_CALL, "ended"), 9)
+    assert BACK_STATES == ("answered", "ended")
+
+
+@pytest.mark.parametrize(("raw", "why"), [
+    (f"1732345728|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|{BACK_CALL}", "1 data fields, not 2"),
+    (f"1732345728|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|{BACK_CALL}|ended|16",
+     "3 data fields, not 2"),
+    (f"1732345728|{BACK_CHANNEL}|NONE|NONE|SIAGABACK||ended", "call id malformed"),
+    (f"1732345728|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|1732345678.0;x|ended",
+     "call id malformed"),
+    (f"1732345728|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|\u0661732345678.0|ended",
+     "call id malformed"),
+    (f"1732345728|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|{BACK_CALL}|gone", "not answered or ended"),
+    (f"1732345728|{BACK_CHANNEL}|NONE|NONE|SIAGABACK|{BACK_CALL}|", "not answered or ended"),
+])
+def test_a_bad_talk_back_line_is_refused_with_one_clear_reason(raw: str, why: str) -> None:
+    with pytest.raises(QueueLogLineError, match=why) as caught:
+        parse_line(raw.encode(), 12)
+    assert "SIAGABACK" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_talk_back_the_line_did_not_hear_is_the_trackers_completion() -> None:
+    """The tracker gives the transfer's completion again, its talk 2 + 40 s, at the talk's
+    end (tests/unit/test_ami_tracker.py); from the log the same, to the log's second."""
+    assert back_facts(entries(BACK), {BACK_CALL: [COMPLETED]}) == [
+        OperatorCompleted(BACK_CALL, "medical", "PJSIP/op1001", 2, 42, "transfer",
+                          at(1732345728))]
+
+
+def test_a_talk_back_heard_live_or_applied_before_is_not_written_again() -> None:
+    heard = OperatorCompleted(BACK_CALL, "medical", "PJSIP/op1001", 2, 42, "transfer",
+                              datetime.fromtimestamp(1732345728.6, UTC))
+    assert back_facts(entries(BACK), {BACK_CALL: [COMPLETED, heard]}) == []
+    (applied,) = back_facts(entries(BACK), {BACK_CALL: [COMPLETED]})
+    assert back_facts(entries(BACK), {BACK_CALL: [COMPLETED, applied]}) == []
+
+
+def test_talks_back_add_up_and_an_unfinished_one_or_none_known_adds_nothing() -> None:
+    second = "1732345740.9"
+    lines = [*BACK, f"1732345740|{second}|NONE|NONE|SIAGABACK|{BACK_CALL}|answered",
+             f"1732345750|{second}|NONE|NONE|SIAGABACK|{BACK_CALL}|ended"]
+    (fact,) = back_facts(entries(lines), {BACK_CALL: [COMPLETED]})
+    assert (fact.talk_seconds, fact.at) == (52, at(1732345750))
+    # Still talking: nothing yet, and the cursor may not pass it.
+    assert back_facts(entries(BACK[:1]), {BACK_CALL: [COMPLETED]}) == []
+    assert unsettled_backs(entries(BACK[:1]), {BACK_CALL: [COMPLETED]}) == {BACK_CALL}
+    # No transfer known (a completion that was not one, or none): the queue's talk stands.
+    assert back_facts(entries(BACK), {}) == []
+    assert back_facts(entries(BACK), {BACK_CALL: [replace(COMPLETED, ended_by="caller")]}) == []
+    # An end with no answer logged says nothing.
+    assert back_facts(entries(BACK[1:]), {BACK_CALL: [COMPLETED]}) == []
+
+
+def test_a_call_missed_whole_gets_its_talk_back_after_its_transfer_and_no_phantom_call() -> None:
+    lines = [f"1732345678|{BACK_CALL}|NONE|NONE|SIAGALINE|112",
+             f"1732345679|{BACK_CALL}|medical|NONE|ENTERQUEUE||0812|1",
+             f"1732345680|{BACK_CALL}|medical|PJSIP/op1001|CONNECT|2|1732345679.1|1",
+             TRANSFER, *BACK, f"1732345728|{BACK_CALL}|NONE|NONE|SIAGAEND|16"]
+    plan = plan_backfill(entries(lines), end=Cursor(7, 900), live=set(), recorded={}, now=NOW)
+    assert plan.backfilled == [BACK_CALL]
+    completed = [fact for fact in plan.written if isinstance(fact, OperatorCompleted)]
+    assert [(fact.talk_seconds, fact.at) for fact in completed] == [
+        (2, at(1732345682)), (42, at(1732345728))]
+    assert plan.written.index(completed[1]) == len(plan.written) - 1  # the last completion
+    assert {getattr(fact, "call_id", "") for fact in plan.written} == {BACK_CALL}
+    # The line saw the call and its transfer live, and restarted during the talk back.
+    seen = {BACK_CALL: Recorded(True, frozenset(), at(1732345678))}
+    plan = plan_backfill(entries([TRANSFER, *BACK]), end=Cursor(7, 900), live=set(),
+                         recorded=seen, now=NOW, completions={BACK_CALL: [COMPLETED]})
+    assert plan.written == [replace(COMPLETED, talk_seconds=42, at=at(1732345728))]
+    # A live call's talk back follows the resync's facts.
+    plan = plan_backfill(entries([TRANSFER, *BACK]), end=Cursor(7, 900), live={BACK_CALL},
+                         recorded=seen, now=NOW, completions={BACK_CALL: [COMPLETED]})
+    assert plan.written == [] and plan.live[-1].kind == "operator_completed"
+
+
+def test_the_cursor_waits_for_talks_back_the_database_lacks() -> None:
+    found = entries([*ABANDONED, *BACK])
+    ended = {"1796449120.60"}
+    assert settled_cursor(found, end=Cursor(7, 999), ended=ended, now=at(1732345800),
+                          backs={BACK_CALL}) == Cursor(7, found[2][1].offset)
+    assert settled_cursor(found, end=Cursor(7, 999), ended=ended, now=at(1732345800)) \
+        == Cursor(7, 999)
