@@ -896,7 +896,7 @@ async def test_the_talk_of_a_phone_that_died_ends_where_its_media_stopped(
 async def test_an_upgrade_ends_the_talk_of_earlier_dead_phones_where_their_media_stopped(
         pg_cluster: EmbeddedPostgres, settings: Settings) -> None:
     """Migration 0055 on calls recorded before it: cut once, the reports with them."""
-    owner = await create_database_before(pg_cluster, 60)
+    owner = await create_database_before(pg_cluster, 55)
     database = Database(replace(settings, database_dsn=line_dsn(pg_cluster, owner)))
     connection = await asyncpg.connect(owner)
     try:
