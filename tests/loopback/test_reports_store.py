@@ -517,6 +517,16 @@ async def budi_and_sari(connection: asyncpg.Connection, database: Database | Non
         await assign_desk(database, load_menu(), "sari", B, {"medical": 3})
 
 
+async def desks_in_rows(connection: asyncpg.Connection, *desks: tuple[str, str]) -> None:
+    """Each (user name, desk) as the desks page puts it, written as rows: a database before
+    an upgrade gives the line's role no grants to join a desk with."""
+    for username, desk in desks:
+        await connection.execute("INSERT INTO operators (operator) VALUES ($1)", desk)
+        await connection.execute(
+            "INSERT INTO account_operators (account_id, operator) SELECT account_id, $1"
+            " FROM accounts WHERE username = $2", desk, username)
+
+
 async def test_a_report_names_who_answered_then_and_takes_each_queues_wrapup(
         database_dsn: str, settings: Settings) -> None:
     """Budi and Sari swap desks at 10:00; an admin gave the fire queue a 30 s wrap-up, and
@@ -741,11 +751,7 @@ async def test_an_upgrade_ends_the_part_of_an_operator_who_left_before_it(
     connection = await asyncpg.connect(owner)
     try:
         await budi_and_sari(connection)
-        for username, desk in (("budi", A), ("sari", B)):
-            await connection.execute("INSERT INTO operators (operator) VALUES ($1)", desk)
-            await connection.execute(
-                "INSERT INTO account_operators (account_id, operator) SELECT account_id, $1"
-                " FROM accounts WHERE username = $2", desk, username)
+        await desks_in_rows(connection, ("budi", A), ("sari", B))
         await CallRepository(CALENDAR).apply(connection, [
             *handed_on("1741572000.1", local(8)), *pause(B, local(8, 1, 52), True, "wrapup"),
             *pause(B, local(8, 2, 30) + timedelta(seconds=0.4), False)])
@@ -774,10 +780,7 @@ async def test_an_upgrade_credits_each_operator_of_earlier_calls_with_their_part
         await budi_and_sari(connection)
         # Budi at A as the desks page puts him (the line's role has no grants before the
         # upgrade); Sari's join at B only in the audit log.
-        await connection.execute("INSERT INTO operators (operator) VALUES ($1)", A)
-        await connection.execute(
-            "INSERT INTO account_operators (account_id, operator) SELECT account_id, $1"
-            " FROM accounts WHERE username = 'budi'", A)
+        await desks_in_rows(connection, ("budi", A))
         await connection.execute(
             "INSERT INTO audit_log (at, actor, action, object_type, object_id) "
             "VALUES ($1, 'sari', 'desk.join', 'desk', $2)", local(7), B)
@@ -901,11 +904,7 @@ async def test_an_upgrade_ends_the_talk_of_earlier_dead_phones_where_their_media
     connection = await asyncpg.connect(owner)
     try:
         await budi_and_sari(connection)
-        for username, desk in (("budi", A), ("sari", B)):
-            await connection.execute("INSERT INTO operators (operator) VALUES ($1)", desk)
-            await connection.execute(
-                "INSERT INTO account_operators (account_id, operator) SELECT account_id, $1"
-                " FROM accounts WHERE username = $2", desk, username)
+        await desks_in_rows(connection, ("budi", A), ("sari", B))
         await browser_phone(connection, B)
         talked, ends = dead_phone_calls(local(8), A, B)
         await CallRepository(CALENDAR).apply(connection, [*talked, *ends])
