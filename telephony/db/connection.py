@@ -265,6 +265,8 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
         self._acquire_timeout = acquire_timeout(settings, resolve_dsn(settings))
+        # The last look at whether each server answers (_answers): when it began, and it.
+        self._looks: dict[tuple[str, int] | None, tuple[float, asyncio.Task[bool]]] = {}
 
     async def pool(self) -> asyncpg.Pool:
         """The open pool, opening (and preparing) it if needed."""
@@ -294,7 +296,8 @@ class Database:
             async with pool.acquire(timeout=self._acquire_timeout) as proxy:
                 # The pool hands out a proxy that forwards every Connection method.
                 connection = cast(asyncpg.Connection, proxy)
-                watch = _AnswerWatch(connection, lambda: self._answers(connection))
+                since = asyncio.get_running_loop().time()
+                watch = _AnswerWatch(connection, lambda: self._answers(connection, since))
                 try:
                     return await work(connection)
                 finally:
@@ -309,19 +312,39 @@ class Database:
                     "closed") from exc
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 
-    async def _answers(self, connection: asyncpg.Connection) -> bool:
+    async def _answers(self, connection: asyncpg.Connection, since: float) -> bool:
         """Whether the server ``connection`` is on takes a new connection in time. Only no
-        answer at all counts: a refusal (too many connections, a password) is an answer."""
+        answer at all counts: a refusal (too many connections, a password) is an answer.
+
+        One look per server serves every piece of work that asks within
+        :data:`ANSWER_CHECK_SECONDS` of the look's start, if it began while the work ran
+        (``since``, the loop's clock): in a surge on a loaded database many pieces of work
+        pass the mark together, and a new connection each (a backend started for every one)
+        would load the server just when it is slow. Shielded: the work a watch guards may
+        end while the look connects, and the look then ends on its own, within
+        ``db_connect_timeout``, rather than being cut mid-handshake."""
         # The same host as the work's, not any of a multi-host DSN's: another node answering
         # says nothing of the one the work waits on.
         address = getattr(connection, "_addr", None)
-        where = {"host": address[0], "port": address[1]} \
-            if isinstance(address, tuple) and len(address) == 2 else {}
+        where = (address[0], address[1]) \
+            if isinstance(address, tuple) and len(address) == 2 else None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        began, look = self._looks.get(where, (-math.inf, None))
+        if look is None or began < since or now - began >= ANSWER_CHECK_SECONDS:
+            look = loop.create_task(self._look(where), name="database-answer-check")
+            self._looks[where] = (now, look)
+        return await asyncio.shield(look)
+
+    async def _look(self, where: tuple[str, int] | None) -> bool:
+        """A new connection to ``where`` (the DSN's hosts if None), closed at once: whether
+        the server answered it within ``db_connect_timeout``."""
+        host, port = where if where is not None else (None, None)
         try:
             probe = await asyncpg.connect(
                 dsn=resolve_dsn(self._settings), timeout=self._settings.db_connect_timeout,
                 server_settings={"application_name": session_name(self._settings, PROBE_NAME)},
-                **where)
+                host=host, port=port)
         except (OSError, TimeoutError):
             return False
         except Exception:  # any other refusal came from a server that answers
@@ -354,7 +377,12 @@ class Database:
         await self.run(work)
 
     async def close(self) -> None:
-        """Close the pool, if open."""
+        """Close the pool, if open, once the looks still connecting have ended (each within
+        ``db_connect_timeout``)."""
+        looks = [look for _, look in self._looks.values() if not look.done()]
+        self._looks.clear()
+        if looks:
+            await asyncio.wait(looks, timeout=self._settings.db_connect_timeout + 1)
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await asyncio.wait_for(pool.close(), timeout=10)

@@ -92,3 +92,25 @@ async def test_work_on_a_hung_server_fails_within_seconds_and_slow_work_on_a_liv
         await eventually("work done again", answered, 10)
     finally:
         await database.close()
+
+
+async def test_slow_work_in_a_surge_costs_the_server_one_look_a_second(
+        settings: Settings, database_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many pieces of work passing the one-second mark together on a loaded server each opened
+    # a connection of their own to ask whether it answers: a backend started for every one
+    # just when the server is slow. One look now serves all that ran when it began.
+    database = Database(replace(settings, database_dsn=database_dsn), max_size=6)
+    looks: list[object] = []
+    look = database._look  # counted, not replaced: each look is a real connection
+
+    async def counted(where: tuple[str, int] | None) -> bool:
+        looks.append(where)
+        return await look(where)
+
+    monkeypatch.setattr(database, "_look", counted)
+    try:
+        await asyncio.gather(*(database.run(lambda c: c.execute("SELECT pg_sleep(1.5)"))
+                               for _ in range(6)))
+        assert len(looks) == 1, looks
+    finally:
+        await database.close()
