@@ -54,6 +54,9 @@ CALLS = existing(
 )
 RESYNCS = existing("ami_resync.txt", "ami_synthetic_resync.txt")
 
+# ANSWERED up to its caller joining the queue: a line stopped there leaves a caller waiting.
+JOIN = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
+
 
 def ami_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno == level]
@@ -155,12 +158,11 @@ async def test_resync_from_recorded_replies(path: Path) -> None:
 
 async def test_listener_restart_mid_call_resyncs() -> None:
     sink = ListSink(open_ids=["1732340000.5"])  # ended while nobody was listening
-    split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
     async with fake_asterisk() as server:
         async with listener(server.port, sink) as first:
             async with asyncio.timeout(5):
                 await first.wait_ready()
-            await server.send_frames(ANSWERED[:split])
+            await server.send_frames(ANSWERED[:JOIN])
             await eventually(lambda: bool(sink.of(QueueJoined)))
         before = len(sink.facts)
         assert [type(f) for f in sink.facts].count(CallVanished) == 1  # the preset open call
@@ -184,11 +186,26 @@ async def test_listener_restart_mid_call_resyncs() -> None:
             assert [f for f in restored if isinstance(f, QueueJoined)] == [
                 QueueJoined(CALLER, "medical", 1, NOW - timedelta(seconds=4))
             ]
-            await server.send_frames(ANSWERED[split:])
+            await server.send_frames(ANSWERED[JOIN:])
             await eventually(lambda: bool(sink.of(CallEnded)))
         assert [type(f) for f in sink.of(OperatorAnswered)] == [OperatorAnswered]
         assert await sink.open_calls() == {}
         assert server.logins == 2
+
+
+async def join_stored(server: FakeAsterisk, recorder: CallRecorder, database_dsn: str) -> None:
+    """A line that hears the caller of ANSWERED join its queue, and stops once the join is
+    in the database."""
+    async with listener(server.port, recorder) as ami:
+        async with asyncio.timeout(5):
+            await ami.wait_ready()
+        await server.send_frames(ANSWERED[:JOIN])
+
+        async def stored() -> bool | None:
+            return bool(await fetch(database_dsn, "SELECT 1 FROM call_events WHERE "
+                                    "call_id = $1 AND kind = 'queue_joined'", CALLER)) or None
+
+        await polling.eventually("the call's join stored", stored, 5)
 
 
 def spooling_recorder(database: OutageDatabase, tmp_path: Path) -> CallRecorder:
@@ -212,14 +229,13 @@ async def test_a_line_restarted_while_the_database_is_away_starts_a_live_call_on
     def recorder() -> CallRecorder:  # each process opens the spool it finds
         return spooling_recorder(database, tmp_path)
 
-    split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
     first = recorder()
     try:
         async with fake_asterisk() as server:
             async with listener(server.port, first) as ami:
                 async with asyncio.timeout(5):
                     await ami.wait_ready()
-                await server.send_frames(ANSWERED[:split])
+                await server.send_frames(ANSWERED[:JOIN])
                 await eventually(lambda: first.spooled_calls().get(CALLER, SpooledCall())
                                  .waiting == {"medical"})
             server.channels, server.status, server.queues = live_call_snapshot(CALLER)
@@ -227,7 +243,7 @@ async def test_a_line_restarted_while_the_database_is_away_starts_a_live_call_on
             async with listener(server.port, second) as ami:
                 async with asyncio.timeout(5):
                     await ami.wait_ready()
-                await server.send_frames(ANSWERED[split:])
+                await server.send_frames(ANSWERED[JOIN:])
                 await eventually(lambda: second.pending() >= len(expected_facts(ANSWERED)))
         database.down = False
         await second.flush()
@@ -259,28 +275,17 @@ async def test_a_start_stored_before_the_outage_is_not_stored_again_after_a_rest
     def recorder() -> CallRecorder:  # each process opens the spool it finds
         return spooling_recorder(database, tmp_path)
 
-    split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
     first = recorder()
     try:
         async with fake_asterisk() as server:
-            async with listener(server.port, first) as ami:
-                async with asyncio.timeout(5):
-                    await ami.wait_ready()
-                await server.send_frames(ANSWERED[:split])
-
-                async def stored() -> bool | None:
-                    return bool(await fetch(database_dsn, "SELECT 1 FROM call_events WHERE "
-                                            "call_id = $1 AND kind = 'queue_joined'",
-                                            CALLER)) or None
-
-                await polling.eventually("the call's join stored", stored, 5)
+            await join_stored(server, first, database_dsn)
             database.down = True
             server.channels, server.status, server.queues = live_call_snapshot(CALLER)
             second = recorder()
             async with listener(server.port, second) as ami:
                 async with asyncio.timeout(5):
                     await ami.wait_ready()
-                await server.send_frames(ANSWERED[split:])
+                await server.send_frames(ANSWERED[JOIN:])
                 await eventually(lambda: CALLER not in ami.live_calls and second.pending() > 0)
         database.down = False
         await second.flush()
@@ -304,27 +309,16 @@ async def test_a_restarted_line_does_not_join_a_stored_waiting_call_again(
     its queue at an instant estimated from its wait: a second queue_joined, the call's
     history showing it queued twice. The store says which queues its open calls wait in."""
     database = OutageDatabase(replace(settings, database_dsn=database_dsn))
-    split = next(i for i, f in enumerate(ANSWERED) if ("Event", "QueueCallerJoin") in f) + 1
     first = spooling_recorder(database, tmp_path)
     try:
         async with fake_asterisk() as server:
-            async with listener(server.port, first) as ami:
-                async with asyncio.timeout(5):
-                    await ami.wait_ready()
-                await server.send_frames(ANSWERED[:split])
-
-                async def stored() -> bool | None:
-                    return bool(await fetch(database_dsn, "SELECT 1 FROM call_events WHERE "
-                                            "call_id = $1 AND kind = 'queue_joined'",
-                                            CALLER)) or None
-
-                await polling.eventually("the call's join stored", stored, 5)
+            await join_stored(server, first, database_dsn)
             server.channels, server.status, server.queues = live_call_snapshot(CALLER)
             second = spooling_recorder(database, tmp_path)
             async with listener(server.port, second) as ami:
                 async with asyncio.timeout(5):
                     await ami.wait_ready()
-                await server.send_frames(ANSWERED[split:])
+                await server.send_frames(ANSWERED[JOIN:])
 
                 async def ended() -> bool | None:
                     return bool(await fetch(database_dsn, "SELECT 1 FROM calls WHERE "
